@@ -1,0 +1,4 @@
+import type { RegisterCommand } from './types.ts';
+
+// Each command lives in its own module; add it here in the order `fleet --help` lists them.
+export const COMMANDS: RegisterCommand[] = [];

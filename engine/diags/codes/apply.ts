@@ -1,0 +1,5 @@
+import { defineCodes } from './types.ts';
+
+// Diagnostic codes of engine/apply. Each code needs a doc and must be used in the code;
+// engine/diags/codes.test.ts and docs/diagnostics.md keep that true.
+export const applyCodes = defineCodes({});

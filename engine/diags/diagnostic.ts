@@ -1,0 +1,94 @@
+import { CODES, type Code } from './codes/index.ts';
+
+export type Severity = 'error' | 'warning';
+
+/** Where a diagnostic applies: a place in a file, a VM or fleet address, or both. */
+export interface Where {
+  file?: string;
+  /** 1-based line. */
+  line?: number;
+  /** 1-based column. */
+  col?: number;
+  /** A VM address (`web/3`), a fleet name, or a lock id. */
+  address?: string;
+}
+
+/**
+ * A problem a person can act on: what (summary, fixed per code), why (detail,
+ * specific to this occurrence) and where. Collected, never thrown for bad
+ * input; only bugs throw.
+ */
+export interface Diagnostic extends Where {
+  severity: Severity;
+  code: Code;
+  summary: string;
+  detail: string;
+}
+
+export function diag(code: Code, detail: string, where: Where = {}, severity?: Severity): Diagnostic {
+  const entry = CODES[code];
+  if (!entry) throw new Error(`bug: diagnostic code ${String(code)} is not in the registry`);
+  const d: Diagnostic = { severity: severity ?? entry.severity, code, summary: entry.summary, detail };
+  if (where.file !== undefined) d.file = where.file;
+  if (where.line !== undefined) d.line = where.line;
+  if (where.col !== undefined) d.col = where.col;
+  if (where.address !== undefined) d.address = where.address;
+  return d;
+}
+
+export function hasErrors(diags: readonly Diagnostic[]): boolean {
+  return diags.some((d) => d.severity === 'error');
+}
+
+/** Stable order: by file, line, column, then code. */
+export function sortDiagnostics(diags: Diagnostic[]): Diagnostic[] {
+  return diags.sort(
+    (a, b) =>
+      (a.file ?? '').localeCompare(b.file ?? '') ||
+      (a.line ?? 0) - (b.line ?? 0) ||
+      (a.col ?? 0) - (b.col ?? 0) ||
+      (a.address ?? '').localeCompare(b.address ?? '') ||
+      a.code.localeCompare(b.code),
+  );
+}
+
+export function location(d: Where): string {
+  const parts: string[] = [];
+  if (d.file !== undefined) {
+    let s = d.file;
+    if (d.line !== undefined) s += `:${d.line}`;
+    if (d.line !== undefined && d.col !== undefined) s += `:${d.col}`;
+    parts.push(s);
+  }
+  if (d.address !== undefined) parts.push(d.address);
+  return parts.join(' ');
+}
+
+/** Text form for stderr: `error[spec.unknown-key]: Unknown key` then `  at file:1:2` then the detail. */
+export function formatDiagnostic(d: Diagnostic): string {
+  const loc = location(d);
+  return `${d.severity}[${d.code}]: ${d.summary}\n${loc ? `  at ${loc}\n` : ''}  ${d.detail}\n`;
+}
+
+export function formatDiagnostics(diags: readonly Diagnostic[]): string {
+  return diags.map(formatDiagnostic).join('\n');
+}
+
+/**
+ * Thrown when an operation cannot go on because of bad input or an outside
+ * fault (unreachable database, lock held, stale plan). The CLI prints its
+ * diagnostics and exits 1; it never shows a stack trace for these.
+ */
+export class FleetError extends Error {
+  readonly diagnostics: Diagnostic[];
+  constructor(diagnostics: Diagnostic | Diagnostic[]) {
+    const list = Array.isArray(diagnostics) ? diagnostics : [diagnostics];
+    super(list.map((d) => `${d.summary}: ${d.detail}`).join('; '));
+    this.name = 'FleetError';
+    this.diagnostics = list;
+  }
+}
+
+export function fail(code: Code, detail: string, where: Where = {}): never {
+  throw new FleetError(diag(code, detail, where));
+}

@@ -1,0 +1,2 @@
+export * from './diagnostic.ts';
+export { CODES, type Code, type CodeEntry } from './codes/index.ts';

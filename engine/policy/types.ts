@@ -1,0 +1,95 @@
+// The policy pack's contract with the loader, the planner and the authority.
+import type { JSONSchemaType } from 'ajv';
+import type { Where } from '../diags/index.ts';
+import type { Change, Enforcement, Grant, PlanDocument, Violation } from '../plan/types.ts';
+import type { VmRow } from '../record/types.ts';
+import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
+
+export interface Edge {
+  from: string;
+  to: string;
+  /** Cloud operation that carries a VM along this edge (`none` when only the record changes). */
+  operation: string;
+  where?: Where;
+}
+
+/** The finite state diagram. Immutable once loaded. */
+export interface Lifecycle {
+  states: readonly string[];
+  initial: string;
+  terminal: readonly string[];
+  requestable: readonly string[];
+  failure: readonly string[];
+  edges: readonly Edge[];
+  /** Exactly one edge from -> to exists. The authority vetoes anything else. */
+  allows(from: string, to: string): boolean;
+  /** Shortest path of states from `from` to `to` inclusive, deterministic (ties broken by the edges' order in the pack); undefined when there is none. `[from]` when equal. */
+  path(from: string, to: string): string[] | undefined;
+  /** Operation of the edge from -> to; undefined when there is no such edge. */
+  operation(from: string, to: string): string | undefined;
+  isTerminal(state: string): boolean;
+}
+
+/** What a rule reports. The engine adds policy name and enforcement level. */
+export interface Finding {
+  address: string;
+  message: string;
+  hint: string;
+}
+
+export interface RuleContext {
+  stack: LoadedStack;
+  /** The rule's config: its settings without `enforcement`, validated against its schema. */
+  config: Record<string, unknown>;
+  enforcement: Enforcement;
+  lifecycle: Lifecycle;
+  images: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  fleets: readonly LoadedFleet[];
+  /** Live VMs of the stack in the record (all fleets, so quotas count what others hold). */
+  record: readonly VmRow[];
+  allowDestroy: ReadonlySet<string>;
+}
+
+/**
+ * A policy rule, built in or from a pack's module. A custom rule module
+ * default-exports one of these (or an array of them).
+ * If a check throws, the engine reports a mandatory violation naming the rule.
+ */
+export interface Rule {
+  name: string;
+  description: string;
+  /** JSON Schema of the rule's config (its settings minus `enforcement`). */
+  configSchema: JSONSchemaType<unknown> | Record<string, unknown>;
+  defaultEnforcement?: Enforcement;
+  /** One VM change at a time. */
+  checkChange?(change: Change, ctx: RuleContext): Finding[];
+  /** The whole plan (for rules about totals, like max-disruption). */
+  checkPlan?(plan: PlanDocument, ctx: RuleContext): Finding[];
+}
+
+export interface ResolvedRule {
+  rule: Rule;
+  enforcement: Enforcement;
+  config: Record<string, unknown>;
+  /** Where the settings came from (pack or stack file). */
+  where?: Where;
+}
+
+export interface LoadedPack {
+  name: string;
+  version: string;
+  dir: string;
+  file: string;
+  lifecycle: Lifecycle;
+  /** logical image -> data center -> real image */
+  images: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** Every known rule with its merged settings (pack, then stack overrides). */
+  rules: ReadonlyMap<string, ResolvedRule>;
+}
+
+/** Result of the planner asking how many members a fleet may have. */
+export interface Budget {
+  granted: number;
+  grant?: Grant;
+  violations: Violation[];
+}

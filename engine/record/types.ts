@@ -1,0 +1,207 @@
+// The record's contract: what the planner, the authority and apply may ask of
+// it. Both backends (PGlite and PostgreSQL) implement it with the same SQL.
+// If you add an operation here, add it to the contract suite in
+// engine/record/record.contract.test.ts so it runs on both backends.
+import type { PlanBasis, VmSize } from '../plan/types.ts';
+
+export interface VmRow {
+  id: string;
+  stack: string;
+  fleet: string;
+  /** Member index within the fleet. */
+  index: number;
+  /** `<fleet>/<index>` */
+  address: string;
+  /** `<stack>-<fleet>-<index>` */
+  name: string;
+  dataCenter: string;
+  /** Current lifecycle state. */
+  state: string;
+  desiredState: string;
+  specHash: string;
+  image: string;
+  realImage: string | null;
+  size: VmSize;
+  encryptedDisk: boolean;
+  cloudId: string | null;
+  /** Bumped by every write to the row. */
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+  /** Set once the VM reached a terminal state; retired rows stay for history but are not listed by default. */
+  retiredAt: string | null;
+}
+
+export interface FleetRow {
+  stack: string;
+  fleet: string;
+  owner: string;
+  /** Bumped whenever a member of the fleet is inserted, changed or retired. */
+  version: number;
+  updatedAt: string;
+}
+
+/** Who asks for a change and under which plan / request; becomes the history row. */
+export interface ChangeContext {
+  actor: string;
+  planId?: string | null;
+  requestId?: string | null;
+  detail?: string | null;
+}
+
+export type Outcome = 'ok' | 'failed' | 'vetoed' | 'denied' | 'drift' | 'modified';
+
+export interface HistoryRow {
+  id: number;
+  vmId: string;
+  address: string;
+  from: string | null;
+  to: string;
+  actor: string;
+  planId: string | null;
+  requestId: string | null;
+  outcome: Outcome;
+  detail: string | null;
+  at: string;
+}
+
+export interface NewVm {
+  stack: string;
+  fleet: string;
+  owner: string;
+  index: number;
+  dataCenter: string;
+  /** The pack's initial state. */
+  state: string;
+  desiredState: string;
+  specHash: string;
+  image: string;
+  realImage?: string | null;
+  size: VmSize;
+  encryptedDisk: boolean;
+  /** Optional fixed id (the authority uses the id the CLI proposed, so retries find the same VM). */
+  id?: string;
+}
+
+export type VmPatch = Partial<
+  Pick<VmRow, 'desiredState' | 'specHash' | 'image' | 'realImage' | 'size' | 'cloudId' | 'encryptedDisk'>
+> & { retire?: boolean };
+
+export interface LockHolder {
+  who: string;
+  host: string;
+  planId: string | null;
+  pid: number;
+}
+
+export interface LockRow extends LockHolder {
+  lockId: string;
+  stack: string;
+  fleet: string;
+  since: string;
+  expiresAt: string;
+}
+
+export interface LockHandle {
+  lockId: string;
+  fleets: string[];
+  /** Extends the lease; throws FleetError(record.lock-lost) if another holder took it over. */
+  heartbeat(): Promise<void>;
+  release(): Promise<void>;
+}
+
+export interface StaleEntry {
+  kind: 'vm' | 'fleet';
+  key: string;
+  expected: number;
+  actual: number | null;
+}
+
+export type StepStatus = 'started' | 'done' | 'failed';
+
+/** Apply's journal: a step is written `started` before its call and `done`/`failed` after. */
+export interface JournalRow {
+  planId: string;
+  address: string;
+  seq: number;
+  vmId: string | null;
+  from: string;
+  to: string;
+  idempotencyKey: string;
+  status: StepStatus;
+  detail: string | null;
+  at: string;
+}
+
+export interface BootAttempt {
+  vmId: string | null;
+  dataCenter: string;
+  cloudId: string | null;
+  image: string | null;
+  approved: boolean;
+  reason: string;
+}
+
+export interface AppliedPlan {
+  id: string;
+  stack: string;
+  digest: string;
+  who: string;
+  startedAt: string;
+  finishedAt: string | null;
+  result: 'running' | 'succeeded' | 'failed' | 'interrupted';
+}
+
+/**
+ * The global record. Every method is one transaction. Writes that change a VM
+ * check `expectedVersion` and throw `VersionConflictError` on mismatch, never
+ * overwrite silently. Every state change writes its history row in the same
+ * transaction.
+ */
+export interface FleetRecord {
+  /** The URL with any password removed, for messages. */
+  readonly description: string;
+  close(): Promise<void>;
+
+  /** Live (not retired) VMs of a stack, only the given fleets when `fleets` is set. Ordered by fleet, index. */
+  listVms(stack: string, opts?: { fleets?: readonly string[]; includeRetired?: boolean }): Promise<VmRow[]>;
+  getVm(id: string): Promise<VmRow | undefined>;
+  /** The live VM at an address. */
+  findVm(stack: string, address: string): Promise<VmRow | undefined>;
+  listFleets(stack: string, fleets?: readonly string[]): Promise<FleetRow[]>;
+
+  /** Inserts a VM in its initial state with a history row (from null); bumps the fleet's version. Throws VersionConflictError if the address is live already. */
+  insertVm(vm: NewVm, ctx: ChangeContext): Promise<VmRow>;
+  /** One state change plus its history row, atomically. */
+  transitionVm(id: string, expectedVersion: number, to: string, ctx: ChangeContext & { outcome?: Outcome }, patch?: VmPatch): Promise<VmRow>;
+  /** A change that is not a state change (cloud id, size, spec hash…). */
+  updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
+  /** A history row with no state change (a vetoed request, a denied boot, drift). */
+  addHistory(vmId: string, row: { from: string | null; to: string; outcome: Outcome } & ChangeContext): Promise<void>;
+  history(stack: string, address?: string, opts?: { limit?: number }): Promise<HistoryRow[]>;
+
+  /** Versions a plan would be computed against. */
+  basis(stack: string, fleets: readonly string[]): Promise<PlanBasis>;
+  /** What changed since `basis` was taken; empty when the plan is still valid. */
+  checkBasis(stack: string, basis: PlanBasis): Promise<StaleEntry[]>;
+
+  /** Takes all the fleets' locks or none. Waits up to `timeoutMs`, then throws FleetError(record.lock-held) naming the holder. */
+  acquireLocks(stack: string, fleets: readonly string[], holder: LockHolder, opts?: { leaseMs?: number; timeoutMs?: number }): Promise<LockHandle>;
+  listLocks(stack: string): Promise<LockRow[]>;
+  /** Returns false when no such lock exists. */
+  forceUnlock(lockId: string): Promise<boolean>;
+
+  startPlan(plan: Omit<AppliedPlan, 'finishedAt' | 'result'>): Promise<void>;
+  finishPlan(id: string, result: AppliedPlan['result']): Promise<void>;
+  listPlans(stack: string): Promise<AppliedPlan[]>;
+
+  journal(row: Omit<JournalRow, 'at'>): Promise<void>;
+  /** Steps whose last status is `started` or `failed` (an interrupted or failed apply). */
+  unfinishedSteps(stack: string): Promise<JournalRow[]>;
+
+  addBootAttempt(attempt: BootAttempt): Promise<void>;
+  /** Stores the hash of a one-time boot token for a VM. */
+  setBootToken(vmId: string, tokenHash: string): Promise<void>;
+  /** Marks the token used; false when it does not match or was used already. Atomic. */
+  consumeBootToken(vmId: string, tokenHash: string): Promise<boolean>;
+}

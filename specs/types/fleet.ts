@@ -1,0 +1,120 @@
+/* generated from specs/schema/fleet.schema.json by `npm run gen:types` — do not edit */
+
+/**
+ * A fleet of identical VMs: how many, what they run, where they may live and which lifecycle state they should be in.
+ */
+export interface Fleet {
+  /**
+   * File format version. Always `fleet/v1`.
+   */
+  apiVersion: 'fleet/v1';
+  /**
+   * Document kind. Always `Fleet` for a fleet spec.
+   */
+  kind: 'Fleet';
+  metadata: FleetMetadata;
+  spec: FleetSpec;
+}
+/**
+ * Identity of the fleet.
+ */
+export interface FleetMetadata {
+  /**
+   * Fleet name, unique in the stack: lower-case letters, digits and dashes, starting with a letter, at most 40 characters. Members are addressed `<name>/<index>`.
+   */
+  name: string;
+  /**
+   * The team that owns the fleet: the subject of quotas and entitlements.
+   */
+  owner: string;
+  /**
+   * Free-form labels matched by policy rules (for example `env: prod`).
+   */
+  labels?: {
+    [k: string]: string;
+  };
+}
+/**
+ * The desired fleet.
+ */
+export interface FleetSpec {
+  /**
+   * Desired number of members. Lowering it deletes the highest-numbered members first.
+   */
+  count: number;
+  /**
+   * Smallest acceptable number of members: a policy grant below this vetoes the fleet's whole change.
+   */
+  minCount?: number;
+  /**
+   * Logical image name, translated to each data center's real image by the policy pack's image catalog.
+   */
+  image: string;
+  size: VmSize;
+  /**
+   * Hardware traits every data center chosen for a member must offer (for example `general`, `software-dev-optimized`).
+   */
+  hardware?: string[];
+  placement?: Placement;
+  /**
+   * Desired lifecycle state of every member; one of the policy pack's requestable states. Defaults to `Running`.
+   */
+  state?: string;
+  /**
+   * Encrypt the boot disk; its key is released only to a boot the authority approves.
+   */
+  encryptedDisk?: boolean;
+  /**
+   * Deleting or replacing members needs `--allow-destroy <fleet>`.
+   */
+  protect?: boolean;
+}
+/**
+ * Resources of each member.
+ */
+export interface VmSize {
+  /**
+   * Virtual CPUs, 1 to 256.
+   */
+  cpu: number;
+  /**
+   * Memory in GiB, 0.5 to 4096.
+   */
+  memoryGiB: number;
+  /**
+   * Boot disk in GiB, 1 to 65536.
+   */
+  diskGiB: number;
+}
+/**
+ * Where new members may be created. Existing members never move data center.
+ */
+export interface Placement {
+  /**
+   * Allow-list of the stack's data centers; all of them when absent.
+   *
+   * @minItems 1
+   */
+  dataCenters?: [string, ...string[]];
+  /**
+   * `nearest`: the closest candidate to `near`; `spread`: even across candidates; `pack`: fill the fewest data centers.
+   */
+  strategy?: 'nearest' | 'spread' | 'pack';
+  /**
+   * Reference point for `nearest`: a data center or site name, or coordinates. Defaults to the stack's site.
+   */
+  near?: string | Location;
+}
+/**
+ * Coordinates in decimal degrees.
+ */
+export interface Location {
+  /**
+   * Latitude, -90 to 90.
+   */
+  lat: number;
+  /**
+   * Longitude, -180 to 180.
+   */
+  lon: number;
+}

@@ -1,0 +1,123 @@
+/* generated from specs/schema/policy-pack.schema.json by `npm run gen:types` — do not edit */
+
+/**
+ * A policy pack: the lifecycle state diagram every VM follows, the rules every plan and request is checked against, and the image catalog.
+ */
+export interface PolicyPack {
+  /**
+   * File format version. Always `fleet/v1`.
+   */
+  apiVersion: 'fleet/v1';
+  /**
+   * Document kind. Always `PolicyPack`.
+   */
+  kind: 'PolicyPack';
+  metadata: PolicyPackMetadata;
+  spec: PolicyPackSpec;
+}
+/**
+ * Identity of the pack.
+ */
+export interface PolicyPackMetadata {
+  /**
+   * Pack name.
+   */
+  name: string;
+  /**
+   * Pack version (semver), recorded with every plan.
+   */
+  version: string;
+  /**
+   * What the pack is for.
+   */
+  description?: string;
+}
+/**
+ * Lifecycle, rules and images.
+ */
+export interface PolicyPackSpec {
+  lifecycle: Lifecycle;
+  /**
+   * TypeScript modules of custom rules, relative to the pack folder; each default-exports a rule (or an array of rules).
+   */
+  modules?: string[];
+  /**
+   * Rule settings keyed by rule name: `enforcement` plus the rule's own config. A stack's `policyPack.config` overrides them key by key.
+   */
+  rules?: {
+    [k: string]: PackRuleSettings;
+  };
+  /**
+   * Image catalog: logical image name -> real image name per data center.
+   */
+  images: {
+    [k: string]: {
+      [k: string]: string;
+    };
+  };
+}
+/**
+ * The finite state diagram: a VM moves along one edge at a time, never skipping a state.
+ */
+export interface Lifecycle {
+  /**
+   * Every state a VM can be in.
+   *
+   * @minItems 1
+   */
+  states: [string, ...string[]];
+  /**
+   * The state of a VM that has just been requested.
+   */
+  initial: string;
+  /**
+   * States with no way out (a deleted VM).
+   *
+   * @minItems 1
+   */
+  terminal: [string, ...string[]];
+  /**
+   * The edges of the diagram.
+   */
+  transitions: Transition[];
+  /**
+   * States a fleet spec may ask for.
+   *
+   * @minItems 1
+   */
+  requestable: [string, ...string[]];
+  /**
+   * States a VM lands in when an operation fails or a boot is denied.
+   */
+  failure?: string[];
+}
+/**
+ * One allowed state change.
+ */
+export interface Transition {
+  /**
+   * State before.
+   */
+  from: string;
+  /**
+   * State after.
+   */
+  to: string;
+  /**
+   * The cloud operation that carries the VM along this edge (`createVm`, `powerOn`, `boot`, `shutdown`, `powerOff`, `resize`, `deleteVm`, `none`).
+   */
+  operation?: string;
+  /**
+   * What the edge means.
+   */
+  description?: string;
+}
+/**
+ * A rule's enforcement level and its own config keys.
+ */
+export interface PackRuleSettings {
+  /**
+   * `advisory` reports, `mandatory` fails the plan, `disabled` skips the rule.
+   */
+  enforcement: 'advisory' | 'mandatory' | 'disabled';
+}
