@@ -2,4 +2,57 @@ import { defineCodes } from './types.ts';
 
 // Diagnostic codes of engine/apply. Each code needs a doc and must be used in the code;
 // engine/diags/codes.test.ts and docs/diagnostics.md keep that true.
-export const applyCodes = defineCodes({});
+export const applyCodes = defineCodes({
+  // --- providers, DMZ client, authority (providers/, engine/authority/) ---
+  'apply.dmz-unreachable': {
+    summary: 'DMZ client unreachable',
+    doc: 'The DMZ client of a data center did not answer (connection refused or dropped, or a timeout) after every retry. Check that the service runs at the address in stack.yaml and that the network lets the CLI reach it; the request can be retried safely, it carries the same idempotency key.',
+    severity: 'error',
+  },
+  'apply.dmz-error': {
+    summary: 'DMZ client failed',
+    doc: 'The DMZ client answered with a server error (5xx) or kept asking to slow down (429) after every retry. Its log tells why; the request can be retried safely with the same idempotency key.',
+    severity: 'error',
+  },
+  'apply.dmz-unauthorized': {
+    summary: 'DMZ client refused the token',
+    doc: 'The DMZ client answered 401: the bearer token is missing or wrong. Set the environment variable named by the data center\'s auth.tokenEnv to the token the DMZ client was started with.',
+    severity: 'error',
+  },
+  'apply.dmz-rejected': {
+    summary: 'DMZ client rejected the request',
+    doc: 'The DMZ client answered with a client error (4xx other than 401 and 429): the request was malformed, or an idempotency key was reused for a different request. Retrying the same request will not help.',
+    severity: 'error',
+  },
+  'apply.token-missing': {
+    summary: 'Data center token not set',
+    doc: 'The environment variable that should hold the bearer token of a data center\'s DMZ client (auth.tokenEnv in stack.yaml, or FLEET_DMZ_TOKEN_<DC> for the services) is not set or empty.',
+    severity: 'error',
+  },
+  'apply.step-vetoed': {
+    summary: 'Request vetoed by the authority',
+    doc: 'The authority refused the change: the edge is not in the lifecycle diagram, the VM is not in the state the request assumed, the VM lives in another data center, or the image has no translation there. The detail carries the authority\'s reason; plan again against the current record.',
+    severity: 'error',
+  },
+  'apply.step-failed': {
+    summary: 'Cloud operation failed',
+    doc: 'The authority approved the change but the data center\'s cloud operation failed; the record moved the VM to the failure state the diagram has for that edge (CreateFailed, BootFailed) or left it where it was. The detail carries the driver\'s error.',
+    severity: 'error',
+  },
+  'apply.authority-unreachable': {
+    summary: 'Authority unreachable',
+    doc: 'A DMZ client could not reach the authority (connection failure, timeout or server error after retries), so nothing was changed. Check `fleet serve orchestrator` and the --authority URL of the DMZ client.',
+    severity: 'error',
+  },
+  'apply.serve-config': {
+    summary: 'Invalid service configuration',
+    doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, or the port is invalid. The detail names the setting.',
+    severity: 'error',
+  },
+  'apply.sim-state': {
+    summary: 'Simulated data center state unreadable',
+    doc: 'The sim driver\'s state file under the stack\'s .fleet folder is not valid JSON. Remove the file to start the simulated data center empty (its VMs are lost).',
+    severity: 'error',
+  },
+  // --- engine/apply (the executor) adds its codes below ---
+});

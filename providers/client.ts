@@ -1,0 +1,224 @@
+// The CLI side of the DMZ client protocol (docs/protocol.md). `fleet apply`,
+// `fleet refresh` and the Pulumi providers reach a data center only through
+// this class, so retries and error reporting behave the same everywhere.
+//
+// Retry rules (every mutating call carries an idempotency key, so a retry is
+// always safe and is ALWAYS sent with the same key):
+//
+// | what happened                          | retried? | error when retries run out |
+// | -------------------------------------- | -------- | -------------------------- |
+// | connection refused / dropped           | yes      | apply.dmz-unreachable      |
+// | no answer within timeoutMs             | yes      | apply.dmz-unreachable      |
+// | 5xx                                    | yes      | apply.dmz-error            |
+// | 429 (waits Retry-After when given)     | yes      | apply.dmz-error            |
+// | 401                                    | no       | apply.dmz-unauthorized     |
+// | other 4xx                              | no       | apply.dmz-rejected         |
+//
+// Backoff is exponential with full jitter: attempt n waits a random time in
+// [0, min(maxDelayMs, baseDelayMs * 2^n)).
+import { FleetError, diag, type Code } from '../engine/diags/index.ts';
+import type {
+  ActualVm,
+  CreateVmRequest,
+  DeleteVmRequest,
+  ErrorBody,
+  HealthResponse,
+  StepResult,
+  TransitionRequest,
+} from './protocol.ts';
+
+export type * from './protocol.ts';
+
+export interface DmzHttpClientOptions {
+  /** Data center name, for error messages. */
+  dataCenter: string;
+  /** Base URL of the DMZ client, e.g. `http://127.0.0.1:4123` (no trailing path). */
+  baseUrl: string;
+  /** Bearer token; called for every request so a rotated token is picked up. */
+  token: () => string | Promise<string>;
+  /** Per attempt. Default 60 000 (a step may wait for a VM to boot). */
+  timeoutMs?: number;
+  /** Retries after the first attempt. Default 5. */
+  retries?: number;
+  /** Default 100. */
+  baseDelayMs?: number;
+  /** Default 5 000. */
+  maxDelayMs?: number;
+  /** Injected for tests; default Math.random. */
+  random?: () => number;
+  /** Injected for tests; default setTimeout. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Called before each retry (for logs and tests). */
+  onRetry?: (info: RetryInfo) => void;
+}
+
+export interface RetryInfo {
+  attempt: number;
+  delayMs: number;
+  reason: string;
+  method: string;
+  url: string;
+  idempotencyKey?: string;
+}
+
+interface RawResponse {
+  status: number;
+  body: unknown;
+}
+
+const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Parses Retry-After (seconds or an HTTP date) into milliseconds; undefined when absent or invalid. */
+export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+  if (header === null || header.trim() === '') return undefined;
+  const secs = Number(header);
+  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** Full-jitter exponential backoff delay for retry number `attempt` (0-based). */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
+  return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** attempt));
+}
+
+export class DmzHttpClient {
+  readonly dataCenter: string;
+  readonly baseUrl: string;
+  private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry'>> & Pick<DmzHttpClientOptions, 'onRetry'>;
+
+  constructor(opts: DmzHttpClientOptions) {
+    this.dataCenter = opts.dataCenter;
+    this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
+    this.opts = {
+      timeoutMs: 60_000,
+      retries: 5,
+      baseDelayMs: 100,
+      maxDelayMs: 5_000,
+      random: Math.random,
+      sleep: sleepReal,
+      ...opts,
+    };
+  }
+
+  /** Inserts the VM in the record in the pack's initial state (no cloud call). Vetoed -> outcome `vetoed`. */
+  createVm(req: CreateVmRequest): Promise<StepResult> {
+    return this.step('POST', '/v1/vms', req, req.idempotencyKey);
+  }
+
+  /** Carries the VM along one edge (or resizes it). Never throws for a veto or a failed cloud call: see `outcome`. */
+  transition(vmId: string, req: TransitionRequest): Promise<StepResult> {
+    return this.step('POST', `/v1/vms/${encodeURIComponent(vmId)}/transitions`, req, req.idempotencyKey);
+  }
+
+  /** The last edge, into the terminal state: deletes the VM in the cloud. */
+  deleteVm(vmId: string, req: DeleteVmRequest): Promise<StepResult> {
+    return this.step('DELETE', `/v1/vms/${encodeURIComponent(vmId)}`, req, req.idempotencyKey);
+  }
+
+  /** What the cloud holds for this VM; undefined when the cloud does not know it. */
+  async getVm(vmId: string): Promise<ActualVm | undefined> {
+    const res = await this.request('GET', `/v1/vms/${encodeURIComponent(vmId)}`);
+    if (res.status === 404) return undefined;
+    return this.expectOk<ActualVm>('GET', `/v1/vms/${vmId}`, res);
+  }
+
+  /** Every VM of the data center as the cloud sees it (including terminated ones still known). */
+  async listVms(): Promise<ActualVm[]> {
+    const res = await this.request('GET', '/v1/vms');
+    return this.expectOk<{ vms: ActualVm[] }>('GET', '/v1/vms', res).vms;
+  }
+
+  async health(): Promise<HealthResponse> {
+    const res = await this.request('GET', '/v1/health');
+    return this.expectOk<HealthResponse>('GET', '/v1/health', res);
+  }
+
+  private async step(method: string, path: string, body: unknown, key: string): Promise<StepResult> {
+    const res = await this.request(method, path, body, key);
+    return this.expectOk<StepResult>(method, path, res);
+  }
+
+  private expectOk<T>(method: string, path: string, res: RawResponse): T {
+    if (res.status >= 200 && res.status < 300) return res.body as T;
+    const url = `${this.baseUrl}${path}`;
+    const msg = errorMessage(res.body);
+    if (res.status === 401) {
+      throw this.error('apply.dmz-unauthorized', `${method} ${url} of data center ${this.dataCenter} answered 401: ${msg}.`);
+    }
+    throw this.error('apply.dmz-rejected', `${method} ${url} of data center ${this.dataCenter} answered ${res.status}: ${msg}.`);
+  }
+
+  private error(code: Code, detail: string): FleetError {
+    return new FleetError(diag(code, detail));
+  }
+
+  /**
+   * One logical request with retries. Returns the final response for any
+   * status that is not retried (2xx, 4xx other than 429); throws FleetError
+   * when retries run out.
+   */
+  private async request(method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<RawResponse> {
+    const url = `${this.baseUrl}${path}`;
+    const { retries, baseDelayMs, maxDelayMs, random, sleep, timeoutMs } = this.opts;
+    let lastReason = '';
+    let lastWasStatus = false;
+    for (let attempt = 0; ; attempt++) {
+      let retryAfter: number | undefined;
+      try {
+        const headers: Record<string, string> = {
+          authorization: `Bearer ${await this.opts.token()}`,
+          accept: 'application/json',
+        };
+        if (body !== undefined) headers['content-type'] = 'application/json';
+        if (idempotencyKey !== undefined) headers['idempotency-key'] = idempotencyKey;
+        const res = await fetch(url, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        const text = await res.text();
+        let parsed: unknown = undefined;
+        if (text !== '') {
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = { error: { code: 'invalid-json', message: text.slice(0, 200) } };
+          }
+        }
+        if (res.status < 500 && res.status !== 429) return { status: res.status, body: parsed };
+        lastReason = `answered ${res.status}: ${errorMessage(parsed)}`;
+        lastWasStatus = true;
+        retryAfter = retryAfterMs(res.headers.get('retry-after'));
+      } catch (err) {
+        if (err instanceof FleetError) throw err;
+        lastReason = describeFetchError(err, timeoutMs);
+        lastWasStatus = false;
+      }
+      if (attempt >= retries) break;
+      const delayMs = Math.max(retryAfter ?? 0, backoffMs(attempt, baseDelayMs, maxDelayMs, random));
+      this.opts.onRetry?.({ attempt: attempt + 1, delayMs, reason: lastReason, method, url, idempotencyKey });
+      await sleep(delayMs);
+    }
+    const tries = `${retries + 1} attempt${retries === 0 ? '' : 's'}`;
+    throw this.error(
+      lastWasStatus ? 'apply.dmz-error' : 'apply.dmz-unreachable',
+      `${method} ${url} (DMZ client of data center ${this.dataCenter}) ${lastReason} after ${tries}.`,
+    );
+  }
+}
+
+function errorMessage(body: unknown): string {
+  const e = (body as Partial<ErrorBody> | undefined)?.error;
+  if (e && typeof e === 'object' && typeof e.message === 'string') return e.message;
+  const m = (body as { message?: unknown } | undefined)?.message;
+  return typeof m === 'string' ? m : 'no details';
+}
+
+function describeFetchError(err: unknown, timeoutMs: number): string {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `did not answer within ${timeoutMs} ms`;
+  const cause = e?.cause?.code ?? e?.cause?.message;
+  return `could not be reached (${cause ?? e?.message ?? String(err)})`;
+}
