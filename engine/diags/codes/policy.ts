@@ -2,4 +2,80 @@ import { defineCodes } from './types.ts';
 
 // Diagnostic codes of engine/policy. Each code needs a doc and must be used in the code;
 // engine/diags/codes.test.ts and docs/diagnostics.md keep that true.
-export const policyCodes = defineCodes({});
+export const policyCodes = defineCodes({
+  'policy.pack-missing': {
+    summary: 'Policy pack not found',
+    doc: 'The pack folder or its policy.yaml does not exist. Check `policyPack.path` in the stack file (relative to stack.yaml).',
+    severity: 'error',
+  },
+  'policy.yaml-syntax': {
+    summary: 'Invalid YAML in policy pack',
+    doc: 'policy.yaml (or a policy test case) is not well-formed YAML. Fix the syntax at the position shown.',
+    severity: 'error',
+  },
+  'policy.schema': {
+    summary: 'Policy pack does not match its schema',
+    doc: 'A key of policy.yaml is missing, unknown or of the wrong type; see specs/schema/policy-pack.schema.json.',
+    severity: 'error',
+  },
+  'policy.unknown-state': {
+    summary: 'Unknown lifecycle state',
+    doc: 'A transition, the initial state, or a terminal, requestable or failure entry names a state that is not in `lifecycle.states`.',
+    severity: 'error',
+  },
+  'policy.duplicate-edge': {
+    summary: 'Duplicate lifecycle transition',
+    doc: 'The same from -> to transition is listed twice; every state change must match exactly one edge. Remove one.',
+    severity: 'error',
+  },
+  'policy.unreachable-state': {
+    summary: 'Lifecycle state unreachable',
+    doc: 'No path of transitions leads from the initial state to this state, so no VM can ever be in it. Add a transition or remove the state.',
+    severity: 'error',
+  },
+  'policy.terminal-exit': {
+    summary: 'Terminal state has outgoing transitions',
+    doc: 'A terminal state is final: a deleted VM cannot come back. Remove the transition or the state from `terminal`.',
+    severity: 'error',
+  },
+  'policy.requestable-unreachable': {
+    summary: 'Requestable state unreachable',
+    doc: 'A fleet spec may ask for this state, but no path leads to it from the initial state. Add transitions that reach it.',
+    severity: 'error',
+  },
+  'policy.dead-end': {
+    summary: 'Lifecycle state cannot reach a terminal state',
+    doc: 'A VM in this state could never be deleted. Add a path of transitions from it to a terminal state.',
+    severity: 'error',
+  },
+  'policy.unknown-rule': {
+    summary: 'Unknown policy rule',
+    doc: 'Rule settings name a rule that is neither built in nor defined by one of the pack\'s modules. Check the spelling or add the module.',
+    severity: 'error',
+  },
+  'policy.rule-config': {
+    summary: 'Invalid rule config',
+    doc: 'A rule\'s settings (in the pack\'s `rules` or the stack\'s `policyPack.config`) do not match the rule\'s config schema.',
+    severity: 'error',
+  },
+  'policy.module-load': {
+    summary: 'Cannot load rule module',
+    doc: 'A module listed in the pack\'s `modules` failed to import, or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
+    severity: 'error',
+  },
+  'policy.duplicate-rule': {
+    summary: 'Duplicate rule name',
+    doc: 'Two rules (built in or from modules) have the same name. Rename the custom rule.',
+    severity: 'error',
+  },
+  'policy.test-case': {
+    summary: 'Invalid policy test case',
+    doc: 'A file under the pack\'s tests/ folder is not a valid test case (stack, specs, record, options, expect). See docs/policy.md.',
+    severity: 'error',
+  },
+  'policy.planner-missing': {
+    summary: 'Planner not available',
+    doc: 'Policy tests run the real planner (computePlan from engine/plan); this build does not provide it.',
+    severity: 'error',
+  },
+});

@@ -1,0 +1,13 @@
+export * from './types.ts';
+export { buildLifecycle, checkLifecycle, type LifecycleDef } from './lifecycle.ts';
+export { loadPack, PACK_FILE } from './load.ts';
+export {
+  BUILTIN_RULES,
+  allowedImagesRule,
+  datacenterCapacityRule,
+  labelsMatch,
+  maxDisruptionRule,
+  ownerQuotaRule,
+  protectRule,
+  requireEncryptedDiskRule,
+} from './rules/builtin.ts';

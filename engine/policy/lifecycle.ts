@@ -1,0 +1,142 @@
+// The lifecycle state diagram: building the immutable Lifecycle and checking
+// the diagram at load time (every check is a located diagnostic).
+import { diag, type Diagnostic, type Where } from '../diags/index.ts';
+import type { Edge, Lifecycle } from './types.ts';
+
+export interface LifecycleDef {
+  states: readonly string[];
+  initial: string;
+  terminal: readonly string[];
+  requestable: readonly string[];
+  failure?: readonly string[];
+  transitions: readonly { from: string; to: string; operation?: string }[];
+}
+
+/** Locates a node of the lifecycle block by its path below `spec.lifecycle`. */
+export type Locate = (path: readonly (string | number)[]) => Where;
+
+/**
+ * Builds the diagram. Edges keep the pack's order: path() breaks ties
+ * between equally short paths by that order, so plans are deterministic.
+ */
+export function buildLifecycle(def: LifecycleDef, locate?: Locate): Lifecycle {
+  const edges: Edge[] = def.transitions.map((t, i) => {
+    const e: Edge = { from: t.from, to: t.to, operation: t.operation ?? 'none' };
+    if (locate) e.where = locate(['transitions', i]);
+    return Object.freeze(e);
+  });
+  const out = new Map<string, Edge[]>();
+  for (const e of edges) {
+    const list = out.get(e.from) ?? [];
+    list.push(e);
+    out.set(e.from, list);
+  }
+  const count = (from: string, to: string): number => (out.get(from) ?? []).filter((e) => e.to === to).length;
+  const terminal = new Set(def.terminal);
+
+  const lifecycle: Lifecycle = {
+    states: Object.freeze([...def.states]),
+    initial: def.initial,
+    terminal: Object.freeze([...def.terminal]),
+    requestable: Object.freeze([...def.requestable]),
+    failure: Object.freeze([...(def.failure ?? [])]),
+    edges: Object.freeze(edges),
+    allows: (from, to) => count(from, to) === 1,
+    operation: (from, to) => (out.get(from) ?? []).find((e) => e.to === to)?.operation,
+    isTerminal: (state) => terminal.has(state),
+    path: (from, to) => {
+      if (from === to) return [from];
+      // BFS visiting each state's edges in pack order; the first predecessor
+      // recorded for a state wins, which makes ties deterministic.
+      const prev = new Map<string, string>([[from, from]]);
+      const queue = [from];
+      for (let i = 0; i < queue.length; i++) {
+        const s = queue[i];
+        for (const e of out.get(s) ?? []) {
+          if (prev.has(e.to)) continue;
+          prev.set(e.to, s);
+          if (e.to === to) {
+            const path = [to];
+            let cur = to;
+            while (cur !== from) {
+              cur = prev.get(cur)!;
+              path.push(cur);
+            }
+            return path.reverse();
+          }
+          queue.push(e.to);
+        }
+      }
+      return undefined;
+    },
+  };
+  return Object.freeze(lifecycle);
+}
+
+function reachableFrom(starts: readonly string[], next: Map<string, string[]>): Set<string> {
+  const seen = new Set(starts);
+  const queue = [...starts];
+  for (let i = 0; i < queue.length; i++) {
+    for (const n of next.get(queue[i]) ?? []) {
+      if (!seen.has(n)) {
+        seen.add(n);
+        queue.push(n);
+      }
+    }
+  }
+  return seen;
+}
+
+/**
+ * Every structural problem of the diagram, located at the offending node:
+ * unknown states, duplicate edges, unreachable states, terminal states with
+ * exits, unreachable requestable states, and states that can never reach a
+ * terminal state.
+ */
+export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] {
+  const diags: Diagnostic[] = [];
+  const states = new Set(def.states);
+  const unknown = (name: string, what: string, path: (string | number)[]): void => {
+    if (!states.has(name)) diags.push(diag('policy.unknown-state', `${what} names state "${name}", which is not in lifecycle.states.`, locate(path)));
+  };
+  unknown(def.initial, 'The initial state', ['initial']);
+  def.terminal.forEach((s, i) => unknown(s, 'A terminal entry', ['terminal', i]));
+  def.requestable.forEach((s, i) => unknown(s, 'A requestable entry', ['requestable', i]));
+  (def.failure ?? []).forEach((s, i) => unknown(s, 'A failure entry', ['failure', i]));
+
+  const seenEdges = new Set<string>();
+  const next = new Map<string, string[]>();
+  const back = new Map<string, string[]>();
+  def.transitions.forEach((t, i) => {
+    unknown(t.from, `Transition ${t.from} -> ${t.to}`, ['transitions', i, 'from']);
+    unknown(t.to, `Transition ${t.from} -> ${t.to}`, ['transitions', i, 'to']);
+    const key = `${t.from}\u0000${t.to}`;
+    if (seenEdges.has(key)) {
+      diags.push(diag('policy.duplicate-edge', `Transition ${t.from} -> ${t.to} is listed more than once.`, locate(['transitions', i])));
+    }
+    seenEdges.add(key);
+    if (def.terminal.includes(t.from)) {
+      diags.push(diag('policy.terminal-exit', `Terminal state ${t.from} has a transition to ${t.to}.`, locate(['transitions', i])));
+    }
+    next.set(t.from, [...(next.get(t.from) ?? []), t.to]);
+    back.set(t.to, [...(back.get(t.to) ?? []), t.from]);
+  });
+
+  if (!states.has(def.initial)) return diags;
+  const reachable = reachableFrom([def.initial], next);
+  const canFinish = reachableFrom(def.terminal.filter((s) => states.has(s)), back);
+  def.states.forEach((s, i) => {
+    if (!reachable.has(s)) {
+      diags.push(diag('policy.unreachable-state', `State ${s} cannot be reached from the initial state ${def.initial}.`, locate(['states', i])));
+    }
+    if (!def.terminal.includes(s) && !canFinish.has(s)) {
+      diags.push(diag('policy.dead-end', `No path leads from state ${s} to a terminal state (${def.terminal.join(', ')}).`, locate(['states', i])));
+    }
+  });
+  def.requestable.forEach((s, i) => {
+    if (states.has(s) && !reachable.has(s)) {
+      diags.push(diag('policy.requestable-unreachable', `Fleets may request state ${s}, but it cannot be reached from ${def.initial}.`, locate(['requestable', i])));
+    }
+  });
+  return diags;
+}

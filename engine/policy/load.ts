@@ -1,0 +1,245 @@
+// Loading a policy pack: policy.yaml (schema-checked, diagram-checked), its
+// custom rule modules, and the rule settings merged from pack and stack.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { PolicyPack } from '../../specs/types/policy-pack.ts';
+import { diag, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
+import type { Enforcement } from '../plan/types.ts';
+import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
+import { BUILTIN_RULES } from './rules/builtin.ts';
+import type { LoadedPack, ResolvedRule, Rule } from './types.ts';
+import { parseYaml, pointerPath, type PositionedDoc } from './yamlpos.ts';
+
+export const PACK_FILE = 'policy.yaml';
+const ENFORCEMENTS: readonly Enforcement[] = ['advisory', 'mandatory', 'disabled'];
+
+let packValidator: ValidateFunction | undefined;
+function validatePackSchema(): ValidateFunction {
+  if (!packValidator) {
+    const file = fileURLToPath(new URL('../../specs/schema/policy-pack.schema.json', import.meta.url));
+    const ajv = new Ajv({ allErrors: true, strict: false });
+    packValidator = ajv.compile(JSON.parse(readFileSync(file, 'utf8')));
+  }
+  return packValidator;
+}
+
+/** Located diagnostics for ajv errors; an unknown key is pointed at the key itself. */
+export function schemaDiagnostics(
+  errors: readonly ErrorObject[],
+  where: (path: (string | number)[]) => Where,
+  code: 'policy.schema' | 'policy.rule-config' | 'policy.test-case',
+  prefix = '',
+): Diagnostic[] {
+  return errors.map((e) => {
+    const path = pointerPath(e.instancePath);
+    const name = path.length ? path.join('.') : '(document)';
+    if (e.keyword === 'additionalProperties') {
+      const key = String((e.params as { additionalProperty: string }).additionalProperty);
+      return diag(code, `${prefix}Unknown key "${key}" in ${name}.`, where([...path, key]));
+    }
+    if (e.keyword === 'enum') {
+      const allowed = (e.params as { allowedValues: unknown[] }).allowedValues.map(String).join(', ');
+      return diag(code, `${prefix}${name} must be one of ${allowed}.`, where(path));
+    }
+    return diag(code, `${prefix}${name} ${e.message ?? 'is invalid'}.`, where(path));
+  });
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
+function isRule(x: unknown): x is Rule {
+  if (!x || typeof x !== 'object') return false;
+  const r = x as Record<string, unknown>;
+  return (
+    typeof r.name === 'string' &&
+    r.name.length > 0 &&
+    typeof r.description === 'string' &&
+    !!r.configSchema &&
+    typeof r.configSchema === 'object' &&
+    (r.checkChange === undefined || typeof r.checkChange === 'function') &&
+    (r.checkPlan === undefined || typeof r.checkPlan === 'function') &&
+    (typeof r.checkChange === 'function' || typeof r.checkPlan === 'function')
+  );
+}
+
+async function loadModules(
+  dir: string,
+  modules: readonly string[],
+  where: (path: (string | number)[]) => Where,
+  diags: Diagnostic[],
+): Promise<Rule[]> {
+  const rules: Rule[] = [];
+  for (const [i, rel] of modules.entries()) {
+    const at = where(['spec', 'modules', i]);
+    const file = isAbsolute(rel) ? rel : join(dir, rel);
+    if (!existsSync(file)) {
+      diags.push(diag('policy.module-load', `Rule module ${rel} does not exist (looked for ${file}).`, at));
+      continue;
+    }
+    let mod: { default?: unknown };
+    try {
+      mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    } catch (err) {
+      diags.push(diag('policy.module-load', `Importing ${rel} failed: ${err instanceof Error ? err.message : String(err)}`, at));
+      continue;
+    }
+    const exported = Array.isArray(mod.default) ? mod.default : [mod.default];
+    const bad = exported.findIndex((r) => !isRule(r));
+    if (exported.length === 0 || bad >= 0) {
+      diags.push(
+        diag(
+          'policy.module-load',
+          `The default export of ${rel} is not a rule (or array of rules) with name, description, configSchema and checkChange or checkPlan.`,
+          at,
+        ),
+      );
+      continue;
+    }
+    rules.push(...(exported as Rule[]));
+  }
+  return rules;
+}
+
+/**
+ * Loads the pack in `dir` (the folder holding policy.yaml). Collects every
+ * problem as a located diagnostic; `pack` is set only when none is an error.
+ * `stackConfig` is the stack's `policyPack.config`: per rule, `enforcement`
+ * and config keys that override the pack's `rules` settings key by key.
+ * `opts.stackFile` lets config problems point at the stack file.
+ */
+export async function loadPack(
+  dir: string,
+  stackConfig: Record<string, Record<string, unknown>> = {},
+  opts: { stackFile?: string } = {},
+): Promise<{ pack?: LoadedPack; diagnostics: Diagnostic[] }> {
+  const diags: Diagnostic[] = [];
+  const packDir = resolve(dir);
+  const file = join(packDir, PACK_FILE);
+
+  let stackDoc: PositionedDoc | undefined | null = null;
+  const stackWhere = (path: (string | number)[]): Where => {
+    if (!opts.stackFile) return {};
+    if (stackDoc === null) {
+      try {
+        stackDoc = parseYaml(readFileSync(opts.stackFile, 'utf8'), opts.stackFile);
+      } catch {
+        stackDoc = undefined;
+      }
+    }
+    return stackDoc ? stackDoc.where(['spec', 'policyPack', ...path]) : { file: opts.stackFile };
+  };
+
+  if (!existsSync(packDir) || !statSync(packDir).isDirectory() || !existsSync(file)) {
+    const what = existsSync(packDir) ? `${file} does not exist` : `folder ${packDir} does not exist`;
+    diags.push(diag('policy.pack-missing', `Policy pack not found: ${what}.`, opts.stackFile ? stackWhere(['path']) : { file }));
+    return { diagnostics: diags };
+  }
+
+  const y = parseYaml(await readFile(file, 'utf8'), file);
+  if (y.errors.length) {
+    for (const e of y.errors) diags.push(diag('policy.yaml-syntax', e.message, e.where));
+    return { diagnostics: diags };
+  }
+  const validate = validatePackSchema();
+  if (!validate(y.value)) {
+    diags.push(...schemaDiagnostics(validate.errors ?? [], y.where, 'policy.schema'));
+    return { diagnostics: diags };
+  }
+  const raw = y.value as PolicyPack;
+  const spec = raw.spec;
+  const lcWhere = (p: readonly (string | number)[]): Where => y.where(['spec', 'lifecycle', ...p]);
+  diags.push(...checkLifecycle(spec.lifecycle, lcWhere));
+  const lifecycle = buildLifecycle(spec.lifecycle, lcWhere);
+
+  // Rules: built-ins, then each module's, in the pack's order.
+  const custom = await loadModules(packDir, spec.modules ?? [], y.where, diags);
+  const registry = new Map<string, Rule>();
+  for (const r of BUILTIN_RULES) registry.set(r.name, r);
+  for (const r of custom) {
+    if (registry.has(r.name)) {
+      const i = (spec.modules ?? []).length ? ['spec', 'modules'] : ['spec'];
+      diags.push(diag('policy.duplicate-rule', `Rule ${r.name} from a module has the same name as another rule.`, y.where(i)));
+      continue;
+    }
+    registry.set(r.name, r);
+  }
+
+  const packRules = (spec.rules ?? {}) as unknown as Record<string, Record<string, unknown>>;
+  for (const name of Object.keys(packRules)) {
+    if (!registry.has(name)) {
+      diags.push(diag('policy.unknown-rule', `Pack settings name rule "${name}"; known rules: ${[...registry.keys()].join(', ')}.`, y.where(['spec', 'rules', name])));
+    }
+  }
+  for (const name of Object.keys(stackConfig)) {
+    if (!registry.has(name)) {
+      diags.push(
+        diag(
+          'policy.unknown-rule',
+          `Stack config names rule "${name}"; pack ${raw.metadata.name} knows ${[...registry.keys()].join(', ')}.`,
+          opts.stackFile ? stackWhere(['config', name]) : { file },
+        ),
+      );
+    }
+  }
+
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+  const rules = new Map<string, ResolvedRule>();
+  for (const [name, rule] of registry) {
+    const fromPack = packRules[name] ?? {};
+    const fromStack = stackConfig[name] ?? {};
+    const origin = (key: string | number | undefined): Where => {
+      if (key !== undefined && Object.hasOwn(fromStack, key) && opts.stackFile) return stackWhere(['config', name, key]);
+      if (key !== undefined && Object.hasOwn(fromPack, key)) return y.where(['spec', 'rules', name, key]);
+      if (Object.hasOwn(stackConfig, name) && opts.stackFile) return stackWhere(['config', name]);
+      return y.where(['spec', 'rules', name]);
+    };
+    const merged: Record<string, unknown> = { ...fromPack, ...fromStack };
+    const { enforcement: rawEnforcement, ...rawConfig } = merged;
+    const enforcement = (rawEnforcement ?? rule.defaultEnforcement ?? 'mandatory') as Enforcement;
+    if (!ENFORCEMENTS.includes(enforcement)) {
+      diags.push(diag('policy.rule-config', `Rule ${name}: enforcement must be one of ${ENFORCEMENTS.join(', ')}, not "${String(rawEnforcement)}".`, origin('enforcement')));
+      continue;
+    }
+    const config = structuredClone(rawConfig);
+    let check: ValidateFunction;
+    try {
+      check = ajv.compile(rule.configSchema as object);
+    } catch (err) {
+      diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${err instanceof Error ? err.message : String(err)}`, y.where(['spec', 'modules'])));
+      continue;
+    }
+    if (!check(config)) {
+      const whereKey = (path: (string | number)[]): Where => {
+        const w = origin(path[0]);
+        if (path.length <= 1) return w;
+        if (w.file === opts.stackFile && Object.hasOwn(fromStack, path[0])) return stackWhere(['config', name, ...path]);
+        return Object.hasOwn(fromPack, path[0]) ? y.where(['spec', 'rules', name, ...path]) : w;
+      };
+      diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `));
+      continue;
+    }
+    const resolved: ResolvedRule = { rule, enforcement, config: deepFreeze(config), where: origin(undefined) };
+    rules.set(name, Object.freeze(resolved));
+  }
+
+  if (hasErrors(diags)) return { diagnostics: diags };
+  const pack: LoadedPack = {
+    name: raw.metadata.name,
+    version: raw.metadata.version,
+    dir: packDir,
+    file,
+    lifecycle,
+    images: deepFreeze(structuredClone(spec.images)),
+    rules,
+  };
+  return { pack: Object.freeze(pack), diagnostics: diags };
+}

@@ -1,0 +1,159 @@
+// The built-in rules. owner-quota and datacenter-capacity carry only settings
+// here: the planner applies them while sizing and placing fleets (see
+// ../budget.ts); the others check the finished plan through evaluateRules.
+import { isDestructive, type Change } from '../../plan/types.ts';
+import type { Finding, Rule, RuleContext } from '../types.ts';
+
+const noConfig = { type: 'object', additionalProperties: false, properties: {} };
+
+export const ownerQuotaRule: Rule = {
+  name: 'owner-quota',
+  description: 'Caps what each owner may hold in the stack (VMs, vCPU, memory); the planner grants fewer members when a fleet would exceed it.',
+  defaultEnforcement: 'mandatory',
+  configSchema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      limits: {
+        type: 'object',
+        default: {},
+        additionalProperties: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            vms: { type: 'integer', minimum: 0 },
+            cpu: { type: 'number', minimum: 0 },
+            memoryGiB: { type: 'number', minimum: 0 },
+          },
+        },
+      },
+    },
+  },
+};
+
+export const datacenterCapacityRule: Rule = {
+  name: 'datacenter-capacity',
+  description: "Keeps each data center within the stack's capacity; placement moves new members elsewhere, then grants fewer.",
+  defaultEnforcement: 'mandatory',
+  configSchema: noConfig,
+};
+
+export const protectRule: Rule = {
+  name: 'protect',
+  description: 'Members of a fleet with `protect: true` are never deleted or replaced unless the plan names the fleet in --allow-destroy.',
+  defaultEnforcement: 'mandatory',
+  configSchema: noConfig,
+  checkChange(change: Change, ctx: RuleContext): Finding[] {
+    if (!isDestructive(change.action)) return [];
+    const fleet = ctx.fleets.find((f) => f.name === change.fleet);
+    if (!fleet?.protect || ctx.allowDestroy.has(change.fleet)) return [];
+    const verb = change.action === 'delete' ? 'be deleted' : 'be replaced (deleted and created again)';
+    return [
+      {
+        address: change.address,
+        message: `${change.address} would ${verb}, but fleet ${change.fleet} is protected.`,
+        hint: `Review the change, then run with --allow-destroy ${change.fleet} (or set protect: false in the spec).`,
+      },
+    ];
+  },
+};
+
+export const allowedImagesRule: Rule = {
+  name: 'allowed-images',
+  description: "A new or rebuilt member's logical image must have an entry for its data center in the pack's image catalog.",
+  defaultEnforcement: 'mandatory',
+  configSchema: noConfig,
+  checkChange(change: Change, ctx: RuleContext): Finding[] {
+    if (change.action !== 'create' && change.action !== 'replace' && change.action !== 'update') return [];
+    const entry = ctx.images[change.image.logical];
+    if (entry && Object.hasOwn(entry, change.dataCenter)) return [];
+    const known = Object.keys(ctx.images).filter((img) => Object.hasOwn(ctx.images[img], change.dataCenter));
+    return [
+      {
+        address: change.address,
+        message: entry
+          ? `Image ${change.image.logical} is not available in data center ${change.dataCenter}.`
+          : `Image ${change.image.logical} is not in the image catalog.`,
+        hint: `Use one of ${known.length ? known.join(', ') : '(none)'} for ${change.dataCenter}, restrict placement, or add the image to the pack's catalog.`,
+      },
+    ];
+  },
+};
+
+/** True when every `match` label is on the fleet; an empty match selects every fleet. */
+export function labelsMatch(labels: Readonly<Record<string, string>>, match: Readonly<Record<string, string>>): boolean {
+  return Object.entries(match).every(([k, v]) => labels[k] === v);
+}
+
+export const requireEncryptedDiskRule: Rule = {
+  name: 'require-encrypted-disk',
+  description: 'Fleets whose labels match `match` must set `encryptedDisk: true`.',
+  defaultEnforcement: 'disabled',
+  configSchema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { match: { type: 'object', default: {}, additionalProperties: { type: 'string' } } },
+  },
+  checkPlan(plan, ctx): Finding[] {
+    const match = (ctx.config.match ?? {}) as Record<string, string>;
+    const out: Finding[] = [];
+    for (const name of plan.fleets) {
+      const fleet = ctx.fleets.find((f) => f.name === name);
+      if (!fleet || fleet.count === 0 || fleet.encryptedDisk || !labelsMatch(fleet.labels, match)) continue;
+      const sel = Object.entries(match).map(([k, v]) => `${k}=${v}`).join(', ') || 'every fleet';
+      out.push({
+        address: name,
+        message: `Fleet ${name} matches ${sel} but does not set encryptedDisk.`,
+        hint: `Set spec.encryptedDisk: true in fleet ${name} (changing it replaces the members).`,
+      });
+    }
+    return out;
+  },
+};
+
+export const maxDisruptionRule: Rule = {
+  name: 'max-disruption',
+  description: "At most `maxShare` of a fleet's members currently in `state` (default Running) may leave it in one plan.",
+  defaultEnforcement: 'advisory',
+  configSchema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      maxShare: { type: 'number', minimum: 0, maximum: 1, default: 0.5 },
+      state: { type: 'string', minLength: 1, default: 'Running' },
+    },
+  },
+  checkPlan(plan, ctx): Finding[] {
+    const maxShare = (ctx.config.maxShare as number | undefined) ?? 0.5;
+    const state = (ctx.config.state as string | undefined) ?? 'Running';
+    const perFleet = new Map<string, { running: number; leaving: number }>();
+    for (const c of plan.changes) {
+      if (c.action === 'create' || c.from !== state) continue;
+      const n = perFleet.get(c.fleet) ?? { running: 0, leaving: 0 };
+      n.running++;
+      if (isDestructive(c.action) || c.path.some((s) => s !== state)) n.leaving++;
+      perFleet.set(c.fleet, n);
+    }
+    const out: Finding[] = [];
+    for (const [fleet, n] of perFleet) {
+      if (n.leaving <= maxShare * n.running) continue;
+      const allowed = Math.floor(maxShare * n.running);
+      out.push({
+        address: fleet,
+        message: `${n.leaving} of ${n.running} ${state} members of fleet ${fleet} would leave ${state} in this plan (at most ${allowed}, maxShare ${maxShare}).`,
+        hint: `Split the change into smaller plans (e.g. with --target ${fleet} after lowering the change), or raise max-disruption.maxShare.`,
+      });
+    }
+    return out;
+  },
+};
+
+/** Every built-in rule, in the order reports list them. */
+export const BUILTIN_RULES: readonly Rule[] = [
+  ownerQuotaRule,
+  datacenterCapacityRule,
+  protectRule,
+  allowedImagesRule,
+  requireEncryptedDiskRule,
+  maxDisruptionRule,
+];

@@ -1,0 +1,52 @@
+// YAML parsing that keeps positions, so diagnostics can name file:line:col of
+// the offending node (DESIGN.md: every error is located).
+import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
+import type { Where } from '../diags/index.ts';
+
+export interface PositionedDoc {
+  file: string;
+  doc: Document;
+  /** Plain JS value of the document. */
+  value: unknown;
+  /** Syntax errors, each with its position. */
+  errors: { message: string; where: Where }[];
+  /** Where the node at `path` is; falls back to the nearest existing parent, then to the file start. */
+  where(path: readonly (string | number)[]): Where;
+}
+
+export function parseYaml(text: string, file: string): PositionedDoc {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: false, prettyErrors: false });
+  const at = (offset: number): Where => {
+    const p = lc.linePos(offset);
+    return { file, line: p.line, col: p.col };
+  };
+  const errors = doc.errors.map((e) => ({ message: e.message.split('\n')[0], where: at(e.pos[0]) }));
+  const where = (path: readonly (string | number)[]): Where => {
+    for (let n = path.length; n >= 0; n--) {
+      // A map entry is located at its key, which is where people look.
+      const last = path[n - 1];
+      if (n > 0 && typeof last === 'string') {
+        const parent = n === 1 ? doc.contents : doc.getIn(path.slice(0, n - 1), true);
+        if (isMap(parent)) {
+          const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === last);
+          if (pair && isNode(pair.key) && pair.key.range) return at(pair.key.range[0]);
+        }
+      }
+      const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
+      if (isNode(node) && node.range) return at(node.range[0]);
+    }
+    return { file, line: 1, col: 1 };
+  };
+  return { file, doc, value: errors.length ? undefined : doc.toJS(), errors, where };
+}
+
+/** Turns an ajv instancePath (`/spec/lifecycle/states/3`) into a path array. */
+export function pointerPath(pointer: string): (string | number)[] {
+  if (!pointer) return [];
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
