@@ -2,4 +2,130 @@ import { defineCodes } from './types.ts';
 
 // Diagnostic codes of engine/spec. Each code needs a doc and must be used in the code;
 // engine/diags/codes.test.ts and docs/diagnostics.md keep that true.
-export const specCodes = defineCodes({});
+export const specCodes = defineCodes({
+  'spec.stack-not-found': {
+    summary: 'Stack file not found',
+    doc: 'The stack folder has no stack.yaml (or the folder does not exist). Pass the folder holding stack.yaml with --stack; the default is stacks/local.',
+    severity: 'error',
+  },
+  'spec.read-error': {
+    summary: 'Cannot read file',
+    doc: 'A stack or fleet file exists but could not be read (permissions, a folder where a file was expected). The detail carries the operating system error.',
+    severity: 'error',
+  },
+  'spec.yaml-syntax': {
+    summary: 'YAML syntax error',
+    doc: 'The file is not valid YAML (bad indentation, an unclosed quote or bracket, a duplicate key, a tab used for indentation). Fix the text at the position shown; nothing else in that document is checked.',
+    severity: 'error',
+  },
+  'spec.empty-file': {
+    summary: 'Empty file',
+    doc: 'A stack or fleet file holds no YAML document (or only comments). Delete the file, or narrow the stack\'s `specs` globs so they do not match it.',
+    severity: 'error',
+  },
+  'spec.extra-document': {
+    summary: 'More than one document in stack file',
+    doc: 'stack.yaml must hold exactly one document (kind Stack). Fleet files may hold several documents separated by `---`; a stack file may not.',
+    severity: 'error',
+  },
+  'spec.api-version': {
+    summary: 'Unsupported apiVersion',
+    doc: 'Every document must start with `apiVersion: fleet/v1`. A document with another version is not checked further.',
+    severity: 'error',
+  },
+  'spec.kind': {
+    summary: 'Unexpected kind',
+    doc: 'The document\'s `kind` is not the one this file must hold: `Stack` in stack.yaml, `Fleet` in the files matched by the stack\'s `specs` globs. A document of the wrong kind is not checked further.',
+    severity: 'error',
+  },
+  'spec.unknown-key': {
+    summary: 'Unknown key',
+    doc: 'The key is not part of the file format (often a typo or a key at the wrong indentation). docs/formats.md lists every key; the detail names the keys allowed at that place.',
+    severity: 'error',
+  },
+  'spec.wrong-type': {
+    summary: 'Wrong type',
+    doc: 'The value has the wrong type, for example a string where a number is expected, or a fraction where a whole number is expected.',
+    severity: 'error',
+  },
+  'spec.missing-field': {
+    summary: 'Missing required field',
+    doc: 'A required key is absent. The location points at the object that lacks it; the detail names the key.',
+    severity: 'error',
+  },
+  'spec.out-of-range': {
+    summary: 'Value out of range',
+    doc: 'A number is below its minimum or above its maximum, a string is empty where text is required, or a list has fewer items than required. docs/formats.md gives each field\'s range.',
+    severity: 'error',
+  },
+  'spec.invalid-value': {
+    summary: 'Invalid value',
+    doc: 'The value is not one of the allowed values (for example a placement strategy other than nearest, spread or pack), repeats an item of a list that must be unique, or does not have the required form.',
+    severity: 'error',
+  },
+  'spec.invalid-fleet-name': {
+    summary: 'Invalid fleet name',
+    doc: 'Fleet names are used in VM addresses and VM names: lower-case letters, digits and dashes, starting with a letter, at most 40 characters.',
+    severity: 'error',
+  },
+  'spec.duplicate-fleet': {
+    summary: 'Duplicate fleet name',
+    doc: 'Two fleet documents of the stack have the same `metadata.name`. Fleet names are unique in a stack; the detail names the other document\'s location.',
+    severity: 'error',
+  },
+  'spec.min-count-above-count': {
+    summary: 'minCount is greater than count',
+    doc: '`minCount` is the smallest number of members the fleet accepts from a policy grant, so it cannot exceed the `count` asked for. Lower minCount or raise count.',
+    severity: 'error',
+  },
+  'spec.unknown-data-center': {
+    summary: 'Unknown data center',
+    doc: 'A fleet\'s `placement.dataCenters` names a data center the stack does not define. Use one of the names in stack.yaml\'s `dataCenters`.',
+    severity: 'error',
+  },
+  'spec.unknown-near': {
+    summary: 'Unknown placement reference point',
+    doc: 'A fleet\'s `placement.near` names neither the stack\'s site nor one of its data centers. Use one of those names, or coordinates `{ lat, lon }`.',
+    severity: 'error',
+  },
+  'spec.state-not-requestable': {
+    summary: 'State cannot be requested',
+    doc: 'A fleet\'s `state` is not one of the states the policy pack lets a spec ask for (its lifecycle `requestable` list, in the default pack `Running` and `PoweredOff`). Other states are reached only by the engine itself.',
+    severity: 'error',
+  },
+  'spec.unknown-image': {
+    summary: 'Unknown image',
+    doc: 'The fleet\'s logical image is not in the policy pack\'s image catalog, so no data center could translate it. Use a catalogued image or add it to the pack.',
+    severity: 'error',
+  },
+  'spec.image-not-offered': {
+    summary: 'Image not offered where the fleet may be placed',
+    doc: 'The image is in the pack\'s catalog, but none of the data centers the fleet may use (its placement allow-list, or all of the stack\'s) has a translation for it, so no member could be created.',
+    severity: 'error',
+  },
+  'spec.hardware-unavailable': {
+    summary: 'Hardware trait not offered',
+    doc: 'A fleet asks for a hardware trait that no data center it may use offers, or no single data center offers all the traits it asks for together. Fix the trait name, widen the placement allow-list, or add the trait to a data center in stack.yaml.',
+    severity: 'error',
+  },
+  'spec.glob-no-match': {
+    summary: 'Spec glob matches nothing',
+    doc: 'A glob in the stack\'s `specs` list matched no file. Globs are relative to stack.yaml; a glob that matches nothing is usually a wrong path, so it is an error rather than an empty stack.',
+    severity: 'error',
+  },
+  'spec.pack-not-found': {
+    summary: 'Policy pack not found',
+    doc: 'The stack\'s `policyPack.path` is not a folder holding policy.yaml. The path is relative to stack.yaml.',
+    severity: 'error',
+  },
+  'spec.duplicate-data-center': {
+    summary: 'Duplicate data center name',
+    doc: 'Two entries of the stack\'s `dataCenters` have the same name. Each data center appears once; the detail names the other entry\'s location.',
+    severity: 'error',
+  },
+  'spec.record-url': {
+    summary: 'Malformed record URL',
+    doc: 'The record URL (stack.yaml `record`, or the FLEET_RECORD_URL environment variable, which overrides it) must be `pglite://DIR` with a non-empty folder, or a well-formed `postgres://user@host:port/db` URL.',
+    severity: 'error',
+  },
+});

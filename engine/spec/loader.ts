@@ -1,0 +1,289 @@
+// loadStack: reads stack.yaml, the fleet files its `specs` globs match and
+// its policy pack, and returns validated, defaulted, frozen views of them
+// with every problem found, each located at file:line:col. It never stops at
+// the first problem and never throws for bad input.
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import fg from 'fast-glob';
+import type { Stack } from '../../specs/types/stack.ts';
+import { diag, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
+import { loadPack as policyLoadPack } from '../policy/index.ts';
+import type { LoadedPack } from '../policy/types.ts';
+import { checkDuplicateFleets, checkFleet, deepFreeze, toLoadedFleet, type StackContext } from './fleet.ts';
+import { showValue, validateDoc } from './schema.ts';
+import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult } from './types.ts';
+import { docWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
+
+export const STACK_FILE = 'stack.yaml';
+export const STATE_DIR = '.fleet';
+export const RECORD_URL_ENV = 'FLEET_RECORD_URL';
+export const DEFAULT_PARALLELISM = 10;
+
+export type PackLoader = (
+  dir: string,
+  stackConfig?: Record<string, Record<string, unknown>>,
+  opts?: { stackFile?: string },
+) => Promise<{ pack?: LoadedPack; diagnostics: Diagnostic[] }>;
+
+export interface LoadOptions {
+  /** Environment (FLEET_RECORD_URL); default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Folder relative paths are resolved against and files are shown relative to; default process.cwd(). */
+  cwd?: string;
+  /** Pack loader; default engine/policy's loadPack. Tests pass a hand-built pack through this. */
+  loadPack?: PackLoader;
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * Loads the stack in `stackDir` (a folder holding stack.yaml, or the stack
+ * file itself). The result's `stack`, `pack` and `fleets` are usable only when
+ * `diagnostics` holds no error; `fleets` holds every fleet document that
+ * passed its schema, in file order then document order.
+ */
+export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promise<LoadResult> {
+  const cwd = opts.cwd ?? process.cwd();
+  const env = opts.env ?? process.env;
+  const show = (abs: string): string => relative(cwd, abs) || '.';
+  const diagnostics: Diagnostic[] = [];
+  const done = (r: Omit<LoadResult, 'diagnostics'>): LoadResult => {
+    const fleets = r.fleets.map((f) => deepFreeze(f));
+    const result: LoadResult = { ...r, fleets, diagnostics: sortDiagnostics(diagnostics) };
+    if (r.stack) deepFreeze(r.stack);
+    // The pack belongs to engine/policy (it holds functions); only the result's own arrays are frozen here.
+    Object.freeze(result.fleets);
+    Object.freeze(result.diagnostics);
+    return Object.freeze(result);
+  };
+
+  // The stack file.
+  let file = resolve(cwd, stackDir);
+  if (!(await isDir(file)) && /\.ya?ml$/.test(file) && (await isFile(file))) {
+    // A stack file given directly.
+  } else {
+    file = join(file, STACK_FILE);
+  }
+  const dir = dirname(file);
+  const text = await readText(file, show(file), diagnostics, 'spec.stack-not-found');
+  if (text === undefined) return done({ fleets: [] });
+  const parsed = parseYaml(text, show(file));
+  diagnostics.push(...parsed.diagnostics);
+  if (parsed.empty) {
+    diagnostics.push(diag('spec.empty-file', 'The stack file holds no document; it needs one document of kind Stack.', { file: show(file), line: 1, col: 1 }));
+  }
+  const src = parsed.docs[0];
+  if (!src) return done({ fleets: [] });
+  for (const extra of parsed.docs.slice(1)) {
+    diagnostics.push(diag('spec.extra-document', `The stack file holds ${parsed.docs.length} documents; only one (kind Stack) is allowed.`, docWhere(extra)));
+  }
+  const stackSchemaDiags = validateDoc(src, 'Stack');
+  diagnostics.push(...stackSchemaDiags);
+  const raw = isObj(src.value) ? src.value : {};
+  const spec = isObj(raw.spec) ? raw.spec : {};
+
+  const dcDiags = checkDataCenters(src, spec);
+  diagnostics.push(...dcDiags);
+
+  // Record URL: the environment overrides the file.
+  let recordUrl: string | undefined;
+  const envUrl = env[RECORD_URL_ENV];
+  if (envUrl) {
+    recordUrl = checkRecordUrl(envUrl, dir, diagnostics, {}, `${RECORD_URL_ENV} is ${showValue(envUrl)}`);
+  } else if (typeof spec.record === 'string' && /^(pglite|postgres|postgresql):\/\//.test(spec.record)) {
+    recordUrl = checkRecordUrl(spec.record, dir, diagnostics, valueWhere(src, ['spec', 'record']), `record is ${showValue(spec.record)}`);
+  }
+
+  // The policy pack.
+  const packRef = isObj(spec.policyPack) ? spec.policyPack : {};
+  const ruleConfig = (isObj(packRef.config) ? packRef.config : {}) as Record<string, Record<string, unknown>>;
+  let packDir: string | undefined;
+  let pack: LoadedPack | undefined;
+  if (typeof packRef.path === 'string' && packRef.path) {
+    packDir = resolve(dir, packRef.path);
+    if (!(await isFile(join(packDir, 'policy.yaml')))) {
+      const what = (await isDir(packDir)) ? `${show(packDir)} has no policy.yaml` : `${show(packDir)} does not exist`;
+      diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
+    } else {
+      const loaded = await (opts.loadPack ?? policyLoadPack)(packDir, ruleConfig, { stackFile: file });
+      pack = loaded.pack;
+      diagnostics.push(...loaded.diagnostics.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: show(d.file) } : d)));
+    }
+  }
+
+  // Fleet files.
+  const files = await matchSpecs(src, spec, dir, diagnostics);
+  const docs: SourceDoc[] = [];
+  for (const abs of files) {
+    const t = await readText(abs, show(abs), diagnostics, 'spec.read-error');
+    if (t === undefined) continue;
+    const p = parseYaml(t, show(abs));
+    diagnostics.push(...p.diagnostics);
+    if (p.empty) {
+      diagnostics.push(diag('spec.empty-file', 'The fleet file holds no document; it needs at least one document of kind Fleet.', { file: show(abs), line: 1, col: 1 }));
+    }
+    docs.push(...p.docs);
+  }
+
+  const stackValid = stackSchemaDiags.length === 0 && dcDiags.length === 0;
+  const ctx = stackValid ? stackContext(raw as unknown as Stack) : undefined;
+  const fleets: LoadedFleet[] = [];
+  for (const d of docs) {
+    const schemaDiags = validateDoc(d, 'Fleet');
+    diagnostics.push(...schemaDiags);
+    if (schemaDiags.some((x) => x.code === 'spec.api-version' || x.code === 'spec.kind')) continue;
+    diagnostics.push(...checkFleet(d, ctx, pack));
+    if (schemaDiags.length === 0) fleets.push(toLoadedFleet(d));
+  }
+  diagnostics.push(...checkDuplicateFleets(docs.filter((d) => validateKindOk(d))));
+
+  let stack: LoadedStack | undefined;
+  if (stackValid && recordUrl !== undefined && packDir !== undefined) {
+    stack = toLoadedStack(src, raw as unknown as Stack, { file, dir, recordUrl, packDir, ruleConfig });
+  }
+  return done({ stack, pack, fleets });
+}
+
+/** Documents whose apiVersion and kind are right (only those take part in duplicate checks). */
+function validateKindOk(d: SourceDoc): boolean {
+  const v = isObj(d.value) ? d.value : {};
+  return (!('apiVersion' in v) || v.apiVersion === 'fleet/v1') && (!('kind' in v) || v.kind === 'Fleet');
+}
+
+async function isFile(p: string): Promise<boolean> {
+  return stat(p).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}
+
+async function isDir(p: string): Promise<boolean> {
+  return stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
+
+async function readText(
+  abs: string,
+  shown: string,
+  diagnostics: Diagnostic[],
+  missingCode: 'spec.stack-not-found' | 'spec.read-error',
+): Promise<string | undefined> {
+  try {
+    return await readFile(abs, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT' && missingCode === 'spec.stack-not-found') {
+      const folder = dirname(abs);
+      const why = (await isDir(folder)) ? `${shown} does not exist` : `folder ${dirname(shown)} does not exist`;
+      diagnostics.push(diag('spec.stack-not-found', `${why}; pass the folder holding ${STACK_FILE} with --stack.`, { file: shown }));
+    } else {
+      diagnostics.push(diag('spec.read-error', `Cannot read ${shown}: ${e.code ?? e.message}.`, { file: shown }));
+    }
+    return undefined;
+  }
+}
+
+/** Duplicate data center names; each duplicate names the first entry's location. */
+function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  if (!Array.isArray(spec.dataCenters)) return out;
+  const first = new Map<string, Where>();
+  spec.dataCenters.forEach((dc, i) => {
+    if (!isObj(dc) || typeof dc.name !== 'string') return;
+    const at = valueWhere(src, ['spec', 'dataCenters', i, 'name']);
+    const prev = first.get(dc.name);
+    if (prev) {
+      out.push(
+        diag('spec.duplicate-data-center', `Data center ${showValue(dc.name)} is already defined at ${prev.file}:${prev.line}:${prev.col}.`, at),
+      );
+    } else first.set(dc.name, at);
+  });
+  return out;
+}
+
+/**
+ * Checks a record URL and returns it with a relative `pglite://` folder made
+ * absolute against the stack folder (`pglite://.fleet/record` ->
+ * `pglite:///abs/stacks/local/.fleet/record`), or undefined when malformed.
+ */
+function checkRecordUrl(url: string, dir: string, diagnostics: Diagnostic[], where: Where, what: string): string | undefined {
+  const bad = (why: string): undefined => {
+    diagnostics.push(diag('spec.record-url', `${what}: ${why}.`, where));
+    return undefined;
+  };
+  const m = /^(pglite|postgres|postgresql):\/\/(.*)$/.exec(url);
+  if (!m) return bad('it must start with pglite://, postgres:// or postgresql://');
+  if (m[1] === 'pglite') {
+    const path = m[2];
+    if (!path) return bad('pglite:// needs a folder, for example pglite://.fleet/record');
+    return `pglite://${isAbsolute(path) ? path : resolve(dir, path)}`;
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return bad('it is not a well-formed URL (postgres://user@host:5432/db)');
+  }
+  if (!parsed.hostname) return bad('it names no host (postgres://user@host:5432/db)');
+  if (parsed.port && !/^\d+$/.test(parsed.port)) return bad(`port ${parsed.port} is not a number`);
+  return url;
+}
+
+async function matchSpecs(src: SourceDoc, spec: Record<string, unknown>, dir: string, diagnostics: Diagnostic[]): Promise<string[]> {
+  if (!Array.isArray(spec.specs)) return [];
+  const all = new Set<string>();
+  const base = fg.convertPathToPattern(dir);
+  for (const [i, glob] of spec.specs.entries()) {
+    if (typeof glob !== 'string' || !glob) continue;
+    const pattern = isAbsolute(glob) ? glob : `${base}/${glob}`;
+    const found = await fg(pattern, { onlyFiles: true, absolute: true, dot: false });
+    if (found.length === 0) {
+      diagnostics.push(diag('spec.glob-no-match', `specs glob ${showValue(glob)} matches no file (globs are relative to the stack file).`, valueWhere(src, ['spec', 'specs', i])));
+    }
+    for (const f of found) all.add(resolve(f));
+  }
+  return [...all].sort();
+}
+
+function stackContext(raw: Stack): StackContext {
+  return {
+    siteName: raw.spec.site.name,
+    dataCenters: new Map(raw.spec.dataCenters.map((dc) => [dc.name, dc.hardware ?? []])),
+  };
+}
+
+function toLoadedStack(
+  src: SourceDoc,
+  raw: Stack,
+  p: { file: string; dir: string; recordUrl: string; packDir: string; ruleConfig: Record<string, Record<string, unknown>> },
+): LoadedStack {
+  const s = raw.spec;
+  const dataCenters: LoadedDataCenter[] = s.dataCenters.map((dc, i) => {
+    const out: LoadedDataCenter = {
+      name: dc.name,
+      address: dc.address,
+      location: { lat: dc.location.lat, lon: dc.location.lon },
+      hardware: [...(dc.hardware ?? [])],
+      capacity: { ...dc.capacity },
+      where: valueWhere(src, ['spec', 'dataCenters', i]),
+    };
+    if (dc.auth) out.auth = dc.auth;
+    if (dc.sim) out.sim = dc.sim;
+    return out;
+  });
+  return {
+    name: raw.metadata.name,
+    file: p.file,
+    dir: p.dir,
+    recordUrl: p.recordUrl,
+    stateDir: join(p.dir, STATE_DIR),
+    packDir: p.packDir,
+    ruleConfig: p.ruleConfig,
+    site: { name: s.site.name, location: { lat: s.site.location.lat, lon: s.site.location.lon } },
+    dataCenters,
+    apply: { parallelism: s.apply?.parallelism ?? DEFAULT_PARALLELISM, lockTimeoutSeconds: s.apply?.lockTimeoutSeconds ?? 0 },
+    raw,
+  };
+}

@@ -1,0 +1,233 @@
+// JSON Schema validation of stack and fleet documents, with every ajv error
+// turned into a diagnostic at the node it concerns.
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { diag, type Diagnostic } from '../diags/index.ts';
+import { keyWhere, ownerWhere, valueWhere, type Path, type SourceDoc } from './yaml.ts';
+
+export type DocKind = 'Fleet' | 'Stack';
+
+export const API_VERSION = 'fleet/v1';
+
+const SCHEMA_FILES: Record<DocKind, string> = {
+  Fleet: '../../specs/schema/fleet.schema.json',
+  Stack: '../../specs/schema/stack.schema.json',
+};
+
+// ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
+type FormatsPlugin = (ajv: Ajv) => Ajv;
+const addFormats = ((addFormatsModule as unknown as { default?: FormatsPlugin }).default ??
+  addFormatsModule) as unknown as FormatsPlugin;
+
+let validators: Record<DocKind, ValidateFunction> | undefined;
+
+function getValidators(): Record<DocKind, ValidateFunction> {
+  if (validators) return validators;
+  // verbose: errors carry parentSchema (to list allowed keys) and the offending data.
+  const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
+  addFormats(ajv);
+  const compile = (kind: DocKind): ValidateFunction =>
+    ajv.compile(JSON.parse(readFileSync(new URL(SCHEMA_FILES[kind], import.meta.url), 'utf8')));
+  validators = { Fleet: compile('Fleet'), Stack: compile('Stack') };
+  return validators;
+}
+
+/** `/spec/placement/dataCenters/1` -> `['spec', 'placement', 'dataCenters', '1']` (JSON Pointer unescaped). */
+export function pointerToPath(pointer: string): string[] {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
+/** A readable name for a path: `spec.dataCenters[1] ("richmond")`, or `the document` for the root. */
+export function describePath(root: unknown, path: Path): string {
+  if (path.length === 0) return 'the document';
+  let s = '';
+  let node: unknown = root;
+  for (const seg of path) {
+    const isIndex = Array.isArray(node);
+    s += isIndex ? `[${seg}]` : s ? `.${seg}` : String(seg);
+    node = node === null || typeof node !== 'object' ? undefined : (node as Record<string, unknown>)[String(seg)];
+  }
+  const name = node !== null && typeof node === 'object' ? (node as { name?: unknown }).name : undefined;
+  if (typeof name === 'string' && Array.isArray(valueAt(root, path.slice(0, -1)))) s += ` (${JSON.stringify(name)})`;
+  return s;
+}
+
+function valueAt(root: unknown, path: Path): unknown {
+  let node = root;
+  for (const seg of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string, unknown>)[String(seg)];
+  }
+  return node;
+}
+
+/** How a value is named in a detail sentence. */
+export function showValue(v: unknown): string {
+  if (v === null || v === undefined) return 'empty';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return JSON.stringify(v);
+  return String(v);
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  integer: 'a whole number',
+  number: 'a number',
+  string: 'a string',
+  object: 'a mapping',
+  array: 'a list',
+  boolean: 'true or false',
+  null: 'empty',
+};
+
+function typeNames(t: unknown): string {
+  const list = Array.isArray(t) ? t : String(t).split(',');
+  return list.map((x) => TYPE_NAMES[x] ?? x).join(' or ');
+}
+
+/** Closest allowed key by edit distance, when it is close enough to be a likely typo. */
+function suggest(key: string, allowed: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const a of allowed) {
+    const d = editDistance(key.toLowerCase(), a.toLowerCase());
+    if (d < bestD) [best, bestD] = [a, d];
+  }
+  return best !== undefined && bestD <= Math.max(1, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/**
+ * A `oneOf` (placement.near: a name or coordinates) fails with one error per
+ * branch plus its own. When the value's type picked a branch (errors inside
+ * it, or non-type errors at it), only that branch's errors are kept;
+ * otherwise the type errors collapse into one "must be X or Y".
+ */
+function simplifyOneOf(errors: ErrorObject[]): ErrorObject[] {
+  let out = errors;
+  for (const one of errors.filter((e) => e.keyword === 'oneOf')) {
+    const p = one.instancePath;
+    const typeAtP = out.filter((e) => e.instancePath === p && e.keyword === 'type');
+    const branchTaken = out.some(
+      (e) => e !== one && (e.instancePath.startsWith(`${p}/`) || (e.instancePath === p && e.keyword !== 'type')),
+    );
+    out = out.filter((e) => e !== one && !typeAtP.includes(e));
+    if (!branchTaken) {
+      out.push({ ...one, keyword: 'type', params: { type: typeAtP.map((e) => String(e.params.type)) } });
+    }
+  }
+  return out;
+}
+
+function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic {
+  const path = pointerToPath(e.instancePath);
+  const name = describePath(src.value, path);
+  const data = valueAt(src.value, path);
+  const at = valueWhere(src, path);
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const key = String(p.additionalProperty);
+      const allowed = Object.keys((e.parentSchema?.properties as Record<string, unknown> | undefined) ?? {});
+      const hint = suggest(key, allowed);
+      const where = keyWhere(src, [...path, key]);
+      const list = allowed.length ? `; allowed keys: ${allowed.join(', ')}` : '';
+      return diag(
+        'spec.unknown-key',
+        `Key ${JSON.stringify(key)} is not allowed in ${name}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : list}.`,
+        where,
+      );
+    }
+    case 'required': {
+      const key = String(p.missingProperty);
+      const where = ownerWhere(src, path);
+      return diag('spec.missing-field', `${capital(name)} has no ${JSON.stringify(key)}, which is required.`, where);
+    }
+    case 'type':
+      return diag('spec.wrong-type', `${capital(name)} must be ${typeNames(p.type)}, not ${showValue(data)}.`, at);
+    case 'minimum':
+    case 'exclusiveMinimum':
+      return diag('spec.out-of-range', `${capital(name)} must be ${e.keyword === 'minimum' ? 'at least' : 'greater than'} ${String(p.limit)}, not ${showValue(data)}.`, at);
+    case 'maximum':
+    case 'exclusiveMaximum':
+      return diag('spec.out-of-range', `${capital(name)} must be ${e.keyword === 'maximum' ? 'at most' : 'less than'} ${String(p.limit)}, not ${showValue(data)}.`, at);
+    case 'minLength':
+      return diag('spec.out-of-range', `${capital(name)} must not be empty.`, at);
+    case 'maxLength':
+      return diag('spec.out-of-range', `${capital(name)} must be at most ${String(p.limit)} characters long.`, at);
+    case 'minItems':
+      return diag('spec.out-of-range', `${capital(name)} must list at least ${String(p.limit)} item${p.limit === 1 ? '' : 's'}.`, at);
+    case 'uniqueItems': {
+      const j = Math.max(Number(p.i), Number(p.j));
+      const item = Array.isArray(data) ? data[j] : undefined;
+      return diag('spec.invalid-value', `${capital(name)} lists ${showValue(item)} more than once.`, valueWhere(src, [...path, j]));
+    }
+    case 'enum':
+      return diag(
+        'spec.invalid-value',
+        `${capital(name)} must be one of ${(p.allowedValues as unknown[]).map(String).join(', ')}, not ${showValue(data)}.`,
+        at,
+      );
+    case 'const':
+      return diag('spec.invalid-value', `${capital(name)} must be ${showValue(p.allowedValue)}, not ${showValue(data)}.`, at);
+    case 'pattern':
+      if (kind === 'Fleet' && e.instancePath === '/metadata/name') {
+        return diag(
+          'spec.invalid-fleet-name',
+          `Fleet name ${showValue(data)} must be lower-case letters, digits and dashes, start with a letter and be at most 40 characters.`,
+          at,
+        );
+      }
+      if (kind === 'Stack' && e.instancePath === '/spec/record') {
+        return diag('spec.record-url', `Record URL ${showValue(data)} must start with pglite://, postgres:// or postgresql://.`, at);
+      }
+      return diag('spec.invalid-value', `${capital(name)} ${showValue(data)} does not have the required form (${String(p.pattern)}).`, at);
+    default:
+      return diag('spec.invalid-value', `${capital(name)} ${e.message ?? 'is invalid'}.`, at);
+  }
+}
+
+function capital(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+/**
+ * Checks a document's apiVersion and kind, then its shape against the kind's
+ * schema. Returns no diagnostics when the document is valid. A document with
+ * a wrong apiVersion or kind gets only that diagnostic: the rest would be
+ * noise from checking it against the wrong format.
+ */
+export function validateDoc(src: SourceDoc, kind: DocKind): Diagnostic[] {
+  const v = src.value;
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    const o = v as Record<string, unknown>;
+    if ('apiVersion' in o && o.apiVersion !== API_VERSION) {
+      return [
+        diag('spec.api-version', `apiVersion is ${showValue(o.apiVersion)}; this version of dmzfleet reads ${API_VERSION}.`, valueWhere(src, ['apiVersion'])),
+      ];
+    }
+    if ('kind' in o && o.kind !== kind) {
+      const why = kind === 'Stack' ? 'a stack file holds one Stack document' : "files matched by the stack's specs globs hold Fleet documents";
+      return [diag('spec.kind', `kind is ${showValue(o.kind)}, expected ${kind}: ${why}.`, valueWhere(src, ['kind']))];
+    }
+  }
+  const validate = getValidators()[kind];
+  if (validate(v)) return [];
+  return simplifyOneOf(validate.errors ?? []).map((e) => toDiagnostic(src, kind, e));
+}

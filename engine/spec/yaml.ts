@@ -1,0 +1,156 @@
+// YAML parsing that keeps source positions, so every diagnostic can name the
+// file, line and column of the node it is about.
+import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, type Document, type Node, type Pair } from 'yaml';
+import { diag, type Diagnostic, type Where } from '../diags/index.ts';
+
+/** One parsed YAML document of a file, with what is needed to map paths back to positions. */
+export interface SourceDoc {
+  /** File as shown in diagnostics. */
+  file: string;
+  /** 0-based position of the document in its file. */
+  index: number;
+  doc: Document.Parsed;
+  lines: LineCounter;
+  /** The document as plain data. */
+  value: unknown;
+}
+
+export interface ParsedFile {
+  docs: SourceDoc[];
+  diagnostics: Diagnostic[];
+  /** No document with content (empty file, only comments, only `---`). */
+  empty: boolean;
+}
+
+/** A path into a document: map keys and sequence indices (`['spec', 'placement', 'dataCenters', 1]`). */
+export type Path = readonly (string | number)[];
+
+function isEmptyDoc(doc: Document.Parsed): boolean {
+  const c = doc.contents;
+  return c === null || (isScalar(c) && c.value === null && !doc.errors.length);
+}
+
+/**
+ * Parses every document of a file. Documents with syntax errors are reported
+ * (one diagnostic per error) and left out of `docs`; empty documents (a
+ * trailing `---`) are skipped silently.
+ */
+export function parseYaml(text: string, file: string): ParsedFile {
+  const lines = new LineCounter();
+  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const diagnostics: Diagnostic[] = [];
+  const docs: SourceDoc[] = [];
+  let empty = true;
+  all.forEach((doc, index) => {
+    if (doc.errors.length) {
+      empty = false;
+      for (const e of doc.errors) {
+        const { line, col } = lines.linePos(e.pos[0]);
+        diagnostics.push(diag('spec.yaml-syntax', `${firstLine(e.message)}.`, { file, line, col }));
+      }
+      return;
+    }
+    if (isEmptyDoc(doc)) return;
+    empty = false;
+    docs.push({ file, index, doc, lines, value: doc.toJS({ maxAliasCount: 1000 }) });
+  });
+  return { docs, diagnostics, empty };
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0].replace(/[.:]\s*$/, '');
+}
+
+export function whereAt(src: SourceDoc, offset: number): Where {
+  const { line, col } = src.lines.linePos(offset);
+  return { file: src.file, line, col };
+}
+
+/** Start of the document's content (where a problem with the whole document is shown). */
+export function docWhere(src: SourceDoc): Where {
+  const c = src.doc.contents;
+  return whereAt(src, c?.range?.[0] ?? src.doc.range[0]);
+}
+
+interface Found {
+  /** The node at the path, when there is one. */
+  node?: Node;
+  /** The map pair holding it, when it is a map value. */
+  pair?: Pair;
+  /** The deepest node on the path that exists (for paths that run past the document). */
+  deepest: Node | null;
+  /** The pair of the deepest node, when it is a map value. */
+  deepestPair?: Pair;
+}
+
+function keyOf(pair: Pair): unknown {
+  return isScalar(pair.key) ? pair.key.value : pair.key;
+}
+
+function find(src: SourceDoc, path: Path): Found {
+  let node: unknown = src.doc.contents;
+  let pair: Pair | undefined;
+  for (const seg of path) {
+    let next: unknown;
+    let nextPair: Pair | undefined;
+    if (isMap(node)) {
+      nextPair = node.items.find((p) => isPair(p) && String(keyOf(p)) === String(seg));
+      next = nextPair?.value;
+    } else if (isSeq(node)) {
+      next = node.items[Number(seg)];
+    }
+    if (next === undefined || next === null) {
+      return { deepest: node as Node, deepestPair: pair };
+    }
+    node = next;
+    pair = nextPair;
+  }
+  return { node: node as Node, pair, deepest: node as Node, deepestPair: pair };
+}
+
+function startOf(n: unknown): number | undefined {
+  return (n as Node | null)?.range?.[0];
+}
+
+/** Where the value at `path` starts (a bad value); falls back to its key, then to the deepest existing node. */
+export function valueWhere(src: SourceDoc, path: Path): Where {
+  const f = find(src, path);
+  const at = startOf(f.node) ?? startOf(f.pair?.key) ?? startOf(f.deepestPair?.key) ?? startOf(f.deepest);
+  return at === undefined ? docWhere(src) : whereAt(src, at);
+}
+
+/** Where the key of the map entry at `path` is (an unknown key); falls back to the value. */
+export function keyWhere(src: SourceDoc, path: Path): Where {
+  const f = find(src, path);
+  const at = startOf(f.pair?.key);
+  return at === undefined ? valueWhere(src, path) : whereAt(src, at);
+}
+
+/**
+ * Where an object that lacks a required key is shown: at its own key when it
+ * is a map value (`spec:`), else at its start (a list item, the document).
+ */
+export function ownerWhere(src: SourceDoc, path: Path): Where {
+  if (path.length === 0) return docWhere(src);
+  return keyWhere(src, path);
+}
+
+/** Every node of the document by dotted path (`spec.count`, `spec.hardware.0`), at the start of its value. */
+export function collectPointers(src: SourceDoc): Map<string, Where> {
+  const out = new Map<string, Where>();
+  const walk = (node: unknown, prefix: string, keyNode?: unknown): void => {
+    const at = startOf(node) ?? startOf(keyNode);
+    if (at !== undefined) out.set(prefix, whereAt(src, at));
+    if (isMap(node)) {
+      for (const p of node.items) {
+        if (!isPair(p)) continue;
+        const k = String(keyOf(p));
+        walk(p.value, prefix ? `${prefix}.${k}` : k, p.key);
+      }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, i) => walk(item, prefix ? `${prefix}.${i}` : String(i)));
+    }
+  };
+  walk(src.doc.contents, '');
+  return out;
+}
