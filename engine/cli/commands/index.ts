@@ -1,4 +1,5 @@
 import type { RegisterCommand } from './types.ts';
+import { registerValidate } from './validate.ts';
 
 // Each command lives in its own module; add it here in the order `fleet --help` lists them.
-export const COMMANDS: RegisterCommand[] = [];
+export const COMMANDS: RegisterCommand[] = [registerValidate];
