@@ -1,0 +1,280 @@
+import { describe, expect, it } from 'vitest';
+import type { VmRow } from '../record/types.ts';
+import type { LoadedFleet } from '../spec/types.ts';
+import { computePlan, type PlanInput } from './planner.ts';
+import { noRulesPolicy } from './policy-port.ts';
+import { dataCenter, makeFleet, makePack, makeStack, vmRow } from './test-support.ts';
+import type { PlanDocument } from './types.ts';
+
+function input(fleets: LoadedFleet[], record: VmRow[] = [], over: Partial<PlanInput> = {}): PlanInput {
+  return {
+    stack: makeStack(),
+    pack: makePack(),
+    fleets,
+    record,
+    fleetVersions: {},
+    options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+    now: new Date('2026-01-02T03:04:05.000Z'),
+    id: 'plan-1',
+    policy: noRulesPolicy,
+    ...over,
+  };
+}
+
+/** One line per change: what a reviewer checks first. */
+function lines(plan: PlanDocument): string[] {
+  return plan.changes.map((c) => `${c.address} ${c.action} ${c.dataCenter} ${c.path.join('>')}`);
+}
+
+const web = makeFleet('web', { count: 2 });
+const RUN = 'Requested>BeingCreated>PoweredOff>PoweredOn>Starting>Running';
+
+describe('computePlan: one action per member', () => {
+  const cases: { name: string; fleets: LoadedFleet[]; record: VmRow[]; want: string[] }[] = [
+    { name: 'creates missing members nearest the site', fleets: [web], record: [], want: [`web/0 create richmond ${RUN}`, `web/1 create richmond ${RUN}`] },
+    { name: 'noop when the member matches', fleets: [web], record: [vmRow(web, 0), vmRow(web, 1)], want: ['web/0 noop richmond Running', 'web/1 noop richmond Running'] },
+    {
+      name: 'transition to the desired state along the diagram',
+      fleets: [web],
+      record: [vmRow(web, 0, { state: 'PoweredOff' }), vmRow(web, 1)],
+      want: ['web/0 transition richmond PoweredOff>PoweredOn>Starting>Running', 'web/1 noop richmond Running'],
+    },
+    {
+      name: 'retries a failure state',
+      fleets: [web],
+      record: [vmRow(web, 0, { state: 'CreateFailed' }), vmRow(web, 1, { state: 'BootFailed' })],
+      want: [
+        'web/0 transition richmond CreateFailed>BeingCreated>PoweredOff>PoweredOn>Starting>Running',
+        'web/1 transition richmond BootFailed>PoweredOff>PoweredOn>Starting>Running',
+      ],
+    },
+    {
+      name: 'continues a transient state left by an interrupted apply',
+      fleets: [web],
+      record: [vmRow(web, 0, { state: 'BeingCreated' }), vmRow(web, 1)],
+      want: ['web/0 transition richmond BeingCreated>PoweredOff>PoweredOn>Starting>Running', 'web/1 noop richmond Running'],
+    },
+    {
+      name: 'update: a size change goes down to PoweredOff and back up',
+      fleets: [makeFleet('web', { count: 1, size: { cpu: 4, memoryGiB: 8, diskGiB: 20 } })],
+      record: [vmRow(web, 0)],
+      want: ['web/0 update richmond Running>ShuttingDown>PoweredOff>PoweredOn>Starting>Running'],
+    },
+    {
+      name: 'replace: an image change builds a new VM',
+      fleets: [makeFleet('web', { count: 1, image: 'ubuntu-24.04' })],
+      record: [vmRow(web, 0, { dataCenter: 'miami' })],
+      want: [`web/0 replace miami ${RUN}`],
+    },
+    {
+      name: 'scale down deletes the highest indexes',
+      fleets: [makeFleet('web', { count: 1 })],
+      record: [vmRow(web, 0), vmRow(web, 1), vmRow(web, 2, { state: 'PoweredOff' })],
+      want: [
+        'web/0 noop richmond Running',
+        'web/1 delete richmond Running>ShuttingDown>PoweredOff>BeingDeleted>Deleted',
+        'web/2 delete richmond PoweredOff>BeingDeleted>Deleted',
+      ],
+    },
+    {
+      name: 'a fleet removed from the specs loses every member',
+      fleets: [],
+      record: [vmRow(web, 0), vmRow(web, 1, { state: 'CreateFailed' })],
+      want: ['web/0 delete richmond Running>ShuttingDown>PoweredOff>BeingDeleted>Deleted', 'web/1 delete richmond CreateFailed>BeingDeleted>Deleted'],
+    },
+    {
+      name: 'desired PoweredOff creates without booting',
+      fleets: [makeFleet('batch', { count: 1, state: 'PoweredOff' })],
+      record: [],
+      want: ['batch/0 create richmond Requested>BeingCreated>PoweredOff'],
+    },
+  ];
+  it.each(cases)('$name', ({ fleets, record, want }) => {
+    expect(lines(computePlan(input(fleets, record)))).toEqual(want);
+  });
+});
+
+describe('computePlan: steps', () => {
+  it('one step per edge with its operation, the resize in place at PoweredOff', () => {
+    const plan = computePlan(input([makeFleet('web', { count: 1, size: { cpu: 4, memoryGiB: 8, diskGiB: 20 } })], [vmRow(web, 0)]));
+    const c = plan.changes[0];
+    expect(c.steps.map((s) => `${s.from}>${s.to}:${s.operation}`)).toEqual([
+      'Running>ShuttingDown:shutdown',
+      'ShuttingDown>PoweredOff:powerOff',
+      'PoweredOff>PoweredOff:resize',
+      'PoweredOff>PoweredOn:powerOn',
+      'PoweredOn>Starting:boot',
+      'Starting>Running:awaitReady',
+    ]);
+    expect(c.diff).toEqual({ size: { from: web.size, to: { cpu: 4, memoryGiB: 8, diskGiB: 20 } } });
+    expect(c.vmId).toBe('vm-web-0');
+  });
+
+  it('replace creates before deleting when there is room, new steps first', () => {
+    const plan = computePlan(input([makeFleet('web', { count: 1, image: 'ubuntu-24.04' })], [vmRow(web, 0, { dataCenter: 'miami' })]));
+    const c = plan.changes[0];
+    expect(c.createBeforeDelete).toBe(true);
+    expect(c.oldPath).toEqual(['Running', 'ShuttingDown', 'PoweredOff', 'BeingDeleted', 'Deleted']);
+    expect(c.steps.map((s) => s.member)).toEqual(['new', 'new', 'new', 'new', 'new', 'old', 'old', 'old', 'old']);
+    expect(c.image).toEqual({ logical: 'ubuntu-24.04', real: 'img-u2404-miami' });
+    expect(c.from).toBe('Running');
+  });
+
+  it('replace deletes first when the data center has no room for a second VM', () => {
+    const stack = makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms: 1 })]);
+    const plan = computePlan(input([makeFleet('web', { count: 1, image: 'ubuntu-24.04' })], [vmRow(web, 0, { dataCenter: 'miami' })], { stack }));
+    const c = plan.changes[0];
+    expect(c.createBeforeDelete).toBe(false);
+    expect(c.steps[0].member).toBe('old');
+    expect(c.reason).toContain('delete first');
+  });
+
+  it('a hardware change alone is a replace', () => {
+    const plan = computePlan(input([makeFleet('web', { count: 1, hardware: ['general'] })], [vmRow(web, 0)]));
+    expect(plan.changes[0].action).toBe('replace');
+    expect(plan.changes[0].diff).toEqual({ hardware: { from: null, to: ['general'] } });
+  });
+
+  it('encryptedDisk change is a replace', () => {
+    const plan = computePlan(input([makeFleet('web', { count: 1, encryptedDisk: true })], [vmRow(web, 0)]));
+    expect(plan.changes[0].action).toBe('replace');
+  });
+});
+
+describe('computePlan: placement', () => {
+  it('nearest explains candidates, exclusions and distance', () => {
+    const plan = computePlan(input([makeFleet('gpu', { count: 1, hardware: ['gpu'] })]));
+    const p = plan.changes[0].placement!;
+    expect(plan.changes[0].dataCenter).toBe('dallas');
+    expect(p.candidates).toEqual(['dallas']);
+    expect(p.excluded).toEqual([
+      { dataCenter: 'miami', why: 'no hardware trait gpu' },
+      { dataCenter: 'richmond', why: 'no hardware trait gpu' },
+      { dataCenter: 'seattle', why: 'no hardware trait gpu' },
+    ]);
+    expect(p.summary).toMatch(/^dallas: nearest with gpu, \d+ km from charlotte$/);
+  });
+
+  it('nearest to a named data center or coordinates', () => {
+    const a = computePlan(input([makeFleet('a', { count: 1, placement: { near: 'seattle' } })]));
+    expect(a.changes[0].dataCenter).toBe('seattle');
+    expect(a.changes[0].placement!.distanceKm).toBe(0);
+    const b = computePlan(input([makeFleet('b', { count: 1, placement: { near: { lat: 26, lon: -80 } } })]));
+    expect(b.changes[0].dataCenter).toBe('miami');
+  });
+
+  it('an image missing from the catalog rules a data center out', () => {
+    const plan = computePlan(input([makeFleet('r', { count: 1, image: 'rhel-9' })]));
+    expect(plan.changes[0].dataCenter).toBe('miami');
+    expect(plan.changes[0].placement!.excluded.map((e) => e.why)).toContain('image rhel-9 not in catalog');
+  });
+
+  it('spread evens members out, counting existing ones, ties by name', () => {
+    const f = makeFleet('web', { count: 5, placement: { strategy: 'spread', dataCenters: ['miami', 'richmond', 'seattle'] } });
+    const plan = computePlan(input([f], [vmRow(f, 0, { dataCenter: 'richmond' }), vmRow(f, 1, { dataCenter: 'richmond' })]));
+    expect(plan.changes.filter((c) => c.action === 'create').map((c) => c.dataCenter)).toEqual(['miami', 'seattle', 'miami']);
+    expect(plan.changes[2].placement!.excluded).toEqual([{ dataCenter: 'dallas', why: 'not in the fleet allow-list' }]);
+  });
+
+  it('pack fills the fullest data center until it is full', () => {
+    const stack = makeStack([
+      dataCenter('a-dc', 0, 0, [], { vms: 10 }),
+      dataCenter('b-dc', 0, 1, [], { vms: 3 }),
+      dataCenter('c-dc', 0, 2, [], { vms: 10 }),
+    ]);
+    const f = makeFleet('web', { count: 5, placement: { strategy: 'pack' } });
+    const plan = computePlan(input([f], [vmRow(f, 0, { dataCenter: 'b-dc' })], { stack, pack: { ...makePack(), images: { 'ubuntu-22.04': { 'a-dc': 'x', 'b-dc': 'y', 'c-dc': 'z' } } } }));
+    expect(plan.changes.filter((c) => c.action === 'create').map((c) => c.dataCenter)).toEqual(['b-dc', 'b-dc', 'a-dc', 'a-dc']);
+    expect(plan.changes[3].placement!.excluded).toEqual([{ dataCenter: 'b-dc', why: 'no capacity left' }]);
+  });
+
+  it('capacity counts what the plan already placed, across fleets', () => {
+    const stack = makeStack([dataCenter('miami', 25.76, -80.19, [], { vms: 3, cpu: 100 }), dataCenter('richmond', 37.54, -77.43, [], { cpu: 5 })]);
+    const a = makeFleet('a', { count: 2 });
+    const b = makeFleet('b', { count: 2 });
+    const plan = computePlan(input([a, b], [], { stack }));
+    expect(lines(plan).map((l) => l.split(' ').slice(0, 3).join(' '))).toEqual(['a/0 create richmond', 'a/1 create richmond', 'b/0 create miami', 'b/1 create miami']);
+  });
+
+  it('no capacity check when the capacity rule is disabled', () => {
+    const stack = makeStack([dataCenter('miami', 25.76, -80.19, [], { vms: 0 })]);
+    const plan = computePlan(input([makeFleet('a', { count: 2 })], [], { stack, pack: makePack({ 'datacenter-capacity': 'disabled' }) }));
+    expect(plan.summary.create).toBe(2);
+  });
+
+  it('no eligible data center is a mandatory placement violation', () => {
+    const plan = computePlan(input([makeFleet('a', { count: 1, hardware: ['quantum'] })]));
+    expect(plan.changes).toEqual([]);
+    expect(plan.blocked).toBe(true);
+    expect(plan.policy.violations[0]).toMatchObject({ policy: 'placement', level: 'mandatory', address: 'a' });
+  });
+
+  it('existing members never move', () => {
+    const f = makeFleet('web', { count: 2, placement: { dataCenters: ['richmond'] } });
+    const plan = computePlan(input([f], [vmRow(f, 0, { dataCenter: 'miami' })]));
+    expect(lines(plan)).toEqual(['web/0 noop miami Running', `web/1 create richmond ${RUN}`]);
+  });
+});
+
+describe('computePlan: grants', () => {
+  const smallStack = () => makeStack([dataCenter('miami', 25.76, -80.19, [], { vms: 3 })]);
+
+  it('a partial capacity grant creates what fits and says so', () => {
+    const plan = computePlan(input([makeFleet('web', { count: 5 })], [], { stack: smallStack() }));
+    expect(plan.summary.create).toBe(3);
+    expect(plan.policy.grants).toEqual([
+      { fleet: 'web', requested: 2 + 3, granted: 3, reason: 'requested 5 new, granted 3: data center capacity', policy: 'datacenter-capacity' },
+    ]);
+  });
+
+  it('a minCount veto adds no member but keeps the fleet’s other changes', () => {
+    const f = makeFleet('web', { count: 5, minCount: 4 });
+    const plan = computePlan(input([f, makeFleet('zz', { count: 1 })], [vmRow(f, 0, { dataCenter: 'miami', state: 'PoweredOff' })], { stack: smallStack() }));
+    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['web/0 transition', 'zz/0 create']);
+    expect(plan.policy.violations).toContainEqual(expect.objectContaining({ policy: 'min-count', address: 'web' }));
+  });
+
+  it('owner quota grants cap the new members, lowest indexes first', () => {
+    const policy = { ...noRulesPolicy, ownerQuota: () => ({ granted: 3, violations: [], grant: { fleet: 'web', requested: 5, granted: 3, reason: 'requested 5, granted 3: quota of team-a', policy: 'owner-quota' } }) };
+    const f = makeFleet('web', { count: 5 });
+    const plan = computePlan(input([f], [vmRow(f, 0)], { policy }));
+    expect(plan.changes.map((c) => `${c.address} ${c.action}`)).toEqual(['web/0 noop', 'web/1 create', 'web/2 create']);
+    expect(plan.policy.grants[0].reason).toBe('requested 5, granted 3: quota of team-a');
+  });
+
+  it('rule violations fold in, mandatory ones block', () => {
+    const policy = {
+      ...noRulesPolicy,
+      evaluateRules: (p: PlanDocument) =>
+        p.changes.filter((c) => c.action === 'delete').map((c) => ({ policy: 'protect', level: 'mandatory' as const, address: c.address, message: 'protected', hint: 'use --allow-destroy' })),
+    };
+    const plan = computePlan(input([makeFleet('web', { count: 1 })], [vmRow(web, 0), vmRow(web, 1)], { policy }));
+    expect(plan.blocked).toBe(true);
+    expect(plan.policy.violations.map((v) => v.address)).toEqual(['web/1']);
+  });
+});
+
+describe('computePlan: document', () => {
+  const a = makeFleet('a', { count: 1 });
+  const b = makeFleet('b', { count: 1 });
+  const record = [vmRow(a, 0, { version: 7 }), vmRow(b, 0, { version: 9 }), vmRow(makeFleet('gone'), 0, { version: 2 })];
+
+  it('scope: targets narrow, excludes remove; basis covers the scope only', () => {
+    const plan = computePlan(input([a, b, makeFleet('c', { count: 1 })], record, { fleetVersions: { a: 4, b: 5 }, options: { targets: ['a', 'c', 'gone'], excludes: ['gone'], allowDestroy: [], refresh: false } }));
+    expect(plan.fleets).toEqual(['a', 'c']);
+    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['a/0 noop', 'c/0 create']);
+    expect(plan.basis).toEqual({ vms: { 'vm-a-0': 7 }, fleets: { a: 4, c: 0 } });
+  });
+
+  it('summary has every action; header fields are filled', () => {
+    const plan = computePlan(input([a, b], record));
+    expect(plan.summary).toEqual({ create: 0, transition: 0, update: 0, replace: 0, delete: 1, noop: 2 });
+    expect(plan).toMatchObject({ formatVersion: '1', id: 'plan-1', stack: 'test', createdAt: '2026-01-02T03:04:05.000Z', policyPack: 'test@1.0.0', blocked: false });
+  });
+
+  it('is deterministic whatever the input order', () => {
+    const one = computePlan(input([b, a], [...record].reverse()));
+    const two = computePlan(input([a, b], record));
+    expect(one).toEqual(two);
+  });
+});

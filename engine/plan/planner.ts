@@ -1,0 +1,439 @@
+// The planner's pure core: specs + record + pack in, plan document out. No
+// I/O here (the policy-test runner and the benchmark call it directly);
+// engine/plan/run.ts does the reading. See docs/planning.md for the rules.
+import { randomUUID } from 'node:crypto';
+import type { Lifecycle, LoadedPack } from '../policy/types.ts';
+import type { VmRow } from '../record/types.ts';
+import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
+import { fits, fleetPlacement, placeMember, staticExclusion } from './placement.ts';
+import { type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-port.ts';
+import { defaultPolicy } from './policy-default.ts';
+import { byName, resolveScope } from './scope.ts';
+import { ACTIONS, type Action, type Change, type Grant, type PlanDocument, type Step, type Violation, type VmSize } from './types.ts';
+
+export type PlanOptions = PlanDocument['options'];
+
+export interface PlanInput {
+  stack: LoadedStack;
+  pack: LoadedPack;
+  /** Every fleet of the specs (the core narrows them to the scope itself). */
+  fleets: LoadedFleet[];
+  /**
+   * Live VMs of the stack: at least every VM of the fleets in scope. VMs of
+   * other fleets, when present, are only counted (owner quota, data center
+   * capacity), never changed. A targeted plan may leave them out when no
+   * quota or capacity rule is enabled.
+   */
+  record: VmRow[];
+  /** Record version of each fleet (missing means 0: not in the record yet). */
+  fleetVersions: Record<string, number>;
+  options: PlanOptions;
+  now?: Date;
+  id?: string;
+  /** The policy functions; engine/policy's by default. */
+  policy?: PlanPolicy;
+}
+
+/** The operation of the in-place step that resizes a VM (see docs/plan-format.md, "Steps"). */
+export const RESIZE_OPERATION = 'resize';
+
+/**
+ * The state where a resize is applied: the state of a pack edge whose
+ * operation is `resize`, else the state the `createVm` edge leads to (a
+ * created, powered-off VM), else `PoweredOff`.
+ */
+export function resizeState(lc: Lifecycle): string {
+  const resize = lc.edges.find((e) => e.operation === RESIZE_OPERATION);
+  if (resize) return resize.from;
+  const created = lc.edges.find((e) => e.operation === 'createVm');
+  return created ? created.to : 'PoweredOff';
+}
+
+export function sameSize(a: VmSize, b: VmSize): boolean {
+  return a.cpu === b.cpu && a.memoryGiB === b.memoryGiB && a.diskGiB === b.diskGiB;
+}
+
+export function formatSize(s: VmSize): string {
+  return `${s.cpu} cpu, ${s.memoryGiB} GiB, ${s.diskGiB} GiB disk`;
+}
+
+function compareAddress(a: { fleet: string; index: number }, b: { fleet: string; index: number }): number {
+  return byName(a.fleet, b.fleet) || a.index - b.index;
+}
+
+/** Builds the plan document. Deterministic for the same input except `id` and `createdAt`. */
+export function computePlan(input: PlanInput): PlanDocument {
+  return new Planner(input).run();
+}
+
+class Planner {
+  private readonly lc: Lifecycle;
+  private readonly policy: PlanPolicy;
+  private readonly changes: Change[] = [];
+  private readonly violations: Violation[] = [];
+  private readonly grants: Grant[] = [];
+  private readonly ctx: PlanContext;
+  private readonly resizeAt: string;
+  /** Capacity left per data center, less what this plan has placed; null when the capacity rule is disabled. */
+  private readonly capacity: Map<string, CapacityLeft> | null;
+
+  constructor(private readonly input: PlanInput) {
+    this.lc = input.pack.lifecycle;
+    this.policy = input.policy ?? defaultPolicy;
+    this.resizeAt = resizeState(this.lc);
+    this.ctx = {
+      stack: input.stack,
+      lifecycle: this.lc,
+      images: input.pack.images,
+      fleets: input.fleets,
+      record: input.record,
+      allowDestroy: new Set(input.options.allowDestroy),
+    };
+    this.capacity =
+      this.policy.capacityEnforcement(input.pack) === 'disabled' ? null : this.policy.capacityLeft(input.stack, input.record);
+  }
+
+  run(): PlanDocument {
+    const { input } = this;
+    const specs = new Map(input.fleets.map((f) => [f.name, f]));
+    const rowsByFleet = new Map<string, VmRow[]>();
+    for (const row of input.record) {
+      if (this.lc.isTerminal(row.state)) continue;
+      let list = rowsByFleet.get(row.fleet);
+      if (!list) rowsByFleet.set(row.fleet, (list = []));
+      list.push(row);
+    }
+    const scope = resolveScope(specs.keys(), rowsByFleet.keys(), input.options.targets, input.options.excludes).fleets;
+    const grantedSoFar = new Map<string, number>();
+    const basisVms: Record<string, number> = {};
+    for (const name of scope) {
+      const rows = (rowsByFleet.get(name) ?? []).sort((a, b) => a.index - b.index);
+      for (const r of rows) basisVms[r.id] = r.version;
+      const spec = specs.get(name);
+      if (spec) this.planFleet(spec, rows, grantedSoFar);
+      else for (const r of rows) this.deleteMember(r, `fleet ${name} is no longer in the specs`);
+    }
+    this.changes.sort(compareAddress);
+
+    const basisFleets: Record<string, number> = {};
+    for (const name of scope) basisFleets[name] = input.fleetVersions[name] ?? 0;
+    const summary = Object.fromEntries(ACTIONS.map((a) => [a, 0])) as Record<Action, number>;
+    for (const c of this.changes) summary[c.action] += 1;
+
+    const plan: PlanDocument = {
+      formatVersion: '1',
+      id: input.id ?? randomUUID(),
+      stack: input.stack.name,
+      createdAt: (input.now ?? new Date()).toISOString(),
+      policyPack: `${input.pack.name}@${input.pack.version}`,
+      fleets: scope,
+      options: {
+        targets: [...input.options.targets].sort(byName),
+        excludes: [...input.options.excludes].sort(byName),
+        allowDestroy: [...input.options.allowDestroy].sort(byName),
+        refresh: input.options.refresh,
+      },
+      basis: { vms: basisVms, fleets: basisFleets },
+      changes: this.changes,
+      policy: { violations: this.violations, grants: this.grants },
+      summary,
+      blocked: false,
+    };
+    this.violations.push(...this.policy.evaluateRules(plan, this.ctx, input.pack));
+    this.violations.sort(
+      (a, b) => byName(a.address, b.address) || byName(a.policy, b.policy) || byName(a.message, b.message),
+    );
+    this.grants.sort((a, b) => byName(a.fleet, b.fleet) || byName(a.policy, b.policy));
+    plan.blocked = this.violations.some((v) => v.level === 'mandatory');
+    return plan;
+  }
+
+  private planFleet(spec: LoadedFleet, rows: VmRow[], grantedSoFar: Map<string, number>): void {
+    const { lc } = this;
+    if (!lc.states.includes(spec.state) || !lc.requestable.includes(spec.state)) {
+      this.violate('lifecycle', spec.name, `desired state ${spec.state} is not one the pack lets a fleet ask for`, `use one of: ${lc.requestable.join(', ')}`);
+      return;
+    }
+    const kept: VmRow[] = [];
+    for (const row of rows) {
+      if (row.index >= spec.count) this.deleteMember(row, `count lowered to ${spec.count}`);
+      else {
+        kept.push(row);
+        this.diffMember(row, spec);
+      }
+    }
+    const present = new Set(kept.map((r) => r.index));
+    const missing: number[] = [];
+    for (let i = 0; i < spec.count; i++) if (!present.has(i)) missing.push(i);
+
+    const quota = this.policy.ownerQuota(this.input.pack, this.ctx, spec, spec.count, grantedSoFar);
+    this.violations.push(...quota.violations);
+    if (quota.grant) this.grants.push(quota.grant);
+    const wanted = missing.slice(0, Math.max(0, Math.min(spec.count, quota.granted) - kept.length));
+
+    const created = this.placeNew(spec, kept, wanted);
+    const total = kept.length + created.changes.length;
+    if (missing.length > 0 && total < spec.minCount) {
+      // The minCount veto: the fleet gets no new members at all; changes to
+      // its existing members stand (they do not depend on the grant).
+      created.undo();
+      this.violate(
+        'min-count',
+        spec.name,
+        `${total} of ${spec.count} members granted, below minCount ${spec.minCount}: no members are added`,
+        'raise the quota or free capacity, or lower minCount',
+        'advisory',
+      );
+      grantedSoFar.set(spec.name, kept.length);
+      return;
+    }
+    this.changes.push(...created.changes);
+    grantedSoFar.set(spec.name, total);
+  }
+
+  /** Places the wanted new members one by one; returns their changes and a way to give the capacity back. */
+  private placeNew(spec: LoadedFleet, kept: VmRow[], wanted: number[]): { changes: Change[]; undo: () => void } {
+    const changes: Change[] = [];
+    const taken: string[] = [];
+    const undo = () => {
+      for (const dc of taken) this.release(dc, spec.size);
+    };
+    if (wanted.length === 0) return { changes, undo };
+    const fp = fleetPlacement(this.input.stack, this.input.pack, spec);
+    if (fp.unknownNear !== undefined) {
+      this.violate('placement', spec.name, `near names ${fp.unknownNear}, which is neither the site nor a data center; using the site ${fp.nearName}`, 'set placement.near to a data center, the site, or {lat, lon}', 'advisory');
+    }
+    if (fp.eligible.length === 0) {
+      const why = fp.excluded.map((e) => `${e.dataCenter}: ${e.why}`).join('; ');
+      this.violate('placement', spec.name, `no data center can hold members of ${spec.name} (${why})`, 'change hardware, image or placement.dataCenters');
+      return { changes, undo };
+    }
+    const members = new Map<string, number>();
+    for (const r of kept) members.set(r.dataCenter, (members.get(r.dataCenter) ?? 0) + 1);
+    for (const index of wanted) {
+      const { dataCenter, explanation } = placeMember(fp, this.capacity, members);
+      if (dataCenter === undefined) break;
+      members.set(dataCenter, (members.get(dataCenter) ?? 0) + 1);
+      this.take(dataCenter, spec.size);
+      taken.push(dataCenter);
+      const path = this.path(this.lc.initial, spec.state);
+      if (!path) {
+        this.violate('lifecycle', `${spec.name}/${index}`, `no path from ${this.lc.initial} to ${spec.state} in the diagram`, 'fix the pack lifecycle');
+        break;
+      }
+      changes.push({
+        ...this.base(spec, index, dataCenter),
+        action: 'create',
+        from: this.lc.initial,
+        to: spec.state,
+        path,
+        steps: this.steps(path, 'current'),
+        reason: `count is ${spec.count}; ${spec.name}/${index} does not exist`,
+        placement: explanation,
+      });
+    }
+    if (changes.length < wanted.length) {
+      const cap = this.policy.capacityGrantFor(this.input.pack, spec, wanted.length, changes.length);
+      this.violations.push(...cap.violations);
+      if (cap.grant) this.grants.push(cap.grant);
+    }
+    return { changes, undo };
+  }
+
+  private diffMember(row: VmRow, spec: LoadedFleet): void {
+    const diff: Record<string, { from: unknown; to: unknown }> = {};
+    if (row.image !== spec.image) diff.image = { from: row.image, to: spec.image };
+    if (row.encryptedDisk !== spec.encryptedDisk) diff.encryptedDisk = { from: row.encryptedDisk, to: spec.encryptedDisk };
+    if (!sameSize(row.size, spec.size)) diff.size = { from: row.size, to: spec.size };
+    // specHash covers image, size, hardware and encryptedDisk; the record keeps
+    // no hardware traits, so a hash change nothing else explains is a hardware change.
+    const hardwareChanged = row.specHash !== spec.specHash && Object.keys(diff).length === 0;
+    if (hardwareChanged) diff.hardware = { from: null, to: spec.hardware };
+    if (diff.image || diff.encryptedDisk || diff.hardware) return this.replaceMember(row, spec, diff);
+    if (diff.size) return this.updateMember(row, spec, diff);
+    if (row.state !== spec.state) return this.transitionMember(row, spec);
+    this.changes.push({
+      ...this.base(spec, row.index, row.dataCenter),
+      action: 'noop',
+      from: row.state,
+      to: row.state,
+      path: [row.state],
+      steps: [],
+      reason: 'matches the spec',
+      vmId: row.id,
+    });
+  }
+
+  private transitionMember(row: VmRow, spec: LoadedFleet): void {
+    const path = this.memberPath(row, spec.state);
+    if (!path) return;
+    const { lc } = this;
+    const reason = lc.failure.includes(row.state)
+      ? `retry: ${row.state} back to ${spec.state}`
+      : lc.requestable.includes(row.state)
+        ? `desired state is ${spec.state}`
+        : `continue from ${row.state}, left by an interrupted apply`;
+    this.changes.push({
+      ...this.base(spec, row.index, row.dataCenter),
+      action: 'transition',
+      from: row.state,
+      to: spec.state,
+      path,
+      steps: this.steps(path, 'current'),
+      reason,
+      vmId: row.id,
+    });
+  }
+
+  private updateMember(row: VmRow, spec: LoadedFleet, diff: Record<string, { from: unknown; to: unknown }>): void {
+    const down = this.memberPath(row, this.resizeAt);
+    const up = down && this.memberPath(row, spec.state, this.resizeAt);
+    if (!down || !up) return;
+    const path = [...down, ...up.slice(1)];
+    const steps = [
+      ...this.steps(down, 'current'),
+      { from: this.resizeAt, to: this.resizeAt, member: 'current', operation: RESIZE_OPERATION } satisfies Step,
+      ...this.steps(up, 'current'),
+    ];
+    this.changes.push({
+      ...this.base(spec, row.index, row.dataCenter),
+      action: 'update',
+      from: row.state,
+      to: spec.state,
+      path,
+      steps,
+      reason: `size ${formatSize(row.size)} -> ${formatSize(spec.size)}, resized at ${this.resizeAt}`,
+      diff,
+      vmId: row.id,
+    });
+  }
+
+  private replaceMember(row: VmRow, spec: LoadedFleet, diff: Record<string, { from: unknown; to: unknown }>): void {
+    const dc = this.input.stack.dataCenters.find((d) => d.name === row.dataCenter);
+    const why = dc ? staticExclusion(dc, spec, this.input.pack) : `data center ${row.dataCenter} is not in the stack`;
+    if (why) {
+      this.violate('placement', row.address, `cannot replace ${row.address} in ${row.dataCenter}: ${why}; members never move`, `lower count below ${row.index + 1} to delete it, then raise it to create it elsewhere`);
+      return;
+    }
+    const oldEnd = this.deletePath(row);
+    const path = this.path(this.lc.initial, spec.state);
+    if (!oldEnd || !path) {
+      this.violate('lifecycle', row.address, `no path to replace ${row.address} from ${row.state}`, 'fix the pack lifecycle');
+      return;
+    }
+    // Create-then-delete keeps the member serving, but needs room for a second VM for a while.
+    const createBeforeDelete = this.capacity === null || fits(this.capacity.get(row.dataCenter), spec.size);
+    const newSteps = this.steps(path, 'new');
+    const oldSteps = this.steps(oldEnd, 'old');
+    const what = Object.keys(diff)
+      .map((k) => (k === 'hardware' ? `hardware traits now ${spec.hardware.join(', ') || 'none'}` : k === 'size' ? `size ${formatSize(row.size)} -> ${formatSize(spec.size)}` : `${k} ${String(diff[k].from)} -> ${String(diff[k].to)}`))
+      .join('; ');
+    this.changes.push({
+      ...this.base(spec, row.index, row.dataCenter),
+      action: 'replace',
+      from: row.state,
+      to: spec.state,
+      path,
+      oldPath: oldEnd,
+      createBeforeDelete,
+      steps: createBeforeDelete ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps],
+      reason: `${what}${createBeforeDelete ? '' : '; delete first: no capacity for a second VM'}`,
+      diff,
+      placement: {
+        strategy: 'existing',
+        candidates: [row.dataCenter],
+        excluded: [],
+        summary: `${row.dataCenter}: the replacement stays where the member lives`,
+      },
+      vmId: row.id,
+    });
+  }
+
+  private deleteMember(row: VmRow, reason: string): void {
+    const path = this.deletePath(row);
+    if (!path) {
+      this.violate('lifecycle', row.address, `no path from ${row.state} to a terminal state`, 'fix the pack lifecycle');
+      return;
+    }
+    this.changes.push({
+      address: row.address,
+      fleet: row.fleet,
+      index: row.index,
+      name: row.name,
+      dataCenter: row.dataCenter,
+      action: 'delete',
+      from: row.state,
+      to: path[path.length - 1],
+      path,
+      steps: this.steps(path, 'current'),
+      reason,
+      image: { logical: row.image, real: row.realImage },
+      size: row.size,
+      vmId: row.id,
+      specHash: row.specHash,
+      encryptedDisk: row.encryptedDisk,
+    });
+  }
+
+  /** Shortest path to the nearest terminal state (ties: the pack's order of terminal states). */
+  private deletePath(row: VmRow): string[] | undefined {
+    let best: string[] | undefined;
+    for (const t of this.lc.terminal) {
+      const p = this.lc.path(row.state, t);
+      if (p && (!best || p.length < best.length)) best = p;
+    }
+    return best;
+  }
+
+  private memberPath(row: VmRow, to: string, from = row.state): string[] | undefined {
+    const p = this.path(from, to);
+    if (!p) this.violate('lifecycle', row.address, `no path from ${from} to ${to} in the diagram`, 'fix the pack lifecycle, or move the VM by hand');
+    return p;
+  }
+
+  private path(from: string, to: string): string[] | undefined {
+    return this.lc.path(from, to);
+  }
+
+  private steps(path: string[], member: Step['member']): Step[] {
+    const out: Step[] = [];
+    for (let i = 0; i + 1 < path.length; i++) {
+      out.push({ from: path[i], to: path[i + 1], member, operation: this.lc.operation(path[i], path[i + 1]) ?? 'none' });
+    }
+    return out;
+  }
+
+  private base(spec: LoadedFleet, index: number, dataCenter: string) {
+    return {
+      address: `${spec.name}/${index}`,
+      fleet: spec.name,
+      index,
+      name: `${this.input.stack.name}-${spec.name}-${index}`,
+      dataCenter,
+      image: { logical: spec.image, real: this.input.pack.images[spec.image]?.[dataCenter] ?? null },
+      size: spec.size,
+      specHash: spec.specHash,
+      encryptedDisk: spec.encryptedDisk,
+    };
+  }
+
+  private take(dc: string, size: VmSize): void {
+    const c = this.capacity?.get(dc);
+    if (!c) return;
+    c.vms -= 1;
+    c.cpu -= size.cpu;
+    c.memoryGiB -= size.memoryGiB;
+  }
+
+  private release(dc: string, size: VmSize): void {
+    const c = this.capacity?.get(dc);
+    if (!c) return;
+    c.vms += 1;
+    c.cpu += size.cpu;
+    c.memoryGiB += size.memoryGiB;
+  }
+
+  private violate(policy: string, address: string, message: string, hint: string, level: Violation['level'] = 'mandatory'): void {
+    this.violations.push({ policy, level, address, message, hint });
+  }
+}

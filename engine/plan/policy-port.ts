@@ -1,0 +1,79 @@
+// The policy functions the planner calls, gathered in one interface so the
+// pure core can be run with the real policy engine (engine/policy) or with a
+// stand-in in unit tests. Names and argument order follow engine/policy.
+import type { Budget, LoadedPack, RuleContext } from '../policy/types.ts';
+import type { VmRow } from '../record/types.ts';
+import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
+import type { Enforcement, PlanDocument, Violation } from './types.ts';
+
+/** Resources left in a data center for this stack; Infinity where the stack sets no limit. */
+export interface CapacityLeft {
+  vms: number;
+  cpu: number;
+  memoryGiB: number;
+}
+
+/** What every policy call sees: a rule context without a rule's own settings. */
+export type PlanContext = Omit<RuleContext, 'config' | 'enforcement'>;
+
+export interface PlanPolicy {
+  /** Every enabled rule over the draft plan. */
+  evaluateRules(plan: PlanDocument, ctx: PlanContext, pack: LoadedPack): Violation[];
+  /**
+   * How many members (in total) the owner quota grants `fleet`, given what the
+   * fleets before it (name order) were granted in this plan.
+   */
+  ownerQuota(pack: LoadedPack, ctx: PlanContext, fleet: LoadedFleet, requestedTotal: number, grantedSoFar: ReadonlyMap<string, number>): Budget;
+  capacityLeft(stack: LoadedStack, record: readonly VmRow[]): Map<string, CapacityLeft>;
+  capacityEnforcement(pack: LoadedPack): Enforcement;
+  /** The grant (and violations) for a fleet that asked for `requestedNew` new members and got `placedNew` placed. */
+  capacityGrantFor(pack: LoadedPack, fleet: LoadedFleet, requestedNew: number, placedNew: number): Budget;
+}
+
+/**
+ * Capacity arithmetic every policy engine shares: the stack's limit per data
+ * center minus what live VMs of the stack use there.
+ */
+export function basicCapacityLeft(stack: LoadedStack, record: readonly VmRow[]): Map<string, CapacityLeft> {
+  const left = new Map<string, CapacityLeft>();
+  for (const dc of stack.dataCenters) {
+    left.set(dc.name, {
+      vms: dc.capacity.vms ?? Infinity,
+      cpu: dc.capacity.cpu ?? Infinity,
+      memoryGiB: dc.capacity.memoryGiB ?? Infinity,
+    });
+  }
+  for (const vm of record) {
+    const c = left.get(vm.dataCenter);
+    if (!c) continue;
+    c.vms -= 1;
+    c.cpu -= vm.size.cpu;
+    c.memoryGiB -= vm.size.memoryGiB;
+  }
+  return left;
+}
+
+/**
+ * A policy with no rules and no quota: only the data centers' capacity
+ * limits apply. Used where no pack rules are wanted (unit tests of the core).
+ */
+export const noRulesPolicy: PlanPolicy = {
+  evaluateRules: () => [],
+  ownerQuota: (_pack, _ctx, _fleet, requestedTotal) => ({ granted: requestedTotal, violations: [] }),
+  capacityLeft: basicCapacityLeft,
+  capacityEnforcement: (pack) => pack.rules.get('datacenter-capacity')?.enforcement ?? 'mandatory',
+  capacityGrantFor: (_pack, fleet, requestedNew, placedNew) =>
+    placedNew >= requestedNew
+      ? { granted: placedNew, violations: [] }
+      : {
+          granted: placedNew,
+          grant: {
+            fleet: fleet.name,
+            requested: requestedNew,
+            granted: placedNew,
+            reason: `requested ${requestedNew} new, granted ${placedNew}: data center capacity`,
+            policy: 'datacenter-capacity',
+          },
+          violations: [],
+        },
+};
