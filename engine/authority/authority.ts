@@ -1,0 +1,342 @@
+// The authority: the patent's cloud orchestrator server. It approves, vetoes
+// or modifies every request a DMZ client makes, and it is the only writer of
+// VM state into the record during apply.
+//
+// What must stay true:
+// - Isolation: the data center is taken from the caller's token, never from
+//   the body alone; a request about a VM of another data center is vetoed.
+// - No skipped states: a transition is approved only when from -> to is
+//   exactly one edge of the pack's lifecycle and `from` is the VM's current
+//   state. The record moves only when the DMZ client reports the outcome
+//   ("move at report"): ok -> along the approved edge; failed -> along the
+//   diagram's failure edge from `from` (BeingCreated -> CreateFailed,
+//   Starting -> BootFailed) when there is one, else a history row only.
+//   So every state change that reaches the record passes one edge.
+// - A boot is approved only for a VM the record knows, in the caller's data
+//   center, with the same cloud id and real image, presenting an unused boot
+//   token. Only then is the disk key released.
+import { randomUUID } from 'node:crypto';
+import type { LoadedPack } from '../policy/types.ts';
+import type { FleetRecord, VmPatch, VmRow } from '../record/types.ts';
+import { VersionConflictError } from '../record/errors.ts';
+import { ProtocolError } from './http.ts';
+import { credentialToken, diskKey, randomToken, sha256 } from './keys.ts';
+import type {
+  AuthorityVm,
+  AuthorizeRequest,
+  AuthorizeResponse,
+  BootAuthorizeRequest,
+  BootAuthorizeResponse,
+  ReportRequest,
+  ReportResponse,
+} from './protocol.ts';
+
+export interface AuthorityCoreOptions {
+  record: FleetRecord;
+  pack: LoadedPack;
+  stackName: string;
+  /** Secret for disk keys and credentials; must be the same across restarts (see loadOrCreateSecret). */
+  secret: string;
+  /** Lifetime of scoped credentials. Default 10 minutes. */
+  credentialTtlMs?: number;
+}
+
+/** An approved request waiting for its report; reports are checked against it. */
+interface Pending {
+  dataCenter: string;
+  vmId: string;
+  from: string;
+  to: string;
+  kind: AuthorizeRequest['kind'];
+  operation: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function toAuthorityVm(vm: VmRow): AuthorityVm {
+  return {
+    id: vm.id,
+    address: vm.address,
+    dataCenter: vm.dataCenter,
+    state: vm.state,
+    cloudId: vm.cloudId,
+    realImage: vm.realImage,
+    encryptedDisk: vm.encryptedDisk,
+    version: vm.version,
+  };
+}
+
+export class Authority {
+  private readonly pending = new Map<string, Pending>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly ttl: number;
+
+  constructor(private readonly o: AuthorityCoreOptions) {
+    this.ttl = o.credentialTtlMs ?? 10 * 60_000;
+  }
+
+  private get lifecycle() {
+    return this.o.pack.lifecycle;
+  }
+
+  /** Runs `fn` after every earlier call for the same VM finished (one writer per VM inside this authority). */
+  private serial<T>(vmId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(vmId) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(vmId, tail);
+    void tail.then(() => {
+      if (this.locks.get(vmId) === tail) this.locks.delete(vmId);
+    });
+    return next;
+  }
+
+  private async getVm(vmId: string): Promise<VmRow | undefined> {
+    // Ids are UUIDs; anything else cannot be in the record (and a PostgreSQL uuid column would reject it).
+    if (!UUID.test(vmId)) return undefined;
+    return this.o.record.getVm(vmId);
+  }
+
+  private credentials(dataCenter: string, requestId: string) {
+    const expiresAt = new Date(Date.now() + this.ttl).toISOString();
+    return { dataCenter, token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt), expiresAt };
+  }
+
+  /** A state with an edge whose operation is `powerOn` is a powered-off state; a resize happens only there. */
+  private canResizeIn(state: string): boolean {
+    return this.lifecycle.edges.some((e) => e.from === state && e.operation === 'powerOn');
+  }
+
+  async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
+    const veto = (reason: string, vm?: VmRow): AuthorizeResponse => ({
+      decision: 'vetoed',
+      reason,
+      operation: 'none',
+      ...(vm ? { vm: toAuthorityVm(vm) } : {}),
+    });
+    if (req.dataCenter !== caller) {
+      return veto(`the request names data center ${req.dataCenter} but its token belongs to ${caller}`);
+    }
+    return this.serial(req.vmId, async () => {
+      if (req.kind === 'create') return this.authorizeCreate(caller, req, veto);
+      const vm = await this.getVm(req.vmId);
+      if (!vm) return veto(`VM ${req.vmId} is not in the record`);
+      const vetoAndRecord = async (reason: string): Promise<AuthorizeResponse> => {
+        await this.o.record.addHistory(vm.id, {
+          from: req.from,
+          to: req.to,
+          outcome: 'vetoed',
+          actor: `dmz-client:${caller}`,
+          planId: req.planId,
+          requestId: req.requestId,
+          detail: reason,
+        });
+        return veto(reason, vm);
+      };
+      if (vm.dataCenter !== caller) {
+        return vetoAndRecord(`VM ${vm.address} lives in data center ${vm.dataCenter}; the DMZ client of ${caller} may not change it`);
+      }
+      if (vm.retiredAt !== null || this.lifecycle.isTerminal(vm.state)) {
+        return vetoAndRecord(`VM ${vm.address} is ${vm.state} already`);
+      }
+      if (req.from !== vm.state) {
+        return vetoAndRecord(`the request assumes VM ${vm.address} is ${req.from ?? 'absent'} but the record has it ${vm.state}`);
+      }
+      let operation: string;
+      if (req.kind === 'resize') {
+        if (req.from !== req.to) return vetoAndRecord(`a resize keeps the state; got ${req.from} -> ${req.to}`);
+        if (!this.canResizeIn(req.from)) return vetoAndRecord(`a resize needs a powered-off VM; ${vm.address} is ${req.from}`);
+        if (!req.size) return vetoAndRecord('a resize needs the new size');
+        operation = 'resize';
+      } else {
+        if (!this.lifecycle.allows(req.from, req.to)) {
+          return vetoAndRecord(`${req.from} -> ${req.to} is not an edge of the ${this.o.pack.name} lifecycle; every change must pass one edge`);
+        }
+        operation = this.lifecycle.operation(req.from, req.to) ?? 'none';
+      }
+      const res: AuthorizeResponse = {
+        decision: 'approved',
+        reason: `${req.from} -> ${req.to} (${operation}) is allowed for ${vm.address}`,
+        operation,
+        credentials: this.credentials(caller, req.requestId),
+        vm: toAuthorityVm(vm),
+      };
+      if (vm.realImage !== null) res.realImage = vm.realImage;
+      if (operation === 'boot') {
+        const token = randomToken(24);
+        await this.o.record.setBootToken(vm.id, sha256(token));
+        res.bootToken = token;
+      }
+      if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
+      this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: req.from, to: req.to, kind: req.kind, operation });
+      // The intent, before any cloud call; the state change itself is written at report.
+      await this.o.record.addHistory(vm.id, {
+        from: req.from,
+        to: req.to,
+        outcome: 'ok',
+        actor: 'authority',
+        planId: req.planId,
+        requestId: req.requestId,
+        detail: `intent approved: ${operation}${req.kind === 'resize' && req.size ? ` to ${formatSize(req.size)}` : ''}`,
+      });
+      return res;
+    });
+  }
+
+  private async authorizeCreate(
+    caller: string,
+    req: AuthorizeRequest,
+    veto: (reason: string, vm?: VmRow) => AuthorizeResponse,
+  ): Promise<AuthorizeResponse> {
+    const initial = this.lifecycle.initial;
+    if (!req.vm) return veto('a create needs the VM');
+    if (req.from !== null || req.to !== initial) {
+      return veto(`a create enters the initial state ${initial} from nothing; got ${req.from ?? 'nothing'} -> ${req.to}`);
+    }
+    if (req.vm.dataCenter !== caller) {
+      return veto(`the VM is to be created in data center ${req.vm.dataCenter} but the token belongs to ${caller}`);
+    }
+    if (req.vm.stack !== this.o.stackName) return veto(`this authority serves stack ${this.o.stackName}, not ${req.vm.stack}`);
+    if (!UUID.test(req.vmId)) return veto(`VM id ${req.vmId} is not a UUID`);
+    const realImage = this.o.pack.images[req.vm.image]?.[caller];
+    if (realImage === undefined) {
+      return veto(`image ${req.vm.image} has no translation for data center ${caller} in the ${this.o.pack.name} pack's catalog`);
+    }
+    const modified = realImage !== req.vm.image;
+    const reason = modified ? `image ${req.vm.image} translated to ${realImage} for ${caller}` : `image ${realImage} is valid in ${caller}`;
+    const existing = await this.o.record.getVm(req.vmId);
+    if (existing) {
+      // A repeated create (the DMZ client lost our answer): same VM, same answer.
+      if (existing.dataCenter !== caller) return veto(`VM ${existing.address} lives in data center ${existing.dataCenter}`);
+      return { decision: modified ? 'modified' : 'approved', reason, operation: 'insert', realImage, vm: toAuthorityVm(existing) };
+    }
+    let vm: VmRow;
+    try {
+      vm = await this.o.record.insertVm(
+        {
+          id: req.vmId,
+          stack: req.vm.stack,
+          fleet: req.vm.fleet,
+          owner: req.vm.owner,
+          index: req.vm.index,
+          dataCenter: caller,
+          state: initial,
+          desiredState: req.vm.desiredState,
+          specHash: req.vm.specHash,
+          image: req.vm.image,
+          realImage,
+          size: req.vm.size,
+          encryptedDisk: req.vm.encryptedDisk,
+        },
+        { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason },
+      );
+    } catch (err) {
+      if (err instanceof VersionConflictError) return veto(`address ${req.vm.fleet}/${req.vm.index} already has a live VM: ${err.message}`);
+      throw err;
+    }
+    return {
+      decision: modified ? 'modified' : 'approved',
+      reason,
+      operation: 'insert',
+      realImage,
+      credentials: this.credentials(caller, req.requestId),
+      vm: toAuthorityVm(vm),
+    };
+  }
+
+  async report(caller: string, req: ReportRequest): Promise<ReportResponse> {
+    if (req.dataCenter !== caller) {
+      throw new ProtocolError(403, 'wrong-data-center', `the report names data center ${req.dataCenter} but its token belongs to ${caller}`);
+    }
+    return this.serial(req.vmId, async () => {
+      const vm = await this.getVm(req.vmId);
+      if (!vm) throw new ProtocolError(404, 'unknown-vm', `VM ${req.vmId} is not in the record`);
+      if (vm.dataCenter !== caller) {
+        throw new ProtocolError(403, 'wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
+      }
+      const pending = this.pending.get(req.requestId);
+      if (pending && (pending.vmId !== vm.id || pending.from !== req.from || pending.to !== req.to || pending.dataCenter !== caller)) {
+        throw new ProtocolError(409, 'report-mismatch', `report ${req.requestId} does not match what was authorized (${pending.from} -> ${pending.to})`);
+      }
+      const resize = req.from === req.to;
+      // Without a pending entry (the authority restarted in between) the edge is checked again.
+      if (!pending && !resize && !this.lifecycle.allows(req.from, req.to)) {
+        throw new ProtocolError(409, 'not-an-edge', `${req.from} -> ${req.to} is not an edge of the lifecycle`);
+      }
+      const ctx = { actor: `dmz-client:${caller}`, planId: req.planId, requestId: req.requestId };
+      if (req.outcome === 'ok') {
+        if (resize) {
+          if (!req.size) throw new ProtocolError(400, 'bad-request', 'a resize report needs the new size');
+          const updated = await this.o.record.updateVm(vm.id, vm.version, { size: req.size }, { ...ctx, detail: `resized to ${formatSize(req.size)}` });
+          this.pending.delete(req.requestId);
+          return { vm: toAuthorityVm(updated), effect: 'moved' };
+        }
+        if (vm.state === req.to) return { vm: toAuthorityVm(vm), effect: 'already' };
+        if (vm.state !== req.from) {
+          throw new ProtocolError(409, 'state-moved', `VM ${vm.address} is ${vm.state}, not ${req.from}`);
+        }
+        const patch: VmPatch = {};
+        if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
+        if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
+        const moved = await this.o.record.transitionVm(vm.id, vm.version, req.to, { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch);
+        this.pending.delete(req.requestId);
+        return { vm: toAuthorityVm(moved), effect: 'moved' };
+      }
+      this.pending.delete(req.requestId);
+      const failTo = this.lifecycle.edges.find(
+        (e) => e.from === req.from && e.operation === 'none' && this.lifecycle.failure.includes(e.to),
+      )?.to;
+      if (failTo !== undefined && vm.state === req.from) {
+        const moved = await this.o.record.transitionVm(vm.id, vm.version, failTo, { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' });
+        return { vm: toAuthorityVm(moved), effect: 'failed' };
+      }
+      await this.o.record.addHistory(vm.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
+      return { vm: toAuthorityVm(vm), effect: 'noted' };
+    });
+  }
+
+  async bootAuthorize(caller: string, req: BootAuthorizeRequest): Promise<BootAuthorizeResponse> {
+    const vm = await this.getVm(req.vmId);
+    const deny = async (reason: string): Promise<BootAuthorizeResponse> => {
+      await this.o.record.addBootAttempt({
+        vmId: vm ? vm.id : null,
+        dataCenter: caller,
+        cloudId: req.cloudId,
+        image: req.image,
+        approved: false,
+        reason,
+      });
+      if (vm) {
+        await this.o.record.addHistory(vm.id, {
+          from: vm.state,
+          to: vm.state,
+          outcome: 'denied',
+          actor: 'authority',
+          requestId: randomUUID(),
+          detail: `boot denied: ${reason}`,
+        });
+      }
+      return { approved: false, reason };
+    };
+    if (req.dataCenter !== caller) return deny(`the boot names data center ${req.dataCenter} but the token belongs to ${caller}`);
+    if (!vm) return deny(`no VM ${req.vmId} in the record`);
+    if (vm.dataCenter !== caller) return deny(`VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
+    if (vm.cloudId !== req.cloudId) return deny(`cloud id ${req.cloudId} does not match the record's ${vm.cloudId ?? 'none'}`);
+    if (vm.realImage !== req.image) return deny(`image ${req.image} does not match the record's ${vm.realImage ?? 'none'}`);
+    const bootEdges = this.lifecycle.edges.filter((e) => e.operation === 'boot');
+    if (!bootEdges.some((e) => e.from === vm.state || e.to === vm.state)) {
+      return deny(`VM ${vm.address} is ${vm.state}, not booting`);
+    }
+    if (!(await this.o.record.consumeBootToken(vm.id, sha256(req.bootToken)))) {
+      return deny('the boot token is not valid for this VM or was used already');
+    }
+    await this.o.record.addBootAttempt({ vmId: vm.id, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: true, reason: 'matches the record' });
+    const res: BootAuthorizeResponse = { approved: true, reason: `VM ${vm.address} matches the record` };
+    if (vm.encryptedDisk) res.diskKey = diskKey(this.o.secret, vm.id);
+    return res;
+  }
+}
+
+function formatSize(s: { cpu: number; memoryGiB: number; diskGiB: number }): string {
+  return `${s.cpu} cpu / ${s.memoryGiB} GiB / ${s.diskGiB} GiB disk`;
+}

@@ -1,0 +1,122 @@
+// Fastify plumbing shared by the authority and the DMZ client: bearer-token
+// auth, one error body shape, and the OpenAPI document built from the same
+// route schemas Fastify validates with.
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
+import { sameSecret } from './keys.ts';
+
+/** An answer other than 200 that the protocol defines (401, 404, 409...). */
+export class ProtocolError extends Error {
+  readonly statusCode: number;
+  readonly code: string;
+  constructor(statusCode: number, code: string, message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+    this.statusCode = statusCode;
+    this.code = code;
+  }
+}
+
+export interface ServiceOptions {
+  title: string;
+  /** Paths served without a token. */
+  publicPaths: readonly string[];
+  /** Resolves a bearer token to the caller's identity (a data center name), or undefined when unknown. */
+  authenticate: (token: string) => string | undefined;
+  logger?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who the bearer token belongs to (a data center name, or `cli`). */
+    caller: string;
+  }
+}
+
+/** Tokens compared in constant time; first match wins. */
+export function tokenTable(entries: readonly { token: string; who: string }[]): (token: string) => string | undefined {
+  return (token) => entries.find((e) => sameSecret(e.token, token))?.who;
+}
+
+export function createService(opts: ServiceOptions): { app: FastifyInstance; openapi: () => unknown } {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    // Reject unknown properties instead of silently dropping them.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
+    bodyLimit: 1024 * 1024,
+  });
+  const routes: RouteOptions[] = [];
+  app.addHook('onRoute', (r) => {
+    if (r.method !== 'HEAD') routes.push(r);
+  });
+  app.decorateRequest('caller', '');
+  app.addHook('onRequest', async (req: FastifyRequest) => {
+    const path = req.url.split('?')[0];
+    if (opts.publicPaths.includes(path)) return;
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer (.+)$/.exec(header);
+    const who = m ? opts.authenticate(m[1]) : undefined;
+    if (!who) throw new ProtocolError(401, 'unauthorized', m ? 'the bearer token is not valid here' : 'a bearer token is required');
+    req.caller = who;
+  });
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
+    if (err instanceof ProtocolError) {
+      void reply.status(err.statusCode).send({ error: { code: err.code, message: err.message } });
+      return;
+    }
+    if (err.validation) {
+      void reply.status(400).send({ error: { code: 'bad-request', message: err.message } });
+      return;
+    }
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    if (status >= 500) app.log.error(err);
+    void reply.status(status).send({ error: { code: status >= 500 ? 'internal' : (err.code ?? 'bad-request'), message: err.message } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ error: { code: 'not-found', message: `no route ${req.method} ${req.url}` } });
+  });
+  return { app, openapi: () => buildOpenApi(opts.title, routes, opts.publicPaths) };
+}
+
+/** OpenAPI 3.0 document of the registered routes, from their Fastify schemas. */
+export function buildOpenApi(title: string, routes: readonly RouteOptions[], publicPaths: readonly string[]): unknown {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const methods = Array.isArray(r.method) ? r.method : [r.method];
+    const path = r.url.replace(/:([A-Za-z_]+)/g, '{$1}');
+    const schema = (r.schema ?? {}) as { body?: unknown; params?: { properties?: Record<string, unknown> }; response?: Record<string, unknown>; summary?: string };
+    for (const method of methods) {
+      const op: Record<string, unknown> = { summary: schema.summary ?? `${method} ${path}` };
+      const params = Object.entries(schema.params?.properties ?? {}).map(([name, s]) => ({ name, in: 'path', required: true, schema: s }));
+      if (params.length > 0) op.parameters = params;
+      if (schema.body) op.requestBody = { required: true, content: { 'application/json': { schema: schema.body } } };
+      const responses: Record<string, unknown> = {};
+      for (const [code, s] of Object.entries(schema.response ?? { 200: {} })) {
+        responses[code] = { description: code === '200' ? 'OK' : 'Error', content: { 'application/json': { schema: s } } };
+      }
+      if (!publicPaths.includes(r.url)) responses['401'] = { description: 'Missing or wrong bearer token' };
+      op.responses = responses;
+      if (!publicPaths.includes(r.url)) op.security = [{ bearer: [] }];
+      (paths[path] ??= {})[method.toLowerCase()] = op;
+    }
+  }
+  return {
+    openapi: '3.0.3',
+    info: { title, version: '1' },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    paths,
+  };
+}
+
+/** A route schema with a one-line summary for the OpenAPI document (Fastify ignores the extra key). */
+export function doc(summary: string, schema: FastifySchema = {}): FastifySchema {
+  return { ...schema, summary } as FastifySchema;
+}
+
+/** Listens and returns the base URL (`http://127.0.0.1:PORT`). */
+export async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
+  await app.listen({ host, port });
+  const addr = app.server.address();
+  if (addr === null || typeof addr === 'string') throw new Error('bug: server has no TCP address');
+  const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return `http://${h}:${addr.port}`;
+}

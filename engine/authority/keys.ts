@@ -1,0 +1,46 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** sha256 hex; boot tokens and disk keys are stored and compared only as hashes. */
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+export function randomToken(bytes = 32): string {
+  return randomBytes(bytes).toString('base64url');
+}
+
+/** Constant-time string comparison (for bearer tokens). */
+export function sameSecret(a: string, b: string): boolean {
+  const ab = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ab.length === bb.length && timingSafeEqual(ab, bb);
+}
+
+/**
+ * The disk key of a VM: HMAC of the VM id under the authority's secret. The
+ * key is never stored; the authority can re-derive it at every boot, so the
+ * secret must outlive the authority process (see loadOrCreateSecret).
+ */
+export function diskKey(secret: string, vmId: string): string {
+  return createHmac('sha256', secret).update(`disk-key:${vmId}`).digest('base64url');
+}
+
+export function credentialToken(secret: string, dataCenter: string, requestId: string, expiresAt: string): string {
+  return createHmac('sha256', secret).update(`cred:${dataCenter}:${requestId}:${expiresAt}`).digest('base64url');
+}
+
+/** Reads the authority's secret from `file`, creating it (mode 0600) on first use. */
+export function loadOrCreateSecret(file: string): string {
+  try {
+    const s = readFileSync(file, 'utf8').trim();
+    if (s !== '') return s;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const secret = randomToken(32);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}

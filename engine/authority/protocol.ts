@@ -1,0 +1,107 @@
+// Wire types between a DMZ client and the authority (docs/protocol.md).
+// If you add a field here, also add it to ./schemas.ts and docs/protocol.md.
+import type { VmSize } from '../plan/types.ts';
+import type { Decision } from '../../providers/protocol.ts';
+
+export type AuthorizeKind = 'create' | 'transition' | 'resize';
+
+/** The VM a create asks for, as the DMZ client forwards it (its data center added). */
+export interface AuthorizeVm {
+  stack: string;
+  fleet: string;
+  owner: string;
+  index: number;
+  name: string;
+  dataCenter: string;
+  image: string;
+  size: VmSize;
+  encryptedDisk: boolean;
+  desiredState: string;
+  specHash: string;
+}
+
+export interface AuthorizeRequest {
+  dataCenter: string;
+  requestId: string;
+  planId: string | null;
+  kind: AuthorizeKind;
+  vmId: string;
+  /** null for a create (the VM does not exist yet). */
+  from: string | null;
+  to: string;
+  vm?: AuthorizeVm;
+  /** New size, for a resize. */
+  size?: VmSize;
+}
+
+/** Short-lived, scoped to one data center; the driver refuses anything else. */
+export interface ScopedCredentials {
+  dataCenter: string;
+  token: string;
+  expiresAt: string;
+}
+
+export interface AuthorizeResponse {
+  decision: Decision;
+  /** Always set, also on approval. */
+  reason: string;
+  /** Cloud operation of the edge (`none`: record only; `resize`; `insert` for a create). */
+  operation: string;
+  /** The translated image for this data center. */
+  realImage?: string;
+  /** Absent when vetoed. */
+  credentials?: ScopedCredentials;
+  /** One-time token a VM presents at boot; issued with every approved `boot` edge. */
+  bootToken?: string;
+  /** sha256 (hex) of the disk key, issued with an approved `createVm` of an encrypted VM so the cloud can check the key later. */
+  diskKeyHash?: string;
+  /** The record's VM after the authorization (absent when the VM is unknown). */
+  vm?: AuthorityVm;
+}
+
+export interface AuthorityVm {
+  id: string;
+  address: string;
+  dataCenter: string;
+  state: string;
+  cloudId: string | null;
+  realImage: string | null;
+  encryptedDisk: boolean;
+  version: number;
+}
+
+export interface ReportRequest {
+  dataCenter: string;
+  requestId: string;
+  planId: string | null;
+  vmId: string;
+  from: string;
+  to: string;
+  outcome: 'ok' | 'failed';
+  /** Set by a successful createVm. */
+  cloudId?: string;
+  /** New size of a successful resize. */
+  size?: VmSize;
+  detail?: string;
+}
+
+export interface ReportResponse {
+  /** The record's VM after the report. */
+  vm: AuthorityVm;
+  /** What the record did: `moved` along the edge, `failed` along a failure edge, `noted` a history row only, `already` (a repeated report). */
+  effect: 'moved' | 'failed' | 'noted' | 'already';
+}
+
+export interface BootAuthorizeRequest {
+  dataCenter: string;
+  vmId: string;
+  cloudId: string;
+  image: string;
+  bootToken: string;
+}
+
+export interface BootAuthorizeResponse {
+  approved: boolean;
+  reason: string;
+  diskKey?: string;
+}

@@ -1,0 +1,162 @@
+// JSON Schemas of the authority's routes. Fastify validates requests and
+// serializes responses with them, and the OpenAPI document is built from them,
+// so they are the single source of the wire format. Response schemas drop
+// properties they do not list: if you add a field to ./protocol.ts, add it here.
+
+export const sizeSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['cpu', 'memoryGiB', 'diskGiB'],
+  properties: {
+    cpu: { type: 'integer', minimum: 1 },
+    memoryGiB: { type: 'number', exclusiveMinimum: 0 },
+    diskGiB: { type: 'number', exclusiveMinimum: 0 },
+  },
+} as const;
+
+export const errorSchema = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+    },
+  },
+} as const;
+
+export const decisionSchema = { type: 'string', enum: ['approved', 'modified', 'vetoed'] } as const;
+
+const name = { type: 'string', minLength: 1, maxLength: 200 } as const;
+const state = { type: 'string', minLength: 1, maxLength: 100 } as const;
+const nullableString = { type: ['string', 'null'] } as const;
+
+export const authorityVmSchema = {
+  type: 'object',
+  required: ['id', 'address', 'dataCenter', 'state', 'cloudId', 'realImage', 'encryptedDisk', 'version'],
+  properties: {
+    id: { type: 'string' },
+    address: { type: 'string' },
+    dataCenter: { type: 'string' },
+    state: { type: 'string' },
+    cloudId: nullableString,
+    realImage: nullableString,
+    encryptedDisk: { type: 'boolean' },
+    version: { type: 'integer' },
+  },
+} as const;
+
+export const authorizeVmSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['stack', 'fleet', 'owner', 'index', 'name', 'dataCenter', 'image', 'size', 'encryptedDisk', 'desiredState', 'specHash'],
+  properties: {
+    stack: name,
+    fleet: name,
+    owner: name,
+    index: { type: 'integer', minimum: 0 },
+    name,
+    dataCenter: name,
+    image: name,
+    size: sizeSchema,
+    encryptedDisk: { type: 'boolean' },
+    desiredState: state,
+    specHash: { type: 'string', maxLength: 200 },
+  },
+} as const;
+
+export const authorizeBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['dataCenter', 'requestId', 'planId', 'kind', 'vmId', 'from', 'to'],
+  properties: {
+    dataCenter: name,
+    requestId: name,
+    planId: nullableString,
+    kind: { type: 'string', enum: ['create', 'transition', 'resize'] },
+    vmId: name,
+    from: { type: ['string', 'null'], maxLength: 100 },
+    to: state,
+    vm: authorizeVmSchema,
+    size: sizeSchema,
+  },
+} as const;
+
+export const credentialsSchema = {
+  type: 'object',
+  required: ['dataCenter', 'token', 'expiresAt'],
+  properties: { dataCenter: { type: 'string' }, token: { type: 'string' }, expiresAt: { type: 'string' } },
+} as const;
+
+export const authorizeResponseSchema = {
+  type: 'object',
+  required: ['decision', 'reason', 'operation'],
+  properties: {
+    decision: decisionSchema,
+    reason: { type: 'string' },
+    operation: { type: 'string' },
+    realImage: { type: 'string' },
+    credentials: credentialsSchema,
+    bootToken: { type: 'string' },
+    diskKeyHash: { type: 'string' },
+    vm: authorityVmSchema,
+  },
+} as const;
+
+export const reportBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['dataCenter', 'requestId', 'planId', 'vmId', 'from', 'to', 'outcome'],
+  properties: {
+    dataCenter: name,
+    requestId: name,
+    planId: nullableString,
+    vmId: name,
+    from: state,
+    to: state,
+    outcome: { type: 'string', enum: ['ok', 'failed'] },
+    cloudId: name,
+    size: sizeSchema,
+    detail: { type: 'string', maxLength: 2000 },
+  },
+} as const;
+
+export const reportResponseSchema = {
+  type: 'object',
+  required: ['vm', 'effect'],
+  properties: {
+    vm: authorityVmSchema,
+    effect: { type: 'string', enum: ['moved', 'failed', 'noted', 'already'] },
+  },
+} as const;
+
+export const bootAuthorizeBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['dataCenter', 'vmId', 'cloudId', 'image', 'bootToken'],
+  properties: {
+    dataCenter: name,
+    vmId: name,
+    cloudId: name,
+    image: name,
+    bootToken: { type: 'string', maxLength: 500 },
+  },
+} as const;
+
+export const bootResponseSchema = {
+  type: 'object',
+  required: ['approved', 'reason'],
+  properties: { approved: { type: 'boolean' }, reason: { type: 'string' }, diskKey: { type: 'string' } },
+} as const;
+
+export const healthResponseSchema = {
+  type: 'object',
+  required: ['ok', 'service'],
+  properties: {
+    ok: { type: 'boolean' },
+    service: { type: 'string', enum: ['dmz-client', 'authority'] },
+    dataCenter: { type: 'string' },
+    driver: { type: 'string' },
+  },
+} as const;

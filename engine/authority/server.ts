@@ -1,0 +1,81 @@
+import type { FleetRecord } from '../record/types.ts';
+import type { LoadedPack } from '../policy/types.ts';
+import { Authority } from './authority.ts';
+import { createService, doc, listen, tokenTable } from './http.ts';
+import { randomToken } from './keys.ts';
+import type { AuthorizeRequest, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
+import {
+  authorizeBodySchema,
+  authorizeResponseSchema,
+  bootAuthorizeBodySchema,
+  bootResponseSchema,
+  errorSchema,
+  healthResponseSchema,
+  reportBodySchema,
+  reportResponseSchema,
+} from './schemas.ts';
+
+export interface StartAuthorityOptions {
+  record: FleetRecord;
+  pack: LoadedPack;
+  stackName: string;
+  /** One bearer token per data center; the token tells the authority which data center is calling. */
+  dataCenters: readonly { name: string; token: string }[];
+  host?: string;
+  /** 0 (default): a free port. */
+  port?: number;
+  /**
+   * Secret for disk keys and scoped credentials. It must outlive the process
+   * (disk keys are derived from it), so pass loadOrCreateSecret(file); a
+   * random one is used when absent, fit only for tests.
+   */
+  secret?: string;
+  credentialTtlMs?: number;
+  logger?: boolean;
+}
+
+export interface RunningService {
+  url: string;
+  close(): Promise<void>;
+}
+
+const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema };
+
+/** Starts the authority's HTTP API (docs/protocol.md, "DMZ client -> authority"). */
+export async function startAuthority(opts: StartAuthorityOptions): Promise<RunningService> {
+  const core = new Authority({
+    record: opts.record,
+    pack: opts.pack,
+    stackName: opts.stackName,
+    secret: opts.secret ?? randomToken(32),
+    credentialTtlMs: opts.credentialTtlMs,
+  });
+  const { app, openapi } = createService({
+    title: 'dmzfleet authority',
+    publicPaths: ['/v1/health', '/openapi.json'],
+    authenticate: tokenTable(opts.dataCenters.map((d) => ({ token: d.token, who: d.name }))),
+    logger: opts.logger,
+  });
+  app.get('/v1/health', { schema: doc('Liveness', { response: { 200: healthResponseSchema } }) }, async () => ({
+    ok: true,
+    service: 'authority' as const,
+  }));
+  app.get('/openapi.json', { schema: doc('This document') }, async () => openapi());
+  app.post<{ Body: AuthorizeRequest }>(
+    '/v1/authorize',
+    { schema: doc('Approve, modify or veto one request of a DMZ client', { body: authorizeBodySchema, response: { 200: authorizeResponseSchema, ...errors } }) },
+    async (req) => core.authorize(req.caller, req.body),
+  );
+  app.post<{ Body: ReportRequest }>(
+    '/v1/reports',
+    { schema: doc('Outcome of an approved request; moves the record', { body: reportBodySchema, response: { 200: reportResponseSchema, ...errors } }) },
+    async (req) => core.report(req.caller, req.body),
+  );
+  app.post<{ Body: BootAuthorizeRequest }>(
+    '/v1/boot/authorize',
+    { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootResponseSchema, ...errors } }) },
+    async (req) => core.bootAuthorize(req.caller, req.body),
+  );
+  const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
+  return { url, close: () => app.close() };
+}
