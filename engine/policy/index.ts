@@ -11,3 +11,5 @@ export {
   protectRule,
   requireEncryptedDiskRule,
 } from './rules/builtin.ts';
+export { evaluateRules, type EvalContext } from './evaluate.ts';
+export { capacityEnforcement, capacityGrantFor, capacityLeft, ownerQuota, ownerUsage, type Usage } from './budget.ts';
