@@ -172,12 +172,15 @@ export interface FleetRecord {
 
   /** Inserts a VM in its initial state with a history row (from null); bumps the fleet's version. Throws VersionConflictError if the address is live already. */
   insertVm(vm: NewVm, ctx: ChangeContext): Promise<VmRow>;
+  /** Seeding (benchmarks, imports): insertVm for many VMs in one transaction, all or none; each touched fleet's version is bumped once. Returns the count. */
+  bulkInsertVms(vms: readonly NewVm[], ctx: ChangeContext): Promise<number>;
   /** One state change plus its history row, atomically. */
   transitionVm(id: string, expectedVersion: number, to: string, ctx: ChangeContext & { outcome?: Outcome }, patch?: VmPatch): Promise<VmRow>;
   /** A change that is not a state change (cloud id, size, spec hash…). */
   updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
   /** A history row with no state change (a vetoed request, a denied boot, drift). */
   addHistory(vmId: string, row: { from: string | null; to: string; outcome: Outcome } & ChangeContext): Promise<void>;
+  /** Oldest first; with `limit`, the newest `limit` rows (still oldest first). Includes rows of retired VMs at the address. */
   history(stack: string, address?: string, opts?: { limit?: number }): Promise<HistoryRow[]>;
 
   /** Versions a plan would be computed against. */

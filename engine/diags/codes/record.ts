@@ -2,4 +2,60 @@ import { defineCodes } from './types.ts';
 
 // Diagnostic codes of engine/record. Each code needs a doc and must be used in the code;
 // engine/diags/codes.test.ts and docs/diagnostics.md keep that true.
-export const recordCodes = defineCodes({});
+export const recordCodes = defineCodes({
+  'record.bad-url': {
+    summary: 'Invalid record URL',
+    doc: 'The record URL must be pglite:///absolute/dir, postgres://… / postgresql://…, or memory:// (tests). Fix spec.record in stack.yaml or FLEET_RECORD_URL.',
+    severity: 'error',
+  },
+  'record.unreachable': {
+    summary: 'Record database unreachable',
+    doc: 'The PostgreSQL server of the record could not be reached or refused the connection. Check that it runs, the host and port, credentials and network; the detail names the cause.',
+    severity: 'error',
+  },
+  'record.corrupt': {
+    summary: 'Record directory unreadable',
+    doc: 'The PGlite directory is not a PGlite database (foreign files, another PostgreSQL version) or is damaged. Point the record at an empty or dmzfleet directory, or restore it from a backup.',
+    severity: 'error',
+  },
+  'record.foreign-database': {
+    summary: 'Database is not a dmzfleet record',
+    doc: 'The database holds tables but no dmzfleet record. dmzfleet refuses to add its tables to another application\'s database: use an empty database for the record.',
+    severity: 'error',
+  },
+  'record.newer-schema': {
+    summary: 'Record written by a newer dmzfleet',
+    doc: 'The record\'s schema version is newer than this dmzfleet understands. Upgrade dmzfleet; the record was left untouched.',
+    severity: 'error',
+  },
+  'record.version-conflict': {
+    summary: 'Record changed concurrently',
+    doc: 'A write expected a version of a VM that is no longer current, or an address that is already taken: another process changed the record first. Re-read and retry, or plan again.',
+    severity: 'error',
+  },
+  'record.lock-held': {
+    summary: 'Fleet is locked',
+    doc: 'Another apply holds the lock of a fleet in scope. Wait for it to finish; if it crashed, its lease expires on its own, or run `fleet unlock LOCKID` once you are sure it is gone.',
+    severity: 'error',
+  },
+  'record.lock-lost': {
+    summary: 'Fleet lock lost',
+    doc: 'This apply\'s lease on a fleet lock expired and another holder took it, or it was force-unlocked. Stop writing and plan again.',
+    severity: 'error',
+  },
+  'record.lock-not-found': {
+    summary: 'No such lock',
+    doc: 'No lock with that id exists in the record; it may have been released already. `fleet state list` shows the record; locks are listed in the error that named the holder.',
+    severity: 'error',
+  },
+  'record.vm-not-found': {
+    summary: 'No such VM',
+    doc: 'No VM in the record has that id or address (`<fleet>/<index>`). `fleet state list` shows the VMs of the stack.',
+    severity: 'error',
+  },
+  'record.stack-unreadable': {
+    summary: 'Stack file unreadable',
+    doc: 'The stack.yaml could not be read to find the record URL. Check --stack, or set FLEET_RECORD_URL.',
+    severity: 'error',
+  },
+});

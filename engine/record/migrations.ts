@@ -1,0 +1,205 @@
+import { fail } from '../diags/index.ts';
+import type { Queryable, SqlAdapter } from './sql.ts';
+
+/**
+ * Versioned schema migrations. Append only: never edit a released migration,
+ * add the next version instead (and bump nothing else: SCHEMA_VERSION follows
+ * the list). Each migration's statements run in the one transaction of
+ * migrate(), so a crash leaves the previous version intact.
+ */
+export interface Migration {
+  version: number;
+  description: string;
+  statements: string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'fleets, vms, history, plans, locks, journal, boot attempts and tokens',
+    statements: [
+      `CREATE TABLE meta (
+        id integer PRIMARY KEY CHECK (id = 1),
+        app text NOT NULL,
+        schema_version integer NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      `CREATE TABLE fleets (
+        stack text NOT NULL,
+        fleet text NOT NULL,
+        owner text NOT NULL,
+        version integer NOT NULL DEFAULT 1,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (stack, fleet)
+      )`,
+      `CREATE TABLE vms (
+        id text PRIMARY KEY,
+        stack text NOT NULL,
+        fleet text NOT NULL,
+        idx integer NOT NULL CHECK (idx >= 0),
+        name text NOT NULL,
+        data_center text NOT NULL,
+        state text NOT NULL,
+        desired_state text NOT NULL,
+        spec_hash text NOT NULL,
+        image text NOT NULL,
+        real_image text,
+        cpu double precision NOT NULL,
+        memory_gib double precision NOT NULL,
+        disk_gib double precision NOT NULL,
+        encrypted_disk boolean NOT NULL,
+        cloud_id text,
+        version integer NOT NULL DEFAULT 1,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        retired_at timestamptz
+      )`,
+      // One live VM per address; retired rows keep their address for history.
+      `CREATE UNIQUE INDEX vms_live_address ON vms (stack, fleet, idx) WHERE retired_at IS NULL`,
+      `CREATE INDEX vms_scope ON vms (stack, fleet, idx)`,
+      `CREATE TABLE history (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        vm_id text NOT NULL,
+        stack text NOT NULL,
+        fleet text NOT NULL,
+        address text NOT NULL,
+        from_state text,
+        to_state text NOT NULL,
+        actor text NOT NULL,
+        plan_id text,
+        request_id text,
+        outcome text NOT NULL,
+        detail text,
+        at timestamptz NOT NULL DEFAULT clock_timestamp()
+      )`,
+      `CREATE INDEX history_address ON history (stack, address, id)`,
+      `CREATE INDEX history_vm ON history (vm_id, id)`,
+      `CREATE TABLE plans (
+        id text PRIMARY KEY,
+        stack text NOT NULL,
+        digest text NOT NULL,
+        who text NOT NULL,
+        started_at timestamptz NOT NULL,
+        finished_at timestamptz,
+        result text NOT NULL
+      )`,
+      `CREATE INDEX plans_stack ON plans (stack, started_at)`,
+      `CREATE TABLE locks (
+        stack text NOT NULL,
+        fleet text NOT NULL,
+        lock_id text NOT NULL,
+        who text NOT NULL,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        plan_id text,
+        since timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (stack, fleet)
+      )`,
+      `CREATE INDEX locks_lock_id ON locks (lock_id)`,
+      `CREATE TABLE journal (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        plan_id text NOT NULL,
+        address text NOT NULL,
+        seq integer NOT NULL,
+        vm_id text,
+        from_state text NOT NULL,
+        to_state text NOT NULL,
+        idempotency_key text NOT NULL,
+        status text NOT NULL,
+        detail text,
+        at timestamptz NOT NULL DEFAULT clock_timestamp()
+      )`,
+      `CREATE INDEX journal_step ON journal (plan_id, address, seq, id)`,
+      `CREATE TABLE boot_attempts (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        vm_id text,
+        data_center text NOT NULL,
+        cloud_id text,
+        image text,
+        approved boolean NOT NULL,
+        reason text NOT NULL,
+        at timestamptz NOT NULL DEFAULT clock_timestamp()
+      )`,
+      `CREATE INDEX boot_attempts_vm ON boot_attempts (vm_id, id)`,
+      `CREATE TABLE boot_tokens (
+        vm_id text PRIMARY KEY,
+        token_hash text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        used_at timestamptz
+      )`,
+    ],
+  },
+];
+
+export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;
+
+const APP = 'dmzfleet';
+/** Serializes concurrent first opens of one PostgreSQL database (two CI jobs at once). */
+const MIGRATE_LOCK_KEY = 4_242_017;
+
+/**
+ * Brings the record to SCHEMA_VERSION inside one transaction, idempotently.
+ * Refuses (and changes nothing) when the database belongs to someone else or
+ * was written by a newer dmzfleet. Returns the version found and the version now.
+ */
+export async function migrate(
+  db: SqlAdapter,
+  where: { description: string; file?: string },
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<{ from: number; to: number }> {
+  const target = migrations[migrations.length - 1].version;
+  return db.transaction(async (q) => {
+    await q.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK_KEY]);
+    const from = await currentVersion(q, where);
+    if (from > target) {
+      fail(
+        'record.newer-schema',
+        `the record ${where.description} has schema version ${from}; this dmzfleet knows versions up to ${target}. Upgrade dmzfleet to use it.`,
+        where.file !== undefined ? { file: where.file } : {},
+      );
+    }
+    for (const m of migrations) {
+      if (m.version <= from) continue;
+      for (const s of m.statements) await q.query(s);
+    }
+    if (from < target) {
+      await q.query(
+        `INSERT INTO meta (id, app, schema_version) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET schema_version = EXCLUDED.schema_version, updated_at = now()`,
+        [APP, target],
+      );
+    }
+    return { from, to: Math.max(from, target) };
+  });
+}
+
+/** 0 for an empty database; throws record.foreign-database for someone else's. */
+async function currentVersion(q: Queryable, where: { description: string; file?: string }): Promise<number> {
+  const loc = where.file !== undefined ? { file: where.file } : {};
+  const cols = await q.query<{ column_name: string }>(
+    `SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'meta'`,
+  );
+  if (cols.length === 0) {
+    const tables = await q.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name LIMIT 4`,
+    );
+    if (tables.length === 0) return 0;
+    const shown = tables.slice(0, 3).map((t) => t.table_name).join(', ') + (tables.length > 3 ? ', …' : '');
+    fail(
+      'record.foreign-database',
+      `${where.description} has tables (${shown}) but no dmzfleet record; use an empty database for the record.`,
+      loc,
+    );
+  }
+  const names = new Set(cols.map((c) => c.column_name));
+  if (!names.has('app') || !names.has('schema_version')) {
+    fail('record.foreign-database', `${where.description} has a "meta" table that dmzfleet did not write; use an empty database for the record.`, loc);
+  }
+  const rows = await q.query<{ app: string; schema_version: number }>('SELECT app, schema_version FROM meta WHERE id = 1');
+  if (rows.length === 0) return 0;
+  if (rows[0].app !== APP) {
+    fail('record.foreign-database', `${where.description} belongs to "${rows[0].app}", not dmzfleet; use an empty database for the record.`, loc);
+  }
+  return Number(rows[0].schema_version);
+}

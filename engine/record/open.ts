@@ -1,0 +1,70 @@
+import { isAbsolute } from 'node:path';
+import { fail } from '../diags/index.ts';
+import { migrate } from './migrations.ts';
+import { openPglite } from './pglite.ts';
+import { openPostgres } from './postgres.ts';
+import { SqlRecord } from './record.ts';
+import type { SqlAdapter } from './sql.ts';
+
+/** The URL without its password, safe for messages and logs. */
+export function describeRecordUrl(url: string): string {
+  if (!/^postgres(ql)?:\/\//.test(url)) return url;
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  }
+}
+
+/** The absolute data directory of a `pglite:///abs/dir` URL, or undefined for `memory://`. */
+export function pgliteDir(url: string): string | undefined {
+  if (url === 'memory://' || url === 'memory:') return undefined;
+  const rest = url.slice('pglite://'.length);
+  const dir = decodeURIComponent(rest.split('?')[0]);
+  if (!isAbsolute(dir)) {
+    fail('record.bad-url', `the PGlite record URL ${url} must hold an absolute directory (pglite:///abs/dir); relative paths are resolved by the stack loader.`);
+  }
+  return dir;
+}
+
+/**
+ * Opens the global record and brings its schema up to date (in one
+ * transaction; refused for a newer schema or someone else's database).
+ *
+ * | URL                                   | backend                                  |
+ * | ------------------------------------- | ---------------------------------------- |
+ * | `pglite:///abs/dir`                   | PGlite, data directory created if missing |
+ * | `postgres://user@host:5432/db`        | PostgreSQL server (pg Pool)              |
+ * | `postgresql://…`                      | same                                     |
+ * | `memory://`                           | PGlite in memory (tests)                 |
+ *
+ * Faults are FleetErrors: record.bad-url, record.unreachable, record.corrupt,
+ * record.foreign-database, record.newer-schema.
+ */
+export async function openRecord(url: string): Promise<SqlRecord> {
+  const description = describeRecordUrl(url);
+  let adapter: SqlAdapter;
+  let file: string | undefined;
+  if (url.startsWith('pglite://') || url === 'memory://' || url === 'memory:') {
+    file = pgliteDir(url);
+    adapter = await openPglite(file);
+  } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    try {
+      new URL(url);
+    } catch {
+      fail('record.bad-url', `${description} is not a valid PostgreSQL URL.`);
+    }
+    adapter = await openPostgres(url, description);
+  } else {
+    fail('record.bad-url', `${description} is not a record URL; use pglite:///abs/dir, postgres://user@host:5432/db or memory://.`);
+  }
+  try {
+    await migrate(adapter, file !== undefined ? { description, file } : { description });
+  } catch (err) {
+    await adapter.close().catch(() => {});
+    throw err;
+  }
+  return new SqlRecord(adapter, description);
+}

@@ -1,0 +1,70 @@
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { fail } from '../diags/index.ts';
+import type { Queryable, SqlAdapter } from './sql.ts';
+
+/**
+ * PGlite (embedded PostgreSQL in WebAssembly) behind the SqlAdapter.
+ * `dir` undefined means in memory. PGlite is single-connection: its own
+ * mutex serializes transactions, so FOR UPDATE is a no-op here but the SQL
+ * stays the same as on PostgreSQL.
+ *
+ * PGlite will happily initdb into a folder that holds other files, so a
+ * non-empty folder without PG_VERSION is refused before PGlite sees it.
+ */
+export async function openPglite(dir: string | undefined): Promise<SqlAdapter> {
+  if (dir !== undefined) checkDataDir(dir);
+  let db: PGlite;
+  try {
+    db = await PGlite.create(dir);
+  } catch (err) {
+    const cause = err instanceof Error ? err.message : String(err);
+    fail('record.corrupt', `PGlite could not open ${dir ?? 'an in-memory database'}: ${cause}.`, { file: dir });
+  }
+  return new PgliteAdapter(db);
+}
+
+function checkDataDir(dir: string): void {
+  if (!existsSync(dir)) {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      fail('record.corrupt', `cannot create the record directory ${dir}: ${(err as Error).message}.`, { file: dir });
+    }
+    return;
+  }
+  if (!statSync(dir).isDirectory()) {
+    fail('record.corrupt', `${dir} is a file, not a PGlite directory.`, { file: dir });
+  }
+  const entries = readdirSync(dir);
+  if (entries.length > 0 && !entries.includes('PG_VERSION')) {
+    const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ', …' : '');
+    fail(
+      'record.corrupt',
+      `${dir} is not empty (${shown}) and is not a PGlite directory (no PG_VERSION); dmzfleet will not write its record there.`,
+      { file: dir },
+    );
+  }
+}
+
+class PgliteAdapter implements SqlAdapter {
+  readonly kind = 'pglite' as const;
+  readonly #db: PGlite;
+  constructor(db: PGlite) {
+    this.#db = db;
+  }
+  async query<T>(text: string, params: readonly unknown[] = []): Promise<T[]> {
+    const r = await this.#db.query<T>(text, params as unknown[]);
+    return r.rows;
+  }
+  transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    return this.#db.transaction((tx) =>
+      fn({
+        query: async <R>(text: string, params: readonly unknown[] = []) => (await tx.query<R>(text, params as unknown[])).rows,
+      }),
+    );
+  }
+  async close(): Promise<void> {
+    if (!this.#db.closed) await this.#db.close();
+  }
+}

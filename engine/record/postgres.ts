@@ -1,0 +1,116 @@
+import pg from 'pg';
+import { FleetError, diag } from '../diags/index.ts';
+import type { Queryable, SqlAdapter } from './sql.ts';
+
+/** Socket-level failures: the server is not there (or went away). */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+]);
+
+/** Server answers that mean "you cannot use this database now". */
+const CONNECT_SQLSTATES: Record<string, string> = {
+  '28P01': 'password authentication failed',
+  '28000': 'authentication refused',
+  '3D000': 'database does not exist',
+  '57P01': 'server shut down',
+  '57P02': 'server crashed',
+  '57P03': 'server not accepting connections yet',
+  '53300': 'too many connections',
+};
+
+/** Connection-level errors become record.unreachable; anything else (a SQL bug) passes unchanged. */
+export function connectionFault(err: unknown, where: { host: string; port: string; description: string }): unknown {
+  if (!(err instanceof Error)) return err;
+  const code = (err as { code?: string }).code;
+  let cause: string | undefined;
+  if (code && NETWORK_CODES.has(code)) cause = code;
+  else if (code && CONNECT_SQLSTATES[code]) cause = `${CONNECT_SQLSTATES[code]} (${code})`;
+  else if (/timeout|Connection terminated|connection is closed/i.test(err.message)) cause = 'timeout or connection lost';
+  if (cause === undefined) return err;
+  return new FleetError(
+    diag(
+      'record.unreachable',
+      `cannot use the PostgreSQL record at ${where.host}:${where.port} (${where.description}): ${cause}: ${err.message}.`,
+    ),
+  );
+}
+
+/**
+ * PostgreSQL behind the SqlAdapter, through a small pg Pool. A short connect
+ * timeout keeps an unreachable server from hanging a plan.
+ */
+export async function openPostgres(url: string, description: string): Promise<SqlAdapter> {
+  const parsed = new URL(url);
+  const where = { host: parsed.hostname || 'localhost', port: parsed.port || '5432', description };
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 4,
+    connectionTimeoutMillis: Number(process.env.FLEET_RECORD_CONNECT_TIMEOUT_MS ?? 5000),
+    idleTimeoutMillis: 10_000,
+    application_name: 'dmzfleet',
+  });
+  // An idle client losing its server must not crash the process; the next query reports it.
+  pool.on('error', () => {});
+  const adapter = new PostgresAdapter(pool, where);
+  await adapter.query('SELECT 1');
+  return adapter;
+}
+
+class PostgresAdapter implements SqlAdapter {
+  readonly kind = 'postgres' as const;
+  readonly #pool: pg.Pool;
+  readonly #where: { host: string; port: string; description: string };
+  constructor(pool: pg.Pool, where: { host: string; port: string; description: string }) {
+    this.#pool = pool;
+    this.#where = where;
+  }
+  async query<T>(text: string, params: readonly unknown[] = []): Promise<T[]> {
+    try {
+      const r = await this.#pool.query(text, params as unknown[]);
+      return r.rows as T[];
+    } catch (err) {
+      throw connectionFault(err, this.#where);
+    }
+  }
+  async transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (err) {
+      throw connectionFault(err, this.#where);
+    }
+    let broken = false;
+    const q: Queryable = {
+      query: async <R>(text: string, params: readonly unknown[] = []) => {
+        try {
+          return (await client.query(text, params as unknown[])).rows as R[];
+        } catch (err) {
+          const f = connectionFault(err, this.#where);
+          if (f !== err) broken = true;
+          throw f;
+        }
+      },
+    };
+    try {
+      await q.query('BEGIN');
+      const result = await fn(q);
+      await q.query('COMMIT');
+      return result;
+    } catch (err) {
+      if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+}

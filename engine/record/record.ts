@@ -1,0 +1,739 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { FleetError, diag, fail } from '../diags/index.ts';
+import type { PlanBasis } from '../plan/types.ts';
+import { VersionConflictError } from './errors.ts';
+import type { Queryable, SqlAdapter } from './sql.ts';
+import type {
+  AppliedPlan,
+  BootAttempt,
+  ChangeContext,
+  FleetRecord,
+  FleetRow,
+  HistoryRow,
+  JournalRow,
+  LockHandle,
+  LockHolder,
+  LockRow,
+  NewVm,
+  Outcome,
+  StaleEntry,
+  VmPatch,
+  VmRow,
+} from './types.ts';
+
+const VM_COLS = `id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
+  cpu, memory_gib, disk_gib, encrypted_disk, cloud_id, version, created_at, updated_at, retired_at`;
+
+interface VmDb {
+  id: string;
+  stack: string;
+  fleet: string;
+  idx: number;
+  name: string;
+  data_center: string;
+  state: string;
+  desired_state: string;
+  spec_hash: string;
+  image: string;
+  real_image: string | null;
+  cpu: number;
+  memory_gib: number;
+  disk_gib: number;
+  encrypted_disk: boolean;
+  cloud_id: string | null;
+  version: number;
+  created_at: Date | string;
+  updated_at: Date | string;
+  retired_at: Date | string | null;
+}
+
+function iso(v: Date | string): string {
+  return v instanceof Date ? v.toISOString() : new Date(v).toISOString();
+}
+
+function isoOrNull(v: Date | string | null): string | null {
+  return v === null ? null : iso(v);
+}
+
+// Hot path of listVms (100k rows for a big stack): a plain object literal, no spreads.
+function toVm(r: VmDb): VmRow {
+  return {
+    id: r.id,
+    stack: r.stack,
+    fleet: r.fleet,
+    index: r.idx,
+    address: `${r.fleet}/${r.idx}`,
+    name: r.name,
+    dataCenter: r.data_center,
+    state: r.state,
+    desiredState: r.desired_state,
+    specHash: r.spec_hash,
+    image: r.image,
+    realImage: r.real_image,
+    size: { cpu: r.cpu, memoryGiB: r.memory_gib, diskGiB: r.disk_gib },
+    encryptedDisk: r.encrypted_disk,
+    cloudId: r.cloud_id,
+    version: r.version,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    retiredAt: isoOrNull(r.retired_at),
+  };
+}
+
+/** `web/3` -> { fleet: 'web', index: 3 }; undefined when malformed. */
+export function parseAddress(address: string): { fleet: string; index: number } | undefined {
+  const slash = address.lastIndexOf('/');
+  if (slash <= 0) return undefined;
+  const idx = address.slice(slash + 1);
+  if (!/^(0|[1-9]\d{0,8})$/.test(idx)) return undefined;
+  return { fleet: address.slice(0, slash), index: Number(idx) };
+}
+
+/** Thrown inside a lock transaction to roll it back when a fleet is held. */
+class HeldSignal {
+  constructor(readonly row: LockRow) {}
+}
+
+interface LockDb {
+  lock_id: string;
+  stack: string;
+  fleet: string;
+  who: string;
+  host: string;
+  pid: number;
+  plan_id: string | null;
+  since: Date | string;
+  expires_at: Date | string;
+}
+
+function toLock(r: LockDb): LockRow {
+  return {
+    lockId: r.lock_id,
+    stack: r.stack,
+    fleet: r.fleet,
+    who: r.who,
+    host: r.host,
+    pid: Number(r.pid),
+    planId: r.plan_id,
+    since: iso(r.since),
+    expiresAt: iso(r.expires_at),
+  };
+}
+
+/** The lock-held detail: who holds it, since when, and how to break it. */
+export function lockHeldDetail(l: LockRow): string {
+  const plan = l.planId ? ` for plan ${l.planId}` : '';
+  return (
+    `fleet ${l.fleet} of stack ${l.stack} is locked by ${l.who}@${l.host} pid ${l.pid}${plan} since ${l.since} ` +
+    `(lock id ${l.lockId}, lease until ${l.expiresAt}). Wait for that apply to finish or its lease to expire; ` +
+    `if it is gone, run \`fleet unlock ${l.lockId}\`.`
+  );
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Builds `col = $n` assignments for a patch; `params` grows. */
+function patchSets(patch: VmPatch | undefined, params: unknown[]): string[] {
+  const sets: string[] = [];
+  if (!patch) return sets;
+  const add = (col: string, v: unknown) => {
+    params.push(v);
+    sets.push(`${col} = $${params.length}`);
+  };
+  if (patch.desiredState !== undefined) add('desired_state', patch.desiredState);
+  if (patch.specHash !== undefined) add('spec_hash', patch.specHash);
+  if (patch.image !== undefined) add('image', patch.image);
+  if (patch.realImage !== undefined) add('real_image', patch.realImage);
+  if (patch.size !== undefined) {
+    add('cpu', patch.size.cpu);
+    add('memory_gib', patch.size.memoryGiB);
+    add('disk_gib', patch.size.diskGiB);
+  }
+  if (patch.cloudId !== undefined) add('cloud_id', patch.cloudId);
+  if (patch.encryptedDisk !== undefined) add('encrypted_disk', patch.encryptedDisk);
+  if (patch.retire === true) sets.push('retired_at = coalesce(retired_at, now())');
+  return sets;
+}
+
+/**
+ * The one FleetRecord implementation; PGlite and PostgreSQL differ only in
+ * the SqlAdapter underneath. Concurrency: VM writes lock the row
+ * (SELECT … FOR UPDATE) and compare versions; fleet versions are bumped in
+ * the same transaction; locks are rows with a lease, taken with
+ * INSERT … ON CONFLICT so two takers never both win.
+ */
+export class SqlRecord implements FleetRecord {
+  readonly description: string;
+  readonly #db: SqlAdapter;
+
+  constructor(db: SqlAdapter, description: string) {
+    this.#db = db;
+    this.description = description;
+  }
+
+  /** The backend kind, for tests and benchmarks. */
+  get backend(): SqlAdapter['kind'] {
+    return this.#db.kind;
+  }
+
+  close(): Promise<void> {
+    return this.#db.close();
+  }
+
+  // ---- reads ----
+
+  async listVms(stack: string, opts: { fleets?: readonly string[]; includeRetired?: boolean } = {}): Promise<VmRow[]> {
+    const params: unknown[] = [stack];
+    let where = 'stack = $1';
+    if (opts.fleets) {
+      params.push([...opts.fleets]);
+      where += ' AND fleet = ANY($2::text[])';
+    }
+    if (!opts.includeRetired) where += ' AND retired_at IS NULL';
+    const rows = await this.#db.query<VmDb>(`SELECT ${VM_COLS} FROM vms WHERE ${where} ORDER BY fleet, idx, created_at, id`, params);
+    const out = new Array<VmRow>(rows.length);
+    for (let i = 0; i < rows.length; i++) out[i] = toVm(rows[i]);
+    return out;
+  }
+
+  async getVm(id: string): Promise<VmRow | undefined> {
+    const rows = await this.#db.query<VmDb>(`SELECT ${VM_COLS} FROM vms WHERE id = $1`, [id]);
+    return rows.length ? toVm(rows[0]) : undefined;
+  }
+
+  async findVm(stack: string, address: string): Promise<VmRow | undefined> {
+    const a = parseAddress(address);
+    if (!a) return undefined;
+    const rows = await this.#db.query<VmDb>(
+      `SELECT ${VM_COLS} FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL`,
+      [stack, a.fleet, a.index],
+    );
+    return rows.length ? toVm(rows[0]) : undefined;
+  }
+
+  async listFleets(stack: string, fleets?: readonly string[]): Promise<FleetRow[]> {
+    const params: unknown[] = [stack];
+    let where = 'stack = $1';
+    if (fleets) {
+      params.push([...fleets]);
+      where += ' AND fleet = ANY($2::text[])';
+    }
+    const rows = await this.#db.query<{ stack: string; fleet: string; owner: string; version: number; updated_at: Date }>(
+      `SELECT stack, fleet, owner, version, updated_at FROM fleets WHERE ${where} ORDER BY fleet`,
+      params,
+    );
+    return rows.map((r) => ({ stack: r.stack, fleet: r.fleet, owner: r.owner, version: r.version, updatedAt: iso(r.updated_at) }));
+  }
+
+  // ---- VM writes ----
+
+  async insertVm(vm: NewVm, ctx: ChangeContext): Promise<VmRow> {
+    const id = vm.id ?? randomUUID();
+    const address = `${vm.fleet}/${vm.index}`;
+    return this.#db.transaction(async (q) => {
+      const rows = await q.query<VmDb>(
+        `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
+           cpu, memory_gib, disk_gib, encrypted_disk)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT DO NOTHING
+         RETURNING ${VM_COLS}`,
+        [
+          id,
+          vm.stack,
+          vm.fleet,
+          vm.index,
+          `${vm.stack}-${vm.fleet}-${vm.index}`,
+          vm.dataCenter,
+          vm.state,
+          vm.desiredState,
+          vm.specHash,
+          vm.image,
+          vm.realImage ?? null,
+          vm.size.cpu,
+          vm.size.memoryGiB,
+          vm.size.diskGiB,
+          vm.encryptedDisk,
+        ],
+      );
+      if (rows.length === 0) {
+        const live = await q.query<{ id: string; version: number }>(
+          'SELECT id, version FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL',
+          [vm.stack, vm.fleet, vm.index],
+        );
+        if (live.length) {
+          throw new VersionConflictError(
+            address,
+            null,
+            live[0].version,
+            `address ${address} of stack ${vm.stack} is live already (VM ${live[0].id}, version ${live[0].version}).`,
+            address,
+          );
+        }
+        throw new VersionConflictError(id, null, null, `a VM with id ${id} exists already.`, address);
+      }
+      await this.#bumpFleet(q, vm.stack, vm.fleet, vm.owner);
+      await this.#history(q, rows[0], null, vm.state, { ...ctx, outcome: 'ok' });
+      return toVm(rows[0]);
+    });
+  }
+
+  /**
+   * Seeds many VMs at once (benchmarks, imports): multi-row inserts in one
+   * transaction, one history row per VM, each touched fleet's version bumped
+   * once. Throws VersionConflictError when any address is live already (and
+   * inserts none).
+   */
+  async bulkInsertVms(vms: readonly NewVm[], ctx: ChangeContext, batchSize = 2000): Promise<number> {
+    if (vms.length === 0) return 0;
+    return this.#db.transaction(async (q) => {
+      const owners = new Map<string, { stack: string; fleet: string; owner: string }>();
+      for (let start = 0; start < vms.length; start += batchSize) {
+        const batch = vms.slice(start, start + batchSize);
+        const cols: unknown[][] = Array.from({ length: 15 }, () => new Array(batch.length));
+        batch.forEach((vm, i) => {
+          const v = [
+            vm.id ?? randomUUID(),
+            vm.stack,
+            vm.fleet,
+            vm.index,
+            `${vm.stack}-${vm.fleet}-${vm.index}`,
+            vm.dataCenter,
+            vm.state,
+            vm.desiredState,
+            vm.specHash,
+            vm.image,
+            vm.realImage ?? null,
+            vm.size.cpu,
+            vm.size.memoryGiB,
+            vm.size.diskGiB,
+            vm.encryptedDisk,
+          ];
+          for (let c = 0; c < 15; c++) cols[c][i] = v[c];
+          owners.set(`${vm.stack}\u0000${vm.fleet}`, { stack: vm.stack, fleet: vm.fleet, owner: vm.owner });
+        });
+        const inserted = await q.query<{ id: string }>(
+          `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
+             cpu, memory_gib, disk_gib, encrypted_disk)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
+             $9::text[], $10::text[], $11::text[], $12::float8[], $13::float8[], $14::float8[], $15::boolean[])
+           ON CONFLICT DO NOTHING
+           RETURNING id`,
+          cols,
+        );
+        if (inserted.length !== batch.length) {
+          throw new VersionConflictError(
+            batch[0].stack,
+            null,
+            null,
+            `${batch.length - inserted.length} of the VMs to insert have an address or id that is live already; none were inserted.`,
+          );
+        }
+        await q.query(
+          `INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
+           SELECT id, stack, fleet, fleet || '/' || idx, NULL, state, $2, $3, $4, 'ok', $5 FROM vms WHERE id = ANY($1::text[])`,
+          [inserted.map((r) => r.id), ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.detail ?? null],
+        );
+      }
+      for (const f of owners.values()) await this.#bumpFleet(q, f.stack, f.fleet, f.owner);
+      return vms.length;
+    });
+  }
+
+  async transitionVm(
+    id: string,
+    expectedVersion: number,
+    to: string,
+    ctx: ChangeContext & { outcome?: Outcome },
+    patch?: VmPatch,
+  ): Promise<VmRow> {
+    return this.#db.transaction(async (q) => {
+      const cur = await this.#lockVm(q, id, expectedVersion);
+      const params: unknown[] = [id, to];
+      const sets = ['state = $2', ...patchSets(patch, params)];
+      const [row] = await q.query<VmDb>(
+        `UPDATE vms SET ${sets.join(', ')}, version = version + 1, updated_at = now() WHERE id = $1 RETURNING ${VM_COLS}`,
+        params,
+      );
+      await this.#bumpFleet(q, row.stack, row.fleet);
+      await this.#history(q, row, cur.state, to, { ...ctx, outcome: ctx.outcome ?? 'ok' });
+      return toVm(row);
+    });
+  }
+
+  async updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow> {
+    void ctx; // Not a state change: no history row (see FleetRecord.addHistory for audit-only rows).
+    return this.#db.transaction(async (q) => {
+      await this.#lockVm(q, id, expectedVersion);
+      const params: unknown[] = [id];
+      const sets = patchSets(patch, params);
+      const [row] = await q.query<VmDb>(
+        `UPDATE vms SET ${[...sets, 'version = version + 1', 'updated_at = now()'].join(', ')} WHERE id = $1 RETURNING ${VM_COLS}`,
+        params,
+      );
+      await this.#bumpFleet(q, row.stack, row.fleet);
+      return toVm(row);
+    });
+  }
+
+  async addHistory(vmId: string, row: { from: string | null; to: string; outcome: Outcome } & ChangeContext): Promise<void> {
+    const rows = await this.#db.query(
+      `INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
+       SELECT id, stack, fleet, fleet || '/' || idx, $2, $3, $4, $5, $6, $7, $8 FROM vms WHERE id = $1
+       RETURNING id`,
+      [vmId, row.from, row.to, row.actor, row.planId ?? null, row.requestId ?? null, row.outcome, row.detail ?? null],
+    );
+    if (rows.length === 0) fail('record.vm-not-found', `no VM with id ${vmId} in the record ${this.description}.`);
+  }
+
+  async history(stack: string, address?: string, opts: { limit?: number } = {}): Promise<HistoryRow[]> {
+    const params: unknown[] = [stack];
+    let where = 'stack = $1';
+    if (address !== undefined) {
+      params.push(address);
+      where += ' AND address = $2';
+    }
+    let sql = `SELECT id, vm_id, address, from_state, to_state, actor, plan_id, request_id, outcome, detail, at FROM history WHERE ${where}`;
+    if (opts.limit !== undefined) {
+      params.push(Math.max(0, Math.floor(opts.limit)));
+      sql = `SELECT * FROM (${sql} ORDER BY id DESC LIMIT $${params.length}) newest`;
+    }
+    const rows = await this.#db.query<{
+      id: number | string;
+      vm_id: string;
+      address: string;
+      from_state: string | null;
+      to_state: string;
+      actor: string;
+      plan_id: string | null;
+      request_id: string | null;
+      outcome: Outcome;
+      detail: string | null;
+      at: Date;
+    }>(`${sql} ORDER BY id`, params);
+    return rows.map((r) => ({
+      id: Number(r.id),
+      vmId: r.vm_id,
+      address: r.address,
+      from: r.from_state,
+      to: r.to_state,
+      actor: r.actor,
+      planId: r.plan_id,
+      requestId: r.request_id,
+      outcome: r.outcome,
+      detail: r.detail,
+      at: iso(r.at),
+    }));
+  }
+
+  // ---- stale-plan checks ----
+
+  async basis(stack: string, fleets: readonly string[]): Promise<PlanBasis> {
+    return this.#db.transaction(async (q) => {
+      const vms = await q.query<{ id: string; version: number }>(
+        'SELECT id, version FROM vms WHERE stack = $1 AND fleet = ANY($2::text[]) AND retired_at IS NULL ORDER BY fleet, idx',
+        [stack, [...fleets]],
+      );
+      const fl = await q.query<{ fleet: string; version: number }>(
+        'SELECT fleet, version FROM fleets WHERE stack = $1 AND fleet = ANY($2::text[])',
+        [stack, [...fleets]],
+      );
+      const basis: PlanBasis = { vms: {}, fleets: {} };
+      for (const v of vms) basis.vms[v.id] = v.version;
+      for (const f of [...fleets].sort()) basis.fleets[f] = 0;
+      for (const f of fl) basis.fleets[f.fleet] = f.version;
+      return basis;
+    });
+  }
+
+  async checkBasis(stack: string, basis: PlanBasis): Promise<StaleEntry[]> {
+    const ids = Object.keys(basis.vms);
+    const fleets = Object.keys(basis.fleets);
+    return this.#db.transaction(async (q) => {
+      const vms = await q.query<{ id: string; version: number }>('SELECT id, version FROM vms WHERE id = ANY($1::text[])', [ids]);
+      const fl = await q.query<{ fleet: string; version: number }>(
+        'SELECT fleet, version FROM fleets WHERE stack = $1 AND fleet = ANY($2::text[])',
+        [stack, fleets],
+      );
+      const vmNow = new Map(vms.map((v) => [v.id, v.version]));
+      const fleetNow = new Map(fl.map((f) => [f.fleet, f.version]));
+      const stale: StaleEntry[] = [];
+      for (const f of fleets.sort()) {
+        const actual = fleetNow.get(f) ?? 0;
+        if (actual !== basis.fleets[f]) stale.push({ kind: 'fleet', key: f, expected: basis.fleets[f], actual });
+      }
+      for (const id of ids.sort()) {
+        const actual = vmNow.get(id) ?? null;
+        if (actual !== basis.vms[id]) stale.push({ kind: 'vm', key: id, expected: basis.vms[id], actual });
+      }
+      return stale;
+    });
+  }
+
+  // ---- locks ----
+
+  async acquireLocks(
+    stack: string,
+    fleets: readonly string[],
+    holder: LockHolder,
+    opts: { leaseMs?: number; timeoutMs?: number } = {},
+  ): Promise<LockHandle> {
+    const leaseMs = opts.leaseMs ?? 30_000;
+    const timeoutMs = opts.timeoutMs ?? 0;
+    const sorted = [...new Set(fleets)].sort();
+    const lockId = randomBytes(4).toString('hex');
+    const deadline = Date.now() + timeoutMs;
+    let backoff = 25;
+    for (;;) {
+      const held = await this.#db
+        .transaction(async (q) => {
+          for (const fleet of sorted) {
+            const won = await q.query(
+              `INSERT INTO locks (stack, fleet, lock_id, who, host, pid, plan_id, since, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now() + $8 * interval '1 millisecond')
+               ON CONFLICT (stack, fleet) DO UPDATE SET
+                 lock_id = EXCLUDED.lock_id, who = EXCLUDED.who, host = EXCLUDED.host, pid = EXCLUDED.pid,
+                 plan_id = EXCLUDED.plan_id, since = EXCLUDED.since, expires_at = EXCLUDED.expires_at
+               WHERE locks.expires_at < now()
+               RETURNING fleet`,
+              [stack, fleet, lockId, holder.who, holder.host, holder.pid, holder.planId, leaseMs],
+            );
+            if (won.length === 0) {
+              const cur = await q.query<LockDb>('SELECT * FROM locks WHERE stack = $1 AND fleet = $2', [stack, fleet]);
+              throw new HeldSignal(toLock(cur[0]));
+            }
+          }
+          return null;
+        })
+        .catch((err: unknown) => {
+          if (err instanceof HeldSignal) return err.row;
+          throw err;
+        });
+      if (held === null) return this.#handle(stack, sorted, lockId, leaseMs);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new FleetError(diag('record.lock-held', lockHeldDetail(held), { address: held.fleet }));
+      await sleep(Math.min(backoff, left));
+      backoff = Math.min(backoff * 2, 500);
+    }
+  }
+
+  #handle(stack: string, fleets: string[], lockId: string, leaseMs: number): LockHandle {
+    const db = this.#db;
+    return {
+      lockId,
+      fleets: [...fleets],
+      heartbeat: async () => {
+        const kept = await db.query<{ fleet: string }>(
+          `UPDATE locks SET expires_at = now() + $4 * interval '1 millisecond'
+           WHERE lock_id = $1 AND stack = $2 AND fleet = ANY($3::text[]) RETURNING fleet`,
+          [lockId, stack, fleets, leaseMs],
+        );
+        if (kept.length !== fleets.length) {
+          const have = new Set(kept.map((k) => k.fleet));
+          const lost = fleets.filter((f) => !have.has(f));
+          fail(
+            'record.lock-lost',
+            `lock ${lockId} no longer holds fleet${lost.length > 1 ? 's' : ''} ${lost.join(', ')} of stack ${stack}: its lease expired and another apply took it, or it was unlocked.`,
+            { address: lost[0] },
+          );
+        }
+      },
+      release: async () => {
+        await db.query('DELETE FROM locks WHERE lock_id = $1 AND stack = $2', [lockId, stack]);
+      },
+    };
+  }
+
+  async listLocks(stack: string): Promise<LockRow[]> {
+    const rows = await this.#db.query<LockDb>('SELECT * FROM locks WHERE stack = $1 ORDER BY fleet', [stack]);
+    return rows.map(toLock);
+  }
+
+  /** Like listLocks, over every stack, only the rows of one lock id. */
+  async findLock(lockId: string): Promise<LockRow[]> {
+    const rows = await this.#db.query<LockDb>('SELECT * FROM locks WHERE lock_id = $1 ORDER BY stack, fleet', [lockId]);
+    return rows.map(toLock);
+  }
+
+  async forceUnlock(lockId: string): Promise<boolean> {
+    const rows = await this.#db.query('DELETE FROM locks WHERE lock_id = $1 RETURNING fleet', [lockId]);
+    return rows.length > 0;
+  }
+
+  // ---- plans and journal ----
+
+  async startPlan(plan: Omit<AppliedPlan, 'finishedAt' | 'result'>): Promise<void> {
+    await this.#db.query(
+      `INSERT INTO plans (id, stack, digest, who, started_at, finished_at, result) VALUES ($1, $2, $3, $4, $5, NULL, 'running')`,
+      [plan.id, plan.stack, plan.digest, plan.who, plan.startedAt],
+    );
+  }
+
+  async finishPlan(id: string, result: AppliedPlan['result']): Promise<void> {
+    await this.#db.query('UPDATE plans SET finished_at = now(), result = $2 WHERE id = $1', [id, result]);
+  }
+
+  async listPlans(stack: string): Promise<AppliedPlan[]> {
+    const rows = await this.#db.query<{
+      id: string;
+      stack: string;
+      digest: string;
+      who: string;
+      started_at: Date;
+      finished_at: Date | null;
+      result: AppliedPlan['result'];
+    }>('SELECT * FROM plans WHERE stack = $1 ORDER BY started_at, id', [stack]);
+    return rows.map((r) => ({
+      id: r.id,
+      stack: r.stack,
+      digest: r.digest,
+      who: r.who,
+      startedAt: iso(r.started_at),
+      finishedAt: isoOrNull(r.finished_at),
+      result: r.result,
+    }));
+  }
+
+  async journal(row: Omit<JournalRow, 'at'>): Promise<void> {
+    await this.#db.query(
+      `INSERT INTO journal (plan_id, address, seq, vm_id, from_state, to_state, idempotency_key, status, detail)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [row.planId, row.address, row.seq, row.vmId, row.from, row.to, row.idempotencyKey, row.status, row.detail],
+    );
+  }
+
+  async unfinishedSteps(stack: string): Promise<JournalRow[]> {
+    const rows = await this.#db.query<{
+      plan_id: string;
+      address: string;
+      seq: number;
+      vm_id: string | null;
+      from_state: string;
+      to_state: string;
+      idempotency_key: string;
+      status: JournalRow['status'];
+      detail: string | null;
+      at: Date;
+    }>(
+      `SELECT * FROM (
+         SELECT DISTINCT ON (j.plan_id, j.address, j.seq) j.*
+         FROM journal j JOIN plans p ON p.id = j.plan_id
+         WHERE p.stack = $1
+         ORDER BY j.plan_id, j.address, j.seq, j.id DESC
+       ) last WHERE status IN ('started', 'failed') ORDER BY id`,
+      [stack],
+    );
+    return rows.map((r) => ({
+      planId: r.plan_id,
+      address: r.address,
+      seq: r.seq,
+      vmId: r.vm_id,
+      from: r.from_state,
+      to: r.to_state,
+      idempotencyKey: r.idempotency_key,
+      status: r.status,
+      detail: r.detail,
+      at: iso(r.at),
+    }));
+  }
+
+  // ---- boot ----
+
+  async addBootAttempt(a: BootAttempt): Promise<void> {
+    await this.#db.query(
+      'INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason) VALUES ($1, $2, $3, $4, $5, $6)',
+      [a.vmId, a.dataCenter, a.cloudId, a.image, a.approved, a.reason],
+    );
+  }
+
+  /** Boot attempts, newest last; for `fleet history` and tests. */
+  async listBootAttempts(opts: { vmId?: string; limit?: number } = {}): Promise<(BootAttempt & { at: string })[]> {
+    const params: unknown[] = [];
+    let where = '';
+    if (opts.vmId !== undefined) {
+      params.push(opts.vmId);
+      where = 'WHERE vm_id = $1';
+    }
+    params.push(opts.limit ?? 1000);
+    const rows = await this.#db.query<{
+      vm_id: string | null;
+      data_center: string;
+      cloud_id: string | null;
+      image: string | null;
+      approved: boolean;
+      reason: string;
+      at: Date;
+    }>(`SELECT * FROM (SELECT * FROM boot_attempts ${where} ORDER BY id DESC LIMIT $${params.length}) b ORDER BY id`, params);
+    return rows.map((r) => ({
+      vmId: r.vm_id,
+      dataCenter: r.data_center,
+      cloudId: r.cloud_id,
+      image: r.image,
+      approved: r.approved,
+      reason: r.reason,
+      at: iso(r.at),
+    }));
+  }
+
+  async setBootToken(vmId: string, tokenHash: string): Promise<void> {
+    await this.#db.query(
+      `INSERT INTO boot_tokens (vm_id, token_hash) VALUES ($1, $2)
+       ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL`,
+      [vmId, tokenHash],
+    );
+  }
+
+  async consumeBootToken(vmId: string, tokenHash: string): Promise<boolean> {
+    const rows = await this.#db.query(
+      'UPDATE boot_tokens SET used_at = now() WHERE vm_id = $1 AND token_hash = $2 AND used_at IS NULL RETURNING vm_id',
+      [vmId, tokenHash],
+    );
+    return rows.length === 1;
+  }
+
+  // ---- helpers ----
+
+  /** Locks the VM row and checks its version; returns the current row. */
+  async #lockVm(q: Queryable, id: string, expectedVersion: number): Promise<VmDb> {
+    const rows = await q.query<VmDb>(`SELECT ${VM_COLS} FROM vms WHERE id = $1 FOR UPDATE`, [id]);
+    if (rows.length === 0) fail('record.vm-not-found', `no VM with id ${id} in the record ${this.description}.`);
+    const cur = rows[0];
+    if (cur.version !== expectedVersion) {
+      const address = `${cur.fleet}/${cur.idx}`;
+      throw new VersionConflictError(
+        id,
+        expectedVersion,
+        cur.version,
+        `VM ${address} (${id}) is at version ${cur.version}, not ${expectedVersion}: it changed since it was read.`,
+        address,
+      );
+    }
+    return cur;
+  }
+
+  /** Bumps the fleet's version; creates the row (version 1) with its owner on first insert. */
+  async #bumpFleet(q: Queryable, stack: string, fleet: string, owner?: string): Promise<void> {
+    if (owner !== undefined) {
+      await q.query(
+        `INSERT INTO fleets (stack, fleet, owner, version, updated_at) VALUES ($1, $2, $3, 1, now())
+         ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()`,
+        [stack, fleet, owner],
+      );
+    } else {
+      await q.query('UPDATE fleets SET version = version + 1, updated_at = now() WHERE stack = $1 AND fleet = $2', [stack, fleet]);
+    }
+  }
+
+  async #history(
+    q: Queryable,
+    vm: VmDb,
+    from: string | null,
+    to: string,
+    ctx: ChangeContext & { outcome: Outcome },
+  ): Promise<void> {
+    await q.query(
+      `INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+      [vm.id, vm.stack, vm.fleet, `${vm.fleet}/${vm.idx}`, from, to, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.outcome, ctx.detail ?? null],
+    );
+  }
+}
