@@ -67,20 +67,19 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
       );
     }
 
-    if (Array.isArray(spec.hardware)) {
+    // An empty allow-list is already a schema error; checking against no candidates would only add noise.
+    if (Array.isArray(spec.hardware) && candidates.length) {
       const traits = spec.hardware.filter((t): t is string => typeof t === 'string');
       let missing = false;
       spec.hardware.forEach((t, i) => {
         if (typeof t !== 'string') return;
         if (!candidates.some((dc) => stack.dataCenters.get(dc)?.includes(t))) {
           missing = true;
-          const scope = Array.isArray(placement.dataCenters) ? `the data centers it may use (${candidates.join(', ') || 'none'})` : 'the stack';
-          out.push(
-            diag('spec.hardware-unavailable', `Hardware trait ${showValue(t)} is offered by no data center of ${scope}.`, valueWhere(src, ['spec', 'hardware', i])),
-          );
+          const scope = Array.isArray(placement.dataCenters) ? `none of the data centers it may use (${candidates.join(', ')})` : 'no data center of the stack';
+          out.push(diag('spec.hardware-unavailable', `Hardware trait ${showValue(t)} is offered by ${scope}.`, valueWhere(src, ['spec', 'hardware', i])));
         }
       });
-      if (!missing && traits.length > 1 && candidates.length && !candidates.some((dc) => traits.every((t) => stack.dataCenters.get(dc)?.includes(t)))) {
+      if (!missing && traits.length > 1 && !candidates.some((dc) => traits.every((t) => stack.dataCenters.get(dc)?.includes(t)))) {
         out.push(
           diag(
             'spec.hardware-unavailable',

@@ -203,8 +203,9 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
   }
 }
 
+/** Sentences start with the path as written (`spec.count must be…`); only "the document" is capitalised. */
 function capital(s: string): string {
-  return s.charAt(0).toUpperCase() + s.slice(1);
+  return s === 'the document' ? 'The document' : s;
 }
 
 /**

@@ -44,7 +44,11 @@ export function parseYaml(text: string, file: string): ParsedFile {
   all.forEach((doc, index) => {
     if (doc.errors.length) {
       empty = false;
+      // Errors after the first at the same place are consequences of it.
+      const seen = new Set<number>();
       for (const e of doc.errors) {
+        if (seen.has(e.pos[0])) continue;
+        seen.add(e.pos[0]);
         const { line, col } = lines.linePos(e.pos[0]);
         diagnostics.push(diag('spec.yaml-syntax', `${firstLine(e.message)}.`, { file, line, col }));
       }
