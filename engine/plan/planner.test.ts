@@ -223,7 +223,7 @@ describe('computePlan: grants', () => {
     const plan = computePlan(input([makeFleet('web', { count: 5 })], [], { stack: smallStack() }));
     expect(plan.summary.create).toBe(3);
     expect(plan.policy.grants).toEqual([
-      { fleet: 'web', requested: 2 + 3, granted: 3, reason: 'requested 5 new, granted 3: data center capacity', policy: 'datacenter-capacity' },
+      { fleet: 'web', requested: 5, granted: 3, reason: 'requested 5, granted 3: data center capacity', policy: 'datacenter-capacity' },
     ]);
   });
 

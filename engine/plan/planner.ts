@@ -104,7 +104,7 @@ class Planner {
       list.push(row);
     }
     const scope = resolveScope(specs.keys(), rowsByFleet.keys(), input.options.targets, input.options.excludes).fleets;
-    const grantedSoFar = new Map<string, number>();
+    const grantedSoFar: Record<string, number> = {};
     const basisVms: Record<string, number> = {};
     for (const name of scope) {
       const rows = (rowsByFleet.get(name) ?? []).sort((a, b) => a.index - b.index);
@@ -148,7 +148,7 @@ class Planner {
     return plan;
   }
 
-  private planFleet(spec: LoadedFleet, rows: VmRow[], grantedSoFar: Map<string, number>): void {
+  private planFleet(spec: LoadedFleet, rows: VmRow[], grantedSoFar: Record<string, number>): void {
     const { lc } = this;
     if (!lc.states.includes(spec.state) || !lc.requestable.includes(spec.state)) {
       this.violate('lifecycle', spec.name, `desired state ${spec.state} is not one the pack lets a fleet ask for`, `use one of: ${lc.requestable.join(', ')}`);
@@ -176,19 +176,21 @@ class Planner {
     if (missing.length > 0 && total < spec.minCount) {
       // The minCount veto: the fleet gets no new members at all; changes to
       // its existing members stand (they do not depend on the grant).
+      // The grant's policy reports the veto itself; say it here only when none did.
       created.undo();
-      this.violate(
-        'min-count',
-        spec.name,
-        `${total} of ${spec.count} members granted, below minCount ${spec.minCount}: no members are added`,
-        'raise the quota or free capacity, or lower minCount',
-        'advisory',
-      );
-      grantedSoFar.set(spec.name, kept.length);
+      if (!this.violations.some((v) => v.address === spec.name && v.level === 'mandatory')) {
+        this.violate(
+          'min-count',
+          spec.name,
+          `${total} of ${spec.count} members granted, below minCount ${spec.minCount}: no members are added`,
+          'raise the quota or free capacity, or lower minCount',
+        );
+      }
+      grantedSoFar[spec.name] = kept.length;
       return;
     }
     this.changes.push(...created.changes);
-    grantedSoFar.set(spec.name, total);
+    grantedSoFar[spec.name] = total;
   }
 
   /** Places the wanted new members one by one; returns their changes and a way to give the capacity back. */
@@ -233,7 +235,10 @@ class Planner {
       });
     }
     if (changes.length < wanted.length) {
-      const cap = this.policy.capacityGrantFor(this.input.pack, spec, wanted.length, changes.length);
+      const cap = this.policy.capacityGrantFor(this.input.pack, spec, wanted.length, changes.length, {
+        existing: kept.length,
+        dataCenters: fp.eligible.map((d) => d.name),
+      });
       this.violations.push(...cap.violations);
       if (cap.grant) this.grants.push(cap.grant);
     }

@@ -1,5 +1,5 @@
-// The policy the planner uses unless told otherwise. Until engine/policy
-// lands this is the no-rules stand-in; it then binds engine/policy's functions.
-import { noRulesPolicy, type PlanPolicy } from './policy-port.ts';
+// The policy the planner uses unless told otherwise: engine/policy's functions.
+import { capacityEnforcement, capacityGrantFor, capacityLeft, evaluateRules, ownerQuota } from '../policy/index.ts';
+import type { PlanPolicy } from './policy-port.ts';
 
-export const defaultPolicy: PlanPolicy = noRulesPolicy;
+export const defaultPolicy: PlanPolicy = { evaluateRules, ownerQuota, capacityLeft, capacityEnforcement, capacityGrantFor };

@@ -23,11 +23,20 @@ export interface PlanPolicy {
    * How many members (in total) the owner quota grants `fleet`, given what the
    * fleets before it (name order) were granted in this plan.
    */
-  ownerQuota(pack: LoadedPack, ctx: PlanContext, fleet: LoadedFleet, requestedTotal: number, grantedSoFar: ReadonlyMap<string, number>): Budget;
+  ownerQuota(pack: LoadedPack, ctx: PlanContext, fleet: LoadedFleet, requestedTotal: number, granted: Readonly<Record<string, number>>): Budget;
   capacityLeft(stack: LoadedStack, record: readonly VmRow[]): Map<string, CapacityLeft>;
   capacityEnforcement(pack: LoadedPack): Enforcement;
-  /** The grant (and violations) for a fleet that asked for `requestedNew` new members and got `placedNew` placed. */
-  capacityGrantFor(pack: LoadedPack, fleet: LoadedFleet, requestedNew: number, placedNew: number): Budget;
+  /**
+   * The grant (and violations) for a fleet that asked for `requestedNew` new
+   * members and got `placedNew` placed; grant numbers are fleet totals.
+   */
+  capacityGrantFor(
+    pack: LoadedPack,
+    fleet: LoadedFleet,
+    requestedNew: number,
+    placedNew: number,
+    opts: { existing?: number; dataCenters?: readonly string[] },
+  ): Budget;
 }
 
 /**
@@ -62,18 +71,12 @@ export const noRulesPolicy: PlanPolicy = {
   ownerQuota: (_pack, _ctx, _fleet, requestedTotal) => ({ granted: requestedTotal, violations: [] }),
   capacityLeft: basicCapacityLeft,
   capacityEnforcement: (pack) => pack.rules.get('datacenter-capacity')?.enforcement ?? 'mandatory',
-  capacityGrantFor: (_pack, fleet, requestedNew, placedNew) =>
-    placedNew >= requestedNew
-      ? { granted: placedNew, violations: [] }
-      : {
-          granted: placedNew,
-          grant: {
-            fleet: fleet.name,
-            requested: requestedNew,
-            granted: placedNew,
-            reason: `requested ${requestedNew} new, granted ${placedNew}: data center capacity`,
-            policy: 'datacenter-capacity',
-          },
-          violations: [],
-        },
+  capacityGrantFor: (_pack, fleet, requestedNew, placedNew, opts) => {
+    const existing = opts.existing ?? 0;
+    const requested = existing + requestedNew;
+    const granted = existing + placedNew;
+    if (placedNew >= requestedNew) return { granted, violations: [] };
+    const reason = `requested ${requested}, granted ${granted}: data center capacity`;
+    return { granted, grant: { fleet: fleet.name, requested, granted, reason, policy: 'datacenter-capacity' }, violations: [] };
+  },
 };

@@ -1,0 +1,69 @@
+import { byName } from '../scope.ts';
+import type { Action, Change, PlanDocument } from '../types.ts';
+
+/** How each action is marked, in text and markdown alike. */
+export const SYMBOL: Record<Action, string> = {
+  create: '+',
+  delete: '-',
+  update: '~',
+  replace: '-/+',
+  transition: '»',
+  noop: ' ',
+};
+
+/** `PoweredOff » PoweredOn » Starting » Running` */
+export function formatPath(path: readonly string[]): string {
+  return path.join(' » ');
+}
+
+/** The closing line every renderer ends with. */
+export function summaryLine(plan: PlanDocument): string {
+  const s = plan.summary;
+  if (s.create + s.transition + s.update + s.replace + s.delete === 0) return 'No changes. The record matches the specs.';
+  return `Plan: ${s.create} to create, ${s.transition} to transition, ${s.update} to update, ${s.replace} to replace, ${s.delete} to delete.`;
+}
+
+export interface FleetGroup {
+  fleet: string;
+  changes: Change[];
+  unchanged: number;
+}
+
+/** Changes other than noop, grouped by fleet in plan order; noops only counted. */
+export function groupByFleet(plan: PlanDocument): FleetGroup[] {
+  const groups = new Map<string, FleetGroup>();
+  for (const c of plan.changes) {
+    let g = groups.get(c.fleet);
+    if (!g) groups.set(c.fleet, (g = { fleet: c.fleet, changes: [], unchanged: 0 }));
+    if (c.action === 'noop') g.unchanged += 1;
+    else g.changes.push(c);
+  }
+  return [...groups.values()].sort((a, b) => byName(a.fleet, b.fleet));
+}
+
+/** "2 to create, 1 to delete" for a list of changes (noops left out). */
+export function countsPhrase(changes: readonly Change[]): string {
+  const order: Action[] = ['create', 'transition', 'update', 'replace', 'delete'];
+  const n = new Map<Action, number>();
+  for (const c of changes) n.set(c.action, (n.get(c.action) ?? 0) + 1);
+  return order
+    .filter((a) => n.has(a))
+    .map((a) => `${n.get(a)} to ${a}`)
+    .join(', ');
+}
+
+export function formatValue(v: unknown): string {
+  if (v === null || v === undefined) return '(unknown)';
+  if (Array.isArray(v)) return v.length ? v.join(', ') : 'none';
+  if (typeof v === 'object') {
+    const s = v as Record<string, unknown>;
+    if ('cpu' in s && 'memoryGiB' in s && 'diskGiB' in s) return `${s.cpu} cpu, ${s.memoryGiB} GiB, ${s.diskGiB} GiB disk`;
+    return JSON.stringify(v);
+  }
+  return String(v);
+}
+
+/** One line per field of a change's diff: `image: ubuntu-22.04 -> ubuntu-24.04`. */
+export function diffLines(c: Change): string[] {
+  return Object.entries(c.diff ?? {}).map(([k, d]) => `${k}: ${formatValue(d.from)} -> ${formatValue(d.to)}`);
+}

@@ -1,0 +1,18 @@
+export { renderText, type TextOptions } from './text.ts';
+export { renderMarkdown, MARKDOWN_LIMIT, type MarkdownOptions } from './markdown.ts';
+export { renderJson } from './json.ts';
+export { SYMBOL, formatPath, summaryLine } from './common.ts';
+
+import type { PlanDocument } from '../types.ts';
+import { renderJson } from './json.ts';
+import { renderMarkdown } from './markdown.ts';
+import { renderText } from './text.ts';
+
+export type PlanFormat = 'text' | 'json' | 'markdown';
+export const PLAN_FORMATS: readonly PlanFormat[] = ['text', 'json', 'markdown'];
+
+export function renderPlan(plan: PlanDocument, format: PlanFormat, opts: { color?: boolean } = {}): string {
+  if (format === 'json') return renderJson(plan);
+  if (format === 'markdown') return renderMarkdown(plan);
+  return renderText(plan, opts);
+}

@@ -1,0 +1,138 @@
+// The plan as a pull-request comment. GitHub refuses comments over 65,536
+// characters, so a large plan is summarised section by section: whole tables
+// are dropped (with a note), never cut in the middle.
+import { ACTIONS, type Action, type Change, type PlanDocument } from '../types.ts';
+import { byName } from '../scope.ts';
+import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, summaryLine } from './common.ts';
+
+export const MARKDOWN_LIMIT = 65_000;
+
+export interface MarkdownOptions {
+  /** Largest output in characters (default 65,000). */
+  limit?: number;
+}
+
+function cell(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
+}
+
+function code(s: string): string {
+  return `\`${s.replace(/`/g, "'")}\``;
+}
+
+export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): string {
+  const limit = opts.limit ?? MARKDOWN_LIMIT;
+  const head = headSection(plan);
+  const policy = policySection(plan);
+  const dcs = dataCenterSection(plan);
+  const diagram = diagramSection(plan);
+  const fleets = groupByFleet(plan).filter((g) => g.changes.length > 0);
+  const details = fleets.map((g) => fleetDetails(g.fleet, g.changes, g.unchanged));
+
+  const full = [head, policy, dcs, diagram, ...(details.length ? ['### Fleets\n', ...details] : [])].join('\n');
+  if (full.length <= limit) return full;
+
+  // Too long: fleets become one line each, then the lines that still fit.
+  const note = (what: string) =>
+    `> **Note:** this plan is too large for one comment (${full.length.toLocaleString('en-US')} characters); ${what}. The JSON plan (\`fleet plan --out\`) has every change.\n`;
+  const oneLiners = fleets.map((g) => `- ${SYMBOL[g.changes[0].action]} **${g.fleet}**: ${countsPhrase(g.changes)}${g.unchanged ? `, ${g.unchanged} unchanged` : ''}`);
+  const fixed = [head, note('fleets are summarised, one line each'), policy, dcs, diagram, '### Fleets\n'].join('\n');
+  const budget = limit - fixed.length - 200;
+  const shown: string[] = [];
+  let used = 0;
+  for (const line of oneLiners) {
+    if (used + line.length + 1 > budget) break;
+    shown.push(line);
+    used += line.length + 1;
+  }
+  const rest = oneLiners.length - shown.length;
+  const tail = rest > 0 ? `\n_…and ${rest} more fleets with changes, not shown._\n` : '\n';
+  const out = `${fixed}${shown.join('\n')}${tail}`;
+  if (out.length <= limit) return out;
+  // Even the fixed sections are too long (a huge violation list): keep the head and the note only.
+  return [head, note('only the summary is shown')].join('\n');
+}
+
+function headSection(plan: PlanDocument): string {
+  const lines = [`## Plan for stack ${code(plan.stack)}`, '', `**${summaryLine(plan)}**`, ''];
+  lines.push(`Policy pack ${code(plan.policyPack)} · fleets in scope: ${plan.fleets.length ? plan.fleets.map(code).join(', ') : 'none'}`);
+  const opts = plan.options;
+  if (opts.targets.length) lines.push(`· targets: ${opts.targets.map(code).join(', ')}`);
+  if (opts.excludes.length) lines.push(`· excludes: ${opts.excludes.map(code).join(', ')}`);
+  if (opts.allowDestroy.length) lines.push(`· allow-destroy: ${opts.allowDestroy.map(code).join(', ')}`);
+  lines.push('');
+  if (plan.blocked) {
+    const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
+    lines.push(`> [!CAUTION]`, `> Blocked by ${n} mandatory policy violation${n === 1 ? '' : 's'}: this plan cannot be applied.`, '');
+  }
+  return lines.join('\n');
+}
+
+function policySection(plan: PlanDocument): string {
+  const { violations, grants } = plan.policy;
+  if (!violations.length && !grants.length) return '';
+  const lines: string[] = [];
+  if (violations.length) {
+    lines.push('### Policy violations', '', '| level | policy | address | message | hint |', '| --- | --- | --- | --- | --- |');
+    for (const v of violations) lines.push(`| ${v.level} | ${code(v.policy)} | ${code(v.address)} | ${cell(v.message)} | ${cell(v.hint)} |`);
+    lines.push('');
+  }
+  if (grants.length) {
+    lines.push('### Grants', '', '| fleet | requested | granted | reason | policy |', '| --- | ---: | ---: | --- | --- |');
+    for (const g of grants) lines.push(`| ${code(g.fleet)} | ${g.requested} | ${g.granted} | ${cell(g.reason)} | ${code(g.policy)} |`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+function dataCenterSection(plan: PlanDocument): string {
+  if (plan.changes.length === 0) return '';
+  const per = new Map<string, Record<Action, number>>();
+  for (const c of plan.changes) {
+    let row = per.get(c.dataCenter);
+    if (!row) per.set(c.dataCenter, (row = Object.fromEntries(ACTIONS.map((a) => [a, 0])) as Record<Action, number>));
+    row[c.action] += 1;
+  }
+  const lines = ['### By data center', '', `| data center | ${ACTIONS.join(' | ')} |`, `| --- |${ACTIONS.map(() => ' ---: |').join('')}`];
+  for (const dc of [...per.keys()].sort(byName)) lines.push(`| ${code(dc)} | ${ACTIONS.map((a) => per.get(dc)![a]).join(' | ')} |`);
+  lines.push(`| **total** | ${ACTIONS.map((a) => `**${plan.summary[a]}**`).join(' | ')} |`, '');
+  return lines.join('\n');
+}
+
+/** The diagram edges the plan walks, with how many steps use each. */
+function diagramSection(plan: PlanDocument): string {
+  const edges = new Map<string, { from: string; to: string; op: string; n: number }>();
+  for (const c of plan.changes) {
+    for (const s of c.steps) {
+      const key = `${s.from}\u0000${s.to}\u0000${s.operation}`;
+      const e = edges.get(key);
+      if (e) e.n += 1;
+      else edges.set(key, { from: s.from, to: s.to, op: s.operation, n: 1 });
+    }
+  }
+  if (edges.size === 0) return '';
+  const id = (s: string) => s.replace(/[^A-Za-z0-9_]/g, '_');
+  const lines = ['### State paths', '', '```mermaid', 'stateDiagram-v2'];
+  const sorted = [...edges.values()].sort((a, b) => byName(a.from, b.from) || byName(a.to, b.to) || byName(a.op, b.op));
+  for (const e of sorted) lines.push(`  ${id(e.from)} --> ${id(e.to)}: ${e.op} ×${e.n}`);
+  lines.push('```', '');
+  return lines.join('\n');
+}
+
+function fleetDetails(fleet: string, changes: Change[], unchanged: number): string {
+  const lines = [
+    `<details><summary><b>${fleet}</b>: ${countsPhrase(changes)}${unchanged ? `, ${unchanged} unchanged` : ''}</summary>`,
+    '',
+    '| | address | action | data center | path | reason |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const c of changes) {
+    const extra = [...diffLines(c), c.action === 'create' && c.placement ? c.placement.summary : '', c.action === 'replace' ? `old: ${formatPath(c.oldPath ?? [])}` : '']
+      .filter(Boolean)
+      .join('; ');
+    const reason = extra && !c.reason.includes(extra) ? `${c.reason} (${extra})` : c.reason;
+    lines.push(`| ${cell(SYMBOL[c.action])} | ${code(c.address)} | ${c.action} | ${c.dataCenter} | ${cell(formatPath(c.path))} | ${cell(reason)} |`);
+  }
+  lines.push('', '</details>', '');
+  return lines.join('\n');
+}

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import type { VmRow } from '../../record/types.ts';
+import type { LoadedFleet } from '../../spec/types.ts';
+import { computePlan } from '../planner.ts';
+import { noRulesPolicy } from '../policy-port.ts';
+import { makeFleet, makePack, makeStack, vmRow } from '../test-support.ts';
+import { renderJson, renderMarkdown, renderText } from './index.ts';
+
+function plan(fleets: LoadedFleet[], record: VmRow[] = []) {
+  return computePlan({
+    stack: makeStack(),
+    pack: makePack(),
+    fleets,
+    record,
+    fleetVersions: {},
+    options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+    id: 'p',
+    now: new Date(0),
+    policy: noRulesPolicy,
+  });
+}
+
+const web = makeFleet('web', { count: 2 });
+const mixed = () =>
+  plan(
+    [makeFleet('web', { count: 4, image: 'ubuntu-22.04' }), makeFleet('api', { count: 1, size: { cpu: 8, memoryGiB: 8, diskGiB: 20 } })],
+    [
+      vmRow(web, 0, { state: 'PoweredOff' }),
+      vmRow(web, 1, { image: 'ubuntu-24.04' }),
+      vmRow(makeFleet('api'), 0),
+      vmRow(makeFleet('api'), 1),
+      vmRow(web, 2),
+    ],
+  );
+
+describe('renderText', () => {
+  it('marks each action and ends with the summary line', () => {
+    const text = renderText(mixed());
+    expect(text).toContain('  »   web/0 transition in richmond: desired state is Running\n        path: PoweredOff » PoweredOn » Starting » Running');
+    expect(text).toContain('  +   web/3 create in richmond');
+    expect(text).toContain('  -/+ web/1 replace in richmond');
+    expect(text).toContain('  ~   api/0 update in richmond');
+    expect(text).toContain('path: Running » ShuttingDown » PoweredOff » [resize] » PoweredOn » Starting » Running');
+    expect(text).toContain('  -   api/1 delete from richmond: count lowered to 1');
+    expect(text.trimEnd().split('\n').at(-1)).toBe('Plan: 1 to create, 1 to transition, 1 to update, 1 to replace, 1 to delete.');
+    expect(text).not.toContain('\x1b[');
+  });
+
+  it('says so when nothing changes', () => {
+    const text = renderText(plan([web], [vmRow(web, 0), vmRow(web, 1)]));
+    expect(text.trimEnd().split('\n').at(-1)).toBe('No changes. The record matches the specs.');
+  });
+
+  it('colours only when asked', () => {
+    expect(renderText(mixed(), { color: true })).toContain('\x1b[32m+');
+  });
+});
+
+describe('renderMarkdown', () => {
+  it('has policy first, a table per data center, details per fleet and a Mermaid diagram', () => {
+    const md = renderMarkdown(mixed());
+    expect(md).toContain('### By data center');
+    expect(md).toContain('<details><summary><b>web</b>');
+    expect(md).toContain('```mermaid\nstateDiagram-v2');
+    expect(md).toContain('  PoweredOff --> PoweredOn: powerOn ×');
+  });
+
+  it('summarises a plan over the limit without cutting a table', () => {
+    const big = plan([makeFleet('web', { count: 400 }), ...Array.from({ length: 60 }, (_, i) => makeFleet(`f${String(i).padStart(2, '0')}`, { count: 3 }))]);
+    const full = renderMarkdown(big, { limit: 10_000_000 });
+    expect(full.length).toBeGreaterThan(20_000);
+    const small = renderMarkdown(big, { limit: 20_000 });
+    expect(small.length).toBeLessThanOrEqual(20_000);
+    expect(small).toContain('too large for one comment');
+    expect(small).not.toContain('<details>');
+    const tables = small.split('\n').filter((l) => l.startsWith('| **total**'));
+    expect(tables).toHaveLength(1);
+  });
+});
+
+describe('renderJson', () => {
+  it('round-trips the document', () => {
+    const p = mixed();
+    expect(JSON.parse(renderJson(p))).toEqual(p);
+  });
+});
