@@ -35,26 +35,27 @@ function belowMinCount(policy: string, fleet: LoadedFleet, granted: number, why:
  * What an owner holds outside `fleet`: for each other fleet of the same owner,
  * its granted member count from this run when it was sized already (the
  * planner goes fleet by fleet in name order), else its live VMs in the record.
- * Record VMs of fleets no spec names any more are not counted (their owner is
- * unknown, and the same plan deletes them).
+ * A record VM's owner is its fleet's spec owner, else `ctx.owners` (the
+ * record's fleet table); VMs whose owner is unknown are not counted.
  */
 export function ownerUsage(ctx: EvalContext, fleet: LoadedFleet, granted: Readonly<Record<string, number>> = {}): Usage {
   const used: Usage = { vms: 0, cpu: 0, memoryGiB: 0 };
+  const specs = new Map(ctx.fleets.map((f) => [f.name, f]));
   for (const other of ctx.fleets) {
-    if (other.name === fleet.name || other.owner !== fleet.owner) continue;
-    if (Object.hasOwn(granted, other.name)) {
-      const n = granted[other.name];
-      used.vms += n;
-      used.cpu += n * other.size.cpu;
-      used.memoryGiB += n * other.size.memoryGiB;
-      continue;
-    }
-    for (const vm of ctx.record) {
-      if (vm.fleet !== other.name || vm.retiredAt !== null || ctx.lifecycle.isTerminal(vm.state)) continue;
-      used.vms += 1;
-      used.cpu += vm.size.cpu;
-      used.memoryGiB += vm.size.memoryGiB;
-    }
+    if (other.name === fleet.name || other.owner !== fleet.owner || !Object.hasOwn(granted, other.name)) continue;
+    const n = granted[other.name];
+    used.vms += n;
+    used.cpu += n * other.size.cpu;
+    used.memoryGiB += n * other.size.memoryGiB;
+  }
+  for (const vm of ctx.record) {
+    if (vm.fleet === fleet.name || Object.hasOwn(granted, vm.fleet)) continue;
+    if (vm.retiredAt !== null || ctx.lifecycle.isTerminal(vm.state)) continue;
+    const owner = specs.get(vm.fleet)?.owner ?? ctx.owners?.[vm.fleet];
+    if (owner !== fleet.owner) continue;
+    used.vms += 1;
+    used.cpu += vm.size.cpu;
+    used.memoryGiB += vm.size.memoryGiB;
   }
   return used;
 }

@@ -13,3 +13,4 @@ export {
 } from './rules/builtin.ts';
 export { evaluateRules, type EvalContext } from './evaluate.ts';
 export { capacityEnforcement, capacityGrantFor, capacityLeft, ownerQuota, ownerUsage, type Usage } from './budget.ts';
+export { GRAPH_FORMATS, renderDot, renderGraph, renderMermaid, type GraphFormat } from './graph.ts';

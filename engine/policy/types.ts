@@ -48,6 +48,12 @@ export interface RuleContext {
   /** Live VMs of the stack in the record (all fleets, so quotas count what others hold). */
   record: readonly VmRow[];
   allowDestroy: ReadonlySet<string>;
+  /**
+   * Owner of each fleet the record knows (FleetRow.owner), so owner-quota
+   * also counts record VMs of fleets no spec names any more. Optional: when
+   * absent, only fleets in `fleets` have a known owner.
+   */
+  owners?: Readonly<Record<string, string>>;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { RegisterCommand } from './types.ts';
+import { registerPolicy } from './policy.ts';
 import { registerValidate } from './validate.ts';
 
 // Each command lives in its own module; add it here in the order `fleet --help` lists them.
-export const COMMANDS: RegisterCommand[] = [registerValidate];
+export const COMMANDS: RegisterCommand[] = [registerValidate, registerPolicy];

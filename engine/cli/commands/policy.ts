@@ -1,0 +1,71 @@
+import { isAbsolute, relative, resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { FleetError, formatDiagnostics, hasErrors, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { GRAPH_FORMATS, loadPack, renderGraph, type GraphFormat } from '../../policy/index.ts';
+import { runPolicyTests } from '../../policy/testrunner.ts';
+import { runCommand, type CliIO } from '../io.ts';
+import type { RegisterCommand } from './types.ts';
+
+/** Diagnostics name files relative to the working folder, like `fleet validate`. */
+function relativize(io: CliIO, diags: readonly Diagnostic[]): Diagnostic[] {
+  return diags.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: relative(io.cwd, d.file) || '.' } : d));
+}
+
+/**
+ * `fleet policy graph PACKDIR [--format mermaid|dot]` prints the lifecycle
+ * diagram; `fleet policy test PACKDIR` runs the pack's test cases against the
+ * real planner: PASS/FAIL per case with a diff, exit 1 when any case fails.
+ */
+export const registerPolicy: RegisterCommand = (program: Command, io, setExit) => {
+  const policy = program.command('policy').description('Work with policy packs: draw the lifecycle diagram, run policy tests.');
+
+  policy
+    .command('graph')
+    .description('Print the lifecycle state diagram of a policy pack (requestable, terminal and failure states marked).')
+    .argument('<packdir>', 'folder holding policy.yaml')
+    .addOption(new Option('--format <format>', 'diagram language').choices([...GRAPH_FORMATS]).default('mermaid'))
+    .action(async (packDir: string, opts: { format: GraphFormat }) => {
+      setExit(
+        await runCommand(io, async () => {
+          const r = await loadPack(resolve(io.cwd, packDir));
+          if (!r.pack || hasErrors(r.diagnostics)) throw new FleetError(relativize(io, r.diagnostics));
+          io.stdout.write(renderGraph(r.pack, opts.format));
+          return 0;
+        }),
+      );
+    });
+
+  policy
+    .command('test')
+    .description('Run the policy test cases under PACKDIR/tests/*.yaml through the planner; exit 1 when any fails.')
+    .argument('<packdir>', 'folder holding policy.yaml and tests/')
+    .action(async (packDir: string) => {
+      setExit(
+        await runCommand(io, async () => {
+          const abs = resolve(io.cwd, packDir);
+          const loaded = await loadPack(abs);
+          if (!loaded.pack || hasErrors(loaded.diagnostics)) throw new FleetError(relativize(io, loaded.diagnostics));
+          const run = await runPolicyTests(abs);
+          if (run.diagnostics.length) throw new FleetError(relativize(io, run.diagnostics));
+          let failed = 0;
+          for (const r of run.results) {
+            const file = relative(io.cwd, r.file);
+            if (r.passed) {
+              io.stdout.write(`PASS ${r.name}\n`);
+              continue;
+            }
+            failed++;
+            io.stdout.write(`FAIL ${r.name} (${file})\n`);
+            for (const line of r.diff) io.stdout.write(`  ${line}\n`);
+            if (r.diagnostics.length) {
+              const text = formatDiagnostics(sortDiagnostics(relativize(io, r.diagnostics)));
+              io.stdout.write(text.replace(/^/gm, '  ').replace(/ +$/gm, ''));
+            }
+          }
+          const total = run.results.length;
+          io.stdout.write(`\n${total - failed} passed, ${failed} failed (${total} cases in ${relative(io.cwd, abs) || '.'})\n`);
+          return failed ? 1 : 0;
+        }),
+      );
+    });
+};

@@ -1,0 +1,303 @@
+// `fleet policy test`: fixture cases under PACKDIR/tests/*.yaml, each a small
+// stack, its fleet specs, a starting record and the violations and grants the
+// real planner must produce with this pack. See docs/policy.md, "Policy tests".
+import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { Ajv } from 'ajv';
+import { stringify } from 'yaml';
+import { diag, hasErrors, type Diagnostic } from '../diags/index.ts';
+import type { PlanDocument } from '../plan/types.ts';
+import type { VmRow } from '../record/types.ts';
+import type { LoadResult } from '../spec/types.ts';
+import { schemaDiagnostics } from './load.ts';
+import { parseYaml } from './yamlpos.ts';
+
+export const TESTS_DIR = 'tests';
+
+const sizeSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['cpu', 'memoryGiB', 'diskGiB'],
+  properties: { cpu: { type: 'number' }, memoryGiB: { type: 'number' }, diskGiB: { type: 'number' } },
+};
+const strings = { type: 'array', items: { type: 'string' } };
+
+/** Schema of one test case file. */
+export const TEST_CASE_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['stack', 'specs', 'expect'],
+  properties: {
+    description: { type: 'string' },
+    stack: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['dataCenters'],
+      properties: {
+        name: { type: 'string', minLength: 1 },
+        site: { type: 'object' },
+        dataCenters: { type: 'array', minItems: 1, items: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } },
+        policyPack: { type: 'object', additionalProperties: false, properties: { config: { type: 'object' } } },
+      },
+    },
+    specs: { type: 'array', items: { type: 'object' } },
+    record: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['address', 'dataCenter', 'state'],
+        properties: {
+          address: { type: 'string', pattern: '^[^/]+/\\d+$' },
+          dataCenter: { type: 'string' },
+          state: { type: 'string' },
+          image: { type: 'string' },
+          size: sizeSchema,
+          encryptedDisk: { type: 'boolean' },
+          owner: { type: 'string' },
+        },
+      },
+    },
+    options: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { allowDestroy: strings, targets: strings, excludes: strings },
+    },
+    expect: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        violations: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['policy', 'level', 'address'],
+            properties: { policy: { type: 'string' }, level: { enum: ['advisory', 'mandatory'] }, address: { type: 'string' } },
+          },
+        },
+        grants: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['fleet', 'requested', 'granted'],
+            properties: { fleet: { type: 'string' }, requested: { type: 'integer' }, granted: { type: 'integer' } },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+interface CaseSize {
+  cpu: number;
+  memoryGiB: number;
+  diskGiB: number;
+}
+
+export interface PolicyTestCase {
+  description?: string;
+  stack: {
+    name?: string;
+    site?: Record<string, unknown>;
+    dataCenters: Record<string, unknown>[];
+    policyPack?: { config?: Record<string, Record<string, unknown>> };
+  };
+  specs: Record<string, unknown>[];
+  record?: { address: string; dataCenter: string; state: string; image?: string; size?: CaseSize; encryptedDisk?: boolean; owner?: string }[];
+  options?: { allowDestroy?: string[]; targets?: string[]; excludes?: string[] };
+  expect: {
+    violations?: { policy: string; level: string; address: string }[];
+    grants?: { fleet: string; requested: number; granted: number }[];
+  };
+}
+
+export interface PolicyTestResult {
+  /** The case's file name without `.yaml`. */
+  name: string;
+  file: string;
+  passed: boolean;
+  /** `- expected` / `+ actual` lines for what differs; empty when passed. */
+  diff: string[];
+  /** Why the case could not run (invalid case, stack or specs); such a case fails. */
+  diagnostics: Diagnostic[];
+  plan?: PlanDocument;
+}
+
+/** The planner entry the runner calls; engine/plan's computePlan unless a test passes another. */
+export type PlanFn = (input: {
+  stack: NonNullable<LoadResult['stack']>;
+  pack: NonNullable<LoadResult['pack']>;
+  fleets: LoadResult['fleets'];
+  record: VmRow[];
+  fleetVersions: Record<string, number>;
+  options: PlanDocument['options'];
+  now?: Date;
+  id?: string;
+}) => PlanDocument;
+
+export interface RunOptions {
+  plan?: PlanFn;
+  /** Only cases whose name is listed. */
+  only?: readonly string[];
+}
+
+const DEFAULT_SITE = { name: 'charlotte', location: { lat: 35.2271, lon: -80.8431 } };
+
+function stackYaml(c: PolicyTestCase, packDir: string): string {
+  const dataCenters = c.stack.dataCenters.map((dc) => ({
+    address: 'embedded',
+    location: DEFAULT_SITE.location,
+    capacity: {},
+    ...dc,
+  }));
+  const policyPack: Record<string, unknown> = { path: packDir };
+  if (c.stack.policyPack?.config) policyPack.config = c.stack.policyPack.config;
+  return stringify({
+    apiVersion: 'fleet/v1',
+    kind: 'Stack',
+    metadata: { name: c.stack.name ?? 'policy-test' },
+    spec: { specs: ['specs/*.yaml'], record: 'pglite://.fleet/record', policyPack, site: c.stack.site ?? DEFAULT_SITE, dataCenters },
+  });
+}
+
+function recordRows(c: PolicyTestCase, loaded: LoadResult, specHash: (f: { image: string; size: CaseSize; hardware: readonly string[]; encryptedDisk: boolean }) => string): VmRow[] {
+  const stack = loaded.stack!.name;
+  const at = '2026-01-01T00:00:00.000Z';
+  return (c.record ?? []).map((r, i) => {
+    const [fleet, idx] = r.address.split('/');
+    const spec = loaded.fleets.find((f) => f.name === fleet);
+    const image = r.image ?? spec?.image ?? 'ubuntu-22.04';
+    const size = r.size ?? spec?.size ?? { cpu: 1, memoryGiB: 1, diskGiB: 10 };
+    const encryptedDisk = r.encryptedDisk ?? spec?.encryptedDisk ?? false;
+    const hardware = spec?.hardware ?? [];
+    return {
+      id: `00000000-0000-4000-8000-${String(i + 1).padStart(12, '0')}`,
+      stack,
+      fleet,
+      index: Number(idx),
+      address: r.address,
+      name: `${stack}-${fleet}-${idx}`,
+      dataCenter: r.dataCenter,
+      state: r.state,
+      desiredState: spec?.state ?? r.state,
+      specHash: specHash({ image, size, hardware, encryptedDisk }),
+      image,
+      realImage: loaded.pack?.images[image]?.[r.dataCenter] ?? null,
+      size: { ...size },
+      encryptedDisk,
+      cloudId: `sim-${fleet}-${idx}`,
+      version: 1,
+      createdAt: at,
+      updatedAt: at,
+      retiredAt: null,
+    };
+  });
+}
+
+type Row = Record<string, string | number>;
+const show = (r: Row): string => `{ ${Object.entries(r).map(([k, v]) => `${k}: ${v}`).join(', ')} }`;
+
+/** Multiset difference of expected and actual rows, as `- expected` / `+ actual` lines. */
+export function diffRows(what: string, expected: Row[], actual: Row[]): string[] {
+  const key = (r: Row): string => show(r);
+  const left = new Map<string, number>();
+  for (const r of actual) left.set(key(r), (left.get(key(r)) ?? 0) + 1);
+  const missing: string[] = [];
+  for (const r of expected) {
+    const n = left.get(key(r)) ?? 0;
+    if (n > 0) left.set(key(r), n - 1);
+    else missing.push(key(r));
+  }
+  const extra = [...left].flatMap(([k, n]) => Array<string>(n).fill(k));
+  if (!missing.length && !extra.length) return [];
+  return [`${what}:`, ...missing.sort().map((k) => `  - expected ${k}`), ...extra.sort().map((k) => `  + actual   ${k}`)];
+}
+
+/** Runs one case file against the pack. Never throws for a bad case: it fails with diagnostics. */
+export async function runPolicyCase(packDir: string, file: string, plan: PlanFn): Promise<PolicyTestResult> {
+  const name = basename(file).replace(/\.ya?ml$/, '');
+  const result: PolicyTestResult = { name, file, passed: false, diff: [], diagnostics: [] };
+  const y = parseYaml(await readFile(file, 'utf8'), file);
+  if (y.errors.length) {
+    result.diagnostics = y.errors.map((e) => diag('policy.yaml-syntax', e.message, e.where));
+    return result;
+  }
+  const validate = new Ajv({ allErrors: true, strict: false }).compile(TEST_CASE_SCHEMA);
+  if (!validate(y.value)) {
+    result.diagnostics = schemaDiagnostics(validate.errors ?? [], y.where, 'policy.test-case');
+    return result;
+  }
+  const c = y.value as PolicyTestCase;
+
+  const dir = await mkdtemp(join(tmpdir(), 'fleet-policy-test-'));
+  try {
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml(c, resolve(packDir)));
+    await writeFile(join(dir, 'specs', 'fleets.yaml'), c.specs.length ? c.specs.map((s) => stringify(s)).join('---\n') : '# no fleets\n');
+    // Imported lazily: engine/spec and engine/plan import engine/policy.
+    const { loadStack, specHash } = await import('../spec/index.ts');
+    const loaded = await loadStack(dir, { cwd: dir, env: {} });
+    const loadDiags = c.specs.length ? loaded.diagnostics : loaded.diagnostics.filter((d) => d.file !== join('specs', 'fleets.yaml'));
+    if (hasErrors(loadDiags) || !loaded.stack || !loaded.pack) {
+      // The temp files are gone after the run: point at the case file, naming the part.
+      result.diagnostics = loadDiags.map((d) => diag(d.code, `${d.detail} (case ${name}, ${d.file?.startsWith('specs') ? 'specs' : 'stack'})`, { file, address: d.address }, d.severity));
+      return result;
+    }
+    const record = recordRows(c, loaded, specHash);
+    const opts = c.options ?? {};
+    const doc = plan({
+      stack: loaded.stack,
+      pack: loaded.pack,
+      fleets: [...loaded.fleets],
+      record,
+      fleetVersions: {},
+      options: { targets: opts.targets ?? [], excludes: opts.excludes ?? [], allowDestroy: opts.allowDestroy ?? [], refresh: false },
+      now: new Date('2026-01-01T00:00:00Z'),
+      id: `policy-test-${name}`,
+    });
+    result.plan = doc;
+    const v = (xs: { policy: string; level: string; address: string }[]): Row[] => xs.map((x) => ({ policy: x.policy, level: x.level, address: x.address }));
+    const g = (xs: { fleet: string; requested: number; granted: number }[]): Row[] => xs.map((x) => ({ fleet: x.fleet, requested: x.requested, granted: x.granted }));
+    result.diff = [
+      ...diffRows('violations', v(c.expect.violations ?? []), v(doc.policy.violations)),
+      ...diffRows('grants', g(c.expect.grants ?? []), g(doc.policy.grants)),
+    ];
+    result.passed = result.diff.length === 0;
+    return result;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs every case under `packDir/tests/`, in file name order. Diagnostics
+ * are for the run as a whole (no tests folder, no planner); a case's own
+ * problems are in its result.
+ */
+export async function runPolicyTests(packDir: string, opts: RunOptions = {}): Promise<{ results: PolicyTestResult[]; diagnostics: Diagnostic[] }> {
+  const dir = join(resolve(packDir), TESTS_DIR);
+  let files: string[];
+  try {
+    files = (await readdir(dir)).filter((f) => /\.ya?ml$/.test(f)).sort();
+  } catch {
+    return { results: [], diagnostics: [diag('policy.pack-missing', `No test folder: ${dir} does not exist.`, { file: dir })] };
+  }
+  let plan = opts.plan;
+  if (!plan) {
+    const mod = (await import('../plan/index.ts')) as unknown as { computePlan?: PlanFn };
+    if (typeof mod.computePlan !== 'function') {
+      return { results: [], diagnostics: [diag('policy.planner-missing', 'engine/plan does not export computePlan; policy tests need the planner.')] };
+    }
+    plan = mod.computePlan;
+  }
+  const results: PolicyTestResult[] = [];
+  for (const f of files) {
+    const name = f.replace(/\.ya?ml$/, '');
+    if (opts.only && !opts.only.includes(name)) continue;
+    results.push(await runPolicyCase(packDir, join(dir, f), plan));
+  }
+  return { results, diagnostics: [] };
+}
