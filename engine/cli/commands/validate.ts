@@ -1,5 +1,5 @@
-import { Option, type Command } from 'commander';
-import { hasErrors } from '../../diags/index.ts';
+import type { Command } from 'commander';
+import { fail, hasErrors } from '../../diags/index.ts';
 import { loadStack } from '../../spec/index.ts';
 import { printDiagnostics, runCommand } from '../io.ts';
 import { DEFAULT_STACK } from '../main.ts';
@@ -18,10 +18,13 @@ export const registerValidate: RegisterCommand = (program: Command, io, setExit)
     .command('validate')
     .description('Check the stack, its fleet specs and its policy pack; report every problem with file:line:col.')
     .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
-    .action(async (opts: { stack: string; format: 'text' | 'json' }) => {
+    .option('--format <format>', 'output format: text or json', 'text')
+    .action(async (opts: { stack: string; format: string }) => {
       setExit(
         await runCommand(io, async () => {
+          if (opts.format !== 'text' && opts.format !== 'json') {
+            fail('cli.usage', `--format must be text or json, not ${JSON.stringify(opts.format)}.`);
+          }
           const r = await loadStack(opts.stack, { cwd: io.cwd, env: io.env });
           const valid = !hasErrors(r.diagnostics);
           if (opts.format === 'json') {

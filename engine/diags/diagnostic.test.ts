@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { FleetError, diag, fail, formatDiagnostic, hasErrors, location, sortDiagnostics, type Where } from './index.ts';
+
+describe('diag', () => {
+  it('takes summary and severity from the registry and copies only the given location fields', () => {
+    const d = diag('spec.unknown-key', 'Key "x" is not allowed in spec.', { file: 'a.yaml', line: 3, col: 5 });
+    expect(d).toEqual({ severity: 'error', code: 'spec.unknown-key', summary: 'Unknown key', detail: 'Key "x" is not allowed in spec.', file: 'a.yaml', line: 3, col: 5 });
+    expect(Object.keys(diag('cli.usage', 'x'))).not.toContain('file');
+  });
+
+  it('lets a caller lower the severity', () => {
+    expect(diag('spec.unknown-key', 'x', {}, 'warning').severity).toBe('warning');
+  });
+
+  it('throws a plain error (a bug) for an unregistered code', () => {
+    expect(() => diag('no.such-code' as never, 'x')).toThrow(/not in the registry/);
+  });
+});
+
+describe('location', () => {
+  const cases: [string, Where, string][] = [
+    ['nothing', {}, ''],
+    ['file only', { file: 'a.yaml' }, 'a.yaml'],
+    ['file and line', { file: 'a.yaml', line: 2 }, 'a.yaml:2'],
+    ['file, line and column', { file: 'a.yaml', line: 2, col: 7 }, 'a.yaml:2:7'],
+    ['column without line is dropped', { file: 'a.yaml', col: 7 }, 'a.yaml'],
+    ['address only', { address: 'web/3' }, 'web/3'],
+    ['file and address', { file: 'a.yaml', line: 1, col: 1, address: 'web/0' }, 'a.yaml:1:1 web/0'],
+  ];
+  it.each(cases)('%s', (_name, where, want) => {
+    expect(location(where)).toBe(want);
+  });
+});
+
+describe('formatDiagnostic', () => {
+  it('prints severity, code, summary, location and detail', () => {
+    const d = diag('spec.missing-field', 'spec has no "image", which is required.', { file: 'web.yaml', line: 5, col: 1 });
+    expect(formatDiagnostic(d)).toBe('error[spec.missing-field]: Missing required field\n  at web.yaml:5:1\n  spec has no "image", which is required.\n');
+  });
+
+  it('leaves out the location line when there is none', () => {
+    expect(formatDiagnostic(diag('cli.usage', 'Bad flag.'))).toBe('error[cli.usage]: Invalid command line\n  Bad flag.\n');
+  });
+});
+
+describe('sortDiagnostics and hasErrors', () => {
+  it('orders by file, line, column, address, then code', () => {
+    const list = [
+      diag('spec.wrong-type', 'x', { file: 'b.yaml', line: 1, col: 1 }),
+      diag('spec.unknown-key', 'x', { file: 'a.yaml', line: 2, col: 1 }),
+      diag('spec.out-of-range', 'x', { file: 'a.yaml', line: 2, col: 1 }),
+      diag('spec.wrong-type', 'x', { file: 'a.yaml', line: 1, col: 9 }),
+    ];
+    expect(sortDiagnostics(list).map((d) => `${location(d)} ${d.code}`)).toEqual([
+      'a.yaml:1:9 spec.wrong-type',
+      'a.yaml:2:1 spec.out-of-range',
+      'a.yaml:2:1 spec.unknown-key',
+      'b.yaml:1:1 spec.wrong-type',
+    ]);
+  });
+
+  it('counts only errors', () => {
+    expect(hasErrors([diag('spec.unknown-key', 'x', {}, 'warning')])).toBe(false);
+    expect(hasErrors([diag('spec.unknown-key', 'x')])).toBe(true);
+    expect(hasErrors([])).toBe(false);
+  });
+});
+
+describe('FleetError', () => {
+  it('carries its diagnostics and a readable message', () => {
+    const e = new FleetError(diag('spec.stack-not-found', 'nowhere/stack.yaml does not exist.'));
+    expect(e).toBeInstanceOf(Error);
+    expect(e.diagnostics).toHaveLength(1);
+    expect(e.message).toBe('Stack file not found: nowhere/stack.yaml does not exist.');
+  });
+
+  it('is what fail() throws', () => {
+    expect(() => fail('spec.read-error', 'x')).toThrow(FleetError);
+  });
+});

@@ -1,0 +1,82 @@
+// Generates docs/diagnostics.md from the code registry (engine/diags/codes/).
+//   npm run gen:docs             rewrite docs/diagnostics.md
+//   npx tsx engine/diags/gen-docs.ts --check   exit 1 when it is stale
+// engine/diags/codes.test.ts fails when the committed file differs from renderDiagnosticsDoc().
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { CODES, type CodeEntry } from './codes/index.ts';
+
+export const DOC_PATH = fileURLToPath(new URL('../../docs/diagnostics.md', import.meta.url));
+
+const AREA_TITLES: Record<string, string> = {
+  cli: 'Command line',
+  spec: 'Stack and fleet files',
+  policy: 'Policy packs and rules',
+  plan: 'Planning',
+  apply: 'Applying',
+  record: 'The record',
+};
+
+/** The whole of docs/diagnostics.md: areas in registry order, codes sorted within each. */
+export function renderDiagnosticsDoc(codes: Record<string, CodeEntry> = CODES): string {
+  const areas = new Map<string, [string, CodeEntry][]>();
+  for (const [code, entry] of Object.entries(codes)) {
+    const area = code.split('.')[0];
+    const list = areas.get(area) ?? [];
+    list.push([code, entry]);
+    areas.set(area, list);
+  }
+  const out: string[] = [
+    '<!-- generated from engine/diags/codes/ by `npm run gen:docs` — do not edit -->',
+    '',
+    '# Diagnostics',
+    '',
+    'Every problem dmzfleet reports is a diagnostic: a severity, a code, a short fixed summary, a detail',
+    'sentence about this occurrence, and where it applies (file:line:col, or a VM address). In text output:',
+    '',
+    '```',
+    'error[spec.unknown-key]: Unknown key',
+    '  at specs/examples/web.yaml:12:3',
+    '  Key "imgae" is not allowed in spec (did you mean "image"?).',
+    '```',
+    '',
+    '`--format json` gives the same fields as JSON. Codes never change meaning; errors make the command exit 1,',
+    'warnings do not.',
+    '',
+  ];
+  for (const [area, list] of areas) {
+    out.push(`## ${AREA_TITLES[area] ?? area} (\`${area}.*\`)`, '');
+    out.push('| code | severity | summary |', '| --- | --- | --- |');
+    list.sort(([a], [b]) => a.localeCompare(b));
+    for (const [code, e] of list) out.push(`| [\`${code}\`](#${anchor(code)}) | ${e.severity} | ${e.summary} |`);
+    out.push('');
+    for (const [code, e] of list) {
+      out.push(`### ${code}`, '', `**${e.summary}** (${e.severity})`, '', e.doc, '');
+    }
+  }
+  return out.join('\n');
+}
+
+/** GitHub's heading anchor: lower case, dots and other punctuation dropped, spaces to dashes. */
+function anchor(code: string): string {
+  return code.toLowerCase().replace(/[^a-z0-9 -]/g, '').replace(/ /g, '-');
+}
+
+async function main(): Promise<number> {
+  const text = renderDiagnosticsDoc();
+  const current = await readFile(DOC_PATH, 'utf8').catch(() => '');
+  if (process.argv.includes('--check')) {
+    if (current === text) return 0;
+    console.error('docs/diagnostics.md is stale: run `npm run gen:docs` and commit the result');
+    return 1;
+  }
+  if (current !== text) {
+    await writeFile(DOC_PATH, text);
+    console.log('wrote docs/diagnostics.md');
+  }
+  return 0;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  process.exitCode = await main();
+}
