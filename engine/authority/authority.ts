@@ -57,6 +57,8 @@ export function toAuthorityVm(vm: VmRow): AuthorityVm {
   return {
     id: vm.id,
     address: vm.address,
+    name: vm.name,
+    size: vm.size,
     dataCenter: vm.dataCenter,
     state: vm.state,
     cloudId: vm.cloudId,
@@ -119,12 +121,14 @@ export class Authority {
     }
     return this.serial(req.vmId, async () => {
       if (req.kind === 'create') return this.authorizeCreate(caller, req, veto);
+      if (req.to === undefined) return veto('a transition needs its target state');
+      const to = req.to;
       const vm = await this.getVm(req.vmId);
       if (!vm) return veto(`VM ${req.vmId} is not in the record`);
       const vetoAndRecord = async (reason: string): Promise<AuthorizeResponse> => {
         await this.o.record.addHistory(vm.id, {
           from: req.from,
-          to: req.to,
+          to: to,
           outcome: 'vetoed',
           actor: `dmz-client:${caller}`,
           planId: req.planId,
@@ -144,19 +148,19 @@ export class Authority {
       }
       let operation: string;
       if (req.kind === 'resize') {
-        if (req.from !== req.to) return vetoAndRecord(`a resize keeps the state; got ${req.from} -> ${req.to}`);
+        if (req.from !== to) return vetoAndRecord(`a resize keeps the state; got ${req.from} -> ${to}`);
         if (!this.canResizeIn(req.from)) return vetoAndRecord(`a resize needs a powered-off VM; ${vm.address} is ${req.from}`);
         if (!req.size) return vetoAndRecord('a resize needs the new size');
         operation = 'resize';
       } else {
-        if (!this.lifecycle.allows(req.from, req.to)) {
-          return vetoAndRecord(`${req.from} -> ${req.to} is not an edge of the ${this.o.pack.name} lifecycle; every change must pass one edge`);
+        if (!this.lifecycle.allows(req.from, to)) {
+          return vetoAndRecord(`${req.from} -> ${to} is not an edge of the ${this.o.pack.name} lifecycle; every change must pass one edge`);
         }
-        operation = this.lifecycle.operation(req.from, req.to) ?? 'none';
+        operation = this.lifecycle.operation(req.from, to) ?? 'none';
       }
       const res: AuthorizeResponse = {
         decision: 'approved',
-        reason: `${req.from} -> ${req.to} (${operation}) is allowed for ${vm.address}`,
+        reason: `${req.from} -> ${to} (${operation}) is allowed for ${vm.address}`,
         operation,
         credentials: this.credentials(caller, req.requestId),
         vm: toAuthorityVm(vm),
@@ -168,11 +172,11 @@ export class Authority {
         res.bootToken = token;
       }
       if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
-      this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: req.from, to: req.to, kind: req.kind, operation });
+      this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: req.from, to: to, kind: req.kind, operation });
       // The intent, before any cloud call; the state change itself is written at report.
       await this.o.record.addHistory(vm.id, {
         from: req.from,
-        to: req.to,
+        to: to,
         outcome: 'ok',
         actor: 'authority',
         planId: req.planId,
@@ -190,8 +194,8 @@ export class Authority {
   ): Promise<AuthorizeResponse> {
     const initial = this.lifecycle.initial;
     if (!req.vm) return veto('a create needs the VM');
-    if (req.from !== null || req.to !== initial) {
-      return veto(`a create enters the initial state ${initial} from nothing; got ${req.from ?? 'nothing'} -> ${req.to}`);
+    if (req.from !== null || (req.to ?? initial) !== initial) {
+      return veto(`a create enters the initial state ${initial} from nothing; got ${req.from ?? 'nothing'} -> ${req.to ?? initial}`);
     }
     if (req.vm.dataCenter !== caller) {
       return veto(`the VM is to be created in data center ${req.vm.dataCenter} but the token belongs to ${caller}`);

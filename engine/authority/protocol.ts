@@ -28,7 +28,8 @@ export interface AuthorizeRequest {
   vmId: string;
   /** null for a create (the VM does not exist yet). */
   from: string | null;
-  to: string;
+  /** Required for a transition; for a create it may be left out (the pack's initial state). */
+  to?: string;
   vm?: AuthorizeVm;
   /** New size, for a resize. */
   size?: VmSize;
@@ -62,6 +63,8 @@ export interface AuthorizeResponse {
 export interface AuthorityVm {
   id: string;
   address: string;
+  name: string;
+  size: VmSize;
   dataCenter: string;
   state: string;
   cloudId: string | null;

@@ -34,10 +34,12 @@ const nullableString = { type: ['string', 'null'] } as const;
 
 export const authorityVmSchema = {
   type: 'object',
-  required: ['id', 'address', 'dataCenter', 'state', 'cloudId', 'realImage', 'encryptedDisk', 'version'],
+  required: ['id', 'address', 'name', 'size', 'dataCenter', 'state', 'cloudId', 'realImage', 'encryptedDisk', 'version'],
   properties: {
     id: { type: 'string' },
     address: { type: 'string' },
+    name: { type: 'string' },
+    size: sizeSchema,
     dataCenter: { type: 'string' },
     state: { type: 'string' },
     cloudId: nullableString,
@@ -69,7 +71,7 @@ export const authorizeVmSchema = {
 export const authorizeBodySchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['dataCenter', 'requestId', 'planId', 'kind', 'vmId', 'from', 'to'],
+  required: ['dataCenter', 'requestId', 'planId', 'kind', 'vmId', 'from'],
   properties: {
     dataCenter: name,
     requestId: name,

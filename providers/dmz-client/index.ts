@@ -1,0 +1,2 @@
+export { startDmzClient, type RunningDmzClient, type StartDmzClientOptions } from './server.ts';
+export { IdempotencyStore } from './idempotency.ts';

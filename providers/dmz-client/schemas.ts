@@ -1,0 +1,138 @@
+// JSON Schemas of the DMZ client's routes (see providers/protocol.ts for the
+// types and docs/protocol.md for the prose). Response schemas drop properties
+// they do not list: if you add a field to a response type, add it here.
+import { errorSchema, decisionSchema, healthResponseSchema, sizeSchema } from '../../engine/authority/schemas.ts';
+
+const key = { type: 'string', minLength: 1, maxLength: 200 } as const;
+const name = { type: 'string', minLength: 1, maxLength: 200 } as const;
+const state = { type: 'string', minLength: 1, maxLength: 100 } as const;
+const planId = { type: ['string', 'null'], maxLength: 200 } as const;
+
+export const vmIdParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', minLength: 1, maxLength: 100 } },
+} as const;
+
+export const createBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['idempotencyKey', 'planId', 'vm'],
+  properties: {
+    idempotencyKey: key,
+    planId,
+    vm: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['id', 'stack', 'fleet', 'owner', 'index', 'name', 'image', 'size', 'encryptedDisk', 'desiredState', 'specHash'],
+      properties: {
+        id: { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' },
+        stack: name,
+        fleet: name,
+        owner: name,
+        index: { type: 'integer', minimum: 0 },
+        name,
+        image: name,
+        size: sizeSchema,
+        encryptedDisk: { type: 'boolean' },
+        desiredState: state,
+        specHash: { type: 'string', maxLength: 200 },
+      },
+    },
+  },
+} as const;
+
+export const transitionBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['idempotencyKey', 'planId', 'from', 'to'],
+  properties: {
+    idempotencyKey: key,
+    planId,
+    from: state,
+    to: state,
+    operation: { type: 'string', enum: ['resize'] },
+    size: sizeSchema,
+  },
+} as const;
+
+export const deleteBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['idempotencyKey', 'planId', 'from'],
+  properties: { idempotencyKey: key, planId, from: state, to: state },
+} as const;
+
+export const stepResultSchema = {
+  type: 'object',
+  required: ['requestId', 'decision', 'reason', 'outcome'],
+  properties: {
+    requestId: { type: 'string' },
+    decision: decisionSchema,
+    reason: { type: 'string' },
+    outcome: { type: 'string', enum: ['ok', 'failed', 'vetoed'] },
+    operation: { type: 'string' },
+    vm: {
+      type: 'object',
+      required: ['id', 'address', 'state', 'cloudId', 'realImage', 'version'],
+      properties: {
+        id: { type: 'string' },
+        address: { type: 'string' },
+        state: { type: 'string' },
+        cloudId: { type: ['string', 'null'] },
+        realImage: { type: ['string', 'null'] },
+        version: { type: 'integer' },
+      },
+    },
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+    },
+  },
+} as const;
+
+export const actualVmSchema = {
+  type: 'object',
+  required: ['vmId', 'cloudId', 'dataCenter', 'name', 'image', 'size', 'encryptedDisk', 'status', 'power', 'agent', 'observedState'],
+  properties: {
+    vmId: { type: 'string' },
+    cloudId: { type: 'string' },
+    dataCenter: { type: 'string' },
+    name: { type: 'string' },
+    image: { type: 'string' },
+    size: sizeSchema,
+    encryptedDisk: { type: 'boolean' },
+    status: { type: 'string', enum: ['present', 'terminated'] },
+    power: { type: 'string', enum: ['on', 'off'] },
+    agent: { type: 'string', enum: ['none', 'booting', 'ready', 'failed', 'stopping'] },
+    observedState: { type: 'string' },
+  },
+} as const;
+
+export const listResponseSchema = {
+  type: 'object',
+  required: ['vms'],
+  properties: { vms: { type: 'array', items: actualVmSchema } },
+} as const;
+
+export const bootBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['cloudId', 'vmId', 'image', 'bootToken'],
+  properties: {
+    cloudId: name,
+    vmId: name,
+    image: name,
+    bootToken: { type: 'string', maxLength: 500 },
+  },
+} as const;
+
+export const bootResponseSchema = {
+  type: 'object',
+  required: ['approved', 'reason'],
+  properties: { approved: { type: 'boolean' }, reason: { type: 'string' }, diskKey: { type: 'string' } },
+} as const;
+
+export const stepErrors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 422: errorSchema, 503: errorSchema };
+export { errorSchema, healthResponseSchema };

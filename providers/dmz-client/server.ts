@@ -1,0 +1,349 @@
+// The DMZ client: one per data center, inside its secured zone, the only
+// thing that calls that data center's cloud API (its driver). For every
+// mutating request it (1) asks the authority to authorize, (2) calls its
+// driver for the edge's operation (`none`: no cloud call), (3) reports the
+// outcome to the authority, which moves the record, and (4) answers the
+// caller. It never calls another data center's driver, and it always speaks
+// to the authority with its own data center's token.
+import { createHash, randomUUID } from 'node:crypto';
+import { FleetError, diag } from '../../engine/diags/index.ts';
+import { ProtocolError, createService, doc, listen, tokenTable } from '../../engine/authority/http.ts';
+import type {
+  AuthorityVm,
+  AuthorizeRequest,
+  AuthorizeResponse,
+  BootAuthorizeResponse,
+  ReportRequest,
+  ReportResponse,
+} from '../../engine/authority/protocol.ts';
+import type { LoadedPack } from '../../engine/policy/types.ts';
+import type { VmSize } from '../../engine/plan/types.ts';
+import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
+import type { BootRequest, CreateVmRequest, DeleteVmRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
+import { IdempotencyStore } from './idempotency.ts';
+import {
+  actualVmSchema,
+  bootBodySchema,
+  bootResponseSchema,
+  createBodySchema,
+  deleteBodySchema,
+  errorSchema,
+  healthResponseSchema,
+  listResponseSchema,
+  stepErrors,
+  stepResultSchema,
+  transitionBodySchema,
+  vmIdParams,
+} from './schemas.ts';
+
+export interface StartDmzClientOptions {
+  dataCenter: string;
+  driver: Driver;
+  authorityUrl: string;
+  /** This data center's token at the authority. */
+  authorityToken: string;
+  /** The token callers (the CLI) must present. */
+  clientToken: string;
+  /** Idempotency results live under <stateDir>/requests/. */
+  stateDir: string;
+  host?: string;
+  /** 0 (default): a free port. */
+  port?: number;
+  /** For the initial and terminal states when a request leaves them out; defaults Requested / Deleted. */
+  pack?: LoadedPack;
+  /** Tries of a driver call that fails with a transient error. Default 4. */
+  driverAttempts?: number;
+  /** A driver call not answering within this is a failure. Default 120 000. */
+  driverTimeoutMs?: number;
+  /** How long awaitReady waits for a VM to boot. Default 60 000. */
+  readyTimeoutMs?: number;
+  /** Per call to the authority. Default 30 000. */
+  authorityTimeoutMs?: number;
+  logger?: boolean;
+}
+
+export interface RunningDmzClient {
+  url: string;
+  close(): Promise<void>;
+}
+
+function stepVm(vm: AuthorityVm): StepVm {
+  return { id: vm.id, address: vm.address, state: vm.state, cloudId: vm.cloudId, realImage: vm.realImage, version: vm.version };
+}
+
+function fingerprint(route: string, body: unknown): string {
+  return createHash('sha256').update(`${route}\n${JSON.stringify(body)}`).digest('hex');
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Calls to the authority, retried on connection failures and 5xx; 503 to our caller when it stays down. */
+class AuthorityClient {
+  constructor(
+    private readonly dataCenter: string,
+    private readonly baseUrl: string,
+    private readonly token: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  async post<T>(path: string, body: unknown): Promise<T> {
+    const url = `${this.baseUrl.replace(/\/+$/, '')}${path}`;
+    let last = '';
+    for (let attempt = 0; attempt < 4; attempt++) {
+      if (attempt > 0) await sleep(Math.random() * 50 * 2 ** attempt);
+      try {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        const parsed = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
+        if (res.ok) return parsed as T;
+        last = `answered ${res.status}: ${parsed.error?.message ?? 'no details'}`;
+        if (res.status < 500) {
+          // The authority refused the call itself (not a veto): our bug or a wrong token; retrying will not help.
+          throw new ProtocolError(502, parsed.error?.code ?? 'authority-error', `authority ${url} ${last}`);
+        }
+      } catch (err) {
+        if (err instanceof ProtocolError) throw err;
+        last = `could not be reached (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`;
+      }
+    }
+    const d = diag('apply.authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${url}, which ${last}; nothing was changed.`);
+    throw new ProtocolError(503, d.code, d.detail);
+  }
+}
+
+/** Starts a DMZ client for one data center (docs/dmz-client.md). */
+export async function startDmzClient(opts: StartDmzClientOptions): Promise<RunningDmzClient> {
+  const dc = opts.dataCenter;
+  const driver = opts.driver;
+  if (driver.dataCenter !== dc) {
+    throw new FleetError(diag('apply.serve-config', `The driver is for data center ${driver.dataCenter}, not ${dc}.`));
+  }
+  const authority = new AuthorityClient(dc, opts.authorityUrl, opts.authorityToken, opts.authorityTimeoutMs ?? 30_000);
+  const store = new IdempotencyStore<StepResult>(opts.stateDir);
+  const attempts = opts.driverAttempts ?? 4;
+  const driverTimeoutMs = opts.driverTimeoutMs ?? 120_000;
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
+  const initial = opts.pack?.lifecycle.initial ?? 'Requested';
+  const terminal = opts.pack?.lifecycle.terminal[0] ?? 'Deleted';
+
+  const { app, openapi } = createService({
+    title: `dmzfleet DMZ client (${dc})`,
+    publicPaths: ['/v1/health', '/openapi.json', '/v1/boot'],
+    authenticate: tokenTable([{ token: opts.clientToken, who: 'cli' }]),
+    logger: opts.logger,
+  });
+
+  /** Reads use the DMZ client's own read-only credentials; only writes need the authority's. */
+  const readCredentials = (): ScopedCredentials => ({
+    dataCenter: dc,
+    token: 'dmz-client-read-only',
+    expiresAt: new Date(Date.now() + 60_000).toISOString(),
+  });
+
+  /** One driver call with a deadline, retried while its failure is transient. */
+  async function callDriver<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new DriverError('timeout', `${what} did not answer within ${driverTimeoutMs} ms`, false)), driverTimeoutMs);
+      });
+      try {
+        return await Promise.race([fn(), deadline]);
+      } catch (err) {
+        if (err instanceof DriverError && err.transient && attempt < attempts) {
+          await sleep(Math.random() * 20 * 2 ** attempt);
+          continue;
+        }
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+
+  /** Runs the edge's operation in the cloud; returns what the report needs. */
+  async function runOperation(
+    operation: string,
+    auth: AuthorizeResponse,
+    vmId: string,
+    size: VmSize | undefined,
+  ): Promise<{ cloudId?: string; size?: VmSize }> {
+    const creds = auth.credentials;
+    const vm = auth.vm;
+    if (operation === 'none') return {};
+    if (!creds || !vm) throw new Error(`bug: an approval of ${operation} without credentials or VM`);
+    const ref: VmRef = { vmId, cloudId: vm.cloudId };
+    switch (operation) {
+      case 'createVm': {
+        const made = await callDriver('createVm', () =>
+          driver.createVm(creds, {
+            vmId,
+            name: vm.name,
+            image: auth.realImage ?? vm.realImage ?? '',
+            size: vm.size,
+            encryptedDisk: vm.encryptedDisk,
+            ...(auth.diskKeyHash !== undefined ? { diskKeyHash: auth.diskKeyHash } : {}),
+          }),
+        );
+        return { cloudId: made.cloudId };
+      }
+      case 'powerOn':
+        await callDriver(operation, () => driver.powerOn(creds, ref));
+        return {};
+      case 'boot':
+        if (auth.bootToken === undefined) throw new DriverError('failed', 'the authority issued no boot token');
+        await callDriver(operation, () => driver.boot(creds, ref, { bootToken: auth.bootToken as string }));
+        return {};
+      case 'awaitReady':
+        await callDriver(operation, () => driver.awaitReady(creds, ref, { timeoutMs: readyTimeoutMs }));
+        return {};
+      case 'shutdown':
+        await callDriver(operation, () => driver.shutdown(creds, ref));
+        return {};
+      case 'powerOff':
+        await callDriver(operation, () => driver.powerOff(creds, ref));
+        return {};
+      case 'resize':
+        if (!size) throw new DriverError('failed', 'a resize needs the new size');
+        await callDriver(operation, () => driver.resize(creds, ref, size));
+        return { size };
+      case 'deleteVm':
+        await callDriver(operation, () => driver.deleteVm(creds, ref));
+        return {};
+      default:
+        throw new DriverError('failed', `the ${driver.kind} driver has no operation ${operation}`);
+    }
+  }
+
+  /** authorize -> driver -> report, for one edge (or a resize). */
+  async function step(vmId: string, planId: string | null, from: string, to: string, size?: VmSize): Promise<StepResult> {
+    const requestId = randomUUID();
+    const kind = size && from === to ? 'resize' : 'transition';
+    const req: AuthorizeRequest = { dataCenter: dc, requestId, planId, kind, vmId, from, to, ...(size ? { size } : {}) };
+    const auth = await authority.post<AuthorizeResponse>('/v1/authorize', req);
+    if (auth.decision === 'vetoed') {
+      return { requestId, decision: 'vetoed', reason: auth.reason, outcome: 'vetoed', operation: 'none', ...(auth.vm ? { vm: stepVm(auth.vm) } : {}) };
+    }
+    const operation = auth.operation;
+    const report = (r: Omit<ReportRequest, 'dataCenter' | 'requestId' | 'planId' | 'vmId' | 'from' | 'to'>) =>
+      authority.post<ReportResponse>('/v1/reports', { dataCenter: dc, requestId, planId, vmId, from, to, ...r });
+    let done: { cloudId?: string; size?: VmSize };
+    try {
+      done = await runOperation(operation, auth, vmId, size);
+    } catch (err) {
+      if (!(err instanceof DriverError)) throw err;
+      const detail = `${operation} failed in ${dc}: ${err.message}`;
+      const rep = await report({ outcome: 'failed', detail });
+      return {
+        requestId,
+        decision: auth.decision,
+        reason: auth.reason,
+        outcome: 'failed',
+        operation,
+        vm: stepVm(rep.vm),
+        error: { code: `driver.${err.kind}`, message: detail },
+      };
+    }
+    const rep = await report({ outcome: 'ok', ...done, detail: operation === 'none' ? 'record only' : `${operation} done in ${dc}` });
+    return { requestId, decision: auth.decision, reason: auth.reason, outcome: 'ok', operation, vm: stepVm(rep.vm) };
+  }
+
+  app.get('/v1/health', { schema: doc('Liveness', { response: { 200: healthResponseSchema } }) }, async () => ({
+    ok: true,
+    service: 'dmz-client' as const,
+    dataCenter: dc,
+    driver: driver.kind,
+  }));
+  app.get('/openapi.json', { schema: doc('This document') }, async () => openapi());
+
+  app.post<{ Body: CreateVmRequest }>(
+    '/v1/vms',
+    { schema: doc('Enter a new VM in the record, in the initial state', { body: createBodySchema, response: { 200: stepResultSchema, ...stepErrors } }) },
+    async (req) => {
+      const b = req.body;
+      return store.run(b.idempotencyKey, fingerprint('create', b), async () => {
+        const requestId = randomUUID();
+        const { id: vmId, ...vm } = b.vm;
+        const authReq: AuthorizeRequest = {
+          dataCenter: dc,
+          requestId,
+          planId: b.planId,
+          kind: 'create',
+          vmId,
+          from: null,
+          to: initial,
+          vm: { ...vm, dataCenter: dc },
+        };
+        const auth = await authority.post<AuthorizeResponse>('/v1/authorize', authReq);
+        const res: StepResult = {
+          requestId,
+          decision: auth.decision,
+          reason: auth.reason,
+          outcome: auth.decision === 'vetoed' ? 'vetoed' : 'ok',
+          operation: 'none',
+        };
+        if (auth.vm) res.vm = stepVm(auth.vm);
+        return res;
+      });
+    },
+  );
+
+  app.post<{ Body: TransitionRequest; Params: { id: string } }>(
+    '/v1/vms/:id/transitions',
+    { schema: doc('Carry a VM along one lifecycle edge, or resize it', { params: vmIdParams, body: transitionBodySchema, response: { 200: stepResultSchema, ...stepErrors } }) },
+    async (req) => {
+      const b = req.body;
+      if (b.operation === 'resize' && (!b.size || b.from !== b.to)) {
+        throw new ProtocolError(400, 'bad-request', 'a resize is { from: S, to: S, operation: "resize", size }');
+      }
+      return store.run(b.idempotencyKey, fingerprint(`transition ${req.params.id}`, b), () =>
+        step(req.params.id, b.planId, b.from, b.to, b.operation === 'resize' ? b.size : undefined),
+      );
+    },
+  );
+
+  app.delete<{ Body: DeleteVmRequest; Params: { id: string } }>(
+    '/v1/vms/:id',
+    { schema: doc('The last edge: delete the VM in the cloud, into the terminal state', { params: vmIdParams, body: deleteBodySchema, response: { 200: stepResultSchema, ...stepErrors } }) },
+    async (req) => {
+      const b = req.body;
+      return store.run(b.idempotencyKey, fingerprint(`delete ${req.params.id}`, b), () =>
+        step(req.params.id, b.planId, b.from, b.to ?? terminal),
+      );
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/vms/:id',
+    { schema: doc('What the cloud holds for a VM (for refresh)', { params: vmIdParams, response: { 200: actualVmSchema, 401: errorSchema, 404: errorSchema } }) },
+    async (req) => {
+      const vm = await driver.get(readCredentials(), { vmId: req.params.id, cloudId: null });
+      if (!vm) throw new ProtocolError(404, 'not-found', `data center ${dc} has no VM ${req.params.id}`);
+      return vm;
+    },
+  );
+
+  app.get('/v1/vms', { schema: doc('Every VM the cloud holds (for refresh)', { response: { 200: listResponseSchema, 401: errorSchema } }) }, async () => ({
+    vms: await driver.list(readCredentials()),
+  }));
+
+  app.post<{ Body: BootRequest }>(
+    '/v1/boot',
+    { schema: doc('Boot endpoint: a booting VM asks for approval and its disk key', { body: bootBodySchema, response: { 200: bootResponseSchema, 400: errorSchema, 503: errorSchema } }) },
+    async (req) =>
+      authority.post<BootAuthorizeResponse>('/v1/boot/authorize', { dataCenter: dc, ...req.body }),
+  );
+
+  const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
+  driver.attach({ bootUrl: `${url}/v1/boot` });
+  return {
+    url,
+    close: async () => {
+      await app.close();
+    },
+  };
+}

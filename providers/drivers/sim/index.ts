@@ -1,0 +1,1 @@
+export { SimDriver, createSimDriver, observedState, seededRandom, simStateFile, type SimOptions } from './sim.ts';

@@ -1,0 +1,89 @@
+// The contract between a DMZ client and its data center's cloud API. One
+// driver per cloud (`sim` now; `aws` and `azure` follow the same shape):
+// each method is one cloud call that carries a VM along one lifecycle edge,
+// named after the edge's `operation` in the policy pack.
+//
+// What every driver must keep true:
+// - It acts only in its own data center and only with credentials the
+//   authority issued for that data center (checkCredentials); reads may use
+//   the DMZ client's own read-only credentials.
+// - createVm is idempotent per vmId (like EC2's ClientToken): a repeated call
+//   returns the VM created first, never a second one.
+// - deleteVm of a VM the cloud no longer has succeeds (there is nothing left).
+// - A failed call throws DriverError; `transient` says whether trying again
+//   may help (the DMZ client retries those a few times before reporting a failure).
+import type { VmSize } from '../../engine/plan/types.ts';
+import type { ScopedCredentials } from '../../engine/authority/protocol.ts';
+import type { ActualVm } from '../protocol.ts';
+
+export type { ScopedCredentials } from '../../engine/authority/protocol.ts';
+export type CloudVm = ActualVm;
+
+/** A VM the record knows by id; the cloud id is null until createVm succeeded. */
+export interface VmRef {
+  vmId: string;
+  cloudId: string | null;
+}
+
+export interface CreateVmInput {
+  vmId: string;
+  name: string;
+  /** The real image for this data center (translated by the authority). */
+  image: string;
+  size: VmSize;
+  encryptedDisk: boolean;
+  /** sha256 hex of the disk key; the VM checks the key the boot endpoint releases against it. */
+  diskKeyHash?: string;
+}
+
+export type DriverErrorKind = 'credentials' | 'capacity' | 'not-found' | 'invalid-state' | 'transient' | 'failed' | 'boot-failed' | 'timeout';
+
+export class DriverError extends Error {
+  readonly kind: DriverErrorKind;
+  readonly transient: boolean;
+  constructor(kind: DriverErrorKind, message: string, transient = kind === 'transient') {
+    super(message);
+    this.name = 'DriverError';
+    this.kind = kind;
+    this.transient = transient;
+  }
+}
+
+/** Names of the calls, as the pack's `operation` and the sim's failCalls/hangCalls use them. */
+export const DRIVER_CALLS = ['createVm', 'powerOn', 'boot', 'awaitReady', 'shutdown', 'powerOff', 'resize', 'deleteVm', 'get', 'list'] as const;
+export type DriverCall = (typeof DRIVER_CALLS)[number];
+
+export interface Driver {
+  /** `sim`, `aws`, `azure`. */
+  readonly kind: string;
+  readonly dataCenter: string;
+  /** Tells the cloud where its VMs reach the boot endpoint (the DMZ client's POST /v1/boot); called once the DMZ client listens. */
+  attach(ctx: { bootUrl: string }): void;
+
+  /** BeingCreated -> PoweredOff: address, disk and VM, powered off. */
+  createVm(creds: ScopedCredentials, input: CreateVmInput): Promise<CloudVm>;
+  powerOn(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm>;
+  /** Starts the OS; the VM will ask the boot endpoint for approval with this one-time token. Returns once booting started. */
+  boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm>;
+  /** Waits until the VM reports ready; throws DriverError('boot-failed') when its boot was denied or failed. */
+  awaitReady(creds: ScopedCredentials, ref: VmRef, opts?: { timeoutMs?: number }): Promise<CloudVm>;
+  shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm>;
+  powerOff(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm>;
+  /** Only while powered off. */
+  resize(creds: ScopedCredentials, ref: VmRef, size: VmSize): Promise<CloudVm>;
+  deleteVm(creds: ScopedCredentials, ref: VmRef): Promise<void>;
+  get(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm | undefined>;
+  list(creds: ScopedCredentials): Promise<CloudVm[]>;
+  /** Stops timers and flushes state; the cloud's VMs stay. */
+  close(): Promise<void>;
+}
+
+/** The check every driver makes before acting. */
+export function checkCredentials(dataCenter: string, creds: ScopedCredentials, now = Date.now()): void {
+  if (creds.dataCenter !== dataCenter) {
+    throw new DriverError('credentials', `credentials are scoped to data center ${creds.dataCenter}, not ${dataCenter}`);
+  }
+  if (!creds.token) throw new DriverError('credentials', 'credentials carry no token');
+  const exp = Date.parse(creds.expiresAt);
+  if (Number.isNaN(exp) || exp <= now) throw new DriverError('credentials', `credentials expired at ${creds.expiresAt}`);
+}
