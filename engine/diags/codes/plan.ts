@@ -2,4 +2,20 @@ import { defineCodes } from './types.ts';
 
 // Diagnostic codes of engine/plan. Each code needs a doc and must be used in the code;
 // engine/diags/codes.test.ts and docs/diagnostics.md keep that true.
-export const planCodes = defineCodes({});
+export const planCodes = defineCodes({
+  'plan.unknown-fleet': {
+    summary: 'Unknown fleet',
+    doc: 'A --target or --exclude names a fleet that is neither in the stack\'s specs nor in the record. Check the spelling; `fleet state list` shows the fleets of the record.',
+    severity: 'error',
+  },
+  'plan.blocked': {
+    summary: 'Plan blocked by policy',
+    doc: 'The plan has at least one mandatory policy violation, so it cannot be applied. The plan and every violation are printed; fix the specs, or the stack\'s policy settings, or pass the override a violation\'s hint names (such as --allow-destroy).',
+    severity: 'error',
+  },
+  'plan.out-failed': {
+    summary: 'Cannot write the plan file',
+    doc: 'The plan document could not be written to the --out path (missing folder, no permission, disk full). The detail names the path and the cause.',
+    severity: 'error',
+  },
+});

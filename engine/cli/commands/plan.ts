@@ -1,0 +1,76 @@
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { FleetError, diag } from '../../diags/index.ts';
+import { PLAN_FORMATS, planStack, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
+import { printDiagnostics, runCommand, useColor } from '../io.ts';
+import { DEFAULT_STACK } from '../main.ts';
+import type { RegisterCommand } from './types.ts';
+
+interface PlanCliOptions {
+  stack: string;
+  out?: string;
+  format: PlanFormat;
+  detailedExitcode?: boolean;
+  target: string[];
+  exclude: string[];
+  allowDestroy: string[];
+  refresh?: boolean;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/**
+ * `fleet plan`: diff the specs against the record and print the plan.
+ *
+ * | exit | when                                                            |
+ * | ---- | --------------------------------------------------------------- |
+ * | 0    | a plan that can be applied (or no changes)                      |
+ * | 1    | an error, or a mandatory violation (the plan is still printed)  |
+ * | 2    | changes present, with --detailed-exitcode                       |
+ */
+export const registerPlan: RegisterCommand = (program: Command, io, setExit) => {
+  program
+    .command('plan')
+    .description('Diff the fleet specs against the record and show the changes apply would make.')
+    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .option('--out <file>', 'also write the plan document (JSON) to FILE, for `fleet apply FILE`')
+    .addOption(new Option('--format <format>', 'output format').choices([...PLAN_FORMATS]).default('text'))
+    .option('--detailed-exitcode', 'exit 2 when the plan has changes (0: none, 1: error or blocked)')
+    .option('--target <fleet>', 'plan only this fleet (repeatable)', collect, [])
+    .option('--exclude <fleet>', 'leave this fleet out (repeatable)', collect, [])
+    .option('--allow-destroy <fleet>', 'allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
+    .option('--refresh', 'ask the data centers for the VMs\' real state first (recorded in the plan; providers act on it once they support it)')
+    .action(async (opts: PlanCliOptions) => {
+      setExit(
+        await runCommand(io, async () => {
+          const { plan, diagnostics } = await planStack(opts.stack, {
+            cwd: io.cwd,
+            env: io.env,
+            targets: opts.target,
+            excludes: opts.exclude,
+            allowDestroy: opts.allowDestroy,
+            refresh: Boolean(opts.refresh),
+          });
+          printDiagnostics(io, diagnostics);
+          if (opts.out !== undefined) {
+            const file = resolve(io.cwd, opts.out);
+            try {
+              await writeFile(file, renderJson(plan));
+            } catch (err) {
+              throw new FleetError(diag('plan.out-failed', `could not write ${opts.out}: ${err instanceof Error ? err.message : String(err)}.`));
+            }
+          }
+          io.stdout.write(renderPlan(plan, opts.format, { color: useColor(io) }));
+          if (plan.blocked) {
+            const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
+            printDiagnostics(io, [diag('plan.blocked', `${n} mandatory policy violation${n === 1 ? '' : 's'}; see the plan's policy section. Nothing can be applied until they are resolved.`, { address: plan.stack })]);
+            return 1;
+          }
+          const s = plan.summary;
+          const changes = s.create + s.transition + s.update + s.replace + s.delete;
+          return opts.detailedExitcode && changes > 0 ? 2 : 0;
+        }),
+      );
+    });
+};
