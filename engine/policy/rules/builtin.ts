@@ -141,7 +141,7 @@ export const maxDisruptionRule: Rule = {
       out.push({
         address: fleet,
         message: `${n.leaving} of ${n.running} ${state} members of fleet ${fleet} would leave ${state} in this plan (at most ${allowed}, maxShare ${maxShare}).`,
-        hint: `Split the change into smaller plans (e.g. with --target ${fleet} after lowering the change), or raise max-disruption.maxShare.`,
+        hint: `Make the change in steps of at most ${Math.max(1, allowed)} member(s) of ${fleet} per plan, or raise max-disruption.maxShare in the stack's policyPack.config.`,
       });
     }
     return out;
