@@ -1,0 +1,61 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../../../test/helpers/cli.ts';
+
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
+const golden = fileURLToPath(new URL('../../../test/fixtures/spec/validate-text.golden', import.meta.url));
+
+describe('fleet validate', () => {
+  it('accepts the example stack (default --stack) with a one-line summary', async () => {
+    const r = await runCli(['validate'], { cwd: repo, env: { FLEET_RECORD_URL: '' } });
+    expect(r).toEqual({ code: 0, stdout: 'stacks/local: 3 fleets, 2 data centers, policy pack default@1.0.0: valid\n', stderr: '' });
+  });
+
+  it('prints { valid, diagnostics } as JSON', async () => {
+    const r = await runCli(['validate', '--stack', 'stacks/local', '--format', 'json'], { cwd: repo });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ valid: true, diagnostics: [] });
+  });
+
+  it('exits 1 and prints every diagnostic of an invalid stack (golden)', async () => {
+    const r = await runCli(['validate', '--stack', 'test/fixtures/spec/33-many-problems'], { cwd: repo });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    if (process.env.UPDATE_GOLDEN) await writeFile(golden, r.stderr);
+    expect(r.stderr, 'rerun with UPDATE_GOLDEN=1 to rewrite test/fixtures/spec/validate-text.golden, then review the diff').toBe(
+      await readFile(golden, 'utf8'),
+    );
+  });
+
+  it('reports invalid stacks in JSON on stdout only', async () => {
+    const r = await runCli(['validate', '--stack', 'test/fixtures/spec/14-duplicate-fleet', '--format', 'json'], { cwd: repo });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { valid: boolean; diagnostics: { code: string; file: string; line: number; col: number; detail: string }[] };
+    expect(out.valid).toBe(false);
+    expect(out.diagnostics.map((d) => [d.code, d.file, d.line, d.col])).toEqual([
+      ['spec.duplicate-fleet', 'test/fixtures/spec/14-duplicate-fleet/specs/a.yaml', 4, 9],
+      ['spec.duplicate-fleet', 'test/fixtures/spec/14-duplicate-fleet/specs/b.yaml', 15, 9],
+    ]);
+  });
+
+  it('resolves --stack against the working folder', async () => {
+    const r = await runCli(['validate', '--stack', 'local'], { cwd: `${repo}stacks` });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('local: 3 fleets, 2 data centers, policy pack default@1.0.0: valid\n');
+  });
+
+  it('reports a missing stack without a stack trace', async () => {
+    const r = await runCli(['validate', '--stack', 'no/such/stack'], { cwd: repo });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[spec.stack-not-found]: Stack file not found\n  at no/such/stack/stack.yaml\n');
+    expect(r.stderr).not.toMatch(/\n\s+at .*\.ts:\d+/);
+  });
+
+  it('rejects an unknown --format as a usage error', async () => {
+    const r = await runCli(['validate', '--format', 'yaml'], { cwd: repo });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[cli.usage]');
+  });
+});
