@@ -1,0 +1,438 @@
+// The record's contract suite: the same cases on every backend (PGlite
+// always, PostgreSQL when FLEET_TEST_POSTGRES_URL is set). Each case uses its
+// own stack name so one record per backend serves the whole suite.
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FleetError } from '../diags/index.ts';
+import { VersionConflictError } from './errors.ts';
+import { MIGRATIONS, migrate } from './migrations.ts';
+import { openRecord } from './open.ts';
+import { openPglite } from './pglite.ts';
+import { openPostgres } from './postgres.ts';
+import type { SqlRecord } from './record.ts';
+import type { SqlAdapter } from './sql.ts';
+import { testBackends, type TestBackend, type TestRecord } from './testing.ts';
+import type { LockHolder, NewVm } from './types.ts';
+
+const holder = (who: string, planId: string | null = null): LockHolder => ({ who, host: 'ci-1', pid: 4242, planId });
+
+function newVm(stack: string, fleet: string, index: number, over: Partial<NewVm> = {}): NewVm {
+  return {
+    stack,
+    fleet,
+    owner: 'team-payments',
+    index,
+    dataCenter: 'miami',
+    state: 'Requested',
+    desiredState: 'Running',
+    specHash: 'h1',
+    image: 'ubuntu-22.04',
+    size: { cpu: 2, memoryGiB: 4, diskGiB: 50 },
+    encryptedDisk: true,
+    ...over,
+  };
+}
+
+let n = 0;
+const freshStack = () => `s${++n}-${randomBytes(2).toString('hex')}`;
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof FleetError) return err.diagnostics[0].code;
+    throw err;
+  }
+  return 'resolved';
+}
+
+async function rawAdapter(backend: TestBackend, url: string): Promise<SqlAdapter> {
+  return backend.name === 'pglite' ? openPglite(url.slice('pglite://'.length)) : openPostgres(url, url);
+}
+
+describe.each(testBackends())('record contract on $name', (backend) => {
+  let t: TestRecord;
+  let r: SqlRecord;
+  beforeAll(async () => {
+    t = await backend.create();
+    r = t.record;
+  });
+  afterAll(async () => {
+    await t?.cleanup();
+  });
+
+  describe('VMs', () => {
+    it('inserts, lists in fleet/index order, gets and finds', async () => {
+      const s = freshStack();
+      await r.insertVm(newVm(s, 'web', 1), { actor: 'alice' });
+      const a = await r.insertVm(newVm(s, 'web', 0, { realImage: 'ami-1', dataCenter: 'richmond' }), { actor: 'alice' });
+      await r.insertVm(newVm(s, 'db', 0), { actor: 'alice' });
+      await r.insertVm(newVm('other-' + s, 'web', 0), { actor: 'alice' });
+
+      expect(a).toMatchObject({
+        stack: s,
+        fleet: 'web',
+        index: 0,
+        address: 'web/0',
+        name: `${s}-web-0`,
+        dataCenter: 'richmond',
+        state: 'Requested',
+        desiredState: 'Running',
+        realImage: 'ami-1',
+        size: { cpu: 2, memoryGiB: 4, diskGiB: 50 },
+        encryptedDisk: true,
+        cloudId: null,
+        version: 1,
+        retiredAt: null,
+      });
+      expect(Date.parse(a.createdAt)).not.toBeNaN();
+      expect((await r.listVms(s)).map((v) => v.address)).toEqual(['db/0', 'web/0', 'web/1']);
+      expect((await r.listVms(s, { fleets: ['web'] })).map((v) => v.address)).toEqual(['web/0', 'web/1']);
+      expect(await r.listVms(s, { fleets: [] })).toEqual([]);
+      expect(await r.getVm(a.id)).toEqual(a);
+      expect(await r.findVm(s, 'web/0')).toEqual(a);
+      expect(await r.findVm(s, 'web/7')).toBeUndefined();
+      expect(await r.findVm(s, 'nonsense')).toBeUndefined();
+      expect(await r.getVm('no-such-id')).toBeUndefined();
+    });
+
+    it('creates the fleet row with its owner and bumps its version per member write', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      expect(await r.listFleets(s)).toMatchObject([{ stack: s, fleet: 'web', owner: 'team-payments', version: 1 }]);
+      await r.insertVm(newVm(s, 'web', 1, { owner: 'team-web' }), { actor: 'a' });
+      const b = await r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'a' });
+      await r.updateVm(b.id, 2, { cloudId: 'i-1' }, { actor: 'a' });
+      await r.updateVm(b.id, 3, { retire: true }, { actor: 'a' });
+      expect(await r.listFleets(s, ['web', 'db'])).toMatchObject([{ fleet: 'web', owner: 'team-web', version: 5 }]);
+    });
+
+    it('refuses a second live VM at one address, and reuses it once retired', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const err = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(VersionConflictError);
+      expect((err as VersionConflictError).diagnostics[0]).toMatchObject({ code: 'record.version-conflict', address: 'web/0' });
+      expect(await r.listFleets(s)).toMatchObject([{ version: 1 }]);
+
+      const retired = await r.transitionVm(a.id, 1, 'Deleted', { actor: 'a' }, { retire: true });
+      expect(retired.retiredAt).not.toBeNull();
+      const b = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      expect(b.id).not.toBe(a.id);
+      expect((await r.listVms(s)).map((v) => v.id)).toEqual([b.id]);
+      expect((await r.listVms(s, { includeRetired: true })).map((v) => v.id)).toEqual([a.id, b.id]);
+      expect((await r.findVm(s, 'web/0'))?.id).toBe(b.id);
+    });
+
+    it('keeps a proposed id, and refuses it twice', async () => {
+      const s = freshStack();
+      const id = `vm-${randomBytes(4).toString('hex')}`;
+      expect((await r.insertVm(newVm(s, 'web', 0, { id }), { actor: 'a' })).id).toBe(id);
+      expect(await codeOf(r.insertVm(newVm(s, 'web', 1, { id }), { actor: 'a' }))).toBe('record.version-conflict');
+    });
+
+    it('transitions with a patch and a history row, atomically', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'alice', planId: 'p1' });
+      const b = await r.transitionVm(
+        a.id,
+        1,
+        'BeingCreated',
+        { actor: 'authority', planId: 'p1', requestId: 'rq1', detail: 'approved' },
+        { cloudId: 'i-9', realImage: 'ami-9', size: { cpu: 4, memoryGiB: 8, diskGiB: 60 } },
+      );
+      expect(b).toMatchObject({ state: 'BeingCreated', version: 2, cloudId: 'i-9', realImage: 'ami-9', size: { cpu: 4, memoryGiB: 8, diskGiB: 60 } });
+      const h = await r.history(s, 'web/0');
+      expect(h.map((x) => [x.from, x.to, x.actor, x.planId, x.requestId, x.outcome, x.detail])).toEqual([
+        [null, 'Requested', 'alice', 'p1', null, 'ok', null],
+        ['Requested', 'BeingCreated', 'authority', 'p1', 'rq1', 'ok', 'approved'],
+      ]);
+      expect(h.every((x) => x.vmId === a.id && x.address === 'web/0')).toBe(true);
+      const c = await r.transitionVm(a.id, 2, 'Failed', { actor: 'authority', outcome: 'failed' });
+      expect(c.version).toBe(3);
+      expect((await r.history(s, 'web/0')).at(-1)).toMatchObject({ from: 'BeingCreated', to: 'Failed', outcome: 'failed' });
+    });
+
+    it('rejects a stale version and changes nothing', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      await r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'a' });
+      const err = await r.transitionVm(a.id, 1, 'PoweredOff', { actor: 'b' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(VersionConflictError);
+      expect(err).toMatchObject({ key: a.id, expected: 1, actual: 2 });
+      expect(await codeOf(r.updateVm(a.id, 7, { cloudId: 'x' }, { actor: 'b' }))).toBe('record.version-conflict');
+      expect(await r.getVm(a.id)).toMatchObject({ state: 'BeingCreated', version: 2, cloudId: null });
+      expect(await r.history(s)).toHaveLength(2);
+      expect(await r.listFleets(s)).toMatchObject([{ version: 2 }]);
+    });
+
+    it('lets exactly one of two writers on one version win', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const results = await Promise.allSettled([
+        r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'x' }),
+        r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'y' }),
+      ]);
+      expect(results.filter((x) => x.status === 'fulfilled')).toHaveLength(1);
+      const rejected = results.find((x) => x.status === 'rejected') as PromiseRejectedResult;
+      expect(rejected.reason).toBeInstanceOf(VersionConflictError);
+      expect(await r.history(s)).toHaveLength(2);
+    });
+
+    it('updates without a history row', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const b = await r.updateVm(a.id, 1, { specHash: 'h2', desiredState: 'PoweredOff', encryptedDisk: false, image: 'debian-12' }, { actor: 'a' });
+      expect(b).toMatchObject({ version: 2, specHash: 'h2', desiredState: 'PoweredOff', encryptedDisk: false, image: 'debian-12', state: 'Requested' });
+      expect(await r.history(s)).toHaveLength(1);
+    });
+
+    it('reports an unknown VM id as record.vm-not-found', async () => {
+      expect(await codeOf(r.transitionVm('nope', 1, 'X', { actor: 'a' }))).toBe('record.vm-not-found');
+      expect(await codeOf(r.updateVm('nope', 1, {}, { actor: 'a' }))).toBe('record.vm-not-found');
+      expect(await codeOf(r.addHistory('nope', { from: null, to: 'X', outcome: 'vetoed', actor: 'a' }))).toBe('record.vm-not-found');
+    });
+
+    it('adds history rows without a state change, and limits to the newest', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      await r.insertVm(newVm(s, 'db', 0), { actor: 'a' });
+      await r.addHistory(a.id, { from: 'Requested', to: 'ShuttingDown', outcome: 'vetoed', actor: 'authority', detail: 'no edge' });
+      await r.addHistory(a.id, { from: 'Requested', to: 'Requested', outcome: 'drift', actor: 'refresh' });
+      expect(await r.getVm(a.id)).toMatchObject({ version: 1, state: 'Requested' });
+      expect((await r.history(s)).map((h) => h.address)).toEqual(['web/0', 'db/0', 'web/0', 'web/0']);
+      expect((await r.history(s, 'web/0', { limit: 2 })).map((h) => h.outcome)).toEqual(['vetoed', 'drift']);
+      expect(await r.history(s, 'web/9')).toEqual([]);
+    });
+
+    it('bulk-inserts all or none', async () => {
+      const s = freshStack();
+      const vms = Array.from({ length: 25 }, (_, i) => newVm(s, i % 2 ? 'web' : 'db', Math.floor(i / 2)));
+      expect(await r.bulkInsertVms(vms, { actor: 'seed' }, 10)).toBe(25);
+      const listed = await r.listVms(s);
+      expect(listed).toHaveLength(25);
+      expect(listed[0]).toMatchObject({ address: 'db/0', name: `${s}-db-0`, version: 1, size: { cpu: 2, memoryGiB: 4, diskGiB: 50 } });
+      expect(await r.history(s)).toHaveLength(25);
+      expect(await r.listFleets(s)).toMatchObject([
+        { fleet: 'db', version: 1 },
+        { fleet: 'web', version: 1 },
+      ]);
+      const again = [newVm(s, 'cache', 0), newVm(s, 'web', 0)];
+      expect(await codeOf(r.bulkInsertVms(again, { actor: 'seed' }))).toBe('record.version-conflict');
+      expect(await r.listVms(s, { fleets: ['cache'] })).toEqual([]);
+    });
+  });
+
+  describe('basis', () => {
+    it('takes VM and fleet versions, 0 for an absent fleet', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      await r.insertVm(newVm(s, 'db', 0), { actor: 'a' });
+      expect(await r.basis(s, ['web', 'cache'])).toEqual({ vms: { [a.id]: 1 }, fleets: { cache: 0, web: 1 } });
+    });
+
+    it('finds what changed since the basis', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const d = await r.insertVm(newVm(s, 'db', 0), { actor: 'a' });
+      const basis = await r.basis(s, ['web', 'cache']);
+      expect(await r.checkBasis(s, basis)).toEqual([]);
+
+      // A change to a fleet outside the basis keeps the plan valid.
+      await r.transitionVm(d.id, 1, 'BeingCreated', { actor: 'other' });
+      expect(await r.checkBasis(s, basis)).toEqual([]);
+
+      await r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'other' });
+      await r.insertVm(newVm(s, 'cache', 0), { actor: 'other' });
+      expect(await r.checkBasis(s, basis)).toEqual([
+        { kind: 'fleet', key: 'cache', expected: 0, actual: 1 },
+        { kind: 'fleet', key: 'web', expected: 1, actual: 2 },
+        { kind: 'vm', key: a.id, expected: 1, actual: 2 },
+      ]);
+      expect(await r.checkBasis(s, { vms: { gone: 3 }, fleets: {} })).toEqual([{ kind: 'vm', key: 'gone', expected: 3, actual: null }]);
+    });
+
+    it('shows a new VM in a basis fleet as a fleet change', async () => {
+      const s = freshStack();
+      await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const basis = await r.basis(s, ['web']);
+      await r.insertVm(newVm(s, 'web', 1), { actor: 'b' });
+      expect(await r.checkBasis(s, basis)).toEqual([{ kind: 'fleet', key: 'web', expected: 1, actual: 2 }]);
+    });
+  });
+
+  describe('locks', () => {
+    it('takes, lists, heartbeats and releases', async () => {
+      const s = freshStack();
+      const h = await r.acquireLocks(s, ['web', 'db', 'web'], holder('alice', 'p1'));
+      expect(h.lockId).toMatch(/^[0-9a-f]{8}$/);
+      expect(h.fleets).toEqual(['db', 'web']);
+      const locks = await r.listLocks(s);
+      expect(locks.map((l) => [l.fleet, l.lockId, l.who, l.host, l.pid, l.planId])).toEqual([
+        ['db', h.lockId, 'alice', 'ci-1', 4242, 'p1'],
+        ['web', h.lockId, 'alice', 'ci-1', 4242, 'p1'],
+      ]);
+      expect(Date.parse(locks[0].expiresAt)).toBeGreaterThan(Date.parse(locks[0].since));
+      await h.heartbeat();
+      await h.release();
+      expect(await r.listLocks(s)).toEqual([]);
+      await h.release();
+    });
+
+    it('refuses a held fleet, naming the holder and how to unlock', async () => {
+      const s = freshStack();
+      const h = await r.acquireLocks(s, ['web'], holder('alice', 'plan-7'));
+      const err = await r.acquireLocks(s, ['web'], holder('bob')).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(FleetError);
+      const d = (err as FleetError).diagnostics[0];
+      expect(d).toMatchObject({ code: 'record.lock-held', address: 'web' });
+      expect(d.detail).toContain('alice@ci-1 pid 4242');
+      expect(d.detail).toContain('plan plan-7');
+      expect(d.detail).toContain(`fleet unlock ${h.lockId}`);
+      expect(d.detail).toContain('since ');
+      await h.release();
+    });
+
+    it('takes all fleets or none', async () => {
+      const s = freshStack();
+      const h = await r.acquireLocks(s, ['db'], holder('alice'));
+      expect(await codeOf(r.acquireLocks(s, ['web', 'db', 'cache'], holder('bob')))).toBe('record.lock-held');
+      expect((await r.listLocks(s)).map((l) => l.fleet)).toEqual(['db']);
+      await h.release();
+    });
+
+    it('lets applies on different fleets proceed together', async () => {
+      const s = freshStack();
+      const [a, b] = await Promise.all([r.acquireLocks(s, ['web'], holder('a')), r.acquireLocks(s, ['db'], holder('b'))]);
+      expect(a.lockId).not.toBe(b.lockId);
+      expect(await r.listLocks(s)).toHaveLength(2);
+      await Promise.all([a.release(), b.release()]);
+    });
+
+    it('takes over an expired lease; the old holder learns it lost the lock', async () => {
+      const s = freshStack();
+      const old = await r.acquireLocks(s, ['web'], holder('crashed'), { leaseMs: 1 });
+      await new Promise((res) => setTimeout(res, 30));
+      const h = await r.acquireLocks(s, ['web'], holder('bob'));
+      expect((await r.listLocks(s))[0]).toMatchObject({ lockId: h.lockId, who: 'bob' });
+      const err = await old.heartbeat().catch((e: unknown) => e);
+      expect((err as FleetError).diagnostics[0]).toMatchObject({ code: 'record.lock-lost', address: 'web' });
+      await old.release();
+      expect(await r.listLocks(s)).toHaveLength(1);
+      await h.release();
+    });
+
+    it('waits up to timeoutMs for a release', async () => {
+      const s = freshStack();
+      const h = await r.acquireLocks(s, ['web'], holder('alice'));
+      setTimeout(() => void h.release(), 50);
+      const h2 = await r.acquireLocks(s, ['web'], holder('bob'), { timeoutMs: 20_000 });
+      expect((await r.listLocks(s))[0].who).toBe('bob');
+      await h2.release();
+    });
+
+    it('force-unlocks by lock id', async () => {
+      const s = freshStack();
+      const h = await r.acquireLocks(s, ['web', 'db'], holder('alice'));
+      expect(await r.findLock(h.lockId)).toHaveLength(2);
+      expect(await r.forceUnlock(h.lockId)).toBe(true);
+      expect(await r.forceUnlock(h.lockId)).toBe(false);
+      expect(await r.listLocks(s)).toEqual([]);
+      expect(await codeOf(h.heartbeat())).toBe('record.lock-lost');
+    });
+  });
+
+  describe('plans and journal', () => {
+    it('records plans and finds unfinished steps', async () => {
+      const s = freshStack();
+      await r.startPlan({ id: `${s}-p1`, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
+      await r.startPlan({ id: `${s}-p2`, stack: s, digest: 'sha256:def', who: 'ci', startedAt: '2026-01-02T00:00:00.000Z' });
+      const step = { planId: `${s}-p1`, vmId: null, from: 'Requested', to: 'BeingCreated', detail: null };
+      await r.journal({ ...step, address: 'web/0', seq: 0, idempotencyKey: 'k0', status: 'started' });
+      await r.journal({ ...step, address: 'web/0', seq: 0, idempotencyKey: 'k0', status: 'done' });
+      await r.journal({ ...step, address: 'web/1', seq: 0, idempotencyKey: 'k1', status: 'started' });
+      await r.journal({ ...step, address: 'web/2', seq: 0, idempotencyKey: 'k2', status: 'started' });
+      await r.journal({ ...step, address: 'web/2', seq: 0, idempotencyKey: 'k2', status: 'failed', detail: 'capacity' });
+      await r.finishPlan(`${s}-p1`, 'failed');
+      const plans = await r.listPlans(s);
+      expect(plans.map((p) => [p.id, p.result, p.finishedAt === null])).toEqual([
+        [`${s}-p1`, 'failed', false],
+        [`${s}-p2`, 'running', true],
+      ]);
+      expect(plans[0].startedAt).toBe('2026-01-01T00:00:00.000Z');
+      const open = await r.unfinishedSteps(s);
+      expect(open.map((j) => [j.address, j.status, j.detail, j.idempotencyKey])).toEqual([
+        ['web/1', 'started', null, 'k1'],
+        ['web/2', 'failed', 'capacity', 'k2'],
+      ]);
+      expect(await r.unfinishedSteps(freshStack())).toEqual([]);
+    });
+  });
+
+  describe('boot', () => {
+    it('stores attempts and consumes a token exactly once', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      await r.addBootAttempt({ vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: false, reason: 'no token' });
+      await r.addBootAttempt({ vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' });
+      expect((await r.listBootAttempts({ vmId: a.id })).map((b) => [b.approved, b.reason])).toEqual([[false, 'no token']]);
+
+      await r.setBootToken(a.id, 'hash-1');
+      expect(await r.consumeBootToken(a.id, 'wrong')).toBe(false);
+      const both = await Promise.all([r.consumeBootToken(a.id, 'hash-1'), r.consumeBootToken(a.id, 'hash-1')]);
+      expect(both.sort()).toEqual([false, true]);
+      await r.setBootToken(a.id, 'hash-2');
+      expect(await r.consumeBootToken(a.id, 'hash-1')).toBe(false);
+      expect(await r.consumeBootToken(a.id, 'hash-2')).toBe(true);
+      expect(await r.consumeBootToken('other', 'hash-2')).toBe(false);
+    });
+  });
+
+  describe('schema', () => {
+    it('reopens idempotently and keeps the data', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const s = freshStack();
+        const a = await openRecord(url);
+        await a.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+        await a.close();
+        const b = await openRecord(url);
+        expect(await b.listVms(s)).toHaveLength(1);
+        await b.close();
+      } finally {
+        await drop();
+      }
+    });
+
+    it('refuses a record written by a newer schema, and leaves it untouched', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const raw = await rawAdapter(backend, url);
+        const next = { version: MIGRATIONS.length + 1, description: 'future', statements: ['CREATE TABLE future_thing (x int)'] };
+        await migrate(raw, { description: url }, [...MIGRATIONS, next]);
+        await raw.close();
+        const err = await openRecord(url).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(FleetError);
+        const d = (err as FleetError).diagnostics[0];
+        expect(d.code).toBe('record.newer-schema');
+        expect(d.detail).toContain(`schema version ${next.version}`);
+      } finally {
+        await drop();
+      }
+    });
+
+    it('refuses a database that holds another application\'s tables', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const raw = await rawAdapter(backend, url);
+        await raw.query('CREATE TABLE customers (id int)');
+        await raw.close();
+        const err = await openRecord(url).catch((e: unknown) => e);
+        expect((err as FleetError).diagnostics[0].code).toBe('record.foreign-database');
+        expect((err as FleetError).diagnostics[0].detail).toContain('customers');
+      } finally {
+        await drop();
+      }
+    });
+  });
+});
