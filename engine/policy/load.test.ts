@@ -1,0 +1,204 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { loadPack } from './load.ts';
+import { DEFAULT_PACK_DIR, scratch } from './testdata/fixtures.ts';
+
+const CUSTOM_PACK_DIR = fileURLToPath(new URL('./testdata/custom-pack', import.meta.url));
+
+/** The default pack's policy.yaml with one text replacement. */
+async function packVariant(from: string, to: string, extra: Record<string, string> = {}): Promise<string> {
+  const text = await readFile(join(DEFAULT_PACK_DIR, 'policy.yaml'), 'utf8');
+  if (!text.includes(from)) throw new Error(`bug in test: ${from} not in policy.yaml`);
+  return scratch({ 'policy.yaml': text.replace(from, to), ...extra });
+}
+
+const brief = (d: { code: string; line?: number; col?: number }) => `${d.code}@${d.line}:${d.col}`;
+
+describe('loadPack: the default pack', () => {
+  it('loads without diagnostics', async () => {
+    const r = await loadPack(DEFAULT_PACK_DIR);
+    expect(r.diagnostics).toEqual([]);
+    const pack = r.pack!;
+    expect(`${pack.name}@${pack.version}`).toBe('default@1.0.0');
+    expect(pack.lifecycle.initial).toBe('Requested');
+    expect(pack.lifecycle.terminal).toEqual(['Deleted']);
+    expect(pack.lifecycle.requestable).toEqual(['Running', 'PoweredOff']);
+    expect(pack.lifecycle.failure).toEqual(['CreateFailed', 'BootFailed']);
+    expect(pack.images['ubuntu-22.04'].miami).toBe('img-ubuntu-2204-miami-v7');
+    expect(Object.fromEntries([...pack.rules].map(([n, r]) => [n, r.enforcement]))).toEqual({
+      'owner-quota': 'mandatory',
+      'datacenter-capacity': 'mandatory',
+      protect: 'mandatory',
+      'allowed-images': 'mandatory',
+      'require-encrypted-disk': 'advisory',
+      'max-disruption': 'advisory',
+    });
+    expect(pack.rules.get('require-encrypted-disk')!.config).toEqual({ match: { env: 'prod' } });
+    expect(pack.rules.get('max-disruption')!.config).toEqual({ maxShare: 0.5, state: 'Running' });
+    expect(Object.isFrozen(pack.rules.get('owner-quota')!.config)).toBe(true);
+  });
+
+  it('keeps the driver contract operation names', async () => {
+    const { pack } = await loadPack(DEFAULT_PACK_DIR);
+    const ops = pack!.lifecycle.edges.map((e) => `${e.from}>${e.to}:${e.operation}`);
+    expect(ops).toContain('BeingCreated>PoweredOff:createVm');
+    expect(ops).toContain('PoweredOff>PoweredOn:powerOn');
+    expect(ops).toContain('PoweredOn>Starting:boot');
+    expect(ops).toContain('Starting>Running:awaitReady');
+    expect(ops).toContain('Running>ShuttingDown:shutdown');
+    expect(ops).toContain('ShuttingDown>PoweredOff:powerOff');
+    expect(ops).toContain('BeingDeleted>Deleted:deleteVm');
+    expect(pack!.lifecycle.allows('PoweredOff', 'PoweredOff')).toBe(false);
+  });
+});
+
+describe('loadPack: located diagnostics', () => {
+  const cases: { name: string; from: string; to: string; want: string[] }[] = [
+    { name: 'YAML syntax error', from: 'initial: Requested', to: 'initial: [Requested', want: ['policy.yaml-syntax'] },
+    {
+      name: 'schema: unknown key and wrong type, all at once',
+      from: '    initial: Requested',
+      to: '    initial: 7\n    colour: blue',
+      want: ['policy.schema@25:5', 'policy.schema@26:5'],
+    },
+    {
+      name: 'transition naming an unknown state',
+      from: '{ from: PoweredOff, to: PoweredOn, operation: powerOn }',
+      to: '{ from: PoweredOff, to: PowredOn, operation: powerOn }',
+      want: ['policy.unknown-state@35:29', 'policy.unreachable-state@17:9', 'policy.requestable-unreachable@27:19'],
+    },
+    {
+      name: 'terminal state with an exit',
+      from: '      - { from: BeingDeleted, to: Deleted, operation: deleteVm }',
+      to: '      - { from: BeingDeleted, to: Deleted, operation: deleteVm }\n      - { from: Deleted, to: Requested }',
+      want: ['policy.terminal-exit@45:9'],
+    },
+    {
+      name: 'unreachable and dead-end state',
+      from: '      - BootFailed\n',
+      to: '      - BootFailed\n      - Limbo\n',
+      want: ['policy.unreachable-state@25:9', 'policy.dead-end@25:9'],
+    },
+    {
+      name: 'unknown rule in the pack',
+      from: '    protect:\n',
+      to: '    protekt:\n',
+      want: ['policy.unknown-rule@51:5'],
+    },
+    {
+      name: 'rule config out of range',
+      from: 'maxShare: 0.5',
+      to: 'maxShare: 2',
+      want: ['policy.rule-config@60:7'],
+    },
+    {
+      name: 'unknown config key of a rule',
+      from: '      match: { env: prod }',
+      to: '      match: { env: prod }\n      mach: {}',
+      want: ['policy.rule-config@58:7'],
+    },
+  ];
+  it.each(cases)('$name', async ({ from, to, want }) => {
+    const dir = await packVariant(from, to);
+    const r = await loadPack(dir);
+    expect(r.pack).toBeUndefined();
+    const got = r.diagnostics.map(brief);
+    // Every expected diagnostic is there (a broken edge may cause follow-on ones).
+    if (want.every((w) => w.includes('@'))) expect(got).toEqual(expect.arrayContaining(want));
+    else expect(got.map((g) => g.split('@')[0])).toEqual(want);
+    expect(got[0].split('@')[0]).toBe(want[0].split('@')[0]);
+    for (const d of r.diagnostics) expect(d.file).toBe(join(dir, 'policy.yaml'));
+  });
+
+  it('reports a missing pack folder, pointing at the stack file when given', async () => {
+    const dir = await scratch({ 'stack.yaml': 'spec:\n  policyPack:\n    path: ../nope\n' });
+    const r = await loadPack(join(dir, 'nope'), {}, { stackFile: join(dir, 'stack.yaml') });
+    expect(r.diagnostics.map(brief)).toEqual(['policy.pack-missing@3:5']);
+    const r2 = await loadPack(dir);
+    expect(r2.diagnostics.map((d) => d.code)).toEqual(['policy.pack-missing']);
+    expect(r2.diagnostics[0].detail).toContain('policy.yaml does not exist');
+  });
+});
+
+describe('loadPack: stack overrides', () => {
+  const stackText = (config: string) => `apiVersion: fleet/v1\nkind: Stack\nspec:\n  policyPack:\n    path: x\n    config:\n${config}`;
+
+  it('merges stack settings over the pack key by key', async () => {
+    const r = await loadPack(DEFAULT_PACK_DIR, {
+      'max-disruption': { enforcement: 'mandatory', maxShare: 0.25 },
+      'owner-quota': { limits: { 'team-a': { vms: 4 } } },
+      'require-encrypted-disk': { enforcement: 'disabled' },
+    });
+    expect(r.diagnostics).toEqual([]);
+    const rules = r.pack!.rules;
+    expect(rules.get('max-disruption')).toMatchObject({ enforcement: 'mandatory', config: { maxShare: 0.25 } });
+    expect(rules.get('owner-quota')).toMatchObject({ enforcement: 'mandatory', config: { limits: { 'team-a': { vms: 4 } } } });
+    expect(rules.get('require-encrypted-disk')).toMatchObject({ enforcement: 'disabled', config: { match: { env: 'prod' } } });
+  });
+
+  it('points config errors at the stack file', async () => {
+    const config = {
+      'max-disruption': { maxShare: 'half' },
+      'no-such-rule': { enforcement: 'advisory' },
+      protect: { enforcement: 'sometimes' },
+    };
+    const dir = await scratch({
+      'stack.yaml': stackText('      max-disruption: { maxShare: half }\n      no-such-rule: { enforcement: advisory }\n      protect: { enforcement: sometimes }\n'),
+    });
+    const stackFile = join(dir, 'stack.yaml');
+    const r = await loadPack(DEFAULT_PACK_DIR, config, { stackFile });
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief).sort()).toEqual(['policy.rule-config@7:25', 'policy.rule-config@9:18', 'policy.unknown-rule@8:7']);
+    expect(r.diagnostics.every((d) => d.file === stackFile)).toBe(true);
+  });
+});
+
+describe('loadPack: custom rule modules', () => {
+  it('loads rules from the pack modules, with their settings', async () => {
+    const r = await loadPack(CUSTOM_PACK_DIR);
+    expect(r.diagnostics).toEqual([]);
+    const rules = r.pack!.rules;
+    expect([...rules.keys()]).toEqual([
+      'owner-quota',
+      'datacenter-capacity',
+      'protect',
+      'allowed-images',
+      'require-encrypted-disk',
+      'max-disruption',
+      'max-cpu',
+      'explodes',
+    ]);
+    expect(rules.get('max-cpu')).toMatchObject({ enforcement: 'mandatory', config: { maxCpu: 8 } });
+    expect(rules.get('explodes')!.enforcement).toBe('advisory');
+    expect(rules.get('protect')!.enforcement).toBe('disabled');
+    // Rules the pack does not mention take their default enforcement.
+    expect(rules.get('require-encrypted-disk')!.enforcement).toBe('disabled');
+    expect(rules.get('allowed-images')!.enforcement).toBe('mandatory');
+  });
+
+  it("validates a custom rule's config against its schema", async () => {
+    const r = await loadPack(CUSTOM_PACK_DIR, { 'max-cpu': { maxCpu: 0 } });
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['policy.rule-config']);
+    expect(r.diagnostics[0].detail).toContain('maxCpu');
+  });
+
+  const moduleCases: { name: string; files: Record<string, string>; want: string }[] = [
+    { name: 'module file missing', files: {}, want: 'policy.module-load' },
+    { name: 'module does not export a rule', files: { 'r.ts': 'export default { name: 1 };\n' }, want: 'policy.module-load' },
+    { name: 'module fails to import', files: { 'r.ts': 'throw new Error("nope");\n' }, want: 'policy.module-load' },
+    {
+      name: 'module rule named like a built-in',
+      files: { 'r.ts': "export default { name: 'protect', description: 'x', configSchema: {}, checkPlan: () => [] };\n" },
+      want: 'policy.duplicate-rule',
+    },
+  ];
+  it.each(moduleCases)('$name', async ({ files, want }) => {
+    const dir = await packVariant('  rules:\n', '  modules: [r.ts]\n  rules:\n', files);
+    const r = await loadPack(dir);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map((d) => d.code)).toEqual([want]);
+    expect(r.diagnostics[0].line).toBeGreaterThan(0);
+  });
+});
