@@ -1,0 +1,126 @@
+// Outside faults: bad URLs, unreachable servers, foreign or damaged PGlite
+// folders, and a process killed in the middle of a transaction.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FleetError } from '../diags/index.ts';
+import { describeRecordUrl, openRecord } from './open.ts';
+import { testBackends } from './testing.ts';
+import { startWorker } from './testdata/spawn.ts';
+
+async function diagOf(url: string) {
+  const err = await openRecord(url).then(
+    async (r) => {
+      await r.close();
+      return undefined;
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(FleetError);
+  return (err as FleetError).diagnostics[0];
+}
+
+describe('record URLs', () => {
+  it.each([
+    ['mysql://root@db/fleet', 'record.bad-url'],
+    ['pglite://relative/dir', 'record.bad-url'],
+    ['', 'record.bad-url'],
+  ])('%s -> %s', async (url, code) => {
+    expect((await diagOf(url)).code).toBe(code);
+  });
+
+  it.each([
+    ['postgres://fleet:s3cret@db.example:5432/fleet', 'postgres://fleet:***@db.example:5432/fleet'],
+    ['postgres://fleet@db.example/fleet', 'postgres://fleet@db.example/fleet'],
+    ['pglite:///var/lib/fleet', 'pglite:///var/lib/fleet'],
+  ])('describes %s without its password', (url, want) => {
+    expect(describeRecordUrl(url)).toBe(want);
+  });
+});
+
+describe('unreachable PostgreSQL', () => {
+  it('names host, port and cause, without a stack trace', async () => {
+    const d = await diagOf('postgres://postgres:pw@127.0.0.1:1/fleet');
+    expect(d.code).toBe('record.unreachable');
+    expect(d.detail).toContain('127.0.0.1:1');
+    expect(d.detail).toContain('ECONNREFUSED');
+    expect(d.detail).not.toContain('pw@');
+    expect(d.detail).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('PGlite directory faults', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'fleet-record-faults-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('refuses a folder of foreign files, naming the path', async () => {
+    const dir = join(root, 'junk');
+    await mkdir(dir);
+    await writeFile(join(dir, 'notes.txt'), 'hello');
+    await writeFile(join(dir, 'data.bin'), Buffer.from([1, 2, 3]));
+    const d = await diagOf(`pglite://${dir}`);
+    expect(d).toMatchObject({ code: 'record.corrupt', file: dir });
+    expect(d.detail).toContain('notes.txt');
+  });
+
+  it('refuses a PostgreSQL directory of another version', async () => {
+    const dir = join(root, 'pg15');
+    await mkdir(join(dir, 'base'), { recursive: true });
+    await writeFile(join(dir, 'PG_VERSION'), '15\n');
+    await writeFile(join(dir, 'base', 'junk'), 'x');
+    const d = await diagOf(`pglite://${dir}`);
+    expect(d).toMatchObject({ code: 'record.corrupt', file: dir });
+  });
+
+  it('refuses a file where the directory should be', async () => {
+    const file = join(root, 'afile');
+    await writeFile(file, 'x');
+    expect(await diagOf(`pglite://${file}`)).toMatchObject({ code: 'record.corrupt', file });
+  });
+});
+
+describe.each(testBackends())('a process killed mid-transaction on $name', (backend) => {
+  it('leaves the record as it was', async () => {
+    const { url, drop } = await backend.freshUrl();
+    try {
+      const r = await openRecord(url);
+      const vm = await r.insertVm(
+        {
+          stack: 'kill',
+          fleet: 'web',
+          owner: 'o',
+          index: 0,
+          dataCenter: 'miami',
+          state: 'Requested',
+          desiredState: 'Running',
+          specHash: 'h',
+          image: 'ubuntu',
+          size: { cpu: 1, memoryGiB: 1, diskGiB: 1 },
+          encryptedDisk: false,
+        },
+        { actor: 'test' },
+      );
+      // PGlite is single-process: let the worker have the directory alone.
+      if (backend.name === 'pglite') await r.close();
+      const w = startWorker(['hang-in-transaction', url, vm.id]);
+      await w.line(/^IN-TRANSACTION$/);
+      w.child.kill('SIGKILL');
+      await w.exited;
+      const again = backend.name === 'pglite' ? await openRecord(url) : r;
+      expect(await again.getVm(vm.id)).toMatchObject({ state: 'Requested', version: 1 });
+      expect(await again.getVm('ghost')).toBeUndefined();
+      expect(await again.history('kill')).toHaveLength(1);
+      // And the record is writable afterwards.
+      await again.transitionVm(vm.id, 1, 'BeingCreated', { actor: 'test' });
+      await again.close();
+    } finally {
+      await drop();
+    }
+  });
+});
