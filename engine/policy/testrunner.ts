@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { stringify } from 'yaml';
-import { diag, hasErrors, type Diagnostic } from '../diags/index.ts';
+import { diag, hasErrors, sortDiagnostics, type Diagnostic } from '../diags/index.ts';
 import type { PlanDocument } from '../plan/types.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
@@ -227,7 +227,7 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
   }
   const validate = new Ajv({ allErrors: true, strict: false }).compile(TEST_CASE_SCHEMA);
   if (!validate(y.value)) {
-    result.diagnostics = schemaDiagnostics(validate.errors ?? [], y.where, 'policy.test-case');
+    result.diagnostics = sortDiagnostics(schemaDiagnostics(validate.errors ?? [], y.where, 'policy.test-case'));
     return result;
   }
   const c = y.value as PolicyTestCase;

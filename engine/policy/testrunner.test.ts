@@ -1,0 +1,109 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { PlanDocument } from '../plan/types.ts';
+import { DEFAULT_PACK_DIR, plan as emptyPlan, scratch } from './testdata/fixtures.ts';
+import { diffRows, runPolicyTests, type PlanFn } from './testrunner.ts';
+
+const FLEET = `
+  - apiVersion: fleet/v1
+    kind: Fleet
+    metadata: { name: web, owner: team-a, labels: { env: prod } }
+    spec: { count: 2, image: ubuntu-22.04, size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } }
+`;
+
+/** A pack folder holding the default policy.yaml and the given test cases. */
+async function packWithCases(cases: Record<string, string>): Promise<string> {
+  const policy = await readFile(join(DEFAULT_PACK_DIR, 'policy.yaml'), 'utf8');
+  const files: Record<string, string> = { 'policy.yaml': policy };
+  for (const [name, text] of Object.entries(cases)) files[`tests/${name}.yaml`] = text;
+  return scratch(files);
+}
+
+describe('runPolicyTests', () => {
+  it('passes every case of the default pack with the real planner', async () => {
+    const { results, diagnostics } = await runPolicyTests(DEFAULT_PACK_DIR);
+    expect(diagnostics).toEqual([]);
+    expect(results.length).toBeGreaterThanOrEqual(6);
+    for (const r of results) expect({ name: r.name, diff: r.diff, diagnostics: r.diagnostics, passed: r.passed }).toEqual({ name: r.name, diff: [], diagnostics: [], passed: true });
+  });
+
+  it('fails a case whose expectations differ, with a diff of expected and actual', async () => {
+    const dir = await packWithCases({
+      wrong: `stack:\n  dataCenters: [{ name: miami }]\nspecs:${FLEET}expect:\n  violations:\n    - { policy: protect, level: mandatory, address: web/0 }\n  grants:\n    - { fleet: web, requested: 2, granted: 1 }\n`,
+      right: `stack:\n  dataCenters: [{ name: miami }]\nspecs:${FLEET}expect:\n  violations:\n    - { policy: require-encrypted-disk, level: advisory, address: web }\n`,
+    });
+    const { results } = await runPolicyTests(dir);
+    expect(results.map((r) => [r.name, r.passed])).toEqual([
+      ['right', true],
+      ['wrong', false],
+    ]);
+    expect(results[1].diff).toEqual([
+      'violations:',
+      '  - expected { policy: protect, level: mandatory, address: web/0 }',
+      '  + actual   { policy: require-encrypted-disk, level: advisory, address: web }',
+      'grants:',
+      '  - expected { fleet: web, requested: 2, granted: 1 }',
+    ]);
+  });
+
+  it('fails an invalid case with located diagnostics instead of throwing', async () => {
+    const dir = await packWithCases({
+      'bad-schema': `stack:\n  dataCenters: [{ name: miami }]\nspecs: []\nexpect:\n  violations: [{ policy: protect }]\nsurprise: 1\n`,
+      'bad-yaml': `stack: [\n`,
+      'bad-spec': `stack:\n  dataCenters: [{ name: miami }]\nspecs:\n  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: web }, spec: {} }\nexpect: {}\n`,
+    });
+    const { results } = await runPolicyTests(dir);
+    const byName = Object.fromEntries(results.map((r) => [r.name, r]));
+    expect(results.every((r) => !r.passed)).toBe(true);
+    expect(byName['bad-schema'].diagnostics.map((d) => `${d.code}@${d.line}`)).toEqual(['policy.test-case@5', 'policy.test-case@5', 'policy.test-case@6']);
+    expect(byName['bad-yaml'].diagnostics.map((d) => d.code)).toEqual(['policy.yaml-syntax']);
+    expect(byName['bad-spec'].diagnostics.length).toBeGreaterThan(0);
+    expect(byName['bad-spec'].diagnostics.every((d) => d.file === byName['bad-spec'].file)).toBe(true);
+  });
+
+  it('hands the planner the loaded stack, fleets, record rows and options', async () => {
+    const dir = await packWithCases({
+      input: [
+        'stack:',
+        '  dataCenters: [{ name: miami, capacity: { vms: 9 } }]',
+        '  policyPack: { config: { max-disruption: { maxShare: 0.2 } } }',
+        `specs:${FLEET}record:`,
+        '  - { address: web/0, dataCenter: miami, state: Running }',
+        '  - { address: web/1, dataCenter: miami, state: PoweredOff, image: rhel-9 }',
+        'options: { allowDestroy: [web], targets: [web] }',
+        'expect: {}',
+        '',
+      ].join('\n'),
+    });
+    let seen: Parameters<PlanFn>[0] | undefined;
+    const fake: PlanFn = (input) => {
+      seen = input;
+      return emptyPlan([]) as PlanDocument;
+    };
+    const { results } = await runPolicyTests(dir, { plan: fake });
+    expect(results[0].passed).toBe(true);
+    expect(seen!.stack.dataCenters.map((d) => [d.name, d.capacity.vms])).toEqual([['miami', 9]]);
+    expect(seen!.pack.rules.get('max-disruption')!.config.maxShare).toBe(0.2);
+    expect(seen!.fleets.map((f) => f.name)).toEqual(['web']);
+    expect(seen!.record.map((r) => [r.address, r.state, r.image, r.specHash === seen!.fleets[0].specHash])).toEqual([
+      ['web/0', 'Running', 'ubuntu-22.04', true],
+      ['web/1', 'PoweredOff', 'rhel-9', false],
+    ]);
+    expect(seen!.options).toEqual({ targets: ['web'], excludes: [], allowDestroy: ['web'], refresh: false });
+  });
+
+  it('reports a pack without a tests folder', async () => {
+    const dir = await scratch({ 'policy.yaml': await readFile(join(DEFAULT_PACK_DIR, 'policy.yaml'), 'utf8') });
+    const r = await runPolicyTests(dir);
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['policy.pack-missing']);
+  });
+});
+
+describe('diffRows', () => {
+  it('compares as multisets, order-free', () => {
+    expect(diffRows('x', [{ a: 1 }, { a: 2 }], [{ a: 2 }, { a: 1 }])).toEqual([]);
+    expect(diffRows('x', [{ a: 1 }, { a: 1 }], [{ a: 1 }])).toEqual(['x:', '  - expected { a: 1 }']);
+    expect(diffRows('x', [], [{ a: 3 }])).toEqual(['x:', '  + actual   { a: 3 }']);
+  });
+});
