@@ -1,0 +1,247 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FleetError } from '../../engine/diags/index.ts';
+import { openRecord } from '../../engine/record/index.ts';
+import type { FleetRecord } from '../../engine/record/types.ts';
+import { TO_RUNNING, createRequest, newVm, startTestWorld, walk, type TestWorld } from '../testing.ts';
+
+let world: TestWorld | undefined;
+let record: FleetRecord;
+beforeAll(async () => {
+  record = await openRecord('memory://');
+});
+afterAll(async () => {
+  await record.close();
+});
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
+
+describe('DMZ client + authority + sim over real HTTP', () => {
+  it('creates a VM through the whole path to Running, with the boot handshake unlocking the encrypted disk', async () => {
+    world = await startTestWorld({ record });
+    const { client, driver } = world.dc('miami');
+    const vm = newVm(world.stack);
+    const created = await client.createVm(createRequest(vm));
+    expect(created).toMatchObject({ decision: 'modified', outcome: 'ok', vm: { id: vm.id, state: 'Requested', realImage: 'img-ubuntu-2204-miami-v7' } });
+    expect(created.reason).toContain('translated');
+
+    const steps = await walk(client, vm.id, TO_RUNNING);
+    expect(steps.map((s) => [s.outcome, s.operation, s.vm?.state])).toEqual([
+      ['ok', 'none', 'BeingCreated'],
+      ['ok', 'createVm', 'PoweredOff'],
+      ['ok', 'powerOn', 'PoweredOn'],
+      ['ok', 'boot', 'Starting'],
+      ['ok', 'awaitReady', 'Running'],
+    ]);
+    const row = await world.record.getVm(vm.id);
+    expect(row).toMatchObject({ state: 'Running', dataCenter: 'miami', realImage: 'img-ubuntu-2204-miami-v7' });
+    expect(row?.cloudId).toMatch(/^sim-miami-/);
+    const actual = await client.getVm(vm.id);
+    expect(actual).toMatchObject({ cloudId: row?.cloudId, power: 'on', agent: 'ready', observedState: 'Running', encryptedDisk: true });
+    expect(driver.calls.get('createVm')).toBe(1);
+
+    // Every state change in the history passes one edge.
+    const hist = (await world.record.history(world.stack, 'web/0')).filter((h) => h.from !== h.to && h.actor !== 'authority');
+    for (const h of hist) if (h.from !== null) expect(world.pack.lifecycle.allows(h.from, h.to)).toBe(true);
+  });
+
+  it('stops, starts, resizes and deletes a VM', async () => {
+    world = await startTestWorld({ record });
+    const { client } = world.dc('richmond');
+    const vm = newVm(world.stack, { encryptedDisk: false });
+    await client.createVm(createRequest(vm));
+    await walk(client, vm.id, TO_RUNNING);
+
+    const stop = await walk(client, vm.id, ['Running', 'ShuttingDown', 'PoweredOff']);
+    expect(stop.map((s) => s.vm?.state)).toEqual(['ShuttingDown', 'PoweredOff']);
+    expect((await client.getVm(vm.id))?.power).toBe('off');
+
+    const bigger = { cpu: 4, memoryGiB: 8, diskGiB: 40 };
+    const resized = await client.transition(vm.id, { idempotencyKey: randomUUID(), planId: 'p', from: 'PoweredOff', to: 'PoweredOff', operation: 'resize', size: bigger });
+    expect(resized).toMatchObject({ outcome: 'ok', operation: 'resize', vm: { state: 'PoweredOff' } });
+    expect((await world.record.getVm(vm.id))?.size).toEqual(bigger);
+    expect((await client.getVm(vm.id))?.size).toEqual(bigger);
+
+    const start = await walk(client, vm.id, ['PoweredOff', 'PoweredOn', 'Starting', 'Running']);
+    expect(start.at(-1)?.vm?.state).toBe('Running');
+
+    const del = await walk(client, vm.id, ['Running', 'ShuttingDown', 'PoweredOff', 'BeingDeleted', 'Deleted']);
+    expect(del.map((s) => s.outcome)).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(del.at(-1)?.operation).toBe('deleteVm');
+    const row = await world.record.getVm(vm.id);
+    expect(row?.state).toBe('Deleted');
+    expect(row?.retiredAt).not.toBeNull();
+    expect((await client.getVm(vm.id))?.status).toBe('terminated');
+  });
+
+  it('a resize of a running VM is vetoed', async () => {
+    world = await startTestWorld({ record });
+    const { client } = world.dc('miami');
+    const vm = newVm(world.stack);
+    await client.createVm(createRequest(vm));
+    await walk(client, vm.id, TO_RUNNING);
+    const r = await client.transition(vm.id, { idempotencyKey: randomUUID(), planId: 'p', from: 'Running', to: 'Running', operation: 'resize', size: { cpu: 8, memoryGiB: 8, diskGiB: 8 } });
+    expect(r).toMatchObject({ decision: 'vetoed', outcome: 'vetoed' });
+    expect(r.reason).toContain('powered-off');
+  });
+
+  it('a retried create or transition returns the first result and makes one VM only', async () => {
+    world = await startTestWorld({ record });
+    const { client, driver } = world.dc('miami');
+    const vm = newVm(world.stack);
+    const req = createRequest(vm);
+    const [a, b] = await Promise.all([client.createVm(req), client.createVm(req)]);
+    expect(b).toEqual(a);
+    expect(await client.createVm(req)).toEqual(a);
+    await walk(client, vm.id, ['Requested', 'BeingCreated']);
+    const t = { idempotencyKey: 'create-key-1', planId: 'p', from: 'BeingCreated', to: 'PoweredOff' };
+    const [c, d] = await Promise.all([client.transition(vm.id, t), client.transition(vm.id, t)]);
+    expect(d).toEqual(c);
+    expect(await client.transition(vm.id, t)).toEqual(c);
+    expect(c.outcome).toBe('ok');
+    expect(driver.calls.get('createVm')).toBe(1);
+    expect((await client.listVms()).filter((v) => v.vmId === vm.id)).toHaveLength(1);
+    expect((await world.record.listVms(world.stack))).toHaveLength(1);
+  });
+
+  it('the same idempotency key for a different request is rejected', async () => {
+    world = await startTestWorld({ record });
+    const { client } = world.dc('miami');
+    await client.createVm(createRequest(newVm(world.stack), 'k1'));
+    const err = await client.createVm(createRequest(newVm(world.stack, { index: 1 }), 'k1')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FleetError);
+    expect((err as FleetError).diagnostics[0].code).toBe('apply.dmz-rejected');
+    expect((err as FleetError).message).toContain('idempotency key k1');
+  });
+
+  it('answers 401 without or with a wrong token, and nothing changes', async () => {
+    world = await startTestWorld({ record });
+    const { dmz } = world.dc('miami');
+    const body = JSON.stringify(createRequest(newVm(world.stack)));
+    for (const headers of [{}, { authorization: 'Bearer wrong' }] as Record<string, string>[]) {
+      const res = await fetch(`${dmz.url}/v1/vms`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+    }
+    expect(await world.record.listVms(world.stack)).toHaveLength(0);
+    const res = await fetch(`${world.authority.url}/v1/authorize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(401);
+  });
+
+  it('a DMZ client asking about another data center\'s VM is vetoed', async () => {
+    world = await startTestWorld({ record });
+    const vm = newVm(world.stack);
+    await world.dc('miami').client.createVm(createRequest(vm));
+    const r = await world.dc('richmond').client.transition(vm.id, { idempotencyKey: randomUUID(), planId: 'p', from: 'Requested', to: 'BeingCreated' });
+    expect(r).toMatchObject({ decision: 'vetoed', outcome: 'vetoed' });
+    expect(r.reason).toContain('lives in data center miami');
+    expect((await world.record.getVm(vm.id))?.state).toBe('Requested');
+    const vetoes = (await world.record.history(world.stack, 'web/0')).filter((h) => h.outcome === 'vetoed');
+    expect(vetoes).toHaveLength(1);
+  });
+
+  it('a skipping transition sent to the DMZ client is vetoed and the record stays', async () => {
+    world = await startTestWorld({ record });
+    const { client } = world.dc('miami');
+    const vm = newVm(world.stack);
+    await client.createVm(createRequest(vm));
+    const r = await client.transition(vm.id, { idempotencyKey: randomUUID(), planId: 'p', from: 'Requested', to: 'PoweredOff' });
+    expect(r).toMatchObject({ decision: 'vetoed', outcome: 'vetoed', vm: { state: 'Requested' } });
+    expect(r.reason).toContain('not an edge');
+  });
+
+  it('a rogue VM booting without a record entry is denied and terminated', async () => {
+    world = await startTestWorld({ record });
+    const { driver } = world.dc('miami');
+    const rogue = await driver.injectRogueVm({ image: 'img-ubuntu-2204-miami-v7' });
+    const settled = await driver.waitSettled(rogue.cloudId);
+    expect(settled).toMatchObject({ status: 'terminated', agent: 'failed', observedState: 'Deleted' });
+    // The denied attempt is in the record's boot attempts; nothing was inserted.
+    expect(await world.record.listVms(world.stack)).toHaveLength(0);
+  });
+
+  it('a VM whose boot token was already used is denied at its next boot and ends BootFailed', async () => {
+    world = await startTestWorld({ record });
+    const { client, dmz } = world.dc('miami');
+    const vm = newVm(world.stack);
+    await client.createVm(createRequest(vm));
+    await walk(client, vm.id, TO_RUNNING);
+    const row = await world.record.getVm(vm.id);
+    // Replaying a boot request (a copied VM, a stolen token) is denied: tokens are one-time.
+    const res = await fetch(`${dmz.url}/v1/boot`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cloudId: row?.cloudId, vmId: vm.id, image: row?.realImage, bootToken: 'guessed' }),
+    });
+    expect(await res.json()).toMatchObject({ approved: false });
+    const denied = (await world.record.history(world.stack, 'web/0')).filter((h) => h.outcome === 'denied');
+    expect(denied).toHaveLength(1);
+  });
+
+  it('failCalls createVm ends the VM in CreateFailed with the driver error', async () => {
+    world = await startTestWorld({ record, sim: { failCalls: ['createVm'] } });
+    const { client } = world.dc('miami');
+    const vm = newVm(world.stack);
+    await client.createVm(createRequest(vm));
+    const steps = await walk(client, vm.id, TO_RUNNING);
+    const last = steps.at(-1);
+    expect(last).toMatchObject({ outcome: 'failed', operation: 'createVm', vm: { state: 'CreateFailed' }, error: { code: 'driver.failed' } });
+    expect(last?.error?.message).toContain('configured to fail');
+    expect((await client.listVms()).length).toBe(0);
+    // CreateFailed -> BeingDeleted -> Deleted cleans up with nothing in the cloud.
+    const del = await walk(client, vm.id, ['CreateFailed', 'BeingDeleted', 'Deleted']);
+    expect(del.map((s) => s.vm?.state)).toEqual(['BeingDeleted', 'Deleted']);
+  });
+
+  it('transient errors (errorRate) are retried inside the DMZ client and the VM still gets to Running', async () => {
+    world = await startTestWorld({ record, sim: { errorRate: 0.3, seed: 7 } });
+    const { client, driver } = world.dc('miami');
+    const vms = [newVm(world.stack, { index: 0 }), newVm(world.stack, { index: 1 }), newVm(world.stack, { index: 2 })];
+    for (const vm of vms) await client.createVm(createRequest(vm));
+    const results = await Promise.all(vms.map((vm) => walk(client, vm.id, TO_RUNNING)));
+    for (const steps of results) expect(steps.at(-1)?.vm?.state).toBe('Running');
+    const calls = [...driver.calls.entries()].filter(([k]) => k !== 'get' && k !== 'list').reduce((n, [, v]) => n + v, 0);
+    expect(calls).toBeGreaterThan(vms.length * 4);
+    expect((await client.listVms()).filter((v) => v.status === 'present')).toHaveLength(3);
+  });
+
+  it('a full data center refuses the create, leaving the VM in CreateFailed', async () => {
+    world = await startTestWorld({ record, sim: { capacity: { vms: 1 } } });
+    const { client } = world.dc('miami');
+    const a = newVm(world.stack, { index: 0 });
+    const b = newVm(world.stack, { index: 1 });
+    for (const vm of [a, b]) await client.createVm(createRequest(vm));
+    expect((await walk(client, a.id, ['Requested', 'BeingCreated', 'PoweredOff'])).at(-1)?.outcome).toBe('ok');
+    const r = (await walk(client, b.id, ['Requested', 'BeingCreated', 'PoweredOff'])).at(-1);
+    expect(r).toMatchObject({ outcome: 'failed', vm: { state: 'CreateFailed' }, error: { code: 'driver.capacity' } });
+  });
+
+  it('sim state and idempotency results survive a DMZ client restart', async () => {
+    world = await startTestWorld({ record });
+    const dc = world.dc('miami');
+    const vm = newVm(world.stack);
+    await dc.client.createVm(createRequest(vm));
+    const t = { idempotencyKey: 'restart-key', planId: 'p', from: 'BeingCreated', to: 'PoweredOff' };
+    await walk(dc.client, vm.id, ['Requested', 'BeingCreated']);
+    const first = await dc.client.transition(vm.id, t);
+    await dc.restart();
+    expect(await dc.client.transition(vm.id, t)).toEqual(first);
+    expect(dc.driver.calls.get('createVm') ?? 0).toBe(0);
+    const actual = await dc.client.getVm(vm.id);
+    expect(actual).toMatchObject({ cloudId: first.vm?.cloudId, observedState: 'PoweredOff' });
+    const rest = await walk(dc.client, vm.id, ['PoweredOff', 'PoweredOn', 'Starting', 'Running']);
+    expect(rest.at(-1)?.vm?.state).toBe('Running');
+  });
+
+  it('serves /v1/health and an OpenAPI document without a token', async () => {
+    world = await startTestWorld({ record });
+    const { dmz, client } = world.dc('miami');
+    expect(await client.health()).toEqual({ ok: true, service: 'dmz-client', dataCenter: 'miami', driver: 'sim' });
+    const doc = (await (await fetch(`${dmz.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/boot', '/v1/health', '/v1/vms', '/v1/vms/{id}', '/v1/vms/{id}/transitions']);
+    expect(Object.keys(doc.paths['/v1/vms/{id}']).sort()).toEqual(['delete', 'get']);
+  });
+});
