@@ -7,7 +7,10 @@ import { diag, location, type Diagnostic, type Where } from '../diags/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import type { LoadedFleet, Location } from './types.ts';
 import { showValue } from './schema.ts';
-import { collectPointers, docWhere, valueWhere, type SourceDoc } from './yaml.ts';
+import { collectPointers, docWhere, keyWhere, valueWhere, type SourceDoc } from './yaml.ts';
+
+/** What a fleet without `state` asks for (DESIGN.md). */
+export const DEFAULT_STATE = 'Running';
 
 /** What fleet checks need to know of the stack; absent when the stack itself is invalid. */
 export interface StackContext {
@@ -100,6 +103,15 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
           'spec.state-not-requestable',
           `state ${showValue(state)} ${known} pack ${pack.name}'s lifecycle, and a spec may ask only for ${pack.lifecycle.requestable.join(' or ')}.`,
           valueWhere(src, ['spec', 'state']),
+        ),
+      );
+    }
+    if (state === undefined && isObj(doc.spec) && !pack.lifecycle.requestable.includes(DEFAULT_STATE)) {
+      out.push(
+        diag(
+          'spec.state-not-requestable',
+          `state is not set, so it defaults to ${DEFAULT_STATE}, which pack ${pack.name} does not let a spec ask for; set state to ${pack.lifecycle.requestable.join(' or ')}.`,
+          keyWhere(src, ['spec']),
         ),
       );
     }
@@ -199,7 +211,7 @@ export function toLoadedFleet(src: SourceDoc): LoadedFleet {
       strategy: s.placement?.strategy ?? 'nearest',
       near: near === undefined ? null : typeof near === 'string' ? near : ({ lat: near.lat, lon: near.lon } satisfies Location),
     },
-    state: s.state ?? 'Running',
+    state: s.state ?? DEFAULT_STATE,
     encryptedDisk,
     protect: s.protect ?? false,
     specHash: specHash({ image: s.image, size, hardware, encryptedDisk }),
