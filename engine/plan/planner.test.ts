@@ -126,7 +126,7 @@ describe('computePlan: steps', () => {
     const c = plan.changes[0];
     expect(c.createBeforeDelete).toBe(false);
     expect(c.steps[0].member).toBe('old');
-    expect(c.reason).toContain('delete first');
+    expect(c.reason).toContain('the old one goes first');
   });
 
   it('a hardware change alone is a replace', () => {

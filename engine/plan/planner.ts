@@ -28,6 +28,8 @@ export interface PlanInput {
   /** Record version of each fleet (missing means 0: not in the record yet). */
   fleetVersions: Record<string, number>;
   options: PlanOptions;
+  /** Owner of each fleet the record knows (FleetRow.owner), so quotas count fleets no spec names any more. */
+  owners?: Record<string, string>;
   now?: Date;
   id?: string;
   /** The policy functions; engine/policy's by default. */
@@ -55,6 +57,18 @@ export function sameSize(a: VmSize, b: VmSize): boolean {
 
 export function formatSize(s: VmSize): string {
   return `${s.cpu} cpu, ${s.memoryGiB} GiB, ${s.diskGiB} GiB disk`;
+}
+
+/** Key order of a change in the JSON document: the contract's order (engine/plan/types.ts). */
+const CHANGE_KEYS: readonly (keyof Change)[] = [
+  'address', 'fleet', 'index', 'name', 'dataCenter', 'action', 'from', 'to', 'path', 'oldPath', 'createBeforeDelete',
+  'steps', 'reason', 'image', 'size', 'diff', 'placement', 'vmId', 'specHash', 'encryptedDisk',
+];
+
+function ordered(c: Change): Change {
+  const out: Record<string, unknown> = {};
+  for (const k of CHANGE_KEYS) if (c[k] !== undefined) out[k] = c[k];
+  return out as unknown as Change;
 }
 
 function compareAddress(a: { fleet: string; index: number }, b: { fleet: string; index: number }): number {
@@ -88,6 +102,7 @@ class Planner {
       fleets: input.fleets,
       record: input.record,
       allowDestroy: new Set(input.options.allowDestroy),
+      ...(input.owners ? { owners: input.owners } : {}),
     };
     this.capacity =
       this.policy.capacityEnforcement(input.pack) === 'disabled' ? null : this.policy.capacityLeft(input.stack, input.record);
@@ -114,6 +129,7 @@ class Planner {
       else for (const r of rows) this.deleteMember(r, `fleet ${name} is no longer in the specs`);
     }
     this.changes.sort(compareAddress);
+    for (let i = 0; i < this.changes.length; i++) this.changes[i] = ordered(this.changes[i]);
 
     const basisFleets: Record<string, number> = {};
     for (const name of scope) basisFleets[name] = input.fleetVersions[name] ?? 0;
@@ -307,7 +323,7 @@ class Planner {
       to: spec.state,
       path,
       steps,
-      reason: `size ${formatSize(row.size)} -> ${formatSize(spec.size)}, resized at ${this.resizeAt}`,
+      reason: `size changes; resized at ${this.resizeAt}`,
       diff,
       vmId: row.id,
     });
@@ -331,8 +347,8 @@ class Planner {
     const newSteps = this.steps(path, 'new');
     const oldSteps = this.steps(oldEnd, 'old');
     const what = Object.keys(diff)
-      .map((k) => (k === 'hardware' ? `hardware traits now ${spec.hardware.join(', ') || 'none'}` : k === 'size' ? `size ${formatSize(row.size)} -> ${formatSize(spec.size)}` : `${k} ${String(diff[k].from)} -> ${String(diff[k].to)}`))
-      .join('; ');
+      .map((k) => (k === 'hardware' ? 'hardware traits' : k))
+      .join(' and ');
     this.changes.push({
       ...this.base(spec, row.index, row.dataCenter),
       action: 'replace',
@@ -342,7 +358,7 @@ class Planner {
       oldPath: oldEnd,
       createBeforeDelete,
       steps: createBeforeDelete ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps],
-      reason: `${what}${createBeforeDelete ? '' : '; delete first: no capacity for a second VM'}`,
+      reason: `new VM for the ${what} change${createBeforeDelete ? '' : '; the old one goes first: no capacity for both'}`,
       diff,
       placement: {
         strategy: 'existing',

@@ -59,6 +59,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   const record = opts.record ?? (await openRecord(stack.recordUrl));
   let rows: VmRow[];
   const fleetVersions: Record<string, number> = {};
+  const owners: Record<string, string> = {};
   try {
     const fleetRows = await record.listFleets(stack.name);
     const specNames = fleets.map((f) => f.name);
@@ -74,7 +75,10 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     if (!narrowed || needsWholeRecord(pack)) rows = await record.listVms(stack.name);
     else rows = await record.listVms(stack.name, { fleets: scope.fleets });
     const inScope = new Set(scope.fleets);
-    for (const f of fleetRows) if (inScope.has(f.fleet)) fleetVersions[f.fleet] = f.version;
+    for (const f of fleetRows) {
+      owners[f.fleet] = f.owner;
+      if (inScope.has(f.fleet)) fleetVersions[f.fleet] = f.version;
+    }
   } finally {
     if (!opts.record) await record.close();
   }
@@ -85,6 +89,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     fleets: [...fleets],
     record: rows,
     fleetVersions,
+    owners,
     options,
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.id ? { id: opts.id } : {}),

@@ -53,7 +53,7 @@ export function countsPhrase(changes: readonly Change[]): string {
 }
 
 export function formatValue(v: unknown): string {
-  if (v === null || v === undefined) return '(unknown)';
+  if (v === null || v === undefined) return '(not recorded)';
   if (Array.isArray(v)) return v.length ? v.join(', ') : 'none';
   if (typeof v === 'object') {
     const s = v as Record<string, unknown>;

@@ -81,7 +81,7 @@ function changeLines(c: Change, paint: (c: Paint, s: string) => string): string[
   }
   for (const d of diffLines(c)) lines.push(`${pad}${d}`);
   if (c.action === 'create' || c.action === 'replace') {
-    lines.push(`${pad}image: ${c.image.logical} (${c.image.real ?? 'not in catalog'}), ${c.size.cpu} cpu, ${c.size.memoryGiB} GiB, ${c.size.diskGiB} GiB disk`);
+    lines.push(`${pad}${c.action === 'create' ? 'image' : 'new VM'}: ${c.image.logical} (${c.image.real ?? 'not in catalog'}), ${c.size.cpu} cpu, ${c.size.memoryGiB} GiB, ${c.size.diskGiB} GiB disk`);
   }
   if (c.action === 'create' && c.placement) lines.push(`${pad}placement: ${c.placement.summary}`);
   return lines;
