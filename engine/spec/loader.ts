@@ -114,8 +114,12 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   // Fleet files.
   const files = await matchSpecs(src, spec, dir, diagnostics);
   const docs: SourceDoc[] = [];
-  for (const abs of files) {
-    const t = await readText(abs, show(abs), diagnostics, 'spec.read-error');
+  // Read concurrently, then handle in sorted order so diagnostics and fleets come out the same every run.
+  const readDiags: Diagnostic[][] = files.map(() => []);
+  const texts = await Promise.all(files.map((abs, i) => readText(abs, show(abs), readDiags[i], 'spec.read-error')));
+  for (const [i, abs] of files.entries()) {
+    diagnostics.push(...readDiags[i]);
+    const t = texts[i];
     if (t === undefined) continue;
     const p = parseYaml(t, show(abs));
     diagnostics.push(...p.diagnostics);
