@@ -1,0 +1,220 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FleetError } from '../engine/diags/index.ts';
+import { openRecord } from '../engine/record/index.ts';
+import type { FleetRecord } from '../engine/record/types.ts';
+import { DmzHttpClient, backoffMs, retryAfterMs, type RetryInfo } from './client.ts';
+import { TO_RUNNING, createRequest, newVm, startTestWorld, walk, type TestWorld } from './testing.ts';
+
+describe('backoff and Retry-After', () => {
+  it.each([
+    { attempt: 0, random: 0.5, want: 50 },
+    { attempt: 3, random: 0.5, want: 400 },
+    { attempt: 10, random: 0.999, want: 4995 },
+    { attempt: 2, random: 0, want: 0 },
+  ])('attempt $attempt with random $random waits $want ms', ({ attempt, random, want }) => {
+    expect(backoffMs(attempt, 100, 5000, () => random)).toBe(want);
+  });
+
+  it.each([
+    { header: null, want: undefined },
+    { header: '', want: undefined },
+    { header: '3', want: 3000 },
+    { header: '0.5', want: 500 },
+    { header: 'Sat, 21 Nov 2026 04:00:10 GMT', want: 10_000 },
+    { header: 'soon', want: undefined },
+  ])('Retry-After $header -> $want', ({ header, want }) => {
+    expect(retryAfterMs(header, Date.parse('Sat, 21 Nov 2026 04:00:00 GMT'))).toBe(want);
+  });
+});
+
+/** A scripted server: answers request n with script[n] (the last entry repeats) and remembers every request. */
+async function scripted(script: { status: number; body?: unknown; headers?: Record<string, string> }[]) {
+  const seen: { method: string; url: string; key: string | undefined; auth: string | undefined; body: string }[] = [];
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      seen.push({ method: req.method ?? '', url: req.url ?? '', key: req.headers['idempotency-key'] as string | undefined, auth: req.headers.authorization, body });
+      const s = script[Math.min(seen.length - 1, script.length - 1)];
+      res.writeHead(s.status, { 'content-type': 'application/json', ...s.headers });
+      res.end(s.body === undefined ? '' : JSON.stringify(s.body));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, seen, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+const ok = { requestId: 'r1', decision: 'approved', reason: 'fine', outcome: 'ok', vm: { id: 'v', address: 'web/0', state: 'Requested', cloudId: null, realImage: 'img', version: 1 } };
+
+function client(url: string, extra: { retries?: number; timeoutMs?: number; retries_seen?: RetryInfo[]; sleeps?: number[] } = {}) {
+  return new DmzHttpClient({
+    dataCenter: 'miami',
+    baseUrl: url,
+    token: () => 'tok',
+    retries: extra.retries ?? 3,
+    timeoutMs: extra.timeoutMs ?? 5_000,
+    random: () => 0.5,
+    sleep: async (ms) => {
+      extra.sleeps?.push(ms);
+    },
+    onRetry: (i) => extra.retries_seen?.push(i),
+  });
+}
+
+describe('DmzHttpClient retries', () => {
+  const transition = { idempotencyKey: 'key-1', planId: null, from: 'A', to: 'B' };
+
+  it('retries 503 and 429 with the same idempotency key, honouring Retry-After', async () => {
+    const srv = await scripted([{ status: 503, body: { error: { code: 'x', message: 'busy' } } }, { status: 429, headers: { 'retry-after': '2' } }, { status: 200, body: ok }]);
+    const sleeps: number[] = [];
+    try {
+      const r = await client(srv.url, { sleeps }).transition('v', transition);
+      expect(r).toEqual(ok);
+      expect(srv.seen.map((s) => s.key)).toEqual(['key-1', 'key-1', 'key-1']);
+      expect(srv.seen.every((s) => s.auth === 'Bearer tok' && JSON.parse(s.body).idempotencyKey === 'key-1')).toBe(true);
+      expect(sleeps).toEqual([50, 2000]);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it.each([
+    { status: 400, code: 'apply.dmz-rejected' },
+    { status: 401, code: 'apply.dmz-unauthorized' },
+    { status: 422, code: 'apply.dmz-rejected' },
+  ])('does not retry $status and throws $code', async ({ status, code }) => {
+    const srv = await scripted([{ status, body: { error: { code: 'e', message: 'no' } } }]);
+    try {
+      const err = (await client(srv.url).transition('v', transition).catch((e: unknown) => e)) as FleetError;
+      expect(err).toBeInstanceOf(FleetError);
+      expect(err.diagnostics[0].code).toBe(code);
+      expect(err.diagnostics[0].detail).toContain('miami');
+      expect(srv.seen).toHaveLength(1);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('gives up on 5xx after the retries with apply.dmz-error', async () => {
+    const srv = await scripted([{ status: 502 }]);
+    try {
+      const err = (await client(srv.url, { retries: 2 }).transition('v', transition).catch((e: unknown) => e)) as FleetError;
+      expect(err.diagnostics[0].code).toBe('apply.dmz-error');
+      expect(err.diagnostics[0].detail).toContain('after 3 attempts');
+      expect(srv.seen).toHaveLength(3);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('names the data center and URL when nothing listens', async () => {
+    const srv = await scripted([{ status: 200 }]);
+    await srv.close();
+    const seen: RetryInfo[] = [];
+    const err = (await client(srv.url, { retries: 2, retries_seen: seen }).transition('v', transition).catch((e: unknown) => e)) as FleetError;
+    expect(err.diagnostics[0].code).toBe('apply.dmz-unreachable');
+    expect(err.diagnostics[0].detail).toContain(`${srv.url}/v1/vms/v/transitions (DMZ client of data center miami) could not be reached`);
+    expect(seen.map((s) => s.idempotencyKey)).toEqual(['key-1', 'key-1']);
+  });
+
+  it('treats a timeout as retryable', async () => {
+    const server = createServer(() => undefined); // never answers
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const err = (await client(url, { retries: 1, timeoutMs: 50 }).health().catch((e: unknown) => e)) as FleetError;
+      expect(err.diagnostics[0].code).toBe('apply.dmz-unreachable');
+      expect(err.diagnostics[0].detail).toContain('did not answer within 50 ms');
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('getVm answers undefined for a VM the cloud does not know', async () => {
+    const srv = await scripted([{ status: 404, body: { error: { code: 'not-found', message: 'no' } } }]);
+    try {
+      expect(await client(srv.url).getVm('v')).toBeUndefined();
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('network faults injected with nock between the CLI and a real DMZ client', () => {
+  let record: FleetRecord;
+  let world: TestWorld;
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+    world = await startTestWorld({ record, dataCenters: ['miami'] });
+  });
+  afterAll(async () => {
+    await world.close();
+    await record.close();
+  });
+  afterEach(() => {
+    nock.cleanAll();
+  });
+
+  it('a dropped connection after the DMZ client did the work, then a 503, are retried and make one VM only', async () => {
+    const dc = world.dc('miami');
+    const port = new URL(dc.dmz.url).port;
+    // The CLI talks to localhost:PORT, which nock intercepts; the real server is reached at 127.0.0.1:PORT.
+    const viaNock = `http://localhost:${port}`;
+    const retries: RetryInfo[] = [];
+    const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: viaNock, token: () => dc.clientToken, baseDelayMs: 1, onRetry: (i) => retries.push(i) });
+    const vm = newVm(world.stack);
+    await dc.client.createVm(createRequest(vm));
+    await walk(dc.client, vm.id, ['Requested', 'BeingCreated']);
+
+    const path = `/v1/vms/${vm.id}/transitions`;
+    let forwarded = 0;
+    nock(viaNock, { allowUnmocked: true })
+      .post(path)
+      .reply((_uri, body, callback) => {
+        // The request reaches the real DMZ client (the VM gets created), then the answer is lost.
+        forwarded++;
+        void fetch(`${dc.dmz.url}${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${dc.clientToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        }).then(
+          () => callback(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), [500, '']),
+          (err: Error) => callback(err, [500, '']),
+        );
+      })
+      .post(path)
+      .reply(503, { error: { code: 'overloaded', message: 'try later' } })
+      .post(path)
+      .replyWithError({ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' });
+    nock(viaNock, { allowUnmocked: true })
+      .post(path)
+      .reply(async (_uri, body) => {
+        const res = await fetch(`${dc.dmz.url}${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${dc.clientToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        return [res.status, await res.text(), { 'content-type': 'application/json' }];
+      });
+
+    const r = await cli.transition(vm.id, { idempotencyKey: 'nock-key', planId: 'p', from: 'BeingCreated', to: 'PoweredOff' });
+    expect(forwarded).toBe(1);
+    expect(retries.map((x) => x.idempotencyKey)).toEqual(['nock-key', 'nock-key', 'nock-key']);
+    expect(retries.map((x) => x.reason)).toEqual([
+      expect.stringContaining('could not be reached'),
+      expect.stringContaining('answered 503'),
+      expect.stringContaining('could not be reached'),
+    ]);
+    expect(r).toMatchObject({ outcome: 'ok', operation: 'createVm', vm: { state: 'PoweredOff' } });
+    expect(nock.isDone()).toBe(true);
+    expect(dc.driver.calls.get('createVm')).toBe(1);
+    expect((await dc.client.listVms()).filter((v) => v.vmId === vm.id)).toHaveLength(1);
+    // And the VM goes on to Running normally.
+    expect((await walk(dc.client, vm.id, TO_RUNNING.slice(2))).at(-1)?.vm?.state).toBe('Running');
+  });
+});
