@@ -189,13 +189,31 @@ async function readText(
   }
 }
 
-/** Duplicate data center names; each duplicate names the first entry's location. */
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'https:' || u.protocol === 'http:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** Duplicate data center names (each names the first entry's location) and malformed addresses. */
 function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagnostic[] {
   const out: Diagnostic[] = [];
   if (!Array.isArray(spec.dataCenters)) return out;
   const first = new Map<string, Where>();
   spec.dataCenters.forEach((dc, i) => {
     if (!isObj(dc) || typeof dc.name !== 'string') return;
+    if (typeof dc.address === 'string' && dc.address && dc.address !== 'embedded' && !isHttpUrl(dc.address)) {
+      out.push(
+        diag(
+          'spec.invalid-value',
+          `Data center ${showValue(dc.name)} has address ${showValue(dc.address)}; it must be embedded or the DMZ client's http(s) URL, for example https://dmz.${dc.name}.example:8443.`,
+          valueWhere(src, ['spec', 'dataCenters', i, 'address']),
+        ),
+      );
+    }
     const at = valueWhere(src, ['spec', 'dataCenters', i, 'name']);
     const prev = first.get(dc.name);
     if (prev) {
