@@ -113,11 +113,11 @@ export interface Transition {
   description?: string;
 }
 /**
- * A rule's enforcement level and its own config keys.
+ * A rule's enforcement level and its own config keys (validated by the rule's config schema). Without `enforcement` the rule's default level applies.
  */
 export interface PackRuleSettings {
   /**
    * `advisory` reports, `mandatory` fails the plan, `disabled` skips the rule.
    */
-  enforcement: 'advisory' | 'mandatory' | 'disabled';
+  enforcement?: 'advisory' | 'mandatory' | 'disabled';
 }

@@ -1,0 +1,84 @@
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../../../test/helpers/cli.ts';
+
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const golden = (name: string) => readFile(join(ROOT, 'engine/policy/testdata/golden', name), 'utf8');
+
+async function packDir(policy: string, cases: Record<string, string> = {}): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'fleet-cli-policy-'));
+  await writeFile(join(dir, 'policy.yaml'), policy);
+  await mkdir(join(dir, 'tests'));
+  for (const [n, t] of Object.entries(cases)) await writeFile(join(dir, 'tests', `${n}.yaml`), t);
+  return dir;
+}
+
+describe('fleet policy graph', () => {
+  it.each([
+    [[], 'default.mmd'],
+    [['--format', 'mermaid'], 'default.mmd'],
+    [['--format', 'dot'], 'default.dot'],
+  ])('%j prints %s', async (args, file) => {
+    const r = await runCli(['policy', 'graph', 'policies/default', ...args], { cwd: ROOT });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(await golden(file));
+  });
+
+  it('rejects an unknown format', async () => {
+    const r = await runCli(['policy', 'graph', 'policies/default', '--format', 'png'], { cwd: ROOT });
+    expect(r.code).toBe(1);
+  });
+
+  it('prints located diagnostics for a broken pack, exit 1', async () => {
+    const text = await readFile(join(ROOT, 'policies/default/policy.yaml'), 'utf8');
+    const dir = await packDir(text.replace('{ from: PoweredOn, to: Starting,', '{ from: PoweredOn, to: Startng,'));
+    const r = await runCli(['policy', 'graph', dir], { cwd: dir });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('error[policy.unknown-state]: Unknown lifecycle state\n  at policy.yaml:37:');
+    expect(r.stderr).not.toContain('    at '); // no stack trace
+  });
+
+  it('reports a missing pack', async () => {
+    const r = await runCli(['policy', 'graph', 'policies/nope'], { cwd: ROOT });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[policy.pack-missing]');
+  });
+});
+
+describe('fleet policy test', () => {
+  it('passes the default pack', async () => {
+    const r = await runCli(['policy', 'test', 'policies/default'], { cwd: ROOT });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^PASS 01-quota-partial-grant$/m);
+    expect(r.stdout).toMatch(/\d+ passed, 0 failed/);
+  });
+
+  it('exits 1 and shows a diff when a case fails', async () => {
+    const policy = await readFile(join(ROOT, 'policies/default/policy.yaml'), 'utf8');
+    const fleetDoc =
+      '  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: web, owner: a }, spec: { count: 1, image: ubuntu-22.04, size: { cpu: 1, memoryGiB: 1, diskGiB: 10 } } }\n';
+    const dir = await packDir(policy, {
+      ok: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { violations: [] }\n`,
+      ko: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { grants: [{ fleet: web, requested: 1, granted: 0 }] }\n`,
+    });
+    const r = await runCli(['policy', 'test', '.'], { cwd: dir });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe(
+      [
+        'FAIL ko (tests/ko.yaml)',
+        '  grants:',
+        '    - expected { fleet: web, requested: 1, granted: 0 }',
+        'PASS ok',
+        '',
+        '1 passed, 1 failed (2 cases in .)',
+        '',
+      ].join('\n'),
+    );
+  });
+});
