@@ -118,7 +118,7 @@ describe('loadPack: located diagnostics', () => {
     expect(r.diagnostics.map(brief)).toEqual(['policy.pack-missing@3:5']);
     const r2 = await loadPack(dir);
     expect(r2.diagnostics.map((d) => d.code)).toEqual(['policy.pack-missing']);
-    expect(r2.diagnostics[0].detail).toContain('policy.yaml does not exist');
+    expect(r2.diagnostics[0].detail).toContain('has no policy.yaml');
   });
 });
 

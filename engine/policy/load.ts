@@ -139,8 +139,8 @@ export async function loadPack(
   };
 
   if (!existsSync(packDir) || !statSync(packDir).isDirectory() || !existsSync(file)) {
-    const what = existsSync(packDir) ? `${file} does not exist` : `folder ${packDir} does not exist`;
-    diags.push(diag('policy.pack-missing', `Policy pack not found: ${what}.`, opts.stackFile ? stackWhere(['path']) : { file }));
+    const what = existsSync(packDir) ? `The pack folder ${packDir} has no ${PACK_FILE}.` : `The pack folder ${packDir} does not exist.`;
+    diags.push(diag('policy.pack-missing', what, opts.stackFile ? stackWhere(['path']) : { file }));
     return { diagnostics: diags };
   }
 
