@@ -7,7 +7,7 @@
 // | mandatory   | cut to what fits: a Grant; below minCount, veto  |
 // | advisory    | no cut: an advisory violation                    |
 // | disabled    | nothing                                          |
-import type { LoadedDataCenter, LoadedFleet, LoadedStack } from '../spec/types.ts';
+import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 import type { Enforcement, Grant, Violation } from '../plan/types.ts';
 import type { VmRow } from '../record/types.ts';
 import type { EvalContext } from './evaluate.ts';
@@ -129,7 +129,7 @@ export function ownerQuota(
  */
 export function capacityLeft(stack: LoadedStack, record: readonly VmRow[]): Map<string, Usage> {
   const left = new Map<string, Usage>();
-  for (const dc of stack.dataCenters as LoadedDataCenter[]) {
+  for (const dc of stack.dataCenters) {
     left.set(dc.name, {
       vms: dc.capacity.vms ?? Infinity,
       cpu: dc.capacity.cpu ?? Infinity,

@@ -76,8 +76,8 @@ async function loadModules(
   modules: readonly string[],
   where: (path: (string | number)[]) => Where,
   diags: Diagnostic[],
-): Promise<Rule[]> {
-  const rules: Rule[] = [];
+): Promise<{ rule: Rule; module: number }[]> {
+  const rules: { rule: Rule; module: number }[] = [];
   for (const [i, rel] of modules.entries()) {
     const at = where(['spec', 'modules', i]);
     const file = isAbsolute(rel) ? rel : join(dir, rel);
@@ -104,7 +104,7 @@ async function loadModules(
       );
       continue;
     }
-    rules.push(...(exported as Rule[]));
+    rules.push(...(exported as Rule[]).map((rule) => ({ rule, module: i })));
   }
   return rules;
 }
@@ -163,14 +163,16 @@ export async function loadPack(
   // Rules: built-ins, then each module's, in the pack's order.
   const custom = await loadModules(packDir, spec.modules ?? [], y.where, diags);
   const registry = new Map<string, Rule>();
+  const moduleOf = new Map<string, number>();
   for (const r of BUILTIN_RULES) registry.set(r.name, r);
-  for (const r of custom) {
+  for (const { rule: r, module } of custom) {
     if (registry.has(r.name)) {
-      const i = (spec.modules ?? []).length ? ['spec', 'modules'] : ['spec'];
-      diags.push(diag('policy.duplicate-rule', `Rule ${r.name} from a module has the same name as another rule.`, y.where(i)));
+      const at = y.where(['spec', 'modules', module]);
+      diags.push(diag('policy.duplicate-rule', `Rule ${r.name} from ${spec.modules![module]} has the same name as another rule.`, at));
       continue;
     }
     registry.set(r.name, r);
+    moduleOf.set(r.name, module);
   }
 
   const packRules = (spec.rules ?? {}) as unknown as Record<string, Record<string, unknown>>;
@@ -214,7 +216,7 @@ export async function loadPack(
     try {
       check = ajv.compile(rule.configSchema as object);
     } catch (err) {
-      diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${err instanceof Error ? err.message : String(err)}`, y.where(['spec', 'modules'])));
+      diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${err instanceof Error ? err.message : String(err)}`, y.where(['spec', 'modules', moduleOf.get(name) ?? 0])));
       continue;
     }
     if (!check(config)) {
