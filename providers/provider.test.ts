@@ -1,0 +1,131 @@
+import * as pulumi from '@pulumi/pulumi';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FleetError } from '../engine/diags/index.ts';
+import { openRecord } from '../engine/record/index.ts';
+import type { FleetRecord } from '../engine/record/types.ts';
+import { DataCenterProvider, providersFor, statePath, type VmInputs } from './provider.ts';
+import { defaultPack, startTestWorld, type TestWorld } from './testing.ts';
+
+const edges = [
+  { from: 'A', to: 'B' },
+  { from: 'B', to: 'C' },
+  { from: 'A', to: 'C' },
+  { from: 'C', to: 'D' },
+];
+
+describe('statePath', () => {
+  it.each([
+    { from: 'A', to: 'A', want: ['A'] },
+    { from: 'A', to: 'C', want: ['A', 'C'] },
+    { from: 'A', to: 'D', want: ['A', 'C', 'D'] },
+    { from: 'D', to: 'A', want: undefined },
+  ])('$from -> $to', ({ from, to, want }) => {
+    expect(statePath(edges, from, to)).toEqual(want);
+  });
+
+  it('matches the pack lifecycle on the default diagram', async () => {
+    const pack = await defaultPack();
+    for (const [from, to] of [['Requested', 'Running'], ['Running', 'Deleted'], ['CreateFailed', 'Deleted'], ['BootFailed', 'Running']]) {
+      expect(statePath(pack.lifecycle.edges, from, to)).toEqual(pack.lifecycle.path(from, to));
+    }
+  });
+});
+
+describe('DataCenterProvider', () => {
+  let record: FleetRecord;
+  let world: TestWorld | undefined;
+  const TOKEN_ENV = 'FLEET_TEST_PROVIDER_TOKEN';
+
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+  });
+  afterAll(async () => {
+    await record.close();
+  });
+  afterEach(async () => {
+    await world?.close();
+    world = undefined;
+    delete process.env[TOKEN_ENV];
+  });
+
+  async function setup(sim: Parameters<typeof startTestWorld>[0] = {}) {
+    world = await startTestWorld({ record, dataCenters: ['miami'], ...sim });
+    const dc = world.dc('miami');
+    process.env[TOKEN_ENV] = dc.clientToken;
+    const provider = providersFor([{ name: 'miami', url: dc.dmz.url, tokenEnv: TOKEN_ENV }], world.pack.lifecycle).get('miami') as DataCenterProvider;
+    const inputs: VmInputs = {
+      stack: world.stack,
+      fleet: 'api',
+      owner: 'team-payments',
+      index: 0,
+      name: `${world.stack}-api-0`,
+      image: 'ubuntu-22.04',
+      size: { cpu: 2, memoryGiB: 4, diskGiB: 20 },
+      encryptedDisk: true,
+      desiredState: 'Running',
+      specHash: 'h1',
+      planId: 'plan-p',
+    };
+    return { world, dc, provider, inputs };
+  }
+
+  it('is serializable by Pulumi and its serialized form carries no token', async () => {
+    const { provider, dc } = await setup();
+    const serialized = await pulumi.runtime.serializeFunction(() => provider);
+    expect(serialized.text).toContain(TOKEN_ENV);
+    expect(serialized.text).toContain(dc.dmz.url);
+    expect(serialized.text).not.toContain(dc.clientToken);
+    expect(serialized.text).not.toContain(dc.authorityToken);
+  });
+
+  it('create walks the VM to its desired state; update resizes and stops it; delete walks it to Deleted', async () => {
+    const { provider, inputs, dc } = await setup();
+    expect((await provider.check(inputs, inputs)).failures).toEqual([]);
+    const created = await provider.create(inputs);
+    expect(created.outs as never).toMatchObject({ state: 'Running', dataCenter: 'miami', realImage: 'img-ubuntu-2204-miami-v7', vmId: created.id });
+    const read = await provider.read(created.id, created.outs as never);
+    expect(read.props?.state).toBe('Running');
+
+    const news = { ...inputs, size: { cpu: 4, memoryGiB: 8, diskGiB: 20 }, desiredState: 'PoweredOff' };
+    expect(await provider.diff(created.id, created.outs as never, news)).toMatchObject({ changes: true, replaces: [] });
+    expect((await provider.diff(created.id, created.outs as never, { ...inputs, image: 'rhel-9' })).replaces).toEqual(['image']);
+    const updated = await provider.update(created.id, created.outs as never, news);
+    expect(updated.outs).toMatchObject({ state: 'PoweredOff', size: news.size });
+    expect((await dc.client.getVm(created.id))?.size).toEqual(news.size);
+
+    await provider.delete(created.id, updated.outs as never);
+    expect((await record.getVm(created.id))?.state).toBe('Deleted');
+    expect(await provider.read(created.id, updated.outs as never)).toEqual({});
+  });
+
+  it.each([
+    { failCalls: ['createVm'], failedAt: 'CreateFailed' },
+    { failCalls: ['powerOn'], failedAt: 'PoweredOff' },
+  ])('a create failing at $failCalls leaves nothing created', async ({ failCalls, failedAt }) => {
+    const { provider, inputs, dc } = await setup({ sim: { failCalls } });
+    const err = (await provider.create(inputs).catch((e: unknown) => e)) as FleetError;
+    expect(err).toBeInstanceOf(FleetError);
+    expect(err.diagnostics[0].code).toBe('apply.step-failed');
+    expect(err.diagnostics[0].detail).toContain(`now ${failedAt}`);
+    expect((await dc.client.listVms()).filter((v) => v.status === 'present')).toEqual([]);
+    const rows = await record.listVms(world!.stack, { includeRetired: true });
+    expect(rows.map((r) => r.state)).toEqual(['Deleted']);
+  });
+
+  it('a failed delete leaves the VM existing and says so', async () => {
+    const { provider, inputs, dc } = await setup({ sim: { failCalls: ['deleteVm'] } });
+    const created = await provider.create(inputs);
+    const err = (await provider.delete(created.id, created.outs as never).catch((e: unknown) => e)) as FleetError;
+    expect(err.diagnostics[0].code).toBe('apply.step-failed');
+    expect(err.diagnostics[0].detail).toContain('BeingDeleted -> Deleted');
+    expect((await dc.client.getVm(created.id))?.status).toBe('present');
+  });
+
+  it('a missing token is apply.token-missing, naming the variable', async () => {
+    const { provider, inputs } = await setup();
+    delete process.env[TOKEN_ENV];
+    const err = (await provider.create(inputs).catch((e: unknown) => e)) as FleetError;
+    expect(err.diagnostics[0].code).toBe('apply.token-missing');
+    expect(err.diagnostics[0].detail).toContain(TOKEN_ENV);
+  });
+});
