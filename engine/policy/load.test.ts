@@ -189,6 +189,11 @@ describe('loadPack: custom rule modules', () => {
     { name: 'module does not export a rule', files: { 'r.ts': 'export default { name: 1 };\n' }, want: 'policy.module-load' },
     { name: 'module fails to import', files: { 'r.ts': 'throw new Error("nope");\n' }, want: 'policy.module-load' },
     {
+      name: 'rule with an invalid config schema',
+      files: { 'r.ts': "export default { name: 'x', description: 'x', configSchema: { type: 'nonsense' }, checkPlan: () => [] };\n" },
+      want: 'policy.module-load',
+    },
+    {
       name: 'module rule named like a built-in',
       files: { 'r.ts': "export default { name: 'protect', description: 'x', configSchema: {}, checkPlan: () => [] };\n" },
       want: 'policy.duplicate-rule',
