@@ -1,0 +1,131 @@
+// The embedded default: with no servers at all, the CLI starts the authority
+// and one sim DMZ client per `embedded` data center in-process, on loopback
+// ports, with fresh random tokens for this run. The same code and the same
+// HTTP paths run as in a deployment, so the protocol is exercised every time.
+//
+// State that must outlive the run sits under the stack's .fleet folder:
+//   .fleet/authority.secret    disk keys are derived from it (a VM created in
+//                              one run must still boot in the next)
+//   .fleet/sim/<dc>/           the simulated data center's VMs and the DMZ
+//                              client's idempotency results
+import { join } from 'node:path';
+import { FleetError, diag } from '../engine/diags/index.ts';
+import { loadOrCreateSecret, randomToken, startAuthority, type RunningService } from '../engine/authority/index.ts';
+import type { LoadedPack } from '../engine/policy/types.ts';
+import type { FleetRecord } from '../engine/record/types.ts';
+import type { LoadedDataCenter, LoadedStack } from '../engine/spec/types.ts';
+import { startDmzClient, type RunningDmzClient } from './dmz-client/index.ts';
+import { createSimDriver, type SimDriver } from './drivers/sim/index.ts';
+
+export interface EmbeddedOptions {
+  stack: LoadedStack;
+  pack: LoadedPack;
+  record: FleetRecord;
+  /** Only these data centers (default: all of the stack's). */
+  dataCenters?: readonly string[];
+  /** Where remote data centers' tokens are read from; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  logger?: boolean;
+}
+
+export interface DataCenterEndpoint {
+  url: string;
+  token: string;
+}
+
+export interface Embedded {
+  /** Undefined when no data center is embedded (nothing was started). */
+  authorityUrl: string | undefined;
+  /** Every requested data center: embedded ones on loopback, remote ones at their address. */
+  clients: Map<string, DataCenterEndpoint>;
+  /** The sim drivers of the embedded data centers (tests and benchmarks look inside). */
+  drivers: Map<string, SimDriver>;
+  close(): Promise<void>;
+}
+
+/** The environment variable holding a data center's DMZ client token when stack.yaml names none. */
+export function defaultTokenEnv(dataCenter: string): string {
+  return `FLEET_DMZ_TOKEN_${dataCenter.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+export function tokenEnvOf(dc: LoadedDataCenter): string {
+  return dc.auth?.tokenEnv ?? defaultTokenEnv(dc.name);
+}
+
+export function simStateDir(stack: LoadedStack, dataCenter: string): string {
+  return join(stack.stateDir, 'sim', dataCenter);
+}
+
+export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
+  const env = opts.env ?? process.env;
+  const wanted = opts.dataCenters ? new Set(opts.dataCenters) : undefined;
+  const dcs = opts.stack.dataCenters.filter((d) => !wanted || wanted.has(d.name));
+  const clients = new Map<string, DataCenterEndpoint>();
+  const drivers = new Map<string, SimDriver>();
+
+  for (const d of dcs.filter((x) => x.address !== 'embedded')) {
+    const name = tokenEnvOf(d);
+    const token = env[name];
+    if (!token) {
+      throw new FleetError(diag('apply.token-missing', `Data center ${d.name} is reached at ${d.address}; set ${name} to its DMZ client's token.`, d.where));
+    }
+    clients.set(d.name, { url: d.address.replace(/\/+$/, ''), token });
+  }
+
+  const embedded = dcs.filter((x) => x.address === 'embedded');
+  if (embedded.length === 0) return { authorityUrl: undefined, clients, drivers, close: async () => undefined };
+
+  const authorityTokens = embedded.map((d) => ({ name: d.name, token: randomToken() }));
+  const started: { dmz: RunningDmzClient; driver: SimDriver }[] = [];
+  let authority: RunningService | undefined;
+  const close = async () => {
+    for (const s of started.reverse()) {
+      await s.dmz.close();
+      await s.driver.close();
+    }
+    await authority?.close();
+  };
+  try {
+    authority = await startAuthority({
+      record: opts.record,
+      pack: opts.pack,
+      stackName: opts.stack.name,
+      dataCenters: authorityTokens,
+      secret: loadOrCreateSecret(join(opts.stack.stateDir, 'authority.secret')),
+      logger: opts.logger,
+    });
+    for (const d of embedded) {
+      const stateDir = simStateDir(opts.stack, d.name);
+      const sim = d.sim ?? {};
+      const driver = await createSimDriver({
+        dataCenter: d.name,
+        stateDir,
+        capacity: d.capacity,
+        latencyMs: sim.latencyMs,
+        bootMs: sim.bootMs,
+        errorRate: sim.errorRate,
+        failCalls: sim.failCalls,
+        hangCalls: sim.hangCalls,
+        seed: sim.seed,
+      });
+      const clientToken = randomToken();
+      const dmz = await startDmzClient({
+        dataCenter: d.name,
+        driver,
+        authorityUrl: authority.url,
+        authorityToken: authorityTokens.find((t) => t.name === d.name)?.token ?? '',
+        clientToken,
+        stateDir,
+        pack: opts.pack,
+        logger: opts.logger,
+      });
+      started.push({ dmz, driver });
+      drivers.set(d.name, driver);
+      clients.set(d.name, { url: dmz.url, token: clientToken });
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { authorityUrl: authority.url, clients, drivers, close };
+}
