@@ -3,7 +3,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../engine/diags/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
-import { DataCenterProvider, providersFor, statePath, type VmInputs } from './provider.ts';
+import type { DataCenterProvider} from './provider.ts';
+import { providersFor, statePath, type VmInputs } from './provider.ts';
 import { defaultPack, startTestWorld, type TestWorld } from './testing.ts';
 
 const edges = [
