@@ -21,8 +21,8 @@ export function describeRecordUrl(url: string): string {
 /** The absolute data directory of a `pglite:///abs/dir` URL, or undefined for `memory://`. */
 export function pgliteDir(url: string): string | undefined {
   if (url === 'memory://' || url === 'memory:') return undefined;
-  const rest = url.slice('pglite://'.length);
-  const dir = decodeURIComponent(rest.split('?')[0]);
+  // Taken verbatim (no percent-decoding), as the stack loader builds it: `pglite://` + absolute path.
+  const dir = url.slice('pglite://'.length);
   if (!isAbsolute(dir)) {
     fail('record.bad-url', `the PGlite record URL ${url} must hold an absolute directory (pglite:///abs/dir); relative paths are resolved by the stack loader.`);
   }

@@ -21,8 +21,59 @@ import type {
   VmRow,
 } from './types.ts';
 
+// Timestamps leave the database as UTC text (`2026-01-02 03:04:05.678901`) and
+// become ISO strings by slicing (pgTimeToIso): the same result on both
+// backends, whatever the session time zone, and far cheaper than Date parsing.
 const VM_COLS = `id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
-  cpu, memory_gib, disk_gib, encrypted_disk, cloud_id, version, created_at, updated_at, retired_at`;
+  cpu, memory_gib, disk_gib, encrypted_disk, cloud_id, version,
+  (created_at AT TIME ZONE 'UTC')::text AS created_at, (updated_at AT TIME ZONE 'UTC')::text AS updated_at,
+  (retired_at AT TIME ZONE 'UTC')::text AS retired_at`;
+
+/**
+ * listVms' columns as one JSON array per row, aggregated into one JSON text:
+ * for 100k rows, one JSON.parse beats per-field parsing of 2M protocol values
+ * by an order of magnitude (bench/record). Positions are read by vmFromArray;
+ * if you change one, change the other.
+ */
+const VM_JSON_ARRAY = `json_build_array(id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
+  cpu, memory_gib, disk_gib, encrypted_disk, cloud_id, version,
+  created_at AT TIME ZONE 'UTC', updated_at AT TIME ZONE 'UTC', retired_at AT TIME ZONE 'UTC')`;
+
+type VmArray = [
+  string, string, string, number, string, string, string, string, string, string, string | null,
+  number, number, number, boolean, string | null, number, string, string, string | null,
+];
+
+function vmFromArray(a: VmArray): VmRow {
+  return {
+    id: a[0],
+    stack: a[1],
+    fleet: a[2],
+    index: a[3],
+    address: `${a[2]}/${a[3]}`,
+    name: a[4],
+    dataCenter: a[5],
+    state: a[6],
+    desiredState: a[7],
+    specHash: a[8],
+    image: a[9],
+    realImage: a[10],
+    size: { cpu: a[11], memoryGiB: a[12], diskGiB: a[13] },
+    encryptedDisk: a[14],
+    cloudId: a[15],
+    version: a[16],
+    createdAt: pgTimeToIso(a[17]),
+    updatedAt: pgTimeToIso(a[18]),
+    retiredAt: a[19] === null ? null : pgTimeToIso(a[19]),
+  };
+}
+
+/** `2026-01-02 03:04:05.678901` or `2026-01-02T03:04:05.6` (UTC, from PostgreSQL) -> `2026-01-02T03:04:05.678Z`. */
+export function pgTimeToIso(s: string): string {
+  const base = `${s.slice(0, 10)}T${s.slice(11, 19)}`;
+  if (s.length <= 20) return `${base}.000Z`;
+  return `${base}.${s.slice(20, 23).padEnd(3, '0')}Z`;
+}
 
 interface VmDb {
   id: string;
@@ -42,13 +93,14 @@ interface VmDb {
   encrypted_disk: boolean;
   cloud_id: string | null;
   version: number;
-  created_at: Date | string;
-  updated_at: Date | string;
-  retired_at: Date | string | null;
+  created_at: string;
+  updated_at: string;
+  retired_at: string | null;
 }
 
+/** A timestamptz the driver parsed into a Date (non-VM tables), or VM_COLS' UTC text. */
 function iso(v: Date | string): string {
-  return v instanceof Date ? v.toISOString() : new Date(v).toISOString();
+  return v instanceof Date ? v.toISOString() : pgTimeToIso(v);
 }
 
 function isoOrNull(v: Date | string | null): string | null {
@@ -190,9 +242,13 @@ export class SqlRecord implements FleetRecord {
       where += ' AND fleet = ANY($2::text[])';
     }
     if (!opts.includeRetired) where += ' AND retired_at IS NULL';
-    const rows = await this.#db.query<VmDb>(`SELECT ${VM_COLS} FROM vms WHERE ${where} ORDER BY fleet, idx, created_at, id`, params);
-    const out = new Array<VmRow>(rows.length);
-    for (let i = 0; i < rows.length; i++) out[i] = toVm(rows[i]);
+    const [row] = await this.#db.query<{ j: string }>(
+      `SELECT coalesce(json_agg(${VM_JSON_ARRAY} ORDER BY fleet, idx, created_at, id), '[]')::text AS j FROM vms WHERE ${where}`,
+      params,
+    );
+    const arrays = JSON.parse(row.j) as VmArray[];
+    const out = new Array<VmRow>(arrays.length);
+    for (let i = 0; i < arrays.length; i++) out[i] = vmFromArray(arrays[i]);
     return out;
   }
 

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { lockHeldDetail, parseAddress, pgTimeToIso } from './record.ts';
+
+describe('pgTimeToIso', () => {
+  it.each([
+    ['2026-01-02 03:04:05.678901', '2026-01-02T03:04:05.678Z'],
+    ['2026-01-02T03:04:05.678901', '2026-01-02T03:04:05.678Z'],
+    ['2026-01-02 03:04:05.6', '2026-01-02T03:04:05.600Z'],
+    ['2026-01-02T03:04:05.12', '2026-01-02T03:04:05.120Z'],
+    ['2026-01-02 03:04:05', '2026-01-02T03:04:05.000Z'],
+  ])('%s -> %s', (input, want) => {
+    expect(pgTimeToIso(input)).toBe(want);
+  });
+});
+
+describe('parseAddress', () => {
+  it.each([
+    ['web/0', { fleet: 'web', index: 0 }],
+    ['web/12', { fleet: 'web', index: 12 }],
+    ['a/b/3', { fleet: 'a/b', index: 3 }],
+    ['web', undefined],
+    ['/3', undefined],
+    ['web/', undefined],
+    ['web/01', undefined],
+    ['web/-1', undefined],
+    ['web/1.5', undefined],
+  ])('%s', (input, want) => {
+    expect(parseAddress(input)).toEqual(want);
+  });
+});
+
+describe('lockHeldDetail', () => {
+  it('names holder, plan, since, lock id and the unlock command', () => {
+    expect(
+      lockHeldDetail({
+        lockId: 'ab12cd34',
+        stack: 'local',
+        fleet: 'web',
+        who: 'alice',
+        host: 'laptop',
+        pid: 77,
+        planId: 'p-9',
+        since: '2026-01-01T00:00:00.000Z',
+        expiresAt: '2026-01-01T00:00:30.000Z',
+      }),
+    ).toBe(
+      'fleet web of stack local is locked by alice@laptop pid 77 for plan p-9 since 2026-01-01T00:00:00.000Z ' +
+        '(lock id ab12cd34, lease until 2026-01-01T00:00:30.000Z). Wait for that apply to finish or its lease to expire; ' +
+        'if it is gone, run `fleet unlock ab12cd34`.',
+    );
+  });
+});
