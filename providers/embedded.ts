@@ -43,9 +43,9 @@ export interface Embedded {
   close(): Promise<void>;
 }
 
-/** The environment variable holding a data center's DMZ client token when stack.yaml names none. */
+/** The environment variable holding the token the CLI presents to a data center's DMZ client when stack.yaml names none (FLEET_DMZ_TOKEN_<DC> is the DMZ client's token at the authority). */
 export function defaultTokenEnv(dataCenter: string): string {
-  return `FLEET_DMZ_TOKEN_${dataCenter.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+  return `FLEET_CLI_TOKEN_${dataCenter.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
 }
 
 export function tokenEnvOf(dc: LoadedDataCenter): string {

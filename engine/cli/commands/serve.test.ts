@@ -1,0 +1,93 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../../test/helpers/cli.ts';
+import { DmzHttpClient } from '../../../providers/client.ts';
+import { TO_RUNNING, createRequest, newVm, walk } from '../../../providers/testing.ts';
+import type { CliIO } from '../io.ts';
+import { serveDmzClient, serveOrchestrator } from './serve.ts';
+
+const STACK = (packDir: string) => `apiVersion: fleet/v1
+kind: Stack
+metadata: { name: served }
+spec:
+  specs: ["specs/*.yaml"]
+  record: pglite://.fleet/record
+  policyPack: { path: ${JSON.stringify(packDir)} }
+  site: { name: charlotte, location: { lat: 35.2, lon: -80.8 } }
+  dataCenters:
+    - name: miami
+      address: http://127.0.0.1:7401
+      location: { lat: 25.7, lon: -80.1 }
+      capacity: { vms: 10 }
+      auth: { tokenEnv: MIAMI_CLI_TOKEN }
+      sim: { latencyMs: 2 }
+    - name: richmond
+      address: embedded
+      location: { lat: 37.5, lon: -77.4 }
+      capacity: { vms: 10 }
+`;
+
+const FLEET = `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-payments }
+spec:
+  count: 1
+  image: ubuntu-22.04
+  size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }
+`;
+
+describe('fleet serve', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dmzfleet-serve-'));
+    await writeFile(join(dir, 'stack.yaml'), STACK(resolve('policies/default')));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'specs', 'web.yaml'), FLEET);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it.each([
+    { args: ['serve', 'orchestrator'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'FLEET_DMZ_TOKEN_RICHMOND'] },
+    { args: ['serve', 'orchestrator', '--port', 'x'], want: ['apply.serve-config', '--port x'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'paris is not in stack served'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'Driver aws'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'MIAMI_CLI_TOKEN'] },
+  ])('$args fails with $want.0', async ({ args, want }) => {
+    const r = await runCli([...args, '--stack', dir], { env: { FLEET_DMZ_TOKEN_MIAMI: '', FLEET_DMZ_TOKEN_RICHMOND: '', MIAMI_CLI_TOKEN: '' } });
+    expect(r.code).toBe(1);
+    for (const w of want) expect(r.stderr).toContain(w);
+    expect(r.stderr).not.toContain('    at ');
+  });
+
+  it('the authority and a DMZ client started as services carry a VM to Running', async () => {
+    const io: CliIO = {
+      stdout: process.stdout,
+      stderr: process.stderr,
+      stdin: process.stdin,
+      cwd: process.cwd(),
+      env: {
+        FLEET_DMZ_TOKEN_MIAMI: 'miami-authority-token',
+        FLEET_DMZ_TOKEN_RICHMOND: 'richmond-authority-token',
+        MIAMI_CLI_TOKEN: 'miami-cli-token',
+        FLEET_AUTHORITY_SECRET: 'serve-test-secret',
+      },
+    };
+    const authority = await serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1' });
+    const dmz = await serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', authority: authority.url, port: '0', host: '127.0.0.1' });
+    try {
+      const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dmz.url, token: () => 'miami-cli-token' });
+      const vm = newVm('served');
+      await client.createVm(createRequest(vm));
+      expect((await walk(client, vm.id, TO_RUNNING)).at(-1)).toMatchObject({ outcome: 'ok', vm: { state: 'Running' } });
+      const doc = (await (await fetch(`${authority.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+      expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/authorize', '/v1/reports', '/v1/boot/authorize', '/v1/health', '/openapi.json']));
+    } finally {
+      await dmz.close();
+      await authority.close();
+    }
+  });
+});
