@@ -37,7 +37,8 @@ function isEmptyDoc(doc: Document.Parsed): boolean {
  */
 export function parseYaml(text: string, file: string): ParsedFile {
   const lines = new LineCounter();
-  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // merge: `<<: *base` merge keys work, as people sharing settings between fleets expect.
+  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
   const diagnostics: Diagnostic[] = [];
   const docs: SourceDoc[] = [];
   let empty = true;
@@ -50,15 +51,41 @@ export function parseYaml(text: string, file: string): ParsedFile {
         if (seen.has(e.pos[0])) continue;
         seen.add(e.pos[0]);
         const { line, col } = lines.linePos(e.pos[0]);
-        diagnostics.push(diag('spec.yaml-syntax', `${firstLine(e.message)}.`, { file, line, col }));
+        diagnostics.push(diag('spec.yaml-syntax', `${firstLine(e.message)}${openedAt(text, e.pos[0], e.message, lines)}.`, { file, line, col }));
       }
       return;
     }
     if (isEmptyDoc(doc)) return;
     empty = false;
-    docs.push({ file, index, doc, lines, value: doc.toJS({ maxAliasCount: 1000 }) });
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 1000 });
+    } catch (err) {
+      // An alias without its anchor (`*base` before or without `&base`) parses but cannot be resolved.
+      const msg = err instanceof Error ? err.message : String(err);
+      const alias = /: (\S+)$/.exec(msg)?.[1];
+      const at = alias ? text.indexOf(`*${alias}`, doc.range[0]) : -1;
+      const { line, col } = lines.linePos(at >= 0 ? at : doc.range[0]);
+      const detail = alias ? `Alias *${alias} has no anchor &${alias} before it in the same document (anchors do not carry across ---).` : `${firstLine(msg)}.`;
+      diagnostics.push(diag('spec.yaml-syntax', detail, { file, line, col }));
+      return;
+    }
+    docs.push({ file, index, doc, lines, value });
   });
   return { docs, diagnostics, empty };
+}
+
+/**
+ * For an unclosed bracket or quote the parser stops where it gives up (often
+ * the next line); say where the opening character was, which is what needs fixing.
+ */
+function openedAt(text: string, pos: number, message: string, lines: LineCounter): string {
+  const open = /Flow sequence/.test(message) ? '[' : /Flow map/.test(message) ? '{' : /closing "quote/.test(message) ? '"' : /closing 'quote/.test(message) ? "'" : undefined;
+  if (!open) return '';
+  const at = text.lastIndexOf(open, pos - 1);
+  if (at < 0) return '';
+  const { line, col } = lines.linePos(at);
+  return ` (the ${open} opened at line ${line}, column ${col})`;
 }
 
 function firstLine(s: string): string {
@@ -116,10 +143,16 @@ function startOf(n: unknown): number | undefined {
   return (n as Node | null)?.range?.[0];
 }
 
+/** An empty value (`near:` with nothing after it) has no text of its own; its key is what to point at. */
+function isEmptyValue(n: unknown): boolean {
+  return isScalar(n) && n.value === null && (n.range ? n.range[0] === n.range[1] : true);
+}
+
 /** Where the value at `path` starts (a bad value); falls back to its key, then to the deepest existing node. */
 export function valueWhere(src: SourceDoc, path: Path): Where {
   const f = find(src, path);
-  const at = startOf(f.node) ?? startOf(f.pair?.key) ?? startOf(f.deepestPair?.key) ?? startOf(f.deepest);
+  const node = isEmptyValue(f.node) ? undefined : f.node;
+  const at = startOf(node) ?? startOf(f.pair?.key) ?? startOf(f.deepestPair?.key) ?? startOf(f.deepest);
   return at === undefined ? docWhere(src) : whereAt(src, at);
 }
 
@@ -143,7 +176,7 @@ export function ownerWhere(src: SourceDoc, path: Path): Where {
 export function collectPointers(src: SourceDoc): Map<string, Where> {
   const out = new Map<string, Where>();
   const walk = (node: unknown, prefix: string, keyNode?: unknown): void => {
-    const at = startOf(node) ?? startOf(keyNode);
+    const at = (isEmptyValue(node) ? undefined : startOf(node)) ?? startOf(keyNode);
     if (at !== undefined) out.set(prefix, whereAt(src, at));
     if (isMap(node)) {
       for (const p of node.items) {

@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { location } from '../diags/index.ts';
+import { collectPointers, keyWhere, ownerWhere, parseYaml, valueWhere, type Path } from './yaml.ts';
+
+describe('parseYaml', () => {
+  const cases: [string, string, string[]][] = [
+    ['valid document', 'a: 1\n', []],
+    ['unclosed flow sequence names where it opened', 'a: 1\nb: [x, y\nc: 2\n', ['f.yaml:3:1 Flow sequence in block collection must be sufficiently indented and end with a ] (the [ opened at line 2, column 4).']],
+    ['unclosed quote names where it opened', 'a: "x\nb: 2\n', ['f.yaml:3:1 Missing closing "quote (the " opened at line 1, column 4).']],
+    ['duplicate key', 'a: 1\na: 2\n', ['f.yaml:2:1 Map keys must be unique.']],
+    ['alias without anchor is reported, not thrown', 'a: 1\nb: *nope\n', ['f.yaml:2:4 Alias *nope has no anchor &nope before it in the same document (anchors do not carry across ---).']],
+    ['bad indentation', 'a: 1\n  b: 2\n', ['f.yaml:1:4 Nested mappings are not allowed in compact mappings.']],
+  ];
+  it.each(cases)('%s', (_name, text, want) => {
+    const r = parseYaml(text, 'f.yaml');
+    expect(r.diagnostics.map((d) => `${location(d)} ${d.detail}`)).toEqual(want);
+  });
+
+  it('counts documents, skipping empty ones, and knows an empty file', () => {
+    expect(parseYaml('a: 1\n---\nb: 2\n---\n', 'f.yaml').docs.map((d) => [d.index, d.value])).toEqual([
+      [0, { a: 1 }],
+      [1, { b: 2 }],
+    ]);
+    for (const text of ['', '# only a comment\n', '---\n']) expect(parseYaml(text, 'f.yaml').empty).toBe(true);
+    expect(parseYaml('a: [\n', 'f.yaml').empty).toBe(false);
+  });
+
+  it('resolves merge keys', () => {
+    const r = parseYaml('base: &b { x: 1 }\nc:\n  <<: *b\n  y: 2\n', 'f.yaml');
+    expect(r.docs[0].value).toEqual({ base: { x: 1 }, c: { x: 1, y: 2 } });
+  });
+});
+
+describe('positions', () => {
+  const text = `metadata: { name: web }
+spec:
+  count: 2
+  size:
+    cpu: 4
+  hardware: [general, gpu]
+  near:
+`;
+  const src = parseYaml(text, 'f.yaml').docs[0];
+  const cases: [string, (p: Path) => object, Path, string][] = [
+    ['value in a flow map', valueWhere, ['metadata', 'name'], 'f.yaml:1:19'],
+    ['key in a flow map', keyWhere, ['metadata', 'name'], 'f.yaml:1:13'],
+    ['value in a block map', valueWhere, ['spec', 'count'], 'f.yaml:3:10'],
+    ['key in a block map', keyWhere, ['spec', 'count'], 'f.yaml:3:3'],
+    ['sequence item', valueWhere, ['spec', 'hardware', 1], 'f.yaml:6:23'],
+    ['empty value falls back to its key', valueWhere, ['spec', 'near'], 'f.yaml:7:3'],
+    ['missing key falls back to the deepest existing node', valueWhere, ['spec', 'size', 'memoryGiB'], 'f.yaml:4:3'],
+    ['owner of a missing key is the key of its map', ownerWhere, ['spec', 'size'], 'f.yaml:4:3'],
+    ['owner of the root is the document start', ownerWhere, [], 'f.yaml:1:1'],
+  ];
+  it.each(cases)('%s', (_name, fn, path, want) => {
+    expect(location(fn.call(null, src, path) as object)).toBe(want);
+  });
+
+  it('collects a pointer per node by dotted path', () => {
+    const p = collectPointers(src);
+    expect(location(p.get('spec.size.cpu')!)).toBe('f.yaml:5:10');
+    expect(location(p.get('spec.hardware.0')!)).toBe('f.yaml:6:14');
+    expect(location(p.get('spec.near')!)).toBe('f.yaml:7:3');
+  });
+});
