@@ -65,6 +65,8 @@ const CHANGE_KEYS: readonly (keyof Change)[] = [
   'steps', 'reason', 'image', 'size', 'diff', 'placement', 'vmId', 'specHash', 'encryptedDisk',
 ];
 
+const NO_STEPS = Object.freeze([]) as unknown as Step[];
+
 function ordered(c: Change): Change {
   const out: Record<string, unknown> = {};
   for (const k of CHANGE_KEYS) if (c[k] !== undefined) out[k] = c[k];
@@ -88,6 +90,8 @@ class Planner {
   private readonly grants: Grant[] = [];
   private readonly ctx: PlanContext;
   private readonly resizeAt: string;
+  private readonly statePaths = new Map<string, string[]>();
+  private readonly images = new Map<string, Change['image']>();
   /** Capacity left per data center, less what this plan has placed; null when the capacity rule is disabled. */
   private readonly capacity: Map<string, CapacityLeft> | null;
 
@@ -129,7 +133,7 @@ class Planner {
       else for (const r of rows) this.deleteMember(r, `fleet ${name} is no longer in the specs`);
     }
     this.changes.sort(compareAddress);
-    for (let i = 0; i < this.changes.length; i++) this.changes[i] = ordered(this.changes[i]);
+    for (let i = 0; i < this.changes.length; i++) if (this.changes[i].action !== 'noop') this.changes[i] = ordered(this.changes[i]);
 
     const basisFleets: Record<string, number> = {};
     for (const name of scope) basisFleets[name] = input.fleetVersions[name] ?? 0;
@@ -262,6 +266,35 @@ class Planner {
   }
 
   private diffMember(row: VmRow, spec: LoadedFleet): void {
+    if (
+      row.state === spec.state &&
+      row.specHash === spec.specHash &&
+      row.image === spec.image &&
+      row.encryptedDisk === spec.encryptedDisk &&
+      sameSize(row.size, spec.size)
+    ) {
+      // The common case on a big stack: built in the document's key order, with
+      // shared frozen parts, because it runs once per unchanged member.
+      this.changes.push({
+        address: row.address,
+        fleet: spec.name,
+        index: row.index,
+        name: row.name,
+        dataCenter: row.dataCenter,
+        action: 'noop',
+        from: row.state,
+        to: row.state,
+        path: this.statePath(row.state),
+        steps: NO_STEPS,
+        reason: 'matches the spec',
+        image: this.image(spec.image, row.dataCenter),
+        size: spec.size,
+        vmId: row.id,
+        specHash: spec.specHash,
+        encryptedDisk: spec.encryptedDisk,
+      });
+      return;
+    }
     const diff: Record<string, { from: unknown; to: unknown }> = {};
     if (row.image !== spec.image) diff.image = { from: row.image, to: spec.image };
     if (row.encryptedDisk !== spec.encryptedDisk) diff.encryptedDisk = { from: row.encryptedDisk, to: spec.encryptedDisk };
@@ -272,17 +305,22 @@ class Planner {
     if (hardwareChanged) diff.hardware = { from: null, to: spec.hardware };
     if (diff.image || diff.encryptedDisk || diff.hardware) return this.replaceMember(row, spec, diff);
     if (diff.size) return this.updateMember(row, spec, diff);
-    if (row.state !== spec.state) return this.transitionMember(row, spec);
-    this.changes.push({
-      ...this.base(spec, row.index, row.dataCenter),
-      action: 'noop',
-      from: row.state,
-      to: row.state,
-      path: [row.state],
-      steps: [],
-      reason: 'matches the spec',
-      vmId: row.id,
-    });
+    this.transitionMember(row, spec);
+  }
+
+  /** `[state]`, one frozen array per state (noops share them). */
+  private statePath(state: string): string[] {
+    let p = this.statePaths.get(state);
+    if (!p) this.statePaths.set(state, (p = Object.freeze([state]) as string[]));
+    return p;
+  }
+
+  /** The image of a member, one frozen object per (logical image, data center). */
+  private image(logical: string, dataCenter: string): Change['image'] {
+    const key = `${logical}\u0000${dataCenter}`;
+    let img = this.images.get(key);
+    if (!img) this.images.set(key, (img = Object.freeze({ logical, real: this.input.pack.images[logical]?.[dataCenter] ?? null })));
+    return img;
   }
 
   private transitionMember(row: VmRow, spec: LoadedFleet): void {
@@ -431,7 +469,7 @@ class Planner {
       index,
       name: `${this.input.stack.name}-${spec.name}-${index}`,
       dataCenter,
-      image: { logical: spec.image, real: this.input.pack.images[spec.image]?.[dataCenter] ?? null },
+      image: this.image(spec.image, dataCenter),
       size: spec.size,
       specHash: spec.specHash,
       encryptedDisk: spec.encryptedDisk,

@@ -1,0 +1,184 @@
+// Planner benchmark (not part of the test run): 500 fleets, 100,000 members
+// over 10 data centers, the record pre-filled with the same 100,000 VMs and
+// ~1% of the members changed in the specs. Prints:
+//   - end-to-end `fleet plan --format json --out` (a child process): wall time and peak RSS
+//   - the planner core (computePlan alone) on the same input
+//   - a plan targeted at one fleet (in-process planStack, and end-to-end)
+// Usage: npm run bench:plan [-- --fleets 500 --members 200 --keep]
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { computePlan, planStack } from '../../engine/plan/index.ts';
+import { openRecord } from '../../engine/record/index.ts';
+import type { NewVm } from '../../engine/record/types.ts';
+import { loadStack, specHash } from '../../engine/spec/index.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+};
+const FLEETS = arg('fleets', 500);
+const MEMBERS = arg('members', 200);
+const DCS = 10;
+const keep = process.argv.includes('--keep');
+
+const dcName = (i: number) => `dc-${i}`;
+const fleetName = (i: number) => `f-${String(i).padStart(4, '0')}`;
+const size = { cpu: 2, memoryGiB: 4, diskGiB: 20 };
+
+function ms(t: number): string {
+  return `${t.toFixed(0)} ms`;
+}
+
+async function setup(dir: string): Promise<void> {
+  // A pack like the default one, with an image catalog for the bench's data centers.
+  const pack = parse(readFileSync(join(ROOT, 'policies', 'default', 'policy.yaml'), 'utf8')) as { spec: { images: Record<string, Record<string, string>>; modules?: string[] } };
+  pack.spec.images = { 'ubuntu-22.04': Object.fromEntries(Array.from({ length: DCS }, (_, i) => [dcName(i), `img-u2204-${i}`])) };
+  delete pack.spec.modules;
+  mkdirSync(join(dir, 'pack'));
+  writeFileSync(join(dir, 'pack', 'policy.yaml'), stringify(pack));
+  const dataCenters = Array.from({ length: DCS }, (_, i) => ({
+    name: dcName(i),
+    address: 'embedded',
+    location: { lat: 30 + i, lon: -120 + 4 * i },
+    hardware: ['general'],
+    capacity: { vms: 20_000, cpu: 40_000, memoryGiB: 80_000 },
+  }));
+  writeFileSync(
+    join(dir, 'stack.yaml'),
+    stringify({
+      apiVersion: 'fleet/v1',
+      kind: 'Stack',
+      metadata: { name: 'bench' },
+      spec: {
+        specs: ['specs/*.yaml'],
+        record: 'pglite://.fleet/record',
+        policyPack: { path: 'pack' },
+        site: { name: 'hq', location: { lat: 35, lon: -100 } },
+        dataCenters,
+      },
+    }),
+  );
+  mkdirSync(join(dir, 'specs'));
+  // ~1% of members change: 5 fleets grow by 10%, 5 shrink by 10%, 4 change size.
+  const countOf = (i: number) => (i < 5 ? MEMBERS * 1.1 : i < 10 ? MEMBERS * 0.9 : MEMBERS);
+  const sizeOf = (i: number) => (i >= 10 && i < 14 ? { cpu: 4, memoryGiB: 8, diskGiB: 20 } : size);
+  const docs: string[][] = Array.from({ length: 10 }, () => []);
+  for (let i = 0; i < FLEETS; i++) {
+    docs[i % 10].push(
+      stringify({
+        apiVersion: 'fleet/v1',
+        kind: 'Fleet',
+        metadata: { name: fleetName(i), owner: `team-${i % 20}`, labels: { env: 'dev' } },
+        spec: {
+          count: Math.round(countOf(i)),
+          image: 'ubuntu-22.04',
+          size: sizeOf(i),
+          hardware: ['general'],
+          placement: { strategy: (['nearest', 'spread', 'pack'] as const)[i % 3] },
+        },
+      }),
+    );
+  }
+  docs.forEach((d, i) => writeFileSync(join(dir, 'specs', `fleets-${i}.yaml`), d.join('---\n')));
+
+  const record = await openRecord(`pglite://${join(dir, '.fleet', 'record')}`);
+  const hash = specHash({ image: 'ubuntu-22.04', size, hardware: ['general'], encryptedDisk: false });
+  const vms: NewVm[] = [];
+  for (let f = 0; f < FLEETS; f++) {
+    for (let m = 0; m < MEMBERS; m++) {
+      const dc = dcName((f + m) % DCS);
+      vms.push({
+        stack: 'bench',
+        fleet: fleetName(f),
+        owner: `team-${f % 20}`,
+        index: m,
+        dataCenter: dc,
+        state: 'Running',
+        desiredState: 'Running',
+        specHash: hash,
+        image: 'ubuntu-22.04',
+        realImage: `img-u2204-${(f + m) % DCS}`,
+        size,
+        encryptedDisk: false,
+      });
+    }
+  }
+  const t = performance.now();
+  await record.bulkInsertVms(vms, { actor: 'bench' });
+  await record.close();
+  console.log(`seeded ${vms.length.toLocaleString('en-US')} VMs in ${ms(performance.now() - t)}`);
+}
+
+/** Runs the CLI as a child and reports wall time and the child's peak RSS (from /usr/bin/time -v). */
+function cli(args: string[]): { wallMs: number; maxRssMiB: number; code: number | null } {
+  const t = performance.now();
+  const r = spawnSync('/usr/bin/time', ['-v', process.execPath, join(ROOT, 'bin', 'fleet.mjs'), ...args], {
+    encoding: 'utf8',
+    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'FLEET_RECORD_URL')),
+    maxBuffer: 1 << 30,
+  });
+  const wallMs = performance.now() - t;
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
+  if (r.status !== 0 && r.status !== 2) console.error(r.stderr.split('\tCommand being timed')[0].slice(0, 2000));
+  return { wallMs, maxRssMiB: rss ? Number(rss[1]) / 1024 : NaN, code: r.status };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-plan-'));
+  try {
+    console.log(`bench: ${FLEETS} fleets x ${MEMBERS} members over ${DCS} data centers in ${dir}`);
+    await setup(dir);
+    const env = { ...process.env, FLEET_RECORD_URL: undefined };
+
+    const out = join(dir, 'plan.json');
+    const e2e = cli(['plan', '--stack', dir, '--format', 'json', '--out', out]);
+    console.log(`end-to-end fleet plan --format json --out: ${ms(e2e.wallMs)}, peak RSS ${e2e.maxRssMiB.toFixed(0)} MiB, exit ${e2e.code}`);
+    if (existsSync(out)) console.log(`  summary ${JSON.stringify((JSON.parse(readFileSync(out, 'utf8')) as { summary: unknown }).summary)}`);
+
+    // The core alone, on the input planStack would give it.
+    const loaded = await loadStack(dir, { env });
+    const record = await openRecord(`pglite://${join(dir, '.fleet', 'record')}`);
+    const t0 = performance.now();
+    const rows = await record.listVms('bench');
+    const fleetRows = await record.listFleets('bench');
+    console.log(`record read (${rows.length.toLocaleString('en-US')} VMs): ${ms(performance.now() - t0)}`);
+    const fleetVersions = Object.fromEntries(fleetRows.map((f) => [f.fleet, f.version]));
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = performance.now();
+      computePlan({
+        stack: loaded.stack!,
+        pack: loaded.pack!,
+        fleets: [...loaded.fleets],
+        record: rows,
+        fleetVersions,
+        options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      });
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    console.log(`planner core (computePlan), 5 runs: min ${ms(times[0])}, median ${ms(times[2])}, max ${ms(times[4])}`);
+
+    const target = fleetName(0);
+    const tt: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now();
+      await planStack(dir, { env, record, targets: [target] });
+      tt.push(performance.now() - t);
+    }
+    tt.sort((a, b) => a - b);
+    console.log(`targeted plan of ${target} (planStack in-process, record open), 3 runs: median ${ms(tt[1])}`);
+    await record.close();
+    const te = cli(['plan', '--stack', dir, '--target', target, '--format', 'json', '--out', join(dir, 'plan-one.json')]);
+    console.log(`targeted end-to-end fleet plan --target ${target}: ${ms(te.wallMs)}, peak RSS ${te.maxRssMiB.toFixed(0)} MiB`);
+  } finally {
+    if (keep) console.log(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

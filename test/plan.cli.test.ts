@@ -1,0 +1,82 @@
+// `fleet plan` in-process: exit codes, formats, --out, scope errors.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRecord } from '../engine/record/index.ts';
+import { loadStack } from '../engine/spec/index.ts';
+import { fixtureVms, seedFixture } from './fixtures/plan/harness.ts';
+import { runCli } from './helpers/cli.ts';
+
+const FIXTURES = join(import.meta.dirname, 'fixtures', 'plan');
+
+describe('fleet plan', () => {
+  let tmp: string;
+  let env: NodeJS.ProcessEnv;
+  const stack = (name: string) => join(FIXTURES, name);
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'fleet-plan-cli-'));
+    env = { FLEET_RECORD_URL: `pglite://${join(tmp, 'record')}` };
+    // One record for the stacks used here; each fixture is its own stack.
+    const record = await openRecord(env.FLEET_RECORD_URL!);
+    try {
+      for (const name of ['02-no-change', '05-scale-down', '09-protect']) {
+        const loaded = await loadStack(stack(name), { env });
+        await seedFixture(record, fixtureVms(join(stack(name), 'record.yaml'), loaded.stack!.name, loaded.fleets, loaded.pack!.images));
+      }
+    } finally {
+      await record.close();
+    }
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  const cases: { name: string; args: string[]; code: number; stdout?: RegExp; stderr?: RegExp }[] = [
+    { name: 'no changes: exit 0', args: ['--stack', stack('02-no-change')], code: 0, stdout: /No changes\. The record matches the specs\.\n$/ },
+    { name: 'no changes with --detailed-exitcode: exit 0', args: ['--stack', stack('02-no-change'), '--detailed-exitcode'], code: 0 },
+    { name: 'changes: exit 0', args: ['--stack', stack('05-scale-down')], code: 0, stdout: /Plan: 0 to create, 0 to transition, 0 to update, 0 to replace, 4 to delete\.\n$/ },
+    { name: 'changes with --detailed-exitcode: exit 2', args: ['--stack', stack('05-scale-down'), '--detailed-exitcode'], code: 2 },
+    {
+      name: 'mandatory violation: exit 1, plan still printed',
+      args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache', '--detailed-exitcode'],
+      code: 1,
+      stdout: /mandatory protect at db\/0[\s\S]*Plan: 0 to create/,
+      stderr: /error\[plan\.blocked\]: Plan blocked by policy/,
+    },
+    { name: 'allow-destroy for every protected fleet: exit 0', args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache', '--allow-destroy', 'db'], code: 0 },
+    { name: 'unknown --target is a diagnostic', args: ['--stack', stack('02-no-change'), '--target', 'nope'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at nope\n/ },
+    { name: 'targeted plan', args: ['--stack', stack('05-scale-down'), '--target', 'legacy', '--format', 'json'], code: 0, stdout: /"fleets": \[\n {4}"legacy"\n {2}\]/ },
+    { name: 'markdown', args: ['--stack', stack('05-scale-down'), '--format', 'markdown'], code: 0, stdout: /^## Plan for stack `p05`/ },
+    { name: 'bad format', args: ['--stack', stack('02-no-change'), '--format', 'yaml'], code: 1, stderr: /yaml/ },
+    { name: 'stack that does not load', args: ['--stack', join(FIXTURES, 'missing')], code: 1, stderr: /error\[spec\./ },
+  ];
+  it.each(cases)('$name', async ({ args, code, stdout, stderr }) => {
+    const r = await runCli(['plan', ...args], { env });
+    expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code });
+    if (stdout) expect(r.stdout).toMatch(stdout);
+    if (stderr) expect(r.stderr).toMatch(stderr);
+    expect(r.stderr).not.toMatch(/\n\s+at .*\.ts:\d+/);
+  });
+
+  it('--out writes the plan document; colour only on a TTY without NO_COLOR', async () => {
+    const out = join(tmp, 'plan.json');
+    const r = await runCli(['plan', '--stack', stack('05-scale-down'), '--out', out], { env, tty: true });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('\x1b[');
+    const doc = JSON.parse(readFileSync(out, 'utf8'));
+    expect(doc).toMatchObject({ formatVersion: '1', stack: 'p05', summary: { delete: 4 } });
+    const plain = await runCli(['plan', '--stack', stack('05-scale-down')], { env: { ...env, NO_COLOR: '1' }, tty: true });
+    expect(plain.stdout).not.toContain('\x1b[');
+  });
+
+  it('--out into a missing folder is a diagnostic', async () => {
+    const r = await runCli(['plan', '--stack', stack('02-no-change'), '--out', join(tmp, 'no', 'such', 'plan.json')], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error\[plan\.out-failed\]/);
+  });
+
+  it('--refresh is recorded in the plan', async () => {
+    const r = await runCli(['plan', '--stack', stack('02-no-change'), '--refresh', '--format', 'json'], { env });
+    expect(JSON.parse(r.stdout).options.refresh).toBe(true);
+  });
+});
