@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { location } from '../diags/index.ts';
-import { collectPointers, keyWhere, ownerWhere, parseYaml, valueWhere, type Path } from './yaml.ts';
+import type { Where } from '../diags/index.ts';
+import { collectPointers, keyWhere, ownerWhere, parseYaml, valueWhere, type Path, type SourceDoc } from './yaml.ts';
 
 describe('parseYaml', () => {
   const cases: [string, string, string[]][] = [
@@ -41,7 +42,7 @@ spec:
   near:
 `;
   const src = parseYaml(text, 'f.yaml').docs[0];
-  const cases: [string, (p: Path) => object, Path, string][] = [
+  const cases: [string, (src: SourceDoc, p: Path) => Where, Path, string][] = [
     ['value in a flow map', valueWhere, ['metadata', 'name'], 'f.yaml:1:19'],
     ['key in a flow map', keyWhere, ['metadata', 'name'], 'f.yaml:1:13'],
     ['value in a block map', valueWhere, ['spec', 'count'], 'f.yaml:3:10'],
@@ -53,7 +54,7 @@ spec:
     ['owner of the root is the document start', ownerWhere, [], 'f.yaml:1:1'],
   ];
   it.each(cases)('%s', (_name, fn, path, want) => {
-    expect(location(fn.call(null, src, path) as object)).toBe(want);
+    expect(location(fn(src, path))).toBe(want);
   });
 
   it('collects a pointer per node by dotted path', () => {
