@@ -1,8 +1,13 @@
 import type { RegisterCommand } from './types.ts';
+import { registerApply } from './apply.ts';
 import { registerPlan } from './plan.ts';
+import { registerRefresh } from './refresh.ts';
+import { registerHistory } from './history.ts';
 import { registerPolicy } from './policy.ts';
 import { registerServe } from './serve.ts';
+import { registerState } from './state.ts';
+import { registerUnlock } from './unlock.ts';
 import { registerValidate } from './validate.ts';
 
 // Each command lives in its own module; add it here in the order `fleet --help` lists them.
-export const COMMANDS: RegisterCommand[] = [registerValidate, registerPlan, registerPolicy, registerServe];
+export const COMMANDS: RegisterCommand[] = [registerValidate, registerPlan, registerApply, registerRefresh, registerState, registerHistory, registerPolicy, registerUnlock, registerServe];

@@ -55,4 +55,49 @@ export const applyCodes = defineCodes({
     severity: 'error',
   },
   // --- engine/apply (the executor) adds its codes below ---
+  'apply.plan-format': {
+    summary: 'Unknown plan format',
+    doc: 'The saved plan file has a formatVersion this fleet does not read. Make the plan again with this version of fleet.',
+    severity: 'error',
+  },
+  'apply.plan-file': {
+    summary: 'Plan file unreadable',
+    doc: 'The saved plan file could not be read or is not a plan document (JSON with formatVersion "1"). Write it with `fleet plan --out FILE`.',
+    severity: 'error',
+  },
+  'apply.plan-stack': {
+    summary: 'Plan made for another stack',
+    doc: 'The saved plan was made for a different stack than the one given with --stack. Apply it with the stack it was made for.',
+    severity: 'error',
+  },
+  'apply.plan-blocked': {
+    summary: 'Plan blocked by policy',
+    doc: 'The plan has mandatory policy violations, so it cannot be applied. Fix the specs (or the stack\'s policy config) and plan again.',
+    severity: 'error',
+  },
+  'apply.stale-plan': {
+    summary: 'Saved plan is stale',
+    doc: 'A VM or fleet the saved plan touches changed in the record since the plan was made (another apply, a refresh). Plan again; a plan touching only other fleets stays valid.',
+    severity: 'error',
+  },
+  'apply.no-client': {
+    summary: 'No DMZ client for data center',
+    doc: 'A change concerns a data center for which the stack gives no DMZ client. Add the data center to the stack, or plan again.',
+    severity: 'error',
+  },
+  'apply.confirmation-required': {
+    summary: 'Confirmation required',
+    doc: '`fleet apply` without a saved plan asks for confirmation on a terminal; without a terminal (CI) it refuses unless --yes is given.',
+    severity: 'error',
+  },
+  'apply.cancelled': {
+    summary: 'Apply cancelled',
+    doc: 'The answer to the confirmation prompt was not `yes`; nothing was changed.',
+    severity: 'error',
+  },
+  'apply.member-failed': {
+    summary: 'Member failed',
+    doc: 'One member of a fleet could not reach its planned state; the others went on. The detail names the step and the cause; plan again to retry from where it stopped.',
+    severity: 'error',
+  },
 });

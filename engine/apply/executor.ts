@@ -1,0 +1,289 @@
+// The apply executor: carries a plan out exactly, member by member, one
+// diagram edge per request, through the DMZ client of the member's data center.
+//
+// What must stay true:
+// - Each request goes to the client of the data center where the VM is to be
+//   created or already lives (the plan's `dataCenter`); the executor never asks
+//   one data center about another's VM.
+// - Each step is journalled `started` before its call and `done`/`failed`
+//   after, under an idempotency key derived from (plan, address, step), so a
+//   retried request never acts twice and an interrupted apply leaves a trail.
+// - A member that fails stops there; the other members go on.
+// - Steps of one member run in order; members run in parallel, at most
+//   `parallelism` at a time per data center.
+import { createHash, randomUUID } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
+import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
+import type { Change, PlanDocument, Step } from '../plan/types.ts';
+import type { FleetRecord, LockHandle } from '../record/types.ts';
+import type { StepResult } from '../../providers/protocol.ts';
+import type { DmzHttpClient } from '../../providers/client.ts';
+
+/** The part of DmzHttpClient the executor uses (tests may pass another implementation). */
+export type DmzApi = Pick<DmzHttpClient, 'createVm' | 'transition' | 'deleteVm'>;
+
+export type ApplyEvent =
+  | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
+  | { type: 'step'; address: string; dataCenter: string; from: string | null; to: string; operation: string; status: 'started' | 'done' | 'failed'; detail?: string }
+  | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; detail?: string }
+  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; elapsedMs: number };
+
+export interface MemberFailure {
+  address: string;
+  dataCenter: string;
+  action: Change['action'];
+  step: string;
+  diagnostic: Diagnostic;
+}
+
+export interface ApplyResult {
+  planId: string;
+  succeeded: number;
+  failed: MemberFailure[];
+  steps: number;
+  elapsedMs: number;
+}
+
+export interface ApplyOptions {
+  plan: PlanDocument;
+  record: FleetRecord;
+  /** DMZ clients by data center name. */
+  clients: ReadonlyMap<string, DmzApi>;
+  /** Owner of each fleet (create requests carry it for quotas). */
+  owners: Readonly<Record<string, string>>;
+  /** Concurrent members per data center. */
+  parallelism: number;
+  /** Who applies, for history and locks. Default user@host. */
+  actor?: string;
+  lockTimeoutMs?: number;
+  leaseMs?: number;
+  onEvent?: (e: ApplyEvent) => void;
+}
+
+export function defaultActor(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    /* no passwd entry (containers) */
+  }
+  return `${user}@${hostname()}`;
+}
+
+/** Stable digest of what a plan will do (changes and basis), recorded with the applied plan. */
+export function planDigest(plan: PlanDocument): string {
+  return createHash('sha256').update(JSON.stringify({ basis: plan.basis, changes: plan.changes })).digest('hex').slice(0, 32);
+}
+
+/** A UUID derived from plan id and address, so a re-sent create proposes the same VM id. */
+export function proposedVmId(planId: string, address: string): string {
+  const h = createHash('sha256').update(`${planId}\0${address}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/**
+ * Checks that the plan may still be applied: not blocked by a mandatory
+ * violation, and nothing it touches changed in the record since it was made.
+ */
+export async function checkApplicable(plan: PlanDocument, record: FleetRecord): Promise<void> {
+  if (plan.formatVersion !== '1') {
+    throw new FleetError(diag('apply.plan-format', `The plan has formatVersion ${JSON.stringify(plan.formatVersion)}; this fleet reads "1".`));
+  }
+  if (plan.blocked) {
+    const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
+    throw new FleetError(diag('apply.plan-blocked', `The plan has ${n} mandatory policy violation${n === 1 ? '' : 's'}; fix them and plan again.`));
+  }
+  const stale = await record.checkBasis(plan.stack, plan.basis);
+  if (stale.length > 0) {
+    const list = stale
+      .slice(0, 10)
+      .map((s) => `${s.kind} ${s.key} (planned at version ${s.expected}, now ${s.actual ?? 'gone'})`)
+      .join('; ');
+    throw new FleetError(
+      diag('apply.stale-plan', `The record changed since plan ${plan.id} was made: ${list}${stale.length > 10 ? `; and ${stale.length - 10} more` : ''}. Run \`fleet plan\` again.`),
+    );
+  }
+}
+
+/** Bounded concurrency: at most `limit` of the given tasks run at once. */
+async function pool<T>(items: readonly T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await run(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}
+
+export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
+  const { plan, record } = opts;
+  const actor = opts.actor ?? defaultActor();
+  const emit = opts.onEvent ?? (() => {});
+  const started = Date.now();
+  const work = plan.changes.filter((c) => c.action !== 'noop');
+
+  for (const c of work) {
+    if (!opts.clients.has(c.dataCenter)) {
+      throw new FleetError(diag('apply.no-client', `No DMZ client for data center ${c.dataCenter}, where ${c.address} lives; check the stack's dataCenters.`, { address: c.address }));
+    }
+  }
+
+  const lock: LockHandle = await record.acquireLocks(plan.stack, plan.fleets, { who: actor, host: hostname(), planId: plan.id, pid: process.pid }, {
+    timeoutMs: opts.lockTimeoutMs ?? 0,
+    leaseMs: opts.leaseMs,
+  });
+  const leaseMs = opts.leaseMs ?? 30_000;
+  let lockLost: unknown;
+  const beat = setInterval(() => {
+    lock.heartbeat().catch((e: unknown) => (lockLost ??= e));
+  }, Math.max(50, Math.floor(leaseMs / 3)));
+  beat.unref();
+
+  const failures: MemberFailure[] = [];
+  let succeeded = 0;
+  let steps = 0;
+  try {
+    await checkApplicable(plan, record);
+    await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
+
+    const byDc = new Map<string, Change[]>();
+    for (const c of work) {
+      const list = byDc.get(c.dataCenter) ?? [];
+      list.push(c);
+      byDc.set(c.dataCenter, list);
+    }
+    const perDataCenter: Record<string, { members: number; steps: number }> = {};
+    for (const [dc, list] of byDc) perDataCenter[dc] = { members: list.length, steps: list.reduce((n, c) => n + stepCount(c), 0) };
+    emit({ type: 'start', planId: plan.id, members: work.length, steps: work.reduce((n, c) => n + stepCount(c), 0), perDataCenter });
+
+    await Promise.all(
+      [...byDc].map(([dc, list]) =>
+        pool(list, opts.parallelism, async (change) => {
+          if (lockLost) throw lockLost;
+          const client = opts.clients.get(dc)!;
+          const r = await runMember(change, client, opts, emit);
+          steps += r.steps;
+          if (r.failure) {
+            failures.push(r.failure);
+            emit({ type: 'member', address: change.address, dataCenter: dc, action: change.action, status: 'failed', detail: r.failure.diagnostic.detail });
+          } else {
+            succeeded++;
+            emit({ type: 'member', address: change.address, dataCenter: dc, action: change.action, status: 'done' });
+          }
+        }),
+      ),
+    );
+    if (lockLost) throw lockLost;
+    await record.finishPlan(plan.id, failures.length ? 'failed' : 'succeeded');
+  } finally {
+    clearInterval(beat);
+    await lock.release().catch(() => {});
+  }
+  const elapsedMs = Date.now() - started;
+  failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
+  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, elapsedMs });
+  return { planId: plan.id, succeeded, failed: failures, steps, elapsedMs };
+}
+
+/** Requests a change makes: a create request per new VM plus one per step. */
+export function stepCount(c: Change): number {
+  const creates = c.action === 'create' || c.action === 'replace' ? 1 : 0;
+  return creates + c.steps.length;
+}
+
+async function runMember(
+  change: Change,
+  client: DmzApi,
+  opts: ApplyOptions,
+  emit: (e: ApplyEvent) => void,
+): Promise<{ steps: number; failure?: MemberFailure }> {
+  const { plan, record } = opts;
+  const newId = proposedVmId(plan.id, change.address);
+  const idOf = (m: Step['member']) => (m === 'new' || (m === 'current' && change.action === 'create') ? newId : change.vmId!);
+  let seq = 0;
+  let done = 0;
+
+  const call = async (vmId: string, from: string | null, to: string, operation: string, send: (key: string) => Promise<StepResult>) => {
+    const key = `${plan.id}/${change.address}/${seq}`;
+    const row = { planId: plan.id, address: change.address, seq, vmId, from: from ?? '', to, idempotencyKey: key };
+    seq++;
+    await record.journal({ ...row, status: 'started', detail: null });
+    emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'started' });
+    let result: StepResult;
+    try {
+      result = await send(key);
+    } catch (err) {
+      const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', String(err instanceof Error ? err.message : err));
+      await record.journal({ ...row, status: 'failed', detail: d.detail }).catch(() => {});
+      emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'failed', detail: d.detail });
+      return { ...d, address: change.address };
+    }
+    done++;
+    if (result.outcome !== 'ok') {
+      const code = result.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed';
+      const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
+      const d = diag(code, `${from ?? '(new)'} -> ${to} in ${change.dataCenter}: ${why}`, { address: change.address });
+      await record.journal({ ...row, status: 'failed', detail: d.detail });
+      emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'failed', detail: why });
+      return d;
+    }
+    await record.journal({ ...row, status: 'done', detail: null });
+    emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'done' });
+    return undefined;
+  };
+
+  const fail = (step: string, d: Diagnostic) => ({
+    steps: done,
+    failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step, diagnostic: d },
+  });
+
+  const createVm = async () =>
+    call(newId, null, change.path[0], 'insert', (key) =>
+      client.createVm({
+        idempotencyKey: key,
+        planId: plan.id,
+        vm: {
+          id: newId,
+          stack: plan.stack,
+          fleet: change.fleet,
+          owner: opts.owners[change.fleet] ?? 'unknown',
+          index: change.index,
+          name: change.name,
+          image: change.image.logical,
+          size: change.size,
+          encryptedDisk: change.encryptedDisk,
+          desiredState: change.to,
+          specHash: change.specHash,
+          ...(change.action === 'replace' && change.vmId ? { replaces: change.vmId } : {}),
+        },
+      }),
+    );
+
+  const needsCreate = change.action === 'create' || change.action === 'replace';
+  let created = false;
+  for (const step of change.steps) {
+    if (needsCreate && !created && (step.member === 'new' || change.action === 'create')) {
+      const d = await createVm();
+      if (d) return fail(`create ${change.path[0]}`, d);
+      created = true;
+    }
+    const vmId = idOf(step.member);
+    const d = await call(vmId, step.from, step.to, step.operation, (key) => sendStep(client, vmId, step, key, plan.id, change));
+    if (d) return fail(`${step.from} -> ${step.to}`, d);
+  }
+  if (needsCreate && !created) {
+    // A create whose path is only the initial state (nothing to walk).
+    const d = await createVm();
+    if (d) return fail(`create ${change.path[0]}`, d);
+  }
+  return { steps: done };
+}
+
+function sendStep(client: DmzApi, vmId: string, step: Step, key: string, planId: string, change: Change): Promise<StepResult> {
+  if (step.operation === 'resize') {
+    return client.transition(vmId, { idempotencyKey: key, planId, from: step.from, to: step.to, operation: 'resize', size: change.size });
+  }
+  if (step.operation === 'deleteVm') {
+    return client.deleteVm(vmId, { idempotencyKey: key, planId, from: step.from, to: step.to });
+  }
+  return client.transition(vmId, { idempotencyKey: key, planId, from: step.from, to: step.to });
+}

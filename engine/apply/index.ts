@@ -1,0 +1,4 @@
+export * from './executor.ts';
+export * from './progress.ts';
+export * from './session.ts';
+export * from "./refresh.ts";

@@ -1,0 +1,92 @@
+// How `fleet apply` shows its progress:
+// | output          | what                                                        |
+// | --------------- | ----------------------------------------------------------- |
+// | --format json   | one JSON event per line on stdout                           |
+// | a TTY (stderr)  | one progress bar per data center, redrawn in place          |
+// | otherwise (CI)  | a plain line per data center every few seconds, and at end  |
+import type { Writable } from 'node:stream';
+import type { ApplyEvent } from './executor.ts';
+
+export type ProgressMode = 'json' | 'tty' | 'plain';
+
+interface DcProgress {
+  total: number;
+  done: number;
+  failed: number;
+  members: number;
+  membersDone: number;
+}
+
+export interface Progress {
+  onEvent(e: ApplyEvent): void;
+  /** Draws the final state and stops timers. */
+  finish(): void;
+}
+
+export function createProgress(mode: ProgressMode, out: Writable, opts: { intervalMs?: number; now?: () => number } = {}): Progress {
+  if (mode === 'json') {
+    return {
+      onEvent: (e) => out.write(`${JSON.stringify({ ...e, at: new Date().toISOString() })}\n`),
+      finish: () => {},
+    };
+  }
+  const dcs = new Map<string, DcProgress>();
+  const now = opts.now ?? Date.now;
+  const start = now();
+  let drawnLines = 0;
+  let dirty = false;
+
+  const line = (name: string, p: DcProgress, width: number): string => {
+    const share = p.total === 0 ? 1 : p.done / p.total;
+    const secs = ((now() - start) / 1000).toFixed(0);
+    const tail = `${p.done}/${p.total} steps, ${p.membersDone}/${p.members} VMs${p.failed ? `, ${p.failed} failed` : ''}`;
+    if (mode === 'plain') return `apply: ${name.padEnd(width)} ${tail} (${secs}s)`;
+    const n = 24;
+    const full = Math.round(share * n);
+    return `${name.padEnd(width)} [${'#'.repeat(full)}${'.'.repeat(n - full)}] ${String(Math.round(share * 100)).padStart(3)}% ${tail}`;
+  };
+
+  const draw = () => {
+    if (!dirty) return;
+    dirty = false;
+    const width = Math.max(0, ...[...dcs.keys()].map((k) => k.length));
+    const lines = [...dcs].sort(([a], [b]) => a.localeCompare(b)).map(([name, p]) => line(name, p, width));
+    if (mode === 'tty') {
+      // Move up over what we drew last time and redraw in place.
+      const up = drawnLines > 0 ? `\x1b[${drawnLines}A` : '';
+      out.write(`${up}${lines.map((l) => `\x1b[2K${l}`).join('\n')}\n`);
+      drawnLines = lines.length;
+    } else {
+      out.write(`${lines.join('\n')}\n`);
+    }
+  };
+
+  const timer = setInterval(draw, opts.intervalMs ?? (mode === 'tty' ? 100 : 5000));
+  timer.unref();
+
+  return {
+    onEvent(e) {
+      if (e.type === 'start') {
+        for (const [dc, t] of Object.entries(e.perDataCenter)) dcs.set(dc, { total: t.steps, done: 0, failed: 0, members: t.members, membersDone: 0 });
+        dirty = true;
+        draw();
+      } else if (e.type === 'step' && e.status !== 'started') {
+        const p = dcs.get(e.dataCenter);
+        if (p && e.status === 'done') p.done++;
+        dirty = true;
+      } else if (e.type === 'member') {
+        const p = dcs.get(e.dataCenter);
+        if (p) {
+          p.membersDone++;
+          if (e.status === 'failed') p.failed++;
+        }
+        dirty = true;
+      }
+    },
+    finish() {
+      clearInterval(timer);
+      dirty = true;
+      draw();
+    },
+  };
+}

@@ -1,0 +1,187 @@
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { FleetError, diag, type Diagnostic } from '../../diags/index.ts';
+import { applyPlan, createProgress, openSession, type ApplyResult, type ProgressMode, type StackSession } from '../../apply/index.ts';
+import { planStack, renderText, type PlanDocument } from '../../plan/index.ts';
+import { type CliIO, printDiagnostics, runCommand, useColor } from '../io.ts';
+import { DEFAULT_STACK } from '../main.ts';
+import type { RegisterCommand } from './types.ts';
+
+interface ApplyCliOptions {
+  stack: string;
+  yes?: boolean;
+  parallelism?: string;
+  format: 'text' | 'json';
+  lockTimeout?: string;
+  target: string[];
+  exclude: string[];
+  allowDestroy: string[];
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/**
+ * `fleet apply [PLANFILE]`: carry out a fresh plan (shown first, confirmed on
+ * a TTY or with --yes) or a saved one (applied exactly, refused when stale).
+ * Exit 0 when every member reached its planned state, 1 otherwise.
+ */
+export const registerApply: RegisterCommand = (program: Command, io, setExit) => {
+  program
+    .command('apply')
+    .description('Carry out a plan through the DMZ client of each data center.')
+    .argument('[planfile]', 'a plan saved with `fleet plan --out FILE` (applied exactly, no prompt)')
+    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .option('--yes', 'apply a fresh plan without asking (needed without a terminal)')
+    .option('--parallelism <n>', 'VM operations at once per data center (default: stack apply.parallelism, else 10)')
+    .option('--lock-timeout <seconds>', 'wait this long for fleet locks held by another apply (default: stack apply.lockTimeoutSeconds, else 0)')
+    .addOption(new Option('--format <format>', 'output: text, or json (one event per line)').choices(['text', 'json']).default('text'))
+    .option('--target <fleet>', 'fresh plan: only this fleet (repeatable)', collect, [])
+    .option('--exclude <fleet>', 'fresh plan: leave this fleet out (repeatable)', collect, [])
+    .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
+    .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
+      setExit(await runCommand(io, () => runApply(io, planfile, opts)));
+    });
+};
+
+function positiveInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new FleetError(diag('cli.usage', `${flag} takes a whole number of at least 1, not ${JSON.stringify(value)}.`));
+  return n;
+}
+
+function nonNegative(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new FleetError(diag('cli.usage', `${flag} takes a number of seconds (0 or more), not ${JSON.stringify(value)}.`));
+  return n;
+}
+
+async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
+  const path = resolve(io.cwd, file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`, { file }));
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new FleetError(diag('apply.plan-file', `${file} is not JSON: ${err instanceof Error ? err.message : String(err)}.`, { file }));
+  }
+  const d = doc as Partial<PlanDocument>;
+  if (!d || typeof d !== 'object' || !('formatVersion' in d)) {
+    throw new FleetError(diag('apply.plan-file', `${file} is not a plan document (no formatVersion); write one with \`fleet plan --out ${file}\`.`, { file }));
+  }
+  if (d.formatVersion !== '1') {
+    throw new FleetError(diag('apply.plan-format', `${file} has formatVersion ${JSON.stringify(d.formatVersion)}; this fleet reads "1".`, { file }));
+  }
+  if (!Array.isArray(d.changes) || typeof d.id !== 'string' || typeof d.stack !== 'string' || !d.basis || !Array.isArray(d.fleets)) {
+    throw new FleetError(diag('apply.plan-file', `${file} lacks id, stack, fleets, basis or changes; it was not written by \`fleet plan --out\`.`, { file }));
+  }
+  return d as PlanDocument;
+}
+
+async function confirm(io: CliIO): Promise<boolean> {
+  io.stderr.write('\nDo you want to apply these changes? Only "yes" is accepted: ');
+  const rl = createInterface({ input: io.stdin, terminal: false });
+  try {
+    for await (const line of rl) return line.trim() === 'yes';
+    return false;
+  } finally {
+    rl.close();
+  }
+}
+
+/** Apply steps left `started` by an interrupted apply: say so, and close them in the journal. */
+async function noteInterrupted(io: CliIO, session: StackSession): Promise<void> {
+  const open = (await session.record.unfinishedSteps(session.stack.name)).filter((s) => s.status === 'started');
+  if (open.length === 0) return;
+  const plans = [...new Set(open.map((s) => s.planId))];
+  for (const s of open) {
+    await session.record.journal({ ...s, status: 'failed', detail: 'interrupted: the apply stopped before this step answered' });
+  }
+  for (const id of plans) await session.record.finishPlan(id, 'interrupted').catch(() => {});
+  io.stderr.write(
+    `note: apply ${plans.join(', ')} was interrupted with ${open.length} step${open.length === 1 ? '' : 's'} in flight (${open
+      .slice(0, 5)
+      .map((s) => s.address)
+      .join(', ')}${open.length > 5 ? ', …' : ''}); this plan continues from what the record holds now.\n`,
+  );
+}
+
+async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliOptions): Promise<number> {
+  const parallelism = positiveInt(opts.parallelism, '--parallelism');
+  const lockTimeout = nonNegative(opts.lockTimeout, '--lock-timeout');
+  const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
+  const json = opts.format === 'json';
+  const session = await openSession(opts.stack, { cwd: io.cwd, env: io.env });
+  try {
+    printDiagnostics(io, session.warnings);
+    let plan: PlanDocument;
+    if (saved) {
+      if (saved.stack !== session.stack.name) {
+        throw new FleetError(diag('apply.plan-stack', `${planfile} was made for stack ${saved.stack}, not ${session.stack.name}.`, { file: planfile }));
+      }
+      plan = saved;
+    } else {
+      await noteInterrupted(io, session);
+      plan = (
+        await planStack(opts.stack, {
+          cwd: io.cwd,
+          env: io.env,
+          record: session.record,
+          targets: opts.target,
+          excludes: opts.exclude,
+          allowDestroy: opts.allowDestroy,
+        })
+      ).plan;
+      if (json) io.stdout.write(`${JSON.stringify({ type: 'plan', planId: plan.id, summary: plan.summary, blocked: plan.blocked })}\n`);
+      else io.stdout.write(renderText(plan, { color: useColor(io) }));
+    }
+    const changes = plan.changes.filter((c) => c.action !== 'noop').length;
+    if (changes === 0) {
+      if (!json) io.stdout.write('Nothing to apply.\n');
+      return plan.blocked ? 1 : 0;
+    }
+    if (!saved && !plan.blocked && !opts.yes) {
+      if (!io.stdin.isTTY) {
+        throw new FleetError(diag('apply.confirmation-required', 'No terminal to ask for confirmation: run with --yes, or apply a saved plan (`fleet plan --out plan.json` then `fleet apply plan.json`).'));
+      }
+      if (!(await confirm(io))) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
+    }
+    const mode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
+    const progress = createProgress(mode, json ? io.stdout : io.stderr);
+    let result: ApplyResult;
+    try {
+      result = await applyPlan({
+        plan,
+        record: session.record,
+        clients: session.clients,
+        owners: Object.fromEntries(session.fleets.map((f) => [f.name, f.owner])),
+        parallelism: parallelism ?? session.stack.apply.parallelism,
+        lockTimeoutMs: (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000,
+        onEvent: (e) => progress.onEvent(e),
+      });
+    } finally {
+      progress.finish();
+    }
+    const failures: Diagnostic[] = result.failed.map((f) =>
+      diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${f.diagnostic.summary}: ${f.diagnostic.detail}`, { address: f.address }),
+    );
+    if (!json) {
+      const secs = (result.elapsedMs / 1000).toFixed(1);
+      io.stdout.write(
+        `\nApply ${failures.length ? 'finished with failures' : 'complete'}: ${result.succeeded} VM${result.succeeded === 1 ? '' : 's'} changed, ${failures.length} failed, ${result.steps} steps in ${secs}s.\n`,
+      );
+    }
+    printDiagnostics(io, failures);
+    return failures.length ? 1 : 0;
+  } finally {
+    await session.close();
+  }
+}
