@@ -45,17 +45,12 @@ export const recordCodes = defineCodes({
   },
   'record.lock-not-found': {
     summary: 'No such lock',
-    doc: 'No lock with that id exists in the record; it may have been released already. `fleet state list` shows the record; locks are listed in the error that named the holder.',
+    doc: 'No lock with that id exists in the record; it may have been released already. `fleet state list` shows the locks held on a stack.',
     severity: 'error',
   },
   'record.vm-not-found': {
     summary: 'No such VM',
     doc: 'No VM in the record has that id or address (`<fleet>/<index>`). `fleet state list` shows the VMs of the stack.',
-    severity: 'error',
-  },
-  'record.stack-unreadable': {
-    summary: 'Stack file unreadable',
-    doc: 'The stack.yaml could not be read to find the record URL. Check --stack, or set FLEET_RECORD_URL.',
     severity: 'error',
   },
 });

@@ -1,0 +1,172 @@
+// `fleet state list|show`, `fleet history` and `fleet unlock` against a real
+// PGlite record in a scratch stack. Text output is compared with golden files
+// (timestamps, ids and the scratch path masked); UPDATE_GOLDEN=1 rewrites them.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../../test/helpers/cli.ts';
+import { openRecord } from '../../record/index.ts';
+import type { NewVm } from '../../record/index.ts';
+
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
+const goldenDir = fileURLToPath(new URL('./testdata/state/', import.meta.url));
+
+let root: string;
+let lockId: string;
+let vmId: string;
+
+function mask(s: string): string {
+  return s
+    .replaceAll(root, '<tmp>')
+    .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/g, '<time>')
+    .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<uuid>')
+    .replaceAll(lockId, '<lock>');
+}
+
+async function golden(name: string, actual: string): Promise<void> {
+  const file = join(goldenDir, name);
+  if (process.env.UPDATE_GOLDEN) {
+    await mkdir(goldenDir, { recursive: true });
+    await writeFile(file, actual);
+  }
+  expect(actual).toBe(await readFile(file, 'utf8'));
+}
+
+const vm = (fleet: string, index: number, over: Partial<NewVm> = {}): NewVm => ({
+  stack: 'clitest',
+  fleet,
+  owner: 'team-payments',
+  index,
+  dataCenter: 'miami',
+  state: 'Requested',
+  desiredState: 'Running',
+  specHash: 'sha256:1',
+  image: 'ubuntu-22.04',
+  size: { cpu: 2, memoryGiB: 4, diskGiB: 50 },
+  encryptedDisk: true,
+  ...over,
+});
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'fleet-state-cli-'));
+  await mkdir(join(root, 'stacks', 'local'), { recursive: true });
+  await writeFile(
+    join(root, 'stacks', 'local', 'stack.yaml'),
+    [
+      'apiVersion: fleet/v1',
+      'kind: Stack',
+      'metadata: { name: clitest }',
+      'spec:',
+      '  specs: ["fleets/*.yaml"]',
+      '  record: pglite://.fleet/record',
+      `  policyPack: { path: ${join(repo, 'policies', 'default')} }`,
+      '  site: { name: charlotte, location: { lat: 35.2, lon: -80.8 } }',
+      '  dataCenters:',
+      '    - { name: miami, address: embedded, location: { lat: 25.7, lon: -80.1 }, hardware: [general], capacity: { vms: 10 } }',
+      '',
+    ].join('\n'),
+  );
+  // Seed, then close: PGlite allows one opener at a time, and each command opens it itself.
+  const r = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+  const a = await r.insertVm(vm('web', 0), { actor: 'alice', planId: 'plan-1' });
+  vmId = a.id;
+  const b = await r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'authority', planId: 'plan-1', requestId: 'rq-1' }, { cloudId: 'sim-0001', realImage: 'ami-123' });
+  await r.transitionVm(b.id, 2, 'PoweredOff', { actor: 'authority', planId: 'plan-1' });
+  await r.addHistory(a.id, { from: 'PoweredOff', to: 'ShuttingDown', outcome: 'vetoed', actor: 'authority', detail: 'no such edge' });
+  await r.insertVm(vm('web', 1), { actor: 'alice', planId: 'plan-1' });
+  await r.insertVm(vm('db', 0, { dataCenter: 'richmond', image: 'postgres-16' }), { actor: 'alice', planId: 'plan-1' });
+  const h = await r.acquireLocks('clitest', ['db'], { who: 'ci', host: 'runner-7', pid: 31337, planId: 'plan-2' }, { leaseMs: 3_600_000 });
+  lockId = h.lockId;
+  await r.close();
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('fleet state list', () => {
+  it('lists live VMs and held locks (default stack stacks/local)', async () => {
+    const r = await runCli(['state', 'list'], { cwd: root });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    await golden('list.txt', mask(r.stdout));
+  });
+
+  it('limits to --fleet and prints JSON', async () => {
+    const r = await runCli(['state', 'list', '--fleet', 'web', '--format', 'json', '--stack', join(root, 'stacks', 'local')], { cwd: repo });
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.stack).toBe('clitest');
+    expect(out.vms.map((v: { address: string }) => v.address)).toEqual(['web/0', 'web/1']);
+    expect(out.fleets.map((f: { fleet: string }) => f.fleet)).toEqual(['web']);
+    expect(out.locks).toHaveLength(1);
+  });
+});
+
+describe('fleet state show', () => {
+  it('shows one VM and its history', async () => {
+    const r = await runCli(['state', 'show', 'web/0'], { cwd: root });
+    expect(r.code).toBe(0);
+    await golden('show.txt', mask(r.stdout));
+  });
+
+  it('prints JSON', async () => {
+    const r = await runCli(['state', 'show', 'web/0', '--format', 'json'], { cwd: root });
+    const out = JSON.parse(r.stdout);
+    expect(out.vm).toMatchObject({ id: vmId, state: 'PoweredOff', cloudId: 'sim-0001', version: 3 });
+    expect(out.history).toHaveLength(4);
+  });
+
+  it('names an unknown address', async () => {
+    const r = await runCli(['state', 'show', 'web/9'], { cwd: root });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    await golden('show-missing.txt', mask(r.stderr));
+  });
+});
+
+describe('fleet history', () => {
+  it('shows the stack history oldest first', async () => {
+    const r = await runCli(['history'], { cwd: root });
+    expect(r.code).toBe(0);
+    await golden('history.txt', mask(r.stdout));
+  });
+
+  it('shows one address, the newest --limit rows, as JSON', async () => {
+    const r = await runCli(['history', 'web/0', '--limit', '2', '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.history.map((h: { to: string; outcome: string }) => `${h.to}:${h.outcome}`)).toEqual(['PoweredOff:ok', 'ShuttingDown:vetoed']);
+  });
+
+  it.each([
+    [['history', 'web/9'], 'record.vm-not-found'],
+    [['history', 'nonsense'], 'cli.usage'],
+    [['history', '--limit', '0'], 'cli.usage'],
+    [['history', '--stack', 'nowhere'], 'spec.'],
+  ])('%j fails with %s', async (args, code) => {
+    const r = await runCli(args, { cwd: root });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`error[${code}`);
+    expect(r.stderr).not.toMatch(/\n\s+at .*\.ts:\d+/);
+  });
+});
+
+describe('fleet unlock', () => {
+  it('refuses an unknown lock id', async () => {
+    const r = await runCli(['unlock', 'deadbeef'], { cwd: root });
+    expect(r.code).toBe(1);
+    await golden('unlock-missing.txt', mask(r.stderr));
+  });
+
+  it('releases a lock by id', async () => {
+    const r = await runCli(['unlock', lockId], { cwd: root });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    await golden('unlock.txt', mask(r.stdout));
+    const after = await runCli(['state', 'list', '--format', 'json'], { cwd: root });
+    expect(JSON.parse(after.stdout).locks).toEqual([]);
+  });
+});

@@ -1,0 +1,156 @@
+import { Option, type Command } from 'commander';
+import { FleetError, fail, type Diagnostic } from '../../diags/index.ts';
+import { openRecord, type HistoryRow, type SqlRecord, type VmRow } from '../../record/index.ts';
+import { loadStack } from '../../spec/index.ts';
+import { runCommand, type CliIO } from '../io.ts';
+import { DEFAULT_STACK } from '../main.ts';
+import type { RegisterCommand } from './types.ts';
+
+/**
+ * Opens the record of the stack in `stackDir` (resolved against io.cwd;
+ * FLEET_RECORD_URL overrides the file), runs `fn`, and closes it. Only the
+ * stack file must be valid: reading the record does not need valid fleet specs.
+ */
+export async function withStackRecord<T>(
+  io: CliIO,
+  stackDir: string,
+  fn: (record: SqlRecord, stack: string) => Promise<T>,
+): Promise<T> {
+  const loaded = await loadStack(stackDir, { cwd: io.cwd, env: io.env });
+  if (!loaded.stack) {
+    const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length === 0) throw new Error(`bug: loadStack gave no stack and no error for ${stackDir}`);
+    throw new FleetError(errors);
+  }
+  const record = await openRecord(loaded.stack.recordUrl);
+  try {
+    return await fn(record, loaded.stack.name);
+  } finally {
+    await record.close();
+  }
+}
+
+/** Simple aligned columns for text tables. */
+export function table(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+export const formatOption = () => new Option('--format <format>', 'output format').choices(['text', 'json']).default('text');
+
+function vmTable(vms: VmRow[]): string {
+  return table([
+    ['ADDRESS', 'NAME', 'DATA CENTER', 'STATE', 'DESIRED', 'IMAGE', 'VERSION', 'CLOUD ID'],
+    ...vms.map((v) => [v.address, v.name, v.dataCenter, v.state, v.desiredState, v.realImage ?? v.image, String(v.version), v.cloudId ?? '-']),
+  ]);
+}
+
+function showVm(v: VmRow): string {
+  const rows: [string, string][] = [
+    ['address', v.address],
+    ['id', v.id],
+    ['name', v.name],
+    ['fleet', v.fleet],
+    ['data center', v.dataCenter],
+    ['state', v.state],
+    ['desired state', v.desiredState],
+    ['image', v.realImage ? `${v.image} (${v.realImage})` : v.image],
+    ['size', `${v.size.cpu} cpu, ${v.size.memoryGiB} GiB memory, ${v.size.diskGiB} GiB disk`],
+    ['encrypted disk', v.encryptedDisk ? 'yes' : 'no'],
+    ['cloud id', v.cloudId ?? '-'],
+    ['spec hash', v.specHash],
+    ['version', String(v.version)],
+    ['created', v.createdAt],
+    ['updated', v.updatedAt],
+  ];
+  if (v.retiredAt) rows.push(['retired', v.retiredAt]);
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, val]) => `${`${k}:`.padEnd(w + 2)}${val}`).join('\n') + '\n';
+}
+
+/**
+ * `fleet state list` and `fleet state show ADDRESS`: what the record holds
+ * for a stack. Read-only; locks held on the stack's fleets are shown too so
+ * a blocked apply can be explained (and `fleet unlock`ed).
+ */
+export const registerState: RegisterCommand = (program: Command, io, setExit) => {
+  const state = program.command('state').description('Show what the record holds: VMs, their states and versions, and fleet locks.');
+
+  state
+    .command('list')
+    .description('List the live VMs of the stack (and the fleet locks held).')
+    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .option('--fleet <name...>', 'only these fleets')
+    .addOption(formatOption())
+    .action(async (opts: { stack: string; fleet?: string[]; format: 'text' | 'json' }) => {
+      setExit(
+        await runCommand(io, () =>
+          withStackRecord(io, opts.stack, async (record, stack) => {
+            const scope = opts.fleet ? { fleets: opts.fleet } : {};
+            const [vms, fleets, locks] = await Promise.all([
+              record.listVms(stack, scope),
+              record.listFleets(stack, opts.fleet),
+              record.listLocks(stack),
+            ]);
+            if (opts.format === 'json') {
+              io.stdout.write(`${JSON.stringify({ stack, record: record.description, vms, fleets, locks }, null, 2)}\n`);
+              return 0;
+            }
+            if (vms.length) io.stdout.write(vmTable(vms));
+            const inFleets = new Set(vms.map((v) => v.fleet)).size;
+            io.stdout.write(
+              `${vms.length ? '\n' : ''}${vms.length} VM${vms.length === 1 ? '' : 's'} in ${inFleets} fleet${inFleets === 1 ? '' : 's'} of stack ${stack} (record ${record.description}).\n`,
+            );
+            if (locks.length) {
+              io.stdout.write('\nLocks:\n');
+              io.stdout.write(
+                table([
+                  ['FLEET', 'LOCK ID', 'HOLDER', 'PLAN', 'SINCE', 'LEASE UNTIL'],
+                  ...locks.map((l) => [l.fleet, l.lockId, `${l.who}@${l.host} pid ${l.pid}`, l.planId ?? '-', l.since, l.expiresAt]),
+                ]),
+              );
+            }
+            return 0;
+          }),
+        ),
+      );
+    });
+
+  state
+    .command('show')
+    .description('Show one VM of the record and its recent history.')
+    .argument('<address>', 'VM address, <fleet>/<index>')
+    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .addOption(formatOption())
+    .action(async (address: string, opts: { stack: string; format: 'text' | 'json' }) => {
+      setExit(
+        await runCommand(io, () =>
+          withStackRecord(io, opts.stack, async (record, stack) => {
+            const vm = await record.findVm(stack, address);
+            if (!vm) {
+              fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.`, { address });
+            }
+            const history = (await record.history(stack, address, { limit: 10 })).filter((h) => h.vmId === vm.id);
+            if (opts.format === 'json') {
+              io.stdout.write(`${JSON.stringify({ stack, vm, history }, null, 2)}\n`);
+              return 0;
+            }
+            io.stdout.write(showVm(vm));
+            if (history.length) {
+              io.stdout.write('\nRecent history:\n');
+              io.stdout.write(historyTable(history));
+            }
+            return 0;
+          }),
+        ),
+      );
+    });
+};
+
+export function historyTable(rows: HistoryRow[]): string {
+  return table([
+    ['AT', 'ADDRESS', 'FROM', 'TO', 'OUTCOME', 'ACTOR', 'PLAN', 'DETAIL'],
+    ...rows.map((h) => [h.at, h.address, h.from ?? '-', h.to, h.outcome, h.actor, h.planId ?? '-', h.detail ?? '']),
+  ]);
+}

@@ -1,0 +1,46 @@
+import type { Command } from 'commander';
+import { fail } from '../../diags/index.ts';
+import { runCommand } from '../io.ts';
+import { DEFAULT_STACK } from '../main.ts';
+import { formatOption, withStackRecord } from './state.ts';
+import type { RegisterCommand } from './types.ts';
+
+/**
+ * `fleet unlock LOCKID`: breaks a fleet lock left by an apply that is gone
+ * (the lock-held error names the id). The lease would expire on its own;
+ * this is for not waiting. The old holder's next heartbeat fails with
+ * record.lock-lost, so it stops writing.
+ */
+export const registerUnlock: RegisterCommand = (program: Command, io, setExit) => {
+  program
+    .command('unlock')
+    .description('Release a fleet lock by its id (from the lock-held error), when the apply holding it is gone.')
+    .argument('<lockId>', 'lock id')
+    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .addOption(formatOption())
+    .action(async (lockId: string, opts: { stack: string; format: 'text' | 'json' }) => {
+      setExit(
+        await runCommand(io, () =>
+          withStackRecord(io, opts.stack, async (record) => {
+            const locks = await record.findLock(lockId);
+            const released = locks.length > 0 && (await record.forceUnlock(lockId));
+            if (!released) {
+              fail('record.lock-not-found', `the record ${record.description} holds no lock ${lockId}; it may have been released already.`, {
+                address: lockId,
+              });
+            }
+            if (opts.format === 'json') {
+              io.stdout.write(`${JSON.stringify({ released: true, lockId, locks }, null, 2)}\n`);
+              return 0;
+            }
+            const l = locks[0];
+            const fleets = locks.map((x) => x.fleet).join(', ');
+            io.stdout.write(
+              `Released lock ${lockId} on fleet${locks.length > 1 ? 's' : ''} ${fleets} of stack ${l.stack}, held by ${l.who}@${l.host} pid ${l.pid}${l.planId ? ` for plan ${l.planId}` : ''} since ${l.since}.\n`,
+            );
+            return 0;
+          }),
+        ),
+      );
+    });
+};
