@@ -11,7 +11,7 @@ import type { LoadedPack } from '../engine/policy/types.ts';
 import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import { DmzHttpClient, type DmzHttpClientOptions } from './client.ts';
-import { startDmzClient, type RunningDmzClient } from './dmz-client/index.ts';
+import { startDmzClient, type RunningDmzClient, type StartDmzClientOptions } from './dmz-client/index.ts';
 import { createSimDriver, type SimDriver, type SimOptions } from './drivers/sim/index.ts';
 import type { CreateVmRequest, NewVmRequest, StepResult } from './protocol.ts';
 
@@ -52,6 +52,7 @@ export async function startTestWorld(opts: {
   dataCenters?: string[];
   sim?: Partial<Omit<SimOptions, 'dataCenter' | 'stateDir'>> | ((dc: string) => Partial<Omit<SimOptions, 'dataCenter' | 'stateDir'>>);
   client?: Partial<DmzHttpClientOptions>;
+  dmz?: Partial<Pick<StartDmzClientOptions, 'driverAttempts' | 'driverTimeoutMs' | 'readyTimeoutMs'>>;
   /** Share one record between worlds (PGlite start-up is the slow part); each world gets its own stack name. */
   record?: FleetRecord;
 } = {}): Promise<TestWorld> {
@@ -78,6 +79,7 @@ export async function startTestWorld(opts: {
         stateDir,
         pack,
         readyTimeoutMs: 10_000,
+        ...opts.dmz,
       });
       return { driver, dmz };
     };

@@ -162,7 +162,7 @@ describe('DMZ client + authority + sim over real HTTP', () => {
     expect(await world.record.listVms(world.stack)).toHaveLength(0);
   });
 
-  it('a VM whose boot token was already used is denied at its next boot and ends BootFailed', async () => {
+  it('a boot request with a guessed token is denied and written to the VM history', async () => {
     world = await startTestWorld({ record });
     const { client, dmz } = world.dc('miami');
     const vm = newVm(world.stack);
@@ -178,6 +178,37 @@ describe('DMZ client + authority + sim over real HTTP', () => {
     expect(await res.json()).toMatchObject({ approved: false });
     const denied = (await world.record.history(world.stack, 'web/0')).filter((h) => h.outcome === 'denied');
     expect(denied).toHaveLength(1);
+  });
+
+  it('a VM whose boot is denied is terminated and ends BootFailed; it can still be deleted', async () => {
+    world = await startTestWorld({ record });
+    const { client } = world.dc('miami');
+    const vm = newVm(world.stack);
+    await client.createVm(createRequest(vm));
+    await walk(client, vm.id, ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn']);
+    // The record now expects another image than the one the VM runs: the boot no longer matches the record.
+    const row = await world.record.getVm(vm.id);
+    await world.record.updateVm(vm.id, row!.version, { realImage: 'img-other' }, { actor: 'test' });
+    const steps = await walk(client, vm.id, ['PoweredOn', 'Starting', 'Running']);
+    expect(steps.map((s) => [s.outcome, s.vm?.state])).toEqual([
+      ['ok', 'Starting'],
+      ['failed', 'BootFailed'],
+    ]);
+    expect(steps[1].error?.message).toContain('boot denied');
+    expect(await client.getVm(vm.id)).toMatchObject({ status: 'terminated', observedState: 'Deleted' });
+    const del = await walk(client, vm.id, ['BootFailed', 'BeingDeleted', 'Deleted']);
+    expect(del.at(-1)?.vm?.state).toBe('Deleted');
+  });
+
+  it('a hanging cloud call times out, fails the step and leaves the record where it was', async () => {
+    world = await startTestWorld({ record, sim: { hangCalls: ['powerOn'] }, dmz: { driverTimeoutMs: 200 } });
+    const { client } = world.dc('miami');
+    const vm = newVm(world.stack);
+    await client.createVm(createRequest(vm));
+    const steps = await walk(client, vm.id, TO_RUNNING);
+    expect(steps.at(-1)).toMatchObject({ outcome: 'failed', operation: 'powerOn', vm: { state: 'PoweredOff' }, error: { code: 'driver.timeout' } });
+    const failed = (await world.record.history(world.stack, 'web/0')).filter((h) => h.outcome === 'failed');
+    expect(failed).toMatchObject([{ from: 'PoweredOff', to: 'PoweredOn' }]);
   });
 
   it('failCalls createVm ends the VM in CreateFailed with the driver error', async () => {
@@ -196,12 +227,12 @@ describe('DMZ client + authority + sim over real HTTP', () => {
   });
 
   it('transient errors (errorRate) are retried inside the DMZ client and the VM still gets to Running', async () => {
-    world = await startTestWorld({ record, sim: { errorRate: 0.3, seed: 7 } });
+    world = await startTestWorld({ record, sim: { errorRate: 0.3, seed: 7 }, dmz: { driverAttempts: 6 } });
     const { client, driver } = world.dc('miami');
     const vms = [newVm(world.stack, { index: 0 }), newVm(world.stack, { index: 1 }), newVm(world.stack, { index: 2 })];
     for (const vm of vms) await client.createVm(createRequest(vm));
-    const results = await Promise.all(vms.map((vm) => walk(client, vm.id, TO_RUNNING)));
-    for (const steps of results) expect(steps.at(-1)?.vm?.state).toBe('Running');
+    // One VM after the other, so the seeded failures fall on the same calls every run.
+    for (const vm of vms) expect((await walk(client, vm.id, TO_RUNNING)).at(-1)?.vm?.state).toBe('Running');
     const calls = [...driver.calls.entries()].filter(([k]) => k !== 'get' && k !== 'list').reduce((n, [, v]) => n + v, 0);
     expect(calls).toBeGreaterThan(vms.length * 4);
     expect((await client.listVms()).filter((v) => v.status === 'present')).toHaveLength(3);
