@@ -8,6 +8,7 @@ import fg from 'fast-glob';
 import type { Stack } from '../../specs/types/stack.ts';
 import { diag, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { loadPack as policyLoadPack } from '../policy/index.ts';
+import type { Enforcement } from '../plan/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { checkDuplicateFleets, checkFleet, deepFreeze, toLoadedFleet, type StackContext } from './fleet.ts';
 import { showValue, validateDoc } from './schema.ts';
@@ -18,6 +19,7 @@ export const STACK_FILE = 'stack.yaml';
 export const STATE_DIR = '.fleet';
 export const RECORD_URL_ENV = 'FLEET_RECORD_URL';
 export const DEFAULT_PARALLELISM = 10;
+const ENFORCEMENTS: readonly string[] = ['advisory', 'mandatory', 'disabled'] satisfies Enforcement[];
 
 export type PackLoader = (
   dir: string,
@@ -96,7 +98,14 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
 
   // The policy pack.
   const packRef = isObj(spec.policyPack) ? spec.policyPack : {};
-  const ruleConfig = (isObj(packRef.config) ? packRef.config : {}) as Record<string, Record<string, unknown>>;
+  // Only well-formed entries go on to the pack: the stack schema already reported the others
+  // (a non-mapping, a bad enforcement), and the pack would report them a second time.
+  const ruleConfig: Record<string, Record<string, unknown>> = Object.fromEntries(
+    Object.entries(isObj(packRef.config) ? packRef.config : {}).filter(
+      (e): e is [string, Record<string, unknown>] =>
+        isObj(e[1]) && (e[1].enforcement === undefined || ENFORCEMENTS.includes(e[1].enforcement as string)),
+    ),
+  );
   let packDir: string | undefined;
   let pack: LoadedPack | undefined;
   if (typeof packRef.path === 'string' && packRef.path) {
