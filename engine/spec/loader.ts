@@ -6,14 +6,14 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import fg from 'fast-glob';
 import type { Stack } from '../../specs/types/stack.ts';
-import { diag, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
+import { diag, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { loadPack as policyLoadPack } from '../policy/index.ts';
 import type { Enforcement } from '../plan/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { checkDuplicateFleets, checkFleet, deepFreeze, toLoadedFleet, type StackContext } from './fleet.ts';
 import { showValue, validateDoc } from './schema.ts';
 import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult } from './types.ts';
-import { docWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
+import { docWhere, keyWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
 
 export const STACK_FILE = 'stack.yaml';
 export const STATE_DIR = '.fleet';
@@ -138,7 +138,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     docs.push(...p.docs);
   }
 
-  const stackValid = stackSchemaDiags.length === 0 && dcDiags.length === 0;
+  const stackValid = stackSchemaDiags.length === 0 && !hasErrors(dcDiags);
   const ctx = stackValid ? stackContext(raw as unknown as Stack) : undefined;
   const fleets: LoadedFleet[] = [];
   for (const d of docs) {
@@ -220,6 +220,15 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
           'spec.invalid-value',
           `Data center ${showValue(dc.name)} has address ${showValue(dc.address)}; it must be embedded or the DMZ client's http(s) URL, for example https://dmz.${dc.name}.example:8443.`,
           valueWhere(src, ['spec', 'dataCenters', i, 'address']),
+        ),
+      );
+    }
+    if (dc.sim !== undefined && typeof dc.address === 'string' && dc.address !== 'embedded') {
+      out.push(
+        diag(
+          'spec.sim-ignored',
+          `Data center ${showValue(dc.name)} is reached at ${showValue(dc.address)}, so its sim settings have no effect.`,
+          keyWhere(src, ['spec', 'dataCenters', i, 'sim']),
         ),
       );
     }

@@ -123,6 +123,11 @@ export const specCodes = defineCodes({
     doc: 'Two entries of the stack\'s `dataCenters` have the same name. Each data center appears once; the detail names the other entry\'s location.',
     severity: 'error',
   },
+  'spec.sim-ignored': {
+    summary: 'Simulator settings ignored',
+    doc: 'A data center has `sim` settings but its address is a DMZ client URL. `sim` applies only to `address: embedded` data centers; remove it, or set the address to embedded to run the simulator.',
+    severity: 'warning',
+  },
   'spec.record-url': {
     summary: 'Malformed record URL',
     doc: 'The record URL (stack.yaml `record`, or the FLEET_RECORD_URL environment variable, which overrides it) must be `pglite://DIR` with a non-empty folder, or a well-formed `postgres://user@host:port/db` URL.',
