@@ -66,11 +66,14 @@ describe('startEmbedded', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('needs the token of a remote data center', async () => {
-    const err = (await startEmbedded({ stack, pack, record, env: {} }).catch((e: unknown) => e)) as FleetError;
+  it('needs the token of a remote data center when asked to', async () => {
+    const err = (await startEmbedded({ stack, pack, record, env: {}, requireRemoteTokens: true }).catch((e: unknown) => e)) as FleetError;
     expect(err).toBeInstanceOf(FleetError);
     expect(err.diagnostics[0]).toMatchObject({ code: 'apply.token-missing', file: expect.stringContaining('stack.yaml') });
     expect(err.diagnostics[0].detail).toContain('REMOTE_DMZ_TOKEN');
+    const lenient = await startEmbedded({ stack, pack, record, env: {} });
+    expect([...lenient.clients.keys()]).toEqual(['miami']);
+    await lenient.close();
   });
 
   it('runs the authority and a sim DMZ client over loopback; VMs and disk keys outlive the run', async () => {

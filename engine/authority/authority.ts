@@ -49,6 +49,8 @@ interface Pending {
   to: string;
   kind: AuthorizeRequest['kind'];
   operation: string;
+  /** ms since epoch; entries older than the credentials' lifetime are dropped. */
+  at: number;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -91,6 +93,12 @@ export class Authority {
       if (this.locks.get(vmId) === tail) this.locks.delete(vmId);
     });
     return next;
+  }
+
+  /** A DMZ client that died between authorize and report leaves its entry; its credentials have expired by then. */
+  private prunePending(): void {
+    const cutoff = Date.now() - this.ttl;
+    for (const [id, p] of this.pending) if (p.at < cutoff) this.pending.delete(id);
   }
 
   private async getVm(vmId: string): Promise<VmRow | undefined> {
@@ -172,7 +180,8 @@ export class Authority {
         res.bootToken = token;
       }
       if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
-      this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: req.from, to: to, kind: req.kind, operation });
+      this.prunePending();
+      this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: req.from, to, kind: req.kind, operation, at: Date.now() });
       // The intent, before any cloud call; the state change itself is written at report.
       await this.o.record.addHistory(vm.id, {
         from: req.from,

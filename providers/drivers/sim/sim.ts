@@ -119,6 +119,8 @@ export class SimDriver implements Driver {
   private readonly events = new EventEmitter();
   private readonly timers = new Set<NodeJS.Timeout>();
   private writing: Promise<void> = Promise.resolve();
+  /** Per cloud id, the latest boot; an agent of an older boot (a retried `boot`) gives up instead of acting. */
+  private readonly bootGeneration = new Map<string, number>();
   private closed = false;
   /** Calls made, per name (tests and benchmarks read it). */
   readonly calls = new Map<string, number>();
@@ -267,8 +269,11 @@ export class SimDriver implements Driver {
    * unlocks its disk with the released key. A denied boot terminates the VM.
    */
   private startAgent(vm: SimVm, bootToken: string): void {
+    const generation = (this.bootGeneration.get(vm.cloudId) ?? 0) + 1;
+    this.bootGeneration.set(vm.cloudId, generation);
+    const stale = () => this.closed || this.bootGeneration.get(vm.cloudId) !== generation;
     const run = async () => {
-      if (this.closed || vm.agent !== 'booting') return;
+      if (stale() || vm.agent !== 'booting') return;
       const url = this.bootUrl;
       if (!url) {
         await this.change(vm, { agent: 'failed', agentDetail: 'no boot endpoint is known to the data center' });
@@ -293,7 +298,7 @@ export class SimDriver implements Driver {
           lastError = (err as Error).message;
         }
         if (answer === undefined) await this.delay(Math.max(this.latency, 10) * 2 ** attempt);
-        if (this.closed) return;
+        if (stale()) return;
       }
       if (answer === undefined) {
         await this.change(vm, { agent: 'failed', agentDetail: `boot endpoint unreachable: ${lastError}` });

@@ -1,0 +1,175 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FleetError } from '../../../engine/diags/index.ts';
+import { sha256 } from '../../../engine/authority/keys.ts';
+import { DriverError, type ScopedCredentials } from '../types.ts';
+import { createSimDriver, seededRandom, simStateFile, type SimDriver } from './sim.ts';
+
+const creds = (dataCenter = 'dc-a', ms = 60_000): ScopedCredentials => ({ dataCenter, token: 't', expiresAt: new Date(Date.now() + ms).toISOString() });
+const input = (over: Partial<{ vmId: string; cpu: number; encryptedDisk: boolean; diskKeyHash: string }> = {}) => ({
+  vmId: over.vmId ?? randomUUID(),
+  name: 'n',
+  image: 'img-1',
+  size: { cpu: over.cpu ?? 1, memoryGiB: 1, diskGiB: 10 },
+  encryptedDisk: over.encryptedDisk ?? false,
+  ...(over.diskKeyHash ? { diskKeyHash: over.diskKeyHash } : {}),
+});
+
+let dir: string;
+const drivers: SimDriver[] = [];
+async function sim(opts: Partial<Parameters<typeof createSimDriver>[0]> = {}): Promise<SimDriver> {
+  const d = await createSimDriver({ dataCenter: 'dc-a', stateDir: dir, latencyMs: 1, ...opts });
+  drivers.push(d);
+  return d;
+}
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'dmzfleet-sim-'));
+});
+afterEach(async () => {
+  for (const d of drivers.splice(0)) await d.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('sim driver', () => {
+  it('keeps VMs on disk across instances, written atomically', async () => {
+    const a = await sim();
+    const vm = await a.createVm(creds(), input());
+    await a.powerOn(creds(), { vmId: vm.vmId, cloudId: vm.cloudId });
+    await a.close();
+    expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    const b = await sim();
+    expect(await b.get(creds(), { vmId: vm.vmId, cloudId: null })).toMatchObject({ cloudId: vm.cloudId, power: 'on', observedState: 'PoweredOn' });
+  });
+
+  it('reports a corrupt state file as apply.sim-state', async () => {
+    await writeFile(simStateFile(dir, 'dc-a'), '{ not json');
+    const err = (await sim().catch((e: unknown) => e)) as FleetError;
+    expect(err).toBeInstanceOf(FleetError);
+    expect(err.diagnostics[0].code).toBe('apply.sim-state');
+  });
+
+  it('createVm is idempotent per VM id', async () => {
+    const d = await sim();
+    const i = input();
+    const a = await d.createVm(creds(), i);
+    const b = await d.createVm(creds(), i);
+    expect(b.cloudId).toBe(a.cloudId);
+    expect(await d.list(creds())).toHaveLength(1);
+  });
+
+  it.each([
+    { name: 'another data center', c: creds('dc-b'), want: 'scoped to data center dc-b' },
+    { name: 'expired', c: creds('dc-a', -1000), want: 'expired' },
+    { name: 'no token', c: { ...creds(), token: '' }, want: 'no token' },
+  ])('refuses credentials: $name', async ({ c, want }) => {
+    const d = await sim();
+    await expect(d.createVm(c, input())).rejects.toThrow(want);
+  });
+
+  it('has finite capacity', async () => {
+    const d = await sim({ capacity: { vms: 2, cpu: 3 } });
+    await d.createVm(creds(), input({ cpu: 2 }));
+    const err = (await d.createVm(creds(), input({ cpu: 2 })).catch((e: unknown) => e)) as DriverError;
+    expect(err).toMatchObject({ kind: 'capacity', transient: false });
+    expect(err.message).toContain('cpu 2 + 2 exceeds the capacity 3');
+    await d.createVm(creds(), input({ cpu: 1 }));
+    await expect(d.createVm(creds(), input({ cpu: 0 }))).rejects.toThrow('vms 2 + 1');
+  });
+
+  it('fails named calls, and fails a seeded share of calls the same way every run', async () => {
+    const d = await sim({ failCalls: ['powerOn'] });
+    const vm = await d.createVm(creds(), input());
+    await expect(d.powerOn(creds(), { vmId: vm.vmId, cloudId: vm.cloudId })).rejects.toMatchObject({ kind: 'failed', transient: false });
+    const outcomes = async (stateDir: string) => {
+      const e = await createSimDriver({ dataCenter: 'dc-a', stateDir, latencyMs: 0, errorRate: 0.5, seed: 3 });
+      drivers.push(e);
+      const out: string[] = [];
+      for (let i = 0; i < 10; i++) out.push(await e.createVm(creds(), input()).then(() => 'ok', (x: DriverError) => x.kind));
+      return out;
+    };
+    const first = await outcomes(join(dir, 'x'));
+    expect(await outcomes(join(dir, 'y'))).toEqual(first);
+    expect(first).toContain('transient');
+    expect(first).toContain('ok');
+  });
+
+  it('seededRandom is repeatable', () => {
+    const a = seededRandom(42);
+    const b = seededRandom(42);
+    expect([a(), a(), a()]).toEqual([b(), b(), b()]);
+  });
+
+  describe('boot agent', () => {
+    let answers: { approved: boolean; reason: string; diskKey?: string }[];
+    let seen: { bootToken: string }[];
+    let close: () => Promise<void>;
+    let bootUrl: string;
+    beforeEach(async () => {
+      answers = [];
+      seen = [];
+      const server = createServer((req, res) => {
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString()));
+        req.on('end', () => {
+          seen.push(JSON.parse(body) as { bootToken: string });
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(answers.shift() ?? { approved: false, reason: 'no answer scripted' }));
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      bootUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/boot`;
+      close = () => new Promise<void>((r) => server.close(() => r()));
+    });
+    afterEach(async () => {
+      await close();
+    });
+
+    async function booted(d: SimDriver, encryptedDisk: boolean, key = 'the-key') {
+      d.attach({ bootUrl });
+      const vm = await d.createVm(creds(), input({ encryptedDisk, diskKeyHash: sha256(key) }));
+      const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+      await d.powerOn(creds(), ref);
+      await d.boot(creds(), ref, { bootToken: 'tok-1' });
+      return ref;
+    }
+
+    it.each([
+      { name: 'approved with the right key', answer: { approved: true, reason: 'ok', diskKey: 'the-key' }, state: 'Running', agent: 'ready' },
+      { name: 'approved with a wrong key', answer: { approved: true, reason: 'ok', diskKey: 'wrong' }, state: 'BootFailed', agent: 'failed' },
+      { name: 'denied', answer: { approved: false, reason: 'unknown VM' }, state: 'Deleted', agent: 'failed' },
+    ])('$name -> $state', async ({ answer, state, agent }) => {
+      answers.push(answer);
+      const d = await sim();
+      const ref = await booted(d, true);
+      const ready = d.awaitReady(creds(), ref, { timeoutMs: 5_000 });
+      if (state === 'Running') await expect(ready).resolves.toMatchObject({ agent, observedState: state });
+      else await expect(ready).rejects.toMatchObject({ kind: 'boot-failed' });
+      expect(seen[0].bootToken).toBe('tok-1');
+      expect((await d.get(creds(), ref))?.observedState).toBe(state);
+    });
+
+    it('a retried boot supersedes the agent of the first one', async () => {
+      answers.push({ approved: true, reason: 'ok' });
+      const d = await sim({ bootMs: 30 });
+      const ref = await booted(d, false);
+      await d.boot(creds(), ref, { bootToken: 'tok-2' });
+      await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready' });
+      expect(seen.map((s) => s.bootToken)).toEqual(['tok-2']);
+    });
+
+    it('rogue VMs are terminated when the boot endpoint denies them', async () => {
+      answers.push({ approved: false, reason: 'no VM in the record' });
+      const d = await sim();
+      d.attach({ bootUrl });
+      const rogue = await d.injectRogueVm({ image: 'img-1' });
+      expect(await d.waitSettled(rogue.cloudId)).toMatchObject({ status: 'terminated' });
+      const file = JSON.parse(await readFile(simStateFile(dir, 'dc-a'), 'utf8')) as { vms: { rogue?: boolean; status: string }[] };
+      expect(file.vms).toMatchObject([{ rogue: true, status: 'terminated' }]);
+    });
+  });
+});
