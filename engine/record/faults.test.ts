@@ -1,6 +1,9 @@
 // Outside faults: bad URLs, unreachable servers, foreign or damaged PGlite
 // folders, and a process killed in the middle of a transaction.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -122,5 +125,43 @@ describe.each(testBackends())('a process killed mid-transaction on $name', (back
     } finally {
       await drop();
     }
+  });
+});
+
+describe('one process per PGlite record', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'fleet-record-busy-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('refuses a second opener, in this process and in another, naming the holder', async () => {
+    const dir = join(root, 'record');
+    const r = await openRecord(`pglite://${dir}`);
+    try {
+      expect(existsSync(`${dir}.lock`)).toBe(true);
+      const same = await diagOf(`pglite://${dir}`);
+      expect(same).toMatchObject({ code: 'record.busy', file: dir });
+      const w = startWorker(['open', `pglite://${dir}`], { FLEET_RECORD_BUSY_TIMEOUT_MS: '0' });
+      const line = await w.line(/^(OPENED|ERR)/);
+      expect(line).toContain('ERR record.busy');
+      expect(line).toContain(`pid ${process.pid} on ${hostname()}`);
+      await w.exited;
+    } finally {
+      await r.close();
+    }
+    expect(existsSync(`${dir}.lock`)).toBe(false);
+    const again = await openRecord(`pglite://${dir}`);
+    await again.close();
+  });
+
+  it('takes over the lock of a process that is gone', async () => {
+    const dir = join(root, 'stale');
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    await writeFile(`${dir}.lock`, JSON.stringify({ pid: Number(gone.stdout), host: hostname(), since: 'then', command: 'fleet apply' }));
+    const r = await openRecord(`pglite://${dir}`);
+    await r.close();
   });
 });

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { fail } from '../diags/index.ts';
+import { lockDataDir } from './dirlock.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 
 /**
@@ -13,15 +14,20 @@ import type { Queryable, SqlAdapter } from './sql.ts';
  * non-empty folder without PG_VERSION is refused before PGlite sees it.
  */
 export async function openPglite(dir: string | undefined): Promise<SqlAdapter> {
-  if (dir !== undefined) checkDataDir(dir);
+  let release = () => {};
+  if (dir !== undefined) {
+    checkDataDir(dir);
+    release = await lockDataDir(dir);
+  }
   let db: PGlite;
   try {
     db = await PGlite.create(dir);
   } catch (err) {
+    release();
     const cause = err instanceof Error ? err.message : String(err);
-    fail('record.corrupt', `PGlite could not open ${dir ?? 'an in-memory database'}: ${cause}.`, { file: dir });
+    fail('record.corrupt', `PGlite could not open ${dir ?? 'an in-memory database'}: ${cause}.`, dir !== undefined ? { file: dir } : {});
   }
-  return new PgliteAdapter(db);
+  return new PgliteAdapter(db, release);
 }
 
 function checkDataDir(dir: string): void {
@@ -50,8 +56,10 @@ function checkDataDir(dir: string): void {
 class PgliteAdapter implements SqlAdapter {
   readonly kind = 'pglite' as const;
   readonly #db: PGlite;
-  constructor(db: PGlite) {
+  readonly #release: () => void;
+  constructor(db: PGlite, release: () => void) {
     this.#db = db;
+    this.#release = release;
   }
   async query<T>(text: string, params: readonly unknown[] = []): Promise<T[]> {
     const r = await this.#db.query<T>(text, params as unknown[]);
@@ -65,6 +73,10 @@ class PgliteAdapter implements SqlAdapter {
     );
   }
   async close(): Promise<void> {
-    if (!this.#db.closed) await this.#db.close();
+    try {
+      if (!this.#db.closed) await this.#db.close();
+    } finally {
+      this.#release();
+    }
   }
 }

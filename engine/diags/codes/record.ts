@@ -13,6 +13,11 @@ export const recordCodes = defineCodes({
     doc: 'The PostgreSQL server of the record could not be reached or refused the connection. Check that it runs, the host and port, credentials and network; the detail names the cause.',
     severity: 'error',
   },
+  'record.busy': {
+    summary: 'Record in use by another process',
+    doc: 'A PGlite record can be open in one process at a time (its <dir>.lock names the holder). Wait for that command to finish; a lock left by a process that is gone is taken over. Use a PostgreSQL record when several applies run at once.',
+    severity: 'error',
+  },
   'record.corrupt': {
     summary: 'Record directory unreadable',
     doc: 'The PGlite directory is not a PGlite database (foreign files, another PostgreSQL version) or is damaged. Point the record at an empty or dmzfleet directory, or restore it from a backup.',

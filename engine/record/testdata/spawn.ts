@@ -13,8 +13,8 @@ export interface Worker {
 }
 
 /** Starts engine/record/testdata/worker.ts in its own Node process (through tsx). */
-export function startWorker(args: string[]): Worker {
-  const child = spawn(process.execPath, ['--import', 'tsx', WORKER, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+export function startWorker(args: string[], env: NodeJS.ProcessEnv = {}): Worker {
+  const child = spawn(process.execPath, ['--import', 'tsx', WORKER, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   let buf = '';

@@ -86,6 +86,18 @@ async function main(): Promise<void> {
       await record.close();
       return;
     }
+    // Opens the record once and reports how it went.
+    case 'open': {
+      try {
+        const record = await openRecord(url);
+        say('OPENED');
+        await record.close();
+      } catch (err) {
+        if (!(err instanceof FleetError)) throw err;
+        say(`ERR ${err.diagnostics[0].code} ${err.diagnostics[0].detail}`);
+      }
+      return;
+    }
     default:
       throw new Error(`unknown mode ${mode}`);
   }
