@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FleetError } from '../../../engine/diags/index.ts';
 import { sha256 } from '../../../engine/authority/keys.ts';
-import { DriverError, type ScopedCredentials } from '../types.ts';
+import type { DriverError} from '../types.ts';
+import { type ScopedCredentials } from '../types.ts';
 import { createSimDriver, seededRandom, simStateFile, type SimDriver } from './sim.ts';
 
 const creds = (dataCenter = 'dc-a', ms = 60_000): ScopedCredentials => ({ dataCenter, token: 't', expiresAt: new Date(Date.now() + ms).toISOString() });
