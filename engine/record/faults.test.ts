@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +51,42 @@ describe('unreachable PostgreSQL', () => {
     expect(d.detail).toContain('ECONNREFUSED');
     expect(d.detail).not.toContain('pw@');
     expect(d.detail).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('PostgreSQL servers that misbehave', () => {
+  const servers: Server[] = [];
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  });
+  async function listen(onConnection: (s: Socket) => void): Promise<number> {
+    const server = createServer(onConnection);
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return (server.address() as AddressInfo).port;
+  }
+
+  it('a server that hangs up is record.unreachable', async () => {
+    const port = await listen((s) => s.destroy());
+    const d = await diagOf(`postgres://postgres@127.0.0.1:${port}/fleet`);
+    expect(d.code).toBe('record.unreachable');
+    expect(d.detail).toContain(`127.0.0.1:${port}`);
+  });
+
+  it('a server that never answers times out as record.unreachable', async () => {
+    const sockets: Socket[] = [];
+    const port = await listen((s) => sockets.push(s));
+    const before = process.env.FLEET_RECORD_CONNECT_TIMEOUT_MS;
+    process.env.FLEET_RECORD_CONNECT_TIMEOUT_MS = '300';
+    try {
+      const d = await diagOf(`postgres://postgres@127.0.0.1:${port}/fleet`);
+      expect(d.code).toBe('record.unreachable');
+      expect(d.detail).toMatch(/timeout/i);
+    } finally {
+      if (before === undefined) delete process.env.FLEET_RECORD_CONNECT_TIMEOUT_MS;
+      else process.env.FLEET_RECORD_CONNECT_TIMEOUT_MS = before;
+      for (const s of sockets) s.destroy();
+    }
   });
 });
 

@@ -32,7 +32,8 @@ export function connectionFault(err: unknown, where: { host: string; port: strin
   let cause: string | undefined;
   if (code && NETWORK_CODES.has(code)) cause = code;
   else if (code && CONNECT_SQLSTATES[code]) cause = `${CONNECT_SQLSTATES[code]} (${code})`;
-  else if (/timeout|Connection terminated|connection is closed/i.test(err.message)) cause = 'timeout or connection lost';
+  else if (/timeout/i.test(err.message)) cause = 'connection timeout';
+  else if (/Connection terminated|connection is closed/i.test(err.message)) cause = 'connection lost';
   if (cause === undefined) return err;
   return new FleetError(
     diag(
