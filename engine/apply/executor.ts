@@ -11,7 +11,7 @@
 // - A member that fails stops there; the other members go on.
 // - Steps of one member run in order; members run in parallel, at most
 //   `parallelism` at a time per data center.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../plan/types.ts';
@@ -26,6 +26,7 @@ export type ApplyEvent =
   | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
   | { type: 'step'; address: string; dataCenter: string; from: string | null; to: string; operation: string; status: 'started' | 'done' | 'failed'; detail?: string }
   | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; detail?: string }
+  | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
   | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; elapsedMs: number };
 
 export interface MemberFailure {
@@ -127,10 +128,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     }
   }
 
-  const lock: LockHandle = await record.acquireLocks(plan.stack, plan.fleets, { who: actor, host: hostname(), planId: plan.id, pid: process.pid }, {
-    timeoutMs: opts.lockTimeoutMs ?? 0,
-    leaseMs: opts.leaseMs,
-  });
+  const lock = await acquire(opts, actor, emit);
   const leaseMs = opts.leaseMs ?? 30_000;
   let lockLost: unknown;
   const beat = setInterval(() => {
@@ -182,6 +180,44 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
   emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, elapsedMs });
   return { planId: plan.id, succeeded, failed: failures, steps, elapsedMs };
+}
+
+/** True when a process with this pid runs on this machine. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes the plan's fleet locks. A lock held by a process of this same host
+ * that no longer runs (an apply killed with SIGKILL) cannot be renewed by
+ * anyone, so it is broken at once instead of making the next apply wait for
+ * its lease to run out; a holder on another host is only ever waited for.
+ */
+async function acquire(opts: ApplyOptions, actor: string, emit: (e: ApplyEvent) => void): Promise<LockHandle> {
+  const { plan, record } = opts;
+  const take = () =>
+    record.acquireLocks(plan.stack, plan.fleets, { who: actor, host: hostname(), planId: plan.id, pid: process.pid }, {
+      timeoutMs: opts.lockTimeoutMs ?? 0,
+      ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}),
+    });
+  try {
+    return await take();
+  } catch (err) {
+    if (!(err instanceof FleetError) || err.diagnostics[0]?.code !== 'record.lock-held') throw err;
+    const scope = new Set(plan.fleets);
+    const dead = (await record.listLocks(plan.stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !alive(l.pid));
+    if (dead.length === 0) throw err;
+    for (const l of dead) {
+      await record.forceUnlock(l.lockId);
+      emit({ type: 'lock-broken', lockId: l.lockId, fleet: l.fleet, holder: `${l.who} pid ${l.pid}` });
+    }
+    return take();
+  }
 }
 
 /** Requests a change makes: a create request per new VM plus one per step. */
@@ -253,7 +289,6 @@ async function runMember(
           encryptedDisk: change.encryptedDisk,
           desiredState: change.to,
           specHash: change.specHash,
-          ...(change.action === 'replace' && change.vmId ? { replaces: change.vmId } : {}),
         },
       }),
     );
@@ -274,6 +309,15 @@ async function runMember(
     // A create whose path is only the initial state (nothing to walk).
     const d = await createVm();
     if (d) return fail(`create ${change.path[0]}`, d);
+  }
+  // The member now is what its spec asks for: remember that spec, so the next
+  // plan sees no difference (the record cannot tell a hardware change otherwise).
+  if (change.action !== 'delete') {
+    const id = needsCreate ? newId : change.vmId!;
+    const row = await record.getVm(id);
+    if (row && (row.specHash !== change.specHash || row.desiredState !== change.to)) {
+      await record.updateVm(id, row.version, { specHash: change.specHash, desiredState: change.to }, { actor: opts.actor ?? defaultActor(), planId: plan.id });
+    }
   }
   return { steps: done };
 }

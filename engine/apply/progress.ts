@@ -74,6 +74,8 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
         const p = dcs.get(e.dataCenter);
         if (p && e.status === 'done') p.done++;
         dirty = true;
+      } else if (e.type === 'lock-broken') {
+        out.write(`note: broke lock ${e.lockId} on fleet ${e.fleet}: its holder (${e.holder}) no longer runs on this host\n`);
       } else if (e.type === 'member') {
         const p = dcs.get(e.dataCenter);
         if (p) {

@@ -1,0 +1,206 @@
+// fleet apply end to end: real CLI (in-process), real PGlite record, the real
+// authority and sim DMZ clients over loopback HTTP, the default policy pack.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSession } from '../engine/apply/index.ts';
+import type { PlanDocument } from '../engine/plan/index.ts';
+import { runCli } from './helpers/cli.ts';
+import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
+
+interface World {
+  vms: { address: string; state: string; dataCenter: string; size: { cpu: number }; image: string; id: string }[];
+  /** Present VMs per data center as the sim clouds hold them. */
+  cloud: { vmId: string; dataCenter: string; observedState: string }[];
+}
+
+/** The record's live VMs and every data center's present VMs. */
+async function world(dir: string): Promise<World> {
+  const s = await openSession(dir, { cwd: REPO, env: process.env });
+  try {
+    const vms = await s.record.listVms(s.stack.name);
+    const cloud = [];
+    for (const [, c] of s.clients) cloud.push(...(await c.listVms()).filter((v) => v.status === 'present'));
+    return { vms, cloud };
+  } finally {
+    await s.close();
+  }
+}
+
+/** Every record VM exists exactly once in its data center, in the state the record holds, and nothing else runs. */
+function expectConverged(w: World): void {
+  const byId = new Map<string, number>();
+  for (const v of w.cloud) byId.set(v.vmId, (byId.get(v.vmId) ?? 0) + 1);
+  for (const vm of w.vms) {
+    expect(byId.get(vm.id), `${vm.address} in the cloud`).toBe(1);
+    const actual = w.cloud.find((c) => c.vmId === vm.id)!;
+    expect(actual.dataCenter).toBe(vm.dataCenter);
+    expect(actual.observedState, `${vm.address} state`).toBe(vm.state);
+  }
+  expect(w.cloud.length).toBe(w.vms.length);
+}
+
+const states = (w: World) => Object.fromEntries(w.vms.map((v) => [v.address, v.state]));
+
+describe('fleet apply on a stack of two embedded data centers', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+
+  beforeAll(async () => {
+    st = await tempStack();
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('creates fleets over both data centers', async () => {
+    await st.spec('app', fleetYaml('app', { count: 3 }));
+    await st.spec('jobs', fleetYaml('jobs', { count: 1, state: 'PoweredOff', encryptedDisk: false }));
+    const r = await fleet('apply', '--yes');
+    expect(r.stderr).not.toContain('error');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Plan: 4 to create');
+    expect(r.stdout).toContain('Apply complete: 4 VMs changed, 0 failed');
+    const w = await world(st.dir);
+    expect(states(w)).toEqual({ 'app/0': 'Running', 'app/1': 'Running', 'app/2': 'Running', 'jobs/0': 'PoweredOff' });
+    expect(new Set(w.vms.map((v) => v.dataCenter))).toEqual(new Set(['miami', 'richmond']));
+    expectConverged(w);
+    expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
+  });
+
+  it('refuses a fresh plan without a terminal and without --yes, changing nothing', async () => {
+    await st.spec('app', fleetYaml('app', { count: 4 }));
+    const r = await fleet('apply');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('apply.confirmation-required');
+    expect((await world(st.dir)).vms).toHaveLength(4);
+  });
+
+  it('scales up, starts a stopped fleet, then scales down from the highest index', async () => {
+    await st.spec('jobs', fleetYaml('jobs', { count: 1, state: 'Running', encryptedDisk: false }));
+    let r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Plan: 1 to create, 1 to transition');
+    expect(states(await world(st.dir))).toMatchObject({ 'app/3': 'Running', 'jobs/0': 'Running' });
+
+    await st.spec('app', fleetYaml('app', { count: 2 }));
+    r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('2 to delete');
+    const w = await world(st.dir);
+    expect(Object.keys(states(w)).sort()).toEqual(['app/0', 'app/1', 'jobs/0']);
+    expectConverged(w);
+  });
+
+  it('stops a fleet, then resizes it in place', async () => {
+    await st.spec('app', fleetYaml('app', { count: 2, state: 'PoweredOff' }));
+    let r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('2 to transition');
+    expect(states(await world(st.dir))).toMatchObject({ 'app/0': 'PoweredOff', 'app/1': 'PoweredOff' });
+
+    await st.spec('app', fleetYaml('app', { count: 2, state: 'Running', cpu: 4 }));
+    r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('2 to update');
+    const w = await world(st.dir);
+    expect(w.vms.filter((v) => v.address.startsWith('app/')).map((v) => [v.state, v.size.cpu])).toEqual([
+      ['Running', 4],
+      ['Running', 4],
+    ]);
+    expectConverged(w);
+  });
+
+  it('applies a saved plan exactly, and refuses one made stale by another apply', async () => {
+    await st.spec('jobs', fleetYaml('jobs', { count: 2, state: 'Running', encryptedDisk: false }));
+    const out = join(st.dir, 'plan.json');
+    let r = await fleet('plan', '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    r = await fleet('apply', out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(states(await world(st.dir))).toMatchObject({ 'jobs/1': 'Running' });
+
+    await st.spec('jobs', fleetYaml('jobs', { count: 3, state: 'Running', encryptedDisk: false }));
+    const stale = join(st.dir, 'stale.json');
+    expect((await fleet('plan', '--out', stale)).code).toBe(0);
+    await st.spec('jobs', fleetYaml('jobs', { count: 2, state: 'PoweredOff', encryptedDisk: false }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+    r = await fleet('apply', stale);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('apply.stale-plan');
+    expect(Object.keys(states(await world(st.dir))).filter((a) => a.startsWith('jobs/'))).toEqual(['jobs/0', 'jobs/1']);
+  });
+
+  it('deletes a removed fleet and reports no drift afterwards', async () => {
+    await st.spec('jobs', null);
+    let r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('2 to delete');
+    const w = await world(st.dir);
+    expect(Object.keys(states(w))).toEqual(['app/0', 'app/1']);
+    expectConverged(w);
+    r = await fleet('refresh', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).drift).toEqual([]);
+  });
+
+  it('prints one JSON event per line with --format json', async () => {
+    await st.spec('app', fleetYaml('app', { count: 3, state: 'Running', cpu: 4 }));
+    const r = await fleet('apply', '--yes', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    expect(events[0].type).toBe('plan');
+    expect(events.map((e) => e.type)).toContain('step');
+    expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 1, failed: 0 });
+  });
+});
+
+describe('an apply killed with SIGKILL half-way', () => {
+  let st: TempStack;
+  beforeAll(async () => {
+    st = await tempStack({ latencyMs: 40, bootMs: 40 });
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('converges when run again: every VM once, the record matches the data centers', async () => {
+    await st.spec('big', fleetYaml('big', { count: 6 }));
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--parallelism', '2', '--stack', st.dir], {
+      cwd: REPO,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let doneSteps = 0;
+    let buf = '';
+    const killed = new Promise<void>((resolveKilled) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        buf += chunk.toString();
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          const e = JSON.parse(line) as { type: string; status?: string };
+          if (e.type === 'step' && e.status === 'done' && ++doneSteps === 8) child.kill('SIGKILL');
+        }
+      });
+      child.on('exit', () => resolveKilled());
+    });
+    await killed;
+    expect(child.signalCode).toBe('SIGKILL');
+
+    const before = await world(st.dir);
+    expect(before.vms.length).toBeGreaterThan(0);
+    expect(before.vms.some((v) => v.state !== 'Running')).toBe(true);
+
+    const r = await runCli(['apply', '--yes', '--stack', st.dir], { cwd: REPO });
+    expect(r.stderr).toContain('was interrupted');
+    expect(r.code, r.stderr).toBe(0);
+    const after = await world(st.dir);
+    expect(Object.values(states(after))).toEqual(Array(6).fill('Running'));
+    expectConverged(after);
+
+    const plan = await runCli(['plan', '--format', 'json', '--stack', st.dir], { cwd: REPO });
+    expect((JSON.parse(plan.stdout) as PlanDocument).summary.noop).toBe(6);
+  });
+});

@@ -1,0 +1,72 @@
+// A throw-away stack for whole-program tests: stack.yaml with two embedded
+// sim data centers, the real default pack, a PGlite record under .fleet/.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const REPO = resolve(import.meta.dirname, '..', '..');
+
+export interface TempStack {
+  dir: string;
+  /** Writes (or with `null` removes) specs/<name>.yaml. */
+  spec(name: string, yaml: string | null): Promise<void>;
+  remove(): Promise<void>;
+}
+
+export async function tempStack(opts: { latencyMs?: number; bootMs?: number; extraDc?: string; name?: string } = {}): Promise<TempStack> {
+  const dir = await mkdtemp(join(tmpdir(), 'fleet-stack-'));
+  await mkdir(join(dir, 'specs'));
+  const sim = `{ latencyMs: ${opts.latencyMs ?? 1}, bootMs: ${opts.bootMs ?? 1} }`;
+  await writeFile(
+    join(dir, 'stack.yaml'),
+    `apiVersion: fleet/v1
+kind: Stack
+metadata: { name: ${opts.name ?? 'e2e'} }
+spec:
+  specs: ["specs/*.yaml"]
+  record: pglite://.fleet/record
+  policyPack:
+    path: ${join(REPO, 'policies', 'default')}
+    config:
+      max-disruption: { enforcement: disabled }
+  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
+  dataCenters:
+    - name: miami
+      address: embedded
+      location: { lat: 25.7617, lon: -80.1918 }
+      hardware: [general]
+      capacity: { vms: 50, cpu: 400, memoryGiB: 1600 }
+      sim: ${sim}
+    - name: richmond
+      address: embedded
+      location: { lat: 37.5407, lon: -77.4360 }
+      hardware: [general]
+      capacity: { vms: 50, cpu: 400, memoryGiB: 1600 }
+      sim: ${sim}
+`,
+  );
+  return {
+    dir,
+    async spec(name, yaml) {
+      const file = join(dir, 'specs', `${name}.yaml`);
+      if (yaml === null) await rm(file, { force: true });
+      else await writeFile(file, yaml);
+    },
+    remove: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+export function fleetYaml(name: string, spec: { count: number; state?: string; image?: string; cpu?: number; strategy?: string; protect?: boolean; encryptedDisk?: boolean }): string {
+  return `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: ${name}, owner: team-${name} }
+spec:
+  count: ${spec.count}
+  image: ${spec.image ?? 'ubuntu-22.04'}
+  size: { cpu: ${spec.cpu ?? 2}, memoryGiB: 4, diskGiB: 20 }
+  placement: { strategy: ${spec.strategy ?? 'spread'} }
+  state: ${spec.state ?? 'Running'}
+  encryptedDisk: ${spec.encryptedDisk ?? true}
+  protect: ${spec.protect ?? false}
+`;
+}
