@@ -2,6 +2,7 @@
 // auth, one error body shape, and the OpenAPI document built from the same
 // route schemas Fastify validates with.
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
+import { FleetError } from '../diags/index.ts';
 import { sameSecret } from './keys.ts';
 
 /** An answer other than 200 that the protocol defines (401, 404, 409...). */
@@ -61,6 +62,14 @@ export function createService(opts: ServiceOptions): { app: FastifyInstance; ope
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
     if (err instanceof ProtocolError) {
       void reply.status(err.statusCode).send({ error: { code: err.code, message: err.message } });
+      return;
+    }
+    if (err instanceof FleetError) {
+      // An outside fault met while serving (the record): a version conflict is the caller's race, anything else ours.
+      const code = err.diagnostics[0]?.code ?? 'internal';
+      const status = code === 'record.version-conflict' ? 409 : 503;
+      if (status >= 500) app.log.error(err);
+      void reply.status(status).send({ error: { code, message: err.message } });
       return;
     }
     if (err.validation) {
