@@ -4,7 +4,7 @@
 //   - end-to-end `fleet plan --format json --out` (a child process): wall time and peak RSS
 //   - the planner core (computePlan alone) on the same input
 //   - a plan targeted at one fleet (in-process planStack, and end-to-end)
-// Usage: npm run bench:plan [-- --fleets 500 --members 200 --keep]
+// Usage: npm run bench:plan [-- --fleets 500 --members 200 --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,8 @@ const FLEETS = arg('fleets', 500);
 const MEMBERS = arg('members', 200);
 const DCS = 10;
 const keep = process.argv.includes('--keep');
+/** `--reuse DIR`: a folder a `--keep` run left, so the 100,000-VM seeding is skipped. */
+const reuse = process.argv.includes('--reuse') ? process.argv[process.argv.indexOf('--reuse') + 1] : undefined;
 
 const dcName = (i: number) => `dc-${i}`;
 const fleetName = (i: number) => `f-${String(i).padStart(4, '0')}`;
@@ -128,10 +130,11 @@ function cli(args: string[]): { wallMs: number; maxRssMiB: number; code: number 
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-plan-'));
+  const dir = reuse ?? mkdtempSync(join(tmpdir(), 'fleet-bench-plan-'));
   try {
     console.log(`bench: ${FLEETS} fleets x ${MEMBERS} members over ${DCS} data centers in ${dir}`);
-    await setup(dir);
+    if (!reuse) await setup(dir);
+    rmSync(join(dir, 'scoped'), { recursive: true, force: true });
     const env = { ...process.env, FLEET_RECORD_URL: undefined };
 
     const out = join(dir, 'plan.json');
@@ -172,11 +175,27 @@ async function main(): Promise<void> {
     }
     tt.sort((a, b) => a - b);
     console.log(`targeted plan of ${target} (planStack in-process, record open), 3 runs: median ${ms(tt[1])}`);
+    // The same stack with the quota and capacity rules off: a targeted plan then reads only its fleet.
+    const scoped = join(dir, 'scoped');
+    mkdirSync(scoped);
+    const stackDoc = parse(readFileSync(join(dir, 'stack.yaml'), 'utf8')) as { spec: Record<string, unknown> };
+    stackDoc.spec.specs = ['../specs/*.yaml'];
+    stackDoc.spec.record = `pglite://${join(dir, '.fleet', 'record')}`;
+    stackDoc.spec.policyPack = { path: '../pack', config: { 'owner-quota': { enforcement: 'disabled' }, 'datacenter-capacity': { enforcement: 'disabled' } } };
+    writeFileSync(join(scoped, 'stack.yaml'), stringify(stackDoc));
+    const ts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now();
+      await planStack(scoped, { env, record, targets: [target] });
+      ts.push(performance.now() - t);
+    }
+    ts.sort((a, b) => a - b);
+    console.log(`targeted plan of ${target}, quota and capacity rules off (reads one fleet), 3 runs: median ${ms(ts[1])}`);
     await record.close();
     const te = cli(['plan', '--stack', dir, '--target', target, '--format', 'json', '--out', join(dir, 'plan-one.json')]);
     console.log(`targeted end-to-end fleet plan --target ${target}: ${ms(te.wallMs)}, peak RSS ${te.maxRssMiB.toFixed(0)} MiB`);
   } finally {
-    if (keep) console.log(`kept ${dir}`);
+    if (keep || reuse) console.log(`kept ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -53,15 +53,17 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             refresh: Boolean(opts.refresh),
           });
           printDiagnostics(io, diagnostics);
+          // Rendered once when both --out and --format json want it: on a big stack it is tens of MB.
+          const json = opts.out !== undefined || opts.format === 'json' ? renderJson(plan) : '';
           if (opts.out !== undefined) {
             const file = resolve(io.cwd, opts.out);
             try {
-              await writeFile(file, renderJson(plan));
+              await writeFile(file, json);
             } catch (err) {
               throw new FleetError(diag('plan.out-failed', `could not write ${opts.out}: ${err instanceof Error ? err.message : String(err)}.`));
             }
           }
-          io.stdout.write(renderPlan(plan, opts.format, { color: useColor(io) }));
+          io.stdout.write(opts.format === 'json' ? json : renderPlan(plan, opts.format, { color: useColor(io) }));
           if (plan.blocked) {
             const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
             printDiagnostics(io, [diag('plan.blocked', `${n} mandatory policy violation${n === 1 ? '' : 's'}; see the plan's policy section. Nothing can be applied until they are resolved.`, { address: plan.stack })]);
