@@ -30,40 +30,38 @@ const VM_COLS = `id, stack, fleet, idx, name, data_center, state, desired_state,
   (retired_at AT TIME ZONE 'UTC')::text AS retired_at`;
 
 /**
- * listVms' columns as one JSON array per row, aggregated into one JSON text:
+ * listVms' columns as one text array per row, aggregated into one JSON text:
  * for 100k rows, one JSON.parse beats per-field parsing of 2M protocol values
- * by an order of magnitude (bench/record). Positions are read by vmFromArray;
- * if you change one, change the other.
+ * by an order of magnitude, and text arrays build faster in the database than
+ * json_build_array (bench/record). Positions are read by vmFromArray; if you
+ * change one, change the other.
  */
-const VM_JSON_ARRAY = `json_build_array(id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
-  cpu, memory_gib, disk_gib, encrypted_disk, cloud_id, version,
-  created_at AT TIME ZONE 'UTC', updated_at AT TIME ZONE 'UTC', retired_at AT TIME ZONE 'UTC')`;
+const VM_TEXT_ARRAY = `ARRAY[id, stack, fleet, idx::text, name, data_center, state, desired_state, spec_hash, image, real_image,
+  cpu::text, memory_gib::text, disk_gib::text, encrypted_disk::text, cloud_id, version::text,
+  (created_at AT TIME ZONE 'UTC')::text, (updated_at AT TIME ZONE 'UTC')::text, (retired_at AT TIME ZONE 'UTC')::text]`;
 
-type VmArray = [
-  string, string, string, number, string, string, string, string, string, string, string | null,
-  number, number, number, boolean, string | null, number, string, string, string | null,
-];
+type VmArray = (string | null)[];
 
 function vmFromArray(a: VmArray): VmRow {
   return {
-    id: a[0],
-    stack: a[1],
-    fleet: a[2],
-    index: a[3],
+    id: a[0]!,
+    stack: a[1]!,
+    fleet: a[2]!,
+    index: Number(a[3]),
     address: `${a[2]}/${a[3]}`,
-    name: a[4],
-    dataCenter: a[5],
-    state: a[6],
-    desiredState: a[7],
-    specHash: a[8],
-    image: a[9],
+    name: a[4]!,
+    dataCenter: a[5]!,
+    state: a[6]!,
+    desiredState: a[7]!,
+    specHash: a[8]!,
+    image: a[9]!,
     realImage: a[10],
-    size: { cpu: a[11], memoryGiB: a[12], diskGiB: a[13] },
-    encryptedDisk: a[14],
+    size: { cpu: Number(a[11]), memoryGiB: Number(a[12]), diskGiB: Number(a[13]) },
+    encryptedDisk: a[14] === 'true',
     cloudId: a[15],
-    version: a[16],
-    createdAt: pgTimeToIso(a[17]),
-    updatedAt: pgTimeToIso(a[18]),
+    version: Number(a[16]),
+    createdAt: pgTimeToIso(a[17]!),
+    updatedAt: pgTimeToIso(a[18]!),
     retiredAt: a[19] === null ? null : pgTimeToIso(a[19]),
   };
 }
@@ -71,8 +69,10 @@ function vmFromArray(a: VmArray): VmRow {
 /** `2026-01-02 03:04:05.678901` or `2026-01-02T03:04:05.6` (UTC, from PostgreSQL) -> `2026-01-02T03:04:05.678Z`. */
 export function pgTimeToIso(s: string): string {
   const base = `${s.slice(0, 10)}T${s.slice(11, 19)}`;
-  if (s.length <= 20) return `${base}.000Z`;
-  return `${base}.${s.slice(20, 23).padEnd(3, '0')}Z`;
+  if (s[19] !== '.') return `${base}.000Z`;
+  let frac = '';
+  for (let i = 20; i < 23 && s[i] >= '0' && s[i] <= '9'; i++) frac += s[i];
+  return `${base}.${frac.padEnd(3, '0')}Z`;
 }
 
 interface VmDb {
@@ -243,7 +243,7 @@ export class SqlRecord implements FleetRecord {
     }
     if (!opts.includeRetired) where += ' AND retired_at IS NULL';
     const [row] = await this.#db.query<{ j: string }>(
-      `SELECT coalesce(json_agg(${VM_JSON_ARRAY} ORDER BY fleet, idx, created_at, id), '[]')::text AS j FROM vms WHERE ${where}`,
+      `SELECT coalesce(array_to_json(array_agg(${VM_TEXT_ARRAY} ORDER BY fleet, idx, created_at, id)), '[]')::text AS j FROM vms WHERE ${where}`,
       params,
     );
     const arrays = JSON.parse(row.j) as VmArray[];
