@@ -73,8 +73,13 @@ function ordered(c: Change): Change {
   return out as unknown as Change;
 }
 
-function compareAddress(a: { fleet: string; index: number }, b: { fleet: string; index: number }): number {
-  return byName(a.fleet, b.fleet) || a.index - b.index;
+/** Sorts `list[start..]` in place when it is not in order already. */
+function sortSlice<T>(list: T[], start: number, cmp: (a: T, b: T) => number): void {
+  let sorted = true;
+  for (let i = start + 1; i < list.length && sorted; i++) sorted = cmp(list[i - 1], list[i]) <= 0;
+  if (sorted) return;
+  const tail = list.slice(start).sort(cmp);
+  for (let i = 0; i < tail.length; i++) list[start + i] = tail[i];
 }
 
 /** Builds the plan document. Deterministic for the same input except `id` and `createdAt`. */
@@ -129,10 +134,12 @@ class Planner {
       const rows = (rowsByFleet.get(name) ?? []).sort((a, b) => a.index - b.index);
       for (const r of rows) basisVms[r.id] = r.version;
       const spec = specs.get(name);
+      const start = this.changes.length;
       if (spec) this.planFleet(spec, rows, grantedSoFar);
       else for (const r of rows) this.deleteMember(r, `fleet ${name} is no longer in the specs`);
+      // Scope is in name order, so only each fleet's own changes may need sorting (new members come last).
+      if (this.changes.length - start > 1) sortSlice(this.changes, start, (a, b) => a.index - b.index);
     }
-    this.changes.sort(compareAddress);
     for (let i = 0; i < this.changes.length; i++) if (this.changes[i].action !== 'noop') this.changes[i] = ordered(this.changes[i]);
 
     const basisFleets: Record<string, number> = {};
