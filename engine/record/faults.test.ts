@@ -126,7 +126,7 @@ describe('PGlite directory faults', () => {
 });
 
 describe.each(testBackends())('a process killed mid-transaction on $name', (backend) => {
-  it('leaves the record as it was', async () => {
+  it('leaves the record as it was, and keeps what was committed', async () => {
     const { url, drop } = await backend.freshUrl();
     try {
       const r = await openRecord(url);
@@ -158,7 +158,17 @@ describe.each(testBackends())('a process killed mid-transaction on $name', (back
       expect(await again.history('kill')).toHaveLength(1);
       // And the record is writable afterwards.
       await again.transitionVm(vm.id, 1, 'BeingCreated', { actor: 'test' });
-      await again.close();
+      if (backend.name === 'pglite') await again.close();
+
+      // A committed change survives the process being killed right after.
+      const w2 = startWorker(['commit-then-hang', url, vm.id]);
+      await w2.line(/^COMMITTED$/);
+      w2.child.kill('SIGKILL');
+      await w2.exited;
+      const third = backend.name === 'pglite' ? await openRecord(url) : again;
+      expect(await third.getVm(vm.id)).toMatchObject({ state: 'Committed', version: 3 });
+      expect(await third.history('kill')).toHaveLength(3);
+      await third.close();
     } finally {
       await drop();
     }

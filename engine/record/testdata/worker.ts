@@ -86,6 +86,17 @@ async function main(): Promise<void> {
       await record.close();
       return;
     }
+    // Commits a transition, then hangs until killed: the commit must survive.
+    case 'commit-then-hang': {
+      const [vmId] = args;
+      const record = await openRecord(url);
+      const vm = await record.getVm(vmId);
+      if (!vm) throw new Error('vm missing');
+      await record.transitionVm(vm.id, vm.version, 'Committed', { actor: 'worker' });
+      say('COMMITTED');
+      await new Promise(() => {});
+      return;
+    }
     // Opens the record once and reports how it went.
     case 'open': {
       try {
