@@ -29,12 +29,23 @@ export interface PlanStackResult {
 }
 
 /**
- * Whether VMs outside the scope must be read: they count towards owner quotas
- * and data center capacity, and are not needed when both rules are off.
+ * Which fleets a plan must read besides those in scope: all of them when the
+ * capacity rule is on (capacity counts every VM of the stack), the other
+ * fleets of the same owners when only the owner quota is on, none when both
+ * are off. `null` means every fleet.
  */
-export function needsWholeRecord(pack: LoadedPack): boolean {
+export function fleetsToRead(
+  pack: LoadedPack,
+  scope: readonly string[],
+  owners: ReadonlyMap<string, string>,
+): string[] | null {
+  if (capacityEnforcement(pack) !== 'disabled') return null;
   const quota = pack.rules.get('owner-quota');
-  return capacityEnforcement(pack) !== 'disabled' || (quota !== undefined && quota.enforcement !== 'disabled');
+  if (!quota || quota.enforcement === 'disabled') return [...scope];
+  const scoped = new Set(scope.map((f) => owners.get(f)).filter((o): o is string => o !== undefined));
+  const read = new Set(scope);
+  for (const [fleet, owner] of owners) if (scoped.has(owner)) read.add(fleet);
+  return [...read].sort();
 }
 
 /**
@@ -71,14 +82,16 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
         ),
       );
     }
-    const narrowed = options.targets.length > 0 || options.excludes.length > 0;
-    if (!narrowed || needsWholeRecord(pack)) rows = await record.listVms(stack.name);
-    else rows = await record.listVms(stack.name, { fleets: scope.fleets });
     const inScope = new Set(scope.fleets);
     for (const f of fleetRows) {
       owners[f.fleet] = f.owner;
       if (inScope.has(f.fleet)) fleetVersions[f.fleet] = f.version;
     }
+    const narrowed = options.targets.length > 0 || options.excludes.length > 0;
+    const ownerOf = new Map(Object.entries(owners));
+    for (const f of fleets) ownerOf.set(f.name, f.owner);
+    const read = narrowed ? fleetsToRead(pack, scope.fleets, ownerOf) : null;
+    rows = read === null ? await record.listVms(stack.name) : await record.listVms(stack.name, { fleets: read });
   } finally {
     if (!opts.record) await record.close();
   }
