@@ -25,6 +25,19 @@ describe.runIf(pgUrl !== undefined)('two processes on one PostgreSQL record', ()
     return w;
   }
 
+  it('lets two processes open (and migrate) one fresh database at once', async () => {
+    const fresh = await postgresBackend(pgUrl!).freshUrl();
+    try {
+      const ws = [start(['open', fresh.url, '--wait']), start(['open', fresh.url, '--wait'])];
+      await Promise.all(ws.map((w) => w.line(/^READY$/)));
+      for (const w of ws) w.child.stdin!.write('go\n');
+      expect(await Promise.all(ws.map((w) => w.line(/^(OPENED|ERR)/)))).toEqual(['OPENED', 'OPENED']);
+      await Promise.all(ws.map((w) => w.exited));
+    } finally {
+      await fresh.drop();
+    }
+  });
+
   it('gives a fleet lock to exactly one of two takers', async () => {
     const ws = [start(['lock', t.url, 'lk', 'web', '60000']), start(['lock', t.url, 'lk', 'web', '60000'])];
     await Promise.all(ws.map((w) => w.line(/^READY$/)));

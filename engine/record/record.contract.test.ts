@@ -407,6 +407,32 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       }
     });
 
+    it('upgrades an existing record in one transaction: all of a migration or none', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const s = freshStack();
+        const rec = await openRecord(url);
+        await rec.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+        await rec.close();
+        const raw = await rawAdapter(backend, url);
+        try {
+          const broken = { version: MIGRATIONS.length + 1, description: 'broken', statements: ['CREATE TABLE half_done (x int)', 'SELECT no_such_function()'] };
+          await expect(migrate(raw, { description: url }, [...MIGRATIONS, broken])).rejects.toThrow(/no_such_function/);
+          expect(await raw.query(`SELECT to_regclass('half_done') AS t`)).toEqual([{ t: null }]);
+          expect(await raw.query('SELECT schema_version FROM meta')).toEqual([{ schema_version: MIGRATIONS.length }]);
+
+          const next = { version: MIGRATIONS.length + 1, description: 'labels', statements: [`ALTER TABLE vms ADD COLUMN labels text NOT NULL DEFAULT '{}'`] };
+          expect(await migrate(raw, { description: url }, [...MIGRATIONS, next])).toEqual({ from: MIGRATIONS.length, to: next.version });
+          expect(await migrate(raw, { description: url }, [...MIGRATIONS, next])).toEqual({ from: next.version, to: next.version });
+          expect(await raw.query('SELECT fleet, labels FROM vms WHERE stack = $1', [s])).toEqual([{ fleet: 'web', labels: '{}' }]);
+        } finally {
+          await raw.close();
+        }
+      } finally {
+        await drop();
+      }
+    });
+
     it('refuses a record written by a newer schema, and leaves it untouched', async () => {
       const { url, drop } = await backend.freshUrl();
       try {

@@ -99,6 +99,10 @@ async function main(): Promise<void> {
     }
     // Opens the record once and reports how it went.
     case 'open': {
+      if (args[0] === '--wait') {
+        say('READY');
+        await waitGo();
+      }
       try {
         const record = await openRecord(url);
         say('OPENED');
