@@ -120,11 +120,13 @@ function cli(args: string[]): { wallMs: number; maxRssMiB: number; code: number 
   const t = performance.now();
   const r = spawnSync('/usr/bin/time', ['-v', process.execPath, join(ROOT, 'bin', 'fleet.mjs'), ...args], {
     encoding: 'utf8',
-    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'FLEET_RECORD_URL')),
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'FLEET_RECORD_URL')), FLEET_DEBUG: '1' },
     maxBuffer: 1 << 30,
   });
   const wallMs = performance.now() - t;
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
+  const phases = /plan timings \(ms\): (.*)/.exec(r.stderr);
+  if (phases) console.log(`  child phases: ${phases[1]}`);
   if (r.status !== 0 && r.status !== 2) console.error(r.stderr.split('\tCommand being timed')[0].slice(0, 2000));
   return { wallMs, maxRssMiB: rss ? Number(rss[1]) / 1024 : NaN, code: r.status };
 }

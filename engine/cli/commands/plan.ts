@@ -44,7 +44,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .action(async (opts: PlanCliOptions) => {
       setExit(
         await runCommand(io, async () => {
-          const { plan, diagnostics } = await planStack(opts.stack, {
+          const { plan, diagnostics, timings } = await planStack(opts.stack, {
             cwd: io.cwd,
             env: io.env,
             targets: opts.target,
@@ -53,6 +53,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             refresh: Boolean(opts.refresh),
           });
           printDiagnostics(io, diagnostics);
+          const renderStart = performance.now();
           // Rendered once when both --out and --format json want it: on a big stack it is tens of MB.
           const json = opts.out !== undefined || opts.format === 'json' ? renderJson(plan) : '';
           if (opts.out !== undefined) {
@@ -64,6 +65,10 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             }
           }
           io.stdout.write(opts.format === 'json' ? json : renderPlan(plan, opts.format, { color: useColor(io) }));
+          if (io.env.FLEET_DEBUG) {
+            const t = { ...timings, render: performance.now() - renderStart };
+            io.stderr.write(`plan timings (ms): ${Object.entries(t).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}\n`);
+          }
           if (plan.blocked) {
             const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
             printDiagnostics(io, [diag('plan.blocked', `${n} mandatory policy violation${n === 1 ? '' : 's'}; see the plan's policy section. Nothing can be applied until they are resolved.`, { address: plan.stack })]);
