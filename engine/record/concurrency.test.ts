@@ -32,7 +32,8 @@ describe.runIf(pgUrl !== undefined)('two processes on one PostgreSQL record', ()
       await Promise.all(ws.map((w) => w.line(/^READY$/)));
       for (const w of ws) w.child.stdin!.write('go\n');
       expect(await Promise.all(ws.map((w) => w.line(/^(OPENED|ERR)/)))).toEqual(['OPENED', 'OPENED']);
-      await Promise.all(ws.map((w) => w.exited));
+      for (const w of ws) w.child.stdin!.end();
+      expect(await Promise.all(ws.map((w) => w.exited))).toEqual([0, 0]);
     } finally {
       await fresh.drop();
     }
