@@ -1,6 +1,7 @@
 // fleet apply end to end: real CLI (in-process), real PGlite record, the real
 // authority and sim DMZ clients over loopback HTTP, the default policy pack.
 import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../engine/apply/index.ts';
@@ -152,6 +153,63 @@ describe('fleet apply on a stack of two embedded data centers', () => {
     expect(events[0].type).toBe('plan');
     expect(events.map((e) => e.type)).toContain('step');
     expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 1, failed: 0 });
+  });
+});
+
+describe('fleet refresh and plan --refresh', () => {
+  let st: TempStack;
+  beforeAll(async () => {
+    st = await tempStack({ name: 'drift' });
+    await st.spec('app', fleetYaml('app', { count: 3 }));
+    const r = await runCli(['apply', '--yes', '--stack', st.dir], { cwd: REPO });
+    expect(r.code, r.stderr).toBe(0);
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('records a difference that is one edge, flags one that is not, and reports unknown VMs', async () => {
+    const s = await openSession(st.dir, { cwd: REPO, env: process.env });
+    const vms = await s.record.listVms(s.stack.name);
+    // The record lags behind the cloud by one edge for app/1 (Starting -> Running is an edge) ...
+    const app1 = vms.find((v) => v.address === 'app/1')!;
+    await s.record.transitionVm(app1.id, app1.version, 'Starting', { actor: 'test' });
+    await s.close();
+    // ... app/0 was powered off behind the record's back (Running -> PoweredOff is not an edge),
+    // and a VM nobody asked for runs in the data center of app/2.
+    const app0 = vms.find((v) => v.address === 'app/0')!;
+    const app2 = vms.find((v) => v.address === 'app/2')!;
+    for (const dc of new Set([app0.dataCenter, app2.dataCenter])) {
+      const file = join(st.dir, '.fleet', 'sim', dc, `sim-${dc}.json`);
+      const state = JSON.parse(await readFile(file, 'utf8')) as { vms: { vmId: string; cloudId: string; power: string; agent: string }[] };
+      for (const vm of state.vms) {
+        if (vm.vmId === app0.id) Object.assign(vm, { power: 'off', agent: 'none' });
+      }
+      if (dc === app2.dataCenter) {
+        const rogue = { ...state.vms.find((v) => v.vmId === app2.id)!, vmId: '00000000-0000-4000-8000-00000000beef', cloudId: `sim-${dc}-rogue` };
+        state.vms.push(rogue);
+      }
+      await writeFile(file, JSON.stringify(state));
+    }
+
+    const r = await runCli(['refresh', '--format', 'json', '--stack', st.dir], { cwd: REPO });
+    expect(r.code, r.stderr).toBe(0);
+    const drift = (JSON.parse(r.stdout) as { drift: { kind: string; address: string; recordState: string | null; actualState: string | null }[] }).drift;
+    expect(drift.map((d) => [d.kind, d.address, d.recordState, d.actualState]).sort()).toEqual(
+      [
+        ['not-an-edge', 'app/0', 'Running', 'PoweredOff'],
+        ['recorded', 'app/1', 'Starting', 'Running'],
+        ['unknown', `sim-${app2.dataCenter}-rogue`, null, 'Running'],
+      ].sort(),
+    );
+    const w = await world(st.dir);
+    expect(states(w)).toEqual({ 'app/0': 'Running', 'app/1': 'Running', 'app/2': 'Running' });
+
+    const history = await runCli(['history', 'app/0', '--stack', st.dir, '--format', 'json'], { cwd: REPO });
+    expect(history.stdout).toContain('drift');
+
+    const plan = await runCli(['plan', '--refresh', '--stack', st.dir], { cwd: REPO });
+    expect(plan.stderr).toContain('refresh: not-an-edge');
   });
 });
 

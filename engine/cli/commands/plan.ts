@@ -2,8 +2,9 @@ import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag } from '../../diags/index.ts';
-import { PLAN_FORMATS, planStack, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
-import { printDiagnostics, runCommand, useColor } from '../io.ts';
+import { defaultActor, openSession, refreshStack } from '../../apply/index.ts';
+import { PLAN_FORMATS, planStack, type PlanStackOptions, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
+import { type CliIO, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { DEFAULT_STACK } from '../main.ts';
 import type { RegisterCommand } from './types.ts';
 
@@ -16,6 +17,22 @@ interface PlanCliOptions {
   exclude: string[];
   allowDestroy: string[];
   refresh?: boolean;
+}
+
+/** `plan --refresh`: refresh the record from the data centers (reporting drift on stderr), then plan on that same record. */
+async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackOptions) {
+  const session = await openSession(stackDir, { cwd: io.cwd, env: io.env });
+  try {
+    const { checked, drift } = await refreshStack(session, { actor: defaultActor() });
+    for (const d of drift) io.stderr.write(`refresh: ${d.kind} ${d.dataCenter} ${d.address}: ${d.detail}\n`);
+    io.stderr.write(`refresh: ${checked} VMs checked, ${drift.length} differences.\n`);
+    if (drift.some((d) => d.kind === 'unreachable')) {
+      throw new FleetError(diag('plan.refresh-failed', `could not refresh from ${drift.filter((d) => d.kind === 'unreachable').map((d) => d.dataCenter).join(', ')}; plan without --refresh, or bring the DMZ clients back.`));
+    }
+    return await planStack(stackDir, { ...planOpts, record: session.record });
+  } finally {
+    await session.close();
+  }
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -40,18 +57,19 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .option('--target <fleet>', 'plan only this fleet (repeatable)', collect, [])
     .option('--exclude <fleet>', 'leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
-    .option('--refresh', 'ask the data centers for the VMs\' real state first (recorded in the plan; providers act on it once they support it)')
+    .option('--refresh', 'first ask every data center for its VMs\' actual state and record what is one diagram edge away (as `fleet refresh`)')
     .action(async (opts: PlanCliOptions) => {
       setExit(
         await runCommand(io, async () => {
-          const { plan, diagnostics, timings } = await planStack(opts.stack, {
+          const planOpts = {
             cwd: io.cwd,
             env: io.env,
             targets: opts.target,
             excludes: opts.exclude,
             allowDestroy: opts.allowDestroy,
             refresh: Boolean(opts.refresh),
-          });
+          };
+          const { plan, diagnostics, timings } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : await planStack(opts.stack, planOpts);
           printDiagnostics(io, diagnostics);
           const renderStart = performance.now();
           // Rendered once when both --out and --format json want it: on a big stack it is tens of MB.

@@ -18,4 +18,9 @@ export const planCodes = defineCodes({
     doc: 'The plan document could not be written to the --out path (missing folder, no permission, disk full). The detail names the path and the cause.',
     severity: 'error',
   },
+  'plan.refresh-failed': {
+    summary: 'Refresh failed',
+    doc: '`fleet plan --refresh` could not ask a data center for its VMs (its DMZ client did not answer). Plan without --refresh, or bring the DMZ client back.',
+    severity: 'error',
+  },
 });
