@@ -13,6 +13,8 @@ export interface Migration {
   statements: string[];
 }
 
+// Names (stack, fleet, address) use the "C" collation: the same order on every
+// server whatever its locale, and the indexes serve ORDER BY fleet, idx.
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -25,8 +27,8 @@ export const MIGRATIONS: readonly Migration[] = [
         updated_at timestamptz NOT NULL DEFAULT now()
       )`,
       `CREATE TABLE fleets (
-        stack text NOT NULL,
-        fleet text NOT NULL,
+        stack text COLLATE "C" NOT NULL,
+        fleet text COLLATE "C" NOT NULL,
         owner text NOT NULL,
         version integer NOT NULL DEFAULT 1,
         updated_at timestamptz NOT NULL DEFAULT now(),
@@ -34,8 +36,8 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
       `CREATE TABLE vms (
         id text PRIMARY KEY,
-        stack text NOT NULL,
-        fleet text NOT NULL,
+        stack text COLLATE "C" NOT NULL,
+        fleet text COLLATE "C" NOT NULL,
         idx integer NOT NULL CHECK (idx >= 0),
         name text NOT NULL,
         data_center text NOT NULL,
@@ -60,9 +62,9 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE TABLE history (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         vm_id text NOT NULL,
-        stack text NOT NULL,
-        fleet text NOT NULL,
-        address text NOT NULL,
+        stack text COLLATE "C" NOT NULL,
+        fleet text COLLATE "C" NOT NULL,
+        address text COLLATE "C" NOT NULL,
         from_state text,
         to_state text NOT NULL,
         actor text NOT NULL,
@@ -76,7 +78,7 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX history_vm ON history (vm_id, id)`,
       `CREATE TABLE plans (
         id text PRIMARY KEY,
-        stack text NOT NULL,
+        stack text COLLATE "C" NOT NULL,
         digest text NOT NULL,
         who text NOT NULL,
         started_at timestamptz NOT NULL,
@@ -85,8 +87,8 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
       `CREATE INDEX plans_stack ON plans (stack, started_at)`,
       `CREATE TABLE locks (
-        stack text NOT NULL,
-        fleet text NOT NULL,
+        stack text COLLATE "C" NOT NULL,
+        fleet text COLLATE "C" NOT NULL,
         lock_id text NOT NULL,
         who text NOT NULL,
         host text NOT NULL,
@@ -100,7 +102,7 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE TABLE journal (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         plan_id text NOT NULL,
-        address text NOT NULL,
+        address text COLLATE "C" NOT NULL,
         seq integer NOT NULL,
         vm_id text,
         from_state text NOT NULL,
@@ -128,6 +130,16 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at timestamptz NOT NULL DEFAULT now(),
         used_at timestamptz
       )`,
+    ],
+  },
+  {
+    version: 2,
+    description: 'deposed VMs: the old VM of a create-before-delete replace keeps living beside its replacement until deleted',
+    statements: [
+      `ALTER TABLE vms ADD COLUMN deposed_at timestamptz`,
+      `DROP INDEX vms_live_address`,
+      // One current VM per address; a deposed one (being replaced) may live beside it.
+      `CREATE UNIQUE INDEX vms_live_address ON vms (stack, fleet, idx) WHERE retired_at IS NULL AND deposed_at IS NULL`,
     ],
   },
 ];

@@ -84,6 +84,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         cloudId: null,
         version: 1,
         retiredAt: null,
+        deposed: false,
       });
       expect(Date.parse(a.createdAt)).not.toBeNaN();
       expect((await r.listVms(s)).map((v) => v.address)).toEqual(['db/0', 'web/0', 'web/1']);
@@ -97,6 +98,14 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.findVm(s, 'web/7')).toBeUndefined();
       expect(await r.findVm(s, 'nonsense')).toBeUndefined();
       expect(await r.getVm('no-such-id')).toBeUndefined();
+    });
+
+    it('orders fleets by code point on every server, whatever its locale', async () => {
+      const s = freshStack();
+      for (const f of ['web2', 'web-2', 'db', 'Web', '_a']) await r.insertVm(newVm(s, f, 0), { actor: 'a' });
+      const want = ['Web', '_a', 'db', 'web-2', 'web2'];
+      expect((await r.listVms(s)).map((v) => v.fleet)).toEqual(want);
+      expect((await r.listFleets(s)).map((f) => f.fleet)).toEqual(want);
     });
 
     it('creates the fleet row with its owner and bumps its version per member write', async () => {
@@ -125,6 +134,23 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await r.listVms(s)).map((v) => v.id)).toEqual([b.id]);
       expect((await r.listVms(s, { includeRetired: true })).map((v) => v.id)).toEqual([a.id, b.id]);
       expect((await r.findVm(s, 'web/0'))?.id).toBe(b.id);
+    });
+
+    it('deposes the VM a replacement replaces, in the same transaction', async () => {
+      const s = freshStack();
+      const old = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const repl = await r.insertVm(newVm(s, 'web', 0, { replaces: old.id }), { actor: 'a', planId: 'p1' });
+      const rows = await r.listVms(s);
+      expect(rows.map((v) => [v.id, v.deposed])).toEqual([
+        [old.id, true],
+        [repl.id, false],
+      ]);
+      expect((await r.getVm(old.id))?.version).toBe(old.version + 1);
+      expect((await r.findVm(s, 'web/0'))?.id).toBe(repl.id);
+      expect((await r.history(s, 'web/0')).some((h) => h.vmId === old.id && h.detail === `deposed: replaced by ${repl.id}`)).toBe(true);
+      // Only a live VM at that very address can be deposed; nothing changes otherwise.
+      expect(await codeOf(r.insertVm(newVm(s, 'web', 1, { replaces: repl.id }), { actor: 'a' }))).toBe('record.version-conflict');
+      expect((await r.listVms(s)).map((v) => v.address)).toEqual(['web/0', 'web/0']);
     });
 
     it('keeps a proposed id, and refuses it twice', async () => {

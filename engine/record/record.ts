@@ -27,7 +27,7 @@ import type {
 const VM_COLS = `id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
   cpu, memory_gib, disk_gib, encrypted_disk, cloud_id, version,
   (created_at AT TIME ZONE 'UTC')::text AS created_at, (updated_at AT TIME ZONE 'UTC')::text AS updated_at,
-  (retired_at AT TIME ZONE 'UTC')::text AS retired_at`;
+  (retired_at AT TIME ZONE 'UTC')::text AS retired_at, (deposed_at IS NOT NULL) AS deposed`;
 
 /**
  * listVms' columns as one text array per row, aggregated into one JSON text:
@@ -38,7 +38,7 @@ const VM_COLS = `id, stack, fleet, idx, name, data_center, state, desired_state,
  */
 const VM_TEXT_ARRAY = `ARRAY[id, stack, fleet, idx::text, name, data_center, state, desired_state, spec_hash, image, real_image,
   cpu::text, memory_gib::text, disk_gib::text, encrypted_disk::text, cloud_id, version::text,
-  (created_at AT TIME ZONE 'UTC')::text, (updated_at AT TIME ZONE 'UTC')::text, (retired_at AT TIME ZONE 'UTC')::text]`;
+  (created_at AT TIME ZONE 'UTC')::text, (updated_at AT TIME ZONE 'UTC')::text, (retired_at AT TIME ZONE 'UTC')::text, (deposed_at IS NOT NULL)::text]`;
 
 type VmArray = (string | null)[];
 
@@ -63,6 +63,7 @@ function vmFromArray(a: VmArray): VmRow {
     createdAt: pgTimeToIso(a[17]!),
     updatedAt: pgTimeToIso(a[18]!),
     retiredAt: a[19] === null ? null : pgTimeToIso(a[19]),
+    deposed: a[20] === 'true',
   };
 }
 
@@ -96,6 +97,7 @@ interface VmDb {
   created_at: string;
   updated_at: string;
   retired_at: string | null;
+  deposed: boolean;
 }
 
 /** A timestamptz the driver parsed into a Date (non-VM tables), or VM_COLS' UTC text. */
@@ -129,6 +131,7 @@ function toVm(r: VmDb): VmRow {
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
     retiredAt: isoOrNull(r.retired_at),
+    deposed: r.deposed,
   };
 }
 
@@ -261,7 +264,7 @@ export class SqlRecord implements FleetRecord {
     const a = parseAddress(address);
     if (!a) return undefined;
     const rows = await this.#db.query<VmDb>(
-      `SELECT ${VM_COLS} FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL`,
+      `SELECT ${VM_COLS} FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL ORDER BY (deposed_at IS NOT NULL), created_at LIMIT 1`,
       [stack, a.fleet, a.index],
     );
     return rows.length ? toVm(rows[0]) : undefined;
@@ -287,6 +290,20 @@ export class SqlRecord implements FleetRecord {
     const id = vm.id ?? randomUUID();
     const address = `${vm.fleet}/${vm.index}`;
     return this.#db.transaction(async (q) => {
+      if (vm.replaces !== undefined) {
+        // Create-before-delete: the old VM steps aside (deposed) in the same
+        // transaction, so the address never has two current VMs.
+        const old = await q.query<VmDb>(
+          `UPDATE vms SET deposed_at = coalesce(deposed_at, now()), version = version + 1, updated_at = now()
+           WHERE id = $1 AND stack = $2 AND fleet = $3 AND idx = $4 AND retired_at IS NULL
+           RETURNING ${VM_COLS}`,
+          [vm.replaces, vm.stack, vm.fleet, vm.index],
+        );
+        if (old.length === 0) {
+          throw new VersionConflictError(vm.replaces, null, null, `VM ${vm.replaces}, which ${address} should replace, is not live at that address.`, address);
+        }
+        await this.#history(q, old[0], old[0].state, old[0].state, { ...ctx, outcome: 'ok', detail: `deposed: replaced by ${id}` });
+      }
       const rows = await q.query<VmDb>(
         `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
            cpu, memory_gib, disk_gib, encrypted_disk)
@@ -313,7 +330,7 @@ export class SqlRecord implements FleetRecord {
       );
       if (rows.length === 0) {
         const live = await q.query<{ id: string; version: number }>(
-          'SELECT id, version FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL',
+          'SELECT id, version FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL AND deposed_at IS NULL',
           [vm.stack, vm.fleet, vm.index],
         );
         if (live.length) {

@@ -30,6 +30,12 @@ export interface VmRow {
   updatedAt: string;
   /** Set once the VM reached a terminal state; retired rows stay for history but are not listed by default. */
   retiredAt: string | null;
+  /**
+   * The old VM of a create-before-delete replace: still live (listed, it runs
+   * until deleted) but no longer the member at its address. The planner
+   * deletes deposed VMs.
+   */
+  deposed: boolean;
 }
 
 export interface FleetRow {
@@ -81,6 +87,8 @@ export interface NewVm {
   encryptedDisk: boolean;
   /** Optional fixed id (the authority uses the id the CLI proposed, so retries find the same VM). */
   id?: string;
+  /** Id of the live VM at the same address this one replaces: it is deposed in the same transaction. */
+  replaces?: string;
 }
 
 export type VmPatch = Partial<
