@@ -190,7 +190,8 @@ describe('network faults injected with nock between the CLI and a real DMZ clien
       .post(path)
       .reply(503, { error: { code: 'overloaded', message: 'try later' } })
       .post(path)
-      .replyWithError({ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' });
+      // An Error, as Node's own are (nock's plain-object form only reaches fetch, not node:http).
+      .replyWithError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
     nock(viaNock, { allowUnmocked: true })
       .post(path)
       .reply(async (_uri, body) => {

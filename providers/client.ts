@@ -16,6 +16,8 @@
 //
 // Backoff is exponential with full jitter: attempt n waits a random time in
 // [0, min(maxDelayMs, baseDelayMs * 2^n)).
+import http from 'node:http';
+import https from 'node:https';
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
 import type {
   ActualVm,
@@ -67,6 +69,45 @@ interface RawResponse {
 }
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+// node:http rather than fetch: an apply makes one request per step, and fetch
+// (undici's web streams) costs about three times the CPU per request. The
+// default agents keep connections alive (Node 20) and unref idle sockets, so
+// they never keep the process alive. `http.request` is looked up at call time
+// (tests intercept it), and no agent or socket sits in a module variable, so
+// providers that use this client stay serializable by Pulumi.
+/** One HTTP attempt: status, body text and Retry-After; rejects on network errors and after timeoutMs (the whole exchange). */
+function send(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  timeoutMs: number,
+): Promise<{ status: number; text: string; retryAfter: string | null }> {
+  return new Promise((resolve, reject) => {
+    const req = (url.protocol === 'https:' ? https : http).request(url, { method, headers });
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
+    const fail = (err: unknown) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    req.on('error', fail);
+    req.on('response', (res: http.IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        clearTimeout(timer);
+        const ra = res.headers['retry-after'];
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter: typeof ra === 'string' ? ra : null });
+      });
+      res.on('close', () => {
+        if (!res.complete) fail(Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' }));
+      });
+    });
+    req.end(body);
+  });
+}
 
 /** Parses Retry-After (seconds or an HTTP date) into milliseconds; undefined when absent or invalid. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
@@ -160,6 +201,7 @@ export class DmzHttpClient {
    */
   private async request(method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<RawResponse> {
     const url = `${this.baseUrl}${path}`;
+    const target = new URL(url);
     const { retries, baseDelayMs, maxDelayMs, random, sleep, timeoutMs } = this.opts;
     let lastReason = '';
     let lastWasStatus = false;
@@ -170,15 +212,14 @@ export class DmzHttpClient {
           authorization: `Bearer ${await this.opts.token()}`,
           accept: 'application/json',
         };
-        if (body !== undefined) headers['content-type'] = 'application/json';
+        const payload = body === undefined ? undefined : JSON.stringify(body);
+        if (payload !== undefined) {
+          headers['content-type'] = 'application/json';
+          headers['content-length'] = String(Buffer.byteLength(payload));
+        }
         if (idempotencyKey !== undefined) headers['idempotency-key'] = idempotencyKey;
-        const res = await fetch(url, {
-          method,
-          headers,
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-        const text = await res.text();
+        const res = await send(target, method, headers, payload, timeoutMs);
+        const text = res.text;
         let parsed: unknown = undefined;
         if (text !== '') {
           try {
@@ -190,7 +231,7 @@ export class DmzHttpClient {
         if (res.status < 500 && res.status !== 429) return { status: res.status, body: parsed };
         lastReason = `answered ${res.status}: ${errorMessage(parsed)}`;
         lastWasStatus = true;
-        retryAfter = retryAfterMs(res.headers.get('retry-after'));
+        retryAfter = retryAfterMs(res.retryAfter);
       } catch (err) {
         if (err instanceof FleetError) throw err;
         lastReason = describeFetchError(err, timeoutMs);
@@ -217,8 +258,8 @@ function errorMessage(body: unknown): string {
 }
 
 function describeFetchError(err: unknown, timeoutMs: number): string {
-  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `did not answer within ${timeoutMs} ms`;
-  const cause = e?.cause?.code ?? e?.cause?.message;
+  const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
   return `could not be reached (${cause ?? e?.message ?? String(err)})`;
 }

@@ -1,0 +1,443 @@
+// Apply benchmark (not part of the test run; nothing here asserts a time).
+//
+// N creates (default 10,000) over 4 sim data centers, every cloud call taking
+// --latency ms (default 20; the sim's bootMs too). With FLEET_TEST_POSTGRES_URL
+// (or --pg URL) it runs a deployment on loopback, each part its own process:
+//
+//   fleet serve orchestrator          the authority, record on a fresh PostgreSQL database
+//   fleet serve dmz-client  x 4       one per data center, --driver sim
+//   fleet apply --yes --format json   the CLI, reaching the DMZ clients at their URLs
+//
+// Without PostgreSQL it falls back to the embedded default (authority, DMZ
+// clients and a PGlite record inside the CLI process), labelled as such:
+// its CLI CPU then includes the services'.
+//
+// Printed: wall time of `fleet apply` (whole process, and the apply phase from
+// its `start` to its `summary` event), the ideal bound = cloud calls x latency
+// / (parallelism x data centers), their ratio, the CLI's CPU per step (user +
+// sys), the services' CPU, and the load average (the machine is shared).
+//
+//   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 50 --latency 20]
+//                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { parse, stringify } from 'yaml';
+import { createTestDatabase } from '../../engine/record/testing.ts';
+import type { ChildUsage } from './child.ts';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const FLEET = join(ROOT, 'bin', 'fleet.mjs');
+const CHILD = join(ROOT, 'bench', 'apply', 'child.ts');
+const DCS = ['dc-0', 'dc-1', 'dc-2', 'dc-3'];
+const STACK = 'bench-apply';
+const HOST = '127.0.0.1';
+
+const { values } = parseArgs({
+  options: {
+    vms: { type: 'string' },
+    parallelism: { type: 'string', default: '50' },
+    latency: { type: 'string', default: '20' },
+    'fleet-size': { type: 'string', default: '250' },
+    quick: { type: 'boolean', default: false },
+    pg: { type: 'string' },
+    embedded: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+
+function whole(name: string, value: string, min: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`bench:apply: --${name} takes a whole number of at least ${min}, not ${JSON.stringify(value)}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const VMS = whole('vms', values.vms ?? (values.quick ? '400' : '10000'), DCS.length);
+const P = whole('parallelism', values.parallelism ?? '50', 1);
+const LATENCY = whole('latency', values.latency ?? '20', 0);
+const FLEET_SIZE = whole('fleet-size', values['fleet-size'] ?? '250', 1);
+const pgBase = values.embedded ? undefined : (values.pg ?? process.env.FLEET_TEST_POSTGRES_URL) || undefined;
+const cpuProf = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
+
+/** Cloud calls per create: the edges of the default lifecycle whose operation is not `none`. */
+const CLOUD_OPS = new Set(['createVm', 'powerOn', 'boot', 'awaitReady', 'shutdown', 'powerOff', 'resize', 'deleteVm']);
+
+// ---------------------------------------------------------------- cleanup
+
+const cleanups: (() => Promise<void>)[] = [];
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        console.error(`cleanup: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  })();
+  return cleaning;
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    console.error(`bench:apply: ${sig}, stopping what was started`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------- processes
+
+interface Service {
+  name: string;
+  child: ChildProcess;
+  url: string;
+  log: () => string;
+}
+
+/** Stops a child we started: SIGTERM, then SIGKILL after 5 s. */
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Starts `fleet serve ...` and waits for its "listening on URL" line. */
+async function startService(name: string, args: string[], env: NodeJS.ProcessEnv): Promise<Service> {
+  const child = spawn(process.execPath, [FLEET, 'serve', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  cleanups.push(() => stop(child));
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const url = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`${name} did not say "listening on" within 120 s:\n${out}`)), 120_000);
+    const check = () => {
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout.off('data', check);
+        res(m[1]);
+      }
+    };
+    child.stdout.on('data', check);
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      rej(new Error(`${name} exited (${code ?? sig}) before listening:\n${out}`));
+    });
+  });
+  return { name, child, url, log: () => out };
+}
+
+/** CPU seconds (user + sys) of a process from /proc; with `children`, also its reaped children's. */
+function procCpu(pid: number, children = false): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14-17 of stat (utime stime cutime cstime) are 11-14 after the comm field.
+    const ticks = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+    return ticks / 100; // CLK_TCK is 100 on Linux
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of every PostgreSQL process visible here (a local server), exited backends included via the postmaster. */
+function postgresCpu(): number | undefined {
+  let total = 0;
+  let seen = false;
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let comm: string;
+    let ppid: number;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      continue;
+    }
+    if (comm !== 'postgres') continue;
+    seen = true;
+    // The postmaster (its parent is not postgres) also carries the CPU of backends that exited.
+    let parentIsPg = false;
+    try {
+      const ps = readFileSync(`/proc/${ppid}/stat`, 'utf8');
+      parentIsPg = ps.slice(ps.indexOf('(') + 1, ps.lastIndexOf(')')) === 'postgres';
+    } catch {
+      /* parent gone */
+    }
+    total += procCpu(Number(e), !parentIsPg);
+  }
+  return seen ? total : undefined;
+}
+
+// ---------------------------------------------------------------- stack
+
+const token = () => `bench-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+const envKey = (prefix: string, dc: string) => `${prefix}_${dc.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+
+async function writePackAndSpecs(dir: string): Promise<void> {
+  const pack = parse(await readFile(join(ROOT, 'policies', 'default', 'policy.yaml'), 'utf8')) as { spec: { images: Record<string, Record<string, string>>; modules?: unknown } };
+  pack.spec.images = { 'ubuntu-22.04': Object.fromEntries(DCS.map((d) => [d, `img-ubuntu-2204-${d}`])) };
+  delete pack.spec.modules;
+  await mkdir(join(dir, 'pack'));
+  await writeFile(join(dir, 'pack', 'policy.yaml'), stringify(pack));
+
+  // Fleets of FLEET_SIZE members, each pinned to one data center, round robin.
+  await mkdir(join(dir, 'specs'));
+  const fleets = Math.max(DCS.length, Math.ceil(VMS / FLEET_SIZE));
+  const docs: string[] = [];
+  for (let i = 0; i < fleets; i++) {
+    const count = Math.floor(VMS / fleets) + (i < VMS % fleets ? 1 : 0);
+    docs.push(
+      stringify({
+        apiVersion: 'fleet/v1',
+        kind: 'Fleet',
+        metadata: { name: `f-${String(i).padStart(4, '0')}`, owner: `team-${i % 8}`, labels: { env: 'bench' } },
+        spec: {
+          count,
+          image: 'ubuntu-22.04',
+          size: { cpu: 1, memoryGiB: 2, diskGiB: 10 },
+          hardware: ['general'],
+          placement: { dataCenters: [DCS[i % DCS.length]], strategy: 'pack' },
+          state: 'Running',
+          encryptedDisk: true,
+        },
+      }),
+    );
+  }
+  await writeFile(join(dir, 'specs', 'fleets.yaml'), docs.join('---\n'));
+}
+
+interface DcEntry {
+  address: string;
+  sim?: { latencyMs: number; bootMs: number };
+  auth?: { tokenEnv: string };
+}
+
+async function writeStack(dir: string, record: string, dc: (name: string, i: number) => DcEntry): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(
+    join(dir, 'stack.yaml'),
+    stringify({
+      apiVersion: 'fleet/v1',
+      kind: 'Stack',
+      metadata: { name: STACK },
+      spec: {
+        specs: ['../specs/*.yaml'],
+        record,
+        policyPack: { path: '../pack', config: { 'max-disruption': { enforcement: 'disabled' } } },
+        site: { name: 'hq', location: { lat: 35, lon: -90 } },
+        dataCenters: DCS.map((name, i) => ({
+          name,
+          location: { lat: 30 + 3 * i, lon: -95 + 5 * i },
+          hardware: ['general'],
+          capacity: { vms: VMS * 2, cpu: VMS * 4, memoryGiB: VMS * 8 },
+          ...dc(name, i),
+        })),
+      },
+    }),
+  );
+}
+
+// ---------------------------------------------------------------- the apply
+
+interface StepEvent {
+  type: 'step';
+  operation: string;
+  status: 'started' | 'done' | 'failed';
+  dataCenter: string;
+  detail?: string;
+}
+interface SummaryEvent {
+  type: 'summary';
+  succeeded: number;
+  failed: number;
+  steps: number;
+  elapsedMs: number;
+}
+
+interface ApplyRun {
+  code: number | null;
+  wallMs: number;
+  usage: ChildUsage | undefined;
+  summary: SummaryEvent | undefined;
+  cloudCalls: number;
+  perOperation: Map<string, number>;
+  failures: string[];
+  stderr: string;
+}
+
+async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv): Promise<ApplyRun> {
+  const outFile = join(dir, 'apply.out.jsonl');
+  const errFile = join(dir, 'apply.err.txt');
+  const usageFile = join(dir, 'apply.usage.json');
+  const out = openSync(outFile, 'w');
+  const err = openSync(errFile, 'w');
+  const t0 = performance.now();
+  const prof = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', CHILD, 'apply', '--yes', '--format', 'json', '--parallelism', String(P), '--stack', stackDir], {
+    cwd: ROOT,
+    env: { ...env, FLEET_BENCH_USAGE_FILE: usageFile },
+    stdio: ['ignore', out, err],
+  });
+  cleanups.push(() => stop(child));
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  const wallMs = performance.now() - t0;
+  closeSync(out);
+  closeSync(err);
+
+  let usage: ChildUsage | undefined;
+  try {
+    usage = JSON.parse(await readFile(usageFile, 'utf8')) as ChildUsage;
+  } catch {
+    usage = undefined;
+  }
+  let summary: SummaryEvent | undefined;
+  let cloudCalls = 0;
+  const perOperation = new Map<string, number>();
+  const failures: string[] = [];
+  for (const line of (await readFile(outFile, 'utf8')).split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const e = JSON.parse(line) as { type: string };
+    if (e.type === 'step') {
+      const s = e as StepEvent;
+      if (s.status === 'done' && CLOUD_OPS.has(s.operation)) {
+        cloudCalls++;
+        perOperation.set(s.operation, (perOperation.get(s.operation) ?? 0) + 1);
+      }
+      if (s.status === 'failed' && failures.length < 5) failures.push(`${s.dataCenter} ${s.operation}: ${s.detail ?? ''}`);
+    } else if (e.type === 'summary') {
+      summary = e as SummaryEvent;
+    }
+  }
+  return { code, wallMs, usage, summary, cloudCalls, perOperation, failures, stderr: await readFile(errFile, 'utf8') };
+}
+
+// ---------------------------------------------------------------- main
+
+const f0 = (x: number) => x.toFixed(0);
+const f1 = (x: number) => x.toFixed(1);
+const f2 = (x: number) => x.toFixed(2);
+const la = () => loadavg().map(f2).join(' ');
+
+async function main(): Promise<number> {
+  // tmpfs when there is one: the sim data centers rewrite their state file at every change, and
+  // the DMZ clients keep one file per request; a disk would measure the disk, not the apply.
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = await mkdtemp(join(base, 'fleet-bench-apply-'));
+  cleanups.push(async () => {
+    if (values.keep) console.log(`kept ${dir}`);
+    else await rm(dir, { recursive: true, force: true });
+  });
+  await writePackAndSpecs(dir);
+
+  const baseEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  delete baseEnv.FLEET_RECORD_URL;
+  const sim = { latencyMs: LATENCY, bootMs: LATENCY };
+  let mode: string;
+  let stackDir: string;
+  let env: NodeJS.ProcessEnv;
+  let services: Service[] = [];
+
+  if (pgBase) {
+    mode = 'deployed on loopback: authority + 4 DMZ clients (sim) + CLI, each its own process; record on PostgreSQL';
+    const db = await createTestDatabase(pgBase);
+    cleanups.push(() => db.drop());
+    env = { ...baseEnv, FLEET_AUTHORITY_SECRET: token() };
+    for (const d of DCS) {
+      env[envKey('FLEET_DMZ_TOKEN', d)] = token(); // DMZ client -> authority
+      env[envKey('BENCH_CLI_TOKEN', d)] = token(); // CLI -> DMZ client
+    }
+    // The services' view of the stack: each DMZ client runs the sim with these settings.
+    const svcDir = join(dir, 'services');
+    await writeStack(svcDir, db.url, (name) => ({ address: 'embedded', sim, auth: { tokenEnv: envKey('BENCH_CLI_TOKEN', name) } }));
+    const authority = await startService('authority', ['orchestrator', '--stack', svcDir, '--port', '0', '--host', HOST], env);
+    services = [authority];
+    const dmz = await Promise.all(
+      DCS.map((d) =>
+        startService(`dmz-client ${d}`, ['dmz-client', '--data-center', d, '--driver', 'sim', '--authority', authority.url, '--stack', svcDir, '--port', '0', '--host', HOST], env),
+      ),
+    );
+    services.push(...dmz);
+    // The CLI's view: every data center at its DMZ client's URL, with a bearer token from the environment.
+    stackDir = join(dir, 'cli');
+    await writeStack(stackDir, db.url, (name, i) => ({ address: dmz[i].url, auth: { tokenEnv: envKey('BENCH_CLI_TOKEN', name) } }));
+  } else {
+    mode = 'EMBEDDED (no FLEET_TEST_POSTGRES_URL): authority, 4 DMZ clients (sim) and a PGlite record all inside the CLI process';
+    console.log('bench:apply: FLEET_TEST_POSTGRES_URL is not set (nor --pg), so this is the embedded run: one process, PGlite.');
+    console.log('             Set FLEET_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres for the deployed run.');
+    stackDir = join(dir, 'embedded');
+    await writeStack(stackDir, 'pglite://.fleet/record', () => ({ address: 'embedded', sim }));
+    env = baseEnv;
+  }
+
+  console.log(`bench:apply: ${VMS} creates over ${DCS.length} data centers, parallelism ${P} per data center, cloud calls ${LATENCY} ms`);
+  console.log(`  mode        ${mode}`);
+  console.log(`  machine     ${cpus().length} cores, load average ${la()} (before); state files under ${base}`);
+
+  const svcCpu0 = services.map((s) => procCpu(s.child.pid ?? 0));
+  const pgCpu0 = pgBase ? postgresCpu() : undefined;
+  const run = await runApply(dir, stackDir, env);
+  const svcCpu1 = services.map((s) => procCpu(s.child.pid ?? 0));
+  const pgCpu1 = pgBase ? postgresCpu() : undefined;
+  const loadAfter = la();
+
+  if (run.code !== 0 || !run.summary) {
+    console.error(`fleet apply exited ${run.code}${run.summary ? `; ${run.summary.failed} VMs failed` : ' without a summary'}`);
+    console.error(run.stderr.slice(0, 4000));
+    for (const f of run.failures) console.error(`  ${f}`);
+    for (const s of services) if (s.child.exitCode !== null) console.error(`${s.name} exited:\n${s.log().slice(-2000)}`);
+    if (!run.summary) return 1;
+  }
+  const summary = run.summary as SummaryEvent;
+  const steps = summary.steps;
+  const idealMs = (run.cloudCalls * LATENCY) / (P * DCS.length);
+  const applyMs = summary.elapsedMs;
+  const u = run.usage;
+  const cpuTotalMs = u ? (u.usage.userCPUTime + u.usage.systemCPUTime) / 1000 : NaN;
+  const cpuApplyMs = u?.start && u.summary ? (u.summary.user - u.start.user + u.summary.system - u.start.system) / 1000 : NaN;
+  const ops = [...run.perOperation].map(([k, v]) => `${k} ${v}`).join(', ');
+
+  console.log(`  VMs         ${summary.succeeded} created, ${summary.failed} failed`);
+  console.log(`  steps       ${steps} (requests to DMZ clients, each journalled started + done)`);
+  console.log(`  cloud calls ${run.cloudCalls} (${ops || 'none'})`);
+  console.log(`  P           ${P} per data center x ${DCS.length} data centers = ${P * DCS.length}`);
+  console.log(`  ideal       ${f0(idealMs)} ms  (${run.cloudCalls} calls x ${LATENCY} ms / ${P * DCS.length})`);
+  console.log(`  wall        ${f0(run.wallMs)} ms  whole \`fleet apply\` process (start-up, plan, apply)   ratio ${f2(run.wallMs / idealMs)}`);
+  console.log(`              ${f0(applyMs)} ms  apply phase (start -> summary event)                 ratio ${f2(applyMs / idealMs)}`);
+  console.log(`  CLI CPU     ${f0(cpuTotalMs)} ms in all = ${f2(cpuTotalMs / steps)} ms per step; apply phase ${f0(cpuApplyMs)} ms = ${f2(cpuApplyMs / steps)} ms per step`);
+  if (u) console.log(`              user ${f0(u.usage.userCPUTime / 1000)} ms + sys ${f0(u.usage.systemCPUTime / 1000)} ms, peak RSS ${f0(u.usage.maxRSS / 1024)} MiB`);
+  if (services.length) {
+    const parts = services.map((s, i) => `${s.name} ${f1(svcCpu1[i] - svcCpu0[i])} s`);
+    const sum = services.reduce((n, _s, i) => n + svcCpu1[i] - svcCpu0[i], 0);
+    console.log(`  services    CPU during the apply: ${f1(sum)} s = ${f2((sum * 1000) / steps)} ms per step (${parts.join(', ')})`);
+  }
+  if (pgCpu0 !== undefined && pgCpu1 !== undefined) {
+    console.log(`  PostgreSQL  CPU during the apply: ${f1(pgCpu1 - pgCpu0)} s (every backend of the server, other users included)`);
+  }
+  console.log(`  machine     load average ${loadAfter} (after)`);
+  console.log(`  targets     ratio <= 1.25: ${run.wallMs / idealMs <= 1.25 ? 'met' : 'NOT met'} (whole), ${applyMs / idealMs <= 1.25 ? 'met' : 'NOT met'} (apply phase); CLI CPU <= 1 ms/step: ${cpuTotalMs / steps <= 1 ? 'met' : 'NOT met'} (all), ${cpuApplyMs / steps <= 1 ? 'met' : 'NOT met'} (apply phase)`);
+  if (cpuProf) console.log(`  CPU profile of the CLI in ${cpuProf}`);
+  return run.code === 0 ? 0 : 1;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error(`bench:apply failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+} finally {
+  await cleanup();
+}
+process.exit(code);
