@@ -22,6 +22,8 @@ export interface NewVmRequest {
   encryptedDisk: boolean;
   desiredState: string;
   specHash: string;
+  /** Id of the live VM at the same address this one replaces (create-before-delete); deposed when this one is inserted. */
+  replaces?: string;
 }
 
 /** POST /v1/vms: the VM enters the pack's initial state in the record (no cloud call yet). */

@@ -112,6 +112,25 @@ describe('fleet apply on a stack of two embedded data centers', () => {
     expectConverged(w);
   });
 
+  it('replaces members on an image change, the new VM before the old one goes', async () => {
+    const before = await world(st.dir);
+    const oldIds = before.vms.filter((v) => v.address.startsWith('app/')).map((v) => v.id);
+    await st.spec('app', fleetYaml('app', { count: 2, state: 'Running', cpu: 4, image: 'ubuntu-24.04' }));
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('2 to replace');
+    const w = await world(st.dir);
+    const app = w.vms.filter((v) => v.address.startsWith('app/'));
+    expect(app.map((v) => [v.address, v.state, v.image])).toEqual([
+      ['app/0', 'Running', 'ubuntu-24.04'],
+      ['app/1', 'Running', 'ubuntu-24.04'],
+    ]);
+    expect(app.some((v) => oldIds.includes(v.id))).toBe(false);
+    expectConverged(w);
+    const history = await fleet('history', 'app/0', '--format', 'json');
+    expect(history.stdout).toContain('deposed');
+  });
+
   it('applies a saved plan exactly, and refuses one made stale by another apply', async () => {
     await st.spec('jobs', fleetYaml('jobs', { count: 2, state: 'Running', encryptedDisk: false }));
     const out = join(st.dir, 'plan.json');
@@ -146,7 +165,7 @@ describe('fleet apply on a stack of two embedded data centers', () => {
   });
 
   it('prints one JSON event per line with --format json', async () => {
-    await st.spec('app', fleetYaml('app', { count: 3, state: 'Running', cpu: 4 }));
+    await st.spec('app', fleetYaml('app', { count: 3, state: 'Running', cpu: 4, image: 'ubuntu-24.04' }));
     const r = await fleet('apply', '--yes', '--format', 'json');
     expect(r.code, r.stderr).toBe(0);
     const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string });

@@ -239,7 +239,8 @@ async function runMember(
   let done = 0;
 
   const call = async (vmId: string, from: string | null, to: string, operation: string, send: (key: string) => Promise<StepResult>) => {
-    const key = `${plan.id}/${change.address}/${seq}`;
+    // A deposed VM shares its address with the current one: its keys carry its id.
+    const key = `${plan.id}/${change.address}${change.deposed ? `#${change.vmId}` : ''}/${seq}`;
     const row = { planId: plan.id, address: change.address, seq, vmId, from: from ?? '', to, idempotencyKey: key };
     seq++;
     await record.journal({ ...row, status: 'started', detail: null });
@@ -289,6 +290,7 @@ async function runMember(
           encryptedDisk: change.encryptedDisk,
           desiredState: change.to,
           specHash: change.specHash,
+          ...(change.action === 'replace' && change.createBeforeDelete && change.vmId ? { replaces: change.vmId } : {}),
         },
       }),
     );

@@ -223,6 +223,14 @@ export class Authority {
       if (existing.dataCenter !== caller) return veto(`VM ${existing.address} lives in data center ${existing.dataCenter}`);
       return { decision: modified ? 'modified' : 'approved', reason, operation: 'insert', realImage, vm: toAuthorityVm(existing) };
     }
+    if (req.vm.replaces !== undefined) {
+      const old = await this.o.record.getVm(req.vm.replaces);
+      if (!old || old.retiredAt !== null) return veto(`VM ${req.vm.replaces}, which the new VM should replace, is not live`);
+      if (old.dataCenter !== caller) return veto(`VM ${old.address} lives in data center ${old.dataCenter}; a replacement in ${caller} cannot depose it`);
+      if (old.fleet !== req.vm.fleet || old.index !== req.vm.index || old.stack !== req.vm.stack) {
+        return veto(`VM ${req.vm.replaces} is ${old.address}, not ${req.vm.fleet}/${req.vm.index}`);
+      }
+    }
     let vm: VmRow;
     try {
       vm = await this.o.record.insertVm(
@@ -236,6 +244,7 @@ export class Authority {
           state: initial,
           desiredState: req.vm.desiredState,
           specHash: req.vm.specHash,
+          ...(req.vm.replaces !== undefined ? { replaces: req.vm.replaces } : {}),
           image: req.vm.image,
           realImage,
           size: req.vm.size,

@@ -18,6 +18,8 @@ export interface AuthorizeVm {
   encryptedDisk: boolean;
   desiredState: string;
   specHash: string;
+  /** Id of the live VM at the same address this one replaces (create-before-delete); deposed when this one is inserted. */
+  replaces?: string;
 }
 
 export interface AuthorizeRequest {

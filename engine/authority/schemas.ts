@@ -65,6 +65,7 @@ export const authorizeVmSchema = {
     encryptedDisk: { type: 'boolean' },
     desiredState: state,
     specHash: { type: 'string', maxLength: 200 },
+    replaces: { type: 'string', maxLength: 64, description: 'Id of the live VM at the same address that this one replaces (create-before-delete): it is deposed when this one is inserted.' },
   },
 } as const;
 

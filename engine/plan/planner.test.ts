@@ -49,6 +49,16 @@ describe('computePlan: one action per member', () => {
       ],
     },
     {
+      name: 'deletes the deposed old VM of an interrupted replace beside the new member',
+      fleets: [web],
+      record: [vmRow(web, 0, { id: 'old-0', deposed: true, image: 'old-image' }), vmRow(web, 0, { id: 'new-0', state: 'PoweredOff' }), vmRow(web, 1)],
+      want: [
+        'web/0 delete richmond Running>ShuttingDown>PoweredOff>BeingDeleted>Deleted',
+        'web/0 transition richmond PoweredOff>PoweredOn>Starting>Running',
+        'web/1 noop richmond Running',
+      ],
+    },
+    {
       name: 'continues a transient state left by an interrupted apply',
       fleets: [web],
       record: [vmRow(web, 0, { state: 'BeingCreated' }), vmRow(web, 1)],

@@ -131,10 +131,14 @@ class Planner {
     const grantedSoFar: Record<string, number> = {};
     const basisVms: Record<string, number> = {};
     for (const name of scope) {
-      const rows = (rowsByFleet.get(name) ?? []).sort((a, b) => a.index - b.index);
-      for (const r of rows) basisVms[r.id] = r.version;
+      const all = (rowsByFleet.get(name) ?? []).sort((a, b) => a.index - b.index);
+      for (const r of all) basisVms[r.id] = r.version;
       const spec = specs.get(name);
       const start = this.changes.length;
+      // The old VM of an interrupted create-before-delete replace: its
+      // replacement is the member now, so the old one only has to go.
+      const rows = all.filter((r) => !r.deposed);
+      for (const r of all) if (r.deposed) this.deleteMember(r, 'deposed: the old VM of a replace that did not finish', true);
       if (spec) this.planFleet(spec, rows, grantedSoFar);
       else for (const r of rows) this.deleteMember(r, `fleet ${name} is no longer in the specs`);
       // Scope is in name order, so only each fleet's own changes may need sorting (new members come last).
@@ -415,7 +419,7 @@ class Planner {
     });
   }
 
-  private deleteMember(row: VmRow, reason: string): void {
+  private deleteMember(row: VmRow, reason: string, deposed = false): void {
     const path = this.deletePath(row);
     if (!path) {
       this.violate('lifecycle', row.address, `no path from ${row.state} to a terminal state`, 'fix the pack lifecycle');
@@ -438,6 +442,7 @@ class Planner {
       vmId: row.id,
       specHash: row.specHash,
       encryptedDisk: row.encryptedDisk,
+      ...(deposed ? { deposed: true } : {}),
     });
   }
 

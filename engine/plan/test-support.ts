@@ -157,6 +157,7 @@ export function vmRow(fleet: LoadedFleet, index: number, over: Partial<VmRow> = 
     createdAt: '2026-01-01T00:00:00.000Z',
     updatedAt: '2026-01-01T00:00:00.000Z',
     retiredAt: null,
+    deposed: false,
     ...over,
   };
 }

@@ -79,6 +79,8 @@ export interface Change {
   vmId?: string;
   specHash: string;
   encryptedDisk: boolean;
+  /** A delete of the deposed (old) VM of a replace that did not finish; its address also has a current VM. */
+  deposed?: boolean;
 }
 
 export interface Violation {

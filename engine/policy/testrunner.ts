@@ -193,6 +193,7 @@ function recordRows(c: PolicyTestCase, loaded: LoadResult, specHash: (f: { image
       createdAt: at,
       updatedAt: at,
       retiredAt: null,
+      deposed: false,
     };
   });
 }

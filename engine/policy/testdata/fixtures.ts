@@ -84,6 +84,7 @@ export function vm(address: string, over: Partial<VmRow> = {}): VmRow {
     createdAt: '',
     updatedAt: '',
     retiredAt: null,
+    deposed: false,
     ...over,
   };
 }
