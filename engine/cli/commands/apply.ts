@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag, type Diagnostic } from '../../diags/index.ts';
-import { applyPlan, createProgress, openSession, type ApplyResult, type ProgressMode, type StackSession } from '../../apply/index.ts';
+import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.ts';
 import { planStack, renderText, type PlanDocument } from '../../plan/index.ts';
 import { type CliIO, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { DEFAULT_STACK } from '../main.ts';
@@ -115,6 +115,8 @@ async function noteInterrupted(io: CliIO, session: StackSession): Promise<void> 
 }
 
 async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliOptions): Promise<number> {
+  // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
+  const { applyPlan, createProgress, openSession } = await import('../../apply/index.ts');
   const parallelism = positiveInt(opts.parallelism, '--parallelism');
   const lockTimeout = nonNegative(opts.lockTimeout, '--lock-timeout');
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;

@@ -2,7 +2,6 @@ import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag } from '../../diags/index.ts';
-import { defaultActor, openSession, refreshStack } from '../../apply/index.ts';
 import { PLAN_FORMATS, planStack, type PlanStackOptions, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
 import { type CliIO, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { DEFAULT_STACK } from '../main.ts';
@@ -21,6 +20,8 @@ interface PlanCliOptions {
 
 /** `plan --refresh`: refresh the record from the data centers (reporting drift on stderr), then plan on that same record. */
 async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackOptions) {
+  // Loaded only here: it brings the HTTP services of the embedded data centers along.
+  const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
   const session = await openSession(stackDir, { cwd: io.cwd, env: io.env });
   try {
     const { checked, drift } = await refreshStack(session, { actor: defaultActor() });

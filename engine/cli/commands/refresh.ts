@@ -1,5 +1,4 @@
 import { Option, type Command } from 'commander';
-import { defaultActor, openSession, refreshStack } from '../../apply/index.ts';
 import { printDiagnostics, runCommand } from '../io.ts';
 import { DEFAULT_STACK } from '../main.ts';
 import type { RegisterCommand } from './types.ts';
@@ -14,6 +13,7 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
     .action(async (opts: { stack: string; format: 'text' | 'json' }) => {
       setExit(
         await runCommand(io, async () => {
+          const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
           const session = await openSession(opts.stack, { cwd: io.cwd, env: io.env });
           try {
             printDiagnostics(io, session.warnings);

@@ -6,7 +6,7 @@ import { runCli } from '../../../test/helpers/cli.ts';
 import { DmzHttpClient } from '../../../providers/client.ts';
 import { TO_RUNNING, createRequest, newVm, walk } from '../../../providers/testing.ts';
 import type { CliIO } from '../io.ts';
-import { serveDmzClient, serveOrchestrator } from './serve.ts';
+import { serveDmzClient, serveOrchestrator } from './serve-run.ts';
 
 const STACK = (packDir: string) => `apiVersion: fleet/v1
 kind: Stack

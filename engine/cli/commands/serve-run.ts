@@ -1,0 +1,162 @@
+// What `fleet serve` runs; loaded only when a service starts (it brings Fastify,
+// the authority, the DMZ client and the sim driver along).
+import { join } from 'node:path';
+import { FleetError, diag, fail, type Diagnostic } from '../../diags/index.ts';
+import { loadOrCreateSecret, startAuthority, type RunningService } from '../../authority/index.ts';
+import { openRecord } from '../../record/index.ts';
+import { loadStack } from '../../spec/index.ts';
+import type { LoadedStack } from '../../spec/types.ts';
+import type { LoadedPack } from '../../policy/types.ts';
+import { startDmzClient } from '../../../providers/dmz-client/index.ts';
+import { createSimDriver } from '../../../providers/drivers/sim/index.ts';
+import { simStateDir, tokenEnvOf } from '../../../providers/embedded.ts';
+import type { CliIO } from '../io.ts';
+
+/** The token a data center's DMZ client presents to the authority (both services read the same variable). */
+export function authorityTokenEnv(dataCenter: string): string {
+  return `FLEET_DMZ_TOKEN_${dataCenter.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+export const AUTHORITY_SECRET_ENV = 'FLEET_AUTHORITY_SECRET';
+
+interface Loaded {
+  stack: LoadedStack;
+  pack: LoadedPack;
+}
+
+/** Stack and pack must load; errors in fleet specs do not stop a service (they concern plan, not serving). */
+async function loadForServe(io: CliIO, dir: string): Promise<Loaded> {
+  const loaded = await loadStack(dir, { cwd: io.cwd, env: io.env });
+  if (!loaded.stack || !loaded.pack) {
+    const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length === 0) throw new Error(`bug: loadStack gave no stack or pack and no error for ${dir}`);
+    throw new FleetError(errors);
+  }
+  return { stack: loaded.stack, pack: loaded.pack };
+}
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) fail('apply.serve-config', `--port ${value} is not a port number (0-65535).`);
+  return n;
+}
+
+export interface ServeOrchestratorOptions {
+  stack: string;
+  port: string;
+  host: string;
+}
+
+/** Starts the authority for a stack; tokens per data center from FLEET_DMZ_TOKEN_<DC>. */
+export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOptions): Promise<RunningService> {
+  const port = parsePort(opts.port);
+  const { stack, pack } = await loadForServe(io, opts.stack);
+  const missing: Diagnostic[] = [];
+  const dataCenters = stack.dataCenters.map((d) => {
+    const env = authorityTokenEnv(d.name);
+    const token = io.env[env];
+    if (!token) missing.push(diag('apply.token-missing', `Set ${env} to the token the DMZ client of ${d.name} presents to the authority.`, d.where));
+    return { name: d.name, token: token ?? '' };
+  });
+  if (missing.length > 0) throw new FleetError(missing);
+  const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
+  const record = await openRecord(stack.recordUrl);
+  try {
+    const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port });
+    return {
+      url: svc.url,
+      close: async () => {
+        await svc.close();
+        await record.close();
+      },
+    };
+  } catch (err) {
+    await record.close();
+    throw err;
+  }
+}
+
+export interface ServeDmzClientOptions {
+  stack: string;
+  dataCenter: string;
+  driver: string;
+  authority: string;
+  port: string;
+  host: string;
+  stateDir?: string;
+}
+
+/** Starts the DMZ client of one data center of a stack. */
+export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Promise<RunningService> {
+  const port = parsePort(opts.port);
+  const { stack, pack } = await loadForServe(io, opts.stack);
+  const dc = stack.dataCenters.find((d) => d.name === opts.dataCenter);
+  if (!dc) {
+    fail('apply.serve-config', `Data center ${opts.dataCenter} is not in stack ${stack.name} (${stack.dataCenters.map((d) => d.name).join(', ')}).`, { file: stack.file });
+  }
+  if (opts.driver !== 'sim') fail('apply.serve-config', `Driver ${opts.driver} is not available; this build has: sim.`);
+  try {
+    new URL(opts.authority);
+  } catch {
+    fail('apply.serve-config', `--authority ${opts.authority} is not a URL.`);
+  }
+  const authorityEnv = authorityTokenEnv(dc.name);
+  const clientEnv = tokenEnvOf(dc);
+  const authorityToken = io.env[authorityEnv];
+  const clientToken = io.env[clientEnv];
+  const missing: Diagnostic[] = [];
+  if (!authorityToken) missing.push(diag('apply.token-missing', `Set ${authorityEnv} to the token this DMZ client presents to the authority.`, dc.where));
+  if (!clientToken) missing.push(diag('apply.token-missing', `Set ${clientEnv} to the token the CLI must present to this DMZ client.`, dc.where));
+  if (missing.length > 0) throw new FleetError(missing);
+  const stateDir = opts.stateDir ?? simStateDir(stack, dc.name);
+  const sim = dc.sim ?? {};
+  const driver = await createSimDriver({ dataCenter: dc.name, stateDir, capacity: dc.capacity, ...sim });
+  try {
+    const svc = await startDmzClient({
+      dataCenter: dc.name,
+      driver,
+      authorityUrl: opts.authority,
+      authorityToken: authorityToken as string,
+      clientToken: clientToken as string,
+      stateDir,
+      pack,
+      host: opts.host,
+      port,
+    });
+    return {
+      url: svc.url,
+      close: async () => {
+        await svc.close();
+        await driver.close();
+      },
+    };
+  } catch (err) {
+    await driver.close();
+    throw err;
+  }
+}
+
+/** Resolves on SIGINT or SIGTERM. */
+function untilStopped(): Promise<string> {
+  return new Promise((resolve) => {
+    const stop = (sig: string) => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve(sig);
+    };
+    const onInt = () => stop('SIGINT');
+    const onTerm = () => stop('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+  });
+}
+
+export async function serve(io: CliIO, what: string, start: () => Promise<RunningService>): Promise<number> {
+  const svc = await start();
+  io.stdout.write(`${what} listening on ${svc.url}\n`);
+  const sig = await untilStopped();
+  io.stderr.write(`${what}: ${sig}, shutting down\n`);
+  await svc.close();
+  return 0;
+}
+
