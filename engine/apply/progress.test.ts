@@ -1,0 +1,50 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import type { ApplyEvent } from './executor.ts';
+import { createProgress, type ProgressMode } from './progress.ts';
+
+const events: ApplyEvent[] = [
+  { type: 'start', planId: 'p', members: 2, steps: 4, perDataCenter: { miami: { members: 1, steps: 2 }, richmond: { members: 1, steps: 2 } } },
+  { type: 'step', address: 'web/0', dataCenter: 'miami', from: 'A', to: 'B', operation: 'none', status: 'done' },
+  { type: 'step', address: 'web/0', dataCenter: 'miami', from: 'B', to: 'C', operation: 'none', status: 'done' },
+  { type: 'member', address: 'web/0', dataCenter: 'miami', action: 'create', status: 'done' },
+  { type: 'member', address: 'web/1', dataCenter: 'richmond', action: 'create', status: 'failed', detail: 'no' },
+  { type: 'summary', planId: 'p', succeeded: 1, failed: 1, steps: 2, elapsedMs: 10 },
+];
+
+function run(mode: ProgressMode): string {
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => (text += c.toString()));
+  const p = createProgress(mode, out, { intervalMs: 60_000, now: () => 0 });
+  for (const e of events) p.onEvent(e);
+  p.finish();
+  return text;
+}
+
+describe('apply progress', () => {
+  it('json: one parseable event per line, in order', () => {
+    const lines = run('json').trim().split('\n');
+    expect(lines.map((l) => (JSON.parse(l) as ApplyEvent).type)).toEqual(events.map((e) => e.type));
+  });
+
+  it('plain: a line per data center at start and at the end, no escape codes', () => {
+    const text = run('plain');
+    expect(text).toBe(
+      [
+        'apply: miami    0/2 steps, 0/1 VMs (0s)',
+        'apply: richmond 0/2 steps, 0/1 VMs (0s)',
+        'apply: miami    2/2 steps, 1/1 VMs (0s)',
+        'apply: richmond 0/2 steps, 1/1 VMs, 1 failed (0s)',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('tty: a bar per data center, redrawn in place', () => {
+    const text = run('tty');
+    expect(text).toContain('\x1b[2A');
+    expect(text).toContain('miami    [########################] 100% 2/2 steps, 1/1 VMs');
+    expect(text).toContain('richmond [........................]   0% 0/2 steps, 1/1 VMs, 1 failed');
+  });
+});
