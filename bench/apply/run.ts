@@ -19,6 +19,9 @@
 //
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 50 --latency 20]
 //                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep]
+//
+// --cpu-prof DIR writes a V8 CPU profile of every process (DIR/cli, DIR/authority,
+// DIR/dmz-client-dc-0, ...) for Chrome DevTools or any .cpuprofile reader.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -114,7 +117,8 @@ async function stop(child: ChildProcess): Promise<void> {
 
 /** Starts `fleet serve ...` and waits for its "listening on URL" line. */
 async function startService(name: string, args: string[], env: NodeJS.ProcessEnv): Promise<Service> {
-  const child = spawn(process.execPath, [FLEET, 'serve', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const prof = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, name.replace(/\W+/g, '-'))}`] : [];
+  const child = spawn(process.execPath, [...prof, FLEET, 'serve', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push(() => stop(child));
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -285,7 +289,7 @@ async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv): 
   const out = openSync(outFile, 'w');
   const err = openSync(errFile, 'w');
   const t0 = performance.now();
-  const prof = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : [];
+  const prof = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, 'cli')}`] : [];
   const child = spawn(process.execPath, [...prof, '--import', 'tsx', CHILD, 'apply', '--yes', '--format', 'json', '--parallelism', String(P), '--stack', stackDir], {
     cwd: ROOT,
     env: { ...env, FLEET_BENCH_USAGE_FILE: usageFile },
@@ -416,7 +420,8 @@ async function main(): Promise<number> {
   console.log(`  ideal       ${f0(idealMs)} ms  (${run.cloudCalls} calls x ${LATENCY} ms / ${P * DCS.length})`);
   console.log(`  wall        ${f0(run.wallMs)} ms  whole \`fleet apply\` process (start-up, plan, apply)   ratio ${f2(run.wallMs / idealMs)}`);
   console.log(`              ${f0(applyMs)} ms  apply phase (start -> summary event)                 ratio ${f2(applyMs / idealMs)}`);
-  console.log(`  CLI CPU     ${f0(cpuTotalMs)} ms in all = ${f2(cpuTotalMs / steps)} ms per step; apply phase ${f0(cpuApplyMs)} ms = ${f2(cpuApplyMs / steps)} ms per step`);
+  const cpuLabel = services.length ? 'CLI CPU    ' : 'CPU (all)  ';
+  console.log(`  ${cpuLabel} ${f0(cpuTotalMs)} ms in all = ${f2(cpuTotalMs / steps)} ms per step; apply phase ${f0(cpuApplyMs)} ms = ${f2(cpuApplyMs / steps)} ms per step`);
   if (u) console.log(`              user ${f0(u.usage.userCPUTime / 1000)} ms + sys ${f0(u.usage.systemCPUTime / 1000)} ms, peak RSS ${f0(u.usage.maxRSS / 1024)} MiB`);
   if (services.length) {
     const parts = services.map((s, i) => `${s.name} ${f1(svcCpu1[i] - svcCpu0[i])} s`);
@@ -427,8 +432,9 @@ async function main(): Promise<number> {
     console.log(`  PostgreSQL  CPU during the apply: ${f1(pgCpu1 - pgCpu0)} s (every backend of the server, other users included)`);
   }
   console.log(`  machine     load average ${loadAfter} (after)`);
+  if (!services.length) console.log('              (embedded: this process also ran the authority, the DMZ clients and PGlite)');
   console.log(`  targets     ratio <= 1.25: ${run.wallMs / idealMs <= 1.25 ? 'met' : 'NOT met'} (whole), ${applyMs / idealMs <= 1.25 ? 'met' : 'NOT met'} (apply phase); CLI CPU <= 1 ms/step: ${cpuTotalMs / steps <= 1 ? 'met' : 'NOT met'} (all), ${cpuApplyMs / steps <= 1 ? 'met' : 'NOT met'} (apply phase)`);
-  if (cpuProf) console.log(`  CPU profile of the CLI in ${cpuProf}`);
+  if (cpuProf) console.log(`  CPU profiles (CLI, authority, DMZ clients) under ${cpuProf}`);
   return run.code === 0 ? 0 : 1;
 }
 
