@@ -16,8 +16,6 @@
 //
 // Backoff is exponential with full jitter: attempt n waits a random time in
 // [0, min(maxDelayMs, baseDelayMs * 2^n)).
-import http from 'node:http';
-import https from 'node:https';
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
 import type {
   ActualVm,
@@ -28,6 +26,7 @@ import type {
   StepResult,
   TransitionRequest,
 } from './protocol.ts';
+import { send } from './http-send.ts';
 
 export type * from './protocol.ts';
 
@@ -69,45 +68,6 @@ interface RawResponse {
 }
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-// node:http rather than fetch: an apply makes one request per step, and fetch
-// (undici's web streams) costs about three times the CPU per request. The
-// default agents keep connections alive (Node 20) and unref idle sockets, so
-// they never keep the process alive. `http.request` is looked up at call time
-// (tests intercept it), and no agent or socket sits in a module variable, so
-// providers that use this client stay serializable by Pulumi.
-/** One HTTP attempt: status, body text and Retry-After; rejects on network errors and after timeoutMs (the whole exchange). */
-function send(
-  url: URL,
-  method: string,
-  headers: Record<string, string>,
-  body: string | undefined,
-  timeoutMs: number,
-): Promise<{ status: number; text: string; retryAfter: string | null }> {
-  return new Promise((resolve, reject) => {
-    const req = (url.protocol === 'https:' ? https : http).request(url, { method, headers });
-    const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
-    const fail = (err: unknown) => {
-      clearTimeout(timer);
-      reject(err);
-    };
-    req.on('error', fail);
-    req.on('response', (res: http.IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', fail);
-      res.on('end', () => {
-        clearTimeout(timer);
-        const ra = res.headers['retry-after'];
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter: typeof ra === 'string' ? ra : null });
-      });
-      res.on('close', () => {
-        if (!res.complete) fail(Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' }));
-      });
-    });
-    req.end(body);
-  });
-}
 
 /** Parses Retry-After (seconds or an HTTP date) into milliseconds; undefined when absent or invalid. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {

@@ -1,6 +1,6 @@
-// Results of mutating requests, kept by idempotency key on disk (one file per
-// key under <stateDir>/requests/) so a retried request, even to a restarted
-// DMZ client, gets the first answer and never repeats the work.
+// Results of mutating requests, kept by idempotency key on disk so a retried
+// request, even to a restarted DMZ client, gets the first answer and never
+// repeats the work.
 //
 // | key state                         | what a request with that key gets          |
 // | --------------------------------- | ------------------------------------------ |
@@ -9,11 +9,20 @@
 // | stored                            | the stored result                          |
 // | seen with a different request     | 422 idempotency-conflict                   |
 // | first run threw (nothing decided) | runs again (nothing was stored)            |
-import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+//
+// On disk: one append-only JSON-lines log, <stateDir>/requests.jsonl (the
+// state folder is the data center's), one line per stored result, read once
+// at start and kept in memory. A result is answered only after the append
+// that carries it completed; results finishing while an append runs share
+// the next one (group commit, ../group-commit.ts), so a busy client writes a
+// few times per batch instead of one file per request. A line torn by a
+// crash mid-append is skipped at load (its request had not been answered).
+// Results stored by older versions (one file per key under
+// <stateDir>/requests/) are read at start too.
+import { mkdir, open, readFile, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ProtocolError } from '../../engine/authority/http.ts';
-import { sha256 } from '../../engine/authority/keys.ts';
+import { GroupCommit } from '../group-commit.ts';
 
 interface Stored<T> {
   key: string;
@@ -22,33 +31,94 @@ interface Stored<T> {
   at: string;
 }
 
+export function idempotencyLogFile(stateDir: string): string {
+  return join(stateDir, 'requests.jsonl');
+}
+
 export class IdempotencyStore<T> {
   private readonly running = new Map<string, { fingerprint: string; promise: Promise<T> }>();
-  private readonly dir: string;
-
-  constructor(stateDir: string) {
-    this.dir = join(stateDir, 'requests');
-  }
-
-  private file(key: string): string {
-    return join(this.dir, `${sha256(key)}.json`);
-  }
-
-  private async load(key: string): Promise<Stored<T> | undefined> {
+  private readonly stored = new Map<string, Stored<T>>();
+  private readonly file: string;
+  private loading: Promise<void> | undefined;
+  /** The log, open for appending from the first append until close. */
+  private log: FileHandle | undefined;
+  /** Lines not yet handed to an append. */
+  private queue: string[] = [];
+  /** The log does not end with a newline (torn last line): the next append starts with one. */
+  private needsNewline = false;
+  private readonly commits = new GroupCommit(async () => {
+    const lines = this.queue;
+    this.queue = [];
+    const text = `${this.needsNewline ? '\n' : ''}${lines.join('')}`;
     try {
-      return JSON.parse(await readFile(this.file(key), 'utf8')) as Stored<T>;
+      this.log ??= await open(this.file, 'a');
+      await this.log.appendFile(text);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      // It may have written part of a line: start the next append on a fresh line.
+      this.needsNewline = true;
       throw err;
+    }
+    this.needsNewline = false;
+  });
+
+  constructor(private readonly stateDir: string) {
+    this.file = idempotencyLogFile(stateDir);
+  }
+
+  /** Appends made (tests read it). */
+  get writes(): number {
+    return this.commits.writes;
+  }
+
+  private load(): Promise<void> {
+    this.loading ??= (async () => {
+      await mkdir(this.stateDir, { recursive: true });
+      await this.loadLegacy();
+      let text = '';
+      try {
+        text = await readFile(this.file, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      for (const line of text.split('\n')) {
+        if (line === '') continue;
+        try {
+          const e = JSON.parse(line) as Stored<T>;
+          if (typeof e.key === 'string' && typeof e.fingerprint === 'string') this.stored.set(e.key, e);
+        } catch {
+          // a line torn by a crash mid-append: its request was never answered
+        }
+      }
+      this.needsNewline = text !== '' && !text.endsWith('\n');
+    })();
+    return this.loading;
+  }
+
+  /** One file per key under <stateDir>/requests/ (before the log). */
+  private async loadLegacy(): Promise<void> {
+    const dir = join(this.stateDir, 'requests');
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+      throw err;
+    }
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      try {
+        const e = JSON.parse(await readFile(join(dir, name), 'utf8')) as Stored<T>;
+        if (typeof e.key === 'string' && typeof e.fingerprint === 'string') this.stored.set(e.key, e);
+      } catch {
+        // unreadable leftovers are ignored, as before (they were written atomically)
+      }
     }
   }
 
   private async save(entry: Stored<T>): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
-    const f = this.file(entry.key);
-    const tmp = `${f}.${randomUUID()}.tmp`;
-    await writeFile(tmp, JSON.stringify(entry));
-    await rename(tmp, f);
+    this.queue.push(`${JSON.stringify(entry)}\n`);
+    await this.commits.commit();
+    this.stored.set(entry.key, entry);
   }
 
   /** Runs `fn` once per key; `fingerprint` identifies the request the key was first used for. */
@@ -61,7 +131,8 @@ export class IdempotencyStore<T> {
       return inFlight.promise;
     }
     const promise = (async () => {
-      const stored = await this.load(key);
+      await this.load();
+      const stored = this.stored.get(key);
       if (stored) {
         if (stored.fingerprint !== fingerprint) throw conflict();
         return stored.result;
@@ -76,5 +147,13 @@ export class IdempotencyStore<T> {
     } finally {
       this.running.delete(key);
     }
+  }
+
+  /** Waits for every append started, then closes the log (a later result opens it again). */
+  async close(): Promise<void> {
+    await this.commits.settled();
+    const log = this.log;
+    this.log = undefined;
+    await log?.close();
   }
 }

@@ -20,6 +20,7 @@ import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { VmSize } from '../../engine/plan/types.ts';
 import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
 import type { BootRequest, CreateVmRequest, DeleteVmRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
+import { postJson } from '../http-send.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import {
   actualVmSchema,
@@ -44,7 +45,7 @@ export interface StartDmzClientOptions {
   authorityToken: string;
   /** The token callers (the CLI) must present. */
   clientToken: string;
-  /** Idempotency results live under <stateDir>/requests/. */
+  /** Idempotency results live in <stateDir>/requests.jsonl. */
   stateDir: string;
   host?: string;
   /** 0 (default): a free port. */
@@ -77,7 +78,10 @@ function fingerprint(route: string, body: unknown): string {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Calls to the authority, retried on connection failures and 5xx; 503 to our caller when it stays down. */
+/**
+ * Calls to the authority (node:http keep-alive, ../http-send.ts), retried on
+ * connection failures and 5xx; 503 to our caller when it stays down.
+ */
 class AuthorityClient {
   constructor(
     private readonly dataCenter: string,
@@ -88,18 +92,20 @@ class AuthorityClient {
 
   async post<T>(path: string, body: unknown): Promise<T> {
     const url = `${this.baseUrl.replace(/\/+$/, '')}${path}`;
+    const target = new URL(url);
+    const headers = { authorization: `Bearer ${this.token}` };
     let last = '';
     for (let attempt = 0; attempt < 4; attempt++) {
       if (attempt > 0) await sleep(Math.random() * 50 * 2 ** attempt);
       try {
-        const res = await fetch(url, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-          signal: AbortSignal.timeout(this.timeoutMs),
-        });
-        const parsed = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
-        if (res.ok) return parsed as T;
+        const res = await postJson(target, body, this.timeoutMs, headers);
+        let parsed: { error?: { code?: string; message?: string } } = {};
+        try {
+          parsed = (JSON.parse(res.text) ?? {}) as typeof parsed;
+        } catch {
+          // not JSON: reported as "no details" below
+        }
+        if (res.status >= 200 && res.status < 300) return parsed as T;
         last = `answered ${res.status}: ${parsed.error?.message ?? 'no details'}`;
         if (res.status < 500) {
           // The authority refused the call itself (not a veto): our bug or a wrong token; retrying will not help.
@@ -107,7 +113,8 @@ class AuthorityClient {
         }
       } catch (err) {
         if (err instanceof ProtocolError) throw err;
-        last = `could not be reached (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`;
+        const e = err as { code?: string; cause?: { code?: string }; message?: string };
+        last = `could not be reached (${e.code ?? e.cause?.code ?? e.message})`;
       }
     }
     const d = diag('apply.authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${url}, which ${last}; nothing was changed.`);
@@ -344,6 +351,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     url,
     close: async () => {
       await app.close();
+      await store.close();
     },
   };
 }

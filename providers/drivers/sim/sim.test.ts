@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -45,6 +46,51 @@ describe('sim driver', () => {
     expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     const b = await sim();
     expect(await b.get(creds(), { vmId: vm.vmId, cloudId: null })).toMatchObject({ cloudId: vm.cloudId, power: 'on', observedState: 'PoweredOn' });
+  });
+
+  it('group-commits: many concurrent changes share few writes, and each is on disk when it resolves', async () => {
+    const d = await sim({ latencyMs: 0 });
+    const file = simStateFile(dir, 'dc-a');
+    const onDisk = () => (JSON.parse(readFileSync(file, 'utf8')) as { vms: { vmId: string; power: string }[] }).vms;
+    const n = 200;
+    const missing: string[] = [];
+    const made = await Promise.all(
+      Array.from({ length: n }, () =>
+        d.createVm(creds(), input()).then((vm) => {
+          // Checked synchronously when the promise resolves: the write that includes it has completed.
+          if (!onDisk().some((v) => v.vmId === vm.vmId)) missing.push(vm.vmId);
+          return vm;
+        }),
+      ),
+    );
+    expect(missing).toEqual([]);
+    expect(d.writes).toBeGreaterThan(0);
+    expect(d.writes).toBeLessThan(n / 4);
+    const before = d.writes;
+    const off: string[] = [];
+    await Promise.all(
+      made.map((vm) =>
+        d.powerOn(creds(), { vmId: vm.vmId, cloudId: vm.cloudId }).then(() => {
+          if (onDisk().find((v) => v.vmId === vm.vmId)?.power !== 'on') off.push(vm.vmId);
+        }),
+      ),
+    );
+    expect(off).toEqual([]);
+    expect(d.writes - before).toBeLessThan(n / 4);
+    await d.close();
+    expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    const again = await sim();
+    expect((await again.list(creds())).filter((v) => v.power === 'on')).toHaveLength(n);
+  });
+
+  it('a failed write rejects the changes it carried, and the next change writes again', async () => {
+    const d = await sim({ latencyMs: 0 });
+    const vm = await d.createVm(creds(), input());
+    await rm(dir, { recursive: true, force: true });
+    await expect(d.powerOn(creds(), { vmId: vm.vmId, cloudId: vm.cloudId })).rejects.toThrow(/ENOENT/);
+    await mkdir(dir, { recursive: true });
+    await d.powerOff(creds(), { vmId: vm.vmId, cloudId: vm.cloudId });
+    expect(JSON.parse(await readFile(simStateFile(dir, 'dc-a'), 'utf8'))).toMatchObject({ vms: [{ vmId: vm.vmId, power: 'off' }] });
   });
 
   it('reports a corrupt state file as apply.sim-state', async () => {

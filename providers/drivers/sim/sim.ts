@@ -1,5 +1,6 @@
 // The `sim` driver: a real simulated data center. Its VMs are kept in one
-// JSON file per data center (written atomically: temp file + rename) so they
+// JSON file per data center (written atomically: temp file + rename, group
+// commit: a change is answered once a write including it completed) so they
 // outlive the process; every call takes `latencyMs`; capacity is finite; calls
 // can be told to fail or hang; and each booting VM runs a small agent (an
 // in-process timer making real HTTP calls) that asks the boot endpoint for
@@ -11,6 +12,8 @@ import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
 import { sha256 } from '../../../engine/authority/keys.ts';
+import { GroupCommit } from '../../group-commit.ts';
+import { postJson } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
 import type { AgentState, BootResponse } from '../../protocol.ts';
 import {
@@ -118,7 +121,12 @@ export class SimDriver implements Driver {
   private readonly random: () => number;
   private readonly events = new EventEmitter();
   private readonly timers = new Set<NodeJS.Timeout>();
-  private writing: Promise<void> = Promise.resolve();
+  /** Whole-file writes (temp file + rename), each of the state as it is when it starts. */
+  private readonly commits = new GroupCommit(async () => {
+    const tmp = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
+    await writeFile(tmp, serialize(this.dataCenter, this.vms));
+    await rename(tmp, this.file);
+  });
   /** Per cloud id, the latest boot; an agent of an older boot (a retried `boot`) gives up instead of acting. */
   private readonly bootGeneration = new Map<string, number>();
   private closed = false;
@@ -133,6 +141,11 @@ export class SimDriver implements Driver {
     this.dataCenter = o.dataCenter;
     this.random = seededRandom(o.seed ?? 1);
     this.events.setMaxListeners(0);
+  }
+
+  /** Whole-file writes started (tests and benchmarks read it). */
+  get writes(): number {
+    return this.commits.writes;
   }
 
   attach(ctx: { bootUrl: string }): void {
@@ -167,16 +180,16 @@ export class SimDriver implements Driver {
     }
   }
 
-  /** Writes the whole file atomically; writes are chained so the last state always wins. */
+  /**
+   * Makes every change made so far durable: resolves once a write of the
+   * whole file (temp file + rename) that includes them has completed. Group
+   * commit: one write is in flight at a time, and all changes made while it
+   * runs share the next one, so a burst of N changes costs a couple of
+   * writes instead of N (each write is the whole file, so one per change
+   * was quadratic in the number of VMs).
+   */
   private persist(): Promise<void> {
-    const body: SimFile = { formatVersion: 1, dataCenter: this.dataCenter, vms: this.vms };
-    const text = `${JSON.stringify(body, null, 2)}\n`;
-    this.writing = this.writing.then(async () => {
-      const tmp = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
-      await writeFile(tmp, text);
-      await rename(tmp, this.file);
-    });
-    return this.writing;
+    return this.commits.commit();
   }
 
   private find(ref: VmRef): SimVm | undefined {
@@ -283,16 +296,11 @@ export class SimDriver implements Driver {
       let lastError = '';
       for (let attempt = 0; attempt < 5 && answer === undefined; attempt++) {
         try {
-          const res = await fetch(url, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }),
-            signal: AbortSignal.timeout(30_000),
-          });
+          const res = await postJson(new URL(url), { cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }, 30_000);
           if (res.status >= 500) {
             lastError = `boot endpoint answered ${res.status}`;
           } else {
-            answer = (await res.json()) as BootResponse;
+            answer = JSON.parse(res.text) as BootResponse;
           }
         } catch (err) {
           lastError = (err as Error).message;
@@ -435,8 +443,14 @@ export class SimDriver implements Driver {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    await this.writing;
+    await this.commits.settled();
   }
+}
+
+/** The state file's text: one VM per line, so it stays readable and diffable. */
+function serialize(dataCenter: string, vms: readonly SimVm[]): string {
+  const head = `{"formatVersion":1,"dataCenter":${JSON.stringify(dataCenter)},"vms":[`;
+  return vms.length === 0 ? `${head}]}\n` : `${head}\n${vms.map((v) => JSON.stringify(v)).join(',\n')}\n]}\n`;
 }
 
 /** The default pack's state that a cloud state corresponds to (for refresh). */

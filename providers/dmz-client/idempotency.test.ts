@@ -1,0 +1,104 @@
+import { readFileSync } from 'node:fs';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ProtocolError } from '../../engine/authority/http.ts';
+import { sha256 } from '../../engine/authority/keys.ts';
+import { IdempotencyStore, idempotencyLogFile } from './idempotency.ts';
+
+let dir: string;
+const stores: IdempotencyStore<never>[] = [];
+function store<T>(): IdempotencyStore<T> {
+  const s = new IdempotencyStore<T>(dir);
+  stores.push(s as IdempotencyStore<never>);
+  return s;
+}
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'dmzfleet-idem-'));
+});
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const lines = async () => (await readFile(idempotencyLogFile(dir), 'utf8')).split('\n').filter((l) => l !== '');
+
+describe('idempotency store', () => {
+  it('runs once per key; a retry, also after a restart, gets the first result', async () => {
+    const a = store<{ n: number }>();
+    let runs = 0;
+    const fn = async () => ({ n: ++runs });
+    expect(await a.run('k', 'fp', fn)).toEqual({ n: 1 });
+    expect(await a.run('k', 'fp', fn)).toEqual({ n: 1 });
+    await a.close();
+    const b = store<{ n: number }>();
+    expect(await b.run('k', 'fp', fn)).toEqual({ n: 1 });
+    expect(runs).toBe(1);
+    const err = await b.run('k', 'other', fn).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as ProtocolError).statusCode).toBe(422);
+  });
+
+  it('a concurrent duplicate waits for the first and gets its result', async () => {
+    const s = store<string>();
+    let release!: () => void;
+    let runs = 0;
+    const fn = () => {
+      runs++;
+      return new Promise<string>((r) => (release = () => r(`result ${runs}`)));
+    };
+    const first = s.run('k', 'fp', fn);
+    const second = s.run('k', 'fp', fn);
+    while (runs === 0) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 10));
+    release();
+    expect(await Promise.all([first, second])).toEqual(['result 1', 'result 1']);
+    expect(runs).toBe(1);
+  });
+
+  it('group-commits: many concurrent results share few appends, each on disk when answered', async () => {
+    const s = store<string>();
+    const n = 300;
+    const missing: string[] = [];
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        s.run(`k${i}`, 'fp', async () => `r${i}`).then((r) => {
+          // Read synchronously when the answer resolves: the append that carries it has completed.
+          const text = readFileSync(idempotencyLogFile(dir), 'utf8');
+          if (!text.includes(`"k${i}"`)) missing.push(r);
+        }),
+      ),
+    );
+    expect(missing).toEqual([]);
+    expect(s.writes).toBeLessThan(n / 4);
+    expect(await lines()).toHaveLength(n);
+    const again = store<string>();
+    expect(await again.run('k7', 'fp', async () => 'rerun')).toBe('r7');
+  });
+
+  it('a failed first run stores nothing and runs again', async () => {
+    const s = store<string>();
+    await expect(s.run('k', 'fp', async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    expect(await s.run('k', 'fp', async () => 'second')).toBe('second');
+  });
+
+  it('skips a line torn by a crash and appends after it on a fresh line', async () => {
+    const a = store<string>();
+    await a.run('k1', 'fp', async () => 'one');
+    await appendFile(idempotencyLogFile(dir), '{"key":"k2","finger');
+    const b = store<string>();
+    expect(await b.run('k1', 'fp', async () => 'again')).toBe('one');
+    expect(await b.run('k2', 'fp', async () => 'two')).toBe('two');
+    const c = store<string>();
+    expect(await c.run('k2', 'fp', async () => 'again')).toBe('two');
+    expect(await lines()).toHaveLength(3);
+  });
+
+  it('reads results stored by older versions (one file per key under requests/)', async () => {
+    await mkdir(join(dir, 'requests'));
+    await writeFile(join(dir, 'requests', `${sha256('old')}.json`), JSON.stringify({ key: 'old', fingerprint: 'fp', result: 'stored', at: 'x' }));
+    const s = store<string>();
+    expect(await s.run('old', 'fp', async () => 'rerun')).toBe('stored');
+  });
+});

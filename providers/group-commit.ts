@@ -1,0 +1,48 @@
+// Group commit for state that must be on disk before a change is answered
+// (the sim driver's state file, the DMZ client's idempotency log).
+//
+// `commit()` resolves once a write that started after the call has completed,
+// so everything changed in memory before the call is on disk. One write runs
+// at a time; every commit() made while it runs shares the next write. A
+// burst of N changes thus costs about two writes instead of N, and answers
+// still wait for durability. The write function reads the state to write
+// when it starts (a snapshot of the whole state, or the lines queued so far).
+export class GroupCommit {
+  /** The latest write started or queued. */
+  private last: Promise<void> | undefined;
+  /** The queued write that will include a change made now; undefined when none is queued. */
+  private queued: Promise<void> | undefined;
+  private count = 0;
+
+  constructor(private readonly write: () => Promise<void>) {}
+
+  /** Writes started so far (tests and benchmarks read it). */
+  get writes(): number {
+    return this.count;
+  }
+
+  /** Resolves after a write that includes every change made before this call; rejects when that write fails. */
+  commit(): Promise<void> {
+    if (this.queued) return this.queued;
+    const next = (this.last ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => {
+        // From here on a change needs another write: this one reads the state now.
+        this.queued = undefined;
+        this.count++;
+        return this.write();
+      });
+    this.queued = next;
+    const tracked = next.finally(() => {
+      if (this.last === tracked) this.last = undefined;
+    });
+    tracked.catch(() => undefined);
+    this.last = tracked;
+    return next;
+  }
+
+  /** Resolves when no write is running or queued (failures ignored). */
+  async settled(): Promise<void> {
+    while (this.last) await this.last.catch(() => undefined);
+  }
+}

@@ -1,0 +1,69 @@
+// One HTTP exchange over node:http / node:https, shared by every part of the
+// providers that calls another service: the CLI's DmzHttpClient, the DMZ
+// client's calls to the authority, and the sim agent's boot call.
+//
+// node:http rather than fetch: every step makes such calls, and fetch
+// (undici's web streams) costs about three times the CPU per request. The
+// default agents keep connections alive (Node 20: keepAlive, idle sockets
+// closed after 5 s, before any server's keep-alive timeout) and unref idle
+// sockets, so they never keep the process alive. `http.request` is looked up
+// at call time (tests intercept it), and no agent or socket sits in a module
+// variable, so Pulumi providers that use this module stay serializable.
+// Retries are the caller's: each caller has its own rules.
+import http from 'node:http';
+import https from 'node:https';
+
+export interface HttpAnswer {
+  status: number;
+  text: string;
+  retryAfter: string | null;
+}
+
+/**
+ * One HTTP attempt: status, body text and Retry-After. Rejects on network
+ * errors (with Node's `code`, e.g. ECONNREFUSED) and, with an error named
+ * `TimeoutError`, when the whole exchange takes longer than timeoutMs.
+ */
+export function send(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  timeoutMs: number,
+): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = (url.protocol === 'https:' ? https : http).request(url, { method, headers });
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
+    const fail = (err: unknown) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    req.on('error', fail);
+    req.on('response', (res: http.IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        clearTimeout(timer);
+        const ra = res.headers['retry-after'];
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter: typeof ra === 'string' ? ra : null });
+      });
+      res.on('close', () => {
+        if (!res.complete) fail(Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' }));
+      });
+    });
+    req.end(body);
+  });
+}
+
+/** A JSON POST: sets content-type and content-length, then `send`. */
+export function postJson(url: URL, body: unknown, timeoutMs: number, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  const payload = JSON.stringify(body);
+  return send(
+    url,
+    'POST',
+    { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) },
+    payload,
+    timeoutMs,
+  );
+}
