@@ -6,4 +6,4 @@ export { fleetPlacement, placeMember, resolveNear, staticExclusion, type FleetPl
 export { basicCapacityLeft, noRulesPolicy, type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-port.ts';
 export { defaultPolicy } from './policy-default.ts';
 export * from './render/index.ts';
-export { planStack, fleetsToRead, type PlanStackOptions, type PlanStackResult } from './run.ts';
+export { planStack, type PlanStackOptions, type PlanStackResult } from './run.ts';

@@ -3,7 +3,7 @@
 // engine/plan/run.ts does the reading. See docs/planning.md for the rules.
 import { randomUUID } from 'node:crypto';
 import type { Lifecycle, LoadedPack } from '../policy/types.ts';
-import type { VmRow } from '../record/types.ts';
+import type { UsageRow, VmRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 import { fits, fleetPlacement, placeMember, staticExclusion } from './placement.ts';
 import { type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-port.ts';
@@ -21,10 +21,15 @@ export interface PlanInput {
   /**
    * Live VMs of the stack: at least every VM of the fleets in scope. VMs of
    * other fleets, when present, are only counted (owner quota, data center
-   * capacity), never changed. A targeted plan may leave them out when no
-   * quota or capacity rule is enabled.
+   * capacity), never changed.
    */
   record: VmRow[];
+  /**
+   * What the live VMs of the fleets NOT in `record` use, summed per fleet and
+   * data center (FleetRecord.usage): counted like their rows would be. A
+   * narrowed plan passes rows for its scope and this for the rest.
+   */
+  usage?: UsageRow[];
   /** Record version of each fleet (missing means 0: not in the record yet). */
   fleetVersions: Record<string, number>;
   options: PlanOptions;
@@ -112,9 +117,10 @@ class Planner {
       record: input.record,
       allowDestroy: new Set(input.options.allowDestroy),
       ...(input.owners ? { owners: input.owners } : {}),
+      ...(input.usage ? { usage: input.usage } : {}),
     };
     this.capacity =
-      this.policy.capacityEnforcement(input.pack) === 'disabled' ? null : this.policy.capacityLeft(input.stack, input.record);
+      this.policy.capacityEnforcement(input.pack) === 'disabled' ? null : this.policy.capacityLeft(input.stack, input.record, input.usage ?? []);
   }
 
   run(): PlanDocument {

@@ -2,7 +2,7 @@
 // pure core can be run with the real policy engine (engine/policy) or with a
 // stand-in in unit tests. Names and argument order follow engine/policy.
 import type { Budget, LoadedPack, RuleContext } from '../policy/types.ts';
-import type { VmRow } from '../record/types.ts';
+import type { UsageRow, VmRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 import type { Enforcement, PlanDocument, Violation } from './types.ts';
 
@@ -24,7 +24,8 @@ export interface PlanPolicy {
    * fleets before it (name order) were granted in this plan.
    */
   ownerQuota(pack: LoadedPack, ctx: PlanContext, fleet: LoadedFleet, requestedTotal: number, granted: Readonly<Record<string, number>>): Budget;
-  capacityLeft(stack: LoadedStack, record: readonly VmRow[]): Map<string, CapacityLeft>;
+  /** `usage`: the VMs of fleets not in `record`, summed (PlanInput.usage). */
+  capacityLeft(stack: LoadedStack, record: readonly VmRow[], usage?: readonly UsageRow[]): Map<string, CapacityLeft>;
   capacityEnforcement(pack: LoadedPack): Enforcement;
   /**
    * The grant (and violations) for a fleet that asked for `requestedNew` new
@@ -41,9 +42,10 @@ export interface PlanPolicy {
 
 /**
  * Capacity arithmetic every policy engine shares: the stack's limit per data
- * center minus what live VMs of the stack use there.
+ * center minus what live VMs of the stack use there, as rows (`record`) and
+ * as sums (`usage`, the fleets not in `record`).
  */
-export function basicCapacityLeft(stack: LoadedStack, record: readonly VmRow[]): Map<string, CapacityLeft> {
+export function basicCapacityLeft(stack: LoadedStack, record: readonly VmRow[], usage: readonly UsageRow[] = []): Map<string, CapacityLeft> {
   const left = new Map<string, CapacityLeft>();
   for (const dc of stack.dataCenters) {
     left.set(dc.name, {
@@ -58,6 +60,13 @@ export function basicCapacityLeft(stack: LoadedStack, record: readonly VmRow[]):
     c.vms -= 1;
     c.cpu -= vm.size.cpu;
     c.memoryGiB -= vm.size.memoryGiB;
+  }
+  for (const u of usage) {
+    const c = left.get(u.dataCenter);
+    if (!c) continue;
+    c.vms -= u.vms;
+    c.cpu -= u.cpu;
+    c.memoryGiB -= u.memoryGiB;
   }
   return left;
 }

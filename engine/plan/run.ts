@@ -1,10 +1,12 @@
 // planStack: the I/O around the pure core. Loads the stack, reads only what
 // the plan needs from the record, computes the plan, closes the record.
+// A narrowed plan (--target / --exclude) reads the rows of the fleets in its
+// scope and, for every other fleet, only what its VMs use per data center
+// (FleetRecord.usage): enough for owner quotas and data center capacity,
+// whatever their enforcement, without reading the whole stack.
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
-import { capacityEnforcement } from '../policy/index.ts';
-import type { LoadedPack } from '../policy/types.ts';
 import { openRecord } from '../record/index.ts';
-import type { FleetRecord, VmRow } from '../record/types.ts';
+import type { FleetRecord, UsageRow, VmRow } from '../record/types.ts';
 import { loadStack } from '../spec/index.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { resolveScope } from './scope.ts';
@@ -29,26 +31,6 @@ export interface PlanStackResult {
 }
 
 /**
- * Which fleets a plan must read besides those in scope: all of them when the
- * capacity rule is on (capacity counts every VM of the stack), the other
- * fleets of the same owners when only the owner quota is on, none when both
- * are off. `null` means every fleet.
- */
-export function fleetsToRead(
-  pack: LoadedPack,
-  scope: readonly string[],
-  owners: ReadonlyMap<string, string>,
-): string[] | null {
-  if (capacityEnforcement(pack) !== 'disabled') return null;
-  const quota = pack.rules.get('owner-quota');
-  if (!quota || quota.enforcement === 'disabled') return [...scope];
-  const scoped = new Set(scope.map((f) => owners.get(f)).filter((o): o is string => o !== undefined));
-  const read = new Set(scope);
-  for (const [fleet, owner] of owners) if (scoped.has(owner)) read.add(fleet);
-  return [...read].sort();
-}
-
-/**
  * Plans a stack. Throws FleetError with the loader's diagnostics when the
  * stack does not load, with plan.unknown-fleet for a --target / --exclude
  * that names no fleet, and with the record's faults.
@@ -69,6 +51,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   const t1 = performance.now();
   const record = opts.record ?? (await openRecord(stack.recordUrl));
   let rows: VmRow[];
+  let usage: UsageRow[] | undefined;
   const fleetVersions: Record<string, number> = {};
   const owners: Record<string, string> = {};
   try {
@@ -88,10 +71,12 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
       if (inScope.has(f.fleet)) fleetVersions[f.fleet] = f.version;
     }
     const narrowed = options.targets.length > 0 || options.excludes.length > 0;
-    const ownerOf = new Map(Object.entries(owners));
-    for (const f of fleets) ownerOf.set(f.name, f.owner);
-    const read = narrowed ? fleetsToRead(pack, scope.fleets, ownerOf) : null;
-    rows = read === null ? await record.listVms(stack.name) : await record.listVms(stack.name, { fleets: read });
+    if (narrowed) {
+      rows = await record.listVms(stack.name, { fleets: scope.fleets });
+      usage = await record.usage(stack.name, { excludeFleets: scope.fleets });
+    } else {
+      rows = await record.listVms(stack.name);
+    }
   } finally {
     if (!opts.record) await record.close();
   }
@@ -101,6 +86,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     pack,
     fleets: [...fleets],
     record: rows,
+    ...(usage ? { usage } : {}),
     fleetVersions,
     owners,
     options,

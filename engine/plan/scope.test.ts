@@ -3,9 +3,7 @@ import { haversineKm } from './geo.ts';
 import { resolveNear } from './placement.ts';
 import { resizeState } from './planner.ts';
 import { resolveScope } from './scope.ts';
-import { fleetsToRead } from './run.ts';
-import { makeLifecycle, makePack, makeStack } from './test-support.ts';
-import type { Enforcement } from './types.ts';
+import { makeLifecycle, makeStack } from './test-support.ts';
 
 describe('resolveScope', () => {
   const cases = [
@@ -43,21 +41,5 @@ describe('resizeState', () => {
   it('is where createVm lands unless the pack has a resize edge', () => {
     expect(resizeState(makeLifecycle())).toBe('PoweredOff');
     expect(resizeState(makeLifecycle([['A', 'B', 'createVm'], ['B', 'C', 'none'], ['C', 'C', 'resize']]))).toBe('C');
-  });
-});
-
-describe('fleetsToRead', () => {
-  const owners = new Map([
-    ['web', 'team-a'],
-    ['api', 'team-a'],
-    ['batch', 'team-b'],
-  ]);
-  const cases: { name: string; rules: Record<string, Enforcement>; want: string[] | null }[] = [
-    { name: 'capacity on: every fleet', rules: {}, want: null },
-    { name: 'only quota on: the same owners', rules: { 'datacenter-capacity': 'disabled', 'owner-quota': 'mandatory' }, want: ['api', 'web'] },
-    { name: 'both off: the scope only', rules: { 'datacenter-capacity': 'disabled', 'owner-quota': 'disabled' }, want: ['web'] },
-  ];
-  it.each(cases)('$name', ({ rules, want }) => {
-    expect(fleetsToRead(makePack(rules), ['web'], owners)).toEqual(want);
   });
 });

@@ -4,7 +4,29 @@ import { capacityEnforcement, capacityGrantFor, capacityLeft, ownerQuota, ownerU
 import { datacenterCapacityRule, ownerQuotaRule } from './rules/builtin.ts';
 import { ctx, fleet, packWith, stack, vm } from './testdata/fixtures.ts';
 import type { LoadedFleet } from '../spec/types.ts';
-import type { VmRow } from '../record/types.ts';
+import type { UsageRow, VmRow } from '../record/types.ts';
+
+/**
+ * What FleetRecord.usage returns for these rows: live VMs summed per fleet and
+ * data center, the owner from the record's fleet table (`owners`, else the
+ * fleet's spec owner, as insertVm writes it; '' when neither knows it).
+ */
+function aggregate(rows: readonly VmRow[], owners: Record<string, string> = {}, fleets: readonly LoadedFleet[] = []): UsageRow[] {
+  const by = new Map<string, UsageRow>();
+  for (const r of rows) {
+    if (r.retiredAt !== null) continue;
+    const key = `${r.fleet}\u0000${r.dataCenter}`;
+    let u = by.get(key);
+    if (!u) {
+      const owner = owners[r.fleet] ?? fleets.find((f) => f.name === r.fleet)?.owner ?? '';
+      by.set(key, (u = { fleet: r.fleet, owner, dataCenter: r.dataCenter, vms: 0, cpu: 0, memoryGiB: 0 }));
+    }
+    u.vms += 1;
+    u.cpu += r.size.cpu;
+    u.memoryGiB += r.size.memoryGiB;
+  }
+  return [...by.values()];
+}
 
 const quotaPack = (level: Enforcement, limits: Record<string, unknown>) => packWith([[ownerQuotaRule, level, { limits }]]);
 
@@ -48,6 +70,39 @@ describe('ownerQuota', () => {
     else expect(b.grant).toBeUndefined();
   });
 
+  // A narrowed plan reads rows only for the fleet it plans and sums for the
+  // rest: every case must come out the same. (The terminal-but-live row of
+  // one case cannot be in a record: the authority retires a VM in the
+  // transaction that makes it terminal.)
+  it.each(cases.filter((c) => !c.name.startsWith('retired and terminal')))('rows or sums, the same: $name', ({ limits, fleets, record, requested, granted, owners, f, want }) => {
+    const target = f ?? web;
+    const all = record ?? [];
+    const fs = fleets ?? [target];
+    const pack = quotaPack('mandatory', limits);
+    const req = requested ?? target.count;
+    const usage = aggregate(all.filter((r) => r.fleet !== target.name), owners, fs);
+    const split = ctx({ fleets: fs, record: all.filter((r) => r.fleet === target.name), usage, owners });
+    const rows = ctx({ fleets: fs, record: all, owners });
+    expect(ownerUsage(split, target, granted ?? {})).toEqual(ownerUsage(rows, target, granted ?? {}));
+    expect(ownerQuota(pack, split, target, req, granted ?? {})).toEqual(ownerQuota(pack, rows, target, req, granted ?? {}));
+    expect(ownerQuota(pack, split, target, req, granted ?? {}).granted).toBe(want);
+  });
+
+  it('sums: skips the fleet itself and fleets granted in this run; a spec owner wins over the record\'s', () => {
+    const usage: UsageRow[] = [
+      { fleet: 'web', owner: 'team-a', dataCenter: 'miami', vms: 50, cpu: 100, memoryGiB: 200 },
+      { fleet: 'api', owner: 'team-a', dataCenter: 'miami', vms: 2, cpu: 4, memoryGiB: 8 },
+      { fleet: 'api', owner: 'team-a', dataCenter: 'richmond', vms: 1, cpu: 2, memoryGiB: 4 },
+      { fleet: 'moved', owner: 'team-a', dataCenter: 'miami', vms: 7, cpu: 14, memoryGiB: 28 },
+      { fleet: 'old', owner: 'team-a', dataCenter: 'miami', vms: 1, cpu: 0.5, memoryGiB: 1 },
+      { fleet: 'theirs', owner: 'team-b', dataCenter: 'miami', vms: 9, cpu: 18, memoryGiB: 36 },
+    ];
+    const moved = fleet('moved', { owner: 'team-b' });
+    const c = ctx({ fleets: [api, web, moved], usage });
+    expect(ownerUsage(c, web)).toEqual({ vms: 4, cpu: 6.5, memoryGiB: 13 });
+    expect(ownerUsage(c, web, { api: 1 })).toEqual({ vms: 2, cpu: 2.5, memoryGiB: 5 });
+  });
+
   it('explains the cut with the binding limit', () => {
     const b = ownerQuota(quotaPack('mandatory', { 'team-a': { vms: 6, cpu: 100 } }), ctx({ fleets: [api, web], record: apiRows }), web, 10);
     expect(b.grant!.reason).toBe('requested 10, granted 4: quota of team-a (vms 6)');
@@ -89,6 +144,30 @@ describe('capacityLeft', () => {
     expect(left.get('miami')).toEqual({ vms: 4, cpu: 98, memoryGiB: Infinity });
     expect(left.get('richmond')).toEqual({ vms: Infinity, cpu: Infinity, memoryGiB: Infinity });
     expect([...left.keys()]).toEqual(['miami', 'richmond']);
+  });
+
+  const s2 = stack([{ name: 'miami', capacity: { vms: 10, cpu: 30, memoryGiB: 50 } }, { name: 'richmond', capacity: { vms: 4 } }, { name: 'tampa' }]);
+  const big = { cpu: 4, memoryGiB: 8, diskGiB: 20 };
+  const rows = [
+    vm('web/0'),
+    vm('web/1', { dataCenter: 'richmond' }),
+    vm('web/2', { retiredAt: 'x' }),
+    vm('web/3', { deposed: true }),
+    vm('db/0', { size: big }),
+    vm('db/1', { size: big, dataCenter: 'richmond' }),
+    vm('db/2', { dataCenter: 'tampa' }),
+    vm('old/0', { dataCenter: 'elsewhere' }),
+  ];
+  const cases: { name: string; inRows: (r: VmRow) => boolean }[] = [
+    { name: 'every VM as sums', inRows: () => false },
+    { name: 'one fleet as rows, the others as sums', inRows: (r) => r.fleet === 'web' },
+    { name: 'two fleets as rows, one as sums', inRows: (r) => r.fleet !== 'old' },
+  ];
+  it.each(cases)('rows or sums, the same: $name', ({ inRows }) => {
+    const want = capacityLeft(s2, rows);
+    expect(want.get('miami')).toEqual({ vms: 7, cpu: 22, memoryGiB: 34 });
+    expect(want.get('richmond')).toEqual({ vms: 2, cpu: Infinity, memoryGiB: Infinity });
+    expect(capacityLeft(s2, rows.filter(inRows), aggregate(rows.filter((r) => !inRows(r))))).toEqual(want);
   });
 });
 

@@ -9,7 +9,7 @@
 // | disabled    | nothing                                          |
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 import type { Enforcement, Grant, Violation } from '../plan/types.ts';
-import type { VmRow } from '../record/types.ts';
+import type { UsageRow, VmRow } from '../record/types.ts';
 import type { EvalContext } from './evaluate.ts';
 import type { Budget, LoadedPack } from './types.ts';
 
@@ -37,6 +37,10 @@ function belowMinCount(policy: string, fleet: LoadedFleet, granted: number, why:
  * planner goes fleet by fleet in name order), else its live VMs in the record.
  * A record VM's owner is its fleet's spec owner, else `ctx.owners` (the
  * record's fleet table); VMs whose owner is unknown are not counted.
+ * `ctx.usage` (the other fleets' VMs, summed) counts the same way, its owner
+ * being the fleet table's. Live VMs are never in a terminal state (the
+ * authority retires a VM in the transaction that makes it terminal), so the
+ * sums and the rows agree.
  */
 export function ownerUsage(ctx: EvalContext, fleet: LoadedFleet, granted: Readonly<Record<string, number>> = {}): Usage {
   const used: Usage = { vms: 0, cpu: 0, memoryGiB: 0 };
@@ -56,6 +60,14 @@ export function ownerUsage(ctx: EvalContext, fleet: LoadedFleet, granted: Readon
     used.vms += 1;
     used.cpu += vm.size.cpu;
     used.memoryGiB += vm.size.memoryGiB;
+  }
+  for (const u of ctx.usage ?? []) {
+    if (u.fleet === fleet.name || Object.hasOwn(granted, u.fleet)) continue;
+    const owner = specs.get(u.fleet)?.owner ?? (u.owner || ctx.owners?.[u.fleet]);
+    if (owner !== fleet.owner) continue;
+    used.vms += u.vms;
+    used.cpu += u.cpu;
+    used.memoryGiB += u.memoryGiB;
   }
   return used;
 }
@@ -124,10 +136,11 @@ export function ownerQuota(
 
 /**
  * Capacity left per data center of the stack: its capacity minus what live
- * record VMs use there. Infinity where the stack sets no limit. The planner
- * subtracts what it places as it goes.
+ * record VMs use there, `record` as rows and `usage` (the other fleets' VMs)
+ * as sums. Infinity where the stack sets no limit. The planner subtracts what
+ * it places as it goes.
  */
-export function capacityLeft(stack: LoadedStack, record: readonly VmRow[]): Map<string, Usage> {
+export function capacityLeft(stack: LoadedStack, record: readonly VmRow[], usage: readonly UsageRow[] = []): Map<string, Usage> {
   const left = new Map<string, Usage>();
   for (const dc of stack.dataCenters) {
     left.set(dc.name, {
@@ -142,6 +155,13 @@ export function capacityLeft(stack: LoadedStack, record: readonly VmRow[]): Map<
     l.vms -= 1;
     l.cpu -= vm.size.cpu;
     l.memoryGiB -= vm.size.memoryGiB;
+  }
+  for (const u of usage) {
+    const l = left.get(u.dataCenter);
+    if (!l) continue;
+    l.vms -= u.vms;
+    l.cpu -= u.cpu;
+    l.memoryGiB -= u.memoryGiB;
   }
   return left;
 }

@@ -2,7 +2,7 @@
 import type { JSONSchemaType } from 'ajv';
 import type { Where } from '../diags/index.ts';
 import type { Change, Enforcement, Grant, PlanDocument, Violation } from '../plan/types.ts';
-import type { VmRow } from '../record/types.ts';
+import type { UsageRow, VmRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 
 export interface Edge {
@@ -45,8 +45,19 @@ export interface RuleContext {
   lifecycle: Lifecycle;
   images: Readonly<Record<string, Readonly<Record<string, string>>>>;
   fleets: readonly LoadedFleet[];
-  /** Live VMs of the stack in the record (all fleets, so quotas count what others hold). */
+  /**
+   * Live VMs of the stack in the record: every fleet's, so quotas count what
+   * others hold, unless `usage` is set; then at least those of the fleets in
+   * the plan's scope.
+   */
   record: readonly VmRow[];
+  /**
+   * What the live VMs of the fleets NOT in `record` use, summed per fleet and
+   * data center (FleetRecord.usage). A narrowed plan reads full rows only for
+   * the fleets in its scope and this for the rest; absent when `record`
+   * holds every fleet. Quota and capacity count both.
+   */
+  usage?: readonly UsageRow[];
   allowDestroy: ReadonlySet<string>;
   /**
    * Owner of each fleet the record knows (FleetRow.owner), so owner-quota

@@ -250,6 +250,44 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await codeOf(r.bulkInsertVms(again, { actor: 'seed' }))).toBe('record.version-conflict');
       expect(await r.listVms(s, { fleets: ['cache'] })).toEqual([]);
     });
+
+    it('sums live VMs per fleet and data center with the fleet owner, leaving out excluded fleets', async () => {
+      const s = freshStack();
+      const half = { cpu: 0.5, memoryGiB: 1.25, diskGiB: 10 };
+      await r.bulkInsertVms(
+        [
+          newVm(s, 'web', 0),
+          newVm(s, 'web', 1),
+          newVm(s, 'web', 2, { dataCenter: 'richmond' }),
+          newVm(s, 'db', 0, { owner: 'team-data', size: half }),
+          newVm(s, 'db', 1, { owner: 'team-data', size: half }),
+          newVm(s, 'db', 2, { owner: 'team-data' }),
+          newVm(s, 'cache', 0, { owner: 'team-data' }),
+          newVm('other-' + s, 'web', 0),
+        ],
+        { actor: 'seed' },
+      );
+      // A retired VM is not counted; a deposed one (still running) is.
+      const gone = await r.findVm(s, 'cache/0');
+      await r.transitionVm(gone!.id, 1, 'Deleted', { actor: 'a' }, { retire: true });
+      const old = await r.findVm(s, 'web/1');
+      await r.insertVm(newVm(s, 'web', 1, { replaces: old!.id }), { actor: 'a' });
+
+      expect(await r.usage(s, { excludeFleets: [] })).toEqual([
+        { fleet: 'db', owner: 'team-data', dataCenter: 'miami', vms: 3, cpu: 3, memoryGiB: 6.5 },
+        { fleet: 'web', owner: 'team-payments', dataCenter: 'miami', vms: 3, cpu: 6, memoryGiB: 12 },
+        { fleet: 'web', owner: 'team-payments', dataCenter: 'richmond', vms: 1, cpu: 2, memoryGiB: 4 },
+      ]);
+      expect(await r.usage(s, { excludeFleets: ['web', 'nonesuch'] })).toEqual([
+        { fleet: 'db', owner: 'team-data', dataCenter: 'miami', vms: 3, cpu: 3, memoryGiB: 6.5 },
+      ]);
+      expect(await r.usage(s, { excludeFleets: ['web', 'db'] })).toEqual([]);
+      expect(await r.usage('no-such-stack', { excludeFleets: [] })).toEqual([]);
+      // The same totals as listVms' rows.
+      const listed = await r.listVms(s);
+      const total = (await r.usage(s, { excludeFleets: [] })).reduce((n, u) => n + u.vms, 0);
+      expect(total).toBe(listed.length);
+    });
   });
 
   describe('basis', () => {

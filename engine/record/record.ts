@@ -17,6 +17,7 @@ import type {
   NewVm,
   Outcome,
   StaleEntry,
+  UsageRow,
   VmPatch,
   VmRow,
 } from './types.ts';
@@ -282,6 +283,38 @@ export class SqlRecord implements FleetRecord {
       params,
     );
     return rows.map((r) => ({ stack: r.stack, fleet: r.fleet, owner: r.owner, version: r.version, updatedAt: iso(r.updated_at) }));
+  }
+
+  async usage(stack: string, opts: { excludeFleets: readonly string[] }): Promise<UsageRow[]> {
+    // One row per fleet and data center, not per VM: for the planner
+    // benchmark's 100k-VM stack, 5k rows instead of 100k. Hash aggregation,
+    // and the owners joined here rather than in SQL: PGlite never analyzes,
+    // so with no statistics the planner would sort all 100k rows on disk for
+    // a GroupAggregate and look up each VM's fleet row (bench/plan: 2.9 s
+    // instead of 0.2 s). SET LOCAL ends with the transaction.
+    return this.#db.transaction(async (q) => {
+      await q.query('SET LOCAL enable_sort = off');
+      await q.query('SET LOCAL enable_incremental_sort = off');
+      const sums = await q.query<{ fleet: string; data_center: string; vms: string | number | bigint; cpu: number | string; memory_gib: number | string }>(
+        `SELECT fleet, data_center, count(*) AS vms, sum(cpu) AS cpu, sum(memory_gib) AS memory_gib FROM vms
+         WHERE stack = $1 AND retired_at IS NULL AND fleet <> ALL($2::text[])
+         GROUP BY fleet, data_center`,
+        [stack, [...opts.excludeFleets]],
+      );
+      const fleets = await q.query<{ fleet: string; owner: string }>('SELECT fleet, owner FROM fleets WHERE stack = $1', [stack]);
+      const owners = new Map(fleets.map((f) => [f.fleet, f.owner]));
+      const out: UsageRow[] = sums.map((r) => ({
+        fleet: r.fleet,
+        owner: owners.get(r.fleet) ?? '',
+        dataCenter: r.data_center,
+        vms: Number(r.vms),
+        cpu: Number(r.cpu),
+        memoryGiB: Number(r.memory_gib),
+      }));
+      // Code point order, like the "C" collation of listVms and listFleets.
+      const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+      return out.sort((a, b) => cmp(a.fleet, b.fleet) || cmp(a.dataCenter, b.dataCenter));
+    });
   }
 
   // ---- VM writes ----

@@ -47,6 +47,24 @@ export interface FleetRow {
   updatedAt: string;
 }
 
+/**
+ * What the live VMs of one fleet use in one data center (FleetRecord.usage):
+ * a plan narrowed to some fleets reads these for the fleets outside its scope
+ * instead of their rows, to count owner quotas and data center capacity.
+ */
+export interface UsageRow {
+  fleet: string;
+  /** The fleet's owner in the record's fleet table ('' if the fleet has no row there). */
+  owner: string;
+  dataCenter: string;
+  /** Live VMs (deposed ones included, like listVms). */
+  vms: number;
+  /** Their summed vCPUs. */
+  cpu: number;
+  /** Their summed memory in GiB. */
+  memoryGiB: number;
+}
+
 /** Who asks for a change and under which plan / request; becomes the history row. */
 export interface ChangeContext {
   actor: string;
@@ -177,6 +195,11 @@ export interface FleetRecord {
   /** The live VM at an address. */
   findVm(stack: string, address: string): Promise<VmRow | undefined>;
   listFleets(stack: string, fleets?: readonly string[]): Promise<FleetRow[]>;
+  /**
+   * Live VMs of a stack summed per fleet and data center, leaving out the
+   * fleets in `excludeFleets`. Ordered by fleet, data center.
+   */
+  usage(stack: string, opts: { excludeFleets: readonly string[] }): Promise<UsageRow[]>;
 
   /** Inserts a VM in its initial state with a history row (from null); bumps the fleet's version. Throws VersionConflictError if the address is live already. */
   insertVm(vm: NewVm, ctx: ChangeContext): Promise<VmRow>;
