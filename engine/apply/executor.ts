@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../plan/types.ts';
+import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import type { StepResult } from '../../providers/protocol.ts';
 import type { DmzHttpClient } from '../../providers/client.ts';
@@ -182,15 +183,6 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   return { planId: plan.id, succeeded, failed: failures, steps, elapsedMs };
 }
 
-/** True when a process with this pid runs on this machine. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Takes the plan's fleet locks. A lock held by a process of this same host
@@ -210,7 +202,7 @@ async function acquire(opts: ApplyOptions, actor: string, emit: (e: ApplyEvent) 
   } catch (err) {
     if (!(err instanceof FleetError) || err.diagnostics[0]?.code !== 'record.lock-held') throw err;
     const scope = new Set(plan.fleets);
-    const dead = (await record.listLocks(plan.stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !alive(l.pid));
+    const dead = (await record.listLocks(plan.stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid));
     if (dead.length === 0) throw err;
     for (const l of dead) {
       await record.forceUnlock(l.lockId);

@@ -1,6 +1,7 @@
 // The policy functions the planner calls, gathered in one interface so the
 // pure core can be run with the real policy engine (engine/policy) or with a
 // stand-in in unit tests. Names and argument order follow engine/policy.
+import { capacityLeft } from '../policy/budget.ts';
 import type { Budget, LoadedPack, RuleContext } from '../policy/types.ts';
 import type { UsageRow, VmRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
@@ -43,32 +44,11 @@ export interface PlanPolicy {
 /**
  * Capacity arithmetic every policy engine shares: the stack's limit per data
  * center minus what live VMs of the stack use there, as rows (`record`) and
- * as sums (`usage`, the fleets not in `record`).
+ * as sums (`usage`, the fleets not in `record`). One implementation, the
+ * policy engine's, so the no-rules policy cannot drift from it.
  */
 export function basicCapacityLeft(stack: LoadedStack, record: readonly VmRow[], usage: readonly UsageRow[] = []): Map<string, CapacityLeft> {
-  const left = new Map<string, CapacityLeft>();
-  for (const dc of stack.dataCenters) {
-    left.set(dc.name, {
-      vms: dc.capacity.vms ?? Infinity,
-      cpu: dc.capacity.cpu ?? Infinity,
-      memoryGiB: dc.capacity.memoryGiB ?? Infinity,
-    });
-  }
-  for (const vm of record) {
-    const c = left.get(vm.dataCenter);
-    if (!c) continue;
-    c.vms -= 1;
-    c.cpu -= vm.size.cpu;
-    c.memoryGiB -= vm.size.memoryGiB;
-  }
-  for (const u of usage) {
-    const c = left.get(u.dataCenter);
-    if (!c) continue;
-    c.vms -= u.vms;
-    c.cpu -= u.cpu;
-    c.memoryGiB -= u.memoryGiB;
-  }
-  return left;
+  return capacityLeft(stack, record, usage);
 }
 
 /**

@@ -29,7 +29,8 @@ function readInfo(file: string): LockInfo | undefined {
   }
 }
 
-function alive(pid: number): boolean {
+/** True when a process with this pid runs on this host (EPERM: it runs, as another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -41,7 +42,7 @@ function alive(pid: number): boolean {
 function stale(info: LockInfo | undefined): boolean {
   // Unreadable (a writer died between create and write) or a dead process on this host.
   if (!info || typeof info.pid !== 'number') return true;
-  return info.host === hostname() && info.pid !== process.pid && !alive(info.pid);
+  return info.host === hostname() && info.pid !== process.pid && !processAlive(info.pid);
 }
 
 /**

@@ -4,3 +4,4 @@ export { SqlRecord, parseAddress, lockHeldDetail } from './record.ts';
 export { VersionConflictError } from './errors.ts';
 export { MIGRATIONS, SCHEMA_VERSION, migrate, type Migration } from './migrations.ts';
 export type { SqlAdapter, Queryable } from './sql.ts';
+export { processAlive } from './dirlock.ts';
