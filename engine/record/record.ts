@@ -43,6 +43,42 @@ const VM_TEXT_ARRAY = `ARRAY[id, stack, fleet, idx::text, name, data_center, sta
 
 type VmArray = (string | null)[];
 
+/**
+ * listVms' hot path for live VMs: the same as VM_TEXT_ARRAY without what the
+ * caller knows or can derive (stack, name = `<stack>-<fleet>-<index>`,
+ * retired_at = null). Fewer and cheaper columns: 100k rows read in ~0.85 s
+ * instead of ~1.4 s on PGlite (bench/record). Positions are read by
+ * liveVmFromArray; if you change one, change the other.
+ */
+const LIVE_VM_TEXT_ARRAY = `ARRAY[id, fleet, idx::text, data_center, state, desired_state, spec_hash, image, real_image,
+  cpu::text, memory_gib::text, disk_gib::text, encrypted_disk::text, cloud_id, version::text,
+  (created_at AT TIME ZONE 'UTC')::text, (updated_at AT TIME ZONE 'UTC')::text, (deposed_at IS NOT NULL)::text]`;
+
+function liveVmFromArray(stack: string, a: VmArray): VmRow {
+  return {
+    id: a[0]!,
+    stack,
+    fleet: a[1]!,
+    index: Number(a[2]),
+    address: `${a[1]}/${a[2]}`,
+    name: `${stack}-${a[1]}-${a[2]}`,
+    dataCenter: a[3]!,
+    state: a[4]!,
+    desiredState: a[5]!,
+    specHash: a[6]!,
+    image: a[7]!,
+    realImage: a[8],
+    size: { cpu: Number(a[9]), memoryGiB: Number(a[10]), diskGiB: Number(a[11]) },
+    encryptedDisk: a[12] === 'true',
+    cloudId: a[13],
+    version: Number(a[14]),
+    createdAt: pgTimeToIso(a[15]!),
+    updatedAt: pgTimeToIso(a[16]!),
+    retiredAt: null,
+    deposed: a[17] === 'true',
+  };
+}
+
 function vmFromArray(a: VmArray): VmRow {
   return {
     id: a[0]!,
@@ -245,14 +281,16 @@ export class SqlRecord implements FleetRecord {
       params.push([...opts.fleets]);
       where += ' AND fleet = ANY($2::text[])';
     }
-    if (!opts.includeRetired) where += ' AND retired_at IS NULL';
+    const live = !opts.includeRetired;
+    if (live) where += ' AND retired_at IS NULL';
     const [row] = await this.#db.query<{ j: string }>(
-      `SELECT coalesce(array_to_json(array_agg(${VM_TEXT_ARRAY} ORDER BY fleet, idx, created_at, id)), '[]')::text AS j FROM vms WHERE ${where}`,
+      `SELECT coalesce(array_to_json(array_agg(${live ? LIVE_VM_TEXT_ARRAY : VM_TEXT_ARRAY} ORDER BY fleet, idx, created_at, id)), '[]')::text AS j FROM vms WHERE ${where}`,
       params,
     );
     const arrays = JSON.parse(row.j) as VmArray[];
     const out = new Array<VmRow>(arrays.length);
-    for (let i = 0; i < arrays.length; i++) out[i] = vmFromArray(arrays[i]);
+    if (live) for (let i = 0; i < arrays.length; i++) out[i] = liveVmFromArray(stack, arrays[i]);
+    else for (let i = 0; i < arrays.length; i++) out[i] = vmFromArray(arrays[i]);
     return out;
   }
 
