@@ -1,7 +1,9 @@
 // JSON Schemas of the DMZ client's routes (see providers/protocol.ts for the
 // types and docs/protocol.md for the prose). Response schemas drop properties
 // they do not list: if you add a field to a response type, add it here.
-import { errorSchema, decisionSchema, healthResponseSchema, sizeSchema } from '../../engine/authority/schemas.ts';
+import { authorizeVmSchema, errorSchema, decisionSchema, healthResponseSchema, sizeSchema } from '../../engine/authority/schemas.ts';
+
+const { dataCenter: _dataCenter, ...vmSpecProperties } = authorizeVmSchema.properties;
 
 const key = { type: 'string', minLength: 1, maxLength: 200 } as const;
 const name = { type: 'string', minLength: 1, maxLength: 200 } as const;
@@ -24,20 +26,12 @@ export const createBodySchema = {
     vm: {
       type: 'object',
       additionalProperties: false,
-      required: ['id', 'stack', 'fleet', 'owner', 'index', 'name', 'image', 'size', 'encryptedDisk', 'desiredState', 'specHash'],
+      // The authority's create-VM schema, with the CLI's proposed id and without
+      // dataCenter (the DMZ client adds its own): one definition, no drift.
+      required: ['id', ...authorizeVmSchema.required.filter((k) => k !== 'dataCenter')],
       properties: {
         id: { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' },
-        stack: name,
-        fleet: name,
-        owner: name,
-        index: { type: 'integer', minimum: 0 },
-        name,
-        image: name,
-        size: sizeSchema,
-        encryptedDisk: { type: 'boolean' },
-        desiredState: state,
-        specHash: { type: 'string', maxLength: 200 },
-        replaces: { type: 'string', maxLength: 64, description: 'Id of the live VM at the same address that this one replaces (create-before-delete): it is deposed when this one is inserted.' },
+        ...vmSpecProperties,
       },
     },
   },
