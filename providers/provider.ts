@@ -16,24 +16,10 @@ import type * as pulumi from '@pulumi/pulumi';
 import { FleetError, diag } from '../engine/diags/index.ts';
 import type { VmSize } from '../engine/plan/types.ts';
 import { DmzHttpClient } from './client.ts';
-import type { StepResult } from './protocol.ts';
+import type { NewVmRequest, StepResult } from './protocol.ts';
 
-/** What a VM resource is declared with. */
-export interface VmInputs {
-  stack: string;
-  fleet: string;
-  owner: string;
-  index: number;
-  name: string;
-  /** Logical image. */
-  image: string;
-  size: VmSize;
-  encryptedDisk: boolean;
-  /** A requestable state of the pack (Running, PoweredOff). */
-  desiredState: string;
-  specHash: string;
-  planId?: string | null;
-}
+/** What a VM resource is declared with: the create request's VM (providers/protocol.ts) without the id the provider proposes. */
+export type VmInputs = Omit<NewVmRequest, 'id' | 'replaces'> & { planId?: string | null };
 
 /** What the provider knows after a call. */
 export interface VmOutputs extends VmInputs {

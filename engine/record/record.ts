@@ -172,6 +172,32 @@ function toVm(r: VmDb): VmRow {
   };
 }
 
+/**
+ * The 15 values of a new VM row, in the column order insertVm and
+ * bulkInsertVms both name: (id, stack, fleet, idx, name, data_center, state,
+ * desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib,
+ * encrypted_disk).
+ */
+function insertValues(id: string, vm: NewVm): unknown[] {
+  return [
+    id,
+    vm.stack,
+    vm.fleet,
+    vm.index,
+    `${vm.stack}-${vm.fleet}-${vm.index}`,
+    vm.dataCenter,
+    vm.state,
+    vm.desiredState,
+    vm.specHash,
+    vm.image,
+    vm.realImage ?? null,
+    vm.size.cpu,
+    vm.size.memoryGiB,
+    vm.size.diskGiB,
+    vm.encryptedDisk,
+  ];
+}
+
 /** `web/3` -> { fleet: 'web', index: 3 }; undefined when malformed. */
 export function parseAddress(address: string): { fleet: string; index: number } | undefined {
   const slash = address.lastIndexOf('/');
@@ -381,23 +407,7 @@ export class SqlRecord implements FleetRecord {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT DO NOTHING
          RETURNING ${VM_COLS}`,
-        [
-          id,
-          vm.stack,
-          vm.fleet,
-          vm.index,
-          `${vm.stack}-${vm.fleet}-${vm.index}`,
-          vm.dataCenter,
-          vm.state,
-          vm.desiredState,
-          vm.specHash,
-          vm.image,
-          vm.realImage ?? null,
-          vm.size.cpu,
-          vm.size.memoryGiB,
-          vm.size.diskGiB,
-          vm.encryptedDisk,
-        ],
+        insertValues(id, vm),
       );
       if (rows.length === 0) {
         const live = await q.query<{ id: string; version: number }>(
@@ -435,23 +445,7 @@ export class SqlRecord implements FleetRecord {
         const batch = vms.slice(start, start + batchSize);
         const cols: unknown[][] = Array.from({ length: 15 }, () => new Array(batch.length));
         batch.forEach((vm, i) => {
-          const v = [
-            vm.id ?? randomUUID(),
-            vm.stack,
-            vm.fleet,
-            vm.index,
-            `${vm.stack}-${vm.fleet}-${vm.index}`,
-            vm.dataCenter,
-            vm.state,
-            vm.desiredState,
-            vm.specHash,
-            vm.image,
-            vm.realImage ?? null,
-            vm.size.cpu,
-            vm.size.memoryGiB,
-            vm.size.diskGiB,
-            vm.encryptedDisk,
-          ];
+          const v = insertValues(vm.id ?? randomUUID(), vm);
           for (let c = 0; c < 15; c++) cols[c][i] = v[c];
           owners.set(`${vm.stack}\u0000${vm.fleet}`, { stack: vm.stack, fleet: vm.fleet, owner: vm.owner });
         });

@@ -123,11 +123,8 @@ export const bootBodySchema = {
   },
 } as const;
 
-export const bootResponseSchema = {
-  type: 'object',
-  required: ['approved', 'reason'],
-  properties: { approved: { type: 'boolean' }, reason: { type: 'string' }, diskKey: { type: 'string' } },
-} as const;
+// A VM's boot answer is the authority's, passed through unchanged.
+export { bootResponseSchema } from '../../engine/authority/schemas.ts';
 
 export const stepErrors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 422: errorSchema, 503: errorSchema };
 export { errorSchema, healthResponseSchema };
