@@ -434,6 +434,44 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       ]);
       expect(await r.unfinishedSteps(freshStack())).toEqual([]);
     });
+
+    it('group-commits concurrent journal calls: each resolves with its row committed, in fewer INSERTs than rows', async () => {
+      const s = freshStack();
+      const planId = `${s}-p1`;
+      await r.startPlan({ id: planId, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
+      const step = (i: number) => ({ planId, address: `web/${i}`, seq: 0, vmId: i % 2 ? `vm-${i}` : null, from: 'A', to: 'B', idempotencyKey: `${planId}/web/${i}/0` });
+      const before = r.journalBatches;
+      // Each member: started, then (once that is committed) done, or failed with a detail for every third.
+      const seen: number[] = [];
+      await Promise.all(
+        Array.from({ length: 60 }, async (_, i) => {
+          await r.journal({ ...step(i), status: 'started', detail: null });
+          // Committed when it resolved: a read sees it.
+          seen.push((await r.unfinishedSteps(s)).filter((j) => j.address === `web/${i}`).length);
+          await r.journal(i % 3 ? { ...step(i), status: 'done', detail: null } : { ...step(i), status: 'failed', detail: `no room for ${i}` });
+        }),
+      );
+      expect(seen).toEqual(Array(60).fill(1));
+      expect(r.journalBatches - before).toBeLessThan(120);
+      const open = await r.unfinishedSteps(s);
+      expect(open.map((j) => j.address).sort()).toEqual(Array.from({ length: 20 }, (_, k) => `web/${k * 3}`).sort());
+      const w3 = open.find((j) => j.address === 'web/3')!;
+      expect(w3).toMatchObject({ status: 'failed', detail: 'no room for 3', vmId: 'vm-3', from: 'A', to: 'B', seq: 0, idempotencyKey: `${planId}/web/3/0` });
+      expect(open.find((j) => j.address === 'web/0')!.vmId).toBeNull();
+    });
+
+    it('a failing journal batch rejects every call of that batch and writes none of its rows; the next call writes', async () => {
+      const s = freshStack();
+      const planId = `${s}-p1`;
+      await r.startPlan({ id: planId, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
+      const row = (address: string) => ({ planId, address, seq: 0, vmId: null, from: 'A', to: 'B', idempotencyKey: `k-${address}`, status: 'started' as const, detail: null });
+      // Called in one tick with no INSERT running: one batch; the null address violates NOT NULL.
+      const results = await Promise.allSettled([r.journal(row('web/0')), r.journal(row(null as unknown as string)), r.journal(row('web/1'))]);
+      expect(results.map((x) => x.status)).toEqual(['rejected', 'rejected', 'rejected']);
+      expect(await r.unfinishedSteps(s)).toEqual([]);
+      await r.journal(row('web/2'));
+      expect((await r.unfinishedSteps(s)).map((j) => j.address)).toEqual(['web/2']);
+    });
   });
 
   describe('boot', () => {

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { FleetError, diag, fail } from '../diags/index.ts';
 import type { PlanBasis } from '../plan/types.ts';
 import { VersionConflictError } from './errors.ts';
+import { JournalWriter } from './journal.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 import type {
   AppliedPlan,
@@ -731,12 +732,16 @@ export class SqlRecord implements FleetRecord {
     }));
   }
 
-  async journal(row: Omit<JournalRow, 'at'>): Promise<void> {
-    await this.#db.query(
-      `INSERT INTO journal (plan_id, address, seq, vm_id, from_state, to_state, idempotency_key, status, detail)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [row.planId, row.address, row.seq, row.vmId, row.from, row.to, row.idempotencyKey, row.status, row.detail],
-    );
+  #journalWriter: JournalWriter | undefined;
+
+  /** Group-committed (./journal.ts): resolves once the row is committed; concurrent calls share one INSERT. */
+  journal(row: Omit<JournalRow, 'at'>): Promise<void> {
+    return (this.#journalWriter ??= new JournalWriter(this.#db)).add(row);
+  }
+
+  /** Journal INSERTs so far (tests and benchmarks read it). */
+  get journalBatches(): number {
+    return this.#journalWriter?.batches ?? 0;
   }
 
   async unfinishedSteps(stack: string): Promise<JournalRow[]> {

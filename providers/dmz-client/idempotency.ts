@@ -14,7 +14,7 @@
 // state folder is the data center's), one line per stored result, read once
 // at start and kept in memory. A result is answered only after the append
 // that carries it completed; results finishing while an append runs share
-// the next one (group commit, ../group-commit.ts), so a busy client writes a
+// the next one (group commit, engine/durability/group-commit.ts), so a busy client writes a
 // few times per batch instead of one file per request. A line torn by a
 // crash mid-append is skipped at load (its request had not been answered).
 // Results stored by older versions (one file per key under
@@ -22,7 +22,7 @@
 import { mkdir, open, readFile, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ProtocolError } from '../../engine/authority/http.ts';
-import { GroupCommit } from '../group-commit.ts';
+import { GroupCommit } from '../../engine/durability/index.ts';
 
 interface Stored<T> {
   key: string;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
 import { sha256 } from '../../../engine/authority/keys.ts';
-import { GroupCommit } from '../../group-commit.ts';
+import { GroupCommit } from '../../../engine/durability/index.ts';
 import { postJson } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
 import type { AgentState, BootResponse } from '../../protocol.ts';

@@ -1,5 +1,6 @@
-// Group commit for state that must be on disk before a change is answered
-// (the sim driver's state file, the DMZ client's idempotency log).
+// Group commit for state that must be durable before a change is answered
+// (the record's apply journal, the sim driver's state file, the DMZ client's
+// idempotency log).
 //
 // `commit()` resolves once a write that started after the call has completed,
 // so everything changed in memory before the call is on disk. One write runs
