@@ -212,6 +212,59 @@ describe('authority: boot', () => {
   });
 });
 
+describe('authority: decisions on the record\'s current row, whoever wrote it', () => {
+  // The authority remembers the rows it wrote; another writer of the record
+  // (a refresh, a second authority) must still be seen at the next request.
+  const report = (req: AuthorizeRequest, extra: Record<string, unknown>) =>
+    ({ dataCenter: req.dataCenter, requestId: req.requestId, planId: req.planId, vmId: req.vmId, from: req.from, to: req.to, ...extra });
+  const behind = async (id: string, to: string) => {
+    const vm = (await record.getVm(id))!;
+    await record.transitionVm(id, vm.version, to, { actor: 'someone-else', outcome: 'ok' });
+  };
+
+  it.each([
+    ['the record moved on: a request from the new state is approved', 'PoweredOff', 'PoweredOn', 'approved'],
+    ['the record moved on: a request from the remembered state is vetoed', 'BeingCreated', 'PoweredOff', 'vetoed'],
+  ])('%s', async (_name, from, to, decision) => {
+    const { id } = await created();
+    await moveAlong(id, ['Requested', 'BeingCreated']); // remembered at BeingCreated
+    await behind(id, 'PoweredOff');
+    const a = await post<AuthorizeResponse>('/v1/authorize', transition(id, from, to));
+    expect(a.status).toBe(200);
+    expect(a.body.decision).toBe(decision);
+    expect(a.body.vm?.state).toBe('PoweredOff');
+  });
+
+  it('a report on a remembered row that another writer changed moves the current row', async () => {
+    const { id } = await created();
+    await moveAlong(id, ['Requested', 'BeingCreated']);
+    const req = transition(id, 'BeingCreated', 'PoweredOff');
+    expect((await post<AuthorizeResponse>('/v1/authorize', req)).body.decision).toBe('approved');
+    // Another writer bumps the version without moving the state (a history-only change does not; an update does).
+    const vm = (await record.getVm(id))!;
+    await record.updateVm(id, vm.version, { cloudId: 'set-elsewhere' }, { actor: 'someone-else' });
+    const r = await post<ReportResponse>('/v1/reports', report(req, { outcome: 'ok', cloudId: 'cloud-9' }));
+    expect(r.status).toBe(200);
+    expect(r.body.effect).toBe('moved');
+    const now = (await record.getVm(id))!;
+    expect(now.state).toBe('PoweredOff');
+    expect(now.cloudId).toBe('cloud-9');
+    expect(now.version).toBe(vm.version + 2);
+  });
+
+  it('a report for a VM another writer deleted is refused, not written', async () => {
+    const { id } = await created();
+    await moveAlong(id, ['Requested', 'BeingCreated']);
+    const req = transition(id, 'BeingCreated', 'PoweredOff');
+    expect((await post<AuthorizeResponse>('/v1/authorize', req)).body.decision).toBe('approved');
+    await behind(id, 'CreateFailed');
+    const r = await post<{ error: { code: string } }>('/v1/reports', report(req, { outcome: 'ok' }));
+    expect(r.status).toBe(409);
+    expect(r.body.error.code).toBe('state-moved');
+    expect((await record.getVm(id))!.state).toBe('CreateFailed');
+  });
+});
+
 describe('authority: HTTP surface', () => {
   it('answers 401 without or with an unknown token', async () => {
     for (const token of ['', 'wrong']) {

@@ -53,6 +53,12 @@ interface Pending {
   at: number;
 }
 
+/** Thrown inside a decision taken on a remembered row that may be stale: decide again on a fresh read. */
+class StaleRow extends Error {}
+
+/** Rows remembered per VM; beyond this the least recently used are forgotten. */
+const KNOWN_MAX = 50_000;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function toAuthorityVm(vm: VmRow): AuthorityVm {
@@ -72,6 +78,15 @@ export function toAuthorityVm(vm: VmRow): AuthorityVm {
 
 export class Authority {
   private readonly pending = new Map<string, Pending>();
+  /**
+   * The row this authority last wrote or read per VM, so a step costs one
+   * record round trip at authorize and one at report instead of a read
+   * before each. Never trusted blindly: every write made on it is
+   * conditional on its version (the intent row at authorize, the transition
+   * at report), and any decision other than the common one is taken again on
+   * a fresh read (see decideOn).
+   */
+  private readonly known = new Map<string, VmRow>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly ttl: number;
 
@@ -104,7 +119,45 @@ export class Authority {
   private async getVm(vmId: string): Promise<VmRow | undefined> {
     // Ids are UUIDs; anything else cannot be in the record (and a PostgreSQL uuid column would reject it).
     if (!UUID.test(vmId)) return undefined;
-    return this.o.record.getVm(vmId);
+    const vm = await this.o.record.getVm(vmId);
+    if (vm) this.remember(vm);
+    else this.known.delete(vmId);
+    return vm;
+  }
+
+  private remember(vm: VmRow): void {
+    this.known.delete(vm.id);
+    if (vm.retiredAt !== null) return;
+    this.known.set(vm.id, vm);
+    if (this.known.size > KNOWN_MAX) this.known.delete(this.known.keys().next().value as string);
+  }
+
+  /**
+   * Runs `decide` on the remembered row of `vmId` (or a fresh read when there
+   * is none). When `decide` throws StaleRow, or a write of it meets a version
+   * conflict, while working on a remembered row, the row is read afresh and
+   * `decide` runs again: so what it decides is always decided on the record's
+   * current row.
+   */
+  private async decideOn<T>(vmId: string, decide: (vm: VmRow | undefined, remembered: boolean) => Promise<T>): Promise<T> {
+    const known = this.known.get(vmId);
+    if (known) {
+      try {
+        return await decide(known, true);
+      } catch (err) {
+        if (!(err instanceof StaleRow) && !(err instanceof VersionConflictError)) throw err;
+        this.known.delete(vmId);
+      }
+    }
+    // A fresh row can still lose a race with another writer of the record (a
+    // second authority, a refresh): read again a few times before giving up.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await decide(await this.getVm(vmId), false);
+      } catch (err) {
+        if (!(err instanceof VersionConflictError) || attempt >= 3) throw err;
+      }
+    }
   }
 
   private credentials(dataCenter: string, requestId: string) {
@@ -131,68 +184,76 @@ export class Authority {
       if (req.kind === 'create') return this.authorizeCreate(caller, req, veto);
       if (req.to === undefined) return veto('a transition needs its target state');
       const to = req.to;
-      const vm = await this.getVm(req.vmId);
-      if (!vm) return veto(`VM ${req.vmId} is not in the record`);
-      const vetoAndRecord = async (reason: string): Promise<AuthorizeResponse> => {
-        await this.o.record.addHistory(vm.id, {
-          from: req.from,
-          to: to,
-          outcome: 'vetoed',
-          actor: `dmz-client:${caller}`,
-          planId: req.planId,
-          requestId: req.requestId,
-          detail: reason,
-        });
-        return veto(reason, vm);
-      };
-      if (vm.dataCenter !== caller) {
-        return vetoAndRecord(`VM ${vm.address} lives in data center ${vm.dataCenter}; the DMZ client of ${caller} may not change it`);
-      }
-      if (vm.retiredAt !== null || this.lifecycle.isTerminal(vm.state)) {
-        return vetoAndRecord(`VM ${vm.address} is ${vm.state} already`);
-      }
-      if (req.from !== vm.state) {
-        return vetoAndRecord(`the request assumes VM ${vm.address} is ${req.from ?? 'absent'} but the record has it ${vm.state}`);
-      }
-      let operation: string;
-      if (req.kind === 'resize') {
-        if (req.from !== to) return vetoAndRecord(`a resize keeps the state; got ${req.from} -> ${to}`);
-        if (!this.canResizeIn(req.from)) return vetoAndRecord(`a resize needs a powered-off VM; ${vm.address} is ${req.from}`);
-        if (!req.size) return vetoAndRecord('a resize needs the new size');
-        operation = 'resize';
-      } else {
-        if (!this.lifecycle.allows(req.from, to)) {
-          return vetoAndRecord(`${req.from} -> ${to} is not an edge of the ${this.o.pack.name} lifecycle; every change must pass one edge`);
+      return this.decideOn(req.vmId, async (vm, remembered) => {
+        // Anything but an approval is decided again on a fresh read.
+        const refuse = async (reason: string): Promise<AuthorizeResponse> => {
+          if (remembered) throw new StaleRow(reason);
+          if (!vm) return veto(reason);
+          await this.o.record.addHistory(vm.id, {
+            from: req.from,
+            to: to,
+            outcome: 'vetoed',
+            actor: `dmz-client:${caller}`,
+            planId: req.planId,
+            requestId: req.requestId,
+            detail: reason,
+          });
+          return veto(reason, vm);
+        };
+        if (!vm) return refuse(`VM ${req.vmId} is not in the record`);
+        if (vm.dataCenter !== caller) {
+          return refuse(`VM ${vm.address} lives in data center ${vm.dataCenter}; the DMZ client of ${caller} may not change it`);
         }
-        operation = this.lifecycle.operation(req.from, to) ?? 'none';
-      }
-      const res: AuthorizeResponse = {
-        decision: 'approved',
-        reason: `${req.from} -> ${to} (${operation}) is allowed for ${vm.address}`,
-        operation,
-        credentials: this.credentials(caller, req.requestId),
-        vm: toAuthorityVm(vm),
-      };
-      if (vm.realImage !== null) res.realImage = vm.realImage;
-      if (operation === 'boot') {
-        const token = randomToken(24);
-        await this.o.record.setBootToken(vm.id, sha256(token));
-        res.bootToken = token;
-      }
-      if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
-      this.prunePending();
-      this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: req.from, to, kind: req.kind, operation, at: Date.now() });
-      // The intent, before any cloud call; the state change itself is written at report.
-      await this.o.record.addHistory(vm.id, {
-        from: req.from,
-        to: to,
-        outcome: 'ok',
-        actor: 'authority',
-        planId: req.planId,
-        requestId: req.requestId,
-        detail: `intent approved: ${operation}${req.kind === 'resize' && req.size ? ` to ${formatSize(req.size)}` : ''}`,
+        if (vm.retiredAt !== null || this.lifecycle.isTerminal(vm.state)) return refuse(`VM ${vm.address} is ${vm.state} already`);
+        if (req.from !== vm.state) {
+          return refuse(`the request assumes VM ${vm.address} is ${req.from ?? 'absent'} but the record has it ${vm.state}`);
+        }
+        let operation: string;
+        if (req.kind === 'resize') {
+          if (req.from !== to) return refuse(`a resize keeps the state; got ${req.from} -> ${to}`);
+          if (!this.canResizeIn(req.from)) return refuse(`a resize needs a powered-off VM; ${vm.address} is ${req.from}`);
+          if (!req.size) return refuse('a resize needs the new size');
+          operation = 'resize';
+        } else {
+          if (!this.lifecycle.allows(req.from, to)) {
+            return refuse(`${req.from} -> ${to} is not an edge of the ${this.o.pack.name} lifecycle; every change must pass one edge`);
+          }
+          operation = this.lifecycle.operation(req.from, to) ?? 'none';
+        }
+        // The intent, before any cloud call; the state change itself is
+        // written at report. Written only while the VM is still at the
+        // version decided on (a conflict decides again on a fresh read).
+        await this.o.record.addHistory(
+          vm.id,
+          {
+            from: req.from,
+            to: to,
+            outcome: 'ok',
+            actor: 'authority',
+            planId: req.planId,
+            requestId: req.requestId,
+            detail: `intent approved: ${operation}${req.kind === 'resize' && req.size ? ` to ${formatSize(req.size)}` : ''}`,
+          },
+          vm.version,
+        );
+        const res: AuthorizeResponse = {
+          decision: 'approved',
+          reason: `${req.from} -> ${to} (${operation}) is allowed for ${vm.address}`,
+          operation,
+          credentials: this.credentials(caller, req.requestId),
+          vm: toAuthorityVm(vm),
+        };
+        if (vm.realImage !== null) res.realImage = vm.realImage;
+        if (operation === 'boot') {
+          const token = randomToken(24);
+          await this.o.record.setBootToken(vm.id, sha256(token));
+          res.bootToken = token;
+        }
+        if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
+        this.prunePending();
+        this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: req.from, to, kind: req.kind, operation, at: Date.now() });
+        return res;
       });
-      return res;
     });
   }
 
@@ -217,13 +278,14 @@ export class Authority {
     }
     const modified = realImage !== req.vm.image;
     const reason = modified ? `image ${req.vm.image} translated to ${realImage} for ${caller}` : `image ${realImage} is valid in ${caller}`;
-    const existing = await this.o.record.getVm(req.vmId);
-    if (existing) {
-      // A repeated create (the DMZ client lost our answer): same VM, same answer.
-      if (existing.dataCenter !== caller) return veto(`VM ${existing.address} lives in data center ${existing.dataCenter}`);
-      return { decision: modified ? 'modified' : 'approved', reason, operation: 'insert', realImage, vm: toAuthorityVm(existing) };
-    }
+    const again = (existing: VmRow): AuthorizeResponse =>
+      existing.dataCenter !== caller
+        ? veto(`VM ${existing.address} lives in data center ${existing.dataCenter}`)
+        : { decision: modified ? 'modified' : 'approved', reason, operation: 'insert', realImage, vm: toAuthorityVm(existing) };
     if (req.vm.replaces !== undefined) {
+      // A repeated create (the DMZ client lost our answer) gets the same answer, even once the old VM is gone.
+      const existing = await this.getVm(req.vmId);
+      if (existing) return again(existing);
       const old = await this.o.record.getVm(req.vm.replaces);
       if (!old || old.retiredAt !== null) return veto(`VM ${req.vm.replaces}, which the new VM should replace, is not live`);
       if (old.dataCenter !== caller) return veto(`VM ${old.address} lives in data center ${old.dataCenter}; a replacement in ${caller} cannot depose it`);
@@ -253,9 +315,15 @@ export class Authority {
         { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason },
       );
     } catch (err) {
-      if (err instanceof VersionConflictError) return veto(`address ${req.vm.fleet}/${req.vm.index} already has a live VM: ${err.message}`);
-      throw err;
+      if (!(err instanceof VersionConflictError)) throw err;
+      if (err.key === req.vmId) {
+        // A repeated create (the DMZ client lost our answer): same VM, same answer.
+        const existing = await this.getVm(req.vmId);
+        if (existing) return again(existing);
+      }
+      return veto(`address ${req.vm.fleet}/${req.vm.index} already has a live VM: ${err.message}`);
     }
+    this.remember(vm);
     return {
       decision: modified ? 'modified' : 'approved',
       reason,
@@ -270,51 +338,63 @@ export class Authority {
     if (req.dataCenter !== caller) {
       throw new ProtocolError(403, 'wrong-data-center', `the report names data center ${req.dataCenter} but its token belongs to ${caller}`);
     }
-    return this.serial(req.vmId, async () => {
-      const vm = await this.getVm(req.vmId);
-      if (!vm) throw new ProtocolError(404, 'unknown-vm', `VM ${req.vmId} is not in the record`);
-      if (vm.dataCenter !== caller) {
-        throw new ProtocolError(403, 'wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
-      }
-      const pending = this.pending.get(req.requestId);
-      if (pending && (pending.vmId !== vm.id || pending.from !== req.from || pending.to !== req.to || pending.dataCenter !== caller)) {
-        throw new ProtocolError(409, 'report-mismatch', `report ${req.requestId} does not match what was authorized (${pending.from} -> ${pending.to})`);
-      }
-      const resize = req.from === req.to;
-      // Without a pending entry (the authority restarted in between) the edge is checked again.
-      if (!pending && !resize && !this.lifecycle.allows(req.from, req.to)) {
-        throw new ProtocolError(409, 'not-an-edge', `${req.from} -> ${req.to} is not an edge of the lifecycle`);
-      }
-      const ctx = { actor: `dmz-client:${caller}`, planId: req.planId, requestId: req.requestId };
-      if (req.outcome === 'ok') {
-        if (resize) {
-          if (!req.size) throw new ProtocolError(400, 'bad-request', 'a resize report needs the new size');
-          const updated = await this.o.record.updateVm(vm.id, vm.version, { size: req.size }, { ...ctx, detail: `resized to ${formatSize(req.size)}` });
+    return this.serial(req.vmId, () =>
+      this.decideOn(req.vmId, async (vm, remembered) => {
+        // Anything but the common case is decided again on a fresh read.
+        const refuse = (status: number, code: string, message: string): never => {
+          if (remembered) throw new StaleRow(message);
+          throw new ProtocolError(status, code, message);
+        };
+        if (!vm) return refuse(404, 'unknown-vm', `VM ${req.vmId} is not in the record`);
+        if (vm.dataCenter !== caller) {
+          return refuse(403, 'wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
+        }
+        const pending = this.pending.get(req.requestId);
+        if (pending && (pending.vmId !== vm.id || pending.from !== req.from || pending.to !== req.to || pending.dataCenter !== caller)) {
+          throw new ProtocolError(409, 'report-mismatch', `report ${req.requestId} does not match what was authorized (${pending.from} -> ${pending.to})`);
+        }
+        const resize = req.from === req.to;
+        // Without a pending entry (the authority restarted in between) the edge is checked again.
+        if (!pending && !resize && !this.lifecycle.allows(req.from, req.to)) {
+          throw new ProtocolError(409, 'not-an-edge', `${req.from} -> ${req.to} is not an edge of the lifecycle`);
+        }
+        const ctx = { actor: `dmz-client:${caller}`, planId: req.planId, requestId: req.requestId };
+        if (req.outcome === 'ok') {
+          if (resize) {
+            if (!req.size) throw new ProtocolError(400, 'bad-request', 'a resize report needs the new size');
+            const updated = await this.o.record.updateVm(vm.id, vm.version, { size: req.size }, { ...ctx, detail: `resized to ${formatSize(req.size)}` });
+            this.remember(updated);
+            this.pending.delete(req.requestId);
+            return { vm: toAuthorityVm(updated), effect: 'moved' as const };
+          }
+          if (vm.state === req.to) {
+            if (remembered) throw new StaleRow('already there');
+            return { vm: toAuthorityVm(vm), effect: 'already' as const };
+          }
+          if (vm.state !== req.from) return refuse(409, 'state-moved', `VM ${vm.address} is ${vm.state}, not ${req.from}`);
+          const patch: VmPatch = {};
+          if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
+          if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
+          const moved = await this.o.record.transitionVm(vm.id, vm.version, req.to, { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch);
+          this.remember(moved);
           this.pending.delete(req.requestId);
-          return { vm: toAuthorityVm(updated), effect: 'moved' };
+          return { vm: toAuthorityVm(moved), effect: 'moved' as const };
         }
-        if (vm.state === req.to) return { vm: toAuthorityVm(vm), effect: 'already' };
-        if (vm.state !== req.from) {
-          throw new ProtocolError(409, 'state-moved', `VM ${vm.address} is ${vm.state}, not ${req.from}`);
+        const failTo = this.lifecycle.edges.find(
+          (e) => e.from === req.from && e.operation === 'none' && this.lifecycle.failure.includes(e.to),
+        )?.to;
+        if (failTo !== undefined && vm.state === req.from) {
+          const moved = await this.o.record.transitionVm(vm.id, vm.version, failTo, { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' });
+          this.remember(moved);
+          this.pending.delete(req.requestId);
+          return { vm: toAuthorityVm(moved), effect: 'failed' as const };
         }
-        const patch: VmPatch = {};
-        if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
-        if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
-        const moved = await this.o.record.transitionVm(vm.id, vm.version, req.to, { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch);
+        if (remembered) throw new StaleRow('failure without a failure edge');
         this.pending.delete(req.requestId);
-        return { vm: toAuthorityVm(moved), effect: 'moved' };
-      }
-      this.pending.delete(req.requestId);
-      const failTo = this.lifecycle.edges.find(
-        (e) => e.from === req.from && e.operation === 'none' && this.lifecycle.failure.includes(e.to),
-      )?.to;
-      if (failTo !== undefined && vm.state === req.from) {
-        const moved = await this.o.record.transitionVm(vm.id, vm.version, failTo, { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' });
-        return { vm: toAuthorityVm(moved), effect: 'failed' };
-      }
-      await this.o.record.addHistory(vm.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
-      return { vm: toAuthorityVm(vm), effect: 'noted' };
-    });
+        await this.o.record.addHistory(vm.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
+        return { vm: toAuthorityVm(vm), effect: 'noted' as const };
+      }),
+    );
   }
 
   async bootAuthorize(caller: string, req: BootAuthorizeRequest): Promise<BootAuthorizeResponse> {

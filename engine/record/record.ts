@@ -386,50 +386,79 @@ export class SqlRecord implements FleetRecord {
 
   async insertVm(vm: NewVm, ctx: ChangeContext): Promise<VmRow> {
     const id = vm.id ?? randomUUID();
-    const address = `${vm.fleet}/${vm.index}`;
-    return this.#db.transaction(async (q) => {
-      if (vm.replaces !== undefined) {
-        // Create-before-delete: the old VM steps aside (deposed) in the same
-        // transaction, so the address never has two current VMs.
-        const old = await q.query<VmDb>(
-          `UPDATE vms SET deposed_at = coalesce(deposed_at, now()), version = version + 1, updated_at = now()
-           WHERE id = $1 AND stack = $2 AND fleet = $3 AND idx = $4 AND retired_at IS NULL
-           RETURNING ${VM_COLS}`,
-          [vm.replaces, vm.stack, vm.fleet, vm.index],
-        );
-        if (old.length === 0) {
-          throw new VersionConflictError(vm.replaces, null, null, `VM ${vm.replaces}, which ${address} should replace, is not live at that address.`, address);
-        }
-        await this.#history(q, old[0], old[0].state, old[0].state, { ...ctx, outcome: 'ok', detail: `deposed: replaced by ${id}` });
-      }
-      const rows = await q.query<VmDb>(
-        `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
+    if (vm.replaces !== undefined) return this.#db.transaction((q) => this.#insertReplacing(q, id, vm, ctx));
+    // One statement (atomic on its own): the VM, its fleet's version and the
+    // history row; the authority does this once per created VM.
+    const rows = await this.#db.query<VmDb>(
+      `WITH ins AS (
+         INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
            cpu, memory_gib, disk_gib, encrypted_disk)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT DO NOTHING
-         RETURNING ${VM_COLS}`,
-        insertValues(id, vm),
+         RETURNING ${VM_COLS}
+       ),
+       f AS (
+         INSERT INTO fleets (stack, fleet, owner, version, updated_at) SELECT stack, fleet, $16, 1, now() FROM ins
+         ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()
+       ),
+       h AS (
+         INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
+         SELECT id, stack, fleet, fleet || '/' || idx, NULL, state, $17, $18, $19, 'ok', $20 FROM ins
+       )
+       SELECT * FROM ins`,
+      [...insertValues(id, vm), vm.owner, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.detail ?? null],
+    );
+    if (rows.length === 0) await this.#whyNotInserted(this.#db, id, vm);
+    return toVm(rows[0]);
+  }
+
+  /** Create-before-delete: the old VM steps aside (deposed) in the same transaction, so the address never has two current VMs. */
+  async #insertReplacing(q: Queryable, id: string, vm: NewVm, ctx: ChangeContext): Promise<VmRow> {
+    const address = `${vm.fleet}/${vm.index}`;
+    const old = await q.query<VmDb>(
+      `UPDATE vms SET deposed_at = coalesce(deposed_at, now()), version = version + 1, updated_at = now()
+       WHERE id = $1 AND stack = $2 AND fleet = $3 AND idx = $4 AND retired_at IS NULL
+       RETURNING ${VM_COLS}`,
+      [vm.replaces, vm.stack, vm.fleet, vm.index],
+    );
+    if (old.length === 0) {
+      throw new VersionConflictError(vm.replaces!, null, null, `VM ${vm.replaces}, which ${address} should replace, is not live at that address.`, address);
+    }
+    await this.#history(q, old[0], old[0].state, old[0].state, { ...ctx, outcome: 'ok', detail: `deposed: replaced by ${id}` });
+    const rows = await q.query<VmDb>(
+      `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image,
+         cpu, memory_gib, disk_gib, encrypted_disk)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+       ON CONFLICT DO NOTHING
+       RETURNING ${VM_COLS}`,
+      insertValues(id, vm),
+    );
+    if (rows.length === 0) await this.#whyNotInserted(q, id, vm);
+    await this.#bumpFleet(q, vm.stack, vm.fleet, vm.owner);
+    await this.#history(q, rows[0], null, vm.state, { ...ctx, outcome: 'ok' });
+    return toVm(rows[0]);
+  }
+
+  /** Throws why an insert of VM `id` hit a conflict: its address is live, or the id exists. */
+  async #whyNotInserted(q: Queryable, id: string, vm: NewVm): Promise<never> {
+    const address = `${vm.fleet}/${vm.index}`;
+    if ((await q.query('SELECT 1 FROM vms WHERE id = $1', [id])).length) {
+      throw new VersionConflictError(id, null, null, `a VM with id ${id} exists already.`, address);
+    }
+    const live = await q.query<{ id: string; version: number }>(
+      'SELECT id, version FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL AND deposed_at IS NULL',
+      [vm.stack, vm.fleet, vm.index],
+    );
+    if (live.length) {
+      throw new VersionConflictError(
+        address,
+        null,
+        live[0].version,
+        `address ${address} of stack ${vm.stack} is live already (VM ${live[0].id}, version ${live[0].version}).`,
+        address,
       );
-      if (rows.length === 0) {
-        const live = await q.query<{ id: string; version: number }>(
-          'SELECT id, version FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL AND deposed_at IS NULL',
-          [vm.stack, vm.fleet, vm.index],
-        );
-        if (live.length) {
-          throw new VersionConflictError(
-            address,
-            null,
-            live[0].version,
-            `address ${address} of stack ${vm.stack} is live already (VM ${live[0].id}, version ${live[0].version}).`,
-            address,
-          );
-        }
-        throw new VersionConflictError(id, null, null, `a VM with id ${id} exists already.`, address);
-      }
-      await this.#bumpFleet(q, vm.stack, vm.fleet, vm.owner);
-      await this.#history(q, rows[0], null, vm.state, { ...ctx, outcome: 'ok' });
-      return toVm(rows[0]);
-    });
+    }
+    throw new VersionConflictError(id, null, null, `VM ${id} at ${address} could not be inserted: it conflicts with a row that is gone now; try again.`, address);
   }
 
   /**
@@ -485,43 +514,66 @@ export class SqlRecord implements FleetRecord {
     ctx: ChangeContext & { outcome?: Outcome },
     patch?: VmPatch,
   ): Promise<VmRow> {
-    return this.#db.transaction(async (q) => {
-      const cur = await this.#lockVm(q, id, expectedVersion);
-      const params: unknown[] = [id, to];
-      const sets = ['state = $2', ...patchSets(patch, params)];
-      const [row] = await q.query<VmDb>(
-        `UPDATE vms SET ${sets.join(', ')}, version = version + 1, updated_at = now() WHERE id = $1 RETURNING ${VM_COLS}`,
-        params,
-      );
-      await this.#bumpFleet(q, row.stack, row.fleet);
-      await this.#history(q, row, cur.state, to, { ...ctx, outcome: ctx.outcome ?? 'ok' });
-      return toVm(row);
-    });
+    // One statement (atomic on its own): the row moves only at the expected
+    // version, the fleet's version is bumped and the history row written with
+    // it. One round trip instead of six (BEGIN, lock, update, fleet, history,
+    // COMMIT): the authority does this once per step of every apply.
+    const params: unknown[] = [id, to, expectedVersion];
+    const sets = ['state = $2', ...patchSets(patch, params)];
+    params.push(ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.outcome ?? 'ok', ctx.detail ?? null);
+    const n = params.length;
+    const rows = await this.#db.query<VmDb>(
+      `WITH old AS (SELECT state FROM vms WHERE id = $1 AND version = $3),
+       upd AS (
+         UPDATE vms SET ${sets.join(', ')}, version = version + 1, updated_at = now() WHERE id = $1 AND version = $3
+         RETURNING ${VM_COLS}
+       ),
+       f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet),
+       h AS (
+         INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
+         SELECT upd.id, upd.stack, upd.fleet, upd.fleet || '/' || upd.idx, old.state, $2, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n} FROM upd, old
+       )
+       SELECT * FROM upd`,
+      params,
+    );
+    if (rows.length === 0) await this.#whyNotAt(id, expectedVersion);
+    return toVm(rows[0]);
   }
 
   async updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow> {
     void ctx; // Not a state change: no history row (see FleetRecord.addHistory for audit-only rows).
-    return this.#db.transaction(async (q) => {
-      await this.#lockVm(q, id, expectedVersion);
-      const params: unknown[] = [id];
-      const sets = patchSets(patch, params);
-      const [row] = await q.query<VmDb>(
-        `UPDATE vms SET ${[...sets, 'version = version + 1', 'updated_at = now()'].join(', ')} WHERE id = $1 RETURNING ${VM_COLS}`,
-        params,
-      );
-      await this.#bumpFleet(q, row.stack, row.fleet);
-      return toVm(row);
-    });
+    const params: unknown[] = [id, expectedVersion];
+    const sets = patchSets(patch, params);
+    const rows = await this.#db.query<VmDb>(
+      `WITH upd AS (
+         UPDATE vms SET ${[...sets, 'version = version + 1', 'updated_at = now()'].join(', ')} WHERE id = $1 AND version = $2
+         RETURNING ${VM_COLS}
+       ),
+       f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet)
+       SELECT * FROM upd`,
+      params,
+    );
+    if (rows.length === 0) await this.#whyNotAt(id, expectedVersion);
+    return toVm(rows[0]);
   }
 
-  async addHistory(vmId: string, row: { from: string | null; to: string; outcome: Outcome } & ChangeContext): Promise<void> {
+  async addHistory(
+    vmId: string,
+    row: { from: string | null; to: string; outcome: Outcome } & ChangeContext,
+    expectedVersion?: number,
+  ): Promise<void> {
+    const params: unknown[] = [vmId, row.from, row.to, row.actor, row.planId ?? null, row.requestId ?? null, row.outcome, row.detail ?? null];
+    if (expectedVersion !== undefined) params.push(expectedVersion);
     const rows = await this.#db.query(
       `INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
-       SELECT id, stack, fleet, fleet || '/' || idx, $2, $3, $4, $5, $6, $7, $8 FROM vms WHERE id = $1
+       SELECT id, stack, fleet, fleet || '/' || idx, $2, $3, $4, $5, $6, $7, $8 FROM vms WHERE id = $1${expectedVersion !== undefined ? ' AND version = $9' : ''}
        RETURNING id`,
-      [vmId, row.from, row.to, row.actor, row.planId ?? null, row.requestId ?? null, row.outcome, row.detail ?? null],
+      params,
     );
-    if (rows.length === 0) fail('record.vm-not-found', `no VM with id ${vmId} in the record ${this.description}.`);
+    if (rows.length === 0) {
+      if (expectedVersion !== undefined) await this.#whyNotAt(vmId, expectedVersion);
+      fail('record.vm-not-found', `no VM with id ${vmId} in the record ${this.description}.`);
+    }
   }
 
   async history(stack: string, address?: string, opts: { limit?: number } = {}): Promise<HistoryRow[]> {
@@ -835,22 +887,22 @@ export class SqlRecord implements FleetRecord {
 
   // ---- helpers ----
 
-  /** Locks the VM row and checks its version; returns the current row. */
-  async #lockVm(q: Queryable, id: string, expectedVersion: number): Promise<VmDb> {
-    const rows = await q.query<VmDb>(`SELECT ${VM_COLS} FROM vms WHERE id = $1 FOR UPDATE`, [id]);
+  /**
+   * Throws why a conditional write on VM `id` at `expectedVersion` matched no
+   * row: record.vm-not-found, or VersionConflictError naming both versions.
+   */
+  async #whyNotAt(id: string, expectedVersion: number): Promise<never> {
+    const rows = await this.#db.query<{ fleet: string; idx: number; version: number }>('SELECT fleet, idx, version FROM vms WHERE id = $1', [id]);
     if (rows.length === 0) fail('record.vm-not-found', `no VM with id ${id} in the record ${this.description}.`);
     const cur = rows[0];
-    if (cur.version !== expectedVersion) {
-      const address = `${cur.fleet}/${cur.idx}`;
-      throw new VersionConflictError(
-        id,
-        expectedVersion,
-        cur.version,
-        `VM ${address} (${id}) is at version ${cur.version}, not ${expectedVersion}: it changed since it was read.`,
-        address,
-      );
-    }
-    return cur;
+    const address = `${cur.fleet}/${cur.idx}`;
+    throw new VersionConflictError(
+      id,
+      expectedVersion,
+      cur.version,
+      `VM ${address} (${id}) is at version ${cur.version}, not ${expectedVersion}: it changed since it was read.`,
+      address,
+    );
   }
 
   /** Bumps the fleet's version; creates the row (version 1) with its owner on first insert. */

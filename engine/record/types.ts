@@ -209,8 +209,13 @@ export interface FleetRecord {
   transitionVm(id: string, expectedVersion: number, to: string, ctx: ChangeContext & { outcome?: Outcome }, patch?: VmPatch): Promise<VmRow>;
   /** A change that is not a state change (cloud id, size, spec hash…). */
   updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
-  /** A history row with no state change (a vetoed request, a denied boot, drift). */
-  addHistory(vmId: string, row: { from: string | null; to: string; outcome: Outcome } & ChangeContext): Promise<void>;
+  /**
+   * A history row with no state change (a vetoed request, a denied boot, drift).
+   * With `expectedVersion`, written only while the VM is at that version
+   * (VersionConflictError otherwise): the authority's intent row doubles as
+   * the check that what it decided on is still the record's current row.
+   */
+  addHistory(vmId: string, row: { from: string | null; to: string; outcome: Outcome } & ChangeContext, expectedVersion?: number): Promise<void>;
   /** Oldest first; with `limit`, the newest `limit` rows (still oldest first). Includes rows of retired VMs at the address. */
   history(stack: string, address?: string, opts?: { limit?: number }): Promise<HistoryRow[]>;
 
