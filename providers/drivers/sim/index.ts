@@ -1,1 +1,12 @@
-export { SimDriver, createSimDriver, observedState, seededRandom, simStateFile, type SimOptions } from './sim.ts';
+export {
+  SimDriver,
+  createSimDriver,
+  observedState,
+  parseSimState,
+  readSimState,
+  seededRandom,
+  simLogFile,
+  simStateFile,
+  type SimOptions,
+  type SimState,
+} from './sim.ts';

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { FleetError } from '../../../engine/diags/index.ts';
 import { sha256 } from '../../../engine/authority/keys.ts';
 import type { DriverError} from '../types.ts';
 import { type ScopedCredentials } from '../types.ts';
-import { createSimDriver, seededRandom, simStateFile, type SimDriver } from './sim.ts';
+import { createSimDriver, parseSimState, readSimState, seededRandom, simLogFile, simStateFile, type SimDriver } from './sim.ts';
 
 const creds = (dataCenter = 'dc-a', ms = 60_000): ScopedCredentials => ({ dataCenter, token: 't', expiresAt: new Date(Date.now() + ms).toISOString() });
 const input = (over: Partial<{ vmId: string; cpu: number; encryptedDisk: boolean; diskKeyHash: string }> = {}) => ({
@@ -51,7 +51,9 @@ describe('sim driver', () => {
   it('group-commits: many concurrent changes share few writes, and each is on disk when it resolves', async () => {
     const d = await sim({ latencyMs: 0 });
     const file = simStateFile(dir, 'dc-a');
-    const onDisk = () => (JSON.parse(readFileSync(file, 'utf8')) as { vms: { vmId: string; power: string }[] }).vms;
+    const log = simLogFile(dir, 'dc-a');
+    // Snapshot plus log, read synchronously.
+    const onDisk = () => parseSimState(file, existsSync(file) ? readFileSync(file, 'utf8') : undefined, existsSync(log) ? readFileSync(log, 'utf8') : undefined).vms;
     const n = 200;
     const missing: string[] = [];
     const made = await Promise.all(
@@ -91,6 +93,64 @@ describe('sim driver', () => {
     await mkdir(dir, { recursive: true });
     await d.powerOff(creds(), { vmId: vm.vmId, cloudId: vm.cloudId });
     expect(JSON.parse(await readFile(simStateFile(dir, 'dc-a'), 'utf8'))).toMatchObject({ vms: [{ vmId: vm.vmId, power: 'off' }] });
+  });
+
+  it('appends only the changed VMs to the log, and folds the log into the snapshot on close and on open', async () => {
+    const d = await sim({ latencyMs: 0 });
+    const made = await Promise.all(Array.from({ length: 50 }, () => d.createVm(creds(), input())));
+    await d.close();
+    expect(existsSync(simLogFile(dir, 'dc-a'))).toBe(false);
+    expect(JSON.parse(await readFile(simStateFile(dir, 'dc-a'), 'utf8'))).toMatchObject({ seq: expect.any(Number), vms: made.map((m) => ({ cloudId: m.cloudId })) });
+
+    const e = await sim({ latencyMs: 0 });
+    const snapshot = await readFile(simStateFile(dir, 'dc-a'), 'utf8');
+    await e.powerOn(creds(), { vmId: made[7].vmId, cloudId: made[7].cloudId });
+    // One line for the one VM that changed; the snapshot is untouched.
+    const lines = (await readFile(simLogFile(dir, 'dc-a'), 'utf8')).trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0])).toMatchObject({ vm: { cloudId: made[7].cloudId, power: 'on' } });
+    expect(await readFile(simStateFile(dir, 'dc-a'), 'utf8')).toBe(snapshot);
+    // Not closed (as after a crash): the next open replays the log, then compacts it away.
+    const f = await sim({ latencyMs: 0 });
+    expect(existsSync(simLogFile(dir, 'dc-a'))).toBe(false);
+    expect(await f.get(creds(), { vmId: made[7].vmId, cloudId: made[7].cloudId })).toMatchObject({ power: 'on' });
+    expect((await f.list(creds())).filter((v) => v.power === 'on')).toHaveLength(1);
+  });
+
+  it('compacts the log when it outgrows the snapshot, so the files stay in proportion to the VMs', async () => {
+    const d = await sim({ latencyMs: 0 });
+    const vm = await d.createVm(creds(), input());
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    // Each power change appends the whole (~400-byte) VM: 1400 of them, past 4 x 64 KiB, the least that triggers a compaction.
+    for (let i = 0; i < 700; i++) {
+      await d.powerOn(creds(), ref);
+      await d.powerOff(creds(), ref);
+    }
+    expect((await readFile(simLogFile(dir, 'dc-a'), 'utf8').catch(() => '')).length).toBeLessThan(4 * 64 * 1024 + 1024);
+    // Compacted while open: the snapshot holds a seq from the run.
+    expect((JSON.parse(await readFile(simStateFile(dir, 'dc-a'), 'utf8')) as { seq: number }).seq).toBeGreaterThan(500);
+    expect(await readSimState(dir, 'dc-a')).toMatchObject({ vms: [{ cloudId: vm.cloudId, power: 'off' }] });
+  });
+
+  it('loading skips a line torn by a crash mid-append and lines the snapshot already holds', async () => {
+    const d = await sim({ latencyMs: 0 });
+    const [a, b] = await Promise.all([d.createVm(creds(), input()), d.createVm(creds(), input())]);
+    await d.close();
+    const snap = JSON.parse(await readFile(simStateFile(dir, 'dc-a'), 'utf8')) as { seq: number; vms: { cloudId: string; power: string }[] };
+    const vmA = snap.vms.find((v) => v.cloudId === a.cloudId)!;
+    const vmB = snap.vms.find((v) => v.cloudId === b.cloudId)!;
+    const line = (seq: number, vm: object) => `${JSON.stringify({ seq, vm })}\n`;
+    await writeFile(
+      simLogFile(dir, 'dc-a'),
+      // An older line for A (a crash between snapshot and log removal), a newer one for B, then a torn one for A.
+      line(snap.seq, { ...vmA, power: 'on' }) + line(snap.seq + 1, { ...vmB, power: 'on' }) + line(snap.seq + 2, { ...vmA, power: 'on' }).slice(0, 40),
+    );
+    const e = await sim({ latencyMs: 0 });
+    expect(await e.get(creds(), { vmId: a.vmId, cloudId: a.cloudId })).toMatchObject({ power: 'off' });
+    expect(await e.get(creds(), { vmId: b.vmId, cloudId: b.cloudId })).toMatchObject({ power: 'on' });
+    // Later changes get seqs past what was loaded, so they win on the next open.
+    await e.powerOn(creds(), { vmId: a.vmId, cloudId: a.cloudId });
+    expect((await readSimState(dir, 'dc-a')).vms.map((v) => v.power)).toEqual(['on', 'on']);
   });
 
   it('reports a corrupt state file as apply.sim-state', async () => {
@@ -215,8 +275,7 @@ describe('sim driver', () => {
       d.attach({ bootUrl });
       const rogue = await d.injectRogueVm({ image: 'img-1' });
       expect(await d.waitSettled(rogue.cloudId)).toMatchObject({ status: 'terminated' });
-      const file = JSON.parse(await readFile(simStateFile(dir, 'dc-a'), 'utf8')) as { vms: { rogue?: boolean; status: string }[] };
-      expect(file.vms).toMatchObject([{ rogue: true, status: 'terminated' }]);
+      expect((await readSimState(dir, 'dc-a')).vms).toMatchObject([{ rogue: true, status: 'terminated' }]);
     });
   });
 });

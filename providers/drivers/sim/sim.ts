@@ -1,13 +1,27 @@
-// The `sim` driver: a real simulated data center. Its VMs are kept in one
-// JSON file per data center (written atomically: temp file + rename, group
-// commit: a change is answered once a write including it completed) so they
-// outlive the process; every call takes `latencyMs`; capacity is finite; calls
-// can be told to fail or hang; and each booting VM runs a small agent (an
-// in-process timer making real HTTP calls) that asks the boot endpoint for
-// approval, unlocks its encrypted disk with the released key, and reports
-// ready or failed.
+// The `sim` driver: a real simulated data center. Its VMs outlive the
+// process: a snapshot file per data center plus an append-only log of
+// changed VMs (see "On disk" below; group commit: a change is answered once
+// an append including it completed); every call takes `latencyMs`; capacity
+// is finite; calls can be told to fail or hang; and each booting VM runs a
+// small agent (an in-process timer making real HTTP calls) that asks the
+// boot endpoint for approval, unlocks its encrypted disk with the released
+// key, and reports ready or failed.
+//
+// On disk, in the state folder:
+// | file                  | what                                                                 |
+// | --------------------- | -------------------------------------------------------------------- |
+// | sim-<dc>.json         | snapshot: every VM, one per line, and `seq`, the last change it holds |
+// | sim-<dc>.log.jsonl    | changes since: one line `{"seq":N,"vm":{...}}` per changed VM         |
+// A write appends the VMs changed since the previous one (whole VM records,
+// so replaying a line is idempotent); its cost is the change, not the
+// number of VMs (a whole-file write per group commit grew with the data
+// center). The log is compacted into the snapshot (temp file + rename, then
+// the log is removed) on open, on close, after a failed append, and when it
+// grows past COMPACT_RATIO times the snapshot. Lines with a seq the snapshot
+// already holds (a crash between rename and removal) and a line torn by a
+// crash mid-append (never answered) are skipped when loading.
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
@@ -70,8 +84,19 @@ interface SimVm {
 interface SimFile {
   formatVersion: 1;
   dataCenter: string;
+  /** The last log seq the snapshot holds (absent: 0). */
+  seq?: number;
   vms: SimVm[];
 }
+
+interface LogLine {
+  seq: number;
+  vm: SimVm;
+}
+
+/** The log is compacted when it grows past this many times the snapshot (at least COMPACT_MIN_BYTES). */
+const COMPACT_RATIO = 4;
+const COMPACT_MIN_BYTES = 64 * 1024;
 
 /** mulberry32: small, fast, good enough for repeatable failure injection. */
 export function seededRandom(seed: number): () => number {
@@ -87,31 +112,87 @@ export function seededRandom(seed: number): () => number {
 
 const MUTATING: ReadonlySet<string> = new Set(['createVm', 'powerOn', 'boot', 'awaitReady', 'shutdown', 'powerOff', 'resize', 'deleteVm']);
 
+/** The snapshot file. */
 export function simStateFile(stateDir: string, dataCenter: string): string {
   return join(stateDir, `sim-${dataCenter}.json`);
 }
 
-/** Opens (or creates) the simulated data center whose VMs live under `stateDir`. */
-export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
-  const file = simStateFile(opts.stateDir, opts.dataCenter);
-  let vms: SimVm[] = [];
-  let text: string | undefined;
+/** The log of changes since the snapshot. */
+export function simLogFile(stateDir: string, dataCenter: string): string {
+  return join(stateDir, `sim-${dataCenter}.log.jsonl`);
+}
+
+async function readIfThere(file: string): Promise<string | undefined> {
   try {
-    text = await readFile(file, 'utf8');
+    return await readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return undefined;
   }
-  if (text !== undefined) {
+}
+
+/**
+ * The VMs of a data center as they are on disk (snapshot, then the log's
+ * newer lines), without opening a driver; `seq` is the last change applied
+ * and `logged` whether a log was there. Tests read it to check durability.
+ */
+export async function readSimState(stateDir: string, dataCenter: string): Promise<SimState> {
+  const file = simStateFile(stateDir, dataCenter);
+  return parseSimState(file, await readIfThere(file), await readIfThere(simLogFile(stateDir, dataCenter)));
+}
+
+export interface SimState {
+  vms: SimVm[];
+  seq: number;
+  logged: boolean;
+}
+
+/** readSimState on the files' texts (undefined: no such file); `file` names the snapshot in errors. */
+export function parseSimState(file: string, snapshot: string | undefined, log: string | undefined): SimState {
+  let vms: SimVm[] = [];
+  let seq = 0;
+  if (snapshot !== undefined) {
     try {
-      const parsed = JSON.parse(text) as SimFile;
+      const parsed = JSON.parse(snapshot) as SimFile;
       if (!Array.isArray(parsed.vms)) throw new Error('no vms array');
       vms = parsed.vms;
+      seq = typeof parsed.seq === 'number' ? parsed.seq : 0;
     } catch (err) {
       throw new FleetError(diag('apply.sim-state', `${file} is not a sim state file: ${(err as Error).message}.`, { file }));
     }
   }
+  if (log !== undefined) {
+    const at = new Map(vms.map((v, i) => [v.cloudId, i]));
+    const snapshotSeq = seq;
+    for (const line of log.split('\n')) {
+      if (line === '') continue;
+      let e: LogLine;
+      try {
+        e = JSON.parse(line) as LogLine;
+      } catch {
+        continue; // torn by a crash mid-append: that change was never answered
+      }
+      if (typeof e.seq !== 'number' || typeof e.vm?.cloudId !== 'string' || e.seq <= snapshotSeq) continue;
+      const i = at.get(e.vm.cloudId);
+      if (i === undefined) {
+        at.set(e.vm.cloudId, vms.length);
+        vms.push(e.vm);
+      } else {
+        vms[i] = e.vm;
+      }
+      if (e.seq > seq) seq = e.seq;
+    }
+  }
+  return { vms, seq, logged: log !== undefined };
+}
+
+/** Opens (or creates) the simulated data center whose VMs live under `stateDir`; a log left behind is compacted first. */
+export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
+  const { vms, seq, logged } = await readSimState(opts.stateDir, opts.dataCenter);
   await mkdir(opts.stateDir, { recursive: true });
-  return new SimDriver(opts, file, vms);
+  const d = new SimDriver(opts, simStateFile(opts.stateDir, opts.dataCenter), simLogFile(opts.stateDir, opts.dataCenter), vms, seq);
+  if (logged) await d.compact();
+  return d;
 }
 
 export class SimDriver implements Driver {
@@ -121,12 +202,23 @@ export class SimDriver implements Driver {
   private readonly random: () => number;
   private readonly events = new EventEmitter();
   private readonly timers = new Set<NodeJS.Timeout>();
-  /** Whole-file writes (temp file + rename), each of the state as it is when it starts. */
-  private readonly commits = new GroupCommit(async () => {
-    const tmp = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
-    await writeFile(tmp, serialize(this.dataCenter, this.vms));
-    await rename(tmp, this.file);
-  });
+  /** VMs changed since the last write started: the next append carries them as they are then. */
+  private dirty = new Set<SimVm>();
+  /** The last seq given to a log line (or held by the snapshot). */
+  private seq: number;
+  private logBytes = 0;
+  private snapshotBytes = 0;
+  /** The next write rewrites the snapshot instead of appending. */
+  private compactNext = false;
+  /** The log does not end with a newline (an append failed part-way): the next append starts with one. */
+  private needsNewline = false;
+  /** Appends of changed VMs, or snapshots, each of the state as it is when it starts. */
+  private readonly commits = new GroupCommit(() => this.write());
+  private readonly byCloudId = new Map<string, SimVm>();
+  /** Per VM id, its VMs in creation order (a VM id is reused only after a terminate). */
+  private readonly byVmId = new Map<string, SimVm[]>();
+  /** Capacity used by present VMs, kept as VMs come, change and go. */
+  private readonly usage = { vms: 0, cpu: 0, memoryGiB: 0 };
   /** Per cloud id, the latest boot; an agent of an older boot (a retried `boot`) gives up instead of acting. */
   private readonly bootGeneration = new Map<string, number>();
   private closed = false;
@@ -136,16 +228,91 @@ export class SimDriver implements Driver {
   constructor(
     private readonly o: SimOptions,
     private readonly file: string,
+    private readonly logFile: string,
     private readonly vms: SimVm[],
+    seq: number,
   ) {
     this.dataCenter = o.dataCenter;
     this.random = seededRandom(o.seed ?? 1);
     this.events.setMaxListeners(0);
+    this.seq = seq;
+    for (const vm of vms) this.index(vm);
   }
 
-  /** Whole-file writes started (tests and benchmarks read it). */
+  /** Writes (appends and snapshots) started (tests and benchmarks read it). */
   get writes(): number {
     return this.commits.writes;
+  }
+
+  private index(vm: SimVm): void {
+    this.byCloudId.set(vm.cloudId, vm);
+    const same = this.byVmId.get(vm.vmId);
+    if (same) same.push(vm);
+    else this.byVmId.set(vm.vmId, [vm]);
+    this.account(vm, 1);
+  }
+
+  private account(vm: SimVm, sign: 1 | -1): void {
+    if (vm.status !== 'present') return;
+    this.usage.vms += sign;
+    this.usage.cpu += sign * vm.size.cpu;
+    this.usage.memoryGiB += sign * vm.size.memoryGiB;
+  }
+
+  private add(vm: SimVm): void {
+    this.vms.push(vm);
+    this.index(vm);
+    this.dirty.add(vm);
+  }
+
+  /** One write: the changed VMs appended to the log, or a snapshot when due. */
+  private async write(): Promise<void> {
+    if (this.compactNext || this.logBytes > COMPACT_RATIO * Math.max(this.snapshotBytes, COMPACT_MIN_BYTES)) {
+      await this.snapshot();
+      return;
+    }
+    if (this.dirty.size === 0) return;
+    const changed = this.dirty;
+    this.dirty = new Set();
+    let text = this.needsNewline ? '\n' : '';
+    for (const vm of changed) text += `{"seq":${++this.seq},"vm":${JSON.stringify(vm)}}\n`;
+    try {
+      await appendFile(this.logFile, text);
+    } catch (err) {
+      // Part of it may be written: the next write rewrites the snapshot, which
+      // holds these VMs again (the log may be gone with its folder, too).
+      this.needsNewline = true;
+      this.compactNext = true;
+      throw err;
+    }
+    this.logBytes += text.length;
+  }
+
+  /** Every VM into the snapshot (temp file + rename), then the log removed: what it held is in the snapshot. */
+  private async snapshot(): Promise<void> {
+    this.dirty = new Set();
+    const text = serialize(this.dataCenter, this.seq, this.vms);
+    const tmp = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
+    try {
+      await writeFile(tmp, text);
+      await rename(tmp, this.file);
+      await unlink(this.logFile).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    } catch (err) {
+      this.compactNext = true;
+      throw err;
+    }
+    this.compactNext = false;
+    this.needsNewline = false;
+    this.logBytes = 0;
+    this.snapshotBytes = text.length;
+  }
+
+  /** Folds the log into the snapshot now (after the writes in flight). */
+  compact(): Promise<void> {
+    this.compactNext = true;
+    return this.commits.commit();
   }
 
   attach(ctx: { bootUrl: string }): void {
@@ -181,20 +348,18 @@ export class SimDriver implements Driver {
   }
 
   /**
-   * Makes every change made so far durable: resolves once a write of the
-   * whole file (temp file + rename) that includes them has completed. Group
-   * commit: one write is in flight at a time, and all changes made while it
-   * runs share the next one, so a burst of N changes costs a couple of
-   * writes instead of N (each write is the whole file, so one per change
-   * was quadratic in the number of VMs).
+   * Makes every change made so far durable: resolves once a write that
+   * includes them (an append of the changed VMs, or a snapshot) has
+   * completed. Group commit: one write is in flight at a time, and all
+   * changes made while it runs share the next one.
    */
   private persist(): Promise<void> {
     return this.commits.commit();
   }
 
   private find(ref: VmRef): SimVm | undefined {
-    if (ref.cloudId) return this.vms.find((v) => v.cloudId === ref.cloudId);
-    return this.vms.filter((v) => v.vmId === ref.vmId && v.status === 'present').at(-1);
+    if (ref.cloudId) return this.byCloudId.get(ref.cloudId);
+    return this.byVmId.get(ref.vmId)?.filter((v) => v.status === 'present').at(-1);
   }
 
   private mustFind(ref: VmRef): SimVm {
@@ -206,24 +371,18 @@ export class SimDriver implements Driver {
   }
 
   private async change(vm: SimVm, patch: Partial<SimVm>): Promise<CloudVm> {
+    this.account(vm, -1);
     Object.assign(vm, patch, { updatedAt: new Date().toISOString() });
+    this.account(vm, 1);
+    this.dirty.add(vm);
     await this.persist();
     this.events.emit(vm.cloudId, vm);
     return view(this.dataCenter, vm);
   }
 
-  private used(): { vms: number; cpu: number; memoryGiB: number } {
-    const live = this.vms.filter((v) => v.status === 'present');
-    return {
-      vms: live.length,
-      cpu: live.reduce((n, v) => n + v.size.cpu, 0),
-      memoryGiB: live.reduce((n, v) => n + v.size.memoryGiB, 0),
-    };
-  }
-
   private checkCapacity(add: { vms: number; cpu: number; memoryGiB: number }): void {
     const cap = this.o.capacity ?? {};
-    const used = this.used();
+    const used = this.usage;
     for (const k of ['vms', 'cpu', 'memoryGiB'] as const) {
       const limit = cap[k];
       if (limit !== undefined && used[k] + add[k] > limit) {
@@ -234,7 +393,7 @@ export class SimDriver implements Driver {
 
   async createVm(creds: ScopedCredentials, input: CreateVmInput): Promise<CloudVm> {
     await this.enter('createVm', creds);
-    const existing = this.vms.find((v) => v.vmId === input.vmId && v.status === 'present');
+    const existing = this.byVmId.get(input.vmId)?.find((v) => v.status === 'present');
     if (existing) return view(this.dataCenter, existing);
     this.checkCapacity({ vms: 1, cpu: input.size.cpu, memoryGiB: input.size.memoryGiB });
     const now = new Date().toISOString();
@@ -257,7 +416,7 @@ export class SimDriver implements Driver {
     if (vm.encryptedDisk && vm.diskKeyHash === null) {
       throw new DriverError('failed', `an encrypted disk needs the hash of its key; the authority sent none for ${input.vmId}`);
     }
-    this.vms.push(vm);
+    this.add(vm);
     await this.persist();
     return view(this.dataCenter, vm);
   }
@@ -388,7 +547,7 @@ export class SimDriver implements Driver {
 
   async get(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm | undefined> {
     await this.enter('get', creds);
-    const vm = this.find(ref) ?? this.vms.filter((v) => v.vmId === ref.vmId).at(-1);
+    const vm = this.find(ref) ?? this.byVmId.get(ref.vmId)?.at(-1);
     return vm ? view(this.dataCenter, vm) : undefined;
   }
 
@@ -421,7 +580,7 @@ export class SimDriver implements Driver {
       createdAt: now,
       updatedAt: now,
     };
-    this.vms.push(vm);
+    this.add(vm);
     await this.persist();
     this.startAgent(vm, 'made-up-boot-token');
     return view(this.dataCenter, vm);
@@ -433,23 +592,25 @@ export class SimDriver implements Driver {
     try {
       return await this.awaitReady(creds, { vmId: '', cloudId }, { timeoutMs });
     } catch {
-      const vm = this.vms.find((v) => v.cloudId === cloudId);
+      const vm = this.byCloudId.get(cloudId);
       if (!vm) throw new DriverError('not-found', `no VM ${cloudId}`);
       return view(this.dataCenter, vm);
     }
   }
 
+  /** Stops the agents, waits for the writes in flight, and folds the log into the snapshot (best effort: the log holds every answered change). */
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     await this.commits.settled();
+    if (this.logBytes > 0 || this.compactNext) await this.compact().catch(() => undefined);
   }
 }
 
-/** The state file's text: one VM per line, so it stays readable and diffable. */
-function serialize(dataCenter: string, vms: readonly SimVm[]): string {
-  const head = `{"formatVersion":1,"dataCenter":${JSON.stringify(dataCenter)},"vms":[`;
+/** The snapshot's text: one VM per line, so it stays readable and diffable. */
+function serialize(dataCenter: string, seq: number, vms: readonly SimVm[]): string {
+  const head = `{"formatVersion":1,"dataCenter":${JSON.stringify(dataCenter)},"seq":${seq},"vms":[`;
   return vms.length === 0 ? `${head}]}\n` : `${head}\n${vms.map((v) => JSON.stringify(v)).join(',\n')}\n]}\n`;
 }
 
