@@ -3,7 +3,7 @@
 // engine/plan/run.ts does the reading. See docs/planning.md for the rules.
 import { randomUUID } from 'node:crypto';
 import type { Lifecycle, LoadedPack } from '../policy/types.ts';
-import type { UsageRow, VmRow } from '../record/types.ts';
+import type { PlanVmRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 import { fits, fleetPlacement, placeMember, staticExclusion } from './placement.ts';
 import { type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-port.ts';
@@ -23,7 +23,7 @@ export interface PlanInput {
    * other fleets, when present, are only counted (owner quota, data center
    * capacity), never changed.
    */
-  record: VmRow[];
+  record: PlanVmRow[];
   /**
    * What the live VMs of the fleets NOT in `record` use, summed per fleet and
    * data center (FleetRecord.usage): counted like their rows would be. A
@@ -126,7 +126,7 @@ class Planner {
   run(): PlanDocument {
     const { input } = this;
     const specs = new Map(input.fleets.map((f) => [f.name, f]));
-    const rowsByFleet = new Map<string, VmRow[]>();
+    const rowsByFleet = new Map<string, PlanVmRow[]>();
     for (const row of input.record) {
       if (this.lc.isTerminal(row.state)) continue;
       let list = rowsByFleet.get(row.fleet);
@@ -185,13 +185,13 @@ class Planner {
     return plan;
   }
 
-  private planFleet(spec: LoadedFleet, rows: VmRow[], grantedSoFar: Record<string, number>): void {
+  private planFleet(spec: LoadedFleet, rows: PlanVmRow[], grantedSoFar: Record<string, number>): void {
     const { lc } = this;
     if (!lc.states.includes(spec.state) || !lc.requestable.includes(spec.state)) {
       this.violate('lifecycle', spec.name, `desired state ${spec.state} is not one the pack lets a fleet ask for`, `use one of: ${lc.requestable.join(', ')}`);
       return;
     }
-    const kept: VmRow[] = [];
+    const kept: PlanVmRow[] = [];
     for (const row of rows) {
       if (row.index >= spec.count) this.deleteMember(row, `count lowered to ${spec.count}`);
       else {
@@ -231,7 +231,7 @@ class Planner {
   }
 
   /** Places the wanted new members one by one; returns their changes and a way to give the capacity back. */
-  private placeNew(spec: LoadedFleet, kept: VmRow[], wanted: number[]): { changes: Change[]; undo: () => void } {
+  private placeNew(spec: LoadedFleet, kept: PlanVmRow[], wanted: number[]): { changes: Change[]; undo: () => void } {
     const changes: Change[] = [];
     const taken: string[] = [];
     const undo = () => {
@@ -282,7 +282,7 @@ class Planner {
     return { changes, undo };
   }
 
-  private diffMember(row: VmRow, spec: LoadedFleet): void {
+  private diffMember(row: PlanVmRow, spec: LoadedFleet): void {
     if (
       row.state === spec.state &&
       row.specHash === spec.specHash &&
@@ -340,7 +340,7 @@ class Planner {
     return img;
   }
 
-  private transitionMember(row: VmRow, spec: LoadedFleet): void {
+  private transitionMember(row: PlanVmRow, spec: LoadedFleet): void {
     const path = this.memberPath(row, spec.state);
     if (!path) return;
     const { lc } = this;
@@ -361,7 +361,7 @@ class Planner {
     });
   }
 
-  private updateMember(row: VmRow, spec: LoadedFleet, diff: Record<string, { from: unknown; to: unknown }>): void {
+  private updateMember(row: PlanVmRow, spec: LoadedFleet, diff: Record<string, { from: unknown; to: unknown }>): void {
     const down = this.memberPath(row, this.resizeAt);
     const up = down && this.memberPath(row, spec.state, this.resizeAt);
     if (!down || !up) return;
@@ -384,7 +384,7 @@ class Planner {
     });
   }
 
-  private replaceMember(row: VmRow, spec: LoadedFleet, diff: Record<string, { from: unknown; to: unknown }>): void {
+  private replaceMember(row: PlanVmRow, spec: LoadedFleet, diff: Record<string, { from: unknown; to: unknown }>): void {
     const dc = this.input.stack.dataCenters.find((d) => d.name === row.dataCenter);
     const why = dc ? staticExclusion(dc, spec, this.input.pack) : `data center ${row.dataCenter} is not in the stack`;
     if (why) {
@@ -425,7 +425,7 @@ class Planner {
     });
   }
 
-  private deleteMember(row: VmRow, reason: string, deposed = false): void {
+  private deleteMember(row: PlanVmRow, reason: string, deposed = false): void {
     const path = this.deletePath(row);
     if (!path) {
       this.violate('lifecycle', row.address, `no path from ${row.state} to a terminal state`, 'fix the pack lifecycle');
@@ -453,7 +453,7 @@ class Planner {
   }
 
   /** Shortest path to the nearest terminal state (ties: the pack's order of terminal states). */
-  private deletePath(row: VmRow): string[] | undefined {
+  private deletePath(row: PlanVmRow): string[] | undefined {
     let best: string[] | undefined;
     for (const t of this.lc.terminal) {
       const p = this.lc.path(row.state, t);
@@ -462,7 +462,7 @@ class Planner {
     return best;
   }
 
-  private memberPath(row: VmRow, to: string, from = row.state): string[] | undefined {
+  private memberPath(row: PlanVmRow, to: string, from = row.state): string[] | undefined {
     const p = this.path(from, to);
     if (!p) this.violate('lifecycle', row.address, `no path from ${from} to ${to} in the diagram`, 'fix the pack lifecycle, or move the VM by hand');
     return p;

@@ -3,7 +3,7 @@
 // stand-in in unit tests. Names and argument order follow engine/policy.
 import { capacityLeft } from '../policy/budget.ts';
 import type { Budget, LoadedPack, RuleContext } from '../policy/types.ts';
-import type { UsageRow, VmRow } from '../record/types.ts';
+import type { PlanVmRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 import type { Enforcement, PlanDocument, Violation } from './types.ts';
 
@@ -26,7 +26,7 @@ export interface PlanPolicy {
    */
   ownerQuota(pack: LoadedPack, ctx: PlanContext, fleet: LoadedFleet, requestedTotal: number, granted: Readonly<Record<string, number>>): Budget;
   /** `usage`: the VMs of fleets not in `record`, summed (PlanInput.usage). */
-  capacityLeft(stack: LoadedStack, record: readonly VmRow[], usage?: readonly UsageRow[]): Map<string, CapacityLeft>;
+  capacityLeft(stack: LoadedStack, record: readonly PlanVmRow[], usage?: readonly UsageRow[]): Map<string, CapacityLeft>;
   capacityEnforcement(pack: LoadedPack): Enforcement;
   /**
    * The grant (and violations) for a fleet that asked for `requestedNew` new
@@ -47,7 +47,7 @@ export interface PlanPolicy {
  * as sums (`usage`, the fleets not in `record`). One implementation, the
  * policy engine's, so the no-rules policy cannot drift from it.
  */
-export function basicCapacityLeft(stack: LoadedStack, record: readonly VmRow[], usage: readonly UsageRow[] = []): Map<string, CapacityLeft> {
+export function basicCapacityLeft(stack: LoadedStack, record: readonly PlanVmRow[], usage: readonly UsageRow[] = []): Map<string, CapacityLeft> {
   return capacityLeft(stack, record, usage);
 }
 

@@ -6,7 +6,7 @@
 // whatever their enforcement, without reading the whole stack.
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
 import { openRecord } from '../record/index.ts';
-import type { FleetRecord, UsageRow, VmRow } from '../record/types.ts';
+import type { FleetRecord, PlanVmRow, UsageRow } from '../record/types.ts';
 import { loadStack } from '../spec/index.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { resolveScope } from './scope.ts';
@@ -50,7 +50,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   };
   const t1 = performance.now();
   const record = opts.record ?? (await openRecord(stack.recordUrl));
-  let rows: VmRow[];
+  let rows: PlanVmRow[];
   let usage: UsageRow[] | undefined;
   const fleetVersions: Record<string, number> = {};
   const owners: Record<string, string> = {};
@@ -72,10 +72,10 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     }
     const narrowed = options.targets.length > 0 || options.excludes.length > 0;
     if (narrowed) {
-      rows = await record.listVms(stack.name, { fleets: scope.fleets });
+      rows = await record.listPlanVms(stack.name, { fleets: scope.fleets });
       usage = await record.usage(stack.name, { excludeFleets: scope.fleets });
     } else {
-      rows = await record.listVms(stack.name);
+      rows = await record.listPlanVms(stack.name);
     }
   } finally {
     if (!opts.record) await record.close();

@@ -9,7 +9,7 @@
 // | disabled    | nothing                                          |
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 import type { Enforcement, Grant, Violation } from '../plan/types.ts';
-import type { UsageRow, VmRow } from '../record/types.ts';
+import type { PlanVmRow, UsageRow } from '../record/types.ts';
 import type { EvalContext } from './evaluate.ts';
 import type { Budget, LoadedPack } from './types.ts';
 
@@ -140,7 +140,7 @@ export function ownerQuota(
  * as sums. Infinity where the stack sets no limit. The planner subtracts what
  * it places as it goes.
  */
-export function capacityLeft(stack: LoadedStack, record: readonly VmRow[], usage: readonly UsageRow[] = []): Map<string, Usage> {
+export function capacityLeft(stack: LoadedStack, record: readonly PlanVmRow[], usage: readonly UsageRow[] = []): Map<string, Usage> {
   const left = new Map<string, Usage>();
   for (const dc of stack.dataCenters) {
     left.set(dc.name, {

@@ -2,7 +2,7 @@
 import type { JSONSchemaType } from 'ajv';
 import type { Where } from '../diags/index.ts';
 import type { Change, Enforcement, Grant, PlanDocument, Violation } from '../plan/types.ts';
-import type { UsageRow, VmRow } from '../record/types.ts';
+import type { PlanVmRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 
 export interface Edge {
@@ -48,9 +48,10 @@ export interface RuleContext {
   /**
    * Live VMs of the stack in the record: every fleet's, so quotas count what
    * others hold, unless `usage` is set; then at least those of the fleets in
-   * the plan's scope.
+   * the plan's scope. What planning reads of them (PlanVmRow): no desired
+   * state, cloud id or timestamps.
    */
-  record: readonly VmRow[];
+  record: readonly PlanVmRow[];
   /**
    * What the live VMs of the fleets NOT in `record` use, summed per fleet and
    * data center (FleetRecord.usage). A narrowed plan reads full rows only for

@@ -12,7 +12,7 @@ import { openPostgres } from './postgres.ts';
 import type { SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 import { testBackends, type TestBackend, type TestRecord } from './testing.ts';
-import type { LockHolder, NewVm } from './types.ts';
+import type { LockHolder, NewVm, PlanVmRow, VmRow } from './types.ts';
 
 const holder = (who: string, planId: string | null = null): LockHolder => ({ who, host: 'ci-1', pid: 4242, planId });
 
@@ -98,6 +98,36 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.findVm(s, 'web/7')).toBeUndefined();
       expect(await r.findVm(s, 'nonsense')).toBeUndefined();
       expect(await r.getVm('no-such-id')).toBeUndefined();
+    });
+
+    it('lists for planning: the live rows of listVms, in its order, without desired state, cloud id and timestamps', async () => {
+      const s = freshStack();
+      const sizes = [
+        { cpu: 2, memoryGiB: 4, diskGiB: 50 },
+        { cpu: 0.5, memoryGiB: 1.25, diskGiB: 10 },
+      ];
+      // Sizes alternate within a fleet, and repeat across fleets, so rows that share a size object and rows that do not both occur.
+      for (const [f, n] of [['web', 4], ['db', 2], ['Zeta', 1]] as const) {
+        for (let i = 0; i < n; i++) {
+          await r.insertVm(newVm(s, f, i, { size: sizes[i === 1 ? 1 : 0], realImage: i === 0 ? null : `ami-${i}`, encryptedDisk: i % 2 === 0 }), { actor: 'a' });
+        }
+      }
+      const web0 = (await r.findVm(s, 'web/0'))!;
+      await r.transitionVm(web0.id, web0.version, 'BeingCreated', { actor: 'a' }, { cloudId: 'i-1' });
+      const web3 = (await r.findVm(s, 'web/3'))!;
+      await r.transitionVm(web3.id, web3.version, 'Deleted', { actor: 'a' }, { retire: true });
+      const db1 = (await r.findVm(s, 'db/1'))!;
+      await r.insertVm(newVm(s, 'db', 1, { replaces: db1.id, specHash: 'h2' }), { actor: 'a' });
+
+      const omit = ({ desiredState: _d, cloudId: _c, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
+      const live = await r.listVms(s);
+      expect(live.map((v) => `${v.address}${v.deposed ? ' (deposed)' : ''}`)).toEqual(['Zeta/0', 'db/0', 'db/1 (deposed)', 'db/1', 'web/0', 'web/1', 'web/2']);
+      const rows = await r.listPlanVms(s);
+      expect(rows).toEqual(live.map(omit));
+      for (const row of rows) expect(Object.keys(row).sort()).toEqual(Object.keys(omit(live[0])).sort());
+      expect(await r.listPlanVms(s, { fleets: ['web', 'Zeta', 'gone'] })).toEqual((await r.listVms(s, { fleets: ['web', 'Zeta', 'gone'] })).map(omit));
+      expect(await r.listPlanVms(s, { fleets: [] })).toEqual([]);
+      expect(await r.listPlanVms(`none-${s}`)).toEqual([]);
     });
 
     it('orders fleets by code point on every server, whatever its locale', async () => {

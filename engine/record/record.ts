@@ -17,6 +17,7 @@ import type {
   LockRow,
   NewVm,
   Outcome,
+  PlanVmRow,
   StaleEntry,
   UsageRow,
   VmPatch,
@@ -78,6 +79,58 @@ function liveVmFromArray(stack: string, a: VmArray): VmRow {
     retiredAt: null,
     deposed: a[17] === 'true',
   };
+}
+
+/**
+ * listPlanVms' columns: the live VM columns the planner reads (PlanVmRow), as
+ * one text array per row like LIVE_VM_TEXT_ARRAY. No timestamps, whose text
+ * conversion is the dearest part of listVms, and 14 values instead of 18:
+ * 100k rows in ~0.55 s of database time and parsing instead of ~1 s on PGlite
+ * (bench/plan). Positions are read by planVmFromArray; if you change one,
+ * change the other.
+ */
+const PLAN_VM_TEXT_ARRAY = `ARRAY[id, fleet, idx::text, data_center, state, spec_hash, image, real_image,
+  cpu::text, memory_gib::text, disk_gib::text, encrypted_disk::text, version::text, (deposed_at IS NOT NULL)::text]`;
+
+/**
+ * Builds listPlanVms' rows. Consecutive rows of one size share one frozen
+ * size object (rows come in fleet order, and a fleet's members mostly have
+ * one size): 100k fewer objects for the planner's process to collect.
+ */
+function planVmsFromArrays(stack: string, arrays: VmArray[]): PlanVmRow[] {
+  const out = new Array<PlanVmRow>(arrays.length);
+  let size: VmRow['size'] = { cpu: NaN, memoryGiB: NaN, diskGiB: NaN };
+  let cpu: string | null = null;
+  let mem: string | null = null;
+  let disk: string | null = null;
+  for (let i = 0; i < arrays.length; i++) {
+    const a = arrays[i];
+    if (a[8] !== cpu || a[9] !== mem || a[10] !== disk) {
+      cpu = a[8];
+      mem = a[9];
+      disk = a[10];
+      size = Object.freeze({ cpu: Number(cpu), memoryGiB: Number(mem), diskGiB: Number(disk) });
+    }
+    out[i] = {
+      id: a[0]!,
+      stack,
+      fleet: a[1]!,
+      index: Number(a[2]),
+      address: `${a[1]}/${a[2]}`,
+      name: `${stack}-${a[1]}-${a[2]}`,
+      dataCenter: a[3]!,
+      state: a[4]!,
+      specHash: a[5]!,
+      image: a[6]!,
+      realImage: a[7],
+      size,
+      encryptedDisk: a[11] === 'true',
+      version: Number(a[12]),
+      retiredAt: null,
+      deposed: a[13] === 'true',
+    };
+  }
+  return out;
 }
 
 function vmFromArray(a: VmArray): VmRow {
@@ -319,6 +372,20 @@ export class SqlRecord implements FleetRecord {
     if (live) for (let i = 0; i < arrays.length; i++) out[i] = liveVmFromArray(stack, arrays[i]);
     else for (let i = 0; i < arrays.length; i++) out[i] = vmFromArray(arrays[i]);
     return out;
+  }
+
+  async listPlanVms(stack: string, opts: { fleets?: readonly string[] } = {}): Promise<PlanVmRow[]> {
+    const params: unknown[] = [stack];
+    let where = 'stack = $1 AND retired_at IS NULL';
+    if (opts.fleets) {
+      params.push([...opts.fleets]);
+      where += ' AND fleet = ANY($2::text[])';
+    }
+    const [row] = await this.#db.query<{ j: string }>(
+      `SELECT coalesce(array_to_json(array_agg(${PLAN_VM_TEXT_ARRAY} ORDER BY fleet, idx, created_at, id)), '[]')::text AS j FROM vms WHERE ${where}`,
+      params,
+    );
+    return planVmsFromArrays(stack, JSON.parse(row.j) as VmArray[]);
   }
 
   async getVm(id: string): Promise<VmRow | undefined> {

@@ -38,6 +38,15 @@ export interface VmRow {
   deposed: boolean;
 }
 
+/**
+ * What planning reads of a live VM (FleetRecord.listPlanVms): a VmRow without
+ * the fields the planner and the policy rules never use (desired state, cloud
+ * id, timestamps). Leaving those out roughly halves the database's share of
+ * reading a big stack (bench/plan). If the planner or a rule starts needing
+ * one of them, add it here and to listPlanVms' columns.
+ */
+export type PlanVmRow = Omit<VmRow, 'desiredState' | 'cloudId' | 'createdAt' | 'updatedAt'>;
+
 export interface FleetRow {
   stack: string;
   fleet: string;
@@ -191,6 +200,11 @@ export interface FleetRecord {
 
   /** Live (not retired) VMs of a stack, only the given fleets when `fleets` is set. Ordered by fleet, index. */
   listVms(stack: string, opts?: { fleets?: readonly string[]; includeRetired?: boolean }): Promise<VmRow[]>;
+  /**
+   * listVms for planning: the same live VMs in the same order, as PlanVmRow.
+   * `fleets` as in listVms.
+   */
+  listPlanVms(stack: string, opts?: { fleets?: readonly string[] }): Promise<PlanVmRow[]>;
   getVm(id: string): Promise<VmRow | undefined>;
   /** The live VM at an address. */
   findVm(stack: string, address: string): Promise<VmRow | undefined>;

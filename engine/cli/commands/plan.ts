@@ -73,17 +73,19 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
           const { plan, diagnostics, timings } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : await planStack(opts.stack, planOpts);
           printDiagnostics(io, diagnostics);
           const renderStart = performance.now();
-          // Rendered once when both --out and --format json want it: on a big stack it is tens of MB.
-          const json = opts.out !== undefined || opts.format === 'json' ? renderJson(plan) : '';
+          // Rendered and UTF-8 encoded once when both --out and --format json
+          // want it: on a big stack it is tens of MB, and a string would be
+          // encoded again by each write.
+          const json = opts.out !== undefined || opts.format === 'json' ? Buffer.from(renderJson(plan)) : undefined;
           if (opts.out !== undefined) {
             const file = resolve(io.cwd, opts.out);
             try {
-              await writeFile(file, json);
+              await writeFile(file, json!);
             } catch (err) {
               throw new FleetError(diag('plan.out-failed', `could not write ${opts.out}: ${err instanceof Error ? err.message : String(err)}.`));
             }
           }
-          io.stdout.write(opts.format === 'json' ? json : renderPlan(plan, opts.format, { color: useColor(io) }));
+          io.stdout.write(opts.format === 'json' ? json! : renderPlan(plan, opts.format, { color: useColor(io) }));
           if (io.env.FLEET_DEBUG) {
             const t = { ...timings, render: performance.now() - renderStart };
             io.stderr.write(`plan timings (ms): ${Object.entries(t).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}\n`);

@@ -4,7 +4,7 @@ import type { LoadedFleet } from '../../spec/types.ts';
 import { computePlan } from '../planner.ts';
 import { noRulesPolicy } from '../policy-port.ts';
 import { makeFleet, makePack, makeStack, vmRow } from '../test-support.ts';
-import { renderJson, renderMarkdown, renderText } from './index.ts';
+import { PRETTY_JSON_LIMIT, renderJson, renderMarkdown, renderText } from './index.ts';
 
 function plan(fleets: LoadedFleet[], record: VmRow[] = []) {
   return computePlan({
@@ -82,5 +82,24 @@ describe('renderJson', () => {
   it('round-trips the document', () => {
     const p = mixed();
     expect(JSON.parse(renderJson(p))).toEqual(p);
+  });
+
+  // Pretty up to PRETTY_JSON_LIMIT changes, one line above; `pretty` overrides. The same JSON either way.
+  const big = () => {
+    const p = mixed();
+    const c = p.changes[0];
+    return { ...p, changes: Array.from({ length: PRETTY_JSON_LIMIT + 1 }, (_, i) => ({ ...c, index: i, address: `${c.fleet}/${i}` })) };
+  };
+  it.each([
+    { name: 'a small plan is pretty', doc: mixed, pretty: undefined, lines: 'many' },
+    { name: 'a plan over the limit is one line', doc: big, pretty: undefined, lines: 'one' },
+    { name: 'pretty: false makes a small plan one line', doc: mixed, pretty: false, lines: 'one' },
+    { name: 'pretty: true makes a big plan pretty', doc: big, pretty: true, lines: 'many' },
+  ] as const)('$name', ({ doc, pretty, lines }) => {
+    const p = doc();
+    const text = renderJson(p, pretty === undefined ? {} : { pretty });
+    expect(text.endsWith('\n')).toBe(true);
+    expect(text.trimEnd().includes('\n')).toBe(lines === 'many');
+    expect(JSON.parse(text)).toEqual(p);
   });
 });
