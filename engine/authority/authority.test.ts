@@ -5,7 +5,7 @@ import { openRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { diskKey, sha256 } from './keys.ts';
-import type { AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BootAuthorizeResponse, ReportResponse } from './protocol.ts';
+import type { AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchResponse, BootAuthorizeResponse, ReportResponse } from './protocol.ts';
 import { startAuthority, type RunningService } from './server.ts';
 
 const STACK = 'auth-test';
@@ -265,6 +265,57 @@ describe('authority: decisions on the record\'s current row, whoever wrote it', 
   });
 });
 
+describe('authority: batches', () => {
+  it('answers each call of a batch as its single route would, in order', async () => {
+    const { id } = await created();
+    const newId = randomUUID();
+    const r = await post<BatchResponse>('/v1/batch', {
+      calls: [
+        { call: 'authorize', body: { dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'create', vmId: newId, from: null, vm: vmSpec() } },
+        { call: 'authorize', body: transition(id, 'Requested', 'ShuttingDown') },
+        { call: 'report', body: { dataCenter: 'miami', requestId: randomUUID(), planId: null, vmId: randomUUID(), from: 'Requested', to: 'BeingCreated', outcome: 'ok' } },
+        { call: 'boot', body: { dataCenter: 'miami', vmId: randomUUID(), cloudId: 'c', image: 'i', bootToken: 't' } },
+      ],
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.results.map((x) => x.status)).toEqual([200, 200, 404, 200]);
+    expect(r.body.results[0].body).toMatchObject({ decision: 'modified', operation: 'insert', vm: { id: newId, state: 'Requested' } });
+    expect(r.body.results[1].body).toMatchObject({ decision: 'vetoed', reason: expect.stringContaining('not an edge') });
+    expect(r.body.results[2].body).toEqual({ error: { code: 'unknown-vm', message: expect.stringContaining('is not in the record') } });
+    expect(r.body.results[3].body).toMatchObject({ approved: false });
+    expect((await record.getVm(newId))?.state).toBe('Requested');
+    expect((await record.getVm(id))?.state).toBe('Requested');
+  });
+
+  it('calls about one VM in a batch run in their order', async () => {
+    const { id } = await created();
+    const a = transition(id, 'Requested', 'BeingCreated');
+    const r = await post<BatchResponse>('/v1/batch', {
+      calls: [
+        { call: 'authorize', body: a },
+        { call: 'report', body: { dataCenter: 'miami', requestId: a.requestId, planId: a.planId, vmId: id, from: 'Requested', to: 'BeingCreated', outcome: 'ok' } },
+      ],
+    });
+    expect(r.body.results.map((x) => x.status)).toEqual([200, 200]);
+    expect(r.body.results[1].body).toMatchObject({ effect: 'moved', vm: { state: 'BeingCreated' } });
+  });
+
+  it.each([
+    ['an unknown call', { calls: [{ call: 'delete-everything', body: {} }] }],
+    ['a call whose body is outside its schema', { calls: [{ call: 'report', body: { dataCenter: 'miami' } }] }],
+    ['no calls', { calls: [] }],
+  ])('refuses %s with 400 and runs none of the batch', async (_name, body) => {
+    const r = await post<{ error: { code: string } }>('/v1/batch', body);
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe('bad-request');
+  });
+
+  it('answers 401 to a batch without a valid token', async () => {
+    const r = await post<{ error: { code: string } }>('/v1/batch', { calls: [] }, 'wrong');
+    expect(r.status).toBe(401);
+  });
+});
+
 describe('authority: HTTP surface', () => {
   it('answers 401 without or with an unknown token', async () => {
     for (const token of ['', 'wrong']) {
@@ -288,7 +339,7 @@ describe('authority: HTTP surface', () => {
       paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { required?: string[] } }> }; security?: unknown }>>;
     };
     expect(doc.openapi).toBe('3.0.3');
-    expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/authorize', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
     expect(doc.paths['/v1/authorize'].post.requestBody?.content['application/json'].schema.required).toContain('kind');
     expect(doc.paths['/v1/authorize'].post.security).toEqual([{ bearer: [] }]);
     expect(doc.paths['/v1/health'].get.security).toBeUndefined();

@@ -38,6 +38,26 @@ export function tokenTable(entries: readonly { token: string; who: string }[]): 
   return (token) => entries.find((e) => sameSecret(e.token, token))?.who;
 }
 
+/**
+ * The protocol's answer to an error thrown while serving: a ProtocolError's
+ * own status; a record fault (a version conflict is the caller's race: 409,
+ * anything else ours: 503); a schema violation 400; anything else 500. The
+ * error handler of every route and each call of a batch use it.
+ */
+export function errorAnswer(err: Error & { statusCode?: number; code?: string; validation?: unknown }): {
+  status: number;
+  body: { error: { code: string; message: string } };
+} {
+  if (err instanceof ProtocolError) return { status: err.statusCode, body: { error: { code: err.code, message: err.message } } };
+  if (err instanceof FleetError) {
+    const code = err.diagnostics[0]?.code ?? 'internal';
+    return { status: code === 'record.version-conflict' ? 409 : 503, body: { error: { code, message: err.message } } };
+  }
+  if (err.validation) return { status: 400, body: { error: { code: 'bad-request', message: err.message } } };
+  const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+  return { status, body: { error: { code: status >= 500 ? 'internal' : (err.code ?? 'bad-request'), message: err.message } } };
+}
+
 export function createService(opts: ServiceOptions): { app: FastifyInstance; openapi: () => unknown } {
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -60,25 +80,9 @@ export function createService(opts: ServiceOptions): { app: FastifyInstance; ope
     req.caller = who;
   });
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
-    if (err instanceof ProtocolError) {
-      void reply.status(err.statusCode).send({ error: { code: err.code, message: err.message } });
-      return;
-    }
-    if (err instanceof FleetError) {
-      // An outside fault met while serving (the record): a version conflict is the caller's race, anything else ours.
-      const code = err.diagnostics[0]?.code ?? 'internal';
-      const status = code === 'record.version-conflict' ? 409 : 503;
-      if (status >= 500) app.log.error(err);
-      void reply.status(status).send({ error: { code, message: err.message } });
-      return;
-    }
-    if (err.validation) {
-      void reply.status(400).send({ error: { code: 'bad-request', message: err.message } });
-      return;
-    }
-    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    const { status, body } = errorAnswer(err);
     if (status >= 500) app.log.error(err);
-    void reply.status(status).send({ error: { code: status >= 500 ? 'internal' : (err.code ?? 'bad-request'), message: err.message } });
+    void reply.status(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
     void reply.status(404).send({ error: { code: 'not-found', message: `no route ${req.method} ${req.url}` } });

@@ -110,3 +110,18 @@ export interface BootAuthorizeResponse {
   reason: string;
   diskKey?: string;
 }
+
+/** One call in a batch: the body of the single route it stands for (/v1/authorize, /v1/reports, /v1/boot/authorize). */
+export type BatchCall =
+  | { call: 'authorize'; body: AuthorizeRequest }
+  | { call: 'report'; body: ReportRequest }
+  | { call: 'boot'; body: BootAuthorizeRequest };
+
+export interface BatchRequest {
+  calls: BatchCall[];
+}
+
+/** Per call, in order: what its single route would have answered. */
+export interface BatchResponse {
+  results: { status: number; body: unknown }[];
+}

@@ -163,3 +163,52 @@ export const healthResponseSchema = {
     driver: { type: 'string' },
   },
 } as const;
+
+/** The calls a DMZ client may batch, by name, with the body schema of the single route each stands for. */
+export const batchCalls = {
+  authorize: authorizeBodySchema,
+  report: reportBodySchema,
+  boot: bootAuthorizeBodySchema,
+} as const;
+
+/** Most calls in one batch (bodies are small; the services' body limit is 1 MiB). */
+export const BATCH_MAX = 200;
+
+export const batchBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['calls'],
+  properties: {
+    calls: {
+      type: 'array',
+      minItems: 1,
+      maxItems: BATCH_MAX,
+      items: {
+        oneOf: Object.entries(batchCalls).map(([call, body]) => ({
+          type: 'object',
+          additionalProperties: false,
+          required: ['call', 'body'],
+          properties: { call: { type: 'string', enum: [call] }, body },
+        })),
+      },
+    },
+  },
+} as const;
+
+export const batchResponseSchema = {
+  type: 'object',
+  required: ['results'],
+  properties: {
+    results: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['status', 'body'],
+        properties: {
+          status: { type: 'integer', description: 'What the single route would have answered: 200, or its error status' },
+          body: { description: 'What the single route would have answered: its 200 body, or { error }' },
+        },
+      },
+    },
+  },
+} as const;

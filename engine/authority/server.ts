@@ -1,12 +1,14 @@
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { Authority } from './authority.ts';
-import { createService, doc, listen, tokenTable } from './http.ts';
+import { createService, doc, errorAnswer, listen, tokenTable } from './http.ts';
 import { randomToken } from './keys.ts';
-import type { AuthorizeRequest, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
+import type { AuthorizeRequest, BatchCall, BatchRequest, BatchResponse, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
 import {
   authorizeBodySchema,
   authorizeResponseSchema,
+  batchBodySchema,
+  batchResponseSchema,
   bootAuthorizeBodySchema,
   bootResponseSchema,
   errorSchema,
@@ -75,6 +77,31 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     '/v1/boot/authorize',
     { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootResponseSchema, ...errors } }) },
     async (req) => core.bootAuthorize(req.caller, req.body),
+  );
+  // The same calls, many per request: a DMZ client with many steps in flight
+  // sends its authorizes, reports and boots together (providers/dmz-client),
+  // which saves an HTTP exchange per call on both sides. Each call is
+  // answered exactly as its single route would answer it; calls run
+  // concurrently (calls about one VM still one at a time, in order).
+  const one = (caller: string, c: BatchCall): Promise<unknown> =>
+    c.call === 'authorize' ? core.authorize(caller, c.body) : c.call === 'report' ? core.report(caller, c.body) : core.bootAuthorize(caller, c.body);
+  app.post<{ Body: BatchRequest }>(
+    '/v1/batch',
+    { schema: doc('Several calls of the routes above in one request, answered in order', { body: batchBodySchema, response: { 200: batchResponseSchema, ...errors } }) },
+    async (req): Promise<BatchResponse> => ({
+      results: await Promise.all(
+        req.body.calls.map((c) =>
+          one(req.caller, c).then(
+            (body) => ({ status: 200, body }),
+            (err: Error) => {
+              const answer = errorAnswer(err);
+              if (answer.status >= 500) app.log.error(err);
+              return answer;
+            },
+          ),
+        ),
+      ),
+    }),
   );
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
   return { url, close: () => app.close() };

@@ -12,15 +12,13 @@ import type {
   AuthorityVm,
   AuthorizeRequest,
   AuthorizeResponse,
-  BootAuthorizeResponse,
   ReportRequest,
-  ReportResponse,
 } from '../../engine/authority/protocol.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { VmSize } from '../../engine/plan/types.ts';
 import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
 import type { BootRequest, CreateVmRequest, DeleteVmRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
-import { postJson } from '../http-send.ts';
+import { AuthorityClient } from './authority-client.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import {
   actualVmSchema,
@@ -77,50 +75,6 @@ function fingerprint(route: string, body: unknown): string {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/**
- * Calls to the authority (node:http keep-alive, ../http-send.ts), retried on
- * connection failures and 5xx; 503 to our caller when it stays down.
- */
-class AuthorityClient {
-  constructor(
-    private readonly dataCenter: string,
-    private readonly baseUrl: string,
-    private readonly token: string,
-    private readonly timeoutMs: number,
-  ) {}
-
-  async post<T>(path: string, body: unknown): Promise<T> {
-    const url = `${this.baseUrl.replace(/\/+$/, '')}${path}`;
-    const target = new URL(url);
-    const headers = { authorization: `Bearer ${this.token}` };
-    let last = '';
-    for (let attempt = 0; attempt < 4; attempt++) {
-      if (attempt > 0) await sleep(Math.random() * 50 * 2 ** attempt);
-      try {
-        const res = await postJson(target, body, this.timeoutMs, headers);
-        let parsed: { error?: { code?: string; message?: string } } = {};
-        try {
-          parsed = (JSON.parse(res.text) ?? {}) as typeof parsed;
-        } catch {
-          // not JSON: reported as "no details" below
-        }
-        if (res.status >= 200 && res.status < 300) return parsed as T;
-        last = `answered ${res.status}: ${parsed.error?.message ?? 'no details'}`;
-        if (res.status < 500) {
-          // The authority refused the call itself (not a veto): our bug or a wrong token; retrying will not help.
-          throw new ProtocolError(502, parsed.error?.code ?? 'authority-error', `authority ${url} ${last}`);
-        }
-      } catch (err) {
-        if (err instanceof ProtocolError) throw err;
-        const e = err as { code?: string; cause?: { code?: string }; message?: string };
-        last = `could not be reached (${e.code ?? e.cause?.code ?? e.message})`;
-      }
-    }
-    const d = diag('apply.authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${url}, which ${last}; nothing was changed.`);
-    throw new ProtocolError(503, d.code, d.detail);
-  }
-}
 
 /** Starts a DMZ client for one data center (docs/dmz-client.md). */
 export async function startDmzClient(opts: StartDmzClientOptions): Promise<RunningDmzClient> {
@@ -231,13 +185,13 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     const requestId = randomUUID();
     const kind = size && from === to ? 'resize' : 'transition';
     const req: AuthorizeRequest = { dataCenter: dc, requestId, planId, kind, vmId, from, to, ...(size ? { size } : {}) };
-    const auth = await authority.post<AuthorizeResponse>('/v1/authorize', req);
+    const auth = await authority.authorize(req);
     if (auth.decision === 'vetoed') {
       return { requestId, decision: 'vetoed', reason: auth.reason, outcome: 'vetoed', operation: 'none', ...(auth.vm ? { vm: stepVm(auth.vm) } : {}) };
     }
     const operation = auth.operation;
     const report = (r: Omit<ReportRequest, 'dataCenter' | 'requestId' | 'planId' | 'vmId' | 'from' | 'to'>) =>
-      authority.post<ReportResponse>('/v1/reports', { dataCenter: dc, requestId, planId, vmId, from, to, ...r });
+      authority.report({ dataCenter: dc, requestId, planId, vmId, from, to, ...r });
     let done: { cloudId?: string; size?: VmSize };
     try {
       done = await runOperation(operation, auth, vmId, size);
@@ -285,7 +239,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
           to: initial,
           vm: { ...vm, dataCenter: dc },
         };
-        const auth = await authority.post<AuthorizeResponse>('/v1/authorize', authReq);
+        const auth = await authority.authorize(authReq);
         const res: StepResult = {
           requestId,
           decision: auth.decision,
@@ -342,7 +296,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     '/v1/boot',
     { schema: doc('Boot endpoint: a booting VM asks for approval and its disk key', { body: bootBodySchema, response: { 200: bootResponseSchema, 400: errorSchema, 503: errorSchema } }) },
     async (req) =>
-      authority.post<BootAuthorizeResponse>('/v1/boot/authorize', { dataCenter: dc, ...req.body }),
+      authority.boot({ dataCenter: dc, ...req.body }),
   );
 
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);

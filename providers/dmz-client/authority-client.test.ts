@@ -1,0 +1,126 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ProtocolError } from '../../engine/authority/http.ts';
+import type { AuthorizeRequest, BatchRequest, ReportRequest } from '../../engine/authority/protocol.ts';
+import { AuthorityClient } from './authority-client.ts';
+
+/** A scripted authority: `answer` gets each batch (and its number) and writes the reply. */
+async function fakeAuthority(answer: (batch: BatchRequest, n: number, res: ServerResponse) => void): Promise<{ url: string; batches: BatchRequest[]; server: Server }> {
+  const batches: BatchRequest[] = [];
+  const server = createServer((req: IncomingMessage, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      expect(req.url).toBe('/v1/batch');
+      expect(req.headers.authorization).toBe('Bearer tok');
+      const batch = JSON.parse(Buffer.concat(chunks).toString('utf8')) as BatchRequest;
+      batches.push(batch);
+      answer(batch, batches.length, res);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  servers.push(server);
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, batches, server };
+}
+
+const servers: Server[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+
+const json = (res: ServerResponse, status: number, body: unknown) => {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+};
+const auth = (i: number): AuthorizeRequest => ({ dataCenter: 'miami', requestId: `r${i}`, planId: null, kind: 'transition', vmId: `vm-${i}`, from: 'A', to: 'B' });
+const report = (i: number): ReportRequest => ({ dataCenter: 'miami', requestId: `r${i}`, planId: null, vmId: `vm-${i}`, from: 'A', to: 'B', outcome: 'ok' });
+const echo = (batch: BatchRequest) => ({ results: batch.calls.map((c) => ({ status: 200, body: { echo: c.call, requestId: (c.body as { requestId?: string }).requestId } })) });
+
+describe('AuthorityClient: calls to the authority, batched', () => {
+  it('sends the calls of one tick in one batch and answers each with its own result, in order', async () => {
+    const a = await fakeAuthority((batch, _n, res) => json(res, 200, echo(batch)));
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000);
+    const answers = await Promise.all([client.authorize(auth(1)), client.report(report(2)), client.authorize(auth(3))]);
+    expect(answers).toEqual([
+      { echo: 'authorize', requestId: 'r1' },
+      { echo: 'report', requestId: 'r2' },
+      { echo: 'authorize', requestId: 'r3' },
+    ]);
+    expect(a.batches).toHaveLength(1);
+    expect(a.batches[0].calls.map((c) => c.call)).toEqual(['authorize', 'report', 'authorize']);
+  });
+
+  it('many calls in flight take a fraction of the requests', async () => {
+    // Slow answers, so calls pile up while batches are on their way.
+    const a = await fakeAuthority((batch, _n, res) => setTimeout(() => json(res, 200, echo(batch)), 20));
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000);
+    const answers = await Promise.all(Array.from({ length: 500 }, (_, i) => client.authorize(auth(i))));
+    expect(answers.map((x) => (x as { requestId: string }).requestId)).toEqual(Array.from({ length: 500 }, (_, i) => `r${i}`));
+    expect(a.batches.length).toBeLessThanOrEqual(5);
+    expect(Math.max(...a.batches.map((b) => b.calls.length))).toBeLessThanOrEqual(200);
+  });
+
+  it('a call the authority refuses (4xx) fails alone with a 502 naming its route; the others get their answers', async () => {
+    const a = await fakeAuthority((batch, _n, res) =>
+      json(res, 200, {
+        results: batch.calls.map((c, i) =>
+          i === 1 ? { status: 409, body: { error: { code: 'state-moved', message: 'VM web/1 is Running, not A' } } } : { status: 200, body: { ok: c.call } },
+        ),
+      }),
+    );
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000);
+    const [first, second] = await Promise.allSettled([client.authorize(auth(1)), client.report(report(2))]);
+    expect(first).toEqual({ status: 'fulfilled', value: { ok: 'authorize' } });
+    expect(second.status).toBe('rejected');
+    const err = (second as PromiseRejectedResult).reason as ProtocolError;
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect(err.statusCode).toBe(502);
+    expect(err.code).toBe('state-moved');
+    expect(err.message).toContain('/v1/reports answered 409: VM web/1 is Running, not A');
+    expect(a.batches).toHaveLength(1);
+  });
+
+  it.each([
+    ['the whole batch answered 503', (batch: BatchRequest, n: number, res: ServerResponse) => (n === 1 ? json(res, 503, { error: { code: 'record.unreachable', message: 'down' } }) : json(res, 200, echo(batch)))],
+    ['the connection dropped', (batch: BatchRequest, n: number, res: ServerResponse) => (n === 1 ? res.socket?.destroy() : json(res, 200, echo(batch)))],
+    [
+      'one call answered 500 on its own',
+      (batch: BatchRequest, n: number, res: ServerResponse) =>
+        json(res, 200, { results: batch.calls.map((c, i) => (n === 1 && i === 0 ? { status: 500, body: { error: { code: 'internal', message: 'oops' } } } : echo({ calls: [c] }).results[0])) }),
+    ],
+  ])('sends a call again when %s, and answers it then', async (_name, answer) => {
+    const a = await fakeAuthority(answer);
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+    const answers = await Promise.all([client.authorize(auth(1)), client.authorize(auth(2))]);
+    expect(answers).toEqual([
+      { echo: 'authorize', requestId: 'r1' },
+      { echo: 'authorize', requestId: 'r2' },
+    ]);
+    expect(a.batches).toHaveLength(2);
+    // Calls answered the first time are not sent again.
+    const resent = a.batches[1].calls.map((c) => (c.body as { requestId: string }).requestId);
+    expect(resent).toEqual(_name === 'one call answered 500 on its own' ? ['r1'] : ['r1', 'r2']);
+  });
+
+  it('an authority that stays away fails each call with 503 apply.authority-unreachable after 4 sends', async () => {
+    const a = await fakeAuthority((_batch, _n, res) => json(res, 503, { error: { code: 'record.unreachable', message: 'PostgreSQL is down' } }));
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+    const err = (await client.report(report(1)).catch((e: unknown) => e)) as ProtocolError;
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect(err.statusCode).toBe(503);
+    expect(err.code).toBe('apply.authority-unreachable');
+    expect(err.message).toContain('The DMZ client of miami asked');
+    expect(err.message).toContain('/v1/reports, which answered 503: PostgreSQL is down; nothing was changed.');
+    expect(a.batches).toHaveLength(4);
+  });
+
+  it('an authority nobody listens at fails with 503 naming the connection error', async () => {
+    const a = await fakeAuthority(() => {});
+    await new Promise((r) => a.server.close(r));
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+    const err = (await client.authorize(auth(1)).catch((e: unknown) => e)) as ProtocolError;
+    expect(err.statusCode).toBe(503);
+    expect(err.message).toContain('could not be reached (ECONNREFUSED)');
+  });
+});
