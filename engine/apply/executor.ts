@@ -306,8 +306,11 @@ async function runMember(
   }
   // The member now is what its spec asks for: remember that spec, so the next
   // plan sees no difference (the record cannot tell a hardware change otherwise).
-  if (change.action !== 'delete') {
-    const id = needsCreate ? newId : change.vmId!;
+  // A VM created here needs no look: its create request carried this spec
+  // hash and desired state, and the authority inserted it with them (one
+  // record read per new VM saved).
+  if (change.action !== 'delete' && !needsCreate) {
+    const id = change.vmId!;
     const row = await record.getVm(id);
     if (row && (row.specHash !== change.specHash || row.desiredState !== change.to)) {
       await record.updateVm(id, row.version, { specHash: change.specHash, desiredState: change.to }, { actor: opts.actor ?? defaultActor(), planId: plan.id });

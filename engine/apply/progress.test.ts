@@ -28,6 +28,27 @@ describe('apply progress', () => {
     expect(lines.map((l) => (JSON.parse(l) as ApplyEvent).type)).toEqual(events.map((e) => e.type));
   });
 
+  it('json: each line is the event with `at` (ISO time) last; lines are written by the end of the turn, and by finish()', async () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    const p = createProgress('json', out);
+    p.onEvent(events[0]);
+    p.onEvent(events[1]);
+    await new Promise((r) => setImmediate(r));
+    const first = text.trim().split('\n');
+    expect(first).toHaveLength(2);
+    for (const [i, line] of first.entries()) {
+      const at = (JSON.parse(line) as { at: string }).at;
+      expect(new Date(at).toISOString()).toBe(at);
+      expect(line).toBe(JSON.stringify({ ...events[i], at }));
+    }
+    for (const e of events.slice(2)) p.onEvent(e);
+    p.finish();
+    await new Promise((r) => setImmediate(r));
+    expect(text.trim().split('\n').map((l) => (JSON.parse(l) as ApplyEvent).type)).toEqual(events.map((e) => e.type));
+  });
+
   it('plain: a line per data center at start and at the end, no escape codes', () => {
     const text = run('plain');
     expect(text).toBe(

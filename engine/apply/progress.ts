@@ -24,12 +24,7 @@ export interface Progress {
 }
 
 export function createProgress(mode: ProgressMode, out: Writable, opts: { intervalMs?: number; now?: () => number } = {}): Progress {
-  if (mode === 'json') {
-    return {
-      onEvent: (e) => out.write(`${JSON.stringify({ ...e, at: new Date().toISOString() })}\n`),
-      finish: () => {},
-    };
-  }
+  if (mode === 'json') return jsonProgress(out);
   const dcs = new Map<string, DcProgress>();
   const now = opts.now ?? Date.now;
   const start = now();
@@ -90,5 +85,45 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
       dirty = true;
       draw();
     },
+  };
+}
+
+/** Flush the JSON lines once this much is pending, without waiting for the next turn of the event loop. */
+const JSON_FLUSH_BYTES = 64 * 1024;
+
+/**
+ * One JSON event per line, `at` last. Lines are written together at the end
+ * of the event loop's turn (or past JSON_FLUSH_BYTES) rather than one write
+ * each: stdout to a file or a pipe is a synchronous system call per write,
+ * and a busy apply emits three events per step. A reader still sees each
+ * event within a turn of the loop; finish() writes what is pending.
+ */
+function jsonProgress(out: Writable): Progress {
+  let pending = '';
+  let scheduled: NodeJS.Immediate | undefined;
+  let lastMs = -1;
+  let lastIso = '';
+  const flush = () => {
+    if (scheduled) clearImmediate(scheduled);
+    scheduled = undefined;
+    if (pending === '') return;
+    const text = pending;
+    pending = '';
+    out.write(text);
+  };
+  return {
+    onEvent(e) {
+      const ms = Date.now();
+      if (ms !== lastMs) {
+        lastMs = ms;
+        lastIso = new Date(ms).toISOString();
+      }
+      // Same text as JSON.stringify({ ...e, at }): events have no `at` of their own.
+      const json = JSON.stringify(e);
+      pending += `${json.slice(0, -1)},"at":"${lastIso}"}\n`;
+      if (pending.length >= JSON_FLUSH_BYTES) flush();
+      else scheduled ??= setImmediate(flush);
+    },
+    finish: flush,
   };
 }
