@@ -26,7 +26,7 @@ import type {
   StepResult,
   TransitionRequest,
 } from './protocol.ts';
-import { send } from './http-send.ts';
+import { send, sendTarget } from './http-send.ts';
 
 export type * from './protocol.ts';
 
@@ -87,10 +87,14 @@ export class DmzHttpClient {
   readonly dataCenter: string;
   readonly baseUrl: string;
   private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry'>> & Pick<DmzHttpClientOptions, 'onRetry'>;
+  /** baseUrl taken apart once; each request adds its path. */
+  private readonly origin: ReturnType<typeof sendTarget>;
 
   constructor(opts: DmzHttpClientOptions) {
     this.dataCenter = opts.dataCenter;
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
+    const base = sendTarget(new URL(this.baseUrl));
+    this.origin = { ...base, path: base.path === '/' ? '' : base.path };
     this.opts = {
       timeoutMs: 60_000,
       retries: 5,
@@ -161,7 +165,7 @@ export class DmzHttpClient {
    */
   private async request(method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<RawResponse> {
     const url = `${this.baseUrl}${path}`;
-    const target = new URL(url);
+    const target = { ...this.origin, path: `${this.origin.path}${path}` };
     const { retries, baseDelayMs, maxDelayMs, random, sleep, timeoutMs } = this.opts;
     let lastReason = '';
     let lastWasStatus = false;

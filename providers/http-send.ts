@@ -13,6 +13,23 @@
 import http from 'node:http';
 import https from 'node:https';
 
+/**
+ * Where a request goes: a URL, or the same already taken apart (callers that
+ * send many requests to one origin split its URL once; parsing a URL per
+ * request showed in the CLI's profile).
+ */
+export type SendTarget = URL | { protocol: string; hostname: string; port: string; path: string };
+
+/** A URL taken apart for `send`; `hostname` without an IPv6 address's brackets. */
+export function sendTarget(url: URL): Exclude<SendTarget, URL> {
+  return {
+    protocol: url.protocol,
+    hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+    port: url.port,
+    path: `${url.pathname}${url.search}`,
+  };
+}
+
 export interface HttpAnswer {
   status: number;
   text: string;
@@ -25,14 +42,15 @@ export interface HttpAnswer {
  * `TimeoutError`, when the whole exchange takes longer than timeoutMs.
  */
 export function send(
-  url: URL,
+  url: SendTarget,
   method: string,
   headers: Record<string, string>,
   body: string | undefined,
   timeoutMs: number,
 ): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = (url.protocol === 'https:' ? https : http).request(url, { method, headers });
+    const t = url instanceof URL ? sendTarget(url) : url;
+    const req = (t.protocol === 'https:' ? https : http).request({ protocol: t.protocol, hostname: t.hostname, port: t.port, path: t.path, method, headers });
     const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
     const fail = (err: unknown) => {
       clearTimeout(timer);
@@ -40,13 +58,14 @@ export function send(
     };
     req.on('error', fail);
     req.on('response', (res: http.IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
       res.on('error', fail);
       res.on('end', () => {
         clearTimeout(timer);
         const ra = res.headers['retry-after'];
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter: typeof ra === 'string' ? ra : null });
+        resolve({ status: res.statusCode ?? 0, text, retryAfter: typeof ra === 'string' ? ra : null });
       });
       res.on('close', () => {
         if (!res.complete) fail(Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' }));
@@ -57,7 +76,7 @@ export function send(
 }
 
 /** A JSON POST: sets content-type and content-length, then `send`. */
-export function postJson(url: URL, body: unknown, timeoutMs: number, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+export function postJson(url: SendTarget, body: unknown, timeoutMs: number, headers: Record<string, string> = {}): Promise<HttpAnswer> {
   const payload = JSON.stringify(body);
   return send(
     url,
