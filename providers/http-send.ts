@@ -18,15 +18,16 @@ import https from 'node:https';
  * send many requests to one origin split its URL once; parsing a URL per
  * request showed in the CLI's profile).
  */
-export type SendTarget = URL | { protocol: string; hostname: string; port: string; path: string };
+export type SendTarget = URL | { protocol: string; hostname: string; port: string; path: string; auth?: string };
 
-/** A URL taken apart for `send`; `hostname` without an IPv6 address's brackets. */
+/** A URL taken apart for `send` as node:http would (hostname without an IPv6 address's brackets, user:password as auth). */
 export function sendTarget(url: URL): Exclude<SendTarget, URL> {
   return {
     protocol: url.protocol,
     hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
     port: url.port,
     path: `${url.pathname}${url.search}`,
+    ...(url.username || url.password ? { auth: `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` } : {}),
   };
 }
 
@@ -50,7 +51,7 @@ export function send(
 ): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const t = url instanceof URL ? sendTarget(url) : url;
-    const req = (t.protocol === 'https:' ? https : http).request({ protocol: t.protocol, hostname: t.hostname, port: t.port, path: t.path, method, headers });
+    const req = (t.protocol === 'https:' ? https : http).request({ protocol: t.protocol, hostname: t.hostname, port: t.port, path: t.path, auth: t.auth, method, headers });
     const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
     const fail = (err: unknown) => {
       clearTimeout(timer);
