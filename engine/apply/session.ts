@@ -8,7 +8,6 @@ import type { FleetRecord } from '../record/types.ts';
 import { loadStack, type LoadedFleet, type LoadedStack } from '../spec/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { DmzHttpClient } from '../../providers/client.ts';
-import { startEmbedded } from '../../providers/embedded.ts';
 
 export interface StackSession {
   stack: LoadedStack;
@@ -47,6 +46,9 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
     const clients = new Map<string, DmzHttpClient>();
     const embedded = stack.dataCenters.some((dc) => dc.address === 'embedded');
     if (embedded) {
+      // Loaded on use: the authority, Fastify and the sim (~100 ms of CPU to
+      // import) are not needed when every data center is reached at its URL.
+      const { startEmbedded } = await import('../../providers/embedded.ts');
       const services = await startEmbedded({ stack, pack, record });
       closers.push(() => services.close());
       for (const [name, c] of services.clients) {

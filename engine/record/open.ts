@@ -1,8 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { fail } from '../diags/index.ts';
 import { migrate } from './migrations.ts';
-import { openPglite } from './pglite.ts';
-import { openPostgres } from './postgres.ts';
 import { SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 
@@ -49,6 +47,9 @@ export async function openRecord(url: string): Promise<SqlRecord> {
   let file: string | undefined;
   if (url.startsWith('pglite://') || url === 'memory://' || url === 'memory:') {
     file = pgliteDir(url);
+    // Each backend's driver is loaded when its URL is opened: importing PGlite
+    // costs a command ~160 ms of CPU, pg ~60 ms, and a run needs one of them.
+    const { openPglite } = await import('./pglite.ts');
     adapter = await openPglite(file);
   } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     try {
@@ -56,6 +57,7 @@ export async function openRecord(url: string): Promise<SqlRecord> {
     } catch {
       fail('record.bad-url', `${description} is not a valid PostgreSQL URL.`);
     }
+    const { openPostgres } = await import('./postgres.ts');
     adapter = await openPostgres(url, description);
   } else {
     fail('record.bad-url', `${description} is not a record URL; use pglite:///abs/dir, postgres://user@host:5432/db or memory://.`);
