@@ -17,7 +17,8 @@
 //   token. Only then is the disk key released.
 import { randomUUID } from 'node:crypto';
 import type { LoadedPack } from '../policy/types.ts';
-import type { FleetRecord, VmPatch, VmRow } from '../record/types.ts';
+import { Batched } from '../durability/index.ts';
+import type { FleetRecord, HistoryItem, TransitionItem, VmRow } from '../record/types.ts';
 import { VersionConflictError } from '../record/errors.ts';
 import { ProtocolError } from './http.ts';
 import { credentialToken, diskKey, randomToken, sha256 } from './keys.ts';
@@ -89,9 +90,20 @@ export class Authority {
   private readonly known = new Map<string, VmRow>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly ttl: number;
+  /**
+   * The two writes of every step, batched: the intent rows of concurrent
+   * authorizes share one statement, and so do the transitions of concurrent
+   * reports (FleetRecord.addHistoryMany / transitionVms: one round trip and
+   * one commit for a batch, each call still answered with its own outcome).
+   * Calls about one VM never share a batch: serial() runs them one by one.
+   */
+  private readonly intents: Batched<HistoryItem, undefined>;
+  private readonly transitions: Batched<TransitionItem, VmRow>;
 
   constructor(private readonly o: AuthorityCoreOptions) {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
+    this.intents = new Batched<HistoryItem, undefined>((items) => o.record.addHistoryMany(items));
+    this.transitions = new Batched<TransitionItem, VmRow>((items) => o.record.transitionVms(items));
   }
 
   private get lifecycle() {
@@ -223,9 +235,9 @@ export class Authority {
         // The intent, before any cloud call; the state change itself is
         // written at report. Written only while the VM is still at the
         // version decided on (a conflict decides again on a fresh read).
-        await this.o.record.addHistory(
-          vm.id,
-          {
+        await this.intents.submit({
+          vmId: vm.id,
+          row: {
             from: req.from,
             to: to,
             outcome: 'ok',
@@ -234,8 +246,8 @@ export class Authority {
             requestId: req.requestId,
             detail: `intent approved: ${operation}${req.kind === 'resize' && req.size ? ` to ${formatSize(req.size)}` : ''}`,
           },
-          vm.version,
-        );
+          expectedVersion: vm.version,
+        });
         const res: AuthorizeResponse = {
           decision: 'approved',
           reason: `${req.from} -> ${to} (${operation}) is allowed for ${vm.address}`,
@@ -372,10 +384,10 @@ export class Authority {
             return { vm: toAuthorityVm(vm), effect: 'already' as const };
           }
           if (vm.state !== req.from) return refuse(409, 'state-moved', `VM ${vm.address} is ${vm.state}, not ${req.from}`);
-          const patch: VmPatch = {};
+          const patch: TransitionItem['patch'] & {} = {};
           if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
           if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
-          const moved = await this.o.record.transitionVm(vm.id, vm.version, req.to, { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch);
+          const moved = await this.transitions.submit({ id: vm.id, expectedVersion: vm.version, to: req.to, ctx: { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch });
           this.remember(moved);
           this.pending.delete(req.requestId);
           return { vm: toAuthorityVm(moved), effect: 'moved' as const };
@@ -384,7 +396,7 @@ export class Authority {
           (e) => e.from === req.from && e.operation === 'none' && this.lifecycle.failure.includes(e.to),
         )?.to;
         if (failTo !== undefined && vm.state === req.from) {
-          const moved = await this.o.record.transitionVm(vm.id, vm.version, failTo, { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' });
+          const moved = await this.transitions.submit({ id: vm.id, expectedVersion: vm.version, to: failTo, ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' } });
           this.remember(moved);
           this.pending.delete(req.requestId);
           return { vm: toAuthorityVm(moved), effect: 'failed' as const };

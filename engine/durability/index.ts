@@ -1,1 +1,2 @@
 export { GroupCommit } from './group-commit.ts';
+export { Batched } from './batched.ts';

@@ -64,17 +64,36 @@ export async function openPostgres(url: string, description: string): Promise<Sq
   return adapter;
 }
 
+/**
+ * Statements are sent as named prepared statements, so the server parses and
+ * plans each distinct text once per connection instead of at every call (the
+ * authority makes two writes per apply step). The record builds its SQL from
+ * a bounded set of shapes (values always travel as parameters); past
+ * MAX_NAMED distinct texts, further ones go unnamed.
+ */
+const MAX_NAMED = 500;
+
 class PostgresAdapter implements SqlAdapter {
   readonly kind = 'postgres' as const;
   readonly #pool: pg.Pool;
   readonly #where: { host: string; port: string; description: string };
+  readonly #names = new Map<string, string>();
   constructor(pool: pg.Pool, where: { host: string; port: string; description: string }) {
     this.#pool = pool;
     this.#where = where;
   }
+  /** The query config for `text`: named once seen (see MAX_NAMED); BEGIN/COMMIT and friends stay plain. */
+  #config(text: string, params: readonly unknown[]): pg.QueryConfig {
+    let name = this.#names.get(text);
+    if (name === undefined && params.length > 0 && this.#names.size < MAX_NAMED) {
+      name = `fleet_${this.#names.size}`;
+      this.#names.set(text, name);
+    }
+    return name === undefined ? { text, values: params as unknown[] } : { name, text, values: params as unknown[] };
+  }
   async query<T>(text: string, params: readonly unknown[] = []): Promise<T[]> {
     try {
-      const r = await this.#pool.query(text, params as unknown[]);
+      const r = await this.#pool.query(this.#config(text, params));
       return r.rows as T[];
     } catch (err) {
       throw connectionFault(err, this.#where);
@@ -91,7 +110,7 @@ class PostgresAdapter implements SqlAdapter {
     const q: Queryable = {
       query: async <R>(text: string, params: readonly unknown[] = []) => {
         try {
-          return (await client.query(text, params as unknown[])).rows as R[];
+          return (await client.query(this.#config(text, params))).rows as R[];
         } catch (err) {
           const f = connectionFault(err, this.#where);
           if (f !== err) broken = true;

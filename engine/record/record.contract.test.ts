@@ -238,6 +238,59 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.history(s)).toHaveLength(2);
     });
 
+    it('transitions many VMs in one call: each moved with its history row, or the error transitionVm would throw', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const b = await r.insertVm(newVm(s, 'web', 1), { actor: 'a' });
+      const c = await r.insertVm(newVm(s, 'db', 0), { actor: 'a' });
+      const out = await r.transitionVms([
+        { id: a.id, expectedVersion: 1, to: 'BeingCreated', ctx: { actor: 'authority', planId: 'p1', requestId: 'rq-a', detail: 'ok a' } },
+        { id: b.id, expectedVersion: 7, to: 'BeingCreated', ctx: { actor: 'authority' } },
+        { id: 'nope', expectedVersion: 1, to: 'X', ctx: { actor: 'authority' } },
+        { id: c.id, expectedVersion: 1, to: 'Deleted', ctx: { actor: 'authority', outcome: 'failed' }, patch: { cloudId: 'i-3', retire: true } },
+      ]);
+      expect(out[0]).toMatchObject({ id: a.id, state: 'BeingCreated', version: 2, cloudId: null, retiredAt: null });
+      expect(out[1]).toBeInstanceOf(VersionConflictError);
+      expect(out[1]).toMatchObject({ key: b.id, expected: 7, actual: 1 });
+      expect(out[2]).toBeInstanceOf(FleetError);
+      expect((out[2] as FleetError).diagnostics[0].code).toBe('record.vm-not-found');
+      expect(out[3]).toMatchObject({ id: c.id, state: 'Deleted', version: 2, cloudId: 'i-3' });
+      expect((out[3] as VmRow).retiredAt).not.toBeNull();
+      expect(await r.getVm(b.id)).toMatchObject({ state: 'Requested', version: 1 });
+      const h = await r.history(s);
+      expect(h.filter((x) => x.actor === 'authority').map((x) => [x.address, x.from, x.to, x.outcome, x.requestId, x.detail]).sort()).toEqual([
+        ['db/0', 'Requested', 'Deleted', 'failed', null, null],
+        ['web/0', 'Requested', 'BeingCreated', 'ok', 'rq-a', 'ok a'],
+      ]);
+      // Each fleet's version moves once per member moved: web 2 inserts + 1, db 1 insert + 1.
+      expect((await r.listFleets(s)).map((f) => [f.fleet, f.version])).toEqual([
+        ['db', 2],
+        ['web', 3],
+      ]);
+      expect(await r.transitionVms([])).toEqual([]);
+    });
+
+    it('adds many history rows in one call, each only at its expected version', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const b = await r.insertVm(newVm(s, 'web', 1), { actor: 'a' });
+      const out = await r.addHistoryMany([
+        { vmId: a.id, row: { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority', detail: 'intent approved: none' }, expectedVersion: 1 },
+        { vmId: b.id, row: { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority' }, expectedVersion: 3 },
+        { vmId: 'nope', row: { from: null, to: 'X', outcome: 'vetoed', actor: 'authority' } },
+        { vmId: b.id, row: { from: 'Requested', to: 'ShuttingDown', outcome: 'vetoed', actor: 'authority', planId: 'p9' } },
+      ]);
+      expect(out[0]).toBeUndefined();
+      expect(out[1]).toBeInstanceOf(VersionConflictError);
+      expect((out[2] as FleetError).diagnostics[0].code).toBe('record.vm-not-found');
+      expect(out[3]).toBeUndefined();
+      expect((await r.history(s)).filter((h) => h.actor === 'authority').map((h) => [h.address, h.to, h.outcome, h.planId])).toEqual([
+        ['web/0', 'BeingCreated', 'ok', null],
+        ['web/1', 'ShuttingDown', 'vetoed', 'p9'],
+      ]);
+      expect(await r.getVm(a.id)).toMatchObject({ version: 1 });
+    });
+
     it('updates without a history row', async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });

@@ -2,6 +2,7 @@
 // it. Both backends (PGlite and PostgreSQL) implement it with the same SQL.
 // If you add an operation here, add it to the contract suite in
 // engine/record/record.contract.test.ts so it runs on both backends.
+import type { FleetError } from '../diags/index.ts';
 import type { PlanBasis, VmSize } from '../plan/types.ts';
 
 export interface VmRow {
@@ -122,6 +123,22 @@ export type VmPatch = Partial<
   Pick<VmRow, 'desiredState' | 'specHash' | 'image' | 'realImage' | 'size' | 'cloudId' | 'encryptedDisk'>
 > & { retire?: boolean };
 
+/** One state change of a batch (FleetRecord.transitionVms): transitionVm's arguments, with only the patches a step's report makes. */
+export interface TransitionItem {
+  id: string;
+  expectedVersion: number;
+  to: string;
+  ctx: ChangeContext & { outcome?: Outcome };
+  patch?: Pick<VmPatch, 'cloudId' | 'retire'>;
+}
+
+/** One history row of a batch (FleetRecord.addHistoryMany): addHistory's arguments. */
+export interface HistoryItem {
+  vmId: string;
+  row: { from: string | null; to: string; outcome: Outcome } & ChangeContext;
+  expectedVersion?: number;
+}
+
 export interface LockHolder {
   who: string;
   host: string;
@@ -223,6 +240,15 @@ export interface FleetRecord {
   transitionVm(id: string, expectedVersion: number, to: string, ctx: ChangeContext & { outcome?: Outcome }, patch?: VmPatch): Promise<VmRow>;
   /** A change that is not a state change (cloud id, size, spec hash…). */
   updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
+  /**
+   * Many transitionVm calls in one statement (one round trip, one commit):
+   * per item, in order, the moved row, or the error transitionVm would have
+   * thrown (VersionConflictError, record.vm-not-found); the other items are
+   * written all the same. Ids must be distinct within a batch.
+   */
+  transitionVms(items: readonly TransitionItem[]): Promise<(VmRow | FleetError)[]>;
+  /** Many addHistory calls in one statement: per item, in order, undefined when written, else the error addHistory would have thrown. */
+  addHistoryMany(items: readonly HistoryItem[]): Promise<(FleetError | undefined)[]>;
   /**
    * A history row with no state change (a vetoed request, a denied boot, drift).
    * With `expectedVersion`, written only while the VM is at that version
