@@ -124,8 +124,12 @@ export class Authority {
 
   /** A DMZ client that died between authorize and report leaves its entry; its credentials have expired by then. */
   private prunePending(): void {
+    // Entries are added in time order and never re-added, so the expired ones come first.
     const cutoff = Date.now() - this.ttl;
-    for (const [id, p] of this.pending) if (p.at < cutoff) this.pending.delete(id);
+    for (const [id, p] of this.pending) {
+      if (p.at >= cutoff) break;
+      this.pending.delete(id);
+    }
   }
 
   private async getVm(vmId: string): Promise<VmRow | undefined> {

@@ -62,7 +62,7 @@ export function createService(opts: ServiceOptions): { app: FastifyInstance; ope
   const app = Fastify({
     logger: opts.logger ?? false,
     // Reject unknown properties instead of silently dropping them.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, discriminator: true } },
     bodyLimit: 1024 * 1024,
   });
   const routes: RouteOptions[] = [];

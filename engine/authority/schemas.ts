@@ -184,6 +184,10 @@ export const batchBodySchema = {
       minItems: 1,
       maxItems: BATCH_MAX,
       items: {
+        // The discriminator makes ajv check a call's body against its own route's schema only.
+        type: 'object',
+        required: ['call'],
+        discriminator: { propertyName: 'call' },
         oneOf: Object.entries(batchCalls).map(([call, body]) => ({
           type: 'object',
           additionalProperties: false,
