@@ -41,3 +41,32 @@ describe('GroupCommit', () => {
     expect(g.writes).toBe(2);
   });
 });
+
+describe('GroupCommit with gather: turn', () => {
+  it('a synchronous write gathers the commits of every callback of the turn, and later ones share the next', async () => {
+    let pending = 0;
+    const batches: number[] = [];
+    const g = new GroupCommit(
+      async () => {
+        batches.push(pending);
+        pending = 0;
+      },
+      { gather: 'turn' },
+    );
+    const change = () => {
+      pending++;
+      return g.commit();
+    };
+    // Ten timer callbacks of one turn (each drains its microtasks before the next runs).
+    const first = await new Promise<Promise<void>[]>((resolve) => {
+      const out: Promise<void>[] = [];
+      for (let i = 0; i < 10; i++) setTimeout(() => out.push(change()), 0);
+      setTimeout(() => resolve(out), 0);
+    });
+    await Promise.all(first);
+    expect(batches).toEqual([10]);
+    await Promise.all([change(), change()]);
+    expect(batches).toEqual([10, 2]);
+    expect(g.writes).toBe(2);
+  });
+});

@@ -13,13 +13,14 @@
 // On disk: one append-only JSON-lines log, <stateDir>/requests.jsonl (the
 // state folder is the data center's), one line per stored result, read once
 // at start and kept in memory. A result is answered only after the append
-// that carries it completed; results finishing while an append runs share
-// the next one (group commit, engine/durability/group-commit.ts), so a busy client writes a
-// few times per batch instead of one file per request. A line torn by a
+// that carries it completed; results finishing in one turn of the event loop
+// share one append (group commit, engine/durability/group-commit.ts), so a
+// busy client writes once per turn instead of once per request. A line torn by a
 // crash mid-append is skipped at load (its request had not been answered).
 // Results stored by older versions (one file per key under
 // <stateDir>/requests/) are read at start too.
-import { mkdir, open, readFile, readdir, type FileHandle } from 'node:fs/promises';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ProtocolError } from '../../engine/authority/http.ts';
 import { GroupCommit } from '../../engine/durability/index.ts';
@@ -40,26 +41,32 @@ export class IdempotencyStore<T> {
   private readonly stored = new Map<string, Stored<T>>();
   private readonly file: string;
   private loading: Promise<void> | undefined;
-  /** The log, open for appending from the first append until close. */
-  private log: FileHandle | undefined;
+  /** The log's descriptor, open for appending from the first append until close. */
+  private log: number | undefined;
   /** Lines not yet handed to an append. */
   private queue: string[] = [];
   /** The log does not end with a newline (torn last line): the next append starts with one. */
   private needsNewline = false;
+  /**
+   * Appends are synchronous: a page-cache write takes microseconds, while
+   * fs/promises hands each call to the thread pool (20-35 us of CPU per
+   * append, measured). A write gathers the results of a whole turn of the
+   * event loop.
+   */
   private readonly commits = new GroupCommit(async () => {
     const lines = this.queue;
     this.queue = [];
     const text = `${this.needsNewline ? '\n' : ''}${lines.join('')}`;
     try {
-      this.log ??= await open(this.file, 'a');
-      await this.log.appendFile(text);
+      this.log ??= openSync(this.file, 'a');
+      writeFileSync(this.log, text);
     } catch (err) {
       // It may have written part of a line: start the next append on a fresh line.
       this.needsNewline = true;
       throw err;
     }
     this.needsNewline = false;
-  });
+  }, { gather: 'turn' });
 
   constructor(private readonly stateDir: string) {
     this.file = idempotencyLogFile(stateDir);
@@ -154,6 +161,6 @@ export class IdempotencyStore<T> {
     await this.commits.settled();
     const log = this.log;
     this.log = undefined;
-    await log?.close();
+    if (log !== undefined) closeSync(log);
   }
 }
