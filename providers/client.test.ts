@@ -1,7 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import http, { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import nock from 'nock';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FleetError } from '../engine/diags/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
@@ -217,5 +218,126 @@ describe('network faults injected with nock between the CLI and a real DMZ clien
     expect((await dc.client.listVms()).filter((v) => v.vmId === vm.id)).toHaveLength(1);
     // And the VM goes on to Running normally.
     expect((await walk(dc.client, vm.id, TO_RUNNING.slice(2))).at(-1)?.vm?.state).toBe('Running');
+  });
+});
+
+describe('steps in batches (POST /v1/batch) against a real DMZ client', () => {
+  let record: FleetRecord;
+  let world: TestWorld;
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
+  });
+  afterAll(async () => {
+    await world.close();
+    await record.close();
+  });
+  afterEach(() => {
+    nock.cleanAll();
+    vi.restoreAllMocks();
+  });
+
+  it('carries concurrent VMs to Running in a fraction of the requests, each step answered as its single route would', async () => {
+    const dc = world.dc('miami');
+    const paths: string[] = [];
+    const real = http.request;
+    vi.spyOn(http, 'request').mockImplementation(((opts: http.RequestOptions, cb?: () => void) => {
+      paths.push(String(opts.path));
+      return real(opts, cb);
+    }) as typeof http.request);
+    const vms = Array.from({ length: 6 }, (_, index) => newVm(world.stack, { fleet: 'batched', index }));
+    const created = await Promise.all(vms.map((vm) => dc.client.createVm(createRequest(vm))));
+    expect(created.map((c) => [c.outcome, c.vm?.state])).toEqual(vms.map(() => ['ok', 'Requested']));
+    const walks = await Promise.all(vms.map((vm) => walk(dc.client, vm.id, TO_RUNNING)));
+    for (const w of walks) expect(w.map((s) => s.vm?.state)).toEqual(TO_RUNNING.slice(1));
+    // 6 creates + 30 transitions; one batch per round of steps (plus the VMs' own boot calls).
+    const batches = paths.filter((p) => p.endsWith('/v1/batch')).length;
+    expect(batches).toBeGreaterThanOrEqual(6);
+    expect(batches).toBeLessThan(36);
+    expect(paths.some((p) => p.includes('/v1/vms'))).toBe(false);
+  });
+
+  it('a step refused in a batch fails alone, with the single route\'s error; a veto stays an outcome', async () => {
+    const dc = world.dc('miami');
+    const vm = newVm(world.stack, { fleet: 'refused' });
+    await dc.client.createVm(createRequest(vm));
+    const [bad, vetoed] = await Promise.allSettled([
+      dc.client.transition(vm.id, { idempotencyKey: randomUUID(), planId: 'p', from: 'Requested', to: 'BeingCreated', operation: 'resize' }),
+      dc.client.transition(vm.id, { idempotencyKey: randomUUID(), planId: 'p', from: 'Requested', to: 'ShuttingDown' }),
+    ]);
+    expect(bad.status).toBe('rejected');
+    expect(((bad as PromiseRejectedResult).reason as FleetError).diagnostics[0]).toMatchObject({
+      code: 'apply.dmz-rejected',
+      detail: expect.stringContaining(`/v1/vms/${vm.id}/transitions of data center miami answered 400: a resize is`),
+    });
+    expect(vetoed).toMatchObject({ status: 'fulfilled', value: { outcome: 'vetoed' } });
+  });
+
+  it('a wrong token fails every step of the batch as apply.dmz-unauthorized', async () => {
+    const dc = world.dc('miami');
+    const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dc.dmz.url, token: () => 'wrong', batch: true });
+    const vm = newVm(world.stack, { fleet: 'unauthorized' });
+    const err = (await cli.createVm(createRequest(vm)).catch((e: unknown) => e)) as FleetError;
+    expect(err.diagnostics[0].code).toBe('apply.dmz-unauthorized');
+    expect(await record.getVm(vm.id)).toBeUndefined();
+  });
+
+  it('a dropped batch after the DMZ client did the work, then a 503, are retried with the same keys and make one VM each', async () => {
+    const dc = world.dc('miami');
+    const port = new URL(dc.dmz.url).port;
+    const viaNock = `http://localhost:${port}`;
+    const retries: RetryInfo[] = [];
+    const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: viaNock, token: () => dc.clientToken, baseDelayMs: 1, batch: true, onRetry: (i) => retries.push(i) });
+    const vms = [newVm(world.stack, { fleet: 'dropped', index: 0 }), newVm(world.stack, { fleet: 'dropped', index: 1 })];
+    for (const vm of vms) {
+      await dc.client.createVm(createRequest(vm));
+      await walk(dc.client, vm.id, ['Requested', 'BeingCreated']);
+    }
+    const forward = (body: unknown) =>
+      fetch(`${dc.dmz.url}/v1/batch`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${dc.clientToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    let forwarded = 0;
+    nock(viaNock, { allowUnmocked: true })
+      .post('/v1/batch')
+      .reply((_uri, body, callback) => {
+        // The batch reaches the real DMZ client (both VMs get created), then the answer is lost.
+        forwarded++;
+        void forward(body)
+          .then((res) => res.text())
+          .then(
+            () => callback(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), [500, '']),
+            (err: Error) => callback(err, [500, '']),
+          );
+      })
+      .post('/v1/batch')
+      .reply(503, { error: { code: 'overloaded', message: 'try later' } });
+    nock(viaNock, { allowUnmocked: true })
+      .post('/v1/batch')
+      .reply(async (_uri, body) => {
+        const res = await forward(body);
+        return [res.status, await res.text(), { 'content-type': 'application/x-ndjson' }];
+      });
+
+    const results = await Promise.all(
+      vms.map((vm, i) => cli.transition(vm.id, { idempotencyKey: `batch-key-${i}`, planId: 'p', from: 'BeingCreated', to: 'PoweredOff' })),
+    );
+    expect(forwarded).toBe(1);
+    expect(nock.isDone()).toBe(true);
+    for (const r of results) expect(r).toMatchObject({ outcome: 'ok', operation: 'createVm', vm: { state: 'PoweredOff' } });
+    // Each step was sent again with its own key, after a dropped connection and after a 503.
+    expect(retries.map((x) => x.idempotencyKey).sort()).toEqual(['batch-key-0', 'batch-key-0', 'batch-key-1', 'batch-key-1']);
+    expect(retries.filter((x) => x.reason.includes('answered 503'))).toHaveLength(2);
+    const listed = await dc.client.listVms();
+    for (const vm of vms) expect(listed.filter((v) => v.vmId === vm.id)).toHaveLength(1);
+  });
+
+  it('a DMZ client that stays away fails each step with apply.dmz-unreachable after its retries', async () => {
+    const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: 'http://127.0.0.1:9', token: () => 't', batch: true, retries: 2, baseDelayMs: 1 });
+    const err = (await cli.transition('v1', { idempotencyKey: 'k', planId: null, from: 'A', to: 'B' }).catch((e: unknown) => e)) as FleetError;
+    expect(err.diagnostics[0].code).toBe('apply.dmz-unreachable');
+    expect(err.diagnostics[0].detail).toMatch(/^POST http:\/\/127\.0\.0\.1:9\/v1\/vms\/v1\/transitions \(DMZ client of data center miami\) could not be reached \(ECONNREFUSED\) after 3 attempts\.$/);
   });
 });

@@ -19,6 +19,8 @@
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
 import type {
   ActualVm,
+  BatchLine,
+  BatchStep,
   CreateVmRequest,
   DeleteVmRequest,
   ErrorBody,
@@ -26,6 +28,9 @@ import type {
   StepResult,
   TransitionRequest,
 } from './protocol.ts';
+import http from 'node:http';
+import https from 'node:https';
+import { STEP_BATCH_MAX } from './protocol.ts';
 import { send, sendTarget } from './http-send.ts';
 
 export type * from './protocol.ts';
@@ -51,6 +56,14 @@ export interface DmzHttpClientOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Called before each retry (for logs and tests). */
   onRetry?: (info: RetryInfo) => void;
+  /**
+   * Send steps (create, transition, delete) made at about the same time
+   * together, as one POST /v1/batch whose answers stream back per step
+   * (docs/protocol.md, "Batches"). Same answers, same retries per step, same
+   * errors; far less HTTP per step when many are in flight (apply). Default
+   * false: one request per step.
+   */
+  batch?: boolean;
 }
 
 export interface RetryInfo {
@@ -65,6 +78,19 @@ export interface RetryInfo {
 interface RawResponse {
   status: number;
   body: unknown;
+}
+
+/** A step waiting for (or on its way in) a batch. */
+interface Queued {
+  step: BatchStep;
+  /** The single route it stands for, for messages and onRetry. */
+  method: string;
+  path: string;
+  key: string;
+  /** Retries so far. */
+  attempt: number;
+  resolve: (r: RawResponse) => void;
+  reject: (e: unknown) => void;
 }
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -87,6 +113,9 @@ export class DmzHttpClient {
   readonly dataCenter: string;
   readonly baseUrl: string;
   private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry'>> & Pick<DmzHttpClientOptions, 'onRetry'>;
+  /** Steps waiting for the next batch (opts.batch). */
+  private queued: Queued[] = [];
+  private flushing = false;
   /** baseUrl taken apart once; each request adds its path. */
   private readonly origin: ReturnType<typeof sendTarget>;
 
@@ -102,23 +131,24 @@ export class DmzHttpClient {
       maxDelayMs: 5_000,
       random: Math.random,
       sleep: sleepReal,
+      batch: false,
       ...opts,
     };
   }
 
   /** Inserts the VM in the record in the pack's initial state (no cloud call). Vetoed -> outcome `vetoed`. */
   createVm(req: CreateVmRequest): Promise<StepResult> {
-    return this.step('POST', '/v1/vms', req, req.idempotencyKey);
+    return this.step('POST', '/v1/vms', req, req.idempotencyKey, { op: 'create', body: req });
   }
 
   /** Carries the VM along one edge (or resizes it). Never throws for a veto or a failed cloud call: see `outcome`. */
   transition(vmId: string, req: TransitionRequest): Promise<StepResult> {
-    return this.step('POST', `/v1/vms/${encodeURIComponent(vmId)}/transitions`, req, req.idempotencyKey);
+    return this.step('POST', `/v1/vms/${encodeURIComponent(vmId)}/transitions`, req, req.idempotencyKey, { op: 'transition', vmId, body: req });
   }
 
   /** The last edge, into the terminal state: deletes the VM in the cloud. */
   deleteVm(vmId: string, req: DeleteVmRequest): Promise<StepResult> {
-    return this.step('DELETE', `/v1/vms/${encodeURIComponent(vmId)}`, req, req.idempotencyKey);
+    return this.step('DELETE', `/v1/vms/${encodeURIComponent(vmId)}`, req, req.idempotencyKey, { op: 'delete', vmId, body: req });
   }
 
   /** What the cloud holds for this VM; undefined when the cloud does not know it. */
@@ -139,9 +169,145 @@ export class DmzHttpClient {
     return this.expectOk<HealthResponse>('GET', '/v1/health', res);
   }
 
-  private async step(method: string, path: string, body: unknown, key: string): Promise<StepResult> {
-    const res = await this.request(method, path, body, key);
+  private async step(method: string, path: string, body: unknown, key: string, batched: BatchStep): Promise<StepResult> {
+    const res = this.opts.batch
+      ? await new Promise<RawResponse>((resolve, reject) => this.enqueue({ step: batched, method, path, key, attempt: 0, resolve, reject }))
+      : await this.request(method, path, body, key);
     return this.expectOk<StepResult>(method, path, res);
+  }
+
+  // ---- batches (opts.batch) ----
+  //
+  // Steps queued in one tick go out together, at most STEP_BATCH_MAX a
+  // request; any number of batches may be on their way. Each step keeps the
+  // single route's rules (the table at the top): its own answer line is
+  // final unless it is a 5xx or 429; a step whose line never comes (the
+  // connection failed, or went quiet for timeoutMs) is sent again with a later
+  // batch, with its own backoff and always its own idempotency key.
+
+  private enqueue(q: Queued): void {
+    this.queued.push(q);
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => {
+      this.flushing = false;
+      while (this.queued.length > 0) void this.sendBatch(this.queued.splice(0, STEP_BATCH_MAX));
+    });
+  }
+
+  /** A step's attempt failed for a retried reason: send it again after its backoff, or fail it for good. */
+  private again(q: Queued, reason: string, wasStatus: boolean, retryAfter?: number): void {
+    const { retries, baseDelayMs, maxDelayMs, random, sleep } = this.opts;
+    const url = `${this.baseUrl}${q.path}`;
+    if (q.attempt >= retries) {
+      const tries = `${retries + 1} attempt${retries === 0 ? '' : 's'}`;
+      q.reject(
+        this.error(
+          wasStatus ? 'apply.dmz-error' : 'apply.dmz-unreachable',
+          `${q.method} ${url} (DMZ client of data center ${this.dataCenter}) ${reason} after ${tries}.`,
+        ),
+      );
+      return;
+    }
+    const delayMs = Math.max(retryAfter ?? 0, backoffMs(q.attempt, baseDelayMs, maxDelayMs, random));
+    q.attempt++;
+    this.opts.onRetry?.({ attempt: q.attempt, delayMs, reason, method: q.method, url, idempotencyKey: q.key });
+    void sleep(delayMs).then(() => this.enqueue(q));
+  }
+
+  private async sendBatch(batch: Queued[]): Promise<void> {
+    const answered = new Array<boolean>(batch.length).fill(false);
+    const settle = (i: number, status: number, body: unknown, retryAfter?: number) => {
+      if (i < 0 || i >= batch.length || answered[i]) return;
+      answered[i] = true;
+      if (status < 500 && status !== 429) batch[i].resolve({ status, body });
+      else this.again(batch[i], `answered ${status}: ${errorMessage(body)}`, true, retryAfter);
+    };
+    const rest = (reason: string) => {
+      batch.forEach((q, i) => {
+        if (answered[i]) return;
+        answered[i] = true;
+        this.again(q, reason, false);
+      });
+    };
+    let token: string;
+    try {
+      token = await this.opts.token();
+    } catch (err) {
+      for (const q of batch) q.reject(err);
+      return;
+    }
+    const payload = JSON.stringify({ steps: batch.map((q) => q.step) });
+    const headers = {
+      authorization: `Bearer ${token}`,
+      accept: 'application/x-ndjson',
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(payload)),
+    };
+    const timeoutMs = this.opts.timeoutMs;
+    const t = this.origin;
+    await new Promise<void>((done) => {
+      const req = (t.protocol === 'https:' ? https : http).request({
+        protocol: t.protocol,
+        hostname: t.hostname,
+        port: t.port,
+        path: `${t.path}/v1/batch`,
+        auth: t.auth,
+        method: 'POST',
+        headers,
+      });
+      // The exchange may last as long as its slowest step; it only has to keep talking.
+      const quiet = () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' }));
+      let timer = setTimeout(quiet, timeoutMs);
+      const finish = (reason: string) => {
+        clearTimeout(timer);
+        rest(reason);
+        done();
+      };
+      req.on('error', (err) => finish(describeFetchError(err, timeoutMs)));
+      req.on('response', (res: http.IncomingMessage) => {
+        res.setEncoding('utf8');
+        let text = '';
+        const status = res.statusCode ?? 0;
+        res.on('data', (chunk: string) => {
+          clearTimeout(timer);
+          timer = setTimeout(quiet, timeoutMs);
+          text += chunk;
+          if (status !== 200) return;
+          let nl: number;
+          while ((nl = text.indexOf('\n')) >= 0) {
+            const line = text.slice(0, nl);
+            text = text.slice(nl + 1);
+            let parsed: BatchLine | undefined;
+            try {
+              parsed = JSON.parse(line) as BatchLine;
+            } catch {
+              parsed = undefined;
+            }
+            if (parsed && typeof parsed.i === 'number') settle(parsed.i, parsed.status, parsed.body);
+          }
+        });
+        res.on('error', (err) => finish(describeFetchError(err, timeoutMs)));
+        res.on('end', () => {
+          if (status !== 200) {
+            let parsed: unknown;
+            try {
+              parsed = text === '' ? undefined : JSON.parse(text);
+            } catch {
+              parsed = { error: { code: 'invalid-json', message: text.slice(0, 200) } };
+            }
+            // The batch itself was answered: every step gets that answer, as its single route would have.
+            const ra = res.headers['retry-after'];
+            batch.forEach((_, i) => settle(i, status, parsed, retryAfterMs(typeof ra === 'string' ? ra : null)));
+          }
+          finish('closed the connection before answering');
+        });
+        res.on('close', () => {
+          if (!res.complete) finish('could not be reached (ECONNRESET)');
+        });
+      });
+      req.end(payload);
+    });
   }
 
   private expectOk<T>(method: string, path: string, res: RawResponse): T {

@@ -129,3 +129,24 @@ export interface BootResponse {
 export interface ErrorBody {
   error: { code: string; message: string };
 }
+
+/** Most steps in one POST /v1/batch. */
+export const STEP_BATCH_MAX = 500;
+
+/** One step of a POST /v1/batch: the body of the single route it stands for, and the VM id of its path. */
+export type BatchStep =
+  | { op: 'create'; body: CreateVmRequest }
+  | { op: 'transition'; vmId: string; body: TransitionRequest }
+  | { op: 'delete'; vmId: string; body: DeleteVmRequest };
+
+/** POST /v1/batch: answered with one NDJSON line per step, `BatchLine`, in the order the steps finish. */
+export interface StepBatchRequest {
+  steps: BatchStep[];
+}
+
+/** A line of the answer to POST /v1/batch: step `i` got what its single route would have answered. */
+export interface BatchLine {
+  i: number;
+  status: number;
+  body: unknown;
+}

@@ -52,7 +52,7 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
       const services = await startEmbedded({ stack, pack, record });
       closers.push(() => services.close());
       for (const [name, c] of services.clients) {
-        clients.set(name, new DmzHttpClient({ dataCenter: name, baseUrl: c.url, token: () => c.token, ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) }));
+        clients.set(name, new DmzHttpClient({ dataCenter: name, baseUrl: c.url, token: () => c.token, batch: true, ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) }));
       }
     }
     for (const dc of stack.dataCenters) {
@@ -63,6 +63,8 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
         new DmzHttpClient({
           dataCenter: dc.name,
           baseUrl: dc.address,
+          // Steps in flight together share requests (POST /v1/batch).
+          batch: true,
           ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
           token: () => {
             const token = envName ? opts.env[envName] : undefined;

@@ -1,6 +1,7 @@
 // JSON Schemas of the DMZ client's routes (see providers/protocol.ts for the
 // types and docs/protocol.md for the prose). Response schemas drop properties
 // they do not list: if you add a field to a response type, add it here.
+import { STEP_BATCH_MAX } from '../protocol.ts';
 import { authorizeVmSchema, errorSchema, decisionSchema, healthResponseSchema, sizeSchema } from '../../engine/authority/schemas.ts';
 
 const { dataCenter: _dataCenter, ...vmSpecProperties } = authorizeVmSchema.properties;
@@ -128,3 +129,43 @@ export { bootResponseSchema } from '../../engine/authority/schemas.ts';
 
 export const stepErrors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 422: errorSchema, 503: errorSchema };
 export { errorSchema, healthResponseSchema };
+
+
+export const stepBatchBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['steps'],
+  properties: {
+    steps: {
+      type: 'array',
+      minItems: 1,
+      maxItems: STEP_BATCH_MAX,
+      items: {
+        // The discriminator makes ajv check a step's body against its own route's schema only.
+        type: 'object',
+        required: ['op'],
+        discriminator: { propertyName: 'op' },
+        oneOf: [
+          {
+            type: 'object',
+            additionalProperties: false,
+            required: ['op', 'body'],
+            properties: { op: { type: 'string', enum: ['create'] }, body: createBodySchema },
+          },
+          {
+            type: 'object',
+            additionalProperties: false,
+            required: ['op', 'vmId', 'body'],
+            properties: { op: { type: 'string', enum: ['transition'] }, vmId: vmIdParams.properties.id, body: transitionBodySchema },
+          },
+          {
+            type: 'object',
+            additionalProperties: false,
+            required: ['op', 'vmId', 'body'],
+            properties: { op: { type: 'string', enum: ['delete'] }, vmId: vmIdParams.properties.id, body: deleteBodySchema },
+          },
+        ],
+      },
+    },
+  },
+} as const;

@@ -7,7 +7,7 @@
 // to the authority with its own data center's token.
 import { createHash, randomUUID } from 'node:crypto';
 import { FleetError, diag } from '../../engine/diags/index.ts';
-import { ProtocolError, createService, doc, listen, tokenTable } from '../../engine/authority/http.ts';
+import { ProtocolError, createService, doc, errorAnswer, listen, tokenTable } from '../../engine/authority/http.ts';
 import type {
   AuthorityVm,
   AuthorizeRequest,
@@ -17,7 +17,7 @@ import type {
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { VmSize } from '../../engine/plan/types.ts';
 import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
-import type { BootRequest, CreateVmRequest, DeleteVmRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
+import type { BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
 import { AuthorityClient } from './authority-client.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import {
@@ -30,6 +30,7 @@ import {
   healthResponseSchema,
   listResponseSchema,
   stepErrors,
+  stepBatchBodySchema,
   stepResultSchema,
   transitionBodySchema,
   vmIdParams,
@@ -221,60 +222,114 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   }));
   app.get('/openapi.json', { schema: doc('This document') }, async () => openapi());
 
+  /** POST /v1/vms: the VM enters the record in the initial state (no cloud call). */
+  function create(b: CreateVmRequest): Promise<StepResult> {
+    return store.run(b.idempotencyKey, fingerprint('create', b), async () => {
+      const requestId = randomUUID();
+      const { id: vmId, ...vm } = b.vm;
+      const authReq: AuthorizeRequest = {
+        dataCenter: dc,
+        requestId,
+        planId: b.planId,
+        kind: 'create',
+        vmId,
+        from: null,
+        to: initial,
+        vm: { ...vm, dataCenter: dc },
+      };
+      const auth = await authority.authorize(authReq);
+      const res: StepResult = {
+        requestId,
+        decision: auth.decision,
+        reason: auth.reason,
+        outcome: auth.decision === 'vetoed' ? 'vetoed' : 'ok',
+        operation: 'none',
+      };
+      if (auth.vm) res.vm = stepVm(auth.vm);
+      return res;
+    });
+  }
+
+  /** POST /v1/vms/:id/transitions: one edge, or a resize. */
+  async function transition(vmId: string, b: TransitionRequest): Promise<StepResult> {
+    if (b.operation === 'resize' && (!b.size || b.from !== b.to)) {
+      throw new ProtocolError(400, 'bad-request', 'a resize is { from: S, to: S, operation: "resize", size }');
+    }
+    return store.run(b.idempotencyKey, fingerprint(`transition ${vmId}`, b), () =>
+      step(vmId, b.planId, b.from, b.to, b.operation === 'resize' ? b.size : undefined),
+    );
+  }
+
+  /** DELETE /v1/vms/:id: the last edge. */
+  function remove(vmId: string, b: DeleteVmRequest): Promise<StepResult> {
+    return store.run(b.idempotencyKey, fingerprint(`delete ${vmId}`, b), () => step(vmId, b.planId, b.from, b.to ?? terminal));
+  }
+
   app.post<{ Body: CreateVmRequest }>(
     '/v1/vms',
     { schema: doc('Enter a new VM in the record, in the initial state', { body: createBodySchema, response: { 200: stepResultSchema, ...stepErrors } }) },
-    async (req) => {
-      const b = req.body;
-      return store.run(b.idempotencyKey, fingerprint('create', b), async () => {
-        const requestId = randomUUID();
-        const { id: vmId, ...vm } = b.vm;
-        const authReq: AuthorizeRequest = {
-          dataCenter: dc,
-          requestId,
-          planId: b.planId,
-          kind: 'create',
-          vmId,
-          from: null,
-          to: initial,
-          vm: { ...vm, dataCenter: dc },
-        };
-        const auth = await authority.authorize(authReq);
-        const res: StepResult = {
-          requestId,
-          decision: auth.decision,
-          reason: auth.reason,
-          outcome: auth.decision === 'vetoed' ? 'vetoed' : 'ok',
-          operation: 'none',
-        };
-        if (auth.vm) res.vm = stepVm(auth.vm);
-        return res;
-      });
-    },
+    async (req) => create(req.body),
   );
 
   app.post<{ Body: TransitionRequest; Params: { id: string } }>(
     '/v1/vms/:id/transitions',
     { schema: doc('Carry a VM along one lifecycle edge, or resize it', { params: vmIdParams, body: transitionBodySchema, response: { 200: stepResultSchema, ...stepErrors } }) },
-    async (req) => {
-      const b = req.body;
-      if (b.operation === 'resize' && (!b.size || b.from !== b.to)) {
-        throw new ProtocolError(400, 'bad-request', 'a resize is { from: S, to: S, operation: "resize", size }');
-      }
-      return store.run(b.idempotencyKey, fingerprint(`transition ${req.params.id}`, b), () =>
-        step(req.params.id, b.planId, b.from, b.to, b.operation === 'resize' ? b.size : undefined),
-      );
-    },
+    async (req) => transition(req.params.id, req.body),
   );
 
   app.delete<{ Body: DeleteVmRequest; Params: { id: string } }>(
     '/v1/vms/:id',
     { schema: doc('The last edge: delete the VM in the cloud, into the terminal state', { params: vmIdParams, body: deleteBodySchema, response: { 200: stepResultSchema, ...stepErrors } }) },
-    async (req) => {
-      const b = req.body;
-      return store.run(b.idempotencyKey, fingerprint(`delete ${req.params.id}`, b), () =>
-        step(req.params.id, b.planId, b.from, b.to ?? terminal),
-      );
+    async (req) => remove(req.params.id, req.body),
+  );
+
+  // Many steps in one request (docs/protocol.md, "Batches"): each answered
+  // as its single route would answer it, one NDJSON line per step as soon as
+  // it is done (so a quick step never waits for a slow one), in completion
+  // order. Lines finishing in the same tick go out in one write.
+  app.post<{ Body: StepBatchRequest }>(
+    '/v1/batch',
+    {
+      schema: doc('Several create, transition and delete steps in one request; answers stream back as NDJSON lines { i, status, body }', {
+        body: stepBatchBodySchema,
+        response: { 400: errorSchema, 401: errorSchema },
+      }),
+    },
+    (req, reply) => {
+      const steps = req.body.steps;
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      let left = steps.length;
+      let lines = '';
+      const flush = () => {
+        const out = lines;
+        lines = '';
+        if (!raw.destroyed) {
+          if (left === 0) raw.end(out);
+          else raw.write(out);
+        }
+      };
+      const run = (s: StepBatchRequest['steps'][number]): Promise<StepResult> =>
+        s.op === 'create' ? create(s.body) : s.op === 'transition' ? transition(s.vmId, s.body) : remove(s.vmId, s.body);
+      return new Promise<void>((done) => {
+        steps.forEach((s, i) => {
+          void run(s)
+            .then(
+              (body) => ({ status: 200, body }) as { status: number; body: unknown },
+              (err: Error) => {
+                const answer = errorAnswer(err);
+                if (answer.status >= 500) app.log.error(err);
+                return answer;
+              },
+            )
+            .then((answer) => {
+              if (lines === '') setImmediate(flush);
+              lines += `${JSON.stringify({ i, status: answer.status, body: answer.body })}\n`;
+              if (--left === 0) done();
+            });
+        });
+      });
     },
   );
 
