@@ -167,3 +167,32 @@ spec:
     expect(narrow).toEqual(fromRows);
   });
 });
+
+// The basis holds the VMs the plan acts on and every fleet in scope; a noop
+// member has no entry of its own, yet a change to it must still make a saved
+// plan stale: every write to a member bumps its fleet's version.
+describe('a saved plan goes stale when any member of a fleet in scope changes', () => {
+  const dir = join(FIXTURES, '05-scale-down');
+  let record: FleetRecord;
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+    const loaded = await loadStack(dir, { cwd: ROOT, env });
+    await seedFixture(record, fixtureVms(join(dir, 'record.yaml'), loaded.stack!.name, loaded.fleets, loaded.pack!.images));
+  });
+  afterAll(async () => {
+    await record?.close();
+  });
+
+  it.each([
+    { name: 'a noop member: through its fleet', address: 'web/0', stale: ['fleet web'] },
+    { name: 'a member the plan deletes: itself and its fleet', address: 'web/2', stale: ['fleet web', 'vm vm-p05-web-2'] },
+  ])('$name', async ({ address, stale }) => {
+    const { plan } = await planStack(dir, { cwd: ROOT, env, record });
+    expect(plan.changes.find((c) => c.address === 'web/0')?.action).toBe('noop');
+    expect(Object.keys(plan.basis.vms)).not.toContain('vm-p05-web-0');
+    expect(await record.checkBasis(plan.stack, plan.basis)).toEqual([]);
+    const vm = (await record.findVm(plan.stack, address))!;
+    await record.updateVm(vm.id, vm.version, { cloudId: `changed-${vm.version}` }, { actor: 'someone else' });
+    expect((await record.checkBasis(plan.stack, plan.basis)).map((s) => `${s.kind} ${s.key}`)).toEqual(stale);
+  });
+});

@@ -273,7 +273,24 @@ describe('computePlan: document', () => {
     const plan = computePlan(input([a, b, makeFleet('c', { count: 1 })], record, { fleetVersions: { a: 4, b: 5 }, options: { targets: ['a', 'c', 'gone'], excludes: ['gone'], allowDestroy: [], refresh: false } }));
     expect(plan.fleets).toEqual(['a', 'c']);
     expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['a/0 noop', 'c/0 create']);
-    expect(plan.basis).toEqual({ vms: { 'vm-a-0': 7 }, fleets: { a: 4, c: 0 } });
+    // a/0 is a noop: its fleet's version stands for it (any write to a member bumps it).
+    expect(plan.basis).toEqual({ vms: {}, fleets: { a: 4, c: 0 } });
+  });
+
+  it('basis: the VMs the plan acts on, in change order, not noops', () => {
+    const w = makeFleet('w', { count: 3 });
+    const rows = [
+      vmRow(w, 3, { version: 14 }),
+      vmRow(w, 0, { version: 10 }),
+      vmRow(w, 1, { version: 11, state: 'PoweredOff' }),
+      vmRow(w, 2, { version: 12, size: { cpu: 8, memoryGiB: 8, diskGiB: 20 } }),
+      vmRow(w, 1, { id: 'vm-w-1-old', version: 13, deposed: true }),
+      vmRow(makeFleet('gone'), 0, { version: 2 }),
+    ];
+    const plan = computePlan(input([w], rows, { fleetVersions: { w: 9, gone: 1 } }));
+    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['gone/0 delete', 'w/0 noop', 'w/1 delete', 'w/1 transition', 'w/2 update', 'w/3 delete']);
+    expect(plan.basis).toEqual({ vms: { 'vm-gone-0': 2, 'vm-w-1-old': 13, 'vm-w-1': 11, 'vm-w-2': 12, 'vm-w-3': 14 }, fleets: { gone: 1, w: 9 } });
+    expect(Object.keys(plan.basis.vms)).toEqual(['vm-gone-0', 'vm-w-1-old', 'vm-w-1', 'vm-w-2', 'vm-w-3']);
   });
 
   it('summary has every action; header fields are filled', () => {

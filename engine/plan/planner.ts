@@ -102,6 +102,8 @@ class Planner {
   private readonly resizeAt: string;
   private readonly statePaths = new Map<string, string[]>();
   private readonly images = new Map<string, Change['image']>();
+  /** Record version of each VM a change acts on (not noops), for the basis. */
+  private readonly touched = new Map<string, number>();
   /** Capacity left per data center, less what this plan has placed; null when the capacity rule is disabled. */
   private readonly capacity: Map<string, CapacityLeft> | null;
 
@@ -135,10 +137,8 @@ class Planner {
     }
     const scope = resolveScope(specs.keys(), rowsByFleet.keys(), input.options.targets, input.options.excludes).fleets;
     const grantedSoFar: Record<string, number> = {};
-    const basisVms: Record<string, number> = {};
     for (const name of scope) {
       const all = (rowsByFleet.get(name) ?? []).sort((a, b) => a.index - b.index);
-      for (const r of all) basisVms[r.id] = r.version;
       const spec = specs.get(name);
       const start = this.changes.length;
       // The old VM of an interrupted create-before-delete replace: its
@@ -150,7 +150,16 @@ class Planner {
       // Scope is in name order, so only each fleet's own changes may need sorting (new members come last).
       if (this.changes.length - start > 1) sortSlice(this.changes, start, (a, b) => a.index - b.index);
     }
-    for (let i = 0; i < this.changes.length; i++) if (this.changes[i].action !== 'noop') this.changes[i] = ordered(this.changes[i]);
+    // The basis holds the VMs the plan acts on, in change order. A noop
+    // member needs no entry: every write to a member bumps its fleet's
+    // version, which the basis holds for every fleet in scope.
+    const basisVms: Record<string, number> = {};
+    for (let i = 0; i < this.changes.length; i++) {
+      const c = this.changes[i];
+      if (c.action === 'noop') continue;
+      this.changes[i] = ordered(c);
+      if (c.vmId !== undefined) basisVms[c.vmId] = this.touched.get(c.vmId)!;
+    }
 
     const basisFleets: Record<string, number> = {};
     for (const name of scope) basisFleets[name] = input.fleetVersions[name] ?? 0;
@@ -312,6 +321,7 @@ class Planner {
       });
       return;
     }
+    this.touched.set(row.id, row.version);
     const diff: Record<string, { from: unknown; to: unknown }> = {};
     if (row.image !== spec.image) diff.image = { from: row.image, to: spec.image };
     if (row.encryptedDisk !== spec.encryptedDisk) diff.encryptedDisk = { from: row.encryptedDisk, to: spec.encryptedDisk };
@@ -426,6 +436,7 @@ class Planner {
   }
 
   private deleteMember(row: PlanVmRow, reason: string, deposed = false): void {
+    this.touched.set(row.id, row.version);
     const path = this.deletePath(row);
     if (!path) {
       this.violate('lifecycle', row.address, `no path from ${row.state} to a terminal state`, 'fix the pack lifecycle');

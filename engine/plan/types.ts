@@ -104,7 +104,10 @@ export interface Grant {
 
 /** What the plan was computed against; apply refuses the plan if any of it changed. */
 export interface PlanBasis {
-  /** VM id -> record version, for every existing VM the plan touches (noops included). */
+  /**
+   * VM id -> record version, for every existing VM a change acts on (not
+   * noops: a write to any member bumps its fleet's version, in `fleets`).
+   */
   vms: Record<string, number>;
   /** Fleet name -> fleet version in the record (0 when the record has no such fleet yet). */
   fleets: Record<string, number>;
