@@ -5,6 +5,7 @@ import { FleetError, diag } from '../../diags/index.ts';
 import { PLAN_FORMATS, planStack, type PlanStackOptions, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
 import { type CliIO, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { DEFAULT_STACK } from '../main.ts';
+import { baselineWasmOnly } from '../wasm-tiering.ts';
 import type { RegisterCommand } from './types.ts';
 
 interface PlanCliOptions {
@@ -62,6 +63,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .action(async (opts: PlanCliOptions) => {
       setExit(
         await runCommand(io, async () => {
+          baselineWasmOnly();
           const planOpts = {
             cwd: io.cwd,
             env: io.env,

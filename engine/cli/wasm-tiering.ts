@@ -1,0 +1,23 @@
+import { setFlagsFromString } from 'node:v8';
+
+/**
+ * Keeps WebAssembly (PGlite's PostgreSQL) on V8's baseline compiler,
+ * Liftoff, for the rest of this process: no optimizing recompiles of hot
+ * functions in the background.
+ *
+ * For a command that opens the record, reads it once and exits (`fleet
+ * plan`), those recompiles cost more than they save: on the planner
+ * benchmark's 100,000-VM stack the process used 0.7-0.9 s less CPU and
+ * ~100 MB less memory without them (bench/plan), because PostgreSQL's big
+ * functions are recompiled while the one long query already runs. Long-lived
+ * processes (apply, the services) keep the default, where hot code pays
+ * back its optimization.
+ *
+ * Must run before the record is opened (the flags apply to modules compiled
+ * afterwards). V8 prints "unrecognized flag" for flags it lacks, so only
+ * V8 versions known to have both (Node 20 to 24: V8 11 to 13) get them.
+ */
+export function baselineWasmOnly(): void {
+  const major = Number(process.versions.v8.split('.')[0]);
+  if (major >= 11 && major <= 13) setFlagsFromString('--no-wasm-dynamic-tiering --no-wasm-tier-up');
+}
