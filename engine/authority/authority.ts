@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import type { LoadedPack } from '../policy/types.ts';
 import { Batched } from '../durability/index.ts';
-import type { FleetRecord, HistoryItem, TransitionItem, VmRow } from '../record/types.ts';
+import type { BootAttempt, ChangeContext, FleetRecord, HistoryItem, NewVm, TransitionItem, VmRow } from '../record/types.ts';
 import { VersionConflictError } from '../record/errors.ts';
 import { ProtocolError } from './http.ts';
 import { credentialToken, diskKey, randomToken, sha256 } from './keys.ts';
@@ -99,11 +99,24 @@ export class Authority {
    */
   private readonly intents: Batched<HistoryItem, undefined>;
   private readonly transitions: Batched<TransitionItem, VmRow>;
+  /** The same for the once-per-VM writes and reads: creates, boot tokens, and the boot check's read, token use and attempt row. */
+  private readonly inserts: Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>;
+  private readonly bootTokens: Batched<{ vmId: string; tokenHash: string }, undefined>;
+  private readonly reads: Batched<string, VmRow | undefined>;
+  private readonly tokenUses: Batched<{ vmId: string; tokenHash: string }, boolean>;
+  private readonly bootAttempts: Batched<BootAttempt, undefined>;
 
   constructor(private readonly o: AuthorityCoreOptions) {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
-    this.intents = new Batched<HistoryItem, undefined>((items) => o.record.addHistoryMany(items));
-    this.transitions = new Batched<TransitionItem, VmRow>((items) => o.record.transitionVms(items));
+    const r = o.record;
+    const none = <T>(items: readonly T[]) => items.map(() => undefined);
+    this.intents = new Batched<HistoryItem, undefined>((items) => r.addHistoryMany(items));
+    this.transitions = new Batched<TransitionItem, VmRow>((items) => r.transitionVms(items));
+    this.inserts = new Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>((items) => r.insertVms(items));
+    this.bootTokens = new Batched(async (items) => (await r.setBootTokens(items), none(items)));
+    this.reads = new Batched((ids) => r.getVms(ids));
+    this.tokenUses = new Batched((items) => r.consumeBootTokens(items));
+    this.bootAttempts = new Batched(async (items) => (await r.addBootAttempts(items), none(items)));
   }
 
   private get lifecycle() {
@@ -135,7 +148,7 @@ export class Authority {
   private async getVm(vmId: string): Promise<VmRow | undefined> {
     // Ids are UUIDs; anything else cannot be in the record (and a PostgreSQL uuid column would reject it).
     if (!UUID.test(vmId)) return undefined;
-    const vm = await this.o.record.getVm(vmId);
+    const vm = await this.reads.submit(vmId);
     if (vm) this.remember(vm);
     else this.known.delete(vmId);
     return vm;
@@ -262,7 +275,7 @@ export class Authority {
         if (vm.realImage !== null) res.realImage = vm.realImage;
         if (operation === 'boot') {
           const token = randomToken(24);
-          await this.o.record.setBootToken(vm.id, sha256(token));
+          await this.bootTokens.submit({ vmId: vm.id, tokenHash: sha256(token) });
           res.bootToken = token;
         }
         if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
@@ -311,25 +324,25 @@ export class Authority {
     }
     let vm: VmRow;
     try {
-      vm = await this.o.record.insertVm(
-        {
-          id: req.vmId,
-          stack: req.vm.stack,
-          fleet: req.vm.fleet,
-          owner: req.vm.owner,
-          index: req.vm.index,
-          dataCenter: caller,
-          state: initial,
-          desiredState: req.vm.desiredState,
-          specHash: req.vm.specHash,
-          ...(req.vm.replaces !== undefined ? { replaces: req.vm.replaces } : {}),
-          image: req.vm.image,
-          realImage,
-          size: req.vm.size,
-          encryptedDisk: req.vm.encryptedDisk,
-        },
-        { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason },
-      );
+      const newVm: NewVm = {
+        id: req.vmId,
+        stack: req.vm.stack,
+        fleet: req.vm.fleet,
+        owner: req.vm.owner,
+        index: req.vm.index,
+        dataCenter: caller,
+        state: initial,
+        desiredState: req.vm.desiredState,
+        specHash: req.vm.specHash,
+        ...(req.vm.replaces !== undefined ? { replaces: req.vm.replaces } : {}),
+        image: req.vm.image,
+        realImage,
+        size: req.vm.size,
+        encryptedDisk: req.vm.encryptedDisk,
+      };
+      const ctx: ChangeContext = { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason };
+      // A replacement also deposes the old VM (its own transaction); plain creates go in batches.
+      vm = newVm.replaces !== undefined ? await this.o.record.insertVm(newVm, ctx) : await this.inserts.submit({ vm: newVm, ctx });
     } catch (err) {
       if (!(err instanceof VersionConflictError)) throw err;
       if (err.key === req.vmId) {
@@ -416,7 +429,7 @@ export class Authority {
   async bootAuthorize(caller: string, req: BootAuthorizeRequest): Promise<BootAuthorizeResponse> {
     const vm = await this.getVm(req.vmId);
     const deny = async (reason: string): Promise<BootAuthorizeResponse> => {
-      await this.o.record.addBootAttempt({
+      await this.bootAttempts.submit({
         vmId: vm ? vm.id : null,
         dataCenter: caller,
         cloudId: req.cloudId,
@@ -445,10 +458,10 @@ export class Authority {
     if (!bootEdges.some((e) => e.from === vm.state || e.to === vm.state)) {
       return deny(`VM ${vm.address} is ${vm.state}, not booting`);
     }
-    if (!(await this.o.record.consumeBootToken(vm.id, sha256(req.bootToken)))) {
+    if (!(await this.tokenUses.submit({ vmId: vm.id, tokenHash: sha256(req.bootToken) }))) {
       return deny('the boot token is not valid for this VM or was used already');
     }
-    await this.o.record.addBootAttempt({ vmId: vm.id, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: true, reason: 'matches the record' });
+    await this.bootAttempts.submit({ vmId: vm.id, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: true, reason: 'matches the record' });
     const res: BootAuthorizeResponse = { approved: true, reason: `VM ${vm.address} matches the record` };
     if (vm.encryptedDisk) res.diskKey = diskKey(this.o.secret, vm.id);
     return res;

@@ -238,6 +238,37 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.history(s)).toHaveLength(2);
     });
 
+    it('inserts many VMs in one call: each with its fleet bump and history row, or the error insertVm would throw', async () => {
+      const s = freshStack();
+      await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const id = '00000000-0000-4000-8000-00000000abcd';
+      const out = await r.insertVms([
+        { vm: newVm(s, 'web', 1, { id }), ctx: { actor: 'authority', planId: 'p1', requestId: 'rq1', detail: 'translated' } },
+        { vm: newVm(s, 'web', 0), ctx: { actor: 'authority' } },
+        { vm: newVm(s, 'db', 0), ctx: { actor: 'authority' } },
+        { vm: newVm(s, 'db', 0), ctx: { actor: 'authority' } },
+        { vm: newVm(s, 'web', 2, { id }), ctx: { actor: 'authority' } },
+      ]);
+      expect(out[0]).toMatchObject({ id, address: 'web/1', state: 'Requested', version: 1 });
+      expect(out[1]).toBeInstanceOf(VersionConflictError);
+      expect((out[1] as VersionConflictError).key).toBe('web/0');
+      expect(out[2]).toMatchObject({ address: 'db/0' });
+      expect(out[3]).toBeInstanceOf(VersionConflictError);
+      expect(out[4]).toBeInstanceOf(VersionConflictError);
+      expect((out[4] as VersionConflictError).key).toBe(id);
+      expect((await r.listFleets(s)).map((f) => [f.fleet, f.version, f.owner])).toEqual([
+        ['db', 1, 'team-payments'],
+        ['web', 2, 'team-payments'],
+      ]);
+      const h = await r.history(s);
+      expect(h.map((x) => [x.address, x.from, x.to, x.actor, x.planId, x.requestId, x.detail])).toEqual([
+        ['web/0', null, 'Requested', 'a', null, null, null],
+        ['web/1', null, 'Requested', 'authority', 'p1', 'rq1', 'translated'],
+        ['db/0', null, 'Requested', 'authority', null, null, null],
+      ]);
+      expect(await r.insertVms([])).toEqual([]);
+    });
+
     it('transitions many VMs in one call: each moved with its history row, or the error transitionVm would throw', async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
@@ -573,6 +604,34 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.consumeBootToken(a.id, 'hash-1')).toBe(false);
       expect(await r.consumeBootToken(a.id, 'hash-2')).toBe(true);
       expect(await r.consumeBootToken('other', 'hash-2')).toBe(false);
+    });
+
+    it('does the boot writes for many VMs in one statement each', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const b = await r.insertVm(newVm(s, 'web', 1), { actor: 'a' });
+      await r.setBootTokens([
+        { vmId: a.id, tokenHash: 'ha-old' },
+        { vmId: b.id, tokenHash: 'hb' },
+        { vmId: a.id, tokenHash: 'ha' },
+      ]);
+      expect(await r.consumeBootTokens([])).toEqual([]);
+      // Per item, in order; a token is used once, also when presented twice in one batch.
+      expect(await r.consumeBootTokens([
+        { vmId: a.id, tokenHash: 'ha-old' },
+        { vmId: b.id, tokenHash: 'hb' },
+        { vmId: a.id, tokenHash: 'ha' },
+        { vmId: b.id, tokenHash: 'hb' },
+        { vmId: 'nope', tokenHash: 'ha' },
+      ])).toEqual([false, true, true, false, false]);
+      expect(await r.consumeBootToken(a.id, 'ha')).toBe(false);
+      await r.addBootAttempts([
+        { vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: true, reason: 'matches' },
+        { vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' },
+      ]);
+      expect((await r.listBootAttempts({ vmId: a.id })).map((x) => [x.approved, x.reason, x.cloudId])).toEqual([[true, 'matches', 'i-1']]);
+      expect(await r.getVms([b.id, 'nope', a.id])).toMatchObject([{ id: b.id, address: 'web/1' }, undefined, { id: a.id, address: 'web/0' }]);
+      expect(await r.getVms([])).toEqual([]);
     });
   });
 

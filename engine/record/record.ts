@@ -492,6 +492,65 @@ export class SqlRecord implements FleetRecord {
     return toVm(rows[0]);
   }
 
+  async insertVms(items: readonly { vm: NewVm; ctx: ChangeContext }[]): Promise<(VmRow | FleetError)[]> {
+    if (items.length === 0) return [];
+    const n = items.length;
+    const ids = items.map((it) => it.vm.id ?? randomUUID());
+    const cols: unknown[][] = Array.from({ length: 20 }, () => new Array<unknown>(n));
+    for (let k = 0; k < n; k++) {
+      const { vm, ctx } = items[k];
+      if (vm.replaces !== undefined) throw new Error('bug: insertVms does not replace; use insertVm');
+      const v = insertValues(ids[k], vm);
+      for (let c = 0; c < 15; c++) cols[c][k] = v[c];
+      cols[15][k] = vm.owner;
+      cols[16][k] = ctx.actor;
+      cols[17][k] = ctx.planId ?? null;
+      cols[18][k] = ctx.requestId ?? null;
+      cols[19][k] = ctx.detail ?? null;
+    }
+    // insertVm's statement over unnest arrays (columns prefixed i_); a row
+    // whose address or id is taken (also by an earlier row of the batch) is
+    // left out and explained below.
+    const rows = await this.#db.query<VmDb>(
+      `WITH i AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+           $10::text[], $11::text[], $12::float8[], $13::float8[], $14::float8[], $15::boolean[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
+           WITH ORDINALITY AS i(i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc,
+             i_owner, i_actor, i_plan, i_request, i_detail, i_k)
+       ),
+       -- The item that got an id's row: the first with that id (rows go in item order).
+       first AS (SELECT DISTINCT ON (i_id) * FROM i ORDER BY i_id, i_k),
+       ins AS (
+         INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk)
+         SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc FROM i ORDER BY i_k
+         ON CONFLICT DO NOTHING
+         RETURNING ${VM_COLS}
+       ),
+       f AS (
+         INSERT INTO fleets (stack, fleet, owner, version, updated_at)
+         SELECT ins.stack, ins.fleet, max(first.i_owner), count(*), now() FROM ins JOIN first ON first.i_id = ins.id GROUP BY ins.stack, ins.fleet
+         ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, owner = EXCLUDED.owner, updated_at = now()
+       ),
+       h AS (
+         INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
+         SELECT ins.id, ins.stack, ins.fleet, ins.fleet || '/' || ins.idx, NULL, ins.state, i_actor, i_plan, i_request, 'ok', i_detail
+         FROM ins JOIN first ON first.i_id = ins.id ORDER BY first.i_k
+       )
+       SELECT * FROM ins`,
+      cols,
+    );
+    const inserted = new Map(rows.map((r) => [r.id, toVm(r)]));
+    const out: (VmRow | FleetError)[] = [];
+    for (let k = 0; k < n; k++) {
+      // Rows go in item order, so of two items with one id the first got the row.
+      const row = inserted.get(ids[k]);
+      inserted.delete(ids[k]);
+      if (row) out.push(row);
+      else out.push(await this.#whyNotInserted(this.#db, ids[k], items[k].vm).catch((err: FleetError) => err));
+    }
+    return out;
+  }
+
   /** Create-before-delete: the old VM steps aside (deposed) in the same transaction, so the address never has two current VMs. */
   async #insertReplacing(q: Queryable, id: string, vm: NewVm, ctx: ChangeContext): Promise<VmRow> {
     const address = `${vm.fleet}/${vm.index}`;
@@ -1016,6 +1075,51 @@ export class SqlRecord implements FleetRecord {
   }
 
   // ---- boot ----
+
+  async getVms(ids: readonly string[]): Promise<(VmRow | undefined)[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.#db.query<VmDb>(`SELECT ${VM_COLS} FROM vms WHERE id = ANY($1::text[])`, [[...ids]]);
+    const byId = new Map(rows.map((r) => [r.id, toVm(r)]));
+    return ids.map((id) => byId.get(id));
+  }
+
+  async setBootTokens(items: readonly { vmId: string; tokenHash: string }[]): Promise<void> {
+    if (items.length === 0) return;
+    await this.#db.query(
+      `INSERT INTO boot_tokens (vm_id, token_hash)
+       SELECT DISTINCT ON (vm_id) vm_id, token_hash FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(vm_id, token_hash, k) ORDER BY vm_id, k DESC
+       ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL`,
+      [items.map((i) => i.vmId), items.map((i) => i.tokenHash)],
+    );
+  }
+
+  async consumeBootTokens(items: readonly { vmId: string; tokenHash: string }[]): Promise<boolean[]> {
+    if (items.length === 0) return [];
+    const rows = await this.#db.query<{ k: number | string }>(
+      `WITH t AS (
+         SELECT DISTINCT ON (t_vm, t_hash) * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(t_vm, t_hash, k) ORDER BY t_vm, t_hash, k
+       ),
+       used AS (
+         UPDATE boot_tokens SET used_at = now() FROM t
+         WHERE boot_tokens.vm_id = t.t_vm AND boot_tokens.token_hash = t.t_hash AND boot_tokens.used_at IS NULL
+         RETURNING t.k
+       )
+       SELECT k FROM used`,
+      [items.map((i) => i.vmId), items.map((i) => i.tokenHash)],
+    );
+    // A token is used once: of items presenting it in one batch, the first is answered true.
+    const ok = new Set(rows.map((r) => Number(r.k) - 1));
+    return items.map((_, k) => ok.has(k));
+  }
+
+  async addBootAttempts(attempts: readonly BootAttempt[]): Promise<void> {
+    if (attempts.length === 0) return;
+    await this.#db.query(
+      `INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::text[])`,
+      [attempts.map((a) => a.vmId), attempts.map((a) => a.dataCenter), attempts.map((a) => a.cloudId), attempts.map((a) => a.image), attempts.map((a) => a.approved), attempts.map((a) => a.reason)],
+    );
+  }
 
   async addBootAttempt(a: BootAttempt): Promise<void> {
     await this.#db.query(

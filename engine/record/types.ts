@@ -240,6 +240,10 @@ export interface FleetRecord {
   transitionVm(id: string, expectedVersion: number, to: string, ctx: ChangeContext & { outcome?: Outcome }, patch?: VmPatch): Promise<VmRow>;
   /** A change that is not a state change (cloud id, size, spec hash…). */
   updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
+  /** Many insertVm calls (none replacing) in one statement: per item, in order, the new row or the error insertVm would have thrown. */
+  insertVms(items: readonly { vm: NewVm; ctx: ChangeContext }[]): Promise<(VmRow | FleetError)[]>;
+  /** getVm for many ids in one query, in order (undefined where unknown). */
+  getVms(ids: readonly string[]): Promise<(VmRow | undefined)[]>;
   /**
    * Many transitionVm calls in one statement (one round trip, one commit):
    * per item, in order, the moved row, or the error transitionVm would have
@@ -279,8 +283,14 @@ export interface FleetRecord {
   unfinishedSteps(stack: string): Promise<JournalRow[]>;
 
   addBootAttempt(attempt: BootAttempt): Promise<void>;
+  /** addBootAttempt for many, one statement. */
+  addBootAttempts(attempts: readonly BootAttempt[]): Promise<void>;
   /** Stores the hash of a one-time boot token for a VM. */
   setBootToken(vmId: string, tokenHash: string): Promise<void>;
+  /** setBootToken for many, one statement (the last item for a VM wins). */
+  setBootTokens(items: readonly { vmId: string; tokenHash: string }[]): Promise<void>;
   /** Marks the token used; false when it does not match or was used already. Atomic. */
   consumeBootToken(vmId: string, tokenHash: string): Promise<boolean>;
+  /** consumeBootToken for many, one statement: per item, in order, whether it used the token (a token is used once: within a batch, by its first item). */
+  consumeBootTokens(items: readonly { vmId: string; tokenHash: string }[]): Promise<boolean[]>;
 }
