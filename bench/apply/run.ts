@@ -155,6 +155,19 @@ function procCpu(pid: number, children = false): number {
   }
 }
 
+/** Journal rows and the INSERTs that wrote them: each INSERT is its own transaction, so one xmin per INSERT. */
+async function journalStats(url: string): Promise<{ rows: number; inserts: number }> {
+  const { default: pg } = await import('pg');
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const r = await c.query<{ rows: string; inserts: string }>('SELECT count(*) AS rows, count(DISTINCT xmin::text) AS inserts FROM journal');
+    return { rows: Number(r.rows[0].rows), inserts: Number(r.rows[0].inserts) };
+  } finally {
+    await c.end();
+  }
+}
+
 /** CPU seconds of every PostgreSQL process visible here (a local server), exited backends included via the postmaster. */
 function postgresCpu(): number | undefined {
   let total = 0;
@@ -353,11 +366,13 @@ async function main(): Promise<number> {
   let stackDir: string;
   let env: NodeJS.ProcessEnv;
   let services: Service[] = [];
+  let recordUrl: string | undefined;
 
   if (pgBase) {
     mode = 'deployed on loopback: authority + 4 DMZ clients (sim) + CLI, each its own process; record on PostgreSQL';
     const db = await createTestDatabase(pgBase);
     cleanups.push(() => db.drop());
+    recordUrl = db.url;
     env = { ...baseEnv, FLEET_AUTHORITY_SECRET: token() };
     for (const d of DCS) {
       env[envKey('FLEET_DMZ_TOKEN', d)] = token(); // DMZ client -> authority
@@ -396,6 +411,7 @@ async function main(): Promise<number> {
   const svcCpu1 = services.map((s) => procCpu(s.child.pid ?? 0));
   const pgCpu1 = pgBase ? postgresCpu() : undefined;
   const loadAfter = la();
+  const journal = recordUrl ? await journalStats(recordUrl) : undefined;
 
   if (run.code !== 0 || !run.summary) {
     console.error(`fleet apply exited ${run.code}${run.summary ? `; ${run.summary.failed} VMs failed` : ' without a summary'}`);
@@ -415,6 +431,7 @@ async function main(): Promise<number> {
 
   console.log(`  VMs         ${summary.succeeded} created, ${summary.failed} failed`);
   console.log(`  steps       ${steps} (requests to DMZ clients, each journalled started + done)`);
+  if (journal) console.log(`  journal     ${journal.rows} rows in ${journal.inserts} INSERTs (group commit: ${f1(journal.rows / journal.inserts)} rows each)`);
   console.log(`  cloud calls ${run.cloudCalls} (${ops || 'none'})`);
   console.log(`  P           ${P} per data center x ${DCS.length} data centers = ${P * DCS.length}`);
   console.log(`  ideal       ${f0(idealMs)} ms  (${run.cloudCalls} calls x ${LATENCY} ms / ${P * DCS.length})`);

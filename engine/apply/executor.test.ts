@@ -83,6 +83,42 @@ describe('applyPlan', () => {
     }
   });
 
+  it('journals each step started before its request and done before the next request, the done row sharing a batch with the next started row', async () => {
+    const record = await memoryRecord();
+    try {
+      const p = plan(3);
+      // At each request: the record's open steps of that member (started, not done) must be exactly the one being sent.
+      const openAtSend: [string, ...string[]][] = [];
+      const fakes = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
+      const check = async (key: string) => {
+        const address = key.split('/').slice(1, 3).join('/');
+        const open = (await record.unfinishedSteps(p.stack)).filter((j) => j.address === address);
+        openAtSend.push([key, ...open.map((j) => `${j.idempotencyKey}:${j.status}`)]);
+        return key;
+      };
+      const clients = new Map(
+        [...fakes].map(([dc, f]): [string, DmzApi] => [
+          dc,
+          {
+            createVm: async (req) => (await check(req.idempotencyKey), f.createVm(req)),
+            transition: async (vmId, req) => (await check(req.idempotencyKey), f.transition(vmId, req)),
+            deleteVm: async (vmId, req) => (await check(req.idempotencyKey), f.deleteVm(vmId, req)),
+          },
+        ]),
+      );
+      const before = record.journalBatches;
+      const result = await applyPlan({ plan: p, record, clients, owners: {}, parallelism: 1 });
+      expect(result.failed).toEqual([]);
+      expect(openAtSend).toHaveLength(result.steps);
+      for (const [key, ...open] of openAtSend) expect(open).toEqual([`${key}:started`]);
+      expect(await record.unfinishedSteps(p.stack)).toEqual([]);
+      // Two rows per step, but a done row rides with the next started row: about one batch per step.
+      expect(record.journalBatches - before).toBeLessThanOrEqual(result.steps + p.changes.length);
+    } finally {
+      await record.close();
+    }
+  });
+
   it('lets the other members go on when one fails, and reports the failure with its step and cause', async () => {
     const record = await memoryRecord();
     try {

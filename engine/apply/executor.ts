@@ -8,6 +8,10 @@
 // - Each step is journalled `started` before its call and `done`/`failed`
 //   after, under an idempotency key derived from (plan, address, step), so a
 //   retried request never acts twice and an interrupted apply leaves a trail.
+//   A step's `done` row goes into the record together with the next step's
+//   `started` row (one journal batch, one round trip between two requests
+//   instead of two), the last one when the member ends; its `done` event is
+//   emitted once that row is committed.
 // - A member that fails stops there; the other members go on.
 // - Steps of one member run in order; members run in parallel, at most
 //   `parallelism` at a time per data center.
@@ -16,7 +20,7 @@ import { hostname, userInfo } from 'node:os';
 import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../plan/types.ts';
 import { processAlive } from '../record/index.ts';
-import type { FleetRecord, LockHandle } from '../record/types.ts';
+import type { FleetRecord, JournalRow, LockHandle } from '../record/types.ts';
 import type { StepResult } from '../../providers/protocol.ts';
 import type { DmzHttpClient } from '../../providers/client.ts';
 
@@ -229,13 +233,32 @@ async function runMember(
   const idOf = (m: Step['member']) => (m === 'new' || (m === 'current' && change.action === 'create') ? newId : change.vmId!);
   let seq = 0;
   let done = 0;
+  /** The last step's `done` row and event, not yet in the record: written with the next `started` row, or by flushDone. */
+  let pendingDone: { row: Omit<JournalRow, 'at'>; event: ApplyEvent } | undefined;
+  const flushDone = async () => {
+    const p = pendingDone;
+    pendingDone = undefined;
+    if (!p) return;
+    await record.journal(p.row);
+    emit(p.event);
+  };
 
   const call = async (vmId: string, from: string | null, to: string, operation: string, send: (key: string) => Promise<StepResult>) => {
     // A deposed VM shares its address with the current one: its keys carry its id.
     const key = `${plan.id}/${change.address}${change.deposed ? `#${change.vmId}` : ''}/${seq}`;
     const row = { planId: plan.id, address: change.address, seq, vmId, from: from ?? '', to, idempotencyKey: key };
     seq++;
-    await record.journal({ ...row, status: 'started', detail: null });
+    // Added in one synchronous stretch, so both rows share one journal batch.
+    const prev = pendingDone;
+    pendingDone = undefined;
+    const prevWritten = prev ? record.journal(prev.row) : undefined;
+    const startedWritten = record.journal({ ...row, status: 'started', detail: null });
+    if (prevWritten) {
+      await Promise.all([prevWritten, startedWritten]);
+      emit(prev!.event);
+    } else {
+      await startedWritten;
+    }
     emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'started' });
     let result: StepResult;
     try {
@@ -255,8 +278,10 @@ async function runMember(
       emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'failed', detail: why });
       return d;
     }
-    await record.journal({ ...row, status: 'done', detail: null });
-    emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'done' });
+    pendingDone = {
+      row: { ...row, status: 'done', detail: null },
+      event: { type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'done' },
+    };
     return undefined;
   };
 
@@ -304,6 +329,7 @@ async function runMember(
     const d = await createVm();
     if (d) return fail(`create ${change.path[0]}`, d);
   }
+  await flushDone();
   // The member now is what its spec asks for: remember that spec, so the next
   // plan sees no difference (the record cannot tell a hardware change otherwise).
   // A VM created here needs no look: its create request carried this spec
