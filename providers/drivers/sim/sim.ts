@@ -28,7 +28,7 @@ import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
 import { sha256 } from '../../../engine/authority/keys.ts';
 import { GroupCommit } from '../../../engine/durability/index.ts';
-import { postJson } from '../../http-send.ts';
+import { postJson, sendTarget } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
 import type { AgentState, BootResponse } from '../../protocol.ts';
 import {
@@ -200,6 +200,8 @@ export class SimDriver implements Driver {
   readonly kind = 'sim';
   readonly dataCenter: string;
   private bootUrl: string | undefined;
+  /** bootUrl taken apart, once (every agent posts to it). */
+  private bootTarget: ReturnType<typeof sendTarget> | undefined;
   private readonly random: () => number;
   private readonly events = new EventEmitter();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -325,6 +327,7 @@ export class SimDriver implements Driver {
 
   attach(ctx: { bootUrl: string }): void {
     this.bootUrl = ctx.bootUrl;
+    this.bootTarget = undefined;
   }
 
   private get latency(): number {
@@ -463,7 +466,8 @@ export class SimDriver implements Driver {
       let lastError = '';
       for (let attempt = 0; attempt < 5 && answer === undefined; attempt++) {
         try {
-          const res = await postJson(new URL(url), { cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }, 30_000);
+          this.bootTarget ??= sendTarget(new URL(url));
+          const res = await postJson(this.bootTarget, { cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }, 30_000);
           if (res.status >= 500) {
             lastError = `boot endpoint answered ${res.status}`;
           } else {
