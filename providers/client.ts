@@ -28,10 +28,8 @@ import type {
   StepResult,
   TransitionRequest,
 } from './protocol.ts';
-import http from 'node:http';
-import https from 'node:https';
 import { STEP_BATCH_MAX } from './protocol.ts';
-import { send, sendTarget } from './http-send.ts';
+import { send, sendLines, sendTarget } from './http-send.ts';
 
 export type * from './protocol.ts';
 
@@ -238,76 +236,34 @@ export class DmzHttpClient {
       return;
     }
     const payload = JSON.stringify({ steps: batch.map((q) => q.step) });
-    const headers = {
-      authorization: `Bearer ${token}`,
-      accept: 'application/x-ndjson',
-      'content-type': 'application/json',
-      'content-length': String(Buffer.byteLength(payload)),
-    };
-    const timeoutMs = this.opts.timeoutMs;
+    const headers = { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' };
     const t = this.origin;
-    await new Promise<void>((done) => {
-      const req = (t.protocol === 'https:' ? https : http).request({
-        protocol: t.protocol,
-        hostname: t.hostname,
-        port: t.port,
-        path: `${t.path}/v1/batch`,
-        auth: t.auth,
-        method: 'POST',
-        headers,
-      });
+    try {
       // The exchange may last as long as its slowest step; it only has to keep talking.
-      const quiet = () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' }));
-      let timer = setTimeout(quiet, timeoutMs);
-      const finish = (reason: string) => {
-        clearTimeout(timer);
-        rest(reason);
-        done();
-      };
-      req.on('error', (err) => finish(describeFetchError(err, timeoutMs)));
-      req.on('response', (res: http.IncomingMessage) => {
-        res.setEncoding('utf8');
-        let text = '';
-        const status = res.statusCode ?? 0;
-        res.on('data', (chunk: string) => {
-          clearTimeout(timer);
-          timer = setTimeout(quiet, timeoutMs);
-          text += chunk;
-          if (status !== 200) return;
-          let nl: number;
-          while ((nl = text.indexOf('\n')) >= 0) {
-            const line = text.slice(0, nl);
-            text = text.slice(nl + 1);
-            let parsed: BatchLine | undefined;
-            try {
-              parsed = JSON.parse(line) as BatchLine;
-            } catch {
-              parsed = undefined;
-            }
-            if (parsed && typeof parsed.i === 'number') settle(parsed.i, parsed.status, parsed.body);
-          }
-        });
-        res.on('error', (err) => finish(describeFetchError(err, timeoutMs)));
-        res.on('end', () => {
-          if (status !== 200) {
-            let parsed: unknown;
-            try {
-              parsed = text === '' ? undefined : JSON.parse(text);
-            } catch {
-              parsed = { error: { code: 'invalid-json', message: text.slice(0, 200) } };
-            }
-            // The batch itself was answered: every step gets that answer, as its single route would have.
-            const ra = res.headers['retry-after'];
-            batch.forEach((_, i) => settle(i, status, parsed, retryAfterMs(typeof ra === 'string' ? ra : null)));
-          }
-          finish('closed the connection before answering');
-        });
-        res.on('close', () => {
-          if (!res.complete) finish('could not be reached (ECONNRESET)');
-        });
+      const res = await sendLines({ ...t, path: `${t.path}/v1/batch` }, headers, payload, this.opts.timeoutMs, (line) => {
+        let parsed: BatchLine | undefined;
+        try {
+          parsed = JSON.parse(line) as BatchLine;
+        } catch {
+          return;
+        }
+        if (typeof parsed.i === 'number') settle(parsed.i, parsed.status, parsed.body);
       });
-      req.end(payload);
-    });
+      if (res.status !== 200) {
+        let parsed: unknown;
+        try {
+          parsed = res.text === '' ? undefined : JSON.parse(res.text);
+        } catch {
+          parsed = { error: { code: 'invalid-json', message: res.text.slice(0, 200) } };
+        }
+        // The batch itself was answered: every step gets that answer, as its single route would have.
+        const retryAfter = retryAfterMs(res.retryAfter);
+        batch.forEach((_, i) => settle(i, res.status, parsed, retryAfter));
+      }
+      rest('closed the connection before answering');
+    } catch (err) {
+      rest(describeFetchError(err, this.opts.timeoutMs));
+    }
   }
 
   private expectOk<T>(method: string, path: string, res: RawResponse): T {

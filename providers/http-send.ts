@@ -87,3 +87,71 @@ export function postJson(url: SendTarget, body: unknown, timeoutMs: number, head
     timeoutMs,
   );
 }
+
+/**
+ * One HTTP attempt whose 200 answer is NDJSON, read as it streams: `onLine`
+ * gets each line as soon as it arrives. Resolves when the answer ends, with
+ * its status and, for a status other than 200, its whole text. Rejects on
+ * network errors, and with a `TimeoutError` when nothing arrives for
+ * idleTimeoutMs (the exchange itself may last as long as its slowest line).
+ * Lines already handed to `onLine` stay delivered either way.
+ */
+export function sendLines(
+  url: SendTarget,
+  headers: Record<string, string>,
+  body: string,
+  idleTimeoutMs: number,
+  onLine: (line: string) => void,
+): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const t = url instanceof URL ? sendTarget(url) : url;
+    const req = (t.protocol === 'https:' ? https : http).request({
+      protocol: t.protocol,
+      hostname: t.hostname,
+      port: t.port,
+      path: t.path,
+      auth: t.auth,
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+    });
+    const quiet = () => req.destroy(Object.assign(new Error(`no answer within ${idleTimeoutMs} ms`), { name: 'TimeoutError' }));
+    let timer = setTimeout(quiet, idleTimeoutMs);
+    let settled = false;
+    const fail = (err: unknown) => {
+      clearTimeout(timer);
+      if (settled) return;
+      settled = true;
+      reject(err);
+    };
+    req.on('error', fail);
+    req.on('response', (res: http.IncomingMessage) => {
+      const status = res.statusCode ?? 0;
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        clearTimeout(timer);
+        timer = setTimeout(quiet, idleTimeoutMs);
+        text += chunk;
+        if (status !== 200) return;
+        let nl: number;
+        while ((nl = text.indexOf('\n')) >= 0) {
+          const line = text.slice(0, nl);
+          text = text.slice(nl + 1);
+          if (line !== '') onLine(line);
+        }
+      });
+      res.on('error', fail);
+      res.on('end', () => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        const ra = res.headers['retry-after'];
+        resolve({ status, text, retryAfter: typeof ra === 'string' ? ra : null });
+      });
+      res.on('close', () => {
+        if (!res.complete) fail(Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' }));
+      });
+    });
+    req.end(body);
+  });
+}

@@ -5,7 +5,7 @@ import { openRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { diskKey, sha256 } from './keys.ts';
-import type { AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchResponse, BootAuthorizeResponse, ReportResponse } from './protocol.ts';
+import type { AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportResponse } from './protocol.ts';
 import { startAuthority, type RunningService } from './server.ts';
 
 const STACK = 'auth-test';
@@ -265,11 +265,23 @@ describe('authority: decisions on the record\'s current row, whoever wrote it', 
   });
 });
 
+/** POSTs a batch; its NDJSON answer lines put back in call order. */
+async function batch(body: unknown): Promise<{ status: number; type: string | null; results: BatchAnswerLine[] }> {
+  const res = await fetch(`${authority.url}/v1/batch`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKENS.miami}` },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  const lines = text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as BatchAnswerLine);
+  return { status: res.status, type: res.headers.get('content-type'), results: lines.sort((a, b) => a.i - b.i) };
+}
+
 describe('authority: batches', () => {
-  it('answers each call of a batch as its single route would, in order', async () => {
+  it('answers each call of a batch as its single route would, one NDJSON line each', async () => {
     const { id } = await created();
     const newId = randomUUID();
-    const r = await post<BatchResponse>('/v1/batch', {
+    const r = await batch({
       calls: [
         { call: 'authorize', body: { dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'create', vmId: newId, from: null, vm: vmSpec() } },
         { call: 'authorize', body: transition(id, 'Requested', 'ShuttingDown') },
@@ -278,11 +290,17 @@ describe('authority: batches', () => {
       ],
     });
     expect(r.status).toBe(200);
-    expect(r.body.results.map((x) => x.status)).toEqual([200, 200, 404, 200]);
-    expect(r.body.results[0].body).toMatchObject({ decision: 'modified', operation: 'insert', vm: { id: newId, state: 'Requested' } });
-    expect(r.body.results[1].body).toMatchObject({ decision: 'vetoed', reason: expect.stringContaining('not an edge') });
-    expect(r.body.results[2].body).toEqual({ error: { code: 'unknown-vm', message: expect.stringContaining('is not in the record') } });
-    expect(r.body.results[3].body).toMatchObject({ approved: false });
+    expect(r.type).toBe('application/x-ndjson');
+    expect(r.results.map((x) => [x.i, x.status])).toEqual([
+      [0, 200],
+      [1, 200],
+      [2, 404],
+      [3, 200],
+    ]);
+    expect(r.results[0].body).toMatchObject({ decision: 'modified', operation: 'insert', vm: { id: newId, state: 'Requested' } });
+    expect(r.results[1].body).toMatchObject({ decision: 'vetoed', reason: expect.stringContaining('not an edge') });
+    expect(r.results[2].body).toEqual({ error: { code: 'unknown-vm', message: expect.stringContaining('is not in the record') } });
+    expect(r.results[3].body).toMatchObject({ approved: false });
     expect((await record.getVm(newId))?.state).toBe('Requested');
     expect((await record.getVm(id))?.state).toBe('Requested');
   });
@@ -290,14 +308,14 @@ describe('authority: batches', () => {
   it('calls about one VM in a batch run in their order', async () => {
     const { id } = await created();
     const a = transition(id, 'Requested', 'BeingCreated');
-    const r = await post<BatchResponse>('/v1/batch', {
+    const r = await batch({
       calls: [
         { call: 'authorize', body: a },
         { call: 'report', body: { dataCenter: 'miami', requestId: a.requestId, planId: a.planId, vmId: id, from: 'Requested', to: 'BeingCreated', outcome: 'ok' } },
       ],
     });
-    expect(r.body.results.map((x) => x.status)).toEqual([200, 200]);
-    expect(r.body.results[1].body).toMatchObject({ effect: 'moved', vm: { state: 'BeingCreated' } });
+    expect(r.results.map((x) => x.status)).toEqual([200, 200]);
+    expect(r.results[1].body).toMatchObject({ effect: 'moved', vm: { state: 'BeingCreated' } });
   });
 
   it.each([

@@ -1,7 +1,7 @@
 // Fastify plumbing shared by the authority and the DMZ client: bearer-token
 // auth, one error body shape, and the OpenAPI document built from the same
 // route schemas Fastify validates with.
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
 import { FleetError } from '../diags/index.ts';
 import { sameSecret } from './keys.ts';
 
@@ -56,6 +56,51 @@ export function errorAnswer(err: Error & { statusCode?: number; code?: string; v
   if (err.validation) return { status: 400, body: { error: { code: 'bad-request', message: err.message } } };
   const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
   return { status, body: { error: { code: status >= 500 ? 'internal' : (err.code ?? 'bad-request'), message: err.message } } };
+}
+
+/**
+ * Answers a batch: one NDJSON line `{ i, status, body }` per task as soon as
+ * it settles (a quick one never waits for a slow one), in the order they
+ * settle, lines of one tick in one write; each task's answer is what its
+ * single route would have answered (errorAnswer for a throw). Resolves when
+ * all have settled. A caller that went away misses the rest of the lines; the
+ * tasks still run to the end.
+ */
+export function streamAnswers(
+  reply: FastifyReply,
+  tasks: readonly (() => Promise<unknown>)[],
+  log: (err: unknown) => void,
+): Promise<void> {
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  let left = tasks.length;
+  let lines = '';
+  const flush = () => {
+    const out = lines;
+    lines = '';
+    if (raw.destroyed) return;
+    if (left === 0) raw.end(out);
+    else raw.write(out);
+  };
+  return new Promise<void>((done) => {
+    tasks.forEach((task, i) => {
+      void task()
+        .then(
+          (body) => ({ status: 200, body }),
+          (err: Error) => {
+            const answer = errorAnswer(err);
+            if (answer.status >= 500) log(err);
+            return answer;
+          },
+        )
+        .then((answer) => {
+          if (lines === '') setImmediate(flush);
+          lines += `${JSON.stringify({ i, status: answer.status, body: answer.body })}\n`;
+          if (--left === 0) done();
+        });
+    });
+  });
 }
 
 export function createService(opts: ServiceOptions): { app: FastifyInstance; openapi: () => unknown } {

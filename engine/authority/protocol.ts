@@ -121,7 +121,9 @@ export interface BatchRequest {
   calls: BatchCall[];
 }
 
-/** Per call, in order: what its single route would have answered. */
-export interface BatchResponse {
-  results: { status: number; body: unknown }[];
+/** A line of the answer to POST /v1/batch: call `i` got what its single route would have answered. */
+export interface BatchAnswerLine {
+  i: number;
+  status: number;
+  body: unknown;
 }

@@ -198,21 +198,3 @@ export const batchBodySchema = {
     },
   },
 } as const;
-
-export const batchResponseSchema = {
-  type: 'object',
-  required: ['results'],
-  properties: {
-    results: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['status', 'body'],
-        properties: {
-          status: { type: 'integer', description: 'What the single route would have answered: 200, or its error status' },
-          body: { description: 'What the single route would have answered: its 200 body, or { error }' },
-        },
-      },
-    },
-  },
-} as const;

@@ -1,14 +1,13 @@
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { Authority } from './authority.ts';
-import { createService, doc, errorAnswer, listen, tokenTable } from './http.ts';
+import { createService, doc, listen, streamAnswers, tokenTable } from './http.ts';
 import { randomToken } from './keys.ts';
-import type { AuthorizeRequest, BatchCall, BatchRequest, BatchResponse, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
+import type { AuthorizeRequest, BatchCall, BatchRequest, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
 import {
   authorizeBodySchema,
   authorizeResponseSchema,
   batchBodySchema,
-  batchResponseSchema,
   bootAuthorizeBodySchema,
   bootResponseSchema,
   errorSchema,
@@ -81,27 +80,25 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   // The same calls, many per request: a DMZ client with many steps in flight
   // sends its authorizes, reports and boots together (providers/dmz-client),
   // which saves an HTTP exchange per call on both sides. Each call is
-  // answered exactly as its single route would answer it; calls run
-  // concurrently (calls about one VM still one at a time, in order).
+  // answered exactly as its single route would answer it, as an NDJSON line
+  // as soon as it is done; calls run concurrently (calls about one VM still
+  // one at a time, in order).
   const one = (caller: string, c: BatchCall): Promise<unknown> =>
     c.call === 'authorize' ? core.authorize(caller, c.body) : c.call === 'report' ? core.report(caller, c.body) : core.bootAuthorize(caller, c.body);
   app.post<{ Body: BatchRequest }>(
     '/v1/batch',
-    { schema: doc('Several calls of the routes above in one request, answered in order', { body: batchBodySchema, response: { 200: batchResponseSchema, ...errors } }) },
-    async (req): Promise<BatchResponse> => ({
-      results: await Promise.all(
-        req.body.calls.map((c) =>
-          one(req.caller, c).then(
-            (body) => ({ status: 200, body }),
-            (err: Error) => {
-              const answer = errorAnswer(err);
-              if (answer.status >= 500) app.log.error(err);
-              return answer;
-            },
-          ),
-        ),
+    {
+      schema: doc('Several calls of the routes above in one request; answers stream back as NDJSON lines { i, status, body }, each as soon as its call is done', {
+        body: batchBodySchema,
+        response: errors,
+      }),
+    },
+    (req, reply) =>
+      streamAnswers(
+        reply,
+        req.body.calls.map((c) => () => one(req.caller, c)),
+        (err) => app.log.error(err),
       ),
-    }),
   );
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
   return { url, close: () => app.close() };

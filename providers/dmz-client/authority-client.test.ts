@@ -35,11 +35,16 @@ const json = (res: ServerResponse, status: number, body: unknown) => {
 };
 const auth = (i: number): AuthorizeRequest => ({ dataCenter: 'miami', requestId: `r${i}`, planId: null, kind: 'transition', vmId: `vm-${i}`, from: 'A', to: 'B' });
 const report = (i: number): ReportRequest => ({ dataCenter: 'miami', requestId: `r${i}`, planId: null, vmId: `vm-${i}`, from: 'A', to: 'B', outcome: 'ok' });
-const echo = (batch: BatchRequest) => ({ results: batch.calls.map((c) => ({ status: 200, body: { echo: c.call, requestId: (c.body as { requestId?: string }).requestId } })) });
+/** The authority's 200 answer: one NDJSON line { i, status, body } per call, here in reverse order (lines come as calls finish). */
+const lines = (res: ServerResponse, results: { status: number; body: unknown }[]) => {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  res.end(results.map((r, i) => `${JSON.stringify({ i, ...r })}\n`).reverse().join(''));
+};
+const echo = (batch: BatchRequest) => batch.calls.map((c) => ({ status: 200, body: { echo: c.call, requestId: (c.body as { requestId?: string }).requestId } }));
 
 describe('AuthorityClient: calls to the authority, batched', () => {
   it('sends the calls of one tick in one batch and answers each with its own result, in order', async () => {
-    const a = await fakeAuthority((batch, _n, res) => json(res, 200, echo(batch)));
+    const a = await fakeAuthority((batch, _n, res) => lines(res, echo(batch)));
     const client = new AuthorityClient('miami', a.url, 'tok', 5000);
     const answers = await Promise.all([client.authorize(auth(1)), client.report(report(2)), client.authorize(auth(3))]);
     expect(answers).toEqual([
@@ -53,21 +58,50 @@ describe('AuthorityClient: calls to the authority, batched', () => {
 
   it('many calls in flight take a fraction of the requests', async () => {
     // Slow answers, so calls pile up while batches are on their way.
-    const a = await fakeAuthority((batch, _n, res) => setTimeout(() => json(res, 200, echo(batch)), 20));
+    const a = await fakeAuthority((batch, _n, res) => setTimeout(() => lines(res, echo(batch)), 20));
     const client = new AuthorityClient('miami', a.url, 'tok', 5000);
     const answers = await Promise.all(Array.from({ length: 500 }, (_, i) => client.authorize(auth(i))));
-    expect(answers.map((x) => (x as { requestId: string }).requestId)).toEqual(Array.from({ length: 500 }, (_, i) => `r${i}`));
+    expect(answers.map((x) => (x as unknown as { requestId: string }).requestId)).toEqual(Array.from({ length: 500 }, (_, i) => `r${i}`));
     expect(a.batches.length).toBeLessThanOrEqual(5);
     expect(Math.max(...a.batches.map((b) => b.calls.length))).toBeLessThanOrEqual(200);
   });
 
+  it('a quick call is answered as soon as its line arrives, not when its whole batch is done', async () => {
+    let finishSlow = () => {};
+    const a = await fakeAuthority((batch, _n, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      res.write(`${JSON.stringify({ i: 1, status: 200, body: { echo: 'quick' } })}\n`);
+      finishSlow = () => res.end(`${JSON.stringify({ i: 0, status: 200, body: { echo: 'slow' } })}\n`);
+      expect(batch.calls).toHaveLength(2);
+    });
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000);
+    const slow = client.authorize(auth(0));
+    const quick = await client.report(report(1));
+    expect(quick).toEqual({ echo: 'quick' });
+    finishSlow();
+    expect(await slow).toEqual({ echo: 'slow' });
+  });
+
+  it('a call whose line never comes (the answer ended early) is sent again', async () => {
+    const a = await fakeAuthority((batch, n, res) => {
+      if (n === 1) {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.end(`${JSON.stringify({ i: 0, status: 200, body: { echo: 'first' } })}\n`);
+      } else lines(res, echo(batch));
+    });
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+    expect(await Promise.all([client.authorize(auth(1)), client.authorize(auth(2))])).toEqual([{ echo: 'first' }, { echo: 'authorize', requestId: 'r2' }]);
+    expect(a.batches.map((b) => b.calls.length)).toEqual([2, 1]);
+  });
+
   it('a call the authority refuses (4xx) fails alone with a 502 naming its route; the others get their answers', async () => {
     const a = await fakeAuthority((batch, _n, res) =>
-      json(res, 200, {
-        results: batch.calls.map((c, i) =>
+      lines(
+        res,
+        batch.calls.map((c, i) =>
           i === 1 ? { status: 409, body: { error: { code: 'state-moved', message: 'VM web/1 is Running, not A' } } } : { status: 200, body: { ok: c.call } },
         ),
-      }),
+      ),
     );
     const client = new AuthorityClient('miami', a.url, 'tok', 5000);
     const [first, second] = await Promise.allSettled([client.authorize(auth(1)), client.report(report(2))]);
@@ -82,12 +116,12 @@ describe('AuthorityClient: calls to the authority, batched', () => {
   });
 
   it.each([
-    ['the whole batch answered 503', (batch: BatchRequest, n: number, res: ServerResponse) => (n === 1 ? json(res, 503, { error: { code: 'record.unreachable', message: 'down' } }) : json(res, 200, echo(batch)))],
-    ['the connection dropped', (batch: BatchRequest, n: number, res: ServerResponse) => (n === 1 ? res.socket?.destroy() : json(res, 200, echo(batch)))],
+    ['the whole batch answered 503', (batch: BatchRequest, n: number, res: ServerResponse) => (n === 1 ? json(res, 503, { error: { code: 'record.unreachable', message: 'down' } }) : lines(res, echo(batch)))],
+    ['the connection dropped', (batch: BatchRequest, n: number, res: ServerResponse) => (n === 1 ? res.socket?.destroy() : lines(res, echo(batch)))],
     [
       'one call answered 500 on its own',
       (batch: BatchRequest, n: number, res: ServerResponse) =>
-        json(res, 200, { results: batch.calls.map((c, i) => (n === 1 && i === 0 ? { status: 500, body: { error: { code: 'internal', message: 'oops' } } } : echo({ calls: [c] }).results[0])) }),
+        lines(res, batch.calls.map((c, i) => (n === 1 && i === 0 ? { status: 500, body: { error: { code: 'internal', message: 'oops' } } } : echo({ calls: [c] })[0]))),
     ],
   ])('sends a call again when %s, and answers it then', async (_name, answer) => {
     const a = await fakeAuthority(answer);

@@ -5,6 +5,7 @@ import { ProtocolError } from '../../engine/authority/http.ts';
 import type {
   AuthorizeRequest,
   AuthorizeResponse,
+  BatchAnswerLine,
   BatchCall,
   BootAuthorizeRequest,
   BootAuthorizeResponse,
@@ -12,7 +13,7 @@ import type {
   ReportResponse,
 } from '../../engine/authority/protocol.ts';
 import { BATCH_MAX } from '../../engine/authority/schemas.ts';
-import { postJson } from '../http-send.ts';
+import { sendLines } from '../http-send.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -32,18 +33,18 @@ interface Queued {
 
 /**
  * Calls to the authority (node:http keep-alive, ../http-send.ts), batched:
- * calls made while a batch is on its way (or in the same tick) go together
- * in the next POST /v1/batch, at most BATCH_MAX each and BATCHES_IN_FLIGHT
- * at once, so with many steps in flight a step costs a fraction of an HTTP
- * exchange instead of two. Each call keeps its own outcome: a call the
- * authority refuses (4xx) rejects at once with a 502 for our caller; one that
- * meets a connection failure or a 5xx (the whole batch's or its own) is sent
- * again with the next batch after a backoff, up to ATTEMPTS sends, then
- * rejects with a 503.
+ * the calls made in one tick go together in one POST /v1/batch (at most
+ * BATCH_MAX), any number of batches on their way, so with many steps in
+ * flight a step costs a fraction of an HTTP exchange instead of two. The
+ * authority streams each call's answer back as soon as it is done, so a call
+ * never waits for a slower one in its batch. Each call keeps its own outcome:
+ * a call the authority refuses (4xx) rejects at once with a 502 for our
+ * caller; one that meets a connection failure, silence for timeoutMs, or a
+ * 5xx (the whole batch's or its own) is sent again with a later batch after a
+ * backoff, up to ATTEMPTS sends, then rejects with a 503.
  */
 export class AuthorityClient {
   private readonly queue: Queued[] = [];
-  private inFlight = 0;
   private scheduled = false;
   private readonly url: URL;
   private readonly headers: Record<string, string>;
@@ -80,72 +81,91 @@ export class AuthorityClient {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.inFlight >= BATCHES_IN_FLIGHT || this.queue.length === 0) return;
+    if (this.scheduled) return;
     this.scheduled = true;
-    // The rest of this tick's calls join the batch.
+    // The rest of this tick's calls join the batch; any number of batches may be on their way.
     setImmediate(() => {
       this.scheduled = false;
-      while (this.queue.length > 0 && this.inFlight < BATCHES_IN_FLIGHT) {
-        const batch = this.queue.splice(0, BATCH_MAX);
-        this.inFlight++;
-        void this.send(batch).finally(() => {
-          this.inFlight--;
-          this.schedule();
-        });
-      }
+      while (this.queue.length > 0) void this.send(this.queue.splice(0, BATCH_MAX));
     });
   }
 
   private async send(batch: Queued[]): Promise<void> {
-    let results: { status: number; body: unknown }[] | undefined;
-    let failure = '';
-    try {
-      const res = await postJson(this.url, { calls: batch.map((q) => ({ call: q.call, body: q.body })) }, this.timeoutMs, this.headers);
-      let parsed: { results?: { status: number; body: unknown }[]; error?: { code?: string; message?: string } } = {};
-      try {
-        parsed = (JSON.parse(res.text) ?? {}) as typeof parsed;
-      } catch {
-        // not JSON: reported as "no details" below
+    const answered = new Array<boolean>(batch.length).fill(false);
+    const again: Queued[] = [];
+    const settle = (i: number, status: number, body: unknown) => {
+      if (!(i >= 0 && i < batch.length) || answered[i]) return;
+      answered[i] = true;
+      const q = batch[i];
+      if (status >= 200 && status < 300) return q.resolve(body);
+      const route = `${this.url.origin}${ROUTES[q.call]}`;
+      const error = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+      if (status < 500) {
+        return q.reject(new ProtocolError(502, error?.code ?? 'authority-error', `authority ${route} answered ${status}: ${error?.message ?? 'no details'}`));
       }
-      if (res.status >= 200 && res.status < 300 && Array.isArray(parsed.results) && parsed.results.length === batch.length) {
-        results = parsed.results;
-      } else {
+      this.failed(q, `answered ${status}: ${error?.message ?? 'no details'}`, again);
+    };
+    let failure = 'closed the connection before answering';
+    try {
+      const payload = JSON.stringify({ calls: batch.map((q) => ({ call: q.call, body: q.body })) });
+      const res = await sendLines(this.url, this.headers, payload, this.timeoutMs, (line) => {
+        let parsed: BatchAnswerLine | undefined;
+        try {
+          parsed = JSON.parse(line) as BatchAnswerLine;
+        } catch {
+          return;
+        }
+        settle(parsed.i, parsed.status, parsed.body);
+      });
+      if (res.status !== 200) {
+        let parsed: { error?: { code?: string; message?: string } } = {};
+        try {
+          parsed = (JSON.parse(res.text) ?? {}) as typeof parsed;
+        } catch {
+          // not JSON: reported as "no details" below
+        }
         failure = `answered ${res.status}: ${parsed.error?.message ?? 'no details'}`;
         if (res.status < 500) {
           // The authority refused the batch itself: our bug or a wrong token; sending it again will not help.
           const err = new ProtocolError(502, parsed.error?.code ?? 'authority-error', `authority ${this.url.href} ${failure}`);
-          for (const q of batch) q.reject(err);
+          batch.forEach((q, i) => {
+            if (answered[i]) return;
+            answered[i] = true;
+            q.reject(err);
+          });
           return;
         }
       }
     } catch (err) {
-      const e = err as { code?: string; cause?: { code?: string }; message?: string };
-      failure = `could not be reached (${e.code ?? e.cause?.code ?? e.message})`;
+      const e = err as { code?: string; cause?: { code?: string }; message?: string; name?: string };
+      failure = e.name === 'TimeoutError' ? `did not answer within ${this.timeoutMs} ms` : `could not be reached (${e.code ?? e.cause?.code ?? e.message})`;
     }
-    const again: Queued[] = [];
     batch.forEach((q, i) => {
-      const r = results?.[i];
-      if (r && r.status >= 200 && r.status < 300) return q.resolve(r.body);
-      const route = `${this.url.origin}${ROUTES[q.call]}`;
-      const error = (r?.body as { error?: { code?: string; message?: string } } | undefined)?.error;
-      if (r && r.status < 500) {
-        return q.reject(new ProtocolError(502, error?.code ?? 'authority-error', `authority ${route} answered ${r.status}: ${error?.message ?? 'no details'}`));
-      }
-      q.failures++;
-      q.last = r ? `answered ${r.status}: ${error?.message ?? 'no details'}` : failure;
-      if (q.failures < ATTEMPTS) return again.push(q);
-      const d = diag('apply.authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${route}, which ${q.last}; nothing was changed.`);
-      q.reject(new ProtocolError(503, d.code, d.detail));
+      if (answered[i]) return;
+      answered[i] = true;
+      this.failed(q, failure, again);
     });
     if (again.length === 0) return;
     const worst = Math.max(...again.map((q) => q.failures));
     await sleep(Math.random() * this.backoffMs * 2 ** worst);
-    this.queue.unshift(...again);
+    for (const q of again) this.queue.push(q);
+    this.schedule();
+  }
+
+  /** A call that met a connection failure or a 5xx: sent again later, or failed with 503 once its sends run out. */
+  private failed(q: Queued, why: string, again: Queued[]): void {
+    q.failures++;
+    q.last = why;
+    if (q.failures < ATTEMPTS) {
+      again.push(q);
+      return;
+    }
+    const route = `${this.url.origin}${ROUTES[q.call]}`;
+    const d = diag('apply.authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${route}, which ${q.last}; nothing was changed.`);
+    q.reject(new ProtocolError(503, d.code, d.detail));
   }
 }
 
 /** Sends of one call to the authority before the DMZ client gives up (503). */
 const ATTEMPTS = 4;
-/** Batches on their way to the authority at once. */
-const BATCHES_IN_FLIGHT = 2;
 

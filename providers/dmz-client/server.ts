@@ -7,7 +7,7 @@
 // to the authority with its own data center's token.
 import { createHash, randomUUID } from 'node:crypto';
 import { FleetError, diag } from '../../engine/diags/index.ts';
-import { ProtocolError, createService, doc, errorAnswer, listen, tokenTable } from '../../engine/authority/http.ts';
+import { ProtocolError, createService, doc, listen, streamAnswers, tokenTable } from '../../engine/authority/http.ts';
 import type {
   AuthorityVm,
   AuthorizeRequest,
@@ -295,42 +295,12 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
         response: { 400: errorSchema, 401: errorSchema },
       }),
     },
-    (req, reply) => {
-      const steps = req.body.steps;
-      reply.hijack();
-      const raw = reply.raw;
-      raw.writeHead(200, { 'content-type': 'application/x-ndjson' });
-      let left = steps.length;
-      let lines = '';
-      const flush = () => {
-        const out = lines;
-        lines = '';
-        if (!raw.destroyed) {
-          if (left === 0) raw.end(out);
-          else raw.write(out);
-        }
-      };
-      const run = (s: StepBatchRequest['steps'][number]): Promise<StepResult> =>
-        s.op === 'create' ? create(s.body) : s.op === 'transition' ? transition(s.vmId, s.body) : remove(s.vmId, s.body);
-      return new Promise<void>((done) => {
-        steps.forEach((s, i) => {
-          void run(s)
-            .then(
-              (body) => ({ status: 200, body }) as { status: number; body: unknown },
-              (err: Error) => {
-                const answer = errorAnswer(err);
-                if (answer.status >= 500) app.log.error(err);
-                return answer;
-              },
-            )
-            .then((answer) => {
-              if (lines === '') setImmediate(flush);
-              lines += `${JSON.stringify({ i, status: answer.status, body: answer.body })}\n`;
-              if (--left === 0) done();
-            });
-        });
-      });
-    },
+    (req, reply) =>
+      streamAnswers(
+        reply,
+        req.body.steps.map((s) => () => (s.op === 'create' ? create(s.body) : s.op === 'transition' ? transition(s.vmId, s.body) : remove(s.vmId, s.body))),
+        (err) => app.log.error(err),
+      ),
   );
 
   app.get<{ Params: { id: string } }>(
