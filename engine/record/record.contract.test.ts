@@ -130,6 +130,28 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.listPlanVms(`none-${s}`)).toEqual([]);
     });
 
+    it('lists for planning across its statements (groups of fleets) in listVms order', async () => {
+      const s = freshStack();
+      // 130 fleets: more than the first group of 50, named so code point order differs from a locale's.
+      const names = Array.from({ length: 130 }, (_, i) => [`f${String(i).padStart(3, '0')}`, `F${i}`, `_${i}`, `f-${i}`][i % 4]);
+      await r.bulkInsertVms(
+        names.flatMap((f, i) => Array.from({ length: 1 + (i % 3) }, (_, k) => newVm(s, f, k, { dataCenter: k % 2 ? 'miami' : 'richmond' }))),
+        { actor: 'seed' },
+      );
+      // A deposed VM and its replacement at one address, and a retired VM.
+      const d = (await r.findVm(s, `${names[49]}/0`))!;
+      await r.insertVm(newVm(s, names[49], 0, { replaces: d.id, specHash: 'h2' }), { actor: 'a' });
+      const gone = (await r.findVm(s, `${names[50]}/0`))!;
+      await r.transitionVm(gone.id, gone.version, 'Deleted', { actor: 'a' }, { retire: true });
+
+      const omit = ({ desiredState: _d, cloudId: _c, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
+      const live = await r.listVms(s);
+      expect(live).toHaveLength(names.reduce((n, _, i) => n + 1 + (i % 3), 0));
+      expect(await r.listPlanVms(s)).toEqual(live.map(omit));
+      const some = [names[129], names[0], names[50], names[49], 'no-such-fleet'];
+      expect(await r.listPlanVms(s, { fleets: some })).toEqual((await r.listVms(s, { fleets: some })).map(omit));
+    });
+
     it('orders fleets by code point on every server, whatever its locale', async () => {
       const s = freshStack();
       for (const f of ['web2', 'web-2', 'db', 'Web', '_a']) await r.insertVm(newVm(s, f, 0), { actor: 'a' });
