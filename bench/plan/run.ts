@@ -117,8 +117,12 @@ async function setup(dir: string): Promise<void> {
   console.log(`seeded ${vms.length.toLocaleString('en-US')} VMs in ${ms(performance.now() - t)}`);
 }
 
-/** Runs the CLI as a child and reports wall time and the child's peak RSS (from /usr/bin/time -v). */
-function cli(args: string[]): { wallMs: number; maxRssMiB: number; code: number | null } {
+/**
+ * Runs the CLI as a child and reports wall time, the child's peak RSS and its
+ * CPU time (user + system, every thread; from /usr/bin/time -v). The CPU
+ * time is the steadier figure when other work shares the machine.
+ */
+function cli(args: string[]): { wallMs: number; maxRssMiB: number; cpuMs: number; code: number | null } {
   const t = performance.now();
   const r = spawnSync('/usr/bin/time', ['-v', process.execPath, join(ROOT, 'bin', 'fleet.mjs'), ...args], {
     encoding: 'utf8',
@@ -127,10 +131,11 @@ function cli(args: string[]): { wallMs: number; maxRssMiB: number; code: number 
   });
   const wallMs = performance.now() - t;
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
+  const seconds = (what: string) => Number(new RegExp(`${what} time \\(seconds\\): ([\\d.]+)`).exec(r.stderr)?.[1] ?? NaN);
   const phases = /plan timings \(ms\): (.*)/.exec(r.stderr);
   if (phases) console.log(`  child phases: ${phases[1]}`);
   if (r.status !== 0 && r.status !== 2) console.error(r.stderr.split('\tCommand being timed')[0].slice(0, 2000));
-  return { wallMs, maxRssMiB: rss ? Number(rss[1]) / 1024 : NaN, code: r.status };
+  return { wallMs, maxRssMiB: rss ? Number(rss[1]) / 1024 : NaN, cpuMs: (seconds('User') + seconds('System')) * 1000, code: r.status };
 }
 
 async function main(): Promise<void> {
@@ -142,16 +147,16 @@ async function main(): Promise<void> {
     const env = { ...process.env, FLEET_RECORD_URL: undefined };
 
     const out = join(dir, 'plan.json');
-    const runs: { wallMs: number; maxRssMiB: number }[] = [];
+    const runs: { wallMs: number; maxRssMiB: number; cpuMs: number }[] = [];
     for (let i = 0; i < 3; i++) {
       const what = i === 0 && !reuse ? 'first run after seeding' : `run ${i + 1}`;
       const e2e = cli(['plan', '--stack', dir, '--format', 'json', '--out', out]);
       runs.push(e2e);
-      console.log(`end-to-end fleet plan --format json --out, ${what}: ${ms(e2e.wallMs)}, peak RSS ${e2e.maxRssMiB.toFixed(0)} MiB, exit ${e2e.code}`);
+      console.log(`end-to-end fleet plan --format json --out, ${what}: ${ms(e2e.wallMs)} (CPU ${ms(e2e.cpuMs)}), peak RSS ${e2e.maxRssMiB.toFixed(0)} MiB, exit ${e2e.code}`);
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     console.log(
-      `end-to-end median of ${runs.length}: ${ms(median(runs.map((r) => r.wallMs)))}, peak RSS max ${Math.max(...runs.map((r) => r.maxRssMiB)).toFixed(0)} MiB`,
+      `end-to-end median of ${runs.length}: ${ms(median(runs.map((r) => r.wallMs)))} (CPU ${ms(median(runs.map((r) => r.cpuMs)))}), peak RSS max ${Math.max(...runs.map((r) => r.maxRssMiB)).toFixed(0)} MiB`,
     );
     if (existsSync(out)) console.log(`  summary ${JSON.stringify((JSON.parse(readFileSync(out, 'utf8')) as { summary: unknown }).summary)}`);
 
