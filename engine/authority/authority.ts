@@ -57,6 +57,30 @@ interface Pending {
 /** Thrown inside a decision taken on a remembered row that may be stale: decide again on a fresh read. */
 class StaleRow extends Error {}
 
+/**
+ * Batches of one kind running at once, for the writes that cannot conflict
+ * with each other (history and boot rows of distinct VMs, reads). Transitions
+ * and creates run one batch at a time: they bump fleet rows, and two
+ * statements bumping the same fleets in different orders could deadlock.
+ */
+const OVERLAP = 3;
+
+/**
+ * Transitions and creates bump fleet rows, so two of their statements must
+ * never lock the same fleets in different orders: each fleet has one lane
+ * (by a hash of its name), a lane runs one batch at a time, and lanes run at
+ * once. Two lanes never share a fleet, nor therefore a VM.
+ */
+const LANES = 3;
+
+/** The lane of a fleet: a small string hash (FNV-1a), modulo LANES. */
+function laneOf(stack: string, fleet: string): number {
+  let h = 0x811c9dc5;
+  const key = `${stack}/${fleet}`;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % LANES;
+}
+
 /** Rows remembered per VM; beyond this the least recently used are forgotten. */
 const KNOWN_MAX = 50_000;
 
@@ -98,9 +122,9 @@ export class Authority {
    * Calls about one VM never share a batch: serial() runs them one by one.
    */
   private readonly intents: Batched<HistoryItem, undefined>;
-  private readonly transitions: Batched<TransitionItem, VmRow>;
+  private readonly transitions: Batched<TransitionItem, VmRow>[];
   /** The same for the once-per-VM writes and reads: creates, boot tokens, and the boot check's read, token use and attempt row. */
-  private readonly inserts: Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>;
+  private readonly inserts: Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>[];
   private readonly bootTokens: Batched<{ vmId: string; tokenHash: string }, undefined>;
   private readonly reads: Batched<string, VmRow | undefined>;
   private readonly tokenUses: Batched<{ vmId: string; tokenHash: string }, boolean>;
@@ -110,13 +134,13 @@ export class Authority {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
     const r = o.record;
     const none = <T>(items: readonly T[]) => items.map(() => undefined);
-    this.intents = new Batched<HistoryItem, undefined>((items) => r.addHistoryMany(items));
-    this.transitions = new Batched<TransitionItem, VmRow>((items) => r.transitionVms(items));
-    this.inserts = new Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>((items) => r.insertVms(items));
-    this.bootTokens = new Batched(async (items) => (await r.setBootTokens(items), none(items)));
-    this.reads = new Batched((ids) => r.getVms(ids));
-    this.tokenUses = new Batched((items) => r.consumeBootTokens(items));
-    this.bootAttempts = new Batched(async (items) => (await r.addBootAttempts(items), none(items)));
+    this.intents = new Batched<HistoryItem, undefined>((items) => r.addHistoryMany(items), 500, OVERLAP);
+    this.transitions = Array.from({ length: LANES }, () => new Batched<TransitionItem, VmRow>((items) => r.transitionVms(items)));
+    this.inserts = Array.from({ length: LANES }, () => new Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>((items) => r.insertVms(items)));
+    this.bootTokens = new Batched(async (items) => (await r.setBootTokens(items), none(items)), 500, OVERLAP);
+    this.reads = new Batched((ids) => r.getVms(ids), 500, OVERLAP);
+    this.tokenUses = new Batched((items) => r.consumeBootTokens(items), 500, OVERLAP);
+    this.bootAttempts = new Batched(async (items) => (await r.addBootAttempts(items), none(items)), 500, OVERLAP);
   }
 
   private get lifecycle() {
@@ -342,7 +366,7 @@ export class Authority {
       };
       const ctx: ChangeContext = { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason };
       // A replacement also deposes the old VM (its own transaction); plain creates go in batches.
-      vm = newVm.replaces !== undefined ? await this.o.record.insertVm(newVm, ctx) : await this.inserts.submit({ vm: newVm, ctx });
+      vm = newVm.replaces !== undefined ? await this.o.record.insertVm(newVm, ctx) : await this.inserts[laneOf(newVm.stack, newVm.fleet)].submit({ vm: newVm, ctx });
     } catch (err) {
       if (!(err instanceof VersionConflictError)) throw err;
       if (err.key === req.vmId) {
@@ -404,7 +428,7 @@ export class Authority {
           const patch: TransitionItem['patch'] & {} = {};
           if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
           if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
-          const moved = await this.transitions.submit({ id: vm.id, expectedVersion: vm.version, to: req.to, ctx: { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch });
+          const moved = await this.transitions[laneOf(vm.stack, vm.fleet)].submit({ id: vm.id, expectedVersion: vm.version, to: req.to, ctx: { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch });
           this.remember(moved);
           this.pending.delete(req.requestId);
           return { vm: toAuthorityVm(moved), effect: 'moved' as const };
@@ -413,7 +437,7 @@ export class Authority {
           (e) => e.from === req.from && e.operation === 'none' && this.lifecycle.failure.includes(e.to),
         )?.to;
         if (failTo !== undefined && vm.state === req.from) {
-          const moved = await this.transitions.submit({ id: vm.id, expectedVersion: vm.version, to: failTo, ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' } });
+          const moved = await this.transitions[laneOf(vm.stack, vm.fleet)].submit({ id: vm.id, expectedVersion: vm.version, to: failTo, ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' } });
           this.remember(moved);
           this.pending.delete(req.requestId);
           return { vm: toAuthorityVm(moved), effect: 'failed' as const };

@@ -39,6 +39,32 @@ describe('Batched', () => {
     expect(sizes).toEqual([1, 3, 2]);
   });
 
+  it('with parallel 2, a second batch starts while the first runs; never more than two', async () => {
+    let running = 0;
+    let most = 0;
+    const sizes: number[] = [];
+    const b = new Batched<number, number>(
+      async (items) => {
+        running++;
+        most = Math.max(most, running);
+        sizes.push(items.length);
+        await new Promise((r) => setTimeout(r, 10));
+        running--;
+        return items;
+      },
+      500,
+      2,
+    );
+    const first = b.submit(0);
+    await new Promise((r) => setTimeout(r, 1));
+    const second = [1, 2].map((n) => b.submit(n));
+    await new Promise((r) => setTimeout(r, 1));
+    const third = [3, 4, 5].map((n) => b.submit(n));
+    expect(await Promise.all([first, ...second, ...third])).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(most).toBe(2);
+    expect(sizes).toEqual([1, 2, 3]);
+  });
+
   it('a batch whose run throws rejects all its calls; the next call starts afresh', async () => {
     let fail = true;
     const b = new Batched<number, number>(async (items) => {

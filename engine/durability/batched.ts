@@ -6,17 +6,22 @@
 // What must stay true:
 // - A call resolves only after the batch holding it completed (durability is
 //   `run`'s: one statement, committed before it returns).
-// - One batch runs at a time, so calls keep the order they were made in.
+// - With `parallel` 1 (the default) one batch runs at a time, so calls keep
+//   the order they were made in; more lets batches overlap (for writes that
+//   cannot conflict with each other, such as plain INSERTs).
 // - When `run` itself throws, every call of that batch rejects with it; the
 //   next call starts a new batch.
 export class Batched<I, R> {
   #queue: { item: I; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
-  #running = false;
+  #running = 0;
+  #scheduled = false;
   #batches = 0;
 
   constructor(
     private readonly run: (items: I[]) => Promise<(R | Error)[]>,
     private readonly max = 500,
+    /** Batches running at once. */
+    private readonly parallel = 1,
   ) {}
 
   /** Batches run so far (tests and benchmarks read it). */
@@ -28,28 +33,36 @@ export class Batched<I, R> {
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.#queue.push({ item, resolve, reject });
-      if (this.#running) return;
-      this.#running = true;
-      // The rest of this tick's calls join the first batch.
-      setImmediate(() => void this.#drain());
+      if (this.#scheduled || this.#running >= this.parallel) return;
+      this.#scheduled = true;
+      // The rest of this tick's calls join the batch.
+      setImmediate(() => {
+        this.#scheduled = false;
+        this.#start();
+      });
     });
   }
 
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.max);
-      this.#batches++;
-      try {
-        const out = await this.run(batch.map((b) => b.item));
-        batch.forEach((b, k) => {
-          const r = out[k];
-          if (r instanceof Error) b.reject(r);
-          else b.resolve(r);
-        });
-      } catch (err) {
-        for (const b of batch) b.reject(err);
-      }
+  /** Starts batches while there are calls waiting and room to run them. */
+  #start(): void {
+    while (this.#queue.length > 0 && this.#running < this.parallel) void this.#one(this.#queue.splice(0, this.max));
+  }
+
+  async #one(batch: { item: I; resolve: (r: R) => void; reject: (e: unknown) => void }[]): Promise<void> {
+    this.#running++;
+    this.#batches++;
+    try {
+      const out = await this.run(batch.map((b) => b.item));
+      batch.forEach((b, k) => {
+        const r = out[k];
+        if (r instanceof Error) b.reject(r);
+        else b.resolve(r);
+      });
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+    } finally {
+      this.#running--;
+      this.#start();
     }
-    this.#running = false;
   }
 }
