@@ -58,28 +58,15 @@ interface Pending {
 class StaleRow extends Error {}
 
 /**
- * Batches of one kind running at once, for the writes that cannot conflict
- * with each other (history and boot rows of distinct VMs, reads). Transitions
- * and creates run one batch at a time: they bump fleet rows, and two
- * statements bumping the same fleets in different orders could deadlock.
+ * How the authority's record calls are batched (engine/durability/batched.ts):
+ * a batch runs beside others only once enough calls wait (a statement costs a
+ * fixed part plus a little per item, so at low load one big batch beats
+ * several small ones), at most three at once. Transitions and creates bump
+ * fleet rows: their batches never share a fleet, so no two statements can
+ * lock the same fleet rows in different orders.
  */
-const OVERLAP = 3;
-
-/**
- * Transitions and creates bump fleet rows, so two of their statements must
- * never lock the same fleets in different orders: each fleet has one lane
- * (by a hash of its name), a lane runs one batch at a time, and lanes run at
- * once. Two lanes never share a fleet, nor therefore a VM.
- */
-const LANES = 3;
-
-/** The lane of a fleet: a small string hash (FNV-1a), modulo LANES. */
-function laneOf(stack: string, fleet: string): number {
-  let h = 0x811c9dc5;
-  const key = `${stack}/${fleet}`;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return (h >>> 0) % LANES;
-}
+const OVERLAP = { parallel: 3, overlapAt: 32 } as const;
+const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
 
 /** Rows remembered per VM; beyond this the least recently used are forgotten. */
 const KNOWN_MAX = 50_000;
@@ -122,9 +109,9 @@ export class Authority {
    * Calls about one VM never share a batch: serial() runs them one by one.
    */
   private readonly intents: Batched<HistoryItem, undefined>;
-  private readonly transitions: Batched<TransitionItem, VmRow>[];
+  private readonly transitions: Batched<TransitionItem & { stack: string; fleet: string }, VmRow>;
   /** The same for the once-per-VM writes and reads: creates, boot tokens, and the boot check's read, token use and attempt row. */
-  private readonly inserts: Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>[];
+  private readonly inserts: Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>;
   private readonly bootTokens: Batched<{ vmId: string; tokenHash: string }, undefined>;
   private readonly reads: Batched<string, VmRow | undefined>;
   private readonly tokenUses: Batched<{ vmId: string; tokenHash: string }, boolean>;
@@ -134,13 +121,19 @@ export class Authority {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
     const r = o.record;
     const none = <T>(items: readonly T[]) => items.map(() => undefined);
-    this.intents = new Batched<HistoryItem, undefined>((items) => r.addHistoryMany(items), 500, OVERLAP);
-    this.transitions = Array.from({ length: LANES }, () => new Batched<TransitionItem, VmRow>((items) => r.transitionVms(items)));
-    this.inserts = Array.from({ length: LANES }, () => new Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>((items) => r.insertVms(items)));
-    this.bootTokens = new Batched(async (items) => (await r.setBootTokens(items), none(items)), 500, OVERLAP);
-    this.reads = new Batched((ids) => r.getVms(ids), 500, OVERLAP);
-    this.tokenUses = new Batched((items) => r.consumeBootTokens(items), 500, OVERLAP);
-    this.bootAttempts = new Batched(async (items) => (await r.addBootAttempts(items), none(items)), 500, OVERLAP);
+    this.intents = new Batched<HistoryItem, undefined>((items) => r.addHistoryMany(items), OVERLAP);
+    this.transitions = new Batched<TransitionItem & { stack: string; fleet: string }, VmRow>((items) => r.transitionVms(items), {
+      ...OVERLAP,
+      keyOf: (t) => fleetKey(t.stack, t.fleet),
+    });
+    this.inserts = new Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>((items) => r.insertVms(items), {
+      ...OVERLAP,
+      keyOf: (i) => fleetKey(i.vm.stack, i.vm.fleet),
+    });
+    this.bootTokens = new Batched(async (items) => (await r.setBootTokens(items), none(items)), OVERLAP);
+    this.reads = new Batched((ids) => r.getVms(ids), OVERLAP);
+    this.tokenUses = new Batched((items) => r.consumeBootTokens(items), OVERLAP);
+    this.bootAttempts = new Batched(async (items) => (await r.addBootAttempts(items), none(items)), OVERLAP);
   }
 
   private get lifecycle() {
@@ -366,7 +359,7 @@ export class Authority {
       };
       const ctx: ChangeContext = { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason };
       // A replacement also deposes the old VM (its own transaction); plain creates go in batches.
-      vm = newVm.replaces !== undefined ? await this.o.record.insertVm(newVm, ctx) : await this.inserts[laneOf(newVm.stack, newVm.fleet)].submit({ vm: newVm, ctx });
+      vm = newVm.replaces !== undefined ? await this.o.record.insertVm(newVm, ctx) : await this.inserts.submit({ vm: newVm, ctx });
     } catch (err) {
       if (!(err instanceof VersionConflictError)) throw err;
       if (err.key === req.vmId) {
@@ -428,7 +421,7 @@ export class Authority {
           const patch: TransitionItem['patch'] & {} = {};
           if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
           if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
-          const moved = await this.transitions[laneOf(vm.stack, vm.fleet)].submit({ id: vm.id, expectedVersion: vm.version, to: req.to, ctx: { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch });
+          const moved = await this.transitions.submit({ stack: vm.stack, fleet: vm.fleet, id: vm.id, expectedVersion: vm.version, to: req.to, ctx: { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch });
           this.remember(moved);
           this.pending.delete(req.requestId);
           return { vm: toAuthorityVm(moved), effect: 'moved' as const };
@@ -437,7 +430,7 @@ export class Authority {
           (e) => e.from === req.from && e.operation === 'none' && this.lifecycle.failure.includes(e.to),
         )?.to;
         if (failTo !== undefined && vm.state === req.from) {
-          const moved = await this.transitions[laneOf(vm.stack, vm.fleet)].submit({ id: vm.id, expectedVersion: vm.version, to: failTo, ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' } });
+          const moved = await this.transitions.submit({ stack: vm.stack, fleet: vm.fleet, id: vm.id, expectedVersion: vm.version, to: failTo, ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' } });
           this.remember(moved);
           this.pending.delete(req.requestId);
           return { vm: toAuthorityVm(moved), effect: 'failed' as const };

@@ -30,7 +30,7 @@ describe('Batched', () => {
       await new Promise((r) => setTimeout(r, 5));
       running--;
       return items.map((n) => n * 10);
-    }, 3);
+    }, { max: 3 });
     const first = b.submit(0);
     await new Promise((r) => setTimeout(r, 1)); // the first batch is running now
     const rest = [1, 2, 3, 4, 5].map((n) => b.submit(n));
@@ -52,8 +52,7 @@ describe('Batched', () => {
         running--;
         return items;
       },
-      500,
-      2,
+      { parallel: 2 },
     );
     const first = b.submit(0);
     await new Promise((r) => setTimeout(r, 1));
@@ -63,6 +62,51 @@ describe('Batched', () => {
     expect(await Promise.all([first, ...second, ...third])).toEqual([0, 1, 2, 3, 4, 5]);
     expect(most).toBe(2);
     expect(sizes).toEqual([1, 2, 3]);
+  });
+
+  it('overlaps a batch only once overlapAt calls wait', async () => {
+    const sizes: number[] = [];
+    const b = new Batched<number, number>(
+      async (items) => {
+        sizes.push(items.length);
+        await new Promise((r) => setTimeout(r, 10));
+        return items;
+      },
+      { parallel: 3, overlapAt: 3 },
+    );
+    const first = b.submit(0);
+    await new Promise((r) => setTimeout(r, 1));
+    const two = [1, 2].map((n) => b.submit(n)); // 2 waiting: no overlap yet
+    await new Promise((r) => setTimeout(r, 1));
+    const three = [3, 4, 5].map((n) => b.submit(n)); // 5 waiting: a second batch starts now
+    expect(await Promise.all([first, ...two, ...three])).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(sizes).toEqual([1, 5]);
+  });
+
+  it('with keyOf, two running batches never share a key, and calls of one key keep their order', async () => {
+    const running = new Set<string>();
+    const order: string[] = [];
+    const b = new Batched<string, string>(
+      async (items) => {
+        const keys = new Set(items.map((i) => i[0]));
+        for (const k of keys) {
+          expect(running.has(k)).toBe(false);
+          running.add(k);
+        }
+        order.push(...items);
+        await new Promise((r) => setTimeout(r, 5));
+        for (const k of keys) running.delete(k);
+        return items;
+      },
+      { parallel: 3, keyOf: (i) => i[0] },
+    );
+    const first = b.submit('a1');
+    await new Promise((r) => setTimeout(r, 1));
+    const rest = ['a2', 'b1', 'a3', 'b2', 'c1'].map((x) => b.submit(x));
+    expect(await Promise.all([first, ...rest])).toEqual(['a1', 'a2', 'b1', 'a3', 'b2', 'c1']);
+    expect(order.filter((x) => x[0] === 'a')).toEqual(['a1', 'a2', 'a3']);
+    expect(order.filter((x) => x[0] === 'b')).toEqual(['b1', 'b2']);
+    expect(order.slice(0, 4)).toEqual(['a1', 'b1', 'b2', 'c1']); // b and c ran beside a1; a2, a3 waited for it
   });
 
   it('a batch whose run throws rejects all its calls; the next call starts afresh', async () => {

@@ -6,23 +6,54 @@
 // What must stay true:
 // - A call resolves only after the batch holding it completed (durability is
 //   `run`'s: one statement, committed before it returns).
-// - With `parallel` 1 (the default) one batch runs at a time, so calls keep
-//   the order they were made in; more lets batches overlap (for writes that
-//   cannot conflict with each other, such as plain INSERTs).
+// - Statements cost a fixed part plus a small part per item, so batches are
+//   as big as the load allows: a further batch starts beside running ones
+//   only when at least `overlapAt` calls wait (and at most `parallel` run).
+// - With a `keyOf`, two running batches never hold items of the same key
+//   (for writes that lock shared rows, such as a fleet's version: no two
+//   statements can then lock them in different orders), and calls of one key
+//   keep the order they were made in. Without it and with `parallel` 1, all
+//   calls keep their order.
 // - When `run` itself throws, every call of that batch rejects with it; the
 //   next call starts a new batch.
+export interface BatchedOptions<I> {
+  /** Most items in one batch. Default 500. */
+  max?: number;
+  /** Most batches running at once. Default 1. */
+  parallel?: number;
+  /** Calls waiting before a batch starts beside a running one. Default 1. */
+  overlapAt?: number;
+  /** Items of one key never run in two batches at once. */
+  keyOf?: (item: I) => string;
+}
+
+interface Call<I, R> {
+  item: I;
+  resolve: (r: R) => void;
+  reject: (e: unknown) => void;
+}
+
 export class Batched<I, R> {
-  #queue: { item: I; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+  #queue: Call<I, R>[] = [];
+  /** Keys held by each running batch (only with keyOf). */
+  readonly #held = new Set<Set<string>>();
   #running = 0;
   #scheduled = false;
   #batches = 0;
+  readonly #max: number;
+  readonly #parallel: number;
+  readonly #overlapAt: number;
+  readonly #keyOf: ((item: I) => string) | undefined;
 
   constructor(
     private readonly run: (items: I[]) => Promise<(R | Error)[]>,
-    private readonly max = 500,
-    /** Batches running at once. */
-    private readonly parallel = 1,
-  ) {}
+    opts: BatchedOptions<I> = {},
+  ) {
+    this.#max = opts.max ?? 500;
+    this.#parallel = opts.parallel ?? 1;
+    this.#overlapAt = opts.overlapAt ?? 1;
+    this.#keyOf = opts.keyOf;
+  }
 
   /** Batches run so far (tests and benchmarks read it). */
   get batches(): number {
@@ -33,7 +64,7 @@ export class Batched<I, R> {
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.#queue.push({ item, resolve, reject });
-      if (this.#scheduled || this.#running >= this.parallel) return;
+      if (this.#scheduled || !this.#room()) return;
       this.#scheduled = true;
       // The rest of this tick's calls join the batch.
       setImmediate(() => {
@@ -43,25 +74,63 @@ export class Batched<I, R> {
     });
   }
 
-  /** Starts batches while there are calls waiting and room to run them. */
-  #start(): void {
-    while (this.#queue.length > 0 && this.#running < this.parallel) void this.#one(this.#queue.splice(0, this.max));
+  #room(): boolean {
+    if (this.#running === 0) return this.#queue.length > 0;
+    return this.#running < this.#parallel && this.#queue.length >= this.#overlapAt;
   }
 
-  async #one(batch: { item: I; resolve: (r: R) => void; reject: (e: unknown) => void }[]): Promise<void> {
+  /** Starts batches while calls wait and there is room. */
+  #start(): void {
+    while (this.#room()) {
+      const batch = this.#take();
+      if (batch.calls.length === 0) return; // every waiting call's key is held by a running batch
+      void this.#one(batch);
+    }
+  }
+
+  /** Up to max waiting calls, in order, skipping keys a running batch holds. */
+  #take(): { calls: Call<I, R>[]; keys: Set<string> | undefined } {
+    const keyOf = this.#keyOf;
+    if (!keyOf) return { calls: this.#queue.splice(0, this.#max), keys: undefined };
+    const held = (k: string) => {
+      for (const s of this.#held) if (s.has(k)) return true;
+      return false;
+    };
+    const calls: Call<I, R>[] = [];
+    const keys = new Set<string>();
+    const skipped = new Set<string>();
+    const rest: Call<I, R>[] = [];
+    for (const c of this.#queue) {
+      const k = keyOf(c.item);
+      // A key skipped once stays skipped, so calls of one key keep their order.
+      if (calls.length >= this.#max || skipped.has(k) || (!keys.has(k) && held(k))) {
+        skipped.add(k);
+        rest.push(c);
+        continue;
+      }
+      keys.add(k);
+      calls.push(c);
+    }
+    this.#queue = rest;
+    return { calls, keys };
+  }
+
+  async #one(batch: { calls: Call<I, R>[]; keys: Set<string> | undefined }): Promise<void> {
     this.#running++;
     this.#batches++;
+    if (batch.keys) this.#held.add(batch.keys);
     try {
-      const out = await this.run(batch.map((b) => b.item));
-      batch.forEach((b, k) => {
+      const out = await this.run(batch.calls.map((c) => c.item));
+      batch.calls.forEach((c, k) => {
         const r = out[k];
-        if (r instanceof Error) b.reject(r);
-        else b.resolve(r);
+        if (r instanceof Error) c.reject(r);
+        else c.resolve(r);
       });
     } catch (err) {
-      for (const b of batch) b.reject(err);
+      for (const c of batch.calls) c.reject(err);
     } finally {
       this.#running--;
+      if (batch.keys) this.#held.delete(batch.keys);
       this.#start();
     }
   }

@@ -57,11 +57,13 @@ describe('GroupCommit with gather: turn', () => {
       pending++;
       return g.commit();
     };
-    // Ten timer callbacks of one turn (each drains its microtasks before the next runs).
+    // Ten callbacks of one turn (each drains its microtasks before the next
+    // runs). setImmediate, not setTimeout(0): timers created across a
+    // millisecond boundary may fire in two turns on a busy machine.
     const first = await new Promise<Promise<void>[]>((resolve) => {
       const out: Promise<void>[] = [];
-      for (let i = 0; i < 10; i++) setTimeout(() => out.push(change()), 0);
-      setTimeout(() => resolve(out), 0);
+      for (let i = 0; i < 10; i++) setImmediate(() => out.push(change()));
+      setImmediate(() => resolve(out));
     });
     await Promise.all(first);
     expect(batches).toEqual([10]);
