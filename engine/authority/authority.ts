@@ -17,7 +17,7 @@
 //   token. Only then is the disk key released.
 import { randomUUID } from 'node:crypto';
 import type { LoadedPack } from '../policy/types.ts';
-import { Batched } from '../durability/index.ts';
+import { Batched, KeyLocks } from '../durability/index.ts';
 import type { BootAttempt, ChangeContext, FleetRecord, HistoryItem, NewVm, TransitionItem, VmRow } from '../record/types.ts';
 import { VersionConflictError } from '../record/errors.ts';
 import { ProtocolError } from './http.ts';
@@ -62,8 +62,9 @@ class StaleRow extends Error {}
  * a batch runs beside others only once enough calls wait (a statement costs a
  * fixed part plus a little per item, so at low load one big batch beats
  * several small ones), at most three at once. Transitions and creates bump
- * fleet rows: their batches never share a fleet, so no two statements can
- * lock the same fleet rows in different orders.
+ * fleet rows: no two of their batches running at once (transitions or
+ * creates alike) share a fleet, so no two statements can lock the same fleet
+ * rows in different orders.
  */
 const OVERLAP = { parallel: 3, overlapAt: 32 } as const;
 const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
@@ -121,14 +122,18 @@ export class Authority {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
     const r = o.record;
     const none = <T>(items: readonly T[]) => items.map(() => undefined);
+    // Transitions and creates both lock fleet rows: one key space for the two.
+    const fleetLocks = new KeyLocks();
     this.intents = new Batched<HistoryItem, undefined>((items) => r.addHistoryMany(items), OVERLAP);
     this.transitions = new Batched<TransitionItem & { stack: string; fleet: string }, VmRow>((items) => r.transitionVms(items), {
       ...OVERLAP,
       keyOf: (t) => fleetKey(t.stack, t.fleet),
+      locks: fleetLocks,
     });
     this.inserts = new Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>((items) => r.insertVms(items), {
       ...OVERLAP,
       keyOf: (i) => fleetKey(i.vm.stack, i.vm.fleet),
+      locks: fleetLocks,
     });
     this.bootTokens = new Batched(async (items) => (await r.setBootTokens(items), none(items)), OVERLAP);
     this.reads = new Batched((ids) => r.getVms(ids), OVERLAP);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Batched } from './batched.ts';
+import { Batched, KeyLocks } from './batched.ts';
 
 describe('Batched', () => {
   it('runs the calls of one tick as one batch, answering each with its own result or error, in order', async () => {
@@ -107,6 +107,35 @@ describe('Batched', () => {
     expect(order.filter((x) => x[0] === 'a')).toEqual(['a1', 'a2', 'a3']);
     expect(order.filter((x) => x[0] === 'b')).toEqual(['b1', 'b2']);
     expect(order.slice(0, 4)).toEqual(['a1', 'b1', 'b2', 'c1']); // b and c ran beside a1; a2, a3 waited for it
+  });
+
+  it('two Batched sharing KeyLocks never run a key at once; a call skipped for the other\'s key starts when it lets go', async () => {
+    const locks = new KeyLocks();
+    const running = new Set<string>();
+    const log: string[] = [];
+    const make = (name: string) =>
+      new Batched<string, string>(
+        async (items) => {
+          const keys = new Set(items.map((i) => i[0]));
+          for (const k of keys) {
+            expect(running.has(k)).toBe(false);
+            running.add(k);
+          }
+          log.push(`${name}:${items.join(',')}`);
+          await new Promise((r) => setTimeout(r, 5));
+          for (const k of keys) running.delete(k);
+          return items;
+        },
+        { parallel: 2, keyOf: (i) => i[0], locks },
+      );
+    const a = make('A');
+    const b = make('B');
+    const first = a.submit('x1');
+    await new Promise((r) => setTimeout(r, 1));
+    // B's x2 waits for A's x1 (same key) although B runs nothing; its y1 goes at once.
+    const rest = [b.submit('x2'), b.submit('y1')];
+    expect(await Promise.all([first, ...rest])).toEqual(['x1', 'x2', 'y1']);
+    expect(log).toEqual(['A:x1', 'B:y1', 'B:x2']);
   });
 
   it('a batch whose run throws rejects all its calls; the next call starts afresh', async () => {

@@ -25,6 +25,37 @@ export interface BatchedOptions<I> {
   overlapAt?: number;
   /** Items of one key never run in two batches at once. */
   keyOf?: (item: I) => string;
+  /** Keys held by running batches, shared with other Batched whose statements lock the same rows (default: this one's own). */
+  locks?: KeyLocks;
+}
+
+/**
+ * The keys the running batches of one or more Batched hold. Batched that
+ * share one never run two batches with a key in common, and each starts its
+ * waiting calls again when another releases keys.
+ */
+export class KeyLocks {
+  readonly #held = new Set<ReadonlySet<string>>();
+  readonly #waiters = new Set<() => void>();
+
+  holds(key: string): boolean {
+    for (const s of this.#held) if (s.has(key)) return true;
+    return false;
+  }
+
+  take(keys: ReadonlySet<string>): void {
+    this.#held.add(keys);
+  }
+
+  release(keys: ReadonlySet<string>): void {
+    this.#held.delete(keys);
+    for (const w of [...this.#waiters]) w();
+  }
+
+  /** `fn` runs after every release. */
+  onRelease(fn: () => void): void {
+    this.#waiters.add(fn);
+  }
 }
 
 interface Call<I, R> {
@@ -35,8 +66,7 @@ interface Call<I, R> {
 
 export class Batched<I, R> {
   #queue: Call<I, R>[] = [];
-  /** Keys held by each running batch (only with keyOf). */
-  readonly #held = new Set<Set<string>>();
+  readonly #locks: KeyLocks;
   #running = 0;
   #scheduled = false;
   #batches = 0;
@@ -53,6 +83,9 @@ export class Batched<I, R> {
     this.#parallel = opts.parallel ?? 1;
     this.#overlapAt = opts.overlapAt ?? 1;
     this.#keyOf = opts.keyOf;
+    this.#locks = opts.locks ?? new KeyLocks();
+    // Calls skipped for a key another Batched held may start once it lets go.
+    if (opts.locks) this.#locks.onRelease(() => this.#start());
   }
 
   /** Batches run so far (tests and benchmarks read it). */
@@ -83,7 +116,7 @@ export class Batched<I, R> {
   #start(): void {
     while (this.#room()) {
       const batch = this.#take();
-      if (batch.calls.length === 0) return; // every waiting call's key is held by a running batch
+      if (batch.calls.length === 0) return; // every waiting call's key is held by a running batch; its release starts them
       void this.#one(batch);
     }
   }
@@ -92,10 +125,7 @@ export class Batched<I, R> {
   #take(): { calls: Call<I, R>[]; keys: Set<string> | undefined } {
     const keyOf = this.#keyOf;
     if (!keyOf) return { calls: this.#queue.splice(0, this.#max), keys: undefined };
-    const held = (k: string) => {
-      for (const s of this.#held) if (s.has(k)) return true;
-      return false;
-    };
+    const held = (k: string) => this.#locks.holds(k);
     const calls: Call<I, R>[] = [];
     const keys = new Set<string>();
     const skipped = new Set<string>();
@@ -118,7 +148,7 @@ export class Batched<I, R> {
   async #one(batch: { calls: Call<I, R>[]; keys: Set<string> | undefined }): Promise<void> {
     this.#running++;
     this.#batches++;
-    if (batch.keys) this.#held.add(batch.keys);
+    if (batch.keys) this.#locks.take(batch.keys);
     try {
       const out = await this.run(batch.calls.map((c) => c.item));
       batch.calls.forEach((c, k) => {
@@ -130,7 +160,7 @@ export class Batched<I, R> {
       for (const c of batch.calls) c.reject(err);
     } finally {
       this.#running--;
-      if (batch.keys) this.#held.delete(batch.keys);
+      if (batch.keys) this.#locks.release(batch.keys);
       this.#start();
     }
   }

@@ -1,2 +1,2 @@
 export { GroupCommit } from './group-commit.ts';
-export { Batched } from './batched.ts';
+export { Batched, KeyLocks } from './batched.ts';
