@@ -32,10 +32,10 @@ let start: Mark | undefined;
 let summary: Mark | undefined;
 const write = process.stdout.write.bind(process.stdout) as (chunk: string | Uint8Array, ...rest: unknown[]) => boolean;
 const spy = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
-  if (typeof chunk === 'string') {
-    if (start === undefined && chunk.startsWith('{"type":"start"')) start = mark();
-    else if (chunk.startsWith('{"type":"summary"')) summary = mark();
-  }
+  // Progress lines are written a turn's worth at a time: look inside the chunk.
+  const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+  if (start === undefined && (text.startsWith('{"type":"start"') || text.includes('\n{"type":"start"'))) start = mark();
+  if (text.startsWith('{"type":"summary"') || text.includes('\n{"type":"summary"')) summary = mark();
   return write(chunk, ...rest);
 };
 process.stdout.write = spy as typeof process.stdout.write;
