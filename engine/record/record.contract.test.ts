@@ -611,21 +611,23 @@ describe.each(testBackends())('record contract on $name', (backend) => {
   });
 
   describe('boot', () => {
+    const consumeOne = async (vmId: string, tokenHash: string) => (await r.consumeBootTokens([{ vmId, tokenHash }]))[0];
+
     it('stores attempts and consumes a token exactly once', async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
-      await r.addBootAttempt({ vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: false, reason: 'no token' });
-      await r.addBootAttempt({ vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' });
+      await r.addBootAttempts([{ vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: false, reason: 'no token' }]);
+      await r.addBootAttempts([{ vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' }]);
       expect((await r.listBootAttempts({ vmId: a.id })).map((b) => [b.approved, b.reason])).toEqual([[false, 'no token']]);
 
-      await r.setBootToken(a.id, 'hash-1');
-      expect(await r.consumeBootToken(a.id, 'wrong')).toBe(false);
-      const both = await Promise.all([r.consumeBootToken(a.id, 'hash-1'), r.consumeBootToken(a.id, 'hash-1')]);
+      await r.setBootTokens([{ vmId: a.id, tokenHash: 'hash-1' }]);
+      expect(await consumeOne(a.id, 'wrong')).toBe(false);
+      const both = await Promise.all([consumeOne(a.id, 'hash-1'), consumeOne(a.id, 'hash-1')]);
       expect(both.sort()).toEqual([false, true]);
-      await r.setBootToken(a.id, 'hash-2');
-      expect(await r.consumeBootToken(a.id, 'hash-1')).toBe(false);
-      expect(await r.consumeBootToken(a.id, 'hash-2')).toBe(true);
-      expect(await r.consumeBootToken('other', 'hash-2')).toBe(false);
+      await r.setBootTokens([{ vmId: a.id, tokenHash: 'hash-2' }]);
+      expect(await consumeOne(a.id, 'hash-1')).toBe(false);
+      expect(await consumeOne(a.id, 'hash-2')).toBe(true);
+      expect(await consumeOne('other', 'hash-2')).toBe(false);
     });
 
     it('does the boot writes for many VMs in one statement each', async () => {
@@ -646,7 +648,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         { vmId: b.id, tokenHash: 'hb' },
         { vmId: 'nope', tokenHash: 'ha' },
       ])).toEqual([false, true, true, false, false]);
-      expect(await r.consumeBootToken(a.id, 'ha')).toBe(false);
+      expect(await consumeOne(a.id, 'ha')).toBe(false);
       await r.addBootAttempts([
         { vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: true, reason: 'matches' },
         { vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' },

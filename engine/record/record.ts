@@ -1144,13 +1144,6 @@ export class SqlRecord implements FleetRecord {
     );
   }
 
-  async addBootAttempt(a: BootAttempt): Promise<void> {
-    await this.#db.query(
-      'INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason) VALUES ($1, $2, $3, $4, $5, $6)',
-      [a.vmId, a.dataCenter, a.cloudId, a.image, a.approved, a.reason],
-    );
-  }
-
   /** Boot attempts, newest last; for `fleet history` and tests. */
   async listBootAttempts(opts: { vmId?: string; limit?: number } = {}): Promise<(BootAttempt & { at: string })[]> {
     const params: unknown[] = [];
@@ -1178,22 +1171,6 @@ export class SqlRecord implements FleetRecord {
       reason: r.reason,
       at: iso(r.at),
     }));
-  }
-
-  async setBootToken(vmId: string, tokenHash: string): Promise<void> {
-    await this.#db.query(
-      `INSERT INTO boot_tokens (vm_id, token_hash) VALUES ($1, $2)
-       ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL`,
-      [vmId, tokenHash],
-    );
-  }
-
-  async consumeBootToken(vmId: string, tokenHash: string): Promise<boolean> {
-    const rows = await this.#db.query(
-      'UPDATE boot_tokens SET used_at = now() WHERE vm_id = $1 AND token_hash = $2 AND used_at IS NULL RETURNING vm_id',
-      [vmId, tokenHash],
-    );
-    return rows.length === 1;
   }
 
   // ---- helpers ----

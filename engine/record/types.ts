@@ -282,15 +282,14 @@ export interface FleetRecord {
   /** Steps whose last status is `started` or `failed` (an interrupted or failed apply). */
   unfinishedSteps(stack: string): Promise<JournalRow[]>;
 
-  addBootAttempt(attempt: BootAttempt): Promise<void>;
-  /** addBootAttempt for many, one statement. */
+  /** Records boot attempts (approved or denied), one statement for many. */
   addBootAttempts(attempts: readonly BootAttempt[]): Promise<void>;
-  /** Stores the hash of a one-time boot token for a VM. */
-  setBootToken(vmId: string, tokenHash: string): Promise<void>;
-  /** setBootToken for many, one statement (the last item for a VM wins). */
+  /** Stores the hash of a one-time boot token per VM, replacing an earlier one; one statement for many (the last item for a VM wins). */
   setBootTokens(items: readonly { vmId: string; tokenHash: string }[]): Promise<void>;
-  /** Marks the token used; false when it does not match or was used already. Atomic. */
-  consumeBootToken(vmId: string, tokenHash: string): Promise<boolean>;
-  /** consumeBootToken for many, one statement: per item, in order, whether it used the token (a token is used once: within a batch, by its first item). */
+  /**
+   * Marks tokens used, atomically, one statement for many: per item, in order,
+   * whether it used the token; false when it does not match or was used
+   * already (a token is used once: within a batch, by its first item).
+   */
   consumeBootTokens(items: readonly { vmId: string; tokenHash: string }[]): Promise<boolean[]>;
 }
