@@ -7,8 +7,8 @@ import type { Queryable, SqlAdapter } from './sql.ts';
 /**
  * PGlite (embedded PostgreSQL in WebAssembly) behind the SqlAdapter.
  * `dir` undefined means in memory. PGlite is single-connection: its own
- * mutex serializes transactions, so FOR UPDATE is a no-op here but the SQL
- * stays the same as on PostgreSQL.
+ * mutex serializes statements and transactions, so row locks never wait
+ * here, but the SQL stays the same as on PostgreSQL.
  *
  * PGlite will happily initdb into a folder that holds other files, so a
  * non-empty folder without PG_VERSION is refused before PGlite sees it.

@@ -338,10 +338,10 @@ function patchSets(patch: VmPatch | undefined, params: unknown[]): string[] {
 
 /**
  * The one FleetRecord implementation; PGlite and PostgreSQL differ only in
- * the SqlAdapter underneath. Concurrency: VM writes lock the row
- * (SELECT … FOR UPDATE) and compare versions; fleet versions are bumped in
- * the same transaction; locks are rows with a lease, taken with
- * INSERT … ON CONFLICT so two takers never both win.
+ * the SqlAdapter underneath. Concurrency: VM writes are conditional on the
+ * version the caller read (UPDATE … WHERE version = $n, one statement with
+ * the fleet's version bump and the history row); locks are rows with a
+ * lease, taken with INSERT … ON CONFLICT so two takers never both win.
  */
 export class SqlRecord implements FleetRecord {
   readonly description: string;
