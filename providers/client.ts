@@ -19,7 +19,6 @@
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
 import type {
   ActualVm,
-  BatchLine,
   BatchStep,
   CreateVmRequest,
   DeleteVmRequest,
@@ -29,6 +28,7 @@ import type {
   TransitionRequest,
 } from './protocol.ts';
 import { STEP_BATCH_MAX } from './protocol.ts';
+import type { BatchAnswerLine } from '../engine/authority/protocol.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 
 export type * from './protocol.ts';
@@ -241,9 +241,9 @@ export class DmzHttpClient {
     try {
       // The exchange may last as long as its slowest step; it only has to keep talking.
       const res = await sendLines({ ...t, path: `${t.path}/v1/batch` }, headers, payload, this.opts.timeoutMs, (line) => {
-        let parsed: BatchLine | undefined;
+        let parsed: BatchAnswerLine | undefined;
         try {
-          parsed = JSON.parse(line) as BatchLine;
+          parsed = JSON.parse(line) as BatchAnswerLine;
         } catch {
           return;
         }

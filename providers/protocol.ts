@@ -139,14 +139,7 @@ export type BatchStep =
   | { op: 'transition'; vmId: string; body: TransitionRequest }
   | { op: 'delete'; vmId: string; body: DeleteVmRequest };
 
-/** POST /v1/batch: answered with one NDJSON line per step, `BatchLine`, in the order the steps finish. */
+/** POST /v1/batch: answered with one NDJSON line per step (BatchAnswerLine, engine/authority/protocol.ts), in the order the steps finish. */
 export interface StepBatchRequest {
   steps: BatchStep[];
-}
-
-/** A line of the answer to POST /v1/batch: step `i` got what its single route would have answered. */
-export interface BatchLine {
-  i: number;
-  status: number;
-  body: unknown;
 }

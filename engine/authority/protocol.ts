@@ -121,7 +121,7 @@ export interface BatchRequest {
   calls: BatchCall[];
 }
 
-/** A line of the answer to POST /v1/batch: call `i` got what its single route would have answered. */
+/** A line of the NDJSON answer to either service's POST /v1/batch (engine/authority/http.ts streamAnswers): item `i` got what its single route would have answered. */
 export interface BatchAnswerLine {
   i: number;
   status: number;
