@@ -323,6 +323,64 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.transitionVms([])).toEqual([]);
     });
 
+    describe('transitionVms with an intent: the next edge\'s intent row in the same statement', () => {
+      const intent = (to: string, requestId: string) => ({ to, actor: 'authority', planId: 'p1', requestId, detail: `intent approved: ${to}` });
+      const rowsOf = async (s: string) =>
+        (await r.history(s)).filter((x) => x.actor !== 'a').map((x) => [x.address, x.from, x.to, x.outcome, x.actor, x.requestId]);
+
+      it('writes the transition row, then the intent row, at the version the transition made', async () => {
+        const s = freshStack();
+        const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+        const [moved] = await r.transitionVms([
+          { id: a.id, expectedVersion: 1, to: 'BeingCreated', ctx: { actor: 'dmz-client:miami', requestId: 'rq-1' }, intent: intent('PoweredOff', 'rq-2') },
+        ]);
+        expect(moved).toMatchObject({ id: a.id, state: 'BeingCreated', version: 2 });
+        const h = await r.history(s);
+        expect(h.map((x) => [x.from, x.to, x.outcome, x.actor, x.planId, x.requestId, x.detail])).toEqual([
+          [null, 'Requested', 'ok', 'a', null, null, null],
+          ['Requested', 'BeingCreated', 'ok', 'dmz-client:miami', null, 'rq-1', null],
+          ['BeingCreated', 'PoweredOff', 'ok', 'authority', 'p1', 'rq-2', 'intent approved: PoweredOff'],
+        ]);
+        expect(h[1].id).toBeLessThan(h[2].id);
+        // The intent row is no write to the VM: one version and one fleet bump, as without it.
+        expect(await r.getVm(a.id)).toMatchObject({ state: 'BeingCreated', version: 2 });
+        expect((await r.listFleets(s)).map((f) => f.version)).toEqual([2]);
+      });
+
+      it('writes neither row when the version check fails', async () => {
+        const s = freshStack();
+        const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+        const [out] = await r.transitionVms([
+          { id: a.id, expectedVersion: 5, to: 'BeingCreated', ctx: { actor: 'dmz-client:miami' }, intent: intent('PoweredOff', 'rq-2') },
+        ]);
+        expect(out).toBeInstanceOf(VersionConflictError);
+        expect(out).toMatchObject({ key: a.id, expected: 5, actual: 1 });
+        expect(await rowsOf(s)).toEqual([]);
+        expect(await r.getVm(a.id)).toMatchObject({ state: 'Requested', version: 1 });
+      });
+
+      it('mixes items with and without an intent in one batch, rows in item order', async () => {
+        const s = freshStack();
+        const [a, b, c, d] = await Promise.all([0, 1, 2, 3].map((i) => r.insertVm(newVm(s, 'web', i), { actor: 'a' })));
+        const out = await r.transitionVms([
+          { id: a.id, expectedVersion: 1, to: 'BeingCreated', ctx: { actor: 'dmz-client:miami', requestId: 'a1' }, intent: intent('PoweredOff', 'a2') },
+          { id: b.id, expectedVersion: 1, to: 'BeingCreated', ctx: { actor: 'dmz-client:miami', requestId: 'b1' } },
+          { id: c.id, expectedVersion: 2, to: 'BeingCreated', ctx: { actor: 'dmz-client:miami', requestId: 'c1' }, intent: intent('PoweredOff', 'c2') },
+          { id: d.id, expectedVersion: 1, to: 'BeingCreated', ctx: { actor: 'dmz-client:miami', requestId: 'd1' }, patch: { cloudId: 'i-4' }, intent: intent('PoweredOff', 'd2') },
+        ]);
+        expect(out.map((x) => (x instanceof VersionConflictError ? 'conflict' : (x as VmRow).state))).toEqual(['BeingCreated', 'BeingCreated', 'conflict', 'BeingCreated']);
+        expect(out[3]).toMatchObject({ cloudId: 'i-4', version: 2 });
+        expect(await rowsOf(s)).toEqual([
+          ['web/0', 'Requested', 'BeingCreated', 'ok', 'dmz-client:miami', 'a1'],
+          ['web/0', 'BeingCreated', 'PoweredOff', 'ok', 'authority', 'a2'],
+          ['web/1', 'Requested', 'BeingCreated', 'ok', 'dmz-client:miami', 'b1'],
+          ['web/3', 'Requested', 'BeingCreated', 'ok', 'dmz-client:miami', 'd1'],
+          ['web/3', 'BeingCreated', 'PoweredOff', 'ok', 'authority', 'd2'],
+        ]);
+        expect((await r.listFleets(s)).map((f) => f.version)).toEqual([4 + 3]);
+      });
+    });
+
     it('adds many history rows in one call, each only at its expected version', async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });

@@ -734,7 +734,7 @@ export class SqlRecord implements FleetRecord {
   async transitionVms(items: readonly TransitionItem[]): Promise<(VmRow | FleetError)[]> {
     if (items.length === 0) return [];
     const n = items.length;
-    const cols: unknown[][] = Array.from({ length: 10 }, () => new Array<unknown>(n));
+    const cols: unknown[][] = Array.from({ length: 15 }, () => new Array<unknown>(n));
     const seen = new Set<string>();
     for (let k = 0; k < n; k++) {
       const it = items[k];
@@ -750,13 +750,21 @@ export class SqlRecord implements FleetRecord {
       cols[7][k] = it.ctx.requestId ?? null;
       cols[8][k] = it.ctx.outcome ?? 'ok';
       cols[9][k] = it.ctx.detail ?? null;
+      cols[10][k] = it.intent?.to ?? null;
+      cols[11][k] = it.intent?.actor ?? null;
+      cols[12][k] = it.intent?.planId ?? null;
+      cols[13][k] = it.intent?.requestId ?? null;
+      cols[14][k] = it.intent?.detail ?? null;
     }
     // transitionVm's statement over unnest arrays; the items' columns are
-    // prefixed i_ so VM_COLS in RETURNING names only vms' columns.
+    // prefixed i_ (n_ for the optional intent row) so VM_COLS in RETURNING
+    // names only vms' columns. The history rows are inserted in item order,
+    // each transition's row before its intent's (ids follow insertion order).
     const rows = await this.#db.query<VmDb>(
       `WITH i AS (
-         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-           AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail)
+         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+             $11::text[], $12::text[], $13::text[], $14::text[], $15::text[]) WITH ORDINALITY
+           AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail, n_to, n_actor, n_plan, n_request, n_detail, i_k)
        ),
        old AS (SELECT vms.id AS o_id, vms.state AS o_state FROM vms JOIN i ON vms.id = i.i_id AND vms.version = i.i_version),
        upd AS (
@@ -773,8 +781,14 @@ export class SqlRecord implements FleetRecord {
        ),
        h AS (
          INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
-         SELECT upd.id, upd.stack, upd.fleet, upd.fleet || '/' || upd.idx, old.o_state, i.i_to, i.i_actor, i.i_plan, i.i_request, i.i_outcome, i.i_detail
-         FROM upd JOIN old ON old.o_id = upd.id JOIN i ON i.i_id = upd.id
+         SELECT h_id, h_stack, h_fleet, h_address, h_from, h_to, h_actor, h_plan, h_request, h_outcome, h_detail FROM (
+           SELECT upd.id, upd.stack, upd.fleet, upd.fleet || '/' || upd.idx, old.o_state, i.i_to, i.i_actor, i.i_plan, i.i_request, i.i_outcome, i.i_detail, i.i_k, 0
+           FROM upd JOIN old ON old.o_id = upd.id JOIN i ON i.i_id = upd.id
+           UNION ALL
+           SELECT upd.id, upd.stack, upd.fleet, upd.fleet || '/' || upd.idx, i.i_to, i.n_to, i.n_actor, i.n_plan, i.n_request, 'ok', i.n_detail, i.i_k, 1
+           FROM upd JOIN i ON i.i_id = upd.id WHERE i.n_to IS NOT NULL
+         ) AS rows_(h_id, h_stack, h_fleet, h_address, h_from, h_to, h_actor, h_plan, h_request, h_outcome, h_detail, h_k, h_seq)
+         ORDER BY h_k, h_seq
        )
        SELECT * FROM upd`,
       cols,

@@ -130,6 +130,15 @@ export interface TransitionItem {
   to: string;
   ctx: ChangeContext & { outcome?: Outcome };
   patch?: Pick<VmPatch, 'cloudId' | 'retire'>;
+  /**
+   * A second history row written by the same statement, right after the
+   * transition's own (history ids in that order): the intent of the VM's next
+   * edge (from = `to`, outcome `ok`). It needs no version check of its own:
+   * it is written only when the transition is, at the version the transition
+   * made. The authority's advance call writes a report and the next
+   * authorization this way, in one statement.
+   */
+  intent?: { to: string } & ChangeContext;
 }
 
 /** One history row of a batch (FleetRecord.addHistoryMany): addHistory's arguments. */
@@ -248,7 +257,8 @@ export interface FleetRecord {
    * Many transitionVm calls in one statement (one round trip, one commit):
    * per item, in order, the moved row, or the error transitionVm would have
    * thrown (VersionConflictError, record.vm-not-found); the other items are
-   * written all the same. Ids must be distinct within a batch.
+   * written all the same. Ids must be distinct within a batch. An item's
+   * `intent` row is written with its transition or not at all.
    */
   transitionVms(items: readonly TransitionItem[]): Promise<(VmRow | FleetError)[]>;
   /** Many addHistory calls in one statement: per item, in order, undefined when written, else the error addHistory would have thrown. */
