@@ -5,7 +5,8 @@ import { openRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { diskKey, sha256 } from './keys.ts';
-import type { AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportResponse } from './protocol.ts';
+import type { AdvanceResponse, AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportRequest, ReportResponse } from './protocol.ts';
+import { Authority } from './authority.ts';
 import { startAuthority, type RunningService } from './server.ts';
 
 const STACK = 'auth-test';
@@ -71,6 +72,11 @@ async function created(over: Partial<AuthorizeVm> = {}): Promise<{ id: string; r
 
 function transition(vmId: string, from: string, to: string, over: Partial<AuthorizeRequest> = {}): AuthorizeRequest {
   return { dataCenter: 'miami', requestId: randomUUID(), planId: 'plan-x', kind: 'transition', vmId, from, to, ...over };
+}
+
+/** The ok report of an approved edge. */
+function reportOf(req: AuthorizeRequest, over: Partial<ReportRequest> = {}): ReportRequest {
+  return { dataCenter: req.dataCenter, requestId: req.requestId, planId: req.planId, vmId: req.vmId, from: req.from as string, to: req.to as string, outcome: 'ok', ...over };
 }
 
 /** Approve + report ok along each edge of `path`. */
@@ -215,8 +221,6 @@ describe('authority: boot', () => {
 describe('authority: decisions on the record\'s current row, whoever wrote it', () => {
   // The authority remembers the rows it wrote; another writer of the record
   // (a refresh, a second authority) must still be seen at the next request.
-  const report = (req: AuthorizeRequest, extra: Record<string, unknown>) =>
-    ({ dataCenter: req.dataCenter, requestId: req.requestId, planId: req.planId, vmId: req.vmId, from: req.from, to: req.to, ...extra });
   const behind = async (id: string, to: string) => {
     const vm = (await record.getVm(id))!;
     await record.transitionVm(id, vm.version, to, { actor: 'someone-else', outcome: 'ok' });
@@ -243,7 +247,7 @@ describe('authority: decisions on the record\'s current row, whoever wrote it', 
     // Another writer bumps the version without moving the state (a history-only change does not; an update does).
     const vm = (await record.getVm(id))!;
     await record.updateVm(id, vm.version, { cloudId: 'set-elsewhere' }, { actor: 'someone-else' });
-    const r = await post<ReportResponse>('/v1/reports', report(req, { outcome: 'ok', cloudId: 'cloud-9' }));
+    const r = await post<ReportResponse>('/v1/reports', reportOf(req, { cloudId: 'cloud-9' }));
     expect(r.status).toBe(200);
     expect(r.body.effect).toBe('moved');
     const now = (await record.getVm(id))!;
@@ -258,10 +262,225 @@ describe('authority: decisions on the record\'s current row, whoever wrote it', 
     const req = transition(id, 'BeingCreated', 'PoweredOff');
     expect((await post<AuthorizeResponse>('/v1/authorize', req)).body.decision).toBe('approved');
     await behind(id, 'CreateFailed');
-    const r = await post<{ error: { code: string } }>('/v1/reports', report(req, { outcome: 'ok' }));
+    const r = await post<{ error: { code: string } }>('/v1/reports', reportOf(req));
     expect(r.status).toBe(409);
     expect(r.body.error.code).toBe('state-moved');
     expect((await record.getVm(id))!.state).toBe('CreateFailed');
+  });
+});
+
+describe('authority: advance (a report and the next edge\'s authorization in one call)', () => {
+  /** An Authority on the test record whose record calls are listed by method name (each one statement when it succeeds). */
+  function counted(): { core: Authority; calls: string[] } {
+    const calls: string[] = [];
+    const wrapped = new Proxy(record, {
+      get(target, prop) {
+        const v: unknown = Reflect.get(target, prop);
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => {
+          calls.push(String(prop));
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    return { core: new Authority({ record: wrapped, pack, stackName: STACK, secret: SECRET }), calls };
+  }
+
+  /** Creates a VM through `core` and moves it along `path` (authorize, then report, per edge). */
+  async function coreVm(core: Authority, path: string[]): Promise<string> {
+    const id = randomUUID();
+    await core.authorize('miami', { dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'create', vmId: id, from: null, vm: vmSpec() });
+    for (let k = 1; k < path.length; k++) {
+      const a = transition(id, path[k - 1], path[k]);
+      const ok = await core.authorize('miami', a);
+      expect(ok.decision).toBe('approved');
+      expect((await core.report('miami', reportOf(a, ok.operation === 'createVm' ? { cloudId: `cloud-${id}` } : {}))).effect).toBe('moved');
+    }
+    return id;
+  }
+
+  const historyOf = async (id: string) => {
+    const vm = (await record.getVm(id))!;
+    return (await record.history(STACK, vm.address)).filter((h) => h.vmId === id);
+  };
+
+  it('walks a whole path: create, then one advance per edge, each one record statement; history: each edge\'s intent, then its transition', async () => {
+    const { core, calls } = counted();
+    const id = await coreVm(core, ['Requested']);
+    const path = ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn', 'Starting', 'Running'];
+    const edges = path.slice(1).map((to, k) => transition(id, path[k], to));
+    let ahead = await core.authorize('miami', edges[0]);
+    const nexts: AuthorizeResponse[] = [];
+    for (let k = 0; k + 1 < edges.length; k++) {
+      expect(ahead).toMatchObject({ decision: 'approved', vm: { state: edges[k].from } });
+      calls.length = 0;
+      const res = await core.advance('miami', { report: reportOf(edges[k], ahead.operation === 'createVm' ? { cloudId: 'cloud-adv' } : {}), next: edges[k + 1] });
+      expect(res.report).toMatchObject({ effect: 'moved', vm: { state: edges[k].to } });
+      // The report's transition and next's intent row are one statement; a boot edge's token is stored as authorize stores it.
+      expect(calls).toEqual(edges[k + 1].to === 'Starting' ? ['transitionVms', 'setBootTokens'] : ['transitionVms']);
+      ahead = res.next!;
+      nexts.push(ahead);
+    }
+    expect(nexts.map((n) => [n.decision, n.operation, n.credentials?.dataCenter])).toEqual([
+      ['approved', 'createVm', 'miami'],
+      ['approved', 'powerOn', 'miami'],
+      ['approved', 'boot', 'miami'],
+      ['approved', 'awaitReady', 'miami'],
+    ]);
+    expect(nexts[0].diskKeyHash).toBe(sha256(diskKey(SECRET, id)));
+    expect(nexts[2].bootToken).toBeTruthy();
+    expect((await core.report('miami', reportOf(edges[edges.length - 1]))).vm.state).toBe('Running');
+    expect((await historyOf(id)).map((h) => [h.from, h.to, h.actor, h.requestId])).toEqual([
+      [null, 'Requested', 'authority', expect.any(String)],
+      ...edges.flatMap((e) => [
+        [e.from, e.to, 'authority', e.requestId],
+        [e.from, e.to, 'dmz-client:miami', e.requestId],
+      ]),
+    ]);
+    expect((await record.getVm(id))!).toMatchObject({ state: 'Running', cloudId: 'cloud-adv', version: 6 });
+  });
+
+  // A VM at BeingCreated with BeingCreated -> PoweredOff approved; each case sends an advance of that report and a next.
+  it.each<{
+    name: string;
+    report?: (r: ReportRequest) => ReportRequest;
+    next?: (n: AuthorizeRequest) => AuthorizeRequest;
+    refused?: { status: number; code: string };
+    effect?: ReportResponse['effect'];
+    state?: string;
+    decided?: { decision: string; reason?: string; operation?: string; history: 'intent' | 'vetoed' | 'none' };
+  }>([
+    {
+      name: 'the common case: moved, and next approved with its intent row',
+      effect: 'moved',
+      state: 'PoweredOff',
+      decided: { decision: 'approved', operation: 'powerOn', history: 'intent' },
+    },
+    { name: 'a report that does not match its authorization is refused, and next not decided', report: (r) => ({ ...r, to: 'CreateFailed' }), refused: { status: 409, code: 'report-mismatch' } },
+    { name: 'a report naming another data center is refused', report: (r) => ({ ...r, dataCenter: 'richmond' }), refused: { status: 403, code: 'wrong-data-center' } },
+    { name: 'a create as next is a bad request', next: (n) => ({ ...n, kind: 'create', from: null, to: undefined, vm: vmSpec() }), refused: { status: 400, code: 'bad-request' } },
+    { name: 'a next about another VM is a bad request', next: (n) => ({ ...n, vmId: randomUUID() }), refused: { status: 400, code: 'bad-request' } },
+    {
+      name: 'a next that skips states is vetoed, its veto in the history',
+      next: (n) => ({ ...n, to: 'Running' }),
+      effect: 'moved',
+      state: 'PoweredOff',
+      decided: { decision: 'vetoed', reason: 'not an edge', history: 'vetoed' },
+    },
+    {
+      name: 'a next naming another data center is vetoed',
+      next: (n) => ({ ...n, dataCenter: 'richmond' }),
+      effect: 'moved',
+      state: 'PoweredOff',
+      decided: { decision: 'vetoed', reason: 'its token belongs to miami', history: 'none' },
+    },
+    { name: 'a next from another state than the report left is not decided', next: (n) => ({ ...n, from: 'PoweredOn', to: 'Starting' }), effect: 'moved', state: 'PoweredOff' },
+    { name: 'a failed outcome: the failure edge is taken and next is not decided', report: (r) => ({ ...r, outcome: 'failed', cloudId: undefined }), effect: 'failed', state: 'CreateFailed' },
+  ])('$name', async ({ report = (r) => r, next = (n) => n, refused, effect, state, decided }) => {
+    const { id } = await created();
+    await moveAlong(id, ['Requested', 'BeingCreated']);
+    const a = transition(id, 'BeingCreated', 'PoweredOff');
+    expect((await post<AuthorizeResponse>('/v1/authorize', a)).body.decision).toBe('approved');
+    const nextReq = next(transition(id, 'PoweredOff', 'PoweredOn'));
+    const r = await post<AdvanceResponse & { error?: { code: string } }>('/v1/advance', { report: report(reportOf(a, { cloudId: 'cloud-1' })), next: nextReq });
+    const nextRows = (await historyOf(id)).filter((h) => h.requestId === nextReq.requestId);
+    if (refused) {
+      expect([r.status, r.body.error?.code]).toEqual([refused.status, refused.code]);
+      expect((await record.getVm(id))!.state).toBe('BeingCreated');
+      expect(nextRows).toEqual([]);
+      return;
+    }
+    expect(r.status).toBe(200);
+    expect(r.body.report).toMatchObject({ effect, vm: { state } });
+    if (!decided) {
+      expect(r.body.next).toBeUndefined();
+      expect(nextRows).toEqual([]);
+      return;
+    }
+    expect(r.body.next).toMatchObject({ decision: decided.decision, ...(decided.operation ? { operation: decided.operation } : {}) });
+    if (decided.reason) expect(r.body.next?.reason).toContain(decided.reason);
+    expect(r.body.next?.credentials === undefined).toBe(decided.decision === 'vetoed');
+    const rows = { intent: [['PoweredOff', 'PoweredOn', 'ok', 'authority']], vetoed: [['PoweredOff', 'Running', 'vetoed', 'dmz-client:miami']], none: [] }[decided.history];
+    expect(nextRows.map((h) => [h.from, h.to, h.outcome, h.actor])).toEqual(rows);
+  });
+
+  it('a repeated advance (its answer was lost) answers already and decides next again', async () => {
+    const { id } = await created();
+    await moveAlong(id, ['Requested', 'BeingCreated']);
+    const a = transition(id, 'BeingCreated', 'PoweredOff');
+    expect((await post<AuthorizeResponse>('/v1/authorize', a)).body.decision).toBe('approved');
+    const body = { report: reportOf(a, { cloudId: 'cloud-1' }), next: transition(id, 'PoweredOff', 'PoweredOn') };
+    const first = await post<AdvanceResponse>('/v1/advance', body);
+    const again = await post<AdvanceResponse>('/v1/advance', body);
+    expect(first.body).toMatchObject({ report: { effect: 'moved' }, next: { decision: 'approved', operation: 'powerOn' } });
+    expect(again.body).toMatchObject({ report: { effect: 'already', vm: { state: 'PoweredOff' } }, next: { decision: 'approved', operation: 'powerOn' } });
+    // Next's report is checked against its (repeated) authorization and moves the record.
+    const moved = await post<ReportResponse>('/v1/reports', reportOf(body.next));
+    expect(moved.body).toMatchObject({ effect: 'moved', vm: { state: 'PoweredOn' } });
+    const rows = (await historyOf(id)).filter((h) => h.requestId === body.next.requestId);
+    expect(rows.map((h) => h.actor)).toEqual(['authority', 'authority', 'dmz-client:miami']);
+  });
+
+  // The row the authority remembers changed behind its back before the advance: decided on a fresh read.
+  it.each([
+    {
+      name: 'another writer bumped the version: the report moves the current row, next folded into it',
+      behind: (id: string, v: number) => record.updateVm(id, v, { specHash: 'elsewhere' }, { actor: 'someone-else' }),
+      effect: 'moved',
+      version: 3,
+      calls: ['transitionVms', 'getVms', 'transitionVms'],
+    },
+    {
+      name: 'another writer moved it along the same edge: already, and next decided on the fresh row',
+      behind: (id: string, v: number) => record.transitionVm(id, v, 'BeingCreated', { actor: 'someone-else' }),
+      effect: 'already',
+      version: 2,
+      calls: ['transitionVms', 'getVms', 'addHistoryMany'],
+    },
+  ])('$name', async ({ behind, effect, version, calls: expected }) => {
+    const { core, calls } = counted();
+    const id = await coreVm(core, ['Requested']);
+    const a = transition(id, 'Requested', 'BeingCreated');
+    expect((await core.authorize('miami', a)).decision).toBe('approved');
+    await behind(id, (await record.getVm(id))!.version);
+    calls.length = 0;
+    const res = await core.advance('miami', { report: reportOf(a), next: transition(id, 'BeingCreated', 'PoweredOff') });
+    expect(res.report).toMatchObject({ effect, vm: { state: 'BeingCreated' } });
+    expect(res.next).toMatchObject({ decision: 'approved', operation: 'createVm', vm: { state: 'BeingCreated', version } });
+    expect(calls).toEqual(expected);
+  });
+
+  it('another writer moved the VM elsewhere: the report is refused and next not decided', async () => {
+    const { core } = counted();
+    const id = await coreVm(core, ['Requested']);
+    const a = transition(id, 'Requested', 'BeingCreated');
+    await core.authorize('miami', a);
+    await record.transitionVm(id, 1, 'CreateFailed', { actor: 'someone-else' });
+    const err = await core.advance('miami', { report: reportOf(a), next: transition(id, 'BeingCreated', 'PoweredOff') }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ statusCode: 409, code: 'state-moved' });
+    expect((await historyOf(id)).map((h) => h.actor)).toEqual(['authority', 'authority', 'someone-else']);
+  });
+
+  it('a resize as next is folded into the report; a resize report falls back to report, then authorize', async () => {
+    const { core, calls } = counted();
+    const id = await coreVm(core, ['Requested', 'BeingCreated']);
+    const a = transition(id, 'BeingCreated', 'PoweredOff');
+    await core.authorize('miami', a);
+    const size = { cpu: 4, memoryGiB: 8, diskGiB: 10 };
+    const resize = transition(id, 'PoweredOff', 'PoweredOff', { kind: 'resize', size });
+    calls.length = 0;
+    const first = await core.advance('miami', { report: reportOf(a, { cloudId: 'c' }), next: resize });
+    expect(first.next).toMatchObject({ decision: 'approved', operation: 'resize' });
+    expect(calls).toEqual(['transitionVms']);
+    calls.length = 0;
+    const second = await core.advance('miami', { report: reportOf(resize, { size }), next: transition(id, 'PoweredOff', 'PoweredOn') });
+    expect(second.report).toMatchObject({ effect: 'moved', vm: { state: 'PoweredOff', size } });
+    expect(second.next).toMatchObject({ decision: 'approved', operation: 'powerOn' });
+    expect(calls).toEqual(['updateVm', 'addHistoryMany']);
+    expect((await historyOf(id)).slice(-2).map((h) => [h.from, h.to, h.detail])).toEqual([
+      ['PoweredOff', 'PoweredOff', 'intent approved: resize to 4 cpu / 8 GiB / 10 GiB disk'],
+      ['PoweredOff', 'PoweredOn', 'intent approved: powerOn'],
+    ]);
   });
 });
 
@@ -318,6 +537,23 @@ describe('authority: batches', () => {
     expect(r.results[1].body).toMatchObject({ effect: 'moved', vm: { state: 'BeingCreated' } });
   });
 
+  it('answers an advance call as POST /v1/advance would; a create as its next fails alone with 400', async () => {
+    const [{ id }, { id: other }] = await Promise.all([created(), created()]);
+    const a = transition(id, 'Requested', 'BeingCreated');
+    const b = transition(other, 'Requested', 'BeingCreated');
+    await Promise.all([post('/v1/authorize', a), post('/v1/authorize', b)]);
+    const r = await batch({
+      calls: [
+        { call: 'advance', body: { report: reportOf(a), next: transition(id, 'BeingCreated', 'PoweredOff') } },
+        { call: 'advance', body: { report: reportOf(b), next: { ...transition(other, 'Requested', 'Requested'), kind: 'create', from: null, vm: vmSpec() } } },
+      ],
+    });
+    expect(r.results.map((x) => x.status)).toEqual([200, 400]);
+    expect(r.results[0].body).toMatchObject({ report: { effect: 'moved', vm: { state: 'BeingCreated' } }, next: { decision: 'approved', operation: 'createVm' } });
+    expect(r.results[1].body).toEqual({ error: { code: 'bad-request', message: expect.stringContaining('a create is never the next edge') } });
+    expect((await record.getVm(other))?.state).toBe('Requested');
+  });
+
   it.each([
     ['an unknown call', { calls: [{ call: 'delete-everything', body: {} }] }],
     ['a call whose body is outside its schema', { calls: [{ call: 'report', body: { dataCenter: 'miami' } }] }],
@@ -357,7 +593,8 @@ describe('authority: HTTP surface', () => {
       paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { required?: string[] } }> }; security?: unknown }>>;
     };
     expect(doc.openapi).toBe('3.0.3');
-    expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
+    expect(doc.paths['/v1/advance'].post.requestBody?.content['application/json'].schema.required).toEqual(['report', 'next']);
     expect(doc.paths['/v1/authorize'].post.requestBody?.content['application/json'].schema.required).toContain('kind');
     expect(doc.paths['/v1/authorize'].post.security).toEqual([{ bearer: [] }]);
     expect(doc.paths['/v1/health'].get.security).toBeUndefined();

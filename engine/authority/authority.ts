@@ -12,6 +12,10 @@
 //   diagram's failure edge from `from` (BeingCreated -> CreateFailed,
 //   Starting -> BootFailed) when there is one, else a history row only.
 //   So every state change that reaches the record passes one edge.
+// - advance (a report and the next edge's authorization in one call) answers
+//   exactly what report then authorize would, in one serial(); it only saves
+//   work: in the common case the transition and the next intent row are one
+//   record statement, decided by the same checks (judgeEdge).
 // - A boot is approved only for a VM the record knows, in the caller's data
 //   center, with the same cloud id and real image, presenting an unused boot
 //   token. Only then is the disk key released.
@@ -23,6 +27,8 @@ import { VersionConflictError } from '../record/errors.ts';
 import { ProtocolError } from './http.ts';
 import { credentialToken, diskKey, randomToken, sha256 } from './keys.ts';
 import type {
+  AdvanceRequest,
+  AdvanceResponse,
   AuthorityVm,
   AuthorizeRequest,
   AuthorizeResponse,
@@ -56,6 +62,13 @@ interface Pending {
 
 /** Thrown inside a decision taken on a remembered row that may be stale: decide again on a fresh read. */
 class StaleRow extends Error {}
+
+/** An edge approved on row `vm` (its intent row written), to be answered by approve. */
+interface Approved {
+  vm: VmRow;
+  to: string;
+  operation: string;
+}
 
 /**
  * How the authority's record calls are batched (engine/durability/batched.ts):
@@ -107,6 +120,8 @@ export class Authority {
    * authorizes share one statement, and so do the transitions of concurrent
    * reports (FleetRecord.addHistoryMany / transitionVms: one round trip and
    * one commit for a batch, each call still answered with its own outcome).
+   * An advance's transition carries the next edge's intent row with it
+   * (TransitionItem.intent), so it needs no intents call.
    * Calls about one VM never share a batch: serial() runs them one by one.
    */
   private readonly intents: Batched<HistoryItem, undefined>;
@@ -222,97 +237,94 @@ export class Authority {
   }
 
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
-    const veto = (reason: string, vm?: VmRow): AuthorizeResponse => ({
-      decision: 'vetoed',
-      reason,
-      operation: 'none',
-      ...(vm ? { vm: toAuthorityVm(vm) } : {}),
-    });
-    if (req.dataCenter !== caller) {
-      return veto(`the request names data center ${req.dataCenter} but its token belongs to ${caller}`);
-    }
-    return this.serial(req.vmId, async () => {
-      if (req.kind === 'create') return this.authorizeCreate(caller, req, veto);
-      if (req.to === undefined) return veto('a transition needs its target state');
-      const to = req.to;
-      return this.decideOn(req.vmId, async (vm, remembered) => {
-        // Anything but an approval is decided again on a fresh read.
-        const refuse = async (reason: string): Promise<AuthorizeResponse> => {
-          if (remembered) throw new StaleRow(reason);
-          if (!vm) return veto(reason);
-          await this.o.record.addHistory(vm.id, {
-            from: req.from,
-            to: to,
-            outcome: 'vetoed',
-            actor: `dmz-client:${caller}`,
-            planId: req.planId,
-            requestId: req.requestId,
-            detail: reason,
-          });
-          return veto(reason, vm);
-        };
-        if (!vm) return refuse(`VM ${req.vmId} is not in the record`);
-        if (vm.dataCenter !== caller) {
-          return refuse(`VM ${vm.address} lives in data center ${vm.dataCenter}; the DMZ client of ${caller} may not change it`);
-        }
-        if (vm.retiredAt !== null || this.lifecycle.isTerminal(vm.state)) return refuse(`VM ${vm.address} is ${vm.state} already`);
-        if (req.from !== vm.state) {
-          return refuse(`the request assumes VM ${vm.address} is ${req.from ?? 'absent'} but the record has it ${vm.state}`);
-        }
-        let operation: string;
-        if (req.kind === 'resize') {
-          if (req.from !== to) return refuse(`a resize keeps the state; got ${req.from} -> ${to}`);
-          if (!this.canResizeIn(req.from)) return refuse(`a resize needs a powered-off VM; ${vm.address} is ${req.from}`);
-          if (!req.size) return refuse('a resize needs the new size');
-          operation = 'resize';
-        } else {
-          if (!this.lifecycle.allows(req.from, to)) {
-            return refuse(`${req.from} -> ${to} is not an edge of the ${this.o.pack.name} lifecycle; every change must pass one edge`);
-          }
-          operation = this.lifecycle.operation(req.from, to) ?? 'none';
-        }
-        // The intent, before any cloud call; the state change itself is
-        // written at report. Written only while the VM is still at the
-        // version decided on (a conflict decides again on a fresh read).
-        await this.intents.submit({
-          vmId: vm.id,
-          row: {
-            from: req.from,
-            to: to,
-            outcome: 'ok',
-            actor: 'authority',
-            planId: req.planId,
-            requestId: req.requestId,
-            detail: `intent approved: ${operation}${req.kind === 'resize' && req.size ? ` to ${formatSize(req.size)}` : ''}`,
-          },
-          expectedVersion: vm.version,
+    const foreign = vetoForeign(caller, req);
+    if (foreign) return foreign;
+    return this.serial(req.vmId, () => (req.kind === 'create' ? this.authorizeCreate(caller, req) : this.authorizeEdge(caller, req)));
+  }
+
+  /** authorize of a transition or a resize, inside serial(). */
+  private authorizeEdge(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
+    const to = req.to;
+    if (to === undefined) return Promise.resolve(veto('a transition needs its target state'));
+    return this.decideOn(req.vmId, async (vm, remembered) => {
+      // Anything but an approval is decided again on a fresh read.
+      const refuse = async (reason: string): Promise<AuthorizeResponse> => {
+        if (remembered) throw new StaleRow(reason);
+        if (!vm) return veto(reason);
+        await this.o.record.addHistory(vm.id, {
+          from: req.from,
+          to: to,
+          outcome: 'vetoed',
+          actor: `dmz-client:${caller}`,
+          planId: req.planId,
+          requestId: req.requestId,
+          detail: reason,
         });
-        const res: AuthorizeResponse = {
-          decision: 'approved',
-          reason: `${req.from} -> ${to} (${operation}) is allowed for ${vm.address}`,
-          operation,
-          credentials: this.credentials(caller, req.requestId),
-          vm: toAuthorityVm(vm),
-        };
-        if (vm.realImage !== null) res.realImage = vm.realImage;
-        if (operation === 'boot') {
-          const token = randomToken(24);
-          await this.bootTokens.submit({ vmId: vm.id, tokenHash: sha256(token) });
-          res.bootToken = token;
-        }
-        if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
-        this.prunePending();
-        this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: req.from, to, kind: req.kind, operation, at: Date.now() });
-        return res;
-      });
+        return veto(reason, vm);
+      };
+      if (!vm) return refuse(`VM ${req.vmId} is not in the record`);
+      const judged = this.judgeEdge(caller, req, to, vm);
+      if ('refusal' in judged) return refuse(judged.refusal);
+      // The intent, before any cloud call; the state change itself is
+      // written at report. Written only while the VM is still at the
+      // version decided on (a conflict decides again on a fresh read).
+      const intent = intentOf(req, to, judged.operation);
+      await this.intents.submit({ vmId: vm.id, row: { from: req.from, outcome: 'ok', ...intent }, expectedVersion: vm.version });
+      return this.approve(caller, req, { vm, to, operation: judged.operation });
     });
   }
 
-  private async authorizeCreate(
-    caller: string,
-    req: AuthorizeRequest,
-    veto: (reason: string, vm?: VmRow) => AuthorizeResponse,
-  ): Promise<AuthorizeResponse> {
+  /**
+   * Whether the edge `req` asks for may be taken on row `vm`: its operation,
+   * or why not. Reads nothing but its arguments and the pack, so advance can
+   * decide on the row a report's transition is about to make (foldNext).
+   */
+  private judgeEdge(caller: string, req: AuthorizeRequest, to: string, vm: VmRow): { operation: string } | { refusal: string } {
+    const no = (refusal: string) => ({ refusal });
+    if (vm.dataCenter !== caller) return no(`VM ${vm.address} lives in data center ${vm.dataCenter}; the DMZ client of ${caller} may not change it`);
+    if (vm.retiredAt !== null || this.lifecycle.isTerminal(vm.state)) return no(`VM ${vm.address} is ${vm.state} already`);
+    if (req.from !== vm.state) return no(`the request assumes VM ${vm.address} is ${req.from ?? 'absent'} but the record has it ${vm.state}`);
+    if (req.kind === 'resize') {
+      if (req.from !== to) return no(`a resize keeps the state; got ${req.from} -> ${to}`);
+      if (!this.canResizeIn(req.from)) return no(`a resize needs a powered-off VM; ${vm.address} is ${req.from}`);
+      if (!req.size) return no('a resize needs the new size');
+      return { operation: 'resize' };
+    }
+    if (!this.lifecycle.allows(req.from, to)) {
+      return no(`${req.from} -> ${to} is not an edge of the ${this.o.pack.name} lifecycle; every change must pass one edge`);
+    }
+    return { operation: this.lifecycle.operation(req.from, to) ?? 'none' };
+  }
+
+  /**
+   * An approved edge whose intent row is written: its answer (credentials, a
+   * boot token for `boot`, the disk key hash for `createVm` of an encrypted
+   * VM) and the pending entry its report is checked against.
+   */
+  private async approve(caller: string, req: AuthorizeRequest, edge: Approved): Promise<AuthorizeResponse> {
+    const { vm, to, operation } = edge;
+    const res: AuthorizeResponse = {
+      decision: 'approved',
+      reason: `${vm.state} -> ${to} (${operation}) is allowed for ${vm.address}`,
+      operation,
+      credentials: this.credentials(caller, req.requestId),
+      vm: toAuthorityVm(vm),
+    };
+    if (vm.realImage !== null) res.realImage = vm.realImage;
+    if (operation === 'boot') {
+      const token = randomToken(24);
+      await this.bootTokens.submit({ vmId: vm.id, tokenHash: sha256(token) });
+      res.bootToken = token;
+    }
+    if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
+    this.prunePending();
+    // A repeated authorize (a lost answer) moves its entry to the end: entries stay in time order.
+    this.pending.delete(req.requestId);
+    this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: vm.state, to, kind: req.kind, operation, at: Date.now() });
+    return res;
+  }
+
+  private async authorizeCreate(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const initial = this.lifecycle.initial;
     if (!req.vm) return veto('a create needs the VM');
     if (req.from !== null || (req.to ?? initial) !== initial) {
@@ -386,66 +398,129 @@ export class Authority {
   }
 
   async report(caller: string, req: ReportRequest): Promise<ReportResponse> {
-    if (req.dataCenter !== caller) {
-      throw new ProtocolError(403, 'wrong-data-center', `the report names data center ${req.dataCenter} but its token belongs to ${caller}`);
+    checkReporter(caller, req);
+    return this.serial(req.vmId, async () => (await this.settle(caller, req)).report);
+  }
+
+  /**
+   * A report and the authorization of the VM's next edge in one call
+   * (docs/protocol.md, "Advance"): answered as `report` then `authorize`
+   * would answer them, inside one serial(). In the common case (an ok
+   * transition after which `next` is approved) the report's transition and
+   * next's intent row are one record statement (settle, foldNext); any other
+   * case decides next after the report exactly as authorize would. Next is
+   * decided only when the report left the VM at next.from (moved, or there
+   * already); otherwise the DMZ client stops the member there.
+   */
+  async advance(caller: string, req: AdvanceRequest): Promise<AdvanceResponse> {
+    const { report, next } = req;
+    checkReporter(caller, report);
+    if (next.kind === 'create') throw new ProtocolError(400, 'bad-request', 'a create is never the next edge of an advance: authorize it on its own');
+    if (next.vmId !== report.vmId) {
+      throw new ProtocolError(400, 'bad-request', `an advance is about one VM: its report is about ${report.vmId}, its next edge about ${next.vmId}`);
     }
-    return this.serial(req.vmId, () =>
-      this.decideOn(req.vmId, async (vm, remembered) => {
-        // Anything but the common case is decided again on a fresh read.
-        const refuse = (status: number, code: string, message: string): never => {
-          if (remembered) throw new StaleRow(message);
-          throw new ProtocolError(status, code, message);
-        };
-        if (!vm) return refuse(404, 'unknown-vm', `VM ${req.vmId} is not in the record`);
-        if (vm.dataCenter !== caller) {
-          return refuse(403, 'wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
-        }
-        const pending = this.pending.get(req.requestId);
-        if (pending && (pending.vmId !== vm.id || pending.from !== req.from || pending.to !== req.to || pending.dataCenter !== caller)) {
-          throw new ProtocolError(409, 'report-mismatch', `report ${req.requestId} does not match what was authorized (${pending.from} -> ${pending.to})`);
-        }
-        const resize = req.from === req.to;
-        // Without a pending entry (the authority restarted in between) the edge is checked again.
-        if (!pending && !resize && !this.lifecycle.allows(req.from, req.to)) {
-          throw new ProtocolError(409, 'not-an-edge', `${req.from} -> ${req.to} is not an edge of the lifecycle`);
-        }
-        const ctx = { actor: `dmz-client:${caller}`, planId: req.planId, requestId: req.requestId };
-        if (req.outcome === 'ok') {
-          if (resize) {
-            if (!req.size) throw new ProtocolError(400, 'bad-request', 'a resize report needs the new size');
-            const updated = await this.o.record.updateVm(vm.id, vm.version, { size: req.size }, { ...ctx, detail: `resized to ${formatSize(req.size)}` });
-            this.remember(updated);
-            this.pending.delete(req.requestId);
-            return { vm: toAuthorityVm(updated), effect: 'moved' as const };
-          }
-          if (vm.state === req.to) {
-            if (remembered) throw new StaleRow('already there');
-            return { vm: toAuthorityVm(vm), effect: 'already' as const };
-          }
-          if (vm.state !== req.from) return refuse(409, 'state-moved', `VM ${vm.address} is ${vm.state}, not ${req.from}`);
-          const patch: TransitionItem['patch'] & {} = {};
-          if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
-          if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
-          const moved = await this.transitions.submit({ stack: vm.stack, fleet: vm.fleet, id: vm.id, expectedVersion: vm.version, to: req.to, ctx: { ...ctx, outcome: 'ok', detail: req.detail ?? null }, patch });
-          this.remember(moved);
+    return this.serial(report.vmId, async () => {
+      const settled = await this.settle(caller, report, next);
+      const r = settled.report;
+      if (settled.folded) return { report: r, next: await this.approve(caller, next, settled.folded) };
+      if ((r.effect !== 'moved' && r.effect !== 'already') || r.vm.state !== next.from) return { report: r };
+      return { report: r, next: vetoForeign(caller, next) ?? (await this.authorizeEdge(caller, next)) };
+    });
+  }
+
+  /**
+   * report, inside serial(). With `next` (advance), an ok transition after
+   * which next would be approved also writes next's intent row, in the same
+   * statement, and says so in `folded`.
+   */
+  private settle(caller: string, req: ReportRequest, next?: AuthorizeRequest): Promise<{ report: ReportResponse; folded?: Approved }> {
+    return this.decideOn(req.vmId, async (vm, remembered) => {
+      // Anything but the common case is decided again on a fresh read.
+      const refuse = (status: number, code: string, message: string): never => {
+        if (remembered) throw new StaleRow(message);
+        throw new ProtocolError(status, code, message);
+      };
+      const answer = (row: VmRow, effect: ReportResponse['effect']) => ({ report: { vm: toAuthorityVm(row), effect } });
+      if (!vm) return refuse(404, 'unknown-vm', `VM ${req.vmId} is not in the record`);
+      if (vm.dataCenter !== caller) {
+        return refuse(403, 'wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
+      }
+      const pending = this.pending.get(req.requestId);
+      if (pending && (pending.vmId !== vm.id || pending.from !== req.from || pending.to !== req.to || pending.dataCenter !== caller)) {
+        throw new ProtocolError(409, 'report-mismatch', `report ${req.requestId} does not match what was authorized (${pending.from} -> ${pending.to})`);
+      }
+      const resize = req.from === req.to;
+      // Without a pending entry (the authority restarted in between) the edge is checked again.
+      if (!pending && !resize && !this.lifecycle.allows(req.from, req.to)) {
+        throw new ProtocolError(409, 'not-an-edge', `${req.from} -> ${req.to} is not an edge of the lifecycle`);
+      }
+      const ctx = { actor: `dmz-client:${caller}`, planId: req.planId, requestId: req.requestId };
+      if (req.outcome === 'ok') {
+        if (resize) {
+          if (!req.size) throw new ProtocolError(400, 'bad-request', 'a resize report needs the new size');
+          const updated = await this.o.record.updateVm(vm.id, vm.version, { size: req.size }, { ...ctx, detail: `resized to ${formatSize(req.size)}` });
+          this.remember(updated);
           this.pending.delete(req.requestId);
-          return { vm: toAuthorityVm(moved), effect: 'moved' as const };
+          return answer(updated, 'moved');
         }
-        const failTo = this.lifecycle.edges.find(
-          (e) => e.from === req.from && e.operation === 'none' && this.lifecycle.failure.includes(e.to),
-        )?.to;
-        if (failTo !== undefined && vm.state === req.from) {
-          const moved = await this.transitions.submit({ stack: vm.stack, fleet: vm.fleet, id: vm.id, expectedVersion: vm.version, to: failTo, ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' } });
-          this.remember(moved);
-          this.pending.delete(req.requestId);
-          return { vm: toAuthorityVm(moved), effect: 'failed' as const };
+        if (vm.state === req.to) {
+          if (remembered) throw new StaleRow('already there');
+          return answer(vm, 'already');
         }
-        if (remembered) throw new StaleRow('failure without a failure edge');
+        if (vm.state !== req.from) return refuse(409, 'state-moved', `VM ${vm.address} is ${vm.state}, not ${req.from}`);
+        const patch: TransitionItem['patch'] & {} = {};
+        if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
+        if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
+        const fold = next && this.foldNext(caller, next, vm, req.to, patch);
+        const moved = await this.transitions.submit({
+          stack: vm.stack,
+          fleet: vm.fleet,
+          id: vm.id,
+          expectedVersion: vm.version,
+          to: req.to,
+          ctx: { ...ctx, outcome: 'ok', detail: req.detail ?? null },
+          patch,
+          ...(fold ? { intent: fold.intent } : {}),
+        });
+        this.remember(moved);
         this.pending.delete(req.requestId);
-        await this.o.record.addHistory(vm.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
-        return { vm: toAuthorityVm(vm), effect: 'noted' as const };
-      }),
-    );
+        return { ...answer(moved, 'moved'), ...(fold ? { folded: { vm: moved, to: fold.intent.to, operation: fold.operation } } : {}) };
+      }
+      const failTo = this.lifecycle.edges.find(
+        (e) => e.from === req.from && e.operation === 'none' && this.lifecycle.failure.includes(e.to),
+      )?.to;
+      if (failTo !== undefined && vm.state === req.from) {
+        const moved = await this.transitions.submit({ stack: vm.stack, fleet: vm.fleet, id: vm.id, expectedVersion: vm.version, to: failTo, ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' } });
+        this.remember(moved);
+        this.pending.delete(req.requestId);
+        return answer(moved, 'failed');
+      }
+      if (remembered) throw new StaleRow('failure without a failure edge');
+      this.pending.delete(req.requestId);
+      await this.o.record.addHistory(vm.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
+      return answer(vm, 'noted');
+    });
+  }
+
+  /**
+   * When `next` would be approved on the row the report's transition of `vm`
+   * to `to` makes, its operation and the intent row to write with that
+   * transition; undefined when authorize would refuse it there (advance then
+   * lets authorize decide, after the report). The row is foreseen from `vm`:
+   * it differs from the one the statement returns only in timestamps, which
+   * judgeEdge does not read.
+   */
+  private foldNext(caller: string, next: AuthorizeRequest, vm: VmRow, to: string, patch: TransitionItem['patch'] & {}) {
+    if (next.to === undefined || vetoForeign(caller, next)) return undefined;
+    const after: VmRow = {
+      ...vm,
+      state: to,
+      version: vm.version + 1,
+      cloudId: patch.cloudId ?? vm.cloudId,
+      retiredAt: patch.retire ? new Date().toISOString() : vm.retiredAt,
+    };
+    const judged = this.judgeEdge(caller, next, next.to, after);
+    return 'refusal' in judged ? undefined : { operation: judged.operation, intent: intentOf(next, next.to, judged.operation) };
   }
 
   async bootAuthorize(caller: string, req: BootAuthorizeRequest): Promise<BootAuthorizeResponse> {
@@ -488,6 +563,29 @@ export class Authority {
     if (vm.encryptedDisk) res.diskKey = diskKey(this.o.secret, vm.id);
     return res;
   }
+}
+
+/** authorize's refusal: no credentials; the record's VM when it is known. */
+function veto(reason: string, vm?: VmRow): AuthorizeResponse {
+  return { decision: 'vetoed', reason, operation: 'none', ...(vm ? { vm: toAuthorityVm(vm) } : {}) };
+}
+
+/** The veto of an authorization whose body names another data center than the caller's token. */
+function vetoForeign(caller: string, req: AuthorizeRequest): AuthorizeResponse | undefined {
+  return req.dataCenter === caller ? undefined : veto(`the request names data center ${req.dataCenter} but its token belongs to ${caller}`);
+}
+
+/** A report naming another data center than the caller's token is refused whole. */
+function checkReporter(caller: string, req: ReportRequest): void {
+  if (req.dataCenter !== caller) {
+    throw new ProtocolError(403, 'wrong-data-center', `the report names data center ${req.dataCenter} but its token belongs to ${caller}`);
+  }
+}
+
+/** The history row of an approved edge's intent, less its `from` (the VM's state) and outcome (`ok`): written before any cloud call. */
+function intentOf(req: AuthorizeRequest, to: string, operation: string): { to: string } & ChangeContext {
+  const size = req.kind === 'resize' && req.size ? ` to ${formatSize(req.size)}` : '';
+  return { to, actor: 'authority', planId: req.planId, requestId: req.requestId, detail: `intent approved: ${operation}${size}` };
 }
 
 function formatSize(s: { cpu: number; memoryGiB: number; diskGiB: number }): string {

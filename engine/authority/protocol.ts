@@ -111,10 +111,29 @@ export interface BootAuthorizeResponse {
   diskKey?: string;
 }
 
-/** One call in a batch: the body of the single route it stands for (/v1/authorize, /v1/reports, /v1/boot/authorize). */
+/**
+ * A report and the authorization of the same VM's next edge in one call (POST
+ * /v1/advance): answered exactly as `report` then `authorize` would be, one
+ * VM at a time. `next` is a transition or a resize (a create is answered 400),
+ * decided only when the report moved the VM (or it was there `already`) to
+ * `next.from`.
+ */
+export interface AdvanceRequest {
+  report: ReportRequest;
+  next: AuthorizeRequest;
+}
+
+export interface AdvanceResponse {
+  report: ReportResponse;
+  /** Absent when the report left the VM anywhere but next.from (a failed outcome, say): the DMZ client stops there. */
+  next?: AuthorizeResponse;
+}
+
+/** One call in a batch: the body of the single route it stands for (/v1/authorize, /v1/reports, /v1/advance, /v1/boot/authorize). */
 export type BatchCall =
   | { call: 'authorize'; body: AuthorizeRequest }
   | { call: 'report'; body: ReportRequest }
+  | { call: 'advance'; body: AdvanceRequest }
   | { call: 'boot'; body: BootAuthorizeRequest };
 
 export interface BatchRequest {

@@ -134,6 +134,26 @@ export const reportResponseSchema = {
   },
 } as const;
 
+export const advanceBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['report', 'next'],
+  properties: {
+    report: reportBodySchema,
+    // A create is no `next`: answered 400 per call (in a batch, its schema would refuse the whole batch).
+    next: authorizeBodySchema,
+  },
+} as const;
+
+export const advanceResponseSchema = {
+  type: 'object',
+  required: ['report'],
+  properties: {
+    report: reportResponseSchema,
+    next: authorizeResponseSchema,
+  },
+} as const;
+
 export const bootAuthorizeBodySchema = {
   type: 'object',
   additionalProperties: false,
@@ -168,6 +188,7 @@ export const healthResponseSchema = {
 export const batchCalls = {
   authorize: authorizeBodySchema,
   report: reportBodySchema,
+  advance: advanceBodySchema,
   boot: bootAuthorizeBodySchema,
 } as const;
 

@@ -3,8 +3,10 @@ import type { LoadedPack } from '../policy/types.ts';
 import { Authority } from './authority.ts';
 import { createService, doc, listen, streamAnswers, tokenTable } from './http.ts';
 import { randomToken } from './keys.ts';
-import type { AuthorizeRequest, BatchCall, BatchRequest, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
+import type { AdvanceRequest, AuthorizeRequest, BatchCall, BatchRequest, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
 import {
+  advanceBodySchema,
+  advanceResponseSchema,
   authorizeBodySchema,
   authorizeResponseSchema,
   batchBodySchema,
@@ -72,19 +74,39 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     { schema: doc('Outcome of an approved request; moves the record', { body: reportBodySchema, response: { 200: reportResponseSchema, ...errors } }) },
     async (req) => core.report(req.caller, req.body),
   );
+  app.post<{ Body: AdvanceRequest }>(
+    '/v1/advance',
+    {
+      schema: doc('A report and the authorization of the same VM\'s next edge in one call (one record statement in the common case)', {
+        body: advanceBodySchema,
+        response: { 200: advanceResponseSchema, ...errors },
+      }),
+    },
+    async (req) => core.advance(req.caller, req.body),
+  );
   app.post<{ Body: BootAuthorizeRequest }>(
     '/v1/boot/authorize',
     { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootResponseSchema, ...errors } }) },
     async (req) => core.bootAuthorize(req.caller, req.body),
   );
   // The same calls, many per request: a DMZ client with many steps in flight
-  // sends its authorizes, reports and boots together (providers/dmz-client),
+  // sends its authorizes, reports, advances and boots together (providers/dmz-client),
   // which saves an HTTP exchange per call on both sides. Each call is
   // answered exactly as its single route would answer it, as an NDJSON line
   // as soon as it is done; calls run concurrently (calls about one VM still
   // one at a time, in order).
-  const one = (caller: string, c: BatchCall): Promise<unknown> =>
-    c.call === 'authorize' ? core.authorize(caller, c.body) : c.call === 'report' ? core.report(caller, c.body) : core.bootAuthorize(caller, c.body);
+  const one = (caller: string, c: BatchCall): Promise<unknown> => {
+    switch (c.call) {
+      case 'authorize':
+        return core.authorize(caller, c.body);
+      case 'report':
+        return core.report(caller, c.body);
+      case 'advance':
+        return core.advance(caller, c.body);
+      case 'boot':
+        return core.bootAuthorize(caller, c.body);
+    }
+  };
   app.post<{ Body: BatchRequest }>(
     '/v1/batch',
     {

@@ -1,7 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProtocolError } from '../../engine/authority/http.ts';
+import { startAuthority, type RunningService } from '../../engine/authority/server.ts';
+import { openRecord } from '../../engine/record/index.ts';
+import type { FleetRecord } from '../../engine/record/types.ts';
+import { defaultPack } from '../testing.ts';
 import type { AuthorizeRequest, BatchRequest, ReportRequest } from '../../engine/authority/protocol.ts';
 import { AuthorityClient } from './authority-client.ts';
 
@@ -156,5 +161,87 @@ describe('AuthorityClient: calls to the authority, batched', () => {
     const err = (await client.authorize(auth(1)).catch((e: unknown) => e)) as ProtocolError;
     expect(err.statusCode).toBe(503);
     expect(err.message).toContain('could not be reached (ECONNREFUSED)');
+  });
+});
+
+describe('AuthorityClient.advance: a report and the next authorization in one call', () => {
+  it('goes in the batch of its tick as call advance, and gets its own answer', async () => {
+    const a = await fakeAuthority((batch, _n, res) => lines(res, echo(batch)));
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000);
+    const [advanced, authorized] = await Promise.all([client.advance({ report: report(1), next: auth(1) }), client.authorize(auth(2))]);
+    expect(advanced).toEqual({ echo: 'advance' });
+    expect(authorized).toEqual({ echo: 'authorize', requestId: 'r2' });
+    expect(a.batches).toHaveLength(1);
+    expect(a.batches[0].calls).toEqual([
+      { call: 'advance', body: { report: report(1), next: auth(1) } },
+      { call: 'authorize', body: auth(2) },
+    ]);
+  });
+
+  describe('against a real authority', () => {
+    let nextIndex = 0;
+    let record: FleetRecord;
+    let authority: RunningService;
+    beforeAll(async () => {
+      record = await openRecord('memory://');
+      authority = await startAuthority({ record, pack: await defaultPack(), stackName: 'ac-test', dataCenters: [{ name: 'miami', token: 'tok' }] });
+    });
+    afterAll(async () => {
+      await authority.close();
+      await record.close();
+    });
+
+    /** Forwards each batch to the real authority; drops the answer of a batch `lose` picks after the authority has carried it out. */
+    const relay = (lose: (batch: BatchRequest) => boolean) =>
+      fakeAuthority(async (batch, _n, res) => {
+        const answer = await fetch(`${authority.url}/v1/batch`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: 'Bearer tok' },
+          body: JSON.stringify(batch),
+        });
+        const text = await answer.text();
+        if (lose(batch)) return res.socket?.destroy();
+        res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' });
+        res.end(text);
+      });
+
+    /** A VM in the record at Requested with Requested -> BeingCreated approved. */
+    async function approved(client: AuthorityClient): Promise<AuthorizeRequest> {
+      const vmId = randomUUID();
+      const vm = { stack: 'ac-test', fleet: 'web', owner: 'o', index: nextIndex++, name: 'n', dataCenter: 'miami', image: 'ubuntu-22.04', size: { cpu: 1, memoryGiB: 1, diskGiB: 1 }, encryptedDisk: false, desiredState: 'Running', specHash: 'h' };
+      await client.authorize({ dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'create', vmId, from: null, vm });
+      const edge: AuthorizeRequest = { dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'transition', vmId, from: 'Requested', to: 'BeingCreated' };
+      expect((await client.authorize(edge)).decision).toBe('approved');
+      return edge;
+    }
+    const okReport = (e: AuthorizeRequest): ReportRequest => ({ dataCenter: 'miami', requestId: e.requestId, planId: null, vmId: e.vmId, from: 'Requested', to: 'BeingCreated', outcome: 'ok' });
+    const nextEdge = (e: AuthorizeRequest): AuthorizeRequest => ({ ...e, requestId: randomUUID(), from: 'BeingCreated', to: 'PoweredOff' });
+
+    it('sent again after the authority carried it out (the answer was lost): the report answers already, next is decided', async () => {
+      let lost = 0;
+      const a = await relay((batch) => batch.calls[0].call === 'advance' && lost++ === 0);
+      const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+      const edge = await approved(client);
+      const next = nextEdge(edge);
+      const res = await client.advance({ report: okReport(edge), next });
+      expect(a.batches.map((b) => b.calls[0].call)).toEqual(['authorize', 'authorize', 'advance', 'advance']);
+      expect(res.report).toMatchObject({ effect: 'already', vm: { state: 'BeingCreated' } });
+      expect(res.next).toMatchObject({ decision: 'approved', operation: 'createVm' });
+      const vm = (await record.getVm(edge.vmId))!;
+      expect(vm.state).toBe('BeingCreated');
+      // The first send's intent row and the second's: each send's answer stands on its own.
+      expect((await record.history('ac-test', vm.address)).filter((h) => h.requestId === next.requestId)).toHaveLength(2);
+    });
+
+    it('a report the authority refuses fails the call with a 502 naming /v1/advance and its code', async () => {
+      const a = await relay(() => false);
+      const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+      const edge = await approved(client);
+      const err = (await client.advance({ report: { ...okReport(edge), to: 'PoweredOff' }, next: nextEdge(edge) }).catch((e: unknown) => e)) as ProtocolError;
+      expect(err).toBeInstanceOf(ProtocolError);
+      expect([err.statusCode, err.code]).toEqual([502, 'report-mismatch']);
+      expect(err.message).toContain('/v1/advance answered 409');
+      expect((await record.getVm(edge.vmId))!.state).toBe('Requested');
+    });
   });
 });

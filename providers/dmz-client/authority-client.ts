@@ -3,6 +3,8 @@
 import { diag } from '../../engine/diags/index.ts';
 import { ProtocolError } from '../../engine/authority/http.ts';
 import type {
+  AdvanceRequest,
+  AdvanceResponse,
   AuthorizeRequest,
   AuthorizeResponse,
   BatchAnswerLine,
@@ -18,7 +20,7 @@ import { sendLines } from '../http-send.ts';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The authority's single routes, by the name a batch gives their calls. */
-const ROUTES = { authorize: '/v1/authorize', report: '/v1/reports', boot: '/v1/boot/authorize' } as const;
+const ROUTES: Record<BatchCall['call'], string> = { authorize: '/v1/authorize', report: '/v1/reports', advance: '/v1/advance', boot: '/v1/boot/authorize' };
 
 interface Queued {
   call: BatchCall['call'];
@@ -67,6 +69,17 @@ export class AuthorityClient {
 
   report(body: ReportRequest): Promise<ReportResponse> {
     return this.call('report', body) as Promise<ReportResponse>;
+  }
+
+  /**
+   * The report of an edge and the authorization of the VM's next edge, in
+   * one call: answered as report then authorize would be, with the same
+   * errors (a refused report rejects the whole call). Sending it again after
+   * the authority applied it is safe: the report answers `already` and next
+   * is decided again (a fresh approval, with its own credentials).
+   */
+  advance(body: AdvanceRequest): Promise<AdvanceResponse> {
+    return this.call('advance', body) as Promise<AdvanceResponse>;
   }
 
   boot(body: BootAuthorizeRequest): Promise<BootAuthorizeResponse> {
