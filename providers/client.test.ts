@@ -7,6 +7,8 @@ import { FleetError } from '../engine/diags/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import { DmzHttpClient, backoffMs, retryAfterMs, type RetryInfo } from './client.ts';
+import { AuthorityClient } from './dmz-client/authority-client.ts';
+import type { BatchStep } from './protocol.ts';
 import { TO_RUNNING, createRequest, newVm, startTestWorld, walk, type TestWorld } from './testing.ts';
 
 describe('backoff and Retry-After', () => {
@@ -339,5 +341,158 @@ describe('steps in batches (POST /v1/batch) against a real DMZ client', () => {
     const err = (await cli.transition('v1', { idempotencyKey: 'k', planId: null, from: 'A', to: 'B' }).catch((e: unknown) => e)) as FleetError;
     expect(err.diagnostics[0].code).toBe('apply.dmz-unreachable');
     expect(err.diagnostics[0].detail).toMatch(/^POST http:\/\/127\.0\.0\.1:9\/v1\/vms\/v1\/transitions \(DMZ client of data center miami\) could not be reached \(ECONNREFUSED\) after 3 attempts\.$/);
+  });
+});
+
+/** A member's steps from nothing to Running: the create, then one per edge, keys `${prefix}/${seq}`. */
+function toRunning(stack: string, fleet: string, prefix: string, index = 0): { vm: ReturnType<typeof newVm>; steps: BatchStep[] } {
+  const vm = newVm(stack, { fleet, index });
+  const steps: BatchStep[] = [{ op: 'create', body: createRequest(vm, `${prefix}/0`) }];
+  for (let k = 1; k < TO_RUNNING.length; k++) {
+    steps.push({ op: 'transition', vmId: vm.id, body: { idempotencyKey: `${prefix}/${k}`, planId: 'p', from: TO_RUNNING[k - 1], to: TO_RUNNING[k] } });
+  }
+  return { vm, steps };
+}
+
+describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a real DMZ client', () => {
+  let record: FleetRecord;
+  let world: TestWorld;
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
+  });
+  afterAll(async () => {
+    await world.close();
+    await record.close();
+  });
+  afterEach(() => {
+    nock.cleanAll();
+    vi.restoreAllMocks();
+  });
+
+  it('carries several members to Running, each in one run item, every step answered in order as its single route would', async () => {
+    const dc = world.dc('miami');
+    const paths: string[] = [];
+    const real = http.request;
+    vi.spyOn(http, 'request').mockImplementation(((opts: http.RequestOptions, cb?: () => void) => {
+      paths.push(`${String(opts.port)}${String(opts.path)}`);
+      return real(opts, cb);
+    }) as typeof http.request);
+    const advances = vi.spyOn(AuthorityClient.prototype, 'advance');
+    const members = Array.from({ length: 4 }, (_, i) => toRunning(world.stack, 'run', `run-${randomUUID()}-${i}`, i));
+    const seen = members.map(() => [] as [number, string | undefined, string][]);
+    await Promise.all(members.map((m, i) => dc.client.run(m.steps, (k, r) => seen[i].push([k, r.vm?.state, r.outcome]))));
+    for (const s of seen) expect(s).toEqual(TO_RUNNING.map((state, k) => [k, state, 'ok']));
+    // Each edge followed by another reported together with the next one's authorization: 4 of the 5 edges per member.
+    expect(advances).toHaveBeenCalledTimes(4 * members.length);
+    // All four runs went out in one request to the DMZ client (other requests: the VMs' boot calls, the DMZ client's to the authority).
+    const port = new URL(dc.dmz.url).port;
+    expect(paths.filter((p) => p === `${port}/v1/batch`)).toHaveLength(1);
+    for (const m of members) {
+      const vm = await record.getVm(m.vm.id);
+      expect(vm?.state).toBe('Running');
+      const history = await record.history(world.stack, vm!.address);
+      // Each edge: intent (authorize) then the transition (report), in order.
+      expect(history.filter((h) => h.detail?.startsWith('intent approved')).length).toBe(TO_RUNNING.length - 1);
+    }
+    // Repeating a run returns the first results (same keys) and does nothing again.
+    const again: string[] = [];
+    await dc.client.run(members[0].steps, (_k, r) => again.push(`${r.outcome}:${r.vm?.state}`));
+    expect(again).toEqual(TO_RUNNING.map((s) => `ok:${s}`));
+  });
+
+  it('stops after a vetoed step: later steps are not carried out', async () => {
+    const dc = world.dc('miami');
+    const { vm, steps } = toRunning(world.stack, 'run-veto', `veto-${randomUUID()}`);
+    // Skip BeingCreated: Requested -> PoweredOff is not an edge.
+    steps.splice(1, 1);
+    (steps[1] as Extract<BatchStep, { op: 'transition' }>).body.from = 'Requested';
+    const seen: string[] = [];
+    await dc.client.run(steps, (k, r) => seen.push(`${k}:${r.outcome}`));
+    expect(seen).toEqual(['0:ok', '1:vetoed']);
+    expect((await record.getVm(vm.id))?.state).toBe('Requested');
+  });
+
+  it('a run cut off after some steps is sent again from its first unanswered step, with the same keys, and makes one VM', async () => {
+    const dc = world.dc('miami');
+    const port = new URL(dc.dmz.url).port;
+    const viaNock = `http://localhost:${port}`;
+    const retries: RetryInfo[] = [];
+    const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: viaNock, token: () => dc.clientToken, baseDelayMs: 1, batch: true, onRetry: (i) => retries.push(i) });
+    const prefix = `cut-${randomUUID()}`;
+    const { vm, steps } = toRunning(world.stack, 'run-cut', prefix);
+    const sent: BatchStep[][] = [];
+    const forward = (body: unknown) =>
+      fetch(`${dc.dmz.url}/v1/batch`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${dc.clientToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    nock(viaNock)
+      .post('/v1/batch')
+      .reply((_uri, body, callback) => {
+        // The whole run reaches the real DMZ client; only its first three answer lines come back, then the connection drops.
+        sent.push((body as { steps: [{ steps: BatchStep[] }] }).steps[0].steps);
+        void forward(body)
+          .then((res) => res.text())
+          .then((text) => {
+            const firstThree = text.split('\n').filter(Boolean).slice(0, 3).join('\n') + '\n';
+            callback(null, [200, firstThree, { 'content-type': 'application/x-ndjson' }]);
+          }, (err: Error) => callback(err, [500, '']));
+      })
+      .post('/v1/batch')
+      .reply(async (_uri, body) => {
+        sent.push((body as { steps: [{ steps: BatchStep[] }] }).steps[0].steps);
+        const res = await forward(body);
+        return [res.status, await res.text(), { 'content-type': 'application/x-ndjson' }];
+      });
+    const seen: [number, string | undefined][] = [];
+    await cli.run(steps, (k, r) => seen.push([k, r.vm?.state]));
+    expect(nock.isDone()).toBe(true);
+    expect(seen).toEqual(TO_RUNNING.map((s, k) => [k, s]));
+    // The second send carried the steps from the fourth on, with their own keys.
+    expect(sent[1].map((s) => s.body.idempotencyKey)).toEqual(steps.slice(3).map((s) => s.body.idempotencyKey));
+    expect(retries).toHaveLength(1);
+    expect(retries[0]).toMatchObject({ idempotencyKey: `${prefix}/3`, reason: expect.stringContaining('closed the connection') });
+    const listed = (await dc.client.listVms()).filter((v) => v.vmId === vm.id);
+    expect(listed).toHaveLength(1);
+  });
+
+  it('a step answered 503 in a run is sent again from that step; a step rejected (4xx) throws, the steps before it delivered', async () => {
+    const dc = world.dc('miami');
+    const port = new URL(dc.dmz.url).port;
+    const viaNock = `http://localhost:${port}`;
+    const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: viaNock, token: () => dc.clientToken, baseDelayMs: 1, batch: true });
+    const { steps } = toRunning(world.stack, 'run-503', `s503-${randomUUID()}`);
+    const line = (i: number, k: number, status: number, body: unknown) => `${JSON.stringify({ i, k, status, body })}\n`;
+    const ok = (state: string) => ({ requestId: 'r', decision: 'approved', reason: 'fine', outcome: 'ok', operation: 'none', vm: { id: 'v', address: 'a/0', state, cloudId: null, realImage: null, version: 1 } });
+    const bodies: { steps: { steps: BatchStep[] }[] }[] = [];
+    nock(viaNock)
+      .post('/v1/batch')
+      .reply(200, (_uri, body) => {
+        bodies.push(body as never);
+        return line(0, 0, 200, ok('Requested')) + line(0, 1, 503, { error: { code: 'busy', message: 'authority away' } });
+      })
+      .post('/v1/batch')
+      .reply(200, (_uri, body) => {
+        bodies.push(body as never);
+        return line(0, 0, 200, ok('BeingCreated')) + line(0, 1, 422, { error: { code: 'idempotency-conflict', message: 'key used for another request' } });
+      });
+    const seen: [number, string | undefined][] = [];
+    const err = (await cli.run(steps, (k, r) => seen.push([k, r.vm?.state])).catch((e: unknown) => e)) as FleetError;
+    expect(nock.isDone()).toBe(true);
+    expect(bodies[1].steps[0].steps[0].body.idempotencyKey).toBe(steps[1].body.idempotencyKey);
+    expect(seen).toEqual([[0, 'Requested'], [1, 'BeingCreated']]);
+    expect(err.diagnostics[0]).toMatchObject({ code: 'apply.dmz-rejected', detail: expect.stringContaining('answered 422: key used for another request') });
+  });
+
+  it('without batch, a run is one request per step, in order, stopping at the first not ok', async () => {
+    const dc = world.dc('miami');
+    const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dc.dmz.url, token: () => dc.clientToken, baseDelayMs: 1 });
+    const { vm, steps } = toRunning(world.stack, 'run-single', `single-${randomUUID()}`);
+    const seen: string[] = [];
+    await cli.run(steps.slice(0, 3), (k, r) => seen.push(`${k}:${r.vm?.state}`));
+    expect(seen).toEqual(['0:Requested', '1:BeingCreated', '2:PoweredOff']);
+    expect((await record.getVm(vm.id))?.state).toBe('PoweredOff');
   });
 });

@@ -19,6 +19,7 @@
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
 import type {
   ActualVm,
+  BatchRun,
   BatchStep,
   CreateVmRequest,
   DeleteVmRequest,
@@ -27,7 +28,7 @@ import type {
   StepResult,
   TransitionRequest,
 } from './protocol.ts';
-import { STEP_BATCH_MAX } from './protocol.ts';
+import { RUN_STEPS_MAX, STEP_BATCH_MAX } from './protocol.ts';
 import type { BatchAnswerLine } from '../engine/authority/protocol.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 
@@ -78,18 +79,31 @@ interface RawResponse {
   body: unknown;
 }
 
-/** A step waiting for (or on its way in) a batch. */
+/** A step or a run waiting for (or on its way in) a batch. */
 interface Queued {
-  step: BatchStep;
-  /** The single route it stands for, for messages and onRetry. */
+  item: BatchStep | BatchRun;
+  /** The single route it stands for (a run: that of its first step not yet answered), for messages and onRetry. */
   method: string;
   path: string;
   key: string;
-  /** Retries so far. */
+  /** Retries so far (a run: since its last step answered). */
   attempt: number;
-  resolve: (r: RawResponse) => void;
-  reject: (e: unknown) => void;
+  /** Takes the item's answer line (`k`: a run's step); true when the item is finished with it. */
+  answer(k: number | undefined, status: number, body: unknown, retryAfter?: number): boolean;
+  /** The exchange ended without finishing the item: send what is left of it again, or fail. */
+  lost(reason: string): void;
+  /** Fails the item for good. */
+  reject(err: unknown): void;
 }
+
+/** The single route a step stands for. */
+function route(step: BatchStep): { method: string; path: string } {
+  if (step.op === 'create') return { method: 'POST', path: '/v1/vms' };
+  const id = encodeURIComponent(step.vmId);
+  return step.op === 'transition' ? { method: 'POST', path: `/v1/vms/${id}/transitions` } : { method: 'DELETE', path: `/v1/vms/${id}` };
+}
+
+const itemSize = (item: BatchStep | BatchRun) => (item.op === 'run' ? item.steps.length : 1);
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -136,17 +150,48 @@ export class DmzHttpClient {
 
   /** Inserts the VM in the record in the pack's initial state (no cloud call). Vetoed -> outcome `vetoed`. */
   createVm(req: CreateVmRequest): Promise<StepResult> {
-    return this.step('POST', '/v1/vms', req, req.idempotencyKey, { op: 'create', body: req });
+    return this.step({ op: 'create', body: req });
   }
 
   /** Carries the VM along one edge (or resizes it). Never throws for a veto or a failed cloud call: see `outcome`. */
   transition(vmId: string, req: TransitionRequest): Promise<StepResult> {
-    return this.step('POST', `/v1/vms/${encodeURIComponent(vmId)}/transitions`, req, req.idempotencyKey, { op: 'transition', vmId, body: req });
+    return this.step({ op: 'transition', vmId, body: req });
   }
 
   /** The last edge, into the terminal state: deletes the VM in the cloud. */
   deleteVm(vmId: string, req: DeleteVmRequest): Promise<StepResult> {
-    return this.step('DELETE', `/v1/vms/${encodeURIComponent(vmId)}`, req, req.idempotencyKey, { op: 'delete', vmId, body: req });
+    return this.step({ op: 'delete', vmId, body: req });
+  }
+
+  /**
+   * A member's steps in order (docs/protocol.md, "Runs"), stopping after the
+   * first whose outcome is not ok; `onStep` gets each step's result as soon
+   * as it is done. With `batch`, the steps travel as one run, so the DMZ
+   * client goes from step to step without waiting for us (and asks the
+   * authority once per edge instead of twice); otherwise one request each.
+   * Either way every step keeps its own idempotency key and the single
+   * routes' answers and retry rules: a run cut off is sent again from its
+   * first unanswered step, and a step the DMZ client rejects throws as its
+   * single route would, the steps before it delivered.
+   */
+  async run(steps: readonly BatchStep[], onStep: (k: number, result: StepResult) => void): Promise<void> {
+    if (!this.opts.batch || steps.length === 1) {
+      for (let k = 0; k < steps.length; k++) {
+        const r = await this.step(steps[k]);
+        onStep(k, r);
+        if (r.outcome !== 'ok') return;
+      }
+      return;
+    }
+    for (let at = 0; at < steps.length; at += RUN_STEPS_MAX) {
+      const part = steps.slice(at, at + RUN_STEPS_MAX);
+      let stopped = false;
+      await new Promise<void>((resolve, reject) => this.enqueueRun(part, (k, r) => {
+        onStep(at + k, r);
+        if (r.outcome !== 'ok') stopped = true;
+      }, resolve, reject));
+      if (stopped) return;
+    }
   }
 
   /** What the cloud holds for this VM; undefined when the cloud does not know it. */
@@ -167,11 +212,73 @@ export class DmzHttpClient {
     return this.expectOk<HealthResponse>('GET', '/v1/health', res);
   }
 
-  private async step(method: string, path: string, body: unknown, key: string, batched: BatchStep): Promise<StepResult> {
+  private async step(step: BatchStep): Promise<StepResult> {
+    const { method, path } = route(step);
+    const key = step.body.idempotencyKey;
     const res = this.opts.batch
-      ? await new Promise<RawResponse>((resolve, reject) => this.enqueue({ step: batched, method, path, key, attempt: 0, resolve, reject }))
-      : await this.request(method, path, body, key);
+      ? await new Promise<RawResponse>((resolve, reject) => {
+          const q: Queued = {
+            item: step,
+            method,
+            path,
+            key,
+            attempt: 0,
+            answer: (_k, status, body, retryAfter) => {
+              if (status < 500 && status !== 429) resolve({ status, body });
+              else this.again(q, `answered ${status}: ${errorMessage(body)}`, true, retryAfter);
+              return true;
+            },
+            lost: (reason) => this.again(q, reason, false),
+            reject,
+          };
+          this.enqueue(q);
+        })
+      : await this.request(method, path, step.body, key);
     return this.expectOk<StepResult>(method, path, res);
+  }
+
+  /** Queues a run; `onStep` gets each answered step (k counts from the run's first step). */
+  private enqueueRun(steps: readonly BatchStep[], onStep: (k: number, r: StepResult) => void, resolve: () => void, reject: (e: unknown) => void): void {
+    /** The first step not yet answered, and the first of those sent with the exchange on its way. */
+    let from = 0;
+    let sentFrom = 0;
+    const q: Queued = { item: { op: 'run', steps: [] }, method: '', path: '', key: '', attempt: 0, answer: () => true, lost: () => {}, reject };
+    const aim = () => {
+      sentFrom = from;
+      const { method, path } = route(steps[from]);
+      Object.assign(q, { item: { op: 'run', steps: steps.slice(from) }, method, path, key: steps[from].body.idempotencyKey });
+    };
+    aim();
+    q.answer = (k, status, body, retryAfter) => {
+      // Lines of a run come in step order; an answer to the whole batch (k undefined) is its first unanswered step's.
+      if (k !== undefined && sentFrom + k !== from) return false;
+      if (status >= 500 || status === 429) {
+        aim();
+        this.again(q, `answered ${status}: ${errorMessage(body)}`, true, retryAfter);
+        return true;
+      }
+      let result: StepResult;
+      try {
+        result = this.expectOk<StepResult>(q.method, q.path, { status, body });
+      } catch (err) {
+        reject(err);
+        return true;
+      }
+      from++;
+      q.attempt = 0;
+      onStep(from - 1, result);
+      if (result.outcome !== 'ok' || from === steps.length) {
+        resolve();
+        return true;
+      }
+      // Later lines of this exchange count from the step it was sent with.
+      return false;
+    };
+    q.lost = (reason) => {
+      aim();
+      this.again(q, reason, false);
+    };
+    this.enqueue(q);
   }
 
   // ---- batches (opts.batch) ----
@@ -189,11 +296,17 @@ export class DmzHttpClient {
     this.flushing = true;
     setImmediate(() => {
       this.flushing = false;
-      while (this.queued.length > 0) void this.sendBatch(this.queued.splice(0, STEP_BATCH_MAX));
+      // At most STEP_BATCH_MAX steps a request, a run counting its steps.
+      while (this.queued.length > 0) {
+        let n = 0;
+        let size = 0;
+        while (n < this.queued.length && (n === 0 || size + itemSize(this.queued[n].item) <= STEP_BATCH_MAX)) size += itemSize(this.queued[n++].item);
+        void this.sendBatch(this.queued.splice(0, n));
+      }
     });
   }
 
-  /** A step's attempt failed for a retried reason: send it again after its backoff, or fail it for good. */
+  /** An attempt failed for a retried reason: send the item (what is left of a run) again after its backoff, or fail it for good. */
   private again(q: Queued, reason: string, wasStatus: boolean, retryAfter?: number): void {
     const { retries, baseDelayMs, maxDelayMs, random, sleep } = this.opts;
     const url = `${this.baseUrl}${q.path}`;
@@ -214,18 +327,16 @@ export class DmzHttpClient {
   }
 
   private async sendBatch(batch: Queued[]): Promise<void> {
-    const answered = new Array<boolean>(batch.length).fill(false);
-    const settle = (i: number, status: number, body: unknown, retryAfter?: number) => {
-      if (i < 0 || i >= batch.length || answered[i]) return;
-      answered[i] = true;
-      if (status < 500 && status !== 429) batch[i].resolve({ status, body });
-      else this.again(batch[i], `answered ${status}: ${errorMessage(body)}`, true, retryAfter);
+    const finished = new Array<boolean>(batch.length).fill(false);
+    const settle = (i: number, k: number | undefined, status: number, body: unknown, retryAfter?: number) => {
+      if (!(i >= 0 && i < batch.length) || finished[i]) return;
+      if (batch[i].answer(k, status, body, retryAfter)) finished[i] = true;
     };
     const rest = (reason: string) => {
       batch.forEach((q, i) => {
-        if (answered[i]) return;
-        answered[i] = true;
-        this.again(q, reason, false);
+        if (finished[i]) return;
+        finished[i] = true;
+        q.lost(reason);
       });
     };
     let token: string;
@@ -235,7 +346,7 @@ export class DmzHttpClient {
       for (const q of batch) q.reject(err);
       return;
     }
-    const payload = JSON.stringify({ steps: batch.map((q) => q.step) });
+    const payload = JSON.stringify({ steps: batch.map((q) => q.item) });
     const headers = { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' };
     const t = this.origin;
     try {
@@ -247,7 +358,7 @@ export class DmzHttpClient {
         } catch {
           return;
         }
-        if (typeof parsed.i === 'number') settle(parsed.i, parsed.status, parsed.body);
+        if (typeof parsed.i === 'number') settle(parsed.i, parsed.k, parsed.status, parsed.body);
       });
       if (res.status !== 200) {
         let parsed: unknown;
@@ -258,7 +369,7 @@ export class DmzHttpClient {
         }
         // The batch itself was answered: every step gets that answer, as its single route would have.
         const retryAfter = retryAfterMs(res.retryAfter);
-        batch.forEach((_, i) => settle(i, res.status, parsed, retryAfter));
+        batch.forEach((_, i) => settle(i, undefined, res.status, parsed, retryAfter));
       }
       rest('closed the connection before answering');
     } catch (err) {

@@ -139,7 +139,27 @@ export type BatchStep =
   | { op: 'transition'; vmId: string; body: TransitionRequest }
   | { op: 'delete'; vmId: string; body: DeleteVmRequest };
 
-/** POST /v1/batch: answered with one NDJSON line per step (BatchAnswerLine, engine/authority/protocol.ts), in the order the steps finish. */
-export interface StepBatchRequest {
+/** Most steps in one run. */
+export const RUN_STEPS_MAX = 50;
+
+/**
+ * A member's steps, sent at once (docs/protocol.md, "Runs"): the DMZ client
+ * carries them out in order, each exactly as its single request (same
+ * idempotency key, same answer), and stops at the first that is not ok. It
+ * answers each step as soon as it is done, so the caller still sees (and
+ * journals) every step on its own.
+ */
+export interface BatchRun {
+  op: 'run';
   steps: BatchStep[];
+}
+
+/**
+ * POST /v1/batch: answered with NDJSON lines (BatchAnswerLine,
+ * engine/authority/protocol.ts) in the order things finish: one line
+ * `{ i, status, body }` per step, and for a run one line `{ i, k, status, body }`
+ * per step k it carried out, the last being its last step or the first not ok.
+ */
+export interface StepBatchRequest {
+  steps: (BatchStep | BatchRun)[];
 }

@@ -4,7 +4,7 @@ import { computePlan } from '../plan/planner.ts';
 import { noRulesPolicy } from '../plan/policy-port.ts';
 import { dataCenter, makeFleet, makePack, makeStack } from '../plan/test-support.ts';
 import type { PlanDocument } from '../plan/types.ts';
-import type { StepResult } from '../../providers/protocol.ts';
+import type { BatchStep, StepResult } from '../../providers/protocol.ts';
 import { applyPlan, proposedVmId, stepCount, type ApplyEvent, type DmzApi } from './executor.ts';
 
 const dcs = [dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'])];
@@ -46,9 +46,17 @@ class FakeDmz implements DmzApi {
       ...(failed ? { error: { code: 'failed', message: 'sim says no' } } : {}),
     };
   }
-  createVm: DmzApi['createVm'] = (req) => this.answer(req.vm.id, req.idempotencyKey);
-  transition: DmzApi['transition'] = (vmId, req) => this.answer(vmId, req.idempotencyKey);
-  deleteVm: DmzApi['deleteVm'] = (vmId, req) => this.answer(vmId, req.idempotencyKey);
+  /** Like DmzHttpClient.run: steps in order, stopping after the first not ok. */
+  run: DmzApi['run'] = async (steps, onStep) => {
+    for (let k = 0; k < steps.length; k++) {
+      const r = await this.one(steps[k]);
+      onStep(k, r);
+      if (r.outcome !== 'ok') return;
+    }
+  };
+  one(step: BatchStep): Promise<StepResult> {
+    return this.answer(step.op === 'create' ? step.body.vm.id : step.vmId, step.body.idempotencyKey);
+  }
 }
 
 describe('applyPlan', () => {
@@ -83,36 +91,44 @@ describe('applyPlan', () => {
     }
   });
 
-  it('journals each step started before its request and done before the next request, the done row sharing a batch with the next started row', async () => {
+  it('journals every step of a member started before its run is sent, and each done as its answer comes', async () => {
     const record = await memoryRecord();
     try {
       const p = plan(3);
-      // At each request: the record's open steps of that member (started, not done) must be exactly the one being sent.
-      const openAtSend: [string, ...string[]][] = [];
+      // At each step's request: the member's journal rows (last status per step).
+      const atSend: [string, string[]][] = [];
       const fakes = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
-      const check = async (key: string) => {
-        const address = key.split('/').slice(1, 3).join('/');
+      const journalOf = async (address: string) => {
         const open = (await record.unfinishedSteps(p.stack)).filter((j) => j.address === address);
-        openAtSend.push([key, ...open.map((j) => `${j.idempotencyKey}:${j.status}`)]);
-        return key;
+        return open.map((j) => `${j.seq}:${j.status}`);
       };
       const clients = new Map(
         [...fakes].map(([dc, f]): [string, DmzApi] => [
           dc,
           {
-            createVm: async (req) => (await check(req.idempotencyKey), f.createVm(req)),
-            transition: async (vmId, req) => (await check(req.idempotencyKey), f.transition(vmId, req)),
-            deleteVm: async (vmId, req) => (await check(req.idempotencyKey), f.deleteVm(vmId, req)),
+            run: async (steps, onStep) => {
+              for (let k = 0; k < steps.length; k++) {
+                const key = steps[k].body.idempotencyKey;
+                atSend.push([key, await journalOf(key.split('/').slice(1, 3).join('/'))]);
+                onStep(k, await f.one(steps[k]));
+              }
+            },
           },
         ]),
       );
       const before = record.journalBatches;
       const result = await applyPlan({ plan: p, record, clients, owners: {}, parallelism: 1 });
       expect(result.failed).toEqual([]);
-      expect(openAtSend).toHaveLength(result.steps);
-      for (const [key, ...open] of openAtSend) expect(open).toEqual([`${key}:started`]);
+      expect(atSend).toHaveLength(result.steps);
+      for (const [key, open] of atSend) {
+        const seq = Number(key.split('/').at(-1));
+        // Every step from this one on is still open (`started`); those before may or may not have had their done row committed yet.
+        const total = p.changes.find((c) => key.includes(`/${c.address}/`))!;
+        const expected = Array.from({ length: stepCount(total) - seq }, (_, i) => `${seq + i}:started`);
+        expect(open.slice(-expected.length)).toEqual(expected);
+      }
       expect(await record.unfinishedSteps(p.stack)).toEqual([]);
-      // Two rows per step, but a done row rides with the next started row: about one batch per step.
+      // Two rows per step, rows of one turn in one batch: the started rows of a member in one.
       expect(record.journalBatches - before).toBeLessThanOrEqual(result.steps + p.changes.length);
     } finally {
       await record.close();
@@ -133,6 +149,8 @@ describe('applyPlan', () => {
       expect(result.failed[0].diagnostic.detail).toContain('sim says no');
       const journal = await record.unfinishedSteps(p.stack);
       expect(journal.map((j) => [j.address, j.status])).toEqual([['web/1', 'failed']]);
+      // Its later steps, sent with the run and journalled started, are closed (skipped): only the failed one is left.
+      expect(stepCount(victim)).toBeGreaterThan(1);
       expect((await record.listPlans(p.stack)).map((x) => x.result)).toEqual(['failed']);
     } finally {
       await record.close();

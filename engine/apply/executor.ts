@@ -20,12 +20,12 @@ import { hostname, userInfo } from 'node:os';
 import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../plan/types.ts';
 import { processAlive } from '../record/index.ts';
-import type { FleetRecord, JournalRow, LockHandle } from '../record/types.ts';
-import type { StepResult } from '../../providers/protocol.ts';
+import type { FleetRecord, LockHandle } from '../record/types.ts';
+import type { BatchStep } from '../../providers/protocol.ts';
 import type { DmzHttpClient } from '../../providers/client.ts';
 
 /** The part of DmzHttpClient the executor uses (tests may pass another implementation). */
-export type DmzApi = Pick<DmzHttpClient, 'createVm' | 'transition' | 'deleteVm'>;
+export type DmzApi = Pick<DmzHttpClient, 'run'>;
 
 export type ApplyEvent =
   | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
@@ -158,23 +158,35 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     for (const [dc, list] of byDc) perDataCenter[dc] = { members: list.length, steps: list.reduce((n, c) => n + stepCount(c), 0) };
     emit({ type: 'start', planId: plan.id, members: work.length, steps: work.reduce((n, c) => n + stepCount(c), 0), perDataCenter });
 
+    // A member holds its data center's slot until its last step answered;
+    // what it still writes after that (its last journal rows, the spec it now
+    // matches) goes on beside the next member's start.
+    const tails: Promise<void>[] = [];
     await Promise.all(
       [...byDc].map(([dc, list]) =>
-        pool(list, opts.parallelism, async (change) => {
+        pool(list, opts.parallelism, (change) => {
           if (lockLost) throw lockLost;
           const client = opts.clients.get(dc)!;
-          const r = await runMember(change, client, opts, emit);
-          steps += r.steps;
-          if (r.failure) {
-            failures.push(r.failure);
-            emit({ type: 'member', address: change.address, dataCenter: dc, action: change.action, status: 'failed', detail: r.failure.diagnostic.detail });
-          } else {
-            succeeded++;
-            emit({ type: 'member', address: change.address, dataCenter: dc, action: change.action, status: 'done' });
-          }
+          return new Promise<void>((free) => {
+            const tail = runMember(change, client, opts, emit, free).then((r) => {
+              steps += r.steps;
+              if (r.failure) {
+                failures.push(r.failure);
+                emit({ type: 'member', address: change.address, dataCenter: dc, action: change.action, status: 'failed', detail: r.failure.diagnostic.detail });
+              } else {
+                succeeded++;
+                emit({ type: 'member', address: change.address, dataCenter: dc, action: change.action, status: 'done' });
+              }
+            });
+            const settled = tail.finally(free);
+            // Seen by Promise.all(tails) below; handled now so it never counts as unhandled meanwhile.
+            settled.catch(() => {});
+            tails.push(settled);
+          });
         }),
       ),
     );
+    await Promise.all(tails);
     if (lockLost) throw lockLost;
     await record.finishPlan(plan.id, failures.length ? 'failed' : 'succeeded');
   } finally {
@@ -222,119 +234,162 @@ export function stepCount(c: Change): number {
   return creates + c.steps.length;
 }
 
+/** One request of a member: what it sends, and what the journal and events say of it. */
+interface MemberRequest {
+  step: BatchStep;
+  vmId: string;
+  from: string | null;
+  to: string;
+  operation: string;
+  /** How a failure names the step. */
+  label: string;
+}
+
+/** A change's requests in order: the create request where its path starts (if any), then one per diagram edge. */
+function memberRequests(change: Change, planId: string, stack: string, owner: string): MemberRequest[] {
+  const newId = proposedVmId(planId, change.address);
+  const idOf = (m: Step['member']) => (m === 'new' || (m === 'current' && change.action === 'create') ? newId : change.vmId!);
+  // A deposed VM shares its address with the current one: its keys carry its id.
+  const keyOf = (seq: number) => `${planId}/${change.address}${change.deposed ? `#${change.vmId}` : ''}/${seq}`;
+  const out: MemberRequest[] = [];
+  const create = () => {
+    const idempotencyKey = keyOf(out.length);
+    out.push({
+      step: {
+        op: 'create',
+        body: {
+          idempotencyKey,
+          planId,
+          vm: {
+            id: newId,
+            stack,
+            fleet: change.fleet,
+            owner,
+            index: change.index,
+            name: change.name,
+            image: change.image.logical,
+            size: change.size,
+            encryptedDisk: change.encryptedDisk,
+            desiredState: change.to,
+            specHash: change.specHash,
+            ...(change.action === 'replace' && change.createBeforeDelete && change.vmId ? { replaces: change.vmId } : {}),
+          },
+        },
+      },
+      vmId: newId,
+      from: null,
+      to: change.path[0],
+      operation: 'insert',
+      label: `create ${change.path[0]}`,
+    });
+  };
+  const needsCreate = change.action === 'create' || change.action === 'replace';
+  let created = false;
+  for (const step of change.steps) {
+    if (needsCreate && !created && (step.member === 'new' || change.action === 'create')) {
+      create();
+      created = true;
+    }
+    const vmId = idOf(step.member);
+    const idempotencyKey = keyOf(out.length);
+    const edge = { idempotencyKey, planId, from: step.from, to: step.to };
+    const batchStep: BatchStep =
+      step.operation === 'resize'
+        ? { op: 'transition', vmId, body: { ...edge, operation: 'resize', size: change.size } }
+        : step.operation === 'deleteVm'
+          ? { op: 'delete', vmId, body: edge }
+          : { op: 'transition', vmId, body: edge };
+    out.push({ step: batchStep, vmId, from: step.from, to: step.to, operation: step.operation, label: `${step.from} -> ${step.to}` });
+  }
+  // A create whose path is only the initial state (nothing to walk).
+  if (needsCreate && !created) create();
+  return out;
+}
+
+/** Carries one change out; calls `answered` once its last request has its answer (before the journal rows of it are written). */
 async function runMember(
   change: Change,
   client: DmzApi,
   opts: ApplyOptions,
   emit: (e: ApplyEvent) => void,
+  answered: () => void,
 ): Promise<{ steps: number; failure?: MemberFailure }> {
   const { plan, record } = opts;
-  const newId = proposedVmId(plan.id, change.address);
-  const idOf = (m: Step['member']) => (m === 'new' || (m === 'current' && change.action === 'create') ? newId : change.vmId!);
-  let seq = 0;
+  const requests = memberRequests(change, plan.id, plan.stack, opts.owners[change.fleet] ?? 'unknown');
+  const rows = requests.map((r, seq) => ({
+    planId: plan.id,
+    address: change.address,
+    seq,
+    vmId: r.vmId,
+    from: r.from ?? '',
+    to: r.to,
+    idempotencyKey: (r.step.body as { idempotencyKey: string }).idempotencyKey,
+  }));
+  const stepEvent = (k: number, status: 'started' | 'done' | 'failed', detail?: string): ApplyEvent => {
+    const r = requests[k];
+    return { type: 'step', address: change.address, dataCenter: change.dataCenter, from: r.from, to: r.to, operation: r.operation, status, ...(detail !== undefined ? { detail } : {}) };
+  };
+
+  // The member's requests go out together (a run); each is journalled
+  // `started` before that (one journal batch), and `done` or `failed` as its
+  // answer comes in. Journal rows of one turn share one INSERT (group commit);
+  // events follow the commit of what they report, in step order.
+  await Promise.all(rows.map((row) => record.journal({ ...row, status: 'started', detail: null })));
+  emit(stepEvent(0, 'started'));
+  let replies = 0;
   let done = 0;
-  /** The last step's `done` row and event, not yet in the record: written with the next `started` row, or by flushDone. */
-  let pendingDone: { row: Omit<JournalRow, 'at'>; event: ApplyEvent } | undefined;
-  const flushDone = async () => {
-    const p = pendingDone;
-    pendingDone = undefined;
-    if (!p) return;
-    await record.journal(p.row);
-    emit(p.event);
+  let failure: { k: number; d: Diagnostic } | undefined;
+  let written: Promise<unknown> = Promise.resolve();
+  const after = (row: Promise<void>, then: () => void) => {
+    written = Promise.all([written, row]).then(then);
   };
-
-  const call = async (vmId: string, from: string | null, to: string, operation: string, send: (key: string) => Promise<StepResult>) => {
-    // A deposed VM shares its address with the current one: its keys carry its id.
-    const key = `${plan.id}/${change.address}${change.deposed ? `#${change.vmId}` : ''}/${seq}`;
-    const row = { planId: plan.id, address: change.address, seq, vmId, from: from ?? '', to, idempotencyKey: key };
-    seq++;
-    // Added in one synchronous stretch, so both rows share one journal batch.
-    const prev = pendingDone;
-    pendingDone = undefined;
-    const prevWritten = prev ? record.journal(prev.row) : undefined;
-    const startedWritten = record.journal({ ...row, status: 'started', detail: null });
-    if (prevWritten) {
-      await Promise.all([prevWritten, startedWritten]);
-      emit(prev!.event);
-    } else {
-      await startedWritten;
-    }
-    emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'started' });
-    let result: StepResult;
-    try {
-      result = await send(key);
-    } catch (err) {
-      const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', String(err instanceof Error ? err.message : err));
-      await record.journal({ ...row, status: 'failed', detail: d.detail }).catch(() => {});
-      emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'failed', detail: d.detail });
-      return { ...d, address: change.address };
-    }
-    done++;
-    if (result.outcome !== 'ok') {
-      const code = result.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed';
-      const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
-      const d = diag(code, `${from ?? '(new)'} -> ${to} in ${change.dataCenter}: ${why}`, { address: change.address });
-      await record.journal({ ...row, status: 'failed', detail: d.detail });
-      emit({ type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'failed', detail: why });
-      return d;
-    }
-    pendingDone = {
-      row: { ...row, status: 'done', detail: null },
-      event: { type: 'step', address: change.address, dataCenter: change.dataCenter, from, to, operation, status: 'done' },
-    };
-    return undefined;
-  };
-
-  const fail = (step: string, d: Diagnostic) => ({
-    steps: done,
-    failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step, diagnostic: d },
-  });
-
-  const createVm = async () =>
-    call(newId, null, change.path[0], 'insert', (key) =>
-      client.createVm({
-        idempotencyKey: key,
-        planId: plan.id,
-        vm: {
-          id: newId,
-          stack: plan.stack,
-          fleet: change.fleet,
-          owner: opts.owners[change.fleet] ?? 'unknown',
-          index: change.index,
-          name: change.name,
-          image: change.image.logical,
-          size: change.size,
-          encryptedDisk: change.encryptedDisk,
-          desiredState: change.to,
-          specHash: change.specHash,
-          ...(change.action === 'replace' && change.createBeforeDelete && change.vmId ? { replaces: change.vmId } : {}),
-        },
-      }),
+  try {
+    await client.run(
+      requests.map((r) => r.step),
+      (k, result) => {
+        replies = k + 1;
+        if (result.outcome === 'ok') {
+          done++;
+          after(record.journal({ ...rows[k], status: 'done', detail: null }), () => {
+            emit(stepEvent(k, 'done'));
+            if (k + 1 < requests.length) emit(stepEvent(k + 1, 'started'));
+          });
+          return;
+        }
+        const r = requests[k];
+        const code = result.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed';
+        const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
+        const d = diag(code, `${r.from ?? '(new)'} -> ${r.to} in ${change.dataCenter}: ${why}`, { address: change.address });
+        failure = { k, d };
+        after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }), () => emit(stepEvent(k, 'failed', why)));
+      },
     );
-
-  const needsCreate = change.action === 'create' || change.action === 'replace';
-  let created = false;
-  for (const step of change.steps) {
-    if (needsCreate && !created && (step.member === 'new' || change.action === 'create')) {
-      const d = await createVm();
-      if (d) return fail(`create ${change.path[0]}`, d);
-      created = true;
-    }
-    const vmId = idOf(step.member);
-    const d = await call(vmId, step.from, step.to, step.operation, (key) => sendStep(client, vmId, step, key, plan.id, change));
-    if (d) return fail(`${step.from} -> ${step.to}`, d);
+  } catch (err) {
+    // The first unanswered step could not be carried out (rejected, or the DMZ client unreachable).
+    const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', String(err instanceof Error ? err.message : err));
+    const k = replies;
+    failure = { k, d: { ...d, address: change.address } };
+    after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
   }
-  if (needsCreate && !created) {
-    // A create whose path is only the initial state (nothing to walk).
-    const d = await createVm();
-    if (d) return fail(`create ${change.path[0]}`, d);
+  answered();
+  if (failure) {
+    // Sent with the run but never carried out.
+    const { k } = failure;
+    const detail = `not carried out: ${requests[k].label} failed`;
+    for (const row of rows.slice(k + 1)) after(record.journal({ ...row, status: 'skipped', detail }).catch(() => {}), () => {});
+    await written;
+    return {
+      steps: done,
+      failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d },
+    };
   }
-  await flushDone();
+  await written;
   // The member now is what its spec asks for: remember that spec, so the next
   // plan sees no difference (the record cannot tell a hardware change otherwise).
   // A VM created here needs no look: its create request carried this spec
   // hash and desired state, and the authority inserted it with them (one
   // record read per new VM saved).
+  const needsCreate = change.action === 'create' || change.action === 'replace';
   if (change.action !== 'delete' && !needsCreate) {
     const id = change.vmId!;
     const row = await record.getVm(id);
@@ -343,14 +398,4 @@ async function runMember(
     }
   }
   return { steps: done };
-}
-
-function sendStep(client: DmzApi, vmId: string, step: Step, key: string, planId: string, change: Change): Promise<StepResult> {
-  if (step.operation === 'resize') {
-    return client.transition(vmId, { idempotencyKey: key, planId, from: step.from, to: step.to, operation: 'resize', size: change.size });
-  }
-  if (step.operation === 'deleteVm') {
-    return client.deleteVm(vmId, { idempotencyKey: key, planId, from: step.from, to: step.to });
-  }
-  return client.transition(vmId, { idempotencyKey: key, planId, from: step.from, to: step.to });
 }

@@ -58,17 +58,34 @@ export function errorAnswer(err: Error & { statusCode?: number; code?: string; v
   return { status, body: { error: { code: status >= 500 ? 'internal' : (err.code ?? 'bad-request'), message: err.message } } };
 }
 
+/** What a batch task resolves with when it answered through `part` lines only (a run of steps). */
+export const NO_LINE: unique symbol = Symbol('no line');
+
+/** An answer line, as a single route would have answered. */
+export interface LineAnswer {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * Lets a task answer in parts (a run of steps): runs `work`, writes its line
+ * `{ i, k, status, body }` and returns the same answer, so the task can decide
+ * whether to go on.
+ */
+export type Part = (k: number, work: () => Promise<unknown>) => Promise<LineAnswer>;
+
 /**
  * Answers a batch: one NDJSON line `{ i, status, body }` per task as soon as
  * it settles (a quick one never waits for a slow one), in the order they
  * settle, lines of one tick in one write; each task's answer is what its
- * single route would have answered (errorAnswer for a throw). Resolves when
- * all have settled. A caller that went away misses the rest of the lines; the
- * tasks still run to the end.
+ * single route would have answered (errorAnswer for a throw). A task may
+ * instead answer in parts, a line `{ i, k, status, body }` each, and resolve
+ * with NO_LINE. Resolves when all have settled. A caller that went away
+ * misses the rest of the lines; the tasks still run to the end.
  */
 export function streamAnswers(
   reply: FastifyReply,
-  tasks: readonly (() => Promise<unknown>)[],
+  tasks: readonly ((part: Part) => Promise<unknown>)[],
   log: (err: unknown) => void,
 ): Promise<void> {
   reply.hijack();
@@ -83,22 +100,34 @@ export function streamAnswers(
     if (left === 0) raw.end(out);
     else raw.write(out);
   };
+  const settle = (work: Promise<unknown>): Promise<LineAnswer> =>
+    work.then(
+      (body) => ({ status: 200, body }),
+      (err: Error) => {
+        const answer = errorAnswer(err);
+        if (answer.status >= 500) log(err);
+        return answer;
+      },
+    );
+  const write = (line: string) => {
+    if (lines === '') setImmediate(flush);
+    lines += line;
+  };
   return new Promise<void>((done) => {
     tasks.forEach((task, i) => {
-      void task()
-        .then(
-          (body) => ({ status: 200, body }),
-          (err: Error) => {
-            const answer = errorAnswer(err);
-            if (answer.status >= 500) log(err);
-            return answer;
-          },
-        )
-        .then((answer) => {
-          if (lines === '') setImmediate(flush);
-          lines += `${JSON.stringify({ i, status: answer.status, body: answer.body })}\n`;
-          if (--left === 0) done();
+      const part: Part = (k, work) =>
+        settle(work()).then((answer) => {
+          write(`${JSON.stringify({ i, k, status: answer.status, body: answer.body })}\n`);
+          return answer;
         });
+      void settle(task(part)).then((answer) => {
+        if (answer.body !== NO_LINE || answer.status !== 200) write(`${JSON.stringify({ i, status: answer.status, body: answer.body })}\n`);
+        if (--left === 0) {
+          // The last line may have been written just now: the flush it scheduled ends the answer.
+          if (lines === '') flush();
+          done();
+        }
+      });
     });
   });
 }

@@ -143,6 +143,8 @@ export interface BatchRequest {
 /** A line of the NDJSON answer to either service's POST /v1/batch (engine/authority/http.ts streamAnswers): item `i` got what its single route would have answered. */
 export interface BatchAnswerLine {
   i: number;
+  /** For a run of steps (the DMZ client's batch): which of its steps this line answers. */
+  k?: number;
   status: number;
   body: unknown;
 }

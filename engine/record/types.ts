@@ -178,7 +178,8 @@ export interface StaleEntry {
   actual: number | null;
 }
 
-export type StepStatus = 'started' | 'done' | 'failed';
+/** `skipped`: sent in a run of steps but not carried out, since an earlier step of the member failed. */
+export type StepStatus = 'started' | 'done' | 'failed' | 'skipped';
 
 /** Apply's journal: a step is written `started` before its call and `done`/`failed` after. */
 export interface JournalRow {

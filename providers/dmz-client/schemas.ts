@@ -1,7 +1,7 @@
 // JSON Schemas of the DMZ client's routes (see providers/protocol.ts for the
 // types and docs/protocol.md for the prose). Response schemas drop properties
 // they do not list: if you add a field to a response type, add it here.
-import { STEP_BATCH_MAX } from '../protocol.ts';
+import { RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol.ts';
 import { authorizeVmSchema, errorSchema, decisionSchema, healthResponseSchema, sizeSchema } from '../../engine/authority/schemas.ts';
 
 const { dataCenter: _dataCenter, ...vmSpecProperties } = authorizeVmSchema.properties;
@@ -131,6 +131,43 @@ export const stepErrors = { 400: errorSchema, 401: errorSchema, 404: errorSchema
 export { errorSchema, healthResponseSchema };
 
 
+// The discriminator makes ajv check a step's body against its own route's schema only.
+const stepKinds = [
+  {
+    type: 'object',
+    additionalProperties: false,
+    required: ['op', 'body'],
+    properties: { op: { type: 'string', enum: ['create'] }, body: createBodySchema },
+  },
+  {
+    type: 'object',
+    additionalProperties: false,
+    required: ['op', 'vmId', 'body'],
+    properties: { op: { type: 'string', enum: ['transition'] }, vmId: vmIdParams.properties.id, body: transitionBodySchema },
+  },
+  {
+    type: 'object',
+    additionalProperties: false,
+    required: ['op', 'vmId', 'body'],
+    properties: { op: { type: 'string', enum: ['delete'] }, vmId: vmIdParams.properties.id, body: deleteBodySchema },
+  },
+] as const;
+
+const runSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['op', 'steps'],
+  properties: {
+    op: { type: 'string', enum: ['run'] },
+    steps: {
+      type: 'array',
+      minItems: 1,
+      maxItems: RUN_STEPS_MAX,
+      items: { type: 'object', required: ['op'], discriminator: { propertyName: 'op' }, oneOf: stepKinds },
+    },
+  },
+} as const;
+
 export const stepBatchBodySchema = {
   type: 'object',
   additionalProperties: false,
@@ -140,32 +177,7 @@ export const stepBatchBodySchema = {
       type: 'array',
       minItems: 1,
       maxItems: STEP_BATCH_MAX,
-      items: {
-        // The discriminator makes ajv check a step's body against its own route's schema only.
-        type: 'object',
-        required: ['op'],
-        discriminator: { propertyName: 'op' },
-        oneOf: [
-          {
-            type: 'object',
-            additionalProperties: false,
-            required: ['op', 'body'],
-            properties: { op: { type: 'string', enum: ['create'] }, body: createBodySchema },
-          },
-          {
-            type: 'object',
-            additionalProperties: false,
-            required: ['op', 'vmId', 'body'],
-            properties: { op: { type: 'string', enum: ['transition'] }, vmId: vmIdParams.properties.id, body: transitionBodySchema },
-          },
-          {
-            type: 'object',
-            additionalProperties: false,
-            required: ['op', 'vmId', 'body'],
-            properties: { op: { type: 'string', enum: ['delete'] }, vmId: vmIdParams.properties.id, body: deleteBodySchema },
-          },
-        ],
-      },
+      items: { type: 'object', required: ['op'], discriminator: { propertyName: 'op' }, oneOf: [...stepKinds, runSchema] },
     },
   },
 } as const;

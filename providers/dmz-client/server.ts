@@ -7,17 +7,18 @@
 // to the authority with its own data center's token.
 import { createHash, randomUUID } from 'node:crypto';
 import { FleetError, diag } from '../../engine/diags/index.ts';
-import { ProtocolError, createService, doc, listen, streamAnswers, tokenTable } from '../../engine/authority/http.ts';
+import { NO_LINE, ProtocolError, createService, doc, listen, streamAnswers, tokenTable, type Part } from '../../engine/authority/http.ts';
 import type {
   AuthorityVm,
   AuthorizeRequest,
   AuthorizeResponse,
   ReportRequest,
+  ReportResponse,
 } from '../../engine/authority/protocol.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { VmSize } from '../../engine/plan/types.ts';
 import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
-import type { BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
+import type { BatchStep, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
 import { AuthorityClient } from './authority-client.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import {
@@ -76,6 +77,19 @@ function fingerprint(route: string, body: unknown): string {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+type EdgeStep = Exclude<BatchStep, { op: 'create' }>;
+
+/** What a step of a run knows beyond its own request (see `run`). */
+interface RunContext {
+  /** This step's authorization request, when `ahead` answers it. */
+  request?: AuthorizeRequest;
+  /** This step's authorization, given together with the previous step's report. */
+  ahead?: AuthorizeResponse;
+  /** The next step's authorization request, to send together with this step's report. */
+  next?: AuthorizeRequest;
+  onNext?: (auth: AuthorizeResponse) => void;
+}
 
 /** Starts a DMZ client for one data center (docs/dmz-client.md). */
 export async function startDmzClient(opts: StartDmzClientOptions): Promise<RunningDmzClient> {
@@ -181,25 +195,43 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     }
   }
 
-  /** authorize -> driver -> report, for one edge (or a resize). */
-  async function step(vmId: string, planId: string | null, from: string, to: string, size?: VmSize): Promise<StepResult> {
-    const requestId = randomUUID();
+  /** The authorization request of one edge (or a resize). */
+  function edgeRequest(vmId: string, planId: string | null, from: string, to: string, size?: VmSize): AuthorizeRequest {
     const kind = size && from === to ? 'resize' : 'transition';
-    const req: AuthorizeRequest = { dataCenter: dc, requestId, planId, kind, vmId, from, to, ...(size ? { size } : {}) };
-    const auth = await authority.authorize(req);
+    return { dataCenter: dc, requestId: randomUUID(), planId, kind, vmId, from, to, ...(size ? { size } : {}) };
+  }
+
+  /**
+   * authorize -> driver -> report, for one edge (or a resize). Within a run,
+   * `ahead` is this edge's authorization, already given with the previous
+   * edge's report; and `next` is the run's next edge, whose authorization is
+   * asked together with this edge's report (one authority call, see
+   * docs/protocol.md "advance") and handed to `onNext`.
+   */
+  async function step(req: AuthorizeRequest, run: RunContext = {}): Promise<StepResult> {
+    const { requestId, planId, vmId, from, size } = req;
+    const to = req.to as string;
+    const auth = run.ahead ?? (await authority.authorize(req));
     if (auth.decision === 'vetoed') {
       return { requestId, decision: 'vetoed', reason: auth.reason, outcome: 'vetoed', operation: 'none', ...(auth.vm ? { vm: stepVm(auth.vm) } : {}) };
     }
     const operation = auth.operation;
-    const report = (r: Omit<ReportRequest, 'dataCenter' | 'requestId' | 'planId' | 'vmId' | 'from' | 'to'>) =>
-      authority.report({ dataCenter: dc, requestId, planId, vmId, from, to, ...r });
+    const report = (r: Omit<ReportRequest, 'dataCenter' | 'requestId' | 'planId' | 'vmId' | 'from' | 'to'>): ReportRequest => ({
+      dataCenter: dc,
+      requestId,
+      planId,
+      vmId,
+      from: from as string,
+      to,
+      ...r,
+    });
     let done: { cloudId?: string; size?: VmSize };
     try {
       done = await runOperation(operation, auth, vmId, size);
     } catch (err) {
       if (!(err instanceof DriverError)) throw err;
       const detail = `${operation} failed in ${dc}: ${err.message}`;
-      const rep = await report({ outcome: 'failed', detail });
+      const rep = await authority.report(report({ outcome: 'failed', detail }));
       return {
         requestId,
         decision: auth.decision,
@@ -210,7 +242,15 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
         error: { code: `driver.${err.kind}`, message: detail },
       };
     }
-    const rep = await report({ outcome: 'ok', ...done, detail: operation === 'none' ? 'record only' : `${operation} done in ${dc}` });
+    const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? 'record only' : `${operation} done in ${dc}` });
+    let rep: ReportResponse;
+    if (run.next) {
+      const both = await authority.advance({ report: ok, next: run.next });
+      rep = both.report;
+      if (both.next) run.onNext?.(both.next);
+    } else {
+      rep = await authority.report(ok);
+    }
     return { requestId, decision: auth.decision, reason: auth.reason, outcome: 'ok', operation, vm: stepVm(rep.vm) };
   }
 
@@ -250,19 +290,57 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     });
   }
 
+  /** The authorization request of an edge step (transition or delete). */
+  function stepRequest(s: EdgeStep): AuthorizeRequest {
+    const b = s.body;
+    if (s.op === 'delete') return edgeRequest(s.vmId, b.planId, b.from, (b as DeleteVmRequest).to ?? terminal);
+    const t = b as TransitionRequest;
+    return edgeRequest(s.vmId, t.planId, t.from, t.to, t.operation === 'resize' ? t.size : undefined);
+  }
+
   /** POST /v1/vms/:id/transitions: one edge, or a resize. */
-  async function transition(vmId: string, b: TransitionRequest): Promise<StepResult> {
+  async function transition(vmId: string, b: TransitionRequest, run?: RunContext): Promise<StepResult> {
     if (b.operation === 'resize' && (!b.size || b.from !== b.to)) {
       throw new ProtocolError(400, 'bad-request', 'a resize is { from: S, to: S, operation: "resize", size }');
     }
     return store.run(b.idempotencyKey, fingerprint(`transition ${vmId}`, b), () =>
-      step(vmId, b.planId, b.from, b.to, b.operation === 'resize' ? b.size : undefined),
+      step(run?.request ?? stepRequest({ op: 'transition', vmId, body: b }), run),
     );
   }
 
   /** DELETE /v1/vms/:id: the last edge. */
-  function remove(vmId: string, b: DeleteVmRequest): Promise<StepResult> {
-    return store.run(b.idempotencyKey, fingerprint(`delete ${vmId}`, b), () => step(vmId, b.planId, b.from, b.to ?? terminal));
+  function remove(vmId: string, b: DeleteVmRequest, run?: RunContext): Promise<StepResult> {
+    return store.run(b.idempotencyKey, fingerprint(`delete ${vmId}`, b), () => step(run?.request ?? stepRequest({ op: 'delete', vmId, body: b }), run));
+  }
+
+  /** One step of a batch or a run, as its single route would carry it out. */
+  function one(s: BatchStep, run?: RunContext): Promise<StepResult> {
+    return s.op === 'create' ? create(s.body) : s.op === 'transition' ? transition(s.vmId, s.body, run) : remove(s.vmId, s.body, run);
+  }
+
+  /**
+   * A member's steps in order, each exactly as its single request, stopping
+   * at the first that is not ok; each answered as soon as it is done. When a
+   * step's next is an edge of the same VM from the state this one reaches,
+   * the report of this one and the authorization of the next go to the
+   * authority as one call (docs/protocol.md, "Runs").
+   */
+  async function run(steps: readonly BatchStep[], part: Part): Promise<typeof NO_LINE> {
+    let ahead: { request: AuthorizeRequest; auth: AuthorizeResponse } | undefined;
+    for (let k = 0; k < steps.length; k++) {
+      const s = steps[k];
+      const mine = ahead;
+      ahead = undefined;
+      const following = steps[k + 1];
+      const next = s.op !== 'create' && following && following.op !== 'create' && following.vmId === s.vmId && following.body.from === s.body.to ? stepRequest(following) : undefined;
+      const ctx: RunContext = {
+        ...(mine ? { request: mine.request, ahead: mine.auth } : {}),
+        ...(next ? { next, onNext: (auth: AuthorizeResponse) => (ahead = { request: next, auth }) } : {}),
+      };
+      const answer = await part(k, () => one(s, ctx));
+      if (answer.status !== 200 || (answer.body as StepResult).outcome !== 'ok') break;
+    }
+    return NO_LINE;
   }
 
   app.post<{ Body: CreateVmRequest }>(
@@ -298,7 +376,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     (req, reply) =>
       streamAnswers(
         reply,
-        req.body.steps.map((s) => () => (s.op === 'create' ? create(s.body) : s.op === 'transition' ? transition(s.vmId, s.body) : remove(s.vmId, s.body))),
+        req.body.steps.map((s) => (part: Part) => (s.op === 'run' ? run(s.steps, part) : one(s))),
         (err) => app.log.error(err),
       ),
   );

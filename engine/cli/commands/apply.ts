@@ -106,11 +106,12 @@ async function noteInterrupted(io: CliIO, session: StackSession): Promise<void> 
     await session.record.journal({ ...s, status: 'failed', detail: 'interrupted: the apply stopped before this step answered' });
   }
   for (const id of plans) await session.record.finishPlan(id, 'interrupted').catch(() => {});
+  // A member's steps go out together (a run), so one member may leave several unanswered.
+  const members = [...new Set(open.map((s) => s.address))];
   io.stderr.write(
-    `note: apply ${plans.join(', ')} was interrupted with ${open.length} step${open.length === 1 ? '' : 's'} in flight (${open
+    `note: apply ${plans.join(', ')} was interrupted with ${open.length} step${open.length === 1 ? '' : 's'} unanswered, of ${members.length} member${members.length === 1 ? '' : 's'} (${members
       .slice(0, 5)
-      .map((s) => s.address)
-      .join(', ')}${open.length > 5 ? ', …' : ''}); this plan continues from what the record holds now.\n`,
+      .join(', ')}${members.length > 5 ? ', …' : ''}); this plan continues from what the record holds now.\n`,
   );
 }
 
