@@ -290,6 +290,8 @@ interface ApplyRun {
   usage: ChildUsage | undefined;
   summary: SummaryEvent | undefined;
   cloudCalls: number;
+  /** Each member's time from its first journal row to its last answer, sorted. */
+  memberMs: number[];
   perOperation: Map<string, number>;
   failures: string[];
   stderr: string;
@@ -324,6 +326,8 @@ async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv): 
   let cloudCalls = 0;
   const perOperation = new Map<string, number>();
   const failures: string[] = [];
+  /** Each member's time from its first journal row to its last answer. */
+  const memberMs: number[] = [];
   for (const line of (await readFile(outFile, 'utf8')).split('\n')) {
     if (!line.startsWith('{')) continue;
     const e = JSON.parse(line) as { type: string };
@@ -334,11 +338,14 @@ async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv): 
         perOperation.set(s.operation, (perOperation.get(s.operation) ?? 0) + 1);
       }
       if (s.status === 'failed' && failures.length < 5) failures.push(`${s.dataCenter} ${s.operation}: ${s.detail ?? ''}`);
+    } else if (e.type === 'member') {
+      memberMs.push((e as { type: string; elapsedMs: number }).elapsedMs);
     } else if (e.type === 'summary') {
       summary = e as SummaryEvent;
     }
   }
-  return { code, wallMs, usage, summary, cloudCalls, perOperation, failures, stderr: await readFile(errFile, 'utf8') };
+  memberMs.sort((a, b) => a - b);
+  return { code, wallMs, usage, summary, cloudCalls, perOperation, failures, memberMs, stderr: await readFile(errFile, 'utf8') };
 }
 
 // ---------------------------------------------------------------- main
@@ -371,7 +378,8 @@ async function main(): Promise<number> {
   if (pgBase) {
     mode = 'deployed on loopback: authority + 4 DMZ clients (sim) + CLI, each its own process; record on PostgreSQL';
     const db = await createTestDatabase(pgBase);
-    cleanups.push(() => db.drop());
+    if (values.keep) console.log(`kept database ${db.url}`);
+    else cleanups.push(() => db.drop());
     recordUrl = db.url;
     env = { ...baseEnv, FLEET_AUTHORITY_SECRET: token() };
     for (const d of DCS) {
@@ -437,6 +445,11 @@ async function main(): Promise<number> {
   console.log(`  ideal       ${f0(idealMs)} ms  (${run.cloudCalls} calls x ${LATENCY} ms / ${P * DCS.length})`);
   console.log(`  wall        ${f0(run.wallMs)} ms  whole \`fleet apply\` process (start-up, plan, apply)   ratio ${f2(run.wallMs / idealMs)}`);
   console.log(`              ${f0(applyMs)} ms  apply phase (start -> summary event)                 ratio ${f2(applyMs / idealMs)}`);
+  if (run.memberMs.length > 0) {
+    const q = (f: number) => run.memberMs[Math.min(run.memberMs.length - 1, Math.floor(f * run.memberMs.length))];
+    const cloudPerMember = (run.cloudCalls / run.memberMs.length) * LATENCY;
+    console.log(`  per member  median ${q(0.5)} ms, p90 ${q(0.9)} ms, from its first request to its last answer (its cloud calls: ${f0(cloudPerMember)} ms; ratio ${f2(q(0.5) / cloudPerMember)})`);
+  }
   const cpuLabel = services.length ? 'CLI CPU    ' : 'CPU (all)  ';
   console.log(`  ${cpuLabel} ${f0(cpuTotalMs)} ms in all = ${f2(cpuTotalMs / steps)} ms per step; apply phase ${f0(cpuApplyMs)} ms = ${f2(cpuApplyMs / steps)} ms per step`);
   if (u) console.log(`              user ${f0(u.usage.userCPUTime / 1000)} ms + sys ${f0(u.usage.systemCPUTime / 1000)} ms, peak RSS ${f0(u.usage.maxRSS / 1024)} MiB`);

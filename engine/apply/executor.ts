@@ -30,7 +30,8 @@ export type DmzApi = Pick<DmzHttpClient, 'run'>;
 export type ApplyEvent =
   | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
   | { type: 'step'; address: string; dataCenter: string; from: string | null; to: string; operation: string; status: 'started' | 'done' | 'failed'; detail?: string }
-  | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; detail?: string }
+  /** elapsedMs: from the member's first journal row to its last answer. */
+  | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; elapsedMs: number; detail?: string }
   | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
   | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; elapsedMs: number };
 
@@ -170,12 +171,13 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
           return new Promise<void>((free) => {
             const tail = runMember(change, client, opts, emit, free).then((r) => {
               steps += r.steps;
+              const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
               if (r.failure) {
                 failures.push(r.failure);
-                emit({ type: 'member', address: change.address, dataCenter: dc, action: change.action, status: 'failed', detail: r.failure.diagnostic.detail });
+                emit({ ...member, status: 'failed', detail: r.failure.diagnostic.detail });
               } else {
                 succeeded++;
-                emit({ type: 'member', address: change.address, dataCenter: dc, action: change.action, status: 'done' });
+                emit({ ...member, status: 'done' });
               }
             });
             const settled = tail.finally(free);
@@ -313,8 +315,10 @@ async function runMember(
   opts: ApplyOptions,
   emit: (e: ApplyEvent) => void,
   answered: () => void,
-): Promise<{ steps: number; failure?: MemberFailure }> {
+): Promise<{ steps: number; elapsedMs: number; failure?: MemberFailure }> {
   const { plan, record } = opts;
+  const began = performance.now();
+  let elapsedMs = 0;
   const requests = memberRequests(change, plan.id, plan.stack, opts.owners[change.fleet] ?? 'unknown');
   const rows = requests.map((r, seq) => ({
     planId: plan.id,
@@ -371,6 +375,7 @@ async function runMember(
     failure = { k, d: { ...d, address: change.address } };
     after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
   }
+  elapsedMs = Math.round(performance.now() - began);
   answered();
   if (failure) {
     // Sent with the run but never carried out.
@@ -380,6 +385,7 @@ async function runMember(
     await written;
     return {
       steps: done,
+      elapsedMs,
       failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d },
     };
   }
@@ -397,5 +403,5 @@ async function runMember(
       await record.updateVm(id, row.version, { specHash: change.specHash, desiredState: change.to }, { actor: opts.actor ?? defaultActor(), planId: plan.id });
     }
   }
-  return { steps: done };
+  return { steps: done, elapsedMs };
 }

@@ -7,8 +7,8 @@ const events: ApplyEvent[] = [
   { type: 'start', planId: 'p', members: 2, steps: 4, perDataCenter: { miami: { members: 1, steps: 2 }, richmond: { members: 1, steps: 2 } } },
   { type: 'step', address: 'web/0', dataCenter: 'miami', from: 'A', to: 'B', operation: 'none', status: 'done' },
   { type: 'step', address: 'web/0', dataCenter: 'miami', from: 'B', to: 'C', operation: 'none', status: 'done' },
-  { type: 'member', address: 'web/0', dataCenter: 'miami', action: 'create', status: 'done' },
-  { type: 'member', address: 'web/1', dataCenter: 'richmond', action: 'create', status: 'failed', detail: 'no' },
+  { type: 'member', address: 'web/0', dataCenter: 'miami', action: 'create', status: 'done', elapsedMs: 101 },
+  { type: 'member', address: 'web/1', dataCenter: 'richmond', action: 'create', status: 'failed', elapsedMs: 87, detail: 'no' },
   { type: 'summary', planId: 'p', succeeded: 1, failed: 1, steps: 2, elapsedMs: 10 },
 ];
 
