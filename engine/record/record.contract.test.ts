@@ -12,7 +12,7 @@ import { openPostgres } from './postgres.ts';
 import type { SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 import { testBackends, type TestBackend, type TestRecord } from './testing.ts';
-import type { LockHolder, NewVm, PlanVmRow, VmRow } from './types.ts';
+import type { BootCheck, LockHolder, NewVm, PlanVmRow, VmRow } from './types.ts';
 
 const holder = (who: string, planId: string | null = null): LockHolder => ({ who, host: 'ci-1', pid: 4242, planId });
 
@@ -381,6 +381,93 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       });
     });
 
+    describe('onward rows: an intent, then `none` edges passed at once (passes), in the statement of a transition or an insert', () => {
+      const intent = (to: string, requestId: string) => ({ to, actor: 'authority', planId: 'p1', requestId, detail: `intent approved: ${to}` });
+      const pass = (requestId: string, next?: ReturnType<typeof intent>) => ({ ctx: { actor: 'dmz-client:miami', requestId, detail: 'record only' }, ...(next ? { intent: next } : {}) });
+      const rowsOf = async (s: string) => (await r.history(s)).filter((x) => x.actor !== 'a').map((x) => [x.address, x.from, x.to, x.outcome, x.actor, x.requestId]);
+      const token = async (vmId: string, tokenHash: string) => (await r.consumeBootTokens([{ vmId, tokenHash }]))[0];
+
+      it('a transition passes a none edge: transition, intent, transition, intent rows in order; the row ends where the pass leads, two versions on', async () => {
+        const s = freshStack();
+        const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+        const [moved] = await r.transitionVms([
+          {
+            id: a.id,
+            expectedVersion: 1,
+            to: 'PoweredOff',
+            ctx: { actor: 'dmz-client:miami', requestId: 'rq-1' },
+            patch: { cloudId: 'i-1' },
+            intent: intent('BeingDeleted', 'rq-2'),
+            passes: [pass('rq-2', intent('Deleted', 'rq-3'))],
+          },
+        ]);
+        expect(moved).toMatchObject({ id: a.id, state: 'BeingDeleted', version: 3, cloudId: 'i-1', retiredAt: null });
+        const h = await r.history(s);
+        expect(h.map((x) => [x.from, x.to, x.outcome, x.actor, x.requestId, x.detail])).toEqual([
+          [null, 'Requested', 'ok', 'a', null, null],
+          ['Requested', 'PoweredOff', 'ok', 'dmz-client:miami', 'rq-1', null],
+          ['PoweredOff', 'BeingDeleted', 'ok', 'authority', 'rq-2', 'intent approved: BeingDeleted'],
+          ['PoweredOff', 'BeingDeleted', 'ok', 'dmz-client:miami', 'rq-2', 'record only'],
+          ['BeingDeleted', 'Deleted', 'ok', 'authority', 'rq-3', 'intent approved: Deleted'],
+        ]);
+        expect(h.map((x) => x.id)).toEqual([...h.map((x) => x.id)].sort((x, y) => x - y));
+        // One fleet bump per move, as two transitionVm calls would make.
+        expect((await r.listFleets(s)).map((f) => f.version)).toEqual([3]);
+      });
+
+      it('a pass without the intent row of its edge before it is a bug', async () => {
+        const s = freshStack();
+        const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+        await expect(r.transitionVms([{ id: a.id, expectedVersion: 1, to: 'X', ctx: { actor: 'x' }, passes: [pass('rq')] }])).rejects.toThrow('needs the intent row');
+        await expect(r.transitionVms([{ id: a.id, expectedVersion: 1, to: 'X', ctx: { actor: 'x' }, intent: intent('Y', 'r'), passes: [pass('r'), pass('s')] }])).rejects.toThrow('needs the intent row');
+        expect(await r.getVm(a.id)).toMatchObject({ state: 'Requested', version: 1 });
+      });
+
+      it('stores a boot token with the transition that writes its intent, and none when the version check fails', async () => {
+        const s = freshStack();
+        const [a, b] = await Promise.all([0, 1].map((i) => r.insertVm(newVm(s, 'web', i), { actor: 'a' })));
+        await r.setBootTokens([{ vmId: a.id, tokenHash: 'old' }]);
+        const out = await r.transitionVms([
+          { id: a.id, expectedVersion: 1, to: 'PoweredOn', ctx: { actor: 'd' }, intent: intent('Starting', 'ra'), bootTokenHash: 'ha' },
+          { id: b.id, expectedVersion: 9, to: 'PoweredOn', ctx: { actor: 'd' }, intent: intent('Starting', 'rb'), bootTokenHash: 'hb' },
+        ]);
+        expect(out[0]).toMatchObject({ state: 'PoweredOn', version: 2 });
+        expect(out[1]).toBeInstanceOf(VersionConflictError);
+        expect(await token(a.id, 'old')).toBe(false);
+        expect(await token(a.id, 'ha')).toBe(true);
+        expect(await token(b.id, 'hb')).toBe(false);
+        expect((await rowsOf(s)).map((x) => x[5])).toEqual([null, 'ra']);
+      });
+
+      it('an insert with an intent and a pass: created, then the rows, in the state and at the version the pass made', async () => {
+        const s = freshStack();
+        await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+        const out = await r.insertVms([
+          { vm: newVm(s, 'web', 1), ctx: { actor: 'authority', requestId: 'c1' }, intent: intent('BeingCreated', 'e1'), passes: [pass('e1', intent('PoweredOff', 'e2'))] },
+          { vm: newVm(s, 'web', 0), ctx: { actor: 'authority', requestId: 'c0' }, intent: intent('BeingCreated', 'x1'), passes: [pass('x1')] },
+          { vm: newVm(s, 'db', 0), ctx: { actor: 'authority', requestId: 'c2' }, intent: intent('BeingCreated', 'f1') },
+        ]);
+        expect(out[0]).toMatchObject({ address: 'web/1', state: 'BeingCreated', version: 2 });
+        expect(out[1]).toBeInstanceOf(VersionConflictError);
+        expect(out[2]).toMatchObject({ address: 'db/0', state: 'Requested', version: 1 });
+        expect(await rowsOf(s)).toEqual([
+          ['web/1', null, 'Requested', 'ok', 'authority', 'c1'],
+          ['web/1', 'Requested', 'BeingCreated', 'ok', 'authority', 'e1'],
+          ['web/1', 'Requested', 'BeingCreated', 'ok', 'dmz-client:miami', 'e1'],
+          ['web/1', 'BeingCreated', 'PoweredOff', 'ok', 'authority', 'e2'],
+          ['db/0', null, 'Requested', 'ok', 'authority', 'c2'],
+          ['db/0', 'Requested', 'BeingCreated', 'ok', 'authority', 'f1'],
+        ]);
+        // A fleet's version: one per member write (web: insert of web/0, then web/1's insert and pass).
+        expect((await r.listFleets(s)).map((f) => [f.fleet, f.version])).toEqual([
+          ['db', 1],
+          ['web', 3],
+        ]);
+        // The row goes on from there as any other.
+        expect(await r.transitionVms([{ id: (out[0] as VmRow).id, expectedVersion: 2, to: 'PoweredOff', ctx: { actor: 'd' } }])).toMatchObject([{ state: 'PoweredOff', version: 3 }]);
+      });
+    });
+
     it('adds many history rows in one call, each only at its expected version', async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
@@ -714,6 +801,83 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await r.listBootAttempts({ vmId: a.id })).map((x) => [x.approved, x.reason, x.cloudId])).toEqual([[true, 'matches', 'i-1']]);
       expect(await r.getVms([b.id, 'nope', a.id])).toMatchObject([{ id: b.id, address: 'web/1' }, undefined, { id: a.id, address: 'web/0' }]);
       expect(await r.getVms([])).toEqual([]);
+    });
+  });
+
+  describe('boot checks (authorizeBoots): the row check, the token use and the approved attempt in one statement', () => {
+    const check = (vmId: string, over: Partial<BootCheck> = {}): BootCheck => ({
+      vmId,
+      dataCenter: 'miami',
+      cloudId: 'i-1',
+      image: 'ami-1',
+      tokenHash: 'h1',
+      allowedStates: ['PoweredOn', 'Starting'],
+      reason: 'matches the record',
+      ...over,
+    });
+    async function booting(s: string, index: number): Promise<VmRow> {
+      const a = await r.insertVm(newVm(s, 'web', index, { realImage: 'ami-1' }), { actor: 'a' });
+      const [on] = await r.transitionVms([{ id: a.id, expectedVersion: 1, to: 'PoweredOn', ctx: { actor: 'a' }, patch: { cloudId: 'i-1' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: 'h1' }]);
+      return on as VmRow;
+    }
+
+    it('approves a matching row once, using its token and writing the approved attempt; anything else writes nothing', async () => {
+      const s = freshStack();
+      const [a, b, c] = await Promise.all([0, 1, 2].map((i) => booting(s, i)));
+      const out = await r.authorizeBoots([
+        check(a.id),
+        check(b.id, { cloudId: 'i-evil' }),
+        check(b.id, { image: 'ami-evil' }),
+        check(b.id, { dataCenter: 'richmond' }),
+        check(b.id, { allowedStates: ['Running'] }),
+        check(b.id, { tokenHash: 'wrong' }),
+        check('00000000-0000-4000-8000-00000000dead'),
+        check(c.id),
+        check(c.id),
+      ]);
+      expect(out.map((o) => [o.approved, o.vm?.id])).toEqual([
+        [true, a.id],
+        [false, b.id],
+        [false, b.id],
+        [false, b.id],
+        [false, b.id],
+        [false, b.id],
+        [false, undefined],
+        [true, c.id],
+        [false, c.id],
+      ]);
+      expect(out[0].vm).toMatchObject({ state: 'PoweredOn', cloudId: 'i-1', realImage: 'ami-1', version: 2 });
+      const attempts = (await r.listBootAttempts()).filter((x) => [a.id, b.id, c.id].includes(x.vmId!));
+      expect(attempts.map((x) => [x.vmId, x.approved, x.reason, x.dataCenter, x.cloudId, x.image])).toEqual([
+        [a.id, true, 'matches the record', 'miami', 'i-1', 'ami-1'],
+        [c.id, true, 'matches the record', 'miami', 'i-1', 'ami-1'],
+      ]);
+      // Used tokens are used; b's, presented only with a mismatch, is not.
+      expect((await r.authorizeBoots([check(a.id), check(b.id)])).map((o) => o.approved)).toEqual([false, true]);
+      expect(await r.authorizeBoots([])).toEqual([]);
+    });
+
+    it('lets one of two concurrent checks with one token win', async () => {
+      const s = freshStack();
+      const a = await booting(s, 0);
+      const both = await Promise.all([r.authorizeBoots([check(a.id)]), r.authorizeBoots([check(a.id)])]);
+      expect(both.map(([o]) => o.approved).sort()).toEqual([false, true]);
+      expect((await r.listBootAttempts({ vmId: a.id })).map((x) => x.approved)).toEqual([true]);
+    });
+  });
+
+  describe('addHistoryMany with a boot token', () => {
+    it('stores the token only with a row that is written', async () => {
+      const s = freshStack();
+      const [a, b] = await Promise.all([0, 1].map((i) => r.insertVm(newVm(s, 'web', i), { actor: 'a' })));
+      const row = { from: 'PoweredOn', to: 'Starting', outcome: 'ok' as const, actor: 'authority' };
+      const out = await r.addHistoryMany([
+        { vmId: a.id, row, expectedVersion: 1, bootTokenHash: 'ha' },
+        { vmId: b.id, row, expectedVersion: 4, bootTokenHash: 'hb' },
+      ]);
+      expect(out[0]).toBeUndefined();
+      expect(out[1]).toBeInstanceOf(VersionConflictError);
+      expect(await r.consumeBootTokens([{ vmId: a.id, tokenHash: 'ha' }, { vmId: b.id, tokenHash: 'hb' }])).toEqual([true, false]);
     });
   });
 

@@ -7,16 +7,20 @@ import type { Queryable, SqlAdapter } from './sql.ts';
 import type {
   AppliedPlan,
   BootAttempt,
+  BootCheck,
+  BootCheckResult,
   ChangeContext,
   FleetRecord,
   FleetRow,
   HistoryItem,
   HistoryRow,
+  InsertItem,
   JournalRow,
   LockHandle,
   LockHolder,
   LockRow,
   NewVm,
+  Onward,
   Outcome,
   PlanVmRow,
   StaleEntry,
@@ -337,6 +341,49 @@ function patchSets(patch: VmPatch | undefined, params: unknown[]): string[] {
 }
 
 /**
+ * An item's onward history rows (types.ts Onward) as the columns of one
+ * unnest: per row the item's ordinal `k` (1-based, as WITH ORDINALITY
+ * numbers the items), its place after the item's own row, and the row; the
+ * state the item leaves the VM in and how many moves it makes (1 + passes).
+ */
+class OnwardRows {
+  readonly cols: unknown[][] = Array.from({ length: 9 }, () => []);
+
+  /** Adds item `k`'s rows, its own write leaving the VM at `state`; returns the final state and the moves. */
+  add(k: number, state: string, item: Onward): { final: string; moves: number } {
+    let seq = 0;
+    let moves = 1;
+    let intended: string | undefined;
+    const row = (from: string, to: string, ctx: ChangeContext & { outcome?: Outcome }) => {
+      const v = [k, ++seq, from, to, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.outcome ?? 'ok', ctx.detail ?? null];
+      for (let c = 0; c < 9; c++) this.cols[c].push(v[c]);
+    };
+    if (item.intent) {
+      row(state, item.intent.to, item.intent);
+      intended = item.intent.to;
+    }
+    for (const p of item.passes ?? []) {
+      if (intended === undefined) throw new Error('bug: a pass needs the intent row of its edge right before it');
+      row(state, intended, p.ctx);
+      state = intended;
+      moves++;
+      intended = undefined;
+      if (p.intent) {
+        row(state, p.intent.to, p.intent);
+        intended = p.intent.to;
+      }
+    }
+    return { final: state, moves };
+  }
+}
+
+/** The unnest of OnwardRows' columns, from parameter $n on: a(a_k, a_seq, a_from, a_to, a_actor, a_plan, a_request, a_outcome, a_detail). */
+function onwardUnnest(n: number): string {
+  const types = ['int', 'int', 'text', 'text', 'text', 'text', 'text', 'text', 'text'];
+  return `unnest(${types.map((t, c) => `$${n + c}::${t}[]`).join(', ')}) AS a(a_k, a_seq, a_from, a_to, a_actor, a_plan, a_request, a_outcome, a_detail)`;
+}
+
+/**
  * The one FleetRecord implementation; PGlite and PostgreSQL differ only in
  * the SqlAdapter underneath. Concurrency: VM writes are conditional on the
  * version the caller read (UPDATE … WHERE version = $n, one statement with
@@ -515,11 +562,12 @@ export class SqlRecord implements FleetRecord {
     return toVm(rows[0]);
   }
 
-  async insertVms(items: readonly { vm: NewVm; ctx: ChangeContext }[]): Promise<(VmRow | FleetError)[]> {
+  async insertVms(items: readonly InsertItem[]): Promise<(VmRow | FleetError)[]> {
     if (items.length === 0) return [];
     const n = items.length;
     const ids = items.map((it) => it.vm.id ?? randomUUID());
-    const cols: unknown[][] = Array.from({ length: 20 }, () => new Array<unknown>(n));
+    const cols: unknown[][] = Array.from({ length: 22 }, () => new Array<unknown>(n));
+    const onward = new OnwardRows();
     for (let k = 0; k < n; k++) {
       const { vm, ctx } = items[k];
       if (vm.replaces !== undefined) throw new Error('bug: insertVms does not replace; use insertVm');
@@ -530,37 +578,51 @@ export class SqlRecord implements FleetRecord {
       cols[17][k] = ctx.planId ?? null;
       cols[18][k] = ctx.requestId ?? null;
       cols[19][k] = ctx.detail ?? null;
+      const { final, moves } = onward.add(k + 1, vm.state, items[k]);
+      cols[20][k] = final;
+      cols[21][k] = moves;
     }
     // insertVm's statement over unnest arrays (columns prefixed i_); a row
     // whose address or id is taken (also by an earlier row of the batch) is
-    // left out and explained below.
+    // left out and explained below. An item with passes is inserted in the
+    // state they reach (i_final) at the version they make (i_version, one per
+    // move); its history is the create row (to the initial state i_state),
+    // then its onward rows (a), in item order.
     const rows = await this.#db.query<VmDb>(
       `WITH i AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-           $10::text[], $11::text[], $12::float8[], $13::float8[], $14::float8[], $15::boolean[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
+           $10::text[], $11::text[], $12::float8[], $13::float8[], $14::float8[], $15::boolean[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
+           $21::text[], $22::int[])
            WITH ORDINALITY AS i(i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc,
-             i_owner, i_actor, i_plan, i_request, i_detail, i_k)
+             i_owner, i_actor, i_plan, i_request, i_detail, i_final, i_version, i_k)
        ),
+       a AS (SELECT * FROM ${onwardUnnest(23)}),
        -- The item that got an id's row: the first with that id (rows go in item order).
        first AS (SELECT DISTINCT ON (i_id) * FROM i ORDER BY i_id, i_k),
        ins AS (
-         INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk)
-         SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc FROM i ORDER BY i_k
+         INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk, version)
+         SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_final, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc, i_version FROM i ORDER BY i_k
          ON CONFLICT DO NOTHING
          RETURNING ${VM_COLS}
        ),
        f AS (
          INSERT INTO fleets (stack, fleet, owner, version, updated_at)
-         SELECT ins.stack, ins.fleet, max(first.i_owner), count(*), now() FROM ins JOIN first ON first.i_id = ins.id GROUP BY ins.stack, ins.fleet
+         SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now() FROM ins JOIN first ON first.i_id = ins.id GROUP BY ins.stack, ins.fleet
          ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, owner = EXCLUDED.owner, updated_at = now()
        ),
        h AS (
          INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
-         SELECT ins.id, ins.stack, ins.fleet, ins.fleet || '/' || ins.idx, NULL, ins.state, i_actor, i_plan, i_request, 'ok', i_detail
-         FROM ins JOIN first ON first.i_id = ins.id ORDER BY first.i_k
+         SELECT h_id, h_stack, h_fleet, h_address, h_from, h_to, h_actor, h_plan, h_request, h_outcome, h_detail FROM (
+           SELECT ins.id, ins.stack, ins.fleet, ins.fleet || '/' || ins.idx, NULL, first.i_state, i_actor, i_plan, i_request, 'ok', i_detail, first.i_k, 0
+           FROM ins JOIN first ON first.i_id = ins.id
+           UNION ALL
+           SELECT ins.id, ins.stack, ins.fleet, ins.fleet || '/' || ins.idx, a_from, a_to, a_actor, a_plan, a_request, a_outcome, a_detail, a_k, a_seq
+           FROM ins JOIN first ON first.i_id = ins.id JOIN a ON a.a_k = first.i_k
+         ) AS rows_(h_id, h_stack, h_fleet, h_address, h_from, h_to, h_actor, h_plan, h_request, h_outcome, h_detail, h_k, h_seq)
+         ORDER BY h_k, h_seq
        )
        SELECT * FROM ins`,
-      cols,
+      [...cols, ...onward.cols],
     );
     const inserted = new Map(rows.map((r) => [r.id, toVm(r)]));
     const out: (VmRow | FleetError)[] = [];
@@ -734,12 +796,14 @@ export class SqlRecord implements FleetRecord {
   async transitionVms(items: readonly TransitionItem[]): Promise<(VmRow | FleetError)[]> {
     if (items.length === 0) return [];
     const n = items.length;
-    const cols: unknown[][] = Array.from({ length: 15 }, () => new Array<unknown>(n));
+    const cols: unknown[][] = Array.from({ length: 13 }, () => new Array<unknown>(n));
+    const onward = new OnwardRows();
     const seen = new Set<string>();
     for (let k = 0; k < n; k++) {
       const it = items[k];
       if (seen.has(it.id)) throw new Error(`bug: transitionVms got VM ${it.id} twice in one batch`);
       seen.add(it.id);
+      const { final, moves } = onward.add(k + 1, it.to, it);
       cols[0][k] = it.id;
       cols[1][k] = it.expectedVersion;
       cols[2][k] = it.to;
@@ -750,33 +814,35 @@ export class SqlRecord implements FleetRecord {
       cols[7][k] = it.ctx.requestId ?? null;
       cols[8][k] = it.ctx.outcome ?? 'ok';
       cols[9][k] = it.ctx.detail ?? null;
-      cols[10][k] = it.intent?.to ?? null;
-      cols[11][k] = it.intent?.actor ?? null;
-      cols[12][k] = it.intent?.planId ?? null;
-      cols[13][k] = it.intent?.requestId ?? null;
-      cols[14][k] = it.intent?.detail ?? null;
+      cols[10][k] = final;
+      cols[11][k] = moves;
+      cols[12][k] = it.bootTokenHash ?? null;
     }
     // transitionVm's statement over unnest arrays; the items' columns are
-    // prefixed i_ (n_ for the optional intent row) so VM_COLS in RETURNING
-    // names only vms' columns. The history rows are inserted in item order,
-    // each transition's row before its intent's (ids follow insertion order).
+    // prefixed i_ (a_ for their onward rows) so VM_COLS in RETURNING names
+    // only vms' columns. The row ends in the state its passes reach
+    // (i_final), one version and one fleet version per move (i_moves). The
+    // history rows are inserted in item order, each transition's row before
+    // its onward rows (ids follow insertion order); a boot token only for a
+    // row that moved.
     const rows = await this.#db.query<VmDb>(
       `WITH i AS (
          SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-             $11::text[], $12::text[], $13::text[], $14::text[], $15::text[]) WITH ORDINALITY
-           AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail, n_to, n_actor, n_plan, n_request, n_detail, i_k)
+             $11::text[], $12::int[], $13::text[]) WITH ORDINALITY
+           AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail, i_final, i_moves, i_token, i_k)
        ),
+       a AS (SELECT * FROM ${onwardUnnest(14)}),
        old AS (SELECT vms.id AS o_id, vms.state AS o_state FROM vms JOIN i ON vms.id = i.i_id AND vms.version = i.i_version),
        upd AS (
-         UPDATE vms SET state = i_to, cloud_id = coalesce(i_cloud, cloud_id),
+         UPDATE vms SET state = i_final, cloud_id = coalesce(i_cloud, cloud_id),
            retired_at = CASE WHEN i_retire THEN coalesce(retired_at, now()) ELSE retired_at END,
-           version = version + 1, updated_at = now()
+           version = version + i_moves, updated_at = now()
          FROM i WHERE vms.id = i.i_id AND vms.version = i.i_version
          RETURNING ${VM_COLS}
        ),
        f AS (
          UPDATE fleets SET version = fleets.version + c.n, updated_at = now()
-         FROM (SELECT stack AS c_stack, fleet AS c_fleet, count(*) AS n FROM upd GROUP BY stack, fleet) c
+         FROM (SELECT stack AS c_stack, fleet AS c_fleet, sum(i.i_moves) AS n FROM upd JOIN i ON i.i_id = upd.id GROUP BY stack, fleet) c
          WHERE fleets.stack = c.c_stack AND fleets.fleet = c.c_fleet
        ),
        h AS (
@@ -785,13 +851,18 @@ export class SqlRecord implements FleetRecord {
            SELECT upd.id, upd.stack, upd.fleet, upd.fleet || '/' || upd.idx, old.o_state, i.i_to, i.i_actor, i.i_plan, i.i_request, i.i_outcome, i.i_detail, i.i_k, 0
            FROM upd JOIN old ON old.o_id = upd.id JOIN i ON i.i_id = upd.id
            UNION ALL
-           SELECT upd.id, upd.stack, upd.fleet, upd.fleet || '/' || upd.idx, i.i_to, i.n_to, i.n_actor, i.n_plan, i.n_request, 'ok', i.n_detail, i.i_k, 1
-           FROM upd JOIN i ON i.i_id = upd.id WHERE i.n_to IS NOT NULL
+           SELECT upd.id, upd.stack, upd.fleet, upd.fleet || '/' || upd.idx, a.a_from, a.a_to, a.a_actor, a.a_plan, a.a_request, a.a_outcome, a.a_detail, a.a_k, a.a_seq
+           FROM upd JOIN i ON i.i_id = upd.id JOIN a ON a.a_k = i.i_k
          ) AS rows_(h_id, h_stack, h_fleet, h_address, h_from, h_to, h_actor, h_plan, h_request, h_outcome, h_detail, h_k, h_seq)
          ORDER BY h_k, h_seq
+       ),
+       t AS (
+         INSERT INTO boot_tokens (vm_id, token_hash)
+         SELECT upd.id, i.i_token FROM upd JOIN i ON i.i_id = upd.id WHERE i.i_token IS NOT NULL
+         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL
        )
        SELECT * FROM upd`,
-      cols,
+      [...cols, ...onward.cols],
     );
     const moved = new Map(rows.map((r) => [r.id, toVm(r)]));
     const missing = items.filter((it) => !moved.has(it.id));
@@ -802,9 +873,9 @@ export class SqlRecord implements FleetRecord {
   async addHistoryMany(items: readonly HistoryItem[]): Promise<(FleetError | undefined)[]> {
     if (items.length === 0) return [];
     const n = items.length;
-    const cols: unknown[][] = Array.from({ length: 10 }, () => new Array<unknown>(n));
+    const cols: unknown[][] = Array.from({ length: 11 }, () => new Array<unknown>(n));
     for (let k = 0; k < n; k++) {
-      const { vmId, row, expectedVersion } = items[k];
+      const { vmId, row, expectedVersion, bootTokenHash } = items[k];
       cols[0][k] = vmId;
       cols[1][k] = expectedVersion ?? null;
       cols[2][k] = row.from;
@@ -815,11 +886,13 @@ export class SqlRecord implements FleetRecord {
       cols[7][k] = row.outcome;
       cols[8][k] = row.detail ?? null;
       cols[9][k] = k;
+      cols[10][k] = bootTokenHash ?? null;
     }
+    // A row's boot token is stored with it (the last of a VM's in the batch, as setBootTokens).
     const written = await this.#db.query<{ k: number }>(
       `WITH i AS (
-         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[])
-           AS i(i_id, i_version, i_from, i_to, i_actor, i_plan, i_request, i_outcome, i_detail, i_k)
+         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::text[])
+           AS i(i_id, i_version, i_from, i_to, i_actor, i_plan, i_request, i_outcome, i_detail, i_k, i_token)
        ),
        ok AS (
          SELECT vms.id, vms.stack, vms.fleet, vms.idx, i.* FROM i JOIN vms ON vms.id = i.i_id AND (i.i_version IS NULL OR vms.version = i.i_version)
@@ -827,6 +900,11 @@ export class SqlRecord implements FleetRecord {
        ins AS (
          INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail)
          SELECT id, stack, fleet, fleet || '/' || idx, i_from, i_to, i_actor, i_plan, i_request, i_outcome, i_detail FROM ok ORDER BY i_k
+       ),
+       t AS (
+         INSERT INTO boot_tokens (vm_id, token_hash)
+         SELECT DISTINCT ON (id) id, i_token FROM ok WHERE i_token IS NOT NULL ORDER BY id, i_k DESC
+         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL
        )
        SELECT i_k AS k FROM ok`,
       cols,
@@ -1147,6 +1225,61 @@ export class SqlRecord implements FleetRecord {
     // A token is used once: of items presenting it in one batch, the first is answered true.
     const ok = new Set(rows.map((r) => Number(r.k) - 1));
     return items.map((_, k) => ok.has(k));
+  }
+
+  async authorizeBoots(items: readonly BootCheck[]): Promise<BootCheckResult[]> {
+    if (items.length === 0) return [];
+    const states: [number[], string[]] = [[], []];
+    items.forEach((it, k) => {
+      for (const s of it.allowedStates) {
+        states[0].push(k + 1);
+        states[1].push(s);
+      }
+    });
+    // consumeBootTokens guarded by the row check, and the approved attempt
+    // rows, in one statement. m: the items whose row matches, the first per
+    // (VM, token) (UPDATE … FROM uses one source row per target row, so a
+    // token presented twice is used by one item only); used: those whose
+    // token was unused (a concurrent use makes the row's recheck fail).
+    // The answer: every item with the row as the statement saw it.
+    const rows = await this.#db.query<VmDb & { k: number | string; approved: boolean; found: boolean }>(
+      `WITH i AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY
+           AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_k)
+       ),
+       s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
+       m AS (
+         SELECT DISTINCT ON (i_vm, i_hash) i.* FROM i JOIN vms ON vms.id = i.i_vm
+         WHERE vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
+           AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
+         ORDER BY i_vm, i_hash, i_k
+       ),
+       used AS (
+         UPDATE boot_tokens SET used_at = now() FROM m
+         WHERE boot_tokens.vm_id = m.i_vm AND boot_tokens.token_hash = m.i_hash AND boot_tokens.used_at IS NULL
+         RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason
+       ),
+       att AS (
+         INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason)
+         SELECT u_vm, u_dc, u_cloud, u_image, true, u_reason FROM used ORDER BY u_k
+       )
+       SELECT i.i_k AS k, (used.u_k IS NOT NULL) AS approved, (vms.id IS NOT NULL) AS found, ${VM_COLS}
+       FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN used ON used.u_k = i.i_k
+       ORDER BY i.i_k`,
+      [
+        items.map((i) => i.vmId),
+        items.map((i) => i.dataCenter),
+        items.map((i) => i.cloudId),
+        items.map((i) => i.image),
+        items.map((i) => i.tokenHash),
+        items.map((i) => i.reason),
+        ...states,
+      ],
+    );
+    return rows.map((r): BootCheckResult => {
+      const vm = r.found ? toVm(r) : undefined;
+      return r.approved && vm ? { approved: true, vm } : { approved: false, vm };
+    });
   }
 
   async addBootAttempts(attempts: readonly BootAttempt[]): Promise<void> {

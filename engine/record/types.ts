@@ -123,22 +123,54 @@ export type VmPatch = Partial<
   Pick<VmRow, 'desiredState' | 'specHash' | 'image' | 'realImage' | 'size' | 'cloudId' | 'encryptedDisk'>
 > & { retire?: boolean };
 
+/** The history row of an approved edge's intent, written before the edge is carried out: from = the VM's state at that point, outcome `ok`. */
+export type IntentRow = { to: string } & ChangeContext;
+
+/**
+ * A `none` edge passed at once (the authority's advance chains): the VM
+ * moves along the edge whose intent row was written just before (to = that
+ * intent's `to`; its version and its fleet's bumped as by a transition),
+ * with its transition row, then the intent row of the edge after it, if any.
+ */
+export interface PassItem {
+  /** The transition's history row. */
+  ctx: ChangeContext & { outcome?: Outcome };
+  intent?: IntentRow;
+}
+
+/**
+ * What an insert or a transition of a batch may write after its own row, in
+ * the same statement and only with it (no version check of their own: they
+ * are written at the version that write made), history ids in this order:
+ * the intent row of the VM's next edge, then each pass (its transition row,
+ * then the intent of the edge after it). A pass needs the intent row of its
+ * edge right before it: `intent`, or the previous pass's.
+ */
+export interface Onward {
+  intent?: IntentRow;
+  passes?: readonly PassItem[];
+}
+
 /** One state change of a batch (FleetRecord.transitionVms): transitionVm's arguments, with only the patches a step's report makes. */
-export interface TransitionItem {
+export interface TransitionItem extends Onward {
   id: string;
   expectedVersion: number;
   to: string;
   ctx: ChangeContext & { outcome?: Outcome };
+  /** Applies to the row as the item leaves it (after its passes). */
   patch?: Pick<VmPatch, 'cloudId' | 'retire'>;
   /**
-   * A second history row written by the same statement, right after the
-   * transition's own (history ids in that order): the intent of the VM's next
-   * edge (from = `to`, outcome `ok`). It needs no version check of its own:
-   * it is written only when the transition is, at the version the transition
-   * made. The authority's advance call writes a report and the next
-   * authorization this way, in one statement.
+   * The hash of the one-time boot token of the edge the item's last intent
+   * row approves (a `boot` edge), stored as setBootTokens stores it
+   * (replacing the VM's earlier token), only when the item is written.
    */
-  intent?: { to: string } & ChangeContext;
+  bootTokenHash?: string;
+}
+
+/** One create of a batch (FleetRecord.insertVms): insertVm's arguments, never replacing; with passes, the row is inserted in the state they reach. */
+export interface InsertItem extends Onward {
+  vm: NewVm;
+  ctx: ChangeContext;
 }
 
 /** One history row of a batch (FleetRecord.addHistoryMany): addHistory's arguments. */
@@ -146,7 +178,33 @@ export interface HistoryItem {
   vmId: string;
   row: { from: string | null; to: string; outcome: Outcome } & ChangeContext;
   expectedVersion?: number;
+  /** As TransitionItem.bootTokenHash: stored only when the row is written. */
+  bootTokenHash?: string;
 }
+
+/**
+ * One boot check of a batch (FleetRecord.authorizeBoots): the VM's row must
+ * be in `dataCenter` with this cloud id and real image, in one of
+ * `allowedStates`, and `tokenHash` must be its unused boot token.
+ */
+export interface BootCheck {
+  vmId: string;
+  dataCenter: string;
+  cloudId: string;
+  image: string;
+  tokenHash: string;
+  allowedStates: readonly string[];
+  /** The approved attempt row's reason. */
+  reason: string;
+}
+
+/**
+ * A boot check's outcome. Approved: the token was used and the approved
+ * attempt row written, by the same statement. Not approved: nothing was
+ * written; `vm` is the row the check saw (undefined when there is none), so
+ * the caller can say why and record the denial.
+ */
+export type BootCheckResult = { approved: true; vm: VmRow } | { approved: false; vm: VmRow | undefined };
 
 export interface LockHolder {
   who: string;
@@ -250,8 +308,12 @@ export interface FleetRecord {
   transitionVm(id: string, expectedVersion: number, to: string, ctx: ChangeContext & { outcome?: Outcome }, patch?: VmPatch): Promise<VmRow>;
   /** A change that is not a state change (cloud id, size, spec hash…). */
   updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
-  /** Many insertVm calls (none replacing) in one statement: per item, in order, the new row or the error insertVm would have thrown. */
-  insertVms(items: readonly { vm: NewVm; ctx: ChangeContext }[]): Promise<(VmRow | FleetError)[]>;
+  /**
+   * Many insertVm calls (none replacing) in one statement: per item, in
+   * order, the new row or the error insertVm would have thrown. An item's
+   * onward rows (Onward) are written with its insert or not at all.
+   */
+  insertVms(items: readonly InsertItem[]): Promise<(VmRow | FleetError)[]>;
   /** getVm for many ids in one query, in order (undefined where unknown). */
   getVms(ids: readonly string[]): Promise<(VmRow | undefined)[]>;
   /**
@@ -259,10 +321,15 @@ export interface FleetRecord {
    * per item, in order, the moved row, or the error transitionVm would have
    * thrown (VersionConflictError, record.vm-not-found); the other items are
    * written all the same. Ids must be distinct within a batch. An item's
-   * `intent` row is written with its transition or not at all.
+   * onward rows (Onward) and boot token are written with its transition or
+   * not at all; the row answered is the VM as the item leaves it.
    */
   transitionVms(items: readonly TransitionItem[]): Promise<(VmRow | FleetError)[]>;
-  /** Many addHistory calls in one statement: per item, in order, undefined when written, else the error addHistory would have thrown. */
+  /**
+   * Many addHistory calls in one statement: per item, in order, undefined
+   * when written, else the error addHistory would have thrown. An item's
+   * boot token is stored only when its row is written.
+   */
   addHistoryMany(items: readonly HistoryItem[]): Promise<(FleetError | undefined)[]>;
   /**
    * A history row with no state change (a vetoed request, a denied boot, drift).
@@ -303,4 +370,11 @@ export interface FleetRecord {
    * already (a token is used once: within a batch, by its first item).
    */
   consumeBootTokens(items: readonly { vmId: string; tokenHash: string }[]): Promise<boolean[]>;
+  /**
+   * The boot check, one statement for many: per item, in order, whether its
+   * row matched and its token was used (the approved attempt row then
+   * written by the same statement), with the row it saw. A token is used
+   * once: of items presenting it in one batch, only the first that matches.
+   */
+  authorizeBoots(items: readonly BootCheck[]): Promise<BootCheckResult[]>;
 }
