@@ -2,10 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPack } from '../../providers/testing.ts';
 import { openRecord } from '../record/index.ts';
+import type { SqlRecord } from '../record/record.ts';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { diskKey, sha256 } from './keys.ts';
-import type { AdvanceResponse, AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportRequest, ReportResponse } from './protocol.ts';
+import { NONE_REPORT_DETAIL } from './protocol.ts';
+import type { AdvanceRequest, AdvanceResponse, AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportRequest, ReportResponse } from './protocol.ts';
 import { Authority } from './authority.ts';
 import { startAuthority, type RunningService } from './server.ts';
 
@@ -218,6 +220,47 @@ describe('authority: boot', () => {
   });
 });
 
+describe('authority: boot, record statements', () => {
+  /** A VM at PoweredOn with its boot edge approved by an advance (the token stored with the transition); its boot body. */
+  async function bootingIn(core: Authority, calls: string[]) {
+    const id = await coreVm(core, ['Requested', 'BeingCreated', 'PoweredOff']);
+    const a = transition(id, 'PoweredOff', 'PoweredOn');
+    await core.authorize('miami', a);
+    calls.length = 0;
+    const res = await core.advance('miami', { report: reportOf(a), next: [transition(id, 'PoweredOn', 'Starting')] });
+    expect(calls).toEqual(['transitionVms']);
+    const token = res.next[0].authorize.bootToken!;
+    expect(token).toBeTruthy();
+    return { id, body: { dataCenter: 'miami', vmId: id, cloudId: `cloud-${id}`, image: 'img-ubuntu-2204-miami-v7', bootToken: token } };
+  }
+
+  it('an approved boot is one statement (row check, token use, attempt row); a denial is recorded as before', async () => {
+    const { core, calls } = counted();
+    const { id, body } = await bootingIn(core, calls);
+    calls.length = 0;
+    expect(await core.bootAuthorize('miami', body)).toMatchObject({ approved: true, diskKey: diskKey(SECRET, id) });
+    expect(calls).toEqual(['authorizeBoots']);
+    calls.length = 0;
+    expect(await core.bootAuthorize('miami', body)).toMatchObject({ approved: false, reason: expect.stringContaining('used already') });
+    expect(calls).toEqual(['authorizeBoots', 'addBootAttempts', 'addHistory']);
+    expect((await (record as SqlRecord).listBootAttempts({ vmId: id })).map((b) => [b.approved, b.reason])).toEqual([
+      [true, 'matches the record'],
+      [false, 'the boot token is not valid for this VM or was used already'],
+    ]);
+    expect((await historyOf(id)).at(-1)).toMatchObject({ from: 'PoweredOn', to: 'PoweredOn', outcome: 'denied', actor: 'authority' });
+  });
+
+  it('a boot naming another data center than its token is denied and written to the VM\'s history', async () => {
+    const { core, calls } = counted();
+    const { id, body } = await bootingIn(core, calls);
+    const res = await core.bootAuthorize('richmond', body);
+    expect(res).toMatchObject({ approved: false, reason: expect.stringContaining('token belongs to richmond') });
+    expect((await historyOf(id)).at(-1)).toMatchObject({ outcome: 'denied', detail: expect.stringContaining('token belongs to richmond') });
+    // The token is still good for the VM's own data center.
+    expect((await core.bootAuthorize('miami', body)).approved).toBe(true);
+  });
+});
+
 describe('authority: decisions on the record\'s current row, whoever wrote it', () => {
   // The authority remembers the rows it wrote; another writer of the record
   // (a refresh, a second authority) must still be seen at the next request.
@@ -269,56 +312,64 @@ describe('authority: decisions on the record\'s current row, whoever wrote it', 
   });
 });
 
-describe('authority: advance (a report and the next edge\'s authorization in one call)', () => {
-  /** An Authority on the test record whose record calls are listed by method name (each one statement when it succeeds). */
-  function counted(): { core: Authority; calls: string[] } {
-    const calls: string[] = [];
-    const wrapped = new Proxy(record, {
-      get(target, prop) {
-        const v: unknown = Reflect.get(target, prop);
-        if (typeof v !== 'function') return v;
-        return (...args: unknown[]) => {
-          calls.push(String(prop));
-          return (v as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      },
-    });
-    return { core: new Authority({ record: wrapped, pack, stackName: STACK, secret: SECRET }), calls };
+/** An Authority on the test record whose record calls are listed by method name (each one statement when it succeeds). */
+function counted(): { core: Authority; calls: string[] } {
+  const calls: string[] = [];
+  const wrapped = new Proxy(record, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        calls.push(String(prop));
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { core: new Authority({ record: wrapped, pack, stackName: STACK, secret: SECRET }), calls };
+}
+
+/** Creates a VM through `core` and moves it along `path` (authorize, then report, per edge). */
+async function coreVm(core: Authority, path: string[]): Promise<string> {
+  const id = randomUUID();
+  await core.authorize('miami', createOf(id));
+  for (let k = 1; k < path.length; k++) {
+    const a = transition(id, path[k - 1], path[k]);
+    const ok = await core.authorize('miami', a);
+    expect(ok.decision).toBe('approved');
+    expect((await core.report('miami', reportOf(a, ok.operation === 'createVm' ? { cloudId: `cloud-${id}` } : {}))).effect).toBe('moved');
   }
+  return id;
+}
 
-  /** Creates a VM through `core` and moves it along `path` (authorize, then report, per edge). */
-  async function coreVm(core: Authority, path: string[]): Promise<string> {
-    const id = randomUUID();
-    await core.authorize('miami', { dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'create', vmId: id, from: null, vm: vmSpec() });
-    for (let k = 1; k < path.length; k++) {
-      const a = transition(id, path[k - 1], path[k]);
-      const ok = await core.authorize('miami', a);
-      expect(ok.decision).toBe('approved');
-      expect((await core.report('miami', reportOf(a, ok.operation === 'createVm' ? { cloudId: `cloud-${id}` } : {}))).effect).toBe('moved');
-    }
-    return id;
-  }
+function createOf(id: string, over: Partial<AuthorizeVm> = {}): AuthorizeRequest {
+  return { dataCenter: 'miami', requestId: randomUUID(), planId: 'plan-x', kind: 'create', vmId: id, from: null, vm: vmSpec(over) };
+}
 
-  const historyOf = async (id: string) => {
-    const vm = (await record.getVm(id))!;
-    return (await record.history(STACK, vm.address)).filter((h) => h.vmId === id);
-  };
+const historyOf = async (id: string) => {
+  const vm = (await record.getVm(id))!;
+  return (await record.history(STACK, vm.address)).filter((h) => h.vmId === id);
+};
 
+/** The path of the default pack from the initial state to Running. */
+const TO_RUNNING = ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn', 'Starting', 'Running'];
+
+describe('authority: advance (a report or a create, and the next edges\' authorizations, in one call)', () => {
   it('walks a whole path: create, then one advance per edge, each one record statement; history: each edge\'s intent, then its transition', async () => {
     const { core, calls } = counted();
     const id = await coreVm(core, ['Requested']);
-    const path = ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn', 'Starting', 'Running'];
-    const edges = path.slice(1).map((to, k) => transition(id, path[k], to));
+    const edges = TO_RUNNING.slice(1).map((to, k) => transition(id, TO_RUNNING[k], to));
     let ahead = await core.authorize('miami', edges[0]);
     const nexts: AuthorizeResponse[] = [];
     for (let k = 0; k + 1 < edges.length; k++) {
       expect(ahead).toMatchObject({ decision: 'approved', vm: { state: edges[k].from } });
       calls.length = 0;
-      const res = await core.advance('miami', { report: reportOf(edges[k], ahead.operation === 'createVm' ? { cloudId: 'cloud-adv' } : {}), next: edges[k + 1] });
+      const res = await core.advance('miami', { report: reportOf(edges[k], ahead.operation === 'createVm' ? { cloudId: 'cloud-adv' } : {}), next: [edges[k + 1]] });
       expect(res.report).toMatchObject({ effect: 'moved', vm: { state: edges[k].to } });
-      // The report's transition and next's intent row are one statement; a boot edge's token is stored as authorize stores it.
-      expect(calls).toEqual(edges[k + 1].to === 'Starting' ? ['transitionVms', 'setBootTokens'] : ['transitionVms']);
-      ahead = res.next!;
+      // The report's transition and next's intent row (and a boot edge's token) are one statement.
+      expect(calls).toEqual(['transitionVms']);
+      expect(res.next).toHaveLength(1);
+      expect(res.next[0].moved).toBeUndefined();
+      ahead = res.next[0].authorize;
       nexts.push(ahead);
     }
     expect(nexts.map((n) => [n.decision, n.operation, n.credentials?.dataCenter])).toEqual([
@@ -340,7 +391,194 @@ describe('authority: advance (a report and the next edge\'s authorization in one
     expect((await record.getVm(id))!).toMatchObject({ state: 'Running', cloudId: 'cloud-adv', version: 6 });
   });
 
-  // A VM at BeingCreated with BeingCreated -> PoweredOff approved; each case sends an advance of that report and a next.
+  it('a create and the chain after it (a none edge moved at once, then createVm authorized) are one statement; the rows are those of the single calls', async () => {
+    const { core, calls } = counted();
+    const id = randomUUID();
+    const create = createOf(id);
+    const [e1, e2] = [transition(id, 'Requested', 'BeingCreated'), transition(id, 'BeingCreated', 'PoweredOff')];
+    const res = await core.advance('miami', { create, next: [e1, e2] });
+    expect(calls).toEqual(['insertVms']);
+    expect(res.create).toMatchObject({ decision: 'modified', operation: 'insert', vm: { id, state: 'Requested', version: 1 } });
+    expect(res.next).toHaveLength(2);
+    expect(res.next[0]).toMatchObject({
+      authorize: { decision: 'approved', operation: 'none', vm: { state: 'Requested', version: 1 } },
+      moved: { effect: 'moved', vm: { state: 'BeingCreated', version: 2 } },
+    });
+    expect(res.next[1].moved).toBeUndefined();
+    expect(res.next[1].authorize).toMatchObject({ decision: 'approved', operation: 'createVm', diskKeyHash: sha256(diskKey(SECRET, id)), vm: { state: 'BeingCreated', version: 2 } });
+    expect((await record.getVm(id))!).toMatchObject({ state: 'BeingCreated', version: 2 });
+    // e2 is carried out as if authorized alone: its report moves the record.
+    expect((await core.report('miami', reportOf(e2, { cloudId: 'c-1' }))).effect).toBe('moved');
+    // The same rows as create, authorize e1, report e1, authorize e2, report e2 one by one, as the DMZ client sends them.
+    const single = randomUUID();
+    await core.authorize('miami', createOf(single));
+    for (const e of [transition(single, 'Requested', 'BeingCreated'), transition(single, 'BeingCreated', 'PoweredOff')]) {
+      const ok = await core.authorize('miami', e);
+      await core.report('miami', reportOf(e, ok.operation === 'none' ? { detail: NONE_REPORT_DETAIL } : { cloudId: 'c-1' }));
+    }
+    const shape = (rows: Awaited<ReturnType<typeof historyOf>>) => rows.map((h) => [h.from, h.to, h.actor, h.outcome, h.planId, h.detail]);
+    expect(shape(await historyOf(id))).toEqual(shape(await historyOf(single)));
+    expect((await historyOf(id)).map((h) => h.requestId)).toEqual([create.requestId, e1.requestId, e1.requestId, e2.requestId, e2.requestId]);
+  });
+
+  it('a report and the chain after it (a none edge moved at once, then deleteVm authorized) are one statement', async () => {
+    const { core, calls } = counted();
+    const id = await coreVm(core, [...TO_RUNNING, 'ShuttingDown']);
+    const a = transition(id, 'ShuttingDown', 'PoweredOff');
+    await core.authorize('miami', a);
+    const [n1, n2] = [transition(id, 'PoweredOff', 'BeingDeleted'), transition(id, 'BeingDeleted', 'Deleted')];
+    calls.length = 0;
+    const res = await core.advance('miami', { report: reportOf(a), next: [n1, n2] });
+    expect(calls).toEqual(['transitionVms']);
+    expect(res.report).toMatchObject({ effect: 'moved', vm: { state: 'PoweredOff', version: 8 } });
+    expect(res.next.map((s) => [s.authorize.decision, s.authorize.operation, s.authorize.vm?.state, s.moved?.effect, s.moved?.vm.state])).toEqual([
+      ['approved', 'none', 'PoweredOff', 'moved', 'BeingDeleted'],
+      ['approved', 'deleteVm', 'BeingDeleted', undefined, undefined],
+    ]);
+    expect((await core.report('miami', reportOf(n2))).vm).toMatchObject({ state: 'Deleted', version: 10 });
+    expect((await historyOf(id)).slice(-6).map((h) => [h.from, h.to, h.actor, h.requestId, h.detail])).toEqual([
+      ['ShuttingDown', 'PoweredOff', 'authority', a.requestId, 'intent approved: powerOff'],
+      ['ShuttingDown', 'PoweredOff', 'dmz-client:miami', a.requestId, null],
+      ['PoweredOff', 'BeingDeleted', 'authority', n1.requestId, 'intent approved: none'],
+      ['PoweredOff', 'BeingDeleted', 'dmz-client:miami', n1.requestId, 'record only'],
+      ['BeingDeleted', 'Deleted', 'authority', n2.requestId, 'intent approved: deleteVm'],
+      ['BeingDeleted', 'Deleted', 'dmz-client:miami', n2.requestId, null],
+    ]);
+  });
+
+  it('a middle edge whose operation is not none is answered as authorize would, not moved, and nothing after it is decided', async () => {
+    const { core, calls } = counted();
+    const id = await coreVm(core, ['Requested', 'BeingCreated']);
+    const a = transition(id, 'BeingCreated', 'PoweredOff');
+    await core.authorize('miami', a);
+    const [n1, n2] = [transition(id, 'PoweredOff', 'PoweredOn'), transition(id, 'PoweredOn', 'Starting')];
+    calls.length = 0;
+    const res = await core.advance('miami', { report: reportOf(a, { cloudId: 'c' }), next: [n1, n2] });
+    expect(calls).toEqual(['transitionVms']);
+    expect(res.next).toHaveLength(1);
+    expect(res.next[0]).toEqual({ authorize: expect.objectContaining({ decision: 'approved', operation: 'powerOn' }) });
+    expect((await record.getVm(id))!.state).toBe('PoweredOff');
+    expect((await historyOf(id)).filter((h) => h.requestId === n2.requestId)).toEqual([]);
+    // n1 is approved: its report moves the record.
+    expect((await core.report('miami', reportOf(n1))).effect).toBe('moved');
+  });
+
+  it.each<{ name: string; second: (id: string) => AuthorizeRequest; reason: string; history: unknown[][]; calls: string[] }>([
+    {
+      name: 'a skipped state',
+      second: (id) => transition(id, 'BeingDeleted', 'Running'),
+      reason: 'not an edge',
+      history: [['BeingDeleted', 'Running', 'vetoed', 'dmz-client:miami']],
+      // The chain's statement stops before the vetoed edge, which is decided on a fresh read as authorize decides it.
+      calls: ['transitionVms', 'getVms', 'addHistory'],
+    },
+    {
+      name: 'another data center named',
+      second: (id) => transition(id, 'BeingDeleted', 'Deleted', { dataCenter: 'richmond' }),
+      reason: 'its token belongs to miami',
+      history: [],
+      calls: ['transitionVms'],
+    },
+  ])('a veto mid-chain ($name) stops it there; the none edge before it is moved', async ({ second, reason, history, calls: expected }) => {
+    const { core, calls } = counted();
+    const id = await coreVm(core, [...TO_RUNNING, 'ShuttingDown']);
+    const a = transition(id, 'ShuttingDown', 'PoweredOff');
+    await core.authorize('miami', a);
+    const n1 = transition(id, 'PoweredOff', 'BeingDeleted');
+    const n2 = second(id);
+    calls.length = 0;
+    const res = await core.advance('miami', { report: reportOf(a), next: [n1, n2, transition(id, n2.to!, 'Deleted')] });
+    expect(calls).toEqual(expected);
+    expect(res.next.map((s) => [s.authorize.decision, s.moved?.effect])).toEqual([
+      ['approved', 'moved'],
+      ['vetoed', undefined],
+    ]);
+    expect(res.next[1].authorize.reason).toContain(reason);
+    expect(res.next[1].authorize.credentials).toBeUndefined();
+    expect((await record.getVm(id))!.state).toBe('BeingDeleted');
+    expect((await historyOf(id)).filter((h) => h.requestId === n2.requestId).map((h) => [h.from, h.to, h.outcome, h.actor])).toEqual(history);
+  });
+
+  it('a vetoed create stops everything: nothing is inserted, no edge decided', async () => {
+    const { core, calls } = counted();
+    const id = randomUUID();
+    for (const [create, token] of [
+      [createOf(id, { image: 'windows-95' }), 'miami'],
+      [createOf(id, { dataCenter: 'richmond' }), 'miami'],
+      [{ ...createOf(id), dataCenter: 'richmond' }, 'miami'],
+    ] as const) {
+      const res = await core.advance(token, { create, next: [transition(id, 'Requested', 'BeingCreated'), transition(id, 'BeingCreated', 'PoweredOff')] });
+      expect(res).toEqual({ create: expect.objectContaining({ decision: 'vetoed' }), next: [] });
+    }
+    expect(calls).toEqual([]);
+    expect(await record.getVm(id)).toBeUndefined();
+  });
+
+  it('a chain about a VM of another data center: the report is refused (403), nothing decided', async () => {
+    const { core } = counted();
+    const id = await coreVm(core, ['Requested']);
+    const a = transition(id, 'Requested', 'BeingCreated');
+    await core.authorize('miami', a);
+    const err = await core.advance('richmond', { report: { ...reportOf(a), dataCenter: 'richmond' }, next: [transition(id, 'BeingCreated', 'PoweredOff', { dataCenter: 'richmond' })] }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ statusCode: 403, code: 'wrong-data-center' });
+    expect((await record.getVm(id))!.state).toBe('Requested');
+  });
+
+  it.each([
+    { name: 'a report', sent: 'report' as const },
+    { name: 'a create', sent: 'create' as const },
+  ])('sent again after its answer was lost ($name): the passed none edge answers already, the last edge is decided again', async ({ sent }) => {
+    const { core, calls } = counted();
+    let body: AdvanceRequest;
+    let id: string;
+    if (sent === 'report') {
+      id = await coreVm(core, [...TO_RUNNING, 'ShuttingDown']);
+      const a = transition(id, 'ShuttingDown', 'PoweredOff');
+      await core.authorize('miami', a);
+      body = { report: reportOf(a), next: [transition(id, 'PoweredOff', 'BeingDeleted'), transition(id, 'BeingDeleted', 'Deleted')] };
+    } else {
+      id = randomUUID();
+      body = { create: createOf(id), next: [transition(id, 'Requested', 'BeingCreated'), transition(id, 'BeingCreated', 'PoweredOff')] };
+    }
+    const last = body.next[1];
+    const first = await core.advance('miami', body);
+    calls.length = 0;
+    const again = await core.advance('miami', body);
+    expect(first.next.map((s) => s.moved?.effect)).toEqual(['moved', undefined]);
+    const at = first.next[0].moved!.vm.state;
+    if (sent === 'report') expect(again.report).toMatchObject({ effect: 'already', vm: { state: at } });
+    // A repeated create answers as before, on the row as it is now.
+    else expect(again.create).toMatchObject({ decision: first.create!.decision, reason: first.create!.reason, operation: 'insert', vm: { id, state: at, version: 2 } });
+    expect(again.next.map((s) => [s.authorize.decision, s.authorize.operation, s.moved?.effect, s.moved?.vm.state])).toEqual([
+      ['approved', 'none', 'already', at],
+      ['approved', last.to === 'Deleted' ? 'deleteVm' : 'createVm', undefined, undefined],
+    ]);
+    // Nothing moved twice: the second send wrote only the last edge's second intent row.
+    expect((await record.getVm(id))!.state).toBe(at);
+    expect((await historyOf(id)).filter((h) => h.requestId === last.requestId).map((h) => h.actor)).toEqual(['authority', 'authority']);
+    expect(calls.filter((c) => c !== 'getVms' && c !== 'insertVms' && c !== 'transitionVms')).toEqual(['addHistoryMany']);
+    // The last edge's report is checked against its (repeated) authorization and moves the record.
+    expect((await core.report('miami', reportOf(last, { cloudId: 'c' }))).effect).toBe('moved');
+  });
+
+  it.each<{ name: string; body: (id: string, a: AuthorizeRequest) => unknown; message: string }>([
+    { name: 'both a report and a create', body: (id, a) => ({ report: reportOf(a), create: createOf(id), next: [transition(id, 'BeingCreated', 'PoweredOff')] }), message: 'exactly one of report and create' },
+    { name: 'neither', body: (id) => ({ next: [transition(id, 'BeingCreated', 'PoweredOff')] }), message: 'exactly one of report and create' },
+    { name: 'a create in next', body: (id, a) => ({ report: reportOf(a), next: [{ ...createOf(id), kind: 'create' }] }), message: 'a create is never the next edge' },
+    { name: 'a create that is no create', body: (id) => ({ create: transition(id, 'Requested', 'BeingCreated'), next: [transition(id, 'BeingCreated', 'PoweredOff')] }), message: 'is a create' },
+    { name: 'a next about another VM', body: (id, a) => ({ report: reportOf(a), next: [transition(randomUUID(), 'BeingCreated', 'PoweredOff')] }), message: 'about one VM' },
+    { name: 'next edges that do not follow one another', body: (id, a) => ({ report: reportOf(a), next: [transition(id, 'BeingCreated', 'PoweredOff'), transition(id, 'PoweredOn', 'Starting')] }), message: 'follow one another' },
+  ])('refuses $name with 400 and does nothing', async ({ body, message }) => {
+    const { id } = await created();
+    const a = transition(id, 'Requested', 'BeingCreated');
+    expect((await post<AuthorizeResponse>('/v1/authorize', a)).body.decision).toBe('approved');
+    const r = await post<{ error: { code: string; message: string } }>('/v1/advance', body(id, a));
+    expect([r.status, r.body.error.code]).toEqual([400, 'bad-request']);
+    expect(r.body.error.message).toContain(message);
+    expect((await record.getVm(id))!.state).toBe('Requested');
+  });
+
+  // A VM at BeingCreated with BeingCreated -> PoweredOff approved; each case sends an advance of that report and one next edge.
   it.each<{
     name: string;
     report?: (r: ReportRequest) => ReportRequest;
@@ -358,8 +596,6 @@ describe('authority: advance (a report and the next edge\'s authorization in one
     },
     { name: 'a report that does not match its authorization is refused, and next not decided', report: (r) => ({ ...r, to: 'CreateFailed' }), refused: { status: 409, code: 'report-mismatch' } },
     { name: 'a report naming another data center is refused', report: (r) => ({ ...r, dataCenter: 'richmond' }), refused: { status: 403, code: 'wrong-data-center' } },
-    { name: 'a create as next is a bad request', next: (n) => ({ ...n, kind: 'create', from: null, to: undefined, vm: vmSpec() }), refused: { status: 400, code: 'bad-request' } },
-    { name: 'a next about another VM is a bad request', next: (n) => ({ ...n, vmId: randomUUID() }), refused: { status: 400, code: 'bad-request' } },
     {
       name: 'a next that skips states is vetoed, its veto in the history',
       next: (n) => ({ ...n, to: 'Running' }),
@@ -376,13 +612,13 @@ describe('authority: advance (a report and the next edge\'s authorization in one
     },
     { name: 'a next from another state than the report left is not decided', next: (n) => ({ ...n, from: 'PoweredOn', to: 'Starting' }), effect: 'moved', state: 'PoweredOff' },
     { name: 'a failed outcome: the failure edge is taken and next is not decided', report: (r) => ({ ...r, outcome: 'failed', cloudId: undefined }), effect: 'failed', state: 'CreateFailed' },
-  ])('$name', async ({ report = (r) => r, next = (n) => n, refused, effect, state, decided }) => {
+  ])('one next edge: $name', async ({ report = (r) => r, next = (n) => n, refused, effect, state, decided }) => {
     const { id } = await created();
     await moveAlong(id, ['Requested', 'BeingCreated']);
     const a = transition(id, 'BeingCreated', 'PoweredOff');
     expect((await post<AuthorizeResponse>('/v1/authorize', a)).body.decision).toBe('approved');
     const nextReq = next(transition(id, 'PoweredOff', 'PoweredOn'));
-    const r = await post<AdvanceResponse & { error?: { code: string } }>('/v1/advance', { report: report(reportOf(a, { cloudId: 'cloud-1' })), next: nextReq });
+    const r = await post<AdvanceResponse & { error?: { code: string } }>('/v1/advance', { report: report(reportOf(a, { cloudId: 'cloud-1' })), next: [nextReq] });
     const nextRows = (await historyOf(id)).filter((h) => h.requestId === nextReq.requestId);
     if (refused) {
       expect([r.status, r.body.error?.code]).toEqual([refused.status, refused.code]);
@@ -393,31 +629,34 @@ describe('authority: advance (a report and the next edge\'s authorization in one
     expect(r.status).toBe(200);
     expect(r.body.report).toMatchObject({ effect, vm: { state } });
     if (!decided) {
-      expect(r.body.next).toBeUndefined();
+      expect(r.body.next).toEqual([]);
       expect(nextRows).toEqual([]);
       return;
     }
-    expect(r.body.next).toMatchObject({ decision: decided.decision, ...(decided.operation ? { operation: decided.operation } : {}) });
-    if (decided.reason) expect(r.body.next?.reason).toContain(decided.reason);
-    expect(r.body.next?.credentials === undefined).toBe(decided.decision === 'vetoed');
+    expect(r.body.next).toHaveLength(1);
+    const auth = r.body.next[0].authorize;
+    expect(auth).toMatchObject({ decision: decided.decision, ...(decided.operation ? { operation: decided.operation } : {}) });
+    if (decided.reason) expect(auth.reason).toContain(decided.reason);
+    expect(auth.credentials === undefined).toBe(decided.decision === 'vetoed');
     const rows = { intent: [['PoweredOff', 'PoweredOn', 'ok', 'authority']], vetoed: [['PoweredOff', 'Running', 'vetoed', 'dmz-client:miami']], none: [] }[decided.history];
     expect(nextRows.map((h) => [h.from, h.to, h.outcome, h.actor])).toEqual(rows);
   });
 
-  it('a repeated advance (its answer was lost) answers already and decides next again', async () => {
+  it('a repeated advance with one next edge (its answer was lost) answers already and decides next again', async () => {
     const { id } = await created();
     await moveAlong(id, ['Requested', 'BeingCreated']);
     const a = transition(id, 'BeingCreated', 'PoweredOff');
     expect((await post<AuthorizeResponse>('/v1/authorize', a)).body.decision).toBe('approved');
-    const body = { report: reportOf(a, { cloudId: 'cloud-1' }), next: transition(id, 'PoweredOff', 'PoweredOn') };
+    const next = transition(id, 'PoweredOff', 'PoweredOn');
+    const body = { report: reportOf(a, { cloudId: 'cloud-1' }), next: [next] };
     const first = await post<AdvanceResponse>('/v1/advance', body);
     const again = await post<AdvanceResponse>('/v1/advance', body);
-    expect(first.body).toMatchObject({ report: { effect: 'moved' }, next: { decision: 'approved', operation: 'powerOn' } });
-    expect(again.body).toMatchObject({ report: { effect: 'already', vm: { state: 'PoweredOff' } }, next: { decision: 'approved', operation: 'powerOn' } });
+    expect(first.body).toMatchObject({ report: { effect: 'moved' }, next: [{ authorize: { decision: 'approved', operation: 'powerOn' } }] });
+    expect(again.body).toMatchObject({ report: { effect: 'already', vm: { state: 'PoweredOff' } }, next: [{ authorize: { decision: 'approved', operation: 'powerOn' } }] });
     // Next's report is checked against its (repeated) authorization and moves the record.
-    const moved = await post<ReportResponse>('/v1/reports', reportOf(body.next));
+    const moved = await post<ReportResponse>('/v1/reports', reportOf(next));
     expect(moved.body).toMatchObject({ effect: 'moved', vm: { state: 'PoweredOn' } });
-    const rows = (await historyOf(id)).filter((h) => h.requestId === body.next.requestId);
+    const rows = (await historyOf(id)).filter((h) => h.requestId === next.requestId);
     expect(rows.map((h) => h.actor)).toEqual(['authority', 'authority', 'dmz-client:miami']);
   });
 
@@ -444,9 +683,9 @@ describe('authority: advance (a report and the next edge\'s authorization in one
     expect((await core.authorize('miami', a)).decision).toBe('approved');
     await behind(id, (await record.getVm(id))!.version);
     calls.length = 0;
-    const res = await core.advance('miami', { report: reportOf(a), next: transition(id, 'BeingCreated', 'PoweredOff') });
+    const res = await core.advance('miami', { report: reportOf(a), next: [transition(id, 'BeingCreated', 'PoweredOff')] });
     expect(res.report).toMatchObject({ effect, vm: { state: 'BeingCreated' } });
-    expect(res.next).toMatchObject({ decision: 'approved', operation: 'createVm', vm: { state: 'BeingCreated', version } });
+    expect(res.next[0].authorize).toMatchObject({ decision: 'approved', operation: 'createVm', vm: { state: 'BeingCreated', version } });
     expect(calls).toEqual(expected);
   });
 
@@ -456,7 +695,7 @@ describe('authority: advance (a report and the next edge\'s authorization in one
     const a = transition(id, 'Requested', 'BeingCreated');
     await core.authorize('miami', a);
     await record.transitionVm(id, 1, 'CreateFailed', { actor: 'someone-else' });
-    const err = await core.advance('miami', { report: reportOf(a), next: transition(id, 'BeingCreated', 'PoweredOff') }).catch((e: unknown) => e);
+    const err = await core.advance('miami', { report: reportOf(a), next: [transition(id, 'BeingCreated', 'PoweredOff')] }).catch((e: unknown) => e);
     expect(err).toMatchObject({ statusCode: 409, code: 'state-moved' });
     expect((await historyOf(id)).map((h) => h.actor)).toEqual(['authority', 'authority', 'someone-else']);
   });
@@ -469,13 +708,13 @@ describe('authority: advance (a report and the next edge\'s authorization in one
     const size = { cpu: 4, memoryGiB: 8, diskGiB: 10 };
     const resize = transition(id, 'PoweredOff', 'PoweredOff', { kind: 'resize', size });
     calls.length = 0;
-    const first = await core.advance('miami', { report: reportOf(a, { cloudId: 'c' }), next: resize });
-    expect(first.next).toMatchObject({ decision: 'approved', operation: 'resize' });
+    const first = await core.advance('miami', { report: reportOf(a, { cloudId: 'c' }), next: [resize] });
+    expect(first.next[0].authorize).toMatchObject({ decision: 'approved', operation: 'resize' });
     expect(calls).toEqual(['transitionVms']);
     calls.length = 0;
-    const second = await core.advance('miami', { report: reportOf(resize, { size }), next: transition(id, 'PoweredOff', 'PoweredOn') });
+    const second = await core.advance('miami', { report: reportOf(resize, { size }), next: [transition(id, 'PoweredOff', 'PoweredOn')] });
     expect(second.report).toMatchObject({ effect: 'moved', vm: { state: 'PoweredOff', size } });
-    expect(second.next).toMatchObject({ decision: 'approved', operation: 'powerOn' });
+    expect(second.next[0].authorize).toMatchObject({ decision: 'approved', operation: 'powerOn' });
     expect(calls).toEqual(['updateVm', 'addHistoryMany']);
     expect((await historyOf(id)).slice(-2).map((h) => [h.from, h.to, h.detail])).toEqual([
       ['PoweredOff', 'PoweredOff', 'intent approved: resize to 4 cpu / 8 GiB / 10 GiB disk'],
@@ -544,12 +783,12 @@ describe('authority: batches', () => {
     await Promise.all([post('/v1/authorize', a), post('/v1/authorize', b)]);
     const r = await batch({
       calls: [
-        { call: 'advance', body: { report: reportOf(a), next: transition(id, 'BeingCreated', 'PoweredOff') } },
-        { call: 'advance', body: { report: reportOf(b), next: { ...transition(other, 'Requested', 'Requested'), kind: 'create', from: null, vm: vmSpec() } } },
+        { call: 'advance', body: { report: reportOf(a), next: [transition(id, 'BeingCreated', 'PoweredOff')] } },
+        { call: 'advance', body: { report: reportOf(b), next: [{ ...transition(other, 'Requested', 'Requested'), kind: 'create', from: null, vm: vmSpec() }] } },
       ],
     });
     expect(r.results.map((x) => x.status)).toEqual([200, 400]);
-    expect(r.results[0].body).toMatchObject({ report: { effect: 'moved', vm: { state: 'BeingCreated' } }, next: { decision: 'approved', operation: 'createVm' } });
+    expect(r.results[0].body).toMatchObject({ report: { effect: 'moved', vm: { state: 'BeingCreated' } }, next: [{ authorize: { decision: 'approved', operation: 'createVm' } }] });
     expect(r.results[1].body).toEqual({ error: { code: 'bad-request', message: expect.stringContaining('a create is never the next edge') } });
     expect((await record.getVm(other))?.state).toBe('Requested');
   });
@@ -594,7 +833,7 @@ describe('authority: HTTP surface', () => {
     };
     expect(doc.openapi).toBe('3.0.3');
     expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
-    expect(doc.paths['/v1/advance'].post.requestBody?.content['application/json'].schema.required).toEqual(['report', 'next']);
+    expect(doc.paths['/v1/advance'].post.requestBody?.content['application/json'].schema.required).toEqual(['next']);
     expect(doc.paths['/v1/authorize'].post.requestBody?.content['application/json'].schema.required).toContain('kind');
     expect(doc.paths['/v1/authorize'].post.security).toEqual([{ bearer: [] }]);
     expect(doc.paths['/v1/health'].get.security).toBeUndefined();

@@ -12,23 +12,40 @@
 //   diagram's failure edge from `from` (BeingCreated -> CreateFailed,
 //   Starting -> BootFailed) when there is one, else a history row only.
 //   So every state change that reaches the record passes one edge.
-// - advance (a report and the next edge's authorization in one call) answers
-//   exactly what report then authorize would, in one serial(); it only saves
-//   work: in the common case the transition and the next intent row are one
-//   record statement, decided by the same checks (judgeEdge).
+// - advance (a report or a create, then a chain of next edges, in one call)
+//   answers exactly what the report (or create), then each edge's authorize
+//   and, for a `none` edge in the middle, its ok report would, one by one in
+//   one serial(); it only saves work: in the common case all its writes are
+//   one record statement, decided by the same checks (judgeEdge) on the rows
+//   that statement makes.
 // - A boot is approved only for a VM the record knows, in the caller's data
 //   center, with the same cloud id and real image, presenting an unused boot
 //   token. Only then is the disk key released.
 import { randomUUID } from 'node:crypto';
 import type { LoadedPack } from '../policy/types.ts';
 import { Batched, KeyLocks } from '../durability/index.ts';
-import type { BootAttempt, ChangeContext, FleetRecord, HistoryItem, NewVm, TransitionItem, VmRow } from '../record/types.ts';
+import type {
+  BootAttempt,
+  BootCheck,
+  BootCheckResult,
+  ChangeContext,
+  FleetRecord,
+  HistoryItem,
+  InsertItem,
+  IntentRow,
+  NewVm,
+  Onward,
+  TransitionItem,
+  VmRow,
+} from '../record/types.ts';
 import { VersionConflictError } from '../record/errors.ts';
 import { ProtocolError } from './http.ts';
 import { credentialToken, diskKey, randomToken, sha256 } from './keys.ts';
+import { NONE_REPORT_DETAIL } from './protocol.ts';
 import type {
   AdvanceRequest,
   AdvanceResponse,
+  AdvanceStep,
   AuthorityVm,
   AuthorizeRequest,
   AuthorizeResponse,
@@ -68,6 +85,18 @@ interface Approved {
   vm: VmRow;
   to: string;
   operation: string;
+  /** For a `boot` edge: the token whose hash the intent's statement stored. */
+  bootToken?: string;
+}
+
+/**
+ * An edge of an advance chain decided on the row the chain's statement is
+ * about to make (foresee), written by that statement: its intent row and,
+ * when `moved`, its transition (a `none` edge in the middle of the chain).
+ */
+interface Foreseen extends Approved {
+  req: AuthorizeRequest;
+  moved: boolean;
 }
 
 /**
@@ -120,18 +149,20 @@ export class Authority {
    * authorizes share one statement, and so do the transitions of concurrent
    * reports (FleetRecord.addHistoryMany / transitionVms: one round trip and
    * one commit for a batch, each call still answered with its own outcome).
-   * An advance's transition carries the next edge's intent row with it
-   * (TransitionItem.intent), so it needs no intents call.
+   * An advance's transition (or insert) carries the intent rows and the
+   * `none` edges its chain passes at once with it (Onward), and a boot
+   * edge's token rides with its intent row, so they need no call of their own.
    * Calls about one VM never share a batch: serial() runs them one by one.
    */
   private readonly intents: Batched<HistoryItem, undefined>;
   private readonly transitions: Batched<TransitionItem & { stack: string; fleet: string }, VmRow>;
-  /** The same for the once-per-VM writes and reads: creates, boot tokens, and the boot check's read, token use and attempt row. */
-  private readonly inserts: Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>;
-  private readonly bootTokens: Batched<{ vmId: string; tokenHash: string }, undefined>;
+  /** The same for the once-per-VM writes and reads: creates, the boot check (one statement when approved), and a denied boot's attempt row. */
+  private readonly inserts: Batched<InsertItem, VmRow>;
   private readonly reads: Batched<string, VmRow | undefined>;
-  private readonly tokenUses: Batched<{ vmId: string; tokenHash: string }, boolean>;
+  private readonly boots: Batched<BootCheck, BootCheckResult>;
   private readonly bootAttempts: Batched<BootAttempt, undefined>;
+  /** The states a VM may boot in: those a `boot` edge leaves or enters. */
+  private readonly bootStates: readonly string[];
 
   constructor(private readonly o: AuthorityCoreOptions) {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
@@ -145,15 +176,16 @@ export class Authority {
       keyOf: (t) => fleetKey(t.stack, t.fleet),
       locks: fleetLocks,
     });
-    this.inserts = new Batched<{ vm: NewVm; ctx: ChangeContext }, VmRow>((items) => r.insertVms(items), {
+    this.inserts = new Batched<InsertItem, VmRow>((items) => r.insertVms(items), {
       ...OVERLAP,
       keyOf: (i) => fleetKey(i.vm.stack, i.vm.fleet),
       locks: fleetLocks,
     });
-    this.bootTokens = new Batched(async (items) => (await r.setBootTokens(items), none(items)), OVERLAP);
     this.reads = new Batched((ids) => r.getVms(ids), OVERLAP);
-    this.tokenUses = new Batched((items) => r.consumeBootTokens(items), OVERLAP);
+    this.boots = new Batched((items) => r.authorizeBoots(items), OVERLAP);
     this.bootAttempts = new Batched(async (items) => (await r.addBootAttempts(items), none(items)), OVERLAP);
+    const bootEdges = o.pack.lifecycle.edges.filter((e) => e.operation === 'boot');
+    this.bootStates = [...new Set(bootEdges.flatMap((e) => [e.from, e.to]))];
   }
 
   private get lifecycle() {
@@ -239,7 +271,7 @@ export class Authority {
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const foreign = vetoForeign(caller, req);
     if (foreign) return foreign;
-    return this.serial(req.vmId, () => (req.kind === 'create' ? this.authorizeCreate(caller, req) : this.authorizeEdge(caller, req)));
+    return this.serial(req.vmId, async () => (req.kind === 'create' ? (await this.authorizeCreate(caller, req)).answer : this.authorizeEdge(caller, req)));
   }
 
   /** authorize of a transition or a resize, inside serial(). */
@@ -265,19 +297,26 @@ export class Authority {
       if (!vm) return refuse(`VM ${req.vmId} is not in the record`);
       const judged = this.judgeEdge(caller, req, to, vm);
       if ('refusal' in judged) return refuse(judged.refusal);
-      // The intent, before any cloud call; the state change itself is
-      // written at report. Written only while the VM is still at the
-      // version decided on (a conflict decides again on a fresh read).
-      const intent = intentOf(req, to, judged.operation);
-      await this.intents.submit({ vmId: vm.id, row: { from: req.from, outcome: 'ok', ...intent }, expectedVersion: vm.version });
-      return this.approve(caller, req, { vm, to, operation: judged.operation });
+      // The intent (and a boot edge's token), before any cloud call; the
+      // state change itself is written at report. Written only while the VM
+      // is still at the version decided on (a conflict decides again on a
+      // fresh read).
+      const { operation } = judged;
+      const bootToken = operation === 'boot' ? randomToken(24) : undefined;
+      await this.intents.submit({
+        vmId: vm.id,
+        row: { from: req.from, outcome: 'ok', ...intentOf(req, to, operation) },
+        expectedVersion: vm.version,
+        ...(bootToken !== undefined ? { bootTokenHash: sha256(bootToken) } : {}),
+      });
+      return this.approve(caller, req, { vm, to, operation, ...(bootToken !== undefined ? { bootToken } : {}) });
     });
   }
 
   /**
    * Whether the edge `req` asks for may be taken on row `vm`: its operation,
    * or why not. Reads nothing but its arguments and the pack, so advance can
-   * decide on the row a report's transition is about to make (foldNext).
+   * decide on the rows its statement is about to make (foresee).
    */
   private judgeEdge(caller: string, req: AuthorizeRequest, to: string, vm: VmRow): { operation: string } | { refusal: string } {
     const no = (refusal: string) => ({ refusal });
@@ -297,11 +336,12 @@ export class Authority {
   }
 
   /**
-   * An approved edge whose intent row is written: its answer (credentials, a
-   * boot token for `boot`, the disk key hash for `createVm` of an encrypted
-   * VM) and the pending entry its report is checked against.
+   * An approved edge whose intent row (and boot token) is written: its
+   * answer (credentials, the boot token for `boot`, the disk key hash for
+   * `createVm` of an encrypted VM) and, unless it was moved at once, the
+   * pending entry its report is checked against.
    */
-  private async approve(caller: string, req: AuthorizeRequest, edge: Approved): Promise<AuthorizeResponse> {
+  private approve(caller: string, req: AuthorizeRequest, edge: Approved, opts: { moved?: boolean } = {}): AuthorizeResponse {
     const { vm, to, operation } = edge;
     const res: AuthorizeResponse = {
       decision: 'approved',
@@ -312,71 +352,100 @@ export class Authority {
     };
     if (vm.realImage !== null) res.realImage = vm.realImage;
     if (operation === 'boot') {
-      const token = randomToken(24);
-      await this.bootTokens.submit({ vmId: vm.id, tokenHash: sha256(token) });
-      res.bootToken = token;
+      if (edge.bootToken === undefined) throw new Error('bug: a boot edge approved without its token');
+      res.bootToken = edge.bootToken;
     }
     if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
     this.prunePending();
     // A repeated authorize (a lost answer) moves its entry to the end: entries stay in time order.
     this.pending.delete(req.requestId);
-    this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: vm.state, to, kind: req.kind, operation, at: Date.now() });
+    if (!opts.moved) this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: vm.state, to, kind: req.kind, operation, at: Date.now() });
     return res;
   }
 
-  private async authorizeCreate(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
+  /**
+   * authorize of a create, inside serial(): its answer, and the VM's row when
+   * it exists (now inserted, or found by a repeated create). With `next` (an
+   * advance), the edges that would be approved on the new row go into the
+   * insert's statement (foresee): `foreseen` lists them.
+   */
+  private async authorizeCreate(
+    caller: string,
+    req: AuthorizeRequest,
+    next: readonly AuthorizeRequest[] = [],
+  ): Promise<{ answer: AuthorizeResponse; row?: VmRow; foreseen?: Foreseen[] }> {
     const initial = this.lifecycle.initial;
-    if (!req.vm) return veto('a create needs the VM');
+    const no = (reason: string) => ({ answer: veto(reason) });
+    if (!req.vm) return no('a create needs the VM');
     if (req.from !== null || (req.to ?? initial) !== initial) {
-      return veto(`a create enters the initial state ${initial} from nothing; got ${req.from ?? 'nothing'} -> ${req.to ?? initial}`);
+      return no(`a create enters the initial state ${initial} from nothing; got ${req.from ?? 'nothing'} -> ${req.to ?? initial}`);
     }
     if (req.vm.dataCenter !== caller) {
-      return veto(`the VM is to be created in data center ${req.vm.dataCenter} but the token belongs to ${caller}`);
+      return no(`the VM is to be created in data center ${req.vm.dataCenter} but the token belongs to ${caller}`);
     }
-    if (req.vm.stack !== this.o.stackName) return veto(`this authority serves stack ${this.o.stackName}, not ${req.vm.stack}`);
-    if (!UUID.test(req.vmId)) return veto(`VM id ${req.vmId} is not a UUID`);
+    if (req.vm.stack !== this.o.stackName) return no(`this authority serves stack ${this.o.stackName}, not ${req.vm.stack}`);
+    if (!UUID.test(req.vmId)) return no(`VM id ${req.vmId} is not a UUID`);
     const realImage = this.o.pack.images[req.vm.image]?.[caller];
     if (realImage === undefined) {
-      return veto(`image ${req.vm.image} has no translation for data center ${caller} in the ${this.o.pack.name} pack's catalog`);
+      return no(`image ${req.vm.image} has no translation for data center ${caller} in the ${this.o.pack.name} pack's catalog`);
     }
     const modified = realImage !== req.vm.image;
     const reason = modified ? `image ${req.vm.image} translated to ${realImage} for ${caller}` : `image ${realImage} is valid in ${caller}`;
-    const again = (existing: VmRow): AuthorizeResponse =>
+    const again = (existing: VmRow) =>
       existing.dataCenter !== caller
-        ? veto(`VM ${existing.address} lives in data center ${existing.dataCenter}`)
-        : { decision: modified ? 'modified' : 'approved', reason, operation: 'insert', realImage, vm: toAuthorityVm(existing) };
+        ? no(`VM ${existing.address} lives in data center ${existing.dataCenter}`)
+        : { answer: { decision: modified ? 'modified' : 'approved', reason, operation: 'insert', realImage, vm: toAuthorityVm(existing) } satisfies AuthorizeResponse, row: existing };
     if (req.vm.replaces !== undefined) {
       // A repeated create (the DMZ client lost our answer) gets the same answer, even once the old VM is gone.
       const existing = await this.getVm(req.vmId);
       if (existing) return again(existing);
       const old = await this.o.record.getVm(req.vm.replaces);
-      if (!old || old.retiredAt !== null) return veto(`VM ${req.vm.replaces}, which the new VM should replace, is not live`);
-      if (old.dataCenter !== caller) return veto(`VM ${old.address} lives in data center ${old.dataCenter}; a replacement in ${caller} cannot depose it`);
+      if (!old || old.retiredAt !== null) return no(`VM ${req.vm.replaces}, which the new VM should replace, is not live`);
+      if (old.dataCenter !== caller) return no(`VM ${old.address} lives in data center ${old.dataCenter}; a replacement in ${caller} cannot depose it`);
       if (old.fleet !== req.vm.fleet || old.index !== req.vm.index || old.stack !== req.vm.stack) {
-        return veto(`VM ${req.vm.replaces} is ${old.address}, not ${req.vm.fleet}/${req.vm.index}`);
+        return no(`VM ${req.vm.replaces} is ${old.address}, not ${req.vm.fleet}/${req.vm.index}`);
       }
     }
+    const newVm: NewVm = {
+      id: req.vmId,
+      stack: req.vm.stack,
+      fleet: req.vm.fleet,
+      owner: req.vm.owner,
+      index: req.vm.index,
+      dataCenter: caller,
+      state: initial,
+      desiredState: req.vm.desiredState,
+      specHash: req.vm.specHash,
+      ...(req.vm.replaces !== undefined ? { replaces: req.vm.replaces } : {}),
+      image: req.vm.image,
+      realImage,
+      size: req.vm.size,
+      encryptedDisk: req.vm.encryptedDisk,
+    };
+    const ctx: ChangeContext = { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason };
+    // The row the insert makes, as far as judgeEdge reads it (and answers carry it).
+    const inserted: VmRow = {
+      ...newVm,
+      id: req.vmId,
+      address: `${newVm.fleet}/${newVm.index}`,
+      name: `${newVm.stack}-${newVm.fleet}-${newVm.index}`,
+      realImage,
+      cloudId: null,
+      version: 1,
+      createdAt: '',
+      updatedAt: '',
+      retiredAt: null,
+      deposed: false,
+    };
+    // A replacement also deposes the old VM (its own transaction) and carries no chain; plain creates go in batches.
+    const foreseen = newVm.replaces === undefined ? this.foresee(caller, next, inserted, { boot: false }) : [];
     let vm: VmRow;
     try {
-      const newVm: NewVm = {
-        id: req.vmId,
-        stack: req.vm.stack,
-        fleet: req.vm.fleet,
-        owner: req.vm.owner,
-        index: req.vm.index,
-        dataCenter: caller,
-        state: initial,
-        desiredState: req.vm.desiredState,
-        specHash: req.vm.specHash,
-        ...(req.vm.replaces !== undefined ? { replaces: req.vm.replaces } : {}),
-        image: req.vm.image,
-        realImage,
-        size: req.vm.size,
-        encryptedDisk: req.vm.encryptedDisk,
-      };
-      const ctx: ChangeContext = { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason };
-      // A replacement also deposes the old VM (its own transaction); plain creates go in batches.
-      vm = newVm.replaces !== undefined ? await this.o.record.insertVm(newVm, ctx) : await this.inserts.submit({ vm: newVm, ctx });
+      if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx);
+      else {
+        const { intent, passes } = this.onward(caller, foreseen);
+        vm = await this.inserts.submit({ vm: newVm, ctx, ...(intent ? { intent } : {}), ...(passes ? { passes } : {}) });
+      }
     } catch (err) {
       if (!(err instanceof VersionConflictError)) throw err;
       if (err.key === req.vmId) {
@@ -384,16 +453,20 @@ export class Authority {
         const existing = await this.getVm(req.vmId);
         if (existing) return again(existing);
       }
-      return veto(`address ${req.vm.fleet}/${req.vm.index} already has a live VM: ${err.message}`);
+      return no(`address ${req.vm.fleet}/${req.vm.index} already has a live VM: ${err.message}`);
     }
     this.remember(vm);
     return {
-      decision: modified ? 'modified' : 'approved',
-      reason,
-      operation: 'insert',
-      realImage,
-      credentials: this.credentials(caller, req.requestId),
-      vm: toAuthorityVm(vm),
+      answer: {
+        decision: modified ? 'modified' : 'approved',
+        reason,
+        operation: 'insert',
+        realImage,
+        credentials: this.credentials(caller, req.requestId),
+        vm: toAuthorityVm(rowAt(vm, inserted)),
+      },
+      row: vm,
+      foreseen,
     };
   }
 
@@ -403,44 +476,161 @@ export class Authority {
   }
 
   /**
-   * A report and the authorization of the VM's next edge in one call
-   * (docs/protocol.md, "Advance"): answered as `report` then `authorize`
-   * would answer them, inside one serial(). In the common case (an ok
-   * transition after which `next` is approved) the report's transition and
-   * next's intent row are one record statement (settle, foldNext); any other
-   * case decides next after the report exactly as authorize would. Next is
-   * decided only when the report left the VM at next.from (moved, or there
-   * already); otherwise the DMZ client stops the member there.
+   * A report (or a create) and the authorization of the VM's next edges in
+   * one call (docs/protocol.md, "Advance"), answered as the report (or the
+   * create), then per edge authorize and, for a `none` edge in the middle,
+   * an ok report would answer them, inside one serial(). In the common case
+   * every edge is decided on the rows the first write is about to make
+   * (foresee) and written by that one statement (its intent rows, passes and
+   * boot token: Onward); any edge it cannot decide so, and every edge after
+   * it, is decided afterwards one by one exactly as authorize and report
+   * would (decideRest). The chain is decided only when the VM is then at
+   * next[0].from (moved, or there already); it stops after the first edge
+   * that is vetoed or not moved.
    */
   async advance(caller: string, req: AdvanceRequest): Promise<AdvanceResponse> {
-    const { report, next } = req;
-    checkReporter(caller, report);
-    if (next.kind === 'create') throw new ProtocolError(400, 'bad-request', 'a create is never the next edge of an advance: authorize it on its own');
-    if (next.vmId !== report.vmId) {
-      throw new ProtocolError(400, 'bad-request', `an advance is about one VM: its report is about ${report.vmId}, its next edge about ${next.vmId}`);
+    const { report, create, next } = req;
+    const bad = (message: string) => new ProtocolError(400, 'bad-request', message);
+    if ((report === undefined) === (create === undefined)) throw bad('an advance carries exactly one of report and create');
+    if (create && create.kind !== 'create') throw bad(`an advance's create is a create (kind create), not a ${create.kind}`);
+    if (report) checkReporter(caller, report);
+    const vmId = (report ?? create)!.vmId;
+    if (next.length === 0) throw bad('an advance needs at least one next edge');
+    for (let j = 0; j < next.length; j++) {
+      const n = next[j];
+      if (n.kind === 'create') throw bad('a create is never the next edge of an advance: send it as the advance\'s create');
+      if (n.vmId !== vmId) throw bad(`an advance is about one VM: it is about ${vmId}, its next edge ${j} about ${n.vmId}`);
+      if (j > 0 && n.from !== next[j - 1].to) throw bad(`the next edges of an advance follow one another: edge ${j} leaves ${n.from}, edge ${j - 1} leads to ${next[j - 1].to ?? 'nowhere'}`);
     }
-    return this.serial(report.vmId, async () => {
-      const settled = await this.settle(caller, report, next);
-      const r = settled.report;
-      if (settled.folded) return { report: r, next: await this.approve(caller, next, settled.folded) };
-      if ((r.effect !== 'moved' && r.effect !== 'already') || r.vm.state !== next.from) return { report: r };
-      return { report: r, next: vetoForeign(caller, next) ?? (await this.authorizeEdge(caller, next)) };
-    });
+    return this.serial(vmId, () => (create ? this.advanceCreate(caller, create, next) : this.advanceReport(caller, report!, next)));
+  }
+
+  private async advanceCreate(caller: string, create: AuthorizeRequest, next: readonly AuthorizeRequest[]): Promise<AdvanceResponse> {
+    const foreign = vetoForeign(caller, create);
+    if (foreign) return { create: foreign, next: [] };
+    const made = await this.authorizeCreate(caller, create, next);
+    if (made.answer.decision === 'vetoed' || !made.row) return { create: made.answer, next: [] };
+    return { create: made.answer, next: await this.chain(caller, next, made.row, this.lifecycle.initial, made.foreseen) };
+  }
+
+  private async advanceReport(caller: string, report: ReportRequest, next: readonly AuthorizeRequest[]): Promise<AdvanceResponse> {
+    const settled = await this.settle(caller, report, next);
+    const r = settled.report;
+    if (r.effect !== 'moved' && r.effect !== 'already') return { report: r, next: [] };
+    return { report: r, next: await this.chain(caller, next, settled.row, report.to, settled.foreseen) };
   }
 
   /**
-   * report, inside serial(). With `next` (advance), an ok transition after
-   * which next would be approved also writes next's intent row, in the same
-   * statement, and says so in `folded`.
+   * The answers of an advance's chain, after its first write left `row`
+   * (the VM reached `start` then, and went on along `foreseen`, the edges
+   * that statement wrote).
    */
-  private settle(caller: string, req: ReportRequest, next?: AuthorizeRequest): Promise<{ report: ReportResponse; folded?: Approved }> {
+  private async chain(caller: string, next: readonly AuthorizeRequest[], row: VmRow, start: string, foreseen: readonly Foreseen[] = []): Promise<AdvanceStep[]> {
+    const steps: AdvanceStep[] = foreseen.map((f, j) => {
+      const authorize = this.approve(caller, f.req, { ...f, vm: rowAt(row, f.vm) }, { moved: f.moved });
+      if (!f.moved) return { authorize };
+      const after = j + 1 < foreseen.length ? rowAt(row, foreseen[j + 1].vm) : row;
+      return { authorize, moved: { vm: toAuthorityVm(after), effect: 'moved' } };
+    });
+    if (foreseen.length > 0 && !foreseen[foreseen.length - 1].moved) return steps;
+    let j = foreseen.length;
+    if (j === 0 && row.state !== start) {
+      // Sent again after its answer was lost: the VM is found past `start`
+      // along the chain's own `none` edges, which answer `already`.
+      j = this.passedAlready(row, start, next);
+      for (let p = 0; p < j; p++) steps.push(alreadyPassed(next[p], row));
+    }
+    if (j < next.length && row.state === next[j].from) await this.decideRest(caller, next, j, steps);
+    return steps;
+  }
+
+  /**
+   * How many of `next`'s first edges a VM at `vm.state` has passed since it
+   * was at `start`, when only `none` edges of the chain's middle lead there;
+   * 0 otherwise.
+   */
+  private passedAlready(vm: VmRow, start: string, next: readonly AuthorizeRequest[]): number {
+    let state = start;
+    for (let j = 0; j < next.length - 1; j++) {
+      const e = next[j];
+      if (e.from !== state || e.to === undefined || e.kind !== 'transition' || this.lifecycle.operation(e.from, e.to) !== 'none') return 0;
+      state = e.to;
+      if (vm.state === state) return j + 1;
+    }
+    return 0;
+  }
+
+  /**
+   * The chain from next[j] on, one edge at a time, exactly as authorize and,
+   * for an approved `none` edge in the middle, an ok report would decide
+   * them; stops after the first edge vetoed or not moved.
+   */
+  private async decideRest(caller: string, next: readonly AuthorizeRequest[], j: number, steps: AdvanceStep[]): Promise<void> {
+    for (; j < next.length; j++) {
+      const req = next[j];
+      const authorize = vetoForeign(caller, req) ?? (await this.authorizeEdge(caller, req));
+      if (authorize.decision === 'vetoed' || !movesAtOnce(next, j, authorize.operation)) {
+        steps.push({ authorize });
+        return;
+      }
+      const moved = (await this.settle(caller, noneReport(caller, req))).report;
+      steps.push({ authorize, moved });
+      if (moved.effect !== 'moved') return;
+    }
+  }
+
+  /**
+   * The edges of `next` that would be approved one after the other starting
+   * on `row` (the row a statement is about to make): each decided by
+   * judgeEdge on the row the one before leaves, up to and including the
+   * first that is not moved at once (see movesAtOnce). Stops before an edge
+   * that would be refused (decideRest decides it, on a fresh read), a pass
+   * into a terminal state (its report retires the row), and, without
+   * `boot`, a boot edge (the insert stores no token).
+   */
+  private foresee(caller: string, next: readonly AuthorizeRequest[], row: VmRow, opts: { boot: boolean }): Foreseen[] {
+    const out: Foreseen[] = [];
+    let at = row;
+    for (let j = 0; j < next.length; j++) {
+      const req = next[j];
+      if (req.to === undefined || vetoForeign(caller, req)) break;
+      const judged = this.judgeEdge(caller, req, req.to, at);
+      if ('refusal' in judged) break;
+      const { operation } = judged;
+      const moved = movesAtOnce(next, j, operation);
+      if ((operation === 'boot' && !opts.boot) || (moved && this.lifecycle.isTerminal(req.to))) break;
+      out.push({ req, vm: at, to: req.to, operation, moved, ...(operation === 'boot' ? { bootToken: randomToken(24) } : {}) });
+      if (!moved) break;
+      at = { ...at, state: req.to, version: at.version + 1 };
+    }
+    return out;
+  }
+
+  /** What a chain's statement writes after its own row for the edges foresee decided (Onward), and the boot token of the last. */
+  private onward(caller: string, foreseen: readonly Foreseen[]): Onward & { bootTokenHash?: string } {
+    if (foreseen.length === 0) return {};
+    const intents = foreseen.map((f): IntentRow => intentOf(f.req, f.to, f.operation));
+    const passes = foreseen
+      .filter((f) => f.moved)
+      .map((f, j) => ({ ctx: reportCtx(caller, noneReport(caller, f.req), 'ok', NONE_REPORT_DETAIL), ...(intents[j + 1] ? { intent: intents[j + 1] } : {}) }));
+    const token = foreseen[foreseen.length - 1].bootToken;
+    return { intent: intents[0], ...(passes.length > 0 ? { passes } : {}), ...(token !== undefined ? { bootTokenHash: sha256(token) } : {}) };
+  }
+
+  /**
+   * report, inside serial(). With `next` (advance), an ok transition also
+   * writes, in its statement, the edges of next that would be approved on
+   * the row it makes (foresee), and says so in `foreseen`; `row` is the VM's
+   * row afterwards.
+   */
+  private settle(caller: string, req: ReportRequest, next?: readonly AuthorizeRequest[]): Promise<{ report: ReportResponse; row: VmRow; foreseen?: Foreseen[] }> {
     return this.decideOn(req.vmId, async (vm, remembered) => {
       // Anything but the common case is decided again on a fresh read.
       const refuse = (status: number, code: string, message: string): never => {
         if (remembered) throw new StaleRow(message);
         throw new ProtocolError(status, code, message);
       };
-      const answer = (row: VmRow, effect: ReportResponse['effect']) => ({ report: { vm: toAuthorityVm(row), effect } });
+      const answer = (row: VmRow, effect: ReportResponse['effect']) => ({ report: { vm: toAuthorityVm(row), effect }, row });
       if (!vm) return refuse(404, 'unknown-vm', `VM ${req.vmId} is not in the record`);
       if (vm.dataCenter !== caller) {
         return refuse(403, 'wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
@@ -467,24 +657,37 @@ export class Authority {
           if (remembered) throw new StaleRow('already there');
           return answer(vm, 'already');
         }
-        if (vm.state !== req.from) return refuse(409, 'state-moved', `VM ${vm.address} is ${vm.state}, not ${req.from}`);
+        if (vm.state !== req.from) {
+          // An advance sent again after its answer was lost finds the VM past
+          // req.to along its chain's `none` edges: already (chain answers them).
+          if (!remembered && next && this.passedAlready(vm, req.to, next) > 0) return answer(vm, 'already');
+          return refuse(409, 'state-moved', `VM ${vm.address} is ${vm.state}, not ${req.from}`);
+        }
         const patch: TransitionItem['patch'] & {} = {};
         if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
         if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
-        const fold = next && this.foldNext(caller, next, vm, req.to, patch);
+        // The row the transition makes, as far as judgeEdge reads it (timestamps aside).
+        const after: VmRow = {
+          ...vm,
+          state: req.to,
+          version: vm.version + 1,
+          cloudId: patch.cloudId ?? vm.cloudId,
+          retiredAt: patch.retire ? new Date().toISOString() : vm.retiredAt,
+        };
+        const foreseen = next ? this.foresee(caller, next, after, { boot: true }) : [];
         const moved = await this.transitions.submit({
           stack: vm.stack,
           fleet: vm.fleet,
           id: vm.id,
           expectedVersion: vm.version,
           to: req.to,
-          ctx: { ...ctx, outcome: 'ok', detail: req.detail ?? null },
+          ctx: reportCtx(caller, req, 'ok', req.detail ?? null),
           patch,
-          ...(fold ? { intent: fold.intent } : {}),
+          ...this.onward(caller, foreseen),
         });
         this.remember(moved);
         this.pending.delete(req.requestId);
-        return { ...answer(moved, 'moved'), ...(fold ? { folded: { vm: moved, to: fold.intent.to, operation: fold.operation } } : {}) };
+        return { report: { vm: toAuthorityVm(rowAt(moved, after)), effect: 'moved' }, row: moved, foreseen };
       }
       const failTo = this.lifecycle.edges.find(
         (e) => e.from === req.from && e.operation === 'none' && this.lifecycle.failure.includes(e.to),
@@ -503,28 +706,31 @@ export class Authority {
   }
 
   /**
-   * When `next` would be approved on the row the report's transition of `vm`
-   * to `to` makes, its operation and the intent row to write with that
-   * transition; undefined when authorize would refuse it there (advance then
-   * lets authorize decide, after the report). The row is foreseen from `vm`:
-   * it differs from the one the statement returns only in timestamps, which
-   * judgeEdge does not read.
+   * A booting VM asks for its disk key. The approval is one record statement
+   * (authorizeBoots: the row check, the token use and the attempt row); a
+   * denial is explained from the row that statement saw and recorded as
+   * before (an attempt row, and a history row when the VM is known).
    */
-  private foldNext(caller: string, next: AuthorizeRequest, vm: VmRow, to: string, patch: TransitionItem['patch'] & {}) {
-    if (next.to === undefined || vetoForeign(caller, next)) return undefined;
-    const after: VmRow = {
-      ...vm,
-      state: to,
-      version: vm.version + 1,
-      cloudId: patch.cloudId ?? vm.cloudId,
-      retiredAt: patch.retire ? new Date().toISOString() : vm.retiredAt,
-    };
-    const judged = this.judgeEdge(caller, next, next.to, after);
-    return 'refusal' in judged ? undefined : { operation: judged.operation, intent: intentOf(next, next.to, judged.operation) };
-  }
-
   async bootAuthorize(caller: string, req: BootAuthorizeRequest): Promise<BootAuthorizeResponse> {
-    const vm = await this.getVm(req.vmId);
+    // A body naming another data center is denied without a check, but still written to the VM's history (getVm: undefined for a non-UUID id).
+    const checked: BootCheckResult =
+      req.dataCenter === caller && UUID.test(req.vmId)
+        ? await this.boots.submit({
+            vmId: req.vmId,
+            dataCenter: caller,
+            cloudId: req.cloudId,
+            image: req.image,
+            tokenHash: sha256(req.bootToken),
+            allowedStates: this.bootStates,
+            reason: 'matches the record',
+          })
+        : { approved: false, vm: await this.getVm(req.vmId) };
+    const vm = checked.vm;
+    if (checked.approved) {
+      const res: BootAuthorizeResponse = { approved: true, reason: `VM ${checked.vm.address} matches the record` };
+      if (checked.vm.encryptedDisk) res.diskKey = diskKey(this.o.secret, checked.vm.id);
+      return res;
+    }
     const deny = async (reason: string): Promise<BootAuthorizeResponse> => {
       await this.bootAttempts.submit({
         vmId: vm ? vm.id : null,
@@ -551,18 +757,42 @@ export class Authority {
     if (vm.dataCenter !== caller) return deny(`VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
     if (vm.cloudId !== req.cloudId) return deny(`cloud id ${req.cloudId} does not match the record's ${vm.cloudId ?? 'none'}`);
     if (vm.realImage !== req.image) return deny(`image ${req.image} does not match the record's ${vm.realImage ?? 'none'}`);
-    const bootEdges = this.lifecycle.edges.filter((e) => e.operation === 'boot');
-    if (!bootEdges.some((e) => e.from === vm.state || e.to === vm.state)) {
-      return deny(`VM ${vm.address} is ${vm.state}, not booting`);
-    }
-    if (!(await this.tokenUses.submit({ vmId: vm.id, tokenHash: sha256(req.bootToken) }))) {
-      return deny('the boot token is not valid for this VM or was used already');
-    }
-    await this.bootAttempts.submit({ vmId: vm.id, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: true, reason: 'matches the record' });
-    const res: BootAuthorizeResponse = { approved: true, reason: `VM ${vm.address} matches the record` };
-    if (vm.encryptedDisk) res.diskKey = diskKey(this.o.secret, vm.id);
-    return res;
+    if (!this.bootStates.includes(vm.state)) return deny(`VM ${vm.address} is ${vm.state}, not booting`);
+    return deny('the boot token is not valid for this VM or was used already');
   }
+}
+
+/** Whether edge j of a chain, approved with `operation`, is moved at once: a `none` edge with an edge after it. */
+function movesAtOnce(next: readonly AuthorizeRequest[], j: number, operation: string): boolean {
+  return operation === 'none' && j < next.length - 1;
+}
+
+/**
+ * Row `row` as it was at `at`'s state and version: a chain's statement
+ * returns the row it leaves; its answers carry the row as each edge found
+ * it (the other fields are the same, timestamps aside).
+ */
+function rowAt(row: VmRow, at: VmRow): VmRow {
+  return at.version === row.version ? row : { ...row, state: at.state, version: at.version, retiredAt: at.retiredAt };
+}
+
+/** The ok report of a `none` edge a chain moves at once, as the DMZ client would send it. */
+function noneReport(caller: string, req: AuthorizeRequest): ReportRequest {
+  return { dataCenter: caller, requestId: req.requestId, planId: req.planId, vmId: req.vmId, from: req.from as string, to: req.to as string, outcome: 'ok', detail: NONE_REPORT_DETAIL };
+}
+
+/** The history row context of a report's transition. */
+function reportCtx(caller: string, req: ReportRequest, outcome: 'ok' | 'failed', detail: string | null): ChangeContext & { outcome: 'ok' | 'failed' } {
+  return { actor: `dmz-client:${caller}`, planId: req.planId, requestId: req.requestId, outcome, detail };
+}
+
+/** A chain's `none` edge found passed already (an advance sent again): approved and `already`, on the row as it is now. */
+function alreadyPassed(req: AuthorizeRequest, vm: VmRow): AdvanceStep {
+  const now = toAuthorityVm(vm);
+  return {
+    authorize: { decision: 'approved', reason: `${req.from ?? 'nothing'} -> ${req.to ?? '?'} (none) was passed already by VM ${vm.address}`, operation: 'none', vm: now },
+    moved: { vm: now, effect: 'already' },
+  };
 }
 
 /** authorize's refusal: no credentials; the record's VM when it is known. */

@@ -90,6 +90,9 @@ export interface ReportRequest {
   detail?: string;
 }
 
+/** The detail of an ok report of an edge whose operation is `none` (no cloud call); a `none` edge an advance moves at once is written with it too. */
+export const NONE_REPORT_DETAIL = 'record only';
+
 export interface ReportResponse {
   /** The record's VM after the report. */
   vm: AuthorityVm;
@@ -112,21 +115,46 @@ export interface BootAuthorizeResponse {
 }
 
 /**
- * A report and the authorization of the same VM's next edge in one call (POST
- * /v1/advance): answered exactly as `report` then `authorize` would be, one
- * VM at a time. `next` is a transition or a resize (a create is answered 400),
- * decided only when the report moved the VM (or it was there `already`) to
- * `next.from`.
+ * What was just done to a VM and the authorization of its next edges, in one
+ * call (POST /v1/advance, docs/protocol.md "Advance"), one VM at a time:
+ * answered as the report (or the create), then each edge's authorize and,
+ * for a `none` edge in the middle, its ok report, would be answered one by
+ * one, with the same checks and history rows.
  */
 export interface AdvanceRequest {
-  report: ReportRequest;
-  next: AuthorizeRequest;
+  /** What was just done to the VM: the report of an edge ... */
+  report?: ReportRequest;
+  /** ... or its create (kind 'create'), authorized (inserted) first. Exactly one of report and create. */
+  create?: AuthorizeRequest;
+  /**
+   * The VM's next edges in order (1..n; transitions or resizes, each from the
+   * state the one before leads to). Each but the last must be an edge whose
+   * operation is `none`: it is approved and moved at once (its intent row,
+   * then its transition, as an authorize and an ok report would write them).
+   * The last is authorized only, for the DMZ client to carry out.
+   */
+  next: AuthorizeRequest[];
 }
 
 export interface AdvanceResponse {
-  report: ReportResponse;
-  /** Absent when the report left the VM anywhere but next.from (a failed outcome, say): the DMZ client stops there. */
-  next?: AuthorizeResponse;
+  report?: ReportResponse;
+  create?: AuthorizeResponse;
+  /**
+   * As far as decided, in order: each edge's authorization, and for a `none`
+   * edge moved at once, its report answer. Stops after the first that is not
+   * approved/modified or not moved (a middle edge whose operation is not
+   * `none` is answered as authorize would, not moved: the DMZ client carries
+   * it out); empty when the report left the VM anywhere but next[0].from or
+   * the create was vetoed.
+   */
+  next: AdvanceStep[];
+}
+
+/** One decided edge of an advance. */
+export interface AdvanceStep {
+  authorize: AuthorizeResponse;
+  /** Present when the edge (a `none` edge in the middle) was moved at once. */
+  moved?: ReportResponse;
 }
 
 /** One call in a batch: the body of the single route it stands for (/v1/authorize, /v1/reports, /v1/advance, /v1/boot/authorize). */

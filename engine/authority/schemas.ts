@@ -134,23 +134,37 @@ export const reportResponseSchema = {
   },
 } as const;
 
+/** Most edges in one advance (a path of `none` edges and the one after them; a pack's paths are short). */
+export const ADVANCE_NEXT_MAX = 20;
+
 export const advanceBodySchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['report', 'next'],
+  required: ['next'],
   properties: {
+    // Exactly one of report and create, a create only as `create` and never in
+    // next: checked per call and answered 400 (in a batch, a schema refusal
+    // would refuse the whole batch).
     report: reportBodySchema,
-    // A create is no `next`: answered 400 per call (in a batch, its schema would refuse the whole batch).
-    next: authorizeBodySchema,
+    create: authorizeBodySchema,
+    next: { type: 'array', minItems: 1, maxItems: ADVANCE_NEXT_MAX, items: authorizeBodySchema },
   },
 } as const;
 
 export const advanceResponseSchema = {
   type: 'object',
-  required: ['report'],
+  required: ['next'],
   properties: {
     report: reportResponseSchema,
-    next: authorizeResponseSchema,
+    create: authorizeResponseSchema,
+    next: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['authorize'],
+        properties: { authorize: authorizeResponseSchema, moved: reportResponseSchema },
+      },
+    },
   },
 } as const;
 

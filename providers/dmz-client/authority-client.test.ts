@@ -164,16 +164,16 @@ describe('AuthorityClient: calls to the authority, batched', () => {
   });
 });
 
-describe('AuthorityClient.advance: a report and the next authorization in one call', () => {
+describe('AuthorityClient.advance: a report or a create and the next authorizations in one call', () => {
   it('goes in the batch of its tick as call advance, and gets its own answer', async () => {
     const a = await fakeAuthority((batch, _n, res) => lines(res, echo(batch)));
     const client = new AuthorityClient('miami', a.url, 'tok', 5000);
-    const [advanced, authorized] = await Promise.all([client.advance({ report: report(1), next: auth(1) }), client.authorize(auth(2))]);
+    const [advanced, authorized] = await Promise.all([client.advance({ report: report(1), next: [auth(1)] }), client.authorize(auth(2))]);
     expect(advanced).toEqual({ echo: 'advance' });
     expect(authorized).toEqual({ echo: 'authorize', requestId: 'r2' });
     expect(a.batches).toHaveLength(1);
     expect(a.batches[0].calls).toEqual([
-      { call: 'advance', body: { report: report(1), next: auth(1) } },
+      { call: 'advance', body: { report: report(1), next: [auth(1)] } },
       { call: 'authorize', body: auth(2) },
     ]);
   });
@@ -223,21 +223,47 @@ describe('AuthorityClient.advance: a report and the next authorization in one ca
       const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
       const edge = await approved(client);
       const next = nextEdge(edge);
-      const res = await client.advance({ report: okReport(edge), next });
+      const res = await client.advance({ report: okReport(edge), next: [next] });
       expect(a.batches.map((b) => b.calls[0].call)).toEqual(['authorize', 'authorize', 'advance', 'advance']);
       expect(res.report).toMatchObject({ effect: 'already', vm: { state: 'BeingCreated' } });
-      expect(res.next).toMatchObject({ decision: 'approved', operation: 'createVm' });
+      expect(res.next).toMatchObject([{ authorize: { decision: 'approved', operation: 'createVm' } }]);
       const vm = (await record.getVm(edge.vmId))!;
       expect(vm.state).toBe('BeingCreated');
       // The first send's intent row and the second's: each send's answer stands on its own.
       expect((await record.history('ac-test', vm.address)).filter((h) => h.requestId === next.requestId)).toHaveLength(2);
     });
 
+    it('a create and its chain sent again after the authority carried them out: one VM, the none edge already passed, the last edge decided again', async () => {
+      let lost = 0;
+      const a = await relay((batch) => batch.calls[0].call === 'advance' && lost++ === 0);
+      const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+      const vmId = randomUUID();
+      const vm = { stack: 'ac-test', fleet: 'web', owner: 'o', index: nextIndex++, name: 'n', dataCenter: 'miami', image: 'ubuntu-22.04', size: { cpu: 1, memoryGiB: 1, diskGiB: 1 }, encryptedDisk: false, desiredState: 'Running', specHash: 'h' };
+      const edge = (from: string, to: string): AuthorizeRequest => ({ dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'transition', vmId, from, to });
+      const next = [edge('Requested', 'BeingCreated'), edge('BeingCreated', 'PoweredOff')];
+      const res = await client.advance({ create: { dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'create', vmId, from: null, vm }, next });
+      expect(a.batches.map((b) => b.calls[0].call)).toEqual(['advance', 'advance']);
+      expect(res.create).toMatchObject({ decision: 'modified', operation: 'insert' });
+      expect(res.next).toMatchObject([
+        { authorize: { decision: 'approved', operation: 'none' }, moved: { effect: 'already', vm: { state: 'BeingCreated' } } },
+        { authorize: { decision: 'approved', operation: 'createVm' } },
+      ]);
+      const row = (await record.getVm(vmId))!;
+      expect(row).toMatchObject({ state: 'BeingCreated', version: 2 });
+      expect((await record.history('ac-test', row.address)).map((h) => [h.to, h.actor])).toEqual([
+        ['Requested', 'authority'],
+        ['BeingCreated', 'authority'],
+        ['BeingCreated', 'dmz-client:miami'],
+        ['PoweredOff', 'authority'],
+        ['PoweredOff', 'authority'],
+      ]);
+    });
+
     it('a report the authority refuses fails the call with a 502 naming /v1/advance and its code', async () => {
       const a = await relay(() => false);
       const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
       const edge = await approved(client);
-      const err = (await client.advance({ report: { ...okReport(edge), to: 'PoweredOff' }, next: nextEdge(edge) }).catch((e: unknown) => e)) as ProtocolError;
+      const err = (await client.advance({ report: { ...okReport(edge), to: 'PoweredOff' }, next: [nextEdge(edge)] }).catch((e: unknown) => e)) as ProtocolError;
       expect(err).toBeInstanceOf(ProtocolError);
       expect([err.statusCode, err.code]).toEqual([502, 'report-mismatch']);
       expect(err.message).toContain('/v1/advance answered 409');

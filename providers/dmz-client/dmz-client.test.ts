@@ -1,9 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FleetError } from '../../engine/diags/index.ts';
 import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
+import { DmzHttpClient } from '../client.ts';
+import { createSimDriver } from '../drivers/sim/index.ts';
+import type { BatchStep, NewVmRequest, StepResult } from '../protocol.ts';
 import { TO_RUNNING, createRequest, newVm, startTestWorld, walk, type TestWorld } from '../testing.ts';
+import { AuthorityClient } from './authority-client.ts';
+import { startDmzClient } from './server.ts';
 
 let world: TestWorld | undefined;
 let record: FleetRecord;
@@ -274,5 +282,134 @@ describe('DMZ client + authority + sim over real HTTP', () => {
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/batch', '/v1/boot', '/v1/health', '/v1/vms', '/v1/vms/{id}', '/v1/vms/{id}/transitions']);
     expect(Object.keys(doc.paths['/v1/vms/{id}']).sort()).toEqual(['delete', 'get']);
+  });
+});
+
+describe('runs: a step\'s report (or create) and the run\'s next edges go to the authority as one advance', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** A run of steps along `path` (the first state the VM's current one, or `create` first for a new VM). */
+  function runOf(vm: NewVmRequest, path: readonly string[], prefix: string, create = false): BatchStep[] {
+    const steps: BatchStep[] = create ? [{ op: 'create', body: createRequest(vm, `${prefix}/0`) }] : [];
+    for (let k = 1; k < path.length; k++) {
+      const body = { idempotencyKey: `${prefix}/${k}`, planId: 'plan-1', from: path[k - 1], to: path[k] };
+      steps.push(path[k] === 'Deleted' ? { op: 'delete', vmId: vm.id, body } : { op: 'transition', vmId: vm.id, body });
+    }
+    return steps;
+  }
+
+  /** Counts the DMZ clients' calls to the authority, and the edges each advance asks about. */
+  function countCalls() {
+    const spies = {
+      authorize: vi.spyOn(AuthorityClient.prototype, 'authorize'),
+      report: vi.spyOn(AuthorityClient.prototype, 'report'),
+      advance: vi.spyOn(AuthorityClient.prototype, 'advance'),
+      boot: vi.spyOn(AuthorityClient.prototype, 'boot'),
+    };
+    return () => ({
+      authorize: spies.authorize.mock.calls.length,
+      report: spies.report.mock.calls.length,
+      advance: spies.advance.mock.calls.map(([body]) => `${body.create ? 'create' : 'report'}+${body.next.length}`),
+      boot: spies.boot.mock.calls.length,
+    });
+  }
+
+  /** A VM's history as a person reads it (no ids, request ids or times). */
+  async function historyShape(w: TestWorld, vmId: string) {
+    const vm = (await w.record.getVm(vmId))!;
+    return (await w.record.history(w.stack, vm.address)).filter((h) => h.vmId === vmId).map((h) => [h.from, h.to, h.actor, h.outcome, h.planId, h.detail]);
+  }
+
+  const RUNNING_RESULTS = [
+    [0, 'ok', 'none', 'Requested'],
+    [1, 'ok', 'none', 'BeingCreated'],
+    [2, 'ok', 'createVm', 'PoweredOff'],
+    [3, 'ok', 'powerOn', 'PoweredOn'],
+    [4, 'ok', 'boot', 'Starting'],
+    [5, 'ok', 'awaitReady', 'Running'],
+  ];
+
+  it('a VM to Running costs 5 authority calls and its boot call, and writes the same history rows as step by step', async () => {
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
+    const w = world;
+    const dc = w.dc('miami');
+    const calls = countCalls();
+    const vm = newVm(w.stack, { fleet: 'chained' });
+    const seen: unknown[][] = [];
+    await dc.client.run(runOf(vm, TO_RUNNING, `chain-${vm.id}`, true), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+    expect(seen).toEqual(RUNNING_RESULTS);
+    // advance(create, [none, createVm]), advance(createVm's report, [powerOn]), … [boot], … [awaitReady]; report(awaitReady).
+    expect(calls()).toEqual({ authorize: 0, report: 1, advance: ['create+2', 'report+1', 'report+1', 'report+1'], boot: 1 });
+    expect(await w.record.getVm(vm.id)).toMatchObject({ state: 'Running', version: 6 });
+
+    vi.restoreAllMocks();
+    const single = newVm(w.stack, { fleet: 'single' });
+    await dc.client.createVm(createRequest(single));
+    await walk(dc.client, single.id, TO_RUNNING);
+    const rows = await historyShape(w, vm.id);
+    // Per edge its intent, then its transition, in order: as the single routes write them.
+    expect(rows).toEqual(await historyShape(w, single.id));
+    expect(rows.map(([from, to, actor]) => `${from ?? ''}>${to} ${actor}`)).toEqual([
+      '>Requested authority',
+      ...TO_RUNNING.slice(1).flatMap((to, k) => [`${TO_RUNNING[k]}>${to} authority`, `${TO_RUNNING[k]}>${to} dmz-client:miami`]),
+    ]);
+  });
+
+  it('each step carried out inside an advance is stored under its own key: its single route answers the same result', async () => {
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
+    const dc = world.dc('miami');
+    const vm = newVm(world.stack);
+    const steps = runOf(vm, TO_RUNNING.slice(0, 3), `stored-${vm.id}`, true);
+    const answers: StepResult[] = [];
+    await dc.client.run(steps, (_k, r) => answers.push(r));
+    expect(answers.map((r) => r.vm?.state)).toEqual(['Requested', 'BeingCreated', 'PoweredOff']);
+    const calls = countCalls();
+    expect(await dc.client.createVm((steps[0] as Extract<BatchStep, { op: 'create' }>).body)).toEqual(answers[0]);
+    expect(await dc.client.transition(vm.id, (steps[1] as Extract<BatchStep, { op: 'transition' }>).body)).toEqual(answers[1]);
+    expect(await dc.client.transition(vm.id, (steps[2] as Extract<BatchStep, { op: 'transition' }>).body)).toEqual(answers[2]);
+    expect(calls()).toEqual({ authorize: 0, report: 0, advance: [], boot: 0 });
+    expect(dc.driver.calls.get('createVm')).toBe(1);
+  });
+
+  it('down to Deleted: the none edge before deleteVm is moved inside the powerOff report\'s advance', async () => {
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
+    const dc = world.dc('miami');
+    const vm = newVm(world.stack);
+    await dc.client.run(runOf(vm, TO_RUNNING, `up-${vm.id}`, true), () => {});
+    const calls = countCalls();
+    const seen: unknown[][] = [];
+    await dc.client.run(runOf(vm, ['Running', 'ShuttingDown', 'PoweredOff', 'BeingDeleted', 'Deleted'], `down-${vm.id}`), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+    expect(seen).toEqual([
+      [0, 'ok', 'shutdown', 'ShuttingDown'],
+      [1, 'ok', 'powerOff', 'PoweredOff'],
+      [2, 'ok', 'none', 'BeingDeleted'],
+      [3, 'ok', 'deleteVm', 'Deleted'],
+    ]);
+    expect(calls()).toEqual({ authorize: 1, report: 1, advance: ['report+1', 'report+2'], boot: 0 });
+    expect((await world.record.getVm(vm.id))?.retiredAt).not.toBeNull();
+  });
+
+  it('a DMZ client without a pack asks about one next edge per advance', async () => {
+    world = await startTestWorld({ record, dataCenters: ['miami'] });
+    const w = world;
+    const dc = w.dc('miami');
+    const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-nopack-'));
+    const driver = await createSimDriver({ dataCenter: 'miami', stateDir: dir, latencyMs: 2, capacity: { vms: 50, cpu: 200, memoryGiB: 800 } });
+    const dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: w.authority.url, authorityToken: dc.authorityToken, clientToken: 'nopack', stateDir: dir, readyTimeoutMs: 10_000 });
+    try {
+      const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dmz.url, token: () => 'nopack', batch: true, baseDelayMs: 1 });
+      const calls = countCalls();
+      const vm = newVm(w.stack);
+      const seen: unknown[][] = [];
+      await client.run(runOf(vm, TO_RUNNING, `nopack-${vm.id}`, true), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+      expect(seen).toEqual(RUNNING_RESULTS);
+      expect(calls()).toEqual({ authorize: 0, report: 1, advance: ['create+1', 'report+1', 'report+1', 'report+1', 'report+1'], boot: 1 });
+    } finally {
+      await dmz.close();
+      await driver.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,16 +4,20 @@
 // driver for the edge's operation (`none`: no cloud call), (3) reports the
 // outcome to the authority, which moves the record, and (4) answers the
 // caller. It never calls another data center's driver, and it always speaks
-// to the authority with its own data center's token.
+// to the authority with its own data center's token. Within a run of steps,
+// (3) and the next steps' (1) go as one advance call, and a `none` edge in
+// the middle of a run is moved by the authority inside it (see `run`).
 import { createHash, randomUUID } from 'node:crypto';
 import { FleetError, diag } from '../../engine/diags/index.ts';
 import { NO_LINE, ProtocolError, createService, doc, listen, streamAnswers, tokenTable, type Part } from '../../engine/authority/http.ts';
-import type {
-  AuthorityVm,
-  AuthorizeRequest,
-  AuthorizeResponse,
-  ReportRequest,
-  ReportResponse,
+import {
+  NONE_REPORT_DETAIL,
+  type AdvanceStep,
+  type AuthorityVm,
+  type AuthorizeRequest,
+  type AuthorizeResponse,
+  type ReportRequest,
+  type ReportResponse,
 } from '../../engine/authority/protocol.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { VmSize } from '../../engine/plan/types.ts';
@@ -82,13 +86,16 @@ type EdgeStep = Exclude<BatchStep, { op: 'create' }>;
 
 /** What a step of a run knows beyond its own request (see `run`). */
 interface RunContext {
-  /** This step's authorization request, when `ahead` answers it. */
+  /** This step's authorization request, when an earlier step's advance decided it (`ahead` or `done`). */
   request?: AuthorizeRequest;
-  /** This step's authorization, given together with the previous step's report. */
+  /** This step's authorization, given by the advance of an earlier step. */
   ahead?: AuthorizeResponse;
-  /** The next step's authorization request, to send together with this step's report. */
-  next?: AuthorizeRequest;
-  onNext?: (auth: AuthorizeResponse) => void;
+  /** This step's result: a `none` edge the advance of an earlier step moved at once. */
+  done?: StepResult;
+  /** The authorization requests of the run's next steps, sent with this step's report (or create) as one advance. */
+  chain?: AuthorizeRequest[];
+  /** Gets the advance's answers for `chain`, in order, as far as the authority decided them. */
+  onChain?: (decided: AdvanceStep[]) => void;
 }
 
 /** Starts a DMZ client for one data center (docs/dmz-client.md). */
@@ -203,12 +210,14 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
 
   /**
    * authorize -> driver -> report, for one edge (or a resize). Within a run,
-   * `ahead` is this edge's authorization, already given with the previous
-   * edge's report; and `next` is the run's next edge, whose authorization is
-   * asked together with this edge's report (one authority call, see
-   * docs/protocol.md "advance") and handed to `onNext`.
+   * `ahead` is this edge's authorization, already given by an earlier step's
+   * advance, and `done` its whole result (a `none` edge moved at once); and
+   * `chain` holds the run's next edges, whose authorizations are asked
+   * together with this edge's report (one authority call, see
+   * docs/protocol.md "Advance") and handed to `onChain`.
    */
   async function step(req: AuthorizeRequest, run: RunContext = {}): Promise<StepResult> {
+    if (run.done) return run.done;
     const { requestId, planId, vmId, from, size } = req;
     const to = req.to as string;
     const auth = run.ahead ?? (await authority.authorize(req));
@@ -242,12 +251,13 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
         error: { code: `driver.${err.kind}`, message: detail },
       };
     }
-    const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? 'record only' : `${operation} done in ${dc}` });
+    const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });
     let rep: ReportResponse;
-    if (run.next) {
-      const both = await authority.advance({ report: ok, next: run.next });
-      rep = both.report;
-      if (both.next) run.onNext?.(both.next);
+    if (run.chain?.length) {
+      const res = await authority.advance({ report: ok, next: run.chain });
+      if (!res.report) throw new Error('bug: the authority answered an advance without its report');
+      rep = res.report;
+      run.onChain?.(res.next);
     } else {
       rep = await authority.report(ok);
     }
@@ -262,8 +272,12 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   }));
   app.get('/openapi.json', { schema: doc('This document') }, async () => openapi());
 
-  /** POST /v1/vms: the VM enters the record in the initial state (no cloud call). */
-  function create(b: CreateVmRequest): Promise<StepResult> {
+  /**
+   * POST /v1/vms: the VM enters the record in the initial state (no cloud
+   * call). Within a run, with `chain`, together with the authorization of
+   * the run's next edges (one advance).
+   */
+  function create(b: CreateVmRequest, run?: RunContext): Promise<StepResult> {
     return store.run(b.idempotencyKey, fingerprint('create', b), async () => {
       const requestId = randomUUID();
       const { id: vmId, ...vm } = b.vm;
@@ -277,7 +291,15 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
         to: initial,
         vm: { ...vm, dataCenter: dc },
       };
-      const auth = await authority.authorize(authReq);
+      let auth: AuthorizeResponse;
+      if (run?.chain?.length) {
+        const res = await authority.advance({ create: authReq, next: run.chain });
+        if (!res.create) throw new Error('bug: the authority answered an advance without its create');
+        auth = res.create;
+        run.onChain?.(res.next);
+      } else {
+        auth = await authority.authorize(authReq);
+      }
       const res: StepResult = {
         requestId,
         decision: auth.decision,
@@ -315,27 +337,79 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
 
   /** One step of a batch or a run, as its single route would carry it out. */
   function one(s: BatchStep, run?: RunContext): Promise<StepResult> {
-    return s.op === 'create' ? create(s.body) : s.op === 'transition' ? transition(s.vmId, s.body, run) : remove(s.vmId, s.body, run);
+    return s.op === 'create' ? create(s.body, run) : s.op === 'transition' ? transition(s.vmId, s.body, run) : remove(s.vmId, s.body, run);
+  }
+
+  /** The state a step leaves its VM in when ok. */
+  function reaches(s: BatchStep): string {
+    return s.op === 'create' ? initial : s.op === 'delete' ? (s.body.to ?? terminal) : s.body.to;
+  }
+
+  /**
+   * The steps after step k that its advance asks about: the following steps
+   * of the same VM, each from the state the one before reaches, up to and
+   * including the first whose operation is not `none` (the pack says; without
+   * a pack, the first only). Each with its authorization request.
+   */
+  function chainAfter(steps: readonly BatchStep[], k: number): { k: number; request: AuthorizeRequest }[] {
+    const s = steps[k];
+    const vmId = s.op === 'create' ? s.body.vm.id : s.vmId;
+    let at = reaches(s);
+    const out: { k: number; request: AuthorizeRequest }[] = [];
+    for (let j = k + 1; j < steps.length; j++) {
+      const f = steps[j];
+      if (f.op === 'create' || f.vmId !== vmId || f.body.from !== at) break;
+      const request = stepRequest(f);
+      out.push({ k: j, request });
+      const to = request.to as string;
+      const operation = request.kind === 'resize' ? 'resize' : opts.pack?.lifecycle.operation(f.body.from, to);
+      if (operation !== 'none') break;
+      at = to;
+    }
+    return out;
+  }
+
+  /** What an advance decided for a later step of its run: its authorization, or its result when moved at once. */
+  function decidedStep(request: AuthorizeRequest, d: AdvanceStep): RunContext {
+    if (!d.moved) return { request, ahead: d.authorize };
+    const done: StepResult = {
+      requestId: request.requestId,
+      decision: d.authorize.decision,
+      reason: d.authorize.reason,
+      outcome: 'ok',
+      operation: 'none',
+      vm: stepVm(d.moved.vm),
+    };
+    return { request, done };
   }
 
   /**
    * A member's steps in order, each exactly as its single request, stopping
-   * at the first that is not ok; each answered as soon as it is done. When a
-   * step's next is an edge of the same VM from the state this one reaches,
-   * the report of this one and the authorization of the next go to the
-   * authority as one call (docs/protocol.md, "Runs").
+   * at the first that is not ok; each answered as soon as it is done. A step
+   * followed by edges of the same VM (each from the state the one before
+   * reaches) sends its report, or its create, with their authorizations as
+   * one advance call: the edges up to the first whose operation is not
+   * `none`, the `none` ones before it moved by the authority at once. The
+   * later steps the advance decided are then carried out with that
+   * authorization (`ahead`), or answered with the result of their move
+   * (`done`), each still stored under its own idempotency key
+   * (docs/protocol.md, "Runs"; docs/dmz-client.md).
    */
   async function run(steps: readonly BatchStep[], part: Part): Promise<typeof NO_LINE> {
-    let ahead: { request: AuthorizeRequest; auth: AuthorizeResponse } | undefined;
+    const given = new Map<number, RunContext>();
     for (let k = 0; k < steps.length; k++) {
       const s = steps[k];
-      const mine = ahead;
-      ahead = undefined;
-      const following = steps[k + 1];
-      const next = s.op !== 'create' && following && following.op !== 'create' && following.vmId === s.vmId && following.body.from === s.body.to ? stepRequest(following) : undefined;
+      const mine = given.get(k) ?? {};
+      given.delete(k);
+      const chain = mine.done ? [] : chainAfter(steps, k);
       const ctx: RunContext = {
-        ...(mine ? { request: mine.request, ahead: mine.auth } : {}),
-        ...(next ? { next, onNext: (auth: AuthorizeResponse) => (ahead = { request: next, auth }) } : {}),
+        ...mine,
+        ...(chain.length > 0
+          ? {
+              chain: chain.map((c) => c.request),
+              onChain: (decided: AdvanceStep[]) => decided.forEach((d, j) => j < chain.length && given.set(chain[j].k, decidedStep(chain[j].request, d))),
+            }
+          : {}),
       };
       const answer = await part(k, () => one(s, ctx));
       if (answer.status !== 200 || (answer.body as StepResult).outcome !== 'ok') break;
