@@ -735,6 +735,126 @@ async function batch(body: unknown): Promise<{ status: number; type: string | nu
   return { status: res.status, type: res.headers.get('content-type'), results: lines.sort((a, b) => a.i - b.i) };
 }
 
+describe('authority: approvals ahead (advance with ahead: the edges after the one to carry out)', () => {
+  const shape = (rows: Awaited<ReturnType<typeof historyOf>>) => rows.map((h) => [h.from, h.to, h.actor, h.outcome, h.planId, h.detail]);
+
+  it('a create approves its whole path ahead in one statement; each ok report writes the next intent in its statement; the history is that of the single calls', async () => {
+    const { core, calls } = counted();
+    const id = randomUUID();
+    const edges = TO_RUNNING.slice(1).map((to, k) => transition(id, TO_RUNNING[k], to));
+    const res = await core.advance('miami', { create: createOf(id), next: edges, ahead: true });
+    expect(calls).toEqual(['insertVms']);
+    // none moved, createVm authorized, the rest approved ahead (boot's token stored by the insert's statement).
+    expect(res.next.map((s) => [s.authorize.decision, s.authorize.operation, s.authorize.vm?.state, s.moved?.effect, s.ahead])).toEqual([
+      ['approved', 'none', 'Requested', 'moved', undefined],
+      ['approved', 'createVm', 'BeingCreated', undefined, undefined],
+      ['approved', 'powerOn', 'PoweredOff', undefined, true],
+      ['approved', 'boot', 'PoweredOn', undefined, true],
+      ['approved', 'awaitReady', 'Starting', undefined, true],
+    ]);
+    expect(res.next[2].authorize.credentials?.dataCenter).toBe('miami');
+    const tok = res.next[3].authorize.bootToken!;
+    expect(tok).toBeTruthy();
+    // No intent row for the edges approved ahead yet: each is written with the report before it.
+    const before = (await historyOf(id)).map((h) => h.requestId);
+    for (const e of edges.slice(2)) expect(before).not.toContain(e.requestId);
+    for (const [k, e] of edges.slice(1).entries()) {
+      calls.length = 0;
+      expect((await core.report('miami', reportOf(e, k === 0 ? { cloudId: 'c-ahead' } : {}))).effect).toBe('moved');
+      expect(calls).toEqual(['transitionVms']);
+      if (e.to === 'PoweredOn') {
+        // The VM boots once its boot edge is running: the token the create's answer carried opens its disk.
+        const row = (await record.getVm(id))!;
+        expect((await core.bootAuthorize('miami', { dataCenter: 'miami', vmId: id, cloudId: row.cloudId!, image: row.realImage!, bootToken: tok })).approved).toBe(true);
+      }
+    }
+    expect((await record.getVm(id))!).toMatchObject({ state: 'Running', version: 6 });
+    // The same rows as one authorize and one report per edge.
+    const single = randomUUID();
+    await core.authorize('miami', createOf(single));
+    for (const e of TO_RUNNING.slice(1).map((to, k) => transition(single, TO_RUNNING[k], to))) {
+      const ok = await core.authorize('miami', e);
+      await core.report('miami', reportOf(e, ok.operation === 'none' ? { detail: NONE_REPORT_DETAIL } : ok.operation === 'createVm' ? { cloudId: 'c-ahead' } : {}));
+    }
+    expect(shape(await historyOf(id))).toEqual(shape(await historyOf(single)));
+  });
+
+  it('a boot edge decided by a report\'s advance has its token stored by that statement: the VM may call before the boot edge is reported', async () => {
+    const { core } = counted();
+    const id = await coreVm(core, TO_RUNNING.slice(0, 3));
+    const [on, boot, ready] = [transition(id, 'PoweredOff', 'PoweredOn'), transition(id, 'PoweredOn', 'Starting'), transition(id, 'Starting', 'Running')];
+    const a = await core.authorize('miami', on);
+    expect(a.decision).toBe('approved');
+    // A report (of powerOn) is still to come; boot and awaitReady approved ahead of it.
+    const res = await core.advance('miami', { report: reportOf(on), next: [boot, ready], ahead: true });
+    expect(res.next[0].authorize.bootToken).toBeTruthy();
+    const tok = res.next[0].authorize.bootToken!;
+    const vm = (await record.getVm(id))!;
+    expect(vm.state).toBe('PoweredOn');
+    expect((await core.bootAuthorize('miami', { dataCenter: 'miami', vmId: id, cloudId: vm.cloudId!, image: vm.realImage!, bootToken: tok })).approved).toBe(true);
+  });
+
+  it('a boot edge approved ahead gets its token with the approval (stored by the advance\'s statement), and later edges\' intents ride with their reports', async () => {
+    const { core, calls } = counted();
+    const id = await coreVm(core, TO_RUNNING.slice(0, 2));
+    const [made, on, boot, ready] = TO_RUNNING.slice(2).map((to, k) => transition(id, TO_RUNNING[k + 1], to));
+    expect((await core.authorize('miami', made)).operation).toBe('createVm');
+    calls.length = 0;
+    const res = await core.advance('miami', { report: reportOf(made, { cloudId: 'c-boot' }), next: [on, boot, ready], ahead: true });
+    expect(calls).toEqual(['transitionVms']);
+    expect(res.next.map((s) => [s.authorize.operation, s.ahead, s.authorize.vm?.state])).toEqual([
+      ['powerOn', undefined, 'PoweredOff'],
+      ['boot', true, 'PoweredOn'],
+      ['awaitReady', true, 'Starting'],
+    ]);
+    const tok = res.next[1].authorize.bootToken!;
+    expect(tok).toBeTruthy();
+    for (const e of [on, boot]) {
+      calls.length = 0;
+      expect((await core.report('miami', reportOf(e))).effect).toBe('moved');
+      expect(calls).toEqual(['transitionVms']);
+    }
+    const vm = (await record.getVm(id))!;
+    expect((await core.bootAuthorize('miami', { dataCenter: 'miami', vmId: id, cloudId: vm.cloudId!, image: vm.realImage!, bootToken: tok })).approved).toBe(true);
+    expect((await core.report('miami', reportOf(ready))).vm.state).toBe('Running');
+    // From createVm's report on: each edge's intent, then its transition.
+    expect((await historyOf(id)).slice(-7).map((h) => [h.to, h.actor, h.requestId])).toEqual([
+      ['PoweredOff', 'dmz-client:miami', made.requestId],
+      ...[on, boot, ready].flatMap((e) => [
+        [e.to, 'authority', e.requestId],
+        [e.to, 'dmz-client:miami', e.requestId],
+      ]),
+    ]);
+  });
+
+  it('a failed report drops the approvals ahead: the edge after it is refused, and its intent never written', async () => {
+    const { core } = counted();
+    const id = randomUUID();
+    const edges = TO_RUNNING.slice(1, 4).map((to, k) => transition(id, TO_RUNNING[k], to));
+    const res = await core.advance('miami', { create: createOf(id), next: edges, ahead: true });
+    expect(res.next[2].ahead).toBe(true);
+    const failed = await core.report('miami', reportOf(edges[1], { outcome: 'failed', detail: 'no capacity' }));
+    expect(failed).toMatchObject({ effect: 'failed', vm: { state: 'CreateFailed' } });
+    await expect(core.report('miami', reportOf(edges[2]))).rejects.toMatchObject({ statusCode: 409 });
+    expect((await historyOf(id)).map((h) => h.requestId)).not.toContain(edges[2].requestId);
+  });
+
+  it('an authorize or a new advance about the VM replaces its approvals ahead', async () => {
+    const { core, calls } = counted();
+    const id = randomUUID();
+    const edges = TO_RUNNING.slice(1, 4).map((to, k) => transition(id, TO_RUNNING[k], to));
+    await core.advance('miami', { create: createOf(id), next: edges, ahead: true });
+    // The DMZ client asks again for createVm (say it restarted): powerOn's approval ahead is gone.
+    const again = transition(id, 'BeingCreated', 'PoweredOff');
+    expect((await core.authorize('miami', again)).decision).toBe('approved');
+    calls.length = 0;
+    await core.report('miami', reportOf(again, { cloudId: 'c-2' }));
+    expect(calls).toEqual(['transitionVms']);
+    // Its report wrote no intent for powerOn.
+    expect((await historyOf(id)).map((h) => h.requestId)).not.toContain(edges[2].requestId);
+  });
+});
+
 describe('authority: batches', () => {
   it('answers each call of a batch as its single route would, one NDJSON line each', async () => {
     const { id } = await created();

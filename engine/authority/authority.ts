@@ -97,6 +97,16 @@ interface Approved {
 interface Foreseen extends Approved {
   req: AuthorizeRequest;
   moved: boolean;
+  /** Approved ahead (AdvanceRequest.ahead): not written by the statement; its intent row waits for the report of the edge before it. */
+  ahead?: boolean;
+}
+
+/** An edge approved ahead, waiting for the ok report of the edge before it, whose statement writes its intent row. */
+interface Ahead {
+  from: string;
+  intent: IntentRow;
+  /** ms since epoch, as Pending.at. */
+  at: number;
 }
 
 /**
@@ -143,6 +153,8 @@ export class Authority {
    */
   private readonly known = new Map<string, VmRow>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Per VM, its edges approved ahead, in path order (see AdvanceRequest.ahead); in time order of their VMs' last approval. */
+  private readonly ahead = new Map<string, Ahead[]>();
   private readonly ttl: number;
   /**
    * The two writes of every step, batched: the intent rows of concurrent
@@ -212,6 +224,10 @@ export class Authority {
       if (p.at >= cutoff) break;
       this.pending.delete(id);
     }
+    for (const [id, a] of this.ahead) {
+      if (a[0].at >= cutoff) break;
+      this.ahead.delete(id);
+    }
   }
 
   private async getVm(vmId: string): Promise<VmRow | undefined> {
@@ -276,6 +292,7 @@ export class Authority {
 
   /** authorize of a transition or a resize, inside serial(). */
   private authorizeEdge(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
+    this.ahead.delete(req.vmId);
     const to = req.to;
     if (to === undefined) return Promise.resolve(veto('a transition needs its target state'));
     return this.decideOn(req.vmId, async (vm, remembered) => {
@@ -373,6 +390,7 @@ export class Authority {
     caller: string,
     req: AuthorizeRequest,
     next: readonly AuthorizeRequest[] = [],
+    ahead = false,
   ): Promise<{ answer: AuthorizeResponse; row?: VmRow; foreseen?: Foreseen[] }> {
     const initial = this.lifecycle.initial;
     const no = (reason: string) => ({ answer: veto(reason) });
@@ -438,13 +456,12 @@ export class Authority {
       deposed: false,
     };
     // A replacement also deposes the old VM (its own transaction) and carries no chain; plain creates go in batches.
-    const foreseen = newVm.replaces === undefined ? this.foresee(caller, next, inserted, { boot: false }) : [];
+    const foreseen = newVm.replaces === undefined ? this.foresee(caller, next, inserted, { ahead }) : [];
     let vm: VmRow;
     try {
       if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx);
       else {
-        const { intent, passes } = this.onward(caller, foreseen);
-        vm = await this.inserts.submit({ vm: newVm, ctx, ...(intent ? { intent } : {}), ...(passes ? { passes } : {}) });
+        vm = await this.inserts.submit({ vm: newVm, ctx, ...this.onward(caller, foreseen) });
       }
     } catch (err) {
       if (!(err instanceof VersionConflictError)) throw err;
@@ -502,19 +519,24 @@ export class Authority {
       if (n.vmId !== vmId) throw bad(`an advance is about one VM: it is about ${vmId}, its next edge ${j} about ${n.vmId}`);
       if (j > 0 && n.from !== next[j - 1].to) throw bad(`the next edges of an advance follow one another: edge ${j} leaves ${n.from}, edge ${j - 1} leads to ${next[j - 1].to ?? 'nowhere'}`);
     }
-    return this.serial(vmId, () => (create ? this.advanceCreate(caller, create, next) : this.advanceReport(caller, report!, next)));
+    const ahead = req.ahead === true;
+    return this.serial(vmId, () => {
+      // A new chain decides afresh what comes next.
+      this.ahead.delete(vmId);
+      return create ? this.advanceCreate(caller, create, next, ahead) : this.advanceReport(caller, report!, next, ahead);
+    });
   }
 
-  private async advanceCreate(caller: string, create: AuthorizeRequest, next: readonly AuthorizeRequest[]): Promise<AdvanceResponse> {
+  private async advanceCreate(caller: string, create: AuthorizeRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
     const foreign = vetoForeign(caller, create);
     if (foreign) return { create: foreign, next: [] };
-    const made = await this.authorizeCreate(caller, create, next);
+    const made = await this.authorizeCreate(caller, create, next, ahead);
     if (made.answer.decision === 'vetoed' || !made.row) return { create: made.answer, next: [] };
     return { create: made.answer, next: await this.chain(caller, next, made.row, this.lifecycle.initial, made.foreseen) };
   }
 
-  private async advanceReport(caller: string, report: ReportRequest, next: readonly AuthorizeRequest[]): Promise<AdvanceResponse> {
-    const settled = await this.settle(caller, report, next);
+  private async advanceReport(caller: string, report: ReportRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
+    const settled = await this.settle(caller, report, { next, ahead });
     const r = settled.report;
     if (r.effect !== 'moved' && r.effect !== 'already') return { report: r, next: [] };
     return { report: r, next: await this.chain(caller, next, settled.row, report.to, settled.foreseen) };
@@ -526,8 +548,14 @@ export class Authority {
    * that statement wrote).
    */
   private async chain(caller: string, next: readonly AuthorizeRequest[], row: VmRow, start: string, foreseen: readonly Foreseen[] = []): Promise<AdvanceStep[]> {
+    const later = foreseen.filter((f) => f.ahead);
+    if (later.length > 0) {
+      const at = Date.now();
+      this.ahead.set(row.id, later.map((f) => ({ from: f.vm.state, intent: intentOf(f.req, f.to, f.operation), at })));
+    }
     const steps: AdvanceStep[] = foreseen.map((f, j) => {
       const authorize = this.approve(caller, f.req, { ...f, vm: rowAt(row, f.vm) }, { moved: f.moved });
+      if (f.ahead) return { authorize, ahead: true };
       if (!f.moved) return { authorize };
       const after = j + 1 < foreseen.length ? rowAt(row, foreseen[j + 1].vm) : row;
       return { authorize, moved: { vm: toAuthorityVm(after), effect: 'moved' } };
@@ -583,24 +611,34 @@ export class Authority {
    * The edges of `next` that would be approved one after the other starting
    * on `row` (the row a statement is about to make): each decided by
    * judgeEdge on the row the one before leaves, up to and including the
-   * first that is not moved at once (see movesAtOnce). Stops before an edge
-   * that would be refused (decideRest decides it, on a fresh read), a pass
-   * into a terminal state (its report retires the row), and, without
-   * `boot`, a boot edge (the insert stores no token).
+   * first that is not moved at once (see movesAtOnce), and with `ahead` on
+   * past it, approved ahead (each on the row the one before will leave once
+   * reported). Stops before an edge that would be refused (decideRest
+   * decides it, on a fresh read), a pass into a terminal state (its report
+   * retires the row), and a second boot edge (a statement stores one token).
    */
-  private foresee(caller: string, next: readonly AuthorizeRequest[], row: VmRow, opts: { boot: boolean }): Foreseen[] {
+  private foresee(caller: string, next: readonly AuthorizeRequest[], row: VmRow, opts: { ahead?: boolean } = {}): Foreseen[] {
     const out: Foreseen[] = [];
     let at = row;
+    /** Past the edge to carry out: approving ahead. */
+    let ahead = false;
+    // One boot token a statement (TransitionItem.bootTokenHash).
+    let token = false;
     for (let j = 0; j < next.length; j++) {
       const req = next[j];
       if (req.to === undefined || vetoForeign(caller, req)) break;
       const judged = this.judgeEdge(caller, req, req.to, at);
       if ('refusal' in judged) break;
       const { operation } = judged;
-      const moved = movesAtOnce(next, j, operation);
-      if ((operation === 'boot' && !opts.boot) || (moved && this.lifecycle.isTerminal(req.to))) break;
-      out.push({ req, vm: at, to: req.to, operation, moved, ...(operation === 'boot' ? { bootToken: randomToken(24) } : {}) });
-      if (!moved) break;
+      const moved = !ahead && movesAtOnce(next, j, operation);
+      if ((operation === 'boot' && token) || (moved && this.lifecycle.isTerminal(req.to))) break;
+      token ||= operation === 'boot';
+      out.push({ req, vm: at, to: req.to, operation, moved, ...(ahead ? { ahead } : {}), ...(operation === 'boot' ? { bootToken: randomToken(24) } : {}) });
+      if (!moved) {
+        if (!opts.ahead) break;
+        ahead = true;
+      }
+      // The row once this edge is moved (at once, or by its report).
       at = { ...at, state: req.to, version: at.version + 1 };
     }
     return out;
@@ -608,12 +646,14 @@ export class Authority {
 
   /** What a chain's statement writes after its own row for the edges foresee decided (Onward), and the boot token of the last. */
   private onward(caller: string, foreseen: readonly Foreseen[]): Onward & { bootTokenHash?: string } {
-    if (foreseen.length === 0) return {};
-    const intents = foreseen.map((f): IntentRow => intentOf(f.req, f.to, f.operation));
-    const passes = foreseen
+    // Edges approved ahead write no intent now, but a boot edge's token is stored now: its VM may call before the report that writes its intent.
+    const token = foreseen.find((f) => f.bootToken !== undefined)?.bootToken;
+    const now = foreseen.filter((f) => !f.ahead);
+    if (now.length === 0) return {};
+    const intents = now.map((f): IntentRow => intentOf(f.req, f.to, f.operation));
+    const passes = now
       .filter((f) => f.moved)
       .map((f, j) => ({ ctx: reportCtx(caller, noneReport(caller, f.req), 'ok', NONE_REPORT_DETAIL), ...(intents[j + 1] ? { intent: intents[j + 1] } : {}) }));
-    const token = foreseen[foreseen.length - 1].bootToken;
     return { intent: intents[0], ...(passes.length > 0 ? { passes } : {}), ...(token !== undefined ? { bootTokenHash: sha256(token) } : {}) };
   }
 
@@ -623,8 +663,20 @@ export class Authority {
    * the row it makes (foresee), and says so in `foreseen`; `row` is the VM's
    * row afterwards.
    */
-  private settle(caller: string, req: ReportRequest, next?: readonly AuthorizeRequest[]): Promise<{ report: ReportResponse; row: VmRow; foreseen?: Foreseen[] }> {
-    return this.decideOn(req.vmId, async (vm, remembered) => {
+  private settle(
+    caller: string,
+    req: ReportRequest,
+    chain?: { next: readonly AuthorizeRequest[]; ahead: boolean },
+  ): Promise<{ report: ReportResponse; row: VmRow; foreseen?: Foreseen[] }> {
+    const next = chain?.next;
+    // The edge approved ahead after this one: its intent rides with this
+    // report's transition. A failure, or a report refused, drops the VM's
+    // approvals ahead (a repeated ok report keeps them).
+    const queued = this.ahead.get(req.vmId);
+    const following = !next && req.outcome === 'ok' && queued?.[0].from === req.to ? queued[0] : undefined;
+    if (req.outcome !== 'ok') this.ahead.delete(req.vmId);
+    type Settled = { report: ReportResponse; row: VmRow; foreseen?: Foreseen[] };
+    return this.decideOn(req.vmId, async (vm, remembered): Promise<Settled> => {
       // Anything but the common case is decided again on a fresh read.
       const refuse = (status: number, code: string, message: string): never => {
         if (remembered) throw new StaleRow(message);
@@ -674,7 +726,7 @@ export class Authority {
           cloudId: patch.cloudId ?? vm.cloudId,
           retiredAt: patch.retire ? new Date().toISOString() : vm.retiredAt,
         };
-        const foreseen = next ? this.foresee(caller, next, after, { boot: true }) : [];
+        const foreseen = next ? this.foresee(caller, next, after, { ahead: chain.ahead }) : [];
         const moved = await this.transitions.submit({
           stack: vm.stack,
           fleet: vm.fleet,
@@ -684,9 +736,15 @@ export class Authority {
           ctx: reportCtx(caller, req, 'ok', req.detail ?? null),
           patch,
           ...this.onward(caller, foreseen),
+          ...(following ? { intent: following.intent } : {}),
         });
         this.remember(moved);
         this.pending.delete(req.requestId);
+        if (following) {
+          // Its intent is written: from now on it is an edge like any authorized one.
+          queued!.shift();
+          if (queued!.length === 0) this.ahead.delete(req.vmId);
+        }
         return { report: { vm: toAuthorityVm(rowAt(moved, after)), effect: 'moved' }, row: moved, foreseen };
       }
       const failTo = this.lifecycle.edges.find(
@@ -702,6 +760,9 @@ export class Authority {
       this.pending.delete(req.requestId);
       await this.o.record.addHistory(vm.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
       return answer(vm, 'noted');
+    }).catch((err: unknown) => {
+      this.ahead.delete(req.vmId);
+      throw err;
     });
   }
 

@@ -134,6 +134,17 @@ export interface AdvanceRequest {
    * The last is authorized only, for the DMZ client to carry out.
    */
   next: AuthorizeRequest[];
+  /**
+   * With `ahead`, `next` may go on past the edge to carry out: the edges
+   * after it are approved ahead, as far as they would be approved on the
+   * rows the edges before them leave (same checks). Their intent rows are
+   * not written now: each is written by the statement of the ok report of
+   * the edge before it, so the DMZ client may start an edge approved ahead
+   * as soon as the edge before it is done, its report on the way. Anything
+   * but that report (a failure, a refusal, another authorize or advance
+   * about the VM) drops the VM's approvals ahead.
+   */
+  ahead?: boolean;
 }
 
 export interface AdvanceResponse {
@@ -155,6 +166,8 @@ export interface AdvanceStep {
   authorize: AuthorizeResponse;
   /** Present when the edge (a `none` edge in the middle) was moved at once. */
   moved?: ReportResponse;
+  /** Approved ahead (AdvanceRequest.ahead): its intent row is written with the report of the edge before it. */
+  ahead?: boolean;
 }
 
 /** One call in a batch: the body of the single route it stands for (/v1/authorize, /v1/reports, /v1/advance, /v1/boot/authorize). */

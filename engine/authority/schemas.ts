@@ -148,6 +148,7 @@ export const advanceBodySchema = {
     report: reportBodySchema,
     create: authorizeBodySchema,
     next: { type: 'array', minItems: 1, maxItems: ADVANCE_NEXT_MAX, items: authorizeBodySchema },
+    ahead: { type: 'boolean', description: 'Also approve, ahead, the edges after the first one to carry out (their intent rows are written with the report of the edge before each)' },
   },
 } as const;
 
@@ -162,7 +163,7 @@ export const advanceResponseSchema = {
       items: {
         type: 'object',
         required: ['authorize'],
-        properties: { authorize: authorizeResponseSchema, moved: reportResponseSchema },
+        properties: { authorize: authorizeResponseSchema, moved: reportResponseSchema, ahead: { type: 'boolean' } },
       },
     },
   },

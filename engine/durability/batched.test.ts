@@ -113,7 +113,12 @@ describe('Batched', () => {
     const locks = new KeyLocks();
     const running = new Set<string>();
     const log: string[] = [];
-    const make = (name: string) =>
+    // A's batches hold their keys until released; no timers, so the order holds however busy the machine is.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const aStarted = new Promise<void>((r) => (started = r));
+    const make = (name: string, hold: boolean) =>
       new Batched<string, string>(
         async (items) => {
           const keys = new Set(items.map((i) => i[0]));
@@ -122,18 +127,24 @@ describe('Batched', () => {
             running.add(k);
           }
           log.push(`${name}:${items.join(',')}`);
-          await new Promise((r) => setTimeout(r, 5));
+          if (hold) {
+            started();
+            await held;
+          }
           for (const k of keys) running.delete(k);
           return items;
         },
         { parallel: 2, keyOf: (i) => i[0], locks },
       );
-    const a = make('A');
-    const b = make('B');
+    const a = make('A', true);
+    const b = make('B', false);
     const first = a.submit('x1');
-    await new Promise((r) => setTimeout(r, 1));
+    await aStarted;
     // B's x2 waits for A's x1 (same key) although B runs nothing; its y1 goes at once.
     const rest = [b.submit('x2'), b.submit('y1')];
+    await rest[1];
+    expect(log).toEqual(['A:x1', 'B:y1']);
+    release();
     expect(await Promise.all([first, ...rest])).toEqual(['x1', 'x2', 'y1']);
     expect(log).toEqual(['A:x1', 'B:y1', 'B:x2']);
   });

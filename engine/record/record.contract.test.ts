@@ -466,6 +466,20 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         // The row goes on from there as any other.
         expect(await r.transitionVms([{ id: (out[0] as VmRow).id, expectedVersion: 2, to: 'PoweredOff', ctx: { actor: 'd' } }])).toMatchObject([{ state: 'PoweredOff', version: 3 }]);
       });
+
+      it('an insert stores a boot token with its row, and none for an item left out', async () => {
+        const s = freshStack();
+        await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+        const out = await r.insertVms([
+          { vm: newVm(s, 'web', 1), ctx: { actor: 'authority' }, intent: intent('BeingCreated', 'e1'), bootTokenHash: 'h1' },
+          { vm: newVm(s, 'web', 0), ctx: { actor: 'authority' }, bootTokenHash: 'h0' },
+        ]);
+        const made = out[0] as VmRow;
+        expect(made).toMatchObject({ address: 'web/1' });
+        expect(out[1]).toBeInstanceOf(VersionConflictError);
+        expect(await token(made.id, 'h0')).toBe(false);
+        expect(await token(made.id, 'h1')).toBe(true);
+      });
     });
 
     it('adds many history rows in one call, each only at its expected version', async () => {

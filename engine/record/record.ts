@@ -566,10 +566,11 @@ export class SqlRecord implements FleetRecord {
     if (items.length === 0) return [];
     const n = items.length;
     const ids = items.map((it) => it.vm.id ?? randomUUID());
-    const cols: unknown[][] = Array.from({ length: 22 }, () => new Array<unknown>(n));
+    const cols: unknown[][] = Array.from({ length: 23 }, () => new Array<unknown>(n));
     const onward = new OnwardRows();
     for (let k = 0; k < n; k++) {
       const { vm, ctx } = items[k];
+      cols[22][k] = items[k].bootTokenHash ?? null;
       if (vm.replaces !== undefined) throw new Error('bug: insertVms does not replace; use insertVm');
       const v = insertValues(ids[k], vm);
       for (let c = 0; c < 15; c++) cols[c][k] = v[c];
@@ -592,11 +593,11 @@ export class SqlRecord implements FleetRecord {
       `WITH i AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
            $10::text[], $11::text[], $12::float8[], $13::float8[], $14::float8[], $15::boolean[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
-           $21::text[], $22::int[])
+           $21::text[], $22::int[], $23::text[])
            WITH ORDINALITY AS i(i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc,
-             i_owner, i_actor, i_plan, i_request, i_detail, i_final, i_version, i_k)
+             i_owner, i_actor, i_plan, i_request, i_detail, i_final, i_version, i_token, i_k)
        ),
-       a AS (SELECT * FROM ${onwardUnnest(23)}),
+       a AS (SELECT * FROM ${onwardUnnest(24)}),
        -- The item that got an id's row: the first with that id (rows go in item order).
        first AS (SELECT DISTINCT ON (i_id) * FROM i ORDER BY i_id, i_k),
        ins AS (
@@ -620,6 +621,11 @@ export class SqlRecord implements FleetRecord {
            FROM ins JOIN first ON first.i_id = ins.id JOIN a ON a.a_k = first.i_k
          ) AS rows_(h_id, h_stack, h_fleet, h_address, h_from, h_to, h_actor, h_plan, h_request, h_outcome, h_detail, h_k, h_seq)
          ORDER BY h_k, h_seq
+       ),
+       t AS (
+         INSERT INTO boot_tokens (vm_id, token_hash)
+         SELECT ins.id, first.i_token FROM ins JOIN first ON first.i_id = ins.id WHERE first.i_token IS NOT NULL
+         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL
        )
        SELECT * FROM ins`,
       [...cols, ...onward.cols],

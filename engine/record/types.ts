@@ -171,6 +171,8 @@ export interface TransitionItem extends Onward {
 export interface InsertItem extends Onward {
   vm: NewVm;
   ctx: ChangeContext;
+  /** As TransitionItem.bootTokenHash: a boot edge's token (approved with the create's chain), stored only when the row is inserted. */
+  bootTokenHash?: string;
 }
 
 /** One history row of a batch (FleetRecord.addHistoryMany): addHistory's arguments. */

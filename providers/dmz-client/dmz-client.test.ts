@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FleetError } from '../../engine/diags/index.ts';
+import { ProtocolError } from '../../engine/authority/http.ts';
 import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
 import { DmzHttpClient } from '../client.ts';
@@ -331,7 +332,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     [5, 'ok', 'awaitReady', 'Running'],
   ];
 
-  it('a VM to Running costs 5 authority calls and its boot call, and writes the same history rows as step by step', async () => {
+  it('a VM to Running costs 5 authority calls and its boot call, 2 of them waited for, and writes the same history rows as step by step', async () => {
     world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
     const w = world;
     const dc = w.dc('miami');
@@ -340,8 +341,9 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     const seen: unknown[][] = [];
     await dc.client.run(runOf(vm, TO_RUNNING, `chain-${vm.id}`, true), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
     expect(seen).toEqual(RUNNING_RESULTS);
-    // advance(create, [none, createVm]), advance(createVm's report, [powerOn]), … [boot], … [awaitReady]; report(awaitReady).
-    expect(calls()).toEqual({ authorize: 0, report: 1, advance: ['create+2', 'report+1', 'report+1', 'report+1'], boot: 1 });
+    // advance(create, all 5 edges, ahead): none moved, createVm authorized, the rest approved ahead (boot's token stored with the insert);
+    // then each edge's report goes out as the next edge starts (written behind), the last one waited for.
+    expect(calls()).toEqual({ authorize: 0, report: 4, advance: ['create+5'], boot: 1 });
     expect(await w.record.getVm(vm.id)).toMatchObject({ state: 'Running', version: 6 });
 
     vi.restoreAllMocks();
@@ -355,6 +357,60 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
       '>Requested authority',
       ...TO_RUNNING.slice(1).flatMap((to, k) => [`${TO_RUNNING[k]}>${to} authority`, `${TO_RUNNING[k]}>${to} dmz-client:miami`]),
     ]);
+  });
+
+  it('a step approved ahead starts as soon as the one before it is done, that one\'s report still on its way', async () => {
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
+    const dc = world.dc('miami');
+    const order: string[] = [];
+    const report = AuthorityClient.prototype.report;
+    vi.spyOn(AuthorityClient.prototype, 'report').mockImplementation(async function (this: AuthorityClient, body) {
+      order.push(`report ${body.to} sent`);
+      // A slow authority: the answer takes longer than the next cloud call.
+      await new Promise((r) => setTimeout(r, 30));
+      const res = await report.call(this, body);
+      order.push(`report ${body.to} answered`);
+      return res;
+    });
+    const powerOn = dc.driver.powerOn.bind(dc.driver);
+    vi.spyOn(dc.driver, 'powerOn').mockImplementation((creds, ref) => (order.push('powerOn started'), powerOn(creds, ref)));
+    const boot = dc.driver.boot.bind(dc.driver);
+    vi.spyOn(dc.driver, 'boot').mockImplementation((creds, ref, o) => (order.push('boot started'), boot(creds, ref, o)));
+    const vm = newVm(world.stack, { fleet: 'behind' });
+    const seen: unknown[][] = [];
+    await dc.client.run(runOf(vm, TO_RUNNING, `behind-${vm.id}`, true), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+    expect(seen).toEqual(RUNNING_RESULTS);
+    expect(order.indexOf('powerOn started')).toBeGreaterThan(order.indexOf('report PoweredOff sent'));
+    expect(order.indexOf('powerOn started')).toBeLessThan(order.indexOf('report PoweredOff answered'));
+    // But a boot starts only once the report before it is in: the booting VM is checked against the record's state.
+    expect(order.indexOf('boot started')).toBeGreaterThan(order.indexOf('report PoweredOn answered'));
+    // Reports still go out one at a time, in step order.
+    const reports = order.filter((o) => o.startsWith('report'));
+    expect(reports).toEqual(['PoweredOff', 'PoweredOn', 'Starting', 'Running'].flatMap((to) => [`report ${to} sent`, `report ${to} answered`]));
+    expect((await world.record.getVm(vm.id))?.state).toBe('Running');
+  });
+
+  it('a report refused while the next step runs: the run stops there, the next step is not reported, nothing after it starts', async () => {
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1, retries: 0 } });
+    const dc = world.dc('miami');
+    const report = AuthorityClient.prototype.report;
+    vi.spyOn(AuthorityClient.prototype, 'report').mockImplementation(async function (this: AuthorityClient, body) {
+      if (body.to === 'PoweredOff') {
+        await new Promise((r) => setTimeout(r, 20));
+        throw new ProtocolError(502, 'authority-refused', 'the authority refused the report (409 state-moved)');
+      }
+      return report.call(this, body);
+    });
+    const vm = newVm(world.stack, { fleet: 'refused-behind' });
+    const seen: unknown[][] = [];
+    const err = (await dc.client.run(runOf(vm, TO_RUNNING, `refused-${vm.id}`, true), (k, r) => seen.push([k, r.outcome])).catch((e: unknown) => e)) as FleetError;
+    expect(seen).toEqual([[0, 'ok'], [1, 'ok']]);
+    expect(err.diagnostics[0]).toMatchObject({ code: 'apply.dmz-error', detail: expect.stringContaining('the authority refused the report') });
+    // powerOn ran (approved ahead) but was never reported; boot never started: the record lags the cloud by one edge at most.
+    expect(dc.driver.calls.get('powerOn')).toBe(1);
+    expect(dc.driver.calls.get('boot') ?? 0).toBe(0);
+    expect(vi.mocked(AuthorityClient.prototype.report).mock.calls.map(([b]) => b.to)).toEqual(['PoweredOff']);
+    expect((await world.record.getVm(vm.id))?.state).toBe('BeingCreated');
   });
 
   it('each step carried out inside an advance is stored under its own key: its single route answers the same result', async () => {
@@ -373,7 +429,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     expect(dc.driver.calls.get('createVm')).toBe(1);
   });
 
-  it('down to Deleted: the none edge before deleteVm is moved inside the powerOff report\'s advance', async () => {
+  it('down to Deleted: shutdown\'s report approves the rest ahead; each later step starts while the report before it is on its way', async () => {
     world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
     const dc = world.dc('miami');
     const vm = newVm(world.stack);
@@ -387,7 +443,8 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
       [2, 'ok', 'none', 'BeingDeleted'],
       [3, 'ok', 'deleteVm', 'Deleted'],
     ]);
-    expect(calls()).toEqual({ authorize: 1, report: 1, advance: ['report+1', 'report+2'], boot: 0 });
+    // authorize(shutdown); advance(shutdown's report, [powerOff, none, deleteVm], ahead); then a report each, written behind.
+    expect(calls()).toEqual({ authorize: 1, report: 3, advance: ['report+3'], boot: 0 });
     expect((await world.record.getVm(vm.id))?.retiredAt).not.toBeNull();
   });
 

@@ -9,7 +9,7 @@
 // the middle of a run is moved by the authority inside it (see `run`).
 import { createHash, randomUUID } from 'node:crypto';
 import { FleetError, diag } from '../../engine/diags/index.ts';
-import { NO_LINE, ProtocolError, createService, doc, listen, streamAnswers, tokenTable, type Part } from '../../engine/authority/http.ts';
+import { NO_LINE, ProtocolError, createService, doc, listen, streamAnswers, tokenTable, type LineAnswer, type Part } from '../../engine/authority/http.ts';
 import {
   NONE_REPORT_DETAIL,
   type AdvanceStep,
@@ -23,6 +23,7 @@ import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { VmSize } from '../../engine/plan/types.ts';
 import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
 import type { BatchStep, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
+import { ADVANCE_NEXT_MAX } from '../../engine/authority/schemas.ts';
 import { AuthorityClient } from './authority-client.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import {
@@ -96,6 +97,15 @@ interface RunContext {
   chain?: AuthorizeRequest[];
   /** Gets the advance's answers for `chain`, in order, as far as the authority decided them. */
   onChain?: (decided: AdvanceStep[]) => void;
+  /** Called once this step's cloud call is done, ok, before its report goes out (the run may start the next step, approved ahead). */
+  onCarriedOut?: () => void;
+  /** The previous step's answer while its report is on its way: this step's report waits for it, and is not sent unless it was ok. */
+  after?: Promise<LineAnswer>;
+}
+
+/** Whether a run's step was answered ok. */
+function answeredOk(a: LineAnswer): boolean {
+  return a.status === 200 && (a.body as StepResult).outcome === 'ok';
 }
 
 /** Starts a DMZ client for one data center (docs/dmz-client.md). */
@@ -234,12 +244,19 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       to,
       ...r,
     });
+    /** Reports go out in step order: this one only once the previous step's is answered, and only when that was ok. */
+    const inTurn = async () => {
+      if (run.after && !answeredOk(await run.after)) {
+        throw new ProtocolError(409, 'earlier-step-failed', `${from} -> ${to} was carried out but not reported: the step before it in the run failed`);
+      }
+    };
     let done: { cloudId?: string; size?: VmSize };
     try {
       done = await runOperation(operation, auth, vmId, size);
     } catch (err) {
       if (!(err instanceof DriverError)) throw err;
       const detail = `${operation} failed in ${dc}: ${err.message}`;
+      await inTurn();
       const rep = await authority.report(report({ outcome: 'failed', detail }));
       return {
         requestId,
@@ -251,10 +268,12 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
         error: { code: `driver.${err.kind}`, message: detail },
       };
     }
+    run.onCarriedOut?.();
+    await inTurn();
     const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });
     let rep: ReportResponse;
     if (run.chain?.length) {
-      const res = await authority.advance({ report: ok, next: run.chain });
+      const res = await authority.advance({ report: ok, next: run.chain, ahead: true });
       if (!res.report) throw new Error('bug: the authority answered an advance without its report');
       rep = res.report;
       run.onChain?.(res.next);
@@ -293,7 +312,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       };
       let auth: AuthorizeResponse;
       if (run?.chain?.length) {
-        const res = await authority.advance({ create: authReq, next: run.chain });
+        const res = await authority.advance({ create: authReq, next: run.chain, ahead: true });
         if (!res.create) throw new Error('bug: the authority answered an advance without its create');
         auth = res.create;
         run.onChain?.(res.next);
@@ -347,24 +366,24 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
 
   /**
    * The steps after step k that its advance asks about: the following steps
-   * of the same VM, each from the state the one before reaches, up to and
-   * including the first whose operation is not `none` (the pack says; without
-   * a pack, the first only). Each with its authorization request.
+   * of the same VM, each from the state the one before reaches (at most
+   * ADVANCE_NEXT_MAX). The authority moves the leading `none` ones at once,
+   * authorizes the first to carry out, and approves the rest ahead as far as
+   * it can (AdvanceRequest.ahead). Without a pack, which says what is
+   * `none`, the first only. Each with its authorization request.
    */
   function chainAfter(steps: readonly BatchStep[], k: number): { k: number; request: AuthorizeRequest }[] {
     const s = steps[k];
     const vmId = s.op === 'create' ? s.body.vm.id : s.vmId;
     let at = reaches(s);
     const out: { k: number; request: AuthorizeRequest }[] = [];
-    for (let j = k + 1; j < steps.length; j++) {
+    for (let j = k + 1; j < steps.length && out.length < ADVANCE_NEXT_MAX; j++) {
       const f = steps[j];
       if (f.op === 'create' || f.vmId !== vmId || f.body.from !== at) break;
       const request = stepRequest(f);
       out.push({ k: j, request });
-      const to = request.to as string;
-      const operation = request.kind === 'resize' ? 'resize' : opts.pack?.lifecycle.operation(f.body.from, to);
-      if (operation !== 'none') break;
-      at = to;
+      if (!opts.pack) break;
+      at = request.to as string;
     }
     return out;
   }
@@ -397,13 +416,21 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
    */
   async function run(steps: readonly BatchStep[], part: Part): Promise<typeof NO_LINE> {
     const given = new Map<number, RunContext>();
+    const answers: Promise<LineAnswer>[] = [];
+    /** The previous step's answer, while its report is on its way (write-behind). */
+    let behind: Promise<LineAnswer> | undefined;
     for (let k = 0; k < steps.length; k++) {
       const s = steps[k];
       const mine = given.get(k) ?? {};
       given.delete(k);
-      const chain = mine.done ? [] : chainAfter(steps, k);
+      // A step whose next is approved already reports alone; else it asks about what follows.
+      const chain = mine.done || given.has(k + 1) ? [] : chainAfter(steps, k);
+      let carriedOut = () => {};
+      const carried = new Promise<'carried'>((resolve) => (carriedOut = () => resolve('carried')));
       const ctx: RunContext = {
         ...mine,
+        onCarriedOut: carriedOut,
+        ...(behind ? { after: behind } : {}),
         ...(chain.length > 0
           ? {
               chain: chain.map((c) => c.request),
@@ -411,9 +438,25 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
             }
           : {}),
       };
-      const answer = await part(k, () => one(s, ctx));
-      if (answer.status !== 200 || (answer.body as StepResult).outcome !== 'ok') break;
+      const answer = part(k, () => one(s, ctx));
+      answers.push(answer);
+      // Once this step's cloud call is done and the next step is approved
+      // already, the next starts while this one's report is on its way;
+      // the record never lags the cloud by more than that one edge (the
+      // report before this one must have been answered ok). Except a boot:
+      // the booting VM's call is checked against the record's state, so
+      // the report before it must be in.
+      const first = await Promise.race([answer, carried]);
+      const nextGiven = given.get(k + 1);
+      if (first === 'carried' && nextGiven?.ahead && !nextGiven.done && nextGiven.ahead.operation !== 'boot') {
+        if (behind && !answeredOk(await behind)) break;
+        behind = answer;
+        continue;
+      }
+      if (!answeredOk(await answer)) break;
+      behind = undefined;
     }
+    await Promise.all(answers);
     return NO_LINE;
   }
 
