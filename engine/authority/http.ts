@@ -70,9 +70,14 @@ export interface LineAnswer {
 /**
  * Lets a task answer in parts (a run of steps): runs `work`, writes its line
  * `{ i, k, status, body }` and returns the same answer, so the task can decide
- * whether to go on.
+ * whether to go on. `lazy(answer)`: nobody waits for this line soon (more
+ * lines of the task follow): it may wait up to LINES_LINGER_MS for others to
+ * go in the same write.
  */
-export type Part = (k: number, work: () => Promise<unknown>) => Promise<LineAnswer>;
+export type Part = (k: number, work: () => Promise<unknown>, lazy?: (answer: LineAnswer) => boolean) => Promise<LineAnswer>;
+
+/** How long a lazy line of a batch's answer waits for others to go in the same write. */
+export const LINES_LINGER_MS = 5;
 
 /**
  * Answers a batch: one NDJSON line `{ i, status, body }` per task as soon as
@@ -93,12 +98,18 @@ export function streamAnswers(
   raw.writeHead(200, { 'content-type': 'application/x-ndjson' });
   let left = tasks.length;
   let lines = '';
+  /** A flush is due at the next turn (an urgent line), or only after the lazy lines' linger. */
+  let soon = false;
+  let lingering: NodeJS.Timeout | undefined;
   const flush = () => {
+    soon = false;
+    clearTimeout(lingering);
+    lingering = undefined;
     const out = lines;
     lines = '';
     if (raw.destroyed) return;
     if (left === 0) raw.end(out);
-    else raw.write(out);
+    else if (out !== '') raw.write(out);
   };
   const settle = (work: Promise<unknown>): Promise<LineAnswer> =>
     work.then(
@@ -109,22 +120,28 @@ export function streamAnswers(
         return answer;
       },
     );
-  const write = (line: string) => {
-    if (lines === '') setImmediate(flush);
+  const write = (line: string, lazy = false) => {
     lines += line;
+    if (soon) return;
+    if (!lazy) {
+      soon = true;
+      setImmediate(flush);
+    } else {
+      lingering ??= setTimeout(flush, LINES_LINGER_MS);
+    }
   };
   return new Promise<void>((done) => {
     tasks.forEach((task, i) => {
-      const part: Part = (k, work) =>
+      const part: Part = (k, work, lazy) =>
         settle(work()).then((answer) => {
-          write(`${JSON.stringify({ i, k, status: answer.status, body: answer.body })}\n`);
+          write(`${JSON.stringify({ i, k, status: answer.status, body: answer.body })}\n`, lazy?.(answer) === true);
           return answer;
         });
       void settle(task(part)).then((answer) => {
         if (answer.body !== NO_LINE || answer.status !== 200) write(`${JSON.stringify({ i, status: answer.status, body: answer.body })}\n`);
         if (--left === 0) {
-          // The last line may have been written just now: the flush it scheduled ends the answer.
-          if (lines === '') flush();
+          // Ends the answer with whatever waits: at once unless a flush is due at the next turn anyway.
+          if (!soon) flush();
           done();
         }
       });

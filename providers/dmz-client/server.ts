@@ -101,6 +101,8 @@ interface RunContext {
   onCarriedOut?: () => void;
   /** The previous step's answer while its report is on its way: this step's report waits for it, and is not sent unless it was ok. */
   after?: Promise<LineAnswer>;
+  /** Whether the run goes on to the next step without waiting for this step's report (then the report is lazy: see AuthorityClient.report). */
+  goesOn?: () => boolean;
 }
 
 /** Whether a run's step was answered ok. */
@@ -278,7 +280,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       rep = res.report;
       run.onChain?.(res.next);
     } else {
-      rep = await authority.report(ok);
+      rep = await authority.report(ok, { lazy: run.goesOn?.() === true });
     }
     return { requestId, decision: auth.decision, reason: auth.reason, outcome: 'ok', operation, vm: stepVm(rep.vm) };
   }
@@ -427,9 +429,20 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       const chain = mine.done || given.has(k + 1) ? [] : chainAfter(steps, k);
       let carriedOut = () => {};
       const carried = new Promise<'carried'>((resolve) => (carriedOut = () => resolve('carried')));
+      // Once this step's cloud call is done and the next step is approved
+      // already, the next starts while this one's report is on its way;
+      // the record never lags the cloud by more than that one edge (the
+      // report before this one must have been answered ok). Except a boot:
+      // the booting VM's call is checked against the record's state, so
+      // the report before it must be in.
+      const goesOn = () => {
+        const n = given.get(k + 1);
+        return n?.ahead !== undefined && !n.done && n.ahead.operation !== 'boot';
+      };
       const ctx: RunContext = {
         ...mine,
         onCarriedOut: carriedOut,
+        goesOn,
         ...(behind ? { after: behind } : {}),
         ...(chain.length > 0
           ? {
@@ -438,17 +451,11 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
             }
           : {}),
       };
-      const answer = part(k, () => one(s, ctx));
+      // A step's line but the run's last waits a little for company (Part): the caller only journals it.
+      const answer = part(k, () => one(s, ctx), (a) => k < steps.length - 1 && answeredOk(a));
       answers.push(answer);
-      // Once this step's cloud call is done and the next step is approved
-      // already, the next starts while this one's report is on its way;
-      // the record never lags the cloud by more than that one edge (the
-      // report before this one must have been answered ok). Except a boot:
-      // the booting VM's call is checked against the record's state, so
-      // the report before it must be in.
       const first = await Promise.race([answer, carried]);
-      const nextGiven = given.get(k + 1);
-      if (first === 'carried' && nextGiven?.ahead && !nextGiven.done && nextGiven.ahead.operation !== 'boot') {
+      if (first === 'carried' && goesOn()) {
         if (behind && !answeredOk(await behind)) break;
         behind = answer;
         continue;
