@@ -17,7 +17,7 @@
 // / (parallelism x data centers), their ratio, the CLI's CPU per step (user +
 // sys), the services' CPU, and the load average (the machine is shared).
 //
-//   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 50 --latency 20]
+//   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
 //                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep]
 //
 // --cpu-prof DIR writes a V8 CPU profile of every process (DIR/cli, DIR/authority,
@@ -43,7 +43,8 @@ const HOST = '127.0.0.1';
 const { values } = parseArgs({
   options: {
     vms: { type: 'string' },
-    parallelism: { type: 'string', default: '50' },
+    // The CLI's default (fleet apply --parallelism).
+    parallelism: { type: 'string', default: '10' },
     latency: { type: 'string', default: '20' },
     'fleet-size': { type: 'string', default: '250' },
     quick: { type: 'boolean', default: false },
@@ -64,7 +65,7 @@ function whole(name: string, value: string, min: number): number {
 }
 
 const VMS = whole('vms', values.vms ?? (values.quick ? '400' : '10000'), DCS.length);
-const P = whole('parallelism', values.parallelism ?? '50', 1);
+const P = whole('parallelism', values.parallelism ?? '10', 1);
 const LATENCY = whole('latency', values.latency ?? '20', 0);
 const FLEET_SIZE = whole('fleet-size', values['fleet-size'] ?? '250', 1);
 const pgBase = values.embedded ? undefined : (values.pg ?? process.env.FLEET_TEST_POSTGRES_URL) || undefined;
