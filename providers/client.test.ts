@@ -223,31 +223,36 @@ describe('network faults injected with nock between the CLI and a real DMZ clien
   });
 });
 
-describe('steps in batches (POST /v1/batch) against a real DMZ client', () => {
-  let record: FleetRecord;
-  let world: TestWorld;
+/** One data center (miami) and a batching client for a describe block; nock and mocks reset after each test. */
+function batchingWorld(): { record: FleetRecord; world: TestWorld } {
+  const ctx = {} as { record: FleetRecord; world: TestWorld };
   beforeAll(async () => {
-    record = await openRecord('memory://');
-    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
+    ctx.record = await openRecord('memory://');
+    ctx.world = await startTestWorld({ record: ctx.record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
   });
   afterAll(async () => {
-    await world.close();
-    await record.close();
+    await ctx.world.close();
+    await ctx.record.close();
   });
   afterEach(() => {
     nock.cleanAll();
     vi.restoreAllMocks();
   });
+  return ctx;
+}
+
+describe('steps in batches (POST /v1/batch) against a real DMZ client', () => {
+  const ctx = batchingWorld();
 
   it('carries concurrent VMs to Running in a fraction of the requests, each step answered as its single route would', async () => {
-    const dc = world.dc('miami');
+    const dc = ctx.world.dc('miami');
     const paths: string[] = [];
     const real = http.request;
     vi.spyOn(http, 'request').mockImplementation(((opts: http.RequestOptions, cb?: () => void) => {
       paths.push(String(opts.path));
       return real(opts, cb);
     }) as typeof http.request);
-    const vms = Array.from({ length: 6 }, (_, index) => newVm(world.stack, { fleet: 'batched', index }));
+    const vms = Array.from({ length: 6 }, (_, index) => newVm(ctx.world.stack, { fleet: 'batched', index }));
     const created = await Promise.all(vms.map((vm) => dc.client.createVm(createRequest(vm))));
     expect(created.map((c) => [c.outcome, c.vm?.state])).toEqual(vms.map(() => ['ok', 'Requested']));
     const walks = await Promise.all(vms.map((vm) => walk(dc.client, vm.id, TO_RUNNING)));
@@ -260,8 +265,8 @@ describe('steps in batches (POST /v1/batch) against a real DMZ client', () => {
   });
 
   it('a step refused in a batch fails alone, with the single route\'s error; a veto stays an outcome', async () => {
-    const dc = world.dc('miami');
-    const vm = newVm(world.stack, { fleet: 'refused' });
+    const dc = ctx.world.dc('miami');
+    const vm = newVm(ctx.world.stack, { fleet: 'refused' });
     await dc.client.createVm(createRequest(vm));
     const [bad, vetoed] = await Promise.allSettled([
       dc.client.transition(vm.id, { idempotencyKey: randomUUID(), planId: 'p', from: 'Requested', to: 'BeingCreated', operation: 'resize' }),
@@ -276,21 +281,21 @@ describe('steps in batches (POST /v1/batch) against a real DMZ client', () => {
   });
 
   it('a wrong token fails every step of the batch as apply.dmz-unauthorized', async () => {
-    const dc = world.dc('miami');
+    const dc = ctx.world.dc('miami');
     const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dc.dmz.url, token: () => 'wrong', batch: true });
-    const vm = newVm(world.stack, { fleet: 'unauthorized' });
+    const vm = newVm(ctx.world.stack, { fleet: 'unauthorized' });
     const err = (await cli.createVm(createRequest(vm)).catch((e: unknown) => e)) as FleetError;
     expect(err.diagnostics[0].code).toBe('apply.dmz-unauthorized');
-    expect(await record.getVm(vm.id)).toBeUndefined();
+    expect(await ctx.record.getVm(vm.id)).toBeUndefined();
   });
 
   it('a dropped batch after the DMZ client did the work, then a 503, are retried with the same keys and make one VM each', async () => {
-    const dc = world.dc('miami');
+    const dc = ctx.world.dc('miami');
     const port = new URL(dc.dmz.url).port;
     const viaNock = `http://localhost:${port}`;
     const retries: RetryInfo[] = [];
     const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: viaNock, token: () => dc.clientToken, baseDelayMs: 1, batch: true, onRetry: (i) => retries.push(i) });
-    const vms = [newVm(world.stack, { fleet: 'dropped', index: 0 }), newVm(world.stack, { fleet: 'dropped', index: 1 })];
+    const vms = [newVm(ctx.world.stack, { fleet: 'dropped', index: 0 }), newVm(ctx.world.stack, { fleet: 'dropped', index: 1 })];
     for (const vm of vms) {
       await dc.client.createVm(createRequest(vm));
       await walk(dc.client, vm.id, ['Requested', 'BeingCreated']);
@@ -355,23 +360,10 @@ function toRunning(stack: string, fleet: string, prefix: string, index = 0): { v
 }
 
 describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a real DMZ client', () => {
-  let record: FleetRecord;
-  let world: TestWorld;
-  beforeAll(async () => {
-    record = await openRecord('memory://');
-    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
-  });
-  afterAll(async () => {
-    await world.close();
-    await record.close();
-  });
-  afterEach(() => {
-    nock.cleanAll();
-    vi.restoreAllMocks();
-  });
+  const ctx = batchingWorld();
 
   it('carries several members to Running, each in one run item, every step answered in order as its single route would', async () => {
-    const dc = world.dc('miami');
+    const dc = ctx.world.dc('miami');
     const paths: string[] = [];
     const real = http.request;
     vi.spyOn(http, 'request').mockImplementation(((opts: http.RequestOptions, cb?: () => void) => {
@@ -379,7 +371,7 @@ describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a rea
       return real(opts, cb);
     }) as typeof http.request);
     const advances = vi.spyOn(AuthorityClient.prototype, 'advance');
-    const members = Array.from({ length: 4 }, (_, i) => toRunning(world.stack, 'run', `run-${randomUUID()}-${i}`, i));
+    const members = Array.from({ length: 4 }, (_, i) => toRunning(ctx.world.stack, 'run', `run-${randomUUID()}-${i}`, i));
     const seen = members.map(() => [] as [number, string | undefined, string][]);
     await Promise.all(members.map((m, i) => dc.client.run(m.steps, (k, r) => seen[i].push([k, r.vm?.state, r.outcome]))));
     for (const s of seen) expect(s).toEqual(TO_RUNNING.map((state, k) => [k, state, 'ok']));
@@ -389,9 +381,9 @@ describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a rea
     const port = new URL(dc.dmz.url).port;
     expect(paths.filter((p) => p === `${port}/v1/batch`)).toHaveLength(1);
     for (const m of members) {
-      const vm = await record.getVm(m.vm.id);
+      const vm = await ctx.record.getVm(m.vm.id);
       expect(vm?.state).toBe('Running');
-      const history = await record.history(world.stack, vm!.address);
+      const history = await ctx.record.history(ctx.world.stack, vm!.address);
       // Each edge: intent (authorize) then the transition (report), in order.
       expect(history.filter((h) => h.detail?.startsWith('intent approved')).length).toBe(TO_RUNNING.length - 1);
     }
@@ -402,25 +394,25 @@ describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a rea
   });
 
   it('stops after a vetoed step: later steps are not carried out', async () => {
-    const dc = world.dc('miami');
-    const { vm, steps } = toRunning(world.stack, 'run-veto', `veto-${randomUUID()}`);
+    const dc = ctx.world.dc('miami');
+    const { vm, steps } = toRunning(ctx.world.stack, 'run-veto', `veto-${randomUUID()}`);
     // Skip BeingCreated: Requested -> PoweredOff is not an edge.
     steps.splice(1, 1);
     (steps[1] as Extract<BatchStep, { op: 'transition' }>).body.from = 'Requested';
     const seen: string[] = [];
     await dc.client.run(steps, (k, r) => seen.push(`${k}:${r.outcome}`));
     expect(seen).toEqual(['0:ok', '1:vetoed']);
-    expect((await record.getVm(vm.id))?.state).toBe('Requested');
+    expect((await ctx.record.getVm(vm.id))?.state).toBe('Requested');
   });
 
   it('a run cut off after some steps is sent again from its first unanswered step, with the same keys, and makes one VM', async () => {
-    const dc = world.dc('miami');
+    const dc = ctx.world.dc('miami');
     const port = new URL(dc.dmz.url).port;
     const viaNock = `http://localhost:${port}`;
     const retries: RetryInfo[] = [];
     const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: viaNock, token: () => dc.clientToken, baseDelayMs: 1, batch: true, onRetry: (i) => retries.push(i) });
     const prefix = `cut-${randomUUID()}`;
-    const { vm, steps } = toRunning(world.stack, 'run-cut', prefix);
+    const { vm, steps } = toRunning(ctx.world.stack, 'run-cut', prefix);
     const sent: BatchStep[][] = [];
     const forward = (body: unknown) =>
       fetch(`${dc.dmz.url}/v1/batch`, {
@@ -459,11 +451,11 @@ describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a rea
   });
 
   it('a step answered 503 in a run is sent again from that step; a step rejected (4xx) throws, the steps before it delivered', async () => {
-    const dc = world.dc('miami');
+    const dc = ctx.world.dc('miami');
     const port = new URL(dc.dmz.url).port;
     const viaNock = `http://localhost:${port}`;
     const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: viaNock, token: () => dc.clientToken, baseDelayMs: 1, batch: true });
-    const { steps } = toRunning(world.stack, 'run-503', `s503-${randomUUID()}`);
+    const { steps } = toRunning(ctx.world.stack, 'run-503', `s503-${randomUUID()}`);
     const line = (i: number, k: number, status: number, body: unknown) => `${JSON.stringify({ i, k, status, body })}\n`;
     const ok = (state: string) => ({ requestId: 'r', decision: 'approved', reason: 'fine', outcome: 'ok', operation: 'none', vm: { id: 'v', address: 'a/0', state, cloudId: null, realImage: null, version: 1 } });
     const bodies: { steps: { steps: BatchStep[] }[] }[] = [];
@@ -487,12 +479,12 @@ describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a rea
   });
 
   it('without batch, a run is one request per step, in order, stopping at the first not ok', async () => {
-    const dc = world.dc('miami');
+    const dc = ctx.world.dc('miami');
     const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dc.dmz.url, token: () => dc.clientToken, baseDelayMs: 1 });
-    const { vm, steps } = toRunning(world.stack, 'run-single', `single-${randomUUID()}`);
+    const { vm, steps } = toRunning(ctx.world.stack, 'run-single', `single-${randomUUID()}`);
     const seen: string[] = [];
     await cli.run(steps.slice(0, 3), (k, r) => seen.push(`${k}:${r.vm?.state}`));
     expect(seen).toEqual(['0:Requested', '1:BeingCreated', '2:PoweredOff']);
-    expect((await record.getVm(vm.id))?.state).toBe('PoweredOff');
+    expect((await ctx.record.getVm(vm.id))?.state).toBe('PoweredOff');
   });
 });

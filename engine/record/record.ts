@@ -378,6 +378,13 @@ class OnwardRows {
 }
 
 /** The unnest of OnwardRows' columns, from parameter $n on: a(a_k, a_seq, a_from, a_to, a_actor, a_plan, a_request, a_outcome, a_detail). */
+/** A statement's boot tokens (setBootTokens' upsert: a VM's new token replaces its earlier one): `token` of each row of `from` where it is set. */
+function bootTokensFrom(from: string, vmId: string, token: string): string {
+  return `INSERT INTO boot_tokens (vm_id, token_hash)
+         SELECT ${vmId}, ${token} FROM ${from} WHERE ${token} IS NOT NULL
+         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL`;
+}
+
 function onwardUnnest(n: number): string {
   const types = ['int', 'int', 'text', 'text', 'text', 'text', 'text', 'text', 'text'];
   return `unnest(${types.map((t, c) => `$${n + c}::${t}[]`).join(', ')}) AS a(a_k, a_seq, a_from, a_to, a_actor, a_plan, a_request, a_outcome, a_detail)`;
@@ -622,11 +629,7 @@ export class SqlRecord implements FleetRecord {
          ) AS rows_(h_id, h_stack, h_fleet, h_address, h_from, h_to, h_actor, h_plan, h_request, h_outcome, h_detail, h_k, h_seq)
          ORDER BY h_k, h_seq
        ),
-       t AS (
-         INSERT INTO boot_tokens (vm_id, token_hash)
-         SELECT ins.id, first.i_token FROM ins JOIN first ON first.i_id = ins.id WHERE first.i_token IS NOT NULL
-         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL
-       )
+       t AS (${bootTokensFrom('ins JOIN first ON first.i_id = ins.id', 'ins.id', 'first.i_token')})
        SELECT * FROM ins`,
       [...cols, ...onward.cols],
     );
@@ -862,11 +865,7 @@ export class SqlRecord implements FleetRecord {
          ) AS rows_(h_id, h_stack, h_fleet, h_address, h_from, h_to, h_actor, h_plan, h_request, h_outcome, h_detail, h_k, h_seq)
          ORDER BY h_k, h_seq
        ),
-       t AS (
-         INSERT INTO boot_tokens (vm_id, token_hash)
-         SELECT upd.id, i.i_token FROM upd JOIN i ON i.i_id = upd.id WHERE i.i_token IS NOT NULL
-         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL
-       )
+       t AS (${bootTokensFrom('upd JOIN i ON i.i_id = upd.id', 'upd.id', 'i.i_token')})
        SELECT * FROM upd`,
       [...cols, ...onward.cols],
     );
