@@ -53,6 +53,8 @@ export async function startTestWorld(opts: {
   sim?: Partial<Omit<SimOptions, 'dataCenter' | 'stateDir'>> | ((dc: string) => Partial<Omit<SimOptions, 'dataCenter' | 'stateDir'>>);
   client?: Partial<DmzHttpClientOptions>;
   dmz?: Partial<Pick<StartDmzClientOptions, 'driverAttempts' | 'driverTimeoutMs' | 'readyTimeoutMs'>>;
+  /** Lifetime of the authority's scoped credentials (default 10 minutes). */
+  credentialTtlMs?: number;
   /** Share one record between worlds (PGlite start-up is the slow part); each world gets its own stack name. */
   record?: FleetRecord;
 } = {}): Promise<TestWorld> {
@@ -62,7 +64,7 @@ export async function startTestWorld(opts: {
   const record = opts.record ?? (await openRecord('memory://'));
   const pack = await defaultPack();
   const tokens = names.map((name) => ({ name, token: `authority-${name}-${randomUUID()}` }));
-  const authority = await startAuthority({ record, pack, stackName: stack, dataCenters: tokens, secret: 'test-secret' });
+  const authority = await startAuthority({ record, pack, stackName: stack, dataCenters: tokens, secret: 'test-secret', ...(opts.credentialTtlMs ? { credentialTtlMs: opts.credentialTtlMs } : {}) });
   const dcs = new Map<string, TestDc>();
   for (const { name, token } of tokens) {
     const stateDir = join(dir, name);

@@ -390,6 +390,20 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     expect((await world.record.getVm(vm.id))?.state).toBe('Running');
   });
 
+  it('an approval given earlier in the run whose credentials are about to expire is asked for again before its cloud call', async () => {
+    // Credentials living 20 s: within the DMZ client's 30 s margin from the start.
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 }, credentialTtlMs: 20_000 });
+    const dc = world.dc('miami');
+    const calls = countCalls();
+    const vm = newVm(world.stack, { fleet: 'short-lived' });
+    const seen: unknown[][] = [];
+    await dc.client.run(runOf(vm, TO_RUNNING, `ttl-${vm.id}`, true), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+    expect(seen).toEqual(RUNNING_RESULTS);
+    // createVm, powerOn, boot and awaitReady each authorized afresh.
+    expect(calls()).toMatchObject({ authorize: 4, advance: ['create+5'] });
+    expect((await world.record.getVm(vm.id))?.state).toBe('Running');
+  });
+
   it('a report refused while the next step runs: the run stops there, the next step is not reported, nothing after it starts', async () => {
     world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1, retries: 0 } });
     const dc = world.dc('miami');

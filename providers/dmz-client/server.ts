@@ -105,6 +105,14 @@ interface RunContext {
   goesOn?: () => boolean;
 }
 
+/** Credentials closer than this to their expiry are not used for a cloud call. */
+const CREDENTIALS_MARGIN_MS = 30_000;
+
+/** Whether an approval's credentials (if any) last long enough for a cloud call. */
+function fresh(auth: AuthorizeResponse): boolean {
+  return auth.credentials === undefined || Date.parse(auth.credentials.expiresAt) - Date.now() > CREDENTIALS_MARGIN_MS;
+}
+
 /** Whether a run's step was answered ok. */
 function answeredOk(a: LineAnswer): boolean {
   return a.status === 200 && (a.body as StepResult).outcome === 'ok';
@@ -232,7 +240,8 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     if (run.done) return run.done;
     const { requestId, planId, vmId, from, size } = req;
     const to = req.to as string;
-    const auth = run.ahead ?? (await authority.authorize(req));
+    // An approval given earlier in the run (ahead) whose credentials are about to expire (a long path) is asked for again.
+    const auth = run.ahead && fresh(run.ahead) ? run.ahead : await authority.authorize(req);
     if (auth.decision === 'vetoed') {
       return { requestId, decision: 'vetoed', reason: auth.reason, outcome: 'vetoed', operation: 'none', ...(auth.vm ? { vm: stepVm(auth.vm) } : {}) };
     }
