@@ -1,6 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import { Batched, KeyLocks } from './batched.ts';
 
+/** Lets a batch's run hold until release(), and a test wait until n runs have started: no timers, so orders hold however busy the machine is. */
+function holding(): { enter(hold: boolean): Promise<void>; started(n: number): Promise<void>; release(): void } {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let count = 0;
+  const waiting: { n: number; go: () => void }[] = [];
+  return {
+    enter(hold) {
+      count++;
+      for (const w of waiting.filter((x) => x.n <= count)) w.go();
+      return hold ? held : Promise.resolve();
+    },
+    started: (n) => new Promise<void>((go) => (count >= n ? go() : waiting.push({ n, go }))),
+    release,
+  };
+}
+
+/** A few turns of the event loop (what Batched waits to gather a batch). */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
 describe('Batched', () => {
   it('runs the calls of one tick as one batch, answering each with its own result or error, in order', async () => {
     const seen: number[][] = [];
@@ -23,17 +45,19 @@ describe('Batched', () => {
     let running = 0;
     let most = 0;
     const sizes: number[] = [];
+    const gate = holding();
     const b = new Batched<number, number>(async (items) => {
       running++;
       most = Math.max(most, running);
       sizes.push(items.length);
-      await new Promise((r) => setTimeout(r, 5));
+      await gate.enter(sizes.length === 1);
       running--;
       return items.map((n) => n * 10);
     }, { max: 3 });
     const first = b.submit(0);
-    await new Promise((r) => setTimeout(r, 1)); // the first batch is running now
+    await gate.started(1); // the first batch is running now
     const rest = [1, 2, 3, 4, 5].map((n) => b.submit(n));
+    gate.release();
     expect(await Promise.all([first, ...rest])).toEqual([0, 10, 20, 30, 40, 50]);
     expect(most).toBe(1);
     expect(sizes).toEqual([1, 3, 2]);
@@ -43,22 +67,26 @@ describe('Batched', () => {
     let running = 0;
     let most = 0;
     const sizes: number[] = [];
+    const gate = holding();
     const b = new Batched<number, number>(
       async (items) => {
         running++;
         most = Math.max(most, running);
         sizes.push(items.length);
-        await new Promise((r) => setTimeout(r, 10));
+        await gate.enter(sizes.length <= 2);
         running--;
         return items;
       },
       { parallel: 2 },
     );
     const first = b.submit(0);
-    await new Promise((r) => setTimeout(r, 1));
+    await gate.started(1);
     const second = [1, 2].map((n) => b.submit(n));
-    await new Promise((r) => setTimeout(r, 1));
+    await gate.started(2);
     const third = [3, 4, 5].map((n) => b.submit(n));
+    await turns(3);
+    expect(sizes).toEqual([1, 2]); // the third waits for one of the two
+    gate.release();
     expect(await Promise.all([first, ...second, ...third])).toEqual([0, 1, 2, 3, 4, 5]);
     expect(most).toBe(2);
     expect(sizes).toEqual([1, 2, 3]);
@@ -66,19 +94,23 @@ describe('Batched', () => {
 
   it('overlaps a batch only once overlapAt calls wait', async () => {
     const sizes: number[] = [];
+    const gate = holding();
     const b = new Batched<number, number>(
       async (items) => {
         sizes.push(items.length);
-        await new Promise((r) => setTimeout(r, 10));
+        await gate.enter(true);
         return items;
       },
       { parallel: 3, overlapAt: 3 },
     );
     const first = b.submit(0);
-    await new Promise((r) => setTimeout(r, 1));
+    await gate.started(1);
     const two = [1, 2].map((n) => b.submit(n)); // 2 waiting: no overlap yet
-    await new Promise((r) => setTimeout(r, 1));
+    await turns(3);
+    expect(sizes).toEqual([1]);
     const three = [3, 4, 5].map((n) => b.submit(n)); // 5 waiting: a second batch starts now
+    await gate.started(2);
+    gate.release();
     expect(await Promise.all([first, ...two, ...three])).toEqual([0, 1, 2, 3, 4, 5]);
     expect(sizes).toEqual([1, 5]);
   });
@@ -86,6 +118,7 @@ describe('Batched', () => {
   it('with keyOf, two running batches never share a key, and calls of one key keep their order', async () => {
     const running = new Set<string>();
     const order: string[] = [];
+    const gate = holding();
     const b = new Batched<string, string>(
       async (items) => {
         const keys = new Set(items.map((i) => i[0]));
@@ -94,30 +127,30 @@ describe('Batched', () => {
           running.add(k);
         }
         order.push(...items);
-        await new Promise((r) => setTimeout(r, 5));
+        // a1's batch holds its key until released.
+        await gate.enter(items.includes('a1'));
         for (const k of keys) running.delete(k);
         return items;
       },
       { parallel: 3, keyOf: (i) => i[0] },
     );
     const first = b.submit('a1');
-    await new Promise((r) => setTimeout(r, 1));
+    await gate.started(1);
     const rest = ['a2', 'b1', 'a3', 'b2', 'c1'].map((x) => b.submit(x));
+    // b and c run beside a1; a2 and a3 wait for it.
+    await Promise.all([rest[1], rest[3], rest[4]]);
+    expect(order).toEqual(['a1', 'b1', 'b2', 'c1']);
+    gate.release();
     expect(await Promise.all([first, ...rest])).toEqual(['a1', 'a2', 'b1', 'a3', 'b2', 'c1']);
     expect(order.filter((x) => x[0] === 'a')).toEqual(['a1', 'a2', 'a3']);
     expect(order.filter((x) => x[0] === 'b')).toEqual(['b1', 'b2']);
-    expect(order.slice(0, 4)).toEqual(['a1', 'b1', 'b2', 'c1']); // b and c ran beside a1; a2, a3 waited for it
   });
 
   it('two Batched sharing KeyLocks never run a key at once; a call skipped for the other\'s key starts when it lets go', async () => {
     const locks = new KeyLocks();
     const running = new Set<string>();
     const log: string[] = [];
-    // A's batches hold their keys until released; no timers, so the order holds however busy the machine is.
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    let started!: () => void;
-    const aStarted = new Promise<void>((r) => (started = r));
+    const gate = holding();
     const make = (name: string, hold: boolean) =>
       new Batched<string, string>(
         async (items) => {
@@ -127,10 +160,8 @@ describe('Batched', () => {
             running.add(k);
           }
           log.push(`${name}:${items.join(',')}`);
-          if (hold) {
-            started();
-            await held;
-          }
+          // A's batches hold their keys until released.
+          await gate.enter(hold);
           for (const k of keys) running.delete(k);
           return items;
         },
@@ -139,12 +170,12 @@ describe('Batched', () => {
     const a = make('A', true);
     const b = make('B', false);
     const first = a.submit('x1');
-    await aStarted;
+    await gate.started(1);
     // B's x2 waits for A's x1 (same key) although B runs nothing; its y1 goes at once.
     const rest = [b.submit('x2'), b.submit('y1')];
     await rest[1];
     expect(log).toEqual(['A:x1', 'B:y1']);
-    release();
+    gate.release();
     expect(await Promise.all([first, ...rest])).toEqual(['x1', 'x2', 'y1']);
     expect(log).toEqual(['A:x1', 'B:y1', 'B:x2']);
   });

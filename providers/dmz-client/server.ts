@@ -446,7 +446,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       // the report before it must be in.
       const goesOn = () => {
         const n = given.get(k + 1);
-        return n?.ahead !== undefined && !n.done && n.ahead.operation !== 'boot';
+        return n?.ahead !== undefined && n.ahead.decision !== 'vetoed' && !n.done && n.ahead.operation !== 'boot';
       };
       const ctx: RunContext = {
         ...mine,
@@ -460,8 +460,13 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
             }
           : {}),
       };
-      // A step's line but the run's last waits a little for company (Part): the caller only journals it.
-      const answer = part(k, () => one(s, ctx), (a) => k < steps.length - 1 && answeredOk(a));
+      // Lines go in step order (a step answered early, say from the
+      // idempotency log, waits for the line of the one before it). A step's
+      // line but the run's last waits a little for company (Part): the
+      // caller only journals it.
+      const before = behind;
+      const work = before ? () => one(s, ctx).finally(() => before) : () => one(s, ctx);
+      const answer = part(k, work, (a) => k < steps.length - 1 && answeredOk(a));
       answers.push(answer);
       const first = await Promise.race([answer, carried]);
       if (first === 'carried' && goesOn()) {
