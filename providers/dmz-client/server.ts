@@ -222,6 +222,20 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     }
   }
 
+  /** Per VM, its report on its way (see /v1/boot). */
+  const reports = new Map<string, Promise<unknown>>();
+  function reporting<T>(vmId: string, report: Promise<T>): Promise<T> {
+    const settled = report.then(
+      () => undefined,
+      () => undefined,
+    );
+    reports.set(vmId, settled);
+    void settled.then(() => {
+      if (reports.get(vmId) === settled) reports.delete(vmId);
+    });
+    return report;
+  }
+
   /** The authorization request of one edge (or a resize). */
   function edgeRequest(vmId: string, planId: string | null, from: string, to: string, size?: VmSize): AuthorizeRequest {
     const kind = size && from === to ? 'resize' : 'transition';
@@ -280,17 +294,18 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       };
     }
     run.onCarriedOut?.();
-    await inTurn();
     const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });
-    let rep: ReportResponse;
-    if (run.chain?.length) {
-      const res = await authority.advance({ report: ok, next: run.chain, ahead: true });
-      if (!res.report) throw new Error('bug: the authority answered an advance without its report');
-      rep = res.report;
-      run.onChain?.(res.next);
-    } else {
-      rep = await authority.report(ok, { lazy: run.goesOn?.() === true });
-    }
+    // Known as on its way from now on (a booting VM's call waits for it), though it goes out in its turn.
+    const rep = await reporting(
+      vmId,
+      inTurn().then(async (): Promise<ReportResponse> => {
+        if (!run.chain?.length) return authority.report(ok, { lazy: run.goesOn?.() === true });
+        const res = await authority.advance({ report: ok, next: run.chain, ahead: true });
+        if (!res.report) throw new Error('bug: the authority answered an advance without its report');
+        run.onChain?.(res.next);
+        return res.report;
+      }),
+    );
     return { requestId, decision: auth.decision, reason: auth.reason, outcome: 'ok', operation, vm: stepVm(rep.vm) };
   }
 
@@ -441,12 +456,12 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       // Once this step's cloud call is done and the next step is approved
       // already, the next starts while this one's report is on its way;
       // the record never lags the cloud by more than that one edge (the
-      // report before this one must have been answered ok). Except a boot:
-      // the booting VM's call is checked against the record's state, so
-      // the report before it must be in.
+      // report before this one must have been answered ok). A booting VM's
+      // call waits for its report (/v1/boot): the authority checks the VM
+      // against the record's state.
       const goesOn = () => {
         const n = given.get(k + 1);
-        return n?.ahead !== undefined && n.ahead.decision !== 'vetoed' && !n.done && n.ahead.operation !== 'boot';
+        return n?.ahead !== undefined && n.ahead.decision !== 'vetoed' && !n.done;
       };
       const ctx: RunContext = {
         ...mine,
@@ -536,8 +551,13 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   app.post<{ Body: BootRequest }>(
     '/v1/boot',
     { schema: doc('Boot endpoint: a booting VM asks for approval and its disk key', { body: bootBodySchema, response: { 200: bootResponseSchema, 400: errorSchema, 503: errorSchema } }) },
-    async (req) =>
-      authority.boot({ dataCenter: dc, ...req.body }),
+    async (req) => {
+      // The authority checks a booting VM against the record's state: a
+      // report of this VM still on its way (written behind, its boot edge
+      // already running) goes first.
+      await reports.get(req.body.vmId);
+      return authority.boot({ dataCenter: dc, ...req.body });
+    },
   );
 
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
