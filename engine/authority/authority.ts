@@ -17,7 +17,10 @@
 //   and, for a `none` edge in the middle, its ok report would, one by one in
 //   one serial(); it only saves work: in the common case all its writes are
 //   one record statement, decided by the same checks (judgeEdge) on the rows
-//   that statement makes.
+//   that statement makes. With `ahead`, the edges after the one to carry out
+//   are approved on the rows the edges before them will leave (same checks);
+//   each one's intent row is written by the report of the edge before it,
+//   and anything but that report drops them (this.ahead).
 // - A boot is approved only for a VM the record knows, in the caller's data
 //   center, with the same cloud id and real image, presenting an unused boot
 //   token. Only then is the disk key released.

@@ -5,8 +5,10 @@
 // outcome to the authority, which moves the record, and (4) answers the
 // caller. It never calls another data center's driver, and it always speaks
 // to the authority with its own data center's token. Within a run of steps,
-// (3) and the next steps' (1) go as one advance call, and a `none` edge in
-// the middle of a run is moved by the authority inside it (see `run`).
+// (3) and the next steps' (1) go as one advance call that also approves the
+// rest of the path ahead; a step approved ahead starts as soon as the one
+// before it is done, whose report goes meanwhile (in order, one at a time:
+// the record never lags the cloud by more than one edge). See `run`.
 import { createHash, randomUUID } from 'node:crypto';
 import { FleetError, diag } from '../../engine/diags/index.ts';
 import { NO_LINE, ProtocolError, createService, doc, listen, streamAnswers, tokenTable, type LineAnswer, type Part } from '../../engine/authority/http.ts';
