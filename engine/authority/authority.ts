@@ -554,6 +554,8 @@ export class Authority {
     const later = foreseen.filter((f) => f.ahead);
     if (later.length > 0) {
       const at = Date.now();
+      // Deleted first, so the map stays in time order (prunePending).
+      this.ahead.delete(row.id);
       this.ahead.set(row.id, later.map((f) => ({ from: f.vm.state, intent: intentOf(f.req, f.to, f.operation), at })));
     }
     const steps: AdvanceStep[] = foreseen.map((f, j) => {
