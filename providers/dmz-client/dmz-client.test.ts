@@ -301,6 +301,13 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     return steps;
   }
 
+  /** Runs `steps` and returns what each step answered: [k, outcome, operation, the VM's state]. */
+  async function results(client: DmzHttpClient, steps: BatchStep[]): Promise<unknown[][]> {
+    const seen: unknown[][] = [];
+    await client.run(steps, (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+    return seen;
+  }
+
   /** Counts the DMZ clients' calls to the authority, and the edges each advance asks about. */
   function countCalls() {
     const spies = {
@@ -338,8 +345,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     const dc = w.dc('miami');
     const calls = countCalls();
     const vm = newVm(w.stack, { fleet: 'chained' });
-    const seen: unknown[][] = [];
-    await dc.client.run(runOf(vm, TO_RUNNING, `chain-${vm.id}`, true), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+    const seen = await results(dc.client, runOf(vm, TO_RUNNING, `chain-${vm.id}`, true));
     expect(seen).toEqual(RUNNING_RESULTS);
     // advance(create, all 5 edges, ahead): none moved, createVm authorized, the rest approved ahead (boot's token stored with the insert);
     // then each edge's report goes out as the next edge starts (written behind), the last one waited for.
@@ -377,8 +383,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     const boot = dc.driver.boot.bind(dc.driver);
     vi.spyOn(dc.driver, 'boot').mockImplementation((creds, ref, o) => (order.push('boot started'), boot(creds, ref, o)));
     const vm = newVm(world.stack, { fleet: 'behind' });
-    const seen: unknown[][] = [];
-    await dc.client.run(runOf(vm, TO_RUNNING, `behind-${vm.id}`, true), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+    const seen = await results(dc.client, runOf(vm, TO_RUNNING, `behind-${vm.id}`, true));
     expect(seen).toEqual(RUNNING_RESULTS);
     expect(order.indexOf('powerOn started')).toBeGreaterThan(order.indexOf('report PoweredOff sent'));
     expect(order.indexOf('powerOn started')).toBeLessThan(order.indexOf('report PoweredOff answered'));
@@ -396,8 +401,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     const dc = world.dc('miami');
     const calls = countCalls();
     const vm = newVm(world.stack, { fleet: 'short-lived' });
-    const seen: unknown[][] = [];
-    await dc.client.run(runOf(vm, TO_RUNNING, `ttl-${vm.id}`, true), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+    const seen = await results(dc.client, runOf(vm, TO_RUNNING, `ttl-${vm.id}`, true));
     expect(seen).toEqual(RUNNING_RESULTS);
     // createVm, powerOn, boot and awaitReady each authorized afresh.
     expect(calls()).toMatchObject({ authorize: 4, advance: ['create+5'] });
@@ -449,8 +453,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     const vm = newVm(world.stack);
     await dc.client.run(runOf(vm, TO_RUNNING, `up-${vm.id}`, true), () => {});
     const calls = countCalls();
-    const seen: unknown[][] = [];
-    await dc.client.run(runOf(vm, ['Running', 'ShuttingDown', 'PoweredOff', 'BeingDeleted', 'Deleted'], `down-${vm.id}`), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+    const seen = await results(dc.client, runOf(vm, ['Running', 'ShuttingDown', 'PoweredOff', 'BeingDeleted', 'Deleted'], `down-${vm.id}`));
     expect(seen).toEqual([
       [0, 'ok', 'shutdown', 'ShuttingDown'],
       [1, 'ok', 'powerOff', 'PoweredOff'],
@@ -473,8 +476,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
       const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dmz.url, token: () => 'nopack', batch: true, baseDelayMs: 1 });
       const calls = countCalls();
       const vm = newVm(w.stack);
-      const seen: unknown[][] = [];
-      await client.run(runOf(vm, TO_RUNNING, `nopack-${vm.id}`, true), (k, r) => seen.push([k, r.outcome, r.operation, r.vm?.state]));
+      const seen = await results(client, runOf(vm, TO_RUNNING, `nopack-${vm.id}`, true));
       expect(seen).toEqual(RUNNING_RESULTS);
       expect(calls()).toEqual({ authorize: 0, report: 1, advance: ['create+1', 'report+1', 'report+1', 'report+1', 'report+1'], boot: 1 });
     } finally {
