@@ -25,6 +25,7 @@ import type {
   DeleteVmRequest,
   ErrorBody,
   HealthResponse,
+  RunLane,
   StepResult,
   TransitionRequest,
 } from './protocol.ts';
@@ -148,6 +149,15 @@ export class DmzHttpClient {
     };
   }
 
+  /**
+   * Whether `run` passes its lane on (batch mode: runs travel as run items),
+   * so the DMZ client bounds the apply's cloud work per data center itself
+   * and the caller may send it more runs than that (docs/protocol.md, "Lanes").
+   */
+  get lanes(): boolean {
+    return this.opts.batch;
+  }
+
   /** Inserts the VM in the record in the pack's initial state (no cloud call). Vetoed -> outcome `vetoed`. */
   createVm(req: CreateVmRequest): Promise<StepResult> {
     return this.step({ op: 'create', body: req });
@@ -172,9 +182,11 @@ export class DmzHttpClient {
    * Either way every step keeps its own idempotency key and the single
    * routes' answers and retry rules: a run cut off is sent again from its
    * first unanswered step, and a step the DMZ client rejects throws as its
-   * single route would, the steps before it delivered.
+   * single route would, the steps before it delivered. `lane` (batch only,
+   * see `lanes`) lets the DMZ client hold the run until one of the apply's
+   * places in the data center is free.
    */
-  async run(steps: readonly BatchStep[], onStep: (k: number, result: StepResult) => void): Promise<void> {
+  async run(steps: readonly BatchStep[], onStep: (k: number, result: StepResult) => void, opts: { lane?: RunLane } = {}): Promise<void> {
     if (!this.opts.batch || steps.length === 1) {
       for (let k = 0; k < steps.length; k++) {
         const r = await this.step(steps[k]);
@@ -186,7 +198,7 @@ export class DmzHttpClient {
     for (let at = 0; at < steps.length; at += RUN_STEPS_MAX) {
       const part = steps.slice(at, at + RUN_STEPS_MAX);
       let stopped = false;
-      await new Promise<void>((resolve, reject) => this.enqueueRun(part, (k, r) => {
+      await new Promise<void>((resolve, reject) => this.enqueueRun(part, opts.lane, (k, r) => {
         onStep(at + k, r);
         if (r.outcome !== 'ok') stopped = true;
       }, resolve, reject));
@@ -238,7 +250,7 @@ export class DmzHttpClient {
   }
 
   /** Queues a run; `onStep` gets each answered step (k counts from the run's first step). */
-  private enqueueRun(steps: readonly BatchStep[], onStep: (k: number, r: StepResult) => void, resolve: () => void, reject: (e: unknown) => void): void {
+  private enqueueRun(steps: readonly BatchStep[], lane: RunLane | undefined, onStep: (k: number, r: StepResult) => void, resolve: () => void, reject: (e: unknown) => void): void {
     /** The first step not yet answered, and the first of those sent with the exchange on its way. */
     let from = 0;
     let sentFrom = 0;
@@ -246,7 +258,7 @@ export class DmzHttpClient {
     const aim = () => {
       sentFrom = from;
       const { method, path } = route(steps[from]);
-      Object.assign(q, { item: { op: 'run', steps: steps.slice(from) }, method, path, key: steps[from].body.idempotencyKey });
+      Object.assign(q, { item: { op: 'run', steps: steps.slice(from), ...(lane ? { lane } : {}) }, method, path, key: steps[from].body.idempotencyKey });
     };
     aim();
     q.answer = (k, status, body, retryAfter) => {

@@ -152,6 +152,19 @@ export const RUN_STEPS_MAX = 50;
 export interface BatchRun {
   op: 'run';
   steps: BatchStep[];
+  /**
+   * The apply's lane (docs/protocol.md, "Lanes"): of the runs naming lane
+   * `id`, at most `width` do cloud work at once at this DMZ client; the
+   * others wait, approved, for a place. Without it the run starts at once.
+   */
+  lane?: RunLane;
+}
+
+export interface RunLane {
+  /** One per apply (and DMZ client). */
+  id: string;
+  /** The apply's --parallelism. */
+  width: number;
 }
 
 /**

@@ -27,9 +27,12 @@ class FakeDmz implements DmzApi {
   inFlight = 0;
   maxInFlight = 0;
   keys: string[] = [];
+  /** The lane each run named. */
+  runLanes: unknown[] = [];
   constructor(
     readonly dc: string,
     private readonly failVm?: string,
+    readonly lanes?: boolean,
   ) {}
   private async answer(vmId: string, key: string): Promise<StepResult> {
     this.keys.push(key);
@@ -47,7 +50,8 @@ class FakeDmz implements DmzApi {
     };
   }
   /** Like DmzHttpClient.run: steps in order, stopping after the first not ok. */
-  run: DmzApi['run'] = async (steps, onStep) => {
+  run: DmzApi['run'] = async (steps, onStep, opts) => {
+    this.runLanes.push(opts?.lane);
     for (let k = 0; k < steps.length; k++) {
       const r = await this.one(steps[k]);
       onStep(k, r);
@@ -86,6 +90,29 @@ describe('applyPlan', () => {
       expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 12, failed: 0 });
       expect((await record.listPlans(p.stack)).map((x) => x.result)).toEqual(['succeeded']);
       expect(await record.listLocks(p.stack)).toEqual([]);
+    } finally {
+      await record.close();
+    }
+  });
+
+  it('with a client that has lanes, sends as many members again ahead, each run naming the apply\'s lane and its parallelism', async () => {
+    const record = await memoryRecord();
+    try {
+      const p = plan(16);
+      const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name, undefined, true)]));
+      const result = await applyPlan({ plan: p, record, clients, owners: { web: 'team' }, parallelism: 2 });
+      expect(result).toMatchObject({ failed: [], succeeded: 16 });
+      const lanes = [...clients.values()].flatMap((c) => c.runLanes);
+      expect(lanes).toHaveLength(16);
+      // One lane for the apply (each DMZ client keeps its own places), as wide as --parallelism.
+      expect(new Set(lanes.map((l) => JSON.stringify(l))).size).toBe(1);
+      expect(lanes[0]).toEqual({ id: expect.any(String), width: 2 });
+      // The DMZ client bounds the cloud work; the executor keeps 2 more members queued there.
+      for (const c of clients.values()) expect(c.maxInFlight).toBe(4);
+      // Without lanes: no lane, and parallelism members in flight (the first test).
+      const plain = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
+      await applyPlan({ plan: plan(4), record, clients: plain, owners: {}, parallelism: 2 });
+      expect([...plain.values()].flatMap((c) => c.runLanes)).toEqual([undefined, undefined, undefined, undefined]);
     } finally {
       await record.close();
     }

@@ -14,18 +14,22 @@
 //   emitted once that row is committed.
 // - A member that fails stops there; the other members go on.
 // - Steps of one member run in order; members run in parallel, at most
-//   `parallelism` at a time per data center.
-import { createHash } from 'node:crypto';
+//   `parallelism` at a time per data center. With a client that has lanes
+//   (batch mode), as many members again are sent ahead: the DMZ client
+//   holds each until one of the apply's `parallelism` places in its data
+//   center is free (providers/dmz-client/lanes.ts), so a place never waits
+//   for our journal, request or the authority between two members.
+import { createHash, randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../plan/types.ts';
 import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
-import type { BatchStep } from '../../providers/protocol.ts';
+import type { BatchStep, RunLane } from '../../providers/protocol.ts';
 import type { DmzHttpClient } from '../../providers/client.ts';
 
 /** The part of DmzHttpClient the executor uses (tests may pass another implementation). */
-export type DmzApi = Pick<DmzHttpClient, 'run'>;
+export type DmzApi = Pick<DmzHttpClient, 'run'> & Partial<Pick<DmzHttpClient, 'lanes'>>;
 
 export type ApplyEvent =
   | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
@@ -163,13 +167,15 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     // what it still writes after that (its last journal rows, the spec it now
     // matches) goes on beside the next member's start.
     const tails: Promise<void>[] = [];
+    const lane = { id: randomUUID(), width: opts.parallelism };
     await Promise.all(
-      [...byDc].map(([dc, list]) =>
-        pool(list, opts.parallelism, (change) => {
+      [...byDc].map(([dc, list]) => {
+        const client = opts.clients.get(dc)!;
+        const inFlight = client.lanes ? 2 * opts.parallelism : opts.parallelism;
+        return pool(list, inFlight, (change) => {
           if (lockLost) throw lockLost;
-          const client = opts.clients.get(dc)!;
           return new Promise<void>((free) => {
-            const tail = runMember(change, client, opts, emit, free).then((r) => {
+            const tail = runMember(change, client, opts, emit, free, client.lanes ? lane : undefined).then((r) => {
               steps += r.steps;
               const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
               if (r.failure) {
@@ -185,8 +191,8 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
             settled.catch(() => {});
             tails.push(settled);
           });
-        }),
-      ),
+        });
+      }),
     );
     await Promise.all(tails);
     if (lockLost) throw lockLost;
@@ -315,6 +321,7 @@ async function runMember(
   opts: ApplyOptions,
   emit: (e: ApplyEvent) => void,
   answered: () => void,
+  lane: RunLane | undefined,
 ): Promise<{ steps: number; elapsedMs: number; failure?: MemberFailure }> {
   const { plan, record } = opts;
   const began = performance.now();
@@ -367,6 +374,7 @@ async function runMember(
         failure = { k, d };
         after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }), () => emit(stepEvent(k, 'failed', why)));
       },
+      lane ? { lane } : {},
     );
   } catch (err) {
     // The first unanswered step could not be carried out (rejected, or the DMZ client unreachable).

@@ -10,7 +10,7 @@ import type { FleetRecord } from '../../engine/record/types.ts';
 import { DmzHttpClient } from '../client.ts';
 import { createSimDriver } from '../drivers/sim/index.ts';
 import type { BatchStep, NewVmRequest, StepResult } from '../protocol.ts';
-import { TO_RUNNING, createRequest, newVm, startTestWorld, walk, type TestWorld } from '../testing.ts';
+import { TO_RUNNING, createRequest, newVm, startTestWorld, walk, type TestDc, type TestWorld } from '../testing.ts';
 import { AuthorityClient } from './authority-client.ts';
 import { startDmzClient } from './server.ts';
 
@@ -484,5 +484,94 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
       await driver.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('lanes: runs of one apply, at most width of them doing cloud work at once', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** A new VM's run to Running. */
+  function toRunningRun(vm: NewVmRequest, prefix: string): BatchStep[] {
+    const steps: BatchStep[] = [{ op: 'create', body: createRequest(vm, `${prefix}/0`) }];
+    for (let k = 1; k < TO_RUNNING.length; k++) {
+      steps.push({ op: 'transition', vmId: vm.id, body: { idempotencyKey: `${prefix}/${k}`, planId: 'plan-1', from: TO_RUNNING[k - 1], to: TO_RUNNING[k] } });
+    }
+    return steps;
+  }
+
+  /** Wraps the driver's calls: which VMs are between their first cloud call's start and their last one's end. */
+  function cloudWork(driver: TestDc['driver']) {
+    const busy = new Set<string>();
+    let most = 0;
+    const starts: string[] = [];
+    for (const call of ['createVm', 'powerOn', 'boot', 'awaitReady'] as const) {
+      const real = (driver[call] as (...a: unknown[]) => Promise<unknown>).bind(driver);
+      vi.spyOn(driver, call).mockImplementation(async (...args: unknown[]) => {
+        const vmId = (args[1] as { vmId: string }).vmId;
+        if (call === 'createVm') {
+          starts.push(vmId);
+          busy.add(vmId);
+          most = Math.max(most, busy.size);
+        }
+        try {
+          return (await real(...args)) as never;
+        } finally {
+          if (call === 'awaitReady') busy.delete(vmId);
+        }
+      });
+    }
+    return { most: () => most, starts };
+  }
+
+  it('the others wait, approved already, and start in the order they came as places free', async () => {
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
+    const dc = world.dc('miami');
+    const work = cloudWork(dc.driver);
+    const advance = vi.spyOn(AuthorityClient.prototype, 'advance');
+    const advancesAtStart: number[] = [];
+    const createVm = dc.driver.createVm;
+    vi.spyOn(dc.driver, 'createVm').mockImplementation((creds, input) => (advancesAtStart.push(advance.mock.calls.length), createVm(creds, input)));
+    const lane = { id: `apply-${randomUUID()}`, width: 2 };
+    const vms = Array.from({ length: 5 }, (_, index) => newVm(world!.stack, { fleet: 'laned', index }));
+    const seen = await Promise.all(
+      vms.map(async (vm) => {
+        const states: unknown[] = [];
+        await dc.client.run(toRunningRun(vm, `lane-${vm.id}`), (_k, r) => states.push(r.vm?.state), { lane });
+        return states.at(-1);
+      }),
+    );
+    expect(seen).toEqual(['Running', 'Running', 'Running', 'Running', 'Running']);
+    expect(work.most()).toBe(2);
+    // In the order the runs were sent (one batch), each run's advance made before any place was free.
+    expect(work.starts).toEqual(vms.map((v) => v.id));
+    expect(advancesAtStart.slice(2)).toEqual([5, 5, 5]);
+    expect(dc.driver.calls.get('createVm')).toBe(5);
+  });
+
+  it('a run that fails gives its place up; runs without a lane do not wait for one', async () => {
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1, retries: 0 }, sim: { failCalls: ['awaitReady'] } });
+    const dc = world.dc('miami');
+    const work = cloudWork(dc.driver);
+    const lane = { id: `apply-${randomUUID()}`, width: 1 };
+    const outcomes = await Promise.all(
+      Array.from({ length: 3 }, async (_, index) => {
+        const vm = newVm(world!.stack, { fleet: 'laned-failing', index });
+        const out: unknown[] = [];
+        await dc.client.run(toRunningRun(vm, `fail-${vm.id}`), (_k, r) => out.push(r.outcome), { lane });
+        return out.at(-1);
+      }),
+    );
+    expect(outcomes).toEqual(['failed', 'failed', 'failed']);
+    expect(work.most()).toBe(1);
+    const free = await Promise.all(
+      Array.from({ length: 2 }, async (_, index) => {
+        const vm = newVm(world!.stack, { fleet: 'unlaned', index });
+        await dc.client.run(toRunningRun(vm, `free-${vm.id}`), () => {});
+      }),
+    );
+    expect(free).toHaveLength(2);
+    expect(work.most()).toBe(2);
   });
 });

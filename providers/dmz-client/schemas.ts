@@ -165,6 +165,12 @@ const runSchema = {
       maxItems: RUN_STEPS_MAX,
       items: { type: 'object', required: ['op'], discriminator: { propertyName: 'op' }, oneOf: stepKinds },
     },
+    lane: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['id', 'width'],
+      properties: { id: { type: 'string', minLength: 1, maxLength: 200 }, width: { type: 'integer', minimum: 1, maximum: 1000 } },
+    },
   },
 } as const;
 

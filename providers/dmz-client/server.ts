@@ -24,10 +24,11 @@ import {
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { VmSize } from '../../engine/plan/types.ts';
 import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
-import type { BatchStep, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
+import type { BatchStep, BatchRun, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
 import { ADVANCE_NEXT_MAX } from '../../engine/authority/schemas.ts';
 import { AuthorityClient } from './authority-client.ts';
 import { IdempotencyStore } from './idempotency.ts';
+import { Lanes, type Lease } from './lanes.ts';
 import {
   actualVmSchema,
   bootBodySchema,
@@ -105,6 +106,8 @@ interface RunContext {
   after?: Promise<LineAnswer>;
   /** Whether the run goes on to the next step without waiting for this step's report (then the report is lazy: see AuthorityClient.report). */
   goesOn?: () => boolean;
+  /** The run's place in its lane (lanes.ts), taken before its first cloud call. */
+  lease?: Lease;
 }
 
 /** Credentials closer than this to their expiry are not used for a cloud call. */
@@ -129,6 +132,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   }
   const authority = new AuthorityClient(dc, opts.authorityUrl, opts.authorityToken, opts.authorityTimeoutMs ?? 30_000);
   const store = new IdempotencyStore<StepResult>(opts.stateDir);
+  const lanes = new Lanes();
   const attempts = opts.driverAttempts ?? 4;
   const driverTimeoutMs = opts.driverTimeoutMs ?? 120_000;
   const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
@@ -257,7 +261,12 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     const { requestId, planId, vmId, from, size } = req;
     const to = req.to as string;
     // An approval given earlier in the run (ahead) whose credentials are about to expire (a long path) is asked for again.
-    const auth = run.ahead && fresh(run.ahead) ? run.ahead : await authority.authorize(req);
+    let auth = run.ahead && fresh(run.ahead) ? run.ahead : await authority.authorize(req);
+    // The run's first cloud call waits for a place in its lane; the approval, given before, is asked for again if the wait outlasted it.
+    if (run.lease && !run.lease.holding && auth.decision !== 'vetoed' && auth.operation !== 'none') {
+      await run.lease.hold();
+      if (!fresh(auth)) auth = await authority.authorize(req);
+    }
     if (auth.decision === 'vetoed') {
       return { requestId, decision: 'vetoed', reason: auth.reason, outcome: 'vetoed', operation: 'none', ...(auth.vm ? { vm: stepVm(auth.vm) } : {}) };
     }
@@ -442,7 +451,16 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
    * (`done`), each still stored under its own idempotency key
    * (docs/protocol.md, "Runs"; docs/dmz-client.md).
    */
-  async function run(steps: readonly BatchStep[], part: Part): Promise<typeof NO_LINE> {
+  async function run({ steps, lane }: BatchRun, part: Part): Promise<typeof NO_LINE> {
+    const lease = lane ? lanes.lease(lane.id, lane.width) : undefined;
+    try {
+      return await runSteps(steps, part, lease);
+    } finally {
+      lease?.free();
+    }
+  }
+
+  async function runSteps(steps: readonly BatchStep[], part: Part, lease: Lease | undefined): Promise<typeof NO_LINE> {
     const given = new Map<number, RunContext>();
     const answers: Promise<LineAnswer>[] = [];
     /** The previous step's answer, while its report is on its way (write-behind). */
@@ -467,6 +485,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       };
       const ctx: RunContext = {
         ...mine,
+        ...(lease ? { lease } : {}),
         onCarriedOut: carriedOut,
         goesOn,
         ...(behind ? { after: behind } : {}),
@@ -485,6 +504,8 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       const work = before ? () => one(s, ctx).finally(() => before) : () => one(s, ctx);
       const answer = part(k, work, (a) => k < steps.length - 1 && answeredOk(a));
       answers.push(answer);
+      // The last step's cloud call done, the run's place goes to the next run of its lane (its report and answer go on).
+      if (lease && k === steps.length - 1) void carried.then(() => lease.free());
       const first = await Promise.race([answer, carried]);
       if (first === 'carried' && goesOn()) {
         if (behind && !answeredOk(await behind)) break;
@@ -494,6 +515,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       if (!answeredOk(await answer)) break;
       behind = undefined;
     }
+    lease?.free();
     await Promise.all(answers);
     return NO_LINE;
   }
@@ -531,7 +553,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     (req, reply) =>
       streamAnswers(
         reply,
-        req.body.steps.map((s) => (part: Part) => (s.op === 'run' ? run(s.steps, part) : one(s))),
+        req.body.steps.map((s) => (part: Part) => (s.op === 'run' ? run(s, part) : one(s))),
         (err) => app.log.error(err),
       ),
   );
