@@ -15,7 +15,9 @@
 // Printed: wall time of `fleet apply` (whole process, and the apply phase from
 // its `start` to its `summary` event), the ideal bound = cloud calls x latency
 // / (parallelism x data centers), their ratio, the CLI's CPU per step (user +
-// sys), the services' CPU, and the load average (the machine is shared).
+// sys), the services' CPU, each member's time (from its first request to its
+// last answer) and each VM's time in its data center (createVm call to agent
+// ready, from the sims' state), and the load average (the machine is shared).
 //
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
 //                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep]
@@ -31,6 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { createTestDatabase } from '../../engine/record/testing.ts';
+import { readSimState } from '../../providers/drivers/sim/index.ts';
 import type { ChildUsage } from './child.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -349,6 +352,22 @@ async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv): 
   return { code, wallMs, usage, summary, cloudCalls, perOperation, failures, memberMs, stderr: await readFile(errFile, 'utf8') };
 }
 
+/**
+ * Per VM, its time in the data center: from its createVm call (the sim
+ * stamps createdAt when that call's latency is over) to its agent's ready
+ * (its last change), read from the sims' state. What a place of the apply's
+ * lane is held for, about; the members' own figure adds their wait for a
+ * place and the answer's way back.
+ */
+async function inDataCenterMs(simRoot: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const dc of DCS) {
+    const { vms } = await readSimState(join(simRoot, dc), dc);
+    for (const vm of vms) if (vm.agent === 'ready') out.push(Date.parse(vm.updatedAt) - Date.parse(vm.createdAt) + LATENCY);
+  }
+  return out.sort((a, b) => a - b);
+}
+
 // ---------------------------------------------------------------- main
 
 const f0 = (x: number) => x.toFixed(0);
@@ -417,6 +436,7 @@ async function main(): Promise<number> {
   const svcCpu0 = services.map((s) => procCpu(s.child.pid ?? 0));
   const pgCpu0 = pgBase ? postgresCpu() : undefined;
   const run = await runApply(dir, stackDir, env);
+  const inDc = await inDataCenterMs(join(pgBase ? join(dir, 'services') : stackDir, '.fleet', 'sim')).catch(() => []);
   const svcCpu1 = services.map((s) => procCpu(s.child.pid ?? 0));
   const pgCpu1 = pgBase ? postgresCpu() : undefined;
   const loadAfter = la();
@@ -449,7 +469,12 @@ async function main(): Promise<number> {
   if (run.memberMs.length > 0) {
     const q = (f: number) => run.memberMs[Math.min(run.memberMs.length - 1, Math.floor(f * run.memberMs.length))];
     const cloudPerMember = (run.cloudCalls / run.memberMs.length) * LATENCY;
-    console.log(`  per member  median ${q(0.5)} ms, p90 ${q(0.9)} ms, from its first request to its last answer (its cloud calls: ${f0(cloudPerMember)} ms; ratio ${f2(q(0.5) / cloudPerMember)})`);
+    console.log(`  per member  median ${q(0.5)} ms, p90 ${q(0.9)} ms, from its first request to its last answer, its wait for a place at the DMZ client included`);
+    if (inDc.length > 0) {
+      const d = (f: number) => inDc[Math.min(inDc.length - 1, Math.floor(f * inDc.length))];
+      const mean = inDc.reduce((a, b) => a + b, 0) / inDc.length;
+      console.log(`  in the DC   median ${d(0.5)} ms, p90 ${d(0.9)} ms, mean ${f0(mean)} ms per VM, from its createVm call to its agent ready (its cloud calls: ${f0(cloudPerMember)} ms; mean ratio ${f2(mean / cloudPerMember)})`);
+    }
   }
   const cpuLabel = services.length ? 'CLI CPU    ' : 'CPU (all)  ';
   console.log(`  ${cpuLabel} ${f0(cpuTotalMs)} ms in all = ${f2(cpuTotalMs / steps)} ms per step; apply phase ${f0(cpuApplyMs)} ms = ${f2(cpuApplyMs / steps)} ms per step`);
