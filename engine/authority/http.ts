@@ -101,15 +101,18 @@ export function streamAnswers(
   /** A flush is due at the next turn (an urgent line), or only after the lazy lines' linger. */
   let soon = false;
   let lingering: NodeJS.Timeout | undefined;
+  let ended = false;
   const flush = () => {
     soon = false;
     clearTimeout(lingering);
     lingering = undefined;
     const out = lines;
     lines = '';
-    if (raw.destroyed) return;
-    if (left === 0) raw.end(out);
-    else if (out !== '') raw.write(out);
+    if (raw.destroyed || ended) return;
+    if (left === 0) {
+      ended = true;
+      raw.end(out);
+    } else if (out !== '') raw.write(out);
   };
   const settle = (work: Promise<unknown>): Promise<LineAnswer> =>
     work.then(
@@ -140,8 +143,8 @@ export function streamAnswers(
       void settle(task(part)).then((answer) => {
         if (answer.body !== NO_LINE || answer.status !== 200) write(`${JSON.stringify({ i, status: answer.status, body: answer.body })}\n`);
         if (--left === 0) {
-          // Ends the answer with whatever waits: at once unless a flush is due at the next turn anyway.
-          if (!soon) flush();
+          // The last task settled: the answer ends now with whatever waits (a flush due later finds it ended).
+          flush();
           done();
         }
       });
