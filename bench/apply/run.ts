@@ -466,6 +466,7 @@ async function main(): Promise<number> {
   console.log(`  ideal       ${f0(idealMs)} ms  (${run.cloudCalls} calls x ${LATENCY} ms / ${P * DCS.length})`);
   console.log(`  wall        ${f0(run.wallMs)} ms  whole \`fleet apply\` process (start-up, plan, apply)   ratio ${f2(run.wallMs / idealMs)}`);
   console.log(`              ${f0(applyMs)} ms  apply phase (start -> summary event)                 ratio ${f2(applyMs / idealMs)}`);
+  if (u?.start && u.summary) console.log(`              (before the start event ${f0(u.start.at)} ms: start-up, plan, locks; after the summary ${f0(u.end.at - u.summary.at)} ms; process start and exit the rest)`);
   if (run.memberMs.length > 0) {
     const q = (f: number) => run.memberMs[Math.min(run.memberMs.length - 1, Math.floor(f * run.memberMs.length))];
     const cloudPerMember = (run.cloudCalls / run.memberMs.length) * LATENCY;
