@@ -1,10 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { memoryRecord } from '../record/testing.ts';
 import { computePlan } from '../plan/planner.ts';
 import { noRulesPolicy } from '../plan/policy-port.ts';
 import { dataCenter, makeFleet, makePack, makeStack } from '../plan/test-support.ts';
 import type { PlanDocument } from '../plan/types.ts';
 import type { BatchStep, StepResult } from '../../providers/protocol.ts';
+import { startTestWorld } from '../../providers/testing.ts';
 import { applyPlan, proposedVmId, stepCount, type ApplyEvent, type DmzApi } from './executor.ts';
 
 const dcs = [dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'])];
@@ -204,6 +205,67 @@ describe('applyPlan', () => {
       expect(await record.listLocks(stale.stack)).toEqual([]);
     } finally {
       await record.close();
+    }
+  });
+});
+
+describe('applyPlan over real DMZ clients (lanes)', () => {
+  it('keeps at most --parallelism VMs doing cloud work per data center, with as many again queued and approved there', async () => {
+    const world = await startTestWorld({ client: { batch: true, baseDelayMs: 1 }, sim: { latencyMs: 5 } });
+    try {
+      // Per data center: which VMs are between their createVm call and the end of their awaitReady.
+      const most = new Map<string, number>();
+      for (const [name, dc] of world.dcs) {
+        const busy = new Set<string>();
+        const createVm = dc.driver.createVm.bind(dc.driver);
+        const awaitReady = dc.driver.awaitReady.bind(dc.driver);
+        vi.spyOn(dc.driver, 'createVm').mockImplementation(async (creds, input) => {
+          busy.add(input.vmId);
+          most.set(name, Math.max(most.get(name) ?? 0, busy.size));
+          return createVm(creds, input);
+        });
+        vi.spyOn(dc.driver, 'awaitReady').mockImplementation(async (creds, ref, o) => {
+          try {
+            return await awaitReady(creds, ref, o);
+          } finally {
+            busy.delete(ref.vmId);
+          }
+        });
+      }
+      const p = computePlan({
+        stack: { ...makeStack(dcs), name: world.stack },
+        pack: makePack(),
+        fleets: [makeFleet('web', { count: 12, placement: { strategy: 'spread' } })],
+        record: [],
+        fleetVersions: {},
+        options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+        policy: noRulesPolicy,
+        id: `plan-${Math.random().toString(16).slice(2)}`,
+      });
+      const clients = new Map([...world.dcs].map(([name, dc]) => [name, dc.client]));
+      const inFlight = new Map<string, number>();
+      const sent = new Map<string, number>();
+      for (const [name, c] of clients) {
+        const run = c.run.bind(c);
+        vi.spyOn(c, 'run').mockImplementation(async (steps, onStep, o) => {
+          inFlight.set(name, (inFlight.get(name) ?? 0) + 1);
+          sent.set(name, Math.max(sent.get(name) ?? 0, inFlight.get(name)!));
+          try {
+            return await run(steps, onStep, o);
+          } finally {
+            inFlight.set(name, inFlight.get(name)! - 1);
+          }
+        });
+      }
+      const result = await applyPlan({ plan: p, record: world.record, clients, owners: { web: 'team' }, parallelism: 2 });
+      expect(result).toMatchObject({ failed: [], succeeded: 12 });
+      expect(Object.fromEntries(most)).toEqual({ miami: 2, richmond: 2 });
+      expect(Object.fromEntries(sent)).toEqual({ miami: 4, richmond: 4 });
+      const vms = await world.record.listVms(world.stack);
+      expect(vms.map((v) => v.state)).toEqual(Array(12).fill('Running'));
+    } finally {
+      vi.restoreAllMocks();
+      await world.close();
     }
   });
 });
