@@ -575,3 +575,45 @@ describe('lanes: runs of one apply, at most width of them doing cloud work at on
     expect(work.most()).toBe(2);
   });
 });
+
+describe('lanes and a run sent again while the first still runs', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('the run sent again shares its member\'s place: nothing waits for a place the first one holds', async () => {
+    world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 } });
+    const dc = world.dc('miami');
+    const vm = newVm(world.stack, { fleet: 'again' });
+    const prefix = `again-${vm.id}`;
+    const steps: BatchStep[] = [{ op: 'create', body: createRequest(vm, `${prefix}/0`) }];
+    for (let k = 1; k < TO_RUNNING.length; k++) {
+      steps.push({ op: 'transition', vmId: vm.id, body: { idempotencyKey: `${prefix}/${k}`, planId: 'plan-1', from: TO_RUNNING[k - 1], to: TO_RUNNING[k] } });
+    }
+    const lane = { id: `apply-${randomUUID()}`, width: 1 };
+    // The first run holds the lane's only place while its powerOn waits at a gate.
+    let open = () => {};
+    const gate = new Promise<void>((r) => (open = r));
+    let reached = () => {};
+    const atGate = new Promise<void>((r) => (reached = r));
+    const powerOn = dc.driver.powerOn.bind(dc.driver);
+    vi.spyOn(dc.driver, 'powerOn').mockImplementation(async (creds, ref) => {
+      reached();
+      await gate;
+      return powerOn(creds, ref);
+    });
+    const first = dc.client.run(steps, () => {}, { lane });
+    await atGate;
+    // The same member's steps from powerOn on, as a client sends them again after losing the connection.
+    const states: unknown[] = [];
+    const again = dc.client.run(steps.slice(3), (_k, r) => states.push(r.vm?.state), { lane });
+    await new Promise((r) => setTimeout(r, 20));
+    open();
+    await Promise.all([first, again]);
+    expect(states).toEqual(['PoweredOn', 'Starting', 'Running']);
+    expect(dc.driver.calls.get('createVm')).toBe(1);
+    expect(dc.driver.calls.get('powerOn')).toBe(1);
+    expect(dc.driver.calls.get('boot')).toBe(1);
+    expect((await world.record.getVm(vm.id))?.state).toBe('Running');
+  });
+});

@@ -452,7 +452,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
    * (docs/protocol.md, "Runs"; docs/dmz-client.md).
    */
   async function run({ steps, lane }: BatchRun, part: Part): Promise<typeof NO_LINE> {
-    const lease = lane ? lanes.lease(lane.id, lane.width) : undefined;
+    const lease = lane ? lanes.lease(lane.id, lane.width, [...new Set(steps.map((s) => (s.op === 'create' ? s.body.vm.id : s.vmId)))]) : undefined;
     try {
       return await runSteps(steps, part, lease);
     } finally {
