@@ -405,15 +405,19 @@ describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a rea
     expect((await ctx.record.getVm(vm.id))?.state).toBe('Requested');
   });
 
-  it('a run cut off after some steps is sent again from its first unanswered step, with the same keys, and makes one VM', async () => {
+  it.each([
+    ['without a lane', undefined],
+    ['with a lane (sent again with it)', { id: `apply-${randomUUID()}`, width: 1 }],
+  ])('a run cut off after some steps is sent again from its first unanswered step, with the same keys, and makes one VM: %s', async (_name, lane) => {
     const dc = ctx.world.dc('miami');
     const port = new URL(dc.dmz.url).port;
     const viaNock = `http://localhost:${port}`;
     const retries: RetryInfo[] = [];
     const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: viaNock, token: () => dc.clientToken, baseDelayMs: 1, batch: true, onRetry: (i) => retries.push(i) });
     const prefix = `cut-${randomUUID()}`;
-    const { vm, steps } = toRunning(ctx.world.stack, 'run-cut', prefix);
+    const { vm, steps } = toRunning(ctx.world.stack, lane ? 'run-cut-laned' : 'run-cut', prefix);
     const sent: BatchStep[][] = [];
+    const lanes: unknown[] = [];
     const forward = (body: unknown) =>
       fetch(`${dc.dmz.url}/v1/batch`, {
         method: 'POST',
@@ -425,6 +429,7 @@ describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a rea
       .reply((_uri, body, callback) => {
         // The whole run reaches the real DMZ client; only its first three answer lines come back, then the connection drops.
         sent.push((body as { steps: [{ steps: BatchStep[] }] }).steps[0].steps);
+        lanes.push((body as { steps: [{ lane?: unknown }] }).steps[0].lane);
         void forward(body)
           .then((res) => res.text())
           .then((text) => {
@@ -435,12 +440,14 @@ describe('runs: a member\'s steps sent at once (DmzHttpClient.run) against a rea
       .post('/v1/batch')
       .reply(async (_uri, body) => {
         sent.push((body as { steps: [{ steps: BatchStep[] }] }).steps[0].steps);
+        lanes.push((body as { steps: [{ lane?: unknown }] }).steps[0].lane);
         const res = await forward(body);
         return [res.status, await res.text(), { 'content-type': 'application/x-ndjson' }];
       });
     const seen: [number, string | undefined][] = [];
-    await cli.run(steps, (k, r) => seen.push([k, r.vm?.state]));
+    await cli.run(steps, (k, r) => seen.push([k, r.vm?.state]), lane ? { lane } : {});
     expect(nock.isDone()).toBe(true);
+    expect(lanes).toEqual([lane, lane]);
     expect(seen).toEqual(TO_RUNNING.map((s, k) => [k, s]));
     // The second send carried the steps from the fourth on, with their own keys.
     expect(sent[1].map((s) => s.body.idempotencyKey)).toEqual(steps.slice(3).map((s) => s.body.idempotencyKey));
