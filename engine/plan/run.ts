@@ -7,7 +7,7 @@
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
 import { openRecord } from '../record/index.ts';
 import type { FleetRecord, PlanVmRow, UsageRow } from '../record/types.ts';
-import { loadStack } from '../spec/index.ts';
+import { loadStack, type LoadResult } from '../spec/index.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { resolveScope } from './scope.ts';
 import type { PlanDocument } from './types.ts';
@@ -20,6 +20,8 @@ export interface PlanStackOptions extends Partial<PlanOptions> {
   id?: string;
   /** An open record to read instead of opening the stack's (left open). */
   record?: FleetRecord;
+  /** The stack as loaded already (fleet apply's session), instead of loading it again. */
+  loaded?: LoadResult;
 }
 
 export interface PlanStackResult {
@@ -37,7 +39,7 @@ export interface PlanStackResult {
  */
 export async function planStack(stackDir: string, opts: PlanStackOptions = {}): Promise<PlanStackResult> {
   const t0 = performance.now();
-  const loaded = await loadStack(stackDir, { cwd: opts.cwd ?? process.cwd(), env: opts.env ?? process.env });
+  const loaded = opts.loaded ?? (await loadStack(stackDir, { cwd: opts.cwd ?? process.cwd(), env: opts.env ?? process.env }));
   if (hasErrors(loaded.diagnostics) || !loaded.stack || !loaded.pack) {
     throw new FleetError(loaded.diagnostics.length ? loaded.diagnostics : [diag('cli.internal', 'the stack loader returned no stack and no diagnostic')]);
   }

@@ -138,6 +138,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
           cwd: io.cwd,
           env: io.env,
           record: session.record,
+          loaded: { stack: session.stack, pack: session.pack, fleets: [...session.fleets], diagnostics: session.warnings },
           targets: opts.target,
           excludes: opts.exclude,
           allowDestroy: opts.allowDestroy,
