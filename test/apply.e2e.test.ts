@@ -281,3 +281,56 @@ describe('an apply killed with SIGKILL half-way', () => {
     expect((JSON.parse(plan.stdout) as PlanDocument).summary.noop).toBe(6);
   });
 });
+
+describe('fleet apply interrupted with Ctrl-C', () => {
+  let st: TempStack;
+  beforeAll(async () => {
+    st = await tempStack();
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('lets the VMs in flight finish, starts no more, exits 130, and the next apply does the rest', async () => {
+    await st.spec('calm', fleetYaml('calm', { count: 8 }));
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--parallelism', '1', '--stack', st.dir], {
+      cwd: REPO,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const events: { type: string; status?: string; notStarted?: number; succeeded?: number }[] = [];
+    let buf = '';
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolveExit) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        buf += chunk.toString();
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const e = JSON.parse(buf.slice(0, nl)) as (typeof events)[number];
+          buf = buf.slice(nl + 1);
+          events.push(e);
+          if (e.type === 'step' && e.status === 'done' && events.filter((x) => x.type === 'step' && x.status === 'done').length === 1) child.kill('SIGINT');
+        }
+      });
+      child.on('exit', (c) => resolveExit(c));
+    });
+    expect(code, stderr).toBe(130);
+    expect(stderr).toContain('SIGINT: no further VM will be started');
+    const summary = events.find((e) => e.type === 'summary');
+    expect(summary?.notStarted).toBeGreaterThan(0);
+    // Every VM the apply started is whole: nothing was left half-way.
+    const before = await world(st.dir);
+    expect(before.vms.length).toBe(summary?.succeeded);
+    expect(before.vms.length).toBeLessThan(8);
+    expect(new Set(before.vms.map((v) => v.state))).toEqual(new Set(['Running']));
+    expectConverged(before);
+
+    const r = await runCli(['apply', '--yes', '--stack', st.dir], { cwd: REPO });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('was interrupted');
+    const after = await world(st.dir);
+    expect(Object.values(states(after))).toEqual(Array(8).fill('Running'));
+    expectConverged(after);
+  });
+});

@@ -119,6 +119,39 @@ describe('applyPlan', () => {
     }
   });
 
+  it('stops starting members once its signal is aborted; the members started finish, and the plan is recorded as interrupted', async () => {
+    const record = await memoryRecord();
+    try {
+      const p = plan(12);
+      const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
+      const stop = new AbortController();
+      const events: ApplyEvent[] = [];
+      const result = await applyPlan({
+        plan: p,
+        record,
+        clients,
+        owners: { web: 'team' },
+        parallelism: 2,
+        signal: stop.signal,
+        onEvent: (e) => {
+          events.push(e);
+          if (e.type === 'step' && e.status === 'done') stop.abort();
+        },
+      });
+      // Two members in flight per data center when the first step was done: they finish, the other eight never start.
+      expect(result).toMatchObject({ failed: [], succeeded: 4, notStarted: 8 });
+      const started = new Set(events.flatMap((e) => (e.type === 'step' && e.status === 'started' ? [e.address] : [])));
+      const finished = new Set(events.flatMap((e) => (e.type === 'member' && e.status === 'done' ? [e.address] : [])));
+      expect(finished).toEqual(started);
+      expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 4, failed: 0, notStarted: 8 });
+      expect((await record.listPlans(p.stack)).map((x) => x.result)).toEqual(['interrupted']);
+      expect(await record.unfinishedSteps(p.stack)).toEqual([]);
+      expect(await record.listLocks(p.stack)).toEqual([]);
+    } finally {
+      await record.close();
+    }
+  });
+
   it('journals every step of a member started before its run is sent, and each done as its answer comes', async () => {
     const record = await memoryRecord();
     try {

@@ -37,7 +37,8 @@ export type ApplyEvent =
   /** elapsedMs: from the member's first journal row to its last answer. */
   | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; elapsedMs: number; detail?: string }
   | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
-  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; elapsedMs: number };
+  /** notStarted: members never started because the apply was interrupted (`signal`); present only then. */
+  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; elapsedMs: number; notStarted?: number };
 
 export interface MemberFailure {
   address: string;
@@ -53,6 +54,8 @@ export interface ApplyResult {
   failed: MemberFailure[];
   steps: number;
   elapsedMs: number;
+  /** Members never started because `signal` was aborted (0 when it was not). */
+  notStarted: number;
 }
 
 export interface ApplyOptions {
@@ -69,6 +72,12 @@ export interface ApplyOptions {
   lockTimeoutMs?: number;
   leaseMs?: number;
   onEvent?: (e: ApplyEvent) => void;
+  /**
+   * Aborted: no further member starts; the members started go on to their
+   * end (their runs are at the DMZ clients already), are journalled, and the
+   * plan is recorded as interrupted (fleet apply's first Ctrl-C).
+   */
+  signal?: AbortSignal;
 }
 
 export function defaultActor(): string {
@@ -116,13 +125,14 @@ export async function checkApplicable(plan: PlanDocument, record: FleetRecord): 
   }
 }
 
-/** Bounded concurrency: at most `limit` of the given tasks run at once. */
-async function pool<T>(items: readonly T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
+/** Bounded concurrency: at most `limit` of the given tasks run at once; none starts once `stopped()`. Resolves with the number never started. */
+async function pool<T>(items: readonly T[], limit: number, run: (item: T) => Promise<void>, stopped: () => boolean = () => false): Promise<number> {
   let next = 0;
   const worker = async () => {
-    while (next < items.length) await run(items[next++]);
+    while (next < items.length && !stopped()) await run(items[next++]);
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return items.length - next;
 }
 
 export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
@@ -149,6 +159,8 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   const failures: MemberFailure[] = [];
   let succeeded = 0;
   let steps = 0;
+  let notStarted = 0;
+  const interrupted = () => opts.signal?.aborted === true;
   try {
     await checkApplicable(plan, record);
     await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
@@ -168,7 +180,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     // matches) goes on beside the next member's start.
     const tails: Promise<void>[] = [];
     const lane = { id: randomUUID(), width: opts.parallelism };
-    await Promise.all(
+    const left = await Promise.all(
       [...byDc].map(([dc, list]) => {
         const client = opts.clients.get(dc)!;
         const inFlight = client.lanes ? 2 * opts.parallelism : opts.parallelism;
@@ -191,20 +203,21 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
             settled.catch(() => {});
             tails.push(settled);
           });
-        });
+        }, interrupted);
       }),
     );
+    notStarted = left.reduce((a, b) => a + b, 0);
     await Promise.all(tails);
     if (lockLost) throw lockLost;
-    await record.finishPlan(plan.id, failures.length ? 'failed' : 'succeeded');
+    await record.finishPlan(plan.id, notStarted > 0 ? 'interrupted' : failures.length ? 'failed' : 'succeeded');
   } finally {
     clearInterval(beat);
     await lock.release().catch(() => {});
   }
   const elapsedMs = Date.now() - started;
   failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
-  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, elapsedMs });
-  return { planId: plan.id, succeeded, failed: failures, steps, elapsedMs };
+  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}) });
+  return { planId: plan.id, succeeded, failed: failures, steps, elapsedMs, notStarted };
 }
 
 

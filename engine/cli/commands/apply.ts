@@ -97,6 +97,40 @@ async function confirm(io: CliIO): Promise<boolean> {
   }
 }
 
+/** The exit code of an apply stopped by an interrupt (128 + SIGINT, as shells report it). */
+export const INTERRUPTED_EXIT = 130;
+
+/**
+ * Ctrl-C (SIGINT) or SIGTERM during an apply, the way Terraform takes it:
+ * the first one stops further members from starting, and the members in
+ * flight go on to their end (their runs are at the DMZ clients already; the
+ * journal gets their answers); the second one exits at once, leaving what
+ * was in flight `started` in the journal for the next plan or apply.
+ */
+function onInterrupt(io: CliIO): { signal: AbortSignal; dispose(): void } {
+  const stop = new AbortController();
+  const handler = (sig: NodeJS.Signals) => {
+    if (!stop.signal.aborted) {
+      stop.abort();
+      io.stderr.write(
+        `\n${sig}: no further VM will be started; the ones in flight finish and are journalled. ${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to stop at once (the next plan or apply continues from the record).\n`,
+      );
+      return;
+    }
+    io.stderr.write(`${sig} again: stopping now; the steps in flight stay \`started\` in the journal.\n`);
+    process.exit(INTERRUPTED_EXIT);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: stop.signal,
+    dispose: () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
 /** Apply steps left `started` by an interrupted apply: say so, and close them in the journal. */
 async function noteInterrupted(io: CliIO, session: StackSession): Promise<void> {
   const open = (await session.record.unfinishedSteps(session.stack.name)).filter((s) => s.status === 'started');
@@ -160,6 +194,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
     }
     const mode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
     const progress = createProgress(mode, json ? io.stdout : io.stderr);
+    const interrupt = onInterrupt(io);
     let result: ApplyResult;
     try {
       result = await applyPlan({
@@ -170,8 +205,10 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         parallelism: parallelism ?? session.stack.apply.parallelism,
         lockTimeoutMs: (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000,
         onEvent: (e) => progress.onEvent(e),
+        signal: interrupt.signal,
       });
     } finally {
+      interrupt.dispose();
       progress.finish();
     }
     const failures: Diagnostic[] = result.failed.map((f) =>
@@ -179,11 +216,17 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
     );
     if (!json) {
       const secs = (result.elapsedMs / 1000).toFixed(1);
+      const outcome = result.notStarted > 0 ? 'interrupted' : failures.length ? 'finished with failures' : 'complete';
+      const left = result.notStarted > 0 ? `, ${result.notStarted} not started` : '';
       io.stdout.write(
-        `\nApply ${failures.length ? 'finished with failures' : 'complete'}: ${result.succeeded} VM${result.succeeded === 1 ? '' : 's'} changed, ${failures.length} failed, ${result.steps} steps in ${secs}s.\n`,
+        `\nApply ${outcome}: ${result.succeeded} VM${result.succeeded === 1 ? '' : 's'} changed, ${failures.length} failed${left}, ${result.steps} steps in ${secs}s.\n`,
       );
     }
     printDiagnostics(io, failures);
+    if (result.notStarted > 0) {
+      io.stderr.write(`Run \`fleet apply\` again to carry out the ${result.notStarted} change${result.notStarted === 1 ? '' : 's'} not started.\n`);
+      return INTERRUPTED_EXIT;
+    }
     return failures.length ? 1 : 0;
   } finally {
     await session.close();
