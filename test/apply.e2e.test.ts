@@ -333,4 +333,39 @@ describe('fleet apply interrupted with Ctrl-C', () => {
     expect(Object.values(states(after))).toEqual(Array(8).fill('Running'));
     expectConverged(after);
   });
+
+  it('a second Ctrl-C stops at once; the next apply notes what was in flight and converges', async () => {
+    await st.spec('calm', fleetYaml('calm', { count: 14 }));
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--parallelism', '2', '--stack', st.dir], {
+      cwd: REPO,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    let sent = false;
+    let again = false;
+    const code = await new Promise<number | null>((resolveExit) => {
+      // The second once the first was taken (a signal sent while one is pending is merged with it), the VMs it started still on their way.
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        if (!again && stderr.includes('SIGINT: no further VM')) again = child.kill('SIGINT');
+      });
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (!sent && chunk.toString().includes('"status":"done"')) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      });
+      child.on('exit', (c) => resolveExit(c));
+    });
+    expect(code, stderr).toBe(130);
+    expect(stderr).toContain('SIGINT again: stopping now');
+
+    const r = await runCli(['apply', '--yes', '--stack', st.dir], { cwd: REPO });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('was interrupted');
+    const after = await world(st.dir);
+    expect(Object.values(states(after))).toEqual(Array(14).fill('Running'));
+    expectConverged(after);
+  });
 });
