@@ -1,6 +1,6 @@
 // fleet apply end to end: real CLI (in-process), real PGlite record, the real
 // authority and sim DMZ clients over loopback HTTP, the default policy pack.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +39,48 @@ function expectConverged(w: World): void {
     expect(actual.observedState, `${vm.address} state`).toBe(vm.state);
   }
   expect(w.cloud.length).toBe(w.vms.length);
+}
+
+interface ApplyEvent {
+  type: string;
+  status?: string;
+  notStarted?: number;
+  succeeded?: number;
+}
+
+/**
+ * `fleet apply --yes --format json` as a child process (a real process, so
+ * it can be killed or interrupted); `onEvent` sees each JSON event and
+ * `onStderr` all of stderr so far, each with the child to signal.
+ */
+function applyChild(
+  dir: string,
+  parallelism: number,
+  on: { onEvent?: (e: ApplyEvent, child: ChildProcess) => void; onStderr?: (text: string, child: ChildProcess) => void },
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; events: ApplyEvent[] }> {
+  const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--parallelism', String(parallelism), '--stack', dir], {
+    cwd: REPO,
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const events: ApplyEvent[] = [];
+  let stderr = '';
+  let buf = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    on.onStderr?.(stderr, child);
+  });
+  child.stdout.on('data', (chunk: Buffer) => {
+    buf += chunk.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const e = JSON.parse(buf.slice(0, nl)) as ApplyEvent;
+      buf = buf.slice(nl + 1);
+      events.push(e);
+      on.onEvent?.(e, child);
+    }
+  });
+  return new Promise((resolveExit) => child.on('exit', (code, signal) => resolveExit({ code, signal, stderr, events })));
 }
 
 const states = (w: World) => Object.fromEntries(w.vms.map((v) => [v.address, v.state]));
@@ -243,28 +285,13 @@ describe('an apply killed with SIGKILL half-way', () => {
 
   it('converges when run again: every VM once, the record matches the data centers', async () => {
     await st.spec('big', fleetYaml('big', { count: 6 }));
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--parallelism', '2', '--stack', st.dir], {
-      cwd: REPO,
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
     let doneSteps = 0;
-    let buf = '';
-    const killed = new Promise<void>((resolveKilled) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        buf += chunk.toString();
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          const e = JSON.parse(line) as { type: string; status?: string };
-          if (e.type === 'step' && e.status === 'done' && ++doneSteps === 8) child.kill('SIGKILL');
-        }
-      });
-      child.on('exit', () => resolveKilled());
+    const killed = await applyChild(st.dir, 2, {
+      onEvent: (e, child) => {
+        if (e.type === 'step' && e.status === 'done' && ++doneSteps === 8) child.kill('SIGKILL');
+      },
     });
-    await killed;
-    expect(child.signalCode).toBe('SIGKILL');
+    expect(killed.signal).toBe('SIGKILL');
 
     const before = await world(st.dir);
     expect(before.vms.length).toBeGreaterThan(0);
@@ -293,27 +320,11 @@ describe('fleet apply interrupted with Ctrl-C', () => {
 
   it('lets the VMs in flight finish, starts no more, exits 130, and the next apply does the rest', async () => {
     await st.spec('calm', fleetYaml('calm', { count: 8 }));
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--parallelism', '1', '--stack', st.dir], {
-      cwd: REPO,
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const events: { type: string; status?: string; notStarted?: number; succeeded?: number }[] = [];
-    let buf = '';
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const code = await new Promise<number | null>((resolveExit) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        buf += chunk.toString();
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const e = JSON.parse(buf.slice(0, nl)) as (typeof events)[number];
-          buf = buf.slice(nl + 1);
-          events.push(e);
-          if (e.type === 'step' && e.status === 'done' && events.filter((x) => x.type === 'step' && x.status === 'done').length === 1) child.kill('SIGINT');
-        }
-      });
-      child.on('exit', (c) => resolveExit(c));
+    let sent = false;
+    const { code, stderr, events } = await applyChild(st.dir, 1, {
+      onEvent: (e, child) => {
+        if (!sent && e.type === 'step' && e.status === 'done') sent = child.kill('SIGINT');
+      },
     });
     expect(code, stderr).toBe(130);
     expect(stderr).toContain('SIGINT: no further VM will be started');
@@ -336,27 +347,16 @@ describe('fleet apply interrupted with Ctrl-C', () => {
 
   it('a second Ctrl-C stops at once; the next apply notes what was in flight and converges', async () => {
     await st.spec('calm', fleetYaml('calm', { count: 14 }));
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--parallelism', '2', '--stack', st.dir], {
-      cwd: REPO,
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
     let sent = false;
     let again = false;
-    const code = await new Promise<number | null>((resolveExit) => {
-      // The second once the first was taken (a signal sent while one is pending is merged with it), the VMs it started still on their way.
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-        if (!again && stderr.includes('SIGINT: no further VM')) again = child.kill('SIGINT');
-      });
-      child.stdout.on('data', (chunk: Buffer) => {
-        if (!sent && chunk.toString().includes('"status":"done"')) {
-          sent = true;
-          child.kill('SIGINT');
-        }
-      });
-      child.on('exit', (c) => resolveExit(c));
+    const { code, stderr } = await applyChild(st.dir, 2, {
+      // At the first step answered, the VMs it started still on their way; the second once the first was taken (a signal sent while one is pending is merged with it).
+      onEvent: (e, child) => {
+        if (!sent && e.type === 'step' && e.status === 'done') sent = child.kill('SIGINT');
+      },
+      onStderr: (text, child) => {
+        if (!again && text.includes('SIGINT: no further VM')) again = child.kill('SIGINT');
+      },
     });
     expect(code, stderr).toBe(130);
     expect(stderr).toContain('SIGINT again: stopping now');
