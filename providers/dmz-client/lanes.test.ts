@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { Lanes } from './lanes.ts';
+import { Lanes, type Lease } from './lanes.ts';
 
 /** Lets every settled promise's callbacks run. */
 const settle = () => new Promise<void>((r) => setImmediate(r));
+
+/** Asks for the lease's place; the function returned tells whether it was given yet. */
+function asked(lease: Lease): () => boolean {
+  let given = false;
+  void lease.hold().then(() => (given = true));
+  return () => given;
+}
 
 describe('Lanes', () => {
   it('lets at most width runs of a lane hold a place; a freed place goes to the longest-waiting run', async () => {
@@ -59,11 +66,9 @@ describe('Lanes', () => {
     await settle();
     expect(lanes.stats('p')).toEqual({ busy: 0, waiting: 0 });
     // The lane still has its one place: a new run gets it at once.
-    const next = lanes.lease('p', 1, ['next']);
-    let got = false;
-    void next.hold().then(() => (got = true));
+    const next = asked(lanes.lease('p', 1, ['next']));
     await settle();
-    expect(got).toBe(true);
+    expect(next()).toBe(true);
   });
 
   it('a run holding its place asks again at once, and after freeing it never waits', async () => {
@@ -99,14 +104,13 @@ describe('Lanes', () => {
     const again = lanes.lease('p', 1, ['old-vm']);
     await again.hold();
     expect(lanes.stats('p')).toEqual({ busy: 1, waiting: 0 });
-    let other = false;
-    void lanes.lease('p', 1, ['someone-else']).hold().then(() => (other = true));
+    const other = asked(lanes.lease('p', 1, ['someone-else']));
     first.free();
     await settle();
-    expect(other).toBe(false);
+    expect(other()).toBe(false);
     again.free();
     await settle();
-    expect(other).toBe(true);
+    expect(other()).toBe(true);
   });
 
   it('a run of a member still waiting for its place waits with it, and both start together', async () => {
