@@ -4,6 +4,10 @@
 // (which executes it exactly). If you add a field here, also update
 // docs/plan-format.md and the golden plans under test/fixtures/plan/.
 
+import type { Enforcement, VmSize } from '../model/index.ts';
+
+export type { Enforcement, VmSize } from '../model/index.ts';
+
 /** What apply does to a member. A closed set: branch on this, never on `reason`. */
 export type Action = 'create' | 'transition' | 'update' | 'replace' | 'delete' | 'noop';
 
@@ -14,13 +18,6 @@ export function isDestructive(action: Action): boolean {
   return action === 'delete' || action === 'replace';
 }
 
-export type Enforcement = 'advisory' | 'mandatory' | 'disabled';
-
-export interface VmSize {
-  cpu: number;
-  memoryGiB: number;
-  diskGiB: number;
-}
 
 /** Why a new member goes to its data center, for people reading the plan. */
 export interface PlacementExplanation {

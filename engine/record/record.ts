@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { FleetError, diag, fail } from '../diags/index.ts';
 import type { PlanBasis } from '../plan/types.ts';
+import { parseVmAddress } from '../model/index.ts';
 import { VersionConflictError } from './errors.ts';
 import { JournalWriter } from './journal.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
@@ -266,13 +267,8 @@ function insertValues(id: string, vm: NewVm): unknown[] {
 }
 
 /** `web/3` -> { fleet: 'web', index: 3 }; undefined when malformed. */
-export function parseAddress(address: string): { fleet: string; index: number } | undefined {
-  const slash = address.lastIndexOf('/');
-  if (slash <= 0) return undefined;
-  const idx = address.slice(slash + 1);
-  if (!/^(0|[1-9]\d{0,8})$/.test(idx)) return undefined;
-  return { fleet: address.slice(0, slash), index: Number(idx) };
-}
+/** Kept for the record's callers; the one parser is engine/model's parseVmAddress. */
+export const parseAddress = parseVmAddress;
 
 /** Thrown inside a lock transaction to roll it back when a fleet is held. */
 class HeldSignal {

@@ -49,9 +49,8 @@ export class DriverError extends Error {
   }
 }
 
-/** Names of the calls, as the pack's `operation` and the sim's failCalls/hangCalls use them. */
-export const DRIVER_CALLS = ['createVm', 'powerOn', 'boot', 'awaitReady', 'shutdown', 'powerOff', 'resize', 'deleteVm', 'get', 'list'] as const;
-export type DriverCall = (typeof DRIVER_CALLS)[number];
+/** Names of the calls, as the pack's `operation` and the sim's failCalls/hangCalls use them (engine/model). */
+export { DRIVER_CALLS, type DriverCall } from '../../engine/model/index.ts';
 
 export interface Driver {
   /** `sim`, `aws`, `azure`. */

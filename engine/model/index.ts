@@ -1,0 +1,8 @@
+// The data model every folder shares: addresses, sizes, operations,
+// enforcement levels, replace orders. It imports nothing of the project, so
+// any folder may import it without forming a cycle.
+export * from './address.ts';
+export * from './size.ts';
+export * from './enforcement.ts';
+export * from './operation.ts';
+export * from './replace-order.ts';
