@@ -4,6 +4,7 @@ import { planCodes } from './plan.ts';
 import { policyCodes } from './policy.ts';
 import { recordCodes } from './record.ts';
 import { specCodes } from './spec.ts';
+import { integrityCodes } from './integrity.ts';
 import { simCodes } from './sim.ts';
 import { tlsCodes } from './tls.ts';
 import type { CodeEntry } from './types.ts';
@@ -24,6 +25,7 @@ export const CODES = {
   ...applyCodes,
   ...tlsCodes,
   ...simCodes,
+  ...integrityCodes,
 } satisfies Record<string, CodeEntry>;
 
 export type Code = keyof typeof CODES;
