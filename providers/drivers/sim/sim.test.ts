@@ -340,6 +340,28 @@ describe('sim driver', () => {
       expect(seen.map((s) => s.bootToken)).toEqual(['tok-2']);
     });
 
+    it('a boot cut short by a restart of its data center resumes with the same token once the endpoint is known again', async () => {
+      answers.push({ approved: true, reason: 'ok', diskKey: 'the-key' });
+      // A boot that will not get to ask before the process "dies".
+      const d = await sim({ bootMs: 60_000 });
+      const ref = await booted(d, true);
+      await d.close();
+      drivers.splice(drivers.indexOf(d), 1);
+      expect(seen).toEqual([]);
+      expect((await readSimState(dir, 'dc-a')).vms).toMatchObject([{ agent: 'booting', bootToken: 'tok-1' }]);
+
+      const again = await sim({ bootMs: 1 });
+      // Without the endpoint nothing happens; attach resumes the agent.
+      expect((await again.get(creds(), ref))?.agent).toBe('booting');
+      again.attach({ bootUrl });
+      await expect(again.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready', observedState: 'Running' });
+      expect(seen.map((x) => x.bootToken)).toEqual(['tok-1']);
+      // Settled: the token is gone from the data center's state.
+      await again.close();
+      drivers.splice(drivers.indexOf(again), 1);
+      expect((await readSimState(dir, 'dc-a')).vms[0].bootToken).toBeNull();
+    });
+
     it('rogue VMs are terminated when the boot endpoint denies them', async () => {
       answers.push({ approved: false, reason: 'no VM in the record' });
       const d = await sim();
