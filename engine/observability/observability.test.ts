@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMetrics, registerHealth, registerMetrics, timed } from './index.ts';
+import { createMetrics, registerHealth, registerMetrics, timed, type Readiness, type ReadinessCheck } from './index.ts';
 
 let app: FastifyInstance | undefined;
 
@@ -59,11 +59,11 @@ describe('metrics', () => {
 });
 
 describe('health probes', () => {
-  it.each([
+  it.each<{ name: string; checks: Record<string, ReadinessCheck>; draining: boolean; status: number; body: Readiness }>([
     { name: 'all checks pass', checks: { record: async () => undefined }, draining: false, status: 200, body: { ready: true, checks: { record: 'ok' } } },
     {
       name: 'a check fails',
-      checks: { record: async () => undefined, authority: async () => Promise.reject(new Error('ECONNREFUSED 127.0.0.1:7400')) },
+      checks: { record: async () => undefined, authority: () => Promise.reject(new Error('ECONNREFUSED 127.0.0.1:7400')) },
       draining: false,
       status: 503,
       body: { ready: false, checks: { record: 'ok', authority: 'ECONNREFUSED 127.0.0.1:7400' } },
