@@ -21,13 +21,13 @@ type Schema = { [k: string]: unknown };
 
 const isObject = (v: unknown): v is Schema => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Every exported schema with a title, in module order. */
+/** Every exported schema with a title, by title (a module namespace's key order differs between loaders). */
 function roots(): Schema[] {
   const out: Schema[] = [];
   for (const mod of [common, authority, dmzClient]) {
     for (const v of Object.values(mod)) if (isObject(v) && typeof v.title === 'string') out.push(v);
   }
-  return out;
+  return out.sort((a, b) => String(a.title).localeCompare(String(b.title)));
 }
 
 /**

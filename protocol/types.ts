@@ -4,7 +4,8 @@
 import type { VmSize } from '../engine/model/size.ts';
 export type { VmSize };
 
-export type Decision = 'approved' | 'modified' | 'vetoed';
+export type PowerState = 'on' | 'off';
+export type AgentState = 'none' | 'booting' | 'ready' | 'failed' | 'stopping';
 export type AuthorizeKind = 'create' | 'transition' | 'resize';
 /**
  * The VM a create asks for, as the DMZ client forwards it (its data center added).
@@ -12,6 +13,7 @@ export type AuthorizeKind = 'create' | 'transition' | 'resize';
 export type AuthorizeVm = VmSpec & {
   dataCenter: string;
 };
+export type Decision = 'approved' | 'modified' | 'vetoed';
 /**
  * One call in a batch: the body of the single route it stands for (/v1/authorize, /v1/reports, /v1/advance, /v1/boot/authorize).
  */
@@ -32,8 +34,6 @@ export type BatchCall =
       call: 'boot';
       body: BootAuthorizeRequest;
     };
-export type PowerState = 'on' | 'off';
-export type AgentState = 'none' | 'booting' | 'ready' | 'failed' | 'stopping';
 /**
  * One step of a POST /v1/batch: the body of the single route it stands for, and the VM id of its path.
  */
@@ -64,79 +64,26 @@ export type NewVmRequest = VmSpec & {
 export type StepOutcome = 'ok' | 'failed' | 'vetoed';
 
 /**
- * A line of the NDJSON answer to either service's POST /v1/batch: item `i` got what its single route would have answered.
+ * What the cloud says, independent of the record (for refresh).
  */
-export interface BatchAnswerLine {
-  i: number;
-  /**
-   * For a run of steps (the DMZ client's batch): which of its steps this line answers.
-   */
-  k?: number;
-  status: number;
-  /**
-   * What the single route answered: its 200 body, or an ErrorBody.
-   */
-  body: unknown;
-}
-/**
- * The answer to a booting VM (the DMZ client passes the authority's answer through unchanged).
- */
-export interface BootResponse {
-  approved: boolean;
-  reason: string;
-  /**
-   * Released only on approval, and only for an encrypted disk.
-   */
-  diskKey?: string;
-}
-/**
- * Short-lived, scoped to one data center; the driver refuses anything else.
- */
-export interface ScopedCredentials {
+export interface ActualVm {
+  vmId: string;
+  cloudId: string;
   dataCenter: string;
-  token: string;
-  expiresAt: string;
-}
-/**
- * A wire error: `code` from the wire error registry (protocol/errors.ts, docs/protocol.md), `message` a sentence for people.
- */
-export interface WireErrorDetail {
-  code: string;
-  message: string;
-}
-/**
- * Body of every non-2xx answer from the DMZ client and the authority.
- */
-export interface ErrorBody {
-  error: WireErrorDetail;
-}
-export interface HealthResponse {
-  ok: boolean;
-  service: 'dmz-client' | 'authority';
-  dataCenter?: string;
-  driver?: string;
-}
-/**
- * The VM a create asks for.
- */
-export interface VmSpec {
-  stack: string;
-  fleet: string;
-  owner: string;
-  index: number;
   name: string;
-  /**
-   * Logical image; the authority translates it for the data center.
-   */
   image: string;
   size: VmSize;
   encryptedDisk: boolean;
-  desiredState: string;
-  specHash: string;
   /**
-   * Id of the live VM at the same address that this one replaces (create-before-delete): it is deposed when this one is inserted.
+   * `terminated` VMs are gone from the cloud (deleted, or killed after a denied boot).
    */
-  replaces?: string;
+  status: 'present' | 'terminated';
+  power: PowerState;
+  agent: AgentState;
+  /**
+   * The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown).
+   */
+  observedState: string;
 }
 /**
  * What was just done to a VM and the authorization of its next edges, in one call (POST /v1/advance, docs/protocol.md "Advance"): answered as the report (or the create), then each edge's authorize and, for a `none` edge in the middle, its ok report would be answered one by one, with the same checks and history rows.
@@ -181,6 +128,28 @@ export interface AuthorizeRequest {
    * New size, for a resize.
    */
   size?: VmSize;
+}
+/**
+ * The VM a create asks for.
+ */
+export interface VmSpec {
+  stack: string;
+  fleet: string;
+  owner: string;
+  index: number;
+  name: string;
+  /**
+   * Logical image; the authority translates it for the data center.
+   */
+  image: string;
+  size: VmSize;
+  encryptedDisk: boolean;
+  desiredState: string;
+  specHash: string;
+  /**
+   * Id of the live VM at the same address that this one replaces (create-before-delete): it is deposed when this one is inserted.
+   */
+  replaces?: string;
 }
 export interface AdvanceResponse {
   report?: ReportResponse;
@@ -260,12 +229,20 @@ export interface AuthorityVm {
   encryptedDisk: boolean;
   version: number;
 }
-export interface BatchRequest {
+/**
+ * A line of the NDJSON answer to either service's POST /v1/batch: item `i` got what its single route would have answered.
+ */
+export interface BatchAnswerLine {
+  i: number;
   /**
-   * @minItems 1
-   * @maxItems 200
+   * For a run of steps (the DMZ client's batch): which of its steps this line answers.
    */
-  calls: BatchCall[];
+  k?: number;
+  status: number;
+  /**
+   * What the single route answered: its 200 body, or an ErrorBody.
+   */
+  body: unknown;
 }
 export interface ReportRequest {
   dataCenter: string;
@@ -292,27 +269,12 @@ export interface BootAuthorizeRequest {
   image: string;
   bootToken: string;
 }
-/**
- * What the cloud says, independent of the record (for refresh).
- */
-export interface ActualVm {
-  vmId: string;
-  cloudId: string;
-  dataCenter: string;
-  name: string;
-  image: string;
-  size: VmSize;
-  encryptedDisk: boolean;
+export interface BatchRequest {
   /**
-   * `terminated` VMs are gone from the cloud (deleted, or killed after a denied boot).
+   * @minItems 1
+   * @maxItems 200
    */
-  status: 'present' | 'terminated';
-  power: PowerState;
-  agent: AgentState;
-  /**
-   * The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown).
-   */
-  observedState: string;
+  calls: BatchCall[];
 }
 /**
  * A member's steps, sent at once (docs/protocol.md, "Runs"): the DMZ client carries them out in order, each exactly as its single request (same idempotency key, same answer), and stops at the first that is not ok. It answers each step as soon as it is done.
@@ -379,8 +341,46 @@ export interface BootRequest {
   image: string;
   bootToken: string;
 }
+/**
+ * The answer to a booting VM (the DMZ client passes the authority's answer through unchanged).
+ */
+export interface BootResponse {
+  approved: boolean;
+  reason: string;
+  /**
+   * Released only on approval, and only for an encrypted disk.
+   */
+  diskKey?: string;
+}
+/**
+ * Body of every non-2xx answer from the DMZ client and the authority.
+ */
+export interface ErrorBody {
+  error: WireErrorDetail;
+}
+/**
+ * A wire error: `code` from the wire error registry (protocol/errors.ts, docs/protocol.md), `message` a sentence for people.
+ */
+export interface WireErrorDetail {
+  code: string;
+  message: string;
+}
+export interface HealthResponse {
+  ok: boolean;
+  service: 'dmz-client' | 'authority';
+  dataCenter?: string;
+  driver?: string;
+}
 export interface ListVmsResponse {
   vms: ActualVm[];
+}
+/**
+ * Short-lived, scoped to one data center; the driver refuses anything else.
+ */
+export interface ScopedCredentials {
+  dataCenter: string;
+  token: string;
+  expiresAt: string;
 }
 /**
  * POST /v1/batch: answered with NDJSON lines (BatchAnswerLine) in the order things finish: one line `{ i, status, body }` per step, and for a run one line `{ i, k, status, body }` per step k it carried out, the last being its last step or the first not ok.

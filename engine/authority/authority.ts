@@ -46,7 +46,7 @@ import {
   type WireCode,
 } from '../../protocol/index.ts';
 import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce, noneReport, onward, passedAlready, reportCtx, rowAt, type Approved, type Foreseen } from './chain.ts';
-import { failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
+import { addressTaken, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
 import { credentialToken, diskKey, randomToken } from './keys.ts';
 import { BootGate } from './boot.ts';
 import { StaleRow, VmRows } from './rows.ts';
@@ -302,7 +302,7 @@ export class Authority {
         const existing = await this.rows.get(req.vmId);
         if (existing) return again(existing);
       }
-      return no(`address ${formatVmAddress(spec.fleet, spec.index)} already has a live VM: ${err.message}`);
+      return no(addressTaken(spec, err.message).reason);
     }
     this.rows.remember(vm);
     return {

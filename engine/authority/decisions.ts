@@ -97,6 +97,11 @@ export function judgeReplaced(caller: string, vm: { stack: string; fleet: string
   return { ok: true };
 }
 
+/** A create whose address the record found taken by a live VM when it inserted it (`conflict`: the record's sentence). */
+export function addressTaken(vm: { fleet: string; index: number }, conflict: string): Refusal {
+  return refuse('address-taken', `address ${formatVmAddress(vm.fleet, vm.index)} already has a live VM: ${conflict}`);
+}
+
 /** What the authority approved and waits for the report of (see judgeReport). */
 export interface Pending {
   dataCenter: string;
