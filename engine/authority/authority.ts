@@ -50,9 +50,9 @@ import { addressTaken, failureEdge, historySize, judgeCaller, judgeCreate, judge
 import { credentialToken, diskKey, randomToken } from './keys.ts';
 import { BootGate } from './boot.ts';
 import { StaleRow, VmRows } from './rows.ts';
-import { toAuthorityVm } from './vm.ts';
+import { toAuthorityVm, veto, vetoForeign } from './answers.ts';
 
-export { toAuthorityVm } from './vm.ts';
+export { toAuthorityVm } from './answers.ts';
 
 export interface AuthorityCoreOptions {
   record: FleetRecord;
@@ -78,17 +78,6 @@ const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
 
 /** Report refusals that depend on the row: decided again on a fresh read when the row was remembered. */
 const ROW_REFUSALS: readonly WireCode[] = ['unknown-vm', 'wrong-data-center'];
-
-/** authorize's refusal: no credentials; the record's VM when it is known. */
-function veto(reason: string, vm?: VmRow): AuthorizeResponse {
-  return { decision: 'vetoed', reason, operation: 'none', ...(vm ? { vm: toAuthorityVm(vm) } : {}) };
-}
-
-/** The veto of an authorization whose body names another data center than the caller's token. */
-function vetoForeign(caller: string, req: AuthorizeRequest): AuthorizeResponse | undefined {
-  const judged = judgeCaller(caller, req);
-  return judged.ok ? undefined : veto(judged.reason);
-}
 
 export class Authority {
   /** Approved requests waiting for their report, by request id; reports are checked against them. */

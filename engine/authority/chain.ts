@@ -10,7 +10,7 @@ import type { ChangeContext, IntentRow, Onward, VmRow } from '../record/index.ts
 import { NONE_REPORT_DETAIL, refuse, sha256, type AdvanceRequest, type AdvanceStep, type AuthorizeRequest, type Decided, type ReportRequest } from '../../protocol/index.ts';
 import { historySize, judgeCaller, judgeEdge } from './decisions.ts';
 import { randomToken } from './keys.ts';
-import { toAuthorityVm } from './vm.ts';
+import { toAuthorityVm } from './answers.ts';
 
 /** An edge approved on row `vm` (its intent row written), to be answered by approve. */
 export interface Approved {
