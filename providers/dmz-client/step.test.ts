@@ -1,26 +1,17 @@
-// The step runner without HTTP: the real authority in-process (its calls
-// made directly, as the DMZ client's authority client would make them over
-// HTTP), a real PGlite record, a real sim data center and a real
-// idempotency store, both in a temp folder.
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// The step runner without HTTP (./testing.ts: the real authority
+// in-process, a real PGlite record, a real sim data center and a real
+// idempotency store).
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ProtocolError, type LineAnswer } from '../../engine/authority/http.ts';
-import { Authority } from '../../engine/authority/index.ts';
 import type { AdvanceStep } from '../../engine/authority/protocol.ts';
 import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
-import { createSimDriver, type SimDriver, type SimOptions } from '../drivers/sim/index.ts';
 import type { StepResult } from '../protocol.ts';
-import { createRequest, defaultPack, newVm } from '../testing.ts';
-import { IdempotencyStore } from './idempotency.ts';
+import { createRequest, newVm } from '../testing.ts';
 import { Lanes } from './lanes.ts';
 import { stepRequest } from './requests.ts';
-import { StepRunner, type AuthorityCalls, type RunContext } from './step.ts';
-
-const DC = 'miami';
+import type { RunContext } from './step.ts';
+import { DC, edge, startStepWorld, type StepWorld as World } from './testing.ts';
 
 let record: FleetRecord;
 beforeAll(async () => {
@@ -30,69 +21,12 @@ afterAll(async () => {
   await record.close();
 });
 
-interface World {
-  stack: string;
-  steps: StepRunner;
-  driver: SimDriver;
-  store: IdempotencyStore<StepResult>;
-  /** The DMZ client's calls to the authority, in order, as `call what`. */
-  calls: string[];
-  /** Holds the next report until the returned function is called (see reportOnItsWay). */
-  holdReports(): () => void;
-  close(): Promise<void>;
-}
-
-/** A step runner of data center miami over the real authority, a real sim and a real store. */
-async function world(sim: Partial<SimOptions> = {}): Promise<World> {
-  const stack = `step-${randomUUID().slice(0, 8)}`;
-  const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-step-'));
-  const pack = await defaultPack();
-  const core = new Authority({ record, pack, stackName: stack, secret: 'test-secret' });
-  const calls: string[] = [];
-  let hold: Promise<void> | undefined;
-  const authority: AuthorityCalls = {
-    authorize: (b) => (calls.push(`authorize ${b.kind} ${b.from ?? ''}>${b.to}`), core.authorize(DC, b)),
-    report: async (b, o) => {
-      calls.push(`report ${b.from}>${b.to} ${b.outcome}${o?.lazy ? ' lazy' : ''}`);
-      await hold;
-      return core.report(DC, b);
-    },
-    advance: (b) => (calls.push(`advance ${b.create ? 'create' : `report ${b.report?.from}>${b.report?.to}`} +${b.next.length}`), core.advance(DC, b)),
-  };
-  const driver = await createSimDriver({ dataCenter: DC, stateDir: dir, latencyMs: 1, capacity: { vms: 10, cpu: 100, memoryGiB: 100 }, ...sim });
-  const store = new IdempotencyStore<StepResult>(dir);
-  const steps = new StepRunner({ dataCenter: DC, initial: pack.lifecycle.initial, terminal: pack.lifecycle.terminal[0], driver, authority, store, readyTimeoutMs: 2_000, driverBackoffMs: 0 });
-  return {
-    stack,
-    steps,
-    driver,
-    store,
-    calls,
-    holdReports() {
-      let release = () => {};
-      hold = new Promise<void>((r) => (release = r));
-      return () => {
-        hold = undefined;
-        release();
-      };
-    },
-    async close() {
-      await store.close();
-      await driver.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 let w: World | undefined;
 afterEach(async () => {
   vi.restoreAllMocks();
   await w?.close();
   w = undefined;
 });
-
-/** One edge's request body, as the CLI sends it. */
-const edge = (from: string, to: string, key: string = randomUUID()) => ({ idempotencyKey: key, planId: 'plan-1', from, to });
 
 /** Creates a VM and walks it along `path` (its first state the initial one), one step each; returns the VM's id and each step's result. */
 async function walkNew(world: World, path: readonly string[]): Promise<{ vmId: string; results: StepResult[] }> {
@@ -108,7 +42,7 @@ async function walkNew(world: World, path: readonly string[]): Promise<{ vmId: s
 
 describe('StepRunner: authorize -> driver -> report, one step at a time', () => {
   it('a new VM to PoweredOff: each step authorized, carried out (createVm only where the edge says so) and reported', async () => {
-    w = await world();
+    w = await startStepWorld(record);
     const { vmId, results } = await walkNew(w, ['Requested', 'BeingCreated', 'PoweredOff']);
     expect(results.map((r) => [r.decision, r.outcome, r.operation, r.vm?.state])).toEqual([
       ['modified', 'ok', 'none', 'Requested'],
@@ -131,7 +65,7 @@ describe('StepRunner: authorize -> driver -> report, one step at a time', () => 
     ['an edge that is not in the diagram', ['Requested', 'PoweredOff'], 'not an edge'],
     ['a resize of a VM that is not powered off', ['Requested', 'Requested'], 'powered-off'],
   ])('%s is vetoed: no cloud call, no report, the record stays', async (_name, [from, to], reason) => {
-    w = await world();
+    w = await startStepWorld(record);
     const vm = newVm(w.stack);
     await w.steps.create(createRequest(vm));
     const body = from === to ? { ...edge(from, to), operation: 'resize' as const, size: { cpu: 4, memoryGiB: 8, diskGiB: 40 } } : edge(from, to);
@@ -146,7 +80,7 @@ describe('StepRunner: authorize -> driver -> report, one step at a time', () => 
     ['a failing cloud call', { failCalls: ['createVm'] }, 'driver.failed', 'configured to fail'],
     ['a full data center', { capacity: { vms: 0 } }, 'driver.capacity', 'is full'],
   ])('%s is reported failed with the driver\'s error, and the VM ends in CreateFailed', async (_name, sim, code, message) => {
-    w = await world(sim);
+    w = await startStepWorld(record, sim);
     const { vmId, results } = await walkNew(w, ['Requested', 'BeingCreated', 'PoweredOff']);
     const last = results.at(-1);
     expect(last).toMatchObject({ outcome: 'failed', operation: 'createVm', vm: { state: 'CreateFailed' }, error: { code } });
@@ -156,7 +90,7 @@ describe('StepRunner: authorize -> driver -> report, one step at a time', () => 
   });
 
   it('a boot without its handshake (no boot endpoint here): boot is ok, awaitReady fails boot-failed, the VM ends BootFailed', async () => {
-    w = await world();
+    w = await startStepWorld(record);
     const { results } = await walkNew(w, ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn', 'Starting', 'Running']);
     expect(results.slice(3).map((r) => [r.outcome, r.operation, r.vm?.state, r.error?.code])).toEqual([
       ['ok', 'powerOn', 'PoweredOn', undefined],
@@ -166,7 +100,7 @@ describe('StepRunner: authorize -> driver -> report, one step at a time', () => 
   });
 
   it('a step sent twice with its key, at once and later, is carried out once and answered the same', async () => {
-    w = await world();
+    w = await startStepWorld(record);
     const vm = newVm(w.stack);
     await w.steps.create(createRequest(vm));
     await w.steps.transition(vm.id, edge('Requested', 'BeingCreated'));
@@ -187,7 +121,7 @@ describe('StepRunner: authorize -> driver -> report, one step at a time', () => 
     ['a resize with two states', (world: World, vmId: string) => world.steps.transition(vmId, { ...edge('PoweredOff', 'PoweredOn'), operation: 'resize', size: { cpu: 1, memoryGiB: 1, diskGiB: 1 } }), 400, 'bad-request'],
     ['a resize without a size', (world: World, vmId: string) => world.steps.transition(vmId, { ...edge('PoweredOff', 'PoweredOff'), operation: 'resize' }), 400, 'bad-request'],
   ] as const)('%s is refused before anything is asked (%s %s)', async (_name, send, status, code) => {
-    w = await world();
+    w = await startStepWorld(record);
     const vm = newVm(w.stack);
     await w.steps.create(createRequest(vm));
     const before = w.calls.length;
@@ -202,14 +136,14 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
   /** A new VM entered with `chain` (the run's next edges), and what the advance decided for each. */
   async function createWithChain(world: World, path: readonly string[]) {
     const vm = newVm(world.stack);
-    const chain = path.slice(1).map((to, k) => stepRequest({ dataCenter: DC, initial: 'Requested', terminal: 'Deleted' }, { op: 'transition', vmId: vm.id, body: edge(path[k], to) }));
+    const chain = path.slice(1).map((to, k) => stepRequest(world.defaults, { op: 'transition', vmId: vm.id, body: edge(path[k], to) }));
     let decided: AdvanceStep[] = [];
     const created = await world.steps.create(createRequest(vm), { chain, onChain: (d) => (decided = d) });
     return { vm, chain, decided, created };
   }
 
   it('a create with the run\'s next edges is one advance; a step moved at once is answered with its move, one approved ahead asks nothing', async () => {
-    w = await world();
+    w = await startStepWorld(record);
     const { vm, chain, decided, created } = await createWithChain(w, ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn']);
     expect(created).toMatchObject({ outcome: 'ok', vm: { state: 'Requested' } });
     expect(w.calls).toEqual(['advance create +3']);
@@ -231,7 +165,7 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
   });
 
   it('an approval given ahead whose credentials are about to expire is asked for again before the cloud call', async () => {
-    w = await world();
+    w = await startStepWorld(record);
     const { vm, chain, decided } = await createWithChain(w, ['Requested', 'BeingCreated', 'PoweredOff']);
     await w.steps.transition(vm.id, edge('Requested', 'BeingCreated'), { request: chain[0], done: { requestId: chain[0].requestId, decision: 'approved', reason: 'moved', outcome: 'ok' } });
     const ahead = decided[1].authorize;
@@ -242,10 +176,10 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
   });
 
   it('an edge\'s report with `chain` is one advance, and `onChain` gets what it decided', async () => {
-    w = await world();
+    w = await startStepWorld(record);
     const vm = newVm(w.stack);
     await w.steps.create(createRequest(vm));
-    const next = stepRequest({ dataCenter: DC, initial: 'Requested', terminal: 'Deleted' }, { op: 'transition', vmId: vm.id, body: edge('BeingCreated', 'PoweredOff') });
+    const next = stepRequest(w.defaults, { op: 'transition', vmId: vm.id, body: edge('BeingCreated', 'PoweredOff') });
     let decided: AdvanceStep[] = [];
     const r = await w.steps.transition(vm.id, edge('Requested', 'BeingCreated'), { chain: [next], onChain: (d) => (decided = d) });
     expect(r).toMatchObject({ outcome: 'ok', vm: { state: 'BeingCreated' } });
@@ -254,7 +188,7 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
   });
 
   it('a report waits for the step before it; when that one was not ok, it is not sent (409 earlier-step-failed), though the cloud call was made', async () => {
-    w = await world();
+    w = await startStepWorld(record);
     const { vmId } = await walkNew(w, ['Requested', 'BeingCreated']);
     const failedBefore: LineAnswer = { status: 200, body: { outcome: 'failed' } };
     const err = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff'), { after: Promise.resolve(failedBefore) }).catch((e: unknown) => e);
@@ -265,7 +199,7 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
   });
 
   it('a step whose run goes on reports lazily, after its cloud call (onCarriedOut); the VM\'s report on its way is known until answered', async () => {
-    w = await world();
+    w = await startStepWorld(record);
     const { vmId } = await walkNew(w, ['Requested', 'BeingCreated']);
     const release = w.holdReports();
     let carriedOut = () => {};
@@ -282,7 +216,7 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
   });
 
   it('the first cloud call of a laned run waits for a place; a none edge and a veto take none', async () => {
-    w = await world();
+    w = await startStepWorld(record);
     const lanes = new Lanes();
     const other = lanes.lease('apply-1', 1, ['other-vm']);
     await other.hold();
