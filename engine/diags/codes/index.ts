@@ -4,6 +4,7 @@ import { planCodes } from './plan.ts';
 import { policyCodes } from './policy.ts';
 import { recordCodes } from './record.ts';
 import { specCodes } from './spec.ts';
+import { tlsCodes } from './tls.ts';
 import type { CodeEntry } from './types.ts';
 
 export type { CodeEntry } from './types.ts';
@@ -20,6 +21,7 @@ export const CODES = {
   ...policyCodes,
   ...planCodes,
   ...applyCodes,
+  ...tlsCodes,
 } satisfies Record<string, CodeEntry>;
 
 export type Code = keyof typeof CODES;
