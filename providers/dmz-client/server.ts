@@ -12,7 +12,7 @@
 //   runs.ts        a member's steps at once: advance, write-behind, lanes
 //   step.ts        one step: authorize -> driver -> report, per idempotency key
 //   operations.ts  an edge's operation as a driver call, with deadline and tries
-//   requests.ts    the authority requests a step makes, built from the caller's
+//   requests.ts    the authority requests a step makes, from what the caller sent
 import { FleetError, diag } from '../../engine/diags/index.ts';
 import { createService, listen, tokenTable } from '../../engine/authority/http.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
