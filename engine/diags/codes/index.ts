@@ -4,6 +4,8 @@ import { planCodes } from './plan.ts';
 import { policyCodes } from './policy.ts';
 import { recordCodes } from './record.ts';
 import { specCodes } from './spec.ts';
+import { integrityCodes } from './integrity.ts';
+import { simCodes } from './sim.ts';
 import { tlsCodes } from './tls.ts';
 import type { CodeEntry } from './types.ts';
 
@@ -22,6 +24,8 @@ export const CODES = {
   ...planCodes,
   ...applyCodes,
   ...tlsCodes,
+  ...simCodes,
+  ...integrityCodes,
 } satisfies Record<string, CodeEntry>;
 
 export type Code = keyof typeof CODES;
