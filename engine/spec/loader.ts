@@ -232,6 +232,23 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
         ),
       );
     }
+    // A cloud driver runs in a deployed DMZ client (by URL) and needs its credential broker's settings.
+    const driver = typeof dc.driver === 'string' ? dc.driver : 'sim';
+    if (driver !== 'sim' && dc.address === 'embedded') {
+      out.push(
+        diag('spec.invalid-value', `Data center ${showValue(dc.name)} runs the ${driver} driver, so it must be reached by its DMZ client's URL, not embedded.`, valueWhere(src, ['spec', 'dataCenters', i, 'address'])),
+      );
+    }
+    if ((driver === 'aws' || driver === 'azure') && dc[driver] === undefined) {
+      out.push(
+        diag('spec.missing-field', `Data center ${showValue(dc.name)} runs the ${driver} driver: add its ${driver} block (how the authority brokers its credentials).`, valueWhere(src, ['spec', 'dataCenters', i, 'driver'])),
+      );
+    }
+    for (const other of ['aws', 'azure'] as const) {
+      if (dc[other] !== undefined && driver !== other) {
+        out.push(diag('spec.invalid-value', `Data center ${showValue(dc.name)} has an ${other} block but runs the ${driver} driver; set driver: ${other} or remove the block.`, keyWhere(src, ['spec', 'dataCenters', i, other])));
+      }
+    }
     const at = valueWhere(src, ['spec', 'dataCenters', i, 'name']);
     const prev = first.get(dc.name);
     if (prev) {
@@ -310,6 +327,9 @@ function toLoadedStack(
       where: valueWhere(src, ['spec', 'dataCenters', i]),
     };
     if (dc.auth) out.auth = dc.auth;
+    if (dc.driver) out.driver = dc.driver;
+    if (dc.aws) out.aws = dc.aws;
+    if (dc.azure) out.azure = dc.azure;
     if (dc.sim) out.sim = dc.sim;
     return out;
   });
