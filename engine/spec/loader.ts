@@ -120,6 +120,22 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     }
   }
 
+  // A cloud data center's VMs run as types of the pack's instance-type catalog.
+  if (pack && Array.isArray(spec.dataCenters)) {
+    spec.dataCenters.forEach((dc, i) => {
+      if (!isObj(dc) || (dc.driver !== 'aws' && dc.driver !== 'azure') || typeof dc.name !== 'string') return;
+      if (pack.instanceTypes?.[dc.name] === undefined) {
+        diagnostics.push(
+          diag(
+            'spec.no-instance-types',
+            `Data center ${showValue(dc.name)} runs the ${dc.driver} driver, but pack ${pack.name} has no instanceTypes entry for it, so no VM size could run there.`,
+            valueWhere(src, ['spec', 'dataCenters', i, 'driver']),
+          ),
+        );
+      }
+    });
+  }
+
   // Fleet files.
   const files = await matchSpecs(src, spec, dir, diagnostics);
   const docs: SourceDoc[] = [];
@@ -308,6 +324,7 @@ function stackContext(raw: Stack): StackContext {
   return {
     siteName: raw.spec.site.name,
     dataCenters: new Map(raw.spec.dataCenters.map((dc) => [dc.name, dc.hardware ?? []])),
+    cloudDrivers: new Map(raw.spec.dataCenters.filter((dc) => dc.driver !== undefined && dc.driver !== 'sim').map((dc) => [dc.name, dc.driver as string])),
   };
 }
 
