@@ -519,7 +519,12 @@ export const awsDriverFactory: DriverFactory = async (ctx) => {
   const types = ctx.pack.instanceTypes?.[ctx.dataCenter.name];
   if (!types) throw new DriverError('failed', `pack ${ctx.pack.name} has no instanceTypes entry for ${ctx.dataCenter.name}`);
   const endpoint = ctx.env.AWS_ENDPOINT_URL_EC2 || undefined;
+  // The DMZ client's own read-only identity: the environment's keys when set, else the SDK's default chain (instance profile).
+  const id = ctx.env.AWS_ACCESS_KEY_ID;
+  const secret = ctx.env.AWS_SECRET_ACCESS_KEY;
+  const readCredentials = id && secret ? { accessKeyId: id, secretAccessKey: secret, ...(ctx.env.AWS_SESSION_TOKEN ? { sessionToken: ctx.env.AWS_SESSION_TOKEN } : {}) } : undefined;
   return new AwsDriver({
+    ...(readCredentials ? { readCredentials } : {}),
     dataCenter: ctx.dataCenter.name,
     stack: ctx.stack,
     settings,
