@@ -25,12 +25,19 @@ export class FakeSts {
   private readonly interceptor = nock(this.endpoint).persist().post('/');
 
   constructor() {
-    const fake = this;
+    // nock's reply gets the request as `this`; the fake is reached through a bound helper.
+    const answer = (body: unknown, authorization: string) => this.answer(body, authorization);
     this.interceptor.reply(function (_uri, body) {
+      return answer(body, String(this.req.headers.authorization ?? ''));
+    });
+  }
+
+  private answer(body: unknown, authorization: string): [number, string, Record<string, string>] {
+    {
       const params = new URLSearchParams(typeof body === 'string' ? body : '');
-      fake.calls.push({ params, accessKeyId: /Credential=([^/]+)\//.exec(String(this.req.headers.authorization ?? ''))?.[1] ?? '' });
-      if (fake.error) {
-        const e = fake.error;
+      this.calls.push({ params, accessKeyId: /Credential=([^/]+)\//.exec(authorization)?.[1] ?? '' });
+      if (this.error) {
+        const e = this.error;
         return [
           e.status,
           `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>${e.code}</Code><Message>${e.message}</Message></Error><RequestId>${randomUUID()}</RequestId></ErrorResponse>`,
@@ -38,13 +45,13 @@ export class FakeSts {
         ];
       }
       const seconds = Number(params.get('DurationSeconds') ?? '3600');
-      const expiration = new Date(Date.now() + (fake.lifetimeMs ?? seconds * 1000)).toISOString();
+      const expiration = new Date(Date.now() + (this.lifetimeMs ?? seconds * 1000)).toISOString();
       const creds = {
         accessKeyId: `ASIA${randomBytes(8).toString('hex').toUpperCase()}`,
         secretAccessKey: randomBytes(20).toString('base64url'),
         sessionToken: randomBytes(40).toString('base64url'),
       };
-      fake.issued.push(creds);
+      this.issued.push(creds);
       const session = params.get('RoleSessionName') ?? '';
       return [
         200,
@@ -54,7 +61,7 @@ export class FakeSts {
           `<PackedPolicySize>42</PackedPolicySize></AssumeRoleResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></AssumeRoleResponse>`,
         { 'content-type': 'text/xml' },
       ];
-    });
+    }
   }
 
   close(): void {
