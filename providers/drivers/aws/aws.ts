@@ -172,7 +172,7 @@ export class AwsDriver implements Driver {
       // Every command of the package is accepted by the client; the union of their types is too wide for TypeScript to check here.
       return (await client.send(command as never)) as T;
     } catch (err) {
-      throw ec2Error(err, what);
+        throw ec2Error(err, what);
     }
   }
 
