@@ -5,7 +5,8 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { diskKey, sha256 } from '../../engine/authority/keys.ts';
+import { diskKey } from '../../engine/authority/keys.ts';
+import { sha256 } from '../../protocol/index.ts';
 import { TO_RUNNING, createRequest, newVm, walk } from '../testing.ts';
 import { AWS_SECRET, startAwsWorld, type AwsWorld } from '../drivers/aws/world.ts';
 import { parseAgentUserData, renderAgentUserData } from './index.ts';
