@@ -215,6 +215,23 @@ export interface AdvanceStep {
   ahead?: boolean;
 }
 /**
+ * POST /v1/boot/status: a real VM's boot agent (providers/boot-agent) reports its state, proven by the one-time boot token it booted with. Drivers whose VMs run the shipped agent (aws, azure) learn readiness from it.
+ */
+export interface AgentReport {
+  cloudId: string;
+  vmId: string;
+  bootToken: string;
+  state: 'booting' | 'ready' | 'failed';
+  /**
+   * Why it failed (never a secret).
+   */
+  detail?: string;
+  /**
+   * The boot endpoint denied the boot (the VM powers itself off; the driver terminates it).
+   */
+  denied?: boolean;
+}
+/**
  * The record's VM as the authority answers it.
  */
 export interface AuthorityVm {
@@ -381,6 +398,15 @@ export interface ScopedCredentials {
   dataCenter: string;
   token: string;
   expiresAt: string;
+  /**
+   * For an `aws` data center: STS session credentials the authority brokered for it (engine/authority/credentials/aws.ts). A secret: never logged or stored.
+   */
+  aws?: {
+    accessKeyId: string;
+    secretAccessKey: string;
+    sessionToken: string;
+    expiration: string;
+  };
 }
 /**
  * POST /v1/batch: answered with NDJSON lines (BatchAnswerLine) in the order things finish: one line `{ i, status, body }` per step, and for a run one line `{ i, k, status, body }` per step k it carried out, the last being its last step or the first not ok.

@@ -49,6 +49,7 @@ import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce
 import { addressTaken, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
 import { credentialToken, diskKey, randomToken } from './keys.ts';
 import { BootGate } from './boot.ts';
+import type { CredentialBroker } from './credentials/types.ts';
 import { StaleRow, VmRows } from './rows.ts';
 import { toAuthorityVm, veto, vetoForeign } from './answers.ts';
 
@@ -62,6 +63,8 @@ export interface AuthorityCoreOptions {
   secret: string;
   /** Lifetime of scoped credentials. Default 10 minutes. */
   credentialTtlMs?: number;
+  /** Cloud credentials of cloud data centers (engine/authority/credentials); none: the scoped token alone (sim). */
+  credentialBroker?: CredentialBroker;
 }
 
 /**
@@ -139,13 +142,15 @@ export class Authority {
   }
 
   private credentials(dataCenter: string, requestId: string) {
-    const expiresAt = new Date(Date.now() + this.ttl).toISOString();
-    return { dataCenter, token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt), expiresAt };
+    const cloud = this.o.credentialBroker?.issued(dataCenter);
+    const expiresAt = new Date(Math.min(Date.now() + this.ttl, cloud ? Date.parse(cloud.expiresAt) : Infinity)).toISOString();
+    return { dataCenter, token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt), expiresAt, ...(cloud?.aws ? { aws: cloud.aws } : {}) };
   }
 
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const foreign = vetoForeign(caller, req);
     if (foreign) return foreign;
+    await this.o.credentialBroker?.prepare(caller);
     return this.rows.serial(req.vmId, async () => (req.kind === 'create' ? (await this.authorizeCreate(caller, req)).answer : this.authorizeEdge(caller, req)));
   }
 
@@ -330,6 +335,7 @@ export class Authority {
   async advance(caller: string, req: AdvanceRequest): Promise<AdvanceResponse> {
     const checked = checkAdvance(caller, req);
     if (!checked.ok) throw new WireError(checked.refusal, checked.reason);
+    await this.o.credentialBroker?.prepare(caller);
     const { vmId } = checked;
     const ahead = req.ahead === true;
     return this.rows.serial(vmId, () => {

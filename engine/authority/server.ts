@@ -27,6 +27,7 @@ import {
 import { createMetrics, type ServiceMetrics } from '../observability/index.ts';
 import type { ServerTls } from '../transport/index.ts';
 import { Authority } from './authority.ts';
+import type { CredentialBroker } from './credentials/types.ts';
 import { randomToken } from './keys.ts';
 
 export interface StartAuthorityOptions {
@@ -45,6 +46,8 @@ export interface StartAuthorityOptions {
    */
   secret?: string;
   credentialTtlMs?: number;
+  /** Cloud credentials of cloud data centers (engine/authority/credentials). */
+  credentialBroker?: CredentialBroker;
   logger?: boolean;
   /** Serve HTTPS (and with a client CA, require DMZ clients' certificates): engine/transport's loadServerTls. */
   tls?: ServerTls;
@@ -71,6 +74,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     stackName: opts.stackName,
     secret: opts.secret ?? randomToken(32),
     credentialTtlMs: opts.credentialTtlMs,
+    ...(opts.credentialBroker ? { credentialBroker: opts.credentialBroker } : {}),
   });
   const metrics = createMetrics('authority', { stack: opts.stackName });
   const { app, openapi } = await createService({

@@ -103,7 +103,18 @@ export const credentialsSchema = {
   description: 'Short-lived, scoped to one data center; the driver refuses anything else.',
   type: 'object',
   required: ['dataCenter', 'token', 'expiresAt'],
-  properties: { dataCenter: { type: 'string' }, token: { type: 'string' }, expiresAt: { type: 'string' } },
+  properties: {
+    dataCenter: { type: 'string' },
+    token: { type: 'string' },
+    expiresAt: { type: 'string' },
+    aws: {
+      description: 'For an `aws` data center: STS session credentials the authority brokered for it (engine/authority/credentials/aws.ts). A secret: never logged or stored.',
+      type: 'object',
+      additionalProperties: false,
+      required: ['accessKeyId', 'secretAccessKey', 'sessionToken', 'expiration'],
+      properties: { accessKeyId: { type: 'string' }, secretAccessKey: { type: 'string' }, sessionToken: { type: 'string' }, expiration: { type: 'string' } },
+    },
+  },
 } as const;
 
 export const healthResponseSchema = {

@@ -136,6 +136,23 @@ export const bootBodySchema = {
   },
 } as const;
 
+export const agentReportSchema = {
+  title: 'AgentReport',
+  description:
+    "POST /v1/boot/status: a real VM's boot agent (providers/boot-agent) reports its state, proven by the one-time boot token it booted with. Drivers whose VMs run the shipped agent (aws, azure) learn readiness from it.",
+  type: 'object',
+  additionalProperties: false,
+  required: ['cloudId', 'vmId', 'bootToken', 'state'],
+  properties: {
+    cloudId: name,
+    vmId: name,
+    bootToken: { type: 'string', maxLength: 500 },
+    state: { type: 'string', enum: ['booting', 'ready', 'failed'] },
+    detail: { type: 'string', maxLength: 1000, description: 'Why it failed (never a secret).' },
+    denied: { type: 'boolean', description: 'The boot endpoint denied the boot (the VM powers itself off; the driver terminates it).' },
+  },
+} as const;
+
 /** Most steps in one POST /v1/batch. */
 export const STEP_BATCH_MAX = 500;
 

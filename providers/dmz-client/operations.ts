@@ -84,6 +84,7 @@ const CALLS: { readonly [O in CloudOperation]: (c: EdgeCall) => Promise<Operatio
     const made = await retry(() =>
       driver.createVm(creds, {
         vmId: ref.vmId,
+        address: vm.address,
         name: vm.name,
         image: auth.realImage ?? vm.realImage ?? '',
         size: vm.size,

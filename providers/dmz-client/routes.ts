@@ -6,10 +6,11 @@ import type { FastifyInstance } from 'fastify';
 import { WireError, doc, streamAnswers, type Part } from '../../protocol/index.ts';
 import type { BootAuthorizeRequest, BootAuthorizeResponse } from '../../protocol/index.ts';
 import type { Driver, ScopedCredentials } from '../drivers/types.ts';
-import type { BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, TransitionRequest } from '../../protocol/index.ts';
+import type { AgentReport, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, TransitionRequest } from '../../protocol/index.ts';
 import type { Runs } from './runs.ts';
 import {
   actualVmSchema,
+  agentReportSchema,
   bootBodySchema,
   bootResponseSchema,
   createBodySchema,
@@ -117,6 +118,16 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
       // already running) goes first.
       await steps.reportOnItsWay(req.body.vmId);
       return authority.boot({ dataCenter: dc, ...req.body });
+    },
+  );
+
+  // A real VM's boot agent (providers/boot-agent) reports booting / ready / failed, proven by its boot token; the driver judges it.
+  app.post<{ Body: AgentReport }>(
+    '/v1/boot/status',
+    { schema: doc('Boot agent: a booting VM reports its state', { body: agentReportSchema, response: { 400: errorSchema, 403: errorSchema } }) },
+    async (req) => {
+      if (!driver.agentStatus?.(req.body)) throw new WireError('agent-report-refused', 'no VM of this data center is booting with that boot token');
+      return { ok: true };
     },
   );
 }

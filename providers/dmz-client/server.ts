@@ -92,7 +92,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   const metrics = createMetrics('dmz-client', { data_center: dc });
   const { app, openapi } = await createService({
     title: `dmzfleet DMZ client (${dc})`,
-    publicPaths: ['/v1/health', '/openapi.json', '/v1/boot'],
+    publicPaths: ['/v1/health', '/openapi.json', '/v1/boot', '/v1/boot/status'],
     authenticate: tokenTable([{ token: opts.clientToken, who: 'cli' }]),
     logger: opts.logger,
     tls: opts.tls,

@@ -13,9 +13,9 @@
 // - A failed call throws DriverError; `transient` says whether trying again
 //   may help (the DMZ client retries those a few times before reporting a failure).
 import type { VmSize } from '../../engine/plan/types.ts';
-import type { ActualVm, DriverErrorKind, ScopedCredentials } from '../../protocol/index.ts';
+import type { ActualVm, AgentReport, DriverErrorKind, ScopedCredentials } from '../../protocol/index.ts';
 
-export type { ScopedCredentials } from '../../protocol/index.ts';
+export type { DriverErrorKind, ScopedCredentials } from '../../protocol/index.ts';
 export type CloudVm = ActualVm;
 
 /** A VM the record knows by id; the cloud id is null until createVm succeeded. */
@@ -26,6 +26,8 @@ export interface VmRef {
 
 export interface CreateVmInput {
   vmId: string;
+  /** The VM's address (`fleet/index`, engine/model); cloud drivers tag the VM with it. */
+  address?: string;
   name: string;
   /** The real image for this data center (translated by the authority). */
   image: string;
@@ -46,6 +48,9 @@ export class DriverError extends Error {
     this.transient = transient;
   }
 }
+
+/** What a real VM's boot agent reports to POST /v1/boot/status (protocol/schemas/dmz-client.ts). */
+export type { AgentReport } from '../../protocol/index.ts';
 
 /** Names of the calls, as the pack's `operation` and the sim's failCalls/hangCalls use them (engine/model). */
 export { DRIVER_CALLS, type DriverCall } from '../../engine/model/index.ts';
@@ -71,6 +76,12 @@ export interface Driver {
   deleteVm(creds: ScopedCredentials, ref: VmRef): Promise<void>;
   get(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm | undefined>;
   list(creds: ScopedCredentials): Promise<CloudVm[]>;
+  /**
+   * A booting VM's agent reports its state (POST /v1/boot/status). Returns
+   * false when the report is not believed (unknown VM, wrong token); then
+   * it changes nothing. Absent: the driver's VMs report otherwise (sim).
+   */
+  agentStatus?(report: AgentReport): boolean;
   /** Stops timers and flushes state; the cloud's VMs stay. */
   close(): Promise<void>;
 }
