@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
 import { sha256 } from '../../../engine/authority/keys.ts';
-import { GroupCommit } from '../../../engine/durability/index.ts';
+import { GroupCommit, lockFolder } from '../../../engine/durability/index.ts';
 import { postJson, sendTarget } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
 import type { AgentState, BootResponse } from '../../protocol.ts';
@@ -61,6 +61,11 @@ export interface SimOptions {
   seed?: number;
   /** How long awaitReady waits by default. Default 30 000. */
   readyTimeoutMs?: number;
+  /**
+   * How long to wait for another process that has this data center open
+   * (the CLI's --lock-timeout). Default 0: refuse at once with sim.busy.
+   */
+  busyTimeoutMs?: number;
 }
 
 interface SimVm {
@@ -187,13 +192,44 @@ export function parseSimState(file: string, snapshot: string | undefined, log: s
   return { vms, seq, logged: log !== undefined };
 }
 
-/** Opens (or creates) the simulated data center whose VMs live under `stateDir`; a log left behind is compacted first. */
+/**
+ * Opens (or creates) the simulated data center whose VMs live under
+ * `stateDir`; a log left behind is compacted first. One process at a time
+ * owns a data center (`<stateDir>.lock`): two sims over one folder would each
+ * compact their own view over the other's VMs, and VMs would vanish from the
+ * cloud while the record still holds them. Another process's open waits up
+ * to busyTimeoutMs, then fails with sim.busy naming the holder.
+ */
 export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
-  const { vms, seq, logged } = await readSimState(opts.stateDir, opts.dataCenter);
-  await mkdir(opts.stateDir, { recursive: true });
-  const d = new SimDriver(opts, simStateFile(opts.stateDir, opts.dataCenter), simLogFile(opts.stateDir, opts.dataCenter), vms, seq);
-  if (logged) await d.compact();
-  return d;
+  await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  const where = { file: opts.stateDir };
+  const release = await lockFolder(opts.stateDir, {
+    timeoutMs: opts.busyTimeoutMs ?? 0,
+    heldHere: () => {
+      throw new FleetError(diag('sim.busy', `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is already open in this process (pid ${process.pid}).`, where));
+    },
+    busy: (who) => {
+      throw new FleetError(
+        diag(
+          'sim.busy',
+          `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is open in ${who}. Wait for it to finish (--lock-timeout SECONDS waits), or run the data center as one DMZ client (fleet serve dmz-client) that every CLI reaches by URL.`,
+          where,
+        ),
+      );
+    },
+    cannotCreate: (file, err) => {
+      throw new FleetError(diag('sim.busy', `cannot create the lock file ${file}: ${err.message}.`, where));
+    },
+  });
+  try {
+    const { vms, seq, logged } = await readSimState(opts.stateDir, opts.dataCenter);
+    const d = new SimDriver(opts, simStateFile(opts.stateDir, opts.dataCenter), simLogFile(opts.stateDir, opts.dataCenter), vms, seq, release);
+    if (logged) await d.compact();
+    return d;
+  } catch (err) {
+    release();
+    throw err;
+  }
 }
 
 export class SimDriver implements Driver {
@@ -240,6 +276,8 @@ export class SimDriver implements Driver {
     private readonly logFile: string,
     private readonly vms: SimVm[],
     seq: number,
+    /** Lets go of the state folder (createSimDriver took it). */
+    private readonly release: () => void = () => undefined,
   ) {
     this.dataCenter = o.dataCenter;
     this.random = seededRandom(o.seed ?? 1);
@@ -287,7 +325,7 @@ export class SimDriver implements Driver {
     for (const vm of changed) text += `{"seq":${++this.seq},"vm":${JSON.stringify(vm)}}\n`;
     try {
       // Opened per append (not kept open): a log removed under us (with its folder) fails the write instead of vanishing.
-      appendFileSync(this.logFile, text);
+      appendFileSync(this.logFile, text, { mode: 0o600 });
     } catch (err) {
       // Part of it may be written: the next write rewrites the snapshot, which
       // holds these VMs again (the log may be gone with its folder, too).
@@ -304,7 +342,7 @@ export class SimDriver implements Driver {
     const text = serialize(this.dataCenter, this.seq, this.vms);
     const tmp = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
     try {
-      await writeFile(tmp, text);
+      await writeFile(tmp, text, { mode: 0o600 });
       await rename(tmp, this.file);
       await unlink(this.logFile).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
@@ -617,6 +655,7 @@ export class SimDriver implements Driver {
     this.timers.clear();
     await this.commits.settled();
     if (this.logBytes > 0 || this.compactNext) await this.compact().catch(() => undefined);
+    this.release();
   }
 }
 
