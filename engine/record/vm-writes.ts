@@ -17,6 +17,15 @@ import type { ChangeContext, NewVm, VmPatch, VmRow, VmWriter } from './types.ts'
 const INSERT_COLUMNS = 'id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk';
 /** Their unnest types, for inserts of many rows. */
 const INSERT_TYPES = ['text', 'text', 'text', 'int', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'float8', 'float8', 'float8', 'boolean'];
+/** Their parameters, for an insert of one row. */
+const INSERT_PARAMS = INSERT_TYPES.map((_, c) => `$${c + 1}`).join(', ');
+
+/** Bumps fleet ($1, $2)'s version, creating its row (version 1) with owner $3 on its first member. */
+const BUMP_FLEET = `INSERT INTO fleets (stack, fleet, owner, version, updated_at) VALUES ($1, $2, $3, 1, now())
+  ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()`;
+
+/** The context of a history row given as parameters $2 (actor) to $5 (detail), outcome ok. */
+const CTX_PARAMS = { actor: '$2', planId: '$3', requestId: '$4', outcome: "'ok'", detail: '$5' };
 
 /** The 15 values of a new VM row, in INSERT_COLUMNS' order. */
 function insertValues(id: string, vm: NewVm): unknown[] {
@@ -103,7 +112,7 @@ async function insertReplacing(q: Queryable, id: string, vm: NewVm, ctx: ChangeC
   }
   // A history row of one VM (from `fromState` to its state now), ctx as parameters $2….
   const historyOf = (vmId: string, fromState: string, detail: string | null) =>
-    q.query(insertHistory([ctxSource('vms', 'vms WHERE vms.id = $1', fromState, 'vms.state', { actor: '$2', planId: '$3', requestId: '$4', outcome: "'ok'", detail: '$5' })]), [
+    q.query(insertHistory([ctxSource('vms', 'vms WHERE vms.id = $1', fromState, 'vms.state', CTX_PARAMS)]), [
       vmId,
       ctx.actor,
       ctx.planId ?? null,
@@ -111,13 +120,9 @@ async function insertReplacing(q: Queryable, id: string, vm: NewVm, ctx: ChangeC
       detail,
     ]);
   await historyOf(vm.replaces!, 'vms.state', `deposed: replaced by ${id}`);
-  const rows = await q.query(`INSERT INTO vms (${INSERT_COLUMNS}) VALUES (${INSERT_TYPES.map((_, c) => `$${c + 1}`).join(', ')}) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, insertValues(id, vm));
+  const rows = await q.query(`INSERT INTO vms (${INSERT_COLUMNS}) VALUES (${INSERT_PARAMS}) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, insertValues(id, vm));
   if (rows.length === 0) await whyNotInserted(q, id, vm);
-  await q.query(
-    `INSERT INTO fleets (stack, fleet, owner, version, updated_at) VALUES ($1, $2, $3, 1, now())
-     ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()`,
-    [vm.stack, vm.fleet, vm.owner],
-  );
+  await q.query(BUMP_FLEET, [vm.stack, vm.fleet, vm.owner]);
   await historyOf(id, 'NULL', ctx.detail ?? null);
   return vmFromRow(rows[0]);
 }
@@ -154,7 +159,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
             `${batch.length - inserted.length} of the VMs to insert have an address or id that is live already; none were inserted.`,
           );
         }
-        await q.query(insertHistory([ctxSource('vms', 'vms WHERE vms.id = ANY($1::text[])', 'NULL', 'vms.state', { actor: '$2', planId: '$3', requestId: '$4', outcome: "'ok'", detail: '$5' })]), [
+        await q.query(insertHistory([ctxSource('vms', 'vms WHERE vms.id = ANY($1::text[])', 'NULL', 'vms.state', CTX_PARAMS)]), [
           inserted.map((r) => r.id),
           ctx.actor,
           ctx.planId ?? null,
@@ -162,13 +167,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
           ctx.detail ?? null,
         ]);
       }
-      for (const f of owners.values()) {
-        await q.query(
-          `INSERT INTO fleets (stack, fleet, owner, version, updated_at) VALUES ($1, $2, $3, 1, now())
-           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()`,
-          [f.stack, f.fleet, f.owner],
-        );
-      }
+      for (const f of owners.values()) await q.query(BUMP_FLEET, [f.stack, f.fleet, f.owner]);
       return vms.length;
     });
 
@@ -181,7 +180,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       const rows = await db.query(
         `WITH ins AS (
            INSERT INTO vms (${INSERT_COLUMNS})
-           VALUES (${INSERT_TYPES.map((_, c) => `$${c + 1}`).join(', ')})
+           VALUES (${INSERT_PARAMS})
            ON CONFLICT DO NOTHING
            RETURNING ${FULL_VM.list}
          ),
