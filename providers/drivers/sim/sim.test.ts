@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FleetError } from '../../../engine/diags/index.ts';
-import { sha256 } from '../../../engine/authority/keys.ts';
+import { sha256 } from '../../../protocol/index.ts';
 import type { DriverError} from '../types.ts';
 import { type ScopedCredentials } from '../types.ts';
 import { createSimDriver, parseSimState, readSimState, seededRandom, simLogFile, simStateFile, type SimDriver } from './sim.ts';
@@ -338,6 +338,28 @@ describe('sim driver', () => {
       await d.boot(creds(), ref, { bootToken: 'tok-2' });
       await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready' });
       expect(seen.map((s) => s.bootToken)).toEqual(['tok-2']);
+    });
+
+    it('a boot cut short by a restart of its data center resumes with the same token once the endpoint is known again', async () => {
+      answers.push({ approved: true, reason: 'ok', diskKey: 'the-key' });
+      // A boot that will not get to ask before the process "dies".
+      const d = await sim({ bootMs: 60_000 });
+      const ref = await booted(d, true);
+      await d.close();
+      drivers.splice(drivers.indexOf(d), 1);
+      expect(seen).toEqual([]);
+      expect((await readSimState(dir, 'dc-a')).vms).toMatchObject([{ agent: 'booting', bootToken: 'tok-1' }]);
+
+      const again = await sim({ bootMs: 1 });
+      // Without the endpoint nothing happens; attach resumes the agent.
+      expect((await again.get(creds(), ref))?.agent).toBe('booting');
+      again.attach({ bootUrl });
+      await expect(again.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready', observedState: 'Running' });
+      expect(seen.map((x) => x.bootToken)).toEqual(['tok-1']);
+      // Settled: the token is gone from the data center's state.
+      await again.close();
+      drivers.splice(drivers.indexOf(again), 1);
+      expect((await readSimState(dir, 'dc-a')).vms[0].bootToken).toBeNull();
     });
 
     it('rogue VMs are terminated when the boot endpoint denies them', async () => {

@@ -26,11 +26,11 @@ import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
-import { sha256 } from '../../../engine/authority/keys.ts';
+import { sha256 } from '../../../protocol/index.ts';
 import { GroupCommit, lockFolder } from '../../../engine/durability/index.ts';
 import { postJson, sendTarget } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
-import type { AgentState, BootResponse } from '../../protocol.ts';
+import type { AgentState, BootResponse } from '../../../protocol/index.ts';
 import {
   DriverError,
   checkCredentials,
@@ -81,6 +81,13 @@ interface SimVm {
   agent: AgentState;
   agentDetail: string | null;
   diskUnlocked: boolean;
+  /**
+   * While booting: the one-time token the VM presents to the boot endpoint,
+   * kept as a real VM keeps it in its user data, so a VM whose data center
+   * (the sim's process) restarts mid-boot picks its boot up where it was.
+   * Cleared once the boot settles.
+   */
+  bootToken?: string | null;
   /** Marks a VM injected without a record entry (tests). */
   rogue?: boolean;
   createdAt: string;
@@ -363,9 +370,19 @@ export class SimDriver implements Driver {
     return this.commits.commit();
   }
 
+  /**
+   * Learns the boot endpoint, then resumes the boots a restart cut short:
+   * every present, powered-on VM still `booting` with its token starts its
+   * agent again (its earlier process is gone with its timers).
+   */
   attach(ctx: { bootUrl: string }): void {
     this.bootUrl = ctx.bootUrl;
     this.bootTarget = undefined;
+    for (const vm of this.vms) {
+      if (vm.status === 'present' && vm.power === 'on' && vm.agent === 'booting' && vm.bootToken && !this.bootGeneration.has(vm.cloudId)) {
+        this.startAgent(vm, vm.bootToken);
+      }
+    }
   }
 
   private get latency(): number {
@@ -473,14 +490,14 @@ export class SimDriver implements Driver {
   async powerOn(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('powerOn', creds);
     const vm = this.mustFind(ref);
-    return this.change(vm, { power: 'on', agent: 'none', agentDetail: null });
+    return this.change(vm, { power: 'on', agent: 'none', agentDetail: null, bootToken: null });
   }
 
   async boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm> {
     await this.enter('boot', creds);
     const vm = this.mustFind(ref);
     if (vm.power !== 'on') throw new DriverError('invalid-state', `VM ${vm.cloudId} is powered off; power it on before booting`);
-    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false });
+    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: opts.bootToken });
     this.startAgent(vm, opts.bootToken);
     return out;
   }
@@ -497,7 +514,7 @@ export class SimDriver implements Driver {
       if (stale() || vm.agent !== 'booting') return;
       const url = this.bootUrl;
       if (!url) {
-        await this.change(vm, { agent: 'failed', agentDetail: 'no boot endpoint is known to the data center' });
+        await this.change(vm, { agent: 'failed', agentDetail: 'no boot endpoint is known to the data center', bootToken: null });
         return;
       }
       let answer: BootResponse | undefined;
@@ -518,21 +535,21 @@ export class SimDriver implements Driver {
         if (stale()) return;
       }
       if (answer === undefined) {
-        await this.change(vm, { agent: 'failed', agentDetail: `boot endpoint unreachable: ${lastError}` });
+        await this.change(vm, { agent: 'failed', agentDetail: `boot endpoint unreachable: ${lastError}`, bootToken: null });
         return;
       }
       if (!answer.approved) {
         // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
-        await this.change(vm, { agent: 'failed', agentDetail: `boot denied: ${answer.reason}`, status: 'terminated', power: 'off' });
+        await this.change(vm, { agent: 'failed', agentDetail: `boot denied: ${answer.reason}`, status: 'terminated', power: 'off', bootToken: null });
         return;
       }
       if (vm.encryptedDisk) {
         if (answer.diskKey === undefined || sha256(answer.diskKey) !== vm.diskKeyHash) {
-          await this.change(vm, { agent: 'failed', agentDetail: 'the released key does not unlock the encrypted disk' });
+          await this.change(vm, { agent: 'failed', agentDetail: 'the released key does not unlock the encrypted disk', bootToken: null });
           return;
         }
       }
-      await this.change(vm, { agent: 'ready', agentDetail: null, diskUnlocked: vm.encryptedDisk });
+      await this.change(vm, { agent: 'ready', agentDetail: null, diskUnlocked: vm.encryptedDisk, bootToken: null });
     };
     const t = setTimeout(() => {
       this.timers.delete(t);
@@ -571,13 +588,13 @@ export class SimDriver implements Driver {
   async shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('shutdown', creds);
     const vm = this.mustFind(ref);
-    return this.change(vm, { agent: 'stopping', agentDetail: null });
+    return this.change(vm, { agent: 'stopping', agentDetail: null, bootToken: null });
   }
 
   async powerOff(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('powerOff', creds);
     const vm = this.mustFind(ref);
-    return this.change(vm, { power: 'off', agent: 'none', diskUnlocked: false });
+    return this.change(vm, { power: 'off', agent: 'none', diskUnlocked: false, bootToken: null });
   }
 
   async resize(creds: ScopedCredentials, ref: VmRef, size: VmSize): Promise<CloudVm> {
@@ -592,7 +609,7 @@ export class SimDriver implements Driver {
     await this.enter('deleteVm', creds);
     const vm = this.find(ref);
     if (!vm || vm.status === 'terminated') return;
-    await this.change(vm, { status: 'terminated', power: 'off', agent: 'none' });
+    await this.change(vm, { status: 'terminated', power: 'off', agent: 'none', bootToken: null });
   }
 
   async get(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm | undefined> {
