@@ -84,9 +84,13 @@ async function bench(name: string, url: string): Promise<void> {
       m = (await record.listVms(STACK, { fleets: [fleet] })).length;
       one.push(ms(t0));
     }
+    // The stale-plan check of a plan over that fleet (apply's first read).
+    const members = await record.listVms(STACK, { fleets: [fleet] });
+    const [fleetRow] = await record.listFleets(STACK, [fleet]);
+    const basis = { vms: Object.fromEntries(members.map((v) => [v.id, v.version])), fleets: { [fleet]: fleetRow.version } };
     t0 = process.hrtime.bigint();
-    await record.basis(STACK, [fleet]);
-    const basis = ms(t0);
+    const stale = (await record.checkBasis(STACK, basis)).length;
+    const check = ms(t0);
 
     console.log(`${name}`);
     console.log(`  open + migrate               ${fmt(open)}`);
@@ -94,7 +98,7 @@ async function bench(name: string, url: string): Promise<void> {
     console.log(`  listVms all (${n})       ${fmt(median(all))}   median of ${reads}, first ${all[0].toFixed(0)} ms, best ${Math.min(...all).toFixed(0)} ms`);
     console.log(`  listVms all, process CPU     ${fmt(median(allCpu))}   median of ${reads}, best ${Math.min(...allCpu).toFixed(0)} ms`);
     console.log(`  listVms one fleet (${m})    ${fmt(median(one))}   median of ${reads}`);
-    console.log(`  basis one fleet              ${fmt(basis)}`);
+    console.log(`  checkBasis one fleet         ${fmt(check)}   ${stale} stale`);
   } finally {
     await record.close();
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { memoryRecord } from '../record/testing.ts';
+import { appliedPlans, memoryRecord } from '../record/testing.ts';
 import { computePlan } from '../plan/planner.ts';
 import { noRulesPolicy } from '../plan/policy-port.ts';
 import { dataCenter, makeFleet, makePack, makeStack } from '../plan/test-support.ts';
@@ -89,7 +89,7 @@ describe('applyPlan', () => {
         ]),
       );
       expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 12, failed: 0 });
-      expect((await record.listPlans(p.stack)).map((x) => x.result)).toEqual(['succeeded']);
+      expect((await appliedPlans(record, p.stack)).map((x) => x.result)).toEqual(['succeeded']);
       expect(await record.listLocks(p.stack)).toEqual([]);
     } finally {
       await record.close();
@@ -144,7 +144,7 @@ describe('applyPlan', () => {
       const finished = new Set(events.flatMap((e) => (e.type === 'member' && e.status === 'done' ? [e.address] : [])));
       expect(finished).toEqual(started);
       expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 4, failed: 0, notStarted: 8 });
-      expect((await record.listPlans(p.stack)).map((x) => x.result)).toEqual(['interrupted']);
+      expect((await appliedPlans(record, p.stack)).map((x) => x.result)).toEqual(['interrupted']);
       expect(await record.unfinishedSteps(p.stack)).toEqual([]);
       expect(await record.listLocks(p.stack)).toEqual([]);
     } finally {
@@ -212,7 +212,7 @@ describe('applyPlan', () => {
       expect(journal.map((j) => [j.address, j.status])).toEqual([['web/1', 'failed']]);
       // Its later steps, sent with the run and journalled started, are closed (skipped): only the failed one is left.
       expect(stepCount(victim)).toBeGreaterThan(1);
-      expect((await record.listPlans(p.stack)).map((x) => x.result)).toEqual(['failed']);
+      expect((await appliedPlans(record, p.stack)).map((x) => x.result)).toEqual(['failed']);
     } finally {
       await record.close();
     }

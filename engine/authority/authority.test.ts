@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPack } from '../../providers/testing.ts';
 import { openRecord } from '../record/index.ts';
 import type { SqlRecord } from '../record/record.ts';
+import { bootAttempts } from '../record/testing.ts';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { diskKey } from './keys.ts';
@@ -244,7 +245,7 @@ describe('authority: boot, record statements', () => {
     calls.length = 0;
     expect(await core.bootAuthorize('miami', body)).toMatchObject({ approved: false, reason: expect.stringContaining('used already') });
     expect(calls).toEqual(['authorizeBoots', 'addBootAttempts', 'addHistory']);
-    expect((await (record as SqlRecord).listBootAttempts({ vmId: id })).map((b) => [b.approved, b.reason])).toEqual([
+    expect((await bootAttempts(record as SqlRecord, { vmId: id })).map((b) => [b.approved, b.reason])).toEqual([
       [true, 'matches the record'],
       [false, 'the boot token is not valid for this VM or was used already'],
     ]);

@@ -4,9 +4,9 @@
 // (which executes it exactly). If you add a field here, also update
 // docs/plan-format.md and the golden plans under test/fixtures/plan/.
 
-import type { Enforcement, VmSize } from '../model/index.ts';
+import type { Enforcement, PlanBasis, VmSize } from '../model/index.ts';
 
-export type { Enforcement, VmSize } from '../model/index.ts';
+export type { Enforcement, PlanBasis, VmSize } from '../model/index.ts';
 
 /** What apply does to a member. A closed set: branch on this, never on `reason`. */
 export type Action = 'create' | 'transition' | 'update' | 'replace' | 'delete' | 'noop';
@@ -97,17 +97,6 @@ export interface Grant {
   /** e.g. "requested 10, granted 6: quota of team-payments". */
   reason: string;
   policy: string;
-}
-
-/** What the plan was computed against; apply refuses the plan if any of it changed. */
-export interface PlanBasis {
-  /**
-   * VM id -> record version, for every existing VM a change acts on (not
-   * noops: a write to any member bumps its fleet's version, in `fleets`).
-   */
-  vms: Record<string, number>;
-  /** Fleet name -> fleet version in the record (0 when the record has no such fleet yet). */
-  fleets: Record<string, number>;
 }
 
 export interface PlanDocument {

@@ -1,4 +1,6 @@
-import { FleetError, diag } from '../diags/index.ts';
+import { FleetError, diag, fail } from '../diags/index.ts';
+import { formatVmAddress } from '../model/index.ts';
+import type { Queryable } from './sql.ts';
 
 /**
  * A write was based on a version of a VM (or an address) that is no longer
@@ -17,4 +19,48 @@ export class VersionConflictError extends FleetError {
     this.expected = expected;
     this.actual = actual;
   }
+}
+
+function notFound(id: string, description: string): FleetError {
+  return new FleetError(diag('record.vm-not-found', `no VM with id ${id} in the record ${description}.`));
+}
+
+function conflict(id: string, expected: number | null | undefined, cur: { fleet: string; idx: number; version: number }): VersionConflictError {
+  const address = formatVmAddress(cur.fleet, Number(cur.idx));
+  return new VersionConflictError(
+    id,
+    expected ?? null,
+    cur.version,
+    `VM ${address} (${id}) is at version ${cur.version}, not ${expected}: it changed since it was read.`,
+    address,
+  );
+}
+
+/**
+ * Throws why a conditional write on VM `id` at `expectedVersion` matched no
+ * row: record.vm-not-found, or VersionConflictError naming both versions.
+ */
+export async function whyNotAt(q: Queryable, description: string, id: string, expectedVersion: number): Promise<never> {
+  const rows = await q.query<{ fleet: string; idx: number; version: number }>('SELECT fleet, idx, version FROM vms WHERE id = $1', [id]);
+  if (rows.length === 0) fail('record.vm-not-found', `no VM with id ${id} in the record ${description}.`);
+  throw conflict(id, expectedVersion, rows[0]);
+}
+
+/** whyNotAt for the writes of a batch that matched no row, in one query: per VM id, the error. */
+export async function whyNotAtMany(
+  q: Queryable,
+  description: string,
+  items: readonly { id: string; expectedVersion?: number }[],
+): Promise<Map<string, FleetError>> {
+  const out = new Map<string, FleetError>();
+  if (items.length === 0) return out;
+  const rows = await q.query<{ id: string; fleet: string; idx: number; version: number }>('SELECT id, fleet, idx, version FROM vms WHERE id = ANY($1::text[])', [
+    items.map((it) => it.id),
+  ]);
+  const found = new Map(rows.map((r) => [r.id, r]));
+  for (const it of items) {
+    const cur = found.get(it.id);
+    out.set(it.id, cur ? conflict(it.id, it.expectedVersion, cur) : notFound(it.id, description));
+  }
+  return out;
 }

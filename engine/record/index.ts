@@ -1,6 +1,7 @@
 export * from './types.ts';
 export { openRecord, describeRecordUrl } from './open.ts';
-export { SqlRecord, parseAddress, lockHeldDetail } from './record.ts';
+export type { SqlRecord } from './record.ts';
+export { lockHeldDetail } from './locks.ts';
 export { VersionConflictError } from './errors.ts';
 export { MIGRATIONS, SCHEMA_VERSION, migrate, type Migration } from './migrations.ts';
 export type { SqlAdapter, Queryable } from './sql.ts';

@@ -1,7 +1,7 @@
 import { isAbsolute } from 'node:path';
 import { fail } from '../diags/index.ts';
 import { migrate } from './migrations.ts';
-import { SqlRecord } from './record.ts';
+import { sqlRecord, type SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 
 /** The URL without its password, safe for messages and logs. */
@@ -68,5 +68,5 @@ export async function openRecord(url: string): Promise<SqlRecord> {
     await adapter.close().catch(() => {});
     throw err;
   }
-  return new SqlRecord(adapter, description);
+  return sqlRecord(adapter, description);
 }

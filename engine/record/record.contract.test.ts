@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
+import { formatVmAddress } from '../model/index.ts';
 import { VersionConflictError } from './errors.ts';
 import { MIGRATIONS, migrate } from './migrations.ts';
 import { openRecord } from './open.ts';
@@ -11,7 +12,7 @@ import { openPglite } from './pglite.ts';
 import { openPostgres } from './postgres.ts';
 import type { SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
-import { testBackends, type TestBackend, type TestRecord } from './testing.ts';
+import { appliedPlans, bootAttempts, bootToken, testBackends, type TestBackend, type TestRecord } from './testing.ts';
 import type { BootCheck, LockHolder, NewVm, PlanVmRow, VmRow } from './types.ts';
 
 const holder = (who: string, planId: string | null = null): LockHolder => ({ who, host: 'ci-1', pid: 4242, planId });
@@ -385,7 +386,6 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const intent = (to: string, requestId: string) => ({ to, actor: 'authority', planId: 'p1', requestId, detail: `intent approved: ${to}` });
       const pass = (requestId: string, next?: ReturnType<typeof intent>) => ({ ctx: { actor: 'dmz-client:miami', requestId, detail: 'record only' }, ...(next ? { intent: next } : {}) });
       const rowsOf = async (s: string) => (await r.history(s)).filter((x) => x.actor !== 'a').map((x) => [x.address, x.from, x.to, x.outcome, x.actor, x.requestId]);
-      const token = async (vmId: string, tokenHash: string) => (await r.consumeBootTokens([{ vmId, tokenHash }]))[0];
 
       it('a transition passes a none edge: transition, intent, transition, intent rows in order; the row ends where the pass leads, two versions on', async () => {
         const s = freshStack();
@@ -426,16 +426,16 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       it('stores a boot token with the transition that writes its intent, and none when the version check fails', async () => {
         const s = freshStack();
         const [a, b] = await Promise.all([0, 1].map((i) => r.insertVm(newVm(s, 'web', i), { actor: 'a' })));
-        await r.setBootTokens([{ vmId: a.id, tokenHash: 'old' }]);
+        // An earlier token of a, which the transition's replaces.
+        expect(await r.addHistoryMany([{ vmId: a.id, row: { from: 'Requested', to: 'Requested', outcome: 'ok', actor: 'a' }, bootTokenHash: 'old' }])).toEqual([undefined]);
         const out = await r.transitionVms([
           { id: a.id, expectedVersion: 1, to: 'PoweredOn', ctx: { actor: 'd' }, intent: intent('Starting', 'ra'), bootTokenHash: 'ha' },
           { id: b.id, expectedVersion: 9, to: 'PoweredOn', ctx: { actor: 'd' }, intent: intent('Starting', 'rb'), bootTokenHash: 'hb' },
         ]);
         expect(out[0]).toMatchObject({ state: 'PoweredOn', version: 2 });
         expect(out[1]).toBeInstanceOf(VersionConflictError);
-        expect(await token(a.id, 'old')).toBe(false);
-        expect(await token(a.id, 'ha')).toBe(true);
-        expect(await token(b.id, 'hb')).toBe(false);
+        expect(await bootToken(r, a.id)).toEqual({ hash: 'ha', used: false });
+        expect(await bootToken(r, b.id)).toBeUndefined();
         expect((await rowsOf(s)).map((x) => x[5])).toEqual([null, 'ra']);
       });
 
@@ -469,7 +469,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
 
       it('an insert stores a boot token with its row, and none for an item left out', async () => {
         const s = freshStack();
-        await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+        const web0 = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
         const out = await r.insertVms([
           { vm: newVm(s, 'web', 1), ctx: { actor: 'authority' }, intent: intent('BeingCreated', 'e1'), bootTokenHash: 'h1' },
           { vm: newVm(s, 'web', 0), ctx: { actor: 'authority' }, bootTokenHash: 'h0' },
@@ -477,8 +477,8 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         const made = out[0] as VmRow;
         expect(made).toMatchObject({ address: 'web/1' });
         expect(out[1]).toBeInstanceOf(VersionConflictError);
-        expect(await token(made.id, 'h0')).toBe(false);
-        expect(await token(made.id, 'h1')).toBe(true);
+        expect(await bootToken(r, made.id)).toEqual({ hash: 'h1', used: false });
+        expect(await bootToken(r, web0.id)).toBeUndefined();
       });
     });
 
@@ -501,6 +501,24 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         ['web/1', 'ShuttingDown', 'vetoed', 'p9'],
       ]);
       expect(await r.getVm(a.id)).toMatchObject({ version: 1 });
+    });
+
+    it('every writer stores the history row\'s address as formatVmAddress spells it, also for a fleet name with slashes', async () => {
+      const s = freshStack();
+      const ctx = { actor: 'a' };
+      const a = await r.insertVm(newVm(s, 'team/api', 12), ctx);
+      await r.transitionVm(a.id, 1, 'BeingCreated', ctx);
+      const [b] = (await r.insertVms([{ vm: newVm(s, 'team/api', 3), ctx, intent: { to: 'BeingCreated', actor: 'a' }, passes: [{ ctx }] }])) as VmRow[];
+      await r.transitionVms([{ id: b.id, expectedVersion: b.version, to: 'PoweredOff', ctx, intent: { to: 'PoweredOn', actor: 'a' } }]);
+      await r.addHistory(a.id, { from: 'BeingCreated', to: 'BeingCreated', outcome: 'drift', actor: 'a' });
+      await r.addHistoryMany([{ vmId: a.id, row: { from: 'BeingCreated', to: 'PoweredOff', outcome: 'vetoed', actor: 'a' } }]);
+      await r.insertVm(newVm(s, 'team/api', 12, { replaces: a.id }), ctx);
+      await r.bulkInsertVms([newVm(s, 'a/b/c', 0)], ctx);
+      const rows = await r.history(s);
+      expect(rows).toHaveLength(12);
+      const byId = new Map((await r.listVms(s, { includeRetired: true })).map((v) => [v.id, v]));
+      for (const h of rows) expect(h.address).toBe(formatVmAddress(byId.get(h.vmId)!));
+      expect([...new Set(rows.map((h) => h.address))]).toEqual(['team/api/12', 'team/api/3', 'a/b/c/0']);
     });
 
     it('updates without a history row', async () => {
@@ -586,18 +604,11 @@ describe.each(testBackends())('record contract on $name', (backend) => {
   });
 
   describe('basis', () => {
-    it('takes VM and fleet versions, 0 for an absent fleet', async () => {
-      const s = freshStack();
-      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
-      await r.insertVm(newVm(s, 'db', 0), { actor: 'a' });
-      expect(await r.basis(s, ['web', 'cache'])).toEqual({ vms: { [a.id]: 1 }, fleets: { cache: 0, web: 1 } });
-    });
-
     it('finds what changed since the basis', async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
       const d = await r.insertVm(newVm(s, 'db', 0), { actor: 'a' });
-      const basis = await r.basis(s, ['web', 'cache']);
+      const basis = { vms: { [a.id]: 1 }, fleets: { cache: 0, web: 1 } };
       expect(await r.checkBasis(s, basis)).toEqual([]);
 
       // A change to a fleet outside the basis keeps the plan valid.
@@ -616,8 +627,9 @@ describe.each(testBackends())('record contract on $name', (backend) => {
 
     it('shows a new VM in a basis fleet as a fleet change', async () => {
       const s = freshStack();
-      await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
-      const basis = await r.basis(s, ['web']);
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const basis = { vms: { [a.id]: 1 }, fleets: { web: 1 } };
+      expect(await r.checkBasis(s, basis)).toEqual([]);
       await r.insertVm(newVm(s, 'web', 1), { actor: 'b' });
       expect(await r.checkBasis(s, basis)).toEqual([{ kind: 'fleet', key: 'web', expected: 1, actual: 2 }]);
     });
@@ -716,7 +728,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       await r.journal({ ...step, address: 'web/2', seq: 0, idempotencyKey: 'k2', status: 'started' });
       await r.journal({ ...step, address: 'web/2', seq: 0, idempotencyKey: 'k2', status: 'failed', detail: 'capacity' });
       await r.finishPlan(`${s}-p1`, 'failed');
-      const plans = await r.listPlans(s);
+      const plans = await appliedPlans(r, s);
       expect(plans.map((p) => [p.id, p.result, p.finishedAt === null])).toEqual([
         [`${s}-p1`, 'failed', false],
         [`${s}-p2`, 'running', true],
@@ -770,49 +782,19 @@ describe.each(testBackends())('record contract on $name', (backend) => {
   });
 
   describe('boot', () => {
-    const consumeOne = async (vmId: string, tokenHash: string) => (await r.consumeBootTokens([{ vmId, tokenHash }]))[0];
-
-    it('stores attempts and consumes a token exactly once', async () => {
-      const s = freshStack();
-      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
-      await r.addBootAttempts([{ vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: false, reason: 'no token' }]);
-      await r.addBootAttempts([{ vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' }]);
-      expect((await r.listBootAttempts({ vmId: a.id })).map((b) => [b.approved, b.reason])).toEqual([[false, 'no token']]);
-
-      await r.setBootTokens([{ vmId: a.id, tokenHash: 'hash-1' }]);
-      expect(await consumeOne(a.id, 'wrong')).toBe(false);
-      const both = await Promise.all([consumeOne(a.id, 'hash-1'), consumeOne(a.id, 'hash-1')]);
-      expect(both.sort()).toEqual([false, true]);
-      await r.setBootTokens([{ vmId: a.id, tokenHash: 'hash-2' }]);
-      expect(await consumeOne(a.id, 'hash-1')).toBe(false);
-      expect(await consumeOne(a.id, 'hash-2')).toBe(true);
-      expect(await consumeOne('other', 'hash-2')).toBe(false);
-    });
-
-    it('does the boot writes for many VMs in one statement each', async () => {
+    it('stores attempts, many in one statement', async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
       const b = await r.insertVm(newVm(s, 'web', 1), { actor: 'a' });
-      await r.setBootTokens([
-        { vmId: a.id, tokenHash: 'ha-old' },
-        { vmId: b.id, tokenHash: 'hb' },
-        { vmId: a.id, tokenHash: 'ha' },
-      ]);
-      expect(await r.consumeBootTokens([])).toEqual([]);
-      // Per item, in order; a token is used once, also when presented twice in one batch.
-      expect(await r.consumeBootTokens([
-        { vmId: a.id, tokenHash: 'ha-old' },
-        { vmId: b.id, tokenHash: 'hb' },
-        { vmId: a.id, tokenHash: 'ha' },
-        { vmId: b.id, tokenHash: 'hb' },
-        { vmId: 'nope', tokenHash: 'ha' },
-      ])).toEqual([false, true, true, false, false]);
-      expect(await consumeOne(a.id, 'ha')).toBe(false);
+      await r.addBootAttempts([{ vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: false, reason: 'no token' }]);
+      await r.addBootAttempts([{ vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' }]);
+      expect((await bootAttempts(r, { vmId: a.id })).map((x) => [x.approved, x.reason])).toEqual([[false, 'no token']]);
+      await r.addBootAttempts([]);
       await r.addBootAttempts([
-        { vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: true, reason: 'matches' },
+        { vmId: b.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: true, reason: 'matches' },
         { vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' },
       ]);
-      expect((await r.listBootAttempts({ vmId: a.id })).map((x) => [x.approved, x.reason, x.cloudId])).toEqual([[true, 'matches', 'i-1']]);
+      expect((await bootAttempts(r, { vmId: b.id })).map((x) => [x.approved, x.reason, x.cloudId])).toEqual([[true, 'matches', 'i-1']]);
       expect(await r.getVms([b.id, 'nope', a.id])).toMatchObject([{ id: b.id, address: 'web/1' }, undefined, { id: a.id, address: 'web/0' }]);
       expect(await r.getVms([])).toEqual([]);
     });
@@ -861,7 +843,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         [false, c.id],
       ]);
       expect(out[0].vm).toMatchObject({ state: 'PoweredOn', cloudId: 'i-1', realImage: 'ami-1', version: 2 });
-      const attempts = (await r.listBootAttempts()).filter((x) => [a.id, b.id, c.id].includes(x.vmId!));
+      const attempts = (await bootAttempts(r)).filter((x) => [a.id, b.id, c.id].includes(x.vmId!));
       expect(attempts.map((x) => [x.vmId, x.approved, x.reason, x.dataCenter, x.cloudId, x.image])).toEqual([
         [a.id, true, 'matches the record', 'miami', 'i-1', 'ami-1'],
         [c.id, true, 'matches the record', 'miami', 'i-1', 'ami-1'],
@@ -876,22 +858,25 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const a = await booting(s, 0);
       const both = await Promise.all([r.authorizeBoots([check(a.id)]), r.authorizeBoots([check(a.id)])]);
       expect(both.map(([o]) => o.approved).sort()).toEqual([false, true]);
-      expect((await r.listBootAttempts({ vmId: a.id })).map((x) => x.approved)).toEqual([true]);
+      expect((await bootAttempts(r, { vmId: a.id })).map((x) => x.approved)).toEqual([true]);
     });
   });
 
   describe('addHistoryMany with a boot token', () => {
-    it('stores the token only with a row that is written', async () => {
+    it('stores the token only with a row that is written; of a VM\'s rows in one batch, the last one\'s', async () => {
       const s = freshStack();
       const [a, b] = await Promise.all([0, 1].map((i) => r.insertVm(newVm(s, 'web', i), { actor: 'a' })));
       const row = { from: 'PoweredOn', to: 'Starting', outcome: 'ok' as const, actor: 'authority' };
       const out = await r.addHistoryMany([
-        { vmId: a.id, row, expectedVersion: 1, bootTokenHash: 'ha' },
+        { vmId: a.id, row, expectedVersion: 1, bootTokenHash: 'ha-old' },
         { vmId: b.id, row, expectedVersion: 4, bootTokenHash: 'hb' },
+        { vmId: a.id, row, expectedVersion: 1, bootTokenHash: 'ha' },
       ]);
       expect(out[0]).toBeUndefined();
       expect(out[1]).toBeInstanceOf(VersionConflictError);
-      expect(await r.consumeBootTokens([{ vmId: a.id, tokenHash: 'ha' }, { vmId: b.id, tokenHash: 'hb' }])).toEqual([true, false]);
+      expect(out[2]).toBeUndefined();
+      expect(await bootToken(r, a.id)).toEqual({ hash: 'ha', used: false });
+      expect(await bootToken(r, b.id)).toBeUndefined();
     });
   });
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { lockHeldDetail, parseAddress, pgTimeToIso } from './record.ts';
+import { parseVmAddress } from '../model/index.ts';
+import { lockHeldDetail } from './locks.ts';
+import { pgTimeToIso } from './rows.ts';
 
 describe('pgTimeToIso', () => {
   it.each([
@@ -15,7 +17,7 @@ describe('pgTimeToIso', () => {
   });
 });
 
-describe('parseAddress', () => {
+describe('parseVmAddress', () => {
   it.each([
     ['web/0', { fleet: 'web', index: 0 }],
     ['web/12', { fleet: 'web', index: 12 }],
@@ -27,7 +29,7 @@ describe('parseAddress', () => {
     ['web/-1', undefined],
     ['web/1.5', undefined],
   ])('%s', (input, want) => {
-    expect(parseAddress(input)).toEqual(want);
+    expect(parseVmAddress(input)).toEqual(want);
   });
 });
 

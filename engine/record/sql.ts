@@ -15,3 +15,10 @@ export interface SqlAdapter extends Queryable {
   transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
+
+/** What every store of the record is built on: the statements, and the record's description for messages. */
+export interface RecordSql {
+  readonly db: SqlAdapter;
+  /** The record URL with any password removed. */
+  readonly description: string;
+}

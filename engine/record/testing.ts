@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { openRecord } from './open.ts';
 import type { SqlRecord } from './record.ts';
+import { iso } from './rows.ts';
+import type { AppliedPlan, BootAttempt } from './types.ts';
 
 export interface TestRecord {
   record: SqlRecord;
@@ -112,10 +114,61 @@ export function testBackends(): TestBackend[] {
   return pgUrl ? [pgliteBackend, postgresBackend(pgUrl)] : [pgliteBackend];
 }
 
-/** Alias kept for readers of the issue text. */
-export const withTestRecords = testBackends;
-
 /** One in-memory record, for unit tests that do not care about the backend. */
 export async function memoryRecord(): Promise<SqlRecord> {
   return openRecord('memory://');
+}
+
+// Readers of what the record writes but no store reads back, so tests can
+// check it: the plans apply started and finished, the boot attempts, and
+// the boot tokens.
+
+/** The plans of a stack, oldest first. */
+export async function appliedPlans(record: SqlRecord, stack: string): Promise<AppliedPlan[]> {
+  const rows = await record.sql.query<{
+    id: string;
+    stack: string;
+    digest: string;
+    who: string;
+    started_at: Date;
+    finished_at: Date | null;
+    result: AppliedPlan['result'];
+  }>('SELECT * FROM plans WHERE stack = $1 ORDER BY started_at, id', [stack]);
+  return rows.map((r) => ({
+    id: r.id,
+    stack: r.stack,
+    digest: r.digest,
+    who: r.who,
+    startedAt: iso(r.started_at),
+    finishedAt: r.finished_at === null ? null : iso(r.finished_at),
+    result: r.result,
+  }));
+}
+
+/** Boot attempts, oldest first; only one VM's with `vmId`. */
+export async function bootAttempts(record: SqlRecord, opts: { vmId?: string } = {}): Promise<(BootAttempt & { at: string })[]> {
+  const rows = await record.sql.query<{
+    vm_id: string | null;
+    data_center: string;
+    cloud_id: string | null;
+    image: string | null;
+    approved: boolean;
+    reason: string;
+    at: Date;
+  }>(`SELECT * FROM boot_attempts${opts.vmId !== undefined ? ' WHERE vm_id = $1' : ''} ORDER BY id`, opts.vmId !== undefined ? [opts.vmId] : []);
+  return rows.map((r) => ({
+    vmId: r.vm_id,
+    dataCenter: r.data_center,
+    cloudId: r.cloud_id,
+    image: r.image,
+    approved: r.approved,
+    reason: r.reason,
+    at: iso(r.at),
+  }));
+}
+
+/** A VM's boot token: its hash and whether it was used; undefined when it has none. */
+export async function bootToken(record: SqlRecord, vmId: string): Promise<{ hash: string; used: boolean } | undefined> {
+  const [row] = await record.sql.query<{ token_hash: string; used: boolean }>('SELECT token_hash, used_at IS NOT NULL AS used FROM boot_tokens WHERE vm_id = $1', [vmId]);
+  return row && { hash: row.token_hash, used: row.used };
 }

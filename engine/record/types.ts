@@ -1,9 +1,11 @@
 // The record's contract: what the planner, the authority and apply may ask of
-// it. Both backends (PGlite and PostgreSQL) implement it with the same SQL.
-// If you add an operation here, add it to the contract suite in
+// it, as one small interface per store (VMs, history, locks, plans, boot);
+// FleetRecord is all of them. Both backends (PGlite and PostgreSQL) implement
+// it with the same SQL (record.ts, one file per store). If you add an
+// operation here, add it to the contract suite in
 // engine/record/record.contract.test.ts so it runs on both backends.
 import type { FleetError } from '../diags/index.ts';
-import type { PlanBasis, VmSize } from '../plan/types.ts';
+import type { PlanBasis, VmSize } from '../model/index.ts';
 
 export interface VmRow {
   id: string;
@@ -40,7 +42,7 @@ export interface VmRow {
 }
 
 /**
- * What planning reads of a live VM (FleetRecord.listPlanVms): a VmRow without
+ * What planning reads of a live VM (VmReader.listPlanVms): a VmRow without
  * the fields the planner and the policy rules never use (desired state, cloud
  * id, timestamps). Leaving those out roughly halves the database's share of
  * reading a big stack (bench/plan). If the planner or a rule starts needing
@@ -58,7 +60,7 @@ export interface FleetRow {
 }
 
 /**
- * What the live VMs of one fleet use in one data center (FleetRecord.usage):
+ * What the live VMs of one fleet use in one data center (VmReader.usage):
  * a plan narrowed to some fleets reads these for the fleets outside its scope
  * instead of their rows, to count owner quotas and data center capacity.
  */
@@ -151,7 +153,7 @@ export interface Onward {
   passes?: readonly PassItem[];
 }
 
-/** One state change of a batch (FleetRecord.transitionVms): transitionVm's arguments, with only the patches a step's report makes. */
+/** One state change of a batch (VmWriter.transitionVms): transitionVm's arguments, with only the patches a step's report makes. */
 export interface TransitionItem extends Onward {
   id: string;
   expectedVersion: number;
@@ -161,13 +163,13 @@ export interface TransitionItem extends Onward {
   patch?: Pick<VmPatch, 'cloudId' | 'retire'>;
   /**
    * The hash of the one-time boot token of the edge the item's last intent
-   * row approves (a `boot` edge), stored as setBootTokens stores it
-   * (replacing the VM's earlier token), only when the item is written.
+   * row approves (a `boot` edge), replacing the VM's earlier token, only
+   * when the item is written.
    */
   bootTokenHash?: string;
 }
 
-/** One create of a batch (FleetRecord.insertVms): insertVm's arguments, never replacing; with passes, the row is inserted in the state they reach. */
+/** One create of a batch (VmWriter.insertVms): insertVm's arguments, never replacing; with passes, the row is inserted in the state they reach. */
 export interface InsertItem extends Onward {
   vm: NewVm;
   ctx: ChangeContext;
@@ -175,7 +177,7 @@ export interface InsertItem extends Onward {
   bootTokenHash?: string;
 }
 
-/** One history row of a batch (FleetRecord.addHistoryMany): addHistory's arguments. */
+/** One history row of a batch (HistoryStore.addHistoryMany): addHistory's arguments. */
 export interface HistoryItem {
   vmId: string;
   row: { from: string | null; to: string; outcome: Outcome } & ChangeContext;
@@ -185,7 +187,7 @@ export interface HistoryItem {
 }
 
 /**
- * One boot check of a batch (FleetRecord.authorizeBoots): the VM's row must
+ * One boot check of a batch (BootStore.authorizeBoots): the VM's row must
  * be in `dataCenter` with this cloud id and real image, in one of
  * `allowedStates`, and `tokenHash` must be its unused boot token.
  */
@@ -274,17 +276,8 @@ export interface AppliedPlan {
   result: 'running' | 'succeeded' | 'failed' | 'interrupted';
 }
 
-/**
- * The global record. Every method is one transaction. Writes that change a VM
- * check `expectedVersion` and throw `VersionConflictError` on mismatch, never
- * overwrite silently. Every state change writes its history row in the same
- * transaction.
- */
-export interface FleetRecord {
-  /** The URL with any password removed, for messages. */
-  readonly description: string;
-  close(): Promise<void>;
-
+/** Reads of VMs and fleets. */
+export interface VmReader {
   /** Live (not retired) VMs of a stack, only the given fleets when `fleets` is set. Ordered by fleet, index. */
   listVms(stack: string, opts?: { fleets?: readonly string[]; includeRetired?: boolean }): Promise<VmRow[]>;
   /**
@@ -293,6 +286,8 @@ export interface FleetRecord {
    */
   listPlanVms(stack: string, opts?: { fleets?: readonly string[] }): Promise<PlanVmRow[]>;
   getVm(id: string): Promise<VmRow | undefined>;
+  /** getVm for many ids in one query, in order (undefined where unknown). */
+  getVms(ids: readonly string[]): Promise<(VmRow | undefined)[]>;
   /** The live VM at an address. */
   findVm(stack: string, address: string): Promise<VmRow | undefined>;
   listFleets(stack: string, fleets?: readonly string[]): Promise<FleetRow[]>;
@@ -301,23 +296,27 @@ export interface FleetRecord {
    * fleets in `excludeFleets`. Ordered by fleet, data center.
    */
   usage(stack: string, opts: { excludeFleets: readonly string[] }): Promise<UsageRow[]>;
+}
 
+/**
+ * Writes of VMs. Each checks `expectedVersion` and throws (or answers, for a
+ * batch) `VersionConflictError` on mismatch, never overwriting silently;
+ * each state change writes its history row and bumps its fleet's version in
+ * the same statement.
+ */
+export interface VmWriter {
   /** Inserts a VM in its initial state with a history row (from null); bumps the fleet's version. Throws VersionConflictError if the address is live already. */
   insertVm(vm: NewVm, ctx: ChangeContext): Promise<VmRow>;
   /** Seeding (benchmarks, imports): insertVm for many VMs in one transaction, all or none; each touched fleet's version is bumped once. Returns the count. */
-  bulkInsertVms(vms: readonly NewVm[], ctx: ChangeContext): Promise<number>;
-  /** One state change plus its history row, atomically. */
-  transitionVm(id: string, expectedVersion: number, to: string, ctx: ChangeContext & { outcome?: Outcome }, patch?: VmPatch): Promise<VmRow>;
-  /** A change that is not a state change (cloud id, size, spec hash…). */
-  updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
+  bulkInsertVms(vms: readonly NewVm[], ctx: ChangeContext, batchSize?: number): Promise<number>;
   /**
    * Many insertVm calls (none replacing) in one statement: per item, in
    * order, the new row or the error insertVm would have thrown. An item's
    * onward rows (Onward) are written with its insert or not at all.
    */
   insertVms(items: readonly InsertItem[]): Promise<(VmRow | FleetError)[]>;
-  /** getVm for many ids in one query, in order (undefined where unknown). */
-  getVms(ids: readonly string[]): Promise<(VmRow | undefined)[]>;
+  /** One state change plus its history row, atomically. */
+  transitionVm(id: string, expectedVersion: number, to: string, ctx: ChangeContext & { outcome?: Outcome }, patch?: VmPatch): Promise<VmRow>;
   /**
    * Many transitionVm calls in one statement (one round trip, one commit):
    * per item, in order, the moved row, or the error transitionVm would have
@@ -327,12 +326,14 @@ export interface FleetRecord {
    * not at all; the row answered is the VM as the item leaves it.
    */
   transitionVms(items: readonly TransitionItem[]): Promise<(VmRow | FleetError)[]>;
-  /**
-   * Many addHistory calls in one statement: per item, in order, undefined
-   * when written, else the error addHistory would have thrown. An item's
-   * boot token is stored only when its row is written.
-   */
-  addHistoryMany(items: readonly HistoryItem[]): Promise<(FleetError | undefined)[]>;
+  /** A change that is not a state change (cloud id, size, spec hash…). */
+  updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
+}
+
+export type VmStore = VmReader & VmWriter;
+
+/** History rows that are not state changes, and reading history. */
+export interface HistoryStore {
   /**
    * A history row with no state change (a vetoed request, a denied boot, drift).
    * With `expectedVersion`, written only while the VM is at that version
@@ -340,38 +341,41 @@ export interface FleetRecord {
    * the check that what it decided on is still the record's current row.
    */
   addHistory(vmId: string, row: { from: string | null; to: string; outcome: Outcome } & ChangeContext, expectedVersion?: number): Promise<void>;
+  /**
+   * Many addHistory calls in one statement: per item, in order, undefined
+   * when written, else the error addHistory would have thrown. An item's
+   * boot token is stored only when its row is written.
+   */
+  addHistoryMany(items: readonly HistoryItem[]): Promise<(FleetError | undefined)[]>;
   /** Oldest first; with `limit`, the newest `limit` rows (still oldest first). Includes rows of retired VMs at the address. */
   history(stack: string, address?: string, opts?: { limit?: number }): Promise<HistoryRow[]>;
+}
 
-  /** Versions a plan would be computed against. */
-  basis(stack: string, fleets: readonly string[]): Promise<PlanBasis>;
-  /** What changed since `basis` was taken; empty when the plan is still valid. */
-  checkBasis(stack: string, basis: PlanBasis): Promise<StaleEntry[]>;
-
+/** Per-fleet leases held by an apply. */
+export interface LockStore {
   /** Takes all the fleets' locks or none. Waits up to `timeoutMs`, then throws FleetError(record.lock-held) naming the holder. */
   acquireLocks(stack: string, fleets: readonly string[], holder: LockHolder, opts?: { leaseMs?: number; timeoutMs?: number }): Promise<LockHandle>;
   listLocks(stack: string): Promise<LockRow[]>;
+  /** Like listLocks, over every stack, only the rows of one lock id. */
+  findLock(lockId: string): Promise<LockRow[]>;
   /** Returns false when no such lock exists. */
   forceUnlock(lockId: string): Promise<boolean>;
+}
 
+/** What apply records of a plan: whether it is still valid, its run, and the journal of its steps. */
+export interface PlanStore {
+  /** What changed since `basis` was taken (the plan's basis); empty when the plan is still valid. */
+  checkBasis(stack: string, basis: PlanBasis): Promise<StaleEntry[]>;
   startPlan(plan: Omit<AppliedPlan, 'finishedAt' | 'result'>): Promise<void>;
   finishPlan(id: string, result: AppliedPlan['result']): Promise<void>;
-  listPlans(stack: string): Promise<AppliedPlan[]>;
-
+  /** Group-committed: resolves once the row is committed; concurrent calls share one INSERT. */
   journal(row: Omit<JournalRow, 'at'>): Promise<void>;
   /** Steps whose last status is `started` or `failed` (an interrupted or failed apply). */
   unfinishedSteps(stack: string): Promise<JournalRow[]>;
+}
 
-  /** Records boot attempts (approved or denied), one statement for many. */
-  addBootAttempts(attempts: readonly BootAttempt[]): Promise<void>;
-  /** Stores the hash of a one-time boot token per VM, replacing an earlier one; one statement for many (the last item for a VM wins). */
-  setBootTokens(items: readonly { vmId: string; tokenHash: string }[]): Promise<void>;
-  /**
-   * Marks tokens used, atomically, one statement for many: per item, in order,
-   * whether it used the token; false when it does not match or was used
-   * already (a token is used once: within a batch, by its first item).
-   */
-  consumeBootTokens(items: readonly { vmId: string; tokenHash: string }[]): Promise<boolean[]>;
+/** The boot endpoint's writes. Boot tokens are stored by the VM writes that approve a boot edge (`bootTokenHash`). */
+export interface BootStore {
   /**
    * The boot check, one statement for many: per item, in order, whether its
    * row matched and its token was used (the approved attempt row then
@@ -379,4 +383,18 @@ export interface FleetRecord {
    * once: of items presenting it in one batch, only the first that matches.
    */
   authorizeBoots(items: readonly BootCheck[]): Promise<BootCheckResult[]>;
+  /** Records boot attempts (approved or denied), one statement for many. */
+  addBootAttempts(attempts: readonly BootAttempt[]): Promise<void>;
+}
+
+/**
+ * The global record: every store. Every method is one transaction (one
+ * statement where it can). Writes that change a VM check `expectedVersion`
+ * and throw `VersionConflictError` on mismatch, never overwrite silently.
+ * Every state change writes its history row in the same transaction.
+ */
+export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore {
+  /** The URL with any password removed, for messages. */
+  readonly description: string;
+  close(): Promise<void>;
 }

@@ -1,0 +1,93 @@
+// The boot store: the boot check (row match, one-time token, approved
+// attempt row in one statement) and the record of denied attempts. Boot
+// tokens are stored by the writes that approve a boot edge (vm-writes.ts,
+// history.ts), with upsertBootTokens.
+import { FULL_VM, vmFromRow } from './rows.ts';
+import type { RecordSql } from './sql.ts';
+import type { BootCheckResult, BootStore } from './types.ts';
+
+/**
+ * A statement's boot tokens, as a data-modifying CTE's body: `token` of each
+ * row of `from` where it is set, a VM's new token replacing its earlier one
+ * (created now, unused).
+ */
+export function upsertBootTokens(from: string, vmId: string, token: string): string {
+  return `INSERT INTO boot_tokens (vm_id, token_hash)
+         SELECT ${vmId}, ${token} FROM ${from} WHERE ${token} IS NOT NULL
+         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL`;
+}
+
+export function bootStore({ db }: RecordSql): BootStore {
+  return {
+    async authorizeBoots(items) {
+      if (items.length === 0) return [];
+      const states: [number[], string[]] = [[], []];
+      items.forEach((it, k) => {
+        for (const s of it.allowedStates) {
+          states[0].push(k + 1);
+          states[1].push(s);
+        }
+      });
+      // The token use guarded by the row check, and the approved attempt
+      // rows, in one statement. m: the items whose row matches, the first per
+      // (VM, token) (UPDATE … FROM uses one source row per target row, so a
+      // token presented twice is used by one item only); used: those whose
+      // token was unused (a concurrent use makes the row's recheck fail).
+      // The answer: every item with the row as the statement saw it.
+      const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean }>(
+        `WITH i AS (
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY
+             AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_k)
+         ),
+         s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
+         m AS (
+           SELECT DISTINCT ON (i_vm, i_hash) i.* FROM i JOIN vms ON vms.id = i.i_vm
+           WHERE vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
+             AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
+           ORDER BY i_vm, i_hash, i_k
+         ),
+         used AS (
+           UPDATE boot_tokens SET used_at = now() FROM m
+           WHERE boot_tokens.vm_id = m.i_vm AND boot_tokens.token_hash = m.i_hash AND boot_tokens.used_at IS NULL
+           RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason
+         ),
+         att AS (
+           INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason)
+           SELECT u_vm, u_dc, u_cloud, u_image, true, u_reason FROM used ORDER BY u_k
+         )
+         SELECT i.i_k AS k, (used.u_k IS NOT NULL) AS approved, (vms.id IS NOT NULL) AS found, ${FULL_VM.list}
+         FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN used ON used.u_k = i.i_k
+         ORDER BY i.i_k`,
+        [
+          items.map((i) => i.vmId),
+          items.map((i) => i.dataCenter),
+          items.map((i) => i.cloudId),
+          items.map((i) => i.image),
+          items.map((i) => i.tokenHash),
+          items.map((i) => i.reason),
+          ...states,
+        ],
+      );
+      return rows.map((r): BootCheckResult => {
+        const vm = r.found ? vmFromRow(r) : undefined;
+        return r.approved && vm ? { approved: true, vm } : { approved: false, vm };
+      });
+    },
+
+    async addBootAttempts(attempts) {
+      if (attempts.length === 0) return;
+      await db.query(
+        `INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::text[])`,
+        [
+          attempts.map((a) => a.vmId),
+          attempts.map((a) => a.dataCenter),
+          attempts.map((a) => a.cloudId),
+          attempts.map((a) => a.image),
+          attempts.map((a) => a.approved),
+          attempts.map((a) => a.reason),
+        ],
+      );
+    },
+  };
+}

@@ -1,0 +1,248 @@
+// The history store, and the one INSERT every writer of history rows uses.
+//
+// Every state change writes its history row in the statement that makes it
+// (vm-writes.ts), so the INSERT is built here from SQL expressions over that
+// statement's relations (insertHistory) rather than written out by each
+// writer: the column list, the address and the ordering exist once.
+import type { FleetError } from '../diags/index.ts';
+import { fail } from '../diags/index.ts';
+import { whyNotAt, whyNotAtMany } from './errors.ts';
+import { upsertBootTokens } from './boot.ts';
+import { addressSql, iso } from './rows.ts';
+import type { RecordSql } from './sql.ts';
+import type { ChangeContext, HistoryRow, HistoryStore, Onward, Outcome } from './types.ts';
+
+const HISTORY_COLUMNS = 'vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail';
+
+/**
+ * History rows drawn from one relation of a statement, each value an SQL
+ * expression over it. `vm` names a relation (a table, CTE or alias in
+ * `from`) with the VM's `id`, `stack`, `fleet` and `idx`.
+ */
+export interface HistorySource {
+  vm: string;
+  /** The FROM clause, without FROM (joins and WHERE allowed). */
+  from: string;
+  fromState: string;
+  toState: string;
+  actor: string;
+  planId: string;
+  requestId: string;
+  outcome: string;
+  detail: string;
+  /**
+   * Sort keys giving the rows' order (history ids follow it): one
+   * expression, or two (item, place within it) when sources are combined.
+   */
+  order?: readonly string[];
+}
+
+/**
+ * `INSERT INTO history … SELECT …` of the rows of `sources`: one source's
+ * rows in its `order`; several sources' rows together, ordered by their
+ * sort keys (every source then gives as many keys). `tail` follows the
+ * statement (e.g. `RETURNING id`).
+ */
+export function insertHistory(sources: readonly HistorySource[], tail = ''): string {
+  const values = (s: HistorySource) =>
+    [`${s.vm}.id`, `${s.vm}.stack`, `${s.vm}.fleet`, addressSql(s.vm), s.fromState, s.toState, s.actor, s.planId, s.requestId, s.outcome, s.detail].join(', ');
+  const end = tail ? `\n${tail}` : '';
+  if (sources.length === 1) {
+    const [s] = sources;
+    return `INSERT INTO history (${HISTORY_COLUMNS})\nSELECT ${values(s)} FROM ${s.from}${s.order ? ` ORDER BY ${s.order.join(', ')}` : ''}${end}`;
+  }
+  const keys = sources[0].order?.length ?? 0;
+  if (keys === 0 || sources.some((s) => s.order?.length !== keys)) throw new Error('bug: combined history sources need sort keys, as many each');
+  const names = HISTORY_COLUMNS.split(', ').map((c) => `h_${c}`);
+  const sortNames = Array.from({ length: keys }, (_, i) => `h_sort${i}`);
+  const union = sources.map((s) => `SELECT ${values(s)}, ${s.order!.join(', ')} FROM ${s.from}`).join('\n  UNION ALL\n  ');
+  return `INSERT INTO history (${HISTORY_COLUMNS})
+SELECT ${names.join(', ')} FROM (
+  ${union}
+) AS rows_(${[...names, ...sortNames].join(', ')})
+ORDER BY ${sortNames.join(', ')}${end}`;
+}
+
+/**
+ * An item's onward history rows (types.ts Onward) as the columns of one
+ * unnest: per row the item's ordinal `k` (1-based, as WITH ORDINALITY
+ * numbers the items), its place after the item's own row, and the row; the
+ * state the item leaves the VM in and how many moves it makes (1 + passes).
+ */
+export class OnwardRows {
+  readonly cols: unknown[][] = Array.from({ length: 9 }, () => []);
+
+  /** Adds item `k`'s rows, its own write leaving the VM at `state`; returns the final state and the moves. */
+  add(k: number, state: string, item: Onward): { final: string; moves: number } {
+    let seq = 0;
+    let moves = 1;
+    let intended: string | undefined;
+    const row = (from: string, to: string, ctx: ChangeContext & { outcome?: Outcome }) => {
+      const v = [k, ++seq, from, to, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.outcome ?? 'ok', ctx.detail ?? null];
+      for (let c = 0; c < 9; c++) this.cols[c].push(v[c]);
+    };
+    if (item.intent) {
+      row(state, item.intent.to, item.intent);
+      intended = item.intent.to;
+    }
+    for (const p of item.passes ?? []) {
+      if (intended === undefined) throw new Error('bug: a pass needs the intent row of its edge right before it');
+      row(state, intended, p.ctx);
+      state = intended;
+      moves++;
+      intended = undefined;
+      if (p.intent) {
+        row(state, p.intent.to, p.intent);
+        intended = p.intent.to;
+      }
+    }
+    return { final: state, moves };
+  }
+
+  /** The unnest of the columns, from parameter $n on: a(a_k, a_seq, a_from, a_to, a_actor, a_plan, a_request, a_outcome, a_detail). */
+  static unnest(n: number): string {
+    const types = ['int', 'int', 'text', 'text', 'text', 'text', 'text', 'text', 'text'];
+    return `unnest(${types.map((t, c) => `$${n + c}::${t}[]`).join(', ')}) AS a(a_k, a_seq, a_from, a_to, a_actor, a_plan, a_request, a_outcome, a_detail)`;
+  }
+
+  /** The onward rows of the items written, as a history source: `vm` the written rows, joined to `a` by `k` (the item's ordinal). */
+  static source(vm: string, join: string, k: string): HistorySource {
+    return {
+      vm,
+      from: `${join} JOIN a ON a.a_k = ${k}`,
+      fromState: 'a.a_from',
+      toState: 'a.a_to',
+      actor: 'a.a_actor',
+      planId: 'a.a_plan',
+      requestId: 'a.a_request',
+      outcome: 'a.a_outcome',
+      detail: 'a.a_detail',
+      order: ['a.a_k', 'a.a_seq'],
+    };
+  }
+}
+
+export function historyStore({ db, description }: RecordSql): HistoryStore {
+  return {
+    async addHistory(vmId, row, expectedVersion) {
+      const params: unknown[] = [vmId, row.from, row.to, row.actor, row.planId ?? null, row.requestId ?? null, row.outcome, row.detail ?? null];
+      if (expectedVersion !== undefined) params.push(expectedVersion);
+      const rows = await db.query(
+        insertHistory(
+          [
+            {
+              vm: 'vms',
+              from: `vms WHERE vms.id = $1${expectedVersion !== undefined ? ' AND vms.version = $9' : ''}`,
+              fromState: '$2',
+              toState: '$3',
+              actor: '$4',
+              planId: '$5',
+              requestId: '$6',
+              outcome: '$7',
+              detail: '$8',
+            },
+          ],
+          'RETURNING id',
+        ),
+        params,
+      );
+      if (rows.length === 0) {
+        if (expectedVersion !== undefined) await whyNotAt(db, description, vmId, expectedVersion);
+        fail('record.vm-not-found', `no VM with id ${vmId} in the record ${description}.`);
+      }
+    },
+
+    async addHistoryMany(items) {
+      if (items.length === 0) return [];
+      const n = items.length;
+      const cols: unknown[][] = Array.from({ length: 11 }, () => new Array<unknown>(n));
+      for (let k = 0; k < n; k++) {
+        const { vmId, row, expectedVersion, bootTokenHash } = items[k];
+        cols[0][k] = vmId;
+        cols[1][k] = expectedVersion ?? null;
+        cols[2][k] = row.from;
+        cols[3][k] = row.to;
+        cols[4][k] = row.actor;
+        cols[5][k] = row.planId ?? null;
+        cols[6][k] = row.requestId ?? null;
+        cols[7][k] = row.outcome;
+        cols[8][k] = row.detail ?? null;
+        cols[9][k] = k;
+        cols[10][k] = bootTokenHash ?? null;
+      }
+      // A row's boot token is stored with it (of a VM's rows in the batch, the last one's).
+      const written = await db.query<{ k: number }>(
+        `WITH i AS (
+           SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::text[])
+             AS i(i_id, i_version, i_from, i_to, i_actor, i_plan, i_request, i_outcome, i_detail, i_k, i_token)
+         ),
+         ok AS (
+           SELECT vms.id, vms.stack, vms.fleet, vms.idx, i.* FROM i JOIN vms ON vms.id = i.i_id AND (i.i_version IS NULL OR vms.version = i.i_version)
+         ),
+         ins AS (${insertHistory([
+           {
+             vm: 'ok',
+             from: 'ok',
+             fromState: 'ok.i_from',
+             toState: 'ok.i_to',
+             actor: 'ok.i_actor',
+             planId: 'ok.i_plan',
+             requestId: 'ok.i_request',
+             outcome: 'ok.i_outcome',
+             detail: 'ok.i_detail',
+             order: ['ok.i_k'],
+           },
+         ])}),
+         t AS (${upsertBootTokens('(SELECT DISTINCT ON (id) id, i_token FROM ok WHERE i_token IS NOT NULL ORDER BY id, i_k DESC) last', 'last.id', 'last.i_token')})
+         SELECT i_k AS k FROM ok`,
+        cols,
+      );
+      const ok = new Set(written.map((w) => Number(w.k)));
+      const missing = items.filter((_, k) => !ok.has(k));
+      const why = await whyNotAtMany(db, description, missing.map((it) => ({ id: it.vmId, expectedVersion: it.expectedVersion })));
+      return items.map((it, k): FleetError | undefined => (ok.has(k) ? undefined : why.get(it.vmId)));
+    },
+
+    async history(stack, address, opts = {}) {
+      const params: unknown[] = [stack];
+      let where = 'stack = $1';
+      if (address !== undefined) {
+        params.push(address);
+        where += ' AND address = $2';
+      }
+      let sql = `SELECT id, vm_id, address, from_state, to_state, actor, plan_id, request_id, outcome, detail, at FROM history WHERE ${where}`;
+      if (opts.limit !== undefined) {
+        params.push(Math.max(0, Math.floor(opts.limit)));
+        sql = `SELECT * FROM (${sql} ORDER BY id DESC LIMIT $${params.length}) newest`;
+      }
+      const rows = await db.query<{
+        id: number | string;
+        vm_id: string;
+        address: string;
+        from_state: string | null;
+        to_state: string;
+        actor: string;
+        plan_id: string | null;
+        request_id: string | null;
+        outcome: Outcome;
+        detail: string | null;
+        at: Date;
+      }>(`${sql} ORDER BY id`, params);
+      return rows.map(
+        (r): HistoryRow => ({
+          id: Number(r.id),
+          vmId: r.vm_id,
+          address: r.address,
+          from: r.from_state,
+          to: r.to_state,
+          actor: r.actor,
+          planId: r.plan_id,
+          requestId: r.request_id,
+          outcome: r.outcome,
+          detail: r.detail,
+          at: iso(r.at),
+        }),
+      );
+    },
+  };
+}

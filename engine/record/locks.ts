@@ -1,0 +1,135 @@
+// The lock store: per-fleet leases, taken with INSERT … ON CONFLICT so two
+// takers never both win, all of an apply's fleets or none.
+import { randomBytes } from 'node:crypto';
+import { FleetError, diag, fail } from '../diags/index.ts';
+import { iso } from './rows.ts';
+import type { RecordSql, SqlAdapter } from './sql.ts';
+import type { LockHandle, LockRow, LockStore } from './types.ts';
+
+interface LockDb {
+  lock_id: string;
+  stack: string;
+  fleet: string;
+  who: string;
+  host: string;
+  pid: number;
+  plan_id: string | null;
+  since: Date | string;
+  expires_at: Date | string;
+}
+
+function toLock(r: LockDb): LockRow {
+  return {
+    lockId: r.lock_id,
+    stack: r.stack,
+    fleet: r.fleet,
+    who: r.who,
+    host: r.host,
+    pid: Number(r.pid),
+    planId: r.plan_id,
+    since: iso(r.since),
+    expiresAt: iso(r.expires_at),
+  };
+}
+
+/** The lock-held detail: who holds it, since when, and how to break it. */
+export function lockHeldDetail(l: LockRow): string {
+  const plan = l.planId ? ` for plan ${l.planId}` : '';
+  return (
+    `fleet ${l.fleet} of stack ${l.stack} is locked by ${l.who}@${l.host} pid ${l.pid}${plan} since ${l.since} ` +
+    `(lock id ${l.lockId}, lease until ${l.expiresAt}). Wait for that apply to finish or its lease to expire; ` +
+    `if it is gone, run \`fleet unlock ${l.lockId}\`.`
+  );
+}
+
+/** Thrown inside a lock transaction to roll it back when a fleet is held. */
+class HeldSignal {
+  constructor(readonly row: LockRow) {}
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function handle(db: SqlAdapter, stack: string, fleets: string[], lockId: string, leaseMs: number): LockHandle {
+  return {
+    lockId,
+    fleets: [...fleets],
+    heartbeat: async () => {
+      const kept = await db.query<{ fleet: string }>(
+        `UPDATE locks SET expires_at = now() + $4 * interval '1 millisecond'
+         WHERE lock_id = $1 AND stack = $2 AND fleet = ANY($3::text[]) RETURNING fleet`,
+        [lockId, stack, fleets, leaseMs],
+      );
+      if (kept.length !== fleets.length) {
+        const have = new Set(kept.map((k) => k.fleet));
+        const lost = fleets.filter((f) => !have.has(f));
+        fail(
+          'record.lock-lost',
+          `lock ${lockId} no longer holds fleet${lost.length > 1 ? 's' : ''} ${lost.join(', ')} of stack ${stack}: its lease expired and another apply took it, or it was unlocked.`,
+          { address: lost[0] },
+        );
+      }
+    },
+    release: async () => {
+      await db.query('DELETE FROM locks WHERE lock_id = $1 AND stack = $2', [lockId, stack]);
+    },
+  };
+}
+
+export function lockStore({ db }: RecordSql): LockStore {
+  return {
+    async acquireLocks(stack, fleets, holder, opts = {}) {
+      const leaseMs = opts.leaseMs ?? 30_000;
+      const timeoutMs = opts.timeoutMs ?? 0;
+      const sorted = [...new Set(fleets)].sort();
+      const lockId = randomBytes(4).toString('hex');
+      const deadline = Date.now() + timeoutMs;
+      let backoff = 25;
+      for (;;) {
+        const held = await db
+          .transaction(async (q) => {
+            for (const fleet of sorted) {
+              const won = await q.query(
+                `INSERT INTO locks (stack, fleet, lock_id, who, host, pid, plan_id, since, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now() + $8 * interval '1 millisecond')
+                 ON CONFLICT (stack, fleet) DO UPDATE SET
+                   lock_id = EXCLUDED.lock_id, who = EXCLUDED.who, host = EXCLUDED.host, pid = EXCLUDED.pid,
+                   plan_id = EXCLUDED.plan_id, since = EXCLUDED.since, expires_at = EXCLUDED.expires_at
+                 WHERE locks.expires_at < now()
+                 RETURNING fleet`,
+                [stack, fleet, lockId, holder.who, holder.host, holder.pid, holder.planId, leaseMs],
+              );
+              if (won.length === 0) {
+                const cur = await q.query<LockDb>('SELECT * FROM locks WHERE stack = $1 AND fleet = $2', [stack, fleet]);
+                throw new HeldSignal(toLock(cur[0]));
+              }
+            }
+            return null;
+          })
+          .catch((err: unknown) => {
+            if (err instanceof HeldSignal) return err.row;
+            throw err;
+          });
+        if (held === null) return handle(db, stack, sorted, lockId, leaseMs);
+        const left = deadline - Date.now();
+        if (left <= 0) throw new FleetError(diag('record.lock-held', lockHeldDetail(held), { address: held.fleet }));
+        await sleep(Math.min(backoff, left));
+        backoff = Math.min(backoff * 2, 500);
+      }
+    },
+
+    async listLocks(stack) {
+      const rows = await db.query<LockDb>('SELECT * FROM locks WHERE stack = $1 ORDER BY fleet', [stack]);
+      return rows.map(toLock);
+    },
+
+    async findLock(lockId) {
+      const rows = await db.query<LockDb>('SELECT * FROM locks WHERE lock_id = $1 ORDER BY stack, fleet', [lockId]);
+      return rows.map(toLock);
+    },
+
+    async forceUnlock(lockId) {
+      const rows = await db.query('DELETE FROM locks WHERE lock_id = $1 RETURNING fleet', [lockId]);
+      return rows.length > 0;
+    },
+  };
+}

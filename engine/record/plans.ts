@@ -1,0 +1,91 @@
+// The plan store: what apply asks of the record about a plan. Is it still
+// valid (checkBasis), it started and finished (the plans table), and the
+// journal of its steps (group-committed by ./journal.ts).
+import type { JournalWriter } from './journal.ts';
+import { iso } from './rows.ts';
+import type { RecordSql } from './sql.ts';
+import type { JournalRow, PlanStore, StaleEntry } from './types.ts';
+
+/** The plan store; journal rows go through `journal`, shared by the record's calls. */
+export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore {
+  return {
+    async checkBasis(stack, basis) {
+      const ids = Object.keys(basis.vms);
+      const fleets = Object.keys(basis.fleets);
+      return db.transaction(async (q) => {
+        const vms = await q.query<{ id: string; version: number }>('SELECT id, version FROM vms WHERE id = ANY($1::text[])', [ids]);
+        const fl = await q.query<{ fleet: string; version: number }>('SELECT fleet, version FROM fleets WHERE stack = $1 AND fleet = ANY($2::text[])', [
+          stack,
+          fleets,
+        ]);
+        const vmNow = new Map(vms.map((v) => [v.id, v.version]));
+        const fleetNow = new Map(fl.map((f) => [f.fleet, f.version]));
+        const stale: StaleEntry[] = [];
+        for (const f of fleets.sort()) {
+          const actual = fleetNow.get(f) ?? 0;
+          if (actual !== basis.fleets[f]) stale.push({ kind: 'fleet', key: f, expected: basis.fleets[f], actual });
+        }
+        for (const id of ids.sort()) {
+          const actual = vmNow.get(id) ?? null;
+          if (actual !== basis.vms[id]) stale.push({ kind: 'vm', key: id, expected: basis.vms[id], actual });
+        }
+        return stale;
+      });
+    },
+
+    async startPlan(plan) {
+      await db.query(`INSERT INTO plans (id, stack, digest, who, started_at, finished_at, result) VALUES ($1, $2, $3, $4, $5, NULL, 'running')`, [
+        plan.id,
+        plan.stack,
+        plan.digest,
+        plan.who,
+        plan.startedAt,
+      ]);
+    },
+
+    async finishPlan(id, result) {
+      await db.query('UPDATE plans SET finished_at = now(), result = $2 WHERE id = $1', [id, result]);
+    },
+
+    journal(row) {
+      return journal.add(row);
+    },
+
+    async unfinishedSteps(stack) {
+      const rows = await db.query<{
+        plan_id: string;
+        address: string;
+        seq: number;
+        vm_id: string | null;
+        from_state: string;
+        to_state: string;
+        idempotency_key: string;
+        status: JournalRow['status'];
+        detail: string | null;
+        at: Date;
+      }>(
+        `SELECT * FROM (
+           SELECT DISTINCT ON (j.plan_id, j.address, j.seq) j.*
+           FROM journal j JOIN plans p ON p.id = j.plan_id
+           WHERE p.stack = $1
+           ORDER BY j.plan_id, j.address, j.seq, j.id DESC
+         ) last WHERE status IN ('started', 'failed') ORDER BY id`,
+        [stack],
+      );
+      return rows.map(
+        (r): JournalRow => ({
+          planId: r.plan_id,
+          address: r.address,
+          seq: r.seq,
+          vmId: r.vm_id,
+          from: r.from_state,
+          to: r.to_state,
+          idempotencyKey: r.idempotency_key,
+          status: r.status,
+          detail: r.detail,
+          at: iso(r.at),
+        }),
+      );
+    },
+  };
+}

@@ -1,0 +1,392 @@
+// The VM writer: inserts, state changes and patches. Concurrency: every
+// write to a VM is conditional on the version the caller read (UPDATE …
+// WHERE version = $n), in one statement with its fleet's version bump and
+// its history row (data-modifying CTEs, history rows by ./history.ts's
+// insertHistory): one round trip, atomic on its own.
+import { randomUUID } from 'node:crypto';
+import type { FleetError } from '../diags/index.ts';
+import { formatVmAddress } from '../model/index.ts';
+import { upsertBootTokens } from './boot.ts';
+import { VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
+import { OnwardRows, insertHistory, type HistorySource } from './history.ts';
+import { FULL_VM, vmFromRow, vmName } from './rows.ts';
+import type { Queryable, RecordSql } from './sql.ts';
+import type { ChangeContext, NewVm, VmPatch, VmRow, VmWriter } from './types.ts';
+
+/** The columns of a new VM row, in the order of insertValues. */
+const INSERT_COLUMNS = 'id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk';
+/** Their unnest types, for inserts of many rows. */
+const INSERT_TYPES = ['text', 'text', 'text', 'int', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'float8', 'float8', 'float8', 'boolean'];
+/** Their parameters, for an insert of one row. */
+const INSERT_PARAMS = INSERT_TYPES.map((_, c) => `$${c + 1}`).join(', ');
+
+/** Bumps fleet ($1, $2)'s version, creating its row (version 1) with owner $3 on its first member. */
+const BUMP_FLEET = `INSERT INTO fleets (stack, fleet, owner, version, updated_at) VALUES ($1, $2, $3, 1, now())
+  ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()`;
+
+/** The context of a history row given as parameters $2 (actor) to $5 (detail), outcome ok. */
+const CTX_PARAMS = { actor: '$2', planId: '$3', requestId: '$4', outcome: "'ok'", detail: '$5' };
+
+/** The 15 values of a new VM row, in INSERT_COLUMNS' order. */
+function insertValues(id: string, vm: NewVm): unknown[] {
+  return [
+    id,
+    vm.stack,
+    vm.fleet,
+    vm.index,
+    vmName(vm.stack, vm.fleet, vm.index),
+    vm.dataCenter,
+    vm.state,
+    vm.desiredState,
+    vm.specHash,
+    vm.image,
+    vm.realImage ?? null,
+    vm.size.cpu,
+    vm.size.memoryGiB,
+    vm.size.diskGiB,
+    vm.encryptedDisk,
+  ];
+}
+
+/** Builds `col = $n` assignments for a patch; `params` grows. */
+function patchSets(patch: VmPatch | undefined, params: unknown[]): string[] {
+  const sets: string[] = [];
+  if (!patch) return sets;
+  const add = (col: string, v: unknown) => {
+    params.push(v);
+    sets.push(`${col} = $${params.length}`);
+  };
+  if (patch.desiredState !== undefined) add('desired_state', patch.desiredState);
+  if (patch.specHash !== undefined) add('spec_hash', patch.specHash);
+  if (patch.image !== undefined) add('image', patch.image);
+  if (patch.realImage !== undefined) add('real_image', patch.realImage);
+  if (patch.size !== undefined) {
+    add('cpu', patch.size.cpu);
+    add('memory_gib', patch.size.memoryGiB);
+    add('disk_gib', patch.size.diskGiB);
+  }
+  if (patch.cloudId !== undefined) add('cloud_id', patch.cloudId);
+  if (patch.encryptedDisk !== undefined) add('encrypted_disk', patch.encryptedDisk);
+  if (patch.retire === true) sets.push('retired_at = coalesce(retired_at, now())');
+  return sets;
+}
+
+/** A history source of context values given as parameters `$n`… (actor, plan, request, outcome, detail; null for one left out). */
+function ctxSource(vm: string, from: string, fromState: string, toState: string, p: { actor: string; planId: string; requestId: string; outcome: string; detail: string }): HistorySource {
+  return { vm, from, fromState, toState, ...p };
+}
+
+/** Throws why an insert of VM `id` hit a conflict: its address is live, or the id exists. */
+async function whyNotInserted(q: Queryable, id: string, vm: NewVm): Promise<never> {
+  const address = formatVmAddress(vm.fleet, vm.index);
+  if ((await q.query('SELECT 1 FROM vms WHERE id = $1', [id])).length) {
+    throw new VersionConflictError(id, null, null, `a VM with id ${id} exists already.`, address);
+  }
+  const live = await q.query<{ id: string; version: number }>(
+    'SELECT id, version FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL AND deposed_at IS NULL',
+    [vm.stack, vm.fleet, vm.index],
+  );
+  if (live.length) {
+    throw new VersionConflictError(
+      address,
+      null,
+      live[0].version,
+      `address ${address} of stack ${vm.stack} is live already (VM ${live[0].id}, version ${live[0].version}).`,
+      address,
+    );
+  }
+  throw new VersionConflictError(id, null, null, `VM ${id} at ${address} could not be inserted: it conflicts with a row that is gone now; try again.`, address);
+}
+
+/** Create-before-delete: the old VM steps aside (deposed) in the same transaction, so the address never has two current VMs. */
+async function insertReplacing(q: Queryable, id: string, vm: NewVm, ctx: ChangeContext): Promise<VmRow> {
+  const address = formatVmAddress(vm.fleet, vm.index);
+  const old = await q.query(
+    `UPDATE vms SET deposed_at = coalesce(deposed_at, now()), version = version + 1, updated_at = now()
+     WHERE id = $1 AND stack = $2 AND fleet = $3 AND idx = $4 AND retired_at IS NULL
+     RETURNING id`,
+    [vm.replaces, vm.stack, vm.fleet, vm.index],
+  );
+  if (old.length === 0) {
+    throw new VersionConflictError(vm.replaces!, null, null, `VM ${vm.replaces}, which ${address} should replace, is not live at that address.`, address);
+  }
+  // A history row of one VM (from `fromState` to its state now), ctx as parameters $2….
+  const historyOf = (vmId: string, fromState: string, detail: string | null) =>
+    q.query(insertHistory([ctxSource('vms', 'vms WHERE vms.id = $1', fromState, 'vms.state', CTX_PARAMS)]), [
+      vmId,
+      ctx.actor,
+      ctx.planId ?? null,
+      ctx.requestId ?? null,
+      detail,
+    ]);
+  await historyOf(vm.replaces!, 'vms.state', `deposed: replaced by ${id}`);
+  const rows = await q.query(`INSERT INTO vms (${INSERT_COLUMNS}) VALUES (${INSERT_PARAMS}) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, insertValues(id, vm));
+  if (rows.length === 0) await whyNotInserted(q, id, vm);
+  await q.query(BUMP_FLEET, [vm.stack, vm.fleet, vm.owner]);
+  await historyOf(id, 'NULL', ctx.detail ?? null);
+  return vmFromRow(rows[0]);
+}
+
+export function vmWriter({ db, description }: RecordSql): VmWriter {
+  /**
+   * Inserts in one transaction, multi-row, one history row per VM, each touched
+   * fleet's version bumped once. Throws VersionConflictError (inserting none)
+   * when any address or id is live already.
+   */
+  const bulkInsert = (vms: readonly NewVm[], ctx: ChangeContext, batchSize: number) =>
+    db.transaction(async (q) => {
+      const owners = new Map<string, { stack: string; fleet: string; owner: string }>();
+      for (let start = 0; start < vms.length; start += batchSize) {
+        const batch = vms.slice(start, start + batchSize);
+        const cols: unknown[][] = Array.from({ length: INSERT_TYPES.length }, () => new Array(batch.length));
+        batch.forEach((vm, i) => {
+          const v = insertValues(vm.id ?? randomUUID(), vm);
+          for (let c = 0; c < v.length; c++) cols[c][i] = v[c];
+          owners.set(`${vm.stack}\u0000${vm.fleet}`, { stack: vm.stack, fleet: vm.fleet, owner: vm.owner });
+        });
+        const inserted = await q.query<{ id: string }>(
+          `INSERT INTO vms (${INSERT_COLUMNS})
+           SELECT * FROM unnest(${INSERT_TYPES.map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
+           ON CONFLICT DO NOTHING
+           RETURNING id`,
+          cols,
+        );
+        if (inserted.length !== batch.length) {
+          throw new VersionConflictError(
+            batch[0].stack,
+            null,
+            null,
+            `${batch.length - inserted.length} of the VMs to insert have an address or id that is live already; none were inserted.`,
+          );
+        }
+        await q.query(insertHistory([ctxSource('vms', 'vms WHERE vms.id = ANY($1::text[])', 'NULL', 'vms.state', CTX_PARAMS)]), [
+          inserted.map((r) => r.id),
+          ctx.actor,
+          ctx.planId ?? null,
+          ctx.requestId ?? null,
+          ctx.detail ?? null,
+        ]);
+      }
+      for (const f of owners.values()) await q.query(BUMP_FLEET, [f.stack, f.fleet, f.owner]);
+      return vms.length;
+    });
+
+  return {
+    async insertVm(vm, ctx) {
+      const id = vm.id ?? randomUUID();
+      if (vm.replaces !== undefined) return db.transaction((q) => insertReplacing(q, id, vm, ctx));
+      // One statement (atomic on its own): the VM, its fleet's version and the
+      // history row; the authority does this once per created VM.
+      const rows = await db.query(
+        `WITH ins AS (
+           INSERT INTO vms (${INSERT_COLUMNS})
+           VALUES (${INSERT_PARAMS})
+           ON CONFLICT DO NOTHING
+           RETURNING ${FULL_VM.list}
+         ),
+         f AS (
+           INSERT INTO fleets (stack, fleet, owner, version, updated_at) SELECT stack, fleet, $16, 1, now() FROM ins
+           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()
+         ),
+         h AS (${insertHistory([ctxSource('ins', 'ins', 'NULL', 'ins.state', { actor: '$17', planId: '$18', requestId: '$19', outcome: "'ok'", detail: '$20' })])})
+         SELECT * FROM ins`,
+        [...insertValues(id, vm), vm.owner, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.detail ?? null],
+      );
+      if (rows.length === 0) await whyNotInserted(db, id, vm);
+      return vmFromRow(rows[0]);
+    },
+
+    async insertVms(items) {
+      if (items.length === 0) return [];
+      const n = items.length;
+      const ids = items.map((it) => it.vm.id ?? randomUUID());
+      const cols: unknown[][] = Array.from({ length: 23 }, () => new Array<unknown>(n));
+      const onward = new OnwardRows();
+      for (let k = 0; k < n; k++) {
+        const { vm, ctx } = items[k];
+        cols[22][k] = items[k].bootTokenHash ?? null;
+        if (vm.replaces !== undefined) throw new Error('bug: insertVms does not replace; use insertVm');
+        const v = insertValues(ids[k], vm);
+        for (let c = 0; c < 15; c++) cols[c][k] = v[c];
+        cols[15][k] = vm.owner;
+        cols[16][k] = ctx.actor;
+        cols[17][k] = ctx.planId ?? null;
+        cols[18][k] = ctx.requestId ?? null;
+        cols[19][k] = ctx.detail ?? null;
+        const { final, moves } = onward.add(k + 1, vm.state, items[k]);
+        cols[20][k] = final;
+        cols[21][k] = moves;
+      }
+      // insertVm's statement over unnest arrays (columns prefixed i_); a row
+      // whose address or id is taken (also by an earlier row of the batch) is
+      // left out and explained below. An item with passes is inserted in the
+      // state they reach (i_final) at the version they make (i_version, one per
+      // move); its history is the create row (to the initial state i_state),
+      // then its onward rows (a), in item order.
+      const written = 'ins JOIN first ON first.i_id = ins.id';
+      const rows = await db.query(
+        `WITH i AS (
+           SELECT * FROM unnest(${[...INSERT_TYPES, 'text', 'text', 'text', 'text', 'text', 'text', 'int', 'text'].map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
+             WITH ORDINALITY AS i(i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc,
+               i_owner, i_actor, i_plan, i_request, i_detail, i_final, i_version, i_token, i_k)
+         ),
+         a AS (SELECT * FROM ${OnwardRows.unnest(24)}),
+         -- The item that got an id's row: the first with that id (rows go in item order).
+         first AS (SELECT DISTINCT ON (i_id) * FROM i ORDER BY i_id, i_k),
+         ins AS (
+           INSERT INTO vms (${INSERT_COLUMNS}, version)
+           SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_final, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc, i_version FROM i ORDER BY i_k
+           ON CONFLICT DO NOTHING
+           RETURNING ${FULL_VM.list}
+         ),
+         f AS (
+           INSERT INTO fleets (stack, fleet, owner, version, updated_at)
+           SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now() FROM ${written} GROUP BY ins.stack, ins.fleet
+           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, owner = EXCLUDED.owner, updated_at = now()
+         ),
+         h AS (${insertHistory([
+           { ...ctxSource('ins', written, 'NULL', 'first.i_state', { actor: 'first.i_actor', planId: 'first.i_plan', requestId: 'first.i_request', outcome: "'ok'", detail: 'first.i_detail' }), order: ['first.i_k', '0'] },
+           OnwardRows.source('ins', written, 'first.i_k'),
+         ])}),
+         t AS (${upsertBootTokens(written, 'ins.id', 'first.i_token')})
+         SELECT * FROM ins`,
+        [...cols, ...onward.cols],
+      );
+      const inserted = new Map(rows.map((r) => [r.id as string, vmFromRow(r)]));
+      const out: (VmRow | FleetError)[] = [];
+      for (let k = 0; k < n; k++) {
+        // Rows go in item order, so of two items with one id the first got the row.
+        const row = inserted.get(ids[k]);
+        inserted.delete(ids[k]);
+        if (row) out.push(row);
+        else out.push(await whyNotInserted(db, ids[k], items[k].vm).catch((err: FleetError) => err));
+      }
+      return out;
+    },
+
+    /**
+     * Then VACUUM (ANALYZE) of the vms table, outside the transaction: the
+     * first reader of freshly inserted rows otherwise sets their hint bits,
+     * which with PGlite's page checksums writes a full image of every page to
+     * the WAL (100k VMs: 45 MB written by the first `fleet plan`, about a
+     * second), and PGlite, which never analyzes on its own, gets statistics.
+     */
+    async bulkInsertVms(vms, ctx, batchSize = 2000) {
+      if (vms.length === 0) return 0;
+      const n = await bulkInsert(vms, ctx, batchSize);
+      await db.query('VACUUM (ANALYZE) vms');
+      return n;
+    },
+
+    async transitionVm(id, expectedVersion, to, ctx, patch) {
+      // One statement (atomic on its own): the row moves only at the expected
+      // version, the fleet's version is bumped and the history row written with
+      // it. One round trip instead of six (BEGIN, lock, update, fleet, history,
+      // COMMIT): the authority does this once per step of every apply.
+      const params: unknown[] = [id, to, expectedVersion];
+      const sets = ['state = $2', ...patchSets(patch, params)];
+      params.push(ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.outcome ?? 'ok', ctx.detail ?? null);
+      const n = params.length;
+      const rows = await db.query(
+        `WITH old AS (SELECT state FROM vms WHERE id = $1 AND version = $3),
+         upd AS (
+           UPDATE vms SET ${sets.join(', ')}, version = version + 1, updated_at = now() WHERE id = $1 AND version = $3
+           RETURNING ${FULL_VM.list}
+         ),
+         f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet),
+         h AS (${insertHistory([ctxSource('upd', 'upd, old', 'old.state', '$2', { actor: `$${n - 4}`, planId: `$${n - 3}`, requestId: `$${n - 2}`, outcome: `$${n - 1}`, detail: `$${n}` })])})
+         SELECT * FROM upd`,
+        params,
+      );
+      if (rows.length === 0) await whyNotAt(db, description, id, expectedVersion);
+      return vmFromRow(rows[0]);
+    },
+
+    async updateVm(id, expectedVersion, patch, ctx) {
+      void ctx; // Not a state change: no history row (see HistoryStore.addHistory for audit-only rows).
+      const params: unknown[] = [id, expectedVersion];
+      const sets = patchSets(patch, params);
+      const rows = await db.query(
+        `WITH upd AS (
+           UPDATE vms SET ${[...sets, 'version = version + 1', 'updated_at = now()'].join(', ')} WHERE id = $1 AND version = $2
+           RETURNING ${FULL_VM.list}
+         ),
+         f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet)
+         SELECT * FROM upd`,
+        params,
+      );
+      if (rows.length === 0) await whyNotAt(db, description, id, expectedVersion);
+      return vmFromRow(rows[0]);
+    },
+
+    async transitionVms(items) {
+      if (items.length === 0) return [];
+      const n = items.length;
+      const cols: unknown[][] = Array.from({ length: 13 }, () => new Array<unknown>(n));
+      const onward = new OnwardRows();
+      const seen = new Set<string>();
+      for (let k = 0; k < n; k++) {
+        const it = items[k];
+        if (seen.has(it.id)) throw new Error(`bug: transitionVms got VM ${it.id} twice in one batch`);
+        seen.add(it.id);
+        const { final, moves } = onward.add(k + 1, it.to, it);
+        cols[0][k] = it.id;
+        cols[1][k] = it.expectedVersion;
+        cols[2][k] = it.to;
+        cols[3][k] = it.patch?.cloudId ?? null;
+        cols[4][k] = it.patch?.retire === true;
+        cols[5][k] = it.ctx.actor;
+        cols[6][k] = it.ctx.planId ?? null;
+        cols[7][k] = it.ctx.requestId ?? null;
+        cols[8][k] = it.ctx.outcome ?? 'ok';
+        cols[9][k] = it.ctx.detail ?? null;
+        cols[10][k] = final;
+        cols[11][k] = moves;
+        cols[12][k] = it.bootTokenHash ?? null;
+      }
+      // transitionVm's statement over unnest arrays; the items' columns are
+      // prefixed i_ (a_ for their onward rows) so the RETURNING list names
+      // only vms' columns. The row ends in the state its passes reach
+      // (i_final), one version and one fleet version per move (i_moves). The
+      // history rows are inserted in item order, each transition's row before
+      // its onward rows (ids follow insertion order); a boot token only for a
+      // row that moved.
+      const moved = 'upd JOIN i ON i.i_id = upd.id';
+      const rows = await db.query(
+        `WITH i AS (
+           SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+               $11::text[], $12::int[], $13::text[]) WITH ORDINALITY
+             AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail, i_final, i_moves, i_token, i_k)
+         ),
+         a AS (SELECT * FROM ${OnwardRows.unnest(14)}),
+         old AS (SELECT vms.id AS o_id, vms.state AS o_state FROM vms JOIN i ON vms.id = i.i_id AND vms.version = i.i_version),
+         upd AS (
+           UPDATE vms SET state = i_final, cloud_id = coalesce(i_cloud, cloud_id),
+             retired_at = CASE WHEN i_retire THEN coalesce(retired_at, now()) ELSE retired_at END,
+             version = version + i_moves, updated_at = now()
+           FROM i WHERE vms.id = i.i_id AND vms.version = i.i_version
+           RETURNING ${FULL_VM.list}
+         ),
+         f AS (
+           UPDATE fleets SET version = fleets.version + c.n, updated_at = now()
+           FROM (SELECT stack AS c_stack, fleet AS c_fleet, sum(i.i_moves) AS n FROM ${moved} GROUP BY stack, fleet) c
+           WHERE fleets.stack = c.c_stack AND fleets.fleet = c.c_fleet
+         ),
+         h AS (${insertHistory([
+           {
+             ...ctxSource('upd', `${moved} JOIN old ON old.o_id = upd.id`, 'old.o_state', 'i.i_to', { actor: 'i.i_actor', planId: 'i.i_plan', requestId: 'i.i_request', outcome: 'i.i_outcome', detail: 'i.i_detail' }),
+             order: ['i.i_k', '0'],
+           },
+           OnwardRows.source('upd', moved, 'i.i_k'),
+         ])}),
+         t AS (${upsertBootTokens(moved, 'upd.id', 'i.i_token')})
+         SELECT * FROM upd`,
+        [...cols, ...onward.cols],
+      );
+      const done = new Map(rows.map((r) => [r.id as string, vmFromRow(r)]));
+      const missing = items.filter((it) => !done.has(it.id));
+      const why = await whyNotAtMany(db, description, missing.map((it) => ({ id: it.id, expectedVersion: it.expectedVersion })));
+      return items.map((it) => done.get(it.id) ?? why.get(it.id)!);
+    },
+  };
+}
