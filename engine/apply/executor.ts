@@ -293,7 +293,7 @@ function memberRequests(change: Change, planId: string, stack: string, owner: st
             encryptedDisk: change.encryptedDisk,
             desiredState: change.to,
             specHash: change.specHash,
-            ...(change.action === 'replace' && change.createBeforeDelete && change.vmId ? { replaces: change.vmId } : {}),
+            ...(change.action === 'replace' && change.replaceOrder === 'create-before-delete' && change.vmId ? { replaces: change.vmId } : {}),
           },
         },
       },

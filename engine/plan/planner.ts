@@ -10,6 +10,7 @@ import { type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-p
 import { defaultPolicy } from './policy-default.ts';
 import { byName, resolveScope } from './scope.ts';
 import { ACTIONS, type Action, type Change, type Grant, type PlanDocument, type Step, type Violation, type VmSize } from './types.ts';
+import type { Operation, ReplaceOrder } from '../model/index.ts';
 
 export type PlanOptions = PlanDocument['options'];
 
@@ -42,7 +43,7 @@ export interface PlanInput {
 }
 
 /** The operation of the in-place step that resizes a VM (see docs/plan-format.md, "Steps"). */
-export const RESIZE_OPERATION = 'resize';
+export const RESIZE_OPERATION: Operation = 'resize';
 
 /**
  * The state where a resize is applied: the state of a pack edge whose
@@ -66,7 +67,7 @@ export function formatSize(s: VmSize): string {
 
 /** Key order of a change in the JSON document: the contract's order (engine/plan/types.ts). */
 const CHANGE_KEYS: readonly (keyof Change)[] = [
-  'address', 'fleet', 'index', 'name', 'dataCenter', 'action', 'from', 'to', 'path', 'oldPath', 'createBeforeDelete',
+  'address', 'fleet', 'index', 'name', 'dataCenter', 'action', 'from', 'to', 'path', 'oldPath', 'replaceOrder',
   'steps', 'reason', 'image', 'size', 'diff', 'placement', 'vmId', 'specHash', 'encryptedDisk',
 ];
 
@@ -408,7 +409,7 @@ class Planner {
       return;
     }
     // Create-then-delete keeps the member serving, but needs room for a second VM for a while.
-    const createBeforeDelete = this.capacity === null || fits(this.capacity.get(row.dataCenter), spec.size);
+    const replaceOrder: ReplaceOrder = this.capacity === null || fits(this.capacity.get(row.dataCenter), spec.size) ? 'create-before-delete' : 'delete-before-create';
     const newSteps = this.steps(path, 'new');
     const oldSteps = this.steps(oldEnd, 'old');
     const what = Object.keys(diff)
@@ -421,9 +422,9 @@ class Planner {
       to: spec.state,
       path,
       oldPath: oldEnd,
-      createBeforeDelete,
-      steps: createBeforeDelete ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps],
-      reason: `new VM for the ${what} change${createBeforeDelete ? '' : '; the old one goes first: no capacity for both'}`,
+      replaceOrder,
+      steps: replaceOrder === 'create-before-delete' ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps],
+      reason: `new VM for the ${what} change${replaceOrder === 'create-before-delete' ? '' : '; the old one goes first: no capacity for both'}`,
       diff,
       placement: {
         strategy: 'existing',

@@ -4,9 +4,9 @@
 // (which executes it exactly). If you add a field here, also update
 // docs/plan-format.md and the golden plans under test/fixtures/plan/.
 
-import type { Enforcement, VmSize } from '../model/index.ts';
+import type { Enforcement, Operation, ReplaceOrder, VmSize } from '../model/index.ts';
 
-export type { Enforcement, VmSize } from '../model/index.ts';
+export type { Enforcement, Operation, ReplaceOrder, VmSize } from '../model/index.ts';
 
 /** What apply does to a member. A closed set: branch on this, never on `reason`. */
 export type Action = 'create' | 'transition' | 'update' | 'replace' | 'delete' | 'noop';
@@ -42,7 +42,7 @@ export interface Step {
   /** Which VM of the change the step acts on. */
   member: 'current' | 'new' | 'old';
   /** The cloud operation of the edge, from the pack's diagram (`createVm`, `powerOn`, … or `none`). */
-  operation: string;
+  operation: Operation;
 }
 
 export interface Change {
@@ -62,8 +62,8 @@ export interface Change {
   path: string[];
   /** For replace: the old VM's path to the terminal state. For delete it is `path` itself. */
   oldPath?: string[];
-  /** For replace: whether the new VM is created before the old one is deleted. */
-  createBeforeDelete?: boolean;
+  /** For replace: which VM goes first (the new one when the data center has room for both). */
+  replaceOrder?: ReplaceOrder;
   steps: Step[];
   /** Display only; apply never branches on it. */
   reason: string;
