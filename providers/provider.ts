@@ -14,6 +14,7 @@
 // - delete: if it fails, the VM still exists (the error says in which state).
 import type * as pulumi from '@pulumi/pulumi';
 import { FleetError, diag } from '../engine/diags/index.ts';
+import { formatVmAddress } from '../engine/model/index.ts';
 import type { VmSize } from '../engine/plan/types.ts';
 import { DmzHttpClient } from './client.ts';
 import type { NewVmRequest, StepResult } from './protocol.ts';
@@ -175,7 +176,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const planId = inputs.planId ?? null;
     const { planId: _p, ...vm } = inputs;
     const created = await client.createVm({ idempotencyKey: globalThis.crypto.randomUUID(), planId, vm: { id: vmId, ...vm } });
-    if (created.outcome !== 'ok') throw this.stepError(created, `create ${inputs.fleet}/${inputs.index}`);
+    if (created.outcome !== 'ok') throw this.stepError(created, `create ${formatVmAddress(inputs.fleet, inputs.index)}`);
     const from = created.vm?.state ?? this.lifecycle.initial;
     let w: Walked;
     try {
@@ -195,7 +196,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         throw new FleetError([
           ...w.error.diagnostics,
           diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${this.dataCenter} (${cleanup.state}): ${cleanup.error.message}`, {
-            address: `${inputs.fleet}/${inputs.index}`,
+            address: formatVmAddress(inputs.fleet, inputs.index),
           }),
         ]);
       }

@@ -10,7 +10,7 @@ import { type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-p
 import { defaultPolicy } from './policy-default.ts';
 import { byName, resolveScope } from './scope.ts';
 import { ACTIONS, type Action, type Change, type Grant, type PlanDocument, type Step, type Violation, type VmSize } from './types.ts';
-import type { Operation, ReplaceOrder } from '../model/index.ts';
+import { formatVmAddress, sameSize, type Operation, type ReplaceOrder } from '../model/index.ts';
 
 export type PlanOptions = PlanDocument['options'];
 
@@ -55,14 +55,6 @@ export function resizeState(lc: Lifecycle): string {
   if (resize) return resize.from;
   const created = lc.edges.find((e) => e.operation === 'createVm');
   return created ? created.to : 'PoweredOff';
-}
-
-export function sameSize(a: VmSize, b: VmSize): boolean {
-  return a.cpu === b.cpu && a.memoryGiB === b.memoryGiB && a.diskGiB === b.diskGiB;
-}
-
-export function formatSize(s: VmSize): string {
-  return `${s.cpu} cpu, ${s.memoryGiB} GiB, ${s.diskGiB} GiB disk`;
 }
 
 /** Key order of a change in the JSON document: the contract's order (engine/plan/types.ts). */
@@ -267,7 +259,7 @@ class Planner {
       taken.push(dataCenter);
       const path = this.path(this.lc.initial, spec.state);
       if (!path) {
-        this.violate('lifecycle', `${spec.name}/${index}`, `no path from ${this.lc.initial} to ${spec.state} in the diagram`, 'fix the pack lifecycle');
+        this.violate('lifecycle', formatVmAddress(spec.name, index), `no path from ${this.lc.initial} to ${spec.state} in the diagram`, 'fix the pack lifecycle');
         break;
       }
       changes.push({
@@ -277,7 +269,7 @@ class Planner {
         to: spec.state,
         path,
         steps: this.steps(path, 'current'),
-        reason: `count is ${spec.count}; ${spec.name}/${index} does not exist`,
+        reason: `count is ${spec.count}; ${formatVmAddress(spec.name, index)} does not exist`,
         placement: explanation,
       });
     }
@@ -494,7 +486,7 @@ class Planner {
 
   private base(spec: LoadedFleet, index: number, dataCenter: string) {
     return {
-      address: `${spec.name}/${index}`,
+      address: formatVmAddress(spec.name, index),
       fleet: spec.name,
       index,
       name: `${this.input.stack.name}-${spec.name}-${index}`,

@@ -3,7 +3,7 @@
 import type { Edge, Lifecycle, LoadedPack, ResolvedRule } from '../policy/types.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadedDataCenter, LoadedFleet, LoadedStack } from '../spec/types.ts';
-import type { Enforcement, Operation } from '../model/index.ts';
+import { formatVmAddress, type Enforcement, type Operation } from '../model/index.ts';
 
 export const DEFAULT_EDGES: [string, string, Operation][] = [
   ['Requested', 'BeingCreated', 'none'],
@@ -142,7 +142,7 @@ export function vmRow(fleet: LoadedFleet, index: number, over: Partial<VmRow> = 
     stack: 'test',
     fleet: fleet.name,
     index,
-    address: `${fleet.name}/${index}`,
+    address: formatVmAddress(fleet.name, index),
     name: `test-${fleet.name}-${index}`,
     dataCenter: dc,
     state: 'Running',

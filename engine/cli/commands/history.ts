@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { fail } from '../../diags/index.ts';
-import { parseAddress } from '../../record/index.ts';
+import { parseVmAddress } from '../../model/index.ts';
 import { runCommand } from '../io.ts';
 import { DEFAULT_STACK } from '../main.ts';
 import { formatOption, historyTable, withStackRecord } from './state.ts';
@@ -26,7 +26,7 @@ export const registerHistory: RegisterCommand = (program: Command, io, setExit) 
         await runCommand(io, async () => {
           const limit = opts.limit === undefined ? DEFAULT_LIMIT : Number(opts.limit);
           if (!Number.isInteger(limit) || limit < 1) fail('cli.usage', `--limit must be a positive whole number, not ${JSON.stringify(opts.limit)}.`);
-          if (address !== undefined && !parseAddress(address)) {
+          if (address !== undefined && !parseVmAddress(address)) {
             fail('cli.usage', `${JSON.stringify(address)} is not a VM address; addresses look like web/0 (<fleet>/<index>).`);
           }
           return withStackRecord(io, opts.stack, async (record, stack) => {
