@@ -1,8 +1,9 @@
 // The data model every folder shares: addresses, sizes, operations,
-// enforcement levels, replace orders. It imports nothing of the project, so
+// enforcement levels, replace orders, and the plan document. It imports nothing of the project, so
 // any folder may import it without forming a cycle.
 export * from './address.ts';
 export * from './size.ts';
 export * from './enforcement.ts';
 export * from './operation.ts';
 export * from './replace-order.ts';
+export * from './plan-document.ts';

@@ -1,4 +1,5 @@
 export * from './types.ts';
+export { checkPlanDocument, asPlanDocument } from './document.ts';
 export { computePlan, resizeState, RESIZE_OPERATION, type PlanInput, type PlanOptions } from './planner.ts';
 export { resolveScope, type Scope } from './scope.ts';
 export { haversineKm } from './geo.ts';

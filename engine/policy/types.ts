@@ -1,8 +1,7 @@
 // The policy pack's contract with the loader, the planner and the authority.
 import type { JSONSchemaType } from 'ajv';
 import type { Where } from '../diags/index.ts';
-import type { Enforcement, Operation } from '../model/index.ts';
-import type { Change, Grant, PlanDocument, Violation } from '../plan/types.ts';
+import type { Enforcement, Operation, Change, Grant, PlanDocument, Violation } from '../model/index.ts';
 import type { PlanVmRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 
