@@ -193,7 +193,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       result = await applyPlan({
         plan,
         record: session.record,
-        clients: session.clients,
+        providers: session.providers,
         owners: Object.fromEntries(session.fleets.map((f) => [f.name, f.owner])),
         parallelism: parallelism ?? session.stack.apply.parallelism,
         lockTimeoutMs: (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000,
