@@ -17,10 +17,13 @@ const LAYERS = [
   'protocol', // the wire contract, at the top level or under engine/
   'engine/protocol',
   'engine/durability',
+  'engine/transport', // TLS and HTTP helpers of every service and client
+  'engine/observability', // metrics and probes of the services
   'engine/record',
   'engine/policy', // the pack: its lifecycle and rules
   'engine/spec', // loads a stack: its specs and its pack
   'engine/plan',
+  'engine/ui', // the record's dashboard, served by a service
   'engine/authority',
   'providers', // providers, DMZ client, drivers, embedded start-up
   'engine/apply',
