@@ -14,11 +14,10 @@ import tseslint from 'typescript-eslint';
 const LAYERS = [
   'engine/model', // addresses, sizes, operations, the plan document: imports nothing
   'engine/diags',
-  'protocol', // the wire contract, at the top level or under engine/
-  'engine/protocol',
-  'engine/durability',
-  'engine/transport', // TLS and HTTP helpers of every service and client
+  'engine/transport', // TLS material and checks of every service and client
   'engine/observability', // metrics and probes of the services
+  'protocol', // the wire contract and the HTTP layer both services share
+  'engine/durability',
   'engine/record',
   'engine/policy', // the pack: its lifecycle and rules
   'engine/spec', // loads a stack: its specs and its pack
@@ -75,8 +74,6 @@ const layerConfigs = LAYERS.map((folder) => ({
 const LAYER_EXCEPTIONS = [
   // The record's PlanBasis and VmSize now come from engine/model (branch of the record split).
   { files: ['engine/record/record.ts', 'engine/record/types.ts'], folder: 'engine/record', allow: ['engine/plan'] },
-  // authority <-> providers: both move to one protocol/ (branch of the wire contract).
-  { files: ['engine/authority/protocol.ts'], folder: 'engine/authority', allow: ['providers'] },
   // Policy rules see loaded stacks and fleets through engine/spec's types (RuleContext, budget), and
   // the policy-test runner loads stacks and plans (it belongs above engine/plan): not yet untangled.
   { files: ['engine/policy/types.ts', 'engine/policy/budget.ts', 'engine/policy/testrunner.ts'], folder: 'engine/policy', allow: ['engine/spec'] },

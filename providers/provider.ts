@@ -39,12 +39,12 @@ import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } f
 import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
 import type { Lifecycle } from '../engine/policy/types.ts';
 import { DmzHttpClient } from './client.ts';
-import type { ActualVm, BatchStep, NewVmRequest, RunLane, StepResult } from './protocol.ts';
+import type { ActualVm, BatchStep, NewVmRequest, RunLane, StepResult } from '../protocol/index.ts';
 
 /**
- * What a VM resource is declared with: the create request's VM
- * (providers/protocol.ts) without the id the provider proposes. `replaceOrder`
- * is the plan's (the planner knows the data center's capacity); without it a
+ * What a VM resource is declared with: the create request's VM (protocol/,
+ * NewVmRequest) without the id the provider proposes. `replaceOrder` is the
+ * plan's (the planner knows the data center's capacity); without it a
  * replace deletes the old VM first.
  */
 export type VmInputs = Omit<NewVmRequest, 'id' | 'replaces'> & { planId?: string | null; replaceOrder?: ReplaceOrder };

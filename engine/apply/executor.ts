@@ -25,7 +25,7 @@ import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../model/index.ts';
 import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
-import type { RunLane, StepResult } from '../../providers/protocol.ts';
+import type { RunLane, StepResult } from '../../protocol/index.ts';
 import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
 
 export type ApplyEvent =
