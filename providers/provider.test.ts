@@ -4,31 +4,29 @@ import { FleetError } from '../engine/diags/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import type { DataCenterProvider} from './provider.ts';
-import { providersFor, statePath, type VmInputs } from './provider.ts';
+import { providersFor, type VmInputs, type VmOutputs } from './provider.ts';
 import { defaultPack, startTestWorld, type TestWorld } from './testing.ts';
 
-const edges = [
-  { from: 'A', to: 'B' },
-  { from: 'B', to: 'C' },
-  { from: 'A', to: 'C' },
-  { from: 'C', to: 'D' },
-];
-
-describe('statePath', () => {
+describe('DataCenterProvider.diff: the planner\'s classification (engine/plan/member.ts)', () => {
+  const size = { cpu: 2, memoryGiB: 4, diskGiB: 20 };
+  const olds: VmOutputs = {
+    stack: 's', fleet: 'api', owner: 'team', index: 0, name: 's-api-0', image: 'ubuntu-22.04', size, encryptedDisk: true,
+    desiredState: 'Running', specHash: 'h1', planId: null, vmId: 'vm-1', dataCenter: 'miami', state: 'Running', cloudId: 'c-1', realImage: 'img', version: 3,
+  };
+  const news = (over: Partial<VmInputs>): VmInputs => ({ ...olds, ...over });
   it.each([
-    { from: 'A', to: 'A', want: ['A'] },
-    { from: 'A', to: 'C', want: ['A', 'C'] },
-    { from: 'A', to: 'D', want: ['A', 'C', 'D'] },
-    { from: 'D', to: 'A', want: undefined },
-  ])('$from -> $to', ({ from, to, want }) => {
-    expect(statePath(edges, from, to)).toEqual(want);
-  });
-
-  it('matches the pack lifecycle on the default diagram', async () => {
-    const pack = await defaultPack();
-    for (const [from, to] of [['Requested', 'Running'], ['Running', 'Deleted'], ['CreateFailed', 'Deleted'], ['BootFailed', 'Running']]) {
-      expect(statePath(pack.lifecycle.edges, from, to)).toEqual(pack.lifecycle.path(from, to));
-    }
+    { name: 'nothing changes', over: {}, want: { changes: false, replaces: [] } },
+    { name: 'the desired state', over: { desiredState: 'PoweredOff' }, want: { changes: true, replaces: [] } },
+    { name: 'the size (in place)', over: { size: { ...size, cpu: 4 }, specHash: 'h2' }, want: { changes: true, replaces: [] } },
+    { name: 'the image', over: { image: 'rhel-9', specHash: 'h2' }, want: { changes: true, replaces: ['image'], deleteBeforeReplace: true } },
+    { name: 'the disk encryption', over: { encryptedDisk: false, specHash: 'h2' }, want: { changes: true, replaces: ['encryptedDisk'] } },
+    { name: 'a hash change nothing else explains (hardware), as the planner replaces it', over: { specHash: 'h2' }, want: { changes: true, replaces: ['hardware'] } },
+    { name: 'the plan\'s replace order', over: { image: 'rhel-9', specHash: 'h2', replaceOrder: 'create-before-delete' as const }, want: { replaces: ['image'], deleteBeforeReplace: false } },
+    { name: 'the member\'s name (another member)', over: { name: 's-api-9' }, want: { changes: true, replaces: ['name'] } },
+    { name: 'the owner only', over: { owner: 'team-b' }, want: { changes: true, replaces: [] } },
+  ])('$name', async ({ over, want }) => {
+    const provider = providersFor([{ name: 'miami', url: 'http://127.0.0.1:1', tokenEnv: 'UNUSED' }], (await defaultPack()).lifecycle).get('miami')!;
+    expect(await provider.diff('vm-1', olds, news(over))).toMatchObject(want);
   });
 });
 

@@ -1,25 +1,53 @@
 // One Pulumi dynamic provider per data center, over that data center's DMZ
-// client. The same object serves `fleet apply` (called directly) and a Pulumi
-// program (`new pulumi.dynamic.Resource(provider, ...)`), so it must stay
-// serializable by Pulumi's closure serializer: it holds only plain data (the
-// data center's name, the DMZ client's URL, the NAME of the environment
-// variable with the token, and the lifecycle's edges), never a token value,
-// a socket or a pack object. The token is read from the environment at call time.
-// Node built-ins are reached through globals (globalThis.crypto, fetch), not
-// imports: a captured import of a native module cannot be serialized.
+// client. `fleet apply` drives every member through one of these (the
+// executor holds providers, never a DMZ client: engine/apply may not import
+// providers/client.ts, eslint.config.js), and a Pulumi program uses the same
+// class (`new pulumi.dynamic.Resource(provider, ...)`).
+//
+// Serializable: a DataCenterProvider holds only plain data (the data
+// center's name, the DMZ client's URL, the NAME of the environment variable
+// with the token, and the lifecycle as plain data), never a token value, a
+// socket or a pack object; it opens a client per call and reads the token
+// from the environment then. Node built-ins are reached through globals
+// (globalThis.crypto), not imports: a captured import of a native module
+// cannot be serialized. `fleet apply` uses the subclass ConnectedProvider,
+// which holds the apply's long-lived batch client (one per data center, so
+// steps in flight share requests and lanes): it is never handed to Pulumi.
+//
+// One implementation of the decisions: which fields force a new VM, where a
+// resize happens, which path a VM takes, are engine/plan/member.ts's (the
+// planner's own), over engine/policy's Lifecycle built from the plain data.
+//
+// Two ways to call create/update/delete, one code path below them (`run`):
+// - Pulumi (no `planned` argument): the provider plans the steps itself,
+//   with random idempotency keys.
+// - fleet apply (`planned`): the plan's steps exactly, under the executor's
+//   idempotency keys, each answer handed to `planned.onStep` as it comes
+//   (the executor journals it), the run held in the apply's lane.
 //
 // Failure rules (pulumi sdk/nodejs/dynamic/index.ts):
 // - create: if it fails, nothing must remain created: the VM is walked to the
-//   terminal state before the error is thrown.
+//   terminal state before the error is thrown. Under fleet apply the record
+//   holds the VM where it stopped and the next plan continues it (a failed
+//   create is retried or given up along the pack's recovery edges): no
+//   clean-up there, as every step is journalled.
 // - delete: if it fails, the VM still exists (the error says in which state).
 import type * as pulumi from '@pulumi/pulumi';
 import { FleetError, diag } from '../engine/diags/index.ts';
-import type { VmSize } from '../engine/plan/types.ts';
+import { formatVmAddress, sameSize, type ReplaceOrder, type Step } from '../engine/model/index.ts';
+import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } from '../engine/plan/member.ts';
+import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
+import type { Lifecycle } from '../engine/policy/types.ts';
 import { DmzHttpClient } from './client.ts';
-import type { NewVmRequest, StepResult } from '../protocol/index.ts';
+import type { ActualVm, BatchStep, NewVmRequest, RunLane, StepResult } from '../protocol/index.ts';
 
-/** What a VM resource is declared with: the create request's VM (protocol/, NewVmRequest) without the id the provider proposes. */
-export type VmInputs = Omit<NewVmRequest, 'id' | 'replaces'> & { planId?: string | null };
+/**
+ * What a VM resource is declared with: the create request's VM (protocol/,
+ * NewVmRequest) without the id the provider proposes. `replaceOrder` is the
+ * plan's (the planner knows the data center's capacity); without it a
+ * replace deletes the old VM first.
+ */
+export type VmInputs = Omit<NewVmRequest, 'id' | 'replaces'> & { planId?: string | null; replaceOrder?: ReplaceOrder };
 
 /** What the provider knows after a call. */
 export interface VmOutputs extends VmInputs {
@@ -31,47 +59,91 @@ export interface VmOutputs extends VmInputs {
   version: number;
 }
 
+/** The DMZ client calls a provider makes (DmzHttpClient has them all). */
+export interface DmzConnection {
+  run(steps: readonly BatchStep[], onStep: (k: number, result: StepResult) => void, opts?: { lane?: RunLane }): Promise<void>;
+  getVm(vmId: string): Promise<ActualVm | undefined>;
+  listVms(): Promise<ActualVm[]>;
+  /** True when runs carry their lane to the DMZ client (DmzHttpClient.lanes). */
+  readonly lanes?: boolean;
+}
+
+/**
+ * fleet apply's hooks for one create/update/delete: the plan's steps for
+ * this VM and the executor's keys. Requests are numbered from 0: a create's
+ * request to insert the VM is 0, its steps follow.
+ */
+export interface PlannedCall {
+  planId: string;
+  /** The plan's steps for this VM, in order (engine/model's Step). */
+  steps: readonly Step[];
+  /** Idempotency key of request k. */
+  key(k: number): string;
+  /** Each request's answer, in order, as it comes. */
+  onStep(k: number, result: StepResult): void;
+  /** The apply's lane (only with a connection that has lanes). */
+  lane?: RunLane;
+  /** create: the VM id to propose (derived from plan and address, so a re-sent create proposes the same VM). */
+  vmId?: string;
+  /** create: the live VM this one replaces (create-before-delete); it is deposed when this one is inserted. */
+  replaces?: string;
+}
+
+/** The provider calls fleet apply makes: what the executor may hold (the test's recording provider implements the same). */
+export interface MemberProvider {
+  readonly dataCenter: string;
+  /** Whether the DMZ client holds runs in the apply's lane (then the executor may send it more members than its parallelism). */
+  readonly lanes: boolean;
+  create(inputs: VmInputs, planned?: PlannedCall): Promise<pulumi.dynamic.CreateResult<VmOutputs>>;
+  update(id: string, olds: VmOutputs, news: VmInputs, planned?: PlannedCall): Promise<pulumi.dynamic.UpdateResult<VmOutputs>>;
+  delete(id: string, props: VmOutputs, planned?: PlannedCall): Promise<void>;
+}
+
 export interface DataCenterProviderOptions {
   dataCenter: string;
   /** Base URL of the DMZ client. */
   url: string;
   /** Name of the environment variable holding the bearer token. */
   tokenEnv: string;
-  /** The pack's lifecycle as plain data. */
-  lifecycle: { initial: string; terminal: string; edges: readonly { from: string; to: string }[] };
+  /** The pack's lifecycle as plain data (lifecycleData(pack.lifecycle)). */
+  lifecycle: LifecycleDef;
   timeoutMs?: number;
   retries?: number;
 }
 
-/** Inputs whose change needs a new VM. */
-const REPLACE_KEYS = ['stack', 'fleet', 'index', 'name', 'image', 'encryptedDisk'] as const;
-
-/** Shortest path of states along the edges (BFS, ties by edge order); undefined when none. */
-export function statePath(edges: readonly { from: string; to: string }[], from: string, to: string): string[] | undefined {
-  if (from === to) return [from];
-  const prev = new Map<string, string>([[from, '']]);
-  const queue = [from];
-  while (queue.length > 0) {
-    const s = queue.shift() as string;
-    for (const e of edges) {
-      if (e.from !== s || prev.has(e.to)) continue;
-      prev.set(e.to, s);
-      if (e.to === to) {
-        const path = [to];
-        for (let p = s; p !== ''; p = prev.get(p) as string) path.unshift(p);
-        return path;
-      }
-      queue.push(e.to);
-    }
-  }
-  return undefined;
+/** The pack's lifecycle as the plain data a provider keeps (and Pulumi serializes). */
+export function lifecycleData(lc: Lifecycle): LifecycleDef {
+  return {
+    states: [...lc.states],
+    initial: lc.initial,
+    terminal: [...lc.terminal],
+    requestable: [...lc.requestable],
+    failure: [...lc.failure],
+    transitions: lc.edges.map((e) => ({ from: e.from, to: e.to, operation: e.operation })),
+  };
 }
 
-export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInputs, VmOutputs> {
+/** Inputs that name the member itself: a change is a different member, so a new VM (the planner never sees one: it keys members by address). */
+const IDENTITY_KEYS = ['stack', 'fleet', 'index', 'name'] as const;
+
+/** Where a walk ended. */
+interface Walked {
+  /** The last answer (ok or not). */
+  last?: StepResult;
+  /** Requests answered. */
+  answered: number;
+  /** The VM's state after the walk, as far as known. */
+  state: string;
+  /** Set when a step was not ok, or the run threw (`thrown`: what it threw, rethrown as it is under fleet apply). */
+  error?: FleetError;
+  thrown?: unknown;
+}
+
+export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInputs, VmOutputs>, MemberProvider {
   readonly dataCenter: string;
   readonly url: string;
   readonly tokenEnv: string;
-  readonly lifecycle: DataCenterProviderOptions['lifecycle'];
+  readonly lifecycle: LifecycleDef;
   readonly timeoutMs: number;
   readonly retries: number;
 
@@ -79,13 +151,24 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     this.dataCenter = o.dataCenter;
     this.url = o.url;
     this.tokenEnv = o.tokenEnv;
-    this.lifecycle = { initial: o.lifecycle.initial, terminal: o.lifecycle.terminal, edges: o.lifecycle.edges.map((e) => ({ from: e.from, to: e.to })) };
+    this.lifecycle = {
+      states: [...o.lifecycle.states],
+      initial: o.lifecycle.initial,
+      terminal: [...o.lifecycle.terminal],
+      requestable: [...o.lifecycle.requestable],
+      failure: [...(o.lifecycle.failure ?? [])],
+      transitions: o.lifecycle.transitions.map((t) => ({ from: t.from, to: t.to, ...(t.operation !== undefined ? { operation: t.operation } : {}) })),
+    };
     this.timeoutMs = o.timeoutMs ?? 120_000;
     this.retries = o.retries ?? 5;
   }
 
-  /** A client for this call; the token is looked up now, never stored. */
-  client(): DmzHttpClient {
+  get lanes(): boolean {
+    return false;
+  }
+
+  /** A connection for this call; the token is looked up now, never stored. */
+  connect(): DmzConnection {
     const env = this.tokenEnv;
     const dc = this.dataCenter;
     return new DmzHttpClient({
@@ -101,6 +184,11 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     });
   }
 
+  /** The engine's Lifecycle over the plain data (the planner's path and operations). */
+  private lc(): Lifecycle {
+    return buildLifecycle(this.lifecycle);
+  }
+
   async check(_olds: VmInputs, news: VmInputs): Promise<pulumi.dynamic.CheckResult<VmInputs>> {
     const failures: pulumi.dynamic.CheckFailure[] = [];
     for (const k of ['stack', 'fleet', 'owner', 'name', 'image', 'desiredState', 'specHash'] as const) {
@@ -110,38 +198,71 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const s = news.size;
     if (!s || !(s.cpu >= 1) || !(s.memoryGiB > 0) || !(s.diskGiB > 0)) failures.push({ property: 'size', reason: 'size needs cpu >= 1, memoryGiB > 0 and diskGiB > 0' });
     if (typeof news.encryptedDisk !== 'boolean') failures.push({ property: 'encryptedDisk', reason: 'encryptedDisk must be a boolean' });
-    if (news.desiredState && !statePath(this.lifecycle.edges, this.lifecycle.initial, news.desiredState)) {
+    if (news.desiredState && !this.lc().path(this.lifecycle.initial, news.desiredState)) {
       failures.push({ property: 'desiredState', reason: `${news.desiredState} cannot be reached from ${this.lifecycle.initial}` });
     }
     return { inputs: news, failures };
   }
 
+  /** The planner's classification (engine/plan/member.ts), plus the member's identity and owner. */
   async diff(_id: string, olds: VmOutputs, news: VmInputs): Promise<pulumi.dynamic.DiffResult> {
-    const replaces = REPLACE_KEYS.filter((k) => olds[k] !== news[k]);
-    const changed = replaces.length > 0 || olds.desiredState !== news.desiredState || olds.specHash !== news.specHash || !sameSize(olds.size, news.size) || olds.owner !== news.owner;
-    return { changes: changed, replaces: [...replaces], deleteBeforeReplace: true };
+    const { action, diff } = classifyMember(olds, { ...news, state: news.desiredState });
+    const replaces = [...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]), ...REPLACE_FIELDS.filter((k) => k in diff)];
+    const changed = replaces.length > 0 || action !== 'noop' || olds.owner !== news.owner;
+    return { changes: changed, replaces, deleteBeforeReplace: (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
   }
 
-  /** Walks `vmId` along `path`; stops at the first step that is not ok. `state` is where the VM is afterwards. */
-  private async walk(client: DmzHttpClient, vmId: string, path: readonly string[], planId: string | null): Promise<Walked> {
-    let last: StepResult | undefined;
-    let state = path[0];
-    for (let i = 1; i < path.length; i++) {
-      const req = { idempotencyKey: globalThis.crypto.randomUUID(), planId, from: path[i - 1], to: path[i] };
-      last = path[i] === this.lifecycle.terminal ? await client.deleteVm(vmId, req) : await client.transition(vmId, req);
-      if (last.outcome !== 'ok') {
-        return { last, state: last.vm?.state ?? state, error: this.stepError(last, `${path[i - 1]} -> ${path[i]}`) };
-      }
-      state = last.vm?.state ?? path[i];
+  /** A plan step as the request that carries it out. */
+  private request(vmId: string, step: Step, idempotencyKey: string, planId: string | null, inputs: VmInputs): BatchStep {
+    const edge = { idempotencyKey, planId, from: step.from, to: step.to };
+    if (step.operation === 'resize') return { op: 'transition', vmId, body: { ...edge, operation: 'resize', size: inputs.size } };
+    if (step.operation === 'deleteVm') return { op: 'delete', vmId, body: edge };
+    return { op: 'transition', vmId, body: edge };
+  }
+
+  private createRequest(vmId: string, inputs: VmInputs, idempotencyKey: string, planId: string | null, replaces: string | undefined): BatchStep {
+    const { planId: _p, replaceOrder: _r, ...vm } = inputs;
+    return { op: 'create', body: { idempotencyKey, planId, vm: { id: vmId, ...vm, ...(replaces ? { replaces } : {}) } } };
+  }
+
+  /**
+   * Sends the requests as one run and follows the answers: where the VM is,
+   * and the error of the first step that is not ok. A request the DMZ client
+   * rejects (or cannot be reached for) ends the walk with `thrown`.
+   */
+  private async run(conn: DmzConnection, requests: readonly BatchStep[], start: string, planned: PlannedCall | undefined, what: (k: number) => string): Promise<Walked> {
+    const walked: Walked = { state: start, answered: 0 };
+    try {
+      await this.follow(conn, requests, walked, planned, what);
+    } catch (err) {
+      walked.thrown = err;
+      walked.error = err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', `${what(walked.answered)} in ${this.dataCenter}: ${err instanceof Error ? err.message : String(err)}`));
     }
-    return { last, state };
+    return walked;
   }
 
-  /** Like walk, but throws the step's error. */
-  private async walkOrThrow(client: DmzHttpClient, vmId: string, path: readonly string[], planId: string | null): Promise<StepResult | undefined> {
-    const w = await this.walk(client, vmId, path, planId);
-    if (w.error) throw w.error;
-    return w.last;
+  private async follow(conn: DmzConnection, requests: readonly BatchStep[], walked: Walked, planned: PlannedCall | undefined, what: (k: number) => string): Promise<void> {
+    await conn.run(
+      requests,
+      (k, r) => {
+        walked.last = r;
+        walked.answered = k + 1;
+        if (r.outcome === 'ok') {
+          const req = requests[k];
+          walked.state = r.vm?.state ?? (req.op === 'create' ? this.lifecycle.initial : req.body.to ?? walked.state);
+        } else {
+          walked.state = r.vm?.state ?? walked.state;
+          walked.error = this.stepError(r, what(k));
+        }
+        planned?.onStep(k, r);
+      },
+      planned?.lane ? { lane: planned.lane } : {},
+    );
+  }
+
+  /** Under fleet apply a failed walk throws what the run threw, else the step's error. */
+  private fail(w: Walked): never {
+    throw w.thrown ?? w.error;
   }
 
   private stepError(r: StepResult, what: string): FleetError {
@@ -150,8 +271,8 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     return new FleetError(diag('apply.step-failed', `${what} in ${this.dataCenter}: ${r.error?.message ?? r.reason}; the VM is now ${r.vm?.state ?? 'unknown'}.`, where));
   }
 
-  private path(from: string, to: string): string[] {
-    const p = statePath(this.lifecycle.edges, from, to);
+  private path(lc: Lifecycle, from: string, to: string): string[] {
+    const p = lc.path(from, to);
     if (!p) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${from} to ${to}.`));
     return p;
   }
@@ -169,92 +290,142 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     };
   }
 
-  async create(inputs: VmInputs): Promise<pulumi.dynamic.CreateResult<VmOutputs>> {
-    const client = this.client();
-    const vmId = globalThis.crypto.randomUUID();
-    const planId = inputs.planId ?? null;
-    const { planId: _p, ...vm } = inputs;
-    const created = await client.createVm({ idempotencyKey: globalThis.crypto.randomUUID(), planId, vm: { id: vmId, ...vm } });
-    if (created.outcome !== 'ok') throw this.stepError(created, `create ${inputs.fleet}/${inputs.index}`);
-    const from = created.vm?.state ?? this.lifecycle.initial;
-    let w: Walked;
+  /** Random keys for a call Pulumi makes (a retried Pulumi call is a new call). */
+  private randomKeys(): (k: number) => string {
+    return () => globalThis.crypto.randomUUID();
+  }
+
+  async create(inputs: VmInputs, planned?: PlannedCall): Promise<pulumi.dynamic.CreateResult<VmOutputs>> {
+    const conn = this.connect();
+    const vmId = planned?.vmId ?? globalThis.crypto.randomUUID();
+    const planId = planned?.planId ?? inputs.planId ?? null;
+    const lc = planned ? undefined : this.lc();
+    const steps = planned?.steps ?? stepsAlong(lc!, this.path(lc!, this.lifecycle.initial, inputs.desiredState), 'current');
+    const key = planned?.key ?? this.randomKeys();
+    const requests = [this.createRequest(vmId, inputs, key(0), planId, planned?.replaces), ...steps.map((s, i) => this.request(vmId, s, key(i + 1), planId, inputs))];
+    const label = (k: number) => (k === 0 ? `create ${formatVmAddress(inputs.fleet, inputs.index)}` : `${steps[k - 1].from} -> ${steps[k - 1].to}`);
+    const w = await this.run(conn, requests, this.lifecycle.initial, planned, label);
+    if (!w.error) return { id: vmId, outs: this.outputs(vmId, inputs, w.last) };
+    // fleet apply, whose record keeps the VM, or nothing was inserted (the create itself did not go through): the error as it is.
+    if (planned || w.answered === 0 || (w.answered === 1 && w.last?.outcome !== 'ok')) this.fail(w);
+    // Pulumi: leave nothing created. Walk the VM from where it stopped to a terminal state, then fail.
+    let cleanup: Walked;
     try {
-      w = await this.walk(client, vmId, this.path(from, inputs.desiredState), planId);
+      const down = deletePath(lc!, w.state);
+      if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${w.state} to a terminal state.`));
+      const downSteps = stepsAlong(lc!, down, 'current');
+      cleanup = await this.run(conn, downSteps.map((s) => this.request(vmId, s, globalThis.crypto.randomUUID(), planId, inputs)), w.state, undefined, (k) => `${downSteps[k].from} -> ${downSteps[k].to}`);
     } catch (err) {
-      w = { state: from, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', String(err))) };
+      cleanup = { state: w.state, answered: 0, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', String(err))) };
     }
-    if (w.error) {
-      // Leave nothing created: walk the VM from where it stopped to the terminal state, then fail.
-      let cleanup: Walked;
-      try {
-        cleanup = await this.walk(client, vmId, this.path(w.state, this.lifecycle.terminal), planId);
-      } catch (err) {
-        cleanup = { state: w.state, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', String(err))) };
-      }
-      if (cleanup.error) {
-        throw new FleetError([
-          ...w.error.diagnostics,
-          diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${this.dataCenter} (${cleanup.state}): ${cleanup.error.message}`, {
-            address: `${inputs.fleet}/${inputs.index}`,
-          }),
-        ]);
-      }
-      throw w.error;
+    if (cleanup.error) {
+      throw new FleetError([
+        ...w.error.diagnostics,
+        diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${this.dataCenter} (${cleanup.state}): ${cleanup.error.message}`, {
+          address: formatVmAddress(inputs.fleet, inputs.index),
+        }),
+      ]);
     }
-    return { id: vmId, outs: this.outputs(vmId, inputs, w.last ?? created) };
+    this.fail(w);
   }
 
   async read(id: string, props?: VmOutputs): Promise<pulumi.dynamic.ReadResult<VmOutputs>> {
-    const actual = await this.client().getVm(id);
+    const actual = await this.connect().getVm(id);
     if (!actual || actual.status === 'terminated') return {};
     if (!props) return { id };
     return { id, props: { ...props, state: actual.observedState, cloudId: actual.cloudId, size: actual.size } };
   }
 
-  async update(id: string, olds: VmOutputs, news: VmInputs): Promise<pulumi.dynamic.UpdateResult<VmOutputs>> {
-    const client = this.client();
-    const planId = news.planId ?? null;
-    let state = olds.state;
-    let last: StepResult | undefined;
-    if (!sameSize(olds.size, news.size)) {
-      // A resize happens powered off: walk there, resize, then on to the desired state.
-      last = (await this.walkOrThrow(client, id, this.path(state, 'PoweredOff'), planId)) ?? last;
-      state = 'PoweredOff';
-      const r = await client.transition(id, { idempotencyKey: globalThis.crypto.randomUUID(), planId, from: state, to: state, operation: 'resize', size: news.size });
-      if (r.outcome !== 'ok') throw this.stepError(r, 'resize');
-      last = r;
+  /** In place: a resize (planned at the resize state, engine/plan/member.ts) when the size changes, then on to the desired state. */
+  async update(id: string, olds: VmOutputs, news: VmInputs, planned?: PlannedCall): Promise<pulumi.dynamic.UpdateResult<VmOutputs>> {
+    let steps = planned?.steps;
+    if (!steps) {
+      const lc = this.lc();
+      if (sameSize(olds.size, news.size)) steps = stepsAlong(lc, this.path(lc, olds.state, news.desiredState), 'current');
+      else {
+        const r = resizeSteps(lc, olds.state, news.desiredState);
+        if ('missing' in r) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${r.missing.from} to ${r.missing.to}.`));
+        steps = r.steps;
+      }
     }
-    last = (await this.walkOrThrow(client, id, this.path(state, news.desiredState), planId)) ?? last;
-    return { outs: this.outputs(id, news, last, olds) };
-  }
-
-  async delete(id: string, props: VmOutputs): Promise<void> {
-    // If a step fails the VM still exists; the error names the step and the state it is in.
-    await this.walkOrThrow(this.client(), id, this.path(props.state, this.lifecycle.terminal), props.planId ?? null);
-  }
-}
-
-interface Walked {
-  last?: StepResult;
-  state: string;
-  error?: FleetError;
-}
-
-function sameSize(a: VmSize | undefined, b: VmSize | undefined): boolean {
-  return a?.cpu === b?.cpu && a?.memoryGiB === b?.memoryGiB && a?.diskGiB === b?.diskGiB;
-}
-
-/** Builds one provider per data center from a stack's data centers and their DMZ client URLs. */
-export function providersFor(
-  dataCenters: readonly { name: string; url: string; tokenEnv: string }[],
-  lifecycle: { initial: string; terminal: readonly string[]; edges: readonly { from: string; to: string }[] },
-): Map<string, DataCenterProvider> {
-  const out = new Map<string, DataCenterProvider>();
-  for (const d of dataCenters) {
-    out.set(
-      d.name,
-      new DataCenterProvider({ dataCenter: d.name, url: d.url, tokenEnv: d.tokenEnv, lifecycle: { initial: lifecycle.initial, terminal: lifecycle.terminal[0], edges: lifecycle.edges } }),
+    const walkSteps = steps;
+    const key = planned?.key ?? this.randomKeys();
+    const planId = planned?.planId ?? news.planId ?? null;
+    const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, news)), olds.state, planned, (k) =>
+      walkSteps[k].operation === 'resize' ? 'resize' : `${walkSteps[k].from} -> ${walkSteps[k].to}`,
     );
+    if (w.error) this.fail(w);
+    return { outs: this.outputs(id, news, w.last, olds) };
   }
+
+  /** Along the shortest path to a terminal state (the planner's delete path). If a step fails the VM still exists; the error names the step and the state it is in. */
+  async delete(id: string, props: VmOutputs, planned?: PlannedCall): Promise<void> {
+    let steps = planned?.steps;
+    if (!steps) {
+      const lc = this.lc();
+      const down = deletePath(lc, props.state);
+      if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${props.state} to a terminal state.`));
+      steps = stepsAlong(lc, down, 'current');
+    }
+    const walkSteps = steps;
+    const key = planned?.key ?? this.randomKeys();
+    const planId = planned?.planId ?? props.planId ?? null;
+    const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, props)), props.state, planned, (k) => `${walkSteps[k].from} -> ${walkSteps[k].to}`);
+    if (w.error) this.fail(w);
+  }
+
+  /** What the data center's cloud holds (fleet refresh). */
+  listVms(): Promise<ActualVm[]> {
+    return this.connect().listVms();
+  }
+}
+
+/**
+ * fleet apply's provider: a DataCenterProvider over one long-lived
+ * connection (the apply's batch client). It holds that connection (and so a
+ * token source and sockets): never hand it to Pulumi; build a
+ * DataCenterProvider for that.
+ */
+export class ConnectedProvider extends DataCenterProvider {
+  readonly #connection: DmzConnection;
+
+  constructor(o: DataCenterProviderOptions, connection: DmzConnection) {
+    super(o);
+    this.#connection = connection;
+  }
+
+  override get lanes(): boolean {
+    return this.#connection.lanes === true;
+  }
+
+  override connect(): DmzConnection {
+    return this.#connection;
+  }
+}
+
+/**
+ * fleet apply's providers: one per data center, each over its own batch
+ * client to the DMZ client at `url` (steps in flight share requests,
+ * docs/protocol.md "Batches"). `token` is called per request, so a token held
+ * in memory (embedded data centers) never sits in the environment.
+ */
+export function connectProvider(o: {
+  dataCenter: string;
+  url: string;
+  token: () => string | Promise<string>;
+  lifecycle: Lifecycle;
+  /** The variable a Pulumi program would read the token from (kept as plain data). */
+  tokenEnv?: string;
+  timeoutMs?: number;
+}): ConnectedProvider {
+  const client = new DmzHttpClient({ dataCenter: o.dataCenter, baseUrl: o.url, token: o.token, batch: true, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) });
+  return new ConnectedProvider({ dataCenter: o.dataCenter, url: o.url, tokenEnv: o.tokenEnv ?? '', lifecycle: lifecycleData(o.lifecycle) }, client);
+}
+
+/** Builds one provider per data center from a stack's data centers and their DMZ client URLs (for a Pulumi program: plain data only). */
+export function providersFor(dataCenters: readonly { name: string; url: string; tokenEnv: string }[], lifecycle: Lifecycle): Map<string, DataCenterProvider> {
+  const out = new Map<string, DataCenterProvider>();
+  const def = lifecycleData(lifecycle);
+  for (const d of dataCenters) out.set(d.name, new DataCenterProvider({ dataCenter: d.name, url: d.url, tokenEnv: d.tokenEnv, lifecycle: def }));
   return out;
 }

@@ -21,7 +21,7 @@ async function world(dir: string): Promise<World> {
   try {
     const vms = await s.record.listVms(s.stack.name);
     const cloud = [];
-    for (const [, c] of s.clients) cloud.push(...(await c.listVms()).filter((v) => v.status === 'present'));
+    for (const [, p] of s.providers) cloud.push(...(await p.listVms()).filter((v) => v.status === 'present'));
     return { vms, cloud };
   } finally {
     await s.close();

@@ -6,7 +6,8 @@ import { dataCenter, makeFleet, makePack, makeStack } from '../plan/test-support
 import type { PlanDocument } from '../plan/types.ts';
 import type { BatchStep, StepResult } from '../../protocol/index.ts';
 import { startTestWorld } from '../../providers/testing.ts';
-import { applyPlan, proposedVmId, stepCount, type ApplyEvent, type DmzApi } from './executor.ts';
+import { ConnectedProvider, lifecycleData, type DmzConnection, type MemberProvider, type PlannedCall, type VmInputs, type VmOutputs } from '../../providers/provider.ts';
+import { applyPlan, proposedVmId, stepCount, type ApplyEvent } from './executor.ts';
 
 const dcs = [dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'])];
 
@@ -24,7 +25,7 @@ function plan(count: number): PlanDocument {
 }
 
 /** A DMZ client stand-in that counts concurrent requests and can fail one member's steps. */
-class FakeDmz implements DmzApi {
+class FakeDmz implements DmzConnection {
   inFlight = 0;
   maxInFlight = 0;
   keys: string[] = [];
@@ -51,7 +52,7 @@ class FakeDmz implements DmzApi {
     };
   }
   /** Like DmzHttpClient.run: steps in order, stopping after the first not ok. */
-  run: DmzApi['run'] = async (steps, onStep, opts) => {
+  run: DmzConnection['run'] = async (steps, onStep, opts) => {
     this.runLanes.push(opts?.lane);
     for (let k = 0; k < steps.length; k++) {
       const r = await this.one(steps[k]);
@@ -62,6 +63,18 @@ class FakeDmz implements DmzApi {
   one(step: BatchStep): Promise<StepResult> {
     return this.answer(step.op === 'create' ? step.body.vm.id : step.vmId, step.body.idempotencyKey);
   }
+  getVm(): Promise<undefined> {
+    throw new Error('not used by apply');
+  }
+  listVms(): Promise<never[]> {
+    throw new Error('not used by apply');
+  }
+}
+
+/** Each data center's provider over its stand-in DMZ client, as fleet apply builds them over real ones. */
+function over(conns: ReadonlyMap<string, DmzConnection>): Map<string, ConnectedProvider> {
+  const lifecycle = lifecycleData(makePack().lifecycle);
+  return new Map([...conns].map(([dc, c]) => [dc, new ConnectedProvider({ dataCenter: dc, url: 'http://127.0.0.1:1', tokenEnv: '', lifecycle }, c)]));
 }
 
 describe('applyPlan', () => {
@@ -71,7 +84,7 @@ describe('applyPlan', () => {
       const p = plan(12);
       const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
       const events: ApplyEvent[] = [];
-      const result = await applyPlan({ plan: p, record, clients, owners: { web: 'team' }, parallelism: 2, onEvent: (e) => events.push(e) });
+      const result = await applyPlan({ plan: p, record, providers: over(clients), owners: { web: 'team' }, parallelism: 2, onEvent: (e) => events.push(e) });
       expect(result.failed).toEqual([]);
       expect(result.succeeded).toBe(12);
       for (const c of clients.values()) {
@@ -101,7 +114,7 @@ describe('applyPlan', () => {
     try {
       const p = plan(16);
       const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name, undefined, true)]));
-      const result = await applyPlan({ plan: p, record, clients, owners: { web: 'team' }, parallelism: 2 });
+      const result = await applyPlan({ plan: p, record, providers: over(clients), owners: { web: 'team' }, parallelism: 2 });
       expect(result).toMatchObject({ failed: [], succeeded: 16 });
       const lanes = [...clients.values()].flatMap((c) => c.runLanes);
       expect(lanes).toHaveLength(16);
@@ -112,7 +125,7 @@ describe('applyPlan', () => {
       for (const c of clients.values()) expect(c.maxInFlight).toBe(4);
       // Without lanes: no lane, and parallelism members in flight (the first test).
       const plain = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
-      await applyPlan({ plan: plan(4), record, clients: plain, owners: {}, parallelism: 2 });
+      await applyPlan({ plan: plan(4), record, providers: over(plain), owners: {}, parallelism: 2 });
       expect([...plain.values()].flatMap((c) => c.runLanes)).toEqual([undefined, undefined, undefined, undefined]);
     } finally {
       await record.close();
@@ -129,7 +142,7 @@ describe('applyPlan', () => {
       const result = await applyPlan({
         plan: p,
         record,
-        clients,
+        providers: over(clients),
         owners: { web: 'team' },
         parallelism: 2,
         signal: stop.signal,
@@ -164,9 +177,11 @@ describe('applyPlan', () => {
         return open.map((j) => `${j.seq}:${j.status}`);
       };
       const clients = new Map(
-        [...fakes].map(([dc, f]): [string, DmzApi] => [
+        [...fakes].map(([dc, f]): [string, DmzConnection] => [
           dc,
           {
+            getVm: () => f.getVm(),
+            listVms: () => f.listVms(),
             run: async (steps, onStep) => {
               for (let k = 0; k < steps.length; k++) {
                 const key = steps[k].body.idempotencyKey;
@@ -178,7 +193,7 @@ describe('applyPlan', () => {
         ]),
       );
       const before = record.journalBatches;
-      const result = await applyPlan({ plan: p, record, clients, owners: {}, parallelism: 1 });
+      const result = await applyPlan({ plan: p, record, providers: over(clients), owners: {}, parallelism: 1 });
       expect(result.failed).toEqual([]);
       expect(atSend).toHaveLength(result.steps);
       for (const [key, open] of atSend) {
@@ -202,7 +217,7 @@ describe('applyPlan', () => {
       const p = plan(4);
       const victim = p.changes.find((c) => c.address === 'web/1')!;
       const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name, proposedVmId(p.id, 'web/1'))]));
-      const result = await applyPlan({ plan: p, record, clients, owners: {}, parallelism: 1 });
+      const result = await applyPlan({ plan: p, record, providers: over(clients), owners: {}, parallelism: 1 });
       expect(result.succeeded).toBe(3);
       expect(result.failed).toHaveLength(1);
       expect(result.failed[0]).toMatchObject({ address: 'web/1', dataCenter: victim.dataCenter, step: 'create Requested' });
@@ -223,7 +238,7 @@ describe('applyPlan', () => {
     try {
       const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
       const blocked = { ...plan(1), blocked: true };
-      await expect(applyPlan({ plan: blocked, record, clients, owners: {}, parallelism: 1 })).rejects.toMatchObject({
+      await expect(applyPlan({ plan: blocked, record, providers: over(clients), owners: {}, parallelism: 1 })).rejects.toMatchObject({
         diagnostics: [{ code: 'apply.plan-blocked' }],
       });
       const stale = plan(1);
@@ -231,7 +246,7 @@ describe('applyPlan', () => {
         { stack: stale.stack, fleet: 'web', owner: 't', index: 5, dataCenter: 'miami', state: 'Running', desiredState: 'Running', specHash: 'h', image: 'i', size: { cpu: 1, memoryGiB: 1, diskGiB: 1 }, encryptedDisk: false },
         { actor: 'someone else' },
       );
-      await expect(applyPlan({ plan: stale, record, clients, owners: {}, parallelism: 1 })).rejects.toMatchObject({
+      await expect(applyPlan({ plan: stale, record, providers: over(clients), owners: {}, parallelism: 1 })).rejects.toMatchObject({
         diagnostics: [{ code: 'apply.stale-plan' }],
       });
       for (const c of clients.values()) expect(c.keys).toEqual([]);
@@ -239,6 +254,107 @@ describe('applyPlan', () => {
     } finally {
       await record.close();
     }
+  });
+});
+
+/**
+ * A provider that records every call and passes it on to a real provider
+ * over a stand-in DMZ client. The executor is given only these (its options
+ * hold providers, not DMZ clients): every request the DMZ client sees must
+ * have come through a recorded call.
+ */
+class RecordingProvider implements MemberProvider {
+  calls: { method: string; id: string | null; steps: string[]; keys: string[] }[] = [];
+  constructor(private readonly inner: ConnectedProvider) {}
+  get dataCenter(): string {
+    return this.inner.dataCenter;
+  }
+  get lanes(): boolean {
+    return this.inner.lanes;
+  }
+  private note(method: string, id: string | null, planned: PlannedCall | undefined): void {
+    const steps = (planned?.steps ?? []).map((st) => `${st.member}:${st.from}>${st.to}`);
+    const n = (method === 'create' ? 1 : 0) + steps.length;
+    this.calls.push({ method, id, steps, keys: Array.from({ length: n }, (_, k) => planned!.key(k)) });
+  }
+  create(inputs: VmInputs, planned?: PlannedCall) {
+    this.note('create', planned?.vmId ?? null, planned);
+    return this.inner.create(inputs, planned);
+  }
+  update(id: string, olds: VmOutputs, news: VmInputs, planned?: PlannedCall) {
+    this.note('update', id, planned);
+    return this.inner.update(id, olds, news, planned);
+  }
+  delete(id: string, props: VmOutputs, planned?: PlannedCall) {
+    this.note('delete', id, planned);
+    return this.inner.delete(id, props, planned);
+  }
+}
+
+describe('applyPlan through providers', () => {
+  it('drives every member through its data center\'s provider (create, update, delete; a replace as create then delete), and the DMZ client sees only what the providers sent', async () => {
+    const record = await memoryRecord();
+    try {
+      const stack = makeStack(dcs);
+      const pack = makePack();
+      const web = makeFleet('web', { count: 4, placement: { dataCenters: ['miami'] } });
+      const old = (over: Partial<Parameters<typeof record.insertVm>[0]>) => ({
+        stack: stack.name, fleet: 'web', owner: 'team', index: 0, dataCenter: 'miami', state: 'Running', desiredState: 'Running',
+        specHash: web.specHash, image: web.image, size: web.size, encryptedDisk: web.encryptedDisk, ...over,
+      });
+      // web/0 as specified (noop), web/1 powered off (transition), web/2 too small (update), web/3 another image (replace), web/4 past the count (delete).
+      await record.insertVm(old({ index: 0 }), { actor: 't' });
+      await record.insertVm(old({ index: 1, state: 'PoweredOff' }), { actor: 't' });
+      await record.insertVm(old({ index: 2, size: { cpu: 1, memoryGiB: 4, diskGiB: 20 }, specHash: 'small' }), { actor: 't' });
+      await record.insertVm(old({ index: 3, image: 'rhel-9', specHash: 'rhel' }), { actor: 't' });
+      await record.insertVm(old({ index: 4 }), { actor: 't' });
+      const fleetVersions = Object.fromEntries((await record.listFleets(stack.name)).map((f) => [f.fleet, f.version]));
+      const p = computePlan({
+        stack, pack, fleets: [web], record: await record.listPlanVms(stack.name), fleetVersions,
+        options: { targets: [], excludes: [], allowDestroy: [], refresh: false }, policy: noRulesPolicy, id: 'plan-through-providers',
+      });
+      expect(p.changes.map((c) => `${c.address}:${c.action}`)).toEqual(['web/0:noop', 'web/1:transition', 'web/2:update', 'web/3:replace', 'web/4:delete']);
+
+      const fakes = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
+      const recording = new Map([...over(fakes)].map(([dc, pr]) => [dc, new RecordingProvider(pr)]));
+      const result = await applyPlan({ plan: p, record, providers: recording, owners: { web: 'team' }, parallelism: 1 });
+      expect(result).toMatchObject({ failed: [], succeeded: 4 });
+
+      const calls = recording.get('miami')!.calls;
+      const id = (i: number) => p.changes[i].vmId!;
+      const replace = p.changes[3];
+      expect(replace.replaceOrder).toBe('create-before-delete');
+      expect(calls.map((c) => [c.method, c.id])).toEqual(
+        expect.arrayContaining([
+          ['update', id(1)],
+          ['update', id(2)],
+          ['create', proposedVmId(p.id, 'web/3')],
+          ['delete', id(3)],
+          ['delete', id(4)],
+        ]),
+      );
+      expect(calls).toHaveLength(5);
+      // The replace: the new VM's create, then the old one's delete, each with its own steps of the plan.
+      const rc = calls.findIndex((c) => c.method === 'create');
+      expect(calls[rc + 1]).toMatchObject({ method: 'delete', id: id(3) });
+      expect(calls[rc].steps.every((st) => st.startsWith('new:'))).toBe(true);
+      expect(calls[rc + 1].steps.every((st) => st.startsWith('old:'))).toBe(true);
+      // Every request the DMZ client saw came through a provider call, under the key the provider was given.
+      const viaProviders = calls.flatMap((c) => c.keys);
+      expect([...fakes.get('miami')!.keys].sort()).toEqual([...viaProviders].sort());
+      expect(fakes.get('richmond')!.keys).toEqual([]);
+      expect(result.steps).toBe(viaProviders.length);
+    } finally {
+      await record.close();
+    }
+  });
+
+  it('takes providers only: its options have no way to name a DMZ client', () => {
+    type Options = Parameters<typeof applyPlan>[0];
+    // @ts-expect-error -- a DMZ client is not an option of the executor
+    const bad: Options['clients'] = undefined;
+    const providers: Options['providers'] = new Map<string, MemberProvider>();
+    expect([bad, providers.size]).toEqual([undefined, 0]);
   });
 });
 
@@ -290,7 +406,7 @@ describe('applyPlan over real DMZ clients (lanes)', () => {
           }
         });
       }
-      const result = await applyPlan({ plan: p, record: world.record, clients, owners: { web: 'team' }, parallelism: 2 });
+      const result = await applyPlan({ plan: p, record: world.record, providers: over(clients), owners: { web: 'team' }, parallelism: 2 });
       expect(result).toMatchObject({ failed: [], succeeded: 12 });
       expect(Object.fromEntries(most)).toEqual({ miami: 2, richmond: 2 });
       expect(Object.fromEntries(sent)).toEqual({ miami: 4, richmond: 4 });

@@ -22,14 +22,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
-import type { Change, PlanDocument, Step } from '../plan/types.ts';
+import type { Change, PlanDocument, Step } from '../model/index.ts';
 import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
-import type { BatchStep, RunLane } from '../../protocol/index.ts';
-import type { DmzHttpClient } from '../../providers/client.ts';
-
-/** The part of DmzHttpClient the executor uses (tests may pass another implementation). */
-export type DmzApi = Pick<DmzHttpClient, 'run'> & Partial<Pick<DmzHttpClient, 'lanes'>>;
+import type { RunLane, StepResult } from '../../protocol/index.ts';
+import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
 
 export type ApplyEvent =
   | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
@@ -61,8 +58,12 @@ export interface ApplyResult {
 export interface ApplyOptions {
   plan: PlanDocument;
   record: FleetRecord;
-  /** DMZ clients by data center name. */
-  clients: ReadonlyMap<string, DmzApi>;
+  /**
+   * The provider of each data center, by name: the only way the executor
+   * reaches a DMZ client (providers/provider.ts; engine/apply may not import
+   * providers/client.ts).
+   */
+  providers: ReadonlyMap<string, MemberProvider>;
   /** Owner of each fleet (create requests carry it for quotas). */
   owners: Readonly<Record<string, string>>;
   /** Concurrent members per data center. */
@@ -143,7 +144,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   const work = plan.changes.filter((c) => c.action !== 'noop');
 
   for (const c of work) {
-    if (!opts.clients.has(c.dataCenter)) {
+    if (!opts.providers.has(c.dataCenter)) {
       throw new FleetError(diag('apply.no-client', `No DMZ client for data center ${c.dataCenter}, where ${c.address} lives; check the stack's dataCenters.`, { address: c.address }));
     }
   }
@@ -182,12 +183,12 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     const lane = { id: randomUUID(), width: opts.parallelism };
     const left = await Promise.all(
       [...byDc].map(([dc, list]) => {
-        const client = opts.clients.get(dc)!;
-        const inFlight = client.lanes ? 2 * opts.parallelism : opts.parallelism;
+        const provider = opts.providers.get(dc)!;
+        const inFlight = provider.lanes ? 2 * opts.parallelism : opts.parallelism;
         return pool(list, inFlight, (change) => {
           if (lockLost) throw lockLost;
           return new Promise<void>((free) => {
-            const tail = runMember(change, client, opts, emit, free, client.lanes ? lane : undefined).then((r) => {
+            const tail = runMember(change, provider, opts, emit, free, provider.lanes ? lane : undefined).then((r) => {
               steps += r.steps;
               const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
               if (r.failure) {
@@ -255,82 +256,114 @@ export function stepCount(c: Change): number {
   return creates + c.steps.length;
 }
 
-/** One request of a member: what it sends, and what the journal and events say of it. */
+/** One request of a member: what the journal and events say of it. */
 interface MemberRequest {
-  step: BatchStep;
   vmId: string;
   from: string | null;
   to: string;
   operation: string;
+  idempotencyKey: string;
   /** How a failure names the step. */
   label: string;
 }
 
-/** A change's requests in order: the create request where its path starts (if any), then one per diagram edge. */
-function memberRequests(change: Change, planId: string, stack: string, owner: string): MemberRequest[] {
-  const newId = proposedVmId(planId, change.address);
-  const idOf = (m: Step['member']) => (m === 'new' || (m === 'current' && change.action === 'create') ? newId : change.vmId!);
-  // A deposed VM shares its address with the current one: its keys carry its id.
-  const keyOf = (seq: number) => `${planId}/${change.address}${change.deposed ? `#${change.vmId}` : ''}/${seq}`;
-  const out: MemberRequest[] = [];
-  const create = () => {
-    const idempotencyKey = keyOf(out.length);
-    out.push({
-      step: {
-        op: 'create',
-        body: {
-          idempotencyKey,
-          planId,
-          vm: {
-            id: newId,
-            stack,
-            fleet: change.fleet,
-            owner,
-            index: change.index,
-            name: change.name,
-            image: change.image.logical,
-            size: change.size,
-            encryptedDisk: change.encryptedDisk,
-            desiredState: change.to,
-            specHash: change.specHash,
-            ...(change.action === 'replace' && change.createBeforeDelete && change.vmId ? { replaces: change.vmId } : {}),
-          },
-        },
-      },
-      vmId: newId,
-      from: null,
-      to: change.path[0],
-      operation: 'insert',
-      label: `create ${change.path[0]}`,
-    });
-  };
-  const needsCreate = change.action === 'create' || change.action === 'replace';
-  let created = false;
-  for (const step of change.steps) {
-    if (needsCreate && !created && (step.member === 'new' || change.action === 'create')) {
-      create();
-      created = true;
-    }
-    const vmId = idOf(step.member);
-    const idempotencyKey = keyOf(out.length);
-    const edge = { idempotencyKey, planId, from: step.from, to: step.to };
-    const batchStep: BatchStep =
-      step.operation === 'resize'
-        ? { op: 'transition', vmId, body: { ...edge, operation: 'resize', size: change.size } }
-        : step.operation === 'deleteVm'
-          ? { op: 'delete', vmId, body: edge }
-          : { op: 'transition', vmId, body: edge };
-    out.push({ step: batchStep, vmId, from: step.from, to: step.to, operation: step.operation, label: `${step.from} -> ${step.to}` });
-  }
-  // A create whose path is only the initial state (nothing to walk).
-  if (needsCreate && !created) create();
-  return out;
+/**
+ * One provider call of a member: create, update (transition and update) or
+ * delete, over the plan's steps for one VM. `first` is the number of the
+ * call's first request in the member's requests (a replace makes two calls).
+ */
+interface MemberCall {
+  method: 'create' | 'update' | 'delete';
+  vmId: string;
+  steps: Step[];
+  first: number;
 }
 
-/** Carries one change out; calls `answered` once its last request has its answer (before the journal rows of it are written). */
+/**
+ * A change as provider calls, and its requests in order (the journal's
+ * rows): a create's request to insert the VM, then one per diagram edge. A
+ * replace is two calls in its replace order, as a Pulumi replace is: the new
+ * VM's create (naming the VM it replaces when that one goes second) and the
+ * old VM's delete.
+ */
+function memberCalls(change: Change, planId: string): { calls: MemberCall[]; requests: MemberRequest[] } {
+  const newId = proposedVmId(planId, change.address);
+  // A deposed VM shares its address with the current one: its keys carry its id.
+  const keyOf = (seq: number) => `${planId}/${change.address}${change.deposed ? `#${change.vmId}` : ''}/${seq}`;
+  const calls: MemberCall[] = [];
+  const requests: MemberRequest[] = [];
+  const call = (method: MemberCall['method'], vmId: string, steps: Step[]) => {
+    calls.push({ method, vmId, steps, first: requests.length });
+    if (method === 'create') {
+      requests.push({ vmId, from: null, to: change.path[0], operation: 'insert', idempotencyKey: keyOf(requests.length), label: `create ${change.path[0]}` });
+    }
+    for (const st of steps) {
+      requests.push({ vmId, from: st.from, to: st.to, operation: st.operation, idempotencyKey: keyOf(requests.length), label: `${st.from} -> ${st.to}` });
+    }
+  };
+  switch (change.action) {
+    case 'create':
+      call('create', newId, change.steps);
+      break;
+    case 'transition':
+    case 'update':
+      call('update', change.vmId!, change.steps);
+      break;
+    case 'delete':
+      call('delete', change.vmId!, change.steps);
+      break;
+    case 'replace': {
+      const created = change.steps.filter((st) => st.member === 'new');
+      const deleted = change.steps.filter((st) => st.member === 'old');
+      if (change.replaceOrder === 'create-before-delete') {
+        call('create', newId, created);
+        call('delete', change.vmId!, deleted);
+      } else {
+        call('delete', change.vmId!, deleted);
+        call('create', newId, created);
+      }
+      break;
+    }
+    case 'noop':
+      break;
+  }
+  return { calls, requests };
+}
+
+/** What the provider is given of a change: its inputs (the create request's VM) and, for an existing VM, what it is now. */
+function memberInputs(change: Change, plan: PlanDocument, owner: string): { inputs: VmInputs; current: VmOutputs } {
+  const inputs: VmInputs = {
+    stack: plan.stack,
+    fleet: change.fleet,
+    owner,
+    index: change.index,
+    name: change.name,
+    image: change.image.logical,
+    size: change.size,
+    encryptedDisk: change.encryptedDisk,
+    desiredState: change.to,
+    specHash: change.specHash,
+    planId: plan.id,
+    ...(change.replaceOrder ? { replaceOrder: change.replaceOrder } : {}),
+  };
+  const was = change.diff?.size?.from as VmOutputs['size'] | undefined;
+  const current: VmOutputs = {
+    ...inputs,
+    ...(was ? { size: was } : {}),
+    vmId: change.vmId ?? '',
+    dataCenter: change.dataCenter,
+    state: change.from,
+    cloudId: null,
+    realImage: change.image.real,
+    version: 0,
+  };
+  return { inputs, current };
+}
+
+/** Carries one change out through its data center's provider; calls `answered` once its last request has its answer (before the journal rows of it are written). */
 async function runMember(
   change: Change,
-  client: DmzApi,
+  provider: MemberProvider,
   opts: ApplyOptions,
   emit: (e: ApplyEvent) => void,
   answered: () => void,
@@ -339,7 +372,8 @@ async function runMember(
   const { plan, record } = opts;
   const began = performance.now();
   let elapsedMs = 0;
-  const requests = memberRequests(change, plan.id, plan.stack, opts.owners[change.fleet] ?? 'unknown');
+  const { calls, requests } = memberCalls(change, plan.id);
+  const { inputs, current } = memberInputs(change, plan, opts.owners[change.fleet] ?? 'unknown');
   const rows = requests.map((r, seq) => ({
     planId: plan.id,
     address: change.address,
@@ -347,17 +381,18 @@ async function runMember(
     vmId: r.vmId,
     from: r.from ?? '',
     to: r.to,
-    idempotencyKey: (r.step.body as { idempotencyKey: string }).idempotencyKey,
+    idempotencyKey: r.idempotencyKey,
   }));
   const stepEvent = (k: number, status: 'started' | 'done' | 'failed', detail?: string): ApplyEvent => {
     const r = requests[k];
     return { type: 'step', address: change.address, dataCenter: change.dataCenter, from: r.from, to: r.to, operation: r.operation, status, ...(detail !== undefined ? { detail } : {}) };
   };
 
-  // The member's requests go out together (a run); each is journalled
-  // `started` before that (one journal batch), and `done` or `failed` as its
-  // answer comes in. Journal rows of one turn share one INSERT (group commit);
-  // events follow the commit of what they report, in step order.
+  // The member's requests go out together (a run per provider call); each is
+  // journalled `started` before that (one journal batch), and `done` or
+  // `failed` as its answer comes in. Journal rows of one turn share one
+  // INSERT (group commit); events follow the commit of what they report, in
+  // step order.
   await Promise.all(rows.map((row) => record.journal({ ...row, status: 'started', detail: null })));
   emit(stepEvent(0, 'started'));
   let replies = 0;
@@ -367,34 +402,46 @@ async function runMember(
   const after = (row: Promise<void>, then: () => void) => {
     written = Promise.all([written, row]).then(then);
   };
+  const onAnswer = (k: number, result: StepResult) => {
+    replies = k + 1;
+    if (result.outcome === 'ok') {
+      done++;
+      after(record.journal({ ...rows[k], status: 'done', detail: null }), () => {
+        emit(stepEvent(k, 'done'));
+        if (k + 1 < requests.length) emit(stepEvent(k + 1, 'started'));
+      });
+      return;
+    }
+    const r = requests[k];
+    const code = result.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed';
+    const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
+    const d = diag(code, `${r.from ?? '(new)'} -> ${r.to} in ${change.dataCenter}: ${why}`, { address: change.address });
+    failure = { k, d };
+    after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }), () => emit(stepEvent(k, 'failed', why)));
+  };
   try {
-    await client.run(
-      requests.map((r) => r.step),
-      (k, result) => {
-        replies = k + 1;
-        if (result.outcome === 'ok') {
-          done++;
-          after(record.journal({ ...rows[k], status: 'done', detail: null }), () => {
-            emit(stepEvent(k, 'done'));
-            if (k + 1 < requests.length) emit(stepEvent(k + 1, 'started'));
-          });
-          return;
-        }
-        const r = requests[k];
-        const code = result.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed';
-        const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
-        const d = diag(code, `${r.from ?? '(new)'} -> ${r.to} in ${change.dataCenter}: ${why}`, { address: change.address });
-        failure = { k, d };
-        after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }), () => emit(stepEvent(k, 'failed', why)));
-      },
-      lane ? { lane } : {},
-    );
+    for (const c of calls) {
+      const planned: PlannedCall = {
+        planId: plan.id,
+        steps: c.steps,
+        key: (k) => requests[c.first + k].idempotencyKey,
+        onStep: (k, result) => onAnswer(c.first + k, result),
+        ...(lane ? { lane } : {}),
+        ...(c.method === 'create' ? { vmId: c.vmId, ...(change.action === 'replace' && change.replaceOrder === 'create-before-delete' && change.vmId ? { replaces: change.vmId } : {}) } : {}),
+      };
+      if (c.method === 'create') await provider.create(inputs, planned);
+      else if (c.method === 'update') await provider.update(c.vmId, current, inputs, planned);
+      else await provider.delete(c.vmId, { ...current, vmId: c.vmId }, planned);
+    }
   } catch (err) {
-    // The first unanswered step could not be carried out (rejected, or the DMZ client unreachable).
-    const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', String(err instanceof Error ? err.message : err));
-    const k = replies;
-    failure = { k, d: { ...d, address: change.address } };
-    after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
+    // A step answered not ok: the provider throws what onAnswer has recorded already.
+    // Otherwise the first unanswered step could not be carried out (rejected, or the DMZ client unreachable).
+    if (!failure) {
+      const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', String(err instanceof Error ? err.message : err));
+      const k = replies;
+      failure = { k, d: { ...d, address: change.address } };
+      after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
+    }
   }
   elapsedMs = Math.round(performance.now() - began);
   answered();

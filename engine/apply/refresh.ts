@@ -33,11 +33,11 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
 
   await Promise.all(
     stack.dataCenters.map(async (dc) => {
-      const client = session.clients.get(dc.name);
-      if (!client) return;
+      const provider = session.providers.get(dc.name);
+      if (!provider) return;
       let actual: ActualVm[];
       try {
-        actual = await client.listVms();
+        actual = await provider.listVms();
       } catch (err) {
         const detail = err instanceof FleetError ? err.diagnostics[0].detail : String(err);
         drift.push({ kind: 'unreachable', dataCenter: dc.name, address: dc.name, recordState: null, actualState: null, detail });

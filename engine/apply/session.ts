@@ -1,13 +1,14 @@
 // What apply, refresh and `plan --refresh` need open at once: the loaded
-// stack, its record, and a DMZ client per data center. For data centers with
-// `address: embedded` the authority and a sim DMZ client are started
-// in-process on loopback ports; the CLI still talks to them over HTTP.
+// stack, its record, and a provider per data center (the only way to its DMZ
+// client). For data centers with `address: embedded` the authority and a sim
+// DMZ client are started in-process on loopback ports; the CLI still talks
+// to them over HTTP.
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
 import { openRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
 import { loadStack, type LoadedFleet, type LoadedStack } from '../spec/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
-import { DmzHttpClient } from '../../providers/client.ts';
+import { connectProvider, type ConnectedProvider } from '../../providers/provider.ts';
 
 export interface StackSession {
   stack: LoadedStack;
@@ -16,7 +17,8 @@ export interface StackSession {
   /** Loader warnings. */
   warnings: Diagnostic[];
   record: FleetRecord;
-  clients: Map<string, DmzHttpClient>;
+  /** One per data center, each over its own batch client to the data center's DMZ client. */
+  providers: Map<string, ConnectedProvider>;
   close(): Promise<void>;
 }
 
@@ -48,7 +50,8 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
     for (const c of closers.reverse()) await c().catch(() => {});
   };
   try {
-    const clients = new Map<string, DmzHttpClient>();
+    const providers = new Map<string, ConnectedProvider>();
+    const timeout = opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {};
     const embedded = stack.dataCenters.some((dc) => dc.address === 'embedded');
     if (embedded) {
       // Loaded on use: the authority, Fastify and the sim (~100 ms of CPU to
@@ -57,20 +60,20 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
       const services = await startEmbedded({ stack, pack, record, busyTimeoutMs: (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000 });
       closers.push(() => services.close());
       for (const [name, c] of services.clients) {
-        clients.set(name, new DmzHttpClient({ dataCenter: name, baseUrl: c.url, token: () => c.token, batch: true, ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) }));
+        providers.set(name, connectProvider({ dataCenter: name, url: c.url, token: () => c.token, lifecycle: pack.lifecycle, ...timeout }));
       }
     }
     for (const dc of stack.dataCenters) {
-      if (dc.address === 'embedded' || clients.has(dc.name)) continue;
+      if (dc.address === 'embedded' || providers.has(dc.name)) continue;
       const envName = dc.auth?.tokenEnv;
-      clients.set(
+      providers.set(
         dc.name,
-        new DmzHttpClient({
+        connectProvider({
           dataCenter: dc.name,
-          baseUrl: dc.address,
-          // Steps in flight together share requests (POST /v1/batch).
-          batch: true,
-          ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+          url: dc.address,
+          lifecycle: pack.lifecycle,
+          ...(envName ? { tokenEnv: envName } : {}),
+          ...timeout,
           token: () => {
             const token = envName ? opts.env[envName] : undefined;
             if (!token) {
@@ -83,7 +86,7 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
         }),
       );
     }
-    return { stack, pack, fleets, warnings, record, clients, close };
+    return { stack, pack, fleets, warnings, record, providers, close };
   } catch (err) {
     await close();
     throw err;

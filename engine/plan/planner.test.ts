@@ -123,7 +123,7 @@ describe('computePlan: steps', () => {
   it('replace creates before deleting when there is room, new steps first', () => {
     const plan = computePlan(input([makeFleet('web', { count: 1, image: 'ubuntu-24.04' })], [vmRow(web, 0, { dataCenter: 'miami' })]));
     const c = plan.changes[0];
-    expect(c.createBeforeDelete).toBe(true);
+    expect(c.replaceOrder).toBe('create-before-delete');
     expect(c.oldPath).toEqual(['Running', 'ShuttingDown', 'PoweredOff', 'BeingDeleted', 'Deleted']);
     expect(c.steps.map((s) => s.member)).toEqual(['new', 'new', 'new', 'new', 'new', 'old', 'old', 'old', 'old']);
     expect(c.image).toEqual({ logical: 'ubuntu-24.04', real: 'img-u2404-miami' });
@@ -134,7 +134,7 @@ describe('computePlan: steps', () => {
     const stack = makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms: 1 })]);
     const plan = computePlan(input([makeFleet('web', { count: 1, image: 'ubuntu-24.04' })], [vmRow(web, 0, { dataCenter: 'miami' })], { stack }));
     const c = plan.changes[0];
-    expect(c.createBeforeDelete).toBe(false);
+    expect(c.replaceOrder).toBe('delete-before-create');
     expect(c.steps[0].member).toBe('old');
     expect(c.reason).toContain('the old one goes first');
   });

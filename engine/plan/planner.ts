@@ -10,6 +10,8 @@ import { type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-p
 import { defaultPolicy } from './policy-default.ts';
 import { byName, resolveScope } from './scope.ts';
 import { ACTIONS, type Action, type Change, type Grant, type PlanDocument, type Step, type Violation, type VmSize } from './types.ts';
+import { formatVmAddress, type ReplaceOrder } from '../model/index.ts';
+import { classifyMember, deletePath, resizeState, resizeSteps, stepsAlong, type FieldDiff } from './member.ts';
 
 export type PlanOptions = PlanDocument['options'];
 
@@ -41,32 +43,9 @@ export interface PlanInput {
   policy?: PlanPolicy;
 }
 
-/** The operation of the in-place step that resizes a VM (see docs/plan-format.md, "Steps"). */
-export const RESIZE_OPERATION = 'resize';
-
-/**
- * The state where a resize is applied: the state of a pack edge whose
- * operation is `resize`, else the state the `createVm` edge leads to (a
- * created, powered-off VM), else `PoweredOff`.
- */
-export function resizeState(lc: Lifecycle): string {
-  const resize = lc.edges.find((e) => e.operation === RESIZE_OPERATION);
-  if (resize) return resize.from;
-  const created = lc.edges.find((e) => e.operation === 'createVm');
-  return created ? created.to : 'PoweredOff';
-}
-
-export function sameSize(a: VmSize, b: VmSize): boolean {
-  return a.cpu === b.cpu && a.memoryGiB === b.memoryGiB && a.diskGiB === b.diskGiB;
-}
-
-export function formatSize(s: VmSize): string {
-  return `${s.cpu} cpu, ${s.memoryGiB} GiB, ${s.diskGiB} GiB disk`;
-}
-
 /** Key order of a change in the JSON document: the contract's order (engine/plan/types.ts). */
 const CHANGE_KEYS: readonly (keyof Change)[] = [
-  'address', 'fleet', 'index', 'name', 'dataCenter', 'action', 'from', 'to', 'path', 'oldPath', 'createBeforeDelete',
+  'address', 'fleet', 'index', 'name', 'dataCenter', 'action', 'from', 'to', 'path', 'oldPath', 'replaceOrder',
   'steps', 'reason', 'image', 'size', 'diff', 'placement', 'vmId', 'specHash', 'encryptedDisk',
 ];
 
@@ -266,7 +245,7 @@ class Planner {
       taken.push(dataCenter);
       const path = this.path(this.lc.initial, spec.state);
       if (!path) {
-        this.violate('lifecycle', `${spec.name}/${index}`, `no path from ${this.lc.initial} to ${spec.state} in the diagram`, 'fix the pack lifecycle');
+        this.violate('lifecycle', formatVmAddress(spec.name, index), `no path from ${this.lc.initial} to ${spec.state} in the diagram`, 'fix the pack lifecycle');
         break;
       }
       changes.push({
@@ -276,7 +255,7 @@ class Planner {
         to: spec.state,
         path,
         steps: this.steps(path, 'current'),
-        reason: `count is ${spec.count}; ${spec.name}/${index} does not exist`,
+        reason: `count is ${spec.count}; ${formatVmAddress(spec.name, index)} does not exist`,
         placement: explanation,
       });
     }
@@ -292,13 +271,8 @@ class Planner {
   }
 
   private diffMember(row: PlanVmRow, spec: LoadedFleet): void {
-    if (
-      row.state === spec.state &&
-      row.specHash === spec.specHash &&
-      row.image === spec.image &&
-      row.encryptedDisk === spec.encryptedDisk &&
-      sameSize(row.size, spec.size)
-    ) {
+    const { action, diff } = classifyMember(row, spec);
+    if (action === 'noop') {
       // The common case on a big stack: built in the document's key order, with
       // shared frozen parts, because it runs once per unchanged member.
       this.changes.push({
@@ -322,16 +296,8 @@ class Planner {
       return;
     }
     this.touched.set(row.id, row.version);
-    const diff: Record<string, { from: unknown; to: unknown }> = {};
-    if (row.image !== spec.image) diff.image = { from: row.image, to: spec.image };
-    if (row.encryptedDisk !== spec.encryptedDisk) diff.encryptedDisk = { from: row.encryptedDisk, to: spec.encryptedDisk };
-    if (!sameSize(row.size, spec.size)) diff.size = { from: row.size, to: spec.size };
-    // specHash covers image, size, hardware and encryptedDisk; the record keeps
-    // no hardware traits, so a hash change nothing else explains is a hardware change.
-    const hardwareChanged = row.specHash !== spec.specHash && Object.keys(diff).length === 0;
-    if (hardwareChanged) diff.hardware = { from: null, to: spec.hardware };
-    if (diff.image || diff.encryptedDisk || diff.hardware) return this.replaceMember(row, spec, diff);
-    if (diff.size) return this.updateMember(row, spec, diff);
+    if (action === 'replace') return this.replaceMember(row, spec, diff);
+    if (action === 'update') return this.updateMember(row, spec, diff);
     this.transitionMember(row, spec);
   }
 
@@ -371,16 +337,13 @@ class Planner {
     });
   }
 
-  private updateMember(row: PlanVmRow, spec: LoadedFleet, diff: Record<string, { from: unknown; to: unknown }>): void {
-    const down = this.memberPath(row, this.resizeAt);
-    const up = down && this.memberPath(row, spec.state, this.resizeAt);
-    if (!down || !up) return;
-    const path = [...down, ...up.slice(1)];
-    const steps = [
-      ...this.steps(down, 'current'),
-      { from: this.resizeAt, to: this.resizeAt, member: 'current', operation: RESIZE_OPERATION } satisfies Step,
-      ...this.steps(up, 'current'),
-    ];
+  private updateMember(row: PlanVmRow, spec: LoadedFleet, diff: FieldDiff): void {
+    const r = resizeSteps(this.lc, row.state, spec.state);
+    if ('missing' in r) {
+      this.violate('lifecycle', row.address, `no path from ${r.missing.from} to ${r.missing.to} in the diagram`, 'fix the pack lifecycle, or move the VM by hand');
+      return;
+    }
+    const { path, steps } = r;
     this.changes.push({
       ...this.base(spec, row.index, row.dataCenter),
       action: 'update',
@@ -394,21 +357,21 @@ class Planner {
     });
   }
 
-  private replaceMember(row: PlanVmRow, spec: LoadedFleet, diff: Record<string, { from: unknown; to: unknown }>): void {
+  private replaceMember(row: PlanVmRow, spec: LoadedFleet, diff: FieldDiff): void {
     const dc = this.input.stack.dataCenters.find((d) => d.name === row.dataCenter);
     const why = dc ? staticExclusion(dc, spec, this.input.pack) : `data center ${row.dataCenter} is not in the stack`;
     if (why) {
       this.violate('placement', row.address, `cannot replace ${row.address} in ${row.dataCenter}: ${why}; members never move`, `lower count below ${row.index + 1} to delete it, then raise it to create it elsewhere`);
       return;
     }
-    const oldEnd = this.deletePath(row);
+    const oldEnd = deletePath(this.lc, row.state);
     const path = this.path(this.lc.initial, spec.state);
     if (!oldEnd || !path) {
       this.violate('lifecycle', row.address, `no path to replace ${row.address} from ${row.state}`, 'fix the pack lifecycle');
       return;
     }
     // Create-then-delete keeps the member serving, but needs room for a second VM for a while.
-    const createBeforeDelete = this.capacity === null || fits(this.capacity.get(row.dataCenter), spec.size);
+    const replaceOrder: ReplaceOrder = this.capacity === null || fits(this.capacity.get(row.dataCenter), spec.size) ? 'create-before-delete' : 'delete-before-create';
     const newSteps = this.steps(path, 'new');
     const oldSteps = this.steps(oldEnd, 'old');
     const what = Object.keys(diff)
@@ -421,9 +384,9 @@ class Planner {
       to: spec.state,
       path,
       oldPath: oldEnd,
-      createBeforeDelete,
-      steps: createBeforeDelete ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps],
-      reason: `new VM for the ${what} change${createBeforeDelete ? '' : '; the old one goes first: no capacity for both'}`,
+      replaceOrder,
+      steps: replaceOrder === 'create-before-delete' ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps],
+      reason: `new VM for the ${what} change${replaceOrder === 'create-before-delete' ? '' : '; the old one goes first: no capacity for both'}`,
       diff,
       placement: {
         strategy: 'existing',
@@ -437,7 +400,7 @@ class Planner {
 
   private deleteMember(row: PlanVmRow, reason: string, deposed = false): void {
     this.touched.set(row.id, row.version);
-    const path = this.deletePath(row);
+    const path = deletePath(this.lc, row.state);
     if (!path) {
       this.violate('lifecycle', row.address, `no path from ${row.state} to a terminal state`, 'fix the pack lifecycle');
       return;
@@ -463,16 +426,6 @@ class Planner {
     });
   }
 
-  /** Shortest path to the nearest terminal state (ties: the pack's order of terminal states). */
-  private deletePath(row: PlanVmRow): string[] | undefined {
-    let best: string[] | undefined;
-    for (const t of this.lc.terminal) {
-      const p = this.lc.path(row.state, t);
-      if (p && (!best || p.length < best.length)) best = p;
-    }
-    return best;
-  }
-
   private memberPath(row: PlanVmRow, to: string, from = row.state): string[] | undefined {
     const p = this.path(from, to);
     if (!p) this.violate('lifecycle', row.address, `no path from ${from} to ${to} in the diagram`, 'fix the pack lifecycle, or move the VM by hand');
@@ -484,16 +437,12 @@ class Planner {
   }
 
   private steps(path: string[], member: Step['member']): Step[] {
-    const out: Step[] = [];
-    for (let i = 0; i + 1 < path.length; i++) {
-      out.push({ from: path[i], to: path[i + 1], member, operation: this.lc.operation(path[i], path[i + 1]) ?? 'none' });
-    }
-    return out;
+    return stepsAlong(this.lc, path, member);
   }
 
   private base(spec: LoadedFleet, index: number, dataCenter: string) {
     return {
-      address: `${spec.name}/${index}`,
+      address: formatVmAddress(spec.name, index),
       fleet: spec.name,
       index,
       name: `${this.input.stack.name}-${spec.name}-${index}`,

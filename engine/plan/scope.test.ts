@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { haversineKm } from './geo.ts';
 import { resolveNear } from './placement.ts';
-import { resizeState } from './planner.ts';
+import { resizeState } from './member.ts';
 import { resolveScope } from './scope.ts';
 import { makeLifecycle, makeStack } from './test-support.ts';
 

@@ -3,9 +3,9 @@
 import type { Edge, Lifecycle, LoadedPack, ResolvedRule } from '../policy/types.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadedDataCenter, LoadedFleet, LoadedStack } from '../spec/types.ts';
-import type { Enforcement } from './types.ts';
+import { formatVmAddress, type Enforcement, type Operation } from '../model/index.ts';
 
-export const DEFAULT_EDGES: [string, string, string][] = [
+export const DEFAULT_EDGES: [string, string, Operation][] = [
   ['Requested', 'BeingCreated', 'none'],
   ['BeingCreated', 'PoweredOff', 'createVm'],
   ['BeingCreated', 'CreateFailed', 'none'],
@@ -24,7 +24,7 @@ export const DEFAULT_EDGES: [string, string, string][] = [
 ];
 
 /** A breadth-first lifecycle (ties by edge order), as the contract in engine/policy/types.ts describes. */
-export function makeLifecycle(triples: [string, string, string][] = DEFAULT_EDGES): Lifecycle {
+export function makeLifecycle(triples: [string, string, Operation][] = DEFAULT_EDGES): Lifecycle {
   const edges: Edge[] = triples.map(([from, to, operation]) => ({ from, to, operation }));
   const states = [...new Set(edges.flatMap((e) => [e.from, e.to]))];
   const out = new Map<string, Edge[]>();
@@ -142,7 +142,7 @@ export function vmRow(fleet: LoadedFleet, index: number, over: Partial<VmRow> = 
     stack: 'test',
     fleet: fleet.name,
     index,
-    address: `${fleet.name}/${index}`,
+    address: formatVmAddress(fleet.name, index),
     name: `test-${fleet.name}-${index}`,
     dataCenter: dc,
     state: 'Running',

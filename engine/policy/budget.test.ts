@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Enforcement } from '../plan/types.ts';
+import type { Enforcement } from '../model/index.ts';
 import { capacityEnforcement, capacityGrantFor, capacityLeft, ownerQuota, ownerUsage } from './budget.ts';
 import { datacenterCapacityRule, ownerQuotaRule } from './rules/builtin.ts';
 import { ctx, fleet, packWith, stack, vm } from './testdata/fixtures.ts';

@@ -8,7 +8,7 @@
 // | advisory    | no cut: an advisory violation                    |
 // | disabled    | nothing                                          |
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
-import type { Enforcement, Grant, Violation } from '../plan/types.ts';
+import type { Enforcement, Grant, Violation } from '../model/index.ts';
 import type { PlanVmRow, UsageRow } from '../record/types.ts';
 import type { EvalContext } from './evaluate.ts';
 import type { Budget, LoadedPack } from './types.ts';

@@ -1,6 +1,6 @@
 // Running the check rules over a finished plan. Built-in and custom rules go
 // through the same path; a rule that throws is reported, never a crash.
-import type { PlanDocument, Violation } from '../plan/types.ts';
+import type { PlanDocument, Violation } from '../model/index.ts';
 import type { Finding, LoadedPack, ResolvedRule, RuleContext } from './types.ts';
 
 export type EvalContext = Omit<RuleContext, 'config' | 'enforcement'>;

@@ -166,10 +166,24 @@ describe('checkLifecycle', () => {
       def: def([['A', 'B'], ['B', 'Z'], ['A', 'B']]),
       want: [['policy.duplicate-edge', 'transitions.2']],
     },
+    {
+      name: 'operation outside the closed set (a typo)',
+      def: { ...def([]), states: ['A', 'B', 'Z'], transitions: [{ from: 'A', to: 'B', operation: 'powerOnn' }, { from: 'B', to: 'Z', operation: 'deleteVm' }] },
+      want: [['policy.unknown-operation', 'transitions.0.operation']],
+    },
+    {
+      name: 'operation named with the wrong case',
+      def: { ...def([]), states: ['A', 'B', 'Z'], transitions: [{ from: 'A', to: 'B', operation: 'none' }, { from: 'B', to: 'Z', operation: 'DeleteVm' }] },
+      want: [['policy.unknown-operation', 'transitions.1.operation']],
+    },
   ];
   it.each(cases)('$name', ({ def: d, want }) => {
     const got = checkLifecycle(d, locate).map((x) => [x.code, x.address]);
     expect(got).toEqual(want);
+  });
+
+  it('buildLifecycle refuses a diagram checkLifecycle reports an unknown operation in', () => {
+    expect(() => buildLifecycle({ ...def([]), states: ['A', 'Z'], transitions: [{ from: 'A', to: 'Z', operation: 'powerOnn' }] })).toThrow(/unknown operation "powerOnn"/);
   });
 });
 

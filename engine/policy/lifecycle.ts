@@ -1,6 +1,7 @@
 // The lifecycle state diagram: building the immutable Lifecycle and checking
 // the diagram at load time (every check is a located diagnostic).
 import { diag, type Diagnostic, type Where } from '../diags/index.ts';
+import { isOperation, OPERATIONS } from '../model/index.ts';
 import type { Edge, Lifecycle } from './types.ts';
 
 export interface LifecycleDef {
@@ -18,6 +19,8 @@ export type Locate = (path: readonly (string | number)[]) => Where;
 /**
  * Builds the diagram. Edges keep the pack's order: path() breaks ties
  * between equally short paths by that order, so plans are deterministic.
+ * An operation outside the closed set is a bug here: checkLifecycle reports
+ * it (policy.unknown-operation) and loadPack never builds such a pack.
  *
  * path() never enters a failure state (DESIGN.md, "No skipped states"): a
  * failure state is reached only by an outcome (a create that fails, a boot
@@ -29,7 +32,9 @@ export type Locate = (path: readonly (string | number)[]) => Where;
  */
 export function buildLifecycle(def: LifecycleDef, locate?: Locate): Lifecycle {
   const edges: Edge[] = def.transitions.map((t, i) => {
-    const e: Edge = { from: t.from, to: t.to, operation: t.operation ?? 'none' };
+    const operation = t.operation ?? 'none';
+    if (!isOperation(operation)) throw new Error(`buildLifecycle: transition ${t.from} -> ${t.to} has unknown operation ${JSON.stringify(operation)}; run checkLifecycle first`);
+    const e: Edge = { from: t.from, to: t.to, operation };
     if (locate) e.where = locate(['transitions', i]);
     return Object.freeze(e);
   });
@@ -120,6 +125,15 @@ export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] 
   def.transitions.forEach((t, i) => {
     unknown(t.from, `Transition ${t.from} -> ${t.to}`, ['transitions', i, 'from']);
     unknown(t.to, `Transition ${t.from} -> ${t.to}`, ['transitions', i, 'to']);
+    if (t.operation !== undefined && !isOperation(t.operation)) {
+      diags.push(
+        diag(
+          'policy.unknown-operation',
+          `Transition ${t.from} -> ${t.to} names operation "${t.operation}"; an edge's operation is one of ${OPERATIONS.join(', ')}.`,
+          locate(['transitions', i, 'operation']),
+        ),
+      );
+    }
     const key = `${t.from}\u0000${t.to}`;
     if (seenEdges.has(key)) {
       diags.push(diag('policy.duplicate-edge', `Transition ${t.from} -> ${t.to} is listed more than once.`, locate(['transitions', i])));

@@ -70,6 +70,12 @@ describe('loadPack: located diagnostics', () => {
       want: ['policy.unknown-state@36:29', 'policy.unreachable-state@18:9', 'policy.requestable-unreachable@28:19'],
     },
     {
+      name: 'operation outside the closed set',
+      from: '{ from: PoweredOff, to: PoweredOn, operation: powerOn }',
+      to: '{ from: PoweredOff, to: PoweredOn, operation: powerOnn }',
+      want: ['policy.unknown-operation@36:44'],
+    },
+    {
       name: 'terminal state with an exit',
       from: '      - { from: BeingDeleted, to: Deleted, operation: deleteVm }',
       to: '      - { from: BeingDeleted, to: Deleted, operation: deleteVm }\n      - { from: Deleted, to: Requested }',

@@ -7,14 +7,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { diag, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
-import type { Enforcement } from '../plan/types.ts';
+import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { BUILTIN_RULES } from './rules/builtin.ts';
 import type { LoadedPack, ResolvedRule, Rule } from './types.ts';
 import { parseYaml, pointerPath, type PositionedDoc } from './yamlpos.ts';
 
 export const PACK_FILE = 'policy.yaml';
-const ENFORCEMENTS: readonly Enforcement[] = ['advisory', 'mandatory', 'disabled'];
 
 let packValidator: ValidateFunction | undefined;
 function validatePackSchema(): ValidateFunction {
@@ -157,8 +156,10 @@ export async function loadPack(
   const raw = y.value as PolicyPack;
   const spec = raw.spec;
   const lcWhere = (p: readonly (string | number)[]): Where => y.where(['spec', 'lifecycle', ...p]);
-  diags.push(...checkLifecycle(spec.lifecycle, lcWhere));
-  const lifecycle = buildLifecycle(spec.lifecycle, lcWhere);
+  const lcDiags = checkLifecycle(spec.lifecycle, lcWhere);
+  diags.push(...lcDiags);
+  // A diagram with an unknown operation is not built (its edges are Operations); the rest of the pack is still checked.
+  const lifecycle = lcDiags.some((d) => d.code === 'policy.unknown-operation') ? undefined : buildLifecycle(spec.lifecycle, lcWhere);
 
   // Rules: built-ins, then each module's, in the pack's order.
   const custom = await loadModules(packDir, spec.modules ?? [], y.where, diags);
@@ -234,7 +235,7 @@ export async function loadPack(
   }
 
   diags.push(...checkInstanceTypes(spec.instanceTypes, y.where));
-  if (hasErrors(diags)) return { diagnostics: diags };
+  if (hasErrors(diags) || !lifecycle) return { diagnostics: diags };
   const pack: LoadedPack = {
     name: raw.metadata.name,
     version: raw.metadata.version,

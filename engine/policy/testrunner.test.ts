@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { PlanDocument } from '../plan/types.ts';
+import type { PlanDocument } from '../model/index.ts';
 import { DEFAULT_PACK_DIR, plan as emptyPlan, scratch } from './testdata/fixtures.ts';
 import { diffRows, runPolicyTests, type PlanFn } from './testrunner.ts';
 

@@ -7,7 +7,7 @@ import { basename, join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { stringify } from 'yaml';
 import { diag, hasErrors, sortDiagnostics, type Diagnostic } from '../diags/index.ts';
-import type { PlanDocument } from '../plan/types.ts';
+import { parseVmAddress, type PlanDocument } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
 import { schemaDiagnostics } from './load.ts';
@@ -49,7 +49,8 @@ export const TEST_CASE_SCHEMA = {
         additionalProperties: false,
         required: ['address', 'dataCenter', 'state'],
         properties: {
-          address: { type: 'string', pattern: '^[^/]+/\\d+$' },
+          // What parseVmAddress (engine/model) accepts: an index without sign or leading zeros.
+          address: { type: 'string', pattern: '^.+/(0|[1-9]\\d{0,8})$' },
           dataCenter: { type: 'string' },
           state: { type: 'string' },
           image: { type: 'string' },
@@ -167,7 +168,8 @@ function recordRows(c: PolicyTestCase, loaded: LoadResult, specHash: (f: { image
   const stack = loaded.stack!.name;
   const at = '2026-01-01T00:00:00.000Z';
   return (c.record ?? []).map((r, i) => {
-    const [fleet, idx] = r.address.split('/');
+    // The case file's schema only lets addresses through.
+    const { fleet, index } = parseVmAddress(r.address)!;
     const spec = loaded.fleets.find((f) => f.name === fleet);
     const image = r.image ?? spec?.image ?? 'ubuntu-22.04';
     const size = r.size ?? spec?.size ?? { cpu: 1, memoryGiB: 1, diskGiB: 10 };
@@ -177,9 +179,9 @@ function recordRows(c: PolicyTestCase, loaded: LoadResult, specHash: (f: { image
       id: `00000000-0000-4000-8000-${String(i + 1).padStart(12, '0')}`,
       stack,
       fleet,
-      index: Number(idx),
+      index,
       address: r.address,
-      name: `${stack}-${fleet}-${idx}`,
+      name: `${stack}-${fleet}-${index}`,
       dataCenter: r.dataCenter,
       state: r.state,
       desiredState: spec?.state ?? r.state,
@@ -188,7 +190,7 @@ function recordRows(c: PolicyTestCase, loaded: LoadResult, specHash: (f: { image
       realImage: loaded.pack?.images[image]?.[r.dataCenter] ?? null,
       size: { ...size },
       encryptedDisk,
-      cloudId: `sim-${fleet}-${idx}`,
+      cloudId: `sim-${fleet}-${index}`,
       version: 1,
       createdAt: at,
       updatedAt: at,

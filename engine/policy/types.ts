@@ -1,7 +1,7 @@
 // The policy pack's contract with the loader, the planner and the authority.
 import type { JSONSchemaType } from 'ajv';
 import type { Where } from '../diags/index.ts';
-import type { Change, Enforcement, Grant, PlanDocument, Violation } from '../plan/types.ts';
+import type { Enforcement, Operation, Change, Grant, PlanDocument, Violation } from '../model/index.ts';
 import type { PlanVmRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 
@@ -9,7 +9,7 @@ export interface Edge {
   from: string;
   to: string;
   /** Cloud operation that carries a VM along this edge (`none` when only the record changes). */
-  operation: string;
+  operation: Operation;
   where?: Where;
 }
 
@@ -30,7 +30,7 @@ export interface Lifecycle {
    */
   path(from: string, to: string): string[] | undefined;
   /** Operation of the edge from -> to; undefined when there is no such edge. */
-  operation(from: string, to: string): string | undefined;
+  operation(from: string, to: string): Operation | undefined;
   isTerminal(state: string): boolean;
 }
 

@@ -8,7 +8,7 @@ import fg from 'fast-glob';
 import type { Stack } from '../../specs/types/stack.ts';
 import { diag, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { loadPack as policyLoadPack } from '../policy/index.ts';
-import type { Enforcement } from '../plan/types.ts';
+import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { checkDuplicateFleets, checkFleet, deepFreeze, toLoadedFleet, type StackContext } from './fleet.ts';
 import { showValue, validateDoc } from './schema.ts';

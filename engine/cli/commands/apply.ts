@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag, type Diagnostic } from '../../diags/index.ts';
 import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.ts';
-import { planStack, renderText, type PlanDocument } from '../../plan/index.ts';
+import { asPlanDocument, checkPlanDocument, planStack, renderText, type PlanDocument } from '../../plan/index.ts';
 import { type CliIO, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { DEFAULT_STACK } from '../main.ts';
 import type { RegisterCommand } from './types.ts';
@@ -73,17 +73,10 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
   } catch (err) {
     throw new FleetError(diag('apply.plan-file', `${file} is not JSON: ${err instanceof Error ? err.message : String(err)}.`, { file }));
   }
-  const d = doc as Partial<PlanDocument>;
-  if (!d || typeof d !== 'object' || !('formatVersion' in d)) {
-    throw new FleetError(diag('apply.plan-file', `${file} is not a plan document (no formatVersion); write one with \`fleet plan --out ${file}\`.`, { file }));
-  }
-  if (d.formatVersion !== '1') {
-    throw new FleetError(diag('apply.plan-format', `${file} has formatVersion ${JSON.stringify(d.formatVersion)}; this fleet reads "1".`, { file }));
-  }
-  if (!Array.isArray(d.changes) || typeof d.id !== 'string' || typeof d.stack !== 'string' || !d.basis || !Array.isArray(d.fleets)) {
-    throw new FleetError(diag('apply.plan-file', `${file} lacks id, stack, fleets, basis or changes; it was not written by \`fleet plan --out\`.`, { file }));
-  }
-  return d as PlanDocument;
+  // Checked against specs/schema/plan.schema.json before any field is trusted.
+  const problems = checkPlanDocument(doc, text, file);
+  if (problems.length > 0) throw new FleetError(problems);
+  return asPlanDocument(doc);
 }
 
 async function confirm(io: CliIO): Promise<boolean> {
@@ -200,7 +193,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       result = await applyPlan({
         plan,
         record: session.record,
-        clients: session.clients,
+        providers: session.providers,
         owners: Object.fromEntries(session.fleets.map((f) => [f.name, f.owner])),
         parallelism: parallelism ?? session.stack.apply.parallelism,
         lockTimeoutMs: (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000,

@@ -40,6 +40,16 @@ describe('fleet validate', () => {
     ]);
   });
 
+  it('fails a pack whose edge names an unknown operation, at the operation\'s line and column', async () => {
+    const r = await runCli(['validate', '--stack', 'test/fixtures/spec/41-unknown-operation', '--format', 'json'], { cwd: repo });
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout) as { valid: boolean; diagnostics: { code: string; file: string; line: number; col: number; detail: string }[] };
+    expect(out.diagnostics.map((d) => [d.code, d.file, d.line, d.col])).toEqual([
+      ['policy.unknown-operation', 'test/fixtures/spec/41-unknown-operation/pack/policy.yaml', 36, 44],
+    ]);
+    expect(out.diagnostics[0].detail).toContain('"powerOnn"');
+  });
+
   it('exits 0 with warnings, printing them and counting them in the summary', async () => {
     const r = await runCli(['validate', '--stack', 'test/fixtures/spec/40-sim-ignored-warning'], { cwd: repo });
     expect(r.code).toBe(0);

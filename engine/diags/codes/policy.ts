@@ -23,6 +23,11 @@ export const policyCodes = defineCodes({
     doc: 'A transition, the initial state, or a terminal, requestable or failure entry names a state that is not in `lifecycle.states`.',
     severity: 'error',
   },
+  'policy.unknown-operation': {
+    summary: 'Unknown lifecycle operation',
+    doc: 'A transition names an `operation` that no driver carries out (a typo such as `powerOnn`). Use one of createVm, powerOn, boot, awaitReady, shutdown, powerOff, resize, deleteVm, or none when only the record changes (engine/model/operation.ts).',
+    severity: 'error',
+  },
   'policy.duplicate-edge': {
     summary: 'Duplicate lifecycle transition',
     doc: 'The same from -> to transition is listed twice; every state change must match exactly one edge. Remove one.',

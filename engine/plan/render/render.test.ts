@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { formatVmAddress } from '../../model/index.ts';
 import type { VmRow } from '../../record/types.ts';
 import type { LoadedFleet } from '../../spec/types.ts';
 import { computePlan } from '../planner.ts';
@@ -88,7 +89,7 @@ describe('renderJson', () => {
   const big = () => {
     const p = mixed();
     const c = p.changes[0];
-    return { ...p, changes: Array.from({ length: PRETTY_JSON_LIMIT + 1 }, (_, i) => ({ ...c, index: i, address: `${c.fleet}/${i}` })) };
+    return { ...p, changes: Array.from({ length: PRETTY_JSON_LIMIT + 1 }, (_, i) => ({ ...c, index: i, address: formatVmAddress(c.fleet, i) })) };
   };
   it.each([
     { name: 'a small plan is pretty', doc: mixed, pretty: undefined, lines: 'many' },

@@ -77,7 +77,7 @@ function changeLines(c: Change, paint: (c: Paint, s: string) => string): string[
   }
   if (c.action === 'replace') {
     lines.push(`${pad}old:  ${formatPath(c.oldPath ?? [])}`);
-    lines.push(`${pad}order: ${c.createBeforeDelete ? 'create the new VM, then delete the old one' : 'delete the old VM, then create the new one'}`);
+    lines.push(`${pad}order: ${c.replaceOrder === 'create-before-delete' ? 'create the new VM, then delete the old one' : 'delete the old VM, then create the new one'}`);
   }
   for (const d of diffLines(c)) lines.push(`${pad}${d}`);
   if (c.action === 'create' || c.action === 'replace') {

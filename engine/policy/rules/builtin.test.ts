@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Change, Enforcement } from '../../plan/types.ts';
+import type { Change, Enforcement } from '../../model/index.ts';
 import { evaluateRules } from '../evaluate.ts';
 import { change, ctx, DEFAULT_LIFECYCLE, fleet, packWith, plan } from '../testdata/fixtures.ts';
 import type { Rule } from '../types.ts';

@@ -1,7 +1,7 @@
 // The built-in rules. owner-quota and datacenter-capacity carry only settings
 // here: the planner applies them while sizing and placing fleets (see
 // ../budget.ts); the others check the finished plan through evaluateRules.
-import { isDestructive, type Change } from '../../plan/types.ts';
+import { isDestructive, type Change } from '../../model/index.ts';
 import type { Finding, Rule, RuleContext } from '../types.ts';
 
 const noConfig = { type: 'object', additionalProperties: false, properties: {} };

@@ -4,7 +4,7 @@ import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Change, Enforcement, PlanDocument } from '../../plan/types.ts';
+import { parseVmAddress, type Change, type Enforcement, type PlanDocument } from '../../model/index.ts';
 import type { VmRow } from '../../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../../spec/types.ts';
 import { buildLifecycle } from '../lifecycle.ts';
@@ -64,12 +64,12 @@ export function fleet(name: string, over: Partial<LoadedFleet> = {}): LoadedFlee
 }
 
 export function vm(address: string, over: Partial<VmRow> = {}): VmRow {
-  const [f, i] = address.split('/');
+  const { fleet: f, index: i } = parseVmAddress(address)!;
   return {
     id: `id-${address}`,
     stack: 's',
     fleet: f,
-    index: Number(i),
+    index: i,
     address,
     name: `s-${f}-${i}`,
     dataCenter: 'miami',
@@ -91,13 +91,13 @@ export function vm(address: string, over: Partial<VmRow> = {}): VmRow {
 }
 
 export function change(address: string, action: Change['action'], over: Partial<Change> = {}): Change {
-  const [f, i] = address.split('/');
+  const { fleet: f, index: i } = parseVmAddress(address)!;
   const from = action === 'create' ? 'Requested' : 'Running';
   const to = action === 'delete' ? 'Deleted' : 'Running';
   return {
     address,
     fleet: f,
-    index: Number(i),
+    index: i,
     name: `s-${f}-${i}`,
     dataCenter: 'miami',
     action,

@@ -1,0 +1,126 @@
+// The plan document, formatVersion "1" (DESIGN.md, "The plan document";
+// schema specs/schema/plan.schema.json). It is the contract between the
+// planner (engine/plan, which builds it), the renderers (which only display
+// it), the policy engine (engine/policy, which checks it) and apply (which
+// executes it exactly); it lives in the data model so that policy and the
+// record read it without importing the planner. If you add a field here, also
+// update specs/schema/plan.schema.json (then `npm run gen:types`),
+// docs/plan-format.md and the golden plans under test/fixtures/plan/.
+
+import type { Enforcement } from './enforcement.ts';
+import type { Operation } from './operation.ts';
+import type { ReplaceOrder } from './replace-order.ts';
+import type { PlanBasis } from './basis.ts';
+import type { VmSize } from './size.ts';
+
+/** What apply does to a member. A closed set: branch on this, never on `reason`. */
+export type Action = 'create' | 'transition' | 'update' | 'replace' | 'delete' | 'noop';
+
+export const ACTIONS: readonly Action[] = ['create', 'transition', 'update', 'replace', 'delete', 'noop'];
+
+/** True when the action removes an existing VM (delete, or replace's delete half). */
+export function isDestructive(action: Action): boolean {
+  return action === 'delete' || action === 'replace';
+}
+
+
+/** Why a new member goes to its data center, for people reading the plan. */
+export interface PlacementExplanation {
+  strategy: 'nearest' | 'spread' | 'pack' | 'existing';
+  /** Candidates that passed the filters, in the order the strategy ranked them. */
+  candidates: string[];
+  /** Data centers ruled out, each with why ("no hardware trait gpu", "no capacity left", "image not in catalog"). */
+  excluded: { dataCenter: string; why: string }[];
+  /** One sentence, e.g. "richmond: nearest with general, 412 km". */
+  summary: string;
+  /** Great-circle distance in km from the reference point, for `nearest`. */
+  distanceKm?: number;
+}
+
+/**
+ * One edge-by-edge step of a change. `replace` holds the steps of the new VM
+ * (`member: 'new'`) and of the old one (`member: 'old'`); other actions hold only `current`.
+ */
+export interface Step {
+  from: string;
+  to: string;
+  /** Which VM of the change the step acts on. */
+  member: 'current' | 'new' | 'old';
+  /** The cloud operation of the edge, from the pack's diagram (`createVm`, `powerOn`, … or `none`). */
+  operation: Operation;
+}
+
+export interface Change {
+  /** `<fleet>/<index>` */
+  address: string;
+  fleet: string;
+  index: number;
+  /** The VM's stable name, `<stack>-<fleet>-<index>`. */
+  name: string;
+  dataCenter: string;
+  action: Action;
+  /** Current state (the initial state for a create). */
+  from: string;
+  /** Desired state. */
+  to: string;
+  /** Every diagram state the VM passes through, from `from` to `to` inclusive. For replace: the new VM's path. */
+  path: string[];
+  /** For replace: the old VM's path to the terminal state. For delete it is `path` itself. */
+  oldPath?: string[];
+  /** For replace: which VM goes first (the new one when the data center has room for both). */
+  replaceOrder?: ReplaceOrder;
+  steps: Step[];
+  /** Display only; apply never branches on it. */
+  reason: string;
+  image: { logical: string; real: string | null };
+  size: VmSize;
+  /** What changes in place (for update), e.g. { size: { from, to } }. */
+  diff?: Record<string, { from: unknown; to: unknown }>;
+  placement?: PlacementExplanation;
+  /** The record id of the existing VM (absent for create). */
+  vmId?: string;
+  specHash: string;
+  encryptedDisk: boolean;
+  /** A delete of the deposed (old) VM of a replace that did not finish; its address also has a current VM. */
+  deposed?: boolean;
+}
+
+export interface Violation {
+  policy: string;
+  level: Enforcement;
+  /** A VM address or a fleet name. */
+  address: string;
+  message: string;
+  /** How to fix it. */
+  hint: string;
+}
+
+export interface Grant {
+  fleet: string;
+  requested: number;
+  granted: number;
+  /** e.g. "requested 10, granted 6: quota of team-payments". */
+  reason: string;
+  policy: string;
+}
+
+
+export interface PlanDocument {
+  formatVersion: '1';
+  /** Random id; apply journals every step under it. */
+  id: string;
+  stack: string;
+  createdAt: string;
+  /** Pack name@version. */
+  policyPack: string;
+  /** Fleets in scope (after --target / --exclude). */
+  fleets: string[];
+  options: { targets: string[]; excludes: string[]; allowDestroy: string[]; refresh: boolean };
+  basis: PlanBasis;
+  changes: Change[];
+  policy: { violations: Violation[]; grants: Grant[] };
+  /** Counts per action, every action present (0 when none). */
+  summary: Record<Action, number>;
+  /** True when a mandatory violation exists: the plan cannot be applied. */
+  blocked: boolean;
+}

@@ -1,0 +1,194 @@
+/* generated from specs/schema/plan.schema.json by `npm run gen:types` — do not edit */
+
+/**
+ * A plan document, formatVersion "1" (docs/plan-format.md): what `fleet plan --out` writes and `fleet apply PLANFILE` reads. engine/model/plan-document.ts holds the same shape as TypeScript; engine/model/plan-document.test.ts keeps the two in step.
+ */
+export interface PlanDocumentFile {
+  /**
+   * Always "1".
+   */
+  formatVersion: '1';
+  /**
+   * Random id; apply journals every step under it.
+   */
+  id: string;
+  stack: string;
+  createdAt: string;
+  /**
+   * Pack name@version.
+   */
+  policyPack: string;
+  /**
+   * Fleets in scope.
+   */
+  fleets: string[];
+  options: PlanOptionsDoc;
+  basis: PlanBasisDoc;
+  changes: PlanChange[];
+  policy: {
+    violations: {
+      policy: string;
+      level: 'advisory' | 'mandatory' | 'disabled';
+      address: string;
+      message: string;
+      hint: string;
+    }[];
+    grants: {
+      fleet: string;
+      requested: number;
+      granted: number;
+      reason: string;
+      policy: string;
+    }[];
+  };
+  /**
+   * Counts per action, every action present.
+   */
+  summary: {
+    create: number;
+    transition: number;
+    update: number;
+    replace: number;
+    delete: number;
+    noop: number;
+  };
+  /**
+   * True when a mandatory violation exists.
+   */
+  blocked: boolean;
+}
+export interface PlanOptionsDoc {
+  targets: string[];
+  excludes: string[];
+  allowDestroy: string[];
+  refresh: boolean;
+}
+/**
+ * What the plan was computed against; apply refuses the plan if any of it changed.
+ */
+export interface PlanBasisDoc {
+  /**
+   * VM id -> record version.
+   */
+  vms: {
+    [k: string]: number;
+  };
+  /**
+   * Fleet name -> fleet version (0: not in the record yet).
+   */
+  fleets: {
+    [k: string]: number;
+  };
+}
+/**
+ * What apply does to one member.
+ */
+export interface PlanChange {
+  /**
+   * `<fleet>/<index>` (engine/model/address.ts).
+   */
+  address: string;
+  fleet: string;
+  index: number;
+  /**
+   * The VM's stable name, `<stack>-<fleet>-<index>`.
+   */
+  name: string;
+  dataCenter: string;
+  /**
+   * Apply branches on this, never on reason.
+   */
+  action: 'create' | 'transition' | 'update' | 'replace' | 'delete' | 'noop';
+  /**
+   * Current state (the initial state for a create).
+   */
+  from: string;
+  /**
+   * Desired state.
+   */
+  to: string;
+  /**
+   * Every diagram state the VM passes through, from to to inclusive.
+   */
+  path: string[];
+  /**
+   * Replace only: the old VM's path to a terminal state.
+   */
+  oldPath?: string[];
+  /**
+   * Replace only: which VM goes first.
+   */
+  replaceOrder?: 'create-before-delete' | 'delete-before-create';
+  steps: PlanStep[];
+  /**
+   * Display only.
+   */
+  reason: string;
+  image: {
+    logical: string;
+    real: string | null;
+  };
+  size: PlanSize;
+  /**
+   * Update and replace: what changes, { field: { from, to } }.
+   */
+  diff?: {
+    [k: string]: {
+      from: unknown;
+      to: unknown;
+    };
+  };
+  placement?: PlanPlacement;
+  /**
+   * Record id of the existing VM (absent for create).
+   */
+  vmId?: string;
+  specHash: string;
+  encryptedDisk: boolean;
+  /**
+   * Delete only: the deposed old VM of a replace that did not finish.
+   */
+  deposed?: boolean;
+}
+/**
+ * One edge of the lifecycle diagram (or the in-place resize, from === to).
+ */
+export interface PlanStep {
+  /**
+   * State before.
+   */
+  from: string;
+  /**
+   * State after.
+   */
+  to: string;
+  /**
+   * Which VM of the change the step acts on.
+   */
+  member: 'current' | 'new' | 'old';
+  /**
+   * The edge's cloud operation (engine/model/operation.ts).
+   */
+  operation: 'createVm' | 'powerOn' | 'boot' | 'awaitReady' | 'shutdown' | 'powerOff' | 'resize' | 'deleteVm' | 'none';
+}
+/**
+ * Whole CPUs, memory and boot disk in GiB.
+ */
+export interface PlanSize {
+  cpu: number;
+  memoryGiB: number;
+  diskGiB: number;
+}
+/**
+ * Why a new member goes to its data center.
+ */
+export interface PlanPlacement {
+  strategy: 'nearest' | 'spread' | 'pack' | 'existing';
+  candidates: string[];
+  excluded: {
+    dataCenter: string;
+    why: string;
+  }[];
+  summary: string;
+  distanceKm?: number;
+}
