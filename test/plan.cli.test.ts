@@ -77,6 +77,9 @@ describe('fleet plan', () => {
 
   it('--refresh is recorded in the plan', async () => {
     const r = await runCli(['plan', '--stack', stack('02-no-change'), '--refresh', '--format', 'json'], { env });
-    expect(JSON.parse(r.stdout).options.refresh).toBe(true);
+    const out = JSON.parse(r.stdout);
+    expect(out.plan.options.refresh).toBe(true);
+    expect(out.refresh).toMatchObject({ checked: 0, drift: [] });
+    expect(out.diagnostics).toEqual([]);
   });
 });
