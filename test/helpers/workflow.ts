@@ -21,6 +21,7 @@
 // `${{ github.* }}` of the fake context, `${{ steps.ID.outputs.NAME }}`; anything else fails the test.
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import type * as NodeFs from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, join } from 'node:path';
 import { parse } from 'yaml';
@@ -263,7 +264,7 @@ async function githubScript(script: string, opts: RunOptions, context: object, s
   const wsRequire = (m: string) => {
     if (m !== 'fs') return req(m);
     // File paths in the script are relative to the workspace, as on GitHub.
-    const fs = req('fs') as typeof import('node:fs');
+    const fs = req('fs') as typeof NodeFs;
     const at = (p: string) => (p.startsWith('/') ? p : join(opts.workspace, p));
     return { ...fs, existsSync: (p: string) => fs.existsSync(at(p)), statSync: (p: string) => fs.statSync(at(p)), readFileSync: (p: string, e: BufferEncoding) => fs.readFileSync(at(p), e) };
   };
