@@ -64,7 +64,7 @@ describe('fleet validate', () => {
   it('exits 0 with warnings, printing them and counting them in the summary', async () => {
     const r = await runCli(['validate', '--stack', 'test/fixtures/spec/40-sim-ignored-warning'], { cwd: repo });
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain('warning[spec.sim-ignored]: Simulator settings ignored\n  at test/fixtures/spec/40-sim-ignored-warning/stack.yaml:20:7\n');
+    expect(r.stderr).toContain('warning[spec.sim-ignored]: Simulator settings apply only to a served DMZ client\n  at test/fixtures/spec/40-sim-ignored-warning/stack.yaml:20:7\n');
     expect(r.stdout).toBe('test/fixtures/spec/40-sim-ignored-warning: 1 fleet, 2 data centers, policy pack default@1.0.0: valid (1 warning)\n');
     const json = await runCli(['validate', '--stack', 'test/fixtures/spec/40-sim-ignored-warning', '--format', 'json'], { cwd: repo });
     expect(json.code).toBe(0);
