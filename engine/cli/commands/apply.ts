@@ -160,7 +160,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
   const json = opts.format === 'json';
   const mode = modeOf(opts.format, true);
   const env = loaderEnv(io, opts);
-  const session = await openSession(opts.stack, { cwd: io.cwd, env });
+  const session = await openSession(opts.stack, { cwd: io.cwd, env, ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}) });
   try {
     reportDiagnostics(io, mode, session.warnings);
     let plan: PlanDocument;
