@@ -153,6 +153,7 @@ describe('the example files are the users\' to edit', () => {
     'test/workflows.e2e.test.ts': 'writes the fixture copies to specs/examples of a temporary workspace',
     'test/cli-conventions.test.ts': 'this test',
     'engine/cli/commands/state.test.ts': 'writes its own stacks/local in a temporary folder (the default --stack)',
+    'test/install.e2e.test.ts': 'writes its own stacks/local in a temporary folder (the default --stack of the installed fleet)',
   };
   it('no other test file names specs/examples or stacks/local', async () => {
     const files = await fg(['**/*.test.ts', 'test/helpers/*.ts', 'test/fixtures/**/*.ts'], { cwd: REPO, ignore: ['**/node_modules/**', '.ci/**'] });

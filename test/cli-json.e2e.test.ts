@@ -211,7 +211,8 @@ describe('fleet refresh --check', () => {
     expect(await recordSnapshot(st.dir)).not.toEqual(before);
     const after = await runCli(['refresh', '--check', '--format', 'json', '--stack', st.dir], { cwd: REPO });
     expect((doc(after) as { drift: { kind: string }[] }).drift.map((d) => d.kind)).toEqual(['not-an-edge']);
-  });
+    // Six refreshes and four record snapshots, each starting the embedded data centers: generous for a shared CI machine.
+  }, 300_000);
 
   it('exits 1 when a data center does not answer, naming it in an apply.dmz-unreachable diagnostic', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fleet-unreachable-'));
