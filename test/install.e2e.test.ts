@@ -75,5 +75,6 @@ describe('npm pack + npm install -g', () => {
     } finally {
       await rm(elsewhere, { recursive: true, force: true });
     }
-  });
+    // Four Node processes, each starting tsx (and one PGlite): generous for a shared CI machine.
+  }, 300_000);
 });
