@@ -5,7 +5,7 @@
 // `fleet refresh --check` (write: false) reports the same differences and
 // writes nothing: a one-edge difference is then `edge`, not `recorded`.
 import { FleetError } from '../diags/index.ts';
-import type { ActualVm } from '../../providers/protocol.ts';
+import type { ActualVm } from '../../protocol/index.ts';
 import type { StackSession } from './session.ts';
 
 /**

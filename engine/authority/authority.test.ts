@@ -5,9 +5,10 @@ import { openRecord } from '../record/index.ts';
 import type { SqlRecord } from '../record/record.ts';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
-import { diskKey, sha256 } from './keys.ts';
-import { NONE_REPORT_DETAIL } from './protocol.ts';
-import type { AdvanceRequest, AdvanceResponse, AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportRequest, ReportResponse } from './protocol.ts';
+import { diskKey } from './keys.ts';
+import { sha256 } from '../../protocol/index.ts';
+import { NONE_REPORT_DETAIL } from '../../protocol/index.ts';
+import type { AdvanceRequest, AdvanceResponse, AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportRequest, ReportResponse } from '../../protocol/index.ts';
 import { Authority } from './authority.ts';
 import { startAuthority, type RunningService } from './server.ts';
 
@@ -952,7 +953,9 @@ describe('authority: HTTP surface', () => {
       paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { required?: string[] } }> }; security?: unknown }>>;
     };
     expect(doc.openapi).toBe('3.0.3');
-    expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/livez', '/metrics', '/openapi.json', '/readyz', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
+    // The probes and metrics are public: no bearer token asked for.
+    for (const p of ['/livez', '/readyz', '/metrics'] as const) expect((doc.paths[p] as { get: { security?: unknown } }).get.security).toBeUndefined();
     expect(doc.paths['/v1/advance'].post.requestBody?.content['application/json'].schema.required).toEqual(['next']);
     expect(doc.paths['/v1/authorize'].post.requestBody?.content['application/json'].schema.required).toContain('kind');
     expect(doc.paths['/v1/authorize'].post.security).toEqual([{ bearer: [] }]);
