@@ -81,7 +81,7 @@ const LAYER_EXCEPTIONS = [
 }));
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '**/.fleet/**', 'specs/types/**', 'coverage/**'] },
+  { ignores: ['node_modules/**', '**/.fleet/**', 'specs/types/**', 'coverage/**', '.ci/cache/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -305,7 +305,7 @@ describe('an apply killed with SIGKILL half-way', () => {
     expectConverged(after);
 
     const plan = await runCli(['plan', '--format', 'json', '--stack', st.dir], { cwd: REPO });
-    expect((JSON.parse(plan.stdout) as PlanDocument).summary.noop).toBe(6);
+    expect((JSON.parse(plan.stdout) as { plan: PlanDocument }).plan.summary.noop).toBe(6);
   });
 });
 

@@ -26,7 +26,7 @@ describe('stacks/hybrid', () => {
   it('plans four VMs spread over virginia (aws) and eastus (azure), images translated per cloud', async () => {
     const r = await runCli(['plan', '--stack', HYBRID, '--format', 'json'], { env });
     expect(r.code, r.stderr).toBe(0);
-    const plan = JSON.parse(r.stdout) as { changes: { action: string; dataCenter: string; realImage?: string; image?: { real?: string } }[] };
+    const { plan } = JSON.parse(r.stdout) as { plan: { changes: { action: string; dataCenter: string; realImage?: string; image?: { real?: string } }[] } };
     expect(plan.changes.map((c) => c.action)).toEqual(['create', 'create', 'create', 'create']);
     expect(new Set(plan.changes.map((c) => c.dataCenter))).toEqual(new Set(['virginia', 'eastus']));
   });

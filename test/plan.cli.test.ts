@@ -46,7 +46,7 @@ describe('fleet plan', () => {
     { name: 'allow-destroy for every protected fleet: exit 0', args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache', '--allow-destroy', 'db'], code: 0 },
     { name: 'unknown --target is a diagnostic', args: ['--stack', stack('02-no-change'), '--target', 'nope'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at nope\n/ },
     { name: 'targeted plan', args: ['--stack', stack('05-scale-down'), '--target', 'legacy', '--format', 'json'], code: 0, stdout: /"fleets": \[\n {4}"legacy"\n {2}\]/ },
-    { name: 'markdown', args: ['--stack', stack('05-scale-down'), '--format', 'markdown'], code: 0, stdout: /^## Plan for stack `p05`/ },
+    { name: 'markdown', args: ['--stack', stack('05-scale-down'), '--format', 'markdown'], code: 0, stdout: /^<!-- fleet-plan stack=p05 -->\n## Plan for stack `p05`/ },
     { name: 'bad format', args: ['--stack', stack('02-no-change'), '--format', 'yaml'], code: 1, stderr: /yaml/ },
     { name: 'stack that does not load', args: ['--stack', join(FIXTURES, 'missing')], code: 1, stderr: /error\[spec\./ },
   ];
@@ -77,6 +77,9 @@ describe('fleet plan', () => {
 
   it('--refresh is recorded in the plan', async () => {
     const r = await runCli(['plan', '--stack', stack('02-no-change'), '--refresh', '--format', 'json'], { env });
-    expect(JSON.parse(r.stdout).options.refresh).toBe(true);
+    const out = JSON.parse(r.stdout);
+    expect(out.plan.options.refresh).toBe(true);
+    expect(out.refresh).toMatchObject({ checked: expect.any(Number), drift: [] });
+    expect(out.diagnostics).toEqual([]);
   });
 });

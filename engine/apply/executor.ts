@@ -23,6 +23,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../model/index.ts';
+import { planDigest } from '../plan/digest.ts';
 import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import type { RunLane, StepResult } from '../../protocol/index.ts';
@@ -91,10 +92,8 @@ export function defaultActor(): string {
   return `${user}@${hostname()}`;
 }
 
-/** Stable digest of what a plan will do (changes and basis), recorded with the applied plan. */
-export function planDigest(plan: PlanDocument): string {
-  return createHash('sha256').update(JSON.stringify({ basis: plan.basis, changes: plan.changes })).digest('hex').slice(0, 32);
-}
+/** Recorded with the applied plan; one function with the plan's pull-request comment, which shows it. */
+export { planDigest };
 
 /** A UUID derived from plan id and address, so a re-sent create proposes the same VM id. */
 export function proposedVmId(planId: string, address: string): string {

@@ -2,11 +2,24 @@
 // record. A difference that is one edge of the diagram is recorded as a
 // transition (outcome `drift`, with its history row); anything else is only
 // reported and noted in history, never written as if it were an edge.
+// `fleet refresh --check` (write: false) reports the same differences and
+// writes nothing: a one-edge difference is then `edge`, not `recorded`.
 import { FleetError } from '../diags/index.ts';
 import type { ActualVm } from '../../protocol/index.ts';
 import type { StackSession } from './session.ts';
 
-export type DriftKind = 'recorded' | 'not-an-edge' | 'missing' | 'unknown' | 'unreachable';
+/**
+ * | kind          | what                                                              |
+ * | ------------- | ----------------------------------------------------------------- |
+ * | recorded      | one diagram edge away; refresh recorded the transition            |
+ * | edge          | one diagram edge away; --check: refresh would record it           |
+ * | not-an-edge   | the cloud's state is not one edge from the record's; left as is   |
+ * | missing       | the record holds the VM, the data center does not                 |
+ * | unknown       | the data center runs a VM the record does not know                |
+ * | unreachable   | the data center's DMZ client did not answer (an error, not drift) |
+ */
+export type DriftKind = 'recorded' | 'edge' | 'not-an-edge' | 'missing' | 'unknown' | 'unreachable';
+export const DRIFT_KINDS: readonly DriftKind[] = ['recorded', 'edge', 'not-an-edge', 'missing', 'unknown', 'unreachable'];
 
 export interface DriftEntry {
   kind: DriftKind;
@@ -23,6 +36,7 @@ export interface RefreshResult {
   drift: DriftEntry[];
 }
 
+/** `write: false` (`fleet refresh --check`) reads the record and the data centers and writes nothing. */
 export async function refreshStack(session: StackSession, opts: { actor: string; write?: boolean }): Promise<RefreshResult> {
   const { stack, pack, record } = session;
   const lc = pack.lifecycle;
@@ -57,7 +71,11 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
         }
         if (a.observedState === vm.state) continue;
         if (lc.allows(vm.state, a.observedState)) {
-          drift.push({ kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded ${vm.state} -> ${a.observedState}` });
+          drift.push(
+            write
+              ? { kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded ${vm.state} -> ${a.observedState}` }
+              : { kind: 'edge', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `${dc.name} reports ${a.observedState}, one edge from ${vm.state}; \`fleet refresh\` would record it` },
+          );
           if (write) {
             await record.transitionVm(vm.id, vm.version, a.observedState, { actor: opts.actor, outcome: 'drift', detail: `refresh: ${dc.name} reports ${a.observedState}` });
           }

@@ -1,2 +1,3 @@
-export { main, buildProgram, DEFAULT_STACK } from './main.ts';
+export { main, buildProgram, DEFAULT_STACK, VERSION } from './main.ts';
 export * from './io.ts';
+export * from './options.ts';

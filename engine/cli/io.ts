@@ -11,15 +11,17 @@ export interface CliIO {
   stdin: Readable & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** Set by `--no-color`. */
+  noColor?: boolean;
 }
 
 export function processIO(): CliIO {
   return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, cwd: process.cwd() };
 }
 
-/** Colour only on a TTY, and never when NO_COLOR is set (https://no-color.org). */
+/** Colour only on a TTY, and never with --no-color or when NO_COLOR is set (https://no-color.org). */
 export function useColor(io: CliIO, stream: 'stdout' | 'stderr' = 'stdout'): boolean {
-  return Boolean(io[stream].isTTY) && !io.env.NO_COLOR;
+  return Boolean(io[stream].isTTY) && !io.env.NO_COLOR && !io.noColor;
 }
 
 export function printDiagnostics(io: CliIO, diags: Diagnostic[]): void {
@@ -28,22 +30,62 @@ export function printDiagnostics(io: CliIO, diags: Diagnostic[]): void {
 }
 
 /**
+ * How a command prints, chosen by `--format`:
+ *
+ * | output   | stdout                                        | diagnostics                          |
+ * | -------- | --------------------------------------------- | ------------------------------------ |
+ * | text     | the result for people                         | stderr, as text                      |
+ * | json     | one JSON document (`diagnostics` inside it)   | in the document; a failure prints `{ "diagnostics": [...] }` |
+ * | stream   | one JSON event per line (`fleet apply`)       | `{ "type": "diagnostic", ... }` events |
+ *
+ * The JSON forms put nothing else on stdout; their schemas are under
+ * specs/schema/ (`*-output.schema.json`, `apply-event.schema.json`).
+ */
+export type OutputMode = 'text' | 'json' | 'stream';
+
+/** A JSON document on stdout, as every `--format json` command prints its result. */
+export function writeJson(io: CliIO, doc: unknown): void {
+  io.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+}
+
+/** Diagnostics as `fleet apply --format json` events: one line each, `type: "diagnostic"`. */
+export function writeDiagnosticEvents(io: CliIO, diags: Diagnostic[]): void {
+  for (const d of sortDiagnostics([...diags])) io.stdout.write(`${JSON.stringify({ type: 'diagnostic', ...d, at: new Date().toISOString() })}\n`);
+}
+
+/** Prints diagnostics the way `mode` wants them (text: stderr; json: not at all, the command's document holds them; stream: events). */
+export function reportDiagnostics(io: CliIO, mode: OutputMode, diags: Diagnostic[]): void {
+  if (mode === 'text') printDiagnostics(io, diags);
+  else if (mode === 'stream') writeDiagnosticEvents(io, diags);
+}
+
+/**
  * Runs a command body and turns what it throws into diagnostics and an exit
  * code: a FleetError (bad input, outside fault) prints its diagnostics; any
  * other error is a bug, printed as cli.internal (with the stack only when
- * FLEET_DEBUG is set).
+ * FLEET_DEBUG is set). With a JSON mode the diagnostics go to stdout in that
+ * form (a failure document, or events), so a JSON reader always gets JSON.
  */
-export async function runCommand(io: CliIO, body: () => Promise<number>): Promise<number> {
+export async function runCommand(io: CliIO, body: () => Promise<number>, mode: OutputMode = 'text'): Promise<number> {
   try {
     return await body();
   } catch (err) {
+    let diags: Diagnostic[];
     if (err instanceof FleetError) {
-      printDiagnostics(io, err.diagnostics);
-      return 1;
+      diags = err.diagnostics;
+    } else {
+      const e = err instanceof Error ? err : new Error(String(err));
+      diags = [diag('cli.internal', e.message)];
+      if (io.env.FLEET_DEBUG) io.stderr.write(`${e.stack ?? ''}\n`);
     }
-    const e = err instanceof Error ? err : new Error(String(err));
-    printDiagnostics(io, [diag('cli.internal', e.message)]);
-    if (io.env.FLEET_DEBUG) io.stderr.write(`${e.stack ?? ''}\n`);
+    if (mode === 'json') writeJson(io, { diagnostics: sortDiagnostics([...diags]) });
+    else reportDiagnostics(io, mode, diags);
     return 1;
   }
+}
+
+/** The output mode of a command's `--format` value. */
+export function modeOf(format: string, streaming = false): OutputMode {
+  if (format !== 'json') return 'text';
+  return streaming ? 'stream' : 'json';
 }

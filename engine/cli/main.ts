@@ -1,23 +1,51 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { diag } from '../diags/index.ts';
-import { type CliIO, printDiagnostics, processIO } from './io.ts';
+import { diag, type Diagnostic } from '../diags/index.ts';
+import { type CliIO, printDiagnostics, processIO, writeDiagnosticEvents, writeJson } from './io.ts';
+import { applyEnv } from './options.ts';
 import { COMMANDS } from './commands/index.ts';
 
-export const DEFAULT_STACK = 'stacks/local';
+export { DEFAULT_STACK } from './options.ts';
+
+/** The package's version, from its package.json (one source for `fleet --version`, the docs and the tarball). */
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** Builds the program; each command module adds its own subcommand. */
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('fleet')
     .description('Declarative VM fleets across many data centers, provisioned through per-data-center DMZ clients.')
-    .version('0.1.0')
-    .showHelpAfterError()
+    .version(VERSION, '-V, --version', 'print the version of fleet')
+    .option('--no-color', 'no colour in the output (also when NO_COLOR is set, or the output is not a terminal)')
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
+      // Parse errors become cli.usage diagnostics in main(), in the form --format asks for.
+      outputError: () => {},
     })
-    .exitOverride();
+    .exitOverride()
+    .hook('preAction', (root, action) => {
+      if (root.opts().color === false) io.noColor = true;
+      applyEnv(action, io);
+    });
   for (const register of COMMANDS) register(program, io, setExit);
   return program;
+}
+
+/** `--format json` (or `--format=json`) among the arguments: a parse error is then printed as JSON too. */
+function formatAsked(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--format') return argv[i + 1];
+    if (argv[i].startsWith('--format=')) return argv[i].slice('--format='.length);
+  }
+  return undefined;
+}
+
+/** A commander parse error ("error: unknown option '--stak'\n(Did you mean --stack?)") as a diagnostic. */
+export function usageDiagnostic(err: CommanderError, argv: string[], program: Command): Diagnostic {
+  const message = err.message.replace(/^error: /, '').replace(/\n\((Did you mean [^)]*)\)/, ' ($1)').replace(/\s*\n\s*/g, ' ').trim();
+  const command = argv.slice(2).find((a) => !a.startsWith('-'));
+  const help = command && program.commands.some((c) => c.name() === command) ? `fleet ${command} --help` : 'fleet --help';
+  return diag('cli.usage', `${message.charAt(0).toUpperCase()}${message.slice(1)}${/[.?!]$/.test(message) ? '' : '.'} Run \`${help}\` for the usage.`);
 }
 
 /** Runs the CLI and returns the exit code (0 ok / no changes, 1 error, 2 changes with --detailed-exitcode). */
@@ -30,8 +58,16 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version end here with exit code 0.
-      return err.exitCode === 0 ? 0 : 1;
+      // --help and --version end here with exit code 0; `fleet` alone shows the help and exits 1.
+      if (['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code)) return err.exitCode;
+      const d = usageDiagnostic(err, argv, program);
+      if (formatAsked(argv) === 'json') {
+        if (argv.slice(2).find((a) => !a.startsWith('-')) === 'apply') writeDiagnosticEvents(io, [d]);
+        else writeJson(io, { diagnostics: [d] });
+      } else {
+        printDiagnostics(io, [d]);
+      }
+      return 1;
     }
     printDiagnostics(io, [diag('cli.internal', err instanceof Error ? err.message : String(err))]);
     return 1;

@@ -7,5 +7,6 @@ export { haversineKm } from './geo.ts';
 export { fleetPlacement, placeMember, resolveNear, staticExclusion, type FleetPlacement } from './placement.ts';
 export { basicCapacityLeft, noRulesPolicy, type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-port.ts';
 export { defaultPolicy } from './policy-default.ts';
+export { planDigest } from './digest.ts';
 export * from './render/index.ts';
 export { planStack, type PlanStackOptions, type PlanStackResult } from './run.ts';

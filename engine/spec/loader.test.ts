@@ -52,18 +52,18 @@ ${extra}`;
 
 const codes = (ds: readonly Diagnostic[]): string[] => ds.map((d) => d.code);
 
-describe('loadStack on stacks/local', () => {
+describe('loadStack on a copy of the example stack (test/fixtures/example-stack)', () => {
   it('loads the example stack with its three fleets and the default pack', async () => {
-    const r = await loadStack('stacks/local', { cwd: repo, env: {} });
+    const r = await loadStack('test/fixtures/example-stack', { cwd: repo, env: {} });
     expect(r.diagnostics).toEqual([]);
     expect(r.fleets.map((f) => f.name)).toEqual(['batch', 'build-farm', 'web']);
     expect(r.pack?.name).toBe('default');
     const s = r.stack!;
     expect(s.name).toBe('local');
-    expect(s.file).toBe(join(repo, 'stacks/local/stack.yaml'));
-    expect(s.dir).toBe(join(repo, 'stacks/local'));
-    expect(s.recordUrl).toBe(`pglite://${join(repo, 'stacks/local/.fleet/record')}`);
-    expect(s.stateDir).toBe(join(repo, 'stacks/local/.fleet'));
+    expect(s.file).toBe(join(repo, 'test/fixtures/example-stack/stack.yaml'));
+    expect(s.dir).toBe(join(repo, 'test/fixtures/example-stack'));
+    expect(s.recordUrl).toBe(`pglite://${join(repo, 'test/fixtures/example-stack/.fleet/record')}`);
+    expect(s.stateDir).toBe(join(repo, 'test/fixtures/example-stack/.fleet'));
     expect(s.packDir).toBe(join(repo, 'policies/default'));
     expect(s.site.name).toBe('charlotte');
     expect(s.dataCenters.map((d) => [d.name, d.hardware])).toEqual([
@@ -75,11 +75,11 @@ describe('loadStack on stacks/local', () => {
     const web = r.fleets.find((f) => f.name === 'web')!;
     expect(web).toMatchObject({ owner: 'team-payments', protect: true, encryptedDisk: true, state: 'Running' });
     expect(web.placement).toEqual({ dataCenters: ['miami', 'richmond'], strategy: 'spread', near: null });
-    expect(web.where).toEqual({ file: 'specs/examples/web.yaml', line: 3, col: 1 });
+    expect(web.where).toEqual({ file: 'test/fixtures/example-stack/specs/web.yaml', line: 3, col: 1 });
   });
 
   it('accepts the stack file itself as well as its folder', async () => {
-    const r = await loadStack('stacks/local/stack.yaml', { cwd: repo, env: {} });
+    const r = await loadStack('test/fixtures/example-stack/stack.yaml', { cwd: repo, env: {} });
     expect(r.diagnostics).toEqual([]);
     expect(r.fleets).toHaveLength(3);
   });
@@ -157,7 +157,7 @@ describe('record URL', () => {
 
 describe('freezing', () => {
   it('returns fleets and stack consumers cannot mutate', async () => {
-    const r = await loadStack('stacks/local', { cwd: repo, env: {} });
+    const r = await loadStack('test/fixtures/example-stack', { cwd: repo, env: {} });
     const web = r.fleets.find((f) => f.name === 'web')!;
     expect(() => {
       (web.size as { cpu: number }).cpu = 64;
@@ -188,7 +188,7 @@ describe('specHash and pointers', () => {
   });
 
   it('is the same for two fleets differing only in count, and pinned for the example web fleet', async () => {
-    const r = await loadStack('stacks/local', { cwd: repo, env: {} });
+    const r = await loadStack('test/fixtures/example-stack', { cwd: repo, env: {} });
     // Changing this value means every existing VM looks changed to the planner: only on purpose.
     expect(r.fleets.find((f) => f.name === 'web')!.specHash).toBe('7ff64bb0f2964cf2');
   });

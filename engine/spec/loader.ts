@@ -243,7 +243,7 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
       out.push(
         diag(
           'spec.sim-ignored',
-          `Data center ${showValue(dc.name)} is reached at ${showValue(dc.address)}, so its sim settings have no effect.`,
+          `Data center ${showValue(dc.name)} is reached at ${showValue(dc.address)}: plan and apply start no simulator for it, so its sim settings are used only by \`fleet serve dmz-client --data-center ${dc.name}\` with the sim driver, wherever that runs.`,
           keyWhere(src, ['spec', 'dataCenters', i, 'sim']),
         ),
       );

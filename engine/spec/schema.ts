@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { diag, type Diagnostic } from '../diags/index.ts';
+import { suggest } from '../diags/suggest.ts';
 import { keyWhere, ownerWhere, valueWhere, type Path, type SourceDoc } from './yaml.ts';
 
 export type DocKind = 'Fleet' | 'Stack' | 'DmzClient';
@@ -89,29 +90,6 @@ const TYPE_NAMES: Record<string, string> = {
 function typeNames(t: unknown): string {
   const list = Array.isArray(t) ? t : String(t).split(',');
   return list.map((x) => TYPE_NAMES[x] ?? x).join(' or ');
-}
-
-/** Closest allowed key by edit distance, when it is close enough to be a likely typo. */
-function suggest(key: string, allowed: string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const a of allowed) {
-    const d = editDistance(key.toLowerCase(), a.toLowerCase());
-    if (d < bestD) [best, bestD] = [a, d];
-  }
-  return best !== undefined && bestD <= Math.max(1, Math.floor(key.length / 3)) ? best : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
 }
 
 /**

@@ -5,12 +5,13 @@ import { Option, type Command } from 'commander';
 import { FleetError, diag, type Diagnostic } from '../../diags/index.ts';
 import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.ts';
 import { asPlanDocument, checkPlanDocument, planStack, renderText, type PlanDocument } from '../../plan/index.ts';
-import { type CliIO, printDiagnostics, runCommand, useColor } from '../io.ts';
-import { DEFAULT_STACK } from '../main.ts';
+import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
+import { loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 
 interface ApplyCliOptions {
   stack: string;
+  recordUrl?: string;
   yes?: boolean;
   parallelism?: string;
   format: 'text' | 'json';
@@ -32,16 +33,17 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     .command('apply')
     .description('Carry out a plan through the DMZ client of each data center.')
     .argument('[planfile]', 'a plan saved with `fleet plan --out FILE` (applied exactly, no prompt)')
-    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .addOption(stackOption())
+    .addOption(recordUrlOption())
     .option('--yes', 'apply a fresh plan without asking (needed without a terminal)')
-    .option('--parallelism <n>', 'VM operations at once per data center (default: stack apply.parallelism, else 10)')
-    .option('--lock-timeout <seconds>', 'wait this long for fleet locks held by another apply (default: stack apply.lockTimeoutSeconds, else 0)')
-    .addOption(new Option('--format <format>', 'output: text, or json (one event per line)').choices(['text', 'json']).default('text'))
+    .addOption(parallelismOption())
+    .addOption(lockTimeoutOption())
+    .addOption(new Option('--format <format>', 'output: text, or json (one event per line on stdout, diagnostics as events)').choices(['text', 'json']).default('text'))
     .option('--target <fleet>', 'fresh plan: only this fleet (repeatable)', collect, [])
     .option('--exclude <fleet>', 'fresh plan: leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
     .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
-      setExit(await runCommand(io, () => runApply(io, planfile, opts)));
+      setExit(await runCommand(io, () => runApply(io, planfile, opts), modeOf(opts.format, true)));
     });
 };
 
@@ -149,9 +151,11 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
   const lockTimeout = nonNegative(opts.lockTimeout, '--lock-timeout');
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
   const json = opts.format === 'json';
-  const session = await openSession(opts.stack, { cwd: io.cwd, env: io.env, ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}) });
+  const mode = modeOf(opts.format, true);
+  const env = loaderEnv(io, opts);
+  const session = await openSession(opts.stack, { cwd: io.cwd, env, ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}) });
   try {
-    printDiagnostics(io, session.warnings);
+    reportDiagnostics(io, mode, session.warnings);
     let plan: PlanDocument;
     if (saved) {
       if (saved.stack !== session.stack.name) {
@@ -163,7 +167,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       plan = (
         await planStack(opts.stack, {
           cwd: io.cwd,
-          env: io.env,
+          env,
           record: session.record,
           loaded: { stack: session.stack, pack: session.pack, fleets: [...session.fleets], diagnostics: session.warnings },
           targets: opts.target,
@@ -171,7 +175,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
           allowDestroy: opts.allowDestroy,
         })
       ).plan;
-      if (json) io.stdout.write(`${JSON.stringify({ type: 'plan', planId: plan.id, summary: plan.summary, blocked: plan.blocked })}\n`);
+      if (json) io.stdout.write(`${JSON.stringify({ type: 'plan', planId: plan.id, summary: plan.summary, blocked: plan.blocked, at: new Date().toISOString() })}\n`);
       else io.stdout.write(renderText(plan, { color: useColor(io) }));
     }
     const changes = plan.changes.filter((c) => c.action !== 'noop').length;
@@ -185,8 +189,8 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       }
       if (!(await confirm(io))) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
     }
-    const mode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
-    const progress = createProgress(mode, json ? io.stdout : io.stderr);
+    const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
+    const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
     const interrupt = onInterrupt(io);
     let result: ApplyResult;
     try {
@@ -215,7 +219,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         `\nApply ${outcome}: ${result.succeeded} VM${result.succeeded === 1 ? '' : 's'} changed, ${failures.length} failed${left}, ${result.steps} steps in ${secs}s.\n`,
       );
     }
-    printDiagnostics(io, failures);
+    reportDiagnostics(io, mode, failures);
     if (result.notStarted > 0) {
       io.stderr.write(`Run \`fleet apply\` again to carry out the ${result.notStarted} change${result.notStarted === 1 ? '' : 's'} not started.\n`);
       return INTERRUPTED_EXIT;

@@ -1,5 +1,6 @@
 import type { RegisterCommand } from './types.ts';
 import { registerApply } from './apply.ts';
+import { registerCompletion } from './completion.ts';
 import { registerPlan } from './plan.ts';
 import { registerRefresh } from './refresh.ts';
 import { registerHistory } from './history.ts';
@@ -10,4 +11,4 @@ import { registerUnlock } from './unlock.ts';
 import { registerValidate } from './validate.ts';
 
 // Each command lives in its own module; add it here in the order `fleet --help` lists them.
-export const COMMANDS: RegisterCommand[] = [registerValidate, registerPlan, registerApply, registerRefresh, registerState, registerHistory, registerPolicy, registerUnlock, registerServe];
+export const COMMANDS: RegisterCommand[] = [registerValidate, registerPlan, registerApply, registerRefresh, registerState, registerHistory, registerPolicy, registerUnlock, registerServe, registerCompletion];

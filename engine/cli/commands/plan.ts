@@ -1,15 +1,17 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { Option, type Command } from 'commander';
-import { FleetError, diag } from '../../diags/index.ts';
+import type { Command } from 'commander';
+import { FleetError, diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import type { RefreshResult } from '../../apply/index.ts';
 import { PLAN_FORMATS, planStack, type PlanStackOptions, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
-import { type CliIO, printDiagnostics, runCommand, useColor } from '../io.ts';
-import { DEFAULT_STACK } from '../main.ts';
+import { type CliIO, modeOf, printDiagnostics, runCommand, useColor } from '../io.ts';
+import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
 import type { RegisterCommand } from './types.ts';
 
 interface PlanCliOptions {
   stack: string;
+  recordUrl?: string;
   out?: string;
   format: PlanFormat;
   detailedExitcode?: boolean;
@@ -23,18 +25,29 @@ interface PlanCliOptions {
 async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackOptions) {
   // Loaded only here: it brings the HTTP services of the embedded data centers along.
   const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
-  const session = await openSession(stackDir, { cwd: io.cwd, env: io.env });
+  const session = await openSession(stackDir, { cwd: io.cwd, env: planOpts.env ?? io.env });
   try {
-    const { checked, drift } = await refreshStack(session, { actor: defaultActor() });
+    const refresh = await refreshStack(session, { actor: defaultActor() });
+    const { checked, drift } = refresh;
     for (const d of drift) io.stderr.write(`refresh: ${d.kind} ${d.dataCenter} ${d.address}: ${d.detail}\n`);
     io.stderr.write(`refresh: ${checked} VMs checked, ${drift.length} differences.\n`);
     if (drift.some((d) => d.kind === 'unreachable')) {
       throw new FleetError(diag('plan.refresh-failed', `could not refresh from ${drift.filter((d) => d.kind === 'unreachable').map((d) => d.dataCenter).join(', ')}; plan without --refresh, or bring the DMZ clients back.`));
     }
-    return await planStack(stackDir, { ...planOpts, record: session.record });
+    return { ...(await planStack(stackDir, { ...planOpts, record: session.record })), refresh };
   } finally {
     await session.close();
   }
+}
+
+/**
+ * `--format json`: `{ "plan": <plan document>, "refresh"?: …, "diagnostics": [...] }`
+ * (specs/schema/plan-output.schema.json). The plan's JSON is rendered once and
+ * spliced in as it is (on a big stack it is tens of MB).
+ */
+function jsonEnvelope(planJson: Buffer, diagnostics: Diagnostic[], refresh: RefreshResult | undefined): Buffer[] {
+  const tail = `${refresh ? `,\n"refresh": ${JSON.stringify(refresh)}` : ''},\n"diagnostics": ${JSON.stringify(sortDiagnostics([...diagnostics]), null, 2)}\n}\n`;
+  return [Buffer.from('{\n"plan": '), planJson.subarray(0, planJson.length - 1), Buffer.from(tail)];
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -52,28 +65,35 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
   program
     .command('plan')
     .description('Diff the fleet specs against the record and show the changes apply would make.')
-    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .addOption(stackOption())
+    .addOption(recordUrlOption())
     .option('--out <file>', 'also write the plan document (JSON) to FILE, for `fleet apply FILE`')
-    .addOption(new Option('--format <format>', 'output format').choices([...PLAN_FORMATS]).default('text'))
+    .addOption(formatOption(PLAN_FORMATS))
     .option('--detailed-exitcode', 'exit 2 when the plan has changes (0: none, 1: error or blocked)')
     .option('--target <fleet>', 'plan only this fleet (repeatable)', collect, [])
     .option('--exclude <fleet>', 'leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
     .option('--refresh', 'first ask every data center for its VMs\' actual state and record what is one diagram edge away (as `fleet refresh`)')
     .action(async (opts: PlanCliOptions) => {
+      const mode = modeOf(opts.format);
       setExit(
         await runCommand(io, async () => {
           baselineWasmOnly();
           const planOpts = {
             cwd: io.cwd,
-            env: io.env,
+            env: loaderEnv(io, opts),
             targets: opts.target,
             excludes: opts.exclude,
             allowDestroy: opts.allowDestroy,
             refresh: Boolean(opts.refresh),
           };
-          const { plan, diagnostics, timings } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : await planStack(opts.stack, planOpts);
-          printDiagnostics(io, diagnostics);
+          const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
+          const all = [...diagnostics];
+          if (plan.blocked) {
+            const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
+            all.push(diag('plan.blocked', `${n} mandatory policy violation${n === 1 ? '' : 's'}; see the plan's policy section. Nothing can be applied until they are resolved.`, { address: plan.stack }));
+          }
+          if (mode === 'text') printDiagnostics(io, diagnostics);
           const renderStart = performance.now();
           // Rendered and UTF-8 encoded once when both --out and --format json
           // want it: on a big stack it is tens of MB, and a string would be
@@ -87,20 +107,20 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
               throw new FleetError(diag('plan.out-failed', `could not write ${opts.out}: ${err instanceof Error ? err.message : String(err)}.`));
             }
           }
-          io.stdout.write(opts.format === 'json' ? json! : renderPlan(plan, opts.format, { color: useColor(io) }));
+          if (mode === 'json') for (const chunk of jsonEnvelope(json!, all, refresh)) io.stdout.write(chunk);
+          else io.stdout.write(renderPlan(plan, opts.format, { color: useColor(io), ...(opts.out !== undefined ? { planFile: opts.out } : {}) }));
           if (io.env.FLEET_DEBUG) {
             const t = { ...timings, render: performance.now() - renderStart };
             io.stderr.write(`plan timings (ms): ${Object.entries(t).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}\n`);
           }
           if (plan.blocked) {
-            const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
-            printDiagnostics(io, [diag('plan.blocked', `${n} mandatory policy violation${n === 1 ? '' : 's'}; see the plan's policy section. Nothing can be applied until they are resolved.`, { address: plan.stack })]);
+            if (mode === 'text') printDiagnostics(io, all.slice(diagnostics.length));
             return 1;
           }
           const s = plan.summary;
           const changes = s.create + s.transition + s.update + s.replace + s.delete;
           return opts.detailedExitcode && changes > 0 ? 2 : 0;
-        }),
+        }, mode),
       );
     });
 };

@@ -1,34 +1,70 @@
-import { Option, type Command } from 'commander';
-import { printDiagnostics, runCommand } from '../io.ts';
-import { DEFAULT_STACK } from '../main.ts';
+import type { Command } from 'commander';
+import { diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
+import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 
-/** `fleet refresh`: ask every DMZ client for its VMs' actual state and report drift. Exit 0 (drift is a report, not an error) unless a data center is unreachable. */
+interface RefreshCliOptions {
+  stack: string;
+  recordUrl?: string;
+  format: string;
+  check?: boolean;
+  detailedExitcode?: boolean;
+}
+
+/**
+ * `fleet refresh`: ask every DMZ client for its VMs' actual state, record
+ * what is one diagram edge away and report the rest as drift.
+ * `fleet refresh --check` writes nothing (a scheduled drift check).
+ *
+ * | exit | when                                                                 |
+ * | ---- | -------------------------------------------------------------------- |
+ * | 0    | done (drift is a report, not an error); with --detailed-exitcode: no drift |
+ * | 1    | an error: invalid stack, record or a data center unreachable          |
+ * | 2    | drift found, with --detailed-exitcode                                |
+ */
 export const registerRefresh: RegisterCommand = (program: Command, io, setExit) => {
   program
     .command('refresh')
     .description("Ask every data center for its VMs' actual state, record what is one diagram edge away and report the rest as drift.")
-    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
-    .action(async (opts: { stack: string; format: 'text' | 'json' }) => {
+    .addOption(stackOption())
+    .addOption(recordUrlOption())
+    .option('--check', 'report the drift only: write nothing to the record (for a scheduled drift check)')
+    .option('--detailed-exitcode', 'exit 2 when there is drift (0: none, 1: error)')
+    .addOption(formatOption())
+    .action(async (opts: RefreshCliOptions) => {
+      const mode = modeOf(opts.format);
       setExit(
-        await runCommand(io, async () => {
-          const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
-          const session = await openSession(opts.stack, { cwd: io.cwd, env: io.env });
-          try {
-            printDiagnostics(io, session.warnings);
-            const result = await refreshStack(session, { actor: defaultActor() });
-            if (opts.format === 'json') {
-              io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-            } else {
-              for (const d of result.drift) io.stdout.write(`${d.kind.padEnd(12)} ${d.dataCenter.padEnd(10)} ${d.address.padEnd(16)} ${d.detail}\n`);
-              io.stdout.write(`Refresh: ${result.checked} VMs checked, ${result.drift.length} differences.\n`);
+        await runCommand(
+          io,
+          async () => {
+            const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
+            const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
+            try {
+              const check = Boolean(opts.check);
+              const result = await refreshStack(session, { actor: defaultActor(), write: !check });
+              const unreachable: Diagnostic[] = result.drift
+                .filter((d) => d.kind === 'unreachable')
+                .map((d) => diag('apply.dmz-unreachable', `refresh could not list the VMs of data center ${d.dataCenter}: ${d.detail}`, { address: d.dataCenter }));
+              const drift = result.drift.filter((d) => d.kind !== 'unreachable');
+              const diagnostics = sortDiagnostics([...session.warnings, ...unreachable]);
+              if (mode === 'json') {
+                writeJson(io, { stack: session.stack.name, check, checked: result.checked, drift, diagnostics });
+              } else {
+                printDiagnostics(io, diagnostics);
+                for (const d of drift) io.stdout.write(`${d.kind.padEnd(12)} ${d.dataCenter.padEnd(10)} ${d.address.padEnd(16)} ${d.detail}\n`);
+                const what = check ? 'Drift check' : 'Refresh';
+                const written = check ? ' (nothing written to the record)' : '';
+                io.stdout.write(`${what}: ${result.checked} VMs checked, ${drift.length} difference${drift.length === 1 ? '' : 's'}${written}.\n`);
+              }
+              if (unreachable.length) return 1;
+              return opts.detailedExitcode && drift.length > 0 ? 2 : 0;
+            } finally {
+              await session.close();
             }
-            return result.drift.some((d) => d.kind === 'unreachable') ? 1 : 0;
-          } finally {
-            await session.close();
-          }
-        }),
+          },
+          mode,
+        ),
       );
     });
 };

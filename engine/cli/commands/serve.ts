@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { runCommand } from '../io.ts';
-import { DEFAULT_STACK } from '../main.ts';
+import { loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { ServeDmzClientOptions, ServeOrchestratorOptions } from './serve-run.ts';
 import type { RegisterCommand } from './types.ts';
 
@@ -15,11 +15,13 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
   serveCmd
     .command('orchestrator')
     .description('Run the authority for a stack. Tokens of the data centers\' DMZ clients come from FLEET_DMZ_TOKEN_<DC>; the disk-key secret from FLEET_AUTHORITY_SECRET or <stack>/.fleet/authority.secret.')
-    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .addOption(stackOption())
+    .addOption(recordUrlOption())
     .option('--port <n>', 'port to listen on (0: any free port)', '7400')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .action(async (opts: ServeOrchestratorOptions) => {
-      setExit(await runCommand(io, async () => (await load()).serve(io, 'authority', async () => (await load()).serveOrchestrator(io, opts))));
+    .action(async (opts: ServeOrchestratorOptions & { recordUrl?: string }) => {
+      const withRecord = { ...io, env: loaderEnv(io, opts) };
+      setExit(await runCommand(io, async () => (await load()).serve(io, 'authority', async () => (await load()).serveOrchestrator(withRecord, opts))));
     });
   serveCmd
     .command('dmz-client')
@@ -28,7 +30,7 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
     .option('--driver <driver>', 'cloud driver: sim, aws or azure (must match the data center\'s driver in stack.yaml)', 'sim')
     .option('--config <file>', 'DMZ client config (a DmzClient document: the driver\'s region, network, endpoint); required by aws and azure')
     .requiredOption('--authority <url>', 'base URL of the authority')
-    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .addOption(stackOption())
     .option('--port <n>', 'port to listen on (0: any free port)', '7401')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--state-dir <dir>', 'state folder (default <stack>/.fleet/sim/<dc>)')

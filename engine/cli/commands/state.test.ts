@@ -87,7 +87,7 @@ afterAll(async () => {
 });
 
 describe('fleet state list', () => {
-  it('lists live VMs and held locks (default stack stacks/local)', async () => {
+  it('lists live VMs and held locks (the default --stack under the working folder)', async () => {
     const r = await runCli(['state', 'list'], { cwd: root });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

@@ -1,25 +1,30 @@
-import { Option, type Command } from 'commander';
-import { FleetError, fail, type Diagnostic } from '../../diags/index.ts';
+import type { Command } from 'commander';
+import { FleetError, fail, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { openRecord, type HistoryRow, type SqlRecord, type VmRow } from '../../record/index.ts';
 import { loadStack } from '../../spec/index.ts';
-import { runCommand, type CliIO } from '../io.ts';
-import { DEFAULT_STACK } from '../main.ts';
+import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO, type OutputMode } from '../io.ts';
+import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 
+/** The options every record-reading command takes. */
+export interface RecordCliOptions {
+  stack: string;
+  recordUrl?: string;
+  format: string;
+}
+
 /**
- * Opens the record of the stack in `stackDir` (resolved against io.cwd;
- * FLEET_RECORD_URL overrides the file), runs `fn`, and closes it. Only the
- * stack file must be valid: reading the record does not need valid fleet specs.
+ * Opens the record of the stack in `opts.stack` (resolved against io.cwd;
+ * --record-url / FLEET_RECORD_URL overrides the file), runs `fn`, and closes
+ * it. Only the stack file must be valid: reading the record does not need
+ * valid fleet specs, so the loader's diagnostics about the specs and pack
+ * are not shown here (`fleet validate` shows them).
  */
-export async function withStackRecord<T>(
-  io: CliIO,
-  stackDir: string,
-  fn: (record: SqlRecord, stack: string) => Promise<T>,
-): Promise<T> {
-  const loaded = await loadStack(stackDir, { cwd: io.cwd, env: io.env });
+export async function withStackRecord<T>(io: CliIO, opts: RecordCliOptions, fn: (record: SqlRecord, stack: string) => Promise<T>): Promise<T> {
+  const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
   if (!loaded.stack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
-    if (errors.length === 0) throw new Error(`bug: loadStack gave no stack and no error for ${stackDir}`);
+    if (errors.length === 0) throw new Error(`bug: loadStack gave no stack and no error for ${opts.stack}`);
     throw new FleetError(errors);
   }
   const record = await openRecord(loaded.stack.recordUrl);
@@ -30,14 +35,22 @@ export async function withStackRecord<T>(
   }
 }
 
+/** Prints a record command's result: `doc` (plus `diagnostics: []`) in JSON mode, else `text()`. */
+export function printResult(io: CliIO, mode: OutputMode, doc: Record<string, unknown>, text: () => string, diagnostics: Diagnostic[] = []): void {
+  if (mode === 'json') {
+    writeJson(io, { ...doc, diagnostics: sortDiagnostics([...diagnostics]) });
+    return;
+  }
+  printDiagnostics(io, diagnostics);
+  io.stdout.write(text());
+}
+
 /** Simple aligned columns for text tables. */
 export function table(rows: string[][]): string {
   if (rows.length === 0) return '';
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n') + '\n';
 }
-
-export const formatOption = () => new Option('--format <format>', 'output format').choices(['text', 'json']).default('text');
 
 function vmTable(vms: VmRow[]): string {
   return table([
@@ -80,39 +93,35 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
   state
     .command('list')
     .description('List the live VMs of the stack (and the fleet locks held).')
-    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .addOption(stackOption())
+    .addOption(recordUrlOption())
     .option('--fleet <name...>', 'only these fleets')
     .addOption(formatOption())
-    .action(async (opts: { stack: string; fleet?: string[]; format: 'text' | 'json' }) => {
+    .action(async (opts: RecordCliOptions & { fleet?: string[] }) => {
+      const mode = modeOf(opts.format);
       setExit(
-        await runCommand(io, () =>
-          withStackRecord(io, opts.stack, async (record, stack) => {
-            const scope = opts.fleet ? { fleets: opts.fleet } : {};
-            const [vms, fleets, locks] = await Promise.all([
-              record.listVms(stack, scope),
-              record.listFleets(stack, opts.fleet),
-              record.listLocks(stack),
-            ]);
-            if (opts.format === 'json') {
-              io.stdout.write(`${JSON.stringify({ stack, record: record.description, vms, fleets, locks }, null, 2)}\n`);
+        await runCommand(
+          io,
+          () =>
+            withStackRecord(io, opts, async (record, stack) => {
+              const scope = opts.fleet ? { fleets: opts.fleet } : {};
+              const [vms, fleets, locks] = await Promise.all([record.listVms(stack, scope), record.listFleets(stack, opts.fleet), record.listLocks(stack)]);
+              printResult(io, mode, { stack, record: record.description, vms, fleets, locks }, () => {
+                const inFleets = new Set(vms.map((v) => v.fleet)).size;
+                let out = vms.length ? `${vmTable(vms)}\n` : '';
+                out += `${vms.length} VM${vms.length === 1 ? '' : 's'} in ${inFleets} fleet${inFleets === 1 ? '' : 's'} of stack ${stack} (record ${record.description}).\n`;
+                if (locks.length) {
+                  out += '\nLocks:\n';
+                  out += table([
+                    ['FLEET', 'LOCK ID', 'HOLDER', 'PLAN', 'SINCE', 'LEASE UNTIL'],
+                    ...locks.map((l) => [l.fleet, l.lockId, `${l.who}@${l.host} pid ${l.pid}`, l.planId ?? '-', l.since, l.expiresAt]),
+                  ]);
+                }
+                return out;
+              });
               return 0;
-            }
-            if (vms.length) io.stdout.write(vmTable(vms));
-            const inFleets = new Set(vms.map((v) => v.fleet)).size;
-            io.stdout.write(
-              `${vms.length ? '\n' : ''}${vms.length} VM${vms.length === 1 ? '' : 's'} in ${inFleets} fleet${inFleets === 1 ? '' : 's'} of stack ${stack} (record ${record.description}).\n`,
-            );
-            if (locks.length) {
-              io.stdout.write('\nLocks:\n');
-              io.stdout.write(
-                table([
-                  ['FLEET', 'LOCK ID', 'HOLDER', 'PLAN', 'SINCE', 'LEASE UNTIL'],
-                  ...locks.map((l) => [l.fleet, l.lockId, `${l.who}@${l.host} pid ${l.pid}`, l.planId ?? '-', l.since, l.expiresAt]),
-                ]),
-              );
-            }
-            return 0;
-          }),
+            }),
+          mode,
         ),
       );
     });
@@ -121,28 +130,25 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
     .command('show')
     .description('Show one VM of the record and its recent history.')
     .argument('<address>', 'VM address, <fleet>/<index>')
-    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .addOption(stackOption())
+    .addOption(recordUrlOption())
     .addOption(formatOption())
-    .action(async (address: string, opts: { stack: string; format: 'text' | 'json' }) => {
+    .action(async (address: string, opts: RecordCliOptions) => {
+      const mode = modeOf(opts.format);
       setExit(
-        await runCommand(io, () =>
-          withStackRecord(io, opts.stack, async (record, stack) => {
-            const vm = await record.findVm(stack, address);
-            if (!vm) {
-              fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.`, { address });
-            }
-            const history = (await record.history(stack, address, { limit: 10 })).filter((h) => h.vmId === vm.id);
-            if (opts.format === 'json') {
-              io.stdout.write(`${JSON.stringify({ stack, vm, history }, null, 2)}\n`);
+        await runCommand(
+          io,
+          () =>
+            withStackRecord(io, opts, async (record, stack) => {
+              const vm = await record.findVm(stack, address);
+              if (!vm) {
+                fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.`, { address });
+              }
+              const history = (await record.history(stack, address, { limit: 10 })).filter((h) => h.vmId === vm.id);
+              printResult(io, mode, { stack, vm, history }, () => showVm(vm) + (history.length ? `\nRecent history:\n${historyTable(history)}` : ''));
               return 0;
-            }
-            io.stdout.write(showVm(vm));
-            if (history.length) {
-              io.stdout.write('\nRecent history:\n');
-              io.stdout.write(historyTable(history));
-            }
-            return 0;
-          }),
+            }),
+          mode,
         ),
       );
     });

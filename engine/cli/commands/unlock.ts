@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { fail } from '../../diags/index.ts';
-import { runCommand } from '../io.ts';
-import { DEFAULT_STACK } from '../main.ts';
-import { formatOption, withStackRecord } from './state.ts';
+import { modeOf, runCommand } from '../io.ts';
+import { formatOption, recordUrlOption, stackOption } from '../options.ts';
+import { printResult, withStackRecord, type RecordCliOptions } from './state.ts';
 import type { RegisterCommand } from './types.ts';
 
 /**
@@ -16,12 +16,14 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
     .command('unlock')
     .description('Release a fleet lock by its id (from the lock-held error), when the apply holding it is gone.')
     .argument('<lockId>', 'lock id')
-    .option('--stack <dir>', 'stack folder (holding stack.yaml)', DEFAULT_STACK)
+    .addOption(stackOption())
+    .addOption(recordUrlOption())
     .addOption(formatOption())
-    .action(async (lockId: string, opts: { stack: string; format: 'text' | 'json' }) => {
+    .action(async (lockId: string, opts: RecordCliOptions) => {
+      const mode = modeOf(opts.format);
       setExit(
         await runCommand(io, () =>
-          withStackRecord(io, opts.stack, async (record) => {
+          withStackRecord(io, opts, async (record) => {
             const locks = await record.findLock(lockId);
             const released = locks.length > 0 && (await record.forceUnlock(lockId));
             if (!released) {
@@ -29,18 +31,18 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
                 address: lockId,
               });
             }
-            if (opts.format === 'json') {
-              io.stdout.write(`${JSON.stringify({ released: true, lockId, locks }, null, 2)}\n`);
-              return 0;
-            }
             const l = locks[0];
             const fleets = locks.map((x) => x.fleet).join(', ');
-            io.stdout.write(
-              `Released lock ${lockId} on fleet${locks.length > 1 ? 's' : ''} ${fleets} of stack ${l.stack}, held by ${l.who}@${l.host} pid ${l.pid}${l.planId ? ` for plan ${l.planId}` : ''} since ${l.since}.\n`,
+            printResult(
+              io,
+              mode,
+              { released: true, lockId, locks },
+              () =>
+                `Released lock ${lockId} on fleet${locks.length > 1 ? 's' : ''} ${fleets} of stack ${l.stack}, held by ${l.who}@${l.host} pid ${l.pid}${l.planId ? ` for plan ${l.planId}` : ''} since ${l.since}.\n`,
             );
             return 0;
           }),
-        ),
+        mode),
       );
     });
 };

@@ -7,15 +7,36 @@ const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const golden = fileURLToPath(new URL('../../../test/fixtures/spec/validate-text.golden', import.meta.url));
 
 describe('fleet validate', () => {
-  it('accepts the example stack (default --stack) with a one-line summary', async () => {
-    const r = await runCli(['validate'], { cwd: repo, env: { FLEET_RECORD_URL: '' } });
-    expect(r).toEqual({ code: 0, stdout: 'stacks/local: 3 fleets, 2 data centers, policy pack default@1.0.0: valid\n', stderr: '' });
+  // The example stack's copy (test/fixtures/example-stack): editing stacks/local or specs/examples never changes these tests.
+  const example = 'test/fixtures/example-stack';
+
+  it('accepts the example stack with a one-line summary', async () => {
+    const r = await runCli(['validate', '--stack', example], { cwd: repo, env: { FLEET_RECORD_URL: '' } });
+    expect(r).toEqual({ code: 0, stdout: `${example}: 3 fleets, 2 data centers, policy pack default@1.0.0: valid\n`, stderr: '' });
   });
 
-  it('prints { valid, diagnostics } as JSON', async () => {
-    const r = await runCli(['validate', '--stack', 'stacks/local', '--format', 'json'], { cwd: repo });
+  it('takes --stack from FLEET_STACK, and defaults to stacks/local under the working folder', async () => {
+    const fromEnv = await runCli(['validate'], { cwd: repo, env: { FLEET_STACK: example, FLEET_RECORD_URL: '' } });
+    expect(fromEnv).toEqual({ code: 0, stdout: `${example}: 3 fleets, 2 data centers, policy pack default@1.0.0: valid\n`, stderr: '' });
+    const flagWins = await runCli(['validate', '--stack', 'no/such'], { cwd: repo, env: { FLEET_STACK: example } });
+    expect(flagWins.stderr).toContain('at no/such/stack.yaml');
+    const byDefault = await runCli(['validate'], { cwd: `${repo}test`, env: { FLEET_STACK: '' } });
+    expect(byDefault.code).toBe(1);
+    expect(byDefault.stderr).toContain('error[spec.stack-not-found]: Stack file not found\n  at stacks/local/stack.yaml\n');
+  });
+
+  it('prints { valid, stack, fleets, dataCenters, policyPack, diagnostics } as JSON', async () => {
+    const r = await runCli(['validate', '--stack', example, '--format', 'json'], { cwd: repo });
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ valid: true, diagnostics: [] });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({
+      valid: true,
+      stack: 'local',
+      fleets: ['batch', 'build-farm', 'web'],
+      dataCenters: ['miami', 'richmond'],
+      policyPack: 'default@1.0.0',
+      diagnostics: [],
+    });
   });
 
   it('exits 1 and prints every diagnostic of an invalid stack (golden)', async () => {
@@ -53,7 +74,7 @@ describe('fleet validate', () => {
   it('exits 0 with warnings, printing them and counting them in the summary', async () => {
     const r = await runCli(['validate', '--stack', 'test/fixtures/spec/40-sim-ignored-warning'], { cwd: repo });
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain('warning[spec.sim-ignored]: Simulator settings ignored\n  at test/fixtures/spec/40-sim-ignored-warning/stack.yaml:20:7\n');
+    expect(r.stderr).toContain('warning[spec.sim-ignored]: Simulator settings apply only to a served DMZ client\n  at test/fixtures/spec/40-sim-ignored-warning/stack.yaml:20:7\n');
     expect(r.stdout).toBe('test/fixtures/spec/40-sim-ignored-warning: 1 fleet, 2 data centers, policy pack default@1.0.0: valid (1 warning)\n');
     const json = await runCli(['validate', '--stack', 'test/fixtures/spec/40-sim-ignored-warning', '--format', 'json'], { cwd: repo });
     expect(json.code).toBe(0);
@@ -61,9 +82,9 @@ describe('fleet validate', () => {
   });
 
   it('resolves --stack against the working folder', async () => {
-    const r = await runCli(['validate', '--stack', 'local'], { cwd: `${repo}stacks` });
+    const r = await runCli(['validate', '--stack', 'example-stack'], { cwd: `${repo}test/fixtures` });
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe('local: 3 fleets, 2 data centers, policy pack default@1.0.0: valid\n');
+    expect(r.stdout).toBe('example-stack: 3 fleets, 2 data centers, policy pack default@1.0.0: valid\n');
   });
 
   it('reports a missing stack without a stack trace', async () => {
@@ -77,5 +98,12 @@ describe('fleet validate', () => {
     const r = await runCli(['validate', '--format', 'yaml'], { cwd: repo });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('error[cli.usage]');
+  });
+
+  it('prints a failure as { diagnostics } on stdout with --format json, nothing on stderr', async () => {
+    const r = await runCli(['validate', '--stack', 'no/such/stack', '--format', 'json'], { cwd: repo });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toMatchObject({ valid: false, diagnostics: [{ code: 'spec.stack-not-found', file: 'no/such/stack/stack.yaml' }] });
   });
 });

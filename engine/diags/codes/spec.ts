@@ -134,8 +134,8 @@ export const specCodes = defineCodes({
     severity: 'error',
   },
   'spec.sim-ignored': {
-    summary: 'Simulator settings ignored',
-    doc: 'A data center has `sim` settings but its address is a DMZ client URL. `sim` applies only to `address: embedded` data centers; remove it, or set the address to embedded to run the simulator.',
+    summary: 'Simulator settings apply only to a served DMZ client',
+    doc: 'A data center has `sim` settings but its address is a DMZ client URL, so the CLI starts no simulator for it: the settings are used only by `fleet serve dmz-client --data-center NAME` with the sim driver serving that data center. Remove them if that data center runs a real cloud driver, or set the address to embedded to have the CLI run the simulator.',
     severity: 'warning',
   },
   'spec.record-url': {

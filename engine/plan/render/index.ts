@@ -1,5 +1,5 @@
 export { renderText, type TextOptions } from './text.ts';
-export { renderMarkdown, MARKDOWN_LIMIT, type MarkdownOptions } from './markdown.ts';
+export { renderMarkdown, markdownMarker, MARKDOWN_LIMIT, type MarkdownOptions } from './markdown.ts';
 export { renderJson, PRETTY_JSON_LIMIT } from './json.ts';
 export { SYMBOL, formatPath, summaryLine } from './common.ts';
 
@@ -11,8 +11,8 @@ import { renderText } from './text.ts';
 export type PlanFormat = 'text' | 'json' | 'markdown';
 export const PLAN_FORMATS: readonly PlanFormat[] = ['text', 'json', 'markdown'];
 
-export function renderPlan(plan: PlanDocument, format: PlanFormat, opts: { color?: boolean } = {}): string {
+export function renderPlan(plan: PlanDocument, format: PlanFormat, opts: { color?: boolean; planFile?: string } = {}): string {
   if (format === 'json') return renderJson(plan);
-  if (format === 'markdown') return renderMarkdown(plan);
+  if (format === 'markdown') return renderMarkdown(plan, opts.planFile !== undefined ? { planFile: opts.planFile } : {});
   return renderText(plan, opts);
 }

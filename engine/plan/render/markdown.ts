@@ -1,7 +1,12 @@
 // The plan as a pull-request comment. GitHub refuses comments over 65,536
 // characters, so a large plan is summarised section by section: whole tables
 // are dropped (with a note), never cut in the middle.
+//
+// The first line is a hidden marker naming the stack: a CI job finds its
+// earlier comment by it and edits that one instead of adding another on
+// every push (examples/github-actions/plan.yml).
 import { ACTIONS, type Action, type Change, type PlanDocument } from '../types.ts';
+import { planDigest } from '../digest.ts';
 import { byName } from '../scope.ts';
 import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, summaryLine } from './common.ts';
 
@@ -10,6 +15,17 @@ export const MARKDOWN_LIMIT = 65_000;
 export interface MarkdownOptions {
   /** Largest output in characters (default 65,000). */
   limit?: number;
+  /** The file the plan was saved to (`fleet plan --out`), named in the how-to-apply line. */
+  planFile?: string;
+}
+
+/**
+ * The hidden first line of the comment: `<!-- fleet-plan stack=NAME -->`.
+ * One comment per stack per pull request: search the PR's comments for this
+ * string and update the one that has it.
+ */
+export function markdownMarker(stack: string): string {
+  return `<!-- fleet-plan stack=${stack.replace(/[^A-Za-z0-9._-]/g, '_')} -->`;
 }
 
 function cell(s: string): string {
@@ -22,7 +38,7 @@ function code(s: string): string {
 
 export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): string {
   const limit = opts.limit ?? MARKDOWN_LIMIT;
-  const head = headSection(plan);
+  const head = headSection(plan, opts.planFile);
   const policy = policySection(plan);
   const dcs = dataCenterSection(plan);
   const diagram = diagramSection(plan);
@@ -53,8 +69,18 @@ export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): 
   return [head, note('only the summary is shown')].join('\n');
 }
 
-function headSection(plan: PlanDocument): string {
-  const lines = [`## Plan for stack ${code(plan.stack)}`, '', `**${summaryLine(plan)}**`, ''];
+/** How to carry out exactly this plan, in one line. */
+function howToApply(plan: PlanDocument, planFile: string | undefined): string {
+  const s = plan.summary;
+  if (plan.blocked) return 'Nothing can be applied until the mandatory violations below are resolved.';
+  if (s.create + s.transition + s.update + s.replace + s.delete === 0) return 'Nothing to apply.';
+  const file = planFile ? code(`fleet apply ${planFile}`) : '`fleet apply PLANFILE` with the file `fleet plan --out` saved';
+  return `To apply exactly this plan: ${file}; it is refused if anything it changes moved in the record since.`;
+}
+
+function headSection(plan: PlanDocument, planFile: string | undefined): string {
+  const lines = [markdownMarker(plan.stack), `## Plan for stack ${code(plan.stack)}`, '', `**${summaryLine(plan)}**`, ''];
+  lines.push(`Plan ${code(plan.id)} · digest ${code(planDigest(plan))}`, '', howToApply(plan, planFile), '');
   lines.push(`Policy pack ${code(plan.policyPack)} · fleets in scope: ${plan.fleets.length ? plan.fleets.map(code).join(', ') : 'none'}`);
   const opts = plan.options;
   if (opts.targets.length) lines.push(`· targets: ${opts.targets.map(code).join(', ')}`);

@@ -5,7 +5,8 @@ import type { LoadedFleet } from '../../spec/types.ts';
 import { computePlan } from '../planner.ts';
 import { noRulesPolicy } from '../policy-port.ts';
 import { makeFleet, makePack, makeStack, vmRow } from '../test-support.ts';
-import { PRETTY_JSON_LIMIT, renderJson, renderMarkdown, renderText } from './index.ts';
+import { planDigest } from '../digest.ts';
+import { MARKDOWN_LIMIT, PRETTY_JSON_LIMIT, markdownMarker, renderJson, renderMarkdown, renderText } from './index.ts';
 
 function plan(fleets: LoadedFleet[], record: VmRow[] = []) {
   return computePlan({
@@ -64,6 +65,36 @@ describe('renderMarkdown', () => {
     expect(md).toContain('<details><summary><b>web</b>');
     expect(md).toContain('```mermaid\nstateDiagram-v2');
     expect(md).toContain('  PoweredOff --> PoweredOn: powerOn ×');
+  });
+
+  it('starts with the hidden marker, then names the plan id, its digest and how to apply it', () => {
+    const p = mixed();
+    const md = renderMarkdown(p, { planFile: 'plan.json' });
+    expect(md.split('\n')[0]).toBe('<!-- fleet-plan stack=test -->');
+    expect(md.split('\n')[0]).toBe(markdownMarker(p.stack));
+    expect(md).toContain(`Plan \`p\` · digest \`${planDigest(p)}\``);
+    expect(planDigest(p)).toMatch(/^[0-9a-f]{32}$/);
+    expect(md).toContain('To apply exactly this plan: `fleet apply plan.json`;');
+    expect(renderMarkdown(p)).toContain('To apply exactly this plan: `fleet apply PLANFILE` with the file `fleet plan --out` saved;');
+    expect(renderMarkdown(plan([web], [vmRow(web, 0), vmRow(web, 1)]))).toContain('\nNothing to apply.\n');
+  });
+
+  it('keeps the marker out of reach of odd stack names (no early end of the HTML comment)', () => {
+    expect(markdownMarker('a -->b')).toBe('<!-- fleet-plan stack=a_--_b -->');
+  });
+
+  it.each([
+    { name: '2,000 members in 1 fleet', fleets: 1, count: 2000 },
+    { name: '6,000 members in 600 fleets', fleets: 600, count: 10 },
+    { name: '20,000 members in 2,000 fleets (one-liners cut)', fleets: 2000, count: 10 },
+  ])('stays within 65,000 characters with the marker and digest kept: $name', ({ fleets, count }) => {
+    const big = plan(Array.from({ length: fleets }, (_, i) => makeFleet(`fleet-with-a-long-name-${String(i).padStart(4, '0')}`, { count })));
+    const md = renderMarkdown(big, { planFile: 'plan.json' });
+    expect(MARKDOWN_LIMIT).toBe(65_000);
+    expect(md.length).toBeLessThanOrEqual(65_000);
+    expect(md.startsWith(`${markdownMarker(big.stack)}\n`)).toBe(true);
+    expect(md).toContain(planDigest(big));
+    expect(md).toContain('`fleet apply plan.json`');
   });
 
   it('summarises a plan over the limit without cutting a table', () => {

@@ -1,0 +1,58 @@
+// Options several commands share, each with the environment variable CI
+// systems set instead of repeating a flag in every step. A flag on the
+// command line wins over its variable; the variable wins over the default.
+import { Option, type Command } from 'commander';
+import type { CliIO } from './io.ts';
+
+export const DEFAULT_STACK = 'stacks/local';
+
+/** Option name (commander's attribute name) -> environment variable, for every command that has the option. */
+export const OPTION_ENV = {
+  stack: 'FLEET_STACK',
+  recordUrl: 'FLEET_RECORD_URL',
+  parallelism: 'FLEET_PARALLELISM',
+  lockTimeout: 'FLEET_LOCK_TIMEOUT',
+} as const;
+
+export const stackOption = () => new Option('--stack <dir>', 'stack folder (holding stack.yaml)').default(DEFAULT_STACK).env(OPTION_ENV.stack);
+
+/** Passed to the loader as FLEET_RECORD_URL, which overrides the stack's `record`. */
+export const recordUrlOption = () =>
+  new Option('--record-url <url>', "record to use instead of the stack's `record` (pglite://DIR or postgres://…)").env(OPTION_ENV.recordUrl);
+
+export const formatOption = (choices: readonly string[] = ['text', 'json']) =>
+  new Option('--format <format>', choices.includes('json') ? 'output format (json: one document on stdout, diagnostics inside)' : 'output format')
+    .choices([...choices])
+    .default('text');
+
+export const parallelismOption = () =>
+  new Option('--parallelism <n>', 'VM operations at once per data center (default: stack apply.parallelism, else 10)').env(OPTION_ENV.parallelism);
+
+export const lockTimeoutOption = () =>
+  new Option('--lock-timeout <seconds>', 'wait this long for fleet locks held by another apply (default: stack apply.lockTimeoutSeconds, else 0)').env(
+    OPTION_ENV.lockTimeout,
+  );
+
+/** The environment a command hands to the loader: --record-url (or FLEET_RECORD_URL) applied. */
+export function loaderEnv(io: CliIO, opts: { recordUrl?: string }): NodeJS.ProcessEnv {
+  return opts.recordUrl === undefined ? io.env : { ...io.env, FLEET_RECORD_URL: opts.recordUrl };
+}
+
+/**
+ * Reads options' environment variables from `io.env` rather than
+ * `process.env` (commander reads the latter), so an in-process run with its
+ * own environment (the tests, an embedding program) gets the same answer as
+ * a real process. Runs before each action: a value given on the command line
+ * stays; one from the environment replaces a default.
+ */
+export function applyEnv(cmd: Command, io: CliIO): void {
+  for (const opt of cmd.options) {
+    if (!opt.envVar) continue;
+    const key = opt.attributeName();
+    const source = cmd.getOptionValueSource(key);
+    if (source === 'cli') continue;
+    const value = io.env[opt.envVar];
+    if (value !== undefined && value !== '') cmd.setOptionValueWithSource(key, value, 'env');
+    else if (source === 'env') cmd.setOptionValueWithSource(key, opt.defaultValue, 'default');
+  }
+}

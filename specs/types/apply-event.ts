@@ -1,0 +1,154 @@
+/* generated from specs/schema/apply-event.schema.json by `npm run gen:types` — do not edit */
+
+/**
+ * One line of `fleet apply --format json` on stdout: each line is one JSON event, in order (`plan` for a fresh plan, `start`, `step`s and `member`s, `summary` last); diagnostics are events too. Nothing else is written to stdout.
+ */
+export type ApplyEvent =
+  PlanEvent | StartEvent | StepEvent | MemberEvent | LockBrokenEvent | SummaryEvent | DiagnosticEvent;
+
+/**
+ * A fresh plan was made (apply without PLANFILE).
+ */
+export interface PlanEvent {
+  type: 'plan';
+  planId: string;
+  summary: {
+    create: number;
+    transition: number;
+    update: number;
+    replace: number;
+    delete: number;
+    noop: number;
+  };
+  blocked: boolean;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * The apply starts: members and steps in all, and per data center.
+ */
+export interface StartEvent {
+  type: 'start';
+  planId: string;
+  members: number;
+  steps: number;
+  perDataCenter: {
+    [k: string]: {
+      members: number;
+      steps: number;
+    };
+  };
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * One diagram edge of a member: started, then done or failed.
+ */
+export interface StepEvent {
+  type: 'step';
+  address: string;
+  dataCenter: string;
+  from: string | null;
+  to: string;
+  operation: string;
+  status: 'started' | 'done' | 'failed';
+  detail?: string;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * A member reached its planned state (done) or stopped (failed).
+ */
+export interface MemberEvent {
+  type: 'member';
+  address: string;
+  dataCenter: string;
+  action: 'create' | 'transition' | 'update' | 'replace' | 'delete' | 'noop';
+  status: 'done' | 'failed';
+  elapsedMs: number;
+  detail?: string;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * A fleet lock whose holder no longer runs on this host was broken.
+ */
+export interface LockBrokenEvent {
+  type: 'lock-broken';
+  lockId: string;
+  fleet: string;
+  holder: string;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * The apply ended (the last event of an apply that started).
+ */
+export interface SummaryEvent {
+  type: 'summary';
+  planId: string;
+  succeeded: number;
+  failed: number;
+  steps: number;
+  elapsedMs: number;
+  /**
+   * Members not started because the apply was interrupted; present only then.
+   */
+  notStarted?: number;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * A diagnostic (docs/diagnostics.md): loader warnings, a member's failure (apply.member-failed), or the error that stopped the apply.
+ */
+export interface DiagnosticEvent {
+  type: 'diagnostic';
+  /**
+   * An error makes the command exit 1; a warning does not.
+   */
+  severity: 'error' | 'warning';
+  /**
+   * `<area>.<name>`, fixed per kind of problem (docs/diagnostics.md).
+   */
+  code: string;
+  /**
+   * Short and fixed per code.
+   */
+  summary: string;
+  /**
+   * This occurrence: what was found and what to do.
+   */
+  detail: string;
+  /**
+   * File the problem is in, relative to the working folder when under it.
+   */
+  file?: string;
+  /**
+   * 1-based line in `file`.
+   */
+  line?: number;
+  /**
+   * 1-based column in `file`.
+   */
+  col?: number;
+  /**
+   * A VM address (`web/3`), a fleet, a data center or a lock id.
+   */
+  address?: string;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}

@@ -1,0 +1,39 @@
+/* generated from specs/schema/diagnostic.schema.json by `npm run gen:types` — do not edit */
+
+/**
+ * A problem a person can act on, as every `--format json` output carries it: what (code, summary), why (detail) and where (file:line:col, or a VM address, fleet, data center or lock id). docs/diagnostics.md lists every code.
+ */
+export interface Diagnostic {
+  /**
+   * An error makes the command exit 1; a warning does not.
+   */
+  severity: 'error' | 'warning';
+  /**
+   * `<area>.<name>`, fixed per kind of problem (docs/diagnostics.md).
+   */
+  code: string;
+  /**
+   * Short and fixed per code.
+   */
+  summary: string;
+  /**
+   * This occurrence: what was found and what to do.
+   */
+  detail: string;
+  /**
+   * File the problem is in, relative to the working folder when under it.
+   */
+  file?: string;
+  /**
+   * 1-based line in `file`.
+   */
+  line?: number;
+  /**
+   * 1-based column in `file`.
+   */
+  col?: number;
+  /**
+   * A VM address (`web/3`), a fleet, a data center or a lock id.
+   */
+  address?: string;
+}

@@ -1,0 +1,82 @@
+/* generated from specs/schema/validate-output.schema.json by `npm run gen:types` — do not edit */
+
+/**
+ * What `fleet validate --format json` prints on stdout: one document. Exit 0 when `valid`, 1 otherwise. An internal error prints a failure document instead.
+ */
+export type ValidateOutput = Validation | FailureOutput;
+
+/**
+ * The verdict and what was loaded.
+ */
+export interface Validation {
+  /**
+   * No error among the diagnostics (warnings allowed).
+   */
+  valid: boolean;
+  /**
+   * The stack's name; null when the stack file could not be read.
+   */
+  stack: string | null;
+  /**
+   * Names of the fleets loaded.
+   */
+  fleets: string[];
+  /**
+   * Names of the stack's data centers.
+   */
+  dataCenters: string[];
+  /**
+   * `name@version` of the policy pack; null when it could not be loaded.
+   */
+  policyPack: string | null;
+  /**
+   * Every problem found, errors and warnings.
+   */
+  diagnostics: Diagnostic[];
+}
+/**
+ * A problem a person can act on, as every `--format json` output carries it: what (code, summary), why (detail) and where (file:line:col, or a VM address, fleet, data center or lock id). docs/diagnostics.md lists every code.
+ */
+export interface Diagnostic {
+  /**
+   * An error makes the command exit 1; a warning does not.
+   */
+  severity: 'error' | 'warning';
+  /**
+   * `<area>.<name>`, fixed per kind of problem (docs/diagnostics.md).
+   */
+  code: string;
+  /**
+   * Short and fixed per code.
+   */
+  summary: string;
+  /**
+   * This occurrence: what was found and what to do.
+   */
+  detail: string;
+  /**
+   * File the problem is in, relative to the working folder when under it.
+   */
+  file?: string;
+  /**
+   * 1-based line in `file`.
+   */
+  line?: number;
+  /**
+   * 1-based column in `file`.
+   */
+  col?: number;
+  /**
+   * A VM address (`web/3`), a fleet, a data center or a lock id.
+   */
+  address?: string;
+}
+/**
+ * What a `--format json` command prints on stdout when it fails before it has a result (invalid stack, unreachable record, usage error): its diagnostics only, at least one an error. Exit 1.
+ */
+export interface FailureOutput {
+  /**
+   * @minItems 1
+   */
+  diagnostics: [Diagnostic, ...Diagnostic[]];
+}

@@ -1,0 +1,169 @@
+// The conventions platform teams expect of a CLI: --version from
+// package.json, --no-color, options from environment variables, typo hints,
+// shell completion, one warning said once, and the example files kept out
+// of the test suite's way.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fg from 'fast-glob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers/cli.ts';
+import { REPO } from './helpers/stack.ts';
+
+const example = 'test/fixtures/example-stack';
+
+describe('fleet --version', () => {
+  it('prints the version of package.json', async () => {
+    const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) expect(await runCli([flag], { cwd: REPO })).toEqual({ code: 0, stdout: `${pkg.version}\n`, stderr: '' });
+  });
+});
+
+describe('--no-color', () => {
+  it('takes the colour out of a plan on a terminal', async () => {
+    const env = { FLEET_RECORD_URL: `pglite://${await mkdtemp(join(tmpdir(), 'fleet-nocolor-'))}` };
+    const coloured = await runCli(['plan', '--stack', example], { cwd: REPO, tty: true, env });
+    expect(coloured.code, coloured.stderr).toBe(0);
+    expect(coloured.stdout).toContain('\x1b[');
+    for (const args of [['--no-color', 'plan', '--stack', example], ['plan', '--stack', example, '--no-color']]) {
+      const plain = await runCli(args, { cwd: REPO, tty: true, env });
+      expect(plain.code).toBe(0);
+      expect(plain.stdout).not.toContain('\x1b[');
+      expect(plain.stdout).toContain('Plan: ');
+    }
+  });
+});
+
+describe('options from environment variables', () => {
+  // Each variable reaches its option: a bad value is reported under the option's name, and a flag given wins.
+  it.each([
+    { env: { FLEET_PARALLELISM: '0' }, args: ['apply', '--yes', '--stack', example], message: '--parallelism takes a whole number of at least 1, not "0"' },
+    { env: { FLEET_LOCK_TIMEOUT: 'soon' }, args: ['apply', '--yes', '--stack', example], message: '--lock-timeout takes a number of seconds (0 or more), not "soon"' },
+    { env: { FLEET_RECORD_URL: 'postgres://' }, args: ['state', 'list', '--stack', example], message: 'FLEET_RECORD_URL is "postgres://"' },
+    { env: { FLEET_STACK: 'no/such/stack' }, args: ['validate'], message: 'no/such/stack/stack.yaml' },
+  ])('$env', async ({ env, args, message }) => {
+    const r = await runCli(args, { cwd: REPO, env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(message);
+  });
+
+  it('a flag wins over its variable', async () => {
+    const r = await runCli(['apply', '--yes', '--stack', example, '--parallelism', 'x'], { cwd: REPO, env: { FLEET_PARALLELISM: '0' } });
+    expect(r.stderr).toContain('not "x"');
+    const url = await runCli(['state', 'list', '--stack', example, '--record-url', 'postgres://', '--format', 'json'], { cwd: REPO, env: { FLEET_RECORD_URL: '' } });
+    expect(url.code).toBe(1);
+    expect(JSON.parse(url.stdout)).toMatchObject({ diagnostics: [{ code: 'spec.record-url' }] });
+  });
+});
+
+describe('typo hints', () => {
+  it.each([
+    { args: ['plna'], hint: '(Did you mean plan?)' },
+    { args: ['valdiate'], hint: '(Did you mean validate?)' },
+    { args: ['plan', '--stak', 'x'], hint: '(Did you mean --stack?)' },
+    { args: ['refresh', '--chekc'], hint: '(Did you mean --check?)' },
+    { args: ['state', 'lsit'], hint: '(Did you mean list?)' },
+  ])('$args', async ({ args, hint }) => {
+    const r = await runCli(args, { cwd: REPO });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^error\[cli\.usage\]: Invalid command line\n {2}Unknown (command|option) /);
+    expect(r.stderr).toContain(hint);
+    expect(r.stderr).toContain('--help` for the usage.');
+  });
+
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-typo-'));
+    await mkdir(join(dir, 'specs'));
+    const stack = (await readFile(join(REPO, example, 'stack.yaml'), 'utf8')).replace('path: ../../../policies/default', `path: ${join(REPO, 'policies/default')}`);
+    await writeFile(join(dir, 'stack.yaml'), stack);
+    const web = await readFile(join(REPO, example, 'specs/web.yaml'), 'utf8');
+    await writeFile(join(dir, 'specs/web.yaml'), web.replace(/^ {2}count:/m, '  cuont:'));
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('names the spec key meant for a swapped pair of letters (cuont -> count)', async () => {
+    const r = await runCli(['validate', '--stack', dir, '--format', 'json'], { cwd: dir });
+    expect(r.code).toBe(1);
+    const d = (JSON.parse(r.stdout) as { diagnostics: { code: string; detail: string }[] }).diagnostics.find((x) => x.code === 'spec.unknown-key');
+    expect(d?.detail).toBe('Key "cuont" is not allowed in spec (did you mean "count"?).');
+  });
+});
+
+describe('fleet completion', () => {
+  async function complete(words: string[]): Promise<string[]> {
+    const script = (await runCli(['completion', 'bash'], { cwd: REPO })).stdout;
+    const probe = `${script}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _fleet; printf '%s\\n' "\${COMPREPLY[@]}"`;
+    return new Promise((resolve, reject) => {
+      const child = spawn('bash', ['--noprofile', '--norc', '-c', probe], { cwd: REPO });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.on('error', reject);
+      child.on('close', () => resolve(out.split('\n').filter(Boolean)));
+    });
+  }
+
+  it.each([
+    { words: ['fleet', 'pl'], expected: ['plan'] },
+    { words: ['fleet', 'state', ''], expected: ['list', 'show', '--help'] },
+    { words: ['fleet', 'refresh', '--ch'], expected: ['--check'] },
+    { words: ['fleet', 'plan', '--format', ''], expected: ['text', 'json', 'markdown'] },
+    { words: ['fleet', 'completion', ''], expected: ['--help'] },
+    { words: ['fleet', 'apply', '--lock'], expected: ['--lock-timeout'] },
+  ])('bash completes $words', async ({ words, expected }) => {
+    expect(await complete(words)).toEqual(expected);
+  });
+
+  it('zsh and fish scripts name every command; an unknown shell is a usage error', async () => {
+    for (const shell of ['zsh', 'fish']) {
+      const r = await runCli(['completion', shell], { cwd: REPO });
+      expect(r.code).toBe(0);
+      for (const c of ['validate', 'plan', 'apply', 'refresh', 'state', 'history', 'policy', 'unlock', 'serve', 'completion']) expect(r.stdout).toContain(c);
+    }
+    expect((await runCli(['completion', 'fish'], { cwd: REPO })).stdout).toContain("-l check -d 'report the drift only: write nothing to the record'");
+    const bad = await runCli(['completion', 'tcsh'], { cwd: REPO });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('Allowed choices are bash, zsh, fish');
+  });
+});
+
+describe('spec.sim-ignored', () => {
+  const stack = 'test/fixtures/spec/40-sim-ignored-warning';
+  it('says what the sim settings of a URL data center are for, once per command', async () => {
+    const env = { FLEET_RECORD_URL: `pglite://${await mkdtemp(join(tmpdir(), 'fleet-sim-ignored-'))}` };
+    for (const args of [['validate'], ['plan']]) {
+      const r = await runCli([...args, '--stack', stack], { cwd: REPO, env });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr.split('warning[spec.sim-ignored]').length - 1).toBe(1);
+      expect(r.stderr).toContain('plan and apply start no simulator for it, so its sim settings are used only by `fleet serve dmz-client --data-center richmond` with the sim driver');
+    }
+  });
+});
+
+describe('the example files are the users\' to edit', () => {
+  // Tests read test/fixtures/example-stack (a copy), never specs/examples or stacks/local, so editing the examples never breaks the suite.
+  // Allowed: the examples' own validation, and tests naming the paths without reading the repository's files there.
+  const allowed: Record<string, string> = {
+    'engine/spec/examples.test.ts': "the examples' own validation (modeline, schema)",
+    'engine/cli/commands/validate.test.ts': 'asserts the default --stack path under a folder that has no stacks/local',
+    'test/workflows.e2e.test.ts': 'writes the fixture copies to specs/examples of a temporary workspace',
+    'test/cli-conventions.test.ts': 'this test',
+    'engine/cli/commands/state.test.ts': 'writes its own stacks/local in a temporary folder (the default --stack)',
+    'test/install.e2e.test.ts': 'writes its own stacks/local in a temporary folder (the default --stack of the installed fleet)',
+  };
+  it('no other test file names specs/examples or stacks/local', async () => {
+    const files = await fg(['**/*.test.ts', 'test/helpers/*.ts', 'test/fixtures/**/*.ts'], { cwd: REPO, ignore: ['**/node_modules/**', '.ci/**'] });
+    expect(files.length).toBeGreaterThan(20);
+    const offenders: string[] = [];
+    for (const f of files) {
+      if (f in allowed) continue;
+      const text = await readFile(join(REPO, f), 'utf8');
+      if (/specs\/examples|stacks\/local|'stacks', 'local'/.test(text)) offenders.push(f);
+    }
+    expect(offenders).toEqual([]);
+  });
+});

@@ -1,0 +1,127 @@
+// The GitHub Actions examples (examples/github-actions/) run end to end: their
+// `run:` steps, in order, with their env, in a checkout-like workspace holding
+// the embedded default stack (stacks/local, with the example specs' copies
+// from test/fixtures/example-stack), against an in-memory GitHub. GitHub-only
+// steps have local equivalents; test/helpers/workflow.ts lists them.
+import { symlinkSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { schemaErrors } from './helpers/schemas.ts';
+import { REPO } from './helpers/stack.ts';
+import { FakeGitHub, copyTree, readWorkflow, runWorkflow, type RunOptions, type WorkflowRun } from './helpers/workflow.ts';
+
+const EXAMPLES = join(REPO, 'examples', 'github-actions');
+
+/** The machine's environment without FLEET_* settings, so only the workflows' env counts. */
+const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEET_') && k !== 'NO_COLOR'));
+
+function step(run: WorkflowRun, name: string) {
+  const s = run.steps.find((x) => x.name === name);
+  if (!s) throw new Error(`no step ${name}: ${run.steps.map((x) => x.name).join(', ')}`);
+  return s;
+}
+
+const explain = (run: WorkflowRun) => run.steps.map((s) => `${s.name}: ${s.skipped ? 'skipped' : s.code}\n${s.stderr.slice(-2000)}`).join('\n');
+
+describe('examples/github-actions', () => {
+  it('each workflow parses, and uses only actions the harness has a local equivalent for', () => {
+    const known = ['actions/checkout', 'actions/setup-node', 'actions/upload-artifact', 'actions/download-artifact', 'actions/github-script'];
+    for (const f of ['plan.yml', 'apply.yml', 'drift.yml']) {
+      const wf = readWorkflow(join(EXAMPLES, f));
+      const steps = Object.values(wf.jobs).flatMap((j) => j.steps);
+      expect(steps.length).toBeGreaterThan(3);
+      for (const s of steps) if (s.uses) expect(known, `${f}: ${s.uses}`).toContain(s.uses.split('@')[0]);
+    }
+  });
+
+  describe('plan on pull request, apply on merge, scheduled drift check', () => {
+    let ws: string;
+    const gh = new FakeGitHub();
+    const run = (file: string, runId: number, sha: string) => runWorkflow(join(EXAMPLES, file), { workspace: ws, github: gh, runId, sha, baseEnv } satisfies RunOptions);
+
+    beforeAll(async () => {
+      ws = await mkdtemp(join(tmpdir(), 'fleet-workflow-'));
+      // A checkout of a repository holding dmzfleet and its stacks; node_modules is the repository's (the `install` step's stand-in).
+      for (const d of ['bin', 'engine', 'protocol', 'providers', 'policies', 'specs/schema', 'specs/types']) copyTree(join(REPO, d), join(ws, d), (n) => n === '.fleet' || n === 'node_modules');
+      copyTree(join(REPO, 'test/fixtures/example-stack/specs'), join(ws, 'specs/examples'));
+      mkdirSync(join(ws, 'stacks/local'), { recursive: true });
+      writeFileSync(join(ws, 'stacks/local/stack.yaml'), readFileSync(join(REPO, 'test/fixtures/example-stack/stack.yaml'), 'utf8').replace('specs: ["specs/*.yaml"]', 'specs: ["../../specs/examples/*.yaml"]').replace('path: ../../../policies/default', 'path: ../../policies/default'));
+      writeFileSync(join(ws, 'package.json'), readFileSync(join(REPO, 'package.json')));
+      symlinkSync(join(REPO, 'node_modules'), join(ws, 'node_modules'), 'dir');
+    });
+    afterAll(async () => {
+      if (ws) await rm(ws, { recursive: true, force: true });
+    });
+
+    let firstPlanId = '';
+
+    it('plan.yml: validates, posts the plan as one comment with its marker, keeps plan.json as an artifact', async () => {
+      const r = await run('plan.yml', 1, 'feedface');
+      expect(r.ok, explain(r)).toBe(true);
+      expect(step(r, 'Validate').stdout).toContain('stacks/local: 3 fleets, 2 data centers');
+      expect(step(r, 'Keep the saved plan for the apply on merge').skipped).toBe(false);
+      expect(step(r, 'Fail on a blocked plan or an error').skipped).toBe(true);
+      expect(gh.comments).toHaveLength(1);
+      const body = gh.comments[0].body;
+      expect(body.split('\n')[0]).toBe('<!-- fleet-plan stack=local -->');
+      expect(body).toContain('To apply exactly this plan: `fleet apply plan.json`');
+      const saved = JSON.parse(gh.artifacts.get('1/fleet-plan')!.get('plan.json')!.toString()) as { id: string; summary: { create: number } };
+      expect(saved.summary.create).toBeGreaterThan(0);
+      expect(body).toContain(`Plan \`${saved.id}\``);
+      firstPlanId = saved.id;
+    });
+
+    it('plan.yml again (a new push): the same comment is updated, not a second one', async () => {
+      const r = await run('plan.yml', 2, 'feedface');
+      expect(r.ok, explain(r)).toBe(true);
+      expect(gh.comments).toHaveLength(1);
+      expect([gh.creates, gh.updates]).toEqual([1, 1]);
+      const saved = JSON.parse(gh.artifacts.get('2/fleet-plan')!.get('plan.json')!.toString()) as { id: string };
+      expect(saved.id).not.toBe(firstPlanId);
+      expect(gh.comments[0].body).toContain(`Plan \`${saved.id}\``);
+    });
+
+    it('apply.yml: applies exactly the reviewed plan (the last plan run of the merged PR), events on stdout', async () => {
+      const r = await run('apply.yml', 3, 'merge-1');
+      expect(r.ok, explain(r)).toBe(true);
+      const lines = gh.artifacts.get('3/fleet-apply-events')!.get('apply-events.jsonl')!.toString().trim().split('\n');
+      const events = lines.map((l) => JSON.parse(l) as { type: string; planId?: string; failed?: number });
+      for (const e of events) expect(schemaErrors('apply-event', e)).toEqual([]);
+      const reviewed = JSON.parse(gh.artifacts.get('2/fleet-plan')!.get('plan.json')!.toString()) as { id: string };
+      expect(events[0]).toMatchObject({ type: 'start', planId: reviewed.id });
+      expect(events.at(-1)).toMatchObject({ type: 'summary', planId: reviewed.id, failed: 0 });
+    });
+
+    it('drift.yml: no drift after the apply, exit 0, the report in the run summary', async () => {
+      const r = await run('drift.yml', 4, 'main-1');
+      expect(r.ok, explain(r)).toBe(true);
+      expect(r.summary).toMatch(/Drift check: \d+ VMs checked, 0 differences \(nothing written to the record\)\./);
+      expect(step(r, 'Keep the drift report').skipped).toBe(true);
+    });
+
+    it('plan.yml on the next pull request: no changes, the comment says so, no plan artifact', async () => {
+      const r = await run('plan.yml', 5, 'next');
+      expect(r.ok, explain(r)).toBe(true);
+      expect(step(r, 'Keep the saved plan for the apply on merge').skipped).toBe(true);
+      expect(gh.comments).toHaveLength(1);
+      expect(gh.comments[0].body).toContain('No changes. The record matches the specs.');
+      expect(gh.comments[0].body).toContain('Nothing to apply.');
+    });
+
+    it('drift.yml fails (exit 2) when a data center drifted, keeps the report', async () => {
+      // Power a VM off behind the record's back.
+      const simDir = join(ws, 'stacks/local/.fleet/sim');
+      const file = join(simDir, 'miami', 'sim-miami.json');
+      const sim = JSON.parse(readFileSync(file, 'utf8')) as { vms: { power: string; agent: string }[] };
+      Object.assign(sim.vms[0], { power: 'off', agent: 'none' });
+      writeFileSync(file, JSON.stringify(sim));
+      const r = await run('drift.yml', 6, 'main-2');
+      expect(r.ok).toBe(false);
+      expect(step(r, 'Check for drift').code).toBe(2);
+      expect(step(r, 'Keep the drift report').skipped).toBe(false);
+      expect(gh.artifacts.get('6/fleet-drift')!.get('drift.txt')!.toString()).toMatch(/^not-an-edge +miami /m);
+    });
+  });
+});
