@@ -1,5 +1,5 @@
 export * from './types.ts';
-export { computePlan, resizeState, sameSize, formatSize, RESIZE_OPERATION, type PlanInput, type PlanOptions } from './planner.ts';
+export { computePlan, memberName, resizeState, sameSize, formatSize, RESIZE_OPERATION, type PlanInput, type PlanOptions } from './planner.ts';
 export { resolveScope, type Scope } from './scope.ts';
 export { haversineKm } from './geo.ts';
 export { fleetPlacement, placeMember, resolveNear, staticExclusion, type FleetPlacement } from './placement.ts';
