@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '**/.fleet/**', 'specs/types/**', 'coverage/**'] },
+  { ignores: ['node_modules/**', '**/node_modules/**', '**/.fleet/**', 'specs/types/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
