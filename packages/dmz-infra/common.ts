@@ -135,11 +135,28 @@ export function dataCenterEntry(facts: DataCenterFacts, address: string): DataCe
   };
 }
 
-/**
- * The `dataCenters:` block of stack.yaml for deployed data centers, in the
- * order given: paste it into a stack, or write a whole stack with it
- * (`pulumi stack output --show-secrets` is never needed: no entry holds a secret).
- */
-export function dataCentersYaml(entries: readonly DataCenterEntry[]): string {
-  return stringify({ dataCenters: entries.map((e) => ({ name: e.name, address: e.address, location: e.location, hardware: e.hardware, capacity: e.capacity, auth: e.auth })) });
+/** The parts of a stack a DMZ deployment does not know (the tenant decides them). */
+export interface StackBase {
+  name: string;
+  specs: string[];
+  record: string;
+  policyPack: string;
+  site: { name: string; location: { lat: number; lon: number } };
+}
+
+/** A whole stack.yaml for deployed data centers: `pulumi stack output stackYaml > stacks/<name>/stack.yaml`. */
+export function stackYaml(base: StackBase, entries: readonly DataCenterEntry[]): string {
+  const doc = {
+    apiVersion: 'fleet/v1',
+    kind: 'Stack',
+    metadata: { name: base.name },
+    spec: {
+      specs: base.specs,
+      record: base.record,
+      policyPack: { path: base.policyPack },
+      site: base.site,
+      dataCenters: entries.map((e) => ({ name: e.name, address: e.address, location: e.location, hardware: e.hardware, capacity: e.capacity, auth: e.auth })),
+    },
+  };
+  return `# Written from a DMZ deployment (packages/dmz-infra); no entry holds a secret.\n${stringify(doc)}`;
 }

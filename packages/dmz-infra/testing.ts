@@ -8,10 +8,10 @@ import type { DeclaredResource } from './checks/index.ts';
 export const MOCK_SUBSCRIPTION = '00000000-0000-0000-0000-000000000000';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-function computed(type: string, name: string, inputs: Record<string, any>): { id: string; state: Record<string, unknown> } {
+function computed(type: string, name: string, inputs: Record<string, any>, region: string): { id: string; state: Record<string, unknown> } {
   if (type.startsWith('aws:')) {
     const svc = type.split(':')[1].split('/')[0];
-    const arn = `arn:aws:${svc}:us-east-1:123456789012:${name}`;
+    const arn = `arn:aws:${svc}:${region}:123456789012:${name}`;
     const extra: Record<string, unknown> = { arn, name: inputs.name ?? name };
     if (type === 'aws:ec2/instance:Instance') extra.privateIp = '10.20.1.10';
     return { id: `${name}-id`, state: { ...inputs, ...extra } };
@@ -28,12 +28,16 @@ function computed(type: string, name: string, inputs: Record<string, any>): { id
 /** Installs the mocks; `resources` fills as the program declares resources. */
 export function mockPulumi(config: Record<string, string> = {}): { resources: DeclaredResource[] } {
   const resources: DeclaredResource[] = [];
+  /** Region of each AWS provider by its name: an ARN names the region of the provider that made it. */
+  const regions = new Map<string, string>();
   pulumi.runtime.setAllConfig(config);
   void pulumi.runtime.setMocks(
     {
       newResource: (args) => {
         resources.push({ type: args.type, name: args.name, inputs: args.inputs });
-        const c = computed(args.type, args.name, args.inputs);
+        if (args.type === 'pulumi:providers:aws') regions.set(args.name, String(args.inputs.region));
+        const provider = /pulumi:providers:aws::([^:]+)::/.exec(String(args.provider ?? ''))?.[1];
+        const c = computed(args.type, args.name, args.inputs, (provider && regions.get(provider)) || 'us-east-1');
         return { id: c.id, state: c.state };
       },
       call: (args) => args.inputs,
