@@ -82,7 +82,9 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  * cloud-init user data of the DMZ client host: fetches the host's secrets
  * (TLS certificate and key, the two tokens) with the host's own identity
  * (`fetchSecrets` prints a JSON object), writes them 0600 for the service
- * user only, and runs `fleet serve dmz-client` under systemd. The script
+ * user only (the certificate's paths as FLEET_TLS_CERT and FLEET_TLS_KEY, the
+ * variables engine/transport/tls.ts SERVER_TLS_ENV names), and runs
+ * `fleet serve dmz-client` under systemd. The script
  * holds no secret itself: user data is readable by anyone who may describe
  * the VM.
  */
@@ -99,7 +101,7 @@ export function hostScript(o: ServeOptions & { fetchSecrets: string; install: re
     `secrets=$(${o.fetchSecrets})`,
     `printf '%s' "$secrets" | jq -r .tlsCert > /etc/dmzfleet/tls/cert.pem`,
     `printf '%s' "$secrets" | jq -r .tlsKey > /etc/dmzfleet/tls/key.pem`,
-    `printf '${tokenEnv}=%s\\n${authEnv}=%s\\nFLEET_TLS_CERT_FILE=/etc/dmzfleet/tls/cert.pem\\nFLEET_TLS_KEY_FILE=/etc/dmzfleet/tls/key.pem\\n' "$(printf '%s' "$secrets" | jq -r .clientToken)" "$(printf '%s' "$secrets" | jq -r .authorityToken)" > /etc/dmzfleet/env`,
+    `printf '${tokenEnv}=%s\\n${authEnv}=%s\\nFLEET_TLS_CERT=/etc/dmzfleet/tls/cert.pem\\nFLEET_TLS_KEY=/etc/dmzfleet/tls/key.pem\\n' "$(printf '%s' "$secrets" | jq -r .clientToken)" "$(printf '%s' "$secrets" | jq -r .authorityToken)" > /etc/dmzfleet/env`,
     'unset secrets',
     'chown -R dmzfleet:dmzfleet /etc/dmzfleet && chmod 0600 /etc/dmzfleet/env /etc/dmzfleet/tls/*.pem',
     'cat > /etc/systemd/system/dmzfleet-dmz-client.service <<UNIT',
