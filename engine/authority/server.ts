@@ -1,22 +1,33 @@
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
-import { Authority } from './authority.ts';
-import { createService, doc, listen, streamAnswers, tokenTable } from './http.ts';
-import { randomToken } from './keys.ts';
-import type { AdvanceRequest, AuthorizeRequest, BatchCall, BatchRequest, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
 import {
   advanceBodySchema,
   advanceResponseSchema,
+  authorityErrors,
   authorizeBodySchema,
   authorizeResponseSchema,
   batchBodySchema,
   bootAuthorizeBodySchema,
   bootResponseSchema,
-  errorSchema,
+  createService,
+  doc,
   healthResponseSchema,
+  listen,
   reportBodySchema,
   reportResponseSchema,
-} from './schemas.ts';
+  streamAnswers,
+  tokenTable,
+  type AdvanceRequest,
+  type AuthorizeRequest,
+  type BatchCall,
+  type BatchRequest,
+  type BootAuthorizeRequest,
+  type ReportRequest,
+} from '../../protocol/index.ts';
+import { createMetrics, type ServiceMetrics } from '../observability/index.ts';
+import type { ServerTls } from '../transport/index.ts';
+import { Authority } from './authority.ts';
+import { randomToken } from './keys.ts';
 
 export interface StartAuthorityOptions {
   record: FleetRecord;
@@ -35,16 +46,24 @@ export interface StartAuthorityOptions {
   secret?: string;
   credentialTtlMs?: number;
   logger?: boolean;
+  /** Serve HTTPS (and with a client CA, require DMZ clients' certificates): engine/transport's loadServerTls. */
+  tls?: ServerTls;
 }
 
 export interface RunningService {
   url: string;
+  /** The service's Prometheus metrics (also at GET /metrics). */
+  metrics?: ServiceMetrics;
   close(): Promise<void>;
 }
 
-const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema };
+const errors = authorityErrors;
 
-/** Starts the authority's HTTP API (docs/protocol.md, "DMZ client -> authority"). */
+/**
+ * Starts the authority's HTTP API (docs/protocol.md, "DMZ client -> authority"):
+ * the HTTP layer around the service (authority.ts); statuses come from the
+ * wire error registry (protocol/errors.ts) through protocol/http.ts.
+ */
 export async function startAuthority(opts: StartAuthorityOptions): Promise<RunningService> {
   const core = new Authority({
     record: opts.record,
@@ -53,12 +72,30 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     secret: opts.secret ?? randomToken(32),
     credentialTtlMs: opts.credentialTtlMs,
   });
-  const { app, openapi } = createService({
+  const metrics = createMetrics('authority', { stack: opts.stackName });
+  const { app, openapi } = await createService({
     title: 'dmzfleet authority',
     publicPaths: ['/v1/health', '/openapi.json'],
     authenticate: tokenTable(opts.dataCenters.map((d) => ({ token: d.token, who: d.name }))),
     logger: opts.logger,
+    tls: opts.tls,
+    metrics,
+    // Ready when the record answers a query on a migrated table.
+    health: { checks: { record: async () => void (await opts.record.listLocks(opts.stackName)) } },
   });
+  const decided = <T extends { decision: string }>(r: T): T => {
+    metrics.decisions.inc({ outcome: r.decision });
+    return r;
+  };
+  const advanced = <T extends { create?: { decision: string }; next: readonly { authorize: { decision: string } }[] }>(r: T): T => {
+    if (r.create) decided(r.create);
+    for (const n of r.next) decided(n.authorize);
+    return r;
+  };
+  const booted = <T extends { approved: boolean }>(r: T): T => {
+    metrics.boots.inc({ outcome: r.approved ? 'approved' : 'denied' });
+    return r;
+  };
   app.get('/v1/health', { schema: doc('Liveness', { response: { 200: healthResponseSchema } }) }, async () => ({
     ok: true,
     service: 'authority' as const,
@@ -67,7 +104,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   app.post<{ Body: AuthorizeRequest }>(
     '/v1/authorize',
     { schema: doc('Approve, modify or veto one request of a DMZ client', { body: authorizeBodySchema, response: { 200: authorizeResponseSchema, ...errors } }) },
-    async (req) => core.authorize(req.caller, req.body),
+    async (req) => decided(await core.authorize(req.caller, req.body)),
   );
   app.post<{ Body: ReportRequest }>(
     '/v1/reports',
@@ -82,12 +119,12 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         response: { 200: advanceResponseSchema, ...errors },
       }),
     },
-    async (req) => core.advance(req.caller, req.body),
+    async (req) => advanced(await core.advance(req.caller, req.body)),
   );
   app.post<{ Body: BootAuthorizeRequest }>(
     '/v1/boot/authorize',
     { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootResponseSchema, ...errors } }) },
-    async (req) => core.bootAuthorize(req.caller, req.body),
+    async (req) => booted(await core.bootAuthorize(req.caller, req.body)),
   );
   // The same calls, many per request: a DMZ client with many steps in flight
   // sends its authorizes, reports, advances and boots together (providers/dmz-client),
@@ -98,13 +135,13 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   const one = (caller: string, c: BatchCall): Promise<unknown> => {
     switch (c.call) {
       case 'authorize':
-        return core.authorize(caller, c.body);
+        return core.authorize(caller, c.body).then(decided);
       case 'report':
         return core.report(caller, c.body);
       case 'advance':
-        return core.advance(caller, c.body);
+        return core.advance(caller, c.body).then(advanced);
       case 'boot':
-        return core.bootAuthorize(caller, c.body);
+        return core.bootAuthorize(caller, c.body).then(booted);
     }
   };
   app.post<{ Body: BatchRequest }>(
@@ -123,5 +160,5 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
       ),
   );
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
-  return { url, close: () => app.close() };
+  return { url, metrics, close: () => app.close() };
 }

@@ -13,10 +13,9 @@
 // - A failed call throws DriverError; `transient` says whether trying again
 //   may help (the DMZ client retries those a few times before reporting a failure).
 import type { VmSize } from '../../engine/plan/types.ts';
-import type { ScopedCredentials } from '../../engine/authority/protocol.ts';
-import type { ActualVm } from '../protocol.ts';
+import type { ActualVm, DriverErrorKind, ScopedCredentials } from '../../protocol/index.ts';
 
-export type { ScopedCredentials } from '../../engine/authority/protocol.ts';
+export type { ScopedCredentials } from '../../protocol/index.ts';
 export type CloudVm = ActualVm;
 
 /** A VM the record knows by id; the cloud id is null until createVm succeeded. */
@@ -36,7 +35,6 @@ export interface CreateVmInput {
   diskKeyHash?: string;
 }
 
-export type DriverErrorKind = 'credentials' | 'capacity' | 'not-found' | 'invalid-state' | 'transient' | 'failed' | 'boot-failed' | 'timeout';
 
 export class DriverError extends Error {
   readonly kind: DriverErrorKind;

@@ -65,6 +65,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port });
     return {
       url: svc.url,
+      metrics: svc.metrics,
       close: async () => {
         await svc.close();
         await record.close();

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FleetError } from '../../../engine/diags/index.ts';
-import { sha256 } from '../../../engine/authority/keys.ts';
+import { sha256 } from '../../../protocol/index.ts';
 import type { DriverError} from '../types.ts';
 import { type ScopedCredentials } from '../types.ts';
 import { createSimDriver, parseSimState, readSimState, seededRandom, simLogFile, simStateFile, type SimDriver } from './sim.ts';

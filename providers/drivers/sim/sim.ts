@@ -26,11 +26,11 @@ import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
-import { sha256 } from '../../../engine/authority/keys.ts';
+import { sha256 } from '../../../protocol/index.ts';
 import { GroupCommit, lockFolder } from '../../../engine/durability/index.ts';
 import { postJson, sendTarget } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
-import type { AgentState, BootResponse } from '../../protocol.ts';
+import type { AgentState, BootResponse } from '../../../protocol/index.ts';
 import {
   DriverError,
   checkCredentials,
