@@ -15,7 +15,8 @@ import {
   type ReportRequest,
   type ReportResponse,
 } from '../../protocol/index.ts';
-import { sendLines } from '../http-send.ts';
+import type { ClientTls } from '../../engine/transport/index.ts';
+import { send, sendLines, sendTarget, type SendTarget } from '../http-send.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -54,6 +55,8 @@ export class AuthorityClient {
   /** The timer of lazy calls waiting for company (see report). */
   private lingering: NodeJS.Timeout | undefined;
   private readonly url: URL;
+  /** The batch URL taken apart, with the TLS material an https authority is verified with and presented. */
+  private readonly target: SendTarget;
   private readonly headers: Record<string, string>;
 
   constructor(
@@ -63,9 +66,18 @@ export class AuthorityClient {
     private readonly timeoutMs: number,
     /** Base of the random backoff before a call is sent again, in ms. */
     private readonly backoffMs = 50,
+    /** For an https authority: its CA bundle and this DMZ client's certificate (mTLS). */
+    tls?: ClientTls,
   ) {
     this.url = new URL(`${baseUrl.replace(/\/+$/, '')}/v1/batch`);
+    this.target = sendTarget(this.url, tls);
     this.headers = { authorization: `Bearer ${token}` };
+  }
+
+  /** Rejects unless the authority answers its liveness route (the DMZ client's readiness). */
+  async ping(): Promise<void> {
+    const res = await send({ ...(this.target as Exclude<SendTarget, URL>), path: `${this.url.pathname.replace(/\/v1\/batch$/, '')}/v1/health` }, 'GET', {}, undefined, Math.min(this.timeoutMs, 2_000));
+    if (res.status !== 200) throw new Error(`the authority answered ${res.status}`);
   }
 
   authorize(body: AuthorizeRequest): Promise<AuthorizeResponse> {
@@ -140,7 +152,7 @@ export class AuthorityClient {
     let failure = 'closed the connection before answering';
     try {
       const payload = JSON.stringify({ calls: batch.map((q) => ({ call: q.call, body: q.body })) });
-      const res = await sendLines(this.url, this.headers, payload, this.timeoutMs, (line) => {
+      const res = await sendLines(this.target, this.headers, payload, this.timeoutMs, (line) => {
         let parsed: BatchAnswerLine | undefined;
         try {
           parsed = JSON.parse(line) as BatchAnswerLine;

@@ -1,0 +1,170 @@
+// Carrying an approved edge out in the cloud: the edge's operation (the
+// closed set in engine/model) is one driver call, made with a deadline and
+// tried again while its failure is transient. What the call returns that the
+// record needs goes into the edge's report.
+//
+// | operation    | driver call                                 | from the approval            | into the report |
+// | ------------ | ------------------------------------------- | ---------------------------- | --------------- |
+// | `none`       | none (only the record changes)              |                              |                 |
+// | `createVm`   | createVm(name, image, size, disk key hash)  | the VM, realImage, diskKeyHash | cloudId       |
+// | `powerOn`    | powerOn                                     |                              |                 |
+// | `boot`       | boot with the one-time boot token           | bootToken                    |                 |
+// | `awaitReady` | awaitReady, up to readyTimeoutMs            |                              |                 |
+// | `shutdown`   | shutdown                                    |                              |                 |
+// | `powerOff`   | powerOff                                    |                              |                 |
+// | `resize`     | resize to the request's size                |                              | size            |
+// | `deleteVm`   | deleteVm                                    |                              |                 |
+//
+// The table below is typed over every operation, so an operation added to
+// engine/model does not compile until it is carried out here too. An
+// operation the authority names that is not in the set (a newer authority)
+// fails the step like a driver error: it is reported, not thrown.
+import type { AuthorizeResponse, AuthorityVm } from '../../protocol/index.ts';
+import { isOperation, type DriverCall, type Operation, type VmSize } from '../../engine/model/index.ts';
+import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
+
+export interface DriverCallOptions {
+  /** Tries of a call that fails with a transient error. */
+  attempts: number;
+  /** A call not answering within this fails (DriverError 'timeout', not transient). */
+  timeoutMs: number;
+  /** Base of the random pause before a try again, in ms: up to backoffMs x 2^try. Default 20. */
+  backoffMs?: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** One driver call with a deadline, tried again while its failure is transient. */
+export async function callDriver<T>(what: DriverCall, fn: () => Promise<T>, o: DriverCallOptions): Promise<T> {
+  const backoffMs = o.backoffMs ?? 20;
+  for (let attempt = 1; ; attempt++) {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DriverError('timeout', `${what} did not answer within ${o.timeoutMs} ms`, false)), o.timeoutMs);
+    });
+    try {
+      return await Promise.race([fn(), deadline]);
+    } catch (err) {
+      if (err instanceof DriverError && err.transient && attempt < o.attempts) {
+        await sleep(Math.random() * backoffMs * 2 ** attempt);
+        continue;
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** What a carried-out operation gives the edge's report. */
+export interface OperationDone {
+  cloudId?: string;
+  size?: VmSize;
+}
+
+/** The operations that call the driver. */
+export type CloudOperation = Exclude<Operation, 'none'>;
+
+/** Everything one operation's call may need. */
+interface EdgeCall {
+  driver: Driver;
+  creds: ScopedCredentials;
+  ref: VmRef;
+  vm: AuthorityVm;
+  auth: AuthorizeResponse;
+  size: VmSize | undefined;
+  readyTimeoutMs: number;
+  /** The call, with its deadline and tries (callDriver). */
+  retry: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+/** One entry per operation: the compiler refuses a missing one. */
+const CALLS: { readonly [O in CloudOperation]: (c: EdgeCall) => Promise<OperationDone> } = {
+  createVm: async ({ driver, creds, ref, vm, auth, retry }) => {
+    const made = await retry(() =>
+      driver.createVm(creds, {
+        vmId: ref.vmId,
+        name: vm.name,
+        image: auth.realImage ?? vm.realImage ?? '',
+        size: vm.size,
+        encryptedDisk: vm.encryptedDisk,
+        ...(auth.diskKeyHash !== undefined ? { diskKeyHash: auth.diskKeyHash } : {}),
+      }),
+    );
+    return { cloudId: made.cloudId };
+  },
+  powerOn: async ({ driver, creds, ref, retry }) => {
+    await retry(() => driver.powerOn(creds, ref));
+    return {};
+  },
+  boot: async ({ driver, creds, ref, auth, retry }) => {
+    const bootToken = auth.bootToken;
+    if (bootToken === undefined) throw new DriverError('failed', 'the authority issued no boot token');
+    await retry(() => driver.boot(creds, ref, { bootToken }));
+    return {};
+  },
+  awaitReady: async ({ driver, creds, ref, readyTimeoutMs, retry }) => {
+    await retry(() => driver.awaitReady(creds, ref, { timeoutMs: readyTimeoutMs }));
+    return {};
+  },
+  shutdown: async ({ driver, creds, ref, retry }) => {
+    await retry(() => driver.shutdown(creds, ref));
+    return {};
+  },
+  powerOff: async ({ driver, creds, ref, retry }) => {
+    await retry(() => driver.powerOff(creds, ref));
+    return {};
+  },
+  resize: async ({ driver, creds, ref, size, retry }) => {
+    if (!size) throw new DriverError('failed', 'a resize needs the new size');
+    await retry(() => driver.resize(creds, ref, size));
+    return { size };
+  },
+  deleteVm: async ({ driver, creds, ref, retry }) => {
+    await retry(() => driver.deleteVm(creds, ref));
+    return {};
+  },
+};
+
+/** The operations carried out here, in table order (tests compare them with engine/model). */
+export const CARRIED_OUT: readonly CloudOperation[] = Object.keys(CALLS) as CloudOperation[];
+
+function isCloudOperation(s: string): s is CloudOperation {
+  return s !== 'none' && isOperation(s);
+}
+
+export interface OperationsOptions extends DriverCallOptions {
+  /** How long awaitReady waits for a VM to boot. */
+  readyTimeoutMs: number;
+}
+
+/** A data center's driver, as the steps of its DMZ client call it. */
+export class Operations {
+  constructor(
+    readonly driver: Driver,
+    private readonly o: OperationsOptions,
+  ) {}
+
+  /**
+   * Carries out `operation`, approved by `auth`, on VM `vmId` (`size`: a
+   * resize's new size). Throws DriverError when the cloud call failed (after
+   * its tries), or when the operation is none the driver knows.
+   */
+  async carryOut(operation: string, auth: AuthorizeResponse, vmId: string, size: VmSize | undefined): Promise<OperationDone> {
+    if (operation === 'none') return {};
+    const creds = auth.credentials;
+    const vm = auth.vm;
+    if (!creds || !vm) throw new Error(`bug: an approval of ${operation} without credentials or VM`);
+    if (!isCloudOperation(operation)) throw new DriverError('failed', `the ${this.driver.kind} driver has no operation ${operation}`);
+    return CALLS[operation]({
+      driver: this.driver,
+      creds,
+      ref: { vmId, cloudId: vm.cloudId },
+      vm,
+      auth,
+      size,
+      readyTimeoutMs: this.o.readyTimeoutMs,
+      retry: (fn) => callDriver(operation, fn, this.o),
+    });
+  }
+}

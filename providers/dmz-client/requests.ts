@@ -1,0 +1,68 @@
+// What a step asks the authority, built from what the caller sent: the
+// authorization request of a create, an edge or a resize, the state a step
+// leaves its VM in, and the fingerprint its idempotency key is kept with.
+// Pure functions of their arguments (request ids aside).
+import { createHash, randomUUID } from 'node:crypto';
+import type { AuthorityVm, AuthorizeRequest } from '../../protocol/index.ts';
+import type { VmSize } from '../../engine/model/index.ts';
+import type { BatchStep, CreateVmRequest, StepVm } from '../../protocol/index.ts';
+
+/** What every request of one DMZ client shares: its data center, and the lifecycle's ends for requests that leave them out. */
+export interface RequestDefaults {
+  dataCenter: string;
+  /** Where a create enters the record (the pack's initial state). */
+  initial: string;
+  /** Where a delete leads when it names no state (the pack's first terminal state). */
+  terminal: string;
+}
+
+/** A step that carries a VM along an edge (not a create). */
+export type EdgeStep = Exclude<BatchStep, { op: 'create' }>;
+
+/** The VM a step acts on. */
+export function stepVmId(s: BatchStep): string {
+  return s.op === 'create' ? s.body.vm.id : s.vmId;
+}
+
+/** The authorization request of one edge, or of a resize (a size, and the same state at both ends). */
+export function edgeRequest(dataCenter: string, vmId: string, planId: string | null, from: string, to: string, size?: VmSize): AuthorizeRequest {
+  const kind = size && from === to ? 'resize' : 'transition';
+  return { dataCenter, requestId: randomUUID(), planId, kind, vmId, from, to, ...(size ? { size } : {}) };
+}
+
+/** The authorization request of an edge step (transition, resize or delete). */
+export function stepRequest(d: RequestDefaults, s: EdgeStep): AuthorizeRequest {
+  if (s.op === 'delete') return edgeRequest(d.dataCenter, s.vmId, s.body.planId, s.body.from, s.body.to ?? d.terminal);
+  const t = s.body;
+  return edgeRequest(d.dataCenter, s.vmId, t.planId, t.from, t.to, t.operation === 'resize' ? t.size : undefined);
+}
+
+/** The authorization request of a create: the VM enters the record in the initial state. */
+export function createRequest(d: RequestDefaults, b: CreateVmRequest): AuthorizeRequest {
+  const { id: vmId, ...vm } = b.vm;
+  return {
+    dataCenter: d.dataCenter,
+    requestId: randomUUID(),
+    planId: b.planId,
+    kind: 'create',
+    vmId,
+    from: null,
+    to: d.initial,
+    vm: { ...vm, dataCenter: d.dataCenter },
+  };
+}
+
+/** The state a step leaves its VM in when ok. */
+export function reaches(d: RequestDefaults, s: BatchStep): string {
+  return s.op === 'create' ? d.initial : s.op === 'delete' ? (s.body.to ?? d.terminal) : s.body.to;
+}
+
+/** Identifies the request an idempotency key was first used for: its route and its body. */
+export function fingerprint(route: string, body: unknown): string {
+  return createHash('sha256').update(`${route}\n${JSON.stringify(body)}`).digest('hex');
+}
+
+/** The record's VM as a step's result shows it. */
+export function stepVm(vm: AuthorityVm): StepVm {
+  return { id: vm.id, address: vm.address, state: vm.state, cloudId: vm.cloudId, realImage: vm.realImage, version: vm.version };
+}

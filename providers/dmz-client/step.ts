@@ -1,0 +1,263 @@
+// One step of a DMZ client: authorize -> driver call -> report, each step
+// under its idempotency key (docs/dmz-client.md, "What it does with a
+// request"). It knows nothing of HTTP: it takes the driver, the authority's
+// calls and the idempotency store as arguments, and the knobs a run turns
+// (RunContext) from runs.ts.
+//
+// What must stay true:
+// - A step asks the authority first and calls the driver only for an
+//   approved edge, with the credentials that approval carries (fresh ones:
+//   an approval whose credentials are about to expire is asked for again).
+// - Every carried-out call is reported, ok or failed; a failed one only as a
+//   driver failure (DriverError), anything else is a bug and is thrown.
+// - Within a run, reports go out in step order: a step's report waits for
+//   the answer of the step before it, and is not sent unless that was ok
+//   (409 earlier-step-failed): the record never lags the cloud by more than
+//   one edge.
+import { WireError, type LineAnswer } from '../../protocol/index.ts';
+import {
+  NONE_REPORT_DETAIL,
+  type AdvanceRequest,
+  type AdvanceResponse,
+  type AdvanceStep,
+  type AuthorizeRequest,
+  type AuthorizeResponse,
+  type ReportRequest,
+  type ReportResponse,
+} from '../../protocol/index.ts';
+import { DriverError, type Driver } from '../drivers/types.ts';
+import type { BatchStep, CreateVmRequest, DeleteVmRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
+import type { Lease } from './lanes.ts';
+import { Operations, type OperationDone } from './operations.ts';
+import { createRequest, fingerprint, stepRequest, stepVm, type RequestDefaults } from './requests.ts';
+
+/** The authority's calls a step makes (AuthorityClient, or the authority itself in tests). */
+export interface AuthorityCalls {
+  authorize(body: AuthorizeRequest): Promise<AuthorizeResponse>;
+  /** `lazy`: nobody waits for the answer soon (see AuthorityClient.report). */
+  report(body: ReportRequest, opts?: { lazy?: boolean }): Promise<ReportResponse>;
+  advance(body: AdvanceRequest): Promise<AdvanceResponse>;
+}
+
+/** Step results by idempotency key (IdempotencyStore): `fn` runs once per key, its result kept. */
+export interface ResultStore {
+  run(key: string, fingerprint: string, fn: () => Promise<StepResult>): Promise<StepResult>;
+}
+
+/** What a step of a run knows beyond its own request (see runs.ts). */
+export interface RunContext {
+  /** This step's authorization request, when an earlier step's advance decided it (`ahead` or `done`). */
+  request?: AuthorizeRequest;
+  /** This step's authorization, given by the advance of an earlier step. */
+  ahead?: AuthorizeResponse;
+  /** This step's result: a `none` edge the advance of an earlier step moved at once. */
+  done?: StepResult;
+  /** The authorization requests of the run's next steps, sent with this step's report (or create) as one advance. */
+  chain?: AuthorizeRequest[];
+  /** Gets the advance's answers for `chain`, in order, as far as the authority decided them. */
+  onChain?: (decided: AdvanceStep[]) => void;
+  /** Called once this step's cloud call is done, ok, before its report goes out (the run may start the next step, approved ahead). */
+  onCarriedOut?: () => void;
+  /** The previous step's answer while its report is on its way: this step's report waits for it, and is not sent unless it was ok. */
+  after?: Promise<LineAnswer>;
+  /** Whether the run goes on to the next step without waiting for this step's report (then the report is lazy: see AuthorityClient.report). */
+  goesOn?: () => boolean;
+  /** The run's place in its lane (lanes.ts), taken before its first cloud call. */
+  lease?: Lease;
+}
+
+export interface StepRunnerOptions extends RequestDefaults {
+  driver: Driver;
+  authority: AuthorityCalls;
+  store: ResultStore;
+  /** Tries of a driver call that fails with a transient error. Default 4. */
+  driverAttempts?: number;
+  /** A driver call not answering within this is a failure. Default 120 000. */
+  driverTimeoutMs?: number;
+  /** How long awaitReady waits for a VM to boot. Default 60 000. */
+  readyTimeoutMs?: number;
+  /** Base of the pause before a driver call is tried again, in ms. Default 20. */
+  driverBackoffMs?: number;
+}
+
+/** Credentials closer than this to their expiry are not used for a cloud call. */
+const CREDENTIALS_MARGIN_MS = 30_000;
+
+/** Whether an approval's credentials (if any) last long enough for a cloud call. */
+function fresh(auth: AuthorizeResponse): boolean {
+  return auth.credentials === undefined || Date.parse(auth.credentials.expiresAt) - Date.now() > CREDENTIALS_MARGIN_MS;
+}
+
+/** Whether a run's step was answered ok. */
+export function answeredOk(a: LineAnswer): boolean {
+  return a.status === 200 && (a.body as StepResult).outcome === 'ok';
+}
+
+export class StepRunner {
+  private readonly dc: string;
+  private readonly defaults: RequestDefaults;
+  private readonly authority: AuthorityCalls;
+  private readonly store: ResultStore;
+  private readonly operations: Operations;
+  /** Per VM, its report on its way (see reportOnItsWay). */
+  private readonly reports = new Map<string, Promise<unknown>>();
+
+  constructor(o: StepRunnerOptions) {
+    this.dc = o.dataCenter;
+    this.defaults = { dataCenter: o.dataCenter, initial: o.initial, terminal: o.terminal };
+    this.authority = o.authority;
+    this.store = o.store;
+    this.operations = new Operations(o.driver, {
+      attempts: o.driverAttempts ?? 4,
+      timeoutMs: o.driverTimeoutMs ?? 120_000,
+      readyTimeoutMs: o.readyTimeoutMs ?? 60_000,
+      backoffMs: o.driverBackoffMs,
+    });
+  }
+
+  /**
+   * The VM's report on its way, if any (settles, never rejects, once it was
+   * answered). A booting VM's call to the boot endpoint waits for it: the
+   * authority checks a booting VM against the record's state.
+   */
+  reportOnItsWay(vmId: string): Promise<unknown> | undefined {
+    return this.reports.get(vmId);
+  }
+
+  /**
+   * POST /v1/vms: the VM enters the record in the initial state (no cloud
+   * call). Within a run, with `chain`, together with the authorization of
+   * the run's next edges (one advance).
+   */
+  create(b: CreateVmRequest, run?: RunContext): Promise<StepResult> {
+    return this.store.run(b.idempotencyKey, fingerprint('create', b), async () => {
+      const authReq = createRequest(this.defaults, b);
+      let auth: AuthorizeResponse;
+      if (run?.chain?.length) {
+        const res = await this.authority.advance({ create: authReq, next: run.chain, ahead: true });
+        if (!res.create) throw new Error('bug: the authority answered an advance without its create');
+        auth = res.create;
+        run.onChain?.(res.next);
+      } else {
+        auth = await this.authority.authorize(authReq);
+      }
+      const res: StepResult = {
+        requestId: authReq.requestId,
+        decision: auth.decision,
+        reason: auth.reason,
+        outcome: auth.decision === 'vetoed' ? 'vetoed' : 'ok',
+        operation: 'none',
+      };
+      if (auth.vm) res.vm = stepVm(auth.vm);
+      return res;
+    });
+  }
+
+  /** POST /v1/vms/:id/transitions: one edge, or a resize. */
+  async transition(vmId: string, b: TransitionRequest, run?: RunContext): Promise<StepResult> {
+    if (b.operation === 'resize' && (!b.size || b.from !== b.to)) {
+      throw new WireError('bad-request', 'a resize is { from: S, to: S, operation: "resize", size }');
+    }
+    return this.store.run(b.idempotencyKey, fingerprint(`transition ${vmId}`, b), () =>
+      this.step(run?.request ?? stepRequest(this.defaults, { op: 'transition', vmId, body: b }), run),
+    );
+  }
+
+  /** DELETE /v1/vms/:id: the last edge. */
+  remove(vmId: string, b: DeleteVmRequest, run?: RunContext): Promise<StepResult> {
+    return this.store.run(b.idempotencyKey, fingerprint(`delete ${vmId}`, b), () =>
+      this.step(run?.request ?? stepRequest(this.defaults, { op: 'delete', vmId, body: b }), run),
+    );
+  }
+
+  /** One step of a batch or a run, as its single route would carry it out. */
+  one(s: BatchStep, run?: RunContext): Promise<StepResult> {
+    return s.op === 'create' ? this.create(s.body, run) : s.op === 'transition' ? this.transition(s.vmId, s.body, run) : this.remove(s.vmId, s.body, run);
+  }
+
+  /** Keeps `report` as the VM's report on its way until it settles. */
+  private reporting<T>(vmId: string, report: Promise<T>): Promise<T> {
+    const settled = report.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.reports.set(vmId, settled);
+    void settled.then(() => {
+      if (this.reports.get(vmId) === settled) this.reports.delete(vmId);
+    });
+    return report;
+  }
+
+  /**
+   * authorize -> driver -> report, for one edge (or a resize). Within a run,
+   * `ahead` is this edge's authorization, already given by an earlier step's
+   * advance, and `done` its whole result (a `none` edge moved at once); and
+   * `chain` holds the run's next edges, whose authorizations are asked
+   * together with this edge's report (one authority call, see
+   * docs/protocol.md "Advance") and handed to `onChain`.
+   */
+  private async step(req: AuthorizeRequest, run: RunContext = {}): Promise<StepResult> {
+    if (run.done) return run.done;
+    const { requestId, planId, vmId, from, size } = req;
+    const to = req.to as string;
+    const dc = this.dc;
+    // An approval given earlier in the run (ahead) whose credentials are about to expire (a long path) is asked for again.
+    let auth = run.ahead && fresh(run.ahead) ? run.ahead : await this.authority.authorize(req);
+    // The run's first cloud call waits for a place in its lane; the approval, given before, is asked for again if the wait outlasted it.
+    if (run.lease && !run.lease.holding && auth.decision !== 'vetoed' && auth.operation !== 'none') {
+      await run.lease.hold();
+      if (!fresh(auth)) auth = await this.authority.authorize(req);
+    }
+    if (auth.decision === 'vetoed') {
+      return { requestId, decision: 'vetoed', reason: auth.reason, outcome: 'vetoed', operation: 'none', ...(auth.vm ? { vm: stepVm(auth.vm) } : {}) };
+    }
+    const operation = auth.operation;
+    const report = (r: Omit<ReportRequest, 'dataCenter' | 'requestId' | 'planId' | 'vmId' | 'from' | 'to'>): ReportRequest => ({
+      dataCenter: dc,
+      requestId,
+      planId,
+      vmId,
+      from: from as string,
+      to,
+      ...r,
+    });
+    /** Reports go out in step order: this one only once the previous step's is answered, and only when that was ok. */
+    const inTurn = async () => {
+      if (run.after && !answeredOk(await run.after)) {
+        throw new WireError('earlier-step-failed', `${from} -> ${to} was carried out but not reported: the step before it in the run failed`);
+      }
+    };
+    let done: OperationDone;
+    try {
+      done = await this.operations.carryOut(operation, auth, vmId, size);
+    } catch (err) {
+      if (!(err instanceof DriverError)) throw err;
+      const detail = `${operation} failed in ${dc}: ${err.message}`;
+      await inTurn();
+      const rep = await this.authority.report(report({ outcome: 'failed', detail }));
+      return {
+        requestId,
+        decision: auth.decision,
+        reason: auth.reason,
+        outcome: 'failed',
+        operation,
+        vm: stepVm(rep.vm),
+        error: { code: `driver.${err.kind}`, message: detail },
+      };
+    }
+    run.onCarriedOut?.();
+    const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });
+    // Known as on its way from now on (a booting VM's call waits for it), though it goes out in its turn.
+    const rep = await this.reporting(
+      vmId,
+      inTurn().then(async (): Promise<ReportResponse> => {
+        if (!run.chain?.length) return this.authority.report(ok, { lazy: run.goesOn?.() === true });
+        const res = await this.authority.advance({ report: ok, next: run.chain, ahead: true });
+        if (!res.report) throw new Error('bug: the authority answered an advance without its report');
+        run.onChain?.(res.next);
+        return res.report;
+      }),
+    );
+    return { requestId, decision: auth.decision, reason: auth.reason, outcome: 'ok', operation, vm: stepVm(rep.vm) };
+  }
+}
