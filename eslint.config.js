@@ -81,7 +81,7 @@ const LAYER_EXCEPTIONS = [
 }));
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '**/.fleet/**', 'specs/types/**', 'coverage/**', '.ci/cache/**'] },
+  { ignores: ['node_modules/**', '**/node_modules/**', '**/.fleet/**', 'specs/types/**', 'coverage/**', '.ci/cache/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -93,7 +93,7 @@ export default tseslint.config(
   ...layerConfigs,
   ...LAYER_EXCEPTIONS,
   {
-    files: ['bin/**/*.mjs'],
+    files: ['bin/**/*.mjs', 'providers/pulumi/**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
 );

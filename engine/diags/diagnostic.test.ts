@@ -74,6 +74,11 @@ describe('FleetError', () => {
     expect(e.message).toBe('Stack file not found: nowhere/stack.yaml does not exist.');
   });
 
+  it('says where in its message, for hosts that show only the message (Pulumi)', () => {
+    const e = new FleetError([diag('apply.step-vetoed', 'create web/3 in miami: no.', { address: 'web/3' }), diag('spec.read-error', 'x.', { file: 'a.yaml', line: 2, col: 3 })]);
+    expect(e.message).toBe('Request vetoed by the authority: create web/3 in miami: no. (at web/3); Cannot read file: x. (at a.yaml:2:3)');
+  });
+
   it('is what fail() throws', () => {
     expect(() => fail('spec.read-error', 'x')).toThrow(FleetError);
   });

@@ -74,16 +74,45 @@ export function formatDiagnostics(diags: readonly Diagnostic[]): string {
   return diags.map(formatDiagnostic).join('\n');
 }
 
+/** The one-line text of diagnostics: `summary: detail (at where)`, joined by `; `. An Error's message, for hosts that show only that (Pulumi's dynamic-provider host). */
+export function diagnosticsMessage(diags: readonly Diagnostic[]): string {
+  return diags
+    .map((d) => {
+      const loc = location(d);
+      return `${d.summary}: ${d.detail}${loc ? ` (at ${loc})` : ''}`;
+    })
+    .join('; ');
+}
+
 /**
  * Thrown when an operation cannot go on because of bad input or an outside
  * fault (unreachable database, lock held, stale plan). The CLI prints its
  * diagnostics and exits 1; it never shows a stack trace for these.
+ *
+ * It must stay an Error with a message after Pulumi's closure serializer
+ * (pulumi.runtime.serializeFunction) has rewritten it, because the providers
+ * throw it and Pulumi's dynamic-provider host reports only `e.message`. The
+ * serializer turns this class into a plain function whose `super(...)` is
+ * `Error.call(this, message)` (which builds and drops a new Error, setting
+ * nothing on `this`) and whose prototype object does not reach
+ * Error.prototype. So when `this` has no own message, the constructor links
+ * its prototype to Error.prototype and sets the message and stack itself: the
+ * copy's errors are Errors with the same name, message and diagnostics, and
+ * `instanceof FleetError` keeps telling them from bugs inside the copy.
+ * providers/pulumi/serialized.test.ts proves it in a fresh Node process.
  */
 export class FleetError extends Error {
   readonly diagnostics: Diagnostic[];
   constructor(diagnostics: Diagnostic | Diagnostic[]) {
     const list = Array.isArray(diagnostics) ? diagnostics : [diagnostics];
-    super(list.map((d) => `${d.summary}: ${d.detail}`).join('; '));
+    const message = diagnosticsMessage(list);
+    super(message);
+    // Error's constructor defines an own `message`; in the serialized copy nothing did.
+    if (!Object.hasOwn(this, 'message')) {
+      if (!((this as object) instanceof Error)) Object.setPrototypeOf(Object.getPrototypeOf(this), Error.prototype);
+      Object.defineProperty(this, 'message', { value: message, writable: true, configurable: true, enumerable: false });
+      Error.captureStackTrace(this, FleetError);
+    }
     this.name = 'FleetError';
     this.diagnostics = list;
   }

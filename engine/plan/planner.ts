@@ -1,7 +1,6 @@
 // The planner's pure core: specs + record + pack in, plan document out. No
 // I/O here (the policy-test runner and the benchmark call it directly);
 // engine/plan/run.ts does the reading. See docs/planning.md for the rules.
-import { randomUUID } from 'node:crypto';
 import type { Lifecycle, LoadedPack } from '../policy/types.ts';
 import type { PlanVmRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
@@ -43,6 +42,11 @@ export interface PlanInput {
   policy?: PlanPolicy;
 }
 
+/** The VM name of a fleet member: `<stack>-<fleet>-<index>` (the record's VmRow.name). The Pulumi Vm resource names its VM the same way. */
+export function memberName(stack: string, fleet: string, index: number): string {
+  return `${stack}-${fleet}-${index}`;
+}
+
 /** Key order of a change in the JSON document: the contract's order (engine/plan/types.ts). */
 const CHANGE_KEYS: readonly (keyof Change)[] = [
   'address', 'fleet', 'index', 'name', 'dataCenter', 'action', 'from', 'to', 'path', 'oldPath', 'replaceOrder',
@@ -71,22 +75,34 @@ export function computePlan(input: PlanInput): PlanDocument {
   return new Planner(input).run();
 }
 
+// Every field is set in the constructor, none by an initializer: the Pulumi
+// Fleet provider (providers/pulumi/fleet.ts) runs the planner from a closure
+// serialized by Pulumi, which rewrites a class into a function from its
+// constructor's text and drops field initializers.
 class Planner {
+  private readonly input: PlanInput;
   private readonly lc: Lifecycle;
   private readonly policy: PlanPolicy;
-  private readonly changes: Change[] = [];
-  private readonly violations: Violation[] = [];
-  private readonly grants: Grant[] = [];
+  private readonly changes: Change[];
+  private readonly violations: Violation[];
+  private readonly grants: Grant[];
   private readonly ctx: PlanContext;
   private readonly resizeAt: string;
-  private readonly statePaths = new Map<string, string[]>();
-  private readonly images = new Map<string, Change['image']>();
+  private readonly statePaths: Map<string, string[]>;
+  private readonly images: Map<string, Change['image']>;
   /** Record version of each VM a change acts on (not noops), for the basis. */
-  private readonly touched = new Map<string, number>();
+  private readonly touched: Map<string, number>;
   /** Capacity left per data center, less what this plan has placed; null when the capacity rule is disabled. */
   private readonly capacity: Map<string, CapacityLeft> | null;
 
-  constructor(private readonly input: PlanInput) {
+  constructor(input: PlanInput) {
+    this.input = input;
+    this.changes = [];
+    this.violations = [];
+    this.grants = [];
+    this.statePaths = new Map();
+    this.images = new Map();
+    this.touched = new Map();
     this.lc = input.pack.lifecycle;
     this.policy = input.policy ?? defaultPolicy;
     this.resizeAt = resizeState(this.lc);
@@ -147,7 +163,9 @@ class Planner {
 
     const plan: PlanDocument = {
       formatVersion: '1',
-      id: input.id ?? randomUUID(),
+      // globalThis.crypto, not an import of node:crypto: the Pulumi Fleet provider (providers/pulumi/fleet.ts) runs
+      // the planner from a serialized closure, which cannot capture a native module's functions.
+      id: input.id ?? globalThis.crypto.randomUUID(),
       stack: input.stack.name,
       createdAt: (input.now ?? new Date()).toISOString(),
       policyPack: `${input.pack.name}@${input.pack.version}`,
@@ -445,7 +463,7 @@ class Planner {
       address: formatVmAddress(spec.name, index),
       fleet: spec.name,
       index,
-      name: `${this.input.stack.name}-${spec.name}-${index}`,
+      name: memberName(this.input.stack.name, spec.name, index),
       dataCenter,
       image: this.image(spec.image, dataCenter),
       size: spec.size,

@@ -1,0 +1,114 @@
+// The AWS components under Pulumi's mocks: every security property holds for
+// what they declare, and each check catches its property broken (a table of
+// broken variants of the declared resources).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { awsChecks, runChecks, type DeclaredResource } from '../checks/index.ts';
+import { TAG_DATA_CENTER, TAG_STACK } from '../common.ts';
+import { broken, mockPulumi, registered, valueOf } from '../testing.ts';
+import { DmzClientHost, DmzNetwork } from './index.ts';
+
+const mocks = mockPulumi();
+const expectations = {
+  region: 'us-east-1',
+  admitted: [
+    { port: 8443, cidr: '192.168.0.0/16', why: 'tenant' },
+    { port: 8443, cidr: '10.20.2.0/24', why: 'boot from the fleet subnet' },
+    { port: 443, cidr: '10.20.1.0/24', why: 'VPC endpoints from the DMZ subnet' },
+  ],
+  tags: { [TAG_STACK]: 'prod', [TAG_DATA_CENTER]: 'virginia' },
+};
+let resources: DeclaredResource[];
+let host: DmzClientHost;
+
+beforeAll(async () => {
+  const network = new DmzNetwork('virginia', {
+    stack: 'prod',
+    dataCenter: 'virginia',
+    region: 'us-east-1',
+    availabilityZone: 'us-east-1a',
+    vpcCidr: '10.20.0.0/16',
+    dmzSubnetCidr: '10.20.1.0/24',
+    fleetSubnetCidr: '10.20.2.0/24',
+    tenantCidrs: ['192.168.0.0/16'],
+  });
+  host = new DmzClientHost('virginia', {
+    network,
+    facts: { location: { lat: 38.9, lon: -77.4 }, hardware: ['general'], capacity: { vms: 200 } },
+    authorityUrl: 'https://authority.tenant.example:7400',
+    ami: 'ami-0123456789abcdef0',
+    secrets: { tlsCert: 'pem-cert-value', tlsKey: 'pem-key-value', clientToken: 'client-token-value', authorityToken: 'authority-token-value' },
+  });
+  await registered(network, host);
+  resources = mocks.resources;
+});
+
+describe('AWS DMZ', () => {
+  it('declares the network, the endpoints and the host', () => {
+    const count = (t: string) => resources.filter((r) => r.type === t).length;
+    expect(count('aws:ec2/vpc:Vpc')).toBe(1);
+    expect(count('aws:ec2/subnet:Subnet')).toBe(2);
+    expect(count('aws:ec2/securityGroup:SecurityGroup')).toBe(3);
+    expect(count('aws:ec2/vpcEndpoint:VpcEndpoint')).toBe(4);
+    expect(count('aws:ec2/instance:Instance')).toBe(1);
+  });
+
+  it('holds every security property', () => {
+    expect(runChecks(awsChecks(expectations), resources).filter((r) => r.violations.length > 0)).toEqual([]);
+  });
+
+  it('produces the data center entry of stack.yaml', async () => {
+    expect(await valueOf(host.dataCenterEntry)).toEqual({
+      name: 'virginia',
+      address: 'https://10.20.1.10:8443',
+      location: { lat: 38.9, lon: -77.4 },
+      hardware: ['general'],
+      capacity: { vms: 200 },
+      auth: { tokenEnv: 'FLEET_CLI_TOKEN_VIRGINIA' },
+    });
+  });
+
+  it('starts fleet serve dmz-client --driver aws and keeps secrets out of the user data', () => {
+    const vm = resources.find((r) => r.type === 'aws:ec2/instance:Instance')!;
+    expect(vm.inputs.userData).toContain("'fleet' 'serve' 'dmz-client' '--data-center' 'virginia' '--driver' 'aws'");
+    for (const s of ['pem-cert-value', 'pem-key-value', 'client-token-value', 'authority-token-value']) expect(vm.inputs.userData).not.toContain(s);
+  });
+
+  it('refuses tenant CIDRs that open the DMZ to everyone', () => {
+    expect(() => new DmzNetwork('open', { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.0.0.0/16', dmzSubnetCidr: '10.0.1.0/24', fleetSubnetCidr: '10.0.2.0/24', tenantCidrs: ['0.0.0.0/0'] })).toThrow(/admits a \/0/);
+  });
+
+  const SG = 'aws:ec2/securityGroup:SecurityGroup';
+  const VARIANTS: { name: string; property: string; type: string; resource?: string; edit: (r: DeclaredResource) => void }[] = [
+    { name: 'a 0.0.0.0/0 ingress on the DMZ client', property: 'ingress only from the admitted sources', type: SG, resource: 'virginia-dmz-client', edit: (r) => r.inputs.ingress.push({ protocol: 'tcp', fromPort: 8443, toPort: 8443, cidrBlocks: ['0.0.0.0/0'] }) },
+    { name: 'an ::/0 ingress on the fleet', property: 'ingress only from the admitted sources', type: SG, resource: 'virginia-fleet', edit: (r) => r.inputs.ingress.push({ protocol: 'tcp', fromPort: 22, toPort: 22, ipv6CidrBlocks: ['::/0'] }) },
+    { name: 'the boot port opened to the tenant', property: 'ingress only from the admitted sources', type: SG, resource: 'virginia-dmz-client', edit: (r) => r.inputs.ingress.push({ protocol: 'tcp', fromPort: 8444, toPort: 8444, cidrBlocks: ['192.168.0.0/16'] }) },
+    { name: 'all ports from the tenant', property: 'ingress only from the admitted sources', type: SG, resource: 'virginia-dmz-client', edit: (r) => (r.inputs.ingress[0] = { ...r.inputs.ingress[0], protocol: '-1', fromPort: 0, toPort: 0 }) },
+    { name: 'a public IP on the host', property: 'no public IP', type: 'aws:ec2/instance:Instance', edit: (r) => (r.inputs.associatePublicIpAddress = true) },
+    { name: 'public IPs on launch in the fleet subnet', property: 'no public IP', type: 'aws:ec2/subnet:Subnet', resource: 'virginia-fleet', edit: (r) => (r.inputs.mapPublicIpOnLaunch = true) },
+    { name: 'an unencrypted root disk', property: 'encrypted at rest', type: 'aws:ec2/instance:Instance', edit: (r) => (r.inputs.rootBlockDevice.encrypted = false) },
+    { name: 'EBS encryption by default off', property: 'encrypted at rest', type: 'aws:ebs/encryptionByDefault:EncryptionByDefault', edit: (r) => (r.inputs.enabled = false) },
+    { name: 'the secret without its KMS key', property: 'encrypted at rest', type: 'aws:secretsmanager/secret:Secret', edit: (r) => delete r.inputs.kmsKeyId },
+    { name: 'IMDSv1 allowed', property: 'instance metadata v2 only', type: 'aws:ec2/instance:Instance', edit: (r) => (r.inputs.metadataOptions.httpTokens = 'optional') },
+    { name: 'a statement without the region condition', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => delete s[0].Condition)) },
+    { name: 'ec2:* allowed', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => (s[0].Action = 'ec2:*'))) },
+    { name: 'terminate on untagged instances', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => (s.find((x) => x.Sid === 'ChangeOwn')!.Condition = { StringEquals: { 'aws:RequestedRegion': 'us-east-1' } }))) },
+    { name: 'another region', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => (s[0].Condition.StringEquals['aws:RequestedRegion'] = 'eu-west-1'))) },
+    { name: 'a missing data-center tag', property: 'tagged with the stack and data center', type: 'aws:ec2/vpc:Vpc', edit: (r) => delete r.inputs.tags[TAG_DATA_CENTER] },
+  ];
+
+  it.each(VARIANTS)('catches $name ($property)', ({ property, type, resource, edit }) => {
+    const reports = runChecks(awsChecks(expectations), broken(resources, type, edit, resource));
+    expect(reports.find((r) => r.property === property)?.violations.length).toBeGreaterThan(0);
+  });
+
+  it('has a broken variant for every property', () => {
+    expect(new Set(VARIANTS.map((v) => v.property))).toEqual(new Set(awsChecks(expectations).map((c) => c.property)));
+  });
+});
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function editPolicy(policy: string, edit: (statements: any[]) => void): string {
+  const doc = JSON.parse(policy);
+  edit(doc.Statement);
+  return JSON.stringify(doc);
+}

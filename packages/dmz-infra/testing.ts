@@ -1,0 +1,79 @@
+// Test support: Pulumi's engine replaced by pulumi.runtime.setMocks, recording
+// every resource a program declares (type, name, inputs) for the checks in
+// ./checks, and answering with the outputs the clouds would compute (ids,
+// ARNs, private IPs) so the components' outputs resolve.
+import * as pulumi from '@pulumi/pulumi';
+import type { DeclaredResource } from './checks/index.ts';
+
+export const MOCK_SUBSCRIPTION = '00000000-0000-0000-0000-000000000000';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function computed(type: string, name: string, inputs: Record<string, any>, region: string): { id: string; state: Record<string, unknown> } {
+  if (type.startsWith('aws:')) {
+    const svc = type.split(':')[1].split('/')[0];
+    const arn = `arn:aws:${svc}:${region}:123456789012:${name}`;
+    const extra: Record<string, unknown> = { arn, name: inputs.name ?? name };
+    if (type === 'aws:ec2/instance:Instance') extra.privateIp = '10.20.1.10';
+    return { id: `${name}-id`, state: { ...inputs, ...extra } };
+  }
+  const rg = `/subscriptions/${MOCK_SUBSCRIPTION}/resourceGroups`;
+  if (type === 'azure-native:resources:ResourceGroup') return { id: `${rg}/${name}`, state: { ...inputs, name } };
+  const id = `${rg}/${inputs.resourceGroupName ?? 'rg'}/providers/${type.split(':').slice(1).join('/')}/${name}`;
+  const extra: Record<string, unknown> = { name };
+  if (type === 'azure-native:managedidentity:UserAssignedIdentity') Object.assign(extra, { principalId: `${name}-principal`, clientId: `${name}-client` });
+  if (type === 'azure-native:network:NetworkInterface') extra.ipConfigurations = (inputs.ipConfigurations ?? []).map((c: object) => ({ ...c, privateIPAddress: '10.30.1.4' }));
+  return { id, state: { ...inputs, ...extra } };
+}
+
+/** Installs the mocks; `resources` fills as the program declares resources. */
+export function mockPulumi(config: Record<string, string> = {}): { resources: DeclaredResource[] } {
+  const resources: DeclaredResource[] = [];
+  /** Region of each AWS provider by its name: an ARN names the region of the provider that made it. */
+  const regions = new Map<string, string>();
+  pulumi.runtime.setAllConfig(config);
+  void pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        resources.push({ type: args.type, name: args.name, inputs: args.inputs });
+        if (args.type === 'pulumi:providers:aws') regions.set(args.name, String(args.inputs.region));
+        const provider = /pulumi:providers:aws::([^:]+)::/.exec(String(args.provider ?? ''))?.[1];
+        const c = computed(args.type, args.name, args.inputs, (provider && regions.get(provider)) || 'us-east-1');
+        return { id: c.id, state: c.state };
+      },
+      call: (args) => args.inputs,
+    },
+    'dmz-test',
+    'test',
+    false,
+  );
+  return { resources };
+}
+
+/** An output's value, once the mocks have answered. */
+export function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => o.apply((v) => resolve(v)));
+}
+
+/** Waits until every resource reachable from the components' fields (and arrays of them) is registered. */
+export async function registered(...roots: object[]): Promise<void> {
+  const found: pulumi.Resource[] = [];
+  const seen = new Set<object>();
+  const visit = (v: unknown, depth: number) => {
+    if (depth > 3 || v === null || typeof v !== 'object' || seen.has(v)) return;
+    seen.add(v);
+    if (pulumi.Resource.isInstance(v)) found.push(v);
+    if (Array.isArray(v)) for (const x of v) visit(x, depth + 1);
+    else if (pulumi.Resource.isInstance(v) || depth === 0) for (const x of Object.values(v)) visit(x, depth + 1);
+  };
+  for (const r of roots) visit(r, 0);
+  await valueOf(pulumi.all(found.map((r) => r.urn)));
+}
+
+/** A deep copy of the declared resources with `edit` applied to the first of `type` (named `name` when given). */
+export function broken(resources: readonly DeclaredResource[], type: string, edit: (r: DeclaredResource) => void, name?: string): DeclaredResource[] {
+  const copy = structuredClone(resources) as DeclaredResource[];
+  const target = copy.find((r) => r.type === type && (name === undefined || r.name === name));
+  if (!target) throw new Error(`bug: no ${type}${name ? ` named ${name}` : ''} among the declared resources`);
+  edit(target);
+  return copy;
+}

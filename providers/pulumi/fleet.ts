@@ -1,0 +1,369 @@
+// A dmzfleet fleet as one Pulumi resource: `new Fleet(name, args)`. Its
+// provider expands the fleet the way `fleet plan` does (engine/plan's
+// computePlan: member indexes and names, placement over the stack's data
+// centers, which members to create, change, replace or delete, along which
+// lifecycle paths), with the fleet's members kept in the resource's outputs
+// standing in for the record's rows of this fleet. Each member's change then
+// goes through its data center's provider (providers/provider.ts), so the
+// authority approves every step, as with `fleet apply`.
+//
+// Pulumi serializes this provider into its state, so it holds the stack as
+// plain data (FleetStack) and nothing else; the tokens are inputs (Pulumi
+// secrets, per data center) and outputs (so read, update and delete have them),
+// never part of the provider.
+//
+// Failure rules (pulumi sdk/nodejs/dynamic/index.ts):
+// - create: members created before a failure are deleted again, then the
+//   error is thrown: nothing remains.
+// - update: members keep whatever they reached; the error carries the
+//   fleet's outputs as they are now (`id`, `properties`, `reasons`: Pulumi's
+//   "created but failed to initialize" form), so the state matches the data
+//   centers and the next `pulumi up` goes on from there.
+// - delete: a member that could not be deleted still exists; the error names it.
+import * as pulumi from '@pulumi/pulumi';
+import { FleetError, diag, type Diagnostic } from '../../engine/diags/index.ts';
+import { computePlan, noRulesPolicy, type Change } from '../../engine/plan/index.ts';
+import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
+import type { LoadedPack } from '../../engine/policy/types.ts';
+import type { PlanVmRow } from '../../engine/record/types.ts';
+import { specHash, type LoadedFleet, type LoadedStack, type Location } from '../../engine/spec/index.ts';
+import type { DataCenterProvider, VmInputs, VmOutputs } from '../provider.ts';
+import { providerOptions, type FleetStack } from './stack.ts';
+import { providerFor } from './vm.ts';
+
+/** A fleet spec (DESIGN.md, "Fleet") as the resource's inputs: the same keys and defaults as a fleet file's `metadata` and `spec`. */
+export interface FleetSpecInputs {
+  name: string;
+  owner: string;
+  labels?: Record<string, string>;
+  count: number;
+  minCount?: number;
+  image: string;
+  size: { cpu: number; memoryGiB: number; diskGiB: number };
+  hardware?: string[];
+  placement?: { dataCenters?: string[]; strategy?: 'nearest' | 'spread' | 'pack'; near?: string | Location };
+  /** One of the pack's requestable states; default Running. */
+  state?: string;
+  encryptedDisk?: boolean;
+  protect?: boolean;
+}
+
+export interface FleetInputs {
+  spec: FleetSpecInputs;
+  /**
+   * engine/spec's specHash of the spec (image, size, hardware, encryptedDisk),
+   * computed by the Fleet resource in the program: the hash needs node:crypto,
+   * which a serialized provider cannot capture.
+   */
+  specHash: string;
+  /** Token of each data center's DMZ client; a data center missing here is reached with the token in its tokenEnv variable. */
+  tokens?: Record<string, string>;
+  planId?: string | null;
+}
+
+/** One member as its data center's provider left it. */
+export type FleetMember = VmOutputs & { address: string };
+
+export interface FleetOutputs extends FleetInputs {
+  stack: string;
+  members: FleetMember[];
+}
+
+const STRATEGIES = ['nearest', 'spread', 'pack'] as const;
+
+/** The LoadedFleet the planner reads, with the spec loader's defaults (engine/spec/fleet.ts toLoadedFleet). */
+function loadedFleet(s: FleetSpecInputs, hash: string): LoadedFleet {
+  const size = { cpu: s.size.cpu, memoryGiB: s.size.memoryGiB, diskGiB: s.size.diskGiB };
+  const hardware = [...(s.hardware ?? [])];
+  const encryptedDisk = s.encryptedDisk ?? false;
+  const near = s.placement?.near;
+  return {
+    name: s.name,
+    owner: s.owner,
+    labels: { ...(s.labels ?? {}) },
+    count: s.count,
+    minCount: s.minCount ?? 0,
+    image: s.image,
+    size,
+    hardware,
+    placement: {
+      dataCenters: s.placement?.dataCenters ? [...s.placement.dataCenters] : null,
+      strategy: s.placement?.strategy ?? 'nearest',
+      near: near === undefined ? null : typeof near === 'string' ? near : { lat: near.lat, lon: near.lon },
+    },
+    state: s.state ?? 'Running',
+    encryptedDisk,
+    protect: s.protect ?? false,
+    specHash: hash,
+    where: {},
+    pointers: new Map(),
+    raw: {} as LoadedFleet['raw'],
+  };
+}
+
+/** Runs `f` over every item at once; the results in order, each fulfilled or rejected. */
+function settleAll<T, R>(items: readonly T[], f: (t: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
+  return Promise.allSettled(items.map((t) => f(t)));
+}
+
+function diagnosticsOf(err: unknown, address: string): Diagnostic[] {
+  if (err instanceof FleetError) return err.diagnostics;
+  return [diag('apply.step-failed', `${address}: ${err instanceof Error ? err.message : String(err)}`, { address })];
+}
+
+export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInputs, FleetOutputs> {
+  readonly stack: FleetStack;
+
+  constructor(stack: FleetStack) {
+    this.stack = JSON.parse(JSON.stringify(stack)) as FleetStack;
+  }
+
+  /** The provider of one data center for this call. */
+  private dc(name: string, tokens: Record<string, string> | undefined): DataCenterProvider {
+    return providerFor(providerOptions(this.stack, name), tokens?.[name]);
+  }
+
+  async check(_olds: FleetInputs, news: FleetInputs): Promise<pulumi.dynamic.CheckResult<FleetInputs>> {
+    const failures: pulumi.dynamic.CheckFailure[] = [];
+    const s = news.spec ?? ({} as FleetSpecInputs);
+    const fail = (property: string, reason: string) => failures.push({ property: `spec.${property}`, reason });
+    for (const k of ['name', 'owner', 'image'] as const) if (typeof s[k] !== 'string' || s[k] === '') fail(k, `${k} must be a non-empty string`);
+    if (!Number.isInteger(s.count) || s.count < 0) fail('count', 'count must be an integer >= 0');
+    if (s.minCount !== undefined && (!Number.isInteger(s.minCount) || s.minCount < 0 || s.minCount > s.count)) fail('minCount', 'minCount must be an integer from 0 to count');
+    const z = s.size;
+    if (typeof news.specHash !== 'string' || news.specHash === '') failures.push({ property: 'specHash', reason: 'specHash must be engine/spec specHash of the spec' });
+    if (!z || !Number.isInteger(z.cpu) || !(z.cpu >= 1) || !(z.memoryGiB > 0) || !(z.diskGiB > 0)) fail('size', 'size needs an integer cpu >= 1, memoryGiB > 0 and diskGiB > 0');
+    const lc = this.stack.lifecycle;
+    const state = s.state ?? 'Running';
+    if (!lc.requestable.includes(state)) fail('state', `state ${state} is not one a fleet may ask for: ${lc.requestable.join(', ')}`);
+    if (typeof s.image === 'string' && !this.stack.images[s.image]) fail('image', `image ${s.image} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
+    const known = this.stack.dataCenters.map((d) => d.name);
+    for (const name of s.placement?.dataCenters ?? []) if (!known.includes(name)) fail('placement.dataCenters', `${name} is not a data center of stack ${this.stack.name} (${known.join(', ')})`);
+    if (s.placement?.strategy !== undefined && !STRATEGIES.includes(s.placement.strategy)) fail('placement.strategy', `strategy must be one of ${STRATEGIES.join(', ')}`);
+    for (const name of Object.keys(news.tokens ?? {})) if (!known.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
+    return { inputs: news, failures };
+  }
+
+  async diff(_id: string, olds: FleetOutputs, news: FleetInputs): Promise<pulumi.dynamic.DiffResult> {
+    const replaces = olds.spec.name !== news.spec.name || olds.stack !== this.stack.name ? ['spec.name'] : [];
+    const changes =
+      replaces.length > 0 ||
+      JSON.stringify(canonical(olds.spec)) !== JSON.stringify(canonical(news.spec)) ||
+      JSON.stringify(canonical(olds.tokens ?? {})) !== JSON.stringify(canonical(news.tokens ?? {})) ||
+      (olds.planId ?? null) !== (news.planId ?? null);
+    return { changes, replaces, deleteBeforeReplace: true };
+  }
+
+  /** The planner's changes for this fleet, its members (olds) standing in for the record's rows. */
+  private plan(spec: FleetSpecInputs, hash: string, members: readonly FleetMember[]): Change[] {
+    const st = this.stack;
+    const lifecycle = buildLifecycle(st.lifecycle);
+    const stack = {
+      name: st.name,
+      site: st.site,
+      dataCenters: st.dataCenters.map((d) => ({ name: d.name, address: d.url, location: d.location, hardware: d.hardware, capacity: d.capacity, where: {} })),
+    } as unknown as LoadedStack;
+    const pack = {
+      name: 'pulumi',
+      version: '0',
+      lifecycle,
+      images: st.images,
+      rules: new Map([['datacenter-capacity', { enforcement: st.capacityEnforcement }]]),
+    } as unknown as LoadedPack;
+    const record: PlanVmRow[] = members.map((m) => ({
+      id: m.vmId,
+      stack: m.stack,
+      fleet: m.fleet,
+      index: m.index,
+      address: m.address,
+      name: m.name,
+      dataCenter: m.dataCenter,
+      state: m.state,
+      specHash: m.specHash,
+      image: m.image,
+      realImage: m.realImage,
+      size: m.size,
+      encryptedDisk: m.encryptedDisk,
+      version: m.version,
+      retiredAt: null,
+      deposed: false,
+    }));
+    const fleet = loadedFleet(spec, hash);
+    // Quotas and the other rules are the authority's to enforce at each step; placement counts capacity.
+    const plan = computePlan({
+      stack,
+      pack,
+      fleets: [fleet],
+      record,
+      fleetVersions: {},
+      options: { targets: [fleet.name], excludes: [], allowDestroy: [fleet.name], refresh: false },
+      policy: noRulesPolicy,
+    });
+    const blocking = plan.policy.violations.filter((v) => v.level === 'mandatory');
+    if (blocking.length > 0) {
+      throw new FleetError(blocking.map((v) => diag('plan.blocked', `${v.policy}: ${v.message}; ${v.hint}.`, { address: v.address })));
+    }
+    return plan.changes;
+  }
+
+  /** Carries out one member's change; the member afterwards, or undefined when it is gone. */
+  private async carry(c: Change, spec: FleetSpecInputs, inputs: FleetInputs, old: FleetMember | undefined): Promise<FleetMember | undefined> {
+    const p = this.dc(c.dataCenter, inputs.tokens);
+    const vm: VmInputs = {
+      stack: this.stack.name,
+      fleet: c.fleet,
+      owner: spec.owner,
+      index: c.index,
+      name: c.name,
+      image: c.image.logical,
+      size: c.size,
+      encryptedDisk: c.encryptedDisk,
+      desiredState: c.to,
+      specHash: c.specHash,
+      planId: inputs.planId ?? null,
+    };
+    const member = (outs: VmOutputs): FleetMember => ({ ...outs, address: c.address });
+    switch (c.action) {
+      case 'noop':
+        return old;
+      case 'create':
+        return member((await p.create(vm)).outs as VmOutputs);
+      case 'transition':
+      case 'update':
+        return member((await p.update(c.vmId as string, old as FleetMember, vm)).outs as VmOutputs);
+      case 'replace':
+        // The new VM is created by the provider's create, which cannot name the VM it replaces: the old one goes first.
+        await p.delete(c.vmId as string, old as FleetMember);
+        return member((await p.create(vm)).outs as VmOutputs);
+      case 'delete':
+        await p.delete(c.vmId as string, old as FleetMember);
+        return undefined;
+    }
+  }
+
+  /** Plans and carries out every member's change at once; the members afterwards and the failures. */
+  private async converge(inputs: FleetInputs, olds: readonly FleetMember[]): Promise<{ members: FleetMember[]; failed: Diagnostic[]; created: FleetMember[] }> {
+    const changes = this.plan(inputs.spec, inputs.specHash, olds);
+    const byId = new Map(olds.map((m) => [m.vmId, m]));
+    const results = await settleAll(changes, (c) => this.carry(c, inputs.spec, inputs, c.vmId ? byId.get(c.vmId) : undefined));
+    const members: FleetMember[] = [];
+    const created: FleetMember[] = [];
+    const failed: Diagnostic[] = [];
+    for (let i = 0; i < changes.length; i++) {
+      const c = changes[i];
+      const r = results[i];
+      if (r.status === 'fulfilled') {
+        if (r.value) members.push(r.value);
+        if (r.value && c.action === 'create') created.push(r.value);
+        continue;
+      }
+      failed.push(...diagnosticsOf(r.reason, c.address));
+      // Where the member is now: ask its data center (a failed create left nothing).
+      const old = c.vmId ? byId.get(c.vmId) : undefined;
+      if (!old) continue;
+      const now = await this.dc(c.dataCenter, inputs.tokens)
+        .read(old.vmId, old)
+        .catch(() => ({ id: old.vmId, props: old }));
+      if (now.props) members.push({ ...(now.props as VmOutputs), address: old.address });
+    }
+    members.sort((a, b) => a.index - b.index);
+    return { members, failed, created };
+  }
+
+  private outputs(inputs: FleetInputs, members: FleetMember[]): FleetOutputs {
+    return { ...inputs, planId: inputs.planId ?? null, stack: this.stack.name, members };
+  }
+
+  async create(inputs: FleetInputs): Promise<pulumi.dynamic.CreateResult<FleetOutputs>> {
+    const id = `${this.stack.name}:${inputs.spec.name}`;
+    const { members, failed, created } = await this.converge(inputs, []);
+    if (failed.length > 0) {
+      // Leave nothing created: delete the members that were.
+      const undone = await settleAll(created, (m) => this.dc(m.dataCenter, inputs.tokens).delete(m.vmId, m));
+      undone.forEach((r, i) => {
+        if (r.status === 'rejected') {
+          failed.push(diag('apply.step-failed', `Deleting ${created[i].address} after the fleet's create failed failed too; it still exists in ${created[i].dataCenter}.`, { address: created[i].address }));
+          failed.push(...diagnosticsOf(r.reason, created[i].address));
+        }
+      });
+      throw new FleetError(failed);
+    }
+    return { id, outs: this.outputs(inputs, members) };
+  }
+
+  async read(id: string, props?: FleetOutputs): Promise<pulumi.dynamic.ReadResult<FleetOutputs>> {
+    if (!props) return { id };
+    const results = await settleAll(props.members, (m) => this.dc(m.dataCenter, props.tokens).read(m.vmId, m));
+    const members: FleetMember[] = [];
+    const failed: Diagnostic[] = [];
+    results.forEach((r, i) => {
+      const m = props.members[i];
+      if (r.status === 'rejected') failed.push(...diagnosticsOf(r.reason, m.address));
+      else if (r.value.props) members.push({ ...(r.value.props as VmOutputs), address: m.address });
+    });
+    if (failed.length > 0) throw new FleetError(failed);
+    return { id, props: { ...props, members } };
+  }
+
+  async update(id: string, olds: FleetOutputs, news: FleetInputs): Promise<pulumi.dynamic.UpdateResult<FleetOutputs>> {
+    // Members are reached with the new tokens (a rotated token is the one the DMZ clients now accept).
+    const { members, failed } = await this.converge(news, olds.members);
+    const outs = this.outputs(news, members);
+    if (failed.length > 0) {
+      throw Object.assign(new FleetError(failed), { id, properties: outs, reasons: failed.map((d) => `${d.summary}: ${d.detail}`) });
+    }
+    return { outs };
+  }
+
+  async delete(_id: string, props: FleetOutputs): Promise<void> {
+    const results = await settleAll(props.members, (m) => this.dc(m.dataCenter, props.tokens).delete(m.vmId, m));
+    const failed: Diagnostic[] = [];
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') failed.push(...diagnosticsOf(r.reason, props.members[i].address));
+    });
+    if (failed.length > 0) throw new FleetError(failed);
+  }
+}
+
+/** Objects with their keys sorted, for comparing inputs. */
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(
+    Object.keys(v)
+      .sort()
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+  );
+}
+
+export interface FleetArgs {
+  /** The stack (loadFleetStack); the fleet's members are placed over its data centers. */
+  stack: FleetStack;
+  /** The fleet; `name` defaults to the resource's name. */
+  spec: pulumi.Input<Omit<FleetSpecInputs, 'name'> & { name?: string }>;
+  /** Tokens of the data centers' DMZ clients; pass them as secrets (pulumi.secret, config.requireSecret). */
+  tokens?: Record<string, pulumi.Input<string>>;
+  planId?: pulumi.Input<string>;
+}
+
+/** A fleet of VMs spread over the stack's data centers, as `fleet plan` and `fleet apply` would make it. */
+export class Fleet extends pulumi.dynamic.Resource {
+  declare readonly stack: pulumi.Output<string>;
+  declare readonly members: pulumi.Output<FleetMember[]>;
+
+  constructor(name: string, args: FleetArgs, opts?: pulumi.CustomResourceOptions) {
+    const tokens = args.tokens ? pulumi.secret(pulumi.all(args.tokens)) : undefined;
+    const props = {
+      spec: pulumi.output(args.spec).apply((s) => ({ ...s, name: s.name ?? name })),
+      specHash: pulumi
+        .output(args.spec)
+        .apply((s) => specHash({ image: s.image, size: s.size, hardware: s.hardware ?? [], encryptedDisk: s.encryptedDisk ?? false })),
+      planId: args.planId ?? null,
+      ...(tokens ? { tokens } : {}),
+      stack: undefined,
+      members: undefined,
+    };
+    super(new FleetProvider(args.stack), name, props, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), 'tokens'] }, 'dmzfleet', 'Fleet');
+  }
+}

@@ -1,0 +1,52 @@
+// The Vm and Fleet resources as a Pulumi program declares them, under Pulumi's
+// mocks: what the engine receives (typed inputs, names as the planner names
+// members, the token a secret) and the serialized provider with no token in it.
+import * as pulumi from '@pulumi/pulumi';
+import { describe, expect, it } from 'vitest';
+import { memberName } from '../../engine/plan/index.ts';
+import { specHash } from '../../engine/spec/index.ts';
+import { mockPulumi, valueOf } from '../../packages/dmz-infra/testing.ts';
+import { Vm } from './vm.ts';
+import type { FleetStack } from './stack.ts';
+
+const SECRET_SIG = '4dabf18193072939515e22adb298388d';
+const SECRET_VALUE = '1b47061264138c4ac30d75fd1eb44270';
+const mocks = mockPulumi();
+const stack: FleetStack = {
+  name: 'prod',
+  site: { name: 'charlotte', location: { lat: 35.2, lon: -80.8 } },
+  dataCenters: [{ name: 'miami', url: 'https://dmz.miami.example:8443', tokenEnv: 'FLEET_CLI_TOKEN_MIAMI', location: { lat: 25.7, lon: -80.1 }, hardware: ['general'], capacity: {} }],
+  lifecycle: { states: ['Requested', 'Running', 'Deleted'], initial: 'Requested', terminal: ['Deleted'], requestable: ['Running'], failure: [], transitions: [{ from: 'Requested', to: 'Running', operation: 'createVm' }, { from: 'Running', to: 'Deleted', operation: 'deleteVm' }] },
+  images: { 'ubuntu-22.04': { miami: 'img-1' } },
+  capacityEnforcement: 'mandatory',
+};
+
+describe('Vm', () => {
+  it('sends typed inputs, the member name and spec hash of the planner, the token as a secret, and no token in its provider', async () => {
+    const vm = new Vm('api-0', { stack, dataCenter: 'miami', token: 'vm-token-value', fleet: 'api', owner: 'team-payments', index: 0, image: 'ubuntu-22.04', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, encryptedDisk: true });
+    await valueOf(vm.urn);
+    const r = mocks.resources.find((x) => x.type === 'pulumi-nodejs:dynamic/dmzfleet:Vm')!;
+    expect(r.inputs).toMatchObject({
+      stack: 'prod',
+      fleet: 'api',
+      index: 0,
+      name: memberName('prod', 'api', 0),
+      desiredState: 'Running',
+      specHash: specHash({ image: 'ubuntu-22.04', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, hardware: [], encryptedDisk: true }),
+      token: { [SECRET_SIG]: SECRET_VALUE, value: 'vm-token-value' },
+    });
+    expect(r.inputs.__provider).toContain('https://dmz.miami.example:8443');
+    expect(r.inputs.__provider).not.toContain('vm-token-value');
+  });
+
+  it('refuses a data center the stack does not have', () => {
+    expect(() => new Vm('x', { stack, dataCenter: 'nowhere', fleet: 'api', owner: 'o', index: 0, image: 'ubuntu-22.04', size: { cpu: 1, memoryGiB: 1, diskGiB: 1 } })).toThrow(/nowhere is not one of stack prod's \(miami\)/);
+  });
+
+  it('keeps the token a secret in its outputs too (additionalSecretOutputs)', async () => {
+    const vm = new Vm('api-1', { stack, dataCenter: 'miami', token: 'vm-token-value', fleet: 'api', owner: 'o', index: 1, image: 'ubuntu-22.04', size: { cpu: 1, memoryGiB: 1, diskGiB: 1 } });
+    const token = (vm as unknown as { token: pulumi.Output<string> }).token;
+    expect(token).toBeDefined();
+    expect(await pulumi.isSecret(token)).toBe(true);
+  });
+});

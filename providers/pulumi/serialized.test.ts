@@ -1,0 +1,236 @@
+// The providers as Pulumi runs them: serialized with
+// pulumi.runtime.serializeFunction (what pulumi.dynamic.Resource stores in the
+// state), loaded in a fresh Node process the way the dynamic-provider host
+// loads them, and called against the embedded services over loopback HTTP.
+// The host reports a rejection's `e.message` and nothing else, so every
+// failure must arrive as an Error with a message a person can act on.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { computePlan, noRulesPolicy } from '../../engine/plan/index.ts';
+import { specHash } from '../../engine/spec/index.ts';
+import type { VmInputs, VmOutputs } from '../provider.ts';
+import type { FleetInputs, FleetOutputs } from './fleet.ts';
+import { providerOptions, type FleetStack } from './stack.ts';
+import { ProviderHost, downUrl, serializeProviders, startEmbeddedStack, type EmbeddedStack, type HostError } from './testing.ts';
+import type { VmResourceInputs, VmResourceOutputs } from './vm.ts';
+
+let es: EmbeddedStack;
+let down: string;
+const hosts: ProviderHost[] = [];
+/** Serialized text of each provider the tests run. */
+let texts: Record<Serialized, string>;
+type Serialized = 'dc' | 'dc-down' | 'vm' | 'vm-down' | 'fleet' | 'fleet-down';
+
+beforeAll(async () => {
+  es = await startEmbeddedStack();
+  down = await downUrl();
+  const fs = es.fleetStack;
+  const downStack: FleetStack = { ...fs, retries: 0, dataCenters: fs.dataCenters.map((d) => ({ ...d, url: down })) };
+  texts = await serializeProviders<Serialized>({
+    dc: { kind: 'dc', options: providerOptions(fs, 'miami') },
+    'dc-down': { kind: 'dc', options: { ...providerOptions(fs, 'miami'), url: down, retries: 0 } },
+    vm: { kind: 'vm', options: providerOptions(fs, 'richmond') },
+    'vm-down': { kind: 'vm', options: { ...providerOptions(fs, 'richmond'), url: down, retries: 0 } },
+    fleet: { kind: 'fleet', stack: fs },
+    'fleet-down': { kind: 'fleet', stack: downStack },
+  });
+  // Two child processes (tsx, then Pulumi's serializer) on a shared machine: allow minutes, decide nothing by time.
+}, 300_000);
+afterAll(async () => {
+  for (const h of hosts) await h.close();
+  await es?.close();
+});
+
+async function host(which: Serialized, env: Record<string, string> = {}): Promise<{ host: ProviderHost; text: string }> {
+  const h = await ProviderHost.start(texts[which], env);
+  hosts.push(h);
+  return { host: h, text: texts[which] };
+}
+
+function vm(over: Partial<VmInputs> = {}): VmInputs {
+  const fleet = over.fleet ?? 'api';
+  const index = over.index ?? 0;
+  const base = { image: 'ubuntu-22.04', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, encryptedDisk: true };
+  return {
+    stack: es.stack.name,
+    fleet,
+    owner: 'team-payments',
+    index,
+    name: `${es.stack.name}-${fleet}-${index}`,
+    ...base,
+    desiredState: 'Running',
+    specHash: specHash({ ...base, hardware: [] }),
+    planId: null,
+    ...over,
+  };
+}
+
+/** Every way the host can see a failure, checked at once: an Error, its name, and a message naming what, why and where. */
+function expectActionable(e: HostError, code: string, ...parts: (string | RegExp)[]): void {
+  expect(e.isError).toBe(true);
+  expect(e.name).toBe('FleetError');
+  expect(e.message).toBeTruthy();
+  expect(e.diagnostics?.map((d) => d.code)).toContain(code);
+  for (const p of parts) expect(e.message).toMatch(p);
+}
+
+/**
+ * The two ways a program reaches a data center: DataCenterProvider reads the
+ * token from the environment variable the stack names (as `fleet apply`
+ * does); VmProvider (the Vm resource) gets it in the call, from a Pulumi
+ * secret, and the host's environment holds none.
+ */
+const KINDS = [
+  {
+    kind: 'DataCenterProvider, token from the environment',
+    dc: 'miami',
+    serialized: 'dc' as const,
+    env: () => ({ [tokenEnv('miami')]: es.tokens.miami }),
+    inputs: (over: Partial<VmInputs> = {}): VmResourceInputs => vm(over),
+  },
+  {
+    kind: 'VmProvider, token in the inputs',
+    dc: 'richmond',
+    serialized: 'vm' as const,
+    env: () => ({}),
+    inputs: (over: Partial<VmInputs> = {}): VmResourceInputs => ({ ...vm(over), token: es.tokens.richmond }),
+  },
+];
+
+const tokenEnv = (dc: string) => es.fleetStack.dataCenters.find((d) => d.name === dc)!.tokenEnv;
+
+describe.each(KINDS)('$kind, serialized and run in a fresh process', ({ dc, serialized, env, inputs }) => {
+  it('carries no token in its serialized text, only the variable name and the URL', async () => {
+    const { text } = await host(serialized);
+    for (const t of Object.values(es.tokens)) expect(text).not.toContain(t);
+    expect(text).toContain(es.fleetStack.dataCenters.find((d) => d.name === dc)!.url);
+    expect(text).toContain(tokenEnv(dc));
+  });
+
+  it('check, create, read, diff, update and delete a VM end to end', async () => {
+    const { host: h } = await host(serialized, env());
+    const ins = inputs({ index: 1 });
+    expect((await h.ok<{ failures: unknown[] }>('check', {}, ins)).failures).toEqual([]);
+    const created = await h.ok<{ id: string; outs: VmResourceOutputs }>('create', ins);
+    expect(created.outs).toMatchObject({ state: 'Running', dataCenter: dc, vmId: created.id });
+    expect((await h.ok<{ props: VmOutputs }>('read', created.id, created.outs)).props.state).toBe('Running');
+    const news = { ...ins, size: { cpu: 4, memoryGiB: 8, diskGiB: 20 }, desiredState: 'PoweredOff' };
+    expect(await h.ok('diff', created.id, created.outs, news)).toMatchObject({ changes: true, replaces: [] });
+    const updated = await h.ok<{ outs: VmResourceOutputs }>('update', created.id, created.outs, news);
+    expect(updated.outs).toMatchObject({ state: 'PoweredOff', size: news.size });
+    await h.ok('delete', created.id, updated.outs);
+    expect((await es.record.getVm(created.id))?.state).toBe('Deleted');
+    expect(await h.ok('read', created.id, updated.outs)).toEqual({});
+  });
+
+  it('against a DMZ client that is down, every call that needs it rejects with an Error saying which client and why', async () => {
+    const url = down;
+    const { host: h } = await host(`${serialized}-down`, env());
+    const ins = inputs({ index: 2 });
+    // check and diff are local: they answer without the DMZ client.
+    expect((await h.ok<{ failures: unknown[] }>('check', {}, ins)).failures).toEqual([]);
+    const outs = { ...ins, vmId: 'vm-down', dataCenter: dc, state: 'Running', cloudId: null, realImage: null, version: 1 };
+    expect(await h.ok('diff', 'vm-down', outs, ins)).toMatchObject({ changes: false });
+    const calls: [string, unknown[]][] = [
+      ['create', [ins]],
+      ['read', ['vm-down', outs]],
+      ['update', ['vm-down', outs, { ...ins, desiredState: 'PoweredOff' }]],
+      ['delete', ['vm-down', outs]],
+    ];
+    for (const [method, args] of calls) {
+      const e = await h.rejected(method, ...args);
+      expectActionable(e, 'apply.dmz-unreachable', /^DMZ client unreachable: /, url, `data center ${dc}`, /could not be reached \(ECONNREFUSED\)/);
+    }
+  });
+
+  it('a create the authority vetoes rejects with the authority\'s reason and leaves nothing', async () => {
+    const { host: h } = await host(serialized, env());
+    const e = await h.rejected('create', inputs({ fleet: 'vetoed', image: 'debian-12' }));
+    expectActionable(e, 'apply.step-vetoed', /^Request vetoed by the authority: /, /vetoed\/0/, `image debian-12 has no translation for data center ${dc}`);
+    expect((await es.record.listVms(es.stack.name)).filter((v) => v.fleet === 'vetoed')).toEqual([]);
+  });
+
+  it('a missing token is named in the message', async () => {
+    // VmProvider without a token in the call falls back to the environment, like DataCenterProvider.
+    const { host: h } = await host(serialized, {});
+    const ins = { ...inputs({ index: 3 }), token: undefined };
+    expectActionable(await h.rejected('create', ins), 'apply.token-missing', /^Data center token not set: /, tokenEnv(dc));
+  });
+});
+
+describe('FleetProvider (the Fleet resource), serialized and run in a fresh process', () => {
+  const spec = { name: 'web', owner: 'team-payments', count: 3, image: 'ubuntu-22.04', size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }, encryptedDisk: true, placement: { strategy: 'spread' as const } };
+  const hash = (s: typeof spec) => specHash({ image: s.image, size: s.size, hardware: [], encryptedDisk: s.encryptedDisk });
+  const fleetInputs = (s: typeof spec, tokens = true): FleetInputs => ({ spec: s, specHash: hash(s), ...(tokens ? { tokens: { ...es.tokens } } : {}) });
+
+  /** What `fleet plan` makes of the same fleet on an empty record: members and data centers. */
+  function planned(s: typeof spec, stack: FleetStack): { address: string; name: string; dataCenter: string }[] {
+    const plan = computePlan({
+      stack: es.stack,
+      pack: es.pack,
+      fleets: [{ ...s, labels: {}, minCount: 0, hardware: [], placement: { dataCenters: null, strategy: s.placement.strategy, near: null }, state: 'Running', protect: false, specHash: hash(s), where: {}, pointers: new Map(), raw: {} as never }],
+      record: [],
+      fleetVersions: {},
+      options: { targets: [s.name], excludes: [], allowDestroy: [], refresh: false },
+      policy: noRulesPolicy,
+    });
+    expect(plan.stack).toBe(stack.name);
+    return plan.changes.map((c) => ({ address: c.address, name: c.name, dataCenter: c.dataCenter }));
+  }
+
+  it('carries no token in its serialized text', async () => {
+    const { text } = await host('fleet');
+    for (const t of Object.values(es.tokens)) expect(text).not.toContain(t);
+  });
+
+  it('create expands the fleet as fleet plan does; update lowers count and resizes; delete removes every member', async () => {
+    const { host: h } = await host('fleet');
+    const ins = fleetInputs(spec);
+    expect((await h.ok<{ failures: unknown[] }>('check', {}, ins)).failures).toEqual([]);
+    const created = await h.ok<{ id: string; outs: FleetOutputs }>('create', ins);
+    expect(created.id).toBe(`${es.stack.name}:web`);
+    expect(created.outs.members.map((m) => ({ address: m.address, name: m.name, dataCenter: m.dataCenter }))).toEqual(planned(spec, es.fleetStack));
+    expect(new Set(created.outs.members.map((m) => m.dataCenter))).toEqual(new Set(['miami', 'richmond']));
+    expect(created.outs.members.map((m) => m.state)).toEqual(['Running', 'Running', 'Running']);
+    for (const m of created.outs.members) expect((await es.record.getVm(m.vmId))?.state).toBe('Running');
+
+    const smaller = { ...spec, count: 2, size: { cpu: 2, memoryGiB: 2, diskGiB: 10 } };
+    const news = fleetInputs(smaller);
+    expect(await h.ok('diff', created.id, created.outs, news)).toMatchObject({ changes: true, replaces: [] });
+    const updated = await h.ok<{ outs: FleetOutputs }>('update', created.id, created.outs, news);
+    expect(updated.outs.members.map((m) => [m.address, m.state, m.size.cpu])).toEqual([
+      ['web/0', 'Running', 2],
+      ['web/1', 'Running', 2],
+    ]);
+    expect(updated.outs.members.map((m) => m.vmId)).toEqual(created.outs.members.slice(0, 2).map((m) => m.vmId));
+    expect((await es.record.getVm(created.outs.members[2].vmId))?.state).toBe('Deleted');
+
+    const read = await h.ok<{ props: FleetOutputs }>('read', created.id, updated.outs);
+    expect(read.props.members.map((m) => m.state)).toEqual(['Running', 'Running']);
+
+    await h.ok('delete', created.id, updated.outs);
+    for (const m of created.outs.members) expect((await es.record.getVm(m.vmId))?.state).toBe('Deleted');
+  });
+
+  it('a create the authority vetoes (a member address already live) rejects with the reason and leaves no member', async () => {
+    // taken/1 exists already (made outside this fleet resource, as `fleet apply` would): the authority vetoes the member's create.
+    const { host: dcHost } = await host('dc', { [tokenEnv('miami')]: es.tokens.miami });
+    const other = await dcHost.ok<{ id: string; outs: VmOutputs }>('create', vm({ fleet: 'taken', index: 1, desiredState: 'PoweredOff' }));
+    const { host: h } = await host('fleet');
+    const e = await h.rejected('create', fleetInputs({ ...spec, name: 'taken', count: 2 }));
+    expectActionable(e, 'apply.step-vetoed', /^Request vetoed by the authority: /, /address taken\/1 already has a live VM/);
+    const live = (await es.record.listVms(es.stack.name)).filter((v) => v.fleet === 'taken');
+    expect(live.map((v) => v.id)).toEqual([other.id]);
+  });
+
+  it('against DMZ clients that are down, create rejects naming each client', async () => {
+    const { host: h } = await host('fleet-down');
+    const e = await h.rejected('create', fleetInputs({ ...spec, name: 'unreached' }));
+    expectActionable(e, 'apply.dmz-unreachable', /^DMZ client unreachable: /, down, /data center (miami|richmond)/);
+  });
+
+  it('a token missing from the inputs and the environment is named', async () => {
+    const { host: h } = await host('fleet');
+    const e = await h.rejected('create', fleetInputs({ ...spec, name: 'tokenless', count: 1 }, false));
+    expectActionable(e, 'apply.token-missing', /FLEET_CLI_TOKEN_(MIAMI|RICHMOND)/);
+  });
+});

@@ -1,0 +1,83 @@
+// The DMZ of every Azure data center of a dmzfleet stack: per data center a
+// resource group with its DmzNetwork and DmzClientHost, and the stack.yaml those
+// deployments make. index.ts runs it with the Pulumi stack's config;
+// program.test.ts runs it under Pulumi's mocks.
+import * as pulumi from '@pulumi/pulumi';
+import { DmzClientHost, DmzNetwork } from '@dmzfleet/dmz-infra/azure';
+import { stackYaml, type DataCenterEntry, type StackBase } from '@dmzfleet/dmz-infra';
+
+/** One data center's settings (Pulumi config `dmz-azure:dataCenters`, a list). */
+export interface AzureDataCenterConfig {
+  name: string;
+  /** Azure region, e.g. eastus2. */
+  region: string;
+  addressSpace: string;
+  dmzSubnetPrefix: string;
+  fleetSubnetPrefix: string;
+  vmSize?: string;
+  location: { lat: number; lon: number };
+  hardware: string[];
+  capacity: { vms?: number; cpu?: number; memoryGiB?: number };
+}
+
+export type HostSecrets = Record<string, { tlsCert: string; tlsKey: string; clientToken: string; authorityToken: string }>;
+
+export interface DmzAzureConfig {
+  stack: StackBase;
+  subscriptionId: string;
+  tenantId: string;
+  tenantCidrs: string[];
+  authorityUrl: string;
+  sshPublicKey: string;
+  dataCenters: AzureDataCenterConfig[];
+  secrets: pulumi.Output<HostSecrets>;
+  install?: string[];
+}
+
+export function readConfig(): DmzAzureConfig {
+  const c = new pulumi.Config('dmz-azure');
+  return {
+    stack: c.requireObject<StackBase>('stack'),
+    subscriptionId: c.require('subscriptionId'),
+    tenantId: c.require('tenantId'),
+    tenantCidrs: c.requireObject<string[]>('tenantCidrs'),
+    authorityUrl: c.require('authorityUrl'),
+    sshPublicKey: c.require('sshPublicKey'),
+    dataCenters: c.requireObject<AzureDataCenterConfig[]>('dataCenters'),
+    secrets: c.requireSecretObject<HostSecrets>('secrets'),
+    install: c.getObject<string[]>('install') ?? [],
+  };
+}
+
+export function deploy(cfg: DmzAzureConfig) {
+  const deployed = cfg.dataCenters.map((dc) => {
+    const network = new DmzNetwork(dc.name, {
+      stack: cfg.stack.name,
+      dataCenter: dc.name,
+      location: dc.region,
+      addressSpace: dc.addressSpace,
+      dmzSubnetPrefix: dc.dmzSubnetPrefix,
+      fleetSubnetPrefix: dc.fleetSubnetPrefix,
+      tenantCidrs: cfg.tenantCidrs,
+    });
+    const mine = cfg.secrets.apply((s) => {
+      const x = s[dc.name];
+      if (!x) throw new Error(`dmz-azure:secrets has no entry for data center ${dc.name}`);
+      return x;
+    });
+    const host = new DmzClientHost(dc.name, {
+      network,
+      facts: { location: dc.location, hardware: dc.hardware, capacity: dc.capacity },
+      authorityUrl: cfg.authorityUrl,
+      subscriptionId: cfg.subscriptionId,
+      tenantId: cfg.tenantId,
+      sshPublicKey: cfg.sshPublicKey,
+      ...(dc.vmSize ? { vmSize: dc.vmSize } : {}),
+      secrets: { tlsCert: mine.tlsCert, tlsKey: mine.tlsKey, clientToken: mine.clientToken, authorityToken: mine.authorityToken },
+      install: cfg.install ?? [],
+    });
+    return { network, host };
+  });
+  const entries: pulumi.Output<DataCenterEntry[]> = pulumi.all(deployed.map((d) => d.host.dataCenterEntry));
+  return { deployed, dataCenters: entries, stackYaml: entries.apply((e) => stackYaml(cfg.stack, e)) };
+}
