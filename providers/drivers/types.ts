@@ -27,6 +27,8 @@ export interface VmRef {
 
 export interface CreateVmInput {
   vmId: string;
+  /** The VM's address (`fleet/index`, engine/model); cloud drivers tag the VM with it. */
+  address?: string;
   name: string;
   /** The real image for this data center (translated by the authority). */
   image: string;
@@ -47,6 +49,21 @@ export class DriverError extends Error {
     this.kind = kind;
     this.transient = transient;
   }
+}
+
+/**
+ * What a real VM's boot agent (providers/boot-agent) reports to the DMZ
+ * client's POST /v1/boot/status, proven by the one-time boot token the VM
+ * booted with. Drivers whose VMs run the shipped agent (aws, azure) learn
+ * readiness from it; the sim's agents live inside the driver and need none.
+ */
+export interface AgentReport {
+  cloudId: string;
+  vmId: string;
+  bootToken: string;
+  state: 'booting' | 'ready' | 'failed';
+  /** Why it failed (never a secret). */
+  detail?: string;
 }
 
 /** Names of the calls, as the pack's `operation` and the sim's failCalls/hangCalls use them (engine/model). */
@@ -73,6 +90,12 @@ export interface Driver {
   deleteVm(creds: ScopedCredentials, ref: VmRef): Promise<void>;
   get(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm | undefined>;
   list(creds: ScopedCredentials): Promise<CloudVm[]>;
+  /**
+   * A booting VM's agent reports its state (POST /v1/boot/status). Returns
+   * false when the report is not believed (unknown VM, wrong token); then
+   * it changes nothing. Absent: the driver's VMs report otherwise (sim).
+   */
+  agentStatus?(report: AgentReport): boolean;
   /** Stops timers and flushes state; the cloud's VMs stay. */
   close(): Promise<void>;
 }
