@@ -233,6 +233,7 @@ export async function loadPack(
     rules.set(name, Object.freeze(resolved));
   }
 
+  diags.push(...checkInstanceTypes(spec.instanceTypes, y.where));
   if (hasErrors(diags)) return { diagnostics: diags };
   const pack: LoadedPack = {
     name: raw.metadata.name,
@@ -241,7 +242,23 @@ export async function loadPack(
     file,
     lifecycle,
     images: deepFreeze(structuredClone(spec.images)),
+    ...(spec.instanceTypes ? { instanceTypes: deepFreeze(structuredClone(spec.instanceTypes)) } : {}),
     rules,
   };
   return { pack: Object.freeze(pack), diagnostics: diags };
+}
+
+/** The instance-type catalog beyond its schema: a type named twice in a data center's list is a mistake (the first would always win). */
+function checkInstanceTypes(catalog: PolicyPack['spec']['instanceTypes'], where: (path: (string | number)[]) => Where): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const [dc, types] of Object.entries(catalog ?? {})) {
+    const seen = new Map<string, number>();
+    types.forEach((t, i) => {
+      const first = seen.get(t.name);
+      if (first !== undefined) {
+        out.push(diag('policy.instance-type', `Data center ${dc} lists instance type ${t.name} twice (entries ${first} and ${i}); keep one.`, where(['spec', 'instanceTypes', dc, i, 'name'])));
+      } else seen.set(t.name, i);
+    });
+  }
+  return out;
 }

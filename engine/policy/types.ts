@@ -93,6 +93,13 @@ export interface ResolvedRule {
   where?: Where;
 }
 
+/** One entry of a pack's instance-type catalog. */
+export interface InstanceType {
+  name: string;
+  cpu: number;
+  memoryGiB: number;
+}
+
 export interface LoadedPack {
   name: string;
   version: string;
@@ -101,6 +108,8 @@ export interface LoadedPack {
   lifecycle: Lifecycle;
   /** logical image -> data center -> real image */
   images: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** data center -> instance types, smallest first (engine/policy/instance-types.ts); absent when the pack has no catalog. */
+  instanceTypes?: Readonly<Record<string, readonly InstanceType[]>>;
   /** Every known rule with its merged settings (pack, then stack overrides). */
   rules: ReadonlyMap<string, ResolvedRule>;
 }

@@ -1,6 +1,7 @@
 // Checks of fleet documents beyond their shape (names unique, placement and
 // hardware the stack can satisfy, state and image the pack knows), and the
 // defaulted LoadedFleet built from a valid document.
+import { fitInstanceType, instanceTypesOf } from '../policy/instance-types.ts';
 import { createHash } from 'node:crypto';
 import type { Fleet } from '../../specs/types/fleet.ts';
 import { diag, location, type Diagnostic, type Where } from '../diags/index.ts';
@@ -17,6 +18,8 @@ export interface StackContext {
   siteName: string;
   /** Data center name -> its hardware traits. */
   dataCenters: ReadonlyMap<string, readonly string[]>;
+  /** Data center name -> its driver, for the cloud ones (`aws`, `azure`): their instance-type catalog is checked. */
+  cloudDrivers?: ReadonlyMap<string, string>;
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -114,6 +117,22 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
           keyWhere(src, ['spec']),
         ),
       );
+    }
+    // A cloud data center runs a size as one of its catalog's instance types (a missing catalog entry is the stack's diagnostic).
+    const size = isObj(spec.size) ? spec.size : undefined;
+    if (stack?.cloudDrivers && size && typeof size.cpu === 'number' && typeof size.memoryGiB === 'number') {
+      for (const dc of candidates) {
+        const types = stack.cloudDrivers.has(dc) ? instanceTypesOf(pack, dc) : undefined;
+        if (types && !fitInstanceType(types, { cpu: size.cpu, memoryGiB: size.memoryGiB })) {
+          out.push(
+            diag(
+              'spec.size-not-offered',
+              `Size ${size.cpu} CPU / ${size.memoryGiB} GiB fits no instance type of ${dc} in pack ${pack.name}'s catalog (largest: ${types.map((t) => `${t.name} ${t.cpu}/${t.memoryGiB}`).at(-1)}); pick a smaller size or leave ${dc} out of placement.dataCenters.`,
+              valueWhere(src, ['spec', 'size']),
+            ),
+          );
+        }
+      }
     }
     const image = spec.image;
     if (typeof image === 'string' && image) {

@@ -120,6 +120,22 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     }
   }
 
+  // A cloud data center's VMs run as types of the pack's instance-type catalog.
+  if (pack && Array.isArray(spec.dataCenters)) {
+    spec.dataCenters.forEach((dc, i) => {
+      if (!isObj(dc) || (dc.driver !== 'aws' && dc.driver !== 'azure') || typeof dc.name !== 'string') return;
+      if (pack.instanceTypes?.[dc.name] === undefined) {
+        diagnostics.push(
+          diag(
+            'spec.no-instance-types',
+            `Data center ${showValue(dc.name)} runs the ${dc.driver} driver, but pack ${pack.name} has no instanceTypes entry for it, so no VM size could run there.`,
+            valueWhere(src, ['spec', 'dataCenters', i, 'driver']),
+          ),
+        );
+      }
+    });
+  }
+
   // Fleet files.
   const files = await matchSpecs(src, spec, dir, diagnostics);
   const docs: SourceDoc[] = [];
@@ -232,6 +248,23 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
         ),
       );
     }
+    // A cloud driver runs in a deployed DMZ client (by URL) and needs its credential broker's settings.
+    const driver = typeof dc.driver === 'string' ? dc.driver : 'sim';
+    if (driver !== 'sim' && dc.address === 'embedded') {
+      out.push(
+        diag('spec.invalid-value', `Data center ${showValue(dc.name)} runs the ${driver} driver, so it must be reached by its DMZ client's URL, not embedded.`, valueWhere(src, ['spec', 'dataCenters', i, 'address'])),
+      );
+    }
+    if ((driver === 'aws' || driver === 'azure') && dc[driver] === undefined) {
+      out.push(
+        diag('spec.missing-field', `Data center ${showValue(dc.name)} runs the ${driver} driver: add its ${driver} block (how the authority brokers its credentials).`, valueWhere(src, ['spec', 'dataCenters', i, 'driver'])),
+      );
+    }
+    for (const other of ['aws', 'azure'] as const) {
+      if (dc[other] !== undefined && driver !== other) {
+        out.push(diag('spec.invalid-value', `Data center ${showValue(dc.name)} has an ${other} block but runs the ${driver} driver; set driver: ${other} or remove the block.`, keyWhere(src, ['spec', 'dataCenters', i, other])));
+      }
+    }
     const at = valueWhere(src, ['spec', 'dataCenters', i, 'name']);
     const prev = first.get(dc.name);
     if (prev) {
@@ -291,6 +324,7 @@ function stackContext(raw: Stack): StackContext {
   return {
     siteName: raw.spec.site.name,
     dataCenters: new Map(raw.spec.dataCenters.map((dc) => [dc.name, dc.hardware ?? []])),
+    cloudDrivers: new Map(raw.spec.dataCenters.filter((dc) => dc.driver !== undefined && dc.driver !== 'sim').map((dc) => [dc.name, dc.driver as string])),
   };
 }
 
@@ -310,6 +344,9 @@ function toLoadedStack(
       where: valueWhere(src, ['spec', 'dataCenters', i]),
     };
     if (dc.auth) out.auth = dc.auth;
+    if (dc.driver) out.driver = dc.driver;
+    if (dc.aws) out.aws = dc.aws;
+    if (dc.azure) out.azure = dc.azure;
     if (dc.sim) out.sim = dc.sim;
     return out;
   });

@@ -6,13 +6,14 @@ import addFormatsModule from 'ajv-formats';
 import { diag, type Diagnostic } from '../diags/index.ts';
 import { keyWhere, ownerWhere, valueWhere, type Path, type SourceDoc } from './yaml.ts';
 
-export type DocKind = 'Fleet' | 'Stack';
+export type DocKind = 'Fleet' | 'Stack' | 'DmzClient';
 
 export const API_VERSION = 'fleet/v1';
 
 const SCHEMA_FILES: Record<DocKind, string> = {
   Fleet: '../../specs/schema/fleet.schema.json',
   Stack: '../../specs/schema/stack.schema.json',
+  DmzClient: '../../specs/schema/dmz-client.schema.json',
 };
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
@@ -29,7 +30,7 @@ function getValidators(): Record<DocKind, ValidateFunction> {
   addFormats(ajv);
   const compile = (kind: DocKind): ValidateFunction =>
     ajv.compile(JSON.parse(readFileSync(new URL(SCHEMA_FILES[kind], import.meta.url), 'utf8')));
-  validators = { Fleet: compile('Fleet'), Stack: compile('Stack') };
+  validators = { Fleet: compile('Fleet'), Stack: compile('Stack'), DmzClient: compile('DmzClient') };
   return validators;
 }
 
@@ -224,7 +225,8 @@ export function validateDoc(src: SourceDoc, kind: DocKind): Diagnostic[] {
       ];
     }
     if ('kind' in o && o.kind !== kind) {
-      const why = kind === 'Stack' ? 'a stack file holds one Stack document' : "files matched by the stack's specs globs hold Fleet documents";
+      const why =
+        kind === 'Stack' ? 'a stack file holds one Stack document' : kind === 'DmzClient' ? 'a DMZ client config file holds one DmzClient document' : "files matched by the stack's specs globs hold Fleet documents";
       return [diag('spec.kind', `kind is ${showValue(o.kind)}, expected ${kind}: ${why}.`, valueWhere(src, ['kind']))];
     }
   }

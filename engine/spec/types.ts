@@ -19,6 +19,11 @@ export interface LoadedDataCenter {
   hardware: string[];
   capacity: { vms?: number; cpu?: number; memoryGiB?: number };
   auth?: DataCenter['auth'];
+  /** The driver its DMZ client runs; absent: `sim`. */
+  driver?: NonNullable<DataCenter['driver']>;
+  /** The authority's credential broker settings of a cloud data center. */
+  aws?: DataCenter['aws'];
+  azure?: DataCenter['azure'];
   sim?: DataCenter['sim'];
   where: Where;
 }

@@ -124,6 +124,20 @@ export const bootBodySchema = {
   },
 } as const;
 
+/** POST /v1/boot/status: a real VM's boot agent reports its state (providers/boot-agent). */
+export const agentReportSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['cloudId', 'vmId', 'bootToken', 'state'],
+  properties: {
+    cloudId: name,
+    vmId: name,
+    bootToken: { type: 'string', maxLength: 500 },
+    state: { type: 'string', enum: ['booting', 'ready', 'failed'] },
+    detail: { type: 'string', maxLength: 1000 },
+  },
+} as const;
+
 // A VM's boot answer is the authority's, passed through unchanged.
 export { bootResponseSchema } from '../../engine/authority/schemas.ts';
 

@@ -23,13 +23,14 @@ import {
 } from '../../engine/authority/protocol.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { VmSize } from '../../engine/plan/types.ts';
-import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
+import { DriverError, type AgentReport, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
 import type { BatchStep, BatchRun, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
 import { ADVANCE_NEXT_MAX } from '../../engine/authority/schemas.ts';
 import { AuthorityClient } from './authority-client.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { Lanes, type Lease } from './lanes.ts';
 import {
+  agentReportSchema,
   actualVmSchema,
   bootBodySchema,
   bootResponseSchema,
@@ -141,7 +142,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
 
   const { app, openapi } = createService({
     title: `dmzfleet DMZ client (${dc})`,
-    publicPaths: ['/v1/health', '/openapi.json', '/v1/boot'],
+    publicPaths: ['/v1/health', '/openapi.json', '/v1/boot', '/v1/boot/status'],
     authenticate: tokenTable([{ token: opts.clientToken, who: 'cli' }]),
     logger: opts.logger,
   });
@@ -191,6 +192,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
         const made = await callDriver('createVm', () =>
           driver.createVm(creds, {
             vmId,
+            address: vm.address,
             name: vm.name,
             image: auth.realImage ?? vm.realImage ?? '',
             size: vm.size,
@@ -581,6 +583,16 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       // already running) goes first.
       await reports.get(req.body.vmId);
       return authority.boot({ dataCenter: dc, ...req.body });
+    },
+  );
+
+  // A real VM's boot agent (providers/boot-agent) reports booting / ready / failed, proven by its boot token; the driver judges it.
+  app.post<{ Body: AgentReport }>(
+    '/v1/boot/status',
+    { schema: doc('Boot agent: a booting VM reports its state', { body: agentReportSchema, response: { 400: errorSchema, 403: errorSchema } }) },
+    async (req) => {
+      if (!driver.agentStatus?.(req.body)) throw new ProtocolError(403, 'forbidden', 'no VM of this data center is booting with that token');
+      return { ok: true };
     },
   );
 

@@ -55,6 +55,15 @@ export interface PolicyPackSpec {
       [k: string]: string;
     };
   };
+  /**
+   * Instance-type catalog of cloud data centers (driver `aws` or `azure`): per data center, the types a VM size may run as. A VM gets the first listed type with at least its CPUs and memory, so list them smallest first. A cloud data center of the stack needs an entry, and every fleet that may be placed there a size that fits one of its types.
+   */
+  instanceTypes?: {
+    /**
+     * @minItems 1
+     */
+    [k: string]: [InstanceType, ...InstanceType[]];
+  };
 }
 /**
  * The finite state diagram: a VM moves along one edge at a time, never skipping a state.
@@ -120,4 +129,21 @@ export interface PackRuleSettings {
    * `advisory` reports, `mandatory` fails the plan, `disabled` skips the rule.
    */
   enforcement?: 'advisory' | 'mandatory' | 'disabled';
+}
+/**
+ * One instance type (EC2 instance type, Azure VM size).
+ */
+export interface InstanceType {
+  /**
+   * The cloud's name of the type, e.g. `m6i.large` or `Standard_D2s_v5`.
+   */
+  name: string;
+  /**
+   * Virtual CPUs.
+   */
+  cpu: number;
+  /**
+   * Memory in GiB.
+   */
+  memoryGiB: number;
 }

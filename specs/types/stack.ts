@@ -114,6 +114,12 @@ export interface DataCenter {
   hardware?: string[];
   capacity: Capacity;
   auth?: DataCenterAuth;
+  /**
+   * Which driver the data center's DMZ client runs: `sim` (the simulated data center; default), `aws` (EC2) or `azure` (Azure Compute). A cloud data center is reached by URL, needs its broker block (`aws` / `azure`), and an instance-type catalog entry in the policy pack.
+   */
+  driver?: 'sim' | 'aws' | 'azure';
+  aws?: AwsBroker;
+  azure?: AzureBroker;
   sim?: SimSettings;
 }
 /**
@@ -159,6 +165,52 @@ export interface ClientCert {
    * PEM CA bundle that signed the DMZ client's certificate.
    */
   caFile?: string;
+}
+/**
+ * How the authority brokers short-lived AWS credentials for this data center's DMZ client (STS AssumeRole with a session policy for this region and this stack's tag).
+ */
+export interface AwsBroker {
+  /**
+   * AWS region of the data center, e.g. `us-east-1`; the session policy allows no other.
+   */
+  region: string;
+  /**
+   * Role the authority assumes for the DMZ client (docs/drivers/aws.md lists its policy).
+   */
+  roleArn: string;
+  /**
+   * External id the role's trust policy asks for (not a secret).
+   */
+  externalId?: string;
+  /**
+   * STS endpoint URL (a local emulator); the environment variable AWS_ENDPOINT_URL_STS overrides it.
+   */
+  stsEndpoint?: string;
+}
+/**
+ * How the authority brokers an Azure access token for this data center's DMZ client (a principal scoped to the data center's resource group).
+ */
+export interface AzureBroker {
+  /**
+   * Entra tenant of the principal.
+   */
+  tenantId: string;
+  /**
+   * Application (client) id of the principal scoped to the resource group.
+   */
+  clientId: string;
+  /**
+   * Subscription of the data center.
+   */
+  subscriptionId: string;
+  /**
+   * Resource group the principal is scoped to.
+   */
+  resourceGroup: string;
+  /**
+   * Entra endpoint URL (default `https://login.microsoftonline.com`).
+   */
+  authorityHost?: string;
 }
 /**
  * Settings of an embedded simulated data center (`address: embedded`).

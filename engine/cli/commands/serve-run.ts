@@ -1,6 +1,6 @@
 // What `fleet serve` runs; loaded only when a service starts (it brings Fastify,
 // the authority, the DMZ client and the sim driver along).
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { FleetError, diag, fail, type Diagnostic } from '../../diags/index.ts';
 import { loadOrCreateSecret, startAuthority, type RunningService } from '../../authority/index.ts';
 import { openRecord } from '../../record/index.ts';
@@ -8,7 +8,9 @@ import { loadStack } from '../../spec/index.ts';
 import type { LoadedStack } from '../../spec/types.ts';
 import type { LoadedPack } from '../../policy/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
-import { createSimDriver } from '../../../providers/drivers/sim/index.ts';
+import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
+import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
+import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
 import { simStateDir, tokenEnvOf } from '../../../providers/embedded.ts';
 import type { CliIO } from '../io.ts';
 
@@ -84,6 +86,8 @@ export interface ServeDmzClientOptions {
   port: string;
   host: string;
   stateDir?: string;
+  /** The DMZ client config file (specs/schema/dmz-client.schema.json); required by the aws and azure drivers. */
+  config?: string;
 }
 
 /** Starts the DMZ client of one data center of a stack. */
@@ -94,7 +98,22 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   if (!dc) {
     fail('apply.serve-config', `Data center ${opts.dataCenter} is not in stack ${stack.name} (${stack.dataCenters.map((d) => d.name).join(', ')}).`, { file: stack.file });
   }
-  if (opts.driver !== 'sim') fail('apply.serve-config', `Driver ${opts.driver} is not available; this build has: sim.`);
+  const kind = opts.driver;
+  if (!isDriverKind(kind)) fail('apply.serve-config', `--driver ${kind} is not a driver; drivers are ${DRIVER_KINDS.join(', ')}.`);
+  const named = dc.driver ?? 'sim';
+  if (named !== kind) {
+    fail('apply.serve-config', `Data center ${dc.name} runs the ${named} driver in stack ${stack.name}, not ${kind} (--driver).`, dc.where);
+  }
+  const factory = await driverFactory(kind);
+  if (!factory) fail('apply.serve-config', `Driver ${kind} is not available; this build has: ${availableDrivers().join(', ')}.`);
+  let config: DmzClientSpec = {};
+  if (opts.config !== undefined) {
+    const loaded = await loadDmzClientConfig(resolve(io.cwd, opts.config), kind, dc.name);
+    if (!loaded.config) throw new FleetError(loaded.diagnostics);
+    config = loaded.config.spec;
+  } else if (kind !== 'sim') {
+    fail('apply.serve-config', `The ${kind} driver needs its settings: pass --config FILE (a DmzClient document, docs/drivers/${kind}.md).`);
+  }
   try {
     new URL(opts.authority);
   } catch {
@@ -109,8 +128,7 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   if (!clientToken) missing.push(diag('apply.token-missing', `Set ${clientEnv} to the token the CLI must present to this DMZ client.`, dc.where));
   if (missing.length > 0) throw new FleetError(missing);
   const stateDir = opts.stateDir ?? simStateDir(stack, dc.name);
-  const sim = dc.sim ?? {};
-  const driver = await createSimDriver({ dataCenter: dc.name, stateDir, capacity: dc.capacity, ...sim });
+  const driver = await factory({ dataCenter: dc, stack: stack.name, pack, config, stateDir, env: io.env });
   try {
     const svc = await startDmzClient({
       dataCenter: dc.name,

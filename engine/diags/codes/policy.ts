@@ -48,6 +48,11 @@ export const policyCodes = defineCodes({
     doc: 'A VM in this state could never be deleted. Add a path of transitions from it to a terminal state.',
     severity: 'error',
   },
+  'policy.instance-type': {
+    summary: 'Invalid instance-type catalog entry',
+    doc: 'An entry of the pack\'s instanceTypes catalog is wrong beyond its schema (a type listed twice for one data center). Fix the entry the diagnostic points at.',
+    severity: 'error',
+  },
   'policy.unknown-rule': {
     summary: 'Unknown policy rule',
     doc: 'Rule settings name a rule that is neither built in nor defined by one of the pack\'s modules. Check the spelling or add the module.',

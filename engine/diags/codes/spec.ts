@@ -108,6 +108,16 @@ export const specCodes = defineCodes({
     doc: 'A fleet asks for a hardware trait that no data center it may use offers, or no single data center offers all the traits it asks for together. Fix the trait name, widen the placement allow-list, or add the trait to a data center in stack.yaml.',
     severity: 'error',
   },
+  'spec.no-instance-types': {
+    summary: 'Cloud data center has no instance types',
+    doc: 'A data center runs a cloud driver (aws, azure) but the policy pack\'s instanceTypes catalog has no entry for it, so no VM size could be given an instance type there. Add the data center to the pack\'s instanceTypes.',
+    severity: 'error',
+  },
+  'spec.size-not-offered': {
+    summary: 'Size fits no instance type',
+    doc: 'A fleet may be placed in a cloud data center whose instance-type catalog (policy pack, instanceTypes) has no type with at least the fleet\'s CPUs and memory. Pick a smaller size, add a larger type to the catalog, or leave the data center out of placement.dataCenters.',
+    severity: 'error',
+  },
   'spec.glob-no-match': {
     summary: 'Spec glob matches nothing',
     doc: 'A glob in the stack\'s `specs` list matched no file. Globs are relative to stack.yaml; a glob that matches nothing is usually a wrong path, so it is an error rather than an empty stack.',

@@ -5,6 +5,7 @@ export {
   parseSimState,
   readSimState,
   seededRandom,
+  simDriverFactory,
   simLogFile,
   simStateFile,
   type SimOptions,

@@ -38,9 +38,11 @@ import {
   type CreateVmInput,
   type Driver,
   type DriverCall,
+  type DriverErrorKind,
   type ScopedCredentials,
   type VmRef,
 } from '../types.ts';
+import type { DriverFactory } from '../registry.ts';
 
 export interface SimOptions {
   dataCenter: string;
@@ -57,6 +59,10 @@ export interface SimOptions {
   failCalls?: readonly string[];
   /** Calls that never answer. */
   hangCalls?: readonly string[];
+  /** Calls that fail with an error of the given kind (the contract suite's faults: capacity, not-found, ...). */
+  failWith?: Readonly<Partial<Record<DriverCall, DriverErrorKind>>>;
+  /** A hung call (hangCalls) gives up after this with a `timeout` error, as a cloud SDK's request timeout does. Default: never. */
+  callTimeoutMs?: number;
   /** Seed of errorRate's PRNG. Default 1. */
   seed?: number;
   /** How long awaitReady waits by default. Default 30 000. */
@@ -203,6 +209,8 @@ export class SimDriver implements Driver {
   /** bootUrl taken apart, once (every agent posts to it). */
   private bootTarget: ReturnType<typeof sendTarget> | undefined;
   private readonly random: () => number;
+  /** Faults set after opening (setFaults); they add to the options'. */
+  private faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith'> = {};
   private readonly events = new EventEmitter();
   private readonly timers = new Set<NodeJS.Timeout>();
   /** VMs changed since the last write started: the next append carries them as they are then. */
@@ -325,6 +333,11 @@ export class SimDriver implements Driver {
     return this.commits.commit();
   }
 
+  /** Replaces the faults set by an earlier call (the options' own stay); tests inject faults into a running data center with it. */
+  setFaults(faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith'>): void {
+    this.faults = { ...faults };
+  }
+
   attach(ctx: { bootUrl: string }): void {
     this.bootUrl = ctx.bootUrl;
     this.bootTarget = undefined;
@@ -348,11 +361,18 @@ export class SimDriver implements Driver {
   private async enter(call: DriverCall, creds: ScopedCredentials): Promise<void> {
     this.calls.set(call, (this.calls.get(call) ?? 0) + 1);
     checkCredentials(this.dataCenter, creds);
-    if (this.o.hangCalls?.includes(call)) await new Promise<never>(() => undefined);
+    if (this.o.hangCalls?.includes(call) || this.faults.hangCalls?.includes(call)) {
+      const limit = this.o.callTimeoutMs;
+      if (limit === undefined) await new Promise<never>(() => undefined);
+      await this.delay(limit as number);
+      throw new DriverError('timeout', `sim ${this.dataCenter}: ${call} did not answer within ${limit} ms (hangCalls)`, false);
+    }
     await this.delay(this.latency);
-    if (this.o.failCalls?.includes(call)) {
+    if (this.o.failCalls?.includes(call) || this.faults.failCalls?.includes(call)) {
       throw new DriverError('failed', `sim ${this.dataCenter}: ${call} is configured to fail (failCalls)`);
     }
+    const kind = this.faults.failWith?.[call] ?? this.o.failWith?.[call];
+    if (kind !== undefined) throw new DriverError(kind, `sim ${this.dataCenter}: ${call} is configured to fail with ${kind} (failWith)`);
     if (MUTATING.has(call) && (this.o.errorRate ?? 0) > 0 && this.random() < (this.o.errorRate ?? 0)) {
       throw new DriverError('transient', `sim ${this.dataCenter}: ${call} failed with a simulated transient error (errorRate)`);
     }
@@ -659,3 +679,7 @@ function view(dataCenter: string, vm: SimVm): CloudVm {
     observedState: observedState(vm),
   };
 }
+
+/** The registry's factory (providers/drivers/registry.ts): the stack's capacity and sim settings. */
+export const simDriverFactory: DriverFactory = (ctx) =>
+  createSimDriver({ dataCenter: ctx.dataCenter.name, stateDir: ctx.stateDir, capacity: ctx.dataCenter.capacity, ...(ctx.dataCenter.sim ?? {}) });

@@ -1,0 +1,48 @@
+// The DMZ client config (specs/schema/dmz-client.schema.json): the examples
+// load; every mistake is a diagnostic at its file:line:col.
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { checkDmzClientConfig, loadDmzClientConfig } from './config.ts';
+
+const HYBRID = resolve(import.meta.dirname, '..', '..', 'stacks', 'hybrid');
+
+const AWS = `apiVersion: fleet/v1
+kind: DmzClient
+metadata: { dataCenter: virginia }
+spec:
+  aws:
+    region: us-east-1
+    subnetId: subnet-0abc
+    securityGroupIds: [sg-0abc]
+`;
+
+describe('DMZ client config', () => {
+  it.each([
+    { file: 'dmz-virginia.yaml', driver: 'aws', dc: 'virginia' },
+    { file: 'dmz-eastus.yaml', driver: 'azure', dc: 'eastus' },
+  ] as const)('the example $file loads', async ({ file, driver, dc }) => {
+    const r = await loadDmzClientConfig(join(HYBRID, file), driver, dc);
+    expect(r.diagnostics).toEqual([]);
+    expect(r.config?.spec[driver]).toBeDefined();
+  });
+
+  it.each([
+    { name: 'unknown key', text: AWS.replace('    region: us-east-1', '    regoin: us-east-1'), code: 'spec.unknown-key', line: 6, col: 5 },
+    { name: 'bad region', text: AWS.replace('us-east-1', 'Virginia'), code: 'spec.invalid-value', line: 6, col: 13 },
+    { name: 'bad security group id', text: AWS.replace('[sg-0abc]', '[default]'), code: 'spec.invalid-value', line: 8, col: 24 },
+    { name: 'endpoint not a URL', text: AWS + '    endpoint: localhost:4566\n', code: 'spec.invalid-value', line: 9, col: 15 },
+    { name: 'no aws block for the aws driver', text: AWS.replace(/ {2}aws:[\s\S]*/, '  requestTimeoutMs: 5000\n'), code: 'apply.serve-config', line: 4, col: 1 },
+    { name: 'another data center', text: AWS.replace('{ dataCenter: virginia }', '{ dataCenter: ohio }'), code: 'apply.serve-config', line: 3, col: 25 },
+    { name: 'wrong kind', text: AWS.replace('kind: DmzClient', 'kind: Stack'), code: 'spec.kind', line: 2, col: 7 },
+    { name: 'YAML syntax', text: AWS.replace('[sg-0abc]', '[sg-0abc'), code: 'spec.yaml-syntax', line: 9, col: 1 },
+  ])('$name: $code at $line:$col', ({ text, code, line, col }) => {
+    const r = checkDmzClientConfig(text, 'dmz.yaml', 'aws', 'virginia');
+    expect(r.config).toBeUndefined();
+    expect(r.diagnostics.map((d) => ({ code: d.code, file: d.file, line: d.line, col: d.col }))).toContainEqual({ code, file: 'dmz.yaml', line, col });
+  });
+
+  it('a missing file is spec.read-error naming it', async () => {
+    const r = await loadDmzClientConfig('/no/such/dmz.yaml', 'aws', 'virginia');
+    expect(r.diagnostics).toMatchObject([{ code: 'spec.read-error', file: '/no/such/dmz.yaml' }]);
+  });
+});

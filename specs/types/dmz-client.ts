@@ -1,0 +1,109 @@
+/* generated from specs/schema/dmz-client.schema.json by `npm run gen:types` — do not edit */
+
+/**
+ * A DMZ client's own settings (`fleet serve dmz-client --config FILE`): how its driver reaches the data center's cloud. It holds no secret: cloud credentials come from the authority (mutating calls) and from the host's own identity (reads).
+ */
+export interface DmzClientConfig {
+  /**
+   * File format version. Always `fleet/v1`.
+   */
+  apiVersion: 'fleet/v1';
+  /**
+   * Document kind. Always `DmzClient`.
+   */
+  kind: 'DmzClient';
+  metadata?: DmzClientMetadata;
+  spec: DmzClientSpec;
+}
+/**
+ * Identity of this DMZ client.
+ */
+export interface DmzClientMetadata {
+  /**
+   * Data center of the stack this client serves; when set, it must equal --data-center.
+   */
+  dataCenter?: string;
+}
+/**
+ * Driver settings. Only the block of the driver the client runs (--driver) is read; it must be present for `aws` and `azure`.
+ */
+export interface DmzClientSpec {
+  /**
+   * URL of this client's boot endpoint as the data center's VMs reach it (for example `https://10.0.1.5:7401/v1/boot`); default: the address the client listens on.
+   */
+  bootUrl?: string;
+  /**
+   * A cloud API call not answered within this fails with `timeout` (default 30000).
+   */
+  requestTimeoutMs?: number;
+  aws?: AwsDriverSettings;
+  azure?: AzureDriverSettings;
+}
+/**
+ * Where the `aws` driver creates its EC2 instances.
+ */
+export interface AwsDriverSettings {
+  /**
+   * AWS region of the data center, e.g. `us-east-1`.
+   */
+  region: string;
+  /**
+   * Subnet the instances are launched in.
+   */
+  subnetId: string;
+  /**
+   * Security groups of the instances.
+   *
+   * @minItems 1
+   */
+  securityGroupIds: [string, ...string[]];
+  /**
+   * EC2 key pair for operator SSH access (optional).
+   */
+  keyName?: string;
+  /**
+   * IAM instance profile name given to the instances (optional; the boot agent needs none).
+   */
+  instanceProfile?: string;
+  /**
+   * EC2 endpoint URL (a local emulator, a VPC endpoint); the environment variable AWS_ENDPOINT_URL_EC2 overrides it.
+   */
+  endpoint?: string;
+  /**
+   * Device of the encrypted data volume inside the VM (default `/dev/nvme1n1`).
+   */
+  dataVolumeDevice?: string;
+  /**
+   * How often the driver reads an instance's state while waiting for it (default 2000).
+   */
+  pollMs?: number;
+}
+/**
+ * Where the `azure` driver creates its VMs.
+ */
+export interface AzureDriverSettings {
+  /**
+   * Azure subscription id.
+   */
+  subscriptionId: string;
+  /**
+   * Resource group holding the data center's VMs, NICs and disks.
+   */
+  resourceGroup: string;
+  /**
+   * Azure region, e.g. `eastus`.
+   */
+  location: string;
+  /**
+   * Virtual network of the VMs' NICs.
+   */
+  vnet: string;
+  /**
+   * Subnet of the VMs' NICs.
+   */
+  subnet: string;
+  /**
+   * Resource manager URL (an emulator or a sovereign cloud); default `https://management.azure.com`.
+   */
+  endpoint?: string;
+}
