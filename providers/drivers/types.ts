@@ -64,6 +64,8 @@ export interface AgentReport {
   state: 'booting' | 'ready' | 'failed';
   /** Why it failed (never a secret). */
   detail?: string;
+  /** The boot endpoint denied the boot (the VM powers itself off; the driver terminates it). */
+  denied?: boolean;
 }
 
 /** Names of the calls, as the pack's `operation` and the sim's failCalls/hangCalls use them (engine/model). */

@@ -11,9 +11,9 @@
 //   the Location URL answers 202 until then, 200 after;
 // - lists page over `nextLink`.
 // Its VMs run the boot protocol the way the shipped boot agent does: once a
-// VM runs and its userData holds a boot token, it posts { cloudId, vmId,
-// image, bootToken } to the boot URL from its custom data, then its state to
-// <bootUrl>/status; a denied VM powers itself off.
+// VM runs and its userData holds a boot script it has not run, it posts
+// { cloudId, vmId, image, bootToken } to the script's boot URL, then its
+// state to <bootUrl>/status; a denied VM powers itself off.
 // Faults (inject) answer a call as Azure fails it: an error status and
 // code (with Retry-After), a failed long-running operation, a connection
 // reset, or no answer at all.
@@ -425,21 +425,30 @@ export class ArmFake {
     };
   }
 
-  /** Custom data as the test's customData function wrote it (JSON), decoded. */
-  customData(vmName: string): Record<string, unknown> | undefined {
+  /** The VM's custom data as PUT, decoded. */
+  customData(vmName: string): string | undefined {
     const vm = this.vms.get(vmName);
-    if (!vm?.customData) return undefined;
-    return JSON.parse(Buffer.from(vm.customData, 'base64').toString('utf8')) as Record<string, unknown>;
+    return vm?.customData === undefined ? undefined : Buffer.from(vm.customData, 'base64').toString('utf8');
   }
 
-  /** The VM's agent: once running with a boot token it has not used, it asks the boot endpoint and reports. */
+  /**
+   * The agent settings in a VM's userData: the boot agent as providers/boot-agent renders it (`FLEET_X='...'`
+   * lines), or JSON with the same settings (the driver's unit tests).
+   */
+  static agentSettings(userData: string): { bootUrl?: string; vmId?: string; cloudId?: string; image?: string; bootToken?: string } {
+    const text = Buffer.from(userData, 'base64').toString('utf8');
+    if (text.trimStart().startsWith('{')) return JSON.parse(text) as Record<string, string>;
+    const v: Record<string, string> = {};
+    for (const m of text.matchAll(/^(FLEET_[A-Z_]+)='((?:[^']|'\\'')*)'$/gm)) v[m[1]] = m[2].replace(/'\\''/g, "'");
+    return { bootUrl: v.FLEET_BOOT_URL, vmId: v.FLEET_VM_ID, cloudId: v.FLEET_CLOUD_ID, image: v.FLEET_IMAGE, bootToken: v.FLEET_BOOT_TOKEN };
+  }
+
+  /** The VM's agent (bootstrap.ts runs it from userData): once running with a boot script it has not run, it asks the boot endpoint and reports. */
   private runAgent(vm: FakeVm): void {
     if (vm.power !== 'running' || !vm.userData) return;
-    const { bootToken } = JSON.parse(Buffer.from(vm.userData, 'base64').toString('utf8')) as { bootToken?: string };
-    const config = this.customData(vm.name) as { bootUrl?: string; vmId?: string; cloudId?: string; image?: string } | undefined;
-    if (!bootToken || bootToken === vm.agentToken || !config?.bootUrl) return;
+    const { bootUrl, vmId = '', cloudId = '', image = '', bootToken } = ArmFake.agentSettings(vm.userData);
+    if (!bootToken || bootToken === vm.agentToken || !bootUrl) return;
     vm.agentToken = bootToken;
-    const { bootUrl, vmId = '', cloudId = '', image = '' } = config;
     const post = async (url: string, payload: unknown) => {
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload) });
       return (await res.json()) as { approved?: boolean; reason?: string };
@@ -451,7 +460,7 @@ export class ArmFake {
         if (answer.approved) {
           await post(`${bootUrl}/status`, { cloudId, vmId, bootToken, state: 'ready' });
         } else {
-          await post(`${bootUrl}/status`, { cloudId, vmId, bootToken, state: 'failed', detail: `boot denied: ${answer.reason ?? ''}` });
+          await post(`${bootUrl}/status`, { cloudId, vmId, bootToken, state: 'failed', detail: `boot denied: ${answer.reason ?? ''}`, denied: true });
           vm.power = 'stopped';
         }
       } catch {

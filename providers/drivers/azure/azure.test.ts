@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DriverError, type AgentReport, type CreateVmInput, type ScopedCredentials } from '../types.ts';
 import { ArmFake, type ArmCall, type ArmFault } from './arm-fake.ts';
 import { AzureDriver, staticTokenCredential, type AzureDriverOptions } from './azure.ts';
+import { azureBootstrap } from './bootstrap.ts';
 import { resourceNames } from './names.ts';
 
 const SUB = '00000000-0000-0000-0000-0000000000aa';
@@ -62,7 +63,8 @@ function makeDriver(extra: Partial<AzureDriverOptions> = {}): AzureDriver {
     subnet: 'vms',
     vmSize: (s) => SIZES[`${s.cpu}/${s.memoryGiB}`],
     readCredential: staticTokenCredential('read-only-token', far()),
-    customData: (ctx) => JSON.stringify(ctx),
+    customData: azureBootstrap(),
+    bootScript: (ctx) => JSON.stringify(ctx),
     sshPublicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest operator',
     pollIntervalMs: 1,
     requestTimeoutMs: 5_000,
@@ -137,7 +139,7 @@ describe('azure driver: what it sends', () => {
     expect(body.properties.networkProfile.networkInterfaces[0]).toMatchObject({ properties: { primary: true, deleteOption: 'Delete' } });
     expect(body.properties.osProfile.linuxConfiguration.disablePasswordAuthentication).toBe(true);
     const custom = Buffer.from(body.properties.osProfile.customData as string, 'base64').toString('utf8');
-    expect(JSON.parse(custom)).toEqual({ vmId: i.vmId, cloudId: vm.cloudId, image: i.image, bootUrl: boot.url, encryptedDisk: true, diskKeyHash: i.diskKeyHash });
+    expect(custom).toBe(azureBootstrap());
     expect(custom).not.toContain(`key-${i.vmId}`);
     expect(JSON.stringify(put.body)).not.toContain(`key-${i.vmId}`);
 
@@ -200,10 +202,12 @@ describe('azure driver: lifecycle', () => {
 
     boot.issued.add('token-1');
     const booting = await driver.boot(creds(), ref, { bootToken: 'token-1' });
-    expect(booting.observedState).toBe('Starting');
+    // The agent may report before boot's answer is back.
+    expect(['Starting', 'Running']).toContain(booting.observedState);
     const [patch] = arm.calls('patchVm');
     const userData = JSON.parse(Buffer.from((patch.body as { properties: { userData: string } }).properties.userData, 'base64').toString('utf8')) as Record<string, unknown>;
-    expect(userData).toEqual({ fleetBoot: 1, bootToken: 'token-1' });
+    expect(userData).toEqual({ vmId: i.vmId, cloudId: booting.cloudId, image: i.image, bootUrl: boot.url, bootToken: 'token-1', encryptedDisk: true, dataDevice: '/dev/disk/azure/scsi1/lun0' });
+    expect(JSON.stringify(userData)).not.toContain(`key-${i.vmId}`);
 
     const ready = await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 });
     expect(ready).toMatchObject({ observedState: 'Running', power: 'on', agent: 'ready' });
@@ -237,7 +241,7 @@ describe('azure driver: lifecycle', () => {
     expect(arm.calls('patchVm')).toHaveLength(0);
   });
 
-  it('a boot the authority denies: the agent reports failed, the VM powers itself off, awaitReady throws boot-failed', async () => {
+  it('a boot the authority denies: the agent reports failed, the VM powers itself off, awaitReady throws boot-failed and deletes the VM', async () => {
     const i = input();
     const ref = { vmId: i.vmId, cloudId: null };
     await driver.createVm(creds(), i);
@@ -247,6 +251,8 @@ describe('azure driver: lifecycle', () => {
     expect(err.kind).toBe('boot-failed');
     expect(err.message).toMatch(/boot denied/);
     expect(arm.boots).toEqual([{ vmName: resourceNames(i.vmId).vm, approved: false }]);
+    expect(arm.vms.has(resourceNames(i.vmId).vm)).toBe(false);
+    expect(await driver.get(creds(), ref)).toBeUndefined();
   });
 
   it('an agent report with another token is not believed', async () => {
@@ -337,6 +343,19 @@ describe('azure driver: failures as kinds', () => {
     expect(vm.observedState).toBe('PoweredOff');
     expect(arm.calls('putVm')).toHaveLength(2);
     expect(arm.vms.size).toBe(1);
+  });
+
+  it('a create that fails for good (AllocationFailed) leaves no VM, NIC or disk behind; a transient one leaves the VM for the retry', async () => {
+    arm.inject({ call: 'putVm', failOperation: { code: 'AllocationFailed' }, times: 1 });
+    await failure(driver.createVm(creds(), input()));
+    expect([arm.vms.size, arm.nics.size, arm.disks.size]).toEqual([0, 0, 0]);
+    arm.inject({ call: 'powerOff', status: 503, code: 'ServiceUnavailable', times: 1 });
+    const i = input();
+    expect((await failure(driver.createVm(creds(), i))).kind).toBe('transient');
+    expect(arm.vms.size).toBe(1);
+    expect(await driver.createVm(creds(), i)).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff' });
+    expect(arm.vms.get(resourceNames(i.vmId).vm)?.power).toBe('stopped');
+    expect(arm.calls('putVm')).toHaveLength(2);
   });
 
   it('the SDK retries nothing: one 500, one request', async () => {

@@ -7,11 +7,12 @@
 //
 // | operation  | ARM calls                                                                                 |
 // | ---------- | ----------------------------------------------------------------------------------------- |
-// | createVm   | GET VM (there already: answer it), PUT NIC, PUT VM (custom data: the boot agent), then    |
-// |            | POST powerOff or deallocate (Azure starts a VM it creates; the diagram wants PoweredOff)  |
+// | createVm   | GET VM (there already: answer it), PUT NIC, PUT VM (custom data: the bootstrap), then     |
+// |            | POST powerOff or deallocate (Azure starts a VM it creates; the diagram wants PoweredOff); |
+// |            | a create that failed otherwise than transiently is cleaned up (nothing left behind)       |
 // | powerOn    | POST start                                                                                |
-// | boot       | PATCH VM userData with the one-time boot token (the agent reads it from IMDS)            |
-// | awaitReady | none: waits for the agent's report (agentStatus)                                          |
+// | boot       | PATCH VM userData: the boot agent with this boot's one-time token (bootstrap.ts runs it)  |
+// | awaitReady | none: waits for the agent's report (agentStatus); a denied VM is deleted (deleteVm)       |
 // | shutdown   | POST powerOff (graceful: the OS shuts down)                                               |
 // | powerOff   | POST powerOff?skipShutdown=true, or POST deallocate when the pack says `deallocate`       |
 // | resize     | GET VM (must be powered off), PATCH VM hardwareProfile.vmSize and the size tag            |
@@ -37,17 +38,22 @@ import { mapAzureState, powerStateOf, provisioningStateOf } from './states.ts';
 /** Azure Resource Manager in the public cloud. */
 export const DEFAULT_ARM_ENDPOINT = 'https://management.azure.com';
 
-/** What the custom data's boot agent is told at create time (never a token or a key). */
+/** What the boot agent of one boot is told (in the VM's userData; never a disk key). */
 export interface BootAgentContext {
   vmId: string;
   cloudId: string;
   image: string;
   /** Where the VM reaches the DMZ client's boot endpoint. */
   bootUrl: string;
+  /** The one-time token of this boot. */
+  bootToken: string;
   encryptedDisk: boolean;
-  /** sha256 hex of the disk key: the agent checks the released key against it before formatting the data volume. */
-  diskKeyHash?: string;
+  /** The data volume inside the VM: LUN 0 as Azure's udev rules name it. */
+  dataDevice: string;
 }
+
+/** The data disk (LUN 0) inside an Azure Linux VM. */
+export const AZURE_DATA_DEVICE = '/dev/disk/azure/scsi1/lun0';
 
 export interface AzureDriverOptions {
   dataCenter: string;
@@ -68,8 +74,10 @@ export interface AzureDriverOptions {
   powerOffMode?: 'stop' | 'deallocate';
   /** The DMZ client's own identity for reads (get, list): a managed identity or a principal with Reader on the resource group. */
   readCredential: TokenCredential;
-  /** The VM's custom data: the boot agent's cloud-init document. */
-  customData(ctx: BootAgentContext): string;
+  /** The VM's custom data, run once by cloud-init at first start: the bootstrap that runs each boot's agent from userData (bootstrap.ts). */
+  customData: string;
+  /** The VM's userData for one boot: the boot agent with its settings (providers/boot-agent renderAgentUserData). */
+  bootScript(ctx: BootAgentContext): string;
   /** Operator login on the VMs (Azure requires one); password login is disabled. */
   adminUsername?: string;
   sshPublicKey: string;
@@ -98,6 +106,8 @@ interface AgentEntry {
   /** sha256 of the boot token of the latest boot; reports must carry it. */
   tokenHash?: string;
   detail?: string;
+  /** The boot endpoint denied the boot: the VM powered itself off and is to be deleted. */
+  denied?: boolean;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -233,6 +243,13 @@ export class AzureDriver implements Driver {
       if (existing.tags?.[TAG.vmId] !== input.vmId) {
         throw new DriverError('failed', `VM ${n.vm} in resource group ${this.rg} is not fleet VM ${input.vmId} (its ${TAG.vmId} tag says ${existing.tags?.[TAG.vmId] ?? 'nothing'})`);
       }
+      // The first create got as far as the VM, which Azure started: finish it as the create would.
+      const power = powerStateOf(existing.instanceView?.statuses);
+      if (existing.provisioningState === 'Succeeded' && (power === 'running' || power === 'starting')) {
+        await this.stop(c, n.vm, this.o.powerOffMode === 'deallocate' ? 'deallocate' : 'force');
+        this.setAgent(cloudId, { state: 'none' });
+        return this.view(await this.mustFetch(c, { vmId: input.vmId, cloudId }));
+      }
       return this.view(existing);
     }
     const vmSize = this.o.vmSize(input.size);
@@ -246,7 +263,6 @@ export class AzureDriver implements Driver {
     if (input.encryptedDisk && input.diskKeyHash === undefined) {
       throw new DriverError('failed', `an encrypted disk needs the hash of its key; the authority sent none for ${input.vmId}`);
     }
-    if (!this.bootUrl) throw new DriverError('failed', 'the DMZ client has not told the driver its boot endpoint yet');
     const tags: Record<string, string> = {
       [TAG.stack]: this.o.stack,
       [TAG.dataCenter]: this.dataCenter,
@@ -257,6 +273,26 @@ export class AzureDriver implements Driver {
       [TAG.encrypted]: String(input.encryptedDisk),
       ...(input.address !== undefined ? { [TAG.address]: input.address } : {}),
     };
+    try {
+      return await this.makeVm(c, input, n, tags, vmSize, image);
+    } catch (err) {
+      // A create that failed for good leaves nothing behind (DESIGN: a failed create must leave nothing created);
+      // after a transient failure or a timeout the VM may still come: the retried create finds it by name.
+      if (err instanceof DriverError && !err.transient && err.kind !== 'timeout') {
+        await this.deleteVm(creds, { vmId: input.vmId, cloudId: null }).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  private async makeVm(
+    c: Clients,
+    input: CreateVmInput,
+    n: ReturnType<typeof resourceNames>,
+    tags: Record<string, string>,
+    vmSize: string,
+    image: NonNullable<ReturnType<typeof imageReference>>,
+  ): Promise<CloudVm> {
     const subnetId = subnetResourceId(this.o.subscriptionId, this.o.vnetResourceGroup ?? this.rg, this.o.vnet, this.o.subnet);
     await this.arm(`create NIC ${n.nic}`, () =>
       c.network.networkInterfaces.beginCreateOrUpdateAndWait(
@@ -266,14 +302,7 @@ export class AzureDriver implements Driver {
         this.lro(),
       ),
     );
-    const customData = this.o.customData({
-      vmId: input.vmId,
-      cloudId,
-      image: input.image,
-      bootUrl: this.bootUrl,
-      encryptedDisk: input.encryptedDisk,
-      ...(input.diskKeyHash !== undefined ? { diskKeyHash: input.diskKeyHash } : {}),
-    });
+    const cloudId = this.cloudId(n.vm);
     const made = await this.arm(`create VM ${n.vm}`, () =>
       c.compute.virtualMachines.createOrUpdate(
         this.rg,
@@ -290,7 +319,7 @@ export class AzureDriver implements Driver {
           osProfile: {
             computerName: n.vm,
             adminUsername: this.o.adminUsername ?? 'fleetadmin',
-            customData: Buffer.from(customData).toString('base64'),
+            customData: Buffer.from(this.o.customData).toString('base64'),
             linuxConfiguration: {
               disablePasswordAuthentication: true,
               ssh: { publicKeys: [{ path: `/home/${this.o.adminUsername ?? 'fleetadmin'}/.ssh/authorized_keys`, keyData: this.o.sshPublicKey }] },
@@ -337,7 +366,18 @@ export class AzureDriver implements Driver {
     }
     // Known before the token reaches the VM: the agent's first report may come before the PATCH is answered.
     this.setAgent(cloudId, { state: 'booting', tokenHash: sha256(opts.bootToken) });
-    const userData = Buffer.from(JSON.stringify({ fleetBoot: 1, bootToken: opts.bootToken })).toString('base64');
+    if (!this.bootUrl) throw new DriverError('failed', 'the DMZ client has not told the driver its boot endpoint yet');
+    const tags = vm.tags ?? {};
+    const script = this.o.bootScript({
+      vmId: ref.vmId,
+      cloudId,
+      image: tags[TAG.image] ?? '',
+      bootUrl: this.bootUrl,
+      bootToken: opts.bootToken,
+      encryptedDisk: tags[TAG.encrypted] === 'true',
+      dataDevice: AZURE_DATA_DEVICE,
+    });
+    const userData = Buffer.from(script).toString('base64');
     await this.arm(`hand VM ${name} its boot token`, () => c.compute.virtualMachines.update(this.rg, name, { userData }, this.lro()));
     return this.view(vm);
   }
@@ -346,7 +386,12 @@ export class AzureDriver implements Driver {
     const entry = this.agents.get(report.cloudId);
     if (!entry?.tokenHash || entry.tokenHash !== sha256(report.bootToken)) return false;
     if (report.vmId !== '' && this.cloudId(vmName(report.vmId)) !== report.cloudId) return false;
-    this.setAgent(report.cloudId, { state: report.state, tokenHash: entry.tokenHash, ...(report.detail !== undefined ? { detail: report.detail } : {}) });
+    this.setAgent(report.cloudId, {
+      state: report.state,
+      tokenHash: entry.tokenHash,
+      ...(report.detail !== undefined ? { detail: report.detail } : {}),
+      ...(report.denied === true ? { denied: true } : {}),
+    });
     return true;
   }
 
@@ -376,7 +421,11 @@ export class AzureDriver implements Driver {
       });
     }
     const entry = this.agents.get(cloudId);
-    if (entry?.state === 'failed') throw new DriverError('boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}`);
+    if (entry?.state === 'failed') {
+      // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
+      if (entry.denied) await this.deleteVm(creds, ref);
+      throw new DriverError('boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}${entry.denied ? '; the VM was deleted' : ''}`);
+    }
     if (entry?.state !== 'ready') throw new DriverError('timeout', `VM ${name} did not report ready within ${timeoutMs} ms`, false);
     return this.after(c, ref);
   }
