@@ -187,7 +187,7 @@ describe('azure driver: what it sends', () => {
 
   it('a size the catalog lacks, or an image that is neither a resource id nor a URN, fails before any PUT', async () => {
     expect((await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })))).message).toMatch(/no Azure VM size for/);
-    expect((await failure(driver.createVm(creds(), input({ image: 'ubuntu' })))).message).toMatch(/neither an Azure image resource id/);
+    expect((await failure(driver.createVm(creds(), input({ image: 'ubuntu 24.04' })))).message).toMatch(/neither an Azure image resource id/);
     expect(arm.calls('putVm')).toHaveLength(0);
   });
 });
@@ -367,7 +367,8 @@ describe('azure driver: failures as kinds', () => {
   });
 
   it.each<[string, ArmCall, Partial<AzureDriverOptions>]>([
-    ['a hung call', 'start', { operationTimeoutMs: 200 }],
+    ['a hung call', 'start', { requestTimeoutMs: 200 }],
+    ['a hung poll of an operation', 'poll', { requestTimeoutMs: 200 }],
     ['a hung read', 'getVm', { requestTimeoutMs: 200 }],
   ])('%s hits the timeout', async (_name, call, opts) => {
     const i = input();
@@ -376,7 +377,7 @@ describe('azure driver: failures as kinds', () => {
     driver = makeDriver(opts);
     arm.inject({ call, hang: true });
     const ref = { vmId: i.vmId, cloudId: null };
-    const err = await failure(call === 'start' ? driver.powerOn(creds(), ref) : driver.get(creds(), ref));
+    const err = await failure(call === 'getVm' ? driver.get(creds(), ref) : driver.powerOn(creds(), ref));
     expect(err.kind).toBe('timeout');
     expect(err.transient).toBe(false);
   });

@@ -28,6 +28,7 @@ import { EventEmitter } from 'node:events';
 import { ComputeManagementClient, type VirtualMachine } from '@azure/arm-compute';
 import { NetworkManagementClient } from '@azure/arm-network';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
+import type { PipelinePolicy } from '@azure/core-rest-pipeline';
 import { formatSize, type VmSize } from '../../../engine/model/index.ts';
 import type { AgentState } from '../../protocol.ts';
 import { DriverError, checkCredentials, type AgentReport, type CloudVm, type CreateVmInput, type Driver, type ScopedCredentials, type VmRef } from '../types.ts';
@@ -139,12 +140,33 @@ export class AzureDriver implements Driver {
   }
 
   private clients(credential: TokenCredential): Clients {
-    const common = { retryOptions: { maxRetries: 0 }, credentialScopes: [`${this.endpoint}/.default`] };
+    // Every HTTP request (a call, each poll of an operation) has its own deadline; a hung one fails with `timeout`.
+    const timeoutMs = this.o.requestTimeoutMs ?? 30_000;
+    const requestTimeout: PipelinePolicy = {
+      name: 'fleetRequestTimeout',
+      sendRequest: async (request, next) => {
+        // Armed before the HTTP client's own timer of the same length, so it has fired when that one aborts the request.
+        let hung = false;
+        const timer = setTimeout(() => (hung = true), timeoutMs);
+        request.timeout = timeoutMs;
+        try {
+          return await next(request);
+        } catch (err) {
+          if (hung) throw Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' });
+          throw err;
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    };
+    const additionalPolicies = [{ policy: requestTimeout, position: 'perCall' as const }];
+    const common = { retryOptions: { maxRetries: 0 }, credentialScopes: [`${this.endpoint}/.default`], additionalPolicies };
     return {
       compute: new ComputeManagementClient(credential, this.o.subscriptionId, {
         endpoint: this.endpoint,
         retryOptions: { maxRetries: 0 },
         credentials: { scopes: common.credentialScopes },
+        additionalPolicies,
       }),
       network: new NetworkManagementClient(credential, this.o.subscriptionId, { ...common, endpoint: this.endpoint, $host: this.endpoint }),
     };
@@ -256,9 +278,9 @@ export class AzureDriver implements Driver {
     if (vmSize === undefined) {
       throw new DriverError('failed', `the pack's size catalog has no Azure VM size for ${formatSize(input.size)} in data center ${this.dataCenter}`);
     }
-    const image = imageReference(input.image);
+    const image = imageReference(input.image, this.o.subscriptionId, this.rg);
     if (!image) {
-      throw new DriverError('failed', `image ${input.image} is neither an Azure image resource id (/subscriptions/...) nor a marketplace URN (publisher:offer:sku:version)`);
+      throw new DriverError('failed', `image ${input.image} is neither an Azure image resource id (/subscriptions/...), a marketplace URN (publisher:offer:sku:version) nor the name of a managed image`);
     }
     if (input.encryptedDisk && input.diskKeyHash === undefined) {
       throw new DriverError('failed', `an encrypted disk needs the hash of its key; the authority sent none for ${input.vmId}`);

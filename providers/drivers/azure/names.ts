@@ -64,15 +64,24 @@ export function parseSizeTag(text: string | undefined): VmSize | undefined {
 
 /**
  * An image as the VM's storageProfile.imageReference: an Azure resource id
- * (a managed image or a gallery image version, `/subscriptions/...`), or a
- * marketplace URN `publisher:offer:sku:version`. Undefined for anything else.
+ * (a managed image or a gallery image version, `/subscriptions/...`), a
+ * marketplace URN `publisher:offer:sku:version`, or a bare name: the managed
+ * image of that name in the data center's resource group. Undefined for
+ * anything else.
  */
-export function imageReference(image: string): { id: string } | { publisher: string; offer: string; sku: string; version: string } | undefined {
+export function imageReference(
+  image: string,
+  subscriptionId: string,
+  resourceGroup: string,
+): { id: string } | { publisher: string; offer: string; sku: string; version: string } | undefined {
   if (image.startsWith('/subscriptions/')) return { id: image };
   const parts = image.split(':');
   if (parts.length === 4 && parts.every((p) => p !== '')) {
     const [publisher, offer, sku, version] = parts;
     return { publisher, offer, sku, version };
+  }
+  if (/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/.test(image)) {
+    return { id: `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/images/${image}` };
   }
   return undefined;
 }
