@@ -44,6 +44,7 @@ import type {
 import { VersionConflictError } from '../record/errors.ts';
 import { ProtocolError } from './http.ts';
 import { credentialToken, diskKey, randomToken, sha256 } from './keys.ts';
+import type { CredentialBroker } from './credentials/types.ts';
 import { NONE_REPORT_DETAIL } from './protocol.ts';
 import type {
   AdvanceRequest,
@@ -66,6 +67,8 @@ export interface AuthorityCoreOptions {
   secret: string;
   /** Lifetime of scoped credentials. Default 10 minutes. */
   credentialTtlMs?: number;
+  /** Cloud credentials of cloud data centers (engine/authority/credentials); none: the scoped token alone (sim). */
+  credentialBroker?: CredentialBroker;
 }
 
 /** An approved request waiting for its report; reports are checked against it. */
@@ -278,8 +281,10 @@ export class Authority {
   }
 
   private credentials(dataCenter: string, requestId: string) {
-    const expiresAt = new Date(Date.now() + this.ttl).toISOString();
-    return { dataCenter, token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt), expiresAt };
+    const cloud = this.o.credentialBroker?.issued(dataCenter);
+    const ms = Math.min(Date.now() + this.ttl, cloud ? Date.parse(cloud.expiresAt) : Infinity);
+    const expiresAt = new Date(ms).toISOString();
+    return { dataCenter, token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt), expiresAt, ...(cloud?.aws ? { aws: cloud.aws } : {}) };
   }
 
   /** A state with an edge whose operation is `powerOn` is a powered-off state; a resize happens only there. */
@@ -290,6 +295,7 @@ export class Authority {
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const foreign = vetoForeign(caller, req);
     if (foreign) return foreign;
+    await this.o.credentialBroker?.prepare(caller);
     return this.serial(req.vmId, async () => (req.kind === 'create' ? (await this.authorizeCreate(caller, req)).answer : this.authorizeEdge(caller, req)));
   }
 
@@ -514,6 +520,7 @@ export class Authority {
     if ((report === undefined) === (create === undefined)) throw bad('an advance carries exactly one of report and create');
     if (create && create.kind !== 'create') throw bad(`an advance's create is a create (kind create), not a ${create.kind}`);
     if (report) checkReporter(caller, report);
+    await this.o.credentialBroker?.prepare(caller);
     const vmId = (report ?? create)!.vmId;
     if (next.length === 0) throw bad('an advance needs at least one next edge');
     for (let j = 0; j < next.length; j++) {

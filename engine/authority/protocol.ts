@@ -42,6 +42,8 @@ export interface ScopedCredentials {
   dataCenter: string;
   token: string;
   expiresAt: string;
+  /** For an `aws` data center: STS session credentials the broker got for it (engine/authority/credentials/aws.ts); a secret, never logged or stored. */
+  aws?: { accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: string };
 }
 
 export interface AuthorizeResponse {

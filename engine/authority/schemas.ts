@@ -89,7 +89,16 @@ export const authorizeBodySchema = {
 export const credentialsSchema = {
   type: 'object',
   required: ['dataCenter', 'token', 'expiresAt'],
-  properties: { dataCenter: { type: 'string' }, token: { type: 'string' }, expiresAt: { type: 'string' } },
+  properties: {
+    dataCenter: { type: 'string' },
+    token: { type: 'string' },
+    expiresAt: { type: 'string' },
+    aws: {
+      type: 'object',
+      required: ['accessKeyId', 'secretAccessKey', 'sessionToken', 'expiration'],
+      properties: { accessKeyId: { type: 'string' }, secretAccessKey: { type: 'string' }, sessionToken: { type: 'string' }, expiration: { type: 'string' } },
+    },
+  },
 } as const;
 
 export const authorizeResponseSchema = {

@@ -1,6 +1,7 @@
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { Authority } from './authority.ts';
+import type { CredentialBroker } from './credentials/types.ts';
 import { createService, doc, listen, streamAnswers, tokenTable } from './http.ts';
 import { randomToken } from './keys.ts';
 import type { AdvanceRequest, AuthorizeRequest, BatchCall, BatchRequest, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
@@ -34,6 +35,8 @@ export interface StartAuthorityOptions {
    */
   secret?: string;
   credentialTtlMs?: number;
+  /** Cloud credentials of cloud data centers (engine/authority/credentials). */
+  credentialBroker?: CredentialBroker;
   logger?: boolean;
 }
 
@@ -52,6 +55,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     stackName: opts.stackName,
     secret: opts.secret ?? randomToken(32),
     credentialTtlMs: opts.credentialTtlMs,
+    ...(opts.credentialBroker ? { credentialBroker: opts.credentialBroker } : {}),
   });
   const { app, openapi } = createService({
     title: 'dmzfleet authority',

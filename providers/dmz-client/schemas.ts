@@ -135,6 +135,7 @@ export const agentReportSchema = {
     bootToken: { type: 'string', maxLength: 500 },
     state: { type: 'string', enum: ['booting', 'ready', 'failed'] },
     detail: { type: 'string', maxLength: 1000 },
+    denied: { type: 'boolean' },
   },
 } as const;
 

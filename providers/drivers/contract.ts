@@ -288,20 +288,21 @@ export function driverContract(name: string, make: MakeHarness): void {
         expect((await h.driver.get(h.readCreds(), ref(vm)))?.status ?? 'terminated').toBe('terminated');
       });
 
-      const cases: { kind: FaultKind; call: DriverCall; transient: boolean }[] = [
+      /** `running`: the call is made on a running VM (a cloud may skip the call on a VM already where it leads). */
+      const cases: { kind: FaultKind; call: DriverCall; transient: boolean; running?: boolean }[] = [
         { kind: 'credentials', call: 'createVm', transient: false },
         { kind: 'capacity', call: 'createVm', transient: false },
         { kind: 'transient', call: 'createVm', transient: true },
         { kind: 'timeout', call: 'createVm', transient: false },
         { kind: 'not-found', call: 'powerOn', transient: false },
         { kind: 'invalid-state', call: 'powerOn', transient: false },
-        { kind: 'transient', call: 'powerOff', transient: true },
+        { kind: 'transient', call: 'powerOff', transient: true, running: true },
         { kind: 'credentials', call: 'deleteVm', transient: false },
         { kind: 'transient', call: 'list', transient: true },
         { kind: 'timeout', call: 'get', transient: false },
       ];
-      it.each(cases)('$call failing with $kind is a DriverError of kind $kind (transient: $transient)', async ({ kind, call, transient }) => {
-        const vm = call === 'createVm' ? undefined : await create();
+      it.each(cases)('$call failing with $kind is a DriverError of kind $kind (transient: $transient)', async ({ kind, call, transient, running: up }) => {
+        const vm = call === 'createVm' ? undefined : up ? await running() : await create();
         await h.inject(call, kind);
         const c = h.creds();
         const r = vm ? ref(vm) : { vmId: randomUUID(), cloudId: null };

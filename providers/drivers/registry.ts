@@ -37,7 +37,7 @@ export type DriverFactory = (ctx: DriverContext) => Promise<Driver>;
 
 const FACTORIES: Record<DriverKind, (() => Promise<DriverFactory>) | undefined> = {
   sim: async () => (await import('./sim/index.ts')).simDriverFactory,
-  aws: undefined,
+  aws: async () => (await import('./aws/index.ts')).awsDriverFactory,
   azure: undefined,
 };
 

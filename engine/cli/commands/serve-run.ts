@@ -7,6 +7,7 @@ import { openRecord } from '../../record/index.ts';
 import { loadStack } from '../../spec/index.ts';
 import type { LoadedStack } from '../../spec/types.ts';
 import type { LoadedPack } from '../../policy/types.ts';
+import type { CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -62,20 +63,46 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   });
   if (missing.length > 0) throw new FleetError(missing);
   const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
+  const broker = await credentialBroker(io, stack);
   const record = await openRecord(stack.recordUrl);
   try {
-    const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port });
+    const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port, ...(broker ? { credentialBroker: broker } : {}) });
     return {
       url: svc.url,
       close: async () => {
         await svc.close();
+        broker?.close();
         await record.close();
       },
     };
   } catch (err) {
+    broker?.close();
     await record.close();
     throw err;
   }
+}
+
+/**
+ * The broker of the stack's aws data centers' credentials (STS AssumeRole,
+ * engine/authority/credentials/aws.ts), with the authority's own AWS identity
+ * from the SDK's default chain; none without aws data centers (the SDK is
+ * not even loaded). AWS_ENDPOINT_URL_STS overrides every STS endpoint.
+ */
+async function credentialBroker(io: CliIO, stack: LoadedStack): Promise<(CredentialBroker & { close(): void }) | undefined> {
+  const aws = stack.dataCenters.flatMap((d) => (d.driver === 'aws' && d.aws ? [{ name: d.name, ...d.aws }] : []));
+  if (aws.length === 0) return undefined;
+  const { AwsCredentialBroker } = await import('../../authority/credentials/aws.ts');
+  const stsEndpoint = io.env.AWS_ENDPOINT_URL_STS || undefined;
+  const credentials = envCredentials(io.env);
+  return new AwsCredentialBroker({ stack: stack.name, dataCenters: aws, ...(stsEndpoint ? { stsEndpoint } : {}), ...(credentials ? { credentials } : {}) });
+}
+
+/** AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN of the command's environment; undefined: the SDK's default chain (instance profile, SSO, ...). */
+export function envCredentials(env: Readonly<Record<string, string | undefined>>): { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined {
+  const accessKeyId = env.AWS_ACCESS_KEY_ID;
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY;
+  if (!accessKeyId || !secretAccessKey) return undefined;
+  return { accessKeyId, secretAccessKey, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) };
 }
 
 export interface ServeDmzClientOptions {

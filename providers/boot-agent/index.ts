@@ -1,0 +1,56 @@
+// The boot agent real VMs run (agent.sh beside this file), rendered into
+// user data (AWS) or custom data (Azure) with the settings of one boot. The
+// rendered text holds the one-time boot token of that boot and never a disk
+// key: the VM receives its key from the boot endpoint only once the
+// authority approves the boot.
+import { readFileSync } from 'node:fs';
+
+export const AGENT_SCRIPT_PATH = new URL('./agent.sh', import.meta.url);
+
+let script: string | undefined;
+/** agent.sh as shipped. */
+export function agentScript(): string {
+  script ??= readFileSync(AGENT_SCRIPT_PATH, 'utf8');
+  return script;
+}
+
+export interface AgentSettings {
+  /** The DMZ client's boot endpoint as the VM reaches it (POST; `<url>/status` for reports). */
+  bootUrl: string;
+  vmId: string;
+  /** The cloud's id of the VM; empty at first launch when the cloud has not named it yet. */
+  cloudId: string;
+  image: string;
+  /** One-time token of this boot; absent at first launch (the agent then does nothing). */
+  bootToken?: string;
+  encrypted: boolean;
+  /** Block device of the encrypted data volume. */
+  dataDevice: string;
+}
+
+/** A value in single quotes, safe for sh. */
+function shQuote(v: string): string {
+  return `'${v.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The user data / custom data of one boot: `#!/bin/sh`, the settings, then agent.sh. */
+export function renderAgentUserData(s: AgentSettings): string {
+  const vars: [string, string][] = [
+    ['FLEET_BOOT_URL', s.bootUrl],
+    ['FLEET_VM_ID', s.vmId],
+    ['FLEET_CLOUD_ID', s.cloudId],
+    ['FLEET_IMAGE', s.image],
+    ['FLEET_BOOT_TOKEN', s.bootToken ?? ''],
+    ['FLEET_ENCRYPTED', s.encrypted ? '1' : '0'],
+    ['FLEET_DATA_DEVICE', s.dataDevice],
+  ];
+  const header = vars.map(([k, v]) => `${k}=${shQuote(v)}`).join('\n');
+  return `#!/bin/sh\n# dmzfleet boot agent settings of this boot (providers/boot-agent)\n${header}\n${agentScript()}`;
+}
+
+/** The settings back from rendered user data (fake clouds in tests run it; drivers read the boot token's presence). */
+export function parseAgentUserData(text: string): Partial<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const m of text.matchAll(/^(FLEET_[A-Z_]+)='((?:[^']|'\\'')*)'$/gm)) out[m[1]] = m[2].replace(/'\\''/g, "'");
+  return out;
+}

@@ -1,0 +1,536 @@
+// The `aws` driver: a data center is one AWS region (and subnet) reached
+// through EC2's API with @aws-sdk/client-ec2. docs/drivers/aws.md is the
+// people's version of this header.
+//
+// | call       | EC2                                                                                   |
+// | ---------- | ------------------------------------------------------------------------------------- |
+// | createVm   | RunInstances (ClientToken = VM id, tags, user data = boot agent without a token), wait |
+// |            | until it runs, StopInstances, wait until stopped: the diagram's PoweredOff            |
+// | powerOn    | DescribeInstances: the instance is stopped and can start (EC2 cannot power on without |
+// |            | booting; boot starts it)                                                              |
+// | boot       | ModifyInstanceAttribute UserData (boot agent with this boot's one-time token), then   |
+// |            | StartInstances                                                                        |
+// | awaitReady | DescribeInstances and the agent's reports until it is ready; a denied boot: the VM    |
+// |            | powered itself off, TerminateInstances                                                |
+// | shutdown   | StopInstances (graceful: the OS gets an ACPI shutdown)                                |
+// | powerOff   | StopInstances Force, wait until stopped                                               |
+// | resize     | ModifyInstanceAttribute InstanceType (the pack's instanceTypes catalog), tag the size |
+// | deleteVm   | TerminateInstances (an instance already gone is fine)                                 |
+// | get, list  | DescribeInstances by id or by tag (fleet:stack, fleet:data-center, fleet:vm-id), paged |
+//
+// Credentials: every mutating call (and the reads it makes on the way) uses
+// the STS session credentials the authority brokered for this data center
+// (ScopedCredentials.aws; session policy: this region, instances tagged
+// with this stack); get and list use the DMZ client's own read-only
+// identity (the SDK's default chain, or `readCredentials`). The SDK's
+// retries are off (maxAttempts 1): the DMZ client retries `transient`.
+import { createHash } from 'node:crypto';
+import {
+  CreateTagsCommand,
+  DescribeInstancesCommand,
+  EC2Client,
+  ModifyInstanceAttributeCommand,
+  RunInstancesCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+  type Filter,
+  type Instance,
+  type Tag,
+} from '@aws-sdk/client-ec2';
+import { fitInstanceType } from '../../../engine/policy/instance-types.ts';
+import type { InstanceType } from '../../../engine/policy/types.ts';
+import type { VmSize } from '../../../engine/model/index.ts';
+import { renderAgentUserData } from '../../boot-agent/index.ts';
+import type { AwsDriverSettings } from '../../../specs/types/dmz-client.ts';
+import {
+  DriverError,
+  checkCredentials,
+  type AgentReport,
+  type CloudVm,
+  type CreateVmInput,
+  type Driver,
+  type DriverCall,
+  type ScopedCredentials,
+  type VmRef,
+} from '../types.ts';
+import type { DriverFactory } from '../registry.ts';
+import { ec2Error } from './errors.ts';
+import { isEc2State, mapEc2State, type Ec2State } from './states.ts';
+
+/** Tag keys the driver writes on every instance and its volumes (docs/drivers/aws.md, "Tags"). */
+export const TAGS = {
+  stack: 'fleet:stack',
+  dataCenter: 'fleet:data-center',
+  fleet: 'fleet:fleet',
+  address: 'fleet:address',
+  vmId: 'fleet:vm-id',
+  size: 'fleet:size',
+  encrypted: 'fleet:encrypted',
+  name: 'Name',
+} as const;
+
+export interface AwsCredentialIdentity {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+export interface AwsDriverOptions {
+  dataCenter: string;
+  stack: string;
+  settings: AwsDriverSettings;
+  /** The pack's instance types of this data center, smallest first. */
+  instanceTypes: readonly InstanceType[];
+  /** Overrides settings.endpoint (AWS_ENDPOINT_URL_EC2). */
+  endpoint?: string;
+  /** The DMZ client's own read-only identity; default: the SDK's default credential chain. */
+  readCredentials?: AwsCredentialIdentity;
+  /** A call not answered within this fails with `timeout`. Default 30 000. */
+  requestTimeoutMs?: number;
+  /** Boot endpoint URL the VMs use; default: the DMZ client's (attach). */
+  bootUrl?: string;
+}
+
+interface AgentRecord {
+  tokenHash: string;
+  state: 'booting' | 'ready' | 'failed';
+  detail?: string;
+  denied?: boolean;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const DEFAULT_DEVICE = '/dev/nvme1n1';
+/** How long a wait for a state (running, stopped) may take before it is a timeout; the DMZ client's own deadline is usually shorter. */
+const STATE_WAIT_MS = 10 * 60_000;
+
+export class AwsDriver implements Driver {
+  readonly kind = 'aws';
+  readonly dataCenter: string;
+  private bootUrl: string | undefined;
+  private readonly readClient: EC2Client;
+  private readonly clients = new Map<string, EC2Client>();
+  /** Per instance, what its agent reported in the current boot (in memory: after a restart a running instance counts as Running). */
+  private readonly agents = new Map<string, AgentRecord>();
+  private readonly waiters = new Set<() => void>();
+  private closed = false;
+  /** Calls made, per name (tests read it). */
+  readonly calls = new Map<DriverCall, number>();
+
+  constructor(private readonly o: AwsDriverOptions) {
+    this.dataCenter = o.dataCenter;
+    this.bootUrl = o.bootUrl;
+    this.readClient = this.makeClient(o.readCredentials);
+  }
+
+  private get endpoint(): string | undefined {
+    return this.o.endpoint ?? this.o.settings.endpoint;
+  }
+
+  private makeClient(credentials: AwsCredentialIdentity | undefined): EC2Client {
+    return new EC2Client({
+      region: this.o.settings.region,
+      ...(this.endpoint ? { endpoint: this.endpoint } : {}),
+      ...(credentials ? { credentials } : {}),
+      maxAttempts: 1,
+      requestHandler: { requestTimeout: this.o.requestTimeoutMs ?? 30_000, connectionTimeout: this.o.requestTimeoutMs ?? 30_000 },
+    });
+  }
+
+  /** The client of the brokered credentials of a mutating call; checks them first. */
+  private writer(creds: ScopedCredentials): EC2Client {
+    checkCredentials(this.dataCenter, creds);
+    const a = creds.aws;
+    if (!a) {
+      throw new DriverError('credentials', `the authority issued no AWS credentials for ${this.dataCenter}; its stack entry needs driver: aws and an aws block (docs/drivers/aws.md)`);
+    }
+    if (Date.parse(a.expiration) <= Date.now()) throw new DriverError('credentials', `the AWS session credentials for ${this.dataCenter} expired at ${a.expiration}`);
+    let c = this.clients.get(a.accessKeyId);
+    if (!c) {
+      // Session credentials last 15 minutes: forget older clients.
+      if (this.clients.size > 16) {
+        for (const old of this.clients.values()) old.destroy();
+        this.clients.clear();
+      }
+      c = this.makeClient({ accessKeyId: a.accessKeyId, secretAccessKey: a.secretAccessKey, sessionToken: a.sessionToken });
+      this.clients.set(a.accessKeyId, c);
+    }
+    return c;
+  }
+
+  private count(call: DriverCall): void {
+    this.calls.set(call, (this.calls.get(call) ?? 0) + 1);
+  }
+
+  attach(ctx: { bootUrl: string }): void {
+    this.bootUrl = this.o.bootUrl ?? ctx.bootUrl;
+  }
+
+  /** One EC2 call; its failure as a DriverError (errors.ts). */
+  private async send<T = unknown>(client: EC2Client, what: string, command: object): Promise<T> {
+    try {
+      // Every command of the package is accepted by the client; the union of their types is too wide for TypeScript to check here.
+      return (await client.send(command as never)) as T;
+    } catch (err) {
+      throw ec2Error(err, what);
+    }
+  }
+
+  /** Tag filters that keep every read inside this stack and data center. */
+  private scope(): Filter[] {
+    return [
+      { Name: `tag:${TAGS.stack}`, Values: [this.o.stack] },
+      { Name: `tag:${TAGS.dataCenter}`, Values: [this.dataCenter] },
+    ];
+  }
+
+  /** Every instance matching, over all pages. */
+  private async describe(client: EC2Client, req: { InstanceIds?: string[]; Filters?: Filter[] }): Promise<Instance[]> {
+    const out: Instance[] = [];
+    let NextToken: string | undefined;
+    do {
+      const page = await this.send<{ Reservations?: { Instances?: Instance[] }[]; NextToken?: string }>(
+        client,
+        'DescribeInstances',
+        new DescribeInstancesCommand({ ...req, ...(req.InstanceIds ? {} : { MaxResults: 1000 }), ...(NextToken ? { NextToken } : {}) }),
+      );
+      for (const r of page.Reservations ?? []) out.push(...(r.Instances ?? []));
+      NextToken = page.NextToken || undefined;
+    } while (NextToken);
+    return out;
+  }
+
+  /** The instance of a ref: by cloud id, else the newest live one tagged with the VM id; undefined when EC2 has none. */
+  private async find(client: EC2Client, ref: VmRef): Promise<Instance | undefined> {
+    if (ref.cloudId) {
+      try {
+        const [inst] = await this.describe(client, { InstanceIds: [ref.cloudId] });
+        return inst;
+      } catch (err) {
+        if (err instanceof DriverError && err.kind === 'not-found') return undefined;
+        throw err;
+      }
+    }
+    const all = await this.describe(client, { Filters: [...this.scope(), { Name: `tag:${TAGS.vmId}`, Values: [ref.vmId] }] });
+    const live = all.filter((i) => !isGone(i));
+    const pick = (l: Instance[]) => l.sort((a, b) => (a.LaunchTime?.getTime() ?? 0) - (b.LaunchTime?.getTime() ?? 0)).at(-1);
+    return pick(live) ?? pick(all);
+  }
+
+  private async mustFind(client: EC2Client, ref: VmRef): Promise<Instance> {
+    const inst = await this.find(client, ref);
+    if (!inst || isGone(inst)) throw new DriverError('not-found', `EC2 in ${this.o.settings.region} has no live instance ${ref.cloudId ?? `tagged ${TAGS.vmId}=${ref.vmId}`}`);
+    return inst;
+  }
+
+  /** A pause between reads; an agent report or close() ends it early. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  /** Reads the instance until `until` holds; a deadline makes it a timeout. */
+  private async waitFor(client: EC2Client, id: string, what: string, until: (s: Ec2State) => boolean, timeoutMs = STATE_WAIT_MS): Promise<Instance> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const inst = await this.mustFind(client, { vmId: '', cloudId: id });
+      const s = stateOf(inst);
+      if (s && until(s)) return inst;
+      if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id} to be ${what}`);
+      if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} was not ${what} within ${timeoutMs} ms (it is ${s ?? 'unknown'})`, false);
+      await this.sleep(this.o.settings.pollMs ?? 2000);
+    }
+  }
+
+  private view(inst: Instance): CloudVm {
+    const tags = tagMap(inst.Tags);
+    const id = inst.InstanceId ?? '';
+    const state = stateOf(inst) ?? 'terminated';
+    const a = this.agents.get(id);
+    const mapped = mapEc2State(state, a ? a.state : state === 'running' ? 'unknown' : 'none');
+    const size = parseSize(tags[TAGS.size]) ?? this.sizeOfType(inst.InstanceType);
+    return {
+      vmId: tags[TAGS.vmId] ?? '',
+      cloudId: id,
+      dataCenter: this.dataCenter,
+      name: tags[TAGS.name] ?? id,
+      image: inst.ImageId ?? '',
+      size,
+      encryptedDisk: tags[TAGS.encrypted] === 'true',
+      ...mapped,
+    };
+  }
+
+  private sizeOfType(type: string | undefined): VmSize {
+    const t = this.o.instanceTypes.find((x) => x.name === type);
+    return { cpu: t?.cpu ?? 0, memoryGiB: t?.memoryGiB ?? 0, diskGiB: 0 };
+  }
+
+  private typeFor(size: VmSize): string {
+    const t = fitInstanceType(this.o.instanceTypes, size);
+    if (!t) {
+      throw new DriverError('failed', `no instance type of ${this.dataCenter} fits ${size.cpu} CPU / ${size.memoryGiB} GiB (the pack's instanceTypes catalog)`);
+    }
+    return t.name;
+  }
+
+  private userData(input: { vmId: string; cloudId: string; image: string; encrypted: boolean; bootToken?: string }): string {
+    if (!this.bootUrl) throw new DriverError('failed', `the aws driver of ${this.dataCenter} knows no boot endpoint yet`);
+    return renderAgentUserData({
+      bootUrl: this.bootUrl,
+      vmId: input.vmId,
+      cloudId: input.cloudId,
+      image: input.image,
+      encrypted: input.encrypted,
+      dataDevice: this.o.settings.dataVolumeDevice ?? DEFAULT_DEVICE,
+      ...(input.bootToken !== undefined ? { bootToken: input.bootToken } : {}),
+    });
+  }
+
+  async createVm(creds: ScopedCredentials, input: CreateVmInput): Promise<CloudVm> {
+    this.count('createVm');
+    const client = this.writer(creds);
+    if (input.encryptedDisk && !input.diskKeyHash) {
+      throw new DriverError('failed', `an encrypted disk needs the hash of its key; the authority sent none for ${input.vmId}`);
+    }
+    const s = this.o.settings;
+    const tags: Tag[] = [
+      { Key: TAGS.stack, Value: this.o.stack },
+      { Key: TAGS.dataCenter, Value: this.dataCenter },
+      { Key: TAGS.vmId, Value: input.vmId },
+      { Key: TAGS.name, Value: input.name },
+      { Key: TAGS.size, Value: formatSizeTag(input.size) },
+      { Key: TAGS.encrypted, Value: String(input.encryptedDisk) },
+    ];
+    if (input.address) {
+      tags.push({ Key: TAGS.address, Value: input.address }, { Key: TAGS.fleet, Value: input.address.slice(0, input.address.lastIndexOf('/')) });
+    }
+    const run = await this.send<{ Instances?: Instance[] }>(
+      client,
+      'RunInstances',
+      new RunInstancesCommand({
+        ClientToken: input.vmId,
+        ImageId: input.image,
+        InstanceType: this.typeFor(input.size) as never,
+        MinCount: 1,
+        MaxCount: 1,
+        SubnetId: s.subnetId,
+        SecurityGroupIds: [...s.securityGroupIds],
+        ...(s.keyName ? { KeyName: s.keyName } : {}),
+        ...(s.instanceProfile ? { IamInstanceProfile: { Name: s.instanceProfile } } : {}),
+        // First launch: the agent finds no boot token and does nothing; the instance is stopped below.
+        UserData: Buffer.from(this.userData({ vmId: input.vmId, cloudId: '', image: input.image, encrypted: input.encryptedDisk })).toString('base64'),
+        InstanceInitiatedShutdownBehavior: 'stop',
+        MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
+        BlockDeviceMappings: [{ DeviceName: '/dev/sdf', Ebs: { VolumeSize: Math.max(1, input.size.diskGiB), VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
+        TagSpecifications: [
+          { ResourceType: 'instance', Tags: tags },
+          { ResourceType: 'volume', Tags: tags },
+        ],
+      }),
+    );
+    const id = run.Instances?.[0]?.InstanceId;
+    if (!id) throw new DriverError('failed', 'EC2 RunInstances answered without an instance');
+    // A retried RunInstances (same ClientToken) returns the first instance, in whatever state it reached.
+    const up = await this.waitFor(client, id, 'running or stopped', (st) => st !== 'pending');
+    const st = stateOf(up);
+    if (st === 'running') {
+      await this.send(client, 'StopInstances', new StopInstancesCommand({ InstanceIds: [id], Force: true }));
+    }
+    if (st === 'shutting-down' || st === 'terminated') throw new DriverError('failed', `instance ${id} of VM ${input.vmId} was terminated`);
+    return this.view(await this.waitFor(client, id, 'stopped', (x) => x === 'stopped'));
+  }
+
+  async powerOn(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
+    this.count('powerOn');
+    const client = this.writer(creds);
+    const inst = await this.mustFind(client, ref);
+    const st = stateOf(inst);
+    if (st === 'stopping') return this.view(await this.waitFor(client, inst.InstanceId!, 'stopped', (x) => x === 'stopped'));
+    if (st !== 'stopped' && st !== 'pending' && st !== 'running') throw new DriverError('invalid-state', `instance ${inst.InstanceId} is ${st}; it cannot start`);
+    return this.view(inst);
+  }
+
+  async boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm> {
+    this.count('boot');
+    const client = this.writer(creds);
+    let inst = await this.mustFind(client, ref);
+    const id = inst.InstanceId!;
+    const prior = this.agents.get(id);
+    const hash = sha256(opts.bootToken);
+    // A retried boot whose start went through: nothing to do.
+    if (prior?.tokenHash === hash && (stateOf(inst) === 'pending' || stateOf(inst) === 'running')) return this.view(inst);
+    if (stateOf(inst) === 'stopping') inst = await this.waitFor(client, id, 'stopped', (x) => x === 'stopped');
+    if (stateOf(inst) !== 'stopped') throw new DriverError('invalid-state', `instance ${id} is ${stateOf(inst)}; boot needs it stopped (power it off first)`);
+    const tags = tagMap(inst.Tags);
+    const userData = this.userData({ vmId: tags[TAGS.vmId] ?? ref.vmId, cloudId: id, image: inst.ImageId ?? '', encrypted: tags[TAGS.encrypted] === 'true', bootToken: opts.bootToken });
+    await this.send(client, 'ModifyInstanceAttribute', new ModifyInstanceAttributeCommand({ InstanceId: id, UserData: { Value: Buffer.from(userData) } }));
+    this.agents.set(id, { tokenHash: hash, state: 'booting' });
+    await this.send(client, 'StartInstances', new StartInstancesCommand({ InstanceIds: [id] }));
+    return this.view(await this.mustFind(client, { vmId: ref.vmId, cloudId: id }));
+  }
+
+  agentStatus(report: AgentReport): boolean {
+    const a = this.agents.get(report.cloudId);
+    if (!a || a.tokenHash !== sha256(report.bootToken) || a.state !== 'booting') return false;
+    a.state = report.state === 'booting' ? 'booting' : report.state;
+    if (report.detail) a.detail = report.detail;
+    if (report.denied) a.denied = true;
+    for (const wake of this.waiters) wake();
+    return true;
+  }
+
+  async awaitReady(creds: ScopedCredentials, ref: VmRef, opts: { timeoutMs?: number } = {}): Promise<CloudVm> {
+    this.count('awaitReady');
+    const client = this.writer(creds);
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const inst = await this.mustFind(client, ref);
+      const id = inst.InstanceId!;
+      const a = this.agents.get(id);
+      const st = stateOf(inst);
+      if (a?.state === 'ready' && st === 'running') return this.view(inst);
+      if (a?.state === 'failed') {
+        if (a.denied) {
+          // The patent's trusted boot: a VM whose boot was denied is not allowed to live.
+          await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
+          throw new DriverError('boot-failed', `instance ${id} was terminated: ${a.detail ?? 'boot denied'}`);
+        }
+        throw new DriverError('boot-failed', `instance ${id} did not become ready: ${a.detail ?? 'its agent failed'}`);
+      }
+      if (!a && st === 'running') return this.view(inst);
+      if (st !== 'pending' && st !== 'running') throw new DriverError('boot-failed', `instance ${id} is ${st} before its agent reported ready`);
+      if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id}`);
+      if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} did not report ready within ${timeoutMs} ms`, false);
+      await this.sleep(this.o.settings.pollMs ?? 2000);
+    }
+  }
+
+  async shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
+    this.count('shutdown');
+    const client = this.writer(creds);
+    const inst = await this.mustFind(client, ref);
+    const id = inst.InstanceId!;
+    this.agents.delete(id);
+    if (stateOf(inst) === 'stopped' || stateOf(inst) === 'stopping') return this.view(inst);
+    await this.send(client, 'StopInstances', new StopInstancesCommand({ InstanceIds: [id] }));
+    return this.view(await this.mustFind(client, { vmId: ref.vmId, cloudId: id }));
+  }
+
+  async powerOff(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
+    this.count('powerOff');
+    const client = this.writer(creds);
+    const inst = await this.mustFind(client, ref);
+    const id = inst.InstanceId!;
+    this.agents.delete(id);
+    if (stateOf(inst) !== 'stopped') await this.send(client, 'StopInstances', new StopInstancesCommand({ InstanceIds: [id], Force: true }));
+    return this.view(await this.waitFor(client, id, 'stopped', (x) => x === 'stopped'));
+  }
+
+  async resize(creds: ScopedCredentials, ref: VmRef, size: VmSize): Promise<CloudVm> {
+    this.count('resize');
+    const client = this.writer(creds);
+    const inst = await this.mustFind(client, ref);
+    const id = inst.InstanceId!;
+    const type = this.typeFor(size);
+    if (inst.InstanceType !== type) {
+      await this.send(client, 'ModifyInstanceAttribute', new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: type } }));
+    }
+    await this.send(client, 'CreateTags', new CreateTagsCommand({ Resources: [id], Tags: [{ Key: TAGS.size, Value: formatSizeTag(size) }] }));
+    return this.view(await this.mustFind(client, { vmId: ref.vmId, cloudId: id }));
+  }
+
+  async deleteVm(creds: ScopedCredentials, ref: VmRef): Promise<void> {
+    this.count('deleteVm');
+    const client = this.writer(creds);
+    const inst = await this.find(client, ref);
+    if (!inst || isGone(inst)) return;
+    const id = inst.InstanceId!;
+    try {
+      await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
+    } catch (err) {
+      if (err instanceof DriverError && err.kind === 'not-found') return;
+      throw err;
+    }
+    this.agents.delete(id);
+  }
+
+  async get(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm | undefined> {
+    this.count('get');
+    checkCredentials(this.dataCenter, creds);
+    const inst = await this.find(this.readClient, ref);
+    return inst ? this.view(inst) : undefined;
+  }
+
+  async list(creds: ScopedCredentials): Promise<CloudVm[]> {
+    this.count('list');
+    checkCredentials(this.dataCenter, creds);
+    return (await this.describe(this.readClient, { Filters: this.scope() })).map((i) => this.view(i));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const wake of this.waiters) wake();
+    this.waiters.clear();
+    this.readClient.destroy();
+    for (const c of this.clients.values()) c.destroy();
+    this.clients.clear();
+  }
+}
+
+function stateOf(inst: Instance): Ec2State | undefined {
+  const n = inst.State?.Name;
+  return isEc2State(n) ? n : undefined;
+}
+
+function isGone(inst: Instance): boolean {
+  const s = stateOf(inst);
+  return s === 'terminated' || s === 'shutting-down';
+}
+
+function tagMap(tags: Tag[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const t of tags ?? []) if (t.Key !== undefined) out[t.Key] = t.Value ?? '';
+  return out;
+}
+
+/** `cpu=4,memoryGiB=16,diskGiB=100`: the size the record asked for (the instance type may be larger). */
+function formatSizeTag(s: VmSize): string {
+  return `cpu=${s.cpu},memoryGiB=${s.memoryGiB},diskGiB=${s.diskGiB}`;
+}
+
+function parseSize(tag: string | undefined): VmSize | undefined {
+  const m = tag ? /^cpu=(\d+),memoryGiB=([\d.]+),diskGiB=(\d+)$/.exec(tag) : null;
+  return m ? { cpu: Number(m[1]), memoryGiB: Number(m[2]), diskGiB: Number(m[3]) } : undefined;
+}
+
+/** The registry's factory: settings from the DMZ client config, the catalog from the pack, AWS_ENDPOINT_URL_EC2 from the environment. */
+export const awsDriverFactory: DriverFactory = async (ctx) => {
+  const settings = ctx.config.aws;
+  if (!settings) throw new DriverError('failed', 'the aws driver needs spec.aws in the DMZ client config');
+  const types = ctx.pack.instanceTypes?.[ctx.dataCenter.name];
+  if (!types) throw new DriverError('failed', `pack ${ctx.pack.name} has no instanceTypes entry for ${ctx.dataCenter.name}`);
+  const endpoint = ctx.env.AWS_ENDPOINT_URL_EC2 || undefined;
+  // The DMZ client's own read-only identity: the environment's keys when set, else the SDK's default chain (instance profile).
+  const id = ctx.env.AWS_ACCESS_KEY_ID;
+  const secret = ctx.env.AWS_SECRET_ACCESS_KEY;
+  const readCredentials = id && secret ? { accessKeyId: id, secretAccessKey: secret, ...(ctx.env.AWS_SESSION_TOKEN ? { sessionToken: ctx.env.AWS_SESSION_TOKEN } : {}) } : undefined;
+  return new AwsDriver({
+    ...(readCredentials ? { readCredentials } : {}),
+    dataCenter: ctx.dataCenter.name,
+    stack: ctx.stack,
+    settings,
+    instanceTypes: types,
+    ...(endpoint ? { endpoint } : {}),
+    ...(ctx.config.requestTimeoutMs ? { requestTimeoutMs: ctx.config.requestTimeoutMs } : {}),
+    ...(ctx.config.bootUrl ? { bootUrl: ctx.config.bootUrl } : {}),
+  });
+};

@@ -1,0 +1,70 @@
+// EC2 failures onto the driver's error kinds: the one table of the aws
+// driver's errors (docs/drivers/aws.md repeats it). The SDK runs with
+// maxAttempts 1: the DMZ client owns retries and retries `transient` only.
+//
+// | EC2 error code / failure                                                   | kind          |
+// | -------------------------------------------------------------------------- | ------------- |
+// | RequestLimitExceeded, Throttling, ServiceUnavailable, Unavailable,          | transient     |
+// | InternalError, InternalFailure, any HTTP 5xx, connection reset / refused   |               |
+// | InsufficientInstanceCapacity, InsufficientCapacity, InstanceLimitExceeded, | capacity      |
+// | VcpuLimitExceeded, InsufficientHostCapacity                                |               |
+// | IncorrectInstanceState, IncorrectState                                     | invalid-state |
+// | InvalidInstanceID.NotFound, InvalidInstanceID.Malformed                    | not-found     |
+// | AuthFailure, UnauthorizedOperation, InvalidClientTokenId, ExpiredToken,     | credentials   |
+// | RequestExpired, SignatureDoesNotMatch, OptInRequired, any HTTP 401 / 403   |               |
+// | request timeout (the call hung past requestTimeoutMs)                      | timeout       |
+// | anything else                                                              | failed        |
+import { DriverError, type DriverErrorKind } from '../types.ts';
+
+const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
+  RequestLimitExceeded: 'transient',
+  Throttling: 'transient',
+  ThrottlingException: 'transient',
+  ServiceUnavailable: 'transient',
+  Unavailable: 'transient',
+  InternalError: 'transient',
+  InternalFailure: 'transient',
+  InsufficientInstanceCapacity: 'capacity',
+  InsufficientCapacity: 'capacity',
+  InsufficientHostCapacity: 'capacity',
+  InstanceLimitExceeded: 'capacity',
+  VcpuLimitExceeded: 'capacity',
+  IncorrectInstanceState: 'invalid-state',
+  IncorrectState: 'invalid-state',
+  'InvalidInstanceID.NotFound': 'not-found',
+  'InvalidInstanceID.Malformed': 'not-found',
+  AuthFailure: 'credentials',
+  UnauthorizedOperation: 'credentials',
+  InvalidClientTokenId: 'credentials',
+  ExpiredToken: 'credentials',
+  RequestExpired: 'credentials',
+  SignatureDoesNotMatch: 'credentials',
+  OptInRequired: 'credentials',
+};
+
+const NETWORK = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED', 'EHOSTUNREACH']);
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  Code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** The driver error of a failed EC2 call (`what` names the call in the message). */
+export function ec2Error(err: unknown, what: string): DriverError {
+  if (err instanceof DriverError) return err;
+  const e = (err ?? {}) as SdkError;
+  const code = e.Code ?? e.name ?? '';
+  const status = e.$metadata?.httpStatusCode;
+  const message = (e.message ?? String(err)).slice(0, 300);
+  let kind: DriverErrorKind | undefined = BY_CODE[code];
+  if (!kind && (code === 'TimeoutError' || e.code === 'ETIMEDOUT' || /timed? ?out/i.test(code))) kind = 'timeout';
+  if (!kind && e.code && NETWORK.has(e.code)) kind = 'transient';
+  if (!kind && status !== undefined && status >= 500) kind = 'transient';
+  if (!kind && (status === 401 || status === 403)) kind = 'credentials';
+  if (!kind && /socket hang up|ECONNRESET|ECONNREFUSED/.test(message)) kind = 'transient';
+  kind ??= 'failed';
+  return new DriverError(kind, `EC2 ${what}: ${code && code !== 'Error' ? `${code}: ` : ''}${message}`);
+}
