@@ -284,7 +284,7 @@ export class Authority {
     const cloud = this.o.credentialBroker?.issued(dataCenter);
     const ms = Math.min(Date.now() + this.ttl, cloud ? Date.parse(cloud.expiresAt) : Infinity);
     const expiresAt = new Date(ms).toISOString();
-    return { dataCenter, token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt), expiresAt, ...(cloud?.aws ? { aws: cloud.aws } : {}) };
+    return { dataCenter, token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt), expiresAt, ...(cloud?.aws ? { aws: cloud.aws } : {}), ...(cloud?.azure ? { azure: cloud.azure } : {}) };
   }
 
   /** A state with an edge whose operation is `powerOn` is a powered-off state; a resize happens only there. */

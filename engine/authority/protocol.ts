@@ -44,6 +44,8 @@ export interface ScopedCredentials {
   expiresAt: string;
   /** For an `aws` data center: STS session credentials the broker got for it (engine/authority/credentials/aws.ts); a secret, never logged or stored. */
   aws?: { accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: string };
+  /** For an `azure` data center: an access token of the principal scoped to its resource group (engine/authority/credentials/azure.ts); a secret, never logged or stored. */
+  azure?: { accessToken: string; expiresOn: string; subscriptionId: string; resourceGroup: string };
 }
 
 export interface AuthorizeResponse {

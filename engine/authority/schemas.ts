@@ -98,6 +98,11 @@ export const credentialsSchema = {
       required: ['accessKeyId', 'secretAccessKey', 'sessionToken', 'expiration'],
       properties: { accessKeyId: { type: 'string' }, secretAccessKey: { type: 'string' }, sessionToken: { type: 'string' }, expiration: { type: 'string' } },
     },
+    azure: {
+      type: 'object',
+      required: ['accessToken', 'expiresOn', 'subscriptionId', 'resourceGroup'],
+      properties: { accessToken: { type: 'string' }, expiresOn: { type: 'string' }, subscriptionId: { type: 'string' }, resourceGroup: { type: 'string' } },
+    },
   },
 } as const;
 

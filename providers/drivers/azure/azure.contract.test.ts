@@ -63,7 +63,12 @@ driverContract('azure', async () => {
   });
   return {
     driver,
-    creds: () => ({ dataCenter: 'dc-contract', token: 'brokered-token', expiresAt: far() }),
+    creds: () => ({
+      dataCenter: 'dc-contract',
+      token: 'scoped-token',
+      expiresAt: far(),
+      azure: { accessToken: 'brokered-token', expiresOn: far(), subscriptionId: SUB, resourceGroup: RG },
+    }),
     readCreds: () => ({ dataCenter: 'dc-contract', token: 'read-only', expiresAt: far() }),
     inject: (call, kind) => {
       for (const c of ARM_CALLS[call]) arm.inject(faultOf(c, kind));

@@ -74,7 +74,14 @@ function makeDriver(extra: Partial<AzureDriverOptions> = {}): AzureDriver {
   return d;
 }
 
-const creds = (over: Partial<ScopedCredentials> = {}): ScopedCredentials => ({ dataCenter: DC, token: 'brokered-token', expiresAt: far(), ...over });
+/** What an approval carries: the authority's scoped token, and the Azure token its broker got for this data center. */
+const creds = (over: Partial<ScopedCredentials> = {}): ScopedCredentials => ({
+  dataCenter: DC,
+  token: 'scoped-token',
+  expiresAt: far(),
+  azure: { accessToken: 'brokered-token', expiresOn: far(), subscriptionId: SUB, resourceGroup: RG },
+  ...over,
+});
 
 function input(over: Partial<CreateVmInput> = {}): CreateVmInput {
   const vmId = randomUUID();
@@ -152,8 +159,9 @@ describe('azure driver: what it sends', () => {
   it('acts with the brokered token and reads with the DMZ client own identity', async () => {
     const i = input();
     await driver.createVm(creds(), i);
-    await driver.get(creds({ token: 'ignored-for-reads' }), { vmId: i.vmId, cloudId: null });
-    await driver.list(creds({ token: 'ignored-for-reads' }));
+    const { azure: _ignored, ...readOnly } = creds();
+    await driver.get(readOnly, { vmId: i.vmId, cloudId: null });
+    await driver.list(readOnly);
     for (const r of arm.requests) {
       const reads = r.call === 'instanceView' || r.call === 'listVms' || (r.call === 'getVm' && arm.requests.indexOf(r) > arm.requests.findIndex((q) => q.call === 'powerOff'));
       const polls = r.call === 'poll' || r.call === 'result';
@@ -179,9 +187,15 @@ describe('azure driver: what it sends', () => {
     expect((await failure(driver.createVm(creds(), i))).kind).toBe('failed');
   });
 
-  it('refuses credentials of another data center or expired ones before calling Azure', async () => {
+  it('refuses credentials of another data center, expired ones, a token for another resource group or none, before calling Azure', async () => {
     expect((await failure(driver.createVm(creds({ dataCenter: 'west' }), input()))).kind).toBe('credentials');
     expect((await failure(driver.powerOn(creds({ expiresAt: new Date(Date.now() - 1000).toISOString() }), { vmId: 'x', cloudId: null }))).kind).toBe('credentials');
+    const past = new Date(Date.now() - 1000).toISOString();
+    expect((await failure(driver.powerOn(creds({ azure: { accessToken: 'old', expiresOn: past, subscriptionId: SUB, resourceGroup: RG } }), { vmId: 'x', cloudId: null }))).kind).toBe('credentials');
+    const elsewhere = { accessToken: 'other-rg', expiresOn: far(), subscriptionId: SUB, resourceGroup: 'rg-someone-else' };
+    expect((await failure(driver.powerOn(creds({ azure: elsewhere }), { vmId: 'x', cloudId: null }))).message).toMatch(/resource group rg-someone-else/);
+    const { azure: _none, ...scopedOnly } = creds();
+    expect((await failure(driver.powerOn(scopedOnly, { vmId: 'x', cloudId: null }))).message).toMatch(/issued no Azure token/);
     expect(arm.requests).toHaveLength(0);
   });
 

@@ -175,11 +175,19 @@ export class AzureDriver implements Driver {
   /** The clients that act with the authority's token for this data center (after checking it is for this data center and fresh). */
   private writer(creds: ScopedCredentials): Clients {
     checkCredentials(this.dataCenter, creds);
-    let c = this.writeClients.get(creds.token);
+    const a = creds.azure;
+    if (!a) {
+      throw new DriverError('credentials', `the authority issued no Azure token for ${this.dataCenter}; its stack entry needs driver: azure and an azure block (docs/drivers/azure.md)`);
+    }
+    if (a.subscriptionId.toLowerCase() !== this.o.subscriptionId.toLowerCase() || a.resourceGroup.toLowerCase() !== this.rg.toLowerCase()) {
+      throw new DriverError('credentials', `the Azure token is for resource group ${a.resourceGroup} of subscription ${a.subscriptionId}, not ${this.rg} of ${this.o.subscriptionId}`);
+    }
+    if (Date.parse(a.expiresOn) <= Date.now()) throw new DriverError('credentials', `the Azure token for ${this.dataCenter} expired at ${a.expiresOn}`);
+    let c = this.writeClients.get(a.accessToken);
     if (!c) {
-      c = this.clients(staticTokenCredential(creds.token, creds.expiresAt));
+      c = this.clients(staticTokenCredential(a.accessToken, a.expiresOn));
       if (this.writeClients.size >= CLIENT_CACHE) this.writeClients.delete(this.writeClients.keys().next().value as string);
-      this.writeClients.set(creds.token, c);
+      this.writeClients.set(a.accessToken, c);
     }
     return c;
   }
