@@ -105,6 +105,8 @@ export class ArmFake {
   readonly nics = new Map<string, Record<string, unknown>>();
   readonly disks = new Set<string>();
   readonly requests: ArmRequest[] = [];
+  /** When set, the token the VMs' agents present instead of the one in their userData (someone swapped it). */
+  tamper: ((token: string) => string) | undefined;
   /** What the VMs' agents were told by the boot endpoint, in order. */
   readonly boots: { vmName: string; approved: boolean }[] = [];
   private readonly ops = new Map<string, Operation>();
@@ -446,9 +448,11 @@ export class ArmFake {
   /** The VM's agent (bootstrap.ts runs it from userData): once running with a boot script it has not run, it asks the boot endpoint and reports. */
   private runAgent(vm: FakeVm): void {
     if (vm.power !== 'running' || !vm.userData) return;
-    const { bootUrl, vmId = '', cloudId = '', image = '', bootToken } = ArmFake.agentSettings(vm.userData);
-    if (!bootToken || bootToken === vm.agentToken || !bootUrl) return;
-    vm.agentToken = bootToken;
+    const settings = ArmFake.agentSettings(vm.userData);
+    const { bootUrl, vmId = '', cloudId = '', image = '' } = settings;
+    if (!settings.bootToken || settings.bootToken === vm.agentToken || !bootUrl) return;
+    vm.agentToken = settings.bootToken;
+    const bootToken = this.tamper ? this.tamper(settings.bootToken) : settings.bootToken;
     const post = async (url: string, payload: unknown) => {
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload) });
       return (await res.json()) as { approved?: boolean; reason?: string };

@@ -269,6 +269,21 @@ describe('azure driver: lifecycle', () => {
     expect(await driver.get(creds(), ref)).toBeUndefined();
   });
 
+  it('a VM that powers itself off while booting, without a report this client believes, was denied: deleted, boot-failed', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    arm.tamper = () => 'swapped-token';
+    await driver.boot(creds(), ref, { bootToken: 'token-issued' });
+    boot.issued.add('token-issued');
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }));
+    expect(err.kind).toBe('boot-failed');
+    expect(err.message).toMatch(/powered itself off during its boot/);
+    expect(arm.boots).toEqual([{ vmName: resourceNames(i.vmId).vm, approved: false }]);
+    expect(arm.vms.size).toBe(0);
+  });
+
   it('an agent report with another token is not believed', async () => {
     const i = input();
     const ref = { vmId: i.vmId, cloudId: null };
@@ -411,6 +426,7 @@ describe('azure driver: failures as kinds', () => {
     const i = input();
     const ref = { vmId: i.vmId, cloudId: null };
     await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
     const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 50 }));
     expect(err.kind).toBe('timeout');
   });

@@ -12,7 +12,8 @@
 // |            | a create that failed otherwise than transiently is cleaned up (nothing left behind)       |
 // | powerOn    | POST start                                                                                |
 // | boot       | PATCH VM userData: the boot agent with this boot's one-time token (bootstrap.ts runs it)  |
-// | awaitReady | none: waits for the agent's report (agentStatus); a denied VM is deleted (deleteVm)       |
+// | awaitReady | waits for the agent's report (agentStatus), reading the VM's instance view between       |
+// |            | reports; a denied VM (its report, or it powered itself off while booting) is deleted      |
 // | shutdown   | POST powerOff (graceful: the OS shuts down)                                               |
 // | powerOff   | POST powerOff?skipShutdown=true, or POST deallocate when the pack says `deallocate`       |
 // | resize     | GET VM (must be powered off), PATCH VM hardwareProfile.vmSize and the size tag            |
@@ -32,6 +33,11 @@ import type { PipelinePolicy } from '@azure/core-rest-pipeline';
 import { formatSize, type VmSize } from '../../../engine/model/index.ts';
 import type { AgentState } from '../../protocol.ts';
 import { DriverError, checkCredentials, type AgentReport, type CloudVm, type CreateVmInput, type Driver, type ScopedCredentials, type VmRef } from '../types.ts';
+import { ARM_SCOPE, requestEntraToken } from '../../../engine/authority/credentials/azure.ts';
+import { fitInstanceType, instanceTypesOf } from '../../../engine/policy/instance-types.ts';
+import { renderAgentUserData } from '../../boot-agent/index.ts';
+import type { DriverFactory } from '../registry.ts';
+import { azureBootstrap } from './bootstrap.ts';
 import { toDriverError } from './errors.ts';
 import { TAG, formatSizeTag, imageReference, nicResourceId, parseSizeTag, resourceNames, subnetResourceId, vmResourceId, vmName } from './names.ts';
 import { mapAzureState, powerStateOf, provisioningStateOf } from './states.ts';
@@ -88,6 +94,8 @@ export interface AzureDriverOptions {
   operationTimeoutMs?: number;
   /** Between polls of a long-running operation when ARM gives no Retry-After. Default 2000. */
   pollIntervalMs?: number;
+  /** The boot endpoint as the VMs reach it (the DMZ client config's bootUrl); default: the DMZ client's own address (attach). */
+  bootUrl?: string;
 }
 
 /** A bearer token the caller already holds (the broker's, or the read identity's) as the SDK's credential. */
@@ -136,7 +144,7 @@ export class AzureDriver implements Driver {
   }
 
   attach(ctx: { bootUrl: string }): void {
-    this.bootUrl = ctx.bootUrl;
+    this.bootUrl = this.o.bootUrl ?? ctx.bootUrl;
   }
 
   private clients(credential: TokenCredential): Clients {
@@ -430,34 +438,42 @@ export class AzureDriver implements Driver {
     const name = vmName(ref.vmId);
     const cloudId = this.cloudId(name);
     const timeoutMs = opts.timeoutMs ?? 300_000;
-    const settled = () => {
-      const s = this.agents.get(cloudId)?.state;
-      return s === 'ready' || s === 'failed';
-    };
-    if (!settled()) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(t);
-          this.timers.delete(t);
-          this.events.off(cloudId, onChange);
-          resolve();
-        };
-        const onChange = () => {
-          if (settled() || this.closed) done();
-        };
-        const t = setTimeout(done, timeoutMs);
-        this.timers.add(t);
-        this.events.on(cloudId, onChange);
-      });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const entry = this.agents.get(cloudId);
+      if (entry?.state === 'ready') return this.after(c, ref);
+      if (entry?.state === 'failed') {
+        // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
+        if (entry.denied) await this.deleteVm(creds, ref);
+        throw new DriverError('boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}${entry.denied ? '; the VM was deleted' : ''}`);
+      }
+      // Between reports, the VM itself: one that powered off during its boot without a report this
+      // client believes (a report needs the token it issued) had its boot denied. Trusted boot: it goes.
+      const power = powerStateOf((await this.mustFetch(c, ref)).instanceView?.statuses);
+      if (power === 'stopping' || power === 'stopped' || power === 'deallocating' || power === 'deallocated') {
+        await this.deleteVm(creds, ref);
+        throw new DriverError('boot-failed', `VM ${name} powered itself off during its boot without reporting ready (a denied boot); it was deleted`);
+      }
+      if (this.closed) throw new DriverError('failed', `the azure driver of ${this.dataCenter} closed while waiting for ${name}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new DriverError('timeout', `VM ${name} did not report ready within ${timeoutMs} ms`, false);
+      await this.agentChange(cloudId, Math.min(left, this.o.pollIntervalMs ?? 2000));
     }
-    const entry = this.agents.get(cloudId);
-    if (entry?.state === 'failed') {
-      // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
-      if (entry.denied) await this.deleteVm(creds, ref);
-      throw new DriverError('boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}${entry.denied ? '; the VM was deleted' : ''}`);
-    }
-    if (entry?.state !== 'ready') throw new DriverError('timeout', `VM ${name} did not report ready within ${timeoutMs} ms`, false);
-    return this.after(c, ref);
+  }
+
+  /** Resolves on the VM's next agent report, or after `ms`. */
+  private agentChange(cloudId: string, ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.timers.delete(t);
+        this.events.off(cloudId, done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.timers.add(t);
+      this.events.on(cloudId, done);
+    });
   }
 
   async shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
@@ -547,3 +563,66 @@ export class AzureDriver implements Driver {
     this.events.removeAllListeners();
   }
 }
+
+/**
+ * The DMZ client's own read-only identity (docs/drivers/azure.md): a service
+ * principal when AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET are
+ * set (client-credentials, as the broker), else the VM's managed identity
+ * through the instance metadata service (a DMZ client running in Azure).
+ * Tokens are kept until five minutes before they expire.
+ */
+export function readIdentity(env: Readonly<Record<string, string | undefined>>, scope = ARM_SCOPE): TokenCredential {
+  let held: AccessToken | undefined;
+  const fetchToken = async (): Promise<AccessToken> => {
+    const { AZURE_TENANT_ID: tenantId, AZURE_CLIENT_ID: clientId, AZURE_CLIENT_SECRET: clientSecret } = env;
+    if (tenantId && clientId && clientSecret) {
+      const t = await requestEntraToken({ tenantId, clientId, clientSecret, scope, ...(env.AZURE_AUTHORITY_HOST ? { authorityHost: env.AZURE_AUTHORITY_HOST } : {}) });
+      return { token: t.accessToken, expiresOnTimestamp: Date.parse(t.expiresOn) };
+    }
+    const resource = scope.replace(/\/\.default$/, '/');
+    const url = `http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(resource)}${clientId ? `&client_id=${encodeURIComponent(clientId)}` : ''}`;
+    const res = await fetch(url, { headers: { Metadata: 'true' }, signal: AbortSignal.timeout(10_000) });
+    const b = (await res.json()) as { access_token?: string; expires_on?: string; error?: string; error_description?: string };
+    if (!res.ok || !b.access_token) throw new Error(`the managed identity has no token: ${res.status} ${b.error ?? ''} ${b.error_description ?? ''}`.trim());
+    return { token: b.access_token, expiresOnTimestamp: Number(b.expires_on) * 1000 };
+  };
+  return {
+    getToken: async () => {
+      if (!held || held.expiresOnTimestamp - Date.now() < 300_000) held = await fetchToken();
+      return held;
+    },
+  };
+}
+
+/** The registry's factory: settings from the DMZ client config, the VM-size catalog and power-off mode from the pack. */
+export const azureDriverFactory: DriverFactory = async (ctx) => {
+  const s = ctx.config.azure;
+  if (!s) throw new DriverError('failed', 'the azure driver needs spec.azure in the DMZ client config');
+  const dc = ctx.dataCenter.name;
+  const types = instanceTypesOf(ctx.pack, dc);
+  if (!types) throw new DriverError('failed', `pack ${ctx.pack.name} has no instanceTypes entry for ${dc}`);
+  const powerOffMode = ctx.pack.powerOff?.[dc];
+  const endpoint = s.endpoint ?? DEFAULT_ARM_ENDPOINT;
+  return new AzureDriver({
+    dataCenter: dc,
+    stack: ctx.stack,
+    subscriptionId: s.subscriptionId,
+    resourceGroup: s.resourceGroup,
+    location: s.location,
+    vnet: s.vnet,
+    subnet: s.subnet,
+    ...(s.vnetResourceGroup ? { vnetResourceGroup: s.vnetResourceGroup } : {}),
+    endpoint,
+    vmSize: (size) => fitInstanceType(types, size)?.name,
+    ...(powerOffMode ? { powerOffMode } : {}),
+    readCredential: readIdentity(ctx.env, endpoint === DEFAULT_ARM_ENDPOINT ? ARM_SCOPE : `${endpoint.replace(/\/+$/, '')}/.default`),
+    customData: azureBootstrap(),
+    bootScript: (b) =>
+      renderAgentUserData({ bootUrl: b.bootUrl, vmId: b.vmId, cloudId: b.cloudId, image: b.image, bootToken: b.bootToken, encrypted: b.encryptedDisk, dataDevice: b.dataDevice }),
+    sshPublicKey: s.sshPublicKey,
+    ...(s.adminUsername ? { adminUsername: s.adminUsername } : {}),
+    ...(ctx.config.requestTimeoutMs ? { requestTimeoutMs: ctx.config.requestTimeoutMs } : {}),
+    ...(s.pollMs ? { pollIntervalMs: s.pollMs } : {}),
+    ...(ctx.config.bootUrl ? { bootUrl: ctx.config.bootUrl } : {}),
+  });
+};
