@@ -119,7 +119,9 @@ async function credentialBroker(io: CliIO, stack: LoadedStack): Promise<(Credent
     brokers.push(new AzureCredentialBroker({ dataCenters }));
   }
   const combined = combineBrokers(brokers);
-  return combined ? Object.assign(combined, { close: () => brokers.forEach((b) => b.close()) }) : undefined;
+  if (!combined) return undefined;
+  // A fresh object: with one cloud, combineBrokers hands back that broker itself, whose own close this one calls.
+  return { prepare: (dc) => combined.prepare(dc), issued: (dc) => combined.issued(dc), close: () => brokers.forEach((b) => b.close()) };
 }
 
 /** AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN of the command's environment; undefined: the SDK's default chain (instance profile, SSO, ...). */
