@@ -3,8 +3,8 @@
 // --config` as services (in-process), a PostgreSQL record the CLI and the
 // authority share, the default pack (VM sizes from its instanceTypes,
 // powerOff: deallocate for eastus); only ARM and Entra are served by nock
-// (ArmFake; an Entra token endpoint below), and the VMs' agents follow the
-// shipped boot agent's protocol from the userData the driver writes.
+// (ArmFake; an Entra token endpoint below), and each VM runs the shipped
+// boot agent (agent.sh, with sh) from the userData the driver writes.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import type { CliIO } from '../engine/cli/io.ts';
 import { createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
 import type { RunningService } from '../engine/authority/index.ts';
 import { ArmFake } from '../providers/drivers/azure/arm-fake.ts';
+import { writeFakeVmTools } from '../providers/boot-agent/testing.ts';
 import { runCli } from './helpers/cli.ts';
 import { REPO, fleetYaml } from './helpers/stack.ts';
 
@@ -107,7 +108,8 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     await mkdir(join(dir, 'specs'));
     const db = await createTestDatabase(pgUrl!);
     drop = db.drop;
-    arm = new ArmFake({ subscriptionId: SUB, resourceGroup: RG, location: 'eastus' }).install();
+    await writeFakeVmTools(join(dir, 'bin'));
+    arm = new ArmFake({ subscriptionId: SUB, resourceGroup: RG, location: 'eastus', agentShell: { binDir: join(dir, 'bin'), vmRoot: join(dir, 'vms') } }).install();
     entra = serveEntra();
     env = {
       FLEET_RECORD_URL: db.url,
@@ -155,6 +157,11 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
       expect(v.cloudId).toBe(`/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Compute/virtualMachines/${vm[v.address].name}`);
     }
     expect(arm.boots.every((b) => b.approved)).toBe(true);
+    // Each VM ran agent.sh from its userData: approved, the data volume opened with the released key.
+    expect(arm.runs.map((r) => [r.run.code, r.run.opened])).toEqual([
+      [0, true],
+      [0, true],
+    ]);
     // Broker principal's tokens for every change, the DMZ client's reader for nothing but reads; each principal its own secret.
     const brokered = new Set(entra.tokens.filter((t) => t.clientId === BROKER_CLIENT).map((t) => `Bearer ${t.token}`));
     expect(brokered.size).toBeGreaterThanOrEqual(1);
@@ -233,6 +240,9 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(r.stderr).toContain('apply.member-failed');
     expect((await record()).find((v) => v.address === 'web/0')?.state).toBe('BootFailed');
     expect(arm.boots.at(-1)?.approved).toBe(false);
+    const denied = arm.runs.at(-1)?.run;
+    expect(denied?.stderr).toContain('boot denied');
+    expect([denied?.poweredOff, denied?.opened]).toEqual([true, false]);
     expect(arm.vms.size).toBe(0);
   });
 

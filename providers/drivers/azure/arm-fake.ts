@@ -19,7 +19,9 @@
 // reset, or no answer at all.
 // Test helper only: never imported by the driver.
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import nock from 'nock';
+import { runUserData, type AgentRun } from '../../boot-agent/testing.ts';
 
 /** The ARM calls the driver makes, as fault targets. */
 export type ArmCall =
@@ -90,6 +92,13 @@ export interface ArmFakeOptions {
   pollsToComplete?: number;
   /** VMs per list page. Default 50. */
   pageSize?: number;
+  /**
+   * Run a rendered boot agent (providers/boot-agent agent.sh) found in userData
+   * with sh, as the VM would (fake cryptsetup and poweroff from `binDir`, see
+   * boot-agent/testing.ts; each VM's files under `vmRoot/<name>`). Without it
+   * the agent's protocol is followed in process.
+   */
+  agentShell?: { binDir: string; vmRoot: string };
 }
 
 const API = /\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.(Compute|Network)\/(virtualMachines|networkInterfaces|disks)(?:\/([^/?]+))?(?:\/([^/?]+))?$/i;
@@ -109,6 +118,8 @@ export class ArmFake {
   tamper: ((token: string) => string) | undefined;
   /** What the VMs' agents were told by the boot endpoint, in order. */
   readonly boots: { vmName: string; approved: boolean }[] = [];
+  /** The agent scripts run with sh (agentShell), in order. */
+  readonly runs: { vmName: string; run: AgentRun }[] = [];
   private readonly ops = new Map<string, Operation>();
   private faults: (ArmFault & { left: number })[] = [];
   private readonly resets = new Map<ArmCall, number>();
@@ -448,6 +459,11 @@ export class ArmFake {
   /** The VM's agent (bootstrap.ts runs it from userData): once running with a boot script it has not run, it asks the boot endpoint and reports. */
   private runAgent(vm: FakeVm): void {
     if (vm.power !== 'running' || !vm.userData) return;
+    const text = Buffer.from(vm.userData, 'base64').toString('utf8');
+    if (this.o.agentShell && !text.trimStart().startsWith('{')) {
+      this.runShellAgent(vm, text, this.o.agentShell);
+      return;
+    }
     const settings = ArmFake.agentSettings(vm.userData);
     const { bootUrl, vmId = '', cloudId = '', image = '' } = settings;
     if (!settings.bootToken || settings.bootToken === vm.agentToken || !bootUrl) return;
@@ -471,6 +487,22 @@ export class ArmFake {
         // the boot endpoint went away with its test
       }
     })();
+    this.agents.add(run);
+    void run.finally(() => this.agents.delete(run));
+  }
+
+  /** The rendered agent run by sh, as bootstrap.ts runs it on the VM; a run that powers off stops the VM. */
+  private runShellAgent(vm: FakeVm, text: string, shell: { binDir: string; vmRoot: string }): void {
+    const token = /^FLEET_BOOT_TOKEN='([^']*)'$/m.exec(text)?.[1];
+    if (!token || token === vm.agentToken) return;
+    vm.agentToken = token;
+    const script = this.tamper ? text.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, `FLEET_BOOT_TOKEN='${this.tamper(token)}'`) : text;
+    const run = (async () => {
+      const r = await runUserData(script, shell.binDir, join(shell.vmRoot, vm.name));
+      this.runs.push({ vmName: vm.name, run: r });
+      this.boots.push({ vmName: vm.name, approved: !r.stderr.includes('boot denied') && r.code === 0 });
+      if (r.poweredOff && this.vms.get(vm.name) === vm) vm.power = 'stopped';
+    })().catch(() => undefined);
     this.agents.add(run);
     void run.finally(() => this.agents.delete(run));
   }
