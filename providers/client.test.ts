@@ -8,7 +8,7 @@ import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import { DmzHttpClient, backoffMs, retryAfterMs, type RetryInfo } from './client.ts';
 import { AuthorityClient } from './dmz-client/authority-client.ts';
-import type { BatchStep } from './protocol.ts';
+import type { BatchStep } from '../protocol/index.ts';
 import { TO_RUNNING, createRequest, newVm, startTestWorld, walk, type TestWorld } from './testing.ts';
 
 describe('backoff and Retry-After', () => {

@@ -28,12 +28,12 @@ import type {
   RunLane,
   StepResult,
   TransitionRequest,
-} from './protocol.ts';
-import { RUN_STEPS_MAX, STEP_BATCH_MAX } from './protocol.ts';
-import type { BatchAnswerLine } from '../engine/authority/protocol.ts';
+} from '../protocol/index.ts';
+import { RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
+import type { BatchAnswerLine } from '../protocol/index.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 
-export type * from './protocol.ts';
+export type * from '../protocol/index.ts';
 
 export interface DmzHttpClientOptions {
   /** Data center name, for error messages. */

@@ -32,6 +32,8 @@ export interface EmbeddedOptions {
    */
   requireRemoteTokens?: boolean;
   logger?: boolean;
+  /** How long to wait for another process that owns an embedded data center (sim.busy); default 0. */
+  busyTimeoutMs?: number;
 }
 
 export interface DataCenterEndpoint {
@@ -114,6 +116,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
         failCalls: sim.failCalls,
         hangCalls: sim.hangCalls,
         seed: sim.seed,
+        busyTimeoutMs: opts.busyTimeoutMs,
       });
       const clientToken = randomToken();
       const dmz = await startDmzClient({

@@ -12,17 +12,24 @@
 // Retries are the caller's: each caller has its own rules.
 import http from 'node:http';
 import https from 'node:https';
+import type { ClientTls } from '../engine/transport/index.ts';
 
 /**
  * Where a request goes: a URL, or the same already taken apart (callers that
  * send many requests to one origin split its URL once; parsing a URL per
  * request showed in the CLI's profile).
  */
-export type SendTarget = URL | { protocol: string; hostname: string; port: string; path: string; auth?: string };
+export type SendTarget = URL | { protocol: string; hostname: string; port: string; path: string; auth?: string; tls?: ClientTls };
 
-/** A URL taken apart for `send` as node:http would (hostname without an IPv6 address's brackets, user:password as auth). */
-export function sendTarget(url: URL): Exclude<SendTarget, URL> {
+/**
+ * A URL taken apart for `send` as node:http would (hostname without an IPv6
+ * address's brackets, user:password as auth), with the TLS material an https
+ * URL is verified with and presents (engine/transport): the CA bundle instead
+ * of the system's, and a client certificate for mTLS.
+ */
+export function sendTarget(url: URL, tls?: ClientTls): Exclude<SendTarget, URL> {
   return {
+    ...(tls && url.protocol === 'https:' ? { tls } : {}),
     protocol: url.protocol,
     hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
     port: url.port,
@@ -51,7 +58,7 @@ export function send(
 ): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const t = url instanceof URL ? sendTarget(url) : url;
-    const req = (t.protocol === 'https:' ? https : http).request({ protocol: t.protocol, hostname: t.hostname, port: t.port, path: t.path, auth: t.auth, method, headers });
+    const req = (t.protocol === 'https:' ? https : http).request({ protocol: t.protocol, hostname: t.hostname, port: t.port, path: t.path, auth: t.auth, method, headers, ...t.tls });
     const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
     const fail = (err: unknown) => {
       clearTimeout(timer);
@@ -111,6 +118,7 @@ export function sendLines(
       port: t.port,
       path: t.path,
       auth: t.auth,
+      ...t.tls,
       method: 'POST',
       headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
     });

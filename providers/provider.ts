@@ -16,9 +16,9 @@ import type * as pulumi from '@pulumi/pulumi';
 import { FleetError, diag } from '../engine/diags/index.ts';
 import type { VmSize } from '../engine/plan/types.ts';
 import { DmzHttpClient } from './client.ts';
-import type { NewVmRequest, StepResult } from './protocol.ts';
+import type { NewVmRequest, StepResult } from '../protocol/index.ts';
 
-/** What a VM resource is declared with: the create request's VM (providers/protocol.ts) without the id the provider proposes. */
+/** What a VM resource is declared with: the create request's VM (protocol/, NewVmRequest) without the id the provider proposes. */
 export type VmInputs = Omit<NewVmRequest, 'id' | 'replaces'> & { planId?: string | null };
 
 /** What the provider knows after a call. */

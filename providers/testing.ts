@@ -13,7 +13,7 @@ import type { FleetRecord } from '../engine/record/types.ts';
 import { DmzHttpClient, type DmzHttpClientOptions } from './client.ts';
 import { startDmzClient, type RunningDmzClient, type StartDmzClientOptions } from './dmz-client/index.ts';
 import { createSimDriver, type SimDriver, type SimOptions } from './drivers/sim/index.ts';
-import type { CreateVmRequest, NewVmRequest, StepResult } from './protocol.ts';
+import type { CreateVmRequest, NewVmRequest, StepResult } from '../protocol/index.ts';
 
 export interface TestDc {
   name: string;

@@ -4,7 +4,7 @@ import { computePlan } from '../plan/planner.ts';
 import { noRulesPolicy } from '../plan/policy-port.ts';
 import { dataCenter, makeFleet, makePack, makeStack } from '../plan/test-support.ts';
 import type { PlanDocument } from '../plan/types.ts';
-import type { BatchStep, StepResult } from '../../providers/protocol.ts';
+import type { BatchStep, StepResult } from '../../protocol/index.ts';
 import { startTestWorld } from '../../providers/testing.ts';
 import { applyPlan, proposedVmId, stepCount, type ApplyEvent, type DmzApi } from './executor.ts';
 

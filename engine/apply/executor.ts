@@ -25,7 +25,7 @@ import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../plan/types.ts';
 import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
-import type { BatchStep, RunLane } from '../../providers/protocol.ts';
+import type { BatchStep, RunLane } from '../../protocol/index.ts';
 import type { DmzHttpClient } from '../../providers/client.ts';
 
 /** The part of DmzHttpClient the executor uses (tests may pass another implementation). */

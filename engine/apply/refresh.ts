@@ -3,7 +3,7 @@
 // transition (outcome `drift`, with its history row); anything else is only
 // reported and noted in history, never written as if it were an edge.
 import { FleetError } from '../diags/index.ts';
-import type { ActualVm } from '../../providers/protocol.ts';
+import type { ActualVm } from '../../protocol/index.ts';
 import type { StackSession } from './session.ts';
 
 export type DriftKind = 'recorded' | 'not-an-edge' | 'missing' | 'unknown' | 'unreachable';

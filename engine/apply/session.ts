@@ -25,6 +25,11 @@ export interface SessionOptions {
   env: NodeJS.ProcessEnv;
   /** Per-attempt timeout of DMZ requests. */
   timeoutMs?: number;
+  /**
+   * --lock-timeout: how long to wait for another process that owns an
+   * embedded data center (default: the stack's apply.lockTimeoutSeconds).
+   */
+  lockTimeoutSeconds?: number;
 }
 
 export async function loadValidStack(stackDir: string, opts: SessionOptions) {
@@ -49,7 +54,7 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
       // Loaded on use: the authority, Fastify and the sim (~100 ms of CPU to
       // import) are not needed when every data center is reached at its URL.
       const { startEmbedded } = await import('../../providers/embedded.ts');
-      const services = await startEmbedded({ stack, pack, record });
+      const services = await startEmbedded({ stack, pack, record, busyTimeoutMs: (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000 });
       closers.push(() => services.close());
       for (const [name, c] of services.clients) {
         clients.set(name, new DmzHttpClient({ dataCenter: name, baseUrl: c.url, token: () => c.token, batch: true, ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) }));

@@ -5,9 +5,10 @@ import { openRecord } from '../record/index.ts';
 import type { SqlRecord } from '../record/record.ts';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
-import { diskKey, sha256 } from './keys.ts';
-import { NONE_REPORT_DETAIL } from './protocol.ts';
-import type { AdvanceRequest, AdvanceResponse, AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportRequest, ReportResponse } from './protocol.ts';
+import { diskKey } from './keys.ts';
+import { sha256 } from '../../protocol/index.ts';
+import { NONE_REPORT_DETAIL } from '../../protocol/index.ts';
+import type { AdvanceRequest, AdvanceResponse, AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportRequest, ReportResponse } from '../../protocol/index.ts';
 import { Authority } from './authority.ts';
 import { startAuthority, type RunningService } from './server.ts';
 

@@ -1,23 +1,32 @@
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
-import { Authority } from './authority.ts';
-import type { CredentialBroker } from './credentials/types.ts';
-import { createService, doc, listen, streamAnswers, tokenTable } from './http.ts';
-import { randomToken } from './keys.ts';
-import type { AdvanceRequest, AuthorizeRequest, BatchCall, BatchRequest, BootAuthorizeRequest, ReportRequest } from './protocol.ts';
 import {
   advanceBodySchema,
   advanceResponseSchema,
+  authorityErrors,
   authorizeBodySchema,
   authorizeResponseSchema,
   batchBodySchema,
   bootAuthorizeBodySchema,
   bootResponseSchema,
-  errorSchema,
+  createService,
+  doc,
   healthResponseSchema,
+  listen,
   reportBodySchema,
   reportResponseSchema,
-} from './schemas.ts';
+  streamAnswers,
+  tokenTable,
+  type AdvanceRequest,
+  type AuthorizeRequest,
+  type BatchCall,
+  type BatchRequest,
+  type BootAuthorizeRequest,
+  type ReportRequest,
+} from '../../protocol/index.ts';
+import { Authority } from './authority.ts';
+import type { CredentialBroker } from './credentials/types.ts';
+import { randomToken } from './keys.ts';
 
 export interface StartAuthorityOptions {
   record: FleetRecord;
@@ -45,9 +54,13 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema };
+const errors = authorityErrors;
 
-/** Starts the authority's HTTP API (docs/protocol.md, "DMZ client -> authority"). */
+/**
+ * Starts the authority's HTTP API (docs/protocol.md, "DMZ client -> authority"):
+ * the HTTP layer around the service (authority.ts); statuses come from the
+ * wire error registry (protocol/errors.ts) through protocol/http.ts.
+ */
 export async function startAuthority(opts: StartAuthorityOptions): Promise<RunningService> {
   const core = new Authority({
     record: opts.record,
@@ -57,7 +70,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     credentialTtlMs: opts.credentialTtlMs,
     ...(opts.credentialBroker ? { credentialBroker: opts.credentialBroker } : {}),
   });
-  const { app, openapi } = createService({
+  const { app, openapi } = await createService({
     title: 'dmzfleet authority',
     publicPaths: ['/v1/health', '/openapi.json'],
     authenticate: tokenTable(opts.dataCenters.map((d) => ({ token: d.token, who: d.name }))),

@@ -19,12 +19,30 @@ describe('path', () => {
     { name: 'delete a running VM', from: 'Running', to: 'Deleted', want: ['Running', 'ShuttingDown', 'PoweredOff', 'BeingDeleted', 'Deleted'] },
     { name: 'recover a failed boot', from: 'BootFailed', to: 'Running', want: ['BootFailed', 'PoweredOff', 'PoweredOn', 'Starting', 'Running'] },
     { name: 'retry a failed create', from: 'CreateFailed', to: 'Running', want: ['CreateFailed', 'BeingCreated', 'PoweredOff', 'PoweredOn', 'Starting', 'Running'] },
+    { name: 'power off a VM that never booted, without a boot', from: 'PoweredOn', to: 'PoweredOff', want: ['PoweredOn', 'PoweredOff'] },
+    { name: 'delete a VM that never booted', from: 'PoweredOn', to: 'Deleted', want: ['PoweredOn', 'PoweredOff', 'BeingDeleted', 'Deleted'] },
+    { name: 'a failed boot is left along a recovery edge', from: 'BootFailed', to: 'Deleted', want: ['BootFailed', 'BeingDeleted', 'Deleted'] },
+    { name: 'a failure state is never a target', from: 'Starting', to: 'BootFailed', want: undefined },
     { name: 'same state', from: 'Running', to: 'Running', want: ['Running'] },
     { name: 'no way back from terminal', from: 'Deleted', to: 'Running', want: undefined },
     { name: 'unknown state', from: 'Nowhere', to: 'Running', want: undefined },
   ];
   it.each(cases)('$name', ({ from, to, want }) => {
     expect(lc.path(from, to)).toEqual(want);
+  });
+
+  it('takes the longer way round rather than through a failure state (the pack without PoweredOn -> PoweredOff)', () => {
+    const d: LifecycleDef = {
+      states: lc.states,
+      initial: lc.initial,
+      terminal: lc.terminal,
+      requestable: lc.requestable,
+      failure: lc.failure,
+      transitions: lc.edges.filter((e) => !(e.from === 'PoweredOn' && e.to === 'PoweredOff')),
+    };
+    // Before, the shortest path was PoweredOn -> Starting -> BootFailed -> PoweredOff: the
+    // authority denied the boot it had not planned, and the cloud terminated the VM.
+    expect(buildLifecycle(d).path('PoweredOn', 'PoweredOff')).toEqual(['PoweredOn', 'Starting', 'Running', 'ShuttingDown', 'PoweredOff']);
   });
 
   it('breaks ties between equally short paths by the order of edges in the pack', () => {
@@ -134,6 +152,16 @@ describe('checkLifecycle', () => {
       ],
     },
     {
+      name: 'requestable state reachable only through a failure state',
+      def: def([['A', 'F'], ['F', 'B'], ['B', 'Z']], { failure: ['F'] }),
+      want: [['policy.requestable-through-failure', 'requestable.0']],
+    },
+    {
+      name: 'a failure state listed as requestable',
+      def: def([['A', 'B'], ['B', 'Z']], { failure: ['B'] }),
+      want: [['policy.requestable-failure', 'requestable.0']],
+    },
+    {
       name: 'duplicate edge',
       def: def([['A', 'B'], ['B', 'Z'], ['A', 'B']]),
       want: [['policy.duplicate-edge', 'transitions.2']],
@@ -142,5 +170,98 @@ describe('checkLifecycle', () => {
   it.each(cases)('$name', ({ def: d, want }) => {
     const got = checkLifecycle(d, locate).map((x) => [x.code, x.address]);
     expect(got).toEqual(want);
+  });
+});
+
+/**
+ * The property DESIGN.md makes load-bearing: no planned path enters a failure
+ * state; it may only start in one. Checked for every pair of states of the
+ * default pack and of many generated diagrams, against an exhaustive search
+ * of the simple paths that avoid failure states (so "no path" is also right,
+ * and the path found is a shortest one).
+ */
+describe('path never enters a failure state', () => {
+  /** Mulberry32: a small seeded generator, so a failing case can be replayed from its seed. */
+  function rng(seed: number): () => number {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  /** Length of the shortest failure-free path by exhaustive DFS over simple paths; undefined when none. */
+  function shortest(d: LifecycleDef, from: string, to: string): number | undefined {
+    const failure = new Set(d.failure ?? []);
+    let best: number | undefined;
+    const walk = (s: string, seen: Set<string>) => {
+      if (s === to) {
+        best = best === undefined ? seen.size : Math.min(best, seen.size);
+        return;
+      }
+      for (const t of d.transitions) {
+        if (t.from !== s || seen.has(t.to) || failure.has(t.to)) continue;
+        seen.add(t.to);
+        walk(t.to, seen);
+        seen.delete(t.to);
+      }
+    };
+    walk(from, new Set([from]));
+    return best;
+  }
+
+  function check(d: LifecycleDef, label: string): number {
+    const built = buildLifecycle(d);
+    const failure = new Set(d.failure ?? []);
+    let checked = 0;
+    for (const from of d.states) {
+      for (const to of d.states) {
+        const got = built.path(from, to);
+        const want = shortest(d, from, to);
+        const where = `${label}: ${from} -> ${to}`;
+        if (want === undefined) {
+          expect(got, where).toBeUndefined();
+          continue;
+        }
+        expect(got, where).toBeDefined();
+        const path = got as string[];
+        expect(path.length, where).toBe(want);
+        expect(path[0], where).toBe(from);
+        expect(path.at(-1), where).toBe(to);
+        expect(path.slice(1).filter((s) => failure.has(s)), where).toEqual([]);
+        for (let i = 1; i < path.length; i++) expect(built.allows(path[i - 1], path[i]), `${where}: edge ${path[i - 1]} -> ${path[i]}`).toBe(true);
+        checked++;
+      }
+    }
+    return checked;
+  }
+
+  it('for every pair of states of the default pack', () => {
+    const d: LifecycleDef = {
+      states: lc.states,
+      initial: lc.initial,
+      terminal: lc.terminal,
+      requestable: lc.requestable,
+      failure: lc.failure,
+      transitions: lc.edges,
+    };
+    expect(check(d, 'default')).toBeGreaterThan(40);
+  });
+
+  it('for every pair of states of 300 generated diagrams', () => {
+    let paths = 0;
+    for (let seed = 1; seed <= 300; seed++) {
+      const r = rng(seed);
+      const n = 3 + Math.floor(r() * 6);
+      const states = Array.from({ length: n }, (_, i) => `S${i}`);
+      const transitions: { from: string; to: string }[] = [];
+      for (const from of states) for (const to of states) if (from !== to && r() < 0.3) transitions.push({ from, to });
+      const failure = states.filter(() => r() < 0.3);
+      paths += check({ states, initial: 'S0', terminal: [], requestable: [], failure, transitions }, `seed ${seed}`);
+    }
+    expect(paths).toBeGreaterThan(1000);
   });
 });

@@ -18,6 +18,14 @@ export type Locate = (path: readonly (string | number)[]) => Where;
 /**
  * Builds the diagram. Edges keep the pack's order: path() breaks ties
  * between equally short paths by that order, so plans are deterministic.
+ *
+ * path() never enters a failure state (DESIGN.md, "No skipped states"): a
+ * failure state is reached only by an outcome (a create that fails, a boot
+ * that is denied), never planned through. A path may start in one and leave
+ * it along the pack's recovery edges (the edges out of a failure state).
+ * Planning through one is what once destroyed VMs: PoweredOn -> PoweredOff
+ * by way of Starting -> BootFailed made the authority deny the VM's boot and
+ * the cloud terminate it, while the record said PoweredOff.
  */
 export function buildLifecycle(def: LifecycleDef, locate?: Locate): Lifecycle {
   const edges: Edge[] = def.transitions.map((t, i) => {
@@ -33,6 +41,7 @@ export function buildLifecycle(def: LifecycleDef, locate?: Locate): Lifecycle {
   }
   const count = (from: string, to: string): number => (out.get(from) ?? []).filter((e) => e.to === to).length;
   const terminal = new Set(def.terminal);
+  const failure = new Set(def.failure ?? []);
 
   const lifecycle: Lifecycle = {
     states: Object.freeze([...def.states]),
@@ -47,13 +56,14 @@ export function buildLifecycle(def: LifecycleDef, locate?: Locate): Lifecycle {
     path: (from, to) => {
       if (from === to) return [from];
       // BFS visiting each state's edges in pack order; the first predecessor
-      // recorded for a state wins, which makes ties deterministic.
+      // recorded for a state wins, which makes ties deterministic. Edges into
+      // a failure state are not followed (see above).
       const prev = new Map<string, string>([[from, from]]);
       const queue = [from];
       for (let i = 0; i < queue.length; i++) {
         const s = queue[i];
         for (const e of out.get(s) ?? []) {
-          if (prev.has(e.to)) continue;
+          if (prev.has(e.to) || failure.has(e.to)) continue;
           prev.set(e.to, s);
           if (e.to === to) {
             const path = [to];
@@ -124,6 +134,11 @@ export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] 
 
   if (!states.has(def.initial)) return diags;
   const reachable = reachableFrom([def.initial], next);
+  const failure = new Set(def.failure ?? []);
+  const plannable = reachableFrom(
+    [def.initial],
+    new Map([...next].map(([from, tos]) => [from, tos.filter((t) => !failure.has(t))])),
+  );
   const canFinish = reachableFrom(def.terminal.filter((s) => states.has(s)), back);
   def.states.forEach((s, i) => {
     if (!reachable.has(s)) {
@@ -136,6 +151,16 @@ export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] 
   def.requestable.forEach((s, i) => {
     if (states.has(s) && !reachable.has(s)) {
       diags.push(diag('policy.requestable-unreachable', `Fleets may request state ${s}, but it cannot be reached from ${def.initial}.`, locate(['requestable', i])));
+    } else if (states.has(s) && failure.has(s)) {
+      diags.push(diag('policy.requestable-failure', `Fleets may request state ${s}, but it is a failure state: failure states are reached only by outcomes, never planned.`, locate(['requestable', i])));
+    } else if (states.has(s) && !plannable.has(s)) {
+      diags.push(
+        diag(
+          'policy.requestable-through-failure',
+          `Fleets may request state ${s}, but every path from ${def.initial} to it passes a failure state (${[...failure].join(', ')}), and plans never pass one. Add an edge that reaches ${s} without a failure state.`,
+          locate(['requestable', i]),
+        ),
+      );
     }
   });
   return diags;

@@ -73,7 +73,7 @@ describe('loadPack: located diagnostics', () => {
       name: 'terminal state with an exit',
       from: '      - { from: BeingDeleted, to: Deleted, operation: deleteVm }',
       to: '      - { from: BeingDeleted, to: Deleted, operation: deleteVm }\n      - { from: Deleted, to: Requested }',
-      want: ['policy.terminal-exit@46:9'],
+      want: ['policy.terminal-exit@47:9'],
     },
     {
       name: 'unreachable and dead-end state',
@@ -85,19 +85,19 @@ describe('loadPack: located diagnostics', () => {
       name: 'unknown rule in the pack',
       from: '    protect:\n',
       to: '    protekt:\n',
-      want: ['policy.unknown-rule@52:5'],
+      want: ['policy.unknown-rule@53:5'],
     },
     {
       name: 'rule config out of range',
       from: 'maxShare: 0.5',
       to: 'maxShare: 2',
-      want: ['policy.rule-config@61:7'],
+      want: ['policy.rule-config@62:7'],
     },
     {
       name: 'unknown config key of a rule',
       from: '      match: { env: prod }',
       to: '      match: { env: prod }\n      mach: {}',
-      want: ['policy.rule-config@59:7'],
+      want: ['policy.rule-config@60:7'],
     },
   ];
   it.each(cases)('$name', async ({ from, to, want }) => {

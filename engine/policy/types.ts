@@ -23,7 +23,11 @@ export interface Lifecycle {
   edges: readonly Edge[];
   /** Exactly one edge from -> to exists. The authority vetoes anything else. */
   allows(from: string, to: string): boolean;
-  /** Shortest path of states from `from` to `to` inclusive, deterministic (ties broken by the edges' order in the pack); undefined when there is none. `[from]` when equal. */
+  /**
+   * Shortest path of states from `from` to `to` inclusive, deterministic (ties
+   * broken by the edges' order in the pack); undefined when there is none.
+   * `[from]` when equal. Never enters a failure state; `from` may be one.
+   */
   path(from: string, to: string): string[] | undefined;
   /** Operation of the edge from -> to; undefined when there is no such edge. */
   operation(from: string, to: string): string | undefined;

@@ -59,6 +59,14 @@ const FORMATS: Format[] = [
     embed: false,
     modeline: '# yaml-language-server: $schema=../../specs/schema/policy-pack.schema.json',
   },
+  {
+    kind: 'DmzClient',
+    schema: 'dmz-client.schema.json',
+    where: 'Any path, given to `fleet serve dmz-client --config FILE`; one document. It holds no secret.',
+    example: 'stacks/hybrid/dmz-virginia.yaml',
+    embed: true,
+    modeline: '# yaml-language-server: $schema=../../specs/schema/dmz-client.schema.json',
+  },
 ];
 
 /**
@@ -83,6 +91,13 @@ const DEFAULTS: Record<string, Record<string, string>> = {
     'spec.dataCenters[].hardware': '`[]`',
   },
   PolicyPack: {},
+  DmzClient: {
+    'spec.requestTimeoutMs': '`30000`',
+    'spec.bootUrl': "the client's listen address",
+    'spec.aws.dataVolumeDevice': '`/dev/nvme1n1`',
+    'spec.aws.pollMs': '`2000`',
+    'spec.azure.endpoint': '`https://management.azure.com`',
+  },
 };
 
 function resolveRef(root: Schema, s: Schema): Schema {
@@ -100,7 +115,7 @@ function typeOf(root: Schema, s0: Schema): string {
     case 'array':
       return `list of ${s.items ? typeOf(root, s.items) : 'any'}`;
     case 'object':
-      if (s.title && s.title !== 'Fleet' && s.title !== 'Stack') return `${s.title} (mapping)`;
+      if (s.title && s.title !== 'Fleet' && s.title !== 'Stack' && s.title !== 'DmzClientConfig') return `${s.title} (mapping)`;
       if (typeof s.additionalProperties === 'object') return `map of ${typeOf(root, s.additionalProperties)}`;
       return 'mapping';
     case 'integer':
@@ -197,6 +212,8 @@ export function renderFormatsDoc(): string {
     '| variable | meaning |',
     '| --- | --- |',
     '| `FLEET_RECORD_URL` | Overrides the stack\'s `record` (same forms; a relative `pglite://` folder is relative to the stack file). |',
+    '| `AWS_ENDPOINT_URL_EC2` | The `aws` driver\'s EC2 endpoint; overrides the DMZ client config\'s `spec.aws.endpoint`. |',
+    '| `AWS_ENDPOINT_URL_STS` | The STS endpoint the authority\'s AWS credential broker calls; overrides a data center\'s `aws.stsEndpoint`. |',
     '',
   );
   return out.join('\n');

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ProtocolError } from '../../engine/authority/http.ts';
+import { ProtocolError } from '../../protocol/index.ts';
 import { startAuthority, type RunningService } from '../../engine/authority/server.ts';
 import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
 import { defaultPack } from '../testing.ts';
-import type { AuthorizeRequest, BatchRequest, ReportRequest } from '../../engine/authority/protocol.ts';
+import type { AuthorizeRequest, BatchRequest, ReportRequest } from '../../protocol/index.ts';
 import { AuthorityClient } from './authority-client.ts';
 
 /** A scripted authority: `answer` gets each batch (and its number) and writes the reply. */
@@ -142,13 +142,13 @@ describe('AuthorityClient: calls to the authority, batched', () => {
     expect(resent).toEqual(_name === 'one call answered 500 on its own' ? ['r1'] : ['r1', 'r2']);
   });
 
-  it('an authority that stays away fails each call with 503 apply.authority-unreachable after 4 sends', async () => {
+  it('an authority that stays away fails each call with 503 authority-unreachable after 4 sends', async () => {
     const a = await fakeAuthority((_batch, _n, res) => json(res, 503, { error: { code: 'record.unreachable', message: 'PostgreSQL is down' } }));
     const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
     const err = (await client.report(report(1)).catch((e: unknown) => e)) as ProtocolError;
     expect(err).toBeInstanceOf(ProtocolError);
     expect(err.statusCode).toBe(503);
-    expect(err.code).toBe('apply.authority-unreachable');
+    expect(err.code).toBe('authority-unreachable');
     expect(err.message).toContain('The DMZ client of miami asked');
     expect(err.message).toContain('/v1/reports, which answered 503: PostgreSQL is down; nothing was changed.');
     expect(a.batches).toHaveLength(4);

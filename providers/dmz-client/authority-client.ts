@@ -1,20 +1,20 @@
 // The DMZ client's calls to the authority: batched over POST /v1/batch
 // (docs/protocol.md), each call keeping its own answer and its own retries.
-import { diag } from '../../engine/diags/index.ts';
-import { ProtocolError } from '../../engine/authority/http.ts';
-import type {
-  AdvanceRequest,
-  AdvanceResponse,
-  AuthorizeRequest,
-  AuthorizeResponse,
-  BatchAnswerLine,
-  BatchCall,
-  BootAuthorizeRequest,
-  BootAuthorizeResponse,
-  ReportRequest,
-  ReportResponse,
-} from '../../engine/authority/protocol.ts';
-import { BATCH_MAX } from '../../engine/authority/schemas.ts';
+import {
+  BATCH_MAX,
+  ProtocolError,
+  WireError,
+  type AdvanceRequest,
+  type AdvanceResponse,
+  type AuthorizeRequest,
+  type AuthorizeResponse,
+  type BatchAnswerLine,
+  type BatchCall,
+  type BootAuthorizeRequest,
+  type BootAuthorizeResponse,
+  type ReportRequest,
+  type ReportResponse,
+} from '../../protocol/index.ts';
 import { sendLines } from '../http-send.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -44,7 +44,7 @@ interface Queued {
  * authority streams each call's answer back as soon as it is done, so a call
  * never waits for a slower one in its batch. Each call keeps its own outcome:
  * a call the authority refuses (4xx) rejects at once with a 502 for our
- * caller; one that meets a connection failure, silence for timeoutMs, or a
+ * caller (keeping the authority's wire code); one that meets a connection failure, silence for timeoutMs, or a
  * 5xx (the whole batch's or its own) is sent again with a later batch after a
  * backoff, up to ATTEMPTS sends, then rejects with a 503.
  */
@@ -193,8 +193,7 @@ export class AuthorityClient {
       return;
     }
     const route = `${this.url.origin}${ROUTES[q.call]}`;
-    const d = diag('apply.authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${route}, which ${q.last}; nothing was changed.`);
-    q.reject(new ProtocolError(503, d.code, d.detail));
+    q.reject(new WireError('authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${route}, which ${q.last}; nothing was changed.`));
   }
 }
 

@@ -3,8 +3,8 @@ import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ProtocolError } from '../../engine/authority/http.ts';
-import { sha256 } from '../../engine/authority/keys.ts';
+import { ProtocolError } from '../../protocol/index.ts';
+import { sha256 } from '../../protocol/index.ts';
 import { IdempotencyStore, idempotencyLogFile } from './idempotency.ts';
 
 let dir: string;

@@ -22,7 +22,7 @@
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ProtocolError } from '../../engine/authority/http.ts';
+import { WireError } from '../../protocol/index.ts';
 import { GroupCommit } from '../../engine/durability/index.ts';
 
 interface Stored<T> {
@@ -131,7 +131,7 @@ export class IdempotencyStore<T> {
   /** Runs `fn` once per key; `fingerprint` identifies the request the key was first used for. */
   async run(key: string, fingerprint: string, fn: () => Promise<T>): Promise<T> {
     const conflict = () =>
-      new ProtocolError(422, 'idempotency-conflict', `idempotency key ${key} was used for a different request`);
+      new WireError('idempotency-conflict', `idempotency key ${key} was used for a different request`);
     const inFlight = this.running.get(key);
     if (inFlight) {
       if (inFlight.fingerprint !== fingerprint) throw conflict();

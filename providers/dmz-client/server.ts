@@ -11,40 +11,56 @@
 // the record never lags the cloud by more than one edge). See `run`.
 import { createHash, randomUUID } from 'node:crypto';
 import { FleetError, diag } from '../../engine/diags/index.ts';
-import { NO_LINE, ProtocolError, createService, doc, listen, streamAnswers, tokenTable, type LineAnswer, type Part } from '../../engine/authority/http.ts';
 import {
+  ADVANCE_NEXT_MAX,
   NONE_REPORT_DETAIL,
-  type AdvanceStep,
-  type AuthorityVm,
-  type AuthorizeRequest,
-  type AuthorizeResponse,
-  type ReportRequest,
-  type ReportResponse,
-} from '../../engine/authority/protocol.ts';
-import type { LoadedPack } from '../../engine/policy/types.ts';
-import type { VmSize } from '../../engine/plan/types.ts';
-import { DriverError, type AgentReport, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
-import type { BatchStep, BatchRun, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, StepVm, TransitionRequest } from '../protocol.ts';
-import { ADVANCE_NEXT_MAX } from '../../engine/authority/schemas.ts';
-import { AuthorityClient } from './authority-client.ts';
-import { IdempotencyStore } from './idempotency.ts';
-import { Lanes, type Lease } from './lanes.ts';
-import {
-  agentReportSchema,
+  NO_LINE,
+  ProtocolError,
+  WireError,
   actualVmSchema,
+  agentReportSchema,
   bootBodySchema,
   bootResponseSchema,
   createBodySchema,
+  createService,
   deleteBodySchema,
+  doc,
   errorSchema,
   healthResponseSchema,
   listResponseSchema,
-  stepErrors,
+  listen,
   stepBatchBodySchema,
+  stepErrors,
   stepResultSchema,
+  streamAnswers,
+  tokenTable,
   transitionBodySchema,
   vmIdParams,
-} from './schemas.ts';
+  type AdvanceStep,
+  type AgentReport,
+  type AuthorityVm,
+  type AuthorizeRequest,
+  type AuthorizeResponse,
+  type BatchRun,
+  type BatchStep,
+  type BootRequest,
+  type CreateVmRequest,
+  type DeleteVmRequest,
+  type LineAnswer,
+  type Part,
+  type ReportRequest,
+  type ReportResponse,
+  type StepBatchRequest,
+  type StepResult,
+  type StepVm,
+  type TransitionRequest,
+} from '../../protocol/index.ts';
+import type { LoadedPack } from '../../engine/policy/types.ts';
+import type { VmSize } from '../../engine/plan/types.ts';
+import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
+import { AuthorityClient } from './authority-client.ts';
+import { IdempotencyStore } from './idempotency.ts';
+import { Lanes, type Lease } from './lanes.ts';
 
 export interface StartDmzClientOptions {
   dataCenter: string;
@@ -140,7 +156,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   const initial = opts.pack?.lifecycle.initial ?? 'Requested';
   const terminal = opts.pack?.lifecycle.terminal[0] ?? 'Deleted';
 
-  const { app, openapi } = createService({
+  const { app, openapi } = await createService({
     title: `dmzfleet DMZ client (${dc})`,
     publicPaths: ['/v1/health', '/openapi.json', '/v1/boot', '/v1/boot/status'],
     authenticate: tokenTable([{ token: opts.clientToken, who: 'cli' }]),
@@ -591,7 +607,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     '/v1/boot/status',
     { schema: doc('Boot agent: a booting VM reports its state', { body: agentReportSchema, response: { 400: errorSchema, 403: errorSchema } }) },
     async (req) => {
-      if (!driver.agentStatus?.(req.body)) throw new ProtocolError(403, 'forbidden', 'no VM of this data center is booting with that token');
+      if (!driver.agentStatus?.(req.body)) throw new WireError('agent-report-refused', 'no VM of this data center is booting with that boot token');
       return { ok: true };
     },
   );

@@ -13,10 +13,9 @@
 // - A failed call throws DriverError; `transient` says whether trying again
 //   may help (the DMZ client retries those a few times before reporting a failure).
 import type { VmSize } from '../../engine/plan/types.ts';
-import type { ScopedCredentials } from '../../engine/authority/protocol.ts';
-import type { ActualVm } from '../protocol.ts';
+import type { ActualVm, AgentReport, DriverErrorKind, ScopedCredentials } from '../../protocol/index.ts';
 
-export type { ScopedCredentials } from '../../engine/authority/protocol.ts';
+export type { DriverErrorKind, ScopedCredentials } from '../../protocol/index.ts';
 export type CloudVm = ActualVm;
 
 /** A VM the record knows by id; the cloud id is null until createVm succeeded. */
@@ -38,7 +37,6 @@ export interface CreateVmInput {
   diskKeyHash?: string;
 }
 
-export type DriverErrorKind = 'credentials' | 'capacity' | 'not-found' | 'invalid-state' | 'transient' | 'failed' | 'boot-failed' | 'timeout';
 
 export class DriverError extends Error {
   readonly kind: DriverErrorKind;
@@ -51,22 +49,8 @@ export class DriverError extends Error {
   }
 }
 
-/**
- * What a real VM's boot agent (providers/boot-agent) reports to the DMZ
- * client's POST /v1/boot/status, proven by the one-time boot token the VM
- * booted with. Drivers whose VMs run the shipped agent (aws, azure) learn
- * readiness from it; the sim's agents live inside the driver and need none.
- */
-export interface AgentReport {
-  cloudId: string;
-  vmId: string;
-  bootToken: string;
-  state: 'booting' | 'ready' | 'failed';
-  /** Why it failed (never a secret). */
-  detail?: string;
-  /** The boot endpoint denied the boot (the VM powers itself off; the driver terminates it). */
-  denied?: boolean;
-}
+/** What a real VM's boot agent reports to POST /v1/boot/status (protocol/schemas/dmz-client.ts). */
+export type { AgentReport } from '../../protocol/index.ts';
 
 /** Names of the calls, as the pack's `operation` and the sim's failCalls/hangCalls use them (engine/model). */
 export { DRIVER_CALLS, type DriverCall } from '../../engine/model/index.ts';

@@ -1,6 +1,6 @@
 // The AWS credential broker against STS served by nock (fake-sts.ts).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ProtocolError } from '../http.ts';
+import { ProtocolError } from '../../../protocol/index.ts';
 import { AWS_SESSION_SECONDS, AwsCredentialBroker, sessionPolicy } from './aws.ts';
 import { FakeSts } from './fake-sts.ts';
 

@@ -7,7 +7,7 @@
 // uses them for its mutating EC2 calls (docs/drivers/aws.md: the roles'
 // policies, and why each statement is there).
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
-import { ProtocolError } from '../http.ts';
+import { WireError } from '../../../protocol/index.ts';
 import type { CloudCredentials, CredentialBroker } from './types.ts';
 
 /** STS's minimum, and the most the broker ever asks for (DESIGN: at most 15 minutes). */
@@ -141,11 +141,11 @@ export class AwsCredentialBroker implements CredentialBroker {
       );
     } catch (err) {
       const e = err as { name?: string; message?: string };
-      throw new ProtocolError(503, 'credentials-unavailable', `STS AssumeRole of ${dc.roleArn} for data center ${dc.name} failed: ${e.name ?? 'Error'}: ${(e.message ?? '').slice(0, 200)}`);
+      throw new WireError('credentials-unavailable', `STS AssumeRole of ${dc.roleArn} for data center ${dc.name} failed: ${e.name ?? 'Error'}: ${(e.message ?? '').slice(0, 200)}`);
     }
     const c = out.Credentials;
     if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken || !c.Expiration) {
-      throw new ProtocolError(503, 'credentials-unavailable', `STS AssumeRole of ${dc.roleArn} answered without credentials`);
+      throw new WireError('credentials-unavailable', `STS AssumeRole of ${dc.roleArn} answered without credentials`);
     }
     const expires = c.Expiration.getTime();
     const now = Date.now();

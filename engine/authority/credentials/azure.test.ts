@@ -4,7 +4,7 @@
 // access_token }`, or `{ error, error_description, error_codes }`).
 import nock from 'nock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ProtocolError } from '../http.ts';
+import { ProtocolError } from '../../../protocol/index.ts';
 import { AzureCredentialBroker, requestEntraToken } from './azure.ts';
 
 const TENANT = '00000000-0000-0000-0000-000000000001';

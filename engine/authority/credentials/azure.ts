@@ -10,7 +10,7 @@
 // than a third of their life is left; every approval hands the token to the
 // DMZ client, which uses it for its mutating ARM calls. A token is a secret:
 // never logged, never stored, never in an error message.
-import { ProtocolError } from '../http.ts';
+import { WireError } from '../../../protocol/index.ts';
 import type { CloudCredentials, CredentialBroker } from './types.ts';
 
 export const ENTRA_AUTHORITY_HOST = 'https://login.microsoftonline.com';
@@ -137,7 +137,7 @@ export class AzureCredentialBroker implements CredentialBroker {
         timeoutMs: this.o.requestTimeoutMs ?? 10_000,
       });
     } catch (err) {
-      throw new ProtocolError(503, 'credentials-unavailable', `No Azure token for data center ${dc.name}: ${(err as Error).message}`);
+      throw new WireError('credentials-unavailable', `No Azure token for data center ${dc.name}: ${(err as Error).message}`);
     }
     const now = Date.now();
     const expires = Date.parse(t.expiresOn);

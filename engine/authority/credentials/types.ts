@@ -3,12 +3,12 @@
 // center). A broker keeps short-lived credentials per data center, fetched
 // ahead (prepare, async, before an approval) and read when the approval is
 // written (issued, sync). The sim needs none: its scoped token is all.
-import type { ScopedCredentials } from '../protocol.ts';
+import type { ScopedCredentials } from '../../../protocol/index.ts';
 
 export interface CredentialBroker {
   /**
    * Makes sure credentials for `dataCenter` are at hand and fresh; a data
-   * center the broker does not serve is a no-op. Throws ProtocolError 503
+   * center the broker does not serve is a no-op. Throws WireError
    * (`credentials-unavailable`) when the cloud refuses or cannot be reached:
    * no approval goes out without the credentials it needs.
    */

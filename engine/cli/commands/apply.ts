@@ -156,7 +156,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
   const lockTimeout = nonNegative(opts.lockTimeout, '--lock-timeout');
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
   const json = opts.format === 'json';
-  const session = await openSession(opts.stack, { cwd: io.cwd, env: io.env });
+  const session = await openSession(opts.stack, { cwd: io.cwd, env: io.env, ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}) });
   try {
     printDiagnostics(io, session.warnings);
     let plan: PlanDocument;

@@ -39,7 +39,7 @@ describe('fleet policy graph', () => {
     const r = await runCli(['policy', 'graph', dir], { cwd: dir });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toContain('error[policy.unknown-state]: Unknown lifecycle state\n  at policy.yaml:37:');
+    expect(r.stderr).toContain('error[policy.unknown-state]: Unknown lifecycle state\n  at policy.yaml:38:');
     expect(r.stderr).not.toContain('    at '); // no stack trace
   });
 

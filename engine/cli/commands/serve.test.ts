@@ -27,6 +27,22 @@ spec:
       address: embedded
       location: { lat: 37.5, lon: -77.4 }
       capacity: { vms: 10 }
+    - name: virginia
+      address: http://127.0.0.1:7402
+      driver: aws
+      aws: { region: us-east-1, roleArn: "arn:aws:iam::123456789012:role/dmzfleet-virginia-dmz" }
+      location: { lat: 38.9, lon: -77.3 }
+      capacity: { vms: 10 }
+`;
+
+const AWS_CONFIG = `apiVersion: fleet/v1
+kind: DmzClient
+spec:
+  aws:
+    region: us-east-1
+    subnetId: subnet-0abc
+    securityGroupIds: [sg-0abc]
+    endpoint: http://127.0.0.1:9
 `;
 
 const FLEET = `apiVersion: fleet/v1
@@ -45,6 +61,8 @@ describe('fleet serve', () => {
     await writeFile(join(dir, 'stack.yaml'), STACK(resolve('policies/default')));
     await mkdir(join(dir, 'specs'));
     await writeFile(join(dir, 'specs', 'web.yaml'), FLEET);
+    await writeFile(join(dir, 'dmz-aws.yaml'), AWS_CONFIG);
+    await writeFile(join(dir, 'dmz-bad.yaml'), AWS_CONFIG.replace('subnet-0abc', 'my-subnet').replace('    endpoint: http://127.0.0.1:9\n', '    regoin: x\n'));
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -55,11 +73,16 @@ describe('fleet serve', () => {
     { args: ['serve', 'orchestrator', '--port', 'x'], want: ['apply.serve-config', '--port x'] },
     { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'paris is not in stack served'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'runs the sim driver in stack served, not aws'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'pass --config FILE'] },
+    {
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-bad.yaml', '--authority', 'http://127.0.0.1:1'],
+      want: ['spec.invalid-value', 'dmz-bad.yaml:6:15', 'spec.unknown-key', 'dmz-bad.yaml:8:5'],
+    },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'gcp', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'gcp is not a driver'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--config', 'no-such.yaml', '--authority', 'http://127.0.0.1:1'], want: ['spec.read-error', 'no-such.yaml'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'MIAMI_CLI_TOKEN'] },
   ])('$args fails with $want.0', async ({ args, want }) => {
-    const r = await runCli([...args, '--stack', dir], { env: { FLEET_DMZ_TOKEN_MIAMI: '', FLEET_DMZ_TOKEN_RICHMOND: '', MIAMI_CLI_TOKEN: '' } });
+    const r = await runCli([...args.map((a) => a.replace('DIR', dir)), '--stack', dir], { env: { FLEET_DMZ_TOKEN_MIAMI: '', FLEET_DMZ_TOKEN_RICHMOND: '', MIAMI_CLI_TOKEN: '' } });
     expect(r.code).toBe(1);
     for (const w of want) expect(r.stderr).toContain(w);
     expect(r.stderr).not.toContain('    at ');
@@ -72,6 +95,8 @@ describe('fleet serve', () => {
       stdin: process.stdin,
       cwd: process.cwd(),
       env: {
+        FLEET_DMZ_TOKEN_VIRGINIA: 'virginia-authority-token',
+        FLEET_CLI_TOKEN_VIRGINIA: 'virginia-cli-token',
         FLEET_DMZ_TOKEN_MIAMI: 'miami-authority-token',
         FLEET_DMZ_TOKEN_RICHMOND: 'richmond-authority-token',
         MIAMI_CLI_TOKEN: 'miami-cli-token',
@@ -90,6 +115,22 @@ describe('fleet serve', () => {
     } finally {
       await dmz.close();
       await authority.close();
+    }
+  });
+
+  it('a DMZ client runs the aws driver with --config (and answers health without touching EC2)', async () => {
+    const io: CliIO = {
+      stdout: process.stdout,
+      stderr: process.stderr,
+      stdin: process.stdin,
+      cwd: dir,
+      env: { FLEET_DMZ_TOKEN_VIRGINIA: 'v-authority', FLEET_CLI_TOKEN_VIRGINIA: 'v-cli', AWS_ACCESS_KEY_ID: 'AKIDX', AWS_SECRET_ACCESS_KEY: 's' },
+    };
+    const dmz = await serveDmzClient(io, { stack: dir, dataCenter: 'virginia', driver: 'aws', config: 'dmz-aws.yaml', authority: 'http://127.0.0.1:1', port: '0', host: '127.0.0.1' });
+    try {
+      expect(await (await fetch(`${dmz.url}/v1/health`)).json()).toMatchObject({ ok: true, dataCenter: 'virginia', driver: 'aws' });
+    } finally {
+      await dmz.close();
     }
   });
 });

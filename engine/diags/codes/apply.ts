@@ -39,11 +39,6 @@ export const applyCodes = defineCodes({
     doc: 'The authority approved the change but the data center\'s cloud operation failed; the record moved the VM to the failure state the diagram has for that edge (CreateFailed, BootFailed) or left it where it was. The detail carries the driver\'s error.',
     severity: 'error',
   },
-  'apply.authority-unreachable': {
-    summary: 'Authority unreachable',
-    doc: 'A DMZ client could not reach the authority (connection failure, timeout or server error after retries), so nothing was changed. Check `fleet serve orchestrator` and the --authority URL of the DMZ client.',
-    severity: 'error',
-  },
   'apply.serve-config': {
     summary: 'Invalid service configuration',
     doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, or the port is invalid. The detail names the setting.',

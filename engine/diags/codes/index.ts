@@ -4,6 +4,9 @@ import { planCodes } from './plan.ts';
 import { policyCodes } from './policy.ts';
 import { recordCodes } from './record.ts';
 import { specCodes } from './spec.ts';
+import { integrityCodes } from './integrity.ts';
+import { simCodes } from './sim.ts';
+import { tlsCodes } from './tls.ts';
 import type { CodeEntry } from './types.ts';
 
 export type { CodeEntry } from './types.ts';
@@ -20,6 +23,9 @@ export const CODES = {
   ...policyCodes,
   ...planCodes,
   ...applyCodes,
+  ...tlsCodes,
+  ...simCodes,
+  ...integrityCodes,
 } satisfies Record<string, CodeEntry>;
 
 export type Code = keyof typeof CODES;

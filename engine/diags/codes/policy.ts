@@ -43,6 +43,16 @@ export const policyCodes = defineCodes({
     doc: 'A fleet spec may ask for this state, but no path leads to it from the initial state. Add transitions that reach it.',
     severity: 'error',
   },
+  'policy.requestable-through-failure': {
+    summary: 'Requestable state reachable only through a failure state',
+    doc: 'A fleet spec may ask for this state, but every path to it from the initial state passes a failure state. Plans never pass a failure state (they are reached only when a create or boot fails), so no fleet could ever get there. Add a transition that reaches it from a normal state.',
+    severity: 'error',
+  },
+  'policy.requestable-failure': {
+    summary: 'Failure state is requestable',
+    doc: 'A state listed in lifecycle.failure is also in lifecycle.requestable. Failure states are reached only by outcomes, never planned; remove it from one of the two lists.',
+    severity: 'error',
+  },
   'policy.dead-end': {
     summary: 'Lifecycle state cannot reach a terminal state',
     doc: 'A VM in this state could never be deleted. Add a path of transitions from it to a terminal state.',

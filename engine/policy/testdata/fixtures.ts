@@ -26,6 +26,7 @@ export const DEFAULT_LIFECYCLE = buildLifecycle({
     ['CreateFailed', 'BeingCreated', 'none'],
     ['CreateFailed', 'BeingDeleted', 'none'],
     ['PoweredOff', 'PoweredOn', 'powerOn'],
+    ['PoweredOn', 'PoweredOff', 'powerOff'],
     ['PoweredOn', 'Starting', 'boot'],
     ['Starting', 'Running', 'awaitReady'],
     ['Starting', 'BootFailed', 'none'],

@@ -172,7 +172,7 @@ export class AwsDriver implements Driver {
       // Every command of the package is accepted by the client; the union of their types is too wide for TypeScript to check here.
       return (await client.send(command as never)) as T;
     } catch (err) {
-      throw ec2Error(err, what);
+        throw ec2Error(err, what);
     }
   }
 
@@ -407,6 +407,12 @@ export class AwsDriver implements Driver {
         throw new DriverError('boot-failed', `instance ${id} did not become ready: ${a.detail ?? 'its agent failed'}`);
       }
       if (!a && st === 'running') return this.view(inst);
+      if (st === 'stopping' || st === 'stopped') {
+        // The VM powered itself off during its boot without a report we could believe (a report needs
+        // the boot token the driver issued): a boot the authority did not approve. Trusted boot: it goes.
+        await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
+        throw new DriverError('boot-failed', `instance ${id} powered itself off during its boot without reporting ready (a denied boot); it was terminated`);
+      }
       if (st !== 'pending' && st !== 'running') throw new DriverError('boot-failed', `instance ${id} is ${st} before its agent reported ready`);
       if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id}`);
       if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} did not report ready within ${timeoutMs} ms`, false);

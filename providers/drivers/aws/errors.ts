@@ -42,7 +42,7 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   OptInRequired: 'credentials',
 };
 
-const NETWORK = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED', 'EHOSTUNREACH']);
+const NETWORK = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED', 'EHOSTUNREACH']);
 
 interface SdkError {
   name?: string;
@@ -60,8 +60,9 @@ export function ec2Error(err: unknown, what: string): DriverError {
   const status = e.$metadata?.httpStatusCode;
   const message = (e.message ?? String(err)).slice(0, 300);
   let kind: DriverErrorKind | undefined = BY_CODE[code];
-  if (!kind && (code === 'TimeoutError' || e.code === 'ETIMEDOUT' || /timed? ?out/i.test(code))) kind = 'timeout';
+  // The SDK names a reset connection TimeoutError too (with code ECONNRESET): the socket's code decides first.
   if (!kind && e.code && NETWORK.has(e.code)) kind = 'transient';
+  if (!kind && (code === 'TimeoutError' || e.code === 'ETIMEDOUT' || /timed? ?out/i.test(code))) kind = 'timeout';
   if (!kind && status !== undefined && status >= 500) kind = 'transient';
   if (!kind && (status === 401 || status === 403)) kind = 'credentials';
   if (!kind && /socket hang up|ECONNRESET|ECONNREFUSED/.test(message)) kind = 'transient';

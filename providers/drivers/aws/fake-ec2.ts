@@ -72,6 +72,8 @@ export class FakeEc2 {
   readonly requests: FakeRequest[] = [];
   /** Largest page of DescribeInstances. */
   pageSize = 1000;
+  /** Changes an instance's user data as it starts (someone tampering with the VM): tests of a denied boot. */
+  tamper: ((userData: string) => string) | undefined;
   private readonly faults = new Map<string, { fault: Ec2Fault; times: number }>();
   private readonly interceptor: nock.Interceptor;
   private hung: (() => void)[] = [];
@@ -275,6 +277,7 @@ export class FakeEc2 {
     if (i.state === 'running' || i.state === 'pending') return;
     if (i.state !== 'stopped') throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
     i.state = 'pending';
+    if (this.tamper) i.userData = this.tamper(i.userData);
     if (parseAgentUserData(i.userData).FLEET_BOOT_TOKEN) {
       // The VM boots and runs its user data: the boot agent, against the real boot endpoint.
       const run = runUserData(i.userData, this.binDir, this.vmDir(i.id)).then((r) => {

@@ -17,7 +17,7 @@
 // EC2 has no powered-on-but-not-booted state: PoweredOn is never observed
 // (powerOn checks the instance is stopped and can start; boot starts it).
 // shutting-down is EC2's terminating, which cannot be undone: Deleted.
-import type { AgentState, PowerState } from '../../protocol.ts';
+import type { AgentState, PowerState } from '../../../protocol/index.ts';
 
 export const EC2_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down', 'terminated'] as const;
 export type Ec2State = (typeof EC2_STATES)[number];

@@ -31,7 +31,7 @@ import { NetworkManagementClient } from '@azure/arm-network';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
 import type { PipelinePolicy } from '@azure/core-rest-pipeline';
 import { formatSize, type VmSize } from '../../../engine/model/index.ts';
-import type { AgentState } from '../../protocol.ts';
+import type { AgentState } from '../../../protocol/index.ts';
 import { DriverError, checkCredentials, type AgentReport, type CloudVm, type CreateVmInput, type Driver, type ScopedCredentials, type VmRef } from '../types.ts';
 import { ARM_SCOPE, requestEntraToken } from '../../../engine/authority/credentials/azure.ts';
 import { fitInstanceType, instanceTypesOf } from '../../../engine/policy/instance-types.ts';

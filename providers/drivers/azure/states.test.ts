@@ -1,6 +1,6 @@
 // The provisioningState x PowerState table (states.ts, docs/drivers/azure.md), row by row.
 import { describe, expect, it } from 'vitest';
-import type { AgentState } from '../../protocol.ts';
+import type { AgentState } from '../../../protocol/index.ts';
 import { mapAzureState, powerStateOf, provisioningStateOf, type AzurePowerState } from './states.ts';
 
 describe('Azure state mapping', () => {

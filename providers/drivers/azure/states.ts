@@ -22,7 +22,7 @@
 // "unknown" agent: no report since this DMZ client started (a restart);
 // a running fleet VM got there through an approved boot, so it counts as
 // Running. A VM the authority denied powers itself off and is deleted.
-import type { AgentState, PowerState } from '../../protocol.ts';
+import type { AgentState, PowerState } from '../../../protocol/index.ts';
 
 /** What the instance view's `PowerState/<x>` status says; `none` when it has none (being created, or not asked). */
 export type AzurePowerState = 'starting' | 'running' | 'stopping' | 'stopped' | 'deallocating' | 'deallocated' | 'unknown' | 'none';

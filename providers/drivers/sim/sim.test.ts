@@ -1,13 +1,15 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FleetError } from '../../../engine/diags/index.ts';
-import { sha256 } from '../../../engine/authority/keys.ts';
+import { sha256 } from '../../../protocol/index.ts';
 import type { DriverError} from '../types.ts';
 import { type ScopedCredentials } from '../types.ts';
 import { createSimDriver, parseSimState, readSimState, seededRandom, simLogFile, simStateFile, type SimDriver } from './sim.ts';
@@ -35,6 +37,72 @@ beforeEach(async () => {
 afterEach(async () => {
   for (const d of drivers.splice(0)) await d.close();
   await rm(dir, { recursive: true, force: true });
+});
+
+/** Starts testdata/holder.ts, which opens the sim at `stateDir` in its own process; resolves once it holds it. */
+async function holder(stateDir: string): Promise<{ pid: number; release: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./testdata/holder.ts', import.meta.url)), stateDir, 'dc-a'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  const pid = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /ready (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`holder exited ${code}`)));
+  });
+  return {
+    pid,
+    release: async () => {
+      child.stdin.end();
+      await exited;
+    },
+  };
+}
+
+describe('one owner per simulated data center', () => {
+  it('refuses a second open in the same process, and opens again once closed', async () => {
+    const a = await sim();
+    await expect(sim()).rejects.toMatchObject({ diagnostics: [{ code: 'sim.busy', detail: expect.stringMatching(/already open in this process/) }] });
+    await a.close();
+    drivers.splice(drivers.indexOf(a), 1);
+    await expect(sim()).resolves.toBeDefined();
+  });
+
+  it('refuses while another process holds it, naming that process; waits up to busyTimeoutMs for it to let go', async () => {
+    const other = await holder(dir);
+    const refused = await sim().then(
+      () => undefined,
+      (e: FleetError) => e,
+    );
+    expect(refused).toBeInstanceOf(FleetError);
+    expect(refused?.diagnostics[0]).toMatchObject({ code: 'sim.busy', file: dir, detail: expect.stringContaining(`pid ${other.pid}`) });
+    // A waiter gets it as soon as the holder closes.
+    const waiting = sim({ busyTimeoutMs: 30_000 });
+    await other.release();
+    const d = await waiting;
+    expect(await d.list(creds())).toEqual([]);
+  });
+
+  it('takes over the lock of a process that died', async () => {
+    await writeFile(`${dir}.lock`, JSON.stringify({ pid: 2 ** 22 + 17, host: (await import('node:os')).hostname(), since: 'then', command: 'fleet apply' }));
+    await expect(sim()).resolves.toBeDefined();
+  });
+
+  it('creates its folders 0700 and its files 0600', async () => {
+    const stateDir = join(dir, 'sim', 'dc-a');
+    const d = await createSimDriver({ dataCenter: 'dc-a', stateDir, latencyMs: 0 });
+    await d.createVm(creds(), input());
+    await d.powerOn(creds(), (await d.list(creds()))[0]);
+    expect(existsSync(simLogFile(stateDir, 'dc-a'))).toBe(true);
+    expect((await stat(simLogFile(stateDir, 'dc-a'))).mode & 0o777).toBe(0o600);
+    await d.close();
+    for (const folder of [join(dir, 'sim'), stateDir]) expect({ folder, mode: (await stat(folder)).mode & 0o777 }).toEqual({ folder, mode: 0o700 });
+    for (const f of await readdir(stateDir)) expect({ f, mode: (await stat(join(stateDir, f))).mode & 0o777 }).toEqual({ f, mode: 0o600 });
+  });
 });
 
 describe('sim driver', () => {
@@ -110,9 +178,12 @@ describe('sim driver', () => {
     expect(lines).toHaveLength(1);
     expect(JSON.parse(lines[0])).toMatchObject({ vm: { cloudId: made[7].cloudId, power: 'on' } });
     expect(await readFile(simStateFile(dir, 'dc-a'), 'utf8')).toBe(snapshot);
-    // Not closed (as after a crash): the next open replays the log, then compacts it away.
-    const f = await sim({ latencyMs: 0 });
-    expect(existsSync(simLogFile(dir, 'dc-a'))).toBe(false);
+    // Not closed (as after a crash): the next open of the files as they were left replays the log, then compacts it away.
+    const crashed = await mkdtemp(join(tmpdir(), 'dmzfleet-sim-crashed-'));
+    await cp(dir, crashed, { recursive: true });
+    const f = await createSimDriver({ dataCenter: 'dc-a', stateDir: crashed, latencyMs: 0 });
+    drivers.push(f);
+    expect(existsSync(simLogFile(crashed, 'dc-a'))).toBe(false);
     expect(await f.get(creds(), { vmId: made[7].vmId, cloudId: made[7].cloudId })).toMatchObject({ power: 'on' });
     expect((await f.list(creds())).filter((v) => v.power === 'on')).toHaveLength(1);
   });
@@ -267,6 +338,28 @@ describe('sim driver', () => {
       await d.boot(creds(), ref, { bootToken: 'tok-2' });
       await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready' });
       expect(seen.map((s) => s.bootToken)).toEqual(['tok-2']);
+    });
+
+    it('a boot cut short by a restart of its data center resumes with the same token once the endpoint is known again', async () => {
+      answers.push({ approved: true, reason: 'ok', diskKey: 'the-key' });
+      // A boot that will not get to ask before the process "dies".
+      const d = await sim({ bootMs: 60_000 });
+      const ref = await booted(d, true);
+      await d.close();
+      drivers.splice(drivers.indexOf(d), 1);
+      expect(seen).toEqual([]);
+      expect((await readSimState(dir, 'dc-a')).vms).toMatchObject([{ agent: 'booting', bootToken: 'tok-1' }]);
+
+      const again = await sim({ bootMs: 1 });
+      // Without the endpoint nothing happens; attach resumes the agent.
+      expect((await again.get(creds(), ref))?.agent).toBe('booting');
+      again.attach({ bootUrl });
+      await expect(again.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready', observedState: 'Running' });
+      expect(seen.map((x) => x.bootToken)).toEqual(['tok-1']);
+      // Settled: the token is gone from the data center's state.
+      await again.close();
+      drivers.splice(drivers.indexOf(again), 1);
+      expect((await readSimState(dir, 'dc-a')).vms[0].bootToken).toBeNull();
     });
 
     it('rogue VMs are terminated when the boot endpoint denies them', async () => {

@@ -26,11 +26,11 @@ import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
-import { sha256 } from '../../../engine/authority/keys.ts';
-import { GroupCommit } from '../../../engine/durability/index.ts';
+import { sha256 } from '../../../protocol/index.ts';
+import { GroupCommit, lockFolder } from '../../../engine/durability/index.ts';
 import { postJson, sendTarget } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
-import type { AgentState, BootResponse } from '../../protocol.ts';
+import type { AgentState, BootResponse } from '../../../protocol/index.ts';
 import {
   DriverError,
   checkCredentials,
@@ -67,6 +67,11 @@ export interface SimOptions {
   seed?: number;
   /** How long awaitReady waits by default. Default 30 000. */
   readyTimeoutMs?: number;
+  /**
+   * How long to wait for another process that has this data center open
+   * (the CLI's --lock-timeout). Default 0: refuse at once with sim.busy.
+   */
+  busyTimeoutMs?: number;
 }
 
 interface SimVm {
@@ -82,6 +87,13 @@ interface SimVm {
   agent: AgentState;
   agentDetail: string | null;
   diskUnlocked: boolean;
+  /**
+   * While booting: the one-time token the VM presents to the boot endpoint,
+   * kept as a real VM keeps it in its user data, so a VM whose data center
+   * (the sim's process) restarts mid-boot picks its boot up where it was.
+   * Cleared once the boot settles.
+   */
+  bootToken?: string | null;
   /** Marks a VM injected without a record entry (tests). */
   rogue?: boolean;
   createdAt: string;
@@ -193,13 +205,44 @@ export function parseSimState(file: string, snapshot: string | undefined, log: s
   return { vms, seq, logged: log !== undefined };
 }
 
-/** Opens (or creates) the simulated data center whose VMs live under `stateDir`; a log left behind is compacted first. */
+/**
+ * Opens (or creates) the simulated data center whose VMs live under
+ * `stateDir`; a log left behind is compacted first. One process at a time
+ * owns a data center (`<stateDir>.lock`): two sims over one folder would each
+ * compact their own view over the other's VMs, and VMs would vanish from the
+ * cloud while the record still holds them. Another process's open waits up
+ * to busyTimeoutMs, then fails with sim.busy naming the holder.
+ */
 export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
-  const { vms, seq, logged } = await readSimState(opts.stateDir, opts.dataCenter);
-  await mkdir(opts.stateDir, { recursive: true });
-  const d = new SimDriver(opts, simStateFile(opts.stateDir, opts.dataCenter), simLogFile(opts.stateDir, opts.dataCenter), vms, seq);
-  if (logged) await d.compact();
-  return d;
+  await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  const where = { file: opts.stateDir };
+  const release = await lockFolder(opts.stateDir, {
+    timeoutMs: opts.busyTimeoutMs ?? 0,
+    heldHere: () => {
+      throw new FleetError(diag('sim.busy', `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is already open in this process (pid ${process.pid}).`, where));
+    },
+    busy: (who) => {
+      throw new FleetError(
+        diag(
+          'sim.busy',
+          `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is open in ${who}. Wait for it to finish (--lock-timeout SECONDS waits), or run the data center as one DMZ client (fleet serve dmz-client) that every CLI reaches by URL.`,
+          where,
+        ),
+      );
+    },
+    cannotCreate: (file, err) => {
+      throw new FleetError(diag('sim.busy', `cannot create the lock file ${file}: ${err.message}.`, where));
+    },
+  });
+  try {
+    const { vms, seq, logged } = await readSimState(opts.stateDir, opts.dataCenter);
+    const d = new SimDriver(opts, simStateFile(opts.stateDir, opts.dataCenter), simLogFile(opts.stateDir, opts.dataCenter), vms, seq, release);
+    if (logged) await d.compact();
+    return d;
+  } catch (err) {
+    release();
+    throw err;
+  }
 }
 
 export class SimDriver implements Driver {
@@ -248,6 +291,8 @@ export class SimDriver implements Driver {
     private readonly logFile: string,
     private readonly vms: SimVm[],
     seq: number,
+    /** Lets go of the state folder (createSimDriver took it). */
+    private readonly release: () => void = () => undefined,
   ) {
     this.dataCenter = o.dataCenter;
     this.random = seededRandom(o.seed ?? 1);
@@ -295,7 +340,7 @@ export class SimDriver implements Driver {
     for (const vm of changed) text += `{"seq":${++this.seq},"vm":${JSON.stringify(vm)}}\n`;
     try {
       // Opened per append (not kept open): a log removed under us (with its folder) fails the write instead of vanishing.
-      appendFileSync(this.logFile, text);
+      appendFileSync(this.logFile, text, { mode: 0o600 });
     } catch (err) {
       // Part of it may be written: the next write rewrites the snapshot, which
       // holds these VMs again (the log may be gone with its folder, too).
@@ -312,7 +357,7 @@ export class SimDriver implements Driver {
     const text = serialize(this.dataCenter, this.seq, this.vms);
     const tmp = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
     try {
-      await writeFile(tmp, text);
+      await writeFile(tmp, text, { mode: 0o600 });
       await rename(tmp, this.file);
       await unlink(this.logFile).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
@@ -333,6 +378,11 @@ export class SimDriver implements Driver {
     return this.commits.commit();
   }
 
+  /**
+   * Learns the boot endpoint, then resumes the boots a restart cut short:
+   * every present, powered-on VM still `booting` with its token starts its
+   * agent again (its earlier process is gone with its timers).
+   */
   /** Replaces the faults set by an earlier call (the options' own stay); tests inject faults into a running data center with it. */
   setFaults(faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith'>): void {
     this.faults = { ...faults };
@@ -341,6 +391,11 @@ export class SimDriver implements Driver {
   attach(ctx: { bootUrl: string }): void {
     this.bootUrl = ctx.bootUrl;
     this.bootTarget = undefined;
+    for (const vm of this.vms) {
+      if (vm.status === 'present' && vm.power === 'on' && vm.agent === 'booting' && vm.bootToken && !this.bootGeneration.has(vm.cloudId)) {
+        this.startAgent(vm, vm.bootToken);
+      }
+    }
   }
 
   private get latency(): number {
@@ -455,14 +510,14 @@ export class SimDriver implements Driver {
   async powerOn(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('powerOn', creds);
     const vm = this.mustFind(ref);
-    return this.change(vm, { power: 'on', agent: 'none', agentDetail: null });
+    return this.change(vm, { power: 'on', agent: 'none', agentDetail: null, bootToken: null });
   }
 
   async boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm> {
     await this.enter('boot', creds);
     const vm = this.mustFind(ref);
     if (vm.power !== 'on') throw new DriverError('invalid-state', `VM ${vm.cloudId} is powered off; power it on before booting`);
-    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false });
+    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: opts.bootToken });
     this.startAgent(vm, opts.bootToken);
     return out;
   }
@@ -479,7 +534,7 @@ export class SimDriver implements Driver {
       if (stale() || vm.agent !== 'booting') return;
       const url = this.bootUrl;
       if (!url) {
-        await this.change(vm, { agent: 'failed', agentDetail: 'no boot endpoint is known to the data center' });
+        await this.change(vm, { agent: 'failed', agentDetail: 'no boot endpoint is known to the data center', bootToken: null });
         return;
       }
       let answer: BootResponse | undefined;
@@ -500,21 +555,21 @@ export class SimDriver implements Driver {
         if (stale()) return;
       }
       if (answer === undefined) {
-        await this.change(vm, { agent: 'failed', agentDetail: `boot endpoint unreachable: ${lastError}` });
+        await this.change(vm, { agent: 'failed', agentDetail: `boot endpoint unreachable: ${lastError}`, bootToken: null });
         return;
       }
       if (!answer.approved) {
         // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
-        await this.change(vm, { agent: 'failed', agentDetail: `boot denied: ${answer.reason}`, status: 'terminated', power: 'off' });
+        await this.change(vm, { agent: 'failed', agentDetail: `boot denied: ${answer.reason}`, status: 'terminated', power: 'off', bootToken: null });
         return;
       }
       if (vm.encryptedDisk) {
         if (answer.diskKey === undefined || sha256(answer.diskKey) !== vm.diskKeyHash) {
-          await this.change(vm, { agent: 'failed', agentDetail: 'the released key does not unlock the encrypted disk' });
+          await this.change(vm, { agent: 'failed', agentDetail: 'the released key does not unlock the encrypted disk', bootToken: null });
           return;
         }
       }
-      await this.change(vm, { agent: 'ready', agentDetail: null, diskUnlocked: vm.encryptedDisk });
+      await this.change(vm, { agent: 'ready', agentDetail: null, diskUnlocked: vm.encryptedDisk, bootToken: null });
     };
     const t = setTimeout(() => {
       this.timers.delete(t);
@@ -553,13 +608,13 @@ export class SimDriver implements Driver {
   async shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('shutdown', creds);
     const vm = this.mustFind(ref);
-    return this.change(vm, { agent: 'stopping', agentDetail: null });
+    return this.change(vm, { agent: 'stopping', agentDetail: null, bootToken: null });
   }
 
   async powerOff(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('powerOff', creds);
     const vm = this.mustFind(ref);
-    return this.change(vm, { power: 'off', agent: 'none', diskUnlocked: false });
+    return this.change(vm, { power: 'off', agent: 'none', diskUnlocked: false, bootToken: null });
   }
 
   async resize(creds: ScopedCredentials, ref: VmRef, size: VmSize): Promise<CloudVm> {
@@ -574,7 +629,7 @@ export class SimDriver implements Driver {
     await this.enter('deleteVm', creds);
     const vm = this.find(ref);
     if (!vm || vm.status === 'terminated') return;
-    await this.change(vm, { status: 'terminated', power: 'off', agent: 'none' });
+    await this.change(vm, { status: 'terminated', power: 'off', agent: 'none', bootToken: null });
   }
 
   async get(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm | undefined> {
@@ -637,6 +692,7 @@ export class SimDriver implements Driver {
     this.timers.clear();
     await this.commits.settled();
     if (this.logBytes > 0 || this.compactNext) await this.compact().catch(() => undefined);
+    this.release();
   }
 }
 

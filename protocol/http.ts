@@ -1,21 +1,14 @@
-// Fastify plumbing shared by the authority and the DMZ client: bearer-token
-// auth, one error body shape, and the OpenAPI document built from the same
-// route schemas Fastify validates with.
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify';
-import { FleetError } from '../diags/index.ts';
-import { sameSecret } from './keys.ts';
+// The HTTP layer both services share: bearer-token auth, one error body
+// shape, wire codes turned into HTTP statuses (the only place that does it:
+// errorAnswer), NDJSON batch answers, and the OpenAPI document that
+// @fastify/swagger builds from the same route schemas Fastify validates with.
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
+import { FleetError } from '../engine/diags/index.ts';
+import { ProtocolError, WireError, type WireCode } from './errors.ts';
+import { sameSecret } from './hash.ts';
 
-/** An answer other than 200 that the protocol defines (401, 404, 409...). */
-export class ProtocolError extends Error {
-  readonly statusCode: number;
-  readonly code: string;
-  constructor(statusCode: number, code: string, message: string) {
-    super(message);
-    this.name = 'ProtocolError';
-    this.statusCode = statusCode;
-    this.code = code;
-  }
-}
+export { ProtocolError, WireError } from './errors.ts';
 
 export interface ServiceOptions {
   title: string;
@@ -38,24 +31,31 @@ export function tokenTable(entries: readonly { token: string; who: string }[]): 
   return (token) => entries.find((e) => sameSecret(e.token, token))?.who;
 }
 
+/** Fastify's own refusals (before a handler runs), as wire codes. */
+const FASTIFY_REFUSALS: Record<number, WireCode> = { 404: 'not-found', 413: 'too-large', 415: 'unsupported-media-type' };
+
 /**
- * The protocol's answer to an error thrown while serving: a ProtocolError's
- * own status; a record fault (a version conflict is the caller's race: 409,
- * anything else ours: 503); a schema violation 400; anything else 500. The
- * error handler of every route and each call of a batch use it.
+ * The wire answer to an error thrown while serving: a ProtocolError's (a
+ * WireError's status is the registry's, protocol/errors.ts); a record fault
+ * (a version conflict is the caller's race: `version-conflict`, anything
+ * else ours: `unavailable`, the diagnostic code in the message); a schema
+ * violation `bad-request`; Fastify's own refusals by status; anything else
+ * `internal`. The error handler of every route and each call of a batch use it.
  */
 export function errorAnswer(err: Error & { statusCode?: number; code?: string; validation?: unknown }): {
   status: number;
   body: { error: { code: string; message: string } };
 } {
-  if (err instanceof ProtocolError) return { status: err.statusCode, body: { error: { code: err.code, message: err.message } } };
+  const wire = (e: ProtocolError) => ({ status: e.statusCode, body: { error: { code: e.code, message: e.message } } });
+  if (err instanceof ProtocolError) return wire(err);
   if (err instanceof FleetError) {
     const code = err.diagnostics[0]?.code ?? 'internal';
-    return { status: code === 'record.version-conflict' ? 409 : 503, body: { error: { code, message: err.message } } };
+    return wire(new WireError(code === 'record.version-conflict' ? 'version-conflict' : 'unavailable', `${err.message} (${code})`));
   }
-  if (err.validation) return { status: 400, body: { error: { code: 'bad-request', message: err.message } } };
-  const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-  return { status, body: { error: { code: status >= 500 ? 'internal' : (err.code ?? 'bad-request'), message: err.message } } };
+  if (err.validation) return wire(new WireError('bad-request', err.message));
+  const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+  if (status >= 500) return wire(new WireError('internal', err.message));
+  return wire(new WireError(FASTIFY_REFUSALS[status] ?? 'bad-request', err.message));
 }
 
 /** What a batch task resolves with when it answered through `part` lines only (a run of steps). */
@@ -152,16 +152,33 @@ export function streamAnswers(
   });
 }
 
-export function createService(opts: ServiceOptions): { app: FastifyInstance; openapi: () => unknown } {
+/**
+ * A Fastify service with the protocol's auth, errors and OpenAPI document
+ * (`openapi()`: built by @fastify/swagger from the schemas of the routes
+ * added after this resolves; call it once the service is ready).
+ */
+export async function createService(opts: ServiceOptions): Promise<{ app: FastifyInstance; openapi: () => unknown }> {
   const app = Fastify({
     logger: opts.logger ?? false,
     // Reject unknown properties instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, discriminator: true } },
     bodyLimit: 1024 * 1024,
   });
-  const routes: RouteOptions[] = [];
-  app.addHook('onRoute', (r) => {
-    if (r.method !== 'HEAD') routes.push(r);
+  // Registered (awaited) before any route, so its onRoute hook sees them all.
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: opts.title, version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    // Every route but the public ones needs the bearer token, and may answer 401.
+    transform: ({ schema, url }) => {
+      if (opts.publicPaths.includes(url)) return { schema, url };
+      const s = (schema ?? {}) as FastifySchema & { security?: unknown };
+      const response = { ...((s.response as Record<string, unknown> | undefined) ?? { 200: { description: 'OK', type: 'object' } }) };
+      response['401'] ??= { description: 'Missing or wrong bearer token', type: 'object' };
+      return { schema: { ...s, response, security: [{ bearer: [] }] } as FastifySchema, url };
+    },
   });
   app.decorateRequest('caller', '');
   app.addHook('onRequest', async (req: FastifyRequest) => {
@@ -170,7 +187,7 @@ export function createService(opts: ServiceOptions): { app: FastifyInstance; ope
     const header = req.headers.authorization ?? '';
     const m = /^Bearer (.+)$/.exec(header);
     const who = m ? opts.authenticate(m[1]) : undefined;
-    if (!who) throw new ProtocolError(401, 'unauthorized', m ? 'the bearer token is not valid here' : 'a bearer token is required');
+    if (!who) throw new WireError('unauthorized', m ? 'the bearer token is not valid here' : 'a bearer token is required');
     req.caller = who;
   });
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
@@ -179,39 +196,10 @@ export function createService(opts: ServiceOptions): { app: FastifyInstance; ope
     void reply.status(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.status(404).send({ error: { code: 'not-found', message: `no route ${req.method} ${req.url}` } });
+    const { status, body } = errorAnswer(new WireError('not-found', `no route ${req.method} ${req.url}`));
+    void reply.status(status).send(body);
   });
-  return { app, openapi: () => buildOpenApi(opts.title, routes, opts.publicPaths) };
-}
-
-/** OpenAPI 3.0 document of the registered routes, from their Fastify schemas. */
-export function buildOpenApi(title: string, routes: readonly RouteOptions[], publicPaths: readonly string[]): unknown {
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const r of routes) {
-    const methods = Array.isArray(r.method) ? r.method : [r.method];
-    const path = r.url.replace(/:([A-Za-z_]+)/g, '{$1}');
-    const schema = (r.schema ?? {}) as { body?: unknown; params?: { properties?: Record<string, unknown> }; response?: Record<string, unknown>; summary?: string };
-    for (const method of methods) {
-      const op: Record<string, unknown> = { summary: schema.summary ?? `${method} ${path}` };
-      const params = Object.entries(schema.params?.properties ?? {}).map(([name, s]) => ({ name, in: 'path', required: true, schema: s }));
-      if (params.length > 0) op.parameters = params;
-      if (schema.body) op.requestBody = { required: true, content: { 'application/json': { schema: schema.body } } };
-      const responses: Record<string, unknown> = {};
-      for (const [code, s] of Object.entries(schema.response ?? { 200: {} })) {
-        responses[code] = { description: code === '200' ? 'OK' : 'Error', content: { 'application/json': { schema: s } } };
-      }
-      if (!publicPaths.includes(r.url)) responses['401'] = { description: 'Missing or wrong bearer token' };
-      op.responses = responses;
-      if (!publicPaths.includes(r.url)) op.security = [{ bearer: [] }];
-      (paths[path] ??= {})[method.toLowerCase()] = op;
-    }
-  }
-  return {
-    openapi: '3.0.3',
-    info: { title, version: '1' },
-    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-    paths,
-  };
+  return { app, openapi: () => app.swagger() };
 }
 
 /** A route schema with a one-line summary for the OpenAPI document (Fastify ignores the extra key). */

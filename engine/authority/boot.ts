@@ -1,0 +1,67 @@
+// Boot authorization: a booting VM asks for its disk key (docs/protocol.md
+// "Boot authorization"). The approval is one record statement
+// (authorizeBoots: the row check, the token use and the attempt row); a
+// denial is explained from the row that statement saw (bootDenial) and
+// recorded as before (an attempt row, and a history row when the VM is known).
+import { randomUUID } from 'node:crypto';
+import { Batched } from '../durability/index.ts';
+import type { LoadedPack } from '../policy/types.ts';
+import type { BootAttempt, BootCheck, BootCheckResult, FleetRecord } from '../record/index.ts';
+import { sha256, type BootAuthorizeRequest, type BootAuthorizeResponse } from '../../protocol/index.ts';
+import { UUID, bootDenial, bootStates } from './decisions.ts';
+import { diskKey } from './keys.ts';
+import type { VmRows } from './rows.ts';
+
+export class BootGate {
+  private readonly boots: Batched<BootCheck, BootCheckResult>;
+  private readonly attempts: Batched<BootAttempt, undefined>;
+  /** The states a VM may boot in: those a `boot` edge leaves or enters. */
+  private readonly states: readonly string[];
+
+  constructor(
+    private readonly record: FleetRecord,
+    pack: LoadedPack,
+    private readonly secret: string,
+    private readonly rows: VmRows,
+    batching: { parallel: number; overlapAt: number },
+  ) {
+    this.boots = new Batched((items) => record.authorizeBoots(items), batching);
+    this.attempts = new Batched(async (items) => (await record.addBootAttempts(items), items.map(() => undefined)), batching);
+    this.states = bootStates(pack.lifecycle);
+  }
+
+  async authorize(caller: string, req: BootAuthorizeRequest): Promise<BootAuthorizeResponse> {
+    // A body naming another data center is denied without a check, but still written to the VM's history (rows.get: undefined for a non-UUID id).
+    const checked: BootCheckResult =
+      req.dataCenter === caller && UUID.test(req.vmId)
+        ? await this.boots.submit({
+            vmId: req.vmId,
+            dataCenter: caller,
+            cloudId: req.cloudId,
+            image: req.image,
+            tokenHash: sha256(req.bootToken),
+            allowedStates: this.states,
+            reason: 'matches the record',
+          })
+        : { approved: false, vm: await this.rows.get(req.vmId) };
+    if (checked.approved) {
+      const res: BootAuthorizeResponse = { approved: true, reason: `VM ${checked.vm.address} matches the record` };
+      if (checked.vm.encryptedDisk) res.diskKey = diskKey(this.secret, checked.vm.id);
+      return res;
+    }
+    const vm = checked.vm;
+    const { reason } = bootDenial(caller, req, vm, this.states);
+    await this.attempts.submit({ vmId: vm ? vm.id : null, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: false, reason });
+    if (vm) {
+      await this.record.addHistory(vm.id, {
+        from: vm.state,
+        to: vm.state,
+        outcome: 'denied',
+        actor: 'authority',
+        requestId: randomUUID(),
+        detail: `boot denied: ${reason}`,
+      });
+    }
+    return { approved: false, reason };
+  }
+}

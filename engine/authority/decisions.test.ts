@@ -1,0 +1,232 @@
+// The authority's decisions from tables: no record, no server. Each case is
+// the arguments a decision gets and the refusal (wire code) it must answer,
+// or what it allows.
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadPack } from '../policy/load.ts';
+import type { LoadedPack } from '../policy/types.ts';
+import type { VmRow } from '../record/index.ts';
+import type { AuthorizeRequest, BootAuthorizeRequest, ReportRequest } from '../../protocol/index.ts';
+import { checkAdvance } from './chain.ts';
+import { bootDenial, bootStates, canResizeIn, failureEdge, judgeCaller, judgeCreate, judgeEdge, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
+
+let pack: LoadedPack;
+beforeAll(async () => {
+  const { pack: p } = await loadPack(fileURLToPath(new URL('../../policies/default', import.meta.url)));
+  if (!p) throw new Error('bug: the default pack does not load');
+  pack = p;
+});
+
+const ID = '0b6c1f7e-3f4e-4a59-9d55-0a3d7a2b9c11';
+const OTHER = '5d0a8e1c-7b2f-4c3d-8e9f-1a2b3c4d5e6f';
+
+function row(over: Partial<VmRow> = {}): VmRow {
+  return {
+    id: ID,
+    stack: 's',
+    fleet: 'web',
+    index: 0,
+    address: 'web/0',
+    name: 's-web-0',
+    dataCenter: 'miami',
+    state: 'PoweredOff',
+    desiredState: 'Running',
+    specHash: 'h',
+    image: 'ubuntu-22.04',
+    realImage: 'img-ubuntu-2204-miami-v7',
+    size: { cpu: 1, memoryGiB: 2, diskGiB: 10 },
+    encryptedDisk: true,
+    cloudId: 'i-1',
+    version: 3,
+    createdAt: '',
+    updatedAt: '',
+    retiredAt: null,
+    deposed: false,
+    ...over,
+  };
+}
+
+function edge(from: string | null, to: string, over: Partial<AuthorizeRequest> = {}): AuthorizeRequest {
+  return { dataCenter: 'miami', requestId: 'r', planId: null, kind: 'transition', vmId: ID, from, to, ...over };
+}
+
+const create = (over: Partial<AuthorizeRequest> = {}, vm: Partial<NonNullable<AuthorizeRequest['vm']>> = {}): AuthorizeRequest => ({
+  dataCenter: 'miami',
+  requestId: 'r',
+  planId: null,
+  kind: 'create',
+  vmId: ID,
+  from: null,
+  vm: {
+    stack: 's',
+    fleet: 'web',
+    owner: 'o',
+    index: 0,
+    name: 's-web-0',
+    dataCenter: 'miami',
+    image: 'ubuntu-22.04',
+    size: { cpu: 1, memoryGiB: 2, diskGiB: 10 },
+    encryptedDisk: true,
+    desiredState: 'Running',
+    specHash: 'h',
+    ...vm,
+  },
+  ...over,
+});
+
+describe('judgeEdge', () => {
+  it.each([
+    ['an edge of the diagram from the VM\'s state', edge('PoweredOff', 'PoweredOn'), row(), { ok: true, operation: 'powerOn' }],
+    ['a none edge', edge('PoweredOff', 'BeingDeleted'), row(), { ok: true, operation: 'none' }],
+    ['a resize in a powered-off state', edge('PoweredOff', 'PoweredOff', { kind: 'resize', size: { cpu: 2, memoryGiB: 4, diskGiB: 10 } }), row(), { ok: true, operation: 'resize' }],
+    ['a VM of another data center', edge('PoweredOff', 'PoweredOn'), row({ dataCenter: 'richmond' }), { ok: false, refusal: 'wrong-data-center' }],
+    ['a retired VM', edge('Deleted', 'BeingDeleted'), row({ state: 'Deleted', retiredAt: '2026-01-01' }), { ok: false, refusal: 'vm-retired' }],
+    ['a VM in a terminal state', edge('Deleted', 'BeingDeleted'), row({ state: 'Deleted' }), { ok: false, refusal: 'vm-retired' }],
+    ['a from that is not the VM\'s state', edge('Running', 'ShuttingDown'), row(), { ok: false, refusal: 'state-moved' }],
+    ['a skipped state', edge('PoweredOff', 'Running'), row(), { ok: false, refusal: 'not-an-edge' }],
+    ['Requested -> ShuttingDown', edge('Requested', 'ShuttingDown'), row({ state: 'Requested' }), { ok: false, refusal: 'not-an-edge' }],
+    ['a resize that changes the state', edge('PoweredOff', 'PoweredOn', { kind: 'resize', size: { cpu: 2, memoryGiB: 4, diskGiB: 10 } }), row(), { ok: false, refusal: 'not-resizable' }],
+    ['a resize of a running VM', edge('Running', 'Running', { kind: 'resize', size: { cpu: 2, memoryGiB: 4, diskGiB: 10 } }), row({ state: 'Running' }), { ok: false, refusal: 'not-resizable' }],
+    ['a resize without its size', edge('PoweredOff', 'PoweredOff', { kind: 'resize' }), row(), { ok: false, refusal: 'bad-request' }],
+  ])('%s', (_name, req, vm, want) => {
+    expect(judgeEdge(pack, 'miami', req, req.to!, vm)).toMatchObject(want);
+  });
+
+  it('a refusal says why in a sentence naming the VM', () => {
+    const r = judgeEdge(pack, 'miami', edge('PoweredOff', 'Running'), 'Running', row());
+    expect(r).toEqual({ ok: false, refusal: 'not-an-edge', reason: 'PoweredOff -> Running is not an edge of the default lifecycle; every change must pass one edge' });
+  });
+
+  it('approves no edge the diagram lacks, for every pair of states', () => {
+    for (const from of pack.lifecycle.states) {
+      for (const to of pack.lifecycle.states) {
+        const r = judgeEdge(pack, 'miami', edge(from, to), to, row({ state: from }));
+        const terminal = pack.lifecycle.isTerminal(from);
+        expect(r.ok, `${from} -> ${to}`).toBe(!terminal && pack.lifecycle.allows(from, to));
+      }
+    }
+  });
+});
+
+describe('judgeCaller', () => {
+  it.each([
+    ['its own data center', 'miami', { ok: true }],
+    ['another data center', 'richmond', { ok: false, refusal: 'wrong-data-center' }],
+  ])('%s', (_name, dc, want) => {
+    expect(judgeCaller('miami', { dataCenter: dc })).toMatchObject(want);
+  });
+});
+
+describe('judgeCreate', () => {
+  it.each([
+    ['a create of a catalogued image: translated (modified)', create(), { ok: true, realImage: 'img-ubuntu-2204-miami-v7', modified: true }],
+    ['no VM', create({ vm: undefined }), { ok: false, refusal: 'bad-request' }],
+    ['not from nothing', create({ from: 'Requested' }), { ok: false, refusal: 'bad-request' }],
+    ['into another state than the initial one', create({ to: 'BeingCreated' }), { ok: false, refusal: 'bad-request' }],
+    ['a VM for another data center', create({}, { dataCenter: 'richmond' }), { ok: false, refusal: 'wrong-data-center' }],
+    ['another stack', create({}, { stack: 'other' }), { ok: false, refusal: 'wrong-stack' }],
+    ['an id that is not a UUID', create({ vmId: 'web-0' }), { ok: false, refusal: 'bad-request' }],
+    ['an image the catalog does not translate here', create({}, { image: 'windows-95' }), { ok: false, refusal: 'no-image' }],
+  ])('%s', (_name, req, want) => {
+    expect(judgeCreate(pack, 's', 'miami', req)).toMatchObject(want);
+  });
+});
+
+describe('judgeReplaced', () => {
+  const spec = { stack: 's', fleet: 'web', index: 0, replaces: OTHER };
+  it.each([
+    ['the live VM at the same address', row({ id: OTHER }), { ok: true }],
+    ['no such VM', undefined, { ok: false, refusal: 'replaced-not-live' }],
+    ['a retired VM', row({ id: OTHER, retiredAt: '2026-01-01' }), { ok: false, refusal: 'replaced-not-live' }],
+    ['a VM of another data center', row({ id: OTHER, dataCenter: 'richmond' }), { ok: false, refusal: 'wrong-data-center' }],
+    ['a VM at another address', row({ id: OTHER, index: 1, address: 'web/1' }), { ok: false, refusal: 'replaced-not-live' }],
+  ])('%s', (_name, old, want) => {
+    expect(judgeReplaced('miami', spec, old)).toMatchObject(want);
+  });
+});
+
+describe('judgeReport', () => {
+  const report = (over: Partial<ReportRequest> = {}): ReportRequest => ({
+    dataCenter: 'miami',
+    requestId: 'r',
+    planId: null,
+    vmId: ID,
+    from: 'PoweredOff',
+    to: 'PoweredOn',
+    outcome: 'ok',
+    ...over,
+  });
+  const pending = (over: Partial<Pending> = {}): Pending => ({ dataCenter: 'miami', vmId: ID, from: 'PoweredOff', to: 'PoweredOn', kind: 'transition', operation: 'powerOn', at: 0, ...over });
+  it.each([
+    ['the report of what was approved', report(), row(), pending(), { ok: true, resize: false }],
+    ['an edge after a restart (nothing pending)', report(), row(), undefined, { ok: true, resize: false }],
+    ['a resize', report({ to: 'PoweredOff', size: { cpu: 2, memoryGiB: 4, diskGiB: 10 } }), row(), undefined, { ok: true, resize: true }],
+    ['an unknown VM', report(), undefined, undefined, { ok: false, refusal: 'unknown-vm' }],
+    ['a VM of another data center', report(), row({ dataCenter: 'richmond' }), undefined, { ok: false, refusal: 'wrong-data-center' }],
+    ['another edge than approved', report({ to: 'BeingDeleted' }), row(), pending(), { ok: false, refusal: 'report-mismatch' }],
+    ['another VM than approved', report(), row(), pending({ vmId: OTHER }), { ok: false, refusal: 'report-mismatch' }],
+    ['a non-edge after a restart', report({ to: 'Running' }), row(), undefined, { ok: false, refusal: 'not-an-edge' }],
+    ['an ok resize without its size', report({ to: 'PoweredOff' }), row(), undefined, { ok: false, refusal: 'bad-request' }],
+  ])('%s', (_name, req, vm, p, want) => {
+    expect(judgeReport(pack.lifecycle, 'miami', req, vm, p)).toMatchObject(want);
+  });
+});
+
+describe('failure edges, resizable and booting states', () => {
+  it.each([
+    ['BeingCreated', 'CreateFailed'],
+    ['Starting', 'BootFailed'],
+    ['PoweredOff', undefined],
+    ['PoweredOn', undefined],
+  ])('a failed edge out of %s leads to %s', (from, want) => {
+    expect(failureEdge(pack.lifecycle, from)).toBe(want);
+  });
+
+  it('resizes only in a state with a powerOn edge out of it; boots in the states a boot edge touches', () => {
+    expect(pack.lifecycle.states.filter((s) => canResizeIn(pack.lifecycle, s))).toEqual(['PoweredOff']);
+    expect(bootStates(pack.lifecycle).sort()).toEqual(['PoweredOn', 'Starting']);
+  });
+});
+
+describe('bootDenial', () => {
+  const boot = (over: Partial<BootAuthorizeRequest> = {}): BootAuthorizeRequest => ({
+    dataCenter: 'miami',
+    vmId: ID,
+    cloudId: 'i-1',
+    image: 'img-ubuntu-2204-miami-v7',
+    bootToken: 't',
+    ...over,
+  });
+  const states = ['PoweredOn', 'Starting'];
+  it.each([
+    ['a body naming another data center', boot({ dataCenter: 'richmond' }), row({ state: 'Starting' }), 'wrong-data-center'],
+    ['an unknown VM', boot(), undefined, 'unknown-vm'],
+    ['a VM of another data center', boot(), row({ state: 'Starting', dataCenter: 'richmond' }), 'wrong-data-center'],
+    ['another cloud id', boot({ cloudId: 'i-2' }), row({ state: 'Starting' }), 'cloud-id-mismatch'],
+    ['another image', boot({ image: 'img-evil' }), row({ state: 'Starting' }), 'image-mismatch'],
+    ['a VM that is not booting', boot(), row({ state: 'Running' }), 'not-booting'],
+    ['everything matches but the token', boot(), row({ state: 'Starting' }), 'boot-token-invalid'],
+  ])('%s', (_name, req, vm, want) => {
+    expect(bootDenial('miami', req, vm, states).refusal).toBe(want);
+  });
+});
+
+describe('checkAdvance (the shape of an advance)', () => {
+  const rep: ReportRequest = { dataCenter: 'miami', requestId: 'r0', planId: null, vmId: ID, from: 'BeingCreated', to: 'PoweredOff', outcome: 'ok' };
+  const n1 = edge('PoweredOff', 'PoweredOn');
+  const n2 = edge('PoweredOn', 'Starting');
+  it.each([
+    ['a report and edges that follow one another', { report: rep, next: [n1, n2] }, { ok: true, vmId: ID }],
+    ['a create and its next edge', { create: create(), next: [edge('Requested', 'BeingCreated')] }, { ok: true, vmId: ID }],
+    ['both report and create', { report: rep, create: create(), next: [n1] }, { ok: false, refusal: 'bad-request' }],
+    ['neither', { next: [n1] }, { ok: false, refusal: 'bad-request' }],
+    ['a create that is not a create', { create: create({ kind: 'transition' }), next: [n1] }, { ok: false, refusal: 'bad-request' }],
+    ['a report naming another data center', { report: { ...rep, dataCenter: 'richmond' }, next: [n1] }, { ok: false, refusal: 'wrong-data-center' }],
+    ['no next edge', { report: rep, next: [] }, { ok: false, refusal: 'bad-request' }],
+    ['a create as a next edge', { report: rep, next: [create()] }, { ok: false, refusal: 'bad-request' }],
+    ['a next edge of another VM', { report: rep, next: [{ ...n1, vmId: OTHER }] }, { ok: false, refusal: 'bad-request' }],
+    ['next edges that do not follow one another', { report: rep, next: [n1, edge('Running', 'ShuttingDown')] }, { ok: false, refusal: 'bad-request' }],
+  ])('%s', (_name, req, want) => {
+    expect(checkAdvance('miami', req)).toMatchObject(want);
+  });
+});

@@ -1,0 +1,178 @@
+// The authority's decisions, as pure functions over their arguments: who may
+// take which edge, create which VM, boot which VM. Each returns
+// `{ ok: true, ... }` or a refusal `{ refusal: WireCode, reason }`; none
+// reads the record or the clock, so each is tested from tables
+// (decisions.test.ts). The service (authority.ts) loads the rows, answers a
+// refusal as a veto, a denial or a WireError, and records what it decided.
+import type { Lifecycle, LoadedPack } from '../policy/types.ts';
+import type { VmRow } from '../record/index.ts';
+import { formatVmAddress } from '../model/index.ts';
+import { refuse, type Decided, type Refusal } from '../../protocol/index.ts';
+import type { AuthorizeRequest, BootAuthorizeRequest, ReportRequest, VmSize } from '../../protocol/index.ts';
+
+/** VM ids are UUIDs; anything else cannot be in the record (and a PostgreSQL uuid column would reject it). */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A request whose body names another data center than its caller's token (an authorize, an advance's create or edge). */
+export function judgeCaller(caller: string, req: { dataCenter: string }, what = 'request'): Decided {
+  return req.dataCenter === caller ? { ok: true } : refuse('wrong-data-center', `the ${what} names data center ${req.dataCenter} but its token belongs to ${caller}`);
+}
+
+/** A state with an edge whose operation is `powerOn` is a powered-off state; a resize happens only there. */
+export function canResizeIn(lifecycle: Lifecycle, state: string): boolean {
+  return lifecycle.edges.some((e) => e.from === state && e.operation === 'powerOn');
+}
+
+/**
+ * Whether the edge `req` asks for (to `to`) may be taken on row `vm` by the
+ * DMZ client of `caller`: its operation, or why not. An advance decides its
+ * chain with it on the rows its statement is about to make.
+ *
+ * | refusal | when |
+ * | --- | --- |
+ * | wrong-data-center | the VM lives in another data center |
+ * | vm-retired | the VM is retired or in a terminal state |
+ * | state-moved | `from` is not the VM's state |
+ * | not-resizable | a resize that changes the state, or not in a powered-off state |
+ * | bad-request | a resize without its size |
+ * | not-an-edge | from -> to is not one edge of the lifecycle |
+ */
+export function judgeEdge(pack: LoadedPack, caller: string, req: AuthorizeRequest, to: string, vm: VmRow): Decided<{ operation: string }> {
+  const lifecycle = pack.lifecycle;
+  if (vm.dataCenter !== caller) return refuse('wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}; the DMZ client of ${caller} may not change it`);
+  if (vm.retiredAt !== null || lifecycle.isTerminal(vm.state)) return refuse('vm-retired', `VM ${vm.address} is ${vm.state} already`);
+  if (req.from !== vm.state) return refuse('state-moved', `the request assumes VM ${vm.address} is ${req.from ?? 'absent'} but the record has it ${vm.state}`);
+  if (req.kind === 'resize') {
+    if (req.from !== to) return refuse('not-resizable', `a resize keeps the state; got ${req.from} -> ${to}`);
+    if (!canResizeIn(lifecycle, req.from)) return refuse('not-resizable', `a resize needs a powered-off VM; ${vm.address} is ${req.from}`);
+    if (!req.size) return refuse('bad-request', 'a resize needs the new size');
+    return { ok: true, operation: 'resize' };
+  }
+  if (!lifecycle.allows(req.from, to)) {
+    return refuse('not-an-edge', `${req.from} -> ${to} is not an edge of the ${pack.name} lifecycle; every change must pass one edge`);
+  }
+  return { ok: true, operation: lifecycle.operation(req.from, to) ?? 'none' };
+}
+
+/**
+ * Whether a create may be inserted, before the record is asked anything:
+ * the real image for the caller's data center, and whether it was
+ * translated (`modified`), or why not.
+ *
+ * | refusal | when |
+ * | --- | --- |
+ * | bad-request | no VM; not from nothing into the initial state; an id that is not a UUID |
+ * | wrong-data-center | the VM is for another data center than the caller's |
+ * | wrong-stack | the VM is of another stack than the authority's |
+ * | no-image | the pack's catalog has no translation of the image for the caller |
+ */
+export function judgeCreate(pack: LoadedPack, stackName: string, caller: string, req: AuthorizeRequest): Decided<{ realImage: string; modified: boolean; reason: string }> {
+  const initial = pack.lifecycle.initial;
+  if (!req.vm) return refuse('bad-request', 'a create needs the VM');
+  if (req.from !== null || (req.to ?? initial) !== initial) {
+    return refuse('bad-request', `a create enters the initial state ${initial} from nothing; got ${req.from ?? 'nothing'} -> ${req.to ?? initial}`);
+  }
+  if (req.vm.dataCenter !== caller) return refuse('wrong-data-center', `the VM is to be created in data center ${req.vm.dataCenter} but the token belongs to ${caller}`);
+  if (req.vm.stack !== stackName) return refuse('wrong-stack', `this authority serves stack ${stackName}, not ${req.vm.stack}`);
+  if (!UUID.test(req.vmId)) return refuse('bad-request', `VM id ${req.vmId} is not a UUID`);
+  const realImage = pack.images[req.vm.image]?.[caller];
+  if (realImage === undefined) return refuse('no-image', `image ${req.vm.image} has no translation for data center ${caller} in the ${pack.name} pack's catalog`);
+  const modified = realImage !== req.vm.image;
+  const reason = modified ? `image ${req.vm.image} translated to ${realImage} for ${caller}` : `image ${realImage} is valid in ${caller}`;
+  return { ok: true, realImage, modified, reason };
+}
+
+/** A create found in the record already (a repeat whose answer was lost): answered again only for the caller's data center. */
+export function judgeRepeatedCreate(caller: string, existing: VmRow): Decided {
+  return existing.dataCenter === caller ? { ok: true } : refuse('wrong-data-center', `VM ${existing.address} lives in data center ${existing.dataCenter}`);
+}
+
+/** Whether the VM a create-before-delete replace deposes (`old`, as the record has it) may be deposed by this create. */
+export function judgeReplaced(caller: string, vm: { stack: string; fleet: string; index: number; replaces?: string }, old: VmRow | undefined): Decided {
+  if (!old || old.retiredAt !== null) return refuse('replaced-not-live', `VM ${vm.replaces}, which the new VM should replace, is not live`);
+  if (old.dataCenter !== caller) return refuse('wrong-data-center', `VM ${old.address} lives in data center ${old.dataCenter}; a replacement in ${caller} cannot depose it`);
+  if (old.fleet !== vm.fleet || old.index !== vm.index || old.stack !== vm.stack) {
+    return refuse('replaced-not-live', `VM ${vm.replaces} is ${old.address}, not ${formatVmAddress(vm.fleet, vm.index)}`);
+  }
+  return { ok: true };
+}
+
+/** A create whose address the record found taken by a live VM when it inserted it (`conflict`: the record's sentence). */
+export function addressTaken(vm: { fleet: string; index: number }, conflict: string): Refusal {
+  return refuse('address-taken', `address ${formatVmAddress(vm.fleet, vm.index)} already has a live VM: ${conflict}`);
+}
+
+/** What the authority approved and waits for the report of (see judgeReport). */
+export interface Pending {
+  dataCenter: string;
+  vmId: string;
+  from: string;
+  to: string;
+  kind: AuthorizeRequest['kind'];
+  operation: string;
+  /** ms since epoch; entries older than the credentials' lifetime are dropped. */
+  at: number;
+}
+
+/**
+ * Whether a report may be taken on row `vm`, before what it does is decided
+ * (authority.ts settle): whether it is a resize, or why not.
+ *
+ * | refusal | when |
+ * | --- | --- |
+ * | unknown-vm | the record has no such VM |
+ * | wrong-data-center | the VM lives in another data center |
+ * | report-mismatch | it does not match what its requestId was approved for |
+ * | not-an-edge | no approval is known (the authority restarted) and from -> to is not an edge |
+ * | bad-request | an ok resize report without the new size |
+ */
+export function judgeReport(lifecycle: Lifecycle, caller: string, req: ReportRequest, vm: VmRow | undefined, pending: Pending | undefined): Decided<{ resize: boolean }> {
+  if (!vm) return refuse('unknown-vm', `VM ${req.vmId} is not in the record`);
+  if (vm.dataCenter !== caller) return refuse('wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
+  if (pending && (pending.vmId !== vm.id || pending.from !== req.from || pending.to !== req.to || pending.dataCenter !== caller)) {
+    return refuse('report-mismatch', `report ${req.requestId} does not match what was authorized (${pending.from} -> ${pending.to})`);
+  }
+  const resize = req.from === req.to;
+  // Without a pending entry (the authority restarted in between) the edge is checked again.
+  if (!pending && !resize && !lifecycle.allows(req.from, req.to)) return refuse('not-an-edge', `${req.from} -> ${req.to} is not an edge of the lifecycle`);
+  if (req.outcome === 'ok' && resize && !req.size) return refuse('bad-request', 'a resize report needs the new size');
+  return { ok: true, resize };
+}
+
+/** The state a failed `from` edge leads to: the diagram's edge with operation `none` from `from` into a failure state, if any. */
+export function failureEdge(lifecycle: Lifecycle, from: string): string | undefined {
+  return lifecycle.edges.find((e) => e.from === from && e.operation === 'none' && lifecycle.failure.includes(e.to))?.to;
+}
+
+/** The states a VM may boot in: those a `boot` edge leaves or enters. */
+export function bootStates(lifecycle: Lifecycle): string[] {
+  return [...new Set(lifecycle.edges.filter((e) => e.operation === 'boot').flatMap((e) => [e.from, e.to]))];
+}
+
+/**
+ * Why a boot the record's single statement did not approve is denied,
+ * explained from the row that statement saw (`vm`), in this order:
+ *
+ * | refusal | when |
+ * | --- | --- |
+ * | wrong-data-center | the body names another data center than the token; the VM lives in another |
+ * | unknown-vm | the record has no such VM |
+ * | cloud-id-mismatch | the cloud id is not the record's |
+ * | image-mismatch | the image is not the record's real image |
+ * | not-booting | the VM is in no state a `boot` edge leaves or enters |
+ * | boot-token-invalid | otherwise: the token is not the VM's last, or was used |
+ */
+export function bootDenial(caller: string, req: BootAuthorizeRequest, vm: VmRow | undefined, states: readonly string[]): Refusal {
+  if (req.dataCenter !== caller) return refuse('wrong-data-center', `the boot names data center ${req.dataCenter} but the token belongs to ${caller}`);
+  if (!vm) return refuse('unknown-vm', `no VM ${req.vmId} in the record`);
+  if (vm.dataCenter !== caller) return refuse('wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
+  if (vm.cloudId !== req.cloudId) return refuse('cloud-id-mismatch', `cloud id ${req.cloudId} does not match the record's ${vm.cloudId ?? 'none'}`);
+  if (vm.realImage !== req.image) return refuse('image-mismatch', `image ${req.image} does not match the record's ${vm.realImage ?? 'none'}`);
+  if (!states.includes(vm.state)) return refuse('not-booting', `VM ${vm.address} is ${vm.state}, not booting`);
+  return refuse('boot-token-invalid', 'the boot token is not valid for this VM or was used already');
+}
+
+/** `4 cpu / 16 GiB / 100 GiB disk`, as the authority writes sizes into history rows. */
+export function historySize(s: VmSize): string {
+  return `${s.cpu} cpu / ${s.memoryGiB} GiB / ${s.diskGiB} GiB disk`;
+}

@@ -1,0 +1,10 @@
+import { defineCodes } from './types.ts';
+
+// Diagnostic codes of the simulated data center (providers/drivers/sim).
+export const simCodes = defineCodes({
+  'sim.busy': {
+    summary: 'Simulated data center in use',
+    doc: 'An embedded simulated data center is owned by one process at a time (its state folder is locked), so two CLIs never overwrite each other\'s VMs. The detail names the process that has it. Wait for it (`--lock-timeout SECONDS` waits that long), or run the data center once with `fleet serve dmz-client` and give its URL as the data center\'s address.',
+    severity: 'error',
+  },
+});

@@ -1,0 +1,40 @@
+import { defineCodes } from './types.ts';
+
+// Diagnostic codes of engine/transport: TLS material and where services may listen.
+export const tlsCodes = defineCodes({
+  'tls.file-unreadable': {
+    summary: 'Cannot read a TLS file',
+    doc: 'A certificate, key or CA bundle named by a flag, an environment variable (FLEET_TLS_*) or a stack\'s `auth.clientCert` could not be read. The detail names the setting, the path and the cause; check the path and that the process may read it.',
+    severity: 'error',
+  },
+  'tls.bad-pem': {
+    summary: 'Not a PEM certificate or key',
+    doc: 'A TLS file does not hold what its setting expects: a PEM certificate (`-----BEGIN CERTIFICATE-----`), a CA bundle of them, or a PEM private key. The detail names the setting and the path.',
+    severity: 'error',
+  },
+  'tls.key-mismatch': {
+    summary: 'Key does not match certificate',
+    doc: 'The private key given with a certificate is not the key the certificate was issued for. Give the key that belongs to the certificate (or the certificate that belongs to the key).',
+    severity: 'error',
+  },
+  'tls.certificate-expired': {
+    summary: 'Certificate expired',
+    doc: 'A certificate given to serve or to present as a client certificate is past its notAfter date, so every peer would refuse it. Renew it; the detail names the file and the date.',
+    severity: 'error',
+  },
+  'tls.not-yet-valid': {
+    summary: 'Certificate not yet valid',
+    doc: 'A certificate\'s notBefore date is in the future (or this machine\'s clock is behind). Peers refuse it until then; check the clock, or issue it with an earlier start.',
+    severity: 'error',
+  },
+  'tls.incomplete': {
+    summary: 'Incomplete TLS settings',
+    doc: 'A certificate was given without its key, or a key without its certificate, or a client CA without a server certificate (clients can be asked for certificates only over TLS). Give both halves.',
+    severity: 'error',
+  },
+  'tls.insecure-bind': {
+    summary: 'Plain HTTP off loopback',
+    doc: 'A service was asked to listen on an address other than loopback without TLS, so bearer tokens and disk keys would cross the network in clear text. Give --tls-cert and --tls-key (or FLEET_TLS_CERT and FLEET_TLS_KEY), or, only behind a TLS-terminating proxy you trust, pass --insecure.',
+    severity: 'error',
+  },
+});

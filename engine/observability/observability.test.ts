@@ -1,0 +1,82 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createMetrics, registerHealth, registerMetrics, timed, type Readiness, type ReadinessCheck } from './index.ts';
+
+let app: FastifyInstance | undefined;
+
+/** The value of the sample of `name` that has all of `labels` (in any order), or undefined. */
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)\{(.*)\} (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...m[2].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+  }
+  return undefined;
+}
+afterEach(async () => {
+  await app?.close();
+  app = undefined;
+});
+
+describe('metrics', () => {
+  it('counts requests by route pattern and status, and serves the Prometheus text format', async () => {
+    const m = createMetrics('authority', { stack: 'local' });
+    app = Fastify();
+    registerMetrics(app, m);
+    app.get('/v1/vms/:id', async (req, reply) => ((req.params as { id: string }).id === 'gone' ? reply.code(404).send({ error: 'unknown-vm' }) : { ok: true }));
+    for (const id of ['a', 'b', 'gone']) await app.inject({ method: 'GET', url: `/v1/vms/${id}` });
+    await app.inject({ method: 'GET', url: '/nowhere' });
+    m.decisions.inc({ outcome: 'veto', code: 'not-an-edge' });
+    await timed(m.stepSeconds, { operation: 'createVm', outcome: 'ok' }, async () => undefined);
+
+    const res = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain/);
+    const text = res.body;
+    const service = { service: 'authority', stack: 'local' };
+    expect(sample(text, 'fleet_http_requests_total', { ...service, route: '/v1/vms/:id', method: 'GET', status: '200' })).toBe(2);
+    expect(sample(text, 'fleet_http_requests_total', { ...service, route: '/v1/vms/:id', method: 'GET', status: '404' })).toBe(1);
+    expect(sample(text, 'fleet_http_requests_total', { route: 'unmatched', status: '404' })).toBe(1);
+    expect(sample(text, 'fleet_http_request_duration_seconds_count', { route: '/v1/vms/:id' })).toBe(3);
+    expect(sample(text, 'fleet_authority_decisions_total', { ...service, outcome: 'veto', code: 'not-an-edge' })).toBe(1);
+    expect(sample(text, 'fleet_step_duration_seconds_count', { ...service, operation: 'createVm', outcome: 'ok' })).toBe(1);
+    expect(text).toMatch(/^fleet_process_cpu_seconds_total/m);
+    // Concrete URLs (VM ids) never become labels.
+    expect(text).not.toContain('/v1/vms/gone');
+  });
+
+  it('keeps two services in one process apart', () => {
+    const a = createMetrics('authority');
+    const b = createMetrics('dmz-client', { data_center: 'miami' });
+    a.boots.inc({ outcome: 'approved', code: 'ok' });
+    expect(a.registry).not.toBe(b.registry);
+    return Promise.all([a.registry.getSingleMetricAsString('fleet_boot_requests_total'), b.registry.getSingleMetricAsString('fleet_boot_requests_total')]).then(([x, y]) => {
+      expect(x).toMatch(/} 1$/m);
+      expect(y).not.toMatch(/} 1$/m);
+    });
+  });
+});
+
+describe('health probes', () => {
+  it.each<{ name: string; checks: Record<string, ReadinessCheck>; draining: boolean; status: number; body: Readiness }>([
+    { name: 'all checks pass', checks: { record: async () => undefined }, draining: false, status: 200, body: { ready: true, checks: { record: 'ok' } } },
+    {
+      name: 'a check fails',
+      checks: { record: async () => undefined, authority: () => Promise.reject(new Error('ECONNREFUSED 127.0.0.1:7400')) },
+      draining: false,
+      status: 503,
+      body: { ready: false, checks: { record: 'ok', authority: 'ECONNREFUSED 127.0.0.1:7400' } },
+    },
+    { name: 'a check hangs', checks: { driver: () => new Promise<void>(() => undefined) }, draining: false, status: 503, body: { ready: false, checks: { driver: 'no answer within 50 ms' } } },
+    { name: 'shutting down', checks: { record: async () => undefined }, draining: true, status: 503, body: { ready: false, checks: { record: 'ok', shutdown: 'the service is shutting down' } } },
+  ])('/readyz: $name -> $status', async ({ checks, draining, status, body }) => {
+    app = Fastify();
+    registerHealth(app, { checks, timeoutMs: 50, draining: () => draining });
+    const live = await app.inject({ method: 'GET', url: '/livez' });
+    expect(live.json()).toEqual({ live: true });
+    const res = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(res.statusCode).toBe(status);
+    expect(res.json()).toEqual(body);
+  });
+});

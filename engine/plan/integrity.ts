@@ -1,0 +1,150 @@
+// Tamper-evident plans (DESIGN.md, "The plan document"; issue: trust).
+//
+// A saved plan is a file a person or a CI job can edit. Nothing in it is
+// trusted because it says so: `fleet apply PLANFILE` checks that
+// - the seal verifies: an HMAC-SHA256 over the plan's canonical content (every
+//   field but the seal itself), with a key only the record's holders have, so
+//   an edited `blocked`, an added change or a swapped vmId breaks it;
+// - the plan belongs to this stack's record (its stack id, not only its name:
+//   two stacks may share a name);
+// - every change stays inside the plan's scope: its fleet is one of the
+//   plan's `fleets` (so it is locked and stale-checked), and the basis holds
+//   every VM and fleet it changes.
+// The checks are pure functions over the plan and the key; the record keeps
+// the key and the stack id, and apply calls these before taking any lock.
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { type Diagnostic, diag } from '../diags/index.ts';
+import { formatVmAddress } from '../model/index.ts';
+import type { PlanDocument } from './types.ts';
+
+/** What `fleet plan --out` adds to a plan: who vouches for it. */
+export interface PlanSeal {
+  alg: 'hmac-sha256';
+  /** The record's stack id (a random id made once per stack in its record). */
+  stackId: string;
+  /** Which key signed it (keys can be rotated; old ids stay verifiable while kept). */
+  keyId: string;
+  /** sha256 hex of the canonical content: what `fleet apply` and the record call the plan's digest. */
+  digest: string;
+  /** base64url HMAC-SHA256 of the digest under the key. */
+  signature: string;
+}
+
+/** A signing key: its id and secret bytes. Never written to a plan, a log or a diagnostic. */
+export interface SealKey {
+  id: string;
+  secret: Buffer;
+}
+
+/**
+ * JSON with object keys sorted at every depth and no whitespace: the same
+ * text for the same content however it was written or re-indented.
+ * Undefined members are dropped, as JSON.stringify drops them.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+}
+
+/** The plan's content without its seal. */
+function content(plan: PlanDocument & { seal?: unknown }): Omit<PlanDocument, never> {
+  const { seal: _seal, ...rest } = plan;
+  return rest;
+}
+
+/** sha256 hex of the plan's canonical content (its seal left out). */
+export function planContentDigest(plan: PlanDocument & { seal?: unknown }): string {
+  return createHash('sha256').update(canonicalJson(content(plan))).digest('hex');
+}
+
+function mac(key: SealKey, digest: string, stackId: string): string {
+  return createHmac('sha256', key.secret).update(`dmzfleet-plan-v1\0${stackId}\0${digest}`).digest('base64url');
+}
+
+/** The seal for a plan, made when it is saved. */
+export function sealPlan(plan: PlanDocument, key: SealKey, stackId: string): PlanSeal {
+  const digest = planContentDigest(plan);
+  return { alg: 'hmac-sha256', stackId, keyId: key.id, digest, signature: mac(key, digest, stackId) };
+}
+
+export interface VerifyContext {
+  /** The file the plan was read from, for diagnostics. */
+  file: string;
+  /** This stack's name and id in its record. */
+  stack: string;
+  stackId: string;
+  /** Looks a key up by id; undefined when the record has no such key. */
+  key(id: string): SealKey | undefined;
+}
+
+/**
+ * Every reason not to trust a saved plan, as diagnostics (empty when it may
+ * be applied): no or malformed seal, another stack, unknown key, content that
+ * does not match its digest, a signature that does not verify.
+ */
+export function verifySeal(plan: PlanDocument & { seal?: unknown }, ctx: VerifyContext): Diagnostic[] {
+  const where = { file: ctx.file };
+  const seal = plan.seal as Partial<PlanSeal> | undefined;
+  if (!seal || typeof seal !== 'object') {
+    return [diag('apply.plan-unsigned', `${ctx.file} has no seal: only plans saved by \`fleet plan --out\` for this stack can be applied. Plan again and apply the new file.`, where)];
+  }
+  if (seal.alg !== 'hmac-sha256' || typeof seal.signature !== 'string' || typeof seal.digest !== 'string' || typeof seal.keyId !== 'string' || typeof seal.stackId !== 'string') {
+    return [diag('apply.plan-tampered', `${ctx.file}: the seal is malformed (alg, stackId, keyId, digest and signature are required).`, where)];
+  }
+  if (plan.stack !== ctx.stack || seal.stackId !== ctx.stackId) {
+    return [
+      diag(
+        'apply.plan-foreign',
+        `${ctx.file} was made for stack ${plan.stack} (id ${seal.stackId}), not for this stack ${ctx.stack} (id ${ctx.stackId}); a plan applies only to the stack and record it was made against.`,
+        where,
+      ),
+    ];
+  }
+  const key = ctx.key(seal.keyId);
+  if (!key) {
+    return [diag('apply.plan-foreign', `${ctx.file} was sealed with key ${seal.keyId}, which this stack's record does not hold; plan again.`, where)];
+  }
+  const digest = planContentDigest(plan);
+  const want = Buffer.from(mac(key, seal.digest, ctx.stackId));
+  const got = Buffer.from(seal.signature);
+  if (want.length !== got.length || !timingSafeEqual(want, got)) {
+    return [diag('apply.plan-tampered', `${ctx.file}: the seal's signature does not verify; the file was not sealed by this stack's record.`, where)];
+  }
+  if (digest !== seal.digest) {
+    return [diag('apply.plan-tampered', `${ctx.file} was changed after it was saved: its content no longer matches the digest it was sealed with. Plan again; never edit a saved plan.`, where)];
+  }
+  return [];
+}
+
+/**
+ * Changes that leave the plan's scope: a fleet not in `fleets` (it would be
+ * neither locked nor stale-checked), an existing VM or fleet the basis does
+ * not pin, an address that does not match its fleet and index. A sealed plan
+ * made by this code never has any; the check holds even if the key leaked.
+ */
+export function checkScope(plan: PlanDocument, file: string): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const fleets = new Set(plan.fleets);
+  for (const c of plan.changes) {
+    const where = { file, address: c.address };
+    if (!fleets.has(c.fleet)) {
+      out.push(diag('apply.plan-scope', `the change to ${c.address} is in fleet ${c.fleet}, which is not in the plan's scope (${plan.fleets.join(', ') || 'none'}).`, where));
+      continue;
+    }
+    if (c.address !== formatVmAddress(c.fleet, c.index)) {
+      out.push(diag('apply.plan-scope', `the change's address ${c.address} is not member ${c.index} of fleet ${c.fleet}.`, where));
+    }
+    if (c.action !== 'noop' && !(c.fleet in plan.basis.fleets)) {
+      out.push(diag('apply.plan-scope', `the change to ${c.address} changes fleet ${c.fleet}, whose version the plan's basis does not hold, so a change to it since could not be noticed.`, where));
+    }
+    if (c.action !== 'noop' && c.action !== 'create' && c.vmId && !(c.vmId in plan.basis.vms)) {
+      out.push(diag('apply.plan-scope', `the change to ${c.address} acts on VM ${c.vmId}, whose version the plan's basis does not hold.`, where));
+    }
+  }
+  return out;
+}

@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import { EXPIRED, NOT_YET, TestCa, writePemFiles } from './testing.ts';
+import { checkBind, isLoopbackHost, loadClientTls, loadServerTls, serverTlsFiles, SERVER_TLS_ENV, type ServerTlsFiles } from './tls.ts';
+
+const ca = new TestCa();
+const other = new TestCa('another CA');
+const server = ca.issue({ cn: 'dmz.test' });
+const client = ca.issue({ cn: 'cli', client: true });
+const expired = ca.issue({ cn: 'old', ...EXPIRED });
+const early = ca.issue({ cn: 'soon', ...NOT_YET });
+const p = writePemFiles({
+  'ca.pem': ca.cert,
+  'server.pem': server.cert,
+  'server.key': server.key,
+  'client.pem': client.cert,
+  'client.key': client.key,
+  'expired.pem': expired.cert,
+  'expired.key': expired.key,
+  'early.pem': early.cert,
+  'early.key': early.key,
+  'other.key': other.issue({ cn: 'x' }).key,
+  'junk.pem': 'not a certificate\n',
+});
+const names = { cert: '--tls-cert', key: '--tls-key', clientCa: '--client-ca' };
+
+describe('loadServerTls', () => {
+  it('plain HTTP when nothing is given', () => {
+    expect(loadServerTls({}, names)).toEqual({ diagnostics: [] });
+  });
+
+  it('loads a matching pair, and asks clients for certificates with a client CA', () => {
+    const one = loadServerTls({ cert: p['server.pem'], key: p['server.key'] }, names);
+    expect(one.diagnostics).toEqual([]);
+    expect(one.tls).toMatchObject({ cert: server.cert, key: server.key, requestCert: false, rejectUnauthorized: false });
+    const m = loadServerTls({ cert: p['server.pem'], key: p['server.key'], clientCa: p['ca.pem'] }, names);
+    expect(m.tls).toMatchObject({ ca: ca.cert, requestCert: true, rejectUnauthorized: true });
+  });
+
+  it.each<[string, ServerTlsFiles, string, RegExp]>([
+    ['cert without key', { cert: 'server.pem' }, 'tls.incomplete', /--tls-cert is given without --tls-key/],
+    ['key without cert', { key: 'server.key' }, 'tls.incomplete', /--tls-key is given without --tls-cert/],
+    ['client CA without a certificate', { clientCa: 'ca.pem' }, 'tls.incomplete', /--client-ca asks clients/],
+    ['missing file', { cert: 'nope.pem', key: 'server.key' }, 'tls.file-unreadable', /--tls-cert: cannot read .*nope\.pem \(ENOENT\)/],
+    ['not PEM', { cert: 'junk.pem', key: 'server.key' }, 'tls.bad-pem', /holds no PEM certificate/],
+    ['key not PEM', { cert: 'server.pem', key: 'junk.pem' }, 'tls.bad-pem', /holds no PEM private key/],
+    ['key of another certificate', { cert: 'server.pem', key: 'other.key' }, 'tls.key-mismatch', /does not belong to the certificate/],
+    ['expired', { cert: 'expired.pem', key: 'expired.key' }, 'tls.certificate-expired', /expired on/],
+    ['not yet valid', { cert: 'early.pem', key: 'early.key' }, 'tls.not-yet-valid', /valid only from/],
+    ['client CA not PEM', { cert: 'server.pem', key: 'server.key', clientCa: 'junk.pem' }, 'tls.bad-pem', /--client-ca/],
+  ])('%s', (_name, files, code, detail) => {
+    const abs = Object.fromEntries(Object.entries(files).map(([k, v]) => [k, p[v as string] ?? `/nonexistent/${v}`]));
+    const got = loadServerTls(abs, names, {}, 'dmz.yaml');
+    expect(got.tls).toBeUndefined();
+    expect(got.diagnostics.map((d) => d.code)).toEqual([code]);
+    expect(got.diagnostics[0].detail).toMatch(detail);
+    expect(got.diagnostics[0].file).toBe('dmz.yaml');
+  });
+
+  it('never puts key material in a diagnostic', () => {
+    const got = loadServerTls({ cert: p['server.pem'], key: p['other.key'] }, names);
+    const text = JSON.stringify(got.diagnostics);
+    expect(text).not.toContain('PRIVATE KEY');
+    expect(text).not.toContain(server.key.split('\n')[1]);
+  });
+});
+
+describe('loadClientTls', () => {
+  const cnames = { ca: 'auth.clientCert.ca', cert: 'auth.clientCert.cert', key: 'auth.clientCert.key' };
+  it('CA only, CA and client certificate, or nothing', () => {
+    expect(loadClientTls({}, cnames)).toEqual({ diagnostics: [] });
+    expect(loadClientTls({ ca: p['ca.pem'] }, cnames).tls).toEqual({ ca: ca.cert });
+    expect(loadClientTls({ ca: p['ca.pem'], cert: p['client.pem'], key: p['client.key'] }, cnames).tls).toEqual({ ca: ca.cert, cert: client.cert, key: client.key });
+  });
+
+  it('refuses half a pair, an expired client certificate and a bad CA', () => {
+    expect(loadClientTls({ cert: p['client.pem'] }, cnames).diagnostics.map((d) => d.code)).toEqual(['tls.incomplete']);
+    expect(loadClientTls({ cert: p['expired.pem'], key: p['expired.key'] }, cnames).diagnostics.map((d) => d.code)).toEqual(['tls.certificate-expired']);
+    expect(loadClientTls({ ca: p['junk.pem'] }, cnames).diagnostics.map((d) => d.code)).toEqual(['tls.bad-pem']);
+  });
+});
+
+describe('checkBind', () => {
+  it.each([
+    ['127.0.0.1', false, false, true],
+    ['127.8.9.10', false, false, true],
+    ['localhost', false, false, true],
+    ['::1', false, false, true],
+    ['[::1]', false, false, true],
+    ['0.0.0.0', false, false, false],
+    ['::', false, false, false],
+    ['10.0.0.5', false, false, false],
+    ['dmz.example', false, false, false],
+    ['0.0.0.0', true, false, true],
+    ['0.0.0.0', false, true, true],
+  ])('%s tls=%s insecure=%s -> allowed %s', (host, tls, insecure, allowed) => {
+    const d = checkBind('the authority', host, tls, insecure);
+    expect(d === undefined).toBe(allowed);
+    if (d) expect(d.code).toBe('tls.insecure-bind');
+  });
+
+  it('knows loopback', () => {
+    expect(isLoopbackHost('::ffff:127.0.0.1')).toBe(true);
+    expect(isLoopbackHost('128.0.0.1')).toBe(false);
+  });
+});
+
+describe('serverTlsFiles', () => {
+  it('takes flags first, then FLEET_TLS_*', () => {
+    const env = { [SERVER_TLS_ENV.cert]: '/env/cert', [SERVER_TLS_ENV.key]: '/env/key', [SERVER_TLS_ENV.clientCa]: '/env/ca' };
+    expect(serverTlsFiles({ cert: '/flag/cert' }, env)).toEqual({ cert: '/flag/cert', key: '/env/key', clientCa: '/env/ca' });
+    expect(serverTlsFiles({}, {})).toEqual({ cert: undefined, key: undefined, clientCa: undefined });
+  });
+});

@@ -1,0 +1,80 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { lifecycleSvg } from './diagram.ts';
+import { html, escapeHtml } from './html.ts';
+import { lifecyclePage, overviewPage, planPage, vmPage, type UiVm } from './pages.ts';
+import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
+
+// Golden files: UPDATE_GOLDEN=1 npx vitest run engine/ui rewrites them; review the diff.
+const golden = (name: string) => fileURLToPath(new URL(`./testdata/${name}`, import.meta.url));
+async function expectGolden(name: string, actual: string): Promise<void> {
+  if (process.env.UPDATE_GOLDEN) await writeFile(golden(name), actual);
+  expect(actual).toBe(await readFile(golden(name), 'utf8'));
+}
+
+const vm = (fleet: string, index: number, dataCenter: string, state: string, over: Partial<UiVm> = {}): UiVm => ({
+  id: `vm-${fleet}-${index}`,
+  address: `${fleet}/${index}`,
+  fleet,
+  index,
+  dataCenter,
+  state,
+  desiredState: 'Running',
+  image: 'ubuntu-22.04',
+  realImage: `ami-${dataCenter}`,
+  size: { cpu: 2, memoryGiB: 4, diskGiB: 20 },
+  encryptedDisk: true,
+  cloudId: `sim-${dataCenter}-${index}`,
+  version: 6,
+  updatedAt: '2026-12-01T10:00:00.000Z',
+  deposed: false,
+  ...over,
+});
+
+const VMS = [vm('web', 0, 'miami', 'Running'), vm('web', 1, 'richmond', 'Running'), vm('web', 2, 'miami', 'BootFailed'), vm('batch', 0, 'richmond', 'PoweredOff', { desiredState: 'PoweredOff' })];
+const LOCK = { fleet: 'web', lockId: 'lk-1', who: 'ci@runner-7', host: 'runner-7', pid: 4242, planId: 'p-2', since: '2026-12-01T10:05:00.000Z', expiresAt: '2026-12-01T10:06:00.000Z', fencingToken: 17 };
+const PLANS = [
+  { id: 'p-2', who: 'ci@runner-7', startedAt: '2026-12-01T10:05:00.000Z', finishedAt: null, result: 'running', digest: 'ab12' },
+  { id: 'p-1', who: 'ana@laptop', startedAt: '2026-12-01T09:00:00.000Z', finishedAt: '2026-12-01T09:00:03.000Z', result: 'failed', digest: 'cd34' },
+];
+
+describe('dashboard pages', () => {
+  it('overview: fleets x data centers x states, locks, recent applies', async () => {
+    await expectGolden('overview.html', overviewPage('local', VMS, [LOCK], PLANS).text);
+  });
+
+  it('a VM with its history and boot attempts', async () => {
+    const history = [
+      { at: '2026-12-01T09:00:01.000Z', address: 'web/2', from: 'PoweredOn', to: 'Starting', actor: 'ana@laptop', planId: 'p-1', outcome: 'succeeded', detail: null },
+      { at: '2026-12-01T09:00:02.000Z', address: 'web/2', from: 'Starting', to: 'BootFailed', actor: 'dmz:miami', planId: 'p-1', outcome: 'failed', detail: 'boot denied: <script>alert(1)</script>' },
+    ];
+    const boots = [{ at: '2026-12-01T09:00:02.000Z', approved: false, reason: 'token already used', dataCenter: 'miami', cloudId: 'sim-miami-2' }];
+    const text = vmPage('local', VMS[2], history, boots).text;
+    expect(text).not.toContain('<script>alert(1)</script>');
+    await expectGolden('vm.html', text);
+  });
+
+  it('an apply with its journal and failures', async () => {
+    const journal = [
+      { address: 'web/2', seq: 0, from: 'PoweredOn', to: 'Starting', status: 'done', detail: null, at: '2026-12-01T09:00:01.000Z' },
+      { address: 'web/2', seq: 1, from: 'Starting', to: 'Running', status: 'failed', detail: 'boot denied', at: '2026-12-01T09:00:02.000Z' },
+    ];
+    await expectGolden('plan.html', planPage('local', PLANS[1], journal).text);
+  });
+
+  it('the lifecycle diagram: every state and edge drawn, failure states marked', async () => {
+    const svg = lifecycleSvg(DEFAULT_LIFECYCLE);
+    for (const s of DEFAULT_LIFECYCLE.states) expect(svg).toContain(`data-state="${s}"`);
+    for (const e of DEFAULT_LIFECYCLE.edges) expect(svg).toContain(`data-from="${e.from}" data-to="${e.to}"`);
+    expect(svg).toMatch(/class="state failure" data-state="BootFailed"/);
+    expect(svg).toMatch(/class="state requestable" data-state="Running"/);
+    await expectGolden('lifecycle.html', lifecyclePage('local', 'default@1.0.0', svg).text);
+  });
+
+  it('escapes everything it is given', () => {
+    expect(escapeHtml(`<a href="x">'&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
+    const name = '"><img src=x onerror=alert(1)>';
+    expect(html`<td data-fleet="${name}">${name}</td>`.text).toBe('<td data-fleet="&quot;&gt;&lt;img src=x onerror=alert(1)&gt;">&quot;&gt;&lt;img src=x onerror=alert(1)&gt;</td>');
+  });
+});

@@ -1,0 +1,250 @@
+// The dashboard's pages: pure functions from what was read of the record to
+// HTML (golden-tested). Read-only by design: no page changes anything; the
+// CLI and the authority's API are where changes happen.
+import { parseVmAddress } from '../model/index.ts';
+import { html, raw, type Html } from './html.ts';
+
+export interface UiVm {
+  id: string;
+  address: string;
+  fleet: string;
+  index: number;
+  dataCenter: string;
+  state: string;
+  desiredState: string;
+  image: string;
+  realImage: string | null;
+  size: { cpu: number; memoryGiB: number; diskGiB: number };
+  encryptedDisk: boolean;
+  cloudId: string | null;
+  version: number;
+  updatedAt: string;
+  deposed: boolean;
+}
+
+export interface UiHistory {
+  at: string;
+  address: string;
+  from: string | null;
+  to: string;
+  actor: string;
+  planId: string | null;
+  outcome: string;
+  detail: string | null;
+}
+
+export interface UiLock {
+  fleet: string;
+  lockId: string;
+  who: string;
+  host: string;
+  pid: number;
+  planId: string | null;
+  since: string;
+  expiresAt: string;
+  /** The lock's fencing token, when the record keeps one. */
+  fencingToken?: number;
+}
+
+export interface UiPlan {
+  id: string;
+  who: string;
+  startedAt: string;
+  finishedAt: string | null;
+  result: string;
+  digest: string;
+}
+
+export interface UiJournal {
+  address: string;
+  seq: number;
+  from: string;
+  to: string;
+  status: string;
+  detail: string | null;
+  at: string;
+}
+
+export interface UiBoot {
+  at: string;
+  approved: boolean;
+  reason: string;
+  dataCenter: string;
+  cloudId: string | null;
+}
+
+const STYLE = `
+body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}
+header{background:#1f2937;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:baseline}
+header a{color:#cfe3ff;text-decoration:none}header strong{font-size:16px}
+main{padding:16px 20px;max-width:1200px}
+h1{font-size:20px;margin:4px 0 12px}h2{font-size:16px;margin:20px 0 8px}
+table{border-collapse:collapse;background:#fff;width:100%;margin-bottom:8px}
+th,td{border:1px solid #d8dde3;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#eef1f4;font-weight:600}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+.state{display:inline-block;padding:0 6px;border-radius:8px;background:#e8eef7;margin:1px 2px}
+.state.Running{background:#dff3e4}.state.BootFailed,.state.CreateFailed{background:#fde2e2}
+.bad{color:#b00020}.muted{color:#6b7280}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;background:#fff;padding:8px 12px;border:1px solid #d8dde3}
+dt{font-weight:600}dd{margin:0}
+`;
+
+/** The frame of every page: title, navigation, content. */
+export function layout(stack: string, title: string, body: Html): Html {
+  return html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>${title} · ${stack} · dmzfleet</title><style>${raw(STYLE)}</style></head>
+<body><header><strong>dmzfleet</strong><span>stack <b data-testid="stack">${stack}</b></span>
+<nav><a href="/ui">Fleets</a> · <a href="/ui/locks">Locks</a> · <a href="/ui/plans">Applies</a> · <a href="/ui/lifecycle">Lifecycle</a></nav></header>
+<main>${body}</main></body></html>
+`;
+}
+
+const stateTag = (s: string) => html`<span class="state ${s}">${s}</span>`;
+const vmHref = (fleet: string, index: number) => `/ui/vms/${encodeURIComponent(fleet)}/${index}`;
+const fleetHref = (fleet: string) => `/ui/fleets/${encodeURIComponent(fleet)}`;
+const planHref = (id: string) => `/ui/plans/${encodeURIComponent(id)}`;
+
+/** Fleets × data centers × states, then locks and the last applies. */
+export function overviewPage(stack: string, vms: readonly UiVm[], locks: readonly UiLock[], plans: readonly UiPlan[]): Html {
+  const dcs = [...new Set(vms.map((v) => v.dataCenter))].sort();
+  const fleets = [...new Set(vms.map((v) => v.fleet))].sort();
+  const locked = new Set(locks.map((l) => l.fleet));
+  const cell = (fleet: string, dc: string) => {
+    const counts = new Map<string, number>();
+    for (const v of vms) if (v.fleet === fleet && v.dataCenter === dc) counts.set(v.state, (counts.get(v.state) ?? 0) + 1);
+    return [...counts].sort().map(([s, n]) => html`<span class="state ${s}" data-state="${s}" data-count="${n}">${s} ${n}</span>`);
+  };
+  const rows = fleets.map((f) => {
+    const total = vms.filter((v) => v.fleet === f).length;
+    return html`<tr data-fleet="${f}"><td><a href="${fleetHref(f)}">${f}</a>${locked.has(f) ? html` <span class="muted" data-testid="locked">(locked)</span>` : ''}</td>${dcs.map((dc) => html`<td data-dc="${dc}">${cell(f, dc)}</td>`)}<td class="num" data-testid="total">${total}</td></tr>`;
+  });
+  const states = new Map<string, number>();
+  for (const v of vms) states.set(v.state, (states.get(v.state) ?? 0) + 1);
+  return layout(
+    stack,
+    'Fleets',
+    html`<h1>Fleets</h1>
+<p data-testid="summary">${vms.length} VMs in ${fleets.length} fleets over ${dcs.length} data centers: ${[...states].sort().map(([s, n]) => html`${stateTag(s)} ${n} `)}</p>
+${
+  fleets.length === 0
+    ? html`<p class="muted">The record holds no VMs for this stack yet. Run <code>fleet apply</code>.</p>`
+    : html`<table id="fleets"><thead><tr><th>fleet</th>${dcs.map((dc) => html`<th>${dc}</th>`)}<th class="num">VMs</th></tr></thead><tbody>${rows}</tbody></table>`
+}
+<h2>Locks</h2>${locksTable(locks)}
+<h2>Recent applies</h2>${plansTable(plans.slice(0, 10))}`,
+  );
+}
+
+export function locksTable(locks: readonly UiLock[]): Html {
+  if (locks.length === 0) return html`<p class="muted" data-testid="no-locks">No fleet is locked.</p>`;
+  return html`<table id="locks"><thead><tr><th>fleet</th><th>holder</th><th>plan</th><th>since</th><th>lease expires</th><th>fencing token</th><th>lock id</th></tr></thead><tbody>${locks.map(
+    (l) =>
+      html`<tr data-fleet="${l.fleet}"><td>${l.fleet}</td><td data-testid="holder">${l.who} (pid ${l.pid} on ${l.host})</td><td>${l.planId ? html`<a href="${planHref(l.planId)}">${l.planId}</a>` : '—'}</td><td>${l.since}</td><td>${l.expiresAt}</td><td class="num">${l.fencingToken ?? '—'}</td><td><code>${l.lockId}</code></td></tr>`,
+  )}</tbody></table><p class="muted">Release a lock whose holder is gone with <code>fleet unlock LOCKID</code>.</p>`;
+}
+
+export function plansTable(plans: readonly UiPlan[]): Html {
+  if (plans.length === 0) return html`<p class="muted">No apply yet.</p>`;
+  return html`<table id="plans"><thead><tr><th>plan</th><th>who</th><th>started</th><th>finished</th><th>result</th></tr></thead><tbody>${plans.map(
+    (p) =>
+      html`<tr data-plan="${p.id}"><td><a href="${planHref(p.id)}">${p.id}</a></td><td>${p.who}</td><td>${p.startedAt}</td><td>${p.finishedAt ?? '—'}</td><td class="${p.result === 'failed' ? 'bad' : ''}">${p.result}</td></tr>`,
+  )}</tbody></table>`;
+}
+
+export function locksPage(stack: string, locks: readonly UiLock[]): Html {
+  return layout(stack, 'Locks', html`<h1>Locks</h1>${locksTable(locks)}`);
+}
+
+export function plansPage(stack: string, plans: readonly UiPlan[]): Html {
+  return layout(stack, 'Applies', html`<h1>Applies</h1>${plansTable(plans)}`);
+}
+
+export function fleetPage(stack: string, fleet: string, members: readonly UiVm[], lock: UiLock | undefined): Html {
+  const sorted = [...members].sort((a, b) => a.index - b.index || Number(a.deposed) - Number(b.deposed));
+  return layout(
+    stack,
+    `Fleet ${fleet}`,
+    html`<h1>Fleet ${fleet}</h1>
+${lock ? html`<p data-testid="fleet-lock">Locked by ${lock.who} (pid ${lock.pid} on ${lock.host}) since ${lock.since}.</p>` : ''}
+${
+  sorted.length === 0
+    ? html`<p class="muted">No live member.</p>`
+    : html`<table id="members"><thead><tr><th>member</th><th>state</th><th>desired</th><th>data center</th><th>image</th><th>size</th><th>cloud id</th><th>updated</th></tr></thead><tbody>${sorted.map(
+        (v) =>
+          html`<tr data-address="${v.address}"><td><a href="${vmHref(v.fleet, v.index)}">${v.address}</a>${v.deposed ? html` <span class="muted">(old VM of a replace)</span>` : ''}</td><td>${stateTag(v.state)}</td><td>${v.desiredState}</td><td>${v.dataCenter}</td><td>${v.image}</td><td>${v.size.cpu} CPU / ${v.size.memoryGiB} GiB</td><td><code>${v.cloudId ?? '—'}</code></td><td>${v.updatedAt}</td></tr>`,
+      )}</tbody></table>`
+}`,
+  );
+}
+
+export function vmPage(stack: string, vm: UiVm, history: readonly UiHistory[], boots: readonly UiBoot[]): Html {
+  return layout(
+    stack,
+    vm.address,
+    html`<h1>${vm.address}</h1>
+<p><a href="${fleetHref(vm.fleet)}">← fleet ${vm.fleet}</a></p>
+<dl id="vm"><dt>state</dt><dd data-testid="state">${stateTag(vm.state)}</dd><dt>desired</dt><dd>${vm.desiredState}</dd><dt>data center</dt><dd>${vm.dataCenter}</dd>
+<dt>image</dt><dd>${vm.image}${vm.realImage ? html` → <code>${vm.realImage}</code>` : ''}</dd><dt>size</dt><dd>${vm.size.cpu} CPU / ${vm.size.memoryGiB} GiB / ${vm.size.diskGiB} GiB disk</dd>
+<dt>encrypted disk</dt><dd>${vm.encryptedDisk ? 'yes' : 'no'}</dd><dt>cloud id</dt><dd><code>${vm.cloudId ?? '—'}</code></dd><dt>VM id</dt><dd><code>${vm.id}</code></dd><dt>version</dt><dd>${vm.version}</dd></dl>
+<h2>History</h2>
+${
+  history.length === 0
+    ? html`<p class="muted">No history.</p>`
+    : html`<table id="history"><thead><tr><th>when</th><th>change</th><th>outcome</th><th>who</th><th>plan</th><th>detail</th></tr></thead><tbody>${history.map(
+        (h) =>
+          html`<tr><td>${h.at}</td><td>${h.from ?? '∅'} → ${h.to}</td><td class="${h.outcome === 'succeeded' || h.outcome === 'ok' ? '' : 'bad'}">${h.outcome}</td><td>${h.actor}</td><td>${h.planId ? html`<a href="${planHref(h.planId)}">${h.planId}</a>` : '—'}</td><td>${h.detail ?? ''}</td></tr>`,
+      )}</tbody></table>`
+}
+<h2>Boot attempts</h2>
+${
+  boots.length === 0
+    ? html`<p class="muted">No boot attempt.</p>`
+    : html`<table id="boots"><thead><tr><th>when</th><th>decision</th><th>reason</th><th>cloud id</th></tr></thead><tbody>${boots.map(
+        (b) => html`<tr><td>${b.at}</td><td class="${b.approved ? '' : 'bad'}">${b.approved ? 'approved' : 'denied'}</td><td>${b.reason}</td><td><code>${b.cloudId ?? '—'}</code></td></tr>`,
+      )}</tbody></table>`
+}`,
+  );
+}
+
+export function planPage(stack: string, plan: UiPlan, journal: readonly UiJournal[]): Html {
+  const failed = journal.filter((j) => j.status === 'failed');
+  return layout(
+    stack,
+    `Apply ${plan.id}`,
+    html`<h1>Apply ${plan.id}</h1>
+<dl><dt>who</dt><dd>${plan.who}</dd><dt>started</dt><dd>${plan.startedAt}</dd><dt>finished</dt><dd>${plan.finishedAt ?? '—'}</dd><dt>result</dt><dd data-testid="result">${plan.result}</dd><dt>digest</dt><dd><code>${plan.digest}</code></dd></dl>
+${failed.length ? html`<h2 class="bad">Failures</h2><ul>${failed.map((f) => html`<li>${f.address}: ${f.from} → ${f.to}: ${f.detail ?? 'failed'}</li>`)}</ul>` : ''}
+<h2>Journal</h2>
+${
+  journal.length === 0
+    ? html`<p class="muted">No step was journalled.</p>`
+    : html`<table id="journal"><thead><tr><th>member</th><th>step</th><th>status</th><th>when</th><th>detail</th></tr></thead><tbody>${journal.map(
+        (j) => html`<tr><td>${memberLink(j.address)}</td><td>${j.from} → ${j.to}</td><td class="${j.status === 'failed' ? 'bad' : ''}">${j.status}</td><td>${j.at}</td><td>${j.detail ?? ''}</td></tr>`,
+      )}</tbody></table>`
+}`,
+  );
+}
+
+function memberLink(address: string): Html {
+  const a = parseVmAddress(address);
+  return a ? html`<a href="${vmHref(a.fleet, a.index)}">${address}</a>` : html`${address}`;
+}
+
+export function lifecyclePage(stack: string, pack: string, svg: string): Html {
+  return layout(stack, 'Lifecycle', html`<h1>Lifecycle of ${pack}</h1><p class="muted">Bold: states a fleet may ask for. Grey: terminal. Red: failure states, reached only by outcomes (dashed).</p>${raw(svg)}`);
+}
+
+export function notFoundPage(stack: string, what: string): Html {
+  return layout(stack, 'Not found', html`<h1>Not found</h1><p>${what}</p><p><a href="/ui">Back to the fleets</a></p>`);
+}
+
+export function loginPage(stack: string, failed: boolean): Html {
+  return layout(
+    stack,
+    'Sign in',
+    html`<h1>Sign in</h1>${failed ? html`<p class="bad" data-testid="login-failed">That token is not accepted here.</p>` : ''}
+<form method="post" action="/ui/login"><label>Admin or read-only token <input type="password" name="token" autocomplete="off" autofocus></label> <button type="submit">Sign in</button></form>`,
+  );
+}

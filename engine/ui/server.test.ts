@@ -1,0 +1,96 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
+import { registerUi } from './server.ts';
+import type { UiSource } from './source.ts';
+import type { UiVm } from './pages.ts';
+
+const vm: UiVm = {
+  id: 'vm-1', address: 'web/0', fleet: 'web', index: 0, dataCenter: 'miami', state: 'Running', desiredState: 'Running', image: 'ubuntu-22.04',
+  realImage: 'img-u-miami', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, encryptedDisk: true, cloudId: 'sim-miami-1', version: 6, updatedAt: 'now', deposed: false,
+};
+const source: UiSource = {
+  stack: 'local',
+  pack: { name: 'default@1.0.0', lifecycle: DEFAULT_LIFECYCLE },
+  listVms: async () => [vm],
+  history: async (address) => (address === 'web/0' ? [{ at: 't', address, from: null, to: 'Requested', actor: 'ana', planId: 'p-1', outcome: 'succeeded', detail: null }] : []),
+  listLocks: async () => [],
+  recentPlans: async () => [{ id: 'p-1', who: 'ana', startedAt: 't0', finishedAt: 't1', result: 'succeeded', digest: 'd' }],
+  planJournal: async () => [{ address: 'web/0', seq: 0, from: 'Requested', to: 'BeingCreated', status: 'done', detail: null, at: 't' }],
+  bootAttempts: async () => [],
+};
+
+let app: FastifyInstance;
+afterEach(() => app?.close());
+
+function start(secure = false) {
+  app = Fastify();
+  registerUi(app, { source, secure, authorize: (t) => (t === 'admin-token' ? 'admin' : t === 'read-token' ? 'read' : undefined) });
+  return app;
+}
+
+describe('dashboard access', () => {
+  it('sends a person without a session to the sign-in form, and in with a valid token', async () => {
+    start();
+    const first = await app.inject({ method: 'GET', url: '/ui' });
+    expect(first.statusCode).toBe(303);
+    expect(first.headers.location).toBe('/ui/login');
+
+    const wrong = await app.inject({ method: 'POST', url: '/ui/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=nope' });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.body).toContain('data-testid="login-failed"');
+    expect(wrong.headers['set-cookie']).toBeUndefined();
+
+    const ok = await app.inject({ method: 'POST', url: '/ui/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=read-token' });
+    expect(ok.statusCode).toBe(303);
+    const cookie = String(ok.headers['set-cookie']);
+    expect(cookie).toMatch(/^fleet_ui=\d+\.read\.[\w-]+; Path=\/ui; HttpOnly; SameSite=Strict; Max-Age=28800$/);
+    // The cookie never holds the token.
+    expect(cookie).not.toContain('read-token');
+
+    const page = await app.inject({ method: 'GET', url: '/ui', headers: { cookie: cookie.split(';')[0] } });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.body).toContain('1 VMs in 1 fleets over 1 data centers');
+  });
+
+  it('refuses a forged or expired session cookie, and a wrong bearer token', async () => {
+    start();
+    for (const cookie of ['fleet_ui=9999999999999.admin.forged', `fleet_ui=1.admin.x`, 'fleet_ui=garbage']) {
+      expect((await app.inject({ method: 'GET', url: '/ui', headers: { cookie } })).statusCode).toBe(303);
+    }
+    expect((await app.inject({ method: 'GET', url: '/ui', headers: { authorization: 'Bearer nope' } })).statusCode).toBe(401);
+    expect((await app.inject({ method: 'GET', url: '/ui', headers: { authorization: 'Bearer admin-token' } })).statusCode).toBe(200);
+  });
+
+  it('marks the cookie Secure over HTTPS', async () => {
+    start(true);
+    const ok = await app.inject({ method: 'POST', url: '/ui/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=admin-token' });
+    expect(String(ok.headers['set-cookie'])).toContain('; Secure');
+  });
+
+  it.each([
+    ['/ui/fleets/web', 200, 'data-address="web/0"'],
+    ['/ui/fleets/nope', 404, 'no live member of fleet nope'],
+    ['/ui/vms/web/0', 200, 'Requested'],
+    ['/ui/vms/web/7', 404, 'No live VM at web/7'],
+    ['/ui/vms/web/x', 404, 'No live VM at web/x'],
+    ['/ui/plans/p-1', 200, 'Requested → BeingCreated'],
+    ['/ui/plans/p-9', 404, 'No apply with plan id p-9'],
+    ['/ui/locks', 200, 'No fleet is locked'],
+    ['/ui/lifecycle', 200, '<svg'],
+  ])('GET %s -> %i', async (url, status, text) => {
+    start();
+    const res = await app.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
+    expect(res.statusCode).toBe(status);
+    expect(res.body).toContain(text);
+  });
+
+  it('offers no way to write', async () => {
+    start();
+    for (const method of ['POST', 'PUT', 'DELETE'] as const) {
+      const res = await app.inject({ method, url: '/ui/fleets/web', headers: { authorization: 'Bearer admin-token' } });
+      expect(res.statusCode).toBe(404);
+    }
+  });
+});

@@ -1,0 +1,128 @@
+// The read-only dashboard's routes, under /ui, on any Fastify app: the
+// authority's (`fleet serve orchestrator`) or the one `fleet ui` starts for
+// the embedded default.
+//
+// Who may look: a person signs in with an admin or read-only token once
+// (POST /ui/login); the answer is a session cookie holding only an expiry,
+// the role and an HMAC of both under a key this process holds, never the
+// token (HttpOnly, SameSite=Strict, Path=/ui, Secure over HTTPS). Scripts
+// may send the token as `Authorization: Bearer` instead. Every page is a GET
+// that reads; nothing here writes to the record.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { parse as parseQuery } from 'node:querystring';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { parseVmAddress, formatVmAddress } from '../model/index.ts';
+import { lifecycleSvg } from './diagram.ts';
+import type { Html } from './html.ts';
+import { fleetPage, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
+import type { UiSource } from './source.ts';
+
+export type UiRole = 'admin' | 'read';
+
+export interface UiOptions {
+  source: UiSource;
+  /** The role a token grants, or undefined when it grants none. Compare in constant time. */
+  authorize(token: string): UiRole | undefined;
+  /** Signs session cookies; a random key per process when absent (sessions end with the process). */
+  sessionKey?: Buffer;
+  /** Session length; default 8 hours. */
+  sessionMs?: number;
+  /** Served over HTTPS: the cookie is marked Secure. */
+  secure?: boolean;
+}
+
+const COOKIE = 'fleet_ui';
+
+function sign(key: Buffer, payload: string): string {
+  return createHmac('sha256', key).update(`ui-session\0${payload}`).digest('base64url');
+}
+
+function cookieOf(req: FastifyRequest): string | undefined {
+  const header = req.headers.cookie;
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === COOKIE) return v.join('=');
+  }
+  return undefined;
+}
+
+export function registerUi(app: FastifyInstance, o: UiOptions): void {
+  const key = o.sessionKey ?? randomBytes(32);
+  const sessionMs = o.sessionMs ?? 8 * 3_600_000;
+  const src = o.source;
+
+  const session = (req: FastifyRequest): UiRole | undefined => {
+    const auth = req.headers.authorization;
+    if (auth?.startsWith('Bearer ')) return o.authorize(auth.slice(7));
+    const c = cookieOf(req);
+    if (!c) return undefined;
+    const [expires, role, mac] = c.split('.');
+    if (!expires || !mac || (role !== 'admin' && role !== 'read')) return undefined;
+    const want = Buffer.from(sign(key, `${expires}.${role}`));
+    const got = Buffer.from(mac);
+    if (want.length !== got.length || !timingSafeEqual(want, got)) return undefined;
+    return Number(expires) > Date.now() ? role : undefined;
+  };
+
+  const page = (reply: FastifyReply, body: Html, status = 200) => reply.code(status).header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(body.text);
+
+  app.register(
+    async (ui) => {
+      ui.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => {
+        done(null, parseQuery(body as string));
+      });
+      // Every page but the sign-in form needs a session; the form itself needs none.
+      ui.addHook('onRequest', async (req, reply) => {
+        const path = req.url.split('?')[0];
+        if (path === '/ui/login') return;
+        if (!session(req)) {
+          if (req.headers.authorization) return reply.code(401).send({ error: 'ui-unauthorized', message: 'the token grants no access to the dashboard' });
+          return reply.redirect('/ui/login', 303);
+        }
+      });
+
+      ui.get('/login', async (_req, reply) => page(reply, loginPage(src.stack, false)));
+      ui.post('/login', async (req, reply) => {
+        const token = (req.body as Record<string, unknown> | undefined)?.token;
+        const role = typeof token === 'string' && token !== '' ? o.authorize(token) : undefined;
+        if (!role) return page(reply, loginPage(src.stack, true), 401);
+        const expires = String(Date.now() + sessionMs);
+        const value = `${expires}.${role}.${sign(key, `${expires}.${role}`)}`;
+        reply.header('set-cookie', `${COOKIE}=${value}; Path=/ui; HttpOnly; SameSite=Strict${o.secure ? '; Secure' : ''}; Max-Age=${Math.floor(sessionMs / 1000)}`);
+        return reply.redirect('/ui', 303);
+      });
+
+      ui.get('/', async (_req, reply) => {
+        const [vms, locks, plans] = await Promise.all([src.listVms(), src.listLocks(), src.recentPlans(10)]);
+        return page(reply, overviewPage(src.stack, vms, locks, plans));
+      });
+      ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks())));
+      ui.get('/plans', async (_req, reply) => page(reply, plansPage(src.stack, await src.recentPlans(100))));
+      ui.get('/lifecycle', async (_req, reply) => page(reply, lifecyclePage(src.stack, src.pack.name, lifecycleSvg(src.pack.lifecycle))));
+
+      ui.get<{ Params: { fleet: string } }>('/fleets/:fleet', async (req, reply) => {
+        const [vms, locks] = await Promise.all([src.listVms(), src.listLocks()]);
+        const members = vms.filter((v) => v.fleet === req.params.fleet);
+        const lock = locks.find((l) => l.fleet === req.params.fleet);
+        if (members.length === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${req.params.fleet}.`), 404);
+        return page(reply, fleetPage(src.stack, req.params.fleet, members, lock));
+      });
+
+      ui.get<{ Params: { fleet: string; index: string } }>('/vms/:fleet/:index', async (req, reply) => {
+        const address = parseVmAddress(`${req.params.fleet}/${req.params.index}`);
+        const vm = address ? (await src.listVms()).find((v) => v.address === formatVmAddress(address) && !v.deposed) : undefined;
+        if (!address || !vm) return page(reply, notFoundPage(src.stack, `No live VM at ${req.params.fleet}/${req.params.index}.`), 404);
+        const [history, boots] = await Promise.all([src.history(vm.address, 200), src.bootAttempts(vm.id, 50)]);
+        return page(reply, vmPage(src.stack, vm, history, boots));
+      });
+
+      ui.get<{ Params: { id: string } }>('/plans/:id', async (req, reply) => {
+        const plan = (await src.recentPlans(1000)).find((p) => p.id === req.params.id);
+        if (!plan) return page(reply, notFoundPage(src.stack, `No apply with plan id ${req.params.id}.`), 404);
+        return page(reply, planPage(src.stack, plan, await src.planJournal(plan.id)));
+      });
+    },
+    { prefix: '/ui' },
+  );
+}

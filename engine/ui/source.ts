@@ -1,0 +1,19 @@
+// What the dashboard reads, and nothing else: a narrow read-only view of the
+// record for one stack. The dashboard never holds a FleetRecord with write
+// methods in reach; recordSource adapts one.
+import type { DiagramInput } from './diagram.ts';
+import type { UiBoot, UiHistory, UiJournal, UiLock, UiPlan, UiVm } from './pages.ts';
+
+export interface UiSource {
+  stack: string;
+  /** The pack's name@version and lifecycle, for the diagram page. */
+  pack: { name: string; lifecycle: DiagramInput };
+  listVms(): Promise<UiVm[]>;
+  history(address: string, limit: number): Promise<UiHistory[]>;
+  listLocks(): Promise<UiLock[]>;
+  /** Newest first. */
+  recentPlans(limit: number): Promise<UiPlan[]>;
+  planJournal(planId: string): Promise<UiJournal[]>;
+  /** Newest first. */
+  bootAttempts(vmId: string, limit: number): Promise<UiBoot[]>;
+}

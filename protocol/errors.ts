@@ -1,0 +1,120 @@
+// The one registry of wire error codes: every `code` the authority and the
+// DMZ client put in an error body `{ error: { code, message } }` or in a
+// StepResult's `error`, and every reason class a decision refuses with (a
+// veto, a boot denial). Code -> HTTP status -> doc sentence, like the
+// diagnostic registry (engine/diags/codes) for what a CLI user sees; the two
+// code spaces never mix (a diagnostic code is never sent as a wire code).
+//
+// The HTTP layer (protocol/http.ts errorAnswer) is the only place that turns
+// a code into a status; the services throw WireError(code, message) or
+// return { refusal: code }. protocol/errors.test.ts fails when a code is
+// unused or missing from docs/protocol.md ("Wire errors", generated from
+// this table by `npm run gen:docs`).
+//
+// If you add a code here, use it, run `npm run gen:docs`, and commit docs/protocol.md.
+
+export interface WireErrorEntry {
+  /**
+   * The HTTP status of an answer with this code. 200 for a refusal a
+   * decision answers in a 200 body (a vetoed authorize, a denied boot, a
+   * failed step's `driver.<kind>`).
+   */
+  status: number;
+  /** What it means and what the caller does; becomes docs/protocol.md. */
+  doc: string;
+}
+
+/** The kinds of DriverError (providers/drivers/types.ts); a failed step's error code is `driver.<kind>`. */
+export const DRIVER_ERROR_KINDS = ['credentials', 'capacity', 'not-found', 'invalid-state', 'transient', 'failed', 'boot-failed', 'timeout'] as const;
+export type DriverErrorKind = (typeof DRIVER_ERROR_KINDS)[number];
+
+const driverErrors = {
+  'driver.credentials': { status: 200, doc: 'A failed step: the driver refused the credentials (another data center\'s, or expired). The authority issues fresh ones with the next approval: plan and apply again.' },
+  'driver.capacity': { status: 200, doc: 'A failed step: the data center has no room for the VM. Free capacity, or place the fleet elsewhere.' },
+  'driver.not-found': { status: 200, doc: 'A failed step: the cloud does not know the VM. `fleet refresh` brings the record in line with the cloud.' },
+  'driver.invalid-state': { status: 200, doc: 'A failed step: the cloud\'s VM is not in a state that allows the operation. `fleet refresh`, then plan again.' },
+  'driver.transient': { status: 200, doc: 'A failed step: the cloud kept failing with an error that may pass, after the DMZ client\'s retries. Apply again.' },
+  'driver.failed': { status: 200, doc: 'A failed step: the cloud refused the operation; the message says why.' },
+  'driver.boot-failed': { status: 200, doc: 'A failed step: the VM did not boot (its boot was denied or its agent failed); the record moves it to the failure state the pack has for it.' },
+  'driver.timeout': { status: 200, doc: 'A failed step: the cloud call or the VM\'s boot did not finish in time.' },
+} satisfies Record<`driver.${DriverErrorKind}`, WireErrorEntry>;
+
+export const WIRE_ERRORS = {
+  // --- both services: the HTTP layer ---
+  'bad-request': { status: 400, doc: 'The body breaks the route\'s schema (an unknown property, a missing or malformed field) or the route\'s own rule (an advance with both or neither of report and create; a resize without its size). Nothing was done; fix the caller.' },
+  unauthorized: { status: 401, doc: 'The bearer token is missing or not one this service knows. Nothing was done; send the token of the caller\'s role (CLI to DMZ client, data center to authority).' },
+  'not-found': { status: 404, doc: 'No such route, or (GET /v1/vms/:id) the data center\'s cloud does not know the VM.' },
+  'too-large': { status: 413, doc: 'The body is over the services\' limit (1 MiB). Send fewer steps or calls per batch.' },
+  'unsupported-media-type': { status: 415, doc: 'The body is not JSON (`content-type: application/json`).' },
+  internal: { status: 500, doc: 'A bug in the service; its log has the stack. The request may be retried with the same idempotency key.' },
+  unavailable: { status: 503, doc: 'Something the service depends on failed (the record unreachable, its disk): the message names the diagnostic. Retried by the callers; nothing was decided.' },
+  'version-conflict': { status: 409, doc: 'Another writer changed the VM\'s row in the record at the same time (a refresh, a second authority), three times over. Send the request again.' },
+  // --- the authority: reports, advances and their decisions ---
+  'unknown-vm': { status: 404, doc: 'A report, an advance or an edge about a VM the record does not know (a vetoed authorize or a denied boot says it in its reason).' },
+  'wrong-data-center': { status: 403, doc: 'The request names another data center than the caller\'s token, or is about a VM that lives in another data center. A DMZ client acts only in its own data center.' },
+  'report-mismatch': { status: 409, doc: 'A report does not match what its requestId was approved for (another VM, or another edge). The DMZ client reports exactly what it was approved to do.' },
+  'not-an-edge': { status: 409, doc: 'The from -> to of a report or an authorize is not one edge of the pack\'s lifecycle: every state change passes exactly one edge.' },
+  'state-moved': { status: 409, doc: 'The VM is not in the state the request assumes (its `from`): the record moved since the plan. Plan again.' },
+  'vm-retired': { status: 200, doc: 'Vetoed: the VM is in a terminal state (deleted) already; nothing more can happen to it.' },
+  'not-resizable': { status: 200, doc: 'Vetoed: a resize keeps the state and needs a powered-off VM (a state with a `powerOn` edge out of it).' },
+  'wrong-stack': { status: 200, doc: 'Vetoed: the create names another stack than the one this authority serves.' },
+  'no-image': { status: 200, doc: 'Vetoed: the pack\'s image catalog has no translation of the logical image for this data center.' },
+  'replaced-not-live': { status: 200, doc: 'Vetoed: the VM a create-before-delete replace should depose is not live, or not at the same address in the same data center.' },
+  'address-taken': { status: 200, doc: 'Vetoed: the address already has a live VM. Plan again against the record.' },
+  'cloud-id-mismatch': { status: 200, doc: 'Boot denied: the booting VM\'s cloud id is not the one the record holds.' },
+  'image-mismatch': { status: 200, doc: 'Boot denied: the booting VM\'s image is not the real image the record holds.' },
+  'not-booting': { status: 200, doc: 'Boot denied: the VM is not in a state a `boot` edge leaves or enters.' },
+  'boot-token-invalid': { status: 200, doc: 'Boot denied: the boot token is not the one issued with the VM\'s last approved `boot` edge, or was used already.' },
+  // --- the DMZ client ---
+  'idempotency-conflict': { status: 422, doc: 'The idempotency key was used before for a different request. Use a fresh key for a new request.' },
+  'earlier-step-failed': { status: 409, doc: 'A step of a run was carried out but not reported, because the report of the step before it failed. The next apply continues from the record.' },
+  'authority-unreachable': { status: 503, doc: 'The DMZ client could not reach the authority (connection failure, silence, or 5xx) after 4 sends. Nothing was changed; the CLI retries with the same key.' },
+  'agent-report-refused': { status: 403, doc: 'POST /v1/boot/status: no VM of this data center is booting with that boot token (the driver believes only a report carrying the token it booted the VM with). Nothing changed.' },
+  'credentials-unavailable': { status: 503, doc: 'The authority could not get the cloud credentials of the caller\'s data center (STS AssumeRole, or an Entra token, refused or unreachable, engine/authority/credentials). Nothing was approved; the DMZ client retries. Check the broker role and the authority\'s identity (docs/drivers/aws.md), or the azure principal and its secret (docs/drivers/azure.md).' },
+  'authority-error': { status: 502, doc: 'The authority refused a call without a code of its own. A refusal with a code is relayed as 502 with the authority\'s code (the CLI does not retry it).' },
+  ...driverErrors,
+} satisfies Record<string, WireErrorEntry>;
+
+export type WireCode = keyof typeof WIRE_ERRORS;
+
+/** The code of a failed step's error. */
+export function driverErrorCode(kind: DriverErrorKind): WireCode {
+  return `driver.${kind}`;
+}
+
+/**
+ * An error answer on the wire with its HTTP status: what the HTTP layer
+ * sends. Built from a WireError, or (only the DMZ client's authority client)
+ * to relay an authority's refusal as 502 with the authority's code.
+ */
+export class ProtocolError extends Error {
+  readonly statusCode: number;
+  readonly code: string;
+  constructor(statusCode: number, code: string, message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+    this.statusCode = statusCode;
+    this.code = code;
+  }
+}
+
+/** A refusal named by its wire code; its status is the registry's. What the services throw. */
+export class WireError extends ProtocolError {
+  declare readonly code: WireCode;
+  constructor(code: WireCode, message: string) {
+    super(WIRE_ERRORS[code].status, code, message);
+    this.name = 'WireError';
+  }
+}
+
+/** A decision's answer: allowed (with what it decided), or refused with a code and a sentence saying why. */
+export type Decided<T = object> = ({ ok: true } & T) | Refusal;
+export interface Refusal {
+  ok: false;
+  refusal: WireCode;
+  reason: string;
+}
+
+export function refuse(refusal: WireCode, reason: string): Refusal {
+  return { ok: false, refusal, reason };
+}

@@ -1,0 +1,13 @@
+// The wire contract between the CLI, the DMZ clients and the authority
+// (docs/protocol.md): the route schemas (the one source), the types generated
+// from them, the wire error registry, and the HTTP layer both services share.
+// The authority and the DMZ client import this folder; neither imports the other.
+export type * from './types.ts';
+/** The authority's answer to a boot check is the booting VM's answer: the DMZ client passes it through. */
+export type { BootResponse as BootAuthorizeResponse } from './types.ts';
+export * from './schemas/common.ts';
+export * from './schemas/authority.ts';
+export * from './schemas/dmz-client.ts';
+export * from './errors.ts';
+export { sha256, sameSecret } from './hash.ts';
+export { LINES_LINGER_MS, NO_LINE, createService, doc, errorAnswer, listen, streamAnswers, tokenTable, type LineAnswer, type Part, type ServiceOptions } from './http.ts';

@@ -1,0 +1,165 @@
+// Schemas shared by both services' routes. A schema with a `title` becomes a
+// named type in ../types.ts (`npm run gen:types`); a schema object used in
+// several places is one type there.
+
+/** Builds a schema of `base`'s properties and `extra` (both required lists); ../gen-types.ts turns it into `Base & { extra }`. */
+export function extend<
+  B extends { title: string; required: readonly string[]; properties: Record<string, unknown> },
+  P extends Record<string, unknown>,
+  R extends readonly (keyof P & string)[],
+>(title: string, description: string, base: B, extra: { properties: P; required: R }) {
+  const schema = {
+    title,
+    description,
+    type: 'object',
+    additionalProperties: false,
+    required: [...extra.required, ...base.required] as unknown as [...R, ...B["required"]],
+    properties: { ...extra.properties, ...base.properties } as P & B['properties'],
+  } as const;
+  EXTENDS.set(schema, { base, extra });
+  return schema;
+}
+
+/** Schemas made by extend, with what they were made of (read by ../gen-types.ts). */
+export const EXTENDS = new WeakMap<object, { base: object; extra: { properties: Record<string, unknown>; required: readonly string[] } }>();
+
+/** Schemas whose TypeScript type is spelled by hand (a union of named types the schema flattens for ajv's discriminator). */
+export const TS_TYPE = new WeakMap<object, string>();
+
+/** `schema`, typed as `tsType` in ../types.ts. */
+export function typeAs<S extends object>(schema: S, tsType: string): S {
+  TS_TYPE.set(schema, tsType);
+  return schema;
+}
+
+export const name = { type: 'string', minLength: 1, maxLength: 200 } as const;
+export const state = { type: 'string', minLength: 1, maxLength: 100 } as const;
+export const nullableString = { type: ['string', 'null'] } as const;
+export const planId = { type: ['string', 'null'], maxLength: 200 } as const;
+export const idempotencyKey = { type: 'string', minLength: 1, maxLength: 200 } as const;
+
+export const sizeSchema = {
+  title: 'VmSize',
+  type: 'object',
+  additionalProperties: false,
+  required: ['cpu', 'memoryGiB', 'diskGiB'],
+  properties: {
+    cpu: { type: 'integer', minimum: 1 },
+    memoryGiB: { type: 'number', exclusiveMinimum: 0 },
+    diskGiB: { type: 'number', exclusiveMinimum: 0 },
+  },
+} as const;
+
+export const errorDetailSchema = {
+  title: 'WireErrorDetail',
+  description: 'A wire error: `code` from the wire error registry (protocol/errors.ts, docs/protocol.md), `message` a sentence for people.',
+  type: 'object',
+  required: ['code', 'message'],
+  properties: { code: { type: 'string' }, message: { type: 'string' } },
+} as const;
+
+export const errorSchema = {
+  title: 'ErrorBody',
+  description: 'Body of every non-2xx answer from the DMZ client and the authority.',
+  type: 'object',
+  required: ['error'],
+  properties: { error: errorDetailSchema },
+} as const;
+
+export const decisionSchema = { title: 'Decision', type: 'string', enum: ['approved', 'modified', 'vetoed'] } as const;
+
+/**
+ * The VM a create asks for, as the fleet spec and the plan describe it; the
+ * CLI adds the id it proposes (NewVmRequest), the DMZ client its data center
+ * (AuthorizeVm). One definition: the two cannot drift.
+ */
+export const vmSpecSchema = {
+  title: 'VmSpec',
+  description: 'The VM a create asks for.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['stack', 'fleet', 'owner', 'index', 'name', 'image', 'size', 'encryptedDisk', 'desiredState', 'specHash'],
+  properties: {
+    stack: name,
+    fleet: name,
+    owner: name,
+    index: { type: 'integer', minimum: 0 },
+    name,
+    image: { ...name, description: 'Logical image; the authority translates it for the data center.' },
+    size: sizeSchema,
+    encryptedDisk: { type: 'boolean' },
+    desiredState: state,
+    specHash: { type: 'string', maxLength: 200 },
+    replaces: {
+      type: 'string',
+      maxLength: 64,
+      description: 'Id of the live VM at the same address that this one replaces (create-before-delete): it is deposed when this one is inserted.',
+    },
+  },
+} as const;
+
+export const credentialsSchema = {
+  title: 'ScopedCredentials',
+  description: 'Short-lived, scoped to one data center; the driver refuses anything else.',
+  type: 'object',
+  required: ['dataCenter', 'token', 'expiresAt'],
+  properties: {
+    dataCenter: { type: 'string' },
+    token: { type: 'string' },
+    expiresAt: { type: 'string' },
+    aws: {
+      description: 'For an `aws` data center: STS session credentials the authority brokered for it (engine/authority/credentials/aws.ts). A secret: never logged or stored.',
+      type: 'object',
+      additionalProperties: false,
+      required: ['accessKeyId', 'secretAccessKey', 'sessionToken', 'expiration'],
+      properties: { accessKeyId: { type: 'string' }, secretAccessKey: { type: 'string' }, sessionToken: { type: 'string' }, expiration: { type: 'string' } },
+    },
+    azure: {
+      description:
+        'For an `azure` data center: an access token of the principal scoped to its resource group, which the authority brokered (engine/authority/credentials/azure.ts), with the subscription and resource group it is for. A secret: never logged or stored.',
+      type: 'object',
+      additionalProperties: false,
+      required: ['accessToken', 'expiresOn', 'subscriptionId', 'resourceGroup'],
+      properties: { accessToken: { type: 'string' }, expiresOn: { type: 'string' }, subscriptionId: { type: 'string' }, resourceGroup: { type: 'string' } },
+    },
+  },
+} as const;
+
+export const healthResponseSchema = {
+  title: 'HealthResponse',
+  type: 'object',
+  required: ['ok', 'service'],
+  properties: {
+    ok: { type: 'boolean' },
+    service: { type: 'string', enum: ['dmz-client', 'authority'] },
+    dataCenter: { type: 'string' },
+    driver: { type: 'string' },
+  },
+} as const;
+
+export const bootResponseSchema = {
+  title: 'BootResponse',
+  description: "The answer to a booting VM (the DMZ client passes the authority's answer through unchanged).",
+  type: 'object',
+  required: ['approved', 'reason'],
+  properties: {
+    approved: { type: 'boolean' },
+    reason: { type: 'string' },
+    diskKey: { type: 'string', description: 'Released only on approval, and only for an encrypted disk.' },
+  },
+} as const;
+
+/** A line of the NDJSON answer to either service's POST /v1/batch (protocol/http.ts streamAnswers). */
+export const batchAnswerLineSchema = {
+  title: 'BatchAnswerLine',
+  description: 'A line of the NDJSON answer to either service\'s POST /v1/batch: item `i` got what its single route would have answered.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['i', 'status', 'body'],
+  properties: {
+    i: { type: 'integer', minimum: 0 },
+    k: { type: 'integer', minimum: 0, description: "For a run of steps (the DMZ client's batch): which of its steps this line answers." },
+    status: { type: 'integer' },
+    body: typeAs({ description: 'What the single route answered: its 200 body, or an ErrorBody.' }, 'unknown'),
+  },
+} as const;

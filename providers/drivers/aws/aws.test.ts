@@ -1,0 +1,232 @@
+// The aws driver beyond the contract: what it sends EC2 (ClientToken, tags,
+// user data, instance types, whose credentials), and EC2's faults as nock
+// serves them: throttling then success, 5xx, connection reset, a hung call,
+// capacity, an instance vanishing between calls, pagination.
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DriverError, type CreateVmInput } from '../types.ts';
+import { parseAgentUserData } from '../../boot-agent/index.ts';
+import { AwsDriver, awsDriverFactory } from './aws.ts';
+import { ec2Error } from './errors.ts';
+import { EC2_FAULTS, FakeEc2 } from './fake-ec2.ts';
+import { EC2_STATES, mapEc2State } from './states.ts';
+import { CONTRACT_TYPES, sessionCredentials } from './testing.ts';
+import { defaultPack } from '../../testing.ts';
+
+const DC = 'virginia';
+const creds = () => sessionCredentials(DC);
+const read = () => ({ dataCenter: DC, token: 'dmz-client-read-only', expiresAt: new Date(Date.now() + 60_000).toISOString() });
+const input = (over: Partial<CreateVmInput> = {}): CreateVmInput => ({
+  vmId: randomUUID(),
+  address: 'web/3',
+  name: 'hybrid-web-3',
+  image: 'ami-0a1b2c3d4e5f60718',
+  size: { cpu: 4, memoryGiB: 16, diskGiB: 100 },
+  encryptedDisk: true,
+  diskKeyHash: 'a'.repeat(64),
+  ...over,
+});
+
+async function failure(p: Promise<unknown>): Promise<DriverError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof DriverError) return err;
+    throw err;
+  }
+  throw new Error('expected a failure');
+}
+
+describe('aws driver', () => {
+  let ec2: FakeEc2;
+  let driver: AwsDriver;
+  beforeEach(async () => {
+    ec2 = await FakeEc2.start();
+    driver = new AwsDriver({
+      dataCenter: DC,
+      stack: 'hybrid',
+      settings: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc', 'sg-0def'], keyName: 'ops', pollMs: 1 },
+      instanceTypes: CONTRACT_TYPES,
+      endpoint: ec2.endpoint,
+      readCredentials: { accessKeyId: 'AKIDREADONLY', secretAccessKey: 'read-secret' },
+      requestTimeoutMs: 300,
+    });
+    driver.attach({ bootUrl: 'http://10.0.0.5:7401/v1/boot' });
+  });
+  afterEach(async () => {
+    await driver.close();
+    await ec2.close();
+  });
+
+  it('RunInstances carries ClientToken = VM id, the tags, the instance type of the size, the network, and user data with the agent but no token or key', async () => {
+    const i = input();
+    await driver.createVm(creds(), i);
+    const [run] = ec2.calls('RunInstances');
+    const p = Object.fromEntries(run.params);
+    expect(p).toMatchObject({
+      ClientToken: i.vmId,
+      ImageId: 'ami-0a1b2c3d4e5f60718',
+      InstanceType: 'm6i.xlarge',
+      MinCount: '1',
+      MaxCount: '1',
+      SubnetId: 'subnet-0abc',
+      'SecurityGroupId.1': 'sg-0abc',
+      'SecurityGroupId.2': 'sg-0def',
+      KeyName: 'ops',
+      'MetadataOptions.HttpTokens': 'required',
+      InstanceInitiatedShutdownBehavior: 'stop',
+    });
+    const tags = [...ec2.instances.values()][0].tags;
+    expect(Object.fromEntries(tags)).toMatchObject({
+      'fleet:stack': 'hybrid',
+      'fleet:data-center': DC,
+      'fleet:fleet': 'web',
+      'fleet:address': 'web/3',
+      'fleet:vm-id': i.vmId,
+      Name: 'hybrid-web-3',
+    });
+    expect(p['TagSpecification.2.ResourceType']).toBe('volume');
+    const userData = Buffer.from(p.UserData, 'base64').toString('utf8');
+    expect(userData).toContain('dmzfleet boot agent');
+    expect(parseAgentUserData(userData)).toMatchObject({ FLEET_BOOT_URL: 'http://10.0.0.5:7401/v1/boot', FLEET_VM_ID: i.vmId, FLEET_BOOT_TOKEN: '', FLEET_ENCRYPTED: '1' });
+    expect(userData).not.toContain(i.diskKeyHash);
+    // Mutating calls are signed with the brokered session credentials, never the client's own.
+    expect(new Set(ec2.requests.map((r) => r.accessKeyId))).toEqual(new Set(['ASIABROKERED']));
+    await driver.list(read());
+    expect(ec2.requests.at(-1)?.accessKeyId).toBe('AKIDREADONLY');
+  });
+
+  it('boot writes this boot\'s token into the user data (ModifyInstanceAttribute) before StartInstances; resize sets the catalog type', async () => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.resize(creds(), ref, { cpu: 8, memoryGiB: 32, diskGiB: 100 });
+    expect(ec2.calls('ModifyInstanceAttribute').at(-1)?.params.get('InstanceType.Value')).toBe('m6i.2xlarge');
+    await driver.powerOn(creds(), ref);
+    await driver.boot(creds(), ref, { bootToken: 'tok-123' });
+    const mod = ec2.calls('ModifyInstanceAttribute').at(-1)!;
+    const userData = Buffer.from(mod.params.get('UserData.Value')!, 'base64').toString('utf8');
+    expect(parseAgentUserData(userData)).toMatchObject({ FLEET_BOOT_TOKEN: 'tok-123', FLEET_CLOUD_ID: vm.cloudId, FLEET_ENCRYPTED: '0' });
+    const order = ec2.requests.map((r) => r.action).filter((a) => a === 'ModifyInstanceAttribute' || a === 'StartInstances');
+    expect(order.slice(-2)).toEqual(['ModifyInstanceAttribute', 'StartInstances']);
+  });
+
+  it('a size no catalog type fits fails before any EC2 call', async () => {
+    const err = await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })));
+    expect(err.kind).toBe('failed');
+    expect(err.message).toContain('no instance type');
+    expect(ec2.calls('RunInstances')).toEqual([]);
+  });
+
+  it('credentials without the brokered AWS part are refused with credentials', async () => {
+    const { aws: _aws, ...bare } = creds();
+    expect((await failure(driver.createVm(bare, input()))).kind).toBe('credentials');
+    expect(ec2.requests).toEqual([]);
+  });
+
+  it('a retried RunInstances (same ClientToken) returns the first instance', async () => {
+    const i = input();
+    const a = await driver.createVm(creds(), i);
+    const b = await driver.createVm(creds(), i);
+    expect(b.cloudId).toBe(a.cloudId);
+    expect(ec2.calls('RunInstances')).toHaveLength(2);
+    expect(ec2.instances.size).toBe(1);
+  });
+
+  it.each([
+    { name: 'throttling (RequestLimitExceeded, 503)', fault: EC2_FAULTS.transient, kind: 'transient' },
+    { name: 'a 5xx (InternalError, 500)', fault: EC2_FAULTS.internal, kind: 'transient' },
+    { name: 'Unavailable (503)', fault: EC2_FAULTS.unavailable, kind: 'transient' },
+    { name: 'a connection reset', fault: EC2_FAULTS.reset, kind: 'transient' },
+    { name: 'a hung call', fault: EC2_FAULTS.timeout, kind: 'timeout' },
+    { name: 'InsufficientInstanceCapacity', fault: EC2_FAULTS.capacity, kind: 'capacity' },
+    { name: 'AuthFailure', fault: EC2_FAULTS.credentials, kind: 'credentials' },
+  ] as const)('RunInstances failing once with $name is $kind; the retry makes one instance', async ({ fault, kind }) => {
+    const i = input();
+    ec2.fail('RunInstances', fault, 1);
+    const err = await failure(driver.createVm(creds(), i));
+    expect(err.kind).toBe(kind);
+    expect(err.transient).toBe(kind === 'transient');
+    await driver.createVm(creds(), i);
+    expect([...ec2.instances.values()].filter((x) => x.tags.get('fleet:vm-id') === i.vmId)).toHaveLength(1);
+  });
+
+  it('an instance that vanishes between calls is not-found for the next call, gone for get, and deleted without complaint', async () => {
+    const vm = await driver.createVm(creds(), input());
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    ec2.vanish(vm.cloudId);
+    expect((await failure(driver.powerOff(creds(), ref))).kind).toBe('not-found');
+    expect((await failure(driver.resize(creds(), ref, { cpu: 2, memoryGiB: 4, diskGiB: 10 }))).kind).toBe('not-found');
+    expect(await driver.get(read(), ref)).toBeUndefined();
+    await driver.deleteVm(creds(), ref);
+  });
+
+  it('list reads every page of DescribeInstances, filtered by the stack and data center tags', async () => {
+    ec2.pageSize = 2;
+    const made = [];
+    for (let k = 0; k < 5; k++) made.push(await driver.createVm(creds(), input({ address: `web/${k}` })));
+    // An instance of another stack in the same account is never listed.
+    ec2.instances.set('i-other', { ...[...ec2.instances.values()][0], id: 'i-other', tags: new Map([['fleet:stack', 'other']]), runs: [] });
+    const before = ec2.calls('DescribeInstances').length;
+    const all = await driver.list(read());
+    expect(all.map((v) => v.cloudId).sort()).toEqual(made.map((v) => v.cloudId).sort());
+    const pages = ec2.calls('DescribeInstances').slice(before);
+    expect(pages).toHaveLength(3);
+    expect(pages.map((p) => p.params.get('NextToken'))).toEqual([null, '2', '4']);
+    expect(Object.fromEntries(pages[0].params)).toMatchObject({ 'Filter.1.Name': 'tag:fleet:stack', 'Filter.1.Value.1': 'hybrid', 'Filter.2.Name': 'tag:fleet:data-center', 'Filter.2.Value.1': DC });
+  });
+
+  it('shutdown is a graceful StopInstances, powerOff a forced one', async () => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const inst = ec2.instances.get(vm.cloudId)!;
+    inst.state = 'running';
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    expect((await driver.shutdown(creds(), ref)).observedState).toBe('ShuttingDown');
+    expect(ec2.calls('StopInstances').at(-1)?.params.get('Force')).toBeNull();
+    inst.state = 'running';
+    expect((await driver.powerOff(creds(), ref)).observedState).toBe('PoweredOff');
+    expect(ec2.calls('StopInstances').at(-1)?.params.get('Force')).toBe('true');
+  });
+
+  it('AWS_ENDPOINT_URL_EC2 points the registry-made driver at another endpoint', async () => {
+    const pack = await defaultPack();
+    const d = await awsDriverFactory({
+      dataCenter: { name: DC, address: 'https://dmz.example', location: { lat: 0, lon: 0 }, hardware: [], capacity: {}, driver: 'aws', where: {} },
+      stack: 'hybrid',
+      pack,
+      config: { aws: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'], endpoint: 'http://127.0.0.1:9' } },
+      stateDir: '/nonexistent',
+      env: { AWS_ENDPOINT_URL_EC2: ec2.endpoint, AWS_ACCESS_KEY_ID: 'AKIDENV', AWS_SECRET_ACCESS_KEY: 'env-secret' },
+    });
+    try {
+      expect(await d.list(read())).toEqual([]);
+      expect(ec2.requests.at(-1)?.accessKeyId).toBe('AKIDENV');
+    } finally {
+      await d.close();
+    }
+  });
+});
+
+describe('EC2 errors and states', () => {
+  it.each([
+    ['RequestLimitExceeded', 503, 'transient'],
+    ['InsufficientInstanceCapacity', 500, 'capacity'],
+    ['IncorrectInstanceState', 400, 'invalid-state'],
+    ['InvalidInstanceID.NotFound', 400, 'not-found'],
+    ['UnauthorizedOperation', 403, 'credentials'],
+    ['AuthFailure', 401, 'credentials'],
+    ['SomethingNew', 502, 'transient'],
+    ['InvalidParameterValue', 400, 'failed'],
+    ['TimeoutError', undefined, 'timeout'],
+  ] as const)('%s (HTTP %s) is %s', (code, status, kind) => {
+    expect(ec2Error({ name: code, message: 'm', $metadata: { httpStatusCode: status } }, 'X').kind).toBe(kind);
+  });
+
+  it('a reset socket the SDK names TimeoutError is transient', () => {
+    expect(ec2Error({ name: 'TimeoutError', code: 'ECONNRESET', message: 'socket hang up' }, 'X').kind).toBe('transient');
+  });
+
+  it('every EC2 state maps to a state of the default pack', async () => {
+    const pack = await defaultPack();
+    for (const s of EC2_STATES) for (const a of ['unknown', 'none', 'booting', 'ready', 'failed'] as const) expect(pack.lifecycle.states).toContain(mapEc2State(s, a).observedState);
+  });
+});

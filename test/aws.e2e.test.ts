@@ -1,0 +1,226 @@
+// fleet apply end to end on a cloud data center: the real CLI (in-process),
+// `fleet serve orchestrator` and `fleet serve dmz-client --driver aws
+// --config` as services (in-process), a PostgreSQL record the CLI and the
+// authority share (as in a deployment: PGlite has one process), the default
+// pack; only EC2 and STS are served by nock (FakeEc2, FakeSts), and the VMs
+// run the shipped boot agent. (The azure branch adds its data center here.)
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSession } from '../engine/apply/index.ts';
+import { serveDmzClient, serveOrchestrator } from '../engine/cli/commands/serve-run.ts';
+import type { CliIO } from '../engine/cli/io.ts';
+import { createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
+import type { RunningService } from '../engine/authority/index.ts';
+import { FakeSts } from '../engine/authority/credentials/fake-sts.ts';
+import { FakeEc2, type FakeInstance } from '../providers/drivers/aws/fake-ec2.ts';
+import { runCli } from './helpers/cli.ts';
+import { REPO, fleetYaml } from './helpers/stack.ts';
+
+const pgUrl = testPostgresUrl();
+
+const STACK = (address: string) => `apiVersion: fleet/v1
+kind: Stack
+metadata: { name: cloud-e2e }
+spec:
+  specs: ["specs/*.yaml"]
+  record: postgres://placeholder@127.0.0.1:5432/overridden-by-FLEET_RECORD_URL
+  policyPack:
+    path: ${join(REPO, 'policies', 'default')}
+    config:
+      max-disruption: { enforcement: disabled }
+  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
+  dataCenters:
+    - name: virginia
+      address: ${address}
+      driver: aws
+      auth: { tokenEnv: FLEET_CLI_TOKEN_VIRGINIA }
+      aws: { region: us-east-1, roleArn: "arn:aws:iam::123456789012:role/dmzfleet-virginia-dmz" }
+      location: { lat: 38.9586, lon: -77.3570 }
+      hardware: [general]
+      capacity: { vms: 50, cpu: 400, memoryGiB: 1600 }
+`;
+
+const DMZ_CONFIG = `apiVersion: fleet/v1
+kind: DmzClient
+metadata: { dataCenter: virginia }
+spec:
+  requestTimeoutMs: 2000
+  aws:
+    region: us-east-1
+    subnetId: subnet-0abc
+    securityGroupIds: [sg-0abc]
+    pollMs: 2
+`;
+
+describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running the aws driver (EC2 and STS served by nock)', () => {
+  let dir: string;
+  let drop: () => Promise<void>;
+  let ec2: FakeEc2;
+  let sts: FakeSts;
+  let authority: RunningService;
+  let dmz: RunningService;
+  let env: NodeJS.ProcessEnv;
+
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: REPO, env });
+  const spec = (name: string, yaml: string) => writeFile(join(dir, 'specs', `${name}.yaml`), yaml);
+  /** The fleet's instances EC2 holds (live ones), by address. */
+  const live = (): Record<string, FakeInstance> =>
+    Object.fromEntries(
+      [...ec2.instances.values()].filter((i) => i.state !== 'terminated' && i.state !== 'shutting-down').map((i) => [i.tags.get('fleet:address') ?? i.id, i]),
+    );
+  const record = async () => {
+    const s = await openSession(dir, { cwd: REPO, env });
+    try {
+      return await s.record.listVms(s.stack.name);
+    } finally {
+      await s.close();
+    }
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-aws-e2e-'));
+    await mkdir(join(dir, 'specs'));
+    const db = await createTestDatabase(pgUrl!);
+    drop = db.drop;
+    ec2 = await FakeEc2.start();
+    sts = new FakeSts();
+    env = {
+      FLEET_RECORD_URL: db.url,
+      FLEET_AUTHORITY_SECRET: 'aws-e2e-secret',
+      FLEET_DMZ_TOKEN_VIRGINIA: 'virginia-authority-token',
+      FLEET_CLI_TOKEN_VIRGINIA: 'virginia-cli-token',
+      AWS_ENDPOINT_URL_EC2: ec2.endpoint,
+      AWS_ENDPOINT_URL_STS: sts.endpoint,
+      AWS_ACCESS_KEY_ID: 'AKIDHOSTIDENTITY',
+      AWS_SECRET_ACCESS_KEY: 'host-secret',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    };
+    await writeFile(join(dir, 'stack.yaml'), STACK('http://127.0.0.1:1'));
+    await writeFile(join(dir, 'dmz-virginia.yaml'), DMZ_CONFIG);
+    const io: CliIO = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: dir, env };
+    authority = await serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1' });
+    dmz = await serveDmzClient(io, { stack: dir, dataCenter: 'virginia', driver: 'aws', config: 'dmz-virginia.yaml', authority: authority.url, port: '0', host: '127.0.0.1' });
+    await writeFile(join(dir, 'stack.yaml'), STACK(dmz.url));
+  });
+  afterAll(async () => {
+    await dmz?.close();
+    await authority?.close();
+    await ec2?.close();
+    sts?.close();
+    await drop?.();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates a fleet: one EC2 instance per member, running, booted by its agent with the brokered credentials', async () => {
+    await spec('app', fleetYaml('app', { count: 2 }));
+    // The first RunInstances is lost to a reset connection: the DMZ client's retry makes one instance, not two.
+    ec2.fail('RunInstances', { reset: true }, 1);
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toContain('Apply complete: 2 VMs changed, 0 failed');
+    const vms = await record();
+    expect(vms.map((v) => [v.address, v.state])).toEqual([
+      ['app/0', 'Running'],
+      ['app/1', 'Running'],
+    ]);
+    expect(ec2.instances.size).toBe(2);
+    const inst = live();
+    expect(Object.keys(inst).sort()).toEqual(['app/0', 'app/1']);
+    for (const v of vms) expect(inst[v.address]).toMatchObject({ state: 'running', type: 'm6i.large', imageId: 'ami-0a1b2c3d4e5f60718' });
+    for (const v of vms) expect(inst[v.address].tags.get('fleet:vm-id')).toBe(v.id);
+    // Mutating calls were signed with STS session credentials, reads with the host's own identity.
+    const mutating = ec2.requests.filter((q) => q.action !== 'DescribeInstances');
+    expect(new Set(mutating.map((q) => q.accessKeyId))).toEqual(new Set(sts.issued.map((c) => c.accessKeyId)));
+    expect(sts.calls.length).toBeGreaterThanOrEqual(1);
+    expect(sts.calls.every((c) => c.accessKeyId === 'AKIDHOSTIDENTITY' && c.params.get('DurationSeconds') === '900')).toBe(true);
+  });
+
+  it('stops and starts a fleet', async () => {
+    await spec('app', fleetYaml('app', { count: 2, state: 'PoweredOff' }));
+    let r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(Object.values(live()).map((i) => i.state)).toEqual(['stopped', 'stopped']);
+    await spec('app', fleetYaml('app', { count: 2 }));
+    r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await record()).map((v) => v.state)).toEqual(['Running', 'Running']);
+    expect(Object.values(live()).map((i) => i.state)).toEqual(['running', 'running']);
+  });
+
+  it('resizes in place through the instance type, then replaces on an image change', async () => {
+    await spec('app', fleetYaml('app', { count: 2, cpu: 4 }));
+    let r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('2 to update');
+    expect(Object.values(live()).map((i) => i.type)).toEqual(['m6i.xlarge', 'm6i.xlarge']);
+    const before = (await record()).map((v) => v.id);
+    await spec('app', fleetYaml('app', { count: 2, cpu: 4, image: 'ubuntu-24.04' }));
+    r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('2 to replace');
+    const vms = await record();
+    expect(vms.some((v) => before.includes(v.id))).toBe(false);
+    expect(Object.values(live()).map((i) => [i.imageId, i.state])).toEqual([
+      ['ami-0f1e2d3c4b5a69788', 'running'],
+      ['ami-0f1e2d3c4b5a69788', 'running'],
+    ]);
+  });
+
+  it('fleet refresh maps EC2 states onto the diagram', async () => {
+    const before = await record();
+    // app/0 stopped behind the record's back, app/1 is stopping: EC2 states the record does not hold.
+    const app0 = live()['app/0'];
+    const app1 = live()['app/1'];
+    app0.state = 'stopped';
+    app1.state = 'stopping';
+    const r = await fleet('refresh', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const drift = (JSON.parse(r.stdout) as { drift: { address: string; recordState: string; actualState: string }[] }).drift;
+    expect(drift.map((d) => [d.address, d.recordState, d.actualState]).sort()).toEqual([
+      ['app/0', 'Running', 'PoweredOff'],
+      ['app/1', 'Running', 'ShuttingDown'],
+    ]);
+    // Running -> ShuttingDown is one edge: recorded; Running -> PoweredOff is not: flagged, the record keeps Running.
+    expect((await record()).map((v) => [v.address, v.state])).toEqual([
+      ['app/0', 'Running'],
+      ['app/1', 'ShuttingDown'],
+    ]);
+    expect(before).toHaveLength(2);
+    app0.state = 'running';
+  });
+
+  it('a boot with a wrong token is denied and the instance terminated', async () => {
+    await spec('app', fleetYaml('app', { count: 0 }));
+    let r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(Object.keys(live())).toEqual([]);
+    await spec('web', fleetYaml('web', { count: 1 }));
+    // Someone swaps the boot token in the VM's user data: the authority denies the boot.
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']+'$/m, "FLEET_BOOT_TOKEN='swapped-token'");
+    try {
+      r = await fleet('apply', '--yes');
+    } finally {
+      ec2.tamper = undefined;
+    }
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('apply.member-failed');
+    expect(r.stderr).toContain('a denied boot');
+    expect((await record()).find((v) => v.address === 'web/0')?.state).toBe('BootFailed');
+    const web = [...ec2.instances.values()].find((i) => i.tags.get('fleet:address') === 'web/0')!;
+    await ec2.settled();
+    const [run] = await Promise.all(web.runs);
+    expect(run.stderr).toContain('boot denied');
+    expect(run.opened).toBe(false);
+    expect(['shutting-down', 'terminated']).toContain(web.state);
+  });
+
+  it('deletes a failed member: the instance already gone is fine', async () => {
+    await spec('web', fleetYaml('web', { count: 0 }));
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(await record()).toEqual([]);
+    expect(Object.keys(live())).toEqual([]);
+  });
+});
