@@ -5,6 +5,8 @@
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
 import { FleetError } from '../engine/diags/index.ts';
+import { registerHealth, registerMetrics, type HealthOptions, type ServiceMetrics } from '../engine/observability/index.ts';
+import type { ServerTls } from '../engine/transport/index.ts';
 import { ProtocolError, WireError, type WireCode } from './errors.ts';
 import { sameSecret } from './hash.ts';
 
@@ -17,7 +19,14 @@ export interface ServiceOptions {
   /** Resolves a bearer token to the caller's identity (a data center name), or undefined when unknown. */
   authenticate: (token: string) => string | undefined;
   logger?: boolean;
+  /** Serve HTTPS with this certificate (and require client certificates when it has a CA): engine/transport's loadServerTls. */
+  tls?: ServerTls;
+  /** Count and time every request; served at /metrics (public). */
+  metrics?: ServiceMetrics;
+  /** Readiness checks behind /readyz; /livez answers while the process does (both public). */
+  health?: HealthOptions;
 }
+
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -163,7 +172,9 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     // Reject unknown properties instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, discriminator: true } },
     bodyLimit: 1024 * 1024,
-  });
+    ...(opts.tls ? { https: opts.tls } : {}),
+  }) as unknown as FastifyInstance;
+  const publicPaths = [...opts.publicPaths, ...(opts.metrics ? ['/metrics'] : []), ...(opts.health ? ['/livez', '/readyz'] : [])];
   // Registered (awaited) before any route, so its onRoute hook sees them all.
   await app.register(swagger, {
     openapi: {
@@ -173,17 +184,19 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     },
     // Every route but the public ones needs the bearer token, and may answer 401.
     transform: ({ schema, url }) => {
-      if (opts.publicPaths.includes(url)) return { schema, url };
+      if (publicPaths.includes(url)) return { schema, url };
       const s = (schema ?? {}) as FastifySchema & { security?: unknown };
       const response = { ...((s.response as Record<string, unknown> | undefined) ?? { 200: { description: 'OK', type: 'object' } }) };
       response['401'] ??= { description: 'Missing or wrong bearer token', type: 'object' };
       return { schema: { ...s, response, security: [{ bearer: [] }] } as FastifySchema, url };
     },
   });
+  if (opts.metrics) registerMetrics(app, opts.metrics);
+  if (opts.health) registerHealth(app, opts.health);
   app.decorateRequest('caller', '');
   app.addHook('onRequest', async (req: FastifyRequest) => {
     const path = req.url.split('?')[0];
-    if (opts.publicPaths.includes(path)) return;
+    if (publicPaths.includes(path)) return;
     const header = req.headers.authorization ?? '';
     const m = /^Bearer (.+)$/.exec(header);
     const who = m ? opts.authenticate(m[1]) : undefined;
@@ -207,11 +220,12 @@ export function doc(summary: string, schema: FastifySchema = {}): FastifySchema 
   return { ...schema, summary } as FastifySchema;
 }
 
-/** Listens and returns the base URL (`http://127.0.0.1:PORT`). */
+/** Listens and returns the base URL (`http://127.0.0.1:PORT`, or `https://…` for a TLS service). */
 export async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
   await app.listen({ host, port });
   const addr = app.server.address();
   if (addr === null || typeof addr === 'string') throw new Error('bug: server has no TCP address');
   const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  return `http://${h}:${addr.port}`;
+  const scheme = 'setSecureContext' in app.server ? 'https' : 'http';
+  return `${scheme}://${h}:${addr.port}`;
 }

@@ -24,6 +24,8 @@ import {
   type BootAuthorizeRequest,
   type ReportRequest,
 } from '../../protocol/index.ts';
+import { createMetrics, type ServiceMetrics } from '../observability/index.ts';
+import type { ServerTls } from '../transport/index.ts';
 import { Authority } from './authority.ts';
 import type { CredentialBroker } from './credentials/types.ts';
 import { randomToken } from './keys.ts';
@@ -47,10 +49,14 @@ export interface StartAuthorityOptions {
   /** Cloud credentials of cloud data centers (engine/authority/credentials). */
   credentialBroker?: CredentialBroker;
   logger?: boolean;
+  /** Serve HTTPS (and with a client CA, require DMZ clients' certificates): engine/transport's loadServerTls. */
+  tls?: ServerTls;
 }
 
 export interface RunningService {
   url: string;
+  /** The service's Prometheus metrics (also at GET /metrics). */
+  metrics?: ServiceMetrics;
   close(): Promise<void>;
 }
 
@@ -70,12 +76,30 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     credentialTtlMs: opts.credentialTtlMs,
     ...(opts.credentialBroker ? { credentialBroker: opts.credentialBroker } : {}),
   });
+  const metrics = createMetrics('authority', { stack: opts.stackName });
   const { app, openapi } = await createService({
     title: 'dmzfleet authority',
     publicPaths: ['/v1/health', '/openapi.json'],
     authenticate: tokenTable(opts.dataCenters.map((d) => ({ token: d.token, who: d.name }))),
     logger: opts.logger,
+    tls: opts.tls,
+    metrics,
+    // Ready when the record answers a query on a migrated table.
+    health: { checks: { record: async () => void (await opts.record.listLocks(opts.stackName)) } },
   });
+  const decided = <T extends { decision: string }>(r: T): T => {
+    metrics.decisions.inc({ outcome: r.decision });
+    return r;
+  };
+  const advanced = <T extends { create?: { decision: string }; next: readonly { authorize: { decision: string } }[] }>(r: T): T => {
+    if (r.create) decided(r.create);
+    for (const n of r.next) decided(n.authorize);
+    return r;
+  };
+  const booted = <T extends { approved: boolean }>(r: T): T => {
+    metrics.boots.inc({ outcome: r.approved ? 'approved' : 'denied' });
+    return r;
+  };
   app.get('/v1/health', { schema: doc('Liveness', { response: { 200: healthResponseSchema } }) }, async () => ({
     ok: true,
     service: 'authority' as const,
@@ -84,7 +108,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   app.post<{ Body: AuthorizeRequest }>(
     '/v1/authorize',
     { schema: doc('Approve, modify or veto one request of a DMZ client', { body: authorizeBodySchema, response: { 200: authorizeResponseSchema, ...errors } }) },
-    async (req) => core.authorize(req.caller, req.body),
+    async (req) => decided(await core.authorize(req.caller, req.body)),
   );
   app.post<{ Body: ReportRequest }>(
     '/v1/reports',
@@ -99,12 +123,12 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         response: { 200: advanceResponseSchema, ...errors },
       }),
     },
-    async (req) => core.advance(req.caller, req.body),
+    async (req) => advanced(await core.advance(req.caller, req.body)),
   );
   app.post<{ Body: BootAuthorizeRequest }>(
     '/v1/boot/authorize',
     { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootResponseSchema, ...errors } }) },
-    async (req) => core.bootAuthorize(req.caller, req.body),
+    async (req) => booted(await core.bootAuthorize(req.caller, req.body)),
   );
   // The same calls, many per request: a DMZ client with many steps in flight
   // sends its authorizes, reports, advances and boots together (providers/dmz-client),
@@ -115,13 +139,13 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   const one = (caller: string, c: BatchCall): Promise<unknown> => {
     switch (c.call) {
       case 'authorize':
-        return core.authorize(caller, c.body);
+        return core.authorize(caller, c.body).then(decided);
       case 'report':
         return core.report(caller, c.body);
       case 'advance':
-        return core.advance(caller, c.body);
+        return core.advance(caller, c.body).then(advanced);
       case 'boot':
-        return core.bootAuthorize(caller, c.body);
+        return core.bootAuthorize(caller, c.body).then(booted);
     }
   };
   app.post<{ Body: BatchRequest }>(
@@ -140,5 +164,5 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
       ),
   );
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
-  return { url, close: () => app.close() };
+  return { url, metrics, close: () => app.close() };
 }

@@ -4,8 +4,8 @@
 // embedded default, tests) keep their figures apart.
 //
 // Labels are closed sets or bounded names (route patterns, status codes,
-// operations, outcome codes, data centers): never a VM id, an address or a
-// token, so series stay few and nothing secret is exported.
+// operations, outcomes, data centers): never a VM id, an address, a reason's
+// free text or a token, so series stay few and nothing secret is exported.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -15,10 +15,10 @@ export interface ServiceMetrics {
   requests: Counter<'route' | 'method' | 'status'>;
   /** Time from request to answer, by route pattern. */
   requestSeconds: Histogram<'route'>;
-  /** Authority decisions: outcome approve | veto | modify, and the wire code of a veto (or `ok`). */
-  decisions: Counter<'outcome' | 'code'>;
-  /** Boot requests: approved or denied, with the denial's wire code. */
-  boots: Counter<'outcome' | 'code'>;
+  /** Authority decisions by outcome: approved | modified | vetoed. */
+  decisions: Counter<'outcome'>;
+  /** Boot requests: approved or denied. */
+  boots: Counter<'outcome'>;
   /** A DMZ client's steps: driver operation and outcome (ok | failed | vetoed), in seconds. */
   stepSeconds: Histogram<'operation' | 'outcome'>;
   /** Record statements, in seconds, by what they did. */
@@ -41,8 +41,8 @@ export function createMetrics(service: 'authority' | 'dmz-client', labels: Recor
     registry,
     requests: new Counter({ name: 'fleet_http_requests_total', help: 'HTTP requests answered, by route, method and status.', labelNames: ['route', 'method', 'status'], registers }),
     requestSeconds: new Histogram({ name: 'fleet_http_request_duration_seconds', help: 'Time from request to answer.', labelNames: ['route'], buckets: SECONDS, registers }),
-    decisions: new Counter({ name: 'fleet_authority_decisions_total', help: 'Authority decisions by outcome and wire code.', labelNames: ['outcome', 'code'], registers }),
-    boots: new Counter({ name: 'fleet_boot_requests_total', help: 'Boot requests approved or denied, with the denial code.', labelNames: ['outcome', 'code'], registers }),
+    decisions: new Counter({ name: 'fleet_authority_decisions_total', help: 'Authority decisions by outcome (approved, modified, vetoed).', labelNames: ['outcome'], registers }),
+    boots: new Counter({ name: 'fleet_boot_requests_total', help: 'Boot requests approved or denied.', labelNames: ['outcome'], registers }),
     stepSeconds: new Histogram({ name: 'fleet_step_duration_seconds', help: 'Time of a DMZ client step (authorize, driver call, report) by operation and outcome.', labelNames: ['operation', 'outcome'], buckets: SECONDS, registers }),
     recordSeconds: new Histogram({ name: 'fleet_record_statement_duration_seconds', help: 'Time of record statements by what they did.', labelNames: ['op'], buckets: SECONDS, registers }),
     runsInFlight: new Gauge({ name: 'fleet_runs_in_flight', help: 'Runs in flight at a DMZ client.', labelNames: ['data_center'], registers }),

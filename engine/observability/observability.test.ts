@@ -27,7 +27,7 @@ describe('metrics', () => {
     app.get('/v1/vms/:id', async (req, reply) => ((req.params as { id: string }).id === 'gone' ? reply.code(404).send({ error: 'unknown-vm' }) : { ok: true }));
     for (const id of ['a', 'b', 'gone']) await app.inject({ method: 'GET', url: `/v1/vms/${id}` });
     await app.inject({ method: 'GET', url: '/nowhere' });
-    m.decisions.inc({ outcome: 'veto', code: 'not-an-edge' });
+    m.decisions.inc({ outcome: 'vetoed' });
     await timed(m.stepSeconds, { operation: 'createVm', outcome: 'ok' }, async () => undefined);
 
     const res = await app.inject({ method: 'GET', url: '/metrics' });
@@ -39,7 +39,7 @@ describe('metrics', () => {
     expect(sample(text, 'fleet_http_requests_total', { ...service, route: '/v1/vms/:id', method: 'GET', status: '404' })).toBe(1);
     expect(sample(text, 'fleet_http_requests_total', { route: 'unmatched', status: '404' })).toBe(1);
     expect(sample(text, 'fleet_http_request_duration_seconds_count', { route: '/v1/vms/:id' })).toBe(3);
-    expect(sample(text, 'fleet_authority_decisions_total', { ...service, outcome: 'veto', code: 'not-an-edge' })).toBe(1);
+    expect(sample(text, 'fleet_authority_decisions_total', { ...service, outcome: 'vetoed' })).toBe(1);
     expect(sample(text, 'fleet_step_duration_seconds_count', { ...service, operation: 'createVm', outcome: 'ok' })).toBe(1);
     expect(text).toMatch(/^fleet_process_cpu_seconds_total/m);
     // Concrete URLs (VM ids) never become labels.
@@ -49,7 +49,7 @@ describe('metrics', () => {
   it('keeps two services in one process apart', () => {
     const a = createMetrics('authority');
     const b = createMetrics('dmz-client', { data_center: 'miami' });
-    a.boots.inc({ outcome: 'approved', code: 'ok' });
+    a.boots.inc({ outcome: 'approved' });
     expect(a.registry).not.toBe(b.registry);
     return Promise.all([a.registry.getSingleMetricAsString('fleet_boot_requests_total'), b.registry.getSingleMetricAsString('fleet_boot_requests_total')]).then(([x, y]) => {
       expect(x).toMatch(/} 1$/m);

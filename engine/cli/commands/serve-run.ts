@@ -69,6 +69,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port, ...(broker ? { credentialBroker: broker } : {}) });
     return {
       url: svc.url,
+      metrics: svc.metrics,
       close: async () => {
         await svc.close();
         broker?.close();
