@@ -953,7 +953,9 @@ describe('authority: HTTP surface', () => {
       paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { required?: string[] } }> }; security?: unknown }>>;
     };
     expect(doc.openapi).toBe('3.0.3');
-    expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/livez', '/metrics', '/openapi.json', '/readyz', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
+    // The probes and metrics are public: no bearer token asked for.
+    for (const p of ['/livez', '/readyz', '/metrics'] as const) expect((doc.paths[p] as { get: { security?: unknown } }).get.security).toBeUndefined();
     expect(doc.paths['/v1/advance'].post.requestBody?.content['application/json'].schema.required).toEqual(['next']);
     expect(doc.paths['/v1/authorize'].post.requestBody?.content['application/json'].schema.required).toContain('kind');
     expect(doc.paths['/v1/authorize'].post.security).toEqual([{ bearer: [] }]);
