@@ -85,6 +85,17 @@ describe('boot agent', () => {
     expect(r).toMatchObject({ code: 0, poweredOff: false, opened: false });
   });
 
+  it('POST /v1/boot/status believes no report without the boot token the driver booted the VM with', async () => {
+    const inst = [...w.ec2.instances.values()][0];
+    const res = await fetch(`${w.dmz.url}/v1/boot/status`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cloudId: inst.id, vmId: inst.tags.get('fleet:vm-id'), bootToken: 'guessed', state: 'ready' }),
+    });
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('agent-report-refused');
+  });
+
   it('rendered user data quotes every setting for sh', () => {
     const text = renderAgentUserData({ bootUrl: "http://x/'; rm -rf /; '", vmId: 'v', cloudId: 'c', image: 'i', encrypted: false, dataDevice: '/dev/x' });
     expect(parseAgentUserData(text).FLEET_BOOT_URL).toBe("http://x/'; rm -rf /; '");

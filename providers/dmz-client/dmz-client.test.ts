@@ -281,7 +281,7 @@ describe('DMZ client + authority + sim over real HTTP', () => {
     expect(await client.health()).toEqual({ ok: true, service: 'dmz-client', dataCenter: 'miami', driver: 'sim' });
     const doc = (await (await fetch(`${dmz.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
     expect(doc.openapi).toMatch(/^3\./);
-    expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/batch', '/v1/boot', '/v1/health', '/v1/vms', '/v1/vms/{id}', '/v1/vms/{id}/transitions']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/openapi.json', '/v1/batch', '/v1/boot', '/v1/boot/status', '/v1/health', '/v1/vms', '/v1/vms/{id}', '/v1/vms/{id}/transitions']);
     expect(Object.keys(doc.paths['/v1/vms/{id}']).sort()).toEqual(['delete', 'get']);
   });
 });

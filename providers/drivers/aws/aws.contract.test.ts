@@ -26,7 +26,7 @@ driverContract('aws', async () => {
     instanceTypes: CONTRACT_TYPES,
     endpoint: ec2.endpoint,
     readCredentials: { accessKeyId: 'AKIDREADONLY', secretAccessKey: 'read-secret' },
-    requestTimeoutMs: 300,
+    requestTimeoutMs: 1500,
   });
   return {
     driver,

@@ -49,7 +49,7 @@ describe('aws driver', () => {
       instanceTypes: CONTRACT_TYPES,
       endpoint: ec2.endpoint,
       readCredentials: { accessKeyId: 'AKIDREADONLY', secretAccessKey: 'read-secret' },
-      requestTimeoutMs: 300,
+      requestTimeoutMs: 1500,
     });
     driver.attach({ bootUrl: 'http://10.0.0.5:7401/v1/boot' });
   });
