@@ -59,7 +59,8 @@ driverContract('azure', async () => {
     bootScript: (ctx) => JSON.stringify(ctx),
     sshPublicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest contract',
     pollIntervalMs: 1,
-    requestTimeoutMs: 1000,
+    // Short enough for the timeout cases, long enough that a loaded machine's slow answer is not taken for a hung call.
+    requestTimeoutMs: 3000,
   });
   return {
     driver,
