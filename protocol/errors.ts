@@ -70,7 +70,7 @@ export const WIRE_ERRORS = {
   'earlier-step-failed': { status: 409, doc: 'A step of a run was carried out but not reported, because the report of the step before it failed. The next apply continues from the record.' },
   'authority-unreachable': { status: 503, doc: 'The DMZ client could not reach the authority (connection failure, silence, or 5xx) after 4 sends. Nothing was changed; the CLI retries with the same key.' },
   'agent-report-refused': { status: 403, doc: 'POST /v1/boot/status: no VM of this data center is booting with that boot token (the driver believes only a report carrying the token it booted the VM with). Nothing changed.' },
-  'credentials-unavailable': { status: 503, doc: 'The authority could not get the cloud credentials of the caller\'s data center (STS AssumeRole refused or unreachable, engine/authority/credentials). Nothing was approved; the DMZ client retries. Check the broker role and the authority\'s identity (docs/drivers/aws.md).' },
+  'credentials-unavailable': { status: 503, doc: 'The authority could not get the cloud credentials of the caller\'s data center (STS AssumeRole, or an Entra token, refused or unreachable, engine/authority/credentials). Nothing was approved; the DMZ client retries. Check the broker role and the authority\'s identity (docs/drivers/aws.md), or the azure principal and its secret (docs/drivers/azure.md).' },
   'authority-error': { status: 502, doc: 'The authority refused a call without a code of its own. A refusal with a code is relayed as 502 with the authority\'s code (the CLI does not retry it).' },
   ...driverErrors,
 } satisfies Record<string, WireErrorEntry>;

@@ -407,6 +407,15 @@ export interface ScopedCredentials {
     sessionToken: string;
     expiration: string;
   };
+  /**
+   * For an `azure` data center: an access token of the principal scoped to its resource group, which the authority brokered (engine/authority/credentials/azure.ts), with the subscription and resource group it is for. A secret: never logged or stored.
+   */
+  azure?: {
+    accessToken: string;
+    expiresOn: string;
+    subscriptionId: string;
+    resourceGroup: string;
+  };
 }
 /**
  * POST /v1/batch: answered with NDJSON lines (BatchAnswerLine) in the order things finish: one line `{ i, status, body }` per step, and for a run one line `{ i, k, status, body }` per step k it carried out, the last being its last step or the first not ok.

@@ -144,7 +144,13 @@ export class Authority {
   private credentials(dataCenter: string, requestId: string) {
     const cloud = this.o.credentialBroker?.issued(dataCenter);
     const expiresAt = new Date(Math.min(Date.now() + this.ttl, cloud ? Date.parse(cloud.expiresAt) : Infinity)).toISOString();
-    return { dataCenter, token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt), expiresAt, ...(cloud?.aws ? { aws: cloud.aws } : {}) };
+    return {
+      dataCenter,
+      token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt),
+      expiresAt,
+      ...(cloud?.aws ? { aws: cloud.aws } : {}),
+      ...(cloud?.azure ? { azure: cloud.azure } : {}),
+    };
   }
 
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {

@@ -244,6 +244,7 @@ export async function loadPack(
     lifecycle,
     images: deepFreeze(structuredClone(spec.images)),
     ...(spec.instanceTypes ? { instanceTypes: deepFreeze(structuredClone(spec.instanceTypes)) } : {}),
+    ...(spec.powerOff ? { powerOff: deepFreeze(structuredClone(spec.powerOff)) } : {}),
     rules,
   };
   return { pack: Object.freeze(pack), diagnostics: diags };

@@ -114,6 +114,8 @@ export interface LoadedPack {
   images: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** data center -> instance types, smallest first (engine/policy/instance-types.ts); absent when the pack has no catalog. */
   instanceTypes?: Readonly<Record<string, readonly InstanceType[]>>;
+  /** data center -> what its `powerOff` operation does (`stop` when absent); cloud drivers read it. */
+  powerOff?: Readonly<Record<string, 'stop' | 'deallocate'>>;
   /** Every known rule with its merged settings (pack, then stack overrides). */
   rules: ReadonlyMap<string, ResolvedRule>;
 }

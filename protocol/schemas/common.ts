@@ -114,6 +114,14 @@ export const credentialsSchema = {
       required: ['accessKeyId', 'secretAccessKey', 'sessionToken', 'expiration'],
       properties: { accessKeyId: { type: 'string' }, secretAccessKey: { type: 'string' }, sessionToken: { type: 'string' }, expiration: { type: 'string' } },
     },
+    azure: {
+      description:
+        'For an `azure` data center: an access token of the principal scoped to its resource group, which the authority brokered (engine/authority/credentials/azure.ts), with the subscription and resource group it is for. A secret: never logged or stored.',
+      type: 'object',
+      additionalProperties: false,
+      required: ['accessToken', 'expiresOn', 'subscriptionId', 'resourceGroup'],
+      properties: { accessToken: { type: 'string' }, expiresOn: { type: 'string' }, subscriptionId: { type: 'string' }, resourceGroup: { type: 'string' } },
+    },
   },
 } as const;
 

@@ -41,6 +41,29 @@ describe('DMZ client config', () => {
     expect(r.diagnostics.map((d) => ({ code: d.code, file: d.file, line: d.line, col: d.col }))).toContainEqual({ code, file: 'dmz.yaml', line, col });
   });
 
+  const AZURE = `apiVersion: fleet/v1
+kind: DmzClient
+metadata: { dataCenter: eastus }
+spec:
+  azure:
+    subscriptionId: 00000000-0000-0000-0000-000000000003
+    resourceGroup: dmzfleet-eastus
+    location: eastus
+    vnet: vnet
+    subnet: vms
+    sshPublicKey: ssh-ed25519 AAAAC3Nza operators@example
+`;
+  it.each([
+    { name: 'azure: no operator key', text: AZURE.replace(/ {4}sshPublicKey:.*\n/, ''), code: 'spec.missing-field', line: 5, col: 3 },
+    { name: 'azure: a private key where the public one goes', text: AZURE.replace('ssh-ed25519 AAAAC3Nza operators@example', '-----BEGIN OPENSSH PRIVATE KEY-----'), code: 'spec.invalid-value', line: 11, col: 19 },
+    { name: 'azure: a plain-HTTP resource manager', text: AZURE + '    endpoint: http://127.0.0.1:8443\n', code: 'spec.invalid-value', line: 12, col: 15 },
+    { name: 'azure: no azure block for the azure driver', text: AZURE.replace(/ {2}azure:[\s\S]*/, '  requestTimeoutMs: 5000\n'), code: 'apply.serve-config', line: 4, col: 1 },
+  ])('$name: $code at $line:$col', ({ text, code, line, col }) => {
+    const r = checkDmzClientConfig(text, 'dmz.yaml', 'azure', 'eastus');
+    expect(r.config).toBeUndefined();
+    expect(r.diagnostics.map((d) => ({ code: d.code, file: d.file, line: d.line, col: d.col }))).toContainEqual({ code, file: 'dmz.yaml', line, col });
+  });
+
   it('a missing file is spec.read-error naming it', async () => {
     const r = await loadDmzClientConfig('/no/such/dmz.yaml', 'aws', 'virginia');
     expect(r.diagnostics).toMatchObject([{ code: 'spec.read-error', file: '/no/such/dmz.yaml' }]);

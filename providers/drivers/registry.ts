@@ -38,7 +38,7 @@ export type DriverFactory = (ctx: DriverContext) => Promise<Driver>;
 const FACTORIES: Record<DriverKind, (() => Promise<DriverFactory>) | undefined> = {
   sim: async () => (await import('./sim/index.ts')).simDriverFactory,
   aws: async () => (await import('./aws/index.ts')).awsDriverFactory,
-  azure: undefined,
+  azure: async () => (await import('./azure/index.ts')).azureDriverFactory,
 };
 
 /** The kinds this build can run. */

@@ -103,7 +103,23 @@ export interface AzureDriverSettings {
    */
   subnet: string;
   /**
-   * Resource manager URL (an emulator or a sovereign cloud); default `https://management.azure.com`.
+   * Resource manager URL (an emulator or a sovereign cloud); default `https://management.azure.com`. HTTPS only: bearer tokens never travel over plain HTTP (an emulator with a self-signed certificate: NODE_EXTRA_CA_CERTS).
    */
   endpoint?: string;
+  /**
+   * Resource group of the virtual network, when it is not `resourceGroup`.
+   */
+  vnetResourceGroup?: string;
+  /**
+   * OpenSSH public key of the operators' login on the VMs (Azure requires a login; password login is disabled). Not a secret.
+   */
+  sshPublicKey: string;
+  /**
+   * Login name on the VMs (default `fleetadmin`).
+   */
+  adminUsername?: string;
+  /**
+   * How often the driver polls a long-running operation when Azure gives no Retry-After (default 2000).
+   */
+  pollMs?: number;
 }

@@ -64,6 +64,12 @@ export interface PolicyPackSpec {
      */
     [k: string]: [InstanceType, ...InstanceType[]];
   };
+  /**
+   * What the `powerOff` operation does in a cloud data center, per data center: `stop` (default; an Azure VM keeps its hardware, still billed, and starts quickly) or `deallocate` (Azure releases the hardware: no compute charge, a slower start that may meet capacity limits). EC2 always releases a stopped instance's hardware.
+   */
+  powerOff?: {
+    [k: string]: 'stop' | 'deallocate';
+  };
 }
 /**
  * The finite state diagram: a VM moves along one edge at a time, never skipping a state.

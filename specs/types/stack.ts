@@ -211,6 +211,14 @@ export interface AzureBroker {
    * Entra endpoint URL (default `https://login.microsoftonline.com`).
    */
   authorityHost?: string;
+  /**
+   * Environment variable of the authority holding the principal's client secret (default `AZURE_CLIENT_SECRET`); the secret itself never sits in a file.
+   */
+  clientSecretEnv?: string;
+  /**
+   * Audience of the token (default `https://management.azure.com/.default`; a sovereign cloud or an emulator has its own).
+   */
+  scope?: string;
 }
 /**
  * Settings of an embedded simulated data center (`address: embedded`).

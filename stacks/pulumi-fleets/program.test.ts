@@ -1,4 +1,6 @@
-// The pulumi-fleets program under Pulumi's mocks, against stacks/local: each
+// The pulumi-fleets program under Pulumi's mocks, against a copy of the
+// example stack (test/fixtures/example-stack, so editing the examples never
+// breaks this test): each
 // Fleet is declared with the fleet spec, the spec loader's hash and the tokens
 // as secrets, and the provider Pulumi would store carries no token.
 import { describe, expect, it } from 'vitest';
@@ -12,12 +14,13 @@ const SECRET_SIG = '4dabf18193072939515e22adb298388d';
 const SECRET_VALUE = '1b47061264138c4ac30d75fd1eb44270';
 const TOKENS = { miami: 'miami-token-value', richmond: 'richmond-token-value' };
 const mocks = mockPulumi({
+  'pulumi-fleets:stackDir': '../../test/fixtures/example-stack',
   'pulumi-fleets:urls': JSON.stringify({ miami: 'https://dmz.miami.example:8443', richmond: 'https://dmz.richmond.example:8443' }),
   'pulumi-fleets:tokens': JSON.stringify(TOKENS),
 });
 
 describe('stacks/pulumi-fleets', () => {
-  it('declares each fleet from stacks/local with its spec, hash and secret tokens, and no token in the provider', async () => {
+  it('declares each fleet of the example stack with its spec, hash and secret tokens, and no token in the provider', async () => {
     const { stack, web, batch } = await declareFleets(readConfig());
     expect(stack.name).toBe('local');
     expect(stack.dataCenters.map((d) => [d.name, d.url])).toEqual([

@@ -19,6 +19,7 @@ export interface CredentialBroker {
 
 export interface CloudCredentials {
   aws?: NonNullable<ScopedCredentials['aws']>;
+  azure?: NonNullable<ScopedCredentials['azure']>;
   /** When they expire: the scoped credentials expire no later. */
   expiresAt: string;
 }

@@ -7,7 +7,7 @@ import { openRecord } from '../../record/index.ts';
 import { loadStack } from '../../spec/index.ts';
 import type { LoadedStack } from '../../spec/types.ts';
 import type { LoadedPack } from '../../policy/types.ts';
-import type { CredentialBroker } from '../../authority/credentials/types.ts';
+import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -84,18 +84,45 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
 }
 
 /**
- * The broker of the stack's aws data centers' credentials (STS AssumeRole,
- * engine/authority/credentials/aws.ts), with the authority's own AWS identity
- * from the SDK's default chain; none without aws data centers (the SDK is
- * not even loaded). AWS_ENDPOINT_URL_STS overrides every STS endpoint.
+ * The broker of the stack's cloud data centers' credentials: aws (STS
+ * AssumeRole, engine/authority/credentials/aws.ts, with the authority's own
+ * AWS identity from the SDK's default chain; AWS_ENDPOINT_URL_STS overrides
+ * every STS endpoint) and azure (an Entra token of each data center's
+ * principal, engine/authority/credentials/azure.ts, its secret from the
+ * environment variable the stack names). None without cloud data centers
+ * (no SDK is even loaded).
  */
 async function credentialBroker(io: CliIO, stack: LoadedStack): Promise<(CredentialBroker & { close(): void }) | undefined> {
+  const brokers: (CredentialBroker & { close(): void })[] = [];
   const aws = stack.dataCenters.flatMap((d) => (d.driver === 'aws' && d.aws ? [{ name: d.name, ...d.aws }] : []));
-  if (aws.length === 0) return undefined;
-  const { AwsCredentialBroker } = await import('../../authority/credentials/aws.ts');
-  const stsEndpoint = io.env.AWS_ENDPOINT_URL_STS || undefined;
-  const credentials = envCredentials(io.env);
-  return new AwsCredentialBroker({ stack: stack.name, dataCenters: aws, ...(stsEndpoint ? { stsEndpoint } : {}), ...(credentials ? { credentials } : {}) });
+  if (aws.length > 0) {
+    const { AwsCredentialBroker } = await import('../../authority/credentials/aws.ts');
+    const stsEndpoint = io.env.AWS_ENDPOINT_URL_STS || undefined;
+    const credentials = envCredentials(io.env);
+    brokers.push(new AwsCredentialBroker({ stack: stack.name, dataCenters: aws, ...(stsEndpoint ? { stsEndpoint } : {}), ...(credentials ? { credentials } : {}) }));
+  }
+  const azure = stack.dataCenters.filter((d) => d.driver === 'azure' && d.azure);
+  if (azure.length > 0) {
+    const missing: Diagnostic[] = [];
+    const dataCenters = azure.flatMap((d) => {
+      const a = d.azure as NonNullable<typeof d.azure>;
+      const env = a.clientSecretEnv ?? 'AZURE_CLIENT_SECRET';
+      const clientSecret = io.env[env];
+      if (!clientSecret) {
+        missing.push(diag('apply.token-missing', `Set ${env} to the client secret of principal ${a.clientId}, which the authority uses for data center ${d.name} (docs/drivers/azure.md).`, d.where));
+        return [];
+      }
+      const { clientSecretEnv: _env, ...rest } = a;
+      return [{ name: d.name, ...rest, clientSecret }];
+    });
+    if (missing.length > 0) throw new FleetError(missing);
+    const { AzureCredentialBroker } = await import('../../authority/credentials/azure.ts');
+    brokers.push(new AzureCredentialBroker({ dataCenters }));
+  }
+  const combined = combineBrokers(brokers);
+  if (!combined) return undefined;
+  // A fresh object: with one cloud, combineBrokers hands back that broker itself, whose own close this one calls.
+  return { prepare: (dc) => combined.prepare(dc), issued: (dc) => combined.issued(dc), close: () => brokers.forEach((b) => b.close()) };
 }
 
 /** AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN of the command's environment; undefined: the SDK's default chain (instance profile, SSO, ...). */

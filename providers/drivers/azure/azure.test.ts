@@ -1,0 +1,433 @@
+// The azure driver against ARM served by nock (arm-fake.ts, ARM's documented
+// wire format): what it sends (tags, custom data without any disk key, VM
+// size, which token), the lifecycle, and Azure's failures as DriverError kinds.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHash, randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DriverError, type AgentReport, type CreateVmInput, type ScopedCredentials } from '../types.ts';
+import { ArmFake, type ArmCall, type ArmFault } from './arm-fake.ts';
+import { AzureDriver, staticTokenCredential, type AzureDriverOptions } from './azure.ts';
+import { azureBootstrap } from './bootstrap.ts';
+import { resourceNames } from './names.ts';
+
+const SUB = '00000000-0000-0000-0000-0000000000aa';
+const RG = 'rg-fleet-east';
+const DC = 'east';
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const far = () => new Date(Date.now() + 3_600_000).toISOString();
+
+const SIZES: Record<string, string> = { '2/8': 'Standard_D2s_v5', '4/16': 'Standard_D4s_v5' };
+
+/** A boot endpoint: approves the tokens the test issued, denies any other, and hands agent reports to the driver. */
+class BootEndpoint {
+  server: Server | undefined;
+  url = '';
+  readonly issued = new Set<string>();
+  constructor(private readonly driver: () => AzureDriver) {}
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString()));
+      req.on('end', () => {
+        const b = JSON.parse(text) as Record<string, string>;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        if (req.url?.endsWith('/status')) {
+          res.end(JSON.stringify({ believed: this.driver().agentStatus(b as unknown as AgentReport) }));
+        } else {
+          const ok = this.issued.has(b.bootToken);
+          res.end(JSON.stringify(ok ? { approved: true, reason: 'matches the record' } : { approved: false, reason: 'unknown boot token' }));
+        }
+      });
+    });
+    await new Promise<void>((r) => this.server?.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server?.address() as AddressInfo).port}/v1/boot`;
+  }
+  async close(): Promise<void> {
+    await new Promise((r) => this.server?.close(r));
+  }
+}
+
+let arm: ArmFake;
+let boot: BootEndpoint;
+let driver: AzureDriver;
+
+function makeDriver(extra: Partial<AzureDriverOptions> = {}): AzureDriver {
+  const d = new AzureDriver({
+    dataCenter: DC,
+    stack: 'prod',
+    subscriptionId: SUB,
+    resourceGroup: RG,
+    location: 'eastus',
+    vnet: 'vnet-fleet',
+    subnet: 'vms',
+    vmSize: (s) => SIZES[`${s.cpu}/${s.memoryGiB}`],
+    readCredential: staticTokenCredential('read-only-token', far()),
+    customData: azureBootstrap(),
+    bootScript: (ctx) => JSON.stringify(ctx),
+    sshPublicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest operator',
+    pollIntervalMs: 1,
+    requestTimeoutMs: 5_000,
+    ...extra,
+  });
+  d.attach({ bootUrl: boot.url });
+  return d;
+}
+
+/** What an approval carries: the authority's scoped token, and the Azure token its broker got for this data center. */
+const creds = (over: Partial<ScopedCredentials> = {}): ScopedCredentials => ({
+  dataCenter: DC,
+  token: 'scoped-token',
+  expiresAt: far(),
+  azure: { accessToken: 'brokered-token', expiresOn: far(), subscriptionId: SUB, resourceGroup: RG },
+  ...over,
+});
+
+function input(over: Partial<CreateVmInput> = {}): CreateVmInput {
+  const vmId = randomUUID();
+  return { vmId, address: 'web/0', name: 'web-0', image: 'Canonical:ubuntu-24_04-lts:server:latest', size: { cpu: 2, memoryGiB: 8, diskGiB: 64 }, encryptedDisk: true, diskKeyHash: sha256(`key-${vmId}`), ...over };
+}
+
+beforeEach(async () => {
+  arm = new ArmFake({ subscriptionId: SUB, resourceGroup: RG, location: 'eastus' }).install();
+  boot = new BootEndpoint(() => driver);
+  await boot.start();
+  driver = makeDriver();
+});
+
+afterEach(async () => {
+  await driver.close();
+  await arm.close();
+  await boot.close();
+});
+
+async function failure(p: Promise<unknown>): Promise<DriverError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DriverError);
+  return err as DriverError;
+}
+
+describe('azure driver: what it sends', () => {
+  it('creates NIC and VM by name from the VM id, tagged, with the boot agent in custom data and no disk key, then powers the VM off', async () => {
+    const i = input();
+    const vm = await driver.createVm(creds(), i);
+    const n = resourceNames(i.vmId);
+    expect(vm).toMatchObject({ vmId: i.vmId, name: 'web-0', power: 'off', observedState: 'PoweredOff', size: i.size, encryptedDisk: true, status: 'present' });
+    expect(vm.cloudId).toBe(`/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Compute/virtualMachines/${n.vm}`);
+
+    const [nic] = arm.calls('putNic');
+    expect(nic.path).toMatch(new RegExp(`/networkInterfaces/${n.nic}$`));
+    expect(nic.body).toMatchObject({
+      location: 'eastus',
+      properties: { ipConfigurations: [{ properties: { subnet: { id: `/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Network/virtualNetworks/vnet-fleet/subnets/vms` } } }] },
+    });
+
+    const [put] = arm.calls('putVm');
+    expect(put.path).toMatch(new RegExp(`/virtualMachines/${n.vm}$`));
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the ARM body as sent, read field by field
+    const body = put.body as { tags: Record<string, string>; properties: Record<string, any> };
+    expect(body.tags).toEqual({
+      'fleet-stack': 'prod',
+      'fleet-data-center': DC,
+      'fleet-vm-id': i.vmId,
+      'fleet-address': 'web/0',
+      'fleet-name': 'web-0',
+      'fleet-image': i.image,
+      'fleet-size': 'cpu=2,memoryGiB=8,diskGiB=64',
+      'fleet-encrypted-disk': 'true',
+    });
+    expect(body.properties.hardwareProfile).toEqual({ vmSize: 'Standard_D2s_v5' });
+    expect(body.properties.storageProfile.imageReference).toEqual({ publisher: 'Canonical', offer: 'ubuntu-24_04-lts', sku: 'server', version: 'latest' });
+    expect(body.properties.storageProfile.dataDisks[0]).toMatchObject({ diskSizeGB: 64, deleteOption: 'Delete', createOption: 'Empty' });
+    expect(body.properties.storageProfile.osDisk).toMatchObject({ deleteOption: 'Delete' });
+    expect(body.properties.networkProfile.networkInterfaces[0]).toMatchObject({ properties: { primary: true, deleteOption: 'Delete' } });
+    expect(body.properties.osProfile.linuxConfiguration.disablePasswordAuthentication).toBe(true);
+    const custom = Buffer.from(body.properties.osProfile.customData as string, 'base64').toString('utf8');
+    expect(custom).toBe(azureBootstrap());
+    expect(custom).not.toContain(`key-${i.vmId}`);
+    expect(JSON.stringify(put.body)).not.toContain(`key-${i.vmId}`);
+
+    // Azure starts what it creates: the create ends with a forced power-off.
+    const [off] = arm.calls('powerOff');
+    expect(off.query.get('skipShutdown')).toBe('true');
+    expect(arm.vms.get(n.vm)?.power).toBe('stopped');
+  });
+
+  it('acts with the brokered token and reads with the DMZ client own identity', async () => {
+    const i = input();
+    await driver.createVm(creds(), i);
+    const { azure: _ignored, ...readOnly } = creds();
+    await driver.get(readOnly, { vmId: i.vmId, cloudId: null });
+    await driver.list(readOnly);
+    for (const r of arm.requests) {
+      const reads = r.call === 'instanceView' || r.call === 'listVms' || (r.call === 'getVm' && arm.requests.indexOf(r) > arm.requests.findIndex((q) => q.call === 'powerOff'));
+      const polls = r.call === 'poll' || r.call === 'result';
+      if (polls) continue;
+      expect(r.authorization, `${r.method} ${r.path}`).toBe(reads ? 'Bearer read-only-token' : 'Bearer brokered-token');
+    }
+  });
+
+  it('a retried create finds the VM it made: no second PUT', async () => {
+    const i = input();
+    const first = await driver.createVm(creds(), i);
+    const again = await driver.createVm(creds(), i);
+    expect(again.cloudId).toBe(first.cloudId);
+    expect(arm.calls('putVm')).toHaveLength(1);
+    expect(arm.calls('putNic')).toHaveLength(1);
+  });
+
+  it('refuses a VM of the same name that is not the fleet VM (its tag says otherwise)', async () => {
+    const i = input();
+    await driver.createVm(creds(), i);
+    const vm = arm.vms.get(resourceNames(i.vmId).vm);
+    if (vm) vm.tags['fleet-vm-id'] = 'someone-else';
+    expect((await failure(driver.createVm(creds(), i))).kind).toBe('failed');
+  });
+
+  it('refuses credentials of another data center, expired ones, a token for another resource group or none, before calling Azure', async () => {
+    expect((await failure(driver.createVm(creds({ dataCenter: 'west' }), input()))).kind).toBe('credentials');
+    expect((await failure(driver.powerOn(creds({ expiresAt: new Date(Date.now() - 1000).toISOString() }), { vmId: 'x', cloudId: null }))).kind).toBe('credentials');
+    const past = new Date(Date.now() - 1000).toISOString();
+    expect((await failure(driver.powerOn(creds({ azure: { accessToken: 'old', expiresOn: past, subscriptionId: SUB, resourceGroup: RG } }), { vmId: 'x', cloudId: null }))).kind).toBe('credentials');
+    const elsewhere = { accessToken: 'other-rg', expiresOn: far(), subscriptionId: SUB, resourceGroup: 'rg-someone-else' };
+    expect((await failure(driver.powerOn(creds({ azure: elsewhere }), { vmId: 'x', cloudId: null }))).message).toMatch(/resource group rg-someone-else/);
+    const { azure: _none, ...scopedOnly } = creds();
+    expect((await failure(driver.powerOn(scopedOnly, { vmId: 'x', cloudId: null }))).message).toMatch(/issued no Azure token/);
+    expect(arm.requests).toHaveLength(0);
+  });
+
+  it('a size the catalog lacks, or an image that is neither a resource id nor a URN, fails before any PUT', async () => {
+    expect((await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })))).message).toMatch(/no Azure VM size for/);
+    expect((await failure(driver.createVm(creds(), input({ image: 'ubuntu 24.04' })))).message).toMatch(/neither an Azure image resource id/);
+    expect(arm.calls('putVm')).toHaveLength(0);
+  });
+});
+
+describe('azure driver: lifecycle', () => {
+  it('create, power on, boot, ready, shut down, power off, resize, delete', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    const made = await driver.createVm(creds(), i);
+    expect((await driver.powerOn(creds(), ref)).observedState).toBe('PoweredOn');
+    expect(arm.calls('start')).toHaveLength(1);
+
+    boot.issued.add('token-1');
+    const booting = await driver.boot(creds(), ref, { bootToken: 'token-1' });
+    // The agent may report before boot's answer is back.
+    expect(['Starting', 'Running']).toContain(booting.observedState);
+    const [patch] = arm.calls('patchVm');
+    const userData = JSON.parse(Buffer.from((patch.body as { properties: { userData: string } }).properties.userData, 'base64').toString('utf8')) as Record<string, unknown>;
+    expect(userData).toEqual({ vmId: i.vmId, cloudId: booting.cloudId, image: i.image, bootUrl: boot.url, bootToken: 'token-1', encryptedDisk: true, dataDevice: '/dev/disk/azure/scsi1/lun0' });
+    expect(JSON.stringify(userData)).not.toContain(`key-${i.vmId}`);
+
+    const ready = await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 });
+    expect(ready).toMatchObject({ observedState: 'Running', power: 'on', agent: 'ready' });
+    expect((await driver.get(creds(), ref))?.observedState).toBe('Running');
+
+    await driver.shutdown(creds(), ref);
+    expect(arm.calls('powerOff').at(-1)?.query.get('skipShutdown')).toBe('false');
+    expect((await driver.powerOff(creds(), ref)).observedState).toBe('PoweredOff');
+
+    const bigger = await driver.resize(creds(), ref, { cpu: 4, memoryGiB: 16, diskGiB: 64 });
+    expect(bigger.size).toEqual({ cpu: 4, memoryGiB: 16, diskGiB: 64 });
+    const resize = arm.calls('patchVm').at(-1)?.body as { properties: { hardwareProfile: unknown }; tags: Record<string, string> };
+    expect(resize.properties.hardwareProfile).toEqual({ vmSize: 'Standard_D4s_v5' });
+    expect(resize.tags['fleet-size']).toBe('cpu=4,memoryGiB=16,diskGiB=64');
+
+    await driver.deleteVm(creds(), ref);
+    const n = resourceNames(i.vmId);
+    expect(arm.vms.has(n.vm)).toBe(false);
+    expect(arm.nics.has(n.nic)).toBe(false);
+    expect(arm.disks.size).toBe(0);
+    expect(await driver.get(creds(), ref)).toBeUndefined();
+    expect(made.cloudId).toContain(n.vm);
+  });
+
+  it('resize while running is invalid-state; nothing is patched', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    expect((await failure(driver.resize(creds(), ref, { cpu: 4, memoryGiB: 16, diskGiB: 64 }))).kind).toBe('invalid-state');
+    expect(arm.calls('patchVm')).toHaveLength(0);
+  });
+
+  it('a boot the authority denies: the agent reports failed, the VM powers itself off, awaitReady throws boot-failed and deletes the VM', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    await driver.boot(creds(), ref, { bootToken: 'never-issued' });
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }));
+    expect(err.kind).toBe('boot-failed');
+    expect(err.message).toMatch(/boot denied/);
+    expect(arm.boots).toEqual([{ vmName: resourceNames(i.vmId).vm, approved: false }]);
+    expect(arm.vms.has(resourceNames(i.vmId).vm)).toBe(false);
+    expect(await driver.get(creds(), ref)).toBeUndefined();
+  });
+
+  it('a VM that powers itself off while booting, without a report this client believes, was denied: deleted, boot-failed', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    arm.tamper = () => 'swapped-token';
+    await driver.boot(creds(), ref, { bootToken: 'token-issued' });
+    boot.issued.add('token-issued');
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }));
+    expect(err.kind).toBe('boot-failed');
+    expect(err.message).toMatch(/powered itself off during its boot/);
+    expect(arm.boots).toEqual([{ vmName: resourceNames(i.vmId).vm, approved: false }]);
+    expect(arm.vms.size).toBe(0);
+  });
+
+  it('an agent report with another token is not believed', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    const vm = await driver.createVm(creds(), i);
+    expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: i.vmId, bootToken: 'guess', state: 'ready' })).toBe(false);
+    await driver.powerOn(creds(), ref);
+    // not yet booted: still no token to match
+    expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: i.vmId, bootToken: 'guess', state: 'ready' })).toBe(false);
+    expect((await driver.get(creds(), ref))?.observedState).toBe('PoweredOn');
+  });
+
+  it('powerOff deallocates where the pack says so, and the create ends deallocated', async () => {
+    await driver.close();
+    driver = makeDriver({ powerOffMode: 'deallocate' });
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    expect((await driver.createVm(creds(), i)).observedState).toBe('PoweredOff');
+    expect(arm.calls('deallocate')).toHaveLength(1);
+    expect(arm.calls('powerOff')).toHaveLength(0);
+    await driver.powerOn(creds(), ref);
+    expect((await driver.powerOff(creds(), ref)).observedState).toBe('PoweredOff');
+    expect(arm.calls('deallocate')).toHaveLength(2);
+    expect(arm.vms.get(resourceNames(i.vmId).vm)?.power).toBe('deallocated');
+  });
+
+  it('lists the stack tag only, over several pages (nextLink)', async () => {
+    await arm.close();
+    arm = new ArmFake({ subscriptionId: SUB, resourceGroup: RG, location: 'eastus', pageSize: 2 }).install();
+    const ids: string[] = [];
+    for (let k = 0; k < 5; k++) {
+      const i = input({ name: `web-${k}` });
+      ids.push(i.vmId);
+      await driver.createVm(creds(), i);
+    }
+    const other = arm.vms.get(resourceNames(ids[0]).vm);
+    if (other) other.tags['fleet-stack'] = 'staging';
+    const listed = await driver.list(creds());
+    expect(listed.map((v) => v.vmId).sort()).toEqual(ids.slice(1).sort());
+    const pages = arm.calls('listVms');
+    expect(pages).toHaveLength(3);
+    expect(pages.map((p) => p.query.get('$skiptoken'))).toEqual([null, '2', '4']);
+    expect(listed.every((v) => v.observedState === 'PoweredOff')).toBe(true);
+  });
+
+  it('deleting a VM that is already gone succeeds', async () => {
+    await driver.deleteVm(creds(), { vmId: randomUUID(), cloudId: null });
+  });
+});
+
+describe('azure driver: failures as kinds', () => {
+  // One call made by a driver method, failing as Azure fails it.
+  const cases: { name: string; fault: ArmFault; act: 'create' | 'powerOn' | 'get'; kind: DriverError['kind']; message?: RegExp }[] = [
+    { name: '429 with Retry-After', fault: { call: 'putVm', status: 429, code: 'TooManyRequests', retryAfter: 17 }, act: 'create', kind: 'transient', message: /retry after 17 s/ },
+    { name: '500', fault: { call: 'start', status: 500, code: 'InternalServerError' }, act: 'powerOn', kind: 'transient' },
+    { name: '503 while polling', fault: { call: 'poll', status: 503, code: 'ServiceUnavailable' }, act: 'powerOn', kind: 'transient' },
+    { name: 'connection reset', fault: { call: 'getVm', reset: true }, act: 'get', kind: 'transient' },
+    { name: 'AllocationFailed in the create operation', fault: { call: 'putVm', failOperation: { code: 'AllocationFailed', message: 'Allocation failed. We do not have sufficient capacity.' } }, act: 'create', kind: 'capacity', message: /sufficient capacity/ },
+    { name: 'SkuNotAvailable', fault: { call: 'putVm', status: 409, code: 'SkuNotAvailable' }, act: 'create', kind: 'capacity' },
+    { name: 'quota (OperationNotAllowed)', fault: { call: 'putVm', status: 409, code: 'OperationNotAllowed', message: 'Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota.' }, act: 'create', kind: 'capacity' },
+    { name: 'OperationNotAllowed on the wrong power state', fault: { call: 'start', status: 409, code: 'OperationNotAllowed', message: 'Cannot start the VM while it is being deleted.' }, act: 'powerOn', kind: 'invalid-state' },
+    { name: '401 InvalidAuthenticationToken', fault: { call: 'putNic', status: 401, code: 'InvalidAuthenticationToken' }, act: 'create', kind: 'credentials' },
+    { name: '403 AuthorizationFailed', fault: { call: 'start', status: 403, code: 'AuthorizationFailed' }, act: 'powerOn', kind: 'credentials' },
+    { name: '404 ResourceNotFound', fault: { call: 'start', status: 404, code: 'ResourceNotFound' }, act: 'powerOn', kind: 'not-found' },
+  ];
+
+  for (const c of cases) {
+    it(`${c.name} -> ${c.kind}`, async () => {
+      const i = input();
+      const ref = { vmId: i.vmId, cloudId: null };
+      if (c.act !== 'create') await driver.createVm(creds(), i);
+      arm.inject(c.fault);
+      const act = c.act === 'create' ? driver.createVm(creds(), i) : c.act === 'powerOn' ? driver.powerOn(creds(), ref) : driver.get(creds(), ref);
+      const err = await failure(act);
+      expect(err.kind).toBe(c.kind);
+      expect(err.transient).toBe(c.kind === 'transient');
+      if (c.message) expect(err.message).toMatch(c.message);
+      expect(err.message).not.toMatch(/brokered-token|read-only-token/);
+    });
+  }
+
+  it('throttled, then the retry (the DMZ client owns retries) succeeds', async () => {
+    const i = input();
+    arm.inject({ call: 'putVm', status: 429, code: 'TooManyRequests', retryAfter: 1, times: 1 });
+    expect((await failure(driver.createVm(creds(), i))).kind).toBe('transient');
+    const vm = await driver.createVm(creds(), i);
+    expect(vm.observedState).toBe('PoweredOff');
+    expect(arm.calls('putVm')).toHaveLength(2);
+    expect(arm.vms.size).toBe(1);
+  });
+
+  it('a create that fails for good (AllocationFailed) leaves no VM, NIC or disk behind; a transient one leaves the VM for the retry', async () => {
+    arm.inject({ call: 'putVm', failOperation: { code: 'AllocationFailed' }, times: 1 });
+    await failure(driver.createVm(creds(), input()));
+    expect([arm.vms.size, arm.nics.size, arm.disks.size]).toEqual([0, 0, 0]);
+    arm.inject({ call: 'powerOff', status: 503, code: 'ServiceUnavailable', times: 1 });
+    const i = input();
+    expect((await failure(driver.createVm(creds(), i))).kind).toBe('transient');
+    expect(arm.vms.size).toBe(1);
+    expect(await driver.createVm(creds(), i)).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff' });
+    expect(arm.vms.get(resourceNames(i.vmId).vm)?.power).toBe('stopped');
+    expect(arm.calls('putVm')).toHaveLength(2);
+  });
+
+  it('the SDK retries nothing: one 500, one request', async () => {
+    const i = input();
+    await driver.createVm(creds(), i);
+    arm.inject({ call: 'start', status: 500, code: 'InternalServerError' });
+    await failure(driver.powerOn(creds(), { vmId: i.vmId, cloudId: null }));
+    expect(arm.calls('start')).toHaveLength(1);
+  });
+
+  it.each<[string, ArmCall, Partial<AzureDriverOptions>]>([
+    ['a hung call', 'start', { requestTimeoutMs: 200 }],
+    ['a hung poll of an operation', 'poll', { requestTimeoutMs: 200 }],
+    ['a hung read', 'getVm', { requestTimeoutMs: 200 }],
+  ])('%s hits the timeout', async (_name, call, opts) => {
+    const i = input();
+    await driver.createVm(creds(), i);
+    await driver.close();
+    driver = makeDriver(opts);
+    arm.inject({ call, hang: true });
+    const ref = { vmId: i.vmId, cloudId: null };
+    const err = await failure(call === 'getVm' ? driver.get(creds(), ref) : driver.powerOn(creds(), ref));
+    expect(err.kind).toBe('timeout');
+    expect(err.transient).toBe(false);
+  });
+
+  it('a VM that vanished between calls: not-found for a change, undefined for get, and delete succeeds', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    arm.vanish(resourceNames(i.vmId).vm);
+    expect((await failure(driver.powerOn(creds(), ref))).kind).toBe('not-found');
+    expect((await failure(driver.resize(creds(), ref, { cpu: 4, memoryGiB: 16, diskGiB: 64 }))).kind).toBe('not-found');
+    expect(await driver.get(creds(), ref)).toBeUndefined();
+    await driver.deleteVm(creds(), ref);
+  });
+
+  it('awaitReady without a report times out', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 50 }));
+    expect(err.kind).toBe('timeout');
+  });
+});

@@ -1,0 +1,628 @@
+// The `azure` driver: a data center is one resource group of one Azure
+// subscription. Each fleet VM owns a NIC, a VM, its OS disk and a data disk,
+// all named from the VM id (names.ts), so a create is a name-keyed PUT and a
+// retried create finds the first VM. Mutating calls go out with the token
+// the authority brokered for this data center (engine/authority/credentials/
+// azure.ts), reads with the DMZ client's own read-only identity.
+//
+// | operation  | ARM calls                                                                                 |
+// | ---------- | ----------------------------------------------------------------------------------------- |
+// | createVm   | GET VM (there already: answer it), PUT NIC, PUT VM (custom data: the bootstrap), then     |
+// |            | POST powerOff or deallocate (Azure starts a VM it creates; the diagram wants PoweredOff); |
+// |            | a create that failed otherwise than transiently is cleaned up (nothing left behind)       |
+// | powerOn    | POST start                                                                                |
+// | boot       | PATCH VM userData: the boot agent with this boot's one-time token (bootstrap.ts runs it)  |
+// | awaitReady | waits for the agent's report (agentStatus), reading the VM's instance view between       |
+// |            | reports; a denied VM (its report, or it powered itself off while booting) is deleted      |
+// | shutdown   | POST powerOff (graceful: the OS shuts down)                                               |
+// | powerOff   | POST powerOff?skipShutdown=true, or POST deallocate when the pack says `deallocate`       |
+// | resize     | GET VM (must be powered off), PATCH VM hardwareProfile.vmSize and the size tag            |
+// | deleteVm   | DELETE VM, NIC, OS disk, data disk (each 404 is fine)                                     |
+// | get        | GET VM ?$expand=instanceView                                                              |
+// | list       | GET VMs of the resource group (paged over nextLink), stack tag, instance view of each     |
+//
+// Long-running operations (201/202 with Azure-AsyncOperation / Location) are
+// polled by the SDK's poller. The SDK retries nothing (retryOptions.maxRetries
+// 0): the DMZ client owns retries, so errors.ts maps every failure to a kind.
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { ComputeManagementClient, type VirtualMachine } from '@azure/arm-compute';
+import { NetworkManagementClient } from '@azure/arm-network';
+import type { AccessToken, TokenCredential } from '@azure/core-auth';
+import type { PipelinePolicy } from '@azure/core-rest-pipeline';
+import { formatSize, type VmSize } from '../../../engine/model/index.ts';
+import type { AgentState } from '../../../protocol/index.ts';
+import { DriverError, checkCredentials, type AgentReport, type CloudVm, type CreateVmInput, type Driver, type ScopedCredentials, type VmRef } from '../types.ts';
+import { ARM_SCOPE, requestEntraToken } from '../../../engine/authority/credentials/azure.ts';
+import { fitInstanceType, instanceTypesOf } from '../../../engine/policy/instance-types.ts';
+import { renderAgentUserData } from '../../boot-agent/index.ts';
+import type { DriverFactory } from '../registry.ts';
+import { azureBootstrap } from './bootstrap.ts';
+import { toDriverError } from './errors.ts';
+import { TAG, formatSizeTag, imageReference, nicResourceId, parseSizeTag, resourceNames, subnetResourceId, vmResourceId, vmName } from './names.ts';
+import { mapAzureState, powerStateOf, provisioningStateOf } from './states.ts';
+
+/** Azure Resource Manager in the public cloud. */
+export const DEFAULT_ARM_ENDPOINT = 'https://management.azure.com';
+
+/** What the boot agent of one boot is told (in the VM's userData; never a disk key). */
+export interface BootAgentContext {
+  vmId: string;
+  cloudId: string;
+  image: string;
+  /** Where the VM reaches the DMZ client's boot endpoint. */
+  bootUrl: string;
+  /** The one-time token of this boot. */
+  bootToken: string;
+  encryptedDisk: boolean;
+  /** The data volume inside the VM: LUN 0 as Azure's udev rules name it. */
+  dataDevice: string;
+}
+
+/** The data disk (LUN 0) inside an Azure Linux VM. */
+export const AZURE_DATA_DEVICE = '/dev/disk/azure/scsi1/lun0';
+
+export interface AzureDriverOptions {
+  dataCenter: string;
+  /** Stack name: the `fleet-stack` tag list filters on. */
+  stack: string;
+  subscriptionId: string;
+  resourceGroup: string;
+  location: string;
+  vnet: string;
+  subnet: string;
+  /** Resource group of the VNet, when not the data center's. */
+  vnetResourceGroup?: string;
+  /** Resource manager URL (an emulator, a sovereign cloud). Default https://management.azure.com. HTTPS only: bearer tokens never go over plain HTTP. */
+  endpoint?: string;
+  /** Size -> Azure VM size (`Standard_D4s_v5`), from the pack's catalog for this data center; undefined: the catalog has none. */
+  vmSize(size: VmSize): string | undefined;
+  /** What the `powerOff` edge does: `stop` keeps the VM allocated (billed, quick to start), `deallocate` releases its hardware. Default stop. */
+  powerOffMode?: 'stop' | 'deallocate';
+  /** The DMZ client's own identity for reads (get, list): a managed identity or a principal with Reader on the resource group. */
+  readCredential: TokenCredential;
+  /** The VM's custom data, run once by cloud-init at first start: the bootstrap that runs each boot's agent from userData (bootstrap.ts). */
+  customData: string;
+  /** The VM's userData for one boot: the boot agent with its settings (providers/boot-agent renderAgentUserData). */
+  bootScript(ctx: BootAgentContext): string;
+  /** Operator login on the VMs (Azure requires one); password login is disabled. */
+  adminUsername?: string;
+  sshPublicKey: string;
+  /** Each HTTP call (and each poll) not answered within this fails with `timeout`. Default 30 000. */
+  requestTimeoutMs?: number;
+  /** A long-running operation not done within this fails with `timeout`. Default 900 000. */
+  operationTimeoutMs?: number;
+  /** Between polls of a long-running operation when ARM gives no Retry-After. Default 2000. */
+  pollIntervalMs?: number;
+  /** The boot endpoint as the VMs reach it (the DMZ client config's bootUrl); default: the DMZ client's own address (attach). */
+  bootUrl?: string;
+}
+
+/** A bearer token the caller already holds (the broker's, or the read identity's) as the SDK's credential. */
+export function staticTokenCredential(token: string, expiresAt: string): TokenCredential {
+  const expiresOnTimestamp = Date.parse(expiresAt);
+  return { getToken: async (): Promise<AccessToken> => ({ token, expiresOnTimestamp }) };
+}
+
+interface Clients {
+  compute: ComputeManagementClient;
+  network: NetworkManagementClient;
+}
+
+/** Per VM (cloud id), what this client knows of its boot agent. */
+interface AgentEntry {
+  state: AgentState;
+  /** sha256 of the boot token of the latest boot; reports must carry it. */
+  tokenHash?: string;
+  detail?: string;
+  /** The boot endpoint denied the boot: the VM powered itself off and is to be deleted. */
+  denied?: boolean;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** Client caches keep this many brokered tokens' clients (each approval brings a token; most are the same one, cached by the broker). */
+const CLIENT_CACHE = 8;
+
+export class AzureDriver implements Driver {
+  readonly kind = 'azure';
+  readonly dataCenter: string;
+  private bootUrl: string | undefined;
+  private readonly endpoint: string;
+  private readonly writeClients = new Map<string, Clients>();
+  private readonly readClients: Clients;
+  private readonly agents = new Map<string, AgentEntry>();
+  private readonly events = new EventEmitter();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(private readonly o: AzureDriverOptions) {
+    this.dataCenter = o.dataCenter;
+    this.endpoint = (o.endpoint ?? DEFAULT_ARM_ENDPOINT).replace(/\/+$/, '');
+    this.readClients = this.clients(o.readCredential);
+    this.events.setMaxListeners(0);
+  }
+
+  attach(ctx: { bootUrl: string }): void {
+    this.bootUrl = this.o.bootUrl ?? ctx.bootUrl;
+  }
+
+  private clients(credential: TokenCredential): Clients {
+    // Every HTTP request (a call, each poll of an operation) has its own deadline; a hung one fails with `timeout`.
+    const timeoutMs = this.o.requestTimeoutMs ?? 30_000;
+    const requestTimeout: PipelinePolicy = {
+      name: 'fleetRequestTimeout',
+      sendRequest: async (request, next) => {
+        // Armed before the HTTP client's own timer of the same length, so it has fired when that one aborts the request.
+        let hung = false;
+        const timer = setTimeout(() => (hung = true), timeoutMs);
+        request.timeout = timeoutMs;
+        try {
+          return await next(request);
+        } catch (err) {
+          if (hung) throw Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' });
+          throw err;
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    };
+    const additionalPolicies = [{ policy: requestTimeout, position: 'perCall' as const }];
+    const common = { retryOptions: { maxRetries: 0 }, credentialScopes: [`${this.endpoint}/.default`], additionalPolicies };
+    return {
+      compute: new ComputeManagementClient(credential, this.o.subscriptionId, {
+        endpoint: this.endpoint,
+        retryOptions: { maxRetries: 0 },
+        credentials: { scopes: common.credentialScopes },
+        additionalPolicies,
+      }),
+      network: new NetworkManagementClient(credential, this.o.subscriptionId, { ...common, endpoint: this.endpoint, $host: this.endpoint }),
+    };
+  }
+
+  /** The clients that act with the authority's token for this data center (after checking it is for this data center and fresh). */
+  private writer(creds: ScopedCredentials): Clients {
+    checkCredentials(this.dataCenter, creds);
+    const a = creds.azure;
+    if (!a) {
+      throw new DriverError('credentials', `the authority issued no Azure token for ${this.dataCenter}; its stack entry needs driver: azure and an azure block (docs/drivers/azure.md)`);
+    }
+    if (a.subscriptionId.toLowerCase() !== this.o.subscriptionId.toLowerCase() || a.resourceGroup.toLowerCase() !== this.rg.toLowerCase()) {
+      throw new DriverError('credentials', `the Azure token is for resource group ${a.resourceGroup} of subscription ${a.subscriptionId}, not ${this.rg} of ${this.o.subscriptionId}`);
+    }
+    if (Date.parse(a.expiresOn) <= Date.now()) throw new DriverError('credentials', `the Azure token for ${this.dataCenter} expired at ${a.expiresOn}`);
+    let c = this.writeClients.get(a.accessToken);
+    if (!c) {
+      c = this.clients(staticTokenCredential(a.accessToken, a.expiresOn));
+      if (this.writeClients.size >= CLIENT_CACHE) this.writeClients.delete(this.writeClients.keys().next().value as string);
+      this.writeClients.set(a.accessToken, c);
+    }
+    return c;
+  }
+
+  private get rg(): string {
+    return this.o.resourceGroup;
+  }
+
+  /** Options of one call: its request deadline. */
+  private call(): { abortSignal: AbortSignal } {
+    return { abortSignal: AbortSignal.timeout(this.o.requestTimeoutMs ?? 30_000) };
+  }
+
+  /** Options of a long-running operation: the whole operation's deadline and the poll interval. */
+  private lro(): { abortSignal: AbortSignal; updateIntervalInMs: number } {
+    return { abortSignal: AbortSignal.timeout(this.o.operationTimeoutMs ?? 900_000), updateIntervalInMs: this.o.pollIntervalMs ?? 2000 };
+  }
+
+  /** Runs one ARM call, its failure as a DriverError. */
+  private async arm<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toDriverError(`${what} in ${this.dataCenter}`, err);
+    }
+  }
+
+  /** The VM with its instance view, or undefined when Azure has none by that name. */
+  private async fetchVm(c: Clients, name: string): Promise<VirtualMachine | undefined> {
+    try {
+      return await this.arm(`get VM ${name}`, () => c.compute.virtualMachines.get(this.rg, name, { ...this.call(), expand: 'instanceView' }));
+    } catch (err) {
+      if (err instanceof DriverError && err.kind === 'not-found') return undefined;
+      throw err;
+    }
+  }
+
+  private async mustFetch(c: Clients, ref: VmRef): Promise<VirtualMachine> {
+    const name = vmName(ref.vmId);
+    const vm = await this.fetchVm(c, name);
+    if (!vm) throw new DriverError('not-found', `Azure data center ${this.dataCenter} has no VM ${name} (VM id ${ref.vmId}) in resource group ${this.rg}`);
+    return vm;
+  }
+
+  private cloudId(name: string): string {
+    return vmResourceId(this.o.subscriptionId, this.rg, name);
+  }
+
+  /** ARM's VM as the DMZ client's CloudVm (states.ts maps its state). */
+  private view(vm: VirtualMachine): CloudVm {
+    const tags = vm.tags ?? {};
+    const name = vm.name ?? '';
+    const cloudId = this.cloudId(name);
+    const statuses = vm.instanceView?.statuses;
+    const mapped = mapAzureState(provisioningStateOf(vm.provisioningState, statuses), powerStateOf(statuses), this.agents.get(cloudId)?.state);
+    return {
+      vmId: tags[TAG.vmId] ?? '',
+      cloudId,
+      dataCenter: this.dataCenter,
+      name: tags[TAG.name] ?? name,
+      image: tags[TAG.image] ?? '',
+      size: parseSizeTag(tags[TAG.size]) ?? { cpu: 0, memoryGiB: 0, diskGiB: 0 },
+      encryptedDisk: tags[TAG.encrypted] === 'true',
+      status: 'present',
+      power: mapped.power,
+      agent: mapped.agent,
+      observedState: mapped.observedState,
+    };
+  }
+
+  private setAgent(cloudId: string, entry: AgentEntry): void {
+    this.agents.set(cloudId, entry);
+    this.events.emit(cloudId, entry);
+  }
+
+  async createVm(creds: ScopedCredentials, input: CreateVmInput): Promise<CloudVm> {
+    const c = this.writer(creds);
+    const n = resourceNames(input.vmId);
+    const cloudId = this.cloudId(n.vm);
+    // Idempotent by name: a VM already there (a retried create) is the answer, whatever its state.
+    const existing = await this.fetchVm(c, n.vm);
+    if (existing) {
+      if (existing.tags?.[TAG.vmId] !== input.vmId) {
+        throw new DriverError('failed', `VM ${n.vm} in resource group ${this.rg} is not fleet VM ${input.vmId} (its ${TAG.vmId} tag says ${existing.tags?.[TAG.vmId] ?? 'nothing'})`);
+      }
+      // The first create got as far as the VM, which Azure started: finish it as the create would.
+      const power = powerStateOf(existing.instanceView?.statuses);
+      if (existing.provisioningState === 'Succeeded' && (power === 'running' || power === 'starting')) {
+        await this.stop(c, n.vm, this.o.powerOffMode === 'deallocate' ? 'deallocate' : 'force');
+        this.setAgent(cloudId, { state: 'none' });
+        return this.view(await this.mustFetch(c, { vmId: input.vmId, cloudId }));
+      }
+      return this.view(existing);
+    }
+    const vmSize = this.o.vmSize(input.size);
+    if (vmSize === undefined) {
+      throw new DriverError('failed', `the pack's size catalog has no Azure VM size for ${formatSize(input.size)} in data center ${this.dataCenter}`);
+    }
+    const image = imageReference(input.image, this.o.subscriptionId, this.rg);
+    if (!image) {
+      throw new DriverError('failed', `image ${input.image} is neither an Azure image resource id (/subscriptions/...), a marketplace URN (publisher:offer:sku:version) nor the name of a managed image`);
+    }
+    if (input.encryptedDisk && input.diskKeyHash === undefined) {
+      throw new DriverError('failed', `an encrypted disk needs the hash of its key; the authority sent none for ${input.vmId}`);
+    }
+    const tags: Record<string, string> = {
+      [TAG.stack]: this.o.stack,
+      [TAG.dataCenter]: this.dataCenter,
+      [TAG.vmId]: input.vmId,
+      [TAG.name]: input.name,
+      [TAG.image]: input.image,
+      [TAG.size]: formatSizeTag(input.size),
+      [TAG.encrypted]: String(input.encryptedDisk),
+      ...(input.address !== undefined ? { [TAG.address]: input.address } : {}),
+    };
+    try {
+      return await this.makeVm(c, input, n, tags, vmSize, image);
+    } catch (err) {
+      // A create that failed for good leaves nothing behind (DESIGN: a failed create must leave nothing created);
+      // after a transient failure or a timeout the VM may still come: the retried create finds it by name.
+      if (err instanceof DriverError && !err.transient && err.kind !== 'timeout') {
+        await this.deleteVm(creds, { vmId: input.vmId, cloudId: null }).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  private async makeVm(
+    c: Clients,
+    input: CreateVmInput,
+    n: ReturnType<typeof resourceNames>,
+    tags: Record<string, string>,
+    vmSize: string,
+    image: NonNullable<ReturnType<typeof imageReference>>,
+  ): Promise<CloudVm> {
+    const subnetId = subnetResourceId(this.o.subscriptionId, this.o.vnetResourceGroup ?? this.rg, this.o.vnet, this.o.subnet);
+    await this.arm(`create NIC ${n.nic}`, () =>
+      c.network.networkInterfaces.beginCreateOrUpdateAndWait(
+        this.rg,
+        n.nic,
+        { location: this.o.location, tags, ipConfigurations: [{ name: 'ipconfig1', subnet: { id: subnetId }, privateIPAllocationMethod: 'Dynamic' }] },
+        this.lro(),
+      ),
+    );
+    const cloudId = this.cloudId(n.vm);
+    const made = await this.arm(`create VM ${n.vm}`, () =>
+      c.compute.virtualMachines.createOrUpdate(
+        this.rg,
+        n.vm,
+        {
+          location: this.o.location,
+          tags,
+          hardwareProfile: { vmSize },
+          storageProfile: {
+            imageReference: image,
+            osDisk: { name: n.osDisk, createOption: 'FromImage', deleteOption: 'Delete', managedDisk: { storageAccountType: 'Premium_LRS' } },
+            dataDisks: [{ lun: 0, name: n.dataDisk, createOption: 'Empty', diskSizeGB: input.size.diskGiB, deleteOption: 'Delete', managedDisk: { storageAccountType: 'Premium_LRS' } }],
+          },
+          osProfile: {
+            computerName: n.vm,
+            adminUsername: this.o.adminUsername ?? 'fleetadmin',
+            customData: Buffer.from(this.o.customData).toString('base64'),
+            linuxConfiguration: {
+              disablePasswordAuthentication: true,
+              ssh: { publicKeys: [{ path: `/home/${this.o.adminUsername ?? 'fleetadmin'}/.ssh/authorized_keys`, keyData: this.o.sshPublicKey }] },
+            },
+          },
+          networkProfile: { networkInterfaces: [{ id: nicResourceId(this.o.subscriptionId, this.rg, n.nic), primary: true, deleteOption: 'Delete' }] },
+        },
+        this.lro(),
+      ),
+    );
+    // Azure starts the VM it creates; the diagram's createVm ends powered off.
+    await this.stop(c, n.vm, this.o.powerOffMode === 'deallocate' ? 'deallocate' : 'force');
+    this.setAgent(cloudId, { state: 'none' });
+    return this.view({ ...made, instanceView: { statuses: [{ code: this.o.powerOffMode === 'deallocate' ? 'PowerState/deallocated' : 'PowerState/stopped' }] } });
+  }
+
+  /** POST powerOff (graceful or forced) or deallocate, polled to its end. */
+  private stop(c: Clients, name: string, how: 'graceful' | 'force' | 'deallocate'): Promise<void> {
+    if (how === 'deallocate') return this.arm(`deallocate VM ${name}`, () => c.compute.virtualMachines.deallocate(this.rg, name, this.lro()));
+    return this.arm(`power off VM ${name}`, () => c.compute.virtualMachines.powerOff(this.rg, name, { ...this.lro(), skipShutdown: how === 'force' }));
+  }
+
+  /** Reads the VM back after a change (with the mutating token: the change's effect, not a stale read). */
+  private async after(c: Clients, ref: VmRef): Promise<CloudVm> {
+    return this.view(await this.mustFetch(c, ref));
+  }
+
+  async powerOn(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
+    const c = this.writer(creds);
+    const name = vmName(ref.vmId);
+    await this.arm(`start VM ${name}`, () => c.compute.virtualMachines.start(this.rg, name, this.lro()));
+    this.setAgent(this.cloudId(name), { state: 'none' });
+    return this.after(c, ref);
+  }
+
+  async boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm> {
+    const c = this.writer(creds);
+    const name = vmName(ref.vmId);
+    const cloudId = this.cloudId(name);
+    const vm = await this.mustFetch(c, ref);
+    const power = powerStateOf(vm.instanceView?.statuses);
+    if (power !== 'running' && power !== 'starting') {
+      throw new DriverError('invalid-state', `VM ${name} is ${power === 'none' ? 'not running' : power}; power it on before booting`);
+    }
+    // Known before the token reaches the VM: the agent's first report may come before the PATCH is answered.
+    this.setAgent(cloudId, { state: 'booting', tokenHash: sha256(opts.bootToken) });
+    if (!this.bootUrl) throw new DriverError('failed', 'the DMZ client has not told the driver its boot endpoint yet');
+    const tags = vm.tags ?? {};
+    const script = this.o.bootScript({
+      vmId: ref.vmId,
+      cloudId,
+      image: tags[TAG.image] ?? '',
+      bootUrl: this.bootUrl,
+      bootToken: opts.bootToken,
+      encryptedDisk: tags[TAG.encrypted] === 'true',
+      dataDevice: AZURE_DATA_DEVICE,
+    });
+    const userData = Buffer.from(script).toString('base64');
+    await this.arm(`hand VM ${name} its boot token`, () => c.compute.virtualMachines.update(this.rg, name, { userData }, this.lro()));
+    return this.view(vm);
+  }
+
+  agentStatus(report: AgentReport): boolean {
+    const entry = this.agents.get(report.cloudId);
+    if (!entry?.tokenHash || entry.tokenHash !== sha256(report.bootToken)) return false;
+    if (report.vmId !== '' && this.cloudId(vmName(report.vmId)) !== report.cloudId) return false;
+    this.setAgent(report.cloudId, {
+      state: report.state,
+      tokenHash: entry.tokenHash,
+      ...(report.detail !== undefined ? { detail: report.detail } : {}),
+      ...(report.denied === true ? { denied: true } : {}),
+    });
+    return true;
+  }
+
+  async awaitReady(creds: ScopedCredentials, ref: VmRef, opts: { timeoutMs?: number } = {}): Promise<CloudVm> {
+    const c = this.writer(creds);
+    const name = vmName(ref.vmId);
+    const cloudId = this.cloudId(name);
+    const timeoutMs = opts.timeoutMs ?? 300_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const entry = this.agents.get(cloudId);
+      if (entry?.state === 'ready') return this.after(c, ref);
+      if (entry?.state === 'failed') {
+        // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
+        if (entry.denied) await this.deleteVm(creds, ref);
+        throw new DriverError('boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}${entry.denied ? '; the VM was deleted' : ''}`);
+      }
+      // Between reports, the VM itself: one that powered off during its boot without a report this
+      // client believes (a report needs the token it issued) had its boot denied. Trusted boot: it goes.
+      const power = powerStateOf((await this.mustFetch(c, ref)).instanceView?.statuses);
+      if (power === 'stopping' || power === 'stopped' || power === 'deallocating' || power === 'deallocated') {
+        await this.deleteVm(creds, ref);
+        throw new DriverError('boot-failed', `VM ${name} powered itself off during its boot without reporting ready (a denied boot); it was deleted`);
+      }
+      if (this.closed) throw new DriverError('failed', `the azure driver of ${this.dataCenter} closed while waiting for ${name}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new DriverError('timeout', `VM ${name} did not report ready within ${timeoutMs} ms`, false);
+      await this.agentChange(cloudId, Math.min(left, this.o.pollIntervalMs ?? 2000));
+    }
+  }
+
+  /** Resolves on the VM's next agent report, or after `ms`. */
+  private agentChange(cloudId: string, ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.timers.delete(t);
+        this.events.off(cloudId, done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.timers.add(t);
+      this.events.on(cloudId, done);
+    });
+  }
+
+  async shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
+    const c = this.writer(creds);
+    const name = vmName(ref.vmId);
+    this.setAgent(this.cloudId(name), { state: 'stopping' });
+    await this.stop(c, name, 'graceful');
+    return this.after(c, ref);
+  }
+
+  async powerOff(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
+    const c = this.writer(creds);
+    const name = vmName(ref.vmId);
+    await this.stop(c, name, this.o.powerOffMode === 'deallocate' ? 'deallocate' : 'force');
+    this.setAgent(this.cloudId(name), { state: 'none' });
+    return this.after(c, ref);
+  }
+
+  async resize(creds: ScopedCredentials, ref: VmRef, size: VmSize): Promise<CloudVm> {
+    const c = this.writer(creds);
+    const name = vmName(ref.vmId);
+    const vm = await this.mustFetch(c, ref);
+    const power = powerStateOf(vm.instanceView?.statuses);
+    if (power === 'running' || power === 'starting' || power === 'stopping') {
+      throw new DriverError('invalid-state', `VM ${name} is ${power}; it must be powered off to resize`);
+    }
+    const vmSize = this.o.vmSize(size);
+    if (vmSize === undefined) throw new DriverError('failed', `the pack's size catalog has no Azure VM size for ${formatSize(size)} in data center ${this.dataCenter}`);
+    const updated = await this.arm(`resize VM ${name} to ${vmSize}`, () =>
+      c.compute.virtualMachines.update(this.rg, name, { hardwareProfile: { vmSize }, tags: { ...(vm.tags ?? {}), [TAG.size]: formatSizeTag(size) } }, this.lro()),
+    );
+    return this.view({ ...updated, instanceView: vm.instanceView });
+  }
+
+  async deleteVm(creds: ScopedCredentials, ref: VmRef): Promise<void> {
+    const c = this.writer(creds);
+    const n = resourceNames(ref.vmId);
+    const gone = (err: unknown) => {
+      if (err instanceof DriverError && err.kind === 'not-found') return;
+      throw err;
+    };
+    // The VM first: its NIC and disks cannot go while it holds them (deleteOption Delete usually takes them along).
+    await this.arm(`delete VM ${n.vm}`, () => c.compute.virtualMachines.delete(this.rg, n.vm, this.lro())).catch(gone);
+    await this.arm(`delete NIC ${n.nic}`, () => c.network.networkInterfaces.beginDeleteAndWait(this.rg, n.nic, this.lro())).catch(gone);
+    for (const disk of [n.osDisk, n.dataDisk]) {
+      await this.arm(`delete disk ${disk}`, () => c.compute.disks.delete(this.rg, disk, this.lro())).catch(gone);
+    }
+    this.agents.delete(this.cloudId(n.vm));
+  }
+
+  async get(_creds: ScopedCredentials, ref: VmRef): Promise<CloudVm | undefined> {
+    const vm = await this.fetchVm(this.readClients, vmName(ref.vmId));
+    return vm ? this.view(vm) : undefined;
+  }
+
+  async list(_creds: ScopedCredentials): Promise<CloudVm[]> {
+    const ours: VirtualMachine[] = [];
+    await this.arm(`list VMs of resource group ${this.rg}`, async () => {
+      for await (const vm of this.readClients.compute.virtualMachines.list(this.rg, this.call())) {
+        if (vm.tags?.[TAG.stack] === this.o.stack && vm.name) ours.push(vm);
+      }
+    });
+    // ARM lists without power states; each VM's instance view, a few at a time.
+    const out: CloudVm[] = [];
+    for (let i = 0; i < ours.length; i += 8) {
+      const views = await Promise.all(
+        ours.slice(i, i + 8).map(async (vm) => {
+          const name = vm.name as string;
+          const iv = await this.arm(`read VM ${name}'s instance view`, () => this.readClients.compute.virtualMachines.instanceView(this.rg, name, this.call())).catch(
+            (err: unknown) => {
+              if (err instanceof DriverError && err.kind === 'not-found') return undefined; // gone since the list
+              throw err;
+            },
+          );
+          return iv ? this.view({ ...vm, instanceView: iv }) : undefined;
+        }),
+      );
+      for (const v of views) if (v) out.push(v);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.events.removeAllListeners();
+  }
+}
+
+/**
+ * The DMZ client's own read-only identity (docs/drivers/azure.md): a service
+ * principal when AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET are
+ * set (client-credentials, as the broker), else the VM's managed identity
+ * through the instance metadata service (a DMZ client running in Azure).
+ * Tokens are kept until five minutes before they expire.
+ */
+export function readIdentity(env: Readonly<Record<string, string | undefined>>, scope = ARM_SCOPE): TokenCredential {
+  let held: AccessToken | undefined;
+  const fetchToken = async (): Promise<AccessToken> => {
+    const { AZURE_TENANT_ID: tenantId, AZURE_CLIENT_ID: clientId, AZURE_CLIENT_SECRET: clientSecret } = env;
+    if (tenantId && clientId && clientSecret) {
+      const t = await requestEntraToken({ tenantId, clientId, clientSecret, scope, ...(env.AZURE_AUTHORITY_HOST ? { authorityHost: env.AZURE_AUTHORITY_HOST } : {}) });
+      return { token: t.accessToken, expiresOnTimestamp: Date.parse(t.expiresOn) };
+    }
+    const resource = scope.replace(/\/\.default$/, '/');
+    const url = `http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(resource)}${clientId ? `&client_id=${encodeURIComponent(clientId)}` : ''}`;
+    const res = await fetch(url, { headers: { Metadata: 'true' }, signal: AbortSignal.timeout(10_000) });
+    const b = (await res.json()) as { access_token?: string; expires_on?: string; error?: string; error_description?: string };
+    if (!res.ok || !b.access_token) throw new Error(`the managed identity has no token: ${res.status} ${b.error ?? ''} ${b.error_description ?? ''}`.trim());
+    return { token: b.access_token, expiresOnTimestamp: Number(b.expires_on) * 1000 };
+  };
+  return {
+    getToken: async () => {
+      if (!held || held.expiresOnTimestamp - Date.now() < 300_000) held = await fetchToken();
+      return held;
+    },
+  };
+}
+
+/** The registry's factory: settings from the DMZ client config, the VM-size catalog and power-off mode from the pack. */
+export const azureDriverFactory: DriverFactory = async (ctx) => {
+  const s = ctx.config.azure;
+  if (!s) throw new DriverError('failed', 'the azure driver needs spec.azure in the DMZ client config');
+  const dc = ctx.dataCenter.name;
+  const types = instanceTypesOf(ctx.pack, dc);
+  if (!types) throw new DriverError('failed', `pack ${ctx.pack.name} has no instanceTypes entry for ${dc}`);
+  const powerOffMode = ctx.pack.powerOff?.[dc];
+  const endpoint = s.endpoint ?? DEFAULT_ARM_ENDPOINT;
+  return new AzureDriver({
+    dataCenter: dc,
+    stack: ctx.stack,
+    subscriptionId: s.subscriptionId,
+    resourceGroup: s.resourceGroup,
+    location: s.location,
+    vnet: s.vnet,
+    subnet: s.subnet,
+    ...(s.vnetResourceGroup ? { vnetResourceGroup: s.vnetResourceGroup } : {}),
+    endpoint,
+    vmSize: (size) => fitInstanceType(types, size)?.name,
+    ...(powerOffMode ? { powerOffMode } : {}),
+    readCredential: readIdentity(ctx.env, endpoint === DEFAULT_ARM_ENDPOINT ? ARM_SCOPE : `${endpoint.replace(/\/+$/, '')}/.default`),
+    customData: azureBootstrap(),
+    bootScript: (b) =>
+      renderAgentUserData({ bootUrl: b.bootUrl, vmId: b.vmId, cloudId: b.cloudId, image: b.image, bootToken: b.bootToken, encrypted: b.encryptedDisk, dataDevice: b.dataDevice }),
+    sshPublicKey: s.sshPublicKey,
+    ...(s.adminUsername ? { adminUsername: s.adminUsername } : {}),
+    ...(ctx.config.requestTimeoutMs ? { requestTimeoutMs: ctx.config.requestTimeoutMs } : {}),
+    ...(s.pollMs ? { pollIntervalMs: s.pollMs } : {}),
+    ...(ctx.config.bootUrl ? { bootUrl: ctx.config.bootUrl } : {}),
+  });
+};

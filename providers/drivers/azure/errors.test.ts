@@ -1,0 +1,45 @@
+// The error table (errors.ts, docs/drivers/azure.md "Error mapping"), row by row.
+import { describe, expect, it } from 'vitest';
+import { failureKind, toDriverError, type AzureFailure } from './errors.ts';
+
+describe('Azure failures as DriverError kinds', () => {
+  const rows: [string, AzureFailure, string][] = [
+    ['429 throttled', { statusCode: 429, code: 'TooManyRequests', message: 'x' }, 'transient'],
+    ['429 without a code', { statusCode: 429, message: 'x' }, 'transient'],
+    ['500', { statusCode: 500, message: 'x' }, 'transient'],
+    ['503', { statusCode: 503, code: 'ServiceUnavailable', message: 'x' }, 'transient'],
+    ['RetryableError in an operation', { code: 'RetryableError', message: 'x' }, 'transient'],
+    ['connection reset', { code: 'ECONNRESET', message: 'socket hang up' }, 'transient'],
+    ['request not sent', { code: 'REQUEST_SEND_ERROR', message: 'x' }, 'transient'],
+    ['AllocationFailed', { statusCode: 200, code: 'AllocationFailed', message: 'x' }, 'capacity'],
+    ['ZonalAllocationFailed', { code: 'ZonalAllocationFailed', message: 'x' }, 'capacity'],
+    ['SkuNotAvailable', { statusCode: 409, code: 'SkuNotAvailable', message: 'x' }, 'capacity'],
+    ['quota', { statusCode: 409, code: 'OperationNotAllowed', message: 'exceeding approved Total Regional Cores quota' }, 'capacity'],
+    ['wrong power state', { statusCode: 409, code: 'OperationNotAllowed', message: 'Cannot modify extensions in the VM when the VM is not running.' }, 'invalid-state'],
+    ['409 Conflict', { statusCode: 409, code: 'Conflict', message: 'x' }, 'invalid-state'],
+    ['401', { statusCode: 401, code: 'InvalidAuthenticationToken', message: 'x' }, 'credentials'],
+    ['expired token', { statusCode: 401, code: 'ExpiredAuthenticationToken', message: 'x' }, 'credentials'],
+    ['403', { statusCode: 403, code: 'AuthorizationFailed', message: 'x' }, 'credentials'],
+    ['404 ResourceNotFound', { statusCode: 404, code: 'ResourceNotFound', message: 'x' }, 'not-found'],
+    ['404 NotFound', { statusCode: 404, code: 'NotFound', message: 'x' }, 'not-found'],
+    ['404 without a code', { statusCode: 404, message: 'x' }, 'not-found'],
+    ['the resource group is missing (a setup problem, not a VM gone)', { statusCode: 404, code: 'ResourceGroupNotFound', message: 'x' }, 'failed'],
+    ['aborted by the request timeout', { name: 'AbortError', message: 'The operation was aborted.' }, 'timeout'],
+    ['400 bad request', { statusCode: 400, code: 'InvalidParameter', message: 'x' }, 'failed'],
+    ['nothing known', { message: 'x' }, 'failed'],
+  ];
+  it.each(rows)('%s -> %s', (_name, f, kind) => {
+    expect(failureKind(f)).toBe(kind);
+  });
+
+  it('reads a failed long-running operation, and keeps the Retry-After', () => {
+    const lro = toDriverError('create VM a', new Error('The long-running operation has failed. AllocationFailed. Allocation failed.'));
+    expect(lro.kind).toBe('capacity');
+    expect(lro.message).toContain('Allocation failed.');
+    const throttled = Object.assign(new Error('Too many requests'), { name: 'RestError', statusCode: 429, code: 'TooManyRequests', response: { status: 429, headers: { get: (h: string) => (h === 'retry-after' ? '30' : undefined) } } });
+    const t = toDriverError('start VM a', throttled);
+    expect(t.kind).toBe('transient');
+    expect(t.transient).toBe(true);
+    expect(t.message).toMatch(/retry after 30 s/);
+  });
+});

@@ -1,0 +1,114 @@
+// What an Azure Resource Manager failure means to the DMZ client: one
+// DriverError kind per failure, decided from the HTTP status and ARM's error
+// code (`{ "error": { "code", "message" } }`, also inside a failed
+// long-running operation's status). A table, documented in
+// docs/drivers/azure.md ("Error mapping"): keep the two in step.
+//
+// The SDK's own retries are off: the DMZ client retries `transient` errors
+// (docs/dmz-client.md), so a throttled (429, its Retry-After in the
+// message) or failing (5xx, connection reset) call surfaces here.
+import { DriverError, type DriverErrorKind } from '../types.ts';
+
+/** ARM error codes with a kind of their own, whatever the status. */
+const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
+  AllocationFailed: 'capacity',
+  ZonalAllocationFailed: 'capacity',
+  SkuNotAvailable: 'capacity',
+  OverconstrainedAllocationRequest: 'capacity',
+  OverconstrainedZonalAllocationRequest: 'capacity',
+  QuotaExceeded: 'capacity',
+  AuthenticationFailed: 'credentials',
+  AuthorizationFailed: 'credentials',
+  LinkedAuthorizationFailed: 'credentials',
+  InvalidAuthenticationToken: 'credentials',
+  ExpiredAuthenticationToken: 'credentials',
+  ResourceNotFound: 'not-found',
+  // The data center's resource group itself is missing: a setup problem, never "the VM is gone" (a delete must not pass).
+  ResourceGroupNotFound: 'failed',
+  NotFound: 'not-found',
+  OperationNotAllowed: 'invalid-state',
+  TooManyRequests: 'transient',
+  RetryableError: 'transient',
+  InternalServerError: 'transient',
+  ServerTimeout: 'transient',
+  OperationPreempted: 'transient',
+};
+
+/** Network failures with no HTTP answer: trying again may help. */
+const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'REQUEST_SEND_ERROR', 'UND_ERR_SOCKET']);
+
+/** The parts of an SDK error (RestError, a failed poll, an abort) this mapping reads. */
+export interface AzureFailure {
+  name?: string;
+  statusCode?: number;
+  code?: string;
+  message: string;
+  retryAfter?: string;
+}
+
+/** The table: status and code -> kind. */
+export function failureKind(f: AzureFailure): DriverErrorKind {
+  if (f.name === 'AbortError' || f.name === 'TimeoutError') return 'timeout';
+  const code = f.code ?? '';
+  // OperationNotAllowed is also how ARM refuses a call over the subscription's quota.
+  if (code === 'OperationNotAllowed' && /quota/i.test(f.message)) return 'capacity';
+  const byCode = BY_CODE[code];
+  if (byCode) return byCode;
+  const s = f.statusCode;
+  if (s === 401 || s === 403) return 'credentials';
+  if (s === 429 || (s !== undefined && s >= 500)) return 'transient';
+  if (s === 404) return 'not-found';
+  if (s === 409) return 'invalid-state';
+  if (s === undefined && NETWORK_CODES.has(code)) return 'transient';
+  return 'failed';
+}
+
+/** Reads an SDK error's status, ARM code and Retry-After (the SDK puts them in different places for plain calls and failed polls). */
+export function readFailure(err: unknown): AzureFailure {
+  if (!(err instanceof Error)) return { message: String(err) };
+  const e = err as Error & {
+    statusCode?: number;
+    code?: string;
+    response?: { headers?: { get?(name: string): string | undefined }; bodyAsText?: string | null; status?: number };
+    details?: { error?: { code?: string; message?: string } };
+  };
+  let code = e.code;
+  let message = e.message;
+  // A failed long-running operation: its status body's error.
+  const inner = e.details?.error;
+  if (inner?.code) {
+    code = inner.code;
+    message = inner.message ?? message;
+  }
+  // core-lro's failed operation: "The long-running operation has failed. <code>. <message>"
+  const lro = /long-running operation has failed\. ([A-Za-z]+)\. ([\s\S]*)$/.exec(message);
+  if (!code && lro) {
+    code = lro[1];
+    message = lro[2];
+  }
+  if ((!code || code === 'UNKNOWN') && e.response?.bodyAsText) {
+    try {
+      const body = JSON.parse(e.response.bodyAsText) as { error?: { code?: string; message?: string } };
+      if (body.error?.code) {
+        code = body.error.code;
+        message = body.error.message ?? message;
+      }
+    } catch {
+      // not JSON: keep the SDK's message
+    }
+  }
+  const retryAfter = e.response?.headers?.get?.('retry-after');
+  const statusCode = e.statusCode ?? e.response?.status;
+  return { name: e.name, message, ...(statusCode !== undefined ? { statusCode } : {}), ...(code ? { code } : {}), ...(retryAfter ? { retryAfter } : {}) };
+}
+
+/** An SDK error as the DriverError the DMZ client acts on; `what` names the call and the VM. */
+export function toDriverError(what: string, err: unknown): DriverError {
+  if (err instanceof DriverError) return err;
+  const f = readFailure(err);
+  const kind = failureKind(f);
+  const status = [f.statusCode, f.code].filter((x) => x !== undefined).join(' ');
+  const wait = f.retryAfter !== undefined ? `; Azure asks to retry after ${f.retryAfter} s` : '';
+  const why = kind === 'timeout' ? 'no answer before the request timeout' : f.message;
+  return new DriverError(kind, `${what}: Azure ${status ? `answered ${status}` : 'failed'}: ${why}${wait}`);
+}

@@ -1,0 +1,88 @@
+// How an Azure VM's provisioningState and PowerState map onto the default
+// pack's diagram (refresh compares observedState with the record). One
+// table, documented in docs/drivers/azure.md: if you change a row, change it
+// there too.
+//
+// | provisioningState     | PowerState (instance view)  | agent report (this client) | power | observedState |
+// | --------------------- | --------------------------- | -------------------------- | ----- | ------------- |
+// | Creating              | any                         | any                        | off   | BeingCreated  |
+// | Deleting              | any                         | any                        | off   | BeingDeleted  |
+// | Failed                | none, unknown               | any                        | off   | CreateFailed  |
+// | any other             | starting                    | booting                    | on    | Starting      |
+// | any other             | starting                    | none, unknown              | on    | PoweredOn     |
+// | any other             | running                     | ready, unknown             | on    | Running       |
+// | any other             | running                     | none (powered on, no boot) | on    | PoweredOn     |
+// | any other             | running                     | booting                    | on    | Starting      |
+// | any other             | running                     | failed                     | on    | BootFailed    |
+// | any other             | stopping                    | any                        | on    | ShuttingDown  |
+// | any other             | stopped, deallocating,      | any                        | off   | PoweredOff    |
+// |                       | deallocated, none, unknown  |                            |       |               |
+// | (404: no such VM)     |                             |                            |       | (absent)      |
+//
+// "unknown" agent: no report since this DMZ client started (a restart);
+// a running fleet VM got there through an approved boot, so it counts as
+// Running. A VM the authority denied powers itself off and is deleted.
+import type { AgentState, PowerState } from '../../../protocol/index.ts';
+
+/** What the instance view's `PowerState/<x>` status says; `none` when it has none (being created, or not asked). */
+export type AzurePowerState = 'starting' | 'running' | 'stopping' | 'stopped' | 'deallocating' | 'deallocated' | 'unknown' | 'none';
+
+export interface MappedState {
+  power: PowerState;
+  agent: AgentState;
+  observedState: string;
+}
+
+const POWER_STATES: readonly AzurePowerState[] = ['starting', 'running', 'stopping', 'stopped', 'deallocating', 'deallocated', 'unknown'];
+
+/** The PowerState among an instance view's statuses (`PowerState/running` -> running). */
+export function powerStateOf(statuses: readonly { code?: string }[] | undefined): AzurePowerState {
+  for (const s of statuses ?? []) {
+    const m = /^PowerState\/(.+)$/i.exec(s.code ?? '');
+    if (m) {
+      const p = m[1].toLowerCase() as AzurePowerState;
+      return POWER_STATES.includes(p) ? p : 'unknown';
+    }
+  }
+  return 'none';
+}
+
+/** The provisioning state among an instance view's statuses, or the VM's own property (`ProvisioningState/succeeded`). */
+export function provisioningStateOf(property: string | undefined, statuses: readonly { code?: string }[] | undefined): string {
+  if (property) return property;
+  for (const s of statuses ?? []) {
+    const m = /^ProvisioningState\/([^/]+)/i.exec(s.code ?? '');
+    if (m) return m[1].charAt(0).toUpperCase() + m[1].slice(1);
+  }
+  return 'Succeeded';
+}
+
+/** The table above. `agent` is this client's last agent report for the VM, or undefined when it has none. */
+export function mapAzureState(provisioningState: string, power: AzurePowerState, agent: AgentState | undefined): MappedState {
+  const ps = provisioningState.toLowerCase();
+  if (ps === 'creating') return { power: 'off', agent: 'none', observedState: 'BeingCreated' };
+  if (ps === 'deleting') return { power: 'off', agent: 'none', observedState: 'BeingDeleted' };
+  if (ps === 'failed' && (power === 'none' || power === 'unknown')) return { power: 'off', agent: 'none', observedState: 'CreateFailed' };
+  switch (power) {
+    case 'starting':
+      return agent === 'booting' ? { power: 'on', agent, observedState: 'Starting' } : { power: 'on', agent: 'none', observedState: 'PoweredOn' };
+    case 'running':
+      switch (agent) {
+        case undefined:
+        case 'ready':
+          return { power: 'on', agent: 'ready', observedState: 'Running' };
+        case 'none':
+          return { power: 'on', agent, observedState: 'PoweredOn' };
+        case 'booting':
+          return { power: 'on', agent, observedState: 'Starting' };
+        case 'failed':
+          return { power: 'on', agent, observedState: 'BootFailed' };
+        case 'stopping':
+          return { power: 'on', agent, observedState: 'ShuttingDown' };
+      }
+      break;
+    case 'stopping':
+      return { power: 'on', agent: 'stopping', observedState: 'ShuttingDown' };
+  }
+  return { power: 'off', agent: 'none', observedState: 'PoweredOff' };
+}
