@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { fail } from '../diags/index.ts';
 import { lockDataDir } from './dirlock.ts';
@@ -22,6 +22,10 @@ export async function openPglite(dir: string | undefined): Promise<SqlAdapter> {
   let db: PGlite;
   try {
     db = await PGlite.create(dir);
+    // The record holds every VM's history and the boot token hashes: only its
+    // owner may enter the folder (PGlite writes its files with its own modes;
+    // a 0700 folder keeps other users out of all of them, older records too).
+    if (dir !== undefined) chmodSync(dir, 0o700);
   } catch (err) {
     release();
     const cause = err instanceof Error ? err.message : String(err);
@@ -33,7 +37,7 @@ export async function openPglite(dir: string | undefined): Promise<SqlAdapter> {
 function checkDataDir(dir: string): void {
   if (!existsSync(dir)) {
     try {
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
     } catch (err) {
       fail('record.corrupt', `cannot create the record directory ${dir}: ${(err as Error).message}.`, { file: dir });
     }

@@ -54,3 +54,27 @@ describe('lockHeldDetail', () => {
     );
   });
 });
+
+describe('a PGlite record on disk is private', () => {
+  it('creates its folders 0700, and makes an older 0755 record folder 0700 on open', async () => {
+    const { mkdtemp, mkdir, rm, stat } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { openRecord } = await import('./open.ts');
+    const root = await mkdtemp(join(tmpdir(), 'fleet-private-'));
+    try {
+      const fresh = join(root, '.fleet', 'record');
+      const a = await openRecord(`pglite://${fresh}`);
+      await a.close();
+      for (const d of [join(root, '.fleet'), fresh]) expect({ d, mode: (await stat(d)).mode & 0o777 }).toEqual({ d, mode: 0o700 });
+
+      const older = join(root, 'older');
+      await mkdir(older, { mode: 0o755 });
+      const b = await openRecord(`pglite://${older}`);
+      await b.close();
+      expect((await stat(older)).mode & 0o777).toBe(0o700);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
