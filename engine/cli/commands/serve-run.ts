@@ -9,6 +9,7 @@ import type { LoadedStack } from '../../spec/types.ts';
 import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
+import { SERVER_TLS_ENV, checkBind, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
@@ -44,7 +45,36 @@ function parsePort(value: string): number {
   return n;
 }
 
-export interface ServeOrchestratorOptions {
+/** TLS of a service (flags first, then FLEET_TLS_CERT / FLEET_TLS_KEY / FLEET_TLS_CLIENT_CA): docs/security.md. */
+export interface ServeTlsOptions {
+  tlsCert?: string;
+  tlsKey?: string;
+  clientCa?: string;
+  /** Plain HTTP off loopback (behind a TLS-terminating proxy only). */
+  insecure?: boolean;
+}
+
+/**
+ * The service's TLS material, checked before any port opens, and the
+ * loopback-or-TLS rule: a service reachable from other machines speaks TLS
+ * unless the operator says --insecure.
+ */
+function serviceTls(io: CliIO, service: string, host: string, opts: ServeTlsOptions): ServerTls | undefined {
+  const files = serverTlsFiles({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.clientCa }, io.env);
+  const names = {
+    cert: opts.tlsCert ? '--tls-cert' : SERVER_TLS_ENV.cert,
+    key: opts.tlsKey ? '--tls-key' : SERVER_TLS_ENV.key,
+    clientCa: opts.clientCa ? '--client-ca' : SERVER_TLS_ENV.clientCa,
+  };
+  const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(io.cwd, p));
+  const { tls, diagnostics } = loadServerTls({ cert: abs(files.cert), key: abs(files.key), clientCa: abs(files.clientCa) }, names);
+  if (diagnostics.length > 0) throw new FleetError(diagnostics);
+  const refused = checkBind(service, host, tls !== undefined, opts.insecure === true);
+  if (refused) throw new FleetError(refused);
+  return tls;
+}
+
+export interface ServeOrchestratorOptions extends ServeTlsOptions {
   stack: string;
   port: string;
   host: string;
@@ -53,6 +83,7 @@ export interface ServeOrchestratorOptions {
 /** Starts the authority for a stack; tokens per data center from FLEET_DMZ_TOKEN_<DC>. */
 export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOptions): Promise<RunningService> {
   const port = parsePort(opts.port);
+  const tls = serviceTls(io, 'the authority', opts.host, opts);
   const { stack, pack } = await loadForServe(io, opts.stack);
   const missing: Diagnostic[] = [];
   const dataCenters = stack.dataCenters.map((d) => {
@@ -66,7 +97,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   const broker = await credentialBroker(io, stack);
   const record = await openRecord(stack.recordUrl);
   try {
-    const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port, ...(broker ? { credentialBroker: broker } : {}) });
+    const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port, tls, ...(broker ? { credentialBroker: broker } : {}) });
     return {
       url: svc.url,
       metrics: svc.metrics,
@@ -133,7 +164,11 @@ export function envCredentials(env: Readonly<Record<string, string | undefined>>
   return { accessKeyId, secretAccessKey, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) };
 }
 
-export interface ServeDmzClientOptions {
+export interface ServeDmzClientOptions extends ServeTlsOptions {
+  /** CA bundle to verify an https authority with (default: the system's), and this DMZ client's certificate for mTLS. */
+  authorityCa?: string;
+  authorityCert?: string;
+  authorityKey?: string;
   stack: string;
   dataCenter: string;
   driver: string;
@@ -148,6 +183,13 @@ export interface ServeDmzClientOptions {
 /** Starts the DMZ client of one data center of a stack. */
 export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Promise<RunningService> {
   const port = parsePort(opts.port);
+  const tls = serviceTls(io, `the DMZ client of ${opts.dataCenter}`, opts.host, opts);
+  const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(io.cwd, p));
+  const toAuthority = loadClientTls(
+    { ca: abs(opts.authorityCa), cert: abs(opts.authorityCert), key: abs(opts.authorityKey) },
+    { ca: '--authority-ca', cert: '--authority-cert', key: '--authority-key' },
+  );
+  if (toAuthority.diagnostics.length > 0) throw new FleetError(toAuthority.diagnostics);
   const { stack, pack } = await loadForServe(io, opts.stack);
   const dc = stack.dataCenters.find((d) => d.name === opts.dataCenter);
   if (!dc) {
@@ -195,9 +237,12 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       pack,
       host: opts.host,
       port,
+      tls,
+      authorityTls: toAuthority.tls,
     });
     return {
       url: svc.url,
+      metrics: svc.metrics,
       close: async () => {
         await svc.close();
         await driver.close();

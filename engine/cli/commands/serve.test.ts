@@ -118,6 +118,37 @@ describe('fleet serve', () => {
     }
   });
 
+  it('services reachable from other machines speak TLS: plain HTTP off loopback is refused, TLS from FLEET_TLS_* or flags is served, and a DMZ client verifies the authority', async () => {
+    const { TestCa, writePemFiles } = await import('../../transport/testing.ts');
+    const { send, sendTarget } = await import('../../../providers/http-send.ts');
+    const ca = new TestCa();
+    const server = ca.issue({ cn: 'authority', altNames: ['127.0.0.1'] });
+    const files = writePemFiles({ 'cert.pem': server.cert, 'key.pem': server.key, 'ca.pem': ca.cert });
+    const env = {
+      FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 's',
+    };
+    const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
+    await expect(serveOrchestrator(io, { stack: dir, port: '0', host: '0.0.0.0' })).rejects.toMatchObject({ diagnostics: [{ code: 'tls.insecure-bind' }] });
+    await expect(serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1', tlsCert: files['cert.pem'] })).rejects.toMatchObject({ diagnostics: [{ code: 'tls.incomplete' }] });
+    const authority = await serveOrchestrator({ ...io, env: { ...env, FLEET_TLS_CERT: files['cert.pem'], FLEET_TLS_KEY: files['key.pem'] } }, { stack: dir, port: '0', host: '127.0.0.1' });
+    try {
+      expect(authority.url).toMatch(/^https:/);
+      expect((await send(sendTarget(new URL(`${authority.url}/livez`), { ca: ca.cert }), 'GET', {}, undefined, 5_000)).status).toBe(200);
+      // A DMZ client that trusts the CA is ready; one that does not is not.
+      const trusting = await serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', authority: authority.url, port: '0', host: '127.0.0.1', authorityCa: files['ca.pem'], stateDir: join(dir, 'trusting') });
+      const blind = await serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', authority: authority.url, port: '0', host: '127.0.0.1', stateDir: join(dir, 'blind') });
+      try {
+        expect((await send(sendTarget(new URL(`${trusting.url}/readyz`)), 'GET', {}, undefined, 5_000)).status).toBe(200);
+        expect((await send(sendTarget(new URL(`${blind.url}/readyz`)), 'GET', {}, undefined, 5_000)).status).toBe(503);
+      } finally {
+        await trusting.close();
+        await blind.close();
+      }
+    } finally {
+      await authority.close();
+    }
+  });
+
   it('a DMZ client runs the aws driver with --config (and answers health without touching EC2)', async () => {
     const io: CliIO = {
       stdout: process.stdout,

@@ -19,6 +19,10 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
     .addOption(recordUrlOption())
     .option('--port <n>', 'port to listen on (0: any free port)', '7400')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate chain (or FLEET_TLS_CERT)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (or FLEET_TLS_KEY)')
+    .option('--client-ca <file>', 'require client certificates signed by this CA bundle: mutual TLS (or FLEET_TLS_CLIENT_CA)')
+    .option('--insecure', 'allow plain HTTP on a non-loopback --host (only behind a TLS-terminating proxy)')
     .action(async (opts: ServeOrchestratorOptions & { recordUrl?: string }) => {
       const withRecord = { ...io, env: loaderEnv(io, opts) };
       setExit(await runCommand(io, async () => (await load()).serve(io, 'authority', async () => (await load()).serveOrchestrator(withRecord, opts))));
@@ -34,6 +38,13 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
     .option('--port <n>', 'port to listen on (0: any free port)', '7401')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--state-dir <dir>', 'state folder (default <stack>/.fleet/sim/<dc>)')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate chain (or FLEET_TLS_CERT)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (or FLEET_TLS_KEY)')
+    .option('--client-ca <file>', 'require client certificates signed by this CA bundle: mutual TLS (or FLEET_TLS_CLIENT_CA)')
+    .option('--insecure', 'allow plain HTTP on a non-loopback --host (only behind a TLS-terminating proxy)')
+    .option('--authority-ca <file>', 'CA bundle to verify an https authority with (default: the system\'s)')
+    .option('--authority-cert <file>', 'this DMZ client\'s certificate for an authority that requires client certificates')
+    .option('--authority-key <file>', 'the private key of --authority-cert')
     .action(async (opts: ServeDmzClientOptions) => {
       setExit(await runCommand(io, async () => (await load()).serve(io, `dmz-client ${opts.dataCenter}`, async () => (await load()).serveDmzClient(io, opts))));
     });
