@@ -28,7 +28,11 @@ interface Format {
   schema: string;
   where: string;
   example: string;
-  /** Show the example file in full (the pack's is long and owned elsewhere: linked only). */
+  /**
+   * Show the example file in full. Off for the users' own examples
+   * (stacks/local, specs/examples): they are theirs to edit, and an edit must
+   * not make this page stale and fail the suite, so they are linked only.
+   */
   embed: boolean;
   /** Modeline as written at the top of the example (path relative to that file). */
   modeline: string;
@@ -40,7 +44,7 @@ const FORMATS: Format[] = [
     schema: 'stack.schema.json',
     where: '`stacks/<name>/stack.yaml`, one document. Relative paths in it are relative to the file.',
     example: 'stacks/local/stack.yaml',
-    embed: true,
+    embed: false,
     modeline: '# yaml-language-server: $schema=../../specs/schema/stack.schema.json',
   },
   {
@@ -48,7 +52,7 @@ const FORMATS: Format[] = [
     schema: 'fleet.schema.json',
     where: "Any file matched by the stack's `specs` globs; several documents per file, separated by `---`.",
     example: 'specs/examples/web.yaml',
-    embed: true,
+    embed: false,
     modeline: '# yaml-language-server: $schema=../schema/fleet.schema.json',
   },
   {
