@@ -59,6 +59,8 @@ describe('--format json output of real runs validates against specs/schema', () 
     expect(r.stderr).toBe('');
     const d = doc(r) as { plan: { summary: { create: number } }; diagnostics: unknown[] };
     expectValid('plan-output', d);
+    // The plan member is the plan document itself: the whole of plan.schema.json holds for it.
+    expectValid('plan', d.plan);
     expect(d.plan.summary.create).toBe(2);
   });
 
