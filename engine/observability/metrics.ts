@@ -7,7 +7,7 @@
 // operations, outcomes, data centers): never a VM id, an address, a reason's
 // free text or a token, so series stay few and nothing secret is exported.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface ServiceMetrics {
   registry: Registry;
@@ -21,12 +21,6 @@ export interface ServiceMetrics {
   boots: Counter<'outcome'>;
   /** A DMZ client's steps: driver operation and outcome (ok | failed | vetoed), in seconds. */
   stepSeconds: Histogram<'operation' | 'outcome'>;
-  /** Record statements, in seconds, by what they did. */
-  recordSeconds: Histogram<'op'>;
-  /** Runs in flight at a DMZ client, per data center. */
-  runsInFlight: Gauge<'data_center'>;
-  /** Lane places taken / offered, per data center. */
-  laneOccupancy: Gauge<'data_center'>;
 }
 
 const SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -44,9 +38,6 @@ export function createMetrics(service: 'authority' | 'dmz-client', labels: Recor
     decisions: new Counter({ name: 'fleet_authority_decisions_total', help: 'Authority decisions by outcome (approved, modified, vetoed).', labelNames: ['outcome'], registers }),
     boots: new Counter({ name: 'fleet_boot_requests_total', help: 'Boot requests approved or denied.', labelNames: ['outcome'], registers }),
     stepSeconds: new Histogram({ name: 'fleet_step_duration_seconds', help: 'Time of a DMZ client step (authorize, driver call, report) by operation and outcome.', labelNames: ['operation', 'outcome'], buckets: SECONDS, registers }),
-    recordSeconds: new Histogram({ name: 'fleet_record_statement_duration_seconds', help: 'Time of record statements by what they did.', labelNames: ['op'], buckets: SECONDS, registers }),
-    runsInFlight: new Gauge({ name: 'fleet_runs_in_flight', help: 'Runs in flight at a DMZ client.', labelNames: ['data_center'], registers }),
-    laneOccupancy: new Gauge({ name: 'fleet_lane_places_taken', help: 'Lane places taken at a DMZ client.', labelNames: ['data_center'], registers }),
   };
 }
 
