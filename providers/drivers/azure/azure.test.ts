@@ -360,6 +360,8 @@ describe('azure driver: failures as kinds', () => {
       expect(err.kind).toBe(c.kind);
       expect(err.transient).toBe(c.kind === 'transient');
       if (c.message) expect(err.message).toMatch(c.message);
+      // Azure's Retry-After travels with the error: the DMZ client's retry waits at least that long (operations.ts).
+      expect(err.retryAfterMs).toBe('retryAfter' in c.fault ? (c.fault.retryAfter ?? 0) * 1000 : undefined);
       expect(err.message).not.toMatch(/brokered-token|read-only-token/);
     });
   }
