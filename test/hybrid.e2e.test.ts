@@ -9,7 +9,7 @@
 // Fleets spread one member to each data center, so every step below changes
 // an EC2 instance and an Azure VM in the same apply.
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nock from 'nock';
@@ -23,6 +23,7 @@ import { diskKey } from '../engine/authority/keys.ts';
 import { FakeSts } from '../engine/authority/credentials/fake-sts.ts';
 import { FakeEc2, type FakeInstance } from '../providers/drivers/aws/fake-ec2.ts';
 import { ArmFake } from '../providers/drivers/azure/arm-fake.ts';
+import { agentLedgerFile } from '../providers/drivers/agent-ledger.ts';
 import { writeFakeVmTools } from '../providers/boot-agent/testing.ts';
 import { parseAgentUserData } from '../providers/boot-agent/index.ts';
 import { runCli } from './helpers/cli.ts';
@@ -263,6 +264,18 @@ describe.runIf(pgUrl !== undefined)('one stack, two clouds: fleet apply through 
     for (const u of sentToArm) expect(Buffer.from(u, 'base64').toString('utf8')).not.toContain(azureKey);
     const brokered = new Set(entra.tokens.filter((t) => t.clientId === BROKER_CLIENT).map((t) => `Bearer ${t.token}`));
     for (const q of arm.requests.filter((x) => ['PUT', 'PATCH', 'POST', 'DELETE'].includes(x.method))) expect(brokered.has(q.authorization ?? '')).toBe(true);
+
+    // Each DMZ client keeps its VMs' agent reports in its state folder (a restart still believes them): private, no token, no key.
+    for (const [dc, cloudId, key] of [
+      ['virginia', inst.id, awsKey],
+      ['eastus', onAzure.cloudId, azureKey],
+    ] as const) {
+      const file = agentLedgerFile(join(dir, `state-${dc}`), dc);
+      expect((await stat(file)).mode & 0o777).toBe(0o600);
+      const ledger = JSON.parse(await readFile(file, 'utf8')) as { vms: Record<string, { state: string; tokenHash: string }> };
+      expect(ledger.vms[cloudId ?? '']).toMatchObject({ state: 'ready', tokenHash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+      expect(JSON.stringify(ledger)).not.toContain(key);
+    }
   });
 
   it('stops (EC2 stop, Azure deallocate as the pack says for eastus) and starts', async () => {
