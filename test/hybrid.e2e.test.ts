@@ -278,7 +278,7 @@ describe.runIf(pgUrl !== undefined)('one stack, two clouds: fleet apply through 
     }
   });
 
-  it('stops (EC2 stop, Azure deallocate as the pack says for eastus) and starts', async () => {
+  it('stops (EC2 stop, Azure deallocate as the pack says for eastus) and starts, through throttling in both clouds', async () => {
     await spec('app', fleetYaml('app', { count: 2, state: 'PoweredOff' }));
     let r = await fleet('apply', '--yes');
     expect(r.code, r.stderr).toBe(0);
@@ -286,8 +286,13 @@ describe.runIf(pgUrl !== undefined)('one stack, two clouds: fleet apply through 
     expect(Object.values(instances()).map((i) => i.state)).toEqual(['stopped']);
     expect(Object.values(azureVms()).map((v) => v.power)).toEqual(['deallocated']);
     await spec('app', fleetYaml('app', { count: 2 }));
+    // Both clouds throttle the first start (EC2 RequestLimitExceeded; ARM 429 with Retry-After): the DMZ clients try again.
+    ec2.fail('StartInstances', { error: 'RequestLimitExceeded', status: 503, message: 'Request limit exceeded.' }, 1);
+    arm.inject({ call: 'start', status: 429, code: 'TooManyRequests', retryAfter: 1, times: 1 });
+    const starts = [ec2.calls('StartInstances').length, arm.calls('start').length];
     r = await fleet('apply', '--yes');
     expect(r.code, r.stderr).toBe(0);
+    expect([ec2.calls('StartInstances').length - starts[0], arm.calls('start').length - starts[1]]).toEqual([2, 2]);
     expect((await record()).map((v) => v.state)).toEqual(['Running', 'Running']);
     expect(Object.values(instances()).map((i) => i.state)).toEqual(['running']);
     expect(Object.values(azureVms()).map((v) => v.power)).toEqual(['running']);
