@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FleetError } from '../../engine/diags/index.ts';
-import { ProtocolError } from '../../protocol/index.ts';
+import { ProtocolError, credentialKey } from '../../protocol/index.ts';
 import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
 import { DmzHttpClient } from '../client.ts';
@@ -470,7 +470,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     const w = world;
     const dc = w.dc('miami');
     const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-nopack-'));
-    const driver = await createSimDriver({ dataCenter: 'miami', stateDir: dir, latencyMs: 2, capacity: { vms: 50, cpu: 200, memoryGiB: 800 } });
+    const driver = await createSimDriver({ dataCenter: 'miami', stateDir: dir, latencyMs: 2, capacity: { vms: 50, cpu: 200, memoryGiB: 800 }, credentialKey: credentialKey(dc.authorityToken, 'miami') });
     const dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: w.authority.url, authorityToken: dc.authorityToken, clientToken: 'nopack', stateDir: dir, readyTimeoutMs: 10_000 });
     try {
       const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dmz.url, token: () => 'nopack', batch: true, baseDelayMs: 1 });
