@@ -11,10 +11,11 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { parse as parseQuery } from 'node:querystring';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { FleetError } from '../diags/index.ts';
 import { parseVmAddress, formatVmAddress } from '../model/index.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
-import { fleetPage, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
+import { driftPage, errorPage, fleetPage, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -82,6 +83,17 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         }
       });
 
+      // A record that cannot be read (busy, unreachable) is said on a page; anything else is ours, and its text stays in the log.
+      ui.setErrorHandler((err, req, reply) => {
+        if (err instanceof FleetError) {
+          const d = err.diagnostics[0];
+          return page(reply, errorPage(src.stack, `${d.summary}: ${d.detail}`), d.code === 'record.busy' || d.code === 'record.unreachable' ? 503 : 500);
+        }
+        req.log.error(err);
+        return page(reply, errorPage(src.stack, 'The dashboard failed to read the record; the service log has the reason.'), 500);
+      });
+      ui.setNotFoundHandler((req, reply) => page(reply, notFoundPage(src.stack, `No page at ${req.url.split('?')[0]}.`), 404));
+
       ui.get('/login', async (_req, reply) => page(reply, loginPage(src.stack, false)));
       ui.post('/login', async (req, reply) => {
         const token = (req.body as Record<string, unknown> | undefined)?.token;
@@ -94,10 +106,11 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       });
 
       ui.get('/', async (_req, reply) => {
-        const [vms, locks, plans] = await Promise.all([src.listVms(), src.listLocks(), src.recentPlans(10)]);
-        return page(reply, overviewPage(src.stack, vms, locks, plans));
+        const [vms, locks, plans, drift] = await Promise.all([src.listVms(), src.listLocks(), src.recentPlans(10), src.drift(10)]);
+        return page(reply, overviewPage(src.stack, vms, locks, plans, drift));
       });
       ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks())));
+      ui.get('/drift', async (_req, reply) => page(reply, driftPage(src.stack, await src.drift(100))));
       ui.get('/plans', async (_req, reply) => page(reply, plansPage(src.stack, await src.recentPlans(100))));
       ui.get('/lifecycle', async (_req, reply) => page(reply, lifecyclePage(src.stack, src.pack.name, lifecycleSvg(src.pack.lifecycle))));
 
