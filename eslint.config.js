@@ -82,6 +82,6 @@ export default tseslint.config(
   ...layerConfigs,
   {
     files: ['bin/**/*.mjs', 'providers/pulumi/**/*.mjs'],
-    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', performance: 'readonly' } },
   },
 );
