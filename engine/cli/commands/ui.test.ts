@@ -15,7 +15,8 @@ describe('fleet ui', () => {
     await stack.spec('web', fleetYaml('web', { count: 2 }));
     const applied = await runCli(['apply', '--stack', stack.dir, '--yes']);
     expect(applied.code, applied.stderr).toBe(0);
-  });
+    // One embedded apply (PGlite, two data centers): generous for a shared CI machine.
+  }, 120_000);
   afterAll(async () => {
     await ui?.stop();
     await stack?.remove();
