@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../test/helpers/cli.ts';
 import { fleetYaml, tempStack, type TempStack } from '../../../test/helpers/stack.ts';
 import { signIn, startFleetUi, type FleetUi } from '../../../test/helpers/ui.ts';
+import { serveOrchestrator } from './serve-run.ts';
 
 describe('fleet ui', () => {
   let stack: TempStack;
@@ -60,5 +61,24 @@ describe('fleet ui', () => {
   it('stops on SIGTERM with exit code 0', async () => {
     expect(await ui!.stop()).toBe(0);
     ui = undefined;
+  });
+
+  it('fleet serve orchestrator serves the same pages under /ui when FLEET_READ_TOKEN or FLEET_ADMIN_TOKEN is set, and none otherwise', async () => {
+    const env = { FLEET_DMZ_TOKEN_MIAMI: 'm-token', FLEET_DMZ_TOKEN_RICHMOND: 'r-token', FLEET_AUTHORITY_SECRET: 'ui-test-secret' };
+    const io = (extra: Record<string, string>) => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: stack.dir, env: { ...env, ...extra } });
+    const withUi = await serveOrchestrator(io({ FLEET_READ_TOKEN: 'read-token-of-the-test' }), { stack: stack.dir, port: '0', host: '127.0.0.1' });
+    try {
+      const cookie = await signIn(`${withUi.url}/ui`, 'read-token-of-the-test');
+      expect(await (await fetch(`${withUi.url}/ui`, { headers: { cookie } })).text()).toContain('3 VMs in 1 fleets over 2 data centers');
+      expect((await fetch(`${withUi.url}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=m-token' })).status).toBe(401);
+    } finally {
+      await withUi.close();
+    }
+    const without = await serveOrchestrator(io({}), { stack: stack.dir, port: '0', host: '127.0.0.1' });
+    try {
+      expect((await fetch(`${without.url}/ui`, { headers: { authorization: 'Bearer m-token' } })).status).toBe(404);
+    } finally {
+      await without.close();
+    }
   });
 });
