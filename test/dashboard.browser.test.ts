@@ -58,6 +58,7 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
   let seen: Seen;
   const dialogs: string[] = [];
   const offOrigin: string[] = [];
+  const consoleErrors: string[] = [];
   const visited = new Map<string, string>();
   let shot = 0;
 
@@ -125,6 +126,10 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
     page.on('dialog', (d) => {
       dialogs.push(d.message());
       void d.dismiss();
+    });
+    // A page the content security policy breaks (a blocked style or form) says so on the console.
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(`${page.url()}: ${m.text()}`);
     });
     const origin = new URL(ui.url).origin;
     page.on('request', (r) => {
@@ -264,5 +269,7 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
       for (const s of seen.secrets) expect(html.includes(s), `${url} shows a secret`).toBe(false);
     }
     expect(offOrigin).toEqual([]);
+    // The wrong-token sign-in answers 401, which chromium logs; nothing else may be an error.
+    expect(consoleErrors.filter((e) => !/\/ui\/login: Failed to load resource: .* 401/.test(e))).toEqual([]);
   });
 });

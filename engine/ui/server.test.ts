@@ -52,6 +52,8 @@ describe('dashboard access', () => {
     const page = await app.inject({ method: 'GET', url: '/ui', headers: { cookie: cookie.split(';')[0] } });
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toBe("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+    expect(page.headers['x-content-type-options']).toBe('nosniff');
     expect(page.body).toContain('1 VMs in 1 fleets over 1 data centers');
   });
 
