@@ -3,7 +3,7 @@
 // errorAnswer), NDJSON batch answers, and the OpenAPI document that
 // @fastify/swagger builds from the same route schemas Fastify validates with.
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
 import { FleetError } from '../engine/diags/index.ts';
 import { loggerOptions, registerHealth, registerMetrics, requestId, type HealthOptions, type ServiceLogOptions, type ServiceMetrics } from '../engine/observability/index.ts';
 import type { ServerTls } from '../engine/transport/index.ts';
@@ -235,7 +235,7 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
   const app = Fastify({
     logger: loggerOptions(opts.logger),
     // One line per answered request (below) instead of Fastify's two, which carry no route.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     genReqId: requestId,
     // Reject unknown properties instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, discriminator: true } },

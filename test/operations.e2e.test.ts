@@ -130,3 +130,68 @@ describe.runIf(pgUrl !== undefined)('operable services: logs and metrics of a fu
     expect(createVm).toBe(7);
   });
 });
+
+/** What a data center's cloud holds (its DMZ client's GET /v1/vms), by VM id. */
+async function cloudOf(s: ServedStack, dc: string): Promise<Map<string, { cloudId: string; status: string; observedState: string }>> {
+  const res = await fetch(`${s.dmz[dc].url}/v1/vms`, { headers: { authorization: `Bearer ${s.env[`FLEET_CLI_TOKEN_${dc.toUpperCase()}`]}` } });
+  expect(res.status).toBe(200);
+  const { vms } = (await res.json()) as { vms: { vmId: string; cloudId: string; status: string; observedState: string }[] };
+  return new Map(vms.filter((v) => v.status === 'present').map((v) => [v.vmId, v]));
+}
+
+describe.runIf(pgUrl !== undefined)('two authority replicas behind one address over one PostgreSQL record', () => {
+  const FLEETS = 6;
+  const COUNT = 3;
+  let s: ServedStack;
+
+  beforeAll(async () => {
+    s = await serveStack({ pgUrl: pgUrl!, authorities: 2, replicas: 2, logLevel: 'warn' });
+    for (let i = 0; i < FLEETS; i++) await s.spec(`f${i}`, fleetYaml(`f${i}`, { count: COUNT }));
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  it('many concurrent applies (create, then stop half, then delete a third) leave the record equal to the data centers, each boot approved once', async () => {
+    const targets = Array.from({ length: FLEETS }, (_, i) => `f${i}`);
+    const applyAll = async () => {
+      const runs = await Promise.all(targets.map((f) => s.fleet('apply', '--yes', '--target', f, '--lock-timeout', '120')));
+      for (const r of runs) expect(r.code, r.stderr.slice(0, 3000)).toBe(0);
+    };
+    await applyAll();
+    for (let i = 0; i < FLEETS; i += 2) await s.spec(`f${i}`, fleetYaml(`f${i}`, { count: COUNT, state: 'PoweredOff' }));
+    await applyAll();
+    for (let i = 0; i < FLEETS; i += 3) await s.spec(`f${i}`, fleetYaml(`f${i}`, { count: 1, state: i % 2 === 0 ? 'PoweredOff' : 'Running' }));
+    await applyAll();
+    // Both replicas decided.
+    expect(s.proxy.counts.every((n) => n > 10)).toBe(true);
+
+    const session = await openSession(s.dir, { cwd: s.dir, env: { ...process.env, ...s.env } });
+    try {
+      const live = await session.record.listVms('ops');
+      const want = Array.from({ length: FLEETS }, (_, i) => (i % 3 === 0 ? 1 : COUNT)).reduce((a, b) => a + b, 0);
+      expect(live).toHaveLength(want);
+      for (const v of live) expect(v.state, v.address).toBe(Number(v.fleet.slice(1)) % 2 === 0 ? 'PoweredOff' : 'Running');
+      // The record equals the data centers: every live VM in its own, with its cloud id and state; nothing else there.
+      const clouds = Object.fromEntries(await Promise.all(DATA_CENTERS.map(async (dc) => [dc, await cloudOf(s, dc)] as const)));
+      for (const v of live) expect(clouds[v.dataCenter].get(v.id), v.address).toMatchObject({ cloudId: v.cloudId, observedState: v.state });
+      expect(DATA_CENTERS.reduce((n, dc) => n + clouds[dc].size, 0)).toBe(live.length);
+      // Each VM's history: every state change once, in a chain (no lost or doubled update); each boot approved once.
+      const sql = (session.record as unknown as { sql: { query<T>(q: string, p?: unknown[]): Promise<T[]> } }).sql;
+      const boots = await sql.query<{ vm_id: string; n: string }>('SELECT vm_id, count(*) AS n FROM boot_attempts WHERE approved GROUP BY vm_id');
+      expect(boots.every((b) => Number(b.n) === 1)).toBe(true);
+      expect(boots.length).toBeGreaterThanOrEqual(FLEETS * COUNT);
+      for (const v of live) {
+        const moves = (await session.record.history('ops', v.address)).filter((h) => h.vmId === v.id && h.outcome === 'ok' && h.from !== h.to && !h.detail?.startsWith('intent approved'));
+        let at: string | null = null;
+        for (const h of [...moves].sort((x, y) => x.id - y.id)) {
+          expect(h.from, `${v.address}: ${h.from} -> ${h.to} after ${at}`).toBe(at);
+          at = h.to;
+        }
+        expect(at).toBe(v.state);
+      }
+    } finally {
+      await session.close();
+    }
+  }, 240_000);
+});
