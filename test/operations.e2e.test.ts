@@ -189,6 +189,11 @@ describe.runIf(pgUrl !== undefined)('two authority replicas behind one address o
           at = h.to;
         }
         expect(at).toBe(v.state);
+        // Every carried-out edge's intent row was written before it, whichever replica approved it (approvals ahead are off).
+        const all = (await session.record.history('ops', v.address)).filter((h) => h.vmId === v.id);
+        const intents = (op: string) => all.filter((h) => h.detail === `intent approved: ${op}`).length;
+        const edges = (from: string, to: string) => moves.filter((h) => h.from === from && h.to === to).length;
+        expect({ vm: v.address, createVm: intents('createVm'), boot: intents('boot') }).toEqual({ vm: v.address, createVm: edges('BeingCreated', 'PoweredOff'), boot: edges('PoweredOn', 'Starting') });
       }
     } finally {
       await session.close();
