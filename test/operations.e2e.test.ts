@@ -6,12 +6,20 @@
 //   secret, every boot token, disk key and credential token the tap saw)
 //   appears in any service's log;
 // - metrics: a scrape after the apply shows the approvals, boot approvals,
-//   step latencies by operation, record latencies and request counts.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+//   step latencies by operation, record latencies and request counts;
+// - replicas: two authorities behind a round-robin proxy, many concurrent
+//   applies, the record checked against the data centers;
+// - shutdown: SIGTERM to a DMZ client (a child process) mid-apply drains it
+//   (exit 0); restarted, the apply converges without a failed member.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { testPostgresUrl } from '../engine/record/testing.ts';
 import { openSession } from '../engine/apply/index.ts';
-import { fleetYaml } from './helpers/stack.ts';
-import { DATA_CENTERS, serveStack, type ServedStack } from './helpers/services.ts';
+import { REPO, fleetYaml } from './helpers/stack.ts';
+import { holdingProxy } from './helpers/proxy.ts';
+import { DATA_CENTERS, serveStack, stackYaml, type ServedStack } from './helpers/services.ts';
 
 const pgUrl = testPostgresUrl();
 
@@ -199,4 +207,74 @@ describe.runIf(pgUrl !== undefined)('two authority replicas behind one address o
       await session.close();
     }
   }, 240_000);
+});
+
+/** `fleet serve dmz-client` as a child process; resolves once it listens. */
+function dmzChild(s: { dir: string; env: NodeJS.ProcessEnv }, authority: string, port: number): Promise<{ child: ChildProcess; url: string; out: () => string; err: () => string; exited: Promise<number | null> }> {
+  const child = spawn(
+    process.execPath,
+    [join(REPO, 'bin', 'fleet.mjs'), 'serve', 'dmz-client', '--data-center', 'miami', '--authority', authority, '--stack', s.dir, '--port', String(port), '--drain-timeout', '60'],
+    { cwd: s.dir, env: { ...process.env, ...s.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (\S+)/.exec(out);
+      if (m) resolve({ child, url: m[1], out: () => out, err: () => err, exited });
+    });
+    void exited.then((code) => reject(new Error(`the DMZ client exited (${code}) before listening: ${err}`)));
+  });
+}
+
+describe.runIf(pgUrl !== undefined)('graceful shutdown: SIGTERM to a DMZ client mid-apply', () => {
+  it('it drains and exits 0; restarted, the apply converges without a failed member', async () => {
+    // The authority and richmond's DMZ client in-process; miami's DMZ client a child process behind a
+    // TCP proxy that holds new connections while it restarts (as a load balancer retrying its connect does).
+    const s = await serveStack({ pgUrl: pgUrl!, sim: '{ latencyMs: 60, bootMs: 120 }', served: ['richmond'] });
+    const first = await dmzChild(s, s.proxy.url, 0);
+    const port = Number(new URL(first.url).port);
+    const front = await holdingProxy(port);
+    let second: Awaited<ReturnType<typeof dmzChild>> | undefined;
+    try {
+      await writeFile(join(s.dir, 'stack.yaml'), stackYaml({ miami: front.url, richmond: s.dmz.richmond.url }, '{ latencyMs: 60, bootMs: 120 }'));
+      await s.spec('web', fleetYaml('web', { count: 8 }));
+      const applying = s.fleet('apply', '--yes', '--parallelism', '8');
+      // Mid-apply: once miami has carried out a few steps (its log lines), and before it is done.
+      const steps = () => first.out().split('\n').filter((l) => l.includes('"msg":"step"')).length;
+      await vi.waitFor(() => expect(steps()).toBeGreaterThanOrEqual(4), { timeout: 60_000, interval: 20 });
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+      expect(first.err()).toContain('SIGTERM, draining');
+      expect(first.err()).toContain('stopped');
+      expect(first.out()).not.toContain('cutting its connections');
+      // Every step it began was answered before it stopped: its idempotency log holds whole lines only.
+      const log = await readFile(join(s.dir, '.fleet', 'sim', 'miami', 'requests.jsonl'), 'utf8');
+      expect(log.endsWith('\n')).toBe(true);
+      for (const line of log.trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
+
+      second = await dmzChild(s, s.proxy.url, port);
+      const r = await applying;
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/8 VMs changed, 0 failed/);
+      // The restarted DMZ client carried out the rest of miami's steps (the SIGTERM came mid-apply).
+      expect(second.out()).toContain('"msg":"step"');
+      const session = await openSession(s.dir, { cwd: s.dir, env: { ...process.env, ...s.env } });
+      const live = await session.record.listVms('ops').finally(() => session.close());
+      expect(live.map((v) => v.state)).toEqual(Array(8).fill('Running'));
+      const miami = await cloudOf({ ...s, dmz: { ...s.dmz, miami: { url: second.url, close: async () => undefined } } }, 'miami');
+      const richmond = await cloudOf(s, 'richmond');
+      for (const v of live) expect((v.dataCenter === 'miami' ? miami : richmond).get(v.id), v.address).toMatchObject({ cloudId: v.cloudId, observedState: 'Running' });
+      expect(miami.size + richmond.size).toBe(8);
+      expect(miami.size).toBeGreaterThan(0);
+    } finally {
+      second?.child.kill('SIGTERM');
+      await second?.exited;
+      await front.close();
+      await s.close();
+    }
+  }, 180_000);
 });

@@ -81,6 +81,8 @@ export interface ServeOptions {
   /** Every exchange between the DMZ clients and the authority. */
   tap?: (path: string, request: string, answer: string) => void;
   sim?: string;
+  /** The data centers whose DMZ clients run in-process (default all; the test starts the others itself). */
+  served?: readonly string[];
 }
 
 export async function serveStack(o: ServeOptions): Promise<ServedStack> {
@@ -111,12 +113,12 @@ export async function serveStack(o: ServeOptions): Promise<ServedStack> {
     authorities.map((a) => a.url),
     o.tap,
   );
-  for (const dc of DATA_CENTERS) {
+  for (const dc of DATA_CENTERS.filter((d) => (o.served ?? DATA_CENTERS).includes(d))) {
     const out = new Captured();
     logs.dmz[dc] = out;
     dmz[dc] = await serveDmzClient(io(out), { stack: dir, dataCenter: dc, driver: 'sim', authority: proxy.url, port: '0', host: '127.0.0.1', logLevel: o.logLevel ?? 'info' });
   }
-  await writeFile(join(dir, 'stack.yaml'), stackYaml(Object.fromEntries(DATA_CENTERS.map((dc) => [dc, dmz[dc].url])), o.sim));
+  await writeFile(join(dir, 'stack.yaml'), stackYaml(Object.fromEntries(Object.entries(dmz).map(([dc, d]) => [dc, d.url])), o.sim));
   return {
     dir,
     env,
