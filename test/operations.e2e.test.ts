@@ -137,6 +137,48 @@ describe.runIf(pgUrl !== undefined)('operable services: logs and metrics of a fu
     }
     expect(createVm).toBe(7);
   });
+
+  it('/readyz: the authority while its record is at its schema version; a DMZ client while the authority takes its token', async () => {
+    const ready = async (url: string) => {
+      const res = await fetch(`${url}/readyz`);
+      return { status: res.status, body: (await res.json()) as { ready: boolean; checks: Record<string, string> } };
+    };
+    expect(await ready(s.authorities[0].url)).toEqual({ status: 200, body: { ready: true, checks: { record: 'ok' } } });
+    expect(await ready(s.dmz.miami.url)).toEqual({ status: 200, body: { ready: true, checks: { authority: 'ok' } } });
+    expect((await fetch(`${s.dmz.miami.url}/livez`)).status).toBe(200);
+
+    // A record migrated by a newer dmzfleet (its schema version moved on) is not this authority's.
+    const session = await openSession(s.dir, { cwd: s.dir, env: { ...process.env, ...s.env } });
+    const sql = (session.record as unknown as { sql: { query(q: string): Promise<unknown> } }).sql;
+    try {
+      await sql.query('UPDATE meta SET schema_version = schema_version + 1');
+      const r = await ready(s.authorities[0].url);
+      expect(r.status).toBe(503);
+      expect(r.body.checks.record).toMatch(/^the record has schema version \d+, this authority knows \d+$/);
+    } finally {
+      await sql.query('UPDATE meta SET schema_version = schema_version - 1');
+      await session.close();
+    }
+    expect((await ready(s.authorities[0].url)).status).toBe(200);
+
+    // A DMZ client whose token the authority does not know is live but not ready, and says which variable to fix.
+    const { serveDmzClient } = await import('../engine/cli/commands/serve-run.ts');
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const wrong = await serveDmzClient(
+      { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: s.dir, env: { ...s.env, FLEET_DMZ_TOKEN_MIAMI: 'not-the-authoritys' } },
+      { stack: s.dir, dataCenter: 'miami', driver: 'sim', authority: s.proxy.url, port: '0', host: '127.0.0.1', stateDir: await mkdtemp(join(tmpdir(), 'fleet-ops-wrong-')), logLevel: 'silent' },
+    );
+    try {
+      expect((await fetch(`${wrong.url}/livez`)).status).toBe(200);
+      const r = await ready(wrong.url);
+      expect(r.status).toBe(503);
+      expect(r.body.checks.authority).toBe('the authority refuses the token of data center miami (FLEET_DMZ_TOKEN_MIAMI must be the same for the authority and this DMZ client)');
+      expect(JSON.stringify(r.body)).not.toContain('not-the-authoritys');
+    } finally {
+      await wrong.close();
+    }
+  });
 });
 
 /** What a data center's cloud holds (its DMZ client's GET /v1/vms), by VM id. */
