@@ -411,5 +411,7 @@ export interface BootStore {
 export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
+  /** The schema version the record is at (migrations.ts; 0: not migrated): a readiness probe compares it with SCHEMA_VERSION. */
+  schemaVersion(): Promise<number>;
   close(): Promise<void>;
 }
