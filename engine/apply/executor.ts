@@ -187,7 +187,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
         return pool(list, inFlight, (change) => {
           if (lockLost) throw lockLost;
           return new Promise<void>((free) => {
-            const tail = runMember(change, provider, opts, emit, free, provider.lanes ? lane : undefined).then((r) => {
+            const tail = runMember(change, provider, opts, emit, free, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
               steps += r.steps;
               const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
               if (r.failure) {
@@ -367,6 +367,7 @@ async function runMember(
   emit: (e: ApplyEvent) => void,
   answered: () => void,
   lane: RunLane | undefined,
+  fencingToken: number,
 ): Promise<{ steps: number; elapsedMs: number; failure?: MemberFailure }> {
   const { plan, record } = opts;
   const began = performance.now();
@@ -425,6 +426,7 @@ async function runMember(
         steps: c.steps,
         key: (k) => requests[c.first + k].idempotencyKey,
         onStep: (k, result) => onAnswer(c.first + k, result),
+        fencingToken,
         ...(lane ? { lane } : {}),
         ...(c.method === 'create' ? { vmId: c.vmId, ...(change.action === 'replace' && change.replaceOrder === 'create-before-delete' && change.vmId ? { replaces: change.vmId } : {}) } : {}),
       };
