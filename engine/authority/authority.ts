@@ -137,12 +137,14 @@ export class Authority {
   }
 
   /**
-   * Why a request under `token` may not change a VM of this fleet (a newer
-   * lock exists, or another apply holds it and no token came); undefined
-   * when it may. Read afresh for every authorization: a lock taken by
-   * another process must fence the very next request.
+   * Why a request under fencing token `token` may not change a VM of this
+   * fleet (a newer lock of it exists); undefined when it may, or when the
+   * request carries no token (outside any apply: not fenced, nothing read).
+   * Read afresh (batched) for every authorization: a lock taken by another
+   * process must fence the very next request.
    */
   private async fenced(stack: string, fleet: string, token: number | undefined): Promise<string | undefined> {
+    if (token === undefined) return undefined;
     const judged = judgeFence(fleet, await this.fences.submit({ stack, fleet }), token);
     return judged.ok ? undefined : judged.reason;
   }
@@ -398,8 +400,9 @@ export class Authority {
 
   private async advanceReport(caller: string, report: ReportRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
     // What was done is recorded whoever did it; what comes next only under the fleet's current lock.
-    const known = await this.rows.get(report.vmId);
-    const fence = known ? await this.fenced(known.stack, known.fleet, next[0]?.fencingToken) : undefined;
+    const token = next[0]?.fencingToken;
+    const known = token !== undefined ? await this.rows.get(report.vmId) : undefined;
+    const fence = known ? await this.fenced(known.stack, known.fleet, token) : undefined;
     if (fence !== undefined) {
       const r = (await this.settle(caller, report)).report;
       const vm = await this.rows.get(report.vmId);

@@ -104,26 +104,23 @@ export function doneAlready(req: AuthorizeRequest, to: string, vm: VmRow, histor
 }
 
 /**
- * Whether a request carrying fencing token `token` (undefined: none) may
- * change a VM of a fleet whose fence is `fence` (undefined: never locked).
- * docs/recovery.md, "Fencing".
+ * Whether a request carrying fencing token `token` may change a VM of a
+ * fleet whose fence is `fence` (undefined: never locked). docs/recovery.md,
+ * "Fencing". (A request without a token, from outside any apply, e.g. a
+ * Pulumi program, is not fenced: the authority does not read the fence.)
  *
  * | fence                  | token          | decision |
  * | ---------------------- | -------------- | -------- |
- * | none (never locked)    | any, or none   | ok |
+ * | none (never locked)    | any            | ok |
  * | held or released, N    | N              | ok (the lock's own apply) |
  * | held or released, N    | below N        | fenced: a newer apply took the lock |
  * | held or released, N    | above N        | fenced: no lock was given that token |
- * | held, N                | none           | fenced: another apply holds the lock |
- * | released, N            | none           | ok (a request outside any apply, e.g. a Pulumi program) |
  */
-export function judgeFence(fleet: string, fence: FleetFence | undefined, token: number | undefined): Decided {
+export function judgeFence(fleet: string, fence: FleetFence | undefined, token: number): Decided {
   if (!fence) return { ok: true };
-  if (token === undefined) {
-    return fence.held ? refuse('fenced', `fleet ${fleet} is locked by an apply (fencing token ${fence.token}); a request without that lock's token may not change its VMs`) : { ok: true };
-  }
   if (token < fence.token) {
-    return refuse('fenced', `the request carries fencing token ${token}, but a newer apply locked fleet ${fleet} since (token ${fence.token}); a killed apply's run may not act after it`);
+    const since = fence.held ? 'holds it now' : 'held it since';
+    return refuse('fenced', `the request carries fencing token ${token}, but a newer apply locked fleet ${fleet} (token ${fence.token}, ${since}); a killed apply's run may not act after it`);
   }
   if (token > fence.token) return refuse('fenced', `the request carries fencing token ${token}, which no lock of fleet ${fleet} was given (the latest is ${fence.token})`);
   return { ok: true };
