@@ -15,7 +15,7 @@
 //   The same mode also restarts the DMZ client mid-apply: no member fails.
 //
 // CI runs a few kill points per mode; FLEET_CRASH_FULL=1 runs one per step
-// and prints the figures (bench/crash runs it: `npm run bench:crash`).
+// and prints the figures (`npm run bench:crash`).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
