@@ -226,6 +226,9 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
  * that no longer runs (an apply killed with SIGKILL) cannot be renewed by
  * anyone, so it is broken at once instead of making the next apply wait for
  * its lease to run out; a holder on another host is only ever waited for.
+ * Breaking it is safe: this apply's lock gets a newer fencing token, and the
+ * authority vetoes the dead apply's runs still queued at a DMZ client
+ * (docs/recovery.md, "Fencing").
  */
 async function acquire(opts: ApplyOptions, actor: string, emit: (e: ApplyEvent) => void): Promise<LockHandle> {
   const { plan, record } = opts;
