@@ -558,10 +558,6 @@ export class SimDriver implements Driver {
         await this.change(vm, { agent: 'failed', agentDetail: `boot endpoint unreachable: ${lastError}`, bootToken: null });
         return;
       }
-      // A newer boot of this VM (a retried or re-planned `boot`, with a newer
-      // token) took over while this agent's call was on its way: its answer
-      // (a denial of the older token) is not this VM's fate any more.
-      if (stale()) return;
       if (!answer.approved) {
         // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
         await this.change(vm, { agent: 'failed', agentDetail: `boot denied: ${answer.reason}`, status: 'terminated', power: 'off', bootToken: null });
