@@ -662,6 +662,39 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       await h.release();
     });
 
+    it('gives every acquisition a larger fencing token; the fleet keeps its latest after release, unlock and takeover', async () => {
+      const s = freshStack();
+      expect(await r.fencesOf(s, ['web'])).toEqual([]);
+      const a = await r.acquireLocks(s, ['web', 'db'], holder('alice'));
+      expect((await r.listLocks(s)).map((l) => l.fencingToken)).toEqual([a.fencingToken, a.fencingToken]);
+      expect(await r.fencesOf(s, ['web', 'db', 'cache'])).toEqual([
+        { fleet: 'db', token: a.fencingToken, held: true },
+        { fleet: 'web', token: a.fencingToken, held: true },
+      ]);
+      // A refused try (the fleet is held) moves nobody's fence.
+      expect(await codeOf(r.acquireLocks(s, ['web'], holder('bob')))).toBe('record.lock-held');
+      expect((await r.fencesOf(s, ['web']))[0]).toEqual({ fleet: 'web', token: a.fencingToken, held: true });
+      // Broken (fleet unlock, or a dead holder's lock): the next apply's token is larger, at once.
+      await r.forceUnlock(a.lockId);
+      expect(await r.fencesOf(s, ['web'])).toEqual([{ fleet: 'web', token: a.fencingToken, held: false }]);
+      const b = await r.acquireLocks(s, ['web'], holder('bob'));
+      expect(b.fencingToken).toBeGreaterThan(a.fencingToken);
+      await b.release();
+      const fences = await r.fencesOf(s, ['web', 'db']);
+      expect(fences).toEqual([
+        { fleet: 'db', token: a.fencingToken, held: false },
+        { fleet: 'web', token: b.fencingToken, held: false },
+      ]);
+      // An expired lease taken over: larger again.
+      const c = await r.acquireLocks(s, ['web'], holder('carol'), { leaseMs: 1 });
+      await new Promise((res) => setTimeout(res, 30));
+      expect((await r.fencesOf(s, ['web']))[0]).toMatchObject({ token: c.fencingToken, held: false });
+      const d = await r.acquireLocks(s, ['web'], holder('dave'));
+      expect(d.fencingToken).toBeGreaterThan(c.fencingToken);
+      expect(c.fencingToken).toBeGreaterThan(b.fencingToken);
+      await d.release();
+    });
+
     it('refuses a held fleet, naming the holder and how to unlock', async () => {
       const s = freshStack();
       const h = await r.acquireLocks(s, ['web'], holder('alice', 'plan-7'));

@@ -223,11 +223,27 @@ export interface LockRow extends LockHolder {
   fleet: string;
   since: string;
   expiresAt: string;
+  /** The acquisition's fencing token (see LockHandle.fencingToken). */
+  fencingToken: number;
+}
+
+/** A fleet's fence: the fencing token of its latest lock acquisition, and whether that lock is still held (unexpired). */
+export interface FleetFence {
+  fleet: string;
+  token: number;
+  held: boolean;
 }
 
 export interface LockHandle {
   lockId: string;
   fleets: string[];
+  /**
+   * Grows with every acquisition (one record-wide sequence). Every request
+   * the apply sends carries it; the authority refuses work under an older
+   * token once a newer acquisition of the fleet exists (fencesOf), so a
+   * killed apply's runs still in flight never race the next apply's.
+   */
+  fencingToken: number;
   /** Extends the lease; throws FleetError(record.lock-lost) if another holder took it over. */
   heartbeat(): Promise<void>;
   release(): Promise<void>;
@@ -369,6 +385,8 @@ export interface LockStore {
   findLock(lockId: string): Promise<LockRow[]>;
   /** Returns false when no such lock exists. */
   forceUnlock(lockId: string): Promise<boolean>;
+  /** Per fleet asked for that was ever locked: its latest fencing token and whether that lock is held now (the authority's fence check). */
+  fencesOf(stack: string, fleets: readonly string[]): Promise<FleetFence[]>;
 }
 
 /** What apply records of a plan: whether it is still valid, its run, and the journal of its steps. */
