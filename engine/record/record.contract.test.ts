@@ -120,7 +120,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const db1 = (await r.findVm(s, 'db/1'))!;
       await r.insertVm(newVm(s, 'db', 1, { replaces: db1.id, specHash: 'h2' }), { actor: 'a' });
 
-      const omit = ({ desiredState: _d, cloudId: _c, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
+      const omit = ({ desiredState: _d, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
       const live = await r.listVms(s);
       expect(live.map((v) => `${v.address}${v.deposed ? ' (deposed)' : ''}`)).toEqual(['Zeta/0', 'db/0', 'db/1 (deposed)', 'db/1', 'web/0', 'web/1', 'web/2']);
       const rows = await r.listPlanVms(s);
@@ -145,7 +145,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const gone = (await r.findVm(s, `${names[50]}/0`))!;
       await r.transitionVm(gone.id, gone.version, 'Deleted', { actor: 'a' }, { retire: true });
 
-      const omit = ({ desiredState: _d, cloudId: _c, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
+      const omit = ({ desiredState: _d, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
       const live = await r.listVms(s);
       expect(live).toHaveLength(names.reduce((n, _, i) => n + 1 + (i % 3), 0));
       expect(await r.listPlanVms(s)).toEqual(live.map(omit));
