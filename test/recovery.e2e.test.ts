@@ -230,7 +230,8 @@ describe.skipIf(!pg)('deployed authority and DMZ client (PostgreSQL)', () => {
   }, 240_000);
 
   it('lock, then plan: a second apply of the same fleet waits for the first (--lock-timeout) and plans on what it left', async () => {
-    await d.restartDmz('{ latencyMs: 20, bootMs: 20 }');
+    // The first apply's VMs take 8 s to boot: it holds the lock well past the second's start-up and plan.
+    await d.restartDmz('{ latencyMs: 5, bootMs: 8000 }');
     await d.spec('web', null);
     await d.spec('api', fleetYaml('api', { count: 3 }));
     let second: Promise<Child> | undefined;
