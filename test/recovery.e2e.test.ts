@@ -24,6 +24,7 @@ import { createSimDriver } from '../providers/drivers/sim/index.ts';
 import type { ActualVm } from '../protocol/index.ts';
 import { runCli } from './helpers/cli.ts';
 import { deployedStack, type Deployed } from './helpers/deployed.ts';
+import { schemaErrors } from './helpers/schemas.ts';
 import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
 
 interface World {
@@ -147,9 +148,10 @@ describe('a VM gone from its data center (embedded)', () => {
     expect(rm.stdout).toContain(`still holds its VM ${db1.cloudId}: \`fleet import db/1 ${db1.cloudId}\``);
     expect((await fleet('state', 'show', 'db/1')).stderr).toContain('record.vm-not-found');
     expect((await fleet('history', 'db/1')).stdout).toMatch(/Running\s+Running\s+removed/);
-    const again = await fleet('state', 'rm', 'db/1');
+    const again = await fleet('state', 'rm', 'db/1', '--format', 'json');
     expect(again.code).toBe(1);
-    expect(again.stderr).toContain('record.vm-not-found');
+    expect(JSON.parse(again.stdout)).toMatchObject({ diagnostics: [{ code: 'record.vm-not-found', address: 'db/1' }] });
+    expect(schemaErrors('state-rm-output', JSON.parse(again.stdout))).toEqual([]);
     expect((await fleet('state', 'rm', 'db-1')).stderr).toContain('is not a VM address');
     // The cloud still runs it: the plan would create a second one.
     expect((await fleet('plan')).stdout).toContain('+   db/1 create');
@@ -160,6 +162,7 @@ describe('a VM gone from its data center (embedded)', () => {
     const imp = await fleet('import', 'db/1', db1.cloudId!, '--format', 'json');
     expect(imp.code, imp.stderr).toBe(0);
     expect(JSON.parse(imp.stdout)).toMatchObject({ imported: { id: db1.id, address: 'db/1', state: 'Running', cloudId: db1.cloudId }, diagnostics: [] });
+    expect(schemaErrors('import-output', JSON.parse(imp.stdout))).toEqual([]);
     expect((await fleet('history', 'db/1')).stdout).toMatch(/-\s+Running\s+imported/);
     expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
     expectConverged(await world(st.dir));

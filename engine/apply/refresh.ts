@@ -48,9 +48,11 @@ export async function recordMissing(record: FleetRecord, lc: Lifecycle, vm: VmRo
 /**
  * | kind          | what                                                              |
  * | ------------- | ----------------------------------------------------------------- |
- * | recorded      | one diagram edge away; refresh recorded the transition            |
- * | edge          | one diagram edge away; --check: refresh would record it           |
- * | not-an-edge   | the cloud's state is not one edge from the record's; left as is   |
+ * | recorded      | one diagram edge away, or several along the diagram's path (never |
+ * |               | into a failure state); refresh recorded each transition           |
+ * | edge          | as recorded; --check: refresh would record it                     |
+ * | not-an-edge   | no path of the diagram leads from the record's state to the       |
+ * |               | cloud's (or only through a failure state); left as is            |
  * | missing       | the record holds the VM, the data center does not; refresh        |
  * |               | records where that leaves it (missingOutcome), --check says where |
  * | unknown       | the data center runs a VM the record does not know                |
@@ -114,14 +116,31 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
           continue;
         }
         if (a.observedState === vm.state) continue;
-        if (lc.allows(vm.state, a.observedState)) {
+        // One edge, or several along the diagram's path (never into a failure
+        // state): recorded edge by edge, each a history row, so the next plan
+        // starts from the observed state.
+        const path = lc.allows(vm.state, a.observedState) ? [vm.state, a.observedState] : lc.path(vm.state, a.observedState);
+        if (path && !lc.isTerminal(a.observedState)) {
+          const edges = path.length - 1;
+          const walk = path.join(' -> ');
           drift.push(
             write
-              ? { kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded ${vm.state} -> ${a.observedState}` }
-              : { kind: 'edge', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `${dc.name} reports ${a.observedState}, one edge from ${vm.state}; \`fleet refresh\` would record it` },
+              ? { kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded ${walk}` }
+              : {
+                  kind: 'edge',
+                  dataCenter: dc.name,
+                  address: vm.address,
+                  recordState: vm.state,
+                  actualState: a.observedState,
+                  detail: `${dc.name} reports ${a.observedState}, ${edges === 1 ? `one edge from ${vm.state}` : `${edges} edges from ${vm.state} (${walk})`}; \`fleet refresh\` would record it`,
+                },
           );
           if (write) {
-            await record.transitionVm(vm.id, vm.version, a.observedState, { actor: opts.actor, outcome: 'drift', detail: `refresh: ${dc.name} reports ${a.observedState}` });
+            let version = vm.version;
+            for (let i = 1; i < path.length; i++) {
+              const why = edges === 1 ? '' : ` (edge ${i} of ${edges} along ${walk})`;
+              version = (await record.transitionVm(vm.id, version, path[i], { actor: opts.actor, outcome: 'drift', detail: `refresh: ${dc.name} reports ${a.observedState}${why}` })).version;
+            }
           }
         } else {
           drift.push({
