@@ -95,6 +95,9 @@ async function confirm(io: CliIO): Promise<boolean> {
   }
 }
 
+/** How often the locks taken before planning are renewed until applyPlan takes them over (a third of the record's default 30 s lease). */
+const LEASE_BEAT_MS = 10_000;
+
 /** The exit code of an apply stopped by an interrupt (128 + SIGINT, as shells report it). */
 export const INTERRUPTED_EXIT = 130;
 
@@ -165,8 +168,10 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
   const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
   const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
   const lockTimeoutMs = (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000;
-  // Held from before planning until applyPlan takes it over (fresh plans only).
+  // Held from before planning until applyPlan takes it over (fresh plans only), heartbeated meanwhile.
   let lock: LockHandle | undefined;
+  let beat: NodeJS.Timeout | undefined;
+  let lockLost: unknown;
   try {
     reportDiagnostics(io, mode, session.warnings);
     let plan: PlanDocument;
@@ -184,6 +189,10 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       const fleets = await scopeOf(session, opts);
       if (fleets) {
         lock = await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) });
+        // Planning a big stack, or waiting for "yes" on a terminal, may outlast the lease: keep it until applyPlan takes over.
+        const held = lock;
+        beat = setInterval(() => held.heartbeat().catch((e: unknown) => (lockLost ??= e)), LEASE_BEAT_MS);
+        beat.unref();
         await noteInterrupted(io, session, fleets);
       }
       const makePlan = async () =>
@@ -233,6 +242,8 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
     const interrupt = onInterrupt(io);
     let result: ApplyResult;
     try {
+      clearInterval(beat);
+      if (lockLost) throw lockLost;
       const held = lock;
       lock = undefined; // applyPlan owns it now, and releases it
       result = await applyPlan({
@@ -261,6 +272,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
     }
     return failures.length ? 1 : 0;
   } finally {
+    clearInterval(beat);
     progress.finish();
     await lock?.release().catch(() => {});
     await session.close();
