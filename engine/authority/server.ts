@@ -28,6 +28,7 @@ import { createMetrics, type ServiceMetrics } from '../observability/index.ts';
 import type { ServerTls } from '../transport/index.ts';
 import { Authority } from './authority.ts';
 import type { CredentialBroker } from './credentials/types.ts';
+import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { randomToken } from './keys.ts';
 
 export interface StartAuthorityOptions {
@@ -68,13 +69,15 @@ const errors = authorityErrors;
  * wire error registry (protocol/errors.ts) through protocol/http.ts.
  */
 export async function startAuthority(opts: StartAuthorityOptions): Promise<RunningService> {
+  const secret = opts.secret ?? randomToken(32);
   const core = new Authority({
     record: opts.record,
     pack: opts.pack,
     stackName: opts.stackName,
-    secret: opts.secret ?? randomToken(32),
+    secret,
     credentialTtlMs: opts.credentialTtlMs,
     ...(opts.credentialBroker ? { credentialBroker: opts.credentialBroker } : {}),
+    scopedTokens: new ScopedTokenIssuer(opts.dataCenters, secret),
   });
   const metrics = createMetrics('authority', { stack: opts.stackName });
   const { app, openapi } = await createService({

@@ -9,6 +9,7 @@ import type { LoadedStack } from '../../spec/types.ts';
 import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
+import { credentialKey as scopedCredentialKey } from '../../../protocol/index.ts';
 import { SERVER_TLS_ENV, checkBind, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -225,7 +226,8 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   if (!clientToken) missing.push(diag('apply.token-missing', `Set ${clientEnv} to the token the CLI must present to this DMZ client.`, dc.where));
   if (missing.length > 0) throw new FleetError(missing);
   const stateDir = opts.stateDir ?? simStateDir(stack, dc.name);
-  const driver = await factory({ dataCenter: dc, stack: stack.name, pack, config, stateDir, env: io.env });
+  const credentialKey = scopedCredentialKey(authorityToken as string, dc.name);
+  const driver = await factory({ dataCenter: dc, stack: stack.name, pack, config, stateDir, env: io.env, credentialKey });
   try {
     const svc = await startDmzClient({
       dataCenter: dc.name,
