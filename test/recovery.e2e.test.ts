@@ -21,6 +21,7 @@ import { openSession } from '../engine/apply/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import { testPostgresUrl } from '../engine/record/testing.ts';
 import { createSimDriver } from '../providers/drivers/sim/index.ts';
+import { signedCredentials, testCredentialKey } from '../providers/drivers/sim/testing.ts';
 import type { ActualVm } from '../protocol/index.ts';
 import { runCli } from './helpers/cli.ts';
 import { deployedStack, type Deployed } from './helpers/deployed.ts';
@@ -61,9 +62,10 @@ const states = (w: World) => Object.fromEntries(w.vms.map((v) => [v.address, v.s
 
 /** Terminates a VM in an embedded sim data center, as someone using the cloud's console would (no CLI may run meanwhile). */
 async function removeFromSim(stackDir: string, dataCenter: string, vm: { id: string; cloudId: string | null }): Promise<void> {
-  const sim = await createSimDriver({ dataCenter, stateDir: join(stackDir, '.fleet', 'sim', dataCenter), latencyMs: 0 });
+  // The data center's state opened by a driver of our own, with the test key: the cloud's console, not a DMZ client.
+  const sim = await createSimDriver({ dataCenter, stateDir: join(stackDir, '.fleet', 'sim', dataCenter), latencyMs: 0, credentialKey: testCredentialKey(dataCenter) });
   try {
-    await sim.deleteVm({ dataCenter, token: 'test', expiresAt: new Date(Date.now() + 60_000).toISOString() }, { vmId: vm.id, cloudId: vm.cloudId });
+    await sim.deleteVm(signedCredentials(dataCenter), { vmId: vm.id, cloudId: vm.cloudId });
   } finally {
     await sim.close();
   }
