@@ -377,6 +377,11 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     if (w.error) this.fail(w);
   }
 
+  /** What the data center's cloud holds of one VM, by VM id (undefined: nothing). */
+  getVm(vmId: string): Promise<ActualVm | undefined> {
+    return this.connect().getVm(vmId);
+  }
+
   /** What the data center's cloud holds (fleet refresh). */
   listVms(): Promise<ActualVm[]> {
     return this.connect().listVms();

@@ -36,7 +36,7 @@ export type ApplyEvent =
   | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; elapsedMs: number; detail?: string }
   | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
   /** notStarted: members never started because the apply was interrupted (`signal`); present only then. */
-  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; elapsedMs: number; notStarted?: number };
+  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; stepsFailed: number; stepsSkipped: number; elapsedMs: number; notStarted?: number };
 
 export interface MemberFailure {
   address: string;
@@ -50,7 +50,12 @@ export interface ApplyResult {
   planId: string;
   succeeded: number;
   failed: MemberFailure[];
+  /** Requests carried out (answered ok). */
   steps: number;
+  /** Requests that failed or were vetoed (one per failed member). */
+  stepsFailed: number;
+  /** Requests sent with a failed member's run but never carried out. */
+  stepsSkipped: number;
   elapsedMs: number;
   /** Members never started because `signal` was aborted (0 when it was not). */
   notStarted: number;
@@ -80,6 +85,13 @@ export interface ApplyOptions {
    * plan is recorded as interrupted (fleet apply's first Ctrl-C).
    */
   signal?: AbortSignal;
+  /**
+   * Locks taken already (fleet apply without a plan file locks the fleets in
+   * scope first and plans under them: lock, then plan). They must cover every
+   * fleet of the plan; applyPlan heartbeats them and releases them at its end.
+   * Without it, applyPlan takes the plan's locks itself (a saved plan).
+   */
+  lock?: LockHandle;
 }
 
 export function defaultActor(): string {
@@ -104,8 +116,11 @@ export function proposedVmId(planId: string, address: string): string {
 /**
  * Checks that the plan may still be applied: not blocked by a mandatory
  * violation, and nothing it touches changed in the record since it was made.
+ * `fresh`: the plan was made just now under the apply's own locks, so a
+ * change is a write that took no lock (a refresh), not a stale saved plan:
+ * it says so.
  */
-export async function checkApplicable(plan: PlanDocument, record: FleetRecord): Promise<void> {
+export async function checkApplicable(plan: PlanDocument, record: FleetRecord, opts: { fresh?: boolean } = {}): Promise<void> {
   if (plan.formatVersion !== '1') {
     throw new FleetError(diag('apply.plan-format', `The plan has formatVersion ${JSON.stringify(plan.formatVersion)}; this fleet reads "1".`));
   }
@@ -119,9 +134,13 @@ export async function checkApplicable(plan: PlanDocument, record: FleetRecord): 
       .slice(0, 10)
       .map((s) => `${s.kind} ${s.key} (planned at version ${s.expected}, now ${s.actual ?? 'gone'})`)
       .join('; ');
-    throw new FleetError(
-      diag('apply.stale-plan', `The record changed since plan ${plan.id} was made: ${list}${stale.length > 10 ? `; and ${stale.length - 10} more` : ''}. Run \`fleet plan\` again.`),
-    );
+    const more = stale.length > 10 ? `; and ${stale.length - 10} more` : '';
+    if (opts.fresh) {
+      throw new FleetError(
+        diag('apply.record-changed', `The record changed while plan ${plan.id} was made under this apply's locks, by a write that takes no lock (\`fleet refresh\`): ${list}${more}. Run \`fleet apply\` again.`),
+      );
+    }
+    throw new FleetError(diag('apply.stale-plan', `The record changed since plan ${plan.id} was made: ${list}${more}. Run \`fleet plan\` again.`));
   }
 }
 
@@ -148,7 +167,18 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     }
   }
 
-  const lock = await acquire(opts, actor, emit);
+  let lock: LockHandle;
+  if (opts.lock) {
+    lock = opts.lock;
+    const held = new Set(lock.fleets);
+    const loose = plan.fleets.filter((f) => !held.has(f));
+    if (loose.length > 0) {
+      await lock.release().catch(() => {});
+      throw new FleetError(diag('cli.internal', `plan ${plan.id} acts on fleet${loose.length > 1 ? 's' : ''} ${loose.join(', ')}, which the locks taken before planning do not hold; plan again.`));
+    }
+  } else {
+    lock = await lockFleets(record, plan.stack, plan.fleets, { actor, planId: plan.id, ...(opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {}), ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}), onEvent: emit });
+  }
   const leaseMs = opts.leaseMs ?? 30_000;
   let lockLost: unknown;
   const beat = setInterval(() => {
@@ -159,10 +189,12 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   const failures: MemberFailure[] = [];
   let succeeded = 0;
   let steps = 0;
+  let stepsFailed = 0;
+  let stepsSkipped = 0;
   let notStarted = 0;
   const interrupted = () => opts.signal?.aborted === true;
   try {
-    await checkApplicable(plan, record);
+    await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
     await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
 
     const byDc = new Map<string, Change[]>();
@@ -189,6 +221,8 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
           return new Promise<void>((free) => {
             const tail = runMember(change, provider, opts, emit, free, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
               steps += r.steps;
+              stepsFailed += r.failure ? 1 : 0;
+              stepsSkipped += r.skipped;
               const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
               if (r.failure) {
                 failures.push(r.failure);
@@ -216,37 +250,44 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   }
   const elapsedMs = Date.now() - started;
   failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
-  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}) });
-  return { planId: plan.id, succeeded, failed: failures, steps, elapsedMs, notStarted };
+  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, stepsFailed, stepsSkipped, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}) });
+  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted };
 }
 
 
 /**
- * Takes the plan's fleet locks. A lock held by a process of this same host
- * that no longer runs (an apply killed with SIGKILL) cannot be renewed by
- * anyone, so it is broken at once instead of making the next apply wait for
- * its lease to run out; a holder on another host is only ever waited for.
+ * Takes the locks of `fleets` (all or none). A lock held by a process of
+ * this same host that no longer runs (an apply killed with SIGKILL) cannot
+ * be renewed by anyone, so it is broken at once instead of making the next
+ * apply wait for its lease to run out; a holder on another host is only ever
+ * waited for (up to `timeoutMs`). fleet apply without a plan file calls this
+ * before it plans (lock, then plan), so a waiter plans on what the holder
+ * left; applyPlan calls it for a saved plan.
  * Breaking it is safe: this apply's lock gets a newer fencing token, and the
  * authority vetoes the dead apply's runs still queued at a DMZ client
  * (docs/recovery.md, "Fencing").
  */
-async function acquire(opts: ApplyOptions, actor: string, emit: (e: ApplyEvent) => void): Promise<LockHandle> {
-  const { plan, record } = opts;
+export async function lockFleets(
+  record: FleetRecord,
+  stack: string,
+  fleets: readonly string[],
+  opts: { actor: string; planId: string; timeoutMs?: number; leaseMs?: number; onEvent?: (e: ApplyEvent) => void },
+): Promise<LockHandle> {
   const take = () =>
-    record.acquireLocks(plan.stack, plan.fleets, { who: actor, host: hostname(), planId: plan.id, pid: process.pid }, {
-      timeoutMs: opts.lockTimeoutMs ?? 0,
+    record.acquireLocks(stack, fleets, { who: opts.actor, host: hostname(), planId: opts.planId, pid: process.pid }, {
+      timeoutMs: opts.timeoutMs ?? 0,
       ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}),
     });
   try {
     return await take();
   } catch (err) {
     if (!(err instanceof FleetError) || err.diagnostics[0]?.code !== 'record.lock-held') throw err;
-    const scope = new Set(plan.fleets);
-    const dead = (await record.listLocks(plan.stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid));
+    const scope = new Set(fleets);
+    const dead = (await record.listLocks(stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid));
     if (dead.length === 0) throw err;
     for (const l of dead) {
       await record.forceUnlock(l.lockId);
-      emit({ type: 'lock-broken', lockId: l.lockId, fleet: l.fleet, holder: `${l.who} pid ${l.pid}` });
+      opts.onEvent?.({ type: 'lock-broken', lockId: l.lockId, fleet: l.fleet, holder: `${l.who} pid ${l.pid}` });
     }
     return take();
   }
@@ -371,7 +412,7 @@ async function runMember(
   answered: () => void,
   lane: RunLane | undefined,
   fencingToken: number,
-): Promise<{ steps: number; elapsedMs: number; failure?: MemberFailure }> {
+): Promise<{ steps: number; skipped: number; elapsedMs: number; failure?: MemberFailure }> {
   const { plan, record } = opts;
   const began = performance.now();
   let elapsedMs = 0;
@@ -457,6 +498,7 @@ async function runMember(
     await written;
     return {
       steps: done,
+      skipped: rows.length - k - 1,
       elapsedMs,
       failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d },
     };
@@ -475,5 +517,5 @@ async function runMember(
       await record.updateVm(id, row.version, { specHash: change.specHash, desiredState: change.to }, { actor: opts.actor ?? defaultActor(), planId: plan.id });
     }
   }
-  return { steps: done, elapsedMs };
+  return { steps: done, skipped: 0, elapsedMs };
 }

@@ -9,7 +9,7 @@ const events: ApplyEvent[] = [
   { type: 'step', address: 'web/0', dataCenter: 'miami', from: 'B', to: 'C', operation: 'none', status: 'done' },
   { type: 'member', address: 'web/0', dataCenter: 'miami', action: 'create', status: 'done', elapsedMs: 101 },
   { type: 'member', address: 'web/1', dataCenter: 'richmond', action: 'create', status: 'failed', elapsedMs: 87, detail: 'no' },
-  { type: 'summary', planId: 'p', succeeded: 1, failed: 1, steps: 2, elapsedMs: 10 },
+  { type: 'summary', planId: 'p', succeeded: 1, failed: 1, steps: 2, stepsFailed: 1, stepsSkipped: 0, elapsedMs: 10 },
 ];
 
 function run(mode: ProgressMode): string {

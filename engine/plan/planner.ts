@@ -10,7 +10,7 @@ import { defaultPolicy } from './policy-default.ts';
 import { byName, resolveScope } from './scope.ts';
 import { ACTIONS, type Action, type Change, type Grant, type PlanDocument, type Step, type Violation, type VmSize } from './types.ts';
 import { formatVmAddress, type ReplaceOrder } from '../model/index.ts';
-import { classifyMember, deletePath, resizeState, resizeSteps, stepsAlong, type FieldDiff } from './member.ts';
+import { classifyMember, deletePath, needsCloudVm, resizeState, resizeSteps, stepsAlong, type FieldDiff } from './member.ts';
 
 export type PlanOptions = PlanDocument['options'];
 
@@ -334,12 +334,24 @@ class Planner {
     return img;
   }
 
+  /**
+   * A member that only has to reach another state. Out of a failure state
+   * (the way out of every stuck VM, docs/recovery.md) the path leaves along
+   * the pack's recovery edges: a retry when the cloud still holds the VM (or
+   * the path creates it again, CreateFailed -> BeingCreated); when the record
+   * knows the cloud has no VM of it (cloudId null: refresh or apply found it
+   * missing), a retry would act on nothing, so the VM is deleted along the
+   * recovery edges and created again at the same address.
+   */
   private transitionMember(row: PlanVmRow, spec: LoadedFleet): void {
     const path = this.memberPath(row, spec.state);
     if (!path) return;
     const { lc } = this;
-    const reason = lc.failure.includes(row.state)
-      ? `retry: ${row.state} back to ${spec.state}`
+    const steps = this.steps(path, 'current');
+    const failed = lc.failure.includes(row.state);
+    if (failed && row.cloudId === null && needsCloudVm(steps)) return this.recreateMember(row, spec);
+    const reason = failed
+      ? `recover: retry from ${row.state} to ${spec.state} along the pack's recovery edges`
       : lc.requestable.includes(row.state)
         ? `desired state is ${spec.state}`
         : `continue from ${row.state}, left by an interrupted apply`;
@@ -349,8 +361,41 @@ class Planner {
       from: row.state,
       to: spec.state,
       path,
-      steps: this.steps(path, 'current'),
+      steps,
       reason,
+      vmId: row.id,
+    });
+  }
+
+  /**
+   * A member stuck in a failure state with no VM in the cloud: a replace
+   * whose old VM goes first (there is nothing to keep serving), along the
+   * recovery edges to the terminal state, and a new VM at the same address
+   * and data center.
+   */
+  private recreateMember(row: PlanVmRow, spec: LoadedFleet): void {
+    const oldEnd = deletePath(this.lc, row.state);
+    const path = this.path(this.lc.initial, spec.state);
+    if (!oldEnd || !path) {
+      this.violate('lifecycle', row.address, `no path to delete ${row.address} from ${row.state} and create it again`, 'fix the pack lifecycle');
+      return;
+    }
+    this.changes.push({
+      ...this.base(spec, row.index, row.dataCenter),
+      action: 'replace',
+      from: row.state,
+      to: spec.state,
+      path,
+      oldPath: oldEnd,
+      replaceOrder: 'delete-before-create',
+      steps: [...this.steps(oldEnd, 'old'), ...this.steps(path, 'new')],
+      reason: `recover: ${row.state} and ${row.dataCenter} has no VM of it; delete it along the recovery edges and create it again`,
+      placement: {
+        strategy: 'existing',
+        candidates: [row.dataCenter],
+        excluded: [],
+        summary: `${row.dataCenter}: the new VM stays where the member lives`,
+      },
       vmId: row.id,
     });
   }

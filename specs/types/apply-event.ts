@@ -99,7 +99,18 @@ export interface SummaryEvent {
   planId: string;
   succeeded: number;
   failed: number;
+  /**
+   * Requests carried out (answered ok).
+   */
   steps: number;
+  /**
+   * Requests that failed or were vetoed: the one each failed member stopped at.
+   */
+  stepsFailed: number;
+  /**
+   * Requests sent with a failed member's run but never carried out.
+   */
+  stepsSkipped: number;
   elapsedMs: number;
   /**
    * Members not started because the apply was interrupted; present only then.

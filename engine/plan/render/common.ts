@@ -16,10 +16,19 @@ export function formatPath(path: readonly string[]): string {
   return path.join(' » ');
 }
 
-/** The closing line every renderer ends with. */
+/**
+ * The closing line every renderer ends with. A plan with no change is not
+ * always a record that matches the specs: the policy may have vetoed every
+ * change the specs ask for (a quota of 0, no data center that fits), and
+ * then the line says so.
+ */
 export function summaryLine(plan: PlanDocument): string {
   const s = plan.summary;
-  if (s.create + s.transition + s.update + s.replace + s.delete === 0) return 'No changes. The record matches the specs.';
+  if (s.create + s.transition + s.update + s.replace + s.delete === 0) {
+    const vetoes = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
+    if (vetoes > 0) return `No changes: the policy vetoed what the specs ask for (${vetoes} mandatory violation${vetoes === 1 ? '' : 's'}). The record does not match the specs.`;
+    return 'No changes. The record matches the specs.';
+  }
   return `Plan: ${s.create} to create, ${s.transition} to transition, ${s.update} to update, ${s.replace} to replace, ${s.delete} to delete.`;
 }
 
