@@ -31,6 +31,7 @@ import type {
 } from '../protocol/index.ts';
 import { RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
+import type { ClientTls } from '../engine/transport/index.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 
 export type * from '../protocol/index.ts';
@@ -42,6 +43,12 @@ export interface DmzHttpClientOptions {
   baseUrl: string;
   /** Bearer token; called for every request so a rotated token is picked up. */
   token: () => string | Promise<string>;
+  /**
+   * For an https baseUrl: the CA bundle the DMZ client's certificate is
+   * verified against (default: the system's) and the client certificate
+   * presented when it requires one (mTLS; the stack's `auth.clientCert`).
+   */
+  tls?: ClientTls;
   /** Per attempt. Default 60 000 (a step may wait for a VM to boot). */
   timeoutMs?: number;
   /** Retries after the first attempt. Default 5. */
@@ -125,7 +132,7 @@ export function backoffMs(attempt: number, baseMs: number, maxMs: number, random
 export class DmzHttpClient {
   readonly dataCenter: string;
   readonly baseUrl: string;
-  private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry'>> & Pick<DmzHttpClientOptions, 'onRetry'>;
+  private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry' | 'tls'>> & Pick<DmzHttpClientOptions, 'onRetry' | 'tls'>;
   /** Steps waiting for the next batch (opts.batch). */
   private queued: Queued[] = [];
   private flushing = false;
@@ -135,7 +142,7 @@ export class DmzHttpClient {
   constructor(opts: DmzHttpClientOptions) {
     this.dataCenter = opts.dataCenter;
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
-    const base = sendTarget(new URL(this.baseUrl));
+    const base = sendTarget(new URL(this.baseUrl), opts.tls);
     this.origin = { ...base, path: base.path === '/' ? '' : base.path };
     this.opts = {
       timeoutMs: 60_000,

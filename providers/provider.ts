@@ -38,6 +38,7 @@ import { formatVmAddress, sameSize, type ReplaceOrder, type Step } from '../engi
 import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } from '../engine/plan/member.ts';
 import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
 import type { Lifecycle } from '../engine/policy/types.ts';
+import type { ClientTls } from '../engine/transport/index.ts';
 import { DmzHttpClient } from './client.ts';
 import type { ActualVm, BatchStep, NewVmRequest, RunLane, StepResult } from '../protocol/index.ts';
 
@@ -417,8 +418,17 @@ export function connectProvider(o: {
   /** The variable a Pulumi program would read the token from (kept as plain data). */
   tokenEnv?: string;
   timeoutMs?: number;
+  /** CA bundle and client certificate for an https DMZ client (engine/transport's loadClientTls); held by the connection only. */
+  tls?: ClientTls;
 }): ConnectedProvider {
-  const client = new DmzHttpClient({ dataCenter: o.dataCenter, baseUrl: o.url, token: o.token, batch: true, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) });
+  const client = new DmzHttpClient({
+    dataCenter: o.dataCenter,
+    baseUrl: o.url,
+    token: o.token,
+    batch: true,
+    ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+    ...(o.tls ? { tls: o.tls } : {}),
+  });
   return new ConnectedProvider({ dataCenter: o.dataCenter, url: o.url, tokenEnv: o.tokenEnv ?? '', lifecycle: lifecycleData(o.lifecycle) }, client);
 }
 
