@@ -56,15 +56,18 @@ describe('fleet apply PLANFILE refuses tampered, foreign and out-of-scope plans'
   beforeAll(async () => {
     st = await tempStack();
     twin = await tempStack();
+  });
+  afterAll(async () => {
+    await st?.remove();
+    await twin?.remove();
+  });
+
+  it('applies three fleets, one protected', async () => {
     await st.spec('web', fleetYaml('web', { count: 2, encryptedDisk: false }));
     await st.spec('vault', fleetYaml('vault', { count: 1, protect: true, encryptedDisk: false }));
     await st.spec('jobs', fleetYaml('jobs', { count: 1, encryptedDisk: false }));
     const r = await fleet('apply', '--yes');
     expect(r.code, r.stderr).toBe(0);
-  });
-  afterAll(async () => {
-    await st?.remove();
-    await twin?.remove();
   });
 
   it('plan --out writes sealed plans, a blocked one too', async () => {
