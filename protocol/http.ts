@@ -16,6 +16,13 @@ export interface ServiceOptions {
   title: string;
   /** Paths served without a token. */
   publicPaths: readonly string[];
+  /**
+   * Path prefixes whose routes authenticate their callers themselves (the
+   * dashboard under /ui: a session cookie of an admin or read-only token):
+   * the bearer check of the data centers' tokens is skipped there, and their
+   * routes are left out of the OpenAPI document (they are not the protocol).
+   */
+  ownAuthPrefixes?: readonly string[];
   /** Resolves a bearer token to the caller's identity (a data center name), or undefined when unknown. */
   authenticate: (token: string) => string | undefined;
   logger?: boolean;
@@ -175,6 +182,7 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     ...(opts.tls ? { https: opts.tls } : {}),
   }) as unknown as FastifyInstance;
   const publicPaths = [...opts.publicPaths, ...(opts.metrics ? ['/metrics'] : []), ...(opts.health ? ['/livez', '/readyz'] : [])];
+  const ownAuth = (path: string) => (opts.ownAuthPrefixes ?? []).some((p) => path === p || path.startsWith(`${p}/`));
   // Registered (awaited) before any route, so its onRoute hook sees them all.
   await app.register(swagger, {
     openapi: {
@@ -184,6 +192,7 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     },
     // Every route but the public ones needs the bearer token, and may answer 401.
     transform: ({ schema, url }) => {
+      if (ownAuth(url)) return { schema: { ...(schema ?? {}), hide: true } as FastifySchema, url };
       if (publicPaths.includes(url)) return { schema, url };
       const s = (schema ?? {}) as FastifySchema & { security?: unknown };
       const response = { ...((s.response as Record<string, unknown> | undefined) ?? { 200: { description: 'OK', type: 'object' } }) };
@@ -197,6 +206,9 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
   app.addHook('onRequest', async (req: FastifyRequest) => {
     const path = req.url.split('?')[0];
     if (publicPaths.includes(path)) return;
+    // By the route that matched (its pattern), not the URL's text, so no
+    // spelling of a protocol route's URL can pass as the dashboard's.
+    if (ownAuth(req.routeOptions.url ?? path)) return;
     const header = req.headers.authorization ?? '';
     const m = /^Bearer (.+)$/.exec(header);
     const who = m ? opts.authenticate(m[1]) : undefined;

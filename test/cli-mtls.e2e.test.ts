@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAuthority, type RunningService } from '../engine/authority/server.ts';
+import { credentialKey } from '../protocol/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import { appliedPlans, createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
@@ -94,7 +95,7 @@ describe('the CLI reaches a DMZ client over mutual TLS', () => {
     record = await openRecord('memory://');
     const pack = await defaultPack();
     authority = await startAuthority({ record, pack, stackName: 'mtls', dataCenters: [{ name: 'miami', token: 'dmz-token' }] });
-    driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, bootMs: 1 });
+    driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, bootMs: 1, credentialKey: credentialKey('dmz-token', 'miami') });
     dmz = await startDmzClient({
       dataCenter: 'miami',
       driver,
@@ -202,7 +203,7 @@ describe('the CLI reaches a DMZ client over mutual TLS', () => {
     const shared = await openRecord(db.url);
     const pack = await defaultPack();
     const auth = await startAuthority({ record: shared, pack, stackName: 'mtls', dataCenters: [{ name: 'miami', token: 'dmz-token-2' }] });
-    const simDriver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim-pg'), latencyMs: 1, bootMs: 1 });
+    const simDriver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim-pg'), latencyMs: 1, bootMs: 1, credentialKey: credentialKey('dmz-token-2', 'miami') });
     const client = await startDmzClient({
       dataCenter: 'miami',
       driver: simDriver,

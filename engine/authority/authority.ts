@@ -47,7 +47,8 @@ import {
 } from '../../protocol/index.ts';
 import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce, noneReport, onward, passedAlready, reportCtx, rowAt, type Approved, type Foreseen } from './chain.ts';
 import { addressTaken, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
-import { credentialToken, diskKey, randomToken } from './keys.ts';
+import { diskKey, randomToken } from './keys.ts';
+import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { BootGate } from './boot.ts';
 import type { CredentialBroker } from './credentials/types.ts';
 import { StaleRow, VmRows } from './rows.ts';
@@ -65,6 +66,8 @@ export interface AuthorityCoreOptions {
   credentialTtlMs?: number;
   /** Cloud credentials of cloud data centers (engine/authority/credentials); none: the scoped token alone (sim). */
   credentialBroker?: CredentialBroker;
+  /** Signs the credentials' scoped token per data center (credentials/scoped.ts); absent: keys no DMZ client holds (the core alone, in tests). */
+  scopedTokens?: ScopedTokenIssuer;
 }
 
 /**
@@ -104,9 +107,11 @@ export class Authority {
   /** The same for the once-per-VM writes and reads: creates (and row reads, boot checks: rows.ts, boot.ts). */
   private readonly inserts: Batched<InsertItem, VmRow>;
   private readonly boot: BootGate;
+  private readonly scopedTokens: ScopedTokenIssuer;
 
   constructor(private readonly o: AuthorityCoreOptions) {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
+    this.scopedTokens = o.scopedTokens ?? new ScopedTokenIssuer([], o.secret);
     const r = o.record;
     // Transitions and creates both lock fleet rows: one key space for the two.
     const fleetLocks = new KeyLocks();
@@ -141,12 +146,12 @@ export class Authority {
     this.ahead.prune(cutoff);
   }
 
-  private credentials(dataCenter: string, requestId: string) {
+  private credentials(dataCenter: string, _requestId: string) {
     const cloud = this.o.credentialBroker?.issued(dataCenter);
     const expiresAt = new Date(Math.min(Date.now() + this.ttl, cloud ? Date.parse(cloud.expiresAt) : Infinity)).toISOString();
     return {
       dataCenter,
-      token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt),
+      token: this.scopedTokens.issue(dataCenter, expiresAt),
       expiresAt,
       ...(cloud?.aws ? { aws: cloud.aws } : {}),
       ...(cloud?.azure ? { azure: cloud.azure } : {}),

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import {
@@ -15,6 +16,7 @@ import {
   listen,
   reportBodySchema,
   reportResponseSchema,
+  sameSecret,
   streamAnswers,
   tokenTable,
   type AdvanceRequest,
@@ -28,7 +30,9 @@ import { createMetrics, type ServiceMetrics } from '../observability/index.ts';
 import type { ServerTls } from '../transport/index.ts';
 import { Authority } from './authority.ts';
 import type { CredentialBroker } from './credentials/types.ts';
+import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { randomToken } from './keys.ts';
+import { recordSource, registerUi, type UiRole } from '../ui/index.ts';
 
 export interface StartAuthorityOptions {
   record: FleetRecord;
@@ -51,6 +55,11 @@ export interface StartAuthorityOptions {
   logger?: boolean;
   /** Serve HTTPS (and with a client CA, require DMZ clients' certificates): engine/transport's loadServerTls. */
   tls?: ServerTls;
+  /**
+   * Serve the read-only dashboard under /ui (engine/ui) to people signing in
+   * with one of these tokens; no dashboard when absent or when both are unset.
+   */
+  ui?: { adminToken?: string; readToken?: string };
 }
 
 export interface RunningService {
@@ -62,24 +71,37 @@ export interface RunningService {
 
 const errors = authorityErrors;
 
+/** The dashboard's sign-in check: which role a token grants (compared in constant time), or undefined for no dashboard. */
+export function uiTokens(t: StartAuthorityOptions['ui']): ((token: string) => UiRole | undefined) | undefined {
+  if (!t?.adminToken && !t?.readToken) return undefined;
+  const table: { token: string; who: UiRole }[] = [];
+  if (t.adminToken) table.push({ token: t.adminToken, who: 'admin' });
+  if (t.readToken) table.push({ token: t.readToken, who: 'read' });
+  return (token) => table.find((e) => sameSecret(e.token, token))?.who;
+}
+
 /**
  * Starts the authority's HTTP API (docs/protocol.md, "DMZ client -> authority"):
  * the HTTP layer around the service (authority.ts); statuses come from the
  * wire error registry (protocol/errors.ts) through protocol/http.ts.
  */
 export async function startAuthority(opts: StartAuthorityOptions): Promise<RunningService> {
+  const secret = opts.secret ?? randomToken(32);
   const core = new Authority({
     record: opts.record,
     pack: opts.pack,
     stackName: opts.stackName,
-    secret: opts.secret ?? randomToken(32),
+    secret,
     credentialTtlMs: opts.credentialTtlMs,
     ...(opts.credentialBroker ? { credentialBroker: opts.credentialBroker } : {}),
+    scopedTokens: new ScopedTokenIssuer(opts.dataCenters, secret),
   });
   const metrics = createMetrics('authority', { stack: opts.stackName });
+  const ui = uiTokens(opts.ui);
   const { app, openapi } = await createService({
     title: 'dmzfleet authority',
     publicPaths: ['/v1/health', '/openapi.json'],
+    ...(ui ? { ownAuthPrefixes: ['/ui'] } : {}),
     authenticate: tokenTable(opts.dataCenters.map((d) => ({ token: d.token, who: d.name }))),
     logger: opts.logger,
     tls: opts.tls,
@@ -163,6 +185,15 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         (err) => app.log.error(err),
       ),
   );
+  if (ui) {
+    registerUi(app, {
+      source: recordSource(opts.record, opts.stackName, opts.pack),
+      authorize: ui,
+      // Derived from the authority's secret: sessions outlive a restart and hold on every replica.
+      sessionKey: createHmac('sha256', secret).update('ui-session-key').digest(),
+      secure: opts.tls !== undefined,
+    });
+  }
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
   return { url, metrics, close: () => app.close() };
 }

@@ -9,6 +9,7 @@ import type { LoadedStack } from '../../spec/types.ts';
 import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
+import { credentialKey as scopedCredentialKey } from '../../../protocol/index.ts';
 import { SERVER_TLS_ENV, checkBind, dmzTokenEnv, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -23,13 +24,16 @@ export function authorityTokenEnv(dataCenter: string): string {
 
 export const AUTHORITY_SECRET_ENV = 'FLEET_AUTHORITY_SECRET';
 
+/** The tokens people sign in to the dashboard with (engine/ui): admin and read-only. */
+export const UI_TOKEN_ENV = { admin: 'FLEET_ADMIN_TOKEN', read: 'FLEET_READ_TOKEN' } as const;
+
 interface Loaded {
   stack: LoadedStack;
   pack: LoadedPack;
 }
 
 /** Stack and pack must load; errors in fleet specs do not stop a service (they concern plan, not serving). */
-async function loadForServe(io: CliIO, dir: string): Promise<Loaded> {
+export async function loadForServe(io: CliIO, dir: string): Promise<Loaded> {
   const loaded = await loadStack(dir, { cwd: io.cwd, env: io.env });
   if (!loaded.stack || !loaded.pack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
@@ -39,7 +43,7 @@ async function loadForServe(io: CliIO, dir: string): Promise<Loaded> {
   return { stack: loaded.stack, pack: loaded.pack };
 }
 
-function parsePort(value: string): number {
+export function parsePort(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) fail('apply.serve-config', `--port ${value} is not a port number (0-65535).`);
   return n;
@@ -59,7 +63,7 @@ export interface ServeTlsOptions {
  * loopback-or-TLS rule: a service reachable from other machines speaks TLS
  * unless the operator says --insecure.
  */
-function serviceTls(io: CliIO, service: string, host: string, opts: ServeTlsOptions): ServerTls | undefined {
+export function serviceTls(io: CliIO, service: string, host: string, opts: ServeTlsOptions): ServerTls | undefined {
   const files = serverTlsFiles({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.clientCa }, io.env);
   const names = {
     cert: opts.tlsCert ? '--tls-cert' : SERVER_TLS_ENV.cert,
@@ -97,7 +101,9 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   const broker = await credentialBroker(io, stack);
   const record = await openRecord(stack.recordUrl);
   try {
-    const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port, tls, ...(broker ? { credentialBroker: broker } : {}) });
+    // The dashboard under /ui, when a sign-in token is set.
+    const ui = { adminToken: io.env[UI_TOKEN_ENV.admin] || undefined, readToken: io.env[UI_TOKEN_ENV.read] || undefined };
+    const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port, tls, ui, ...(broker ? { credentialBroker: broker } : {}) });
     return {
       url: svc.url,
       metrics: svc.metrics,
@@ -225,7 +231,8 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   if (!clientToken) missing.push(diag('apply.token-missing', `Set ${clientEnv} to the token the CLI must present to this DMZ client.`, dc.where));
   if (missing.length > 0) throw new FleetError(missing);
   const stateDir = opts.stateDir ?? simStateDir(stack, dc.name);
-  const driver = await factory({ dataCenter: dc, stack: stack.name, pack, config, stateDir, env: io.env });
+  const credentialKey = scopedCredentialKey(authorityToken as string, dc.name);
+  const driver = await factory({ dataCenter: dc, stack: stack.name, pack, config, stateDir, env: io.env, credentialKey });
   try {
     const svc = await startDmzClient({
       dataCenter: dc.name,

@@ -12,6 +12,7 @@ import { EC2_FAULTS, FakeEc2 } from './fake-ec2.ts';
 import { EC2_STATES, mapEc2State } from './states.ts';
 import { CONTRACT_TYPES, sessionCredentials } from './testing.ts';
 import { defaultPack } from '../../testing.ts';
+import { credentialKey } from '../../../protocol/index.ts';
 
 const DC = 'virginia';
 const creds = () => sessionCredentials(DC);
@@ -197,6 +198,7 @@ describe('aws driver', () => {
       config: { aws: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'], endpoint: 'http://127.0.0.1:9' } },
       stateDir: '/nonexistent',
       env: { AWS_ENDPOINT_URL_EC2: ec2.endpoint, AWS_ACCESS_KEY_ID: 'AKIDENV', AWS_SECRET_ACCESS_KEY: 'env-secret' },
+      credentialKey: credentialKey('dmz-token', DC),
     });
     try {
       expect(await d.list(read())).toEqual([]);
