@@ -38,6 +38,7 @@ import { formatVmAddress, sameSize, type ReplaceOrder, type Step } from '../engi
 import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } from '../engine/plan/member.ts';
 import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
 import type { Lifecycle } from '../engine/policy/types.ts';
+import type { ClientTls } from '../engine/transport/index.ts';
 import { DmzHttpClient } from './client.ts';
 import type { ActualVm, BatchStep, NewVmRequest, RunLane, StepResult } from '../protocol/index.ts';
 
@@ -427,6 +428,8 @@ export function connectProvider(o: {
   timeoutMs?: number;
   /** How long one request's retries may pause in all (DmzHttpClientOptions.retryBudgetMs; default 60 s). */
   retryBudgetMs?: number;
+  /** CA bundle and client certificate for an https DMZ client (engine/transport's loadClientTls); held by the connection only. */
+  tls?: ClientTls;
 }): ConnectedProvider {
   const client = new DmzHttpClient({
     dataCenter: o.dataCenter,
@@ -435,6 +438,7 @@ export function connectProvider(o: {
     batch: true,
     ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
     ...(o.retryBudgetMs !== undefined ? { retryBudgetMs: o.retryBudgetMs } : {}),
+    ...(o.tls ? { tls: o.tls } : {}),
   });
   return new ConnectedProvider({ dataCenter: o.dataCenter, url: o.url, tokenEnv: o.tokenEnv ?? '', lifecycle: lifecycleData(o.lifecycle) }, client);
 }

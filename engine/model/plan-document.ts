@@ -123,4 +123,28 @@ export interface PlanDocument {
   summary: Record<Action, number>;
   /** True when a mandatory violation exists: the plan cannot be applied. */
   blocked: boolean;
+  /**
+   * Who vouches for a saved plan: present in what `fleet plan --out` writes,
+   * absent from a fresh plan that never leaves the process. Made and checked
+   * by engine/plan/integrity.ts; `fleet apply PLANFILE` refuses a plan
+   * without a seal that verifies.
+   */
+  seal?: PlanSeal;
+}
+
+/**
+ * A saved plan's seal (engine/plan/integrity.ts): an HMAC over the plan's
+ * canonical content (every field but the seal) under a key only the
+ * stack's record holds. The key itself is never in the plan.
+ */
+export interface PlanSeal {
+  alg: 'hmac-sha256';
+  /** The record's stack id (a random id made once per stack in its record). */
+  stackId: string;
+  /** Which key signed it. */
+  keyId: string;
+  /** sha256 hex of the canonical content: what `fleet apply` checks the file against. */
+  digest: string;
+  /** base64url HMAC-SHA256 over the stack id and digest under the key. */
+  signature: string;
 }

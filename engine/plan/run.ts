@@ -6,8 +6,9 @@
 // whatever their enforcement, without reading the whole stack.
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
 import { openRecord } from '../record/index.ts';
-import type { FleetRecord, PlanVmRow, UsageRow } from '../record/types.ts';
+import type { FleetRecord, PlanVmRow, StackIdentity, UsageRow } from '../record/types.ts';
 import { loadStack, type LoadResult } from '../spec/index.ts';
+import { sealPlan } from './integrity.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { resolveScope } from './scope.ts';
 import type { PlanDocument } from './types.ts';
@@ -22,6 +23,12 @@ export interface PlanStackOptions extends Partial<PlanOptions> {
   record?: FleetRecord;
   /** The stack as loaded already (fleet apply's session), instead of loading it again. */
   loaded?: LoadResult;
+  /**
+   * Seal the plan with the stack's key in the record (made on first use),
+   * for `fleet plan --out`: the plan is going to a file that `fleet apply`
+   * will trust only if the seal verifies (./integrity.ts).
+   */
+  seal?: boolean;
 }
 
 export interface PlanStackResult {
@@ -57,6 +64,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   let usage: UsageRow[] | undefined;
   const fleetVersions: Record<string, number> = {};
   const owners: Record<string, string> = {};
+  let identity: StackIdentity | undefined;
   try {
     const fleetRows = await record.listFleets(stack.name);
     const specNames = fleets.map((f) => f.name);
@@ -80,6 +88,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     } else {
       rows = await record.listPlanVms(stack.name);
     }
+    if (opts.seal) identity = await record.stackIdentity(stack.name, { create: true });
   } finally {
     if (!opts.record) await record.close();
   }
@@ -96,6 +105,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.id ? { id: opts.id } : {}),
   });
+  if (identity) plan.seal = sealPlan(plan, identity.sealKey, identity.stackId);
   const t3 = performance.now();
   return { plan, diagnostics: loaded.diagnostics.filter((d) => d.severity !== 'error'), timings: { load: t1 - t0, read: t2 - t1, compute: t3 - t2 } };
 }

@@ -437,12 +437,42 @@ export interface BootStore {
 }
 
 /**
+ * A key saved plans are sealed with (engine/plan/integrity.ts's SealKey).
+ * `secret` is not enumerable: JSON and util.inspect never show it.
+ */
+export interface RecordSealKey {
+  readonly id: string;
+  readonly secret: Buffer;
+}
+
+/** Who a stack is in this record (engine/record/identity.ts). */
+export interface StackIdentity {
+  stack: string;
+  /** Random, made once per stack in this record: two stacks that share a name differ here. */
+  stackId: string;
+  /** The key new seals are made with. */
+  sealKey: RecordSealKey;
+  /** A key by id (older keys stay verifiable while kept); undefined when this record holds none. */
+  key(id: string): RecordSealKey | undefined;
+}
+
+/** The stack's identity and plan-seal key. */
+export interface IdentityStore {
+  /**
+   * This stack's identity; undefined when it has none yet, unless `create`
+   * (then made once, with a random id and key: concurrent first calls get
+   * the same one).
+   */
+  stackIdentity(stack: string, opts?: { create?: boolean }): Promise<StackIdentity | undefined>;
+}
+
+/**
  * The global record: every store. Every method is one transaction (one
  * statement where it can). Writes that change a VM check `expectedVersion`
  * and throw `VersionConflictError` on mismatch, never overwrite silently.
  * Every state change writes its history row in the same transaction.
  */
-export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore {
+export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
   /** The schema version the record is at (migrations.ts; 0: not migrated): a readiness probe compares it with SCHEMA_VERSION. */

@@ -56,6 +56,7 @@ export interface PlanDocumentFile {
    * True when a mandatory violation exists.
    */
   blocked: boolean;
+  seal?: PlanSeal;
 }
 export interface PlanOptionsDoc {
   targets: string[];
@@ -191,4 +192,29 @@ export interface PlanPlacement {
   }[];
   summary: string;
   distanceKm?: number;
+}
+/**
+ * Who vouches for a saved plan (docs/plan-format.md, "Seal"): written by `fleet plan --out`, checked by `fleet apply PLANFILE`, which refuses a plan without one that verifies. An HMAC-SHA256 over the plan's canonical content (every field but `seal`, keys sorted, no whitespace) under a key only the stack's record holds.
+ */
+export interface PlanSeal {
+  /**
+   * The seal's algorithm.
+   */
+  alg: 'hmac-sha256';
+  /**
+   * The stack's id in its record: a random id made once per stack, so two stacks sharing a name differ.
+   */
+  stackId: string;
+  /**
+   * Which of the record's keys signed the plan.
+   */
+  keyId: string;
+  /**
+   * sha256 (hex) of the plan's canonical content.
+   */
+  digest: string;
+  /**
+   * base64url HMAC-SHA256 over the stack id and digest under the key.
+   */
+  signature: string;
 }

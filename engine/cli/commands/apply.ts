@@ -157,7 +157,7 @@ async function noteInterrupted(io: CliIO, session: StackSession, fleets: readonl
 
 async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliOptions): Promise<number> {
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
-  const { applyPlan, checkCloud, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
+  const { applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
   const parallelism = positiveInt(opts.parallelism, '--parallelism');
   const lockTimeout = nonNegative(opts.lockTimeout, '--lock-timeout');
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
@@ -179,6 +179,9 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       if (saved.stack !== session.stack.name) {
         throw new FleetError(diag('apply.plan-stack', `${planfile} was made for stack ${saved.stack}, not ${session.stack.name}.`, { file: planfile }));
       }
+      // Nothing in the file is trusted until its seal, stack id and scope hold (before any lock or request).
+      const problems = await checkSavedPlan(saved, { file: planfile!, stack: session.stack.name, record: session.record });
+      if (problems.length > 0) throw new FleetError(problems);
       plan = saved;
     } else {
       // Lock, then plan: the fleets in scope are locked first (waiting up to
@@ -233,6 +236,9 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
       return plan.blocked ? 1 : 0;
     }
+    // Every token this apply will present, before anything starts (and before the prompt).
+    const missing = plan.blocked ? [] : session.missingTokens(plan.changes.filter((c) => c.action !== 'noop').map((c) => c.dataCenter));
+    if (missing.length > 0) throw new FleetError(missing);
     if (!saved && !plan.blocked && !opts.yes) {
       if (!io.stdin.isTTY) {
         throw new FleetError(diag('apply.confirmation-required', 'No terminal to ask for confirmation: run with --yes, or apply a saved plan (`fleet plan --out plan.json` then `fleet apply plan.json`).'));

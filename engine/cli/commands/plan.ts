@@ -86,6 +86,8 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             excludes: opts.exclude,
             allowDestroy: opts.allowDestroy,
             refresh: Boolean(opts.refresh),
+            // A plan going to a file is sealed: `fleet apply FILE` trusts nothing else.
+            seal: opts.out !== undefined,
           };
           const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
           const all = [...diagnostics];

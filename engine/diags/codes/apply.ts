@@ -16,7 +16,7 @@ export const applyCodes = defineCodes({
   },
   'apply.dmz-unauthorized': {
     summary: 'DMZ client refused the token',
-    doc: 'The DMZ client answered 401: the bearer token is missing or wrong. Set the environment variable named by the data center\'s auth.tokenEnv to the token the DMZ client was started with.',
+    doc: 'The DMZ client answered 401: the bearer token is missing or wrong. Set the environment variable named by the data center\'s auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>) to the token the DMZ client was started with (its own FLEET_CLI_TOKEN_<DC>, or the variable its stack names).',
     severity: 'error',
   },
   'apply.dmz-rejected': {
@@ -26,7 +26,7 @@ export const applyCodes = defineCodes({
   },
   'apply.token-missing': {
     summary: 'Data center token not set',
-    doc: 'The environment variable that should hold the bearer token of a data center\'s DMZ client (auth.tokenEnv in stack.yaml, or FLEET_DMZ_TOKEN_<DC> for the services) is not set or empty.',
+    doc: 'The environment variable that should hold a bearer token is not set or empty. For the CLI it is the token of a data center\'s DMZ client: the variable named by its auth.tokenEnv in stack.yaml, else FLEET_CLI_TOKEN_<DC> (the name upper-cased, other characters `_`); `fleet apply` checks it for every data center its plan changes before any member starts. For the services it is FLEET_DMZ_TOKEN_<DC> (a DMZ client\'s token at the authority) and the DMZ client\'s FLEET_CLI_TOKEN_<DC>. docs/security.md lists every token.',
     severity: 'error',
   },
   'apply.step-vetoed': {
