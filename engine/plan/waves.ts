@@ -57,6 +57,8 @@ export interface RolloutSettings {
   maxUnavailable: number;
   maxSurge: number;
   failureThreshold: number;
+  /** Both came out 0 (a fleet smaller than 1 / maxShare): one member per wave, by a surge VM where it can be. */
+  oneAtATime: boolean;
   notes: string[];
 }
 
@@ -64,13 +66,17 @@ export interface RolloutSettings {
  * A fleet's rollout settings as counts: the spec's, or the max-disruption
  * rule's share of `count` (all members when the rule is disabled); a
  * mandatory rule lowers maxUnavailable to what it allows of the `serving`
- * members. Both zero (a small fleet, or a rule that allows none): one surge
- * VM at a time under a mandatory rule, else one member at a time.
+ * members. Both zero (a small fleet, or a rule that allows none): one
+ * member per wave, replaced by a surge VM where its data center has room,
+ * else (advisory rule only) taken out of service.
+ * Undefined when neither the spec nor the rule asks for a rollout (the rule
+ * disabled, no spec.rollout): the change is made at once, as before rollouts.
  */
-export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving: number, waved: number): RolloutSettings {
+export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving: number, waved: number): RolloutSettings | undefined {
   const notes: string[] = [];
   const n = spec.count;
   const r = spec.rollout;
+  if (rule.enforcement === 'disabled' && r.maxUnavailable === undefined && r.maxSurge === undefined && r.failureThreshold === undefined) return undefined;
   let maxUnavailable: number;
   if (r.maxUnavailable !== undefined) {
     maxUnavailable = resolveAmount(r.maxUnavailable, n, 'down');
@@ -94,19 +100,21 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     maxSurge = resolveAmount(r.maxSurge, n, 'up');
     notes.push(`maxSurge ${showAmount(r.maxSurge)}${typeof r.maxSurge === 'string' ? ` of ${n}` : ''} from the spec`);
   }
+  let oneAtATime = false;
   if (maxUnavailable === 0 && maxSurge === 0) {
+    oneAtATime = true;
+    maxSurge = 1;
     if (rule.enforcement === 'mandatory') {
-      maxSurge = 1;
-      notes.push('no member may leave Running: replacements are created first, one at a time');
+      notes.push(`no member may leave ${rule.state}: replacements are created first, one at a time`);
     } else {
       maxUnavailable = 1;
-      notes.push('at least one member at a time');
+      notes.push('one member at a time, replaced by a surge VM where there is room');
     }
   }
   const ft: RolloutAmount = r.failureThreshold ?? 1;
   const failureThreshold = Math.max(1, resolveAmount(ft, waved, 'up'));
   notes.push(`failureThreshold ${failureThreshold}${r.failureThreshold === undefined ? ' (default)' : ''}`);
-  return { maxUnavailable, maxSurge, failureThreshold, notes };
+  return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, notes };
 }
 
 /** How many more VMs of `size` fit in what is left of a data center (Infinity with no limit). */
@@ -165,6 +173,7 @@ export function assignWaves(input: WaveInput): WaveResult {
     // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
     const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
     const settings = rolloutSettings(spec, rule, serving, disruptive.length);
+    if (!settings) continue;
     const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge)) : 0;
     if (surgeQuota < settings.maxSurge) settings.notes.push(`maxSurge ${settings.maxSurge} lowered to ${surgeQuota} by the owner quota`);
 
@@ -178,13 +187,17 @@ export function assignWaves(input: WaveInput): WaveResult {
       const usedRoom = new Map<string, number>();
       const rest: Change[] = [];
       for (const c of queue) {
+        if (settings.oneAtATime && wave.members.length > 0) {
+          rest.push(c);
+          continue;
+        }
         const dcRoom = room(input.capacity?.get(c.dataCenter), c.size) - (usedRoom.get(c.dataCenter) ?? 0);
         if (c.action === 'replace' && wave.surge < surgeQuota && dcRoom >= 1) {
           setReplaceOrder(c, 'create-before-delete', input.lifecycle);
           usedRoom.set(c.dataCenter, (usedRoom.get(c.dataCenter) ?? 0) + 1);
           wave.surge++;
         } else if (wave.unavailable < places) {
-          if (c.action === 'replace') setReplaceOrder(c, 'delete-before-create', input.lifecycle);
+          if (c.action === 'replace') setReplaceOrder(c, 'delete-before-create', input.lifecycle, wave.surge < surgeQuota ? 'no capacity for both' : 'no surge place in its wave');
           wave.unavailable++;
         } else {
           if (c.action === 'replace' && wave.surge < surgeQuota && dcRoom < 1) capacityShort = true;
@@ -234,11 +247,11 @@ function reasonHead(reason: string): string {
 }
 
 /** Sets a replace's order, with its steps and reason to match. */
-function setReplaceOrder(c: Change, order: NonNullable<Change['replaceOrder']>, lc: Lifecycle): void {
+function setReplaceOrder(c: Change, order: NonNullable<Change['replaceOrder']>, lc: Lifecycle, why = ''): void {
   const newSteps = stepsAlong(lc, c.path, 'new');
   const oldSteps = stepsAlong(lc, c.oldPath ?? [], 'old');
   c.replaceOrder = order;
   c.steps = order === 'create-before-delete' ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps];
   const head = reasonHead(c.reason);
-  c.reason = order === 'create-before-delete' ? `${head}; its new VM runs before the old one goes (a surge VM)` : `${head}; the old one goes first (no surge place in its wave)`;
+  c.reason = order === 'create-before-delete' ? `${head}; its new VM runs before the old one goes (a surge VM)` : `${head}; the old one goes first: ${why}`;
 }
