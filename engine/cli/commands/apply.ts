@@ -229,11 +229,11 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
     }
     const stopped: Diagnostic[] = result.rollouts.flatMap((r) => {
       if (!r.stopped || result.notStarted > 0) return [];
-      const done = r.succeeded.length ? `${r.succeeded.length} member${r.succeeded.length === 1 ? '' : 's'} done (${shortList(r.succeeded)})` : 'no member done';
+      const done = r.succeeded.length ? `Done: ${shortList(r.succeeded)}` : 'Done: none';
       return [
         diag(
           'apply.rollout-stopped',
-          `Rollout of ${r.fleet} stopped after wave ${r.wavesRun} of ${r.waves}: ${r.stopped.reason}. ${done}; ${r.failed.length} failed; left untouched: ${shortList(r.stopped.notStarted)}. Fix the cause, then run \`fleet apply\` again to bring the failed members back and continue.`,
+          `Rollout of ${r.fleet} stopped after wave ${r.wavesRun} of ${r.waves}: ${r.stopped.reason}. ${done}; failed: ${shortList(r.failed)}; left untouched: ${shortList(r.stopped.notStarted)}. Fix the cause, then run \`fleet apply\` again to bring the failed members back and continue.`,
           { address: r.fleet },
         ),
       ];
