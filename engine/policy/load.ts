@@ -15,6 +15,23 @@ import { parseYaml, pointerPath, type PositionedDoc } from './yamlpos.ts';
 
 export const PACK_FILE = 'policy.yaml';
 
+/**
+ * A TypeScript rule module needs a TypeScript loader. Run from the sources
+ * (tsx, vitest) this file is TypeScript itself and one is there; the built
+ * CLI (bin/build.mjs, where this file is JavaScript) registers tsx's before
+ * the first such module, and only then.
+ */
+const TS_MODULE = /\.[mc]?ts$/;
+const BUILT = !/\.[mc]?ts$/.test(new URL(import.meta.url).pathname);
+let tsLoader: Promise<void> | undefined;
+async function importModule(file: string): Promise<unknown> {
+  if (BUILT && TS_MODULE.test(file)) {
+    tsLoader ??= import('tsx/esm/api').then(({ register }) => void register());
+    await tsLoader;
+  }
+  return import(pathToFileURL(file).href);
+}
+
 let packValidator: ValidateFunction | undefined;
 function validatePackSchema(): ValidateFunction {
   if (!packValidator) {
@@ -86,7 +103,7 @@ async function loadModules(
     }
     let mod: { default?: unknown };
     try {
-      mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+      mod = (await importModule(file)) as { default?: unknown };
     } catch (err) {
       diags.push(diag('policy.module-load', `Importing ${rel} failed: ${err instanceof Error ? err.message : String(err)}`, at));
       continue;
