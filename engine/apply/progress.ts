@@ -58,7 +58,7 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
     const n = 24;
     const total = w.members.size || 1;
     const full = Math.round(((w.done + w.failed) / total) * n);
-    const tail = w.status === 'running' ? '' : ` ${w.status}`;
+    const tail = { running: '', done: ' (done)', failed: ' (wave failed)', stopped: ' (rollout stopped)' }[w.status];
     return `${fleet} wave ${w.wave}/${w.waves} [${'#'.repeat(full)}${'.'.repeat(n - full)}] ${w.done}/${w.members.size} VMs${w.failed ? `, ${w.failed} failed` : ''}${tail}`;
   };
 
