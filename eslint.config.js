@@ -70,7 +70,7 @@ const layerConfigs = LAYERS.map((folder) => ({
 
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '**/node_modules/**', '**/.fleet/**', 'specs/types/**', 'coverage/**', '.ci/cache/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '**/node_modules/**', '**/.fleet/**', 'specs/types/**', 'specs/validators/**', 'coverage/**', '.ci/cache/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
