@@ -28,6 +28,7 @@ import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import type { RunLane, StepResult } from '../../protocol/index.ts';
 import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
+import { runWaves, type MemberOutcome, type RolloutEvent, type RolloutReport } from './rollout.ts';
 
 export type ApplyEvent =
   | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
@@ -35,6 +36,8 @@ export type ApplyEvent =
   /** elapsedMs: from the member's first journal row to its last answer. */
   | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; elapsedMs: number; detail?: string }
   | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
+  /** A rollout wave starts / ends (rollout.ts). */
+  | RolloutEvent
   /** notStarted: members never started because the apply was interrupted (`signal`); present only then. */
   | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; stepsFailed: number; stepsSkipped: number; elapsedMs: number; notStarted?: number };
 
@@ -57,8 +60,10 @@ export interface ApplyResult {
   /** Requests sent with a failed member's run but never carried out. */
   stepsSkipped: number;
   elapsedMs: number;
-  /** Members never started because `signal` was aborted (0 when it was not). */
+  /** Members never started: `signal` was aborted, or a rollout stopped (0 when neither). */
   notStarted: number;
+  /** What each fleet's rollout did (empty when the plan has none). */
+  rollouts: RolloutReport[];
 }
 
 export interface ApplyOptions {
@@ -144,14 +149,38 @@ export async function checkApplicable(plan: PlanDocument, record: FleetRecord, o
   }
 }
 
-/** Bounded concurrency: at most `limit` of the given tasks run at once; none starts once `stopped()`. Resolves with the number never started. */
-async function pool<T>(items: readonly T[], limit: number, run: (item: T) => Promise<void>, stopped: () => boolean = () => false): Promise<number> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length && !stopped()) await run(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return items.length - next;
+/** At most `limit` holders at a time; the others wait in arrival order. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(limit: number) {
+    this.free = Math.max(1, limit);
+  }
+  /** Resolves with the slot's release (idempotent) once one is free. */
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
+  }
+}
+
+/**
+ * The rollout gate: the member's VM is in its planned state in the record
+ * (a replace's new VM, under the id apply proposed for it). For Running that
+ * means its agent reported ready: the awaitReady step reached the record.
+ */
+async function memberHealthy(record: FleetRecord, plan: PlanDocument, c: Change): Promise<boolean> {
+  const id = c.action === 'replace' ? proposedVmId(plan.id, c.address) : c.vmId;
+  if (!id) return false;
+  const vm = await record.getVm(id);
+  return vm !== undefined && vm.state === c.to;
 }
 
 export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
@@ -192,6 +221,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   let stepsFailed = 0;
   let stepsSkipped = 0;
   let notStarted = 0;
+  let rollouts: RolloutReport[] = [];
   const interrupted = () => opts.signal?.aborted === true;
   try {
     await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
@@ -209,38 +239,52 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
 
     // A member holds its data center's slot until its last step answered;
     // what it still writes after that (its last journal rows, the spec it now
-    // matches) goes on beside the next member's start.
+    // matches) goes on beside the next member's start. Waves (rollout.ts)
+    // decide which members may start at all; the slots bound how many run.
     const tails: Promise<void>[] = [];
     const lane = { id: randomUUID(), width: opts.parallelism };
-    const left = await Promise.all(
-      [...byDc].map(([dc, list]) => {
-        const provider = opts.providers.get(dc)!;
-        const inFlight = provider.lanes ? 2 * opts.parallelism : opts.parallelism;
-        return pool(list, inFlight, (change) => {
-          if (lockLost) throw lockLost;
-          return new Promise<void>((free) => {
-            const tail = runMember(change, provider, opts, emit, free, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
-              steps += r.steps;
-              stepsFailed += r.failure ? 1 : 0;
-              stepsSkipped += r.skipped;
-              const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
-              if (r.failure) {
-                failures.push(r.failure);
-                emit({ ...member, status: 'failed', detail: r.failure.diagnostic.detail });
-              } else {
-                succeeded++;
-                emit({ ...member, status: 'done' });
-              }
-            });
-            const settled = tail.finally(free);
-            // Seen by Promise.all(tails) below; handled now so it never counts as unhandled meanwhile.
-            settled.catch(() => {});
-            tails.push(settled);
-          });
-        }, interrupted);
-      }),
-    );
-    notStarted = left.reduce((a, b) => a + b, 0);
+    const slots = new Map([...byDc.keys()].map((dc) => [dc, new Slots(opts.providers.get(dc)!.lanes ? 2 * opts.parallelism : opts.parallelism)]));
+    const runOne = async (change: Change): Promise<MemberOutcome> => {
+      const dc = change.dataCenter;
+      const provider = opts.providers.get(dc)!;
+      const release = await slots.get(dc)!.acquire();
+      if (interrupted() || lockLost) {
+        release();
+        return { ok: false, notStarted: true };
+      }
+      let failed = false;
+      const tail = runMember(change, provider, opts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
+        steps += r.steps;
+        stepsFailed += r.failure ? 1 : 0;
+        stepsSkipped += r.skipped;
+        const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
+        if (r.failure) {
+          failed = true;
+          failures.push(r.failure);
+          emit({ ...member, status: 'failed', detail: r.failure.diagnostic.detail });
+        } else {
+          succeeded++;
+          emit({ ...member, status: 'done' });
+        }
+      });
+      const settled = tail.finally(release);
+      // Seen by Promise.all(tails) below; handled now so it never counts as unhandled meanwhile.
+      settled.catch(() => {});
+      tails.push(settled);
+      await settled.catch(() => {
+        failed = true;
+      });
+      return { ok: !failed };
+    };
+    const ran = await runWaves(work, {
+      plan,
+      run: runOne,
+      healthy: (c) => memberHealthy(record, plan, c),
+      emit,
+      interrupted,
+    });
+    rollouts = ran.reports;
+    notStarted = ran.notStarted;
     await Promise.all(tails);
     if (lockLost) throw lockLost;
     await record.finishPlan(plan.id, notStarted > 0 ? 'interrupted' : failures.length ? 'failed' : 'succeeded');
@@ -251,7 +295,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   const elapsedMs = Date.now() - started;
   failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
   emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, stepsFailed, stepsSkipped, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}) });
-  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted };
+  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, rollouts };
 }
 
 

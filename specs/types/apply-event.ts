@@ -1,10 +1,18 @@
 /* generated from specs/schema/apply-event.schema.json by `npm run gen:types` — do not edit */
 
 /**
- * One line of `fleet apply --format json` on stdout: each line is one JSON event, in order (`plan` for a fresh plan, `start`, `step`s and `member`s, `summary` last); diagnostics are events too. Nothing else is written to stdout.
+ * One line of `fleet apply --format json` on stdout: each line is one JSON event, in order (`plan` for a fresh plan, `start`, `step`s and `member`s, `wave-start` / `wave-done` around each rollout wave, `summary` last); diagnostics are events too. Nothing else is written to stdout.
  */
 export type ApplyEvent =
-  PlanEvent | StartEvent | StepEvent | MemberEvent | LockBrokenEvent | SummaryEvent | DiagnosticEvent;
+  | PlanEvent
+  | StartEvent
+  | StepEvent
+  | MemberEvent
+  | LockBrokenEvent
+  | WaveStartEvent
+  | WaveDoneEvent
+  | SummaryEvent
+  | DiagnosticEvent;
 
 /**
  * A fresh plan was made (apply without PLANFILE).
@@ -86,6 +94,46 @@ export interface LockBrokenEvent {
   lockId: string;
   fleet: string;
   holder: string;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * A fleet's rollout wave starts: every member of the wave before it is back in its planned state and ready (docs/rollouts.md).
+ */
+export interface WaveStartEvent {
+  type: 'wave-start';
+  fleet: string;
+  wave: number;
+  /**
+   * Waves of the rollout in all.
+   */
+  waves: number;
+  /**
+   * Addresses of the wave's members.
+   */
+  members: string[];
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * A fleet's rollout wave ended. `stopped`: the rollout stops here (failureThreshold reached, or the apply was interrupted); no further wave of the fleet starts.
+ */
+export interface WaveDoneEvent {
+  type: 'wave-done';
+  fleet: string;
+  wave: number;
+  waves: number;
+  succeeded: number;
+  failed: number;
+  status: 'done' | 'failed' | 'stopped';
+  /**
+   * Why the rollout stopped.
+   */
+  detail?: string;
   /**
    * When the event was written.
    */

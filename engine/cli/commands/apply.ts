@@ -22,6 +22,7 @@ interface ApplyCliOptions {
   target: string[];
   exclude: string[];
   allowDestroy: string[];
+  replace: string[];
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -42,9 +43,10 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     .addOption(parallelismOption())
     .addOption(lockTimeoutOption())
     .addOption(new Option('--format <format>', 'output: text, or json (one event per line on stdout, diagnostics as events)').choices(['text', 'json']).default('text'))
-    .option('--target <fleet>', 'fresh plan: only this fleet (repeatable)', collect, [])
+    .option('--target <fleet>', 'fresh plan: only this fleet, or this member (`web/3`) (repeatable)', collect, [])
     .option('--exclude <fleet>', 'fresh plan: leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
+    .option('--replace <address>', 'fresh plan: replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
     .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
       setExit(await runCommand(io, () => runApply(io, planfile, opts), modeOf(opts.format, true)));
     });
@@ -97,6 +99,11 @@ async function confirm(io: CliIO): Promise<boolean> {
 
 /** How often the locks taken before planning are renewed until applyPlan takes them over (a third of the record's default 30 s lease). */
 const LEASE_BEAT_MS = 10_000;
+
+/** `web/0, web/1, …` shortened past 10. */
+function shortList(addresses: readonly string[]): string {
+  return addresses.length <= 10 ? addresses.join(', ') : `${addresses.slice(0, 10).join(', ')}, … (${addresses.length} in all)`;
+}
 
 /** The exit code of an apply stopped by an interrupt (128 + SIGINT, as shells report it). */
 export const INTERRUPTED_EXIT = 130;
@@ -209,6 +216,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
             targets: opts.target,
             excludes: opts.exclude,
             allowDestroy: opts.allowDestroy,
+            replace: opts.replace,
           })
         ).plan;
       plan = await makePlan();
@@ -271,12 +279,29 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${f.diagnostic.summary}: ${f.diagnostic.detail}`, { address: f.address }),
     );
     if (!json) io.stdout.write(`\n${applySummary(result)}\n`);
-    reportDiagnostics(io, mode, failures);
+    const stopped: Diagnostic[] = result.rollouts.flatMap((r) => {
+      if (!r.stopped || result.notStarted > 0) return [];
+      const done = r.succeeded.length ? `Done: ${shortList(r.succeeded)}` : 'Done: none';
+      return [
+        diag(
+          'apply.rollout-stopped',
+          `Rollout of ${r.fleet} stopped after wave ${r.wavesRun} of ${r.waves}: ${r.stopped.reason}. ${done}; failed: ${shortList(r.failed)}; left untouched: ${shortList(r.stopped.notStarted)}. Fix the cause, then run \`fleet apply\` again to bring the failed members back and continue.`,
+          { address: r.fleet },
+        ),
+      ];
+    });
+    if (!json) {
+      for (const r of result.rollouts) {
+        if (r.stopped && result.notStarted === 0) io.stdout.write(`Rollout ${r.fleet}: stopped after wave ${r.wavesRun} of ${r.waves}; ${r.stopped.notStarted.length} member${r.stopped.notStarted.length === 1 ? '' : 's'} left untouched.\n`);
+        else if (!r.stopped) io.stdout.write(`Rollout ${r.fleet}: ${r.waves} wave${r.waves === 1 ? '' : 's'} done${r.failed.length ? `, ${r.failed.length} failed` : ''}.\n`);
+      }
+    }
+    reportDiagnostics(io, mode, [...failures, ...stopped]);
     if (result.notStarted > 0) {
       io.stderr.write(`Run \`fleet apply\` again to carry out the ${result.notStarted} change${result.notStarted === 1 ? '' : 's'} not started.\n`);
       return INTERRUPTED_EXIT;
     }
-    return failures.length ? 1 : 0;
+    return failures.length || stopped.length ? 1 : 0;
   } finally {
     clearInterval(beat);
     progress.finish();

@@ -120,4 +120,9 @@ export const applyCodes = defineCodes({
     doc: 'One member of a fleet could not reach its planned state; the others went on. The detail names the step and the cause; plan again to retry from where it stopped.',
     severity: 'error',
   },
+  'apply.rollout-stopped': {
+    summary: 'Rollout stopped',
+    doc: 'A fleet\'s rollout stopped before its last wave: its failed members reached `rollout.failureThreshold` (or held every place maxUnavailable and maxSurge allow). No further wave started; the members it names were left untouched. Fix the cause of the failures, then run `fleet apply` again: the new plan brings the failed members back first and continues with the rest (docs/rollouts.md).',
+    severity: 'error',
+  },
 });
