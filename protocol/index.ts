@@ -9,5 +9,5 @@ export * from './schemas/common.ts';
 export * from './schemas/authority.ts';
 export * from './schemas/dmz-client.ts';
 export * from './errors.ts';
-export { sha256, sameSecret } from './hash.ts';
+export { overrideProof, sha256, sameSecret } from './hash.ts';
 export { LINES_LINGER_MS, NO_LINE, createService, doc, errorAnswer, listen, streamAnswers, tokenTable, type LineAnswer, type Part, type ServiceOptions } from './http.ts';

@@ -39,7 +39,7 @@ import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } f
 import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
 import type { Lifecycle } from '../engine/policy/types.ts';
 import { DmzHttpClient } from './client.ts';
-import type { ActualVm, BatchStep, NewVmRequest, RunLane, StepResult } from '../protocol/index.ts';
+import type { ActualVm, BatchStep, NewVmRequest, Override, RunLane, StepResult } from '../protocol/index.ts';
 
 /**
  * What a VM resource is declared with: the create request's VM (protocol/,
@@ -87,6 +87,8 @@ export interface PlannedCall {
   vmId?: string;
   /** create: the live VM this one replaces (create-before-delete); it is deposed when this one is inserted. */
   replaces?: string;
+  /** delete: the override the plan carries for this VM's fleet (--allow-destroy), sent with each of its requests. */
+  override?: Override;
 }
 
 /** The provider calls fleet apply makes: what the executor may hold (the test's recording provider implements the same). */
@@ -213,8 +215,8 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   }
 
   /** A plan step as the request that carries it out. */
-  private request(vmId: string, step: Step, idempotencyKey: string, planId: string | null, inputs: VmInputs): BatchStep {
-    const edge = { idempotencyKey, planId, from: step.from, to: step.to };
+  private request(vmId: string, step: Step, idempotencyKey: string, planId: string | null, inputs: VmInputs, override?: Override): BatchStep {
+    const edge = { idempotencyKey, planId, from: step.from, to: step.to, ...(override ? { override } : {}) };
     if (step.operation === 'resize') return { op: 'transition', vmId, body: { ...edge, operation: 'resize', size: inputs.size } };
     if (step.operation === 'deleteVm') return { op: 'delete', vmId, body: edge };
     return { op: 'transition', vmId, body: edge };
@@ -370,7 +372,13 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const walkSteps = steps;
     const key = planned?.key ?? this.randomKeys();
     const planId = planned?.planId ?? props.planId ?? null;
-    const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, props)), props.state, planned, (k) => `${walkSteps[k].from} -> ${walkSteps[k].to}`);
+    const w = await this.run(
+      this.connect(),
+      walkSteps.map((s, k) => this.request(id, s, key(k), planId, props, planned?.override)),
+      props.state,
+      planned,
+      (k) => `${walkSteps[k].from} -> ${walkSteps[k].to}`,
+    );
     if (w.error) this.fail(w);
   }
 

@@ -29,7 +29,7 @@
 import type { LoadedPack } from '../policy/types.ts';
 import { Batched, KeyLocks } from '../durability/index.ts';
 import { formatVmAddress } from '../model/index.ts';
-import { VersionConflictError } from '../record/index.ts';
+import { BudgetExceededError, VersionConflictError } from '../record/index.ts';
 import type { ChangeContext, FleetRecord, HistoryItem, InsertItem, NewVm, TransitionItem, VmRow } from '../record/index.ts';
 import {
   WireError,
@@ -44,9 +44,12 @@ import {
   type ReportRequest,
   type ReportResponse,
   type WireCode,
+  type Decided,
 } from '../../protocol/index.ts';
 import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce, noneReport, onward, passedAlready, reportCtx, rowAt, type Approved, type Foreseen } from './chain.ts';
-import { addressTaken, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
+import { addressTaken, approvedEarlier, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
+import { commitsToDeletion, createBudget, judgeProtect, judgeRequestRules, judgeResize, type Capacities } from './policy.ts';
+import type { RequestFacts } from '../policy/types.ts';
 import { credentialToken, diskKey, randomToken } from './keys.ts';
 import { BootGate } from './boot.ts';
 import type { CredentialBroker } from './credentials/types.ts';
@@ -65,6 +68,10 @@ export interface AuthorityCoreOptions {
   credentialTtlMs?: number;
   /** Cloud credentials of cloud data centers (engine/authority/credentials); none: the scoped token alone (sim). */
   credentialBroker?: CredentialBroker;
+  /** The capacity of each data center (stack.yaml dataCenters[].capacity), for datacenter-capacity at the authority (policy.ts). */
+  capacity?: Capacities;
+  /** Admin tokens: an override's proof is checked against them when the stack accepts overrides from admins only (policy.ts judgeProtect). Never logged. */
+  adminTokens?: readonly string[];
 }
 
 /**
@@ -104,6 +111,8 @@ export class Authority {
   /** The same for the once-per-VM writes and reads: creates (and row reads, boot checks: rows.ts, boot.ts). */
   private readonly inserts: Batched<InsertItem, VmRow>;
   private readonly boot: BootGate;
+  /** Whether the pack has a mandatory request-level rule (Rule.checkRequest): then every edge is judged by the service. */
+  private readonly requestRules: boolean;
 
   constructor(private readonly o: AuthorityCoreOptions) {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
@@ -124,6 +133,81 @@ export class Authority {
     const reads = new Batched((ids: string[]) => r.getVms(ids), OVERLAP);
     this.rows = new VmRows((id) => reads.submit(id));
     this.boot = new BootGate(r, o.pack, o.secret, this.rows, OVERLAP);
+    this.requestRules = [...o.pack.rules.values()].some((x) => x.enforcement === 'mandatory' && x.rule.checkRequest !== undefined);
+  }
+
+  /**
+   * Whether an edge may be decided by judgeEdge alone (the advance chain's
+   * foresee): not when the policy at the authority has to read the record
+   * for it (policy.ts): a resize that grows, an edge that commits the VM to
+   * deletion, or any edge under a request-level rule.
+   */
+  private readonly plain = (req: AuthorizeRequest, to: string, at: VmRow): boolean => {
+    if (this.requestRules) return false;
+    if (req.kind === 'resize') return !req.size || (req.size.cpu <= at.size.cpu && req.size.memoryGiB <= at.size.memoryGiB);
+    return !commitsToDeletion(this.lifecycle, to);
+  };
+
+  /** What resizes approved and not yet reported add, per owner and per data center (judgeResize). */
+  private reserved() {
+    const sum = (match: (p: Pending) => boolean) => {
+      const out = { cpu: 0, memoryGiB: 0 };
+      for (const p of this.pending.values()) {
+        if (p.grow && match(p)) {
+          out.cpu += p.grow.cpu;
+          out.memoryGiB += p.grow.memoryGiB;
+        }
+      }
+      return out;
+    };
+    return { owner: (o: string) => sum((p) => p.owner === o), dataCenter: (dc: string) => sum((p) => p.dataCenter === dc) };
+  }
+
+  /**
+   * The policy at the authority on an edge of `vm` (policy.ts), on the
+   * record as it is now: protect (with the request's override), a resize's
+   * quota and capacity, and request-level rules. Approved: what the intent
+   * row adds (an override used) and what a resize reserves.
+   */
+  private async judgePolicy(req: AuthorizeRequest, to: string, vm: VmRow, operation: string): Promise<Decided<{ note?: string; grow?: Pending['grow']; owner?: string }>> {
+    const deleting = commitsToDeletion(this.lifecycle, to);
+    const growing = req.kind === 'resize' && req.size !== undefined && (req.size.cpu > vm.size.cpu || req.size.memoryGiB > vm.size.memoryGiB);
+    if (!deleting && !growing && !this.requestRules) return { ok: true };
+    const [fleet] = await this.o.record.listFleets(vm.stack, [vm.fleet]);
+    const owner = fleet?.owner ?? '';
+    let note: string | undefined;
+    if (deleting) {
+      const judged = judgeProtect(this.o.pack, vm, to, fleet?.protected ?? false, req, this.o.adminTokens ?? []);
+      if (!judged.ok) return judged;
+      note = judged.overridden;
+    }
+    let grow: Pending['grow'];
+    if (growing) {
+      const size = req.size!;
+      const usage = await this.o.record.usage(vm.stack, { excludeFleets: [] });
+      const judged = judgeResize(this.o.pack, this.o.capacity ?? {}, vm, owner, size, usage, this.reserved());
+      if (!judged.ok) return judged;
+      grow = { cpu: Math.max(0, size.cpu - vm.size.cpu), memoryGiB: Math.max(0, size.memoryGiB - vm.size.memoryGiB) };
+    }
+    if (this.requestRules) {
+      const facts: RequestFacts = {
+        kind: req.kind === 'resize' ? 'resize' : 'transition',
+        stack: vm.stack,
+        fleet: vm.fleet,
+        address: vm.address,
+        owner,
+        dataCenter: vm.dataCenter,
+        image: vm.image,
+        size: req.kind === 'resize' && req.size ? req.size : vm.size,
+        encryptedDisk: vm.encryptedDisk,
+        from: req.from,
+        to,
+        operation,
+      };
+      const judged = judgeRequestRules(this.o.pack, facts);
+      if (!judged.ok) return judged;
+    }
+    return { ok: true, ...(note ? { note } : {}), ...(grow ? { grow, owner } : {}) };
   }
 
   private get lifecycle() {
@@ -184,19 +268,22 @@ export class Authority {
       if (!vm) return refuse(`VM ${req.vmId} is not in the record`);
       const judged = judgeEdge(this.o.pack, caller, req, to, vm);
       if (!judged.ok) return refuse(judged.reason);
+      const { operation } = judged;
+      const policy = await this.judgePolicy(req, to, vm, operation);
+      if (!policy.ok) return refuse(policy.reason);
       // The intent (and a boot edge's token), before any cloud call; the
       // state change itself is written at report. Written only while the VM
       // is still at the version decided on (a conflict decides again on a
-      // fresh read).
-      const { operation } = judged;
+      // fresh read). An override used is recorded in it, with who and why.
       const bootToken = operation === 'boot' ? randomToken(24) : undefined;
+      const intent = intentOf(req, to, operation);
       await this.intents.submit({
         vmId: vm.id,
-        row: { from: req.from, outcome: 'ok', ...intentOf(req, to, operation) },
+        row: { from: req.from, outcome: 'ok', ...intent, ...(policy.note ? { detail: `${intent.detail}; ${policy.note}` } : {}) },
         expectedVersion: vm.version,
         ...(bootToken !== undefined ? { bootTokenHash: sha256(bootToken) } : {}),
       });
-      return this.approve(caller, req, { vm, to, operation, ...(bootToken !== undefined ? { bootToken } : {}) });
+      return this.approve(caller, req, { vm, to, operation, ...(bootToken !== undefined ? { bootToken } : {}) }, { grow: policy.grow, owner: policy.owner });
     });
   }
 
@@ -206,7 +293,7 @@ export class Authority {
    * `createVm` of an encrypted VM) and, unless it was moved at once, the
    * pending entry its report is checked against.
    */
-  private approve(caller: string, req: AuthorizeRequest, edge: Approved, opts: { moved?: boolean } = {}): AuthorizeResponse {
+  private approve(caller: string, req: AuthorizeRequest, edge: Approved, opts: { moved?: boolean; grow?: Pending['grow']; owner?: string } = {}): AuthorizeResponse {
     const { vm, to, operation } = edge;
     const res: AuthorizeResponse = {
       decision: 'approved',
@@ -224,7 +311,19 @@ export class Authority {
     this.prunePending();
     // A repeated authorize (a lost answer) moves its entry to the end: entries stay in time order.
     this.pending.delete(req.requestId);
-    if (!opts.moved) this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: vm.state, to, kind: req.kind, operation, at: Date.now() });
+    if (!opts.moved) {
+      this.pending.set(req.requestId, {
+        dataCenter: caller,
+        vmId: vm.id,
+        from: vm.state,
+        to,
+        kind: req.kind,
+        operation,
+        at: Date.now(),
+        ...(req.kind === 'resize' && req.size ? { size: req.size } : {}),
+        ...(opts.grow ? { grow: opts.grow, owner: opts.owner } : {}),
+      });
+    }
     return res;
   }
 
@@ -244,6 +343,24 @@ export class Authority {
     const judged = judgeCreate(this.o.pack, this.o.stackName, caller, req);
     if (!judged.ok) return no(judged.reason);
     const spec = req.vm!;
+    const facts: RequestFacts = {
+      kind: 'create',
+      stack: spec.stack,
+      fleet: spec.fleet,
+      address: formatVmAddress(spec.fleet, spec.index),
+      owner: spec.owner,
+      dataCenter: caller,
+      image: spec.image,
+      size: spec.size,
+      encryptedDisk: spec.encryptedDisk,
+      from: null,
+      to: this.lifecycle.initial,
+      operation: 'insert',
+    };
+    const rules = judgeRequestRules(this.o.pack, facts);
+    if (!rules.ok) return no(rules.reason);
+    // Quota and capacity: checked by the record in the insert's transaction (record/budget.ts).
+    const budget = createBudget(this.o.pack, this.o.capacity ?? {}, spec.owner, caller);
     const { realImage, modified, reason } = judged;
     const again = (existing: VmRow) => {
       const repeated = judgeRepeatedCreate(caller, existing);
@@ -290,12 +407,13 @@ export class Authority {
       deposed: false,
     };
     // A replacement also deposes the old VM (its own transaction) and carries no chain; plain creates go in batches.
-    const foreseen = newVm.replaces === undefined ? foresee(this.o.pack, caller, next, inserted, { ahead }) : [];
+    const foreseen = newVm.replaces === undefined ? foresee(this.o.pack, caller, next, inserted, { ahead, plain: this.plain }) : [];
     let vm: VmRow;
     try {
-      if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx);
-      else vm = await this.inserts.submit({ vm: newVm, ctx, ...onward(caller, foreseen) });
+      if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx, budget);
+      else vm = await this.inserts.submit({ vm: newVm, ctx, budget, ...onward(caller, foreseen) });
     } catch (err) {
+      if (err instanceof BudgetExceededError) return no(err.diagnostics[0].detail);
       if (!(err instanceof VersionConflictError)) throw err;
       if (err.key === req.vmId) {
         // A repeated create (the DMZ client lost our answer): same VM, same answer.
@@ -438,7 +556,9 @@ export class Authority {
         throw new WireError(code, message);
       };
       const answer = (row: VmRow, effect: ReportResponse['effect']) => ({ report: { vm: toAuthorityVm(row), effect }, row });
-      const pending = this.pending.get(req.requestId);
+      // The approval the report answers: remembered, else (the authority
+      // restarted in between) as the intent row in the record says it.
+      const pending = this.pending.get(req.requestId) ?? (vm ? approvedEarlier(this.lifecycle, vm, await this.o.record.approvalOf(vm.id, req.requestId)) : undefined);
       const judged = judgeReport(this.lifecycle, caller, req, vm, pending);
       if (!judged.ok) {
         if (ROW_REFUSALS.includes(judged.refusal)) return refuse(judged.refusal, judged.reason);
@@ -450,6 +570,10 @@ export class Authority {
       if (req.outcome === 'ok') {
         if (judged.resize) {
           const size = req.size!;
+          if (judged.repeated) {
+            if (remembered) throw new StaleRow('reported already');
+            return answer(row, 'already');
+          }
           const updated = await this.o.record.updateVm(row.id, row.version, { size }, { ...ctx, detail: `resized to ${historySize(size)}` });
           this.rows.remember(updated);
           this.pending.delete(req.requestId);
@@ -459,6 +583,7 @@ export class Authority {
           if (remembered) throw new StaleRow('already there');
           return answer(row, 'already');
         }
+        if (judged.repeated) return refuse('report-repeated', `request ${req.requestId} was reported already and VM ${row.address} is ${row.state} now, not ${req.to}`);
         if (row.state !== req.from) {
           // An advance sent again after its answer was lost finds the VM past
           // req.to along its chain's `none` edges: already (chain answers them).
@@ -476,7 +601,7 @@ export class Authority {
           cloudId: patch.cloudId ?? row.cloudId,
           retiredAt: patch.retire ? new Date().toISOString() : row.retiredAt,
         };
-        const foreseen = next ? foresee(this.o.pack, caller, next, after, { ahead: chain.ahead }) : [];
+        const foreseen = next ? foresee(this.o.pack, caller, next, after, { ahead: chain.ahead, plain: this.plain }) : [];
         const moved = await this.transitions.submit({
           stack: row.stack,
           fleet: row.fleet,
@@ -493,6 +618,11 @@ export class Authority {
         // Its intent is written: from now on it is an edge like any authorized one.
         if (following) this.ahead.shift(req.vmId);
         return { report: { vm: toAuthorityVm(rowAt(moved, after)), effect: 'moved' }, row: moved, foreseen };
+      }
+      if (judged.repeated) {
+        // A failure reported again (its answer was lost): nothing more to write.
+        if (remembered) throw new StaleRow('reported already');
+        return answer(row, 'noted');
       }
       const failTo = failureEdge(this.lifecycle, req.from);
       if (failTo !== undefined && row.state === req.from) {

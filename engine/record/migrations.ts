@@ -142,6 +142,11 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE UNIQUE INDEX vms_live_address ON vms (stack, fleet, idx) WHERE retired_at IS NULL AND deposed_at IS NULL`,
     ],
   },
+  {
+    version: 3,
+    description: 'fleet protection kept in the record: a fleet applied with protect: true stays protected when its spec file is removed',
+    statements: [`ALTER TABLE fleets ADD COLUMN protected boolean NOT NULL DEFAULT false`],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

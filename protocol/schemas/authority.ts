@@ -3,7 +3,7 @@
 // document is built from them, and ../types.ts is generated from them: if you
 // add a field, add it here, run `npm run gen:types`, and say it in
 // docs/protocol.md. Response schemas drop properties they do not list.
-import { credentialsSchema, decisionSchema, errorSchema, extend, name, nullableString, sizeSchema, state, vmSpecSchema } from './common.ts';
+import { credentialsSchema, decisionSchema, errorSchema, extend, name, nullableString, overrideSchema, sizeSchema, state, vmSpecSchema } from './common.ts';
 
 export const authorizeVmSchema = extend('AuthorizeVm', 'The VM a create asks for, as the DMZ client forwards it (its data center added).', vmSpecSchema, {
   properties: { dataCenter: name },
@@ -25,6 +25,7 @@ export const authorizeBodySchema = {
     to: { ...state, description: "Required for a transition; for a create it may be left out (the pack's initial state)." },
     vm: authorizeVmSchema,
     size: { ...sizeSchema, description: 'New size, for a resize.' },
+    override: overrideSchema,
   },
 } as const;
 

@@ -199,6 +199,8 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         record: session.record,
         providers: session.providers,
         owners: Object.fromEntries(session.fleets.map((f) => [f.name, f.owner])),
+        protection: Object.fromEntries(session.fleets.map((f) => [f.name, f.protect])),
+        ...(env.FLEET_ADMIN_TOKEN ? { adminToken: env.FLEET_ADMIN_TOKEN } : {}),
         parallelism: parallelism ?? session.stack.apply.parallelism,
         lockTimeoutMs: (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000,
         onEvent: (e) => progress.onEvent(e),

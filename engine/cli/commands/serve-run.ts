@@ -22,6 +22,8 @@ export function authorityTokenEnv(dataCenter: string): string {
 }
 
 export const AUTHORITY_SECRET_ENV = 'FLEET_AUTHORITY_SECRET';
+/** The admin token: an override (--allow-destroy) of a stack whose protect rule says `override: admin` carries a proof made with it. */
+export const ADMIN_TOKEN_ENV = 'FLEET_ADMIN_TOKEN';
 
 interface Loaded {
   stack: LoadedStack;
@@ -90,14 +92,26 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     const env = authorityTokenEnv(d.name);
     const token = io.env[env];
     if (!token) missing.push(diag('apply.token-missing', `Set ${env} to the token the DMZ client of ${d.name} presents to the authority.`, d.where));
-    return { name: d.name, token: token ?? '' };
+    return { name: d.name, token: token ?? '', capacity: d.capacity };
   });
   if (missing.length > 0) throw new FleetError(missing);
   const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
   const broker = await credentialBroker(io, stack);
   const record = await openRecord(stack.recordUrl);
   try {
-    const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port, tls, ...(broker ? { credentialBroker: broker } : {}) });
+    const admin = io.env[ADMIN_TOKEN_ENV];
+    const svc = await startAuthority({
+      record,
+      pack,
+      stackName: stack.name,
+      dataCenters,
+      secret,
+      host: opts.host,
+      port,
+      tls,
+      ...(broker ? { credentialBroker: broker } : {}),
+      ...(admin ? { adminTokens: [admin] } : {}),
+    });
     return {
       url: svc.url,
       metrics: svc.metrics,
