@@ -48,7 +48,7 @@ import {
 } from '../../protocol/index.ts';
 import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce, noneReport, onward, passedAlready, reportCtx, rowAt, type Approved, type Foreseen } from './chain.ts';
 import { addressTaken, approvedEarlier, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
-import { commitsToDeletion, createBudget, judgeProtect, judgeRequestRules, judgeResize, type Capacities } from './policy.ts';
+import { capacityOf, commitsToDeletion, createBudget, judgeProtect, judgeRequestRules, judgeResize, type Capacities } from './policy.ts';
 import type { RequestFacts } from '../policy/types.ts';
 import { credentialToken, diskKey, randomToken } from './keys.ts';
 import { BootGate } from './boot.ts';
@@ -113,6 +113,8 @@ export class Authority {
   private readonly boot: BootGate;
   /** Whether the pack has a mandatory request-level rule (Rule.checkRequest): then every edge is judged by the service. */
   private readonly requestRules: boolean;
+  /** Whether owner-quota is mandatory and limits anyone. */
+  private readonly anyQuota: boolean;
 
   constructor(private readonly o: AuthorityCoreOptions) {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
@@ -134,6 +136,8 @@ export class Authority {
     this.rows = new VmRows((id) => reads.submit(id));
     this.boot = new BootGate(r, o.pack, o.secret, this.rows, OVERLAP);
     this.requestRules = [...o.pack.rules.values()].some((x) => x.enforcement === 'mandatory' && x.rule.checkRequest !== undefined);
+    const quota = o.pack.rules.get('owner-quota');
+    this.anyQuota = quota?.enforcement === 'mandatory' && Object.keys((quota.config.limits ?? {}) as object).length > 0;
   }
 
   /**
@@ -142,11 +146,29 @@ export class Authority {
    * for it (policy.ts): a resize that grows, an edge that commits the VM to
    * deletion, or any edge under a request-level rule.
    */
-  private readonly plain = (req: AuthorizeRequest, to: string, at: VmRow): boolean => {
-    if (this.requestRules) return false;
-    if (req.kind === 'resize') return !req.size || (req.size.cpu <= at.size.cpu && req.size.memoryGiB <= at.size.memoryGiB);
-    return !commitsToDeletion(this.lifecycle, to);
-  };
+  private plain(fleetProtected?: boolean): (req: AuthorizeRequest, to: string, at: VmRow) => boolean {
+    return (req, to, at) => {
+      if (this.requestRules) return false;
+      if (req.kind === 'resize') return !this.limitsResize(req, at);
+      return !this.entersDeletion(req.from, to) || fleetProtected === false;
+    };
+  }
+
+  /**
+   * Whether an edge is the first that commits a VM to deletion (policy.ts
+   * commitsToDeletion): protect is judged there, once; the edges after it
+   * (BeingDeleted -> Deleted) only finish what was allowed.
+   */
+  private entersDeletion(from: string | null, to: string): boolean {
+    if (this.o.pack.rules.get('protect')?.enforcement === 'disabled' || this.o.pack.rules.get('protect')?.enforcement === 'advisory') return false;
+    return commitsToDeletion(this.lifecycle, to) && (from === null || !commitsToDeletion(this.lifecycle, from));
+  }
+
+  /** Whether a resize grows `vm` where a quota or the data center's capacity may limit it (then judgeResize decides, on a fresh read). */
+  private limitsResize(req: AuthorizeRequest, vm: VmRow): boolean {
+    if (req.kind !== 'resize' || !req.size || (req.size.cpu <= vm.size.cpu && req.size.memoryGiB <= vm.size.memoryGiB)) return false;
+    return this.anyQuota || capacityOf(this.o.pack, this.o.capacity ?? {}, vm.dataCenter) !== undefined;
+  }
 
   /** What resizes approved and not yet reported add, per owner and per data center (judgeResize). */
   private reserved() {
@@ -170,8 +192,8 @@ export class Authority {
    * row adds (an override used) and what a resize reserves.
    */
   private async judgePolicy(req: AuthorizeRequest, to: string, vm: VmRow, operation: string): Promise<Decided<{ note?: string; grow?: Pending['grow']; owner?: string }>> {
-    const deleting = commitsToDeletion(this.lifecycle, to);
-    const growing = req.kind === 'resize' && req.size !== undefined && (req.size.cpu > vm.size.cpu || req.size.memoryGiB > vm.size.memoryGiB);
+    const deleting = this.entersDeletion(req.from, to);
+    const growing = this.limitsResize(req, vm);
     if (!deleting && !growing && !this.requestRules) return { ok: true };
     const [fleet] = await this.o.record.listFleets(vm.stack, [vm.fleet]);
     const owner = fleet?.owner ?? '';
@@ -240,8 +262,11 @@ export class Authority {
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const foreign = vetoForeign(caller, req);
     if (foreign) return foreign;
-    await this.o.credentialBroker?.prepare(caller);
-    return this.rows.serial(req.vmId, async () => (req.kind === 'create' ? (await this.authorizeCreate(caller, req)).answer : this.authorizeEdge(caller, req)));
+    // Queued for the VM at once (calls about one VM run in the order they came), the credentials prepared inside.
+    return this.rows.serial(req.vmId, async () => {
+      await this.o.credentialBroker?.prepare(caller);
+      return req.kind === 'create' ? (await this.authorizeCreate(caller, req)).answer : this.authorizeEdge(caller, req);
+    });
   }
 
   /** authorize of a transition or a resize, inside serial(). */
@@ -407,7 +432,7 @@ export class Authority {
       deposed: false,
     };
     // A replacement also deposes the old VM (its own transaction) and carries no chain; plain creates go in batches.
-    const foreseen = newVm.replaces === undefined ? foresee(this.o.pack, caller, next, inserted, { ahead, plain: this.plain }) : [];
+    const foreseen = newVm.replaces === undefined ? foresee(this.o.pack, caller, next, inserted, { ahead, plain: this.plain() }) : [];
     let vm: VmRow;
     try {
       if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx, budget);
@@ -459,10 +484,10 @@ export class Authority {
   async advance(caller: string, req: AdvanceRequest): Promise<AdvanceResponse> {
     const checked = checkAdvance(caller, req);
     if (!checked.ok) throw new WireError(checked.refusal, checked.reason);
-    await this.o.credentialBroker?.prepare(caller);
     const { vmId } = checked;
     const ahead = req.ahead === true;
-    return this.rows.serial(vmId, () => {
+    return this.rows.serial(vmId, async () => {
+      await this.o.credentialBroker?.prepare(caller);
       // A new chain decides afresh what comes next.
       this.ahead.drop(vmId);
       return req.create ? this.advanceCreate(caller, req.create, req.next, ahead) : this.advanceReport(caller, req.report!, req.next, ahead);
@@ -558,7 +583,12 @@ export class Authority {
       const answer = (row: VmRow, effect: ReportResponse['effect']) => ({ report: { vm: toAuthorityVm(row), effect }, row });
       // The approval the report answers: remembered, else (the authority
       // restarted in between) as the intent row in the record says it.
-      const pending = this.pending.get(req.requestId) ?? (vm ? approvedEarlier(this.lifecycle, vm, await this.o.record.approvalOf(vm.id, req.requestId)) : undefined);
+      let pending = this.pending.get(req.requestId);
+      if (!pending && vm) {
+        // Looked up on a fresh read only (a remembered row is read again first).
+        if (remembered) throw new StaleRow('no approval remembered');
+        pending = approvedEarlier(this.lifecycle, vm, await this.o.record.approvalOf(vm.id, req.requestId));
+      }
       const judged = judgeReport(this.lifecycle, caller, req, vm, pending);
       if (!judged.ok) {
         if (ROW_REFUSALS.includes(judged.refusal)) return refuse(judged.refusal, judged.reason);
@@ -583,13 +613,14 @@ export class Authority {
           if (remembered) throw new StaleRow('already there');
           return answer(row, 'already');
         }
-        if (judged.repeated) return refuse('report-repeated', `request ${req.requestId} was reported already and VM ${row.address} is ${row.state} now, not ${req.to}`);
         if (row.state !== req.from) {
           // An advance sent again after its answer was lost finds the VM past
           // req.to along its chain's `none` edges: already (chain answers them).
           if (!remembered && next && passedAlready(this.lifecycle, row, req.to, next) > 0) return answer(row, 'already');
           return refuse('state-moved', `VM ${row.address} is ${row.state}, not ${req.from}`);
         }
+        // Its approval was reported already and the VM came back to `from` since: a report is taken once.
+        if (judged.repeated) return refuse('report-repeated', `request ${req.requestId} was reported already (VM ${row.address} moved ${req.from} -> ${req.to} then); a report is taken once`);
         const patch: TransitionItem['patch'] & {} = {};
         if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
         if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
@@ -601,7 +632,10 @@ export class Authority {
           cloudId: patch.cloudId ?? row.cloudId,
           retiredAt: patch.retire ? new Date().toISOString() : row.retiredAt,
         };
-        const foreseen = next ? foresee(this.o.pack, caller, next, after, { ahead: chain.ahead, plain: this.plain }) : [];
+        // A chain that commits the VM to deletion is foreseen only when its fleet is not protected (read now; else the service judges it, override included).
+        const deleting = next?.some((n) => n.to !== undefined && this.entersDeletion(n.from, n.to));
+        const fleetProtected = deleting ? ((await this.o.record.listFleets(row.stack, [row.fleet]))[0]?.protected ?? false) : undefined;
+        const foreseen = next ? foresee(this.o.pack, caller, next, after, { ahead: chain.ahead, plain: this.plain(fleetProtected) }) : [];
         const moved = await this.transitions.submit({
           stack: row.stack,
           fleet: row.fleet,
