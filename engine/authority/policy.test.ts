@@ -309,7 +309,7 @@ describe.each(testBackends())('policy at the authority, attacked over HTTP ($nam
       const w = await startWorld(t.record, pack);
       try {
         const id = await vmAt(w, vm(w, 'web', 'team-free', 0), 'PoweredOn');
-        const on = (await w.record.history(w.stack, 'web/0')).findLast((h) => h.to === 'PoweredOn' && h.actor === 'authority')!;
+        const on = (await w.record.history(w.stack, 'web/0')).filter((h) => h.to === 'PoweredOn' && h.actor === 'authority').at(-1)!;
         const off = edge(id, 'PoweredOn', 'PoweredOff');
         await post(w, '/v1/authorize', off);
         expect((await post<ReportResponse>(w, '/v1/reports', reportOf(off))).body.effect).toBe('moved');
