@@ -41,7 +41,7 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     .addOption(new Option('--format <format>', 'output: text, or json (one event per line on stdout, diagnostics as events)').choices(['text', 'json']).default('text'))
     .option('--target <fleet>', 'fresh plan: only this fleet (repeatable)', collect, [])
     .option('--exclude <fleet>', 'fresh plan: leave this fleet out (repeatable)', collect, [])
-    .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
+    .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable); the override goes with each deleting request, proven with FLEET_ADMIN_TOKEN when set', collect, [])
     .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
       setExit(await runCommand(io, () => runApply(io, planfile, opts), modeOf(opts.format, true)));
     });
