@@ -1,8 +1,18 @@
 #!/usr/bin/env node
-// The `fleet` command. The sources are TypeScript run through tsx's loader, so a
-// clean `npm ci` needs no build step and there is no stale build to trip over.
-import { register } from 'tsx/esm/api';
+// The `fleet` command. It runs the JavaScript that bin/build.mjs made from the
+// TypeScript sources at `npm ci` (dist/cli), as long as every source it was
+// built from is unchanged (bin/fresh.mjs); otherwise (an edit since, no
+// build, or FLEET_FROM_SOURCE=1) it runs the sources through tsx's loader, so
+// a stale build is never what runs.
+import { freshBuild } from './fresh.mjs';
 
-register();
-const { main } = await import('../engine/cli/main.ts');
+const built = freshBuild(new URL('../dist/cli/', import.meta.url), new URL('../', import.meta.url));
+let main;
+if (built) {
+  ({ main } = await import(built.href));
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ main } = await import('../engine/cli/main.ts'));
+}
 process.exitCode = await main(process.argv);

@@ -1,12 +1,14 @@
 // The package installs and runs outside the repository: `npm pack`, then
 // `npm install -g` of the tarball into a temporary prefix (dependencies from
 // the npm cache, as `npm ci` left it), then the installed `fleet` run from an
-// unrelated folder. The sources are TypeScript run through tsx, a runtime
-// dependency, so no build step is needed; `files` keeps tests out of the tarball.
+// unrelated folder. npm pack builds the CLI's JavaScript first (package.json
+// "prepare": bin/build.mjs), so the installed `fleet` runs dist/cli, not the
+// TypeScript through tsx; `files` keeps tests out of the tarball.
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../engine/cli/main.ts';
 import { REPO, fleetYaml } from './helpers/stack.ts';
@@ -46,6 +48,10 @@ describe('npm pack + npm install -g', () => {
     const lib = join(tmp, 'prefix', 'lib', 'node_modules', 'dmzfleet');
     const entries = await readdir(lib, { recursive: true });
     expect(entries).toContain(join('bin', 'fleet.mjs'));
+    expect(entries).toContain(join('dist', 'cli', 'main.js'));
+    // npm pack gave every file one fixed time: the build is still fresh, by content (bin/fresh.mjs).
+    const { freshBuild } = (await import(pathToFileURL(join(lib, 'bin', 'fresh.mjs')).href)) as { freshBuild: (dist: URL, root: URL) => URL | undefined };
+    expect(freshBuild(pathToFileURL(join(lib, 'dist', 'cli') + '/'), pathToFileURL(lib + '/'))?.href).toBe(pathToFileURL(join(lib, 'dist', 'cli', 'main.js')).href);
     expect(entries).toContain(join('specs', 'schema', 'apply-event.schema.json'));
     expect(entries).toContain(join('policies', 'default', 'policy.yaml'));
     expect(entries.filter((e) => !e.startsWith('node_modules') && (e.endsWith('.test.ts') || e.includes('testdata') || e.includes('.fleet')))).toEqual([]);
@@ -75,6 +81,6 @@ describe('npm pack + npm install -g', () => {
     } finally {
       await rm(elsewhere, { recursive: true, force: true });
     }
-    // Four Node processes, each starting tsx (and one PGlite): generous for a shared CI machine.
+    // Four Node processes (one with PGlite): generous for a shared CI machine.
   }, 300_000);
 });

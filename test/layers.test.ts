@@ -20,7 +20,9 @@ describe('folder layers (no-restricted-imports)', () => {
     { file: 'engine/plan/render/new.ts', from: '../../apply/index.ts', fires: true },
     { file: 'engine/policy/new.ts', from: '../authority/index.ts', fires: true },
     { file: 'engine/spec/new.ts', from: '../../providers/client.ts', fires: true },
-    { file: 'engine/model/new.ts', from: '../diags/index.ts', fires: true },
+    { file: 'engine/diags/new.ts', from: '../model/index.ts', fires: true },
+    { file: 'engine/model/new.ts', from: '../record/types.ts', fires: true },
+    { file: 'engine/policy/new.ts', from: '../model/loaded.ts', fires: false },
     { file: 'engine/record/new.ts', from: '../apply/index.ts', fires: true },
     // A cross-folder cycle: each half of plan <-> policy, policy <-> spec and record <-> plan; the lower half fires.
     { file: 'engine/policy/new.ts', from: '../plan/types.ts', fires: true },

@@ -1,7 +1,8 @@
 // The data model every folder shares: addresses, sizes, operations,
 // enforcement levels, replace orders, a plan's basis and the plan document.
-// It imports nothing of the project, so any folder may import it without
-// forming a cycle.
+// It imports only engine/diags, so any folder above may import it without
+// forming a cycle. The loaded stack's views (model/loaded.ts: LoadedStack,
+// LoadedFleet, made by engine/spec) are imported from their own file.
 export * from './address.ts';
 export * from './size.ts';
 export * from './enforcement.ts';

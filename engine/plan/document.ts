@@ -6,20 +6,15 @@
 // The file is parsed twice only when it is wrong: JSON.parse for the common
 // case, and the yaml package (JSON is YAML) to find positions of the nodes
 // the errors point at.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { Plan } from '../../specs/validators/plan.js';
 import { LineCounter, isMap, isNode, isScalar, parseDocument } from 'yaml';
 import { diag, type Diagnostic, type Where } from '../diags/index.ts';
 import type { PlanDocument } from '../model/index.ts';
 
-let validator: ValidateFunction | undefined;
+/** specs/schema/plan.schema.json, compiled by `npm run gen:types` (specs/gen-validators.ts). */
 function planValidator(): ValidateFunction {
-  if (!validator) {
-    const file = fileURLToPath(new URL('../../specs/schema/plan.schema.json', import.meta.url));
-    validator = new Ajv({ allErrors: true, strict: false }).compile(JSON.parse(readFileSync(file, 'utf8')));
-  }
-  return validator;
+  return Plan;
 }
 
 /** `/changes/3/steps/0` -> ['changes', 3, 'steps', 0] (RFC 6901 unescaping). */

@@ -7,7 +7,7 @@
 // | mandatory   | cut to what fits: a Grant; below minCount, veto  |
 // | advisory    | no cut: an advisory violation                    |
 // | disabled    | nothing                                          |
-import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
+import type { LoadedFleet, LoadedStack } from '../model/loaded.ts';
 import type { Enforcement, Grant, Violation } from '../model/index.ts';
 import type { PlanVmRow, UsageRow } from '../record/types.ts';
 import type { EvalContext } from './evaluate.ts';

@@ -3,9 +3,11 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { pathToFileURL } from 'node:url';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
+import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
+import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
 import { diag, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
@@ -15,14 +17,37 @@ import { parseYaml, pointerPath, type PositionedDoc } from './yamlpos.ts';
 
 export const PACK_FILE = 'policy.yaml';
 
-let packValidator: ValidateFunction | undefined;
-function validatePackSchema(): ValidateFunction {
-  if (!packValidator) {
-    const file = fileURLToPath(new URL('../../specs/schema/policy-pack.schema.json', import.meta.url));
-    const ajv = new Ajv({ allErrors: true, strict: false });
-    packValidator = ajv.compile(JSON.parse(readFileSync(file, 'utf8')));
+/**
+ * A TypeScript rule module needs a TypeScript loader. Run from the sources
+ * (tsx, vitest) this file is TypeScript itself and one is there; the built
+ * CLI (bin/build.mjs, where this file is JavaScript) registers tsx's before
+ * the first such module, and only then.
+ */
+const TS_MODULE = /\.[mc]?ts$/;
+const BUILT = !/\.[mc]?ts$/.test(new URL(import.meta.url).pathname);
+let tsLoader: Promise<void> | undefined;
+async function importModule(file: string): Promise<unknown> {
+  if (BUILT && TS_MODULE.test(file)) {
+    tsLoader ??= import('tsx/esm/api').then(({ register }) => void register());
+    await tsLoader;
   }
+  return import(pathToFileURL(file).href);
+}
+
+/** specs/schema/policy-pack.schema.json, compiled by `npm run gen:types` (specs/gen-validators.ts). */
+function validatePackSchema(): ValidateFunction {
   return packValidator;
+}
+
+/**
+ * The validator of a rule's settings: the built-in rules' are compiled by
+ * `npm run gen:types` (specs/validators/rules.js); a pack's own rules' are
+ * compiled here, with ajv loaded only then.
+ */
+async function ruleConfigValidator(rule: Rule, ajv: { instance?: Ajv }): Promise<ValidateFunction> {
+  if (BUILTIN_RULES.includes(rule) && builtinRuleValidators[rule.name]) return builtinRuleValidators[rule.name];
+  ajv.instance ??= new (await import('ajv')).Ajv({ allErrors: true, strict: false, useDefaults: true });
+  return ajv.instance.compile(rule.configSchema as object);
 }
 
 /** Located diagnostics for ajv errors; an unknown key is pointed at the key itself. */
@@ -87,7 +112,7 @@ async function loadModules(
     }
     let mod: { default?: unknown };
     try {
-      mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+      mod = (await importModule(file)) as { default?: unknown };
     } catch (err) {
       diags.push(diag('policy.module-load', `Importing ${rel} failed: ${err instanceof Error ? err.message : String(err)}`, at));
       continue;
@@ -195,7 +220,7 @@ export async function loadPack(
     }
   }
 
-  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+  const ajv: { instance?: Ajv } = {};
   const rules = new Map<string, ResolvedRule>();
   for (const [name, rule] of registry) {
     const fromPack = packRules[name] ?? {};
@@ -216,7 +241,7 @@ export async function loadPack(
     const config = structuredClone(rawConfig);
     let check: ValidateFunction;
     try {
-      check = ajv.compile(rule.configSchema as object);
+      check = await ruleConfigValidator(rule, ajv);
     } catch (err) {
       diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${err instanceof Error ? err.message : String(err)}`, y.where(['spec', 'modules', moduleOf.get(name) ?? 0])));
       continue;

@@ -3,7 +3,7 @@ import type { JSONSchemaType } from 'ajv';
 import type { Where } from '../diags/index.ts';
 import type { Enforcement, Operation, Change, Grant, PlanDocument, Violation } from '../model/index.ts';
 import type { PlanVmRow, UsageRow } from '../record/types.ts';
-import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
+import type { LoadedFleet, LoadedStack } from '../model/loaded.ts';
 
 export interface Edge {
   from: string;

@@ -1,8 +1,7 @@
 // JSON Schema validation of stack and fleet documents, with every ajv error
 // turned into a diagnostic at the node it concerns.
-import { readFileSync } from 'node:fs';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { DmzClient, Fleet, Stack } from '../../specs/validators/documents.js';
 import { diag, type Diagnostic } from '../diags/index.ts';
 import { suggest } from '../diags/suggest.ts';
 import { keyWhere, ownerWhere, valueWhere, type Path, type SourceDoc } from './yaml.ts';
@@ -11,27 +10,11 @@ export type DocKind = 'Fleet' | 'Stack' | 'DmzClient';
 
 export const API_VERSION = 'fleet/v1';
 
-const SCHEMA_FILES: Record<DocKind, string> = {
-  Fleet: '../../specs/schema/fleet.schema.json',
-  Stack: '../../specs/schema/stack.schema.json',
-  DmzClient: '../../specs/schema/dmz-client.schema.json',
-};
-
-// ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
-type FormatsPlugin = (ajv: Ajv) => Ajv;
-const addFormats = ((addFormatsModule as unknown as { default?: FormatsPlugin }).default ??
-  addFormatsModule) as unknown as FormatsPlugin;
-
-let validators: Record<DocKind, ValidateFunction> | undefined;
-
+// Compiled from specs/schema/{fleet,stack,dmz-client}.schema.json by `npm run gen:types`
+// (specs/gen-validators.ts; allErrors, and verbose: errors carry parentSchema,
+// to list the allowed keys, and the offending data).
+const validators: Record<DocKind, ValidateFunction> = { Fleet, Stack, DmzClient };
 function getValidators(): Record<DocKind, ValidateFunction> {
-  if (validators) return validators;
-  // verbose: errors carry parentSchema (to list allowed keys) and the offending data.
-  const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
-  addFormats(ajv);
-  const compile = (kind: DocKind): ValidateFunction =>
-    ajv.compile(JSON.parse(readFileSync(new URL(SCHEMA_FILES[kind], import.meta.url), 'utf8')));
-  validators = { Fleet: compile('Fleet'), Stack: compile('Stack'), DmzClient: compile('DmzClient') };
   return validators;
 }
 

@@ -140,6 +140,32 @@ describe('callDriver: a deadline per call, tried again while the failure is tran
     expect(got).toEqual(want);
   });
 
+  it.each([
+    ['waits at least the Retry-After the cloud asked for', 17_000, { waits: [17_000], tries: 2, value: 'done' }],
+    ['waits the backoff when the cloud asked for less', 0, { waits: [expect.any(Number)], tries: 2, value: 'done' }],
+    ['gives the failure back rather than wait less than a Retry-After over the limit', 600_000, { waits: [], tries: 1, error: 'transient' }],
+  ] as const)('a throttled call %s', async (_name, retryAfterMs, want) => {
+    const waits: number[] = [];
+    let tries = 0;
+    const fn = async () => {
+      if (tries++ === 0) throw new DriverError('transient', 'TooManyRequests', true, { retryAfterMs });
+      return 'done';
+    };
+    const got = await callDriver('createVm', fn, {
+      attempts: 3,
+      timeoutMs: 5_000,
+      backoffMs: 5,
+      sleep: async (ms) => {
+        waits.push(ms);
+      },
+    }).then(
+      (value) => ({ value }),
+      (err: DriverError) => ({ error: err.kind }),
+    );
+    expect({ ...got, waits, tries }).toEqual(want);
+    for (const w of waits) expect(w).toBeGreaterThanOrEqual(retryAfterMs);
+  });
+
   it('a call that does not answer within the deadline fails with timeout, and is not tried again', async () => {
     let tries = 0;
     const err = await callDriver(

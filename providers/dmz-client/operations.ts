@@ -30,13 +30,29 @@ export interface DriverCallOptions {
   timeoutMs: number;
   /** Base of the random pause before a try again, in ms: up to backoffMs x 2^try. Default 20. */
   backoffMs?: number;
+  /**
+   * The longest Retry-After the client waits out (DriverError.retryAfterMs); a
+   * cloud asking for longer gets the failure back instead of a shorter wait. Default 120 000.
+   */
+  maxRetryAfterMs?: number;
+  /** The pause between tries (tests record it). Default: a timer. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** One driver call with a deadline, tried again while its failure is transient. */
+/** Default longest Retry-After waited out before a try again. */
+export const MAX_RETRY_AFTER_MS = 120_000;
+
+/**
+ * One driver call with a deadline, tried again while its failure is
+ * transient: after a random backoff, or at least the Retry-After the cloud
+ * asked for (never sooner: a throttled cloud throttles a client that comes
+ * back early for longer).
+ */
 export async function callDriver<T>(what: DriverCall, fn: () => Promise<T>, o: DriverCallOptions): Promise<T> {
   const backoffMs = o.backoffMs ?? 20;
+  const pause = o.sleep ?? sleep;
   for (let attempt = 1; ; attempt++) {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -46,7 +62,9 @@ export async function callDriver<T>(what: DriverCall, fn: () => Promise<T>, o: D
       return await Promise.race([fn(), deadline]);
     } catch (err) {
       if (err instanceof DriverError && err.transient && attempt < o.attempts) {
-        await sleep(Math.random() * backoffMs * 2 ** attempt);
+        const asked = err.retryAfterMs ?? 0;
+        if (asked > (o.maxRetryAfterMs ?? MAX_RETRY_AFTER_MS)) throw err;
+        await pause(Math.max(asked, Math.random() * backoffMs * 2 ** attempt));
         continue;
       }
       throw err;

@@ -41,11 +41,17 @@ export interface CreateVmInput {
 export class DriverError extends Error {
   readonly kind: DriverErrorKind;
   readonly transient: boolean;
-  constructor(kind: DriverErrorKind, message: string, transient = kind === 'transient') {
+  /**
+   * The cloud asked to wait this long before trying again (Azure's 429 / 503
+   * Retry-After): the DMZ client's retry waits at least this (callDriver).
+   */
+  readonly retryAfterMs: number | undefined;
+  constructor(kind: DriverErrorKind, message: string, transient = kind === 'transient', opts: { retryAfterMs?: number } = {}) {
     super(message);
     this.name = 'DriverError';
     this.kind = kind;
     this.transient = transient;
+    this.retryAfterMs = opts.retryAfterMs;
   }
 }
 

@@ -2,7 +2,7 @@ import { isAbsolute, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, formatDiagnostics, hasErrors, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { GRAPH_FORMATS, loadPack, renderGraph, type GraphFormat } from '../../policy/index.ts';
-import { runPolicyTests } from '../../policy/testrunner.ts';
+import { runPolicyTests } from '../../plan/policy-tests.ts';
 import { runCommand, type CliIO } from '../io.ts';
 import type { RegisterCommand } from './types.ts';
 

@@ -93,9 +93,4 @@ export const policyCodes = defineCodes({
     doc: 'A file under the pack\'s tests/ folder is not a valid test case (stack, specs, record, options, expect). See docs/policy.md.',
     severity: 'error',
   },
-  'policy.planner-missing': {
-    summary: 'Planner not available',
-    doc: 'Policy tests run the real planner (computePlan from engine/plan); this build does not provide it.',
-    severity: 'error',
-  },
 });

@@ -137,6 +137,7 @@ describe('aws driver', () => {
     { name: 'a 5xx (InternalError, 500)', fault: EC2_FAULTS.internal, kind: 'transient' },
     { name: 'Unavailable (503)', fault: EC2_FAULTS.unavailable, kind: 'transient' },
     { name: 'a connection reset', fault: EC2_FAULTS.reset, kind: 'transient' },
+    { name: 'an answer lost after EC2 made the instance', fault: { lostAnswer: true }, kind: 'transient' },
     { name: 'a hung call', fault: EC2_FAULTS.timeout, kind: 'timeout' },
     { name: 'InsufficientInstanceCapacity', fault: EC2_FAULTS.capacity, kind: 'capacity' },
     { name: 'AuthFailure', fault: EC2_FAULTS.credentials, kind: 'credentials' },

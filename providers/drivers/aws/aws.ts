@@ -55,6 +55,7 @@ import {
   type VmRef,
 } from '../types.ts';
 import type { DriverFactory } from '../registry.ts';
+import { AgentLedger } from '../agent-ledger.ts';
 import { ec2Error } from './errors.ts';
 import { isEc2State, mapEc2State, type Ec2State } from './states.ts';
 
@@ -90,13 +91,8 @@ export interface AwsDriverOptions {
   requestTimeoutMs?: number;
   /** Boot endpoint URL the VMs use; default: the DMZ client's (attach). */
   bootUrl?: string;
-}
-
-interface AgentRecord {
-  tokenHash: string;
-  state: 'booting' | 'ready' | 'failed';
-  detail?: string;
-  denied?: boolean;
+  /** The DMZ client's state folder: the agents' reports are kept there across restarts (agent-ledger.ts). Default: in memory. */
+  stateDir?: string;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -110,8 +106,8 @@ export class AwsDriver implements Driver {
   private bootUrl: string | undefined;
   private readonly readClient: EC2Client;
   private readonly clients = new Map<string, EC2Client>();
-  /** Per instance, what its agent reported in the current boot (in memory: after a restart a running instance counts as Running). */
-  private readonly agents = new Map<string, AgentRecord>();
+  /** Per instance, what its agent reported in the current boot; kept in the state folder across restarts (agent-ledger.ts). */
+  private readonly agents: AgentLedger;
   private readonly waiters = new Set<() => void>();
   private closed = false;
   /** Calls made, per name (tests read it). */
@@ -121,6 +117,7 @@ export class AwsDriver implements Driver {
     this.dataCenter = o.dataCenter;
     this.bootUrl = o.bootUrl;
     this.readClient = this.makeClient(o.readCredentials);
+    this.agents = AgentLedger.open(o.stateDir, o.dataCenter);
   }
 
   private get endpoint(): string | undefined {
@@ -254,7 +251,7 @@ export class AwsDriver implements Driver {
     const id = inst.InstanceId ?? '';
     const state = stateOf(inst) ?? 'terminated';
     const a = this.agents.get(id);
-    const mapped = mapEc2State(state, a ? a.state : state === 'running' ? 'unknown' : 'none');
+    const mapped = mapEc2State(state, a ? (a.state === 'stopping' ? 'none' : a.state) : state === 'running' ? 'unknown' : 'none');
     const size = parseSize(tags[TAGS.size]) ?? this.sizeOfType(inst.InstanceType);
     return {
       vmId: tags[TAGS.vmId] ?? '',
@@ -380,9 +377,12 @@ export class AwsDriver implements Driver {
   agentStatus(report: AgentReport): boolean {
     const a = this.agents.get(report.cloudId);
     if (!a || a.tokenHash !== sha256(report.bootToken) || a.state !== 'booting') return false;
-    a.state = report.state === 'booting' ? 'booting' : report.state;
-    if (report.detail) a.detail = report.detail;
-    if (report.denied) a.denied = true;
+    this.agents.set(report.cloudId, {
+      ...a,
+      state: report.state,
+      ...(report.detail ? { detail: report.detail } : {}),
+      ...(report.denied ? { denied: true } : {}),
+    });
     for (const wake of this.waiters) wake();
     return true;
   }
@@ -538,5 +538,6 @@ export const awsDriverFactory: DriverFactory = async (ctx) => {
     ...(endpoint ? { endpoint } : {}),
     ...(ctx.config.requestTimeoutMs ? { requestTimeoutMs: ctx.config.requestTimeoutMs } : {}),
     ...(ctx.config.bootUrl ? { bootUrl: ctx.config.bootUrl } : {}),
+    stateDir: ctx.stateDir,
   });
 };

@@ -49,6 +49,8 @@ export interface FakeRequest {
 export type Ec2Fault =
   | { error: string; status: number; message?: string }
   | { reset: true }
+  /** EC2 carries the request out, then the connection drops before its answer arrives (a retry must not act twice). */
+  | { lostAnswer: true }
   | { hang: true };
 
 /** The EC2 answer of each fault kind (docs/drivers/aws.md, error table). */
@@ -151,6 +153,15 @@ export class FakeEc2 {
         return;
       }
       if ('reset' in fault) {
+        cb(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
+        return;
+      }
+      if ('lostAnswer' in fault) {
+        try {
+          this.act(action, params);
+        } catch {
+          // what EC2 answered is lost either way
+        }
         cb(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
         return;
       }

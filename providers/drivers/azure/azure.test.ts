@@ -320,8 +320,12 @@ describe('azure driver: lifecycle', () => {
     }
     const other = arm.vms.get(resourceNames(ids[0]).vm);
     if (other) other.tags['fleet-stack'] = 'staging';
+    const viewsBefore = arm.calls('instanceView').length;
     const listed = await driver.list(creds());
     expect(listed.map((v) => v.vmId).sort()).toEqual(ids.slice(1).sort());
+    // ARM's resource-group list carries no power state ($expand=instanceView needs a scale-set $filter; statusOnly is
+    // subscription-wide, beyond the reader's resource-group scope): one instance view per VM of this stack, none for others.
+    expect(arm.calls('instanceView').slice(viewsBefore).map((q) => q.path.split('/').at(-2)).sort()).toEqual(ids.slice(1).map((id) => resourceNames(id).vm).sort());
     const pages = arm.calls('listVms');
     expect(pages).toHaveLength(3);
     expect(pages.map((p) => p.query.get('$skiptoken'))).toEqual([null, '2', '4']);
@@ -360,6 +364,8 @@ describe('azure driver: failures as kinds', () => {
       expect(err.kind).toBe(c.kind);
       expect(err.transient).toBe(c.kind === 'transient');
       if (c.message) expect(err.message).toMatch(c.message);
+      // Azure's Retry-After travels with the error: the DMZ client's retry waits at least that long (operations.ts).
+      expect(err.retryAfterMs).toBe('retryAfter' in c.fault ? (c.fault.retryAfter ?? 0) * 1000 : undefined);
       expect(err.message).not.toMatch(/brokered-token|read-only-token/);
     });
   }

@@ -37,6 +37,7 @@ import { ARM_SCOPE, requestEntraToken } from '../../../engine/authority/credenti
 import { fitInstanceType, instanceTypesOf } from '../../../engine/policy/instance-types.ts';
 import { renderAgentUserData } from '../../boot-agent/index.ts';
 import type { DriverFactory } from '../registry.ts';
+import { AgentLedger } from '../agent-ledger.ts';
 import { azureBootstrap } from './bootstrap.ts';
 import { toDriverError } from './errors.ts';
 import { TAG, formatSizeTag, imageReference, nicResourceId, parseSizeTag, resourceNames, subnetResourceId, vmResourceId, vmName } from './names.ts';
@@ -96,6 +97,8 @@ export interface AzureDriverOptions {
   pollIntervalMs?: number;
   /** The boot endpoint as the VMs reach it (the DMZ client config's bootUrl); default: the DMZ client's own address (attach). */
   bootUrl?: string;
+  /** The DMZ client's state folder: the agents' reports are kept there across restarts (agent-ledger.ts). Default: in memory. */
+  stateDir?: string;
 }
 
 /** A bearer token the caller already holds (the broker's, or the read identity's) as the SDK's credential. */
@@ -131,7 +134,8 @@ export class AzureDriver implements Driver {
   private readonly endpoint: string;
   private readonly writeClients = new Map<string, Clients>();
   private readonly readClients: Clients;
-  private readonly agents = new Map<string, AgentEntry>();
+  /** Per VM, what its agent reported; kept in the state folder across restarts (agent-ledger.ts). */
+  private readonly agents: AgentLedger;
   private readonly events = new EventEmitter();
   private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
@@ -140,6 +144,7 @@ export class AzureDriver implements Driver {
     this.dataCenter = o.dataCenter;
     this.endpoint = (o.endpoint ?? DEFAULT_ARM_ENDPOINT).replace(/\/+$/, '');
     this.readClients = this.clients(o.readCredential);
+    this.agents = AgentLedger.open(o.stateDir, o.dataCenter);
     this.events.setMaxListeners(0);
   }
 
@@ -624,5 +629,6 @@ export const azureDriverFactory: DriverFactory = async (ctx) => {
     ...(ctx.config.requestTimeoutMs ? { requestTimeoutMs: ctx.config.requestTimeoutMs } : {}),
     ...(s.pollMs ? { pollIntervalMs: s.pollMs } : {}),
     ...(ctx.config.bootUrl ? { bootUrl: ctx.config.bootUrl } : {}),
+    stateDir: ctx.stateDir,
   });
 };

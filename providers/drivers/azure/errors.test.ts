@@ -1,6 +1,6 @@
 // The error table (errors.ts, docs/drivers/azure.md "Error mapping"), row by row.
 import { describe, expect, it } from 'vitest';
-import { failureKind, toDriverError, type AzureFailure } from './errors.ts';
+import { failureKind, retryAfterMs, toDriverError, type AzureFailure } from './errors.ts';
 
 describe('Azure failures as DriverError kinds', () => {
   const rows: [string, AzureFailure, string][] = [
@@ -41,5 +41,26 @@ describe('Azure failures as DriverError kinds', () => {
     expect(t.kind).toBe('transient');
     expect(t.transient).toBe(true);
     expect(t.message).toMatch(/retry after 30 s/);
+    expect(t.retryAfterMs).toBe(30_000);
+  });
+
+  const NOW = Date.parse('2026-12-02T04:00:00Z');
+  it.each([
+    ['Retry-After in seconds', { retryAfter: '17' }, 17_000],
+    ['Retry-After as an HTTP date', { retryAfter: 'Wed, 02 Dec 2026 04:00:45 GMT' }, 45_000],
+    ['an HTTP date already past', { retryAfter: 'Wed, 02 Dec 2026 03:59:00 GMT' }, 0],
+    ['retry-after-ms wins over Retry-After', { retryAfter: '17', retryAfterMs: '2500' }, 2_500],
+    ['nothing readable', { retryAfter: 'soon' }, undefined],
+    ['no header', {}, undefined],
+  ] as const)('%s -> %s ms', (_name, f, want) => {
+    expect(retryAfterMs(f, NOW)).toBe(want);
+  });
+
+  it('only a transient failure carries a wait', () => {
+    const headers = (h: string) => (h === 'retry-after' ? '30' : undefined);
+    const forbidden = Object.assign(new Error('no'), { name: 'RestError', statusCode: 403, code: 'AuthorizationFailed', response: { status: 403, headers: { get: headers } } });
+    expect(toDriverError('start VM a', forbidden)).toMatchObject({ kind: 'credentials', retryAfterMs: undefined });
+    const unavailable = Object.assign(new Error('busy'), { name: 'RestError', statusCode: 503, response: { status: 503, headers: { get: (h: string) => (h === 'x-ms-retry-after-ms' ? '750' : undefined) } } });
+    expect(toDriverError('start VM a', unavailable)).toMatchObject({ kind: 'transient', retryAfterMs: 750 });
   });
 });

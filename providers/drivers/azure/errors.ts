@@ -5,8 +5,9 @@
 // docs/drivers/azure.md ("Error mapping"): keep the two in step.
 //
 // The SDK's own retries are off: the DMZ client retries `transient` errors
-// (docs/dmz-client.md), so a throttled (429, its Retry-After in the
-// message) or failing (5xx, connection reset) call surfaces here.
+// (docs/dmz-client.md), so a throttled (429, its Retry-After carried as
+// DriverError.retryAfterMs, which the retry waits out) or failing (5xx,
+// connection reset) call surfaces here.
 import { DriverError, type DriverErrorKind } from '../types.ts';
 
 /** ARM error codes with a kind of their own, whatever the status. */
@@ -43,7 +44,24 @@ export interface AzureFailure {
   statusCode?: number;
   code?: string;
   message: string;
+  /** Retry-After as ARM sent it: seconds, or an HTTP date. */
   retryAfter?: string;
+  /** retry-after-ms / x-ms-retry-after-ms: the wait in milliseconds. */
+  retryAfterMs?: string;
+}
+
+/**
+ * How long Azure asked the caller to wait, in ms: `retry-after-ms` or
+ * `x-ms-retry-after-ms` (milliseconds), else `Retry-After` (seconds, or an
+ * HTTP date); undefined when it asked nothing readable.
+ */
+export function retryAfterMs(f: Pick<AzureFailure, 'retryAfter' | 'retryAfterMs'>, now = Date.now()): number | undefined {
+  if (f.retryAfterMs !== undefined && /^\d+$/.test(f.retryAfterMs.trim())) return Number(f.retryAfterMs.trim());
+  const v = f.retryAfter?.trim();
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /** The table: status and code -> kind. */
@@ -98,8 +116,16 @@ export function readFailure(err: unknown): AzureFailure {
     }
   }
   const retryAfter = e.response?.headers?.get?.('retry-after');
+  const retryAfterMs = e.response?.headers?.get?.('retry-after-ms') ?? e.response?.headers?.get?.('x-ms-retry-after-ms');
   const statusCode = e.statusCode ?? e.response?.status;
-  return { name: e.name, message, ...(statusCode !== undefined ? { statusCode } : {}), ...(code ? { code } : {}), ...(retryAfter ? { retryAfter } : {}) };
+  return {
+    name: e.name,
+    message,
+    ...(statusCode !== undefined ? { statusCode } : {}),
+    ...(code ? { code } : {}),
+    ...(retryAfter ? { retryAfter } : {}),
+    ...(retryAfterMs ? { retryAfterMs } : {}),
+  };
 }
 
 /** An SDK error as the DriverError the DMZ client acts on; `what` names the call and the VM. */
@@ -108,7 +134,8 @@ export function toDriverError(what: string, err: unknown): DriverError {
   const f = readFailure(err);
   const kind = failureKind(f);
   const status = [f.statusCode, f.code].filter((x) => x !== undefined).join(' ');
-  const wait = f.retryAfter !== undefined ? `; Azure asks to retry after ${f.retryAfter} s` : '';
+  const waitMs = kind === 'transient' ? retryAfterMs(f) : undefined;
+  const wait = waitMs !== undefined ? `; Azure asks to retry after ${waitMs / 1000} s` : '';
   const why = kind === 'timeout' ? 'no answer before the request timeout' : f.message;
-  return new DriverError(kind, `${what}: Azure ${status ? `answered ${status}` : 'failed'}: ${why}${wait}`);
+  return new DriverError(kind, `${what}: Azure ${status ? `answered ${status}` : 'failed'}: ${why}${wait}`, kind === 'transient', waitMs !== undefined ? { retryAfterMs: waitMs } : {});
 }

@@ -10,8 +10,10 @@ import { diag, hasErrors, sortDiagnostics, type Diagnostic } from '../diags/inde
 import { parseVmAddress, type PlanDocument } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
-import { schemaDiagnostics } from './load.ts';
-import { parseYaml } from './yamlpos.ts';
+import { schemaDiagnostics } from '../policy/load.ts';
+import { parseYaml } from '../policy/yamlpos.ts';
+import { loadStack, specHash } from '../spec/index.ts';
+import { computePlan } from './planner.ts';
 
 export const TESTS_DIR = 'tests';
 
@@ -240,8 +242,6 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
     await mkdir(join(dir, 'specs'));
     await writeFile(join(dir, 'stack.yaml'), stackYaml(c, resolve(packDir)));
     await writeFile(join(dir, 'specs', 'fleets.yaml'), c.specs.length ? c.specs.map((s) => stringify(s)).join('---\n') : '# no fleets\n');
-    // Imported lazily: engine/spec and engine/plan import engine/policy.
-    const { loadStack, specHash } = await import('../spec/index.ts');
     const loaded = await loadStack(dir, { cwd: dir, env: {} });
     const loadDiags = c.specs.length ? loaded.diagnostics : loaded.diagnostics.filter((d) => d.file !== join('specs', 'fleets.yaml'));
     if (hasErrors(loadDiags) || !loaded.stack || !loaded.pack) {
@@ -288,14 +288,7 @@ export async function runPolicyTests(packDir: string, opts: RunOptions = {}): Pr
   } catch {
     return { results: [], diagnostics: [diag('policy.pack-missing', `No test folder: ${dir} does not exist.`, { file: dir })] };
   }
-  let plan = opts.plan;
-  if (!plan) {
-    const mod = (await import('../plan/index.ts')) as unknown as { computePlan?: PlanFn };
-    if (typeof mod.computePlan !== 'function') {
-      return { results: [], diagnostics: [diag('policy.planner-missing', 'engine/plan does not export computePlan; policy tests need the planner.')] };
-    }
-    plan = mod.computePlan;
-  }
+  const plan = opts.plan ?? computePlan;
   const results: PolicyTestResult[] = [];
   for (const f of files) {
     const name = f.replace(/\.ya?ml$/, '');

@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PlanDocument } from '../model/index.ts';
-import { DEFAULT_PACK_DIR, plan as emptyPlan, scratch } from './testdata/fixtures.ts';
-import { diffRows, runPolicyTests, type PlanFn } from './testrunner.ts';
+import { DEFAULT_PACK_DIR, plan as emptyPlan, scratch } from '../policy/testdata/fixtures.ts';
+import { diffRows, runPolicyTests, type PlanFn } from './policy-tests.ts';
 
 const FLEET = `
   - apiVersion: fleet/v1

@@ -1,0 +1,30 @@
+// Whether dist/cli (bin/build.mjs) may run: the manifest the build wrote
+// lists every source it read with its size, modification time and SHA-1, and
+// the build is fresh only while all of them are unchanged. Same size and
+// time is taken as unchanged (a stat each: the usual case in a checkout);
+// a file whose time differs (an installed package: npm pack stores one fixed
+// time for every file) is compared by content.
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+
+/**
+ * The URL of the built entry under `dist` (a folder URL ending in `/`) when
+ * it is fresh against the sources under `root`; undefined when there is no
+ * build, a source changed, or `FLEET_FROM_SOURCE=1` asks for the sources.
+ */
+export function freshBuild(dist, root, env = process.env) {
+  if (env.FLEET_FROM_SOURCE === '1') return undefined;
+  let manifest;
+  try {
+    manifest = JSON.parse(readFileSync(new URL('manifest.json', dist), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  for (const [file, { size, mtimeMs, sha1 }] of Object.entries(manifest.inputs ?? {})) {
+    const url = new URL(file, root);
+    const s = statSync(url, { throwIfNoEntry: false });
+    if (!s || s.size !== size) return undefined;
+    if (s.mtimeMs !== mtimeMs && createHash('sha1').update(readFileSync(url)).digest('hex') !== sha1) return undefined;
+  }
+  return typeof manifest.entry === 'string' ? new URL(manifest.entry, dist) : undefined;
+}

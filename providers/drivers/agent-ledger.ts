@@ -1,0 +1,90 @@
+// What the boot agents of a cloud driver's VMs reported (booting, ready,
+// failed, denied) and the hash of each VM's current one-time boot token,
+// kept in the DMZ client's state folder so a restarted client still believes
+// the report of a VM that was booting when it went down, and still knows a
+// VM whose boot was denied or failed. The cloud has no such state: EC2 and
+// Azure only know running / stopped.
+//
+// File: <stateDir>/agents-<dataCenter>.json, `{ "version": 1, "vms": { cloudId: entry } }`,
+// written whole on every change (temp file 0600 + rename, the folder 0700).
+// It holds no secret: a token's sha256, never the token; never a disk key.
+// An unreadable file is a diagnostic-worthy failure of the driver's start,
+// never silently emptied (a denied VM would look Running after the restart).
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { DriverError } from './types.ts';
+
+export interface AgentLedgerEntry {
+  /** none: no boot this run; stopping: a shutdown was asked. */
+  state: 'none' | 'booting' | 'ready' | 'failed' | 'stopping';
+  /** sha256 hex of the boot token of the latest boot; a report must carry that token. */
+  tokenHash?: string;
+  detail?: string;
+  /** The boot endpoint denied the boot: the VM is to be terminated. */
+  denied?: boolean;
+}
+
+const STATES = new Set(['none', 'booting', 'ready', 'failed', 'stopping']);
+
+export function agentLedgerFile(stateDir: string, dataCenter: string): string {
+  return join(stateDir, `agents-${dataCenter}.json`);
+}
+
+/** A Map of cloud id -> entry that writes itself to `file` on each change (memory only without a file). */
+export class AgentLedger {
+  private readonly vms = new Map<string, AgentLedgerEntry>();
+
+  private constructor(private readonly file: string | undefined) {}
+
+  /** The ledger of a data center: read from `stateDir` when given (created on first write), else in memory. */
+  static open(stateDir: string | undefined, dataCenter: string): AgentLedger {
+    if (stateDir === undefined) return new AgentLedger(undefined);
+    const file = agentLedgerFile(stateDir, dataCenter);
+    const ledger = new AgentLedger(file);
+    let text: string | undefined;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new DriverError('failed', `cannot read the boot agents' reports ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    }
+    if (text !== undefined) {
+      let doc: unknown;
+      try {
+        doc = JSON.parse(text);
+      } catch (err) {
+        throw new DriverError('failed', `the boot agents' reports ${file} are not JSON (${(err as Error).message}); move the file away to start over (VMs booting now will then be re-read from the cloud)`);
+      }
+      const vms = (doc as { version?: unknown; vms?: unknown }).vms;
+      if ((doc as { version?: unknown }).version !== 1 || typeof vms !== 'object' || vms === null) {
+        throw new DriverError('failed', `the boot agents' reports ${file} are not version 1 of the ledger; move the file away to start over`);
+      }
+      for (const [id, e] of Object.entries(vms as Record<string, AgentLedgerEntry>)) {
+        if (typeof e === 'object' && e !== null && STATES.has(e.state)) ledger.vms.set(id, e);
+      }
+    }
+    return ledger;
+  }
+
+  get(cloudId: string): AgentLedgerEntry | undefined {
+    return this.vms.get(cloudId);
+  }
+
+  set(cloudId: string, entry: AgentLedgerEntry): void {
+    this.vms.set(cloudId, { ...entry });
+    this.save();
+  }
+
+  delete(cloudId: string): void {
+    if (this.vms.delete(cloudId)) this.save();
+  }
+
+  private save(): void {
+    if (!this.file) return;
+    mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify({ version: 1, vms: Object.fromEntries(this.vms) })}\n`, { mode: 0o600 });
+    renameSync(tmp, this.file);
+  }
+}

@@ -1,0 +1,110 @@
+// The built CLI (bin/build.mjs -> dist/cli, what `fleet` runs after `npm ci`):
+// it is built from the sources, runs the same commands as the sources do
+// (a TypeScript rule module included), and bin/fresh.mjs stops using a build
+// once any of its sources changes.
+// (The installed package's build, made by npm pack's prepare, is run by test/install.e2e.test.ts.)
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, utimes, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error a plain JavaScript module of the bin folder, no types
+import { freshBuild } from '../bin/fresh.mjs';
+import { REPO } from './helpers/stack.ts';
+
+function node(args: string[], cwd = REPO, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
+
+type Fresh = (dist: URL, root: URL, env?: NodeJS.ProcessEnv) => URL | undefined;
+
+describe('the built CLI', () => {
+  let out: string;
+  /** Runs `fleet ARGS` from the build under `out` (not through bin/fleet.mjs, which would pick dist/cli). */
+  const fleet = (...args: string[]) =>
+    node(['--input-type=module', '-e', `const { main } = await import(${JSON.stringify(pathToFileURL(join(out, 'main.js')).href)}); process.exitCode = await main(['node', 'fleet', ...${JSON.stringify(args)}]);`]);
+
+  beforeAll(async () => {
+    // A folder two levels below the repository, as dist/cli is: the sources' '../../x' paths resolve the same.
+    out = join(REPO, 'dist', `test-${process.pid}`);
+    const built = await node(['bin/build.mjs', '--out', out]);
+    expect(built.code, built.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    if (out) await rm(out, { recursive: true, force: true });
+  });
+
+  it('lists every source it read, with size and modification time', async () => {
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { entry: string; inputs: Record<string, { size: number; mtimeMs: number }> };
+    expect(manifest.entry).toBe('main.js');
+    expect(Object.keys(manifest.inputs)).toEqual(expect.arrayContaining(['engine/cli/main.ts', 'engine/spec/loader.ts', 'engine/policy/load.ts']));
+    expect(Object.keys(manifest.inputs).filter((f) => f.includes('node_modules'))).toEqual([]);
+  });
+
+  it('runs --version, validate and a policy pack with TypeScript rule modules, as the sources do', async () => {
+    const version = await fleet('--version');
+    expect(version.stdout).toBe(`${JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')).version}\n`);
+    const valid = await fleet('validate', '--stack', join(REPO, 'test', 'fixtures', 'example-stack'));
+    expect(valid.code, valid.stderr).toBe(0);
+    expect(valid.stdout).toContain('3 fleets, 2 data centers, policy pack default@1.0.0: valid');
+    // rules/max-cpu.ts: the build registers a TypeScript loader only when it meets such a module.
+    const graph = await fleet('policy', 'graph', join(REPO, 'engine', 'policy', 'testdata', 'custom-pack'));
+    expect(graph.code, graph.stderr).toBe(0);
+    expect(graph.stdout).toContain('Requested');
+  }, 120_000);
+});
+
+describe('bin/fresh.mjs', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'fleet-fresh-'));
+    await mkdir(join(root, 'src'));
+    await mkdir(join(root, 'dist'));
+    await writeFile(join(root, 'src', 'a.ts'), 'export const a = 1;\n');
+  });
+  afterAll(() => rm(root, { recursive: true, force: true }));
+
+  const urls = () => ({ dist: pathToFileURL(join(root, 'dist') + '/'), root: pathToFileURL(root + '/') });
+  async function manifest(): Promise<void> {
+    const { stat } = await import('node:fs/promises');
+    const { createHash } = await import('node:crypto');
+    const s = await stat(join(root, 'src', 'a.ts'));
+    const sha1 = createHash('sha1').update(await readFile(join(root, 'src', 'a.ts'))).digest('hex');
+    await writeFile(join(root, 'dist', 'manifest.json'), JSON.stringify({ entry: 'main.js', inputs: { 'src/a.ts': { size: s.size, mtimeMs: s.mtimeMs, sha1 } } }));
+  }
+
+  it.each([
+    { name: 'fresh: every source unchanged', change: async () => {}, env: {}, fresh: true },
+    { name: 'FLEET_FROM_SOURCE=1 asks for the sources', change: async () => {}, env: { FLEET_FROM_SOURCE: '1' }, fresh: false },
+    // An installed package: npm pack gives every file one fixed time; the content decides.
+    { name: 'a source touched since, same content', change: () => utimes(join(root, 'src', 'a.ts'), new Date(0), new Date(499162860000)), env: {}, fresh: true },
+    { name: 'a source edited, same size, other time', change: async () => {
+        await writeFile(join(root, 'src', 'a.ts'), 'export const a = 2;\n');
+        await utimes(join(root, 'src', 'a.ts'), new Date(0), new Date(499162860000));
+      }, env: {}, fresh: false },
+    { name: 'a source edited (same time, other size)', change: async () => {
+        const { stat } = await import('node:fs/promises');
+        const before = await stat(join(root, 'src', 'a.ts'));
+        await writeFile(join(root, 'src', 'a.ts'), 'export const a = 12;\n');
+        await utimes(join(root, 'src', 'a.ts'), before.atime, before.mtime);
+      }, env: {}, fresh: false },
+    { name: 'a source removed', change: () => rm(join(root, 'src', 'a.ts')), env: {}, fresh: false },
+    { name: 'no build', change: () => rm(join(root, 'dist', 'manifest.json')), env: {}, fresh: false },
+  ])('$name', async ({ change, env, fresh }) => {
+    await writeFile(join(root, 'src', 'a.ts'), 'export const a = 1;\n');
+    await manifest();
+    await change();
+    const { dist, root: r } = urls();
+    const got = (freshBuild as Fresh)(dist, r, env);
+    expect(got?.href).toBe(fresh ? new URL('main.js', dist).href : undefined);
+  });
+});
