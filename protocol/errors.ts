@@ -29,7 +29,7 @@ export const DRIVER_ERROR_KINDS = ['credentials', 'capacity', 'not-found', 'inva
 export type DriverErrorKind = (typeof DRIVER_ERROR_KINDS)[number];
 
 const driverErrors = {
-  'driver.credentials': { status: 200, doc: 'A failed step: the driver refused the credentials (another data center\'s, or expired). The authority issues fresh ones with the next approval: plan and apply again.' },
+  'driver.credentials': { status: 200, doc: 'A failed step: the driver refused the credentials (another data center\'s, expired, or a scoped token the authority did not sign with this data center\'s key: the DMZ client and the authority must share the same FLEET_DMZ_TOKEN_<DC>). The authority issues fresh ones with the next approval: plan and apply again.' },
   'driver.capacity': { status: 200, doc: 'A failed step: the data center has no room for the VM. Free capacity, or place the fleet elsewhere.' },
   'driver.not-found': { status: 200, doc: 'A failed step: the cloud does not know the VM. `fleet refresh` brings the record in line with the cloud.' },
   'driver.invalid-state': { status: 200, doc: 'A failed step: the cloud\'s VM is not in a state that allows the operation. `fleet refresh`, then plan again.' },

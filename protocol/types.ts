@@ -420,6 +420,9 @@ export interface ListVmsResponse {
  */
 export interface ScopedCredentials {
   dataCenter: string;
+  /**
+   * v1.<nonce>.<expiresAtMs>.<mac>: HMAC-SHA256 under the data center's credential key, derived from its DMZ client token (protocol/scoped-token.ts); the sim verifies it. A secret: never logged or stored.
+   */
   token: string;
   expiresAt: string;
   /**

@@ -15,6 +15,7 @@ import type { LoadedPack } from '../engine/policy/types.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import type { LoadedDataCenter, LoadedStack } from '../engine/spec/types.ts';
 import { startDmzClient, type RunningDmzClient } from './dmz-client/index.ts';
+import { credentialKey } from '../protocol/index.ts';
 import { createSimDriver, type SimDriver } from './drivers/sim/index.ts';
 
 export interface EmbeddedOptions {
@@ -108,8 +109,10 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
     for (const d of embedded) {
       const stateDir = simStateDir(opts.stack, d.name);
       const sim = d.sim ?? {};
+      const authorityToken = authorityTokens.find((t) => t.name === d.name)?.token ?? '';
       const driver = await createSimDriver({
         dataCenter: d.name,
+        credentialKey: credentialKey(authorityToken, d.name),
         stateDir,
         capacity: d.capacity,
         latencyMs: sim.latencyMs,
@@ -125,7 +128,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
         dataCenter: d.name,
         driver,
         authorityUrl: authority.url,
-        authorityToken: authorityTokens.find((t) => t.name === d.name)?.token ?? '',
+        authorityToken,
         clientToken,
         stateDir,
         pack: opts.pack,

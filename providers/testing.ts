@@ -13,7 +13,7 @@ import type { FleetRecord } from '../engine/record/types.ts';
 import { DmzHttpClient, type DmzHttpClientOptions } from './client.ts';
 import { startDmzClient, type RunningDmzClient, type StartDmzClientOptions } from './dmz-client/index.ts';
 import { createSimDriver, type SimDriver, type SimOptions } from './drivers/sim/index.ts';
-import type { CreateVmRequest, NewVmRequest, StepResult } from '../protocol/index.ts';
+import { credentialKey, type CreateVmRequest, type NewVmRequest, type StepResult } from '../protocol/index.ts';
 
 export interface TestDc {
   name: string;
@@ -71,7 +71,7 @@ export async function startTestWorld(opts: {
     const simOpts = typeof opts.sim === 'function' ? opts.sim(name) : (opts.sim ?? {});
     const clientToken = `client-${name}-${randomUUID()}`;
     const make = async () => {
-      const driver = await createSimDriver({ dataCenter: name, stateDir, latencyMs: 2, capacity: { vms: 50, cpu: 200, memoryGiB: 800 }, ...simOpts });
+      const driver = await createSimDriver({ dataCenter: name, stateDir, latencyMs: 2, capacity: { vms: 50, cpu: 200, memoryGiB: 800 }, credentialKey: credentialKey(token, name), ...simOpts });
       const dmz = await startDmzClient({
         dataCenter: name,
         driver,

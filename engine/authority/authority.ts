@@ -50,7 +50,8 @@ import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce
 import { addressTaken, approvedEarlier, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
 import { capacityOf, commitsToDeletion, createBudget, judgeProtect, judgeRequestRules, judgeResize, type Capacities } from './policy.ts';
 import type { RequestFacts } from '../policy/types.ts';
-import { credentialToken, diskKey, randomToken } from './keys.ts';
+import { diskKey, randomToken } from './keys.ts';
+import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { BootGate } from './boot.ts';
 import type { CredentialBroker } from './credentials/types.ts';
 import { StaleRow, VmRows } from './rows.ts';
@@ -72,6 +73,16 @@ export interface AuthorityCoreOptions {
   capacity?: Capacities;
   /** Admin tokens: an override's proof is checked against them when the stack accepts overrides from admins only (policy.ts judgeProtect). Never logged. */
   adminTokens?: readonly string[];
+  /** Signs the credentials' scoped token per data center (credentials/scoped.ts); absent: keys no DMZ client holds (the core alone, in tests). */
+  scopedTokens?: ScopedTokenIssuer;
+  /**
+   * How many authorities serve this stack's record (default 1). With more,
+   * nothing one replica decides rests on what only it remembers: no VM row
+   * is kept between calls (every decision on a fresh read) and no edge is
+   * approved ahead (an approval ahead is written by the report of the edge
+   * before it, which another replica may receive). docs/operations.md, "Replicas".
+   */
+  replicas?: number;
 }
 
 /**
@@ -115,9 +126,13 @@ export class Authority {
   private readonly requestRules: boolean;
   /** Whether owner-quota is mandatory and limits anyone. */
   private readonly anyQuota: boolean;
+  private readonly scopedTokens: ScopedTokenIssuer;
+  /** Other replicas write the same record (AuthorityCoreOptions.replicas > 1). */
+  private readonly shared: boolean;
 
   constructor(private readonly o: AuthorityCoreOptions) {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
+    this.scopedTokens = o.scopedTokens ?? new ScopedTokenIssuer([], o.secret);
     const r = o.record;
     // Transitions and creates both lock fleet rows: one key space for the two.
     const fleetLocks = new KeyLocks();
@@ -133,7 +148,8 @@ export class Authority {
       locks: fleetLocks,
     });
     const reads = new Batched((ids: string[]) => r.getVms(ids), OVERLAP);
-    this.rows = new VmRows((id) => reads.submit(id));
+    this.shared = (o.replicas ?? 1) > 1;
+    this.rows = new VmRows((id) => reads.submit(id), !this.shared);
     this.boot = new BootGate(r, o.pack, o.secret, this.rows, OVERLAP);
     this.requestRules = [...o.pack.rules.values()].some((x) => x.enforcement === 'mandatory' && x.rule.checkRequest !== undefined);
     const quota = o.pack.rules.get('owner-quota');
@@ -247,12 +263,12 @@ export class Authority {
     this.ahead.prune(cutoff);
   }
 
-  private credentials(dataCenter: string, requestId: string) {
+  private credentials(dataCenter: string, _requestId: string) {
     const cloud = this.o.credentialBroker?.issued(dataCenter);
     const expiresAt = new Date(Math.min(Date.now() + this.ttl, cloud ? Date.parse(cloud.expiresAt) : Infinity)).toISOString();
     return {
       dataCenter,
-      token: credentialToken(this.o.secret, dataCenter, requestId, expiresAt),
+      token: this.scopedTokens.issue(dataCenter, expiresAt),
       expiresAt,
       ...(cloud?.aws ? { aws: cloud.aws } : {}),
       ...(cloud?.azure ? { azure: cloud.azure } : {}),
@@ -273,12 +289,12 @@ export class Authority {
   private authorizeEdge(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     this.ahead.drop(req.vmId);
     const to = req.to;
-    if (to === undefined) return Promise.resolve(veto('a transition needs its target state'));
+    if (to === undefined) return Promise.resolve(veto('a transition needs its target state', undefined, 'bad-request'));
     return this.rows.decideOn(req.vmId, async (vm, remembered) => {
       // Anything but an approval is decided again on a fresh read.
-      const refuse = async (reason: string): Promise<AuthorizeResponse> => {
+      const refuse = async (reason: string, code: WireCode): Promise<AuthorizeResponse> => {
         if (remembered) throw new StaleRow(reason);
-        if (!vm) return veto(reason);
+        if (!vm) return veto(reason, undefined, code);
         await this.o.record.addHistory(vm.id, {
           from: req.from,
           to: to,
@@ -288,14 +304,14 @@ export class Authority {
           requestId: req.requestId,
           detail: reason,
         });
-        return veto(reason, vm);
+        return veto(reason, vm, code);
       };
-      if (!vm) return refuse(`VM ${req.vmId} is not in the record`);
+      if (!vm) return refuse(`VM ${req.vmId} is not in the record`, 'unknown-vm');
       const judged = judgeEdge(this.o.pack, caller, req, to, vm);
-      if (!judged.ok) return refuse(judged.reason);
+      if (!judged.ok) return refuse(judged.reason, judged.refusal);
       const { operation } = judged;
       const policy = await this.judgePolicy(req, to, vm, operation);
-      if (!policy.ok) return refuse(policy.reason);
+      if (!policy.ok) return refuse(policy.reason, policy.refusal);
       // The intent (and a boot edge's token), before any cloud call; the
       // state change itself is written at report. Written only while the VM
       // is still at the version decided on (a conflict decides again on a
@@ -364,9 +380,9 @@ export class Authority {
     next: readonly AuthorizeRequest[] = [],
     ahead = false,
   ): Promise<{ answer: AuthorizeResponse; row?: VmRow; foreseen?: Foreseen[] }> {
-    const no = (reason: string) => ({ answer: veto(reason) });
+    const no = (r: { reason: string; refusal: WireCode }) => ({ answer: veto(r.reason, undefined, r.refusal) });
     const judged = judgeCreate(this.o.pack, this.o.stackName, caller, req);
-    if (!judged.ok) return no(judged.reason);
+    if (!judged.ok) return no(judged);
     const spec = req.vm!;
     const facts: RequestFacts = {
       kind: 'create',
@@ -383,13 +399,13 @@ export class Authority {
       operation: 'insert',
     };
     const rules = judgeRequestRules(this.o.pack, facts);
-    if (!rules.ok) return no(rules.reason);
+    if (!rules.ok) return no(rules);
     // Quota and capacity: checked by the record in the insert's transaction (record/budget.ts).
     const budget = createBudget(this.o.pack, this.o.capacity ?? {}, spec.owner, caller);
     const { realImage, modified, reason } = judged;
     const again = (existing: VmRow) => {
       const repeated = judgeRepeatedCreate(caller, existing);
-      if (!repeated.ok) return no(repeated.reason);
+      if (!repeated.ok) return no(repeated);
       return { answer: { decision: modified ? 'modified' : 'approved', reason, operation: 'insert', realImage, vm: toAuthorityVm(existing) } satisfies AuthorizeResponse, row: existing };
     };
     if (spec.replaces !== undefined) {
@@ -397,7 +413,7 @@ export class Authority {
       const existing = await this.rows.get(req.vmId);
       if (existing) return again(existing);
       const replaced = judgeReplaced(caller, spec, await this.o.record.getVm(spec.replaces));
-      if (!replaced.ok) return no(replaced.reason);
+      if (!replaced.ok) return no(replaced);
     }
     const initial = this.lifecycle.initial;
     const newVm: NewVm = {
@@ -438,14 +454,14 @@ export class Authority {
       if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx, budget);
       else vm = await this.inserts.submit({ vm: newVm, ctx, budget, ...onward(caller, foreseen) });
     } catch (err) {
-      if (err instanceof BudgetExceededError) return no(err.diagnostics[0].detail);
+      if (err instanceof BudgetExceededError) return no({ reason: err.diagnostics[0].detail, refusal: err.which === 'owner' ? 'over-quota' : 'over-capacity' });
       if (!(err instanceof VersionConflictError)) throw err;
       if (err.key === req.vmId) {
         // A repeated create (the DMZ client lost our answer): same VM, same answer.
         const existing = await this.rows.get(req.vmId);
         if (existing) return again(existing);
       }
-      return no(addressTaken(spec, err.message).reason);
+      return no(addressTaken(spec, err.message));
     }
     this.rows.remember(vm);
     return {
@@ -485,7 +501,8 @@ export class Authority {
     const checked = checkAdvance(caller, req);
     if (!checked.ok) throw new WireError(checked.refusal, checked.reason);
     const { vmId } = checked;
-    const ahead = req.ahead === true;
+    // Approvals ahead live in this process until the next report: not with replicas.
+    const ahead = req.ahead === true && !this.shared;
     return this.rows.serial(vmId, async () => {
       await this.o.credentialBroker?.prepare(caller);
       // A new chain decides afresh what comes next.

@@ -1,5 +1,5 @@
-// The authority's own secrets: disk keys and credentials derived from its
-// secret, and the secret's file. (sha256 and sameSecret, which every party
+// The authority's own secrets: disk keys derived from its secret, and the
+// secret's file (credentials' scoped tokens: credentials/scoped.ts). (sha256 and sameSecret, which every party
 // uses, are in protocol/hash.ts.)
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -16,10 +16,6 @@ export function randomToken(bytes = 32): string {
  */
 export function diskKey(secret: string, vmId: string): string {
   return createHmac('sha256', secret).update(`disk-key:${vmId}`).digest('base64url');
-}
-
-export function credentialToken(secret: string, dataCenter: string, requestId: string, expiresAt: string): string {
-  return createHmac('sha256', secret).update(`cred:${dataCenter}:${requestId}:${expiresAt}`).digest('base64url');
 }
 
 /** Reads the authority's secret from `file`, creating it (mode 0600) on first use. */

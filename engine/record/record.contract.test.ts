@@ -546,6 +546,15 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await r.history(s)).map((h) => h.address)).toEqual(['web/0', 'db/0', 'web/0', 'web/0']);
       expect((await r.history(s, 'web/0', { limit: 2 })).map((h) => h.outcome)).toEqual(['vetoed', 'drift']);
       expect(await r.history(s, 'web/9')).toEqual([]);
+      // Only one outcome (the dashboard's drift), over the stack or one address, with a limit.
+      await r.addHistory(a.id, { from: 'Requested', to: 'Requested', outcome: 'drift', actor: 'refresh', detail: 'second' });
+      expect((await r.history(s, undefined, { outcome: 'drift' })).map((h) => [h.address, h.detail])).toEqual([
+        ['web/0', null],
+        ['web/0', 'second'],
+      ]);
+      expect((await r.history(s, 'web/0', { outcome: 'drift', limit: 1 })).map((h) => h.detail)).toEqual(['second']);
+      expect(await r.history(s, 'db/0', { outcome: 'drift' })).toEqual([]);
+      expect(await r.history(freshStack(), undefined, { outcome: 'vetoed' })).toEqual([]);
     });
 
     it('bulk-inserts all or none', async () => {
@@ -811,6 +820,24 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         ['web/2', 'failed', 'capacity', 'k2'],
       ]);
       expect(await r.unfinishedSteps(freshStack())).toEqual([]);
+      // The dashboard's reads: plans newest first (limited), one plan's whole journal in write order.
+      expect((await r.listPlans(s)).map((p) => [p.id, p.result, p.digest, p.who])).toEqual([
+        [`${s}-p2`, 'running', 'sha256:def', 'ci'],
+        [`${s}-p1`, 'failed', 'sha256:abc', 'ci'],
+      ]);
+      expect((await r.listPlans(s, { limit: 1 })).map((p) => p.id)).toEqual([`${s}-p2`]);
+      expect(await r.listPlans(freshStack())).toEqual([]);
+      const journal = await r.planJournal(`${s}-p1`);
+      expect(journal.map((j) => [j.address, j.status, j.detail])).toEqual([
+        ['web/0', 'started', null],
+        ['web/0', 'done', null],
+        ['web/1', 'started', null],
+        ['web/2', 'started', null],
+        ['web/2', 'failed', 'capacity'],
+      ]);
+      expect(journal[0]).toMatchObject({ planId: `${s}-p1`, seq: 0, from: 'Requested', to: 'BeingCreated', idempotencyKey: 'k0' });
+      expect(Number.isNaN(Date.parse(journal[0].at))).toBe(false);
+      expect(await r.planJournal(`${s}-p2`)).toEqual([]);
     });
 
     it('group-commits concurrent journal calls: each resolves with its row committed, in fewer INSERTs than rows', async () => {
@@ -866,6 +893,14 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         { vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' },
       ]);
       expect((await bootAttempts(r, { vmId: b.id })).map((x) => [x.approved, x.reason, x.cloudId])).toEqual([[true, 'matches', 'i-1']]);
+      // One VM's attempts, newest first, limited.
+      await r.addBootAttempts([{ vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: true, reason: 'matches' }]);
+      expect((await r.listBootAttempts(a.id)).map((x) => [x.approved, x.reason, x.dataCenter, x.cloudId, x.image])).toEqual([
+        [true, 'matches', 'miami', 'i-1', 'ami-1'],
+        [false, 'no token', 'miami', 'i-1', 'ami-1'],
+      ]);
+      expect((await r.listBootAttempts(a.id, { limit: 1 })).map((x) => x.reason)).toEqual(['matches']);
+      expect(await r.listBootAttempts('nope')).toEqual([]);
       expect(await r.getVms([b.id, 'nope', a.id])).toMatchObject([{ id: b.id, address: 'web/1' }, undefined, { id: a.id, address: 'web/0' }]);
       expect(await r.getVms([])).toEqual([]);
     });

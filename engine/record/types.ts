@@ -294,6 +294,11 @@ export interface BootAttempt {
   reason: string;
 }
 
+/** A boot attempt as the record holds it (BootStore.listBootAttempts). */
+export interface BootAttemptRow extends BootAttempt {
+  at: string;
+}
+
 export interface AppliedPlan {
   id: string;
   stack: string;
@@ -404,8 +409,12 @@ export interface HistoryStore {
    * when the authority no longer remembers it (a restart in between).
    */
   approvalOf(vmId: string, requestId: string): Promise<Approval | undefined>;
-  /** Oldest first; with `limit`, the newest `limit` rows (still oldest first). Includes rows of retired VMs at the address. */
-  history(stack: string, address?: string, opts?: { limit?: number }): Promise<HistoryRow[]>;
+  /**
+   * Oldest first; with `limit`, the newest `limit` rows (still oldest first);
+   * with `outcome`, only rows of that outcome (the dashboard's drift). Includes
+   * rows of retired VMs at the address.
+   */
+  history(stack: string, address?: string, opts?: { limit?: number; outcome?: Outcome }): Promise<HistoryRow[]>;
 }
 
 /** Per-fleet leases held by an apply. */
@@ -429,6 +438,10 @@ export interface PlanStore {
   journal(row: Omit<JournalRow, 'at'>): Promise<void>;
   /** Steps whose last status is `started` or `failed` (an interrupted or failed apply). */
   unfinishedSteps(stack: string): Promise<JournalRow[]>;
+  /** The stack's applied plans, newest first (by start), at most `limit` (default 100). */
+  listPlans(stack: string, opts?: { limit?: number }): Promise<AppliedPlan[]>;
+  /** Every journal row of one plan, in the order they were written. */
+  planJournal(planId: string): Promise<JournalRow[]>;
 }
 
 /** The boot endpoint's writes. Boot tokens are stored by the VM writes that approve a boot edge (`bootTokenHash`). */
@@ -442,6 +455,8 @@ export interface BootStore {
   authorizeBoots(items: readonly BootCheck[]): Promise<BootCheckResult[]>;
   /** Records boot attempts (approved or denied), one statement for many. */
   addBootAttempts(attempts: readonly BootAttempt[]): Promise<void>;
+  /** One VM's boot attempts, newest first, at most `limit` (default 100). */
+  listBootAttempts(vmId: string, opts?: { limit?: number }): Promise<BootAttemptRow[]>;
 }
 
 /**
@@ -453,5 +468,7 @@ export interface BootStore {
 export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
+  /** The schema version the record is at (migrations.ts; 0: not migrated): a readiness probe compares it with SCHEMA_VERSION. */
+  schemaVersion(): Promise<number>;
   close(): Promise<void>;
 }

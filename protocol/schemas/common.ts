@@ -124,7 +124,11 @@ export const credentialsSchema = {
   required: ['dataCenter', 'token', 'expiresAt'],
   properties: {
     dataCenter: { type: 'string' },
-    token: { type: 'string' },
+    token: {
+      type: 'string',
+      description:
+        'v1.<nonce>.<expiresAtMs>.<mac>: HMAC-SHA256 under the data center\'s credential key, derived from its DMZ client token (protocol/scoped-token.ts); the sim verifies it. A secret: never logged or stored.',
+    },
     expiresAt: { type: 'string' },
     aws: {
       description: 'For an `aws` data center: STS session credentials the authority brokered for it (engine/authority/credentials/aws.ts). A secret: never logged or stored.',

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FleetError } from '../../engine/diags/index.ts';
-import { ProtocolError } from '../../protocol/index.ts';
+import { ProtocolError, credentialKey } from '../../protocol/index.ts';
 import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
 import { DmzHttpClient } from '../client.ts';
@@ -247,6 +247,24 @@ describe('DMZ client + authority + sim over real HTTP', () => {
     expect((await client.listVms()).filter((v) => v.status === 'present')).toHaveLength(3);
   });
 
+  it("a DMZ client whose sim holds another token's key refuses every approved mutating call with credentials; the right key goes through", async () => {
+    // The authority signs miami's scoped tokens with the key of miami's real DMZ client token; this sim derived its key from another one.
+    world = await startTestWorld({ record, dataCenters: ['miami', 'richmond'], sim: (name) => (name === 'miami' ? { credentialKey: credentialKey('not-the-authority-token', 'miami') } : {}) });
+    const miami = world.dc('miami');
+    const vm = newVm(world.stack);
+    await miami.client.createVm(createRequest(vm));
+    const last = (await walk(miami.client, vm.id, ['Requested', 'BeingCreated', 'PoweredOff'])).at(-1);
+    expect(last).toMatchObject({ outcome: 'failed', operation: 'createVm', vm: { state: 'CreateFailed' }, error: { code: 'driver.credentials' } });
+    expect(last?.error?.message).toContain('not signed by the authority for data center miami');
+    expect(miami.driver.calls.get('createVm')).toBe(1); // refused at once, not retried
+    expect(await miami.client.listVms()).toEqual([]);
+    // The same authority's approvals pass a sim with the right key (richmond's, derived from its DMZ client token).
+    const richmond = world.dc('richmond');
+    const ok = newVm(world.stack, { index: 1 });
+    await richmond.client.createVm(createRequest(ok));
+    expect((await walk(richmond.client, ok.id, TO_RUNNING)).at(-1)).toMatchObject({ outcome: 'ok', vm: { state: 'Running' } });
+  });
+
   it('a full data center refuses the create, leaving the VM in CreateFailed', async () => {
     world = await startTestWorld({ record, sim: { capacity: { vms: 1 } } });
     const { client } = world.dc('miami');
@@ -470,7 +488,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     const w = world;
     const dc = w.dc('miami');
     const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-nopack-'));
-    const driver = await createSimDriver({ dataCenter: 'miami', stateDir: dir, latencyMs: 2, capacity: { vms: 50, cpu: 200, memoryGiB: 800 } });
+    const driver = await createSimDriver({ dataCenter: 'miami', stateDir: dir, latencyMs: 2, capacity: { vms: 50, cpu: 200, memoryGiB: 800 }, credentialKey: credentialKey(dc.authorityToken, 'miami') });
     const dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: w.authority.url, authorityToken: dc.authorityToken, clientToken: 'nopack', stateDir: dir, readyTimeoutMs: 10_000 });
     try {
       const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dmz.url, token: () => 'nopack', batch: true, baseDelayMs: 1 });

@@ -6,11 +6,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AuthorityVm, AuthorizeResponse } from '../../protocol/index.ts';
 import { OPERATIONS } from '../../engine/model/index.ts';
 import { createSimDriver, type SimDriver } from '../drivers/sim/index.ts';
+import { signedCredentials, testCredentialKey } from '../drivers/sim/testing.ts';
 import { DriverError, type ScopedCredentials } from '../drivers/types.ts';
 import { CARRIED_OUT, Operations, callDriver } from './operations.ts';
 
 const DC = 'dc-a';
-const creds = (dataCenter = DC): ScopedCredentials => ({ dataCenter, token: 't', expiresAt: new Date(Date.now() + 60_000).toISOString() });
+const creds = (dataCenter = DC): ScopedCredentials => signedCredentials(dataCenter);
 
 /** The record's VM, as an approval carries it. */
 function recordVm(over: Partial<AuthorityVm> = {}): AuthorityVm {
@@ -39,7 +40,7 @@ let driver: SimDriver;
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dmzfleet-operations-'));
   // Agents boot after a minute: a booted VM stays `booting` for the test (see the awaitReady case for one that boots).
-  driver = await createSimDriver({ dataCenter: DC, stateDir: dir, latencyMs: 0, bootMs: 60_000 });
+  driver = await createSimDriver({ dataCenter: DC, stateDir: dir, latencyMs: 0, bootMs: 60_000, credentialKey: testCredentialKey(DC) });
 });
 afterEach(async () => {
   await driver.close();
@@ -80,7 +81,7 @@ describe('Operations: an edge operation as a driver call', () => {
 
   it('awaitReady of a VM whose boot found no boot endpoint fails boot-failed', async () => {
     await driver.close();
-    driver = await createSimDriver({ dataCenter: DC, stateDir: dir, latencyMs: 0, bootMs: 0 });
+    driver = await createSimDriver({ dataCenter: DC, stateDir: dir, latencyMs: 0, bootMs: 0, credentialKey: testCredentialKey(DC) });
     const ops = operations();
     const vm = recordVm();
     const { cloudId } = await ops.carryOut('createVm', approval('createVm', vm), vm.id, undefined);
@@ -181,7 +182,7 @@ describe('callDriver: a deadline per call, tried again while the failure is tran
   });
 
   it('a transient failure of the sim (errorRate) is tried again inside one operation', async () => {
-    const flaky = await createSimDriver({ dataCenter: DC, stateDir: join(dir, 'flaky'), latencyMs: 0, errorRate: 0.5, seed: 3 });
+    const flaky = await createSimDriver({ dataCenter: DC, stateDir: join(dir, 'flaky'), latencyMs: 0, errorRate: 0.5, seed: 3, credentialKey: testCredentialKey(DC) });
     try {
       const ops = new Operations(flaky, { attempts: 20, timeoutMs: 5_000, readyTimeoutMs: 1_000, backoffMs: 0 });
       const vm = recordVm();

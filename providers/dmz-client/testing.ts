@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { Authority } from '../../engine/authority/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
 import { createSimDriver, type SimDriver, type SimOptions } from '../drivers/sim/index.ts';
+import { testCredentialKey, testDmzToken } from '../drivers/sim/testing.ts';
+import { ScopedTokenIssuer } from '../../engine/authority/credentials/scoped.ts';
 import type { StepResult } from '../../protocol/index.ts';
 import { defaultPack } from '../testing.ts';
 import { IdempotencyStore } from './idempotency.ts';
@@ -40,7 +42,7 @@ export async function startStepWorld(record: FleetRecord, sim: Partial<SimOption
   const stack = `step-${randomUUID().slice(0, 8)}`;
   const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-step-'));
   const pack = await defaultPack();
-  const core = new Authority({ record, pack, stackName: stack, secret: 'test-secret' });
+  const core = new Authority({ record, pack, stackName: stack, secret: 'test-secret', scopedTokens: new ScopedTokenIssuer([{ name: DC, token: testDmzToken(DC) }], 'test-secret') });
   const calls: string[] = [];
   let hold: Promise<void> | undefined;
   const authority: AuthorityCalls = {
@@ -52,7 +54,7 @@ export async function startStepWorld(record: FleetRecord, sim: Partial<SimOption
     },
     advance: (b) => (calls.push(`advance ${b.create ? 'create' : `report ${b.report?.from}>${b.report?.to}`} +${b.next.length}`), core.advance(DC, b)),
   };
-  const driver = await createSimDriver({ dataCenter: DC, stateDir: dir, latencyMs: 1, capacity: { vms: 10, cpu: 100, memoryGiB: 100 }, ...sim });
+  const driver = await createSimDriver({ dataCenter: DC, stateDir: dir, latencyMs: 1, capacity: { vms: 10, cpu: 100, memoryGiB: 100 }, credentialKey: testCredentialKey(DC), ...sim });
   const store = new IdempotencyStore<StepResult>(dir);
   const defaults: RequestDefaults = { dataCenter: DC, initial: pack.lifecycle.initial, terminal: pack.lifecycle.terminal[0] };
   const steps = new StepRunner({ ...defaults, driver, authority, store, readyTimeoutMs: 2_000, driverBackoffMs: 0 });

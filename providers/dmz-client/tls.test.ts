@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { credentialKey } from '../../protocol/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAuthority, type RunningService } from '../../engine/authority/server.ts';
 import { openRecord } from '../../engine/record/index.ts';
@@ -35,7 +36,7 @@ beforeAll(async () => {
   const pack = await defaultPack();
   authority = await startAuthority({ record, pack, stackName: 'tls', dataCenters: [{ name: 'miami', token: 'auth-tok' }], tls: serverTls('authority') });
   dir = await mkdtemp(join(tmpdir(), 'dmz-tls-'));
-  driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1 });
+  driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, credentialKey: credentialKey('auth-tok', 'miami') });
   dmz = await startDmzClient({
     dataCenter: 'miami',
     driver,

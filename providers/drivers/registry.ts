@@ -5,6 +5,7 @@
 // To add a driver: write providers/drivers/<kind>/ exporting a DriverFactory,
 // add one line to FACTORIES, and make it pass the contract suite
 // (providers/drivers/contract.ts, README.md beside this file).
+import type { KeyObject } from 'node:crypto';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { LoadedDataCenter } from '../../engine/spec/types.ts';
 import type { DmzClientSpec } from '../../specs/types/dmz-client.ts';
@@ -31,6 +32,14 @@ export interface DriverContext {
   /** Folder for the driver's local state. */
   stateDir: string;
   env: Readonly<Record<string, string | undefined>>;
+  /**
+   * The key that verifies the authority's scoped tokens for this data center
+   * (protocol/scoped-token.ts: derived from the DMZ client's token at the
+   * authority, never the token itself). The sim verifies every mutating
+   * call's credentials with it; cloud drivers leave that to the cloud, which
+   * checks the credentials the authority brokered.
+   */
+  credentialKey: KeyObject;
 }
 
 export type DriverFactory = (ctx: DriverContext) => Promise<Driver>;

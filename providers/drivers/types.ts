@@ -5,7 +5,8 @@
 //
 // What every driver must keep true:
 // - It acts only in its own data center and only with credentials the
-//   authority issued for that data center (checkCredentials); reads may use
+//   authority issued for that data center (checkCredentials; the sim also
+//   verifies their scoped token, protocol/scoped-token.ts); reads may use
 //   the DMZ client's own read-only credentials.
 // - createVm is idempotent per vmId (like EC2's ClientToken): a repeated call
 //   returns the VM created first, never a second one.
@@ -88,6 +89,12 @@ export interface Driver {
    * it changes nothing. Absent: the driver's VMs report otherwise (sim).
    */
   agentStatus?(report: AgentReport): boolean;
+  /**
+   * Rejects, saying why, unless the DMZ client's own cloud credentials (those
+   * its reads use) work: one cheap read call (the DMZ client's readiness,
+   * GET /readyz). Absent: nothing to check (sim).
+   */
+  ready?(): Promise<void>;
   /** Stops timers and flushes state; the cloud's VMs stay. */
   close(): Promise<void>;
 }

@@ -12,6 +12,7 @@ import { EC2_FAULTS, FakeEc2 } from './fake-ec2.ts';
 import { EC2_STATES, mapEc2State } from './states.ts';
 import { CONTRACT_TYPES, sessionCredentials } from './testing.ts';
 import { defaultPack } from '../../testing.ts';
+import { credentialKey } from '../../../protocol/index.ts';
 
 const DC = 'virginia';
 const creds = () => sessionCredentials(DC);
@@ -56,6 +57,17 @@ describe('aws driver', () => {
   afterEach(async () => {
     await driver.close();
     await ec2.close();
+  });
+
+  it('ready (the DMZ client\'s readiness): one DescribeInstances page of at most 5 with its own read identity; refused credentials reject with the reason', async () => {
+    await driver.ready();
+    const [call] = ec2.calls('DescribeInstances');
+    expect(Object.fromEntries(call.params)).toMatchObject({ MaxResults: '5' });
+    expect(ec2.requests.at(-1)?.accessKeyId).toBe('AKIDREADONLY');
+    ec2.fail('DescribeInstances', EC2_FAULTS.credentials);
+    const err = await failure(driver.ready());
+    expect(err.kind).toBe('credentials');
+    expect(err.message).toContain('AWS was not able to validate the provided access credentials');
   });
 
   it('RunInstances carries ClientToken = VM id, the tags, the instance type of the size, the network, and user data with the agent but no token or key', async () => {
@@ -197,6 +209,7 @@ describe('aws driver', () => {
       config: { aws: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'], endpoint: 'http://127.0.0.1:9' } },
       stateDir: '/nonexistent',
       env: { AWS_ENDPOINT_URL_EC2: ec2.endpoint, AWS_ACCESS_KEY_ID: 'AKIDENV', AWS_SECRET_ACCESS_KEY: 'env-secret' },
+      credentialKey: credentialKey('dmz-token', DC),
     });
     try {
       expect(await d.list(read())).toEqual([]);

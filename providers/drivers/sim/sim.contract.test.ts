@@ -6,15 +6,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { driverContract } from '../contract.ts';
 import { createSimDriver } from './sim.ts';
+import { signedCredentials, testCredentialKey } from './testing.ts';
 
 driverContract('sim', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-sim-contract-'));
-  const driver = await createSimDriver({ dataCenter: 'dc-contract', stateDir: dir, latencyMs: 1, callTimeoutMs: 100 });
-  const creds = () => ({ dataCenter: 'dc-contract', token: 'scoped', expiresAt: new Date(Date.now() + 60_000).toISOString() });
+  const driver = await createSimDriver({ dataCenter: 'dc-contract', stateDir: dir, latencyMs: 1, callTimeoutMs: 100, credentialKey: testCredentialKey('dc-contract') });
+  // Signed as the authority signs them; reads carry the DMZ client's own (unsigned) read-only identity.
+  const creds = () => signedCredentials('dc-contract');
   return {
     driver,
     creds,
-    readCreds: () => ({ ...creds(), token: 'read-only' }),
+    readCreds: () => ({ ...creds(), token: 'dmz-client-read-only' }),
     inject: (call, kind) => driver.setFaults(kind === 'timeout' ? { hangCalls: [call] } : { failWith: { [call]: kind } }),
     heal: () => driver.setFaults({}),
     vanish: (vm) => driver.deleteVm(creds(), { vmId: vm.vmId, cloudId: vm.cloudId }),

@@ -6,15 +6,20 @@ import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FleetError } from '../../../engine/diags/index.ts';
-import { sha256 } from '../../../protocol/index.ts';
+import { credentialKey, sha256, signScopedToken } from '../../../protocol/index.ts';
 import type { DriverError} from '../types.ts';
 import { type ScopedCredentials } from '../types.ts';
+import { signedCredentials, testCredentialKey } from './testing.ts';
 import { createSimDriver, parseSimState, readSimState, seededRandom, simLogFile, simStateFile, type SimDriver } from './sim.ts';
 
-const creds = (dataCenter = 'dc-a', ms = 60_000): ScopedCredentials => ({ dataCenter, token: 't', expiresAt: new Date(Date.now() + ms).toISOString() });
+/** Credentials as the authority issues them for `dataCenter` (signed with its key), valid for `ms`. */
+const creds = (dataCenter = 'dc-a', ms = 60_000): ScopedCredentials => signedCredentials(dataCenter, { ms });
+const KEY = testCredentialKey('dc-a');
+/** The DMZ client's own read-only identity (providers/dmz-client/routes.ts): reads only. */
+const READ: ScopedCredentials = { dataCenter: 'dc-a', token: 'dmz-client-read-only', expiresAt: new Date(Date.now() + 3_600_000).toISOString() };
 const input = (over: Partial<{ vmId: string; cpu: number; encryptedDisk: boolean; diskKeyHash: string }> = {}) => ({
   vmId: over.vmId ?? randomUUID(),
   name: 'n',
@@ -27,7 +32,7 @@ const input = (over: Partial<{ vmId: string; cpu: number; encryptedDisk: boolean
 let dir: string;
 const drivers: SimDriver[] = [];
 async function sim(opts: Partial<Parameters<typeof createSimDriver>[0]> = {}): Promise<SimDriver> {
-  const d = await createSimDriver({ dataCenter: 'dc-a', stateDir: dir, latencyMs: 1, ...opts });
+  const d = await createSimDriver({ dataCenter: 'dc-a', stateDir: dir, latencyMs: 1, credentialKey: KEY, ...opts });
   drivers.push(d);
   return d;
 }
@@ -94,7 +99,7 @@ describe('one owner per simulated data center', () => {
 
   it('creates its folders 0700 and its files 0600', async () => {
     const stateDir = join(dir, 'sim', 'dc-a');
-    const d = await createSimDriver({ dataCenter: 'dc-a', stateDir, latencyMs: 0 });
+    const d = await createSimDriver({ dataCenter: 'dc-a', stateDir, latencyMs: 0, credentialKey: KEY });
     await d.createVm(creds(), input());
     await d.powerOn(creds(), (await d.list(creds()))[0]);
     expect(existsSync(simLogFile(stateDir, 'dc-a'))).toBe(true);
@@ -181,7 +186,7 @@ describe('sim driver', () => {
     // Not closed (as after a crash): the next open of the files as they were left replays the log, then compacts it away.
     const crashed = await mkdtemp(join(tmpdir(), 'dmzfleet-sim-crashed-'));
     await cp(dir, crashed, { recursive: true });
-    const f = await createSimDriver({ dataCenter: 'dc-a', stateDir: crashed, latencyMs: 0 });
+    const f = await createSimDriver({ dataCenter: 'dc-a', stateDir: crashed, latencyMs: 0, credentialKey: KEY });
     drivers.push(f);
     expect(existsSync(simLogFile(crashed, 'dc-a'))).toBe(false);
     expect(await f.get(creds(), { vmId: made[7].vmId, cloudId: made[7].cloudId })).toMatchObject({ power: 'on' });
@@ -240,13 +245,84 @@ describe('sim driver', () => {
     expect(await d.list(creds())).toHaveLength(1);
   });
 
-  it.each([
-    { name: 'another data center', c: creds('dc-b'), want: 'scoped to data center dc-b' },
-    { name: 'expired', c: creds('dc-a', -1000), want: 'expired' },
-    { name: 'no token', c: { ...creds(), token: '' }, want: 'no token' },
-  ])('refuses credentials: $name', async ({ c, want }) => {
+  // The scoped token (protocol/scoped-token.ts): every mutating call's
+  // credentials must be what the authority signed for this data center with
+  // the key the sim was given; anything else is `credentials`, before the
+  // call changes anything.
+  const signed = (over: { dataCenter?: string; key?: KeyObject; expiresAt?: string; nonce?: string } = {}): ScopedCredentials => {
+    const dataCenter = over.dataCenter ?? 'dc-a';
+    const expiresAt = over.expiresAt ?? new Date(Date.now() + 60_000).toISOString();
+    return { dataCenter, token: signScopedToken(over.key ?? KEY, dataCenter, expiresAt, over.nonce), expiresAt };
+  };
+  /** The token's parts changed by `f` (v1.<nonce>.<expiry>.<mac>). */
+  const tamper = (c: ScopedCredentials, f: (p: string[]) => void): ScopedCredentials => {
+    const p = c.token.split('.');
+    f(p);
+    return { ...c, token: p.join('.') };
+  };
+  const flip = (s: string) => (s[0] === 'A' ? 'B' : 'A') + s.slice(1);
+  const later = new Date(Date.now() + 3_600_000).toISOString();
+  const credentialCases: { name: string; c: () => ScopedCredentials; want: RegExp | null }[] = [
+    { name: 'signed for dc-a with its key', c: () => signed(), want: null },
+    { name: 'signed with a nonce of our choosing', c: () => signed({ nonce: 'abc_-123' }), want: null },
+    { name: 'missing token', c: () => ({ ...signed(), token: '' }), want: /carry no token/ },
+    { name: 'a made-up token', c: () => ({ ...signed(), token: 't' }), want: /not a scoped token/ },
+    { name: 'another version', c: () => tamper(signed(), (p) => (p[0] = 'v2')), want: /not a scoped token/ },
+    { name: 'a part too many', c: () => ({ ...signed(), token: `${signed().token}.x` }), want: /not a scoped token/ },
+    { name: 'expired', c: () => signed({ expiresAt: new Date(Date.now() - 1000).toISOString() }), want: /expired at/ },
+    { name: 'another data center (its own key)', c: () => creds('dc-b'), want: /scoped to data center dc-b, not dc-a/ },
+    { name: "dc-b's token relabelled dc-a", c: () => ({ ...creds('dc-b'), dataCenter: 'dc-a' }), want: /not signed by the authority for data center dc-a/ },
+    { name: "signed for dc-a with dc-b's key", c: () => signed({ key: testCredentialKey('dc-b') }), want: /not signed by the authority/ },
+    { name: 'signed with a key of another DMZ client token', c: () => signed({ key: credentialKey('some-other-token', 'dc-a') }), want: /not signed by the authority/ },
+    { name: 'nonce tampered', c: () => tamper(signed(), (p) => (p[1] = flip(p[1]))), want: /not signed by the authority/ },
+    { name: 'expiry in the token moved later', c: () => ({ ...tamper(signed(), (p) => (p[2] = String(Date.parse(later)))), expiresAt: later }), want: /not signed by the authority/ },
+    { name: 'expiresAt moved later, token kept', c: () => ({ ...signed(), expiresAt: later }), want: /not the expiry their token was signed with/ },
+    { name: 'mac tampered', c: () => tamper(signed(), (p) => (p[3] = flip(p[3]))), want: /not signed by the authority/ },
+    { name: 'mac truncated', c: () => tamper(signed(), (p) => (p[3] = p[3].slice(0, 10))), want: /not signed by the authority/ },
+    { name: 'mac missing', c: () => tamper(signed(), (p) => (p[3] = '')), want: /not a scoped token/ },
+  ];
+
+  it.each(credentialCases)('verifies the scoped token of createVm: $name', async ({ c, want }) => {
     const d = await sim();
-    await expect(d.createVm(c, input())).rejects.toThrow(want);
+    const creds = c();
+    if (want === null) {
+      await expect(d.createVm(creds, input())).resolves.toMatchObject({ status: 'present' });
+      return;
+    }
+    const err = (await d.createVm(creds, input()).catch((e: unknown) => e)) as DriverError;
+    expect(err).toMatchObject({ kind: 'credentials', transient: false });
+    expect(err.message).toMatch(want);
+    // The refusal names what is wrong, never the token's nonce or mac.
+    for (const part of creds.token.split('.').filter((x) => x.length >= 8)) expect(err.message).not.toContain(part);
+    expect(await d.list(READ)).toEqual([]);
+    expect((await readSimState(dir, 'dc-a')).vms).toEqual([]);
+  });
+
+  it('refuses every mutating call with forged credentials and changes nothing; reads take the read-only identity', async () => {
+    const d = await sim({ bootMs: 0 });
+    const vm = await d.createVm(creds(), input());
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await d.powerOn(creds(), ref);
+    const before = await readSimState(dir, 'dc-a');
+    const forged = signed({ key: credentialKey('stolen-guess', 'dc-a') });
+    const calls: [string, () => Promise<unknown>][] = [
+      ['createVm', () => d.createVm(forged, input())],
+      ['powerOn', () => d.powerOn(forged, ref)],
+      ['boot', () => d.boot(forged, ref, { bootToken: 'b' })],
+      ['awaitReady', () => d.awaitReady(forged, ref, { timeoutMs: 10 })],
+      ['shutdown', () => d.shutdown(forged, ref)],
+      ['powerOff', () => d.powerOff(forged, ref)],
+      ['resize', () => d.resize(forged, ref, { cpu: 2, memoryGiB: 2, diskGiB: 10 })],
+      ['deleteVm', () => d.deleteVm(forged, ref)],
+    ];
+    for (const [name, call] of calls) {
+      await expect(call(), name).rejects.toMatchObject({ kind: 'credentials', message: expect.stringContaining(`refuses ${name}`) });
+    }
+    expect(await readSimState(dir, 'dc-a')).toEqual(before);
+    // Reads use the DMZ client's own read-only identity: no signed token needed, but still this data center and unexpired.
+    expect(await d.get(READ, ref)).toMatchObject({ power: 'on', agent: 'none', status: 'present' });
+    await expect(d.list({ ...READ, dataCenter: 'dc-b' })).rejects.toMatchObject({ kind: 'credentials' });
+    await expect(d.list({ ...READ, expiresAt: new Date(Date.now() - 1).toISOString() })).rejects.toMatchObject({ kind: 'credentials' });
   });
 
   it('has finite capacity', async () => {
@@ -264,7 +340,7 @@ describe('sim driver', () => {
     const vm = await d.createVm(creds(), input());
     await expect(d.powerOn(creds(), { vmId: vm.vmId, cloudId: vm.cloudId })).rejects.toMatchObject({ kind: 'failed', transient: false });
     const outcomes = async (stateDir: string) => {
-      const e = await createSimDriver({ dataCenter: 'dc-a', stateDir, latencyMs: 0, errorRate: 0.5, seed: 3 });
+      const e = await createSimDriver({ dataCenter: 'dc-a', stateDir, latencyMs: 0, errorRate: 0.5, seed: 3, credentialKey: KEY });
       drivers.push(e);
       const out: string[] = [];
       for (let i = 0; i < 10; i++) out.push(await e.createVm(creds(), input()).then(() => 'ok', (x: DriverError) => x.kind));

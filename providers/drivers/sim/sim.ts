@@ -20,13 +20,13 @@
 // grows past COMPACT_RATIO times the snapshot. Lines with a seq the snapshot
 // already holds (a crash between rename and removal) and a line torn by a
 // crash mid-append (never answered) are skipped when loading.
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
-import { sha256 } from '../../../protocol/index.ts';
+import { scopedTokenProblem, sha256 } from '../../../protocol/index.ts';
 import { GroupCommit, lockFolder } from '../../../engine/durability/index.ts';
 import { postJson, sendTarget } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
@@ -46,6 +46,12 @@ import type { DriverFactory } from '../registry.ts';
 
 export interface SimOptions {
   dataCenter: string;
+  /**
+   * The key the authority signs this data center's scoped tokens with
+   * (protocol/scoped-token.ts's credentialKey of the DMZ client's token):
+   * every mutating call's credentials must carry a token it verifies.
+   */
+  credentialKey: KeyObject;
   /** Folder of the state file `sim-<dataCenter>.json`. */
   stateDir: string;
   capacity?: { vms?: number; cpu?: number; memoryGiB?: number };
@@ -412,10 +418,21 @@ export class SimDriver implements Driver {
     });
   }
 
-  /** Latency, then the configured failures; every call goes through here first. */
+  /**
+   * The credentials check, then latency, then the configured failures; every
+   * call goes through here first. A mutating call needs credentials the
+   * authority issued for this data center (their scoped token verified under
+   * credentialKey, as a cloud verifies what its token service issued); reads
+   * use the DMZ client's own read-only identity, checked for scope and expiry.
+   */
   private async enter(call: DriverCall, creds: ScopedCredentials): Promise<void> {
     this.calls.set(call, (this.calls.get(call) ?? 0) + 1);
-    checkCredentials(this.dataCenter, creds);
+    if (MUTATING.has(call)) {
+      const problem = scopedTokenProblem(this.o.credentialKey, this.dataCenter, creds);
+      if (problem !== undefined) throw new DriverError('credentials', `sim ${this.dataCenter} refuses ${call}: ${problem}`);
+    } else {
+      checkCredentials(this.dataCenter, creds);
+    }
     if (this.o.hangCalls?.includes(call) || this.faults.hangCalls?.includes(call)) {
       const limit = this.o.callTimeoutMs;
       if (limit === undefined) await new Promise<never>(() => undefined);
@@ -580,6 +597,11 @@ export class SimDriver implements Driver {
 
   async awaitReady(creds: ScopedCredentials, ref: VmRef, opts: { timeoutMs?: number } = {}): Promise<CloudVm> {
     await this.enter('awaitReady', creds);
+    return this.settle(ref, opts);
+  }
+
+  /** awaitReady past the call's checks. */
+  private async settle(ref: VmRef, opts: { timeoutMs?: number }): Promise<CloudVm> {
     const vm = this.find(ref);
     if (!vm) throw new DriverError('not-found', `sim ${this.dataCenter} has no VM ${ref.cloudId ?? ref.vmId}`);
     const timeoutMs = opts.timeoutMs ?? this.o.readyTimeoutMs ?? 30_000;
@@ -675,9 +697,8 @@ export class SimDriver implements Driver {
 
   /** Resolves when the VM's agent settled (ready, failed or terminated); test helper. */
   async waitSettled(cloudId: string, timeoutMs = 10_000): Promise<CloudVm> {
-    const creds = { dataCenter: this.dataCenter, token: 'sim-internal', expiresAt: new Date(Date.now() + 60_000).toISOString() };
     try {
-      return await this.awaitReady(creds, { vmId: '', cloudId }, { timeoutMs });
+      return await this.settle({ vmId: '', cloudId }, { timeoutMs });
     } catch {
       const vm = this.byCloudId.get(cloudId);
       if (!vm) throw new DriverError('not-found', `no VM ${cloudId}`);
@@ -736,6 +757,6 @@ function view(dataCenter: string, vm: SimVm): CloudVm {
   };
 }
 
-/** The registry's factory (providers/drivers/registry.ts): the stack's capacity and sim settings. */
+/** The registry's factory (providers/drivers/registry.ts): the stack's capacity and sim settings, and the key of the DMZ client's scoped tokens. */
 export const simDriverFactory: DriverFactory = (ctx) =>
-  createSimDriver({ dataCenter: ctx.dataCenter.name, stateDir: ctx.stateDir, capacity: ctx.dataCenter.capacity, ...(ctx.dataCenter.sim ?? {}) });
+  createSimDriver({ dataCenter: ctx.dataCenter.name, stateDir: ctx.stateDir, capacity: ctx.dataCenter.capacity, ...(ctx.dataCenter.sim ?? {}), credentialKey: ctx.credentialKey });
