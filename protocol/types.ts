@@ -132,6 +132,7 @@ export interface AuthorizeRequest {
    * The fencing token the CLI's request carried (the DMZ client passes it on).
    */
   fencingToken?: number;
+  override?: Override;
 }
 /**
  * The VM a create asks for.
@@ -154,6 +155,27 @@ export interface VmSpec {
    * Id of the live VM at the same address that this one replaces (create-before-delete): it is deposed when this one is inserted.
    */
   replaces?: string;
+}
+/**
+ * An override a person gave with the plan (`--allow-destroy <fleet>`), carried with each request of that fleet's deleting steps. The authority records who and why in the VM's history; the stack may accept it only with a proof made with the admin token (the protect rule's `override: admin`).
+ */
+export interface Override {
+  /**
+   * Deleting a member of a protected fleet is allowed.
+   */
+  allowDestroy: boolean;
+  /**
+   * Who gave it (the apply's actor, e.g. user@host or the CI identity).
+   */
+  by: string;
+  /**
+   * Why: the plan and flag it came from.
+   */
+  reason: string;
+  /**
+   * hex HMAC-SHA256 under the admin token of `allow-destroy`, the VM id, plan id, `by` and `reason` joined by newlines (protocol/hash.ts overrideProof). Required when the stack accepts overrides from admins only.
+   */
+  proof?: string;
 }
 export interface AdvanceResponse {
   report?: ReportResponse;
@@ -339,6 +361,7 @@ export interface TransitionRequest {
   to: string;
   operation?: 'resize';
   size?: VmSize;
+  override?: Override;
 }
 /**
  * DELETE /v1/vms/:id: the edge into the terminal state (from is the VM's current state, e.g. BeingDeleted).
@@ -355,6 +378,7 @@ export interface DeleteVmRequest {
    * The terminal state; defaults to the pack's first terminal state.
    */
   to?: string;
+  override?: Override;
 }
 /**
  * The apply's lane (docs/protocol.md, "Lanes"): of the runs naming lane `id`, at most `width` do cloud work at once at this DMZ client; the others wait, approved, for a place. Without it the run starts at once.

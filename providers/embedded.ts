@@ -85,7 +85,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
   const embedded = dcs.filter((x) => x.address === 'embedded');
   if (embedded.length === 0) return { authorityUrl: undefined, clients, drivers, close: async () => undefined };
 
-  const authorityTokens = embedded.map((d) => ({ name: d.name, token: randomToken() }));
+  const authorityTokens = embedded.map((d) => ({ name: d.name, token: randomToken(), capacity: d.capacity }));
   const started: { dmz: RunningDmzClient; driver: SimDriver }[] = [];
   let authority: RunningService | undefined;
   const close = async () => {
@@ -103,6 +103,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
       dataCenters: authorityTokens,
       secret: loadOrCreateSecret(join(opts.stack.stateDir, 'authority.secret')),
       logger: opts.logger,
+      // The embedded authority checks override proofs against the same admin token the CLI proves them with.
+      ...(env.FLEET_ADMIN_TOKEN ? { adminTokens: [env.FLEET_ADMIN_TOKEN] } : {}),
     });
     for (const d of embedded) {
       const stateDir = simStateDir(opts.stack, d.name);

@@ -40,7 +40,7 @@ import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts
 import type { Lifecycle } from '../engine/policy/types.ts';
 import type { ClientTls } from '../engine/transport/index.ts';
 import { DmzHttpClient } from './client.ts';
-import type { ActualVm, BatchStep, NewVmRequest, RunLane, StepResult } from '../protocol/index.ts';
+import type { ActualVm, BatchStep, NewVmRequest, Override, RunLane, StepResult } from '../protocol/index.ts';
 
 /**
  * What a VM resource is declared with: the create request's VM (protocol/,
@@ -90,6 +90,8 @@ export interface PlannedCall {
   replaces?: string;
   /** The apply's lock's fencing token: every request carries it (the authority refuses it once a newer lock exists). */
   fencingToken?: number;
+  /** delete: the override the plan carries for this VM's fleet (--allow-destroy), sent with each of its requests. */
+  override?: Override;
 }
 
 /** The provider calls fleet apply makes: what the executor may hold (the test's recording provider implements the same). */
@@ -216,8 +218,8 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   }
 
   /** A plan step as the request that carries it out. */
-  private request(vmId: string, step: Step, idempotencyKey: string, planId: string | null, inputs: VmInputs, fencingToken?: number): BatchStep {
-    const edge = { idempotencyKey, planId, ...(fencingToken !== undefined ? { fencingToken } : {}), from: step.from, to: step.to };
+  private request(vmId: string, step: Step, idempotencyKey: string, planId: string | null, inputs: VmInputs, fencingToken?: number, override?: Override): BatchStep {
+    const edge = { idempotencyKey, planId, ...(fencingToken !== undefined ? { fencingToken } : {}), from: step.from, to: step.to, ...(override ? { override } : {}) };
     if (step.operation === 'resize') return { op: 'transition', vmId, body: { ...edge, operation: 'resize', size: inputs.size } };
     if (step.operation === 'deleteVm') return { op: 'delete', vmId, body: edge };
     return { op: 'transition', vmId, body: edge };
@@ -374,7 +376,13 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const walkSteps = steps;
     const key = planned?.key ?? this.randomKeys();
     const planId = planned?.planId ?? props.planId ?? null;
-    const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, props, planned?.fencingToken)), props.state, planned, (k) => `${walkSteps[k].from} -> ${walkSteps[k].to}`);
+    const w = await this.run(
+      this.connect(),
+      walkSteps.map((s, k) => this.request(id, s, key(k), planId, props, planned?.fencingToken, planned?.override)),
+      props.state,
+      planned,
+      (k) => `${walkSteps[k].from} -> ${walkSteps[k].to}`,
+    );
     if (w.error) this.fail(w);
   }
 

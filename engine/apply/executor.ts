@@ -26,7 +26,7 @@ import type { Change, PlanDocument, Step } from '../model/index.ts';
 import { planDigest } from '../plan/digest.ts';
 import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
-import type { RunLane, StepResult } from '../../protocol/index.ts';
+import { overrideProof, type Override, type RunLane, type StepResult } from '../../protocol/index.ts';
 import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
 import { runWaves, type MemberOutcome, type RolloutEvent, type RolloutReport } from './rollout.ts';
 
@@ -77,6 +77,15 @@ export interface ApplyOptions {
   providers: ReadonlyMap<string, MemberProvider>;
   /** Owner of each fleet (create requests carry it for quotas). */
   owners: Readonly<Record<string, string>>;
+  /**
+   * Whether each fleet's spec says `protect: true`: written to the record
+   * for the plan's fleets that have a spec (FleetRecord.setFleetProtection)
+   * before any step, so the authority enforces it, and a fleet whose spec
+   * is removed later stays protected.
+   */
+  protection?: Readonly<Record<string, boolean>>;
+  /** The admin token (FLEET_ADMIN_TOKEN): overrides carry a proof made with it (protocol/hash.ts overrideProof). Never logged. */
+  adminToken?: string;
   /** Concurrent members per data center. */
   parallelism: number;
   /** Who applies, for history and locks. Default user@host. */
@@ -225,6 +234,10 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   const interrupted = () => opts.signal?.aborted === true;
   try {
     await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
+    for (const fleet of plan.fleets) {
+      const p = opts.protection?.[fleet];
+      if (p !== undefined) await record.setFleetProtection(plan.stack, fleet, opts.owners[fleet] ?? 'unknown', p);
+    }
     await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
 
     const byDc = new Map<string, Change[]>();
@@ -335,6 +348,13 @@ export async function lockFleets(
     }
     return take();
   }
+}
+
+/** The override a plan's --allow-destroy gives the deletion of VM `vmId`: who and why, and the admin proof when there is an admin token. */
+function overrideOf(plan: PlanDocument, vmId: string, fleet: string, opts: ApplyOptions): Override {
+  const by = opts.actor ?? defaultActor();
+  const reason = `--allow-destroy ${fleet} in plan ${plan.id}`;
+  return { allowDestroy: true, by, reason, ...(opts.adminToken ? { proof: overrideProof(opts.adminToken, vmId, plan.id, by, reason) } : {}) };
 }
 
 /** Requests a change makes: a create request per new VM plus one per step. */
@@ -517,6 +537,7 @@ async function runMember(
         fencingToken,
         ...(lane ? { lane } : {}),
         ...(c.method === 'create' ? { vmId: c.vmId, ...(change.action === 'replace' && change.replaceOrder === 'create-before-delete' && change.vmId ? { replaces: change.vmId } : {}) } : {}),
+        ...(c.method === 'delete' && plan.options.allowDestroy.includes(change.fleet) ? { override: overrideOf(plan, c.vmId, change.fleet, opts) } : {}),
       };
       if (c.method === 'create') await provider.create(inputs, planned);
       else if (c.method === 'update') await provider.update(c.vmId, current, inputs, planned);

@@ -29,7 +29,7 @@
 import type { LoadedPack } from '../policy/types.ts';
 import { Batched, KeyLocks } from '../durability/index.ts';
 import { formatVmAddress } from '../model/index.ts';
-import { VersionConflictError } from '../record/index.ts';
+import { BudgetExceededError, VersionConflictError } from '../record/index.ts';
 import type { ChangeContext, FleetFence, FleetRecord, HistoryItem, InsertItem, NewVm, TransitionItem, VmRow } from '../record/index.ts';
 import {
   WireError,
@@ -44,9 +44,12 @@ import {
   type ReportRequest,
   type ReportResponse,
   type WireCode,
+  type Decided,
 } from '../../protocol/index.ts';
 import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce, noneReport, onward, passedAlready, reportCtx, rowAt, type Approved, type Foreseen } from './chain.ts';
-import { addressTaken, doneAlready, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeFence, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
+import { addressTaken, approvedEarlier, doneAlready, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeFence, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
+import { capacityOf, commitsToDeletion, createBudget, judgeProtect, judgeRequestRules, judgeResize, type Capacities } from './policy.ts';
+import type { RequestFacts } from '../policy/types.ts';
 import { diskKey, randomToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { BootGate } from './boot.ts';
@@ -66,6 +69,10 @@ export interface AuthorityCoreOptions {
   credentialTtlMs?: number;
   /** Cloud credentials of cloud data centers (engine/authority/credentials); none: the scoped token alone (sim). */
   credentialBroker?: CredentialBroker;
+  /** The capacity of each data center (stack.yaml dataCenters[].capacity), for datacenter-capacity at the authority (policy.ts). */
+  capacity?: Capacities;
+  /** Admin tokens: an override's proof is checked against them when the stack accepts overrides from admins only (policy.ts judgeProtect). Never logged. */
+  adminTokens?: readonly string[];
   /** Signs the credentials' scoped token per data center (credentials/scoped.ts); absent: keys no DMZ client holds (the core alone, in tests). */
   scopedTokens?: ScopedTokenIssuer;
   /**
@@ -117,6 +124,10 @@ export class Authority {
   private readonly boot: BootGate;
   /** Fleet fences (their latest lock's fencing token), read per batch of authorizations (judgeFence). */
   private readonly fences: Batched<{ stack: string; fleet: string }, FleetFence | undefined>;
+  /** Whether the pack has a mandatory request-level rule (Rule.checkRequest): then every edge is judged by the service. */
+  private readonly requestRules: boolean;
+  /** Whether owner-quota is mandatory and limits anyone. */
+  private readonly anyQuota: boolean;
   private readonly scopedTokens: ScopedTokenIssuer;
   /** Other replicas write the same record (AuthorityCoreOptions.replicas > 1). */
   private readonly shared: boolean;
@@ -150,6 +161,101 @@ export class Authority {
       }
       return items.map((i) => out.get(fleetKey(i.stack, i.fleet)));
     }, OVERLAP);
+    this.requestRules = [...o.pack.rules.values()].some((x) => x.enforcement === 'mandatory' && x.rule.checkRequest !== undefined);
+    const quota = o.pack.rules.get('owner-quota');
+    this.anyQuota = quota?.enforcement === 'mandatory' && Object.keys((quota.config.limits ?? {}) as object).length > 0;
+  }
+
+  /**
+   * Whether an edge may be decided by judgeEdge alone (the advance chain's
+   * foresee): not when the policy at the authority has to read the record
+   * for it (policy.ts): a resize that grows, an edge that commits the VM to
+   * deletion, or any edge under a request-level rule.
+   */
+  private plain(fleetProtected?: boolean): (req: AuthorizeRequest, to: string, at: VmRow) => boolean {
+    return (req, to, at) => {
+      if (this.requestRules) return false;
+      if (req.kind === 'resize') return !this.limitsResize(req, at);
+      return !this.entersDeletion(req.from, to) || fleetProtected === false;
+    };
+  }
+
+  /**
+   * Whether an edge is the first that commits a VM to deletion (policy.ts
+   * commitsToDeletion): protect is judged there, once; the edges after it
+   * (BeingDeleted -> Deleted) only finish what was allowed.
+   */
+  private entersDeletion(from: string | null, to: string): boolean {
+    if (this.o.pack.rules.get('protect')?.enforcement === 'disabled' || this.o.pack.rules.get('protect')?.enforcement === 'advisory') return false;
+    return commitsToDeletion(this.lifecycle, to) && (from === null || !commitsToDeletion(this.lifecycle, from));
+  }
+
+  /** Whether a resize grows `vm` where a quota or the data center's capacity may limit it (then judgeResize decides, on a fresh read). */
+  private limitsResize(req: AuthorizeRequest, vm: VmRow): boolean {
+    if (req.kind !== 'resize' || !req.size || (req.size.cpu <= vm.size.cpu && req.size.memoryGiB <= vm.size.memoryGiB)) return false;
+    return this.anyQuota || capacityOf(this.o.pack, this.o.capacity ?? {}, vm.dataCenter) !== undefined;
+  }
+
+  /** What resizes approved and not yet reported add, per owner and per data center (judgeResize). */
+  private reserved() {
+    const sum = (match: (p: Pending) => boolean) => {
+      const out = { cpu: 0, memoryGiB: 0 };
+      for (const p of this.pending.values()) {
+        if (p.grow && match(p)) {
+          out.cpu += p.grow.cpu;
+          out.memoryGiB += p.grow.memoryGiB;
+        }
+      }
+      return out;
+    };
+    return { owner: (o: string) => sum((p) => p.owner === o), dataCenter: (dc: string) => sum((p) => p.dataCenter === dc) };
+  }
+
+  /**
+   * The policy at the authority on an edge of `vm` (policy.ts), on the
+   * record as it is now: protect (with the request's override), a resize's
+   * quota and capacity, and request-level rules. Approved: what the intent
+   * row adds (an override used) and what a resize reserves.
+   */
+  private async judgePolicy(req: AuthorizeRequest, to: string, vm: VmRow, operation: string): Promise<Decided<{ note?: string; grow?: Pending['grow']; owner?: string }>> {
+    const deleting = this.entersDeletion(req.from, to);
+    const growing = this.limitsResize(req, vm);
+    if (!deleting && !growing && !this.requestRules) return { ok: true };
+    const [fleet] = await this.o.record.listFleets(vm.stack, [vm.fleet]);
+    const owner = fleet?.owner ?? '';
+    let note: string | undefined;
+    if (deleting) {
+      const judged = judgeProtect(this.o.pack, vm, to, fleet?.protected ?? false, req, this.o.adminTokens ?? []);
+      if (!judged.ok) return judged;
+      note = judged.overridden;
+    }
+    let grow: Pending['grow'];
+    if (growing) {
+      const size = req.size!;
+      const usage = await this.o.record.usage(vm.stack, { excludeFleets: [] });
+      const judged = judgeResize(this.o.pack, this.o.capacity ?? {}, vm, owner, size, usage, this.reserved());
+      if (!judged.ok) return judged;
+      grow = { cpu: Math.max(0, size.cpu - vm.size.cpu), memoryGiB: Math.max(0, size.memoryGiB - vm.size.memoryGiB) };
+    }
+    if (this.requestRules) {
+      const facts: RequestFacts = {
+        kind: req.kind === 'resize' ? 'resize' : 'transition',
+        stack: vm.stack,
+        fleet: vm.fleet,
+        address: vm.address,
+        owner,
+        dataCenter: vm.dataCenter,
+        image: vm.image,
+        size: req.kind === 'resize' && req.size ? req.size : vm.size,
+        encryptedDisk: vm.encryptedDisk,
+        from: req.from,
+        to,
+        operation,
+      };
+      const judged = judgeRequestRules(this.o.pack, facts);
+      if (!judged.ok) return judged;
+    }
+    return { ok: true, ...(note ? { note } : {}), ...(grow ? { grow, owner } : {}) };
   }
 
   /**
@@ -195,8 +301,11 @@ export class Authority {
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const foreign = vetoForeign(caller, req);
     if (foreign) return foreign;
-    await this.o.credentialBroker?.prepare(caller);
-    return this.rows.serial(req.vmId, async () => (req.kind === 'create' ? (await this.authorizeCreate(caller, req)).answer : this.authorizeEdge(caller, req)));
+    // Queued for the VM at once (calls about one VM run in the order they came), the credentials prepared inside.
+    return this.rows.serial(req.vmId, async () => {
+      await this.o.credentialBroker?.prepare(caller);
+      return req.kind === 'create' ? (await this.authorizeCreate(caller, req)).answer : this.authorizeEdge(caller, req);
+    });
   }
 
   /** authorize of a transition or a resize, inside serial(). */
@@ -237,19 +346,22 @@ export class Authority {
       if (!judged.ok) return refuse(judged.reason, judged.refusal);
       const fence = await this.fenced(vm.stack, vm.fleet, req.fencingToken);
       if (fence !== undefined) return refuse(fence, 'fenced');
+      const { operation } = judged;
+      const policy = await this.judgePolicy(req, to, vm, operation);
+      if (!policy.ok) return refuse(policy.reason, policy.refusal);
       // The intent (and a boot edge's token), before any cloud call; the
       // state change itself is written at report. Written only while the VM
       // is still at the version decided on (a conflict decides again on a
-      // fresh read).
-      const { operation } = judged;
+      // fresh read). An override used is recorded in it, with who and why.
       const bootToken = operation === 'boot' ? randomToken(24) : undefined;
+      const intent = intentOf(req, to, operation);
       await this.intents.submit({
         vmId: vm.id,
-        row: { from: req.from, outcome: 'ok', ...intentOf(req, to, operation) },
+        row: { from: req.from, outcome: 'ok', ...intent, ...(policy.note ? { detail: `${intent.detail}; ${policy.note}` } : {}) },
         expectedVersion: vm.version,
         ...(bootToken !== undefined ? { bootTokenHash: sha256(bootToken) } : {}),
       });
-      return this.approve(caller, req, { vm, to, operation, ...(bootToken !== undefined ? { bootToken } : {}) });
+      return this.approve(caller, req, { vm, to, operation, ...(bootToken !== undefined ? { bootToken } : {}) }, { grow: policy.grow, owner: policy.owner });
     });
   }
 
@@ -259,7 +371,7 @@ export class Authority {
    * `createVm` of an encrypted VM) and, unless it was moved at once, the
    * pending entry its report is checked against.
    */
-  private approve(caller: string, req: AuthorizeRequest, edge: Approved, opts: { moved?: boolean } = {}): AuthorizeResponse {
+  private approve(caller: string, req: AuthorizeRequest, edge: Approved, opts: { moved?: boolean; grow?: Pending['grow']; owner?: string } = {}): AuthorizeResponse {
     const { vm, to, operation } = edge;
     const res: AuthorizeResponse = {
       decision: 'approved',
@@ -277,7 +389,19 @@ export class Authority {
     this.prunePending();
     // A repeated authorize (a lost answer) moves its entry to the end: entries stay in time order.
     this.pending.delete(req.requestId);
-    if (!opts.moved) this.pending.set(req.requestId, { dataCenter: caller, vmId: vm.id, from: vm.state, to, kind: req.kind, operation, at: Date.now() });
+    if (!opts.moved) {
+      this.pending.set(req.requestId, {
+        dataCenter: caller,
+        vmId: vm.id,
+        from: vm.state,
+        to,
+        kind: req.kind,
+        operation,
+        at: Date.now(),
+        ...(req.kind === 'resize' && req.size ? { size: req.size } : {}),
+        ...(opts.grow ? { grow: opts.grow, owner: opts.owner } : {}),
+      });
+    }
     return res;
   }
 
@@ -297,6 +421,24 @@ export class Authority {
     const judged = judgeCreate(this.o.pack, this.o.stackName, caller, req);
     if (!judged.ok) return no(judged);
     const spec = req.vm!;
+    const facts: RequestFacts = {
+      kind: 'create',
+      stack: spec.stack,
+      fleet: spec.fleet,
+      address: formatVmAddress(spec.fleet, spec.index),
+      owner: spec.owner,
+      dataCenter: caller,
+      image: spec.image,
+      size: spec.size,
+      encryptedDisk: spec.encryptedDisk,
+      from: null,
+      to: this.lifecycle.initial,
+      operation: 'insert',
+    };
+    const rules = judgeRequestRules(this.o.pack, facts);
+    if (!rules.ok) return no(rules);
+    // Quota and capacity: checked by the record in the insert's transaction (record/budget.ts).
+    const budget = createBudget(this.o.pack, this.o.capacity ?? {}, spec.owner, caller);
     const { realImage, modified, reason } = judged;
     const fence = await this.fenced(spec.stack, spec.fleet, req.fencingToken);
     if (fence !== undefined) return no({ reason: fence, refusal: 'fenced' });
@@ -345,12 +487,13 @@ export class Authority {
       deposed: false,
     };
     // A replacement also deposes the old VM (its own transaction) and carries no chain; plain creates go in batches.
-    const foreseen = newVm.replaces === undefined ? foresee(this.o.pack, caller, next, inserted, { ahead }) : [];
+    const foreseen = newVm.replaces === undefined ? foresee(this.o.pack, caller, next, inserted, { ahead, plain: this.plain() }) : [];
     let vm: VmRow;
     try {
-      if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx);
-      else vm = await this.inserts.submit({ vm: newVm, ctx, ...onward(caller, foreseen) });
+      if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx, budget);
+      else vm = await this.inserts.submit({ vm: newVm, ctx, budget, ...onward(caller, foreseen) });
     } catch (err) {
+      if (err instanceof BudgetExceededError) return no({ reason: err.diagnostics[0].detail, refusal: err.which === 'owner' ? 'over-quota' : 'over-capacity' });
       if (!(err instanceof VersionConflictError)) throw err;
       if (err.key === req.vmId) {
         // A repeated create (the DMZ client lost our answer): same VM, same answer.
@@ -396,11 +539,11 @@ export class Authority {
   async advance(caller: string, req: AdvanceRequest): Promise<AdvanceResponse> {
     const checked = checkAdvance(caller, req);
     if (!checked.ok) throw new WireError(checked.refusal, checked.reason);
-    await this.o.credentialBroker?.prepare(caller);
     const { vmId } = checked;
     // Approvals ahead live in this process until the next report: not with replicas.
     const ahead = req.ahead === true && !this.shared;
-    return this.rows.serial(vmId, () => {
+    return this.rows.serial(vmId, async () => {
+      await this.o.credentialBroker?.prepare(caller);
       // A new chain decides afresh what comes next.
       this.ahead.drop(vmId);
       return req.create ? this.advanceCreate(caller, req.create, req.next, ahead) : this.advanceReport(caller, req.report!, req.next, ahead);
@@ -504,7 +647,14 @@ export class Authority {
         throw new WireError(code, message);
       };
       const answer = (row: VmRow, effect: ReportResponse['effect']) => ({ report: { vm: toAuthorityVm(row), effect }, row });
-      const pending = this.pending.get(req.requestId);
+      // The approval the report answers: remembered, else (the authority
+      // restarted in between) as the intent row in the record says it.
+      let pending = this.pending.get(req.requestId);
+      if (!pending && vm) {
+        // Looked up on a fresh read only (a remembered row is read again first).
+        if (remembered) throw new StaleRow('no approval remembered');
+        pending = approvedEarlier(this.lifecycle, vm, await this.o.record.approvalOf(vm.id, req.requestId));
+      }
       const judged = judgeReport(this.lifecycle, caller, req, vm, pending);
       if (!judged.ok) {
         if (ROW_REFUSALS.includes(judged.refusal)) return refuse(judged.refusal, judged.reason);
@@ -516,6 +666,10 @@ export class Authority {
       if (req.outcome === 'ok') {
         if (judged.resize) {
           const size = req.size!;
+          if (judged.repeated) {
+            if (remembered) throw new StaleRow('reported already');
+            return answer(row, 'already');
+          }
           const updated = await this.o.record.updateVm(row.id, row.version, { size }, { ...ctx, detail: `resized to ${historySize(size)}` });
           // A resize moves no state, so no transition row carries its outcome
           // or the intent of the edge approved ahead after it: both are
@@ -541,6 +695,8 @@ export class Authority {
           if (!remembered && next && passedAlready(this.lifecycle, row, req.to, next) > 0) return answer(row, 'already');
           return refuse('state-moved', `VM ${row.address} is ${row.state}, not ${req.from}`);
         }
+        // Its approval was reported already and the VM came back to `from` since: a report is taken once.
+        if (judged.repeated) return refuse('report-repeated', `request ${req.requestId} was reported already (VM ${row.address} moved ${req.from} -> ${req.to} then); a report is taken once`);
         const patch: TransitionItem['patch'] & {} = {};
         if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
         if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
@@ -552,7 +708,10 @@ export class Authority {
           cloudId: patch.cloudId ?? row.cloudId,
           retiredAt: patch.retire ? new Date().toISOString() : row.retiredAt,
         };
-        const foreseen = next ? foresee(this.o.pack, caller, next, after, { ahead: chain.ahead }) : [];
+        // A chain that commits the VM to deletion is foreseen only when its fleet is not protected (read now; else the service judges it, override included).
+        const deleting = next?.some((n) => n.to !== undefined && this.entersDeletion(n.from, n.to));
+        const fleetProtected = deleting ? ((await this.o.record.listFleets(row.stack, [row.fleet]))[0]?.protected ?? false) : undefined;
+        const foreseen = next ? foresee(this.o.pack, caller, next, after, { ahead: chain.ahead, plain: this.plain(fleetProtected) }) : [];
         const moved = await this.transitions.submit({
           stack: row.stack,
           fleet: row.fleet,
@@ -569,6 +728,11 @@ export class Authority {
         // Its intent is written: from now on it is an edge like any authorized one.
         if (following) this.ahead.shift(req.vmId);
         return { report: { vm: toAuthorityVm(rowAt(moved, after)), effect: 'moved' }, row: moved, foreseen };
+      }
+      if (judged.repeated) {
+        // A failure reported again (its answer was lost): nothing more to write.
+        if (remembered) throw new StaleRow('reported already');
+        return answer(row, 'noted');
       }
       const failTo = failureEdge(this.lifecycle, req.from);
       if (failTo !== undefined && row.state === req.from) {

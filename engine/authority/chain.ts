@@ -130,10 +130,17 @@ export function passedAlready(lifecycle: Lifecycle, vm: VmRow, start: string, ne
  * first that is not moved at once (see movesAtOnce), and with `ahead` on
  * past it, approved ahead (each on the row the one before will leave once
  * reported). Stops before an edge that would be refused (the service
- * decides it, on a fresh read), a pass into a terminal state (its report
+ * decides it, on a fresh read), an edge `plain` says needs the service's
+ * policy checks (a resize that grows, a deletion, request-level rules), a pass into a terminal state (its report
  * retires the row), and a second boot edge (a statement stores one token).
  */
-export function foresee(pack: LoadedPack, caller: string, next: readonly AuthorizeRequest[], row: VmRow, opts: { ahead?: boolean } = {}): Foreseen[] {
+export function foresee(
+  pack: LoadedPack,
+  caller: string,
+  next: readonly AuthorizeRequest[],
+  row: VmRow,
+  opts: { ahead?: boolean; plain?: (req: AuthorizeRequest, to: string, at: VmRow) => boolean } = {},
+): Foreseen[] {
   const out: Foreseen[] = [];
   let at = row;
   /** Past the edge to carry out: approving ahead. */
@@ -143,6 +150,8 @@ export function foresee(pack: LoadedPack, caller: string, next: readonly Authori
   for (let j = 0; j < next.length; j++) {
     const req = next[j];
     if (req.to === undefined || !judgeCaller(caller, req).ok) break;
+    // An edge the policy at the authority must judge on the record (policy.ts) is left to the service.
+    if (opts.plain && !opts.plain(req, req.to, at)) break;
     const judged = judgeEdge(pack, caller, req, req.to, at);
     if (!judged.ok) break;
     const { operation } = judged;

@@ -157,16 +157,38 @@ describe('judgeReport', () => {
     ...over,
   });
   const pending = (over: Partial<Pending> = {}): Pending => ({ dataCenter: 'miami', vmId: ID, from: 'PoweredOff', to: 'PoweredOn', kind: 'transition', operation: 'powerOn', at: 0, ...over });
+  const resized = { cpu: 2, memoryGiB: 4, diskGiB: 10 };
+  const resizing = (over: Partial<Pending> = {}) => pending({ to: 'PoweredOff', kind: 'resize', operation: 'resize', size: resized, ...over });
+  const creating = (over: Partial<Pending> = {}) => pending({ from: 'BeingCreated', to: 'PoweredOff', operation: 'createVm', ...over });
   it.each([
-    ['the report of what was approved', report(), row(), pending(), { ok: true, resize: false }],
-    ['an edge after a restart (nothing pending)', report(), row(), undefined, { ok: true, resize: false }],
-    ['a resize', report({ to: 'PoweredOff', size: { cpu: 2, memoryGiB: 4, diskGiB: 10 } }), row(), undefined, { ok: true, resize: true }],
+    ['the report of what was approved', report(), row(), pending(), { ok: true, resize: false, repeated: false }],
+    ['the approval found in the record after a restart', report(), row(), pending({ at: 0, reported: false }), { ok: true, resize: false, repeated: false }],
+    ['a report whose approval was reported already', report(), row(), pending({ reported: true }), { ok: true, resize: false, repeated: true }],
+    ['a resize of the approved size', report({ to: 'PoweredOff', size: resized }), row(), resizing(), { ok: true, resize: true }],
+    [
+      'a resize found in the record, its size in the intent row',
+      report({ to: 'PoweredOff', size: resized }),
+      row(),
+      resizing({ size: undefined, detail: 'intent approved: resize to 2 cpu / 4 GiB / 10 GiB disk' }),
+      { ok: true, resize: true },
+    ],
+    ['the create report sets the cloud id', report({ from: 'BeingCreated', to: 'PoweredOff', cloudId: 'i-1' }), row(), creating(), { ok: true }],
     ['an unknown VM', report(), undefined, undefined, { ok: false, refusal: 'unknown-vm' }],
     ['a VM of another data center', report(), row({ dataCenter: 'richmond' }), undefined, { ok: false, refusal: 'wrong-data-center' }],
+    ['no approval (unknown request id)', report(), row(), undefined, { ok: false, refusal: 'report-unapproved' }],
     ['another edge than approved', report({ to: 'BeingDeleted' }), row(), pending(), { ok: false, refusal: 'report-mismatch' }],
     ['another VM than approved', report(), row(), pending({ vmId: OTHER }), { ok: false, refusal: 'report-mismatch' }],
-    ['a non-edge after a restart', report({ to: 'Running' }), row(), undefined, { ok: false, refusal: 'not-an-edge' }],
-    ['an ok resize without its size', report({ to: 'PoweredOff' }), row(), undefined, { ok: false, refusal: 'bad-request' }],
+    ['a cloud id on a power edge', report({ cloudId: 'i-forged' }), row(), pending(), { ok: false, refusal: 'report-cloud-id' }],
+    ['a resize of another size than approved', report({ to: 'PoweredOff', size: { cpu: 256, memoryGiB: 4096, diskGiB: 10 } }), row(), resizing(), { ok: false, refusal: 'report-size-mismatch' }],
+    [
+      'a resize of another size than the intent row says',
+      report({ to: 'PoweredOff', size: { cpu: 256, memoryGiB: 4096, diskGiB: 10 } }),
+      row(),
+      resizing({ size: undefined, detail: 'intent approved: resize to 2 cpu / 4 GiB / 10 GiB disk' }),
+      { ok: false, refusal: 'report-size-mismatch' },
+    ],
+    ['a same-state report of an edge approved as a transition', report({ to: 'PoweredOff', size: resized }), row(), pending({ to: 'PoweredOff' }), { ok: false, refusal: 'report-mismatch' }],
+    ['an ok resize without its size', report({ to: 'PoweredOff' }), row(), resizing(), { ok: false, refusal: 'bad-request' }],
   ])('%s', (_name, req, vm, p, want) => {
     expect(judgeReport(pack.lifecycle, 'miami', req, vm, p)).toMatchObject(want);
   });

@@ -5,7 +5,7 @@
 // (decisions.test.ts). The service (authority.ts) loads the rows, answers a
 // refusal as a veto, a denial or a WireError, and records what it decided.
 import type { Lifecycle, LoadedPack } from '../policy/types.ts';
-import type { FleetFence, HistoryRow, VmRow } from '../record/index.ts';
+import type { Approval, FleetFence, HistoryRow, VmRow } from '../record/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { refuse, type Decided, type Refusal } from '../../protocol/index.ts';
 import type { AuthorizeRequest, BootAuthorizeRequest, ReportRequest, VmSize } from '../../protocol/index.ts';
@@ -156,31 +156,84 @@ export interface Pending {
   operation: string;
   /** ms since epoch; entries older than the credentials' lifetime are dropped. */
   at: number;
+  /** A resize: the size approved (its report must name the same). */
+  size?: VmSize;
+  /** A resize that grows: what it adds until reported, and the fleet's owner (counted by judgeResize). */
+  grow?: { cpu: number; memoryGiB: number };
+  owner?: string;
+  /** Found in the record (approvedEarlier): its report was taken already. */
+  reported?: boolean;
+  /** Found in the record: the intent row's detail (a resize's names the size, as historySize writes it). */
+  detail?: string | null;
+}
+
+/**
+ * The approval a report answers when the authority does not remember it
+ * (it restarted in between), from the intent row the record holds for the
+ * request id (FleetRecord.approvalOf): undefined when there is none, or it
+ * is the create's insert row (a create has no report).
+ */
+export function approvedEarlier(lifecycle: Lifecycle, vm: VmRow, approval: Approval | undefined): Pending | undefined {
+  if (!approval || approval.from === null) return undefined;
+  const resize = approval.from === approval.to && (approval.detail ?? '').startsWith('intent approved: resize');
+  return {
+    dataCenter: vm.dataCenter,
+    vmId: vm.id,
+    from: approval.from,
+    to: approval.to,
+    kind: resize ? 'resize' : 'transition',
+    operation: resize ? 'resize' : (lifecycle.operation(approval.from, approval.to) ?? 'none'),
+    at: 0,
+    reported: approval.reported,
+    detail: approval.detail,
+  };
 }
 
 /**
  * Whether a report may be taken on row `vm`, before what it does is decided
- * (authority.ts settle): whether it is a resize, or why not.
+ * (authority.ts settle): whether it is a resize, and whether its approval
+ * was reported already (`repeated`: a resent report; settle answers it
+ * without a second write), or why not. A report is taken only for a request
+ * the authority approved (`approved`: remembered, or found in the record by
+ * approvedEarlier), for the same VM, edge and operation.
  *
  * | refusal | when |
  * | --- | --- |
  * | unknown-vm | the record has no such VM |
  * | wrong-data-center | the VM lives in another data center |
- * | report-mismatch | it does not match what its requestId was approved for |
- * | not-an-edge | no approval is known (the authority restarted) and from -> to is not an edge |
+ * | report-unapproved | the authority never approved this request id for this VM |
+ * | report-mismatch | it does not match what its requestId was approved for (VM, edge, data center) |
+ * | report-cloud-id | it sets a cloud id, and the approved edge is not the create (`createVm`) |
  * | bad-request | an ok resize report without the new size |
+ * | report-size-mismatch | an ok resize report naming another size than the approved one |
  */
-export function judgeReport(lifecycle: Lifecycle, caller: string, req: ReportRequest, vm: VmRow | undefined, pending: Pending | undefined): Decided<{ resize: boolean }> {
+export function judgeReport(
+  lifecycle: Lifecycle,
+  caller: string,
+  req: ReportRequest,
+  vm: VmRow | undefined,
+  approved: Pending | undefined,
+): Decided<{ resize: boolean; repeated: boolean }> {
+  void lifecycle;
   if (!vm) return refuse('unknown-vm', `VM ${req.vmId} is not in the record`);
   if (vm.dataCenter !== caller) return refuse('wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
-  if (pending && (pending.vmId !== vm.id || pending.from !== req.from || pending.to !== req.to || pending.dataCenter !== caller)) {
-    return refuse('report-mismatch', `report ${req.requestId} does not match what was authorized (${pending.from} -> ${pending.to})`);
+  if (!approved) return refuse('report-unapproved', `report ${req.requestId} names no request the authority approved for VM ${vm.address}`);
+  if (approved.vmId !== vm.id || approved.from !== req.from || approved.to !== req.to || approved.dataCenter !== caller) {
+    return refuse('report-mismatch', `report ${req.requestId} (${req.from} -> ${req.to}) does not match what was authorized (${approved.from} -> ${approved.to} of VM ${approved.vmId})`);
   }
-  const resize = req.from === req.to;
-  // Without a pending entry (the authority restarted in between) the edge is checked again.
-  if (!pending && !resize && !lifecycle.allows(req.from, req.to)) return refuse('not-an-edge', `${req.from} -> ${req.to} is not an edge of the lifecycle`);
-  if (req.outcome === 'ok' && resize && !req.size) return refuse('bad-request', 'a resize report needs the new size');
-  return { ok: true, resize };
+  const resize = approved.kind === 'resize';
+  if (req.cloudId !== undefined && approved.operation !== 'createVm') {
+    return refuse('report-cloud-id', `report ${req.requestId} sets cloud id ${req.cloudId}, but only the create's report (createVm) sets a cloud id; ${approved.from} -> ${approved.to} is ${approved.operation}`);
+  }
+  if (req.outcome === 'ok' && resize) {
+    if (!req.size) return refuse('bad-request', 'a resize report needs the new size');
+    const wanted = approved.size ? historySize(approved.size) : (approved.detail ?? '').replace(/^intent approved: resize to /, '').split(';')[0];
+    if (historySize(req.size) !== wanted) {
+      return refuse('report-size-mismatch', `resize report ${req.requestId} names ${historySize(req.size)}, but ${wanted} was approved`);
+    }
+  }
+  if (req.outcome === 'ok' && !resize && req.from === req.to) return refuse('report-mismatch', `report ${req.requestId} keeps the state ${req.from} but was not approved as a resize`);
+  return { ok: true, resize, repeated: approved.reported === true };
 }
 
 /** The state a failed `from` edge leads to: the diagram's edge with operation `none` from `from` into a failure state, if any. */

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import type { FleetRecord } from '../record/types.ts';
+import type { FleetRecord, Limits } from '../record/types.ts';
 import { SCHEMA_VERSION } from '../record/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import {
@@ -46,8 +46,14 @@ export interface StartAuthorityOptions {
   record: FleetRecord;
   pack: LoadedPack;
   stackName: string;
-  /** One bearer token per data center; the token tells the authority which data center is calling. */
-  dataCenters: readonly { name: string; token: string }[];
+  /**
+   * One bearer token per data center; the token tells the authority which
+   * data center is calling. `capacity`: the data center's capacity in the
+   * stack (stack.yaml), enforced at the authority (datacenter-capacity).
+   */
+  dataCenters: readonly { name: string; token: string; capacity?: Limits }[];
+  /** Admin tokens (FLEET_ADMIN_TOKEN): the proofs of overrides are checked against them when the stack accepts overrides from admins only. */
+  adminTokens?: readonly string[];
   host?: string;
   /** 0 (default): a free port. */
   port?: number;
@@ -115,6 +121,8 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     ...(opts.credentialBroker ? { credentialBroker: opts.credentialBroker } : {}),
     scopedTokens: new ScopedTokenIssuer(opts.dataCenters, secret),
     replicas: opts.replicas ?? 1,
+    capacity: Object.fromEntries(opts.dataCenters.flatMap((d) => (d.capacity ? [[d.name, d.capacity]] : []))),
+    ...(opts.adminTokens ? { adminTokens: opts.adminTokens } : {}),
   });
   const ui = uiTokens(opts.ui);
   let draining = false;

@@ -299,12 +299,12 @@ describe('computePlan: document', () => {
   const b = makeFleet('b', { count: 1 });
   const record = [vmRow(a, 0, { version: 7 }), vmRow(b, 0, { version: 9 }), vmRow(makeFleet('gone'), 0, { version: 2 })];
 
-  it('scope: targets narrow, excludes remove; basis covers the scope only', () => {
+  it('scope: targets narrow, excludes remove; basis holds only the fleets the plan changes', () => {
     const plan = computePlan(input([a, b, makeFleet('c', { count: 1 })], record, { fleetVersions: { a: 4, b: 5 }, options: { targets: ['a', 'c', 'gone'], excludes: ['gone'], allowDestroy: [], refresh: false } }));
     expect(plan.fleets).toEqual(['a', 'c']);
     expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['a/0 noop', 'c/0 create']);
-    // a/0 is a noop: its fleet's version stands for it (any write to a member bumps it).
-    expect(plan.basis).toEqual({ vms: {}, fleets: { a: 4, c: 0 } });
+    // a is in scope (locked) but unchanged: not in the basis, so applying a meanwhile leaves this plan valid (docs/planning.md "Stale plans").
+    expect(plan.basis).toEqual({ vms: {}, fleets: { c: 0 } });
   });
 
   it('basis: the VMs the plan acts on, in change order, not noops', () => {

@@ -38,6 +38,8 @@ export interface PlanInput {
   options: PlanOptions;
   /** Owner of each fleet the record knows (FleetRow.owner), so quotas count fleets no spec names any more. */
   owners?: Record<string, string>;
+  /** Fleets the record holds as protected (FleetRow.protected): the protect rule's word for a fleet whose spec is gone. */
+  protectedFleets?: readonly string[];
   now?: Date;
   id?: string;
   /** The policy functions; engine/policy's by default. */
@@ -123,6 +125,7 @@ class Planner {
       allowDestroy: new Set(input.options.allowDestroy),
       ...(input.owners ? { owners: input.owners } : {}),
       ...(input.usage ? { usage: input.usage } : {}),
+      ...(input.protectedFleets ? { protectedFleets: new Set(input.protectedFleets) } : {}),
     };
     this.capacity =
       this.policy.capacityEnforcement(input.pack) === 'disabled' ? null : this.policy.capacityLeft(input.stack, input.record, input.usage ?? []);
@@ -172,19 +175,26 @@ class Planner {
       },
     });
     this.violations.push(...waves.violations);
-    // The basis holds the VMs the plan acts on, in change order. A noop
-    // member needs no entry: every write to a member bumps its fleet's
-    // version, which the basis holds for every fleet in scope.
+    // The basis holds what the plan changes, and only that (docs/planning.md,
+    // "Stale plans"): the VMs it acts on, in change order, and the fleets
+    // with at least one change. A noop member needs no entry: every write to
+    // a member bumps its fleet's version, which the basis holds for every
+    // fleet the plan changes. A fleet in scope that the plan leaves alone is
+    // not in it: someone else may apply it meanwhile, since the quotas and
+    // capacity that fleet uses are checked again by the authority when this
+    // plan's VMs are created.
     const basisVms: Record<string, number> = {};
+    const changed = new Set<string>();
     for (let i = 0; i < this.changes.length; i++) {
       const c = this.changes[i];
       if (c.action === 'noop') continue;
+      changed.add(c.fleet);
       this.changes[i] = ordered(c);
       if (c.vmId !== undefined) basisVms[c.vmId] = this.touched.get(c.vmId)!;
     }
 
     const basisFleets: Record<string, number> = {};
-    for (const name of scope) basisFleets[name] = input.fleetVersions[name] ?? 0;
+    for (const name of scope) if (changed.has(name)) basisFleets[name] = input.fleetVersions[name] ?? 0;
     const summary = Object.fromEntries(ACTIONS.map((a) => [a, 0])) as Record<Action, number>;
     for (const c of this.changes) summary[c.action] += 1;
 

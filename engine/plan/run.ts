@@ -68,6 +68,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   const fleetVersions: Record<string, number> = {};
   const owners: Record<string, string> = {};
   let identity: StackIdentity | undefined;
+  const protectedFleets: string[] = [];
   try {
     const fleetRows = await record.listFleets(stack.name);
     const specNames = fleets.map((f) => f.name);
@@ -82,6 +83,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     const inScope = new Set(scope.fleets);
     for (const f of fleetRows) {
       owners[f.fleet] = f.owner;
+      if (f.protected) protectedFleets.push(f.fleet);
       if (inScope.has(f.fleet)) fleetVersions[f.fleet] = f.version;
     }
     const narrowed = options.targets.length > 0 || options.excludes.length > 0;
@@ -106,6 +108,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     ...(usage ? { usage } : {}),
     fleetVersions,
     owners,
+    protectedFleets,
     options,
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.id ? { id: opts.id } : {}),

@@ -91,7 +91,8 @@ function isRule(x: unknown): x is Rule {
     typeof r.configSchema === 'object' &&
     (r.checkChange === undefined || typeof r.checkChange === 'function') &&
     (r.checkPlan === undefined || typeof r.checkPlan === 'function') &&
-    (typeof r.checkChange === 'function' || typeof r.checkPlan === 'function')
+    (r.checkRequest === undefined || typeof r.checkRequest === 'function') &&
+    (typeof r.checkChange === 'function' || typeof r.checkPlan === 'function' || typeof r.checkRequest === 'function')
   );
 }
 
@@ -122,7 +123,7 @@ async function loadModules(
       diags.push(
         diag(
           'policy.module-load',
-          `The default export of ${rel} is not a rule (or array of rules) with name, description, configSchema and checkChange or checkPlan.`,
+          `The default export of ${rel} is not a rule (or array of rules) with name, description, configSchema and checkChange, checkPlan or checkRequest.`,
           at,
         ),
       );

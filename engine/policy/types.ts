@@ -43,6 +43,11 @@ export interface Finding {
 
 export interface RuleContext {
   stack: LoadedStack;
+  /**
+   * Fleets the record holds as protected (FleetRow.protected): a fleet whose
+   * spec is gone stays protected. A fleet's spec, when it has one, decides.
+   */
+  protectedFleets?: ReadonlySet<string>;
   /** The rule's config: its settings without `enforcement`, validated against its schema. */
   config: Record<string, unknown>;
   enforcement: Enforcement;
@@ -73,6 +78,37 @@ export interface RuleContext {
 }
 
 /**
+ * One request the authority judges (Rule.checkRequest): a create, an edge or
+ * a resize of one VM, with the VM as the record holds it (for a create: as
+ * the request asks for it). What the authority knows at that moment, from
+ * the record and the request, never from a spec file.
+ */
+export interface RequestFacts {
+  kind: 'create' | 'transition' | 'resize';
+  stack: string;
+  fleet: string;
+  address: string;
+  owner: string;
+  dataCenter: string;
+  /** Logical image. */
+  image: string;
+  /** The VM's size; for a resize, the size asked for. */
+  size: { cpu: number; memoryGiB: number; diskGiB: number };
+  encryptedDisk: boolean;
+  from: string | null;
+  to: string;
+  /** The edge's cloud operation (`insert` for a create, `resize`). */
+  operation: string;
+}
+
+/** What a request-level check may read: its config and the pack. */
+export interface RequestRuleContext {
+  config: Record<string, unknown>;
+  lifecycle: Lifecycle;
+  images: Readonly<Record<string, Readonly<Record<string, string>>>>;
+}
+
+/**
  * A policy rule, built in or from a pack's module. A custom rule module
  * default-exports one of these (or an array of them).
  * If a check throws, the engine reports a mandatory violation naming the rule.
@@ -87,6 +123,13 @@ export interface Rule {
   checkChange?(change: Change, ctx: RuleContext): Finding[];
   /** The whole plan (for rules about totals, like max-disruption). */
   checkPlan?(plan: PlanDocument, ctx: RuleContext): Finding[];
+  /**
+   * Declares the rule request-level: the authority calls it for every
+   * request it is asked to approve (when the rule is `mandatory`) and vetoes
+   * the request on any finding, whatever the plan said (docs/policy.md,
+   * "Judged at the authority"). It must judge from `req` alone.
+   */
+  checkRequest?(req: RequestFacts, ctx: RequestRuleContext): Finding[];
 }
 
 export interface ResolvedRule {

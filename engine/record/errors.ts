@@ -64,3 +64,17 @@ export async function whyNotAtMany(
   }
   return out;
 }
+
+/**
+ * A create the record refused because it does not fit its Budget: `which`
+ * limit (the owner's quota or the data center's capacity) and a sentence
+ * naming the limit, what is used and what the VM needs. Nothing was written.
+ */
+export class BudgetExceededError extends FleetError {
+  readonly which: 'owner' | 'dataCenter';
+  constructor(which: 'owner' | 'dataCenter', detail: string, address?: string) {
+    super(diag('record.over-budget', detail, address !== undefined ? { address } : {}));
+    this.name = 'BudgetExceededError';
+    this.which = which;
+  }
+}

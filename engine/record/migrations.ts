@@ -173,6 +173,11 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 5,
+    description: 'fleet protection kept in the record: a fleet applied with protect: true stays protected when its spec file is removed',
+    statements: [`ALTER TABLE fleets ADD COLUMN protected boolean NOT NULL DEFAULT false`],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

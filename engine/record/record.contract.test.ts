@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { VersionConflictError } from './errors.ts';
+import type { BudgetExceededError } from './errors.ts';
 import { MIGRATIONS, migrate } from './migrations.ts';
 import { openRecord } from './open.ts';
 import { openPglite } from './pglite.ts';
@@ -627,6 +628,76 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const listed = await r.listVms(s);
       const total = (await r.usage(s, { excludeFleets: [] })).reduce((n, u) => n + u.vms, 0);
       expect(total).toBe(listed.length);
+    });
+  });
+
+  describe('fleet protection', () => {
+    it('is kept per fleet, creating the fleet row without bumping any version, and cleared only when told', async () => {
+      const s = freshStack();
+      await r.setFleetProtection(s, 'vault', 'team-sec', true);
+      expect(await r.listFleets(s)).toMatchObject([{ fleet: 'vault', owner: 'team-sec', version: 0, protected: true }]);
+      await r.insertVm(newVm(s, 'vault', 0), { actor: 'a' });
+      await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      expect((await r.listFleets(s)).map((f) => [f.fleet, f.version, f.protected])).toEqual([
+        ['vault', 1, true],
+        ['web', 1, false],
+      ]);
+      await r.setFleetProtection(s, 'vault', 'team-sec', false);
+      expect((await r.listFleets(s)).map((f) => [f.fleet, f.version, f.protected])).toEqual([
+        ['vault', 1, false],
+        ['web', 1, false],
+      ]);
+    });
+  });
+
+  describe('approvals (approvalOf)', () => {
+    it("finds the authority's intent row of a request, and whether a DMZ client's report of it followed", async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'authority', requestId: 'create-1' });
+      expect(await r.approvalOf(a.id, 'create-1')).toEqual({ from: null, to: 'Requested', detail: null, reported: false });
+      await r.addHistory(a.id, { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority', requestId: 'req-1', detail: 'intent approved: none' });
+      expect(await r.approvalOf(a.id, 'req-1')).toEqual({ from: 'Requested', to: 'BeingCreated', detail: 'intent approved: none', reported: false });
+      await r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'dmz-client:miami', requestId: 'req-1' });
+      expect(await r.approvalOf(a.id, 'req-1')).toMatchObject({ reported: true });
+      // Not approved: unknown ids, another VM's request, a vetoed row, a row someone else wrote.
+      await r.addHistory(a.id, { from: 'BeingCreated', to: 'Deleted', outcome: 'vetoed', actor: 'dmz-client:miami', requestId: 'req-2' });
+      await r.addHistory(a.id, { from: 'BeingCreated', to: 'PoweredOff', outcome: 'ok', actor: 'dmz-client:miami', requestId: 'req-3' });
+      for (const id of ['nope', 'req-2', 'req-3']) expect(await r.approvalOf(a.id, id)).toBeUndefined();
+      expect(await r.approvalOf('other-vm', 'req-1')).toBeUndefined();
+    });
+  });
+
+  describe('budgets: quota and capacity checked with the insert', () => {
+    it('inserts within the owner quota and the data center capacity, refuses past them, and writes nothing of a refused item', async () => {
+      const s = freshStack();
+      await r.insertVm(newVm(s, 'web', 0, { owner: 'team-q' }), { actor: 'a' });
+      await r.insertVm(newVm(s, 'other', 0, { owner: 'team-x', dataCenter: 'richmond' }), { actor: 'a' });
+      const budget = { owner: { vms: 3 }, dataCenter: { cpu: 9 } };
+      const out = await r.insertVms([
+        { vm: newVm(s, 'web', 1, { owner: 'team-q' }), ctx: { actor: 'a' }, budget },
+        { vm: newVm(s, 'api', 0, { owner: 'team-q' }), ctx: { actor: 'a' }, budget },
+        { vm: newVm(s, 'api', 1, { owner: 'team-q' }), ctx: { actor: 'a' }, budget },
+        // Another owner in miami: its quota is free, the data center's vCPUs are not (2 + 2 + 2 in use, 4 more asked).
+        { vm: newVm(s, 'batch', 0, { owner: 'team-y', size: { cpu: 4, memoryGiB: 1, diskGiB: 1 } }), ctx: { actor: 'a' }, budget: { dataCenter: { cpu: 9 } } },
+        // richmond has room.
+        { vm: newVm(s, 'batch', 1, { owner: 'team-y', dataCenter: 'richmond', size: { cpu: 4, memoryGiB: 1, diskGiB: 1 } }), ctx: { actor: 'a' }, budget: { dataCenter: { cpu: 9 } } },
+      ]);
+      const codes = out.map((o) => (o instanceof FleetError ? o.diagnostics[0].code : 'inserted'));
+      expect(codes).toEqual(['inserted', 'inserted', 'record.over-budget', 'record.over-budget', 'inserted']);
+      expect((out[2] as BudgetExceededError).which).toBe('owner');
+      expect((out[2] as FleetError).diagnostics[0].detail).toBe('api/1: the quota of owner team-q is 3 VMs: 3 in use, the VM needs 1 more.');
+      expect((out[3] as BudgetExceededError).which).toBe('dataCenter');
+      expect((await r.listVms(s)).map((v) => v.address)).toEqual(['api/0', 'batch/1', 'other/0', 'web/0', 'web/1']);
+      expect((await r.history(s)).filter((h) => h.address === 'api/1' || h.address === 'batch/0')).toEqual([]);
+      expect(await codeOf(r.insertVm(newVm(s, 'web', 2, { owner: 'team-q' }), { actor: 'a' }, budget))).toBe('record.over-budget');
+    });
+
+    it('a replacement takes the slot of the VM it replaces', async () => {
+      const s = freshStack();
+      const old = await r.insertVm(newVm(s, 'web', 0, { owner: 'team-q' }), { actor: 'a' });
+      const replaced = await r.insertVm(newVm(s, 'web', 0, { owner: 'team-q', replaces: old.id }), { actor: 'a' }, { owner: { vms: 1 } });
+      expect(replaced.address).toBe('web/0');
+      expect(await codeOf(r.insertVm(newVm(s, 'web', 1, { owner: 'team-q' }), { actor: 'a' }, { owner: { vms: 2 } }))).toBe('record.over-budget');
     });
   });
 

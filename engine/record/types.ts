@@ -62,6 +62,12 @@ export interface FleetRow {
   /** Bumped whenever a member of the fleet is inserted, changed or retired. */
   version: number;
   updatedAt: string;
+  /**
+   * The fleet was last applied with `protect: true` (VmWriter.setFleetProtection):
+   * kept when its spec file goes away, so deleting its members still needs
+   * the override (the planner's protect rule and the authority read it).
+   */
+  protected: boolean;
 }
 
 /**
@@ -175,10 +181,32 @@ export interface TransitionItem extends Onward {
   bootTokenHash?: string;
 }
 
+/** What may be used: any of VMs, vCPUs, GiB of memory (a limit left out is no limit). */
+export interface Limits {
+  vms?: number;
+  cpu?: number;
+  memoryGiB?: number;
+}
+
+/**
+ * The limits a create must stay within, checked by the record in the
+ * transaction that inserts it (under a lock per stack, so concurrent
+ * inserts never both take the last slot): the owner's quota over the live
+ * VMs of the stack whose fleet the owner holds, and the capacity of the
+ * VM's data center over the live VMs of the stack there. The new VM's own
+ * fleet counts as the VM's owner's (the insert makes it so).
+ */
+export interface Budget {
+  owner?: Limits;
+  dataCenter?: Limits;
+}
+
 /** One create of a batch (VmWriter.insertVms): insertVm's arguments, never replacing; with passes, the row is inserted in the state they reach. */
 export interface InsertItem extends Onward {
   vm: NewVm;
   ctx: ChangeContext;
+  /** Limits checked with the insert (Budget); over them the item answers BudgetExceededError and nothing of it is written. */
+  budget?: Budget;
   /** As TransitionItem.bootTokenHash: a boot edge's token (approved with the create's chain), stored only when the row is inserted. */
   bootTokenHash?: string;
 }
@@ -303,6 +331,19 @@ export interface AppliedPlan {
   result: 'running' | 'succeeded' | 'failed' | 'interrupted';
 }
 
+/**
+ * What the authority approved under a request id, as its intent row says
+ * (HistoryStore.approvalOf): the edge, the intent row's detail (a resize's
+ * names the approved size) and whether a report of it was taken already.
+ */
+export interface Approval {
+  from: string | null;
+  to: string;
+  detail: string | null;
+  /** A report of the request (a row written by a DMZ client under the same request id) is in the history. */
+  reported: boolean;
+}
+
 /** Reads of VMs and fleets. */
 export interface VmReader {
   /** Live (not retired) VMs of a stack, only the given fleets when `fleets` is set. Ordered by fleet, index. */
@@ -332,8 +373,11 @@ export interface VmReader {
  * the same statement.
  */
 export interface VmWriter {
-  /** Inserts a VM in its initial state with a history row (from null); bumps the fleet's version. Throws VersionConflictError if the address is live already. */
-  insertVm(vm: NewVm, ctx: ChangeContext): Promise<VmRow>;
+  /**
+   * Inserts a VM in its initial state with a history row (from null); bumps the fleet's version. Throws VersionConflictError if the address is live already.
+   * With `budget`, throws BudgetExceededError (inserting nothing) when the VM does not fit; a replacement counts without the VM it replaces.
+   */
+  insertVm(vm: NewVm, ctx: ChangeContext, budget?: Budget): Promise<VmRow>;
   /** Seeding (benchmarks, imports): insertVm for many VMs in one transaction, all or none; each touched fleet's version is bumped once. Returns the count. */
   bulkInsertVms(vms: readonly NewVm[], ctx: ChangeContext, batchSize?: number): Promise<number>;
   /**
@@ -365,6 +409,12 @@ export interface VmWriter {
   adoptVm(vm: NewVm & { id: string; cloudId: string }, ctx: ChangeContext): Promise<VmRow>;
   /** A change that is not a state change (cloud id, size, spec hash…). */
   updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
+  /**
+   * Records whether a fleet is protected (FleetRow.protected), as the fleet
+   * spec an apply carries out says; creates the fleet's row (owner `owner`)
+   * when it has none. Not a change of any member: no version is bumped.
+   */
+  setFleetProtection(stack: string, fleet: string, owner: string, isProtected: boolean): Promise<void>;
 }
 
 export type VmStore = VmReader & VmWriter;
@@ -384,6 +434,13 @@ export interface HistoryStore {
    * boot token is stored only when its row is written.
    */
   addHistoryMany(items: readonly HistoryItem[]): Promise<(FleetError | undefined)[]>;
+  /**
+   * The approval of request `requestId` about VM `vmId`: its intent row (an
+   * ok row the authority wrote under that request id), or undefined when the
+   * authority never approved it. How a report is matched to its approval
+   * when the authority no longer remembers it (a restart in between).
+   */
+  approvalOf(vmId: string, requestId: string): Promise<Approval | undefined>;
   /**
    * Oldest first; with `limit`, the newest `limit` rows (still oldest first);
    * with `outcome`, only rows of that outcome (the dashboard's drift). Includes

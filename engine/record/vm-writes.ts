@@ -8,10 +8,12 @@ import type { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { upsertBootTokens } from './boot.ts';
 import { VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
+import type { BudgetExceededError } from './errors.ts';
+import { fitBudgets, lockBudget, readBudgetUsage } from './budget.ts';
 import { OnwardRows, insertHistory, type HistorySource } from './history.ts';
 import { FULL_VM, vmFromRow, vmName } from './rows.ts';
 import type { Queryable, RecordSql } from './sql.ts';
-import type { ChangeContext, NewVm, VmPatch, VmRow, VmWriter } from './types.ts';
+import type { ChangeContext, InsertItem, NewVm, VmPatch, VmRow, VmWriter } from './types.ts';
 
 /** The columns of a new VM row, in the order of insertValues. */
 const INSERT_COLUMNS = 'id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk';
@@ -208,36 +210,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       return vms.length;
     });
 
-  return {
-    adoptVm(vm, ctx) {
-      return db.transaction((q) => adopt(q, vm, ctx));
-    },
-
-    async insertVm(vm, ctx) {
-      const id = vm.id ?? randomUUID();
-      if (vm.replaces !== undefined) return db.transaction((q) => insertReplacing(q, id, vm, ctx));
-      // One statement (atomic on its own): the VM, its fleet's version and the
-      // history row; the authority does this once per created VM.
-      const rows = await db.query(
-        `WITH ins AS (
-           INSERT INTO vms (${INSERT_COLUMNS})
-           VALUES (${INSERT_PARAMS})
-           ON CONFLICT DO NOTHING
-           RETURNING ${FULL_VM.list}
-         ),
-         f AS (
-           INSERT INTO fleets (stack, fleet, owner, version, updated_at) SELECT stack, fleet, $16, 1, now() FROM ins
-           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()
-         ),
-         h AS (${insertHistory([ctxSource('ins', 'ins', 'NULL', 'ins.state', { actor: '$17', planId: '$18', requestId: '$19', outcome: "'ok'", detail: '$20' })])})
-         SELECT * FROM ins`,
-        [...insertValues(id, vm), vm.owner, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.detail ?? null],
-      );
-      if (rows.length === 0) await whyNotInserted(db, id, vm);
-      return vmFromRow(rows[0]);
-    },
-
-    async insertVms(items) {
+  const insertMany = async (q: Queryable, items: readonly InsertItem[]): Promise<(VmRow | FleetError)[]> => {
       if (items.length === 0) return [];
       const n = items.length;
       const ids = items.map((it) => it.vm.id ?? randomUUID());
@@ -265,7 +238,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       // move); its history is the create row (to the initial state i_state),
       // then its onward rows (a), in item order.
       const written = 'ins JOIN first ON first.i_id = ins.id';
-      const rows = await db.query(
+      const rows = await q.query(
         `WITH i AS (
            SELECT * FROM unnest(${[...INSERT_TYPES, 'text', 'text', 'text', 'text', 'text', 'text', 'int', 'text'].map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
              WITH ORDINALITY AS i(i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc,
@@ -300,9 +273,71 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
         const row = inserted.get(ids[k]);
         inserted.delete(ids[k]);
         if (row) out.push(row);
-        else out.push(await whyNotInserted(db, ids[k], items[k].vm).catch((err: FleetError) => err));
+        else out.push(await whyNotInserted(q, ids[k], items[k].vm).catch((err: FleetError) => err));
       }
       return out;
+    };
+
+  return {
+    adoptVm(vm, ctx) {
+      return db.transaction((q) => adopt(q, vm, ctx));
+    },
+
+    async insertVm(vm, ctx, budget) {
+      const id = vm.id ?? randomUUID();
+      const guarded = budget !== undefined && (budget.owner !== undefined || budget.dataCenter !== undefined);
+      if (vm.replaces !== undefined || guarded) {
+        return db.transaction(async (q) => {
+          if (guarded) {
+            await lockBudget(q, vm.stack);
+            // A replacement takes the slot of the VM it replaces.
+            const [refused] = fitBudgets([{ vm, budget }], await readBudgetUsage(q, vm.stack, vm.replaces));
+            if (refused) throw refused;
+          }
+          if (vm.replaces !== undefined) return insertReplacing(q, id, vm, ctx);
+          const [row] = await insertMany(q, [{ vm: { ...vm, id }, ctx }]);
+          if (row instanceof Error) throw row;
+          return row;
+        });
+      }
+      // One statement (atomic on its own): the VM, its fleet's version and the
+      // history row; the authority does this once per created VM.
+      const rows = await db.query(
+        `WITH ins AS (
+           INSERT INTO vms (${INSERT_COLUMNS})
+           VALUES (${INSERT_PARAMS})
+           ON CONFLICT DO NOTHING
+           RETURNING ${FULL_VM.list}
+         ),
+         f AS (
+           INSERT INTO fleets (stack, fleet, owner, version, updated_at) SELECT stack, fleet, $16, 1, now() FROM ins
+           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()
+         ),
+         h AS (${insertHistory([ctxSource('ins', 'ins', 'NULL', 'ins.state', { actor: '$17', planId: '$18', requestId: '$19', outcome: "'ok'", detail: '$20' })])})
+         SELECT * FROM ins`,
+        [...insertValues(id, vm), vm.owner, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.detail ?? null],
+      );
+      if (rows.length === 0) await whyNotInserted(db, id, vm);
+      return vmFromRow(rows[0]);
+    },
+
+    async insertVms(items) {
+      if (!items.some((it) => it.budget?.owner || it.budget?.dataCenter)) return insertMany(db, items);
+      // Guarded (budget.ts): the check and the insert in one transaction, under the stack's budget lock.
+      return db.transaction(async (q) => {
+        const stacks = [...new Set(items.map((it) => it.vm.stack))].sort();
+        const refused: (BudgetExceededError | undefined)[] = new Array<BudgetExceededError | undefined>(items.length);
+        for (const stack of stacks) {
+          await lockBudget(q, stack);
+          const mine = items.map((it, k) => ({ it, k })).filter(({ it }) => it.vm.stack === stack);
+          const fit = fitBudgets(mine.map(({ it }) => it), await readBudgetUsage(q, stack));
+          mine.forEach(({ k }, j) => (refused[k] = fit[j]));
+        }
+        const go = items.filter((_, k) => refused[k] === undefined);
+        const done = await insertMany(q, go);
+        let j = 0;
+        return items.map((_, k) => refused[k] ?? done[j++]);
+      });
     },
 
     /**
@@ -341,6 +376,14 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       );
       if (rows.length === 0) await whyNotAt(db, description, id, expectedVersion);
       return vmFromRow(rows[0]);
+    },
+
+    async setFleetProtection(stack, fleet, owner, isProtected) {
+      await db.query(
+        `INSERT INTO fleets (stack, fleet, owner, version, updated_at, protected) VALUES ($1, $2, $3, 0, now(), $4)
+         ON CONFLICT (stack, fleet) DO UPDATE SET protected = EXCLUDED.protected`,
+        [stack, fleet, owner, isProtected],
+      );
     },
 
     async updateVm(id, expectedVersion, patch, ctx) {

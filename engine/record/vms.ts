@@ -110,11 +110,13 @@ export function vmReader({ db }: RecordSql): VmReader {
         params.push([...fleets]);
         where += ' AND fleet = ANY($2::text[])';
       }
-      const rows = await db.query<{ stack: string; fleet: string; owner: string; version: number; updated_at: Date }>(
-        `SELECT stack, fleet, owner, version, updated_at FROM fleets WHERE ${where} ORDER BY fleet`,
+      const rows = await db.query<{ stack: string; fleet: string; owner: string; version: number; updated_at: Date; protected: boolean }>(
+        `SELECT stack, fleet, owner, version, updated_at, protected FROM fleets WHERE ${where} ORDER BY fleet`,
         params,
       );
-      return rows.map((r): FleetRow => ({ stack: r.stack, fleet: r.fleet, owner: r.owner, version: r.version, updatedAt: iso(r.updated_at) }));
+      return rows.map(
+        (r): FleetRow => ({ stack: r.stack, fleet: r.fleet, owner: r.owner, version: r.version, updatedAt: iso(r.updated_at), protected: Boolean(r.protected) }),
+      );
     },
 
     async usage(stack, opts) {

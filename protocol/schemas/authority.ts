@@ -3,7 +3,7 @@
 // document is built from them, and ../types.ts is generated from them: if you
 // add a field, add it here, run `npm run gen:types`, and say it in
 // docs/protocol.md. Response schemas drop properties they do not list.
-import { credentialsSchema, decisionSchema, errorSchema, extend, fencingToken, name, nullableString, sizeSchema, state, vmSpecSchema } from './common.ts';
+import { credentialsSchema, decisionSchema, errorSchema, extend, fencingToken, name, nullableString, overrideSchema, sizeSchema, state, vmSpecSchema } from './common.ts';
 
 export const authorizeVmSchema = extend('AuthorizeVm', 'The VM a create asks for, as the DMZ client forwards it (its data center added).', vmSpecSchema, {
   properties: { dataCenter: name },
@@ -26,6 +26,7 @@ export const authorizeBodySchema = {
     vm: authorizeVmSchema,
     size: { ...sizeSchema, description: 'New size, for a resize.' },
     fencingToken: { ...fencingToken, description: "The fencing token the CLI's request carried (the DMZ client passes it on)." },
+    override: overrideSchema,
   },
 } as const;
 

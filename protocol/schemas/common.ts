@@ -104,6 +104,25 @@ export const vmSpecSchema = {
   },
 } as const;
 
+export const overrideSchema = {
+  title: 'Override',
+  description:
+    "An override a person gave with the plan (`--allow-destroy <fleet>`), carried with each request of that fleet's deleting steps. The authority records who and why in the VM's history; the stack may accept it only with a proof made with the admin token (the protect rule's `override: admin`).",
+  type: 'object',
+  additionalProperties: false,
+  required: ['allowDestroy', 'by', 'reason'],
+  properties: {
+    allowDestroy: { type: 'boolean', description: 'Deleting a member of a protected fleet is allowed.' },
+    by: { ...name, description: 'Who gave it (the apply\'s actor, e.g. user@host or the CI identity).' },
+    reason: { type: 'string', minLength: 1, maxLength: 500, description: 'Why: the plan and flag it came from.' },
+    proof: {
+      type: 'string',
+      maxLength: 200,
+      description: 'hex HMAC-SHA256 under the admin token of `allow-destroy`, the VM id, plan id, `by` and `reason` joined by newlines (protocol/hash.ts overrideProof). Required when the stack accepts overrides from admins only.',
+    },
+  },
+} as const;
+
 export const credentialsSchema = {
   title: 'ScopedCredentials',
   description: 'Short-lived, scoped to one data center; the driver refuses anything else.',

@@ -3,7 +3,7 @@
 // document is built from them, and ../types.ts is generated from them: if you
 // add a field, add it here, run `npm run gen:types`, and say it in
 // docs/protocol.md. Response schemas drop properties they do not list.
-import { decisionSchema, errorDetailSchema, errorSchema, extend, typeAs, fencingToken, idempotencyKey, name, planId, sizeSchema, state, vmSpecSchema } from './common.ts';
+import { decisionSchema, errorDetailSchema, errorSchema, extend, typeAs, fencingToken, idempotencyKey, name, overrideSchema, planId, sizeSchema, state, vmSpecSchema } from './common.ts';
 
 export const vmIdParams = {
   type: 'object',
@@ -45,6 +45,7 @@ export const transitionBodySchema = {
     to: state,
     operation: { type: 'string', enum: ['resize'] },
     size: sizeSchema,
+    override: overrideSchema,
   },
 } as const;
 
@@ -54,7 +55,7 @@ export const deleteBodySchema = {
   type: 'object',
   additionalProperties: false,
   required: ['idempotencyKey', 'planId', 'from'],
-  properties: { idempotencyKey, planId, fencingToken, from: state, to: { ...state, description: "The terminal state; defaults to the pack's first terminal state." } },
+  properties: { idempotencyKey, planId, fencingToken, from: state, to: { ...state, description: "The terminal state; defaults to the pack's first terminal state." }, override: overrideSchema },
 } as const;
 
 export const stepVmSchema = {

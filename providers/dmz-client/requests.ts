@@ -5,7 +5,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { AuthorityVm, AuthorizeRequest } from '../../protocol/index.ts';
 import type { VmSize } from '../../engine/model/index.ts';
-import type { BatchStep, CreateVmRequest, StepVm } from '../../protocol/index.ts';
+import type { BatchStep, CreateVmRequest, Override, StepVm } from '../../protocol/index.ts';
 
 /** What every request of one DMZ client shares: its data center, and the lifecycle's ends for requests that leave them out. */
 export interface RequestDefaults {
@@ -25,16 +25,16 @@ export function stepVmId(s: BatchStep): string {
 }
 
 /** The authorization request of one edge, or of a resize (a size, and the same state at both ends). */
-export function edgeRequest(dataCenter: string, vmId: string, planId: string | null, from: string, to: string, size?: VmSize, fencingToken?: number): AuthorizeRequest {
+export function edgeRequest(dataCenter: string, vmId: string, planId: string | null, from: string, to: string, size?: VmSize, fencingToken?: number, override?: Override): AuthorizeRequest {
   const kind = size && from === to ? 'resize' : 'transition';
-  return { dataCenter, requestId: randomUUID(), planId, kind, vmId, from, to, ...(size ? { size } : {}), ...(fencingToken !== undefined ? { fencingToken } : {}) };
+  return { dataCenter, requestId: randomUUID(), planId, kind, vmId, from, to, ...(size ? { size } : {}), ...(fencingToken !== undefined ? { fencingToken } : {}), ...(override ? { override } : {}) };
 }
 
 /** The authorization request of an edge step (transition, resize or delete); the caller's fencing token goes on to the authority. */
 export function stepRequest(d: RequestDefaults, s: EdgeStep): AuthorizeRequest {
-  if (s.op === 'delete') return edgeRequest(d.dataCenter, s.vmId, s.body.planId, s.body.from, s.body.to ?? d.terminal, undefined, s.body.fencingToken);
+  if (s.op === 'delete') return edgeRequest(d.dataCenter, s.vmId, s.body.planId, s.body.from, s.body.to ?? d.terminal, undefined, s.body.fencingToken, s.body.override);
   const t = s.body;
-  return edgeRequest(d.dataCenter, s.vmId, t.planId, t.from, t.to, t.operation === 'resize' ? t.size : undefined, t.fencingToken);
+  return edgeRequest(d.dataCenter, s.vmId, t.planId, t.from, t.to, t.operation === 'resize' ? t.size : undefined, t.fencingToken, t.override);
 }
 
 /** The authorization request of a create: the VM enters the record in the initial state. */

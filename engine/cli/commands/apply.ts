@@ -45,7 +45,7 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     .addOption(new Option('--format <format>', 'output: text, or json (one event per line on stdout, diagnostics as events)').choices(['text', 'json']).default('text'))
     .option('--target <fleet>', 'fresh plan: only this fleet, or this member (`web/3`) (repeatable)', collect, [])
     .option('--exclude <fleet>', 'fresh plan: leave this fleet out (repeatable)', collect, [])
-    .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
+    .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable); the override goes with each deleting request, proven with FLEET_ADMIN_TOKEN when set', collect, [])
     .option('--replace <address>', 'fresh plan: replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
     .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
       setExit(await runCommand(io, () => runApply(io, planfile, opts), modeOf(opts.format, true)));
@@ -265,6 +265,8 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         record: session.record,
         providers: session.providers,
         owners: Object.fromEntries(session.fleets.map((f) => [f.name, f.owner])),
+        protection: Object.fromEntries(session.fleets.map((f) => [f.name, f.protect])),
+        ...(env.FLEET_ADMIN_TOKEN ? { adminToken: env.FLEET_ADMIN_TOKEN } : {}),
         parallelism: parallelism ?? session.stack.apply.parallelism,
         lockTimeoutMs,
         onEvent: (e) => progress.onEvent(e),

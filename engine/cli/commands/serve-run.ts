@@ -24,6 +24,8 @@ export function authorityTokenEnv(dataCenter: string): string {
 }
 
 export const AUTHORITY_SECRET_ENV = 'FLEET_AUTHORITY_SECRET';
+/** The admin token: an override (--allow-destroy) of a stack whose protect rule says `override: admin` carries a proof made with it. */
+export const ADMIN_TOKEN_ENV = 'FLEET_ADMIN_TOKEN';
 
 /** The tokens people sign in to the dashboard with (engine/ui): admin and read-only. */
 export const UI_TOKEN_ENV = { admin: 'FLEET_ADMIN_TOKEN', read: 'FLEET_READ_TOKEN' } as const;
@@ -130,7 +132,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     const env = authorityTokenEnv(d.name);
     const token = io.env[env];
     if (!token) missing.push(diag('apply.token-missing', `Set ${env} to the token the DMZ client of ${d.name} presents to the authority.`, d.where));
-    return { name: d.name, token: token ?? '' };
+    return { name: d.name, token: token ?? '', capacity: d.capacity };
   });
   if (missing.length > 0) throw new FleetError(missing);
   const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
@@ -139,6 +141,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   try {
     // The dashboard under /ui, when a sign-in token is set.
     const ui = { adminToken: io.env[UI_TOKEN_ENV.admin] || undefined, readToken: io.env[UI_TOKEN_ENV.read] || undefined };
+    const admin = io.env[ADMIN_TOKEN_ENV];
     const svc = await startAuthority({
       record,
       pack,
@@ -152,6 +155,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
       replicas,
       ...runtime,
       ...(broker ? { credentialBroker: broker } : {}),
+      ...(admin ? { adminTokens: [admin] } : {}),
     });
     return {
       url: svc.url,

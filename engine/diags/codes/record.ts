@@ -33,6 +33,11 @@ export const recordCodes = defineCodes({
     doc: 'The record\'s schema version is newer than this dmzfleet understands. Upgrade dmzfleet; the record was left untouched.',
     severity: 'error',
   },
+  'record.over-budget': {
+    summary: 'Create over quota or capacity',
+    doc: 'The authority asked the record to insert a VM whose owner\'s quota (owner-quota) or data center\'s capacity (datacenter-capacity) the live VMs already use up; the record checks this in the transaction that inserts it, so concurrent applies never exceed a limit. Nothing was inserted; free quota or capacity, or raise the limit.',
+    severity: 'error',
+  },
   'record.version-conflict': {
     summary: 'Record changed concurrently',
     doc: 'A write expected a version of a VM that is no longer current, or an address that is already taken: another process changed the record first. Re-read and retry, or plan again.',

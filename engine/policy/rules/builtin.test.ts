@@ -17,6 +17,10 @@ describe('protect', () => {
   const web = fleet('web');
   const cases: { name: string; change: Change; allow?: string[]; hit: boolean }[] = [
     { name: 'delete in a protected fleet', change: change('db/2', 'delete'), hit: true },
+    { name: 'delete in a fleet with no spec that the record holds as protected', change: change('vault/0', 'delete'), hit: true },
+    { name: 'delete in a fleet with no spec, protected in the record, with --allow-destroy', change: change('vault/0', 'delete'), allow: ['vault'], hit: false },
+    { name: 'delete in a fleet whose spec says protect: false, though the record says protected', change: change('web/1', 'delete'), hit: false },
+    { name: 'delete in a fleet with no spec and not protected in the record', change: change('gone/0', 'delete'), hit: false },
     { name: 'replace in a protected fleet', change: change('db/0', 'replace'), hit: true },
     { name: 'delete with --allow-destroy of the fleet', change: change('db/2', 'delete'), allow: ['db'], hit: false },
     { name: 'delete with --allow-destroy of another fleet', change: change('db/2', 'delete'), allow: ['web'], hit: true },
@@ -27,7 +31,7 @@ describe('protect', () => {
   ];
   for (const level of LEVELS) {
     it.each(cases)(`${level}: $name`, ({ change: ch, allow, hit }) => {
-      const got = run(protectRule, level, [ch], ctx({ fleets: [db, web], allowDestroy: new Set(allow ?? []) }));
+      const got = run(protectRule, level, [ch], ctx({ fleets: [db, web], allowDestroy: new Set(allow ?? []), protectedFleets: new Set(['vault', 'web']) }));
       expect(got).toEqual(hit && level !== 'disabled' ? [`${ch.address} ${level}`] : []);
     });
   }
@@ -37,6 +41,12 @@ describe('protect', () => {
     expect(v).toMatchObject({ policy: 'protect', level: 'mandatory', address: 'db/2' });
     expect(v.message).toContain('protected');
     expect(v.hint).toContain('--allow-destroy db');
+  });
+
+  it('names the record as the reason when the spec is gone', () => {
+    const [v] = evaluateRules(plan([change('vault/0', 'delete')]), ctx({ fleets: [db], protectedFleets: new Set(['vault']) }), packWith([[protectRule, 'mandatory']]));
+    expect(v.message).toBe('vault/0 would be deleted, but fleet vault is protected in the record (it was applied with protect: true; removing its spec does not remove that).');
+    expect(v.hint).toContain("apply the fleet's spec with protect: false first");
   });
 });
 
@@ -82,6 +92,18 @@ describe('require-encrypted-disk', () => {
       expect(got).toEqual(hit && level !== 'disabled' ? [`web ${level}`] : []);
     });
   }
+
+  // At the authority (checkRequest): judged from the request alone, so only with an empty match (labels are not in the record).
+  it.each([
+    { name: 'an unencrypted create, empty match', kind: 'create' as const, encryptedDisk: false, match: {}, hit: true },
+    { name: 'an encrypted create, empty match', kind: 'create' as const, encryptedDisk: true, match: {}, hit: false },
+    { name: 'an unencrypted create, a label match (judged in the plan only)', kind: 'create' as const, encryptedDisk: false, match: { env: 'prod' }, hit: false },
+    { name: 'a transition of an unencrypted VM', kind: 'transition' as const, encryptedDisk: false, match: {}, hit: false },
+  ])('checkRequest: $name', ({ kind, encryptedDisk, match, hit }) => {
+    const req = { kind, stack: 's', fleet: 'web', address: 'web/0', owner: 'o', dataCenter: 'miami', image: 'i', size: { cpu: 1, memoryGiB: 1, diskGiB: 1 }, encryptedDisk, from: null, to: 'Requested', operation: 'insert' };
+    const got = requireEncryptedDiskRule.checkRequest!(req, { config: { match }, lifecycle: undefined as never, images: {} });
+    expect(got.map((f) => f.message)).toEqual(hit ? ['web/0 would be created without an encrypted disk.'] : []);
+  });
 
   it('labelsMatch', () => {
     expect(labelsMatch({ a: '1', b: '2' }, { a: '1' })).toBe(true);

@@ -38,21 +38,37 @@ export const datacenterCapacityRule: Rule = {
   configSchema: noConfig,
 };
 
+/** Whether fleet `name` is protected: its spec says so, or (no spec any more) the record does. */
+export function isProtected(name: string, ctx: Pick<RuleContext, 'fleets' | 'protectedFleets'>): boolean {
+  const fleet = ctx.fleets.find((f) => f.name === name);
+  return fleet ? fleet.protect : (ctx.protectedFleets?.has(name) ?? false);
+}
+
 export const protectRule: Rule = {
   name: 'protect',
-  description: 'Members of a fleet with `protect: true` are never deleted or replaced unless the plan names the fleet in --allow-destroy.',
+  description:
+    'Members of a fleet with `protect: true` (or, once applied so, kept protected by the record when its spec is gone) are never deleted or replaced unless the plan names the fleet in --allow-destroy; the authority checks it again per request. `override: admin` accepts the override only with the admin token.',
   defaultEnforcement: 'mandatory',
-  configSchema: noConfig,
+  configSchema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { override: { type: 'string', enum: ['any', 'admin'], default: 'any' } },
+  },
   checkChange(change: Change, ctx: RuleContext): Finding[] {
     if (!isDestructive(change.action)) return [];
-    const fleet = ctx.fleets.find((f) => f.name === change.fleet);
-    if (!fleet?.protect || ctx.allowDestroy.has(change.fleet)) return [];
+    if (!isProtected(change.fleet, ctx) || ctx.allowDestroy.has(change.fleet)) return [];
     const verb = change.action === 'delete' ? 'be deleted' : 'be replaced (deleted and created again)';
+    const spec = ctx.fleets.some((f) => f.name === change.fleet);
+    const admin = ctx.config.override === 'admin' ? ' with FLEET_ADMIN_TOKEN set' : '';
     return [
       {
         address: change.address,
-        message: `${change.address} would ${verb}, but fleet ${change.fleet} is protected.`,
-        hint: `Review the change, then run with --allow-destroy ${change.fleet} (or set protect: false in the spec).`,
+        message: spec
+          ? `${change.address} would ${verb}, but fleet ${change.fleet} is protected.`
+          : `${change.address} would ${verb}, but fleet ${change.fleet} is protected in the record (it was applied with protect: true; removing its spec does not remove that).`,
+        hint: spec
+          ? `Review the change, then run with --allow-destroy ${change.fleet}${admin} (or set protect: false in the spec).`
+          : `Review the change, then run with --allow-destroy ${change.fleet}${admin} (or apply the fleet's spec with protect: false first).`,
       },
     ];
   },
@@ -87,7 +103,8 @@ export function labelsMatch(labels: Readonly<Record<string, string>>, match: Rea
 
 export const requireEncryptedDiskRule: Rule = {
   name: 'require-encrypted-disk',
-  description: 'Fleets whose labels match `match` must set `encryptedDisk: true`.',
+  description:
+    'Fleets whose labels match `match` must set `encryptedDisk: true`. With an empty `match` (every fleet) the authority also refuses every unencrypted create (labels are not in the record, so a label match is judged in the plan only).',
   defaultEnforcement: 'disabled',
   configSchema: {
     type: 'object',
@@ -108,6 +125,11 @@ export const requireEncryptedDiskRule: Rule = {
       });
     }
     return out;
+  },
+  checkRequest(req, ctx): Finding[] {
+    const match = (ctx.config.match ?? {}) as Record<string, string>;
+    if (req.kind !== 'create' || req.encryptedDisk || Object.keys(match).length > 0) return [];
+    return [{ address: req.address, message: `${req.address} would be created without an encrypted disk.`, hint: `Set spec.encryptedDisk: true in fleet ${req.fleet}.` }];
   },
 };
 

@@ -1,0 +1,142 @@
+// The policy at the authority (DESIGN.md "The authority has the last word";
+// docs/policy.md "Judged at the authority"): every mandatory rule that can be
+// judged per request, decided again by the authority on what the record holds
+// at the moment of the request, whatever the plan said. Pure functions over
+// their arguments; the service (authority.ts) reads the record and hands the
+// limits to the record's insert (record/budget.ts), so quota and capacity of
+// a create are checked in the transaction that records it.
+//
+// | rule                   | judged here                                                            |
+// | ---------------------- | ---------------------------------------------------------------------- |
+// | owner-quota            | createBudget (the record checks it at insert); judgeResize              |
+// | datacenter-capacity    | createBudget, with the stack's capacity per data center; judgeResize    |
+// | protect                | judgeProtect: an edge that commits a VM of a protected fleet to deletion |
+// | allowed-images         | judgeCreate (decisions.ts): no translation, no create                   |
+// | require-encrypted-disk | its checkRequest, with an empty match (labels are not in the record)    |
+// | custom rules           | their checkRequest, when the pack declares one                          |
+import { timingSafeEqual } from 'node:crypto';
+import type { Budget, Limits, UsageRow, VmRow } from '../record/index.ts';
+import type { Lifecycle, LoadedPack, RequestFacts } from '../policy/types.ts';
+import { overrideProof, refuse, type Decided, type Override, type VmSize } from '../../protocol/index.ts';
+
+/** The capacity of each data center of the stack (stack.yaml dataCenters[].capacity). */
+export type Capacities = Readonly<Record<string, Limits>>;
+
+function mandatory(pack: LoadedPack, rule: string, fallback: 'mandatory' | 'disabled' = 'disabled'): boolean {
+  return (pack.rules.get(rule)?.enforcement ?? fallback) === 'mandatory';
+}
+
+/** The limits of owner `owner` when owner-quota is mandatory and sets any. */
+export function quotaOf(pack: LoadedPack, owner: string): Limits | undefined {
+  if (!mandatory(pack, 'owner-quota')) return undefined;
+  const limits = ((pack.rules.get('owner-quota')?.config.limits ?? {}) as Record<string, Limits>)[owner];
+  return limits && Object.keys(limits).length > 0 ? limits : undefined;
+}
+
+/** The capacity of `dataCenter` when datacenter-capacity is mandatory (its default) and the stack sets any. */
+export function capacityOf(pack: LoadedPack, capacity: Capacities, dataCenter: string): Limits | undefined {
+  if (!mandatory(pack, 'datacenter-capacity', 'mandatory')) return undefined;
+  const c = capacity[dataCenter];
+  return c && Object.values(c).some((v) => v !== undefined) ? c : undefined;
+}
+
+/** What a create by `owner` in `dataCenter` must stay within (the record checks it with the insert). */
+export function createBudget(pack: LoadedPack, capacity: Capacities, owner: string, dataCenter: string): Budget {
+  const owner_ = quotaOf(pack, owner);
+  const dc = capacityOf(pack, capacity, dataCenter);
+  return { ...(owner_ ? { owner: owner_ } : {}), ...(dc ? { dataCenter: dc } : {}) };
+}
+
+/**
+ * Whether a resize of `vm` to `size` fits: `usage` is the stack's live VMs
+ * summed (FleetRecord.usage), `reserved` what resizes approved and not yet
+ * reported add (vCPU and memory, per owner and per data center).
+ */
+export function judgeResize(
+  pack: LoadedPack,
+  capacity: Capacities,
+  vm: VmRow,
+  owner: string,
+  size: VmSize,
+  usage: readonly UsageRow[],
+  reserved: { owner: (o: string) => { cpu: number; memoryGiB: number }; dataCenter: (dc: string) => { cpu: number; memoryGiB: number } },
+): Decided {
+  const grow = { cpu: size.cpu - vm.size.cpu, memoryGiB: size.memoryGiB - vm.size.memoryGiB };
+  if (grow.cpu <= 0 && grow.memoryGiB <= 0) return { ok: true };
+  const check = (limits: Limits | undefined, rows: readonly UsageRow[], extra: { cpu: number; memoryGiB: number }, code: 'over-quota' | 'over-capacity', what: string): Decided => {
+    if (!limits) return { ok: true };
+    for (const k of ['cpu', 'memoryGiB'] as const) {
+      const limit = limits[k];
+      if (limit === undefined || grow[k] <= 0) continue;
+      const used = rows.reduce((n, r) => n + r[k], 0) + extra[k];
+      if (used + grow[k] > limit + 1e-9) {
+        return refuse(code, `resizing ${vm.address} to ${size.cpu} vCPU / ${size.memoryGiB} GiB needs ${grow[k]} more ${k === 'cpu' ? 'vCPUs' : 'GiB of memory'}; ${what} allows ${limit}, ${used} in use`);
+      }
+    }
+    return { ok: true };
+  };
+  const q = check(quotaOf(pack, owner), usage.filter((u) => u.owner === owner), reserved.owner(owner), 'over-quota', `the quota of owner ${owner}`);
+  if (!q.ok) return q;
+  return check(capacityOf(pack, capacity, vm.dataCenter), usage.filter((u) => u.dataCenter === vm.dataCenter), reserved.dataCenter(vm.dataCenter), 'over-capacity', `the capacity of data center ${vm.dataCenter}`);
+}
+
+/**
+ * Whether an edge into `to` commits a VM to deletion: no state a spec may ask
+ * for (requestable) can be reached from `to` any more (the default pack:
+ * PoweredOff -> BeingDeleted, BootFailed -> BeingDeleted, BeingDeleted ->
+ * Deleted). The protect check stops a deletion at its first such edge, before
+ * anything is lost.
+ */
+export function commitsToDeletion(lifecycle: Lifecycle, to: string): boolean {
+  if (lifecycle.isTerminal(to)) return true;
+  return !lifecycle.requestable.some((s) => lifecycle.path(to, s) !== undefined);
+}
+
+function proofHolds(adminTokens: readonly string[], vmId: string, planId: string | null, o: Override): boolean {
+  if (o.proof === undefined || !/^[0-9a-f]{64}$/.test(o.proof)) return false;
+  const given = Buffer.from(o.proof, 'hex');
+  return adminTokens.some((t) => timingSafeEqual(given, Buffer.from(overrideProof(t, vmId, planId, o.by, o.reason), 'hex')));
+}
+
+/**
+ * protect at the authority: an edge into `to` of `vm`, whose fleet the
+ * record holds as protected or not (`isProtected`). Allowed when it does not
+ * commit the VM to deletion, or the fleet is not protected, or the request
+ * carries an override the stack accepts (`override: any`, the default: any
+ * override; `admin`: only one with a proof under one of `adminTokens`). With
+ * an override used, `overridden` is the sentence the intent row records
+ * (who and why).
+ */
+export function judgeProtect(
+  pack: LoadedPack,
+  vm: VmRow,
+  to: string,
+  isProtected: boolean,
+  req: { planId: string | null; override?: Override },
+  adminTokens: readonly string[],
+): Decided<{ overridden?: string }> {
+  if (!isProtected || !mandatory(pack, 'protect', 'mandatory') || !commitsToDeletion(pack.lifecycle, to)) return { ok: true };
+  const o = req.override;
+  if (!o?.allowDestroy) {
+    return refuse('protected', `${vm.address} is a member of protected fleet ${vm.fleet}; ${vm.state} -> ${to} would delete it, and the request carries no override (apply a plan made with --allow-destroy ${vm.fleet})`);
+  }
+  if (pack.rules.get('protect')?.config.override === 'admin' && !proofHolds(adminTokens, vm.id, req.planId, o)) {
+    return refuse('override-refused', `the override of ${o.by} to delete ${vm.address} of protected fleet ${vm.fleet} needs the admin token's proof (the stack's protect rule says override: admin)`);
+  }
+  return { ok: true, overridden: `override allow-destroy by ${o.by}: ${o.reason}` };
+}
+
+/** Every mandatory request-level rule (Rule.checkRequest) of the pack on one request: the first finding vetoes it. */
+export function judgeRequestRules(pack: LoadedPack, facts: RequestFacts): Decided {
+  for (const r of pack.rules.values()) {
+    if (r.enforcement !== 'mandatory' || !r.rule.checkRequest) continue;
+    let findings;
+    try {
+      findings = r.rule.checkRequest(facts, { config: r.config, lifecycle: pack.lifecycle, images: pack.images });
+    } catch (err) {
+      return refuse('policy-veto', `rule ${r.rule.name} failed on ${facts.address}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (findings.length > 0) return refuse('policy-veto', `rule ${r.rule.name}: ${findings[0].message}`);
+  }
+  return { ok: true };
+}

@@ -1,0 +1,96 @@
+// Quota and capacity, checked by the record in the transaction that inserts
+// a VM (types.ts Budget). The authority has the last word on owner-quota and
+// datacenter-capacity (DESIGN.md "The authority has the last word"): two
+// applies racing for the last slot must get one insert and one refusal,
+// never both. So a guarded insert takes a transaction-scoped advisory lock
+// per stack, sums the live VMs under it, decides (fitBudgets, pure), and
+// inserts in the same transaction; the next guarded insert of the stack
+// waits for the commit and sees the row. Inserts without a budget take no
+// lock: a VM without limits of its own cannot make another VM's owner or
+// data center exceed its limits (a limited owner's VMs, and every VM of a
+// limited data center, always carry that limit).
+import { formatVmAddress } from '../model/index.ts';
+import { BudgetExceededError } from './errors.ts';
+import type { Queryable } from './sql.ts';
+import type { Budget, Limits, NewVm } from './types.ts';
+
+/** The advisory lock class of budget checks (the second key is the stack's hash). */
+const BUDGET_LOCK_CLASS = 4_242_018;
+
+/** What the live VMs of one fleet use in one data center, with the fleet's recorded owner. */
+export interface BudgetUsage {
+  fleet: string;
+  owner: string;
+  dataCenter: string;
+  vms: number;
+  cpu: number;
+  memoryGiB: number;
+}
+
+/** Takes the stack's budget lock until the transaction ends. */
+export async function lockBudget(q: Queryable, stack: string): Promise<void> {
+  await q.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [BUDGET_LOCK_CLASS, stack]);
+}
+
+/** The live VMs of `stack` summed per fleet and data center (deposed ones count: they run until deleted); `except`: a VM left out. */
+export async function readBudgetUsage(q: Queryable, stack: string, except?: string): Promise<BudgetUsage[]> {
+  const rows = await q.query<{ fleet: string; owner: string | null; data_center: string; vms: string | number; cpu: string | number; memory_gib: string | number }>(
+    `SELECT v.fleet, f.owner, v.data_center, count(*) AS vms, sum(v.cpu) AS cpu, sum(v.memory_gib) AS memory_gib
+     FROM vms v LEFT JOIN fleets f ON f.stack = v.stack AND f.fleet = v.fleet
+     WHERE v.stack = $1 AND v.retired_at IS NULL AND v.id <> $2
+     GROUP BY v.fleet, f.owner, v.data_center`,
+    [stack, except ?? ''],
+  );
+  return rows.map((r) => ({ fleet: r.fleet, owner: r.owner ?? '', dataCenter: r.data_center, vms: Number(r.vms), cpu: Number(r.cpu), memoryGiB: Number(r.memory_gib) }));
+}
+
+const KEYS = ['vms', 'cpu', 'memoryGiB'] as const;
+const UNIT: Record<(typeof KEYS)[number], string> = { vms: 'VMs', cpu: 'vCPUs', memoryGiB: 'GiB of memory' };
+
+/** The first limit that `used` plus `need` goes over, as a sentence's middle; undefined when everything fits. */
+function over(limits: Limits, used: Required<Limits>, need: Required<Limits>): string | undefined {
+  for (const k of KEYS) {
+    const limit = limits[k];
+    if (limit === undefined) continue;
+    // A small tolerance: memory sizes are fractional GiB summed in floating point.
+    if (used[k] + need[k] > limit + 1e-9) return `${limit} ${UNIT[k]}: ${used[k]} in use, the VM needs ${need[k]} more`;
+  }
+  return undefined;
+}
+
+/**
+ * Which of `items` fit their budgets, in order, over `usage` (the stack's
+ * live VMs): undefined for an item that fits (it then counts for the items
+ * after it), else the refusal. Items without a budget always fit. A row of
+ * the item's own fleet counts as the item's owner's, since the insert makes
+ * the fleet the item's owner's.
+ */
+export function fitBudgets(items: readonly { vm: NewVm; budget?: Budget }[], usage: readonly BudgetUsage[]): (BudgetExceededError | undefined)[] {
+  const accepted: NewVm[] = [];
+  return items.map(({ vm, budget }) => {
+    const need = { vms: 1, cpu: vm.size.cpu, memoryGiB: vm.size.memoryGiB };
+    const address = formatVmAddress(vm.fleet, vm.index);
+    if (budget?.owner || budget?.dataCenter) {
+      const owned = { vms: 0, cpu: 0, memoryGiB: 0 };
+      const inDc = { vms: 0, cpu: 0, memoryGiB: 0 };
+      const add = (to: Required<Limits>, u: { vms: number; cpu: number; memoryGiB: number }) => {
+        for (const k of KEYS) to[k] += u[k];
+      };
+      for (const u of usage) {
+        if (u.fleet === vm.fleet ? true : u.owner === vm.owner) add(owned, u);
+        if (u.dataCenter === vm.dataCenter) add(inDc, u);
+      }
+      for (const a of accepted) {
+        const one = { vms: 1, cpu: a.size.cpu, memoryGiB: a.size.memoryGiB };
+        if (a.owner === vm.owner || a.fleet === vm.fleet) add(owned, one);
+        if (a.dataCenter === vm.dataCenter) add(inDc, one);
+      }
+      const quota = budget.owner && over(budget.owner, owned, need);
+      if (quota) return new BudgetExceededError('owner', `${address}: the quota of owner ${vm.owner} is ${quota}.`, address);
+      const capacity = budget.dataCenter && over(budget.dataCenter, inDc, need);
+      if (capacity) return new BudgetExceededError('dataCenter', `${address}: the capacity of data center ${vm.dataCenter} is ${capacity}.`, address);
+    }
+    accepted.push(vm);
+    return undefined;
+  });
+}

@@ -1,0 +1,107 @@
+// The authority's policy seen from the CLI, end to end: real CLI (in-process),
+// real PGlite record, the embedded authority and sim DMZ clients over
+// loopback HTTP, the default pack. Protection kept in the record (issue 13,
+// point 2) and the stale check per fleet (point 5, docs/planning.md "Stale
+// plans").
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSession } from '../engine/apply/index.ts';
+import { runCli } from './helpers/cli.ts';
+import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
+
+/** The record's live VMs (address -> state) and every VM the sim clouds hold. */
+async function world(dir: string): Promise<{ states: Record<string, string>; cloud: number; history: (address: string) => Promise<{ detail: string | null; to: string }[]> }> {
+  const s = await openSession(dir, { cwd: REPO, env: process.env });
+  try {
+    const vms = await s.record.listVms(s.stack.name);
+    let cloud = 0;
+    for (const [, p] of s.providers) cloud += (await p.listVms()).filter((v) => v.status === 'present').length;
+    const rows = await s.record.history(s.stack.name);
+    return {
+      states: Object.fromEntries(vms.map((v) => [v.address, v.state])),
+      cloud,
+      history: async (address) => rows.filter((h) => h.address === address).map((h) => ({ detail: h.detail, to: h.to })),
+    };
+  } finally {
+    await s.close();
+  }
+}
+
+describe('protection lives in the record', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack({ name: 'protect' });
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('applies a fleet with protect: true', async () => {
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: true }));
+    await st.spec('web', fleetYaml('web', { count: 1 }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+  });
+
+  it('its spec file removed, the plan shows a mandatory violation and apply changes nothing', async () => {
+    await st.spec('vault', null);
+    const plan = await fleet('plan');
+    expect(plan.code).toBe(1);
+    expect(plan.stdout + plan.stderr).toContain('fleet vault is protected in the record');
+    const blocked = await fleet('apply', '--yes');
+    expect(blocked.code).toBe(1);
+    const w = await world(st.dir);
+    expect(w.states).toEqual({ 'vault/0': 'Running', 'web/0': 'Running' });
+    expect(w.cloud).toBe(2);
+  });
+
+  it('with --allow-destroy the override travels with the deleting requests; the history says who and why', async () => {
+    const r = await fleet('apply', '--yes', '--allow-destroy', 'vault');
+    expect(r.code, r.stderr).toBe(0);
+    const w = await world(st.dir);
+    expect(w.states).toEqual({ 'web/0': 'Running' });
+    expect(w.cloud).toBe(1);
+    const overridden = (await w.history('vault/0')).filter((h) => h.detail?.includes('override allow-destroy by'));
+    expect(overridden).toHaveLength(1);
+    expect(overridden[0]).toMatchObject({ to: 'BeingDeleted', detail: expect.stringContaining('--allow-destroy vault in plan') });
+  });
+});
+
+describe('a saved plan is stale only when what it changes changed', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack({ name: 'stale' });
+    await st.spec('a', fleetYaml('a', { count: 1 }));
+    await st.spec('b', fleetYaml('b', { count: 1 }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('a whole-stack plan stays valid after a fleet it leaves unchanged was applied by someone else', async () => {
+    await st.spec('a', fleetYaml('a', { count: 2 }));
+    const saved = join(st.dir, 'whole.json');
+    expect((await fleet('plan', '--out', saved)).code).toBe(0);
+    // Someone else scales b meanwhile.
+    await st.spec('b', fleetYaml('b', { count: 2 }));
+    expect((await fleet('apply', '--yes', '--target', 'b')).code).toBe(0);
+    const r = await fleet('apply', saved);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await world(st.dir)).states).toEqual({ 'a/0': 'Running', 'a/1': 'Running', 'b/0': 'Running', 'b/1': 'Running' });
+  });
+
+  it('a plan whose own fleet changed since is refused, and changes nothing', async () => {
+    await st.spec('a', fleetYaml('a', { count: 3 }));
+    const saved = join(st.dir, 'own.json');
+    expect((await fleet('plan', '--out', saved)).code).toBe(0);
+    await st.spec('a', fleetYaml('a', { count: 2, state: 'PoweredOff' }));
+    expect((await fleet('apply', '--yes', '--target', 'a')).code).toBe(0);
+    const r = await fleet('apply', saved);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('apply.stale-plan');
+    expect(r.stderr).toContain('fleet a');
+    expect((await world(st.dir)).states).toEqual({ 'a/0': 'PoweredOff', 'a/1': 'PoweredOff', 'b/0': 'Running', 'b/1': 'Running' });
+  });
+});
