@@ -30,7 +30,7 @@ import type { LoadedPack } from '../policy/types.ts';
 import { Batched, KeyLocks } from '../durability/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { BudgetExceededError, VersionConflictError } from '../record/index.ts';
-import type { ChangeContext, FleetFence, FleetRecord, HistoryItem, InsertItem, NewVm, TransitionItem, VmRow } from '../record/index.ts';
+import type { ChangeContext, FleetRecord, HistoryItem, InsertItem, NewVm, TransitionItem, VmRow } from '../record/index.ts';
 import {
   WireError,
   sha256,
@@ -44,14 +44,14 @@ import {
   type ReportRequest,
   type ReportResponse,
   type WireCode,
-  type Decided,
 } from '../../protocol/index.ts';
 import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce, noneReport, onward, passedAlready, reportCtx, rowAt, type Approved, type Foreseen } from './chain.ts';
-import { addressTaken, approvedEarlier, doneAlready, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeFence, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
-import { capacityOf, commitsToDeletion, createBudget, judgeProtect, judgeRequestRules, judgeResize, type Capacities } from './policy.ts';
+import { addressTaken, approvedEarlier, doneAlready, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
+import { createBudget, judgeRequestRules, type Capacities } from './policy.ts';
 import type { RequestFacts } from '../policy/types.ts';
 import { diskKey, randomToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
+import { Fences, PolicyGate } from './gate.ts';
 import { BootGate } from './boot.ts';
 import type { CredentialBroker } from './credentials/types.ts';
 import { StaleRow, VmRows } from './rows.ts';
@@ -123,11 +123,9 @@ export class Authority {
   private readonly inserts: Batched<InsertItem, VmRow>;
   private readonly boot: BootGate;
   /** Fleet fences (their latest lock's fencing token), read per batch of authorizations (judgeFence). */
-  private readonly fences: Batched<{ stack: string; fleet: string }, FleetFence | undefined>;
-  /** Whether the pack has a mandatory request-level rule (Rule.checkRequest): then every edge is judged by the service. */
-  private readonly requestRules: boolean;
-  /** Whether owner-quota is mandatory and limits anyone. */
-  private readonly anyQuota: boolean;
+  private readonly fences: Fences;
+  /** The policy the authority judges per request (gate.ts). */
+  private readonly policy: PolicyGate;
   private readonly scopedTokens: ScopedTokenIssuer;
   /** Other replicas write the same record (AuthorityCoreOptions.replicas > 1). */
   private readonly shared: boolean;
@@ -153,122 +151,8 @@ export class Authority {
     this.shared = (o.replicas ?? 1) > 1;
     this.rows = new VmRows((id) => reads.submit(id), !this.shared);
     this.boot = new BootGate(r, o.pack, o.secret, this.rows, OVERLAP);
-    this.fences = new Batched(async (items) => {
-      // Usually one stack; a read per stack in the batch.
-      const out = new Map<string, FleetFence>();
-      for (const stack of new Set(items.map((i) => i.stack))) {
-        for (const f of await r.fencesOf(stack, items.filter((i) => i.stack === stack).map((i) => i.fleet))) out.set(fleetKey(stack, f.fleet), f);
-      }
-      return items.map((i) => out.get(fleetKey(i.stack, i.fleet)));
-    }, OVERLAP);
-    this.requestRules = [...o.pack.rules.values()].some((x) => x.enforcement === 'mandatory' && x.rule.checkRequest !== undefined);
-    const quota = o.pack.rules.get('owner-quota');
-    this.anyQuota = quota?.enforcement === 'mandatory' && Object.keys((quota.config.limits ?? {}) as object).length > 0;
-  }
-
-  /**
-   * Whether an edge may be decided by judgeEdge alone (the advance chain's
-   * foresee): not when the policy at the authority has to read the record
-   * for it (policy.ts): a resize that grows, an edge that commits the VM to
-   * deletion, or any edge under a request-level rule.
-   */
-  private plain(fleetProtected?: boolean): (req: AuthorizeRequest, to: string, at: VmRow) => boolean {
-    return (req, to, at) => {
-      if (this.requestRules) return false;
-      if (req.kind === 'resize') return !this.limitsResize(req, at);
-      return !this.entersDeletion(req.from, to) || fleetProtected === false;
-    };
-  }
-
-  /**
-   * Whether an edge is the first that commits a VM to deletion (policy.ts
-   * commitsToDeletion): protect is judged there, once; the edges after it
-   * (BeingDeleted -> Deleted) only finish what was allowed.
-   */
-  private entersDeletion(from: string | null, to: string): boolean {
-    if (this.o.pack.rules.get('protect')?.enforcement === 'disabled' || this.o.pack.rules.get('protect')?.enforcement === 'advisory') return false;
-    return commitsToDeletion(this.lifecycle, to) && (from === null || !commitsToDeletion(this.lifecycle, from));
-  }
-
-  /** Whether a resize grows `vm` where a quota or the data center's capacity may limit it (then judgeResize decides, on a fresh read). */
-  private limitsResize(req: AuthorizeRequest, vm: VmRow): boolean {
-    if (req.kind !== 'resize' || !req.size || (req.size.cpu <= vm.size.cpu && req.size.memoryGiB <= vm.size.memoryGiB)) return false;
-    return this.anyQuota || capacityOf(this.o.pack, this.o.capacity ?? {}, vm.dataCenter) !== undefined;
-  }
-
-  /** What resizes approved and not yet reported add, per owner and per data center (judgeResize). */
-  private reserved() {
-    const sum = (match: (p: Pending) => boolean) => {
-      const out = { cpu: 0, memoryGiB: 0 };
-      for (const p of this.pending.values()) {
-        if (p.grow && match(p)) {
-          out.cpu += p.grow.cpu;
-          out.memoryGiB += p.grow.memoryGiB;
-        }
-      }
-      return out;
-    };
-    return { owner: (o: string) => sum((p) => p.owner === o), dataCenter: (dc: string) => sum((p) => p.dataCenter === dc) };
-  }
-
-  /**
-   * The policy at the authority on an edge of `vm` (policy.ts), on the
-   * record as it is now: protect (with the request's override), a resize's
-   * quota and capacity, and request-level rules. Approved: what the intent
-   * row adds (an override used) and what a resize reserves.
-   */
-  private async judgePolicy(req: AuthorizeRequest, to: string, vm: VmRow, operation: string): Promise<Decided<{ note?: string; grow?: Pending['grow']; owner?: string }>> {
-    const deleting = this.entersDeletion(req.from, to);
-    const growing = this.limitsResize(req, vm);
-    if (!deleting && !growing && !this.requestRules) return { ok: true };
-    const [fleet] = await this.o.record.listFleets(vm.stack, [vm.fleet]);
-    const owner = fleet?.owner ?? '';
-    let note: string | undefined;
-    if (deleting) {
-      const judged = judgeProtect(this.o.pack, vm, to, fleet?.protected ?? false, req, this.o.adminTokens ?? []);
-      if (!judged.ok) return judged;
-      note = judged.overridden;
-    }
-    let grow: Pending['grow'];
-    if (growing) {
-      const size = req.size!;
-      const usage = await this.o.record.usage(vm.stack, { excludeFleets: [] });
-      const judged = judgeResize(this.o.pack, this.o.capacity ?? {}, vm, owner, size, usage, this.reserved());
-      if (!judged.ok) return judged;
-      grow = { cpu: Math.max(0, size.cpu - vm.size.cpu), memoryGiB: Math.max(0, size.memoryGiB - vm.size.memoryGiB) };
-    }
-    if (this.requestRules) {
-      const facts: RequestFacts = {
-        kind: req.kind === 'resize' ? 'resize' : 'transition',
-        stack: vm.stack,
-        fleet: vm.fleet,
-        address: vm.address,
-        owner,
-        dataCenter: vm.dataCenter,
-        image: vm.image,
-        size: req.kind === 'resize' && req.size ? req.size : vm.size,
-        encryptedDisk: vm.encryptedDisk,
-        from: req.from,
-        to,
-        operation,
-      };
-      const judged = judgeRequestRules(this.o.pack, facts);
-      if (!judged.ok) return judged;
-    }
-    return { ok: true, ...(note ? { note } : {}), ...(grow ? { grow, owner } : {}) };
-  }
-
-  /**
-   * Why a request under fencing token `token` may not change a VM of this
-   * fleet (a newer lock of it exists); undefined when it may, or when the
-   * request carries no token (outside any apply: not fenced, nothing read).
-   * Read afresh (batched) for every authorization: a lock taken by another
-   * process must fence the very next request.
-   */
-  private async fenced(stack: string, fleet: string, token: number | undefined): Promise<string | undefined> {
-    if (token === undefined) return undefined;
-    const judged = judgeFence(fleet, await this.fences.submit({ stack, fleet }), token);
-    return judged.ok ? undefined : judged.reason;
+    this.fences = new Fences(r, OVERLAP);
+    this.policy = new PolicyGate(o, this.pending);
   }
 
   private get lifecycle() {
@@ -344,10 +228,10 @@ export class Authority {
         }
       }
       if (!judged.ok) return refuse(judged.reason, judged.refusal);
-      const fence = await this.fenced(vm.stack, vm.fleet, req.fencingToken);
+      const fence = await this.fences.fenced(vm.stack, vm.fleet, req.fencingToken);
       if (fence !== undefined) return refuse(fence, 'fenced');
       const { operation } = judged;
-      const policy = await this.judgePolicy(req, to, vm, operation);
+      const policy = await this.policy.judge(req, to, vm, operation);
       if (!policy.ok) return refuse(policy.reason, policy.refusal);
       // The intent (and a boot edge's token), before any cloud call; the
       // state change itself is written at report. Written only while the VM
@@ -440,7 +324,7 @@ export class Authority {
     // Quota and capacity: checked by the record in the insert's transaction (record/budget.ts).
     const budget = createBudget(this.o.pack, this.o.capacity ?? {}, spec.owner, caller);
     const { realImage, modified, reason } = judged;
-    const fence = await this.fenced(spec.stack, spec.fleet, req.fencingToken);
+    const fence = await this.fences.fenced(spec.stack, spec.fleet, req.fencingToken);
     if (fence !== undefined) return no({ reason: fence, refusal: 'fenced' });
     const again = (existing: VmRow) => {
       const repeated = judgeRepeatedCreate(caller, existing);
@@ -487,7 +371,7 @@ export class Authority {
       deposed: false,
     };
     // A replacement also deposes the old VM (its own transaction) and carries no chain; plain creates go in batches.
-    const foreseen = newVm.replaces === undefined ? foresee(this.o.pack, caller, next, inserted, { ahead, plain: this.plain() }) : [];
+    const foreseen = newVm.replaces === undefined ? foresee(this.o.pack, caller, next, inserted, { ahead, plain: this.policy.plain() }) : [];
     let vm: VmRow;
     try {
       if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx, budget);
@@ -562,7 +446,7 @@ export class Authority {
     // What was done is recorded whoever did it; what comes next only under the fleet's current lock.
     const token = next[0]?.fencingToken;
     const known = token !== undefined ? await this.rows.get(report.vmId) : undefined;
-    const fence = known ? await this.fenced(known.stack, known.fleet, token) : undefined;
+    const fence = known ? await this.fences.fenced(known.stack, known.fleet, token) : undefined;
     if (fence !== undefined) {
       const r = (await this.settle(caller, report)).report;
       const vm = await this.rows.get(report.vmId);
@@ -709,9 +593,9 @@ export class Authority {
           retiredAt: patch.retire ? new Date().toISOString() : row.retiredAt,
         };
         // A chain that commits the VM to deletion is foreseen only when its fleet is not protected (read now; else the service judges it, override included).
-        const deleting = next?.some((n) => n.to !== undefined && this.entersDeletion(n.from, n.to));
+        const deleting = next?.some((n) => n.to !== undefined && this.policy.entersDeletion(n.from, n.to));
         const fleetProtected = deleting ? ((await this.o.record.listFleets(row.stack, [row.fleet]))[0]?.protected ?? false) : undefined;
-        const foreseen = next ? foresee(this.o.pack, caller, next, after, { ahead: chain.ahead, plain: this.plain(fleetProtected) }) : [];
+        const foreseen = next ? foresee(this.o.pack, caller, next, after, { ahead: chain.ahead, plain: this.policy.plain(fleetProtected) }) : [];
         const moved = await this.transitions.submit({
           stack: row.stack,
           fleet: row.fleet,

@@ -151,8 +151,9 @@ describe.each(testBackends())('two authority replicas over one record on $name',
     const up = edge(id, 'PoweredOff', 'PoweredOn');
     expect((await b.authorize(DC, up)).decision).toBe('approved');
     expect((await b.report(DC, reportOf(up))).effect).toBe('moved');
-    // A is asked for the same edge again, from the state it saw: vetoed on the record's row.
-    const stale = await a.authorize(DC, edge(id, 'PoweredOff', 'PoweredOn'));
+    // Another plan asks A for the same edge, from the state A saw: vetoed on the record's row. (The same
+    // plan asking again would be told the edge is done: its answer was lost, docs/recovery.md "Outages".)
+    const stale = await a.authorize(DC, { ...edge(id, 'PoweredOff', 'PoweredOn'), planId: 'plan-other' });
     expect(stale).toMatchObject({ decision: 'vetoed', vm: { state: 'PoweredOn' } });
     expect(stale.reason).toContain('the record has it PoweredOn');
     // The next edge, its report sent to both at once (a retry that reached the other replica): the VM moves once.

@@ -1,36 +1,21 @@
 // The `sim` driver: a real simulated data center. Its VMs outlive the
 // process: a snapshot file per data center plus an append-only log of
-// changed VMs (see "On disk" below; group commit: a change is answered once
+// changed VMs (state-file.ts; group commit: a change is answered once
 // an append including it completed); every call takes `latencyMs`; capacity
 // is finite; calls can be told to fail or hang; and each booting VM runs a
 // small agent (an in-process timer making real HTTP calls) that asks the
 // boot endpoint for approval, unlocks its encrypted disk with the released
 // key, and reports ready or failed.
-//
-// On disk, in the state folder:
-// | file                  | what                                                                 |
-// | --------------------- | -------------------------------------------------------------------- |
-// | sim-<dc>.json         | snapshot: every VM, one per line, and `seq`, the last change it holds |
-// | sim-<dc>.log.jsonl    | changes since: one line `{"seq":N,"vm":{...}}` per changed VM         |
-// A write appends the VMs changed since the previous one (whole VM records,
-// so replaying a line is idempotent); its cost is the change, not the
-// number of VMs (a whole-file write per group commit grew with the data
-// center). The log is compacted into the snapshot (temp file + rename, then
-// the log is removed) on open, on close, after a failed append, and when it
-// grows past COMPACT_RATIO times the snapshot. Lines with a seq the snapshot
-// already holds (a crash between rename and removal) and a line torn by a
-// crash mid-append (never answered) are skipped when loading.
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
 import { scopedTokenProblem, sha256 } from '../../../protocol/index.ts';
 import { GroupCommit, lockFolder } from '../../../engine/durability/index.ts';
 import { postJson, sendTarget } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
-import type { AgentState, BootResponse } from '../../../protocol/index.ts';
+import type { BootResponse } from '../../../protocol/index.ts';
 import {
   DriverError,
   checkCredentials,
@@ -43,6 +28,9 @@ import {
   type VmRef,
 } from '../types.ts';
 import type { DriverFactory } from '../registry.ts';
+import { COMPACT_MIN_BYTES, COMPACT_RATIO, readSimState, serialize, simLogFile, simStateFile, type SimVm } from './state-file.ts';
+
+export { parseSimState, readSimState, simLogFile, simStateFile, type SimState } from './state-file.ts';
 
 export interface SimOptions {
   dataCenter: string;
@@ -80,49 +68,6 @@ export interface SimOptions {
   busyTimeoutMs?: number;
 }
 
-interface SimVm {
-  vmId: string;
-  cloudId: string;
-  name: string;
-  image: string;
-  size: VmSize;
-  encryptedDisk: boolean;
-  diskKeyHash: string | null;
-  status: 'present' | 'terminated';
-  power: 'on' | 'off';
-  agent: AgentState;
-  agentDetail: string | null;
-  diskUnlocked: boolean;
-  /**
-   * While booting: the one-time token the VM presents to the boot endpoint,
-   * kept as a real VM keeps it in its user data, so a VM whose data center
-   * (the sim's process) restarts mid-boot picks its boot up where it was.
-   * Cleared once the boot settles.
-   */
-  bootToken?: string | null;
-  /** Marks a VM injected without a record entry (tests). */
-  rogue?: boolean;
-  createdAt: string;
-  updatedAt: string;
-}
-
-interface SimFile {
-  formatVersion: 1;
-  dataCenter: string;
-  /** The last log seq the snapshot holds (absent: 0). */
-  seq?: number;
-  vms: SimVm[];
-}
-
-interface LogLine {
-  seq: number;
-  vm: SimVm;
-}
-
-/** The log is compacted when it grows past this many times the snapshot (at least COMPACT_MIN_BYTES). */
-const COMPACT_RATIO = 4;
-const COMPACT_MIN_BYTES = 64 * 1024;
-
 /** mulberry32: small, fast, good enough for repeatable failure injection. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
@@ -136,80 +81,6 @@ export function seededRandom(seed: number): () => number {
 }
 
 const MUTATING: ReadonlySet<string> = new Set(['createVm', 'powerOn', 'boot', 'awaitReady', 'shutdown', 'powerOff', 'resize', 'deleteVm']);
-
-/** The snapshot file. */
-export function simStateFile(stateDir: string, dataCenter: string): string {
-  return join(stateDir, `sim-${dataCenter}.json`);
-}
-
-/** The log of changes since the snapshot. */
-export function simLogFile(stateDir: string, dataCenter: string): string {
-  return join(stateDir, `sim-${dataCenter}.log.jsonl`);
-}
-
-async function readIfThere(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    return undefined;
-  }
-}
-
-/**
- * The VMs of a data center as they are on disk (snapshot, then the log's
- * newer lines), without opening a driver; `seq` is the last change applied
- * and `logged` whether a log was there. Tests read it to check durability.
- */
-export async function readSimState(stateDir: string, dataCenter: string): Promise<SimState> {
-  const file = simStateFile(stateDir, dataCenter);
-  return parseSimState(file, await readIfThere(file), await readIfThere(simLogFile(stateDir, dataCenter)));
-}
-
-export interface SimState {
-  vms: SimVm[];
-  seq: number;
-  logged: boolean;
-}
-
-/** readSimState on the files' texts (undefined: no such file); `file` names the snapshot in errors. */
-export function parseSimState(file: string, snapshot: string | undefined, log: string | undefined): SimState {
-  let vms: SimVm[] = [];
-  let seq = 0;
-  if (snapshot !== undefined) {
-    try {
-      const parsed = JSON.parse(snapshot) as SimFile;
-      if (!Array.isArray(parsed.vms)) throw new Error('no vms array');
-      vms = parsed.vms;
-      seq = typeof parsed.seq === 'number' ? parsed.seq : 0;
-    } catch (err) {
-      throw new FleetError(diag('apply.sim-state', `${file} is not a sim state file: ${(err as Error).message}.`, { file }));
-    }
-  }
-  if (log !== undefined) {
-    const at = new Map(vms.map((v, i) => [v.cloudId, i]));
-    const snapshotSeq = seq;
-    for (const line of log.split('\n')) {
-      if (line === '') continue;
-      let e: LogLine;
-      try {
-        e = JSON.parse(line) as LogLine;
-      } catch {
-        continue; // torn by a crash mid-append: that change was never answered
-      }
-      if (typeof e.seq !== 'number' || typeof e.vm?.cloudId !== 'string' || e.seq <= snapshotSeq) continue;
-      const i = at.get(e.vm.cloudId);
-      if (i === undefined) {
-        at.set(e.vm.cloudId, vms.length);
-        vms.push(e.vm);
-      } else {
-        vms[i] = e.vm;
-      }
-      if (e.seq > seq) seq = e.seq;
-    }
-  }
-  return { vms, seq, logged: log !== undefined };
-}
 
 /**
  * Opens (or creates) the simulated data center whose VMs live under
@@ -715,12 +586,6 @@ export class SimDriver implements Driver {
     if (this.logBytes > 0 || this.compactNext) await this.compact().catch(() => undefined);
     this.release();
   }
-}
-
-/** The snapshot's text: one VM per line, so it stays readable and diffable. */
-function serialize(dataCenter: string, seq: number, vms: readonly SimVm[]): string {
-  const head = `{"formatVersion":1,"dataCenter":${JSON.stringify(dataCenter)},"seq":${seq},"vms":[`;
-  return vms.length === 0 ? `${head}]}\n` : `${head}\n${vms.map((v) => JSON.stringify(v)).join(',\n')}\n]}\n`;
 }
 
 /** The default pack's state that a cloud state corresponds to (for refresh). */
