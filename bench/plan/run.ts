@@ -179,7 +179,7 @@ function terraformVersion(): string | undefined {
  * at the unchanged spec, so `terraform plan -refresh=false` compares
  * `fleets × members` resources in state against a config ~1% different
  * (fleets that grow are creates, that shrink destroys, a new size an
- * in-place update of `input`; dmzfleet replaces those VMs instead).
+ * in-place update of `input`, as in dmzfleet's plan).
  */
 function writeTerraform(dir: string, fleets: number, members: number, version: string): void {
   const { countOf, sizeOf } = changes(fleets, members);
