@@ -12,9 +12,17 @@
 // Seeding goes through the record's own schema and code: openRecord runs the
 // migrations, then bulkInsertVms (multi-row INSERT … SELECT FROM unnest, with
 // the history rows and fleet versions it writes) in chunks of whole fleets.
-// On the 2-core machine at load average ~20 (shared with other work) seeding
-// takes about 4 s per 10,000 VMs (1M: roughly 7 minutes); on a quiet machine
-// about a quarter of that.
+// Seeding time, measured on the 2-core machine at load average ~20 (shared
+// with other work): PostgreSQL 200,000 VMs in 71 s (2,800 VMs/s, so 1M takes
+// about 6 minutes), PGlite 100,000 in 93 s (1,100 VMs/s). Each figure below
+// prints the child's CPU time beside the wall time: on a loaded machine the
+// wall time is mostly the wait for a core and the CPU time the steadier figure.
+//
+// Measured there with --vms 200000 (PostgreSQL 200k, PGlite 100k), medians of
+// 3, wall (CPU) and peak RSS: PostgreSQL targeted plan 12.8 s (1.9 s) 107 MiB,
+// full plan 36.9 s (4.6 s) 457 MiB, state list --fleet 11.6 s (1.8 s) 106 MiB;
+// PGlite targeted 14.4 s (2.5 s) 285 MiB, full 29.4 s (4.5 s) 493 MiB, state
+// list --fleet 19.2 s (3.2 s) 363 MiB. No target met at that load; 1M not run.
 //
 // PGlite: a record this large lives in the CLI's own process (WebAssembly
 // memory that never shrinks; 528 MiB at 100k in issue 20), so it is tried
