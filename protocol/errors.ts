@@ -60,6 +60,7 @@ export const WIRE_ERRORS = {
   'wrong-stack': { status: 200, doc: 'Vetoed: the create names another stack than the one this authority serves.' },
   'no-image': { status: 200, doc: 'Vetoed: the pack\'s image catalog has no translation of the logical image for this data center.' },
   'replaced-not-live': { status: 200, doc: 'Vetoed: the VM a create-before-delete replace should depose is not live, or not at the same address in the same data center.' },
+  fenced: { status: 200, doc: 'Vetoed: the request carries the fencing token of an apply whose fleet lock a newer apply has taken since (an apply killed while its runs were still queued or in flight). Nothing was done; the newer apply carries on (docs/recovery.md, "Fencing").' },
   'address-taken': { status: 200, doc: 'Vetoed: the address already has a live VM. Plan again against the record.' },
   'cloud-id-mismatch': { status: 200, doc: 'Boot denied: the booting VM\'s cloud id is not the one the record holds.' },
   'image-mismatch': { status: 200, doc: 'Boot denied: the booting VM\'s image is not the real image the record holds.' },

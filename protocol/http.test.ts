@@ -72,3 +72,52 @@ describe('errors on the wire', () => {
     expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([404, 'not-found']);
   });
 });
+
+describe('service logs', () => {
+  /** A service logging at `level` into a buffer, with one route that logs a secret-shaped object. */
+  async function logged(level: 'info' | 'warn' | 'debug', headers: Record<string, string> = {}) {
+    let text = '';
+    const { app } = await createService({
+      title: 'logs',
+      publicPaths: [],
+      authenticate: tokenTable([{ token: 'the-bearer-token', who: 'miami' }]),
+      logger: { level, stream: { write: (line: string) => void (text += line) } },
+    });
+    app.post('/v1/vms/:id', async (req) => {
+      req.log.info({ vm: 'web/0', bootToken: 'boot-secret', credentials: { token: 'cred-secret' }, answer: { diskKey: 'disk-secret' } }, 'decision');
+      return { ok: true };
+    });
+    await app.inject({ method: 'POST', url: '/v1/vms/abc', headers: { authorization: 'Bearer the-bearer-token', ...headers }, payload: { token: 'body-secret' } });
+    await app.close();
+    return text
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  it('one request line (id, route pattern, status, time, caller) and no secret, even in a field named for one', async () => {
+    const lines = await logged('info', { 'x-request-id': 'lb-7f3a' });
+    const text = JSON.stringify(lines);
+    for (const secret of ['the-bearer-token', 'boot-secret', 'cred-secret', 'disk-secret', 'body-secret']) expect(text).not.toContain(secret);
+    expect(lines.find((l) => l.msg === 'decision')).toMatchObject({ reqId: 'lb-7f3a', vm: 'web/0', bootToken: '[redacted]', credentials: '[redacted]', answer: { diskKey: '[redacted]' } });
+    expect(lines.filter((l) => l.msg === 'request')).toEqual([
+      expect.objectContaining({ level: 30, reqId: 'lb-7f3a', route: '/v1/vms/:id', method: 'POST', status: 200, caller: 'miami', ms: expect.any(Number) }),
+    ]);
+    // Fastify's own two lines per request (no route, the raw URL) are off.
+    expect(lines.some((l) => l.msg === 'incoming request' || l.msg === 'request completed')).toBe(false);
+  });
+
+  it.each([
+    { header: 'has spaces in it', fresh: true },
+    { header: 'x'.repeat(129), fresh: true },
+    { header: 'trace-01.02:ab_C', fresh: false },
+  ])('x-request-id $header -> a fresh id: $fresh', async ({ header, fresh }) => {
+    const [line] = (await logged('info', { 'x-request-id': header })).filter((l) => l.msg === 'request');
+    if (fresh) expect(line.reqId).toMatch(/^[0-9a-f-]{36}$/);
+    else expect(line.reqId).toBe(header);
+  });
+
+  it('at warn, info lines are not written', async () => {
+    expect(await logged('warn')).toEqual([]);
+  });
+});

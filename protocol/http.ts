@@ -3,9 +3,9 @@
 // errorAnswer), NDJSON batch answers, and the OpenAPI document that
 // @fastify/swagger builds from the same route schemas Fastify validates with.
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
 import { FleetError } from '../engine/diags/index.ts';
-import { registerHealth, registerMetrics, type HealthOptions, type ServiceMetrics } from '../engine/observability/index.ts';
+import { loggerOptions, registerHealth, registerMetrics, requestId, type HealthOptions, type ServiceLogOptions, type ServiceMetrics } from '../engine/observability/index.ts';
 import type { ServerTls } from '../engine/transport/index.ts';
 import { ProtocolError, WireError, type WireCode } from './errors.ts';
 import { sameSecret } from './hash.ts';
@@ -16,9 +16,17 @@ export interface ServiceOptions {
   title: string;
   /** Paths served without a token. */
   publicPaths: readonly string[];
+  /**
+   * Path prefixes whose routes authenticate their callers themselves (the
+   * dashboard under /ui: a session cookie of an admin or read-only token):
+   * the bearer check of the data centers' tokens is skipped there, and their
+   * routes are left out of the OpenAPI document (they are not the protocol).
+   */
+  ownAuthPrefixes?: readonly string[];
   /** Resolves a bearer token to the caller's identity (a data center name), or undefined when unknown. */
   authenticate: (token: string) => string | undefined;
-  logger?: boolean;
+  /** JSON-line logs (engine/observability/logs.ts): a level and a stream; true: info on stdout; absent or false: none. */
+  logger?: boolean | ServiceLogOptions;
   /** Serve HTTPS with this certificate (and require client certificates when it has a CA): engine/transport's loadServerTls. */
   tls?: ServerTls;
   /** Count and time every request; served at /metrics (public). */
@@ -102,6 +110,70 @@ export function streamAnswers(
   tasks: readonly ((part: Part) => Promise<unknown>)[],
   log: (err: unknown) => void,
 ): Promise<void> {
+  const all = answerStream(reply, tasks, log);
+  // A hijacked answer is out of Fastify's sight: closeGracefully waits for it here.
+  track(reply.server, all);
+  return all;
+}
+
+/** Work of a service still running, which a graceful close waits for (a batch whose caller went away still runs to its end). */
+const IN_FLIGHT = new WeakMap<FastifyInstance, Set<Promise<unknown>>>();
+
+/** Counts `work` as in flight on `app` until it settles. */
+export function track(app: FastifyInstance, work: Promise<unknown>): void {
+  let set = IN_FLIGHT.get(app);
+  if (!set) IN_FLIGHT.set(app, (set = new Set()));
+  const s = set;
+  const settled = work.then(
+    () => undefined,
+    () => undefined,
+  );
+  s.add(settled);
+  void settled.then(() => s.delete(settled));
+}
+
+/** Resolves once no tracked work of `app` is in flight (work started meanwhile included). */
+async function idle(app: FastifyInstance): Promise<void> {
+  for (;;) {
+    const set = IN_FLIGHT.get(app);
+    if (!set || set.size === 0) return;
+    await Promise.all(set);
+  }
+}
+
+/**
+ * A graceful stop (SIGTERM): stops accepting connections (a request on a
+ * kept-alive one is answered 503, which callers retry), lets requests and
+ * batches in flight finish and `before` settle, for at most `drainMs`, then
+ * cuts whatever connection is left and resolves once the server is closed.
+ * Idle kept-alive connections are closed as soon as their answer is out.
+ */
+export async function closeGracefully(app: FastifyInstance, drainMs: number, before?: () => Promise<void>): Promise<void> {
+  const closing = app.close();
+  const sweep = setInterval(() => app.server.closeIdleConnections?.(), 25);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), drainMs)));
+  const drained = (async () => {
+    await Promise.all([idle(app), before?.(), closing]);
+    return 'drained' as const;
+  })();
+  try {
+    if ((await Promise.race([drained, late])) === 'late') {
+      app.log.warn({ drainMs }, 'shutdown: work still in flight after the drain time; cutting its connections');
+      app.server.closeAllConnections?.();
+    }
+    await closing;
+  } finally {
+    clearTimeout(timer);
+    clearInterval(sweep);
+  }
+}
+
+function answerStream(
+  reply: FastifyReply,
+  tasks: readonly ((part: Part) => Promise<unknown>)[],
+  log: (err: unknown) => void,
+): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, { 'content-type': 'application/x-ndjson' });
@@ -168,13 +240,17 @@ export function streamAnswers(
  */
 export async function createService(opts: ServiceOptions): Promise<{ app: FastifyInstance; openapi: () => unknown }> {
   const app = Fastify({
-    logger: opts.logger ?? false,
+    logger: loggerOptions(opts.logger),
+    // One line per answered request (below) instead of Fastify's two, which carry no route.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: requestId,
     // Reject unknown properties instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, discriminator: true } },
     bodyLimit: 1024 * 1024,
     ...(opts.tls ? { https: opts.tls } : {}),
   }) as unknown as FastifyInstance;
   const publicPaths = [...opts.publicPaths, ...(opts.metrics ? ['/metrics'] : []), ...(opts.health ? ['/livez', '/readyz'] : [])];
+  const ownAuth = (path: string) => (opts.ownAuthPrefixes ?? []).some((p) => path === p || path.startsWith(`${p}/`));
   // Registered (awaited) before any route, so its onRoute hook sees them all.
   await app.register(swagger, {
     openapi: {
@@ -184,6 +260,7 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     },
     // Every route but the public ones needs the bearer token, and may answer 401.
     transform: ({ schema, url }) => {
+      if (ownAuth(url)) return { schema: { ...(schema ?? {}), hide: true } as FastifySchema, url };
       if (publicPaths.includes(url)) return { schema, url };
       const s = (schema ?? {}) as FastifySchema & { security?: unknown };
       const response = { ...((s.response as Record<string, unknown> | undefined) ?? { 200: { description: 'OK', type: 'object' } }) };
@@ -197,15 +274,22 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
   app.addHook('onRequest', async (req: FastifyRequest) => {
     const path = req.url.split('?')[0];
     if (publicPaths.includes(path)) return;
+    // By the route that matched (its pattern), not the URL's text, so no
+    // spelling of a protocol route's URL can pass as the dashboard's.
+    if (ownAuth(req.routeOptions.url ?? path)) return;
     const header = req.headers.authorization ?? '';
     const m = /^Bearer (.+)$/.exec(header);
     const who = m ? opts.authenticate(m[1]) : undefined;
     if (!who) throw new WireError('unauthorized', m ? 'the bearer token is not valid here' : 'a bearer token is required');
     req.caller = who;
   });
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
+  // The request line: request id, route pattern, status, time and caller (never the body or the headers).
+  app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
+    req.log.info({ route: req.routeOptions.url ?? 'unmatched', method: req.method, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, ...(req.caller ? { caller: req.caller } : {}) }, 'request');
+  });
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => {
     const { status, body } = errorAnswer(err);
-    if (status >= 500) app.log.error(err);
+    if (status >= 500) req.log.error({ err }, 'request failed');
     void reply.status(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {

@@ -11,4 +11,4 @@ export * from './schemas/dmz-client.ts';
 export * from './errors.ts';
 export { sha256, sameSecret } from './hash.ts';
 export { credentialKey, scopedTokenProblem, signScopedToken } from './scoped-token.ts';
-export { LINES_LINGER_MS, NO_LINE, createService, doc, errorAnswer, listen, streamAnswers, tokenTable, type LineAnswer, type Part, type ServiceOptions } from './http.ts';
+export { LINES_LINGER_MS, NO_LINE, closeGracefully, createService, doc, errorAnswer, listen, streamAnswers, tokenTable, track, type LineAnswer, type Part, type ServiceOptions } from './http.ts';

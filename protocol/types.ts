@@ -128,6 +128,10 @@ export interface AuthorizeRequest {
    * New size, for a resize.
    */
   size?: VmSize;
+  /**
+   * The fencing token the CLI's request carried (the DMZ client passes it on).
+   */
+  fencingToken?: number;
 }
 /**
  * The VM a create asks for.
@@ -191,6 +195,10 @@ export interface AuthorizeResponse {
    * One-time token a VM presents at boot; issued with every approved `boot` edge.
    */
   bootToken?: string;
+  /**
+   * The edge was carried out and reported already under the same plan (a step sent again after a DMZ client restart lost its answer): nothing to do and nothing to report; the step is answered ok with the VM as the record has it.
+   */
+  already?: boolean;
   /**
    * sha256 (hex) of the disk key, issued with an approved `createVm` of an encrypted VM so the cloud can check the key later.
    */
@@ -312,6 +320,10 @@ export interface CreateVmRequest {
   idempotencyKey: string;
   planId: string | null;
   vm: NewVmRequest;
+  /**
+   * The fencing token of the apply's fleet lock (docs/recovery.md, "Fencing"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over.
+   */
+  fencingToken?: number;
 }
 /**
  * POST /v1/vms/:id/transitions: exactly one edge of the lifecycle diagram. A resize is `{ from: 'PoweredOff', to: 'PoweredOff', operation: 'resize', size }`.
@@ -319,6 +331,10 @@ export interface CreateVmRequest {
 export interface TransitionRequest {
   idempotencyKey: string;
   planId: string | null;
+  /**
+   * The fencing token of the apply's fleet lock (docs/recovery.md, "Fencing"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over.
+   */
+  fencingToken?: number;
   from: string;
   to: string;
   operation?: 'resize';
@@ -330,6 +346,10 @@ export interface TransitionRequest {
 export interface DeleteVmRequest {
   idempotencyKey: string;
   planId: string | null;
+  /**
+   * The fencing token of the apply's fleet lock (docs/recovery.md, "Fencing"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over.
+   */
+  fencingToken?: number;
   from: string;
   /**
    * The terminal state; defaults to the pack's first terminal state.

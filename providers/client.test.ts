@@ -6,19 +6,55 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { FleetError } from '../engine/diags/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
-import { DmzHttpClient, backoffMs, retryAfterMs, type RetryInfo } from './client.ts';
+import { DEFAULT_RETRY_BUDGET_MS, DmzHttpClient, backoffMs, retryAfterMs, retrySchedule, type RetryInfo } from './client.ts';
 import { AuthorityClient } from './dmz-client/authority-client.ts';
 import type { BatchStep } from '../protocol/index.ts';
 import { TO_RUNNING, createRequest, newVm, startTestWorld, walk, type TestWorld } from './testing.ts';
 
 describe('backoff and Retry-After', () => {
   it.each([
-    { attempt: 0, random: 0.5, want: 50 },
-    { attempt: 3, random: 0.5, want: 400 },
-    { attempt: 10, random: 0.999, want: 4995 },
-    { attempt: 2, random: 0, want: 0 },
+    { attempt: 0, random: 0.5, want: 75 },
+    { attempt: 3, random: 0.5, want: 600 },
+    { attempt: 10, random: 0.999, want: 4997 },
+    { attempt: 2, random: 0, want: 200 },
   ])('attempt $attempt with random $random waits $want ms', ({ attempt, random, want }) => {
     expect(backoffMs(attempt, 100, 5000, () => random)).toBe(want);
+  });
+
+  // The default rides out an outage of a DMZ client or the authority of 30 s
+  // (issue 14): the pauses alone add up to the budget, whatever the draws, so
+  // the last retry goes out at least that long after the first failure.
+  it.each([0, 0.5, 0.999999])('the default schedule pauses at least 30 s in all (random %s)', (r) => {
+    const client = new DmzHttpClient({ dataCenter: 'dc', baseUrl: 'http://127.0.0.1:9', token: () => 't' });
+    const p = { budgetMs: DEFAULT_RETRY_BUDGET_MS, baseDelayMs: 100, maxDelayMs: 5_000 };
+    const schedule = retrySchedule(p, () => r);
+    const total = schedule.reduce((a, b) => a + b, 0);
+    expect(DEFAULT_RETRY_BUDGET_MS).toBeGreaterThanOrEqual(30_000);
+    expect(total).toBeGreaterThanOrEqual(30_000);
+    expect(total).toBeGreaterThanOrEqual(DEFAULT_RETRY_BUDGET_MS);
+    // and stops: no pause is longer than the cap, and the last one is what crossed the budget
+    expect(Math.max(...schedule)).toBeLessThanOrEqual(5_000);
+    expect(total - schedule[schedule.length - 1]).toBeLessThan(DEFAULT_RETRY_BUDGET_MS);
+    expect(client.baseUrl).toBe('http://127.0.0.1:9');
+  });
+
+  it('a client with the default options retries a DMZ client that stays away for the whole budget, same key every time', async () => {
+    const sleeps: number[] = [];
+    const keys: (string | undefined)[] = [];
+    const cli = new DmzHttpClient({
+      dataCenter: 'dc',
+      baseUrl: 'http://127.0.0.1:9',
+      token: () => 't',
+      random: () => 0,
+      sleep: async (ms) => void sleeps.push(ms),
+      onRetry: (i) => keys.push(i.idempotencyKey),
+    });
+    const err = (await cli.transition('v', { idempotencyKey: 'k-1', planId: null, from: 'A', to: 'B' }).catch((e: unknown) => e)) as FleetError;
+    expect(err.diagnostics[0].code).toBe('apply.dmz-unreachable');
+    expect(sleeps).toEqual(retrySchedule({ budgetMs: DEFAULT_RETRY_BUDGET_MS, baseDelayMs: 100, maxDelayMs: 5_000 }, () => 0));
+    expect(sleeps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(30_000);
+    expect(new Set(keys)).toEqual(new Set(['k-1']));
+    expect(err.diagnostics[0].detail).toMatch(/after \d+ attempts over \d+ s/);
   });
 
   it.each([
@@ -79,7 +115,7 @@ describe('DmzHttpClient retries', () => {
       expect(r).toEqual(ok);
       expect(srv.seen.map((s) => s.key)).toEqual(['key-1', 'key-1', 'key-1']);
       expect(srv.seen.every((s) => s.auth === 'Bearer tok' && JSON.parse(s.body).idempotencyKey === 'key-1')).toBe(true);
-      expect(sleeps).toEqual([50, 2000]);
+      expect(sleeps).toEqual([75, 2000]);
     } finally {
       await srv.close();
     }

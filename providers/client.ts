@@ -14,8 +14,14 @@
 // | 401                                    | no       | apply.dmz-unauthorized     |
 // | other 4xx                              | no       | apply.dmz-rejected         |
 //
-// Backoff is exponential with full jitter: attempt n waits a random time in
-// [0, min(maxDelayMs, baseDelayMs * 2^n)).
+// Backoff is exponential with equal jitter: retry n waits a random time in
+// [d/2, d) with d = min(maxDelayMs, baseDelayMs * 2^n). A request is retried
+// until its pauses add up to retryBudgetMs (default 60 s, so a DMZ client or
+// authority restart of 30 s and more is ridden out: the pauses alone span
+// the budget, whatever the random draws), or `retries` times when that is
+// set. Every retry of one request carries the same idempotency key, so the
+// DMZ client answers a step it finished before its restart with that
+// step's result instead of doing it again.
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
 import type {
   ActualVm,
@@ -44,8 +50,10 @@ export interface DmzHttpClientOptions {
   token: () => string | Promise<string>;
   /** Per attempt. Default 60 000 (a step may wait for a VM to boot). */
   timeoutMs?: number;
-  /** Retries after the first attempt. Default 5. */
+  /** Retries after the first attempt at most; default: as many as retryBudgetMs allows. */
   retries?: number;
+  /** The retries of one request stop once their pauses add up to this. Default DEFAULT_RETRY_BUDGET_MS (60 s). */
+  retryBudgetMs?: number;
   /** Default 100. */
   baseDelayMs?: number;
   /** Default 5 000. */
@@ -89,6 +97,8 @@ interface Queued {
   key: string;
   /** Retries so far (a run: since its last step answered). */
   attempt: number;
+  /** The pauses of those retries, in ms. */
+  slept: number;
   /** Takes the item's answer line (`k`: a run's step); true when the item is finished with it. */
   answer(k: number | undefined, status: number, body: unknown, retryAfter?: number): boolean;
   /** The exchange ended without finishing the item: send what is left of it again, or fail. */
@@ -117,15 +127,49 @@ export function retryAfterMs(header: string | null, now = Date.now()): number | 
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
-/** Full-jitter exponential backoff delay for retry number `attempt` (0-based). */
+/** Equal-jitter exponential backoff delay for retry number `attempt` (0-based): in [d/2, d), d = min(maxMs, baseMs * 2^attempt). */
 export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
-  return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** attempt));
+  const d = Math.min(maxMs, baseMs * 2 ** attempt);
+  return Math.floor(d / 2 + (random() * d) / 2);
+}
+
+/** How long the retries of one request may pause in all, by default: covers a restart of a DMZ client or the authority of 30 s with room. */
+export const DEFAULT_RETRY_BUDGET_MS = 60_000;
+
+/** The retry rules of a client: at most `retries` retries (unbounded when absent), while the pauses so far stay under `budgetMs`. */
+export interface RetryPolicy {
+  retries?: number;
+  budgetMs: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+/** Whether a request that failed `attempt` times (retries so far) after pausing `slept` ms in all is tried again. */
+export function mayRetry(p: RetryPolicy, attempt: number, slept: number): boolean {
+  return (p.retries === undefined || attempt < p.retries) && slept < p.budgetMs;
+}
+
+/**
+ * The pauses one request makes before each retry when every attempt fails,
+ * with the given random draws (docs and tests: the schedule is what proves
+ * the default budget rides out a 30 s outage).
+ */
+export function retrySchedule(p: RetryPolicy, random: () => number = Math.random): number[] {
+  const out: number[] = [];
+  let slept = 0;
+  while (mayRetry(p, out.length, slept)) {
+    const d = backoffMs(out.length, p.baseDelayMs, p.maxDelayMs, random);
+    out.push(d);
+    slept += d;
+  }
+  return out;
 }
 
 export class DmzHttpClient {
   readonly dataCenter: string;
   readonly baseUrl: string;
-  private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry'>> & Pick<DmzHttpClientOptions, 'onRetry'>;
+  private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry' | 'retries'>> & Pick<DmzHttpClientOptions, 'onRetry' | 'retries'>;
+  private readonly policy: RetryPolicy;
   /** Steps waiting for the next batch (opts.batch). */
   private queued: Queued[] = [];
   private flushing = false;
@@ -139,7 +183,7 @@ export class DmzHttpClient {
     this.origin = { ...base, path: base.path === '/' ? '' : base.path };
     this.opts = {
       timeoutMs: 60_000,
-      retries: 5,
+      retryBudgetMs: DEFAULT_RETRY_BUDGET_MS,
       baseDelayMs: 100,
       maxDelayMs: 5_000,
       random: Math.random,
@@ -147,6 +191,8 @@ export class DmzHttpClient {
       batch: false,
       ...opts,
     };
+    const { retries, retryBudgetMs, baseDelayMs, maxDelayMs } = this.opts;
+    this.policy = { ...(retries !== undefined ? { retries } : {}), budgetMs: retryBudgetMs, baseDelayMs, maxDelayMs };
   }
 
   /**
@@ -235,6 +281,7 @@ export class DmzHttpClient {
             path,
             key,
             attempt: 0,
+            slept: 0,
             answer: (_k, status, body, retryAfter) => {
               if (status < 500 && status !== 429) resolve({ status, body });
               else this.again(q, `answered ${status}: ${errorMessage(body)}`, true, retryAfter);
@@ -254,7 +301,7 @@ export class DmzHttpClient {
     /** The first step not yet answered, and the first of those sent with the exchange on its way. */
     let from = 0;
     let sentFrom = 0;
-    const q: Queued = { item: { op: 'run', steps: [] }, method: '', path: '', key: '', attempt: 0, answer: () => true, lost: () => {}, reject };
+    const q: Queued = { item: { op: 'run', steps: [] }, method: '', path: '', key: '', attempt: 0, slept: 0, answer: () => true, lost: () => {}, reject };
     const aim = () => {
       sentFrom = from;
       const { method, path } = route(steps[from]);
@@ -278,6 +325,7 @@ export class DmzHttpClient {
       }
       from++;
       q.attempt = 0;
+      q.slept = 0;
       onStep(from - 1, result);
       if (result.outcome !== 'ok' || from === steps.length) {
         resolve();
@@ -320,20 +368,15 @@ export class DmzHttpClient {
 
   /** An attempt failed for a retried reason: send the item (what is left of a run) again after its backoff, or fail it for good. */
   private again(q: Queued, reason: string, wasStatus: boolean, retryAfter?: number): void {
-    const { retries, baseDelayMs, maxDelayMs, random, sleep } = this.opts;
+    const { baseDelayMs, maxDelayMs, random, sleep } = this.opts;
     const url = `${this.baseUrl}${q.path}`;
-    if (q.attempt >= retries) {
-      const tries = `${retries + 1} attempt${retries === 0 ? '' : 's'}`;
-      q.reject(
-        this.error(
-          wasStatus ? 'apply.dmz-error' : 'apply.dmz-unreachable',
-          `${q.method} ${url} (DMZ client of data center ${this.dataCenter}) ${reason} after ${tries}.`,
-        ),
-      );
+    if (!mayRetry(this.policy, q.attempt, q.slept)) {
+      q.reject(this.error(wasStatus ? 'apply.dmz-error' : 'apply.dmz-unreachable', `${q.method} ${url} (DMZ client of data center ${this.dataCenter}) ${reason} ${gaveUp(q.attempt, q.slept)}.`));
       return;
     }
     const delayMs = Math.max(retryAfter ?? 0, backoffMs(q.attempt, baseDelayMs, maxDelayMs, random));
     q.attempt++;
+    q.slept += delayMs;
     this.opts.onRetry?.({ attempt: q.attempt, delayMs, reason, method: q.method, url, idempotencyKey: q.key });
     void sleep(delayMs).then(() => this.enqueue(q));
   }
@@ -411,10 +454,12 @@ export class DmzHttpClient {
   private async request(method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<RawResponse> {
     const url = `${this.baseUrl}${path}`;
     const target = { ...this.origin, path: `${this.origin.path}${path}` };
-    const { retries, baseDelayMs, maxDelayMs, random, sleep, timeoutMs } = this.opts;
+    const { baseDelayMs, maxDelayMs, random, sleep, timeoutMs } = this.opts;
     let lastReason = '';
     let lastWasStatus = false;
-    for (let attempt = 0; ; attempt++) {
+    let slept = 0;
+    let attempt = 0;
+    for (; ; attempt++) {
       let retryAfter: number | undefined;
       try {
         const headers: Record<string, string> = {
@@ -446,17 +491,23 @@ export class DmzHttpClient {
         lastReason = describeFetchError(err, timeoutMs);
         lastWasStatus = false;
       }
-      if (attempt >= retries) break;
+      if (!mayRetry(this.policy, attempt, slept)) break;
       const delayMs = Math.max(retryAfter ?? 0, backoffMs(attempt, baseDelayMs, maxDelayMs, random));
+      slept += delayMs;
       this.opts.onRetry?.({ attempt: attempt + 1, delayMs, reason: lastReason, method, url, idempotencyKey });
       await sleep(delayMs);
     }
-    const tries = `${retries + 1} attempt${retries === 0 ? '' : 's'}`;
     throw this.error(
       lastWasStatus ? 'apply.dmz-error' : 'apply.dmz-unreachable',
-      `${method} ${url} (DMZ client of data center ${this.dataCenter}) ${lastReason} after ${tries}.`,
+      `${method} ${url} (DMZ client of data center ${this.dataCenter}) ${lastReason} ${gaveUp(attempt, slept)}.`,
     );
   }
+}
+
+/** How a request gave up: `after 3 attempts` (and over how long it retried, when it paused). */
+function gaveUp(retried: number, slept: number): string {
+  const tries = `after ${retried + 1} attempt${retried === 0 ? '' : 's'}`;
+  return slept >= 1000 ? `${tries} over ${Math.round(slept / 1000)} s` : tries;
 }
 
 function errorMessage(body: unknown): string {

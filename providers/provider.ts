@@ -87,6 +87,8 @@ export interface PlannedCall {
   vmId?: string;
   /** create: the live VM this one replaces (create-before-delete); it is deposed when this one is inserted. */
   replaces?: string;
+  /** The apply's lock's fencing token: every request carries it (the authority refuses it once a newer lock exists). */
+  fencingToken?: number;
 }
 
 /** The provider calls fleet apply makes: what the executor may hold (the test's recording provider implements the same). */
@@ -213,16 +215,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   }
 
   /** A plan step as the request that carries it out. */
-  private request(vmId: string, step: Step, idempotencyKey: string, planId: string | null, inputs: VmInputs): BatchStep {
-    const edge = { idempotencyKey, planId, from: step.from, to: step.to };
+  private request(vmId: string, step: Step, idempotencyKey: string, planId: string | null, inputs: VmInputs, fencingToken?: number): BatchStep {
+    const edge = { idempotencyKey, planId, ...(fencingToken !== undefined ? { fencingToken } : {}), from: step.from, to: step.to };
     if (step.operation === 'resize') return { op: 'transition', vmId, body: { ...edge, operation: 'resize', size: inputs.size } };
     if (step.operation === 'deleteVm') return { op: 'delete', vmId, body: edge };
     return { op: 'transition', vmId, body: edge };
   }
 
-  private createRequest(vmId: string, inputs: VmInputs, idempotencyKey: string, planId: string | null, replaces: string | undefined): BatchStep {
+  private createRequest(vmId: string, inputs: VmInputs, idempotencyKey: string, planId: string | null, replaces: string | undefined, fencingToken?: number): BatchStep {
     const { planId: _p, replaceOrder: _r, ...vm } = inputs;
-    return { op: 'create', body: { idempotencyKey, planId, vm: { id: vmId, ...vm, ...(replaces ? { replaces } : {}) } } };
+    return { op: 'create', body: { idempotencyKey, planId, ...(fencingToken !== undefined ? { fencingToken } : {}), vm: { id: vmId, ...vm, ...(replaces ? { replaces } : {}) } } };
   }
 
   /**
@@ -302,7 +304,8 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const lc = planned ? undefined : this.lc();
     const steps = planned?.steps ?? stepsAlong(lc!, this.path(lc!, this.lifecycle.initial, inputs.desiredState), 'current');
     const key = planned?.key ?? this.randomKeys();
-    const requests = [this.createRequest(vmId, inputs, key(0), planId, planned?.replaces), ...steps.map((s, i) => this.request(vmId, s, key(i + 1), planId, inputs))];
+    const fence = planned?.fencingToken;
+    const requests = [this.createRequest(vmId, inputs, key(0), planId, planned?.replaces, fence), ...steps.map((s, i) => this.request(vmId, s, key(i + 1), planId, inputs, fence))];
     const label = (k: number) => (k === 0 ? `create ${formatVmAddress(inputs.fleet, inputs.index)}` : `${steps[k - 1].from} -> ${steps[k - 1].to}`);
     const w = await this.run(conn, requests, this.lifecycle.initial, planned, label);
     if (!w.error) return { id: vmId, outs: this.outputs(vmId, inputs, w.last) };
@@ -351,7 +354,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const walkSteps = steps;
     const key = planned?.key ?? this.randomKeys();
     const planId = planned?.planId ?? news.planId ?? null;
-    const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, news)), olds.state, planned, (k) =>
+    const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, news, planned?.fencingToken)), olds.state, planned, (k) =>
       walkSteps[k].operation === 'resize' ? 'resize' : `${walkSteps[k].from} -> ${walkSteps[k].to}`,
     );
     if (w.error) this.fail(w);
@@ -370,7 +373,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const walkSteps = steps;
     const key = planned?.key ?? this.randomKeys();
     const planId = planned?.planId ?? props.planId ?? null;
-    const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, props)), props.state, planned, (k) => `${walkSteps[k].from} -> ${walkSteps[k].to}`);
+    const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, props, planned?.fencingToken)), props.state, planned, (k) => `${walkSteps[k].from} -> ${walkSteps[k].to}`);
     if (w.error) this.fail(w);
   }
 
@@ -417,8 +420,17 @@ export function connectProvider(o: {
   /** The variable a Pulumi program would read the token from (kept as plain data). */
   tokenEnv?: string;
   timeoutMs?: number;
+  /** How long one request's retries may pause in all (DmzHttpClientOptions.retryBudgetMs; default 60 s). */
+  retryBudgetMs?: number;
 }): ConnectedProvider {
-  const client = new DmzHttpClient({ dataCenter: o.dataCenter, baseUrl: o.url, token: o.token, batch: true, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) });
+  const client = new DmzHttpClient({
+    dataCenter: o.dataCenter,
+    baseUrl: o.url,
+    token: o.token,
+    batch: true,
+    ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+    ...(o.retryBudgetMs !== undefined ? { retryBudgetMs: o.retryBudgetMs } : {}),
+  });
   return new ConnectedProvider({ dataCenter: o.dataCenter, url: o.url, tokenEnv: o.tokenEnv ?? '', lifecycle: lifecycleData(o.lifecycle) }, client);
 }
 

@@ -226,7 +226,7 @@ describe('fleet refresh --check', () => {
       await writeFile(join(dir, 'stack.yaml'), yaml);
       await mkdir(join(dir, 'specs'));
       await writeFile(join(dir, 'specs', 'app.yaml'), fleetYaml('app', { count: 1 }));
-      const r = await runCli(['refresh', '--check', '--detailed-exitcode', '--format', 'json', '--stack', dir], { cwd: REPO, env: { FLEET_TEST_TOKEN: 't' } });
+      const r = await runCli(['refresh', '--check', '--detailed-exitcode', '--format', 'json', '--stack', dir], { cwd: REPO, env: { FLEET_TEST_TOKEN: 't', FLEET_RETRY_BUDGET_MS: '300' } });
       expect(r.code, r.stdout).toBe(1);
       expectValid('refresh-output', doc(r));
       expect(doc(r)).toMatchObject({ drift: [], diagnostics: [{ code: 'apply.dmz-unreachable', address: 'richmond' }] });

@@ -187,7 +187,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
         return pool(list, inFlight, (change) => {
           if (lockLost) throw lockLost;
           return new Promise<void>((free) => {
-            const tail = runMember(change, provider, opts, emit, free, provider.lanes ? lane : undefined).then((r) => {
+            const tail = runMember(change, provider, opts, emit, free, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
               steps += r.steps;
               const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
               if (r.failure) {
@@ -226,6 +226,9 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
  * that no longer runs (an apply killed with SIGKILL) cannot be renewed by
  * anyone, so it is broken at once instead of making the next apply wait for
  * its lease to run out; a holder on another host is only ever waited for.
+ * Breaking it is safe: this apply's lock gets a newer fencing token, and the
+ * authority vetoes the dead apply's runs still queued at a DMZ client
+ * (docs/recovery.md, "Fencing").
  */
 async function acquire(opts: ApplyOptions, actor: string, emit: (e: ApplyEvent) => void): Promise<LockHandle> {
   const { plan, record } = opts;
@@ -367,6 +370,7 @@ async function runMember(
   emit: (e: ApplyEvent) => void,
   answered: () => void,
   lane: RunLane | undefined,
+  fencingToken: number,
 ): Promise<{ steps: number; elapsedMs: number; failure?: MemberFailure }> {
   const { plan, record } = opts;
   const began = performance.now();
@@ -425,6 +429,7 @@ async function runMember(
         steps: c.steps,
         key: (k) => requests[c.first + k].idempotencyKey,
         onStep: (k, result) => onAnswer(c.first + k, result),
+        fencingToken,
         ...(lane ? { lane } : {}),
         ...(c.method === 'create' ? { vmId: c.vmId, ...(change.action === 'replace' && change.replaceOrder === 'create-before-delete' && change.vmId ? { replaces: change.vmId } : {}) } : {}),
       };

@@ -28,6 +28,13 @@ export interface SessionOptions {
   /** Per-attempt timeout of DMZ requests. */
   timeoutMs?: number;
   /**
+   * How long one DMZ request's retries may pause in all before it fails
+   * (default 60 s: an outage of a DMZ client or the authority of 30 s and
+   * more is ridden out). FLEET_RETRY_BUDGET_MS in the environment sets it
+   * when this is absent (tests and scripts that expect a data center to stay down).
+   */
+  retryBudgetMs?: number;
+  /**
    * --lock-timeout: how long to wait for another process that owns an
    * embedded data center (default: the stack's apply.lockTimeoutSeconds).
    */
@@ -42,6 +49,13 @@ export async function loadValidStack(stackDir: string, opts: SessionOptions) {
   return { stack: loaded.stack, pack: loaded.pack, fleets: loaded.fleets, warnings: loaded.diagnostics };
 }
 
+/** FLEET_RETRY_BUDGET_MS, when it holds a number of ms (anything else is ignored: the default stays). */
+export function retryBudgetFrom(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env.FLEET_RETRY_BUDGET_MS;
+  if (v === undefined || !/^\d+$/.test(v.trim())) return undefined;
+  return Number(v);
+}
+
 export async function openSession(stackDir: string, opts: SessionOptions): Promise<StackSession> {
   const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
   const record = await openRecord(stack.recordUrl);
@@ -51,7 +65,8 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
   };
   try {
     const providers = new Map<string, ConnectedProvider>();
-    const timeout = opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {};
+    const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
+    const timeout = { ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}), ...(budget !== undefined ? { retryBudgetMs: budget } : {}) };
     const embedded = stack.dataCenters.some((dc) => dc.address === 'embedded');
     if (embedded) {
       // Loaded on use: the authority, Fastify and the sim (~100 ms of CPU to

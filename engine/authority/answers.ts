@@ -19,13 +19,33 @@ export function toAuthorityVm(vm: VmRow): AuthorityVm {
   };
 }
 
-/** authorize's refusal: no credentials; the record's VM when it is known. */
-export function veto(reason: string, vm?: VmRow): AuthorizeResponse {
-  return { decision: 'vetoed', reason, operation: 'none', ...(vm ? { vm: toAuthorityVm(vm) } : {}) };
+/** The wire code of a veto, kept beside the answer (never on the wire): for logs and metrics. */
+const CODES = new WeakMap<object, string>();
+
+/** Why an answer is what it is, as a closed code: a veto's wire code, `image-translated` for a modified create, else `allowed`. */
+export function reasonCode(r: AuthorizeResponse): string {
+  if (r.decision === 'vetoed') return CODES.get(r) ?? 'vetoed';
+  return r.decision === 'modified' ? 'image-translated' : 'allowed';
+}
+
+/** Tags an answer (a boot denial, say) with its wire code for logs and metrics; returns it. */
+export function withCode<T extends object>(answer: T, code: string): T {
+  CODES.set(answer, code);
+  return answer;
+}
+
+/** The code `withCode` gave an answer. */
+export function codeOf(answer: object): string | undefined {
+  return CODES.get(answer);
+}
+
+/** authorize's refusal: no credentials; the record's VM when it is known; `code`: its wire code (logs and metrics). */
+export function veto(reason: string, vm?: VmRow, code = 'vetoed'): AuthorizeResponse {
+  return withCode({ decision: 'vetoed', reason, operation: 'none', ...(vm ? { vm: toAuthorityVm(vm) } : {}) } satisfies AuthorizeResponse, code);
 }
 
 /** The veto of an authorization whose body names another data center than the caller's token. */
 export function vetoForeign(caller: string, req: AuthorizeRequest): AuthorizeResponse | undefined {
   const judged = judgeCaller(caller, req);
-  return judged.ok ? undefined : veto(judged.reason);
+  return judged.ok ? undefined : veto(judged.reason, undefined, judged.refusal);
 }

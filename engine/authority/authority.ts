@@ -30,7 +30,7 @@ import type { LoadedPack } from '../policy/types.ts';
 import { Batched, KeyLocks } from '../durability/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { VersionConflictError } from '../record/index.ts';
-import type { ChangeContext, FleetRecord, HistoryItem, InsertItem, NewVm, TransitionItem, VmRow } from '../record/index.ts';
+import type { ChangeContext, FleetFence, FleetRecord, HistoryItem, InsertItem, NewVm, TransitionItem, VmRow } from '../record/index.ts';
 import {
   WireError,
   sha256,
@@ -46,7 +46,7 @@ import {
   type WireCode,
 } from '../../protocol/index.ts';
 import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce, noneReport, onward, passedAlready, reportCtx, rowAt, type Approved, type Foreseen } from './chain.ts';
-import { addressTaken, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
+import { addressTaken, doneAlready, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeFence, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
 import { diskKey, randomToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { BootGate } from './boot.ts';
@@ -68,6 +68,14 @@ export interface AuthorityCoreOptions {
   credentialBroker?: CredentialBroker;
   /** Signs the credentials' scoped token per data center (credentials/scoped.ts); absent: keys no DMZ client holds (the core alone, in tests). */
   scopedTokens?: ScopedTokenIssuer;
+  /**
+   * How many authorities serve this stack's record (default 1). With more,
+   * nothing one replica decides rests on what only it remembers: no VM row
+   * is kept between calls (every decision on a fresh read) and no edge is
+   * approved ahead (an approval ahead is written by the report of the edge
+   * before it, which another replica may receive). docs/operations.md, "Replicas".
+   */
+  replicas?: number;
 }
 
 /**
@@ -107,7 +115,11 @@ export class Authority {
   /** The same for the once-per-VM writes and reads: creates (and row reads, boot checks: rows.ts, boot.ts). */
   private readonly inserts: Batched<InsertItem, VmRow>;
   private readonly boot: BootGate;
+  /** Fleet fences (their latest lock's fencing token), read per batch of authorizations (judgeFence). */
+  private readonly fences: Batched<{ stack: string; fleet: string }, FleetFence | undefined>;
   private readonly scopedTokens: ScopedTokenIssuer;
+  /** Other replicas write the same record (AuthorityCoreOptions.replicas > 1). */
+  private readonly shared: boolean;
 
   constructor(private readonly o: AuthorityCoreOptions) {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
@@ -127,8 +139,30 @@ export class Authority {
       locks: fleetLocks,
     });
     const reads = new Batched((ids: string[]) => r.getVms(ids), OVERLAP);
-    this.rows = new VmRows((id) => reads.submit(id));
+    this.shared = (o.replicas ?? 1) > 1;
+    this.rows = new VmRows((id) => reads.submit(id), !this.shared);
     this.boot = new BootGate(r, o.pack, o.secret, this.rows, OVERLAP);
+    this.fences = new Batched(async (items) => {
+      // Usually one stack; a read per stack in the batch.
+      const out = new Map<string, FleetFence>();
+      for (const stack of new Set(items.map((i) => i.stack))) {
+        for (const f of await r.fencesOf(stack, items.filter((i) => i.stack === stack).map((i) => i.fleet))) out.set(fleetKey(stack, f.fleet), f);
+      }
+      return items.map((i) => out.get(fleetKey(i.stack, i.fleet)));
+    }, OVERLAP);
+  }
+
+  /**
+   * Why a request under fencing token `token` may not change a VM of this
+   * fleet (a newer lock of it exists); undefined when it may, or when the
+   * request carries no token (outside any apply: not fenced, nothing read).
+   * Read afresh (batched) for every authorization: a lock taken by another
+   * process must fence the very next request.
+   */
+  private async fenced(stack: string, fleet: string, token: number | undefined): Promise<string | undefined> {
+    if (token === undefined) return undefined;
+    const judged = judgeFence(fleet, await this.fences.submit({ stack, fleet }), token);
+    return judged.ok ? undefined : judged.reason;
   }
 
   private get lifecycle() {
@@ -169,12 +203,12 @@ export class Authority {
   private authorizeEdge(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     this.ahead.drop(req.vmId);
     const to = req.to;
-    if (to === undefined) return Promise.resolve(veto('a transition needs its target state'));
+    if (to === undefined) return Promise.resolve(veto('a transition needs its target state', undefined, 'bad-request'));
     return this.rows.decideOn(req.vmId, async (vm, remembered) => {
       // Anything but an approval is decided again on a fresh read.
-      const refuse = async (reason: string): Promise<AuthorizeResponse> => {
+      const refuse = async (reason: string, code: WireCode): Promise<AuthorizeResponse> => {
         if (remembered) throw new StaleRow(reason);
-        if (!vm) return veto(reason);
+        if (!vm) return veto(reason, undefined, code);
         await this.o.record.addHistory(vm.id, {
           from: req.from,
           to: to,
@@ -184,11 +218,25 @@ export class Authority {
           requestId: req.requestId,
           detail: reason,
         });
-        return veto(reason, vm);
+        return veto(reason, vm, code);
       };
-      if (!vm) return refuse(`VM ${req.vmId} is not in the record`);
+      if (!vm) return refuse(`VM ${req.vmId} is not in the record`, 'unknown-vm');
       const judged = judgeEdge(this.o.pack, caller, req, to, vm);
-      if (!judged.ok) return refuse(judged.reason);
+      if (!judged.ok && judged.refusal === 'state-moved' && !remembered && vm.dataCenter === caller) {
+        // Sent again after its answer was lost (a DMZ client restart): done, not moved by someone else.
+        if (doneAlready(req, to, vm, await this.o.record.history(vm.stack, vm.address, { limit: 50 }))) {
+          return {
+            decision: 'approved',
+            reason: `${req.from} -> ${to} was carried out already under plan ${req.planId}; VM ${vm.address} is ${vm.state}`,
+            operation: 'none',
+            already: true,
+            vm: toAuthorityVm(vm),
+          };
+        }
+      }
+      if (!judged.ok) return refuse(judged.reason, judged.refusal);
+      const fence = await this.fenced(vm.stack, vm.fleet, req.fencingToken);
+      if (fence !== undefined) return refuse(fence, 'fenced');
       // The intent (and a boot edge's token), before any cloud call; the
       // state change itself is written at report. Written only while the VM
       // is still at the version decided on (a conflict decides again on a
@@ -245,14 +293,16 @@ export class Authority {
     next: readonly AuthorizeRequest[] = [],
     ahead = false,
   ): Promise<{ answer: AuthorizeResponse; row?: VmRow; foreseen?: Foreseen[] }> {
-    const no = (reason: string) => ({ answer: veto(reason) });
+    const no = (r: { reason: string; refusal: WireCode }) => ({ answer: veto(r.reason, undefined, r.refusal) });
     const judged = judgeCreate(this.o.pack, this.o.stackName, caller, req);
-    if (!judged.ok) return no(judged.reason);
+    if (!judged.ok) return no(judged);
     const spec = req.vm!;
     const { realImage, modified, reason } = judged;
+    const fence = await this.fenced(spec.stack, spec.fleet, req.fencingToken);
+    if (fence !== undefined) return no({ reason: fence, refusal: 'fenced' });
     const again = (existing: VmRow) => {
       const repeated = judgeRepeatedCreate(caller, existing);
-      if (!repeated.ok) return no(repeated.reason);
+      if (!repeated.ok) return no(repeated);
       return { answer: { decision: modified ? 'modified' : 'approved', reason, operation: 'insert', realImage, vm: toAuthorityVm(existing) } satisfies AuthorizeResponse, row: existing };
     };
     if (spec.replaces !== undefined) {
@@ -260,7 +310,7 @@ export class Authority {
       const existing = await this.rows.get(req.vmId);
       if (existing) return again(existing);
       const replaced = judgeReplaced(caller, spec, await this.o.record.getVm(spec.replaces));
-      if (!replaced.ok) return no(replaced.reason);
+      if (!replaced.ok) return no(replaced);
     }
     const initial = this.lifecycle.initial;
     const newVm: NewVm = {
@@ -307,7 +357,7 @@ export class Authority {
         const existing = await this.rows.get(req.vmId);
         if (existing) return again(existing);
       }
-      return no(addressTaken(spec, err.message).reason);
+      return no(addressTaken(spec, err.message));
     }
     this.rows.remember(vm);
     return {
@@ -348,7 +398,8 @@ export class Authority {
     if (!checked.ok) throw new WireError(checked.refusal, checked.reason);
     await this.o.credentialBroker?.prepare(caller);
     const { vmId } = checked;
-    const ahead = req.ahead === true;
+    // Approvals ahead live in this process until the next report: not with replicas.
+    const ahead = req.ahead === true && !this.shared;
     return this.rows.serial(vmId, () => {
       // A new chain decides afresh what comes next.
       this.ahead.drop(vmId);
@@ -365,6 +416,16 @@ export class Authority {
   }
 
   private async advanceReport(caller: string, report: ReportRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
+    // What was done is recorded whoever did it; what comes next only under the fleet's current lock.
+    const token = next[0]?.fencingToken;
+    const known = token !== undefined ? await this.rows.get(report.vmId) : undefined;
+    const fence = known ? await this.fenced(known.stack, known.fleet, token) : undefined;
+    if (fence !== undefined) {
+      const r = (await this.settle(caller, report)).report;
+      const vm = await this.rows.get(report.vmId);
+      if (vm) await this.o.record.addHistory(vm.id, { from: next[0].from, to: next[0].to ?? next[0].from ?? '', outcome: 'vetoed', actor: `dmz-client:${caller}`, planId: next[0].planId, requestId: next[0].requestId, detail: fence });
+      return { report: r, next: [{ authorize: veto(fence, vm, 'fenced') }] };
+    }
     const settled = await this.settle(caller, report, { next, ahead });
     const r = settled.report;
     if (r.effect !== 'moved' && r.effect !== 'already') return { report: r, next: [] };

@@ -11,6 +11,7 @@ import { sha256, type BootAuthorizeRequest, type BootAuthorizeResponse } from '.
 import { UUID, bootDenial, bootStates } from './decisions.ts';
 import { diskKey } from './keys.ts';
 import type { VmRows } from './rows.ts';
+import { withCode } from './answers.ts';
 
 export class BootGate {
   private readonly boots: Batched<BootCheck, BootCheckResult>;
@@ -50,7 +51,7 @@ export class BootGate {
       return res;
     }
     const vm = checked.vm;
-    const { reason } = bootDenial(caller, req, vm, this.states);
+    const { reason, refusal } = bootDenial(caller, req, vm, this.states);
     await this.attempts.submit({ vmId: vm ? vm.id : null, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: false, reason });
     if (vm) {
       await this.record.addHistory(vm.id, {
@@ -62,6 +63,6 @@ export class BootGate {
         detail: `boot denied: ${reason}`,
       });
     }
-    return { approved: false, reason };
+    return withCode({ approved: false, reason }, refusal);
   }
 }

@@ -5,10 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadPack } from '../policy/load.ts';
 import type { LoadedPack } from '../policy/types.ts';
-import type { VmRow } from '../record/index.ts';
+import type { HistoryRow, VmRow } from '../record/index.ts';
 import type { AuthorizeRequest, BootAuthorizeRequest, ReportRequest } from '../../protocol/index.ts';
 import { checkAdvance } from './chain.ts';
-import { bootDenial, bootStates, canResizeIn, failureEdge, judgeCaller, judgeCreate, judgeEdge, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
+import { bootDenial, bootStates, canResizeIn, doneAlready, failureEdge, judgeCaller, judgeCreate, judgeEdge, judgeFence, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
 
 let pack: LoadedPack;
 beforeAll(async () => {
@@ -228,5 +228,64 @@ describe('checkAdvance (the shape of an advance)', () => {
     ['next edges that do not follow one another', { report: rep, next: [n1, edge('Running', 'ShuttingDown')] }, { ok: false, refusal: 'bad-request' }],
   ])('%s', (_name, req, want) => {
     expect(checkAdvance('miami', req)).toMatchObject(want);
+  });
+});
+
+describe('judgeFence (fencing tokens, docs/recovery.md "Fencing")', () => {
+  it.each([
+    { name: 'a fleet never locked takes any token', fence: undefined, token: 4, refused: false },
+    { name: 'the held lock\'s own token', fence: { token: 7, held: true }, token: 7, refused: false },
+    { name: 'the released lock\'s own token (its last runs finishing)', fence: { token: 7, held: false }, token: 7, refused: false },
+    { name: 'an older token once a newer lock is held (a killed apply\'s queued run)', fence: { token: 8, held: true }, token: 7, refused: true },
+    { name: 'an older token after the newer lock was released too', fence: { token: 8, held: false }, token: 7, refused: true },
+    { name: 'a token no lock was given', fence: { token: 8, held: true }, token: 9, refused: true },
+  ])('$name', ({ fence, token, refused }) => {
+    const judged = judgeFence('web', fence ? { fleet: 'web', ...fence } : undefined, token);
+    expect(judged.ok).toBe(!refused);
+    if (!judged.ok) {
+      expect(judged.refusal).toBe('fenced');
+      expect(judged.reason).toContain('fleet web');
+    }
+  });
+});
+
+describe('doneAlready (a step sent again after its answer was lost)', () => {
+  let n = 0;
+  const h = (from: string | null, to: string, over: Partial<HistoryRow> = {}): HistoryRow => ({
+    id: ++n,
+    vmId: ID,
+    address: 'web/0',
+    from,
+    to,
+    actor: 'dmz-client:miami',
+    planId: 'p1',
+    requestId: 'q',
+    outcome: 'ok',
+    detail: null,
+    at: '',
+    ...over,
+  });
+  const intent = (from: string, to: string, over: Partial<HistoryRow> = {}) => h(from, to, { actor: 'authority', detail: 'intent approved: boot', ...over });
+  it.each([
+    { name: 'moved by the same plan: done', at: 'Starting', history: [intent('PoweredOn', 'Starting'), h('PoweredOn', 'Starting')], done: true },
+    {
+      name: 'moved by the same plan, which went on since: done',
+      at: 'Running',
+      history: [h('PoweredOn', 'Starting'), intent('Starting', 'Running'), h('Starting', 'Running')],
+      done: true,
+    },
+    { name: 'only the intent was written (the cloud call never reported)', at: 'Starting', history: [intent('PoweredOn', 'Starting')], done: false },
+    { name: 'moved by another plan', at: 'Starting', history: [h('PoweredOn', 'Starting', { planId: 'p0' })], done: false },
+    {
+      name: 'moved by this plan, then by another',
+      at: 'PoweredOff',
+      history: [h('PoweredOn', 'Starting'), h('Starting', 'BootFailed', { planId: 'p2' }), h('BootFailed', 'PoweredOff', { planId: 'p2' })],
+      done: false,
+    },
+    { name: 'moved by this plan, then failed', at: 'BootFailed', history: [h('PoweredOn', 'Starting'), h('Starting', 'BootFailed', { outcome: 'failed' })], done: false },
+    { name: 'a request outside any plan', at: 'Starting', history: [h('PoweredOn', 'Starting', { planId: null })], done: false, planId: null },
+  ])('$name', ({ at, history, done, planId }) => {
+    const req = edge('PoweredOn', 'Starting', { planId: planId === undefined ? 'p1' : planId });
+    expect(doneAlready(req, 'Starting', row({ state: at }), history)).toBe(done);
   });
 });

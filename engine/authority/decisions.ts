@@ -5,7 +5,7 @@
 // (decisions.test.ts). The service (authority.ts) loads the rows, answers a
 // refusal as a veto, a denial or a WireError, and records what it decided.
 import type { Lifecycle, LoadedPack } from '../policy/types.ts';
-import type { VmRow } from '../record/index.ts';
+import type { FleetFence, HistoryRow, VmRow } from '../record/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { refuse, type Decided, type Refusal } from '../../protocol/index.ts';
 import type { AuthorizeRequest, BootAuthorizeRequest, ReportRequest, VmSize } from '../../protocol/index.ts';
@@ -80,6 +80,50 @@ export function judgeCreate(pack: LoadedPack, stackName: string, caller: string,
   const modified = realImage !== req.vm.image;
   const reason = modified ? `image ${req.vm.image} translated to ${realImage} for ${caller}` : `image ${realImage} is valid in ${caller}`;
   return { ok: true, realImage, modified, reason };
+}
+
+/**
+ * Whether the edge `from -> to` that `req` asks for was carried out and
+ * reported already by the same plan, and nothing but that plan has touched
+ * the VM since: a step sent again after a DMZ client restarted between its
+ * report and its answer (its idempotency log lost the result). Then the step
+ * is done, not vetoed as "the request assumes VM … is …". `history` is the
+ * VM's history, oldest first. Intent rows (`intent approved: …`) are not moves.
+ */
+export function doneAlready(req: AuthorizeRequest, to: string, vm: VmRow, history: readonly HistoryRow[]): boolean {
+  if (req.planId === null || req.from === vm.state) return false;
+  const rows = history.filter((h) => h.vmId === vm.id);
+  const moved = (h: HistoryRow) => h.outcome === 'ok' && !(h.detail ?? '').startsWith('intent approved');
+  let i = rows.length - 1;
+  for (; i >= 0; i--) {
+    const h = rows[i];
+    if (moved(h) && h.from === req.from && h.to === to && h.planId === req.planId) break;
+    if (h.planId !== req.planId || h.outcome !== 'ok') return false;
+  }
+  return i >= 0;
+}
+
+/**
+ * Whether a request carrying fencing token `token` may change a VM of a
+ * fleet whose fence is `fence` (undefined: never locked). docs/recovery.md,
+ * "Fencing". (A request without a token, from outside any apply, e.g. a
+ * Pulumi program, is not fenced: the authority does not read the fence.)
+ *
+ * | fence                  | token          | decision |
+ * | ---------------------- | -------------- | -------- |
+ * | none (never locked)    | any            | ok |
+ * | held or released, N    | N              | ok (the lock's own apply) |
+ * | held or released, N    | below N        | fenced: a newer apply took the lock |
+ * | held or released, N    | above N        | fenced: no lock was given that token |
+ */
+export function judgeFence(fleet: string, fence: FleetFence | undefined, token: number): Decided {
+  if (!fence) return { ok: true };
+  if (token < fence.token) {
+    const since = fence.held ? 'holds it now' : 'held it since';
+    return refuse('fenced', `the request carries fencing token ${token}, but a newer apply locked fleet ${fleet} (token ${fence.token}, ${since}); a killed apply's run may not act after it`);
+  }
+  if (token > fence.token) return refuse('fenced', `the request carries fencing token ${token}, which no lock of fleet ${fleet} was given (the latest is ${fence.token})`);
+  return { ok: true };
 }
 
 /** A create found in the record already (a repeat whose answer was lost): answered again only for the caller's data center. */

@@ -17,8 +17,15 @@ export class VmRows {
   private readonly known = new Map<string, VmRow>();
   private readonly locks = new Map<string, Promise<unknown>>();
 
-  /** `read`: the record's rows by id (batched by the caller). */
-  constructor(private readonly read: (vmId: string) => Promise<VmRow | undefined>) {}
+  /**
+   * `read`: the record's rows by id (batched by the caller). `remembering`
+   * false (replicas of the authority share the record): no row is kept, every
+   * decision is taken on a fresh read.
+   */
+  constructor(
+    private readonly read: (vmId: string) => Promise<VmRow | undefined>,
+    private readonly remembering = true,
+  ) {}
 
   /** Runs `fn` after every earlier call for the same VM finished (one writer per VM inside this authority). */
   serial<T>(vmId: string, fn: () => Promise<T>): Promise<T> {
@@ -43,7 +50,7 @@ export class VmRows {
 
   remember(vm: VmRow): void {
     this.known.delete(vm.id);
-    if (vm.retiredAt !== null) return;
+    if (vm.retiredAt !== null || !this.remembering) return;
     this.known.set(vm.id, vm);
     if (this.known.size > KNOWN_MAX) this.known.delete(this.known.keys().next().value as string);
   }

@@ -1,4 +1,6 @@
+import { createHmac } from 'node:crypto';
 import type { FleetRecord } from '../record/types.ts';
+import { SCHEMA_VERSION } from '../record/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import {
   advanceBodySchema,
@@ -15,21 +17,30 @@ import {
   listen,
   reportBodySchema,
   reportResponseSchema,
+  sameSecret,
   streamAnswers,
   tokenTable,
   type AdvanceRequest,
+  type AdvanceResponse,
   type AuthorizeRequest,
+  type AuthorizeResponse,
+  type BootAuthorizeResponse,
+  type ReportResponse,
   type BatchCall,
   type BatchRequest,
   type BootAuthorizeRequest,
   type ReportRequest,
 } from '../../protocol/index.ts';
-import { createMetrics, type ServiceMetrics } from '../observability/index.ts';
+import type { FastifyBaseLogger } from 'fastify';
+import { createMetrics, recordMetrics, timeCalls, type ServiceLogOptions, type ServiceMetrics } from '../observability/index.ts';
 import type { ServerTls } from '../transport/index.ts';
 import { Authority } from './authority.ts';
 import type { CredentialBroker } from './credentials/types.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { randomToken } from './keys.ts';
+import { recordSource, registerUi, type UiRole } from '../ui/index.ts';
+import { codeOf, reasonCode } from './answers.ts';
+import { closeGracefully } from '../../protocol/index.ts';
 
 export interface StartAuthorityOptions {
   record: FleetRecord;
@@ -49,19 +60,41 @@ export interface StartAuthorityOptions {
   credentialTtlMs?: number;
   /** Cloud credentials of cloud data centers (engine/authority/credentials). */
   credentialBroker?: CredentialBroker;
-  logger?: boolean;
+  /** JSON-line logs (engine/observability/logs.ts); absent: none. */
+  logger?: boolean | ServiceLogOptions;
   /** Serve HTTPS (and with a client CA, require DMZ clients' certificates): engine/transport's loadServerTls. */
   tls?: ServerTls;
+  /**
+   * Serve the read-only dashboard under /ui (engine/ui) to people signing in
+   * with one of these tokens; no dashboard when absent or when both are unset.
+   */
+  ui?: { adminToken?: string; readToken?: string };
+  /** Authorities serving this record (Authority's `replicas`): more than 1 turns the row cache and approvals ahead off. */
+  replicas?: number;
+  /** On close, how long requests in flight may take to finish before their connections are cut. Default 20 000. */
+  drainMs?: number;
 }
 
 export interface RunningService {
   url: string;
   /** The service's Prometheus metrics (also at GET /metrics). */
   metrics?: ServiceMetrics;
+  /** Stops accepting, lets requests in flight finish (bounded), then closes. */
   close(): Promise<void>;
 }
 
 const errors = authorityErrors;
+
+/** The dashboard's sign-in check: which role a token grants (compared in constant time), or undefined for no dashboard. */
+export function uiTokens(t: StartAuthorityOptions['ui']): ((token: string) => UiRole | undefined) | undefined {
+  if (!t?.adminToken && !t?.readToken) return undefined;
+  const table: { token: string; who: UiRole }[] = [];
+  if (t.adminToken) table.push({ token: t.adminToken, who: 'admin' });
+  if (t.readToken) table.push({ token: t.readToken, who: 'read' });
+  return (token) => table.find((e) => sameSecret(e.token, token))?.who;
+}
+const now = () => performance.now();
+const ms = (t0: number) => Math.round((performance.now() - t0) * 10) / 10;
 
 /**
  * Starts the authority's HTTP API (docs/protocol.md, "DMZ client -> authority"):
@@ -70,37 +103,80 @@ const errors = authorityErrors;
  */
 export async function startAuthority(opts: StartAuthorityOptions): Promise<RunningService> {
   const secret = opts.secret ?? randomToken(32);
+  const metrics = createMetrics('authority', { stack: opts.stackName });
+  // Every record call the authority makes is timed (fleet_record_call_duration_seconds).
+  const record = timeCalls(opts.record, recordMetrics(metrics));
   const core = new Authority({
-    record: opts.record,
+    record,
     pack: opts.pack,
     stackName: opts.stackName,
     secret,
     credentialTtlMs: opts.credentialTtlMs,
     ...(opts.credentialBroker ? { credentialBroker: opts.credentialBroker } : {}),
     scopedTokens: new ScopedTokenIssuer(opts.dataCenters, secret),
+    replicas: opts.replicas ?? 1,
   });
-  const metrics = createMetrics('authority', { stack: opts.stackName });
+  const ui = uiTokens(opts.ui);
+  let draining = false;
   const { app, openapi } = await createService({
     title: 'dmzfleet authority',
     publicPaths: ['/v1/health', '/openapi.json'],
+    ...(ui ? { ownAuthPrefixes: ['/ui'] } : {}),
     authenticate: tokenTable(opts.dataCenters.map((d) => ({ token: d.token, who: d.name }))),
     logger: opts.logger,
     tls: opts.tls,
     metrics,
     // Ready when the record answers a query on a migrated table.
-    health: { checks: { record: async () => void (await opts.record.listLocks(opts.stackName)) } },
+    health: {
+      checks: {
+        // Reachable and migrated: the schema this build knows, and a query on one of its tables.
+        record: async () => {
+          const version = await opts.record.schemaVersion();
+          if (version !== SCHEMA_VERSION) throw new Error(`the record has schema version ${version}, this authority knows ${SCHEMA_VERSION}`);
+          await opts.record.listLocks(opts.stackName);
+        },
+      },
+      draining: () => draining,
+    },
   });
-  const decided = <T extends { decision: string }>(r: T): T => {
-    metrics.decisions.inc({ outcome: r.decision });
+  /** One log line and one count per decision: data center, VM, edge, decision, reason and its code; never the credentials or tokens the answer carries. */
+  const decided = (log: FastifyBaseLogger, caller: string, req: AuthorizeRequest, r: AuthorizeResponse, t0: number): AuthorizeResponse => {
+    const code = reasonCode(r);
+    metrics.decisions.inc({ outcome: r.decision, reason: code });
+    log.info(
+      {
+        dataCenter: caller,
+        vm: r.vm?.address ?? (req.vm ? `${req.vm.fleet}/${req.vm.index}` : undefined),
+        vmId: req.vmId,
+        requestId: req.requestId,
+        kind: req.kind,
+        from: req.from,
+        to: req.to,
+        operation: r.operation,
+        decision: r.decision,
+        reason: r.reason,
+        code,
+        ms: ms(t0),
+      },
+      'decision',
+    );
     return r;
   };
-  const advanced = <T extends { create?: { decision: string }; next: readonly { authorize: { decision: string } }[] }>(r: T): T => {
-    if (r.create) decided(r.create);
-    for (const n of r.next) decided(n.authorize);
+  const reported = (log: FastifyBaseLogger, caller: string, req: ReportRequest, r: ReportResponse, t0: number): ReportResponse => {
+    log.info({ dataCenter: caller, vm: r.vm.address, vmId: req.vmId, requestId: req.requestId, from: req.from, to: req.to, outcome: req.outcome, effect: r.effect, state: r.vm.state, ms: ms(t0) }, 'report');
     return r;
   };
-  const booted = <T extends { approved: boolean }>(r: T): T => {
-    metrics.boots.inc({ outcome: r.approved ? 'approved' : 'denied' });
+  const advanced = (log: FastifyBaseLogger, caller: string, req: AdvanceRequest, r: AdvanceResponse, t0: number): AdvanceResponse => {
+    if (req.create && r.create) decided(log, caller, req.create, r.create, t0);
+    if (req.report && r.report) reported(log, caller, req.report, r.report, t0);
+    r.next.forEach((n, j) => req.next[j] && decided(log, caller, req.next[j], n.authorize, t0));
+    return r;
+  };
+  const booted = (log: FastifyBaseLogger, caller: string, req: BootAuthorizeRequest, r: BootAuthorizeResponse, t0: number): BootAuthorizeResponse => {
+    const code = r.approved ? 'matches' : (codeOf(r) ?? 'denied');
+    metrics.boots.inc({ outcome: r.approved ? 'approved' : 'denied', reason: code });
+    // The boot token and the disk key stay out: the VM, its cloud id and the verdict only.
+    log.info({ dataCenter: caller, vmId: req.vmId, cloudId: req.cloudId, decision: r.approved ? 'approved' : 'denied', reason: r.reason, code, ms: ms(t0) }, 'boot');
     return r;
   };
   app.get('/v1/health', { schema: doc('Liveness', { response: { 200: healthResponseSchema } }) }, async () => ({
@@ -111,12 +187,18 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   app.post<{ Body: AuthorizeRequest }>(
     '/v1/authorize',
     { schema: doc('Approve, modify or veto one request of a DMZ client', { body: authorizeBodySchema, response: { 200: authorizeResponseSchema, ...errors } }) },
-    async (req) => decided(await core.authorize(req.caller, req.body)),
+    async (req) => {
+      const t0 = now();
+      return decided(req.log, req.caller, req.body, await core.authorize(req.caller, req.body), t0);
+    },
   );
   app.post<{ Body: ReportRequest }>(
     '/v1/reports',
     { schema: doc('Outcome of an approved request; moves the record', { body: reportBodySchema, response: { 200: reportResponseSchema, ...errors } }) },
-    async (req) => core.report(req.caller, req.body),
+    async (req) => {
+      const t0 = now();
+      return reported(req.log, req.caller, req.body, await core.report(req.caller, req.body), t0);
+    },
   );
   app.post<{ Body: AdvanceRequest }>(
     '/v1/advance',
@@ -126,12 +208,18 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         response: { 200: advanceResponseSchema, ...errors },
       }),
     },
-    async (req) => advanced(await core.advance(req.caller, req.body)),
+    async (req) => {
+      const t0 = now();
+      return advanced(req.log, req.caller, req.body, await core.advance(req.caller, req.body), t0);
+    },
   );
   app.post<{ Body: BootAuthorizeRequest }>(
     '/v1/boot/authorize',
     { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootResponseSchema, ...errors } }) },
-    async (req) => booted(await core.bootAuthorize(req.caller, req.body)),
+    async (req) => {
+      const t0 = now();
+      return booted(req.log, req.caller, req.body, await core.bootAuthorize(req.caller, req.body), t0);
+    },
   );
   // The same calls, many per request: a DMZ client with many steps in flight
   // sends its authorizes, reports, advances and boots together (providers/dmz-client),
@@ -139,16 +227,17 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   // answered exactly as its single route would answer it, as an NDJSON line
   // as soon as it is done; calls run concurrently (calls about one VM still
   // one at a time, in order).
-  const one = (caller: string, c: BatchCall): Promise<unknown> => {
+  const one = (log: FastifyBaseLogger, caller: string, c: BatchCall): Promise<unknown> => {
+    const t0 = now();
     switch (c.call) {
       case 'authorize':
-        return core.authorize(caller, c.body).then(decided);
+        return core.authorize(caller, c.body).then((r) => decided(log, caller, c.body, r, t0));
       case 'report':
-        return core.report(caller, c.body);
+        return core.report(caller, c.body).then((r) => reported(log, caller, c.body, r, t0));
       case 'advance':
-        return core.advance(caller, c.body).then(advanced);
+        return core.advance(caller, c.body).then((r) => advanced(log, caller, c.body, r, t0));
       case 'boot':
-        return core.bootAuthorize(caller, c.body).then(booted);
+        return core.bootAuthorize(caller, c.body).then((r) => booted(log, caller, c.body, r, t0));
     }
   };
   app.post<{ Body: BatchRequest }>(
@@ -162,10 +251,27 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     (req, reply) =>
       streamAnswers(
         reply,
-        req.body.calls.map((c) => () => one(req.caller, c)),
-        (err) => app.log.error(err),
+        req.body.calls.map((c) => () => one(req.log, req.caller, c)),
+        (err) => req.log.error({ err }, 'batch call failed'),
       ),
   );
+  if (ui) {
+    registerUi(app, {
+      source: recordSource(opts.record, opts.stackName, opts.pack),
+      authorize: ui,
+      // Derived from the authority's secret: sessions outlive a restart and hold on every replica.
+      sessionKey: createHmac('sha256', secret).update('ui-session-key').digest(),
+      secure: opts.tls !== undefined,
+    });
+  }
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
-  return { url, metrics, close: () => app.close() };
+  return {
+    url,
+    metrics,
+    close: async () => {
+      // Readiness fails first (balancers stop sending), then no new connection is accepted and requests in flight finish.
+      draining = true;
+      await closeGracefully(app, opts.drainMs ?? 20_000);
+    },
+  };
 }

@@ -1,2 +1,3 @@
 export * from './metrics.ts';
 export * from './health.ts';
+export * from './logs.ts';

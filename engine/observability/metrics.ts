@@ -7,7 +7,7 @@
 // operations, outcomes, data centers): never a VM id, an address, a reason's
 // free text or a token, so series stay few and nothing secret is exported.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface ServiceMetrics {
   registry: Registry;
@@ -15,10 +15,10 @@ export interface ServiceMetrics {
   requests: Counter<'route' | 'method' | 'status'>;
   /** Time from request to answer, by route pattern. */
   requestSeconds: Histogram<'route'>;
-  /** Authority decisions by outcome: approved | modified | vetoed. */
-  decisions: Counter<'outcome'>;
-  /** Boot requests: approved or denied. */
-  boots: Counter<'outcome'>;
+  /** Authority decisions by outcome (approved | modified | vetoed) and reason code (allowed, image-translated, or the veto's wire code). */
+  decisions: Counter<'outcome' | 'reason'>;
+  /** Boot requests: approved or denied, and why (matches, or the denial's wire code). */
+  boots: Counter<'outcome' | 'reason'>;
   /** A DMZ client's steps: driver operation and outcome (ok | failed | vetoed), in seconds. */
   stepSeconds: Histogram<'operation' | 'outcome'>;
 }
@@ -35,10 +35,63 @@ export function createMetrics(service: 'authority' | 'dmz-client', labels: Recor
     registry,
     requests: new Counter({ name: 'fleet_http_requests_total', help: 'HTTP requests answered, by route, method and status.', labelNames: ['route', 'method', 'status'], registers }),
     requestSeconds: new Histogram({ name: 'fleet_http_request_duration_seconds', help: 'Time from request to answer.', labelNames: ['route'], buckets: SECONDS, registers }),
-    decisions: new Counter({ name: 'fleet_authority_decisions_total', help: 'Authority decisions by outcome (approved, modified, vetoed).', labelNames: ['outcome'], registers }),
-    boots: new Counter({ name: 'fleet_boot_requests_total', help: 'Boot requests approved or denied.', labelNames: ['outcome'], registers }),
+    decisions: new Counter({ name: 'fleet_authority_decisions_total', help: 'Authority decisions by outcome (approved, modified, vetoed) and reason code.', labelNames: ['outcome', 'reason'], registers }),
+    boots: new Counter({ name: 'fleet_boot_requests_total', help: 'Boot requests approved or denied, by reason code.', labelNames: ['outcome', 'reason'], registers }),
     stepSeconds: new Histogram({ name: 'fleet_step_duration_seconds', help: 'Time of a DMZ client step (authorize, driver call, report) by operation and outcome.', labelNames: ['operation', 'outcome'], buckets: SECONDS, registers }),
   };
+}
+
+/**
+ * The authority's record calls, timed by method (`transitionVms`,
+ * `authorizeBoots`, ...) and outcome (ok | error): the record latency a step
+ * waits for. `timeCalls` feeds it.
+ */
+export function recordMetrics(m: ServiceMetrics): Histogram<'call' | 'outcome'> {
+  return new Histogram({ name: 'fleet_record_call_duration_seconds', help: 'Time of the authority\'s record calls, by method and outcome.', labelNames: ['call', 'outcome'], buckets: SECONDS, registers: [m.registry] });
+}
+
+/** What a DMZ client's run gauges read at each scrape (providers/dmz-client: Runs and Lanes count them). */
+export interface RunSources {
+  /** Runs (a member's steps) being carried out now. */
+  runsInFlight(): number;
+  /** Over every lane: places held (members doing cloud work) and members waiting for one, and lanes open. */
+  lanes(): { busy: number; waiting: number; open: number };
+}
+
+/** A DMZ client's gauges of its runs in flight and its lanes' occupancy (labelled with its data center, a default label). */
+export function runMetrics(m: ServiceMetrics, src: RunSources): void {
+  const registers = [m.registry];
+  new Gauge({ name: 'fleet_runs_in_flight', help: 'Runs (a member\'s steps) being carried out by this DMZ client.', registers, collect() { this.set(src.runsInFlight()); } });
+  new Gauge({ name: 'fleet_lane_places_busy', help: 'Lane places held: members of applies doing cloud work now, over all lanes.', registers, collect() { this.set(src.lanes().busy); } });
+  new Gauge({ name: 'fleet_lane_members_waiting', help: 'Members of applies waiting for a place in their lane, over all lanes.', registers, collect() { this.set(src.lanes().waiting); } });
+  new Gauge({ name: 'fleet_lanes_open', help: 'Lanes (one per apply) with a member at work or waiting.', registers, collect() { this.set(src.lanes().open); } });
+}
+
+/**
+ * `target` with every method that returns a promise timed into `h` by method
+ * name and outcome; other properties untouched. For the record, whose calls
+ * are what a step waits for.
+ */
+export function timeCalls<T extends object>(target: T, h: Histogram<'call' | 'outcome'>): T {
+  return new Proxy(target, {
+    get(t, prop, receiver) {
+      const v = Reflect.get(t, prop, receiver) as unknown;
+      if (typeof v !== 'function' || typeof prop !== 'string') return v;
+      return (...args: unknown[]) => {
+        const t0 = process.hrtime.bigint();
+        const seconds = () => Number(process.hrtime.bigint() - t0) / 1e9;
+        const out = (v as (...a: unknown[]) => unknown).apply(t, args);
+        if (!(out instanceof Promise)) return out;
+        return out.then(
+          (r) => (h.observe({ call: prop, outcome: 'ok' }, seconds()), r),
+          (err: unknown) => {
+            h.observe({ call: prop, outcome: 'error' }, seconds());
+            throw err;
+          },
+        );
+      };
+    },
+  });
 }
 
 /**

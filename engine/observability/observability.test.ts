@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMetrics, registerHealth, registerMetrics, timed, type Readiness, type ReadinessCheck } from './index.ts';
+import { createMetrics, registerHealth, registerMetrics, resolveLogLevel, timed, type Readiness, type ReadinessCheck } from './index.ts';
 
 let app: FastifyInstance | undefined;
 
@@ -78,5 +78,20 @@ describe('health probes', () => {
     const res = await app.inject({ method: 'GET', url: '/readyz' });
     expect(res.statusCode).toBe(status);
     expect(res.json()).toEqual(body);
+  });
+});
+
+describe('log level', () => {
+  it.each([
+    { flag: undefined, env: {}, level: 'info' },
+    { flag: undefined, env: { FLEET_LOG_LEVEL: 'debug' }, level: 'debug' },
+    { flag: 'warn', env: { FLEET_LOG_LEVEL: 'debug' }, level: 'warn' },
+    { flag: undefined, env: { FLEET_LOG_LEVEL: '' }, level: 'info' },
+    { flag: 'loud', env: {}, error: '--log-level loud is not a log level; levels are fatal, error, warn, info, debug, trace, silent.' },
+    { flag: undefined, env: { FLEET_LOG_LEVEL: 'INFO' }, error: 'FLEET_LOG_LEVEL INFO is not a log level; levels are fatal, error, warn, info, debug, trace, silent.' },
+  ])('--log-level $flag, env $env -> $level$error', ({ flag, env, level, error }) => {
+    const r = resolveLogLevel(flag, env);
+    expect(r.level).toBe(level);
+    expect(r.diagnostics.map((d) => [d.code, d.detail])).toEqual(error ? [['apply.serve-config', error]] : []);
   });
 });

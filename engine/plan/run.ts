@@ -51,7 +51,8 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     refresh: opts.refresh ?? false,
   };
   const t1 = performance.now();
-  const record = opts.record ?? (await openRecord(stack.recordUrl));
+  // Plan only reads: a PGlite record an apply holds is read from a copy (openRecord readOnly) instead of waiting for it.
+  const record = opts.record ?? (await openRecord(stack.recordUrl, { readOnly: true }));
   let rows: PlanVmRow[];
   let usage: UsageRow[] | undefined;
   const fleetVersions: Record<string, number> = {};

@@ -2,7 +2,7 @@
 // attempt row in one statement) and the record of denied attempts. Boot
 // tokens are stored by the writes that approve a boot edge (vm-writes.ts,
 // history.ts), with upsertBootTokens.
-import { FULL_VM, vmFromRow } from './rows.ts';
+import { FULL_VM, iso, vmFromRow } from './rows.ts';
 import type { RecordSql } from './sql.ts';
 import type { BootCheckResult, BootStore } from './types.ts';
 
@@ -88,6 +88,22 @@ export function bootStore({ db }: RecordSql): BootStore {
           attempts.map((a) => a.reason),
         ],
       );
+    },
+
+    async listBootAttempts(vmId, opts = {}) {
+      const rows = await db.query<{
+        vm_id: string | null;
+        data_center: string;
+        cloud_id: string | null;
+        image: string | null;
+        approved: boolean;
+        reason: string;
+        at: Date;
+      }>('SELECT vm_id, data_center, cloud_id, image, approved, reason, at FROM boot_attempts WHERE vm_id = $1 ORDER BY id DESC LIMIT $2', [
+        vmId,
+        Math.max(0, Math.floor(opts.limit ?? 100)),
+      ]);
+      return rows.map((r) => ({ vmId: r.vm_id, dataCenter: r.data_center, cloudId: r.cloud_id, image: r.image, approved: r.approved, reason: r.reason, at: iso(r.at) }));
     },
   };
 }

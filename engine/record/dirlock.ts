@@ -28,3 +28,32 @@ export function lockDataDir(dir: string, timeoutMs = Number(process.env.FLEET_RE
     cannotCreate: (file, err) => fail('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }),
   });
 }
+
+/** Thrown by tryLockDataDir's callbacks: someone else holds the folder. */
+class Busy {
+  constructor(readonly who: string) {}
+}
+
+/**
+ * Takes the PGlite record's lock if nobody holds it, without waiting:
+ * the release function, or `{ busy }` naming the holder (another process, or
+ * this one) for a reader that can do with a snapshot instead.
+ */
+export async function tryLockDataDir(dir: string): Promise<{ release: () => void } | { busy: string }> {
+  try {
+    const release = await lockFolder(dir, {
+      timeoutMs: 0,
+      heldHere: () => {
+        throw new Busy(`this process (pid ${process.pid})`);
+      },
+      busy: (who) => {
+        throw new Busy(who);
+      },
+      cannotCreate: (file, err) => fail('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }),
+    });
+    return { release };
+  } catch (err) {
+    if (err instanceof Busy) return { busy: err.who };
+    throw err;
+  }
+}

@@ -208,7 +208,11 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
       let where = 'stack = $1';
       if (address !== undefined) {
         params.push(address);
-        where += ' AND address = $2';
+        where += ` AND address = $${params.length}`;
+      }
+      if (opts.outcome !== undefined) {
+        params.push(opts.outcome);
+        where += ` AND outcome = $${params.length}`;
       }
       let sql = `SELECT id, vm_id, address, from_state, to_state, actor, plan_id, request_id, outcome, detail, at FROM history WHERE ${where}`;
       if (opts.limit !== undefined) {

@@ -16,6 +16,7 @@ interface LockDb {
   plan_id: string | null;
   since: Date | string;
   expires_at: Date | string;
+  fencing_token: string | number;
 }
 
 function toLock(r: LockDb): LockRow {
@@ -29,6 +30,7 @@ function toLock(r: LockDb): LockRow {
     planId: r.plan_id,
     since: iso(r.since),
     expiresAt: iso(r.expires_at),
+    fencingToken: Number(r.fencing_token),
   };
 }
 
@@ -49,10 +51,11 @@ class HeldSignal {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function handle(db: SqlAdapter, stack: string, fleets: string[], lockId: string, leaseMs: number): LockHandle {
+function handle(db: SqlAdapter, stack: string, fleets: string[], lockId: string, leaseMs: number, fencingToken: number): LockHandle {
   return {
     lockId,
     fleets: [...fleets],
+    fencingToken,
     heartbeat: async () => {
       const kept = await db.query<{ fleet: string }>(
         `UPDATE locks SET expires_at = now() + $4 * interval '1 millisecond'
@@ -87,29 +90,39 @@ export function lockStore({ db }: RecordSql): LockStore {
       for (;;) {
         const held = await db
           .transaction(async (q) => {
+            // One token per acquisition, from a sequence: larger than any
+            // taken before, by any process (a rolled-back try only leaves a gap).
+            const [{ t }] = await q.query<{ t: string | number }>(`SELECT nextval('fencing_tokens') AS t`);
+            const token = Number(t);
             for (const fleet of sorted) {
               const won = await q.query(
-                `INSERT INTO locks (stack, fleet, lock_id, who, host, pid, plan_id, since, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now() + $8 * interval '1 millisecond')
+                `INSERT INTO locks (stack, fleet, lock_id, who, host, pid, plan_id, since, expires_at, fencing_token)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now() + $8 * interval '1 millisecond', $9)
                  ON CONFLICT (stack, fleet) DO UPDATE SET
                    lock_id = EXCLUDED.lock_id, who = EXCLUDED.who, host = EXCLUDED.host, pid = EXCLUDED.pid,
-                   plan_id = EXCLUDED.plan_id, since = EXCLUDED.since, expires_at = EXCLUDED.expires_at
+                   plan_id = EXCLUDED.plan_id, since = EXCLUDED.since, expires_at = EXCLUDED.expires_at,
+                   fencing_token = EXCLUDED.fencing_token
                  WHERE locks.expires_at < now()
                  RETURNING fleet`,
-                [stack, fleet, lockId, holder.who, holder.host, holder.pid, holder.planId, leaseMs],
+                [stack, fleet, lockId, holder.who, holder.host, holder.pid, holder.planId, leaseMs, token],
               );
               if (won.length === 0) {
                 const cur = await q.query<LockDb>('SELECT * FROM locks WHERE stack = $1 AND fleet = $2', [stack, fleet]);
                 throw new HeldSignal(toLock(cur[0]));
               }
             }
-            return null;
+            await q.query(
+              `INSERT INTO lock_fences (stack, fleet, token) SELECT $1, f, $3 FROM unnest($2::text[]) AS f
+               ON CONFLICT (stack, fleet) DO UPDATE SET token = GREATEST(lock_fences.token, EXCLUDED.token)`,
+              [stack, sorted, token],
+            );
+            return token;
           })
           .catch((err: unknown) => {
             if (err instanceof HeldSignal) return err.row;
             throw err;
           });
-        if (held === null) return handle(db, stack, sorted, lockId, leaseMs);
+        if (typeof held === 'number') return handle(db, stack, sorted, lockId, leaseMs, held);
         const left = deadline - Date.now();
         if (left <= 0) throw new FleetError(diag('record.lock-held', lockHeldDetail(held), { address: held.fleet }));
         await sleep(Math.min(backoff, left));
@@ -130,6 +143,16 @@ export function lockStore({ db }: RecordSql): LockStore {
     async forceUnlock(lockId) {
       const rows = await db.query('DELETE FROM locks WHERE lock_id = $1 RETURNING fleet', [lockId]);
       return rows.length > 0;
+    },
+
+    async fencesOf(stack, fleets) {
+      const rows = await db.query<{ fleet: string; token: string | number; held: boolean }>(
+        `SELECT f.fleet, f.token, (l.expires_at IS NOT NULL AND l.expires_at >= now()) AS held
+         FROM lock_fences f LEFT JOIN locks l ON l.stack = f.stack AND l.fleet = f.fleet AND l.fencing_token = f.token
+         WHERE f.stack = $1 AND f.fleet = ANY($2::text[]) ORDER BY f.fleet`,
+        [stack, [...new Set(fleets)]],
+      );
+      return rows.map((r) => ({ fleet: r.fleet, token: Number(r.token), held: r.held === true }));
     },
   };
 }

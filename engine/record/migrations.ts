@@ -142,6 +142,21 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE UNIQUE INDEX vms_live_address ON vms (stack, fleet, idx) WHERE retired_at IS NULL AND deposed_at IS NULL`,
     ],
   },
+  {
+    version: 3,
+    description: 'fencing tokens: every lock acquisition takes a number from a sequence; per fleet the latest stays after release, and the authority refuses work under an older one',
+    statements: [
+      `CREATE SEQUENCE fencing_tokens`,
+      `ALTER TABLE locks ADD COLUMN fencing_token bigint NOT NULL DEFAULT 0`,
+      // Outlives the lock row: a released (or broken) lock's runs still in flight meet the newer token here.
+      `CREATE TABLE lock_fences (
+        stack text COLLATE "C" NOT NULL,
+        fleet text COLLATE "C" NOT NULL,
+        token bigint NOT NULL,
+        PRIMARY KEY (stack, fleet)
+      )`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -40,8 +40,12 @@ export function pgliteDir(url: string): string | undefined {
  *
  * Faults are FleetErrors: record.bad-url, record.unreachable, record.corrupt,
  * record.foreign-database, record.newer-schema.
+ *
+ * `readOnly` (state list / show, history, plan): a PGlite record another
+ * process holds (an apply) is read from a private copy instead of waiting
+ * for it (pglite.ts openSnapshot). Only for callers that never write.
  */
-export async function openRecord(url: string): Promise<SqlRecord> {
+export async function openRecord(url: string, opts: { readOnly?: boolean } = {}): Promise<SqlRecord> {
   const description = describeRecordUrl(url);
   let adapter: SqlAdapter;
   let file: string | undefined;
@@ -50,7 +54,7 @@ export async function openRecord(url: string): Promise<SqlRecord> {
     // Each backend's driver is loaded when its URL is opened: importing PGlite
     // costs a command ~160 ms of CPU, pg ~60 ms, and a run needs one of them.
     const { openPglite } = await import('./pglite.ts');
-    adapter = await openPglite(file);
+    adapter = await openPglite(file, opts);
   } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     try {
       new URL(url);

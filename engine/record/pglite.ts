@@ -1,7 +1,10 @@
 import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { fail } from '../diags/index.ts';
-import { lockDataDir } from './dirlock.ts';
+import { lockDataDir, tryLockDataDir } from './dirlock.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 
 /**
@@ -13,9 +16,13 @@ import type { Queryable, SqlAdapter } from './sql.ts';
  * PGlite will happily initdb into a folder that holds other files, so a
  * non-empty folder without PG_VERSION is refused before PGlite sees it.
  */
-export async function openPglite(dir: string | undefined): Promise<SqlAdapter> {
+export async function openPglite(dir: string | undefined, opts: { readOnly?: boolean } = {}): Promise<SqlAdapter> {
   let release = () => {};
-  if (dir !== undefined) {
+  if (dir !== undefined && opts.readOnly && existsSync(join(dir, 'PG_VERSION'))) {
+    const taken = await tryLockDataDir(dir);
+    if ('busy' in taken) return openSnapshot(dir, taken.busy);
+    release = taken.release;
+  } else if (dir !== undefined) {
     checkDataDir(dir);
     release = await lockDataDir(dir);
   }
@@ -32,6 +39,48 @@ export async function openPglite(dir: string | undefined): Promise<SqlAdapter> {
     fail('record.corrupt', `PGlite could not open ${dir ?? 'an in-memory database'}: ${cause}.`, dir !== undefined ? { file: dir } : {});
   }
   return new PgliteAdapter(db, release);
+}
+
+/** Tries of a snapshot before a reader gives up (a checkpoint recycled the WAL it needed while it copied). */
+const SNAPSHOT_TRIES = 3;
+
+/**
+ * A reader's own copy of a PGlite record another process holds open (an
+ * apply): `fleet state list`, `state show`, `history` and `plan` read that
+ * copy instead of waiting for the apply to finish. The copy is taken the way
+ * a base backup is: pg_control first (the checkpoint recovery starts from),
+ * then the data files, the WAL last (so it covers every change the data
+ * files were copied with); PGlite then opens the copy and replays the WAL
+ * (crash recovery: full-page writes repair a page copied mid-write). The
+ * holder's files are only read. The snapshot shows the record as of the
+ * copy; it is removed on close. If no consistent copy opens after a few
+ * tries, record.busy says who holds the record and what to do.
+ */
+async function openSnapshot(dir: string, holder: string): Promise<SqlAdapter> {
+  let lastError = '';
+  for (let attempt = 0; attempt < SNAPSHOT_TRIES; attempt++) {
+    const copy = await mkdtemp(join(tmpdir(), 'fleet-record-snapshot-'));
+    const drop = () => rm(copy, { recursive: true, force: true }).catch(() => {});
+    try {
+      const skip = new Set(['postmaster.pid', 'pg_wal', 'global']);
+      await cp(join(dir, 'global'), join(copy, 'global'), { recursive: true });
+      for (const entry of readdirSync(dir)) {
+        if (!skip.has(entry)) await cp(join(dir, entry), join(copy, entry), { recursive: true });
+      }
+      await cp(join(dir, 'pg_wal'), join(copy, 'pg_wal'), { recursive: true });
+      const db = await PGlite.create(copy);
+      await db.query('SELECT 1');
+      return new PgliteAdapter(db, drop, { snapshotOf: dir });
+    } catch (err) {
+      lastError = err instanceof Error ? err.message : String(err);
+      await drop();
+    }
+  }
+  fail(
+    'record.busy',
+    `the PGlite record ${dir} is open in ${holder}, and no consistent read-only copy of it could be taken (${lastError}). Wait for that process to finish, or use a PostgreSQL record for concurrent use.`,
+    { file: dir },
+  );
 }
 
 function checkDataDir(dir: string): void {
@@ -60,10 +109,13 @@ function checkDataDir(dir: string): void {
 class PgliteAdapter implements SqlAdapter {
   readonly kind = 'pglite' as const;
   readonly #db: PGlite;
-  readonly #release: () => void;
-  constructor(db: PGlite, release: () => void) {
+  readonly #release: () => void | Promise<void>;
+  /** Set when this is a reader's copy of a record another process holds (openSnapshot). */
+  readonly snapshotOf: string | undefined;
+  constructor(db: PGlite, release: () => void | Promise<void>, o: { snapshotOf?: string } = {}) {
     this.#db = db;
     this.#release = release;
+    this.snapshotOf = o.snapshotOf;
   }
   async query<T>(text: string, params: readonly unknown[] = []): Promise<T[]> {
     const r = await this.#db.query<T>(text, params as unknown[]);
@@ -80,7 +132,7 @@ class PgliteAdapter implements SqlAdapter {
     try {
       if (!this.#db.closed) await this.#db.close();
     } finally {
-      this.#release();
+      await this.#release();
     }
   }
 }

@@ -4,7 +4,35 @@
 import type { JournalWriter } from './journal.ts';
 import { iso } from './rows.ts';
 import type { RecordSql } from './sql.ts';
-import type { JournalRow, PlanStore, StaleEntry } from './types.ts';
+import type { AppliedPlan, JournalRow, PlanStore, StaleEntry } from './types.ts';
+
+interface JournalSqlRow {
+  plan_id: string;
+  address: string;
+  seq: number;
+  vm_id: string | null;
+  from_state: string;
+  to_state: string;
+  idempotency_key: string;
+  status: JournalRow['status'];
+  detail: string | null;
+  at: Date;
+}
+
+function journalFromRow(r: JournalSqlRow): JournalRow {
+  return {
+    planId: r.plan_id,
+    address: r.address,
+    seq: r.seq,
+    vmId: r.vm_id,
+    from: r.from_state,
+    to: r.to_state,
+    idempotencyKey: r.idempotency_key,
+    status: r.status,
+    detail: r.detail,
+    at: iso(r.at),
+  };
+}
 
 /** The plan store; journal rows go through `journal`, shared by the record's calls. */
 export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore {
@@ -52,18 +80,7 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
     },
 
     async unfinishedSteps(stack) {
-      const rows = await db.query<{
-        plan_id: string;
-        address: string;
-        seq: number;
-        vm_id: string | null;
-        from_state: string;
-        to_state: string;
-        idempotency_key: string;
-        status: JournalRow['status'];
-        detail: string | null;
-        at: Date;
-      }>(
+      const rows = await db.query<JournalSqlRow>(
         `SELECT * FROM (
            SELECT DISTINCT ON (j.plan_id, j.address, j.seq) j.*
            FROM journal j JOIN plans p ON p.id = j.plan_id
@@ -72,20 +89,32 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
          ) last WHERE status IN ('started', 'failed') ORDER BY id`,
         [stack],
       );
-      return rows.map(
-        (r): JournalRow => ({
-          planId: r.plan_id,
-          address: r.address,
-          seq: r.seq,
-          vmId: r.vm_id,
-          from: r.from_state,
-          to: r.to_state,
-          idempotencyKey: r.idempotency_key,
-          status: r.status,
-          detail: r.detail,
-          at: iso(r.at),
-        }),
-      );
+      return rows.map(journalFromRow);
+    },
+
+    async listPlans(stack, opts = {}) {
+      const rows = await db.query<{
+        id: string;
+        stack: string;
+        digest: string;
+        who: string;
+        started_at: Date;
+        finished_at: Date | null;
+        result: AppliedPlan['result'];
+      }>('SELECT * FROM plans WHERE stack = $1 ORDER BY started_at DESC, id DESC LIMIT $2', [stack, Math.max(0, Math.floor(opts.limit ?? 100))]);
+      return rows.map((r) => ({
+        id: r.id,
+        stack: r.stack,
+        digest: r.digest,
+        who: r.who,
+        startedAt: iso(r.started_at),
+        finishedAt: r.finished_at === null ? null : iso(r.finished_at),
+        result: r.result,
+      }));
+    },
+
+    async planJournal(planId) {
+      return (await db.query<JournalSqlRow>('SELECT * FROM journal WHERE plan_id = $1 ORDER BY id', [planId])).map(journalFromRow);
     },
   };
 }

@@ -545,6 +545,15 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await r.history(s)).map((h) => h.address)).toEqual(['web/0', 'db/0', 'web/0', 'web/0']);
       expect((await r.history(s, 'web/0', { limit: 2 })).map((h) => h.outcome)).toEqual(['vetoed', 'drift']);
       expect(await r.history(s, 'web/9')).toEqual([]);
+      // Only one outcome (the dashboard's drift), over the stack or one address, with a limit.
+      await r.addHistory(a.id, { from: 'Requested', to: 'Requested', outcome: 'drift', actor: 'refresh', detail: 'second' });
+      expect((await r.history(s, undefined, { outcome: 'drift' })).map((h) => [h.address, h.detail])).toEqual([
+        ['web/0', null],
+        ['web/0', 'second'],
+      ]);
+      expect((await r.history(s, 'web/0', { outcome: 'drift', limit: 1 })).map((h) => h.detail)).toEqual(['second']);
+      expect(await r.history(s, 'db/0', { outcome: 'drift' })).toEqual([]);
+      expect(await r.history(freshStack(), undefined, { outcome: 'vetoed' })).toEqual([]);
     });
 
     it('bulk-inserts all or none', async () => {
@@ -653,6 +662,39 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       await h.release();
     });
 
+    it('gives every acquisition a larger fencing token; the fleet keeps its latest after release, unlock and takeover', async () => {
+      const s = freshStack();
+      expect(await r.fencesOf(s, ['web'])).toEqual([]);
+      const a = await r.acquireLocks(s, ['web', 'db'], holder('alice'));
+      expect((await r.listLocks(s)).map((l) => l.fencingToken)).toEqual([a.fencingToken, a.fencingToken]);
+      expect(await r.fencesOf(s, ['web', 'db', 'cache'])).toEqual([
+        { fleet: 'db', token: a.fencingToken, held: true },
+        { fleet: 'web', token: a.fencingToken, held: true },
+      ]);
+      // A refused try (the fleet is held) moves nobody's fence.
+      expect(await codeOf(r.acquireLocks(s, ['web'], holder('bob')))).toBe('record.lock-held');
+      expect((await r.fencesOf(s, ['web']))[0]).toEqual({ fleet: 'web', token: a.fencingToken, held: true });
+      // Broken (fleet unlock, or a dead holder's lock): the next apply's token is larger, at once.
+      await r.forceUnlock(a.lockId);
+      expect(await r.fencesOf(s, ['web'])).toEqual([{ fleet: 'web', token: a.fencingToken, held: false }]);
+      const b = await r.acquireLocks(s, ['web'], holder('bob'));
+      expect(b.fencingToken).toBeGreaterThan(a.fencingToken);
+      await b.release();
+      const fences = await r.fencesOf(s, ['web', 'db']);
+      expect(fences).toEqual([
+        { fleet: 'db', token: a.fencingToken, held: false },
+        { fleet: 'web', token: b.fencingToken, held: false },
+      ]);
+      // An expired lease taken over: larger again.
+      const c = await r.acquireLocks(s, ['web'], holder('carol'), { leaseMs: 1 });
+      await new Promise((res) => setTimeout(res, 30));
+      expect((await r.fencesOf(s, ['web']))[0]).toMatchObject({ token: c.fencingToken, held: false });
+      const d = await r.acquireLocks(s, ['web'], holder('dave'));
+      expect(d.fencingToken).toBeGreaterThan(c.fencingToken);
+      expect(c.fencingToken).toBeGreaterThan(b.fencingToken);
+      await d.release();
+    });
+
     it('refuses a held fleet, naming the holder and how to unlock', async () => {
       const s = freshStack();
       const h = await r.acquireLocks(s, ['web'], holder('alice', 'plan-7'));
@@ -740,6 +782,24 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         ['web/2', 'failed', 'capacity', 'k2'],
       ]);
       expect(await r.unfinishedSteps(freshStack())).toEqual([]);
+      // The dashboard's reads: plans newest first (limited), one plan's whole journal in write order.
+      expect((await r.listPlans(s)).map((p) => [p.id, p.result, p.digest, p.who])).toEqual([
+        [`${s}-p2`, 'running', 'sha256:def', 'ci'],
+        [`${s}-p1`, 'failed', 'sha256:abc', 'ci'],
+      ]);
+      expect((await r.listPlans(s, { limit: 1 })).map((p) => p.id)).toEqual([`${s}-p2`]);
+      expect(await r.listPlans(freshStack())).toEqual([]);
+      const journal = await r.planJournal(`${s}-p1`);
+      expect(journal.map((j) => [j.address, j.status, j.detail])).toEqual([
+        ['web/0', 'started', null],
+        ['web/0', 'done', null],
+        ['web/1', 'started', null],
+        ['web/2', 'started', null],
+        ['web/2', 'failed', 'capacity'],
+      ]);
+      expect(journal[0]).toMatchObject({ planId: `${s}-p1`, seq: 0, from: 'Requested', to: 'BeingCreated', idempotencyKey: 'k0' });
+      expect(Number.isNaN(Date.parse(journal[0].at))).toBe(false);
+      expect(await r.planJournal(`${s}-p2`)).toEqual([]);
     });
 
     it('group-commits concurrent journal calls: each resolves with its row committed, in fewer INSERTs than rows', async () => {
@@ -795,6 +855,14 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         { vmId: null, dataCenter: 'miami', cloudId: 'i-x', image: null, approved: false, reason: 'unknown VM' },
       ]);
       expect((await bootAttempts(r, { vmId: b.id })).map((x) => [x.approved, x.reason, x.cloudId])).toEqual([[true, 'matches', 'i-1']]);
+      // One VM's attempts, newest first, limited.
+      await r.addBootAttempts([{ vmId: a.id, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', approved: true, reason: 'matches' }]);
+      expect((await r.listBootAttempts(a.id)).map((x) => [x.approved, x.reason, x.dataCenter, x.cloudId, x.image])).toEqual([
+        [true, 'matches', 'miami', 'i-1', 'ami-1'],
+        [false, 'no token', 'miami', 'i-1', 'ami-1'],
+      ]);
+      expect((await r.listBootAttempts(a.id, { limit: 1 })).map((x) => x.reason)).toEqual(['matches']);
+      expect(await r.listBootAttempts('nope')).toEqual([]);
       expect(await r.getVms([b.id, 'nope', a.id])).toMatchObject([{ id: b.id, address: 'web/1' }, undefined, { id: a.id, address: 'web/0' }]);
       expect(await r.getVms([])).toEqual([]);
     });

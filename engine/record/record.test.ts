@@ -46,6 +46,7 @@ describe('lockHeldDetail', () => {
         planId: 'p-9',
         since: '2026-01-01T00:00:00.000Z',
         expiresAt: '2026-01-01T00:00:30.000Z',
+        fencingToken: 3,
       }),
     ).toBe(
       'fleet web of stack local is locked by alice@laptop pid 77 for plan p-9 since 2026-01-01T00:00:00.000Z ' +

@@ -40,6 +40,10 @@ export function sqlRecord(db: SqlAdapter, description: string): SqlRecord {
   return {
     description,
     close: () => db.close(),
+    async schemaVersion() {
+      const rows = await db.query<{ schema_version: number }>('SELECT schema_version FROM meta WHERE id = 1');
+      return rows.length === 0 ? 0 : Number(rows[0].schema_version);
+    },
     get journalBatches() {
       return journal.batches;
     },

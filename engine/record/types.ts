@@ -223,11 +223,27 @@ export interface LockRow extends LockHolder {
   fleet: string;
   since: string;
   expiresAt: string;
+  /** The acquisition's fencing token (see LockHandle.fencingToken). */
+  fencingToken: number;
+}
+
+/** A fleet's fence: the fencing token of its latest lock acquisition, and whether that lock is still held (unexpired). */
+export interface FleetFence {
+  fleet: string;
+  token: number;
+  held: boolean;
 }
 
 export interface LockHandle {
   lockId: string;
   fleets: string[];
+  /**
+   * Grows with every acquisition (one record-wide sequence). Every request
+   * the apply sends carries it; the authority refuses work under an older
+   * token once a newer acquisition of the fleet exists (fencesOf), so a
+   * killed apply's runs still in flight never race the next apply's.
+   */
+  fencingToken: number;
   /** Extends the lease; throws FleetError(record.lock-lost) if another holder took it over. */
   heartbeat(): Promise<void>;
   release(): Promise<void>;
@@ -264,6 +280,11 @@ export interface BootAttempt {
   image: string | null;
   approved: boolean;
   reason: string;
+}
+
+/** A boot attempt as the record holds it (BootStore.listBootAttempts). */
+export interface BootAttemptRow extends BootAttempt {
+  at: string;
 }
 
 export interface AppliedPlan {
@@ -347,8 +368,12 @@ export interface HistoryStore {
    * boot token is stored only when its row is written.
    */
   addHistoryMany(items: readonly HistoryItem[]): Promise<(FleetError | undefined)[]>;
-  /** Oldest first; with `limit`, the newest `limit` rows (still oldest first). Includes rows of retired VMs at the address. */
-  history(stack: string, address?: string, opts?: { limit?: number }): Promise<HistoryRow[]>;
+  /**
+   * Oldest first; with `limit`, the newest `limit` rows (still oldest first);
+   * with `outcome`, only rows of that outcome (the dashboard's drift). Includes
+   * rows of retired VMs at the address.
+   */
+  history(stack: string, address?: string, opts?: { limit?: number; outcome?: Outcome }): Promise<HistoryRow[]>;
 }
 
 /** Per-fleet leases held by an apply. */
@@ -360,6 +385,8 @@ export interface LockStore {
   findLock(lockId: string): Promise<LockRow[]>;
   /** Returns false when no such lock exists. */
   forceUnlock(lockId: string): Promise<boolean>;
+  /** Per fleet asked for that was ever locked: its latest fencing token and whether that lock is held now (the authority's fence check). */
+  fencesOf(stack: string, fleets: readonly string[]): Promise<FleetFence[]>;
 }
 
 /** What apply records of a plan: whether it is still valid, its run, and the journal of its steps. */
@@ -372,6 +399,10 @@ export interface PlanStore {
   journal(row: Omit<JournalRow, 'at'>): Promise<void>;
   /** Steps whose last status is `started` or `failed` (an interrupted or failed apply). */
   unfinishedSteps(stack: string): Promise<JournalRow[]>;
+  /** The stack's applied plans, newest first (by start), at most `limit` (default 100). */
+  listPlans(stack: string, opts?: { limit?: number }): Promise<AppliedPlan[]>;
+  /** Every journal row of one plan, in the order they were written. */
+  planJournal(planId: string): Promise<JournalRow[]>;
 }
 
 /** The boot endpoint's writes. Boot tokens are stored by the VM writes that approve a boot edge (`bootTokenHash`). */
@@ -385,6 +416,8 @@ export interface BootStore {
   authorizeBoots(items: readonly BootCheck[]): Promise<BootCheckResult[]>;
   /** Records boot attempts (approved or denied), one statement for many. */
   addBootAttempts(attempts: readonly BootAttempt[]): Promise<void>;
+  /** One VM's boot attempts, newest first, at most `limit` (default 100). */
+  listBootAttempts(vmId: string, opts?: { limit?: number }): Promise<BootAttemptRow[]>;
 }
 
 /**
@@ -396,5 +429,7 @@ export interface BootStore {
 export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
+  /** The schema version the record is at (migrations.ts; 0: not migrated): a readiness probe compares it with SCHEMA_VERSION. */
+  schemaVersion(): Promise<number>;
   close(): Promise<void>;
 }

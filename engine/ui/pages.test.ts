@@ -41,7 +41,8 @@ const PLANS = [
 
 describe('dashboard pages', () => {
   it('overview: fleets x data centers x states, locks, recent applies', async () => {
-    await expectGolden('overview.html', overviewPage('local', VMS, [LOCK], PLANS).text);
+    const drift = [{ at: '2026-12-01T11:00:00.000Z', address: 'web/1', from: 'Running', to: 'PoweredOff', actor: 'ana@laptop', planId: null, outcome: 'drift', detail: 'refresh: richmond reports PoweredOff' }];
+    await expectGolden('overview.html', overviewPage('local', VMS, [LOCK], PLANS, drift).text);
   });
 
   it('a VM with its history and boot attempts', async () => {

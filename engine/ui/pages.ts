@@ -96,7 +96,7 @@ export function layout(stack: string, title: string, body: Html): Html {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${title} · ${stack} · dmzfleet</title><style>${raw(STYLE)}</style></head>
 <body><header><strong>dmzfleet</strong><span>stack <b data-testid="stack">${stack}</b></span>
-<nav><a href="/ui">Fleets</a> · <a href="/ui/locks">Locks</a> · <a href="/ui/plans">Applies</a> · <a href="/ui/lifecycle">Lifecycle</a></nav></header>
+<nav><a href="/ui">Fleets</a> · <a href="/ui/locks">Locks</a> · <a href="/ui/plans">Applies</a> · <a href="/ui/drift">Drift</a> · <a href="/ui/lifecycle">Lifecycle</a></nav></header>
 <main>${body}</main></body></html>
 `;
 }
@@ -106,8 +106,8 @@ const vmHref = (fleet: string, index: number) => `/ui/vms/${encodeURIComponent(f
 const fleetHref = (fleet: string) => `/ui/fleets/${encodeURIComponent(fleet)}`;
 const planHref = (id: string) => `/ui/plans/${encodeURIComponent(id)}`;
 
-/** Fleets × data centers × states, then locks and the last applies. */
-export function overviewPage(stack: string, vms: readonly UiVm[], locks: readonly UiLock[], plans: readonly UiPlan[]): Html {
+/** Fleets × data centers × states, then locks, the last applies and the last drift found. */
+export function overviewPage(stack: string, vms: readonly UiVm[], locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = []): Html {
   const dcs = [...new Set(vms.map((v) => v.dataCenter))].sort();
   const fleets = [...new Set(vms.map((v) => v.fleet))].sort();
   const locked = new Set(locks.map((l) => l.fleet));
@@ -133,8 +133,21 @@ ${
     : html`<table id="fleets"><thead><tr><th>fleet</th>${dcs.map((dc) => html`<th>${dc}</th>`)}<th class="num">VMs</th></tr></thead><tbody>${rows}</tbody></table>`
 }
 <h2>Locks</h2>${locksTable(locks)}
-<h2>Recent applies</h2>${plansTable(plans.slice(0, 10))}`,
+<h2>Recent applies</h2>${plansTable(plans.slice(0, 10))}
+<h2>Last drift</h2>${driftTable(drift.slice(0, 10))}`,
   );
+}
+
+/** Drift rows, newest first: what `fleet refresh` found and wrote (`fleet refresh --check` writes nothing, so its findings are not here). */
+export function driftTable(drift: readonly UiHistory[]): Html {
+  if (drift.length === 0) return html`<p class="muted" data-testid="no-drift">The record holds no drift: no <code>fleet refresh</code> found a VM differing from it.</p>`;
+  return html`<table id="drift"><thead><tr><th>when</th><th>member</th><th>record → found</th><th>who</th><th>detail</th></tr></thead><tbody>${drift.map(
+    (d) => html`<tr data-address="${d.address}"><td>${d.at}</td><td>${memberLink(d.address)}</td><td>${d.from ?? '∅'} → ${d.to}</td><td>${d.actor}</td><td>${d.detail ?? ''}</td></tr>`,
+  )}</tbody></table>`;
+}
+
+export function driftPage(stack: string, drift: readonly UiHistory[]): Html {
+  return layout(stack, 'Drift', html`<h1>Drift</h1><p class="muted">Newest first. Run <code>fleet refresh</code> to compare the record with the data centers again.</p>${driftTable(drift)}`);
 }
 
 export function locksTable(locks: readonly UiLock[]): Html {
@@ -238,6 +251,10 @@ export function lifecyclePage(stack: string, pack: string, svg: string): Html {
 
 export function notFoundPage(stack: string, what: string): Html {
   return layout(stack, 'Not found', html`<h1>Not found</h1><p>${what}</p><p><a href="/ui">Back to the fleets</a></p>`);
+}
+
+export function errorPage(stack: string, what: string): Html {
+  return layout(stack, 'Unavailable', html`<h1>Unavailable</h1><p class="bad" data-testid="error">${what}</p><p>Reload the page to try again.</p>`);
 }
 
 export function loginPage(stack: string, failed: boolean): Html {

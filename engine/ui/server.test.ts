@@ -14,6 +14,7 @@ const source: UiSource = {
   pack: { name: 'default@1.0.0', lifecycle: DEFAULT_LIFECYCLE },
   listVms: async () => [vm],
   history: async (address) => (address === 'web/0' ? [{ at: 't', address, from: null, to: 'Requested', actor: 'ana', planId: 'p-1', outcome: 'succeeded', detail: null }] : []),
+  drift: async () => [{ at: 't2', address: 'web/0', from: 'Running', to: 'PoweredOff', actor: 'refresh', planId: null, outcome: 'drift', detail: 'refresh: miami reports PoweredOff' }],
   listLocks: async () => [],
   recentPlans: async () => [{ id: 'p-1', who: 'ana', startedAt: 't0', finishedAt: 't1', result: 'succeeded', digest: 'd' }],
   planJournal: async () => [{ address: 'web/0', seq: 0, from: 'Requested', to: 'BeingCreated', status: 'done', detail: null, at: 't' }],
@@ -51,6 +52,8 @@ describe('dashboard access', () => {
     const page = await app.inject({ method: 'GET', url: '/ui', headers: { cookie: cookie.split(';')[0] } });
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toBe("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+    expect(page.headers['x-content-type-options']).toBe('nosniff');
     expect(page.body).toContain('1 VMs in 1 fleets over 1 data centers');
   });
 
@@ -78,6 +81,8 @@ describe('dashboard access', () => {
     ['/ui/plans/p-1', 200, 'Requested → BeingCreated'],
     ['/ui/plans/p-9', 404, 'No apply with plan id p-9'],
     ['/ui/locks', 200, 'No fleet is locked'],
+    ['/ui/drift', 200, 'refresh: miami reports PoweredOff'],
+    ['/ui/nowhere', 404, 'No page at /ui/nowhere'],
     ['/ui/lifecycle', 200, '<svg'],
   ])('GET %s -> %i', async (url, status, text) => {
     start();

@@ -11,10 +11,10 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { parse as parseQuery } from 'node:querystring';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { parseVmAddress, formatVmAddress } from '../model/index.ts';
+import { FleetError } from '../diags/index.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
-import { fleetPage, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
+import { driftPage, errorPage, fleetPage, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -32,6 +32,7 @@ export interface UiOptions {
 }
 
 const COOKIE = 'fleet_ui';
+const CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 function sign(key: Buffer, payload: string): string {
   return createHmac('sha256', key).update(`ui-session\0${payload}`).digest('base64url');
@@ -65,7 +66,16 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
     return Number(expires) > Date.now() ? role : undefined;
   };
 
-  const page = (reply: FastifyReply, body: Html, status = 200) => reply.code(status).header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(body.text);
+  // The pages have no script and load nothing: the policy says so to the browser too, so even markup that slipped past escaping could run nothing and fetch nothing.
+  const page = (reply: FastifyReply, body: Html, status = 200) =>
+    reply
+      .code(status)
+      .header('content-type', 'text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .header('content-security-policy', CSP)
+      .header('x-content-type-options', 'nosniff')
+      .header('referrer-policy', 'no-referrer')
+      .send(body.text);
 
   app.register(
     async (ui) => {
@@ -82,6 +92,17 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         }
       });
 
+      // A record that cannot be read (busy, unreachable) is said on a page; anything else is ours, and its text stays in the log.
+      ui.setErrorHandler((err, req, reply) => {
+        if (err instanceof FleetError) {
+          const d = err.diagnostics[0];
+          return page(reply, errorPage(src.stack, `${d.summary}: ${d.detail}`), d.code === 'record.busy' || d.code === 'record.unreachable' ? 503 : 500);
+        }
+        req.log.error(err);
+        return page(reply, errorPage(src.stack, 'The dashboard failed to read the record; the service log has the reason.'), 500);
+      });
+      ui.setNotFoundHandler((req, reply) => page(reply, notFoundPage(src.stack, `No page at ${req.url.split('?')[0]}.`), 404));
+
       ui.get('/login', async (_req, reply) => page(reply, loginPage(src.stack, false)));
       ui.post('/login', async (req, reply) => {
         const token = (req.body as Record<string, unknown> | undefined)?.token;
@@ -94,10 +115,11 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       });
 
       ui.get('/', async (_req, reply) => {
-        const [vms, locks, plans] = await Promise.all([src.listVms(), src.listLocks(), src.recentPlans(10)]);
-        return page(reply, overviewPage(src.stack, vms, locks, plans));
+        const [vms, locks, plans, drift] = await Promise.all([src.listVms(), src.listLocks(), src.recentPlans(10), src.drift(10)]);
+        return page(reply, overviewPage(src.stack, vms, locks, plans, drift));
       });
       ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks())));
+      ui.get('/drift', async (_req, reply) => page(reply, driftPage(src.stack, await src.drift(100))));
       ui.get('/plans', async (_req, reply) => page(reply, plansPage(src.stack, await src.recentPlans(100))));
       ui.get('/lifecycle', async (_req, reply) => page(reply, lifecyclePage(src.stack, src.pack.name, lifecycleSvg(src.pack.lifecycle))));
 
@@ -110,9 +132,10 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       });
 
       ui.get<{ Params: { fleet: string; index: string } }>('/vms/:fleet/:index', async (req, reply) => {
-        const address = parseVmAddress(`${req.params.fleet}/${req.params.index}`);
-        const vm = address ? (await src.listVms()).find((v) => v.address === formatVmAddress(address) && !v.deposed) : undefined;
-        if (!address || !vm) return page(reply, notFoundPage(src.stack, `No live VM at ${req.params.fleet}/${req.params.index}.`), 404);
+        // By fleet and index as the record holds them: a fleet name the address grammar would refuse still has its page.
+        const index = /^\d+$/.test(req.params.index) ? Number(req.params.index) : undefined;
+        const vm = index === undefined ? undefined : (await src.listVms()).find((v) => v.fleet === req.params.fleet && v.index === index && !v.deposed);
+        if (!vm) return page(reply, notFoundPage(src.stack, `No live VM at ${req.params.fleet}/${req.params.index}.`), 404);
         const [history, boots] = await Promise.all([src.history(vm.address, 200), src.bootAttempts(vm.id, 50)]);
         return page(reply, vmPage(src.stack, vm, history, boots));
       });

@@ -9,7 +9,10 @@ export interface UiSource {
   /** The pack's name@version and lifecycle, for the diagram page. */
   pack: { name: string; lifecycle: DiagramInput };
   listVms(): Promise<UiVm[]>;
+  /** One address's history, oldest first (the newest `limit` rows). */
   history(address: string, limit: number): Promise<UiHistory[]>;
+  /** The stack's drift rows (what `fleet refresh` found and recorded), newest first. */
+  drift(limit: number): Promise<UiHistory[]>;
   listLocks(): Promise<UiLock[]>;
   /** Newest first. */
   recentPlans(limit: number): Promise<UiPlan[]>;

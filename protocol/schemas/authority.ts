@@ -3,7 +3,7 @@
 // document is built from them, and ../types.ts is generated from them: if you
 // add a field, add it here, run `npm run gen:types`, and say it in
 // docs/protocol.md. Response schemas drop properties they do not list.
-import { credentialsSchema, decisionSchema, errorSchema, extend, name, nullableString, sizeSchema, state, vmSpecSchema } from './common.ts';
+import { credentialsSchema, decisionSchema, errorSchema, extend, fencingToken, name, nullableString, sizeSchema, state, vmSpecSchema } from './common.ts';
 
 export const authorizeVmSchema = extend('AuthorizeVm', 'The VM a create asks for, as the DMZ client forwards it (its data center added).', vmSpecSchema, {
   properties: { dataCenter: name },
@@ -25,6 +25,7 @@ export const authorizeBodySchema = {
     to: { ...state, description: "Required for a transition; for a create it may be left out (the pack's initial state)." },
     vm: authorizeVmSchema,
     size: { ...sizeSchema, description: 'New size, for a resize.' },
+    fencingToken: { ...fencingToken, description: "The fencing token the CLI's request carried (the DMZ client passes it on)." },
   },
 } as const;
 
@@ -58,6 +59,11 @@ export const authorizeResponseSchema = {
     realImage: { type: 'string', description: 'The translated image for this data center.' },
     credentials: { ...credentialsSchema, description: 'Absent when vetoed.' },
     bootToken: { type: 'string', description: 'One-time token a VM presents at boot; issued with every approved `boot` edge.' },
+    already: {
+      type: 'boolean',
+      description:
+        'The edge was carried out and reported already under the same plan (a step sent again after a DMZ client restart lost its answer): nothing to do and nothing to report; the step is answered ok with the VM as the record has it.',
+    },
     diskKeyHash: {
       type: 'string',
       description: 'sha256 (hex) of the disk key, issued with an approved `createVm` of an encrypted VM so the cloud can check the key later.',

@@ -37,6 +37,12 @@ export const state = { type: 'string', minLength: 1, maxLength: 100 } as const;
 export const nullableString = { type: ['string', 'null'] } as const;
 export const planId = { type: ['string', 'null'], maxLength: 200 } as const;
 export const idempotencyKey = { type: 'string', minLength: 1, maxLength: 200 } as const;
+export const fencingToken = {
+  type: 'integer',
+  minimum: 1,
+  description:
+    "The fencing token of the apply's fleet lock (docs/recovery.md, \"Fencing\"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over.",
+} as const;
 
 export const sizeSchema = {
   title: 'VmSize',

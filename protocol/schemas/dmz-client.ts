@@ -3,7 +3,7 @@
 // document is built from them, and ../types.ts is generated from them: if you
 // add a field, add it here, run `npm run gen:types`, and say it in
 // docs/protocol.md. Response schemas drop properties they do not list.
-import { decisionSchema, errorDetailSchema, errorSchema, extend, typeAs, idempotencyKey, name, planId, sizeSchema, state, vmSpecSchema } from './common.ts';
+import { decisionSchema, errorDetailSchema, errorSchema, extend, typeAs, fencingToken, idempotencyKey, name, planId, sizeSchema, state, vmSpecSchema } from './common.ts';
 
 export const vmIdParams = {
   type: 'object',
@@ -28,7 +28,7 @@ export const createBodySchema = {
   type: 'object',
   additionalProperties: false,
   required: ['idempotencyKey', 'planId', 'vm'],
-  properties: { idempotencyKey, planId, vm: newVmSchema },
+  properties: { idempotencyKey, planId, vm: newVmSchema, fencingToken },
 } as const;
 
 export const transitionBodySchema = {
@@ -40,6 +40,7 @@ export const transitionBodySchema = {
   properties: {
     idempotencyKey,
     planId,
+    fencingToken,
     from: state,
     to: state,
     operation: { type: 'string', enum: ['resize'] },
@@ -53,7 +54,7 @@ export const deleteBodySchema = {
   type: 'object',
   additionalProperties: false,
   required: ['idempotencyKey', 'planId', 'from'],
-  properties: { idempotencyKey, planId, from: state, to: { ...state, description: "The terminal state; defaults to the pack's first terminal state." } },
+  properties: { idempotencyKey, planId, fencingToken, from: state, to: { ...state, description: "The terminal state; defaults to the pack's first terminal state." } },
 } as const;
 
 export const stepVmSchema = {

@@ -18,6 +18,11 @@ import {
 import type { ClientTls } from '../../engine/transport/index.ts';
 import { send, sendLines, sendTarget, type SendTarget } from '../http-send.ts';
 
+/** Where the token comes from, for a readiness failure a person can act on. */
+function authorityTokenHint(dataCenter: string): string {
+  return `FLEET_DMZ_TOKEN_${dataCenter.toUpperCase().replace(/[^A-Z0-9]/g, '_')} must be the same for the authority and this DMZ client`;
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** How long a lazy call waits for others to go with. */
@@ -74,10 +79,20 @@ export class AuthorityClient {
     this.headers = { authorization: `Bearer ${token}` };
   }
 
-  /** Rejects unless the authority answers its liveness route (the DMZ client's readiness). */
+  /**
+   * Rejects unless the authority answers its liveness route and accepts this
+   * DMZ client's token (the DMZ client's readiness). The token is checked
+   * with an empty batch: the authority authenticates before it validates, so
+   * a known token gets 400 (no calls) and a wrong one 401; nothing is decided.
+   */
   async ping(): Promise<void> {
-    const res = await send({ ...(this.target as Exclude<SendTarget, URL>), path: `${this.url.pathname.replace(/\/v1\/batch$/, '')}/v1/health` }, 'GET', {}, undefined, Math.min(this.timeoutMs, 2_000));
+    const limit = Math.min(this.timeoutMs, 2_000);
+    const target = this.target as Exclude<SendTarget, URL>;
+    const res = await send({ ...target, path: `${this.url.pathname.replace(/\/v1\/batch$/, '')}/v1/health` }, 'GET', {}, undefined, limit);
     if (res.status !== 200) throw new Error(`the authority answered ${res.status}`);
+    const auth = await send(target, 'POST', { ...this.headers, 'content-type': 'application/json' }, '{"calls":[]}', limit);
+    if (auth.status === 401) throw new Error(`the authority refuses the token of data center ${this.dataCenter} (${authorityTokenHint(this.dataCenter)})`);
+    if (auth.status !== 400) throw new Error(`the authority answered ${auth.status} to a token check`);
   }
 
   authorize(body: AuthorizeRequest): Promise<AuthorizeResponse> {

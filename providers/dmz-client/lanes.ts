@@ -54,6 +54,17 @@ export class Lanes {
     return { busy: lane?.busy ?? 0, waiting: lane?.waiting.length ?? 0 };
   }
 
+  /** Over every lane: places held, members waiting for one, and lanes open (the DMZ client's gauges). */
+  totals(): { busy: number; waiting: number; open: number } {
+    let busy = 0;
+    let waiting = 0;
+    for (const lane of this.lanes.values()) {
+      busy += lane.busy;
+      waiting += lane.waiting.length;
+    }
+    return { busy, waiting, open: this.lanes.size };
+  }
+
   /** @internal The member's place: shared when one of its VMs holds or waits for one, else asked for. */
   enter(id: string, width: number, vms: readonly string[]): Holder {
     let lane = this.lanes.get(id);

@@ -25,16 +25,16 @@ export function stepVmId(s: BatchStep): string {
 }
 
 /** The authorization request of one edge, or of a resize (a size, and the same state at both ends). */
-export function edgeRequest(dataCenter: string, vmId: string, planId: string | null, from: string, to: string, size?: VmSize): AuthorizeRequest {
+export function edgeRequest(dataCenter: string, vmId: string, planId: string | null, from: string, to: string, size?: VmSize, fencingToken?: number): AuthorizeRequest {
   const kind = size && from === to ? 'resize' : 'transition';
-  return { dataCenter, requestId: randomUUID(), planId, kind, vmId, from, to, ...(size ? { size } : {}) };
+  return { dataCenter, requestId: randomUUID(), planId, kind, vmId, from, to, ...(size ? { size } : {}), ...(fencingToken !== undefined ? { fencingToken } : {}) };
 }
 
-/** The authorization request of an edge step (transition, resize or delete). */
+/** The authorization request of an edge step (transition, resize or delete); the caller's fencing token goes on to the authority. */
 export function stepRequest(d: RequestDefaults, s: EdgeStep): AuthorizeRequest {
-  if (s.op === 'delete') return edgeRequest(d.dataCenter, s.vmId, s.body.planId, s.body.from, s.body.to ?? d.terminal);
+  if (s.op === 'delete') return edgeRequest(d.dataCenter, s.vmId, s.body.planId, s.body.from, s.body.to ?? d.terminal, undefined, s.body.fencingToken);
   const t = s.body;
-  return edgeRequest(d.dataCenter, s.vmId, t.planId, t.from, t.to, t.operation === 'resize' ? t.size : undefined);
+  return edgeRequest(d.dataCenter, s.vmId, t.planId, t.from, t.to, t.operation === 'resize' ? t.size : undefined, t.fencingToken);
 }
 
 /** The authorization request of a create: the VM enters the record in the initial state. */
@@ -49,6 +49,7 @@ export function createRequest(d: RequestDefaults, b: CreateVmRequest): Authorize
     from: null,
     to: d.initial,
     vm: { ...vm, dataCenter: d.dataCenter },
+    ...(b.fencingToken !== undefined ? { fencingToken: b.fencingToken } : {}),
   };
 }
 
@@ -57,9 +58,18 @@ export function reaches(d: RequestDefaults, s: BatchStep): string {
   return s.op === 'create' ? d.initial : s.op === 'delete' ? (s.body.to ?? d.terminal) : s.body.to;
 }
 
-/** Identifies the request an idempotency key was first used for: its route and its body. */
+/**
+ * Identifies the request an idempotency key was first used for: its route
+ * and its body, but for its fencing token (who sends it, not what it asks:
+ * an apply that re-sends a killed apply's step gets that step's result).
+ */
 export function fingerprint(route: string, body: unknown): string {
-  return createHash('sha256').update(`${route}\n${JSON.stringify(body)}`).digest('hex');
+  let b = body;
+  if (b !== null && typeof b === 'object' && 'fencingToken' in b) {
+    const { fencingToken: _f, ...rest } = b as Record<string, unknown>;
+    b = rest;
+  }
+  return createHash('sha256').update(`${route}\n${JSON.stringify(b)}`).digest('hex');
 }
 
 /** The record's VM as a step's result shows it. */

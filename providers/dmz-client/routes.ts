@@ -2,11 +2,12 @@
 // (Fastify validates it against the route's schema), calls the step runner,
 // the runs or the driver's reads, and answers with what they return; errors
 // become their protocol answer (protocol/http.ts, errorAnswer).
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { ServiceMetrics } from '../../engine/observability/index.ts';
 import { WireError, doc, streamAnswers, type Part } from '../../protocol/index.ts';
 import type { BootAuthorizeRequest, BootAuthorizeResponse } from '../../protocol/index.ts';
 import type { Driver, ScopedCredentials } from '../drivers/types.ts';
-import type { AgentReport, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, TransitionRequest } from '../../protocol/index.ts';
+import type { AgentReport, BatchStep, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
 import type { Runs } from './runs.ts';
 import {
   actualVmSchema,
@@ -36,11 +37,54 @@ export interface DmzRoutes {
   authority: { boot(body: BootAuthorizeRequest): Promise<BootAuthorizeResponse> };
   /** The service's OpenAPI document (createService). */
   openapi: () => unknown;
+  /** Each step's time goes into stepSeconds (by operation and outcome). */
+  metrics: ServiceMetrics;
+}
+
+/** Where a step's log line gets its VM and edge from: the step as the caller sent it. */
+function stepFields(s: BatchStep): { op: string; vmId: string; vm?: string; from?: string; to?: string } {
+  if (s.op === 'create') return { op: 'create', vmId: s.body.vm.id, vm: `${s.body.vm.fleet}/${s.body.vm.index}` };
+  return { op: s.op, vmId: s.vmId, from: s.body.from, ...(s.body.to !== undefined ? { to: s.body.to } : {}) };
 }
 
 /** Registers every route of the DMZ client on `app`. */
 export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
   const { dataCenter: dc, driver, steps, runs, authority } = r;
+
+  /**
+   * One step carried out (authorize -> driver -> report): its time by
+   * operation and outcome, and one log line with the data center, the VM's
+   * address, the edge, the authority's decision and reason, and the outcome.
+   */
+  const observed = async (log: FastifyBaseLogger, s: BatchStep, work: () => Promise<StepResult>): Promise<StepResult> => {
+    const t0 = performance.now();
+    const fields = { dataCenter: dc, ...stepFields(s) };
+    const took = () => (performance.now() - t0) / 1000;
+    try {
+      const res = await work();
+      r.metrics.stepSeconds.observe({ operation: res.operation, outcome: res.outcome }, took());
+      log.info(
+        {
+          ...fields,
+          ...(res.vm ? { vm: res.vm.address, state: res.vm.state } : {}),
+          requestId: res.requestId,
+          operation: res.operation,
+          decision: res.decision,
+          reason: res.reason,
+          outcome: res.outcome,
+          ...(res.error ? { code: res.error.code } : {}),
+          ms: Math.round(took() * 10_000) / 10,
+        },
+        'step',
+      );
+      return res;
+    } catch (err) {
+      r.metrics.stepSeconds.observe({ operation: 'unknown', outcome: 'error' }, took());
+      const code = err instanceof WireError ? err.code : 'internal';
+      log.warn({ ...fields, outcome: 'error', code, reason: (err as Error).message, ms: Math.round(took() * 10_000) / 10 }, 'step');
+      throw err;
+    }
+  };
 
   /** Reads use the DMZ client's own read-only credentials; only writes need the authority's. */
   const readCredentials = (): ScopedCredentials => ({
@@ -60,19 +104,19 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
   app.post<{ Body: CreateVmRequest }>(
     '/v1/vms',
     { schema: doc('Enter a new VM in the record, in the initial state', { body: createBodySchema, response: { 200: stepResultSchema, ...stepErrors } }) },
-    async (req) => steps.create(req.body),
+    async (req) => observed(req.log, { op: 'create', body: req.body }, () => steps.create(req.body)),
   );
 
   app.post<{ Body: TransitionRequest; Params: { id: string } }>(
     '/v1/vms/:id/transitions',
     { schema: doc('Carry a VM along one lifecycle edge, or resize it', { params: vmIdParams, body: transitionBodySchema, response: { 200: stepResultSchema, ...stepErrors } }) },
-    async (req) => steps.transition(req.params.id, req.body),
+    async (req) => observed(req.log, { op: 'transition', vmId: req.params.id, body: req.body }, () => steps.transition(req.params.id, req.body)),
   );
 
   app.delete<{ Body: DeleteVmRequest; Params: { id: string } }>(
     '/v1/vms/:id',
     { schema: doc('The last edge: delete the VM in the cloud, into the terminal state', { params: vmIdParams, body: deleteBodySchema, response: { 200: stepResultSchema, ...stepErrors } }) },
-    async (req) => steps.remove(req.params.id, req.body),
+    async (req) => observed(req.log, { op: 'delete', vmId: req.params.id, body: req.body }, () => steps.remove(req.params.id, req.body)),
   );
 
   // Many steps in one request (docs/protocol.md, "Batches"): each answered
@@ -90,8 +134,12 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
     (req, reply) =>
       streamAnswers(
         reply,
-        req.body.steps.map((s) => (part: Part) => (s.op === 'run' ? runs.run(s, part) : steps.one(s))),
-        (err) => app.log.error(err),
+        req.body.steps.map((s) => (part: Part) =>
+          s.op === 'run'
+            ? runs.run(s, (k, work, lazy) => part(k, () => observed(req.log, s.steps[k], work as () => Promise<StepResult>), lazy))
+            : observed(req.log, s, () => steps.one(s)),
+        ),
+        (err) => req.log.error({ err }, 'batch step failed'),
       ),
   );
 

@@ -72,10 +72,19 @@ export interface RunsOptions extends RequestDefaults {
   lanes: Lanes;
   /** Whether an advance may ask past the run's next edge (the DMZ client has the pack: see chainAfter). */
   chainPastFirst: boolean;
+  /** True once the DMZ client is shutting down: a run starts no further step (the caller sends the rest again, to its successor). */
+  stopping?: () => boolean;
 }
 
 export class Runs {
+  private running = 0;
+
   constructor(private readonly o: RunsOptions) {}
+
+  /** Runs being carried out now (fleet_runs_in_flight). */
+  get inFlight(): number {
+    return this.running;
+  }
 
   /**
    * A member's steps in order, each exactly as its single request, stopping
@@ -85,9 +94,11 @@ export class Runs {
    */
   async run({ steps, lane }: BatchRun, part: Part): Promise<typeof NO_LINE> {
     const lease = lane ? this.o.lanes.lease(lane.id, lane.width, [...new Set(steps.map(stepVmId))]) : undefined;
+    this.running++;
     try {
       return await this.runSteps(steps, part, lease);
     } finally {
+      this.running--;
       lease?.free();
     }
   }
@@ -98,6 +109,8 @@ export class Runs {
     /** The previous step's answer, while its report is on its way (write-behind). */
     let behind: Promise<LineAnswer> | undefined;
     for (let k = 0; k < steps.length; k++) {
+      // Shutting down: the steps begun finish and are answered; the rest are left for the caller to send again.
+      if (this.o.stopping?.()) break;
       const s = steps[k];
       const mine = given.get(k) ?? {};
       given.delete(k);

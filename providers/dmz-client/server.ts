@@ -14,11 +14,11 @@
 //   operations.ts  an edge's operation as a driver call, with deadline and tries
 //   requests.ts    the authority requests a step makes, from what the caller sent
 import { FleetError, diag } from '../../engine/diags/index.ts';
-import { createService, listen, tokenTable } from '../../protocol/index.ts';
+import { closeGracefully, createService, listen, tokenTable } from '../../protocol/index.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { Driver } from '../drivers/types.ts';
 import type { StepResult } from '../../protocol/index.ts';
-import { createMetrics, type ServiceMetrics } from '../../engine/observability/index.ts';
+import { createMetrics, runMetrics, type ServiceLogOptions, type ServiceMetrics } from '../../engine/observability/index.ts';
 import type { ClientTls, ServerTls } from '../../engine/transport/index.ts';
 import { AuthorityClient } from './authority-client.ts';
 import { IdempotencyStore } from './idempotency.ts';
@@ -50,7 +50,10 @@ export interface StartDmzClientOptions {
   readyTimeoutMs?: number;
   /** Per call to the authority. Default 30 000. */
   authorityTimeoutMs?: number;
-  logger?: boolean;
+  /** JSON-line logs (engine/observability/logs.ts); absent: none. */
+  logger?: boolean | ServiceLogOptions;
+  /** On close (SIGTERM), how long steps in flight may take to finish before their connections are cut. Default 20 000. */
+  drainMs?: number;
   /** Serve HTTPS (with a client CA: require the CLI's certificate): engine/transport's loadServerTls. */
   tls?: ServerTls;
   /** For an https authority: its CA bundle and this DMZ client's own certificate. */
@@ -61,6 +64,11 @@ export interface RunningDmzClient {
   url: string;
   /** The service's Prometheus metrics (also at GET /metrics). */
   metrics: ServiceMetrics;
+  /**
+   * A graceful stop: readiness fails, no new connection is accepted, runs
+   * start no further step, the steps in flight finish and are answered
+   * (bounded by drainMs), then the idempotency log is flushed and closed.
+   */
   close(): Promise<void>;
 }
 
@@ -87,9 +95,12 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     driverTimeoutMs: opts.driverTimeoutMs,
     readyTimeoutMs: opts.readyTimeoutMs,
   });
-  const runs = new Runs({ ...defaults, steps, lanes: new Lanes(), chainPastFirst: opts.pack !== undefined });
+  let draining = false;
+  const lanes = new Lanes();
+  const runs = new Runs({ ...defaults, steps, lanes, chainPastFirst: opts.pack !== undefined, stopping: () => draining });
 
   const metrics = createMetrics('dmz-client', { data_center: dc });
+  runMetrics(metrics, { runsInFlight: () => runs.inFlight, lanes: () => lanes.totals() });
   const { app, openapi } = await createService({
     title: `dmzfleet DMZ client (${dc})`,
     publicPaths: ['/v1/health', '/openapi.json', '/v1/boot', '/v1/boot/status'],
@@ -97,10 +108,13 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     logger: opts.logger,
     tls: opts.tls,
     metrics,
-    // Ready when the authority answers: without it no request can be approved.
-    health: { checks: { authority: () => authority.ping() } },
+    // Ready when the authority answers and takes this client's token (without it no request can be approved), and the driver's own credentials work.
+    health: {
+      checks: { authority: () => authority.ping(), ...(driver.ready ? { driver: () => (driver.ready as () => Promise<void>)() } : {}) },
+      draining: () => draining,
+    },
   });
-  registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi });
+  registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi, metrics });
 
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
   driver.attach({ bootUrl: `${url}/v1/boot` });
@@ -108,7 +122,9 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     url,
     metrics,
     close: async () => {
-      await app.close();
+      draining = true;
+      await closeGracefully(app, opts.drainMs ?? 20_000);
+      // Every stored result is on disk before the process goes.
       await store.close();
     },
   };

@@ -211,6 +211,13 @@ export class StepRunner {
     if (auth.decision === 'vetoed') {
       return { requestId, decision: 'vetoed', reason: auth.reason, outcome: 'vetoed', operation: 'none', ...(auth.vm ? { vm: stepVm(auth.vm) } : {}) };
     }
+    if (auth.already && auth.vm) {
+      // Carried out and reported before a restart lost its answer: done, nothing to do or report.
+      if (run.after && !answeredOk(await run.after)) {
+        throw new WireError('earlier-step-failed', `${from} -> ${to} was carried out but not reported: the step before it in the run failed`);
+      }
+      return { requestId, decision: auth.decision, reason: auth.reason, outcome: 'ok', operation: 'none', vm: stepVm(auth.vm) };
+    }
     const operation = auth.operation;
     const report = (r: Omit<ReportRequest, 'dataCenter' | 'requestId' | 'planId' | 'vmId' | 'from' | 'to'>): ReportRequest => ({
       dataCenter: dc,

@@ -89,6 +89,12 @@ export interface Driver {
    * it changes nothing. Absent: the driver's VMs report otherwise (sim).
    */
   agentStatus?(report: AgentReport): boolean;
+  /**
+   * Rejects, saying why, unless the DMZ client's own cloud credentials (those
+   * its reads use) work: one cheap read call (the DMZ client's readiness,
+   * GET /readyz). Absent: nothing to check (sim).
+   */
+  ready?(): Promise<void>;
   /** Stops timers and flushes state; the cloud's VMs stay. */
   close(): Promise<void>;
 }

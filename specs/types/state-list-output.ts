@@ -93,6 +93,10 @@ export interface LockEntry {
   planId: string | null;
   since: string;
   expiresAt: string;
+  /**
+   * The acquisition's fencing token: grows with every lock taken; the authority refuses requests of an older one (docs/recovery.md, "Fencing").
+   */
+  fencingToken?: number;
 }
 /**
  * A problem a person can act on, as every `--format json` output carries it: what (code, summary), why (detail) and where (file:line:col, or a VM address, fleet, data center or lock id). docs/diagnostics.md lists every code.

@@ -40,7 +40,7 @@ export const registerHistory: RegisterCommand = (program: Command, io, setExit) 
               rows.length ? historyTable(rows) : `No history in stack ${stack} yet (record ${record.description}).\n`,
             );
             return 0;
-          });
+          }, { readOnly: true });
         }, mode),
       );
     });

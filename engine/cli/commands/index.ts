@@ -7,8 +7,9 @@ import { registerHistory } from './history.ts';
 import { registerPolicy } from './policy.ts';
 import { registerServe } from './serve.ts';
 import { registerState } from './state.ts';
+import { registerUi } from './ui.ts';
 import { registerUnlock } from './unlock.ts';
 import { registerValidate } from './validate.ts';
 
 // Each command lives in its own module; add it here in the order `fleet --help` lists them.
-export const COMMANDS: RegisterCommand[] = [registerValidate, registerPlan, registerApply, registerRefresh, registerState, registerHistory, registerPolicy, registerUnlock, registerServe, registerCompletion];
+export const COMMANDS: RegisterCommand[] = [registerValidate, registerPlan, registerApply, registerRefresh, registerState, registerHistory, registerPolicy, registerUnlock, registerServe, registerUi, registerCompletion];

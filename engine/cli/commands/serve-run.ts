@@ -16,6 +16,7 @@ import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
 import { simStateDir, tokenEnvOf } from '../../../providers/embedded.ts';
 import type { CliIO } from '../io.ts';
+import { resolveLogLevel, type ServiceLogOptions } from '../../observability/index.ts';
 
 /** The token a data center's DMZ client presents to the authority (both services read the same variable). */
 export function authorityTokenEnv(dataCenter: string): string {
@@ -24,13 +25,16 @@ export function authorityTokenEnv(dataCenter: string): string {
 
 export const AUTHORITY_SECRET_ENV = 'FLEET_AUTHORITY_SECRET';
 
+/** The tokens people sign in to the dashboard with (engine/ui): admin and read-only. */
+export const UI_TOKEN_ENV = { admin: 'FLEET_ADMIN_TOKEN', read: 'FLEET_READ_TOKEN' } as const;
+
 interface Loaded {
   stack: LoadedStack;
   pack: LoadedPack;
 }
 
 /** Stack and pack must load; errors in fleet specs do not stop a service (they concern plan, not serving). */
-async function loadForServe(io: CliIO, dir: string): Promise<Loaded> {
+export async function loadForServe(io: CliIO, dir: string): Promise<Loaded> {
   const loaded = await loadStack(dir, { cwd: io.cwd, env: io.env });
   if (!loaded.stack || !loaded.pack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
@@ -40,7 +44,7 @@ async function loadForServe(io: CliIO, dir: string): Promise<Loaded> {
   return { stack: loaded.stack, pack: loaded.pack };
 }
 
-function parsePort(value: string): number {
+export function parsePort(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) fail('apply.serve-config', `--port ${value} is not a port number (0-65535).`);
   return n;
@@ -60,7 +64,7 @@ export interface ServeTlsOptions {
  * loopback-or-TLS rule: a service reachable from other machines speaks TLS
  * unless the operator says --insecure.
  */
-function serviceTls(io: CliIO, service: string, host: string, opts: ServeTlsOptions): ServerTls | undefined {
+export function serviceTls(io: CliIO, service: string, host: string, opts: ServeTlsOptions): ServerTls | undefined {
   const files = serverTlsFiles({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.clientCa }, io.env);
   const names = {
     cert: opts.tlsCert ? '--tls-cert' : SERVER_TLS_ENV.cert,
@@ -75,16 +79,51 @@ function serviceTls(io: CliIO, service: string, host: string, opts: ServeTlsOpti
   return tls;
 }
 
-export interface ServeOrchestratorOptions extends ServeTlsOptions {
+/** What every service takes besides TLS: its log level and how long a stop may drain. */
+export interface ServeCommonOptions extends ServeTlsOptions {
+  /** --log-level (else FLEET_LOG_LEVEL, else info). */
+  logLevel?: string;
+  /** --drain-timeout in seconds (else FLEET_DRAIN_TIMEOUT, else 20): how long SIGTERM waits for work in flight. */
+  drainTimeout?: string;
+}
+
+export const DRAIN_TIMEOUT_ENV = 'FLEET_DRAIN_TIMEOUT';
+export const REPLICAS_ENV = 'FLEET_AUTHORITY_REPLICAS';
+
+/** The service's logger (JSON lines on the command's stdout) and drain time, checked before any port opens. */
+function serviceRuntime(io: CliIO, opts: ServeCommonOptions): { logger: ServiceLogOptions; drainMs: number } {
+  const { level, diagnostics } = resolveLogLevel(opts.logLevel, io.env);
+  if (!level) throw new FleetError(diagnostics);
+  const drain = opts.drainTimeout ?? (io.env[DRAIN_TIMEOUT_ENV] || '20');
+  const seconds = Number(drain);
+  if (!Number.isFinite(seconds) || seconds < 0 || seconds > 3600) {
+    fail('apply.serve-config', `${opts.drainTimeout !== undefined ? '--drain-timeout' : DRAIN_TIMEOUT_ENV} ${drain} is not a number of seconds (0-3600).`);
+  }
+  return { logger: { level, stream: io.stdout }, drainMs: seconds * 1000 };
+}
+
+/** --replicas, else FLEET_AUTHORITY_REPLICAS, else 1. */
+function replicaCount(io: CliIO, flag: string | undefined): number {
+  const value = flag ?? (io.env[REPLICAS_ENV] || '1');
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) fail('apply.serve-config', `${flag !== undefined ? '--replicas' : REPLICAS_ENV} ${value} is not a replica count (1-64).`);
+  return n;
+}
+
+export interface ServeOrchestratorOptions extends ServeCommonOptions {
   stack: string;
   port: string;
   host: string;
+  /** How many authorities serve this stack's record (docs/operations.md, "Replicas"). */
+  replicas?: string;
 }
 
 /** Starts the authority for a stack; tokens per data center from FLEET_DMZ_TOKEN_<DC>. */
 export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOptions): Promise<RunningService> {
   const port = parsePort(opts.port);
   const tls = serviceTls(io, 'the authority', opts.host, opts);
+  const runtime = serviceRuntime(io, opts);
+  const replicas = replicaCount(io, opts.replicas);
   const { stack, pack } = await loadForServe(io, opts.stack);
   const missing: Diagnostic[] = [];
   const dataCenters = stack.dataCenters.map((d) => {
@@ -98,7 +137,22 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   const broker = await credentialBroker(io, stack);
   const record = await openRecord(stack.recordUrl);
   try {
-    const svc = await startAuthority({ record, pack, stackName: stack.name, dataCenters, secret, host: opts.host, port, tls, ...(broker ? { credentialBroker: broker } : {}) });
+    // The dashboard under /ui, when a sign-in token is set.
+    const ui = { adminToken: io.env[UI_TOKEN_ENV.admin] || undefined, readToken: io.env[UI_TOKEN_ENV.read] || undefined };
+    const svc = await startAuthority({
+      record,
+      pack,
+      stackName: stack.name,
+      dataCenters,
+      secret,
+      host: opts.host,
+      port,
+      tls,
+      ui,
+      replicas,
+      ...runtime,
+      ...(broker ? { credentialBroker: broker } : {}),
+    });
     return {
       url: svc.url,
       metrics: svc.metrics,
@@ -165,7 +219,7 @@ export function envCredentials(env: Readonly<Record<string, string | undefined>>
   return { accessKeyId, secretAccessKey, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) };
 }
 
-export interface ServeDmzClientOptions extends ServeTlsOptions {
+export interface ServeDmzClientOptions extends ServeCommonOptions {
   /** CA bundle to verify an https authority with (default: the system's), and this DMZ client's certificate for mTLS. */
   authorityCa?: string;
   authorityCert?: string;
@@ -185,6 +239,7 @@ export interface ServeDmzClientOptions extends ServeTlsOptions {
 export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Promise<RunningService> {
   const port = parsePort(opts.port);
   const tls = serviceTls(io, `the DMZ client of ${opts.dataCenter}`, opts.host, opts);
+  const runtime = serviceRuntime(io, opts);
   const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(io.cwd, p));
   const toAuthority = loadClientTls(
     { ca: abs(opts.authorityCa), cert: abs(opts.authorityCert), key: abs(opts.authorityKey) },
@@ -241,6 +296,7 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       port,
       tls,
       authorityTls: toAuthority.tls,
+      ...runtime,
     });
     return {
       url: svc.url,
@@ -256,27 +312,39 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   }
 }
 
-/** Resolves on SIGINT or SIGTERM. */
-function untilStopped(): Promise<string> {
+/**
+ * Resolves on the first SIGINT or SIGTERM; a second one while the service
+ * drains stops the process at once (exit 130 / 143), as an operator expects
+ * of a second Ctrl-C.
+ */
+function untilStopped(io: CliIO, what: string): Promise<string> {
   return new Promise((resolve) => {
-    const stop = (sig: string) => {
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
+    let stopping = false;
+    const on = (sig: 'SIGINT' | 'SIGTERM') => () => {
+      if (stopping) {
+        io.stderr.write(`${what}: second ${sig}, stopping without draining\n`);
+        process.exit(sig === 'SIGINT' ? 130 : 143);
+      }
+      stopping = true;
       resolve(sig);
     };
-    const onInt = () => stop('SIGINT');
-    const onTerm = () => stop('SIGTERM');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', on('SIGINT'));
+    process.on('SIGTERM', on('SIGTERM'));
   });
 }
 
+/**
+ * Runs a service until SIGINT/SIGTERM, then stops it gracefully (its
+ * close(): readiness fails, no new connection, work in flight finishes within
+ * the drain time, logs flushed) and exits 0.
+ */
 export async function serve(io: CliIO, what: string, start: () => Promise<RunningService>): Promise<number> {
   const svc = await start();
   io.stdout.write(`${what} listening on ${svc.url}\n`);
-  const sig = await untilStopped();
-  io.stderr.write(`${what}: ${sig}, shutting down\n`);
+  const sig = await untilStopped(io, what);
+  io.stderr.write(`${what}: ${sig}, draining and shutting down\n`);
   await svc.close();
+  io.stderr.write(`${what}: stopped\n`);
   return 0;
 }
 

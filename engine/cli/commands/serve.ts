@@ -14,7 +14,7 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
   const serveCmd = program.command('serve').description('Run a long-running service: the authority (orchestrator) or a data center\'s DMZ client.');
   serveCmd
     .command('orchestrator')
-    .description('Run the authority for a stack. Tokens of the data centers\' DMZ clients come from FLEET_DMZ_TOKEN_<DC>; the disk-key secret from FLEET_AUTHORITY_SECRET or <stack>/.fleet/authority.secret.')
+    .description('Run the authority for a stack. Tokens of the data centers\' DMZ clients come from FLEET_DMZ_TOKEN_<DC>; the disk-key secret from FLEET_AUTHORITY_SECRET or <stack>/.fleet/authority.secret. With FLEET_ADMIN_TOKEN or FLEET_READ_TOKEN set, it also serves the read-only dashboard under /ui.')
     .addOption(stackOption())
     .addOption(recordUrlOption())
     .option('--port <n>', 'port to listen on (0: any free port)', '7400')
@@ -23,6 +23,9 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
     .option('--tls-key <file>', 'the private key of --tls-cert (or FLEET_TLS_KEY)')
     .option('--client-ca <file>', 'require client certificates signed by this CA bundle: mutual TLS (or FLEET_TLS_CLIENT_CA)')
     .option('--insecure', 'allow plain HTTP on a non-loopback --host (only behind a TLS-terminating proxy)')
+    .option('--replicas <n>', 'how many authorities serve this stack\'s record; more than 1 turns off the row cache and approvals ahead (or FLEET_AUTHORITY_REPLICAS; default 1)')
+    .option('--log-level <level>', 'log level of the JSON-line logs on stdout: fatal, error, warn, info, debug, trace or silent (or FLEET_LOG_LEVEL; default info)')
+    .option('--drain-timeout <seconds>', 'on SIGTERM, how long work in flight may take to finish before connections are cut (or FLEET_DRAIN_TIMEOUT; default 20)')
     .action(async (opts: ServeOrchestratorOptions & { recordUrl?: string }) => {
       const withRecord = { ...io, env: loaderEnv(io, opts) };
       setExit(await runCommand(io, async () => (await load()).serve(io, 'authority', async () => (await load()).serveOrchestrator(withRecord, opts))));
@@ -45,6 +48,8 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
     .option('--authority-ca <file>', 'CA bundle to verify an https authority with (default: the system\'s)')
     .option('--authority-cert <file>', 'this DMZ client\'s certificate for an authority that requires client certificates')
     .option('--authority-key <file>', 'the private key of --authority-cert')
+    .option('--log-level <level>', 'log level of the JSON-line logs on stdout: fatal, error, warn, info, debug, trace or silent (or FLEET_LOG_LEVEL; default info)')
+    .option('--drain-timeout <seconds>', 'on SIGTERM, how long work in flight may take to finish before connections are cut (or FLEET_DRAIN_TIMEOUT; default 20)')
     .action(async (opts: ServeDmzClientOptions) => {
       setExit(await runCommand(io, async () => (await load()).serve(io, `dmz-client ${opts.dataCenter}`, async () => (await load()).serveDmzClient(io, opts))));
     });

@@ -170,3 +170,48 @@ describe('fleet unlock', () => {
     expect(JSON.parse(after.stdout).locks).toEqual([]);
   });
 });
+
+describe('reading a PGlite record an apply holds (issue 14)', () => {
+  it('state list, state show and history read a copy instead of waiting for the holder, and see what it committed', async () => {
+    // This test process plays the apply: it holds the record open and keeps writing while the commands run.
+    const held = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+    let writing = true;
+    let written = 0;
+    const writer = (async () => {
+      while (writing) {
+        await held.addHistory(vmId, { from: 'PoweredOff', to: 'PoweredOff', outcome: 'drift', actor: 'apply', detail: `write ${written++}` });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    try {
+      const late = await held.insertVm(vm('web', 2), { actor: 'apply', planId: 'plan-3' });
+      const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '200' };
+      const list = await runCli(['state', 'list', '--format', 'json'], { cwd: root, env });
+      expect(list.code, list.stderr).toBe(0);
+      expect(JSON.parse(list.stdout).vms.map((v: { address: string }) => v.address)).toEqual(['db/0', 'web/0', 'web/1', 'web/2']);
+      const show = await runCli(['state', 'show', 'web/2', '--format', 'json'], { cwd: root, env });
+      expect(show.code, show.stderr).toBe(0);
+      expect(JSON.parse(show.stdout).vm.id).toBe(late.id);
+      const hist = await runCli(['history', 'web/0', '--format', 'json'], { cwd: root, env });
+      expect(hist.code, hist.stderr).toBe(0);
+      expect(JSON.parse(hist.stdout).history.length).toBeGreaterThan(0);
+      // A command that writes still waits for the holder, and says who it is.
+      const unlock = await runCli(['unlock', 'nope'], { cwd: root, env });
+      expect(unlock.code).toBe(1);
+      expect(unlock.stderr).toContain('record.busy');
+      expect(unlock.stderr).toContain(`pid ${process.pid}`);
+    } finally {
+      writing = false;
+      await writer;
+      await held.close();
+    }
+    expect(written).toBeGreaterThan(0);
+    // Nothing of the copies is left behind, and the record itself is intact.
+    const again = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+    try {
+      expect((await again.listVms('clitest')).map((v) => v.address)).toEqual(['db/0', 'web/0', 'web/1', 'web/2']);
+    } finally {
+      await again.close();
+    }
+  }, 240_000);
+});

@@ -20,14 +20,20 @@ export interface RecordCliOptions {
  * valid fleet specs, so the loader's diagnostics about the specs and pack
  * are not shown here (`fleet validate` shows them).
  */
-export async function withStackRecord<T>(io: CliIO, opts: RecordCliOptions, fn: (record: SqlRecord, stack: string) => Promise<T>): Promise<T> {
+export async function withStackRecord<T>(
+  io: CliIO,
+  opts: RecordCliOptions,
+  fn: (record: SqlRecord, stack: string) => Promise<T>,
+  /** A command that only reads: a PGlite record an apply holds is read from a copy instead of waiting (openRecord readOnly). */
+  access: { readOnly?: boolean } = {},
+): Promise<T> {
   const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
   if (!loaded.stack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
     if (errors.length === 0) throw new Error(`bug: loadStack gave no stack and no error for ${opts.stack}`);
     throw new FleetError(errors);
   }
-  const record = await openRecord(loaded.stack.recordUrl);
+  const record = await openRecord(loaded.stack.recordUrl, access);
   try {
     return await fn(record, loaded.stack.name);
   } finally {
@@ -120,7 +126,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
                 return out;
               });
               return 0;
-            }),
+            }, { readOnly: true }),
           mode,
         ),
       );
@@ -147,7 +153,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
               const history = (await record.history(stack, address, { limit: 10 })).filter((h) => h.vmId === vm.id);
               printResult(io, mode, { stack, vm, history }, () => showVm(vm) + (history.length ? `\nRecent history:\n${historyTable(history)}` : ''));
               return 0;
-            }),
+            }, { readOnly: true }),
           mode,
         ),
       );

@@ -59,6 +59,17 @@ describe('aws driver', () => {
     await ec2.close();
   });
 
+  it('ready (the DMZ client\'s readiness): one DescribeInstances page of at most 5 with its own read identity; refused credentials reject with the reason', async () => {
+    await driver.ready();
+    const [call] = ec2.calls('DescribeInstances');
+    expect(Object.fromEntries(call.params)).toMatchObject({ MaxResults: '5' });
+    expect(ec2.requests.at(-1)?.accessKeyId).toBe('AKIDREADONLY');
+    ec2.fail('DescribeInstances', EC2_FAULTS.credentials);
+    const err = await failure(driver.ready());
+    expect(err.kind).toBe('credentials');
+    expect(err.message).toContain('AWS was not able to validate the provided access credentials');
+  });
+
   it('RunInstances carries ClientToken = VM id, the tags, the instance type of the size, the network, and user data with the agent but no token or key', async () => {
     const i = input();
     await driver.createVm(creds(), i);

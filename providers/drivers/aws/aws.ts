@@ -482,6 +482,11 @@ export class AwsDriver implements Driver {
     return (await this.describe(this.readClient, { Filters: this.scope() })).map((i) => this.view(i));
   }
 
+  /** The DMZ client's own identity can read EC2: one DescribeInstances page of at most 5 (readiness). */
+  async ready(): Promise<void> {
+    await this.send(this.readClient, 'DescribeInstances', new DescribeInstancesCommand({ Filters: this.scope(), MaxResults: 5 }));
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     for (const wake of this.waiters) wake();

@@ -353,6 +353,16 @@ describe('azure driver: failures as kinds', () => {
     { name: '404 ResourceNotFound', fault: { call: 'start', status: 404, code: 'ResourceNotFound' }, act: 'powerOn', kind: 'not-found' },
   ];
 
+  it('ready (the DMZ client\'s readiness): the first page of the resource group\'s VMs with its own read token; a refused token rejects as credentials', async () => {
+    await driver.ready();
+    expect(arm.calls('listVms').map((r) => r.authorization)).toEqual(['Bearer read-only-token']);
+    arm.inject({ call: 'listVms', status: 403, code: 'AuthorizationFailed' });
+    const err = await failure(driver.ready());
+    expect(err.kind).toBe('credentials');
+    expect(err.message).toContain(`list VMs of resource group ${RG}`);
+    expect(err.message).not.toContain('read-only-token');
+  });
+
   for (const c of cases) {
     it(`${c.name} -> ${c.kind}`, async () => {
       const i = input();

@@ -534,6 +534,13 @@ export class AzureDriver implements Driver {
     return vm ? this.view(vm) : undefined;
   }
 
+  /** The DMZ client's own principal can read the resource group's VMs: the first page of the list (readiness). */
+  async ready(): Promise<void> {
+    await this.arm(`list VMs of resource group ${this.rg}`, async () => {
+      await this.readClients.compute.virtualMachines.list(this.rg, this.call()).byPage().next();
+    });
+  }
+
   async list(_creds: ScopedCredentials): Promise<CloudVm[]> {
     const ours: VirtualMachine[] = [];
     await this.arm(`list VMs of resource group ${this.rg}`, async () => {

@@ -416,6 +416,50 @@ describe('sim driver', () => {
       expect(seen.map((s) => s.bootToken)).toEqual(['tok-2']);
     });
 
+    it('an older agent whose call is on its way when a newer boot takes over does not act on its denial (the VM lives)', async () => {
+      // The boot endpoint holds the first agent's call until the VM was booted again, then denies that older token.
+      let release = () => {};
+      const held = new Promise<void>((r) => (release = r));
+      let answeredOld = () => {};
+      const oldAnswered = new Promise<void>((r) => (answeredOld = r));
+      const tokens: string[] = [];
+      const server = createServer((req, res) => {
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString()));
+        req.on('end', async () => {
+          const { bootToken } = JSON.parse(body) as { bootToken: string };
+          tokens.push(bootToken);
+          if (bootToken === 'tok-1') await held;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(bootToken === 'tok-1' ? { approved: false, reason: 'the boot token is not valid for this VM or was used already' } : { approved: true, reason: 'ok' }));
+          if (bootToken === 'tok-1') answeredOld();
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      try {
+        const d = await sim({ bootMs: 1 });
+        d.attach({ bootUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/boot` });
+        const vm = await d.createVm(creds(), input({ encryptedDisk: false }));
+        const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+        await d.powerOn(creds(), ref);
+        await d.boot(creds(), ref, { bootToken: 'tok-1' });
+        while (!tokens.includes('tok-1')) await new Promise((r) => setTimeout(r, 5));
+        await d.boot(creds(), ref, { bootToken: 'tok-2' });
+        await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready' });
+        release();
+        // The old agent's denial arrives now; once the sim has written what it made of it (compact waits for the writes in flight), the VM is still present and ready.
+        await oldAnswered;
+        await d.waitSettled(ref.cloudId);
+        await d.compact();
+        expect((await readSimState(dir, 'dc-a')).vms).toMatchObject([{ status: 'present', agent: 'ready' }]);
+        expect(await d.get(creds(), ref)).toMatchObject({ status: 'present', agent: 'ready', observedState: 'Running' });
+      } finally {
+        release();
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    });
+
     it('a boot cut short by a restart of its data center resumes with the same token once the endpoint is known again', async () => {
       answers.push({ approved: true, reason: 'ok', diskKey: 'the-key' });
       // A boot that will not get to ask before the process "dies".

@@ -1,0 +1,169 @@
+// Two authorities over one record (docs/operations.md, "Replicas"): what one
+// replica decides never rests on what only it remembers.
+//
+// - Approvals ahead live in the replica that gave them until the report of
+//   the edge before them, which writes their intent row. Sent to the other
+//   replica, that report does not, and the VM's history loses the boot
+//   edge's intent (a lost update): so with `replicas` > 1 nothing is
+//   approved ahead.
+// - One-time boot tokens: sent to both replicas at once, exactly one boot is
+//   approved (the record's single statement decides, not a replica).
+// - Rows: a replica that remembered a row the other has moved since decides
+//   on the record's row (version-checked writes; with replicas > 1 no row is
+//   remembered at all), and concurrent reports of one edge move the VM once.
+//
+// On PGlite (two authorities over one record object) and, with
+// FLEET_TEST_POSTGRES_URL, on PostgreSQL with one connection pool each.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultPack } from '../../providers/testing.ts';
+import { openRecord } from '../record/index.ts';
+import type { SqlRecord } from '../record/record.ts';
+import { bootAttempts, testBackends, type TestRecord } from '../record/testing.ts';
+import type { FleetRecord } from '../record/types.ts';
+import type { LoadedPack } from '../policy/types.ts';
+import type { AuthorizeRequest, AuthorizeVm, ReportRequest } from '../../protocol/index.ts';
+import { Authority } from './authority.ts';
+
+const STACK = 'replicas';
+const SECRET = 'replicas-test-secret';
+const DC = 'miami';
+
+function createOf(id: string, index: number): AuthorizeRequest {
+  const vm: AuthorizeVm = {
+    stack: STACK,
+    fleet: 'web',
+    owner: 'team-web',
+    index,
+    name: `${STACK}-web-${index}`,
+    dataCenter: DC,
+    image: 'ubuntu-22.04',
+    size: { cpu: 1, memoryGiB: 2, diskGiB: 10 },
+    encryptedDisk: true,
+    desiredState: 'Running',
+    specHash: 'h',
+  };
+  return { dataCenter: DC, requestId: randomUUID(), planId: 'plan-r', kind: 'create', vmId: id, from: null, vm };
+}
+const edge = (vmId: string, from: string, to: string): AuthorizeRequest => ({ dataCenter: DC, requestId: randomUUID(), planId: 'plan-r', kind: 'transition', vmId, from, to });
+const reportOf = (req: AuthorizeRequest, over: Partial<ReportRequest> = {}): ReportRequest => ({
+  dataCenter: DC,
+  requestId: req.requestId,
+  planId: req.planId,
+  vmId: req.vmId,
+  from: req.from as string,
+  to: req.to as string,
+  outcome: 'ok',
+  ...over,
+});
+
+describe.each(testBackends())('two authority replicas over one record on $name', (backend) => {
+  let t: TestRecord;
+  /** The second replica's record: its own pool on PostgreSQL, the same object on PGlite (one process). */
+  let second: FleetRecord;
+  let pack: LoadedPack;
+  let index = 0;
+
+  beforeAll(async () => {
+    t = await backend.create();
+    second = backend.name === 'postgres' ? await openRecord(t.url) : t.record;
+    pack = await defaultPack();
+  });
+  afterAll(async () => {
+    if (second !== t.record) await second.close();
+    await t.cleanup();
+  });
+
+  const pair = (replicas: number) => [
+    new Authority({ record: t.record, pack, stackName: STACK, secret: SECRET, replicas }),
+    new Authority({ record: second, pack, stackName: STACK, secret: SECRET, replicas }),
+  ];
+
+  /** A VM created and moved to `path`'s end through `a` (authorize, then report, per edge). */
+  async function vmAt(a: Authority, path: readonly string[]): Promise<string> {
+    const id = randomUUID();
+    expect((await a.authorize(DC, createOf(id, index++))).decision).not.toBe('vetoed');
+    for (let k = 1; k < path.length; k++) {
+      const req = edge(id, path[k - 1], path[k]);
+      const ok = await a.authorize(DC, req);
+      expect(ok.decision).toBe('approved');
+      await a.report(DC, reportOf(req, ok.operation === 'createVm' ? { cloudId: `cloud-${id}` } : {}));
+    }
+    return id;
+  }
+
+  it.each([
+    { replicas: 1, ahead: 1, intent: false },
+    { replicas: 2, ahead: 0, intent: true },
+  ])(
+    'replicas $replicas: a run whose reports alternate between the replicas (approved ahead: $ahead) keeps the boot edge\'s intent row: $intent',
+    async ({ replicas, ahead, intent }) => {
+      const [a, b] = pair(replicas);
+      const id = await vmAt(a, ['Requested', 'BeingCreated']);
+      // The DMZ client carried out createVm; its report goes to A with the run's next edges: powerOn, then boot.
+      const create = edge(id, 'BeingCreated', 'PoweredOff');
+      await a.authorize(DC, create);
+      const powerOn = edge(id, 'PoweredOff', 'PoweredOn');
+      const bootEdge = edge(id, 'PoweredOn', 'Starting');
+      const adv = await a.advance(DC, { report: reportOf(create, { cloudId: `cloud-${id}` }), next: [powerOn, bootEdge], ahead: true });
+      expect(adv.next[0].authorize.decision).toBe('approved');
+      expect(adv.next.filter((n) => n.ahead).length).toBe(ahead);
+      // powerOn carried out; its report reaches B (the balancer's next pick). Without an approval ahead, it asks for the boot edge.
+      let token = adv.next[1]?.authorize.bootToken;
+      if (token === undefined) {
+        const next = await b.advance(DC, { report: reportOf(powerOn), next: [bootEdge], ahead: true });
+        expect(next.next[0].authorize.decision).toBe('approved');
+        token = next.next[0].authorize.bootToken!;
+      } else {
+        await b.report(DC, reportOf(powerOn));
+      }
+      const res = await a.bootAuthorize(DC, { dataCenter: DC, vmId: id, cloudId: `cloud-${id}`, image: 'img-ubuntu-2204-miami-v7', bootToken: token });
+      expect(res.approved).toBe(true);
+      const vm = (await t.record.getVm(id))!;
+      const history = (await t.record.history(STACK, vm.address)).filter((h) => h.vmId === id);
+      expect(history.some((h) => h.from === 'PoweredOn' && h.to === 'Starting' && h.detail === 'intent approved: boot')).toBe(intent);
+    },
+  );
+
+  it('a one-time boot token sent to both replicas at once is approved once (20 VMs)', async () => {
+    const [a, b] = pair(2);
+    const bodies = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const id = await vmAt(a, ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn']);
+        const boot = edge(id, 'PoweredOn', 'Starting');
+        const ok = await b.authorize(DC, boot);
+        expect(ok.operation).toBe('boot');
+        return { dataCenter: DC, vmId: id, cloudId: `cloud-${id}`, image: 'img-ubuntu-2204-miami-v7', bootToken: ok.bootToken! };
+      }),
+    );
+    const answers = await Promise.all(bodies.map((body) => Promise.all([a.bootAuthorize(DC, body), b.bootAuthorize(DC, body)])));
+    for (const [x, y] of answers) expect([x.approved, y.approved].sort()).toEqual([false, true]);
+    for (const body of bodies) {
+      const attempts = await bootAttempts(t.record as SqlRecord, { vmId: body.vmId });
+      expect(attempts.filter((x) => x.approved)).toHaveLength(1);
+    }
+  });
+
+  it.each([1, 2])('replicas %i: a row one replica remembers, moved by the other since, never decides (and no update is lost)', async (replicas) => {
+    const [a, b] = pair(replicas);
+    const id = await vmAt(a, ['Requested', 'BeingCreated', 'PoweredOff']);
+    // A has just read (and, with one replica, remembered) the row at PoweredOff; B moves it on.
+    const up = edge(id, 'PoweredOff', 'PoweredOn');
+    expect((await b.authorize(DC, up)).decision).toBe('approved');
+    expect((await b.report(DC, reportOf(up))).effect).toBe('moved');
+    // A is asked for the same edge again, from the state it saw: vetoed on the record's row.
+    const stale = await a.authorize(DC, edge(id, 'PoweredOff', 'PoweredOn'));
+    expect(stale).toMatchObject({ decision: 'vetoed', vm: { state: 'PoweredOn' } });
+    expect(stale.reason).toContain('the record has it PoweredOn');
+    // The next edge, its report sent to both at once (a retry that reached the other replica): the VM moves once.
+    const boot = edge(id, 'PoweredOn', 'Starting');
+    expect((await a.authorize(DC, boot)).decision).toBe('approved');
+    const both = await Promise.allSettled([a.report(DC, reportOf(boot)), b.report(DC, reportOf(boot))]);
+    const effects = both.map((r) => (r.status === 'fulfilled' ? r.value.effect : 'refused'));
+    expect(effects.filter((e) => e === 'moved')).toHaveLength(1);
+    const vm = (await t.record.getVm(id))!;
+    expect(vm).toMatchObject({ state: 'Starting' });
+    // One move per edge since the create: versions 1 (Requested) to 5 (Starting).
+    expect(vm.version).toBe(5);
+  });
+});

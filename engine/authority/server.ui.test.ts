@@ -1,0 +1,79 @@
+// The dashboard as the authority serves it (engine/ui under /ui): signed in
+// with the admin or read-only token only. A data center's token, which
+// opens the protocol's routes, opens no page; a dashboard token opens no
+// protocol route; the pages are not in the protocol's OpenAPI document.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultPack } from '../../providers/testing.ts';
+import { openRecord } from '../record/index.ts';
+import type { FleetRecord } from '../record/types.ts';
+import { startAuthority, type RunningService } from './server.ts';
+
+let record: FleetRecord;
+let authority: RunningService;
+let bare: RunningService;
+
+beforeAll(async () => {
+  record = await openRecord('memory://');
+  await record.insertVm(
+    { stack: 'ui', fleet: 'web', owner: 'team-web', index: 0, dataCenter: 'miami', state: 'Requested', desiredState: 'Running', specHash: 'h', image: 'ubuntu-22.04', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, encryptedDisk: true },
+    { actor: 'ana' },
+  );
+  const pack = await defaultPack();
+  const common = { record, pack, stackName: 'ui', dataCenters: [{ name: 'miami', token: 'tok-miami' }], secret: 'the-authority-secret' };
+  authority = await startAuthority({ ...common, ui: { adminToken: 'tok-admin', readToken: 'tok-read' } });
+  bare = await startAuthority(common);
+});
+afterAll(async () => {
+  await authority?.close();
+  await bare?.close();
+  await record?.close();
+});
+
+const form = (token: string) => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${encodeURIComponent(token)}`, redirect: 'manual' as const });
+
+describe('the dashboard on the authority', () => {
+  it('signs a person in with the read-only or admin token and serves the record of its stack', async () => {
+    for (const token of ['tok-read', 'tok-admin']) {
+      const login = await fetch(`${authority.url}/ui/login`, form(token));
+      expect(login.status).toBe(303);
+      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0];
+      expect(cookie).toMatch(/^fleet_ui=/);
+      const page = await fetch(`${authority.url}/ui/fleets/web`, { headers: { cookie } });
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('data-address="web/0"');
+    }
+  });
+
+  it('refuses the data centers\' tokens, and a dashboard token opens no protocol route', async () => {
+    expect((await fetch(`${authority.url}/ui/login`, form('tok-miami'))).status).toBe(401);
+    expect((await fetch(`${authority.url}/ui`, { headers: { authorization: 'Bearer tok-miami' } })).status).toBe(401);
+    expect((await fetch(`${authority.url}/ui`, { redirect: 'manual' })).status).toBe(303);
+    const protocol = await fetch(`${authority.url}/v1/authorize`, { method: 'POST', headers: { authorization: 'Bearer tok-admin', 'content-type': 'application/json' }, body: '{}' });
+    expect(protocol.status).toBe(401);
+  });
+
+  it('keeps a session across a restart: the cookie is signed with a key derived from the authority\'s secret', async () => {
+    const login = await fetch(`${authority.url}/ui/login`, form('tok-read'));
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0];
+    const other = await startAuthority({ record, pack: await defaultPack(), stackName: 'ui', dataCenters: [], secret: 'the-authority-secret', ui: { readToken: 'tok-read' } });
+    const stranger = await startAuthority({ record, pack: await defaultPack(), stackName: 'ui', dataCenters: [], secret: 'another-secret', ui: { readToken: 'tok-read' } });
+    try {
+      expect((await fetch(`${other.url}/ui`, { headers: { cookie } })).status).toBe(200);
+      expect((await fetch(`${stranger.url}/ui`, { headers: { cookie }, redirect: 'manual' })).status).toBe(303);
+    } finally {
+      await other.close();
+      await stranger.close();
+    }
+  });
+
+  it('leaves the pages out of the protocol\'s OpenAPI document', async () => {
+    const doc = (await (await fetch(`${authority.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths).some((p) => p.startsWith('/ui'))).toBe(false);
+    expect(Object.keys(doc.paths)).toContain('/v1/authorize');
+  });
+
+  it('serves no dashboard without a dashboard token: /ui is an unknown route behind the bearer check', async () => {
+    expect((await fetch(`${bare.url}/ui/login`, form('tok-miami'))).status).toBe(401);
+    expect((await fetch(`${bare.url}/ui`, { headers: { authorization: 'Bearer tok-miami' } })).status).toBe(404);
+  });
+});

@@ -1,0 +1,165 @@
+// What `fleet ui` runs; loaded only when the dashboard starts (it brings
+// Fastify and the record's driver along).
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import Fastify from 'fastify';
+import { loadOrCreateSecret, uiTokens, type RunningService } from '../../authority/index.ts';
+import { openRecord, type SqlRecord } from '../../record/index.ts';
+import { listen } from '../../../protocol/index.ts';
+import { recordSource, registerUi, type UiRecord } from '../../ui/index.ts';
+import type { CliIO } from '../io.ts';
+import { UI_TOKEN_ENV, loadForServe, parsePort, serviceTls, type ServeTlsOptions } from './serve-run.ts';
+
+export { serve } from './serve-run.ts';
+
+export interface ServeUiOptions extends Omit<ServeTlsOptions, 'clientCa'> {
+  stack: string;
+  port: string;
+  host: string;
+}
+
+/** How long `leasedRecord` keeps a record open; see there. */
+export interface LeaseTimes {
+  /** Closed after this long without a read (default 1 s). */
+  idleMs?: number;
+  /** Not used for new reads once open this long; closed when its reads end (default 5 s). */
+  holdMs?: number;
+  /** A new opening starts this long after the last close (default 300 ms): an apply polling for the record (every 100 ms) gets it first. */
+  yieldMs?: number;
+}
+
+interface Lease {
+  record: Promise<SqlRecord>;
+  openedAt: number;
+  users: number;
+  failed: boolean;
+  finished: boolean;
+  idle?: ReturnType<typeof setTimeout>;
+  /** Resolves yieldMs after the record was closed. */
+  closed: Promise<void>;
+  done: () => void;
+}
+
+/**
+ * A PGlite record is one process's at a time (engine/record/dirlock.ts), and
+ * the dashboard must not keep `fleet apply` from it. So the record is opened
+ * when a page reads it and shared by the reads that come while it is open;
+ * it is closed after `idleMs` without a read, and never kept for new reads
+ * longer than `holdMs`, so an apply waiting for it (up to its busy timeout,
+ * 10 s by default) gets it even while someone keeps clicking. A page asked
+ * for while an apply holds the record waits for it (up to
+ * FLEET_RECORD_BUSY_TIMEOUT_MS), then says the record is busy. Opening costs
+ * a PGlite start, so a person browsing within `idleMs` pays it once. A
+ * PostgreSQL record needs none of this: it is opened once.
+ */
+export function leasedRecord(open: () => Promise<SqlRecord>, times: LeaseTimes = {}): UiRecord & { close(): Promise<void> } {
+  const idleMs = times.idleMs ?? 1_000;
+  const holdMs = times.holdMs ?? 5_000;
+  const yieldMs = times.yieldMs ?? 300;
+  let current: Lease | undefined;
+  let last: Lease | undefined;
+  let stopped = false;
+
+  const finish = (l: Lease) => {
+    if (l.finished) return;
+    l.finished = true;
+    clearTimeout(l.idle);
+    if (current === l) current = undefined;
+    void l.record
+      .then((r) => r.close())
+      .catch(() => {})
+      .then(() => new Promise((resolve) => setTimeout(resolve, yieldMs)))
+      .then(l.done);
+  };
+
+  const lease = (): Lease => {
+    if (stopped) throw new Error('bug: the dashboard read its record after closing it');
+    const now = Date.now();
+    if (current && now - current.openedAt < holdMs) return current;
+    if (current) {
+      const old = current;
+      current = undefined;
+      if (old.users === 0) finish(old);
+    }
+    // One opening at a time in this process: the next waits for the last to be closed.
+    const after = last?.closed ?? Promise.resolve();
+    let done!: () => void;
+    const closed = new Promise<void>((resolve) => (done = resolve));
+    const l: Lease = { record: Promise.resolve() as never, openedAt: now, users: 0, failed: false, finished: false, closed, done };
+    // holdMs counts from when the record is open, not from when opening started (a busy record can take seconds).
+    l.record = after.then(open).then((r) => {
+      l.openedAt = Date.now();
+      return r;
+    });
+    l.record.catch(() => (l.failed = true));
+    current = l;
+    last = l;
+    return l;
+  };
+
+  const use = async <T>(read: (r: SqlRecord) => Promise<T>): Promise<T> => {
+    const l = lease();
+    l.users++;
+    clearTimeout(l.idle);
+    try {
+      return await read(await l.record);
+    } finally {
+      if (--l.users === 0) {
+        // A failed opening is not reused: the next page tries again.
+        if (l !== current || l.failed) finish(l);
+        else l.idle = setTimeout(() => l.users === 0 && finish(l), idleMs);
+      }
+    }
+  };
+  return {
+    listVms: (...a) => use((r) => r.listVms(...a)),
+    history: (...a) => use((r) => r.history(...a)),
+    listLocks: (...a) => use((r) => r.listLocks(...a)),
+    listPlans: (...a) => use((r) => r.listPlans(...a)),
+    planJournal: (...a) => use((r) => r.planJournal(...a)),
+    listBootAttempts: (...a) => use((r) => r.listBootAttempts(...a)),
+    async close() {
+      stopped = true;
+      if (current && current.users === 0) finish(current);
+      await last?.closed;
+    },
+  };
+}
+
+/** Starts the dashboard of a stack's record; answers the URL of its first page (…/ui). */
+export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningService> {
+  const port = parsePort(opts.port);
+  const tls = serviceTls(io, 'the dashboard', opts.host, { ...opts, clientCa: undefined });
+  const { stack, pack } = await loadForServe(io, opts.stack);
+  let adminToken = io.env[UI_TOKEN_ENV.admin] || undefined;
+  const readToken = io.env[UI_TOKEN_ENV.read] || undefined;
+  if (!adminToken && !readToken) {
+    // Never printed: a person reads it from the file (0600), as they would the authority's secret.
+    const file = join(stack.stateDir, 'ui.token');
+    adminToken = loadOrCreateSecret(file);
+    io.stdout.write(`Sign in with the token in ${file} (or set ${UI_TOKEN_ENV.admin} / ${UI_TOKEN_ENV.read}).\n`);
+  }
+  const postgres = /^postgres(ql)?:\/\//.test(stack.recordUrl);
+  const record = postgres ? await openRecord(stack.recordUrl) : leasedRecord(() => openRecord(stack.recordUrl));
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ...(tls ? { https: tls } : {}) });
+  registerUi(app, {
+    source: recordSource(record, stack.name, pack),
+    authorize: uiTokens({ adminToken, readToken }) as NonNullable<ReturnType<typeof uiTokens>>,
+    sessionKey: randomBytes(32),
+    secure: tls !== undefined,
+  });
+  app.get('/', async (_req, reply) => reply.redirect('/ui', 302));
+  try {
+    const url = await listen(app, opts.host, port);
+    return {
+      url: `${url}/ui`,
+      close: async () => {
+        await app.close();
+        await record.close();
+      },
+    };
+  } catch (err) {
+    await record.close();
+    throw err;
+  }
+}

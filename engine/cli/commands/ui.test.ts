@@ -1,0 +1,84 @@
+// `fleet ui` as a person runs it: its own process beside `fleet apply` on a
+// PGlite record (one process at a time), signed in with the token it wrote.
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../../test/helpers/cli.ts';
+import { fleetYaml, tempStack, type TempStack } from '../../../test/helpers/stack.ts';
+import { signIn, startFleetUi, type FleetUi } from '../../../test/helpers/ui.ts';
+import { serveOrchestrator } from './serve-run.ts';
+
+describe('fleet ui', () => {
+  let stack: TempStack;
+  let ui: FleetUi | undefined;
+  beforeAll(async () => {
+    stack = await tempStack({ name: 'uistack' });
+    await stack.spec('web', fleetYaml('web', { count: 2 }));
+    const applied = await runCli(['apply', '--stack', stack.dir, '--yes']);
+    expect(applied.code, applied.stderr).toBe(0);
+    // One embedded apply (PGlite, two data centers): generous for a shared CI machine.
+  }, 120_000);
+  afterAll(async () => {
+    await ui?.stop();
+    await stack?.remove();
+  });
+
+  it.each([
+    { args: ['--port', 'x'], want: ['apply.serve-config', '--port x'] },
+    { args: ['--host', '0.0.0.0'], want: ['--insecure'] },
+  ])('refuses $args before serving', async ({ args, want }) => {
+    const res = await runCli(['ui', '--stack', stack.dir, ...args]);
+    expect(res.code).toBe(1);
+    for (const w of want) expect(res.stderr).toContain(w);
+  });
+
+  it('with no token set, writes one to <stack>/.fleet/ui.token (0600) and prints where, never the token', async () => {
+    ui = await startFleetUi(stack.dir);
+    const file = join(stack.dir, '.fleet', 'ui.token');
+    expect(ui.output().stdout).toContain(`Sign in with the token in ${file}`);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const token = (await readFile(file, 'utf8')).trim();
+    expect(token.length).toBeGreaterThanOrEqual(40);
+    expect(ui.output().stdout + ui.output().stderr).not.toContain(token);
+    const cookie = await signIn(ui.url, token);
+    const page = await (await fetch(ui.url, { headers: { cookie } })).text();
+    expect(page).toContain('2 VMs in 1 fleets over 2 data centers');
+  });
+
+  it('lets fleet apply have the PGlite record between two page loads, and shows what it did', async () => {
+    const token = (await readFile(join(stack.dir, '.fleet', 'ui.token'), 'utf8')).trim();
+    const cookie = await signIn(ui!.url, token);
+    // Pages loaded together share one opening of the record.
+    const pages = await Promise.all(Array.from({ length: 8 }, (_, i) => fetch(i % 2 ? `${ui!.url}/fleets/web` : ui!.url, { headers: { cookie } })));
+    expect(pages.map((p) => p.status)).toEqual(Array(8).fill(200));
+    await stack.spec('web', fleetYaml('web', { count: 3 }));
+    const applied = await runCli(['apply', '--stack', stack.dir, '--yes']);
+    expect(applied.code, applied.stderr).toBe(0);
+    const page = await (await fetch(ui!.url, { headers: { cookie } })).text();
+    expect(page).toContain('3 VMs in 1 fleets over 2 data centers');
+  });
+
+  it('stops on SIGTERM with exit code 0', async () => {
+    expect(await ui!.stop()).toBe(0);
+    ui = undefined;
+  });
+
+  it('fleet serve orchestrator serves the same pages under /ui when FLEET_READ_TOKEN or FLEET_ADMIN_TOKEN is set, and none otherwise', async () => {
+    const env = { FLEET_DMZ_TOKEN_MIAMI: 'm-token', FLEET_DMZ_TOKEN_RICHMOND: 'r-token', FLEET_AUTHORITY_SECRET: 'ui-test-secret' };
+    const io = (extra: Record<string, string>) => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: stack.dir, env: { ...env, ...extra } });
+    const withUi = await serveOrchestrator(io({ FLEET_READ_TOKEN: 'read-token-of-the-test' }), { stack: stack.dir, port: '0', host: '127.0.0.1' });
+    try {
+      const cookie = await signIn(`${withUi.url}/ui`, 'read-token-of-the-test');
+      expect(await (await fetch(`${withUi.url}/ui`, { headers: { cookie } })).text()).toContain('3 VMs in 1 fleets over 2 data centers');
+      expect((await fetch(`${withUi.url}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=m-token' })).status).toBe(401);
+    } finally {
+      await withUi.close();
+    }
+    const without = await serveOrchestrator(io({}), { stack: stack.dir, port: '0', host: '127.0.0.1' });
+    try {
+      expect((await fetch(`${without.url}/ui`, { headers: { authorization: 'Bearer m-token' } })).status).toBe(404);
+    } finally {
+      await without.close();
+    }
+  });
+});

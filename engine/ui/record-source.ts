@@ -1,0 +1,72 @@
+// The dashboard's view of a FleetRecord: only its reads (UiRecord), narrowed
+// to one stack, and only the fields the pages show. What is left out stays
+// out on purpose: boot token hashes, idempotency keys, spec hashes and
+// request ids are never read here, so no page can show them.
+import type { FleetRecord, LockRow } from '../record/types.ts';
+import type { DiagramInput } from './diagram.ts';
+import type { UiSource } from './source.ts';
+
+/** The record calls the dashboard makes: reads only, so a UiSource cannot write even by mistake. */
+export type UiRecord = Pick<FleetRecord, 'listVms' | 'history' | 'listLocks' | 'listPlans' | 'planJournal' | 'listBootAttempts'>;
+
+export function recordSource(record: UiRecord, stack: string, pack: { name: string; version: string; lifecycle: DiagramInput }): UiSource {
+  return {
+    stack,
+    pack: { name: `${pack.name}@${pack.version}`, lifecycle: pack.lifecycle },
+    async listVms() {
+      return (await record.listVms(stack)).map((v) => ({
+        id: v.id,
+        address: v.address,
+        fleet: v.fleet,
+        index: v.index,
+        dataCenter: v.dataCenter,
+        state: v.state,
+        desiredState: v.desiredState,
+        image: v.image,
+        realImage: v.realImage,
+        size: { cpu: v.size.cpu, memoryGiB: v.size.memoryGiB, diskGiB: v.size.diskGiB },
+        encryptedDisk: v.encryptedDisk,
+        cloudId: v.cloudId,
+        version: v.version,
+        updatedAt: v.updatedAt,
+        deposed: v.deposed,
+      }));
+    },
+    async history(address, limit) {
+      return (await record.history(stack, address, { limit })).map(historyOf);
+    },
+    async drift(limit) {
+      return (await record.history(stack, undefined, { limit, outcome: 'drift' })).map(historyOf).reverse();
+    },
+    async listLocks() {
+      return (await record.listLocks(stack)).map((l) => {
+        // A lock's fencing token, when the record keeps one (a newer record does).
+        const token = (l as LockRow & { fencingToken?: unknown }).fencingToken;
+        return {
+          fleet: l.fleet,
+          lockId: l.lockId,
+          who: l.who,
+          host: l.host,
+          pid: l.pid,
+          planId: l.planId,
+          since: l.since,
+          expiresAt: l.expiresAt,
+          ...(typeof token === 'number' || typeof token === 'string' ? { fencingToken: Number(token) } : {}),
+        };
+      });
+    },
+    async recentPlans(limit) {
+      return (await record.listPlans(stack, { limit })).map((p) => ({ id: p.id, who: p.who, startedAt: p.startedAt, finishedAt: p.finishedAt, result: p.result, digest: p.digest }));
+    },
+    async planJournal(planId) {
+      return (await record.planJournal(planId)).map((j) => ({ address: j.address, seq: j.seq, from: j.from, to: j.to, status: j.status, detail: j.detail, at: j.at }));
+    },
+    async bootAttempts(vmId, limit) {
+      return (await record.listBootAttempts(vmId, { limit })).map((b) => ({ at: b.at, approved: b.approved, reason: b.reason, dataCenter: b.dataCenter, cloudId: b.cloudId }));
+    },
+  };
+}
+
+function historyOf(h: Awaited<ReturnType<UiRecord['history']>>[number]) {
+  return { at: h.at, address: h.address, from: h.from, to: h.to, actor: h.actor, planId: h.planId, outcome: h.outcome, detail: h.detail };
+}
