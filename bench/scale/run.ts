@@ -216,7 +216,7 @@ async function postgres(): Promise<void> {
   const db = await createTestDatabase(pgUrl);
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-scale-'));
   try {
-    console.log(`PostgreSQL: ${fleets.toLocaleString('en-US')} fleets x ${MEMBERS} members over ${DCS} data centers, stack in ${dir}`);
+    console.log(`PostgreSQL: ${fleets.toLocaleString('en-US')} fleets x ${MEMBERS} members over ${DCS} data centers, database ${new URL(db.url).pathname.slice(1)}, stack in ${dir}`);
     writeStack(dir, fleets, db.url);
     await seed(db.url, fleets);
     figures(dir, fleets);
