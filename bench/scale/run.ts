@@ -12,9 +12,9 @@
 // Seeding goes through the record's own schema and code: openRecord runs the
 // migrations, then bulkInsertVms (multi-row INSERT … SELECT FROM unnest, with
 // the history rows and fleet versions it writes) in chunks of whole fleets.
-// Seeding time, measured on the 2-core machine at load average ~20 (shared
-// with other work): PostgreSQL 200,000 VMs in 71 s (2,800 VMs/s, so 1M takes
-// about 6 minutes), PGlite 100,000 in 93 s (1,100 VMs/s). Each figure below
+// Seeding time on the 2-core machine: PostgreSQL 1,000,000 VMs in 80 s at
+// load average ~5 (12,500 VMs/s; 200,000 in 71 s at load average ~20), PGlite
+// 100,000 in 93 s at load average ~20 (1,100 VMs/s). Each figure below
 // prints the child's CPU time beside the wall time: on a loaded machine the
 // wall time is mostly the wait for a core and the CPU time the steadier figure.
 //
@@ -22,7 +22,10 @@
 // 3, wall (CPU) and peak RSS: PostgreSQL targeted plan 12.8 s (1.9 s) 107 MiB,
 // full plan 36.9 s (4.6 s) 457 MiB, state list --fleet 11.6 s (1.8 s) 106 MiB;
 // PGlite targeted 14.4 s (2.5 s) 285 MiB, full 29.4 s (4.5 s) 493 MiB, state
-// list --fleet 19.2 s (3.2 s) 363 MiB. No target met at that load; 1M not run.
+// list --fleet 19.2 s (3.2 s) 363 MiB. With --vms 1000000 (PostgreSQL only,
+// load average 4.4 at start): targeted plan 6.3 s (5.0 s) 202 MiB, full plan
+// 21.3 s (18.8 s) 2,114 MiB, state list --fleet 4.7 s (4.6 s) 190 MiB — no
+// target met; the time is the CLI's own CPU (wall ≈ CPU), not the server's.
 //
 // PGlite: a record this large lives in the CLI's own process (WebAssembly
 // memory that never shrinks; 528 MiB at 100k in issue 20), so it is tried
