@@ -37,6 +37,7 @@ import type {
 } from '../protocol/index.ts';
 import { RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
+import type { ClientTls } from '../engine/transport/index.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 
 export type * from '../protocol/index.ts';
@@ -48,6 +49,12 @@ export interface DmzHttpClientOptions {
   baseUrl: string;
   /** Bearer token; called for every request so a rotated token is picked up. */
   token: () => string | Promise<string>;
+  /**
+   * For an https baseUrl: the CA bundle the DMZ client's certificate is
+   * verified against (default: the system's) and the client certificate
+   * presented when it requires one (mTLS; the stack's `auth.clientCert`).
+   */
+  tls?: ClientTls;
   /** Per attempt. Default 60 000 (a step may wait for a VM to boot). */
   timeoutMs?: number;
   /** Retries after the first attempt at most; default: as many as retryBudgetMs allows. */
@@ -168,7 +175,7 @@ export function retrySchedule(p: RetryPolicy, random: () => number = Math.random
 export class DmzHttpClient {
   readonly dataCenter: string;
   readonly baseUrl: string;
-  private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry' | 'retries'>> & Pick<DmzHttpClientOptions, 'onRetry' | 'retries'>;
+  private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry' | 'retries' | 'tls'>> & Pick<DmzHttpClientOptions, 'onRetry' | 'retries' | 'tls'>;
   private readonly policy: RetryPolicy;
   /** Steps waiting for the next batch (opts.batch). */
   private queued: Queued[] = [];
@@ -179,7 +186,7 @@ export class DmzHttpClient {
   constructor(opts: DmzHttpClientOptions) {
     this.dataCenter = opts.dataCenter;
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
-    const base = sendTarget(new URL(this.baseUrl));
+    const base = sendTarget(new URL(this.baseUrl), opts.tls);
     this.origin = { ...base, path: base.path === '/' ? '' : base.path };
     this.opts = {
       timeoutMs: 60_000,
@@ -517,9 +524,20 @@ function errorMessage(body: unknown): string {
   return typeof m === 'string' ? m : 'no details';
 }
 
+/** OpenSSL / Node codes of a server certificate this caller does not trust. */
+const SERVER_CERT_UNTRUSTED = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|CERT_UNTRUSTED|CERT_REJECTED|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+/** TLS alerts of a server that refused this caller's certificate (or its lack of one). */
+const CLIENT_CERT_REFUSED = /^ERR_SSL_.*ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|ACCESS_DENIED)$/;
+
 function describeFetchError(err: unknown, timeoutMs: number): string {
   const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `did not answer within ${timeoutMs} ms`;
   const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
+  if (cause && SERVER_CERT_UNTRUSTED.test(cause)) {
+    return `could not be reached: its TLS certificate is not trusted (${cause}: ${e?.message ?? ''}); give the CA bundle that signed it as the data center's auth.clientCert.caFile in stack.yaml`;
+  }
+  if (cause && CLIENT_CERT_REFUSED.test(cause)) {
+    return `refused this CLI's TLS client certificate (${cause}); the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca)`;
+  }
   return `could not be reached (${cause ?? e?.message ?? String(err)})`;
 }

@@ -14,6 +14,7 @@ import { loadOrCreateSecret, randomToken, startAuthority, type RunningService } 
 import type { LoadedPack } from '../engine/policy/types.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import type { LoadedDataCenter, LoadedStack } from '../engine/spec/types.ts';
+import { cliTokenEnv, defaultCliTokenEnv } from '../engine/transport/index.ts';
 import { startDmzClient, type RunningDmzClient } from './dmz-client/index.ts';
 import { credentialKey } from '../protocol/index.ts';
 import { createSimDriver, type SimDriver } from './drivers/sim/index.ts';
@@ -52,13 +53,12 @@ export interface Embedded {
   close(): Promise<void>;
 }
 
-/** The environment variable holding the token the CLI presents to a data center's DMZ client when stack.yaml names none (FLEET_DMZ_TOKEN_<DC> is the DMZ client's token at the authority). */
-export function defaultTokenEnv(dataCenter: string): string {
-  return `FLEET_CLI_TOKEN_${dataCenter.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
-}
+/** The environment variable holding the token the CLI presents to a data center's DMZ client when stack.yaml names none (FLEET_DMZ_TOKEN_<DC> is the DMZ client's token at the authority): engine/transport/tokens.ts. */
+export const defaultTokenEnv = defaultCliTokenEnv;
 
+/** The variable of the CLI's token to a data center's DMZ client: its `auth.tokenEnv`, else FLEET_CLI_TOKEN_<DC>. */
 export function tokenEnvOf(dc: LoadedDataCenter): string {
-  return dc.auth?.tokenEnv ?? defaultTokenEnv(dc.name);
+  return cliTokenEnv(dc);
 }
 
 export function simStateDir(stack: LoadedStack, dataCenter: string): string {

@@ -38,6 +38,7 @@ import { formatVmAddress, sameSize, type ReplaceOrder, type Step } from '../engi
 import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } from '../engine/plan/member.ts';
 import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
 import type { Lifecycle } from '../engine/policy/types.ts';
+import type { ClientTls } from '../engine/transport/index.ts';
 import { DmzHttpClient } from './client.ts';
 import type { ActualVm, BatchStep, NewVmRequest, RunLane, StepResult } from '../protocol/index.ts';
 
@@ -377,6 +378,11 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     if (w.error) this.fail(w);
   }
 
+  /** What the data center's cloud holds of one VM, by VM id (undefined: nothing). */
+  getVm(vmId: string): Promise<ActualVm | undefined> {
+    return this.connect().getVm(vmId);
+  }
+
   /** What the data center's cloud holds (fleet refresh). */
   listVms(): Promise<ActualVm[]> {
     return this.connect().listVms();
@@ -422,6 +428,8 @@ export function connectProvider(o: {
   timeoutMs?: number;
   /** How long one request's retries may pause in all (DmzHttpClientOptions.retryBudgetMs; default 60 s). */
   retryBudgetMs?: number;
+  /** CA bundle and client certificate for an https DMZ client (engine/transport's loadClientTls); held by the connection only. */
+  tls?: ClientTls;
 }): ConnectedProvider {
   const client = new DmzHttpClient({
     dataCenter: o.dataCenter,
@@ -430,6 +438,7 @@ export function connectProvider(o: {
     batch: true,
     ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
     ...(o.retryBudgetMs !== undefined ? { retryBudgetMs: o.retryBudgetMs } : {}),
+    ...(o.tls ? { tls: o.tls } : {}),
   });
   return new ConnectedProvider({ dataCenter: o.dataCenter, url: o.url, tokenEnv: o.tokenEnv ?? '', lifecycle: lifecycleData(o.lifecycle) }, client);
 }

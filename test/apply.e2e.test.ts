@@ -229,14 +229,15 @@ describe('fleet refresh and plan --refresh', () => {
     await st?.remove();
   });
 
-  it('records a difference that is one edge, flags one that is not, and reports unknown VMs', async () => {
+  it('records a difference along the diagram\'s edges, flags one no path leads to, and reports unknown VMs', async () => {
     const s = await openSession(st.dir, { cwd: REPO, env: process.env });
     const vms = await s.record.listVms(s.stack.name);
     // The record lags behind the cloud by one edge for app/1 (Starting -> Running is an edge) ...
     const app1 = vms.find((v) => v.address === 'app/1')!;
     await s.record.transitionVm(app1.id, app1.version, 'Starting', { actor: 'test' });
     await s.close();
-    // ... app/0 was powered off behind the record's back (Running -> PoweredOff is not an edge),
+    // ... app/0 was powered off behind the record's back (two edges: Running -> ShuttingDown -> PoweredOff),
+    // app/2's agent failed (BootFailed: no path from Running but through a failure state),
     // and a VM nobody asked for runs in the data center of app/2.
     const app0 = vms.find((v) => v.address === 'app/0')!;
     const app2 = vms.find((v) => v.address === 'app/2')!;
@@ -248,6 +249,7 @@ describe('fleet refresh and plan --refresh', () => {
       }
       if (dc === app2.dataCenter) {
         const rogue = { ...state.vms.find((v) => v.vmId === app2.id)!, vmId: '00000000-0000-4000-8000-00000000beef', cloudId: `sim-${dc}-rogue` };
+        for (const vm of state.vms) if (vm.vmId === app2.id) vm.agent = 'failed';
         state.vms.push(rogue);
       }
       await writeFile(file, JSON.stringify(state));
@@ -258,19 +260,23 @@ describe('fleet refresh and plan --refresh', () => {
     const drift = (JSON.parse(r.stdout) as { drift: { kind: string; address: string; recordState: string | null; actualState: string | null }[] }).drift;
     expect(drift.map((d) => [d.kind, d.address, d.recordState, d.actualState]).sort()).toEqual(
       [
-        ['not-an-edge', 'app/0', 'Running', 'PoweredOff'],
+        ['recorded', 'app/0', 'Running', 'PoweredOff'],
         ['recorded', 'app/1', 'Starting', 'Running'],
+        ['not-an-edge', 'app/2', 'Running', 'BootFailed'],
         ['unknown', `sim-${app2.dataCenter}-rogue`, null, 'Running'],
       ].sort(),
     );
     const w = await world(st.dir);
-    expect(states(w)).toEqual({ 'app/0': 'Running', 'app/1': 'Running', 'app/2': 'Running' });
+    expect(states(w)).toEqual({ 'app/0': 'PoweredOff', 'app/1': 'Running', 'app/2': 'Running' });
 
     const history = await runCli(['history', 'app/0', '--stack', st.dir, '--format', 'json'], { cwd: REPO });
-    expect(history.stdout).toContain('drift');
+    const rows = (JSON.parse(history.stdout) as { history: { from: string; to: string; outcome: string }[] }).history.filter((h) => h.outcome === 'drift');
+    expect(rows.map((h) => `${h.from} -> ${h.to}`)).toEqual(['Running -> ShuttingDown', 'ShuttingDown -> PoweredOff']);
 
+    // The plan starts from what was observed: app/0 boots again.
     const plan = await runCli(['plan', '--refresh', '--stack', st.dir], { cwd: REPO });
     expect(plan.stderr).toContain('refresh: not-an-edge');
+    expect(plan.stdout).toContain('app/0 transition');
   });
 });
 

@@ -178,7 +178,9 @@ describe('fleet refresh --check', () => {
   });
 
   it('reports drift, exits 2 with --detailed-exitcode, and writes nothing to the record', async () => {
-    // app/1's record lags one edge behind its data center (Starting -> Running is an edge); app/0 was powered off behind the record's back.
+    // app/1's record lags one edge behind its data center (Starting -> Running is an edge); app/0 was powered off behind the
+    // record's back (two edges: Running -> ShuttingDown -> PoweredOff); app/2's agent failed (BootFailed: no path leads there
+    // from Running but through a failure state, which drift is never recorded into).
     const { stack } = await loadStack(st.dir, { cwd: REPO, env: {} });
     const record = await openRecord(stack!.recordUrl);
     const vms = await record.listVms('check');
@@ -190,24 +192,33 @@ describe('fleet refresh --check', () => {
     const sim = JSON.parse(await readFile(file, 'utf8')) as { vms: { vmId: string; power: string; agent: string }[] };
     for (const v of sim.vms) if (v.vmId === app0.id) Object.assign(v, { power: 'off', agent: 'none' });
     await writeFile(file, JSON.stringify(sim));
+    const app2 = vms.find((v) => v.address === 'app/2')!;
+    const file2 = join(st.dir, '.fleet', 'sim', app2.dataCenter, `sim-${app2.dataCenter}.json`);
+    const sim2 = JSON.parse(await readFile(file2, 'utf8')) as { vms: { vmId: string; agent: string }[] };
+    for (const v of sim2.vms) if (v.vmId === app2.id) Object.assign(v, { agent: 'failed' });
+    await writeFile(file2, JSON.stringify(sim2));
 
     const before = await recordSnapshot(st.dir);
     const text = await runCli(['refresh', '--check', '--detailed-exitcode', '--stack', st.dir], { cwd: REPO });
     expect(text.code, text.stderr).toBe(2);
     expect(text.stdout).toMatch(/^edge +\S+ +app\/1 .*one edge from Starting; `fleet refresh` would record it\n/m);
-    expect(text.stdout).toMatch(/^not-an-edge +\S+ +app\/0 /m);
-    expect(text.stdout).toContain('Drift check: 3 VMs checked, 2 differences (nothing written to the record).\n');
+    expect(text.stdout).toMatch(/^edge +\S+ +app\/0 .*2 edges from Running \(Running -> ShuttingDown -> PoweredOff\); `fleet refresh` would record it\n/m);
+    expect(text.stdout).toMatch(/^not-an-edge +\S+ +app\/2 /m);
+    expect(text.stdout).toContain('Drift check: 3 VMs checked, 3 differences (nothing written to the record).\n');
     const json = await runCli(['refresh', '--check', '--detailed-exitcode', '--format', 'json', '--stack', st.dir], { cwd: REPO });
     expect(json.code).toBe(2);
     expectValid('refresh-output', doc(json));
-    expect((doc(json) as { drift: { kind: string; address: string }[] }).drift.map((d) => [d.kind, d.address])).toEqual([
-      ...[['not-an-edge', 'app/0'], ['edge', 'app/1']].sort((a, b) => (a[1] < b[1] ? -1 : 1)),
+    // Listed by data center, then address: compared by address here.
+    expect((doc(json) as { drift: { kind: string; address: string }[] }).drift.map((d) => [d.kind, d.address]).sort((a, b) => (a[1] < b[1] ? -1 : 1))).toEqual([
+      ['edge', 'app/0'],
+      ['edge', 'app/1'],
+      ['not-an-edge', 'app/2'],
     ]);
     // Without --detailed-exitcode, drift is a report: exit 0.
     expect((await runCli(['refresh', '--check', '--stack', st.dir], { cwd: REPO })).code).toBe(0);
     expect(await recordSnapshot(st.dir)).toEqual(before);
 
-    // The writing refresh records app/1's edge; the check then still sees app/0.
+    // The writing refresh records app/1's edge and app/0's two; the check then still sees app/2.
     const write = await runCli(['refresh', '--detailed-exitcode', '--stack', st.dir], { cwd: REPO });
     expect(write.code).toBe(2);
     expect(await recordSnapshot(st.dir)).not.toEqual(before);

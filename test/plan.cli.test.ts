@@ -45,6 +45,11 @@ describe('fleet plan', () => {
     },
     { name: 'allow-destroy for every protected fleet: exit 0', args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache', '--allow-destroy', 'db'], code: 0 },
     { name: 'unknown --target is a diagnostic', args: ['--stack', stack('02-no-change'), '--target', 'nope'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at nope\n/ },
+    // Issue 17: a member address used to be refused as an unknown fleet.
+    { name: '--target of a member plans that member', args: ['--stack', stack('09-protect'), '--target', 'db/0', '--allow-destroy', 'db'], code: 0, stdout: /Fleet db \(1 to replace\)[\s\S]*db\/0 replace in richmond \(wave 1\)[\s\S]*Plan: 0 to create, 0 to transition, 0 to update, 1 to replace, 0 to delete\.\n$/ },
+    { name: '--target of a member that does not exist', args: ['--stack', stack('09-protect'), '--target', 'db/7'], code: 1, stderr: /error\[plan\.unknown-member\]: Unknown member\n {2}at db\/7\n/ },
+    { name: '--replace forces a new VM for a member that matches its spec', args: ['--stack', stack('09-protect'), '--target', 'cache', '--replace', 'cache/0', '--allow-destroy', 'cache'], code: 0, stdout: /cache\/0 replace in richmond \(wave 1\): replaced by --replace/ },
+    { name: '--replace of no member', args: ['--stack', stack('09-protect'), '--replace', 'cache/9'], code: 1, stderr: /error\[plan\.unknown-member\][\s\S]*cache\/9 is not a live VM in the record/ },
     { name: 'targeted plan', args: ['--stack', stack('05-scale-down'), '--target', 'legacy', '--format', 'json'], code: 0, stdout: /"fleets": \[\n {4}"legacy"\n {2}\]/ },
     { name: 'markdown', args: ['--stack', stack('05-scale-down'), '--format', 'markdown'], code: 0, stdout: /^<!-- fleet-plan stack=p05 -->\n## Plan for stack `p05`/ },
     { name: 'bad format', args: ['--stack', stack('02-no-change'), '--format', 'yaml'], code: 1, stderr: /yaml/ },

@@ -28,6 +28,7 @@ import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import type { RunLane, StepResult } from '../../protocol/index.ts';
 import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
+import { runWaves, type MemberOutcome, type RolloutEvent, type RolloutReport } from './rollout.ts';
 
 export type ApplyEvent =
   | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
@@ -35,8 +36,10 @@ export type ApplyEvent =
   /** elapsedMs: from the member's first journal row to its last answer. */
   | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; elapsedMs: number; detail?: string }
   | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
+  /** A rollout wave starts / ends (rollout.ts). */
+  | RolloutEvent
   /** notStarted: members never started because the apply was interrupted (`signal`); present only then. */
-  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; elapsedMs: number; notStarted?: number };
+  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; stepsFailed: number; stepsSkipped: number; elapsedMs: number; notStarted?: number };
 
 export interface MemberFailure {
   address: string;
@@ -50,10 +53,17 @@ export interface ApplyResult {
   planId: string;
   succeeded: number;
   failed: MemberFailure[];
+  /** Requests carried out (answered ok). */
   steps: number;
+  /** Requests that failed or were vetoed (one per failed member). */
+  stepsFailed: number;
+  /** Requests sent with a failed member's run but never carried out. */
+  stepsSkipped: number;
   elapsedMs: number;
-  /** Members never started because `signal` was aborted (0 when it was not). */
+  /** Members never started: `signal` was aborted, or a rollout stopped (0 when neither). */
   notStarted: number;
+  /** What each fleet's rollout did (empty when the plan has none). */
+  rollouts: RolloutReport[];
 }
 
 export interface ApplyOptions {
@@ -80,6 +90,13 @@ export interface ApplyOptions {
    * plan is recorded as interrupted (fleet apply's first Ctrl-C).
    */
   signal?: AbortSignal;
+  /**
+   * Locks taken already (fleet apply without a plan file locks the fleets in
+   * scope first and plans under them: lock, then plan). They must cover every
+   * fleet of the plan; applyPlan heartbeats them and releases them at its end.
+   * Without it, applyPlan takes the plan's locks itself (a saved plan).
+   */
+  lock?: LockHandle;
 }
 
 export function defaultActor(): string {
@@ -104,8 +121,11 @@ export function proposedVmId(planId: string, address: string): string {
 /**
  * Checks that the plan may still be applied: not blocked by a mandatory
  * violation, and nothing it touches changed in the record since it was made.
+ * `fresh`: the plan was made just now under the apply's own locks, so a
+ * change is a write that took no lock (a refresh), not a stale saved plan:
+ * it says so.
  */
-export async function checkApplicable(plan: PlanDocument, record: FleetRecord): Promise<void> {
+export async function checkApplicable(plan: PlanDocument, record: FleetRecord, opts: { fresh?: boolean } = {}): Promise<void> {
   if (plan.formatVersion !== '1') {
     throw new FleetError(diag('apply.plan-format', `The plan has formatVersion ${JSON.stringify(plan.formatVersion)}; this fleet reads "1".`));
   }
@@ -119,20 +139,48 @@ export async function checkApplicable(plan: PlanDocument, record: FleetRecord): 
       .slice(0, 10)
       .map((s) => `${s.kind} ${s.key} (planned at version ${s.expected}, now ${s.actual ?? 'gone'})`)
       .join('; ');
-    throw new FleetError(
-      diag('apply.stale-plan', `The record changed since plan ${plan.id} was made: ${list}${stale.length > 10 ? `; and ${stale.length - 10} more` : ''}. Run \`fleet plan\` again.`),
-    );
+    const more = stale.length > 10 ? `; and ${stale.length - 10} more` : '';
+    if (opts.fresh) {
+      throw new FleetError(
+        diag('apply.record-changed', `The record changed while plan ${plan.id} was made under this apply's locks, by a write that takes no lock (\`fleet refresh\`): ${list}${more}. Run \`fleet apply\` again.`),
+      );
+    }
+    throw new FleetError(diag('apply.stale-plan', `The record changed since plan ${plan.id} was made: ${list}${more}. Run \`fleet plan\` again.`));
   }
 }
 
-/** Bounded concurrency: at most `limit` of the given tasks run at once; none starts once `stopped()`. Resolves with the number never started. */
-async function pool<T>(items: readonly T[], limit: number, run: (item: T) => Promise<void>, stopped: () => boolean = () => false): Promise<number> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length && !stopped()) await run(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return items.length - next;
+/** At most `limit` holders at a time; the others wait in arrival order. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(limit: number) {
+    this.free = Math.max(1, limit);
+  }
+  /** Resolves with the slot's release (idempotent) once one is free. */
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
+  }
+}
+
+/**
+ * The rollout gate: the member's VM is in its planned state in the record
+ * (a replace's new VM, under the id apply proposed for it). For Running that
+ * means its agent reported ready: the awaitReady step reached the record.
+ */
+async function memberHealthy(record: FleetRecord, plan: PlanDocument, c: Change): Promise<boolean> {
+  const id = c.action === 'replace' ? proposedVmId(plan.id, c.address) : c.vmId;
+  if (!id) return false;
+  const vm = await record.getVm(id);
+  return vm !== undefined && vm.state === c.to;
 }
 
 export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
@@ -148,7 +196,18 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     }
   }
 
-  const lock = await acquire(opts, actor, emit);
+  let lock: LockHandle;
+  if (opts.lock) {
+    lock = opts.lock;
+    const held = new Set(lock.fleets);
+    const loose = plan.fleets.filter((f) => !held.has(f));
+    if (loose.length > 0) {
+      await lock.release().catch(() => {});
+      throw new FleetError(diag('cli.internal', `plan ${plan.id} acts on fleet${loose.length > 1 ? 's' : ''} ${loose.join(', ')}, which the locks taken before planning do not hold; plan again.`));
+    }
+  } else {
+    lock = await lockFleets(record, plan.stack, plan.fleets, { actor, planId: plan.id, ...(opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {}), ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}), onEvent: emit });
+  }
   const leaseMs = opts.leaseMs ?? 30_000;
   let lockLost: unknown;
   const beat = setInterval(() => {
@@ -159,10 +218,13 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   const failures: MemberFailure[] = [];
   let succeeded = 0;
   let steps = 0;
+  let stepsFailed = 0;
+  let stepsSkipped = 0;
   let notStarted = 0;
+  let rollouts: RolloutReport[] = [];
   const interrupted = () => opts.signal?.aborted === true;
   try {
-    await checkApplicable(plan, record);
+    await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
     await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
 
     const byDc = new Map<string, Change[]>();
@@ -177,36 +239,52 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
 
     // A member holds its data center's slot until its last step answered;
     // what it still writes after that (its last journal rows, the spec it now
-    // matches) goes on beside the next member's start.
+    // matches) goes on beside the next member's start. Waves (rollout.ts)
+    // decide which members may start at all; the slots bound how many run.
     const tails: Promise<void>[] = [];
     const lane = { id: randomUUID(), width: opts.parallelism };
-    const left = await Promise.all(
-      [...byDc].map(([dc, list]) => {
-        const provider = opts.providers.get(dc)!;
-        const inFlight = provider.lanes ? 2 * opts.parallelism : opts.parallelism;
-        return pool(list, inFlight, (change) => {
-          if (lockLost) throw lockLost;
-          return new Promise<void>((free) => {
-            const tail = runMember(change, provider, opts, emit, free, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
-              steps += r.steps;
-              const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
-              if (r.failure) {
-                failures.push(r.failure);
-                emit({ ...member, status: 'failed', detail: r.failure.diagnostic.detail });
-              } else {
-                succeeded++;
-                emit({ ...member, status: 'done' });
-              }
-            });
-            const settled = tail.finally(free);
-            // Seen by Promise.all(tails) below; handled now so it never counts as unhandled meanwhile.
-            settled.catch(() => {});
-            tails.push(settled);
-          });
-        }, interrupted);
-      }),
-    );
-    notStarted = left.reduce((a, b) => a + b, 0);
+    const slots = new Map([...byDc.keys()].map((dc) => [dc, new Slots(opts.providers.get(dc)!.lanes ? 2 * opts.parallelism : opts.parallelism)]));
+    const runOne = async (change: Change): Promise<MemberOutcome> => {
+      const dc = change.dataCenter;
+      const provider = opts.providers.get(dc)!;
+      const release = await slots.get(dc)!.acquire();
+      if (interrupted() || lockLost) {
+        release();
+        return { ok: false, notStarted: true };
+      }
+      let failed = false;
+      const tail = runMember(change, provider, opts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
+        steps += r.steps;
+        stepsFailed += r.failure ? 1 : 0;
+        stepsSkipped += r.skipped;
+        const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
+        if (r.failure) {
+          failed = true;
+          failures.push(r.failure);
+          emit({ ...member, status: 'failed', detail: r.failure.diagnostic.detail });
+        } else {
+          succeeded++;
+          emit({ ...member, status: 'done' });
+        }
+      });
+      const settled = tail.finally(release);
+      // Seen by Promise.all(tails) below; handled now so it never counts as unhandled meanwhile.
+      settled.catch(() => {});
+      tails.push(settled);
+      await settled.catch(() => {
+        failed = true;
+      });
+      return { ok: !failed };
+    };
+    const ran = await runWaves(work, {
+      plan,
+      run: runOne,
+      healthy: (c) => memberHealthy(record, plan, c),
+      emit,
+      interrupted,
+    });
+    rollouts = ran.reports;
+    notStarted = ran.notStarted;
     await Promise.all(tails);
     if (lockLost) throw lockLost;
     await record.finishPlan(plan.id, notStarted > 0 ? 'interrupted' : failures.length ? 'failed' : 'succeeded');
@@ -216,37 +294,44 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   }
   const elapsedMs = Date.now() - started;
   failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
-  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}) });
-  return { planId: plan.id, succeeded, failed: failures, steps, elapsedMs, notStarted };
+  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, stepsFailed, stepsSkipped, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}) });
+  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, rollouts };
 }
 
 
 /**
- * Takes the plan's fleet locks. A lock held by a process of this same host
- * that no longer runs (an apply killed with SIGKILL) cannot be renewed by
- * anyone, so it is broken at once instead of making the next apply wait for
- * its lease to run out; a holder on another host is only ever waited for.
+ * Takes the locks of `fleets` (all or none). A lock held by a process of
+ * this same host that no longer runs (an apply killed with SIGKILL) cannot
+ * be renewed by anyone, so it is broken at once instead of making the next
+ * apply wait for its lease to run out; a holder on another host is only ever
+ * waited for (up to `timeoutMs`). fleet apply without a plan file calls this
+ * before it plans (lock, then plan), so a waiter plans on what the holder
+ * left; applyPlan calls it for a saved plan.
  * Breaking it is safe: this apply's lock gets a newer fencing token, and the
  * authority vetoes the dead apply's runs still queued at a DMZ client
  * (docs/recovery.md, "Fencing").
  */
-async function acquire(opts: ApplyOptions, actor: string, emit: (e: ApplyEvent) => void): Promise<LockHandle> {
-  const { plan, record } = opts;
+export async function lockFleets(
+  record: FleetRecord,
+  stack: string,
+  fleets: readonly string[],
+  opts: { actor: string; planId: string; timeoutMs?: number; leaseMs?: number; onEvent?: (e: ApplyEvent) => void },
+): Promise<LockHandle> {
   const take = () =>
-    record.acquireLocks(plan.stack, plan.fleets, { who: actor, host: hostname(), planId: plan.id, pid: process.pid }, {
-      timeoutMs: opts.lockTimeoutMs ?? 0,
+    record.acquireLocks(stack, fleets, { who: opts.actor, host: hostname(), planId: opts.planId, pid: process.pid }, {
+      timeoutMs: opts.timeoutMs ?? 0,
       ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}),
     });
   try {
     return await take();
   } catch (err) {
     if (!(err instanceof FleetError) || err.diagnostics[0]?.code !== 'record.lock-held') throw err;
-    const scope = new Set(plan.fleets);
-    const dead = (await record.listLocks(plan.stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid));
+    const scope = new Set(fleets);
+    const dead = (await record.listLocks(stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid));
     if (dead.length === 0) throw err;
     for (const l of dead) {
       await record.forceUnlock(l.lockId);
-      emit({ type: 'lock-broken', lockId: l.lockId, fleet: l.fleet, holder: `${l.who} pid ${l.pid}` });
+      opts.onEvent?.({ type: 'lock-broken', lockId: l.lockId, fleet: l.fleet, holder: `${l.who} pid ${l.pid}` });
     }
     return take();
   }
@@ -371,7 +456,7 @@ async function runMember(
   answered: () => void,
   lane: RunLane | undefined,
   fencingToken: number,
-): Promise<{ steps: number; elapsedMs: number; failure?: MemberFailure }> {
+): Promise<{ steps: number; skipped: number; elapsedMs: number; failure?: MemberFailure }> {
   const { plan, record } = opts;
   const began = performance.now();
   let elapsedMs = 0;
@@ -457,6 +542,7 @@ async function runMember(
     await written;
     return {
       steps: done,
+      skipped: rows.length - k - 1,
       elapsedMs,
       failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d },
     };
@@ -475,5 +561,5 @@ async function runMember(
       await record.updateVm(id, row.version, { specHash: change.specHash, desiredState: change.to }, { actor: opts.actor ?? defaultActor(), planId: plan.id });
     }
   }
-  return { steps: done, elapsedMs };
+  return { steps: done, skipped: 0, elapsedMs };
 }

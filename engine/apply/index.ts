@@ -2,3 +2,4 @@ export * from './executor.ts';
 export * from './progress.ts';
 export * from './session.ts';
 export * from "./refresh.ts";
+export * from './saved-plan.ts';

@@ -9,7 +9,7 @@ const events: ApplyEvent[] = [
   { type: 'step', address: 'web/0', dataCenter: 'miami', from: 'B', to: 'C', operation: 'none', status: 'done' },
   { type: 'member', address: 'web/0', dataCenter: 'miami', action: 'create', status: 'done', elapsedMs: 101 },
   { type: 'member', address: 'web/1', dataCenter: 'richmond', action: 'create', status: 'failed', elapsedMs: 87, detail: 'no' },
-  { type: 'summary', planId: 'p', succeeded: 1, failed: 1, steps: 2, elapsedMs: 10 },
+  { type: 'summary', planId: 'p', succeeded: 1, failed: 1, steps: 2, stepsFailed: 1, stepsSkipped: 0, elapsedMs: 10 },
 ];
 
 function run(mode: ProgressMode): string {
@@ -67,5 +67,42 @@ describe('apply progress', () => {
     expect(text).toContain('\x1b[2A');
     expect(text).toContain('miami    [########################] 100% 2/2 steps, 1/1 VMs');
     expect(text).toContain('richmond [........................]   0% 0/2 steps, 1/1 VMs, 1 failed');
+  });
+});
+
+describe('apply progress of a rollout', () => {
+  const waveEvents: ApplyEvent[] = [
+    { type: 'start', planId: 'p', members: 2, steps: 4, perDataCenter: { miami: { members: 2, steps: 4 } } },
+    { type: 'wave-start', fleet: 'web', wave: 1, waves: 2, members: ['web/0'] },
+    { type: 'member', address: 'web/0', dataCenter: 'miami', action: 'replace', status: 'done', elapsedMs: 5 },
+    { type: 'wave-done', fleet: 'web', wave: 1, waves: 2, succeeded: 1, failed: 0, status: 'done' },
+    { type: 'wave-start', fleet: 'web', wave: 2, waves: 2, members: ['web/1'] },
+    { type: 'member', address: 'web/1', dataCenter: 'miami', action: 'replace', status: 'failed', elapsedMs: 5, detail: 'no' },
+    { type: 'wave-done', fleet: 'web', wave: 2, waves: 2, succeeded: 0, failed: 1, status: 'failed' },
+  ];
+  const runWaves = (mode: ProgressMode) => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    const p = createProgress(mode, out, { intervalMs: 60_000, now: () => 0 });
+    for (const e of waveEvents) p.onEvent(e);
+    p.finish();
+    return text;
+  };
+
+  it('plain: a line as each wave starts and ends', () => {
+    const lines = runWaves('plain').split('\n').filter((l) => l.includes('rollout'));
+    expect(lines).toEqual([
+      'apply: rollout web wave 1/2 started: 1 member',
+      'apply: rollout web wave 1/2 done: 1 done, 0 failed',
+      'apply: rollout web wave 2/2 started: 1 member',
+      'apply: rollout web wave 2/2 failed: 0 done, 1 failed',
+    ]);
+  });
+
+  it('tty: a bar for the rollout\'s current wave, below the data centers', () => {
+    const text = runWaves('tty');
+    const last = text.split('\x1b[2K').at(-1)!;
+    expect(last).toBe('web wave 2/2 [########################] 0/1 VMs, 1 failed (wave failed)\n');
   });
 });

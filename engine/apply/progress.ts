@@ -2,8 +2,10 @@
 // | output          | what                                                        |
 // | --------------- | ----------------------------------------------------------- |
 // | --format json   | one JSON event per line on stdout                           |
-// | a TTY (stderr)  | one progress bar per data center, redrawn in place          |
-// | otherwise (CI)  | a plain line per data center every few seconds, and at end  |
+// | a TTY (stderr)  | one progress bar per data center, and one per rollout's     |
+// |                 | current wave, redrawn in place                              |
+// | otherwise (CI)  | a plain line per data center every few seconds, and at end; |
+// |                 | a line as each rollout wave starts and ends                 |
 import type { Writable } from 'node:stream';
 import type { ApplyEvent } from './executor.ts';
 
@@ -23,9 +25,20 @@ export interface Progress {
   finish(): void;
 }
 
+/** The wave a rollout is in, and how far its members got. */
+interface WaveProgress {
+  wave: number;
+  waves: number;
+  members: Set<string>;
+  done: number;
+  failed: number;
+  status: 'running' | 'done' | 'failed' | 'stopped';
+}
+
 export function createProgress(mode: ProgressMode, out: Writable, opts: { intervalMs?: number; now?: () => number } = {}): Progress {
   if (mode === 'json') return jsonProgress(out);
   const dcs = new Map<string, DcProgress>();
+  const waves = new Map<string, WaveProgress>();
   const now = opts.now ?? Date.now;
   const start = now();
   let drawnLines = 0;
@@ -41,11 +54,21 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
     return `${name.padEnd(width)} [${'#'.repeat(full)}${'.'.repeat(n - full)}] ${String(Math.round(share * 100)).padStart(3)}% ${tail}`;
   };
 
+  const waveBar = (fleet: string, w: WaveProgress): string => {
+    const n = 24;
+    const total = w.members.size || 1;
+    const full = Math.round(((w.done + w.failed) / total) * n);
+    const tail = { running: '', done: ' (done)', failed: ' (wave failed)', stopped: ' (rollout stopped)' }[w.status];
+    return `${fleet} wave ${w.wave}/${w.waves} [${'#'.repeat(full)}${'.'.repeat(n - full)}] ${w.done}/${w.members.size} VMs${w.failed ? `, ${w.failed} failed` : ''}${tail}`;
+  };
+
   const draw = () => {
     if (!dirty) return;
     dirty = false;
     const width = Math.max(0, ...[...dcs.keys()].map((k) => k.length));
     const lines = [...dcs].sort(([a], [b]) => a.localeCompare(b)).map(([name, p]) => line(name, p, width));
+    // Plain output says each wave as it starts and ends (in onEvent); only a TTY redraws them.
+    if (mode === 'tty') lines.push(...[...waves].sort(([a], [b]) => a.localeCompare(b)).map(([fleet, w]) => waveBar(fleet, w)));
     if (mode === 'tty') {
       // Move up over what we drew last time and redraw in place.
       const up = drawnLines > 0 ? `\x1b[${drawnLines}A` : '';
@@ -76,6 +99,23 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
         if (p) {
           p.membersDone++;
           if (e.status === 'failed') p.failed++;
+        }
+        for (const w of waves.values()) {
+          if (!w.members.has(e.address) || w.status !== 'running') continue;
+          if (e.status === 'failed') w.failed++;
+          else w.done++;
+        }
+        dirty = true;
+      } else if (e.type === 'wave-start') {
+        waves.set(e.fleet, { wave: e.wave, waves: e.waves, members: new Set(e.members), done: 0, failed: 0, status: 'running' });
+        if (mode === 'plain') out.write(`apply: rollout ${e.fleet} wave ${e.wave}/${e.waves} started: ${e.members.length} member${e.members.length === 1 ? '' : 's'}\n`);
+        dirty = true;
+      } else if (e.type === 'wave-done') {
+        const w = waves.get(e.fleet);
+        if (w) w.status = e.status;
+        if (mode === 'plain') {
+          const detail = e.detail ? `; ${e.detail}` : '';
+          out.write(`apply: rollout ${e.fleet} wave ${e.wave}/${e.waves} ${e.status}: ${e.succeeded} done, ${e.failed} failed${detail}\n`);
         }
         dirty = true;
       }

@@ -5,16 +5,56 @@
 // `fleet refresh --check` (write: false) reports the same differences and
 // writes nothing: a one-edge difference is then `edge`, not `recorded`.
 import { FleetError } from '../diags/index.ts';
+import type { Lifecycle } from '../policy/types.ts';
+import type { FleetRecord, VmRow } from '../record/types.ts';
 import type { ActualVm } from '../../protocol/index.ts';
 import type { StackSession } from './session.ts';
 
 /**
+ * Where a VM the cloud does not hold (any more) is recorded, so the record
+ * is never left saying it runs:
+ *
+ * | the record's state                  | recorded                                   | then the planner              |
+ * | ----------------------------------- | ------------------------------------------ | ----------------------------- |
+ * | a failure state (BootFailed)        | stays, with no cloud id                    | deletes it along the recovery |
+ * |                                     |                                            | edges, creates it again       |
+ * | one edge from a failure state       | that edge (Starting -> BootFailed), no     | as above                      |
+ * | (Starting, BeingCreated)            | cloud id                                   |                               |
+ * | any other (Running, PoweredOff, …)  | the terminal state (Deleted), retired      | creates the member again      |
+ *
+ * The last row is not an edge of the diagram: nothing carried the VM there,
+ * it is gone; the history row (outcome `drift`) says so.
+ */
+export function missingOutcome(lc: Lifecycle, state: string): { to: string; retire: boolean } {
+  if (lc.failure.includes(state)) return { to: state, retire: false };
+  const failure = lc.failure.find((f) => lc.allows(state, f));
+  if (failure) return { to: failure, retire: false };
+  return { to: lc.terminal[0], retire: true };
+}
+
+/** Records a VM its data center does not hold as missingOutcome says, with a history row; returns what was recorded. */
+export async function recordMissing(record: FleetRecord, lc: Lifecycle, vm: VmRow, ctx: { actor: string; why: string }): Promise<string> {
+  const { to, retire } = missingOutcome(lc, vm.state);
+  const detail = `${ctx.why}: ${vm.dataCenter} has no VM ${vm.cloudId ?? vm.id}`;
+  if (to === vm.state) {
+    const row = await record.updateVm(vm.id, vm.version, { cloudId: null }, { actor: ctx.actor });
+    await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: ctx.actor, detail: `${detail}; kept in ${vm.state} with no cloud VM, so the next plan deletes it and creates it again` }, row.version);
+    return `${vm.state}, with no cloud VM: the next plan deletes it and creates it again`;
+  }
+  await record.transitionVm(vm.id, vm.version, to, { actor: ctx.actor, outcome: 'drift', detail: `${detail}; recorded ${to}` }, { cloudId: null, ...(retire ? { retire: true } : {}) });
+  return retire ? `${to}: the next plan creates ${vm.address} again` : `${to}, with no cloud VM: the next plan deletes it and creates it again`;
+}
+
+/**
  * | kind          | what                                                              |
  * | ------------- | ----------------------------------------------------------------- |
- * | recorded      | one diagram edge away; refresh recorded the transition            |
- * | edge          | one diagram edge away; --check: refresh would record it           |
- * | not-an-edge   | the cloud's state is not one edge from the record's; left as is   |
- * | missing       | the record holds the VM, the data center does not                 |
+ * | recorded      | one diagram edge away, or several along the diagram's path (never |
+ * |               | into a failure state); refresh recorded each transition           |
+ * | edge          | as recorded; --check: refresh would record it                     |
+ * | not-an-edge   | no path of the diagram leads from the record's state to the       |
+ * |               | cloud's (or only through a failure state); left as is            |
+ * | missing       | the record holds the VM, the data center does not; refresh        |
+ * |               | records where that leaves it (missingOutcome), --check says where |
  * | unknown       | the data center runs a VM the record does not know                |
  * | unreachable   | the data center's DMZ client did not answer (an error, not drift) |
  */
@@ -65,19 +105,42 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
         if (!a) {
           // Before createVm has run there is nothing in the cloud to find.
           if (vm.cloudId === null || lc.isTerminal(vm.state)) continue;
-          drift.push({ kind: 'missing', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: null, detail: `the record holds ${vm.address} (${vm.cloudId}) in ${vm.state}, but ${dc.name} has no such VM` });
-          if (write) await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: opts.actor, detail: `refresh: not found in ${dc.name}` });
+          const what = `the record holds ${vm.address} (${vm.cloudId}) in ${vm.state}, but ${dc.name} has no such VM`;
+          if (write) {
+            const recorded = await recordMissing(record, lc, vm, { actor: opts.actor, why: 'refresh' });
+            drift.push({ kind: 'missing', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: null, detail: `${what}; recorded ${recorded}` });
+          } else {
+            const { to } = missingOutcome(lc, vm.state);
+            drift.push({ kind: 'missing', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: null, detail: `${what}; \`fleet refresh\` would record ${to}` });
+          }
           continue;
         }
         if (a.observedState === vm.state) continue;
-        if (lc.allows(vm.state, a.observedState)) {
+        // One edge, or several along the diagram's path (never into a failure
+        // state): recorded edge by edge, each a history row, so the next plan
+        // starts from the observed state.
+        const path = lc.allows(vm.state, a.observedState) ? [vm.state, a.observedState] : lc.path(vm.state, a.observedState);
+        if (path && !lc.isTerminal(a.observedState)) {
+          const edges = path.length - 1;
+          const walk = path.join(' -> ');
           drift.push(
             write
-              ? { kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded ${vm.state} -> ${a.observedState}` }
-              : { kind: 'edge', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `${dc.name} reports ${a.observedState}, one edge from ${vm.state}; \`fleet refresh\` would record it` },
+              ? { kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded ${walk}` }
+              : {
+                  kind: 'edge',
+                  dataCenter: dc.name,
+                  address: vm.address,
+                  recordState: vm.state,
+                  actualState: a.observedState,
+                  detail: `${dc.name} reports ${a.observedState}, ${edges === 1 ? `one edge from ${vm.state}` : `${edges} edges from ${vm.state} (${walk})`}; \`fleet refresh\` would record it`,
+                },
           );
           if (write) {
-            await record.transitionVm(vm.id, vm.version, a.observedState, { actor: opts.actor, outcome: 'drift', detail: `refresh: ${dc.name} reports ${a.observedState}` });
+            let version = vm.version;
+            for (let i = 1; i < path.length; i++) {
+              const why = edges === 1 ? '' : ` (edge ${i} of ${edges} along ${walk})`;
+              version = (await record.transitionVm(vm.id, version, path[i], { actor: opts.actor, outcome: 'drift', detail: `refresh: ${dc.name} reports ${a.observedState}${why}` })).version;
+            }
           }
         } else {
           drift.push({
@@ -98,4 +161,52 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
   );
   drift.sort((a, b) => a.dataCenter.localeCompare(b.dataCenter) || a.address.localeCompare(b.address, 'en', { numeric: true }));
   return { checked, drift };
+}
+
+/** Above this many VMs in one data center, checkCloud lists the data center once instead of asking for each VM. */
+const GET_EACH_LIMIT = 16;
+
+/**
+ * Before fleet apply carries a fresh plan out (under its locks): are the
+ * VMs the plan acts on still in their data centers? A VM that is gone (a
+ * boot denied and the VM terminated, a VM deleted by hand) is recorded as
+ * missingOutcome says, so the plan made again recovers it (delete and
+ * create again, or create again) instead of failing at its first cloud call.
+ * A data center that does not answer is left out (the apply fails there
+ * with its own diagnostic). Returns the VMs recorded.
+ */
+export async function checkCloud(session: StackSession, vms: readonly VmRow[], opts: { actor: string }): Promise<DriftEntry[]> {
+  const lc = session.pack.lifecycle;
+  const out: DriftEntry[] = [];
+  const byDc = new Map<string, VmRow[]>();
+  for (const vm of vms) {
+    if (vm.cloudId === null || lc.isTerminal(vm.state)) continue;
+    const list = byDc.get(vm.dataCenter) ?? [];
+    list.push(vm);
+    byDc.set(vm.dataCenter, list);
+  }
+  await Promise.all(
+    [...byDc].map(async ([dc, list]) => {
+      const provider = session.providers.get(dc);
+      if (!provider) return;
+      let present: (vm: VmRow) => Promise<boolean>;
+      try {
+        if (list.length > GET_EACH_LIMIT) {
+          const ids = new Set((await provider.listVms()).filter((a) => a.status === 'present').map((a) => a.vmId));
+          present = async (vm) => ids.has(vm.id);
+        } else {
+          present = async (vm) => (await provider.getVm(vm.id))?.status === 'present';
+        }
+        for (const vm of list) {
+          if (await present(vm)) continue;
+          const recorded = await recordMissing(session.record, lc, vm, { actor: opts.actor, why: 'apply found it missing' });
+          out.push({ kind: 'missing', dataCenter: dc, address: vm.address, recordState: vm.state, actualState: null, detail: `${dc} has no VM ${vm.cloudId}; recorded ${recorded}` });
+        }
+      } catch {
+        // Unreachable, or the VM moved meanwhile: the apply reports its own failure there.
+      }
+    }),
+  );
+  out.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
+  return out;
 }

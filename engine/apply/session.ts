@@ -3,10 +3,13 @@
 // client). For data centers with `address: embedded` the authority and a sim
 // DMZ client are started in-process on loopback ports; the CLI still talks
 // to them over HTTP.
+import { resolve } from 'node:path';
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
 import { openRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
 import { loadStack, type LoadedFleet, type LoadedStack } from '../spec/index.ts';
+import type { LoadedDataCenter } from '../spec/types.ts';
+import { cliTokenEnv, loadClientTls, type ClientTls } from '../transport/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { connectProvider, type ConnectedProvider } from '../../providers/provider.ts';
 
@@ -19,6 +22,12 @@ export interface StackSession {
   record: FleetRecord;
   /** One per data center, each over its own batch client to the data center's DMZ client. */
   providers: Map<string, ConnectedProvider>;
+  /**
+   * One apply.token-missing per data center of `dataCenters` reached at a
+   * URL whose token variable is unset or empty: checked before an apply
+   * starts, so no member is attempted without the token it will need.
+   */
+  missingTokens(dataCenters: Iterable<string>): Diagnostic[];
   close(): Promise<void>;
 }
 
@@ -56,6 +65,45 @@ export function retryBudgetFrom(env: NodeJS.ProcessEnv): number | undefined {
   return Number(v);
 }
 
+/** A data center's token variable is unset: where (stack.yaml) and which variable. */
+function tokenMissing(dc: LoadedDataCenter): Diagnostic {
+  const envName = cliTokenEnv(dc);
+  const named = dc.auth?.tokenEnv ? 'named by its auth.tokenEnv in stack.yaml' : `the default; name another with auth.tokenEnv in stack.yaml`;
+  return diag('apply.token-missing', `Data center ${dc.name} is reached at ${dc.address}: set ${envName} (${named}) to the bearer token of its DMZ client.`, dc.where);
+}
+
+/**
+ * The CA bundle and client certificate the CLI uses for a data center's DMZ
+ * client (`auth.clientCert`, paths relative to stack.yaml), loaded and
+ * checked now (readable, PEM, key matches, in date) so a bad file fails the
+ * command before any request. Pushes its problems to `out`.
+ */
+function clientTlsOf(stack: LoadedStack, dc: LoadedDataCenter, out: Diagnostic[]): ClientTls | undefined {
+  const c = dc.auth?.clientCert;
+  if (!c) return undefined;
+  const i = stack.dataCenters.indexOf(dc);
+  const at = (k: string) => `${stack.file}: dataCenters[${i}].auth.clientCert.${k}`;
+  if (!dc.address.startsWith('https://')) {
+    out.push(
+      diag(
+        'tls.plain-address',
+        `Data center ${dc.name} has auth.clientCert, but its address ${dc.address} is not https://: the certificate would never be presented and the token would cross the network in clear text. Give the DMZ client's https:// address.`,
+        dc.where,
+      ),
+    );
+    return undefined;
+  }
+  const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(stack.dir, p));
+  const { tls, diagnostics } = loadClientTls(
+    { ca: abs(c.caFile), cert: abs(c.certFile), key: abs(c.keyFile) },
+    { ca: at('caFile'), cert: at('certFile'), key: at('keyFile') },
+    {},
+    stack.file,
+  );
+  out.push(...diagnostics);
+  return tls;
+}
+
 export async function openSession(stackDir: string, opts: SessionOptions): Promise<StackSession> {
   const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
   const record = await openRecord(stack.recordUrl);
@@ -67,41 +115,45 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
     const providers = new Map<string, ConnectedProvider>();
     const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
     const timeout = { ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}), ...(budget !== undefined ? { retryBudgetMs: budget } : {}) };
-    const embedded = stack.dataCenters.some((dc) => dc.address === 'embedded');
-    if (embedded) {
+    const embedded = stack.dataCenters.filter((dc) => dc.address === 'embedded').map((dc) => dc.name);
+    if (embedded.length > 0) {
       // Loaded on use: the authority, Fastify and the sim (~100 ms of CPU to
       // import) are not needed when every data center is reached at its URL.
       const { startEmbedded } = await import('../../providers/embedded.ts');
-      const services = await startEmbedded({ stack, pack, record, busyTimeoutMs: (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000 });
+      const services = await startEmbedded({ stack, pack, record, dataCenters: embedded, busyTimeoutMs: (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000 });
       closers.push(() => services.close());
       for (const [name, c] of services.clients) {
         providers.set(name, connectProvider({ dataCenter: name, url: c.url, token: () => c.token, lifecycle: pack.lifecycle, ...timeout }));
       }
     }
+    const tlsProblems: Diagnostic[] = [];
     for (const dc of stack.dataCenters) {
-      if (dc.address === 'embedded' || providers.has(dc.name)) continue;
-      const envName = dc.auth?.tokenEnv;
+      if (dc.address === 'embedded') continue;
+      const envName = cliTokenEnv(dc);
+      const tls = clientTlsOf(stack, dc, tlsProblems);
       providers.set(
         dc.name,
         connectProvider({
           dataCenter: dc.name,
           url: dc.address,
           lifecycle: pack.lifecycle,
-          ...(envName ? { tokenEnv: envName } : {}),
+          tokenEnv: envName,
           ...timeout,
+          ...(tls ? { tls } : {}),
           token: () => {
-            const token = envName ? opts.env[envName] : undefined;
-            if (!token) {
-              throw new FleetError(
-                diag('apply.token-missing', `Data center ${dc.name} needs a bearer token in the environment variable ${envName ?? '(auth.tokenEnv is not set in stack.yaml)'}.`, dc.where),
-              );
-            }
+            const token = opts.env[envName];
+            if (!token) throw new FleetError(tokenMissing(dc));
             return token;
           },
         }),
       );
     }
-    return { stack, pack, fleets, warnings, record, providers, close };
+    if (tlsProblems.length > 0) throw new FleetError(tlsProblems);
+    const missingTokens = (dataCenters: Iterable<string>): Diagnostic[] => {
+      const wanted = new Set(dataCenters);
+      return stack.dataCenters.filter((dc) => wanted.has(dc.name) && dc.address !== 'embedded' && !opts.env[cliTokenEnv(dc)]).map(tokenMissing);
+    };
+    return { stack, pack, fleets, warnings, record, providers, missingTokens, close };
   } catch (err) {
     await close();
     throw err;

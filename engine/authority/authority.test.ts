@@ -717,10 +717,12 @@ describe('authority: advance (a report or a create, and the next edges\' authori
     const second = await core.advance('miami', { report: reportOf(resize, { size }), next: [transition(id, 'PoweredOff', 'PoweredOn')] });
     expect(second.report).toMatchObject({ effect: 'moved', vm: { state: 'PoweredOff', size } });
     expect(second.next[0].authorize).toMatchObject({ decision: 'approved', operation: 'powerOn' });
-    expect(calls).toEqual(['updateVm', 'addHistoryMany']);
-    expect((await historyOf(id)).slice(-2).map((h) => [h.from, h.to, h.detail])).toEqual([
-      ['PoweredOff', 'PoweredOff', 'intent approved: resize to 4 cpu / 8 GiB / 10 GiB disk'],
-      ['PoweredOff', 'PoweredOn', 'intent approved: powerOn'],
+    // The resize's own row (it moves no state, so no transition carries it), then next's intent.
+    expect(calls).toEqual(['updateVm', 'addHistoryMany', 'addHistoryMany']);
+    expect((await historyOf(id)).slice(-3).map((h) => [h.from, h.to, h.actor, h.detail])).toEqual([
+      ['PoweredOff', 'PoweredOff', 'authority', 'intent approved: resize to 4 cpu / 8 GiB / 10 GiB disk'],
+      ['PoweredOff', 'PoweredOff', 'dmz-client:miami', 'resize done: resized to 4 cpu / 8 GiB / 10 GiB disk'],
+      ['PoweredOff', 'PoweredOn', 'authority', 'intent approved: powerOn'],
     ]);
   });
 });
@@ -825,6 +827,34 @@ describe('authority: approvals ahead (advance with ahead: the edges after the on
       ...[on, boot, ready].flatMap((e) => [
         [e.to, 'authority', e.requestId],
         [e.to, 'dmz-client:miami', e.requestId],
+      ]),
+    ]);
+  });
+
+  it('a resize approved ahead: its report writes its own row and the next edge\'s intent, and every later edge\'s intent follows (history holds every step)', async () => {
+    const { core } = counted();
+    const id = await coreVm(core, TO_RUNNING.slice(0, 2));
+    const made = transition(id, 'BeingCreated', 'PoweredOff');
+    expect((await core.authorize('miami', made)).operation).toBe('createVm');
+    const size = { cpu: 4, memoryGiB: 8, diskGiB: 10 };
+    const resize = transition(id, 'PoweredOff', 'PoweredOff', { kind: 'resize', size });
+    const [on, boot, ready] = TO_RUNNING.slice(3).map((to, k) => transition(id, TO_RUNNING[k + 2], to));
+    const res = await core.advance('miami', { report: reportOf(made, { cloudId: 'c-resize' }), next: [resize, on, boot, ready], ahead: true });
+    expect(res.next.map((s) => [s.authorize.operation, s.ahead])).toEqual([
+      ['resize', undefined],
+      ['powerOn', true],
+      ['boot', true],
+      ['awaitReady', true],
+    ]);
+    expect((await core.report('miami', reportOf(resize, { size }))).effect).toBe('moved');
+    for (const e of [on, boot]) expect((await core.report('miami', reportOf(e))).effect).toBe('moved');
+    expect((await core.report('miami', reportOf(ready))).vm).toMatchObject({ state: 'Running', size });
+    // Before the fix, history stopped at the resize's intent: no resize done, no intent of the edges approved ahead after it.
+    expect((await historyOf(id)).slice(-9).map((h) => [h.from, h.to, h.actor, h.requestId])).toEqual([
+      ['BeingCreated', 'PoweredOff', 'dmz-client:miami', made.requestId],
+      ...[resize, on, boot, ready].flatMap((e) => [
+        [e.from, e.to, 'authority', e.requestId],
+        [e.from, e.to, 'dmz-client:miami', e.requestId],
       ]),
     ]);
   });

@@ -517,6 +517,16 @@ export class Authority {
         if (judged.resize) {
           const size = req.size!;
           const updated = await this.o.record.updateVm(row.id, row.version, { size }, { ...ctx, detail: `resized to ${historySize(size)}` });
+          // A resize moves no state, so no transition row carries its outcome
+          // or the intent of the edge approved ahead after it: both are
+          // history rows of their own (else history stops at the resize's
+          // intent, and the rest of the chain's intents are never written).
+          const done = `${req.detail ?? 'resize done'}: resized to ${historySize(size)}`;
+          const rows: HistoryItem[] = [{ vmId: row.id, row: { from: row.state, to: row.state, ...reportCtx(caller, req, 'ok', done) } }];
+          if (following) rows.push({ vmId: row.id, row: { from: row.state, outcome: 'ok', ...following.intent } });
+          const problems = (await this.o.record.addHistoryMany(rows)).filter((p) => p !== undefined);
+          if (problems.length > 0) throw problems[0];
+          if (following) this.ahead.shift(req.vmId);
           this.rows.remember(updated);
           this.pending.delete(req.requestId);
           return answer(updated, 'moved');

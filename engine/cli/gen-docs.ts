@@ -68,6 +68,8 @@ export function renderCliDoc(): string {
     '| `fleet refresh [--check] --format json` | [refresh-output.schema.json](../specs/schema/refresh-output.schema.json) |',
     '| `fleet state list --format json` | [state-list-output.schema.json](../specs/schema/state-list-output.schema.json) |',
     '| `fleet state show --format json` | [state-show-output.schema.json](../specs/schema/state-show-output.schema.json) |',
+    '| `fleet state rm --format json` | [state-rm-output.schema.json](../specs/schema/state-rm-output.schema.json) |',
+    '| `fleet import --format json` | [import-output.schema.json](../specs/schema/import-output.schema.json) |',
     '| `fleet history --format json` | [history-output.schema.json](../specs/schema/history-output.schema.json) |',
     '| `fleet unlock --format json` | [unlock-output.schema.json](../specs/schema/unlock-output.schema.json) |',
     '| every diagnostic | [diagnostic.schema.json](../specs/schema/diagnostic.schema.json) |',

@@ -10,3 +10,4 @@ export * from './operation.ts';
 export * from './replace-order.ts';
 export * from './basis.ts';
 export * from './plan-document.ts';
+export * from './rollout.ts';

@@ -4,6 +4,7 @@
 import type { Fleet } from '../../specs/types/fleet.ts';
 import type { DataCenter, Stack } from '../../specs/types/stack.ts';
 import type { Where } from '../diags/index.ts';
+import type { RolloutSpec } from './rollout.ts';
 
 export interface Location {
   lat: number;
@@ -65,6 +66,8 @@ export interface LoadedFleet {
   state: string;
   encryptedDisk: boolean;
   protect: boolean;
+  /** spec.rollout as written (every key optional; the planner fills the defaults from the pack's max-disruption rule). Not part of specHash: changing it changes no member. */
+  rollout: RolloutSpec;
   /** Hash of everything a member's VM is built from (image, size, hardware, encryptedDisk); a change means update or replace. */
   specHash: string;
   /** Where the document starts, and per JSON path (`spec.count`) where each node is. */

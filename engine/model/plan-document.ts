@@ -81,6 +81,13 @@ export interface Change {
   vmId?: string;
   specHash: string;
   encryptedDisk: boolean;
+  /**
+   * The rollout wave the change belongs to (1, 2, …; the fleet's entry in
+   * the plan's `rollouts`): apply starts a wave only once every member of
+   * the one before is back in its desired state. Absent: not waved (creates,
+   * deletes, members not serving), run beside the first wave.
+   */
+  wave?: number;
   /** A delete of the deposed (old) VM of a replace that did not finish; its address also has a current VM. */
   deposed?: boolean;
 }
@@ -105,6 +112,35 @@ export interface Grant {
 }
 
 
+/** One wave of a fleet's rollout. */
+export interface RolloutWave {
+  /** 1, 2, … in the order they run. */
+  wave: number;
+  /** Addresses of the members the wave takes out of service or replaces, in index order. */
+  members: string[];
+  /** How many of them go out of service (resize, transition, delete-before-create replace). */
+  unavailable: number;
+  /** How many are replaced by a surge VM first (create-before-delete). */
+  surge: number;
+  /** Members out of service already (a stopped rollout's), brought back in this wave; they hold its places. */
+  returning?: string[];
+}
+
+/**
+ * How a fleet's disruptive changes are rolled out (docs/rollouts.md): the
+ * settings as counts, and the waves in order. Apply stops the rollout once
+ * `failureThreshold` members failed.
+ */
+export interface Rollout {
+  fleet: string;
+  maxUnavailable: number;
+  maxSurge: number;
+  failureThreshold: number;
+  /** Where the settings came from, for display only. */
+  reason: string;
+  waves: RolloutWave[];
+}
+
 export interface PlanDocument {
   formatVersion: '1';
   /** Random id; apply journals every step under it. */
@@ -115,12 +151,39 @@ export interface PlanDocument {
   policyPack: string;
   /** Fleets in scope (after --target / --exclude). */
   fleets: string[];
-  options: { targets: string[]; excludes: string[]; allowDestroy: string[]; refresh: boolean };
+  /** `targets` may name fleets or members (`web/3`); `replace`: members forced to be replaced (`--replace`), absent when none. */
+  options: { targets: string[]; excludes: string[]; allowDestroy: string[]; refresh: boolean; replace?: string[] };
   basis: PlanBasis;
   changes: Change[];
   policy: { violations: Violation[]; grants: Grant[] };
+  /** The rollout of each fleet with disruptive changes, by fleet name; absent when there is none (and in plans made before rollouts). */
+  rollouts?: Rollout[];
   /** Counts per action, every action present (0 when none). */
   summary: Record<Action, number>;
   /** True when a mandatory violation exists: the plan cannot be applied. */
   blocked: boolean;
+  /**
+   * Who vouches for a saved plan: present in what `fleet plan --out` writes,
+   * absent from a fresh plan that never leaves the process. Made and checked
+   * by engine/plan/integrity.ts; `fleet apply PLANFILE` refuses a plan
+   * without a seal that verifies.
+   */
+  seal?: PlanSeal;
+}
+
+/**
+ * A saved plan's seal (engine/plan/integrity.ts): an HMAC over the plan's
+ * canonical content (every field but the seal) under a key only the
+ * stack's record holds. The key itself is never in the plan.
+ */
+export interface PlanSeal {
+  alg: 'hmac-sha256';
+  /** The record's stack id (a random id made once per stack in its record). */
+  stackId: string;
+  /** Which key signed it. */
+  keyId: string;
+  /** sha256 hex of the canonical content: what `fleet apply` checks the file against. */
+  digest: string;
+  /** base64url HMAC-SHA256 over the stack id and digest under the key. */
+  signature: string;
 }

@@ -17,7 +17,7 @@ function sealed(name = '05-scale-down'): PlanDocument & { seal: ReturnType<typeo
 }
 
 /** A plan file as an attacker edits it: any seal, or none. */
-type Edited = PlanDocument & { seal?: Record<string, string> };
+type Edited = Omit<PlanDocument, 'seal'> & { seal?: Record<string, string> };
 
 /** Parses the sealed plan's file text again, edits it as an attacker would, and verifies it. */
 function verifyEdited(edit: (p: Edited) => void, name?: string) {

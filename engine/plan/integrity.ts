@@ -15,20 +15,9 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { type Diagnostic, diag } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
-import type { PlanDocument } from './types.ts';
+import type { PlanDocument, PlanSeal } from './types.ts';
 
-/** What `fleet plan --out` adds to a plan: who vouches for it. */
-export interface PlanSeal {
-  alg: 'hmac-sha256';
-  /** The record's stack id (a random id made once per stack in its record). */
-  stackId: string;
-  /** Which key signed it (keys can be rotated; old ids stay verifiable while kept). */
-  keyId: string;
-  /** sha256 hex of the canonical content: what `fleet apply` and the record call the plan's digest. */
-  digest: string;
-  /** base64url HMAC-SHA256 of the digest under the key. */
-  signature: string;
-}
+export type { PlanSeal };
 
 /** A signing key: its id and secret bytes. Never written to a plan, a log or a diagnostic. */
 export interface SealKey {
@@ -51,14 +40,17 @@ export function canonicalJson(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
 }
 
+/** A plan as read from a file: its seal, if any, is not trusted to have the seal's shape. */
+type AnySeal = Omit<PlanDocument, 'seal'> & { seal?: unknown };
+
 /** The plan's content without its seal. */
-function content(plan: PlanDocument & { seal?: unknown }): Omit<PlanDocument, never> {
+function content(plan: AnySeal): Omit<PlanDocument, 'seal'> {
   const { seal: _seal, ...rest } = plan;
   return rest;
 }
 
 /** sha256 hex of the plan's canonical content (its seal left out). */
-export function planContentDigest(plan: PlanDocument & { seal?: unknown }): string {
+export function planContentDigest(plan: AnySeal): string {
   return createHash('sha256').update(canonicalJson(content(plan))).digest('hex');
 }
 
@@ -67,7 +59,7 @@ function mac(key: SealKey, digest: string, stackId: string): string {
 }
 
 /** The seal for a plan, made when it is saved. */
-export function sealPlan(plan: PlanDocument, key: SealKey, stackId: string): PlanSeal {
+export function sealPlan(plan: AnySeal, key: SealKey, stackId: string): PlanSeal {
   const digest = planContentDigest(plan);
   return { alg: 'hmac-sha256', stackId, keyId: key.id, digest, signature: mac(key, digest, stackId) };
 }
@@ -87,7 +79,7 @@ export interface VerifyContext {
  * be applied): no or malformed seal, another stack, unknown key, content that
  * does not match its digest, a signature that does not verify.
  */
-export function verifySeal(plan: PlanDocument & { seal?: unknown }, ctx: VerifyContext): Diagnostic[] {
+export function verifySeal(plan: AnySeal, ctx: VerifyContext): Diagnostic[] {
   const where = { file: ctx.file };
   const seal = plan.seal as Partial<PlanSeal> | undefined;
   if (!seal || typeof seal !== 'object') {

@@ -90,6 +90,18 @@ export function stepsAlong(lc: Lifecycle, path: readonly string[], member: Step[
   return out;
 }
 
+/**
+ * Whether steps act on a VM that exists in the cloud: their first cloud
+ * operation (the first that is not `none`) is anything but `createVm`. A VM
+ * in a failure state whose cloud VM is gone cannot be recovered by such a
+ * path (BootFailed -> PoweredOff would power off nothing); the planner then
+ * deletes it along the recovery edges and creates it again.
+ */
+export function needsCloudVm(steps: readonly Step[]): boolean {
+  const first = steps.find((s) => s.operation !== 'none');
+  return first !== undefined && first.operation !== 'createVm';
+}
+
 /** Shortest path to the nearest terminal state (ties: the pack's order of terminal states); undefined when none. */
 export function deletePath(lc: Lifecycle, state: string): string[] | undefined {
   let best: string[] | undefined;

@@ -104,6 +104,36 @@ describe('computePlan: one action per member', () => {
   });
 });
 
+describe('computePlan: every stuck member has a way out', () => {
+  // A failure state is left along the pack's recovery edges: a retry while the
+  // cloud holds the VM (or the retry creates it: CreateFailed), else the VM is
+  // deleted along them and created again at its address (cloudId null: refresh
+  // or apply found it gone). Unknown (undefined, the Pulumi provider) retries.
+  const cases: { state: string; cloudId: string | null | undefined; want: string; reason: RegExp }[] = [
+    { state: 'BootFailed', cloudId: 'sim-1', want: 'transition BootFailed>PoweredOff>PoweredOn>Starting>Running', reason: /^recover: retry from BootFailed/ },
+    { state: 'BootFailed', cloudId: undefined, want: 'transition BootFailed>PoweredOff>PoweredOn>Starting>Running', reason: /^recover: retry/ },
+    { state: 'BootFailed', cloudId: null, want: `replace ${RUN} old BootFailed>BeingDeleted>Deleted delete-before-create`, reason: /^recover: BootFailed and richmond has no VM of it/ },
+    { state: 'CreateFailed', cloudId: null, want: 'transition CreateFailed>BeingCreated>PoweredOff>PoweredOn>Starting>Running', reason: /^recover: retry from CreateFailed/ },
+  ];
+  it.each(cases)('$state with cloud id $cloudId: $want', ({ state, cloudId, want, reason }) => {
+    const row = vmRow(web, 0, { state });
+    const rec = cloudId === undefined ? (({ cloudId: _c, ...rest }) => rest as VmRow)(row) : { ...row, cloudId };
+    const plan = computePlan(input([web], [rec, vmRow(web, 1)]));
+    const c = plan.changes.find((x) => x.address === 'web/0')!;
+    expect(`${c.action} ${c.path.join('>')}${c.oldPath ? ` old ${c.oldPath.join('>')} ${c.replaceOrder}` : ''}`).toBe(want);
+    expect(c.reason).toMatch(reason);
+    // Never through a failure state but the start, and the old VM's steps go first.
+    for (const p of [c.path, c.oldPath ?? []]) expect(p.slice(1).filter((s) => s === 'BootFailed' || s === 'CreateFailed')).toEqual([]);
+    if (c.action === 'replace') expect(c.steps.map((s) => s.member)).toEqual(['old', 'old', 'new', 'new', 'new', 'new', 'new']);
+  });
+
+  it('a PoweredOff spec recovers to PoweredOff, and a lowered count deletes a gone BootFailed VM along the recovery edges', () => {
+    const off = makeFleet('web', { count: 1, state: 'PoweredOff' });
+    const plan = computePlan(input([off], [{ ...vmRow(off, 0, { state: 'BootFailed' }), cloudId: null }, { ...vmRow(off, 1, { state: 'BootFailed' }), cloudId: null }]));
+    expect(lines(plan)).toEqual(['web/0 replace richmond Requested>BeingCreated>PoweredOff', 'web/1 delete richmond BootFailed>BeingDeleted>Deleted']);
+  });
+});
+
 describe('computePlan: steps', () => {
   it('one step per edge with its operation, the resize in place at PoweredOff', () => {
     const plan = computePlan(input([makeFleet('web', { count: 1, size: { cpu: 4, memoryGiB: 8, diskGiB: 20 } })], [vmRow(web, 0)]));

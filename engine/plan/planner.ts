@@ -10,7 +10,9 @@ import { defaultPolicy } from './policy-default.ts';
 import { byName, resolveScope } from './scope.ts';
 import { ACTIONS, type Action, type Change, type Grant, type PlanDocument, type Step, type Violation, type VmSize } from './types.ts';
 import { formatVmAddress, type ReplaceOrder } from '../model/index.ts';
-import { classifyMember, deletePath, resizeState, resizeSteps, stepsAlong, type FieldDiff } from './member.ts';
+import { classifyMember, deletePath, needsCloudVm, resizeState, resizeSteps, stepsAlong, type FieldDiff } from './member.ts';
+import { assignWaves } from './waves.ts';
+import { memberTargets } from './scope.ts';
 
 export type PlanOptions = PlanDocument['options'];
 
@@ -49,7 +51,7 @@ export function memberName(stack: string, fleet: string, index: number): string 
 
 /** Key order of a change in the JSON document: the contract's order (engine/plan/types.ts). */
 const CHANGE_KEYS: readonly (keyof Change)[] = [
-  'address', 'fleet', 'index', 'name', 'dataCenter', 'action', 'from', 'to', 'path', 'oldPath', 'replaceOrder',
+  'address', 'fleet', 'index', 'name', 'dataCenter', 'action', 'from', 'to', 'path', 'oldPath', 'replaceOrder', 'wave',
   'steps', 'reason', 'image', 'size', 'diff', 'placement', 'vmId', 'specHash', 'encryptedDisk',
 ];
 
@@ -94,6 +96,10 @@ class Planner {
   private readonly touched: Map<string, number>;
   /** Capacity left per data center, less what this plan has placed; null when the capacity rule is disabled. */
   private readonly capacity: Map<string, CapacityLeft> | null;
+  /** --target web/3: per fleet targeted only by member addresses, the indexes to plan. */
+  private readonly memberTargets: Map<string, Set<number>>;
+  /** --replace: addresses whose member is replaced even when it matches its spec. */
+  private readonly forceReplace: Set<string>;
 
   constructor(input: PlanInput) {
     this.input = input;
@@ -103,6 +109,8 @@ class Planner {
     this.statePaths = new Map();
     this.images = new Map();
     this.touched = new Map();
+    this.memberTargets = memberTargets(input.options.targets);
+    this.forceReplace = new Set(input.options.replace ?? []);
     this.lc = input.pack.lifecycle;
     this.policy = input.policy ?? defaultPolicy;
     this.resizeAt = resizeState(this.lc);
@@ -144,7 +152,26 @@ class Planner {
       else for (const r of rows) this.deleteMember(r, `fleet ${name} is no longer in the specs`);
       // Scope is in name order, so only each fleet's own changes may need sorting (new members come last).
       if (this.changes.length - start > 1) sortSlice(this.changes, start, (a, b) => a.index - b.index);
+      // --target web/3: only the named members of a fleet not also targeted whole.
+      const only = this.memberTargets.get(name);
+      if (only) {
+        const kept = this.changes.slice(start).filter((c) => only.has(c.index));
+        this.changes.length = start;
+        this.changes.push(...kept);
+      }
     }
+    const waves = assignWaves({
+      changes: this.changes,
+      specs,
+      pack: input.pack,
+      lifecycle: this.lc,
+      capacity: this.capacity,
+      quotaRoom: (spec, extra) => {
+        const q = this.policy.ownerQuota(input.pack, this.ctx, spec, spec.count + extra, grantedSoFar);
+        return Math.max(0, q.granted - spec.count);
+      },
+    });
+    this.violations.push(...waves.violations);
     // The basis holds the VMs the plan acts on, in change order. A noop
     // member needs no entry: every write to a member bumps its fleet's
     // version, which the basis holds for every fleet in scope.
@@ -175,10 +202,12 @@ class Planner {
         excludes: [...input.options.excludes].sort(byName),
         allowDestroy: [...input.options.allowDestroy].sort(byName),
         refresh: input.options.refresh,
+        ...(input.options.replace?.length ? { replace: [...input.options.replace].sort(byName) } : {}),
       },
       basis: { vms: basisVms, fleets: basisFleets },
       changes: this.changes,
       policy: { violations: this.violations, grants: this.grants },
+      ...(waves.rollouts.length ? { rollouts: waves.rollouts } : {}),
       summary,
       blocked: false,
     };
@@ -289,7 +318,11 @@ class Planner {
   }
 
   private diffMember(row: PlanVmRow, spec: LoadedFleet): void {
-    const { action, diff } = classifyMember(row, spec);
+    const classified = classifyMember(row, spec);
+    const { diff } = classified;
+    // --replace ADDRESS: a new VM whatever differs (a replace covers a resize and a state change too).
+    const forced = this.forceReplace.has(row.address);
+    const action = forced ? 'replace' : classified.action;
     if (action === 'noop') {
       // The common case on a big stack: built in the document's key order, with
       // shared frozen parts, because it runs once per unchanged member.
@@ -314,7 +347,7 @@ class Planner {
       return;
     }
     this.touched.set(row.id, row.version);
-    if (action === 'replace') return this.replaceMember(row, spec, diff);
+    if (action === 'replace') return this.replaceMember(row, spec, diff, forced);
     if (action === 'update') return this.updateMember(row, spec, diff);
     this.transitionMember(row, spec);
   }
@@ -334,12 +367,24 @@ class Planner {
     return img;
   }
 
+  /**
+   * A member that only has to reach another state. Out of a failure state
+   * (the way out of every stuck VM, docs/recovery.md) the path leaves along
+   * the pack's recovery edges: a retry when the cloud still holds the VM (or
+   * the path creates it again, CreateFailed -> BeingCreated); when the record
+   * knows the cloud has no VM of it (cloudId null: refresh or apply found it
+   * missing), a retry would act on nothing, so the VM is deleted along the
+   * recovery edges and created again at the same address.
+   */
   private transitionMember(row: PlanVmRow, spec: LoadedFleet): void {
     const path = this.memberPath(row, spec.state);
     if (!path) return;
     const { lc } = this;
-    const reason = lc.failure.includes(row.state)
-      ? `retry: ${row.state} back to ${spec.state}`
+    const steps = this.steps(path, 'current');
+    const failed = lc.failure.includes(row.state);
+    if (failed && row.cloudId === null && needsCloudVm(steps)) return this.recreateMember(row, spec);
+    const reason = failed
+      ? `recover: retry from ${row.state} to ${spec.state} along the pack's recovery edges`
       : lc.requestable.includes(row.state)
         ? `desired state is ${spec.state}`
         : `continue from ${row.state}, left by an interrupted apply`;
@@ -349,8 +394,41 @@ class Planner {
       from: row.state,
       to: spec.state,
       path,
-      steps: this.steps(path, 'current'),
+      steps,
       reason,
+      vmId: row.id,
+    });
+  }
+
+  /**
+   * A member stuck in a failure state with no VM in the cloud: a replace
+   * whose old VM goes first (there is nothing to keep serving), along the
+   * recovery edges to the terminal state, and a new VM at the same address
+   * and data center.
+   */
+  private recreateMember(row: PlanVmRow, spec: LoadedFleet): void {
+    const oldEnd = deletePath(this.lc, row.state);
+    const path = this.path(this.lc.initial, spec.state);
+    if (!oldEnd || !path) {
+      this.violate('lifecycle', row.address, `no path to delete ${row.address} from ${row.state} and create it again`, 'fix the pack lifecycle');
+      return;
+    }
+    this.changes.push({
+      ...this.base(spec, row.index, row.dataCenter),
+      action: 'replace',
+      from: row.state,
+      to: spec.state,
+      path,
+      oldPath: oldEnd,
+      replaceOrder: 'delete-before-create',
+      steps: [...this.steps(oldEnd, 'old'), ...this.steps(path, 'new')],
+      reason: `recover: ${row.state} and ${row.dataCenter} has no VM of it; delete it along the recovery edges and create it again`,
+      placement: {
+        strategy: 'existing',
+        candidates: [row.dataCenter],
+        excluded: [],
+        summary: `${row.dataCenter}: the new VM stays where the member lives`,
+      },
       vmId: row.id,
     });
   }
@@ -375,7 +453,7 @@ class Planner {
     });
   }
 
-  private replaceMember(row: PlanVmRow, spec: LoadedFleet, diff: FieldDiff): void {
+  private replaceMember(row: PlanVmRow, spec: LoadedFleet, diff: FieldDiff, forced = false): void {
     const dc = this.input.stack.dataCenters.find((d) => d.name === row.dataCenter);
     const why = dc ? staticExclusion(dc, spec, this.input.pack) : `data center ${row.dataCenter} is not in the stack`;
     if (why) {
@@ -395,6 +473,7 @@ class Planner {
     const what = Object.keys(diff)
       .map((k) => (k === 'hardware' ? 'hardware traits' : k))
       .join(' and ');
+    const because = forced ? 'replaced by --replace' : `new VM for the ${what} change`;
     this.changes.push({
       ...this.base(spec, row.index, row.dataCenter),
       action: 'replace',
@@ -404,7 +483,7 @@ class Planner {
       oldPath: oldEnd,
       replaceOrder,
       steps: replaceOrder === 'create-before-delete' ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps],
-      reason: `new VM for the ${what} change${replaceOrder === 'create-before-delete' ? '' : '; the old one goes first: no capacity for both'}`,
+      reason: `${because}${replaceOrder === 'create-before-delete' ? '' : '; the old one goes first: no capacity for both'}`,
       diff,
       placement: {
         strategy: 'existing',

@@ -6,10 +6,13 @@
 // whatever their enforcement, without reading the whole stack.
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
 import { openRecord } from '../record/index.ts';
-import type { FleetRecord, PlanVmRow, UsageRow } from '../record/types.ts';
+import type { FleetRecord, PlanVmRow, StackIdentity, UsageRow } from '../record/types.ts';
 import { loadStack, type LoadResult } from '../spec/index.ts';
+import { sealPlan } from './integrity.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { resolveScope } from './scope.ts';
+import { parseVmAddress } from '../model/index.ts';
+import type { LoadedFleet } from '../spec/index.ts';
 import type { PlanDocument } from './types.ts';
 
 export interface PlanStackOptions extends Partial<PlanOptions> {
@@ -22,6 +25,12 @@ export interface PlanStackOptions extends Partial<PlanOptions> {
   record?: FleetRecord;
   /** The stack as loaded already (fleet apply's session), instead of loading it again. */
   loaded?: LoadResult;
+  /**
+   * Seal the plan with the stack's key in the record (made on first use),
+   * for `fleet plan --out`: the plan is going to a file that `fleet apply`
+   * will trust only if the seal verifies (./integrity.ts).
+   */
+  seal?: boolean;
 }
 
 export interface PlanStackResult {
@@ -49,6 +58,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     excludes: opts.excludes ?? [],
     allowDestroy: opts.allowDestroy ?? [],
     refresh: opts.refresh ?? false,
+    ...(opts.replace?.length ? { replace: [...new Set(opts.replace)] } : {}),
   };
   const t1 = performance.now();
   // Plan only reads: a PGlite record an apply holds is read from a copy (openRecord readOnly) instead of waiting for it.
@@ -57,6 +67,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   let usage: UsageRow[] | undefined;
   const fleetVersions: Record<string, number> = {};
   const owners: Record<string, string> = {};
+  let identity: StackIdentity | undefined;
   try {
     const fleetRows = await record.listFleets(stack.name);
     const specNames = fleets.map((f) => f.name);
@@ -80,6 +91,9 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     } else {
       rows = await record.listPlanVms(stack.name);
     }
+    const problems = memberProblems(options, rows, fleets, stack.name);
+    if (problems.length) throw new FleetError(problems);
+    if (opts.seal) identity = await record.stackIdentity(stack.name, { create: true });
   } finally {
     if (!opts.record) await record.close();
   }
@@ -96,6 +110,35 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.id ? { id: opts.id } : {}),
   });
+  if (identity) plan.seal = sealPlan(plan, identity.sealKey, identity.stackId);
   const t3 = performance.now();
   return { plan, diagnostics: loaded.diagnostics.filter((d) => d.severity !== 'error'), timings: { load: t1 - t0, read: t2 - t1, compute: t3 - t2 } };
+}
+
+/**
+ * --target and --replace member addresses that name no member: --replace
+ * needs a live VM, --target a live VM or an index the spec's count asks for.
+ * A --replace whose fleet is out of the plan's scope would be silently
+ * ignored, so it is refused too.
+ */
+function memberProblems(options: PlanOptions, rows: readonly PlanVmRow[], fleets: readonly LoadedFleet[], stack: string): Diagnostic[] {
+  const live = new Set(rows.filter((r) => !r.deposed && r.retiredAt === null).map((r) => r.address));
+  const count = new Map(fleets.map((f) => [f.name, f.count]));
+  const out: Diagnostic[] = [];
+  for (const t of options.targets) {
+    const a = parseVmAddress(t);
+    if (!a || live.has(t) || a.index < (count.get(a.fleet) ?? 0)) continue;
+    out.push(diag('plan.unknown-member', `--target ${t}: fleet ${a.fleet} of stack ${stack} has no member ${a.index} in the record, and its spec asks for ${count.get(a.fleet) ?? 0}.`, { address: t }));
+  }
+  const scope = new Set(rows.map((r) => r.fleet));
+  for (const t of options.replace ?? []) {
+    const a = parseVmAddress(t);
+    if (!a) {
+      out.push(diag('plan.unknown-member', `--replace takes a member address such as web/3, not ${JSON.stringify(t)}.`, { address: t }));
+    } else if (!live.has(t)) {
+      const why = scope.has(a.fleet) || options.targets.length + options.excludes.length === 0 ? 'is not a live VM in the record' : 'is outside the plan\'s --target / --exclude scope';
+      out.push(diag('plan.unknown-member', `--replace ${t}: ${t} ${why}; only an existing member can be replaced.`, { address: t }));
+    }
+  }
+  return out;
 }

@@ -1,3 +1,5 @@
+import { parseVmAddress } from '../model/index.ts';
+
 /** Which fleets a plan covers, after --target / --exclude. */
 export interface Scope {
   /** Fleets in scope, sorted by name. */
@@ -6,10 +8,34 @@ export interface Scope {
   unknown: string[];
 }
 
+/** The fleet a --target names: itself, or the fleet of a member address (`web/3` -> `web`). */
+export function targetFleet(target: string): string {
+  return parseVmAddress(target)?.fleet ?? target;
+}
+
+/**
+ * --target web/3 --target web/5: per fleet targeted only by member
+ * addresses, the member indexes to plan. A fleet also targeted by its name
+ * is planned whole and is not in the map.
+ */
+export function memberTargets(targets: readonly string[]): Map<string, Set<number>> {
+  const whole = new Set(targets.filter((t) => !parseVmAddress(t)));
+  const out = new Map<string, Set<number>>();
+  for (const t of targets) {
+    const a = parseVmAddress(t);
+    if (!a || whole.has(a.fleet)) continue;
+    let set = out.get(a.fleet);
+    if (!set) out.set(a.fleet, (set = new Set()));
+    set.add(a.index);
+  }
+  return out;
+}
+
 /**
  * Fleets in scope: every fleet of the specs or the record (a fleet removed
  * from the specs is still planned, to delete its members), narrowed to the
- * targets when any are given, minus the excludes.
+ * targets when any are given (a member address targets its fleet, which the
+ * planner then narrows to the member), minus the excludes.
  */
 export function resolveScope(
   specFleets: Iterable<string>,
@@ -18,8 +44,8 @@ export function resolveScope(
   excludes: readonly string[],
 ): Scope {
   const known = new Set<string>([...specFleets, ...recordFleets]);
-  const unknown = [...new Set([...targets, ...excludes])].filter((n) => !known.has(n)).sort();
-  const targetSet = new Set(targets);
+  const unknown = [...new Set([...targets.map(targetFleet), ...excludes])].filter((n) => !known.has(n)).sort();
+  const targetSet = new Set(targets.map(targetFleet));
   const excludeSet = new Set(excludes);
   const fleets = [...known]
     .filter((n) => (targetSet.size === 0 || targetSet.has(n)) && !excludeSet.has(n))

@@ -119,6 +119,7 @@ export function makeFleet(name: string, over: Partial<Omit<LoadedFleet, 'placeme
     state: 'Running',
     encryptedDisk: false,
     protect: false,
+    rollout: {},
     specHash: '',
     where: {},
     pointers: new Map(),

@@ -157,6 +157,22 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 4,
+    description: 'stack identities: a random id per stack and the key its saved plans are sealed with (engine/record/identity.ts)',
+    statements: [
+      // One row per stack, made once (by the first `fleet plan --out`). The
+      // key is read only by holders of the record (the CLI, the authority);
+      // it is never written to a plan, a log or a diagnostic.
+      `CREATE TABLE stack_identities (
+        stack text COLLATE "C" PRIMARY KEY,
+        stack_id text NOT NULL UNIQUE,
+        seal_key_id text NOT NULL,
+        seal_key bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -29,10 +29,12 @@ export async function openPglite(dir: string | undefined, opts: { readOnly?: boo
   let db: PGlite;
   try {
     db = await PGlite.create(dir);
-    // The record holds every VM's history and the boot token hashes: only its
-    // owner may enter the folder (PGlite writes its files with its own modes;
-    // a 0700 folder keeps other users out of all of them, older records too).
-    if (dir !== undefined) chmodSync(dir, 0o700);
+    // The record holds every VM's history, the boot token hashes and the
+    // plan-seal key: only its owner may read it. PGlite writes its data
+    // directory's template world-readable (0666 files, 0755 folders); files
+    // PostgreSQL makes later are 0600. So the tree is made private once it
+    // exists, older records too (only entries open to others are changed).
+    if (dir !== undefined) makePrivate(dir);
   } catch (err) {
     release();
     const cause = err instanceof Error ? err.message : String(err);
@@ -81,6 +83,16 @@ async function openSnapshot(dir: string, holder: string): Promise<SqlAdapter> {
     `the PGlite record ${dir} is open in ${holder}, and no consistent read-only copy of it could be taken (${lastError}). Wait for that process to finish, or use a PostgreSQL record for concurrent use.`,
     { file: dir },
   );
+}
+
+/** Folders 0700 and files 0600 under (and including) `dir`, changing only entries group or others may use. */
+function makePrivate(dir: string): void {
+  if (statSync(dir).mode & 0o077) chmodSync(dir, 0o700);
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) makePrivate(path);
+    else if (e.isFile() && statSync(path).mode & 0o077) chmodSync(path, 0o600);
+  }
 }
 
 function checkDataDir(dir: string): void {

@@ -1,7 +1,7 @@
 // The record's contract suite: the same cases on every backend (PGlite
 // always, PostgreSQL when FLEET_TEST_POSTGRES_URL is set). Each case uses its
 // own stack name so one record per backend serves the whole suite.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
@@ -120,7 +120,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const db1 = (await r.findVm(s, 'db/1'))!;
       await r.insertVm(newVm(s, 'db', 1, { replaces: db1.id, specHash: 'h2' }), { actor: 'a' });
 
-      const omit = ({ desiredState: _d, cloudId: _c, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
+      const omit = ({ desiredState: _d, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
       const live = await r.listVms(s);
       expect(live.map((v) => `${v.address}${v.deposed ? ' (deposed)' : ''}`)).toEqual(['Zeta/0', 'db/0', 'db/1 (deposed)', 'db/1', 'web/0', 'web/1', 'web/2']);
       const rows = await r.listPlanVms(s);
@@ -145,7 +145,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const gone = (await r.findVm(s, `${names[50]}/0`))!;
       await r.transitionVm(gone.id, gone.version, 'Deleted', { actor: 'a' }, { retire: true });
 
-      const omit = ({ desiredState: _d, cloudId: _c, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
+      const omit = ({ desiredState: _d, createdAt: _ca, updatedAt: _u, ...rest }: VmRow): PlanVmRow => rest;
       const live = await r.listVms(s);
       expect(live).toHaveLength(names.reduce((n, _, i) => n + 1 + (i % 3), 0));
       expect(await r.listPlanVms(s)).toEqual(live.map(omit));
@@ -187,6 +187,24 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await r.listVms(s)).map((v) => v.id)).toEqual([b.id]);
       expect((await r.listVms(s, { includeRetired: true })).map((v) => v.id)).toEqual([a.id, b.id]);
       expect((await r.findVm(s, 'web/0'))?.id).toBe(b.id);
+    });
+
+    it('adopts a cloud VM (fleet import): live at its address in the cloud\'s state with its cloud id, a retired row of its id brought back, a live address or id refused', async () => {
+      const s = freshStack();
+      const id = randomUUID();
+      const adopted = await r.adoptVm({ ...newVm(s, 'web', 0, { state: 'Running' }), id, cloudId: 'i-1' }, { actor: 'a', detail: 'adopted i-1' });
+      expect(adopted).toMatchObject({ id, address: 'web/0', state: 'Running', cloudId: 'i-1', retiredAt: null, version: 1 });
+      expect((await r.history(s, 'web/0')).map((h) => [h.from, h.to, h.outcome, h.detail])).toEqual([[null, 'Running', 'imported', 'adopted i-1']]);
+      expect(await r.listFleets(s)).toMatchObject([{ fleet: 'web', version: 1 }]);
+      const live = await r.adoptVm({ ...newVm(s, 'web', 0), id: randomUUID(), cloudId: 'i-2' }, { actor: 'a' }).catch((e: unknown) => e);
+      expect((live as VersionConflictError).diagnostics[0]).toMatchObject({ code: 'record.version-conflict', address: 'web/0' });
+      const twice = await r.adoptVm({ ...newVm(s, 'web', 1), id, cloudId: 'i-1' }, { actor: 'a' }).catch((e: unknown) => e);
+      expect((twice as VersionConflictError).diagnostics[0].detail).toContain('is live already in the record, at web/0');
+      // Forgotten (state rm), then adopted again at another index: the same row, back with the new values.
+      await r.updateVm(id, 1, { retire: true }, { actor: 'a' });
+      const back = await r.adoptVm({ ...newVm(s, 'web', 2, { state: 'PoweredOff' }), id, cloudId: 'i-1' }, { actor: 'a' });
+      expect(back).toMatchObject({ id, address: 'web/2', state: 'PoweredOff', retiredAt: null, version: 3 });
+      expect((await r.listVms(s)).map((v) => v.address)).toEqual(['web/2']);
     });
 
     it('deposes the VM a replacement replaces, in the same transaction', async () => {

@@ -78,4 +78,39 @@ describe('a PGlite record on disk is private', () => {
       await rm(root, { recursive: true, force: true });
     }
   });
+
+  it('keeps every file of its data directory 0600 and every folder 0700, and makes an older world-readable one so on open', async () => {
+    const { chmod, mkdtemp, readdir, rm, stat } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { openRecord } = await import('./open.ts');
+    /** Entries of `dir` that are not 0700 (folders) / 0600 (files). */
+    const open = async (dir: string): Promise<string[]> => {
+      const out: string[] = [];
+      for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+        const p = join(e.parentPath, e.name);
+        const mode = (await stat(p)).mode & 0o777;
+        if (mode !== (e.isDirectory() ? 0o700 : 0o600)) out.push(`${mode.toString(8)} ${p}`);
+      }
+      return out;
+    };
+    const root = await mkdtemp(join(tmpdir(), 'fleet-private-'));
+    try {
+      const dir = join(root, 'record');
+      const a = await openRecord(`pglite://${dir}`);
+      await a.stackIdentity('local', { create: true });
+      await a.close();
+      expect(await open(dir)).toEqual([]);
+      // A record written before this rule: its template files as PGlite wrote them.
+      const files = (await readdir(dir, { withFileTypes: true, recursive: true })).filter((e) => e.isFile()).slice(0, 50);
+      for (const f of files) await chmod(join(f.parentPath, f.name), 0o666);
+      await chmod(join(dir, 'base'), 0o755);
+      expect((await open(dir)).length).toBe(files.length + 1);
+      const b = await openRecord(`pglite://${dir}`);
+      await b.close();
+      expect(await open(dir)).toEqual([]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });

@@ -9,11 +9,13 @@
 // | LockStore              | locks.ts      | locks                          |
 // | PlanStore              | plans.ts      | plans, journal (journal.ts), vms and fleets versions |
 // | BootStore              | boot.ts       | boot_tokens, boot_attempts     |
+// | IdentityStore          | identity.ts   | stack_identities               |
 //
 // rows.ts turns VM rows into VmRow; errors.ts explains a write that matched
 // no row.
 import { bootStore } from './boot.ts';
 import { historyStore } from './history.ts';
+import { identityStore } from './identity.ts';
 import { JournalWriter } from './journal.ts';
 import { lockStore } from './locks.ts';
 import { planStore } from './plans.ts';
@@ -54,5 +56,6 @@ export function sqlRecord(db: SqlAdapter, description: string): SqlRecord {
     ...lockStore(ctx),
     ...planStore(ctx, journal),
     ...bootStore(ctx),
+    ...identityStore(ctx),
   };
 }

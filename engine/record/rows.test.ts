@@ -51,7 +51,7 @@ const ROW: VmRow = {
   deposed: false,
 };
 
-const { desiredState: _d, cloudId: _c, createdAt: _ca, updatedAt: _u, ...PLAN_ROW } = ROW;
+const { desiredState: _d, createdAt: _ca, updatedAt: _u, ...PLAN_ROW } = ROW;
 
 /** The row as a selection's array, and which positions a decoder read. */
 function selected(sel: VmSelection<VmColumn>): { array: VmArray; read: Set<number> } {

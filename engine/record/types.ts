@@ -43,12 +43,17 @@ export interface VmRow {
 
 /**
  * What planning reads of a live VM (VmReader.listPlanVms): a VmRow without
- * the fields the planner and the policy rules never use (desired state, cloud
- * id, timestamps). Leaving those out roughly halves the database's share of
+ * the fields the planner and the policy rules never use (desired state,
+ * timestamps). Leaving those out roughly halves the database's share of
  * reading a big stack (bench/plan). If the planner or a rule starts needing
  * one of them, add it here and to listPlanVms' columns.
+ *
+ * `cloudId` is read because a VM stuck in a failure state whose cloud VM is
+ * gone (null: never created, or found missing by refresh or apply) is
+ * deleted and created again instead of retried; absent (callers that do not
+ * know, like the Pulumi Fleet provider) means a retry.
  */
-export type PlanVmRow = Omit<VmRow, 'desiredState' | 'cloudId' | 'createdAt' | 'updatedAt'>;
+export type PlanVmRow = Omit<VmRow, 'desiredState' | 'cloudId' | 'createdAt' | 'updatedAt'> & { cloudId?: string | null };
 
 export interface FleetRow {
   stack: string;
@@ -85,7 +90,8 @@ export interface ChangeContext {
   detail?: string | null;
 }
 
-export type Outcome = 'ok' | 'failed' | 'vetoed' | 'denied' | 'drift' | 'modified';
+/** `removed`: forgotten by `fleet state rm`; `imported`: adopted by `fleet import`. */
+export type Outcome = 'ok' | 'failed' | 'vetoed' | 'denied' | 'drift' | 'modified' | 'removed' | 'imported';
 
 export interface HistoryRow {
   id: number;
@@ -347,6 +353,16 @@ export interface VmWriter {
    * not at all; the row answered is the VM as the item leaves it.
    */
   transitionVms(items: readonly TransitionItem[]): Promise<(VmRow | FleetError)[]>;
+  /**
+   * `fleet import`: a VM that exists in the cloud becomes the live member at
+   * its address, in the state the cloud reports, with its cloud id and a
+   * history row (outcome `imported`), in one transaction. Its id is the
+   * cloud VM's (the boot check and the disk key go by it): a retired row of
+   * that id (a VM forgotten by `fleet state rm`) is brought back with the
+   * new values. Throws VersionConflictError when the address is live, or the
+   * id is a live VM already.
+   */
+  adoptVm(vm: NewVm & { id: string; cloudId: string }, ctx: ChangeContext): Promise<VmRow>;
   /** A change that is not a state change (cloud id, size, spec hash…). */
   updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
 }
@@ -421,12 +437,42 @@ export interface BootStore {
 }
 
 /**
+ * A key saved plans are sealed with (engine/plan/integrity.ts's SealKey).
+ * `secret` is not enumerable: JSON and util.inspect never show it.
+ */
+export interface RecordSealKey {
+  readonly id: string;
+  readonly secret: Buffer;
+}
+
+/** Who a stack is in this record (engine/record/identity.ts). */
+export interface StackIdentity {
+  stack: string;
+  /** Random, made once per stack in this record: two stacks that share a name differ here. */
+  stackId: string;
+  /** The key new seals are made with. */
+  sealKey: RecordSealKey;
+  /** A key by id (older keys stay verifiable while kept); undefined when this record holds none. */
+  key(id: string): RecordSealKey | undefined;
+}
+
+/** The stack's identity and plan-seal key. */
+export interface IdentityStore {
+  /**
+   * This stack's identity; undefined when it has none yet, unless `create`
+   * (then made once, with a random id and key: concurrent first calls get
+   * the same one).
+   */
+  stackIdentity(stack: string, opts?: { create?: boolean }): Promise<StackIdentity | undefined>;
+}
+
+/**
  * The global record: every store. Every method is one transaction (one
  * statement where it can). Writes that change a VM check `expectedVersion`
  * and throw `VersionConflictError` on mismatch, never overwrite silently.
  * Every state change writes its history row in the same transaction.
  */
-export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore {
+export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
   /** The schema version the record is at (migrations.ts; 0: not migrated): a readiness probe compares it with SCHEMA_VERSION. */

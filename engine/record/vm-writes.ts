@@ -127,6 +127,43 @@ async function insertReplacing(q: Queryable, id: string, vm: NewVm, ctx: ChangeC
   return vmFromRow(rows[0]);
 }
 
+/** VmWriter.adoptVm in its transaction. */
+async function adopt(q: Queryable, vm: NewVm & { id: string; cloudId: string }, ctx: ChangeContext): Promise<VmRow> {
+  const address = formatVmAddress(vm.fleet, vm.index);
+  const live = await q.query<{ id: string; version: number }>(
+    'SELECT id, version FROM vms WHERE stack = $1 AND fleet = $2 AND idx = $3 AND retired_at IS NULL AND deposed_at IS NULL',
+    [vm.stack, vm.fleet, vm.index],
+  );
+  if (live.length) {
+    throw new VersionConflictError(address, null, live[0].version, `address ${address} of stack ${vm.stack} is live already (VM ${live[0].id}, version ${live[0].version}).`, address);
+  }
+  const same = await q.query<{ live: boolean; address: string }>(
+    `SELECT retired_at IS NULL AS live, fleet || '/' || idx::text AS address FROM vms WHERE id = $1`,
+    [vm.id],
+  );
+  if (same.length && same[0].live) {
+    throw new VersionConflictError(vm.id, null, null, `VM ${vm.id} is live already in the record, at ${same[0].address}.`, address);
+  }
+  const values = insertValues(vm.id, vm);
+  const rows = same.length
+    ? await q.query(
+        `UPDATE vms SET (${INSERT_COLUMNS}) = (${INSERT_PARAMS}), cloud_id = $16, retired_at = NULL, deposed_at = NULL, version = version + 1, updated_at = now()
+         WHERE id = $1 AND retired_at IS NOT NULL RETURNING ${FULL_VM.list}`,
+        [...values, vm.cloudId],
+      )
+    : await q.query(`INSERT INTO vms (${INSERT_COLUMNS}, cloud_id) VALUES (${INSERT_PARAMS}, $16) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, [...values, vm.cloudId]);
+  if (rows.length === 0) await whyNotInserted(q, vm.id, vm);
+  await q.query(BUMP_FLEET, [vm.stack, vm.fleet, vm.owner]);
+  await q.query(insertHistory([ctxSource('vms', 'vms WHERE vms.id = $1', 'NULL', 'vms.state', { ...CTX_PARAMS, outcome: "'imported'" })]), [
+    vm.id,
+    ctx.actor,
+    ctx.planId ?? null,
+    ctx.requestId ?? null,
+    ctx.detail ?? null,
+  ]);
+  return vmFromRow(rows[0]);
+}
+
 export function vmWriter({ db, description }: RecordSql): VmWriter {
   /**
    * Inserts in one transaction, multi-row, one history row per VM, each touched
@@ -172,6 +209,10 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
     });
 
   return {
+    adoptVm(vm, ctx) {
+      return db.transaction((q) => adopt(q, vm, ctx));
+    },
+
     async insertVm(vm, ctx) {
       const id = vm.id ?? randomUUID();
       if (vm.replaces !== undefined) return db.transaction((q) => insertReplacing(q, id, vm, ctx));

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Fleet } from '../../specs/types/fleet.ts';
 import { diag, location, type Diagnostic, type Where } from '../diags/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
+import { isZeroAmount, type RolloutAmount, type RolloutSpec } from '../model/index.ts';
 import type { LoadedFleet, Location } from './types.ts';
 import { showValue } from './schema.ts';
 import { collectPointers, docWhere, keyWhere, valueWhere, type SourceDoc } from './yaml.ts';
@@ -41,6 +42,8 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
       diag('spec.min-count-above-count', `minCount ${spec.minCount} is greater than count ${spec.count}.`, valueWhere(src, ['spec', 'minCount'])),
     );
   }
+
+  out.push(...checkRollout(src, spec));
 
   // Data centers this fleet may use: its allow-list (known names only), else all of the stack's.
   let candidates: string[] = [];
@@ -159,6 +162,49 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
   return out;
 }
 
+const isAmount = (v: unknown): v is RolloutAmount => isInt(v) || (typeof v === 'string' && /^(100|[1-9]?[0-9])%$/.test(v));
+
+/**
+ * spec.rollout settings that no rollout could work with (their shape is the
+ * schema's): maxUnavailable and maxSurge both zero would never let a member
+ * change, and a failure threshold of zero would stop before the first wave.
+ */
+function checkRollout(src: SourceDoc, spec: Record<string, unknown>): Diagnostic[] {
+  const r = isObj(spec.rollout) ? spec.rollout : undefined;
+  if (!r) return [];
+  const out: Diagnostic[] = [];
+  const mu = isAmount(r.maxUnavailable) ? r.maxUnavailable : undefined;
+  const ms = isAmount(r.maxSurge) ? r.maxSurge : undefined;
+  if (isZeroAmount(mu) && isZeroAmount(ms)) {
+    out.push(
+      diag(
+        'spec.rollout-invalid',
+        `rollout.maxUnavailable and rollout.maxSurge are both ${showValue(mu)}: no member could ever be taken out of Running or replaced by a surge VM, so a rollout would never start; allow one of them at least 1.`,
+        valueWhere(src, ['spec', 'rollout', 'maxSurge']),
+      ),
+    );
+  } else if (isZeroAmount(mu) && ms === undefined) {
+    out.push(
+      diag(
+        'spec.rollout-invalid',
+        'rollout.maxUnavailable is 0 and maxSurge is not set (it defaults to 0): a rollout would never start; set maxSurge (replacements are then created before the old VMs go) or allow maxUnavailable at least 1.',
+        valueWhere(src, ['spec', 'rollout', 'maxUnavailable']),
+      ),
+    );
+  }
+  const ft = isAmount(r.failureThreshold) ? r.failureThreshold : undefined;
+  if (isZeroAmount(ft)) {
+    out.push(
+      diag(
+        'spec.rollout-invalid',
+        `rollout.failureThreshold is ${showValue(ft)}: the rollout would stop before its first member; use at least 1 (stop at the first failed member).`,
+        valueWhere(src, ['spec', 'rollout', 'failureThreshold']),
+      ),
+    );
+  }
+  return out;
+}
+
 /** The fleet name of a document, when it has a usable one (for duplicate detection). */
 export function fleetName(src: SourceDoc): string | undefined {
   const doc = isObj(src.value) ? src.value : {};
@@ -233,6 +279,7 @@ export function toLoadedFleet(src: SourceDoc): LoadedFleet {
     state: s.state ?? DEFAULT_STATE,
     encryptedDisk,
     protect: s.protect ?? false,
+    rollout: { ...(s.rollout as RolloutSpec | undefined) },
     specHash: specHash({ image: s.image, size, hardware, encryptedDisk }),
     where: docWhere(src),
     pointers: readonlyMap(pointers),

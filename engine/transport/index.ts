@@ -1,1 +1,2 @@
 export * from './tls.ts';
+export * from './tokens.ts';

@@ -58,7 +58,8 @@ export class IdempotencyStore<T> {
     this.queue = [];
     const text = `${this.needsNewline ? '\n' : ''}${lines.join('')}`;
     try {
-      this.log ??= openSync(this.file, 'a');
+      // 0600: the results name VMs, cloud ids and data centers (docs/security.md, "Files").
+      this.log ??= openSync(this.file, 'a', 0o600);
       writeFileSync(this.log, text);
     } catch (err) {
       // It may have written part of a line: start the next append on a fresh line.
@@ -79,7 +80,7 @@ export class IdempotencyStore<T> {
 
   private load(): Promise<void> {
     this.loading ??= (async () => {
-      await mkdir(this.stateDir, { recursive: true });
+      await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
       await this.loadLegacy();
       let text = '';
       try {

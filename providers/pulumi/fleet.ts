@@ -94,6 +94,7 @@ function loadedFleet(s: FleetSpecInputs, hash: string): LoadedFleet {
     state: s.state ?? 'Running',
     encryptedDisk,
     protect: s.protect ?? false,
+    rollout: {},
     specHash: hash,
     where: {},
     pointers: new Map(),

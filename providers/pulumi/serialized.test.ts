@@ -167,7 +167,7 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
     const plan = computePlan({
       stack: es.stack,
       pack: es.pack,
-      fleets: [{ ...s, labels: {}, minCount: 0, hardware: [], placement: { dataCenters: null, strategy: s.placement.strategy, near: null }, state: 'Running', protect: false, specHash: hash(s), where: {}, pointers: new Map(), raw: {} as never }],
+      fleets: [{ ...s, labels: {}, minCount: 0, hardware: [], placement: { dataCenters: null, strategy: s.placement.strategy, near: null }, state: 'Running', protect: false, rollout: {}, specHash: hash(s), where: {}, pointers: new Map(), raw: {} as never }],
       record: [],
       fleetVersions: {},
       options: { targets: [s.name], excludes: [], allowDestroy: [], refresh: false },

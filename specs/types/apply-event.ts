@@ -1,10 +1,18 @@
 /* generated from specs/schema/apply-event.schema.json by `npm run gen:types` — do not edit */
 
 /**
- * One line of `fleet apply --format json` on stdout: each line is one JSON event, in order (`plan` for a fresh plan, `start`, `step`s and `member`s, `summary` last); diagnostics are events too. Nothing else is written to stdout.
+ * One line of `fleet apply --format json` on stdout: each line is one JSON event, in order (`plan` for a fresh plan, `start`, `step`s and `member`s, `wave-start` / `wave-done` around each rollout wave, `summary` last); diagnostics are events too. Nothing else is written to stdout.
  */
 export type ApplyEvent =
-  PlanEvent | StartEvent | StepEvent | MemberEvent | LockBrokenEvent | SummaryEvent | DiagnosticEvent;
+  | PlanEvent
+  | StartEvent
+  | StepEvent
+  | MemberEvent
+  | LockBrokenEvent
+  | WaveStartEvent
+  | WaveDoneEvent
+  | SummaryEvent
+  | DiagnosticEvent;
 
 /**
  * A fresh plan was made (apply without PLANFILE).
@@ -92,6 +100,46 @@ export interface LockBrokenEvent {
   at: string;
 }
 /**
+ * A fleet's rollout wave starts: every member of the wave before it is back in its planned state and ready (docs/rollouts.md).
+ */
+export interface WaveStartEvent {
+  type: 'wave-start';
+  fleet: string;
+  wave: number;
+  /**
+   * Waves of the rollout in all.
+   */
+  waves: number;
+  /**
+   * Addresses of the wave's members.
+   */
+  members: string[];
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * A fleet's rollout wave ended. `stopped`: the rollout stops here (failureThreshold reached, or the apply was interrupted); no further wave of the fleet starts.
+ */
+export interface WaveDoneEvent {
+  type: 'wave-done';
+  fleet: string;
+  wave: number;
+  waves: number;
+  succeeded: number;
+  failed: number;
+  status: 'done' | 'failed' | 'stopped';
+  /**
+   * Why the rollout stopped.
+   */
+  detail?: string;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
  * The apply ended (the last event of an apply that started).
  */
 export interface SummaryEvent {
@@ -99,7 +147,18 @@ export interface SummaryEvent {
   planId: string;
   succeeded: number;
   failed: number;
+  /**
+   * Requests carried out (answered ok).
+   */
   steps: number;
+  /**
+   * Requests that failed or were vetoed: the one each failed member stopped at.
+   */
+  stepsFailed: number;
+  /**
+   * Requests sent with a failed member's run but never carried out.
+   */
+  stepsSkipped: number;
   elapsedMs: number;
   /**
    * Members not started because the apply was interrupted; present only then.

@@ -1,6 +1,19 @@
 /* generated from specs/schema/fleet.schema.json by `npm run gen:types` — do not edit */
 
 /**
+ * Most members out of Running at once during a rollout: a count, or a percentage of `count` rounded down (`25%`). Default: the `max-disruption` rule's maxShare (all members when the rule is disabled).
+ */
+export type RolloutAmount = number | string;
+/**
+ * Most extra VMs a rollout may add, to create a member's replacement before deleting the old VM: a count, or a percentage of `count` rounded up. Bounded by quota and data center capacity. Default 0.
+ */
+export type RolloutAmount1 = number | string;
+/**
+ * Failed members that stop the rollout: no further wave starts, the remaining members are left as they are, and the next `fleet apply` continues. A count (at least 1), or a percentage of the members the rollout changes, rounded up. Default 1.
+ */
+export type RolloutAmount2 = number | string;
+
+/**
  * A fleet of identical VMs: how many, what they run, where they may live and which lifecycle state they should be in.
  */
 export interface Fleet {
@@ -68,6 +81,7 @@ export interface FleetSpec {
    * Deleting or replacing members needs `--allow-destroy <fleet>`.
    */
   protect?: boolean;
+  rollout?: Rollout;
 }
 /**
  * Resources of each member.
@@ -117,4 +131,12 @@ export interface Location {
    * Longitude, -180 to 180.
    */
   lon: number;
+}
+/**
+ * How a change that takes members out of Running (a new image, size or hardware; a replace) is rolled out: in waves, each starting once the previous one is Running and ready (docs/rollouts.md). Defaults come from the policy pack's `max-disruption` rule.
+ */
+export interface Rollout {
+  maxUnavailable?: RolloutAmount;
+  maxSurge?: RolloutAmount1;
+  failureThreshold?: RolloutAmount2;
 }

@@ -32,7 +32,7 @@ export interface HistoryEntry {
   actor: string;
   planId: string | null;
   requestId: string | null;
-  outcome: 'ok' | 'failed' | 'vetoed' | 'denied' | 'drift' | 'modified';
+  outcome: 'ok' | 'failed' | 'vetoed' | 'denied' | 'drift' | 'modified' | 'removed' | 'imported';
   detail: string | null;
   at: string;
 }

@@ -42,6 +42,10 @@ export interface PlanDocumentFile {
     }[];
   };
   /**
+   * The rollout of each fleet with disruptive changes, by fleet name; absent when there is none.
+   */
+  rollouts?: PlanRollout[];
+  /**
    * Counts per action, every action present.
    */
   summary: {
@@ -56,12 +60,20 @@ export interface PlanDocumentFile {
    * True when a mandatory violation exists.
    */
   blocked: boolean;
+  seal?: PlanSeal;
 }
 export interface PlanOptionsDoc {
+  /**
+   * Fleets or members (`web/3`) the plan is narrowed to.
+   */
   targets: string[];
   excludes: string[];
   allowDestroy: string[];
   refresh: boolean;
+  /**
+   * Members forced to be replaced (`--replace ADDRESS`).
+   */
+  replace?: string[];
 }
 /**
  * What the plan was computed against; apply refuses the plan if any of it changed.
@@ -119,6 +131,10 @@ export interface PlanChange {
    * Replace only: which VM goes first.
    */
   replaceOrder?: 'create-before-delete' | 'delete-before-create';
+  /**
+   * The rollout wave of the change (the fleet's entry in `rollouts`); absent: not waved, runs beside the first wave.
+   */
+  wave?: number;
   steps: PlanStep[];
   /**
    * Display only.
@@ -191,4 +207,71 @@ export interface PlanPlacement {
   }[];
   summary: string;
   distanceKm?: number;
+}
+/**
+ * How a fleet's disruptive changes are rolled out, in waves (docs/rollouts.md).
+ */
+export interface PlanRollout {
+  fleet: string;
+  /**
+   * Most members out of Running at once.
+   */
+  maxUnavailable: number;
+  /**
+   * Most extra VMs at once (replacements created before the old VM goes).
+   */
+  maxSurge: number;
+  /**
+   * Failed members that stop the rollout.
+   */
+  failureThreshold: number;
+  /**
+   * Where the settings came from; display only.
+   */
+  reason: string;
+  waves: PlanRolloutWave[];
+}
+export interface PlanRolloutWave {
+  wave: number;
+  /**
+   * Addresses of the members the wave changes, in index order.
+   */
+  members: string[];
+  /**
+   * How many of them go out of Running.
+   */
+  unavailable: number;
+  /**
+   * How many are replaced by a surge VM first.
+   */
+  surge: number;
+  /**
+   * Members out of Running already, brought back in this wave (they hold its places).
+   */
+  returning?: string[];
+}
+/**
+ * Who vouches for a saved plan (docs/plan-format.md, "Seal"): written by `fleet plan --out`, checked by `fleet apply PLANFILE`, which refuses a plan without one that verifies. An HMAC-SHA256 over the plan's canonical content (every field but `seal`, keys sorted, no whitespace) under a key only the stack's record holds.
+ */
+export interface PlanSeal {
+  /**
+   * The seal's algorithm.
+   */
+  alg: 'hmac-sha256';
+  /**
+   * The stack's id in its record: a random id made once per stack, so two stacks sharing a name differ.
+   */
+  stackId: string;
+  /**
+   * Which of the record's keys signed the plan.
+   */
+  keyId: string;
+  /**
+   * sha256 (hex) of the plan's canonical content.
+   */
+  digest: string;
+  /**
+   * base64url HMAC-SHA256 over the stack id and digest under the key.
+   */
+  signature: string;
 }

@@ -144,13 +144,13 @@ export interface Capacity {
  */
 export interface DataCenterAuth {
   /**
-   * Name of the environment variable holding the bearer token.
+   * Name of the environment variable holding the bearer token the CLI presents to this data center's DMZ client; default `FLEET_CLI_TOKEN_<DC>` (the name upper-cased, other characters `_`). `fleet apply` checks it is set before any member starts (docs/security.md).
    */
   tokenEnv?: string;
   clientCert?: ClientCert;
 }
 /**
- * Mutual TLS client certificate files, relative to this file.
+ * TLS files for an `https://` address, relative to this file: the client certificate the CLI presents when the DMZ client requires one (mutual TLS), and the CA bundle its certificate is verified against. Read and checked (PEM, key matches, in date) before any request (docs/security.md).
  */
 export interface ClientCert {
   /**
@@ -162,7 +162,7 @@ export interface ClientCert {
    */
   keyFile: string;
   /**
-   * PEM CA bundle that signed the DMZ client's certificate.
+   * PEM CA bundle that signed the DMZ client's certificate (default: the system's CAs).
    */
   caFile?: string;
 }

@@ -1,13 +1,16 @@
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag, type Diagnostic } from '../../diags/index.ts';
 import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.ts';
-import { asPlanDocument, checkPlanDocument, planStack, renderText, type PlanDocument } from '../../plan/index.ts';
+import { asPlanDocument, checkPlanDocument, planStack, renderText, resolveScope, type PlanDocument } from '../../plan/index.ts';
+import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
 import { loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
+import { parseVmAddress } from '../../model/index.ts';
 
 interface ApplyCliOptions {
   stack: string;
@@ -19,6 +22,7 @@ interface ApplyCliOptions {
   target: string[];
   exclude: string[];
   allowDestroy: string[];
+  replace: string[];
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -39,9 +43,10 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     .addOption(parallelismOption())
     .addOption(lockTimeoutOption())
     .addOption(new Option('--format <format>', 'output: text, or json (one event per line on stdout, diagnostics as events)').choices(['text', 'json']).default('text'))
-    .option('--target <fleet>', 'fresh plan: only this fleet (repeatable)', collect, [])
+    .option('--target <fleet>', 'fresh plan: only this fleet, or this member (`web/3`) (repeatable)', collect, [])
     .option('--exclude <fleet>', 'fresh plan: leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
+    .option('--replace <address>', 'fresh plan: replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
     .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
       setExit(await runCommand(io, () => runApply(io, planfile, opts), modeOf(opts.format, true)));
     });
@@ -92,6 +97,14 @@ async function confirm(io: CliIO): Promise<boolean> {
   }
 }
 
+/** How often the locks taken before planning are renewed until applyPlan takes them over (a third of the record's default 30 s lease). */
+const LEASE_BEAT_MS = 10_000;
+
+/** `web/0, web/1, …` shortened past 10. */
+function shortList(addresses: readonly string[]): string {
+  return addresses.length <= 10 ? addresses.join(', ') : `${addresses.slice(0, 10).join(', ')}, … (${addresses.length} in all)`;
+}
+
 /** The exit code of an apply stopped by an interrupt (128 + SIGINT, as shells report it). */
 export const INTERRUPTED_EXIT = 130;
 
@@ -126,9 +139,14 @@ function onInterrupt(io: CliIO): { signal: AbortSignal; dispose(): void } {
   };
 }
 
-/** Apply steps left `started` by an interrupted apply: say so, and close them in the journal. */
-async function noteInterrupted(io: CliIO, session: StackSession): Promise<void> {
-  const open = (await session.record.unfinishedSteps(session.stack.name)).filter((s) => s.status === 'started');
+/**
+ * Apply steps left `started` by an interrupted apply: say so, and close them
+ * in the journal. Only those of `fleets`, whose locks this apply holds: steps
+ * of other fleets may belong to an apply still running.
+ */
+async function noteInterrupted(io: CliIO, session: StackSession, fleets: readonly string[]): Promise<void> {
+  const mine = new Set(fleets);
+  const open = (await session.record.unfinishedSteps(session.stack.name)).filter((s) => s.status === 'started' && mine.has(parseVmAddress(s.address)?.fleet ?? ''));
   if (open.length === 0) return;
   const plans = [...new Set(open.map((s) => s.planId))];
   for (const s of open) {
@@ -146,7 +164,7 @@ async function noteInterrupted(io: CliIO, session: StackSession): Promise<void> 
 
 async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliOptions): Promise<number> {
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
-  const { applyPlan, createProgress, openSession } = await import('../../apply/index.ts');
+  const { applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
   const parallelism = positiveInt(opts.parallelism, '--parallelism');
   const lockTimeout = nonNegative(opts.lockTimeout, '--lock-timeout');
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
@@ -154,6 +172,13 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
   const mode = modeOf(opts.format, true);
   const env = loaderEnv(io, opts);
   const session = await openSession(opts.stack, { cwd: io.cwd, env, ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}) });
+  const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
+  const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
+  const lockTimeoutMs = (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000;
+  // Held from before planning until applyPlan takes it over (fresh plans only), heartbeated meanwhile.
+  let lock: LockHandle | undefined;
+  let beat: NodeJS.Timeout | undefined;
+  let lockLost: unknown;
   try {
     reportDiagnostics(io, mode, session.warnings);
     let plan: PlanDocument;
@@ -161,48 +186,90 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       if (saved.stack !== session.stack.name) {
         throw new FleetError(diag('apply.plan-stack', `${planfile} was made for stack ${saved.stack}, not ${session.stack.name}.`, { file: planfile }));
       }
+      // Nothing in the file is trusted until its seal, stack id and scope hold (before any lock or request).
+      const problems = await checkSavedPlan(saved, { file: planfile!, stack: session.stack.name, record: session.record });
+      if (problems.length > 0) throw new FleetError(problems);
       plan = saved;
     } else {
-      await noteInterrupted(io, session);
-      plan = (
-        await planStack(opts.stack, {
-          cwd: io.cwd,
-          env,
-          record: session.record,
-          loaded: { stack: session.stack, pack: session.pack, fleets: [...session.fleets], diagnostics: session.warnings },
-          targets: opts.target,
-          excludes: opts.exclude,
-          allowDestroy: opts.allowDestroy,
-        })
-      ).plan;
+      // Lock, then plan: the fleets in scope are locked first (waiting up to
+      // --lock-timeout for another apply), and the plan is made under those
+      // locks, so a waiter plans on what the holder left instead of failing
+      // as stale. The plan id is chosen now: the locks name it.
+      const planId = randomUUID();
+      const fleets = await scopeOf(session, opts);
+      if (fleets) {
+        lock = await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) });
+        // Planning a big stack, or waiting for "yes" on a terminal, may outlast the lease: keep it until applyPlan takes over.
+        const held = lock;
+        beat = setInterval(() => held.heartbeat().catch((e: unknown) => (lockLost ??= e)), LEASE_BEAT_MS);
+        beat.unref();
+        await noteInterrupted(io, session, fleets);
+      }
+      const makePlan = async () =>
+        (
+          await planStack(opts.stack, {
+            cwd: io.cwd,
+            env,
+            id: planId,
+            record: session.record,
+            loaded: { stack: session.stack, pack: session.pack, fleets: [...session.fleets], diagnostics: session.warnings },
+            targets: opts.target,
+            excludes: opts.exclude,
+            allowDestroy: opts.allowDestroy,
+            replace: opts.replace,
+          })
+        ).plan;
+      plan = await makePlan();
+      // Every stuck VM has a way out: a VM the plan acts on that its data
+      // center no longer holds is recorded as such, and planned again from
+      // there (deleted and created again, or created again).
+      const acted = plan.changes.filter((c) => c.action !== 'noop' && c.action !== 'create' && c.vmId !== undefined).map((c) => c.vmId!);
+      if (acted.length > 0) {
+        const rows = (await session.record.getVms(acted)).filter((r) => r !== undefined);
+        const gone = await checkCloud(session, rows, { actor: defaultActor() });
+        if (gone.length > 0) {
+          reportDiagnostics(
+            io,
+            mode,
+            gone.map((g) => diag('apply.vm-missing', `${g.detail}; planned again from there.`, { address: g.address })),
+          );
+          plan = await makePlan();
+        }
+      }
       if (json) io.stdout.write(`${JSON.stringify({ type: 'plan', planId: plan.id, summary: plan.summary, blocked: plan.blocked, at: new Date().toISOString() })}\n`);
       else io.stdout.write(renderText(plan, { color: useColor(io) }));
     }
     const changes = plan.changes.filter((c) => c.action !== 'noop').length;
     if (changes === 0) {
-      if (!json) io.stdout.write('Nothing to apply.\n');
+      if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
       return plan.blocked ? 1 : 0;
     }
+    // Every token this apply will present, before anything starts (and before the prompt).
+    const missing = plan.blocked ? [] : session.missingTokens(plan.changes.filter((c) => c.action !== 'noop').map((c) => c.dataCenter));
+    if (missing.length > 0) throw new FleetError(missing);
     if (!saved && !plan.blocked && !opts.yes) {
       if (!io.stdin.isTTY) {
         throw new FleetError(diag('apply.confirmation-required', 'No terminal to ask for confirmation: run with --yes, or apply a saved plan (`fleet plan --out plan.json` then `fleet apply plan.json`).'));
       }
       if (!(await confirm(io))) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
     }
-    const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
-    const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
     const interrupt = onInterrupt(io);
     let result: ApplyResult;
     try {
+      clearInterval(beat);
+      if (lockLost) throw lockLost;
+      const held = lock;
+      lock = undefined; // applyPlan owns it now, and releases it
       result = await applyPlan({
         plan,
         record: session.record,
         providers: session.providers,
         owners: Object.fromEntries(session.fleets.map((f) => [f.name, f.owner])),
         parallelism: parallelism ?? session.stack.apply.parallelism,
-        lockTimeoutMs: (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000,
+        lockTimeoutMs,
         onEvent: (e) => progress.onEvent(e),
         signal: interrupt.signal,
+        ...(held ? { lock: held } : {}),
       });
     } finally {
       interrupt.dispose();
@@ -211,21 +278,69 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
     const failures: Diagnostic[] = result.failed.map((f) =>
       diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${f.diagnostic.summary}: ${f.diagnostic.detail}`, { address: f.address }),
     );
+    if (!json) io.stdout.write(`\n${applySummary(result)}\n`);
+    const stopped: Diagnostic[] = result.rollouts.flatMap((r) => {
+      if (!r.stopped || result.notStarted > 0) return [];
+      const done = r.succeeded.length ? `Done: ${shortList(r.succeeded)}` : 'Done: none';
+      return [
+        diag(
+          'apply.rollout-stopped',
+          `Rollout of ${r.fleet} stopped after wave ${r.wavesRun} of ${r.waves}: ${r.stopped.reason}. ${done}; failed: ${shortList(r.failed)}; left untouched: ${shortList(r.stopped.notStarted)}. Fix the cause, then run \`fleet apply\` again to bring the failed members back and continue.`,
+          { address: r.fleet },
+        ),
+      ];
+    });
     if (!json) {
-      const secs = (result.elapsedMs / 1000).toFixed(1);
-      const outcome = result.notStarted > 0 ? 'interrupted' : failures.length ? 'finished with failures' : 'complete';
-      const left = result.notStarted > 0 ? `, ${result.notStarted} not started` : '';
-      io.stdout.write(
-        `\nApply ${outcome}: ${result.succeeded} VM${result.succeeded === 1 ? '' : 's'} changed, ${failures.length} failed${left}, ${result.steps} steps in ${secs}s.\n`,
-      );
+      for (const r of result.rollouts) {
+        if (r.stopped && result.notStarted === 0) io.stdout.write(`Rollout ${r.fleet}: stopped after wave ${r.wavesRun} of ${r.waves}; ${r.stopped.notStarted.length} member${r.stopped.notStarted.length === 1 ? '' : 's'} left untouched.\n`);
+        else if (!r.stopped) io.stdout.write(`Rollout ${r.fleet}: ${r.waves} wave${r.waves === 1 ? '' : 's'} done${r.failed.length ? `, ${r.failed.length} failed` : ''}.\n`);
+      }
     }
-    reportDiagnostics(io, mode, failures);
+    reportDiagnostics(io, mode, [...failures, ...stopped]);
     if (result.notStarted > 0) {
       io.stderr.write(`Run \`fleet apply\` again to carry out the ${result.notStarted} change${result.notStarted === 1 ? '' : 's'} not started.\n`);
       return INTERRUPTED_EXIT;
     }
-    return failures.length ? 1 : 0;
+    return failures.length || stopped.length ? 1 : 0;
   } finally {
+    clearInterval(beat);
+    progress.finish();
+    await lock?.release().catch(() => {});
     await session.close();
   }
+}
+
+/**
+ * The fleets a fresh plan will cover (the planner's own scope rule over the
+ * specs and the record's fleets), to lock before planning; undefined when a
+ * --target / --exclude names no fleet (planStack then says which).
+ */
+async function scopeOf(session: StackSession, opts: ApplyCliOptions): Promise<string[] | undefined> {
+  const recordFleets = (await session.record.listFleets(session.stack.name)).map((f) => f.fleet);
+  const scope = resolveScope(
+    session.fleets.map((f) => f.name),
+    recordFleets,
+    opts.target,
+    opts.exclude,
+  );
+  return scope.unknown.length > 0 ? undefined : scope.fleets;
+}
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * The last line of a text apply: what happened, counted as it happened.
+ * Steps are the requests carried out (done), the one each failed member
+ * stopped at, and those sent with it but never carried out.
+ */
+export function applySummary(r: Pick<ApplyResult, 'succeeded' | 'failed' | 'notStarted' | 'elapsedMs' | 'steps' | 'stepsFailed' | 'stepsSkipped'>): string {
+  const secs = (r.elapsedMs / 1000).toFixed(1);
+  const failed = r.failed.length;
+  const outcome = r.notStarted > 0 ? 'interrupted' : failed ? (r.succeeded === 0 ? 'failed' : 'finished with failures') : 'complete';
+  const members = [`${plural(r.succeeded, 'VM')} changed`, `${failed} failed`];
+  if (r.notStarted > 0) members.push(`${r.notStarted} not started`);
+  const steps = [`${plural(r.steps, 'step')} done`];
+  if (r.stepsFailed) steps.push(`${r.stepsFailed} failed`);
+  if (r.stepsSkipped) steps.push(`${r.stepsSkipped} not carried out`);
+  return `Apply ${outcome}: ${members.join(', ')}; ${steps.join(', ')}; in ${secs}s.`;
 }

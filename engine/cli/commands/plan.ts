@@ -18,6 +18,7 @@ interface PlanCliOptions {
   target: string[];
   exclude: string[];
   allowDestroy: string[];
+  replace: string[];
   refresh?: boolean;
 }
 
@@ -70,9 +71,10 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .option('--out <file>', 'also write the plan document (JSON) to FILE, for `fleet apply FILE`')
     .addOption(formatOption(PLAN_FORMATS))
     .option('--detailed-exitcode', 'exit 2 when the plan has changes (0: none, 1: error or blocked)')
-    .option('--target <fleet>', 'plan only this fleet (repeatable)', collect, [])
+    .option('--target <fleet>', 'plan only this fleet, or this member (`web/3`) (repeatable)', collect, [])
     .option('--exclude <fleet>', 'leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
+    .option('--replace <address>', 'replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
     .option('--refresh', 'first ask every data center for its VMs\' actual state and record what is one diagram edge away (as `fleet refresh`)')
     .action(async (opts: PlanCliOptions) => {
       const mode = modeOf(opts.format);
@@ -85,7 +87,10 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             targets: opts.target,
             excludes: opts.exclude,
             allowDestroy: opts.allowDestroy,
+            replace: opts.replace,
             refresh: Boolean(opts.refresh),
+            // A plan going to a file is sealed: `fleet apply FILE` trusts nothing else.
+            seal: opts.out !== undefined,
           };
           const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
           const all = [...diagnostics];

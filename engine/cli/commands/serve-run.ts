@@ -10,7 +10,7 @@ import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
 import { credentialKey as scopedCredentialKey } from '../../../protocol/index.ts';
-import { SERVER_TLS_ENV, checkBind, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
+import { SERVER_TLS_ENV, checkBind, dmzTokenEnv, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
@@ -20,7 +20,7 @@ import { resolveLogLevel, type ServiceLogOptions } from '../../observability/ind
 
 /** The token a data center's DMZ client presents to the authority (both services read the same variable). */
 export function authorityTokenEnv(dataCenter: string): string {
-  return `FLEET_DMZ_TOKEN_${dataCenter.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+  return dmzTokenEnv(dataCenter);
 }
 
 export const AUTHORITY_SECRET_ENV = 'FLEET_AUTHORITY_SECRET';

@@ -1,6 +1,8 @@
+import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { FleetError, fail, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
-import { openRecord, type HistoryRow, type SqlRecord, type VmRow } from '../../record/index.ts';
+import { parseVmAddress } from '../../model/index.ts';
+import { openRecord, type FleetRecord, type HistoryRow, type SqlRecord, type VmRow } from '../../record/index.ts';
 import { loadStack } from '../../spec/index.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO, type OutputMode } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
@@ -94,7 +96,7 @@ function showVm(v: VmRow): string {
  * a blocked apply can be explained (and `fleet unlock`ed).
  */
 export const registerState: RegisterCommand = (program: Command, io, setExit) => {
-  const state = program.command('state').description('Show what the record holds: VMs, their states and versions, and fleet locks.');
+  const state = program.command('state').description('Show what the record holds (VMs, their states and versions, fleet locks), or forget a VM.');
 
   state
     .command('list')
@@ -132,6 +134,8 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
       );
     });
 
+  registerStateRm(state, io, setExit);
+
   state
     .command('show')
     .description('Show one VM of the record and its recent history.')
@@ -159,6 +163,86 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
       );
     });
 };
+
+/** `fleet state rm` / `fleet import`: a VM address argument, or a cli.usage error saying what one looks like. */
+export function addressArg(text: string): { fleet: string; index: number } {
+  const a = parseVmAddress(text);
+  if (!a) fail('cli.usage', `${JSON.stringify(text)} is not a VM address; an address is <fleet>/<index>, e.g. web/3.`);
+  return a;
+}
+
+/**
+ * Takes the lock of one fleet for a record edit (`state rm`, `import`), so
+ * it never changes a VM under a running apply: a held lock is refused at once
+ * (record.lock-held names the holder).
+ */
+export async function withFleetLock<T>(record: FleetRecord, stack: string, fleet: string, actor: string, fn: () => Promise<T>): Promise<T> {
+  const lock = await record.acquireLocks(stack, [fleet], { who: actor, host: hostname(), planId: null, pid: process.pid }, { timeoutMs: 0 });
+  try {
+    return await fn();
+  } finally {
+    await lock.release().catch(() => {});
+  }
+}
+
+/**
+ * `fleet state rm ADDRESS`: forget a VM. The record stops tracking it (the
+ * row is retired, with a history row, outcome `removed`); its data center is
+ * not asked to do anything, so a VM that still runs there keeps running
+ * (`fleet import ADDRESS CLOUD_ID` adopts it again). The next plan sees the
+ * address empty and creates the member again if its fleet still wants it.
+ */
+function registerStateRm(state: Command, io: CliIO, setExit: (code: number) => void): void {
+  state
+    .command('rm')
+    .description('Forget a VM: the record stops tracking it (recorded in history); its data center is not touched.')
+    .argument('<address>', 'VM address, <fleet>/<index>')
+    .addOption(stackOption())
+    .addOption(recordUrlOption())
+    .addOption(formatOption())
+    .action(async (address: string, opts: RecordCliOptions) => {
+      const mode = modeOf(opts.format);
+      setExit(
+        await runCommand(
+          io,
+          async () => {
+            const { fleet } = addressArg(address);
+            return withStackRecord(io, opts, async (record, stack) => {
+              const actor = actorName();
+              const vm = await withFleetLock(record, stack, fleet, actor, async () => {
+                const found = await record.findVm(stack, address);
+                if (!found) fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}; nothing to remove.`, { address });
+                const cloud = found.cloudId ? `its VM ${found.cloudId} in ${found.dataCenter} is left as it is` : `${found.dataCenter} holds no VM of it`;
+                await record.addHistory(
+                  found.id,
+                  { from: found.state, to: found.state, outcome: 'removed', actor, detail: `fleet state rm: the record no longer tracks ${address}; ${cloud}` },
+                  found.version,
+                );
+                return record.updateVm(found.id, found.version, { retire: true }, { actor });
+              });
+              printResult(io, mode, { stack, removed: vm }, () => {
+                const again = vm.cloudId ? ` ${vm.dataCenter} still holds its VM ${vm.cloudId}: \`fleet import ${address} ${vm.cloudId}\` adopts it again, or delete it there.` : '';
+                return `Removed ${address} (VM ${vm.id}, ${vm.state}) from the record of stack ${stack}.${again}\n`;
+              });
+              return 0;
+            });
+          },
+          mode,
+        ),
+      );
+    });
+}
+
+/** Who edits the record by hand: user@host, as apply's actor. */
+function actorName(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    /* no passwd entry (containers) */
+  }
+  return `${user}@${hostname()}`;
+}
 
 export function historyTable(rows: HistoryRow[]): string {
   return table([

@@ -16,7 +16,7 @@ export const applyCodes = defineCodes({
   },
   'apply.dmz-unauthorized': {
     summary: 'DMZ client refused the token',
-    doc: 'The DMZ client answered 401: the bearer token is missing or wrong. Set the environment variable named by the data center\'s auth.tokenEnv to the token the DMZ client was started with.',
+    doc: 'The DMZ client answered 401: the bearer token is missing or wrong. Set the environment variable named by the data center\'s auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>) to the token the DMZ client was started with (its own FLEET_CLI_TOKEN_<DC>, or the variable its stack names).',
     severity: 'error',
   },
   'apply.dmz-rejected': {
@@ -26,7 +26,7 @@ export const applyCodes = defineCodes({
   },
   'apply.token-missing': {
     summary: 'Data center token not set',
-    doc: 'The environment variable that should hold the bearer token of a data center\'s DMZ client (auth.tokenEnv in stack.yaml, or FLEET_DMZ_TOKEN_<DC> for the services) is not set or empty.',
+    doc: 'The environment variable that should hold a bearer token is not set or empty. For the CLI it is the token of a data center\'s DMZ client: the variable named by its auth.tokenEnv in stack.yaml, else FLEET_CLI_TOKEN_<DC> (the name upper-cased, other characters `_`); `fleet apply` checks it for every data center its plan changes before any member starts. For the services it is FLEET_DMZ_TOKEN_<DC> (a DMZ client\'s token at the authority) and the DMZ client\'s FLEET_CLI_TOKEN_<DC>. docs/security.md lists every token.',
     severity: 'error',
   },
   'apply.step-vetoed': {
@@ -75,6 +75,31 @@ export const applyCodes = defineCodes({
     doc: 'A VM or fleet the saved plan touches changed in the record since the plan was made (another apply, a refresh). Plan again; a plan touching only other fleets stays valid.',
     severity: 'error',
   },
+  'apply.record-changed': {
+    summary: 'Record changed while planning',
+    doc: '`fleet apply` without a plan file locks the fleets in scope, then plans under those locks; a VM or fleet of the plan changed in between by a write that takes no lock (`fleet refresh`). Nothing was changed; run `fleet apply` again.',
+    severity: 'error',
+  },
+  'apply.vm-missing': {
+    summary: 'VM missing from its data center',
+    doc: 'A VM the fresh plan acts on is not in its data center any more (a denied boot terminated it, or it was deleted outside fleet). `fleet apply` recorded it as docs/recovery.md says (a failure state with no cloud VM, or the terminal state) and planned again: the member is deleted along the recovery edges and created again, or created again. Nothing to do; the warning says what happened.',
+    severity: 'warning',
+  },
+  'apply.import-refused': {
+    summary: 'Import refused',
+    doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first.',
+    severity: 'error',
+  },
+  'apply.import-not-found': {
+    summary: 'No such VM to import',
+    doc: 'No data center of the stack (or the one given with --data-center) holds a present VM with that cloud id or VM id, as its DMZ client lists them. Check the id in the cloud\'s console, and that the DMZ client is reachable.',
+    severity: 'error',
+  },
+  'apply.import-differs': {
+    summary: 'Imported VM differs from its spec',
+    doc: 'The VM `fleet import` adopted is not what its fleet\'s spec asks for (state, size, image or disk encryption). It is recorded as it is; the next plan moves, resizes or replaces it. Nothing to do but review that plan.',
+    severity: 'warning',
+  },
   'apply.no-client': {
     summary: 'No DMZ client for data center',
     doc: 'A change concerns a data center for which the stack gives no DMZ client. Add the data center to the stack, or plan again.',
@@ -93,6 +118,11 @@ export const applyCodes = defineCodes({
   'apply.member-failed': {
     summary: 'Member failed',
     doc: 'One member of a fleet could not reach its planned state; the others went on. The detail names the step and the cause; plan again to retry from where it stopped.',
+    severity: 'error',
+  },
+  'apply.rollout-stopped': {
+    summary: 'Rollout stopped',
+    doc: 'A fleet\'s rollout stopped before its last wave: its failed members reached `rollout.failureThreshold` (or held every place maxUnavailable and maxSurge allow). No further wave started; the members it names were left untouched. Fix the cause of the failures, then run `fleet apply` again: the new plan brings the failed members back first and continues with the rest (docs/rollouts.md).',
     severity: 'error',
   },
 });

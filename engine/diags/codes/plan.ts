@@ -8,6 +8,11 @@ export const planCodes = defineCodes({
     doc: 'A --target or --exclude names a fleet that is neither in the stack\'s specs nor in the record. Check the spelling; `fleet state list` shows the fleets of the record.',
     severity: 'error',
   },
+  'plan.unknown-member': {
+    summary: 'Unknown member',
+    doc: 'A --target or --replace names a member address (`web/3`) that is not a member of its fleet: --replace needs a live VM in the record, --target a live VM or an index below the fleet\'s count. `fleet state list` shows the members.',
+    severity: 'error',
+  },
   'plan.blocked': {
     summary: 'Plan blocked by policy',
     doc: 'The plan has at least one mandatory policy violation, so it cannot be applied. The plan and every violation are printed; fix the specs, or the stack\'s policy settings, or pass the override a violation\'s hint names (such as --allow-destroy).',

@@ -78,6 +78,11 @@ export const specCodes = defineCodes({
     doc: '`minCount` is the smallest number of members the fleet accepts from a policy grant, so it cannot exceed the `count` asked for. Lower minCount or raise count.',
     severity: 'error',
   },
+  'spec.rollout-invalid': {
+    summary: 'Rollout settings allow no progress',
+    doc: 'A fleet\'s `rollout` settings could never roll a change out: `maxUnavailable` and `maxSurge` both 0 (no member may leave Running and none may be replaced by a surge VM first), or `failureThreshold` 0. Allow one of maxUnavailable or maxSurge at least 1, and a failureThreshold of at least 1. docs/rollouts.md explains the settings.',
+    severity: 'error',
+  },
   'spec.unknown-data-center': {
     summary: 'Unknown data center',
     doc: 'A fleet\'s `placement.dataCenters` names a data center the stack does not define. Use one of the names in stack.yaml\'s `dataCenters`.',

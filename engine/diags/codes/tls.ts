@@ -32,6 +32,11 @@ export const tlsCodes = defineCodes({
     doc: 'A certificate was given without its key, or a key without its certificate, or a client CA without a server certificate (clients can be asked for certificates only over TLS). Give both halves.',
     severity: 'error',
   },
+  'tls.plain-address': {
+    summary: 'Client certificate for a plain HTTP address',
+    doc: 'A data center in stack.yaml has `auth.clientCert` but its address is not `https://`: the certificate would never be presented, and the bearer token would cross the network in clear text. Give the DMZ client\'s `https://` address (the DMZ client serves TLS with --tls-cert and --tls-key, and requires the certificate with --client-ca).',
+    severity: 'error',
+  },
   'tls.insecure-bind': {
     summary: 'Plain HTTP off loopback',
     doc: 'A service was asked to listen on an address other than loopback without TLS, so bearer tokens and disk keys would cross the network in clear text. Give --tls-cert and --tls-key (or FLEET_TLS_CERT and FLEET_TLS_KEY), or, only behind a TLS-terminating proxy you trust, pass --insecure.',

@@ -1,5 +1,5 @@
 import { byName } from '../scope.ts';
-import type { Action, Change, PlanDocument } from '../types.ts';
+import type { Action, Change, PlanDocument, Rollout, RolloutWave } from '../types.ts';
 
 /** How each action is marked, in text and markdown alike. */
 export const SYMBOL: Record<Action, string> = {
@@ -16,10 +16,19 @@ export function formatPath(path: readonly string[]): string {
   return path.join(' » ');
 }
 
-/** The closing line every renderer ends with. */
+/**
+ * The closing line every renderer ends with. A plan with no change is not
+ * always a record that matches the specs: the policy may have vetoed every
+ * change the specs ask for (a quota of 0, no data center that fits), and
+ * then the line says so.
+ */
 export function summaryLine(plan: PlanDocument): string {
   const s = plan.summary;
-  if (s.create + s.transition + s.update + s.replace + s.delete === 0) return 'No changes. The record matches the specs.';
+  if (s.create + s.transition + s.update + s.replace + s.delete === 0) {
+    const vetoes = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
+    if (vetoes > 0) return `No changes: the policy vetoed what the specs ask for (${vetoes} mandatory violation${vetoes === 1 ? '' : 's'}). The record does not match the specs.`;
+    return 'No changes. The record matches the specs.';
+  }
   return `Plan: ${s.create} to create, ${s.transition} to transition, ${s.update} to update, ${s.replace} to replace, ${s.delete} to delete.`;
 }
 
@@ -66,4 +75,23 @@ export function formatValue(v: unknown): string {
 /** One line per field of a change's diff: `image: ubuntu-22.04 -> ubuntu-24.04`. */
 export function diffLines(c: Change): string[] {
   return Object.entries(c.diff ?? {}).map(([k, d]) => `${k}: ${formatValue(d.from)} -> ${formatValue(d.to)}`);
+}
+
+/** `web/0, web/1, web/2` — long lists shortened to their first few and a count. */
+export function memberList(addresses: readonly string[], max = 8): string {
+  if (addresses.length <= max) return addresses.join(', ');
+  return `${addresses.slice(0, max).join(', ')}, … (${addresses.length} in all)`;
+}
+
+/** One line of a rollout's settings: `4 waves; maxUnavailable 3, maxSurge 0, failureThreshold 1`. */
+export function rolloutLine(r: Rollout): string {
+  return `${r.waves.length} wave${r.waves.length === 1 ? '' : 's'}; maxUnavailable ${r.maxUnavailable}, maxSurge ${r.maxSurge}, failureThreshold ${r.failureThreshold}`;
+}
+
+/** What one wave does: `web/0, web/1 (2 out of service, 1 by a surge VM first)`. */
+export function waveLine(w: RolloutWave): string {
+  const parts = [`${w.unavailable} out of service`];
+  if (w.surge) parts.push(`${w.surge} replaced by a surge VM first`);
+  if (w.returning?.length) parts.push(`bringing back ${memberList(w.returning, 4)}`);
+  return `${memberList(w.members)}${w.members.length ? ' ' : ''}(${parts.join(', ')})`;
 }

@@ -8,7 +8,7 @@
 import { ACTIONS, type Action, type Change, type PlanDocument } from '../types.ts';
 import { planDigest } from '../digest.ts';
 import { byName } from '../scope.ts';
-import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, summaryLine } from './common.ts';
+import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, memberList, rolloutLine, summaryLine } from './common.ts';
 
 export const MARKDOWN_LIMIT = 65_000;
 
@@ -42,17 +42,18 @@ export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): 
   const policy = policySection(plan);
   const dcs = dataCenterSection(plan);
   const diagram = diagramSection(plan);
+  const rollouts = rolloutSection(plan);
   const fleets = groupByFleet(plan).filter((g) => g.changes.length > 0);
   const details = fleets.map((g) => fleetDetails(g.fleet, g.changes, g.unchanged));
 
-  const full = [head, policy, dcs, diagram, ...(details.length ? ['### Fleets\n', ...details] : [])].join('\n');
+  const full = [head, policy, ...(rollouts ? [rollouts] : []), dcs, diagram, ...(details.length ? ['### Fleets\n', ...details] : [])].join('\n');
   if (full.length <= limit) return full;
 
   // Too long: fleets become one line each, then the lines that still fit.
   const note = (what: string) =>
     `> **Note:** this plan is too large for one comment (${full.length.toLocaleString('en-US')} characters); ${what}. The JSON plan (\`fleet plan --out\`) has every change.\n`;
   const oneLiners = fleets.map((g) => `- ${SYMBOL[g.changes[0].action]} **${g.fleet}**: ${countsPhrase(g.changes)}${g.unchanged ? `, ${g.unchanged} unchanged` : ''}`);
-  const fixed = [head, note('fleets are summarised, one line each'), policy, dcs, diagram, '### Fleets\n'].join('\n');
+  const fixed = [head, note('fleets are summarised, one line each'), policy, ...(rollouts ? [rollouts] : []), dcs, diagram, '### Fleets\n'].join('\n');
   const budget = limit - fixed.length - 200;
   const shown: string[] = [];
   let used = 0;
@@ -111,6 +112,22 @@ function policySection(plan: PlanDocument): string {
   return lines.join('\n');
 }
 
+/** Each fleet's rollout: its settings, then one row per wave, in the order they run. */
+function rolloutSection(plan: PlanDocument): string {
+  const rollouts = plan.rollouts ?? [];
+  if (rollouts.length === 0) return '';
+  const lines = ['### Rollouts', '', 'Each wave starts once every member of the one before is back in its desired state and ready; the rollout stops at `failureThreshold` failed members.', ''];
+  for (const r of rollouts) {
+    lines.push(`**${r.fleet}**: ${rolloutLine(r)} (${cell(r.reason)})`, '', '| wave | members | out of service | surge |', '| ---: | --- | ---: | ---: |');
+    for (const w of r.waves) {
+      const back = w.returning?.length ? ` (bringing back ${memberList(w.returning, 4)})` : '';
+      lines.push(`| ${w.wave} | ${cell(memberList(w.members))}${cell(back)} | ${w.unavailable} | ${w.surge} |`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
 function dataCenterSection(plan: PlanDocument): string {
   if (plan.changes.length === 0) return '';
   const per = new Map<string, Record<Action, number>>();
@@ -157,7 +174,7 @@ function fleetDetails(fleet: string, changes: Change[], unchanged: number): stri
       .filter(Boolean)
       .join('; ');
     const reason = extra && !c.reason.includes(extra) ? `${c.reason} (${extra})` : c.reason;
-    lines.push(`| ${cell(SYMBOL[c.action])} | ${code(c.address)} | ${c.action} | ${c.dataCenter} | ${cell(formatPath(c.path))} | ${cell(reason)} |`);
+    lines.push(`| ${cell(SYMBOL[c.action])} | ${code(c.address)}${c.wave !== undefined ? ` (wave ${c.wave})` : ''} | ${c.action} | ${c.dataCenter} | ${cell(formatPath(c.path))} | ${cell(reason)} |`);
   }
   lines.push('', '</details>', '');
   return lines.join('\n');

@@ -53,6 +53,15 @@ describe('renderText', () => {
     expect(text.trimEnd().split('\n').at(-1)).toBe('No changes. The record matches the specs.');
   });
 
+  it('says the policy vetoed every change instead of "matches the specs" when nothing can change', () => {
+    // No data center offers the hardware: the create is vetoed, nothing is left to change.
+    const vetoed = plan([makeFleet('gpu', { count: 2, hardware: ['gpu-h100'] })]);
+    expect(vetoed.blocked).toBe(true);
+    const last = (text: string) => text.trimEnd().split('\n').at(-1);
+    expect(last(renderText(vetoed))).toBe('No changes: the policy vetoed what the specs ask for (1 mandatory violation). The record does not match the specs.');
+    expect(renderMarkdown(vetoed)).toContain('**No changes: the policy vetoed what the specs ask for (1 mandatory violation).');
+  });
+
   it('colours only when asked', () => {
     expect(renderText(mixed(), { color: true })).toContain('\x1b[32m+');
   });

@@ -1,6 +1,6 @@
 // The plan for a terminal. Only displays the document; never decides anything.
 import type { Change, PlanDocument } from '../types.ts';
-import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, summaryLine } from './common.ts';
+import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, rolloutLine, summaryLine, waveLine } from './common.ts';
 
 export interface TextOptions {
   /** ANSI colours; the CLI passes useColor(io), which honours NO_COLOR. */
@@ -37,6 +37,12 @@ export function renderText(plan: PlanDocument, opts: TextOptions = {}): string {
     const tail = g.unchanged ? `, ${g.unchanged} unchanged` : '';
     out.push(paint('bold', `Fleet ${g.fleet}`) + ` (${countsPhrase(g.changes)}${tail})`);
     for (const c of g.changes) out.push(...changeLines(c, paint));
+    const rollout = plan.rollouts?.find((r) => r.fleet === g.fleet);
+    if (rollout) {
+      out.push(`  Rollout: ${rolloutLine(rollout)}`);
+      out.push(`      (${rollout.reason})`);
+      for (const w of rollout.waves) out.push(`    wave ${w.wave}: ${waveLine(w)}`);
+    }
     out.push('');
   }
 
@@ -65,7 +71,8 @@ export function renderText(plan: PlanDocument, opts: TextOptions = {}): string {
 function changeLines(c: Change, paint: (c: Paint, s: string) => string): string[] {
   const mark = paint(ACTION_COLOR[c.action], SYMBOL[c.action].padEnd(3));
   const where = c.action === 'delete' ? `from ${c.dataCenter}` : `in ${c.dataCenter}`;
-  const lines = [`  ${mark} ${c.address} ${c.action} ${where}: ${c.reason}`];
+  const wave = c.wave !== undefined ? ` (wave ${c.wave})` : '';
+  const lines = [`  ${mark} ${c.address} ${c.action} ${where}${wave}: ${c.reason}`];
   const pad = '        ';
   if (c.action === 'update') {
     const at = c.steps.find((s) => s.from === s.to);

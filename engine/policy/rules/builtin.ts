@@ -111,9 +111,18 @@ export const requireEncryptedDiskRule: Rule = {
   },
 };
 
+/**
+ * max-disruption judges how many serving members a plan takes out of
+ * service at once. A plan with a rollout (engine/plan/waves.ts) takes them
+ * out wave by wave, so the rule counts the members that leave for good
+ * (deleted, or sent to another state) plus the largest wave's members out
+ * of service; a change left without a wave counts as leaving at once, as
+ * in a plan made before rollouts. A mandatory rule therefore blocks only
+ * what no wave order satisfies: the planner already sized the waves to it.
+ */
 export const maxDisruptionRule: Rule = {
   name: 'max-disruption',
-  description: "At most `maxShare` of a fleet's members currently in `state` (default Running) may leave it in one plan.",
+  description: "At most `maxShare` of a fleet's members currently in `state` (default Running) may be out of it at once: the default of each fleet's rollout.maxUnavailable, which waves the change; mandatory, it caps maxUnavailable and blocks only what no wave order satisfies.",
   defaultEnforcement: 'advisory',
   configSchema: {
     type: 'object',
@@ -126,22 +135,41 @@ export const maxDisruptionRule: Rule = {
   checkPlan(plan, ctx): Finding[] {
     const maxShare = (ctx.config.maxShare as number | undefined) ?? 0.5;
     const state = (ctx.config.state as string | undefined) ?? 'Running';
-    const perFleet = new Map<string, { running: number; leaving: number }>();
+    interface Count {
+      running: number;
+      /** Leaving for good, or with no wave (all at once). */
+      atOnce: number;
+      /** Per wave: members out of `state` in it. */
+      waves: Map<number, number>;
+    }
+    const perFleet = new Map<string, Count>();
     for (const c of plan.changes) {
       if (c.action === 'create' || c.from !== state) continue;
-      const n = perFleet.get(c.fleet) ?? { running: 0, leaving: 0 };
+      const n = perFleet.get(c.fleet) ?? { running: 0, atOnce: 0, waves: new Map<number, number>() };
       n.running++;
-      if (isDestructive(c.action) || c.path.some((s) => s !== state)) n.leaving++;
       perFleet.set(c.fleet, n);
+      const leaves = isDestructive(c.action) || c.path.some((s) => s !== state);
+      if (!leaves) continue;
+      const forGood = c.action === 'delete' || c.to !== state;
+      // A replace whose new VM runs first never takes the member out of service.
+      const stays = c.action === 'replace' && c.replaceOrder === 'create-before-delete' && c.wave !== undefined;
+      if (forGood || c.wave === undefined) n.atOnce++;
+      else if (!stays) n.waves.set(c.wave, (n.waves.get(c.wave) ?? 0) + 1);
     }
     const out: Finding[] = [];
     for (const [fleet, n] of perFleet) {
-      if (n.leaving <= maxShare * n.running) continue;
+      const widest = Math.max(0, ...n.waves.values());
+      const leaving = n.atOnce + widest;
+      if (leaving <= maxShare * n.running) continue;
       const allowed = Math.floor(maxShare * n.running);
+      const how = n.waves.size > 0 ? ` at once (${widest} in its widest wave${n.atOnce ? `, ${n.atOnce} for good` : ''})` : ' in this plan';
       out.push({
         address: fleet,
-        message: `${n.leaving} of ${n.running} ${state} members of fleet ${fleet} would leave ${state} in this plan (at most ${allowed}, maxShare ${maxShare}).`,
-        hint: `Make the change in steps of at most ${Math.max(1, allowed)} member(s) of ${fleet} per plan, or raise max-disruption.maxShare in the stack's policyPack.config.`,
+        message: `${leaving} of ${n.running} ${state} members of fleet ${fleet} would leave ${state}${how} (at most ${allowed}, maxShare ${maxShare}).`,
+        hint:
+          n.waves.size > 0
+            ? `Lower spec.rollout.maxUnavailable of ${fleet} to ${Math.max(1, allowed)} or less, or raise max-disruption.maxShare in the stack's policyPack.config.`
+            : `Make the change in steps of at most ${Math.max(1, allowed)} member(s) of ${fleet} per plan, or raise max-disruption.maxShare in the stack's policyPack.config.`,
       });
     }
     return out;

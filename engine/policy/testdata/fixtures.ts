@@ -55,6 +55,7 @@ export function fleet(name: string, over: Partial<LoadedFleet> = {}): LoadedFlee
     state: 'Running',
     encryptedDisk: false,
     protect: false,
+    rollout: {},
     specHash: 'h',
     where: {},
     pointers: new Map(),

@@ -1,0 +1,133 @@
+import type { Command } from 'commander';
+import { diag, fail, FleetError, sortDiagnostics } from '../../diags/index.ts';
+import { sameSize } from '../../model/index.ts';
+import type { VmRow } from '../../record/index.ts';
+import type { ActualVm } from '../../../protocol/index.ts';
+import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
+import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
+import { addressArg, withFleetLock } from './state.ts';
+import type { RegisterCommand } from './types.ts';
+
+interface ImportCliOptions {
+  stack: string;
+  recordUrl?: string;
+  format: string;
+  dataCenter?: string;
+}
+
+/**
+ * `fleet import ADDRESS CLOUD_ID`: adopt a VM that exists in a data center
+ * into a member of a fleet of the specs. The data center's DMZ client is
+ * asked for it (by cloud id, or by VM id); it becomes the live VM at the
+ * address in the state its cloud reports, with a history row (outcome
+ * `imported`), under the fleet's lock. What the spec wants differently
+ * (the state, the size, an image that is not the catalog's for that data
+ * center) is left to the next plan: an imported VM whose image or disk
+ * does not match is recorded under a spec hash of its own, so that plan
+ * replaces it instead of taking it for a match.
+ */
+export const registerImport: RegisterCommand = (program: Command, io, setExit) => {
+  program
+    .command('import')
+    .description('Adopt a VM that exists in a data center into a member of a fleet (recorded in history).')
+    .argument('<address>', 'the member it becomes, <fleet>/<index>')
+    .argument('<cloudId>', 'the cloud id of the VM in its data center (or its VM id)')
+    .option('--data-center <name>', 'look only in this data center (default: every data center of the stack)')
+    .addOption(stackOption())
+    .addOption(recordUrlOption())
+    .addOption(formatOption())
+    .action(async (address: string, cloudId: string, opts: ImportCliOptions) => {
+      const mode = modeOf(opts.format);
+      setExit(await runCommand(io, () => runImport(io, address, cloudId, opts, mode), mode));
+    });
+};
+
+async function runImport(io: Parameters<RegisterCommand>[1], address: string, cloudId: string, opts: ImportCliOptions, mode: ReturnType<typeof modeOf>): Promise<number> {
+  const { fleet, index } = addressArg(address);
+  const { defaultActor, openSession } = await import('../../apply/index.ts');
+  const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
+  try {
+    const { stack, pack, record } = session;
+    const spec = session.fleets.find((f) => f.name === fleet);
+    if (!spec) fail('apply.import-refused', `fleet ${fleet} is not in the specs of stack ${stack.name}: a VM is imported into a member of a fleet the specs declare.`, { address });
+    if (index >= spec.count) {
+      fail('apply.import-refused', `${address} is not a member: fleet ${fleet} has count ${spec.count} (members ${fleet}/0 to ${fleet}/${spec.count - 1}), so the next plan would delete it. Raise count first, or import into a free index below it.`, { address });
+    }
+    const dcs = opts.dataCenter ? stack.dataCenters.filter((d) => d.name === opts.dataCenter) : stack.dataCenters;
+    if (dcs.length === 0) fail('cli.usage', `--data-center ${opts.dataCenter} is not a data center of stack ${stack.name} (${stack.dataCenters.map((d) => d.name).join(', ')}).`);
+
+    // Ask each data center's DMZ client what it holds; the VM must be there and present.
+    let found: ActualVm | undefined;
+    const unreachable: string[] = [];
+    for (const dc of dcs) {
+      const provider = session.providers.get(dc.name);
+      if (!provider) continue;
+      let vms: ActualVm[];
+      try {
+        vms = await provider.listVms();
+      } catch (err) {
+        unreachable.push(`${dc.name} (${err instanceof FleetError ? err.diagnostics[0].detail : String(err)})`);
+        continue;
+      }
+      found = vms.find((v) => v.status === 'present' && (v.cloudId === cloudId || v.vmId === cloudId));
+      if (found) {
+        // The provider's get confirms it by its VM id, as every later call names it.
+        const again = await provider.getVm(found.vmId);
+        if (again?.status !== 'present') found = undefined;
+        else found = again;
+        if (found) break;
+      }
+    }
+    if (!found) {
+      const searched = dcs.map((d) => d.name).join(', ');
+      const notAsked = unreachable.length ? `; not reachable: ${unreachable.join('; ')}` : '';
+      fail('apply.import-not-found', `no data center of stack ${stack.name} holds a VM ${cloudId} (searched ${searched}${notAsked}).`, { address });
+    }
+    const vm = found;
+    if (!pack.lifecycle.states.includes(vm.observedState) || pack.lifecycle.isTerminal(vm.observedState)) {
+      fail('apply.import-refused', `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}, which is not a live state of the pack's lifecycle (${pack.lifecycle.states.join(', ')}).`, { address });
+    }
+    const catalog = pack.images[spec.image]?.[vm.dataCenter] ?? null;
+    const matches = vm.image === catalog && vm.encryptedDisk === spec.encryptedDisk;
+    const actor = defaultActor();
+    const row: VmRow = await withFleetLock(record, stack.name, fleet, actor, async () => {
+      const live = await record.findVm(stack.name, address);
+      if (live) {
+        fail('apply.import-refused', `${address} is live in the record already (VM ${live.id}, ${live.state}, cloud id ${live.cloudId ?? '-'}); \`fleet state rm ${address}\` forgets it first.`, { address });
+      }
+      return record.adoptVm(
+        {
+          id: vm.vmId,
+          cloudId: vm.cloudId,
+          stack: stack.name,
+          fleet,
+          owner: spec.owner,
+          index,
+          dataCenter: vm.dataCenter,
+          state: vm.observedState,
+          desiredState: spec.state,
+          // An image or disk that is not the spec's: a spec hash of its own, so the next plan replaces the VM.
+          specHash: matches ? spec.specHash : `imported:${vm.cloudId}`,
+          image: matches ? spec.image : vm.image,
+          realImage: vm.image,
+          size: vm.size,
+          encryptedDisk: vm.encryptedDisk,
+        },
+        { actor, detail: `fleet import: adopted ${vm.cloudId} (VM ${vm.vmId}) of ${vm.dataCenter}, ${vm.observedState}` },
+      );
+    });
+    const left: string[] = [];
+    if (!matches) left.push(`its image ${vm.image}${vm.encryptedDisk === spec.encryptedDisk ? '' : ' or disk encryption'} is not the spec's (${catalog ?? `no ${spec.image} in ${vm.dataCenter}`}): the next plan replaces it`);
+    if (!sameSize(vm.size, spec.size)) left.push('its size is not the spec\'s: the next plan resizes it');
+    if (vm.observedState !== spec.state) left.push(`it is ${vm.observedState}, the spec asks for ${spec.state}`);
+    const notes = left.map((l) => diag('apply.import-differs', `${address}: ${l}.`, { address }, 'warning'));
+    if (mode === 'json') writeJson(io, { stack: stack.name, imported: row, diagnostics: sortDiagnostics([...session.warnings, ...notes]) });
+    else {
+      printDiagnostics(io, [...session.warnings, ...notes]);
+      io.stdout.write(`Imported ${vm.cloudId} of ${vm.dataCenter} as ${address} (VM ${row.id}, ${row.state}). Run \`fleet plan\` to see what remains to match the spec.\n`);
+    }
+    return 0;
+  } finally {
+    await session.close();
+  }
+}

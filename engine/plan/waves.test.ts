@@ -1,0 +1,170 @@
+import { describe, expect, it } from 'vitest';
+import type { Enforcement, RolloutSpec } from '../model/index.ts';
+import { computePlan } from './planner.ts';
+import { noRulesPolicy } from './policy-port.ts';
+import { dataCenter, makeFleet, makePack, makeStack, vmRow } from './test-support.ts';
+import { rolloutSettings, type DisruptionRule } from './waves.ts';
+import type { PlanDocument } from './types.ts';
+import type { VmRow } from '../record/types.ts';
+
+const rule = (enforcement: Enforcement, maxShare = 0.25): DisruptionRule => ({ state: 'Running', maxShare, enforcement });
+
+describe('rolloutSettings', () => {
+  it.each([
+    { name: 'counts from the spec', spec: { maxUnavailable: 3, maxSurge: 2 }, rule: rule('advisory'), want: [3, 2, 1] },
+    { name: 'percentages: maxUnavailable rounds down, maxSurge up', spec: { maxUnavailable: '30%', maxSurge: '10%' }, rule: rule('advisory'), want: [3, 2, 1] },
+    { name: 'default maxUnavailable from max-disruption maxShare', spec: {}, rule: rule('advisory', 0.25), want: [3, 0, 1] },
+    { name: 'max-disruption disabled, a spec setting: the rest default to all members', spec: { failureThreshold: 2 }, rule: rule('disabled'), want: [12, 0, 2] },
+    { name: 'a mandatory rule lowers maxUnavailable to what it allows', spec: { maxUnavailable: '50%' }, rule: rule('mandatory', 0.25), want: [3, 0, 1] },
+    { name: 'an advisory rule does not', spec: { maxUnavailable: '50%' }, rule: rule('advisory', 0.25), want: [6, 0, 1] },
+    { name: 'failureThreshold as a share of the members changed, rounded up', spec: { failureThreshold: '10%' }, rule: rule('advisory'), want: [3, 0, 2] },
+    { name: 'a mandatory rule allowing none: one surge VM at a time', spec: {}, rule: rule('mandatory', 0.05), want: [0, 1, 1] },
+    { name: 'an advisory rule rounding to none: one member at a time', spec: {}, rule: rule('advisory', 0.05), want: [1, 1, 1] },
+  ] as { name: string; spec: RolloutSpec; rule: DisruptionRule; want: [number, number, number] }[])('$name', ({ spec, rule: r, want }) => {
+    const s = rolloutSettings(makeFleet('web', { count: 12, rollout: spec }), r, 12, 12)!;
+    expect([s.maxUnavailable, s.maxSurge, s.failureThreshold]).toEqual(want);
+  });
+
+  it('asks for no rollout when neither the spec nor the rule does', () => {
+    expect(rolloutSettings(makeFleet('web', { count: 12 }), rule('disabled'), 12, 12)).toBeUndefined();
+  });
+});
+
+/** mulberry32: repeatable cases. */
+function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('assignWaves (through computePlan)', () => {
+  // Property over generated fleets: every disruptive change is in exactly
+  // one wave; no wave takes more than maxUnavailable members out (members
+  // already out hold places of the first) nor more than maxSurge surge VMs,
+  // nor more surge VMs in a data center than it has room for; a replace is
+  // create-before-delete exactly when it takes a surge place.
+  it('keeps every wave within maxUnavailable, maxSurge and capacity, over 300 generated fleets', () => {
+    const next = rng(17);
+    const int = (n: number) => Math.floor(next() * n);
+    for (let k = 0; k < 300; k++) {
+      const count = 1 + int(30);
+      const enforcement = (['advisory', 'mandatory'] as const)[int(2)];
+      const maxShare = [0.1, 0.25, 0.5, 1][int(4)];
+      const rollout: RolloutSpec = {};
+      if (next() < 0.6) rollout.maxUnavailable = next() < 0.5 ? int(count + 1) : (`${int(101)}%` as RolloutSpec['maxUnavailable']);
+      if (next() < 0.6) rollout.maxSurge = int(5);
+      if (rollout.maxUnavailable === 0 && !rollout.maxSurge) rollout.maxSurge = 1;
+      const room = 1 + int(4);
+      const dcs = [dataCenter('miami', 25.76, -80.19, ['general'], { vms: count + room })];
+      const spec = makeFleet('web', { count, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
+      const specNew = { ...spec, specHash: 'new' };
+      const states = ['Running', 'Running', 'Running', 'PoweredOff', 'BootFailed'];
+      const rows: VmRow[] = Array.from({ length: count }, (_, i) => {
+        const kind = int(4);
+        const state = states[int(states.length)];
+        if (kind === 0) return vmRow(specNew, i, { dataCenter: 'miami', state, specHash: 'new', image: 'ubuntu-24.04' });
+        if (kind === 1) return vmRow(specNew, i, { dataCenter: 'miami', state, specHash: 'small', image: 'ubuntu-24.04', size: { cpu: 1, memoryGiB: 4, diskGiB: 20 } });
+        return vmRow(specNew, i, { dataCenter: 'miami', state, specHash: 'old', image: 'ubuntu-22.04' });
+      });
+      const pack = makePack({ 'max-disruption': enforcement });
+      pack.rules.get('max-disruption')!.config.maxShare = maxShare;
+      checkWaves(
+        computePlan({
+          stack: makeStack(dcs),
+          pack,
+          fleets: [specNew],
+          record: rows,
+          fleetVersions: {},
+          options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+          policy: noRulesPolicy,
+          id: `q${k}`,
+        }),
+        room,
+        `case ${k}: count ${count}, ${enforcement} ${maxShare}, ${JSON.stringify(rollout)}`,
+      );
+    }
+  });
+});
+
+function checkWaves(plan: PlanDocument, room: number, label: string): void {
+  const leaving = plan.changes.filter((c) => c.from === 'Running' && (c.action === 'replace' || c.action === 'update' || (c.action === 'transition' && c.path.some((s) => s !== 'Running'))));
+  if (leaving.length === 0) {
+    expect(plan.rollouts, label).toBeUndefined();
+    return;
+  }
+  const r = plan.rollouts![0];
+  const unwaved = leaving.filter((c) => c.wave === undefined);
+  // Changes left without a wave exist only when a mandatory rule allows none and they cannot surge: the plan is blocked, and says so.
+  if (unwaved.length) {
+    expect(plan.blocked, label).toBe(true);
+    expect(plan.policy.violations.some((v) => v.policy === 'max-disruption' && v.level === 'mandatory'), label).toBe(true);
+  }
+  const seen = new Set<string>();
+  for (const w of r.waves) {
+    const members = plan.changes.filter((c) => c.wave === w.wave && !(w.returning ?? []).includes(c.address));
+    expect(members.map((c) => c.address).sort(), label).toEqual([...w.members].sort());
+    const surge = members.filter((c) => c.action === 'replace' && c.replaceOrder === 'create-before-delete');
+    const out = members.length - surge.length;
+    const held = w.wave === 1 ? (w.returning ?? []).length : 0;
+    expect(surge.length, label).toBeLessThanOrEqual(r.maxSurge);
+    expect(surge.length, label).toBeLessThanOrEqual(room);
+    if (out > 0) expect(out + held, label).toBeLessThanOrEqual(Math.max(r.maxUnavailable, held));
+    expect([w.unavailable, w.surge], label).toEqual([out, surge.length]);
+    for (const c of members) {
+      expect(seen.has(c.address), label).toBe(false);
+      seen.add(c.address);
+      if (c.action === 'replace') {
+        const first = c.steps[0].member;
+        expect(first, label).toBe(c.replaceOrder === 'create-before-delete' ? 'new' : 'old');
+      }
+    }
+  }
+  for (const c of leaving) if (c.wave !== undefined) expect(seen.has(c.address), label).toBe(true);
+}
+
+describe('member addresses', () => {
+  const web = makeFleet('web', { count: 4, image: 'ubuntu-24.04' });
+  const rows = [0, 1, 2, 3].map((i) => vmRow(web, i, { image: 'ubuntu-22.04', specHash: 'old' }));
+  const plan = (options: Partial<PlanDocument['options']>) =>
+    computePlan({
+      stack: makeStack(),
+      pack: makePack(),
+      fleets: [web],
+      record: rows,
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false, ...options },
+      policy: noRulesPolicy,
+      id: 'p',
+    });
+
+  it('--target web/3 plans that member only', () => {
+    const p = plan({ targets: ['web/3'] });
+    expect(p.fleets).toEqual(['web']);
+    expect(p.changes.map((c) => `${c.address}:${c.action}`)).toEqual(['web/3:replace']);
+    expect(p.options.targets).toEqual(['web/3']);
+  });
+
+  it('--target web alongside web/3 plans the whole fleet', () => {
+    expect(plan({ targets: ['web', 'web/3'] }).changes).toHaveLength(4);
+  });
+
+  it('--replace web/1 replaces a member that matches its spec', () => {
+    const same = rows.map((r) => ({ ...r, image: web.image, specHash: web.specHash }));
+    const p = computePlan({
+      stack: makeStack(),
+      pack: makePack(),
+      fleets: [web],
+      record: same,
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false, replace: ['web/1'] },
+      policy: noRulesPolicy,
+      id: 'p',
+    });
+    expect(p.changes.map((c) => `${c.address}:${c.action}`)).toEqual(['web/0:noop', 'web/1:replace', 'web/2:noop', 'web/3:noop']);
+    expect(p.changes[1].reason).toMatch(/^replaced by --replace/);
+    expect(p.options.replace).toEqual(['web/1']);
+  });
+});

@@ -1,0 +1,257 @@
+// Rollout waves: how a fleet's disruptive changes are split so that no
+// instant has more than `maxUnavailable` of its members out of Running, and
+// at most `maxSurge` extra VMs exist (docs/rollouts.md).
+//
+// A change is *disruptive* when its member is in the serving state (the
+// max-disruption rule's `state`, Running by default) and the change takes
+// it out of that state: a replace, a resize (update), a transition. Each
+// takes one place of a wave:
+//
+// | change                                   | takes      | the member                          |
+// | ---------------------------------------- | ---------- | ----------------------------------- |
+// | replace, create-before-delete            | a surge    | keeps serving until its new VM runs |
+// | replace, delete-before-create            | unavailable| is out until its new VM runs        |
+// | update (resize) or transition            | unavailable| is out until it is back (or for good) |
+//
+// A replace takes a surge place while the wave has one and its data center
+// has room for a second VM of the member's size; otherwise it goes
+// delete-before-create. Members of the fleet already out of the serving
+// state, whose change brings them back (a failed wave's members, say), go
+// in the first wave and hold its places: resuming a stopped rollout never
+// puts more members out at once than the first run would have.
+//
+// Deletes (a lower count, a removed fleet) and creates are not waved: they
+// run beside the first wave. A change whose goal is to leave the serving
+// state for good (state: PoweredOff) is waved like the others, in waves of
+// maxUnavailable; the max-disruption rule judges how many may leave at all.
+//
+// Pure: the planner calls assignWaves on its draft changes, before the
+// basis and the rules.
+import { resolveAmount, showAmount, type RolloutAmount } from '../model/index.ts';
+import type { Enforcement } from '../model/index.ts';
+import type { LoadedPack, Lifecycle } from '../policy/types.ts';
+import type { LoadedFleet } from '../spec/types.ts';
+import { fits } from './placement.ts';
+import type { CapacityLeft } from './policy-port.ts';
+import { stepsAlong } from './member.ts';
+import type { Change, Rollout, RolloutWave, Violation, VmSize } from './types.ts';
+
+/** What the max-disruption rule contributes: the serving state, its share, and how binding it is. */
+export interface DisruptionRule {
+  state: string;
+  maxShare: number;
+  enforcement: Enforcement;
+}
+
+export function disruptionRule(pack: LoadedPack): DisruptionRule {
+  const r = pack.rules.get('max-disruption');
+  return {
+    state: (r?.config.state as string | undefined) ?? 'Running',
+    maxShare: (r?.config.maxShare as number | undefined) ?? 0.5,
+    enforcement: r?.enforcement ?? 'disabled',
+  };
+}
+
+/** The resolved settings of one fleet's rollout, and in words how they were reached. */
+export interface RolloutSettings {
+  maxUnavailable: number;
+  maxSurge: number;
+  failureThreshold: number;
+  /** Both came out 0 (a fleet smaller than 1 / maxShare): one member per wave, by a surge VM where it can be. */
+  oneAtATime: boolean;
+  notes: string[];
+}
+
+/**
+ * A fleet's rollout settings as counts: the spec's, or the max-disruption
+ * rule's share of `count` (all members when the rule is disabled); a
+ * mandatory rule lowers maxUnavailable to what it allows of the `serving`
+ * members. Both zero (a small fleet, or a rule that allows none): one
+ * member per wave, replaced by a surge VM where its data center has room,
+ * else (advisory rule only) taken out of service.
+ * Undefined when neither the spec nor the rule asks for a rollout (the rule
+ * disabled, no spec.rollout): the change is made at once, as before rollouts.
+ */
+export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving: number, waved: number): RolloutSettings | undefined {
+  const notes: string[] = [];
+  const n = spec.count;
+  const r = spec.rollout;
+  if (rule.enforcement === 'disabled' && r.maxUnavailable === undefined && r.maxSurge === undefined && r.failureThreshold === undefined) return undefined;
+  let maxUnavailable: number;
+  if (r.maxUnavailable !== undefined) {
+    maxUnavailable = resolveAmount(r.maxUnavailable, n, 'down');
+    notes.push(`maxUnavailable ${showAmount(r.maxUnavailable)}${typeof r.maxUnavailable === 'string' ? ` of ${n}` : ''} from the spec`);
+  } else if (rule.enforcement === 'disabled') {
+    maxUnavailable = n;
+    notes.push('maxUnavailable: every member (max-disruption is disabled)');
+  } else {
+    maxUnavailable = Math.floor(rule.maxShare * n + 1e-9);
+    notes.push(`maxUnavailable ${maxUnavailable} of ${n} from max-disruption maxShare ${rule.maxShare}`);
+  }
+  if (rule.enforcement === 'mandatory') {
+    const allowed = Math.floor(rule.maxShare * serving + 1e-9);
+    if (maxUnavailable > allowed) {
+      maxUnavailable = allowed;
+      notes.push(`lowered to ${allowed} by mandatory max-disruption (maxShare ${rule.maxShare} of ${serving} ${rule.state})`);
+    }
+  }
+  let maxSurge = 0;
+  if (r.maxSurge !== undefined) {
+    maxSurge = resolveAmount(r.maxSurge, n, 'up');
+    notes.push(`maxSurge ${showAmount(r.maxSurge)}${typeof r.maxSurge === 'string' ? ` of ${n}` : ''} from the spec`);
+  }
+  let oneAtATime = false;
+  if (maxUnavailable === 0 && maxSurge === 0) {
+    oneAtATime = true;
+    maxSurge = 1;
+    if (rule.enforcement === 'mandatory') {
+      notes.push(`no member may leave ${rule.state}: replacements are created first, one at a time`);
+    } else {
+      maxUnavailable = 1;
+      notes.push('one member at a time, replaced by a surge VM where there is room');
+    }
+  }
+  const ft: RolloutAmount = r.failureThreshold ?? 1;
+  const failureThreshold = Math.max(1, resolveAmount(ft, waved, 'up'));
+  notes.push(`failureThreshold ${failureThreshold}${r.failureThreshold === undefined ? ' (default)' : ''}`);
+  return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, notes };
+}
+
+/** How many more VMs of `size` fit in what is left of a data center (Infinity with no limit). */
+function room(left: CapacityLeft | undefined, size: VmSize): number {
+  if (!left) return Infinity;
+  if (!fits(left, size)) return 0;
+  return Math.min(left.vms, Math.floor(left.cpu / size.cpu), Math.floor(left.memoryGiB / size.memoryGiB));
+}
+
+export interface WaveInput {
+  /** The draft changes of the whole plan, in plan order; waved ones are rewritten in place. */
+  changes: Change[];
+  specs: ReadonlyMap<string, LoadedFleet>;
+  pack: LoadedPack;
+  lifecycle: Lifecycle;
+  /** Capacity left per data center after this plan's creates; null when the capacity rule is disabled. */
+  capacity: ReadonlyMap<string, CapacityLeft> | null;
+  /**
+   * Extra VMs the owner quota still allows each fleet (Infinity: no limit):
+   * a surge VM counts against the quota while it lives.
+   */
+  quotaRoom: (spec: LoadedFleet, extra: number) => number;
+}
+
+export interface WaveResult {
+  rollouts: Rollout[];
+  violations: Violation[];
+}
+
+/** True when the change takes a member in `state` out of it (for a while or for good). */
+export function leavesState(c: Change, state: string): boolean {
+  if (c.action === 'create' || c.action === 'noop' || c.from !== state) return false;
+  if (c.action === 'delete' || c.action === 'replace') return true;
+  return c.path.some((s) => s !== state);
+}
+
+/** Splits each fleet's disruptive changes into waves (see the table at the top). */
+export function assignWaves(input: WaveInput): WaveResult {
+  const rule = disruptionRule(input.pack);
+  const rollouts: Rollout[] = [];
+  const violations: Violation[] = [];
+  const byFleet = new Map<string, Change[]>();
+  for (const c of input.changes) {
+    if (c.deposed) continue;
+    let list = byFleet.get(c.fleet);
+    if (!list) byFleet.set(c.fleet, (list = []));
+    list.push(c);
+  }
+  for (const [fleet, changes] of byFleet) {
+    const spec = input.specs.get(fleet);
+    if (!spec) continue;
+    const state = rule.state;
+    const disruptive = changes.filter((c) => c.action !== 'delete' && leavesState(c, state));
+    if (disruptive.length === 0) continue;
+    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length;
+    // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
+    const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
+    const settings = rolloutSettings(spec, rule, serving, disruptive.length);
+    if (!settings) continue;
+    const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge)) : 0;
+    if (surgeQuota < settings.maxSurge) settings.notes.push(`maxSurge ${settings.maxSurge} lowered to ${surgeQuota} by the owner quota`);
+
+    const waves: RolloutWave[] = [];
+    let queue = [...disruptive].sort((a, b) => a.index - b.index);
+    let heldByReturning = returning.length;
+    let capacityShort = false;
+    while (queue.length > 0) {
+      const wave: RolloutWave = { wave: waves.length + 1, members: [], unavailable: 0, surge: 0 };
+      const places = Math.max(0, settings.maxUnavailable - heldByReturning);
+      const usedRoom = new Map<string, number>();
+      const rest: Change[] = [];
+      for (const c of queue) {
+        if (settings.oneAtATime && wave.members.length > 0) {
+          rest.push(c);
+          continue;
+        }
+        const dcRoom = room(input.capacity?.get(c.dataCenter), c.size) - (usedRoom.get(c.dataCenter) ?? 0);
+        if (c.action === 'replace' && wave.surge < surgeQuota && dcRoom >= 1) {
+          setReplaceOrder(c, 'create-before-delete', input.lifecycle);
+          usedRoom.set(c.dataCenter, (usedRoom.get(c.dataCenter) ?? 0) + 1);
+          wave.surge++;
+        } else if (wave.unavailable < places) {
+          if (c.action === 'replace') setReplaceOrder(c, 'delete-before-create', input.lifecycle, wave.surge < surgeQuota ? 'no capacity for both' : 'no surge place in its wave');
+          wave.unavailable++;
+        } else {
+          if (c.action === 'replace' && wave.surge < surgeQuota && dcRoom < 1) capacityShort = true;
+          rest.push(c);
+          continue;
+        }
+        c.wave = wave.wave;
+        wave.members.push(c.address);
+      }
+      if (wave.members.length === 0 && heldByReturning === 0) break;
+      if (wave.wave === 1 && returning.length > 0) {
+        for (const c of returning) c.wave = 1;
+        wave.returning = returning.map((c) => c.address).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+      }
+      heldByReturning = 0;
+      waves.push(wave);
+      queue = rest;
+    }
+    if (queue.length > 0) {
+      // Only a mandatory max-disruption that allows no member out, with no room for a surge VM, gets here.
+      const list = queue.map((c) => c.address);
+      violations.push({
+        policy: 'max-disruption',
+        level: 'mandatory',
+        address: fleet,
+        message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: max-disruption allows no member out of ${state} at once${capacityShort ? ' and the data center has no room for a surge VM' : ''}${queue.some((c) => c.action !== 'replace') ? ', and a resize or transition cannot use a surge VM' : ''}.`,
+        hint: `Raise max-disruption.maxShare in the stack's policyPack.config, free capacity for a surge VM, or make the change a replace.`,
+      });
+    }
+    rollouts.push({
+      fleet,
+      maxUnavailable: settings.maxUnavailable,
+      maxSurge: surgeQuota,
+      failureThreshold: settings.failureThreshold,
+      reason: settings.notes.join('; '),
+      waves,
+    });
+  }
+  rollouts.sort((a, b) => (a.fleet < b.fleet ? -1 : a.fleet > b.fleet ? 1 : 0));
+  return { rollouts, violations };
+}
+
+/** The first clause of a replace's reason (what changes), without the order's explanation. */
+function reasonHead(reason: string): string {
+  const i = reason.indexOf(';');
+  return i < 0 ? reason : reason.slice(0, i);
+}
+
+/** Sets a replace's order, with its steps and reason to match. */
+function setReplaceOrder(c: Change, order: NonNullable<Change['replaceOrder']>, lc: Lifecycle, why = ''): void {
+  const newSteps = stepsAlong(lc, c.path, 'new');
+  const oldSteps = stepsAlong(lc, c.oldPath ?? [], 'old');
+  c.replaceOrder = order;
+  c.steps = order === 'create-before-delete' ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps];
+  const head = reasonHead(c.reason);
+  c.reason = order === 'create-before-delete' ? `${head}; its new VM runs before the old one goes (a surge VM)` : `${head}; the old one goes first: ${why}`;
+}

@@ -1,0 +1,35 @@
+// Bearer tokens per role (DESIGN.md, "Transport"; docs/security.md): which
+// environment variable holds which party's token. One place, so the CLI,
+// the services, the Pulumi providers and the docs name the same variables.
+//
+// | role                    | held by            | presented to           | variable                                          |
+// | ----------------------- | ------------------ | ---------------------- | ------------------------------------------------- |
+// | CLI -> DMZ client       | the CLI / CI job   | the data center's DMZ  | `auth.tokenEnv` of the data center in stack.yaml, |
+// |                         |                    | client (which also     | else FLEET_CLI_TOKEN_<DC>                         |
+// |                         |                    | reads it, to check it) |                                                   |
+// | DMZ client -> authority | the DMZ client     | the authority (which   | FLEET_DMZ_TOKEN_<DC>                              |
+// |                         |                    | also reads it)         |                                                   |
+//
+// <DC> is the data center's name upper-cased, every other character `_`
+// (`us-east` -> `US_EAST`). A token is read from the environment when it is
+// used and never written to a plan, a log, a diagnostic or the record.
+
+/** `us-east` -> `US_EAST`: a data center's name as a variable-name suffix. */
+export function envSuffix(dataCenter: string): string {
+  return dataCenter.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+}
+
+/** The variable the CLI's token to a data center's DMZ client is read from when stack.yaml names none. */
+export function defaultCliTokenEnv(dataCenter: string): string {
+  return `FLEET_CLI_TOKEN_${envSuffix(dataCenter)}`;
+}
+
+/** The variable holding the CLI's token to a data center's DMZ client: its `auth.tokenEnv`, else FLEET_CLI_TOKEN_<DC>. */
+export function cliTokenEnv(dc: { name: string; auth?: { tokenEnv?: string } }): string {
+  return dc.auth?.tokenEnv ?? defaultCliTokenEnv(dc.name);
+}
+
+/** The variable holding a data center's DMZ client's token at the authority (both services read it). */
+export function dmzTokenEnv(dataCenter: string): string {
+  return `FLEET_DMZ_TOKEN_${envSuffix(dataCenter)}`;
+}

@@ -1,0 +1,115 @@
+/* generated from specs/schema/import-output.schema.json by `npm run gen:types` — do not edit */
+
+/**
+ * What `fleet import ADDRESS CLOUD_ID --format json` prints on stdout: one document (or a failure, e.g. apply.import-not-found, apply.import-refused).
+ */
+export type ImportOutput = Import | FailureOutput;
+
+/**
+ * The VM adopted into the member, as the record now holds it.
+ */
+export interface Import {
+  stack: string;
+  imported: RecordVm;
+  /**
+   * Problems found on the way (loader warnings, errors), and warnings such as apply.import-differs.
+   */
+  diagnostics: Diagnostic[];
+}
+/**
+ * A VM as the record holds it.
+ */
+export interface RecordVm {
+  id: string;
+  stack: string;
+  fleet: string;
+  index: number;
+  /**
+   * `<fleet>/<index>`
+   */
+  address: string;
+  /**
+   * `<stack>-<fleet>-<index>`
+   */
+  name: string;
+  dataCenter: string;
+  /**
+   * Current lifecycle state.
+   */
+  state: string;
+  desiredState: string;
+  specHash: string;
+  /**
+   * Logical image.
+   */
+  image: string;
+  /**
+   * The data center's image, once translated.
+   */
+  realImage: string | null;
+  size: Size;
+  encryptedDisk: boolean;
+  cloudId: string | null;
+  /**
+   * Bumped by every write to the row.
+   */
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+  retiredAt: string | null;
+  /**
+   * The old VM of a create-before-delete replace.
+   */
+  deposed: boolean;
+}
+export interface Size {
+  cpu: number;
+  memoryGiB: number;
+  diskGiB: number;
+}
+/**
+ * A problem a person can act on, as every `--format json` output carries it: what (code, summary), why (detail) and where (file:line:col, or a VM address, fleet, data center or lock id). docs/diagnostics.md lists every code.
+ */
+export interface Diagnostic {
+  /**
+   * An error makes the command exit 1; a warning does not.
+   */
+  severity: 'error' | 'warning';
+  /**
+   * `<area>.<name>`, fixed per kind of problem (docs/diagnostics.md).
+   */
+  code: string;
+  /**
+   * Short and fixed per code.
+   */
+  summary: string;
+  /**
+   * This occurrence: what was found and what to do.
+   */
+  detail: string;
+  /**
+   * File the problem is in, relative to the working folder when under it.
+   */
+  file?: string;
+  /**
+   * 1-based line in `file`.
+   */
+  line?: number;
+  /**
+   * 1-based column in `file`.
+   */
+  col?: number;
+  /**
+   * A VM address (`web/3`), a fleet, a data center or a lock id.
+   */
+  address?: string;
+}
+/**
+ * What a `--format json` command prints on stdout when it fails before it has a result (invalid stack, unreachable record, usage error): its diagnostics only, at least one an error. Exit 1.
+ */
+export interface FailureOutput {
+  /**
+   * @minItems 1
+   */
+  diagnostics: [Diagnostic, ...Diagnostic[]];
+}

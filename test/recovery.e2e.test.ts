@@ -1,0 +1,279 @@
+// Every stuck VM has a way out (issue 14): real CLI, real record, the real
+// authority and sim DMZ clients over loopback HTTP, the default pack.
+//
+// Embedded (PGlite), always: a VM removed from its data center is created
+// again by the next plan and apply (and one the plan deletes is forgotten,
+// not failed at `shutdown … has no VM`); a BootFailed VM whose cloud VM is
+// gone is deleted along the recovery edges and created again; `fleet state
+// rm` forgets a VM and `fleet import` adopts it back.
+//
+// Deployed (PostgreSQL, FLEET_TEST_POSTGRES_URL): the authority and the DMZ
+// client are processes of their own, so the sim's boot agents live on after
+// the CLI exits and two CLIs reach one data center at once: awaitReady
+// faults (agents denied and their VMs terminated after the record says
+// BootFailed) then one clean re-run converges; two applies of one fleet with
+// --lock-timeout both succeed, the second planned after the first.
+import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSession } from '../engine/apply/index.ts';
+import { openRecord } from '../engine/record/index.ts';
+import { testPostgresUrl } from '../engine/record/testing.ts';
+import { createSimDriver } from '../providers/drivers/sim/index.ts';
+import { signedCredentials, testCredentialKey } from '../providers/drivers/sim/testing.ts';
+import type { ActualVm } from '../protocol/index.ts';
+import { runCli } from './helpers/cli.ts';
+import { deployedStack, type Deployed } from './helpers/deployed.ts';
+import { schemaErrors } from './helpers/schemas.ts';
+import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
+
+interface World {
+  vms: { address: string; state: string; dataCenter: string; id: string; cloudId: string | null }[];
+  /** Every VM the data centers list, present or terminated. */
+  cloud: ActualVm[];
+}
+
+async function world(dir: string, env: NodeJS.ProcessEnv = process.env): Promise<World> {
+  const s = await openSession(dir, { cwd: REPO, env });
+  try {
+    const vms = await s.record.listVms(s.stack.name);
+    const cloud: ActualVm[] = [];
+    for (const [, p] of s.providers) cloud.push(...(await p.listVms()));
+    return { vms, cloud };
+  } finally {
+    await s.close();
+  }
+}
+
+/** Every record VM is present exactly once in its data center, in the record's state, and nothing else is present. */
+function expectConverged(w: World): void {
+  const present = w.cloud.filter((c) => c.status === 'present');
+  for (const vm of w.vms) {
+    const mine = present.filter((c) => c.vmId === vm.id);
+    expect(mine, `${vm.address} present once`).toHaveLength(1);
+    expect(mine[0].dataCenter).toBe(vm.dataCenter);
+    expect(mine[0].observedState, `${vm.address} state`).toBe(vm.state);
+  }
+  expect(present).toHaveLength(w.vms.length);
+}
+
+const states = (w: World) => Object.fromEntries(w.vms.map((v) => [v.address, v.state]));
+
+/** Terminates a VM in an embedded sim data center, as someone using the cloud's console would (no CLI may run meanwhile). */
+async function removeFromSim(stackDir: string, dataCenter: string, vm: { id: string; cloudId: string | null }): Promise<void> {
+  // The data center's state opened by a driver of our own, with the test key: the cloud's console, not a DMZ client.
+  const sim = await createSimDriver({ dataCenter, stateDir: join(stackDir, '.fleet', 'sim', dataCenter), latencyMs: 0, credentialKey: testCredentialKey(dataCenter) });
+  try {
+    await sim.deleteVm(signedCredentials(dataCenter), { vmId: vm.id, cloudId: vm.cloudId });
+  } finally {
+    await sim.close();
+  }
+}
+
+/** Replaces the sim settings of every data center of a temp stack. */
+async function setSim(dir: string, sim: string): Promise<void> {
+  const file = join(dir, 'stack.yaml');
+  await writeFile(file, (await readFile(file, 'utf8')).replace(/sim: \{[^\n]*\}/g, `sim: ${sim}`));
+}
+
+describe('a VM gone from its data center (embedded)', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+
+  beforeAll(async () => {
+    st = await tempStack();
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('is created again by the next plan and apply after a refresh records it, and one the plan deletes is forgotten, not failed', async () => {
+    await st.spec('web', fleetYaml('web', { count: 3 }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+    const before = await world(st.dir);
+    const web0 = before.vms.find((v) => v.address === 'web/0')!;
+    const web2 = before.vms.find((v) => v.address === 'web/2')!;
+    await removeFromSim(st.dir, web0.dataCenter, web0);
+    await removeFromSim(st.dir, web2.dataCenter, web2);
+
+    // The refresh records web/0 as gone (the terminal state, retired), so the plan creates it again.
+    const plan = await fleet('plan', '--refresh', '--detailed-exitcode');
+    expect(plan.code, plan.stderr).toBe(2);
+    expect(plan.stderr).toMatch(/refresh: missing \S+ web\/0: .*recorded Deleted: the next plan creates web\/0 again/);
+    expect(plan.stdout).toContain('+   web/0 create');
+    const h = await fleet('history', 'web/0');
+    expect(h.stdout).toMatch(/Running\s+Deleted\s+drift/);
+
+    // web/2 vanished too; lowering count deletes it: nothing left to shut down, so apply records it gone instead of failing.
+    await st.spec('web', fleetYaml('web', { count: 2 }));
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    const after = await world(st.dir);
+    expect(states(after)).toEqual({ 'web/0': 'Running', 'web/1': 'Running' });
+    expect(after.vms.find((v) => v.address === 'web/0')!.id).not.toBe(web0.id);
+    expectConverged(after);
+    expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
+  }, 300_000);
+
+  it('a BootFailed VM whose cloud VM is gone is deleted along the recovery edges and created again by the next apply', async () => {
+    await st.spec('db', fleetYaml('db', { count: 2 }));
+    // awaitReady fails at once; the agents (a minute away) never ask during this apply.
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 60000, failCalls: [awaitReady] }');
+    const failed = await fleet('apply', '--yes');
+    expect(failed.code).toBe(1);
+    // Counted as it happened: each member did 5 requests (insert, Requested to Starting) and failed at awaitReady.
+    expect(failed.stdout).toContain('Apply failed: 0 VMs changed, 2 failed; 10 steps done, 2 failed; in ');
+    const stuck = await world(st.dir);
+    expect(states(stuck)).toMatchObject({ 'db/0': 'BootFailed', 'db/1': 'BootFailed' });
+    // Their VMs are terminated in the cloud (as a denied boot does): the record says BootFailed, the cloud holds nothing.
+    for (const vm of stuck.vms.filter((v) => v.address.startsWith('db/'))) await removeFromSim(st.dir, vm.dataCenter, vm);
+
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1 }');
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('warning[apply.vm-missing]');
+    expect(r.stdout).toMatch(/-\/\+ db\/0 replace in \S+: recover: BootFailed and \S+ has no VM of it/);
+    expect(r.stdout).toContain('BootFailed » BeingDeleted » Deleted');
+    const w = await world(st.dir);
+    expect(states(w)).toEqual({ 'db/0': 'Running', 'db/1': 'Running', 'web/0': 'Running', 'web/1': 'Running' });
+    expectConverged(w);
+    const h = (await fleet('history', 'db/0')).stdout;
+    for (const edge of [/BootFailed\s+BeingDeleted\s+ok/, /BeingDeleted\s+Deleted\s+ok/]) expect(h).toMatch(edge);
+  }, 300_000);
+
+  it('state rm forgets a VM (in history) and import adopts it back; neither touches the data center', async () => {
+    const w0 = await world(st.dir);
+    const db1 = w0.vms.find((v) => v.address === 'db/1')!;
+    const rm = await fleet('state', 'rm', 'db/1');
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(rm.stdout).toContain(`still holds its VM ${db1.cloudId}: \`fleet import db/1 ${db1.cloudId}\``);
+    expect((await fleet('state', 'show', 'db/1')).stderr).toContain('record.vm-not-found');
+    expect((await fleet('history', 'db/1')).stdout).toMatch(/Running\s+Running\s+removed/);
+    const again = await fleet('state', 'rm', 'db/1', '--format', 'json');
+    expect(again.code).toBe(1);
+    expect(JSON.parse(again.stdout)).toMatchObject({ diagnostics: [{ code: 'record.vm-not-found', address: 'db/1' }] });
+    expect(schemaErrors('state-rm-output', JSON.parse(again.stdout))).toEqual([]);
+    expect((await fleet('state', 'rm', 'db-1')).stderr).toContain('is not a VM address');
+    // The cloud still runs it: the plan would create a second one.
+    expect((await fleet('plan')).stdout).toContain('+   db/1 create');
+
+    expect((await fleet('import', 'db/1', 'no-such-vm')).stderr).toContain('apply.import-not-found');
+    expect((await fleet('import', 'db/0', db1.cloudId!)).stderr).toContain('db/0 is live in the record already');
+    expect((await fleet('import', 'db/7', db1.cloudId!)).stderr).toContain('fleet db has count 2');
+    const imp = await fleet('import', 'db/1', db1.cloudId!, '--format', 'json');
+    expect(imp.code, imp.stderr).toBe(0);
+    expect(JSON.parse(imp.stdout)).toMatchObject({ imported: { id: db1.id, address: 'db/1', state: 'Running', cloudId: db1.cloudId }, diagnostics: [] });
+    expect(schemaErrors('import-output', JSON.parse(imp.stdout))).toEqual([]);
+    expect((await fleet('history', 'db/1')).stdout).toMatch(/-\s+Running\s+imported/);
+    expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
+    expectConverged(await world(st.dir));
+  }, 300_000);
+});
+
+const pg = testPostgresUrl();
+
+interface Child {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** `fleet apply --yes` as a child process; `onStdout` sees stdout so far. */
+function applyChild(d: Deployed, args: string[], onStdout?: (text: string) => void): Promise<Child> {
+  const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--stack', d.dir, ...args], { cwd: REPO, env: d.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => {
+    stdout += c.toString();
+    onStdout?.(stdout);
+  });
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+}
+
+/** Polls the data center until `done` holds of its VMs (deadline 60 s). */
+async function until(d: Deployed, done: (cloud: ActualVm[]) => boolean): Promise<ActualVm[]> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const { cloud } = await world(d.dir, d.env);
+    if (done(cloud)) return cloud;
+    if (Date.now() > deadline) throw new Error(`the data center did not settle: ${JSON.stringify(cloud.map((c) => [c.vmId, c.status, c.observedState]))}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe.skipIf(!pg)('deployed authority and DMZ client (PostgreSQL)', () => {
+  let d: Deployed;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', d.dir], { cwd: REPO, env: d.env });
+
+  beforeAll(async () => {
+    // Agents ask the boot endpoint 300 ms after booting: well after the failed awaitReady is recorded as BootFailed.
+    d = await deployedStack(pg!, '{ latencyMs: 1, bootMs: 300, failCalls: [awaitReady] }');
+  }, 120_000);
+  afterAll(async () => {
+    await d?.stop();
+  });
+
+  it('awaitReady faults, then one clean re-run converges with every VM present exactly once', async () => {
+    await d.spec('web', fleetYaml('web', { count: 4 }));
+    const failed = await applyChild(d, []);
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toContain('Apply failed: 0 VMs changed, 4 failed; 20 steps done, 4 failed; in ');
+    // The agents ask after the record says BootFailed: denied, and the sim terminates their VMs.
+    const settled = await until(d, (cloud) => cloud.length === 4 && cloud.every((c) => c.observedState !== 'Starting'));
+    expect(settled.filter((c) => c.status === 'terminated').length).toBeGreaterThan(0);
+    expect(states(await world(d.dir, d.env))).toEqual({ 'web/0': 'BootFailed', 'web/1': 'BootFailed', 'web/2': 'BootFailed', 'web/3': 'BootFailed' });
+
+    await d.restartDmz('{ latencyMs: 1, bootMs: 1 }');
+    const r = await applyChild(d, []);
+    expect(r.code, r.stderr).toBe(0);
+    const w = await world(d.dir, d.env);
+    expect(states(w)).toEqual({ 'web/0': 'Running', 'web/1': 'Running', 'web/2': 'Running', 'web/3': 'Running' });
+    expectConverged(w);
+    expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
+  }, 240_000);
+
+  it('lock, then plan: a second apply of the same fleet waits for the first (--lock-timeout) and plans on what it left', async () => {
+    // The first apply's VMs take 8 s to boot: it holds the lock well past the second's start-up and plan.
+    await d.restartDmz('{ latencyMs: 5, bootMs: 8000 }');
+    await d.spec('web', null);
+    await d.spec('api', fleetYaml('api', { count: 3 }));
+    let second: Promise<Child> | undefined;
+    const first = applyChild(d, ['--format', 'json'], (out) => {
+      // The first holds the lock once it starts its members: only then does the spec grow and the second start.
+      if (!second && out.includes('"type":"start"')) {
+        second = d.spec('api', fleetYaml('api', { count: 4 })).then(() => applyChild(d, ['--lock-timeout', '120']));
+      }
+    });
+    const a = await first;
+    expect(second, 'the first apply started').toBeDefined();
+    const b = await second!;
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(b.stderr).not.toContain('stale');
+    // Planned under the lock, after the first finished: only what the first left to do.
+    expect(b.stdout).toContain('Plan: 1 to create, 0 to transition, 0 to update, 0 to replace, 0 to delete.');
+    const w = await world(d.dir, d.env);
+    expect(states(w)).toEqual({ 'api/0': 'Running', 'api/1': 'Running', 'api/2': 'Running', 'api/3': 'Running' });
+    expectConverged(w);
+  }, 240_000);
+
+  it('state rm refuses while an apply holds the fleet lock, naming the holder', async () => {
+    const record = await openRecord(d.recordUrl);
+    try {
+      const lock = await record.acquireLocks('e2e', ['api'], { who: 'someone', host: 'elsewhere', planId: 'p-held', pid: 1 });
+      try {
+        const r = await fleet('state', 'rm', 'api/0');
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain('record.lock-held');
+        expect(r.stderr).toContain('someone@elsewhere');
+        expect((await record.findVm('e2e', 'api/0'))?.retiredAt).toBeNull();
+      } finally {
+        await lock.release();
+      }
+    } finally {
+      await record.close();
+    }
+  }, 60_000);
+});

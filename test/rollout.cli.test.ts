@@ -1,0 +1,85 @@
+// `fleet apply` of a rollout, in-process over an embedded stack: a boot
+// fault in the first wave stops the rollout with exit 1, a diagnostic that
+// says what was done and what is left, and wave events on the JSON stream;
+// the next apply without the fault brings the failed members back and
+// finishes the rollout.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers/cli.ts';
+import { schemaErrors } from './helpers/schemas.ts';
+import { REPO } from './helpers/stack.ts';
+
+const stackYaml = (failCalls: string[]) => `apiVersion: fleet/v1
+kind: Stack
+metadata: { name: rollout }
+spec:
+  specs: ["specs/*.yaml"]
+  record: pglite://.fleet/record
+  policyPack: { path: ${join(REPO, 'policies', 'default')} }
+  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
+  dataCenters:
+    - name: miami
+      address: embedded
+      location: { lat: 25.7617, lon: -80.1918 }
+      hardware: [general]
+      capacity: { vms: 50 }
+      sim: { latencyMs: 1, bootMs: 1, failCalls: [${failCalls.join(', ')}] }
+`;
+
+const fleetYaml = (image: string) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-web }
+spec:
+  count: 6
+  image: ${image}
+  size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
+  rollout: { maxUnavailable: 2, failureThreshold: 1 }
+`;
+
+describe('fleet apply: a rollout stopped by failures, then resumed', () => {
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04'));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('stops after the failing wave with exit 1 and says what is left; the next apply finishes', async () => {
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
+    const plan = await fleet('plan');
+    expect(plan.stdout).toContain('Rollout: 3 waves; maxUnavailable 2, maxSurge 0, failureThreshold 1');
+
+    await writeFile(join(dir, 'stack.yaml'), stackYaml(['boot']));
+    const failed = await fleet('apply', '--yes', '--format', 'json');
+    expect(failed.code).toBe(1);
+    const events = failed.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const e of events) expect(schemaErrors('apply-event', e)).toEqual([]);
+    const waves = events.filter((e) => e.type === 'wave-start' || e.type === 'wave-done');
+    expect(waves).toEqual([
+      expect.objectContaining({ type: 'wave-start', fleet: 'web', wave: 1, waves: 3, members: ['web/0', 'web/1'] }),
+      expect.objectContaining({ type: 'wave-done', fleet: 'web', wave: 1, waves: 3, succeeded: 0, failed: 2, status: 'stopped' }),
+    ]);
+    // Waves 2 and 3 were never started.
+    const touched = new Set(events.flatMap((e) => (e.type === 'step' ? [e.address as string] : [])));
+    expect([...touched].sort()).toEqual(['web/0', 'web/1']);
+    const stopped = events.find((e) => e.type === 'diagnostic' && (e as { code?: string }).code === 'apply.rollout-stopped') as { detail: string } | undefined;
+    expect(stopped?.detail).toMatch(/^Rollout of web stopped after wave 1 of 3: 2 failed members \(web\/0, web\/1\) reached failureThreshold 1\. Done: none; failed: web\/0, web\/1; left untouched: web\/2, web\/3, web\/4, web\/5\./);
+
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    const resumed = await fleet('apply', '--yes');
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/wave 1: \(0 out of service, bringing back web\/0, web\/1\)/);
+    expect(resumed.stdout).toContain('Rollout web: 3 waves done.');
+    const after = await fleet('plan');
+    expect(after.stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});
