@@ -6,8 +6,15 @@
 //     after seeding is named as such (it reads a record nobody has read yet)
 //   - the planner core (computePlan alone) on the same input
 //   - a plan targeted at one fleet (in-process planStack, and end-to-end)
+//   - peers: when `terraform` is on PATH, the same model at 10k (100 fleets of
+//     100, ~1% changed) planned by dmzfleet (fresh PGlite record) and by
+//     Terraform as `terraform_data` resources (a generated main.tf and a
+//     terraform.tfstate holding the 10,000 members; `terraform plan
+//     -refresh=false`), median of 3 each and the ratio; otherwise it prints
+//     that it skipped
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +44,20 @@ function ms(t: number): string {
   return `${t.toFixed(0)} ms`;
 }
 
-async function setup(dir: string): Promise<void> {
+/**
+ * The changed members (~1%): 1% of the fleets grow by 10%, 1% shrink by 10%,
+ * 0.8% change size (500 fleets: 5, 5 and 4). The Terraform peer uses the same.
+ */
+function changes(fleets: number, members: number) {
+  const grow = Math.max(1, Math.round(fleets * 0.01));
+  const resize = Math.max(1, Math.round(fleets * 0.008));
+  return {
+    countOf: (i: number) => Math.round(i < grow ? members * 1.1 : i < 2 * grow ? members * 0.9 : members),
+    sizeOf: (i: number) => (i >= 2 * grow && i < 2 * grow + resize ? { cpu: 4, memoryGiB: 8, diskGiB: 20 } : size),
+  };
+}
+
+async function setup(dir: string, fleets = FLEETS, members = MEMBERS): Promise<void> {
   // A pack like the default one, with an image catalog for the bench's data centers.
   const pack = parse(readFileSync(join(ROOT, 'policies', 'default', 'policy.yaml'), 'utf8')) as { spec: { images: Record<string, Record<string, string>>; modules?: string[] } };
   pack.spec.images = { 'ubuntu-22.04': Object.fromEntries(Array.from({ length: DCS }, (_, i) => [dcName(i), `img-u2204-${i}`])) };
@@ -67,18 +87,16 @@ async function setup(dir: string): Promise<void> {
     }),
   );
   mkdirSync(join(dir, 'specs'));
-  // ~1% of members change: 5 fleets grow by 10%, 5 shrink by 10%, 4 change size.
-  const countOf = (i: number) => (i < 5 ? MEMBERS * 1.1 : i < 10 ? MEMBERS * 0.9 : MEMBERS);
-  const sizeOf = (i: number) => (i >= 10 && i < 14 ? { cpu: 4, memoryGiB: 8, diskGiB: 20 } : size);
+  const { countOf, sizeOf } = changes(fleets, members);
   const docs: string[][] = Array.from({ length: 10 }, () => []);
-  for (let i = 0; i < FLEETS; i++) {
+  for (let i = 0; i < fleets; i++) {
     docs[i % 10].push(
       stringify({
         apiVersion: 'fleet/v1',
         kind: 'Fleet',
         metadata: { name: fleetName(i), owner: `team-${i % 20}`, labels: { env: 'dev' } },
         spec: {
-          count: Math.round(countOf(i)),
+          count: countOf(i),
           image: 'ubuntu-22.04',
           size: sizeOf(i),
           hardware: ['general'],
@@ -92,8 +110,8 @@ async function setup(dir: string): Promise<void> {
   const record = await openRecord(`pglite://${join(dir, '.fleet', 'record')}`);
   const hash = specHash({ image: 'ubuntu-22.04', size, hardware: ['general'], encryptedDisk: false });
   const vms: NewVm[] = [];
-  for (let f = 0; f < FLEETS; f++) {
-    for (let m = 0; m < MEMBERS; m++) {
+  for (let f = 0; f < fleets; f++) {
+    for (let m = 0; m < members; m++) {
       const dc = dcName((f + m) % DCS);
       vms.push({
         stack: 'bench',
@@ -136,6 +154,109 @@ function cli(args: string[]): { wallMs: number; maxRssMiB: number; cpuMs: number
   if (phases) console.log(`  child phases: ${phases[1]}`);
   if (r.status !== 0 && r.status !== 2) console.error(r.stderr.split('\tCommand being timed')[0].slice(0, 2000));
   return { wallMs, maxRssMiB: rss ? Number(rss[1]) / 1024 : NaN, cpuMs: (seconds('User') + seconds('System')) * 1000, code: r.status };
+}
+
+/** Runs `cmd` in `cwd` under /usr/bin/time -v: wall time, peak RSS, exit code and stdout. */
+function timed(cmd: string, args: string[], cwd: string): { wallMs: number; maxRssMiB: number; code: number | null; stdout: string; stderr: string } {
+  const t = performance.now();
+  const r = spawnSync('/usr/bin/time', ['-v', cmd, ...args], { cwd, encoding: 'utf8', maxBuffer: 1 << 30, env: { ...process.env, TF_IN_AUTOMATION: '1', CHECKPOINT_DISABLE: '1' } });
+  const wallMs = performance.now() - t;
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
+  return { wallMs, maxRssMiB: rss ? Number(rss[1]) / 1024 : NaN, code: r.status, stdout: r.stdout, stderr: r.stderr.split('\tCommand being timed')[0] };
+}
+
+/** The version of `terraform` on PATH, or undefined when there is none. */
+function terraformVersion(): string | undefined {
+  const r = spawnSync('terraform', ['version', '-json'], { encoding: 'utf8', env: { ...process.env, CHECKPOINT_DISABLE: '1' } });
+  if (r.error || r.status !== 0) return undefined;
+  return (JSON.parse(r.stdout) as { terraform_version: string }).terraform_version;
+}
+
+/**
+ * The same model for Terraform: each fleet a `terraform_data` resource with
+ * `count` members whose `input` is the member (fleet, owner, index, data
+ * center, image, size), and a terraform.tfstate holding every seeded member
+ * at the unchanged spec, so `terraform plan -refresh=false` compares
+ * `fleets × members` resources in state against a config ~1% different
+ * (fleets that grow are creates, that shrink destroys, a new size an
+ * in-place update of `input`, as in dmzfleet's plan).
+ */
+function writeTerraform(dir: string, fleets: number, members: number, version: string): void {
+  const { countOf, sizeOf } = changes(fleets, members);
+  const member = (f: number, m: number | string, s: typeof size) => ({
+    fleet: fleetName(f),
+    owner: `team-${f % 20}`,
+    index: m,
+    data_center: typeof m === 'number' ? dcName((f + m) % DCS) : `dc-\${(${f} + count.index) % ${DCS}}`,
+    image: 'ubuntu-22.04',
+    cpu: s.cpu,
+    memory_gib: s.memoryGiB,
+    disk_gib: s.diskGiB,
+  });
+  const hcl = (v: unknown) => (typeof v === 'string' && v.startsWith('count.') ? v : JSON.stringify(v));
+  const blocks: string[] = [];
+  for (let f = 0; f < fleets; f++) {
+    const input = member(f, 'count.index', sizeOf(f));
+    blocks.push(
+      `resource "terraform_data" "${fleetName(f).replace('-', '_')}" {\n  count = ${countOf(f)}\n  input = {\n${Object.entries(input)
+        .map(([k, v]) => `    ${k} = ${hcl(v)}`)
+        .join('\n')}\n  }\n}\n`,
+    );
+  }
+  writeFileSync(join(dir, 'main.tf'), blocks.join('\n'));
+  const type = ['object', { cpu: 'number', data_center: 'string', disk_gib: 'number', fleet: 'string', image: 'string', index: 'number', memory_gib: 'number', owner: 'string' }];
+  const resources = Array.from({ length: fleets }, (_, f) => ({
+    mode: 'managed',
+    type: 'terraform_data',
+    name: fleetName(f).replace('-', '_'),
+    provider: 'provider["terraform.io/builtin/terraform"]',
+    instances: Array.from({ length: members }, (_, m) => {
+      const value = { value: member(f, m, size), type };
+      return { index_key: m, schema_version: 0, attributes: { id: randomUUID(), input: value, output: value, triggers_replace: null }, sensitive_attributes: [] };
+    }),
+  }));
+  writeFileSync(join(dir, 'terraform.tfstate'), JSON.stringify({ version: 4, terraform_version: version, serial: 1, lineage: randomUUID(), outputs: {}, resources, check_results: null }));
+}
+
+/**
+ * Peers: when `terraform` is on PATH, plans the same model at 10k (100 fleets
+ * of 100) with dmzfleet (a fresh PGlite record) and with Terraform
+ * (`terraform_data`, `plan -refresh=false`), 3 runs each, and prints the ratio.
+ */
+async function peers(): Promise<void> {
+  const version = terraformVersion();
+  if (!version) {
+    console.log('peer: terraform plan of the same model at 10k: skipped (terraform is not on PATH)');
+    return;
+  }
+  const [fleets, members] = [100, 100];
+  const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-peer-'));
+  try {
+    console.log(`peer: ${fleets} fleets x ${members} members, dmzfleet and terraform ${version} (terraform_data) in ${dir}`);
+    const ours = join(dir, 'dmzfleet');
+    mkdirSync(ours);
+    await setup(ours, fleets, members);
+    const tf = join(dir, 'terraform');
+    mkdirSync(tf);
+    writeTerraform(tf, fleets, members, version);
+    const init = timed('terraform', ['init', '-input=false', '-no-color'], tf);
+    if (init.code !== 0) {
+      console.log(`peer: terraform init failed (exit ${init.code}); skipped:\n${init.stdout}${init.stderr}`.slice(0, 4000));
+      return;
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const a = Array.from({ length: 3 }, () => cli(['plan', '--stack', ours, '--format', 'json', '--out', join(dir, 'plan.json')]));
+    const b = Array.from({ length: 3 }, () => timed('terraform', ['plan', '-refresh=false', '-input=false', '-lock=false', '-no-color'], tf));
+    const bad = b.find((r) => r.code !== 0);
+    if (bad) console.log(`  terraform plan exit ${bad.code}:\n${bad.stdout.slice(-2000)}${bad.stderr.slice(0, 2000)}`);
+    const summary = /Plan: .*/.exec(b[0].stdout)?.[0] ?? 'no "Plan:" line';
+    const [ma, mb] = [median(a.map((r) => r.wallMs)), median(b.map((r) => r.wallMs))];
+    console.log(`  dmzfleet plan, median of 3: ${ms(ma)}, peak RSS ${Math.max(...a.map((r) => r.maxRssMiB)).toFixed(0)} MiB`);
+    console.log(`  terraform plan -refresh=false, median of 3: ${ms(mb)}, peak RSS ${Math.max(...b.map((r) => r.maxRssMiB)).toFixed(0)} MiB (${summary})`);
+    console.log(`  ratio terraform / dmzfleet: ${(mb / ma).toFixed(1)}x wall, ${(Math.max(...b.map((r) => r.maxRssMiB)) / Math.max(...a.map((r) => r.maxRssMiB))).toFixed(1)}x peak RSS`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function main(): Promise<void> {
@@ -212,6 +333,7 @@ async function main(): Promise<void> {
     await record.close();
     const te = cli(['plan', '--stack', dir, '--target', target, '--format', 'json', '--out', join(dir, 'plan-one.json')]);
     console.log(`targeted end-to-end fleet plan --target ${target}: ${ms(te.wallMs)}, peak RSS ${te.maxRssMiB.toFixed(0)} MiB`);
+    await peers();
   } finally {
     if (keep || reuse) console.log(`kept ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
