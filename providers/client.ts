@@ -11,6 +11,7 @@
 // | no answer within timeoutMs             | yes      | apply.dmz-unreachable      |
 // | 5xx                                    | yes      | apply.dmz-error            |
 // | 429 (waits Retry-After when given)     | yes      | apply.dmz-error            |
+// | TLS: certificate not trusted / refused | no       | apply.dmz-unreachable      |
 // | 401                                    | no       | apply.dmz-unauthorized     |
 // | other 4xx                              | no       | apply.dmz-rejected         |
 //
@@ -435,7 +436,14 @@ export class DmzHttpClient {
       }
       rest('closed the connection before answering');
     } catch (err) {
-      rest(describeFetchError(err, this.opts.timeoutMs));
+      const reason = describeFetchError(err, this.opts.timeoutMs);
+      if (!tlsRefused(err)) return rest(reason);
+      // A certificate is not trusted or refused: asking again cannot help.
+      batch.forEach((q, i) => {
+        if (finished[i]) return;
+        finished[i] = true;
+        q.reject(this.error('apply.dmz-unreachable', `${q.method} ${this.baseUrl}${q.path} (DMZ client of data center ${this.dataCenter}) ${reason}.`));
+      });
     }
   }
 
@@ -497,6 +505,8 @@ export class DmzHttpClient {
         if (err instanceof FleetError) throw err;
         lastReason = describeFetchError(err, timeoutMs);
         lastWasStatus = false;
+        // A certificate is not trusted or refused: asking again cannot help.
+        if (tlsRefused(err)) throw this.error('apply.dmz-unreachable', `${method} ${url} (DMZ client of data center ${this.dataCenter}) ${lastReason}.`);
       }
       if (!mayRetry(this.policy, attempt, slept)) break;
       const delayMs = Math.max(retryAfter ?? 0, backoffMs(attempt, baseDelayMs, maxDelayMs, random));
@@ -528,6 +538,13 @@ function errorMessage(body: unknown): string {
 const SERVER_CERT_UNTRUSTED = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|CERT_UNTRUSTED|CERT_REJECTED|ERR_TLS_CERT_ALTNAME_INVALID)$/;
 /** TLS alerts of a server that refused this caller's certificate (or its lack of one). */
 const CLIENT_CERT_REFUSED = /^ERR_SSL_.*ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|ACCESS_DENIED)$/;
+
+/** Whether a request failed because a TLS certificate is not trusted (by this CLI) or was refused (by the DMZ client): never retried. */
+export function tlsRefused(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string; message?: string } };
+  const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
+  return cause !== undefined && (SERVER_CERT_UNTRUSTED.test(cause) || CLIENT_CERT_REFUSED.test(cause));
+}
 
 function describeFetchError(err: unknown, timeoutMs: number): string {
   const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };

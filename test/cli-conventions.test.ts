@@ -109,7 +109,7 @@ describe('fleet completion', () => {
 
   it.each([
     { words: ['fleet', 'pl'], expected: ['plan'] },
-    { words: ['fleet', 'state', ''], expected: ['list', 'show', '--help'] },
+    { words: ['fleet', 'state', ''], expected: ['list', 'rm', 'show', '--help'] },
     { words: ['fleet', 'refresh', '--ch'], expected: ['--check'] },
     { words: ['fleet', 'plan', '--format', ''], expected: ['text', 'json', 'markdown'] },
     { words: ['fleet', 'completion', ''], expected: ['--help'] },

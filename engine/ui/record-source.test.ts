@@ -53,7 +53,8 @@ describe('recordSource', () => {
     expect(JSON.stringify(journal)).not.toContain('idem-key-1');
     const [lock] = await src.listLocks();
     expect(lock).toMatchObject({ fleet: 'web', who: 'ci', planId: 'p-1' });
-    expect(lock.fencingToken).toBeUndefined();
+    // The record numbers every lock acquisition (fencing tokens): the first lock has token 1.
+    expect(lock.fencingToken).toBe(1);
     expect((await recordSource(record, 'two', pack).listLocks())).toEqual([]);
   });
 
