@@ -1,6 +1,6 @@
 // `fleet serve dmz-client --driver aws|azure --config FILE` as a person runs
 // it (the real bin, a child process) on stacks/hybrid: it starts, answers
-// /v1/health, stops cleanly on SIGTERM, and a bad config is refused with
+// /v1/health, drains and stops cleanly on SIGTERM, and a bad config is refused with
 // its diagnostics at file:line:col before anything listens. No cloud is
 // called: the drivers reach their clouds only for a VM.
 import { spawn } from 'node:child_process';
@@ -78,7 +78,9 @@ describe('fleet serve dmz-client with a cloud driver (child process, stacks/hybr
     expect(r.code, r.stderr).toBe(0);
     expect(r.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(health).toMatchObject({ status: 200 });
-    expect(r.stderr).toContain('SIGTERM, shutting down');
+    // Graceful close: it says it drains, then that it stopped (serve-run.ts).
+    expect(r.stderr).toContain(`dmz-client ${dc}: SIGTERM, draining and shutting down`);
+    expect(r.stderr).toContain(`dmz-client ${dc}: stopped`);
   });
 
   it.each([

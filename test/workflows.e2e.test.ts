@@ -44,7 +44,7 @@ describe('examples/github-actions', () => {
     beforeAll(async () => {
       ws = await mkdtemp(join(tmpdir(), 'fleet-workflow-'));
       // A checkout of a repository holding dmzfleet and its stacks; node_modules is the repository's (the `install` step's stand-in).
-      for (const d of ['bin', 'engine', 'protocol', 'providers', 'policies', 'specs/schema', 'specs/types']) copyTree(join(REPO, d), join(ws, d), (n) => n === '.fleet' || n === 'node_modules');
+      for (const d of ['bin', 'engine', 'protocol', 'providers', 'policies', 'specs/schema', 'specs/types', 'specs/validators']) copyTree(join(REPO, d), join(ws, d), (n) => n === '.fleet' || n === 'node_modules');
       copyTree(join(REPO, 'test/fixtures/example-stack/specs'), join(ws, 'specs/examples'));
       mkdirSync(join(ws, 'stacks/local'), { recursive: true });
       writeFileSync(join(ws, 'stacks/local/stack.yaml'), readFileSync(join(REPO, 'test/fixtures/example-stack/stack.yaml'), 'utf8').replace('specs: ["specs/*.yaml"]', 'specs: ["../../specs/examples/*.yaml"]').replace('path: ../../../policies/default', 'path: ../../policies/default'));
