@@ -210,14 +210,14 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     app1.power = 'stopping';
     const r = await fleet('refresh', '--format', 'json');
     expect(r.code, r.stderr).toBe(0);
-    const drift = (JSON.parse(r.stdout) as { drift: { address: string; recordState: string; actualState: string }[] }).drift;
-    expect(drift.map((d) => [d.address, d.recordState, d.actualState]).sort()).toEqual([
-      ['app/0', 'Running', 'PoweredOff'],
-      ['app/1', 'Running', 'ShuttingDown'],
+    const drift = (JSON.parse(r.stdout) as { drift: { kind: string; address: string; recordState: string; actualState: string; detail: string }[] }).drift;
+    expect(drift.map((d) => [d.kind, d.address, d.recordState, d.actualState, d.detail]).sort()).toEqual([
+      ['recorded', 'app/0', 'Running', 'PoweredOff', 'recorded Running -> ShuttingDown -> PoweredOff'],
+      ['recorded', 'app/1', 'Running', 'ShuttingDown', 'recorded Running -> ShuttingDown'],
     ]);
-    // Running -> ShuttingDown is one edge: recorded; Running -> PoweredOff is not: flagged, the record keeps Running.
+    // Running -> ShuttingDown is one edge; Running -> PoweredOff is two along the diagram's path: both recorded, edge by edge.
     expect((await record()).map((v) => [v.address, v.state])).toEqual([
-      ['app/0', 'Running'],
+      ['app/0', 'PoweredOff'],
       ['app/1', 'ShuttingDown'],
     ]);
     app0.power = 'running';

@@ -329,15 +329,15 @@ describe.runIf(pgUrl !== undefined)('one stack, two clouds: fleet apply through 
     azureVms()[azAddr].power = 'deallocated';
     const r = await fleet('refresh', '--format', 'json');
     expect(r.code, r.stderr).toBe(0);
-    const drift = (JSON.parse(r.stdout) as { drift: { address: string; recordState: string; actualState: string }[] }).drift;
-    expect(drift.map((d) => [d.address, d.recordState, d.actualState]).sort()).toEqual(
+    const drift = (JSON.parse(r.stdout) as { drift: { kind: string; dataCenter: string; address: string; recordState: string; actualState: string; detail: string }[] }).drift;
+    expect(drift.map((d) => [d.kind, d.dataCenter, d.address, d.recordState, d.actualState, d.detail]).sort()).toEqual(
       [
-        [awsAddr, 'Running', 'ShuttingDown'],
-        [azAddr, 'Running', 'PoweredOff'],
+        ['recorded', 'virginia', awsAddr, 'Running', 'ShuttingDown', 'recorded Running -> ShuttingDown'],
+        ['recorded', 'eastus', azAddr, 'Running', 'PoweredOff', 'recorded Running -> ShuttingDown -> PoweredOff'],
       ].sort(),
     );
-    // Running -> ShuttingDown is one edge: recorded; Running -> PoweredOff is not: flagged, the record keeps Running.
-    expect(Object.fromEntries((await record()).map((v) => [v.address, v.state]))).toEqual({ [awsAddr]: 'ShuttingDown', [azAddr]: 'Running' });
+    // Running -> ShuttingDown is one edge; Running -> PoweredOff is two along the diagram's path: both recorded, edge by edge.
+    expect(Object.fromEntries((await record()).map((v) => [v.address, v.state]))).toEqual({ [awsAddr]: 'ShuttingDown', [azAddr]: 'PoweredOff' });
     // Put the clouds back and let refresh record it, so later applies start from Running.
     instances()[awsAddr].state = 'running';
     azureVms()[azAddr].power = 'running';

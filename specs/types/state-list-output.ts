@@ -79,6 +79,10 @@ export interface RecordFleet {
   owner: string;
   version: number;
   updatedAt: string;
+  /**
+   * The fleet was last applied with protect: true (kept in the record when its spec file goes; deleting its members needs an override).
+   */
+  protected: boolean;
 }
 /**
  * A fleet lock held in the record.
