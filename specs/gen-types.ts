@@ -26,23 +26,30 @@ export async function generate(): Promise<Map<string, string>> {
   return out;
 }
 
-async function main(): Promise<number> {
-  const check = process.argv.includes('--check');
-  const generated = await generate();
+/**
+ * Writes each generated file under `dir` (shown as `shown/<name>`), or with
+ * `check` only says which committed ones differ. Returns the exit code: 1
+ * when checking found a stale file. Shared by the generators of specs/.
+ */
+export async function writeGenerated(generated: ReadonlyMap<string, string>, dir: string, shown: string, check: boolean): Promise<number> {
   let stale = 0;
   for (const [name, text] of generated) {
-    const path = join(typesDir, name);
+    const path = join(dir, name);
     const current = await readFile(path, 'utf8').catch(() => '');
     if (current === text) continue;
     if (check) {
-      console.error(`specs/types/${name} is stale: run \`npm run gen:types\` and commit the result`);
+      console.error(`${shown}/${name} is stale: run \`npm run gen:types\` and commit the result`);
       stale++;
     } else {
       await writeFile(path, text);
-      console.log(`wrote specs/types/${name}`);
+      console.log(`wrote ${shown}/${name}`);
     }
   }
   return stale ? 1 : 0;
+}
+
+async function main(): Promise<number> {
+  return writeGenerated(await generate(), typesDir, 'specs/types', process.argv.includes('--check'));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

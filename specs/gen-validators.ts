@@ -4,13 +4,14 @@
 // validate`, and loading ajv's compiler more). Each module has a .d.ts.
 //   npm run gen:types            rewrite them (with specs/types)
 //   npm run check:types          exit 1 when a committed one is stale
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type Options } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import standaloneModule from 'ajv/dist/standalone/index.js';
 import { BUILTIN_RULES } from '../engine/policy/rules/builtin.ts';
+import { writeGenerated } from './gen-types.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const outDir = join(here, 'validators');
@@ -104,22 +105,7 @@ export async function generate(): Promise<Map<string, string>> {
 }
 
 async function main(): Promise<number> {
-  const check = process.argv.includes('--check');
-  const generated = await generate();
-  let stale = 0;
-  for (const [name, text] of generated) {
-    const path = join(outDir, name);
-    const current = await readFile(path, 'utf8').catch(() => '');
-    if (current === text) continue;
-    if (check) {
-      console.error(`specs/validators/${name} is stale: run \`npm run gen:types\` and commit the result`);
-      stale++;
-    } else {
-      await writeFile(path, text);
-      console.error(`wrote specs/validators/${name}`);
-    }
-  }
-  return stale ? 1 : 0;
+  return writeGenerated(await generate(), outDir, 'specs/validators', process.argv.includes('--check'));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.exitCode = await main();
