@@ -6,16 +6,12 @@
 // The file is parsed twice only when it is wrong: JSON.parse for the common
 // case, and the yaml package (JSON is YAML) to find positions of the nodes
 // the errors point at.
-import type { ErrorObject, ValidateFunction } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import { Plan } from '../../specs/validators/plan.js';
 import { LineCounter, isMap, isNode, isScalar, parseDocument } from 'yaml';
 import { diag, type Diagnostic, type Where } from '../diags/index.ts';
 import type { PlanDocument } from '../model/index.ts';
 
-/** specs/schema/plan.schema.json, compiled by `npm run gen:types` (specs/gen-validators.ts). */
-function planValidator(): ValidateFunction {
-  return Plan;
-}
 
 /** `/changes/3/steps/0` -> ['changes', 3, 'steps', 0] (RFC 6901 unescaping). */
 export function pointerSegments(pointer: string): (string | number)[] {
@@ -92,7 +88,8 @@ export function checkPlanDocument(doc: unknown, text: string, file: string): Dia
   if (version !== '1') {
     return [diag('apply.plan-format', `${file} has formatVersion ${JSON.stringify(version)}; this fleet reads "1".`, { file })];
   }
-  const validate = planValidator();
+  // specs/schema/plan.schema.json, compiled by `npm run gen:types` (specs/gen-validators.ts).
+  const validate = Plan;
   if (validate(doc)) return [];
   const where = locator(text, file);
   const changes = (doc as { changes?: unknown }).changes;

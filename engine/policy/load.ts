@@ -34,10 +34,6 @@ async function importModule(file: string): Promise<unknown> {
   return import(pathToFileURL(file).href);
 }
 
-/** specs/schema/policy-pack.schema.json, compiled by `npm run gen:types` (specs/gen-validators.ts). */
-function validatePackSchema(): ValidateFunction {
-  return packValidator;
-}
 
 /**
  * The validator of a rule's settings: the built-in rules' are compiled by
@@ -174,7 +170,8 @@ export async function loadPack(
     for (const e of y.errors) diags.push(diag('policy.yaml-syntax', e.message, e.where));
     return { diagnostics: diags };
   }
-  const validate = validatePackSchema();
+  // specs/schema/policy-pack.schema.json, compiled by `npm run gen:types` (specs/gen-validators.ts).
+  const validate = packValidator;
   if (!validate(y.value)) {
     diags.push(...schemaDiagnostics(validate.errors ?? [], y.where, 'policy.schema'));
     return { diagnostics: diags };

@@ -14,9 +14,6 @@ export const API_VERSION = 'fleet/v1';
 // (specs/gen-validators.ts; allErrors, and verbose: errors carry parentSchema,
 // to list the allowed keys, and the offending data).
 const validators: Record<DocKind, ValidateFunction> = { Fleet, Stack, DmzClient };
-function getValidators(): Record<DocKind, ValidateFunction> {
-  return validators;
-}
 
 /** `/spec/placement/dataCenters/1` -> `['spec', 'placement', 'dataCenters', '1']` (JSON Pointer unescaped). */
 export function pointerToPath(pointer: string): string[] {
@@ -191,7 +188,7 @@ export function validateDoc(src: SourceDoc, kind: DocKind): Diagnostic[] {
       return [diag('spec.kind', `kind is ${showValue(o.kind)}, expected ${kind}: ${why}.`, valueWhere(src, ['kind']))];
     }
   }
-  const validate = getValidators()[kind];
+  const validate = validators[kind];
   if (validate(v)) return [];
   return simplifyOneOf(validate.errors ?? []).map((e) => toDiagnostic(src, kind, e));
 }
