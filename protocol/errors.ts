@@ -74,7 +74,7 @@ export const WIRE_ERRORS = {
   'cloud-id-mismatch': { status: 200, doc: 'Boot denied: the booting VM\'s cloud id is not the one the record holds.' },
   'image-mismatch': { status: 200, doc: 'Boot denied: the booting VM\'s image is not the real image the record holds.' },
   'not-booting': { status: 200, doc: 'Boot denied: the VM is not in a state a `boot` edge leaves or enters.' },
-  'boot-token-invalid': { status: 200, doc: 'Boot denied: the boot token is not the one issued with the VM\'s last approved `boot` edge, or was used already.' },
+  'boot-token-invalid': { status: 200, doc: 'Boot denied: the boot token is not the one issued with the VM\'s last approved `boot` edge, or was used already more than an hour ago (a repeat of an approved boot, the VM still booting, is answered again).' },
   // --- the DMZ client ---
   'idempotency-conflict': { status: 422, doc: 'The idempotency key was used before for a different request. Use a fresh key for a new request.' },
   'earlier-step-failed': { status: 409, doc: 'A step of a run was carried out but not reported, because the report of the step before it failed. The next apply continues from the record.' },

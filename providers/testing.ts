@@ -68,9 +68,10 @@ export async function startTestWorld(opts: {
   const dcs = new Map<string, TestDc>();
   for (const { name, token } of tokens) {
     const stateDir = join(dir, name);
-    const simOpts = typeof opts.sim === 'function' ? opts.sim(name) : (opts.sim ?? {});
     const clientToken = `client-${name}-${randomUUID()}`;
     const make = async () => {
+      // Asked at every start: a restart may start the sim with other settings.
+      const simOpts = typeof opts.sim === 'function' ? opts.sim(name) : (opts.sim ?? {});
       const driver = await createSimDriver({ dataCenter: name, stateDir, latencyMs: 2, capacity: { vms: 50, cpu: 200, memoryGiB: 800 }, credentialKey: credentialKey(token, name), ...simOpts });
       const dmz = await startDmzClient({
         dataCenter: name,

@@ -190,14 +190,18 @@ describe('authority: boot', () => {
     return { id, token: a.body.bootToken as string, realImage: 'img-ubuntu-2204-miami-v7' };
   }
 
-  it('approves a VM that matches the record once, releasing its disk key', async () => {
+  it('approves a VM that matches the record, releasing its disk key; the same presentation again (a resumed agent) gets the same answer until the VM moves on', async () => {
     const { id, token, realImage } = await booting();
     const body = { dataCenter: 'miami', vmId: id, cloudId: `cloud-${id}`, image: realImage, bootToken: token };
     const ok = await post<BootAuthorizeResponse>('/v1/boot/authorize', body);
     expect(ok.body).toMatchObject({ approved: true, diskKey: diskKey(SECRET, id) });
-    const replay = await post<BootAuthorizeResponse>('/v1/boot/authorize', body);
-    expect(replay.body).toMatchObject({ approved: false, reason: expect.stringContaining('used already') });
-    expect(replay.body.diskKey).toBeUndefined();
+    const repeat = await post<BootAuthorizeResponse>('/v1/boot/authorize', body);
+    expect(repeat.body).toEqual(ok.body);
+    // The VM boots on (Starting) and reports ready (Running): the token is no longer answered.
+    await moveAlong(id, ['PoweredOn', 'Starting', 'Running']);
+    const late = await post<BootAuthorizeResponse>('/v1/boot/authorize', body);
+    expect(late.body).toMatchObject({ approved: false, reason: expect.stringContaining('is Running, not booting') });
+    expect(late.body.diskKey).toBeUndefined();
   });
 
   it.each([
@@ -242,6 +246,12 @@ describe('authority: boot, record statements', () => {
     calls.length = 0;
     expect(await core.bootAuthorize('miami', body)).toMatchObject({ approved: true, diskKey: diskKey(SECRET, id) });
     expect(calls).toEqual(['authorizeBoots']);
+    // A repeat (the agent lost the answer to a crash): the same statement, approved again, recorded once.
+    calls.length = 0;
+    expect(await core.bootAuthorize('miami', body)).toMatchObject({ approved: true, diskKey: diskKey(SECRET, id) });
+    expect(calls).toEqual(['authorizeBoots']);
+    // Past the repeat window (its first use two hours ago): denied, and the denial recorded.
+    await (record as SqlRecord).sql.query(`UPDATE boot_tokens SET used_at = now() - interval '2 hours' WHERE vm_id = $1`, [id]);
     calls.length = 0;
     expect(await core.bootAuthorize('miami', body)).toMatchObject({ approved: false, reason: expect.stringContaining('used already') });
     expect(calls).toEqual(['authorizeBoots', 'addBootAttempts', 'addHistory']);
@@ -250,6 +260,16 @@ describe('authority: boot, record statements', () => {
       [false, 'the boot token is not valid for this VM or was used already'],
     ]);
     expect((await historyOf(id)).at(-1)).toMatchObject({ from: 'PoweredOn', to: 'PoweredOn', outcome: 'denied', actor: 'authority' });
+  });
+
+  it('a token presented for another VM is denied, and stays good for its own', async () => {
+    const { core, calls } = counted();
+    const mine = await bootingIn(core, calls);
+    const other = await bootingIn(core, calls);
+    expect(await core.bootAuthorize('miami', { ...other.body, bootToken: mine.body.bootToken })).toMatchObject({ approved: false, reason: expect.stringContaining('not valid for this VM') });
+    expect((await core.bootAuthorize('miami', mine.body)).approved).toBe(true);
+    expect(await core.bootAuthorize('miami', { ...other.body, bootToken: mine.body.bootToken })).toMatchObject({ approved: false });
+    expect((await core.bootAuthorize('miami', other.body)).approved).toBe(true);
   });
 
   it('a boot naming another data center than its token is denied and written to the VM\'s history', async () => {

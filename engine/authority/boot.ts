@@ -3,6 +3,16 @@
 // (authorizeBoots: the row check, the token use and the attempt row); a
 // denial is explained from the row that statement saw (bootDenial) and
 // recorded as before (an attempt row, and a history row when the VM is known).
+//
+// A boot token is used once, but its approval is answered again: an agent
+// whose data center died between the authority's approval and the agent
+// acting on it (a few ms) presents the same token when it resumes, and
+// denying it would get a VM the authority had accepted terminated. So the
+// same VM, cloud id, image and token, still in a booting state, within
+// BOOT_REPEAT_MS of the first use, gets the same approval (and the same disk
+// key), written once. Another VM's token, a token replaced by a newer boot
+// edge, one past the window, or any token once the VM moved on (Running,
+// BootFailed, …) is denied as before.
 import { randomUUID } from 'node:crypto';
 import { Batched } from '../durability/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -12,6 +22,9 @@ import { UUID, bootDenial, bootStates } from './decisions.ts';
 import { diskKey } from './keys.ts';
 import type { VmRows } from './rows.ts';
 import { withCode } from './answers.ts';
+
+/** How long after its first use a boot token's approval is answered again (docs/recovery.md, "Resumed boots"). */
+export const BOOT_REPEAT_MS = 60 * 60_000;
 
 export class BootGate {
   private readonly boots: Batched<BootCheck, BootCheckResult>;
@@ -25,6 +38,7 @@ export class BootGate {
     private readonly secret: string,
     private readonly rows: VmRows,
     batching: { parallel: number; overlapAt: number },
+    private readonly repeatWithinMs: number = BOOT_REPEAT_MS,
   ) {
     this.boots = new Batched((items) => record.authorizeBoots(items), batching);
     this.attempts = new Batched(async (items) => (await record.addBootAttempts(items), items.map(() => undefined)), batching);
@@ -43,6 +57,7 @@ export class BootGate {
             tokenHash: sha256(req.bootToken),
             allowedStates: this.states,
             reason: 'matches the record',
+            repeatWithinMs: this.repeatWithinMs,
           })
         : { approved: false, vm: await this.rows.get(req.vmId) };
     if (checked.approved) {

@@ -1,5 +1,6 @@
-// The boot store: the boot check (row match, one-time token, approved
-// attempt row in one statement) and the record of denied attempts. Boot
+// The boot store: the boot check (row match, one-time token answered again
+// for a repeat of its approved boot, approved attempt row in one statement)
+// and the record of denied attempts. Boot
 // tokens are stored by the writes that approve a boot edge (vm-writes.ts,
 // history.ts), with upsertBootTokens.
 import { FULL_VM, iso, vmFromRow } from './rows.ts';
@@ -29,34 +30,42 @@ export function bootStore({ db }: RecordSql): BootStore {
         }
       });
       // The token use guarded by the row check, and the approved attempt
-      // rows, in one statement. m: the items whose row matches, the first per
-      // (VM, token) (UPDATE … FROM uses one source row per target row, so a
-      // token presented twice is used by one item only); used: those whose
-      // token was unused (a concurrent use makes the row's recheck fail).
-      // The answer: every item with the row as the statement saw it.
+      // rows, in one statement. ok: the items whose row matches; m: of
+      // those, the first per (VM, token) (UPDATE … FROM uses one source row
+      // per target row). used: the tokens m may use: unused, or used within
+      // the item's repeat window (a resumed agent presenting the token it was
+      // approved with; a concurrent use makes the row's recheck see the new
+      // used_at, so both are approved). fresh: used now (used_at is now() only
+      // when this transaction set it): only those write the approved attempt
+      // row, so an approval is recorded once however often it is repeated.
+      // The answer: every item with the row as the statement saw it,
+      // approved when its row matched and its token was used.
       const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean }>(
         `WITH i AS (
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY
-             AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_k)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[]) WITH ORDINALITY
+             AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_k)
          ),
          s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
-         m AS (
-           SELECT DISTINCT ON (i_vm, i_hash) i.* FROM i JOIN vms ON vms.id = i.i_vm
+         ok AS (
+           SELECT i.* FROM i JOIN vms ON vms.id = i.i_vm
            WHERE vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
              AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
-           ORDER BY i_vm, i_hash, i_k
          ),
+         m AS (SELECT DISTINCT ON (i_vm, i_hash) * FROM ok ORDER BY i_vm, i_hash, i_k),
          used AS (
-           UPDATE boot_tokens SET used_at = now() FROM m
-           WHERE boot_tokens.vm_id = m.i_vm AND boot_tokens.token_hash = m.i_hash AND boot_tokens.used_at IS NULL
-           RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason
+           UPDATE boot_tokens SET used_at = COALESCE(boot_tokens.used_at, now()) FROM m
+           WHERE boot_tokens.vm_id = m.i_vm AND boot_tokens.token_hash = m.i_hash
+             AND (boot_tokens.used_at IS NULL OR boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond')
+           RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_hash AS u_hash, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason,
+             boot_tokens.used_at = now() AS u_fresh
          ),
          att AS (
            INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason)
-           SELECT u_vm, u_dc, u_cloud, u_image, true, u_reason FROM used ORDER BY u_k
+           SELECT u_vm, u_dc, u_cloud, u_image, true, u_reason FROM used WHERE u_fresh ORDER BY u_k
          )
-         SELECT i.i_k AS k, (used.u_k IS NOT NULL) AS approved, (vms.id IS NOT NULL) AS found, ${FULL_VM.list}
-         FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN used ON used.u_k = i.i_k
+         SELECT i.i_k AS k, (ok.i_k IS NOT NULL AND used.u_k IS NOT NULL) AS approved, (vms.id IS NOT NULL) AS found, ${FULL_VM.list}
+         FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN ok ON ok.i_k = i.i_k
+           LEFT JOIN used ON used.u_vm = i.i_vm AND used.u_hash = i.i_hash AND (used.u_k = i.i_k OR i.i_repeat > 0)
          ORDER BY i.i_k`,
         [
           items.map((i) => i.vmId),
@@ -66,6 +75,7 @@ export function bootStore({ db }: RecordSql): BootStore {
           items.map((i) => i.tokenHash),
           items.map((i) => i.reason),
           ...states,
+          items.map((i) => Math.max(0, i.repeatWithinMs)),
         ],
       );
       return rows.map((r): BootCheckResult => {

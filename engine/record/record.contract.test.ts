@@ -966,11 +966,12 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       tokenHash: 'h1',
       allowedStates: ['PoweredOn', 'Starting'],
       reason: 'matches the record',
+      repeatWithinMs: 0,
       ...over,
     });
-    async function booting(s: string, index: number): Promise<VmRow> {
+    async function booting(s: string, index: number, hash = 'h1'): Promise<VmRow> {
       const a = await r.insertVm(newVm(s, 'web', index, { realImage: 'ami-1' }), { actor: 'a' });
-      const [on] = await r.transitionVms([{ id: a.id, expectedVersion: 1, to: 'PoweredOn', ctx: { actor: 'a' }, patch: { cloudId: 'i-1' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: 'h1' }]);
+      const [on] = await r.transitionVms([{ id: a.id, expectedVersion: 1, to: 'PoweredOn', ctx: { actor: 'a' }, patch: { cloudId: 'i-1' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: hash }]);
       return on as VmRow;
     }
 
@@ -1015,6 +1016,42 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const a = await booting(s, 0);
       const both = await Promise.all([r.authorizeBoots([check(a.id)]), r.authorizeBoots([check(a.id)])]);
       expect(both.map(([o]) => o.approved).sort()).toEqual([false, true]);
+      expect((await bootAttempts(r, { vmId: a.id })).map((x) => x.approved)).toEqual([true]);
+    });
+
+    it('answers a repeat of an approved boot within the window again, writing nothing; another VM, a mismatch, a moved-on row, a newer token or an old use are denied', async () => {
+      const s = freshStack();
+      const W = 60_000;
+      const [a, b] = await Promise.all([booting(s, 0, 'ha'), booting(s, 1, 'hb')]);
+      const approved = async (...cs: BootCheck[]) => (await r.authorizeBoots(cs)).map((o) => o.approved);
+      expect(await approved(check(a.id, { tokenHash: 'ha', repeatWithinMs: W }))).toEqual([true]);
+      // The resumed agent presents it again (also twice in one batch): approved, no second attempt row.
+      expect(await approved(check(a.id, { tokenHash: 'ha', repeatWithinMs: W }), check(a.id, { tokenHash: 'ha', repeatWithinMs: W }))).toEqual([true, true]);
+      expect(
+        await approved(
+          check(b.id, { tokenHash: 'ha', repeatWithinMs: W }), // a's token for another VM
+          check(a.id, { tokenHash: 'ha', repeatWithinMs: W, cloudId: 'i-evil' }),
+          check(a.id, { tokenHash: 'ha', repeatWithinMs: W, allowedStates: ['Running'] }), // the VM moved on
+          check(a.id, { tokenHash: 'ha', repeatWithinMs: 0 }), // no window: used once
+        ),
+      ).toEqual([false, false, false, false]);
+      expect((await bootAttempts(r, { vmId: a.id })).map((x) => [x.approved, x.reason])).toEqual([[true, 'matches the record']]);
+      expect(await bootToken(r, b.id)).toEqual({ hash: 'hb', used: false });
+      // Past the window (its first use two hours ago): denied.
+      await r.sql.query(`UPDATE boot_tokens SET used_at = now() - interval '2 hours' WHERE vm_id = $1`, [a.id]);
+      expect(await approved(check(a.id, { tokenHash: 'ha', repeatWithinMs: W }))).toEqual([false]);
+      // A newer boot edge's token replaces it: the old one is denied, the new one approved (and repeatable).
+      const [again] = await r.transitionVms([{ id: b.id, expectedVersion: b.version, to: 'PoweredOn', ctx: { actor: 'a' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: 'hb2' }]);
+      expect(again).not.toBeInstanceOf(Error);
+      expect(await approved(check(b.id, { tokenHash: 'hb', repeatWithinMs: W }), check(b.id, { tokenHash: 'hb2', repeatWithinMs: W }))).toEqual([false, true]);
+      expect(await approved(check(b.id, { tokenHash: 'hb2', repeatWithinMs: W }))).toEqual([true]);
+    });
+
+    it('with a repeat window, two concurrent checks with one token are both approved and recorded once', async () => {
+      const s = freshStack();
+      const a = await booting(s, 0);
+      const both = await Promise.all([r.authorizeBoots([check(a.id, { repeatWithinMs: 60_000 })]), r.authorizeBoots([check(a.id, { repeatWithinMs: 60_000 })])]);
+      expect(both.map(([o]) => o.approved)).toEqual([true, true]);
       expect((await bootAttempts(r, { vmId: a.id })).map((x) => x.approved)).toEqual([true]);
     });
   });

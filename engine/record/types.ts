@@ -234,13 +234,21 @@ export interface BootCheck {
   allowedStates: readonly string[];
   /** The approved attempt row's reason. */
   reason: string;
+  /**
+   * How long after its first use the token is still answered again (a repeat
+   * of the approved boot: the agent lost the answer to a crash and presents
+   * the same token again), while the row still matches. 0: never.
+   */
+  repeatWithinMs: number;
 }
 
 /**
- * A boot check's outcome. Approved: the token was used and the approved
- * attempt row written, by the same statement. Not approved: nothing was
- * written; `vm` is the row the check saw (undefined when there is none), so
- * the caller can say why and record the denial.
+ * A boot check's outcome. Approved: the token was used (now, or within
+ * `repeatWithinMs` by an approved check of the same VM and token: a repeat)
+ * and, the first time only, the approved attempt row written, by the same
+ * statement. Not approved: nothing was written; `vm` is the row the check saw
+ * (undefined when there is none), so the caller can say why and record the
+ * denial.
  */
 export type BootCheckResult = { approved: true; vm: VmRow } | { approved: false; vm: VmRow | undefined };
 
@@ -484,7 +492,10 @@ export interface BootStore {
    * The boot check, one statement for many: per item, in order, whether its
    * row matched and its token was used (the approved attempt row then
    * written by the same statement), with the row it saw. A token is used
-   * once: of items presenting it in one batch, only the first that matches.
+   * once: its first approval writes the attempt row; a repeat (the same VM
+   * and token, the row still matching, within `repeatWithinMs` of the first
+   * use; also a second item of the same batch) is approved again and writes
+   * nothing.
    */
   authorizeBoots(items: readonly BootCheck[]): Promise<BootCheckResult[]>;
   /** Records boot attempts (approved or denied), one statement for many. */
