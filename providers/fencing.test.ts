@@ -6,6 +6,10 @@
 //   vetoes them, so they can neither delete, power off nor re-boot the next
 //   apply's VMs (a re-boot would issue a new boot token and get the running
 //   agent denied and terminated).
+// - A request without a fencing token (a Pulumi program, a script calling a
+//   DMZ client) is outside any apply: refused (\`locked\`) while an apply
+//   holds the fleet's lock, so it cannot race that apply; let through when
+//   nobody holds it.
 // - A step sent again after the DMZ client lost its answer (a restart
 //   between its report and its idempotency log) is answered done, not vetoed.
 import { randomUUID } from 'node:crypto';
@@ -120,5 +124,43 @@ describe('a step whose answer a DMZ client restart lost', () => {
     expect((await record.getVm(vm.id))?.state).toBe('Running');
     expect(await dc.client.getVm(vm.id)).toMatchObject({ status: 'present', agent: 'ready' });
     await lock.release();
+  }, 120_000);
+});
+
+describe('a request without a fencing token (Pulumi, a direct caller)', () => {
+  it('is refused (locked) while an apply holds the fleet, changing nothing; goes through when nobody holds it', async () => {
+    const stack = world.stack;
+    // Tokenless, nobody holds fleet "solo": a direct caller creates and boots a VM.
+    const vm = newVm(stack, { fleet: 'solo', index: 0 });
+    const create: BatchStep = { op: 'create', body: { idempotencyKey: 'direct/c0', planId: null, vm } };
+    const up = await run([create, ...steps(vm.id, TO_RUNNING, 'direct')]);
+    expect(up.map((r) => r.outcome)).toEqual(TO_RUNNING.map(() => 'ok'));
+
+    // An apply takes the lock of "solo".
+    const lock = await record.acquireLocks(stack, ['solo'], holder('apply-d'));
+    try {
+      // Tokenless now: an edge of the running VM and a create are refused; nothing moves, nothing is created.
+      const down = await run(steps(vm.id, ['Running', 'ShuttingDown', 'PoweredOff'], 'direct-2'));
+      const other = newVm(stack, { fleet: 'solo', index: 1 });
+      const made = await run([{ op: 'create', body: { idempotencyKey: 'direct/c1', planId: null, vm: other } }]);
+      for (const r of [down, made]) {
+        expect(r).toHaveLength(1);
+        expect(r[0]).toMatchObject({ outcome: 'vetoed', decision: 'vetoed' });
+        expect(r[0].reason).toContain('fleet solo is locked by an apply');
+      }
+      expect((await record.getVm(vm.id))?.state).toBe('Running');
+      expect(await world.dc('miami').client.getVm(vm.id)).toMatchObject({ status: 'present', power: 'on', agent: 'ready' });
+      expect(await record.getVm(other.id)).toBeUndefined();
+      expect(await world.dc('miami').client.getVm(other.id)).toBeUndefined();
+      expect((await record.history(stack, 'solo/0')).at(-1)).toMatchObject({ outcome: 'vetoed', planId: 'direct-2' });
+      // The apply itself, carrying its token, goes on.
+      const own = await run(steps(vm.id, ['Running', 'ShuttingDown'], 'plan-d', lock.fencingToken));
+      expect(own.map((r) => r.outcome)).toEqual(['ok']);
+    } finally {
+      await lock.release();
+    }
+    // Released: tokenless requests go through again.
+    const after = await run(steps(vm.id, ['ShuttingDown', 'PoweredOff'], 'direct-3'));
+    expect(after.map((r) => r.outcome)).toEqual(['ok']);
   }, 120_000);
 });

@@ -120,6 +120,22 @@ describe('DataCenterProvider', () => {
     expect((await dc.client.getVm(created.id))?.status).toBe('present');
   });
 
+  it('a Pulumi create while an apply holds the fleet\'s lock is refused (locked) and leaves nothing; without a holder it goes through', async () => {
+    const { provider, inputs, dc } = await setup();
+    const lock = await record.acquireLocks(world!.stack, ['api'], { who: 'apply-e', host: 'ci-1', pid: 4242, planId: null });
+    try {
+      const err = (await provider.create(inputs).catch((e: unknown) => e)) as FleetError;
+      expect(err).toBeInstanceOf(FleetError);
+      expect(JSON.stringify(err.diagnostics)).toContain('fleet api is locked by an apply');
+      expect((await dc.client.listVms()).filter((v) => v.status === 'present')).toEqual([]);
+      expect(await record.listVms(world!.stack)).toEqual([]);
+    } finally {
+      await lock.release();
+    }
+    const created = await provider.create(inputs);
+    expect(created.outs as never).toMatchObject({ state: 'Running' });
+  });
+
   it('a missing token is apply.token-missing, naming the variable', async () => {
     const { provider, inputs } = await setup();
     delete process.env[TOKEN_ENV];

@@ -229,7 +229,7 @@ export class Authority {
       }
       if (!judged.ok) return refuse(judged.reason, judged.refusal);
       const fence = await this.fences.fenced(vm.stack, vm.fleet, req.fencingToken);
-      if (fence !== undefined) return refuse(fence, 'fenced');
+      if (fence !== undefined) return refuse(fence.reason, fence.refusal);
       const { operation } = judged;
       const policy = await this.policy.judge(req, to, vm, operation);
       if (!policy.ok) return refuse(policy.reason, policy.refusal);
@@ -325,7 +325,7 @@ export class Authority {
     const budget = createBudget(this.o.pack, this.o.capacity ?? {}, spec.owner, caller);
     const { realImage, modified, reason } = judged;
     const fence = await this.fences.fenced(spec.stack, spec.fleet, req.fencingToken);
-    if (fence !== undefined) return no({ reason: fence, refusal: 'fenced' });
+    if (fence !== undefined) return no(fence);
     const again = (existing: VmRow) => {
       const repeated = judgeRepeatedCreate(caller, existing);
       if (!repeated.ok) return no(repeated);
@@ -444,14 +444,13 @@ export class Authority {
 
   private async advanceReport(caller: string, report: ReportRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
     // What was done is recorded whoever did it; what comes next only under the fleet's current lock.
-    const token = next[0]?.fencingToken;
-    const known = token !== undefined ? await this.rows.get(report.vmId) : undefined;
-    const fence = known ? await this.fences.fenced(known.stack, known.fleet, token) : undefined;
+    const known = next.length > 0 ? await this.rows.get(report.vmId) : undefined;
+    const fence = known ? await this.fences.fenced(known.stack, known.fleet, next[0].fencingToken) : undefined;
     if (fence !== undefined) {
       const r = (await this.settle(caller, report)).report;
       const vm = await this.rows.get(report.vmId);
-      if (vm) await this.o.record.addHistory(vm.id, { from: next[0].from, to: next[0].to ?? next[0].from ?? '', outcome: 'vetoed', actor: `dmz-client:${caller}`, planId: next[0].planId, requestId: next[0].requestId, detail: fence });
-      return { report: r, next: [{ authorize: veto(fence, vm, 'fenced') }] };
+      if (vm) await this.o.record.addHistory(vm.id, { from: next[0].from, to: next[0].to ?? next[0].from ?? '', outcome: 'vetoed', actor: `dmz-client:${caller}`, planId: next[0].planId, requestId: next[0].requestId, detail: fence.reason });
+      return { report: r, next: [{ authorize: veto(fence.reason, vm, fence.refusal) }] };
     }
     const settled = await this.settle(caller, report, { next, ahead });
     const r = settled.report;

@@ -256,16 +256,19 @@ describe('checkAdvance (the shape of an advance)', () => {
 describe('judgeFence (fencing tokens, docs/recovery.md "Fencing")', () => {
   it.each([
     { name: 'a fleet never locked takes any token', fence: undefined, token: 4, refused: false },
+    { name: 'a fleet never locked takes a request without a token', fence: undefined, token: undefined, refused: false },
+    { name: 'no token while an apply holds the lock (Pulumi, a direct caller)', fence: { token: 7, held: true }, token: undefined, refused: 'locked' },
+    { name: 'no token once the lock is released or its lease ran out', fence: { token: 7, held: false }, token: undefined, refused: false },
     { name: 'the held lock\'s own token', fence: { token: 7, held: true }, token: 7, refused: false },
     { name: 'the released lock\'s own token (its last runs finishing)', fence: { token: 7, held: false }, token: 7, refused: false },
-    { name: 'an older token once a newer lock is held (a killed apply\'s queued run)', fence: { token: 8, held: true }, token: 7, refused: true },
-    { name: 'an older token after the newer lock was released too', fence: { token: 8, held: false }, token: 7, refused: true },
-    { name: 'a token no lock was given', fence: { token: 8, held: true }, token: 9, refused: true },
-  ])('$name', ({ fence, token, refused }) => {
+    { name: 'an older token once a newer lock is held (a killed apply\'s queued run)', fence: { token: 8, held: true }, token: 7, refused: 'fenced' },
+    { name: 'an older token after the newer lock was released too', fence: { token: 8, held: false }, token: 7, refused: 'fenced' },
+    { name: 'a token no lock was given', fence: { token: 8, held: true }, token: 9, refused: 'fenced' },
+  ] as const)('$name', ({ fence, token, refused }) => {
     const judged = judgeFence('web', fence ? { fleet: 'web', ...fence } : undefined, token);
     expect(judged.ok).toBe(!refused);
     if (!judged.ok) {
-      expect(judged.refusal).toBe('fenced');
+      expect(judged.refusal).toBe(refused);
       expect(judged.reason).toContain('fleet web');
     }
   });

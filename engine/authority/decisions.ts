@@ -106,18 +106,25 @@ export function doneAlready(req: AuthorizeRequest, to: string, vm: VmRow, histor
 /**
  * Whether a request carrying fencing token `token` may change a VM of a
  * fleet whose fence is `fence` (undefined: never locked). docs/recovery.md,
- * "Fencing". (A request without a token, from outside any apply, e.g. a
- * Pulumi program, is not fenced: the authority does not read the fence.)
+ * "Fencing". A request without a token comes from outside any apply (a
+ * Pulumi program, a script calling a DMZ client): it may not race an apply
+ * that holds the fleet now, and is let through otherwise.
  *
  * | fence                  | token          | decision |
  * | ---------------------- | -------------- | -------- |
- * | none (never locked)    | any            | ok |
+ * | none (never locked)    | any, or none   | ok |
+ * | N, held now            | none           | locked: an apply holds the fleet |
+ * | N, released or expired | none           | ok |
  * | held or released, N    | N              | ok (the lock's own apply) |
  * | held or released, N    | below N        | fenced: a newer apply took the lock |
  * | held or released, N    | above N        | fenced: no lock was given that token |
  */
-export function judgeFence(fleet: string, fence: FleetFence | undefined, token: number): Decided {
+export function judgeFence(fleet: string, fence: FleetFence | undefined, token: number | undefined): Decided {
   if (!fence) return { ok: true };
+  if (token === undefined) {
+    if (!fence.held) return { ok: true };
+    return refuse('locked', `fleet ${fleet} is locked by an apply (fencing token ${fence.token}); a request without its fencing token (a Pulumi program, a direct caller) may not change the fleet's VMs until that apply ends`);
+  }
   if (token < fence.token) {
     const since = fence.held ? 'holds it now' : 'held it since';
     return refuse('fenced', `the request carries fencing token ${token}, but a newer apply locked fleet ${fleet} (token ${fence.token}, ${since}); a killed apply's run may not act after it`);

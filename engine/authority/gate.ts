@@ -2,7 +2,7 @@
 // "The authority re-checks"): the policy on an edge, on the record as it is
 // at the moment of the request (policy.ts holds the pure judgments), and the
 // fencing of requests made under an older apply's lock.
-import type { AuthorizeRequest, Decided } from '../../protocol/index.ts';
+import type { AuthorizeRequest, Decided, Refusal } from '../../protocol/index.ts';
 import { Batched } from '../durability/index.ts';
 import type { LoadedPack, RequestFacts } from '../policy/types.ts';
 import type { FleetFence, FleetRecord, VmRow } from '../record/index.ts';
@@ -137,15 +137,14 @@ export class Fences {
   }
 
   /**
-   * Why a request under fencing token `token` may not change a VM of this
-   * fleet (a newer lock of it exists); undefined when it may, or when the
-   * request carries no token (outside any apply: not fenced, nothing read).
-   * Read afresh (batched) for every authorization: a lock taken by another
+   * Why a request under fencing token `token` (undefined: a request from
+   * outside any apply) may not change a VM of this fleet: a newer lock of it
+   * exists, or (no token) an apply holds it now; undefined when it may. Read
+   * afresh (batched) for every authorization: a lock taken by another
    * process must fence the very next request.
    */
-  async fenced(stack: string, fleet: string, token: number | undefined): Promise<string | undefined> {
-    if (token === undefined) return undefined;
+  async fenced(stack: string, fleet: string, token: number | undefined): Promise<Refusal | undefined> {
     const judged = judgeFence(fleet, await this.batch.submit({ stack, fleet }), token);
-    return judged.ok ? undefined : judged.reason;
+    return judged.ok ? undefined : judged;
   }
 }
