@@ -1,0 +1,251 @@
+// One member of an apply: its change as provider calls and requests, each
+// request journalled (started, then done / failed / skipped) and reported as
+// an event in step order, through its data center's provider only. The
+// executor (executor.ts) decides when a member runs; this file, what it does.
+import { createHash } from 'node:crypto';
+import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
+import type { Change, PlanDocument, Step } from '../model/index.ts';
+import { overrideProof, type Override, type RunLane, type StepResult } from '../../protocol/index.ts';
+import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
+import { defaultActor, type ApplyEvent, type ApplyOptions, type MemberFailure } from './options.ts';
+
+/** A UUID derived from plan id and address, so a re-sent create proposes the same VM id. */
+export function proposedVmId(planId: string, address: string): string {
+  const h = createHash('sha256').update(`${planId}\0${address}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/** The override a plan's --allow-destroy gives the deletion of VM `vmId`: who and why, and the admin proof when there is an admin token. */
+function overrideOf(plan: PlanDocument, vmId: string, fleet: string, opts: ApplyOptions): Override {
+  const by = opts.actor ?? defaultActor();
+  const reason = `--allow-destroy ${fleet} in plan ${plan.id}`;
+  return { allowDestroy: true, by, reason, ...(opts.adminToken ? { proof: overrideProof(opts.adminToken, vmId, plan.id, by, reason) } : {}) };
+}
+
+/** Requests a change makes: a create request per new VM plus one per step. */
+export function stepCount(c: Change): number {
+  const creates = c.action === 'create' || c.action === 'replace' ? 1 : 0;
+  return creates + c.steps.length;
+}
+
+/** One request of a member: what the journal and events say of it. */
+interface MemberRequest {
+  vmId: string;
+  from: string | null;
+  to: string;
+  operation: string;
+  idempotencyKey: string;
+  /** How a failure names the step. */
+  label: string;
+}
+
+/**
+ * One provider call of a member: create, update (transition and update) or
+ * delete, over the plan's steps for one VM. `first` is the number of the
+ * call's first request in the member's requests (a replace makes two calls).
+ */
+interface MemberCall {
+  method: 'create' | 'update' | 'delete';
+  vmId: string;
+  steps: Step[];
+  first: number;
+}
+
+/**
+ * A change as provider calls, and its requests in order (the journal's
+ * rows): a create's request to insert the VM, then one per diagram edge. A
+ * replace is two calls in its replace order, as a Pulumi replace is: the new
+ * VM's create (naming the VM it replaces when that one goes second) and the
+ * old VM's delete.
+ */
+function memberCalls(change: Change, planId: string): { calls: MemberCall[]; requests: MemberRequest[] } {
+  const newId = proposedVmId(planId, change.address);
+  // A deposed VM shares its address with the current one: its keys carry its id.
+  const keyOf = (seq: number) => `${planId}/${change.address}${change.deposed ? `#${change.vmId}` : ''}/${seq}`;
+  const calls: MemberCall[] = [];
+  const requests: MemberRequest[] = [];
+  const call = (method: MemberCall['method'], vmId: string, steps: Step[]) => {
+    calls.push({ method, vmId, steps, first: requests.length });
+    if (method === 'create') {
+      requests.push({ vmId, from: null, to: change.path[0], operation: 'insert', idempotencyKey: keyOf(requests.length), label: `create ${change.path[0]}` });
+    }
+    for (const st of steps) {
+      requests.push({ vmId, from: st.from, to: st.to, operation: st.operation, idempotencyKey: keyOf(requests.length), label: `${st.from} -> ${st.to}` });
+    }
+  };
+  switch (change.action) {
+    case 'create':
+      call('create', newId, change.steps);
+      break;
+    case 'transition':
+    case 'update':
+      call('update', change.vmId!, change.steps);
+      break;
+    case 'delete':
+      call('delete', change.vmId!, change.steps);
+      break;
+    case 'replace': {
+      const created = change.steps.filter((st) => st.member === 'new');
+      const deleted = change.steps.filter((st) => st.member === 'old');
+      if (change.replaceOrder === 'create-before-delete') {
+        call('create', newId, created);
+        call('delete', change.vmId!, deleted);
+      } else {
+        call('delete', change.vmId!, deleted);
+        call('create', newId, created);
+      }
+      break;
+    }
+    case 'noop':
+      break;
+  }
+  return { calls, requests };
+}
+
+/** What the provider is given of a change: its inputs (the create request's VM) and, for an existing VM, what it is now. */
+function memberInputs(change: Change, plan: PlanDocument, owner: string): { inputs: VmInputs; current: VmOutputs } {
+  const inputs: VmInputs = {
+    stack: plan.stack,
+    fleet: change.fleet,
+    owner,
+    index: change.index,
+    name: change.name,
+    image: change.image.logical,
+    size: change.size,
+    encryptedDisk: change.encryptedDisk,
+    desiredState: change.to,
+    specHash: change.specHash,
+    planId: plan.id,
+    ...(change.replaceOrder ? { replaceOrder: change.replaceOrder } : {}),
+  };
+  const was = change.diff?.size?.from as VmOutputs['size'] | undefined;
+  const current: VmOutputs = {
+    ...inputs,
+    ...(was ? { size: was } : {}),
+    vmId: change.vmId ?? '',
+    dataCenter: change.dataCenter,
+    state: change.from,
+    cloudId: null,
+    realImage: change.image.real,
+    version: 0,
+  };
+  return { inputs, current };
+}
+
+/** Carries one change out through its data center's provider; calls `answered` once its last request has its answer (before the journal rows of it are written). */
+export async function runMember(
+  change: Change,
+  provider: MemberProvider,
+  opts: ApplyOptions,
+  emit: (e: ApplyEvent) => void,
+  answered: () => void,
+  lane: RunLane | undefined,
+  fencingToken: number,
+): Promise<{ steps: number; skipped: number; elapsedMs: number; failure?: MemberFailure }> {
+  const { plan, record } = opts;
+  const began = performance.now();
+  let elapsedMs = 0;
+  const { calls, requests } = memberCalls(change, plan.id);
+  const { inputs, current } = memberInputs(change, plan, opts.owners[change.fleet] ?? 'unknown');
+  const rows = requests.map((r, seq) => ({
+    planId: plan.id,
+    address: change.address,
+    seq,
+    vmId: r.vmId,
+    from: r.from ?? '',
+    to: r.to,
+    idempotencyKey: r.idempotencyKey,
+  }));
+  const stepEvent = (k: number, status: 'started' | 'done' | 'failed', detail?: string): ApplyEvent => {
+    const r = requests[k];
+    return { type: 'step', address: change.address, dataCenter: change.dataCenter, from: r.from, to: r.to, operation: r.operation, status, ...(detail !== undefined ? { detail } : {}) };
+  };
+
+  // The member's requests go out together (a run per provider call); each is
+  // journalled `started` before that (one journal batch), and `done` or
+  // `failed` as its answer comes in. Journal rows of one turn share one
+  // INSERT (group commit); events follow the commit of what they report, in
+  // step order.
+  await Promise.all(rows.map((row) => record.journal({ ...row, status: 'started', detail: null })));
+  emit(stepEvent(0, 'started'));
+  let replies = 0;
+  let done = 0;
+  let failure: { k: number; d: Diagnostic } | undefined;
+  let written: Promise<unknown> = Promise.resolve();
+  const after = (row: Promise<void>, then: () => void) => {
+    written = Promise.all([written, row]).then(then);
+  };
+  const onAnswer = (k: number, result: StepResult) => {
+    replies = k + 1;
+    if (result.outcome === 'ok') {
+      done++;
+      after(record.journal({ ...rows[k], status: 'done', detail: null }), () => {
+        emit(stepEvent(k, 'done'));
+        if (k + 1 < requests.length) emit(stepEvent(k + 1, 'started'));
+      });
+      return;
+    }
+    const r = requests[k];
+    const code = result.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed';
+    const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
+    const d = diag(code, `${r.from ?? '(new)'} -> ${r.to} in ${change.dataCenter}: ${why}`, { address: change.address });
+    failure = { k, d };
+    after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }), () => emit(stepEvent(k, 'failed', why)));
+  };
+  try {
+    for (const c of calls) {
+      const planned: PlannedCall = {
+        planId: plan.id,
+        steps: c.steps,
+        key: (k) => requests[c.first + k].idempotencyKey,
+        onStep: (k, result) => onAnswer(c.first + k, result),
+        fencingToken,
+        ...(lane ? { lane } : {}),
+        ...(c.method === 'create' ? { vmId: c.vmId, ...(change.action === 'replace' && change.replaceOrder === 'create-before-delete' && change.vmId ? { replaces: change.vmId } : {}) } : {}),
+        ...(c.method === 'delete' && plan.options.allowDestroy.includes(change.fleet) ? { override: overrideOf(plan, c.vmId, change.fleet, opts) } : {}),
+      };
+      if (c.method === 'create') await provider.create(inputs, planned);
+      else if (c.method === 'update') await provider.update(c.vmId, current, inputs, planned);
+      else await provider.delete(c.vmId, { ...current, vmId: c.vmId }, planned);
+    }
+  } catch (err) {
+    // A step answered not ok: the provider throws what onAnswer has recorded already.
+    // Otherwise the first unanswered step could not be carried out (rejected, or the DMZ client unreachable).
+    if (!failure) {
+      const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', String(err instanceof Error ? err.message : err));
+      const k = replies;
+      failure = { k, d: { ...d, address: change.address } };
+      after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
+    }
+  }
+  elapsedMs = Math.round(performance.now() - began);
+  answered();
+  if (failure) {
+    // Sent with the run but never carried out.
+    const { k } = failure;
+    const detail = `not carried out: ${requests[k].label} failed`;
+    for (const row of rows.slice(k + 1)) after(record.journal({ ...row, status: 'skipped', detail }).catch(() => {}), () => {});
+    await written;
+    return {
+      steps: done,
+      skipped: rows.length - k - 1,
+      elapsedMs,
+      failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d },
+    };
+  }
+  await written;
+  // The member now is what its spec asks for: remember that spec, so the next
+  // plan sees no difference (the record cannot tell a hardware change otherwise).
+  // A VM created here needs no look: its create request carried this spec
+  // hash and desired state, and the authority inserted it with them (one
+  // record read per new VM saved).
+  const needsCreate = change.action === 'create' || change.action === 'replace';
+  if (change.action !== 'delete' && !needsCreate) {
+    const id = change.vmId!;
+    const row = await record.getVm(id);
+    if (row && (row.specHash !== change.specHash || row.desiredState !== change.to)) {
+      await record.updateVm(id, row.version, { specHash: change.specHash, desiredState: change.to }, { actor: opts.actor ?? defaultActor(), planId: plan.id });
+    }
+  }
+  return { steps: done, skipped: 0, elapsedMs };
+}

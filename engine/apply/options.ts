@@ -1,0 +1,97 @@
+// What an apply is given (ApplyOptions) and what it says: its events, its
+// result, a failed member. Shared by the executor (executor.ts), a member's
+// run (member.ts) and the progress printer (progress.ts).
+import { hostname, userInfo } from 'node:os';
+import type { Diagnostic } from '../diags/index.ts';
+import type { Change, PlanDocument } from '../model/index.ts';
+import type { FleetRecord, LockHandle } from '../record/types.ts';
+import type { MemberProvider } from '../../providers/provider.ts';
+import type { RolloutEvent, RolloutReport } from './rollout.ts';
+
+export type ApplyEvent =
+  | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
+  | { type: 'step'; address: string; dataCenter: string; from: string | null; to: string; operation: string; status: 'started' | 'done' | 'failed'; detail?: string }
+  /** elapsedMs: from the member's first journal row to its last answer. */
+  | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; elapsedMs: number; detail?: string }
+  | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
+  /** A rollout wave starts / ends (rollout.ts). */
+  | RolloutEvent
+  /** notStarted: members never started because the apply was interrupted (`signal`); present only then. */
+  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; stepsFailed: number; stepsSkipped: number; elapsedMs: number; notStarted?: number };
+
+export interface MemberFailure {
+  address: string;
+  dataCenter: string;
+  action: Change['action'];
+  step: string;
+  diagnostic: Diagnostic;
+}
+
+export interface ApplyResult {
+  planId: string;
+  succeeded: number;
+  failed: MemberFailure[];
+  /** Requests carried out (answered ok). */
+  steps: number;
+  /** Requests that failed or were vetoed (one per failed member). */
+  stepsFailed: number;
+  /** Requests sent with a failed member's run but never carried out. */
+  stepsSkipped: number;
+  elapsedMs: number;
+  /** Members never started: `signal` was aborted, or a rollout stopped (0 when neither). */
+  notStarted: number;
+  /** What each fleet's rollout did (empty when the plan has none). */
+  rollouts: RolloutReport[];
+}
+
+export interface ApplyOptions {
+  plan: PlanDocument;
+  record: FleetRecord;
+  /**
+   * The provider of each data center, by name: the only way the executor
+   * reaches a DMZ client (providers/provider.ts; engine/apply may not import
+   * providers/client.ts).
+   */
+  providers: ReadonlyMap<string, MemberProvider>;
+  /** Owner of each fleet (create requests carry it for quotas). */
+  owners: Readonly<Record<string, string>>;
+  /**
+   * Whether each fleet's spec says `protect: true`: written to the record
+   * for the plan's fleets that have a spec (FleetRecord.setFleetProtection)
+   * before any step, so the authority enforces it, and a fleet whose spec
+   * is removed later stays protected.
+   */
+  protection?: Readonly<Record<string, boolean>>;
+  /** The admin token (FLEET_ADMIN_TOKEN): overrides carry a proof made with it (protocol/hash.ts overrideProof). Never logged. */
+  adminToken?: string;
+  /** Concurrent members per data center. */
+  parallelism: number;
+  /** Who applies, for history and locks. Default user@host. */
+  actor?: string;
+  lockTimeoutMs?: number;
+  leaseMs?: number;
+  onEvent?: (e: ApplyEvent) => void;
+  /**
+   * Aborted: no further member starts; the members started go on to their
+   * end (their runs are at the DMZ clients already), are journalled, and the
+   * plan is recorded as interrupted (fleet apply's first Ctrl-C).
+   */
+  signal?: AbortSignal;
+  /**
+   * Locks taken already (fleet apply without a plan file locks the fleets in
+   * scope first and plans under them: lock, then plan). They must cover every
+   * fleet of the plan; applyPlan heartbeats them and releases them at its end.
+   * Without it, applyPlan takes the plan's locks itself (a saved plan).
+   */
+  lock?: LockHandle;
+}
+
+export function defaultActor(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    /* no passwd entry (containers) */
+  }
+  return `${user}@${hostname()}`;
+}
