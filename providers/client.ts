@@ -23,6 +23,9 @@
 // set. Every retry of one request carries the same idempotency key, so the
 // DMZ client answers a step it finished before its restart with that
 // step's result instead of doing it again.
+//
+// The backoff and budget functions are in retry.ts; what a failed exchange
+// is called (error bodies, TLS refusals, network errors), in fetch-errors.ts.
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
 import type {
   ActualVm,
@@ -30,7 +33,6 @@ import type {
   BatchStep,
   CreateVmRequest,
   DeleteVmRequest,
-  ErrorBody,
   HealthResponse,
   RunLane,
   StepResult,
@@ -39,9 +41,13 @@ import type {
 import { RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
 import type { ClientTls } from '../engine/transport/index.ts';
+import { describeFetchError, errorMessage, tlsRefused } from './fetch-errors.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
+import { DEFAULT_RETRY_BUDGET_MS, backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryInfo, type RetryPolicy } from './retry.ts';
 
 export type * from '../protocol/index.ts';
+export { DEFAULT_RETRY_BUDGET_MS, backoffMs, mayRetry, retryAfterMs, retrySchedule, type RetryInfo, type RetryPolicy } from './retry.ts';
+export { tlsRefused } from './fetch-errors.ts';
 
 export interface DmzHttpClientOptions {
   /** Data center name, for error messages. */
@@ -82,14 +88,6 @@ export interface DmzHttpClientOptions {
   batch?: boolean;
 }
 
-export interface RetryInfo {
-  attempt: number;
-  delayMs: number;
-  reason: string;
-  method: string;
-  url: string;
-  idempotencyKey?: string;
-}
 
 interface RawResponse {
   status: number;
@@ -126,52 +124,6 @@ const itemSize = (item: BatchStep | BatchRun) => (item.op === 'run' ? item.steps
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Parses Retry-After (seconds or an HTTP date) into milliseconds; undefined when absent or invalid. */
-export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
-  if (header === null || header.trim() === '') return undefined;
-  const secs = Number(header);
-  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
-  const at = Date.parse(header);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
-
-/** Equal-jitter exponential backoff delay for retry number `attempt` (0-based): in [d/2, d), d = min(maxMs, baseMs * 2^attempt). */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
-  const d = Math.min(maxMs, baseMs * 2 ** attempt);
-  return Math.floor(d / 2 + (random() * d) / 2);
-}
-
-/** How long the retries of one request may pause in all, by default: covers a restart of a DMZ client or the authority of 30 s with room. */
-export const DEFAULT_RETRY_BUDGET_MS = 60_000;
-
-/** The retry rules of a client: at most `retries` retries (unbounded when absent), while the pauses so far stay under `budgetMs`. */
-export interface RetryPolicy {
-  retries?: number;
-  budgetMs: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
-
-/** Whether a request that failed `attempt` times (retries so far) after pausing `slept` ms in all is tried again. */
-export function mayRetry(p: RetryPolicy, attempt: number, slept: number): boolean {
-  return (p.retries === undefined || attempt < p.retries) && slept < p.budgetMs;
-}
-
-/**
- * The pauses one request makes before each retry when every attempt fails,
- * with the given random draws (docs and tests: the schedule is what proves
- * the default budget rides out a 30 s outage).
- */
-export function retrySchedule(p: RetryPolicy, random: () => number = Math.random): number[] {
-  const out: number[] = [];
-  let slept = 0;
-  while (mayRetry(p, out.length, slept)) {
-    const d = backoffMs(out.length, p.baseDelayMs, p.maxDelayMs, random);
-    out.push(d);
-    slept += d;
-  }
-  return out;
-}
 
 export class DmzHttpClient {
   readonly dataCenter: string;
@@ -519,42 +471,4 @@ export class DmzHttpClient {
       `${method} ${url} (DMZ client of data center ${this.dataCenter}) ${lastReason} ${gaveUp(attempt, slept)}.`,
     );
   }
-}
-
-/** How a request gave up: `after 3 attempts` (and over how long it retried, when it paused). */
-function gaveUp(retried: number, slept: number): string {
-  const tries = `after ${retried + 1} attempt${retried === 0 ? '' : 's'}`;
-  return slept >= 1000 ? `${tries} over ${Math.round(slept / 1000)} s` : tries;
-}
-
-function errorMessage(body: unknown): string {
-  const e = (body as Partial<ErrorBody> | undefined)?.error;
-  if (e && typeof e === 'object' && typeof e.message === 'string') return e.message;
-  const m = (body as { message?: unknown } | undefined)?.message;
-  return typeof m === 'string' ? m : 'no details';
-}
-
-/** OpenSSL / Node codes of a server certificate this caller does not trust. */
-const SERVER_CERT_UNTRUSTED = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|CERT_UNTRUSTED|CERT_REJECTED|ERR_TLS_CERT_ALTNAME_INVALID)$/;
-/** TLS alerts of a server that refused this caller's certificate (or its lack of one). */
-const CLIENT_CERT_REFUSED = /^ERR_SSL_.*ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|ACCESS_DENIED)$/;
-
-/** Whether a request failed because a TLS certificate is not trusted (by this CLI) or was refused (by the DMZ client): never retried. */
-export function tlsRefused(err: unknown): boolean {
-  const e = err as { code?: string; cause?: { code?: string; message?: string } };
-  const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
-  return cause !== undefined && (SERVER_CERT_UNTRUSTED.test(cause) || CLIENT_CERT_REFUSED.test(cause));
-}
-
-function describeFetchError(err: unknown, timeoutMs: number): string {
-  const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
-  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `did not answer within ${timeoutMs} ms`;
-  const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
-  if (cause && SERVER_CERT_UNTRUSTED.test(cause)) {
-    return `could not be reached: its TLS certificate is not trusted (${cause}: ${e?.message ?? ''}); give the CA bundle that signed it as the data center's auth.clientCert.caFile in stack.yaml`;
-  }
-  if (cause && CLIENT_CERT_REFUSED.test(cause)) {
-    return `refused this CLI's TLS client certificate (${cause}); the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca)`;
-  }
-  return `could not be reached (${cause ?? e?.message ?? String(err)})`;
 }
