@@ -14,15 +14,24 @@
 //   the DMZ client while the re-run starts: fencing keeps them from acting.
 //   The same mode also restarts the DMZ client mid-apply: no member fails.
 //
+// Kill points during boot, found from the events (not a sleep): once the
+// first boot step is done (its agent booting for BOOT_LONG_MS; deployed: the
+// DMZ client killed with the CLI), and, deployed, the very moment the
+// authority approved a boot (a proxy holds that answer, kills both, drops
+// it): the re-run resumes the boots, waits only for them (no step fails, no
+// VM passes BootFailed, no boot is denied) and converges.
+//
 // CI runs a few kill points per mode; FLEET_CRASH_FULL=1 runs one per step
 // and prints the figures (`npm run bench:crash`).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import http from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
-import { createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
+import type { SqlRecord } from '../engine/record/record.ts';
+import { bootAttempts, createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
 import { readSimState } from '../providers/drivers/sim/index.ts';
 import { fleetYaml, REPO, tempStack, type TempStack } from './helpers/stack.ts';
 
@@ -44,9 +53,19 @@ interface Exit {
   ms: number;
 }
 
-function fleet(args: string[], env: NodeJS.ProcessEnv, opts: { killAfterDone?: number; onDone?: (n: number) => void } = {}): Promise<Exit & { killed: boolean }> {
+/**
+ * `fleet ARGS` as a child. killAfterDone: SIGKILL it once that many steps are
+ * done; killWhen: once an event line (stdout, --format json) matches, SIGKILL
+ * it and call `also` first (another process to kill at the same moment).
+ */
+function fleet(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  opts: { killAfterDone?: number; onDone?: (n: number) => void; killWhen?: (event: StepEvent) => boolean; also?: () => void; started?: (child: ChildProcess) => void } = {},
+): Promise<Exit & { killed: boolean }> {
   const t0 = performance.now();
   const child = spawn(process.execPath, [FLEET_BIN, ...args], { cwd: REPO, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  opts.started?.(child);
   let stdout = '';
   let stderr = '';
   let done = 0;
@@ -55,6 +74,11 @@ function fleet(args: string[], env: NodeJS.ProcessEnv, opts: { killAfterDone?: n
     stdout += c.toString();
     done = stdout.split('\n').filter((l) => l.includes('"type":"step"') && l.includes('"status":"done"')).length;
     opts.onDone?.(done);
+    if (opts.killWhen && !killed && events(stdout).some(opts.killWhen)) {
+      killed = true;
+      opts.also?.();
+      child.kill('SIGKILL');
+    }
     if (opts.killAfterDone === undefined || killed) return;
     if (done >= opts.killAfterDone) {
       killed = true;
@@ -63,6 +87,25 @@ function fleet(args: string[], env: NodeJS.ProcessEnv, opts: { killAfterDone?: n
   });
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr, killed, ms: Math.round(performance.now() - t0) })));
+}
+
+interface StepEvent {
+  type: string;
+  address: string;
+  from: string | null;
+  to: string;
+  operation: string;
+  status: string;
+  detail?: string;
+}
+
+/** The step events of an apply's JSON output (whole lines only). */
+function events(stdout: string): StepEvent[] {
+  return stdout
+    .split('\n')
+    .slice(0, -1)
+    .filter((l) => l.includes('"type":"step"'))
+    .map((l) => JSON.parse(l) as StepEvent);
 }
 
 async function freePort(): Promise<number> {
@@ -112,6 +155,112 @@ async function converged(stack: TempStack, recordUrl: string, stackName: string,
   expect(live.map((v) => present.find((p) => p.cloudId === v.cloudId)?.dc)).toEqual(live.map((v) => v.dataCenter));
 }
 
+/** Kill point "during boot": the first boot step (PoweredOn -> Starting) done; its VM's agent boots for BOOT_LONG_MS. */
+const bootDone = (e: StepEvent) => e.operation === 'boot' && e.status === 'done';
+const BOOT_LONG_MS = 3_000;
+
+/** The VMs of the record by id: address and state, read between the kill and the re-run. */
+async function recordStates(recordUrl: string, stackName: string): Promise<Map<string, { address: string; state: string }>> {
+  const record = await openRecord(recordUrl);
+  try {
+    return new Map((await record.listVms(stackName)).map((v) => [v.id, { address: v.address, state: v.state }]));
+  } finally {
+    await record.close();
+  }
+}
+
+/** The sims' VMs booting (agent started, not settled) right after the kill. */
+async function bootingNow(stack: TempStack, dcs: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const dc of dcs) for (const v of (await readSimState(join(stack.dir, '.fleet', 'sim', dc), dc)).vms) if (v.status === 'present' && v.agent === 'booting') out.push(v.vmId);
+  return out;
+}
+
+/**
+ * A re-run after a kill during boot resumed the boots instead of waiting for
+ * them to time out (issue 14: "no wait longer than the boot itself"): no
+ * step failed; a VM the record had at Starting with its agent booting was
+ * only awaited (Starting -> Running), not booted again; no VM passed
+ * BootFailed (an awaitReady that waited out readyTimeoutMs ends there) and no
+ * boot was denied; every VM's boot was approved. So every wait of the re-run
+ * ended when an agent reported ready, without a clock.
+ */
+async function bootsResumed(recordUrl: string, stackName: string, rerun: string, before: Map<string, { address: string; state: string }>, booting: readonly string[]): Promise<void> {
+  const steps = events(rerun);
+  expect(steps.filter((e) => e.status === 'failed')).toEqual([]);
+  const resumed = booting.filter((id) => before.get(id)?.state === 'Starting');
+  // At least the VM whose boot was the kill point: its boot was reported (the done event follows the report).
+  expect(resumed.length).toBeGreaterThanOrEqual(1);
+  for (const id of resumed) {
+    const address = before.get(id)!.address;
+    expect(steps.filter((e) => e.address === address && e.status === 'done').map((e) => `${e.from} -> ${e.to}`), address).toEqual(['Starting -> Running']);
+  }
+  const record = await openRecord(recordUrl);
+  try {
+    const history = await record.history(stackName);
+    expect(history.filter((h) => h.to === 'BootFailed' || h.outcome === 'denied')).toEqual([]);
+    for (const vm of await record.listVms(stackName)) {
+      const attempts = await bootAttempts(record as SqlRecord, { vmId: vm.id });
+      expect(attempts.filter((a) => !a.approved), vm.address).toEqual([]);
+      expect(attempts.filter((a) => a.approved).length, vm.address).toBeGreaterThanOrEqual(1);
+    }
+  } finally {
+    await record.close();
+  }
+}
+
+/**
+ * An HTTP proxy to the authority that passes everything through, except the
+ * first answer carrying a boot approval (`"approved":true`, in a batch's
+ * NDJSON lines or a single answer): then it calls `crash` (which kills the
+ * DMZ client and the CLI) and drops the answer. After that it passes
+ * everything through.
+ */
+async function bootCrashProxy(upstream: string, crash: () => void): Promise<{ url: string; close: () => Promise<void> }> {
+  const agent = new http.Agent({ keepAlive: true });
+  let crashed = false;
+  const server = http.createServer((req, res) => {
+    const target = new URL(req.url ?? '/', upstream);
+    const up = http.request(target, { method: req.method, headers: { ...req.headers, host: target.host }, agent }, (answer) => {
+      let seen = '';
+      let headed = false;
+      answer.on('data', (c: Buffer) => {
+        if (res.destroyed) return;
+        seen += c.toString();
+        if (!crashed && seen.includes('"approved":true')) {
+          crashed = true;
+          crash();
+          res.destroy();
+          return;
+        }
+        if (!headed) {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          headed = true;
+        }
+        res.write(c);
+      });
+      answer.on('end', () => {
+        if (res.destroyed) return;
+        if (!headed) res.writeHead(answer.statusCode ?? 502, answer.headers);
+        res.end();
+      });
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        agent.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 interface Figure {
   mode: string;
   point: number;
@@ -122,7 +271,11 @@ const figures: Figure[] = [];
 
 afterAll(() => {
   if (figures.length === 0) return;
-  const lines = figures.map((f) => (f.point === 0 ? `${f.mode}\twhole apply ${f.rerunMs} ms` : `${f.mode}\tkill after step ${f.point}\tkilled at ${f.killedAfterMs} ms\tre-run ${f.rerunMs} ms`));
+  const lines = figures.map((f) =>
+    f.point === 0
+      ? `${f.mode}\twhole apply ${f.rerunMs} ms`
+      : `${f.mode}\t${f.point < 0 ? 'killed during boot' : `kill after step ${f.point}`}\tkilled at ${f.killedAfterMs} ms\tre-run ${f.rerunMs} ms`,
+  );
   const worst = Math.max(...figures.map((f) => f.rerunMs));
   process.stderr.write(`crash harness: ${figures.length} kill points, slowest re-run ${worst} ms (boot ${BOOT_MS} ms)\n${lines.join('\n')}\n`);
 });
@@ -147,12 +300,36 @@ describe('crash harness: embedded data centers (PGlite record, sims in the CLI)'
   }, 300_000);
 });
 
+describe('kill -9 during boot (embedded): one re-run resumes the boots', () => {
+  it('killed once the first boot is done (agents booting), the re-run only awaits them: every VM once, record == data centers, exit 0', async () => {
+    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_LONG_MS });
+    try {
+      await stack.spec('web', fleetYaml('web', { count: COUNT }));
+      const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
+      const recordUrl = `pglite://${join(stack.dir, '.fleet', 'record')}`;
+      const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env, { killWhen: bootDone });
+      expect(first.killed, `the apply ended before a boot: ${first.stderr}`).toBe(true);
+      // The kill came during boot: the sims hold VMs whose agents were still booting.
+      const booting = await bootingNow(stack, ['miami', 'richmond']);
+      expect(booting.length).toBeGreaterThanOrEqual(1);
+      const before = await recordStates(recordUrl, 'e2e');
+      const again = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env);
+      expect({ code: again.code, stderr: again.stderr.slice(0, 3000) }).toMatchObject({ code: 0 });
+      figures.push({ mode: 'embedded, killed during boot', point: -1, killedAfterMs: first.ms, rerunMs: again.ms });
+      await bootsResumed(recordUrl, 'e2e', again.stdout, before, booting);
+      await converged(stack, recordUrl, 'e2e', ['miami', 'richmond'], COUNT);
+    } finally {
+      await stack.remove();
+    }
+  }, 300_000);
+});
+
 const pg = testPostgresUrl();
 
 describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-client children, PostgreSQL record)', () => {
   /** A stack whose miami is a served DMZ client, richmond left out; the record a fresh PostgreSQL database. */
-  async function deployed(): Promise<{ stack: TempStack; recordUrl: string; env: NodeJS.ProcessEnv; dmzPort: number; close: () => Promise<void> }> {
-    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS, name: 'crashdep' });
+  async function deployed(bootMs = BOOT_MS): Promise<{ stack: TempStack; recordUrl: string; env: NodeJS.ProcessEnv; dmzPort: number; close: () => Promise<void> }> {
+    const stack = await tempStack({ latencyMs: 2, bootMs, name: 'crashdep' });
     const db = await createTestDatabase(pg!);
     const dmzPort = await freePort();
     const file = join(stack.dir, 'stack.yaml');
@@ -168,9 +345,11 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     return { stack, recordUrl: db.url, env, dmzPort, close: async () => (await stack.remove(), await db.drop()) };
   }
 
-  async function services(d: Awaited<ReturnType<typeof deployed>>) {
+  /** The authority and miami's DMZ client as children; `via` puts something (a proxy) between them. */
+  async function services(d: Awaited<ReturnType<typeof deployed>>, via?: (authorityUrl: string) => Promise<string>) {
     const authority = await serve(['orchestrator', '--stack', d.stack.dir, '--port', '0'], d.env);
-    const dmzArgs = ['dmz-client', '--stack', d.stack.dir, '--data-center', 'miami', '--authority', authority.url, '--port', String(d.dmzPort)];
+    const authorityUrl = via ? await via(authority.url) : authority.url;
+    const dmzArgs = ['dmz-client', '--stack', d.stack.dir, '--data-center', 'miami', '--authority', authorityUrl, '--port', String(d.dmzPort)];
     let dmz = await serve(dmzArgs, d.env);
     return {
       restartDmz: async () => {
@@ -205,6 +384,68 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
       await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
     } finally {
       await svc.stop();
+      await d.close();
+    }
+  }, 300_000);
+
+  it('CLI and DMZ client killed once the first boot is done (agents booting), the DMZ client started again: one re-run converges, awaiting the resumed boots', async () => {
+    const d = await deployed(BOOT_LONG_MS);
+    const svc = await services(d);
+    try {
+      await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, { killWhen: bootDone, also: () => void svc.stopDmz() });
+      expect(first.killed, `the apply ended before a boot: ${first.stderr}`).toBe(true);
+      await svc.stopDmz();
+      const booting = await bootingNow(d.stack, ['miami']);
+      expect(booting.length).toBeGreaterThanOrEqual(1);
+      const before = await recordStates(d.recordUrl, 'crashdep');
+      await svc.startDmz();
+      const again = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env);
+      expect({ code: again.code, stderr: again.stderr.slice(0, 3000) }).toMatchObject({ code: 0 });
+      figures.push({ mode: 'deployed, CLI and DMZ client killed during boot', point: -1, killedAfterMs: first.ms, rerunMs: again.ms });
+      await svc.stop();
+      await bootsResumed(d.recordUrl, 'crashdep', again.stdout, before, booting);
+      await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
+    } finally {
+      await svc.stop();
+      await d.close();
+    }
+  }, 300_000);
+
+  it('CLI and DMZ client killed just after the authority approved a boot, before the answer reached the agent: the resumed agent presents the token again and the one re-run converges (no VM terminated)', async () => {
+    // The crash window of a boot (issue 14): between the authority's approval (the token used) and the agent acting on it.
+    // A proxy between the DMZ client and the authority holds the first boot approval, kills both processes, and drops it.
+    const d = await deployed(BOOT_LONG_MS);
+    let crash: (() => void) | undefined;
+    let proxy: { close: () => Promise<void> } | undefined;
+    const svc = await services(d, async (upstream) => {
+      const p = await bootCrashProxy(upstream, () => crash?.());
+      proxy = p;
+      return p.url;
+    });
+    try {
+      await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      let cli: ChildProcess | undefined;
+      crash = () => {
+        void svc.stopDmz();
+        cli?.kill('SIGKILL');
+      };
+      const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, { started: (c) => (cli = c) });
+      expect(first.code, `the apply was not killed at the boot approval: ${first.stderr.slice(0, 2000)}`).toBeNull();
+      await svc.stopDmz();
+      const booting = await bootingNow(d.stack, ['miami']);
+      expect(booting.length).toBeGreaterThanOrEqual(1);
+      const before = await recordStates(d.recordUrl, 'crashdep');
+      await svc.startDmz();
+      const again = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env);
+      expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)} ${again.stdout.split("\n").filter((l) => l.includes("failed")).join(" ").slice(0, 2000)}`).toBe(0);
+      figures.push({ mode: 'deployed, killed at a boot approval', point: -1, killedAfterMs: first.ms, rerunMs: again.ms });
+      await svc.stop();
+      await bootsResumed(d.recordUrl, 'crashdep', again.stdout, before, booting);
+      await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
+    } finally {
+      await svc.stop();
+      await proxy?.close();
       await d.close();
     }
   }, 300_000);
