@@ -34,6 +34,12 @@ export interface LoadOptions {
   cwd?: string;
   /** Pack loader; default engine/policy's loadPack. Tests pass a hand-built pack through this. */
   loadPack?: PackLoader;
+  /**
+   * Read the stack file only (its name, record URL, data centers): neither the
+   * pack nor the fleet files. For commands that only read the record (state,
+   * history, unlock), whose cost must not grow with the number of specs.
+   */
+  stackOnly?: boolean;
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -110,13 +116,16 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   let pack: LoadedPack | undefined;
   if (typeof packRef.path === 'string' && packRef.path) {
     packDir = resolve(dir, packRef.path);
-    if (!(await isFile(join(packDir, 'policy.yaml')))) {
-      const what = (await isDir(packDir)) ? `${show(packDir)} has no policy.yaml` : `${show(packDir)} does not exist`;
-      diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
-    } else {
-      const loaded = await (opts.loadPack ?? policyLoadPack)(packDir, ruleConfig, { stackFile: file });
-      pack = loaded.pack;
-      diagnostics.push(...loaded.diagnostics.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: show(d.file) } : d)));
+    // stackOnly: the pack's path is resolved, the pack not read.
+    if (!opts.stackOnly) {
+      if (!(await isFile(join(packDir, 'policy.yaml')))) {
+        const what = (await isDir(packDir)) ? `${show(packDir)} has no policy.yaml` : `${show(packDir)} does not exist`;
+        diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
+      } else {
+        const loaded = await (opts.loadPack ?? policyLoadPack)(packDir, ruleConfig, { stackFile: file });
+        pack = loaded.pack;
+        diagnostics.push(...loaded.diagnostics.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: show(d.file) } : d)));
+      }
     }
   }
 
@@ -137,7 +146,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   }
 
   // Fleet files.
-  const files = await matchSpecs(src, spec, dir, diagnostics);
+  const files = opts.stackOnly ? [] : await matchSpecs(src, spec, dir, diagnostics);
   const docs: SourceDoc[] = [];
   // Read concurrently, then handle in sorted order so diagnostics and fleets come out the same every run.
   const readDiags: Diagnostic[][] = files.map(() => []);
