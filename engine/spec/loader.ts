@@ -40,6 +40,16 @@ export interface LoadOptions {
    * history, unlock), whose cost must not grow with the number of specs.
    */
   stackOnly?: boolean;
+  /**
+   * Parse only the fleet files whose text spells one of these fleet names
+   * (a file defining a fleet spells its name), for a plan narrowed by
+   * --target on a stack of thousands of files: every file is still read, the
+   * others are not parsed or checked, and `fleets` holds the fleets of the
+   * files parsed. A fleet named here but defined in no parsed file may still
+   * be in a skipped one (a name written with YAML escapes): the caller must
+   * load the whole stack before concluding it is gone (engine/plan/run.ts).
+   */
+  onlyFleets?: readonly string[];
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -155,6 +165,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     diagnostics.push(...readDiags[i]);
     const t = texts[i];
     if (t === undefined) continue;
+    if (opts.onlyFleets && !opts.onlyFleets.some((name) => t.includes(name))) continue;
     const p = parseYaml(t, show(abs));
     diagnostics.push(...p.diagnostics);
     if (p.empty) {
