@@ -289,7 +289,7 @@ describe('crash harness: embedded data centers (PGlite record, sims in the CLI)'
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env, { killAfterDone: point });
       expect(first.killed, `the apply ended before step ${point}: ${first.stderr}`).toBe(true);
       const again = await fleet(['apply', '--yes', '--stack', stack.dir], env);
-      expect({ code: again.code, stderr: again.stderr.slice(0, 3000) }).toMatchObject({ code: 0 });
+      expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
       figures.push({ mode: 'embedded', point, killedAfterMs: first.ms, rerunMs: again.ms });
       const plan = await fleet(['plan', '--detailed-exitcode', '--stack', stack.dir], env);
       expect({ code: plan.code, out: plan.stdout }).toMatchObject({ code: 0 });
@@ -314,7 +314,7 @@ describe('kill -9 during boot (embedded): one re-run resumes the boots', () => {
       expect(booting.length).toBeGreaterThanOrEqual(1);
       const before = await recordStates(recordUrl, 'e2e');
       const again = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env);
-      expect({ code: again.code, stderr: again.stderr.slice(0, 3000) }).toMatchObject({ code: 0 });
+      expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
       figures.push({ mode: 'embedded, killed during boot', point: -1, killedAfterMs: first.ms, rerunMs: again.ms });
       await bootsResumed(recordUrl, 'e2e', again.stdout, before, booting);
       await converged(stack, recordUrl, 'e2e', ['miami', 'richmond'], COUNT);
@@ -375,7 +375,7 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
       const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, { killAfterDone: point });
       expect(first.killed, `the apply ended before step ${point}: ${first.stderr}`).toBe(true);
       const again = await fleet(['apply', '--yes', '--stack', d.stack.dir], d.env);
-      expect({ code: again.code, stderr: again.stderr.slice(0, 3000) }).toMatchObject({ code: 0 });
+      expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
       figures.push({ mode: 'deployed', point, killedAfterMs: first.ms, rerunMs: again.ms });
       const plan = await fleet(['plan', '--detailed-exitcode', '--stack', d.stack.dir], d.env);
       expect({ code: plan.code, out: plan.stdout }).toMatchObject({ code: 0 });
@@ -401,7 +401,7 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
       const before = await recordStates(d.recordUrl, 'crashdep');
       await svc.startDmz();
       const again = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env);
-      expect({ code: again.code, stderr: again.stderr.slice(0, 3000) }).toMatchObject({ code: 0 });
+      expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
       figures.push({ mode: 'deployed, CLI and DMZ client killed during boot', point: -1, killedAfterMs: first.ms, rerunMs: again.ms });
       await svc.stop();
       await bootsResumed(d.recordUrl, 'crashdep', again.stdout, before, booting);
