@@ -343,7 +343,7 @@ export interface CreateVmRequest {
   planId: string | null;
   vm: NewVmRequest;
   /**
-   * The fencing token of the apply's fleet lock (docs/recovery.md, "Fencing"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over.
+   * The fencing token of the apply's fleet lock (docs/recovery.md, "Fencing"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over. A request without one is refused (`locked`) while an apply holds the fleet.
    */
   fencingToken?: number;
 }
@@ -354,7 +354,7 @@ export interface TransitionRequest {
   idempotencyKey: string;
   planId: string | null;
   /**
-   * The fencing token of the apply's fleet lock (docs/recovery.md, "Fencing"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over.
+   * The fencing token of the apply's fleet lock (docs/recovery.md, "Fencing"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over. A request without one is refused (`locked`) while an apply holds the fleet.
    */
   fencingToken?: number;
   from: string;
@@ -370,7 +370,7 @@ export interface DeleteVmRequest {
   idempotencyKey: string;
   planId: string | null;
   /**
-   * The fencing token of the apply's fleet lock (docs/recovery.md, "Fencing"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over.
+   * The fencing token of the apply's fleet lock (docs/recovery.md, "Fencing"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over. A request without one is refused (`locked`) while an apply holds the fleet.
    */
   fencingToken?: number;
   from: string;

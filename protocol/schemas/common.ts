@@ -41,7 +41,7 @@ export const fencingToken = {
   type: 'integer',
   minimum: 1,
   description:
-    "The fencing token of the apply's fleet lock (docs/recovery.md, \"Fencing\"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over.",
+    "The fencing token of the apply's fleet lock (docs/recovery.md, \"Fencing\"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over. A request without one is refused (`locked`) while an apply holds the fleet.",
 } as const;
 
 export const sizeSchema = {
