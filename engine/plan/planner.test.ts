@@ -21,9 +21,13 @@ function input(fleets: LoadedFleet[], record: VmRow[] = [], over: Partial<PlanIn
   };
 }
 
-/** One line per change: what a reviewer checks first. */
+/** One line per change, then one per fleet's unchanged members (the v2 summary): what a reviewer checks first. */
 function lines(plan: PlanDocument): string[] {
-  return plan.changes.map((c) => `${c.address} ${c.action} ${c.dataCenter} ${c.path.join('>')}`);
+  const counts = (m: Record<string, number>) => Object.entries(m).map(([k, n]) => `${k}:${n}`).join(',');
+  return [
+    ...plan.changes.map((c) => `${c.address} ${c.action} ${c.dataCenter} ${c.path.join('>')}`),
+    ...plan.unchanged.map((u) => `${u.fleet} unchanged ${u.count} ${counts(u.dataCenters)} ${counts(u.states)}`),
+  ];
 }
 
 const web = makeFleet('web', { count: 2 });
@@ -32,12 +36,12 @@ const RUN = 'Requested>BeingCreated>PoweredOff>PoweredOn>Starting>Running';
 describe('computePlan: one action per member', () => {
   const cases: { name: string; fleets: LoadedFleet[]; record: VmRow[]; want: string[] }[] = [
     { name: 'creates missing members nearest the site', fleets: [web], record: [], want: [`web/0 create richmond ${RUN}`, `web/1 create richmond ${RUN}`] },
-    { name: 'noop when the member matches', fleets: [web], record: [vmRow(web, 0), vmRow(web, 1)], want: ['web/0 noop richmond Running', 'web/1 noop richmond Running'] },
+    { name: 'noop when the member matches', fleets: [web], record: [vmRow(web, 0), vmRow(web, 1)], want: ['web unchanged 2 richmond:2 Running:2'] },
     {
       name: 'transition to the desired state along the diagram',
       fleets: [web],
       record: [vmRow(web, 0, { state: 'PoweredOff' }), vmRow(web, 1)],
-      want: ['web/0 transition richmond PoweredOff>PoweredOn>Starting>Running', 'web/1 noop richmond Running'],
+      want: ['web/0 transition richmond PoweredOff>PoweredOn>Starting>Running', 'web unchanged 1 richmond:1 Running:1'],
     },
     {
       name: 'retries a failure state',
@@ -55,14 +59,14 @@ describe('computePlan: one action per member', () => {
       want: [
         'web/0 delete richmond Running>ShuttingDown>PoweredOff>BeingDeleted>Deleted',
         'web/0 transition richmond PoweredOff>PoweredOn>Starting>Running',
-        'web/1 noop richmond Running',
+        'web unchanged 1 richmond:1 Running:1',
       ],
     },
     {
       name: 'continues a transient state left by an interrupted apply',
       fleets: [web],
       record: [vmRow(web, 0, { state: 'BeingCreated' }), vmRow(web, 1)],
-      want: ['web/0 transition richmond BeingCreated>PoweredOff>PoweredOn>Starting>Running', 'web/1 noop richmond Running'],
+      want: ['web/0 transition richmond BeingCreated>PoweredOff>PoweredOn>Starting>Running', 'web unchanged 1 richmond:1 Running:1'],
     },
     {
       name: 'update: a size change goes down to PoweredOff and back up',
@@ -81,9 +85,9 @@ describe('computePlan: one action per member', () => {
       fleets: [makeFleet('web', { count: 1 })],
       record: [vmRow(web, 0), vmRow(web, 1), vmRow(web, 2, { state: 'PoweredOff' })],
       want: [
-        'web/0 noop richmond Running',
         'web/1 delete richmond Running>ShuttingDown>PoweredOff>BeingDeleted>Deleted',
         'web/2 delete richmond PoweredOff>BeingDeleted>Deleted',
+        'web unchanged 1 richmond:1 Running:1',
       ],
     },
     {
@@ -252,7 +256,7 @@ describe('computePlan: placement', () => {
   it('existing members never move', () => {
     const f = makeFleet('web', { count: 2, placement: { dataCenters: ['richmond'] } });
     const plan = computePlan(input([f], [vmRow(f, 0, { dataCenter: 'miami' })]));
-    expect(lines(plan)).toEqual(['web/0 noop miami Running', `web/1 create richmond ${RUN}`]);
+    expect(lines(plan)).toEqual([`web/1 create richmond ${RUN}`, 'web unchanged 1 miami:1 Running:1']);
   });
 });
 
@@ -278,8 +282,24 @@ describe('computePlan: grants', () => {
     const policy = { ...noRulesPolicy, ownerQuota: () => ({ granted: 3, violations: [], grant: { fleet: 'web', requested: 5, granted: 3, reason: 'requested 5, granted 3: quota of team-a', policy: 'owner-quota' } }) };
     const f = makeFleet('web', { count: 5 });
     const plan = computePlan(input([f], [vmRow(f, 0)], { policy }));
-    expect(plan.changes.map((c) => `${c.address} ${c.action}`)).toEqual(['web/0 noop', 'web/1 create', 'web/2 create']);
+    expect(plan.changes.map((c) => `${c.address} ${c.action}`)).toEqual(['web/1 create', 'web/2 create']);
+    expect(plan.unchanged).toEqual([{ fleet: 'web', count: 1, version: 0, states: { Running: 1 }, dataCenters: { richmond: 1 } }]);
     expect(plan.policy.grants[0].reason).toBe('requested 5, granted 3: quota of team-a');
+  });
+
+  it('rules judge every member, noops included, while the document summarises the noops', () => {
+    const seen: string[][] = [];
+    const policy = {
+      ...noRulesPolicy,
+      evaluateRules: (p: PlanDocument) => {
+        seen.push(p.changes.map((c) => `${c.address} ${c.action}`));
+        return [];
+      },
+    };
+    const plan = computePlan(input([makeFleet('web', { count: 2 })], [vmRow(web, 0), vmRow(web, 1, { state: 'PoweredOff' })], { policy }));
+    expect(seen).toEqual([['web/0 noop', 'web/1 transition']]);
+    expect(plan.changes.map((c) => c.action)).toEqual(['transition']);
+    expect(plan.summary.noop).toBe(1);
   });
 
   it('rule violations fold in, mandatory ones block', () => {
@@ -302,7 +322,8 @@ describe('computePlan: document', () => {
   it('scope: targets narrow, excludes remove; basis holds only the fleets the plan changes', () => {
     const plan = computePlan(input([a, b, makeFleet('c', { count: 1 })], record, { fleetVersions: { a: 4, b: 5 }, options: { targets: ['a', 'c', 'gone'], excludes: ['gone'], allowDestroy: [], refresh: false } }));
     expect(plan.fleets).toEqual(['a', 'c']);
-    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['a/0 noop', 'c/0 create']);
+    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['c/0 create', 'a unchanged']);
+    expect(plan.unchanged).toEqual([{ fleet: 'a', count: 1, version: 4, states: { Running: 1 }, dataCenters: { richmond: 1 } }]);
     // a is in scope (locked) but unchanged: not in the basis, so applying a meanwhile leaves this plan valid (docs/planning.md "Stale plans").
     expect(plan.basis).toEqual({ vms: {}, fleets: { c: 0 } });
   });
@@ -318,7 +339,7 @@ describe('computePlan: document', () => {
       vmRow(makeFleet('gone'), 0, { version: 2 }),
     ];
     const plan = computePlan(input([w], rows, { fleetVersions: { w: 9, gone: 1 } }));
-    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['gone/0 delete', 'w/0 noop', 'w/1 delete', 'w/1 transition', 'w/2 update', 'w/3 delete']);
+    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['gone/0 delete', 'w/1 delete', 'w/1 transition', 'w/2 update', 'w/3 delete', 'w unchanged']);
     expect(plan.basis).toEqual({ vms: { 'vm-gone-0': 2, 'vm-w-1-old': 13, 'vm-w-1': 11, 'vm-w-2': 12, 'vm-w-3': 14 }, fleets: { gone: 1, w: 9 } });
     expect(Object.keys(plan.basis.vms)).toEqual(['vm-gone-0', 'vm-w-1-old', 'vm-w-1', 'vm-w-2', 'vm-w-3']);
   });
@@ -326,7 +347,8 @@ describe('computePlan: document', () => {
   it('summary has every action; header fields are filled', () => {
     const plan = computePlan(input([a, b], record));
     expect(plan.summary).toEqual({ create: 0, transition: 0, update: 0, replace: 0, delete: 1, noop: 2 });
-    expect(plan).toMatchObject({ formatVersion: '1', id: 'plan-1', stack: 'test', createdAt: '2026-01-02T03:04:05.000Z', policyPack: 'test@1.0.0', blocked: false });
+    expect(plan.unchanged.map((u) => `${u.fleet} ${u.count}`)).toEqual(['a 1', 'b 1']);
+    expect(plan).toMatchObject({ formatVersion: '2', id: 'plan-1', stack: 'test', createdAt: '2026-01-02T03:04:05.000Z', policyPack: 'test@1.0.0', blocked: false });
   });
 
   it('is deterministic whatever the input order', () => {
