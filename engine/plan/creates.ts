@@ -36,6 +36,13 @@ export function placeNew(s: PlanState, spec: LoadedFleet, kept: readonly PlanVmR
   // One frozen path and step list for every create of the fleet: the same JSON, built once.
   const shared = path ? { path: Object.freeze([...path]) as string[], steps: Object.freeze(s.steps(path, 'current')) as Change['steps'] } : undefined;
   const reasonHead = `count is ${spec.count}; `;
+  // The image per data center, looked up once per fleet rather than once per member.
+  const images = new Map<string, Change['image']>();
+  const imageIn = (dc: string) => {
+    let img = images.get(dc);
+    if (!img) images.set(dc, (img = s.image(spec.image, dc)));
+    return img;
+  };
   for (const index of wanted) {
     const { dataCenter, explanation } = placer.next();
     if (dataCenter === undefined) break;
@@ -59,7 +66,7 @@ export function placeNew(s: PlanState, spec: LoadedFleet, kept: readonly PlanVmR
       path: shared.path,
       steps: shared.steps,
       reason: `${reasonHead}${address} does not exist`,
-      image: s.image(spec.image, dataCenter),
+      image: imageIn(dataCenter),
       size: spec.size,
       placement: explanation,
       specHash: spec.specHash,
