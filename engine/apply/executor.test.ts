@@ -322,8 +322,9 @@ describe('applyPlan through providers', () => {
       expect(result).toMatchObject({ failed: [], succeeded: 4 });
 
       const calls = recording.get('miami')!.calls;
-      const id = (i: number) => p.changes[i].vmId!;
-      const replace = p.changes[3];
+      const member = (i: number) => p.changes.find((c) => c.index === i)!;
+      const id = (i: number) => member(i).vmId!;
+      const replace = member(3);
       expect(replace.replaceOrder).toBe('create-before-delete');
       expect(calls.map((c) => [c.method, c.id])).toEqual(
         expect.arrayContaining([
