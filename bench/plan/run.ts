@@ -14,8 +14,8 @@
 //     that it skipped
 //   - the same 100,000 members planned against an empty record (a first
 //     import: 100,000 creates), 3 runs end-to-end
-// Every figure block prints the load average at its start and the plan
-// document's size.
+// The whole plan and the empty-record plan print the load average at their
+// start and the plan document's size.
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
