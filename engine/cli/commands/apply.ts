@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag, type Diagnostic } from '../../diags/index.ts';
 import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.ts';
-import { asPlanDocument, checkPlanDocument, planStack, renderText, resolveScope, type PlanDocument } from '../../plan/index.ts';
+import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
 import { loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
@@ -26,6 +26,9 @@ interface ApplyCliOptions {
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** The planner and the plan document, loaded when the command runs (not for `fleet --version` or `fleet validate`). */
+const planning = () => import('../../plan/index.ts');
 
 /**
  * `fleet apply [PLANFILE]`: carry out a fresh plan (shown first, confirmed on
@@ -81,6 +84,7 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
     throw new FleetError(diag('apply.plan-file', `${file} is not JSON: ${err instanceof Error ? err.message : String(err)}.`, { file }));
   }
   // Checked against specs/schema/plan.schema.json before any field is trusted.
+  const { asPlanDocument, checkPlanDocument } = await planning();
   const problems = checkPlanDocument(doc, text, file);
   if (problems.length > 0) throw new FleetError(problems);
   return asPlanDocument(doc);
@@ -205,6 +209,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         beat.unref();
         await noteInterrupted(io, session, fleets);
       }
+      const { planStack, renderText } = await planning();
       const makePlan = async () =>
         (
           await planStack(opts.stack, {
@@ -319,6 +324,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
  */
 async function scopeOf(session: StackSession, opts: ApplyCliOptions): Promise<string[] | undefined> {
   const recordFleets = (await session.record.listFleets(session.stack.name)).map((f) => f.fleet);
+  const { resolveScope } = await planning();
   const scope = resolveScope(
     session.fleets.map((f) => f.name),
     recordFleets,
