@@ -124,9 +124,15 @@ async function startService(name: string, args: string[], env: NodeJS.ProcessEnv
   const prof = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, name.replace(/\W+/g, '-'))}`] : [];
   const child = spawn(process.execPath, [...prof, FLEET, 'serve', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push(() => stop(child));
+  // Only the last 64 KiB of the service's output is kept (for an error report): its
+  // log lines (one per request at info) would otherwise pile up in this process.
   let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const keep = (c: Buffer) => {
+    out += c.toString();
+    if (out.length > 128 * 1024) out = out.slice(-64 * 1024);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const url = await new Promise<string>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`${name} did not say "listening on" within 120 s:\n${out}`)), 120_000);
     const check = () => {
