@@ -11,6 +11,7 @@ import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../
 import { loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 import { parseVmAddress } from '../../model/index.ts';
+import { baselineWasmOnly } from '../wasm-tiering.ts';
 
 interface ApplyCliOptions {
   stack: string;
@@ -51,6 +52,8 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable); the override goes with each deleting request, proven with FLEET_ADMIN_TOKEN when set', collect, [])
     .option('--replace <address>', 'fresh plan: replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
     .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
+      // A PGlite record's PostgreSQL stays on V8's baseline WebAssembly compiler (wasm-tiering.ts).
+      baselineWasmOnly();
       setExit(await runCommand(io, () => runApply(io, planfile, opts), modeOf(opts.format, true)));
     });
 };
