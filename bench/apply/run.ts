@@ -20,7 +20,10 @@
 // ready, from the sims' state), and the load average (the machine is shared).
 //
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
-//                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep]
+//                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N]
+//
+// --runs N (default 1) repeats the whole run N times (fresh database, fresh
+// services) and ends with the median of each figure over the runs.
 //
 // --cpu-prof DIR writes a V8 CPU profile of every process (DIR/cli, DIR/authority,
 // DIR/dmz-client-dc-0, ...) for Chrome DevTools or any .cpuprofile reader.
@@ -55,6 +58,7 @@ const { values } = parseArgs({
     embedded: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
     keep: { type: 'boolean', default: false },
+    runs: { type: 'string', default: '1' },
   },
 });
 
@@ -73,17 +77,19 @@ const LATENCY = whole('latency', values.latency ?? '20', 0);
 const FLEET_SIZE = whole('fleet-size', values['fleet-size'] ?? '250', 1);
 const pgBase = values.embedded ? undefined : (values.pg ?? process.env.FLEET_TEST_POSTGRES_URL) || undefined;
 const cpuProf = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
+const RUNS = whole('runs', values.runs ?? '1', 1);
 
 /** Cloud calls per create: the edges of the default lifecycle whose operation is not `none`. */
 const CLOUD_OPS = new Set(['createVm', 'powerOn', 'boot', 'awaitReady', 'shutdown', 'powerOff', 'resize', 'deleteVm']);
 
 // ---------------------------------------------------------------- cleanup
 
-const cleanups: (() => Promise<void>)[] = [];
+let cleanups: (() => Promise<void>)[] = [];
 let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
+  const these = cleanups;
   cleaning ??= (async () => {
-    for (const c of cleanups.reverse()) {
+    for (const c of these.reverse()) {
       try {
         await c();
       } catch (err) {
@@ -381,7 +387,20 @@ const f1 = (x: number) => x.toFixed(1);
 const f2 = (x: number) => x.toFixed(2);
 const la = () => loadavg().map(f2).join(' ');
 
-async function main(): Promise<number> {
+/** One run's figures, for the medians of --runs. */
+interface RunFigures {
+  wallMs: number;
+  applyMs: number;
+  idealMs: number;
+  cliCpuMs: number;
+  cliApplyCpuMs: number;
+  cliRssMiB: number;
+  steps: number;
+  services: Record<string, number>;
+  postgresS?: number;
+}
+
+async function main(): Promise<{ code: number; figures?: RunFigures }> {
   // tmpfs when there is one: the sim data centers rewrite their state file at every change, and
   // the DMZ clients keep one file per request; a disk would measure the disk, not the apply.
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
@@ -453,7 +472,7 @@ async function main(): Promise<number> {
     console.error(run.stderr.slice(0, 4000));
     for (const f of run.failures) console.error(`  ${f}`);
     for (const s of services) if (s.child.exitCode !== null) console.error(`${s.name} exited:\n${s.log().slice(-2000)}`);
-    if (!run.summary) return 1;
+    if (!run.summary) return { code: 1 };
   }
   const summary = run.summary as SummaryEvent;
   const steps = summary.steps;
@@ -498,15 +517,60 @@ async function main(): Promise<number> {
   if (!services.length) console.log('              (embedded: this process also ran the authority, the DMZ clients and PGlite)');
   console.log(`  targets     ratio <= 1.25: ${run.wallMs / idealMs <= 1.25 ? 'met' : 'NOT met'} (whole), ${applyMs / idealMs <= 1.25 ? 'met' : 'NOT met'} (apply phase); CLI CPU <= 1 ms/step: ${cpuTotalMs / steps <= 1 ? 'met' : 'NOT met'} (all), ${cpuApplyMs / steps <= 1 ? 'met' : 'NOT met'} (apply phase)`);
   if (cpuProf) console.log(`  CPU profiles (CLI, authority, DMZ clients) under ${cpuProf}`);
-  return run.code === 0 ? 0 : 1;
+  const figures: RunFigures = {
+    wallMs: run.wallMs,
+    applyMs,
+    idealMs,
+    cliCpuMs: cpuTotalMs,
+    cliApplyCpuMs: cpuApplyMs,
+    cliRssMiB: u ? u.usage.maxRSS / 1024 : NaN,
+    steps,
+    services: Object.fromEntries(services.map((s, i) => [s.name, svcCpu1[i] - svcCpu0[i]])),
+    ...(pgCpu0 !== undefined && pgCpu1 !== undefined ? { postgresS: pgCpu1 - pgCpu0 } : {}),
+  };
+  return { code: run.code === 0 ? 0 : 1, figures };
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  console.error(`bench:apply failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-} finally {
-  await cleanup();
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** The medians over the runs (each figure on its own). */
+function printMedians(all: RunFigures[], loadStart: string): void {
+  const m = (f: (r: RunFigures) => number) => median(all.map(f));
+  const names = Object.keys(all[0].services);
+  const svc = names.map((n) => `${n} ${f2(m((r) => r.services[n]))} s`).join(', ');
+  const svcSum = m((r) => names.reduce((a, n) => a + r.services[n], 0));
+  const perVm = (ms: number) => f2(ms / VMS);
+  console.log(`\nbench:apply: median of ${all.length} runs (${VMS} creates, P ${P} per data center; load average ${loadStart} at the start, ${la()} at the end)`);
+  console.log(`  apply phase ${f0(m((r) => r.applyMs))} ms (ratio ${f2(m((r) => r.applyMs / r.idealMs))}); whole process ${f0(m((r) => r.wallMs))} ms; runs: ${all.map((r) => f0(r.applyMs)).join(' / ')} ms`);
+  console.log(`  CLI         ${f0(m((r) => r.cliCpuMs))} ms CPU (apply phase ${f0(m((r) => r.cliApplyCpuMs))} ms), peak RSS ${f0(m((r) => r.cliRssMiB))} MiB`);
+  if (names.length) {
+    console.log(`  services    ${f2(svcSum)} s CPU (${svc})`);
+    const total = m((r) => r.cliApplyCpuMs + names.reduce((a, n) => a + r.services[n], 0) * 1000);
+    console.log(`  CPU per VM  ${perVm(total)} ms over CLI (apply phase), authority and DMZ clients; target <= 1 ms: ${total / VMS <= 1 ? 'met' : 'NOT met'}`);
+  }
+  if (all.every((r) => r.postgresS !== undefined)) console.log(`  PostgreSQL  ${f2(m((r) => r.postgresS!))} s CPU`);
 }
+
+let code = 0;
+const loadStart = la();
+const all: RunFigures[] = [];
+for (let i = 0; i < RUNS && code === 0; i++) {
+  if (RUNS > 1) console.log(`\n--- run ${i + 1} of ${RUNS}`);
+  try {
+    const r = await main();
+    code = r.code;
+    if (r.figures) all.push(r.figures);
+  } catch (err) {
+    code = 1;
+    console.error(`bench:apply failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  } finally {
+    await cleanup();
+    cleanups = [];
+    cleaning = undefined;
+  }
+}
+if (all.length > 1) printMedians(all, loadStart);
 process.exit(code);
