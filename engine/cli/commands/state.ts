@@ -30,7 +30,7 @@ export async function withStackRecord<T>(
 ): Promise<T> {
   // Loaded when a command runs, not for `fleet --version` (engine/cli/main.ts).
   const [{ loadStack }, { openRecord }] = await Promise.all([import('../../spec/index.ts'), import('../../record/index.ts')]);
-  const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
+  const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), stackOnly: true });
   if (!loaded.stack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
     if (errors.length === 0) throw new Error(`bug: loadStack gave no stack and no error for ${opts.stack}`);
