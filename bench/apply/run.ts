@@ -28,7 +28,7 @@
 // --cpu-prof DIR writes a V8 CPU profile of every process (DIR/cli, DIR/authority,
 // DIR/dmz-client-dc-0, ...) for Chrome DevTools or any .cpuprofile reader.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -133,7 +133,11 @@ async function startService(name: string, args: string[], env: NodeJS.ProcessEnv
   // Only the last 64 KiB of the service's output is kept (for an error report): its
   // log lines (one per request at info) would otherwise pile up in this process.
   let out = '';
+  // FLEET_BENCH_LOG_DIR: every line the service writes, kept in DIR/<name>.log (its JSON logs).
+  const logDir = process.env.FLEET_BENCH_LOG_DIR;
+  const logFile = logDir ? openSync(join(logDir, `${name.replace(/\W+/g, '-')}.log`), 'a') : undefined;
   const keep = (c: Buffer) => {
+    if (logFile !== undefined) writeSync(logFile, c);
     out += c.toString();
     if (out.length > 128 * 1024) out = out.slice(-64 * 1024);
   };
