@@ -28,16 +28,17 @@
 // --cpu-prof DIR writes a V8 CPU profile of every process (DIR/cli, DIR/authority,
 // DIR/dmz-client-dc-0, ...) for Chrome DevTools or any .cpuprofile reader.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { parse, stringify } from 'yaml';
 import { createTestDatabase } from '../../engine/record/testing.ts';
 import { readSimState } from '../../providers/drivers/sim/index.ts';
 import type { ChildUsage } from './child.ts';
+import { journalStats, postgresCpu, procCpu } from './measure.ts';
+import { writePackAndSpecs as writePack, writeStack as writeStackFile, type DcEntry } from './stack.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const FLEET = join(ROOT, 'bin', 'fleet.mjs');
@@ -162,130 +163,14 @@ async function startService(name: string, args: string[], env: NodeJS.ProcessEnv
   return { name, child, url, log: () => out };
 }
 
-/** CPU seconds (user + sys) of a process from /proc; with `children`, also its reaped children's. */
-function procCpu(pid: number, children = false): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 14-17 of stat (utime stime cutime cstime) are 11-14 after the comm field.
-    const ticks = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
-    return ticks / 100; // CLK_TCK is 100 on Linux
-  } catch {
-    return 0;
-  }
-}
-
-/** Journal rows and the INSERTs that wrote them: each INSERT is its own transaction, so one xmin per INSERT. */
-async function journalStats(url: string): Promise<{ rows: number; inserts: number }> {
-  const { default: pg } = await import('pg');
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    const r = await c.query<{ rows: string; inserts: string }>('SELECT count(*) AS rows, count(DISTINCT xmin::text) AS inserts FROM journal');
-    return { rows: Number(r.rows[0].rows), inserts: Number(r.rows[0].inserts) };
-  } finally {
-    await c.end();
-  }
-}
-
-/** CPU seconds of every PostgreSQL process visible here (a local server), exited backends included via the postmaster. */
-function postgresCpu(): number | undefined {
-  let total = 0;
-  let seen = false;
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    let comm: string;
-    let ppid: number;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    } catch {
-      continue;
-    }
-    if (comm !== 'postgres') continue;
-    seen = true;
-    // The postmaster (its parent is not postgres) also carries the CPU of backends that exited.
-    let parentIsPg = false;
-    try {
-      const ps = readFileSync(`/proc/${ppid}/stat`, 'utf8');
-      parentIsPg = ps.slice(ps.indexOf('(') + 1, ps.lastIndexOf(')')) === 'postgres';
-    } catch {
-      /* parent gone */
-    }
-    total += procCpu(Number(e), !parentIsPg);
-  }
-  return seen ? total : undefined;
-}
-
 // ---------------------------------------------------------------- stack
 
 const token = () => `bench-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 const envKey = (prefix: string, dc: string) => `${prefix}_${dc.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
 
-async function writePackAndSpecs(dir: string): Promise<void> {
-  const pack = parse(await readFile(join(ROOT, 'policies', 'default', 'policy.yaml'), 'utf8')) as { spec: { images: Record<string, Record<string, string>>; modules?: unknown } };
-  pack.spec.images = { 'ubuntu-22.04': Object.fromEntries(DCS.map((d) => [d, `img-ubuntu-2204-${d}`])) };
-  delete pack.spec.modules;
-  await mkdir(join(dir, 'pack'));
-  await writeFile(join(dir, 'pack', 'policy.yaml'), stringify(pack));
-
-  // Fleets of FLEET_SIZE members, each pinned to one data center, round robin.
-  await mkdir(join(dir, 'specs'));
-  const fleets = Math.max(DCS.length, Math.ceil(VMS / FLEET_SIZE));
-  const docs: string[] = [];
-  for (let i = 0; i < fleets; i++) {
-    const count = Math.floor(VMS / fleets) + (i < VMS % fleets ? 1 : 0);
-    docs.push(
-      stringify({
-        apiVersion: 'fleet/v1',
-        kind: 'Fleet',
-        metadata: { name: `f-${String(i).padStart(4, '0')}`, owner: `team-${i % 8}`, labels: { env: 'bench' } },
-        spec: {
-          count,
-          image: 'ubuntu-22.04',
-          size: { cpu: 1, memoryGiB: 2, diskGiB: 10 },
-          hardware: ['general'],
-          placement: { dataCenters: [DCS[i % DCS.length]], strategy: 'pack' },
-          state: 'Running',
-          encryptedDisk: true,
-        },
-      }),
-    );
-  }
-  await writeFile(join(dir, 'specs', 'fleets.yaml'), docs.join('---\n'));
-}
-
-interface DcEntry {
-  address: string;
-  sim?: { latencyMs: number; bootMs: number };
-  auth?: { tokenEnv: string };
-}
-
-async function writeStack(dir: string, record: string, dc: (name: string, i: number) => DcEntry): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(
-    join(dir, 'stack.yaml'),
-    stringify({
-      apiVersion: 'fleet/v1',
-      kind: 'Stack',
-      metadata: { name: STACK },
-      spec: {
-        specs: ['../specs/*.yaml'],
-        record,
-        policyPack: { path: '../pack', config: { 'max-disruption': { enforcement: 'disabled' } } },
-        site: { name: 'hq', location: { lat: 35, lon: -90 } },
-        dataCenters: DCS.map((name, i) => ({
-          name,
-          location: { lat: 30 + 3 * i, lon: -95 + 5 * i },
-          hardware: ['general'],
-          capacity: { vms: VMS * 2, cpu: VMS * 4, memoryGiB: VMS * 8 },
-          ...dc(name, i),
-        })),
-      },
-    }),
-  );
-}
+const BENCH = { ROOT, DCS, VMS, FLEET_SIZE, STACK };
+const writePackAndSpecs = (dir: string) => writePack(dir, BENCH);
+const writeStack = (dir: string, record: string, dc: (name: string, i: number) => DcEntry) => writeStackFile(dir, BENCH, record, dc);
 
 // ---------------------------------------------------------------- the apply
 
