@@ -3,7 +3,11 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError, diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import type { RefreshResult } from '../../apply/index.ts';
-import { PLAN_FORMATS, planStack, type PlanDocument, type PlanStackOptions, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
+import type { PlanDocument, PlanStackOptions, PlanFormat } from '../../plan/index.ts';
+import { PLAN_FORMATS } from '../../plan/render/formats.ts';
+
+/** The planner and its renderers, loaded when the command runs (not for `fleet --version` or `fleet validate`). */
+const planning = () => import('../../plan/index.ts');
 import { type CliIO, modeOf, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
@@ -35,6 +39,7 @@ async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackO
     if (drift.some((d) => d.kind === 'unreachable')) {
       throw new FleetError(diag('plan.refresh-failed', `could not refresh from ${drift.filter((d) => d.kind === 'unreachable').map((d) => d.dataCenter).join(', ')}; plan without --refresh, or bring the DMZ clients back.`));
     }
+    const { planStack } = await planning();
     return { ...(await planStack(stackDir, { ...planOpts, record: session.record })), refresh };
   } finally {
     await session.close();
@@ -105,6 +110,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             // A plan going to a file is sealed: `fleet apply FILE` trusts nothing else.
             seal: opts.out !== undefined,
           };
+          const { planStack, renderJson, renderPlan } = await planning();
           const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
           const all = [...diagnostics];
           if (plan.blocked) {
