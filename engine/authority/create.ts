@@ -1,9 +1,10 @@
 // The authority's create path: a create is judged (decisions.ts judgeCreate,
 // request-level rules), fenced, and inserted with its budget, so quota and
 // capacity are checked by the record in the transaction that records it
-// (record/budget.ts). Part of the service (authority.ts, Core).
+// (record/budget.ts), against the owner the record holds for the fleet.
+// Part of the service (authority.ts, Core).
 import { formatVmAddress } from '../model/index.ts';
-import { BudgetExceededError, VersionConflictError } from '../record/index.ts';
+import { BudgetExceededError, OwnerMismatchError, VersionConflictError } from '../record/index.ts';
 import type { ChangeContext, NewVm, VmRow } from '../record/index.ts';
 import type { RequestFacts } from '../policy/types.ts';
 import type { AuthorizeRequest, AuthorizeResponse, WireCode } from '../../protocol/index.ts';
@@ -46,7 +47,10 @@ export async function authorizeCreate(
   };
   const rules = judgeRequestRules(c.o.pack, facts);
   if (!rules.ok) return no(rules);
-  // Quota and capacity: checked by the record in the insert's transaction (record/budget.ts).
+  // Quota and capacity: checked by the record in the insert's transaction
+  // (record/budget.ts), with the owner the fleet's row holds: the owner the
+  // request names is only taken for a fleet the record does not know yet
+  // (else a create naming another owner is refused: owner-mismatch).
   const budget = createBudget(c.o.pack, c.o.capacity ?? {}, spec.owner, caller);
   const { realImage, modified, reason } = judged;
   const fence = await c.fences.fenced(spec.stack, spec.fleet, req.fencingToken);
@@ -103,6 +107,7 @@ export async function authorizeCreate(
     else vm = await c.inserts.submit({ vm: newVm, ctx, budget, ...onward(caller, foreseen) });
   } catch (err) {
     if (err instanceof BudgetExceededError) return no({ reason: err.diagnostics[0].detail, refusal: err.which === 'owner' ? 'over-quota' : 'over-capacity' });
+    if (err instanceof OwnerMismatchError) return no({ reason: err.diagnostics[0].detail, refusal: 'owner-mismatch' });
     if (!(err instanceof VersionConflictError)) throw err;
     if (err.key === req.vmId) {
       // A repeated create (the DMZ client lost our answer): same VM, same answer.

@@ -8,7 +8,7 @@
 //
 // | rule                   | judged here                                                            |
 // | ---------------------- | ---------------------------------------------------------------------- |
-// | owner-quota            | createBudget (the record checks it at insert); judgeResize              |
+// | owner-quota            | createBudget (the record checks it at insert, with the fleet's recorded owner); growBudget |
 // | datacenter-capacity    | createBudget, with the stack's capacity per data center; judgeResize    |
 // | protect                | judgeProtect: an edge that commits a VM of a protected fleet to deletion |
 // | allowed-images         | judgeCreate (decisions.ts): no translation, no create                   |
@@ -17,6 +17,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Budget, Limits, UsageRow, VmRow } from '../record/index.ts';
 import type { Lifecycle, LoadedPack, RequestFacts } from '../policy/types.ts';
+import { ownerLimits } from '../policy/index.ts';
 import { overrideProof, refuse, type Decided, type Override, type VmSize } from '../../protocol/index.ts';
 
 /** The capacity of each data center of the stack (stack.yaml dataCenters[].capacity). */
@@ -26,11 +27,23 @@ function mandatory(pack: LoadedPack, rule: string, fallback: 'mandatory' | 'disa
   return (pack.rules.get(rule)?.enforcement ?? fallback) === 'mandatory';
 }
 
-/** The limits of owner `owner` when owner-quota is mandatory and sets any. */
+/**
+ * The limits of owner `owner` when owner-quota is mandatory and sets any:
+ * its own entry in `limits`, else the rule's `unlisted` limits (each owner
+ * not listed on its own; engine/policy/budget.ts ownerLimits).
+ */
 export function quotaOf(pack: LoadedPack, owner: string): Limits | undefined {
   if (!mandatory(pack, 'owner-quota')) return undefined;
-  const limits = ((pack.rules.get('owner-quota')?.config.limits ?? {}) as Record<string, Limits>)[owner];
+  const limits = ownerLimits(pack.rules.get('owner-quota')?.config ?? {}, owner);
   return limits && Object.keys(limits).length > 0 ? limits : undefined;
+}
+
+/** Whether owner-quota is mandatory and limits any owner (listed, or `unlisted`): then every create is checked under the record's budget lock. */
+export function anyQuota(pack: LoadedPack): boolean {
+  if (!mandatory(pack, 'owner-quota')) return false;
+  const config = pack.rules.get('owner-quota')?.config ?? {};
+  const all = [...Object.values((config.limits ?? {}) as Record<string, Limits>), ...(config.unlisted ? [config.unlisted as Limits] : [])];
+  return all.some((l) => Object.keys(l).length > 0);
 }
 
 /** The capacity of `dataCenter` when datacenter-capacity is mandatory (its default) and the stack sets any. */
@@ -40,11 +53,17 @@ export function capacityOf(pack: LoadedPack, capacity: Capacities, dataCenter: s
   return c && Object.values(c).some((v) => v !== undefined) ? c : undefined;
 }
 
-/** What a create by `owner` in `dataCenter` must stay within (the record checks it with the insert). */
+/**
+ * What a create by `owner` in `dataCenter` must stay within (the record
+ * checks it with the insert). `owner` is the one the request names: the
+ * record refuses it unless the fleet's row holds the same owner (or the
+ * fleet has no row yet), so the limits are those of the fleet's owner.
+ * Where any owner has limits, every create is guarded (Budget.guard).
+ */
 export function createBudget(pack: LoadedPack, capacity: Capacities, owner: string, dataCenter: string): Budget {
   const owner_ = quotaOf(pack, owner);
   const dc = capacityOf(pack, capacity, dataCenter);
-  return { ...(owner_ ? { owner: owner_ } : {}), ...(dc ? { dataCenter: dc } : {}) };
+  return { ...(owner_ ? { owner: owner_ } : {}), ...(dc ? { dataCenter: dc } : {}), ...(anyQuota(pack) ? { guard: true } : {}) };
 }
 
 /**

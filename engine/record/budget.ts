@@ -8,11 +8,19 @@
 // waits for the commit and sees the row. Inserts without a budget take no
 // lock: a VM without limits of its own cannot make another VM's owner or
 // data center exceed its limits (a limited owner's VMs, and every VM of a
-// limited data center, always carry that limit).
+// limited data center, always carry that limit; and since an insert must
+// name its fleet's recorded owner, fitBudgets, and the authority guards
+// every create of a stack where some owner has limits, Budget.guard, a
+// create cannot slip into a limited owner's fleet under another name).
+//
+// A resize that grows is checked the same way (fitGrow), under the same
+// lock, and reserves what it grows in the record (vm_reservations) until it
+// is reported or expires: creates and other grows count it.
 import { formatVmAddress } from '../model/index.ts';
-import { BudgetExceededError } from './errors.ts';
+import { BudgetExceededError, OwnerMismatchError } from './errors.ts';
 import type { Queryable } from './sql.ts';
 import type { Budget, Limits, NewVm } from './types.ts';
+import type { FleetError } from '../diags/index.ts';
 
 /** The advisory lock class of budget checks (the second key is the stack's hash). */
 const BUDGET_LOCK_CLASS = 4_242_018;
@@ -25,6 +33,26 @@ export interface BudgetUsage {
   vms: number;
   cpu: number;
   memoryGiB: number;
+}
+
+/** Whether an insert with this budget is checked under the stack's budget lock. */
+export function guarded(budget: Budget | undefined): boolean {
+  return budget !== undefined && (budget.owner !== undefined || budget.dataCenter !== undefined || budget.guard === true);
+}
+
+/** The owner the record holds for each of `fleets` that has a row. */
+export async function readFleetOwners(q: Queryable, stack: string, fleets: readonly string[]): Promise<Map<string, string>> {
+  const rows = await q.query<{ fleet: string; owner: string }>('SELECT fleet, owner FROM fleets WHERE stack = $1 AND fleet = ANY($2::text[])', [stack, [...new Set(fleets)]]);
+  return new Map(rows.map((r) => [r.fleet, r.owner]));
+}
+
+/** The refusal of an insert naming `claimed` as owner of `vm`'s fleet, which the record holds for `recorded`. */
+export function ownerMismatch(vm: NewVm, recorded: string): OwnerMismatchError {
+  const address = formatVmAddress(vm.fleet, vm.index);
+  return new OwnerMismatchError(
+    `${address}: fleet ${vm.fleet} is owned by ${recorded} in the record, not ${vm.owner}; a create never changes a fleet's owner (fleet apply records it from the fleet's spec).`,
+    address,
+  );
 }
 
 /** Takes the stack's budget lock until the transaction ends. */
@@ -60,14 +88,24 @@ function over(limits: Limits, used: Required<Limits>, need: Required<Limits>): s
 
 /**
  * Which of `items` fit their budgets, in order, over `usage` (the stack's
- * live VMs): undefined for an item that fits (it then counts for the items
- * after it), else the refusal. Items without a budget always fit. A row of
- * the item's own fleet counts as the item's owner's, since the insert makes
- * the fleet the item's owner's.
+ * live VMs; `owners`, the recorded owner of the items' fleets that have a
+ * row): undefined for an item that fits (it then counts for the items after
+ * it), else the refusal. An item naming another owner than its fleet's
+ * (recorded, or fixed by an earlier item of a new fleet) is refused
+ * (OwnerMismatchError); items without a budget otherwise always fit. A row
+ * of the item's own fleet counts as the item's owner's, since the owners
+ * agree.
  */
-export function fitBudgets(items: readonly { vm: NewVm; budget?: Budget }[], usage: readonly BudgetUsage[]): (BudgetExceededError | undefined)[] {
+export function fitBudgets(
+  items: readonly { vm: NewVm; budget?: Budget }[],
+  usage: readonly BudgetUsage[],
+  owners: ReadonlyMap<string, string> = new Map(),
+): (FleetError | undefined)[] {
   const accepted: NewVm[] = [];
+  const owner = new Map(owners);
   return items.map(({ vm, budget }) => {
+    const recorded = owner.get(vm.fleet);
+    if (recorded !== undefined && recorded !== vm.owner) return ownerMismatch(vm, recorded);
     const need = { vms: 1, cpu: vm.size.cpu, memoryGiB: vm.size.memoryGiB };
     const address = formatVmAddress(vm.fleet, vm.index);
     if (budget?.owner || budget?.dataCenter) {
@@ -91,6 +129,7 @@ export function fitBudgets(items: readonly { vm: NewVm; budget?: Budget }[], usa
       if (capacity) return new BudgetExceededError('dataCenter', `${address}: the capacity of data center ${vm.dataCenter} is ${capacity}.`, address);
     }
     accepted.push(vm);
+    owner.set(vm.fleet, vm.owner);
     return undefined;
   });
 }
