@@ -28,6 +28,7 @@
 //   center, with the same cloud id and real image, presenting an unused boot
 //   token. Only then is the disk key released.
 import { Batched, KeyLocks } from '../durability/index.ts';
+import { BudgetExceededError } from '../record/index.ts';
 import type { HistoryItem, InsertItem, TransitionItem, VmRow } from '../record/index.ts';
 import {
   WireError,
@@ -124,7 +125,7 @@ export class Authority {
     this.rows = new VmRows((id) => reads.submit(id), !this.shared);
     this.boot = new BootGate(r, o.pack, o.secret, this.rows, OVERLAP);
     this.fences = new Fences(r, OVERLAP);
-    this.policy = new PolicyGate(o, this.pending);
+    this.policy = new PolicyGate(o);
     this.core = {
       o,
       pending: this.pending,
@@ -222,13 +223,21 @@ export class Authority {
       // fresh read). An override used is recorded in it, with who and why.
       const bootToken = operation === 'boot' ? randomToken(24) : undefined;
       const intent = intentOf(req, to, operation);
-      await this.intents.submit({
-        vmId: vm.id,
-        row: { from: req.from, outcome: 'ok', ...intent, ...(policy.note ? { detail: `${intent.detail}; ${policy.note}` } : {}) },
-        expectedVersion: vm.version,
-        ...(bootToken !== undefined ? { bootTokenHash: sha256(bootToken) } : {}),
-      });
-      return this.approve(caller, req, { vm, to, operation, ...(bootToken !== undefined ? { bootToken } : {}) }, { grow: policy.grow, owner: policy.owner });
+      const row = { from: req.from, outcome: 'ok' as const, ...intent, ...(policy.note ? { detail: `${intent.detail}; ${policy.note}` } : {}) };
+      if (policy.grow) {
+        // A grow where limits apply: checked by the record, and reserved, in
+        // the transaction that writes its intent (so racing replicas never
+        // both take the last quota or capacity).
+        try {
+          await this.o.record.reserveGrow({ stack: vm.stack, vmId: vm.id, expectedVersion: vm.version, owner: policy.grow.owner, size: req.size!, budget: policy.grow.budget, row, ttlMs: this.ttl });
+        } catch (err) {
+          if (!(err instanceof BudgetExceededError)) throw err;
+          return refuse(err.diagnostics[0].detail, err.which === 'owner' ? 'over-quota' : 'over-capacity');
+        }
+      } else {
+        await this.intents.submit({ vmId: vm.id, row, expectedVersion: vm.version, ...(bootToken !== undefined ? { bootTokenHash: sha256(bootToken) } : {}) });
+      }
+      return this.approve(caller, req, { vm, to, operation, ...(bootToken !== undefined ? { bootToken } : {}) });
     });
   }
 
@@ -238,7 +247,7 @@ export class Authority {
    * `createVm` of an encrypted VM) and, unless it was moved at once, the
    * pending entry its report is checked against.
    */
-  private approve(caller: string, req: AuthorizeRequest, edge: Approved, opts: { moved?: boolean; grow?: Pending['grow']; owner?: string } = {}): AuthorizeResponse {
+  private approve(caller: string, req: AuthorizeRequest, edge: Approved, opts: { moved?: boolean } = {}): AuthorizeResponse {
     const { vm, to, operation } = edge;
     const res: AuthorizeResponse = {
       decision: 'approved',
@@ -266,7 +275,6 @@ export class Authority {
         operation,
         at: Date.now(),
         ...(req.kind === 'resize' && req.size ? { size: req.size } : {}),
-        ...(opts.grow ? { grow: opts.grow, owner: opts.owner } : {}),
       });
     }
     return res;

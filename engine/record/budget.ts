@@ -60,11 +60,18 @@ export async function lockBudget(q: Queryable, stack: string): Promise<void> {
   await q.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [BUDGET_LOCK_CLASS, stack]);
 }
 
-/** The live VMs of `stack` summed per fleet and data center (deposed ones count: they run until deleted); `except`: a VM left out. */
+/**
+ * The live VMs of `stack` summed per fleet and data center (deposed ones
+ * count: they run until deleted), each VM at the larger of its size and the
+ * size a grow approved and not yet reported reserves for it (grow.ts);
+ * `except`: a VM left out.
+ */
 export async function readBudgetUsage(q: Queryable, stack: string, except?: string): Promise<BudgetUsage[]> {
   const rows = await q.query<{ fleet: string; owner: string | null; data_center: string; vms: string | number; cpu: string | number; memory_gib: string | number }>(
-    `SELECT v.fleet, f.owner, v.data_center, count(*) AS vms, sum(v.cpu) AS cpu, sum(v.memory_gib) AS memory_gib
+    `SELECT v.fleet, f.owner, v.data_center, count(*) AS vms,
+       sum(greatest(v.cpu, coalesce(r.cpu, 0))) AS cpu, sum(greatest(v.memory_gib, coalesce(r.memory_gib, 0))) AS memory_gib
      FROM vms v LEFT JOIN fleets f ON f.stack = v.stack AND f.fleet = v.fleet
+       LEFT JOIN vm_reservations r ON r.vm_id = v.id AND r.expires_at > now()
      WHERE v.stack = $1 AND v.retired_at IS NULL AND v.id <> $2
      GROUP BY v.fleet, f.owner, v.data_center`,
     [stack, except ?? ''],
@@ -132,4 +139,39 @@ export function fitBudgets(
     owner.set(vm.fleet, vm.owner);
     return undefined;
   });
+}
+
+/**
+ * Whether `vm` (its size now `vm.size`, its fleet's recorded owner
+ * `vm.owner`) may grow to `size`: `usage` is the stack's live VMs without
+ * it (readBudgetUsage with `except`). Only what grows is checked (a resize
+ * that shrinks memory while adding vCPUs is not refused for memory in use).
+ */
+export function fitGrow(
+  vm: { address: string; fleet: string; owner: string; dataCenter: string; size: { cpu: number; memoryGiB: number } },
+  size: { cpu: number; memoryGiB: number },
+  budget: Budget,
+  usage: readonly BudgetUsage[],
+): BudgetExceededError | undefined {
+  const check = (limits: Limits | undefined, rows: readonly BudgetUsage[], which: 'owner' | 'dataCenter', what: string) => {
+    if (!limits) return undefined;
+    for (const k of ['cpu', 'memoryGiB'] as const) {
+      const limit = limits[k];
+      const grow = size[k] - vm.size[k];
+      if (limit === undefined || grow <= 0) continue;
+      const used = rows.reduce((n, r) => n + r[k], 0) + vm.size[k];
+      if (used + grow > limit + 1e-9) {
+        return new BudgetExceededError(
+          which,
+          `resizing ${vm.address} to ${size.cpu} vCPU / ${size.memoryGiB} GiB needs ${grow} more ${UNIT[k]}; ${what} allows ${limit}, ${used} in use`,
+          vm.address,
+        );
+      }
+    }
+    return undefined;
+  };
+  return (
+    check(budget.owner, usage.filter((u) => u.fleet === vm.fleet || u.owner === vm.owner), 'owner', `the quota of owner ${vm.owner}`) ??
+    check(budget.dataCenter, usage.filter((u) => u.dataCenter === vm.dataCenter), 'dataCenter', `the capacity of data center ${vm.dataCenter}`)
+  );
 }

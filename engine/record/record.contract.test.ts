@@ -719,6 +719,31 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await r.insertVm(newVm(s, 'web', 1, { owner: 'team-x' }), { actor: 'a' })).address).toBe('web/1');
     });
 
+    it('a grow is checked and reserved with its intent row: creates and other grows count it until its size is written or it is dropped', async () => {
+      const s = freshStack();
+      const [a, b] = [await r.insertVm(newVm(s, 'web', 0, { owner: 'team-q' }), { actor: 'a' }), await r.insertVm(newVm(s, 'web', 1, { owner: 'team-q' }), { actor: 'a' })];
+      const cpu = (n: number) => ({ cpu: n, memoryGiB: 4 });
+      const budget = { owner: { cpu: 8 } };
+      const grow = (vm: VmRow, n: number, requestId: string) =>
+        r.reserveGrow({ stack: s, vmId: vm.id, expectedVersion: vm.version, owner: 'team-q', size: cpu(n), budget, row: { from: vm.state, to: vm.state, actor: 'a', requestId }, ttlMs: 60_000 });
+      // 2 + 2 vCPUs in use of 8: a grows to 5 (reserved), b cannot grow to 4, nor can a 2-vCPU VM be created.
+      await grow(a, 5, 'req-a');
+      expect((await r.history(s, 'web/0')).at(-1)).toMatchObject({ requestId: 'req-a', outcome: 'ok' });
+      expect(await codeOf(grow(b, 4, 'req-b'))).toBe('record.over-budget');
+      expect(await codeOf(r.insertVm(newVm(s, 'web', 2, { owner: 'team-q' }), { actor: 'a' }, budget))).toBe('record.over-budget');
+      // Asked again for a (its answer lost): its own reservation is not counted twice.
+      await grow(a, 5, 'req-a2');
+      // The failure drops it: b may grow now.
+      await r.dropGrow(a.id);
+      await grow(b, 4, 'req-b');
+      // b's size written: its reservation ends (4 + 2 in use: a 2-vCPU VM fits).
+      await r.updateVm(b.id, b.version, { size: { ...cpu(4), diskGiB: 10 } }, { actor: 'a' });
+      await r.insertVm(newVm(s, 'web', 2, { owner: 'team-q' }), { actor: 'a' }, budget);
+      expect(await codeOf(grow(a, 3, 'req-a3'))).toBe('record.over-budget');
+      // A stale version: the intent is not written.
+      expect(await codeOf(r.reserveGrow({ stack: s, vmId: b.id, expectedVersion: b.version, owner: 'team-q', size: cpu(4), budget, row: { from: 'x', to: 'x', actor: 'a' }, ttlMs: 1 }))).toBe('record.version-conflict');
+    });
+
     it('a replacement takes the slot of the VM it replaces', async () => {
       const s = freshStack();
       const old = await r.insertVm(newVm(s, 'web', 0, { owner: 'team-q' }), { actor: 'a' });

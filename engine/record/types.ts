@@ -544,7 +544,38 @@ export interface IdentityStore {
  * and throw `VersionConflictError` on mismatch, never overwrite silently.
  * Every state change writes its history row in the same transaction.
  */
-export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore {
+/** A resize that grows, approved by the authority: checked and reserved in one transaction (grow.ts). */
+export interface GrowItem {
+  stack: string;
+  vmId: string;
+  /** The intent row is written only while the VM is at this version (VersionConflictError otherwise). */
+  expectedVersion: number;
+  /** The fleet's owner as the caller read it, whose limits `budget.owner` are; another owner now: VersionConflictError. */
+  owner: string;
+  /** The size asked (what grows of it is checked). */
+  size: { cpu: number; memoryGiB: number };
+  budget: Budget;
+  /** The approval's intent row (HistoryStore.addHistory's row). */
+  row: { from: string | null; to: string } & ChangeContext;
+  /** How long the reservation lasts unless reported (the approval's credentials' lifetime). */
+  ttlMs: number;
+}
+
+export interface GrowStore {
+  /**
+   * Checks a grow against `budget` over the stack's live VMs and their
+   * grows reserved (budget.ts fitGrow), under the stack's budget lock, and
+   * in the same transaction writes the intent row and reserves the size:
+   * throws BudgetExceededError (writing nothing) when it does not fit. The
+   * reservation ends when the VM's size is written (updateVm), at dropGrow,
+   * or after `ttlMs`.
+   */
+  reserveGrow(item: GrowItem): Promise<void>;
+  /** Ends a VM's reservation (its resize failed). */
+  dropGrow(vmId: string): Promise<void>;
+}
+
+export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore, GrowStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
   /** The schema version the record is at (migrations.ts; 0: not migrated): a readiness probe compares it with SCHEMA_VERSION. */

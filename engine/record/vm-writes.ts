@@ -415,12 +415,15 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       void ctx; // Not a state change: no history row (see HistoryStore.addHistory for audit-only rows).
       const params: unknown[] = [id, expectedVersion];
       const sets = patchSets(patch, params);
+      // A size written ends the VM's grow reserved (grow.ts): it is the size now.
       const rows = await db.query(
         `WITH upd AS (
            UPDATE vms SET ${[...sets, 'version = version + 1', 'updated_at = now()'].join(', ')} WHERE id = $1 AND version = $2
            RETURNING ${FULL_VM.list}
          ),
-         f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet)
+         f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet)${
+           patch.size !== undefined ? ',\n         r AS (DELETE FROM vm_reservations WHERE vm_id IN (SELECT id FROM upd))' : ''
+         }
          SELECT * FROM upd`,
         params,
       );
