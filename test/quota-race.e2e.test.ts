@@ -12,6 +12,7 @@
 // plan's basis holds only the fleet it changes, so neither plan is stale
 // when the other fleet is applied first (docs/planning.md, "Stale plans").
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,7 +51,7 @@ describe.skipIf(!pg)('two applies racing for the last quota slots (deployed, Pos
   let dirs: string[];
 
   beforeAll(async () => {
-    const limits = Array.from({ length: ROUNDS }, (_, r) => `team-r${r}: { vms: ${QUOTA} }`).join(', ');
+    const limits = [...Array.from({ length: ROUNDS }, (_, r) => `team-r${r}: { vms: ${QUOTA} }`), 'team-c: { vms: 1 }'].join(', ');
     d = await deployedStack(pg!, '{ latencyMs: 1, bootMs: 20 }', { config: `      owner-quota: { enforcement: mandatory, limits: { ${limits} } }\n` });
     const second = join(d.dir, '..', 'cli-b');
     await mkdir(join(second, 'specs'), { recursive: true });
@@ -98,4 +99,48 @@ describe.skipIf(!pg)('two applies racing for the last quota slots (deployed, Pos
       await record.close();
     }
   }, 300_000);
+
+  it("with the DMZ client's CLI token and curl: a create naming another owner (one without a quota) for a full owner's fleet is vetoed, nothing changed", async () => {
+    const dmz = /address: (http\S+)/.exec(await readFile(join(d.dir, 'stack.yaml'), 'utf8'))![1];
+    // Fleet c of team-c, whose quota of 1 VM it uses up.
+    await writeFile(join(dirs[0], 'specs', 'fleet.yaml'), fleetYaml('c', { count: 1, cpu: 1 }));
+    const applied = await fleetChild(d.env, ['apply', '--stack', dirs[0], '--yes', '--target', 'c']);
+    expect(applied.code, applied.stderr).toBe(0);
+    const record = await openRecord(d.recordUrl);
+    try {
+      const before = (await record.listVms('e2e')).length;
+      for (const owner of ['team-free', 'team-r1']) {
+        // Fleet c's next member, claimed for another owner.
+        const res = await fetch(`${dmz}/v1/vms`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${d.env.E2E_CLI_TOKEN_MIAMI}` },
+          body: JSON.stringify({
+            idempotencyKey: randomUUID(),
+            planId: null,
+            vm: {
+              id: randomUUID(),
+              stack: 'e2e',
+              fleet: 'c',
+              owner,
+              index: 1,
+              name: 'e2e-c-1',
+              image: 'ubuntu-22.04',
+              // Within the data center's capacity: only the owner's quota stands in the way.
+              size: { cpu: 1, memoryGiB: 4, diskGiB: 20 },
+              encryptedDisk: true,
+              desiredState: 'Running',
+              specHash: 'forged',
+            },
+          }),
+        });
+        const body = (await res.json()) as { outcome?: string; reason?: string };
+        expect(body.outcome, JSON.stringify(body)).toBe('vetoed');
+        expect(body.reason).toContain(`fleet c is owned by team-c in the record, not ${owner}`);
+      }
+      expect((await record.listVms('e2e')).length).toBe(before);
+      expect((await record.listFleets('e2e', ['c']))[0].owner).toBe('team-c');
+    } finally {
+      await record.close();
+    }
+  }, 60_000);
 });
