@@ -239,8 +239,9 @@ function answerStream(
  * added after this resolves; call it once the service is ready).
  */
 export async function createService(opts: ServiceOptions): Promise<{ app: FastifyInstance; openapi: () => unknown }> {
+  const log = loggerOptions(opts.logger);
   const app = Fastify({
-    logger: loggerOptions(opts.logger),
+    logger: log.logger,
     // One line per answered request (below) instead of Fastify's two, which carry no route.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: requestId,
@@ -268,6 +269,11 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
       return { schema: { ...s, response, security: [{ bearer: [] }] } as FastifySchema, url };
     },
   });
+  // Lines gathered for one write go out when the service closes.
+  if (log.lines) {
+    const lines = log.lines;
+    app.addHook('onClose', async () => lines.flush());
+  }
   if (opts.metrics) registerMetrics(app, opts.metrics);
   if (opts.health) registerHealth(app, opts.health);
   app.decorateRequest('caller', '');

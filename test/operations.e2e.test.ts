@@ -108,12 +108,14 @@ describe.runIf(pgUrl !== undefined)('operable services: logs and metrics of a fu
       expect(l).toMatchObject({ reqId: expect.any(String), dataCenter: expect.stringMatching(/^(miami|richmond)$/), vm: expect.stringMatching(/^(web|api)\/\d$/), decision: expect.any(String), reason: expect.any(String), code: expect.any(String), ms: expect.any(Number) });
     }
     expect(new Set(decisions.map((l) => l.vm))).toEqual(new Set(vms.map((v) => v.address)));
+    // At debug here: approvals and steps carried out are debug lines (level 20); only what went otherwise is info.
+    expect(decisions.filter((l) => l.decision !== 'vetoed').every((l) => l.level === 20)).toBe(true);
     const boots = authority.filter((l) => l.msg === 'boot');
     expect(boots.filter((l) => l.decision === 'approved')).toHaveLength(7);
 
     // Steps at the DMZ clients: the same VMs, each with its decision, reason, outcome and time.
     const steps = DATA_CENTERS.flatMap((dc) => s.logs.dmz[dc].lines().filter((l) => l.msg === 'step'));
-    for (const l of steps) expect(l).toMatchObject({ reqId: expect.any(String), dataCenter: expect.any(String), vm: expect.any(String), decision: expect.any(String), reason: expect.any(String), outcome: 'ok', ms: expect.any(Number) });
+    for (const l of steps) expect(l).toMatchObject({ level: 20, reqId: expect.any(String), dataCenter: expect.any(String), vm: expect.any(String), decision: expect.any(String), reason: expect.any(String), outcome: 'ok', ms: expect.any(Number) });
     expect(new Set(steps.filter((l) => l.operation === 'createVm').map((l) => l.vm))).toEqual(new Set(vms.map((v) => v.address)));
 
     // Metrics after the apply.
@@ -251,11 +253,11 @@ describe.runIf(pgUrl !== undefined)('two authority replicas behind one address o
   }, 240_000);
 });
 
-/** `fleet serve dmz-client` as a child process; resolves once it listens. */
+/** `fleet serve dmz-client` as a child process, logging at debug (a line per step); resolves once it listens. */
 function dmzChild(s: { dir: string; env: NodeJS.ProcessEnv }, authority: string, port: number): Promise<{ child: ChildProcess; url: string; out: () => string; err: () => string; exited: Promise<number | null> }> {
   const child = spawn(
     process.execPath,
-    [join(REPO, 'bin', 'fleet.mjs'), 'serve', 'dmz-client', '--data-center', 'miami', '--authority', authority, '--stack', s.dir, '--port', String(port), '--drain-timeout', '60'],
+    [join(REPO, 'bin', 'fleet.mjs'), 'serve', 'dmz-client', '--data-center', 'miami', '--authority', authority, '--stack', s.dir, '--port', String(port), '--drain-timeout', '60', '--log-level', 'debug'],
     { cwd: s.dir, env: { ...process.env, ...s.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

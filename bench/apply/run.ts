@@ -20,21 +20,25 @@
 // ready, from the sims' state), and the load average (the machine is shared).
 //
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
-//                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep]
+//                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N]
+//
+// --runs N (default 1) repeats the whole run N times (fresh database, fresh
+// services) and ends with the median of each figure over the runs.
 //
 // --cpu-prof DIR writes a V8 CPU profile of every process (DIR/cli, DIR/authority,
 // DIR/dmz-client-dc-0, ...) for Chrome DevTools or any .cpuprofile reader.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { parse, stringify } from 'yaml';
 import { createTestDatabase } from '../../engine/record/testing.ts';
 import { readSimState } from '../../providers/drivers/sim/index.ts';
 import type { ChildUsage } from './child.ts';
+import { journalStats, postgresCpu, procCpu } from './measure.ts';
+import { writePackAndSpecs as writePack, writeStack as writeStackFile, type DcEntry } from './stack.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const FLEET = join(ROOT, 'bin', 'fleet.mjs');
@@ -55,6 +59,7 @@ const { values } = parseArgs({
     embedded: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
     keep: { type: 'boolean', default: false },
+    runs: { type: 'string', default: '1' },
   },
 });
 
@@ -73,17 +78,19 @@ const LATENCY = whole('latency', values.latency ?? '20', 0);
 const FLEET_SIZE = whole('fleet-size', values['fleet-size'] ?? '250', 1);
 const pgBase = values.embedded ? undefined : (values.pg ?? process.env.FLEET_TEST_POSTGRES_URL) || undefined;
 const cpuProf = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
+const RUNS = whole('runs', values.runs ?? '1', 1);
 
 /** Cloud calls per create: the edges of the default lifecycle whose operation is not `none`. */
 const CLOUD_OPS = new Set(['createVm', 'powerOn', 'boot', 'awaitReady', 'shutdown', 'powerOff', 'resize', 'deleteVm']);
 
 // ---------------------------------------------------------------- cleanup
 
-const cleanups: (() => Promise<void>)[] = [];
+let cleanups: (() => Promise<void>)[] = [];
 let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
+  const these = cleanups;
   cleaning ??= (async () => {
-    for (const c of cleanups.reverse()) {
+    for (const c of these.reverse()) {
       try {
         await c();
       } catch (err) {
@@ -124,9 +131,19 @@ async function startService(name: string, args: string[], env: NodeJS.ProcessEnv
   const prof = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, name.replace(/\W+/g, '-'))}`] : [];
   const child = spawn(process.execPath, [...prof, FLEET, 'serve', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push(() => stop(child));
+  // Only the last 64 KiB of the service's output is kept (for an error report): its
+  // log lines (one per request at info) would otherwise pile up in this process.
   let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  // FLEET_BENCH_LOG_DIR: every line the service writes, kept in DIR/<name>.log (its JSON logs).
+  const logDir = process.env.FLEET_BENCH_LOG_DIR;
+  const logFile = logDir ? openSync(join(logDir, `${name.replace(/\W+/g, '-')}.log`), 'a') : undefined;
+  const keep = (c: Buffer) => {
+    if (logFile !== undefined) writeSync(logFile, c);
+    out += c.toString();
+    if (out.length > 128 * 1024) out = out.slice(-64 * 1024);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const url = await new Promise<string>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`${name} did not say "listening on" within 120 s:\n${out}`)), 120_000);
     const check = () => {
@@ -146,130 +163,14 @@ async function startService(name: string, args: string[], env: NodeJS.ProcessEnv
   return { name, child, url, log: () => out };
 }
 
-/** CPU seconds (user + sys) of a process from /proc; with `children`, also its reaped children's. */
-function procCpu(pid: number, children = false): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 14-17 of stat (utime stime cutime cstime) are 11-14 after the comm field.
-    const ticks = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
-    return ticks / 100; // CLK_TCK is 100 on Linux
-  } catch {
-    return 0;
-  }
-}
-
-/** Journal rows and the INSERTs that wrote them: each INSERT is its own transaction, so one xmin per INSERT. */
-async function journalStats(url: string): Promise<{ rows: number; inserts: number }> {
-  const { default: pg } = await import('pg');
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    const r = await c.query<{ rows: string; inserts: string }>('SELECT count(*) AS rows, count(DISTINCT xmin::text) AS inserts FROM journal');
-    return { rows: Number(r.rows[0].rows), inserts: Number(r.rows[0].inserts) };
-  } finally {
-    await c.end();
-  }
-}
-
-/** CPU seconds of every PostgreSQL process visible here (a local server), exited backends included via the postmaster. */
-function postgresCpu(): number | undefined {
-  let total = 0;
-  let seen = false;
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    let comm: string;
-    let ppid: number;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    } catch {
-      continue;
-    }
-    if (comm !== 'postgres') continue;
-    seen = true;
-    // The postmaster (its parent is not postgres) also carries the CPU of backends that exited.
-    let parentIsPg = false;
-    try {
-      const ps = readFileSync(`/proc/${ppid}/stat`, 'utf8');
-      parentIsPg = ps.slice(ps.indexOf('(') + 1, ps.lastIndexOf(')')) === 'postgres';
-    } catch {
-      /* parent gone */
-    }
-    total += procCpu(Number(e), !parentIsPg);
-  }
-  return seen ? total : undefined;
-}
-
 // ---------------------------------------------------------------- stack
 
 const token = () => `bench-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 const envKey = (prefix: string, dc: string) => `${prefix}_${dc.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
 
-async function writePackAndSpecs(dir: string): Promise<void> {
-  const pack = parse(await readFile(join(ROOT, 'policies', 'default', 'policy.yaml'), 'utf8')) as { spec: { images: Record<string, Record<string, string>>; modules?: unknown } };
-  pack.spec.images = { 'ubuntu-22.04': Object.fromEntries(DCS.map((d) => [d, `img-ubuntu-2204-${d}`])) };
-  delete pack.spec.modules;
-  await mkdir(join(dir, 'pack'));
-  await writeFile(join(dir, 'pack', 'policy.yaml'), stringify(pack));
-
-  // Fleets of FLEET_SIZE members, each pinned to one data center, round robin.
-  await mkdir(join(dir, 'specs'));
-  const fleets = Math.max(DCS.length, Math.ceil(VMS / FLEET_SIZE));
-  const docs: string[] = [];
-  for (let i = 0; i < fleets; i++) {
-    const count = Math.floor(VMS / fleets) + (i < VMS % fleets ? 1 : 0);
-    docs.push(
-      stringify({
-        apiVersion: 'fleet/v1',
-        kind: 'Fleet',
-        metadata: { name: `f-${String(i).padStart(4, '0')}`, owner: `team-${i % 8}`, labels: { env: 'bench' } },
-        spec: {
-          count,
-          image: 'ubuntu-22.04',
-          size: { cpu: 1, memoryGiB: 2, diskGiB: 10 },
-          hardware: ['general'],
-          placement: { dataCenters: [DCS[i % DCS.length]], strategy: 'pack' },
-          state: 'Running',
-          encryptedDisk: true,
-        },
-      }),
-    );
-  }
-  await writeFile(join(dir, 'specs', 'fleets.yaml'), docs.join('---\n'));
-}
-
-interface DcEntry {
-  address: string;
-  sim?: { latencyMs: number; bootMs: number };
-  auth?: { tokenEnv: string };
-}
-
-async function writeStack(dir: string, record: string, dc: (name: string, i: number) => DcEntry): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(
-    join(dir, 'stack.yaml'),
-    stringify({
-      apiVersion: 'fleet/v1',
-      kind: 'Stack',
-      metadata: { name: STACK },
-      spec: {
-        specs: ['../specs/*.yaml'],
-        record,
-        policyPack: { path: '../pack', config: { 'max-disruption': { enforcement: 'disabled' } } },
-        site: { name: 'hq', location: { lat: 35, lon: -90 } },
-        dataCenters: DCS.map((name, i) => ({
-          name,
-          location: { lat: 30 + 3 * i, lon: -95 + 5 * i },
-          hardware: ['general'],
-          capacity: { vms: VMS * 2, cpu: VMS * 4, memoryGiB: VMS * 8 },
-          ...dc(name, i),
-        })),
-      },
-    }),
-  );
-}
+const BENCH = { ROOT, DCS, VMS, FLEET_SIZE, STACK };
+const writePackAndSpecs = (dir: string) => writePack(dir, BENCH);
+const writeStack = (dir: string, record: string, dc: (name: string, i: number) => DcEntry) => writeStackFile(dir, BENCH, record, dc);
 
 // ---------------------------------------------------------------- the apply
 
@@ -375,7 +276,20 @@ const f1 = (x: number) => x.toFixed(1);
 const f2 = (x: number) => x.toFixed(2);
 const la = () => loadavg().map(f2).join(' ');
 
-async function main(): Promise<number> {
+/** One run's figures, for the medians of --runs. */
+interface RunFigures {
+  wallMs: number;
+  applyMs: number;
+  idealMs: number;
+  cliCpuMs: number;
+  cliApplyCpuMs: number;
+  cliRssMiB: number;
+  steps: number;
+  services: Record<string, number>;
+  postgresS?: number;
+}
+
+async function main(): Promise<{ code: number; figures?: RunFigures }> {
   // tmpfs when there is one: the sim data centers rewrite their state file at every change, and
   // the DMZ clients keep one file per request; a disk would measure the disk, not the apply.
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
@@ -447,7 +361,7 @@ async function main(): Promise<number> {
     console.error(run.stderr.slice(0, 4000));
     for (const f of run.failures) console.error(`  ${f}`);
     for (const s of services) if (s.child.exitCode !== null) console.error(`${s.name} exited:\n${s.log().slice(-2000)}`);
-    if (!run.summary) return 1;
+    if (!run.summary) return { code: 1 };
   }
   const summary = run.summary as SummaryEvent;
   const steps = summary.steps;
@@ -492,15 +406,60 @@ async function main(): Promise<number> {
   if (!services.length) console.log('              (embedded: this process also ran the authority, the DMZ clients and PGlite)');
   console.log(`  targets     ratio <= 1.25: ${run.wallMs / idealMs <= 1.25 ? 'met' : 'NOT met'} (whole), ${applyMs / idealMs <= 1.25 ? 'met' : 'NOT met'} (apply phase); CLI CPU <= 1 ms/step: ${cpuTotalMs / steps <= 1 ? 'met' : 'NOT met'} (all), ${cpuApplyMs / steps <= 1 ? 'met' : 'NOT met'} (apply phase)`);
   if (cpuProf) console.log(`  CPU profiles (CLI, authority, DMZ clients) under ${cpuProf}`);
-  return run.code === 0 ? 0 : 1;
+  const figures: RunFigures = {
+    wallMs: run.wallMs,
+    applyMs,
+    idealMs,
+    cliCpuMs: cpuTotalMs,
+    cliApplyCpuMs: cpuApplyMs,
+    cliRssMiB: u ? u.usage.maxRSS / 1024 : NaN,
+    steps,
+    services: Object.fromEntries(services.map((s, i) => [s.name, svcCpu1[i] - svcCpu0[i]])),
+    ...(pgCpu0 !== undefined && pgCpu1 !== undefined ? { postgresS: pgCpu1 - pgCpu0 } : {}),
+  };
+  return { code: run.code === 0 ? 0 : 1, figures };
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  console.error(`bench:apply failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-} finally {
-  await cleanup();
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** The medians over the runs (each figure on its own). */
+function printMedians(all: RunFigures[], loadStart: string): void {
+  const m = (f: (r: RunFigures) => number) => median(all.map(f));
+  const names = Object.keys(all[0].services);
+  const svc = names.map((n) => `${n} ${f2(m((r) => r.services[n]))} s`).join(', ');
+  const svcSum = m((r) => names.reduce((a, n) => a + r.services[n], 0));
+  const perVm = (ms: number) => f2(ms / VMS);
+  console.log(`\nbench:apply: median of ${all.length} runs (${VMS} creates, P ${P} per data center; load average ${loadStart} at the start, ${la()} at the end)`);
+  console.log(`  apply phase ${f0(m((r) => r.applyMs))} ms (ratio ${f2(m((r) => r.applyMs / r.idealMs))}); whole process ${f0(m((r) => r.wallMs))} ms; runs: ${all.map((r) => f0(r.applyMs)).join(' / ')} ms`);
+  console.log(`  CLI         ${f0(m((r) => r.cliCpuMs))} ms CPU (apply phase ${f0(m((r) => r.cliApplyCpuMs))} ms), peak RSS ${f0(m((r) => r.cliRssMiB))} MiB`);
+  if (names.length) {
+    console.log(`  services    ${f2(svcSum)} s CPU (${svc})`);
+    const total = m((r) => r.cliApplyCpuMs + names.reduce((a, n) => a + r.services[n], 0) * 1000);
+    console.log(`  CPU per VM  ${perVm(total)} ms over CLI (apply phase), authority and DMZ clients; target <= 1 ms: ${total / VMS <= 1 ? 'met' : 'NOT met'}`);
+  }
+  if (all.every((r) => r.postgresS !== undefined)) console.log(`  PostgreSQL  ${f2(m((r) => r.postgresS!))} s CPU`);
 }
+
+let code = 0;
+const loadStart = la();
+const all: RunFigures[] = [];
+for (let i = 0; i < RUNS && code === 0; i++) {
+  if (RUNS > 1) console.log(`\n--- run ${i + 1} of ${RUNS}`);
+  try {
+    const r = await main();
+    code = r.code;
+    if (r.figures) all.push(r.figures);
+  } catch (err) {
+    code = 1;
+    console.error(`bench:apply failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  } finally {
+    await cleanup();
+    cleanups = [];
+    cleaning = undefined;
+  }
+}
+if (all.length > 1) printMedians(all, loadStart);
 process.exit(code);

@@ -1,9 +1,10 @@
 // The authority: the patent's cloud orchestrator server. It approves, vetoes
 // or modifies every request a DMZ client makes, and it is the only writer of
-// VM state into the record during apply. This file is the service: it loads
-// and remembers rows (rows.ts), serialises calls per VM, batches its record
-// writes, and records what the pure decisions (decisions.ts) and the advance
-// chain (chain.ts) decide. It names refusals by wire code only; the HTTP
+// VM state into the record during apply. This file is the service's shell:
+// it loads and remembers rows (rows.ts), serialises calls per VM, batches its
+// record writes, and records what the pure decisions (decisions.ts) and the
+// advance chain (chain.ts) decide; creates go through create.ts, reports
+// through report.ts (both on the Core this shell builds, core.ts). It names refusals by wire code only; the HTTP
 // layer (protocol/http.ts) turns them into statuses.
 //
 // What must stay true:
@@ -26,11 +27,9 @@
 // - A boot is approved only for a VM the record knows, in the caller's data
 //   center, with the same cloud id and real image, presenting an unused boot
 //   token. Only then is the disk key released.
-import type { LoadedPack } from '../policy/types.ts';
 import { Batched, KeyLocks } from '../durability/index.ts';
-import { formatVmAddress } from '../model/index.ts';
-import { BudgetExceededError, VersionConflictError } from '../record/index.ts';
-import type { ChangeContext, FleetRecord, HistoryItem, InsertItem, NewVm, TransitionItem, VmRow } from '../record/index.ts';
+import { BudgetExceededError } from '../record/index.ts';
+import type { HistoryItem, InsertItem, TransitionItem, VmRow } from '../record/index.ts';
 import {
   WireError,
   sha256,
@@ -45,45 +44,20 @@ import {
   type ReportResponse,
   type WireCode,
 } from '../../protocol/index.ts';
-import { AheadQueue, alreadyPassed, checkAdvance, foresee, intentOf, movesAtOnce, noneReport, onward, passedAlready, reportCtx, rowAt, type Approved, type Foreseen } from './chain.ts';
-import { addressTaken, approvedEarlier, doneAlready, failureEdge, historySize, judgeCaller, judgeCreate, judgeEdge, judgeRepeatedCreate, judgeReplaced, judgeReport, type Pending } from './decisions.ts';
-import { createBudget, judgeRequestRules, type Capacities } from './policy.ts';
-import type { RequestFacts } from '../policy/types.ts';
+import { AheadQueue, alreadyPassed, checkAdvance, intentOf, movesAtOnce, noneReport, passedAlready, rowAt, type Approved, type Foreseen } from './chain.ts';
+import type { AuthorityCoreOptions, Core } from './core.ts';
+import { authorizeCreate } from './create.ts';
+import { doneAlready, judgeCaller, judgeEdge, type Pending } from './decisions.ts';
 import { diskKey, randomToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { Fences, PolicyGate } from './gate.ts';
 import { BootGate } from './boot.ts';
-import type { CredentialBroker } from './credentials/types.ts';
+import { settle } from './report.ts';
 import { StaleRow, VmRows } from './rows.ts';
 import { toAuthorityVm, veto, vetoForeign } from './answers.ts';
 
 export { toAuthorityVm } from './answers.ts';
-
-export interface AuthorityCoreOptions {
-  record: FleetRecord;
-  pack: LoadedPack;
-  stackName: string;
-  /** Secret for disk keys and credentials; must be the same across restarts (see loadOrCreateSecret). */
-  secret: string;
-  /** Lifetime of scoped credentials. Default 10 minutes. */
-  credentialTtlMs?: number;
-  /** Cloud credentials of cloud data centers (engine/authority/credentials); none: the scoped token alone (sim). */
-  credentialBroker?: CredentialBroker;
-  /** The capacity of each data center (stack.yaml dataCenters[].capacity), for datacenter-capacity at the authority (policy.ts). */
-  capacity?: Capacities;
-  /** Admin tokens: an override's proof is checked against them when the stack accepts overrides from admins only (policy.ts judgeProtect). Never logged. */
-  adminTokens?: readonly string[];
-  /** Signs the credentials' scoped token per data center (credentials/scoped.ts); absent: keys no DMZ client holds (the core alone, in tests). */
-  scopedTokens?: ScopedTokenIssuer;
-  /**
-   * How many authorities serve this stack's record (default 1). With more,
-   * nothing one replica decides rests on what only it remembers: no VM row
-   * is kept between calls (every decision on a fresh read) and no edge is
-   * approved ahead (an approval ahead is written by the report of the edge
-   * before it, which another replica may receive). docs/operations.md, "Replicas".
-   */
-  replicas?: number;
-}
+export type { AuthorityCoreOptions } from './core.ts';
 
 /**
  * How the authority's record calls are batched (engine/durability/batched.ts):
@@ -96,9 +70,6 @@ export interface AuthorityCoreOptions {
  */
 const OVERLAP = { parallel: 3, overlapAt: 32 } as const;
 const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
-
-/** Report refusals that depend on the row: decided again on a fresh read when the row was remembered. */
-const ROW_REFUSALS: readonly WireCode[] = ['unknown-vm', 'wrong-data-center'];
 
 export class Authority {
   /** Approved requests waiting for their report, by request id; reports are checked against them. */
@@ -129,6 +100,8 @@ export class Authority {
   private readonly scopedTokens: ScopedTokenIssuer;
   /** Other replicas write the same record (AuthorityCoreOptions.replicas > 1). */
   private readonly shared: boolean;
+  /** What the create and report paths (create.ts, report.ts) use of this service. */
+  private readonly core: Core;
 
   constructor(private readonly o: AuthorityCoreOptions) {
     this.ttl = o.credentialTtlMs ?? 10 * 60_000;
@@ -152,7 +125,18 @@ export class Authority {
     this.rows = new VmRows((id) => reads.submit(id), !this.shared);
     this.boot = new BootGate(r, o.pack, o.secret, this.rows, OVERLAP);
     this.fences = new Fences(r, OVERLAP);
-    this.policy = new PolicyGate(o, this.pending);
+    this.policy = new PolicyGate(o);
+    this.core = {
+      o,
+      pending: this.pending,
+      rows: this.rows,
+      ahead: this.ahead,
+      inserts: this.inserts,
+      transitions: this.transitions,
+      fences: this.fences,
+      policy: this.policy,
+      credentials: (dataCenter, requestId) => this.credentials(dataCenter, requestId),
+    };
   }
 
   private get lifecycle() {
@@ -188,7 +172,7 @@ export class Authority {
     // Queued for the VM at once (calls about one VM run in the order they came), the credentials prepared inside.
     return this.rows.serial(req.vmId, async () => {
       await this.o.credentialBroker?.prepare(caller);
-      return req.kind === 'create' ? (await this.authorizeCreate(caller, req)).answer : this.authorizeEdge(caller, req);
+      return req.kind === 'create' ? (await authorizeCreate(this.core, caller, req)).answer : this.authorizeEdge(caller, req);
     });
   }
 
@@ -239,13 +223,21 @@ export class Authority {
       // fresh read). An override used is recorded in it, with who and why.
       const bootToken = operation === 'boot' ? randomToken(24) : undefined;
       const intent = intentOf(req, to, operation);
-      await this.intents.submit({
-        vmId: vm.id,
-        row: { from: req.from, outcome: 'ok', ...intent, ...(policy.note ? { detail: `${intent.detail}; ${policy.note}` } : {}) },
-        expectedVersion: vm.version,
-        ...(bootToken !== undefined ? { bootTokenHash: sha256(bootToken) } : {}),
-      });
-      return this.approve(caller, req, { vm, to, operation, ...(bootToken !== undefined ? { bootToken } : {}) }, { grow: policy.grow, owner: policy.owner });
+      const row = { from: req.from, outcome: 'ok' as const, ...intent, ...(policy.note ? { detail: `${intent.detail}; ${policy.note}` } : {}) };
+      if (policy.grow) {
+        // A grow where limits apply: checked by the record, and reserved, in
+        // the transaction that writes its intent (so racing replicas never
+        // both take the last quota or capacity).
+        try {
+          await this.o.record.reserveGrow({ stack: vm.stack, vmId: vm.id, expectedVersion: vm.version, owner: policy.grow.owner, size: req.size!, budget: policy.grow.budget, row, ttlMs: this.ttl });
+        } catch (err) {
+          if (!(err instanceof BudgetExceededError)) throw err;
+          return refuse(err.diagnostics[0].detail, err.which === 'owner' ? 'over-quota' : 'over-capacity');
+        }
+      } else {
+        await this.intents.submit({ vmId: vm.id, row, expectedVersion: vm.version, ...(bootToken !== undefined ? { bootTokenHash: sha256(bootToken) } : {}) });
+      }
+      return this.approve(caller, req, { vm, to, operation, ...(bootToken !== undefined ? { bootToken } : {}) });
     });
   }
 
@@ -255,7 +247,7 @@ export class Authority {
    * `createVm` of an encrypted VM) and, unless it was moved at once, the
    * pending entry its report is checked against.
    */
-  private approve(caller: string, req: AuthorizeRequest, edge: Approved, opts: { moved?: boolean; grow?: Pending['grow']; owner?: string } = {}): AuthorizeResponse {
+  private approve(caller: string, req: AuthorizeRequest, edge: Approved, opts: { moved?: boolean } = {}): AuthorizeResponse {
     const { vm, to, operation } = edge;
     const res: AuthorizeResponse = {
       decision: 'approved',
@@ -283,128 +275,15 @@ export class Authority {
         operation,
         at: Date.now(),
         ...(req.kind === 'resize' && req.size ? { size: req.size } : {}),
-        ...(opts.grow ? { grow: opts.grow, owner: opts.owner } : {}),
       });
     }
     return res;
   }
 
-  /**
-   * authorize of a create, inside serial(): its answer, and the VM's row when
-   * it exists (now inserted, or found by a repeated create). With `next` (an
-   * advance), the edges that would be approved on the new row go into the
-   * insert's statement (foresee): `foreseen` lists them.
-   */
-  private async authorizeCreate(
-    caller: string,
-    req: AuthorizeRequest,
-    next: readonly AuthorizeRequest[] = [],
-    ahead = false,
-  ): Promise<{ answer: AuthorizeResponse; row?: VmRow; foreseen?: Foreseen[] }> {
-    const no = (r: { reason: string; refusal: WireCode }) => ({ answer: veto(r.reason, undefined, r.refusal) });
-    const judged = judgeCreate(this.o.pack, this.o.stackName, caller, req);
-    if (!judged.ok) return no(judged);
-    const spec = req.vm!;
-    const facts: RequestFacts = {
-      kind: 'create',
-      stack: spec.stack,
-      fleet: spec.fleet,
-      address: formatVmAddress(spec.fleet, spec.index),
-      owner: spec.owner,
-      dataCenter: caller,
-      image: spec.image,
-      size: spec.size,
-      encryptedDisk: spec.encryptedDisk,
-      from: null,
-      to: this.lifecycle.initial,
-      operation: 'insert',
-    };
-    const rules = judgeRequestRules(this.o.pack, facts);
-    if (!rules.ok) return no(rules);
-    // Quota and capacity: checked by the record in the insert's transaction (record/budget.ts).
-    const budget = createBudget(this.o.pack, this.o.capacity ?? {}, spec.owner, caller);
-    const { realImage, modified, reason } = judged;
-    const fence = await this.fences.fenced(spec.stack, spec.fleet, req.fencingToken);
-    if (fence !== undefined) return no(fence);
-    const again = (existing: VmRow) => {
-      const repeated = judgeRepeatedCreate(caller, existing);
-      if (!repeated.ok) return no(repeated);
-      return { answer: { decision: modified ? 'modified' : 'approved', reason, operation: 'insert', realImage, vm: toAuthorityVm(existing) } satisfies AuthorizeResponse, row: existing };
-    };
-    if (spec.replaces !== undefined) {
-      // A repeated create (the DMZ client lost our answer) gets the same answer, even once the old VM is gone.
-      const existing = await this.rows.get(req.vmId);
-      if (existing) return again(existing);
-      const replaced = judgeReplaced(caller, spec, await this.o.record.getVm(spec.replaces));
-      if (!replaced.ok) return no(replaced);
-    }
-    const initial = this.lifecycle.initial;
-    const newVm: NewVm = {
-      id: req.vmId,
-      stack: spec.stack,
-      fleet: spec.fleet,
-      owner: spec.owner,
-      index: spec.index,
-      dataCenter: caller,
-      state: initial,
-      desiredState: spec.desiredState,
-      specHash: spec.specHash,
-      ...(spec.replaces !== undefined ? { replaces: spec.replaces } : {}),
-      image: spec.image,
-      realImage,
-      size: spec.size,
-      encryptedDisk: spec.encryptedDisk,
-    };
-    const ctx: ChangeContext = { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason };
-    // The row the insert makes, as far as judgeEdge reads it (and answers carry it).
-    const inserted: VmRow = {
-      ...newVm,
-      id: req.vmId,
-      address: formatVmAddress(newVm.fleet, newVm.index),
-      name: `${newVm.stack}-${newVm.fleet}-${newVm.index}`,
-      realImage,
-      cloudId: null,
-      version: 1,
-      createdAt: '',
-      updatedAt: '',
-      retiredAt: null,
-      deposed: false,
-    };
-    // A replacement also deposes the old VM (its own transaction) and carries no chain; plain creates go in batches.
-    const foreseen = newVm.replaces === undefined ? foresee(this.o.pack, caller, next, inserted, { ahead, plain: this.policy.plain() }) : [];
-    let vm: VmRow;
-    try {
-      if (newVm.replaces !== undefined) vm = await this.o.record.insertVm(newVm, ctx, budget);
-      else vm = await this.inserts.submit({ vm: newVm, ctx, budget, ...onward(caller, foreseen) });
-    } catch (err) {
-      if (err instanceof BudgetExceededError) return no({ reason: err.diagnostics[0].detail, refusal: err.which === 'owner' ? 'over-quota' : 'over-capacity' });
-      if (!(err instanceof VersionConflictError)) throw err;
-      if (err.key === req.vmId) {
-        // A repeated create (the DMZ client lost our answer): same VM, same answer.
-        const existing = await this.rows.get(req.vmId);
-        if (existing) return again(existing);
-      }
-      return no(addressTaken(spec, err.message));
-    }
-    this.rows.remember(vm);
-    return {
-      answer: {
-        decision: modified ? 'modified' : 'approved',
-        reason,
-        operation: 'insert',
-        realImage,
-        credentials: this.credentials(caller, req.requestId),
-        vm: toAuthorityVm(rowAt(vm, inserted)),
-      },
-      row: vm,
-      foreseen,
-    };
-  }
-
   async report(caller: string, req: ReportRequest): Promise<ReportResponse> {
     const reporter = judgeCaller(caller, req, 'report');
     if (!reporter.ok) throw new WireError(reporter.refusal, reporter.reason);
-    return this.rows.serial(req.vmId, async () => (await this.settle(caller, req)).report);
+    return this.rows.serial(req.vmId, async () => (await settle(this.core, caller, req)).report);
   }
 
   /**
@@ -437,7 +316,7 @@ export class Authority {
   private async advanceCreate(caller: string, create: AuthorizeRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
     const foreign = vetoForeign(caller, create);
     if (foreign) return { create: foreign, next: [] };
-    const made = await this.authorizeCreate(caller, create, next, ahead);
+    const made = await authorizeCreate(this.core, caller, create, next, ahead);
     if (made.answer.decision === 'vetoed' || !made.row) return { create: made.answer, next: [] };
     return { create: made.answer, next: await this.chain(caller, next, made.row, this.lifecycle.initial, made.foreseen) };
   }
@@ -447,12 +326,12 @@ export class Authority {
     const known = next.length > 0 ? await this.rows.get(report.vmId) : undefined;
     const fence = known ? await this.fences.fenced(known.stack, known.fleet, next[0].fencingToken) : undefined;
     if (fence !== undefined) {
-      const r = (await this.settle(caller, report)).report;
+      const r = (await settle(this.core, caller, report)).report;
       const vm = await this.rows.get(report.vmId);
       if (vm) await this.o.record.addHistory(vm.id, { from: next[0].from, to: next[0].to ?? next[0].from ?? '', outcome: 'vetoed', actor: `dmz-client:${caller}`, planId: next[0].planId, requestId: next[0].requestId, detail: fence.reason });
       return { report: r, next: [{ authorize: veto(fence.reason, vm, fence.refusal) }] };
     }
-    const settled = await this.settle(caller, report, { next, ahead });
+    const settled = await settle(this.core, caller, report, { next, ahead });
     const r = settled.report;
     if (r.effect !== 'moved' && r.effect !== 'already') return { report: r, next: [] };
     return { report: r, next: await this.chain(caller, next, settled.row, report.to, settled.foreseen) };
@@ -498,148 +377,12 @@ export class Authority {
         steps.push({ authorize });
         return;
       }
-      const moved = (await this.settle(caller, noneReport(caller, req))).report;
+      const moved = (await settle(this.core, caller, noneReport(caller, req))).report;
       steps.push({ authorize, moved });
       if (moved.effect !== 'moved') return;
     }
   }
 
-  /**
-   * report, inside serial(). With `next` (advance), an ok transition also
-   * writes, in its statement, the edges of next that would be approved on
-   * the row it makes (foresee), and says so in `foreseen`; `row` is the VM's
-   * row afterwards.
-   */
-  private settle(
-    caller: string,
-    req: ReportRequest,
-    chain?: { next: readonly AuthorizeRequest[]; ahead: boolean },
-  ): Promise<{ report: ReportResponse; row: VmRow; foreseen?: Foreseen[] }> {
-    const next = chain?.next;
-    // The edge approved ahead after this one: its intent rides with this
-    // report's transition. A failure, or a report refused, drops the VM's
-    // approvals ahead (a repeated ok report keeps them).
-    const queued = this.ahead.get(req.vmId);
-    const following = !next && req.outcome === 'ok' && queued?.[0].from === req.to ? queued[0] : undefined;
-    if (req.outcome !== 'ok') this.ahead.drop(req.vmId);
-    type Settled = { report: ReportResponse; row: VmRow; foreseen?: Foreseen[] };
-    return this.rows.decideOn(req.vmId, async (vm, remembered): Promise<Settled> => {
-      // Anything but the common case is decided again on a fresh read.
-      const refuse = (code: WireCode, message: string): never => {
-        if (remembered) throw new StaleRow(message);
-        throw new WireError(code, message);
-      };
-      const answer = (row: VmRow, effect: ReportResponse['effect']) => ({ report: { vm: toAuthorityVm(row), effect }, row });
-      // The approval the report answers: remembered, else (the authority
-      // restarted in between) as the intent row in the record says it.
-      let pending = this.pending.get(req.requestId);
-      if (!pending && vm) {
-        // Looked up on a fresh read only (a remembered row is read again first).
-        if (remembered) throw new StaleRow('no approval remembered');
-        pending = approvedEarlier(this.lifecycle, vm, await this.o.record.approvalOf(vm.id, req.requestId));
-      }
-      const judged = judgeReport(this.lifecycle, caller, req, vm, pending);
-      if (!judged.ok) {
-        if (ROW_REFUSALS.includes(judged.refusal)) return refuse(judged.refusal, judged.reason);
-        throw new WireError(judged.refusal, judged.reason);
-      }
-      // judgeReport refuses a report without a VM.
-      const row = vm!;
-      const ctx = { actor: `dmz-client:${caller}`, planId: req.planId, requestId: req.requestId };
-      if (req.outcome === 'ok') {
-        if (judged.resize) {
-          const size = req.size!;
-          if (judged.repeated) {
-            if (remembered) throw new StaleRow('reported already');
-            return answer(row, 'already');
-          }
-          const updated = await this.o.record.updateVm(row.id, row.version, { size }, { ...ctx, detail: `resized to ${historySize(size)}` });
-          // A resize moves no state, so no transition row carries its outcome
-          // or the intent of the edge approved ahead after it: both are
-          // history rows of their own (else history stops at the resize's
-          // intent, and the rest of the chain's intents are never written).
-          const done = `${req.detail ?? 'resize done'}: resized to ${historySize(size)}`;
-          const rows: HistoryItem[] = [{ vmId: row.id, row: { from: row.state, to: row.state, ...reportCtx(caller, req, 'ok', done) } }];
-          if (following) rows.push({ vmId: row.id, row: { from: row.state, outcome: 'ok', ...following.intent } });
-          const problems = (await this.o.record.addHistoryMany(rows)).filter((p) => p !== undefined);
-          if (problems.length > 0) throw problems[0];
-          if (following) this.ahead.shift(req.vmId);
-          this.rows.remember(updated);
-          this.pending.delete(req.requestId);
-          return answer(updated, 'moved');
-        }
-        if (row.state === req.to) {
-          if (remembered) throw new StaleRow('already there');
-          return answer(row, 'already');
-        }
-        if (row.state !== req.from) {
-          // An advance sent again after its answer was lost finds the VM past
-          // req.to along its chain's `none` edges: already (chain answers them).
-          if (!remembered && next && passedAlready(this.lifecycle, row, req.to, next) > 0) return answer(row, 'already');
-          return refuse('state-moved', `VM ${row.address} is ${row.state}, not ${req.from}`);
-        }
-        // Its approval was reported already and the VM came back to `from` since: a report is taken once.
-        if (judged.repeated) return refuse('report-repeated', `request ${req.requestId} was reported already (VM ${row.address} moved ${req.from} -> ${req.to} then); a report is taken once`);
-        const patch: TransitionItem['patch'] & {} = {};
-        if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
-        if (this.lifecycle.isTerminal(req.to)) patch.retire = true;
-        // The row the transition makes, as far as judgeEdge reads it (timestamps aside).
-        const after: VmRow = {
-          ...row,
-          state: req.to,
-          version: row.version + 1,
-          cloudId: patch.cloudId ?? row.cloudId,
-          retiredAt: patch.retire ? new Date().toISOString() : row.retiredAt,
-        };
-        // A chain that commits the VM to deletion is foreseen only when its fleet is not protected (read now; else the service judges it, override included).
-        const deleting = next?.some((n) => n.to !== undefined && this.policy.entersDeletion(n.from, n.to));
-        const fleetProtected = deleting ? ((await this.o.record.listFleets(row.stack, [row.fleet]))[0]?.protected ?? false) : undefined;
-        const foreseen = next ? foresee(this.o.pack, caller, next, after, { ahead: chain.ahead, plain: this.policy.plain(fleetProtected) }) : [];
-        const moved = await this.transitions.submit({
-          stack: row.stack,
-          fleet: row.fleet,
-          id: row.id,
-          expectedVersion: row.version,
-          to: req.to,
-          ctx: reportCtx(caller, req, 'ok', req.detail ?? null),
-          patch,
-          ...onward(caller, foreseen),
-          ...(following ? { intent: following.intent } : {}),
-        });
-        this.rows.remember(moved);
-        this.pending.delete(req.requestId);
-        // Its intent is written: from now on it is an edge like any authorized one.
-        if (following) this.ahead.shift(req.vmId);
-        return { report: { vm: toAuthorityVm(rowAt(moved, after)), effect: 'moved' }, row: moved, foreseen };
-      }
-      if (judged.repeated) {
-        // A failure reported again (its answer was lost): nothing more to write.
-        if (remembered) throw new StaleRow('reported already');
-        return answer(row, 'noted');
-      }
-      const failTo = failureEdge(this.lifecycle, req.from);
-      if (failTo !== undefined && row.state === req.from) {
-        const moved = await this.transitions.submit({
-          stack: row.stack,
-          fleet: row.fleet,
-          id: row.id,
-          expectedVersion: row.version,
-          to: failTo,
-          ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' },
-        });
-        this.rows.remember(moved);
-        this.pending.delete(req.requestId);
-        return answer(moved, 'failed');
-      }
-      if (remembered) throw new StaleRow('failure without a failure edge');
-      this.pending.delete(req.requestId);
-      await this.o.record.addHistory(row.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
-      return answer(row, 'noted');
-    }).catch((err: unknown) => {
-      this.ahead.drop(req.vmId);
-      throw err;
-    });
-  }
 
   /** A booting VM asks for its disk key (boot.ts). */
   bootAuthorize(caller: string, req: BootAuthorizeRequest): Promise<BootAuthorizeResponse> {

@@ -165,9 +165,6 @@ export interface Pending {
   at: number;
   /** A resize: the size approved (its report must name the same). */
   size?: VmSize;
-  /** A resize that grows: what it adds until reported, and the fleet's owner (counted by judgeResize). */
-  grow?: { cpu: number; memoryGiB: number };
-  owner?: string;
   /** Found in the record (approvedEarlier): its report was taken already. */
   reported?: boolean;
   /** Found in the record: the intent row's detail (a resize's names the size, as historySize writes it). */

@@ -5,9 +5,9 @@
 import type { AuthorizeRequest, Decided, Refusal } from '../../protocol/index.ts';
 import { Batched } from '../durability/index.ts';
 import type { LoadedPack, RequestFacts } from '../policy/types.ts';
-import type { FleetFence, FleetRecord, VmRow } from '../record/index.ts';
-import { judgeFence, type Pending } from './decisions.ts';
-import { capacityOf, commitsToDeletion, judgeProtect, judgeRequestRules, judgeResize, type Capacities } from './policy.ts';
+import type { Budget, FleetFence, FleetRecord, VmRow } from '../record/index.ts';
+import { judgeFence } from './decisions.ts';
+import { anyQuota, capacityOf, commitsToDeletion, judgeProtect, judgeRequestRules, quotaOf, type Capacities } from './policy.ts';
 
 const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
 
@@ -18,14 +18,9 @@ export class PolicyGate {
   /** Whether owner-quota is mandatory and limits anyone. */
   private readonly anyQuota: boolean;
 
-  constructor(
-    private readonly o: { record: FleetRecord; pack: LoadedPack; capacity?: Capacities; adminTokens?: readonly string[] },
-    /** The authority's approvals waiting for their report: the resizes among them reserve what they grow. */
-    private readonly pending: ReadonlyMap<string, Pending>,
-  ) {
+  constructor(private readonly o: { record: FleetRecord; pack: LoadedPack; capacity?: Capacities; adminTokens?: readonly string[] }) {
     this.requestRules = [...o.pack.rules.values()].some((x) => x.enforcement === 'mandatory' && x.rule.checkRequest !== undefined);
-    const quota = o.pack.rules.get('owner-quota');
-    this.anyQuota = quota?.enforcement === 'mandatory' && Object.keys((quota.config.limits ?? {}) as object).length > 0;
+    this.anyQuota = anyQuota(o.pack);
   }
 
   /**
@@ -52,34 +47,21 @@ export class PolicyGate {
     return commitsToDeletion(this.o.pack.lifecycle, to) && (from === null || !commitsToDeletion(this.o.pack.lifecycle, from));
   }
 
-  /** Whether a resize grows `vm` where a quota or the data center's capacity may limit it (then judgeResize decides, on a fresh read). */
+  /** Whether a resize grows `vm` where a quota or the data center's capacity may limit it (then the record decides, with the intent: FleetRecord.reserveGrow). */
   limitsResize(req: AuthorizeRequest, vm: VmRow): boolean {
     if (req.kind !== 'resize' || !req.size || (req.size.cpu <= vm.size.cpu && req.size.memoryGiB <= vm.size.memoryGiB)) return false;
     return this.anyQuota || capacityOf(this.o.pack, this.o.capacity ?? {}, vm.dataCenter) !== undefined;
   }
 
-  /** What resizes approved and not yet reported add, per owner and per data center (judgeResize). */
-  private reserved() {
-    const sum = (match: (p: Pending) => boolean) => {
-      const out = { cpu: 0, memoryGiB: 0 };
-      for (const p of this.pending.values()) {
-        if (p.grow && match(p)) {
-          out.cpu += p.grow.cpu;
-          out.memoryGiB += p.grow.memoryGiB;
-        }
-      }
-      return out;
-    };
-    return { owner: (o: string) => sum((p) => p.owner === o), dataCenter: (dc: string) => sum((p) => p.dataCenter === dc) };
-  }
-
   /**
    * The policy at the authority on an edge of `vm` (policy.ts), on the
-   * record as it is now: protect (with the request's override), a resize's
-   * quota and capacity, and request-level rules. Approved: what the intent
-   * row adds (an override used) and what a resize reserves.
+   * record as it is now: protect (with the request's override) and
+   * request-level rules. Approved: what the intent row adds (an override
+   * used) and, for a resize that grows where limits apply, the budget the
+   * record checks it against in the transaction that writes its intent
+   * (FleetRecord.reserveGrow), with the fleet's owner as the record holds it.
    */
-  async judge(req: AuthorizeRequest, to: string, vm: VmRow, operation: string): Promise<Decided<{ note?: string; grow?: Pending['grow']; owner?: string }>> {
+  async judge(req: AuthorizeRequest, to: string, vm: VmRow, operation: string): Promise<Decided<{ note?: string; grow?: { owner: string; budget: Budget } }>> {
     const deleting = this.entersDeletion(req.from, to);
     const growing = this.limitsResize(req, vm);
     if (!deleting && !growing && !this.requestRules) return { ok: true };
@@ -91,13 +73,11 @@ export class PolicyGate {
       if (!judged.ok) return judged;
       note = judged.overridden;
     }
-    let grow: Pending['grow'];
+    let grow: { owner: string; budget: Budget } | undefined;
     if (growing) {
-      const size = req.size!;
-      const usage = await this.o.record.usage(vm.stack, { excludeFleets: [] });
-      const judged = judgeResize(this.o.pack, this.o.capacity ?? {}, vm, owner, size, usage, this.reserved());
-      if (!judged.ok) return judged;
-      grow = { cpu: Math.max(0, size.cpu - vm.size.cpu), memoryGiB: Math.max(0, size.memoryGiB - vm.size.memoryGiB) };
+      const quota = quotaOf(this.o.pack, owner);
+      const dc = capacityOf(this.o.pack, this.o.capacity ?? {}, vm.dataCenter);
+      grow = { owner, budget: { ...(quota ? { owner: quota } : {}), ...(dc ? { dataCenter: dc } : {}) } };
     }
     if (this.requestRules) {
       const facts: RequestFacts = {
@@ -117,7 +97,7 @@ export class PolicyGate {
       const judged = judgeRequestRules(this.o.pack, facts);
       if (!judged.ok) return judged;
     }
-    return { ok: true, ...(note ? { note } : {}), ...(grow ? { grow, owner } : {}) };
+    return { ok: true, ...(note ? { note } : {}), ...(grow ? { grow } : {}) };
   }
 }
 

@@ -3,21 +3,23 @@
 // judged per request, decided again by the authority on what the record holds
 // at the moment of the request, whatever the plan said. Pure functions over
 // their arguments; the service (authority.ts) reads the record and hands the
-// limits to the record's insert (record/budget.ts), so quota and capacity of
-// a create are checked in the transaction that records it.
+// limits to the record's insert (record/budget.ts) or grow (record/grow.ts),
+// so quota and capacity of a create or a resize that grows are checked in
+// the transaction that records it.
 //
 // | rule                   | judged here                                                            |
 // | ---------------------- | ---------------------------------------------------------------------- |
-// | owner-quota            | createBudget (the record checks it at insert); judgeResize              |
-// | datacenter-capacity    | createBudget, with the stack's capacity per data center; judgeResize    |
+// | owner-quota            | createBudget (the record checks it at insert, with the fleet's recorded owner); a grow: gate.ts, record/grow.ts |
+// | datacenter-capacity    | createBudget, with the stack's capacity per data center; a grow likewise |
 // | protect                | judgeProtect: an edge that commits a VM of a protected fleet to deletion |
 // | allowed-images         | judgeCreate (decisions.ts): no translation, no create                   |
 // | require-encrypted-disk | its checkRequest, with an empty match (labels are not in the record)    |
 // | custom rules           | their checkRequest, when the pack declares one                          |
 import { timingSafeEqual } from 'node:crypto';
-import type { Budget, Limits, UsageRow, VmRow } from '../record/index.ts';
+import type { Budget, Limits, VmRow } from '../record/index.ts';
 import type { Lifecycle, LoadedPack, RequestFacts } from '../policy/types.ts';
-import { overrideProof, refuse, type Decided, type Override, type VmSize } from '../../protocol/index.ts';
+import { ownerLimits } from '../policy/index.ts';
+import { overrideProof, refuse, type Decided, type Override } from '../../protocol/index.ts';
 
 /** The capacity of each data center of the stack (stack.yaml dataCenters[].capacity). */
 export type Capacities = Readonly<Record<string, Limits>>;
@@ -26,11 +28,23 @@ function mandatory(pack: LoadedPack, rule: string, fallback: 'mandatory' | 'disa
   return (pack.rules.get(rule)?.enforcement ?? fallback) === 'mandatory';
 }
 
-/** The limits of owner `owner` when owner-quota is mandatory and sets any. */
+/**
+ * The limits of owner `owner` when owner-quota is mandatory and sets any:
+ * its own entry in `limits`, else the rule's `unlisted` limits (each owner
+ * not listed on its own; engine/policy/budget.ts ownerLimits).
+ */
 export function quotaOf(pack: LoadedPack, owner: string): Limits | undefined {
   if (!mandatory(pack, 'owner-quota')) return undefined;
-  const limits = ((pack.rules.get('owner-quota')?.config.limits ?? {}) as Record<string, Limits>)[owner];
+  const limits = ownerLimits(pack.rules.get('owner-quota')?.config ?? {}, owner);
   return limits && Object.keys(limits).length > 0 ? limits : undefined;
+}
+
+/** Whether owner-quota is mandatory and limits any owner (listed, or `unlisted`): then every create is checked under the record's budget lock. */
+export function anyQuota(pack: LoadedPack): boolean {
+  if (!mandatory(pack, 'owner-quota')) return false;
+  const config = pack.rules.get('owner-quota')?.config ?? {};
+  const all = [...Object.values((config.limits ?? {}) as Record<string, Limits>), ...(config.unlisted ? [config.unlisted as Limits] : [])];
+  return all.some((l) => Object.keys(l).length > 0);
 }
 
 /** The capacity of `dataCenter` when datacenter-capacity is mandatory (its default) and the stack sets any. */
@@ -40,44 +54,17 @@ export function capacityOf(pack: LoadedPack, capacity: Capacities, dataCenter: s
   return c && Object.values(c).some((v) => v !== undefined) ? c : undefined;
 }
 
-/** What a create by `owner` in `dataCenter` must stay within (the record checks it with the insert). */
+/**
+ * What a create by `owner` in `dataCenter` must stay within (the record
+ * checks it with the insert). `owner` is the one the request names: the
+ * record refuses it unless the fleet's row holds the same owner (or the
+ * fleet has no row yet), so the limits are those of the fleet's owner.
+ * Where any owner has limits, every create is guarded (Budget.guard).
+ */
 export function createBudget(pack: LoadedPack, capacity: Capacities, owner: string, dataCenter: string): Budget {
   const owner_ = quotaOf(pack, owner);
   const dc = capacityOf(pack, capacity, dataCenter);
-  return { ...(owner_ ? { owner: owner_ } : {}), ...(dc ? { dataCenter: dc } : {}) };
-}
-
-/**
- * Whether a resize of `vm` to `size` fits: `usage` is the stack's live VMs
- * summed (FleetRecord.usage), `reserved` what resizes approved and not yet
- * reported add (vCPU and memory, per owner and per data center).
- */
-export function judgeResize(
-  pack: LoadedPack,
-  capacity: Capacities,
-  vm: VmRow,
-  owner: string,
-  size: VmSize,
-  usage: readonly UsageRow[],
-  reserved: { owner: (o: string) => { cpu: number; memoryGiB: number }; dataCenter: (dc: string) => { cpu: number; memoryGiB: number } },
-): Decided {
-  const grow = { cpu: size.cpu - vm.size.cpu, memoryGiB: size.memoryGiB - vm.size.memoryGiB };
-  if (grow.cpu <= 0 && grow.memoryGiB <= 0) return { ok: true };
-  const check = (limits: Limits | undefined, rows: readonly UsageRow[], extra: { cpu: number; memoryGiB: number }, code: 'over-quota' | 'over-capacity', what: string): Decided => {
-    if (!limits) return { ok: true };
-    for (const k of ['cpu', 'memoryGiB'] as const) {
-      const limit = limits[k];
-      if (limit === undefined || grow[k] <= 0) continue;
-      const used = rows.reduce((n, r) => n + r[k], 0) + extra[k];
-      if (used + grow[k] > limit + 1e-9) {
-        return refuse(code, `resizing ${vm.address} to ${size.cpu} vCPU / ${size.memoryGiB} GiB needs ${grow[k]} more ${k === 'cpu' ? 'vCPUs' : 'GiB of memory'}; ${what} allows ${limit}, ${used} in use`);
-      }
-    }
-    return { ok: true };
-  };
-  const q = check(quotaOf(pack, owner), usage.filter((u) => u.owner === owner), reserved.owner(owner), 'over-quota', `the quota of owner ${owner}`);
-  if (!q.ok) return q;
-  return check(capacityOf(pack, capacity, vm.dataCenter), usage.filter((u) => u.dataCenter === vm.dataCenter), reserved.dataCenter(vm.dataCenter), 'over-capacity', `the capacity of data center ${vm.dataCenter}`);
+  return { ...(owner_ ? { owner: owner_ } : {}), ...(dc ? { dataCenter: dc } : {}), ...(anyQuota(pack) ? { guard: true } : {}) };
 }
 
 /**

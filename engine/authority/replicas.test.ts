@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPack } from '../../providers/testing.ts';
 import { openRecord } from '../record/index.ts';
 import type { SqlRecord } from '../record/record.ts';
-import { bootAttempts, testBackends, type TestRecord } from '../record/testing.ts';
+import { bootAttempts, testBackends, testPostgresUrl, type TestRecord } from '../record/testing.ts';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import type { AuthorizeRequest, AuthorizeVm, ReportRequest } from '../../protocol/index.ts';
@@ -167,4 +167,62 @@ describe.each(testBackends())('two authority replicas over one record on $name',
     // One move per edge since the create: versions 1 (Requested) to 5 (Starting).
     expect(vm.version).toBe(5);
   });
+});
+
+/**
+ * Two replicas (each with its own PostgreSQL pool) racing resizes that grow
+ * for the last of an owner's vCPU quota, many rounds: the grow is checked
+ * and reserved in the transaction that writes its intent (record/grow.ts),
+ * so the approvals of both replicas together never exceed the quota, and
+ * the record's sizes after the reports do not either.
+ */
+describe.skipIf(!testPostgresUrl())('grows raced through two replicas on PostgreSQL', () => {
+  it('never exceed the owner quota (30 rounds, 4 grows a round for 1 to 3 free vCPUs)', async () => {
+    const [pgBackend] = testBackends().filter((b) => b.name === 'postgres');
+    const db = await pgBackend.freshUrl();
+    const records = [await openRecord(db.url), await openRecord(db.url)];
+    const ROUNDS = 30;
+    const free = (r: number) => 1 + (r % 3);
+    const limits: Record<string, { cpu: number }> = {};
+    for (let r = 0; r < ROUNDS; r++) limits[`team-g${r}`] = { cpu: 4 + free(r) };
+    const base = await defaultPack();
+    const rules = new Map(base.rules);
+    rules.set('owner-quota', { ...rules.get('owner-quota')!, enforcement: 'mandatory', config: { limits } });
+    const pack: LoadedPack = { ...base, rules };
+    const [a, b] = records.map((record) => new Authority({ record, pack, stackName: STACK, secret: SECRET, replicas: 2 }));
+    try {
+      for (let r = 0; r < ROUNDS; r++) {
+        const fleet = `g${r}`;
+        const owner = `team-g${r}`;
+        // Four 1-vCPU VMs at PoweredOff: 4 of the owner's 4 + free(r) vCPUs in use.
+        const ids: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          const id = randomUUID();
+          const c = createOf(id, i);
+          c.vm = { ...c.vm!, fleet, owner, name: `${STACK}-${fleet}-${i}` };
+          expect((await a.authorize(DC, c)).decision).not.toBe('vetoed');
+          for (const [from, to] of [['Requested', 'BeingCreated'], ['BeingCreated', 'PoweredOff']]) {
+            const req = edge(id, from, to);
+            expect((await a.authorize(DC, req)).decision).toBe('approved');
+            await a.report(DC, reportOf(req, to === 'PoweredOff' ? { cloudId: `cloud-${id}` } : {}));
+          }
+          ids.push(id);
+        }
+        // Each VM asked to grow to 2 vCPUs, two through each replica, all at once.
+        const size = { cpu: 2, memoryGiB: 2, diskGiB: 10 };
+        const grows = ids.map((id): AuthorizeRequest => ({ ...edge(id, 'PoweredOff', 'PoweredOff'), kind: 'resize', size }));
+        const answers = await Promise.all(grows.map((g, i) => (i % 2 === 0 ? a : b).authorize(DC, g)));
+        const approved = grows.filter((_, i) => answers[i].decision === 'approved');
+        expect(answers.filter((x) => x.decision === 'vetoed').every((x) => x.reason.includes(`the quota of owner ${owner}`))).toBe(true);
+        expect({ round: r, approved: approved.length }).toEqual({ round: r, approved: free(r) });
+        // The approved ones reported (to either replica): the record holds at most the quota.
+        await Promise.all(approved.map((g, i) => (i % 2 === 0 ? b : a).report(DC, reportOf(g, { size }))));
+        const cpu = (await records[0].listVms(STACK)).filter((v) => v.fleet === fleet).reduce((n, v) => n + v.size.cpu, 0);
+        expect({ round: r, cpu }).toEqual({ round: r, cpu: 4 + free(r) });
+      }
+    } finally {
+      for (const rec of records) await rec.close();
+      await db.drop();
+    }
+  }, 180_000);
 });

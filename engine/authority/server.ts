@@ -147,11 +147,14 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
       draining: () => draining,
     },
   });
-  /** One log line and one count per decision: data center, VM, edge, decision, reason and its code; never the credentials or tokens the answer carries. */
+  /**
+   * One log line and one count per decision: data center, VM, edge, decision, reason and its code; never the credentials or tokens the answer carries.
+   * A veto at info, an approval at debug (issue 20: a line per approval was a tenth of the authority's CPU in an apply; docs/operations.md "Logs").
+   */
   const decided = (log: FastifyBaseLogger, caller: string, req: AuthorizeRequest, r: AuthorizeResponse, t0: number): AuthorizeResponse => {
     const code = reasonCode(r);
     metrics.decisions.inc({ outcome: r.decision, reason: code });
-    log.info(
+    log[r.decision === 'vetoed' ? 'info' : 'debug'](
       {
         dataCenter: caller,
         vm: r.vm?.address ?? (req.vm ? `${req.vm.fleet}/${req.vm.index}` : undefined),
@@ -171,7 +174,9 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     return r;
   };
   const reported = (log: FastifyBaseLogger, caller: string, req: ReportRequest, r: ReportResponse, t0: number): ReportResponse => {
-    log.info({ dataCenter: caller, vm: r.vm.address, vmId: req.vmId, requestId: req.requestId, from: req.from, to: req.to, outcome: req.outcome, effect: r.effect, state: r.vm.state, ms: ms(t0) }, 'report');
+    // A report of a move carried out (moved, or already there) at debug; a failure and a noted report at info.
+    const level = req.outcome === 'ok' && (r.effect === 'moved' || r.effect === 'already') ? 'debug' : 'info';
+    log[level]({ dataCenter: caller, vm: r.vm.address, vmId: req.vmId, requestId: req.requestId, from: req.from, to: req.to, outcome: req.outcome, effect: r.effect, state: r.vm.state, ms: ms(t0) }, 'report');
     return r;
   };
   const advanced = (log: FastifyBaseLogger, caller: string, req: AdvanceRequest, r: AdvanceResponse, t0: number): AdvanceResponse => {
@@ -183,8 +188,8 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   const booted = (log: FastifyBaseLogger, caller: string, req: BootAuthorizeRequest, r: BootAuthorizeResponse, t0: number): BootAuthorizeResponse => {
     const code = r.approved ? 'matches' : (codeOf(r) ?? 'denied');
     metrics.boots.inc({ outcome: r.approved ? 'approved' : 'denied', reason: code });
-    // The boot token and the disk key stay out: the VM, its cloud id and the verdict only.
-    log.info({ dataCenter: caller, vmId: req.vmId, cloudId: req.cloudId, decision: r.approved ? 'approved' : 'denied', reason: r.reason, code, ms: ms(t0) }, 'boot');
+    // The boot token and the disk key stay out: the VM, its cloud id and the verdict only. A denial at info, an approval at debug.
+    log[r.approved ? 'debug' : 'info']({ dataCenter: caller, vmId: req.vmId, cloudId: req.cloudId, decision: r.approved ? 'approved' : 'denied', reason: r.reason, code, ms: ms(t0) }, 'boot');
     return r;
   };
   app.get('/v1/health', { schema: doc('Liveness', { response: { 200: healthResponseSchema } }) }, async () => ({

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMetrics, registerHealth, registerMetrics, resolveLogLevel, timed, type Readiness, type ReadinessCheck } from './index.ts';
+import { LineBatcher, SECRET_KEYS, censor, createMetrics, registerHealth, registerMetrics, resolveLogLevel, timed, type Readiness, type ReadinessCheck } from './index.ts';
 
 let app: FastifyInstance | undefined;
 
@@ -93,5 +93,82 @@ describe('log level', () => {
     const r = resolveLogLevel(flag, env);
     expect(r.level).toBe(level);
     expect(r.diagnostics.map((d) => [d.code, d.detail])).toEqual(error ? [['apply.serve-config', error]] : []);
+  });
+});
+
+describe('log lines', () => {
+  it('censors every secret name at the top level and two levels down, copying only what holds one', () => {
+    const inner = { note: 'kept', deeper: { token: 'too-deep-is-fine' } };
+    const err = Object.assign(new Error('boom'), { credentials: 'err-secret' });
+    const obj = {
+      vm: 'web/0',
+      token: 'top-secret',
+      answer: { diskKey: 'k1', more: { bootToken: 'b1' }, inner },
+      arr: [{ password: 'p1' }, 'plain'],
+      headers: { authorization: 'Bearer x', cookie: 'c=1' },
+      err,
+    };
+    const before = JSON.stringify(obj);
+    const out = censor(obj);
+    expect(JSON.stringify(obj)).toBe(before);
+    expect(out).toMatchObject({
+      vm: 'web/0',
+      token: '[redacted]',
+      answer: { diskKey: '[redacted]', more: { bootToken: '[redacted]' } },
+      arr: [{ password: '[redacted]' }, 'plain'],
+      headers: { authorization: '[redacted]', cookie: '[redacted]' },
+    });
+    // Three levels down is past the reach (as the redact paths `*.*.k` were).
+    expect(out.answer.inner).toBe(inner);
+    // An error stays an error, its secret field censored.
+    expect(out.err).toBeInstanceOf(Error);
+    expect(out.err.message).toBe('boom');
+    expect((out.err as unknown as { credentials: string }).credentials).toBe('[redacted]');
+    // Nothing to censor: the same object back.
+    const clean = { a: 1, b: { c: [1, 2] } };
+    expect(censor(clean)).toBe(clean);
+  });
+
+  it('for generated objects, no secret value reachable within two levels survives', () => {
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    const names = [...SECRET_KEYS, 'vm', 'reason', 'answer', 'list', 'x'];
+    const gen = (depth: number): unknown => {
+      const kind = depth > 3 ? 0 : rnd(3);
+      if (kind === 0) return `v${rnd(1000)}`;
+      if (kind === 1) return Array.from({ length: rnd(3) }, () => gen(depth + 1));
+      return Object.fromEntries(Array.from({ length: rnd(4) }, () => [names[rnd(names.length)], gen(depth + 1)]));
+    };
+    /** Values under a secret name within the reach (keys at depth 0..2). */
+    const leaks = (v: unknown, depth: number): boolean => {
+      if (typeof v !== 'object' || v === null || depth > 2) return false;
+      return Object.entries(v).some(([k, x]) => (SECRET_KEYS.includes(k) && x !== '[redacted]') || leaks(x, depth + 1));
+    };
+    for (let i = 0; i < 500; i++) {
+      const obj = gen(0) as Record<string, unknown>;
+      const before = JSON.stringify(obj);
+      expect(leaks(censor(obj), 0)).toBe(false);
+      expect(JSON.stringify(obj)).toBe(before);
+    }
+  });
+
+  it('gathers lines into one write, in order, and writes them on flush', () => {
+    const writes: string[] = [];
+    const b = new LineBatcher({ write: (s) => void writes.push(s) });
+    b.write('a\n');
+    b.write('b\n');
+    expect(writes).toEqual([]);
+    b.flush();
+    expect(writes).toEqual(['a\nb\n']);
+    b.flush();
+    expect(writes).toHaveLength(1);
+  });
+
+  it('writes at the size limit without waiting', () => {
+    const writes: string[] = [];
+    const b = new LineBatcher({ write: (s) => void writes.push(s) });
+    const line = `${'x'.repeat(1023)}\n`;
+    for (let i = 0; i < 16; i++) b.write(line);
+    expect(writes).toEqual([line.repeat(16)]);
   });
 });

@@ -119,6 +119,15 @@ describe('ownerQuota', () => {
     expect(b.violations[0].message).toContain('granted 3 is below minCount 4');
   });
 
+  it("an owner `limits` does not list gets the rule's `unlisted` limits; a listed one its own", () => {
+    const pack = packWith([[ownerQuotaRule, 'mandatory', { limits: { 'team-b': { vms: 1 } }, unlisted: { vms: 3 } }]]);
+    const b = ownerQuota(pack, ctx({ fleets: [web] }), web, 10);
+    expect(b.grant!.reason).toBe('requested 10, granted 3: quota of team-a (vms 3)');
+    expect(ownerQuota(pack, ctx({ fleets: [other] }), other, 2).granted).toBe(1);
+    // Listed with no limits: not limited by `unlisted`.
+    expect(ownerQuota(packWith([[ownerQuotaRule, 'mandatory', { limits: { 'team-a': {} }, unlisted: { vms: 0 } }]]), ctx({ fleets: [web] }), web, 10).granted).toBe(10);
+  });
+
   it('advisory: no cut, an advisory violation', () => {
     const b = ownerQuota(quotaPack('advisory', { 'team-a': { vms: 6 } }), ctx({ fleets: [api, web], record: apiRows }), web, 10);
     expect(b.granted).toBe(10);

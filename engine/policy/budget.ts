@@ -87,6 +87,16 @@ function fitting(limits: Limits, used: Usage, per: Usage): { fits: number; bindi
 }
 
 /**
+ * The limits owner-quota's config sets for `owner`: its entry in `limits`,
+ * else `unlisted` (the limits of each owner not listed, on its own), else
+ * none. The authority reads them the same way (engine/authority/policy.ts).
+ */
+export function ownerLimits(config: Readonly<Record<string, unknown>>, owner: string): Limits | undefined {
+  const listed = (config.limits ?? {}) as Record<string, Limits>;
+  return Object.hasOwn(listed, owner) ? listed[owner] : (config.unlisted as Limits | undefined);
+}
+
+/**
  * owner-quota: how many members `fleet` may have in total. The fleet may have
  * at most N members, N the largest count such that the owner's usage outside
  * the fleet (see ownerUsage) plus N members of the fleet's size fits every
@@ -103,7 +113,7 @@ export function ownerQuota(
   const r = pack.rules.get('owner-quota');
   const ok: Budget = { granted: requestedTotal, violations: [] };
   if (!r || r.enforcement === 'disabled') return ok;
-  const limits = ((r.config.limits ?? {}) as Record<string, Limits>)[fleet.owner];
+  const limits = ownerLimits(r.config, fleet.owner);
   if (!limits) return ok;
   const used = ownerUsage(ctx, fleet, granted);
   const per: Usage = { vms: 1, cpu: fleet.size.cpu, memoryGiB: fleet.size.memoryGiB };

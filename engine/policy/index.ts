@@ -12,6 +12,6 @@ export {
   requireEncryptedDiskRule,
 } from './rules/builtin.ts';
 export { evaluateRules, type EvalContext } from './evaluate.ts';
-export { capacityEnforcement, capacityGrantFor, capacityLeft, ownerQuota, ownerUsage, type Usage } from './budget.ts';
+export { capacityEnforcement, capacityGrantFor, capacityLeft, ownerLimits, ownerQuota, ownerUsage, type Usage } from './budget.ts';
 export { GRAPH_FORMATS, renderDot, renderGraph, renderMermaid, type GraphFormat } from './graph.ts';
 export { fitInstanceType, instanceTypesOf } from './instance-types.ts';

@@ -78,3 +78,15 @@ export class BudgetExceededError extends FleetError {
     this.which = which;
   }
 }
+
+/**
+ * A create the record refused because it names another owner than the
+ * fleet's row holds (FleetRow.owner): a create never changes a fleet's
+ * owner. Nothing was written.
+ */
+export class OwnerMismatchError extends FleetError {
+  constructor(detail: string, address?: string) {
+    super(diag('record.owner-mismatch', detail, address !== undefined ? { address } : {}));
+    this.name = 'OwnerMismatchError';
+  }
+}

@@ -178,6 +178,24 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'fleet protection kept in the record: a fleet applied with protect: true stays protected when its spec file is removed',
     statements: [`ALTER TABLE fleets ADD COLUMN protected boolean NOT NULL DEFAULT false`],
   },
+  {
+    version: 6,
+    description: 'grows reserved: a resize that grows, approved and not yet reported, counts for quota and capacity (engine/record/grow.ts)',
+    statements: [
+      // One row per VM with a grow approved: the size it may reach, until its
+      // report (or a failure) clears it, or it expires with the approval's
+      // credentials. Budget checks count a VM at the larger of its size and this.
+      `CREATE TABLE vm_reservations (
+        vm_id text PRIMARY KEY,
+        stack text COLLATE "C" NOT NULL,
+        request_id text NOT NULL,
+        cpu double precision NOT NULL,
+        memory_gib double precision NOT NULL,
+        expires_at timestamptz NOT NULL
+      )`,
+      `CREATE INDEX vm_reservations_stack ON vm_reservations (stack)`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -166,11 +166,13 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
       expect(await r.listFleets(s)).toMatchObject([{ stack: s, fleet: 'web', owner: 'team-payments', version: 1 }]);
-      await r.insertVm(newVm(s, 'web', 1, { owner: 'team-web' }), { actor: 'a' });
+      // A create never changes the fleet's owner: one naming another is refused.
+      expect(await codeOf(r.insertVm(newVm(s, 'web', 1, { owner: 'team-web' }), { actor: 'a' }))).toBe('record.owner-mismatch');
+      await r.insertVm(newVm(s, 'web', 1), { actor: 'a' });
       const b = await r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'a' });
       await r.updateVm(b.id, 2, { cloudId: 'i-1' }, { actor: 'a' });
       await r.updateVm(b.id, 3, { retire: true }, { actor: 'a' });
-      expect(await r.listFleets(s, ['web', 'db'])).toMatchObject([{ fleet: 'web', owner: 'team-web', version: 5 }]);
+      expect(await r.listFleets(s, ['web', 'db'])).toMatchObject([{ fleet: 'web', owner: 'team-payments', version: 5 }]);
     });
 
     it('refuses a second live VM at one address, and reuses it once retired', async () => {
@@ -636,7 +638,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const s = freshStack();
       await r.setFleetProtection(s, 'vault', 'team-sec', true);
       expect(await r.listFleets(s)).toMatchObject([{ fleet: 'vault', owner: 'team-sec', version: 0, protected: true }]);
-      await r.insertVm(newVm(s, 'vault', 0), { actor: 'a' });
+      await r.insertVm(newVm(s, 'vault', 0, { owner: 'team-sec' }), { actor: 'a' });
       await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
       expect((await r.listFleets(s)).map((f) => [f.fleet, f.version, f.protected])).toEqual([
         ['vault', 1, true],
@@ -690,6 +692,56 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await r.listVms(s)).map((v) => v.address)).toEqual(['api/0', 'batch/1', 'other/0', 'web/0', 'web/1']);
       expect((await r.history(s)).filter((h) => h.address === 'api/1' || h.address === 'batch/0')).toEqual([]);
       expect(await codeOf(r.insertVm(newVm(s, 'web', 2, { owner: 'team-q' }), { actor: 'a' }, budget))).toBe('record.over-budget');
+    });
+
+    it("an insert naming another owner than its fleet's row is refused, with or without a budget; an insert never changes a fleet's owner; fleet apply's setFleetProtection does", async () => {
+      const s = freshStack();
+      await r.insertVm(newVm(s, 'web', 0, { owner: 'team-q' }), { actor: 'a' });
+      const ownerOf = async () => (await r.listFleets(s, ['web']))[0].owner;
+      // One statement (no budget), a guarded transaction, a batch with and without budgets.
+      expect(await codeOf(r.insertVm(newVm(s, 'web', 1, { owner: 'team-x' }), { actor: 'a' }))).toBe('record.owner-mismatch');
+      expect(await codeOf(r.insertVm(newVm(s, 'web', 1, { owner: 'team-x' }), { actor: 'a' }, { guard: true }))).toBe('record.owner-mismatch');
+      for (const [fresh, budget] of [['new-a', undefined], ['new-b', { owner: { vms: 9 } }]] as const) {
+        const out = await r.insertVms([
+          { vm: newVm(s, 'web', 1, { owner: 'team-x' }), ctx: { actor: 'a' }, ...(budget ? { budget } : {}) },
+          { vm: newVm(s, fresh, 0, { owner: 'team-y' }), ctx: { actor: 'a' }, ...(budget ? { budget } : {}) },
+          // A new fleet's owner is the first item's.
+          { vm: newVm(s, fresh, 1, { owner: 'team-z' }), ctx: { actor: 'a' }, ...(budget ? { budget } : {}) },
+        ]);
+        expect(out.map((o) => (o instanceof FleetError ? o.diagnostics[0].code : 'inserted'))).toEqual(['record.owner-mismatch', 'inserted', 'record.owner-mismatch']);
+        expect((out[0] as FleetError).diagnostics[0].detail).toContain('fleet web is owned by team-q in the record, not team-x');
+      }
+      expect(await ownerOf()).toBe('team-q');
+      expect((await r.listVms(s)).map((v) => v.address)).toEqual(expect.arrayContaining(['web/0']));
+      expect((await r.listVms(s)).filter((v) => v.fleet === 'web')).toHaveLength(1);
+      await r.setFleetProtection(s, 'web', 'team-x', false);
+      expect(await ownerOf()).toBe('team-x');
+      expect((await r.insertVm(newVm(s, 'web', 1, { owner: 'team-x' }), { actor: 'a' })).address).toBe('web/1');
+    });
+
+    it('a grow is checked and reserved with its intent row: creates and other grows count it until its size is written or it is dropped', async () => {
+      const s = freshStack();
+      const [a, b] = [await r.insertVm(newVm(s, 'web', 0, { owner: 'team-q' }), { actor: 'a' }), await r.insertVm(newVm(s, 'web', 1, { owner: 'team-q' }), { actor: 'a' })];
+      const cpu = (n: number) => ({ cpu: n, memoryGiB: 4 });
+      const budget = { owner: { cpu: 8 } };
+      const grow = (vm: VmRow, n: number, requestId: string) =>
+        r.reserveGrow({ stack: s, vmId: vm.id, expectedVersion: vm.version, owner: 'team-q', size: cpu(n), budget, row: { from: vm.state, to: vm.state, actor: 'a', requestId }, ttlMs: 60_000 });
+      // 2 + 2 vCPUs in use of 8: a grows to 5 (reserved), b cannot grow to 4, nor can a 2-vCPU VM be created.
+      await grow(a, 5, 'req-a');
+      expect((await r.history(s, 'web/0')).at(-1)).toMatchObject({ requestId: 'req-a', outcome: 'ok' });
+      expect(await codeOf(grow(b, 4, 'req-b'))).toBe('record.over-budget');
+      expect(await codeOf(r.insertVm(newVm(s, 'web', 2, { owner: 'team-q' }), { actor: 'a' }, budget))).toBe('record.over-budget');
+      // Asked again for a (its answer lost): its own reservation is not counted twice.
+      await grow(a, 5, 'req-a2');
+      // The failure drops it: b may grow now.
+      await r.dropGrow(a.id);
+      await grow(b, 4, 'req-b');
+      // b's size written: its reservation ends (4 + 2 in use: a 2-vCPU VM fits).
+      await r.updateVm(b.id, b.version, { size: { ...cpu(4), diskGiB: 10 } }, { actor: 'a' });
+      await r.insertVm(newVm(s, 'web', 2, { owner: 'team-q' }), { actor: 'a' }, budget);
+      expect(await codeOf(grow(a, 3, 'req-a3'))).toBe('record.over-budget');
+      // A stale version: the intent is not written.
+      expect(await codeOf(r.reserveGrow({ stack: s, vmId: b.id, expectedVersion: b.version, owner: 'team-q', size: cpu(4), budget, row: { from: 'x', to: 'x', actor: 'a' }, ttlMs: 1 }))).toBe('record.version-conflict');
     });
 
     it('a replacement takes the slot of the VM it replaces', async () => {

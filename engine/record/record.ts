@@ -10,10 +10,12 @@
 // | PlanStore              | plans.ts      | plans, journal (journal.ts), vms and fleets versions |
 // | BootStore              | boot.ts       | boot_tokens, boot_attempts     |
 // | IdentityStore          | identity.ts   | stack_identities               |
+// | GrowStore              | grow.ts       | vm_reservations, history       |
 //
 // rows.ts turns VM rows into VmRow; errors.ts explains a write that matched
 // no row.
 import { bootStore } from './boot.ts';
+import { growStore } from './grow.ts';
 import { historyStore } from './history.ts';
 import { identityStore } from './identity.ts';
 import { JournalWriter } from './journal.ts';
@@ -57,5 +59,6 @@ export function sqlRecord(db: SqlAdapter, description: string): SqlRecord {
     ...planStore(ctx, journal),
     ...bootStore(ctx),
     ...identityStore(ctx),
+    ...growStore(ctx),
   };
 }

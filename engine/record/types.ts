@@ -194,11 +194,20 @@ export interface Limits {
  * inserts never both take the last slot): the owner's quota over the live
  * VMs of the stack whose fleet the owner holds, and the capacity of the
  * VM's data center over the live VMs of the stack there. The new VM's own
- * fleet counts as the VM's owner's (the insert makes it so).
+ * fleet counts as the VM's owner's: an insert naming another owner than
+ * the fleet's row holds is refused (OwnerMismatchError), with or without a
+ * budget, and an insert never changes a fleet's owner.
  */
 export interface Budget {
   owner?: Limits;
   dataCenter?: Limits;
+  /**
+   * Checked under the stack's budget lock even with no limits of its own:
+   * the authority sets it for every create of a stack where some owner has
+   * limits, so that no create (whatever owner it names) can land in a fleet
+   * whose recorded owner is limited without being counted under the lock.
+   */
+  guard?: boolean;
 }
 
 /** One create of a batch (VmWriter.insertVms): insertVm's arguments, never replacing; with passes, the row is inserted in the state they reach. */
@@ -384,6 +393,7 @@ export interface VmWriter {
   /**
    * Inserts a VM in its initial state with a history row (from null); bumps the fleet's version. Throws VersionConflictError if the address is live already.
    * With `budget`, throws BudgetExceededError (inserting nothing) when the VM does not fit; a replacement counts without the VM it replaces.
+   * Throws OwnerMismatchError (inserting nothing) when the fleet's row holds another owner than `vm.owner`; never changes a fleet's owner.
    */
   insertVm(vm: NewVm, ctx: ChangeContext, budget?: Budget): Promise<VmRow>;
   /** Seeding (benchmarks, imports): insertVm for many VMs in one transaction, all or none; each touched fleet's version is bumped once. Returns the count. */
@@ -418,9 +428,14 @@ export interface VmWriter {
   /** A change that is not a state change (cloud id, size, spec hash…). */
   updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
   /**
-   * Records whether a fleet is protected (FleetRow.protected), as the fleet
-   * spec an apply carries out says; creates the fleet's row (owner `owner`)
-   * when it has none. Not a change of any member: no version is bumped.
+   * Records whether a fleet is protected (FleetRow.protected) and who owns
+   * it (FleetRow.owner), as the fleet spec an apply carries out says,
+   * creating the fleet's row when it has none. `fleet apply` (which holds the
+   * record's credentials) is the only writer of a fleet's owner once its row
+   * exists: creates must name this owner (OwnerMismatchError). Taken under
+   * the stack's budget lock (budget.ts), so no guarded insert is half-way
+   * through counting the fleet under its old owner. Not a change of any
+   * member: no version is bumped.
    */
   setFleetProtection(stack: string, fleet: string, owner: string, isProtected: boolean): Promise<void>;
 }
@@ -540,7 +555,38 @@ export interface IdentityStore {
  * and throw `VersionConflictError` on mismatch, never overwrite silently.
  * Every state change writes its history row in the same transaction.
  */
-export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore {
+/** A resize that grows, approved by the authority: checked and reserved in one transaction (grow.ts). */
+export interface GrowItem {
+  stack: string;
+  vmId: string;
+  /** The intent row is written only while the VM is at this version (VersionConflictError otherwise). */
+  expectedVersion: number;
+  /** The fleet's owner as the caller read it, whose limits `budget.owner` are; another owner now: VersionConflictError. */
+  owner: string;
+  /** The size asked (what grows of it is checked). */
+  size: { cpu: number; memoryGiB: number };
+  budget: Budget;
+  /** The approval's intent row (HistoryStore.addHistory's row). */
+  row: { from: string | null; to: string } & ChangeContext;
+  /** How long the reservation lasts unless reported (the approval's credentials' lifetime). */
+  ttlMs: number;
+}
+
+export interface GrowStore {
+  /**
+   * Checks a grow against `budget` over the stack's live VMs and their
+   * grows reserved (budget.ts fitGrow), under the stack's budget lock, and
+   * in the same transaction writes the intent row and reserves the size:
+   * throws BudgetExceededError (writing nothing) when it does not fit. The
+   * reservation ends when the VM's size is written (updateVm), at dropGrow,
+   * or after `ttlMs`.
+   */
+  reserveGrow(item: GrowItem): Promise<void>;
+  /** Ends a VM's reservation (its resize failed). */
+  dropGrow(vmId: string): Promise<void>;
+}
+
+export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore, GrowStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
   /** The schema version the record is at (migrations.ts; 0: not migrated): a readiness probe compares it with SCHEMA_VERSION. */

@@ -8,8 +8,7 @@ import type { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { upsertBootTokens } from './boot.ts';
 import { VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
-import type { BudgetExceededError } from './errors.ts';
-import { fitBudgets, lockBudget, readBudgetUsage } from './budget.ts';
+import { fitBudgets, guarded, lockBudget, ownerMismatch, readBudgetUsage, readFleetOwners } from './budget.ts';
 import { OnwardRows, insertHistory, type HistorySource } from './history.ts';
 import { FULL_VM, vmFromRow, vmName } from './rows.ts';
 import type { Queryable, RecordSql } from './sql.ts';
@@ -22,9 +21,9 @@ const INSERT_TYPES = ['text', 'text', 'text', 'int', 'text', 'text', 'text', 'te
 /** Their parameters, for an insert of one row. */
 const INSERT_PARAMS = INSERT_TYPES.map((_, c) => `$${c + 1}`).join(', ');
 
-/** Bumps fleet ($1, $2)'s version, creating its row (version 1) with owner $3 on its first member. */
+/** Bumps fleet ($1, $2)'s version, creating its row (version 1) with owner $3 on its first member; an existing row keeps its owner. */
 const BUMP_FLEET = `INSERT INTO fleets (stack, fleet, owner, version, updated_at) VALUES ($1, $2, $3, 1, now())
-  ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()`;
+  ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now()`;
 
 /** The context of a history row given as parameters $2 (actor) to $5 (detail), outcome ok. */
 const CTX_PARAMS = { actor: '$2', planId: '$3', requestId: '$4', outcome: "'ok'", detail: '$5' };
@@ -78,9 +77,11 @@ function ctxSource(vm: string, from: string, fromState: string, toState: string,
   return { vm, from, fromState, toState, ...p };
 }
 
-/** Throws why an insert of VM `id` hit a conflict: its address is live, or the id exists. */
+/** Throws why an insert of VM `id` hit a conflict: its fleet has another owner, its address is live, or the id exists. */
 async function whyNotInserted(q: Queryable, id: string, vm: NewVm): Promise<never> {
   const address = formatVmAddress(vm.fleet, vm.index);
+  const recorded = (await readFleetOwners(q, vm.stack, [vm.fleet])).get(vm.fleet);
+  if (recorded !== undefined && recorded !== vm.owner) throw ownerMismatch(vm, recorded);
   if ((await q.query('SELECT 1 FROM vms WHERE id = $1', [id])).length) {
     throw new VersionConflictError(id, null, null, `a VM with id ${id} exists already.`, address);
   }
@@ -212,6 +213,19 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
 
   const insertMany = async (q: Queryable, items: readonly InsertItem[]): Promise<(VmRow | FleetError)[]> => {
       if (items.length === 0) return [];
+      // An item naming another owner for a fleet than an earlier item of the batch is refused before the statement.
+      const firstOwner = new Map<string, string>();
+      const clash = items.map(({ vm }) => {
+        const key = `${vm.stack}\u0000${vm.fleet}`;
+        const o = firstOwner.get(key);
+        if (o === undefined) firstOwner.set(key, vm.owner);
+        return o !== undefined && o !== vm.owner ? ownerMismatch(vm, o) : undefined;
+      });
+      if (clash.some((c) => c !== undefined)) {
+        const rest = await insertMany(q, items.filter((_, k) => clash[k] === undefined));
+        let j = 0;
+        return items.map((_, k) => clash[k] ?? rest[j++]);
+      }
       const n = items.length;
       const ids = items.map((it) => it.vm.id ?? randomUUID());
       const cols: unknown[][] = Array.from({ length: 23 }, () => new Array<unknown>(n));
@@ -233,7 +247,9 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       }
       // insertVm's statement over unnest arrays (columns prefixed i_); a row
       // whose address or id is taken (also by an earlier row of the batch) is
-      // left out and explained below. An item with passes is inserted in the
+      // left out and explained below, and so is one whose fleet's row holds
+      // another owner (a create never changes a fleet's owner: the fleets
+      // upsert keeps it). An item with passes is inserted in the
       // state they reach (i_final) at the version they make (i_version, one per
       // move); its history is the create row (to the initial state i_state),
       // then its onward rows (a), in item order.
@@ -249,14 +265,16 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
          first AS (SELECT DISTINCT ON (i_id) * FROM i ORDER BY i_id, i_k),
          ins AS (
            INSERT INTO vms (${INSERT_COLUMNS}, version)
-           SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_final, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc, i_version FROM i ORDER BY i_k
+           SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_final, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc, i_version FROM i
+           WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = i.i_stack AND fo.fleet = i.i_fleet AND fo.owner <> i.i_owner)
+           ORDER BY i_k
            ON CONFLICT DO NOTHING
            RETURNING ${FULL_VM.list}
          ),
          f AS (
            INSERT INTO fleets (stack, fleet, owner, version, updated_at)
            SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now() FROM ${written} GROUP BY ins.stack, ins.fleet
-           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, owner = EXCLUDED.owner, updated_at = now()
+           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, updated_at = now()
          ),
          h AS (${insertHistory([
            { ...ctxSource('ins', written, 'NULL', 'first.i_state', { actor: 'first.i_actor', planId: 'first.i_plan', requestId: 'first.i_request', outcome: "'ok'", detail: 'first.i_detail' }), order: ['first.i_k', '0'] },
@@ -285,15 +303,13 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
 
     async insertVm(vm, ctx, budget) {
       const id = vm.id ?? randomUUID();
-      const guarded = budget !== undefined && (budget.owner !== undefined || budget.dataCenter !== undefined);
-      if (vm.replaces !== undefined || guarded) {
+      const checked = guarded(budget);
+      if (vm.replaces !== undefined || checked) {
         return db.transaction(async (q) => {
-          if (guarded) {
-            await lockBudget(q, vm.stack);
-            // A replacement takes the slot of the VM it replaces.
-            const [refused] = fitBudgets([{ vm, budget }], await readBudgetUsage(q, vm.stack, vm.replaces));
-            if (refused) throw refused;
-          }
+          if (checked) await lockBudget(q, vm.stack);
+          // A replacement takes the slot of the VM it replaces.
+          const [refused] = fitBudgets([{ vm, ...(checked ? { budget } : {}) }], checked ? await readBudgetUsage(q, vm.stack, vm.replaces) : [], await readFleetOwners(q, vm.stack, [vm.fleet]));
+          if (refused) throw refused;
           if (vm.replaces !== undefined) return insertReplacing(q, id, vm, ctx);
           const [row] = await insertMany(q, [{ vm: { ...vm, id }, ctx }]);
           if (row instanceof Error) throw row;
@@ -301,17 +317,19 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
         });
       }
       // One statement (atomic on its own): the VM, its fleet's version and the
-      // history row; the authority does this once per created VM.
+      // history row; the authority does this once per created VM. Not when
+      // the fleet's row holds another owner (explained by whyNotInserted).
       const rows = await db.query(
         `WITH ins AS (
            INSERT INTO vms (${INSERT_COLUMNS})
-           VALUES (${INSERT_PARAMS})
+           SELECT ${INSERT_TYPES.map((t, c) => `$${c + 1}::${t}`).join(', ')}
+           WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = $2 AND fo.fleet = $3 AND fo.owner <> $16)
            ON CONFLICT DO NOTHING
            RETURNING ${FULL_VM.list}
          ),
          f AS (
            INSERT INTO fleets (stack, fleet, owner, version, updated_at) SELECT stack, fleet, $16, 1, now() FROM ins
-           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, owner = EXCLUDED.owner, updated_at = now()
+           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now()
          ),
          h AS (${insertHistory([ctxSource('ins', 'ins', 'NULL', 'ins.state', { actor: '$17', planId: '$18', requestId: '$19', outcome: "'ok'", detail: '$20' })])})
          SELECT * FROM ins`,
@@ -322,15 +340,19 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
     },
 
     async insertVms(items) {
-      if (!items.some((it) => it.budget?.owner || it.budget?.dataCenter)) return insertMany(db, items);
+      if (!items.some((it) => guarded(it.budget))) return insertMany(db, items);
       // Guarded (budget.ts): the check and the insert in one transaction, under the stack's budget lock.
       return db.transaction(async (q) => {
         const stacks = [...new Set(items.map((it) => it.vm.stack))].sort();
-        const refused: (BudgetExceededError | undefined)[] = new Array<BudgetExceededError | undefined>(items.length);
+        const refused: (FleetError | undefined)[] = new Array<FleetError | undefined>(items.length);
         for (const stack of stacks) {
           await lockBudget(q, stack);
           const mine = items.map((it, k) => ({ it, k })).filter(({ it }) => it.vm.stack === stack);
-          const fit = fitBudgets(mine.map(({ it }) => it), await readBudgetUsage(q, stack));
+          const fit = fitBudgets(
+            mine.map(({ it }) => it),
+            await readBudgetUsage(q, stack),
+            await readFleetOwners(q, stack, mine.map(({ it }) => it.vm.fleet)),
+          );
           mine.forEach(({ k }, j) => (refused[k] = fit[j]));
         }
         const go = items.filter((_, k) => refused[k] === undefined);
@@ -379,23 +401,29 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
     },
 
     async setFleetProtection(stack, fleet, owner, isProtected) {
-      await db.query(
-        `INSERT INTO fleets (stack, fleet, owner, version, updated_at, protected) VALUES ($1, $2, $3, 0, now(), $4)
-         ON CONFLICT (stack, fleet) DO UPDATE SET protected = EXCLUDED.protected`,
-        [stack, fleet, owner, isProtected],
-      );
+      await db.transaction(async (q) => {
+        await lockBudget(q, stack);
+        await q.query(
+          `INSERT INTO fleets (stack, fleet, owner, version, updated_at, protected) VALUES ($1, $2, $3, 0, now(), $4)
+           ON CONFLICT (stack, fleet) DO UPDATE SET protected = EXCLUDED.protected, owner = EXCLUDED.owner`,
+          [stack, fleet, owner, isProtected],
+        );
+      });
     },
 
     async updateVm(id, expectedVersion, patch, ctx) {
       void ctx; // Not a state change: no history row (see HistoryStore.addHistory for audit-only rows).
       const params: unknown[] = [id, expectedVersion];
       const sets = patchSets(patch, params);
+      // A size written ends the VM's grow reserved (grow.ts): it is the size now.
       const rows = await db.query(
         `WITH upd AS (
            UPDATE vms SET ${[...sets, 'version = version + 1', 'updated_at = now()'].join(', ')} WHERE id = $1 AND version = $2
            RETURNING ${FULL_VM.list}
          ),
-         f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet)
+         f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet)${
+           patch.size !== undefined ? ',\n         r AS (DELETE FROM vm_reservations WHERE vm_id IN (SELECT id FROM upd))' : ''
+         }
          SELECT * FROM upd`,
         params,
       );

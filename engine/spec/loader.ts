@@ -4,7 +4,7 @@
 // the first problem and never throws for bad input.
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import fg from 'fast-glob';
+import { matchGlob } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
 import { diag, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { loadPack as policyLoadPack } from '../policy/index.ts';
@@ -327,11 +327,9 @@ function checkRecordUrl(url: string, dir: string, diagnostics: Diagnostic[], whe
 async function matchSpecs(src: SourceDoc, spec: Record<string, unknown>, dir: string, diagnostics: Diagnostic[]): Promise<string[]> {
   if (!Array.isArray(spec.specs)) return [];
   const all = new Set<string>();
-  const base = fg.convertPathToPattern(dir);
   for (const [i, glob] of spec.specs.entries()) {
     if (typeof glob !== 'string' || !glob) continue;
-    const pattern = isAbsolute(glob) ? glob : `${base}/${glob}`;
-    const found = await fg(pattern, { onlyFiles: true, absolute: true, dot: false });
+    const found = await matchGlob(glob, dir);
     if (found.length === 0) {
       diagnostics.push(diag('spec.glob-no-match', `specs glob ${showValue(glob)} matches no file (globs are relative to the stack file).`, valueWhere(src, ['spec', 'specs', i])));
     }

@@ -63,7 +63,8 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
     try {
       const res = await work();
       r.metrics.stepSeconds.observe({ operation: res.operation, outcome: res.outcome }, took());
-      log.info(
+      // A step carried out at debug; a failed or vetoed one at info (docs/operations.md "Logs").
+      log[res.outcome === 'ok' ? 'debug' : 'info'](
         {
           ...fields,
           ...(res.vm ? { vm: res.vm.address, state: res.vm.state } : {}),

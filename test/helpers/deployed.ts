@@ -62,7 +62,7 @@ function startService(args: string[], env: NodeJS.ProcessEnv): Promise<Service> 
   });
 }
 
-function stackYaml(record: string, dc: string): string {
+function stackYaml(record: string, dc: string, config: string): string {
   return `apiVersion: fleet/v1
 kind: Stack
 metadata: { name: e2e }
@@ -73,7 +73,7 @@ spec:
     path: ${join(REPO, 'policies', 'default')}
     config:
       max-disruption: { enforcement: disabled }
-  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
+${config}  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
   dataCenters:
     - name: miami
       location: { lat: 25.7617, lon: -80.1918 }
@@ -83,8 +83,13 @@ spec:
 ${dc}`;
 }
 
-/** `sim`: the sim settings of the data center, as YAML flow, e.g. `{ latencyMs: 1, bootMs: 200 }`. */
-export async function deployedStack(pgBase: string, sim: string): Promise<Deployed> {
+/**
+ * `sim`: the sim settings of the data center, as YAML flow, e.g. `{ latencyMs: 1, bootMs: 200 }`;
+ * `config`: more entries of the stack's policyPack.config (both the services' and the CLI's stack), one per line, e.g.
+ * `      owner-quota: { enforcement: mandatory, limits: { team-a: { vms: 3 } } }\n`.
+ */
+export async function deployedStack(pgBase: string, sim: string, opts: { config?: string } = {}): Promise<Deployed> {
+  const config = opts.config ?? '';
   const root = await mkdtemp(join(tmpdir(), 'fleet-deployed-'));
   const db = await createTestDatabase(pgBase);
   const env: NodeJS.ProcessEnv = {
@@ -98,7 +103,7 @@ export async function deployedStack(pgBase: string, sim: string): Promise<Deploy
   const cli = join(root, 'cli');
   await mkdir(join(svc, 'specs'), { recursive: true });
   await mkdir(join(cli, 'specs'), { recursive: true });
-  const writeSvc = (s: string) => writeFile(join(svc, 'stack.yaml'), stackYaml(db.url, `      address: embedded\n      sim: ${s}\n`));
+  const writeSvc = (s: string) => writeFile(join(svc, 'stack.yaml'), stackYaml(db.url, `      address: embedded\n      sim: ${s}\n`, config));
   await writeSvc(sim);
   const started: Service[] = [];
   const authority = await startService(['orchestrator', '--stack', svc, '--port', '0', '--host', '127.0.0.1'], env);
@@ -106,7 +111,7 @@ export async function deployedStack(pgBase: string, sim: string): Promise<Deploy
   const dmzArgs = (port: string) => ['dmz-client', '--data-center', 'miami', '--driver', 'sim', '--authority', authority.url, '--stack', svc, '--port', port, '--host', '127.0.0.1'];
   let dmz = await startService(dmzArgs('0'), env);
   started.push(dmz);
-  await writeFile(join(cli, 'stack.yaml'), stackYaml(db.url, `      address: ${dmz.url}\n`));
+  await writeFile(join(cli, 'stack.yaml'), stackYaml(db.url, `      address: ${dmz.url}\n`, config));
   return {
     dir: cli,
     env,

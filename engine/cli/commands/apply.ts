@@ -5,12 +5,13 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag, type Diagnostic } from '../../diags/index.ts';
 import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.ts';
-import { asPlanDocument, checkPlanDocument, planStack, renderText, resolveScope, type PlanDocument } from '../../plan/index.ts';
+import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
 import { loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 import { parseVmAddress } from '../../model/index.ts';
+import { baselineWasmOnly } from '../wasm-tiering.ts';
 
 interface ApplyCliOptions {
   stack: string;
@@ -26,6 +27,9 @@ interface ApplyCliOptions {
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** The planner and the plan document, loaded when the command runs (not for `fleet --version` or `fleet validate`). */
+const planning = () => import('../../plan/index.ts');
 
 /**
  * `fleet apply [PLANFILE]`: carry out a fresh plan (shown first, confirmed on
@@ -48,6 +52,8 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable); the override goes with each deleting request, proven with FLEET_ADMIN_TOKEN when set', collect, [])
     .option('--replace <address>', 'fresh plan: replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
     .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
+      // A PGlite record's PostgreSQL stays on V8's baseline WebAssembly compiler (wasm-tiering.ts).
+      baselineWasmOnly();
       setExit(await runCommand(io, () => runApply(io, planfile, opts), modeOf(opts.format, true)));
     });
 };
@@ -81,6 +87,7 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
     throw new FleetError(diag('apply.plan-file', `${file} is not JSON: ${err instanceof Error ? err.message : String(err)}.`, { file }));
   }
   // Checked against specs/schema/plan.schema.json before any field is trusted.
+  const { asPlanDocument, checkPlanDocument } = await planning();
   const problems = checkPlanDocument(doc, text, file);
   if (problems.length > 0) throw new FleetError(problems);
   return asPlanDocument(doc);
@@ -205,6 +212,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         beat.unref();
         await noteInterrupted(io, session, fleets);
       }
+      const { planStack, renderText } = await planning();
       const makePlan = async () =>
         (
           await planStack(opts.stack, {
@@ -319,6 +327,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
  */
 async function scopeOf(session: StackSession, opts: ApplyCliOptions): Promise<string[] | undefined> {
   const recordFleets = (await session.record.listFleets(session.stack.name)).map((f) => f.fleet);
+  const { resolveScope } = await planning();
   const scope = resolveScope(
     session.fleets.map((f) => f.name),
     recordFleets,

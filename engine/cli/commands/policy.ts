@@ -1,8 +1,10 @@
 import { isAbsolute, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, formatDiagnostics, hasErrors, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
-import { GRAPH_FORMATS, loadPack, renderGraph, type GraphFormat } from '../../policy/index.ts';
-import { runPolicyTests } from '../../plan/policy-tests.ts';
+import { GRAPH_FORMATS, type GraphFormat } from '../../policy/graph.ts';
+
+/** The pack loader, loaded when a command runs (not for `fleet --version` or `fleet validate`'s start). */
+const policies = () => import('../../policy/index.ts');
 import { runCommand, type CliIO } from '../io.ts';
 import type { RegisterCommand } from './types.ts';
 
@@ -27,6 +29,7 @@ export const registerPolicy: RegisterCommand = (program: Command, io, setExit) =
     .action(async (packDir: string, opts: { format: GraphFormat }) => {
       setExit(
         await runCommand(io, async () => {
+          const { loadPack, renderGraph } = await policies();
           const r = await loadPack(resolve(io.cwd, packDir));
           if (!r.pack || hasErrors(r.diagnostics)) throw new FleetError(relativize(io, r.diagnostics));
           io.stdout.write(renderGraph(r.pack, opts.format));
@@ -43,8 +46,11 @@ export const registerPolicy: RegisterCommand = (program: Command, io, setExit) =
       setExit(
         await runCommand(io, async () => {
           const abs = resolve(io.cwd, packDir);
+          const { loadPack } = await policies();
           const loaded = await loadPack(abs);
           if (!loaded.pack || hasErrors(loaded.diagnostics)) throw new FleetError(relativize(io, loaded.diagnostics));
+          // Loaded here: it brings ajv's compiler along.
+          const { runPolicyTests } = await import('../../plan/policy-tests.ts');
           const run = await runPolicyTests(abs);
           if (run.diagnostics.length) throw new FleetError(relativize(io, run.diagnostics));
           let failed = 0;

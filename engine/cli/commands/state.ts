@@ -2,8 +2,7 @@ import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { FleetError, fail, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { parseVmAddress } from '../../model/index.ts';
-import { openRecord, type FleetRecord, type HistoryRow, type SqlRecord, type VmRow } from '../../record/index.ts';
-import { loadStack } from '../../spec/index.ts';
+import type { FleetRecord, HistoryRow, SqlRecord, VmRow } from '../../record/index.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO, type OutputMode } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
@@ -29,6 +28,8 @@ export async function withStackRecord<T>(
   /** A command that only reads: a PGlite record an apply holds is read from a copy instead of waiting (openRecord readOnly). */
   access: { readOnly?: boolean } = {},
 ): Promise<T> {
+  // Loaded when a command runs, not for `fleet --version` (engine/cli/main.ts).
+  const [{ loadStack }, { openRecord }] = await Promise.all([import('../../spec/index.ts'), import('../../record/index.ts')]);
   const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), stackOnly: true });
   if (!loaded.stack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { hasErrors, sortDiagnostics } from '../../diags/index.ts';
-import { loadStack } from '../../spec/index.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
@@ -27,6 +26,8 @@ export const registerValidate: RegisterCommand = (program: Command, io, setExit)
         await runCommand(
           io,
           async () => {
+            // Loaded here, not for `fleet --version`: the loader brings YAML, the globs and the schema validators.
+            const { loadStack } = await import('../../spec/index.ts');
             const r = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
             const valid = !hasErrors(r.diagnostics);
             if (mode === 'json') {

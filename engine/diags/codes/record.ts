@@ -38,6 +38,11 @@ export const recordCodes = defineCodes({
     doc: 'The authority asked the record to insert a VM whose owner\'s quota (owner-quota) or data center\'s capacity (datacenter-capacity) the live VMs already use up; the record checks this in the transaction that inserts it, so concurrent applies never exceed a limit. Nothing was inserted; free quota or capacity, or raise the limit.',
     severity: 'error',
   },
+  'record.owner-mismatch': {
+    summary: 'Create names another owner than the fleet has',
+    doc: 'A create names an owner for a fleet the record holds with another owner. A fleet\'s owner is what the record holds: `fleet apply` writes it from the fleet\'s spec before any step, and a create never changes it, so a request cannot move a fleet (and the quota its VMs use) to another owner. Nothing was inserted; apply the fleet\'s spec (which records its owner), or name the recorded owner.',
+    severity: 'error',
+  },
   'record.version-conflict': {
     summary: 'Record changed concurrently',
     doc: 'A write expected a version of a VM that is no longer current, or an address that is already taken: another process changed the record first. Re-read and retry, or plan again.',

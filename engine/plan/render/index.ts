@@ -8,8 +8,8 @@ import { renderJson } from './json.ts';
 import { renderMarkdown } from './markdown.ts';
 import { renderText } from './text.ts';
 
-export type PlanFormat = 'text' | 'json' | 'markdown';
-export const PLAN_FORMATS: readonly PlanFormat[] = ['text', 'json', 'markdown'];
+export { PLAN_FORMATS, type PlanFormat } from './formats.ts';
+import type { PlanFormat } from './formats.ts';
 
 export function renderPlan(plan: PlanDocument, format: PlanFormat, opts: { color?: boolean; planFile?: string } = {}): string {
   if (format === 'json') return renderJson(plan);

@@ -27,6 +27,17 @@ export const ownerQuotaRule: Rule = {
           },
         },
       },
+      unlisted: {
+        description:
+          'The limits of each owner not listed in `limits`, each on its own (absent: such owners are not limited). `{ vms: 0 }` refuses every create of an owner not listed.',
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          vms: { type: 'integer', minimum: 0 },
+          cpu: { type: 'number', minimum: 0 },
+          memoryGiB: { type: 'number', minimum: 0 },
+        },
+      },
     },
   },
 };

@@ -1,0 +1,154 @@
+// The authority's report path: a report is matched against the approval it
+// answers (decisions.ts judgeReport) and moves the record along the approved
+// edge, or along the diagram's failure edge, once (authority.ts, "move at
+// report"). Part of the service (authority.ts, Core).
+import type { HistoryItem, TransitionItem, VmRow } from '../record/index.ts';
+import { WireError, type AuthorizeRequest, type ReportRequest, type ReportResponse, type WireCode } from '../../protocol/index.ts';
+import { foresee, onward, passedAlready, reportCtx, rowAt, type Foreseen } from './chain.ts';
+import type { Core } from './core.ts';
+import { approvedEarlier, failureEdge, historySize, judgeReport } from './decisions.ts';
+import { StaleRow } from './rows.ts';
+import { toAuthorityVm } from './answers.ts';
+
+/** Report refusals that depend on the row: decided again on a fresh read when the row was remembered. */
+const ROW_REFUSALS: readonly WireCode[] = ['unknown-vm', 'wrong-data-center'];
+
+/**
+ * report, inside serial(). With `next` (advance), an ok transition also
+ * writes, in its statement, the edges of next that would be approved on
+ * the row it makes (foresee), and says so in `foreseen`; `row` is the VM's
+ * row afterwards.
+ */
+export function settle(
+  c: Core,
+  caller: string,
+  req: ReportRequest,
+  chain?: { next: readonly AuthorizeRequest[]; ahead: boolean },
+): Promise<{ report: ReportResponse; row: VmRow; foreseen?: Foreseen[] }> {
+  const next = chain?.next;
+  // The edge approved ahead after this one: its intent rides with this
+  // report's transition. A failure, or a report refused, drops the VM's
+  // approvals ahead (a repeated ok report keeps them).
+  const queued = c.ahead.get(req.vmId);
+  const following = !next && req.outcome === 'ok' && queued?.[0].from === req.to ? queued[0] : undefined;
+  if (req.outcome !== 'ok') c.ahead.drop(req.vmId);
+  type Settled = { report: ReportResponse; row: VmRow; foreseen?: Foreseen[] };
+  return c.rows.decideOn(req.vmId, async (vm, remembered): Promise<Settled> => {
+    // Anything but the common case is decided again on a fresh read.
+    const refuse = (code: WireCode, message: string): never => {
+      if (remembered) throw new StaleRow(message);
+      throw new WireError(code, message);
+    };
+    const answer = (row: VmRow, effect: ReportResponse['effect']) => ({ report: { vm: toAuthorityVm(row), effect }, row });
+    // The approval the report answers: remembered, else (the authority
+    // restarted in between) as the intent row in the record says it.
+    let pending = c.pending.get(req.requestId);
+    if (!pending && vm) {
+      // Looked up on a fresh read only (a remembered row is read again first).
+      if (remembered) throw new StaleRow('no approval remembered');
+      pending = approvedEarlier(c.o.pack.lifecycle, vm, await c.o.record.approvalOf(vm.id, req.requestId));
+    }
+    const judged = judgeReport(c.o.pack.lifecycle, caller, req, vm, pending);
+    if (!judged.ok) {
+      if (ROW_REFUSALS.includes(judged.refusal)) return refuse(judged.refusal, judged.reason);
+      throw new WireError(judged.refusal, judged.reason);
+    }
+    // judgeReport refuses a report without a VM.
+    const row = vm!;
+    const ctx = { actor: `dmz-client:${caller}`, planId: req.planId, requestId: req.requestId };
+    if (req.outcome === 'ok') {
+      if (judged.resize) {
+        const size = req.size!;
+        if (judged.repeated) {
+          if (remembered) throw new StaleRow('reported already');
+          return answer(row, 'already');
+        }
+        const updated = await c.o.record.updateVm(row.id, row.version, { size }, { ...ctx, detail: `resized to ${historySize(size)}` });
+        // A resize moves no state, so no transition row carries its outcome
+        // or the intent of the edge approved ahead after it: both are
+        // history rows of their own (else history stops at the resize's
+        // intent, and the rest of the chain's intents are never written).
+        const done = `${req.detail ?? 'resize done'}: resized to ${historySize(size)}`;
+        const rows: HistoryItem[] = [{ vmId: row.id, row: { from: row.state, to: row.state, ...reportCtx(caller, req, 'ok', done) } }];
+        if (following) rows.push({ vmId: row.id, row: { from: row.state, outcome: 'ok', ...following.intent } });
+        const problems = (await c.o.record.addHistoryMany(rows)).filter((p) => p !== undefined);
+        if (problems.length > 0) throw problems[0];
+        if (following) c.ahead.shift(req.vmId);
+        c.rows.remember(updated);
+        c.pending.delete(req.requestId);
+        return answer(updated, 'moved');
+      }
+      if (row.state === req.to) {
+        if (remembered) throw new StaleRow('already there');
+        return answer(row, 'already');
+      }
+      if (row.state !== req.from) {
+        // An advance sent again after its answer was lost finds the VM past
+        // req.to along its chain's `none` edges: already (chain answers them).
+        if (!remembered && next && passedAlready(c.o.pack.lifecycle, row, req.to, next) > 0) return answer(row, 'already');
+        return refuse('state-moved', `VM ${row.address} is ${row.state}, not ${req.from}`);
+      }
+      // Its approval was reported already and the VM came back to `from` since: a report is taken once.
+      if (judged.repeated) return refuse('report-repeated', `request ${req.requestId} was reported already (VM ${row.address} moved ${req.from} -> ${req.to} then); a report is taken once`);
+      const patch: TransitionItem['patch'] & {} = {};
+      if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
+      if (c.o.pack.lifecycle.isTerminal(req.to)) patch.retire = true;
+      // The row the transition makes, as far as judgeEdge reads it (timestamps aside).
+      const after: VmRow = {
+        ...row,
+        state: req.to,
+        version: row.version + 1,
+        cloudId: patch.cloudId ?? row.cloudId,
+        retiredAt: patch.retire ? new Date().toISOString() : row.retiredAt,
+      };
+      // A chain that commits the VM to deletion is foreseen only when its fleet is not protected (read now; else the service judges it, override included).
+      const deleting = next?.some((n) => n.to !== undefined && c.policy.entersDeletion(n.from, n.to));
+      const fleetProtected = deleting ? ((await c.o.record.listFleets(row.stack, [row.fleet]))[0]?.protected ?? false) : undefined;
+      const foreseen = next ? foresee(c.o.pack, caller, next, after, { ahead: chain.ahead, plain: c.policy.plain(fleetProtected) }) : [];
+      const moved = await c.transitions.submit({
+        stack: row.stack,
+        fleet: row.fleet,
+        id: row.id,
+        expectedVersion: row.version,
+        to: req.to,
+        ctx: reportCtx(caller, req, 'ok', req.detail ?? null),
+        patch,
+        ...onward(caller, foreseen),
+        ...(following ? { intent: following.intent } : {}),
+      });
+      c.rows.remember(moved);
+      c.pending.delete(req.requestId);
+      // Its intent is written: from now on it is an edge like any authorized one.
+      if (following) c.ahead.shift(req.vmId);
+      return { report: { vm: toAuthorityVm(rowAt(moved, after)), effect: 'moved' }, row: moved, foreseen };
+    }
+    if (judged.repeated) {
+      // A failure reported again (its answer was lost): nothing more to write.
+      if (remembered) throw new StaleRow('reported already');
+      return answer(row, 'noted');
+    }
+    const failTo = failureEdge(c.o.pack.lifecycle, req.from);
+    if (failTo !== undefined && row.state === req.from) {
+      const moved = await c.transitions.submit({
+        stack: row.stack,
+        fleet: row.fleet,
+        id: row.id,
+        expectedVersion: row.version,
+        to: failTo,
+        ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' },
+      });
+      c.rows.remember(moved);
+      c.pending.delete(req.requestId);
+      return answer(moved, 'failed');
+    }
+    if (remembered) throw new StaleRow('failure without a failure edge');
+    c.pending.delete(req.requestId);
+    await c.o.record.addHistory(row.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
+    // A resize that failed grew nothing: its reservation (record/grow.ts) ends now, not at expiry.
+    if (judged.resize) await c.o.record.dropGrow(row.id);
+    return answer(row, 'noted');
+  }).catch((err: unknown) => {
+    c.ahead.drop(req.vmId);
+    throw err;
+  });
+}
