@@ -228,6 +228,8 @@ export interface ServeDmzClientOptions extends ServeCommonOptions {
   authorityCa?: string;
   authorityCert?: string;
   authorityKey?: string;
+  /** CA bundle this data center's VMs verify the boot endpoint's certificate with (or FLEET_BOOT_CA): the sim's agents use it. */
+  bootCa?: string;
   stack: string;
   dataCenter: string;
   driver: string;
@@ -249,7 +251,9 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
     { ca: abs(opts.authorityCa), cert: abs(opts.authorityCert), key: abs(opts.authorityKey) },
     { ca: '--authority-ca', cert: '--authority-cert', key: '--authority-key' },
   );
-  if (toAuthority.diagnostics.length > 0) throw new FleetError(toAuthority.diagnostics);
+  const bootCaFile = opts.bootCa ?? (io.env.FLEET_BOOT_CA || undefined);
+  const toBoot = loadClientTls({ ca: abs(bootCaFile) }, { ca: opts.bootCa ? '--boot-ca' : 'FLEET_BOOT_CA', cert: '', key: '' });
+  if (toAuthority.diagnostics.length + toBoot.diagnostics.length > 0) throw new FleetError([...toAuthority.diagnostics, ...toBoot.diagnostics]);
   const { stack, pack } = await loadForServe(io, opts.stack);
   const dc = stack.dataCenters.find((d) => d.name === opts.dataCenter);
   if (!dc) {
@@ -300,6 +304,7 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       port,
       tls,
       authorityTls: toAuthority.tls,
+      ...(toBoot.tls?.ca ? { bootCa: toBoot.tls.ca } : {}),
       ...runtime,
     });
     return {
