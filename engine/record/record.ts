@@ -16,6 +16,7 @@
 import { bootStore } from './boot.ts';
 import { historyStore } from './history.ts';
 import { identityStore } from './identity.ts';
+import { sealedPlanStore } from './sealed-plans.ts';
 import { JournalWriter } from './journal.ts';
 import { lockStore } from './locks.ts';
 import { planStore } from './plans.ts';
@@ -57,5 +58,6 @@ export function sqlRecord(db: SqlAdapter, description: string): SqlRecord {
     ...planStore(ctx, journal),
     ...bootStore(ctx),
     ...identityStore(ctx),
+    ...sealedPlanStore(ctx),
   };
 }

@@ -4,6 +4,8 @@ import type { Command } from 'commander';
 import { FleetError, diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import type { RefreshResult } from '../../apply/index.ts';
 import { PLAN_FORMATS, planStack, type PlanStackOptions, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
+import type { PlanDocument } from '../../plan/types.ts';
+import type { LoadedStack } from '../../spec/index.ts';
 import { type CliIO, modeOf, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
@@ -68,7 +70,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .description('Diff the fleet specs against the record and show the changes apply would make.')
     .addOption(stackOption())
     .addOption(recordUrlOption())
-    .option('--out <file>', 'also write the plan document (JSON) to FILE, for `fleet apply FILE`')
+    .option('--out <file>', 'also write the plan document (JSON) to FILE, for `fleet apply FILE`, sealed (by the stack\'s authority when stack.yaml has one)')
     .addOption(formatOption(PLAN_FORMATS))
     .option('--detailed-exitcode', 'exit 2 when the plan has changes (0: none, 1: error or blocked)')
     .option('--target <fleet>', 'plan only this fleet, or this member (`web/3`) (repeatable)', collect, [])
@@ -91,6 +93,9 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             refresh: Boolean(opts.refresh),
             // A plan going to a file is sealed: `fleet apply FILE` trusts nothing else.
             seal: opts.out !== undefined,
+            // A deployed stack's (one with an `authority` address) by its authority, with a key the record does not hold.
+            sealAtAuthority: async (plan: PlanDocument, authority: NonNullable<LoadedStack['authority']>) =>
+              (await import('../../../providers/authority-plans.ts')).sealAtAuthority(authority, loaderEnv(io, opts), plan),
           };
           const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
           const all = [...diagnostics];

@@ -10,7 +10,7 @@ import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
 import { credentialKey as scopedCredentialKey } from '../../../protocol/index.ts';
-import { SERVER_TLS_ENV, checkBind, dmzTokenEnv, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
+import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
@@ -134,6 +134,10 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     if (!token) missing.push(diag('apply.token-missing', `Set ${env} to the token the DMZ client of ${d.name} presents to the authority.`, d.where));
     return { name: d.name, token: token ?? '', capacity: d.capacity };
   });
+  // The CLI's token at the authority: with it, plans are sealed and registered here, and only registered plans' requests are approved.
+  const planTokenEnv = stack.authority?.tokenEnv ?? AUTHORITY_CLI_TOKEN_ENV;
+  const planToken = io.env[planTokenEnv] || undefined;
+  if (stack.authority && !planToken) missing.push(diag('apply.token-missing', `Set ${planTokenEnv} to the token the CLI presents to this authority to seal and register plans (stack.yaml has an authority address).`, stack.authority.where));
   if (missing.length > 0) throw new FleetError(missing);
   const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
   const broker = await credentialBroker(io, stack);
@@ -156,6 +160,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
       ...runtime,
       ...(broker ? { credentialBroker: broker } : {}),
       ...(admin ? { adminTokens: [admin] } : {}),
+      ...(planToken ? { planTokens: [planToken] } : {}),
     });
     return {
       url: svc.url,

@@ -14,7 +14,7 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
   const serveCmd = program.command('serve').description('Run a long-running service: the authority (orchestrator) or a data center\'s DMZ client.');
   serveCmd
     .command('orchestrator')
-    .description('Run the authority for a stack. Tokens of the data centers\' DMZ clients come from FLEET_DMZ_TOKEN_<DC>; the disk-key secret from FLEET_AUTHORITY_SECRET or <stack>/.fleet/authority.secret. With FLEET_ADMIN_TOKEN or FLEET_READ_TOKEN set, it also serves the read-only dashboard under /ui; FLEET_ADMIN_TOKEN is also the admin token overrides (--allow-destroy) are proven with.')
+    .description('Run the authority for a stack. Tokens of the data centers\' DMZ clients come from FLEET_DMZ_TOKEN_<DC>; the disk-key secret from FLEET_AUTHORITY_SECRET or <stack>/.fleet/authority.secret. With FLEET_ADMIN_TOKEN or FLEET_READ_TOKEN set, it also serves the read-only dashboard under /ui; FLEET_ADMIN_TOKEN is also the admin token overrides (--allow-destroy) are proven with. With FLEET_AUTHORITY_TOKEN (or the stack\'s authority.tokenEnv) set, required when stack.yaml has an authority address, it seals and registers the stack\'s plans and approves only requests of registered plans.')
     .addOption(stackOption())
     .addOption(recordUrlOption())
     .option('--port <n>', 'port to listen on (0: any free port)', '7400')
