@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAuthority, type RunningService } from '../engine/authority/server.ts';
+import { proposedVmId } from '../engine/model/index.ts';
 import { planContentDigest, sealPlan, type PlanDocument } from '../engine/plan/index.ts';
 import { openRecord, type SqlRecord } from '../engine/record/index.ts';
 import { appliedPlans, createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
@@ -230,6 +231,10 @@ describe.skipIf(!testPostgresUrl())('a deployed stack: plans sealed, verified an
     const outside = await client.createVm({ ...createRequest(newVm('sealed', { fleet: 'web', index: 7 })), planId: good.id });
     expect(outside).toMatchObject({ outcome: 'vetoed' });
     expect(outside.reason).toContain('creates no VM at web/7');
+    // A create the registered plan does make, but no apply of it holds the fleet: a replay.
+    const replay = await client.createVm({ ...createRequest(newVm('sealed', { fleet: 'web', index: 2, id: proposedVmId(good.id, 'web/2') })), planId: good.id });
+    expect(replay).toMatchObject({ outcome: 'vetoed' });
+    expect(replay.reason).toContain('not locked by the apply');
     // A delete of the protected VM under the registered plan (which does not act on it).
     const del = await client.transition(vmIdOf('vault/0'), { idempotencyKey: 'del-vault', planId: good.id, from: 'Running', to: 'ShuttingDown' });
     expect(del).toMatchObject({ outcome: 'vetoed' });
@@ -253,5 +258,14 @@ describe.skipIf(!testPostgresUrl())('a deployed stack: plans sealed, verified an
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Apply complete: 2 VMs changed, 0 failed');
     expect((await record.listVms('sealed')).map((v) => `${v.address} ${v.state}`).sort()).toEqual(['jobs/0 PoweredOff', 'vault/0 Running', 'web/0 Running', 'web/1 Running', 'web/2 Running']);
+  });
+
+  it('once its apply is over, the plan\'s own members get nothing approved under it', async () => {
+    const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dmz.url, token: () => CLI_TOKEN, retries: 0 });
+    const web2 = (await record.listVms('sealed')).find((v) => v.address === 'web/2')!;
+    const stop = await client.transition(web2.id, { idempotencyKey: 'replay-stop', planId: good.id, from: 'Running', to: 'ShuttingDown' });
+    expect(stop).toMatchObject({ outcome: 'vetoed' });
+    expect(stop.reason).toContain('not locked by the apply');
+    expect((await record.getVm(web2.id))?.state).toBe('Running');
   });
 });

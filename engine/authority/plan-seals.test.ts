@@ -115,11 +115,18 @@ describe('the plan routes and the gate over HTTP', () => {
     expect([reg.status, JSON.parse(reg.text)]).toEqual([200, { planId: 'p-one', digest: seal!.digest, members: 1 }]);
 
     const vm = newVm('gate', { id: proposedVmId('p-one', 'web/0') });
+    // Registered, but no apply of it holds the fleet: refused (a registered plan cannot be replayed after its apply).
+    const unlocked = await client.createVm({ ...createRequest(vm), planId: 'p-one' });
+    expect(unlocked).toMatchObject({ outcome: 'vetoed' });
+    expect(unlocked.reason).toContain('not locked by the apply of plan p-one');
+    expect(await record.getVm(vm.id)).toBeUndefined();
+    const lock = await record.acquireLocks('gate', ['web'], { who: 'apply', host: 'test', planId: 'p-one', pid: process.pid });
     expect(await client.createVm({ ...createRequest(vm), planId: 'p-one' })).toMatchObject({ outcome: 'ok', vm: { state: 'Requested' } });
     const other = newVm('gate', { index: 1 });
     const refused = await client.createVm({ ...createRequest(other), planId: 'p-one' });
     expect(refused).toMatchObject({ outcome: 'vetoed' });
     expect(await record.getVm(other.id)).toBeUndefined();
+    await lock.release();
 
     // Edited after sealing, or registered again under its id with other content: refused, nothing registered.
     const edited = await call('/v1/plans/register', { plan: { ...plan('p-one', ['web/0', 'web/1']), seal } });

@@ -18,7 +18,8 @@
 // | every authorize / advance     | its plan id is registered (the row's MAC verifies); a create is a  | plan-unregistered, |
 // |   (the gate)                  | create/replace member of that plan, in the caller's data center,   | outside-plan       |
 // |                               | under the VM id apply proposes; an edge of an existing VM is about |                    |
-// |                               | a VM the plan acts on, or one it created                           |                    |
+// |                               | a VM the plan acts on, or one it created; and the VM's fleet is    | plan-unlocked      |
+// |                               | locked now by that plan's apply (a lock naming the plan, unexpired)|                    |
 //
 // The key: HKDF-SHA256 of the authority's secret (salt `dmzfleet plan
 // seal`, info `plan-seal v1 <stack>`). It never leaves this process: not in
@@ -26,13 +27,14 @@
 // Decisions are pure functions (judgePlanRequest); the class loads and caches.
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import type { Diagnostic } from '../diags/index.ts';
-import { formatVmAddress, proposedVmId } from '../model/index.ts';
+import { formatVmAddress, parseVmAddress, proposedVmId } from '../model/index.ts';
 import { actedVmIds, canonicalJson, checkScope, checkTargets, planContentDigest, planScope, sealPlan, verifySeal, type SealKey } from '../plan/index.ts';
 import type { PlanDocument, PlanSeal } from '../plan/types.ts';
-import type { FleetRecord, SealedPlanRow, VmRow } from '../record/index.ts';
+import type { FleetRecord, LockRow, SealedPlanRow, VmRow } from '../record/index.ts';
 import { WireError, type AuthorizeRequest, type WireCode } from '../../protocol/index.ts';
 
 type Scope = SealedPlanRow['scope'];
+
 
 /** The authority's plan-seal key for a stack. Its id names it without revealing it. */
 export function authoritySealKey(secret: string, stack: string): SealKey {
@@ -93,6 +95,8 @@ export class PlanSeals {
   private stackId: string | undefined;
   /** Registered plans' scopes (immutable once registered), by plan id. */
   private readonly scopes = new Map<string, Scope>();
+  /** The read of the stack's locks in flight, joined by the requests that arrive meanwhile. */
+  private reading: Promise<LockRow[]> | undefined;
   /** A VM's id, address and data center never change: read once per VM. */
   private readonly rows = new Map<string, Pick<VmRow, 'id' | 'address' | 'dataCenter'>>();
 
@@ -165,10 +169,38 @@ export class PlanSeals {
     return row;
   }
 
+  /**
+   * Whether `fleet` is locked now by the apply of plan `planId`: a
+   * registration admits requests only while its apply holds the fleet, so a
+   * registered plan cannot be replayed once that apply is over. Requests
+   * arriving together share one read of the locks (a read in flight is
+   * joined); a "no" from a read that may have started before the request
+   * arrived is confirmed by a read of its own, so a lock taken just before
+   * the request is never missed.
+   */
+  private async lockedBy(planId: string, fleet: string): Promise<boolean> {
+    const holds = (locks: readonly LockRow[]) => {
+      const now = Date.now();
+      return locks.some((l) => l.fleet === fleet && l.planId === planId && Date.parse(l.expiresAt) > now);
+    };
+    if (this.reading && holds(await this.reading)) return true;
+    const read = this.o.record.listLocks(this.o.stackName).finally(() => {
+      if (this.reading === read) this.reading = undefined;
+    });
+    this.reading = read;
+    return holds(await read);
+  }
+
   /** The gate on one authorization: undefined when it may go on to the authority's own checks, else the veto. */
-  async judge(caller: string, req: AuthorizeRequest): Promise<{ code: 'plan-unregistered' | 'outside-plan'; reason: string } | undefined> {
+  async judge(caller: string, req: AuthorizeRequest): Promise<{ code: 'plan-unregistered' | 'outside-plan' | 'plan-unlocked'; reason: string } | undefined> {
     const scope = req.planId === null ? undefined : await this.scopeOf(req.planId);
     const row = req.kind === 'create' || scope === undefined ? undefined : await this.rowOf(req.vmId);
-    return judgePlanRequest(caller, req, scope, row);
+    const judged = judgePlanRequest(caller, req, scope, row);
+    if (judged || req.planId === null) return judged;
+    const fleet = req.kind === 'create' ? req.vm?.fleet : row ? parseVmAddress(row.address)?.fleet : undefined;
+    if (fleet !== undefined && !(await this.lockedBy(req.planId, fleet))) {
+      return { code: 'plan-unlocked', reason: `fleet ${fleet} is not locked by the apply of plan ${req.planId}: a registered plan's requests are approved only while its apply holds the fleet` };
+    }
+    return undefined;
   }
 }

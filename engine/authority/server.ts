@@ -227,8 +227,9 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
       const refused = await gated(caller, req.create);
       if (refused) return { create: refused, next: [] };
     }
-    for (const n of req.next) {
-      const refused = await gated(caller, n);
+    // Judged together: their reads of the record are shared.
+    const judged = await Promise.all(req.next.map((n) => gated(caller, n)));
+    for (const refused of judged) {
       if (!refused) continue;
       // The report part stands on its own approval; the edges after it are refused.
       if (req.report) return { report: await core.report(caller, req.report), next: [{ authorize: refused }] };
