@@ -168,6 +168,74 @@ spec:
   });
 });
 
+// A plan narrowed by --target alone parses only the fleet files that spell
+// a targeted fleet's name (issue 20: 5,000 spec files cost seconds of YAML
+// for a plan of one fleet); a targeted fleet not found in them makes it load
+// the whole stack, since only that can tell a fleet gone from the specs
+// (its members to delete) from a name the text search missed.
+describe('a targeted plan parses only the files naming its fleets', () => {
+  const fleetFile = (name: string, count = 2) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: ${name}, owner: team-a }
+spec:
+  count: ${count}
+  image: ubuntu-22.04
+  size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }
+`;
+  const stackFile = `apiVersion: fleet/v1
+kind: Stack
+metadata: { name: targeted }
+spec:
+  specs: ["specs/*.yaml"]
+  record: pglite://.fleet/record
+  policyPack: { path: ${join(ROOT, 'policies', 'default')} }
+  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
+  dataCenters:
+    - { name: miami, address: embedded, location: { lat: 25.7617, lon: -80.1918 }, hardware: [general], capacity: {} }
+`;
+  const at = { now: new Date('2026-01-01T00:00:00.000Z'), id: '00000000-0000-4000-8000-000000000000' };
+  const stack = (files: Record<string, string>): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleet-targeted-'));
+    mkdirSync(join(dir, 'specs'));
+    writeFileSync(join(dir, 'stack.yaml'), stackFile);
+    for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, 'specs', f), text);
+    return dir;
+  };
+  let record: FleetRecord;
+  const dirs: string[] = [];
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+  });
+  afterAll(async () => {
+    await record?.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('plans web without parsing a file that does not name it (a whole plan reports that file)', async () => {
+    const dir = stack({ 'web.yaml': fleetFile('web'), 'broken.yaml': 'kind: [unclosed\n' });
+    dirs.push(dir);
+    await expect(planStack(dir, { cwd: ROOT, env, record, ...at })).rejects.toThrow(/broken\.yaml/);
+    const { plan } = await planStack(dir, { cwd: ROOT, env, record, ...at, targets: ['web'] });
+    expect(plan.fleets).toEqual(['web']);
+    expect(plan.changes.filter((c) => c.action === 'create').map((c) => c.address)).toEqual(['web/0', 'web/1']);
+  });
+
+  it('loads the whole stack when a targeted fleet is in no file that spells its name, and never plans it as gone', async () => {
+    // "ap\x69" is api, spelled so that the text search misses it.
+    const dir = stack({ 'api.yaml': fleetFile('"ap\\x69"', 3), 'web.yaml': fleetFile('web') });
+    dirs.push(dir);
+    const loaded = await loadStack(dir, { cwd: ROOT, env });
+    expect(loaded.fleets.map((f) => f.name)).toEqual(['api', 'web']);
+    // api/0 runs: had the plan taken api for gone from the specs, it would delete it.
+    writeFileSync(join(dir, 'record.yaml'), 'vms:\n  - { address: api/0, dataCenter: miami, state: Running }\n');
+    await seedFixture(record, fixtureVms(join(dir, 'record.yaml'), 'targeted', loaded.fleets, loaded.pack!.images));
+    const { plan } = await planStack(dir, { cwd: ROOT, env, record, ...at, targets: ['api'] });
+    expect(plan.fleets).toEqual(['api']);
+    expect(plan.changes.filter((c) => c.action === 'create').map((c) => c.address)).toEqual(['api/1', 'api/2']);
+    expect(plan.changes.some((c) => c.action === 'delete')).toBe(false);
+  });
+});
+
 // The basis holds the VMs the plan acts on and every fleet in scope; a noop
 // member has no entry of its own, yet a change to it must still make a saved
 // plan stale: every write to a member bumps its fleet's version.

@@ -10,7 +10,7 @@ import type { FleetRecord, PlanVmRow, StackIdentity, UsageRow } from '../record/
 import { loadStack, type LoadResult } from '../spec/index.ts';
 import { sealPlan } from './integrity.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
-import { resolveScope } from './scope.ts';
+import { resolveScope, targetFleet } from './scope.ts';
 import { parseVmAddress } from '../model/index.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/index.ts';
 import type { PlanDocument, PlanSeal } from './types.ts';
@@ -54,7 +54,19 @@ export interface PlanStackResult {
  */
 export async function planStack(stackDir: string, opts: PlanStackOptions = {}): Promise<PlanStackResult> {
   const t0 = performance.now();
-  const loaded = opts.loaded ?? (await loadStack(stackDir, { cwd: opts.cwd ?? process.cwd(), env: opts.env ?? process.env }));
+  const load = (onlyFleets?: readonly string[]): Promise<LoadResult> =>
+    loadStack(stackDir, { cwd: opts.cwd ?? process.cwd(), env: opts.env ?? process.env, ...(onlyFleets ? { onlyFleets } : {}) });
+  // A plan narrowed by --target alone parses only the files that name its
+  // fleets (thousands of specs cost seconds of YAML); it loads the whole stack
+  // if a targeted fleet is then not found in them (see below).
+  const targetsOnly = !opts.loaded && (opts.targets?.length ?? 0) > 0 && (opts.excludes?.length ?? 0) === 0;
+  let loaded = opts.loaded ?? (await load(targetsOnly ? [...new Set(opts.targets!.map(targetFleet))] : undefined));
+  if (targetsOnly && !hasErrors(loaded.diagnostics) && opts.targets!.some((t) => !loaded.fleets.some((f) => f.name === targetFleet(t)))) {
+    // A targeted fleet is in none of the files that spell its name: only the
+    // whole stack can tell whether it is gone from the specs (its members to
+    // be deleted) or written in a way the text search missed.
+    loaded = await load();
+  }
   if (hasErrors(loaded.diagnostics) || !loaded.stack || !loaded.pack) {
     throw new FleetError(loaded.diagnostics.length ? loaded.diagnostics : [diag('cli.internal', 'the stack loader returned no stack and no diagnostic')]);
   }
@@ -135,6 +147,8 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
  * ignored, so it is refused too.
  */
 function memberProblems(options: PlanOptions, rows: readonly PlanVmRow[], fleets: readonly LoadedFleet[], stack: string): Diagnostic[] {
+  // Nothing to check without member addresses; the sets below cost seconds on a record of a million VMs.
+  if (!options.targets.some((t) => parseVmAddress(t)) && !options.replace?.length) return [];
   const live = new Set(rows.filter((r) => !r.deposed && r.retiredAt === null).map((r) => r.address));
   const count = new Map(fleets.map((f) => [f.name, f.count]));
   const out: Diagnostic[] = [];

@@ -155,6 +155,27 @@ describe('record URL', () => {
   });
 });
 
+describe('stackOnly (commands that only read the record)', () => {
+  it('reads the stack file alone: neither the fleet files nor the pack, so a broken spec or a missing pack is not its concern', async () => {
+    const dir = await scratch({ 'stack.yaml': stackYaml({ pack: '/nonexistent/pack' }), 'specs/web.yaml': 'kind: [unclosed' });
+    const full = await loadStack(dir, { env: {} });
+    expect(codes(full.diagnostics)).toEqual(expect.arrayContaining(['spec.pack-not-found']));
+    const r = await loadStack(dir, { env: {}, stackOnly: true });
+    expect(r.diagnostics).toEqual([]);
+    expect(r.fleets).toEqual([]);
+    expect(r.pack).toBeUndefined();
+    expect(r.stack?.name).toBe('t');
+    expect(r.stack?.recordUrl).toBe(`pglite://${join(dir, '.fleet/record')}`);
+  });
+
+  it('still reports a broken stack file', async () => {
+    const dir = await scratch({ 'stack.yaml': stackYaml({ record: 'mysql://x' }) });
+    const r = await loadStack(dir, { env: {}, stackOnly: true });
+    expect(codes(r.diagnostics)).toEqual(['spec.record-url']);
+    expect(r.stack).toBeUndefined();
+  });
+});
+
 describe('freezing', () => {
   it('returns fleets and stack consumers cannot mutate', async () => {
     const r = await loadStack('test/fixtures/example-stack', { cwd: repo, env: {} });

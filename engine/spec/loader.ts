@@ -35,6 +35,22 @@ export interface LoadOptions {
   cwd?: string;
   /** Pack loader; default engine/policy's loadPack. Tests pass a hand-built pack through this. */
   loadPack?: PackLoader;
+  /**
+   * Read the stack file only (its name, record URL, data centers): neither the
+   * pack nor the fleet files. For commands that only read the record (state,
+   * history, unlock), whose cost must not grow with the number of specs.
+   */
+  stackOnly?: boolean;
+  /**
+   * Parse only the fleet files whose text spells one of these fleet names
+   * (a file defining a fleet spells its name), for a plan narrowed by
+   * --target on a stack of thousands of files: every file is still read, the
+   * others are not parsed or checked, and `fleets` holds the fleets of the
+   * files parsed. A fleet named here but defined in no parsed file may still
+   * be in a skipped one (a name written with YAML escapes): the caller must
+   * load the whole stack before concluding it is gone (engine/plan/run.ts).
+   */
+  onlyFleets?: readonly string[];
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -111,13 +127,16 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   let pack: LoadedPack | undefined;
   if (typeof packRef.path === 'string' && packRef.path) {
     packDir = resolve(dir, packRef.path);
-    if (!(await isFile(join(packDir, 'policy.yaml')))) {
-      const what = (await isDir(packDir)) ? `${show(packDir)} has no policy.yaml` : `${show(packDir)} does not exist`;
-      diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
-    } else {
-      const loaded = await (opts.loadPack ?? policyLoadPack)(packDir, ruleConfig, { stackFile: file });
-      pack = loaded.pack;
-      diagnostics.push(...loaded.diagnostics.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: show(d.file) } : d)));
+    // stackOnly: the pack's path is resolved, the pack not read.
+    if (!opts.stackOnly) {
+      if (!(await isFile(join(packDir, 'policy.yaml')))) {
+        const what = (await isDir(packDir)) ? `${show(packDir)} has no policy.yaml` : `${show(packDir)} does not exist`;
+        diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
+      } else {
+        const loaded = await (opts.loadPack ?? policyLoadPack)(packDir, ruleConfig, { stackFile: file });
+        pack = loaded.pack;
+        diagnostics.push(...loaded.diagnostics.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: show(d.file) } : d)));
+      }
     }
   }
 
@@ -138,7 +157,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   }
 
   // Fleet files.
-  const files = await matchSpecs(src, spec, dir, diagnostics);
+  const files = opts.stackOnly ? [] : await matchSpecs(src, spec, dir, diagnostics);
   const docs: SourceDoc[] = [];
   // Read concurrently, then handle in sorted order so diagnostics and fleets come out the same every run.
   const readDiags: Diagnostic[][] = files.map(() => []);
@@ -147,6 +166,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     diagnostics.push(...readDiags[i]);
     const t = texts[i];
     if (t === undefined) continue;
+    if (opts.onlyFleets && !opts.onlyFleets.some((name) => t.includes(name))) continue;
     const p = parseYaml(t, show(abs));
     diagnostics.push(...p.diagnostics);
     if (p.empty) {

@@ -14,7 +14,8 @@ import { AwsDriver } from './aws/aws.ts';
 import { FakeEc2 } from './aws/fake-ec2.ts';
 import { CONTRACT_TYPES, sessionCredentials } from './aws/testing.ts';
 import { ArmFake } from './azure/arm-fake.ts';
-import { AzureDriver, staticTokenCredential } from './azure/azure.ts';
+import { AzureDriver } from './azure/azure.ts';
+import { staticTokenCredential } from './azure/clients.ts';
 import { azureBootstrap } from './azure/bootstrap.ts';
 
 const DC = 'dc-ledger';

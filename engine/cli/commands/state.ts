@@ -29,7 +29,7 @@ export async function withStackRecord<T>(
   /** A command that only reads: a PGlite record an apply holds is read from a copy instead of waiting (openRecord readOnly). */
   access: { readOnly?: boolean } = {},
 ): Promise<T> {
-  const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
+  const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), stackOnly: true });
   if (!loaded.stack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
     if (errors.length === 0) throw new Error(`bug: loadStack gave no stack and no error for ${opts.stack}`);

@@ -38,7 +38,6 @@ import {
   type Instance,
   type Tag,
 } from '@aws-sdk/client-ec2';
-import { fitInstanceType } from '../../../engine/policy/instance-types.ts';
 import type { InstanceType } from '../../../engine/policy/types.ts';
 import type { VmSize } from '../../../engine/model/index.ts';
 import { renderAgentUserData } from '../../boot-agent/index.ts';
@@ -54,22 +53,10 @@ import {
   type ScopedCredentials,
   type VmRef,
 } from '../types.ts';
-import type { DriverFactory } from '../registry.ts';
 import { AgentLedger } from '../agent-ledger.ts';
 import { ec2Error } from './errors.ts';
-import { isEc2State, mapEc2State, type Ec2State } from './states.ts';
-
-/** Tag keys the driver writes on every instance and its volumes (docs/drivers/aws.md, "Tags"). */
-export const TAGS = {
-  stack: 'fleet:stack',
-  dataCenter: 'fleet:data-center',
-  fleet: 'fleet:fleet',
-  address: 'fleet:address',
-  vmId: 'fleet:vm-id',
-  size: 'fleet:size',
-  encrypted: 'fleet:encrypted',
-  name: 'Name',
-} as const;
+import { mapEc2State, type Ec2State } from './states.ts';
+import { TAGS, formatSizeTag, isGone, parseSize, sizeOfType, stateOf, tagMap, typeFor } from './instances.ts';
 
 export interface AwsCredentialIdentity {
   accessKeyId: string;
@@ -266,16 +253,11 @@ export class AwsDriver implements Driver {
   }
 
   private sizeOfType(type: string | undefined): VmSize {
-    const t = this.o.instanceTypes.find((x) => x.name === type);
-    return { cpu: t?.cpu ?? 0, memoryGiB: t?.memoryGiB ?? 0, diskGiB: 0 };
+    return sizeOfType(this.o.instanceTypes, type);
   }
 
   private typeFor(size: VmSize): string {
-    const t = fitInstanceType(this.o.instanceTypes, size);
-    if (!t) {
-      throw new DriverError('failed', `no instance type of ${this.dataCenter} fits ${size.cpu} CPU / ${size.memoryGiB} GiB (the pack's instanceTypes catalog)`);
-    }
-    return t.name;
+    return typeFor(this.o.instanceTypes, size, this.dataCenter);
   }
 
   private userData(input: { vmId: string; cloudId: string; image: string; encrypted: boolean; bootToken?: string }): string {
@@ -496,53 +478,3 @@ export class AwsDriver implements Driver {
     this.clients.clear();
   }
 }
-
-function stateOf(inst: Instance): Ec2State | undefined {
-  const n = inst.State?.Name;
-  return isEc2State(n) ? n : undefined;
-}
-
-function isGone(inst: Instance): boolean {
-  const s = stateOf(inst);
-  return s === 'terminated' || s === 'shutting-down';
-}
-
-function tagMap(tags: Tag[] | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const t of tags ?? []) if (t.Key !== undefined) out[t.Key] = t.Value ?? '';
-  return out;
-}
-
-/** `cpu=4,memoryGiB=16,diskGiB=100`: the size the record asked for (the instance type may be larger). */
-function formatSizeTag(s: VmSize): string {
-  return `cpu=${s.cpu},memoryGiB=${s.memoryGiB},diskGiB=${s.diskGiB}`;
-}
-
-function parseSize(tag: string | undefined): VmSize | undefined {
-  const m = tag ? /^cpu=(\d+),memoryGiB=([\d.]+),diskGiB=(\d+)$/.exec(tag) : null;
-  return m ? { cpu: Number(m[1]), memoryGiB: Number(m[2]), diskGiB: Number(m[3]) } : undefined;
-}
-
-/** The registry's factory: settings from the DMZ client config, the catalog from the pack, AWS_ENDPOINT_URL_EC2 from the environment. */
-export const awsDriverFactory: DriverFactory = async (ctx) => {
-  const settings = ctx.config.aws;
-  if (!settings) throw new DriverError('failed', 'the aws driver needs spec.aws in the DMZ client config');
-  const types = ctx.pack.instanceTypes?.[ctx.dataCenter.name];
-  if (!types) throw new DriverError('failed', `pack ${ctx.pack.name} has no instanceTypes entry for ${ctx.dataCenter.name}`);
-  const endpoint = ctx.env.AWS_ENDPOINT_URL_EC2 || undefined;
-  // The DMZ client's own read-only identity: the environment's keys when set, else the SDK's default chain (instance profile).
-  const id = ctx.env.AWS_ACCESS_KEY_ID;
-  const secret = ctx.env.AWS_SECRET_ACCESS_KEY;
-  const readCredentials = id && secret ? { accessKeyId: id, secretAccessKey: secret, ...(ctx.env.AWS_SESSION_TOKEN ? { sessionToken: ctx.env.AWS_SESSION_TOKEN } : {}) } : undefined;
-  return new AwsDriver({
-    ...(readCredentials ? { readCredentials } : {}),
-    dataCenter: ctx.dataCenter.name,
-    stack: ctx.stack,
-    settings,
-    instanceTypes: types,
-    ...(endpoint ? { endpoint } : {}),
-    ...(ctx.config.requestTimeoutMs ? { requestTimeoutMs: ctx.config.requestTimeoutMs } : {}),
-    ...(ctx.config.bootUrl ? { bootUrl: ctx.config.bootUrl } : {}),
-    stateDir: ctx.stateDir,
-  });
-};

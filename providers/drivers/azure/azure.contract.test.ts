@@ -4,7 +4,8 @@
 import { driverContract, type FaultKind } from '../contract.ts';
 import type { DriverCall } from '../types.ts';
 import { ArmFake, type ArmCall, type ArmFault } from './arm-fake.ts';
-import { AzureDriver, staticTokenCredential } from './azure.ts';
+import { AzureDriver } from './azure.ts';
+import { staticTokenCredential } from './clients.ts';
 import { azureBootstrap } from './bootstrap.ts';
 
 const SUB = '00000000-0000-0000-0000-0000000000cc';

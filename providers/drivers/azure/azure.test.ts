@@ -7,7 +7,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DriverError, type AgentReport, type CreateVmInput, type ScopedCredentials } from '../types.ts';
 import { ArmFake, type ArmCall, type ArmFault } from './arm-fake.ts';
-import { AzureDriver, staticTokenCredential, type AzureDriverOptions } from './azure.ts';
+import { AzureDriver } from './azure.ts';
+import type { AzureDriverOptions } from './options.ts';
+import { staticTokenCredential } from './clients.ts';
 import { azureBootstrap } from './bootstrap.ts';
 import { resourceNames } from './names.ts';
 

@@ -26,91 +26,17 @@
 // 0): the DMZ client owns retries, so errors.ts maps every failure to a kind.
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { ComputeManagementClient, type VirtualMachine } from '@azure/arm-compute';
-import { NetworkManagementClient } from '@azure/arm-network';
-import type { AccessToken, TokenCredential } from '@azure/core-auth';
-import type { PipelinePolicy } from '@azure/core-rest-pipeline';
+import type { VirtualMachine } from '@azure/arm-compute';
+import type { TokenCredential } from '@azure/core-auth';
 import { formatSize, type VmSize } from '../../../engine/model/index.ts';
 import type { AgentState } from '../../../protocol/index.ts';
 import { DriverError, checkCredentials, type AgentReport, type CloudVm, type CreateVmInput, type Driver, type ScopedCredentials, type VmRef } from '../types.ts';
-import { ARM_SCOPE, requestEntraToken } from '../../../engine/authority/credentials/azure.ts';
-import { fitInstanceType, instanceTypesOf } from '../../../engine/policy/instance-types.ts';
-import { renderAgentUserData } from '../../boot-agent/index.ts';
-import type { DriverFactory } from '../registry.ts';
 import { AgentLedger } from '../agent-ledger.ts';
-import { azureBootstrap } from './bootstrap.ts';
+import { armClients, staticTokenCredential, type Clients } from './clients.ts';
+import { AZURE_DATA_DEVICE, DEFAULT_ARM_ENDPOINT, type AzureDriverOptions } from './options.ts';
 import { toDriverError } from './errors.ts';
 import { TAG, formatSizeTag, imageReference, nicResourceId, parseSizeTag, resourceNames, subnetResourceId, vmResourceId, vmName } from './names.ts';
 import { mapAzureState, powerStateOf, provisioningStateOf } from './states.ts';
-
-/** Azure Resource Manager in the public cloud. */
-export const DEFAULT_ARM_ENDPOINT = 'https://management.azure.com';
-
-/** What the boot agent of one boot is told (in the VM's userData; never a disk key). */
-export interface BootAgentContext {
-  vmId: string;
-  cloudId: string;
-  image: string;
-  /** Where the VM reaches the DMZ client's boot endpoint. */
-  bootUrl: string;
-  /** The one-time token of this boot. */
-  bootToken: string;
-  encryptedDisk: boolean;
-  /** The data volume inside the VM: LUN 0 as Azure's udev rules name it. */
-  dataDevice: string;
-}
-
-/** The data disk (LUN 0) inside an Azure Linux VM. */
-export const AZURE_DATA_DEVICE = '/dev/disk/azure/scsi1/lun0';
-
-export interface AzureDriverOptions {
-  dataCenter: string;
-  /** Stack name: the `fleet-stack` tag list filters on. */
-  stack: string;
-  subscriptionId: string;
-  resourceGroup: string;
-  location: string;
-  vnet: string;
-  subnet: string;
-  /** Resource group of the VNet, when not the data center's. */
-  vnetResourceGroup?: string;
-  /** Resource manager URL (an emulator, a sovereign cloud). Default https://management.azure.com. HTTPS only: bearer tokens never go over plain HTTP. */
-  endpoint?: string;
-  /** Size -> Azure VM size (`Standard_D4s_v5`), from the pack's catalog for this data center; undefined: the catalog has none. */
-  vmSize(size: VmSize): string | undefined;
-  /** What the `powerOff` edge does: `stop` keeps the VM allocated (billed, quick to start), `deallocate` releases its hardware. Default stop. */
-  powerOffMode?: 'stop' | 'deallocate';
-  /** The DMZ client's own identity for reads (get, list): a managed identity or a principal with Reader on the resource group. */
-  readCredential: TokenCredential;
-  /** The VM's custom data, run once by cloud-init at first start: the bootstrap that runs each boot's agent from userData (bootstrap.ts). */
-  customData: string;
-  /** The VM's userData for one boot: the boot agent with its settings (providers/boot-agent renderAgentUserData). */
-  bootScript(ctx: BootAgentContext): string;
-  /** Operator login on the VMs (Azure requires one); password login is disabled. */
-  adminUsername?: string;
-  sshPublicKey: string;
-  /** Each HTTP call (and each poll) not answered within this fails with `timeout`. Default 30 000. */
-  requestTimeoutMs?: number;
-  /** A long-running operation not done within this fails with `timeout`. Default 900 000. */
-  operationTimeoutMs?: number;
-  /** Between polls of a long-running operation when ARM gives no Retry-After. Default 2000. */
-  pollIntervalMs?: number;
-  /** The boot endpoint as the VMs reach it (the DMZ client config's bootUrl); default: the DMZ client's own address (attach). */
-  bootUrl?: string;
-  /** The DMZ client's state folder: the agents' reports are kept there across restarts (agent-ledger.ts). Default: in memory. */
-  stateDir?: string;
-}
-
-/** A bearer token the caller already holds (the broker's, or the read identity's) as the SDK's credential. */
-export function staticTokenCredential(token: string, expiresAt: string): TokenCredential {
-  const expiresOnTimestamp = Date.parse(expiresAt);
-  return { getToken: async (): Promise<AccessToken> => ({ token, expiresOnTimestamp }) };
-}
-
-interface Clients {
-  compute: ComputeManagementClient;
-  network: NetworkManagementClient;
-}
 
 /** Per VM (cloud id), what this client knows of its boot agent. */
 interface AgentEntry {
@@ -153,36 +79,7 @@ export class AzureDriver implements Driver {
   }
 
   private clients(credential: TokenCredential): Clients {
-    // Every HTTP request (a call, each poll of an operation) has its own deadline; a hung one fails with `timeout`.
-    const timeoutMs = this.o.requestTimeoutMs ?? 30_000;
-    const requestTimeout: PipelinePolicy = {
-      name: 'fleetRequestTimeout',
-      sendRequest: async (request, next) => {
-        // Armed before the HTTP client's own timer of the same length, so it has fired when that one aborts the request.
-        let hung = false;
-        const timer = setTimeout(() => (hung = true), timeoutMs);
-        request.timeout = timeoutMs;
-        try {
-          return await next(request);
-        } catch (err) {
-          if (hung) throw Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' });
-          throw err;
-        } finally {
-          clearTimeout(timer);
-        }
-      },
-    };
-    const additionalPolicies = [{ policy: requestTimeout, position: 'perCall' as const }];
-    const common = { retryOptions: { maxRetries: 0 }, credentialScopes: [`${this.endpoint}/.default`], additionalPolicies };
-    return {
-      compute: new ComputeManagementClient(credential, this.o.subscriptionId, {
-        endpoint: this.endpoint,
-        retryOptions: { maxRetries: 0 },
-        credentials: { scopes: common.credentialScopes },
-        additionalPolicies,
-      }),
-      network: new NetworkManagementClient(credential, this.o.subscriptionId, { ...common, endpoint: this.endpoint, $host: this.endpoint }),
-    };
+    return armClients(credential, { endpoint: this.endpoint, subscriptionId: this.o.subscriptionId, requestTimeoutMs: this.o.requestTimeoutMs ?? 30_000 });
   }
 
   /** The clients that act with the authority's token for this data center (after checking it is for this data center and fresh). */
@@ -575,67 +472,3 @@ export class AzureDriver implements Driver {
     this.events.removeAllListeners();
   }
 }
-
-/**
- * The DMZ client's own read-only identity (docs/drivers/azure.md): a service
- * principal when AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET are
- * set (client-credentials, as the broker), else the VM's managed identity
- * through the instance metadata service (a DMZ client running in Azure).
- * Tokens are kept until five minutes before they expire.
- */
-export function readIdentity(env: Readonly<Record<string, string | undefined>>, scope = ARM_SCOPE): TokenCredential {
-  let held: AccessToken | undefined;
-  const fetchToken = async (): Promise<AccessToken> => {
-    const { AZURE_TENANT_ID: tenantId, AZURE_CLIENT_ID: clientId, AZURE_CLIENT_SECRET: clientSecret } = env;
-    if (tenantId && clientId && clientSecret) {
-      const t = await requestEntraToken({ tenantId, clientId, clientSecret, scope, ...(env.AZURE_AUTHORITY_HOST ? { authorityHost: env.AZURE_AUTHORITY_HOST } : {}) });
-      return { token: t.accessToken, expiresOnTimestamp: Date.parse(t.expiresOn) };
-    }
-    const resource = scope.replace(/\/\.default$/, '/');
-    const url = `http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(resource)}${clientId ? `&client_id=${encodeURIComponent(clientId)}` : ''}`;
-    const res = await fetch(url, { headers: { Metadata: 'true' }, signal: AbortSignal.timeout(10_000) });
-    const b = (await res.json()) as { access_token?: string; expires_on?: string; error?: string; error_description?: string };
-    if (!res.ok || !b.access_token) throw new Error(`the managed identity has no token: ${res.status} ${b.error ?? ''} ${b.error_description ?? ''}`.trim());
-    return { token: b.access_token, expiresOnTimestamp: Number(b.expires_on) * 1000 };
-  };
-  return {
-    getToken: async () => {
-      if (!held || held.expiresOnTimestamp - Date.now() < 300_000) held = await fetchToken();
-      return held;
-    },
-  };
-}
-
-/** The registry's factory: settings from the DMZ client config, the VM-size catalog and power-off mode from the pack. */
-export const azureDriverFactory: DriverFactory = async (ctx) => {
-  const s = ctx.config.azure;
-  if (!s) throw new DriverError('failed', 'the azure driver needs spec.azure in the DMZ client config');
-  const dc = ctx.dataCenter.name;
-  const types = instanceTypesOf(ctx.pack, dc);
-  if (!types) throw new DriverError('failed', `pack ${ctx.pack.name} has no instanceTypes entry for ${dc}`);
-  const powerOffMode = ctx.pack.powerOff?.[dc];
-  const endpoint = s.endpoint ?? DEFAULT_ARM_ENDPOINT;
-  return new AzureDriver({
-    dataCenter: dc,
-    stack: ctx.stack,
-    subscriptionId: s.subscriptionId,
-    resourceGroup: s.resourceGroup,
-    location: s.location,
-    vnet: s.vnet,
-    subnet: s.subnet,
-    ...(s.vnetResourceGroup ? { vnetResourceGroup: s.vnetResourceGroup } : {}),
-    endpoint,
-    vmSize: (size) => fitInstanceType(types, size)?.name,
-    ...(powerOffMode ? { powerOffMode } : {}),
-    readCredential: readIdentity(ctx.env, endpoint === DEFAULT_ARM_ENDPOINT ? ARM_SCOPE : `${endpoint.replace(/\/+$/, '')}/.default`),
-    customData: azureBootstrap(),
-    bootScript: (b) =>
-      renderAgentUserData({ bootUrl: b.bootUrl, vmId: b.vmId, cloudId: b.cloudId, image: b.image, bootToken: b.bootToken, encrypted: b.encryptedDisk, dataDevice: b.dataDevice }),
-    sshPublicKey: s.sshPublicKey,
-    ...(s.adminUsername ? { adminUsername: s.adminUsername } : {}),
-    ...(ctx.config.requestTimeoutMs ? { requestTimeoutMs: ctx.config.requestTimeoutMs } : {}),
-    ...(s.pollMs ? { pollIntervalMs: s.pollMs } : {}),
-    ...(ctx.config.bootUrl ? { bootUrl: ctx.config.bootUrl } : {}),
-    stateDir: ctx.stateDir,
-  });
-};

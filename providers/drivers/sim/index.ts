@@ -1,13 +1,4 @@
-export {
-  SimDriver,
-  createSimDriver,
-  observedState,
-  parseSimState,
-  readSimState,
-  seededRandom,
-  simDriverFactory,
-  simLogFile,
-  simStateFile,
-  type SimOptions,
-  type SimState,
-} from './sim.ts';
+export { SimDriver, observedState, seededRandom } from './sim.ts';
+export { createSimDriver, simDriverFactory } from './open.ts';
+export type { SimOptions } from './options.ts';
+export { parseSimState, readSimState, simLogFile, simStateFile, type SimState } from './state-file.ts';

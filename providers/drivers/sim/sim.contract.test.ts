@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { driverContract } from '../contract.ts';
-import { createSimDriver } from './sim.ts';
+import { createSimDriver } from './open.ts';
 import { signedCredentials, testCredentialKey } from './testing.ts';
 
 driverContract('sim', async () => {

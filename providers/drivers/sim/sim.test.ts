@@ -13,7 +13,9 @@ import { credentialKey, sha256, signScopedToken } from '../../../protocol/index.
 import type { DriverError} from '../types.ts';
 import { type ScopedCredentials } from '../types.ts';
 import { signedCredentials, testCredentialKey } from './testing.ts';
-import { createSimDriver, parseSimState, readSimState, seededRandom, simLogFile, simStateFile, type SimDriver } from './sim.ts';
+import { createSimDriver } from './open.ts';
+import { seededRandom, type SimDriver } from './sim.ts';
+import { parseSimState, readSimState, simLogFile, simStateFile } from './state-file.ts';
 
 /** Credentials as the authority issues them for `dataCenter` (signed with its key), valid for `ms`. */
 const creds = (dataCenter = 'dc-a', ms = 60_000): ScopedCredentials => signedCredentials(dataCenter, { ms });

@@ -1,18 +1,14 @@
 // The `sim` driver: a real simulated data center. Its VMs outlive the
 // process: a snapshot file per data center plus an append-only log of
-// changed VMs (state-file.ts; group commit: a change is answered once
+// changed VMs (state-file.ts, written by log.ts; group commit: a change is answered once
 // an append including it completed); every call takes `latencyMs`; capacity
 // is finite; calls can be told to fail or hang; and each booting VM runs a
 // small agent (an in-process timer making real HTTP calls) that asks the
 // boot endpoint for approval, unlocks its encrypted disk with the released
 // key, and reports ready or failed.
-import { randomUUID, type KeyObject } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { FleetError, diag } from '../../../engine/diags/index.ts';
 import { scopedTokenProblem, sha256 } from '../../../protocol/index.ts';
-import { GroupCommit, lockFolder } from '../../../engine/durability/index.ts';
 import { postJson, sendTarget } from '../../http-send.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
 import type { BootResponse } from '../../../protocol/index.ts';
@@ -23,50 +19,13 @@ import {
   type CreateVmInput,
   type Driver,
   type DriverCall,
-  type DriverErrorKind,
   type ScopedCredentials,
   type VmRef,
 } from '../types.ts';
-import type { DriverFactory } from '../registry.ts';
-import { COMPACT_MIN_BYTES, COMPACT_RATIO, readSimState, serialize, simLogFile, simStateFile, type SimVm } from './state-file.ts';
+import { SimLog } from './log.ts';
+import type { SimOptions } from './options.ts';
+import type { SimVm } from './state-file.ts';
 
-export { parseSimState, readSimState, simLogFile, simStateFile, type SimState } from './state-file.ts';
-
-export interface SimOptions {
-  dataCenter: string;
-  /**
-   * The key the authority signs this data center's scoped tokens with
-   * (protocol/scoped-token.ts's credentialKey of the DMZ client's token):
-   * every mutating call's credentials must carry a token it verifies.
-   */
-  credentialKey: KeyObject;
-  /** Folder of the state file `sim-<dataCenter>.json`. */
-  stateDir: string;
-  capacity?: { vms?: number; cpu?: number; memoryGiB?: number };
-  /** Time each call takes. Default 5. */
-  latencyMs?: number;
-  /** Time a VM's agent takes to boot before it calls the boot endpoint. Default latencyMs. */
-  bootMs?: number;
-  /** Share of mutating calls that fail with a transient error, 0 to 1. */
-  errorRate?: number;
-  /** Calls that always fail. */
-  failCalls?: readonly string[];
-  /** Calls that never answer. */
-  hangCalls?: readonly string[];
-  /** Calls that fail with an error of the given kind (the contract suite's faults: capacity, not-found, ...). */
-  failWith?: Readonly<Partial<Record<DriverCall, DriverErrorKind>>>;
-  /** A hung call (hangCalls) gives up after this with a `timeout` error, as a cloud SDK's request timeout does. Default: never. */
-  callTimeoutMs?: number;
-  /** Seed of errorRate's PRNG. Default 1. */
-  seed?: number;
-  /** How long awaitReady waits by default. Default 30 000. */
-  readyTimeoutMs?: number;
-  /**
-   * How long to wait for another process that has this data center open
-   * (the CLI's --lock-timeout). Default 0: refuse at once with sim.busy.
-   */
-  busyTimeoutMs?: number;
-}
 
 /** mulberry32: small, fast, good enough for repeatable failure injection. */
 export function seededRandom(seed: number): () => number {
@@ -82,46 +41,6 @@ export function seededRandom(seed: number): () => number {
 
 const MUTATING: ReadonlySet<string> = new Set(['createVm', 'powerOn', 'boot', 'awaitReady', 'shutdown', 'powerOff', 'resize', 'deleteVm']);
 
-/**
- * Opens (or creates) the simulated data center whose VMs live under
- * `stateDir`; a log left behind is compacted first. One process at a time
- * owns a data center (`<stateDir>.lock`): two sims over one folder would each
- * compact their own view over the other's VMs, and VMs would vanish from the
- * cloud while the record still holds them. Another process's open waits up
- * to busyTimeoutMs, then fails with sim.busy naming the holder.
- */
-export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
-  await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
-  const where = { file: opts.stateDir };
-  const release = await lockFolder(opts.stateDir, {
-    timeoutMs: opts.busyTimeoutMs ?? 0,
-    heldHere: () => {
-      throw new FleetError(diag('sim.busy', `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is already open in this process (pid ${process.pid}).`, where));
-    },
-    busy: (who) => {
-      throw new FleetError(
-        diag(
-          'sim.busy',
-          `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is open in ${who}. Wait for it to finish (--lock-timeout SECONDS waits), or run the data center as one DMZ client (fleet serve dmz-client) that every CLI reaches by URL.`,
-          where,
-        ),
-      );
-    },
-    cannotCreate: (file, err) => {
-      throw new FleetError(diag('sim.busy', `cannot create the lock file ${file}: ${err.message}.`, where));
-    },
-  });
-  try {
-    const { vms, seq, logged } = await readSimState(opts.stateDir, opts.dataCenter);
-    const d = new SimDriver(opts, simStateFile(opts.stateDir, opts.dataCenter), simLogFile(opts.stateDir, opts.dataCenter), vms, seq, release);
-    if (logged) await d.compact();
-    return d;
-  } catch (err) {
-    release();
-    throw err;
-  }
-}
-
 export class SimDriver implements Driver {
   readonly kind = 'sim';
   readonly dataCenter: string;
@@ -135,24 +54,8 @@ export class SimDriver implements Driver {
   private faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith'> = {};
   private readonly events = new EventEmitter();
   private readonly timers = new Set<NodeJS.Timeout>();
-  /** VMs changed since the last write started: the next append carries them as they are then. */
-  private dirty = new Set<SimVm>();
-  /** The last seq given to a log line (or held by the snapshot). */
-  private seq: number;
-  private logBytes = 0;
-  private snapshotBytes = 0;
-  /** The next write rewrites the snapshot instead of appending. */
-  private compactNext = false;
-  /** The log does not end with a newline (an append failed part-way): the next append starts with one. */
-  private needsNewline = false;
-  /**
-   * Appends of changed VMs, or snapshots, each of the state as it is when it
-   * starts. An append is synchronous (microseconds for a page-cache write,
-   * against ~100 us of CPU for fs/promises' open + write + close through the
-   * thread pool), so a write gathers the changes of a whole turn of the
-   * event loop rather than those made while the previous one ran.
-   */
-  private readonly commits = new GroupCommit(() => this.write(), { gather: 'turn' });
+  /** The data center's disk: changes appended by group commit, compacted into the snapshot (log.ts). */
+  private readonly log: SimLog;
   private readonly byCloudId = new Map<string, SimVm>();
   /** Per VM id, its VMs in creation order (a VM id is reused only after a terminate). */
   private readonly byVmId = new Map<string, SimVm[]>();
@@ -166,8 +69,8 @@ export class SimDriver implements Driver {
 
   constructor(
     private readonly o: SimOptions,
-    private readonly file: string,
-    private readonly logFile: string,
+    file: string,
+    logFile: string,
     private readonly vms: SimVm[],
     seq: number,
     /** Lets go of the state folder (createSimDriver took it). */
@@ -176,13 +79,13 @@ export class SimDriver implements Driver {
     this.dataCenter = o.dataCenter;
     this.random = seededRandom(o.seed ?? 1);
     this.events.setMaxListeners(0);
-    this.seq = seq;
+    this.log = new SimLog(o.dataCenter, file, logFile, vms, seq);
     for (const vm of vms) this.index(vm);
   }
 
   /** Writes (appends and snapshots) started (tests and benchmarks read it). */
   get writes(): number {
-    return this.commits.writes;
+    return this.log.writes;
   }
 
   private index(vm: SimVm): void {
@@ -203,58 +106,12 @@ export class SimDriver implements Driver {
   private add(vm: SimVm): void {
     this.vms.push(vm);
     this.index(vm);
-    this.dirty.add(vm);
-  }
-
-  /** One write: the changed VMs appended to the log, or a snapshot when due. */
-  private async write(): Promise<void> {
-    if (this.compactNext || this.logBytes > COMPACT_RATIO * Math.max(this.snapshotBytes, COMPACT_MIN_BYTES)) {
-      await this.snapshot();
-      return;
-    }
-    if (this.dirty.size === 0) return;
-    const changed = this.dirty;
-    this.dirty = new Set();
-    let text = this.needsNewline ? '\n' : '';
-    for (const vm of changed) text += `{"seq":${++this.seq},"vm":${JSON.stringify(vm)}}\n`;
-    try {
-      // Opened per append (not kept open): a log removed under us (with its folder) fails the write instead of vanishing.
-      appendFileSync(this.logFile, text, { mode: 0o600 });
-    } catch (err) {
-      // Part of it may be written: the next write rewrites the snapshot, which
-      // holds these VMs again (the log may be gone with its folder, too).
-      this.needsNewline = true;
-      this.compactNext = true;
-      throw err;
-    }
-    this.logBytes += text.length;
-  }
-
-  /** Every VM into the snapshot (temp file + rename), then the log removed: what it held is in the snapshot. */
-  private async snapshot(): Promise<void> {
-    this.dirty = new Set();
-    const text = serialize(this.dataCenter, this.seq, this.vms);
-    const tmp = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
-    try {
-      await writeFile(tmp, text, { mode: 0o600 });
-      await rename(tmp, this.file);
-      await unlink(this.logFile).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-      });
-    } catch (err) {
-      this.compactNext = true;
-      throw err;
-    }
-    this.compactNext = false;
-    this.needsNewline = false;
-    this.logBytes = 0;
-    this.snapshotBytes = text.length;
+    this.log.changed(vm);
   }
 
   /** Folds the log into the snapshot now (after the writes in flight). */
   compact(): Promise<void> {
-    this.compactNext = true;
-    return this.commits.commit();
+    return this.log.compact();
   }
 
   /**
@@ -331,7 +188,7 @@ export class SimDriver implements Driver {
    * changes made while it runs share the next one.
    */
   private persist(): Promise<void> {
-    return this.commits.commit();
+    return this.log.commit();
   }
 
   private find(ref: VmRef): SimVm | undefined {
@@ -351,7 +208,7 @@ export class SimDriver implements Driver {
     this.account(vm, -1);
     Object.assign(vm, patch, { updatedAt: new Date().toISOString() });
     this.account(vm, 1);
-    this.dirty.add(vm);
+    this.log.changed(vm);
     await this.persist();
     this.events.emit(vm.cloudId, vm);
     return view(this.dataCenter, vm);
@@ -585,8 +442,7 @@ export class SimDriver implements Driver {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    await this.commits.settled();
-    if (this.logBytes > 0 || this.compactNext) await this.compact().catch(() => undefined);
+    await this.log.close();
     this.release();
   }
 }
@@ -626,5 +482,3 @@ function view(dataCenter: string, vm: SimVm): CloudVm {
 }
 
 /** The registry's factory (providers/drivers/registry.ts): the stack's capacity and sim settings, and the key of the DMZ client's scoped tokens. */
-export const simDriverFactory: DriverFactory = (ctx) =>
-  createSimDriver({ dataCenter: ctx.dataCenter.name, stateDir: ctx.stateDir, capacity: ctx.dataCenter.capacity, ...(ctx.dataCenter.sim ?? {}), credentialKey: ctx.credentialKey });

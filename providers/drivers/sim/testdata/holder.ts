@@ -1,6 +1,6 @@
 // A second process that opens a simulated data center and holds it until its
 // stdin closes (sim.test.ts: one owner at a time).
-import { createSimDriver } from '../sim.ts';
+import { createSimDriver } from '../open.ts';
 import { credentialKey } from '../../../../protocol/index.ts';
 
 const [stateDir, dataCenter] = process.argv.slice(2);

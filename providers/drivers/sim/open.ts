@@ -1,0 +1,53 @@
+// Opening a simulated data center: one process at a time owns it (a lock on
+// its state folder), its state is read back, and a log left behind is folded
+// into the snapshot. Also the registry's factory.
+import { mkdir } from 'node:fs/promises';
+import { FleetError, diag } from '../../../engine/diags/index.ts';
+import { lockFolder } from '../../../engine/durability/index.ts';
+import type { DriverFactory } from '../registry.ts';
+import type { SimOptions } from './options.ts';
+import { SimDriver } from './sim.ts';
+import { readSimState, simLogFile, simStateFile } from './state-file.ts';
+
+/**
+ * Opens (or creates) the simulated data center whose VMs live under
+ * `stateDir`; a log left behind is compacted first. One process at a time
+ * owns a data center (`<stateDir>.lock`): two sims over one folder would each
+ * compact their own view over the other's VMs, and VMs would vanish from the
+ * cloud while the record still holds them. Another process's open waits up
+ * to busyTimeoutMs, then fails with sim.busy naming the holder.
+ */
+export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
+  await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  const where = { file: opts.stateDir };
+  const release = await lockFolder(opts.stateDir, {
+    timeoutMs: opts.busyTimeoutMs ?? 0,
+    heldHere: () => {
+      throw new FleetError(diag('sim.busy', `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is already open in this process (pid ${process.pid}).`, where));
+    },
+    busy: (who) => {
+      throw new FleetError(
+        diag(
+          'sim.busy',
+          `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is open in ${who}. Wait for it to finish (--lock-timeout SECONDS waits), or run the data center as one DMZ client (fleet serve dmz-client) that every CLI reaches by URL.`,
+          where,
+        ),
+      );
+    },
+    cannotCreate: (file, err) => {
+      throw new FleetError(diag('sim.busy', `cannot create the lock file ${file}: ${err.message}.`, where));
+    },
+  });
+  try {
+    const { vms, seq, logged } = await readSimState(opts.stateDir, opts.dataCenter);
+    const d = new SimDriver(opts, simStateFile(opts.stateDir, opts.dataCenter), simLogFile(opts.stateDir, opts.dataCenter), vms, seq, release);
+    if (logged) await d.compact();
+    return d;
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
+
+export const simDriverFactory: DriverFactory = (ctx) =>
+  createSimDriver({ dataCenter: ctx.dataCenter.name, stateDir: ctx.stateDir, capacity: ctx.dataCenter.capacity, ...(ctx.dataCenter.sim ?? {}), credentialKey: ctx.credentialKey });
