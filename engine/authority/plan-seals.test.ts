@@ -126,6 +126,13 @@ describe('the plan routes and the gate over HTTP', () => {
     const refused = await client.createVm({ ...createRequest(other), planId: 'p-one' });
     expect(refused).toMatchObject({ outcome: 'vetoed' });
     expect(await record.getVm(other.id)).toBeUndefined();
+
+    // A batch's calls about one VM still run in their order behind the gate: the authorize, then its report.
+    const a = { dataCenter: 'miami', requestId: 'r-batch', planId: 'p-one', kind: 'transition', vmId: vm.id, from: 'Requested', to: 'BeingCreated' };
+    const batch = await call('/v1/batch', { calls: [{ call: 'authorize', body: a }, { call: 'report', body: { dataCenter: 'miami', requestId: 'r-batch', planId: 'p-one', vmId: vm.id, from: 'Requested', to: 'BeingCreated', outcome: 'ok' } }] }, 'dmz-tok');
+    const lines = batch.text.trim().split('\n').map((l) => JSON.parse(l) as { i: number; status: number; body: { effect?: string } }).sort((x, y) => x.i - y.i);
+    expect(lines.map((l) => l.status)).toEqual([200, 200]);
+    expect(lines[1].body.effect).toBe('moved');
     await lock.release();
 
     // Edited after sealing, or registered again under its id with other content: refused, nothing registered.

@@ -31,7 +31,19 @@ import { formatVmAddress, parseVmAddress, proposedVmId } from '../model/index.ts
 import { actedVmIds, canonicalJson, checkScope, checkTargets, planContentDigest, planScope, sealPlan, verifySeal, type SealKey } from '../plan/index.ts';
 import type { PlanDocument, PlanSeal } from '../plan/types.ts';
 import type { FleetRecord, LockRow, SealedPlanRow, VmRow } from '../record/index.ts';
-import { WireError, type AuthorizeRequest, type WireCode } from '../../protocol/index.ts';
+import {
+  WireError,
+  type AdvanceRequest,
+  type AdvanceResponse,
+  type AuthorizeRequest,
+  type AuthorizeResponse,
+  type BootAuthorizeRequest,
+  type BootAuthorizeResponse,
+  type ReportRequest,
+  type ReportResponse,
+  type WireCode,
+} from '../../protocol/index.ts';
+import { veto } from './answers.ts';
 
 type Scope = SealedPlanRow['scope'];
 
@@ -203,4 +215,60 @@ export class PlanSeals {
     }
     return undefined;
   }
+}
+
+/** The authority's calls, as the routes and batches make them (Authority). */
+export interface AuthorityCalls {
+  authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse>;
+  report(caller: string, req: ReportRequest): Promise<ReportResponse>;
+  advance(caller: string, req: AdvanceRequest): Promise<AdvanceResponse>;
+  bootAuthorize(caller: string, req: BootAuthorizeRequest): Promise<BootAuthorizeResponse>;
+}
+
+/**
+ * The authority's calls behind the sealed-plan gate: an authorize, a
+ * create and every next edge of an advance are judged first (a veto writes
+ * nothing); reports and boots need no gate (the authority takes them only for
+ * what it approved). Calls about one VM run one at a time in their order, as
+ * the core runs them (a batch may carry an authorize and its report): the
+ * gate's reads must not let a later call overtake an earlier one.
+ */
+export function gatedCalls(core: AuthorityCalls, seals: PlanSeals): AuthorityCalls {
+  const lanes = new Map<string, Promise<unknown>>();
+  const inOrder = <T>(vmId: string, work: () => Promise<T>): Promise<T> => {
+    const before = lanes.get(vmId) ?? Promise.resolve();
+    const done = before.then(work, work);
+    const tail = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    lanes.set(vmId, tail);
+    void tail.then(() => {
+      if (lanes.get(vmId) === tail) lanes.delete(vmId);
+    });
+    return done;
+  };
+  const gate = async (caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse | undefined> => {
+    const judged = await seals.judge(caller, req);
+    return judged ? veto(judged.reason, undefined, judged.code) : undefined;
+  };
+  return {
+    authorize: (caller, req) => inOrder(req.vmId, async () => (await gate(caller, req)) ?? core.authorize(caller, req)),
+    report: (caller, req) => inOrder(req.vmId, () => core.report(caller, req)),
+    bootAuthorize: (caller, req) => inOrder(req.vmId, () => core.bootAuthorize(caller, req)),
+    advance: (caller, req) =>
+      inOrder(req.report?.vmId ?? req.create?.vmId ?? req.next[0]?.vmId ?? '', async () => {
+        if (req.create) {
+          const refused = await gate(caller, req.create);
+          if (refused) return { create: refused, next: [] };
+        }
+        // Judged together: their reads of the record are shared.
+        for (const refused of await Promise.all(req.next.map((n) => gate(caller, n)))) {
+          if (!refused) continue;
+          // The report stands on its own approval; the edges after it are refused.
+          return req.report ? { report: await core.report(caller, req.report), next: [{ authorize: refused }] } : { next: [{ authorize: refused }] };
+        }
+        return core.advance(caller, req);
+      }),
+  };
 }

@@ -48,8 +48,8 @@ import type { CredentialBroker } from './credentials/types.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { randomToken } from './keys.ts';
 import { recordSource, registerUi, type UiRole } from '../ui/index.ts';
-import { codeOf, reasonCode, veto } from './answers.ts';
-import { PlanSeals } from './plan-seals.ts';
+import { codeOf, reasonCode } from './answers.ts';
+import { PlanSeals, gatedCalls } from './plan-seals.ts';
 import { closeGracefully } from '../../protocol/index.ts';
 
 export interface StartAuthorityOptions {
@@ -216,27 +216,8 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     }
   });
   const seals = opts.planTokens?.length ? new PlanSeals({ record, stackName: opts.stackName, secret }) : undefined;
-  /** The sealed-plan gate (plan-seals.ts): a veto when the request is not of a registered plan's members; undefined to go on. */
-  const gated = async (caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse | undefined> => {
-    const judged = seals ? await seals.judge(caller, req) : undefined;
-    return judged ? veto(judged.reason, undefined, judged.code) : undefined;
-  };
-  const authorize = async (caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> => (await gated(caller, req)) ?? core.authorize(caller, req);
-  const advance = async (caller: string, req: AdvanceRequest): Promise<AdvanceResponse> => {
-    if (req.create) {
-      const refused = await gated(caller, req.create);
-      if (refused) return { create: refused, next: [] };
-    }
-    // Judged together: their reads of the record are shared.
-    const judged = await Promise.all(req.next.map((n) => gated(caller, n)));
-    for (const refused of judged) {
-      if (!refused) continue;
-      // The report part stands on its own approval; the edges after it are refused.
-      if (req.report) return { report: await core.report(caller, req.report), next: [{ authorize: refused }] };
-      return { next: [{ authorize: refused }] };
-    }
-    return core.advance(caller, req);
-  };
+  // With plan seals, every call first passes the sealed-plan gate (plan-seals.ts); without, the core's own.
+  const calls = seals ? gatedCalls(core, seals) : core;
   app.get('/v1/health', { schema: doc('Liveness', { response: { 200: healthResponseSchema } }) }, async () => ({
     ok: true,
     service: 'authority' as const,
@@ -268,7 +249,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     { schema: doc('Approve, modify or veto one request of a DMZ client', { body: authorizeBodySchema, response: { 200: authorizeResponseSchema, ...errors } }) },
     async (req) => {
       const t0 = now();
-      return decided(req.log, req.caller, req.body, await authorize(req.caller, req.body), t0);
+      return decided(req.log, req.caller, req.body, await calls.authorize(req.caller, req.body), t0);
     },
   );
   app.post<{ Body: ReportRequest }>(
@@ -276,7 +257,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     { schema: doc('Outcome of an approved request; moves the record', { body: reportBodySchema, response: { 200: reportResponseSchema, ...errors } }) },
     async (req) => {
       const t0 = now();
-      return reported(req.log, req.caller, req.body, await core.report(req.caller, req.body), t0);
+      return reported(req.log, req.caller, req.body, await calls.report(req.caller, req.body), t0);
     },
   );
   app.post<{ Body: AdvanceRequest }>(
@@ -289,7 +270,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     },
     async (req) => {
       const t0 = now();
-      return advanced(req.log, req.caller, req.body, await advance(req.caller, req.body), t0);
+      return advanced(req.log, req.caller, req.body, await calls.advance(req.caller, req.body), t0);
     },
   );
   app.post<{ Body: BootAuthorizeRequest }>(
@@ -297,7 +278,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootResponseSchema, ...errors } }) },
     async (req) => {
       const t0 = now();
-      return booted(req.log, req.caller, req.body, await core.bootAuthorize(req.caller, req.body), t0);
+      return booted(req.log, req.caller, req.body, await calls.bootAuthorize(req.caller, req.body), t0);
     },
   );
   // The same calls, many per request: a DMZ client with many steps in flight
@@ -310,13 +291,13 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     const t0 = now();
     switch (c.call) {
       case 'authorize':
-        return authorize(caller, c.body).then((r) => decided(log, caller, c.body, r, t0));
+        return calls.authorize(caller, c.body).then((r) => decided(log, caller, c.body, r, t0));
       case 'report':
-        return core.report(caller, c.body).then((r) => reported(log, caller, c.body, r, t0));
+        return calls.report(caller, c.body).then((r) => reported(log, caller, c.body, r, t0));
       case 'advance':
-        return advance(caller, c.body).then((r) => advanced(log, caller, c.body, r, t0));
+        return calls.advance(caller, c.body).then((r) => advanced(log, caller, c.body, r, t0));
       case 'boot':
-        return core.bootAuthorize(caller, c.body).then((r) => booted(log, caller, c.body, r, t0));
+        return calls.bootAuthorize(caller, c.body).then((r) => booted(log, caller, c.body, r, t0));
     }
   };
   app.post<{ Body: BatchRequest }>(
