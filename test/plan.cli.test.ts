@@ -1,5 +1,5 @@
 // `fleet plan` in-process: exit codes, formats, --out, scope errors.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { openRecord } from '../engine/record/index.ts';
 import { loadStack } from '../engine/spec/index.ts';
 import { fixtureVms, seedFixture } from './fixtures/plan/harness.ts';
 import { runCli } from './helpers/cli.ts';
+import { schemaErrors } from './helpers/schemas.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'plan');
 
@@ -69,9 +70,22 @@ describe('fleet plan', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('\x1b[');
     const doc = JSON.parse(readFileSync(out, 'utf8'));
-    expect(doc).toMatchObject({ formatVersion: '1', stack: 'p05', summary: { delete: 4 } });
+    expect(doc).toMatchObject({ formatVersion: '2', stack: 'p05', summary: { delete: 4 } });
     const plain = await runCli(['plan', '--stack', stack('05-scale-down')], { env: { ...env, NO_COLOR: '1' }, tty: true });
     expect(plain.stdout).not.toContain('\x1b[');
+  });
+
+  it('--format json --out writes the plan once: the document to the file (0600), where it went and its summary to stdout', async () => {
+    const out = join(tmp, 'saved.json');
+    const r = await runCli(['plan', '--stack', stack('05-scale-down'), '--format', 'json', '--out', out, '--detailed-exitcode'], { env });
+    expect(r.code, r.stderr).toBe(2);
+    const printed = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(schemaErrors('plan-output', printed)).toEqual([]);
+    const doc = JSON.parse(readFileSync(out, 'utf8')) as { id: string; changes: unknown[] };
+    expect(schemaErrors('plan', doc)).toEqual([]);
+    expect(printed).toEqual({ planFile: out, formatVersion: '2', id: doc.id, stack: 'p05', summary: expect.objectContaining({ delete: 4 }), blocked: false, diagnostics: [] });
+    expect(r.stdout).not.toContain('"changes"');
+    expect(statSync(out).mode & 0o777).toBe(0o600);
   });
 
   it('--out into a missing folder is a diagnostic', async () => {

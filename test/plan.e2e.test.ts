@@ -236,8 +236,8 @@ spec:
   });
 });
 
-// The basis holds the VMs the plan acts on and every fleet in scope; a noop
-// member has no entry of its own, yet a change to it must still make a saved
+// The basis holds the VMs the plan acts on and every fleet it changes; an
+// unchanged member has no entry (nor a change) of its own, yet a change to it must still make a saved
 // plan stale: every write to a member bumps its fleet's version.
 describe('a saved plan goes stale when any member of a fleet in scope changes', () => {
   const dir = join(FIXTURES, '05-scale-down');
@@ -256,7 +256,9 @@ describe('a saved plan goes stale when any member of a fleet in scope changes', 
     { name: 'a member the plan deletes: itself and its fleet', address: 'web/2', stale: ['fleet web', 'vm vm-p05-web-2'] },
   ])('$name', async ({ address, stale }) => {
     const { plan } = await planStack(dir, { cwd: ROOT, env, record });
-    expect(plan.changes.find((c) => c.address === 'web/0')?.action).toBe('noop');
+    // web/0 is unchanged: no change of its own (formatVersion 2), counted in its fleet's summary.
+    expect(plan.changes.find((c) => c.address === 'web/0')).toBeUndefined();
+    expect(plan.unchanged.find((u) => u.fleet === 'web')).toMatchObject({ count: 2, version: plan.basis.fleets.web });
     expect(Object.keys(plan.basis.vms)).not.toContain('vm-p05-web-0');
     expect(await record.checkBasis(plan.stack, plan.basis)).toEqual([]);
     const vm = (await record.findVm(plan.stack, address))!;

@@ -12,11 +12,24 @@
 //     terraform.tfstate holding the 10,000 members; `terraform plan
 //     -refresh=false`), median of 3 each and the ratio; otherwise it prints
 //     that it skipped
+//   - the same 100,000 members planned against an empty record (a first
+//     import: 100,000 creates), 3 runs end-to-end
+// The whole plan and the empty-record plan print the load average at their
+// start and the plan document's size.
+//
+// Measured on the 2-core machine at load average 13-18 (shared; wall times
+// are mostly the wait for a core, so CPU times are beside them), medians of
+// 3, before -> after plan document v2 (noops summarised per fleet), the
+// Placer and the plan written once: 1% changed, PGlite: CPU 2.73 -> 1.82 s,
+// peak RSS 616 -> 400 MiB, document 39.1 -> 2.0 MiB; the same on PostgreSQL
+// (bench:scale --vms 100000): CPU 2.19 -> 1.03 s, 417 -> 201 MiB; empty
+// record (100,000 creates), PGlite: CPU 7.74 -> 4.56 s, 1,723 -> 1,513 MiB,
+// document 102.6 MiB both (creates are listed one by one).
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { computePlan, planStack } from '../../engine/plan/index.ts';
@@ -43,6 +56,9 @@ const size = { cpu: 2, memoryGiB: 4, diskGiB: 20 };
 function ms(t: number): string {
   return `${t.toFixed(0)} ms`;
 }
+
+const load = () => `load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores`;
+const mib = (file: string) => (existsSync(file) ? `${(statSync(file).size / 2 ** 20).toFixed(1)} MiB` : 'not written');
 
 /**
  * The changed members (~1%): 1% of the fleets grow by 10%, 1% shrink by 10%,
@@ -259,6 +275,27 @@ async function peers(): Promise<void> {
   }
 }
 
+/** The same specs planned against an empty record (every member a create), 3 runs end-to-end. */
+async function emptyRecord(dir: string, median: (xs: number[]) => number): Promise<void> {
+  const empty = join(dir, 'empty');
+  rmSync(empty, { recursive: true, force: true });
+  mkdirSync(empty);
+  const stackDoc = parse(readFileSync(join(dir, 'stack.yaml'), 'utf8')) as { spec: Record<string, unknown> };
+  stackDoc.spec.specs = ['../specs/*.yaml'];
+  stackDoc.spec.policyPack = { path: '../pack' };
+  writeFileSync(join(empty, 'stack.yaml'), stringify(stackDoc));
+  console.log(`empty record (first import): ${load()}`);
+  const out = join(empty, 'plan.json');
+  const runs = Array.from({ length: 3 }, (_, i) => {
+    const r = cli(['plan', '--stack', empty, '--format', 'json', '--out', out]);
+    console.log(`  run ${i + 1}: ${ms(r.wallMs)} (CPU ${ms(r.cpuMs)}), peak RSS ${r.maxRssMiB.toFixed(0)} MiB, exit ${r.code}`);
+    return r;
+  });
+  console.log(
+    `empty record median of 3: ${ms(median(runs.map((r) => r.wallMs)))} (CPU ${ms(median(runs.map((r) => r.cpuMs)))}), peak RSS max ${Math.max(...runs.map((r) => r.maxRssMiB)).toFixed(0)} MiB; plan document ${mib(out)}`,
+  );
+}
+
 async function main(): Promise<void> {
   const dir = reuse ?? mkdtempSync(join(tmpdir(), 'fleet-bench-plan-'));
   try {
@@ -268,6 +305,7 @@ async function main(): Promise<void> {
     const env = { ...process.env, FLEET_RECORD_URL: undefined };
 
     const out = join(dir, 'plan.json');
+    console.log(`whole plan, 1% changed: ${load()}`);
     const runs: { wallMs: number; maxRssMiB: number; cpuMs: number }[] = [];
     for (let i = 0; i < 3; i++) {
       const what = i === 0 && !reuse ? 'first run after seeding' : `run ${i + 1}`;
@@ -279,7 +317,7 @@ async function main(): Promise<void> {
     console.log(
       `end-to-end median of ${runs.length}: ${ms(median(runs.map((r) => r.wallMs)))} (CPU ${ms(median(runs.map((r) => r.cpuMs)))}), peak RSS max ${Math.max(...runs.map((r) => r.maxRssMiB)).toFixed(0)} MiB`,
     );
-    if (existsSync(out)) console.log(`  summary ${JSON.stringify((JSON.parse(readFileSync(out, 'utf8')) as { summary: unknown }).summary)}`);
+    if (existsSync(out)) console.log(`  summary ${JSON.stringify((JSON.parse(readFileSync(out, 'utf8')) as { summary: unknown }).summary)}; plan document ${mib(out)}`);
 
     // The core alone, on the input planStack would give it.
     const loaded = await loadStack(dir, { env });
@@ -333,6 +371,7 @@ async function main(): Promise<void> {
     await record.close();
     const te = cli(['plan', '--stack', dir, '--target', target, '--format', 'json', '--out', join(dir, 'plan-one.json')]);
     console.log(`targeted end-to-end fleet plan --target ${target}: ${ms(te.wallMs)}, peak RSS ${te.maxRssMiB.toFixed(0)} MiB`);
+    await emptyRecord(dir, median);
     await peers();
   } finally {
     if (keep || reuse) console.log(`kept ${dir}`);

@@ -313,7 +313,8 @@ describe('applyPlan through providers', () => {
         stack, pack, fleets: [web], record: await record.listPlanVms(stack.name), fleetVersions,
         options: { targets: [], excludes: [], allowDestroy: [], refresh: false }, policy: noRulesPolicy, id: 'plan-through-providers',
       });
-      expect(p.changes.map((c) => `${c.address}:${c.action}`)).toEqual(['web/0:noop', 'web/1:transition', 'web/2:update', 'web/3:replace', 'web/4:delete']);
+      expect(p.changes.map((c) => `${c.address}:${c.action}`)).toEqual(['web/1:transition', 'web/2:update', 'web/3:replace', 'web/4:delete']);
+      expect(p.unchanged.map((u) => `${u.fleet}:${u.count}`)).toEqual(['web:1']);
 
       const fakes = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
       const recording = new Map([...over(fakes)].map(([dc, pr]) => [dc, new RecordingProvider(pr)]));
@@ -321,8 +322,9 @@ describe('applyPlan through providers', () => {
       expect(result).toMatchObject({ failed: [], succeeded: 4 });
 
       const calls = recording.get('miami')!.calls;
-      const id = (i: number) => p.changes[i].vmId!;
-      const replace = p.changes[3];
+      const member = (i: number) => p.changes.find((c) => c.index === i)!;
+      const id = (i: number) => member(i).vmId!;
+      const replace = member(3);
       expect(replace.replaceOrder).toBe('create-before-delete');
       expect(calls.map((c) => [c.method, c.id])).toEqual(
         expect.arrayContaining([

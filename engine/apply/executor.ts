@@ -22,7 +22,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
-import type { Change, PlanDocument, Step } from '../model/index.ts';
+import { PLAN_FORMAT_VERSION, type Change, type PlanDocument, type Step } from '../model/index.ts';
 import { planDigest } from '../plan/digest.ts';
 import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
@@ -135,8 +135,8 @@ export function proposedVmId(planId: string, address: string): string {
  * it says so.
  */
 export async function checkApplicable(plan: PlanDocument, record: FleetRecord, opts: { fresh?: boolean } = {}): Promise<void> {
-  if (plan.formatVersion !== '1') {
-    throw new FleetError(diag('apply.plan-format', `The plan has formatVersion ${JSON.stringify(plan.formatVersion)}; this fleet reads "1".`));
+  if (plan.formatVersion !== PLAN_FORMAT_VERSION) {
+    throw new FleetError(diag('apply.plan-format', `The plan has formatVersion ${JSON.stringify(plan.formatVersion)}; this fleet reads ${JSON.stringify(PLAN_FORMAT_VERSION)}.`));
   }
   if (plan.blocked) {
     const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;

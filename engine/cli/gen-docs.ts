@@ -63,7 +63,7 @@ export function renderCliDoc(): string {
     '| command | schema |',
     '| --- | --- |',
     '| `fleet validate --format json` | [validate-output.schema.json](../specs/schema/validate-output.schema.json) |',
-    '| `fleet plan --format json` (`{ plan, refresh?, diagnostics }`; `--out` writes the plan document alone) | [plan-output.schema.json](../specs/schema/plan-output.schema.json) |',
+    '| `fleet plan --format json` (`{ plan, refresh?, diagnostics }`; with `--out FILE` the document goes to FILE only and stdout is `{ planFile, formatVersion, id, stack, summary, blocked, refresh?, diagnostics }`) | [plan-output.schema.json](../specs/schema/plan-output.schema.json) |',
     '| `fleet apply --format json` (one event per line) | [apply-event.schema.json](../specs/schema/apply-event.schema.json) |',
     '| `fleet refresh [--check] --format json` | [refresh-output.schema.json](../specs/schema/refresh-output.schema.json) |',
     '| `fleet state list --format json` | [state-list-output.schema.json](../specs/schema/state-list-output.schema.json) |',

@@ -1,4 +1,4 @@
-// The plan document, formatVersion "1" (DESIGN.md, "The plan document";
+// The plan document, formatVersion "2" (DESIGN.md, "The plan document";
 // schema specs/schema/plan.schema.json). It is the contract between the
 // planner (engine/plan, which builds it), the renderers (which only display
 // it), the policy engine (engine/policy, which checks it) and apply (which
@@ -141,8 +141,37 @@ export interface Rollout {
   waves: RolloutWave[];
 }
 
+/**
+ * The plan document's format. "2" summarises unchanged members per fleet
+ * (`unchanged`) where "1" listed each as a noop change; `fleet apply PLANFILE`
+ * refuses any other (apply.plan-format: plan again).
+ */
+export const PLAN_FORMAT_VERSION = '2';
+
+/**
+ * The members of one fleet a plan leaves as they are, summarised (one entry
+ * per fleet in scope that has any): a plan of 100,000 VMs with 1% changed is
+ * ~1,000 changes and 500 of these, not 100,000 changes.
+ */
+export interface UnchangedFleet {
+  fleet: string;
+  /** How many members match their spec (at least 1). */
+  count: number;
+  /**
+   * The fleet's version in the record when the plan was made (0: not in the
+   * record). For a fleet the plan also changes, `basis.fleets` holds the same
+   * number and apply checks it there; for a fleet it leaves alone apply does
+   * not (docs/plan-format.md, "Stale plans").
+   */
+  version: number;
+  /** State -> how many of them are in it. */
+  states: Record<string, number>;
+  /** Data center -> how many of them live there. */
+  dataCenters: Record<string, number>;
+}
+
 export interface PlanDocument {
-  formatVersion: '1';
+  formatVersion: typeof PLAN_FORMAT_VERSION;
   /** Random id; apply journals every step under it. */
   id: string;
   stack: string;
@@ -154,11 +183,14 @@ export interface PlanDocument {
   /** `targets` may name fleets or members (`web/3`); `replace`: members forced to be replaced (`--replace`), absent when none. */
   options: { targets: string[]; excludes: string[]; allowDestroy: string[]; refresh: boolean; replace?: string[] };
   basis: PlanBasis;
+  /** Every change that does something, sorted by fleet then index: no `noop` (see `unchanged`). */
   changes: Change[];
+  /** Per fleet with unchanged members, sorted by fleet name. */
+  unchanged: UnchangedFleet[];
   policy: { violations: Violation[]; grants: Grant[] };
   /** The rollout of each fleet with disruptive changes, by fleet name; absent when there is none (and in plans made before rollouts). */
   rollouts?: Rollout[];
-  /** Counts per action, every action present (0 when none). */
+  /** Counts per action, every action present (0 when none); `noop` is the sum of `unchanged` counts. */
   summary: Record<Action, number>;
   /** True when a mandatory violation exists: the plan cannot be applied. */
   blocked: boolean;

@@ -90,9 +90,19 @@ describe('checkPlanDocument', () => {
       ],
     },
     {
-      name: 'another format version',
-      edit: (t) => t.replace('"formatVersion": "1"', '"formatVersion": "2"'),
-      want: [{ code: 'apply.plan-format', detail: 'formatVersion "2"' }],
+      name: 'a formatVersion "1" plan (every unchanged member a noop change): refused, at its formatVersion',
+      edit: (t) => t.replace('"formatVersion": "2"', '"formatVersion": "1"'),
+      want: [{ code: 'apply.plan-format', marker: '"formatVersion"', detail: 'formatVersion "1": a plan made by an earlier fleet' }],
+    },
+    {
+      name: 'a format version from the future',
+      edit: (t) => t.replace('"formatVersion": "2"', '"formatVersion": "3"'),
+      want: [{ code: 'apply.plan-format', marker: '"formatVersion"', detail: 'formatVersion "3": this fleet reads only "2"' }],
+    },
+    {
+      name: 'a v2 document without its unchanged summary',
+      edit: (t) => JSON.stringify({ ...JSON.parse(t), unchanged: undefined }, null, 2),
+      want: [{ code: 'apply.plan-file', marker: '{', detail: 'the document lacks "unchanged"' }],
     },
     {
       name: 'not a plan document at all',
@@ -126,6 +136,25 @@ describe('checkPlanDocument', () => {
 });
 
 describe('fleet apply PLANFILE', () => {
+  it('refuses a formatVersion "1" plan file at its formatVersion line, before opening the stack', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-plan-file-'));
+    try {
+      // A v1 document: the v2 one with its unchanged summary spelled as noop changes.
+      const v2 = JSON.parse(GOOD) as Record<string, unknown>;
+      const { unchanged: _unchanged, ...v1 }: Record<string, unknown> = { ...v2, formatVersion: '1' };
+      const text = JSON.stringify(v1, null, 2);
+      await writeFile(join(dir, 'plan.json'), text);
+      const r = await runCli(['apply', 'plan.json', '--stack', 'no/such/stack'], { cwd: dir });
+      expect(r.code).toBe(1);
+      const { line, col } = at(text, '"formatVersion"');
+      expect(r.stderr).toContain(`error[apply.plan-format]: Unknown plan format\n  at plan.json:${line}:${col}\n`);
+      expect(r.stderr).toContain('Make the plan again with `fleet plan --out`');
+      expect(r.stderr).not.toContain('spec.stack-not-found');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a malformed plan file with located diagnostics before opening the stack', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fleet-plan-file-'));
     try {

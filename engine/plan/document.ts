@@ -10,7 +10,7 @@ import type { ErrorObject } from 'ajv';
 import { Plan } from '../../specs/validators/plan.js';
 import { LineCounter, isMap, isNode, isScalar, parseDocument } from 'yaml';
 import { diag, type Diagnostic, type Where } from '../diags/index.ts';
-import type { PlanDocument } from '../model/index.ts';
+import { PLAN_FORMAT_VERSION, type PlanDocument } from '../model/index.ts';
 
 
 /** `/changes/3/steps/0` -> ['changes', 3, 'steps', 0] (RFC 6901 unescaping). */
@@ -76,17 +76,24 @@ function showPath(path: readonly (string | number)[]): string {
 /**
  * The diagnostics of a plan document read from `file` (`text` is its
  * content, `doc` what JSON.parse made of it): none when it is a plan
- * document of formatVersion "1" as specs/schema/plan.schema.json defines it.
- * An unknown formatVersion is apply.plan-format; any other problem is
- * apply.plan-file, located at the offending node.
+ * document of formatVersion "2" as specs/schema/plan.schema.json defines it.
+ * Any other formatVersion is apply.plan-format, at the line of its
+ * `formatVersion` key: a "1" plan (which listed every unchanged member as a
+ * noop change) is refused, not read: plan again with this fleet. Any other
+ * problem is apply.plan-file, located at the offending node.
  */
 export function checkPlanDocument(doc: unknown, text: string, file: string): Diagnostic[] {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc) || !('formatVersion' in doc)) {
     return [diag('apply.plan-file', `${file} is not a plan document (no formatVersion); write one with \`fleet plan --out ${file}\`.`, { file })];
   }
   const version = (doc as { formatVersion: unknown }).formatVersion;
-  if (version !== '1') {
-    return [diag('apply.plan-format', `${file} has formatVersion ${JSON.stringify(version)}; this fleet reads "1".`, { file })];
+  if (version !== PLAN_FORMAT_VERSION) {
+    const where = locator(text, file)(['formatVersion']);
+    const why =
+      version === '1'
+        ? 'a plan made by an earlier fleet, which listed every unchanged member; this fleet reads only "2", which summarises them per fleet'
+        : `this fleet reads only ${JSON.stringify(PLAN_FORMAT_VERSION)}`;
+    return [diag('apply.plan-format', `${file} has formatVersion ${JSON.stringify(version)}: ${why}. Make the plan again with \`fleet plan --out\` and apply the new file.`, where)];
   }
   // specs/schema/plan.schema.json, compiled by `npm run gen:types` (specs/gen-validators.ts).
   const validate = Plan;

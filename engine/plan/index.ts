@@ -4,7 +4,7 @@ export { computePlan, memberName, type PlanInput, type PlanOptions } from './pla
 export { classifyMember, deletePath, resizeState, resizeSteps, stepsAlong, RESIZE_OPERATION, REPLACE_FIELDS, type Classified, type FieldDiff, type MemberShape } from './member.ts';
 export { resolveScope, type Scope } from './scope.ts';
 export { haversineKm } from './geo.ts';
-export { fleetPlacement, placeMember, resolveNear, staticExclusion, type FleetPlacement } from './placement.ts';
+export { Placer, fleetPlacement, placeMember, resolveNear, staticExclusion, type FleetPlacement } from './placement.ts';
 export { basicCapacityLeft, noRulesPolicy, type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-port.ts';
 export { defaultPolicy } from './policy-default.ts';
 export { planDigest } from './digest.ts';

@@ -21,9 +21,13 @@ function input(fleets: LoadedFleet[], record: VmRow[] = [], over: Partial<PlanIn
   };
 }
 
-/** One line per change: what a reviewer checks first. */
+/** One line per change, then one per fleet's unchanged members (the v2 summary): what a reviewer checks first. */
 function lines(plan: PlanDocument): string[] {
-  return plan.changes.map((c) => `${c.address} ${c.action} ${c.dataCenter} ${c.path.join('>')}`);
+  const counts = (m: Record<string, number>) => Object.entries(m).map(([k, n]) => `${k}:${n}`).join(',');
+  return [
+    ...plan.changes.map((c) => `${c.address} ${c.action} ${c.dataCenter} ${c.path.join('>')}`),
+    ...plan.unchanged.map((u) => `${u.fleet} unchanged ${u.count} ${counts(u.dataCenters)} ${counts(u.states)}`),
+  ];
 }
 
 const web = makeFleet('web', { count: 2 });
@@ -32,12 +36,12 @@ const RUN = 'Requested>BeingCreated>PoweredOff>PoweredOn>Starting>Running';
 describe('computePlan: one action per member', () => {
   const cases: { name: string; fleets: LoadedFleet[]; record: VmRow[]; want: string[] }[] = [
     { name: 'creates missing members nearest the site', fleets: [web], record: [], want: [`web/0 create richmond ${RUN}`, `web/1 create richmond ${RUN}`] },
-    { name: 'noop when the member matches', fleets: [web], record: [vmRow(web, 0), vmRow(web, 1)], want: ['web/0 noop richmond Running', 'web/1 noop richmond Running'] },
+    { name: 'noop when the member matches', fleets: [web], record: [vmRow(web, 0), vmRow(web, 1)], want: ['web unchanged 2 richmond:2 Running:2'] },
     {
       name: 'transition to the desired state along the diagram',
       fleets: [web],
       record: [vmRow(web, 0, { state: 'PoweredOff' }), vmRow(web, 1)],
-      want: ['web/0 transition richmond PoweredOff>PoweredOn>Starting>Running', 'web/1 noop richmond Running'],
+      want: ['web/0 transition richmond PoweredOff>PoweredOn>Starting>Running', 'web unchanged 1 richmond:1 Running:1'],
     },
     {
       name: 'retries a failure state',
@@ -55,14 +59,14 @@ describe('computePlan: one action per member', () => {
       want: [
         'web/0 delete richmond Running>ShuttingDown>PoweredOff>BeingDeleted>Deleted',
         'web/0 transition richmond PoweredOff>PoweredOn>Starting>Running',
-        'web/1 noop richmond Running',
+        'web unchanged 1 richmond:1 Running:1',
       ],
     },
     {
       name: 'continues a transient state left by an interrupted apply',
       fleets: [web],
       record: [vmRow(web, 0, { state: 'BeingCreated' }), vmRow(web, 1)],
-      want: ['web/0 transition richmond BeingCreated>PoweredOff>PoweredOn>Starting>Running', 'web/1 noop richmond Running'],
+      want: ['web/0 transition richmond BeingCreated>PoweredOff>PoweredOn>Starting>Running', 'web unchanged 1 richmond:1 Running:1'],
     },
     {
       name: 'update: a size change goes down to PoweredOff and back up',
@@ -81,9 +85,9 @@ describe('computePlan: one action per member', () => {
       fleets: [makeFleet('web', { count: 1 })],
       record: [vmRow(web, 0), vmRow(web, 1), vmRow(web, 2, { state: 'PoweredOff' })],
       want: [
-        'web/0 noop richmond Running',
         'web/1 delete richmond Running>ShuttingDown>PoweredOff>BeingDeleted>Deleted',
         'web/2 delete richmond PoweredOff>BeingDeleted>Deleted',
+        'web unchanged 1 richmond:1 Running:1',
       ],
     },
     {
@@ -252,7 +256,7 @@ describe('computePlan: placement', () => {
   it('existing members never move', () => {
     const f = makeFleet('web', { count: 2, placement: { dataCenters: ['richmond'] } });
     const plan = computePlan(input([f], [vmRow(f, 0, { dataCenter: 'miami' })]));
-    expect(lines(plan)).toEqual(['web/0 noop miami Running', `web/1 create richmond ${RUN}`]);
+    expect(lines(plan)).toEqual([`web/1 create richmond ${RUN}`, 'web unchanged 1 miami:1 Running:1']);
   });
 });
 
@@ -278,8 +282,24 @@ describe('computePlan: grants', () => {
     const policy = { ...noRulesPolicy, ownerQuota: () => ({ granted: 3, violations: [], grant: { fleet: 'web', requested: 5, granted: 3, reason: 'requested 5, granted 3: quota of team-a', policy: 'owner-quota' } }) };
     const f = makeFleet('web', { count: 5 });
     const plan = computePlan(input([f], [vmRow(f, 0)], { policy }));
-    expect(plan.changes.map((c) => `${c.address} ${c.action}`)).toEqual(['web/0 noop', 'web/1 create', 'web/2 create']);
+    expect(plan.changes.map((c) => `${c.address} ${c.action}`)).toEqual(['web/1 create', 'web/2 create']);
+    expect(plan.unchanged).toEqual([{ fleet: 'web', count: 1, version: 0, states: { Running: 1 }, dataCenters: { richmond: 1 } }]);
     expect(plan.policy.grants[0].reason).toBe('requested 5, granted 3: quota of team-a');
+  });
+
+  it('rules judge every member, noops included, while the document summarises the noops', () => {
+    const seen: string[][] = [];
+    const policy = {
+      ...noRulesPolicy,
+      evaluateRules: (p: PlanDocument) => {
+        seen.push(p.changes.map((c) => `${c.address} ${c.action}`));
+        return [];
+      },
+    };
+    const plan = computePlan(input([makeFleet('web', { count: 2 })], [vmRow(web, 0), vmRow(web, 1, { state: 'PoweredOff' })], { policy }));
+    expect(seen).toEqual([['web/0 noop', 'web/1 transition']]);
+    expect(plan.changes.map((c) => c.action)).toEqual(['transition']);
+    expect(plan.summary.noop).toBe(1);
   });
 
   it('rule violations fold in, mandatory ones block', () => {
@@ -302,7 +322,8 @@ describe('computePlan: document', () => {
   it('scope: targets narrow, excludes remove; basis holds only the fleets the plan changes', () => {
     const plan = computePlan(input([a, b, makeFleet('c', { count: 1 })], record, { fleetVersions: { a: 4, b: 5 }, options: { targets: ['a', 'c', 'gone'], excludes: ['gone'], allowDestroy: [], refresh: false } }));
     expect(plan.fleets).toEqual(['a', 'c']);
-    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['a/0 noop', 'c/0 create']);
+    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['c/0 create', 'a unchanged']);
+    expect(plan.unchanged).toEqual([{ fleet: 'a', count: 1, version: 4, states: { Running: 1 }, dataCenters: { richmond: 1 } }]);
     // a is in scope (locked) but unchanged: not in the basis, so applying a meanwhile leaves this plan valid (docs/planning.md "Stale plans").
     expect(plan.basis).toEqual({ vms: {}, fleets: { c: 0 } });
   });
@@ -318,7 +339,7 @@ describe('computePlan: document', () => {
       vmRow(makeFleet('gone'), 0, { version: 2 }),
     ];
     const plan = computePlan(input([w], rows, { fleetVersions: { w: 9, gone: 1 } }));
-    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['gone/0 delete', 'w/0 noop', 'w/1 delete', 'w/1 transition', 'w/2 update', 'w/3 delete']);
+    expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['gone/0 delete', 'w/1 delete', 'w/1 transition', 'w/2 update', 'w/3 delete', 'w unchanged']);
     expect(plan.basis).toEqual({ vms: { 'vm-gone-0': 2, 'vm-w-1-old': 13, 'vm-w-1': 11, 'vm-w-2': 12, 'vm-w-3': 14 }, fleets: { gone: 1, w: 9 } });
     expect(Object.keys(plan.basis.vms)).toEqual(['vm-gone-0', 'vm-w-1-old', 'vm-w-1', 'vm-w-2', 'vm-w-3']);
   });
@@ -326,12 +347,73 @@ describe('computePlan: document', () => {
   it('summary has every action; header fields are filled', () => {
     const plan = computePlan(input([a, b], record));
     expect(plan.summary).toEqual({ create: 0, transition: 0, update: 0, replace: 0, delete: 1, noop: 2 });
-    expect(plan).toMatchObject({ formatVersion: '1', id: 'plan-1', stack: 'test', createdAt: '2026-01-02T03:04:05.000Z', policyPack: 'test@1.0.0', blocked: false });
+    expect(plan.unchanged.map((u) => `${u.fleet} ${u.count}`)).toEqual(['a 1', 'b 1']);
+    expect(plan).toMatchObject({ formatVersion: '2', id: 'plan-1', stack: 'test', createdAt: '2026-01-02T03:04:05.000Z', policyPack: 'test@1.0.0', blocked: false });
   });
 
   it('is deterministic whatever the input order', () => {
     const one = computePlan(input([b, a], [...record].reverse()));
     const two = computePlan(input([a, b], record));
     expect(one).toEqual(two);
+  });
+});
+
+describe('computePlan: the v2 document accounts for every member', () => {
+  /** mulberry32: a failing seed replays. */
+  const rng = (seed: number) => {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), a | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  };
+  const states = ['Running', 'Running', 'Running', 'PoweredOff', 'BootFailed', 'Starting'];
+  const dcs = ['miami', 'richmond', 'dallas', 'seattle'];
+
+  it('over 200 generated stacks: no noop is listed, the unchanged summary counts exactly the members the rules saw as noops', () => {
+    let seen = 0;
+    for (let seed = 1; seed <= 200; seed++) {
+      const r = rng(seed);
+      const pick = <T,>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)];
+      const fleets = Array.from({ length: 1 + Math.floor(r() * 4) }, (_, i) =>
+        makeFleet(`f${i}`, { count: Math.floor(r() * 8), state: r() < 0.8 ? 'Running' : 'PoweredOff', size: r() < 0.8 ? { cpu: 2, memoryGiB: 4, diskGiB: 20 } : { cpu: 4, memoryGiB: 8, diskGiB: 20 } }),
+      );
+      const record: VmRow[] = [];
+      for (const f of fleets) {
+        const base = makeFleet(f.name);
+        for (let i = 0; i < Math.floor(r() * 10); i++) record.push(vmRow(r() < 0.9 ? f : base, i, { dataCenter: pick(dcs), state: pick(states), version: 1 + i }));
+      }
+      let noops: string[] = [];
+      const policy = {
+        ...noRulesPolicy,
+        evaluateRules: (p: PlanDocument) => {
+          noops = p.changes.filter((c) => c.action === 'noop').map((c) => `${c.fleet} ${c.dataCenter} ${c.from}`);
+          return [];
+        },
+      };
+      const targets = r() < 0.3 ? [fleets[0].name] : [];
+      const plan = computePlan(input(fleets, record, { policy, fleetVersions: { f0: 5 }, options: { targets, excludes: [], allowDestroy: [], refresh: false } }));
+      const where = `seed ${seed}`;
+      expect(plan.changes.filter((c) => c.action === 'noop'), where).toEqual([]);
+      expect(plan.summary.noop, where).toBe(noops.length);
+      const fromSummary = plan.unchanged.flatMap((u) => {
+        expect(plan.fleets, where).toContain(u.fleet);
+        expect(u.version, where).toBe(u.fleet === 'f0' ? 5 : 0);
+        const total = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
+        expect([total(u.states), total(u.dataCenters)], where).toEqual([u.count, u.count]);
+        return Object.entries(u.dataCenters).map(([dc, n]) => `${u.fleet} ${dc} ${n}`);
+      });
+      const fromRules = new Map<string, number>();
+      for (const n of noops) {
+        const [fleet, dc] = n.split(' ');
+        fromRules.set(`${fleet} ${dc}`, (fromRules.get(`${fleet} ${dc}`) ?? 0) + 1);
+      }
+      expect(fromSummary.sort(), where).toEqual([...fromRules].map(([k, n]) => `${k} ${n}`).sort());
+      seen += noops.length;
+    }
+    // The generator reaches the case that matters: many unchanged members.
+    expect(seen).toBeGreaterThan(200);
   });
 });

@@ -163,8 +163,9 @@ describe('member addresses', () => {
       policy: noRulesPolicy,
       id: 'p',
     });
-    expect(p.changes.map((c) => `${c.address}:${c.action}`)).toEqual(['web/0:noop', 'web/1:replace', 'web/2:noop', 'web/3:noop']);
-    expect(p.changes[1].reason).toMatch(/^replaced by --replace/);
+    expect(p.changes.map((c) => `${c.address}:${c.action}`)).toEqual(['web/1:replace']);
+    expect(p.unchanged.map((u) => `${u.fleet}:${u.count}`)).toEqual(['web:3']);
+    expect(p.changes[0].reason).toMatch(/^replaced by --replace/);
     expect(p.options.replace).toEqual(['web/1']);
   });
 });

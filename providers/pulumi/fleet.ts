@@ -267,6 +267,9 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         .catch(() => ({ id: old.vmId, props: old }));
       if (now.props) members.push({ ...(now.props as VmOutputs), address: old.address });
     }
+    // Members no change acts on are unchanged: the plan document summarises them (formatVersion 2) instead of listing noops.
+    const acted = new Set(changes.flatMap((c) => (c.vmId ? [c.vmId] : [])));
+    for (const m of olds) if (!acted.has(m.vmId)) members.push(m);
     members.sort((a, b) => a.index - b.index);
     return { members, failed, created };
   }

@@ -1,19 +1,19 @@
 /* generated from specs/schema/plan-output.schema.json by `npm run gen:types` — do not edit */
 
 /**
- * What `fleet plan --format json` prints on stdout: the plan document with the diagnostics beside it (or a failure). `fleet plan --out FILE` writes the plan document alone, for `fleet apply FILE`.
+ * What `fleet plan --format json` prints on stdout: the plan document with the diagnostics beside it (or a failure). With `--out FILE` the plan document is written to FILE alone, once, and stdout says where it went (`planFile`) with its id, summary and blocked flag instead of repeating it.
  */
-export type PlanOutput = PlanResult | FailureOutput;
+export type PlanOutput = PlanResult | PlanSavedResult | FailureOutput;
 
 /**
  * The plan, the refresh before it (--refresh) and the diagnostics.
  */
 export interface PlanResult {
   /**
-   * The plan document, formatVersion "1" (docs/plan-format.md).
+   * The plan document, formatVersion "2" (docs/plan-format.md).
    */
   plan: {
-    formatVersion: '1';
+    formatVersion: '2';
     id: string;
     stack: string;
     changes: unknown[];
@@ -82,6 +82,34 @@ export interface Diagnostic {
    * A VM address (`web/3`), a fleet, a data center or a lock id.
    */
   address?: string;
+}
+/**
+ * With --out: where the plan document was written, what it holds in short, the refresh before it (--refresh) and the diagnostics.
+ */
+export interface PlanSavedResult {
+  /**
+   * The file the plan document was written to, as given to --out.
+   */
+  planFile: string;
+  formatVersion: '2';
+  id: string;
+  stack: string;
+  /**
+   * Counts per action, as in the plan document.
+   */
+  summary: {};
+  blocked: boolean;
+  /**
+   * With --refresh: what the refresh found and recorded before planning.
+   */
+  refresh?: {
+    checked: number;
+    drift: DriftEntry[];
+  };
+  /**
+   * Problems found on the way (loader warnings, plan.blocked).
+   */
+  diagnostics: Diagnostic[];
 }
 /**
  * What a `--format json` command prints on stdout when it fails before it has a result (invalid stack, unreachable record, usage error): its diagnostics only, at least one an error. Exit 1.

@@ -1,13 +1,13 @@
 /* generated from specs/schema/plan.schema.json by `npm run gen:types` — do not edit */
 
 /**
- * A plan document, formatVersion "1" (docs/plan-format.md): what `fleet plan --out` writes and `fleet apply PLANFILE` reads. engine/model/plan-document.ts holds the same shape as TypeScript; engine/model/plan-document.test.ts keeps the two in step.
+ * A plan document, formatVersion "2" (docs/plan-format.md): what `fleet plan --out` writes and `fleet apply PLANFILE` reads. engine/model/plan-document.ts holds the same shape as TypeScript; engine/model/plan-document.test.ts keeps the two in step.
  */
 export interface PlanDocumentFile {
   /**
-   * Always "1".
+   * Always "2" (docs/plan-format.md); "1" listed every unchanged member as a noop change.
    */
-  formatVersion: '1';
+  formatVersion: '2';
   /**
    * Random id; apply journals every step under it.
    */
@@ -24,7 +24,14 @@ export interface PlanDocumentFile {
   fleets: string[];
   options: PlanOptionsDoc;
   basis: PlanBasisDoc;
+  /**
+   * Every change that does something (no noops: unchanged members are summarised in `unchanged`), sorted by fleet name then index.
+   */
   changes: PlanChange[];
+  /**
+   * Per fleet in scope with unchanged members, sorted by fleet: how many there are, where and in which state.
+   */
+  unchanged: PlanUnchangedFleet[];
   policy: {
     violations: {
       policy: string;
@@ -207,6 +214,32 @@ export interface PlanPlacement {
   }[];
   summary: string;
   distanceKm?: number;
+}
+/**
+ * The members of one fleet that the plan leaves as they are, summarised: a v2 plan lists no noop change.
+ */
+export interface PlanUnchangedFleet {
+  fleet: string;
+  /**
+   * How many members match their spec.
+   */
+  count: number;
+  /**
+   * The fleet's version in the record when the plan was made (0: not in the record). Apply checks it only for a fleet the plan also changes, through basis.fleets.
+   */
+  version: number;
+  /**
+   * State -> how many of the unchanged members are in it.
+   */
+  states: {
+    [k: string]: number;
+  };
+  /**
+   * Data center -> how many of the unchanged members live there.
+   */
+  dataCenters: {
+    [k: string]: number;
+  };
 }
 /**
  * How a fleet's disruptive changes are rolled out, in waves (docs/rollouts.md).

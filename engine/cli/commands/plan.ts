@@ -3,8 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError, diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import type { RefreshResult } from '../../apply/index.ts';
-import { PLAN_FORMATS, planStack, type PlanStackOptions, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
-import type { PlanDocument } from '../../plan/types.ts';
+import { PLAN_FORMATS, planStack, type PlanDocument, type PlanStackOptions, renderJson, renderPlan, type PlanFormat } from '../../plan/index.ts';
 import type { LoadedStack } from '../../spec/index.ts';
 import { type CliIO, modeOf, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
@@ -49,8 +48,21 @@ async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackO
  * spliced in as it is (on a big stack it is tens of MB).
  */
 function jsonEnvelope(planJson: Buffer, diagnostics: Diagnostic[], refresh: RefreshResult | undefined): Buffer[] {
-  const tail = `${refresh ? `,\n"refresh": ${JSON.stringify(refresh)}` : ''},\n"diagnostics": ${JSON.stringify(sortDiagnostics([...diagnostics]), null, 2)}\n}\n`;
-  return [Buffer.from('{\n"plan": '), planJson.subarray(0, planJson.length - 1), Buffer.from(tail)];
+  return [Buffer.from('{\n"plan": '), planJson.subarray(0, planJson.length - 1), Buffer.from(envelopeTail(diagnostics, refresh))];
+}
+
+function envelopeTail(diagnostics: Diagnostic[], refresh: RefreshResult | undefined): string {
+  return `${refresh ? `,\n"refresh": ${JSON.stringify(refresh)}` : ''},\n"diagnostics": ${JSON.stringify(sortDiagnostics([...diagnostics]), null, 2)}\n}\n`;
+}
+
+/**
+ * `--format json --out FILE`: the plan document went to FILE, so stdout says
+ * where and what it holds in short instead of writing it a second time
+ * (`PlanSavedResult` in specs/schema/plan-output.schema.json).
+ */
+function savedEnvelope(planFile: string, plan: PlanDocument, diagnostics: Diagnostic[], refresh: RefreshResult | undefined): string {
+  const head = { planFile, formatVersion: plan.formatVersion, id: plan.id, stack: plan.stack, summary: plan.summary, blocked: plan.blocked };
+  return `${JSON.stringify(head, null, 2).slice(0, -2)}${envelopeTail(diagnostics, refresh)}`;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -70,7 +82,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .description('Diff the fleet specs against the record and show the changes apply would make.')
     .addOption(stackOption())
     .addOption(recordUrlOption())
-    .option('--out <file>', 'also write the plan document (JSON) to FILE, for `fleet apply FILE`, sealed (by the stack\'s authority when stack.yaml has one)')
+    .option('--out <file>', 'write the plan document (JSON, sealed: by the stack\'s authority when stack.yaml has one) to FILE, for `fleet apply FILE`; with --format json, stdout then names FILE and the summary instead of repeating the document')
     .addOption(formatOption(PLAN_FORMATS))
     .option('--detailed-exitcode', 'exit 2 when the plan has changes (0: none, 1: error or blocked)')
     .option('--target <fleet>', 'plan only this fleet, or this member (`web/3`) (repeatable)', collect, [])
@@ -105,20 +117,21 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
           }
           if (mode === 'text') printDiagnostics(io, diagnostics);
           const renderStart = performance.now();
-          // Rendered and UTF-8 encoded once when both --out and --format json
-          // want it: on a big stack it is tens of MB, and a string would be
-          // encoded again by each write.
-          const json = opts.out !== undefined || opts.format === 'json' ? Buffer.from(renderJson(plan)) : undefined;
+          // The document is rendered and written once: to --out when given
+          // (then --format json prints where it went, not the document
+          // again), else to stdout with --format json.
           if (opts.out !== undefined) {
             const file = resolve(io.cwd, opts.out);
             try {
-              await writeFile(file, json!);
+              await writeFile(file, renderJson(plan), { mode: 0o600 });
             } catch (err) {
               throw new FleetError(diag('plan.out-failed', `could not write ${opts.out}: ${err instanceof Error ? err.message : String(err)}.`));
             }
+            if (mode === 'json') io.stdout.write(savedEnvelope(opts.out, plan, all, refresh));
+          } else if (mode === 'json') {
+            for (const chunk of jsonEnvelope(Buffer.from(renderJson(plan)), all, refresh)) io.stdout.write(chunk);
           }
-          if (mode === 'json') for (const chunk of jsonEnvelope(json!, all, refresh)) io.stdout.write(chunk);
-          else io.stdout.write(renderPlan(plan, opts.format, { color: useColor(io), ...(opts.out !== undefined ? { planFile: opts.out } : {}) }));
+          if (mode !== 'json') io.stdout.write(renderPlan(plan, opts.format, { color: useColor(io), ...(opts.out !== undefined ? { planFile: opts.out } : {}) }));
           if (io.env.FLEET_DEBUG) {
             const t = { ...timings, render: performance.now() - renderStart };
             io.stderr.write(`plan timings (ms): ${Object.entries(t).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}\n`);

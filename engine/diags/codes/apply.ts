@@ -52,12 +52,12 @@ export const applyCodes = defineCodes({
   // --- engine/apply (the executor) adds its codes below ---
   'apply.plan-format': {
     summary: 'Unknown plan format',
-    doc: 'The saved plan file has a formatVersion this fleet does not read. Make the plan again with this version of fleet.',
+    doc: 'The saved plan file has a formatVersion this fleet does not read (it reads "2"; a "1" plan, made by an earlier fleet, listed every unchanged member). Make the plan again with this version of fleet.',
     severity: 'error',
   },
   'apply.plan-file': {
     summary: 'Plan file unreadable',
-    doc: 'The saved plan file could not be read or is not a plan document (JSON with formatVersion "1"). Write it with `fleet plan --out FILE`.',
+    doc: 'The saved plan file could not be read or is not a plan document (JSON with formatVersion "2"). Write it with `fleet plan --out FILE`.',
     severity: 'error',
   },
   'apply.plan-stack': {

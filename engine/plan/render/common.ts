@@ -38,15 +38,16 @@ export interface FleetGroup {
   unchanged: number;
 }
 
-/** Changes other than noop, grouped by fleet in plan order; noops only counted. */
+/** The plan's changes grouped by fleet in plan order, with each fleet's unchanged members counted (`unchanged`). */
 export function groupByFleet(plan: PlanDocument): FleetGroup[] {
   const groups = new Map<string, FleetGroup>();
-  for (const c of plan.changes) {
-    let g = groups.get(c.fleet);
-    if (!g) groups.set(c.fleet, (g = { fleet: c.fleet, changes: [], unchanged: 0 }));
-    if (c.action === 'noop') g.unchanged += 1;
-    else g.changes.push(c);
-  }
+  const group = (fleet: string) => {
+    let g = groups.get(fleet);
+    if (!g) groups.set(fleet, (g = { fleet, changes: [], unchanged: 0 }));
+    return g;
+  };
+  for (const c of plan.changes) group(c.fleet).changes.push(c);
+  for (const u of plan.unchanged) group(u.fleet).unchanged += u.count;
   return [...groups.values()].sort((a, b) => byName(a.fleet, b.fleet));
 }
 

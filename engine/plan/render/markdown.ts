@@ -129,13 +129,15 @@ function rolloutSection(plan: PlanDocument): string {
 }
 
 function dataCenterSection(plan: PlanDocument): string {
-  if (plan.changes.length === 0) return '';
+  if (plan.changes.length === 0 && plan.unchanged.length === 0) return '';
   const per = new Map<string, Record<Action, number>>();
-  for (const c of plan.changes) {
-    let row = per.get(c.dataCenter);
-    if (!row) per.set(c.dataCenter, (row = Object.fromEntries(ACTIONS.map((a) => [a, 0])) as Record<Action, number>));
-    row[c.action] += 1;
-  }
+  const add = (dc: string, action: Action, n: number) => {
+    let row = per.get(dc);
+    if (!row) per.set(dc, (row = Object.fromEntries(ACTIONS.map((a) => [a, 0])) as Record<Action, number>));
+    row[action] += n;
+  };
+  for (const c of plan.changes) add(c.dataCenter, c.action, 1);
+  for (const u of plan.unchanged) for (const [dc, n] of Object.entries(u.dataCenters)) add(dc, 'noop', n);
   const lines = ['### By data center', '', `| data center | ${ACTIONS.join(' | ')} |`, `| --- |${ACTIONS.map(() => ' ---: |').join('')}`];
   for (const dc of [...per.keys()].sort(byName)) lines.push(`| ${code(dc)} | ${ACTIONS.map((a) => per.get(dc)![a]).join(' | ')} |`);
   lines.push(`| **total** | ${ACTIONS.map((a) => `**${plan.summary[a]}**`).join(' | ')} |`, '');

@@ -117,7 +117,7 @@ export function change(address: string, action: Change['action'], over: Partial<
 
 export function plan(changes: Change[], fleets: string[] = [...new Set(changes.map((c) => c.fleet))]): PlanDocument {
   return {
-    formatVersion: '1',
+    formatVersion: '2',
     id: 'p',
     stack: 's',
     createdAt: '',
@@ -126,6 +126,7 @@ export function plan(changes: Change[], fleets: string[] = [...new Set(changes.m
     options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
     basis: { vms: {}, fleets: {} },
     changes,
+    unchanged: [],
     policy: { violations: [], grants: [] },
     summary: { create: 0, transition: 0, update: 0, replace: 0, delete: 0, noop: 0 },
     blocked: false,

@@ -1,0 +1,211 @@
+// The change of each existing member: compared with its spec (./member.ts
+// decides the action), then the path, steps and reason of a noop,
+// transition, update, replace or delete. Pushed onto the run's changes in the
+// order the planner calls these; see docs/planning.md for the rules.
+import type { PlanVmRow } from '../record/types.ts';
+import type { LoadedFleet } from '../spec/types.ts';
+import type { ReplaceOrder } from '../model/index.ts';
+import { classifyMember, deletePath, needsCloudVm, resizeSteps, type FieldDiff } from './member.ts';
+import { fits, staticExclusion } from './placement.ts';
+import type { PlanState } from './plan-state.ts';
+import type { Step } from './types.ts';
+
+const NO_STEPS = Object.freeze([]) as unknown as Step[];
+
+/** The change of a member the record holds and its spec still wants (index below count). */
+export function diffMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void {
+  const classified = classifyMember(row, spec);
+  const { diff } = classified;
+  // --replace ADDRESS: a new VM whatever differs (a replace covers a resize and a state change too).
+  const forced = s.forceReplace.has(row.address);
+  const action = forced ? 'replace' : classified.action;
+  if (action === 'noop') {
+    // The common case on a big stack: built in the document's key order, with
+    // shared frozen parts, because it runs once per unchanged member. The
+    // document summarises it (assemble.ts); rules and waves see it.
+    s.changes.push({
+      address: row.address,
+      fleet: spec.name,
+      index: row.index,
+      name: row.name,
+      dataCenter: row.dataCenter,
+      action: 'noop',
+      from: row.state,
+      to: row.state,
+      path: s.statePath(row.state),
+      steps: NO_STEPS,
+      reason: 'matches the spec',
+      image: s.image(spec.image, row.dataCenter),
+      size: spec.size,
+      vmId: row.id,
+      specHash: spec.specHash,
+      encryptedDisk: spec.encryptedDisk,
+    });
+    return;
+  }
+  s.touched.set(row.id, row.version);
+  if (action === 'replace') return replaceMember(s, row, spec, diff, forced);
+  if (action === 'update') return updateMember(s, row, spec, diff);
+  transitionMember(s, row, spec);
+}
+
+/**
+ * A member that only has to reach another state. Out of a failure state
+ * (the way out of every stuck VM, docs/recovery.md) the path leaves along
+ * the pack's recovery edges: a retry when the cloud still holds the VM (or
+ * the path creates it again, CreateFailed -> BeingCreated); when the record
+ * knows the cloud has no VM of it (cloudId null: refresh or apply found it
+ * missing), a retry would act on nothing, so the VM is deleted along the
+ * recovery edges and created again at the same address.
+ */
+function transitionMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void {
+  const path = s.path(row.state, spec.state);
+  if (!path) {
+    s.violate('lifecycle', row.address, `no path from ${row.state} to ${spec.state} in the diagram`, 'fix the pack lifecycle, or move the VM by hand');
+    return;
+  }
+  const { lc } = s;
+  const steps = s.steps(path, 'current');
+  const failed = lc.failure.includes(row.state);
+  if (failed && row.cloudId === null && needsCloudVm(steps)) return recreateMember(s, row, spec);
+  const reason = failed
+    ? `recover: retry from ${row.state} to ${spec.state} along the pack's recovery edges`
+    : lc.requestable.includes(row.state)
+      ? `desired state is ${spec.state}`
+      : `continue from ${row.state}, left by an interrupted apply`;
+  s.changes.push({
+    ...s.base(spec, row.index, row.dataCenter),
+    action: 'transition',
+    from: row.state,
+    to: spec.state,
+    path,
+    steps,
+    reason,
+    vmId: row.id,
+  });
+}
+
+/**
+ * A member stuck in a failure state with no VM in the cloud: a replace
+ * whose old VM goes first (there is nothing to keep serving), along the
+ * recovery edges to the terminal state, and a new VM at the same address
+ * and data center.
+ */
+function recreateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void {
+  const oldEnd = deletePath(s.lc, row.state);
+  const path = s.path(s.lc.initial, spec.state);
+  if (!oldEnd || !path) {
+    s.violate('lifecycle', row.address, `no path to delete ${row.address} from ${row.state} and create it again`, 'fix the pack lifecycle');
+    return;
+  }
+  s.changes.push({
+    ...s.base(spec, row.index, row.dataCenter),
+    action: 'replace',
+    from: row.state,
+    to: spec.state,
+    path,
+    oldPath: oldEnd,
+    replaceOrder: 'delete-before-create',
+    steps: [...s.steps(oldEnd, 'old'), ...s.steps(path, 'new')],
+    reason: `recover: ${row.state} and ${row.dataCenter} has no VM of it; delete it along the recovery edges and create it again`,
+    placement: {
+      strategy: 'existing',
+      candidates: [row.dataCenter],
+      excluded: [],
+      summary: `${row.dataCenter}: the new VM stays where the member lives`,
+    },
+    vmId: row.id,
+  });
+}
+
+function updateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet, diff: FieldDiff): void {
+  const r = resizeSteps(s.lc, row.state, spec.state);
+  if ('missing' in r) {
+    s.violate('lifecycle', row.address, `no path from ${r.missing.from} to ${r.missing.to} in the diagram`, 'fix the pack lifecycle, or move the VM by hand');
+    return;
+  }
+  const { path, steps } = r;
+  s.changes.push({
+    ...s.base(spec, row.index, row.dataCenter),
+    action: 'update',
+    from: row.state,
+    to: spec.state,
+    path,
+    steps,
+    reason: `size changes; resized at ${s.resizeAt}`,
+    diff,
+    vmId: row.id,
+  });
+}
+
+function replaceMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet, diff: FieldDiff, forced = false): void {
+  const { stack, pack } = s.input;
+  const dc = stack.dataCenters.find((d) => d.name === row.dataCenter);
+  const why = dc ? staticExclusion(dc, spec, pack) : `data center ${row.dataCenter} is not in the stack`;
+  if (why) {
+    s.violate('placement', row.address, `cannot replace ${row.address} in ${row.dataCenter}: ${why}; members never move`, `lower count below ${row.index + 1} to delete it, then raise it to create it elsewhere`);
+    return;
+  }
+  const oldEnd = deletePath(s.lc, row.state);
+  const path = s.path(s.lc.initial, spec.state);
+  if (!oldEnd || !path) {
+    s.violate('lifecycle', row.address, `no path to replace ${row.address} from ${row.state}`, 'fix the pack lifecycle');
+    return;
+  }
+  // Create-then-delete keeps the member serving, but needs room for a second VM for a while.
+  const replaceOrder: ReplaceOrder = s.capacity === null || fits(s.capacity.get(row.dataCenter), spec.size) ? 'create-before-delete' : 'delete-before-create';
+  const newSteps = s.steps(path, 'new');
+  const oldSteps = s.steps(oldEnd, 'old');
+  const what = Object.keys(diff)
+    .map((k) => (k === 'hardware' ? 'hardware traits' : k))
+    .join(' and ');
+  const because = forced ? 'replaced by --replace' : `new VM for the ${what} change`;
+  s.changes.push({
+    ...s.base(spec, row.index, row.dataCenter),
+    action: 'replace',
+    from: row.state,
+    to: spec.state,
+    path,
+    oldPath: oldEnd,
+    replaceOrder,
+    steps: replaceOrder === 'create-before-delete' ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps],
+    reason: `${because}${replaceOrder === 'create-before-delete' ? '' : '; the old one goes first: no capacity for both'}`,
+    diff,
+    placement: {
+      strategy: 'existing',
+      candidates: [row.dataCenter],
+      excluded: [],
+      summary: `${row.dataCenter}: the replacement stays where the member lives`,
+    },
+    vmId: row.id,
+  });
+}
+
+/** A member that goes: past the count, its fleet gone from the specs, or the deposed old VM of an unfinished replace. */
+export function deleteMember(s: PlanState, row: PlanVmRow, reason: string, deposed = false): void {
+  s.touched.set(row.id, row.version);
+  const path = deletePath(s.lc, row.state);
+  if (!path) {
+    s.violate('lifecycle', row.address, `no path from ${row.state} to a terminal state`, 'fix the pack lifecycle');
+    return;
+  }
+  s.changes.push({
+    address: row.address,
+    fleet: row.fleet,
+    index: row.index,
+    name: row.name,
+    dataCenter: row.dataCenter,
+    action: 'delete',
+    from: row.state,
+    to: path[path.length - 1],
+    path,
+    steps: s.steps(path, 'current'),
+    reason,
+    image: { logical: row.image, real: row.realImage },
+    size: row.size,
+    vmId: row.id,
+    specHash: row.specHash,
+    encryptedDisk: row.encryptedDisk,
+    ...(deposed ? { deposed: true } : {}),
+  });
+}

@@ -1,0 +1,131 @@
+// What one planning run shares between its parts (engine/plan/planner.ts
+// drives; member-changes.ts diffs existing members, creates.ts places new
+// ones, assemble.ts builds the document): the input, the changes and
+// violations so far, what the plan has taken of each data center's capacity,
+// and the shared frozen pieces every change of a big plan reuses.
+import type { Lifecycle } from '../policy/types.ts';
+import type { LoadedFleet } from '../spec/types.ts';
+import { formatVmAddress } from '../model/index.ts';
+import { resizeState, stepsAlong } from './member.ts';
+import type { CapacityLeft, PlanContext, PlanPolicy } from './policy-port.ts';
+import { defaultPolicy } from './policy-default.ts';
+import { memberTargets } from './scope.ts';
+import type { Change, Grant, Step, Violation, VmSize } from './types.ts';
+import type { PlanInput } from './planner.ts';
+
+/** The VM name of a fleet member: `<stack>-<fleet>-<index>` (the record's VmRow.name). The Pulumi Vm resource names its VM the same way. */
+export function memberName(stack: string, fleet: string, index: number): string {
+  return `${stack}-${fleet}-${index}`;
+}
+
+// Every field is set in the constructor, none by an initializer: the Pulumi
+// Fleet provider (providers/pulumi/fleet.ts) runs the planner from a closure
+// serialized by Pulumi, which rewrites a class into a function from its
+// constructor's text and drops field initializers.
+export class PlanState {
+  readonly input: PlanInput;
+  readonly lc: Lifecycle;
+  readonly policy: PlanPolicy;
+  /** Every member's change so far, noops included (rules and waves see them all; the document summarises noops). */
+  readonly changes: Change[];
+  readonly violations: Violation[];
+  readonly grants: Grant[];
+  readonly ctx: PlanContext;
+  readonly resizeAt: string;
+  /** Record version of each VM a change acts on (not noops), for the basis. */
+  readonly touched: Map<string, number>;
+  /** Capacity left per data center, less what this plan has placed; null when the capacity rule is disabled. */
+  readonly capacity: Map<string, CapacityLeft> | null;
+  /** --target web/3: per fleet targeted only by member addresses, the indexes to plan. */
+  readonly memberTargets: Map<string, Set<number>>;
+  /** --replace: addresses whose member is replaced even when it matches its spec. */
+  readonly forceReplace: Set<string>;
+  private readonly statePaths: Map<string, string[]>;
+  private readonly images: Map<string, Change['image']>;
+
+  constructor(input: PlanInput) {
+    this.input = input;
+    this.changes = [];
+    this.violations = [];
+    this.grants = [];
+    this.statePaths = new Map();
+    this.images = new Map();
+    this.touched = new Map();
+    this.memberTargets = memberTargets(input.options.targets);
+    this.forceReplace = new Set(input.options.replace ?? []);
+    this.lc = input.pack.lifecycle;
+    this.policy = input.policy ?? defaultPolicy;
+    this.resizeAt = resizeState(this.lc);
+    this.ctx = {
+      stack: input.stack,
+      lifecycle: this.lc,
+      images: input.pack.images,
+      fleets: input.fleets,
+      record: input.record,
+      allowDestroy: new Set(input.options.allowDestroy),
+      ...(input.owners ? { owners: input.owners } : {}),
+      ...(input.usage ? { usage: input.usage } : {}),
+      ...(input.protectedFleets ? { protectedFleets: new Set(input.protectedFleets) } : {}),
+    };
+    this.capacity =
+      this.policy.capacityEnforcement(input.pack) === 'disabled' ? null : this.policy.capacityLeft(input.stack, input.record, input.usage ?? []);
+  }
+
+  violate(policy: string, address: string, message: string, hint: string, level: Violation['level'] = 'mandatory'): void {
+    this.violations.push({ policy, level, address, message, hint });
+  }
+
+  /** `[state]`, one frozen array per state (noops share them). */
+  statePath(state: string): string[] {
+    let p = this.statePaths.get(state);
+    if (!p) this.statePaths.set(state, (p = Object.freeze([state]) as string[]));
+    return p;
+  }
+
+  /** The image of a member, one frozen object per (logical image, data center). */
+  image(logical: string, dataCenter: string): Change['image'] {
+    const key = `${logical}\u0000${dataCenter}`;
+    let img = this.images.get(key);
+    if (!img) this.images.set(key, (img = Object.freeze({ logical, real: this.input.pack.images[logical]?.[dataCenter] ?? null })));
+    return img;
+  }
+
+  path(from: string, to: string): string[] | undefined {
+    return this.lc.path(from, to);
+  }
+
+  steps(path: string[], member: Step['member']): Step[] {
+    return stepsAlong(this.lc, path, member);
+  }
+
+  /** The fields of a change every action shares, from the spec (not the record). */
+  base(spec: LoadedFleet, index: number, dataCenter: string) {
+    return {
+      address: formatVmAddress(spec.name, index),
+      fleet: spec.name,
+      index,
+      name: memberName(this.input.stack.name, spec.name, index),
+      dataCenter,
+      image: this.image(spec.image, dataCenter),
+      size: spec.size,
+      specHash: spec.specHash,
+      encryptedDisk: spec.encryptedDisk,
+    };
+  }
+
+  take(dc: string, size: VmSize): void {
+    const c = this.capacity?.get(dc);
+    if (!c) return;
+    c.vms -= 1;
+    c.cpu -= size.cpu;
+    c.memoryGiB -= size.memoryGiB;
+  }
+
+  release(dc: string, size: VmSize): void {
+    const c = this.capacity?.get(dc);
+    if (!c) return;
+    c.vms += 1;
+    c.cpu += size.cpu;
+    c.memoryGiB += size.memoryGiB;
+  }
+}
