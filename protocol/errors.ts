@@ -43,6 +43,7 @@ export const WIRE_ERRORS = {
   // --- both services: the HTTP layer ---
   'bad-request': { status: 400, doc: 'The body breaks the route\'s schema (an unknown property, a missing or malformed field) or the route\'s own rule (an advance with both or neither of report and create; a resize without its size). Nothing was done; fix the caller.' },
   unauthorized: { status: 401, doc: 'The bearer token is missing or not one this service knows. Nothing was done; send the token of the caller\'s role (CLI to DMZ client, data center to authority).' },
+  'client-cert-required': { status: 401, doc: 'The service requires client certificates (`--client-ca`) and the caller presented none, or one its client CA did not sign (or expired). Only a DMZ client\'s boot endpoint (`/v1/boot`, `/v1/boot/status`) answers without one. Nothing was done; configure the caller\'s certificate (the stack\'s `auth.clientCert`).' },
   'not-found': { status: 404, doc: 'No such route, or (GET /v1/vms/:id) the data center\'s cloud does not know the VM.' },
   'too-large': { status: 413, doc: 'The body is over the services\' limit (1 MiB). Send fewer steps or calls per batch.' },
   'unsupported-media-type': { status: 415, doc: 'The body is not JSON (`content-type: application/json`).' },
@@ -77,6 +78,15 @@ export const WIRE_ERRORS = {
   'image-mismatch': { status: 200, doc: 'Boot denied: the booting VM\'s image is not the real image the record holds.' },
   'not-booting': { status: 200, doc: 'Boot denied: the VM is not in a state a `boot` edge leaves or enters.' },
   'boot-token-invalid': { status: 200, doc: 'Boot denied: the boot token is not the one issued with the VM\'s last approved `boot` edge, or was used already more than an hour ago (a repeat of an approved boot, the VM still booting, is answered again).' },
+  // --- the authority: sealed plans (CLI -> authority) ---
+  'wrong-role': { status: 403, doc: 'The token is valid at the authority but not for this route: a data center\'s token opens only the DMZ client routes, the CLI\'s (FLEET_AUTHORITY_TOKEN) only the plan routes. Nothing was done.' },
+  'plan-unsigned': { status: 400, doc: 'POST /v1/plans/register: the plan carries no seal. Only a plan sealed by this authority (`fleet plan --out` on a stack with an `authority` address) can be applied; plan again.' },
+  'plan-foreign': { status: 409, doc: 'The plan was made for another stack (its name, or its stack id: two stacks may share a name), or sealed with a key this authority does not hold. Nothing was registered; plan again against this stack.' },
+  'plan-tampered': { status: 409, doc: 'The plan\'s content does not match the digest it was sealed with, or the seal\'s signature does not verify under this authority\'s key (or a plan of the same id with other content is registered). Nothing was registered; never edit a saved plan.' },
+  'plan-scope': { status: 409, doc: 'The plan has a change outside its scope: a fleet not in its `fleets` (so neither locked nor stale-checked), a change whose basis does not pin what it changes, or a `vmId` that is another member\'s VM. Nothing was sealed or registered.' },
+  'plan-unregistered': { status: 200, doc: 'Vetoed: this authority approves only requests of a plan registered with it (a deployed stack: its `fleet apply` registers the sealed plan first), and the request\'s plan id is none it registered. Nothing changed; apply through `fleet apply`.' },
+  'plan-unlocked': { status: 200, doc: 'Vetoed: the request is of a registered plan, but the VM\'s fleet is not locked now by that plan\'s apply (its apply is over, or never started): a registered plan\'s requests are approved only while its `fleet apply` holds the fleets. Nothing changed; apply again.' },
+  'outside-plan': { status: 200, doc: 'Vetoed: the request is about a VM or member its registered plan does not change (another address, another data center, or a VM the plan neither acts on nor creates). Nothing changed.' },
   // --- the DMZ client ---
   'idempotency-conflict': { status: 422, doc: 'The idempotency key was used before for a different request. Use a fresh key for a new request.' },
   'earlier-step-failed': { status: 409, doc: 'A step of a run was carried out but not reported, because the report of the step before it failed. The next apply continues from the record.' },

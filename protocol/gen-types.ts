@@ -11,6 +11,7 @@ import { EXTENDS, TS_TYPE } from './schemas/common.ts';
 import * as authority from './schemas/authority.ts';
 import * as common from './schemas/common.ts';
 import * as dmzClient from './schemas/dmz-client.ts';
+import * as plans from './schemas/plans.ts';
 
 export const TYPES_PATH = fileURLToPath(new URL('./types.ts', import.meta.url));
 
@@ -24,7 +25,7 @@ const isObject = (v: unknown): v is Schema => typeof v === 'object' && v !== nul
 /** Every exported schema with a title, by title (a module namespace's key order differs between loaders). */
 function roots(): Schema[] {
   const out: Schema[] = [];
-  for (const mod of [common, authority, dmzClient]) {
+  for (const mod of [common, authority, dmzClient, plans]) {
     for (const v of Object.values(mod)) if (isObject(v) && typeof v.title === 'string') out.push(v);
   }
   return out.sort((a, b) => String(a.title).localeCompare(String(b.title)));

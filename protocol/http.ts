@@ -2,6 +2,7 @@
 // shape, wire codes turned into HTTP statuses (the only place that does it:
 // errorAnswer), NDJSON batch answers, and the OpenAPI document that
 // @fastify/swagger builds from the same route schemas Fastify validates with.
+import type { TLSSocket } from 'node:tls';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
 import { FleetError } from '../engine/diags/index.ts';
@@ -29,6 +30,16 @@ export interface ServiceOptions {
   logger?: boolean | ServiceLogOptions;
   /** Serve HTTPS with this certificate (and require client certificates when it has a CA): engine/transport's loadServerTls. */
   tls?: ServerTls;
+  /**
+   * Route patterns served without a verified client certificate when `tls`
+   * requires one (the DMZ client's boot endpoint: a booting VM has no client
+   * certificate and proves itself with its one-time boot token). With any,
+   * the handshake only asks for a certificate (a client without one still
+   * connects) and every other route is refused before it runs, with
+   * `client-cert-required`, unless the certificate verified against the
+   * client CA. Without any, the handshake itself refuses such a client.
+   */
+  certlessRoutes?: readonly string[];
   /** Count and time every request; served at /metrics (public). */
   metrics?: ServiceMetrics;
   /** Readiness checks behind /readyz; /livez answers while the process does (both public). */
@@ -240,6 +251,8 @@ function answerStream(
  */
 export async function createService(opts: ServiceOptions): Promise<{ app: FastifyInstance; openapi: () => unknown }> {
   const log = loggerOptions(opts.logger);
+  const certless = new Set(opts.certlessRoutes ?? []);
+  const perRouteCerts = opts.tls?.requestCert === true && opts.tls.rejectUnauthorized && certless.size > 0;
   const app = Fastify({
     logger: log.logger,
     // One line per answered request (below) instead of Fastify's two, which carry no route.
@@ -248,7 +261,7 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     // Reject unknown properties instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, discriminator: true } },
     bodyLimit: 1024 * 1024,
-    ...(opts.tls ? { https: opts.tls } : {}),
+    ...(opts.tls ? { https: perRouteCerts ? { ...opts.tls, rejectUnauthorized: false } : opts.tls } : {}),
   }) as unknown as FastifyInstance;
   const publicPaths = [...opts.publicPaths, ...(opts.metrics ? ['/metrics'] : []), ...(opts.health ? ['/livez', '/readyz'] : [])];
   const ownAuth = (path: string) => (opts.ownAuthPrefixes ?? []).some((p) => path === p || path.startsWith(`${p}/`));
@@ -278,6 +291,17 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
   if (opts.health) registerHealth(app, opts.health);
   app.decorateRequest('caller', '');
   app.addHook('onRequest', async (req: FastifyRequest) => {
+    // First, before any other check: with per-route client certificates, a
+    // route (by its pattern; an unmatched URL included) needs a certificate
+    // that verified against the client CA unless it is a certless one.
+    if (perRouteCerts && !certless.has(req.routeOptions.url ?? '')) {
+      const socket = req.raw.socket as TLSSocket;
+      if (!socket.authorized) {
+        const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+        const why = presented ? `its client certificate was refused (${String(socket.authorizationError)})` : 'no client certificate was presented';
+        throw new WireError('client-cert-required', `this route needs a client certificate signed by the service's client CA: ${why}`);
+      }
+    }
     const path = req.url.split('?')[0];
     if (publicPaths.includes(path)) return;
     // By the route that matched (its pattern), not the URL's text, so no

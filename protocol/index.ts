@@ -8,6 +8,7 @@ export type { BootResponse as BootAuthorizeResponse } from './types.ts';
 export * from './schemas/common.ts';
 export * from './schemas/authority.ts';
 export * from './schemas/dmz-client.ts';
+export * from './schemas/plans.ts';
 export * from './errors.ts';
 export { overrideProof, sha256, sameSecret } from './hash.ts';
 export { credentialKey, scopedTokenProblem, signScopedToken } from './scoped-token.ts';

@@ -435,6 +435,79 @@ export interface HealthResponse {
 export interface ListVmsResponse {
   vms: ActualVm[];
 }
+export interface PlanRegisterRequest {
+  /**
+   * The sealed plan about to be applied, exactly as sealed.
+   */
+  plan: {
+    id: string;
+    stack: string;
+    fleets: string[];
+    basis: {
+      fleets: {
+        [k: string]: number;
+      };
+      vms: {
+        [k: string]: number;
+      };
+    };
+    changes: {
+      address: string;
+      fleet: string;
+      index: number;
+      dataCenter: string;
+      action: string;
+      vmId?: string;
+    }[];
+  };
+}
+export interface PlanRegisterResponse {
+  planId: string;
+  digest: string;
+  /**
+   * How many members the plan changes: the authority approves requests about these only, under this plan id.
+   */
+  members: number;
+}
+export interface PlanSealRequest {
+  /**
+   * The plan to seal; a `seal` it carries is ignored (left out of the content).
+   */
+  plan: {
+    id: string;
+    stack: string;
+    fleets: string[];
+    basis: {
+      fleets: {
+        [k: string]: number;
+      };
+      vms: {
+        [k: string]: number;
+      };
+    };
+    changes: {
+      address: string;
+      fleet: string;
+      index: number;
+      dataCenter: string;
+      action: string;
+      vmId?: string;
+    }[];
+  };
+}
+export interface PlanSealResponse {
+  seal: WirePlanSeal;
+}
+/**
+ * A seal (the plan document's `seal`): HMAC-SHA256 over the stack id and the sha256 of the plan's canonical content.
+ */
+export interface WirePlanSeal {
+  alg: 'hmac-sha256';
+  stackId: string;
+  keyId: string;
+  digest: string;
+  signature: string;
+}
 /**
  * Short-lived, scoped to one data center; the driver refuses anything else.
  */

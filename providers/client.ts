@@ -12,6 +12,7 @@
 // | 5xx                                    | yes      | apply.dmz-error            |
 // | 429 (waits Retry-After when given)     | yes      | apply.dmz-error            |
 // | TLS: certificate not trusted / refused | no       | apply.dmz-unreachable      |
+// |   (also 401 client-cert-required)      |          |                            |
 // | 401                                    | no       | apply.dmz-unauthorized     |
 // | other 4xx                              | no       | apply.dmz-rejected         |
 //
@@ -33,6 +34,7 @@ import type {
   BatchStep,
   CreateVmRequest,
   DeleteVmRequest,
+  ErrorBody,
   HealthResponse,
   RunLane,
   StepResult,
@@ -403,6 +405,10 @@ export class DmzHttpClient {
     if (res.status >= 200 && res.status < 300) return res.body as T;
     const url = `${this.baseUrl}${path}`;
     const msg = errorMessage(res.body);
+    if (res.status === 401 && (res.body as Partial<ErrorBody> | undefined)?.error?.code === 'client-cert-required') {
+      // The DMZ client asks for a certificate per route (its boot endpoint takes none): the same refusal as at the handshake.
+      throw this.error('apply.dmz-unreachable', `${method} ${url} (DMZ client of data center ${this.dataCenter}) refused this CLI's TLS client certificate (${msg}); the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca).`);
+    }
     if (res.status === 401) {
       throw this.error('apply.dmz-unauthorized', `${method} ${url} of data center ${this.dataCenter} answered 401: ${msg}.`);
     }

@@ -82,7 +82,8 @@ describe('fleet apply PLANFILE refuses tampered, foreign and out-of-scope plans'
     expect((await fleet('plan', '--out', out('full'), '--allow-destroy', 'vault')).code).toBe(0);
     await st.spec('vault', fleetYaml('vault', { count: 1, protect: true, encryptedDisk: false }));
     [good, targeted, blocked, full] = await Promise.all(['good', 'targeted', 'blocked', 'full'].map((n) => read(out(n))));
-    expect(good.seal).toMatchObject({ alg: 'hmac-sha256', stackId: expect.stringMatching(/^stk-/), digest: planContentDigest(good) });
+    // The embedded default (no authority address): sealed with the record's key (key id `k-…`; an authority's is `a-…`).
+    expect(good.seal).toMatchObject({ alg: 'hmac-sha256', stackId: expect.stringMatching(/^stk-/), keyId: expect.stringMatching(/^k-/), digest: planContentDigest(good) });
     expect(blocked.blocked).toBe(true);
     expect(blocked.seal?.stackId).toBe(good.seal?.stackId);
   });

@@ -30,7 +30,16 @@ import {
   type BatchRequest,
   type BootAuthorizeRequest,
   type ReportRequest,
+  WireError,
+  planErrors,
+  planRegisterBodySchema,
+  planRegisterResponseSchema,
+  planSealBodySchema,
+  planSealResponseSchema,
+  type PlanRegisterRequest,
+  type PlanSealRequest,
 } from '../../protocol/index.ts';
+import type { PlanDocument } from '../plan/types.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import { createMetrics, recordMetrics, timeCalls, type ServiceLogOptions, type ServiceMetrics } from '../observability/index.ts';
 import type { ServerTls } from '../transport/index.ts';
@@ -40,6 +49,7 @@ import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { randomToken } from './keys.ts';
 import { recordSource, registerUi, type UiRole } from '../ui/index.ts';
 import { codeOf, reasonCode } from './answers.ts';
+import { PlanSeals, gatedCalls } from './plan-seals.ts';
 import { closeGracefully } from '../../protocol/index.ts';
 
 export interface StartAuthorityOptions {
@@ -52,6 +62,14 @@ export interface StartAuthorityOptions {
    * stack (stack.yaml), enforced at the authority (datacenter-capacity).
    */
   dataCenters: readonly { name: string; token: string; capacity?: Limits }[];
+  /**
+   * The CLI's tokens at the authority (FLEET_AUTHORITY_TOKEN): with any, the
+   * authority seals and registers the stack's plans (POST /v1/plans/seal,
+   * /v1/plans/register; plan-seals.ts) and approves only requests of a plan
+   * registered with it, for the members that plan changes. A deployed stack
+   * (one with an `authority` address in stack.yaml) runs with them.
+   */
+  planTokens?: readonly string[];
   /** Admin tokens (FLEET_ADMIN_TOKEN): the proofs of overrides are checked against them when the stack accepts overrides from admins only. */
   adminTokens?: readonly string[];
   host?: string;
@@ -90,6 +108,8 @@ export interface RunningService {
 }
 
 const errors = authorityErrors;
+/** Who the CLI's token at the authority is (not a data center name: those never start with `@`). */
+const CLI_CALLER = '@cli';
 
 /** The dashboard's sign-in check: which role a token grants (compared in constant time), or undefined for no dashboard. */
 export function uiTokens(t: StartAuthorityOptions['ui']): ((token: string) => UiRole | undefined) | undefined {
@@ -130,7 +150,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     title: 'dmzfleet authority',
     publicPaths: ['/v1/health', '/openapi.json'],
     ...(ui ? { ownAuthPrefixes: ['/ui'] } : {}),
-    authenticate: tokenTable(opts.dataCenters.map((d) => ({ token: d.token, who: d.name }))),
+    authenticate: tokenTable([...opts.dataCenters.map((d) => ({ token: d.token, who: d.name })), ...(opts.planTokens ?? []).map((token) => ({ token, who: CLI_CALLER }))]),
     logger: opts.logger,
     tls: opts.tls,
     metrics,
@@ -192,17 +212,49 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     log[r.approved ? 'debug' : 'info']({ dataCenter: caller, vmId: req.vmId, cloudId: req.cloudId, decision: r.approved ? 'approved' : 'denied', reason: r.reason, code, ms: ms(t0) }, 'boot');
     return r;
   };
+  // The CLI's token opens the plan routes only; a data center's token everything else (wrong-role).
+  app.addHook('preValidation', async (req) => {
+    if (!req.caller) return;
+    const planRoute = (req.routeOptions.url ?? '').startsWith('/v1/plans/');
+    if (planRoute !== (req.caller === CLI_CALLER)) {
+      throw new WireError('wrong-role', planRoute ? "the plan routes take the CLI's token at the authority (FLEET_AUTHORITY_TOKEN), not a data center's" : "the CLI's token at the authority opens the plan routes only");
+    }
+  });
+  const seals = opts.planTokens?.length ? new PlanSeals({ record, stackName: opts.stackName, secret }) : undefined;
+  // With plan seals, every call first passes the sealed-plan gate (plan-seals.ts); without, the core's own.
+  const calls = seals ? gatedCalls(core, seals) : core;
   app.get('/v1/health', { schema: doc('Liveness', { response: { 200: healthResponseSchema } }) }, async () => ({
     ok: true,
     service: 'authority' as const,
   }));
+  if (seals) {
+    const sealing = seals;
+    app.post<{ Body: PlanSealRequest }>(
+      '/v1/plans/seal',
+      { schema: doc("Seal a deployed stack's plan (fleet plan --out); the CLI's token", { body: planSealBodySchema, response: { 200: planSealResponseSchema, ...planErrors } }) },
+      async (req) => {
+        const seal = await sealing.seal(req.body.plan as unknown as PlanDocument);
+        req.log.info({ planId: req.body.plan.id, digest: seal.digest, keyId: seal.keyId }, 'plan sealed');
+        return { seal };
+      },
+    );
+    app.post<{ Body: PlanRegisterRequest }>(
+      '/v1/plans/register',
+      { schema: doc('Verify a sealed plan and admit requests for the members it changes (fleet apply); the CLI\'s token', { body: planRegisterBodySchema, response: { 200: planRegisterResponseSchema, ...planErrors } }) },
+      async (req) => {
+        const r = await sealing.register(req.body.plan as unknown as PlanDocument);
+        req.log.info({ planId: r.planId, digest: r.digest, members: r.members }, 'plan registered');
+        return r;
+      },
+    );
+  }
   app.get('/openapi.json', { schema: doc('This document') }, async () => openapi());
   app.post<{ Body: AuthorizeRequest }>(
     '/v1/authorize',
     { schema: doc('Approve, modify or veto one request of a DMZ client', { body: authorizeBodySchema, response: { 200: authorizeResponseSchema, ...errors } }) },
     async (req) => {
       const t0 = now();
-      return decided(req.log, req.caller, req.body, await core.authorize(req.caller, req.body), t0);
+      return decided(req.log, req.caller, req.body, await calls.authorize(req.caller, req.body), t0);
     },
   );
   app.post<{ Body: ReportRequest }>(
@@ -210,7 +262,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     { schema: doc('Outcome of an approved request; moves the record', { body: reportBodySchema, response: { 200: reportResponseSchema, ...errors } }) },
     async (req) => {
       const t0 = now();
-      return reported(req.log, req.caller, req.body, await core.report(req.caller, req.body), t0);
+      return reported(req.log, req.caller, req.body, await calls.report(req.caller, req.body), t0);
     },
   );
   app.post<{ Body: AdvanceRequest }>(
@@ -223,7 +275,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     },
     async (req) => {
       const t0 = now();
-      return advanced(req.log, req.caller, req.body, await core.advance(req.caller, req.body), t0);
+      return advanced(req.log, req.caller, req.body, await calls.advance(req.caller, req.body), t0);
     },
   );
   app.post<{ Body: BootAuthorizeRequest }>(
@@ -231,7 +283,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootResponseSchema, ...errors } }) },
     async (req) => {
       const t0 = now();
-      return booted(req.log, req.caller, req.body, await core.bootAuthorize(req.caller, req.body), t0);
+      return booted(req.log, req.caller, req.body, await calls.bootAuthorize(req.caller, req.body), t0);
     },
   );
   // The same calls, many per request: a DMZ client with many steps in flight
@@ -244,13 +296,13 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     const t0 = now();
     switch (c.call) {
       case 'authorize':
-        return core.authorize(caller, c.body).then((r) => decided(log, caller, c.body, r, t0));
+        return calls.authorize(caller, c.body).then((r) => decided(log, caller, c.body, r, t0));
       case 'report':
-        return core.report(caller, c.body).then((r) => reported(log, caller, c.body, r, t0));
+        return calls.report(caller, c.body).then((r) => reported(log, caller, c.body, r, t0));
       case 'advance':
-        return core.advance(caller, c.body).then((r) => advanced(log, caller, c.body, r, t0));
+        return calls.advance(caller, c.body).then((r) => advanced(log, caller, c.body, r, t0));
       case 'boot':
-        return core.bootAuthorize(caller, c.body).then((r) => booted(log, caller, c.body, r, t0));
+        return calls.bootAuthorize(caller, c.body).then((r) => booted(log, caller, c.body, r, t0));
     }
   };
   app.post<{ Body: BatchRequest }>(

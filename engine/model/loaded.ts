@@ -44,6 +44,12 @@ export interface LoadedStack {
   site: { name: string; location: Location };
   dataCenters: LoadedDataCenter[];
   apply: { parallelism: number; lockTimeoutSeconds: number };
+  /**
+   * A deployed stack's authority as the CLI reaches it (docs/security.md,
+   * "Saved plans are sealed"): plans are sealed and registered there. Absent:
+   * the embedded default (the record's key seals plans).
+   */
+  authority?: { address: string; tokenEnv: string; caFile?: string; where: Where };
   raw: Stack;
 }
 

@@ -8,6 +8,6 @@ export { Placer, fleetPlacement, placeMember, resolveNear, staticExclusion, type
 export { basicCapacityLeft, noRulesPolicy, type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-port.ts';
 export { defaultPolicy } from './policy-default.ts';
 export { planDigest } from './digest.ts';
-export { canonicalJson, checkScope, planContentDigest, sealPlan, verifySeal, type PlanSeal, type SealKey, type VerifyContext } from './integrity.ts';
+export { actedVmIds, canonicalJson, checkScope, checkTargets, planContentDigest, planScope, sealPlan, verifySeal, type PlanSeal, type ScopeMember, type SealKey, type VerifyContext } from './integrity.ts';
 export * from './render/index.ts';
 export { planStack, type PlanStackOptions, type PlanStackResult } from './run.ts';

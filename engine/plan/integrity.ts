@@ -15,6 +15,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { type Diagnostic, diag } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
+import type { VmRow } from '../record/types.ts';
 import type { PlanDocument, PlanSeal } from './types.ts';
 
 export type { PlanSeal };
@@ -139,4 +140,59 @@ export function checkScope(plan: PlanDocument, file: string): Diagnostic[] {
     }
   }
   return out;
+}
+
+/**
+ * Changes whose `vmId` names a VM the record holds as another member (of
+ * another fleet, index, stack or data center): the request would act on
+ * that VM while the plan, its locks and its review say something else.
+ * `rows` maps each vmId of the plan's changes to the record's row (absent
+ * when the record has none; the stale check reports that one).
+ */
+export function checkTargets(plan: PlanDocument, rows: ReadonlyMap<string, VmRow>, file: string): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const c of plan.changes) {
+    if (!c.vmId || c.action === 'create') continue;
+    const vm = rows.get(c.vmId);
+    if (!vm) continue;
+    if (vm.stack !== plan.stack || vm.fleet !== c.fleet || vm.index !== c.index || vm.dataCenter !== c.dataCenter) {
+      out.push(
+        diag(
+          'apply.plan-scope',
+          `the change to ${c.address} in ${c.dataCenter} acts on VM ${c.vmId}, which the record holds as ${vm.address} of stack ${vm.stack} in ${vm.dataCenter}; a change acts only on its own member's VM.`,
+          { file, address: c.address },
+        ),
+      );
+    }
+  }
+  return out;
+}
+
+/** The vmIds of existing VMs the plan's changes act on (creates have none yet). */
+export function actedVmIds(plan: PlanDocument): string[] {
+  return [...new Set(plan.changes.flatMap((c) => (c.vmId && c.action !== 'create' ? [c.vmId] : [])))];
+}
+
+/** A member a sealed plan changes: what the authority admits requests for once the plan is registered with it. */
+export interface ScopeMember {
+  address: string;
+  dataCenter: string;
+  action: string;
+  /** The existing VM the change acts on; absent for a create. */
+  vmId?: string;
+}
+
+/**
+ * What a plan may touch, for the authority's gate: its locked fleets and
+ * each member it changes (noops left out: a noop sends no request). Built
+ * from the plan's changes whatever the format version lists them in, as long
+ * as each changed member is a change with address, dataCenter and action.
+ */
+export function planScope(plan: PlanDocument): { fleets: string[]; members: ScopeMember[] } {
+  return {
+    fleets: [...plan.fleets].sort(),
+    members: plan.changes
+      .filter((c) => c.action !== 'noop')
+      .map((c) => ({ address: c.address, dataCenter: c.dataCenter, action: c.action, ...(c.vmId && c.action !== 'create' ? { vmId: c.vmId } : {}) })),
+  };
 }

@@ -12,8 +12,8 @@ import { sealPlan } from './integrity.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { resolveScope, targetFleet } from './scope.ts';
 import { parseVmAddress } from '../model/index.ts';
-import type { LoadedFleet } from '../spec/index.ts';
-import type { PlanDocument } from './types.ts';
+import type { LoadedFleet, LoadedStack } from '../spec/index.ts';
+import type { PlanDocument, PlanSeal } from './types.ts';
 
 export interface PlanStackOptions extends Partial<PlanOptions> {
   /** Folder the stack path is relative to; default process.cwd(). */
@@ -31,6 +31,12 @@ export interface PlanStackOptions extends Partial<PlanOptions> {
    * will trust only if the seal verifies (./integrity.ts).
    */
   seal?: boolean;
+  /**
+   * How a deployed stack's plan is sealed (one with an `authority` address):
+   * by its authority, with a key the record does not hold (the CLI's
+   * providers/authority-plans.ts). Required with `seal` for such a stack.
+   */
+  sealAtAuthority?: (plan: PlanDocument, authority: NonNullable<LoadedStack['authority']>) => Promise<PlanSeal>;
 }
 
 export interface PlanStackResult {
@@ -107,7 +113,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     }
     const problems = memberProblems(options, rows, fleets, stack.name);
     if (problems.length) throw new FleetError(problems);
-    if (opts.seal) identity = await record.stackIdentity(stack.name, { create: true });
+    if (opts.seal && !stack.authority) identity = await record.stackIdentity(stack.name, { create: true });
   } finally {
     if (!opts.record) await record.close();
   }
@@ -126,6 +132,10 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     ...(opts.id ? { id: opts.id } : {}),
   });
   if (identity) plan.seal = sealPlan(plan, identity.sealKey, identity.stackId);
+  else if (opts.seal && stack.authority) {
+    if (!opts.sealAtAuthority) throw new Error('bug: a deployed stack\'s plan is sealed at its authority, and no sealAtAuthority was given');
+    plan.seal = await opts.sealAtAuthority(plan, stack.authority);
+  }
   const t3 = performance.now();
   return { plan, diagnostics: loaded.diagnostics.filter((d) => d.severity !== 'error'), timings: { load: t1 - t0, read: t2 - t1, compute: t3 - t2 } };
 }

@@ -196,6 +196,26 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX vm_reservations_stack ON vm_reservations (stack)`,
     ],
   },
+  {
+    version: 7,
+    description: 'sealed plans registered with the authority: the scope of each plan whose seal the authority verified, and its MAC under the authority\'s key',
+    statements: [
+      // Written only by the authority (engine/authority/plan-seals.ts) when a
+      // deployed `fleet apply` registers a plan sealed at the authority. Each
+      // row carries a MAC under a key derived from the authority's secret, so
+      // a row written by anyone else (a holder of the record's credentials)
+      // is not believed. The scope is jsonb: { fleets, members }.
+      `CREATE TABLE sealed_plans (
+        stack text COLLATE "C" NOT NULL,
+        plan_id text COLLATE "C" NOT NULL,
+        digest text NOT NULL,
+        scope jsonb NOT NULL,
+        mac text NOT NULL,
+        registered_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (stack, plan_id)
+      )`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -7,7 +7,7 @@ import { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { VersionConflictError } from './errors.ts';
 import type { BudgetExceededError } from './errors.ts';
-import { MIGRATIONS, migrate } from './migrations.ts';
+import { MIGRATIONS, SCHEMA_VERSION, migrate } from './migrations.ts';
 import { openRecord } from './open.ts';
 import { openPglite } from './pglite.ts';
 import { openPostgres } from './postgres.ts';
@@ -1151,13 +1151,13 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         await rec.close();
         const raw = await rawAdapter(backend, url);
         try {
-          const broken = { version: MIGRATIONS.length + 1, description: 'broken', statements: ['CREATE TABLE half_done (x int)', 'SELECT no_such_function()'] };
+          const broken = { version: SCHEMA_VERSION + 1, description: 'broken', statements: ['CREATE TABLE half_done (x int)', 'SELECT no_such_function()'] };
           await expect(migrate(raw, { description: url }, [...MIGRATIONS, broken])).rejects.toThrow(/no_such_function/);
           expect(await raw.query(`SELECT to_regclass('half_done') AS t`)).toEqual([{ t: null }]);
-          expect(await raw.query('SELECT schema_version FROM meta')).toEqual([{ schema_version: MIGRATIONS.length }]);
+          expect(await raw.query('SELECT schema_version FROM meta')).toEqual([{ schema_version: SCHEMA_VERSION }]);
 
-          const next = { version: MIGRATIONS.length + 1, description: 'labels', statements: [`ALTER TABLE vms ADD COLUMN labels text NOT NULL DEFAULT '{}'`] };
-          expect(await migrate(raw, { description: url }, [...MIGRATIONS, next])).toEqual({ from: MIGRATIONS.length, to: next.version });
+          const next = { version: SCHEMA_VERSION + 1, description: 'labels', statements: [`ALTER TABLE vms ADD COLUMN labels text NOT NULL DEFAULT '{}'`] };
+          expect(await migrate(raw, { description: url }, [...MIGRATIONS, next])).toEqual({ from: SCHEMA_VERSION, to: next.version });
           expect(await migrate(raw, { description: url }, [...MIGRATIONS, next])).toEqual({ from: next.version, to: next.version });
           expect(await raw.query('SELECT fleet, labels FROM vms WHERE stack = $1', [s])).toEqual([{ fleet: 'web', labels: '{}' }]);
         } finally {
@@ -1172,7 +1172,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const { url, drop } = await backend.freshUrl();
       try {
         const raw = await rawAdapter(backend, url);
-        const next = { version: MIGRATIONS.length + 1, description: 'future', statements: ['CREATE TABLE future_thing (x int)'] };
+        const next = { version: SCHEMA_VERSION + 1, description: 'future', statements: ['CREATE TABLE future_thing (x int)'] };
         await migrate(raw, { description: url }, [...MIGRATIONS, next]);
         await raw.close();
         const err = await openRecord(url).catch((e: unknown) => e);

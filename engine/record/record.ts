@@ -18,6 +18,7 @@ import { bootStore } from './boot.ts';
 import { growStore } from './grow.ts';
 import { historyStore } from './history.ts';
 import { identityStore } from './identity.ts';
+import { sealedPlanStore } from './sealed-plans.ts';
 import { JournalWriter } from './journal.ts';
 import { lockStore } from './locks.ts';
 import { planStore } from './plans.ts';
@@ -60,5 +61,6 @@ export function sqlRecord(db: SqlAdapter, description: string): SqlRecord {
     ...bootStore(ctx),
     ...identityStore(ctx),
     ...growStore(ctx),
+    ...sealedPlanStore(ctx),
   };
 }

@@ -549,6 +549,26 @@ export interface IdentityStore {
   stackIdentity(stack: string, opts?: { create?: boolean }): Promise<StackIdentity | undefined>;
 }
 
+/** A plan the authority verified and registered (migration 7; engine/authority/plan-seals.ts). */
+export interface SealedPlanRow {
+  stack: string;
+  planId: string;
+  /** sha256 of the plan's canonical content, as sealed. */
+  digest: string;
+  /** What the plan may touch: its locked fleets and each member it changes. */
+  scope: { fleets: string[]; members: { address: string; dataCenter: string; action: string; vmId?: string }[] };
+  /** The authority's MAC over stack, planId, digest and scope: a row it did not write is not believed. */
+  mac: string;
+  registeredAt: string;
+}
+
+/** Plans registered with the authority; written and read by the authority only. */
+export interface SealedPlanStore {
+  /** Inserts the row unless one of that stack and plan id exists; returns the row the record holds (the first one registered). */
+  registerSealedPlan(row: Omit<SealedPlanRow, 'registeredAt'>): Promise<SealedPlanRow>;
+  sealedPlan(stack: string, planId: string): Promise<SealedPlanRow | undefined>;
+}
+
 /**
  * The global record: every store. Every method is one transaction (one
  * statement where it can). Writes that change a VM check `expectedVersion`
@@ -586,7 +606,7 @@ export interface GrowStore {
   dropGrow(vmId: string): Promise<void>;
 }
 
-export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore, GrowStore {
+export interface FleetRecord extends VmReader, VmWriter, HistoryStore, LockStore, PlanStore, BootStore, IdentityStore, GrowStore, SealedPlanStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
   /** The schema version the record is at (migrations.ts; 0: not migrated): a readiness probe compares it with SCHEMA_VERSION. */

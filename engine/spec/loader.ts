@@ -14,6 +14,7 @@ import { checkDuplicateFleets, checkFleet, deepFreeze, toLoadedFleet, type Stack
 import { showValue, validateDoc } from './schema.ts';
 import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult } from './types.ts';
 import { docWhere, keyWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
+import { AUTHORITY_CLI_TOKEN_ENV } from '../transport/tokens.ts';
 
 export const STACK_FILE = 'stack.yaml';
 export const STATE_DIR = '.fleet';
@@ -379,6 +380,16 @@ function toLoadedStack(
     site: { name: s.site.name, location: { lat: s.site.location.lat, lon: s.site.location.lon } },
     dataCenters,
     apply: { parallelism: s.apply?.parallelism ?? DEFAULT_PARALLELISM, lockTimeoutSeconds: s.apply?.lockTimeoutSeconds ?? 0 },
+    ...(s.authority
+      ? {
+          authority: {
+            address: s.authority.address,
+            tokenEnv: s.authority.tokenEnv ?? AUTHORITY_CLI_TOKEN_ENV,
+            ...(s.authority.caFile ? { caFile: resolve(p.dir, s.authority.caFile) } : {}),
+            where: valueWhere(src, ['spec', 'authority']),
+          },
+        }
+      : {}),
     raw,
   };
 }

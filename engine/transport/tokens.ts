@@ -9,6 +9,8 @@
 // |                         |                    | reads it, to check it) |                                                   |
 // | DMZ client -> authority | the DMZ client     | the authority (which   | FLEET_DMZ_TOKEN_<DC>                              |
 // |                         |                    | also reads it)         |                                                   |
+// | CLI -> authority        | the CLI / CI job   | the authority (which   | `authority.tokenEnv` in stack.yaml, else          |
+// | (plan seals)            |                    | also reads it)         | FLEET_AUTHORITY_TOKEN                             |
 //
 // <DC> is the data center's name upper-cased, every other character `_`
 // (`us-east` -> `US_EAST`). A token is read from the environment when it is
@@ -33,3 +35,6 @@ export function cliTokenEnv(dc: { name: string; auth?: { tokenEnv?: string } }):
 export function dmzTokenEnv(dataCenter: string): string {
   return `FLEET_DMZ_TOKEN_${envSuffix(dataCenter)}`;
 }
+
+/** The variable holding the CLI's token at a deployed stack's authority (plan seals) when stack.yaml names none; the authority reads the same. */
+export const AUTHORITY_CLI_TOKEN_ENV = 'FLEET_AUTHORITY_TOKEN';

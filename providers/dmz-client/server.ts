@@ -27,6 +27,9 @@ import { registerRoutes } from './routes.ts';
 import { Runs } from './runs.ts';
 import { StepRunner } from './step.ts';
 
+/** The boot endpoint's routes: a booting VM's, authenticated by its boot token, never by a bearer token or a client certificate. */
+const BOOT_ROUTES = ['/v1/boot', '/v1/boot/status'];
+
 export interface StartDmzClientOptions {
   dataCenter: string;
   driver: Driver;
@@ -54,8 +57,19 @@ export interface StartDmzClientOptions {
   logger?: boolean | ServiceLogOptions;
   /** On close (SIGTERM), how long steps in flight may take to finish before their connections are cut. Default 20 000. */
   drainMs?: number;
-  /** Serve HTTPS (with a client CA: require the CLI's certificate): engine/transport's loadServerTls. */
+  /**
+   * Serve HTTPS (engine/transport's loadServerTls). With a client CA, every
+   * route requires a client certificate it signed except the boot endpoint
+   * (POST /v1/boot, /v1/boot/status): a booting VM has none and proves
+   * itself with its one-time boot token.
+   */
   tls?: ServerTls;
+  /**
+   * PEM CA bundle this data center's VMs verify the boot endpoint's
+   * certificate with (handed to the driver: the sim's agents use it; a real
+   * VM's agent takes its CA through FLEET_CURL_OPTS). Default: the system's CAs.
+   */
+  bootCa?: string;
   /** For an https authority: its CA bundle and this DMZ client's own certificate. */
   authorityTls?: ClientTls;
 }
@@ -103,7 +117,8 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   runMetrics(metrics, { runsInFlight: () => runs.inFlight, lanes: () => lanes.totals() });
   const { app, openapi } = await createService({
     title: `dmzfleet DMZ client (${dc})`,
-    publicPaths: ['/v1/health', '/openapi.json', '/v1/boot', '/v1/boot/status'],
+    publicPaths: ['/v1/health', '/openapi.json', ...BOOT_ROUTES],
+    certlessRoutes: BOOT_ROUTES,
     authenticate: tokenTable([{ token: opts.clientToken, who: 'cli' }]),
     logger: opts.logger,
     tls: opts.tls,
@@ -117,7 +132,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi, metrics });
 
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
-  driver.attach({ bootUrl: `${url}/v1/boot` });
+  driver.attach({ bootUrl: `${url}/v1/boot`, ...(opts.bootCa ? { bootCa: opts.bootCa } : {}) });
   return {
     url,
     metrics,

@@ -15,7 +15,8 @@ import type { ClientTls, ServerTls } from '../../engine/transport/index.ts';
 import { TestCa } from '../../engine/transport/testing.ts';
 import { createSimDriver, type SimDriver } from '../drivers/sim/index.ts';
 import { postJson, send, sendTarget } from '../http-send.ts';
-import { createRequest, defaultPack, newVm } from '../testing.ts';
+import { DmzHttpClient } from '../client.ts';
+import { TO_RUNNING, createRequest, defaultPack, newVm, walk } from '../testing.ts';
 import { startDmzClient, type RunningDmzClient } from './server.ts';
 
 const ca = new TestCa();
@@ -37,6 +38,7 @@ beforeAll(async () => {
   authority = await startAuthority({ record, pack, stackName: 'tls', dataCenters: [{ name: 'miami', token: 'auth-tok' }], tls: serverTls('authority') });
   dir = await mkdtemp(join(tmpdir(), 'dmz-tls-'));
   driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, credentialKey: credentialKey('auth-tok', 'miami') });
+  // The sim's VM agents reach the boot endpoint as a real VM would: without a client certificate, trusting the CA that issued the DMZ client's.
   dmz = await startDmzClient({
     dataCenter: 'miami',
     driver,
@@ -47,6 +49,7 @@ beforeAll(async () => {
     stateDir: join(dir, 'dmz'),
     pack,
     tls: serverTls('dmz'),
+    bootCa: ca.cert,
   });
 });
 afterAll(async () => {
@@ -70,8 +73,49 @@ describe('DMZ client and authority over mTLS', () => {
     expect(await record.getVm(vm.id)).toMatchObject({ state: 'Requested', dataCenter: 'miami' });
   });
 
-  it('refuses a caller without a client certificate', async () => {
-    await expect(send(sendTarget(new URL(`${dmz.url}/v1/health`), { ca: ca.cert }), 'GET', {}, undefined, 5_000)).rejects.toThrow();
+  it('boots a VM: its agent, which has no client certificate, reaches the boot endpoint of a DMZ client requiring client certificates', async () => {
+    const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dmz.url, token: () => 'cli-tok', tls: asCli, retries: 0 });
+    const vm = newVm('tls', { index: 1 });
+    expect((await client.createVm(createRequest(vm))).outcome).toBe('ok');
+    const steps = await walk(client, vm.id, TO_RUNNING);
+    expect(steps.map((s) => [s.outcome, s.operation, s.vm?.state, s.error?.message])).toEqual([
+      ['ok', 'none', 'BeingCreated', undefined],
+      ['ok', 'createVm', 'PoweredOff', undefined],
+      ['ok', 'powerOn', 'PoweredOn', undefined],
+      ['ok', 'boot', 'Starting', undefined],
+      ['ok', 'awaitReady', 'Running', undefined],
+    ]);
+    expect(await client.getVm(vm.id)).toMatchObject({ agent: 'ready', observedState: 'Running' });
+    expect(await record.getVm(vm.id)).toMatchObject({ state: 'Running' });
+  });
+
+  // Without a client certificate only the boot routes answer; every other route is refused before it runs, whatever token comes with it.
+  it.each([
+    ['GET', '/v1/health'],
+    ['GET', '/v1/vms'],
+    ['POST', '/v1/vms'],
+    ['POST', '/v1/batch'],
+    ['GET', '/readyz'],
+    ['GET', '/openapi.json'],
+  ])('refuses %s %s to a caller without a client certificate', async (method, path) => {
+    const vm = newVm('tls', { index: 9 });
+    const body = method === 'POST' ? JSON.stringify(createRequest(vm)) : undefined;
+    const res = await send(sendTarget(new URL(`${dmz.url}${path}`), { ca: ca.cert }), method, { authorization: 'Bearer cli-tok', ...(body ? { 'content-type': 'application/json' } : {}) }, body, 5_000);
+    expect(res.status).toBe(401);
+    expect(JSON.parse(res.text).error.code).toBe('client-cert-required');
+    expect(await record.getVm(vm.id)).toBeUndefined();
+  });
+
+  it("refuses a caller whose client certificate another CA issued, on every route but the boot endpoint's", async () => {
+    const rogue = rogueCa.issue({ cn: 'fleet cli', client: true });
+    const res = await send(sendTarget(new URL(`${dmz.url}/v1/vms`), { ca: ca.cert, cert: rogue.cert, key: rogue.key }), 'GET', { authorization: 'Bearer cli-tok' }, undefined, 5_000);
+    expect([res.status, JSON.parse(res.text).error.code]).toEqual([401, 'client-cert-required']);
+  });
+
+  it('the boot endpoint answers without a client certificate, and still judges by the boot token', async () => {
+    const res = await postJson(sendTarget(new URL(`${dmz.url}/v1/boot`), { ca: ca.cert }), { cloudId: 'sim-miami-x', vmId: newVm('tls', { index: 7 }).id, image: 'img', bootToken: 'guessed' }, 5_000);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.text)).toMatchObject({ approved: false });
   });
 
   it("a DMZ client that does not trust the authority's certificate is not ready and gets nothing approved", async () => {

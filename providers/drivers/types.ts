@@ -66,8 +66,12 @@ export interface Driver {
   /** `sim`, `aws`, `azure`. */
   readonly kind: string;
   readonly dataCenter: string;
-  /** Tells the cloud where its VMs reach the boot endpoint (the DMZ client's POST /v1/boot); called once the DMZ client listens. */
-  attach(ctx: { bootUrl: string }): void;
+  /**
+   * Tells the cloud where its VMs reach the boot endpoint (the DMZ client's
+   * POST /v1/boot), and the CA bundle they verify its certificate with (absent:
+   * the system's); called once the DMZ client listens.
+   */
+  attach(ctx: { bootUrl: string; bootCa?: string }): void;
 
   /** BeingCreated -> PoweredOff: address, disk and VM, powered off. */
   createVm(creds: ScopedCredentials, input: CreateVmInput): Promise<CloudVm>;

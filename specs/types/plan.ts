@@ -284,7 +284,7 @@ export interface PlanRolloutWave {
   returning?: string[];
 }
 /**
- * Who vouches for a saved plan (docs/plan-format.md, "Seal"): written by `fleet plan --out`, checked by `fleet apply PLANFILE`, which refuses a plan without one that verifies. An HMAC-SHA256 over the plan's canonical content (every field but `seal`, keys sorted, no whitespace) under a key only the stack's record holds.
+ * Who vouches for a saved plan (docs/plan-format.md, "Seal"): written by `fleet plan --out`, checked by `fleet apply PLANFILE`, which refuses a plan without one that verifies. An HMAC-SHA256 over the plan's canonical content (every field but `seal`, keys sorted, no whitespace) under a key only the stack's record holds (the embedded default) or, in a deployed stack, only its authority holds.
  */
 export interface PlanSeal {
   /**

@@ -47,6 +47,7 @@ export interface StackSpec {
    */
   dataCenters: [DataCenter, ...DataCenter[]];
   apply?: ApplySettings;
+  authority?: AuthoritySettings;
 }
 /**
  * The policy pack that governs this stack.
@@ -261,4 +262,21 @@ export interface ApplySettings {
    * How long to wait for a fleet lock held by another apply (default 0: fail at once).
    */
   lockTimeoutSeconds?: number;
+}
+/**
+ * A deployed stack's authority (`fleet serve orchestrator`), as the CLI reaches it: `fleet plan --out` has the plan sealed there and `fleet apply` registers the plan there before any request; the authority then approves only requests of registered plans (docs/security.md, "Saved plans are sealed"). Absent: the embedded default, whose plans are sealed with the record's key.
+ */
+export interface AuthoritySettings {
+  /**
+   * The authority's base URL, e.g. `https://authority.example:7400` (`http://` only on loopback).
+   */
+  address: string;
+  /**
+   * Name of the environment variable holding the CLI's token at the authority (default `FLEET_AUTHORITY_TOKEN`); the authority reads the same variable. Never written here.
+   */
+  tokenEnv?: string;
+  /**
+   * PEM CA bundle the authority's certificate is verified against, relative to this file (default: the system's CAs).
+   */
+  caFile?: string;
 }

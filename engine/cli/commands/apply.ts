@@ -194,8 +194,11 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         throw new FleetError(diag('apply.plan-stack', `${planfile} was made for stack ${saved.stack}, not ${session.stack.name}.`, { file: planfile }));
       }
       // Nothing in the file is trusted until its seal, stack id and scope hold (before any lock or request).
-      const problems = await checkSavedPlan(saved, { file: planfile!, stack: session.stack.name, record: session.record });
+      const deployed = session.stack.authority;
+      const problems = await checkSavedPlan(saved, { file: planfile!, stack: session.stack.name, record: session.record, sealedByAuthority: deployed !== undefined });
       if (problems.length > 0) throw new FleetError(problems);
+      // A deployed stack's authority verifies the seal (its key, not the record's) and from now on approves requests of this plan's members only.
+      if (deployed) await (await import('../../../providers/authority-plans.ts')).registerAtAuthority(deployed, env, saved, planfile);
       plan = saved;
     } else {
       // Lock, then plan: the fleets in scope are locked first (waiting up to
@@ -255,6 +258,12 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
     // Every token this apply will present, before anything starts (and before the prompt).
     const missing = plan.blocked ? [] : session.missingTokens(plan.changes.filter((c) => c.action !== 'noop').map((c) => c.dataCenter));
     if (missing.length > 0) throw new FleetError(missing);
+    if (!saved && !plan.blocked && session.stack.authority) {
+      // A deployed stack's authority approves only requests of plans it sealed and registered: a fresh plan goes through both.
+      const { registerAtAuthority, sealAtAuthority } = await import('../../../providers/authority-plans.ts');
+      plan = { ...plan, seal: await sealAtAuthority(session.stack.authority, env, plan) };
+      await registerAtAuthority(session.stack.authority, env, plan);
+    }
     if (!saved && !plan.blocked && !opts.yes) {
       if (!io.stdin.isTTY) {
         throw new FleetError(diag('apply.confirmation-required', 'No terminal to ask for confirmation: run with --yes, or apply a saved plan (`fleet plan --out plan.json` then `fleet apply plan.json`).'));

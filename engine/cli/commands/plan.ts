@@ -8,6 +8,7 @@ import { PLAN_FORMATS } from '../../plan/render/formats.ts';
 
 /** The planner and its renderers, loaded when the command runs (not for `fleet --version` or `fleet validate`). */
 const planning = () => import('../../plan/index.ts');
+import type { LoadedStack } from '../../spec/index.ts';
 import { type CliIO, modeOf, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
@@ -86,7 +87,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .description('Diff the fleet specs against the record and show the changes apply would make.')
     .addOption(stackOption())
     .addOption(recordUrlOption())
-    .option('--out <file>', 'write the plan document (JSON, sealed) to FILE, for `fleet apply FILE`; with --format json, stdout then names FILE and the summary instead of repeating the document')
+    .option('--out <file>', 'write the plan document (JSON, sealed: by the stack\'s authority when stack.yaml has one) to FILE, for `fleet apply FILE`; with --format json, stdout then names FILE and the summary instead of repeating the document')
     .addOption(formatOption(PLAN_FORMATS))
     .option('--detailed-exitcode', 'exit 2 when the plan has changes (0: none, 1: error or blocked)')
     .option('--target <fleet>', 'plan only this fleet, or this member (`web/3`) (repeatable)', collect, [])
@@ -109,6 +110,9 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             refresh: Boolean(opts.refresh),
             // A plan going to a file is sealed: `fleet apply FILE` trusts nothing else.
             seal: opts.out !== undefined,
+            // A deployed stack's (one with an `authority` address) by its authority, with a key the record does not hold.
+            sealAtAuthority: async (plan: PlanDocument, authority: NonNullable<LoadedStack['authority']>) =>
+              (await import('../../../providers/authority-plans.ts')).sealAtAuthority(authority, loaderEnv(io, opts), plan),
           };
           const { planStack, renderJson, renderPlan } = await planning();
           const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };

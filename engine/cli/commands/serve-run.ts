@@ -10,7 +10,7 @@ import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
 import { credentialKey as scopedCredentialKey } from '../../../protocol/index.ts';
-import { SERVER_TLS_ENV, checkBind, dmzTokenEnv, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
+import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
@@ -134,6 +134,10 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     if (!token) missing.push(diag('apply.token-missing', `Set ${env} to the token the DMZ client of ${d.name} presents to the authority.`, d.where));
     return { name: d.name, token: token ?? '', capacity: d.capacity };
   });
+  // The CLI's token at the authority: with it, plans are sealed and registered here, and only registered plans' requests are approved.
+  const planTokenEnv = stack.authority?.tokenEnv ?? AUTHORITY_CLI_TOKEN_ENV;
+  const planToken = io.env[planTokenEnv] || undefined;
+  if (stack.authority && !planToken) missing.push(diag('apply.token-missing', `Set ${planTokenEnv} to the token the CLI presents to this authority to seal and register plans (stack.yaml has an authority address).`, stack.authority.where));
   if (missing.length > 0) throw new FleetError(missing);
   const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
   const broker = await credentialBroker(io, stack);
@@ -156,6 +160,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
       ...runtime,
       ...(broker ? { credentialBroker: broker } : {}),
       ...(admin ? { adminTokens: [admin] } : {}),
+      ...(planToken ? { planTokens: [planToken] } : {}),
     });
     return {
       url: svc.url,
@@ -228,6 +233,8 @@ export interface ServeDmzClientOptions extends ServeCommonOptions {
   authorityCa?: string;
   authorityCert?: string;
   authorityKey?: string;
+  /** CA bundle this data center's VMs verify the boot endpoint's certificate with (or FLEET_BOOT_CA): the sim's agents use it. */
+  bootCa?: string;
   stack: string;
   dataCenter: string;
   driver: string;
@@ -249,7 +256,9 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
     { ca: abs(opts.authorityCa), cert: abs(opts.authorityCert), key: abs(opts.authorityKey) },
     { ca: '--authority-ca', cert: '--authority-cert', key: '--authority-key' },
   );
-  if (toAuthority.diagnostics.length > 0) throw new FleetError(toAuthority.diagnostics);
+  const bootCaFile = opts.bootCa ?? (io.env.FLEET_BOOT_CA || undefined);
+  const toBoot = loadClientTls({ ca: abs(bootCaFile) }, { ca: opts.bootCa ? '--boot-ca' : 'FLEET_BOOT_CA', cert: '', key: '' });
+  if (toAuthority.diagnostics.length + toBoot.diagnostics.length > 0) throw new FleetError([...toAuthority.diagnostics, ...toBoot.diagnostics]);
   const { stack, pack } = await loadForServe(io, opts.stack);
   const dc = stack.dataCenters.find((d) => d.name === opts.dataCenter);
   if (!dc) {
@@ -300,6 +309,7 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       port,
       tls,
       authorityTls: toAuthority.tls,
+      ...(toBoot.tls?.ca ? { bootCa: toBoot.tls.ca } : {}),
       ...runtime,
     });
     return {

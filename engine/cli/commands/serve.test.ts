@@ -149,6 +149,61 @@ describe('fleet serve', () => {
     }
   });
 
+  it('a DMZ client requiring client certificates (FLEET_TLS_CLIENT_CA) boots VMs: its sim agents trust FLEET_BOOT_CA and present no certificate', async () => {
+    const { TestCa, writePemFiles } = await import('../../transport/testing.ts');
+    const ca = new TestCa();
+    const server = ca.issue({ cn: 'dmz', altNames: ['127.0.0.1'] });
+    const cli = ca.issue({ cn: 'fleet cli', client: true });
+    const files = writePemFiles({ 'cert.pem': server.cert, 'key.pem': server.key, 'ca.pem': ca.cert, 'junk.pem': 'not a certificate' });
+    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 's' };
+    const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
+    const tlsEnv = { FLEET_TLS_CERT: files['cert.pem'], FLEET_TLS_KEY: files['key.pem'], FLEET_TLS_CLIENT_CA: files['ca.pem'] };
+    const authority = await serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1' });
+    try {
+      await expect(
+        serveDmzClient({ ...io, env: { ...env, ...tlsEnv } }, { stack: dir, dataCenter: 'miami', driver: 'sim', authority: authority.url, port: '0', host: '127.0.0.1', bootCa: files['junk.pem'], stateDir: join(dir, 'junk') }),
+      ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.bad-pem', detail: expect.stringContaining('--boot-ca') }] });
+      const dmz = await serveDmzClient({ ...io, env: { ...env, ...tlsEnv, FLEET_BOOT_CA: files['ca.pem'] } }, { stack: dir, dataCenter: 'miami', driver: 'sim', authority: authority.url, port: '0', host: '127.0.0.1', stateDir: join(dir, 'mtls') });
+      try {
+        const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: dmz.url, token: () => 'mc', tls: { ca: ca.cert, cert: cli.cert, key: cli.key } });
+        const vm = newVm('served', { index: 7 });
+        await client.createVm(createRequest(vm));
+        expect((await walk(client, vm.id, TO_RUNNING)).at(-1)).toMatchObject({ outcome: 'ok', vm: { state: 'Running' } });
+      } finally {
+        await dmz.close();
+      }
+    } finally {
+      await authority.close();
+    }
+  });
+
+  it("a deployed stack's authority needs the CLI's token at the authority, and with it serves the plan routes to that token only", async () => {
+    const deployed = await mkdtemp(join(tmpdir(), 'dmzfleet-serve-deployed-'));
+    try {
+      await writeFile(join(deployed, 'stack.yaml'), STACK(resolve('policies/default')).replace('  dataCenters:\n', '  authority: { address: "http://127.0.0.1:7400", tokenEnv: PLAN_TOKEN }\n  dataCenters:\n'));
+      await mkdir(join(deployed, 'specs'));
+      const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_AUTHORITY_SECRET: 's' };
+      const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
+      await expect(serveOrchestrator(io, { stack: deployed, port: '0', host: '127.0.0.1' })).rejects.toMatchObject({
+        diagnostics: [{ code: 'apply.token-missing', detail: expect.stringContaining('Set PLAN_TOKEN') }],
+      });
+      const authority = await serveOrchestrator({ ...io, env: { ...env, PLAN_TOKEN: 'plan-secret' } }, { stack: deployed, port: '0', host: '127.0.0.1' });
+      try {
+        const seal = (token: string) =>
+          fetch(`${authority.url}/v1/plans/seal`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ plan: { id: 'p', stack: 'served', fleets: [], basis: { vms: {}, fleets: {} }, changes: [] } }) });
+        const ok = await seal('plan-secret');
+        expect(ok.status).toBe(200);
+        expect(((await ok.json()) as { seal: { keyId: string } }).seal.keyId).toMatch(/^a-/);
+        const byDc = await seal('m');
+        expect([byDc.status, ((await byDc.json()) as { error: { code: string } }).error.code]).toEqual([403, 'wrong-role']);
+      } finally {
+        await authority.close();
+      }
+    } finally {
+      await rm(deployed, { recursive: true, force: true });
+    }
+  });
+
   it('a DMZ client runs the aws driver with --config (and answers health without touching EC2)', async () => {
     const io: CliIO = {
       stdout: process.stdout,

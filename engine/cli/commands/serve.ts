@@ -14,7 +14,7 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
   const serveCmd = program.command('serve').description('Run a long-running service: the authority (orchestrator) or a data center\'s DMZ client.');
   serveCmd
     .command('orchestrator')
-    .description('Run the authority for a stack. Tokens of the data centers\' DMZ clients come from FLEET_DMZ_TOKEN_<DC>; the disk-key secret from FLEET_AUTHORITY_SECRET or <stack>/.fleet/authority.secret. With FLEET_ADMIN_TOKEN or FLEET_READ_TOKEN set, it also serves the read-only dashboard under /ui; FLEET_ADMIN_TOKEN is also the admin token overrides (--allow-destroy) are proven with.')
+    .description('Run the authority for a stack. Tokens of the data centers\' DMZ clients come from FLEET_DMZ_TOKEN_<DC>; the disk-key secret from FLEET_AUTHORITY_SECRET or <stack>/.fleet/authority.secret. With FLEET_ADMIN_TOKEN or FLEET_READ_TOKEN set, it also serves the read-only dashboard under /ui; FLEET_ADMIN_TOKEN is also the admin token overrides (--allow-destroy) are proven with. With FLEET_AUTHORITY_TOKEN (or the stack\'s authority.tokenEnv) set, required when stack.yaml has an authority address, it seals and registers the stack\'s plans and approves only requests of registered plans.')
     .addOption(stackOption())
     .addOption(recordUrlOption())
     .option('--port <n>', 'port to listen on (0: any free port)', '7400')
@@ -48,6 +48,7 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
     .option('--authority-ca <file>', 'CA bundle to verify an https authority with (default: the system\'s)')
     .option('--authority-cert <file>', 'this DMZ client\'s certificate for an authority that requires client certificates')
     .option('--authority-key <file>', 'the private key of --authority-cert')
+    .option('--boot-ca <file>', 'CA bundle the data center\'s VMs verify this DMZ client\'s certificate with at the boot endpoint (or FLEET_BOOT_CA; the sim\'s agents use it; default: the system\'s)')
     .option('--log-level <level>', 'log level of the JSON-line logs on stdout: fatal, error, warn, info, debug, trace or silent (or FLEET_LOG_LEVEL; default info)')
     .option('--drain-timeout <seconds>', 'on SIGTERM, how long work in flight may take to finish before connections are cut (or FLEET_DRAIN_TIMEOUT; default 20)')
     .action(async (opts: ServeDmzClientOptions) => {

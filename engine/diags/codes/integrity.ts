@@ -23,4 +23,14 @@ export const integrityCodes = defineCodes({
     doc: 'A change in the saved plan acts on a fleet that is not in the plan\'s `fleets` (so it would be neither locked nor stale-checked), on a VM or fleet whose version the basis does not hold, or at an address that is not its fleet and index. The plan was not made by `fleet plan`; plan again.',
     severity: 'error',
   },
+  'apply.authority-unreachable': {
+    summary: 'Authority not reachable',
+    doc: 'A deployed stack (one with `authority` in stack.yaml) seals its plans at its authority (`fleet plan --out`) and registers them there before `fleet apply` sends any request; the authority could not be reached (connection refused, no answer, a TLS certificate not trusted: give `authority.caFile`) or answered with a server error. Nothing was sealed or applied; try again when the authority answers.',
+    severity: 'error',
+  },
+  'apply.authority-refused': {
+    summary: 'Authority refused the plan call',
+    doc: 'The authority refused to seal or register the plan for another reason than its content: the CLI\'s token at the authority is missing from its configuration or wrong (`authority.tokenEnv` in stack.yaml, default FLEET_AUTHORITY_TOKEN; the authority reads the same variable), or the authority serves no plan routes (it was started without that token). Nothing was sealed or applied.',
+    severity: 'error',
+  },
 });

@@ -47,6 +47,8 @@ export class SimDriver implements Driver {
   private bootUrl: string | undefined;
   /** bootUrl taken apart, once (every agent posts to it). */
   private bootTarget: ReturnType<typeof sendTarget> | undefined;
+  /** The CA bundle the agents verify an https boot endpoint with (absent: the system's); no client certificate, as a real VM has none. */
+  private bootCa: string | undefined;
   private readonly random: () => number;
   /** Faults set after opening (setFaults); they add to the options'. */
   private faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith'> = {};
@@ -122,8 +124,9 @@ export class SimDriver implements Driver {
     this.faults = { ...faults };
   }
 
-  attach(ctx: { bootUrl: string }): void {
+  attach(ctx: { bootUrl: string; bootCa?: string }): void {
     this.bootUrl = ctx.bootUrl;
+    this.bootCa = ctx.bootCa;
     this.bootTarget = undefined;
     for (const vm of this.vms) {
       if (vm.status === 'present' && vm.power === 'on' && vm.agent === 'booting' && vm.bootToken && !this.bootGeneration.has(vm.cloudId)) {
@@ -286,7 +289,7 @@ export class SimDriver implements Driver {
       let lastError = '';
       for (let attempt = 0; attempt < 5 && answer === undefined; attempt++) {
         try {
-          this.bootTarget ??= sendTarget(new URL(url));
+          this.bootTarget ??= sendTarget(new URL(url), this.bootCa ? { ca: this.bootCa } : undefined);
           const res = await postJson(this.bootTarget, { cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }, 30_000);
           if (res.status >= 500) {
             lastError = `boot endpoint answered ${res.status}`;
