@@ -121,14 +121,16 @@ describe('the plan routes and the gate over HTTP', () => {
     expect(unlocked.reason).toContain('not locked by the apply of plan p-one');
     expect(await record.getVm(vm.id)).toBeUndefined();
     const lock = await record.acquireLocks('gate', ['web'], { who: 'apply', host: 'test', planId: 'p-one', pid: process.pid });
-    expect(await client.createVm({ ...createRequest(vm), planId: 'p-one' })).toMatchObject({ outcome: 'ok', vm: { state: 'Requested' } });
+    // The apply's requests carry its lock's fencing token (without one they would be refused as locked: docs/recovery.md, "Fencing").
+    const { fencingToken } = lock;
+    expect(await client.createVm({ ...createRequest(vm), planId: 'p-one', fencingToken })).toMatchObject({ outcome: 'ok', vm: { state: 'Requested' } });
     const other = newVm('gate', { index: 1 });
-    const refused = await client.createVm({ ...createRequest(other), planId: 'p-one' });
+    const refused = await client.createVm({ ...createRequest(other), planId: 'p-one', fencingToken });
     expect(refused).toMatchObject({ outcome: 'vetoed' });
     expect(await record.getVm(other.id)).toBeUndefined();
 
     // A batch's calls about one VM still run in their order behind the gate: the authorize, then its report.
-    const a = { dataCenter: 'miami', requestId: 'r-batch', planId: 'p-one', kind: 'transition', vmId: vm.id, from: 'Requested', to: 'BeingCreated' };
+    const a = { dataCenter: 'miami', requestId: 'r-batch', planId: 'p-one', kind: 'transition', vmId: vm.id, from: 'Requested', to: 'BeingCreated', fencingToken };
     const batch = await call('/v1/batch', { calls: [{ call: 'authorize', body: a }, { call: 'report', body: { dataCenter: 'miami', requestId: 'r-batch', planId: 'p-one', vmId: vm.id, from: 'Requested', to: 'BeingCreated', outcome: 'ok' } }] }, 'dmz-tok');
     const lines = batch.text.trim().split('\n').map((l) => JSON.parse(l) as { i: number; status: number; body: { effect?: string } }).sort((x, y) => x.i - y.i);
     expect(lines.map((l) => l.status)).toEqual([200, 200]);
