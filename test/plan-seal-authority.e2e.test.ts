@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAuthority, type RunningService } from '../engine/authority/server.ts';
-import { proposedVmId } from '../engine/model/index.ts';
+import { proposedVmId } from '../engine/model/vm-id.ts';
 import { planContentDigest, sealPlan, type PlanDocument } from '../engine/plan/index.ts';
 import { openRecord, type SqlRecord } from '../engine/record/index.ts';
 import { appliedPlans, createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';

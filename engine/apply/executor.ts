@@ -30,12 +30,14 @@ import { PLAN_FORMAT_VERSION, type Change, type PlanDocument } from '../model/in
 import { planDigest } from '../plan/digest.ts';
 import { processAlive } from '../record/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
-import { proposedVmId, runMember, stepCount } from './member.ts';
+import { proposedVmId } from '../model/vm-id.ts';
+import { runMember, stepCount } from './member.ts';
 import { defaultActor, type ApplyEvent, type ApplyOptions, type ApplyResult, type MemberFailure } from './options.ts';
 import { runWaves, type MemberOutcome, type RolloutReport } from './rollout.ts';
 
 export * from './options.ts';
-export { proposedVmId, stepCount } from './member.ts';
+export { stepCount } from './member.ts';
+export { proposedVmId } from '../model/vm-id.ts';
 
 /** Recorded with the applied plan; one function with the plan's pull-request comment, which shows it. */
 export { planDigest };

@@ -2,18 +2,12 @@
 // request journalled (started, then done / failed / skipped) and reported as
 // an event in step order, through its data center's provider only. The
 // executor (executor.ts) decides when a member runs; this file, what it does.
-import { createHash } from 'node:crypto';
 import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import type { Change, PlanDocument, Step } from '../model/index.ts';
 import { overrideProof, type Override, type RunLane, type StepResult } from '../../protocol/index.ts';
 import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
+import { proposedVmId } from '../model/vm-id.ts';
 import { defaultActor, type ApplyEvent, type ApplyOptions, type MemberFailure } from './options.ts';
-
-/** A UUID derived from plan id and address, so a re-sent create proposes the same VM id. */
-export function proposedVmId(planId: string, address: string): string {
-  const h = createHash('sha256').update(`${planId}\0${address}`).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
 
 /** The override a plan's --allow-destroy gives the deletion of VM `vmId`: who and why, and the admin proof when there is an admin token. */
 function overrideOf(plan: PlanDocument, vmId: string, fleet: string, opts: ApplyOptions): Override {

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { proposedVmId } from '../model/index.ts';
+import { proposedVmId } from '../model/vm-id.ts';
 import type { PlanDocument } from '../plan/types.ts';
 import { openRecord } from '../record/index.ts';
 import type { FleetRecord, SealedPlanRow } from '../record/types.ts';

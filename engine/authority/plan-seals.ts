@@ -27,7 +27,8 @@
 // Decisions are pure functions (judgePlanRequest); the class loads and caches.
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import type { Diagnostic } from '../diags/index.ts';
-import { formatVmAddress, parseVmAddress, proposedVmId } from '../model/index.ts';
+import { formatVmAddress, parseVmAddress } from '../model/index.ts';
+import { proposedVmId } from '../model/vm-id.ts';
 import { actedVmIds, canonicalJson, checkScope, checkTargets, planContentDigest, planScope, sealPlan, verifySeal, type SealKey } from '../plan/index.ts';
 import type { PlanDocument, PlanSeal } from '../plan/types.ts';
 import type { FleetRecord, LockRow, SealedPlanRow, VmRow } from '../record/index.ts';

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 
 // A member's address, `<fleet>/<index>`. This module is the only place the
 // text form is spelled: everything else parses or formats through it, so a
@@ -35,17 +34,4 @@ export function parseVmAddress(text: string): VmAddress | undefined {
 /** True when the text is a member address (as opposed to a fleet name). */
 export function isVmAddress(text: string): boolean {
   return parseVmAddress(text) !== undefined;
-}
-
-/**
- * The id `fleet apply` proposes for the VM a plan creates at an address (a
- * create, or a replace's new VM): a UUID derived from the plan id and the
- * address, so a re-sent create proposes the same VM, and the authority can
- * tell a VM a registered plan created from any other (engine/authority,
- * plan-seals.ts). engine/apply/executor.ts's proposedVmId must give the same
- * id (engine/apply/vm-id.test.ts).
- */
-export function proposedVmId(planId: string, address: string): string {
-  const h = createHash('sha256').update(`${planId}\0${address}`).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
