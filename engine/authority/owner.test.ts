@@ -11,10 +11,10 @@ import { defaultPack } from '../../providers/testing.ts';
 import type { FleetRecord } from '../record/index.ts';
 import { testBackends, type TestRecord } from '../record/testing.ts';
 import type { LoadedPack, ResolvedRule } from '../policy/types.ts';
-import type { AuthorizeRequest, AuthorizeResponse, AuthorizeVm, ReportRequest, ReportResponse } from '../../protocol/index.ts';
+import type { AuthorizeResponse, AuthorizeVm, ReportResponse } from '../../protocol/index.ts';
 import { startAuthority, type RunningService } from './server.ts';
+import { TOKEN, create, edge, post, reportOf, vm } from './attack-testing.ts';
 
-const TOKEN = 'tok-miami';
 
 function packWith(base: LoadedPack, config: Record<string, unknown>): LoadedPack {
   const rules = new Map<string, ResolvedRule>(base.rules);
@@ -33,45 +33,6 @@ async function startWorld(record: FleetRecord, pack: LoadedPack, capacity?: { vm
   const authority = await startAuthority({ record, pack, stackName: stack, dataCenters: [{ name: 'miami', token: TOKEN, ...(capacity ? { capacity } : {}) }], secret: 's' });
   return { stack, record, authority };
 }
-
-async function post<T>(w: World, path: string, body: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${w.authority.url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as T };
-}
-
-function vm(w: World, fleet: string, owner: string, index: number, over: Partial<AuthorizeVm> = {}): AuthorizeVm {
-  return {
-    stack: w.stack,
-    fleet,
-    owner,
-    index,
-    name: `${w.stack}-${fleet}-${index}`,
-    dataCenter: 'miami',
-    image: 'ubuntu-22.04',
-    size: { cpu: 2, memoryGiB: 4, diskGiB: 20 },
-    encryptedDisk: true,
-    desiredState: 'Running',
-    specHash: 'h',
-    ...over,
-  };
-}
-
-const create = (id: string, v: AuthorizeVm): AuthorizeRequest => ({ dataCenter: 'miami', requestId: randomUUID(), planId: 'plan-attack', kind: 'create', vmId: id, from: null, vm: v });
-const edge = (id: string, from: string, to: string): AuthorizeRequest => ({ dataCenter: 'miami', requestId: randomUUID(), planId: 'plan-attack', kind: 'transition', vmId: id, from, to });
-const reportOf = (a: AuthorizeRequest, over: Partial<ReportRequest> = {}): ReportRequest => ({
-  dataCenter: 'miami',
-  requestId: a.requestId,
-  planId: a.planId,
-  vmId: a.vmId,
-  from: a.from!,
-  to: a.to!,
-  outcome: 'ok',
-  ...over,
-});
 
 async function createVm(w: World, v: AuthorizeVm): Promise<AuthorizeResponse> {
   return (await post<AuthorizeResponse>(w, '/v1/authorize', create(randomUUID(), v))).body;

@@ -11,10 +11,10 @@ import { defaultPack } from '../../providers/testing.ts';
 import { openRecord, type FleetRecord } from '../record/index.ts';
 import { testBackends, testPostgresUrl, type TestRecord } from '../record/testing.ts';
 import type { LoadedPack, ResolvedRule, Rule } from '../policy/types.ts';
-import { overrideProof, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeVm, type ReportRequest, type ReportResponse } from '../../protocol/index.ts';
+import { overrideProof, type AuthorizeResponse, type AuthorizeVm, type ReportResponse } from '../../protocol/index.ts';
 import { startAuthority, type RunningService } from './server.ts';
+import { TOKEN, create, edge, post, reportOf, vm } from './attack-testing.ts';
 
-const TOKEN = 'tok-miami';
 const ADMIN = 'admin-token-for-tests';
 /** miami's capacity in the stack: 12 VMs, 48 vCPUs. */
 const CAPACITY = { vms: 12, cpu: 48, memoryGiB: 400 };
@@ -48,44 +48,6 @@ interface World {
 async function startWorld(record: FleetRecord, pack: LoadedPack, stack = `pol-${randomUUID().slice(0, 8)}`, capacity = CAPACITY): Promise<World> {
   const authority = await startAuthority({ record, pack, stackName: stack, dataCenters: [{ name: 'miami', token: TOKEN, capacity }], secret: 's', adminTokens: [ADMIN] });
   return { stack, record, authority, close: () => authority.close() };
-}
-
-async function post<T>(w: World, path: string, body: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${w.authority.url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as T };
-}
-
-function vm(w: World, fleet: string, owner: string, index: number, over: Partial<AuthorizeVm> = {}): AuthorizeVm {
-  return {
-    stack: w.stack,
-    fleet,
-    owner,
-    index,
-    name: `${w.stack}-${fleet}-${index}`,
-    dataCenter: 'miami',
-    image: 'ubuntu-22.04',
-    size: { cpu: 2, memoryGiB: 4, diskGiB: 20 },
-    encryptedDisk: true,
-    desiredState: 'Running',
-    specHash: 'h',
-    ...over,
-  };
-}
-
-function create(id: string, v: AuthorizeVm): AuthorizeRequest {
-  return { dataCenter: 'miami', requestId: randomUUID(), planId: 'plan-attack', kind: 'create', vmId: id, from: null, vm: v };
-}
-
-function edge(id: string, from: string, to: string, over: Partial<AuthorizeRequest> = {}): AuthorizeRequest {
-  return { dataCenter: 'miami', requestId: randomUUID(), planId: 'plan-attack', kind: 'transition', vmId: id, from, to, ...over };
-}
-
-function reportOf(a: AuthorizeRequest, over: Partial<ReportRequest> = {}): ReportRequest {
-  return { dataCenter: 'miami', requestId: a.requestId, planId: a.planId, vmId: a.vmId, from: a.from!, to: a.to!, outcome: 'ok', ...over };
 }
 
 /** A VM created and walked along approved edges to `to` (PoweredOff by default), as a DMZ client would; its id. */
