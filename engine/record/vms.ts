@@ -1,7 +1,7 @@
 // The VM reader: live VMs, fleets and what they use. The rows and their
 // decoders are ./rows.ts; the writes are ./vm-writes.ts.
 import { parseVmAddress } from '../model/index.ts';
-import { FULL_VM, LIVE_VM, PLAN_VM, appendPlanVms, iso, liveVmFromArray, vmFromArray, vmFromRow, type VmArray } from './rows.ts';
+import { FULL_VM, LIVE_VM, PLAN_VM, appendPlanVms, liveVmFromArray, pgTimeToIso, vmFromArray, vmFromRow, type VmArray } from './rows.ts';
 import type { RecordSql } from './sql.ts';
 import type { FleetRow, PlanVmRow, UsageRow, VmReader, VmRow } from './types.ts';
 
@@ -110,13 +110,15 @@ export function vmReader({ db }: RecordSql): VmReader {
         params.push([...fleets]);
         where += ' AND fleet = ANY($2::text[])';
       }
-      const rows = await db.query<{ stack: string; fleet: string; owner: string; version: number; updated_at: Date; protected: boolean }>(
-        `SELECT stack, fleet, owner, version, updated_at, protected FROM fleets WHERE ${where} ORDER BY fleet`,
+      // One JSON text, as listVms: for 5,000 fleets, parsing 30,000 protocol
+      // values and 5,000 dates cost ~10 ms of a targeted plan (bench/scale).
+      const [row] = await db.query<{ j: string }>(
+        `SELECT coalesce(json_agg(json_build_array(fleet, owner, version, (updated_at AT TIME ZONE 'UTC')::text, protected) ORDER BY fleet), '[]')::text AS j
+         FROM fleets WHERE ${where}`,
         params,
       );
-      return rows.map(
-        (r): FleetRow => ({ stack: r.stack, fleet: r.fleet, owner: r.owner, version: r.version, updatedAt: iso(r.updated_at), protected: Boolean(r.protected) }),
-      );
+      const arrays = JSON.parse(row.j) as [string, string, number, string, boolean][];
+      return arrays.map(([fleet, owner, version, updatedAt, isProtected]): FleetRow => ({ stack, fleet, owner, version, updatedAt: pgTimeToIso(updatedAt), protected: isProtected }));
     },
 
     async usage(stack, opts) {
