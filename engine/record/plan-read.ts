@@ -59,14 +59,24 @@ export function splitPlanRows(all: readonly PlanVmRow[], shapes: readonly FleetS
       rows.push(r);
       continue;
     }
-    const key = `${r.fleet}\u0000${r.dataCenter}\u0000${r.state}`;
-    let u = sums.get(key);
-    if (!u) sums.set(key, (u = { fleet: r.fleet, dataCenter: r.dataCenter, state: r.state, vms: 0, cpu: 0, memoryGiB: 0 }));
-    u.vms += 1;
-    u.cpu += r.size.cpu;
-    u.memoryGiB += r.size.memoryGiB;
+    const key = `${r.fleet}\u0000${r.dataCenter}`;
+    const u = sums.get(key);
+    sums.set(key, summed(s, r.dataCenter, (u?.vms ?? 0) + 1));
   }
   return { rows, unchanged: sortUnchanged([...sums.values()]) };
+}
+
+/** `n` unchanged members of a fleet in a data center: all in its shape's state and of its size. */
+function summed(s: FleetShape, dataCenter: string, n: number): UnchangedRow {
+  return { fleet: s.fleet, dataCenter, state: s.state, vms: n, cpu: n * s.size.cpu, memoryGiB: n * s.size.memoryGiB };
+}
+
+/** `list` sorted by `key`, keeping the order of equal keys. */
+function stableSortBy<T>(list: T[], key: (x: T) => number): T[] {
+  return list
+    .map((x, i) => [key(x), i, x] as const)
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    .map((e) => e[2]);
 }
 
 function sortUnchanged(list: UnchangedRow[]): UnchangedRow[] {
@@ -160,32 +170,47 @@ export function planReader({ db }: RecordSql): Pick<VmReader, 'listPlanVms' | 'r
     async readPlan(stack, opts) {
       if (opts.fleets?.length === 0) return { rows: [], unchanged: [] };
       const scope = opts.fleets ? new Set(opts.fleets) : undefined;
-      const shapes = scope ? opts.shapes.filter((s) => scope.has(s.fleet)) : [...opts.shapes];
+      const shapes = new Map((scope ? opts.shapes.filter((s) => scope.has(s.fleet)) : opts.shapes).map((s) => [s.fleet, s]));
       return db.transaction(async (q) => {
         await planSettings(q);
         const fleets = await fleetNames(q, stack, opts.fleets);
-        if (shapes.length === 0) return { rows: await readRows(q, stack, fleets, []), unchanged: [] };
-        // The shaped fleets' members, counted per fleet, data center, state
-        // and whether they match (one pass over their rows, in the database).
-        const groups = await q.query<{ fleet: string; data_center: string; state: string; same: boolean; kept: string | number; vms: string | number; cpu: string | number; memory_gib: string | number }>(
-          `SELECT fleet, data_center, state, ${MATCH} AS same, count(*) FILTER (WHERE deposed_at IS NULL AND idx < w_count) AS kept,
-             count(*) AS vms, sum(cpu) AS cpu, sum(memory_gib) AS memory_gib
-           FROM vms JOIN ${shapesSql(2)} ON fleet = w_fleet
-           WHERE stack = $1 AND retired_at IS NULL
-           GROUP BY fleet, data_center, state, same`,
-          [stack, shapesJson(shapes)],
+        const shaped = fleets.filter((f) => shapes.has(f));
+        if (shaped.length === 0) return { rows: await readRows(q, stack, fleets, []), unchanged: [] };
+        // One pass over the rows in the database: those that differ from
+        // their shape. A matching member has its shape's state and size, so
+        // the others are known from how many live VMs each fleet has per
+        // data center, less the rows read.
+        const differing = await readRows(q, stack, fleets, [...shapes.values()]);
+        const live = await q.query<{ fleet: string; data_center: string; vms: string | number }>(
+          `SELECT fleet, data_center, count(*) AS vms FROM vms WHERE stack = $1 AND retired_at IS NULL AND fleet = ANY($2::text[]) GROUP BY fleet, data_center`,
+          [stack, shaped],
         );
+        const read = new Map<string, number>();
         const kept = new Map<string, number>();
-        for (const g of groups) kept.set(g.fleet, (kept.get(g.fleet) ?? 0) + Number(g.kept));
-        // A fleet with members missing below its count is read whole: its new members need the free indexes.
-        const lean = shapes.filter((s) => (kept.get(s.fleet) ?? 0) >= s.count);
-        const leanNames = new Set(lean.map((s) => s.fleet));
-        const unchanged: UnchangedRow[] = [];
-        for (const g of groups) {
-          if (!g.same || !leanNames.has(g.fleet)) continue;
-          unchanged.push({ fleet: g.fleet, dataCenter: g.data_center, state: g.state, vms: Number(g.vms), cpu: Number(g.cpu), memoryGiB: Number(g.memory_gib) });
+        for (const r of differing) {
+          const s = shapes.get(r.fleet);
+          if (!s) continue;
+          const key = `${r.fleet}\u0000${r.dataCenter}`;
+          read.set(key, (read.get(key) ?? 0) + 1);
+          if (!r.deposed && r.index < s.count) kept.set(r.fleet, (kept.get(r.fleet) ?? 0) + 1);
         }
-        return { rows: await readRows(q, stack, fleets, lean), unchanged: sortUnchanged(unchanged) };
+        const unchanged: UnchangedRow[] = [];
+        for (const l of live) {
+          const s = shapes.get(l.fleet)!;
+          const n = Number(l.vms) - (read.get(`${l.fleet}\u0000${l.data_center}`) ?? 0);
+          if (n <= 0) continue;
+          kept.set(l.fleet, (kept.get(l.fleet) ?? 0) + n);
+          unchanged.push(summed(s, l.data_center, n));
+        }
+        // A fleet with members missing below its count is read whole: its new members need the free indexes.
+        const whole = new Set(shaped.filter((f) => (kept.get(f) ?? 0) < shapes.get(f)!.count));
+        if (whole.size === 0) return { rows: differing, unchanged: sortUnchanged(unchanged) };
+        const wholeRows = await readRows(q, stack, [...whole], []);
+        const rows = [...differing.filter((r) => !whole.has(r.fleet)), ...wholeRows];
+        // Back in fleet order; each fleet's rows came from one statement, in order already.
+        const rank = new Map(fleets.map((f, i) => [f, i]));
+        const byFleet = stableSortBy(rows, (r) => rank.get(r.fleet)!);
+        return { rows: byFleet, unchanged: sortUnchanged(unchanged.filter((u) => !whole.has(u.fleet))) };
       });
     },
   };
