@@ -179,10 +179,11 @@ export function planReader({ db }: RecordSql): Pick<VmReader, 'listPlanVms' | 'r
         // One pass over the rows in the database: those that differ from
         // their shape. A matching member has its shape's state and size, so
         // the others are known from how many live VMs each fleet has per
-        // data center, less the rows read.
+        // data center (vm_usage, kept in step with vms by triggers), less
+        // the rows read.
         const differing = await readRows(q, stack, fleets, [...shapes.values()]);
         const live = await q.query<{ fleet: string; data_center: string; vms: string | number }>(
-          `SELECT fleet, data_center, count(*) AS vms FROM vms WHERE stack = $1 AND retired_at IS NULL AND fleet = ANY($2::text[]) GROUP BY fleet, data_center`,
+          `SELECT fleet, data_center, vms FROM vm_usage WHERE stack = $1 AND vms > 0 AND fleet = ANY($2::text[])`,
           [stack, shaped],
         );
         const read = new Map<string, number>();
