@@ -182,10 +182,12 @@ export function planReader({ db }: RecordSql): Pick<VmReader, 'listPlanVms' | 'r
         // data center (vm_usage, kept in step with vms by triggers), less
         // the rows read.
         const differing = await readRows(q, stack, fleets, [...shapes.values()]);
-        const live = await q.query<{ fleet: string; data_center: string; vms: string | number }>(
-          `SELECT fleet, data_center, vms FROM vm_usage WHERE stack = $1 AND vms > 0 AND fleet = ANY($2::text[])`,
-          [stack, shaped],
+        // One JSON text, as usage() reads it; a whole plan asks for most of the stack's rows, so all are read and the rest skipped here.
+        const [counts] = await q.query<{ j: string }>(
+          `SELECT coalesce(json_agg(json_build_array(fleet, data_center, vms)), '[]')::text AS j FROM vm_usage WHERE stack = $1 AND vms > 0${shaped.length > 1 ? '' : ' AND fleet = $2'}`,
+          shaped.length > 1 ? [stack] : [stack, shaped[0]],
         );
+        const live = (JSON.parse(counts.j) as [string, string, number][]).filter(([fleet]) => shapes.has(fleet)).map(([fleet, data_center, vms]) => ({ fleet, data_center, vms }));
         const read = new Map<string, number>();
         const kept = new Map<string, number>();
         for (const r of differing) {
