@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
+import { seededRandom } from '../model/seeded-random.ts';
 import { readBudgetUsage, type BudgetUsage } from './budget.ts';
 import { MIGRATIONS, migrate } from './migrations.ts';
 import { openRecord } from './open.ts';
@@ -15,18 +16,6 @@ import type { SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 import { postgresBackend, testBackends, testPostgresUrl, usageDrift, type TestBackend, type TestRecord } from './testing.ts';
 import type { NewVm, UsageRow } from './types.ts';
-
-/** mulberry32: a small seeded generator, so a failing sequence can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FLEETS = ['web', 'db', 'api'];
 const OWNER: Record<string, string> = { web: 'team-a', db: 'team-b', api: 'team-a' };
@@ -75,8 +64,9 @@ const byKey = (rows: BudgetUsage[]) => [...rows].sort((a, b) => (a.fleet + '\u00
 
 /** Runs one generated sequence of `steps` writes on `stack`; returns the operations run, for the failure message. */
 async function runSequence(record: SqlRecord, stack: string, seed: number, steps: number, checkEach: boolean): Promise<string[]> {
-  const rand = rng(seed);
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+  const random = seededRandom(seed);
+  const rand = random.next;
+  const pick = random.pick;
   const log: string[] = [];
   const all = () => record.listVms(stack, { includeRetired: true });
   const live = async () => (await all()).filter((v) => v.retiredAt === null);
@@ -418,7 +408,7 @@ describe.runIf(pgUrl !== undefined)('vm_usage under concurrent writers on Postgr
     const errors: unknown[] = [];
     const worker = async (w: number) => {
       const record = records[w % 2];
-      const rand = rng(1000 + w);
+      const rand = seededRandom(1000 + w).next;
       for (let i = 0; i < 20; i++) {
         try {
           const live = (await record.listVms('cc', { fleets: ['hot'] })).filter((v) => !v.deposed);
