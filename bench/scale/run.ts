@@ -34,6 +34,24 @@
 // (8.4 s) 980 MiB, state list --fleet 0.21 s (0.19 s) 63 MiB: the full plan
 // and state list targets met; the targeted plan's remaining time is the
 // record's usage sums over the other 999,800 VMs and start-up.
+// After vm_usage (migration 8: what each fleet uses per data center, kept by
+// triggers on vms; usage() and the budget check read it), pg loaded without
+// waking undici, a no-op migrate in one statement and listFleets as one JSON
+// text (2026-12-02, the machine shared at load average 11-12, so the wall
+// times are 2-4x a quiet machine's; the same record copied with CREATE
+// DATABASE … TEMPLATE for the before, runs interleaved, medians of 3, two
+// rounds): 1M targeted plan 3.61 / 2.45 s (CPU 0.93 / 0.83 s) -> 1.76 /
+// 1.11 s (CPU 0.60 / 0.53 s), 103 -> 97 MiB; 100k targeted 1.37 / 1.44 s
+// (CPU 0.57 / 0.56 s) -> 1.00 / 0.70 s (CPU 0.53 / 0.38 s); 1M state list
+// --fleet CPU 0.27 / 0.26 -> 0.20 / 0.21 s, 64 -> 58 MiB. The usage read's
+// server time at 1M: GROUP BY over 999,800 rows 380-620 ms -> 40-60 ms for
+// the ~50,000 vm_usage rows (JSON built on the server). Migration 8 fills
+// vm_usage from 1,000,000 VMs in 3.6 s. What the targeted plan's process
+// spends now (cpu profile, dist build): module loading ~130 ms, the stack
+// load ~100 ms (reading all 100 spec files to find the one naming the fleet,
+// and YAML-parsing it, the stack and the pack), usage() ~70-110 ms (50,000
+// rows: ~40 ms of JSON on the server, the rest parsing and sorting here),
+// listFleets ~20 ms, open ~10-45 ms.
 //
 // PGlite: a record this large lives in the CLI's own process (WebAssembly
 // memory that never shrinks; 528 MiB at 100k in issue 20), so it is tried
