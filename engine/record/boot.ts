@@ -35,7 +35,9 @@ export function bootStore({ db }: RecordSql): BootStore {
       // per target row). used: the tokens m may use: unused, or used within
       // the item's repeat window (a resumed agent presenting the token it was
       // approved with; a concurrent use makes the row's recheck see the new
-      // used_at, so both are approved). fresh: used now (used_at is now() only
+      // used_at, so both are approved). Without a window, only unused: a use
+      // that committed while this statement waited can be stamped after this
+      // transaction's now(), and `used_at > now() - 0` then let it through. fresh: used now (used_at is now() only
       // when this transaction set it): only those write the approved attempt
       // row, so an approval is recorded once however often it is repeated.
       // The answer: every item with the row as the statement saw it,
@@ -55,7 +57,7 @@ export function bootStore({ db }: RecordSql): BootStore {
          used AS (
            UPDATE boot_tokens SET used_at = COALESCE(boot_tokens.used_at, now()) FROM m
            WHERE boot_tokens.vm_id = m.i_vm AND boot_tokens.token_hash = m.i_hash
-             AND (boot_tokens.used_at IS NULL OR boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond')
+             AND (boot_tokens.used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond'))
            RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_hash AS u_hash, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason,
              boot_tokens.used_at = now() AS u_fresh
          ),

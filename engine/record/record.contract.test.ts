@@ -1071,6 +1071,35 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await bootAttempts(r, { vmId: a.id })).map((x) => x.approved)).toEqual([true]);
     });
 
+    it.runIf(backend.name === 'postgres')('refuses a token another transaction used while the check waited, whatever their clocks', async () => {
+      // The check waits for the token's row; meanwhile another use, stamped
+      // after the check's transaction began (its now() is later: it started
+      // later, or took the row first), commits. With no repeat window the
+      // check must refuse: the token is used. (It was approved when the
+      // other use's time fell after the check's own now(): the concurrent
+      // test above failed now and then.)
+      const s = freshStack();
+      const a = await booting(s, 0);
+      const raw = await rawAdapter(backend, t.url);
+      try {
+        let pending: Promise<{ approved: boolean }[]> | undefined;
+        await raw.transaction(async (q) => {
+          await q.query('SELECT 1 FROM boot_tokens WHERE vm_id = $1 FOR UPDATE', [a.id]);
+          pending = r.authorizeBoots([check(a.id)]);
+          // Until the check waits on the row this transaction holds.
+          const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%UPDATE boot_tokens SET used_at = COALESCE%'`;
+          while ((await q.query(waiting)).length === 0) {
+            await new Promise((done) => setImmediate(done));
+          }
+          await q.query('UPDATE boot_tokens SET used_at = clock_timestamp() WHERE vm_id = $1', [a.id]);
+        });
+        expect((await pending!).map((o) => o.approved)).toEqual([false]);
+        expect(await bootAttempts(r, { vmId: a.id })).toEqual([]);
+      } finally {
+        await raw.close();
+      }
+    });
+
     it('answers a repeat of an approved boot within the window again, writing nothing; another VM, a mismatch, a moved-on row, a newer token or an old use are denied', async () => {
       const s = freshStack();
       const W = 60_000;
