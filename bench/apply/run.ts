@@ -20,10 +20,15 @@
 // ready, from the sims' state), and the load average (the machine is shared).
 //
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
-//                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N]
+//                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N] [-- --warm N]
 //
 // --runs N (default 1) repeats the whole run N times (fresh database, fresh
 // services) and ends with the median of each figure over the runs.
+//
+// --warm N (deployed run only) first applies N other VMs (fleets w-NNNN)
+// through the same services, then measures the apply of the --vms VMs: the
+// services' figures are then those of long-running services, past their
+// start-up and JIT warm-up (the CLI starts afresh either way).
 //
 // --cpu-prof DIR writes a V8 CPU profile of every process (DIR/cli, DIR/authority,
 // DIR/dmz-client-dc-0, ...) for Chrome DevTools or any .cpuprofile reader.
@@ -38,7 +43,7 @@ import { createTestDatabase } from '../../engine/record/testing.ts';
 import { readSimState } from '../../providers/drivers/sim/index.ts';
 import type { ChildUsage } from './child.ts';
 import { journalStats, postgresCpu, procCpu } from './measure.ts';
-import { writePackAndSpecs as writePack, writeStack as writeStackFile, type DcEntry } from './stack.ts';
+import { writePackAndSpecs as writePack, writeSpecs, writeStack as writeStackFile, type DcEntry } from './stack.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const FLEET = join(ROOT, 'bin', 'fleet.mjs');
@@ -60,6 +65,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     keep: { type: 'boolean', default: false },
     runs: { type: 'string', default: '1' },
+    warm: { type: 'string', default: '0' },
   },
 });
 
@@ -79,6 +85,11 @@ const FLEET_SIZE = whole('fleet-size', values['fleet-size'] ?? '250', 1);
 const pgBase = values.embedded ? undefined : (values.pg ?? process.env.FLEET_TEST_POSTGRES_URL) || undefined;
 const cpuProf = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
 const RUNS = whole('runs', values.runs ?? '1', 1);
+const WARM = whole('warm', values.warm ?? '0', 0);
+if (WARM > 0 && WARM < DCS.length) {
+  console.error(`bench:apply: --warm takes 0 (none) or at least ${DCS.length} VMs, not ${WARM}`);
+  process.exit(2);
+}
 
 /** Cloud calls per create: the edges of the default lifecycle whose operation is not `none`. */
 const CLOUD_OPS = new Set(['createVm', 'powerOn', 'boot', 'awaitReady', 'shutdown', 'powerOff', 'resize', 'deleteVm']);
@@ -168,8 +179,10 @@ async function startService(name: string, args: string[], env: NodeJS.ProcessEnv
 const token = () => `bench-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 const envKey = (prefix: string, dc: string) => `${prefix}_${dc.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
 
-const BENCH = { ROOT, DCS, VMS, FLEET_SIZE, STACK };
+const BENCH = { ROOT, DCS, VMS, FLEET_SIZE, STACK, WARM };
 const writePackAndSpecs = (dir: string) => writePack(dir, BENCH);
+/** Warm fleets are named w-NNNN: their VMs' names start with this. */
+const WARM_NAME = `${STACK}-w-`;
 const writeStack = (dir: string, record: string, dc: (name: string, i: number) => DcEntry) => writeStackFile(dir, BENCH, record, dc);
 
 // ---------------------------------------------------------------- the apply
@@ -202,14 +215,14 @@ interface ApplyRun {
   stderr: string;
 }
 
-async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv): Promise<ApplyRun> {
-  const outFile = join(dir, 'apply.out.jsonl');
-  const errFile = join(dir, 'apply.err.txt');
-  const usageFile = join(dir, 'apply.usage.json');
+async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv, tag = 'apply', profile = true): Promise<ApplyRun> {
+  const outFile = join(dir, `${tag}.out.jsonl`);
+  const errFile = join(dir, `${tag}.err.txt`);
+  const usageFile = join(dir, `${tag}.usage.json`);
   const out = openSync(outFile, 'w');
   const err = openSync(errFile, 'w');
   const t0 = performance.now();
-  const prof = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, 'cli')}`] : [];
+  const prof = cpuProf && profile ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, 'cli')}`] : [];
   const child = spawn(process.execPath, [...prof, '--import', 'tsx', CHILD, 'apply', '--yes', '--format', 'json', '--parallelism', String(P), '--stack', stackDir], {
     cwd: ROOT,
     env: { ...env, FLEET_BENCH_USAGE_FILE: usageFile },
@@ -264,7 +277,7 @@ async function inDataCenterMs(simRoot: string): Promise<number[]> {
   const out: number[] = [];
   for (const dc of DCS) {
     const { vms } = await readSimState(join(simRoot, dc), dc);
-    for (const vm of vms) if (vm.agent === 'ready') out.push(Date.parse(vm.updatedAt) - Date.parse(vm.createdAt) + LATENCY);
+    for (const vm of vms) if (vm.agent === 'ready' && !vm.name.startsWith(WARM_NAME)) out.push(Date.parse(vm.updatedAt) - Date.parse(vm.createdAt) + LATENCY);
   }
   return out.sort((a, b) => a - b);
 }
@@ -347,6 +360,14 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
   console.log(`  mode        ${mode}`);
   console.log(`  machine     ${cpus().length} cores, load average ${la()} (before); state files under ${base}`);
 
+  if (WARM > 0) {
+    // Long-running services: the measured apply finds them past their start-up and JIT warm-up, as a deployment's would be.
+    if (!services.length) throw new Error('--warm needs the deployed run (PostgreSQL): embedded, the services start with each `fleet apply`');
+    const warm = await runApply(dir, stackDir, env, 'warm', false);
+    if (warm.code !== 0 || !warm.summary) throw new Error(`the --warm apply of ${WARM} VMs exited ${warm.code}:\n${warm.stderr.slice(0, 2000)}`);
+    console.log(`  warm-up     ${warm.summary.succeeded} VMs created first through the same services (apply phase ${f0(warm.summary.elapsedMs)} ms); the measured apply creates ${VMS} more`);
+    await writeSpecs(dir, BENCH, 'fleets', 'f', VMS);
+  }
   const svcCpu0 = services.map((s) => procCpu(s.child.pid ?? 0));
   const pgCpu0 = pgBase ? postgresCpu() : undefined;
   const run = await runApply(dir, stackDir, env);
