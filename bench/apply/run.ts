@@ -32,6 +32,42 @@
 //
 // --cpu-prof DIR writes a V8 CPU profile of every process (DIR/cli, DIR/authority,
 // DIR/dmz-client-dc-0, ...) for Chrome DevTools or any .cpuprofile reader.
+// It samples wall time while a thread runs: on a loaded machine a syscall
+// (writev) the process was preempted in looks costly. For on-CPU time only,
+// run with NODE_OPTIONS=--perf-basic-prof and `perf record -p PID` each service.
+//
+// Figures (2026-12-02, issue 20 point 6; 2 cores shared with other sessions,
+// load average 5-14, so wall ratios mean little and CPU varies +-15% from run
+// to run; P 50 per data center unless said; CPU per VM = the CLI's apply phase
+// plus the authority and the 4 DMZ clients during it):
+//
+//   10,000 VMs, cold services   2.3-2.8 ms per VM (4 runs: 3.22 / 2.69 before
+//                               this session's changes, 2.82 / 2.28 after,
+//                               interleaved); authority ~0.75, DMZ clients
+//                               ~1.45 together, CLI ~0.4; PostgreSQL 0.7-1.5 more
+//   4,000 VMs, --warm 4000      2.1-2.7 ms per VM (authority 0.6-0.8, DMZ
+//                               clients 1.1-1.4, CLI 0.4-0.5): start-up and JIT
+//                               warm-up are about a quarter of a cold 4,000
+//   4,000 VMs, P 10             5.6-6.3 ms per VM: smaller batches (1,000 VMs
+//                               at P 10: 618 authority batches and 1,022
+//                               transactions; at P 50: 405 and 682) and a
+//                               twice longer apply
+//   --vms 1000 (P 10), median of 3: apply phase 13.8 s before, 15.2 s after
+//                               (load 12-15; the last session measured 5.6 s
+//                               on a quieter machine), 7.8-8.0 ms CPU per VM, cold
+//
+// Where it goes (perf, on-CPU, cold 4,000 VMs): V8 builtins (property
+// loads, calls, promises) 20-29%, the JIT compiler 11-27% (13-18% still
+// after --warm), GC 10-13%, the kernel (loopback TCP, wake-ups) 9-15%,
+// optimized JS 7-12%, JSON 3-5%. By JS layer (--cpu-prof self time): the
+// authority 26% node HTTP/net, 12% engine/authority, 9% pg driver, 6% record,
+// 8% GC, 4% each Fastify, ajv/JSON parsing, tokens/HMAC; a DMZ client 20-24%
+// node HTTP/net (its calls to the authority, the CLI's batches, a VM's
+// /v1/boot), 12% providers/dmz-client, 5-7% ajv/JSON, 5% Fastify, 3-4% the
+// sim (the cloud, in the same process), 3-4% HMAC; the CLI 26% engine/apply
+// and providers (runs, journal rows, --format json events), 20% HTTP/net, 8%
+// pg, 11% GC. No single part is big enough for the 1 ms per VM target: it
+// needs fewer messages and objects per VM, not cheaper ones.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
