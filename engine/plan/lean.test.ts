@@ -15,22 +15,8 @@ import { computePlan, type PlanInput } from './planner.ts';
 import { resolveScope } from './scope.ts';
 import { customPlanRules, planShapes } from './shapes.ts';
 import { dataCenter, makeFleet, makePack, makeStack, vmRow } from './test-support.ts';
+import { seededRandom, type SeededRandom } from '../model/seeded-random.ts';
 
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    int: (n: number) => Math.floor(next() * n),
-    pick: <T>(list: readonly T[]): T => list[Math.floor(next() * list.length)],
-    chance: (p: number) => next() < p,
-  };
-}
 
 const SIZES = [
   { cpu: 2, memoryGiB: 4, diskGiB: 20 },
@@ -40,7 +26,7 @@ const DCS = ['miami', 'richmond', 'dallas', 'seattle'];
 const ENFORCEMENTS: Enforcement[] = ['mandatory', 'advisory', 'disabled'];
 
 /** The default pack's diagram with the built-in rules at generated settings. */
-function packFor(g: ReturnType<typeof rng>): LoadedPack {
+function packFor(g: SeededRandom): LoadedPack {
   const pack = makePack();
   const rules = new Map<string, ResolvedRule>();
   const config: Record<string, Record<string, unknown>> = {
@@ -55,7 +41,7 @@ function packFor(g: ReturnType<typeof rng>): LoadedPack {
   return { ...pack, rules };
 }
 
-function fleetsFor(g: ReturnType<typeof rng>): LoadedFleet[] {
+function fleetsFor(g: SeededRandom): LoadedFleet[] {
   return Array.from({ length: 1 + g.int(5) }, (_, i) =>
     makeFleet(`f${i}`, {
       owner: g.pick(['team-a', 'team-b']),
@@ -72,7 +58,7 @@ function fleetsFor(g: ReturnType<typeof rng>): LoadedFleet[] {
 }
 
 /** Rows for the specs' fleets and for one fleet no spec names any more; most match their spec. */
-function rowsFor(g: ReturnType<typeof rng>, fleets: LoadedFleet[]): VmRow[] {
+function rowsFor(g: SeededRandom, fleets: LoadedFleet[]): VmRow[] {
   const rows: VmRow[] = [];
   const gone = makeFleet('gone', { count: 3 });
   for (const f of g.chance(0.3) ? [...fleets, gone] : fleets) {
@@ -94,7 +80,7 @@ function rowsFor(g: ReturnType<typeof rng>, fleets: LoadedFleet[]): VmRow[] {
   return rows;
 }
 
-function optionsFor(g: ReturnType<typeof rng>, fleets: LoadedFleet[], rows: VmRow[]): PlanInput['options'] {
+function optionsFor(g: SeededRandom, fleets: LoadedFleet[], rows: VmRow[]): PlanInput['options'] {
   const names = [...new Set([...fleets.map((f) => f.name), ...rows.map((r) => r.fleet)])];
   const live = rows.filter((r) => !r.deposed);
   const targets: string[] = [];
@@ -126,7 +112,7 @@ describe('reading only what differs', () => {
   it('makes the same plan as reading every row, over 400 generated stacks', () => {
     let summed = 0;
     for (let seed = 1; seed <= 400; seed++) {
-      const g = rng(seed);
+      const g = seededRandom(seed);
       const pack = packFor(g);
       const fleets = fleetsFor(g);
       const stack = makeStack(DCS.map((name, i) => dataCenter(name, 25 + i * 5, -80 - i * 10, ['general'], g.chance(0.4) ? { vms: 5 + g.int(30) } : {})));

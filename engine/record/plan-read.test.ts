@@ -7,24 +7,8 @@ import { splitPlanRows } from './plan-read.ts';
 import type { SqlRecord } from './record.ts';
 import { testBackends, type TestRecord } from './testing.ts';
 import type { FleetShape, NewVm } from './types.ts';
+import { seededRandom } from '../model/seeded-random.ts';
 
-/** A small seeded generator (mulberry32), so a failing case can be run again. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    pick: <T>(list: readonly T[]): T => list[Math.floor(next() * list.length)],
-    chance: (p: number) => next() < p,
-  };
-}
 
 const SIZES = [
   { cpu: 2, memoryGiB: 4, diskGiB: 20 },
@@ -43,7 +27,7 @@ interface Case {
 
 /** Writes one generated record into `r` under a fresh stack; returns what to ask readPlan. */
 async function generate(r: SqlRecord, seed: number): Promise<Case> {
-  const g = rng(seed);
+  const g = seededRandom(seed);
   const stack = `pr-${seed}-${Math.random().toString(36).slice(2, 8)}`;
   const names = Array.from({ length: 1 + g.int(6) }, (_, i) => `f${i}`);
   const shapes: FleetShape[] = [];
