@@ -52,6 +52,10 @@
 //                               at P 10: 618 authority batches and 1,022
 //                               transactions; at P 50: 405 and 682) and a
 //                               twice longer apply
+//   4,000 VMs, cold, after merging main 294ad87 (vm_usage triggers), load
+//                               7-11: 4.3-4.7 ms per VM with and without this
+//                               session's changes (4 runs interleaved): the
+//                               machine moves these figures more than the code
 //   --vms 1000 (P 10), median of 3: apply phase 13.8 s before, 15.2 s after
 //                               (load 12-15; the last session measured 5.6 s
 //                               on a quieter machine), 7.8-8.0 ms CPU per VM, cold
