@@ -25,7 +25,7 @@
 // (bench:scale --vms 100000): CPU 2.19 -> 1.03 s, 417 -> 201 MiB; empty
 // record (100,000 creates), PGlite: CPU 7.74 -> 4.56 s, 1,723 -> 1,513 MiB,
 // document 102.6 MiB both (creates are listed one by one).
-// Usage: npm run bench:plan [-- --fleets 500 --members 200 --keep | --reuse DIR]
+// Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -46,6 +46,14 @@ const FLEETS = arg('fleets', 500);
 const MEMBERS = arg('members', 200);
 const DCS = 10;
 const keep = process.argv.includes('--keep');
+/**
+ * `--only empty`: just the empty-record plan (no record is seeded);
+ * `--only whole`: just the parts on the seeded record; `--only peers`: just
+ * the Terraform peer. Repeatable; all of them without it.
+ */
+const only = process.argv.flatMap((a, i) => (process.argv[i - 1] === '--only' ? [a] : []));
+for (const o of only) if (!['whole', 'empty', 'peers'].includes(o)) throw new Error(`--only takes whole, empty or peers, not ${o}`);
+const part = (name: 'whole' | 'empty' | 'peers') => only.length === 0 || only.includes(name);
 /** `--reuse DIR`: a folder a `--keep` run left, so the 100,000-VM seeding is skipped. */
 const reuse = process.argv.includes('--reuse') ? process.argv[process.argv.indexOf('--reuse') + 1] : undefined;
 
@@ -73,7 +81,7 @@ function changes(fleets: number, members: number) {
   };
 }
 
-async function setup(dir: string, fleets = FLEETS, members = MEMBERS): Promise<void> {
+async function setup(dir: string, fleets = FLEETS, members = MEMBERS, seed = true): Promise<void> {
   // A pack like the default one, with an image catalog for the bench's data centers.
   const pack = parse(readFileSync(join(ROOT, 'policies', 'default', 'policy.yaml'), 'utf8')) as { spec: { images: Record<string, Record<string, string>>; modules?: string[] } };
   pack.spec.images = { 'ubuntu-22.04': Object.fromEntries(Array.from({ length: DCS }, (_, i) => [dcName(i), `img-u2204-${i}`])) };
@@ -122,6 +130,7 @@ async function setup(dir: string, fleets = FLEETS, members = MEMBERS): Promise<v
     );
   }
   docs.forEach((d, i) => writeFileSync(join(dir, 'specs', `fleets-${i}.yaml`), d.join('---\n')));
+  if (!seed) return;
 
   const record = await openRecord(`pglite://${join(dir, '.fleet', 'record')}`);
   const hash = specHash({ image: 'ubuntu-22.04', size, hardware: ['general'], encryptedDisk: false });
@@ -300,7 +309,21 @@ async function main(): Promise<void> {
   const dir = reuse ?? mkdtempSync(join(tmpdir(), 'fleet-bench-plan-'));
   try {
     console.log(`bench: ${FLEETS} fleets x ${MEMBERS} members over ${DCS} data centers in ${dir}`);
-    if (!reuse) await setup(dir);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    // The empty-record plan alone needs the specs, not the seeded record.
+    if (!reuse) await setup(dir, FLEETS, MEMBERS, part('whole'));
+    if (part('whole')) await wholePlan(dir, median);
+    if (part('empty')) await emptyRecord(dir, median);
+    if (part('peers')) await peers();
+  } finally {
+    if (keep || reuse) console.log(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The plans on the seeded record: whole (end-to-end and the core alone) and targeted at one fleet. */
+async function wholePlan(dir: string, median: (xs: number[]) => number): Promise<void> {
+  {
     rmSync(join(dir, 'scoped'), { recursive: true, force: true });
     const env = { ...process.env, FLEET_RECORD_URL: undefined };
 
@@ -313,7 +336,6 @@ async function main(): Promise<void> {
       runs.push(e2e);
       console.log(`end-to-end fleet plan --format json --out, ${what}: ${ms(e2e.wallMs)} (CPU ${ms(e2e.cpuMs)}), peak RSS ${e2e.maxRssMiB.toFixed(0)} MiB, exit ${e2e.code}`);
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     console.log(
       `end-to-end median of ${runs.length}: ${ms(median(runs.map((r) => r.wallMs)))} (CPU ${ms(median(runs.map((r) => r.cpuMs)))}), peak RSS max ${Math.max(...runs.map((r) => r.maxRssMiB)).toFixed(0)} MiB`,
     );
@@ -371,11 +393,6 @@ async function main(): Promise<void> {
     await record.close();
     const te = cli(['plan', '--stack', dir, '--target', target, '--format', 'json', '--out', join(dir, 'plan-one.json')]);
     console.log(`targeted end-to-end fleet plan --target ${target}: ${ms(te.wallMs)}, peak RSS ${te.maxRssMiB.toFixed(0)} MiB`);
-    await emptyRecord(dir, median);
-    await peers();
-  } finally {
-    if (keep || reuse) console.log(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -1,0 +1,341 @@
+// The plan document as text, in pieces: the document's JSON (exactly
+// JSON.stringify's one-line text) and the seal's canonical JSON (keys sorted),
+// each handed to a sink a piece at a time instead of built as one string.
+//
+// A first import of 100,000 members is a 100 MB document: one string for it,
+// its UTF-8 copy for the file and a second 100 MB string for the seal's hash
+// were most of `fleet plan`'s time and memory (bench/plan). Here the text is
+// gathered as a list of small strings (tokens, keys, shared parts), joined
+// into a piece of about CHUNK characters after a whole element of the
+// document's top levels (a change), handed to the sink (a file, a hash) and
+// let go: nothing keeps the whole, and no string is built by appending (a
+// rope of every part that the sink would then have to flatten).
+//
+// What the changes of a big plan share is serialised once: an object or array
+// that is frozen (the planner freezes what it shares: a fleet's path, steps
+// and size, a data center's image, a placement's candidates; plan-state.ts,
+// creates.ts, placement.ts) is written once per call and its text reused
+// wherever the same object appears again. That is exact as long as nothing
+// changes the objects during the call, which holds: a call is synchronous.
+//
+// A piece always ends between two JSON tokens, so never inside a UTF-16
+// surrogate pair (JSON.stringify escapes lone surrogates): encoding the
+// pieces to UTF-8 one by one gives the bytes of the whole text.
+
+/** About how many characters a piece handed to a sink holds. */
+export const CHUNK = 1 << 20;
+
+/** Receives the text a piece at a time, in order. */
+export type Sink = (piece: string) => void;
+
+/** An object's keys in canonical order, each written as `"key":`. */
+interface SortedKeys {
+  keys: string[];
+  sorted: string[];
+  quoted: string[];
+  commaQuoted: string[];
+}
+
+/**
+ * The text being written: its parts since the last piece, and what this call
+ * has written already (the text of each frozen object, key lists).
+ */
+class Out {
+  parts: string[];
+  length: number;
+  readonly sink: Sink;
+  readonly texts: Map<object, string>;
+  /** Sorted keys per key count, for the last object of that count (see sortedKeys). */
+  readonly sortedByCount: Map<number, SortedKeys>;
+  readonly quotedKeys: Map<string, string>;
+  readonly commaQuotedKeys: Map<string, string>;
+
+  constructor(sink: Sink) {
+    this.parts = [];
+    this.length = 0;
+    this.sink = sink;
+    this.texts = new Map();
+    this.sortedByCount = new Map();
+    this.quotedKeys = new Map();
+    this.commaQuotedKeys = new Map();
+  }
+
+  push(s: string): void {
+    this.parts.push(s);
+    this.length += s.length;
+  }
+
+  /** Hands the parts to the sink once they make a piece (or `always`). Only between two whole values. */
+  flush(always = false): void {
+    if (this.length === 0 || (!always && this.length < CHUNK)) return;
+    this.sink(this.parts.join(''));
+    this.parts = [];
+    this.length = 0;
+  }
+
+  /** The parts written since `start`, as one string that replaces them. */
+  collapse(start: number): string {
+    if (this.parts.length - start === 1) return this.parts[start];
+    const text = this.parts.splice(start).join('');
+    this.parts.push(text);
+    return text;
+  }
+
+  /** `,"key":` */
+  commaQuote(key: string): string {
+    let q = this.commaQuotedKeys.get(key);
+    if (q === undefined) this.commaQuotedKeys.set(key, (q = `,${JSON.stringify(key)}:`));
+    return q;
+  }
+
+  /** `"key":` */
+  quote(key: string): string {
+    let q = this.quotedKeys.get(key);
+    if (q === undefined) this.quotedKeys.set(key, (q = `${JSON.stringify(key)}:`));
+    return q;
+  }
+
+  /**
+   * The object's keys sorted: consecutive objects of a plan mostly have the
+   * same keys (every create, every placement), and comparing two key lists
+   * is cheaper than sorting one.
+   */
+  sortedKeys(obj: object): SortedKeys {
+    const keys = Object.keys(obj);
+    const hit = this.sortedByCount.get(keys.length);
+    if (hit) {
+      let same = true;
+      for (let i = 0; i < keys.length && same; i++) same = keys[i] === hit.keys[i];
+      if (same) return hit;
+    }
+    const sorted = [...keys].sort();
+    const quoted = sorted.map((k) => this.quote(k));
+    const entry = { keys, sorted, quoted, commaQuoted: quoted.map((q) => `,${q}`) };
+    this.sortedByCount.set(keys.length, entry);
+    return entry;
+  }
+}
+
+const isPlain = (v: object): boolean => {
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+};
+
+/**
+ * Canonical JSON (see integrity.ts): object keys sorted by UTF-16 code units
+ * at every depth, members whose value is undefined left out, an undefined
+ * array element written as null (a hole as nothing, as Array.prototype.map
+ * and join did), no whitespace. Every other value is written as
+ * JSON.stringify writes it (a function or symbol as null). The first
+ * `depth` levels of objects and arrays let the text go to the sink after
+ * each of their members.
+ */
+function canonical(v: unknown, out: Out, depth: number): void {
+  if (depth === 0) {
+    out.push(canonicalString(v, out));
+    return;
+  }
+  if (v === null || typeof v !== 'object') {
+    out.push(JSON.stringify(v) ?? 'null');
+    return;
+  }
+  const frozen = depth === 0 && Object.isFrozen(v);
+  if (frozen) {
+    const hit = out.texts.get(v);
+    if (hit !== undefined) {
+      out.push(hit);
+      return;
+    }
+  }
+  const start = out.parts.length;
+  if (Array.isArray(v)) {
+    out.push('[');
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out.push(',');
+      const e: unknown = v[i];
+      if (e === undefined) out.push(i in v ? 'null' : '');
+      else canonical(e, out, depth && depth - 1);
+      if (depth > 0) out.flush();
+    }
+    out.push(']');
+  } else {
+    const obj = v as Record<string, unknown>;
+    const { sorted, quoted } = out.sortedKeys(obj);
+    out.push('{');
+    let first = true;
+    for (let i = 0; i < sorted.length; i++) {
+      const x = obj[sorted[i]];
+      if (x === undefined) continue;
+      out.push(first ? quoted[i] : `,${quoted[i]}`);
+      first = false;
+      canonical(x, out, depth && depth - 1);
+      if (depth > 0) out.flush();
+    }
+    out.push('}');
+  }
+  if (frozen) out.texts.set(v, out.collapse(start));
+}
+
+/** canonical() of a value below the streamed levels, as one string (appended: a change's dozens of parts). */
+function canonicalString(v: unknown, out: Out): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  const frozen = Object.isFrozen(v);
+  if (frozen) {
+    const hit = out.texts.get(v);
+    if (hit !== undefined) return hit;
+  }
+  let s: string;
+  if (Array.isArray(v)) {
+    s = '[';
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) s += ',';
+      const e: unknown = v[i];
+      if (e === undefined) s += i in v ? 'null' : '';
+      else s += canonicalString(e, out);
+    }
+    s += ']';
+  } else {
+    const obj = v as Record<string, unknown>;
+    const { sorted, quoted, commaQuoted } = out.sortedKeys(obj);
+    s = '{';
+    let first = true;
+    for (let i = 0; i < sorted.length; i++) {
+      const x = obj[sorted[i]];
+      if (x === undefined) continue;
+      s += (first ? quoted[i] : commaQuoted[i]) + canonicalString(x, out);
+      first = false;
+    }
+    s += '}';
+  }
+  if (frozen) out.texts.set(v, s);
+  return s;
+}
+
+/** The canonical JSON of `value` (integrity.ts's canonicalJson) as one string. */
+export function canonicalText(value: unknown): string {
+  let text = '';
+  writeCanonicalJson(value, (piece) => (text += piece));
+  return text;
+}
+
+/** The canonical JSON of `value` (integrity.ts's canonicalJson), to `sink` in pieces. */
+export function writeCanonicalJson(value: unknown, sink: Sink): void {
+  const out = new Out(sink);
+  // Two levels: the plan's fields, then the elements of each (the changes one by one).
+  canonical(value, out, 2);
+  out.flush(true);
+}
+
+/** What JSON.stringify serialises in place of the member or element `key`: the result of its toJSON, if it has one. */
+function toJsonValue(v: unknown, key: string): unknown {
+  return v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function' ? (v as { toJSON: (key: string) => unknown }).toJSON(key) : v;
+}
+
+/** What JSON.stringify leaves out of an object (and writes as null in an array). */
+const omitted = (v: unknown): boolean => v === undefined || typeof v === 'function' || typeof v === 'symbol';
+
+/** json() of a value below the streamed levels, as one string (appended: a change's dozens of parts). */
+function jsonString(v: unknown, out: Out): string | undefined {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  const frozen = Object.isFrozen(v);
+  if (frozen) {
+    const hit = out.texts.get(v);
+    if (hit !== undefined) return hit;
+  }
+  let s: string;
+  if (Array.isArray(v)) {
+    s = '[';
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) s += ',';
+      s += jsonString(toJsonValue(v[i], String(i)), out) ?? 'null';
+    }
+    s += ']';
+  } else if (isPlain(v)) {
+    const obj = v as Record<string, unknown>;
+    s = '{';
+    let first = true;
+    for (const k in obj) {
+      if (!Object.hasOwn(obj, k)) continue;
+      const x = jsonString(toJsonValue(obj[k], k), out);
+      if (x === undefined) continue;
+      s += (first ? out.quote(k) : out.commaQuote(k)) + x;
+      first = false;
+    }
+    s += '}';
+  } else {
+    return JSON.stringify(v);
+  }
+  if (frozen) out.texts.set(v, s);
+  return s;
+}
+
+/**
+ * Writes JSON.stringify's text for `v` (toJSON applied already; not a value
+ * JSON.stringify omits). Plain objects and arrays are written here (frozen
+ * ones once per call); anything else (a Map, a boxed number) by
+ * JSON.stringify itself. The first `depth` levels let the text go to the
+ * sink after each of their members.
+ */
+function json(v: unknown, out: Out, depth: number): void {
+  if (depth === 0) {
+    out.push(jsonString(v, out)!);
+    return;
+  }
+  if (v === null || typeof v !== 'object') {
+    out.push(JSON.stringify(v));
+    return;
+  }
+  const frozen = depth === 0 && Object.isFrozen(v);
+  if (frozen) {
+    const hit = out.texts.get(v);
+    if (hit !== undefined) {
+      out.push(hit);
+      return;
+    }
+  }
+  const start = out.parts.length;
+  if (Array.isArray(v)) {
+    out.push('[');
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out.push(',');
+      const e = toJsonValue(v[i], String(i));
+      if (omitted(e)) out.push('null');
+      else json(e, out, depth && depth - 1);
+      if (depth > 0) out.flush();
+    }
+    out.push(']');
+  } else if (isPlain(v)) {
+    const obj = v as Record<string, unknown>;
+    out.push('{');
+    let first = true;
+    for (const k of Object.keys(obj)) {
+      const x = toJsonValue(obj[k], k);
+      if (omitted(x)) continue;
+      const q = out.quote(k);
+      out.push(first ? q : `,${q}`);
+      first = false;
+      json(x, out, depth && depth - 1);
+      if (depth > 0) out.flush();
+    }
+    out.push('}');
+  } else {
+    out.push(JSON.stringify(v));
+    return;
+  }
+  if (frozen) out.texts.set(v, out.collapse(start));
+}
+
+/**
+ * JSON.stringify(value) (one line, no indentation), to `sink` in pieces:
+ * the same text for plain data (what a plan document is). Nothing is
+ * written for a value JSON.stringify turns into undefined (a function,
+ * undefined).
+ */
+export function writeJson(value: unknown, sink: Sink): void {
+  const v = toJsonValue(value, '');
+  if (omitted(v)) return;
+  const out = new Out(sink);
+  // Two levels: the plan's fields, then the elements of each (the changes one by one).
+  json(v, out, 2);
+  out.flush(true);
+}
