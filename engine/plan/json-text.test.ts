@@ -115,7 +115,7 @@ describe('writeJson: JSON.stringify in pieces', () => {
   });
 
   it.each<[string, unknown]>([
-    ['primitives', [1, -0, NaN, Infinity, 'a"\\\n\u2028', true, null, 1e21]],
+    ['primitives', [1, -0, NaN, Infinity, 'a"\\\n\u2028', '\u007f\u0000\u001f é', 'plain', true, null, 1e21]],
     ['holes and omitted elements', [undefined, () => 1, Symbol('s'), , 2]], // eslint-disable-line no-sparse-arrays
     ['omitted members', { a: undefined, b: () => 1, c: Symbol('s'), d: 1 }],
     ['integer-like keys first, as Object.keys orders them', { b: 1, 2: 'x', a: { 10: 1, 1: 2 } }],

@@ -28,12 +28,26 @@ export const CHUNK = 1 << 20;
 /** Receives the text a piece at a time, in order. */
 export type Sink = (piece: string) => void;
 
-/** An object's keys in canonical order, each written as `"key":`. */
-interface SortedKeys {
+/** No value yet (a slot's `last`). */
+const NONE = Symbol('none');
+
+/**
+ * The keys of the objects last written with them, in the order they are
+ * written (sorted for canonical JSON, Object.keys order for JSON), each as
+ * `"key":` and `,"key":`; and per key the value written last and its text.
+ * Consecutive objects of a plan mostly have the same keys and many of the
+ * same values (every create of a fleet: its fleet, path, steps, size, spec
+ * hash), so a value identical to the one before is not written again.
+ * A value's text does not depend on the object that holds it, so objects
+ * nested in one another with the same keys may share an entry.
+ */
+interface Shape {
   keys: string[];
-  sorted: string[];
+  order: string[];
   quoted: string[];
   commaQuoted: string[];
+  last: unknown[];
+  text: (string | undefined)[];
 }
 
 /**
@@ -45,8 +59,9 @@ class Out {
   length: number;
   readonly sink: Sink;
   readonly texts: Map<object, string>;
-  /** Sorted keys per key count, for the last object of that count (see sortedKeys). */
-  readonly sortedByCount: Map<number, SortedKeys>;
+  /** The shape of the last object written with each key count, canonical and JSON (see shape()). */
+  readonly sortedByCount: Map<number, Shape>;
+  readonly keptByCount: Map<number, Shape>;
   readonly quotedKeys: Map<string, string>;
   readonly commaQuotedKeys: Map<string, string>;
 
@@ -56,6 +71,7 @@ class Out {
     this.sink = sink;
     this.texts = new Map();
     this.sortedByCount = new Map();
+    this.keptByCount = new Map();
     this.quotedKeys = new Map();
     this.commaQuotedKeys = new Map();
   }
@@ -96,25 +112,45 @@ class Out {
   }
 
   /**
-   * The object's keys sorted: consecutive objects of a plan mostly have the
-   * same keys (every create, every placement), and comparing two key lists
-   * is cheaper than sorting one.
+   * The object's Shape: the last one with as many keys when it has the same
+   * keys (comparing two key lists is cheaper than sorting one), else a new one.
    */
-  sortedKeys(obj: object): SortedKeys {
+  shape(obj: object, sorted: boolean): Shape {
     const keys = Object.keys(obj);
-    const hit = this.sortedByCount.get(keys.length);
+    const cache = sorted ? this.sortedByCount : this.keptByCount;
+    const hit = cache.get(keys.length);
     if (hit) {
       let same = true;
       for (let i = 0; i < keys.length && same; i++) same = keys[i] === hit.keys[i];
       if (same) return hit;
     }
-    const sorted = [...keys].sort();
-    const quoted = sorted.map((k) => this.quote(k));
-    const entry = { keys, sorted, quoted, commaQuoted: quoted.map((q) => `,${q}`) };
-    this.sortedByCount.set(keys.length, entry);
+    const order = sorted ? [...keys].sort() : keys;
+    const entry: Shape = {
+      keys,
+      order,
+      quoted: order.map((k) => this.quote(k)),
+      commaQuoted: order.map((k) => this.commaQuote(k)),
+      last: order.map(() => NONE),
+      text: order.map(() => undefined),
+    };
+    cache.set(keys.length, entry);
     return entry;
   }
 }
+
+/**
+ * `s` as one flat string rather than the rope appending built: the text of
+ * a shared object goes into every change that holds it, and a rope would
+ * be walked again each time a piece is joined. (Slicing flattens a rope.)
+ */
+const flat = (s: string): string => ` ${s}`.slice(1);
+
+/** A character JSON.stringify escapes in a string (a surrogate only when lone; any one sends the string there). */
+// eslint-disable-next-line no-control-regex -- the control characters are what JSON escapes
+const ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** JSON.stringify(v) for a primitive, a string without anything to escape quoted directly (the most common value, and twice as fast). */
+const primitive = (v: unknown): string | undefined => (typeof v === 'string' && !ESCAPED.test(v) ? `"${v}"` : JSON.stringify(v));
 
 const isPlain = (v: object): boolean => {
   const proto = Object.getPrototypeOf(v) as unknown;
@@ -160,13 +196,13 @@ function canonical(v: unknown, out: Out, depth: number): void {
     out.push(']');
   } else {
     const obj = v as Record<string, unknown>;
-    const { sorted, quoted } = out.sortedKeys(obj);
+    const { order, quoted, commaQuoted } = out.shape(obj, true);
     out.push('{');
     let first = true;
-    for (let i = 0; i < sorted.length; i++) {
-      const x = obj[sorted[i]];
+    for (let i = 0; i < order.length; i++) {
+      const x = obj[order[i]];
       if (x === undefined) continue;
-      out.push(first ? quoted[i] : `,${quoted[i]}`);
+      out.push(first ? quoted[i] : commaQuoted[i]);
       first = false;
       canonical(x, out, depth && depth - 1);
       if (depth > 0) out.flush();
@@ -178,7 +214,7 @@ function canonical(v: unknown, out: Out, depth: number): void {
 
 /** canonical() of a value below the streamed levels, as one string (appended: a change's dozens of parts). */
 function canonicalString(v: unknown, out: Out): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (v === null || typeof v !== 'object') return primitive(v) ?? 'null';
   const frozen = Object.isFrozen(v);
   if (frozen) {
     const hit = out.texts.get(v);
@@ -196,18 +232,25 @@ function canonicalString(v: unknown, out: Out): string {
     s += ']';
   } else {
     const obj = v as Record<string, unknown>;
-    const { sorted, quoted, commaQuoted } = out.sortedKeys(obj);
+    const sh = out.shape(obj, true);
     s = '{';
     let first = true;
-    for (let i = 0; i < sorted.length; i++) {
-      const x = obj[sorted[i]];
+    for (let i = 0; i < sh.order.length; i++) {
+      const x = obj[sh.order[i]];
       if (x === undefined) continue;
-      s += (first ? quoted[i] : commaQuoted[i]) + canonicalString(x, out);
+      let t: string;
+      if (x === sh.last[i]) t = sh.text[i]!;
+      else {
+        t = canonicalString(x, out);
+        sh.last[i] = x;
+        sh.text[i] = t;
+      }
+      s += (first ? sh.quoted[i] : sh.commaQuoted[i]) + t;
       first = false;
     }
     s += '}';
   }
-  if (frozen) out.texts.set(v, s);
+  if (frozen) out.texts.set(v, (s = flat(s)));
   return s;
 }
 
@@ -236,7 +279,7 @@ const omitted = (v: unknown): boolean => v === undefined || typeof v === 'functi
 
 /** json() of a value below the streamed levels, as one string (appended: a change's dozens of parts). */
 function jsonString(v: unknown, out: Out): string | undefined {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (v === null || typeof v !== 'object') return primitive(v);
   const frozen = Object.isFrozen(v);
   if (frozen) {
     const hit = out.texts.get(v);
@@ -252,20 +295,29 @@ function jsonString(v: unknown, out: Out): string | undefined {
     s += ']';
   } else if (isPlain(v)) {
     const obj = v as Record<string, unknown>;
+    const sh = out.shape(obj, false);
     s = '{';
     let first = true;
-    for (const k in obj) {
-      if (!Object.hasOwn(obj, k)) continue;
-      const x = jsonString(toJsonValue(obj[k], k), out);
-      if (x === undefined) continue;
-      s += (first ? out.quote(k) : out.commaQuote(k)) + x;
+    for (let i = 0; i < sh.order.length; i++) {
+      const raw = obj[sh.order[i]];
+      let t: string | undefined;
+      if (raw === sh.last[i]) t = sh.text[i];
+      else {
+        const x = toJsonValue(raw, sh.order[i]);
+        t = jsonString(x, out);
+        // Kept only when no toJSON stood in: toJSON may answer differently next time.
+        sh.last[i] = x === raw ? raw : NONE;
+        sh.text[i] = t;
+      }
+      if (t === undefined) continue;
+      s += (first ? sh.quoted[i] : sh.commaQuoted[i]) + t;
       first = false;
     }
     s += '}';
   } else {
     return JSON.stringify(v);
   }
-  if (frozen) out.texts.set(v, s);
+  if (frozen) out.texts.set(v, (s = flat(s)));
   return s;
 }
 
