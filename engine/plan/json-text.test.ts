@@ -135,6 +135,41 @@ describe('writeJson: JSON.stringify in pieces', () => {
   });
 });
 
+/**
+ * Lists of objects with the same keys whose values come from a small pool
+ * (shared objects, frozen or not, objects of the same keys nested, values
+ * JSON leaves out): what a plan's changes look like to the writer, which
+ * reuses the text of values and runs of members equal to the object before.
+ */
+function sameKeyObjects(seed: number): unknown {
+  const r = rng(seed);
+  const keys = ['b', 'a', 'd', 'c', 'e', 'f'];
+  const shared = { x: 1 };
+  const frozen = Object.freeze({ y: [1, 2] });
+  const pool: unknown[] = ['s', 'é', 1, 0, true, null, undefined, shared, frozen, [shared], () => 1, { toJSON: () => 'j' }];
+  const make = (depth: number): Record<string, unknown> => {
+    const o: Record<string, unknown> = {};
+    for (const k of keys) o[k] = depth > 0 && r() < 0.2 ? make(depth - 1) : pool[Math.floor(r() * pool.length)];
+    return o;
+  };
+  const list: Record<string, unknown>[] = [];
+  for (let i = 0; i < 300; i++) {
+    // Mostly the object before with a slot or two changed, as consecutive creates are.
+    const o = i > 0 && r() < 0.8 ? { ...list[i - 1] } : make(2);
+    for (let n = Math.floor(r() * 3); n > 0; n--) o[keys[Math.floor(r() * keys.length)]] = r() < 0.3 ? make(1) : pool[Math.floor(r() * pool.length)];
+    list.push(o);
+  }
+  return { list, nested: list.slice(0, 20).map((o) => ({ ...o, a: { ...o } })) };
+}
+
+describe('values and runs written once', () => {
+  it.each(Array.from({ length: 20 }, (_, i) => i + 1))('seed %i: JSON and canonical JSON as written whole', (seed) => {
+    const value = sameKeyObjects(seed);
+    expect(pieces((s) => writeJson(value, s)).join('')).toBe(JSON.stringify(value));
+    expect(canonicalJson(value)).toBe(referenceCanonical(value));
+  });
+});
+
 describe('canonical JSON in pieces', () => {
   it.each(Array.from({ length: 12 }, (_, i) => i + 1))('generated plan %i: the same text and digest as before', (seed) => {
     const plan = generatedPlan(seed);

@@ -48,6 +48,18 @@ interface Shape {
   commaQuoted: string[];
   last: unknown[];
   text: (string | undefined)[];
+  /** When each slot's `last` was set (Out.clock). */
+  stamp: number[];
+  /**
+   * Runs of slots whose values were all as in the object before: the run
+   * from slot i ends before slot runEnd[i], was written as runText[i] (each
+   * member with its leading comma) at runAt[i]. A run is reused while no
+   * slot of it has a newer value than its text (stamp < runAt): the
+   * members a create shares with the one before are then one string.
+   */
+  runEnd: number[];
+  runAt: number[];
+  runText: string[];
 }
 
 /**
@@ -62,6 +74,8 @@ class Out {
   /** The shape of the last object written with each key count, canonical and JSON (see shape()). */
   readonly sortedByCount: Map<number, Shape>;
   readonly keptByCount: Map<number, Shape>;
+  /** Counts the slot values and runs written, to tell which came first. */
+  clock: number;
   readonly quotedKeys: Map<string, string>;
   readonly commaQuotedKeys: Map<string, string>;
 
@@ -72,6 +86,7 @@ class Out {
     this.texts = new Map();
     this.sortedByCount = new Map();
     this.keptByCount = new Map();
+    this.clock = 0;
     this.quotedKeys = new Map();
     this.commaQuotedKeys = new Map();
   }
@@ -132,6 +147,10 @@ class Out {
       commaQuoted: order.map((k) => this.commaQuote(k)),
       last: order.map(() => NONE),
       text: order.map(() => undefined),
+      stamp: order.map(() => 0),
+      runEnd: order.map(() => -1),
+      runAt: order.map(() => 0),
+      runText: order.map(() => ''),
     };
     cache.set(keys.length, entry);
     return entry;
@@ -212,6 +231,22 @@ function canonical(v: unknown, out: Out, depth: number): void {
   if (frozen) out.texts.set(v, out.collapse(start));
 }
 
+/**
+ * The members of slots i..j-1 of an object of shape `sh` whose values are
+ * those written last (the caller checked), each with its leading comma: the
+ * run written before when it still holds, else a new one, kept flat.
+ */
+function run(sh: Shape, out: Out, i: number, j: number, newest: number): string {
+  if (sh.runEnd[i] === j && sh.runAt[i] > newest) return sh.runText[i];
+  let r = '';
+  for (let k = i; k < j; k++) r += sh.commaQuoted[k] + sh.text[k]!;
+  r = flat(r);
+  sh.runEnd[i] = j;
+  sh.runAt[i] = ++out.clock;
+  sh.runText[i] = r;
+  return r;
+}
+
 /** canonical() of a value below the streamed levels, as one string (appended: a change's dozens of parts). */
 function canonicalString(v: unknown, out: Out): string {
   if (v === null || typeof v !== 'object') return primitive(v) ?? 'null';
@@ -233,20 +268,40 @@ function canonicalString(v: unknown, out: Out): string {
   } else {
     const obj = v as Record<string, unknown>;
     const sh = out.shape(obj, true);
+    const { order } = sh;
     s = '{';
     let first = true;
-    for (let i = 0; i < sh.order.length; i++) {
-      const x = obj[sh.order[i]];
-      if (x === undefined) continue;
+    let i = 0;
+    while (i < order.length) {
+      const x = obj[order[i]];
+      if (x === undefined) {
+        i++;
+        continue;
+      }
+      if (!first && x === sh.last[i]) {
+        // As many of the next members as hold the values written last: one run.
+        let j = i + 1;
+        let newest = sh.stamp[i];
+        for (; j < order.length; j++) {
+          const y = obj[order[j]];
+          if (y === undefined || y !== sh.last[j]) break;
+          if (sh.stamp[j] > newest) newest = sh.stamp[j];
+        }
+        s += j - i > 1 ? run(sh, out, i, j, newest) : sh.commaQuoted[i] + sh.text[i]!;
+        i = j;
+        continue;
+      }
       let t: string;
       if (x === sh.last[i]) t = sh.text[i]!;
       else {
         t = canonicalString(x, out);
         sh.last[i] = x;
         sh.text[i] = t;
+        sh.stamp[i] = ++out.clock;
       }
       s += (first ? sh.quoted[i] : sh.commaQuoted[i]) + t;
       first = false;
+      i++;
     }
     s += '}';
   }
@@ -296,21 +351,37 @@ function jsonString(v: unknown, out: Out): string | undefined {
   } else if (isPlain(v)) {
     const obj = v as Record<string, unknown>;
     const sh = out.shape(obj, false);
+    const { order } = sh;
     s = '{';
     let first = true;
-    for (let i = 0; i < sh.order.length; i++) {
-      const raw = obj[sh.order[i]];
+    let i = 0;
+    while (i < order.length) {
+      const raw = obj[order[i]];
+      if (!first && raw === sh.last[i] && sh.text[i] !== undefined) {
+        // As many of the next members as hold the values written last (and are written): one run.
+        let j = i + 1;
+        let newest = sh.stamp[i];
+        for (; j < order.length; j++) {
+          if (obj[order[j]] !== sh.last[j] || sh.text[j] === undefined) break;
+          if (sh.stamp[j] > newest) newest = sh.stamp[j];
+        }
+        s += j - i > 1 ? run(sh, out, i, j, newest) : sh.commaQuoted[i] + sh.text[i]!;
+        i = j;
+        continue;
+      }
       let t: string | undefined;
       if (raw === sh.last[i]) t = sh.text[i];
       else {
-        const x = toJsonValue(raw, sh.order[i]);
+        const x = toJsonValue(raw, order[i]);
         t = jsonString(x, out);
         // Kept only when no toJSON stood in: toJSON may answer differently next time.
         sh.last[i] = x === raw ? raw : NONE;
         sh.text[i] = t;
+        sh.stamp[i] = ++out.clock;
       }
+      i++;
       if (t === undefined) continue;
-      s += (first ? sh.quoted[i] : sh.commaQuoted[i]) + t;
+      s += (first ? sh.quoted[i - 1] : sh.commaQuoted[i - 1]) + t;
       first = false;
     }
     s += '}';
