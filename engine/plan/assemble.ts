@@ -21,34 +21,59 @@ function ordered(c: Change): Change {
 const sortedCounts = (m: Map<string, number>): Record<string, number> =>
   Object.fromEntries([...m.entries()].sort((a, b) => byName(a[0], b[0])));
 
-/**
- * The noop changes of `all` (in fleet order), one entry per fleet: how many,
- * in which states and data centers, at which fleet version.
- */
-function summariseUnchanged(all: readonly Change[], versions: Readonly<Record<string, number>>): UnchangedFleet[] {
+interface Tally {
+  count: number;
+  states: Map<string, number>;
+  dataCenters: Map<string, number>;
+}
+
+const add = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
+
+function summaries(tallies: Map<string, Tally>, versions: Readonly<Record<string, number>>): UnchangedFleet[] {
   const out: UnchangedFleet[] = [];
-  let fleet: string | undefined;
-  let count = 0;
-  let states = new Map<string, number>();
-  let dcs = new Map<string, number>();
-  const flush = () => {
-    if (fleet !== undefined && count > 0) out.push({ fleet, count, version: versions[fleet] ?? 0, states: sortedCounts(states), dataCenters: sortedCounts(dcs) });
-  };
+  for (const [fleet, t] of tallies) {
+    if (t.count > 0) out.push({ fleet, count: t.count, version: versions[fleet] ?? 0, states: sortedCounts(t.states), dataCenters: sortedCounts(t.dataCenters) });
+  }
+  return out.sort((a, b) => byName(a.fleet, b.fleet));
+}
+
+/**
+ * The members of the fleets in `scope` summed rather than read
+ * (PlanInput.unchanged), one entry per fleet. A fleet targeted by member
+ * addresses (--target web/3) shows only the named members' changes, so its
+ * summed members are left out, as its noops are.
+ */
+function summedTallies(s: PlanState, scope: readonly string[]): Map<string, Tally> {
+  const out = new Map<string, Tally>();
+  for (const fleet of scope) {
+    const f = s.summed.get(fleet);
+    if (!f || s.memberTargets.has(fleet)) continue;
+    out.set(fleet, { count: f.count, states: new Map(f.states), dataCenters: new Map(f.dataCenters) });
+  }
+  return out;
+}
+
+/** The summed members as the plan's `unchanged` entries (what rules see beside the noops they are given). */
+export function summedUnchanged(s: PlanState, scope: readonly string[]): UnchangedFleet[] {
+  return summaries(summedTallies(s, scope), s.input.fleetVersions);
+}
+
+/**
+ * Every unchanged member, one entry per fleet: the noop changes of `all`
+ * and the members summed rather than read. How many, in which states and
+ * data centers, at which fleet version.
+ */
+function summariseUnchanged(s: PlanState, scope: readonly string[], all: readonly Change[]): UnchangedFleet[] {
+  const tallies = summedTallies(s, scope);
   for (const c of all) {
     if (c.action !== 'noop') continue;
-    if (c.fleet !== fleet) {
-      flush();
-      fleet = c.fleet;
-      count = 0;
-      states = new Map();
-      dcs = new Map();
-    }
-    count++;
-    states.set(c.from, (states.get(c.from) ?? 0) + 1);
-    dcs.set(c.dataCenter, (dcs.get(c.dataCenter) ?? 0) + 1);
+    let t = tallies.get(c.fleet);
+    if (!t) tallies.set(c.fleet, (t = { count: 0, states: new Map(), dataCenters: new Map() }));
+    t.count++;
+    add(t.states, c.from, 1);
+    add(t.dataCenters, c.dataCenter, 1);
   }
-  flush();
-  return out.sort((a, b) => byName(a.fleet, b.fleet));
+  return summaries(tallies, s.input.fleetVersions);
 }
 
 /**
@@ -78,6 +103,9 @@ export function assemble(s: PlanState, scope: string[], all: Change[], rollouts:
     changes.push(c.action === 'create' ? c : ordered(c));
     if (c.vmId !== undefined) basisVms[c.vmId] = s.touched.get(c.vmId)!;
   }
+  const unchanged = summariseUnchanged(s, scope, all);
+  // Members summed rather than read are noops too.
+  summary.noop = unchanged.reduce((n, u) => n + u.count, 0);
   const basisFleets: Record<string, number> = {};
   for (const name of scope) if (changed.has(name)) basisFleets[name] = input.fleetVersions[name] ?? 0;
 
@@ -99,7 +127,7 @@ export function assemble(s: PlanState, scope: string[], all: Change[], rollouts:
     },
     basis: { vms: basisVms, fleets: basisFleets },
     changes,
-    unchanged: summariseUnchanged(all, input.fleetVersions),
+    unchanged,
     policy: { violations: s.violations, grants: s.grants },
     ...(rollouts.length ? { rollouts } : {}),
     summary,

@@ -5,6 +5,7 @@ import { Placer, fits, fleetPlacement, type FleetPlacement } from './placement.t
 import type { CapacityLeft } from './policy-port.ts';
 import { dataCenter, makeFleet, makePack, makeStack } from './test-support.ts';
 import type { PlacementExplanation } from './types.ts';
+import { seededRandom } from '../model/seeded-random.ts';
 
 /**
  * The placement before the Placer, kept here as the reference: every
@@ -43,19 +44,6 @@ function referencePlace(fp: FleetPlacement, capacity: ReadonlyMap<string, Capaci
   return { dataCenter: chosen, explanation };
 }
 
-/** A small deterministic PRNG (mulberry32), so a failing case can be replayed from its seed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)), pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)] };
-}
-
 interface Case {
   fp: FleetPlacement;
   capacity: Map<string, CapacityLeft> | null;
@@ -71,8 +59,8 @@ interface Case {
  * a fleet of any strategy asking for up to 300 new members.
  */
 function generate(seed: number): Case {
-  const r = rng(seed);
-  const d = r.int(1, 12);
+  const r = seededRandom(seed);
+  const d = r.between(1, 12);
   const names = Array.from({ length: d }, (_, i) => `dc-${String.fromCharCode(97 + ((i * 7) % 26))}${i}`);
   const spots = [
     [25.76, -80.19],
@@ -81,14 +69,14 @@ function generate(seed: number): Case {
     [47.61, -122.33],
   ];
   const dcs = names.map((name) => {
-    const [lat, lon] = r.next() < 0.4 ? r.pick(spots) : [r.int(20, 50) + r.next(), r.int(-125, -70) + r.next()];
+    const [lat, lon] = r.next() < 0.4 ? r.pick(spots) : [r.between(20, 50) + r.next(), r.between(-125, -70) + r.next()];
     return dataCenter(name, lat, lon, r.next() < 0.85 ? ['general'] : []);
   });
   const stack = makeStack(dcs);
   const base = makePack();
   const pack = { ...base, images: { 'ubuntu-22.04': Object.fromEntries(names.filter(() => r.next() < 0.9).map((n) => [n, `img-${n}`])) } };
   const strategy = r.pick(['nearest', 'spread', 'pack'] as const);
-  const size = { cpu: r.int(1, 4), memoryGiB: r.pick([1, 2, 4, 8]), diskGiB: 20 };
+  const size = { cpu: r.between(1, 4), memoryGiB: r.pick([1, 2, 4, 8]), diskGiB: 20 };
   const allow = r.next() < 0.2 ? names.filter(() => r.next() < 0.6) : null;
   const near = r.next() < 0.3 ? r.pick(names) : null;
   const fleet = makeFleet('web', { count: 0, size, hardware: r.next() < 0.5 ? ['general'] : [], placement: { strategy, dataCenters: allow, near } });
@@ -102,13 +90,13 @@ function generate(seed: number): Case {
             n,
             r.next() < 0.2
               ? { vms: Infinity, cpu: Infinity, memoryGiB: Infinity }
-              : { vms: r.int(0, 60), cpu: r.next() < 0.3 ? r.int(0, 40) : Infinity, memoryGiB: r.next() < 0.3 ? r.int(0, 100) : Infinity },
+              : { vms: r.between(0, 60), cpu: r.next() < 0.3 ? r.between(0, 40) : Infinity, memoryGiB: r.next() < 0.3 ? r.between(0, 100) : Infinity },
           ]),
       )
     : null;
   const members = new Map<string, number>();
-  for (const n of names) if (r.next() < 0.5) members.set(n, r.int(0, 20));
-  return { fp, capacity, members, wanted: r.int(1, 300), size };
+  for (const n of names) if (r.next() < 0.5) members.set(n, r.between(0, 20));
+  return { fp, capacity, members, wanted: r.between(1, 300), size };
 }
 
 const take = (capacity: Map<string, CapacityLeft> | null, dc: string, size: LoadedFleet['size']) => {

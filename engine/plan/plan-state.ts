@@ -4,6 +4,7 @@
 // violations so far, what the plan has taken of each data center's capacity,
 // and the shared frozen pieces every change of a big plan reuses.
 import type { Lifecycle } from '../policy/types.ts';
+import type { UnchangedRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { resizeState, stepsAlong } from './member.ts';
@@ -12,6 +13,18 @@ import { defaultPolicy } from './policy-default.ts';
 import { memberTargets } from './scope.ts';
 import type { Change, Grant, Step, Violation, VmSize } from './types.ts';
 import type { PlanInput } from './planner.ts';
+
+/** Members of one fleet summed as unchanged (PlanInput.unchanged). */
+export interface SummedFleet {
+  count: number;
+  states: Map<string, number>;
+  dataCenters: Map<string, number>;
+}
+
+/** An UnchangedRow as the usage the quota and capacity rules count; its owner is the record's. */
+function summedUsage(u: UnchangedRow, input: PlanInput): UsageRow {
+  return { fleet: u.fleet, owner: input.owners?.[u.fleet] ?? '', dataCenter: u.dataCenter, vms: u.vms, cpu: u.cpu, memoryGiB: u.memoryGiB };
+}
 
 /** The VM name of a fleet member: `<stack>-<fleet>-<index>` (the record's VmRow.name). The Pulumi Vm resource names its VM the same way. */
 export function memberName(stack: string, fleet: string, index: number): string {
@@ -40,6 +53,8 @@ export class PlanState {
   readonly memberTargets: Map<string, Set<number>>;
   /** --replace: addresses whose member is replaced even when it matches its spec. */
   readonly forceReplace: Set<string>;
+  /** PlanInput.unchanged per fleet: how many, per state and per data center. */
+  readonly summed: Map<string, SummedFleet>;
   private readonly statePaths: Map<string, string[]>;
   private readonly images: Map<string, Change['image']>;
 
@@ -56,6 +71,16 @@ export class PlanState {
     this.lc = input.pack.lifecycle;
     this.policy = input.policy ?? defaultPolicy;
     this.resizeAt = resizeState(this.lc);
+    this.summed = new Map();
+    for (const u of input.unchanged ?? []) {
+      let f = this.summed.get(u.fleet);
+      if (!f) this.summed.set(u.fleet, (f = { count: 0, states: new Map(), dataCenters: new Map() }));
+      f.count += u.vms;
+      f.states.set(u.state, (f.states.get(u.state) ?? 0) + u.vms);
+      f.dataCenters.set(u.dataCenter, (f.dataCenters.get(u.dataCenter) ?? 0) + u.vms);
+    }
+    // Summed unchanged members use quota and capacity like the other fleets' sums do.
+    const usage = input.unchanged?.length ? [...(input.usage ?? []), ...input.unchanged.map((u) => summedUsage(u, input))] : input.usage;
     this.ctx = {
       stack: input.stack,
       lifecycle: this.lc,
@@ -64,11 +89,21 @@ export class PlanState {
       record: input.record,
       allowDestroy: new Set(input.options.allowDestroy),
       ...(input.owners ? { owners: input.owners } : {}),
-      ...(input.usage ? { usage: input.usage } : {}),
+      ...(usage ? { usage } : {}),
       ...(input.protectedFleets ? { protectedFleets: new Set(input.protectedFleets) } : {}),
     };
     this.capacity =
-      this.policy.capacityEnforcement(input.pack) === 'disabled' ? null : this.policy.capacityLeft(input.stack, input.record, input.usage ?? []);
+      this.policy.capacityEnforcement(input.pack) === 'disabled' ? null : this.policy.capacityLeft(input.stack, input.record, usage ?? []);
+  }
+
+  /** How many members of `fleet` are summed as unchanged (PlanInput.unchanged). */
+  unchangedCount(fleet: string): number {
+    return this.summed.get(fleet)?.count ?? 0;
+  }
+
+  /** How many of them are in `state`. */
+  unchangedIn(fleet: string, state: string): number {
+    return this.summed.get(fleet)?.states.get(state) ?? 0;
   }
 
   violate(policy: string, address: string, message: string, hint: string, level: Violation['level'] = 'mandatory'): void {

@@ -12,9 +12,9 @@
 // | waves.ts          | rollout waves of disruptive changes                      |
 // | assemble.ts       | the document: changes, unchanged summary, basis, summary |
 import type { LoadedPack } from '../policy/types.ts';
-import type { PlanVmRow, UsageRow } from '../record/types.ts';
+import type { PlanVmRow, UnchangedRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
-import { assemble } from './assemble.ts';
+import { assemble, summedUnchanged } from './assemble.ts';
 import { placeNew } from './creates.ts';
 import { deleteMember, diffMember } from './member-changes.ts';
 import { PlanState } from './plan-state.ts';
@@ -44,6 +44,14 @@ export interface PlanInput {
    * narrowed plan passes rows for its scope and this for the rest.
    */
   usage?: UsageRow[];
+  /**
+   * Members of fleets in scope that match their spec, summed (FleetRecord.readPlan)
+   * instead of passed in `record`: each is the noop its row would have made,
+   * counted in the unchanged summary, waves, rules, quota and capacity. Only
+   * for a fleet whose every index below its count has a live member (one
+   * with members missing needs their indexes: pass all of its rows).
+   */
+  unchanged?: UnchangedRow[];
   /** Record version of each fleet (missing means 0: not in the record yet). */
   fleetVersions: Record<string, number>;
   options: PlanOptions;
@@ -106,6 +114,7 @@ export function computePlan(input: PlanInput): PlanDocument {
     pack: input.pack,
     lifecycle: s.lc,
     capacity: s.capacity,
+    unchangedIn: (fleet, state) => s.unchangedIn(fleet, state),
     quotaRoom: (spec, extra) => {
       const q = s.policy.ownerQuota(input.pack, s.ctx, spec, spec.count + extra, grantedSoFar);
       return Math.max(0, q.granted - spec.count);
@@ -115,8 +124,9 @@ export function computePlan(input: PlanInput): PlanDocument {
   const plan = assemble(s, scope, changes, waves.rollouts);
   // Rules judge every member, noops included, as they did when the document
   // listed noops (a rule counting a fleet's Running members needs them):
-  // they see the plan with all of its changes and nothing summarised.
-  const everyMember: PlanDocument = { ...plan, changes, unchanged: [] };
+  // they see the plan with all of its changes, and in `unchanged` only the
+  // members summed rather than read (PlanInput.unchanged), each member once.
+  const everyMember: PlanDocument = { ...plan, changes, unchanged: summedUnchanged(s, scope) };
   s.violations.push(...s.policy.evaluateRules(everyMember, s.ctx, input.pack));
   s.violations.sort((a, b) => byName(a.address, b.address) || byName(a.policy, b.policy) || byName(a.message, b.message));
   s.grants.sort((a, b) => byName(a.fleet, b.fleet) || byName(a.policy, b.policy));
@@ -139,17 +149,24 @@ function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSo
       diffMember(s, row, spec);
     }
   }
+  // Members summed rather than read (PlanInput.unchanged) keep their indexes too.
+  const summed = s.unchangedCount(spec.name);
   const present = new Set(kept.map((r) => r.index));
   const missing: number[] = [];
-  for (let i = 0; i < spec.count; i++) if (!present.has(i)) missing.push(i);
+  if (summed === 0) {
+    for (let i = 0; i < spec.count; i++) if (!present.has(i)) missing.push(i);
+  } else if (kept.length + summed < spec.count) {
+    throw new Error(`bug: fleet ${spec.name} has members summed as unchanged and members missing below its count ${spec.count}; such a fleet's rows must all be read`);
+  }
+  const existing = kept.length + summed;
 
   const quota = s.policy.ownerQuota(s.input.pack, s.ctx, spec, spec.count, grantedSoFar);
   s.violations.push(...quota.violations);
   if (quota.grant) s.grants.push(quota.grant);
-  const wanted = missing.slice(0, Math.max(0, Math.min(spec.count, quota.granted) - kept.length));
+  const wanted = missing.slice(0, Math.max(0, Math.min(spec.count, quota.granted) - existing));
 
   const created = placeNew(s, spec, kept, wanted);
-  const total = kept.length + created.changes.length;
+  const total = existing + created.changes.length;
   if (missing.length > 0 && total < spec.minCount) {
     // The minCount veto: the fleet gets no new members at all; changes to
     // its existing members stand (they do not depend on the grant).
@@ -163,7 +180,7 @@ function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSo
         'raise the quota or free capacity, or lower minCount',
       );
     }
-    grantedSoFar[spec.name] = kept.length;
+    grantedSoFar[spec.name] = existing;
     return;
   }
   pushAll(s.changes, created.changes);

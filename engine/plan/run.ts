@@ -1,16 +1,19 @@
 // planStack: the I/O around the pure core. Loads the stack, reads only what
 // the plan needs from the record, computes the plan, closes the record.
-// A narrowed plan (--target / --exclude) reads the rows of the fleets in its
-// scope and, for every other fleet, only what its VMs use per data center
-// (FleetRecord.usage): enough for owner quotas and data center capacity,
-// whatever their enforcement, without reading the whole stack.
+// Whole and narrowed plans (--target / --exclude) read the same way: for the
+// fleets in scope, the rows of the members that differ from their spec, the
+// others summed in the database (FleetRecord.readPlan, ./shapes.ts); for
+// every other fleet, only what its VMs use per data center
+// (FleetRecord.usage). Enough for owner quotas and data center capacity,
+// whatever their enforcement, without reading every row.
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
 import { openRecord } from '../record/index.ts';
-import type { FleetRecord, PlanVmRow, StackIdentity, UsageRow } from '../record/types.ts';
+import type { FleetRecord, PlanVmRow, StackIdentity, UnchangedRow, UsageRow } from '../record/types.ts';
 import { loadStack, type LoadResult } from '../spec/index.ts';
 import { sealPlan } from './integrity.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { resolveScope, targetFleet } from './scope.ts';
+import { planShapes } from './shapes.ts';
 import { parseVmAddress } from '../model/index.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/index.ts';
 import type { PlanDocument, PlanSeal } from './types.ts';
@@ -83,6 +86,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   const record = opts.record ?? (await openRecord(stack.recordUrl, { readOnly: true }));
   let rows: PlanVmRow[];
   let usage: UsageRow[] | undefined;
+  let unchanged: UnchangedRow[] = [];
   const fleetVersions: Record<string, number> = {};
   const owners: Record<string, string> = {};
   let identity: StackIdentity | undefined;
@@ -104,13 +108,10 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
       if (f.protected) protectedFleets.push(f.fleet);
       if (inScope.has(f.fleet)) fleetVersions[f.fleet] = f.version;
     }
-    const narrowed = options.targets.length > 0 || options.excludes.length > 0;
-    if (narrowed) {
-      rows = await record.listPlanVms(stack.name, { fleets: scope.fleets });
-      usage = await record.usage(stack.name, { excludeFleets: scope.fleets });
-    } else {
-      rows = await record.listPlanVms(stack.name);
-    }
+    const read = await record.readPlan(stack.name, { fleets: scope.fleets, shapes: planShapes(pack, fleets, scope.fleets, options) });
+    rows = read.rows;
+    unchanged = read.unchanged;
+    if (fleetRows.some((f) => !inScope.has(f.fleet))) usage = await record.usage(stack.name, { excludeFleets: scope.fleets });
     const problems = memberProblems(options, rows, fleets, stack.name);
     if (problems.length) throw new FleetError(problems);
     if (opts.seal && !stack.authority) identity = await record.stackIdentity(stack.name, { create: true });
@@ -124,6 +125,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     fleets: [...fleets],
     record: rows,
     ...(usage ? { usage } : {}),
+    unchanged,
     fleetVersions,
     owners,
     protectedFleets,

@@ -137,6 +137,8 @@ export interface WaveInput {
    * a surge VM counts against the quota while it lives.
    */
   quotaRoom: (spec: LoadedFleet, extra: number) => number;
+  /** Members of a fleet in a state that the plan summed as unchanged rather than read (they serve like noops); 0 when absent. */
+  unchangedIn?: (fleet: string, state: string) => number;
 }
 
 export interface WaveResult {
@@ -169,7 +171,7 @@ export function assignWaves(input: WaveInput): WaveResult {
     const state = rule.state;
     const disruptive = changes.filter((c) => c.action !== 'delete' && leavesState(c, state));
     if (disruptive.length === 0) continue;
-    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length;
+    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (input.unchangedIn?.(fleet, state) ?? 0);
     // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
     const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
     const settings = rolloutSettings(spec, rule, serving, disruptive.length);

@@ -21,6 +21,7 @@ import { identityStore } from './identity.ts';
 import { sealedPlanStore } from './sealed-plans.ts';
 import { JournalWriter } from './journal.ts';
 import { lockStore } from './locks.ts';
+import { planReader } from './plan-read.ts';
 import { planStore } from './plans.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 import type { FleetRecord } from './types.ts';
@@ -54,6 +55,7 @@ export function sqlRecord(db: SqlAdapter, description: string): SqlRecord {
     },
     sql: db,
     ...vmReader(ctx),
+    ...planReader(ctx),
     ...vmWriter(ctx),
     ...historyStore(ctx),
     ...lockStore(ctx),

@@ -129,6 +129,16 @@ export const PLAN_VM = selectVm([
   'deposed',
 ]);
 
+/**
+ * A selection's rows (`array`, a selection's `array` expression) as one JSON
+ * text, an array of text arrays, in listVms' order: for 100k rows, one
+ * JSON.parse beats per-field parsing of 2M protocol values by an order of
+ * magnitude, and text arrays build faster in the database than
+ * json_build_array (bench/record).
+ */
+export const aggregateVms = (array: string): string =>
+  `coalesce(array_to_json(array_agg(${array} ORDER BY fleet, idx, created_at, id)), '[]')::text AS j`;
+
 /** A VM's name, `<stack>-<fleet>-<index>`, as inserts store it and LIVE_VM's decoder derives it. */
 export function vmName(stack: string, fleet: string, index: number): string {
   return `${stack}-${fleet}-${index}`;

@@ -84,6 +84,44 @@ export interface UsageRow {
   memoryGiB: number;
 }
 
+/**
+ * What a fleet's spec wants of every member, for VmReader.readPlan: a live
+ * member that is not deposed, has an index below `count` and matches every
+ * other field is unchanged (the planner's noop, engine/plan/member.ts).
+ */
+export interface FleetShape {
+  fleet: string;
+  count: number;
+  state: string;
+  specHash: string;
+  image: string;
+  encryptedDisk: boolean;
+  size: VmSize;
+}
+
+/** Unchanged members (see FleetShape) of one fleet in one data center and state, summed. */
+export interface UnchangedRow {
+  fleet: string;
+  dataCenter: string;
+  state: string;
+  vms: number;
+  /** Their summed vCPUs. */
+  cpu: number;
+  /** Their summed memory in GiB. */
+  memoryGiB: number;
+}
+
+/**
+ * What a plan reads of the fleets in its scope (VmReader.readPlan): the rows
+ * of the members that differ from their fleet's shape (every row of a fleet
+ * given no shape, or one with members missing below its count), and the
+ * others summed.
+ */
+export interface PlanRead {
+  rows: PlanVmRow[];
+  unchanged: UnchangedRow[];
+}
+
 /** Who asks for a change and under which plan / request; becomes the history row. */
 export interface ChangeContext {
   actor: string;

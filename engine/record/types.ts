@@ -6,7 +6,7 @@
 // engine/record/record.contract.test.ts so it runs on both backends.
 import type { FleetError } from '../diags/index.ts';
 import type { PlanBasis } from '../model/index.ts';
-import type { Approval, AppliedPlan, BootAttempt, BootAttemptRow, BootCheck, BootCheckResult, Budget, ChangeContext, FleetFence, FleetRow, GrowItem, HistoryItem, HistoryRow, InsertItem, JournalRow, LockHandle, LockHolder, LockRow, NewVm, Outcome, PlanVmRow, SealedPlanRow, StackIdentity, StaleEntry, TransitionItem, UsageRow, VmPatch, VmRow } from './shapes.ts';
+import type { Approval, AppliedPlan, BootAttempt, BootAttemptRow, BootCheck, BootCheckResult, Budget, ChangeContext, FleetFence, FleetRow, FleetShape, GrowItem, HistoryItem, HistoryRow, InsertItem, JournalRow, LockHandle, LockHolder, LockRow, NewVm, Outcome, PlanRead, PlanVmRow, SealedPlanRow, StackIdentity, StaleEntry, TransitionItem, UsageRow, VmPatch, VmRow } from './shapes.ts';
 
 export type * from './shapes.ts';
 
@@ -19,6 +19,16 @@ export interface VmReader {
    * `fleets` as in listVms.
    */
   listPlanVms(stack: string, opts?: { fleets?: readonly string[] }): Promise<PlanVmRow[]>;
+  /**
+   * What a plan reads of the live VMs of the fleets in `fleets` (every fleet
+   * of the stack when absent), in one snapshot: the rows of members that
+   * differ from their fleet's shape, in listPlanVms' order, and the members
+   * that match it summed per fleet, data center and state, in that order. A
+   * fleet with no shape, or whose live members not deposed and below its
+   * count are fewer than its count (new members need the free indexes), has
+   * all of its rows read. `splitPlanRows` (./plan-read.ts) is the definition.
+   */
+  readPlan(stack: string, opts: { fleets?: readonly string[]; shapes: readonly FleetShape[] }): Promise<PlanRead>;
   getVm(id: string): Promise<VmRow | undefined>;
   /** getVm for many ids in one query, in order (undefined where unknown). */
   getVms(ids: readonly string[]): Promise<(VmRow | undefined)[]>;

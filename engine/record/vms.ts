@@ -1,28 +1,12 @@
 // The VM reader: live VMs, fleets and what they use. The rows and their
-// decoders are ./rows.ts; the writes are ./vm-writes.ts.
+// decoders are ./rows.ts; what plans read, ./plan-read.ts; the writes are
+// ./vm-writes.ts.
 import { parseVmAddress } from '../model/index.ts';
-import { FULL_VM, LIVE_VM, PLAN_VM, appendPlanVms, iso, liveVmFromArray, vmFromArray, vmFromRow, type VmArray } from './rows.ts';
+import { FULL_VM, LIVE_VM, aggregateVms, iso, liveVmFromArray, vmFromArray, vmFromRow, type VmArray } from './rows.ts';
 import type { RecordSql } from './sql.ts';
-import type { FleetRow, PlanVmRow, UsageRow, VmReader, VmRow } from './types.ts';
+import type { FleetRow, UsageRow, VmReader, VmRow } from './types.ts';
 
-/**
- * About how many rows one listPlanVms statement reads. PostgreSQL builds a
- * statement's whole JSON aggregate in its memory, and PGlite's WebAssembly
- * memory never shrinks: 100k rows in one statement grew it by 137 MB and cost
- * ~65k page faults; in statements of ~10k rows it does not grow, and the
- * read takes ~30% less CPU (bench/plan).
- */
-const PLAN_CHUNK_ROWS = 10_000;
-
-/**
- * A selection's rows as one JSON text (an array of text arrays): for 100k
- * rows, one JSON.parse beats per-field parsing of 2M protocol values by an
- * order of magnitude, and text arrays build faster in the database than
- * json_build_array (bench/record).
- */
-const aggregate = (array: string) => `coalesce(array_to_json(array_agg(${array} ORDER BY fleet, idx, created_at, id)), '[]')::text AS j`;
-
-export function vmReader({ db }: RecordSql): VmReader {
+export function vmReader({ db }: RecordSql): Omit<VmReader, 'listPlanVms' | 'readPlan'> {
   return {
     async listVms(stack, opts = {}) {
       const params: unknown[] = [stack];
@@ -33,52 +17,12 @@ export function vmReader({ db }: RecordSql): VmReader {
       }
       const live = !opts.includeRetired;
       if (live) where += ' AND retired_at IS NULL';
-      const [row] = await db.query<{ j: string }>(`SELECT ${aggregate(live ? LIVE_VM.array : FULL_VM.array)} FROM vms WHERE ${where}`, params);
+      const [row] = await db.query<{ j: string }>(`SELECT ${aggregateVms(live ? LIVE_VM.array : FULL_VM.array)} FROM vms WHERE ${where}`, params);
       const arrays = JSON.parse(row.j) as VmArray[];
       const out = new Array<VmRow>(arrays.length);
       if (live) for (let i = 0; i < arrays.length; i++) out[i] = liveVmFromArray(stack, arrays[i]);
       else for (let i = 0; i < arrays.length; i++) out[i] = vmFromArray(arrays[i]);
       return out;
-    },
-
-    async listPlanVms(stack, opts = {}) {
-      if (opts.fleets?.length === 0) return [];
-      return db.transaction(async (q) => {
-        // One snapshot for every statement below (PostgreSQL's default gives each its own).
-        await q.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-        // The (stack, fleet, idx) index gives the rows almost in order, so only
-        // rows at one address need sorting (incremental sort). PGlite never
-        // analyzes, and without statistics the planner picks a bitmap scan and
-        // a full sort of every row, which spills to disk past work_mem (for
-        // 100k rows: 33 MB of temp files written and read back on every plan).
-        // SET LOCAL ends with the transaction.
-        await q.query('SET LOCAL enable_sort = off');
-        await q.query('SET LOCAL enable_bitmapscan = off');
-        // Read fleet by fleet in groups of about PLAN_CHUNK_ROWS rows, in fleet
-        // order. Every VM's fleet has a fleets row (each insert bumps it), and
-        // the planner's scope comes from that table too.
-        const fleets = (
-          await q.query<{ fleet: string }>(
-            `SELECT fleet FROM fleets WHERE stack = $1${opts.fleets ? ' AND fleet = ANY($2::text[])' : ''} ORDER BY fleet`,
-            opts.fleets ? [stack, [...opts.fleets]] : [stack],
-          )
-        ).map((r) => r.fleet);
-        const out: PlanVmRow[] = [];
-        let per = 50;
-        for (let i = 0; i < fleets.length; ) {
-          const group = fleets.slice(i, i + per);
-          i += group.length;
-          const [row] = await q.query<{ j: string }>(
-            `SELECT ${aggregate(PLAN_VM.array)} FROM vms WHERE stack = $1 AND retired_at IS NULL AND fleet = ANY($2::text[])`,
-            [stack, group],
-          );
-          const arrays = JSON.parse(row.j) as VmArray[];
-          appendPlanVms(out, stack, arrays);
-          // Size the next group from this one's rows per fleet.
-          per = Math.max(1, Math.min(per * 4, Math.round((group.length * PLAN_CHUNK_ROWS) / Math.max(1, arrays.length))));
-        }
-        return out;
-      });
     },
 
     async getVm(id) {

@@ -176,9 +176,11 @@ export const maxDisruptionRule: Rule = {
       waves: Map<number, number>;
     }
     const perFleet = new Map<string, Count>();
+    // Members summarised as unchanged serve on, and count among the fleet's serving members.
+    const unchangedServing = new Map(plan.unchanged.map((u) => [u.fleet, u.states[state] ?? 0]));
     for (const c of plan.changes) {
       if (c.action === 'create' || c.from !== state) continue;
-      const n = perFleet.get(c.fleet) ?? { running: 0, atOnce: 0, waves: new Map<number, number>() };
+      const n = perFleet.get(c.fleet) ?? { running: unchangedServing.get(c.fleet) ?? 0, atOnce: 0, waves: new Map<number, number>() };
       n.running++;
       perFleet.set(c.fleet, n);
       const leaves = isDestructive(c.action) || c.path.some((s) => s !== state);
