@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../model/seeded-random.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
 import { canonicalJson, planContentDigest, sealPlan } from './integrity.ts';
@@ -27,26 +28,15 @@ const pieces = (write: (sink: (s: string) => void) => void): string[] => {
   return out;
 };
 
-/** A small deterministic generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * A plan over generated fleets and a generated record: creates by each
  * strategy, some data centers short of capacity, members in other states,
  * images, sizes, fleets gone from the specs, rollouts.
  */
 function generatedPlan(seed: number, members = 40): PlanDocument {
-  const r = rng(seed);
-  const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+  const rand = seededRandom(seed);
+  const r = rand.next;
+  const { pick } = rand;
   const stack = makeStack([
     dataCenter('miami', 25.7617, -80.1918, ['general'], { vms: 5 + Math.floor(r() * members) }),
     dataCenter('richmond', 37.5407, -77.436, ['general'], {}),
@@ -142,7 +132,7 @@ describe('writeJson: JSON.stringify in pieces', () => {
  * reuses the text of values and runs of members equal to the object before.
  */
 function sameKeyObjects(seed: number): unknown {
-  const r = rng(seed);
+  const r = seededRandom(seed).next;
   const keys = ['b', 'a', 'd', 'c', 'e', 'f'];
   const shared = { x: 1 };
   const frozen = Object.freeze({ y: [1, 2] });
