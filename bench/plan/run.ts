@@ -27,19 +27,23 @@
 // document 102.6 MiB both (creates are listed one by one).
 // Issue 20, the empty record (first import), before -> after the document
 // and its seal written in pieces with shared parts written once
-// (engine/plan/json-text.ts); the same machine at load average 11-13, runs
-// of main and this branch alternated, medians of 3 (1k: of 5):
-//   100k creates: wall 12.8 -> 8.9 s, CPU 6.21 -> 3.73 s, peak RSS
-//     1,179 -> 312 MiB, document 102.6 MiB both, byte for byte the same JSON;
-//   1k creates (--fleets 10 --members 100): wall 1.29 -> 1.33 s, CPU 0.76 ->
-//     0.83 s, 167 MiB both: the record read (PGlite starting, 0.4-0.9 s) and
-//     starting node are most of it, the plan itself is ~0.1 s;
-//   1% changed (--only whole): CPU 2.05 -> 1.74 s, 196 MiB both.
-// Where the 100k plan's CPU goes now (--cpu-prof, loaded machine): YAML
-// ~0.45 s, PGlite ~0.4 s, computePlan ~0.4 s, the seal's canonical JSON and
-// sha256 ~1.0 s, the document's JSON and its write ~0.9 s, with GC in both.
-// The last two are 100,000 creates listed one by one (~1 KB each); only a
-// format that summarised creates per fleet would take them out.
+// (engine/plan/json-text.ts) and nearest placements sharing their
+// explanation; runs of main and this branch alternated on the 2-core
+// machine (shared, load average 7-10 at the start), medians:
+//   100k creates (3 runs): wall 5.37 -> 2.90 s, CPU 5.92 -> 2.91 s, peak
+//     RSS 1,166 -> 289 MiB, document 102.6 MiB both, byte for byte the same
+//     JSON; phases of the fastest: load 335, read 388, compute 899 (the
+//     planner ~400, the seal ~500), render 740 ms;
+//   1k creates (--fleets 10 --members 100, 5 runs): wall 0.98 -> 1.10 s,
+//     CPU 0.70 -> 0.79 s (0.93 / 0.91 s averaged over 6 more), 167 MiB:
+//     unchanged; starting node and the record read (PGlite, 0.45-0.6 s)
+//     are most of it, the plan itself ~0.1 s;
+//   1% changed: CPU 1.52 -> 1.53 s, 196 MiB both.
+// Left in the 100k plan's CPU (--cpu-prof): YAML ~0.45 s, PGlite ~0.4 s,
+// computePlan ~0.4 s, the seal's canonical JSON and sha256 ~0.9 s, the
+// document's JSON and its write ~0.8 s, GC in both. The last two are
+// 100,000 creates listed one by one (~1 KB each): only a format that
+// summarised creates per fleet would take them out.
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
