@@ -179,12 +179,15 @@ export function planReader({ db }: RecordSql): Pick<VmReader, 'listPlanVms' | 'r
         // One pass over the rows in the database: those that differ from
         // their shape. A matching member has its shape's state and size, so
         // the others are known from how many live VMs each fleet has per
-        // data center, less the rows read.
+        // data center (vm_usage, kept in step with vms by triggers), less
+        // the rows read.
         const differing = await readRows(q, stack, fleets, [...shapes.values()]);
-        const live = await q.query<{ fleet: string; data_center: string; vms: string | number }>(
-          `SELECT fleet, data_center, count(*) AS vms FROM vms WHERE stack = $1 AND retired_at IS NULL AND fleet = ANY($2::text[]) GROUP BY fleet, data_center`,
-          [stack, shaped],
+        // One JSON text, as usage() reads it; a whole plan asks for most of the stack's rows, so all are read and the rest skipped here.
+        const [counts] = await q.query<{ j: string }>(
+          `SELECT coalesce(json_agg(json_build_array(fleet, data_center, vms)), '[]')::text AS j FROM vm_usage WHERE stack = $1 AND vms > 0${shaped.length > 1 ? '' : ' AND fleet = $2'}`,
+          shaped.length > 1 ? [stack] : [stack, shaped[0]],
         );
+        const live = (JSON.parse(counts.j) as [string, string, number][]).filter(([fleet]) => shapes.has(fleet)).map(([fleet, data_center, vms]) => ({ fleet, data_center, vms }));
         const read = new Map<string, number>();
         const kept = new Map<string, number>();
         for (const r of differing) {

@@ -1,6 +1,28 @@
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pgTypes from 'pg';
 import { FleetError, diag } from '../diags/index.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
+
+/**
+ * pg, required with the global `Response` hidden: at load, pg asks whether
+ * it runs in a Cloudflare Worker by building a `Response`, and in Node 20
+ * the first touch of that global loads fetch's implementation (undici):
+ * 40-100 ms of every command on a PostgreSQL record, none of which fetches
+ * (bench/scale). Synchronous, so nothing else runs while it is hidden; the
+ * global's own lazy getter is put back untouched.
+ */
+function requirePg(): typeof pgTypes {
+  const require = createRequire(import.meta.url);
+  const response = Object.getOwnPropertyDescriptor(globalThis, 'Response');
+  if (!response?.configurable) return require('pg') as typeof pgTypes;
+  Object.defineProperty(globalThis, 'Response', { value: undefined, configurable: true, writable: true });
+  try {
+    return require('pg') as typeof pgTypes;
+  } finally {
+    Object.defineProperty(globalThis, 'Response', response);
+  }
+}
+const pg = requirePg();
 
 /** Socket-level failures: the server is not there (or went away). */
 const NETWORK_CODES = new Set([
@@ -89,15 +111,15 @@ const MAX_NAMED = 500;
 
 class PostgresAdapter implements SqlAdapter {
   readonly kind = 'postgres' as const;
-  readonly #pool: pg.Pool;
+  readonly #pool: pgTypes.Pool;
   readonly #where: { host: string; port: string; description: string };
   readonly #names = new Map<string, string>();
-  constructor(pool: pg.Pool, where: { host: string; port: string; description: string }) {
+  constructor(pool: pgTypes.Pool, where: { host: string; port: string; description: string }) {
     this.#pool = pool;
     this.#where = where;
   }
   /** The query config for `text`: named once seen (see MAX_NAMED); BEGIN/COMMIT and friends stay plain. */
-  #config(text: string, params: readonly unknown[]): pg.QueryConfig {
+  #config(text: string, params: readonly unknown[]): pgTypes.QueryConfig {
     let name = this.#names.get(text);
     if (name === undefined && params.length > 0 && this.#names.size < MAX_NAMED) {
       name = `fleet_${this.#names.size}`;
@@ -114,7 +136,7 @@ class PostgresAdapter implements SqlAdapter {
     }
   }
   async transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient;
+    let client: pgTypes.PoolClient;
     try {
       client = await this.#pool.connect();
     } catch (err) {

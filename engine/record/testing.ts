@@ -172,3 +172,27 @@ export async function bootToken(record: SqlRecord, vmId: string): Promise<{ hash
   const [row] = await record.sql.query<{ token_hash: string; used: boolean }>('SELECT token_hash, used_at IS NOT NULL AS used FROM boot_tokens WHERE vm_id = $1', [vmId]);
   return row && { hash: row.token_hash, used: row.used };
 }
+
+/**
+ * Where vm_usage (migration 8) and the live VMs disagree, over every stack:
+ * each (stack, fleet, data center) whose count or sums differ from a GROUP BY
+ * over vms, with both sides (null for a side without the row); [] when in step.
+ * A vm_usage row down to no VMs must sum to nothing (it stays; readers skip it).
+ */
+export async function usageDrift(
+  record: SqlRecord,
+): Promise<{ stack: string; fleet: string; data_center: string; vms: string | null; cpu: string | null; memory_gib: string | null; ref_vms: string | null; ref_cpu: string | null; ref_memory_gib: string | null }[]> {
+  return record.sql.query(
+    `WITH ref AS (
+       SELECT stack, fleet, data_center, count(*)::bigint AS vms, sum(cpu::numeric) AS cpu, sum(memory_gib::numeric) AS memory_gib
+       FROM vms WHERE retired_at IS NULL GROUP BY stack, fleet, data_center
+     ),
+     u AS (SELECT * FROM vm_usage WHERE vms <> 0 OR cpu <> 0 OR memory_gib <> 0)
+     SELECT coalesce(u.stack, ref.stack) AS stack, coalesce(u.fleet, ref.fleet) AS fleet, coalesce(u.data_center, ref.data_center) AS data_center,
+       u.vms::text AS vms, u.cpu::text AS cpu, u.memory_gib::text AS memory_gib,
+       ref.vms::text AS ref_vms, ref.cpu::text AS ref_cpu, ref.memory_gib::text AS ref_memory_gib
+     FROM u FULL JOIN ref ON u.stack = ref.stack AND u.fleet = ref.fleet AND u.data_center = ref.data_center
+     WHERE u.vms IS DISTINCT FROM ref.vms OR u.cpu IS DISTINCT FROM ref.cpu OR u.memory_gib IS DISTINCT FROM ref.memory_gib
+     ORDER BY 1, 2, 3`,
+  );
+}

@@ -3,6 +3,12 @@
 // WHERE version = $n), in one statement with its fleet's version bump and
 // its history row (data-modifying CTEs, history rows by ./history.ts's
 // insertHistory): one round trip, atomic on its own.
+//
+// What the live VMs use per fleet and data center (vm_usage) is kept by
+// triggers on vms (migrations.ts, version 8), not here. The one rule for
+// writers: a statement that inserts, retires, resizes or moves a VM also
+// bumps its fleet's row in `fleets` (the trigger's locks then come after
+// the fleet's; see withFleetBump).
 import { randomUUID } from 'node:crypto';
 import type { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
@@ -21,9 +27,23 @@ const INSERT_TYPES = ['text', 'text', 'text', 'int', 'text', 'text', 'text', 'te
 /** Their parameters, for an insert of one row. */
 const INSERT_PARAMS = INSERT_TYPES.map((_, c) => `$${c + 1}`).join(', ');
 
-/** Bumps fleet ($1, $2)'s version, creating its row (version 1) with owner $3 on its first member; an existing row keeps its owner. */
-const BUMP_FLEET = `INSERT INTO fleets (stack, fleet, owner, version, updated_at) VALUES ($1, $2, $3, 1, now())
-  ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now()`;
+/**
+ * A statement writing VMs of one fleet (`write`, RETURNING the rows) and
+ * bumping that fleet's version (creating its row, version 1 and owner
+ * `owner`, a parameter, on its first member; an existing row keeps its
+ * owner), returning the written rows. In one statement because vm_usage's trigger (migrations.ts, version 8) runs at the
+ * statement's end: the fleet's row is locked before its usage rows, as in
+ * every other writer, so two writers of one fleet never wait on each other in
+ * opposite orders.
+ */
+function withFleetBump(write: string, owner: string): string {
+  return `WITH w AS (${write}),
+    f AS (
+      INSERT INTO fleets (stack, fleet, owner, version, updated_at) SELECT DISTINCT stack, fleet, ${owner}::text, 1, now() FROM w
+      ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now()
+    )
+    SELECT * FROM w`;
+}
 
 /** The context of a history row given as parameters $2 (actor) to $5 (detail), outcome ok. */
 const CTX_PARAMS = { actor: '$2', planId: '$3', requestId: '$4', outcome: "'ok'", detail: '$5' };
@@ -123,9 +143,11 @@ async function insertReplacing(q: Queryable, id: string, vm: NewVm, ctx: ChangeC
       detail,
     ]);
   await historyOf(vm.replaces!, 'vms.state', `deposed: replaced by ${id}`);
-  const rows = await q.query(`INSERT INTO vms (${INSERT_COLUMNS}) VALUES (${INSERT_PARAMS}) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, insertValues(id, vm));
+  const rows = await q.query(withFleetBump(`INSERT INTO vms (${INSERT_COLUMNS}) VALUES (${INSERT_PARAMS}) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, '$16'), [
+    ...insertValues(id, vm),
+    vm.owner,
+  ]);
   if (rows.length === 0) await whyNotInserted(q, id, vm);
-  await q.query(BUMP_FLEET, [vm.stack, vm.fleet, vm.owner]);
   await historyOf(id, 'NULL', ctx.detail ?? null);
   return vmFromRow(rows[0]);
 }
@@ -150,13 +172,18 @@ async function adopt(q: Queryable, vm: NewVm & { id: string; cloudId: string }, 
   const values = insertValues(vm.id, vm);
   const rows = same.length
     ? await q.query(
-        `UPDATE vms SET (${INSERT_COLUMNS}) = (${INSERT_PARAMS}), cloud_id = $16, retired_at = NULL, deposed_at = NULL, version = version + 1, updated_at = now()
-         WHERE id = $1 AND retired_at IS NOT NULL RETURNING ${FULL_VM.list}`,
-        [...values, vm.cloudId],
+        withFleetBump(
+          `UPDATE vms SET (${INSERT_COLUMNS}) = (${INSERT_PARAMS}), cloud_id = $16, retired_at = NULL, deposed_at = NULL, version = version + 1, updated_at = now()
+           WHERE id = $1 AND retired_at IS NOT NULL RETURNING ${FULL_VM.list}`,
+          '$17',
+        ),
+        [...values, vm.cloudId, vm.owner],
       )
-    : await q.query(`INSERT INTO vms (${INSERT_COLUMNS}, cloud_id) VALUES (${INSERT_PARAMS}, $16) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, [...values, vm.cloudId]);
+    : await q.query(
+        withFleetBump(`INSERT INTO vms (${INSERT_COLUMNS}, cloud_id) VALUES (${INSERT_PARAMS}, $16) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, '$17'),
+        [...values, vm.cloudId, vm.owner],
+      );
   if (rows.length === 0) await whyNotInserted(q, vm.id, vm);
-  await q.query(BUMP_FLEET, [vm.stack, vm.fleet, vm.owner]);
   await q.query(insertHistory([ctxSource('vms', 'vms WHERE vms.id = $1', 'NULL', 'vms.state', { ...CTX_PARAMS, outcome: "'imported'" })]), [
     vm.id,
     ctx.actor,
@@ -175,21 +202,41 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
    */
   const bulkInsert = (vms: readonly NewVm[], ctx: ChangeContext, batchSize: number) =>
     db.transaction(async (q) => {
-      const owners = new Map<string, { stack: string; fleet: string; owner: string }>();
+      // Each touched fleet's version is bumped once, by the batch with its
+      // first VM, in the statement that inserts them (see withFleetBump for
+      // why); a new fleet's row gets the owner its last VM names.
+      const owners = new Map<string, { stack: string; fleet: string; owner: string; batch: number }>();
+      vms.forEach((vm, i) => {
+        const key = `${vm.stack}\u0000${vm.fleet}`;
+        owners.set(key, { stack: vm.stack, fleet: vm.fleet, owner: vm.owner, batch: owners.get(key)?.batch ?? Math.floor(i / batchSize) });
+      });
+      const bumps = new Map<number, { stack: string; fleet: string; owner: string }[]>();
+      for (const f of owners.values()) bumps.set(f.batch, [...(bumps.get(f.batch) ?? []), f]);
       for (let start = 0; start < vms.length; start += batchSize) {
         const batch = vms.slice(start, start + batchSize);
         const cols: unknown[][] = Array.from({ length: INSERT_TYPES.length }, () => new Array(batch.length));
         batch.forEach((vm, i) => {
           const v = insertValues(vm.id ?? randomUUID(), vm);
           for (let c = 0; c < v.length; c++) cols[c][i] = v[c];
-          owners.set(`${vm.stack}\u0000${vm.fleet}`, { stack: vm.stack, fleet: vm.fleet, owner: vm.owner });
         });
+        const bump = bumps.get(start / batchSize) ?? [];
+        const n = INSERT_TYPES.length;
         const inserted = await q.query<{ id: string }>(
-          `INSERT INTO vms (${INSERT_COLUMNS})
-           SELECT * FROM unnest(${INSERT_TYPES.map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
-           ON CONFLICT DO NOTHING
-           RETURNING id`,
-          cols,
+          `WITH ins AS (
+             INSERT INTO vms (${INSERT_COLUMNS})
+             SELECT * FROM unnest(${INSERT_TYPES.map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
+             ON CONFLICT DO NOTHING
+             RETURNING id
+           ),
+           f AS (
+             INSERT INTO fleets (stack, fleet, owner, version, updated_at)
+             SELECT b.stack, b.fleet, b.owner, 1, now() FROM unnest($${n + 1}::text[], $${n + 2}::text[], $${n + 3}::text[]) AS b(stack, fleet, owner)
+             WHERE EXISTS (SELECT 1 FROM ins)
+             ORDER BY b.stack, b.fleet
+             ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now()
+           )
+           SELECT id FROM ins`,
+          [...cols, bump.map((f) => f.stack), bump.map((f) => f.fleet), bump.map((f) => f.owner)],
         );
         if (inserted.length !== batch.length) {
           throw new VersionConflictError(
@@ -207,7 +254,6 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
           ctx.detail ?? null,
         ]);
       }
-      for (const f of owners.values()) await q.query(BUMP_FLEET, [f.stack, f.fleet, f.owner]);
       return vms.length;
     });
 
