@@ -4,19 +4,21 @@
 //
 // A first import of 100,000 members is a 100 MB document: one string for it,
 // its UTF-8 copy for the file and a second 100 MB string for the seal's hash
-// were most of `fleet plan`'s time and memory (bench/plan). Here the text is
-// gathered as a list of small strings (tokens, keys, shared parts), joined
-// into a piece of about CHUNK characters after a whole element of the
-// document's top levels (a change), handed to the sink (a file, a hash) and
-// let go: nothing keeps the whole, and no string is built by appending (a
-// rope of every part that the sink would then have to flatten).
+// were most of `fleet plan`'s time and memory (bench/plan). Here each element
+// of the document's top levels (a change) is written as one string, joined
+// with the ones before into a piece of about CHUNK characters, and the piece
+// handed to the sink (a file, a hash) and let go: nothing keeps the whole.
 //
-// What the changes of a big plan share is serialised once: an object or array
-// that is frozen (the planner freezes what it shares: a fleet's path, steps
-// and size, a data center's image, a placement's candidates; plan-state.ts,
-// creates.ts, placement.ts) is written once per call and its text reused
-// wherever the same object appears again. That is exact as long as nothing
-// changes the objects during the call, which holds: a call is synchronous.
+// What the changes of a big plan share is written once:
+// - an object or array that is frozen (the planner freezes what it shares:
+//   a fleet's path, steps and size, a data center's image, a placement's
+//   candidates, a nearest placement; plan-state.ts, creates.ts,
+//   placement.ts) is written once per call and its text reused wherever the
+//   same object appears again;
+// - a member whose value is the one the last object with the same keys held
+//   reuses that text, and a run of such members is one reused string (Shape).
+// Both are exact as long as nothing changes the objects during the call,
+// which holds: a call is synchronous.
 //
 // A piece always ends between two JSON tokens, so never inside a UTF-16
 // surrogate pair (JSON.stringify escapes lone surrogates): encoding the
@@ -104,14 +106,6 @@ class Out {
     this.length = 0;
   }
 
-  /** The parts written since `start`, as one string that replaces them. */
-  collapse(start: number): string {
-    if (this.parts.length - start === 1) return this.parts[start];
-    const text = this.parts.splice(start).join('');
-    this.parts.push(text);
-    return text;
-  }
-
   /** `,"key":` */
   commaQuote(key: string): string {
     let q = this.commaQuotedKeys.get(key);
@@ -186,49 +180,35 @@ const isPlain = (v: object): boolean => {
  * each of their members.
  */
 function canonical(v: unknown, out: Out, depth: number): void {
-  if (depth === 0) {
+  if (depth === 0 || v === null || typeof v !== 'object') {
     out.push(canonicalString(v, out));
     return;
   }
-  if (v === null || typeof v !== 'object') {
-    out.push(JSON.stringify(v) ?? 'null');
-    return;
-  }
-  const frozen = depth === 0 && Object.isFrozen(v);
-  if (frozen) {
-    const hit = out.texts.get(v);
-    if (hit !== undefined) {
-      out.push(hit);
-      return;
-    }
-  }
-  const start = out.parts.length;
   if (Array.isArray(v)) {
     out.push('[');
     for (let i = 0; i < v.length; i++) {
       if (i > 0) out.push(',');
       const e: unknown = v[i];
       if (e === undefined) out.push(i in v ? 'null' : '');
-      else canonical(e, out, depth && depth - 1);
-      if (depth > 0) out.flush();
+      else canonical(e, out, depth - 1);
+      out.flush();
     }
     out.push(']');
-  } else {
-    const obj = v as Record<string, unknown>;
-    const { order, quoted, commaQuoted } = out.shape(obj, true);
-    out.push('{');
-    let first = true;
-    for (let i = 0; i < order.length; i++) {
-      const x = obj[order[i]];
-      if (x === undefined) continue;
-      out.push(first ? quoted[i] : commaQuoted[i]);
-      first = false;
-      canonical(x, out, depth && depth - 1);
-      if (depth > 0) out.flush();
-    }
-    out.push('}');
+    return;
   }
-  if (frozen) out.texts.set(v, out.collapse(start));
+  const obj = v as Record<string, unknown>;
+  const { order, quoted, commaQuoted } = out.shape(obj, true);
+  out.push('{');
+  let first = true;
+  for (let i = 0; i < order.length; i++) {
+    const x = obj[order[i]];
+    if (x === undefined) continue;
+    out.push(first ? quoted[i] : commaQuoted[i]);
+    first = false;
+    canonical(x, out, depth - 1);
+    out.flush();
+  }
+  out.push('}');
 }
 
 /**
@@ -400,52 +380,34 @@ function jsonString(v: unknown, out: Out): string | undefined {
  * sink after each of their members.
  */
 function json(v: unknown, out: Out, depth: number): void {
-  if (depth === 0) {
+  if (depth === 0 || v === null || typeof v !== 'object' || !(Array.isArray(v) || isPlain(v))) {
     out.push(jsonString(v, out)!);
     return;
   }
-  if (v === null || typeof v !== 'object') {
-    out.push(JSON.stringify(v));
-    return;
-  }
-  const frozen = depth === 0 && Object.isFrozen(v);
-  if (frozen) {
-    const hit = out.texts.get(v);
-    if (hit !== undefined) {
-      out.push(hit);
-      return;
-    }
-  }
-  const start = out.parts.length;
   if (Array.isArray(v)) {
     out.push('[');
     for (let i = 0; i < v.length; i++) {
       if (i > 0) out.push(',');
       const e = toJsonValue(v[i], String(i));
       if (omitted(e)) out.push('null');
-      else json(e, out, depth && depth - 1);
-      if (depth > 0) out.flush();
+      else json(e, out, depth - 1);
+      out.flush();
     }
     out.push(']');
-  } else if (isPlain(v)) {
-    const obj = v as Record<string, unknown>;
-    out.push('{');
-    let first = true;
-    for (const k of Object.keys(obj)) {
-      const x = toJsonValue(obj[k], k);
-      if (omitted(x)) continue;
-      const q = out.quote(k);
-      out.push(first ? q : `,${q}`);
-      first = false;
-      json(x, out, depth && depth - 1);
-      if (depth > 0) out.flush();
-    }
-    out.push('}');
-  } else {
-    out.push(JSON.stringify(v));
     return;
   }
-  if (frozen) out.texts.set(v, out.collapse(start));
+  const obj = v as Record<string, unknown>;
+  out.push('{');
+  let first = true;
+  for (const k of Object.keys(obj)) {
+    const x = toJsonValue(obj[k], k);
+    if (omitted(x)) continue;
+    out.push(first ? out.quote(k) : out.commaQuote(k));
+    first = false;
+    json(x, out, depth - 1);
+    out.flush();
+  }
+  out.push('}');
 }
 
 /**
