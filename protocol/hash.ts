@@ -1,7 +1,7 @@
 // Hashes and comparisons the wire relies on, for every party: boot tokens and
 // disk keys are sent and stored only as sha256 hex (diskKeyHash), bearer
 // tokens are compared in constant time.
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
 
 /** sha256 hex; boot tokens and disk keys are stored and compared only as hashes. */
 export function sha256(text: string): string {
@@ -23,4 +23,30 @@ export function sameSecret(a: string, b: string): boolean {
  */
 export function overrideProof(adminToken: string, vmId: string, planId: string | null, by: string, reason: string): string {
   return createHmac('sha256', adminToken).update(['allow-destroy', vmId, planId ?? '', by, reason].join('\n')).digest('hex');
+}
+
+/** Bytes of randomness drawn from the CSPRNG at a time by randomBase64url. */
+const POOL_BYTES = 4096;
+let pool: Buffer | undefined;
+let poolAt = POOL_BYTES;
+
+/**
+ * `bytes` fresh random bytes (1 to 256) from the CSPRNG, as base64url: the
+ * nonces of scoped tokens, boot tokens, every one the authority issues per
+ * approval. Drawn from a pool filled POOL_BYTES at a time (as Node's own
+ * randomUUID does): one call into OpenSSL per few hundred tokens instead of
+ * one per token (randomBytes costs ~2.4 us a call, this ~0.15 us). Every byte
+ * is handed out once; the part handed out is zeroed.
+ */
+export function randomBase64url(bytes: number): string {
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 256) throw new Error(`bug: randomBase64url takes 1 to 256 bytes, not ${bytes}`);
+  if (pool === undefined || poolAt + bytes > POOL_BYTES) {
+    pool ??= Buffer.alloc(POOL_BYTES);
+    randomFillSync(pool);
+    poolAt = 0;
+  }
+  const out = pool.toString('base64url', poolAt, poolAt + bytes);
+  pool.fill(0, poolAt, poolAt + bytes);
+  poolAt += bytes;
+  return out;
 }

@@ -10,6 +10,6 @@ export * from './schemas/authority.ts';
 export * from './schemas/dmz-client.ts';
 export * from './schemas/plans.ts';
 export * from './errors.ts';
-export { overrideProof, sha256, sameSecret } from './hash.ts';
+export { overrideProof, randomBase64url, sha256, sameSecret } from './hash.ts';
 export { credentialKey, scopedTokenProblem, signScopedToken } from './scoped-token.ts';
 export { LINES_LINGER_MS, NO_LINE, closeGracefully, createService, doc, errorAnswer, listen, streamAnswers, tokenTable, track, type LineAnswer, type Part, type ServiceOptions } from './http.ts';

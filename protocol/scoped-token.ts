@@ -15,7 +15,8 @@
 //
 // Neither the token nor the key is ever logged or stored: a KeyObject prints
 // as `SecretKeyObject { ... }`, and every refusal names only what was wrong.
-import { createHmac, createSecretKey, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHmac, createSecretKey, hkdfSync, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { randomBase64url } from './hash.ts';
 
 const SALT = 'dmzfleet scoped credentials';
 const LABEL = 'dmzfleet-scoped-credentials:v1';
@@ -32,7 +33,7 @@ function mac(key: KeyObject, dataCenter: string, nonce: string, expiresMs: numbe
 }
 
 /** A fresh token for credentials of `dataCenter` that expire at `expiresAt` (ISO 8601). */
-export function signScopedToken(key: KeyObject, dataCenter: string, expiresAt: string, nonce = randomBytes(16).toString('base64url')): string {
+export function signScopedToken(key: KeyObject, dataCenter: string, expiresAt: string, nonce = randomBase64url(16)): string {
   const ms = Date.parse(expiresAt);
   if (Number.isNaN(ms)) throw new Error(`bug: expiresAt ${expiresAt} is not a time`);
   if (!B64URL.test(nonce)) throw new Error('bug: a scoped token nonce must be base64url');

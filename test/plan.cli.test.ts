@@ -1,8 +1,9 @@
 // `fleet plan` in-process: exit codes, formats, --out, scope errors.
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planContentDigest, type PlanDocument } from '../engine/plan/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import { loadStack } from '../engine/spec/index.ts';
 import { fixtureVms, seedFixture } from './fixtures/plan/harness.ts';
@@ -86,6 +87,36 @@ describe('fleet plan', () => {
     expect(printed).toEqual({ planFile: out, formatVersion: '2', id: doc.id, stack: 'p05', summary: expect.objectContaining({ delete: 4 }), blocked: false, diagnostics: [] });
     expect(r.stdout).not.toContain('"changes"');
     expect(statSync(out).mode & 0o777).toBe(0o600);
+  });
+
+  // Over PRETTY_JSON_LIMIT changes the document is one line, written a piece at a time (engine/plan/json-text.ts).
+  it('a plan of more than 1,000 changes: --out and --format json write JSON.stringify\'s text, and its seal verifies', async () => {
+    const dir = join(tmp, 'big');
+    cpSync(stack('01-create-nearest'), dir, { recursive: true });
+    const stackFile = join(dir, 'stack.yaml');
+    writeFileSync(
+      stackFile,
+      readFileSync(stackFile, 'utf8')
+        .replace('path: ../../../../policies/default', `path: ${join(import.meta.dirname, '..', 'policies', 'default')}`)
+        .replaceAll('capacity: { vms: 100 }', 'capacity: { vms: 1000 }'),
+    );
+    const fleet = (name: string, count: number, strategy: string) =>
+      `apiVersion: fleet/v1\nkind: Fleet\nmetadata: { name: ${name}, owner: team-a }\nspec:\n  count: ${count}\n  image: ubuntu-22.04\n  size: { cpu: 1, memoryGiB: 1, diskGiB: 10 }\n  placement: { strategy: ${strategy} }\n`;
+    writeFileSync(join(dir, 'specs', 'fleets.yaml'), [fleet('spread', 600, 'spread'), fleet('near', 400, 'nearest'), fleet('pack', 300, 'pack')].join('---\n'));
+    const out = join(tmp, 'big.json');
+    const saved = await runCli(['plan', '--stack', dir, '--out', out, '--format', 'json'], { env });
+    expect(saved.code, saved.stderr + saved.stdout).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    const doc = JSON.parse(text) as PlanDocument;
+    expect(doc.changes.length).toBeGreaterThan(1000);
+    expect(text).toBe(`${JSON.stringify(doc)}\n`);
+    expect(doc.seal!.digest).toBe(planContentDigest(doc));
+    const printed = await runCli(['plan', '--stack', dir, '--format', 'json'], { env });
+    expect(printed.code, printed.stderr).toBe(0);
+    const envelope = JSON.parse(printed.stdout) as { plan: PlanDocument; diagnostics: unknown[] };
+    expect(schemaErrors('plan-output', envelope)).toEqual([]);
+    expect(printed.stdout.startsWith(`{\n"plan": ${JSON.stringify(envelope.plan)},\n"diagnostics": `)).toBe(true);
+    expect(envelope.plan.changes.length).toBe(doc.changes.length);
   });
 
   it('--out into a missing folder is a diagnostic', async () => {

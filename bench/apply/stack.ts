@@ -10,30 +10,46 @@ export interface BenchStack {
   ROOT: string;
   DCS: readonly string[];
   VMS: number;
+  /** VMs --warm creates before the measured apply (the data centers' capacity makes room for them). */
+  WARM?: number;
   FLEET_SIZE: number;
   STACK: string;
 }
 
-/** The policy pack (policies/default with one image per data center) and the fleet specs of `vms` VMs. */
+/**
+ * The policy pack (policies/default with one image per data center) and the
+ * fleet specs: the measured VMS VMs, or with WARM, --warm's VMs only (the
+ * measured fleets are written after the warm-up apply: writeSpecs).
+ */
 export async function writePackAndSpecs(dir: string, b: BenchStack): Promise<void> {
-  const { ROOT, DCS, VMS, FLEET_SIZE } = b;
+  const { ROOT, DCS } = b;
   const pack = parse(await readFile(join(ROOT, 'policies', 'default', 'policy.yaml'), 'utf8')) as { spec: { images: Record<string, Record<string, string>>; modules?: unknown } };
   pack.spec.images = { 'ubuntu-22.04': Object.fromEntries(DCS.map((d) => [d, `img-ubuntu-2204-${d}`])) };
   delete pack.spec.modules;
   await mkdir(join(dir, 'pack'));
   await writeFile(join(dir, 'pack', 'policy.yaml'), stringify(pack));
 
-  // Fleets of FLEET_SIZE members, each pinned to one data center, round robin.
   await mkdir(join(dir, 'specs'));
-  const fleets = Math.max(DCS.length, Math.ceil(VMS / FLEET_SIZE));
+  if (b.WARM) await writeSpecs(dir, b, 'warm', 'w', b.WARM);
+  else await writeSpecs(dir, b, 'fleets', 'f', b.VMS);
+}
+
+/**
+ * specs/<file>.yaml: `vms` VMs in fleets named <prefix>-NNNN of FLEET_SIZE
+ * members, each pinned to one data center, round robin (the measured fleets,
+ * or --warm's, which an apply before the measured one creates).
+ */
+export async function writeSpecs(dir: string, b: BenchStack, file: string, prefix: string, vms: number): Promise<void> {
+  const { DCS, FLEET_SIZE } = b;
+  const fleets = Math.max(DCS.length, Math.ceil(vms / FLEET_SIZE));
   const docs: string[] = [];
   for (let i = 0; i < fleets; i++) {
-    const count = Math.floor(VMS / fleets) + (i < VMS % fleets ? 1 : 0);
+    const count = Math.floor(vms / fleets) + (i < vms % fleets ? 1 : 0);
     docs.push(
       stringify({
         apiVersion: 'fleet/v1',
         kind: 'Fleet',
-        metadata: { name: `f-${String(i).padStart(4, '0')}`, owner: `team-${i % 8}`, labels: { env: 'bench' } },
+        metadata: { name: `${prefix}-${String(i).padStart(4, '0')}`, owner: `team-${i % 8}`, labels: { env: 'bench' } },
         spec: {
           count,
           image: 'ubuntu-22.04',
@@ -46,7 +62,7 @@ export async function writePackAndSpecs(dir: string, b: BenchStack): Promise<voi
       }),
     );
   }
-  await writeFile(join(dir, 'specs', 'fleets.yaml'), docs.join('---\n'));
+  await writeFile(join(dir, 'specs', `${file}.yaml`), docs.join('---\n'));
 }
 
 export interface DcEntry {
@@ -57,7 +73,8 @@ export interface DcEntry {
 
 /** The stack file: its record, and each data center as `dc` says (embedded with the sim, or at a URL). */
 export async function writeStack(dir: string, b: BenchStack, record: string, dc: (name: string, i: number) => DcEntry): Promise<void> {
-  const { DCS, VMS, STACK } = b;
+  const { DCS, STACK } = b;
+  const VMS = b.VMS + (b.WARM ?? 0);
   await mkdir(dir, { recursive: true });
   await writeFile(
     join(dir, 'stack.yaml'),

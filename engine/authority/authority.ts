@@ -48,7 +48,7 @@ import { AheadQueue, alreadyPassed, checkAdvance, intentOf, movesAtOnce, noneRep
 import type { AuthorityCoreOptions, Core } from './core.ts';
 import { authorizeCreate } from './create.ts';
 import { doneAlready, judgeCaller, judgeEdge, type Pending } from './decisions.ts';
-import { diskKey, randomToken } from './keys.ts';
+import { diskKey, newBootToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { Fences, PolicyGate } from './gate.ts';
 import { BootGate } from './boot.ts';
@@ -221,7 +221,7 @@ export class Authority {
       // state change itself is written at report. Written only while the VM
       // is still at the version decided on (a conflict decides again on a
       // fresh read). An override used is recorded in it, with who and why.
-      const bootToken = operation === 'boot' ? randomToken(24) : undefined;
+      const bootToken = operation === 'boot' ? newBootToken() : undefined;
       const intent = intentOf(req, to, operation);
       const row = { from: req.from, outcome: 'ok' as const, ...intent, ...(policy.note ? { detail: `${intent.detail}; ${policy.note}` } : {}) };
       if (policy.grow) {

@@ -9,7 +9,7 @@ import type { LoadedPack, Lifecycle } from '../policy/types.ts';
 import type { ChangeContext, IntentRow, Onward, VmRow } from '../record/index.ts';
 import { NONE_REPORT_DETAIL, refuse, sha256, type AdvanceRequest, type AdvanceStep, type AuthorizeRequest, type Decided, type ReportRequest } from '../../protocol/index.ts';
 import { historySize, judgeCaller, judgeEdge } from './decisions.ts';
-import { randomToken } from './keys.ts';
+import { newBootToken } from './keys.ts';
 import { toAuthorityVm } from './answers.ts';
 
 /** An edge approved on row `vm` (its intent row written), to be answered by approve. */
@@ -158,7 +158,7 @@ export function foresee(
     const moved = !ahead && movesAtOnce(next, j, operation);
     if ((operation === 'boot' && token) || (moved && pack.lifecycle.isTerminal(req.to))) break;
     token ||= operation === 'boot';
-    out.push({ req, vm: at, to: req.to, operation, moved, ...(ahead ? { ahead } : {}), ...(operation === 'boot' ? { bootToken: randomToken(24) } : {}) });
+    out.push({ req, vm: at, to: req.to, operation, moved, ...(ahead ? { ahead } : {}), ...(operation === 'boot' ? { bootToken: newBootToken() } : {}) });
     if (!moved) {
       if (!opts.ahead) break;
       ahead = true;

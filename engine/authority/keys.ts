@@ -4,9 +4,15 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { randomBase64url } from '../../protocol/index.ts';
 
 export function randomToken(bytes = 32): string {
   return randomBytes(bytes).toString('base64url');
+}
+
+/** A fresh one-time boot token (24 random bytes), one per approved `boot` edge: from the CSPRNG's pool (protocol/hash.ts randomBase64url). */
+export function newBootToken(): string {
+  return randomBase64url(24);
 }
 
 /**

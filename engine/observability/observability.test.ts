@@ -1,5 +1,8 @@
+import { createRequire } from 'node:module';
+import type * as PerfHooks from 'node:perf_hooks';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { EVENT_LOOP_SAMPLE_MS } from './metrics.ts';
 import { LineBatcher, SECRET_KEYS, censor, createMetrics, registerHealth, registerMetrics, resolveLogLevel, timed, type Readiness, type ReadinessCheck } from './index.ts';
 
 let app: FastifyInstance | undefined;
@@ -44,6 +47,19 @@ describe('metrics', () => {
     expect(text).toMatch(/^fleet_process_cpu_seconds_total/m);
     // Concrete URLs (VM ids) never become labels.
     expect(text).not.toContain('/v1/vms/gone');
+  });
+
+  it("samples the event loop's lag every EVENT_LOOP_SAMPLE_MS (100 ms), not prom-client's 10 ms that wakes an idle service 100 times a second", () => {
+    // prom-client's collector asks the CommonJS perf_hooks for its monitor.
+    const perfHooks = createRequire(import.meta.url)('node:perf_hooks') as typeof PerfHooks;
+    const spy = vi.spyOn(perfHooks, 'monitorEventLoopDelay');
+    try {
+      createMetrics('dmz-client', { data_center: 'miami' });
+      expect(spy).toHaveBeenCalledWith({ resolution: EVENT_LOOP_SAMPLE_MS });
+      expect(EVENT_LOOP_SAMPLE_MS).toBe(100);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('keeps two services in one process apart', () => {

@@ -36,6 +36,8 @@ export function placeNew(s: PlanState, spec: LoadedFleet, kept: readonly PlanVmR
   // One frozen path and step list for every create of the fleet: the same JSON, built once.
   const shared = path ? { path: Object.freeze([...path]) as string[], steps: Object.freeze(s.steps(path, 'current')) as Change['steps'] } : undefined;
   const reasonHead = `count is ${spec.count}; `;
+  // One frozen size for every create of the fleet, so its text is written once (json-text.ts).
+  const size = Object.freeze({ ...spec.size });
   // The image per data center, looked up once per fleet rather than once per member.
   const images = new Map<string, Change['image']>();
   const imageIn = (dc: string) => {
@@ -67,7 +69,7 @@ export function placeNew(s: PlanState, spec: LoadedFleet, kept: readonly PlanVmR
       steps: shared.steps,
       reason: `${reasonHead}${address} does not exist`,
       image: imageIn(dataCenter),
-      size: spec.size,
+      size,
       placement: explanation,
       specHash: spec.specHash,
       encryptedDisk: spec.encryptedDisk,

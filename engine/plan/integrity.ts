@@ -16,6 +16,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { type Diagnostic, diag } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
+import { canonicalText, writeCanonicalJson } from './json-text.ts';
 import type { PlanDocument, PlanSeal } from './types.ts';
 
 export type { PlanSeal };
@@ -30,15 +31,10 @@ export interface SealKey {
  * JSON with object keys sorted at every depth and no whitespace: the same
  * text for the same content however it was written or re-indented.
  * Undefined members are dropped, as JSON.stringify drops them.
+ * (./json-text.ts writes it, also in pieces for a big plan's digest.)
  */
 export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+  return canonicalText(value);
 }
 
 /** A plan as read from a file: its seal, if any, is not trusted to have the seal's shape. */
@@ -52,7 +48,10 @@ function content(plan: AnySeal): Omit<PlanDocument, 'seal'> {
 
 /** sha256 hex of the plan's canonical content (its seal left out). */
 export function planContentDigest(plan: AnySeal): string {
-  return createHash('sha256').update(canonicalJson(content(plan))).digest('hex');
+  // Hashed a piece at a time: a first import's canonical text is 100 MB.
+  const hash = createHash('sha256');
+  writeCanonicalJson(content(plan), (piece) => hash.update(piece));
+  return hash.digest('hex');
 }
 
 function mac(key: SealKey, digest: string, stackId: string): string {

@@ -95,7 +95,8 @@ export function placeMember(
  * it only gets fuller) or dropped when it is full. Choosing is O(log d) per
  * member; the explanation's `candidates` and `excluded` arrays are shared,
  * frozen, by consecutive members until the ranking changes (spread changes
- * it with every member, so it copies d names each time).
+ * it with every member, so it copies d names each time), and with nearest
+ * the whole explanation is, per data center (it counts nothing).
  *
  * The caller takes the capacity of each chosen data center out of
  * `capacity` before asking for the next member; the Placer counts the
@@ -119,6 +120,12 @@ export class Placer {
   private excluded: readonly { dataCenter: string; why: string }[] | null;
   /** The data center chosen last, whose key the next call brings up to date. */
   private last: string | undefined;
+  /**
+   * Nearest: the explanation of a member placed in each data center, frozen
+   * and shared by every member placed there until the ranking or the
+   * exclusions change (it names no count, so they are all the same).
+   */
+  private readonly nearest: Map<string, PlacementExplanation>;
 
   constructor(fp: FleetPlacement, capacity: ReadonlyMap<string, CapacityLeft> | null, members: ReadonlyMap<string, number>) {
     this.fp = fp;
@@ -129,6 +136,7 @@ export class Placer {
     this.candidates = null;
     this.excluded = null;
     this.last = undefined;
+    this.nearest = new Map();
     const count = (n: string) => this.members.get(n) ?? 0;
     const strategy = fp.fleet.placement.strategy;
     this.cmp =
@@ -160,6 +168,7 @@ export class Placer {
       this.full.splice(i, 0, dc);
       this.candidates = null;
       this.excluded = null;
+      this.nearest.clear();
       return;
     }
     if (this.fp.fleet.placement.strategy !== 'spread') return;
@@ -175,6 +184,7 @@ export class Placer {
     this.ranked.copyWithin(0, 1, lo);
     this.ranked[lo - 1] = dc;
     this.candidates = null;
+    this.nearest.clear();
   }
 
   /** The data center of the next member (counted as placed there), or undefined when every eligible one is full. */
@@ -185,13 +195,19 @@ export class Placer {
     const strategy = fleet.placement.strategy;
     this.candidates ??= Object.freeze([...this.ranked]);
     this.excluded ??= Object.freeze([...this.fp.excluded, ...this.full.map((dataCenter) => ({ dataCenter, why: 'no capacity left' }))]);
+    const chosen = this.ranked[0];
+    const shared = chosen !== undefined && strategy === 'nearest' ? this.nearest.get(chosen) : undefined;
+    if (shared) {
+      this.members.set(chosen, (this.members.get(chosen) ?? 0) + 1);
+      this.last = chosen;
+      return { dataCenter: chosen, explanation: shared };
+    }
     const explanation: PlacementExplanation = {
       strategy,
       candidates: this.candidates as string[],
       excluded: this.excluded as { dataCenter: string; why: string }[],
       summary: '',
     };
-    const chosen = this.ranked[0];
     if (chosen === undefined) {
       explanation.summary = 'no data center can take it';
       return { explanation };
@@ -202,6 +218,7 @@ export class Placer {
       explanation.distanceKm = km;
       const hw = fleet.hardware.length > 0 ? ` with ${fleet.hardware.join(', ')}` : '';
       explanation.summary = `${chosen}: nearest${hw}, ${km} km from ${this.fp.nearName}`;
+      this.nearest.set(chosen, Object.freeze(explanation));
     } else if (strategy === 'spread') {
       explanation.summary = `${chosen}: spread, fewest members (${before} before this one)`;
     } else {

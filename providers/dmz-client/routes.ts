@@ -56,33 +56,39 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
    * operation and outcome, and one log line with the data center, the VM's
    * address, the edge, the authority's decision and reason, and the outcome.
    */
+  /** Whether `log` writes lines of `level` (pino's isLevelEnabled; a logger without it: yes). */
+  const levelEnabled = (log: FastifyBaseLogger, level: string): boolean => (log as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.(level) ?? true;
   const observed = async (log: FastifyBaseLogger, s: BatchStep, work: () => Promise<StepResult>): Promise<StepResult> => {
     const t0 = performance.now();
-    const fields = { dataCenter: dc, ...stepFields(s) };
     const took = () => (performance.now() - t0) / 1000;
     try {
       const res = await work();
       r.metrics.stepSeconds.observe({ operation: res.operation, outcome: res.outcome }, took());
       // A step carried out at debug; a failed or vetoed one at info (docs/operations.md "Logs").
-      log[res.outcome === 'ok' ? 'debug' : 'info'](
-        {
-          ...fields,
-          ...(res.vm ? { vm: res.vm.address, state: res.vm.state } : {}),
-          requestId: res.requestId,
-          operation: res.operation,
-          decision: res.decision,
-          reason: res.reason,
-          outcome: res.outcome,
-          ...(res.error ? { code: res.error.code } : {}),
-          ms: Math.round(took() * 10_000) / 10,
-        },
-        'step',
-      );
+      // The line is built only when its level is logged (a carried-out step at info: never).
+      const level = res.outcome === 'ok' ? 'debug' : 'info';
+      if (levelEnabled(log, level)) {
+        log[level](
+          {
+            dataCenter: dc,
+            ...stepFields(s),
+            ...(res.vm ? { vm: res.vm.address, state: res.vm.state } : {}),
+            requestId: res.requestId,
+            operation: res.operation,
+            decision: res.decision,
+            reason: res.reason,
+            outcome: res.outcome,
+            ...(res.error ? { code: res.error.code } : {}),
+            ms: Math.round(took() * 10_000) / 10,
+          },
+          'step',
+        );
+      }
       return res;
     } catch (err) {
       r.metrics.stepSeconds.observe({ operation: 'unknown', outcome: 'error' }, took());
       const code = err instanceof WireError ? err.code : 'internal';
-      log.warn({ ...fields, outcome: 'error', code, reason: (err as Error).message, ms: Math.round(took() * 10_000) / 10 }, 'step');
+      log.warn({ dataCenter: dc, ...stepFields(s), outcome: 'error', code, reason: (err as Error).message, ms: Math.round(took() * 10_000) / 10 }, 'step');
       throw err;
     }
   };

@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError, diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
@@ -49,11 +49,35 @@ async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackO
 
 /**
  * `--format json`: `{ "plan": <plan document>, "refresh"?: …, "diagnostics": [...] }`
- * (specs/schema/plan-output.schema.json). The plan's JSON is rendered once and
- * spliced in as it is (on a big stack it is tens of MB).
+ * (specs/schema/plan-output.schema.json). The plan's JSON is written once,
+ * in pieces, and spliced in as it is (on a big stack it is tens of MB).
  */
-function jsonEnvelope(planJson: Buffer, diagnostics: Diagnostic[], refresh: RefreshResult | undefined): Buffer[] {
-  return [Buffer.from('{\n"plan": '), planJson.subarray(0, planJson.length - 1), Buffer.from(envelopeTail(diagnostics, refresh))];
+function writeJsonEnvelope(write: (s: string) => void, plan: PlanDocument, writePlanJson: (plan: PlanDocument, sink: (piece: string) => void) => void, diagnostics: Diagnostic[], refresh: RefreshResult | undefined): void {
+  write('{\n"plan": ');
+  // The document's text ends with a newline; the envelope goes on after its last brace.
+  let held = '';
+  writePlanJson(plan, (piece) => {
+    if (held) write(held);
+    held = piece;
+  });
+  write(held.endsWith('\n') ? held.slice(0, -1) : held);
+  write(envelopeTail(diagnostics, refresh));
+}
+
+/**
+ * Writes the document to `file` (created 0600) a piece at a time: a first
+ * import's document is 100 MB, never held as one string or buffer.
+ */
+function writePlanFile(file: string, plan: PlanDocument, writePlanJson: (plan: PlanDocument, sink: (piece: string) => void) => void): void {
+  const fd = openSync(file, 'w', 0o600);
+  try {
+    writePlanJson(plan, (piece) => {
+      const bytes = Buffer.from(piece);
+      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+    });
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function envelopeTail(diagnostics: Diagnostic[], refresh: RefreshResult | undefined): string {
@@ -114,7 +138,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             sealAtAuthority: async (plan: PlanDocument, authority: NonNullable<LoadedStack['authority']>) =>
               (await import('../../../providers/authority-plans.ts')).sealAtAuthority(authority, loaderEnv(io, opts), plan),
           };
-          const { planStack, renderJson, renderPlan } = await planning();
+          const { planStack, renderPlan, writePlanJson } = await planning();
           const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
           const all = [...diagnostics];
           if (plan.blocked) {
@@ -129,13 +153,13 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
           if (opts.out !== undefined) {
             const file = resolve(io.cwd, opts.out);
             try {
-              await writeFile(file, renderJson(plan), { mode: 0o600 });
+              writePlanFile(file, plan, writePlanJson);
             } catch (err) {
               throw new FleetError(diag('plan.out-failed', `could not write ${opts.out}: ${err instanceof Error ? err.message : String(err)}.`));
             }
             if (mode === 'json') io.stdout.write(savedEnvelope(opts.out, plan, all, refresh));
           } else if (mode === 'json') {
-            for (const chunk of jsonEnvelope(Buffer.from(renderJson(plan)), all, refresh)) io.stdout.write(chunk);
+            writeJsonEnvelope((s) => io.stdout.write(s), plan, writePlanJson, all, refresh);
           }
           if (mode !== 'json') io.stdout.write(renderPlan(plan, opts.format, { color: useColor(io), ...(opts.out !== undefined ? { planFile: opts.out } : {}) }));
           if (io.env.FLEET_DEBUG) {

@@ -1,6 +1,6 @@
 export { renderText, type TextOptions } from './text.ts';
 export { renderMarkdown, markdownMarker, MARKDOWN_LIMIT, type MarkdownOptions } from './markdown.ts';
-export { renderJson, PRETTY_JSON_LIMIT } from './json.ts';
+export { renderJson, writePlanJson, PRETTY_JSON_LIMIT } from './json.ts';
 export { SYMBOL, formatPath, summaryLine } from './common.ts';
 
 import type { PlanDocument } from '../types.ts';

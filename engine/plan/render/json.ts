@@ -1,3 +1,4 @@
+import { writeJson, type Sink } from '../json-text.ts';
 import type { PlanDocument } from '../types.ts';
 
 /**
@@ -9,11 +10,25 @@ import type { PlanDocument } from '../types.ts';
  */
 export const PRETTY_JSON_LIMIT = 1000;
 
+const prettyFor = (plan: PlanDocument, opts: { pretty?: boolean }) => opts.pretty ?? plan.changes.length <= PRETTY_JSON_LIMIT;
+
 /**
  * The plan document itself: what `--out` writes and `fleet apply PLANFILE`
  * reads, pretty-printed unless it has more than PRETTY_JSON_LIMIT changes.
  */
 export function renderJson(plan: PlanDocument, opts: { pretty?: boolean } = {}): string {
-  const pretty = opts.pretty ?? plan.changes.length <= PRETTY_JSON_LIMIT;
-  return `${pretty ? JSON.stringify(plan, null, 2) : JSON.stringify(plan)}\n`;
+  return `${prettyFor(plan, opts) ? JSON.stringify(plan, null, 2) : JSON.stringify(plan)}\n`;
+}
+
+/**
+ * renderJson's text, to `sink` in pieces (../json-text.ts): a big plan's
+ * document is never one string, and what its changes share is written once.
+ */
+export function writePlanJson(plan: PlanDocument, sink: Sink, opts: { pretty?: boolean } = {}): void {
+  if (prettyFor(plan, opts)) {
+    sink(renderJson(plan, opts));
+    return;
+  }
+  writeJson(plan, sink);
+  sink('\n');
 }
