@@ -93,13 +93,18 @@ function optionsFor(g: SeededRandom, fleets: LoadedFleet[], rows: VmRow[]): Plan
   return { targets, excludes, allowDestroy: g.chance(0.3) ? [g.pick(names)] : [], refresh: false, ...(replace.length ? { replace } : {}) };
 }
 
-/** What the live VMs of the fleets outside `scope` use per fleet and data center (FleetRecord.usage). */
-function usageOutside(rows: VmRow[], scope: string[]): UsageRow[] {
+/**
+ * What the live VMs of the fleets outside `scope` use per fleet and data
+ * center (FleetRecord.usage), or with `perFleet` per record owner and data
+ * center (fleet '') but for those fleets (usage's byOwner).
+ */
+function usageOutside(rows: VmRow[], scope: string[], owners: Record<string, string>, perFleet?: string[]): UsageRow[] {
   const sums = new Map<string, UsageRow>();
   for (const r of rows) {
     if (scope.includes(r.fleet)) continue;
-    const key = `${r.fleet}/${r.dataCenter}`;
-    const u = sums.get(key) ?? { fleet: r.fleet, owner: 'team-a', dataCenter: r.dataCenter, vms: 0, cpu: 0, memoryGiB: 0 };
+    const fleet = !perFleet || perFleet.includes(r.fleet) ? r.fleet : '';
+    const key = `${fleet}/${owners[r.fleet]}/${r.dataCenter}`;
+    const u = sums.get(key) ?? { fleet, owner: owners[r.fleet], dataCenter: r.dataCenter, vms: 0, cpu: 0, memoryGiB: 0 };
     u.vms += 1;
     u.cpu += r.size.cpu;
     u.memoryGiB += r.size.memoryGiB;
@@ -124,7 +129,8 @@ describe('reading only what differs', () => {
         fleets,
         record: rows,
         fleetVersions: Object.fromEntries(fleets.map((f, i) => [f.name, i + 1])),
-        owners: { gone: 'team-a' },
+        // The record's owners: mostly the spec's, now and then another (an owner changed in the spec).
+        owners: { gone: 'team-a', ...Object.fromEntries(fleets.map((f) => [f.name, g.chance(0.15) ? 'team-c' : f.owner])) },
         options,
         now: new Date('2026-01-02T03:04:05.000Z'),
         id: `plan-${seed}`,
@@ -133,7 +139,11 @@ describe('reading only what differs', () => {
       const scope = resolveScope(fleets.map((f) => f.name), rows.map((r) => r.fleet), options.targets, options.excludes).fleets;
       const read = splitPlanRows(rows, planShapes(pack, fleets, scope, options), scope);
       const narrowed = scope.length < new Set([...fleets.map((f) => f.name), ...rows.map((r) => r.fleet)]).size;
-      const lean = computePlan({ ...base, record: read.rows, unchanged: read.unchanged, ...(narrowed ? { usage: usageOutside(rows, scope) } : {}) });
+      // The fleets outside the scope as planStack reads them: per owner, but a fleet whose spec names another owner than the record.
+      const owners = base.owners!;
+      const perFleet = fleets.filter((f) => !scope.includes(f.name) && owners[f.name] !== f.owner).map((f) => f.name);
+      const usage = usageOutside(rows, scope, owners, seed % 2 ? perFleet : undefined);
+      const lean = computePlan({ ...base, record: read.rows, unchanged: read.unchanged, ...(narrowed ? { usage } : {}) });
       expect(lean, `seed ${seed}`).toEqual(whole);
       summed += read.unchanged.reduce((n, u) => n + u.vms, 0);
     }

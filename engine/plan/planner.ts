@@ -40,8 +40,9 @@ export interface PlanInput {
   record: PlanVmRow[];
   /**
    * What the live VMs of the fleets NOT in `record` use, summed per fleet and
-   * data center (FleetRecord.usage): counted like their rows would be. A
-   * narrowed plan passes rows for its scope and this for the rest.
+   * data center, or per owner and data center with `fleet` ''
+   * (FleetRecord.usage): counted like their rows would be. A narrowed plan
+   * passes rows for its scope and this for the rest.
    */
   usage?: UsageRow[];
   /**

@@ -13,9 +13,10 @@ import { loadStack, type LoadResult } from '../spec/index.ts';
 import { sealPlan } from './integrity.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { resolveScope, targetFleet } from './scope.ts';
-import { planShapes } from './shapes.ts';
+import { customPlanRules, planShapes } from './shapes.ts';
 import { parseVmAddress } from '../model/index.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/index.ts';
+import type { LoadedPack } from '../policy/types.ts';
 import type { PlanDocument, PlanSeal } from './types.ts';
 
 export interface PlanStackOptions extends Partial<PlanOptions> {
@@ -111,7 +112,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     const read = await record.readPlan(stack.name, { fleets: scope.fleets, shapes: planShapes(pack, fleets, scope.fleets, options) });
     rows = read.rows;
     unchanged = read.unchanged;
-    if (fleetRows.some((f) => !inScope.has(f.fleet))) usage = await record.usage(stack.name, { excludeFleets: scope.fleets });
+    if (fleetRows.some((f) => !inScope.has(f.fleet))) usage = await record.usage(stack.name, { excludeFleets: scope.fleets, ...outsideByOwner(pack, fleets, inScope, owners) });
     const problems = memberProblems(options, rows, fleets, stack.name);
     if (problems.length) throw new FleetError(problems);
     if (opts.seal && !stack.authority) identity = await record.stackIdentity(stack.name, { create: true });
@@ -140,6 +141,20 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   }
   const t3 = performance.now();
   return { plan, diagnostics: loaded.diagnostics.filter((d) => d.severity !== 'error'), timings: { load: t1 - t0, read: t2 - t1, compute: t3 - t2 } };
+}
+
+/**
+ * How a narrowed plan reads the fleets outside its scope (FleetRecord.usage):
+ * per owner and data center, which is all quotas and capacity count of them
+ * (a fleet outside the scope is never sized by this plan), except a fleet
+ * whose spec, loaded, names another owner than the record's (the quota
+ * counts it under its spec's owner), which keeps its own rows. Per fleet,
+ * as before, while the pack has custom plan rules: they may read `ctx.usage`.
+ */
+function outsideByOwner(pack: LoadedPack, fleets: readonly LoadedFleet[], inScope: ReadonlySet<string>, owners: Readonly<Record<string, string>>) {
+  if (customPlanRules(pack).length > 0) return {};
+  const perFleet = fleets.filter((f) => !inScope.has(f.name) && Object.hasOwn(owners, f.name) && owners[f.name] !== f.owner).map((f) => f.name);
+  return { byOwner: { perFleet } };
 }
 
 /**

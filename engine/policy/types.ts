@@ -63,7 +63,7 @@ export interface RuleContext {
   record: readonly PlanVmRow[];
   /**
    * What the live VMs of the fleets NOT in `record` use, summed per fleet and
-   * data center (FleetRecord.usage). A narrowed plan reads full rows only for
+   * data center, or per owner and data center with `fleet` '' (FleetRecord.usage). A narrowed plan reads full rows only for
    * the fleets in its scope and this for the rest; absent when `record`
    * holds every fleet. Quota and capacity count both.
    */

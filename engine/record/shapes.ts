@@ -72,6 +72,7 @@ export interface FleetRow {
  * instead of their rows, to count owner quotas and data center capacity.
  */
 export interface UsageRow {
+  /** '' in a row that sums several fleets of one owner (VmReader.usage's `byOwner`). */
   fleet: string;
   /** The fleet's owner in the record's fleet table ('' if the fleet has no row there). */
   owner: string;

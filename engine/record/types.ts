@@ -37,9 +37,12 @@ export interface VmReader {
   listFleets(stack: string, fleets?: readonly string[]): Promise<FleetRow[]>;
   /**
    * Live VMs of a stack summed per fleet and data center, leaving out the
-   * fleets in `excludeFleets`. Ordered by fleet, data center.
+   * fleets in `excludeFleets`. Ordered by fleet, data center. With `byOwner`:
+   * summed per owner (the fleets table's) and data center instead, `fleet`
+   * '' in those rows, except the fleets in `byOwner.perFleet`, which keep
+   * their own rows; ordered by fleet, owner, data center.
    */
-  usage(stack: string, opts: { excludeFleets: readonly string[] }): Promise<UsageRow[]>;
+  usage(stack: string, opts: { excludeFleets: readonly string[]; byOwner?: { perFleet: readonly string[] } }): Promise<UsageRow[]>;
 }
 
 /**
