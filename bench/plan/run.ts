@@ -44,6 +44,16 @@
 // document's JSON and its write ~0.8 s, GC in both. The last two are
 // 100,000 creates listed one by one (~1 KB each): only a format that
 // summarised creates per fleet would take them out.
+// After plans read only what differs (FleetRecord.readPlan: 1,900 rows and
+// 4,910 sums instead of 100,000 rows) and everything above merged
+// (2026-12-02 ~13:31, load average 3.3 at start, medians of 3): 1% changed,
+// PGlite: 1.39 s (CPU 1.68 s, two cores' worth), 193 MiB (before: 1.84 s,
+// CPU 2.33 s, 292 MiB at load 0.9); readPlan 197 ms in-process against
+// listPlanVms' 887 ms; targeted 0.72 s, 159 MiB; empty record 2.67 s (CPU
+// 3.24 s), 286 MiB; 1k empty record 0.77 s (CPU 0.88 s), 163 MiB; the
+// Terraform peer at 10k 20.8x (757 ms against 15.7 s). What is left in the
+// 1% plan's 0.69-0.79 s read phase is PGlite's start (~0.45 s) and its first
+// queries on a cold WebAssembly tier.
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
