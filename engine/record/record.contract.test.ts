@@ -1086,10 +1086,15 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         await raw.transaction(async (q) => {
           await q.query('SELECT 1 FROM boot_tokens WHERE vm_id = $1 FOR UPDATE', [a.id]);
           pending = r.authorizeBoots([check(a.id)]);
-          // Until the check waits on the row this transaction holds.
+          // Until the check waits on the row this transaction holds. A
+          // transaction sees pg_stat_activity as it was at its first read
+          // unless the snapshot is cleared: without that, a first look taken
+          // before the check began waiting was seen forever (a CI hang).
           const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%UPDATE boot_tokens SET used_at = COALESCE%'`;
-          while ((await q.query(waiting)).length === 0) {
-            await new Promise((done) => setImmediate(done));
+          for (;;) {
+            await q.query('SELECT pg_stat_clear_snapshot()');
+            if ((await q.query(waiting)).length > 0) break;
+            await new Promise((done) => setTimeout(done, 5));
           }
           await q.query('UPDATE boot_tokens SET used_at = clock_timestamp() WHERE vm_id = $1', [a.id]);
         });
