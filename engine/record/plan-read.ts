@@ -182,12 +182,14 @@ export function planReader({ db }: RecordSql): Pick<VmReader, 'listPlanVms' | 'r
         // data center (vm_usage, kept in step with vms by triggers), less
         // the rows read.
         const differing = await readRows(q, stack, fleets, [...shapes.values()]);
-        // One JSON text, as usage() reads it; a whole plan asks for most of the stack's rows, so all are read and the rest skipped here.
+        // One JSON text, as usage() reads it; the shaped fleets joined as a hashed set
+        // (a list compared row by row cost ~60 ms for 500 fleets on PGlite).
         const [counts] = await q.query<{ j: string }>(
-          `SELECT coalesce(json_agg(json_build_array(fleet, data_center, vms)), '[]')::text AS j FROM vm_usage WHERE stack = $1 AND vms > 0${shaped.length > 1 ? '' : ' AND fleet = $2'}`,
-          shaped.length > 1 ? [stack] : [stack, shaped[0]],
+          `SELECT coalesce(json_agg(json_build_array(fleet, data_center, vms)), '[]')::text AS j
+           FROM vm_usage JOIN unnest($2::text[]) AS f(name) ON fleet = f.name WHERE stack = $1 AND vms > 0`,
+          [stack, shaped],
         );
-        const live = (JSON.parse(counts.j) as [string, string, number][]).filter(([fleet]) => shapes.has(fleet)).map(([fleet, data_center, vms]) => ({ fleet, data_center, vms }));
+        const live = JSON.parse(counts.j) as [fleet: string, dataCenter: string, vms: number][];
         const read = new Map<string, number>();
         const kept = new Map<string, number>();
         for (const r of differing) {
@@ -198,12 +200,11 @@ export function planReader({ db }: RecordSql): Pick<VmReader, 'listPlanVms' | 'r
           if (!r.deposed && r.index < s.count) kept.set(r.fleet, (kept.get(r.fleet) ?? 0) + 1);
         }
         const unchanged: UnchangedRow[] = [];
-        for (const l of live) {
-          const s = shapes.get(l.fleet)!;
-          const n = Number(l.vms) - (read.get(`${l.fleet}\u0000${l.data_center}`) ?? 0);
+        for (const [fleet, dataCenter, vms] of live) {
+          const n = vms - (read.get(`${fleet}\u0000${dataCenter}`) ?? 0);
           if (n <= 0) continue;
-          kept.set(l.fleet, (kept.get(l.fleet) ?? 0) + n);
-          unchanged.push(summed(s, l.data_center, n));
+          kept.set(fleet, (kept.get(fleet) ?? 0) + n);
+          unchanged.push(summed(shapes.get(fleet)!, dataCenter, n));
         }
         // A fleet with members missing below its count is read whole: its new members need the free indexes.
         const whole = new Set(shaped.filter((f) => (kept.get(f) ?? 0) < shapes.get(f)!.count));
