@@ -54,6 +54,9 @@
 // Terraform peer at 10k 20.8x (757 ms against 15.7 s). What is left in the
 // 1% plan's 0.69-0.79 s read phase is PGlite's start (~0.45 s) and its first
 // queries on a cold WebAssembly tier.
+// At dc9e79d (~14:25, load average 3.2 at start, medians of 3): 1% changed,
+// PGlite 0.998 s (CPU 1.26 s), 193 MiB (target <= 1.2 s / 400 MiB met);
+// readPlan 153 ms; targeted 0.51 s; 1k empty record 0.64 s (CPU 0.76 s).
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

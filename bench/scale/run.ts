@@ -62,6 +62,11 @@
 // stack): targeted 0.35 s (0.41 s) 67 MiB, whole 0.86 s (0.97 s) 110 MiB
 // (issue 20's 100k PostgreSQL targets: targeted <= 0.4 s met, whole <= 0.8 s
 // not quite: YAML of 500 fleets ~0.16 s, GC ~0.1 s, the server's scan ~0.14 s).
+// After readPlan joins the shaped fleets' vm_usage rows as a hashed set
+// (dc9e79d; ~14:25, load average 3.0 at start, medians of 3): 1M targeted
+// 0.34 s (CPU 0.36 s) 72 MiB, whole 3.58 s (3.61 s) 232 MiB, state list
+// 0.25 s; 100k targeted 0.33 s (0.37 s) 67 MiB, whole 0.66 s (0.81 s)
+// 110 MiB, state list 0.19 s: every 100k and 1M PostgreSQL target met.
 //
 // PGlite: a record this large lives in the CLI's own process (WebAssembly
 // memory that never shrinks; 528 MiB at 100k in issue 20), so it is tried
