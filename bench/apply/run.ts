@@ -22,8 +22,9 @@
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
 //                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N] [-- --warm N]
 //
-// --runs N (default 1) repeats the whole run N times (fresh database, fresh
-// services) and ends with the median of each figure over the runs.
+// --runs N (default 3; 1 with --quick) repeats the whole run N times (fresh
+// database, fresh services) and ends with the median of each figure over the
+// runs.
 //
 // --warm N (deployed run only) first applies N other VMs (fleets w-NNNN)
 // through the same services, then measures the apply of the --vms VMs: the
@@ -128,7 +129,7 @@ const { values } = parseArgs({
     embedded: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
     keep: { type: 'boolean', default: false },
-    runs: { type: 'string', default: '1' },
+    runs: { type: 'string' },
     warm: { type: 'string', default: '0' },
   },
 });
@@ -148,7 +149,7 @@ const LATENCY = whole('latency', values.latency ?? '20', 0);
 const FLEET_SIZE = whole('fleet-size', values['fleet-size'] ?? '250', 1);
 const pgBase = values.embedded ? undefined : (values.pg ?? process.env.FLEET_TEST_POSTGRES_URL) || undefined;
 const cpuProf = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
-const RUNS = whole('runs', values.runs ?? '1', 1);
+const RUNS = whole('runs', values.runs ?? (values.quick ? '1' : '3'), 1);
 const WARM = whole('warm', values.warm ?? '0', 0);
 if (WARM > 0 && WARM < DCS.length) {
   console.error(`bench:apply: --warm takes 0 (none) or at least ${DCS.length} VMs, not ${WARM}`);
