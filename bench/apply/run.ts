@@ -22,8 +22,9 @@
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
 //                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N] [-- --warm N]
 //
-// --runs N (default 1) repeats the whole run N times (fresh database, fresh
-// services) and ends with the median of each figure over the runs.
+// --runs N (default 3; 1 with --quick) repeats the whole run N times (fresh
+// database, fresh services) and ends with the median of each figure over the
+// runs.
 //
 // --warm N (deployed run only) first applies N other VMs (fleets w-NNNN)
 // through the same services, then measures the apply of the --vms VMs: the
@@ -72,6 +73,30 @@
 // and providers (runs, journal rows, --format json events), 20% HTTP/net, 8%
 // pg, 11% GC. No single part is big enough for the 1 ms per VM target: it
 // needs fewer messages and objects per VM, not cheaper ones.
+//
+// At c413013 on a quiet machine (2026-12-02 16:36, load average 1.2 at the
+// start, PostgreSQL): 10,000 VMs at P 50: apply phase 13.75 s, ratio 3.44
+// (whole 3.62); CPU: the CLI's apply phase 3.2 s + services 16.0 s
+// (authority 5.7 s, each DMZ client 2.5-2.7 s) = 1.92 ms per VM, and
+// PostgreSQL 5.2 s more (0.52 ms per VM): 24.4 CPU-seconds in 13.75 s, both
+// cores saturated. At P 10: apply phase 25.4 s, ratio 1.27 (whole 1.30); 3.3
+// ms per VM + PostgreSQL 1.2 ms (smaller batches), 1.76 of the 2 cores busy.
+// The same 10,000 at P 50 on Node 22.23.5: 1.79 ms per VM; on Node
+// 24.22.3: 1.55 ms per VM (load average 2-6: another session's tests ran).
+// Where a lane place's time goes at P 10 (the sims' own timeline, instrumented
+// for the measurement only, the last 2,000 of 8,000 VMs, means from the
+// createVm call): createVm done at 21.8 ms; powerOn starts 0.4 ms later;
+// boot starts 2.0 ms after powerOn is done (the run waits for createVm's
+// report: the record lags the cloud by one edge at most); awaitReady starts
+// 1.3 ms after boot; the agent asks the boot endpoint at 89.0 ms and has its
+// answer at 101.8 ms (12.8 ms: the DMZ client's batch to the authority and
+// the boot check's statement); ready at 102.5 ms, 22.5 ms over the 80 ms of
+// cloud calls, each 20 ms timer firing ~1.3 ms late. The DMZ client's calls
+// to the authority, mean / median: lazy reports 16.4 / 14.3 ms, reports
+// 11.1 / 9.1, advances 26.4 / 22.0, boot checks 8.9 / 7.2: mostly the wait
+// for a core at every hop. The CLI's journal (4,000 VMs, P 10, rows not
+// written, for the measurement only): the CLI's apply phase 2.7 -> 1.8 s of
+// CPU, PostgreSQL 4.3 -> 3.2 s: 0.5 ms per VM of the ~4.5 in all.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -104,7 +129,7 @@ const { values } = parseArgs({
     embedded: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
     keep: { type: 'boolean', default: false },
-    runs: { type: 'string', default: '1' },
+    runs: { type: 'string' },
     warm: { type: 'string', default: '0' },
   },
 });
@@ -124,7 +149,7 @@ const LATENCY = whole('latency', values.latency ?? '20', 0);
 const FLEET_SIZE = whole('fleet-size', values['fleet-size'] ?? '250', 1);
 const pgBase = values.embedded ? undefined : (values.pg ?? process.env.FLEET_TEST_POSTGRES_URL) || undefined;
 const cpuProf = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
-const RUNS = whole('runs', values.runs ?? '1', 1);
+const RUNS = whole('runs', values.runs ?? (values.quick ? '1' : '3'), 1);
 const WARM = whole('warm', values.warm ?? '0', 0);
 if (WARM > 0 && WARM < DCS.length) {
   console.error(`bench:apply: --warm takes 0 (none) or at least ${DCS.length} VMs, not ${WARM}`);

@@ -57,6 +57,14 @@
 // At dc9e79d (~14:25, load average 3.2 at start, medians of 3): 1% changed,
 // PGlite 0.998 s (CPU 1.26 s), 193 MiB (target <= 1.2 s / 400 MiB met);
 // readPlan 153 ms; targeted 0.51 s; 1k empty record 0.64 s (CPU 0.76 s).
+// At c413013 on a quiet machine (2026-12-02 16:35-16:49, load average 1.1-1.4
+// at start, nothing else running, medians of 3): 1% changed, PGlite 0.99 s
+// (CPU 1.23 s), 191 MiB; readPlan 134 ms; targeted 0.54 s, 157 MiB; empty
+// record (100,000 creates) 1.78 s (CPU 2.25 s), 287 MiB, document 102.6 MiB
+// (target <= 2.0 s / 600 MiB met); 1k empty record (--fleets 10 --members
+// 100) 0.44 s (CPU 0.53 s), 163 MiB (target <= 0.5 s met). The earlier
+// misses of those two were the load: at load average 3.2 the same code took
+// 2.67 s and 0.64 s.
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

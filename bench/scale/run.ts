@@ -67,6 +67,10 @@
 // 0.34 s (CPU 0.36 s) 72 MiB, whole 3.58 s (3.61 s) 232 MiB, state list
 // 0.25 s; 100k targeted 0.33 s (0.37 s) 67 MiB, whole 0.66 s (0.81 s)
 // 110 MiB, state list 0.19 s: every 100k and 1M PostgreSQL target met.
+// At c413013 on a quiet machine (2026-12-02 ~16:50, load average 1.1-1.3 at
+// start, medians of 3): 100k targeted 0.25 s (CPU 0.28 s) 66 MiB, whole
+// 0.53 s (0.64 s) 110 MiB, state list 0.17 s; 1M (seeded in 37.9 s) targeted
+// 0.32 s (0.33 s) 72 MiB, whole 3.05 s (3.21 s) 229 MiB, state list 0.18 s.
 //
 // PGlite: a record this large lives in the CLI's own process (WebAssembly
 // memory that never shrinks; 528 MiB at 100k in issue 20), so it is tried

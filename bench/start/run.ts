@@ -17,6 +17,11 @@
 //
 // --root DIR runs the `fleet` of another checkout (its bin/fleet.mjs, its
 // stacks/local, specs and policies), to compare with an older commit.
+//
+// At c413013 on a quiet machine (2026-12-02 ~16:50, load average 1.2): node
+// -e 0 0.062 s; --version 0.097 s; validate 0.178 s, 60 MiB (target <= 0.25 s
+// met); apply of the 7 creates 1.89 s, peak RSS 207 MiB (target <= 300 MiB
+// met); apply with nothing to do 0.99 s, 196 MiB.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cp, mkdtemp, rm, symlink } from 'node:fs/promises';

@@ -62,6 +62,23 @@ describe('apply progress', () => {
     );
   });
 
+  // `fleet apply` finishes its progress in two finally blocks (the apply's,
+  // then the command's, after the summary is printed): a second finish must
+  // draw nothing, or plain output repeats its lines after "Apply complete" and
+  // a TTY moves the cursor up over the summary to redraw the bars.
+  it.each(['plain', 'tty', 'json'] as const)('%s: a second finish() writes nothing', (mode) => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    const p = createProgress(mode, out, { intervalMs: 60_000, now: () => 0 });
+    for (const e of events) p.onEvent(e);
+    p.finish();
+    const once = text;
+    expect(once).not.toBe('');
+    p.finish();
+    expect(text).toBe(once);
+  });
+
   it('tty: a bar per data center, redrawn in place', () => {
     const text = run('tty');
     expect(text).toContain('\x1b[2A');

@@ -21,7 +21,7 @@ interface DcProgress {
 
 export interface Progress {
   onEvent(e: ApplyEvent): void;
-  /** Draws the final state and stops timers. */
+  /** Draws the final state and stops timers; once (later calls do nothing). */
   finish(): void;
 }
 
@@ -79,6 +79,7 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
     }
   };
 
+  let finished = false;
   const timer = setInterval(draw, opts.intervalMs ?? (mode === 'tty' ? 100 : 5000));
   timer.unref();
 
@@ -121,6 +122,9 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
       }
     },
     finish() {
+      // Once: `fleet apply` calls it again after printing its summary, which a redraw would repeat (plain) or overwrite (tty).
+      if (finished) return;
+      finished = true;
       clearInterval(timer);
       dirty = true;
       draw();

@@ -72,7 +72,7 @@ function transitionMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void
     ? `recover: retry from ${row.state} to ${spec.state} along the pack's recovery edges`
     : lc.requestable.includes(row.state)
       ? `desired state is ${spec.state}`
-      : `continue from ${row.state}, left by an interrupted apply`;
+      : `continue from ${row.state}, where an earlier apply stopped`;
   s.changes.push({
     ...s.base(spec, row.index, row.dataCenter),
     action: 'transition',
