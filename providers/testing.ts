@@ -57,6 +57,8 @@ export async function startTestWorld(opts: {
   credentialTtlMs?: number;
   /** Share one record between worlds (PGlite start-up is the slow part); each world gets its own stack name. */
   record?: FleetRecord;
+  /** Puts something (a proxy) between the DMZ clients and the authority: given the authority's URL, the URL they call. */
+  via?: (authorityUrl: string) => Promise<string>;
 } = {}): Promise<TestWorld> {
   const stack = `test-${randomUUID().slice(0, 8)}`;
   const names = opts.dataCenters ?? ['miami', 'richmond'];
@@ -65,6 +67,7 @@ export async function startTestWorld(opts: {
   const pack = await defaultPack();
   const tokens = names.map((name) => ({ name, token: `authority-${name}-${randomUUID()}` }));
   const authority = await startAuthority({ record, pack, stackName: stack, dataCenters: tokens, secret: 'test-secret', ...(opts.credentialTtlMs ? { credentialTtlMs: opts.credentialTtlMs } : {}) });
+  const authorityUrl = opts.via ? await opts.via(authority.url) : authority.url;
   const dcs = new Map<string, TestDc>();
   for (const { name, token } of tokens) {
     const stateDir = join(dir, name);
@@ -76,7 +79,7 @@ export async function startTestWorld(opts: {
       const dmz = await startDmzClient({
         dataCenter: name,
         driver,
-        authorityUrl: authority.url,
+        authorityUrl,
         authorityToken: token,
         clientToken,
         stateDir,

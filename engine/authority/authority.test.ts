@@ -272,6 +272,29 @@ describe('authority: boot, record statements', () => {
     expect((await core.bootAuthorize('miami', other.body)).approved).toBe(true);
   });
 
+  it('a boot edge approved again before its boot was reported (the next apply after a crash): the first token, maybe booting in the cloud, is still answered, once; the new one too', async () => {
+    const { core, calls } = counted();
+    const { id, body: first } = await bootingIn(core, calls);
+    // The first boot went out and its report was lost; the next apply asks for the boot edge again: a new token.
+    const again = await core.authorize('miami', transition(id, 'PoweredOn', 'Starting'));
+    expect(again.bootToken).toBeTruthy();
+    expect(again.bootToken).not.toBe(first.bootToken);
+    const second = { ...first, bootToken: again.bootToken! };
+    // The VM still booting with the first token asks: approved (before the fix: denied, and the sim terminated the VM).
+    expect(await core.bootAuthorize('miami', first)).toMatchObject({ approved: true, diskKey: diskKey(SECRET, id) });
+    expect(await core.bootAuthorize('miami', second)).toMatchObject({ approved: true, diskKey: diskKey(SECRET, id) });
+    // Each once (a repeat within the window is answered again, recorded once); never for another VM or cloud id.
+    expect((await bootAttempts(record as SqlRecord, { vmId: id })).filter((b) => b.approved)).toHaveLength(2);
+    const other = await bootingIn(core, calls);
+    expect(await core.bootAuthorize('miami', { ...other.body, bootToken: first.bootToken })).toMatchObject({ approved: false });
+    expect(await core.bootAuthorize('miami', { ...first, cloudId: 'cloud-evil' })).toMatchObject({ approved: false });
+    // A third approval replaces the second, used: the first and the second are denied now.
+    const third = await core.authorize('miami', transition(id, 'PoweredOn', 'Starting'));
+    expect(await core.bootAuthorize('miami', first)).toMatchObject({ approved: false, reason: expect.stringContaining('not valid for this VM') });
+    expect(await core.bootAuthorize('miami', second)).toMatchObject({ approved: false });
+    expect(await core.bootAuthorize('miami', { ...first, bootToken: third.bootToken! })).toMatchObject({ approved: true });
+  });
+
   it('a boot naming another data center than its token is denied and written to the VM\'s history', async () => {
     const { core, calls } = counted();
     const { id, body } = await bootingIn(core, calls);

@@ -11,8 +11,13 @@
 // same VM, cloud id, image and token, still in a booting state, within
 // BOOT_REPEAT_MS of the first use, gets the same approval (and the same disk
 // key), written once. Another VM's token, a token replaced by a newer boot
-// edge, one past the window, or any token once the VM moved on (Running,
-// BootFailed, …) is denied as before.
+// edge after its use, one past the window, or any token once the VM moved on
+// (Running, BootFailed, …) is denied as before.
+//
+// A token replaced unused (the boot edge approved again by the next apply,
+// after a crash lost the first boot's report) stays good, once, beside the
+// new one (the record keeps it: boot_tokens.prev_hash): the VM may be booting
+// with it, and denying it would get a VM the record holds terminated.
 import { randomUUID } from 'node:crypto';
 import { Batched } from '../durability/index.ts';
 import type { LoadedPack } from '../policy/types.ts';

@@ -261,7 +261,7 @@ export function bootStates(lifecycle: Lifecycle): string[] {
  * | cloud-id-mismatch | the cloud id is not the record's |
  * | image-mismatch | the image is not the record's real image |
  * | not-booting | the VM is in no state a `boot` edge leaves or enters |
- * | boot-token-invalid | otherwise: the token is not the VM's last, or was used |
+ * | boot-token-invalid | otherwise: the token is not the VM's last (nor the one it replaced unused), or was used |
  */
 export function bootDenial(caller: string, req: BootAuthorizeRequest, vm: VmRow | undefined, states: readonly string[]): Refusal {
   if (req.dataCenter !== caller) return refuse('wrong-data-center', `the boot names data center ${req.dataCenter} but the token belongs to ${caller}`);

@@ -5,86 +5,120 @@
 // history.ts), with upsertBootTokens.
 import { FULL_VM, iso, vmFromRow } from './rows.ts';
 import type { RecordSql } from './sql.ts';
-import type { BootCheckResult, BootStore } from './types.ts';
+import type { BootCheck, BootCheckResult } from './shapes.ts';
+import type { BootStore } from './types.ts';
 
 /**
  * A statement's boot tokens, as a data-modifying CTE's body: `token` of each
  * row of `from` where it is set, a VM's new token replacing its earlier one
- * (created now, unused).
+ * (created now, unused). The earlier one, if it was never used, is kept as
+ * the VM's previous token (prev_hash): its boot may be under way in the
+ * cloud (approved, carried out, its report lost to a crash) and is answered
+ * once still; a used one, and the one kept before, are dropped.
  */
 export function upsertBootTokens(from: string, vmId: string, token: string): string {
   return `INSERT INTO boot_tokens (vm_id, token_hash)
          SELECT ${vmId}, ${token} FROM ${from} WHERE ${token} IS NOT NULL
-         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL`;
+         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL,
+           prev_hash = CASE WHEN boot_tokens.used_at IS NULL AND boot_tokens.token_hash <> EXCLUDED.token_hash THEN boot_tokens.token_hash END,
+           prev_used_at = NULL`;
 }
 
 export function bootStore({ db }: RecordSql): BootStore {
+  /**
+   * One statement updates a VM's boot_tokens row once: of two checks of one
+   * VM with different tokens (its token and the one it replaced, both
+   * valid), one may lose. Those are checked again, in a statement of their
+   * own, as if they had come a moment later.
+   */
+  const authorizeBoots = async (items: readonly BootCheck[]): Promise<BootCheckResult[]> => {
+    const out = await checkBoots(items);
+    const again = items.flatMap((it, k) =>
+      !out[k].approved && items.some((o, j) => out[j].approved && o.vmId === it.vmId && o.tokenHash !== it.tokenHash) ? [k] : [],
+    );
+    if (again.length === 0) return out;
+    const later = await authorizeBoots(again.map((k) => items[k]));
+    again.forEach((k, i) => (out[k] = later[i]));
+    return out;
+  };
+
+  const checkBoots = async (items: readonly BootCheck[]): Promise<BootCheckResult[]> => {
+    if (items.length === 0) return [];
+    const states: [number[], string[]] = [[], []];
+    items.forEach((it, k) => {
+      for (const s of it.allowedStates) {
+        states[0].push(k + 1);
+        states[1].push(s);
+      }
+    });
+    // The token use guarded by the row check, and the approved attempt
+    // rows, in one statement. ok: the items whose row matches; m: of
+    // those, the first per (VM, token) (UPDATE … FROM uses one source row
+    // per target row). used: the tokens m may use: the VM's token, or the
+    // one a newer approval replaced unused (prev_hash: a boot that may be
+    // in flight, docs/recovery.md "Resumed boots"), each unused, or used
+    // within the item's repeat window (a resumed agent presenting the
+    // token it was approved with; a concurrent use makes the row's recheck
+    // see the new used_at, so both are approved). Without a window, only
+    // unused: a use that committed while this statement waited can be
+    // stamped after this transaction's now(), and `used_at > now() - 0`
+    // then let it through. fresh: used now (the use's time is now() only
+    // when this transaction set it): only those write the approved attempt
+    // row, so an approval is recorded once however often it is repeated.
+    // The answer: every item with the row as the statement saw it,
+    // approved when its row matched and its token was used.
+    const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean }>(
+      `WITH i AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[]) WITH ORDINALITY
+           AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_k)
+       ),
+       s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
+       ok AS (
+         SELECT i.* FROM i JOIN vms ON vms.id = i.i_vm
+         WHERE vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
+           AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
+       ),
+       m AS (SELECT DISTINCT ON (i_vm, i_hash) * FROM ok ORDER BY i_vm, i_hash, i_k),
+       used AS (
+         UPDATE boot_tokens SET
+           used_at = CASE WHEN boot_tokens.token_hash = m.i_hash THEN COALESCE(boot_tokens.used_at, now()) ELSE boot_tokens.used_at END,
+           prev_used_at = CASE WHEN boot_tokens.token_hash = m.i_hash THEN boot_tokens.prev_used_at ELSE COALESCE(boot_tokens.prev_used_at, now()) END
+         FROM m
+         WHERE boot_tokens.vm_id = m.i_vm AND (
+           (boot_tokens.token_hash = m.i_hash
+             AND (boot_tokens.used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond')))
+           OR (boot_tokens.prev_hash = m.i_hash
+             AND (boot_tokens.prev_used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.prev_used_at > now() - m.i_repeat * interval '1 millisecond'))))
+         RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_hash AS u_hash, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason,
+           (CASE WHEN boot_tokens.token_hash = m.i_hash THEN boot_tokens.used_at ELSE boot_tokens.prev_used_at END) = now() AS u_fresh
+       ),
+       att AS (
+         INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason)
+         SELECT u_vm, u_dc, u_cloud, u_image, true, u_reason FROM used WHERE u_fresh ORDER BY u_k
+       )
+       SELECT i.i_k AS k, (ok.i_k IS NOT NULL AND used.u_k IS NOT NULL) AS approved, (vms.id IS NOT NULL) AS found, ${FULL_VM.list}
+       FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN ok ON ok.i_k = i.i_k
+         LEFT JOIN used ON used.u_vm = i.i_vm AND used.u_hash = i.i_hash AND (used.u_k = i.i_k OR i.i_repeat > 0)
+       ORDER BY i.i_k`,
+      [
+        items.map((i) => i.vmId),
+        items.map((i) => i.dataCenter),
+        items.map((i) => i.cloudId),
+        items.map((i) => i.image),
+        items.map((i) => i.tokenHash),
+        items.map((i) => i.reason),
+        ...states,
+        items.map((i) => Math.max(0, i.repeatWithinMs)),
+      ],
+    );
+    return rows.map((r): BootCheckResult => {
+      const vm = r.found ? vmFromRow(r) : undefined;
+      return r.approved && vm ? { approved: true, vm } : { approved: false, vm };
+    });
+  };
+
   return {
-    async authorizeBoots(items) {
-      if (items.length === 0) return [];
-      const states: [number[], string[]] = [[], []];
-      items.forEach((it, k) => {
-        for (const s of it.allowedStates) {
-          states[0].push(k + 1);
-          states[1].push(s);
-        }
-      });
-      // The token use guarded by the row check, and the approved attempt
-      // rows, in one statement. ok: the items whose row matches; m: of
-      // those, the first per (VM, token) (UPDATE … FROM uses one source row
-      // per target row). used: the tokens m may use: unused, or used within
-      // the item's repeat window (a resumed agent presenting the token it was
-      // approved with; a concurrent use makes the row's recheck see the new
-      // used_at, so both are approved). Without a window, only unused: a use
-      // that committed while this statement waited can be stamped after this
-      // transaction's now(), and `used_at > now() - 0` then let it through. fresh: used now (used_at is now() only
-      // when this transaction set it): only those write the approved attempt
-      // row, so an approval is recorded once however often it is repeated.
-      // The answer: every item with the row as the statement saw it,
-      // approved when its row matched and its token was used.
-      const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean }>(
-        `WITH i AS (
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[]) WITH ORDINALITY
-             AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_k)
-         ),
-         s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
-         ok AS (
-           SELECT i.* FROM i JOIN vms ON vms.id = i.i_vm
-           WHERE vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
-             AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
-         ),
-         m AS (SELECT DISTINCT ON (i_vm, i_hash) * FROM ok ORDER BY i_vm, i_hash, i_k),
-         used AS (
-           UPDATE boot_tokens SET used_at = COALESCE(boot_tokens.used_at, now()) FROM m
-           WHERE boot_tokens.vm_id = m.i_vm AND boot_tokens.token_hash = m.i_hash
-             AND (boot_tokens.used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond'))
-           RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_hash AS u_hash, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason,
-             boot_tokens.used_at = now() AS u_fresh
-         ),
-         att AS (
-           INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason)
-           SELECT u_vm, u_dc, u_cloud, u_image, true, u_reason FROM used WHERE u_fresh ORDER BY u_k
-         )
-         SELECT i.i_k AS k, (ok.i_k IS NOT NULL AND used.u_k IS NOT NULL) AS approved, (vms.id IS NOT NULL) AS found, ${FULL_VM.list}
-         FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN ok ON ok.i_k = i.i_k
-           LEFT JOIN used ON used.u_vm = i.i_vm AND used.u_hash = i.i_hash AND (used.u_k = i.i_k OR i.i_repeat > 0)
-         ORDER BY i.i_k`,
-        [
-          items.map((i) => i.vmId),
-          items.map((i) => i.dataCenter),
-          items.map((i) => i.cloudId),
-          items.map((i) => i.image),
-          items.map((i) => i.tokenHash),
-          items.map((i) => i.reason),
-          ...states,
-          items.map((i) => Math.max(0, i.repeatWithinMs)),
-        ],
-      );
-      return rows.map((r): BootCheckResult => {
-        const vm = r.found ? vmFromRow(r) : undefined;
-        return r.approved && vm ? { approved: true, vm } : { approved: false, vm };
-      });
-    },
+    authorizeBoots,
 
     async addBootAttempts(attempts) {
       if (attempts.length === 0) return;

@@ -293,6 +293,18 @@ export const MIGRATIONS: readonly Migration[] = [
        FROM vms WHERE retired_at IS NULL GROUP BY stack, fleet, data_center`,
     ],
   },
+  {
+    version: 9,
+    description: 'boot_tokens keeps the token a newer boot approval replaced unused (prev_hash, prev_used_at): the boot it may have started in the cloud is still answered, once',
+    statements: [
+      // A boot edge approved again (the next apply after a crash that lost
+      // the first boot's report) replaces the VM's token while the VM may
+      // still be booting with the first one (docs/recovery.md, "Resumed
+      // boots"). Only the token replaced unused is kept, and only one.
+      `ALTER TABLE boot_tokens ADD COLUMN prev_hash text`,
+      `ALTER TABLE boot_tokens ADD COLUMN prev_used_at timestamptz`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

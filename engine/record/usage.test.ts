@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
 import { seededRandom } from '../model/seeded-random.ts';
 import { readBudgetUsage, type BudgetUsage } from './budget.ts';
-import { MIGRATIONS, migrate } from './migrations.ts';
+import { MIGRATIONS, SCHEMA_VERSION, migrate } from './migrations.ts';
 import { openRecord } from './open.ts';
 import { openPglite } from './pglite.ts';
 import { openPostgres } from './postgres.ts';
@@ -343,7 +343,7 @@ describe.each(testBackends())('vm_usage on $name', (backend) => {
       }
       const record = await openRecord(url);
       try {
-        expect(await record.schemaVersion()).toBe(8);
+        expect(await record.schemaVersion()).toBe(SCHEMA_VERSION);
         expect(await usageDrift(record)).toEqual([]);
         expect(await record.usage('s', { excludeFleets: [] })).toEqual([
           { fleet: 'db', owner: 'team-b', dataCenter: 'austin', vms: 1, cpu: 0.5, memoryGiB: 0.5 },

@@ -124,9 +124,17 @@ export class Runs {
       // report before this one must have been answered ok). A booting VM's
       // call waits for its report (/v1/boot): the authority checks the VM
       // against the record's state.
+      //
+      // Except into a boot: a VM calls the authority when it boots, and is
+      // judged by the record's state, so its boot goes out only once the
+      // record holds the boot edge's `from` (this step's report answered
+      // ok). Written behind, a report lost to a crash or an authority
+      // outage left the record before the boot edge (PoweredOff) with the
+      // VM booting: its boot was denied, the VM terminated, and the next
+      // apply's powerOn found no VM (providers/boot-race.test.ts).
       const goesOn = () => {
         const n = given.get(k + 1);
-        return n?.ahead !== undefined && n.ahead.decision !== 'vetoed' && !n.done;
+        return n?.ahead !== undefined && n.ahead.decision !== 'vetoed' && !n.done && n.ahead.operation !== 'boot';
       };
       const ctx: RunContext = {
         ...mine,

@@ -462,6 +462,52 @@ describe('sim driver', () => {
       }
     });
 
+    it.each([
+      { name: 'denied, after its VM was powered off and on again', answer: { approved: false, reason: 'VM web/0 is PoweredOff, not booting' }, cycle: ['powerOff', 'powerOn'] as const },
+      { name: 'approved, after its VM was powered off', answer: { approved: true, reason: 'ok' }, cycle: ['powerOff'] as const },
+      { name: 'denied, after its VM was shut down', answer: { approved: false, reason: 'not booting' }, cycle: ['shutdown'] as const },
+    ])('an agent whose call is on its way does not act on its answer once its boot was ended: $name', async ({ answer, cycle }) => {
+      // The boot endpoint holds the agent's call until the VM's power changed, then answers it.
+      let release = () => {};
+      const held = new Promise<void>((r) => (release = r));
+      let asked = () => {};
+      const calling = new Promise<void>((r) => (asked = r));
+      let answered = () => {};
+      const told = new Promise<void>((r) => (answered = r));
+      const server = createServer((req, res) => {
+        req.resume();
+        req.on('end', async () => {
+          asked();
+          await held;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(answer));
+          answered();
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      try {
+        const d = await sim({ bootMs: 1 });
+        d.attach({ bootUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/boot` });
+        const vm = await d.createVm(creds(), input({ encryptedDisk: false }));
+        const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+        await d.powerOn(creds(), ref);
+        await d.boot(creds(), ref, { bootToken: 'tok-1' });
+        await calling;
+        for (const call of cycle) await d[call](creds(), ref);
+        const before = await d.get(creds(), ref);
+        release();
+        await told;
+        await d.agentsIdle();
+        expect(await d.get(creds(), ref)).toEqual(before);
+        expect(before).toMatchObject({ status: 'present' });
+        expect(before?.agent).not.toBe('ready');
+      } finally {
+        release();
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    });
+
     it('a boot cut short by a restart of its data center resumes with the same token once the endpoint is known again', async () => {
       answers.push({ approved: true, reason: 'ok', diskKey: 'the-key' });
       // A boot that will not get to ask before the process "dies".

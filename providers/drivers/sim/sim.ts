@@ -54,6 +54,8 @@ export class SimDriver implements Driver {
   private faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith'> = {};
   private readonly events = new EventEmitter();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Agents asking or acting now (agentsIdle). */
+  private readonly agents = new Set<Promise<void>>();
   /** The data center's disk: changes appended by group commit, compacted into the snapshot (log.ts). */
   private readonly log: SimLog;
   private readonly byCloudId = new Map<string, SimVm>();
@@ -61,7 +63,12 @@ export class SimDriver implements Driver {
   private readonly byVmId = new Map<string, SimVm[]>();
   /** Capacity used by present VMs, kept as VMs come, change and go. */
   private readonly usage = { vms: 0, cpu: 0, memoryGiB: 0 };
-  /** Per cloud id, the latest boot; an agent of an older boot (a retried `boot`) gives up instead of acting. */
+  /**
+   * Per cloud id, the latest boot, bumped by every change that ends a boot
+   * in progress (a new `boot`, power on or off, shutdown, delete): an agent
+   * of an older boot gives up instead of acting on its answer, as a real
+   * VM's agent dies with the boot it ran in.
+   */
   private readonly bootGeneration = new Map<string, number>();
   private closed = false;
   /** Calls made, per name (tests and benchmarks read it). */
@@ -255,9 +262,17 @@ export class SimDriver implements Driver {
     return view(this.dataCenter, vm);
   }
 
+  /** Ends the boot `vm` is in, if any (see bootGeneration), at once, before the change that ends it is written; the new generation. */
+  private endBoot(vm: SimVm): number {
+    const generation = (this.bootGeneration.get(vm.cloudId) ?? 0) + 1;
+    this.bootGeneration.set(vm.cloudId, generation);
+    return generation;
+  }
+
   async powerOn(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('powerOn', creds);
     const vm = this.mustFind(ref);
+    this.endBoot(vm);
     return this.change(vm, { power: 'on', agent: 'none', agentDetail: null, bootToken: null });
   }
 
@@ -265,18 +280,20 @@ export class SimDriver implements Driver {
     await this.enter('boot', creds);
     const vm = this.mustFind(ref);
     if (vm.power !== 'on') throw new DriverError('invalid-state', `VM ${vm.cloudId} is powered off; power it on before booting`);
+    // The older agent stands down now, not once this change is written: its answer may come meanwhile.
+    const generation = this.endBoot(vm);
     const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: opts.bootToken });
-    this.startAgent(vm, opts.bootToken);
+    this.startAgent(vm, opts.bootToken, generation);
     return out;
   }
 
   /**
    * The VM's agent: after bootMs it asks the boot endpoint for approval, then
    * unlocks its disk with the released key. A denied boot terminates the VM.
+   * `generation`: the boot it runs in (endBoot); once another change ended
+   * that boot, it gives up without acting.
    */
-  private startAgent(vm: SimVm, bootToken: string): void {
-    const generation = (this.bootGeneration.get(vm.cloudId) ?? 0) + 1;
-    this.bootGeneration.set(vm.cloudId, generation);
+  private startAgent(vm: SimVm, bootToken: string, generation: number = this.endBoot(vm)): void {
     const stale = () => this.closed || this.bootGeneration.get(vm.cloudId) !== generation;
     const run = async () => {
       if (stale() || vm.agent !== 'booting') return;
@@ -321,7 +338,9 @@ export class SimDriver implements Driver {
     };
     const t = setTimeout(() => {
       this.timers.delete(t);
-      void run().catch(() => undefined);
+      const running = run().catch(() => undefined);
+      this.agents.add(running);
+      void running.finally(() => this.agents.delete(running));
     }, this.o.bootMs ?? this.latency);
     this.timers.add(t);
   }
@@ -361,12 +380,14 @@ export class SimDriver implements Driver {
   async shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('shutdown', creds);
     const vm = this.mustFind(ref);
+    this.endBoot(vm);
     return this.change(vm, { agent: 'stopping', agentDetail: null, bootToken: null });
   }
 
   async powerOff(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('powerOff', creds);
     const vm = this.mustFind(ref);
+    this.endBoot(vm);
     return this.change(vm, { power: 'off', agent: 'none', diskUnlocked: false, bootToken: null });
   }
 
@@ -382,6 +403,7 @@ export class SimDriver implements Driver {
     await this.enter('deleteVm', creds);
     const vm = this.find(ref);
     if (!vm || vm.status === 'terminated') return;
+    this.endBoot(vm);
     await this.change(vm, { status: 'terminated', power: 'off', agent: 'none', bootToken: null });
   }
 
@@ -424,6 +446,11 @@ export class SimDriver implements Driver {
     await this.persist();
     this.startAgent(vm, 'made-up-boot-token');
     return view(this.dataCenter, vm);
+  }
+
+  /** Resolves once every agent asking or acting now is done (written what it made of its answer, or given up); test helper. */
+  async agentsIdle(): Promise<void> {
+    while (this.agents.size > 0) await Promise.all([...this.agents]);
   }
 
   /** Resolves when the VM's agent settled (ready, failed or terminated); test helper. */
