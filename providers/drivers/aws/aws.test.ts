@@ -123,6 +123,47 @@ describe('aws driver', () => {
     expect(order.slice(-2)).toEqual(['ModifyInstanceAttribute', 'StartInstances']);
   });
 
+  // A boot whose report was lost (a crash, an authority outage) is approved
+  // again by the next apply with a new token, while the instance runs with
+  // the first one and this DMZ client (restarted) no longer knows it: the
+  // boot stops the instance and starts it with the new token rather than
+  // failing with invalid-state at every apply (docs/recovery.md, "Resumed boots").
+  it('boot of an instance started with another token (or one this DMZ client does not know) stops it, then starts it with this token', async () => {
+    // No agent runs in these VMs (its token taken out as they start): an agent that cannot reach the boot
+    // endpoint powers its VM off, which would race the states this test reads.
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.powerOn(creds(), ref);
+    await driver.boot(creds(), ref, { bootToken: 'tok-first' });
+    const restarted = new AwsDriver({
+      dataCenter: DC,
+      stack: 'hybrid',
+      settings: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'], pollMs: 1 },
+      instanceTypes: CONTRACT_TYPES,
+      endpoint: ec2.endpoint,
+      readCredentials: { accessKeyId: 'AKIDREADONLY', secretAccessKey: 'read-secret' },
+      requestTimeoutMs: 1500,
+    });
+    restarted.attach({ bootUrl: 'http://10.0.0.5:7401/v1/boot' });
+    try {
+      const before = ec2.requests.length;
+      const out = await restarted.boot(creds(), ref, { bootToken: 'tok-second' });
+      const actions = ec2.requests.slice(before).map((r) => r.action).filter((a) => a !== 'DescribeInstances');
+      expect(actions).toEqual(['StopInstances', 'ModifyInstanceAttribute', 'StartInstances']);
+      const mod = ec2.calls('ModifyInstanceAttribute').at(-1)!;
+      expect(parseAgentUserData(Buffer.from(mod.params.get('UserData.Value')!, 'base64').toString('utf8'))).toMatchObject({ FLEET_BOOT_TOKEN: 'tok-second' });
+      expect(out.cloudId).toBe(vm.cloudId);
+      expect(['pending', 'running']).toContain(ec2.instances.get(vm.cloudId)?.state);
+      // The same boot again (a retry whose start went through) does nothing more.
+      const again = ec2.requests.length;
+      await restarted.boot(creds(), ref, { bootToken: 'tok-second' });
+      expect(ec2.requests.slice(again).map((r) => r.action).filter((a) => a !== 'DescribeInstances')).toEqual([]);
+    } finally {
+      await restarted.close();
+    }
+  });
+
   it('a size no catalog type fits fails before any EC2 call', async () => {
     const err = await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })));
     expect(err.kind).toBe('failed');

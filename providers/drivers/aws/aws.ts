@@ -346,6 +346,14 @@ export class AwsDriver implements Driver {
     const hash = sha256(opts.bootToken);
     // A retried boot whose start went through: nothing to do.
     if (prior?.tokenHash === hash && (stateOf(inst) === 'pending' || stateOf(inst) === 'running')) return this.view(inst);
+    // Started with another token, or one this DMZ client no longer knows (it restarted): a boot whose report was
+    // lost, approved again by the next apply with a new token. The instance is started again with this one
+    // (stopped first: the agent reads its token from the user data at start), rather than refused at every apply.
+    if (stateOf(inst) === 'pending' || stateOf(inst) === 'running') {
+      this.agents.delete(id);
+      await this.send(client, 'StopInstances', new StopInstancesCommand({ InstanceIds: [id], Force: true }));
+      inst = await this.waitFor(client, id, 'stopped', (x) => x === 'stopped');
+    }
     if (stateOf(inst) === 'stopping') inst = await this.waitFor(client, id, 'stopped', (x) => x === 'stopped');
     if (stateOf(inst) !== 'stopped') throw new DriverError('invalid-state', `instance ${id} is ${stateOf(inst)}; boot needs it stopped (power it off first)`);
     const tags = tagMap(inst.Tags);
