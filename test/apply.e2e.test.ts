@@ -374,4 +374,24 @@ describe('fleet apply interrupted with Ctrl-C', () => {
     expect(Object.values(states(after))).toEqual(Array(14).fill('Running'));
     expectConverged(after);
   });
+
+  it('a Ctrl-C once the summary is out stops nothing: the locks are released, the record closed, exit 0', async () => {
+    await st.spec('calm', fleetYaml('calm', { count: 16 }));
+    let sent = false;
+    const { code, signal, stderr, events } = await applyChild(st.dir, 4, {
+      // The summary event comes before the locks are released and the embedded services and record closed.
+      onEvent: (e, child) => {
+        if (!sent && e.type === 'summary') sent = child.kill('SIGINT');
+      },
+    });
+    expect(sent).toBe(true);
+    // Before: Node's default SIGINT (the handler was gone): killed by the signal after "Apply complete", locks left behind.
+    expect({ code, signal }, stderr).toEqual({ code: 0, signal: null });
+    expect(events.find((e) => e.type === 'summary')?.failed).toBe(0);
+    expect(stderr).not.toContain('no further VM');
+    const r = await runCli(['apply', '--yes', '--stack', st.dir], { cwd: REPO });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('broke lock');
+    expect(r.stderr).not.toContain('was interrupted');
+  });
 });

@@ -121,10 +121,23 @@ export const INTERRUPTED_EXIT = 130;
  * flight go on to their end (their runs are at the DMZ clients already; the
  * journal gets their answers); the second one exits at once, leaving what
  * was in flight `started` in the journal for the next plan or apply.
+ * After `settle()` (the apply phase is over: its summary is on its way) a
+ * signal no longer stops anything: the first one says the apply is done and
+ * the locks are being released, the second exits at once. Without that, a
+ * Ctrl-C in those last moments got Node's default handling: exit 130 after
+ * "Apply complete", and the locks left for the next apply to break.
  */
-function onInterrupt(io: CliIO): { signal: AbortSignal; dispose(): void } {
+export function onInterrupt(io: CliIO): { signal: AbortSignal; settle(): void; dispose(): void } {
   const stop = new AbortController();
+  let settled = false;
+  let closing = false;
   const handler = (sig: NodeJS.Signals) => {
+    if (settled) {
+      if (closing) process.exit(INTERRUPTED_EXIT);
+      closing = true;
+      io.stderr.write(`\n${sig}: the apply is done; releasing its locks and closing the record. ${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to exit at once.\n`);
+      return;
+    }
     if (!stop.signal.aborted) {
       stop.abort();
       io.stderr.write(
@@ -139,6 +152,9 @@ function onInterrupt(io: CliIO): { signal: AbortSignal; dispose(): void } {
   process.on('SIGTERM', handler);
   return {
     signal: stop.signal,
+    settle: () => {
+      settled = true;
+    },
     dispose: () => {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
@@ -186,6 +202,8 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
   let lock: LockHandle | undefined;
   let beat: NodeJS.Timeout | undefined;
   let lockLost: unknown;
+  /** Ctrl-C / SIGTERM handling from the apply phase on (onInterrupt). */
+  let interrupt: ReturnType<typeof onInterrupt> | undefined;
   try {
     reportDiagnostics(io, mode, session.warnings);
     let plan: PlanDocument;
@@ -270,7 +288,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       }
       if (!(await confirm(io))) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
     }
-    const interrupt = onInterrupt(io);
+    interrupt = onInterrupt(io);
     let result: ApplyResult;
     try {
       clearInterval(beat);
@@ -291,7 +309,8 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         ...(held ? { lock: held } : {}),
       });
     } finally {
-      interrupt.dispose();
+      // Signals from here on stop nothing; the handler stays until the locks are released and the record closed.
+      interrupt.settle();
       progress.finish();
     }
     const failures: Diagnostic[] = result.failed.map((f) =>
@@ -324,8 +343,12 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
   } finally {
     clearInterval(beat);
     progress.finish();
-    await lock?.release().catch(() => {});
-    await session.close();
+    try {
+      await lock?.release().catch(() => {});
+      await session.close();
+    } finally {
+      interrupt?.dispose();
+    }
   }
 }
 

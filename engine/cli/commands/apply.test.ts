@@ -1,0 +1,63 @@
+// `fleet apply`'s Ctrl-C / SIGTERM handling (onInterrupt), signal by signal.
+// The whole command under signals is test/apply.e2e.test.ts ("interrupted
+// with Ctrl-C"); a signal in the moments after the summary cannot be timed
+// from outside, so that part is here.
+import { PassThrough } from 'node:stream';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { CliIO } from '../io.ts';
+import { INTERRUPTED_EXIT, onInterrupt } from './apply.ts';
+
+function io(): { io: CliIO; err: () => string } {
+  const stderr = new PassThrough();
+  let text = '';
+  stderr.on('data', (c: Buffer) => (text += c.toString()));
+  return { io: { stdout: new PassThrough(), stderr, stdin: new PassThrough(), env: {}, cwd: '/' }, err: () => text };
+}
+
+describe('fleet apply: Ctrl-C and SIGTERM', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('during the apply: the first %s stops further members, the second exits 130', (sig) => {
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const { io: cli, err } = io();
+    const h = onInterrupt(cli);
+    try {
+      process.emit(sig, sig);
+      expect(h.signal.aborted).toBe(true);
+      expect(err()).toContain(`${sig}: no further VM will be started`);
+      expect(exit).not.toHaveBeenCalled();
+      process.emit(sig, sig);
+      expect(exit).toHaveBeenCalledWith(INTERRUPTED_EXIT);
+    } finally {
+      h.dispose();
+    }
+  });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('after the apply (settled: summary printed, locks being released): the first %s only says so, the second exits', (sig) => {
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const { io: cli, err } = io();
+    const h = onInterrupt(cli);
+    try {
+      h.settle();
+      process.emit(sig, sig);
+      expect(exit).not.toHaveBeenCalled();
+      expect(h.signal.aborted).toBe(false);
+      expect(err()).toContain(`${sig}: the apply is done; releasing its locks and closing the record.`);
+      expect(err()).not.toContain('no further VM');
+      process.emit(sig, sig);
+      expect(exit).toHaveBeenCalledWith(INTERRUPTED_EXIT);
+    } finally {
+      h.dispose();
+    }
+  });
+
+  it('dispose() removes its handlers', () => {
+    const before = [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
+    const h = onInterrupt(io().io);
+    expect([process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]).toEqual([before[0] + 1, before[1] + 1]);
+    h.dispose();
+    expect([process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]).toEqual(before);
+  });
+});
