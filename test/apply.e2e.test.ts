@@ -46,6 +46,7 @@ interface ApplyEvent {
   status?: string;
   notStarted?: number;
   succeeded?: number;
+  failed?: number;
 }
 
 /**

@@ -5,7 +5,7 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CliIO } from '../io.ts';
-import { INTERRUPTED_EXIT, onInterrupt } from './apply.ts';
+import { INTERRUPTED_EXIT, confirm, onInterrupt } from './apply.ts';
 
 function io(): { io: CliIO; err: () => string } {
   const stderr = new PassThrough();
@@ -24,6 +24,7 @@ describe('fleet apply: Ctrl-C and SIGTERM', () => {
     const { io: cli, err } = io();
     const h = onInterrupt(cli);
     try {
+      h.applying();
       process.emit(sig, sig);
       expect(h.signal.aborted).toBe(true);
       expect(err()).toContain(`${sig}: no further VM will be started`);
@@ -33,6 +34,46 @@ describe('fleet apply: Ctrl-C and SIGTERM', () => {
     } finally {
       h.dispose();
     }
+  });
+
+  // Planning and the "yes" prompt run under the locks taken before planning:
+  // Node's default handling of a Ctrl-C there left them for their lease to
+  // expire (or for the next apply on this host to break).
+  it.each(['SIGINT', 'SIGTERM'] as const)('before the apply (planning, the prompt): the first %s cancels (nothing applied), the second exits 130', (sig) => {
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const { io: cli, err } = io();
+    const h = onInterrupt(cli);
+    try {
+      process.emit(sig, sig);
+      expect(h.signal.aborted).toBe(true);
+      expect(err()).toContain(`${sig}: nothing was applied; stopping and releasing the locks.`);
+      expect(exit).not.toHaveBeenCalled();
+      process.emit(sig, sig);
+      expect(exit).toHaveBeenCalledWith(INTERRUPTED_EXIT);
+    } finally {
+      h.dispose();
+    }
+  });
+
+  it('the "yes" prompt: a typed yes confirms; a Ctrl-C while it waits answers no at once', async () => {
+    const a = io();
+    const yes = confirm(a.io);
+    (a.io.stdin as PassThrough).write('yes\n');
+    expect(await yes).toBe(true);
+    expect(a.err()).toContain('Do you want to apply these changes?');
+
+    const b = io();
+    const stop = new AbortController();
+    const waiting = confirm(b.io, stop.signal);
+    stop.abort();
+    expect(await waiting).toBe(false);
+    // A line typed after the Ctrl-C is not taken as an answer.
+    const c = io();
+    const late = new AbortController();
+    late.abort();
+    const none = confirm(c.io, late.signal);
+    (c.io.stdin as PassThrough).write('yes\n');
+    expect(await none).toBe(false);
   });
 
   it.each(['SIGINT', 'SIGTERM'] as const)('after the apply (settled: summary printed, locks being released): the first %s only says so, the second exits', (sig) => {

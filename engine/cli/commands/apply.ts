@@ -93,13 +93,18 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
   return asPlanDocument(doc);
 }
 
-async function confirm(io: CliIO): Promise<boolean> {
+/** The "yes" prompt; `signal` (a Ctrl-C while it waits) ends it with "no". */
+export async function confirm(io: CliIO, signal?: AbortSignal): Promise<boolean> {
   io.stderr.write('\nDo you want to apply these changes? Only "yes" is accepted: ');
   const rl = createInterface({ input: io.stdin, terminal: false });
+  const stop = () => rl.close();
+  signal?.addEventListener('abort', stop, { once: true });
   try {
-    for await (const line of rl) return line.trim() === 'yes';
+    if (signal?.aborted) return false;
+    for await (const line of rl) return !signal?.aborted && line.trim() === 'yes';
     return false;
   } finally {
+    signal?.removeEventListener('abort', stop);
     rl.close();
   }
 }
@@ -115,27 +120,45 @@ function shortList(addresses: readonly string[]): string {
 /** The exit code of an apply stopped by an interrupt (128 + SIGINT, as shells report it). */
 export const INTERRUPTED_EXIT = 130;
 
+/** A Ctrl-C before the apply began: nothing was asked of any data center; the locks are released on the way out. */
+function cancelled(io: CliIO): number {
+  io.stderr.write('Apply cancelled: nothing was applied.\n');
+  return INTERRUPTED_EXIT;
+}
+
 /**
  * Ctrl-C (SIGINT) or SIGTERM during an apply, the way Terraform takes it:
  * the first one stops further members from starting, and the members in
  * flight go on to their end (their runs are at the DMZ clients already; the
  * journal gets their answers); the second one exits at once, leaving what
  * was in flight `started` in the journal for the next plan or apply.
+ * Before `applying()` (planning and the "yes" prompt, under the locks taken
+ * before planning) the first signal cancels: nothing is applied, the locks
+ * are released, exit 130.
  * After `settle()` (the apply phase is over: its summary is on its way) a
  * signal no longer stops anything: the first one says the apply is done and
  * the locks are being released, the second exits at once. Without that, a
  * Ctrl-C in those last moments got Node's default handling: exit 130 after
  * "Apply complete", and the locks left for the next apply to break.
  */
-export function onInterrupt(io: CliIO): { signal: AbortSignal; settle(): void; dispose(): void } {
+export function onInterrupt(io: CliIO): { signal: AbortSignal; applying(): void; settle(): void; dispose(): void } {
   const stop = new AbortController();
+  let applying = false;
   let settled = false;
   let closing = false;
   const handler = (sig: NodeJS.Signals) => {
+    const again = `${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to exit at once.`;
     if (settled) {
       if (closing) process.exit(INTERRUPTED_EXIT);
       closing = true;
-      io.stderr.write(`\n${sig}: the apply is done; releasing its locks and closing the record. ${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to exit at once.\n`);
+      io.stderr.write(`\n${sig}: the apply is done; releasing its locks and closing the record. ${again}\n`);
+      return;
+    }
+    if (!applying) {
+      // Planning, or the "yes" prompt, under the locks taken before planning: nothing has been asked of a data center yet.
+      if (stop.signal.aborted) process.exit(INTERRUPTED_EXIT);
+      stop.abort();
+      io.stderr.write(`\n${sig}: nothing was applied; stopping and releasing the locks. ${again}\n`);
       return;
     }
     if (!stop.signal.aborted) {
@@ -152,6 +175,9 @@ export function onInterrupt(io: CliIO): { signal: AbortSignal; settle(): void; d
   process.on('SIGTERM', handler);
   return {
     signal: stop.signal,
+    applying: () => {
+      applying = true;
+    },
     settle: () => {
       settled = true;
     },
@@ -231,6 +257,8 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         const held = lock;
         beat = setInterval(() => held.heartbeat().catch((e: unknown) => (lockLost ??= e)), LEASE_BEAT_MS);
         beat.unref();
+        // From here a Ctrl-C releases the locks (Node's default would leave them for the lease to expire).
+        interrupt = onInterrupt(io);
         await noteInterrupted(io, session, fleets);
       }
       const { planStack, renderText } = await planning();
@@ -268,6 +296,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       if (json) io.stdout.write(`${JSON.stringify({ type: 'plan', planId: plan.id, summary: plan.summary, blocked: plan.blocked, at: new Date().toISOString() })}\n`);
       else io.stdout.write(renderText(plan, { color: useColor(io) }));
     }
+    if (interrupt?.signal.aborted) return cancelled(io);
     const changes = plan.changes.filter((c) => c.action !== 'noop').length;
     if (changes === 0) {
       if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
@@ -286,9 +315,13 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       if (!io.stdin.isTTY) {
         throw new FleetError(diag('apply.confirmation-required', 'No terminal to ask for confirmation: run with --yes, or apply a saved plan (`fleet plan --out plan.json` then `fleet apply plan.json`).'));
       }
-      if (!(await confirm(io))) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
+      const yes = await confirm(io, interrupt?.signal);
+      if (interrupt?.signal.aborted) return cancelled(io);
+      if (!yes) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
     }
-    interrupt = onInterrupt(io);
+    if (interrupt?.signal.aborted) return cancelled(io);
+    interrupt ??= onInterrupt(io);
+    interrupt.applying();
     let result: ApplyResult;
     try {
       clearInterval(beat);
