@@ -13,7 +13,6 @@
 // calls. The order of events is driven by those calls and by a gate in the
 // sim's boot, never by a sleep.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
 import { bootAttempts } from '../engine/record/testing.ts';
@@ -22,6 +21,7 @@ import type { FleetRecord } from '../engine/record/types.ts';
 import type { BatchStep, StepResult } from '../protocol/index.ts';
 import { readSimState } from './drivers/sim/index.ts';
 import { newVm, startTestWorld, type TestWorld } from './testing.ts';
+import { listenOnLoopback } from '../test/helpers/proxy.ts';
 
 interface Call {
   call: string;
@@ -64,17 +64,7 @@ async function authorityProxy(upstream: string, judge: (calls: Call[]) => Verdic
       else void verdict.then(pass);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        agent.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return listenOnLoopback(server, agent);
 }
 
 /** An ok report of edge from -> to. */

@@ -26,7 +26,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
@@ -34,6 +34,7 @@ import type { SqlRecord } from '../engine/record/record.ts';
 import { bootAttempts, createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
 import { readSimState } from '../providers/drivers/sim/index.ts';
 import { fleetYaml, REPO, tempStack, type TempStack } from './helpers/stack.ts';
+import { listenOnLoopback } from './helpers/proxy.ts';
 
 const FULL = process.env.FLEET_CRASH_FULL === '1';
 /** Members of the fleet each run brings up; 3 in CI. */
@@ -248,17 +249,7 @@ async function bootCrashProxy(upstream: string, crash: () => void): Promise<{ ur
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        agent.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return listenOnLoopback(server, agent);
 }
 
 interface Figure {

@@ -12,14 +12,20 @@ const events: ApplyEvent[] = [
   { type: 'summary', planId: 'p', succeeded: 1, failed: 1, steps: 2, stepsFailed: 1, stepsSkipped: 0, elapsedMs: 10 },
 ];
 
-function run(mode: ProgressMode): string {
+/** A progress of `mode` with every event given, and what it wrote so far. */
+function fed(mode: ProgressMode): { p: ReturnType<typeof createProgress>; text: () => string } {
   const out = new PassThrough();
   let text = '';
   out.on('data', (c: Buffer) => (text += c.toString()));
   const p = createProgress(mode, out, { intervalMs: 60_000, now: () => 0 });
   for (const e of events) p.onEvent(e);
+  return { p, text: () => text };
+}
+
+function run(mode: ProgressMode): string {
+  const { p, text } = fed(mode);
   p.finish();
-  return text;
+  return text();
 }
 
 describe('apply progress', () => {
@@ -67,16 +73,12 @@ describe('apply progress', () => {
   // draw nothing, or plain output repeats its lines after "Apply complete" and
   // a TTY moves the cursor up over the summary to redraw the bars.
   it.each(['plain', 'tty', 'json'] as const)('%s: a second finish() writes nothing', (mode) => {
-    const out = new PassThrough();
-    let text = '';
-    out.on('data', (c: Buffer) => (text += c.toString()));
-    const p = createProgress(mode, out, { intervalMs: 60_000, now: () => 0 });
-    for (const e of events) p.onEvent(e);
+    const { p, text } = fed(mode);
     p.finish();
-    const once = text;
+    const once = text();
     expect(once).not.toBe('');
     p.finish();
-    expect(text).toBe(once);
+    expect(text()).toBe(once);
   });
 
   it('tty: a bar per data center, redrawn in place', () => {

@@ -17,6 +17,21 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
+/** Starts an HTTP proxy's server on a loopback port: its URL, and close() that cuts its connections and its keep-alive agent's. */
+export async function listenOnLoopback(server: http.Server, agent: http.Agent): Promise<{ url: string; close(): Promise<void> }> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        agent.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 export async function roundRobinProxy(upstreams: readonly string[], tap?: (path: string, request: string, answer: string) => void): Promise<TestProxy> {
   const agent = new http.Agent({ keepAlive: true });
   const counts = upstreams.map(() => 0);
@@ -45,18 +60,7 @@ export async function roundRobinProxy(upstreams: readonly string[], tap?: (path:
     });
     req.on('end', () => up.end());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    counts,
-    close: () =>
-      new Promise<void>((resolve) => {
-        agent.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { ...(await listenOnLoopback(server, agent)), counts };
 }
 
 export async function holdingProxy(upstreamPort: number, holdMs = 30_000): Promise<TestProxy> {

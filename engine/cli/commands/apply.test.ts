@@ -1,7 +1,7 @@
-// `fleet apply`'s Ctrl-C / SIGTERM handling (onInterrupt), signal by signal.
-// The whole command under signals is test/apply.e2e.test.ts ("interrupted
-// with Ctrl-C"); a signal in the moments after the summary cannot be timed
-// from outside, so that part is here.
+// `fleet apply`'s Ctrl-C / SIGTERM handling (onInterrupt), signal by signal,
+// and its "yes" prompt. The whole command under signals is
+// test/apply.e2e.test.ts ("interrupted with Ctrl-C"); a signal at the prompt
+// needs a terminal, so that part is here.
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CliIO } from '../io.ts';
@@ -14,48 +14,76 @@ function io(): { io: CliIO; err: () => string } {
   return { io: { stdout: new PassThrough(), stderr, stdin: new PassThrough(), env: {}, cwd: '/' }, err: () => text };
 }
 
+/** Runs `fn` with a fresh handler (disposed after), process.exit stubbed (`exited` lists its codes), and stderr so far. */
+function withHandler(fn: (h: ReturnType<typeof onInterrupt>, err: () => string, exited: unknown[]) => void): void {
+  const exited: unknown[] = [];
+  vi.spyOn(process, 'exit').mockImplementation(((code?: number) => void exited.push(code)) as never);
+  const { io: cli, err } = io();
+  const h = onInterrupt(cli);
+  try {
+    fn(h, err, exited);
+  } finally {
+    h.dispose();
+  }
+}
+
 describe('fleet apply: Ctrl-C and SIGTERM', () => {
   afterEach(() => {
     vi.restoreAllMocks();
   });
 
-  it.each(['SIGINT', 'SIGTERM'] as const)('during the apply: the first %s stops further members, the second exits 130', (sig) => {
-    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
-    const { io: cli, err } = io();
-    const h = onInterrupt(cli);
-    try {
+  it.each(['SIGINT', 'SIGTERM'] as const)('during the apply: the first %s stops further members, the second exits 130', (sig) =>
+    withHandler((h, err, exited) => {
       h.applying();
       process.emit(sig, sig);
       expect(h.signal.aborted).toBe(true);
       expect(err()).toContain(`${sig}: no further VM will be started`);
-      expect(exit).not.toHaveBeenCalled();
+      expect(exited).toEqual([]);
       process.emit(sig, sig);
-      expect(exit).toHaveBeenCalledWith(INTERRUPTED_EXIT);
-    } finally {
-      h.dispose();
-    }
-  });
+      expect(exited).toEqual([INTERRUPTED_EXIT]);
+    }),
+  );
 
   // Planning and the "yes" prompt run under the locks taken before planning:
   // Node's default handling of a Ctrl-C there left them for their lease to
   // expire (or for the next apply on this host to break).
-  it.each(['SIGINT', 'SIGTERM'] as const)('before the apply (planning, the prompt): the first %s cancels (nothing applied), the second exits 130', (sig) => {
-    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
-    const { io: cli, err } = io();
-    const h = onInterrupt(cli);
-    try {
+  it.each(['SIGINT', 'SIGTERM'] as const)('before the apply (planning, the prompt): the first %s cancels (nothing applied), the second exits 130', (sig) =>
+    withHandler((h, err, exited) => {
       process.emit(sig, sig);
       expect(h.signal.aborted).toBe(true);
       expect(err()).toContain(`${sig}: nothing was applied; stopping and releasing the locks.`);
-      expect(exit).not.toHaveBeenCalled();
+      expect(exited).toEqual([]);
       process.emit(sig, sig);
-      expect(exit).toHaveBeenCalledWith(INTERRUPTED_EXIT);
-    } finally {
-      h.dispose();
-    }
+      expect(exited).toEqual([INTERRUPTED_EXIT]);
+    }),
+  );
+
+  // Once the summary is out the locks are released and the record closed;
+  // Node's default handling of a Ctrl-C there killed the CLI after "Apply
+  // complete" (exit by signal, locks left behind).
+  it.each(['SIGINT', 'SIGTERM'] as const)('after the apply (settled): the first %s only says so, the second exits', (sig) =>
+    withHandler((h, err, exited) => {
+      h.applying();
+      h.settle();
+      process.emit(sig, sig);
+      expect(exited).toEqual([]);
+      expect(h.signal.aborted).toBe(false);
+      expect(err()).toContain(`${sig}: the apply is done; releasing its locks and closing the record.`);
+      expect(err()).not.toContain('no further VM');
+      process.emit(sig, sig);
+      expect(exited).toEqual([INTERRUPTED_EXIT]);
+    }),
+  );
+
+  it('dispose() removes its handlers', () => {
+    const before = [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
+    const h = onInterrupt(io().io);
+    expect([process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]).toEqual([before[0] + 1, before[1] + 1]);
+    h.dispose();
+    expect([process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]).toEqual(before);
   });
 
-  it('the "yes" prompt: a typed yes confirms; a Ctrl-C while it waits answers no at once', async () => {
+  it('the "yes" prompt: a typed yes confirms; a Ctrl-C while it waits answers no at once, and a line typed after it is no answer', async () => {
     const a = io();
     const yes = confirm(a.io);
     (a.io.stdin as PassThrough).write('yes\n');
@@ -67,38 +95,12 @@ describe('fleet apply: Ctrl-C and SIGTERM', () => {
     const waiting = confirm(b.io, stop.signal);
     stop.abort();
     expect(await waiting).toBe(false);
-    // A line typed after the Ctrl-C is not taken as an answer.
+
     const c = io();
     const late = new AbortController();
     late.abort();
     const none = confirm(c.io, late.signal);
     (c.io.stdin as PassThrough).write('yes\n');
     expect(await none).toBe(false);
-  });
-
-  it.each(['SIGINT', 'SIGTERM'] as const)('after the apply (settled: summary printed, locks being released): the first %s only says so, the second exits', (sig) => {
-    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
-    const { io: cli, err } = io();
-    const h = onInterrupt(cli);
-    try {
-      h.settle();
-      process.emit(sig, sig);
-      expect(exit).not.toHaveBeenCalled();
-      expect(h.signal.aborted).toBe(false);
-      expect(err()).toContain(`${sig}: the apply is done; releasing its locks and closing the record.`);
-      expect(err()).not.toContain('no further VM');
-      process.emit(sig, sig);
-      expect(exit).toHaveBeenCalledWith(INTERRUPTED_EXIT);
-    } finally {
-      h.dispose();
-    }
-  });
-
-  it('dispose() removes its handlers', () => {
-    const before = [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
-    const h = onInterrupt(io().io);
-    expect([process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]).toEqual([before[0] + 1, before[1] + 1]);
-    h.dispose();
-    expect([process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]).toEqual(before);
   });
 });

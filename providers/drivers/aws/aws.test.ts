@@ -42,9 +42,9 @@ async function failure(p: Promise<unknown>): Promise<DriverError> {
 describe('aws driver', () => {
   let ec2: FakeEc2;
   let driver: AwsDriver;
-  beforeEach(async () => {
-    ec2 = await FakeEc2.start();
-    driver = new AwsDriver({
+  /** A driver of DC against the fake EC2 (a second one stands for the DMZ client restarted). */
+  const makeDriver = (): AwsDriver => {
+    const d = new AwsDriver({
       dataCenter: DC,
       stack: 'hybrid',
       settings: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc', 'sg-0def'], keyName: 'ops', pollMs: 1 },
@@ -53,7 +53,12 @@ describe('aws driver', () => {
       readCredentials: { accessKeyId: 'AKIDREADONLY', secretAccessKey: 'read-secret' },
       requestTimeoutMs: 1500,
     });
-    driver.attach({ bootUrl: 'http://10.0.0.5:7401/v1/boot' });
+    d.attach({ bootUrl: 'http://10.0.0.5:7401/v1/boot' });
+    return d;
+  };
+  beforeEach(async () => {
+    ec2 = await FakeEc2.start();
+    driver = makeDriver();
   });
   afterEach(async () => {
     await driver.close();
@@ -136,16 +141,7 @@ describe('aws driver', () => {
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
     await driver.powerOn(creds(), ref);
     await driver.boot(creds(), ref, { bootToken: 'tok-first' });
-    const restarted = new AwsDriver({
-      dataCenter: DC,
-      stack: 'hybrid',
-      settings: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'], pollMs: 1 },
-      instanceTypes: CONTRACT_TYPES,
-      endpoint: ec2.endpoint,
-      readCredentials: { accessKeyId: 'AKIDREADONLY', secretAccessKey: 'read-secret' },
-      requestTimeoutMs: 1500,
-    });
-    restarted.attach({ bootUrl: 'http://10.0.0.5:7401/v1/boot' });
+    const restarted = makeDriver();
     try {
       const before = ec2.requests.length;
       const out = await restarted.boot(creds(), ref, { bootToken: 'tok-second' });

@@ -385,8 +385,8 @@ describe('sim driver', () => {
       await close();
     });
 
-    async function booted(d: SimDriver, encryptedDisk: boolean, key = 'the-key') {
-      d.attach({ bootUrl });
+    async function booted(d: SimDriver, encryptedDisk: boolean, key = 'the-key', at = bootUrl) {
+      d.attach({ bootUrl: at });
       const vm = await d.createVm(creds(), input({ encryptedDisk, diskKeyHash: sha256(key) }));
       const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
       await d.powerOn(creds(), ref);
@@ -440,11 +440,7 @@ describe('sim driver', () => {
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       try {
         const d = await sim({ bootMs: 1 });
-        d.attach({ bootUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/boot` });
-        const vm = await d.createVm(creds(), input({ encryptedDisk: false }));
-        const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
-        await d.powerOn(creds(), ref);
-        await d.boot(creds(), ref, { bootToken: 'tok-1' });
+        const ref = await booted(d, false, 'the-key', `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/boot`);
         while (!tokens.includes('tok-1')) await new Promise((r) => setTimeout(r, 5));
         await d.boot(creds(), ref, { bootToken: 'tok-2' });
         await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready' });
@@ -487,11 +483,7 @@ describe('sim driver', () => {
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       try {
         const d = await sim({ bootMs: 1 });
-        d.attach({ bootUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/boot` });
-        const vm = await d.createVm(creds(), input({ encryptedDisk: false }));
-        const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
-        await d.powerOn(creds(), ref);
-        await d.boot(creds(), ref, { bootToken: 'tok-1' });
+        const ref = await booted(d, false, 'the-key', `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/boot`);
         await calling;
         for (const call of cycle) await d[call](creds(), ref);
         const before = await d.get(creds(), ref);
