@@ -667,6 +667,29 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       for (const id of ['nope', 'req-2', 'req-3']) expect(await r.approvalOf(a.id, id)).toBeUndefined();
       expect(await r.approvalOf('other-vm', 'req-1')).toBeUndefined();
     });
+
+    it('edgesInFlight: the live VMs of the fleets whose newest row is an approval no report followed', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'authority', requestId: 'create-1' });
+      const b = await r.insertVm(newVm(s, 'web', 1), { actor: 'authority', requestId: 'create-2' });
+      const c = await r.insertVm(newVm(s, 'db', 0), { actor: 'authority', requestId: 'create-3' });
+      expect(await r.edgesInFlight(s, ['web', 'db'])).toEqual([]);
+      await r.addHistory(a.id, { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority', requestId: 'req-a', detail: 'intent approved: none' });
+      await r.addHistory(b.id, { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority', requestId: 'req-b', detail: 'intent approved: none' });
+      await r.addHistory(c.id, { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority', requestId: 'req-c', detail: 'intent approved: none' });
+      expect(await r.edgesInFlight(s, ['web', 'db'])).toEqual([
+        { address: 'db/0', detail: 'intent approved: none' },
+        { address: 'web/0', detail: 'intent approved: none' },
+        { address: 'web/1', detail: 'intent approved: none' },
+      ]);
+      expect((await r.edgesInFlight(s, ['web'])).map((e) => e.address)).toEqual(['web/0', 'web/1']);
+      expect(await r.edgesInFlight(s, [])).toEqual([]);
+      // Reported (a transition), failed, or vetoed since: no longer in flight; another stack's fleets are not looked at.
+      await r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'dmz-client:miami', requestId: 'req-a' });
+      await r.addHistory(b.id, { from: 'Requested', to: 'BeingCreated', outcome: 'failed', actor: 'dmz-client:miami', requestId: 'req-b', detail: 'createVm failed' });
+      expect(await r.edgesInFlight(s, ['web', 'db'])).toEqual([{ address: 'db/0', detail: 'intent approved: none' }]);
+      expect(await r.edgesInFlight(freshStack(), ['web', 'db'])).toEqual([]);
+    });
   });
 
   describe('budgets: quota and capacity checked with the insert', () => {

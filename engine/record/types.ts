@@ -127,6 +127,13 @@ export interface HistoryStore {
    */
   approvalOf(vmId: string, requestId: string): Promise<Approval | undefined>;
   /**
+   * The live VMs of `fleets` whose newest history row is an approval the
+   * authority wrote (`intent approved: …`) with no report after it: an edge
+   * approved and not yet reported, which a DMZ client may be carrying out
+   * now (an interrupted apply's run goes on there). By address.
+   */
+  edgesInFlight(stack: string, fleets: readonly string[]): Promise<{ address: string; detail: string }[]>;
+  /**
    * Oldest first; with `limit`, the newest `limit` rows (still oldest first);
    * with `outcome`, only rows of that outcome (the dashboard's drift). Includes
    * rows of retired VMs at the address.

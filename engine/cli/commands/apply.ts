@@ -211,6 +211,43 @@ async function noteInterrupted(io: CliIO, session: StackSession, fleets: readonl
   );
 }
 
+/** How long an apply that broke a dead apply's lock waits for that apply's edges still in flight at the DMZ clients. */
+const STRAY_EDGES_WAIT_MS = 10_000;
+
+/**
+ * Waits (at most STRAY_EDGES_WAIT_MS) until no VM of `fleets` has an edge
+ * approved and unreported. Breaking a dead apply's lock stops its runs'
+ * next authorizations (fencing), not the edges the authority approved
+ * already, ahead: a DMZ client that outlived the apply carries those out and
+ * reports them, and a plan made before they land would ask for edges the VM
+ * has passed (vetoed: the member fails) or see the record move under it
+ * (apply.record-changed). An edge nobody will report (its DMZ client died
+ * too) only costs the wait; the plan then continues from the record.
+ */
+async function awaitStrayEdges(io: CliIO, session: StackSession, fleets: readonly string[], signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + STRAY_EDGES_WAIT_MS;
+  let said = false;
+  for (;;) {
+    const edges = await session.record.edgesInFlight(session.stack.name, fleets);
+    if (edges.length === 0) {
+      if (said) io.stderr.write('note: they are done.\n');
+      return;
+    }
+    if (!said) {
+      said = true;
+      const shown = edges.slice(0, 5).map((e) => `${e.address} ${e.detail.replace(/^intent approved: /, '')}`);
+      io.stderr.write(
+        `note: waiting up to ${STRAY_EDGES_WAIT_MS / 1000} s for ${edges.length} step${edges.length === 1 ? '' : 's'} the interrupted apply had approved to be reported by the DMZ clients (${shown.join(', ')}${edges.length > 5 ? ', …' : ''}).\n`,
+      );
+    }
+    if (Date.now() >= deadline || signal.aborted) {
+      io.stderr.write(`note: ${edges.length} still unreported after ${STRAY_EDGES_WAIT_MS / 1000} s (their DMZ client may have stopped too); planning from what the record holds.\n`);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliOptions): Promise<number> {
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
   const { applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
@@ -252,7 +289,16 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       const planId = randomUUID();
       const fleets = await scopeOf(session, opts);
       if (fleets) {
-        lock = await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) });
+        let brokeLock = false;
+        lock = await lockFleets(session.record, session.stack.name, fleets, {
+          actor: defaultActor(),
+          planId,
+          timeoutMs: lockTimeoutMs,
+          onEvent: (e) => {
+            if (e.type === 'lock-broken') brokeLock = true;
+            progress.onEvent(e);
+          },
+        });
         // Planning a big stack, or waiting for "yes" on a terminal, may outlast the lease: keep it until applyPlan takes over.
         const held = lock;
         beat = setInterval(() => held.heartbeat().catch((e: unknown) => (lockLost ??= e)), LEASE_BEAT_MS);
@@ -260,6 +306,10 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
         // From here a Ctrl-C releases the locks (Node's default would leave them for the lease to expire).
         interrupt = onInterrupt(io);
         await noteInterrupted(io, session, fleets);
+        // A dead apply's runs go on at a DMZ client that outlived it (not an embedded one: those died with it).
+        if (brokeLock && session.stack.dataCenters.some((dc) => dc.address !== 'embedded')) {
+          await awaitStrayEdges(io, session, fleets, interrupt.signal);
+        }
       }
       const { planStack, renderText } = await planning();
       const makePlan = async () =>
