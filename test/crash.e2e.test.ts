@@ -379,6 +379,38 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     }
   }, 300_000);
 
+  it('CLI killed once the first boot is done, its DMZ client carrying on with the edges approved ahead: the re-run waits for their reports before it plans, and converges', async () => {
+    // Breaking the dead apply's lock fences its runs' next authorizations, not the edges the authority
+    // approved ahead (here the awaitReady of a VM booting for BOOT_LONG_MS): a plan made before that
+    // edge's report asked for it again and saw it vetoed, or saw the record move under it.
+    const d = await deployed(BOOT_LONG_MS);
+    const svc = await services(d);
+    try {
+      await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, { killWhen: bootDone });
+      expect(first.killed, `the apply ended before a boot: ${first.stderr}`).toBe(true);
+      const again = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env);
+      expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
+      expect(again.stderr).toMatch(/note: waiting up to 10 s for \d+ steps? the interrupted apply had approved/);
+      expect(again.stderr).toContain('note: they are done.');
+      figures.push({ mode: 'deployed, CLI killed during boot', point: -1, killedAfterMs: first.ms, rerunMs: again.ms });
+      await svc.stop();
+      await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
+      // No edge was asked for twice: the re-run planned from the reports of the edges in flight, not before them.
+      const record = await openRecord(d.recordUrl);
+      try {
+        const approvals = (await record.history('crashdep')).filter((h) => h.actor === 'authority' && (h.detail ?? '').startsWith('intent approved:'));
+        const twice = approvals.filter((h, i) => approvals.findIndex((o) => o.vmId === h.vmId && o.from === h.from && o.to === h.to) !== i);
+        expect(twice.map((h) => `${h.address} ${h.from} -> ${h.to}`)).toEqual([]);
+      } finally {
+        await record.close();
+      }
+    } finally {
+      await svc.stop();
+      await d.close();
+    }
+  }, 300_000);
+
   it('CLI and DMZ client killed once the first boot is done (agents booting), the DMZ client started again: one re-run converges, awaiting the resumed boots', async () => {
     const d = await deployed(BOOT_LONG_MS);
     const svc = await services(d);
