@@ -206,7 +206,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
     async edgesInFlight(stack, fleets) {
       if (fleets.length === 0) return [];
       // Each VM's newest row (history_vm); an authority's approval is written after the report before it (ids follow insertion order).
-      const rows = await db.query<{ address: string; detail: string }>(
+      return db.query<{ address: string; detail: string }>(
         `SELECT v.fleet || '/' || v.idx AS address, last.detail FROM vms v
          JOIN LATERAL (SELECT h.actor, h.outcome, h.detail FROM history h WHERE h.vm_id = v.id ORDER BY h.id DESC LIMIT 1) last ON true
          WHERE v.stack = $1 AND v.fleet = ANY($2::text[]) AND v.retired_at IS NULL
@@ -214,7 +214,6 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
          ORDER BY v.fleet, v.idx`,
         [stack, [...fleets]],
       );
-      return rows.map((r) => ({ address: r.address, detail: r.detail }));
     },
 
     async approvalOf(vmId, requestId) {

@@ -265,7 +265,7 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
   let lock: LockHandle | undefined;
   let beat: NodeJS.Timeout | undefined;
   let lockLost: unknown;
-  /** Ctrl-C / SIGTERM handling from the apply phase on (onInterrupt). */
+  /** Ctrl-C / SIGTERM handling (onInterrupt): from the locks taken before planning (or, for a saved plan, from the apply) until the record is closed. */
   let interrupt: ReturnType<typeof onInterrupt> | undefined;
   try {
     reportDiagnostics(io, mode, session.warnings);
@@ -365,9 +365,9 @@ async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliO
       if (!io.stdin.isTTY) {
         throw new FleetError(diag('apply.confirmation-required', 'No terminal to ask for confirmation: run with --yes, or apply a saved plan (`fleet plan --out plan.json` then `fleet apply plan.json`).'));
       }
+      // A Ctrl-C at the prompt ends it with "no": cancelled just below, not refused.
       const yes = await confirm(io, interrupt?.signal);
-      if (interrupt?.signal.aborted) return cancelled(io);
-      if (!yes) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
+      if (!yes && !interrupt?.signal.aborted) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
     }
     if (interrupt?.signal.aborted) return cancelled(io);
     interrupt ??= onInterrupt(io);
