@@ -18,9 +18,16 @@
 // sys), the services' CPU, each member's time (from its first request to its
 // last answer) and each VM's time in its data center (createVm call to agent
 // ready, from the sims' state), and the load average (the machine is shared).
+// Also: the machine's speed (bench/speed.ts: the same code measured 2x apart
+// on this workplace's machines from one session to the next; read a figure
+// against it), and the messages per VM of the measured apply, read off the
+// services' GET /metrics: the authority's requests by route and its record
+// calls by method (each one statement or transaction), the DMZ clients'
+// requests by route.
 //
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
 //                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N] [-- --warm N]
+//                       [-- --perf]
 //
 // --runs N (default 3; 1 with --quick) repeats the whole run N times (fresh
 // database, fresh services) and ends with the median of each figure over the
@@ -35,7 +42,16 @@
 // DIR/dmz-client-dc-0, ...) for Chrome DevTools or any .cpuprofile reader.
 // It samples wall time while a thread runs: on a loaded machine a syscall
 // (writev) the process was preempted in looks costly. For on-CPU time only,
-// run with NODE_OPTIONS=--perf-basic-prof and `perf record -p PID` each service.
+// use --perf.
+//
+// --perf (deployed run; Linux perf on PATH, allowed to sample every CPU)
+// samples every CPU during the measured apply (`perf record -e cpu-clock
+// -a`) and prints, per process, the share of its on-CPU time in JavaScript
+// code, V8's builtins (the interpreter, property access, promises), V8's
+// runtime, JSON, GC, native code (node, libuv, libc, OpenSSL), the kernel,
+// and its other threads: V8's concurrent compiler (TurboFan) and GC, libuv's
+// pool (bench/apply/perf.ts). The JavaScript is not named (no perf map):
+// --cpu-prof names it.
 //
 // Figures (2026-12-02, issue 20 point 6; 2 cores shared with other sessions,
 // load average 5-14, so wall ratios mean little and CPU varies +-15% from run
@@ -108,6 +124,8 @@ import { createTestDatabase } from '../../engine/record/testing.ts';
 import { readSimState } from '../../providers/drivers/sim/index.ts';
 import type { ChildUsage } from './child.ts';
 import { journalStats, postgresCpu, procCpu } from './measure.ts';
+import { machineSpeedLine } from '../speed.ts';
+import { formatBreakdown, perfAvailable, perfBreakdown, startPerf, stopPerf } from './perf.ts';
 import { writePackAndSpecs as writePack, writeSpecs, writeStack as writeStackFile, type DcEntry } from './stack.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -131,6 +149,7 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     runs: { type: 'string' },
     warm: { type: 'string', default: '0' },
+    perf: { type: 'boolean', default: false },
   },
 });
 
@@ -268,6 +287,8 @@ interface SummaryEvent {
 }
 
 interface ApplyRun {
+  /** The CLI's process id. */
+  pid: number | undefined;
   code: number | null;
   wallMs: number;
   usage: ChildUsage | undefined;
@@ -328,7 +349,7 @@ async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv, t
     }
   }
   memberMs.sort((a, b) => a - b);
-  return { code, wallMs, usage, summary, cloudCalls, perOperation, failures, memberMs, stderr: await readFile(errFile, 'utf8') };
+  return { pid: child.pid, code, wallMs, usage, summary, cloudCalls, perOperation, failures, memberMs, stderr: await readFile(errFile, 'utf8') };
 }
 
 /**
@@ -345,6 +366,59 @@ async function inDataCenterMs(simRoot: string): Promise<number[]> {
     for (const vm of vms) if (vm.agent === 'ready' && !vm.name.startsWith(WARM_NAME)) out.push(Date.parse(vm.updatedAt) - Date.parse(vm.createdAt) + LATENCY);
   }
   return out.sort((a, b) => a - b);
+}
+
+// ---------------------------------------------------------------- messages
+
+/** Counts read off a service's GET /metrics: HTTP requests answered by route, and (the authority) record calls by method. */
+interface Counts {
+  requests: Map<string, number>;
+  recordCalls: Map<string, number>;
+}
+
+/** A service's counters since it started (the runs use fresh services, so since before the apply, but for --warm). */
+async function scrapeCounts(url: string): Promise<Counts> {
+  const counts: Counts = { requests: new Map(), recordCalls: new Map() };
+  let text = '';
+  try {
+    const res = await fetch(`${url}/metrics`);
+    text = res.ok ? await res.text() : '';
+  } catch {
+    return counts;
+  }
+  const add = (m: Map<string, number>, k: string, v: number) => m.set(k, (m.get(k) ?? 0) + v);
+  for (const line of text.split('\n')) {
+    const r = /^fleet_http_requests_total\{[^}]*route="([^"]*)"[^}]*\} (\d+)/.exec(line);
+    if (r) add(counts.requests, r[1], Number(r[2]));
+    const c = /^fleet_record_call_duration_seconds_count\{[^}]*call="([^"]*)"[^}]*\} (\d+)/.exec(line);
+    if (c) add(counts.recordCalls, c[1], Number(c[2]));
+  }
+  return counts;
+}
+
+/** The counts since `before` was read. */
+function less(after: Counts, before: Counts): Counts {
+  const minus = (a: Map<string, number>, b: Map<string, number>) => new Map([...a].map(([k, v]) => [k, v - (b.get(k) ?? 0)]));
+  return { requests: minus(after.requests, before.requests), recordCalls: minus(after.recordCalls, before.recordCalls) };
+}
+
+/** Per VM: the HTTP requests each kind of service answered, by route, and the authority's record calls (each one statement or transaction). */
+function printMessages(services: Service[], counts: Counts[], vms: number): void {
+  const per = (m: Map<string, number>) =>
+    [...m]
+      .filter(([k]) => k !== '/metrics')
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${(v / vms).toFixed(2)}`)
+      .join(', ') || 'none';
+  const sum = (pick: (c: Counts) => Map<string, number>, which: (s: Service) => boolean) => {
+    const out = new Map<string, number>();
+    services.forEach((s, i) => which(s) && pick(counts[i]).forEach((v, k) => out.set(k, (out.get(k) ?? 0) + v)));
+    return out;
+  };
+  const isAuthority = (s: Service) => s.name === 'authority';
+  console.log(`  messages    per VM of the measured apply (the services' /metrics): authority requests ${per(sum((c) => c.requests, isAuthority))}`);
+  console.log(`              authority record calls ${per(sum((c) => c.recordCalls, isAuthority))}`);
+  console.log(`              DMZ client requests ${per(sum((c) => c.requests, (s) => !isAuthority(s)))}`);
 }
 
 // ---------------------------------------------------------------- main
@@ -368,8 +442,8 @@ interface RunFigures {
 }
 
 async function main(): Promise<{ code: number; figures?: RunFigures }> {
-  // tmpfs when there is one: the sim data centers rewrite their state file at every change, and
-  // the DMZ clients keep one file per request; a disk would measure the disk, not the apply.
+  // tmpfs when there is one: the sim data centers append every change to their log, and the
+  // DMZ clients every result to theirs; a disk would measure the disk, not the apply.
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const dir = await mkdtemp(join(base, 'fleet-bench-apply-'));
   cleanups.push(async () => {
@@ -424,6 +498,7 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
   console.log(`bench:apply: ${VMS} creates over ${DCS.length} data centers, parallelism ${P} per data center, cloud calls ${LATENCY} ms`);
   console.log(`  mode        ${mode}`);
   console.log(`  machine     ${cpus().length} cores, load average ${la()} (before); state files under ${base}`);
+  console.log(`  ${machineSpeedLine()}`);
 
   if (WARM > 0) {
     // Long-running services: the measured apply finds them past their start-up and JIT warm-up, as a deployment's would be.
@@ -434,11 +509,24 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
     await writeSpecs(dir, BENCH, 'fleets', 'f', VMS);
   }
   const svcCpu0 = services.map((s) => procCpu(s.child.pid ?? 0));
+  let perf: ChildProcess | undefined;
+  if (values.perf) {
+    const why = services.length ? perfAvailable() : '--perf needs the deployed run (PostgreSQL): embedded, every part is the CLI process';
+    if (why) console.log(`  perf        not sampled: ${why}`);
+    else {
+      const child = await startPerf(join(dir, 'perf.data'));
+      cleanups.push(() => stopPerf(child));
+      perf = child;
+    }
+  }
+  const messages0 = WARM > 0 ? await Promise.all(services.map((s) => scrapeCounts(s.url))) : undefined;
   const pgCpu0 = pgBase ? postgresCpu() : undefined;
   const run = await runApply(dir, stackDir, env);
   const inDc = await inDataCenterMs(join(pgBase ? join(dir, 'services') : stackDir, '.fleet', 'sim')).catch(() => []);
   const svcCpu1 = services.map((s) => procCpu(s.child.pid ?? 0));
   const pgCpu1 = pgBase ? postgresCpu() : undefined;
+  const messages = await Promise.all(services.map((s) => scrapeCounts(s.url)));
+  if (perf) await stopPerf(perf);
   const loadAfter = la();
   const journal = recordUrl ? await journalStats(recordUrl) : undefined;
 
@@ -484,6 +572,14 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
     const parts = services.map((s, i) => `${s.name} ${f1(svcCpu1[i] - svcCpu0[i])} s`);
     const sum = services.reduce((n, _s, i) => n + svcCpu1[i] - svcCpu0[i], 0);
     console.log(`  services    CPU during the apply: ${f1(sum)} s = ${f2((sum * 1000) / steps)} ms per step (${parts.join(', ')})`);
+  }
+  if (services.length) printMessages(services, messages0 ? messages.map((m, i) => less(m, messages0[i])) : messages, summary.succeeded + summary.failed);
+  if (perf) {
+    const names = new Map<number, string>(services.map((s) => [s.child.pid ?? 0, s.name]));
+    if (run.pid) names.set(run.pid, 'CLI');
+    const lines = formatBreakdown(await perfBreakdown(join(dir, 'perf.data'), names));
+    console.log(`  on-CPU      by perf (cpu-clock samples over the measured apply, whole processes; bench/apply/perf.ts):`);
+    for (const l of lines) console.log(`              ${l}`);
   }
   if (pgCpu0 !== undefined && pgCpu1 !== undefined) {
     console.log(`  PostgreSQL  CPU during the apply: ${f1(pgCpu1 - pgCpu0)} s (every backend of the server, other users included)`);

@@ -29,6 +29,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { machineSpeedLine } from '../speed.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, 'no-apply': { type: 'boolean', default: false }, root: { type: 'string' } } });
 const ROOT = values.root ? resolve(values.root) : resolve(import.meta.dirname, '..', '..');
@@ -79,6 +80,7 @@ function line(label: string, runs: Figures[]): void {
 
 const la = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 console.log(`bench:start: ${ROOT}; load average ${la()} (start)${TIME ? '' : '; /usr/bin/time not found: wall time only'}`);
+console.log(`  ${machineSpeedLine()}`);
 
 const series = async (label: string, args: string[], n: number, cwd = ROOT, before?: () => Promise<void>) => {
   const runs: Figures[] = [];
