@@ -40,7 +40,7 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
   program
     .command('apply')
     .description('Carry out a plan through the DMZ client of each data center.')
-    .argument('[planfile]', 'a plan saved with `fleet plan --out FILE` (applied exactly, no prompt)')
+    .argument('[planfile]', 'a plan saved with `fleet plan --out FILE` (applied exactly, no prompt; --target, --exclude, --allow-destroy and --replace are refused with it: give them to `fleet plan`)')
     .addOption(stackOption())
     .addOption(recordUrlOption())
     .option('--yes', 'apply a fresh plan without asking (needed without a terminal)')
@@ -248,7 +248,28 @@ async function awaitStrayEdges(io: CliIO, session: StackSession, fleets: readonl
   }
 }
 
+/** The options that shape a fresh plan (`fleet apply` without a plan file), by flag. */
+const FRESH_PLAN_FLAGS = { target: '--target', exclude: '--exclude', allowDestroy: '--allow-destroy', replace: '--replace' } as const;
+
+/**
+ * A saved plan is applied exactly as it was made: its scope, its overrides
+ * and its replacements are in the file (and sealed). A --target given with
+ * it used to be ignored without a word, so `fleet apply plan.json --target
+ * web` applied every fleet of the plan; it is refused instead.
+ */
+function refuseFreshPlanFlags(planfile: string, opts: ApplyCliOptions): void {
+  const given = (Object.keys(FRESH_PLAN_FLAGS) as (keyof typeof FRESH_PLAN_FLAGS)[]).filter((k) => opts[k].length > 0).map((k) => FRESH_PLAN_FLAGS[k]);
+  if (given.length === 0) return;
+  throw new FleetError(
+    diag(
+      'cli.usage',
+      `${given.join(', ')} shape${given.length === 1 ? 's' : ''} a fresh plan; ${planfile} is applied exactly as it was made. Make the plan with ${given.length === 1 ? 'it' : 'them'} (\`fleet plan ${given.map((f) => `${f} …`).join(' ')} --out ${planfile}\`) and apply that, or leave ${given.length === 1 ? 'it' : 'them'} out.`,
+    ),
+  );
+}
+
 async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliOptions): Promise<number> {
+  if (planfile !== undefined) refuseFreshPlanFlags(planfile, opts);
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
   const { applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
   const parallelism = positiveInt(opts.parallelism, '--parallelism');

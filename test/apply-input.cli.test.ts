@@ -1,0 +1,41 @@
+// `fleet apply PLANFILE` and `fleet plan --out` on input a person gets wrong:
+// flags that do not go with a saved plan, plan files that are not JSON, an
+// --out file that already exists. Everything here is refused (or written)
+// before a record or a data center is touched, so most cases need no stack.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers/cli.ts';
+
+describe('fleet apply PLANFILE: input checked before anything is opened', () => {
+  let tmp: string;
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'fleet-apply-input-'));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  // A saved plan is applied as it was made. These flags used to be ignored
+  // without a word: `fleet apply plan.json --target web` applied every fleet
+  // of the plan.
+  it.each([
+    { flags: ['--target', 'web'], named: '--target' },
+    { flags: ['--exclude', 'batch'], named: '--exclude' },
+    { flags: ['--allow-destroy', 'web'], named: '--allow-destroy' },
+    { flags: ['--replace', 'web/0'], named: '--replace' },
+    { flags: ['--target', 'web', '--replace', 'web/0'], named: '--target, --replace' },
+  ])('$named with a plan file is a usage error, before the file is read', async ({ flags, named }) => {
+    const r = await runCli(['apply', join(tmp, 'no-such-plan.json'), '--stack', join(tmp, 'no-stack'), ...flags]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error\[cli\.usage\]: Invalid command line\n/);
+    expect(r.stderr).toContain(`${named} shape`);
+    expect(r.stderr).toContain('is applied exactly as it was made');
+    expect(r.stderr).not.toContain('apply.plan-file');
+  });
+
+  it('--format json: the refusal is a diagnostic event on stdout', async () => {
+    const r = await runCli(['apply', join(tmp, 'plan.json'), '--target', 'web', '--format', 'json', '--stack', join(tmp, 'no-stack')]);
+    expect(r.code).toBe(1);
+    expect(r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; code: string })).toMatchObject([{ type: 'diagnostic', code: 'cli.usage' }]);
+  });
+});
