@@ -80,15 +80,12 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
   } catch (err) {
     throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`, { file }));
   }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new FleetError(diag('apply.plan-file', `${file} is not JSON: ${err instanceof Error ? err.message : String(err)}.`, { file }));
-  }
   // Checked against specs/schema/plan.schema.json before any field is trusted.
-  const { asPlanDocument, checkPlanDocument } = await planning();
-  const problems = checkPlanDocument(doc, text, file);
+  const { asPlanDocument, checkPlanDocument, parsePlanJson } = await planning();
+  const parsed = parsePlanJson(text, file);
+  if ('diagnostic' in parsed) throw new FleetError(parsed.diagnostic);
+  const { doc } = parsed;
+  const problems = checkPlanDocument(doc, parsed.text, file);
   if (problems.length > 0) throw new FleetError(problems);
   return asPlanDocument(doc);
 }
