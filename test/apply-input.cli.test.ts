@@ -39,3 +39,30 @@ describe('fleet apply PLANFILE: input checked before anything is opened', () => 
     expect(r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; code: string })).toMatchObject([{ type: 'diagnostic', code: 'cli.usage' }]);
   });
 });
+
+// commander keeps the last --format given; the usage error of a bad command
+// line was printed in the form of the first one (`--format text --format
+// json --bogus` gave text on stderr to a caller reading JSON on stdout).
+describe('a usage error is printed in the --format that wins: the last one given', () => {
+  it.each([
+    { args: ['validate', '--format', 'text', '--format', 'json', '--bogus'], json: true },
+    { args: ['plan', '--format=text', '--format=json', '--bogus'], json: true },
+    { args: ['plan', '--format', 'json', '--format', 'text', '--bogus'], json: false },
+  ])('$args', async ({ args, json }) => {
+    const r = await runCli(args);
+    expect(r.code).toBe(1);
+    if (json) {
+      expect(r.stderr).toBe('');
+      expect(JSON.parse(r.stdout)).toMatchObject({ diagnostics: [{ code: 'cli.usage' }] });
+    } else {
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^error\[cli\.usage\]/);
+    }
+  });
+
+  it('fleet apply: as diagnostic events', async () => {
+    const r = await runCli(['apply', '--format', 'text', '--format', 'json', '--bogus']);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ type: 'diagnostic', code: 'cli.usage' });
+  });
+});
