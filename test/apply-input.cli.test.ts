@@ -66,3 +66,20 @@ describe('a usage error is printed in the --format that wins: the last one given
     expect(JSON.parse(r.stdout)).toMatchObject({ type: 'diagnostic', code: 'cli.usage' });
   });
 });
+
+// FLEET_PARALLELISM=abc was reported as `--parallelism takes a whole number
+// ..., not "abc"` to someone who never typed --parallelism.
+describe('a bad --parallelism or --lock-timeout names where it came from', () => {
+  it.each([
+    { args: ['--parallelism', '0'], env: {}, says: '--parallelism takes a whole number of at least 1, not "0".' },
+    { args: [], env: { FLEET_PARALLELISM: 'abc' }, says: '--parallelism (from FLEET_PARALLELISM) takes a whole number of at least 1, not "abc".' },
+    { args: ['--lock-timeout', '-1'], env: {}, says: '--lock-timeout takes a number of seconds (0 or more), not "-1".' },
+    { args: [], env: { FLEET_LOCK_TIMEOUT: '-5' }, says: '--lock-timeout (from FLEET_LOCK_TIMEOUT) takes a number of seconds (0 or more), not "-5".' },
+    // A flag given wins over its variable, bad or not.
+    { args: ['--parallelism', '0'], env: { FLEET_PARALLELISM: '4' }, says: '--parallelism takes a whole number of at least 1, not "0".' },
+  ])('$args $env', async ({ args, env, says }) => {
+    const r = await runCli(['apply', '--stack', '/nonexistent/stack', ...args], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`error[cli.usage]: Invalid command line\n  ${says}\n`);
+  });
+});

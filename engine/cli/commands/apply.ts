@@ -8,7 +8,7 @@ import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
-import { loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
+import { OPTION_ENV, loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 import { parseVmAddress } from '../../model/index.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
@@ -51,10 +51,12 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     .option('--exclude <fleet>', 'fresh plan: leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable); the override goes with each deleting request, proven with FLEET_ADMIN_TOKEN when set', collect, [])
     .option('--replace <address>', 'fresh plan: replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
-    .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
+    .action(async (planfile: string | undefined, opts: ApplyCliOptions, cmd: Command) => {
       // A PGlite record's PostgreSQL stays on V8's baseline WebAssembly compiler (wasm-tiering.ts).
       baselineWasmOnly();
-      setExit(await runCommand(io, () => runApply(io, planfile, opts), modeOf(opts.format, true)));
+      // A bad value names where it came from: the flag, or the variable standing for it.
+      const said = (key: 'parallelism' | 'lockTimeout', flag: string) => (cmd.getOptionValueSource(key) === 'env' ? `${flag} (from ${OPTION_ENV[key]})` : flag);
+      setExit(await runCommand(io, () => runApply(io, planfile, opts, said), modeOf(opts.format, true)));
     });
 };
 
@@ -265,12 +267,17 @@ function refuseFreshPlanFlags(planfile: string, opts: ApplyCliOptions): void {
   );
 }
 
-async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliOptions): Promise<number> {
+async function runApply(
+  io: CliIO,
+  planfile: string | undefined,
+  opts: ApplyCliOptions,
+  said: (key: 'parallelism' | 'lockTimeout', flag: string) => string = (_key, flag) => flag,
+): Promise<number> {
   if (planfile !== undefined) refuseFreshPlanFlags(planfile, opts);
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
   const { applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
-  const parallelism = positiveInt(opts.parallelism, '--parallelism');
-  const lockTimeout = nonNegative(opts.lockTimeout, '--lock-timeout');
+  const parallelism = positiveInt(opts.parallelism, said('parallelism', '--parallelism'));
+  const lockTimeout = nonNegative(opts.lockTimeout, said('lockTimeout', '--lock-timeout'));
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
   const json = opts.format === 'json';
   const mode = modeOf(opts.format, true);
