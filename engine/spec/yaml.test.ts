@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { location } from '../diags/index.ts';
 import type { Where } from '../diags/index.ts';
 import { collectPointers, keyWhere, ownerWhere, parseYaml, valueWhere, type Path, type SourceDoc } from './yaml.ts';
@@ -27,6 +27,18 @@ describe('parseYaml', () => {
     ]);
     for (const text of ['', '# only a comment\n', '---\n']) expect(parseYaml(text, 'f.yaml').empty).toBe(true);
     expect(parseYaml('a: [\n', 'f.yaml').empty).toBe(false);
+  });
+
+  it('a list as a key is no process warning on stderr (the loader reports the key)', () => {
+    const warned = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      const r = parseYaml('spec:\n  ? [a, b]\n  : x\n', 'f.yaml');
+      expect(r.diagnostics).toEqual([]);
+      expect(r.docs[0].value).toEqual({ spec: { '[ a, b ]': 'x' } });
+      expect(warned).not.toHaveBeenCalled();
+    } finally {
+      warned.mockRestore();
+    }
   });
 
   it('resolves merge keys', () => {

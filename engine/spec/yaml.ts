@@ -38,7 +38,11 @@ function isEmptyDoc(doc: Document.Parsed): boolean {
 export function parseYaml(text: string, file: string): ParsedFile {
   const lines = new LineCounter();
   // merge: `<<: *base` merge keys work, as people sharing settings between fleets expect.
-  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
+  // logLevel error: a key that is a list or map (`? [a, b]`) is reported as an
+  // unknown key at its place; the yaml package's own process warning about it
+  // ("(node:123) Warning: Keys with collection values will be stringified")
+  // went to stderr besides, --format json or not.
+  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true, logLevel: 'error' });
   const diagnostics: Diagnostic[] = [];
   const docs: SourceDoc[] = [];
   let empty = true;
