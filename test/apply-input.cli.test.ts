@@ -71,12 +71,15 @@ describe('a usage error is printed in the --format that wins: the last one given
 // ..., not "abc"` to someone who never typed --parallelism.
 describe('a bad --parallelism or --lock-timeout names where it came from', () => {
   it.each([
-    { args: ['--parallelism', '0'], env: {}, says: '--parallelism takes a whole number of at least 1, not "0".' },
-    { args: [], env: { FLEET_PARALLELISM: 'abc' }, says: '--parallelism (from FLEET_PARALLELISM) takes a whole number of at least 1, not "abc".' },
+    { args: ['--parallelism', '0'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not "0".' },
+    { args: [], env: { FLEET_PARALLELISM: 'abc' }, says: '--parallelism (from FLEET_PARALLELISM) takes a whole number from 1 to 1000, not "abc".' },
+    // Above 1000 every member failed at its DMZ client (400: lane/width must be <= 1000) after the plan was shown.
+    { args: ['--parallelism', '1001'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not "1001".' },
+    { args: ['--parallelism', '1e9'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not "1e9".' },
     { args: ['--lock-timeout', '-1'], env: {}, says: '--lock-timeout takes a number of seconds (0 or more), not "-1".' },
     { args: [], env: { FLEET_LOCK_TIMEOUT: '-5' }, says: '--lock-timeout (from FLEET_LOCK_TIMEOUT) takes a number of seconds (0 or more), not "-5".' },
     // A flag given wins over its variable, bad or not.
-    { args: ['--parallelism', '0'], env: { FLEET_PARALLELISM: '4' }, says: '--parallelism takes a whole number of at least 1, not "0".' },
+    { args: ['--parallelism', '0'], env: { FLEET_PARALLELISM: '4' }, says: '--parallelism takes a whole number from 1 to 1000, not "0".' },
   ])('$args $env', async ({ args, env, says }) => {
     const r = await runCli(['apply', '--stack', '/nonexistent/stack', ...args], { env });
     expect(r.code).toBe(1);

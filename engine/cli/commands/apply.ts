@@ -8,7 +8,7 @@ import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
-import { OPTION_ENV, loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
+import { MAX_PARALLELISM, OPTION_ENV, loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 import { parseVmAddress } from '../../model/index.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
@@ -60,10 +60,16 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     });
 };
 
-function positiveInt(value: string | undefined, flag: string): number | undefined {
+/**
+ * --parallelism: 1 to MAX_PARALLELISM. Above it every member used to fail at
+ * its DMZ client (400: `lane/width must be <= 1000`) after the plan was shown.
+ */
+function parallelismOf(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new FleetError(diag('cli.usage', `${flag} takes a whole number of at least 1, not ${JSON.stringify(value)}.`));
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PARALLELISM) {
+    throw new FleetError(diag('cli.usage', `${flag} takes a whole number from 1 to ${MAX_PARALLELISM}, not ${JSON.stringify(value)}.`));
+  }
   return n;
 }
 
@@ -276,7 +282,7 @@ async function runApply(
   if (planfile !== undefined) refuseFreshPlanFlags(planfile, opts);
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
   const { applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
-  const parallelism = positiveInt(opts.parallelism, said('parallelism', '--parallelism'));
+  const parallelism = parallelismOf(opts.parallelism, said('parallelism', '--parallelism'));
   const lockTimeout = nonNegative(opts.lockTimeout, said('lockTimeout', '--lock-timeout'));
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
   const json = opts.format === 'json';
