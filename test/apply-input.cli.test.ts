@@ -76,6 +76,12 @@ describe('a bad --parallelism or --lock-timeout names where it came from', () =>
     // Above 1000 every member failed at its DMZ client (400: lane/width must be <= 1000) after the plan was shown.
     { args: ['--parallelism', '1001'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not "1001".' },
     { args: ['--parallelism', '1e9'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not "1e9".' },
+    // Number() read 0x10 as 16, 1e2 as 100 and " 5" as 5: decimal digits only.
+    { args: ['--parallelism', '0x10'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not "0x10".' },
+    { args: ['--parallelism', '1e2'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not "1e2".' },
+    { args: ['--parallelism', ' 5'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not " 5".' },
+    { args: ['--lock-timeout', '0x10'], env: {}, says: '--lock-timeout takes a number of seconds (0 or more), not "0x10".' },
+    { args: ['--lock-timeout', ''], env: {}, says: '--lock-timeout takes a number of seconds (0 or more), not "".' },
     { args: ['--lock-timeout', '-1'], env: {}, says: '--lock-timeout takes a number of seconds (0 or more), not "-1".' },
     { args: [], env: { FLEET_LOCK_TIMEOUT: '-5' }, says: '--lock-timeout (from FLEET_LOCK_TIMEOUT) takes a number of seconds (0 or more), not "-5".' },
     // A flag given wins over its variable, bad or not.

@@ -66,7 +66,8 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
  */
 function parallelismOf(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
+  // Decimal digits only: Number() alone read 0x10 as 16, 1e2 as 100 and " 5" as 5.
+  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > MAX_PARALLELISM) {
     throw new FleetError(diag('cli.usage', `${flag} takes a whole number from 1 to ${MAX_PARALLELISM}, not ${JSON.stringify(value)}.`));
   }
@@ -75,7 +76,8 @@ function parallelismOf(value: string | undefined, flag: string): number | undefi
 
 function nonNegative(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
+  // Decimal seconds (`30`, `0.5`): Number() alone read "" as 0 and 0x10 as 16.
+  const n = /^[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : NaN;
   if (!Number.isFinite(n) || n < 0) throw new FleetError(diag('cli.usage', `${flag} takes a number of seconds (0 or more), not ${JSON.stringify(value)}.`));
   return n;
 }
