@@ -53,8 +53,8 @@ export interface PlanStackResult {
 
 /**
  * Plans a stack. Throws FleetError with the loader's diagnostics when the
- * stack does not load, with plan.unknown-fleet for a --target / --exclude
- * that names no fleet, and with the record's faults.
+ * stack does not load, with plan.unknown-fleet for a --target / --exclude /
+ * --allow-destroy that names no fleet, and with the record's faults.
  */
 export async function planStack(stackDir: string, opts: PlanStackOptions = {}): Promise<PlanStackResult> {
   const t0 = performance.now();
@@ -96,12 +96,26 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     const fleetRows = await record.listFleets(stack.name);
     const specNames = fleets.map((f) => f.name);
     const scope = resolveScope(specNames, fleetRows.map((f) => f.fleet), options.targets, options.excludes);
-    if (scope.unknown.length) {
-      throw new FleetError(
-        scope.unknown.map((name) =>
+    // A misspelt --allow-destroy allowed nothing, silently: the plan came out
+    // blocked by the protect violation it was meant to allow. A fleet in
+    // neither the specs nor the record is refused (with --target alone, only
+    // the targeted fleets' specs are loaded: a name outside them is out of
+    // scope, where allowing has no effect, so it is let be).
+    const known = new Set([...specNames, ...fleetRows.map((f) => f.fleet)]);
+    const unknownAllowed = [...new Set(options.allowDestroy)].filter((name) => !known.has(name) && (!targetsOnly || name.includes('/')));
+    if (scope.unknown.length || unknownAllowed.length) {
+      throw new FleetError([
+        ...scope.unknown.map((name) =>
           diag('plan.unknown-fleet', `no fleet named ${name} is in the specs of stack ${stack.name} or in its record (${record.description}).`, { address: name }),
         ),
-      );
+        ...unknownAllowed.map((name) =>
+          diag(
+            'plan.unknown-fleet',
+            `--allow-destroy names no fleet named ${name}: it is in neither the specs of stack ${stack.name} nor its record (${record.description})${name.includes('/') ? '; --allow-destroy takes a fleet name, and allows it for every member of that fleet' : ''}.`,
+            { address: name },
+          ),
+        ),
+      ]);
     }
     const inScope = new Set(scope.fleets);
     for (const f of fleetRows) {
