@@ -87,7 +87,7 @@ export const applyCodes = defineCodes({
   },
   'apply.import-refused': {
     summary: 'Import refused',
-    doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first.',
+    doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack; a VM the record tracks already (live at another address, or made for another stack) is not adopted again. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first.',
     severity: 'error',
   },
   'apply.import-not-found': {
