@@ -15,6 +15,7 @@ const goldenDir = fileURLToPath(new URL('./testdata/state/', import.meta.url));
 
 let root: string;
 let lockId: string;
+let otherLockId: string;
 let vmId: string;
 
 function mask(s: string): string {
@@ -79,6 +80,8 @@ beforeAll(async () => {
   await r.insertVm(vm('db', 0, { dataCenter: 'richmond', image: 'postgres-16' }), { actor: 'alice', planId: 'plan-1' });
   const h = await r.acquireLocks('clitest', ['db'], { who: 'ci', host: 'runner-7', pid: 31337, planId: 'plan-2' }, { leaseMs: 3_600_000 });
   lockId = h.lockId;
+  // Another stack sharing the record (as on PostgreSQL), with a lock of its own.
+  otherLockId = (await r.acquireLocks('otherstack', ['db'], { who: 'ci', host: 'runner-8', pid: 4242, planId: 'plan-9' }, { leaseMs: 3_600_000 })).lockId;
   await r.close();
 });
 
@@ -159,6 +162,21 @@ describe('fleet unlock', () => {
     const r = await runCli(['unlock', 'deadbeef'], { cwd: root });
     expect(r.code).toBe(1);
     await golden('unlock-missing.txt', mask(r.stderr));
+  });
+
+  it("refuses a lock of another stack in the same record, and leaves it held", async () => {
+    const r = await runCli(['unlock', otherLockId, '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout);
+    expect(out.diagnostics).toMatchObject([{ code: 'record.lock-not-found', address: otherLockId }]);
+    expect(out.diagnostics[0].detail).toContain(`stack clitest holds no lock ${otherLockId}`);
+    expect(out.diagnostics[0].detail).toContain('that lock is of stack otherstack (fleet db)');
+    const rec = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+    try {
+      expect((await rec.listLocks('otherstack')).map((l) => l.lockId)).toEqual([otherLockId]);
+    } finally {
+      await rec.close();
+    }
   });
 
   it('releases a lock by id', async () => {

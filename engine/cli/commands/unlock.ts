@@ -23,8 +23,17 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
       const mode = modeOf(opts.format);
       setExit(
         await runCommand(io, () =>
-          withStackRecord(io, opts, async (record) => {
+          withStackRecord(io, opts, async (record, stack) => {
             const locks = await record.findLock(lockId);
+            // A record may hold several stacks (PostgreSQL): --stack says whose locks this may break.
+            const foreign = locks.filter((l) => l.stack !== stack);
+            if (foreign.length > 0) {
+              fail(
+                'record.lock-not-found',
+                `stack ${stack} holds no lock ${lockId} in the record ${record.description}: that lock is of stack ${foreign[0].stack} (fleet ${foreign.map((l) => l.fleet).join(', ')}); run \`fleet unlock ${lockId}\` with that stack's --stack if its apply is gone.`,
+                { address: lockId },
+              );
+            }
             const released = locks.length > 0 && (await record.forceUnlock(lockId));
             if (!released) {
               fail('record.lock-not-found', `the record ${record.description} holds no lock ${lockId}; it may have been released already.`, {
