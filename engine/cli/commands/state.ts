@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { FleetError, fail, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { parseVmAddress } from '../../model/index.ts';
 import type { FleetRecord, HistoryRow, SqlRecord, VmRow } from '../../record/index.ts';
+import { lockHolder } from '../../record/locks.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO, type OutputMode } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
@@ -123,7 +124,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
                   out += '\nLocks:\n';
                   out += table([
                     ['FLEET', 'LOCK ID', 'HOLDER', 'PLAN', 'SINCE', 'LEASE UNTIL'],
-                    ...locks.map((l) => [l.fleet, l.lockId, `${l.who}@${l.host} pid ${l.pid}`, l.planId ?? '-', l.since, l.expiresAt]),
+                    ...locks.map((l) => [l.fleet, l.lockId, lockHolder(l), l.planId ?? '-', l.since, l.expiresAt]),
                   ]);
                 }
                 return out;

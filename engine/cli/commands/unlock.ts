@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { fail } from '../../diags/index.ts';
+import { lockHolder } from '../../record/locks.ts';
 import { modeOf, runCommand } from '../io.ts';
 import { formatOption, recordUrlOption, stackOption } from '../options.ts';
 import { printResult, withStackRecord, type RecordCliOptions } from './state.ts';
@@ -47,7 +48,7 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
               mode,
               { released: true, lockId, locks },
               () =>
-                `Released lock ${lockId} on fleet${locks.length > 1 ? 's' : ''} ${fleets} of stack ${l.stack}, held by ${l.who}@${l.host} pid ${l.pid}${l.planId ? ` for plan ${l.planId}` : ''} since ${l.since}.\n`,
+                `Released lock ${lockId} on fleet${locks.length > 1 ? 's' : ''} ${fleets} of stack ${l.stack}, held by ${lockHolder(l)}${l.planId ? ` for plan ${l.planId}` : ''} since ${l.since}.\n`,
             );
             return 0;
           }),
