@@ -157,6 +157,33 @@ describe('fleet history', () => {
   });
 });
 
+describe('fleet state rm', () => {
+  it('retires the VM and writes its removed row in one statement: a report landing in between leaves both or neither', async () => {
+    const dir = join(root, 'racy');
+    await mkdir(dir, { recursive: true });
+    const stackFile = await readFile(join(root, 'stacks', 'local', 'stack.yaml'), 'utf8');
+    await writeFile(join(dir, 'stack.yaml'), stackFile.replace('name: clitest', 'name: racy'));
+    const url = `pglite://${join(dir, '.fleet', 'record')}`;
+    const seed = await openRecord(url);
+    await seed.insertVm({ ...vm('web', 0), stack: 'racy' }, { actor: 'alice', planId: 'plan-1' });
+    // Stands for a DMZ client's report (reports are not fenced) that lands just after the removed row: it moves the VM on.
+    await seed.sql.query(`CREATE FUNCTION racing_report() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE vms SET version = version + 1 WHERE id = NEW.vm_id; RETURN NULL; END $$`);
+    await seed.sql.query(`CREATE TRIGGER racing_report AFTER INSERT ON history FOR EACH ROW WHEN (NEW.outcome = 'removed') EXECUTE FUNCTION racing_report()`);
+    await seed.close();
+
+    const r = await runCli(['state', 'rm', 'web/0', '--stack', dir], { cwd: root });
+    const after = await openRecord(url);
+    try {
+      const live = await after.findVm('racy', 'web/0');
+      const removed = (await after.history('racy', 'web/0')).filter((h) => h.outcome === 'removed');
+      // Before: the removed row was written, the retire then refused (version conflict): history said removed, the VM stayed live.
+      expect({ code: r.code, live: live !== undefined, removed: removed.length }, r.stderr).toEqual({ code: 0, live: false, removed: 1 });
+    } finally {
+      await after.close();
+    }
+  });
+});
+
 describe('fleet unlock', () => {
   it('refuses an unknown lock id', async () => {
     const r = await runCli(['unlock', 'deadbeef'], { cwd: root });

@@ -215,12 +215,9 @@ function registerStateRm(state: Command, io: CliIO, setExit: (code: number) => v
                 const found = await record.findVm(stack, address);
                 if (!found) fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}; nothing to remove.`, { address });
                 const cloud = found.cloudId ? `its VM ${found.cloudId} in ${found.dataCenter} is left as it is` : `${found.dataCenter} holds no VM of it`;
-                await record.addHistory(
-                  found.id,
-                  { from: found.state, to: found.state, outcome: 'removed', actor, detail: `fleet state rm: the record no longer tracks ${address}; ${cloud}` },
-                  found.version,
-                );
-                return record.updateVm(found.id, found.version, { retire: true }, { actor });
+                // One statement retires the row and writes its history row (outcome removed), at the version read:
+                // a report landing meanwhile (reports are not fenced) refuses both, never only the retire.
+                return record.transitionVm(found.id, found.version, found.state, { actor, outcome: 'removed', detail: `fleet state rm: the record no longer tracks ${address}; ${cloud}` }, { retire: true });
               });
               printResult(io, mode, { stack, removed: vm }, () => {
                 const again = vm.cloudId ? ` ${vm.dataCenter} still holds its VM ${vm.cloudId}: \`fleet import ${address} ${vm.cloudId}\` adopts it again, or delete it there.` : '';
