@@ -122,6 +122,12 @@ describe('fleet state show', () => {
     expect(out.history).toHaveLength(4);
   });
 
+  it('refuses what is not an address as fleet history and state rm do (it said "no live VM at web-0")', async () => {
+    const r = await runCli(['state', 'show', 'web-0', '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ diagnostics: [{ code: 'cli.usage', detail: '"web-0" is not a VM address; an address is <fleet>/<index>, e.g. web/3.' }] });
+  });
+
   it('names an unknown address', async () => {
     const r = await runCli(['state', 'show', 'web/9'], { cwd: root });
     expect(r.code).toBe(1);

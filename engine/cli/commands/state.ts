@@ -150,8 +150,9 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
       setExit(
         await runCommand(
           io,
-          () =>
-            withStackRecord(io, opts, async (record, stack) => {
+          () => {
+            addressArg(address);
+            return withStackRecord(io, opts, async (record, stack) => {
               const vm = await record.findVm(stack, address);
               if (!vm) {
                 fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.`, { address });
@@ -159,7 +160,8 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
               const history = (await record.history(stack, address, { limit: 10 })).filter((h) => h.vmId === vm.id);
               printResult(io, mode, { stack, vm, history }, () => showVm(vm) + (history.length ? `\nRecent history:\n${historyTable(history)}` : ''));
               return 0;
-            }, { readOnly: true }),
+            }, { readOnly: true });
+          },
           mode,
         ),
       );
