@@ -36,10 +36,10 @@ describe('--no-color', () => {
 });
 
 describe('options from environment variables', () => {
-  // Each variable reaches its option: a bad value is reported under the option's name, and a flag given wins.
+  // Each variable reaches its option: a bad value is reported under the option's name (and the variable it came from), and a flag given wins.
   it.each([
-    { env: { FLEET_PARALLELISM: '0' }, args: ['apply', '--yes', '--stack', example], message: '--parallelism takes a whole number of at least 1, not "0"' },
-    { env: { FLEET_LOCK_TIMEOUT: 'soon' }, args: ['apply', '--yes', '--stack', example], message: '--lock-timeout takes a number of seconds (0 or more), not "soon"' },
+    { env: { FLEET_PARALLELISM: '0' }, args: ['apply', '--yes', '--stack', example], message: '--parallelism (from FLEET_PARALLELISM) takes a whole number from 1 to 1000, not "0"' },
+    { env: { FLEET_LOCK_TIMEOUT: 'soon' }, args: ['apply', '--yes', '--stack', example], message: '--lock-timeout (from FLEET_LOCK_TIMEOUT) takes a number of seconds (0 or more), not "soon"' },
     { env: { FLEET_RECORD_URL: 'postgres://' }, args: ['state', 'list', '--stack', example], message: 'FLEET_RECORD_URL is "postgres://"' },
     { env: { FLEET_STACK: 'no/such/stack' }, args: ['validate'], message: 'no/such/stack/stack.yaml' },
   ])('$env', async ({ env, args, message }) => {

@@ -1,5 +1,5 @@
 // `fleet plan` in-process: exit codes, formats, --out, scope errors.
-import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,6 +87,19 @@ describe('fleet plan', () => {
     expect(printed).toEqual({ planFile: out, formatVersion: '2', id: doc.id, stack: 'p05', summary: expect.objectContaining({ delete: 4 }), blocked: false, diagnostics: [] });
     expect(r.stdout).not.toContain('"changes"');
     expect(statSync(out).mode & 0o777).toBe(0o600);
+  });
+
+  // open(file, 'w', 0o600) sets the mode of a file it creates only: a plan
+  // written over an existing world-readable file (an old plan, a file made
+  // by `touch`) stayed 0644, where the README promises a saved plan is 0600.
+  it('--out over an existing file makes it 0600 too', async () => {
+    const out = join(tmp, 'over.json');
+    writeFileSync(out, 'an old plan\n', { mode: 0o644 });
+    chmodSync(out, 0o644);
+    const r = await runCli(['plan', '--stack', stack('05-scale-down'), '--out', out], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(out, 'utf8'))).toMatchObject({ formatVersion: '2', stack: 'p05' });
   });
 
   // Over PRETTY_JSON_LIMIT changes the document is one line, written a piece at a time (engine/plan/json-text.ts).

@@ -31,13 +31,17 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
   return program;
 }
 
-/** `--format json` (or `--format=json`) among the arguments: a parse error is then printed as JSON too. */
+/**
+ * `--format json` (or `--format=json`) among the arguments: a parse error is
+ * then printed as JSON too. The last one given, as commander takes it.
+ */
 function formatAsked(argv: string[]): string | undefined {
+  let format: string | undefined;
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--format') return argv[i + 1];
-    if (argv[i].startsWith('--format=')) return argv[i].slice('--format='.length);
+    if (argv[i] === '--format') format = argv[++i];
+    else if (argv[i].startsWith('--format=')) format = argv[i].slice('--format='.length);
   }
-  return undefined;
+  return format;
 }
 
 /** A commander parse error ("error: unknown option '--stak'\n(Did you mean --stack?)") as a diagnostic. */

@@ -25,8 +25,15 @@ export const formatOption = (choices: readonly string[] = ['text', 'json']) =>
     .choices([...choices])
     .default('text');
 
+/**
+ * The most VM operations at once per data center: the stack schema's
+ * `apply.parallelism` maximum, and the most a DMZ client takes as a lane's
+ * width (protocol/schemas/dmz-client.ts, runLaneSchema). Keep the three equal.
+ */
+export const MAX_PARALLELISM = 1000;
+
 export const parallelismOption = () =>
-  new Option('--parallelism <n>', 'VM operations at once per data center (default: stack apply.parallelism, else 10)').env(OPTION_ENV.parallelism);
+  new Option('--parallelism <n>', 'VM operations at once per data center, 1 to 1000 (default: stack apply.parallelism, else 10)').env(OPTION_ENV.parallelism);
 
 export const lockTimeoutOption = () =>
   new Option('--lock-timeout <seconds>', 'wait this long for fleet locks held by another apply (default: stack apply.lockTimeoutSeconds, else 0)').env(

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { PlanDocumentFile } from '../../specs/types/plan.ts';
 import { runCli } from '../../test/helpers/cli.ts';
 import type { PlanDocument } from '../model/index.ts';
-import { checkPlanDocument, pointerSegments } from './document.ts';
+import { checkPlanDocument, jsonSyntaxErrorAt, parsePlanJson, pointerSegments } from './document.ts';
 
 // The hand-written plan types and the schema's generated ones describe one document:
 // each must be assignable to the other (tsc checks these two lines).
@@ -135,6 +135,72 @@ describe('checkPlanDocument', () => {
   });
 });
 
+// `fleet apply PLANFILE` on a file that is not JSON said "is not JSON:
+// Expected ... at position 5971" (or, for an unexpected token, quoted the
+// text with no position at all) and named the file without a line or column.
+describe('jsonSyntaxErrorAt: where a plan file stops being JSON', () => {
+  it.each([
+    // V8 gives these no position ("Unexpected token ']', "[1,2,]" is not valid JSON").
+    { name: 'a trailing comma in an array', text: '[1,2,]', at: 5 },
+    { name: 'a bare word', text: '{"a": x}', at: 6 },
+    { name: 'a misspelt literal', text: '{\n"a": tru}', at: 10 },
+    { name: 'a byte order mark (parsePlanJson drops it first)', text: '\ufeff{}', at: 0 },
+    { name: 'single quotes', text: "{'a': 1}", at: 1 },
+    // And these, which V8 positions the same way.
+    { name: 'cut short', text: '{"a": [1, 2', at: 11 },
+    { name: 'empty', text: '', at: 0 },
+    { name: 'a comma before }', text: '{"a": 1,}', at: 8 },
+    { name: 'text after the document', text: '{} x', at: 3 },
+    { name: 'a tab inside a string', text: '{"a": "\t"}', at: 7 },
+    { name: 'a leading zero', text: '[01]', at: 2 },
+    { name: 'an exponent without digits', text: '[1e]', at: 3 },
+    { name: 'a bad \\u escape', text: '["\\u12x4"]', at: 6 },
+  ])('$name: at $at', ({ text, at }) => {
+    expect(jsonSyntaxErrorAt(text)).toBe(at);
+  });
+
+  it.each(goldens)('finds no error in the golden plan %s', (name) => {
+    expect(jsonSyntaxErrorAt(readFileSync(join(fixtures, name, 'expected.json'), 'utf8'))).toBeUndefined();
+  });
+
+  // Over many one-character edits of a plan: an error exactly when JSON.parse
+  // fails, at the position V8 names whenever it names one.
+  it('agrees with JSON.parse over 2,000 edits of a plan', () => {
+    let seed = 7;
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+    const chars = '{}[],:"\\ 0-e.tfnu\n\t\x01a';
+    const wrong: string[] = [];
+    for (let k = 0; k < 2000; k++) {
+      const i = rnd(GOOD.length);
+      const op = rnd(3);
+      const text = op === 0 ? GOOD.slice(0, i) + GOOD.slice(i + 1) : op === 1 ? GOOD.slice(0, i) + chars[rnd(chars.length)] + GOOD.slice(i) : GOOD.slice(0, i);
+      let v8: number | 'valid' | undefined;
+      try {
+        JSON.parse(text);
+        v8 = 'valid';
+      } catch (err) {
+        const m = /at position (\d+)/.exec((err as Error).message);
+        v8 = m ? Number(m[1]) : /Unexpected end/.test((err as Error).message) ? text.length : undefined;
+      }
+      const mine = jsonSyntaxErrorAt(text);
+      if (v8 === 'valid' ? mine !== undefined : mine === undefined || (v8 !== undefined && mine !== v8)) wrong.push(`edit ${k} at ${i}: V8 ${v8}, here ${mine}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('parsePlanJson: located diagnostics; a byte order mark is ignored', () => {
+    expect(parsePlanJson('{\n  "a": [1,\n  ]\n}\n', 'p.json')).toMatchObject({
+      diagnostic: { code: 'apply.plan-file', file: 'p.json', line: 3, col: 3, detail: expect.stringMatching(/^p\.json is not JSON: Unexpected token '\]' at line 3, column 3\. /) },
+    });
+    // V8 quotes a long text shortened (`Unexpected token ']', ..."x": [1,2,]}" is not valid JSON`): none of it is kept.
+    expect(parsePlanJson(`{"formatVersion": "2",\n "x": [1,2,]}`, 'p.json')).toMatchObject({
+      diagnostic: { line: 2, col: 12, detail: expect.stringMatching(/^p\.json is not JSON: Unexpected token '\]' at line 2, column 12\. /) },
+    });
+    expect(parsePlanJson('  \n', 'p.json')).toMatchObject({ diagnostic: { line: 2, col: 1, detail: 'p.json is empty; write a plan with `fleet plan --out p.json`.' } });
+    expect(parsePlanJson('\ufeff{"a": 1}', 'p.json')).toEqual({ doc: { a: 1 }, text: '{"a": 1}' });
+  });
+});
+
 describe('fleet apply PLANFILE', () => {
   it('refuses a formatVersion "1" plan file at its formatVersion line, before opening the stack', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fleet-plan-file-'));
@@ -150,6 +216,34 @@ describe('fleet apply PLANFILE', () => {
       expect(r.stderr).toContain(`error[apply.plan-format]: Unknown plan format\n  at plan.json:${line}:${col}\n`);
       expect(r.stderr).toContain('Make the plan again with `fleet plan --out`');
       expect(r.stderr).not.toContain('spec.stack-not-found');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a plan file cut short at its end, located, before opening the stack', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-plan-file-'));
+    try {
+      const text = GOOD.slice(0, GOOD.indexOf('"steps"'));
+      await writeFile(join(dir, 'plan.json'), text);
+      const r = await runCli(['apply', 'plan.json', '--stack', 'no/such/stack'], { cwd: dir });
+      expect(r.code).toBe(1);
+      const lines = text.split('\n');
+      expect(r.stderr).toContain(`error[apply.plan-file]: Plan file unreadable\n  at plan.json:${lines.length}:${lines[lines.length - 1].length + 1}\n`);
+      expect(r.stderr).not.toContain('spec.stack-not-found');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads a plan file saved with a byte order mark (it gets as far as the stack)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-plan-file-'));
+    try {
+      await writeFile(join(dir, 'plan.json'), `\ufeff${GOOD}`);
+      const r = await runCli(['apply', 'plan.json', '--stack', 'no/such/stack'], { cwd: dir });
+      expect(r.code).toBe(1);
+      expect(r.stderr).not.toContain('apply.plan-file');
+      expect(r.stderr).toContain('spec.stack-not-found');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -118,6 +118,145 @@ export function checkPlanDocument(doc: unknown, text: string, file: string): Dia
   return out;
 }
 
+/**
+ * The offset of the first JSON syntax error in `text` (`text.length` when it
+ * ends too early), or undefined when it is JSON. Only for diagnostics, after
+ * JSON.parse has failed: V8's messages give no position for an unexpected
+ * token (`Unexpected token ']', "[1,2,]" is not valid JSON`) and quote the
+ * text instead. Iterative (a file of a million `[` is no stack overflow).
+ */
+const isDigit = (c: string | undefined): boolean => c !== undefined && c >= '0' && c <= '9';
+
+export function jsonSyntaxErrorAt(text: string): number | undefined {
+  const n = text.length;
+  let i = 0;
+  const open: string[] = [];
+  const ws = () => {
+    while (i < n && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
+  };
+  const str = (): boolean => {
+    if (text[i] !== '"') return false;
+    for (i++; i < n; ) {
+      const c = text.charCodeAt(i);
+      if (c === 0x22) {
+        i++;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c !== 0x5c) {
+        i++;
+        continue;
+      }
+      // An escape: at the character after the backslash, or the first of \u's four that is not hex.
+      i++;
+      if (text[i] === 'u') {
+        i++;
+        for (let k = 0; k < 4; k++, i++) if (!/^[0-9a-fA-F]$/.test(text[i] ?? '')) return false;
+      } else if (i < n && '"\\/bfnrt'.includes(text[i])) i++;
+      else return false;
+    }
+    return false;
+  };
+  const key = (): boolean => {
+    ws();
+    if (!str()) return false;
+    ws();
+    if (text[i] !== ':') return false;
+    i++;
+    return true;
+  };
+  for (;;) {
+    // A value.
+    ws();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      i++;
+      ws();
+      if (text[i] === (c === '{' ? '}' : ']')) i++;
+      else {
+        open.push(c);
+        if (c === '{' && !key()) return i;
+        continue;
+      }
+    } else if (c === '"') {
+      if (!str()) return i;
+    } else if (c === '-' || isDigit(c)) {
+      // -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, failing at the first character that does not fit.
+      if (text[i] === '-') i++;
+      if (text[i] === '0') i++;
+      else if (isDigit(text[i])) while (isDigit(text[i])) i++;
+      else return i;
+      if (text[i] === '.') {
+        i++;
+        if (!isDigit(text[i])) return i;
+        while (isDigit(text[i])) i++;
+      }
+      if (text[i] === 'e' || text[i] === 'E') {
+        i++;
+        if (text[i] === '+' || text[i] === '-') i++;
+        if (!isDigit(text[i])) return i;
+        while (isDigit(text[i])) i++;
+      }
+    } else {
+      const word = c === 't' ? 'true' : c === 'f' ? 'false' : c === 'n' ? 'null' : undefined;
+      if (!word) return i;
+      for (const w of word) {
+        if (text[i] !== w) return i;
+        i++;
+      }
+    }
+    // After a value: close what it ends, or go on to the next one.
+    for (;;) {
+      ws();
+      const top = open[open.length - 1];
+      if (top === undefined) return i < n ? i : undefined;
+      if (text[i] === ',') {
+        i++;
+        if (top === '{' && !key()) return i;
+        break;
+      }
+      if (text[i] !== (top === '{' ? '}' : ']')) return i;
+      i++;
+      open.pop();
+    }
+  }
+}
+
+/**
+ * JSON.parse of a plan file's text, or the diagnostic of why it is not
+ * JSON, at the line and column of the first error. A leading byte order mark
+ * is ignored (RFC 8259 allows it; some editors add one on save): the seal
+ * covers the parsed content, not the bytes.
+ */
+export function parsePlanJson(text: string, file: string): { doc: unknown; text: string } | { diagnostic: Diagnostic } {
+  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  try {
+    return { doc: JSON.parse(body) as unknown, text: body };
+  } catch (err) {
+    const raw = err instanceof Error ? err.message : String(err);
+    // V8's words without the position (given as line and column instead) or the quoted text.
+    const why = raw.replace(/, (?:\.\.\.)?".*$/s, '').replace(/ in JSON at position \d+.*$/s, '');
+    const offset = jsonSyntaxErrorAt(body) ?? body.length;
+    let line = 1;
+    let lineStart = 0;
+    for (let nl = body.indexOf('\n'); nl >= 0 && nl < offset; nl = body.indexOf('\n', nl + 1)) {
+      line++;
+      lineStart = nl + 1;
+    }
+    const col = offset - lineStart + 1;
+    const empty = body.trim() === '';
+    return {
+      diagnostic: diag(
+        'apply.plan-file',
+        empty
+          ? `${file} is empty; write a plan with \`fleet plan --out ${file}\`.`
+          : `${file} is not JSON: ${why} at line ${line}, column ${col}. It was not written by \`fleet plan --out\` as it is (cut short, or edited since); plan again.`,
+        { file, line, col },
+      ),
+    };
+  }
+}
+
 /** Narrows after checkPlanDocument returned no diagnostic. */
 export function asPlanDocument(doc: unknown): PlanDocument {
   return doc as PlanDocument;

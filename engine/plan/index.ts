@@ -1,5 +1,5 @@
 export * from './types.ts';
-export { checkPlanDocument, asPlanDocument } from './document.ts';
+export { checkPlanDocument, asPlanDocument, parsePlanJson } from './document.ts';
 export { computePlan, memberName, type PlanInput, type PlanOptions } from './planner.ts';
 export { classifyMember, deletePath, resizeState, resizeSteps, stepsAlong, RESIZE_OPERATION, REPLACE_FIELDS, type Classified, type FieldDiff, type MemberShape } from './member.ts';
 export { resolveScope, type Scope } from './scope.ts';

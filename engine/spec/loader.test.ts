@@ -271,6 +271,35 @@ describe('problems', () => {
     expect(r.fleets.map((f) => f.name)).toEqual(['c']);
   });
 
+  // A data center's name is a folder and file name (.fleet/sim/<dc>/): `../../x`
+  // put an embedded data center's state outside the stack folder, and a NUL
+  // made `fleet apply` fail with cli.internal, both after `fleet validate` said valid.
+  it.each([
+    ['a path up', '"../../outside"', 'holds a path separator'],
+    ['a slash', 'dc/a', 'holds a path separator'],
+    ['a backslash', '"dc\\\\a"', 'holds a path separator'],
+    ['a NUL', '"mi\\0ami"', 'holds a control character'],
+    ['an escape', '"mi\\e[31mami"', 'holds a control character'],
+    ['..', '".."', 'is a relative folder name'],
+    ['.', '"."', 'is a relative folder name'],
+  ])('refuses a data center name with %s, at the name', async (_what, yamlName, why) => {
+    const extra = `    - name: ${yamlName}\n      address: embedded\n      location: { lat: 30, lon: -80 }\n      capacity: {}\n`;
+    const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    // (A NUL is also reported as such by parseYaml, at the same place.)
+    const named = r.diagnostics.filter((d) => d.detail.startsWith('Data center name'));
+    expect(named.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual(['spec.invalid-value stack.yaml:19:13']);
+    expect(named[0].detail).toContain(why);
+    expect(r.diagnostics.map((d) => `${d.file}:${d.line}:${d.col}`)).toEqual(r.diagnostics.map(() => 'stack.yaml:19:13'));
+  });
+
+  it('accepts data center names with dots, dashes, underscores and letters of any case', async () => {
+    const extra = ['us-east-1', 'DC_2', 'eu.west', '..a'].map((n, i) => `    - name: ${n}\n      address: embedded\n      location: { lat: ${i}, lon: 0 }\n      capacity: {}\n`).join('');
+    const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics).toEqual([]);
+  });
+
   it('never throws for a folder that does not exist', async () => {
     const r = await loadStack('/nonexistent/stack', { env: {} });
     expect(codes(r.diagnostics)).toEqual(['spec.stack-not-found']);

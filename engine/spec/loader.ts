@@ -244,13 +244,38 @@ function isHttpUrl(s: string): boolean {
   }
 }
 
-/** Duplicate data center names (each names the first entry's location) and malformed addresses. */
+/**
+ * Why `name` cannot be one path segment, or undefined when it can. A data
+ * center's name becomes a folder and file names (providers/embedded.ts
+ * `.fleet/sim/<dc>/`, the sim's `sim-<dc>.json`, a DMZ client's default
+ * --state-dir): `../../x` put an embedded data center's state outside the
+ * stack folder, and a NUL made `fleet apply` fail with an internal error.
+ */
+function folderNameProblem(name: string): string | undefined {
+  if (name === '.' || name === '..') return 'is a relative folder name';
+  if (/[/\\]/.test(name)) return 'holds a path separator';
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'holds a control character';
+  return undefined;
+}
+
+/** Duplicate data center names (each names the first entry's location), names that are not one path segment, and malformed addresses. */
 function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagnostic[] {
   const out: Diagnostic[] = [];
   if (!Array.isArray(spec.dataCenters)) return out;
   const first = new Map<string, Where>();
   spec.dataCenters.forEach((dc, i) => {
     if (!isObj(dc) || typeof dc.name !== 'string') return;
+    const unusable = folderNameProblem(dc.name);
+    if (unusable) {
+      out.push(
+        diag(
+          'spec.invalid-value',
+          `Data center name ${showValue(dc.name)} ${unusable}. The name is also a folder and file name (the simulated data center's state under .fleet/sim/, a DMZ client's state folder): use letters, digits, dashes, dots or underscores, with no / or \\ or control character, and not . or .. alone.`,
+          valueWhere(src, ['spec', 'dataCenters', i, 'name']),
+        ),
+      );
+    }
     if (typeof dc.address === 'string' && dc.address && dc.address !== 'embedded' && !isHttpUrl(dc.address)) {
       out.push(
         diag(

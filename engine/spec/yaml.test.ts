@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { location } from '../diags/index.ts';
 import type { Where } from '../diags/index.ts';
 import { collectPointers, keyWhere, ownerWhere, parseYaml, valueWhere, type Path, type SourceDoc } from './yaml.ts';
@@ -11,6 +11,9 @@ describe('parseYaml', () => {
     ['duplicate key', 'a: 1\na: 2\n', ['f.yaml:2:1 Map keys must be unique.']],
     ['alias without anchor is reported, not thrown', 'a: 1\nb: *nope\n', ['f.yaml:2:4 Alias *nope has no anchor &nope before it in the same document (anchors do not carry across ---).']],
     ['bad indentation', 'a: 1\n  b: 2\n', ['f.yaml:1:4 Nested mappings are not allowed in compact mappings.']],
+    // The record cannot store a NUL: it validated, then `fleet apply` failed with cli.internal.
+    ['a NUL in a value', 'a: 1\nowner: "team\\0pay"\n', ['f.yaml:2:8 "team\\u0000pay" holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.']],
+    ['a NUL in a key and in a list item', 'labels: { "t\\0": x }\nl: [a, "b\\0"]\n', ['f.yaml:1:11 "t\\u0000" holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.', 'f.yaml:2:8 "b\\u0000" holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.']],
   ];
   it.each(cases)('%s', (_name, text, want) => {
     const r = parseYaml(text, 'f.yaml');
@@ -24,6 +27,18 @@ describe('parseYaml', () => {
     ]);
     for (const text of ['', '# only a comment\n', '---\n']) expect(parseYaml(text, 'f.yaml').empty).toBe(true);
     expect(parseYaml('a: [\n', 'f.yaml').empty).toBe(false);
+  });
+
+  it('a list as a key is no process warning on stderr (the loader reports the key)', () => {
+    const warned = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      const r = parseYaml('spec:\n  ? [a, b]\n  : x\n', 'f.yaml');
+      expect(r.diagnostics).toEqual([]);
+      expect(r.docs[0].value).toEqual({ spec: { '[ a, b ]': 'x' } });
+      expect(warned).not.toHaveBeenCalled();
+    } finally {
+      warned.mockRestore();
+    }
   });
 
   it('resolves merge keys', () => {

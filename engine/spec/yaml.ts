@@ -1,6 +1,6 @@
 // YAML parsing that keeps source positions, so every diagnostic can name the
 // file, line and column of the node it is about.
-import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, type Document, type Node, type Pair } from 'yaml';
+import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
 import { diag, type Diagnostic, type Where } from '../diags/index.ts';
 
 /** One parsed YAML document of a file, with what is needed to map paths back to positions. */
@@ -38,7 +38,11 @@ function isEmptyDoc(doc: Document.Parsed): boolean {
 export function parseYaml(text: string, file: string): ParsedFile {
   const lines = new LineCounter();
   // merge: `<<: *base` merge keys work, as people sharing settings between fleets expect.
-  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
+  // logLevel error: a key that is a list or map (`? [a, b]`) is reported as an
+  // unknown key at its place; the yaml package's own process warning about it
+  // ("(node:123) Warning: Keys with collection values will be stringified")
+  // went to stderr besides, --format json or not.
+  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true, logLevel: 'error' });
   const diagnostics: Diagnostic[] = [];
   const docs: SourceDoc[] = [];
   let empty = true;
@@ -70,9 +74,28 @@ export function parseYaml(text: string, file: string): ParsedFile {
       diagnostics.push(diag('spec.yaml-syntax', detail, { file, line, col }));
       return;
     }
+    diagnostics.push(...nulStrings(doc, file, lines));
     docs.push({ file, index, doc, lines, value });
   });
   return { docs, diagnostics, empty };
+}
+
+/**
+ * A key or string value holding a NUL (`"team\0pay"`): YAML allows it, the
+ * record (PostgreSQL text) does not, and a stack, owner or label with one
+ * validated and then made `fleet apply` fail with cli.internal ("invalid byte
+ * sequence for encoding UTF8: 0x00"). Reported where it is written.
+ */
+function nulStrings(doc: Document.Parsed, file: string, lines: LineCounter): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value !== 'string' || !node.value.includes('\0')) return;
+      const { line, col } = lines.linePos(node.range?.[0] ?? doc.range[0]);
+      out.push(diag('spec.invalid-value', `${JSON.stringify(node.value)} holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.`, { file, line, col }));
+    },
+  });
+  return out;
 }
 
 /**

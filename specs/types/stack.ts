@@ -101,7 +101,7 @@ export interface Location {
  */
 export interface DataCenter {
   /**
-   * Data center name, unique in the stack.
+   * Data center name, unique in the stack. It is also a folder and file name (the simulated data center's state under `.fleet/sim/`, a DMZ client's state folder), so it holds no `/`, `\` or control character and is not `.` or `..`.
    */
   name: string;
   /**

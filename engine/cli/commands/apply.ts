@@ -8,7 +8,7 @@ import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
-import { loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
+import { MAX_PARALLELISM, OPTION_ENV, loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 import { parseVmAddress } from '../../model/index.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
@@ -40,7 +40,7 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
   program
     .command('apply')
     .description('Carry out a plan through the DMZ client of each data center.')
-    .argument('[planfile]', 'a plan saved with `fleet plan --out FILE` (applied exactly, no prompt)')
+    .argument('[planfile]', 'a plan saved with `fleet plan --out FILE` (applied exactly, no prompt; --target, --exclude, --allow-destroy and --replace are refused with it: give them to `fleet plan`)')
     .addOption(stackOption())
     .addOption(recordUrlOption())
     .option('--yes', 'apply a fresh plan without asking (needed without a terminal)')
@@ -51,17 +51,25 @@ export const registerApply: RegisterCommand = (program: Command, io, setExit) =>
     .option('--exclude <fleet>', 'fresh plan: leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'fresh plan: allow deleting or replacing members of this protected fleet (repeatable); the override goes with each deleting request, proven with FLEET_ADMIN_TOKEN when set', collect, [])
     .option('--replace <address>', 'fresh plan: replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
-    .action(async (planfile: string | undefined, opts: ApplyCliOptions) => {
+    .action(async (planfile: string | undefined, opts: ApplyCliOptions, cmd: Command) => {
       // A PGlite record's PostgreSQL stays on V8's baseline WebAssembly compiler (wasm-tiering.ts).
       baselineWasmOnly();
-      setExit(await runCommand(io, () => runApply(io, planfile, opts), modeOf(opts.format, true)));
+      // A bad value names where it came from: the flag, or the variable standing for it.
+      const said = (key: 'parallelism' | 'lockTimeout', flag: string) => (cmd.getOptionValueSource(key) === 'env' ? `${flag} (from ${OPTION_ENV[key]})` : flag);
+      setExit(await runCommand(io, () => runApply(io, planfile, opts, said), modeOf(opts.format, true)));
     });
 };
 
-function positiveInt(value: string | undefined, flag: string): number | undefined {
+/**
+ * --parallelism: 1 to MAX_PARALLELISM. Above it every member used to fail at
+ * its DMZ client (400: `lane/width must be <= 1000`) after the plan was shown.
+ */
+function parallelismOf(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new FleetError(diag('cli.usage', `${flag} takes a whole number of at least 1, not ${JSON.stringify(value)}.`));
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PARALLELISM) {
+    throw new FleetError(diag('cli.usage', `${flag} takes a whole number from 1 to ${MAX_PARALLELISM}, not ${JSON.stringify(value)}.`));
+  }
   return n;
 }
 
@@ -80,15 +88,12 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
   } catch (err) {
     throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`, { file }));
   }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new FleetError(diag('apply.plan-file', `${file} is not JSON: ${err instanceof Error ? err.message : String(err)}.`, { file }));
-  }
   // Checked against specs/schema/plan.schema.json before any field is trusted.
-  const { asPlanDocument, checkPlanDocument } = await planning();
-  const problems = checkPlanDocument(doc, text, file);
+  const { asPlanDocument, checkPlanDocument, parsePlanJson } = await planning();
+  const parsed = parsePlanJson(text, file);
+  if ('diagnostic' in parsed) throw new FleetError(parsed.diagnostic);
+  const { doc } = parsed;
+  const problems = checkPlanDocument(doc, parsed.text, file);
   if (problems.length > 0) throw new FleetError(problems);
   return asPlanDocument(doc);
 }
@@ -248,11 +253,37 @@ async function awaitStrayEdges(io: CliIO, session: StackSession, fleets: readonl
   }
 }
 
-async function runApply(io: CliIO, planfile: string | undefined, opts: ApplyCliOptions): Promise<number> {
+/** The options that shape a fresh plan (`fleet apply` without a plan file), by flag. */
+const FRESH_PLAN_FLAGS = { target: '--target', exclude: '--exclude', allowDestroy: '--allow-destroy', replace: '--replace' } as const;
+
+/**
+ * A saved plan is applied exactly as it was made: its scope, its overrides
+ * and its replacements are in the file (and sealed). A --target given with
+ * it used to be ignored without a word, so `fleet apply plan.json --target
+ * web` applied every fleet of the plan; it is refused instead.
+ */
+function refuseFreshPlanFlags(planfile: string, opts: ApplyCliOptions): void {
+  const given = (Object.keys(FRESH_PLAN_FLAGS) as (keyof typeof FRESH_PLAN_FLAGS)[]).filter((k) => opts[k].length > 0).map((k) => FRESH_PLAN_FLAGS[k]);
+  if (given.length === 0) return;
+  throw new FleetError(
+    diag(
+      'cli.usage',
+      `${given.join(', ')} shape${given.length === 1 ? 's' : ''} a fresh plan; ${planfile} is applied exactly as it was made. Make the plan with ${given.length === 1 ? 'it' : 'them'} (\`fleet plan ${given.map((f) => `${f} …`).join(' ')} --out ${planfile}\`) and apply that, or leave ${given.length === 1 ? 'it' : 'them'} out.`,
+    ),
+  );
+}
+
+async function runApply(
+  io: CliIO,
+  planfile: string | undefined,
+  opts: ApplyCliOptions,
+  said: (key: 'parallelism' | 'lockTimeout', flag: string) => string = (_key, flag) => flag,
+): Promise<number> {
+  if (planfile !== undefined) refuseFreshPlanFlags(planfile, opts);
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
   const { applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
-  const parallelism = positiveInt(opts.parallelism, '--parallelism');
-  const lockTimeout = nonNegative(opts.lockTimeout, '--lock-timeout');
+  const parallelism = parallelismOf(opts.parallelism, said('parallelism', '--parallelism'));
+  const lockTimeout = nonNegative(opts.lockTimeout, said('lockTimeout', '--lock-timeout'));
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
   const json = opts.format === 'json';
   const mode = modeOf(opts.format, true);

@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError, diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
@@ -65,12 +65,16 @@ function writeJsonEnvelope(write: (s: string) => void, plan: PlanDocument, write
 }
 
 /**
- * Writes the document to `file` (created 0600) a piece at a time: a first
+ * Writes the document to `file` (0600) a piece at a time: a first
  * import's document is 100 MB, never held as one string or buffer.
+ * open()'s mode applies only to a file it creates, so an existing regular
+ * file (an old plan, made world-readable) is made 0600 before anything is
+ * written to it; a device (`--out /dev/stdout`) is left as it is.
  */
 function writePlanFile(file: string, plan: PlanDocument, writePlanJson: (plan: PlanDocument, sink: (piece: string) => void) => void): void {
   const fd = openSync(file, 'w', 0o600);
   try {
+    if (fstatSync(fd).isFile()) fchmodSync(fd, 0o600);
     writePlanJson(plan, (piece) => {
       const bytes = Buffer.from(piece);
       for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
