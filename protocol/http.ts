@@ -5,7 +5,7 @@
 import type { TLSSocket } from 'node:tls';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
-import { FleetError } from '../engine/diags/index.ts';
+import { FleetError, diag } from '../engine/diags/index.ts';
 import { loggerOptions, registerHealth, registerMetrics, requestId, type HealthOptions, type ServiceLogOptions, type ServiceMetrics } from '../engine/observability/index.ts';
 import type { ServerTls } from '../engine/transport/index.ts';
 import { ProtocolError, WireError, type WireCode } from './errors.ts';
@@ -336,10 +336,29 @@ export function doc(summary: string, schema: FastifySchema = {}): FastifySchema 
 
 /** Listens and returns the base URL (`http://127.0.0.1:PORT`, or `https://…` for a TLS service). */
 export async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
-  await app.listen({ host, port });
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    throw listenError(err, host, port);
+  }
   const addr = app.server.address();
   if (addr === null || typeof addr === 'string') throw new Error('bug: server has no TCP address');
   const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const scheme = 'setSecureContext' in app.server ? 'https' : 'http';
   return `${scheme}://${h}:${addr.port}`;
+}
+
+/** Why a service could not listen, as the operator's diagnostic (--port, --host); anything else is passed on. */
+function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  const at = `${host}:${port}`;
+  const why: Record<string, string> = {
+    EADDRINUSE: `${at} is in use by another process; stop it, or choose another --port (0: any free port)`,
+    EACCES: `this process may not listen on ${at} (ports below 1024 need privileges); choose another --port`,
+    EADDRNOTAVAIL: `${host} is not an address of this machine; choose another --host`,
+    ENOTFOUND: `${host} does not resolve to an address; choose another --host`,
+    EAI_AGAIN: `${host} could not be resolved (the name service did not answer); choose another --host, or an IP address`,
+  };
+  if (typeof code !== 'string' || !why[code]) return err;
+  return new FleetError([diag('apply.serve-config', `cannot listen on ${at}: ${why[code]} (${code}).`)]);
 }

@@ -14,7 +14,7 @@
 // BootFailed) then one clean re-run converges; two applies of one fleet with
 // --lock-timeout both succeed, the second planned after the first.
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../engine/apply/index.ts';
@@ -166,6 +166,30 @@ describe('a VM gone from its data center (embedded)', () => {
     expect(JSON.parse(imp.stdout)).toMatchObject({ imported: { id: db1.id, address: 'db/1', state: 'Running', cloudId: db1.cloudId }, diagnostics: [] });
     expect(schemaErrors('import-output', JSON.parse(imp.stdout))).toEqual([]);
     expect((await fleet('history', 'db/1')).stdout).toMatch(/-\s+Running\s+imported/);
+
+    // A VM the record tracks at another address is not adopted a second time, and the refusal says where it is
+    // (it was record.version-conflict, "Record changed concurrently").
+    const db0 = w0.vms.find((v) => v.address === 'db/0')!;
+    expect((await fleet('state', 'rm', 'db/0')).code).toBe(0);
+    const twice = await fleet('import', 'db/0', db1.cloudId!, '--format', 'json');
+    expect(twice.code).toBe(1);
+    expect(JSON.parse(twice.stdout)).toMatchObject({ diagnostics: [{ code: 'apply.import-refused', address: 'db/0' }] });
+    expect(JSON.parse(twice.stdout).diagnostics[0].detail).toContain(`(VM ${db1.id}) is live in the record already, at db/1 (Running); \`fleet state rm db/1\``);
+    expect((await fleet('state', 'show', 'db/0')).stderr).toContain('record.vm-not-found');
+    // Nor is a VM of another stack that shares the record (its data center's state copied: a second stack seeing the same VM).
+    const other = await tempStack({ name: 'other' });
+    try {
+      await other.spec('db', fleetYaml('db', { count: 2 }));
+      await cp(join(st.dir, '.fleet', 'sim'), join(other.dir, '.fleet', 'sim'), { recursive: true });
+      const foreign = await runCli(['import', 'db/0', db0.cloudId!, '--stack', other.dir, '--record-url', `pglite://${join(st.dir, '.fleet', 'record')}`], { cwd: REPO });
+      expect(foreign.code).toBe(1);
+      expect(foreign.stderr).toContain(`(VM ${db0.id}) belongs to stack e2e in the record`);
+      expect(foreign.stderr).toContain('(db/0, forgotten)');
+    } finally {
+      await other.remove();
+    }
+    expect((await fleet('import', 'db/0', db0.cloudId!)).code).toBe(0);
+
     expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
     expectConverged(await world(st.dir));
   }, 300_000);

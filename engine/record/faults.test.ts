@@ -30,14 +30,24 @@ describe('record URLs', () => {
     ['mysql://root@db/fleet', 'record.bad-url'],
     ['pglite://relative/dir', 'record.bad-url'],
     ['', 'record.bad-url'],
+    ['mysql://root:s3cret@db/fleet', 'record.bad-url'],
+    ['postgres://fleet:s3cret@db.example:notaport/fleet', 'record.bad-url'],
   ])('%s -> %s', async (url, code) => {
-    expect((await diagOf(url)).code).toBe(code);
+    const d = await diagOf(url);
+    expect(d.code).toBe(code);
+    expect(d.detail).not.toContain('s3cret');
   });
 
   it.each([
     ['postgres://fleet:s3cret@db.example:5432/fleet', 'postgres://fleet:***@db.example:5432/fleet'],
     ['postgres://fleet@db.example/fleet', 'postgres://fleet@db.example/fleet'],
     ['pglite:///var/lib/fleet', 'pglite:///var/lib/fleet'],
+    // node-postgres takes the password (and the client key's passphrase) from the query too.
+    ['postgres://fleet@db.example:5432/fleet?password=s3cret', 'postgres://fleet@db.example:5432/fleet?password=***'],
+    ['postgres://fleet@db.example/fleet?sslmode=require&sslpassword=s3cret&application_name=x', 'postgres://fleet@db.example/fleet?sslmode=require&sslpassword=***&application_name=x'],
+    ['postgresql://fleet:a@db.example/fleet?password=b', 'postgresql://fleet:***@db.example/fleet?password=***'],
+    ['postgres://fleet:s3cret@db.example:notaport/fleet', 'postgres://fleet:***@db.example:notaport/fleet'],
+    ['mysql://root:s3cret@db/fleet', 'mysql://root:***@db/fleet'],
   ])('describes %s without its password', (url, want) => {
     expect(describeRecordUrl(url)).toBe(want);
   });

@@ -34,11 +34,20 @@ function toLock(r: LockDb): LockRow {
   };
 }
 
+/**
+ * A lock's holder as people read it: `who@host pid N`. fleet apply's `who`
+ * is `user@host` already (its actor), which is not repeated (`root@ci-7@ci-7`).
+ */
+export function lockHolder(l: Pick<LockRow, 'who' | 'host' | 'pid'>): string {
+  const who = l.who.endsWith(`@${l.host}`) ? l.who : `${l.who}@${l.host}`;
+  return `${who} pid ${l.pid}`;
+}
+
 /** The lock-held detail: who holds it, since when, and how to break it. */
 export function lockHeldDetail(l: LockRow): string {
   const plan = l.planId ? ` for plan ${l.planId}` : '';
   return (
-    `fleet ${l.fleet} of stack ${l.stack} is locked by ${l.who}@${l.host} pid ${l.pid}${plan} since ${l.since} ` +
+    `fleet ${l.fleet} of stack ${l.stack} is locked by ${lockHolder(l)}${plan} since ${l.since} ` +
     `(lock id ${l.lockId}, lease until ${l.expiresAt}). Wait for that apply to finish or its lease to expire; ` +
     `if it is gone, run \`fleet unlock ${l.lockId}\`.`
   );

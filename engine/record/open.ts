@@ -1,19 +1,14 @@
 import { isAbsolute } from 'node:path';
 import { fail } from '../diags/index.ts';
+import { redactUrl } from '../transport/tokens.ts';
 import { migrate } from './migrations.ts';
 import { sqlRecord, type SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 
-/** The URL without its password, safe for messages and logs. */
+/** The URL without its password (userinfo or `?password=`), safe for messages and logs. */
 export function describeRecordUrl(url: string): string {
-  if (!/^postgres(ql)?:\/\//.test(url)) return url;
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
-  }
+  if (/^(pglite|memory):/.test(url)) return url;
+  return redactUrl(url);
 }
 
 /** The absolute data directory of a `pglite:///abs/dir` URL, or undefined for `memory://`. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseVmAddress } from '../model/index.ts';
-import { lockHeldDetail } from './locks.ts';
+import { lockHeldDetail, lockHolder } from './locks.ts';
 import { pgTimeToIso } from './rows.ts';
 
 describe('pgTimeToIso', () => {
@@ -33,6 +33,17 @@ describe('parseVmAddress', () => {
   });
 });
 
+describe('lockHolder', () => {
+  it.each([
+    ['alice', 'laptop', 'alice@laptop pid 7'],
+    // fleet apply's actor is user@host already: not root@ci-7@ci-7.
+    ['root@ci-7', 'ci-7', 'root@ci-7 pid 7'],
+    ['root@ci-7', 'ci-8', 'root@ci-7@ci-8 pid 7'],
+  ])('%s on %s -> %s', (who, host, want) => {
+    expect(lockHolder({ who, host, pid: 7 })).toBe(want);
+  });
+});
+
 describe('lockHeldDetail', () => {
   it('names holder, plan, since, lock id and the unlock command', () => {
     expect(
@@ -53,6 +64,11 @@ describe('lockHeldDetail', () => {
         '(lock id ab12cd34, lease until 2026-01-01T00:00:30.000Z). Wait for that apply to finish or its lease to expire; ' +
         'if it is gone, run `fleet unlock ab12cd34`.',
     );
+  });
+
+  it("names fleet apply's holder (who is user@host) without its host twice", () => {
+    const l = { lockId: 'ab12cd34', stack: 'local', fleet: 'web', who: 'root@ci-7', host: 'ci-7', pid: 77, planId: null, since: 't0', expiresAt: 't1', fencingToken: 3 };
+    expect(lockHeldDetail(l)).toContain('is locked by root@ci-7 pid 77 since t0');
   });
 });
 

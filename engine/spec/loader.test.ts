@@ -153,6 +153,19 @@ describe('record URL', () => {
     expect(r.diagnostics[0].detail).toMatch(/^FLEET_RECORD_URL is "postgres:\/\/"/);
     expect(r.diagnostics[0].file).toBeUndefined();
   });
+
+  it.each([
+    ['FLEET_RECORD_URL', undefined, 'mysql://root:s3cret@db/fleet'],
+    ['FLEET_RECORD_URL', undefined, 'postgres://fleet:s3cret@db:notaport/fleet'],
+    ['FLEET_RECORD_URL', undefined, 'postgres://fleet@db:notaport/fleet?password=s3cret'],
+    ['stack.yaml', 'mysql://root:s3cret@db/fleet', undefined],
+  ])('a malformed record URL in %s is quoted without its password', async (_where, record, envUrl) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml(record ? { record } : {}), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { env: envUrl ? { FLEET_RECORD_URL: envUrl } : {} });
+    expect(codes(r.diagnostics)).toEqual(['spec.record-url']);
+    expect(r.diagnostics[0].detail).not.toContain('s3cret');
+    expect(r.diagnostics[0].detail).toContain('***');
+  });
 });
 
 describe('stackOnly (commands that only read the record)', () => {

@@ -14,7 +14,7 @@ import { checkDuplicateFleets, checkFleet, deepFreeze, toLoadedFleet, type Stack
 import { showValue, validateDoc } from './schema.ts';
 import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult } from './types.ts';
 import { docWhere, keyWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
-import { AUTHORITY_CLI_TOKEN_ENV } from '../transport/tokens.ts';
+import { AUTHORITY_CLI_TOKEN_ENV, redactUrl } from '../transport/tokens.ts';
 
 export const STACK_FILE = 'stack.yaml';
 export const STATE_DIR = '.fleet';
@@ -108,9 +108,9 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   let recordUrl: string | undefined;
   const envUrl = env[RECORD_URL_ENV];
   if (envUrl) {
-    recordUrl = checkRecordUrl(envUrl, dir, diagnostics, {}, `${RECORD_URL_ENV} is ${showValue(envUrl)}`);
+    recordUrl = checkRecordUrl(envUrl, dir, diagnostics, {}, `${RECORD_URL_ENV} is ${showValue(redactUrl(envUrl))}`);
   } else if (typeof spec.record === 'string' && /^(pglite|postgres|postgresql):\/\//.test(spec.record)) {
-    recordUrl = checkRecordUrl(spec.record, dir, diagnostics, valueWhere(src, ['spec', 'record']), `record is ${showValue(spec.record)}`);
+    recordUrl = checkRecordUrl(spec.record, dir, diagnostics, valueWhere(src, ['spec', 'record']), `record is ${showValue(typeof spec.record === 'string' ? redactUrl(spec.record) : spec.record)}`);
   }
 
   // The policy pack.

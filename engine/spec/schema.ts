@@ -4,6 +4,7 @@ import type { ErrorObject, ValidateFunction } from 'ajv';
 import { DmzClient, Fleet, Stack } from '../../specs/validators/documents.js';
 import { diag, type Diagnostic } from '../diags/index.ts';
 import { suggest } from '../diags/suggest.ts';
+import { redactUrl } from '../transport/tokens.ts';
 import { keyWhere, ownerWhere, valueWhere, type Path, type SourceDoc } from './yaml.ts';
 
 export type DocKind = 'Fleet' | 'Stack' | 'DmzClient';
@@ -154,7 +155,7 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
         );
       }
       if (kind === 'Stack' && e.instancePath === '/spec/record') {
-        return diag('spec.record-url', `Record URL ${showValue(data)} must start with pglite://, postgres:// or postgresql://.`, at);
+        return diag('spec.record-url', `Record URL ${showValue(typeof data === 'string' ? redactUrl(data) : data)} must start with pglite://, postgres:// or postgresql://.`, at);
       }
       return diag('spec.invalid-value', `${capital(name)} ${showValue(data)} does not have the required form (${String(p.pattern)}).`, at);
     default:

@@ -38,3 +38,30 @@ export function dmzTokenEnv(dataCenter: string): string {
 
 /** The variable holding the CLI's token at a deployed stack's authority (plan seals) when stack.yaml names none; the authority reads the same. */
 export const AUTHORITY_CLI_TOKEN_ENV = 'FLEET_AUTHORITY_TOKEN';
+
+/**
+ * Query parameters of a URL that hold a secret: node-postgres (as libpq)
+ * takes a record's password from `?password=` as well as from the userinfo,
+ * and its client key's passphrase from `?sslpassword=`.
+ */
+const SECRET_PARAMS = ['password', 'sslpassword'];
+
+/**
+ * A URL with its secrets (the userinfo's password, `password` and
+ * `sslpassword` parameters) replaced by `***`, safe for messages and logs.
+ * Also for a string that does not parse as a URL (a malformed record URL is
+ * quoted in its diagnostic).
+ */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    for (const p of SECRET_PARAMS) if (u.searchParams.has(p)) u.searchParams.set(p, '***');
+    // A scheme without an authority (mysql:, postgres: with a bad port) parses with the userinfo in the path: redact that too.
+    return u.toString().replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  } catch {
+    return url
+      .replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@')
+      .replace(new RegExp(`([?&](?:${SECRET_PARAMS.join('|')})=)[^&#]*`, 'gi'), '$1***');
+  }
+}

@@ -95,6 +95,14 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       if (live) {
         fail('apply.import-refused', `${address} is live in the record already (VM ${live.id}, ${live.state}, cloud id ${live.cloudId ?? '-'}); \`fleet state rm ${address}\` forgets it first.`, { address });
       }
+      // The record id is the cloud VM's: one the record tracks already (at another address, or in another stack) is not adopted twice.
+      const known = await record.getVm(vm.vmId);
+      if (known && known.stack !== stack.name) {
+        fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}) belongs to stack ${known.stack} in the record ${record.description} (${known.address}${known.retiredAt ? ', forgotten' : `, ${known.state}`}); a VM is imported into the stack it was made for.`, { address });
+      }
+      if (known && !known.retiredAt) {
+        fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}) is live in the record already, at ${known.address} (${known.state}${known.deposed ? ', deposed' : ''}); \`fleet state rm ${known.address}\` forgets it there first.`, { address });
+      }
       return record.adoptVm(
         {
           id: vm.vmId,

@@ -47,8 +47,8 @@ export async function loadForServe(io: CliIO, dir: string): Promise<Loaded> {
 }
 
 export function parsePort(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) fail('apply.serve-config', `--port ${value} is not a port number (0-65535).`);
+  const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 65535) fail('apply.serve-config', `--port ${value || '""'} is not a port number (0-65535).`);
   return n;
 }
 
@@ -280,10 +280,15 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   } else if (kind !== 'sim') {
     fail('apply.serve-config', `The ${kind} driver needs its settings: pass --config FILE (a DmzClient document, docs/drivers/${kind}.md).`);
   }
+  let authorityUrl: URL | undefined;
   try {
-    new URL(opts.authority);
+    authorityUrl = new URL(opts.authority);
   } catch {
-    fail('apply.serve-config', `--authority ${opts.authority} is not a URL.`);
+    /* said below */
+  }
+  // `localhost:7400` parses as a URL of scheme `localhost:`: a client started with it could never reach the authority.
+  if (!authorityUrl || (authorityUrl.protocol !== 'http:' && authorityUrl.protocol !== 'https:') || !authorityUrl.hostname) {
+    fail('apply.serve-config', `--authority ${opts.authority} is not an http:// or https:// URL of the authority (e.g. https://authority.example:7400).`);
   }
   const authorityEnv = authorityTokenEnv(dc.name);
   const clientEnv = tokenEnvOf(dc);

@@ -71,6 +71,12 @@ describe('fleet serve', () => {
   it.each([
     { args: ['serve', 'orchestrator'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'FLEET_DMZ_TOKEN_RICHMOND'] },
     { args: ['serve', 'orchestrator', '--port', 'x'], want: ['apply.serve-config', '--port x'] },
+    // Number('') is 0 and Number('0x10') is 16: neither is a port the operator wrote.
+    { args: ['serve', 'orchestrator', '--port', ''], want: ['apply.serve-config', '--port "" is not a port number'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--port', '0x10', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '--port 0x10 is not a port number'] },
+    // `localhost:7400` parses as a URL of scheme localhost: (the client started and could never reach the authority).
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'localhost:7400'], want: ['apply.serve-config', '--authority localhost:7400 is not an http:// or https:// URL'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'ftp://authority.example'], want: ['apply.serve-config', 'is not an http:// or https:// URL'] },
     { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'paris is not in stack served'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'runs the sim driver in stack served, not aws'] },
     { args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'pass --config FILE'] },
@@ -86,6 +92,27 @@ describe('fleet serve', () => {
     expect(r.code).toBe(1);
     for (const w of want) expect(r.stderr).toContain(w);
     expect(r.stderr).not.toContain('    at ');
+  });
+
+  it.each([
+    { service: 'orchestrator', args: [] as string[] },
+    { service: 'dmz-client', args: ['--data-center', 'miami', '--authority', 'http://127.0.0.1:1'] },
+  ])('$service on a port in use fails with apply.serve-config naming the address, not an internal error', async ({ service, args }) => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((ok) => taken.listen(0, '127.0.0.1', ok));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const env = { FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_DMZ_TOKEN_VIRGINIA: 'v', MIAMI_CLI_TOKEN: 'c', FLEET_AUTHORITY_SECRET: 's' };
+      const r = await runCli(['serve', service, ...args, '--port', String(port), '--stack', dir], { env });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('apply.serve-config');
+      expect(r.stderr).toContain(`cannot listen on 127.0.0.1:${port}: 127.0.0.1:${port} is in use by another process`);
+      expect(r.stderr).not.toContain('cli.internal');
+      expect(r.stdout).not.toContain('listening on');
+    } finally {
+      await new Promise((ok) => taken.close(ok));
+    }
   });
 
   it('the authority and a DMZ client started as services carry a VM to Running', async () => {

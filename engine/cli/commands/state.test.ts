@@ -15,6 +15,7 @@ const goldenDir = fileURLToPath(new URL('./testdata/state/', import.meta.url));
 
 let root: string;
 let lockId: string;
+let otherLockId: string;
 let vmId: string;
 
 function mask(s: string): string {
@@ -79,6 +80,8 @@ beforeAll(async () => {
   await r.insertVm(vm('db', 0, { dataCenter: 'richmond', image: 'postgres-16' }), { actor: 'alice', planId: 'plan-1' });
   const h = await r.acquireLocks('clitest', ['db'], { who: 'ci', host: 'runner-7', pid: 31337, planId: 'plan-2' }, { leaseMs: 3_600_000 });
   lockId = h.lockId;
+  // Another stack sharing the record (as on PostgreSQL), with a lock of its own.
+  otherLockId = (await r.acquireLocks('otherstack', ['db'], { who: 'ci', host: 'runner-8', pid: 4242, planId: 'plan-9' }, { leaseMs: 3_600_000 })).lockId;
   await r.close();
 });
 
@@ -119,6 +122,12 @@ describe('fleet state show', () => {
     expect(out.history).toHaveLength(4);
   });
 
+  it('refuses what is not an address as fleet history and state rm do (it said "no live VM at web-0")', async () => {
+    const r = await runCli(['state', 'show', 'web-0', '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ diagnostics: [{ code: 'cli.usage', detail: '"web-0" is not a VM address; an address is <fleet>/<index>, e.g. web/3.' }] });
+  });
+
   it('names an unknown address', async () => {
     const r = await runCli(['state', 'show', 'web/9'], { cwd: root });
     expect(r.code).toBe(1);
@@ -154,11 +163,53 @@ describe('fleet history', () => {
   });
 });
 
+describe('fleet state rm', () => {
+  it('retires the VM and writes its removed row in one statement: a report landing in between leaves both or neither', async () => {
+    const dir = join(root, 'racy');
+    await mkdir(dir, { recursive: true });
+    const stackFile = await readFile(join(root, 'stacks', 'local', 'stack.yaml'), 'utf8');
+    await writeFile(join(dir, 'stack.yaml'), stackFile.replace('name: clitest', 'name: racy'));
+    const url = `pglite://${join(dir, '.fleet', 'record')}`;
+    const seed = await openRecord(url);
+    await seed.insertVm({ ...vm('web', 0), stack: 'racy' }, { actor: 'alice', planId: 'plan-1' });
+    // Stands for a DMZ client's report (reports are not fenced) that lands just after the removed row: it moves the VM on.
+    await seed.sql.query(`CREATE FUNCTION racing_report() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE vms SET version = version + 1 WHERE id = NEW.vm_id; RETURN NULL; END $$`);
+    await seed.sql.query(`CREATE TRIGGER racing_report AFTER INSERT ON history FOR EACH ROW WHEN (NEW.outcome = 'removed') EXECUTE FUNCTION racing_report()`);
+    await seed.close();
+
+    const r = await runCli(['state', 'rm', 'web/0', '--stack', dir], { cwd: root });
+    const after = await openRecord(url);
+    try {
+      const live = await after.findVm('racy', 'web/0');
+      const removed = (await after.history('racy', 'web/0')).filter((h) => h.outcome === 'removed');
+      // Before: the removed row was written, the retire then refused (version conflict): history said removed, the VM stayed live.
+      expect({ code: r.code, live: live !== undefined, removed: removed.length }, r.stderr).toEqual({ code: 0, live: false, removed: 1 });
+    } finally {
+      await after.close();
+    }
+  });
+});
+
 describe('fleet unlock', () => {
   it('refuses an unknown lock id', async () => {
     const r = await runCli(['unlock', 'deadbeef'], { cwd: root });
     expect(r.code).toBe(1);
     await golden('unlock-missing.txt', mask(r.stderr));
+  });
+
+  it("refuses a lock of another stack in the same record, and leaves it held", async () => {
+    const r = await runCli(['unlock', otherLockId, '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout);
+    expect(out.diagnostics).toMatchObject([{ code: 'record.lock-not-found', address: otherLockId }]);
+    expect(out.diagnostics[0].detail).toContain(`stack clitest holds no lock ${otherLockId}`);
+    expect(out.diagnostics[0].detail).toContain('that lock is of stack otherstack (fleet db)');
+    const rec = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+    try {
+      expect((await rec.listLocks('otherstack')).map((l) => l.lockId)).toEqual([otherLockId]);
+    } finally {
+      await rec.close();
+    }
   });
 
   it('releases a lock by id', async () => {

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { FleetError, fail, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { parseVmAddress } from '../../model/index.ts';
 import type { FleetRecord, HistoryRow, SqlRecord, VmRow } from '../../record/index.ts';
+import { lockHolder } from '../../record/locks.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO, type OutputMode } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
@@ -123,7 +124,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
                   out += '\nLocks:\n';
                   out += table([
                     ['FLEET', 'LOCK ID', 'HOLDER', 'PLAN', 'SINCE', 'LEASE UNTIL'],
-                    ...locks.map((l) => [l.fleet, l.lockId, `${l.who}@${l.host} pid ${l.pid}`, l.planId ?? '-', l.since, l.expiresAt]),
+                    ...locks.map((l) => [l.fleet, l.lockId, lockHolder(l), l.planId ?? '-', l.since, l.expiresAt]),
                   ]);
                 }
                 return out;
@@ -149,8 +150,9 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
       setExit(
         await runCommand(
           io,
-          () =>
-            withStackRecord(io, opts, async (record, stack) => {
+          () => {
+            addressArg(address);
+            return withStackRecord(io, opts, async (record, stack) => {
               const vm = await record.findVm(stack, address);
               if (!vm) {
                 fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.`, { address });
@@ -158,7 +160,8 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
               const history = (await record.history(stack, address, { limit: 10 })).filter((h) => h.vmId === vm.id);
               printResult(io, mode, { stack, vm, history }, () => showVm(vm) + (history.length ? `\nRecent history:\n${historyTable(history)}` : ''));
               return 0;
-            }, { readOnly: true }),
+            }, { readOnly: true });
+          },
           mode,
         ),
       );
@@ -214,12 +217,9 @@ function registerStateRm(state: Command, io: CliIO, setExit: (code: number) => v
                 const found = await record.findVm(stack, address);
                 if (!found) fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}; nothing to remove.`, { address });
                 const cloud = found.cloudId ? `its VM ${found.cloudId} in ${found.dataCenter} is left as it is` : `${found.dataCenter} holds no VM of it`;
-                await record.addHistory(
-                  found.id,
-                  { from: found.state, to: found.state, outcome: 'removed', actor, detail: `fleet state rm: the record no longer tracks ${address}; ${cloud}` },
-                  found.version,
-                );
-                return record.updateVm(found.id, found.version, { retire: true }, { actor });
+                // One statement retires the row and writes its history row (outcome removed), at the version read:
+                // a report landing meanwhile (reports are not fenced) refuses both, never only the retire.
+                return record.transitionVm(found.id, found.version, found.state, { actor, outcome: 'removed', detail: `fleet state rm: the record no longer tracks ${address}; ${cloud}` }, { retire: true });
               });
               printResult(io, mode, { stack, removed: vm }, () => {
                 const again = vm.cloudId ? ` ${vm.dataCenter} still holds its VM ${vm.cloudId}: \`fleet import ${address} ${vm.cloudId}\` adopts it again, or delete it there.` : '';

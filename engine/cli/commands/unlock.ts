@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { fail } from '../../diags/index.ts';
+import { lockHolder } from '../../record/locks.ts';
 import { modeOf, runCommand } from '../io.ts';
 import { formatOption, recordUrlOption, stackOption } from '../options.ts';
 import { printResult, withStackRecord, type RecordCliOptions } from './state.ts';
@@ -23,8 +24,17 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
       const mode = modeOf(opts.format);
       setExit(
         await runCommand(io, () =>
-          withStackRecord(io, opts, async (record) => {
+          withStackRecord(io, opts, async (record, stack) => {
             const locks = await record.findLock(lockId);
+            // A record may hold several stacks (PostgreSQL): --stack says whose locks this may break.
+            const foreign = locks.filter((l) => l.stack !== stack);
+            if (foreign.length > 0) {
+              fail(
+                'record.lock-not-found',
+                `stack ${stack} holds no lock ${lockId} in the record ${record.description}: that lock is of stack ${foreign[0].stack} (fleet ${foreign.map((l) => l.fleet).join(', ')}); run \`fleet unlock ${lockId}\` with that stack's --stack if its apply is gone.`,
+                { address: lockId },
+              );
+            }
             const released = locks.length > 0 && (await record.forceUnlock(lockId));
             if (!released) {
               fail('record.lock-not-found', `the record ${record.description} holds no lock ${lockId}; it may have been released already.`, {
@@ -38,7 +48,7 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
               mode,
               { released: true, lockId, locks },
               () =>
-                `Released lock ${lockId} on fleet${locks.length > 1 ? 's' : ''} ${fleets} of stack ${l.stack}, held by ${l.who}@${l.host} pid ${l.pid}${l.planId ? ` for plan ${l.planId}` : ''} since ${l.since}.\n`,
+                `Released lock ${lockId} on fleet${locks.length > 1 ? 's' : ''} ${fleets} of stack ${l.stack}, held by ${lockHolder(l)}${l.planId ? ` for plan ${l.planId}` : ''} since ${l.since}.\n`,
             );
             return 0;
           }),

@@ -41,7 +41,7 @@ export const applyCodes = defineCodes({
   },
   'apply.serve-config': {
     summary: 'Invalid service configuration',
-    doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, or the port is invalid. The detail names the setting.',
+    doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, the port is invalid or in use, the host is not an address of this machine, or the authority\'s URL is not http(s). The detail names the setting.',
     severity: 'error',
   },
   'apply.sim-state': {
@@ -87,7 +87,7 @@ export const applyCodes = defineCodes({
   },
   'apply.import-refused': {
     summary: 'Import refused',
-    doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first.',
+    doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack; a VM the record tracks already (live at another address, or made for another stack) is not adopted again. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first.',
     severity: 'error',
   },
   'apply.import-not-found': {

@@ -60,7 +60,7 @@ export const recordCodes = defineCodes({
   },
   'record.lock-not-found': {
     summary: 'No such lock',
-    doc: 'No lock with that id exists in the record; it may have been released already. `fleet state list` shows the locks held on a stack.',
+    doc: 'No lock with that id exists in the record for this stack (a lock of another stack sharing the record is named, and left alone); it may have been released already. `fleet state list` shows the locks held on a stack.',
     severity: 'error',
   },
   'record.vm-not-found': {
