@@ -4,12 +4,14 @@
 // specs/schema/, and holds nothing but JSON on stdout. Also `fleet refresh
 // --check`: read-only, with the exit codes a scheduled drift check needs.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
 import { loadStack } from '../engine/spec/index.ts';
 import { runCli, type CliRun } from './helpers/cli.ts';
+import { listenOnLoopback } from './helpers/proxy.ts';
 import { schemaErrors } from './helpers/schemas.ts';
 import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
 
@@ -226,6 +228,34 @@ describe('fleet refresh --check', () => {
     expect((doc(after) as { drift: { kind: string }[] }).drift.map((d) => d.kind)).toEqual(['not-an-edge']);
     // Six refreshes and four record snapshots, each starting the embedded data centers: generous for a shared CI machine.
   }, 300_000);
+
+  // A DMZ client that refused the CLI's token was reported as unreachable
+  // (every failure to list a data center's VMs was): the person checked the
+  // network instead of the token.
+  it('a DMZ client refusing the token is apply.dmz-unauthorized, not unreachable', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-unauthorized-'));
+    const server = http.createServer((_req, res) => {
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'unauthorized', message: 'bearer token not accepted' } }));
+    });
+    const dmz = await listenOnLoopback(server, new http.Agent());
+    try {
+      const yaml = (await readFile(join(st.dir, 'stack.yaml'), 'utf8'))
+        .replace('metadata: { name: check }', 'metadata: { name: unauth }')
+        .replace(/- name: richmond\n {6}address: embedded/, `- name: richmond\n      address: ${dmz.url}\n      auth: { tokenEnv: FLEET_TEST_TOKEN }`)
+        .replace(/\n {6}sim: .*\n$/, '\n');
+      await writeFile(join(dir, 'stack.yaml'), yaml);
+      await mkdir(join(dir, 'specs'));
+      await writeFile(join(dir, 'specs', 'app.yaml'), fleetYaml('app', { count: 1 }));
+      const r = await runCli(['refresh', '--check', '--format', 'json', '--stack', dir], { cwd: REPO, env: { FLEET_TEST_TOKEN: 'wrong' } });
+      expect(r.code, r.stdout).toBe(1);
+      expectValid('refresh-output', doc(r));
+      expect(doc(r)).toMatchObject({ drift: [], diagnostics: [{ code: 'apply.dmz-unauthorized', address: 'richmond' }] });
+      expect(r.stdout).not.toContain('wrong');
+    } finally {
+      await dmz.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it('exits 1 when a data center does not answer, naming it in an apply.dmz-unreachable diagnostic', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fleet-unreachable-'));

@@ -4,7 +4,7 @@
 // reported and noted in history, never written as if it were an edge.
 // `fleet refresh --check` (write: false) reports the same differences and
 // writes nothing: a one-edge difference is then `edge`, not `recorded`.
-import { FleetError } from '../diags/index.ts';
+import { FleetError, type Code } from '../diags/index.ts';
 import type { Lifecycle } from '../policy/types.ts';
 import type { FleetRecord, VmRow } from '../record/types.ts';
 import type { ActualVm } from '../../protocol/index.ts';
@@ -69,6 +69,8 @@ export interface DriftEntry {
   recordState: string | null;
   actualState: string | null;
   detail: string;
+  /** `unreachable` only: the diagnostic code the data center's failure had (apply.dmz-unauthorized, apply.dmz-unreachable, ...). */
+  code?: Code;
 }
 
 export interface RefreshResult {
@@ -93,8 +95,9 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
       try {
         actual = await provider.listVms();
       } catch (err) {
-        const detail = err instanceof FleetError ? err.diagnostics[0].detail : String(err);
-        drift.push({ kind: 'unreachable', dataCenter: dc.name, address: dc.name, recordState: null, actualState: null, detail });
+        const first = err instanceof FleetError ? err.diagnostics[0] : undefined;
+        const detail = first ? first.detail : String(err);
+        drift.push({ kind: 'unreachable', dataCenter: dc.name, address: dc.name, recordState: null, actualState: null, detail, ...(first ? { code: first.code } : {}) });
         return;
       }
       const byId = new Map(actual.filter((a) => a.status === 'present').map((a) => [a.vmId, a]));

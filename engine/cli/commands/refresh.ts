@@ -45,7 +45,8 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
               const result = await refreshStack(session, { actor: defaultActor(), write: !check });
               const unreachable: Diagnostic[] = result.drift
                 .filter((d) => d.kind === 'unreachable')
-                .map((d) => diag('apply.dmz-unreachable', `refresh could not list the VMs of data center ${d.dataCenter}: ${d.detail}`, { address: d.dataCenter }));
+                // Under the code of what failed (a refused token is apply.dmz-unauthorized, not unreachable).
+                .map((d) => diag(d.code ?? 'apply.dmz-unreachable', `refresh could not list the VMs of data center ${d.dataCenter}: ${d.detail}`, { address: d.dataCenter }));
               const drift = result.drift.filter((d) => d.kind !== 'unreachable');
               const diagnostics = sortDiagnostics([...session.warnings, ...unreachable]);
               if (mode === 'json') {
