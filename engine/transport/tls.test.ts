@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EXPIRED, NOT_YET, TestCa, writePemFiles } from './testing.ts';
 import { checkBind, isLoopbackHost, loadClientTls, loadServerTls, serverTlsFiles, SERVER_TLS_ENV, type ServerTlsFiles } from './tls.ts';
@@ -20,6 +21,8 @@ const p = writePemFiles({
   'early.key': early.key,
   'other.key': other.issue({ cn: 'x' }).key,
   'junk.pem': 'not a certificate\n',
+  // The server's key under a passphrase: read as "no private key", with nothing said of why.
+  'encrypted.key': createPrivateKey(server.key).export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'secret-pass' }) as string,
 });
 const names = { cert: '--tls-cert', key: '--tls-key', clientCa: '--client-ca' };
 
@@ -43,6 +46,7 @@ describe('loadServerTls', () => {
     ['missing file', { cert: 'nope.pem', key: 'server.key' }, 'tls.file-unreadable', /--tls-cert: cannot read .*nope\.pem \(ENOENT\)/],
     ['not PEM', { cert: 'junk.pem', key: 'server.key' }, 'tls.bad-pem', /holds no PEM certificate/],
     ['key not PEM', { cert: 'server.pem', key: 'junk.pem' }, 'tls.bad-pem', /holds no PEM private key/],
+    ['key under a passphrase', { cert: 'server.pem', key: 'encrypted.key' }, 'tls.bad-pem', /encrypted.key holds a private key encrypted with a passphrase.*openssl pkey/],
     ['key of another certificate', { cert: 'server.pem', key: 'other.key' }, 'tls.key-mismatch', /does not belong to the certificate/],
     ['expired', { cert: 'expired.pem', key: 'expired.key' }, 'tls.certificate-expired', /expired on/],
     ['not yet valid', { cert: 'early.pem', key: 'early.key' }, 'tls.not-yet-valid', /valid only from/],

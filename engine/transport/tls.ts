@@ -120,9 +120,13 @@ function loadPair(
   let key;
   try {
     key = createPrivateKey(keyPem);
-  } catch {
-    // The parser's message may quote the input: never let key material reach a diagnostic.
-    out.push(diag('tls.bad-pem', `${names.key}: ${keyPath} holds no PEM private key that this build can read`, where ? { file: where } : {}));
+  } catch (err) {
+    // The parser's message may quote the input: never let key material reach a diagnostic (only its code is read).
+    const encrypted = (err as NodeJS.ErrnoException).code === 'ERR_MISSING_PASSPHRASE' || /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(keyPem);
+    const why = encrypted
+      ? `holds a private key encrypted with a passphrase, which a service cannot ask for: give it the key unencrypted (\`openssl pkey -in KEY -out PLAIN\`, the file kept 0600)`
+      : 'holds no PEM private key that this build can read';
+    out.push(diag('tls.bad-pem', `${names.key}: ${keyPath} ${why}`, where ? { file: where } : {}));
   }
   if (!chain || !key) return undefined;
   if (!chain[0].checkPrivateKey(key)) {

@@ -9,7 +9,7 @@ export const tlsCodes = defineCodes({
   },
   'tls.bad-pem': {
     summary: 'Not a PEM certificate or key',
-    doc: 'A TLS file does not hold what its setting expects: a PEM certificate (`-----BEGIN CERTIFICATE-----`), a CA bundle of them, or a PEM private key. The detail names the setting and the path.',
+    doc: 'A TLS file does not hold what its setting expects: a PEM certificate (`-----BEGIN CERTIFICATE-----`), a CA bundle of them, or a PEM private key, not encrypted (a service has nobody to ask for a passphrase). The detail names the setting and the path.',
     severity: 'error',
   },
   'tls.key-mismatch': {
