@@ -57,6 +57,22 @@ describe('options from environment variables', () => {
   });
 });
 
+// The help named was the top command's (`fleet state --help`) for an error in `fleet state rm`.
+describe('a usage error names the help of the command it is in', () => {
+  it.each([
+    { args: ['plan', '--bogus'], help: '`fleet plan --help`' },
+    { args: ['state', 'rm', '--bogus'], help: '`fleet state rm --help`' },
+    { args: ['state', 'list', '--stack', 'x', '--bogus'], help: '`fleet state list --help`' },
+    { args: ['policy', 'graph', '--bogus'], help: '`fleet policy graph --help`' },
+    { args: ['serve', 'dmz-client', '--bogus'], help: '`fleet serve dmz-client --help`' },
+    { args: ['--bogus'], help: '`fleet --help`' },
+  ])('$args', async ({ args, help }) => {
+    const r = await runCli(args, { cwd: REPO });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`Run ${help} for the usage.`);
+  });
+});
+
 describe('typo hints', () => {
   it.each([
     { args: ['plna'], hint: '(Did you mean plan?)' },

@@ -47,8 +47,17 @@ function formatAsked(argv: string[]): string | undefined {
 /** A commander parse error ("error: unknown option '--stak'\n(Did you mean --stack?)") as a diagnostic. */
 export function usageDiagnostic(err: CommanderError, argv: string[], program: Command): Diagnostic {
   const message = err.message.replace(/^error: /, '').replace(/\n\((Did you mean [^)]*)\)/, ' ($1)').replace(/\s*\n\s*/g, ' ').trim();
-  const command = argv.slice(2).find((a) => !a.startsWith('-'));
-  const help = command && program.commands.some((c) => c.name() === command) ? `fleet ${command} --help` : 'fleet --help';
+  // The command the error is in, subcommands too (`fleet state rm`): its words in order, up to the first that names none.
+  const words: string[] = [];
+  let at = program;
+  for (const a of argv.slice(2)) {
+    if (a.startsWith('-')) continue;
+    const sub = at.commands.find((c) => c.name() === a || c.aliases().includes(a));
+    if (!sub) break;
+    words.push(sub.name());
+    at = sub;
+  }
+  const help = words.length ? `fleet ${words.join(' ')} --help` : 'fleet --help';
   return diag('cli.usage', `${message.charAt(0).toUpperCase()}${message.slice(1)}${/[.?!]$/.test(message) ? '' : '.'} Run \`${help}\` for the usage.`);
 }
 
