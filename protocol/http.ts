@@ -347,19 +347,19 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
  * key, as `body/vm/owner` (the schema errors' spelling), or undefined.
  */
 export function nulAt(value: unknown, path: string): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
-  if (value === null || typeof value !== 'object') return undefined;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const at = nulAt(value[i], `${path}/${i}`);
-      if (at) return at;
+  // Iterative: a body may nest deeper than the call stack (a plan's open-ended fields), and must still be answered.
+  const todo: [unknown, string][] = [[value, path]];
+  for (let next = todo.pop(); next; next = todo.pop()) {
+    const [v, at] = next;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return at;
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) todo.push([v[i], `${at}/${i}`]);
+    } else if (v !== null && typeof v === 'object') {
+      const entries = Object.entries(v);
+      for (const [k] of entries) if (k.includes('\u0000')) return `${at} (a key)`;
+      for (let i = entries.length - 1; i >= 0; i--) todo.push([entries[i][1], `${at}/${entries[i][0]}`]);
     }
-    return undefined;
-  }
-  for (const [k, v] of Object.entries(value)) {
-    if (k.includes('\u0000')) return `${path} (a key)`;
-    const at = nulAt(v, `${path}/${k}`);
-    if (at) return at;
   }
   return undefined;
 }
