@@ -73,6 +73,22 @@ describe('errors on the wire', () => {
   });
 });
 
+describe("the router's own refusals, in the wire's error body", () => {
+  // Found by QA: Fastify answered these itself, as {"error":"Bad Request","code":"FST_ERR_…","statusCode":…},
+  // not the { error: { code, message } } every non-2xx answer has (a 414 for a long id).
+  it.each([
+    ['a URL that does not decode', '/v1/vms/%E0%A4%A'],
+    ['a path parameter over its length', `/v1/vms/${'x'.repeat(200)}`],
+  ])('%s: 400 bad-request', async (_name, path) => {
+    const { app } = await createService({ title: 'router', publicPaths: [], authenticate: tokenTable([{ token: 'tok', who: 'miami' }]) });
+    app.get('/v1/vms/:id', async () => ({ ok: true }));
+    const res = await app.inject({ method: 'GET', url: path, headers: { authorization: 'Bearer tok' } });
+    await app.close();
+    expect([res.statusCode, (res.json() as { error: { code: string } }).error.code]).toEqual([400, 'bad-request']);
+    expect((res.json() as { error: { message: string } }).error.message).toEqual(expect.any(String));
+  });
+});
+
 describe('service logs', () => {
   /** A service logging at `level` into a buffer, with one route that logs a secret-shaped object. */
   async function logged(level: 'info' | 'warn' | 'debug', headers: Record<string, string> = {}) {

@@ -261,6 +261,11 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     // Reject unknown properties instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, discriminator: true } },
     bodyLimit: 1024 * 1024,
+    // The router's own refusals (a URL that does not decode, a path parameter over its length) in the wire's error body, not Fastify's.
+    frameworkErrors: (err, _req, reply) => {
+      const { status, body } = errorAnswer(err);
+      void (reply as unknown as FastifyReply).status(status).send(body);
+    },
     ...(opts.tls ? { https: perRouteCerts ? { ...opts.tls, rejectUnauthorized: false } : opts.tls } : {}),
   }) as unknown as FastifyInstance;
   const publicPaths = [...opts.publicPaths, ...(opts.metrics ? ['/metrics'] : []), ...(opts.health ? ['/livez', '/readyz'] : [])];
@@ -313,6 +318,14 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     if (!who) throw new WireError('unauthorized', m ? 'the bearer token is not valid here' : 'a bearer token is required');
     req.caller = who;
   });
+  // No field of the protocol holds a NUL: the record (PostgreSQL text) cannot store one, so it would fail the call as a 500
+  // (and the DMZ client's call as authority-unreachable after its retries). Refused once the body passed its schema, before
+  // anything is done; the dashboard's pages (own auth) answer in HTML and never write, so they are left to themselves.
+  app.addHook('preHandler', async (req: FastifyRequest) => {
+    if (ownAuth(req.routeOptions.url ?? '')) return;
+    const where = nulAt(req.params, 'params') ?? nulAt(req.body, 'body');
+    if (where) throw new WireError('bad-request', `${where} holds a NUL character (\\u0000), which no field of the protocol may hold`);
+  });
   // The request line: request id, route pattern, status, time and caller (never the body or the headers).
   app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
     req.log.info({ route: req.routeOptions.url ?? 'unmatched', method: req.method, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, ...(req.caller ? { caller: req.caller } : {}) }, 'request');
@@ -327,6 +340,28 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     void reply.status(status).send(body);
   });
   return { app, openapi: () => app.swagger() };
+}
+
+/**
+ * Where a parsed JSON value holds a NUL character (U+0000) in a string or a
+ * key, as `body/vm/owner` (the schema errors' spelling), or undefined.
+ */
+export function nulAt(value: unknown, path: string): string | undefined {
+  // Iterative: a body may nest deeper than the call stack (a plan's open-ended fields), and must still be answered.
+  const todo: [unknown, string][] = [[value, path]];
+  for (let next = todo.pop(); next; next = todo.pop()) {
+    const [v, at] = next;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return at;
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) todo.push([v[i], `${at}/${i}`]);
+    } else if (v !== null && typeof v === 'object') {
+      const entries = Object.entries(v);
+      for (const [k] of entries) if (k.includes('\u0000')) return `${at} (a key)`;
+      for (let i = entries.length - 1; i >= 0; i--) todo.push([entries[i][1], `${at}/${entries[i][0]}`]);
+    }
+  }
+  return undefined;
 }
 
 /** A route schema with a one-line summary for the OpenAPI document (Fastify ignores the extra key). */

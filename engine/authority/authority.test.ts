@@ -179,6 +179,35 @@ describe('authority: transitions', () => {
   });
 });
 
+describe('authority: a NUL character in a field (the record cannot store one)', () => {
+  // Found by QA: each was a 500 `internal` ("invalid byte sequence for encoding UTF8: 0x00") from the record's
+  // insert; a DMZ client retried it 4 times and answered 503 authority-unreachable, which the CLI retried again.
+  const NUL = '\u0000';
+  it.each([
+    ['a create\'s owner', '/v1/authorize', () => ({ dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'create', vmId: randomUUID(), from: null, vm: vmSpec({ owner: `team${NUL}` }) }), 'body/vm/owner'],
+    ['a create\'s fleet', '/v1/authorize', () => ({ dataCenter: 'miami', requestId: randomUUID(), planId: null, kind: 'create', vmId: randomUUID(), from: null, vm: vmSpec({ fleet: `w${NUL}b` }) }), 'body/vm/fleet'],
+    ['a transition\'s planId', '/v1/authorize', () => transition(randomUUID(), 'PoweredOff', 'PoweredOn', { planId: `p${NUL}` }), 'body/planId'],
+    ['a boot\'s cloud id', '/v1/boot/authorize', () => ({ dataCenter: 'miami', vmId: randomUUID(), cloudId: `c${NUL}`, image: 'i', bootToken: 't' }), 'body/cloudId'],
+    ['a batched boot\'s vmId', '/v1/batch', () => ({ calls: [{ call: 'boot', body: { dataCenter: 'miami', vmId: `v${NUL}`, cloudId: 'c', image: 'i', bootToken: 't' } }] }), 'body/calls/0/body/vmId'],
+  ])('%s: 400 bad-request naming the field, nothing written', async (_name, path, body, where) => {
+    const before = (await record.listVms(STACK)).length;
+    const r = await post<{ error: { code: string; message: string } }>(path, body());
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe('bad-request');
+    expect(r.body.error.message).toContain(`${where} holds a NUL character`);
+    expect((await record.listVms(STACK)).length).toBe(before);
+  });
+
+  it('a report\'s detail with a NUL about a known VM is refused too; the VM is unchanged', async () => {
+    const { id } = await created();
+    const req = transition(id, 'Requested', 'BeingCreated');
+    expect((await post<AuthorizeResponse>('/v1/authorize', req)).body.decision).toBe('approved');
+    const r = await post<{ error: { code: string } }>('/v1/reports', reportOf(req, { outcome: 'failed', detail: `x${NUL}` }));
+    expect([r.status, r.body.error.code]).toEqual([400, 'bad-request']);
+    expect((await record.getVm(id))?.state).toBe('Requested');
+  });
+});
+
 describe('authority: boot', () => {
   async function booting(): Promise<{ id: string; token: string; realImage: string }> {
     const { id } = await created();

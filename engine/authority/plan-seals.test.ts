@@ -17,7 +17,7 @@ import { createSimDriver, type SimDriver } from '../../providers/drivers/sim/ind
 import { startDmzClient, type RunningDmzClient } from '../../providers/dmz-client/server.ts';
 import { postJson, sendTarget } from '../../providers/http-send.ts';
 import { createRequest, defaultPack, newVm } from '../../providers/testing.ts';
-import { authoritySealKey, judgePlanRequest } from './plan-seals.ts';
+import { PLAN_MAX_DEPTH, authoritySealKey, judgePlanRequest } from './plan-seals.ts';
 import { startAuthority, type RunningService } from './server.ts';
 
 const scope: SealedPlanRow['scope'] = {
@@ -101,6 +101,21 @@ describe('the plan routes and the gate over HTTP', () => {
     await authority.close();
     await record.close();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  // Found by QA: a plan nested 200 000 levels deep in a field the authority does not read (1 MiB of `[[[…`)
+  // overflowed the canonical text's recursion: 500 internal "Maximum call stack size exceeded".
+  it.each([
+    ['/v1/plans/seal', 'an extra field', (deep: string) => `{"plan":{"id":"p-deep","stack":"gate","fleets":["web"],"basis":{"vms":{},"fleets":{"web":0}},"changes":[],"x":${deep}}}`],
+    ['/v1/plans/seal', 'the basis', (deep: string) => `{"plan":{"id":"p-deep","stack":"gate","fleets":["web"],"basis":{"vms":{},"fleets":{"web":0},"x":${deep}},"changes":[]}}`],
+    ['/v1/plans/register', 'an extra field of a plan with this stack\'s seal (as sealed plans carry)', (deep: string, stackId: string, keyId: string) => `{"plan":{"id":"p-deep","stack":"gate","fleets":["web"],"basis":{"vms":{},"fleets":{"web":0}},"changes":[],"x":${deep},"seal":{"alg":"hmac-sha256","stackId":"${stackId}","keyId":"${keyId}","digest":"${'0'.repeat(64)}","signature":"x"}}}`],
+  ])('%s with a plan nested 200 000 levels deep in %s: 400 bad-request, not 500', async (path, _where, body) => {
+    const deep = '['.repeat(200_000) + ']'.repeat(200_000);
+    const stackId = (await record.stackIdentity('gate', { create: true }))!.stackId;
+    const res = await fetch(`${authority.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer plan-tok' }, body: body(deep, stackId, authoritySealKey(SECRET, 'gate').id) });
+    const got = (await res.json()) as { error: { code: string; message: string } };
+    expect([res.status, got.error.code]).toEqual([400, 'bad-request']);
+    expect(got.error.message).toContain(`the plan nests deeper than ${PLAN_MAX_DEPTH} levels`);
   });
 
   it('seals any format version of a plan over its canonical content, registers it, and admits its creates only', async () => {

@@ -103,6 +103,24 @@ export function judgePlanRequest(
   return undefined;
 }
 
+/** How deep a plan document may nest; `fleet plan --out` writes fewer than 10 levels. */
+export const PLAN_MAX_DEPTH = 64;
+
+/**
+ * Refuses a plan nested deeper than PLAN_MAX_DEPTH (400 bad-request): its
+ * canonical text (the seal's digest) is built by recursion, which a plan of
+ * thousands of levels (1 MiB of `[[[…`) would overflow into a 500.
+ */
+function checkDepth(plan: unknown): void {
+  const todo: [unknown, number, string][] = [[plan, 0, 'plan']];
+  for (let next = todo.pop(); next; next = todo.pop()) {
+    const [v, depth, at] = next;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= PLAN_MAX_DEPTH) throw new WireError('bad-request', `the plan nests deeper than ${PLAN_MAX_DEPTH} levels (at ${at}/…); a plan \`fleet plan --out\` writes never does`);
+    for (const [k, c] of Object.entries(v)) todo.push([c, depth + 1, depth < 8 ? `${at}/${k}` : at]);
+  }
+}
+
 export class PlanSeals {
   private readonly key: SealKey;
   private stackId: string | undefined;
@@ -137,6 +155,7 @@ export class PlanSeals {
 
   /** POST /v1/plans/seal. */
   async seal(plan: PlanDocument): Promise<PlanSeal> {
+    checkDepth(plan);
     if (plan.stack !== this.o.stackName) throw new WireError('plan-foreign', `the plan is for stack ${plan.stack}; this authority serves stack ${this.o.stackName}`);
     const problems = await this.scopeProblems(plan);
     if (problems.length > 0) throw refusal(problems);
@@ -145,6 +164,7 @@ export class PlanSeals {
 
   /** POST /v1/plans/register: verifies the sealed plan, then records its scope; the same plan registered again is answered the same. */
   async register(plan: PlanDocument): Promise<{ planId: string; digest: string; members: number }> {
+    checkDepth(plan);
     const stackId = await this.id();
     const sealProblems = verifySeal(plan, { file: 'the plan', stack: this.o.stackName, stackId, key: (id) => (id === this.key.id ? this.key : undefined) });
     const problems = [...sealProblems, ...(await this.scopeProblems(plan))];

@@ -57,6 +57,21 @@ describe('dashboard access', () => {
     expect(page.body).toContain('1 VMs in 1 fleets over 1 data centers');
   });
 
+  // Found by QA: each was a 500 page ("the dashboard failed to read the record") and an error in the log.
+  it.each([
+    ['a sign-in form over its 4 KiB limit', 'application/x-www-form-urlencoded', `token=${'a'.repeat(5000)}`, 413],
+    ['a sign-in body that is not JSON', 'application/json', '{"token":', 400],
+    ['a sign-in body of a type with no parser', 'application/xml', '<token>a</token>', 415],
+  ])('%s: answered with its 4xx status on a page, not 500', async (_name, type, payload, status) => {
+    start();
+    const res = await app.inject({ method: 'POST', url: '/ui/login', headers: { 'content-type': type }, payload });
+    expect(res.statusCode).toBe(status);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(res.body).toContain('The request was refused');
+    expect(res.headers['set-cookie']).toBeUndefined();
+  });
+
   it('refuses a forged or expired session cookie, and a wrong bearer token', async () => {
     start();
     for (const cookie of ['fleet_ui=9999999999999.admin.forged', `fleet_ui=1.admin.x`, 'fleet_ui=garbage']) {

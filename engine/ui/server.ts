@@ -98,6 +98,9 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
           const d = err.diagnostics[0];
           return page(reply, errorPage(src.stack, `${d.summary}: ${d.detail}`), d.code === 'record.busy' || d.code === 'record.unreachable' ? 503 : 500);
         }
+        // Fastify's own refusals of a request (a sign-in form over its size, a body that does not parse, a content type it has no parser for) are the caller's: their status, on a page.
+        const status = (err as { statusCode?: number }).statusCode;
+        if (status !== undefined && status >= 400 && status < 500) return page(reply, errorPage(src.stack, `The request was refused: ${(err as Error).message}.`), status);
         req.log.error(err);
         return page(reply, errorPage(src.stack, 'The dashboard failed to read the record; the service log has the reason.'), 500);
       });

@@ -189,6 +189,27 @@ describe('DMZ client + authority + sim over real HTTP', () => {
     expect(denied).toHaveLength(1);
   });
 
+  it('a NUL character in a field is refused 400 by the DMZ client itself, not relayed: the open boot route, a create, a transition', async () => {
+    // Found by QA: the authority's record refused the NUL with a 500; the DMZ client sent the call 4 times and
+    // answered 503 authority-unreachable, which the CLI retried for its whole budget (an open route, too: /v1/boot).
+    world = await startTestWorld({ record });
+    const { clientToken, dmz } = world.dc('miami');
+    const vm = newVm(world.stack);
+    const cases: [string, Record<string, string>, unknown, string][] = [
+      ['/v1/boot', {}, { cloudId: 'c\u0000', vmId: vm.id, image: 'i', bootToken: 't' }, 'body/cloudId'],
+      ['/v1/vms', { authorization: `Bearer ${clientToken}` }, createRequest(newVm(world.stack, { owner: 'team\u0000' })), 'body/vm/owner'],
+      [`/v1/vms/${vm.id}/transitions`, { authorization: `Bearer ${clientToken}` }, { idempotencyKey: randomUUID(), planId: 'p\u0000', from: 'PoweredOff', to: 'PoweredOn' }, 'body/planId'],
+      [`/v1/vms/v%00m/transitions`, { authorization: `Bearer ${clientToken}` }, { idempotencyKey: randomUUID(), planId: 'p', from: 'PoweredOff', to: 'PoweredOn' }, 'params/id'],
+    ];
+    for (const [path, headers, body, where] of cases) {
+      const res = await fetch(`${dmz.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+      const got = (await res.json()) as { error: { code: string; message: string } };
+      expect([path, res.status, got.error.code]).toEqual([path, 400, 'bad-request']);
+      expect(got.error.message).toContain(`${where} holds a NUL character`);
+    }
+    expect(await world.record.listVms(world.stack)).toHaveLength(0);
+  });
+
   it('a VM whose boot is denied is terminated and ends BootFailed; it can still be deleted', async () => {
     world = await startTestWorld({ record });
     const { client } = world.dc('miami');
