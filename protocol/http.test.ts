@@ -2,7 +2,7 @@
 // route schemas, token checks and error bodies, on a real loopback service.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WireError } from './errors.ts';
-import { createService, doc, listen, tokenTable } from './http.ts';
+import { createService, doc, listen, nulAt, tokenTable } from './http.ts';
 import { authorizeBodySchema, authorizeResponseSchema, authorityErrors } from './schemas/authority.ts';
 import { healthResponseSchema } from './schemas/common.ts';
 
@@ -86,6 +86,26 @@ describe("the router's own refusals, in the wire's error body", () => {
     await app.close();
     expect([res.statusCode, (res.json() as { error: { code: string } }).error.code]).toEqual([400, 'bad-request']);
     expect((res.json() as { error: { message: string } }).error.message).toEqual(expect.any(String));
+  });
+});
+
+describe('nulAt: where a request holds a NUL', () => {
+  const deep = (n: number, inner: unknown): unknown => {
+    let v = inner;
+    for (let i = 0; i < n; i++) v = [v];
+    return v;
+  };
+  it.each([
+    { name: 'nothing', value: { a: 'x', b: [1, true, null, { c: 'y' }] }, at: undefined },
+    { name: 'a string', value: 'a\u0000b', at: 'body' },
+    { name: 'a field', value: { vm: { owner: 'team\u0000pay', n: 3 } }, at: 'body/vm/owner' },
+    { name: 'an item', value: { calls: [{ x: 'ok' }, { x: 'no\u0000' }] }, at: 'body/calls/1/x' },
+    { name: 'a key', value: { vm: { 'ow\u0000ner': 'x' } }, at: 'body/vm (a key)' },
+    { name: 'the first of two, in order', value: { a: ['\u0000'], b: '\u0000' }, at: 'body/a/0' },
+    { name: 'nested deeper than the call stack', value: deep(100_000, 'x\u0000'), at: `body${'/0'.repeat(100_000)}` },
+    { name: 'nested deeper than the call stack, clean', value: deep(100_000, 'x'), at: undefined },
+  ])('$name', ({ value, at }) => {
+    expect(nulAt(value, 'body')).toBe(at);
   });
 });
 

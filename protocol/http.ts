@@ -347,6 +347,10 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
  * key, as `body/vm/owner` (the schema errors' spelling), or undefined.
  */
 export function nulAt(value: unknown, path: string): string | undefined {
+  // Every request's body goes through here (batches of hundreds of calls on
+  // the apply's path): first a walk that builds no path, then the path only
+  // for a body that holds a NUL.
+  if (!holdsNul(value)) return undefined;
   // Iterative: a body may nest deeper than the call stack (a plan's open-ended fields), and must still be answered.
   const todo: [unknown, string][] = [[value, path]];
   for (let next = todo.pop(); next; next = todo.pop()) {
@@ -362,6 +366,29 @@ export function nulAt(value: unknown, path: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Whether a parsed JSON value holds a NUL character in a string or a key (iterative, allocating nothing per node). */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (value === null || typeof value !== 'object') return false;
+  const todo: unknown[] = [value];
+  while (todo.length > 0) {
+    const v = todo.pop();
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return true;
+    } else if (Array.isArray(v)) {
+      for (const x of v) if (x !== null && typeof x !== 'number' && typeof x !== 'boolean') todo.push(x);
+    } else if (v !== null && typeof v === 'object') {
+      for (const k in v) {
+        if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
+        if (k.includes('\u0000')) return true;
+        const x = (v as Record<string, unknown>)[k];
+        if (x !== null && typeof x !== 'number' && typeof x !== 'boolean') todo.push(x);
+      }
+    }
+  }
+  return false;
 }
 
 /** A route schema with a one-line summary for the OpenAPI document (Fastify ignores the extra key). */
