@@ -201,6 +201,16 @@ describe('aws driver', () => {
     expect([...ec2.instances.values()].filter((x) => x.tags.get('fleet:vm-id') === i.vmId)).toHaveLength(1);
   });
 
+  it('an instance EC2 does not show yet right after RunInstances (eventual consistency: InvalidInstanceID.NotFound) is waited for, not a failed create', async () => {
+    const i = input();
+    // EC2 documents that DescribeInstances may not know an instance RunInstances just returned.
+    ec2.fail('DescribeInstances', EC2_FAULTS['not-found'], 2);
+    const vm = await driver.createVm(creds(), i);
+    expect(vm).toMatchObject({ vmId: i.vmId, status: 'present', observedState: 'PoweredOff' });
+    expect(ec2.instances.size).toBe(1);
+    expect(ec2.calls('TerminateInstances')).toHaveLength(0);
+  });
+
   it('an instance that vanishes between calls is not-found for the next call, gone for get, and deleted without complaint', async () => {
     const vm = await driver.createVm(creds(), input());
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };

@@ -220,15 +220,21 @@ export class AwsDriver implements Driver {
     });
   }
 
-  /** Reads the instance until `until` holds; a deadline makes it a timeout. */
-  private async waitFor(client: EC2Client, id: string, what: string, until: (s: Ec2State) => boolean, timeoutMs = STATE_WAIT_MS): Promise<Instance> {
+  /**
+   * Reads the instance until `until` holds; a deadline makes it a timeout. `justLaunched`: the id came from
+   * RunInstances, which EC2's reads may not know yet (eventual consistency: DescribeInstances answers
+   * InvalidInstanceID.NotFound for a while), so not finding it means "not visible yet", not "gone".
+   */
+  private async waitFor(client: EC2Client, id: string, what: string, until: (s: Ec2State) => boolean, opts: { timeoutMs?: number; justLaunched?: boolean } = {}): Promise<Instance> {
+    const timeoutMs = opts.timeoutMs ?? STATE_WAIT_MS;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const inst = await this.mustFind(client, { vmId: '', cloudId: id });
-      const s = stateOf(inst);
-      if (s && until(s)) return inst;
+      const found = opts.justLaunched ? await this.find(client, { vmId: '', cloudId: id }) : await this.mustFind(client, { vmId: '', cloudId: id });
+      const s = found ? stateOf(found) : undefined;
+      if (found && s && until(s)) return found;
+      if (found) opts = { ...opts, justLaunched: false };
       if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id} to be ${what}`);
-      if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} was not ${what} within ${timeoutMs} ms (it is ${s ?? 'unknown'})`, false);
+      if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} was not ${what} within ${timeoutMs} ms (${found ? `it is ${s ?? 'unknown'}` : 'DescribeInstances does not show it yet'})`, false);
       await this.sleep(this.o.settings.pollMs ?? 2000);
     }
   }
@@ -318,7 +324,7 @@ export class AwsDriver implements Driver {
     const id = run.Instances?.[0]?.InstanceId;
     if (!id) throw new DriverError('failed', 'EC2 RunInstances answered without an instance');
     // A retried RunInstances (same ClientToken) returns the first instance, in whatever state it reached.
-    const up = await this.waitFor(client, id, 'running or stopped', (st) => st !== 'pending');
+    const up = await this.waitFor(client, id, 'running or stopped', (st) => st !== 'pending', { justLaunched: true });
     const st = stateOf(up);
     if (st === 'running') {
       await this.send(client, 'StopInstances', new StopInstancesCommand({ InstanceIds: [id], Force: true }));
