@@ -405,6 +405,53 @@ describe('azure driver: failures as kinds', () => {
     expect(arm.calls('putVm')).toHaveLength(2);
   });
 
+  it.each(['InternalServerError', 'RetryableError', 'OperationPreempted'])(
+    'a create whose VM operation failed transiently (%s) leaves a Failed VM; the retried create makes it again and ends powered off, not CreateFailed',
+    async (code) => {
+      const i = input();
+      const n = resourceNames(i.vmId);
+      arm.inject({ call: 'putVm', failOperation: { code }, times: 1 });
+      expect((await failure(driver.createVm(creds(), i))).kind).toBe('transient');
+      expect(arm.vms.get(n.vm)?.provisioningState).toBe('Failed');
+      const vm = await driver.createVm(creds(), i);
+      expect(vm).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff', power: 'off' });
+      expect(arm.vms.get(n.vm)).toMatchObject({ provisioningState: 'Succeeded', power: 'stopped' });
+      expect((await driver.get(creds(), { vmId: i.vmId, cloudId: null }))?.observedState).toBe('PoweredOff');
+    },
+  );
+
+  it('a retried create that finds the first VM still Creating waits for it, then powers it off (Azure starts what it creates)', async () => {
+    const i = input();
+    const n = resourceNames(i.vmId);
+    // The first create's PUT was accepted, then its wait timed out on our side while ARM goes on creating the VM.
+    arm.nics.set(n.nic, { name: n.nic });
+    arm.vms.set(n.vm, {
+      name: n.vm,
+      location: 'eastus',
+      tags: { 'fleet-stack': 'prod', 'fleet-data-center': DC, 'fleet-vm-id': i.vmId, 'fleet-name': i.name, 'fleet-size': 'cpu=2,memoryGiB=8,diskGiB=64', 'fleet-encrypted-disk': 'true' },
+      properties: { hardwareProfile: { vmSize: 'Standard_D2s_v5' } },
+      provisioningState: 'Creating',
+      power: 'starting',
+    });
+    // ARM finishes the create while the retry reads it (Azure's own pace, not ours).
+    const reads = arm.calls('getVm').length;
+    const finish = setInterval(() => {
+      const vm = arm.vms.get(n.vm);
+      if (vm && arm.calls('getVm').length > reads + 1) {
+        Object.assign(vm, { provisioningState: 'Succeeded', power: 'running' });
+        clearInterval(finish);
+      }
+    }, 1);
+    try {
+      const vm = await driver.createVm(creds(), i);
+      expect(vm).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff', power: 'off' });
+    } finally {
+      clearInterval(finish);
+    }
+    expect(arm.vms.get(n.vm)).toMatchObject({ provisioningState: 'Succeeded', power: 'stopped' });
+    expect(arm.calls('putVm')).toHaveLength(0);
+  });
+
   it('the SDK retries nothing: one 500, one request', async () => {
     const i = input();
     await driver.createVm(creds(), i);
