@@ -5,7 +5,8 @@
 // | call       | EC2                                                                                   |
 // | ---------- | ------------------------------------------------------------------------------------- |
 // | createVm   | RunInstances (ClientToken = VM id, tags, user data = boot agent without a token), wait |
-// |            | until it runs, StopInstances, wait until stopped: the diagram's PoweredOff            |
+// |            | until it runs, StopInstances, wait until stopped: the diagram's PoweredOff; a create  |
+// |            | failing for good after RunInstances terminates the instance (nothing left behind)     |
 // | powerOn    | DescribeInstances: the instance is stopped and can start (EC2 cannot power on without |
 // |            | booting; boot starts it)                                                              |
 // | boot       | ModifyInstanceAttribute UserData (boot agent with this boot's one-time token), then   |
@@ -324,13 +325,21 @@ export class AwsDriver implements Driver {
     const id = run.Instances?.[0]?.InstanceId;
     if (!id) throw new DriverError('failed', 'EC2 RunInstances answered without an instance');
     // A retried RunInstances (same ClientToken) returns the first instance, in whatever state it reached.
-    const up = await this.waitFor(client, id, 'running or stopped', (st) => st !== 'pending', { justLaunched: true });
-    const st = stateOf(up);
-    if (st === 'running') {
-      await this.send(client, 'StopInstances', new StopInstancesCommand({ InstanceIds: [id], Force: true }));
+    let up: Instance;
+    try {
+      up = await this.waitFor(client, id, 'running or stopped', (st) => st !== 'pending', { justLaunched: true });
+      if (stateOf(up) === 'running') await this.send(client, 'StopInstances', new StopInstancesCommand({ InstanceIds: [id], Force: true }));
+      if (!isGone(up)) return this.view(await this.waitFor(client, id, 'stopped', (x) => x === 'stopped'));
+    } catch (err) {
+      // A create that failed for good leaves nothing behind (DESIGN: a failed create must leave nothing created);
+      // after a transient failure or a timeout the retried create (same ClientToken) finds this instance again.
+      if (err instanceof DriverError && !err.transient && err.kind !== 'timeout') {
+        await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] })).catch(() => undefined);
+      }
+      throw err;
     }
-    if (st === 'shutting-down' || st === 'terminated') throw new DriverError('failed', `instance ${id} of VM ${input.vmId} was terminated`);
-    return this.view(await this.waitFor(client, id, 'stopped', (x) => x === 'stopped'));
+    const why = up.StateReason?.Message ?? up.StateTransitionReason;
+    throw new DriverError('failed', `instance ${id} of VM ${input.vmId} was terminated${why ? `: ${why}` : ''}`);
   }
 
   async powerOn(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
