@@ -2,6 +2,9 @@
 // wire format): what it sends (tags, custom data without any disk key, VM
 // size, which token), the lifecycle, and Azure's failures as DriverError kinds.
 import { createServer, type Server } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createHash, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -450,6 +453,31 @@ describe('azure driver: failures as kinds', () => {
     }
     expect(arm.vms.get(n.vm)).toMatchObject({ provisioningState: 'Succeeded', power: 'stopped' });
     expect(arm.calls('putVm')).toHaveLength(0);
+  });
+
+  it('a shutdown ARM refuses leaves a running, ready VM Running (get, list, and a restarted client), not ShuttingDown', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-azure-agents-'));
+    try {
+      await driver.close();
+      driver = makeDriver({ stateDir: dir });
+      await driver.createVm(creds(), i);
+      await driver.powerOn(creds(), ref);
+      boot.issued.add('token-s');
+      await driver.boot(creds(), ref, { bootToken: 'token-s' });
+      await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 });
+      arm.inject({ call: 'powerOff', status: 409, code: 'Conflict', message: 'Another operation is in progress on the VM.', times: 1 });
+      expect((await failure(driver.shutdown(creds(), ref))).kind).toBe('invalid-state');
+      expect(arm.vms.get(resourceNames(i.vmId).vm)?.power).toBe('running');
+      expect((await driver.get(creds(), ref))?.observedState).toBe('Running');
+      expect((await driver.list(creds())).map((v) => v.observedState)).toEqual(['Running']);
+      await driver.close();
+      driver = makeDriver({ stateDir: dir });
+      expect((await driver.get(creds(), ref))?.observedState).toBe('Running');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('the SDK retries nothing: one 500, one request', async () => {

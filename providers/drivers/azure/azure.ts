@@ -410,8 +410,18 @@ export class AzureDriver implements Driver {
   async shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     const c = this.writer(creds);
     const name = vmName(ref.vmId);
-    this.setAgent(this.cloudId(name), { state: 'stopping' });
-    await this.stop(c, name, 'graceful');
+    const cloudId = this.cloudId(name);
+    // The boot's reports are void from here (no token hash: a late report is not believed) ...
+    const prior = this.agents.get(cloudId);
+    this.setAgent(cloudId, { state: 'stopping' });
+    try {
+      await this.stop(c, name, 'graceful');
+    } catch (err) {
+      // ... unless ARM refused the shutdown: the VM runs on as it was, and must not read as ShuttingDown.
+      if (prior) this.setAgent(cloudId, prior);
+      else this.agents.delete(cloudId);
+      throw err;
+    }
     return this.after(c, ref);
   }
 
