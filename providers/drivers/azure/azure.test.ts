@@ -480,6 +480,20 @@ describe('azure driver: failures as kinds', () => {
     }
   });
 
+  it('a boot whose userData PATCH ARM refuses leaves the powered-on VM PoweredOn, not Starting', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    arm.inject({ call: 'patchVm', status: 409, code: 'Conflict', message: 'Another operation is in progress on the VM.', times: 1 });
+    boot.issued.add('token-p');
+    expect((await failure(driver.boot(creds(), ref, { bootToken: 'token-p' }))).kind).toBe('invalid-state');
+    expect((await driver.get(creds(), ref))?.observedState).toBe('PoweredOn');
+    // The boot approved again goes through.
+    await driver.boot(creds(), ref, { bootToken: 'token-p' });
+    expect((await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).observedState).toBe('Running');
+  });
+
   it('the SDK retries nothing: one 500, one request', async () => {
     const i = input();
     await driver.createVm(creds(), i);

@@ -333,9 +333,11 @@ export class AzureDriver implements Driver {
     if (power !== 'running' && power !== 'starting') {
       throw new DriverError('invalid-state', `VM ${name} is ${power === 'none' ? 'not running' : power}; power it on before booting`);
     }
-    // Known before the token reaches the VM: the agent's first report may come before the PATCH is answered.
-    this.setAgent(cloudId, { state: 'booting', tokenHash: sha256(opts.bootToken) });
     if (!this.bootUrl) throw new DriverError('failed', 'the DMZ client has not told the driver its boot endpoint yet');
+    // Known before the token reaches the VM: the agent's first report may come before the PATCH is answered.
+    const prior = this.agents.get(cloudId);
+    const booting: AgentEntry = { state: 'booting', tokenHash: sha256(opts.bootToken) };
+    this.setAgent(cloudId, booting);
     const tags = vm.tags ?? {};
     const script = this.o.bootScript({
       vmId: ref.vmId,
@@ -347,7 +349,18 @@ export class AzureDriver implements Driver {
       dataDevice: AZURE_DATA_DEVICE,
     });
     const userData = Buffer.from(script).toString('base64');
-    await this.arm(`hand VM ${name} its boot token`, () => c.compute.virtualMachines.update(this.rg, name, { userData }, this.lro()));
+    try {
+      await this.arm(`hand VM ${name} its boot token`, () => c.compute.virtualMachines.update(this.rg, name, { userData }, this.lro()));
+    } catch (err) {
+      // ARM refused the PATCH for good: the token never reached the VM, which is as it was (not Starting). After a
+      // transient failure or a timeout the PATCH may have gone through, and the agent's report must still be believed.
+      const now = this.agents.get(cloudId);
+      if (err instanceof DriverError && !err.transient && err.kind !== 'timeout' && now?.state === 'booting' && now.tokenHash === booting.tokenHash) {
+        if (prior) this.setAgent(cloudId, prior);
+        else this.agents.delete(cloudId);
+      }
+      throw err;
+    }
     return this.view(vm);
   }
 
