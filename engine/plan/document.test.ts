@@ -202,65 +202,52 @@ describe('jsonSyntaxErrorAt: where a plan file stops being JSON', () => {
 });
 
 describe('fleet apply PLANFILE', () => {
-  it('refuses a formatVersion "1" plan file at its formatVersion line, before opening the stack', async () => {
+  /** `fleet apply plan.json --stack no/such/stack` with `text` as plan.json, in a folder of its own: the file is judged before the stack is opened. */
+  async function applyPlanFile(text: string) {
     const dir = await mkdtemp(join(tmpdir(), 'fleet-plan-file-'));
     try {
-      // A v1 document: the v2 one with its unchanged summary spelled as noop changes.
-      const v2 = JSON.parse(GOOD) as Record<string, unknown>;
-      const { unchanged: _unchanged, ...v1 }: Record<string, unknown> = { ...v2, formatVersion: '1' };
-      const text = JSON.stringify(v1, null, 2);
       await writeFile(join(dir, 'plan.json'), text);
-      const r = await runCli(['apply', 'plan.json', '--stack', 'no/such/stack'], { cwd: dir });
-      expect(r.code).toBe(1);
-      const { line, col } = at(text, '"formatVersion"');
-      expect(r.stderr).toContain(`error[apply.plan-format]: Unknown plan format\n  at plan.json:${line}:${col}\n`);
-      expect(r.stderr).toContain('Make the plan again with `fleet plan --out`');
-      expect(r.stderr).not.toContain('spec.stack-not-found');
+      return await runCli(['apply', 'plan.json', '--stack', 'no/such/stack'], { cwd: dir });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  it('refuses a formatVersion "1" plan file at its formatVersion line, before opening the stack', async () => {
+    // A v1 document: the v2 one with its unchanged summary spelled as noop changes.
+    const v2 = JSON.parse(GOOD) as Record<string, unknown>;
+    const { unchanged: _unchanged, ...v1 }: Record<string, unknown> = { ...v2, formatVersion: '1' };
+    const text = JSON.stringify(v1, null, 2);
+    const r = await applyPlanFile(text);
+    expect(r.code).toBe(1);
+    const { line, col } = at(text, '"formatVersion"');
+    expect(r.stderr).toContain(`error[apply.plan-format]: Unknown plan format\n  at plan.json:${line}:${col}\n`);
+    expect(r.stderr).toContain('Make the plan again with `fleet plan --out`');
+    expect(r.stderr).not.toContain('spec.stack-not-found');
   });
 
   it('refuses a plan file cut short at its end, located, before opening the stack', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'fleet-plan-file-'));
-    try {
-      const text = GOOD.slice(0, GOOD.indexOf('"steps"'));
-      await writeFile(join(dir, 'plan.json'), text);
-      const r = await runCli(['apply', 'plan.json', '--stack', 'no/such/stack'], { cwd: dir });
-      expect(r.code).toBe(1);
-      const lines = text.split('\n');
-      expect(r.stderr).toContain(`error[apply.plan-file]: Plan file unreadable\n  at plan.json:${lines.length}:${lines[lines.length - 1].length + 1}\n`);
-      expect(r.stderr).not.toContain('spec.stack-not-found');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const text = GOOD.slice(0, GOOD.indexOf('"steps"'));
+    const r = await applyPlanFile(text);
+    expect(r.code).toBe(1);
+    const lines = text.split('\n');
+    expect(r.stderr).toContain(`error[apply.plan-file]: Plan file unreadable\n  at plan.json:${lines.length}:${lines[lines.length - 1].length + 1}\n`);
+    expect(r.stderr).not.toContain('spec.stack-not-found');
   });
 
   it('reads a plan file saved with a byte order mark (it gets as far as the stack)', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'fleet-plan-file-'));
-    try {
-      await writeFile(join(dir, 'plan.json'), `\ufeff${GOOD}`);
-      const r = await runCli(['apply', 'plan.json', '--stack', 'no/such/stack'], { cwd: dir });
-      expect(r.code).toBe(1);
-      expect(r.stderr).not.toContain('apply.plan-file');
-      expect(r.stderr).toContain('spec.stack-not-found');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const r = await applyPlanFile(`\ufeff${GOOD}`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).not.toContain('apply.plan-file');
+    expect(r.stderr).toContain('spec.stack-not-found');
   });
 
   it('refuses a malformed plan file with located diagnostics before opening the stack', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'fleet-plan-file-'));
-    try {
-      const text = GOOD.replace('"operation": "boot"', '"operation": "bootz"');
-      await writeFile(join(dir, 'plan.json'), text);
-      const r = await runCli(['apply', 'plan.json', '--stack', 'no/such/stack'], { cwd: dir });
-      expect(r.code).toBe(1);
-      const { line, col } = at(text, '"operation": "bootz"');
-      expect(r.stderr).toContain(`error[apply.plan-file]: Plan file unreadable\n  at plan.json:${line}:${col} api/0\n`);
-      expect(r.stderr).not.toContain('spec.stack-not-found');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const text = GOOD.replace('"operation": "boot"', '"operation": "bootz"');
+    const r = await applyPlanFile(text);
+    expect(r.code).toBe(1);
+    const { line, col } = at(text, '"operation": "bootz"');
+    expect(r.stderr).toContain(`error[apply.plan-file]: Plan file unreadable\n  at plan.json:${line}:${col} api/0\n`);
+    expect(r.stderr).not.toContain('spec.stack-not-found');
   });
 });
