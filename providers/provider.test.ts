@@ -30,6 +30,27 @@ describe('DataCenterProvider.diff: the planner\'s classification (engine/plan/me
   });
 });
 
+describe('DataCenterProvider.check: desiredState is one of the pack\'s requestable states (as spec.state-not-requestable holds a spec to)', () => {
+  const inputs = (desiredState: string): VmInputs => ({
+    stack: 's', fleet: 'api', owner: 'team', index: 0, name: 's-api-0', image: 'ubuntu-22.04', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, encryptedDisk: true, desiredState, specHash: 'h1', planId: null,
+  });
+  it.each([
+    { state: 'Running', ok: true },
+    { state: 'PoweredOff', ok: true },
+    { state: 'Deleted', ok: false },
+    { state: 'PoweredOn', ok: false },
+    { state: 'Starting', ok: false },
+    { state: 'BootFailed', ok: false },
+    { state: 'CreateFailed', ok: false },
+    { state: 'Runing', ok: false },
+  ])('$state: accepted $ok', async ({ state, ok }) => {
+    const provider = providersFor([{ name: 'miami', url: 'http://127.0.0.1:1', tokenEnv: 'UNUSED' }], (await defaultPack()).lifecycle).get('miami')!;
+    const { failures } = await provider.check(inputs(state), inputs(state));
+    if (ok) expect(failures).toEqual([]);
+    else expect(failures).toEqual([{ property: 'desiredState', reason: expect.stringContaining('Running or PoweredOff') as string }]);
+  });
+});
+
 describe('DataCenterProvider', () => {
   let record: FleetRecord;
   let world: TestWorld | undefined;

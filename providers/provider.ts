@@ -203,7 +203,11 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const s = news.size;
     if (!s || !(s.cpu >= 1) || !(s.memoryGiB > 0) || !(s.diskGiB > 0)) failures.push({ property: 'size', reason: 'size needs cpu >= 1, memoryGiB > 0 and diskGiB > 0' });
     if (typeof news.encryptedDisk !== 'boolean') failures.push({ property: 'encryptedDisk', reason: 'encryptedDisk must be a boolean' });
-    if (news.desiredState && !this.lc().path(this.lifecycle.initial, news.desiredState)) {
+    // As a spec (spec.state-not-requestable): only a requestable state. A terminal one would create a VM and delete it
+    // again under a resource Pulumi then believes exists; an intermediate one (PoweredOn, Starting) would park it there.
+    if (typeof news.desiredState === 'string' && news.desiredState !== '' && !this.lifecycle.requestable.includes(news.desiredState)) {
+      failures.push({ property: 'desiredState', reason: `${news.desiredState} is not a state a VM may ask for; ask for ${this.lifecycle.requestable.join(' or ')}` });
+    } else if (news.desiredState && !this.lc().path(this.lifecycle.initial, news.desiredState)) {
       failures.push({ property: 'desiredState', reason: `${news.desiredState} cannot be reached from ${this.lifecycle.initial}` });
     }
     return { inputs: news, failures };

@@ -218,7 +218,10 @@ export class DmzClientHost extends pulumi.ComponentResource {
           Version: '2012-10-17',
           Statement: [
             { Sid: 'Describe', Effect: 'Allow', Action: ['ec2:DescribeInstances', 'ec2:DescribeInstanceStatus', 'ec2:DescribeImages', 'ec2:DescribeVolumes'], Resource: '*', Condition: inRegion },
-            { Sid: 'CreateTagged', Effect: 'Allow', Action: ['ec2:RunInstances', 'ec2:CreateTags', 'ec2:CreateVolume'], Resource: '*', Condition: { StringEquals: { 'aws:RequestedRegion': region, ...tagging } } },
+            { Sid: 'CreateTagged', Effect: 'Allow', Action: ['ec2:RunInstances', 'ec2:CreateVolume'], Resource: '*', Condition: { StringEquals: { 'aws:RequestedRegion': region, ...tagging } } },
+            // Tags only as part of a create: CreateTags on an existing resource would relabel any instance of the
+            // region with this stack's tags, and ChangeOwn would then let this role stop or terminate it.
+            { Sid: 'TagAtCreate', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: '*', Condition: { StringEquals: { 'aws:RequestedRegion': region, 'ec2:CreateAction': ['RunInstances', 'CreateVolume'], ...tagging } } },
             { Sid: 'LaunchFromNetworkAndImages', Effect: 'Allow', Action: ['ec2:RunInstances'], Resource: [`arn:aws:ec2:${region}:*:subnet/*`, `arn:aws:ec2:${region}:*:security-group/*`, `arn:aws:ec2:${region}::image/*`, `arn:aws:ec2:${region}:*:network-interface/*`], Condition: inRegion },
             { Sid: 'ChangeOwn', Effect: 'Allow', Action: ['ec2:StartInstances', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:ModifyInstanceAttribute', 'ec2:AttachVolume', 'ec2:DeleteVolume'], Resource: '*', Condition: { StringEquals: { 'aws:RequestedRegion': region, ...ours } } },
             { Sid: 'OwnSecrets', Effect: 'Allow', Action: ['secretsmanager:GetSecretValue'], Resource: this.secret.arn, Condition: inRegion },

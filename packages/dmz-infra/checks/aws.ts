@@ -56,7 +56,7 @@ interface Statement {
   Effect?: string;
   Action?: string | string[];
   Resource?: string | string[];
-  Condition?: Record<string, Record<string, string>>;
+  Condition?: Record<string, Record<string, string | string[]>>;
 }
 
 function statements(rs: readonly DeclaredResource[]): { where: string; s: Statement }[] {
@@ -120,6 +120,12 @@ export function awsChecks(e: AwsExpectations): Check[] {
           for (const a of actions) if (a === '*' || a.endsWith(':*')) v.push(`${where} allows ${a}`);
           if (s.Condition?.StringEquals?.['aws:RequestedRegion'] !== e.region) v.push(`${where} is not limited to region ${e.region}`);
           for (const res of list(s.Resource)) if (res.startsWith('arn:') && !res.includes(`:${e.region}:`) && !res.startsWith('arn:aws:iam')) v.push(`${where} names ${res}, outside ${e.region}`);
+          // CreateTags on existing resources relabels any instance as the stack's, and so hands it to the mutating statements.
+          if (actions.includes('ec2:CreateTags')) {
+            const createAction = list(s.Condition?.StringEquals?.['ec2:CreateAction']);
+            const onOwn = Object.entries(e.tags).every(([k, val]) => s.Condition?.StringEquals?.[`aws:ResourceTag/${k}`] === val);
+            if (createAction.length === 0 && !onOwn) v.push(`${where} allows ec2:CreateTags on resources not tagged as the stack's and not being created (it could relabel any instance as the stack's)`);
+          }
           if (actions.some((a) => MUTATING.test(a))) {
             for (const [k, val] of Object.entries(e.tags)) {
               if (s.Condition?.StringEquals?.[`aws:ResourceTag/${k}`] !== val) v.push(`${where} may change resources not tagged ${k}=${val}`);

@@ -201,6 +201,29 @@ describe('aws driver', () => {
     expect([...ec2.instances.values()].filter((x) => x.tags.get('fleet:vm-id') === i.vmId)).toHaveLength(1);
   });
 
+  it('an instance EC2 does not show yet right after RunInstances (eventual consistency: InvalidInstanceID.NotFound) is waited for, not a failed create', async () => {
+    const i = input();
+    // EC2 documents that DescribeInstances may not know an instance RunInstances just returned.
+    ec2.fail('DescribeInstances', EC2_FAULTS['not-found'], 2);
+    const vm = await driver.createVm(creds(), i);
+    expect(vm).toMatchObject({ vmId: i.vmId, status: 'present', observedState: 'PoweredOff' });
+    expect(ec2.instances.size).toBe(1);
+    expect(ec2.calls('TerminateInstances')).toHaveLength(0);
+  });
+
+  it('a create that fails for good after RunInstances (an instance-store AMI cannot be stopped: UnsupportedOperation) terminates the instance: nothing is left', async () => {
+    const i = input();
+    ec2.fail('StopInstances', { error: 'UnsupportedOperation', status: 400, message: "The instance 'i-0' does not have an 'ebs' root device type and cannot be stopped." });
+    const err = await failure(driver.createVm(creds(), i));
+    expect(err.kind).toBe('failed');
+    expect(err.message).toContain('UnsupportedOperation');
+    const [inst] = [...ec2.instances.values()];
+    expect(ec2.calls('TerminateInstances').map((r) => r.params.get('InstanceId.1'))).toEqual([inst.id]);
+    expect(['shutting-down', 'terminated']).toContain(inst.state);
+    ec2.heal();
+    expect((await driver.list(read())).filter((v) => v.status === 'present')).toEqual([]);
+  });
+
   it('an instance that vanishes between calls is not-found for the next call, gone for get, and deleted without complaint', async () => {
     const vm = await driver.createVm(creds(), input());
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };

@@ -5,7 +5,8 @@
 // | call       | EC2                                                                                   |
 // | ---------- | ------------------------------------------------------------------------------------- |
 // | createVm   | RunInstances (ClientToken = VM id, tags, user data = boot agent without a token), wait |
-// |            | until it runs, StopInstances, wait until stopped: the diagram's PoweredOff            |
+// |            | until it runs, StopInstances, wait until stopped: the diagram's PoweredOff; a create  |
+// |            | failing for good after RunInstances terminates the instance (nothing left behind)     |
 // | powerOn    | DescribeInstances: the instance is stopped and can start (EC2 cannot power on without |
 // |            | booting; boot starts it)                                                              |
 // | boot       | ModifyInstanceAttribute UserData (boot agent with this boot's one-time token), then   |
@@ -220,15 +221,21 @@ export class AwsDriver implements Driver {
     });
   }
 
-  /** Reads the instance until `until` holds; a deadline makes it a timeout. */
-  private async waitFor(client: EC2Client, id: string, what: string, until: (s: Ec2State) => boolean, timeoutMs = STATE_WAIT_MS): Promise<Instance> {
+  /**
+   * Reads the instance until `until` holds; a deadline makes it a timeout. `justLaunched`: the id came from
+   * RunInstances, which EC2's reads may not know yet (eventual consistency: DescribeInstances answers
+   * InvalidInstanceID.NotFound for a while), so not finding it means "not visible yet", not "gone".
+   */
+  private async waitFor(client: EC2Client, id: string, what: string, until: (s: Ec2State) => boolean, opts: { timeoutMs?: number; justLaunched?: boolean } = {}): Promise<Instance> {
+    const timeoutMs = opts.timeoutMs ?? STATE_WAIT_MS;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const inst = await this.mustFind(client, { vmId: '', cloudId: id });
-      const s = stateOf(inst);
-      if (s && until(s)) return inst;
+      const found = opts.justLaunched ? await this.find(client, { vmId: '', cloudId: id }) : await this.mustFind(client, { vmId: '', cloudId: id });
+      const s = found ? stateOf(found) : undefined;
+      if (found && s && until(s)) return found;
+      if (found) opts = { ...opts, justLaunched: false };
       if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id} to be ${what}`);
-      if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} was not ${what} within ${timeoutMs} ms (it is ${s ?? 'unknown'})`, false);
+      if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} was not ${what} within ${timeoutMs} ms (${found ? `it is ${s ?? 'unknown'}` : 'DescribeInstances does not show it yet'})`, false);
       await this.sleep(this.o.settings.pollMs ?? 2000);
     }
   }
@@ -318,13 +325,21 @@ export class AwsDriver implements Driver {
     const id = run.Instances?.[0]?.InstanceId;
     if (!id) throw new DriverError('failed', 'EC2 RunInstances answered without an instance');
     // A retried RunInstances (same ClientToken) returns the first instance, in whatever state it reached.
-    const up = await this.waitFor(client, id, 'running or stopped', (st) => st !== 'pending');
-    const st = stateOf(up);
-    if (st === 'running') {
-      await this.send(client, 'StopInstances', new StopInstancesCommand({ InstanceIds: [id], Force: true }));
+    let up: Instance;
+    try {
+      up = await this.waitFor(client, id, 'running or stopped', (st) => st !== 'pending', { justLaunched: true });
+      if (stateOf(up) === 'running') await this.send(client, 'StopInstances', new StopInstancesCommand({ InstanceIds: [id], Force: true }));
+      if (!isGone(up)) return this.view(await this.waitFor(client, id, 'stopped', (x) => x === 'stopped'));
+    } catch (err) {
+      // A create that failed for good leaves nothing behind (DESIGN: a failed create must leave nothing created);
+      // after a transient failure or a timeout the retried create (same ClientToken) finds this instance again.
+      if (err instanceof DriverError && !err.transient && err.kind !== 'timeout') {
+        await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] })).catch(() => undefined);
+      }
+      throw err;
     }
-    if (st === 'shutting-down' || st === 'terminated') throw new DriverError('failed', `instance ${id} of VM ${input.vmId} was terminated`);
-    return this.view(await this.waitFor(client, id, 'stopped', (x) => x === 'stopped'));
+    const why = up.StateReason?.Message ?? up.StateTransitionReason;
+    throw new DriverError('failed', `instance ${id} of VM ${input.vmId} was terminated${why ? `: ${why}` : ''}`);
   }
 
   async powerOn(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {

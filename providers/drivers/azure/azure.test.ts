@@ -2,6 +2,9 @@
 // wire format): what it sends (tags, custom data without any disk key, VM
 // size, which token), the lifecycle, and Azure's failures as DriverError kinds.
 import { createServer, type Server } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createHash, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -403,6 +406,92 @@ describe('azure driver: failures as kinds', () => {
     expect(await driver.createVm(creds(), i)).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff' });
     expect(arm.vms.get(resourceNames(i.vmId).vm)?.power).toBe('stopped');
     expect(arm.calls('putVm')).toHaveLength(2);
+  });
+
+  it.each(['InternalServerError', 'RetryableError', 'OperationPreempted'])(
+    'a create whose VM operation failed transiently (%s) leaves a Failed VM; the retried create makes it again and ends powered off, not CreateFailed',
+    async (code) => {
+      const i = input();
+      const n = resourceNames(i.vmId);
+      arm.inject({ call: 'putVm', failOperation: { code }, times: 1 });
+      expect((await failure(driver.createVm(creds(), i))).kind).toBe('transient');
+      expect(arm.vms.get(n.vm)?.provisioningState).toBe('Failed');
+      const vm = await driver.createVm(creds(), i);
+      expect(vm).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff', power: 'off' });
+      expect(arm.vms.get(n.vm)).toMatchObject({ provisioningState: 'Succeeded', power: 'stopped' });
+      expect((await driver.get(creds(), { vmId: i.vmId, cloudId: null }))?.observedState).toBe('PoweredOff');
+    },
+  );
+
+  it('a retried create that finds the first VM still Creating waits for it, then powers it off (Azure starts what it creates)', async () => {
+    const i = input();
+    const n = resourceNames(i.vmId);
+    // The first create's PUT was accepted, then its wait timed out on our side while ARM goes on creating the VM.
+    arm.nics.set(n.nic, { name: n.nic });
+    arm.vms.set(n.vm, {
+      name: n.vm,
+      location: 'eastus',
+      tags: { 'fleet-stack': 'prod', 'fleet-data-center': DC, 'fleet-vm-id': i.vmId, 'fleet-name': i.name, 'fleet-size': 'cpu=2,memoryGiB=8,diskGiB=64', 'fleet-encrypted-disk': 'true' },
+      properties: { hardwareProfile: { vmSize: 'Standard_D2s_v5' } },
+      provisioningState: 'Creating',
+      power: 'starting',
+    });
+    // ARM finishes the create while the retry reads it (Azure's own pace, not ours).
+    const reads = arm.calls('getVm').length;
+    const finish = setInterval(() => {
+      const vm = arm.vms.get(n.vm);
+      if (vm && arm.calls('getVm').length > reads + 1) {
+        Object.assign(vm, { provisioningState: 'Succeeded', power: 'running' });
+        clearInterval(finish);
+      }
+    }, 1);
+    try {
+      const vm = await driver.createVm(creds(), i);
+      expect(vm).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff', power: 'off' });
+    } finally {
+      clearInterval(finish);
+    }
+    expect(arm.vms.get(n.vm)).toMatchObject({ provisioningState: 'Succeeded', power: 'stopped' });
+    expect(arm.calls('putVm')).toHaveLength(0);
+  });
+
+  it('a shutdown ARM refuses leaves a running, ready VM Running (get, list, and a restarted client), not ShuttingDown', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-azure-agents-'));
+    try {
+      await driver.close();
+      driver = makeDriver({ stateDir: dir });
+      await driver.createVm(creds(), i);
+      await driver.powerOn(creds(), ref);
+      boot.issued.add('token-s');
+      await driver.boot(creds(), ref, { bootToken: 'token-s' });
+      await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 });
+      arm.inject({ call: 'powerOff', status: 409, code: 'Conflict', message: 'Another operation is in progress on the VM.', times: 1 });
+      expect((await failure(driver.shutdown(creds(), ref))).kind).toBe('invalid-state');
+      expect(arm.vms.get(resourceNames(i.vmId).vm)?.power).toBe('running');
+      expect((await driver.get(creds(), ref))?.observedState).toBe('Running');
+      expect((await driver.list(creds())).map((v) => v.observedState)).toEqual(['Running']);
+      await driver.close();
+      driver = makeDriver({ stateDir: dir });
+      expect((await driver.get(creds(), ref))?.observedState).toBe('Running');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a boot whose userData PATCH ARM refuses leaves the powered-on VM PoweredOn, not Starting', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    arm.inject({ call: 'patchVm', status: 409, code: 'Conflict', message: 'Another operation is in progress on the VM.', times: 1 });
+    boot.issued.add('token-p');
+    expect((await failure(driver.boot(creds(), ref, { bootToken: 'token-p' }))).kind).toBe('invalid-state');
+    expect((await driver.get(creds(), ref))?.observedState).toBe('PoweredOn');
+    // The boot approved again goes through.
+    await driver.boot(creds(), ref, { bootToken: 'token-p' });
+    expect((await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).observedState).toBe('Running');
   });
 
   it('the SDK retries nothing: one 500, one request', async () => {

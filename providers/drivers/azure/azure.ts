@@ -7,7 +7,8 @@
 //
 // | operation  | ARM calls                                                                                 |
 // | ---------- | ----------------------------------------------------------------------------------------- |
-// | createVm   | GET VM (there already: answer it), PUT NIC, PUT VM (custom data: the bootstrap), then     |
+// | createVm   | GET VM (there already: wait out Creating/Updating, redo a Failed one, else answer it),    |
+// |            | PUT NIC, PUT VM (custom data: the bootstrap), then                                        |
 // |            | POST powerOff or deallocate (Azure starts a VM it creates; the diagram wants PoweredOff); |
 // |            | a create that failed otherwise than transiently is cleaned up (nothing left behind)       |
 // | powerOn    | POST start                                                                                |
@@ -177,12 +178,20 @@ export class AzureDriver implements Driver {
     const c = this.writer(creds);
     const n = resourceNames(input.vmId);
     const cloudId = this.cloudId(n.vm);
-    // Idempotent by name: a VM already there (a retried create) is the answer, whatever its state.
-    const existing = await this.fetchVm(c, n.vm);
+    // Idempotent by name: a VM already there (a retried create) is the answer, once its provisioning has settled.
+    let existing = await this.fetchVm(c, n.vm);
+    if (existing && existing.tags?.[TAG.vmId] !== input.vmId) {
+      throw new DriverError('failed', `VM ${n.vm} in resource group ${this.rg} is not fleet VM ${input.vmId} (its ${TAG.vmId} tag says ${existing.tags?.[TAG.vmId] ?? 'nothing'})`);
+    }
+    // The first create's operation still runs (it timed out on our side): its end decides.
+    if (existing) existing = await this.settled(c, n.vm, existing);
+    if (existing && provisioningStateOf(existing.provisioningState, existing.instanceView?.statuses).toLowerCase() === 'failed') {
+      // The first create's VM operation failed transiently (the VM stays, provisioning Failed): not a VM to answer
+      // with. What it left goes, and the create runs again from the start.
+      await this.deleteVm(creds, { vmId: input.vmId, cloudId: null });
+      existing = undefined;
+    }
     if (existing) {
-      if (existing.tags?.[TAG.vmId] !== input.vmId) {
-        throw new DriverError('failed', `VM ${n.vm} in resource group ${this.rg} is not fleet VM ${input.vmId} (its ${TAG.vmId} tag says ${existing.tags?.[TAG.vmId] ?? 'nothing'})`);
-      }
       // The first create got as far as the VM, which Azure started: finish it as the create would.
       const power = powerStateOf(existing.instanceView?.statuses);
       if (existing.provisioningState === 'Succeeded' && (power === 'running' || power === 'starting')) {
@@ -276,6 +285,26 @@ export class AzureDriver implements Driver {
     return this.view({ ...made, instanceView: { statuses: [{ code: this.o.powerOffMode === 'deallocate' ? 'PowerState/deallocated' : 'PowerState/stopped' }] } });
   }
 
+  /** The VM once its provisioning is no longer Creating or Updating (read again every poll interval, up to the operation deadline); undefined if it went. */
+  private async settled(c: Clients, name: string, vm: VirtualMachine): Promise<VirtualMachine | undefined> {
+    const timeoutMs = this.o.operationTimeoutMs ?? 900_000;
+    const deadline = Date.now() + timeoutMs;
+    let cur: VirtualMachine | undefined = vm;
+    while (cur && ['creating', 'updating'].includes(provisioningStateOf(cur.provisioningState, cur.instanceView?.statuses).toLowerCase())) {
+      if (this.closed) throw new DriverError('failed', `the azure driver of ${this.dataCenter} closed while waiting for VM ${name} to be provisioned`);
+      if (Date.now() > deadline) throw new DriverError('timeout', `VM ${name} was still ${cur.provisioningState ?? 'being provisioned'} after ${timeoutMs} ms`, false);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          this.timers.delete(t);
+          resolve();
+        }, this.o.pollIntervalMs ?? 2000);
+        this.timers.add(t);
+      });
+      cur = await this.fetchVm(c, name);
+    }
+    return cur;
+  }
+
   /** POST powerOff (graceful or forced) or deallocate, polled to its end. */
   private stop(c: Clients, name: string, how: 'graceful' | 'force' | 'deallocate'): Promise<void> {
     if (how === 'deallocate') return this.arm(`deallocate VM ${name}`, () => c.compute.virtualMachines.deallocate(this.rg, name, this.lro()));
@@ -304,9 +333,11 @@ export class AzureDriver implements Driver {
     if (power !== 'running' && power !== 'starting') {
       throw new DriverError('invalid-state', `VM ${name} is ${power === 'none' ? 'not running' : power}; power it on before booting`);
     }
-    // Known before the token reaches the VM: the agent's first report may come before the PATCH is answered.
-    this.setAgent(cloudId, { state: 'booting', tokenHash: sha256(opts.bootToken) });
     if (!this.bootUrl) throw new DriverError('failed', 'the DMZ client has not told the driver its boot endpoint yet');
+    // Known before the token reaches the VM: the agent's first report may come before the PATCH is answered.
+    const prior = this.agents.get(cloudId);
+    const booting: AgentEntry = { state: 'booting', tokenHash: sha256(opts.bootToken) };
+    this.setAgent(cloudId, booting);
     const tags = vm.tags ?? {};
     const script = this.o.bootScript({
       vmId: ref.vmId,
@@ -318,7 +349,18 @@ export class AzureDriver implements Driver {
       dataDevice: AZURE_DATA_DEVICE,
     });
     const userData = Buffer.from(script).toString('base64');
-    await this.arm(`hand VM ${name} its boot token`, () => c.compute.virtualMachines.update(this.rg, name, { userData }, this.lro()));
+    try {
+      await this.arm(`hand VM ${name} its boot token`, () => c.compute.virtualMachines.update(this.rg, name, { userData }, this.lro()));
+    } catch (err) {
+      // ARM refused the PATCH for good: the token never reached the VM, which is as it was (not Starting). After a
+      // transient failure or a timeout the PATCH may have gone through, and the agent's report must still be believed.
+      const now = this.agents.get(cloudId);
+      if (err instanceof DriverError && !err.transient && err.kind !== 'timeout' && now?.state === 'booting' && now.tokenHash === booting.tokenHash) {
+        if (prior) this.setAgent(cloudId, prior);
+        else this.agents.delete(cloudId);
+      }
+      throw err;
+    }
     return this.view(vm);
   }
 
@@ -381,8 +423,18 @@ export class AzureDriver implements Driver {
   async shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     const c = this.writer(creds);
     const name = vmName(ref.vmId);
-    this.setAgent(this.cloudId(name), { state: 'stopping' });
-    await this.stop(c, name, 'graceful');
+    const cloudId = this.cloudId(name);
+    // The boot's reports are void from here (no token hash: a late report is not believed) ...
+    const prior = this.agents.get(cloudId);
+    this.setAgent(cloudId, { state: 'stopping' });
+    try {
+      await this.stop(c, name, 'graceful');
+    } catch (err) {
+      // ... unless ARM refused the shutdown: the VM runs on as it was, and must not read as ShuttingDown.
+      if (prior) this.setAgent(cloudId, prior);
+      else this.agents.delete(cloudId);
+      throw err;
+    }
     return this.after(c, ref);
   }
 
