@@ -291,6 +291,26 @@ describe('crash harness: embedded data centers (PGlite record, sims in the CLI)'
   }, 300_000);
 });
 
+describe('a re-run given --lock-timeout (embedded)', () => {
+  it("breaks the killed apply's locks at once (lock-broken), instead of waiting out their lease", async () => {
+    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS });
+    try {
+      await stack.spec('web', fleetYaml('web', { count: COUNT }));
+      const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
+      const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env, { killAfterDone: 2 });
+      expect(first.killed, `the apply ended before step 2: ${first.stderr}`).toBe(true);
+      // The lease (30 s) outlives the kill; a re-run that waited for the lock before looking for a dead holder took it only once the lease ran out, without a lock-broken event.
+      const again = await fleet(['apply', '--yes', '--format', 'json', '--lock-timeout', '300', '--stack', stack.dir], env);
+      expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
+      const broken = again.stdout.split('\n').filter((l) => l.includes('"type":"lock-broken"'));
+      expect(broken.map((l) => (JSON.parse(l) as { fleet: string }).fleet)).toEqual(['web']);
+      await converged(stack, `pglite://${join(stack.dir, '.fleet', 'record')}`, 'e2e', ['miami', 'richmond'], COUNT);
+    } finally {
+      await stack.remove();
+    }
+  }, 300_000);
+});
+
 describe('kill -9 during boot (embedded): one re-run resumes the boots', () => {
   it('killed once the first boot is done (agents booting), the re-run only awaits them: every VM once, record == data centers, exit 0', async () => {
     const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_LONG_MS });

@@ -245,22 +245,34 @@ export async function lockFleets(
   fleets: readonly string[],
   opts: { actor: string; planId: string; timeoutMs?: number; leaseMs?: number; onEvent?: (e: ApplyEvent) => void },
 ): Promise<LockHandle> {
+  // Each try takes the locks or fails at once: a dead holder is looked for
+  // between tries. A wait inside acquireLocks (--lock-timeout) used to come
+  // first, so a re-run given --lock-timeout waited out a killed apply's lease
+  // (30 s) instead of breaking its lock at once, and a holder killed while
+  // this apply waited was waited out too.
   const take = () =>
     record.acquireLocks(stack, fleets, { who: opts.actor, host: hostname(), planId: opts.planId, pid: process.pid }, {
-      timeoutMs: opts.timeoutMs ?? 0,
+      timeoutMs: 0,
       ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}),
     });
-  try {
-    return await take();
-  } catch (err) {
-    if (!(err instanceof FleetError) || err.diagnostics[0]?.code !== 'record.lock-held') throw err;
-    const scope = new Set(fleets);
-    const dead = (await record.listLocks(stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid));
-    if (dead.length === 0) throw err;
-    for (const l of dead) {
-      await record.forceUnlock(l.lockId);
-      opts.onEvent?.({ type: 'lock-broken', lockId: l.lockId, fleet: l.fleet, holder: `${l.who} pid ${l.pid}` });
+  const deadline = Date.now() + (opts.timeoutMs ?? 0);
+  const scope = new Set(fleets);
+  let backoff = 25;
+  for (;;) {
+    try {
+      return await take();
+    } catch (err) {
+      if (!(err instanceof FleetError) || err.diagnostics[0]?.code !== 'record.lock-held') throw err;
+      const dead = (await record.listLocks(stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid));
+      for (const l of dead) {
+        await record.forceUnlock(l.lockId);
+        opts.onEvent?.({ type: 'lock-broken', lockId: l.lockId, fleet: l.fleet, holder: `${l.who} pid ${l.pid}` });
+      }
+      if (dead.length > 0) continue;
+      const left = deadline - Date.now();
+      if (left <= 0) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, left)));
+      backoff = Math.min(backoff * 2, 500);
     }
-    return take();
   }
 }
