@@ -6,7 +6,13 @@
 // others wait (--lock-timeout): every apply succeeds and the record equals the
 // data centers. On PostgreSQL when FLEET_TEST_POSTGRES_URL is set (fleet
 // locks let the applies overlap), else on PGlite (whose own lock serializes).
-import { spawn } from 'node:child_process';
+//
+// And on PGlite, always: an apply given --lock-timeout waits that long for
+// the record another apply holds (it waited FLEET_RECORD_BUSY_TIMEOUT_MS,
+// 10 s, whatever --lock-timeout said, and failed with record.busy), saying
+// whom it waits for; once the holder is killed, it breaks its fleet lock
+// and converges.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +34,79 @@ function apply(dir: string, fleet: string): Promise<{ code: number | null; stder
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stderr })));
 }
+
+/** `fleet apply --yes --format json ARGS` as a child; `until` resolves once its stdout or stderr so far satisfies it (or rejects when it exits first). */
+function applyChild(dir: string, args: string[], env: NodeJS.ProcessEnv) {
+  const child: ChildProcess = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--stack', dir, ...args], {
+    cwd: REPO,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const waiters: (() => void)[] = [];
+  const poke = () => waiters.forEach((w) => w());
+  child.stdout!.on('data', (c: Buffer) => ((stdout += c.toString()), poke()));
+  child.stderr!.on('data', (c: Buffer) => ((stderr += c.toString()), poke()));
+  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('exit', (code) => {
+      poke();
+      resolve({ code, stdout, stderr });
+    }),
+  );
+  const until = (what: string, ok: (out: { stdout: string; stderr: string }) => boolean) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (ok({ stdout, stderr })) resolve();
+        else if (child.exitCode !== null || child.signalCode !== null) reject(new Error(`exited (${child.exitCode ?? child.signalCode}) before ${what}: ${stderr.slice(0, 1000)} ${stdout.slice(-1000)}`));
+      };
+      waiters.push(check);
+      check();
+    });
+  return { child, exited, until };
+}
+
+describe('an apply waiting for a PGlite record another apply holds', () => {
+  let stack: TempStack;
+
+  beforeAll(async () => {
+    stack = await tempStack({ latencyMs: 1, bootMs: 1 });
+    await stack.spec('web', fleetYaml('web', { count: 2 }));
+  });
+  afterAll(async () => {
+    await stack?.remove();
+  });
+
+  it('waits --lock-timeout for it (not FLEET_RECORD_BUSY_TIMEOUT_MS), says so, and converges once the holder is killed', async () => {
+    const file = join(stack.dir, 'stack.yaml');
+    const plain = await readFile(file, 'utf8');
+    // The holder's awaitReady never answers: it holds the record (and its fleet lock) until it is killed.
+    await writeFile(file, plain.replaceAll('sim: { latencyMs: 1, bootMs: 1 }', 'sim: { latencyMs: 1, bootMs: 1, hangCalls: [awaitReady] }'));
+    const holder = applyChild(stack.dir, [], {});
+    // Started: the record is open and the fleet locked, its members at work.
+    await holder.until('its apply started', (o) => o.stdout.includes('"type":"start"'));
+    await writeFile(file, plain);
+
+    // The record's own wait is 0 here: only --lock-timeout may keep it waiting.
+    const waiter = applyChild(stack.dir, ['--lock-timeout', '120'], { FLEET_RECORD_BUSY_TIMEOUT_MS: '0' });
+    await waiter.until('it said it waits for the record', (o) => o.stderr.includes('note: the PGlite record is open in pid'));
+    expect(waiter.child.exitCode).toBeNull();
+    holder.child.kill('SIGKILL');
+    await holder.exited;
+
+    const r = await waiter.exited;
+    expect(r.code, r.stderr.slice(0, 3000)).toBe(0);
+    expect(r.stderr).toMatch(/waiting up to 120 s for it \(--lock-timeout\)/);
+    expect(r.stdout).toContain('"type":"lock-broken"');
+    const record = await openRecord(`pglite://${join(stack.dir, '.fleet', 'record')}`);
+    const live = await record.listVms('e2e');
+    await record.close();
+    expect(live.map((v) => [v.address, v.state]).sort()).toEqual([
+      ['web/0', 'Running'],
+      ['web/1', 'Running'],
+    ]);
+  }, 300_000);
+});
 
 describe('concurrent applies over embedded data centers', () => {
   let stack: TempStack;

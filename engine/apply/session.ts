@@ -45,9 +45,13 @@ export interface SessionOptions {
   retryBudgetMs?: number;
   /**
    * --lock-timeout: how long to wait for another process that owns an
-   * embedded data center (default: the stack's apply.lockTimeoutSeconds).
+   * embedded data center or the PGlite record (default: the stack's
+   * apply.lockTimeoutSeconds; the record is waited for at least
+   * FLEET_RECORD_BUSY_TIMEOUT_MS).
    */
   lockTimeoutSeconds?: number;
+  /** Told once when another process holds the PGlite record and opening it waits; `who` names the holder. */
+  onRecordWait?: (who: string, timeoutMs: number) => void;
 }
 
 export async function loadValidStack(stackDir: string, opts: SessionOptions) {
@@ -106,7 +110,8 @@ function clientTlsOf(stack: LoadedStack, dc: LoadedDataCenter, out: Diagnostic[]
 
 export async function openSession(stackDir: string, opts: SessionOptions): Promise<StackSession> {
   const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
-  const record = await openRecord(stack.recordUrl);
+  const waitMs = (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000;
+  const record = await openRecord(stack.recordUrl, { waitMs, ...(opts.onRecordWait ? { waiting: opts.onRecordWait } : {}) });
   const closers: (() => Promise<void>)[] = [() => record.close()];
   const close = async () => {
     for (const c of closers.reverse()) await c().catch(() => {});
@@ -120,7 +125,7 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
       // Loaded on use: the authority, Fastify and the sim (~100 ms of CPU to
       // import) are not needed when every data center is reached at its URL.
       const { startEmbedded } = await import('../../providers/embedded.ts');
-      const services = await startEmbedded({ stack, pack, record, dataCenters: embedded, busyTimeoutMs: (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000 });
+      const services = await startEmbedded({ stack, pack, record, dataCenters: embedded, busyTimeoutMs: waitMs });
       closers.push(() => services.close());
       for (const [name, c] of services.clients) {
         providers.set(name, connectProvider({ dataCenter: name, url: c.url, token: () => c.token, lifecycle: pack.lifecycle, ...timeout }));

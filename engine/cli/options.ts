@@ -36,7 +36,7 @@ export const parallelismOption = () =>
   new Option('--parallelism <n>', 'VM operations at once per data center, 1 to 1000 (default: stack apply.parallelism, else 10)').env(OPTION_ENV.parallelism);
 
 export const lockTimeoutOption = () =>
-  new Option('--lock-timeout <seconds>', 'wait this long for fleet locks held by another apply (default: stack apply.lockTimeoutSeconds, else 0)').env(
+  new Option('--lock-timeout <seconds>', 'wait this long for fleet locks held by another apply, and for a PGlite record or embedded data center another process has open (default: stack apply.lockTimeoutSeconds, else 0)').env(
     OPTION_ENV.lockTimeout,
   );
 

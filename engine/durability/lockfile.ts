@@ -37,6 +37,8 @@ export interface FolderLockOptions {
   busy(who: string): never;
   /** Throws: the lock file cannot be created (no folder, no permission). */
   cannotCreate(file: string, err: Error): never;
+  /** Called once, when another process holds the folder and this one starts waiting for it (timeoutMs above 0); `who` names it. */
+  waiting?(who: string, timeoutMs: number): void;
 }
 
 /** Folders this process holds, so a second open in the same process is refused at once. */
@@ -117,6 +119,7 @@ export async function lockFolder(dir: string, o: FolderLockOptions): Promise<() 
   if (held.has(dir)) o.heldHere();
   const mine: LockInfo = { pid: process.pid, host: hostname(), since: new Date().toISOString(), command: process.argv.slice(1).join(' ') };
   const deadline = Date.now() + o.timeoutMs;
+  let saidWaiting = false;
   for (;;) {
     try {
       if (createExclusive(file, JSON.stringify(mine))) break;
@@ -128,7 +131,12 @@ export async function lockFolder(dir: string, o: FolderLockOptions): Promise<() 
       takeOver(file, info);
       continue;
     }
-    if (Date.now() >= deadline) o.busy(info ? `pid ${info.pid} on ${info.host} since ${info.since} (${info.command})` : 'another process');
+    const who = info ? `pid ${info.pid} on ${info.host} since ${info.since} (${info.command})` : 'another process';
+    if (Date.now() >= deadline) o.busy(who);
+    if (!saidWaiting) {
+      saidWaiting = true;
+      o.waiting?.(who, o.timeoutMs);
+    }
     await sleep(100);
   }
   held.add(dir);

@@ -9,12 +9,15 @@ export { processAlive } from '../durability/index.ts';
  * record is guarded by `<dir>.lock` (engine/durability/lockfile.ts). Teams
  * that need concurrent applies use a PostgreSQL record.
  *
- * Waits up to `timeoutMs` (FLEET_RECORD_BUSY_TIMEOUT_MS, default 10 s) for
- * another process to let go. Returns the release function.
+ * Waits up to FLEET_RECORD_BUSY_TIMEOUT_MS (default 10 s), or `waitMs` when
+ * that is longer (`fleet apply --lock-timeout`), for another process to let
+ * go; `waiting` is told once when it starts to wait. Returns the release
+ * function.
  */
-export function lockDataDir(dir: string, timeoutMs = Number(process.env.FLEET_RECORD_BUSY_TIMEOUT_MS ?? 10_000)): Promise<() => void> {
+export function lockDataDir(dir: string, opts: { waitMs?: number; waiting?: (who: string, timeoutMs: number) => void } = {}): Promise<() => void> {
   return lockFolder(dir, {
-    timeoutMs,
+    timeoutMs: Math.max(recordBusyTimeoutMs(), opts.waitMs ?? 0),
+    ...(opts.waiting ? { waiting: opts.waiting } : {}),
     heldHere: () =>
       fail('record.busy', `the PGlite record ${dir} is already open in this process (pid ${process.pid}); share the open record instead of opening it twice.`, {
         file: dir,
@@ -27,6 +30,12 @@ export function lockDataDir(dir: string, timeoutMs = Number(process.env.FLEET_RE
       ),
     cannotCreate: (file, err) => fail('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }),
   });
+}
+
+/** FLEET_RECORD_BUSY_TIMEOUT_MS, when it holds a number of ms; else 10 s. */
+function recordBusyTimeoutMs(): number {
+  const v = process.env.FLEET_RECORD_BUSY_TIMEOUT_MS;
+  return v !== undefined && /^\d+$/.test(v.trim()) ? Number(v) : 10_000;
 }
 
 /** Thrown by tryLockDataDir's callbacks: someone else holds the folder. */

@@ -4,6 +4,7 @@ import { redactUrl } from '../transport/tokens.ts';
 import { migrate } from './migrations.ts';
 import { sqlRecord, type SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
+import type { OpenPgliteOptions } from './pglite.ts';
 
 /** The URL without its password (userinfo or `?password=`), safe for messages and logs. */
 export function describeRecordUrl(url: string): string {
@@ -39,8 +40,11 @@ export function pgliteDir(url: string): string | undefined {
  * `readOnly` (state list / show, history, plan): a PGlite record another
  * process holds (an apply) is read from a private copy instead of waiting
  * for it (pglite.ts openSnapshot). Only for callers that never write.
+ * `waitMs` and `waiting`: how long a writer waits for a PGlite record another
+ * process holds (at least FLEET_RECORD_BUSY_TIMEOUT_MS), and what it is told
+ * when it starts to wait; a PostgreSQL record never waits to open.
  */
-export async function openRecord(url: string, opts: { readOnly?: boolean } = {}): Promise<SqlRecord> {
+export async function openRecord(url: string, opts: OpenPgliteOptions = {}): Promise<SqlRecord> {
   const description = describeRecordUrl(url);
   let adapter: SqlAdapter;
   let file: string | undefined;

@@ -8,6 +8,15 @@ import { lockDataDir, tryLockDataDir } from './dirlock.ts';
 import { fillFromTemplate } from './pglite-template.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 
+export interface OpenPgliteOptions {
+  /** Read only: a record another process holds is read from a private copy (openSnapshot) instead of waited for. */
+  readOnly?: boolean;
+  /** Wait this long for another process holding the record, when longer than FLEET_RECORD_BUSY_TIMEOUT_MS (`fleet apply --lock-timeout`). */
+  waitMs?: number;
+  /** Told once when the record is held by another process and opening starts to wait for it (at most timeoutMs); `who` names the holder. */
+  waiting?: (who: string, timeoutMs: number) => void;
+}
+
 /**
  * PGlite (embedded PostgreSQL in WebAssembly) behind the SqlAdapter.
  * `dir` undefined means in memory. PGlite is single-connection: its own
@@ -17,7 +26,7 @@ import type { Queryable, SqlAdapter } from './sql.ts';
  * PGlite will happily initdb into a folder that holds other files, so a
  * non-empty folder without PG_VERSION is refused before PGlite sees it.
  */
-export async function openPglite(dir: string | undefined, opts: { readOnly?: boolean } = {}): Promise<SqlAdapter> {
+export async function openPglite(dir: string | undefined, opts: OpenPgliteOptions = {}): Promise<SqlAdapter> {
   let release = () => {};
   if (dir !== undefined && opts.readOnly && existsSync(join(dir, 'PG_VERSION'))) {
     const taken = await tryLockDataDir(dir);
@@ -25,7 +34,7 @@ export async function openPglite(dir: string | undefined, opts: { readOnly?: boo
     release = taken.release;
   } else if (dir !== undefined) {
     checkDataDir(dir);
-    release = await lockDataDir(dir);
+    release = await lockDataDir(dir, { ...(opts.waitMs !== undefined ? { waitMs: opts.waitMs } : {}), ...(opts.waiting ? { waiting: opts.waiting } : {}) });
   }
   let db: PGlite;
   try {

@@ -290,7 +290,13 @@ async function runApply(
   const json = opts.format === 'json';
   const mode = modeOf(opts.format, true);
   const env = loaderEnv(io, opts);
-  const session = await openSession(opts.stack, { cwd: io.cwd, env, ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}) });
+  const session = await openSession(opts.stack, {
+    cwd: io.cwd,
+    env,
+    ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}),
+    // A PGlite record is one process's: another apply holding it is waited for as its locks would be (--lock-timeout).
+    onRecordWait: (who, ms) => io.stderr.write(`note: the PGlite record is open in ${who}; waiting up to ${Math.ceil(ms / 1000)} s for it (--lock-timeout).\n`),
+  });
   const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
   const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
   const lockTimeoutMs = (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000;

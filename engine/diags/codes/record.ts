@@ -15,7 +15,7 @@ export const recordCodes = defineCodes({
   },
   'record.busy': {
     summary: 'Record in use by another process',
-    doc: 'A PGlite record can be open in one process at a time (its <dir>.lock names the holder). Wait for that command to finish; a lock left by a process that is gone is taken over. Use a PostgreSQL record when several applies run at once.',
+    doc: 'A PGlite record can be open in one process at a time (its <dir>.lock names the holder). Wait for that command to finish (`fleet apply --lock-timeout SECONDS` waits for it); a lock left by a process that is gone is taken over. Use a PostgreSQL record when several applies run at once.',
     severity: 'error',
   },
   'record.corrupt': {
