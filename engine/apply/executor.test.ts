@@ -233,6 +233,34 @@ describe('applyPlan', () => {
     }
   });
 
+  it('a journal write that fails mid-member (the record\'s disk full) fails the apply with that error, never as an unhandled rejection', async () => {
+    const record = await memoryRecord();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const p = plan(2);
+      const full = new Error('could not extend file "base/5/16509": No space left on device');
+      // The member's `started` rows are written; every `done` row fails, while its later steps are still being answered (2 ms each).
+      const failing = new Proxy(record, {
+        get(target, key) {
+          if (key === 'journal') return (row: { status: string }) => (row.status === 'done' ? Promise.reject(full) : target.journal(row as Parameters<typeof target.journal>[0]));
+          const v = Reflect.get(target, key, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
+      await expect(applyPlan({ plan: p, record: failing, providers: over(clients), owners: {}, parallelism: 1 })).rejects.toBe(full);
+      // Rejections are reported after a macrotask: give them one.
+      await new Promise((r) => setTimeout(r, 0));
+      expect(unhandled).toEqual([]);
+      expect(await record.listLocks(p.stack)).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await record.close();
+    }
+  });
+
   it('refuses a blocked plan and a plan made stale by a record change, before any request', async () => {
     const record = await memoryRecord();
     try {

@@ -168,6 +168,10 @@ export async function runMember(
   let written: Promise<unknown> = Promise.resolve();
   const after = (row: Promise<void>, then: () => void) => {
     written = Promise.all([written, row]).then(then);
+    // Awaited once the member's calls are answered. A journal write that
+    // fails before that (the record's disk full) must not be an unhandled
+    // rejection meanwhile: it killed the CLI with a stack trace, mid-apply.
+    written.catch(() => {});
   };
   const onAnswer = (k: number, result: StepResult) => {
     replies = k + 1;
