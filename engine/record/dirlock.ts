@@ -1,5 +1,6 @@
-import { fail } from '../diags/index.ts';
+import { diag, fail, FleetError } from '../diags/index.ts';
 import { lockFolder } from '../durability/index.ts';
+import { lockFileFault } from './storage.ts';
 
 export { processAlive } from '../durability/index.ts';
 
@@ -28,7 +29,9 @@ export function lockDataDir(dir: string, opts: { waitMs?: number; waiting?: (who
         `the PGlite record ${dir} is open in ${who}; PGlite allows one process at a time. Wait for it to finish, or use a PostgreSQL record for concurrent use.`,
         { file: dir },
       ),
-    cannotCreate: (file, err) => fail('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }),
+    cannotCreate: (file, err) => {
+      throw lockFileFault(dir, file, err) ?? new FleetError(diag('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }));
+    },
   });
 }
 
@@ -58,7 +61,9 @@ export async function tryLockDataDir(dir: string): Promise<{ release: () => void
       busy: (who) => {
         throw new Busy(who);
       },
-      cannotCreate: (file, err) => fail('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }),
+      cannotCreate: (file, err) => {
+      throw lockFileFault(dir, file, err) ?? new FleetError(diag('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }));
+    },
     });
     return { release };
   } catch (err) {

@@ -2,7 +2,7 @@
 // folders, and a process killed in the middle of a transaction.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { tmpdir } from 'node:os';
@@ -126,6 +126,26 @@ describe('PGlite directory faults', () => {
     await writeFile(join(dir, 'base', 'junk'), 'x');
     const d = await diagOf(`pglite://${dir}`);
     expect(d).toMatchObject({ code: 'record.corrupt', file: dir });
+  });
+
+  it('says a read-only record directory is unwritable (not damaged), naming the read-only entry and what to do', async () => {
+    const dir = join(root, 'readonly');
+    await (await openRecord(`pglite://${dir}`)).close();
+    const entries = [dir, ...(await readdir(dir, { recursive: true })).map((e) => join(dir, e))];
+    // Every mode bit of writing off, as a record copied from read-only media or chmod a-w keeps it.
+    for (const e of entries.reverse()) await chmod(e, (await stat(e)).mode & 0o555);
+    try {
+      const d = await diagOf(`pglite://${dir}`);
+      // It was record.corrupt, "restore it from a backup", with PGlite's "failed to initialize properly".
+      expect(d).toMatchObject({ code: 'record.unwritable', file: dir });
+      expect(d.detail).toContain('the folder is read-only (mode 0500)');
+      expect(d.detail).toContain(`chmod -R u+w ${dir}`);
+      expect(d.detail).toContain('the record is not damaged');
+    } finally {
+      for (const e of entries.reverse()) await chmod(e, (await stat(e)).mode | 0o200);
+    }
+    // Writable again, it opens as it was.
+    await (await openRecord(`pglite://${dir}`)).close();
   });
 
   it('refuses a file where the directory should be', async () => {

@@ -6,6 +6,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { fail } from '../diags/index.ts';
 import { lockDataDir, tryLockDataDir } from './dirlock.ts';
 import { fillFromTemplate } from './pglite-template.ts';
+import { openFault, writeFault } from './storage.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 
 export interface OpenPgliteOptions {
@@ -50,9 +51,12 @@ export async function openPglite(dir: string | undefined, opts: OpenPgliteOption
   } catch (err) {
     release();
     const cause = err instanceof Error ? err.message : String(err);
+    // A full disk or a read-only folder is not a damaged record: say which.
+    const storage = dir !== undefined ? openFault(dir, cause) : undefined;
+    if (storage) throw storage;
     fail('record.corrupt', `PGlite could not open ${dir ?? 'an in-memory database'}: ${cause}.`, dir !== undefined ? { file: dir } : {});
   }
-  return new PgliteAdapter(db, release);
+  return new PgliteAdapter(db, release, dir !== undefined ? { dir } : {});
 }
 
 /**
@@ -145,19 +149,31 @@ class PgliteAdapter implements SqlAdapter {
   readonly #release: () => void | Promise<void>;
   /** Set when this is a reader's copy of a record another process holds (openSnapshot). */
   readonly snapshotOf: string | undefined;
-  constructor(db: PGlite, release: () => void | Promise<void>, o: { snapshotOf?: string } = {}) {
+  /** What its faults name: the record's directory. */
+  readonly #what: string;
+  constructor(db: PGlite, release: () => void | Promise<void>, o: { snapshotOf?: string; dir?: string } = {}) {
     this.#db = db;
     this.#release = release;
     this.snapshotOf = o.snapshotOf;
+    this.#what = `pglite://${o.snapshotOf ?? o.dir ?? '(in memory)'}`;
   }
   async query<T>(text: string, params: readonly unknown[] = []): Promise<T[]> {
-    const r = await this.#db.query<T>(text, params as unknown[]);
-    return r.rows;
+    try {
+      return (await this.#db.query<T>(text, params as unknown[])).rows;
+    } catch (err) {
+      throw writeFault(err, this.#what);
+    }
   }
   transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
     return this.#db.transaction((tx) =>
       fn({
-        query: async <R>(text: string, params: readonly unknown[] = []) => (await tx.query<R>(text, params as unknown[])).rows,
+        query: async <R>(text: string, params: readonly unknown[] = []) => {
+          try {
+            return (await tx.query<R>(text, params as unknown[])).rows;
+          } catch (err) {
+            throw writeFault(err, this.#what);
+          }
+        },
       }),
     );
   }

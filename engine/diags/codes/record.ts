@@ -20,7 +20,12 @@ export const recordCodes = defineCodes({
   },
   'record.corrupt': {
     summary: 'Record directory unreadable',
-    doc: 'The PGlite directory is not a PGlite database (foreign files, another PostgreSQL version) or is damaged. Point the record at an empty or dmzfleet directory, or restore it from a backup.',
+    doc: 'The PGlite directory is not a PGlite database (foreign files, another PostgreSQL version) or is damaged. Point the record at an empty or dmzfleet directory, or restore it from a backup. A full disk or a read-only directory is `record.unwritable` instead.',
+    severity: 'error',
+  },
+  'record.unwritable': {
+    summary: 'Record storage refuses writes',
+    doc: 'The record could not be written: the disk holding a PGlite directory is full, or the directory (a file in it, or the folder of its <dir>.lock) is read-only or not this user\'s; a statement that found the disk full (SQLSTATE 53100, a PGlite or PostgreSQL record) says the same. The detail names the cause. The record is not damaged by it: free space or give this user write access, then run the command again; an apply stopped by it is continued by the next one (docs/recovery.md). PGlite writes its record even to read it, so a read-only copy (a backup on read-only media) is read by copying it to a writable folder first.',
     severity: 'error',
   },
   'record.foreign-database': {

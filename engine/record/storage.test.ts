@@ -1,0 +1,51 @@
+// A record whose storage refuses writes (a full disk, a read-only folder) is
+// record.unwritable with its cause, never record.corrupt or a raw pg error.
+import { mkdir, mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FleetError } from '../diags/index.ts';
+import { lockFileFault, readOnlyEntry, writeFault } from './storage.ts';
+
+const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
+
+describe('storage faults of a record', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'fleet-record-storage-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('a lock file the disk has no room for, or a read-only file system refuses, is record.unwritable saying which; any other error is left to the caller', () => {
+    const full = lockFileFault('/r/rec', '/r/rec.lock', errno('ENOSPC', 'ENOSPC: no space left on device, write'));
+    expect(full?.diagnostics[0]).toMatchObject({ code: 'record.unwritable', file: '/r/rec' });
+    expect(full?.diagnostics[0].detail).toContain('the disk holding it is full (ENOSPC: no space left on device, write). Free space on that disk');
+    const ro = lockFileFault('/r/rec', '/r/rec.lock', errno('EROFS', 'EROFS: read-only file system'));
+    expect(ro?.diagnostics[0].detail).toContain('its file system is mounted read-only');
+    expect(ro?.diagnostics[0].detail).toContain('Give this user write access');
+    expect(lockFileFault('/r/rec', '/r/rec.lock', errno('ENOENT', 'no such file'))).toBeUndefined();
+  });
+
+  it('a statement that found the disk full (SQLSTATE 53100) is record.unwritable; other errors pass unchanged', () => {
+    const pg = Object.assign(new Error('could not extend file "base/5/16509": No space left on device'), { code: '53100' });
+    const f = writeFault(pg, 'pglite:///r/rec');
+    expect(f).toBeInstanceOf(FleetError);
+    expect((f as FleetError).diagnostics[0]).toMatchObject({ code: 'record.unwritable' });
+    expect((f as FleetError).diagnostics[0].detail).toContain('the record pglite:///r/rec could not be written: the disk holding it is full (could not extend file');
+    const unique = Object.assign(new Error('duplicate key'), { code: '23505' });
+    expect(writeFault(unique, 'x')).toBe(unique);
+    expect(writeFault('text', 'x')).toBe('text');
+  });
+
+  it('finds the first entry its owner may not write, or none', async () => {
+    const dir = join(root, 'rec');
+    await mkdir(join(dir, 'base'), { recursive: true });
+    await writeFile(join(dir, 'base', 'f'), 'x');
+    expect(readOnlyEntry(dir)).toBeUndefined();
+    await chmod(join(dir, 'base', 'f'), 0o400);
+    expect(readOnlyEntry(dir)).toEqual({ path: join(dir, 'base', 'f'), mode: '0400' });
+    await chmod(join(dir, 'base', 'f'), 0o600);
+  });
+});
