@@ -78,18 +78,26 @@ function stale(file: string, info: LockInfo | undefined): boolean {
   return info.host === hostname() && info.pid !== process.pid && !processAlive(info.pid);
 }
 
-/** Creates `file` holding `text`, atomically; false when it exists. */
+/**
+ * Creates `file` holding `text`, atomically; false when it exists. The temp
+ * file goes whatever happens: a write that fails once it is created (a full
+ * disk) used to leave it behind, one more at every try.
+ */
 function createExclusive(file: string, text: string): boolean {
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  writeFileSync(tmp, text, { mode: 0o600 });
   try {
+    writeFileSync(tmp, text, { mode: 0o600 });
     linkSync(tmp, file);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw err;
   } finally {
-    unlinkSync(tmp);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Never created.
+    }
   }
 }
 
