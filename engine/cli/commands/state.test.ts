@@ -1,8 +1,9 @@
 // `fleet state list|show`, `fleet history` and `fleet unlock` against a real
 // PGlite record in a scratch stack. Text output is compared with golden files
 // (timestamps, ids and the scratch path masked); UPDATE_GOLDEN=1 rewrites them.
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -95,6 +96,28 @@ describe('fleet state list', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     await golden('list.txt', mask(r.stdout));
+  });
+
+  it("says of each lock whether it still holds: a killed apply's on this host, or one whose lease ran out, is told apart from a live one", async () => {
+    // A pid that ran here and is gone: a child that exited.
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const rec = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+    const killed = await rec.acquireLocks('clitest', ['web'], { who: 'ci', host: hostname(), pid: dead, planId: 'plan-3' }, { leaseMs: 3_600_000 });
+    const lapsed = await rec.acquireLocks('clitest', ['cache'], { who: 'ci', host: 'runner-9', pid: 7, planId: 'plan-4' }, { leaseMs: -60_000 });
+    await rec.close();
+    try {
+      const r = await runCli(['state', 'list'], { cwd: root });
+      expect(r.code, r.stderr).toBe(0);
+      const row = (fleet: string) => r.stdout.split('\n').find((l) => l.startsWith(`${fleet} `)) ?? '';
+      expect(row('db')).toMatch(/ held$/);
+      expect(row('web')).toMatch(new RegExp(`holder gone: the next apply breaks it \\(or fleet unlock ${killed.lockId}\\)$`));
+      expect(row('cache')).toMatch(/ lease expired: the next lock takes it over$/);
+    } finally {
+      const again = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+      await again.forceUnlock(killed.lockId);
+      await again.forceUnlock(lapsed.lockId);
+      await again.close();
+    }
   });
 
   it('limits to --fleet and prints JSON', async () => {

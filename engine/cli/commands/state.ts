@@ -2,7 +2,7 @@ import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { FleetError, fail, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { parseVmAddress } from '../../model/index.ts';
-import type { FleetRecord, HistoryRow, SqlRecord, VmRow } from '../../record/index.ts';
+import { processAlive, type FleetRecord, type HistoryRow, type LockRow, type SqlRecord, type VmRow } from '../../record/index.ts';
 import { lockHolder } from '../../record/locks.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO, type OutputMode } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
@@ -93,6 +93,18 @@ function showVm(v: VmRow): string {
 }
 
 /**
+ * What a lock listed by `fleet state list` still does. A lock is kept in the
+ * record until it is released or taken over, so one whose lease ran out, or
+ * whose apply was killed on this host, was listed like a live one: the
+ * operator could not tell a running apply from a dead one's leftovers.
+ */
+export function lockStatus(l: Pick<LockRow, 'expiresAt' | 'host' | 'pid' | 'lockId'>, now = Date.now()): string {
+  if (Date.parse(l.expiresAt) <= now) return 'lease expired: the next lock takes it over';
+  if (l.host === hostname() && l.pid !== null && !processAlive(l.pid)) return `holder gone: the next apply breaks it (or fleet unlock ${l.lockId})`;
+  return 'held';
+}
+
+/**
  * `fleet state list` and `fleet state show ADDRESS`: what the record holds
  * for a stack. Read-only; locks held on the stack's fleets are shown too so
  * a blocked apply can be explained (and `fleet unlock`ed).
@@ -123,8 +135,8 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
                 if (locks.length) {
                   out += '\nLocks:\n';
                   out += table([
-                    ['FLEET', 'LOCK ID', 'HOLDER', 'PLAN', 'SINCE', 'LEASE UNTIL'],
-                    ...locks.map((l) => [l.fleet, l.lockId, lockHolder(l), l.planId ?? '-', l.since, l.expiresAt]),
+                    ['FLEET', 'LOCK ID', 'HOLDER', 'PLAN', 'SINCE', 'LEASE UNTIL', 'STATUS'],
+                    ...locks.map((l) => [l.fleet, l.lockId, lockHolder(l), l.planId ?? '-', l.since, l.expiresAt, lockStatus(l)]),
                   ]);
                 }
                 return out;
