@@ -166,6 +166,16 @@ describe('fleet completion', () => {
 
 describe('spec.sim-ignored', () => {
   const stack = 'test/fixtures/spec/40-sim-ignored-warning';
+  it('goes with a refused import too (a failing import dropped the loader warnings)', async () => {
+    const env = { FLEET_RECORD_URL: `pglite://${await mkdtemp(join(tmpdir(), 'fleet-sim-ignored-'))}` };
+    const r = await runCli(['import', 'no-such-fleet/0', 'i-0123', '--stack', stack], { cwd: REPO, env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('apply.import-refused');
+    expect(r.stderr).toContain('warning[spec.sim-ignored]');
+    const json = await runCli(['import', 'no-such-fleet/0', 'i-0123', '--stack', stack, '--format', 'json'], { cwd: REPO, env });
+    expect(JSON.parse(json.stdout).diagnostics.map((d: { code: string }) => d.code)).toEqual(expect.arrayContaining(['apply.import-refused', 'spec.sim-ignored']));
+  });
+
   it('says what the sim settings of a URL data center are for, once per command', async () => {
     const env = { FLEET_RECORD_URL: `pglite://${await mkdtemp(join(tmpdir(), 'fleet-sim-ignored-'))}` };
     for (const args of [['validate'], ['plan']]) {
