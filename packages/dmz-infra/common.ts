@@ -45,6 +45,8 @@ export const TAG_DATA_CENTER = 'dmzfleet-data-center';
  */
 export const VM_TAG_STACK = 'fleet:stack';
 export const VM_TAG_DATA_CENTER = 'fleet:data-center';
+/** The one tag the driver changes on an existing VM (its size, after a resize). */
+export const VM_TAG_SIZE = 'fleet:size';
 
 /**
  * The address `offset` hosts into an IPv4 CIDR (10.20.1.0/24, 10 ->
