@@ -1,7 +1,7 @@
 // The shared parts of the DMZ components: the host's fixed address, and the
 // host script writing the DMZ client's config verbatim (no shell expansion).
 import { describe, expect, it } from 'vitest';
-import { CONFIG_FILE, dmzClientConfig, hostAddress, hostScript } from './common.ts';
+import { CONFIG_FILE, bootPortOf, dmzClientConfig, hostAddress, hostScript } from './common.ts';
 
 describe('hostAddress', () => {
   it.each([
@@ -37,5 +37,13 @@ describe('hostScript', () => {
 
   it('refuses a config holding its end marker (it would end the heredoc early)', () => {
     expect(() => hostScript({ ...base, config: 'a: 1\nDMZFLEET_CONFIG_END\nb: $(reboot)\n' })).toThrow(/DMZFLEET_CONFIG_END/);
+  });
+});
+
+describe('bootPortOf', () => {
+  it('is the API port (the DMZ client serves /v1/boot there), and refuses another', () => {
+    expect(bootPortOf('n', 8443, undefined)).toBe(8443);
+    expect(bootPortOf('n', 8443, 8443)).toBe(8443);
+    expect(() => bootPortOf('DmzNetwork virginia', 8443, 7401)).toThrow(/DmzNetwork virginia: bootPort 7401 is not apiPort 8443/);
   });
 });

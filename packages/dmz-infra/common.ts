@@ -105,6 +105,18 @@ export function checkAdmittedCidrs(what: string, cidrs: readonly string[]): void
   }
 }
 
+/**
+ * The boot endpoint's port: the DMZ client serves /v1/boot on its API port
+ * (`fleet serve dmz-client --port`), so another port would open the network
+ * to a port nothing listens on and write a boot URL no VM could reach.
+ */
+export function bootPortOf(what: string, apiPort: number, bootPort: number | undefined): number {
+  if (bootPort !== undefined && bootPort !== apiPort) {
+    throw new Error(`${what}: bootPort ${bootPort} is not apiPort ${apiPort}, but the DMZ client serves its boot endpoint (/v1/boot) on its API port; leave bootPort unset.`);
+  }
+  return apiPort;
+}
+
 export interface ServeOptions {
   dataCenter: string;
   driver: 'aws' | 'azure';

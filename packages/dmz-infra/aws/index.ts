@@ -34,6 +34,7 @@ import {
   VM_TAG_SIZE,
   VM_TAG_STACK,
   checkAdmittedCidrs,
+  bootPortOf,
   dataCenterEntry,
   dmzClientConfig,
   dmzTags,
@@ -59,7 +60,7 @@ export interface DmzNetworkArgs {
   tenantCidrs: string[];
   /** Default 8443. */
   apiPort?: number;
-  /** Port of the boot endpoint (today the API's port: /v1/boot). */
+  /** Port of the boot endpoint: the API's port (the DMZ client serves /v1/boot there); another is refused (bootPortOf). */
   bootPort?: number;
   tags?: Record<string, string>;
 }
@@ -86,7 +87,7 @@ export class DmzNetwork extends pulumi.ComponentResource {
     super('dmzfleet:aws:DmzNetwork', name, {}, opts);
     checkAdmittedCidrs(`DmzNetwork ${name} tenantCidrs`, args.tenantCidrs);
     const apiPort = args.apiPort ?? DEFAULT_API_PORT;
-    const bootPort = args.bootPort ?? apiPort;
+    const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);
     const child = { parent: this };
     this.stack = args.stack;

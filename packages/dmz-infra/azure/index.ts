@@ -29,7 +29,7 @@ import * as keyvault from '@pulumi/azure-native/keyvault/index.js';
 import * as managedidentity from '@pulumi/azure-native/managedidentity/index.js';
 import * as network from '@pulumi/azure-native/network/index.js';
 import * as resources from '@pulumi/azure-native/resources/index.js';
-import { DEFAULT_API_PORT, checkAdmittedCidrs, dataCenterEntry, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
+import { DEFAULT_API_PORT, bootPortOf, checkAdmittedCidrs, dataCenterEntry, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
 import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
 
 export { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
@@ -83,7 +83,7 @@ export class DmzNetwork extends pulumi.ComponentResource {
     super('dmzfleet:azure:DmzNetwork', name, {}, opts);
     checkAdmittedCidrs(`DmzNetwork ${name} tenantCidrs`, args.tenantCidrs);
     const apiPort = args.apiPort ?? DEFAULT_API_PORT;
-    const bootPort = args.bootPort ?? apiPort;
+    const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);
     const child = { parent: this };
     this.stack = args.stack;
