@@ -19,6 +19,8 @@ import { AUTHORITY_CLI_TOKEN_ENV, redactUrl } from '../transport/tokens.ts';
 export const STACK_FILE = 'stack.yaml';
 export const STATE_DIR = '.fleet';
 export const RECORD_URL_ENV = 'FLEET_RECORD_URL';
+/** Set (to 1) by the CLI when RECORD_URL_ENV holds its --record-url flag's value: diagnostics then name the flag. */
+export const RECORD_URL_FLAG_ENV = 'FLEET_RECORD_URL_FROM_FLAG';
 export const DEFAULT_PARALLELISM = 10;
 const ENFORCEMENTS: readonly string[] = ['advisory', 'mandatory', 'disabled'] satisfies Enforcement[];
 
@@ -108,7 +110,8 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   let recordUrl: string | undefined;
   const envUrl = env[RECORD_URL_ENV];
   if (envUrl) {
-    recordUrl = checkRecordUrl(envUrl, dir, diagnostics, {}, `${RECORD_URL_ENV} is ${showValue(redactUrl(envUrl))}`);
+    const named = env[RECORD_URL_FLAG_ENV] === '1' ? '--record-url' : RECORD_URL_ENV;
+    recordUrl = checkRecordUrl(envUrl, dir, diagnostics, {}, `${named} is ${showValue(redactUrl(envUrl))}`);
   } else if (typeof spec.record === 'string' && /^(pglite|postgres|postgresql):\/\//.test(spec.record)) {
     recordUrl = checkRecordUrl(spec.record, dir, diagnostics, valueWhere(src, ['spec', 'record']), `record is ${showValue(typeof spec.record === 'string' ? redactUrl(spec.record) : spec.record)}`);
   }
