@@ -6,7 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
-import { diag, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
+import { diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { loadPack as policyLoadPack } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -232,7 +232,7 @@ async function readText(
       const why = (await isDir(folder)) ? `${shown} does not exist` : `folder ${dirname(shown)} does not exist`;
       diagnostics.push(diag('spec.stack-not-found', `${why}; pass the folder holding ${STACK_FILE} with --stack.`, { file: shown }));
     } else {
-      diagnostics.push(diag('spec.read-error', `Cannot read ${shown}: ${e.code ?? e.message}.`, { file: shown }));
+      diagnostics.push(diag('spec.read-error', `Cannot read ${shown}: ${fsReason(e)}.`, { file: shown }));
     }
     return undefined;
   }
