@@ -33,6 +33,17 @@ describe('fleet apply PLANFILE: input checked before anything is opened', () => 
     expect(r.stderr).not.toContain('apply.plan-file');
   });
 
+  // The refusal named only Node's code (EISDIR, ENOENT).
+  it.each([
+    { name: 'a folder', path: () => tmp, says: 'it is a folder, not a file (EISDIR)' },
+    { name: 'a missing file', path: () => join(tmp, 'gone.json'), says: 'no such file (ENOENT)' },
+  ])('a plan file that is $name is refused in words', async ({ path, says }) => {
+    const r = await runCli(['apply', path(), '--stack', join(tmp, 'no-stack')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('apply.plan-file');
+    expect(r.stderr).toContain(says);
+  });
+
   it('--format json: the refusal is a diagnostic event on stdout', async () => {
     const r = await runCli(['apply', join(tmp, 'plan.json'), '--target', 'web', '--format', 'json', '--stack', join(tmp, 'no-stack')]);
     expect(r.code).toBe(1);

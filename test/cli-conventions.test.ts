@@ -55,6 +55,23 @@ describe('options from environment variables', () => {
     expect(url.code).toBe(1);
     expect(JSON.parse(url.stdout)).toMatchObject({ diagnostics: [{ code: 'spec.record-url' }] });
   });
+
+  // A bad --record-url was reported as FLEET_RECORD_URL, a variable the user never set.
+  it.each([
+    { env: {}, args: ['--record-url', 'bogus'], named: '--record-url is "bogus"' },
+    { env: { FLEET_RECORD_URL: 'pglite://.fleet/r' }, args: ['--record-url', 'bogus'], named: '--record-url is "bogus"' },
+    { env: { FLEET_RECORD_URL: 'bogus' }, args: [], named: 'FLEET_RECORD_URL is "bogus"' },
+  ])('a bad record URL is named where it came from: $args $env', async ({ env, args, named }) => {
+    const r = await runCli(['validate', '--stack', example, ...args], { cwd: REPO, env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(named);
+  });
+
+  it('the CLI marks a --record-url value with the variable the loader reads', async () => {
+    const { RECORD_URL_FLAG_ENV } = await import('../engine/cli/options.ts');
+    const loader = await import('../engine/spec/loader.ts');
+    expect(RECORD_URL_FLAG_ENV).toBe(loader.RECORD_URL_FLAG_ENV);
+  });
 });
 
 // The help named was the top command's (`fleet state --help`) for an error in `fleet state rm`.
@@ -149,6 +166,16 @@ describe('fleet completion', () => {
 
 describe('spec.sim-ignored', () => {
   const stack = 'test/fixtures/spec/40-sim-ignored-warning';
+  it('goes with a refused import too (a failing import dropped the loader warnings)', async () => {
+    const env = { FLEET_RECORD_URL: `pglite://${await mkdtemp(join(tmpdir(), 'fleet-sim-ignored-'))}` };
+    const r = await runCli(['import', 'no-such-fleet/0', 'i-0123', '--stack', stack], { cwd: REPO, env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('apply.import-refused');
+    expect(r.stderr).toContain('warning[spec.sim-ignored]');
+    const json = await runCli(['import', 'no-such-fleet/0', 'i-0123', '--stack', stack, '--format', 'json'], { cwd: REPO, env });
+    expect(JSON.parse(json.stdout).diagnostics.map((d: { code: string }) => d.code)).toEqual(expect.arrayContaining(['apply.import-refused', 'spec.sim-ignored']));
+  });
+
   it('says what the sim settings of a URL data center are for, once per command', async () => {
     const env = { FLEET_RECORD_URL: `pglite://${await mkdtemp(join(tmpdir(), 'fleet-sim-ignored-'))}` };
     for (const args of [['validate'], ['plan']]) {

@@ -215,4 +215,39 @@ describe('rollouts over a sim data center', () => {
     expect(result).toMatchObject({ failed: [], succeeded: COUNT });
     expect(timeline(await world.record.history(world.stack), new Set([p.id]), before).maxOut).toBe(3);
   }, 120_000);
+
+  it('resuming a surge rollout whose new VMs failed deletes each old VM only once its new VM runs', async () => {
+    const settings: RolloutSpec = { maxUnavailable: 0, maxSurge: 2, failureThreshold: 1 };
+    const p = await plan(world, world.pack, web('rhel-9', settings));
+    expect(p.changes.every((c) => c.action === 'replace' && c.replaceOrder === 'create-before-delete')).toBe(true);
+    const before = await snapshot(world);
+    const driver = world.dc('miami').driver;
+    const result = await apply(world, p, (e) => {
+      if (e.type === 'wave-start' && e.wave === 1) driver.setFaults({ failCalls: ['createVm'] });
+    });
+    const wave1 = [...p.rollouts![0].waves[0].members].sort();
+    expect(result.failed.map((f) => f.address).sort()).toEqual(wave1);
+
+    // Wave 1's old VMs are deposed and still Running; the next plan deletes them and brings their new VMs back.
+    const again = await plan(world, world.pack, web('rhel-9', settings));
+    expect(again.changes.filter((c) => c.deposed).map((c) => c.address).sort()).toEqual(wave1);
+    expect(again.rollouts![0].waves[0].returning).toEqual(wave1);
+
+    // The fault still there: the retries fail again (and wave 1's surge replaces), and the old VMs keep serving.
+    const stillFailing = await apply(world, again);
+    expect(stillFailing.failed.map((f) => f.address)).toEqual(expect.arrayContaining(wave1));
+    const serving = new Set((await world.record.listVms(world.stack)).filter((v) => v.state === 'Running').map((v) => v.address));
+    expect(serving.size).toBe(COUNT);
+
+    driver.setFaults({});
+    const last = await plan(world, world.pack, web('rhel-9', settings));
+    const resumed = await apply(world, last);
+    expect(resumed).toMatchObject({ failed: [], notStarted: 0 });
+    const vms = await world.record.listVms(world.stack);
+    expect(vms.filter((v) => v.state === 'Running' && v.image === 'rhel-9')).toHaveLength(COUNT);
+    // Across the three applies every member kept a Running VM (the surge promise).
+    const t = timeline(await world.record.history(world.stack), new Set([p.id, again.id, last.id]), before);
+    expect(t.minRunning).toBe(COUNT);
+    expect(t.maxOut).toBe(0);
+  }, 180_000);
 });

@@ -14,7 +14,10 @@
 //   run in smaller groups that fit what is left; when nothing is left the
 //   rollout stops as if at the threshold.
 // - Changes without a wave (creates, deletes, members not serving) run beside
-//   the first waves; different fleets' rollouts run side by side.
+//   the first waves; different fleets' rollouts run side by side. One
+//   exception: the deposed old VM of a replace that did not finish, while it
+//   is in the state its address's new VM is being brought back to, is
+//   deleted only once that VM is back (deposedGates below).
 import type { Change, PlanDocument, Rollout } from '../model/index.ts';
 
 /** What the executor reports of one member. */
@@ -71,12 +74,22 @@ export interface RolloutRunner {
 
 /** Runs the plan's changes: unwaved ones at once, each fleet's waves in order. */
 /** `notStarted`: members an interrupt kept from starting (a rollout stopped by failures leaves its members in its report only). */
-export async function runWaves(work: readonly Change[], r: RolloutRunner): Promise<{ reports: RolloutReport[]; notStarted: number }> {
-  const rollouts = new Map((r.plan.rollouts ?? []).map((x) => [x.fleet, x]));
+export async function runWaves(work: readonly Change[], runner: RolloutRunner): Promise<{ reports: RolloutReport[]; notStarted: number }> {
+  const rollouts = new Map((runner.plan.rollouts ?? []).map((x) => [x.fleet, x]));
   const unwaved = work.filter((c) => c.wave === undefined || !rollouts.has(c.fleet));
+  const { r, gateOf, settleRest } = deposedGates(work, runner);
   let notStarted = 0;
   const free = Promise.all(
     unwaved.map(async (c) => {
+      const gate = gateOf(c);
+      if (gate) {
+        const back = await gate;
+        // Its member's new VM did not get back: the old one keeps serving, and the next plan deletes it again.
+        if (back !== 'back') {
+          if (back === 'not-started') notStarted++;
+          return;
+        }
+      }
       const o = await r.run(c);
       if (o.notStarted) notStarted++;
     }),
@@ -89,8 +102,53 @@ export async function runWaves(work: readonly Change[], r: RolloutRunner): Promi
       return report.report;
     }),
   );
+  // Members a stopped rollout left untouched never got back: their deposed VMs stay.
+  settleRest();
   await free;
   return { reports, notStarted };
+}
+
+type Back = 'back' | 'failed' | 'not-started';
+
+/**
+ * The deposed old VM of a replace that did not finish (its new VM failed
+ * in an earlier apply) still serves while the plan brings its address's
+ * new VM back (a retry, in the rollout's first wave). Deleting it beside
+ * that retry, as an unwaved delete, would take the member out of service
+ * before its new VM runs: the surge the rollout promised would become an
+ * outage, and more members than maxUnavailable would be out at once. So a
+ * deposed VM that is already in the state its address's current VM is
+ * being brought to is deleted only once that VM is there (its run ended
+ * well and the record holds it in its planned state); if it is not, the
+ * old VM is left serving and the next plan deletes it again.
+ */
+function deposedGates(work: readonly Change[], runner: RolloutRunner) {
+  const deposed = new Map<string, Change>();
+  for (const c of work) if (c.deposed) deposed.set(c.address, c);
+  const gates = new Map<string, { promise: Promise<Back>; settle: (b: Back) => void }>();
+  for (const c of work) {
+    const old = deposed.get(c.address);
+    if (c.deposed || !old || c.action === 'delete' || c.to !== old.from) continue;
+    let settle!: (b: Back) => void;
+    const promise = new Promise<Back>((res) => (settle = res));
+    gates.set(c.address, { promise, settle });
+  }
+  const r: RolloutRunner = {
+    ...runner,
+    run: async (c) => {
+      const o = await runner.run(c);
+      const gate = c.deposed ? undefined : gates.get(c.address);
+      if (gate) gate.settle(o.notStarted ? 'not-started' : o.ok && (await runner.healthy(c)) ? 'back' : 'failed');
+      return o;
+    },
+  };
+  return {
+    r,
+    gateOf: (c: Change) => (c.deposed ? gates.get(c.address)?.promise : undefined),
+    settleRest: () => {
+      for (const g of gates.values()) g.settle(runner.interrupted() ? 'not-started' : 'failed');
+    },
+  };
 }
 
 async function runRollout(ro: Rollout, members: readonly Change[], r: RolloutRunner): Promise<{ report: RolloutReport; notStartedCount: number }> {

@@ -4,6 +4,9 @@
 import { Option, type Command } from 'commander';
 import type { CliIO } from './io.ts';
 
+/** engine/spec/loader.ts RECORD_URL_FLAG_ENV (spelled here so that options load without the loader; options.test.ts keeps them equal). */
+export const RECORD_URL_FLAG_ENV = 'FLEET_RECORD_URL_FROM_FLAG';
+
 export const DEFAULT_STACK = 'stacks/local';
 
 /** Option name (commander's attribute name) -> environment variable, for every command that has the option. */
@@ -40,9 +43,16 @@ export const lockTimeoutOption = () =>
     OPTION_ENV.lockTimeout,
   );
 
-/** The environment a command hands to the loader: --record-url (or FLEET_RECORD_URL) applied. */
+/**
+ * The environment a command hands to the loader: --record-url (or
+ * FLEET_RECORD_URL) applied. A URL that came from the flag is marked
+ * (RECORD_URL_FLAG_ENV), so the loader's diagnostics name --record-url, not
+ * the variable the user never set.
+ */
 export function loaderEnv(io: CliIO, opts: { recordUrl?: string }): NodeJS.ProcessEnv {
-  return opts.recordUrl === undefined ? io.env : { ...io.env, FLEET_RECORD_URL: opts.recordUrl };
+  if (opts.recordUrl === undefined) return io.env;
+  const fromFlag = io.env[OPTION_ENV.recordUrl] !== opts.recordUrl;
+  return { ...io.env, FLEET_RECORD_URL: opts.recordUrl, ...(fromFlag ? { [RECORD_URL_FLAG_ENV]: '1' } : {}) };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FleetError, diag, fail, formatDiagnostic, hasErrors, location, sortDiagnostics, type Where } from './index.ts';
+import { FleetError, diag, fail, formatDiagnostic, fsReason, hasErrors, location, sortDiagnostics, type Where } from './index.ts';
 
 describe('diag', () => {
   it('takes summary and severity from the registry and copies only the given location fields', () => {
@@ -81,5 +81,17 @@ describe('FleetError', () => {
 
   it('is what fail() throws', () => {
     expect(() => fail('spec.read-error', 'x')).toThrow(FleetError);
+  });
+});
+
+describe('fsReason', () => {
+  it.each([
+    [Object.assign(new Error('x'), { code: 'EISDIR' }), 'it is a folder, not a file (EISDIR)'],
+    [Object.assign(new Error('x'), { code: 'ENOENT' }), 'no such file (ENOENT)'],
+    [Object.assign(new Error('x'), { code: 'EWEIRD' }), 'EWEIRD'],
+    [new Error('plain'), 'plain'],
+    ['text', 'text'],
+  ])('%s -> %s', (err, want) => {
+    expect(fsReason(err)).toBe(want);
   });
 });

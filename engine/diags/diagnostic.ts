@@ -121,3 +121,22 @@ export class FleetError extends Error {
 export function fail(code: Code, detail: string, where: Where = {}): never {
   throw new FleetError(diag(code, detail, where));
 }
+
+/** Node's file-system error codes a person meets, in words (the code kept in parentheses). */
+const FS_REASONS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EISDIR: 'it is a folder, not a file',
+  ENOTDIR: 'a part of its path is not a folder',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ELOOP: 'too many symbolic links',
+  ENAMETOOLONG: 'the name is too long',
+  EMFILE: 'too many open files',
+};
+
+/** Why a file could not be read or written, for a diagnostic: "it is a folder, not a file (EISDIR)". */
+export function fsReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string') return FS_REASONS[code] ? `${FS_REASONS[code]} (${code})` : code;
+  return err instanceof Error ? err.message : String(err);
+}

@@ -6,11 +6,17 @@ import type { PlanState } from './plan-state.ts';
 import { byName } from './scope.ts';
 import { ACTIONS, type Action, type Change, type PlanDocument, type Rollout, type UnchangedFleet } from './types.ts';
 
-/** Key order of a change in the JSON document: the contract's order (engine/model/plan-document.ts). */
-const CHANGE_KEYS: readonly (keyof Change)[] = [
-  'address', 'fleet', 'index', 'name', 'dataCenter', 'action', 'from', 'to', 'path', 'oldPath', 'replaceOrder', 'wave',
-  'steps', 'reason', 'image', 'size', 'diff', 'placement', 'vmId', 'specHash', 'encryptedDisk',
-];
+/**
+ * Key order of a change in the JSON document: the contract's order
+ * (engine/model/plan-document.ts). A key missing here would be dropped from
+ * the document (`deposed` once was: a deposed VM's delete then shared its
+ * idempotency keys with its address's new VM), so the compiler checks that
+ * every key of Change is listed.
+ */
+const CHANGE_KEYS = Object.keys({
+  address: true, fleet: true, index: true, name: true, dataCenter: true, action: true, from: true, to: true, path: true, oldPath: true, replaceOrder: true, wave: true, deposed: true,
+  steps: true, reason: true, image: true, size: true, diff: true, placement: true, vmId: true, specHash: true, encryptedDisk: true,
+} satisfies Record<keyof Change, true>) as (keyof Change)[];
 
 function ordered(c: Change): Change {
   const out: Record<string, unknown> = {};

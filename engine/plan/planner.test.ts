@@ -25,7 +25,7 @@ function input(fleets: LoadedFleet[], record: VmRow[] = [], over: Partial<PlanIn
 function lines(plan: PlanDocument): string[] {
   const counts = (m: Record<string, number>) => Object.entries(m).map(([k, n]) => `${k}:${n}`).join(',');
   return [
-    ...plan.changes.map((c) => `${c.address} ${c.action} ${c.dataCenter} ${c.path.join('>')}`),
+    ...plan.changes.map((c) => `${c.address} ${c.action} ${c.dataCenter} ${c.path.join('>')}${c.deposed ? ' (deposed)' : ''}`),
     ...plan.unchanged.map((u) => `${u.fleet} unchanged ${u.count} ${counts(u.dataCenters)} ${counts(u.states)}`),
   ];
 }
@@ -57,7 +57,7 @@ describe('computePlan: one action per member', () => {
       fleets: [web],
       record: [vmRow(web, 0, { id: 'old-0', deposed: true, image: 'old-image' }), vmRow(web, 0, { id: 'new-0', state: 'PoweredOff' }), vmRow(web, 1)],
       want: [
-        'web/0 delete richmond Running>ShuttingDown>PoweredOff>BeingDeleted>Deleted',
+        'web/0 delete richmond Running>ShuttingDown>PoweredOff>BeingDeleted>Deleted (deposed)',
         'web/0 transition richmond PoweredOff>PoweredOn>Starting>Running',
         'web unchanged 1 richmond:1 Running:1',
       ],

@@ -169,3 +169,30 @@ describe('member addresses', () => {
     expect(p.options.replace).toEqual(['web/1']);
   });
 });
+
+describe('failureThreshold as a share', () => {
+  // A percentage counted only the members taken out, not the ones the rollout brings back (which it changes too):
+  // "100%" of 10 changed members came out as 8, so a rollout with every member failing stopped early.
+  it.each([
+    ['100%', 10],
+    ['50%', 5],
+    ['10%', 1],
+    [3, 3],
+  ] as const)('%s of 8 members replaced and 2 brought back is %i', (share, want) => {
+    const web = makeFleet('web', { count: 10, image: 'ubuntu-24.04', rollout: { failureThreshold: share } });
+    const rows = Array.from({ length: 10 }, (_, i) => (i < 8 ? vmRow(web, i, { image: 'ubuntu-22.04', specHash: 'old' }) : vmRow(web, i, { state: 'PoweredOff' })));
+    const p = computePlan({
+      stack: makeStack(),
+      pack: makePack(),
+      fleets: [web],
+      record: rows,
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      policy: noRulesPolicy,
+      id: 'p',
+    });
+    expect(p.changes.filter((c) => c.action === 'replace')).toHaveLength(8);
+    expect(p.rollouts?.[0].waves[0].returning).toEqual(['web/8', 'web/9']);
+    expect(p.rollouts?.[0].failureThreshold).toBe(want);
+  });
+});

@@ -174,7 +174,8 @@ export function assignWaves(input: WaveInput): WaveResult {
     const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (input.unchangedIn?.(fleet, state) ?? 0);
     // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
     const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
-    const settings = rolloutSettings(spec, rule, serving, disruptive.length);
+    // A failureThreshold share counts every member the rollout changes: those it takes out and those it brings back.
+    const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length);
     if (!settings) continue;
     const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge)) : 0;
     if (surgeQuota < settings.maxSurge) settings.notes.push(`maxSurge ${settings.maxSurge} lowered to ${surgeQuota} by the owner quota`);

@@ -6,7 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
-import { diag, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
+import { diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { loadPack as policyLoadPack } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -19,6 +19,8 @@ import { AUTHORITY_CLI_TOKEN_ENV, redactUrl } from '../transport/tokens.ts';
 export const STACK_FILE = 'stack.yaml';
 export const STATE_DIR = '.fleet';
 export const RECORD_URL_ENV = 'FLEET_RECORD_URL';
+/** Set (to 1) by the CLI when RECORD_URL_ENV holds its --record-url flag's value: diagnostics then name the flag. */
+export const RECORD_URL_FLAG_ENV = 'FLEET_RECORD_URL_FROM_FLAG';
 export const DEFAULT_PARALLELISM = 10;
 const ENFORCEMENTS: readonly string[] = ['advisory', 'mandatory', 'disabled'] satisfies Enforcement[];
 
@@ -108,7 +110,8 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   let recordUrl: string | undefined;
   const envUrl = env[RECORD_URL_ENV];
   if (envUrl) {
-    recordUrl = checkRecordUrl(envUrl, dir, diagnostics, {}, `${RECORD_URL_ENV} is ${showValue(redactUrl(envUrl))}`);
+    const named = env[RECORD_URL_FLAG_ENV] === '1' ? '--record-url' : RECORD_URL_ENV;
+    recordUrl = checkRecordUrl(envUrl, dir, diagnostics, {}, `${named} is ${showValue(redactUrl(envUrl))}`);
   } else if (typeof spec.record === 'string' && /^(pglite|postgres|postgresql):\/\//.test(spec.record)) {
     recordUrl = checkRecordUrl(spec.record, dir, diagnostics, valueWhere(src, ['spec', 'record']), `record is ${showValue(typeof spec.record === 'string' ? redactUrl(spec.record) : spec.record)}`);
   }
@@ -229,7 +232,7 @@ async function readText(
       const why = (await isDir(folder)) ? `${shown} does not exist` : `folder ${dirname(shown)} does not exist`;
       diagnostics.push(diag('spec.stack-not-found', `${why}; pass the folder holding ${STACK_FILE} with --stack.`, { file: shown }));
     } else {
-      diagnostics.push(diag('spec.read-error', `Cannot read ${shown}: ${e.code ?? e.message}.`, { file: shown }));
+      diagnostics.push(diag('spec.read-error', `Cannot read ${shown}: ${fsReason(e)}.`, { file: shown }));
     }
     return undefined;
   }

@@ -13,6 +13,12 @@ export interface DataCenterEntry {
   hardware: string[];
   capacity: { vms?: number; cpu?: number; memoryGiB?: number };
   auth: { tokenEnv: string };
+  /** The driver its DMZ client runs. */
+  driver: 'aws' | 'azure';
+  /** How the authority brokers the DMZ client's credentials for mutating calls (AWS: the broker role it assumes). */
+  aws?: { region: string; roleArn: string; externalId?: string };
+  /** The same for Azure: the broker principal (its secret stays in the authority's environment, named by clientSecretEnv). */
+  azure?: { tenantId: string; clientId: string; subscriptionId: string; resourceGroup: string; clientSecretEnv?: string };
 }
 
 /** What every DMZ client host is told about its data center (besides the cloud's own settings). */
@@ -27,9 +33,46 @@ export interface DataCenterFacts {
 /** Port of the DMZ client's API (the CLI's calls). */
 export const DEFAULT_API_PORT = 8443;
 
-/** Tag keys every resource of a DMZ carries; the AWS role's conditions and the checks rely on them. */
+/** Tag keys every resource of a DMZ carries; the checks rely on them. */
 export const TAG_STACK = 'dmzfleet-stack';
 export const TAG_DATA_CENTER = 'dmzfleet-data-center';
+
+/**
+ * Tag keys the DMZ client's aws driver writes on every VM it creates and on
+ * its volumes (providers/drivers/aws/instances.ts, TAGS; aws.test.ts checks
+ * they agree): the broker role's conditions name them, so the role may
+ * change only the VMs of this stack.
+ */
+export const VM_TAG_STACK = 'fleet:stack';
+export const VM_TAG_DATA_CENTER = 'fleet:data-center';
+/** The one tag the driver changes on an existing VM (its size, after a resize). */
+export const VM_TAG_SIZE = 'fleet:size';
+
+/**
+ * The address `offset` hosts into an IPv4 CIDR (10.20.1.0/24, 10 ->
+ * 10.20.1.10): the DMZ client host's fixed private address, known before the
+ * host exists, so its boot URL goes into its own config and its TLS
+ * certificate can be issued ahead. AWS keeps the first four addresses of a
+ * subnet and Azure the first four too, so offsets start at 4.
+ */
+export function hostAddress(cidr: string, offset = 10): string {
+  const m = IPV4_CIDR.exec(cidr);
+  if (!m) throw new Error(`${cidr} is not an IPv4 CIDR such as 10.0.1.0/24.`);
+  const bits = Number(m[5]);
+  const base = m.slice(1, 5).reduce((a, o) => a * 256 + Number(o), 0);
+  const size = 2 ** (32 - bits);
+  if (offset < 4 || offset >= size - 1) throw new Error(`${cidr} has no host ${offset}: it holds ${size} addresses, of which the cloud keeps the first four and the last.`);
+  const n = base - (base % size) + offset;
+  return [24, 16, 8, 0].map((sh) => Math.floor(n / 2 ** sh) % 256).join('.');
+}
+
+/** Where the host script writes the DMZ client's config (a DmzClient document: no secret in it). */
+export const CONFIG_FILE = '/etc/dmzfleet/dmz-client.yaml';
+
+/** The DmzClient document (specs/schema/dmz-client.schema.json) of a data center: its driver's settings and boot URL. */
+export function dmzClientConfig(dataCenter: string, spec: Record<string, unknown>): string {
+  return stringify({ apiVersion: 'fleet/v1', kind: 'DmzClient', metadata: { dataCenter }, spec });
+}
 
 export function dmzTags(stack: string, dataCenter: string, extra: Record<string, string> = {}): Record<string, string> {
   return { ...extra, [TAG_STACK]: stack, [TAG_DATA_CENTER]: dataCenter, 'dmzfleet-managed-by': 'pulumi' };
@@ -62,6 +105,18 @@ export function checkAdmittedCidrs(what: string, cidrs: readonly string[]): void
   }
 }
 
+/**
+ * The boot endpoint's port: the DMZ client serves /v1/boot on its API port
+ * (`fleet serve dmz-client --port`), so another port would open the network
+ * to a port nothing listens on and write a boot URL no VM could reach.
+ */
+export function bootPortOf(what: string, apiPort: number, bootPort: number | undefined): number {
+  if (bootPort !== undefined && bootPort !== apiPort) {
+    throw new Error(`${what}: bootPort ${bootPort} is not apiPort ${apiPort}, but the DMZ client serves its boot endpoint (/v1/boot) on its API port; leave bootPort unset.`);
+  }
+  return apiPort;
+}
+
 export interface ServeOptions {
   dataCenter: string;
   driver: 'aws' | 'azure';
@@ -71,9 +126,17 @@ export interface ServeOptions {
   stackDir: string;
 }
 
+export interface HostScriptOptions extends ServeOptions {
+  /** Shell command printing the host's secrets as one JSON object. */
+  fetchSecrets: string;
+  install: readonly string[];
+  /** The DmzClient document (dmzClientConfig), written to CONFIG_FILE and passed as --config. */
+  config: string;
+}
+
 /** The DMZ client's command line on the host. */
 export function serveCommand(o: ServeOptions): string[] {
-  return ['fleet', 'serve', 'dmz-client', '--data-center', o.dataCenter, '--driver', o.driver, '--authority', o.authorityUrl, '--host', '0.0.0.0', '--port', String(o.port), '--stack', o.stackDir];
+  return ['fleet', 'serve', 'dmz-client', '--data-center', o.dataCenter, '--driver', o.driver, '--config', CONFIG_FILE, '--authority', o.authorityUrl, '--host', '0.0.0.0', '--port', String(o.port), '--stack', o.stackDir];
 }
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -88,9 +151,12 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  * holds no secret itself: user data is readable by anyone who may describe
  * the VM.
  */
-export function hostScript(o: ServeOptions & { fetchSecrets: string; install: readonly string[] }): string {
+export function hostScript(o: HostScriptOptions): string {
   const tokenEnv = cliTokenEnv(o.dataCenter);
   const authEnv = authorityTokenEnv(o.dataCenter);
+  // The config between quoted heredoc markers: the shell expands nothing in it. A marker line inside it would end it early.
+  const marker = 'DMZFLEET_CONFIG_END';
+  if (o.config.split('\n').includes(marker)) throw new Error(`the DMZ client config holds the line ${marker}`);
   return [
     '#!/bin/bash',
     'set -euo pipefail',
@@ -103,7 +169,10 @@ export function hostScript(o: ServeOptions & { fetchSecrets: string; install: re
     `printf '%s' "$secrets" | jq -r .tlsKey > /etc/dmzfleet/tls/key.pem`,
     `printf '${tokenEnv}=%s\\n${authEnv}=%s\\nFLEET_TLS_CERT=/etc/dmzfleet/tls/cert.pem\\nFLEET_TLS_KEY=/etc/dmzfleet/tls/key.pem\\n' "$(printf '%s' "$secrets" | jq -r .clientToken)" "$(printf '%s' "$secrets" | jq -r .authorityToken)" > /etc/dmzfleet/env`,
     'unset secrets',
-    'chown -R dmzfleet:dmzfleet /etc/dmzfleet && chmod 0600 /etc/dmzfleet/env /etc/dmzfleet/tls/*.pem',
+    `cat > ${CONFIG_FILE} <<'${marker}'`,
+    ...o.config.replace(/\n$/, '').split('\n'),
+    marker,
+    `chown -R dmzfleet:dmzfleet /etc/dmzfleet && chmod 0600 /etc/dmzfleet/env /etc/dmzfleet/tls/*.pem ${CONFIG_FILE}`,
     'cat > /etc/systemd/system/dmzfleet-dmz-client.service <<UNIT',
     '[Unit]',
     `Description=dmzfleet DMZ client of data center ${o.dataCenter}`,
@@ -126,7 +195,7 @@ export function hostScript(o: ServeOptions & { fetchSecrets: string; install: re
 }
 
 /** The data-center entry of a host reached at `address`. */
-export function dataCenterEntry(facts: DataCenterFacts, address: string): DataCenterEntry {
+export function dataCenterEntry(facts: DataCenterFacts, address: string, cloud: Pick<DataCenterEntry, 'driver' | 'aws' | 'azure'>): DataCenterEntry {
   return {
     name: facts.name,
     address,
@@ -134,6 +203,7 @@ export function dataCenterEntry(facts: DataCenterFacts, address: string): DataCe
     hardware: [...facts.hardware],
     capacity: { ...facts.capacity },
     auth: { tokenEnv: cliTokenEnv(facts.name) },
+    ...cloud,
   };
 }
 
@@ -157,7 +227,17 @@ export function stackYaml(base: StackBase, entries: readonly DataCenterEntry[]):
       record: base.record,
       policyPack: { path: base.policyPack },
       site: base.site,
-      dataCenters: entries.map((e) => ({ name: e.name, address: e.address, location: e.location, hardware: e.hardware, capacity: e.capacity, auth: e.auth })),
+      dataCenters: entries.map((e) => ({
+        name: e.name,
+        address: e.address,
+        location: e.location,
+        hardware: e.hardware,
+        capacity: e.capacity,
+        auth: e.auth,
+        driver: e.driver,
+        ...(e.aws ? { aws: e.aws } : {}),
+        ...(e.azure ? { azure: e.azure } : {}),
+      })),
     },
   };
   return `# Written from a DMZ deployment (packages/dmz-infra); no entry holds a secret.\n${stringify(doc)}`;

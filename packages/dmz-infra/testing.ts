@@ -2,6 +2,7 @@
 // every resource a program declares (type, name, inputs) for the checks in
 // ./checks, and answering with the outputs the clouds would compute (ids,
 // ARNs, private IPs) so the components' outputs resolve.
+import { createHash } from 'node:crypto';
 import * as pulumi from '@pulumi/pulumi';
 import type { DeclaredResource } from './checks/index.ts';
 
@@ -11,10 +12,14 @@ export const MOCK_SUBSCRIPTION = '00000000-0000-0000-0000-000000000000';
 function computed(type: string, name: string, inputs: Record<string, any>, region: string): { id: string; state: Record<string, unknown> } {
   if (type.startsWith('aws:')) {
     const svc = type.split(':')[1].split('/')[0];
-    const arn = `arn:aws:${svc}:${region}:123456789012:${name}`;
+    // IAM is global: its ARNs name no region (arn:aws:iam::ACCOUNT:role/NAME).
+    const arn = svc === 'iam' ? `arn:aws:iam::123456789012:${type.split(':')[2].toLowerCase()}/${name}` : `arn:aws:${svc}:${region}:123456789012:${name}`;
     const extra: Record<string, unknown> = { arn, name: inputs.name ?? name };
-    if (type === 'aws:ec2/instance:Instance') extra.privateIp = '10.20.1.10';
-    return { id: `${name}-id`, state: { ...inputs, ...extra } };
+    if (type === 'aws:ec2/instance:Instance') extra.privateIp = inputs.privateIp ?? '10.20.1.10';
+    // EC2's own id shapes where the DMZ client's config must carry them (its schema checks subnet-… and sg-…).
+    const prefix = { 'aws:ec2/subnet:Subnet': 'subnet', 'aws:ec2/securityGroup:SecurityGroup': 'sg', 'aws:ec2/vpc:Vpc': 'vpc', 'aws:ec2/instance:Instance': 'i' }[type];
+    const id = prefix ? `${prefix}-${createHash('sha256').update(name).digest('hex').slice(0, 17)}` : `${name}-id`;
+    return { id, state: { ...inputs, ...extra } };
   }
   const rg = `/subscriptions/${MOCK_SUBSCRIPTION}/resourceGroups`;
   if (type === 'azure-native:resources:ResourceGroup') return { id: `${rg}/${name}`, state: { ...inputs, name } };

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsChecks, runChecks, type DeclaredResource } from '@dmzfleet/dmz-infra/checks';
-import { TAG_DATA_CENTER, TAG_STACK } from '@dmzfleet/dmz-infra';
+import { TAG_DATA_CENTER, TAG_STACK, VM_TAG_DATA_CENTER, VM_TAG_STACK } from '@dmzfleet/dmz-infra';
 import { broken, mockPulumi, registered, valueOf } from '../../packages/dmz-infra/testing.ts';
 import { loadStack } from '../../engine/spec/index.ts';
 import { deploy, readConfig, type AwsDataCenterConfig } from './program.ts';
@@ -17,6 +17,7 @@ const DCS: AwsDataCenterConfig[] = [
   { name: 'oregon', region: 'us-west-2', availabilityZone: 'us-west-2a', vpcCidr: '10.21.0.0/16', dmzSubnetCidr: '10.21.1.0/24', fleetSubnetCidr: '10.21.2.0/24', ami: 'ami-0bbb', location: { lat: 45.8, lon: -119.7 }, hardware: ['general', 'gpu'], capacity: { vms: 100, cpu: 800 } },
 ];
 const TENANT = ['192.168.0.0/16', '172.16.10.0/24'];
+const AUTHORITY = 'arn:aws:iam::123456789012:role/dmzfleet-authority';
 const SECRETS = Object.fromEntries(DCS.map((d) => [d.name, { tlsCert: `cert-${d.name}`, tlsKey: `key-${d.name}`, clientToken: `client-${d.name}`, authorityToken: `authority-${d.name}` }]));
 const config = (over: Record<string, unknown> = {}) =>
   Object.fromEntries(
@@ -24,6 +25,7 @@ const config = (over: Record<string, unknown> = {}) =>
       stack: { name: 'prod', specs: ['specs/*.yaml'], record: 'postgres://fleet@db.tenant.example:5432/fleet', policyPack: '../../policies/default', site: { name: 'charlotte', location: { lat: 35.2271, lon: -80.8431 } } },
       tenantCidrs: TENANT,
       authorityUrl: 'https://authority.tenant.example:7400',
+      authorityPrincipalArn: AUTHORITY,
       dataCenters: DCS,
       secrets: SECRETS,
       ...over,
@@ -51,6 +53,8 @@ const expectationsFor = (dc: AwsDataCenterConfig) => ({
     { port: 443, cidr: dc.dmzSubnetCidr, why: 'VPC endpoints' },
   ],
   tags: { [TAG_STACK]: 'prod', [TAG_DATA_CENTER]: dc.name },
+  vmTags: { [VM_TAG_STACK]: 'prod', [VM_TAG_DATA_CENTER]: dc.name },
+  authorityPrincipal: AUTHORITY,
 });
 const of = (dc: AwsDataCenterConfig): DeclaredResource[] => mocks.resources.filter((r) => r.name.startsWith(`${dc.name}-`));
 
@@ -93,10 +97,11 @@ describe('stacks/dmz-aws', () => {
     // Only the stack file is judged here (the fleet files are the tenant's).
     await writeFile(join(stackDir, 'stack.yaml'), text.replace('../../policies/default', join(import.meta.dirname, '..', '..', 'policies', 'default')));
     const loaded = await loadStack(stackDir, { cwd: dir });
-    expect(loaded.diagnostics.filter((x) => x.severity === 'error' && x.file?.endsWith('stack.yaml'))).toEqual([]);
-    expect(loaded.stack?.dataCenters.map((x) => [x.name, x.address, x.auth?.tokenEnv])).toEqual([
-      ['virginia', 'https://10.20.1.10:8443', 'FLEET_CLI_TOKEN_VIRGINIA'],
-      ['oregon', 'https://10.20.1.10:8443', 'FLEET_CLI_TOKEN_OREGON'],
+    // The pack is the tenant's: a cloud data center needs its instance types there (spec.no-instance-types), nothing else is missing.
+    expect(loaded.diagnostics.filter((x) => x.severity === 'error' && x.file?.endsWith('stack.yaml') && x.code !== 'spec.no-instance-types')).toEqual([]);
+    expect(loaded.stack?.dataCenters.map((x) => [x.name, x.address, x.auth?.tokenEnv, x.driver, x.aws])).toEqual([
+      ['virginia', 'https://10.20.1.10:8443', 'FLEET_CLI_TOKEN_VIRGINIA', 'aws', { region: 'us-east-1', roleArn: expect.stringMatching(/virginia-broker$/) }],
+      ['oregon', 'https://10.21.1.10:8443', 'FLEET_CLI_TOKEN_OREGON', 'aws', { region: 'us-west-2', roleArn: expect.stringMatching(/oregon-broker$/) }],
     ]);
   });
 });

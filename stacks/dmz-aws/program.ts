@@ -20,6 +20,10 @@ export interface AwsDataCenterConfig {
   location: { lat: number; lon: number };
   hardware: string[];
   capacity: { vms?: number; cpu?: number; memoryGiB?: number };
+  /** External id the data center's broker role asks the authority for (optional; not a secret). */
+  externalId?: string;
+  /** EC2 key pair given to the fleet's VMs (optional). */
+  vmKeyName?: string;
 }
 
 /** Each data center's DMZ client secrets (config `dmz-aws:secrets`, a secret object keyed by data center). */
@@ -30,6 +34,8 @@ export interface DmzAwsConfig {
   stack: StackBase;
   tenantCidrs: string[];
   authorityUrl: string;
+  /** The authority's AWS principal (role ARN): the only one each data center's broker role trusts. */
+  authorityPrincipalArn: string;
   dataCenters: AwsDataCenterConfig[];
   secrets: pulumi.Output<HostSecrets>;
   /** Shell lines installing `fleet` on the hosts. */
@@ -42,6 +48,7 @@ export function readConfig(): DmzAwsConfig {
     stack: c.requireObject<StackBase>('stack'),
     tenantCidrs: c.requireObject<string[]>('tenantCidrs'),
     authorityUrl: c.require('authorityUrl'),
+    authorityPrincipalArn: c.require('authorityPrincipalArn'),
     dataCenters: c.requireObject<AwsDataCenterConfig[]>('dataCenters'),
     secrets: c.requireSecretObject<HostSecrets>('secrets'),
     install: c.getObject<string[]>('install') ?? [],
@@ -80,6 +87,9 @@ export function deploy(cfg: DmzAwsConfig) {
         ...(dc.instanceType ? { instanceType: dc.instanceType } : {}),
         secrets: { tlsCert: mine.tlsCert, tlsKey: mine.tlsKey, clientToken: mine.clientToken, authorityToken: mine.authorityToken },
         install: cfg.install ?? [],
+        authorityPrincipalArn: cfg.authorityPrincipalArn,
+        ...(dc.externalId ? { externalId: dc.externalId } : {}),
+        ...(dc.vmKeyName ? { vmKeyName: dc.vmKeyName } : {}),
       },
       { providers: { aws: provider } },
     );

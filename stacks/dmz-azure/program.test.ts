@@ -1,20 +1,32 @@
 // The dmz-azure program under Pulumi's mocks: every security property holds per
-// data center, a broken variant of each is caught, a tenant CIDR of 0.0.0.0/0
-// is refused at once, and the stack.yaml it writes loads as a dmzfleet stack.
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+// data center, a broken variant of each is caught, each host writes a DmzClient
+// config the azure driver accepts, a tenant CIDR of 0.0.0.0/0 or a data center
+// without its broker principal is refused at once, and the stack.yaml it
+// writes loads as a dmzfleet stack naming each data center's broker.
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkDmzClientConfig } from '../../providers/drivers/config.ts';
 import { azureChecks, runChecks, type DeclaredResource } from '@dmzfleet/dmz-infra/checks';
-import { TAG_DATA_CENTER, TAG_STACK } from '@dmzfleet/dmz-infra';
+import { CONFIG_FILE, TAG_DATA_CENTER, TAG_STACK } from '@dmzfleet/dmz-infra';
 import { MOCK_SUBSCRIPTION, broken, mockPulumi, registered, valueOf } from '../../packages/dmz-infra/testing.ts';
 import { loadStack } from '../../engine/spec/index.ts';
 import { deploy, readConfig, type AzureDataCenterConfig } from './program.ts';
 
 const DCS: AzureDataCenterConfig[] = [
-  { name: 'dallas', region: 'southcentralus', addressSpace: '10.30.0.0/16', dmzSubnetPrefix: '10.30.1.0/24', fleetSubnetPrefix: '10.30.2.0/24', location: { lat: 32.8, lon: -96.8 }, hardware: ['general'], capacity: { vms: 100 } },
-  { name: 'amsterdam', region: 'westeurope', addressSpace: '10.31.0.0/16', dmzSubnetPrefix: '10.31.1.0/24', fleetSubnetPrefix: '10.31.2.0/24', location: { lat: 52.4, lon: 4.9 }, hardware: ['general'], capacity: { vms: 50 } },
+  {
+    name: 'dallas', region: 'southcentralus', addressSpace: '10.30.0.0/16', dmzSubnetPrefix: '10.30.1.0/24', fleetSubnetPrefix: '10.30.2.0/24',
+    broker: { clientId: 'aaaaaaaa-0000-0000-0000-000000000001', principalId: 'bbbbbbbb-0000-0000-0000-000000000001', clientSecretEnv: 'DMZFLEET_DALLAS_SECRET' },
+    location: { lat: 32.8, lon: -96.8 }, hardware: ['general'], capacity: { vms: 100 },
+  },
+  {
+    name: 'amsterdam', region: 'westeurope', addressSpace: '10.31.0.0/16', dmzSubnetPrefix: '10.31.1.0/24', fleetSubnetPrefix: '10.31.2.0/24', privateIp: '10.31.1.20',
+    broker: { tenantId: '99999999-9999-9999-9999-999999999999', clientId: 'aaaaaaaa-0000-0000-0000-000000000002', principalId: 'bbbbbbbb-0000-0000-0000-000000000002' },
+    location: { lat: 52.4, lon: 4.9 }, hardware: ['general'], capacity: { vms: 50 },
+  },
 ];
+const FLEET_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIfleet operators@tenant.example';
 const TENANT = ['192.168.0.0/16'];
 const SECRETS = Object.fromEntries(DCS.map((d) => [d.name, { tlsCert: `cert-${d.name}`, tlsKey: `key-${d.name}`, clientToken: `client-${d.name}`, authorityToken: `authority-${d.name}` }]));
 const config = (over: Record<string, unknown> = {}) =>
@@ -26,6 +38,7 @@ const config = (over: Record<string, unknown> = {}) =>
       tenantCidrs: TENANT,
       authorityUrl: 'https://authority.tenant.example:7400',
       sshPublicKey: 'ssh-ed25519 AAAA test',
+      fleetSshPublicKey: FLEET_KEY,
       dataCenters: DCS,
       secrets: SECRETS,
       ...over,
@@ -48,6 +61,7 @@ afterAll(async () => {
 const expectationsFor = (dc: AzureDataCenterConfig) => ({
   admitted: [...TENANT.map((cidr) => ({ port: 8443, cidr, why: 'tenant' })), { port: 8443, cidr: dc.fleetSubnetPrefix, why: 'boot' }],
   tags: { [TAG_STACK]: 'prod', [TAG_DATA_CENTER]: dc.name },
+  brokerPrincipalId: dc.broker.principalId,
 });
 const of = (dc: AzureDataCenterConfig): DeclaredResource[] => mocks.resources.filter((r) => r.name.startsWith(`${dc.name}-`));
 
@@ -57,23 +71,52 @@ describe('stacks/dmz-azure', () => {
     expect(runChecks(azureChecks(expectationsFor(dc)), of(dc)).filter((r) => r.violations.length > 0)).toEqual([]);
   });
 
-  it('scopes each host identity to its own data center\'s resource group', () => {
+  it('scopes every role and its assignments to the data center\'s own resource group, the broker role to that data center\'s broker', () => {
     for (const dc of DCS) {
-      const scopes = of(dc).filter((r) => r.type === 'azure-native:authorization:RoleAssignment').map((r) => String(r.inputs.scope));
+      const roles = of(dc).filter((r) => r.type === 'azure-native:authorization:RoleDefinition');
+      const assignments = of(dc).filter((r) => r.type === 'azure-native:authorization:RoleAssignment');
+      const scopes = [...assignments.map((r) => r.inputs.scope), ...roles.flatMap((r) => [r.inputs.scope, ...r.inputs.assignableScopes])].map(String);
       for (const s of scopes) expect(s).toMatch(new RegExp(`/resourceGroups/(${dc.name}-rg)(/|$)`));
+      // Custom role names are unique per Entra tenant: each data center's carry its resource group.
+      expect(roles.map((r) => r.inputs.roleName).sort()).toEqual([`dmzfleet DMZ client reader (${dc.name}-rg)`, `dmzfleet broker (${dc.name}-rg)`].sort());
+      expect(assignments.filter((r) => r.inputs.principalId === dc.broker.principalId).map((r) => r.name)).toEqual([`${dc.name}-broker`]);
     }
+  });
+
+  it.each(DCS)('$name: the host writes a DmzClient config the azure driver accepts and passes it with --config', (dc) => {
+    const vm = of(dc).find((r) => r.type === 'azure-native:compute:VirtualMachine')!;
+    const script = Buffer.from(vm.inputs.userData, 'base64').toString();
+    expect(script).toContain(`'--driver' 'azure' '--config' '${CONFIG_FILE}'`);
+    const lines = script.split('\n');
+    const start = lines.indexOf(`cat > ${CONFIG_FILE} <<'DMZFLEET_CONFIG_END'`);
+    const text = `${lines.slice(start + 1, lines.indexOf('DMZFLEET_CONFIG_END', start + 1)).join('\n')}\n`;
+    const checked = checkDmzClientConfig(text, CONFIG_FILE, 'azure', dc.name);
+    expect(checked.diagnostics).toEqual([]);
+    const ip = dc.privateIp ?? dc.dmzSubnetPrefix.replace(/0\/24$/, '10');
+    expect(checked.config?.spec).toEqual({
+      bootUrl: `https://${ip}:8443/v1/boot`,
+      azure: { subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: `${dc.name}-rg`, location: dc.region, vnet: `${dc.name}-vnet`, subnet: `${dc.name}-fleet`, sshPublicKey: FLEET_KEY },
+    });
+    for (const s of Object.values(SECRETS[dc.name])) expect(script).not.toContain(s);
   });
 
   const VARIANTS: { name: string; property: string; type: string; edit: (r: DeclaredResource) => void }[] = [
     { name: '0.0.0.0/0 added to the DMZ client', property: 'ingress only from the admitted sources', type: 'azure-native:network:NetworkSecurityGroup', edit: (r) => r.inputs.securityRules.push({ name: 'open', priority: 120, direction: 'Inbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: '0.0.0.0/0', destinationPortRange: '8443' }) },
     { name: 'a public IP', property: 'no public IP', type: 'azure-native:network:NetworkInterface', edit: (r) => (r.inputs.ipConfigurations[0].publicIPAddress = { id: 'pip' }) },
     { name: 'no encryption at host', property: 'encrypted at rest', type: 'azure-native:compute:VirtualMachine', edit: (r) => delete r.inputs.securityProfile },
-    { name: 'a subscription-wide role', property: "identity holds only on the data center's resource group", type: 'azure-native:authorization:RoleAssignment', edit: (r) => (r.inputs.scope = `/subscriptions/${MOCK_SUBSCRIPTION}`) },
+    { name: 'a subscription-wide role', property: "roles hold only on the data center's resource group", type: 'azure-native:authorization:RoleAssignment', edit: (r) => (r.inputs.scope = `/subscriptions/${MOCK_SUBSCRIPTION}`) },
+    { name: 'Virtual Machine Contributor for the host identity', property: 'only the broker principal may change anything', type: 'azure-native:authorization:RoleAssignment', edit: (r) => (r.inputs.roleDefinitionId = r.inputs.roleDefinitionId.replace(/[^/]+$/, '9980e02c-c2be-4d73-94e8-173b1dc7cf3c')) },
+    { name: 'a wildcard in a custom role', property: 'custom roles grant only the documented actions', type: 'azure-native:authorization:RoleDefinition', edit: (r) => r.inputs.permissions[0].actions.push('Microsoft.Network/*') },
     { name: 'an untagged NSG', property: 'tagged with the stack and data center', type: 'azure-native:network:NetworkSecurityGroup', edit: (r) => (r.inputs.tags = {}) },
   ];
   it.each(VARIANTS)('dallas: catches $name', ({ property, type, edit }) => {
     const reports = runChecks(azureChecks(expectationsFor(DCS[0])), broken(of(DCS[0]), type, edit));
     expect(reports.find((r) => r.property === property)?.violations.length).toBeGreaterThan(0);
+  });
+
+  it('refuses a data center without its broker principal', () => {
+    mockPulumi(config({ dataCenters: [{ ...DCS[0], broker: undefined }] }));
+    expect(() => deploy(readConfig())).toThrow(/dallas needs broker\.clientId and broker\.principalId/);
   });
 
   it('refuses a tenant CIDR of 0.0.0.0/0 before declaring anything', () => {
@@ -87,13 +130,20 @@ describe('stacks/dmz-azure', () => {
     const stackDir = join(dir, 'stacks', 'prod');
     await mkdir(join(stackDir, 'specs'), { recursive: true });
     await writeFile(join(stackDir, 'specs', 'none.yaml'), '# fleets come later\n');
-    await writeFile(join(stackDir, 'stack.yaml'), text.replace('../../policies/default', join(import.meta.dirname, '..', '..', 'policies', 'default')));
+    // The tenant's pack: the default one with an instance-type catalog for these azure data centers (a cloud data center needs one).
+    const packDir = join(dir, 'pack');
+    await mkdir(packDir, { recursive: true });
+    const sizes = '      - { name: Standard_D2s_v5, cpu: 2, memoryGiB: 8 }\n      - { name: Standard_D4s_v5, cpu: 4, memoryGiB: 16 }\n';
+    const pack = await readFile(join(import.meta.dirname, '..', '..', 'policies', 'default', 'policy.yaml'), 'utf8');
+    expect(pack).toContain('\n  instanceTypes:\n');
+    await writeFile(join(packDir, 'policy.yaml'), pack.replace('\n  instanceTypes:\n', `\n  instanceTypes:\n${DCS.map((x) => `    ${x.name}:\n${sizes}`).join('')}`));
+    await writeFile(join(stackDir, 'stack.yaml'), text.replace('../../policies/default', packDir));
     const loaded = await loadStack(stackDir, { cwd: dir });
     // Only the stack file is judged here (the fleet files are the tenant's).
     expect(loaded.diagnostics.filter((x) => x.severity === 'error' && x.file?.endsWith('stack.yaml'))).toEqual([]);
-    expect(loaded.stack?.dataCenters.map((x) => [x.name, x.address])).toEqual([
-      ['dallas', 'https://10.30.1.4:8443'],
-      ['amsterdam', 'https://10.30.1.4:8443'],
+    expect(loaded.stack?.dataCenters.map((x) => [x.name, x.address, x.driver, x.azure])).toEqual([
+      ['dallas', 'https://10.30.1.10:8443', 'azure', { tenantId: '11111111-1111-1111-1111-111111111111', clientId: DCS[0].broker.clientId, subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: 'dallas-rg', clientSecretEnv: 'DMZFLEET_DALLAS_SECRET' }],
+      ['amsterdam', 'https://10.31.1.20:8443', 'azure', { tenantId: '99999999-9999-9999-9999-999999999999', clientId: DCS[1].broker.clientId, subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: 'amsterdam-rg' }],
     ]);
   });
 });

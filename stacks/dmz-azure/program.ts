@@ -3,7 +3,7 @@
 // deployments make. index.ts runs it with the Pulumi stack's config;
 // program.test.ts runs it under Pulumi's mocks.
 import * as pulumi from '@pulumi/pulumi';
-import { DmzClientHost, DmzNetwork } from '@dmzfleet/dmz-infra/azure';
+import { DmzClientHost, DmzNetwork, type BrokerPrincipal } from '@dmzfleet/dmz-infra/azure';
 import { stackYaml, type DataCenterEntry, type StackBase } from '@dmzfleet/dmz-infra';
 
 /** One data center's settings (Pulumi config `dmz-azure:dataCenters`, a list). */
@@ -14,6 +14,15 @@ export interface AzureDataCenterConfig {
   addressSpace: string;
   dmzSubnetPrefix: string;
   fleetSubnetPrefix: string;
+  /** The DMZ client host's private address (default: the DMZ subnet's 10th address). */
+  privateIp?: string;
+  /**
+   * The authority's broker principal of this data center (an Entra app made
+   * outside Pulumi): its client id, the object id of its service principal,
+   * the authority's variable holding its secret; tenantId defaults to
+   * dmz-azure:tenantId.
+   */
+  broker: Omit<BrokerPrincipal, 'tenantId'> & { tenantId?: string };
   vmSize?: string;
   location: { lat: number; lon: number };
   hardware: string[];
@@ -29,6 +38,8 @@ export interface DmzAzureConfig {
   tenantCidrs: string[];
   authorityUrl: string;
   sshPublicKey: string;
+  /** Operators' OpenSSH public key on the fleet VMs the DMZ clients create. */
+  fleetSshPublicKey: string;
   dataCenters: AzureDataCenterConfig[];
   secrets: pulumi.Output<HostSecrets>;
   install?: string[];
@@ -43,6 +54,7 @@ export function readConfig(): DmzAzureConfig {
     tenantCidrs: c.requireObject<string[]>('tenantCidrs'),
     authorityUrl: c.require('authorityUrl'),
     sshPublicKey: c.require('sshPublicKey'),
+    fleetSshPublicKey: c.require('fleetSshPublicKey'),
     dataCenters: c.requireObject<AzureDataCenterConfig[]>('dataCenters'),
     secrets: c.requireSecretObject<HostSecrets>('secrets'),
     install: c.getObject<string[]>('install') ?? [],
@@ -51,6 +63,9 @@ export function readConfig(): DmzAzureConfig {
 
 export function deploy(cfg: DmzAzureConfig) {
   const deployed = cfg.dataCenters.map((dc) => {
+    if (!dc.broker?.clientId || !dc.broker.principalId) {
+      throw new Error(`dmz-azure:dataCenters: ${dc.name} needs broker.clientId and broker.principalId (the object id of its service principal): the authority's broker principal of this data center (docs/drivers/azure.md, "Credentials").`);
+    }
     const network = new DmzNetwork(dc.name, {
       stack: cfg.stack.name,
       dataCenter: dc.name,
@@ -71,7 +86,10 @@ export function deploy(cfg: DmzAzureConfig) {
       authorityUrl: cfg.authorityUrl,
       subscriptionId: cfg.subscriptionId,
       tenantId: cfg.tenantId,
+      broker: { ...dc.broker, tenantId: dc.broker.tenantId ?? cfg.tenantId },
+      ...(dc.privateIp ? { privateIp: dc.privateIp } : {}),
       sshPublicKey: cfg.sshPublicKey,
+      fleetSshPublicKey: cfg.fleetSshPublicKey,
       ...(dc.vmSize ? { vmSize: dc.vmSize } : {}),
       secrets: { tlsCert: mine.tlsCert, tlsKey: mine.tlsKey, clientToken: mine.clientToken, authorityToken: mine.authorityToken },
       install: cfg.install ?? [],

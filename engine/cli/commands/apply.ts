@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { FleetError, diag, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, diag, fsReason, type Diagnostic } from '../../diags/index.ts';
 import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.ts';
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
@@ -88,7 +88,7 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`, { file }));
+    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${fsReason(err)}.`, { file }));
   }
   // Checked against specs/schema/plan.schema.json before any field is trusted.
   const { asPlanDocument, checkPlanDocument, parsePlanJson } = await planning();

@@ -135,6 +135,10 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       io.stdout.write(`Imported ${vm.cloudId} of ${vm.dataCenter} as ${address} (VM ${row.id}, ${row.state}). Run \`fleet plan\` to see what remains to match the spec.\n`);
     }
     return 0;
+  } catch (err) {
+    // The loader's warnings go with a refusal too, as with a success (they were dropped).
+    if (err instanceof FleetError && session.warnings.length > 0) throw new FleetError([...err.diagnostics, ...session.warnings]);
+    throw err;
   } finally {
     await session.close();
   }

@@ -28,12 +28,24 @@ export function markdownMarker(stack: string): string {
   return `<!-- fleet-plan stack=${stack.replace(/[^A-Za-z0-9._-]/g, '_')} -->`;
 }
 
+/**
+ * Text from the plan (an owner, a data center, a rule's message: what
+ * people wrote) as one table cell: a `|` would end the cell, a newline the
+ * row, and `<` or `&` would make HTML of it (`<!--` hides the rest of the
+ * comment from the reviewer), so they are escaped.
+ */
 function cell(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
+  return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ').replace(/&/g, '&amp;').replace(/</g, '&lt;');
 }
 
+/** A code span on one line (its backticks made quotes: none can end it early); HTML is literal in it. */
 function code(s: string): string {
-  return `\`${s.replace(/`/g, "'")}\``;
+  return `\`${s.replace(/`/g, "'").replace(/\r?\n/g, ' ')}\``;
+}
+
+/** A code span inside a table cell: a `|` ends a GFM cell even there unless escaped. */
+function codeCell(s: string): string {
+  return code(s).replace(/\|/g, '\\|');
 }
 
 export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): string {
@@ -101,12 +113,12 @@ function policySection(plan: PlanDocument): string {
   const lines: string[] = [];
   if (violations.length) {
     lines.push('### Policy violations', '', '| level | policy | address | message | hint |', '| --- | --- | --- | --- | --- |');
-    for (const v of violations) lines.push(`| ${v.level} | ${code(v.policy)} | ${code(v.address)} | ${cell(v.message)} | ${cell(v.hint)} |`);
+    for (const v of violations) lines.push(`| ${v.level} | ${codeCell(v.policy)} | ${codeCell(v.address)} | ${cell(v.message)} | ${cell(v.hint)} |`);
     lines.push('');
   }
   if (grants.length) {
     lines.push('### Grants', '', '| fleet | requested | granted | reason | policy |', '| --- | ---: | ---: | --- | --- |');
-    for (const g of grants) lines.push(`| ${code(g.fleet)} | ${g.requested} | ${g.granted} | ${cell(g.reason)} | ${code(g.policy)} |`);
+    for (const g of grants) lines.push(`| ${codeCell(g.fleet)} | ${g.requested} | ${g.granted} | ${cell(g.reason)} | ${codeCell(g.policy)} |`);
     lines.push('');
   }
   return lines.join('\n');
@@ -139,7 +151,7 @@ function dataCenterSection(plan: PlanDocument): string {
   for (const c of plan.changes) add(c.dataCenter, c.action, 1);
   for (const u of plan.unchanged) for (const [dc, n] of Object.entries(u.dataCenters)) add(dc, 'noop', n);
   const lines = ['### By data center', '', `| data center | ${ACTIONS.join(' | ')} |`, `| --- |${ACTIONS.map(() => ' ---: |').join('')}`];
-  for (const dc of [...per.keys()].sort(byName)) lines.push(`| ${code(dc)} | ${ACTIONS.map((a) => per.get(dc)![a]).join(' | ')} |`);
+  for (const dc of [...per.keys()].sort(byName)) lines.push(`| ${codeCell(dc)} | ${ACTIONS.map((a) => per.get(dc)![a]).join(' | ')} |`);
   lines.push(`| **total** | ${ACTIONS.map((a) => `**${plan.summary[a]}**`).join(' | ')} |`, '');
   return lines.join('\n');
 }
@@ -176,7 +188,7 @@ function fleetDetails(fleet: string, changes: Change[], unchanged: number): stri
       .filter(Boolean)
       .join('; ');
     const reason = extra && !c.reason.includes(extra) ? `${c.reason} (${extra})` : c.reason;
-    lines.push(`| ${cell(SYMBOL[c.action])} | ${code(c.address)}${c.wave !== undefined ? ` (wave ${c.wave})` : ''} | ${c.action} | ${c.dataCenter} | ${cell(formatPath(c.path))} | ${cell(reason)} |`);
+    lines.push(`| ${cell(SYMBOL[c.action])} | ${codeCell(c.address)}${c.wave !== undefined ? ` (wave ${c.wave})` : ''} | ${c.action} | ${cell(c.dataCenter)} | ${cell(formatPath(c.path))} | ${cell(reason)} |`);
   }
   lines.push('', '</details>', '');
   return lines.join('\n');

@@ -92,6 +92,44 @@ describe('renderMarkdown', () => {
     expect(markdownMarker('a -->b')).toBe('<!-- fleet-plan stack=a_--_b -->');
   });
 
+  // What people write in specs and stacks (an owner, a stack or data center
+  // name, a custom rule's message) reaches the comment: it must neither break
+  // a table (a `|`, even inside a code span, ends a GFM cell) nor become HTML
+  // (`<!--` would hide the rest of the comment from the reviewer).
+  describe('keeps odd names and messages as text', () => {
+    const odd = () => {
+      const p = mixed();
+      p.stack = 'st|ack `x`\nnext';
+      for (const c of p.changes) if (c.address === 'web/3') c.dataCenter = 'mi|ami <b>';
+      p.policy.grants.push({ fleet: 'web', requested: 4, granted: 3, reason: 'quota of team|<!-- hidden', policy: 'owner-quota' });
+      p.policy.violations.push({ policy: 'my|rule', level: 'advisory', address: p.stack, message: 'owner <img src=x> & co\nsecond line', hint: 'a \\| b' });
+      return renderMarkdown(p);
+    };
+    /** Cells of a table row: split at pipes no backslash escapes. */
+    const cells = (row: string) => row.replace(/\\./g, '').split('|').length;
+    const tables = (md: string) => {
+      const out: string[][] = [];
+      let cur: string[] | null = null;
+      for (const line of md.split('\n')) {
+        if (line.startsWith('|')) (cur ??= []).push(line);
+        else if (cur) {
+          out.push(cur);
+          cur = null;
+        }
+      }
+      return out;
+    };
+    it.each([
+      { name: 'every row of every table has as many cells as its header', check: (md: string) => tables(md).every((t) => t.every((r) => cells(r) === cells(t[0]))) },
+      { name: 'no HTML comment but the marker', check: (md: string) => md.split('<!--').length === 2 },
+      // Inside a code span HTML is literal.
+      { name: 'no HTML tag from the data', check: (md: string) => !/<img|<b>(?![a-z]+<\/b>)/.test(md.replace(/`[^`\n]*`/g, '')) },
+      { name: 'the heading stays one line', check: (md: string) => /^## Plan for stack `st\|ack 'x' next`$/m.test(md) },
+    ])('$name', ({ check }) => {
+      expect(check(odd())).toBe(true);
+    });
+  });
+
   it.each([
     { name: '2,000 members in 1 fleet', fleets: 1, count: 2000 },
     { name: '6,000 members in 600 fleets', fleets: 600, count: 10 },

@@ -1,9 +1,15 @@
 // The AWS components under Pulumi's mocks: every security property holds for
 // what they declare, and each check catches its property broken (a table of
 // broken variants of the declared resources).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { TAGS } from '../../../providers/drivers/aws/instances.ts';
+import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
+import { sessionPolicy } from '../../../engine/authority/credentials/aws.ts';
 import { awsChecks, runChecks, type DeclaredResource } from '../checks/index.ts';
-import { TAG_DATA_CENTER, TAG_STACK } from '../common.ts';
+import { CONFIG_FILE, TAG_DATA_CENTER, TAG_STACK, VM_TAG_DATA_CENTER, VM_TAG_SIZE, VM_TAG_STACK } from '../common.ts';
 import { broken, mockPulumi, registered, valueOf } from '../testing.ts';
 import { DmzClientHost, DmzNetwork } from './index.ts';
 
@@ -16,6 +22,8 @@ const expectations = {
     { port: 443, cidr: '10.20.1.0/24', why: 'VPC endpoints from the DMZ subnet' },
   ],
   tags: { [TAG_STACK]: 'prod', [TAG_DATA_CENTER]: 'virginia' },
+  vmTags: { [VM_TAG_STACK]: 'prod', [VM_TAG_DATA_CENTER]: 'virginia' },
+  authorityPrincipal: 'arn:aws:iam::123456789012:role/dmzfleet-authority',
 };
 let resources: DeclaredResource[];
 let host: DmzClientHost;
@@ -37,6 +45,8 @@ beforeAll(async () => {
     authorityUrl: 'https://authority.tenant.example:7400',
     ami: 'ami-0123456789abcdef0',
     secrets: { tlsCert: 'pem-cert-value', tlsKey: 'pem-key-value', clientToken: 'client-token-value', authorityToken: 'authority-token-value' },
+    authorityPrincipalArn: 'arn:aws:iam::123456789012:role/dmzfleet-authority',
+    externalId: 'dmzfleet-prod',
   });
   await registered(network, host);
   resources = mocks.resources;
@@ -50,6 +60,21 @@ describe('AWS DMZ', () => {
     expect(count('aws:ec2/securityGroup:SecurityGroup')).toBe(3);
     expect(count('aws:ec2/vpcEndpoint:VpcEndpoint')).toBe(4);
     expect(count('aws:ec2/instance:Instance')).toBe(1);
+    expect(count('aws:iam/role:Role')).toBe(2);
+  });
+
+  it('conditions the broker role on the tag keys the aws driver writes on its VMs', () => {
+    // The role's statements must name what the driver tags, or every launch and stop would be refused.
+    expect([VM_TAG_STACK, VM_TAG_DATA_CENTER, VM_TAG_SIZE]).toEqual([TAGS.stack, TAGS.dataCenter, TAGS.size]);
+    // And the authority's session policy (which narrows the role per stack) names the same stack tag.
+    expect(sessionPolicy('prod', 'us-east-1')).toContain(`aws:RequestTag/${TAGS.stack}`);
+    const broker = resources.find((r) => r.name === 'virginia-broker-policy')!;
+    const launch = JSON.parse(broker.inputs.policy).Statement.find((x: { Sid: string }) => x.Sid === 'LaunchTagged');
+    expect(launch.Condition.StringEquals).toMatchObject({ [`aws:RequestTag/${TAGS.stack}`]: 'prod', [`aws:RequestTag/${TAGS.dataCenter}`]: 'virginia' });
+    const into = JSON.parse(broker.inputs.policy).Statement.find((x: { Sid: string }) => x.Sid === 'LaunchIntoFleet');
+    expect(into.Resource.some((r: string) => /:subnet\/subnet-[0-9a-f]+$/.test(r))).toBe(true);
+    const trust = JSON.parse(resources.find((r) => r.name === 'virginia-broker')!.inputs.assumeRolePolicy).Statement[0];
+    expect(trust).toMatchObject({ Principal: { AWS: expectations.authorityPrincipal }, Condition: { StringEquals: { 'sts:ExternalId': 'dmzfleet-prod' } } });
   });
 
   it('holds every security property', () => {
@@ -64,7 +89,28 @@ describe('AWS DMZ', () => {
       hardware: ['general'],
       capacity: { vms: 200 },
       auth: { tokenEnv: 'FLEET_CLI_TOKEN_VIRGINIA' },
+      driver: 'aws',
+      aws: { region: 'us-east-1', roleArn: 'arn:aws:iam::123456789012:role/virginia-broker', externalId: 'dmzfleet-prod' },
     });
+  });
+
+  it('gives the host a fixed address and writes the DMZ client config the aws driver loads', async () => {
+    const vm = resources.find((r) => r.type === 'aws:ec2/instance:Instance')!;
+    expect(vm.inputs.privateIp).toBe('10.20.1.10');
+    expect(vm.inputs.userData).toContain(`'--config' '${CONFIG_FILE}'`);
+    const text = /<<'DMZFLEET_CONFIG_END'\n([\s\S]*?)\nDMZFLEET_CONFIG_END\n/.exec(vm.inputs.userData)?.[1];
+    expect(text).toBeDefined();
+    const dir = mkdtempSync(join(tmpdir(), 'dmz-aws-'));
+    try {
+      writeFileSync(join(dir, 'dmz-client.yaml'), `${text}\n`);
+      const loaded = await loadDmzClientConfig(join(dir, 'dmz-client.yaml'), 'aws', 'virginia');
+      expect(loaded.diagnostics).toEqual([]);
+      const fleetSubnet = resources.find((r) => r.name === 'virginia-fleet' && r.type === 'aws:ec2/subnet:Subnet')!;
+      expect(loaded.config?.spec).toMatchObject({ bootUrl: 'https://10.20.1.10:8443/v1/boot', aws: { region: 'us-east-1', subnetId: expect.stringMatching(/^subnet-/), securityGroupIds: [expect.stringMatching(/^sg-/)] } });
+      expect(fleetSubnet).toBeDefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('starts fleet serve dmz-client --driver aws and keeps secrets out of the user data', () => {
@@ -91,8 +137,12 @@ describe('AWS DMZ', () => {
     { name: 'IMDSv1 allowed', property: 'instance metadata v2 only', type: 'aws:ec2/instance:Instance', edit: (r) => (r.inputs.metadataOptions.httpTokens = 'optional') },
     { name: 'a statement without the region condition', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => delete s[0].Condition)) },
     { name: 'ec2:* allowed', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => (s[0].Action = 'ec2:*'))) },
-    { name: 'terminate on untagged instances', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => (s.find((x) => x.Sid === 'ChangeOwn')!.Condition = { StringEquals: { 'aws:RequestedRegion': 'us-east-1' } }))) },
-    { name: 'CreateTags on existing resources (relabel another instance as the stack\'s)', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => delete s.find((x) => x.Sid === 'TagAtCreate')!.Condition.StringEquals['ec2:CreateAction'])) },
+    { name: 'terminate on untagged instances', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', resource: 'virginia-broker-policy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => (s.find((x) => x.Sid === 'ChangeOwn')!.Condition = { StringEquals: { 'aws:RequestedRegion': 'us-east-1' } }))) },
+    { name: 'stop held to the DMZ\'s own tag keys instead of the VMs\'', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', resource: 'virginia-broker-policy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => (s.find((x) => x.Sid === 'ChangeOwn')!.Condition = { StringEquals: { 'aws:RequestedRegion': 'us-east-1', [`aws:ResourceTag/${TAG_STACK}`]: 'prod', [`aws:ResourceTag/${TAG_DATA_CENTER}`]: 'virginia' } }))) },
+    { name: 'launches without the VM tags', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', resource: 'virginia-broker-policy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => (s.find((x) => x.Sid === 'LaunchTagged')!.Condition = { StringEquals: { 'aws:RequestedRegion': 'us-east-1' } }))) },
+    { name: 'CreateTags on existing resources (relabel another instance as the stack\'s)', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', resource: 'virginia-broker-policy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => delete s.find((x) => x.Sid === 'TagAtLaunch')!.Condition.StringEquals['ec2:CreateAction'])) },
+    { name: 'the host may terminate on its own', property: 'the DMZ client host\'s own identity only reads', type: 'aws:iam/rolePolicy:RolePolicy', resource: 'virginia-policy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => s.push({ Effect: 'Allow', Action: ['ec2:TerminateInstances'], Resource: '*', Condition: { StringEquals: { 'aws:RequestedRegion': 'us-east-1', [`aws:ResourceTag/${VM_TAG_STACK}`]: 'prod', [`aws:ResourceTag/${VM_TAG_DATA_CENTER}`]: 'virginia' } } }))) },
+    { name: 'the broker role trusting any AWS account', property: 'roles trust only EC2 (the host) and the authority', type: 'aws:iam/role:Role', resource: 'virginia-broker', edit: (r) => (r.inputs.assumeRolePolicy = JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: '*' }, Action: 'sts:AssumeRole' }] })) },
     { name: 'another region', property: 'role holds only in us-east-1, on the stack\'s resources', type: 'aws:iam/rolePolicy:RolePolicy', edit: (r) => (r.inputs.policy = editPolicy(r.inputs.policy, (s) => (s[0].Condition.StringEquals['aws:RequestedRegion'] = 'eu-west-1'))) },
     { name: 'a missing data-center tag', property: 'tagged with the stack and data center', type: 'aws:ec2/vpc:Vpc', edit: (r) => delete r.inputs.tags[TAG_DATA_CENTER] },
   ];

@@ -6,14 +6,20 @@
 //                  Secrets Manager privately; security groups that admit only
 //                  the tenant's CIDRs to the DMZ client's API port and only the
 //                  fleet subnet to its boot endpoint; EBS encryption by default.
-//   DmzClientHost  the VM running `fleet serve dmz-client --driver aws`, with an
-//                  instance profile whose policy holds only in this region (and
-//                  only on resources tagged with this stack and data center),
-//                  its TLS certificate and tokens in a KMS-encrypted secret only
-//                  it may read, an encrypted root disk and IMDSv2 only.
+//   DmzClientHost  the VM running `fleet serve dmz-client --driver aws
+//                  --config ...` at a fixed private address, with an instance
+//                  profile that may only read (DescribeInstances in this
+//                  region), its own secret and key; its TLS certificate and
+//                  tokens in a KMS-encrypted secret only it may read, an
+//                  encrypted root disk and IMDSv2 only. And the data center's
+//                  broker role, which only the authority may assume: every
+//                  mutating EC2 call of the DMZ client runs on the short-lived
+//                  credentials the authority hands out with an approval
+//                  (docs/drivers/aws.md), never on the host's own identity.
 //
 // The host's outputs give the stack's data-center entry (URL, location,
-// hardware, capacity), so stack.yaml can be written from a deployment.
+// hardware, capacity, driver and broker role), so stack.yaml can be written
+// from a deployment.
 // checks/aws.ts states each security property as a function over the declared
 // resources; aws.test.ts runs them under Pulumi's mocks.
 import * as pulumi from '@pulumi/pulumi';
@@ -22,7 +28,21 @@ import * as ec2 from '@pulumi/aws/ec2/index.js';
 import * as iam from '@pulumi/aws/iam/index.js';
 import * as kms from '@pulumi/aws/kms/index.js';
 import * as secretsmanager from '@pulumi/aws/secretsmanager/index.js';
-import { DEFAULT_API_PORT, TAG_DATA_CENTER, TAG_STACK, checkAdmittedCidrs, dataCenterEntry, dmzTags, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
+import {
+  DEFAULT_API_PORT,
+  VM_TAG_DATA_CENTER,
+  VM_TAG_SIZE,
+  VM_TAG_STACK,
+  checkAdmittedCidrs,
+  bootPortOf,
+  dataCenterEntry,
+  dmzClientConfig,
+  dmzTags,
+  hostAddress,
+  hostScript,
+  type DataCenterEntry,
+  type DataCenterFacts,
+} from '../common.ts';
 
 export interface DmzNetworkArgs {
   /** The dmzfleet stack and the data center (its name in stack.yaml). */
@@ -40,7 +60,7 @@ export interface DmzNetworkArgs {
   tenantCidrs: string[];
   /** Default 8443. */
   apiPort?: number;
-  /** Port of the boot endpoint (today the API's port: /v1/boot). */
+  /** Port of the boot endpoint: the API's port (the DMZ client serves /v1/boot there); another is refused (bootPortOf). */
   bootPort?: number;
   tags?: Record<string, string>;
 }
@@ -59,19 +79,23 @@ export class DmzNetwork extends pulumi.ComponentResource {
   readonly dataCenter: string;
   readonly region: string;
   readonly apiPort: number;
+  readonly bootPort: number;
+  readonly dmzSubnetCidr: string;
   readonly tags: Record<string, string>;
 
   constructor(name: string, args: DmzNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super('dmzfleet:aws:DmzNetwork', name, {}, opts);
     checkAdmittedCidrs(`DmzNetwork ${name} tenantCidrs`, args.tenantCidrs);
     const apiPort = args.apiPort ?? DEFAULT_API_PORT;
-    const bootPort = args.bootPort ?? apiPort;
+    const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);
     const child = { parent: this };
     this.stack = args.stack;
     this.dataCenter = args.dataCenter;
     this.region = args.region;
     this.apiPort = apiPort;
+    this.bootPort = bootPort;
+    this.dmzSubnetCidr = args.dmzSubnetCidr;
     this.tags = tags;
 
     this.vpc = new ec2.Vpc(`${name}-vpc`, { cidrBlock: args.vpcCidr, enableDnsSupport: true, enableDnsHostnames: true, tags: { ...tags, Name: `${name}-vpc` } }, child);
@@ -166,6 +190,18 @@ export interface DmzClientHostArgs {
   install?: string[];
   /** Folder of the stack (stack.yaml and its pack) on the host. */
   stackDir?: string;
+  /**
+   * The authority's AWS principal (the ARN of its role or user): the only one
+   * the data center's broker role trusts. The authority assumes that role for
+   * every approval's credentials (stack.yaml `aws.roleArn`).
+   */
+  authorityPrincipalArn: string;
+  /** External id the broker role's trust asks for (not a secret; goes into stack.yaml as `aws.externalId`). */
+  externalId?: string;
+  /** The host's private address; default the DMZ subnet's 10th (hostAddress): fixed, so its TLS certificate can name it ahead. */
+  privateIp?: string;
+  /** EC2 key pair given to the fleet's VMs (operators' SSH; optional). */
+  vmKeyName?: string;
 }
 
 /** The DMZ client service on an EC2 instance in the network's DMZ subnet. */
@@ -173,9 +209,13 @@ export class DmzClientHost extends pulumi.ComponentResource {
   readonly key: kms.Key;
   readonly secret: secretsmanager.Secret;
   readonly secretVersion: secretsmanager.SecretVersion;
+  /** The host's own identity: reads only. */
   readonly role: iam.Role;
   readonly policy: iam.RolePolicy;
   readonly profile: iam.InstanceProfile;
+  /** The role the authority assumes to hand the DMZ client credentials for its mutating calls. */
+  readonly brokerRole: iam.Role;
+  readonly brokerPolicy: iam.RolePolicy;
   readonly instance: ec2.Instance;
   /** https://<private IP>:<port> */
   readonly url: pulumi.Output<string>;
@@ -200,39 +240,98 @@ export class DmzClientHost extends pulumi.ComponentResource {
     this.role = new iam.Role(
       `${name}-role`,
       {
-        description: `DMZ client of ${net.dataCenter}: EC2 in ${region} only`,
+        description: `DMZ client host of ${net.dataCenter}: reads EC2 in ${region}, its own secret and key`,
         assumeRolePolicy: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }] }),
         tags,
       },
       child,
     );
-    // Every statement holds only in this region; the mutating EC2 calls only on
-    // resources tagged with this stack and data center (and must tag what they create so).
-    const ours = { [`aws:ResourceTag/${TAG_STACK}`]: net.stack, [`aws:ResourceTag/${TAG_DATA_CENTER}`]: net.dataCenter };
-    const tagging = { [`aws:RequestTag/${TAG_STACK}`]: net.stack, [`aws:RequestTag/${TAG_DATA_CENTER}`]: net.dataCenter };
+    // The host's own identity reads only (the driver's get and list, docs/drivers/aws.md "DMZ client read-only
+    // identity"): a DMZ client changes EC2 only with the credentials an approval carries.
     this.policy = new iam.RolePolicy(
       `${name}-policy`,
       {
-        role: this.role.id,
+        role: this.role.name,
         policy: pulumi.jsonStringify({
           Version: '2012-10-17',
           Statement: [
-            { Sid: 'Describe', Effect: 'Allow', Action: ['ec2:DescribeInstances', 'ec2:DescribeInstanceStatus', 'ec2:DescribeImages', 'ec2:DescribeVolumes'], Resource: '*', Condition: inRegion },
-            { Sid: 'CreateTagged', Effect: 'Allow', Action: ['ec2:RunInstances', 'ec2:CreateVolume'], Resource: '*', Condition: { StringEquals: { 'aws:RequestedRegion': region, ...tagging } } },
-            // Tags only as part of a create: CreateTags on an existing resource would relabel any instance of the
-            // region with this stack's tags, and ChangeOwn would then let this role stop or terminate it.
-            { Sid: 'TagAtCreate', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: '*', Condition: { StringEquals: { 'aws:RequestedRegion': region, 'ec2:CreateAction': ['RunInstances', 'CreateVolume'], ...tagging } } },
-            { Sid: 'LaunchFromNetworkAndImages', Effect: 'Allow', Action: ['ec2:RunInstances'], Resource: [`arn:aws:ec2:${region}:*:subnet/*`, `arn:aws:ec2:${region}:*:security-group/*`, `arn:aws:ec2:${region}::image/*`, `arn:aws:ec2:${region}:*:network-interface/*`], Condition: inRegion },
-            { Sid: 'ChangeOwn', Effect: 'Allow', Action: ['ec2:StartInstances', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:ModifyInstanceAttribute', 'ec2:AttachVolume', 'ec2:DeleteVolume'], Resource: '*', Condition: { StringEquals: { 'aws:RequestedRegion': region, ...ours } } },
+            { Sid: 'Read', Effect: 'Allow', Action: ['ec2:DescribeInstances'], Resource: '*', Condition: inRegion },
             { Sid: 'OwnSecrets', Effect: 'Allow', Action: ['secretsmanager:GetSecretValue'], Resource: this.secret.arn, Condition: inRegion },
-            { Sid: 'OwnKey', Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey*', 'kms:CreateGrant'], Resource: this.key.arn, Condition: inRegion },
+            { Sid: 'OwnKey', Effect: 'Allow', Action: ['kms:Decrypt'], Resource: this.key.arn, Condition: inRegion },
+          ],
+        }),
+      },
+      child,
+    );
+    // The broker role: only the authority may assume it (its STS session policy narrows it again per stack,
+    // engine/authority/credentials/aws.ts). Its statements name the tag keys the aws driver writes on every
+    // VM (fleet:stack, fleet:data-center): it may start, stop, change or terminate only this data center's VMs of
+    // this stack, launch only into the fleet subnet and security group, and tag only while launching (or
+    // retag a VM's size).
+    const own = { [`aws:ResourceTag/${VM_TAG_STACK}`]: net.stack, [`aws:ResourceTag/${VM_TAG_DATA_CENTER}`]: net.dataCenter };
+    const tagging = { [`aws:RequestTag/${VM_TAG_STACK}`]: net.stack, [`aws:RequestTag/${VM_TAG_DATA_CENTER}`]: net.dataCenter };
+    const arn = (type: string) => `arn:aws:ec2:${region}:*:${type}/*`;
+    this.brokerRole = new iam.Role(
+      `${name}-broker`,
+      {
+        description: `dmzfleet broker of ${net.dataCenter}: assumed by the authority only, for the DMZ client's approved EC2 calls in ${region}`,
+        assumeRolePolicy: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            {
+              Effect: 'Allow',
+              Principal: { AWS: args.authorityPrincipalArn },
+              Action: 'sts:AssumeRole',
+              ...(args.externalId ? { Condition: { StringEquals: { 'sts:ExternalId': args.externalId } } } : {}),
+            },
+          ],
+        }),
+        maxSessionDuration: 3600,
+        tags,
+      },
+      child,
+    );
+    this.brokerPolicy = new iam.RolePolicy(
+      `${name}-broker-policy`,
+      {
+        role: this.brokerRole.name,
+        policy: pulumi.jsonStringify({
+          Version: '2012-10-17',
+          Statement: [
+            { Sid: 'ChangeOwn', Effect: 'Allow', Action: ['ec2:StartInstances', 'ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:ModifyInstanceAttribute'], Resource: arn('instance'), Condition: { StringEquals: { 'aws:RequestedRegion': region, ...own } } },
+            { Sid: 'RetagSizeOnly', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: arn('instance'), Condition: { StringEquals: { 'aws:RequestedRegion': region, ...own }, 'ForAllValues:StringEquals': { 'aws:TagKeys': [VM_TAG_SIZE] } } },
+            { Sid: 'LaunchTagged', Effect: 'Allow', Action: ['ec2:RunInstances'], Resource: [arn('instance'), arn('volume')], Condition: { StringEquals: { 'aws:RequestedRegion': region, ...tagging } } },
+            {
+              Sid: 'LaunchIntoFleet',
+              Effect: 'Allow',
+              Action: ['ec2:RunInstances'],
+              Resource: [
+                `arn:aws:ec2:${region}::image/*`,
+                pulumi.interpolate`arn:aws:ec2:${region}:*:subnet/${net.fleetSubnet.id}`,
+                pulumi.interpolate`arn:aws:ec2:${region}:*:security-group/${net.fleetSecurityGroup.id}`,
+                arn('network-interface'),
+                arn('key-pair'),
+              ],
+              Condition: inRegion,
+            },
+            // Tags only while launching: CreateTags on an existing resource would relabel any instance as the stack's.
+            { Sid: 'TagAtLaunch', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: [arn('instance'), arn('volume')], Condition: { StringEquals: { 'aws:RequestedRegion': region, 'ec2:CreateAction': 'RunInstances' } } },
+            { Sid: 'Read', Effect: 'Allow', Action: ['ec2:DescribeInstances'], Resource: '*', Condition: inRegion },
           ],
         }),
       },
       child,
     );
     this.profile = new iam.InstanceProfile(`${name}-profile`, { role: this.role.name, tags }, child);
-    const userData = this.secret.arn.apply((arn) =>
+    const privateIp = args.privateIp ?? hostAddress(net.dmzSubnetCidr);
+    // The driver's settings: VMs go into the fleet subnet with the fleet security group, and boot against this host.
+    const config = pulumi.all([net.fleetSubnet.id, net.fleetSecurityGroup.id]).apply(([subnetId, sg]) =>
+      dmzClientConfig(net.dataCenter, {
+        bootUrl: `https://${privateIp}:${net.bootPort}/v1/boot`,
+        aws: { region, subnetId, securityGroupIds: [sg], ...(args.vmKeyName ? { keyName: args.vmKeyName } : {}) },
+      }),
+    );
+    const userData = pulumi.all([this.secret.arn, config]).apply(([secretArn, cfg]) =>
       hostScript({
         dataCenter: net.dataCenter,
         driver: 'aws',
@@ -240,7 +339,8 @@ export class DmzClientHost extends pulumi.ComponentResource {
         port: net.apiPort,
         stackDir: args.stackDir ?? '/opt/dmzfleet/stack',
         install: args.install ?? [],
-        fetchSecrets: `aws secretsmanager get-secret-value --region ${region} --secret-id ${arn} --query SecretString --output text`,
+        fetchSecrets: `aws secretsmanager get-secret-value --region ${region} --secret-id ${secretArn} --query SecretString --output text`,
+        config: cfg,
       }),
     );
     this.instance = new ec2.Instance(
@@ -249,6 +349,7 @@ export class DmzClientHost extends pulumi.ComponentResource {
         ami: args.ami,
         instanceType: args.instanceType ?? 't3.small',
         subnetId: net.dmzSubnet.id,
+        privateIp,
         vpcSecurityGroupIds: [net.dmzSecurityGroup.id],
         associatePublicIpAddress: false,
         iamInstanceProfile: this.profile.name,
@@ -261,7 +362,12 @@ export class DmzClientHost extends pulumi.ComponentResource {
       { parent: this, dependsOn: [this.secretVersion, this.policy] },
     );
     this.url = pulumi.interpolate`https://${this.instance.privateIp}:${net.apiPort}`;
-    this.dataCenterEntry = this.url.apply((url) => dataCenterEntry({ name: net.dataCenter, ...args.facts }, url));
-    this.registerOutputs({ url: this.url, dataCenterEntry: this.dataCenterEntry });
+    this.dataCenterEntry = pulumi.all([this.url, this.brokerRole.arn]).apply(([url, roleArn]) =>
+      dataCenterEntry({ name: net.dataCenter, ...args.facts }, url, {
+        driver: 'aws',
+        aws: { region, roleArn, ...(args.externalId ? { externalId: args.externalId } : {}) },
+      }),
+    );
+    this.registerOutputs({ url: this.url, dataCenterEntry: this.dataCenterEntry, brokerRoleArn: this.brokerRole.arn });
   }
 }

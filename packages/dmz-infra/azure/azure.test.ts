@@ -1,25 +1,37 @@
 // The Azure components under Pulumi's mocks: every security property holds for
 // what they declare, and each check catches its property broken (a table of
-// broken variants of the declared resources).
+// broken variants of the declared resources); the custom roles are
+// docs/drivers/azure.md's, the host writes a DmzClient config the azure driver
+// accepts, and the stack entry names the broker principal.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { checkDmzClientConfig } from '../../../providers/drivers/config.ts';
 import { azureChecks, runChecks, type DeclaredResource } from '../checks/index.ts';
-import { TAG_DATA_CENTER, TAG_STACK } from '../common.ts';
+import { CONFIG_FILE, TAG_DATA_CENTER, TAG_STACK } from '../common.ts';
 import { MOCK_SUBSCRIPTION, broken, mockPulumi, registered, valueOf } from '../testing.ts';
-import { DmzClientHost, DmzNetwork } from './index.ts';
+import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, DmzClientHost, DmzNetwork, type DmzClientHostArgs } from './index.ts';
 
 const mocks = mockPulumi();
+const TENANT_ID = '11111111-1111-1111-1111-111111111111';
+const BROKER = { tenantId: TENANT_ID, clientId: '22222222-2222-2222-2222-222222222222', principalId: '33333333-3333-3333-3333-333333333333', clientSecretEnv: 'DMZFLEET_DALLAS_SECRET' };
+const FLEET_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIfleet operators@tenant.example';
 const expectations = {
   admitted: [
     { port: 8443, cidr: '192.168.0.0/16', why: 'tenant' },
     { port: 8443, cidr: '10.30.2.0/24', why: 'boot from the fleet subnet' },
   ],
   tags: { [TAG_STACK]: 'prod', [TAG_DATA_CENTER]: 'dallas' },
+  brokerPrincipalId: BROKER.principalId,
 };
 let resources: DeclaredResource[];
+let network: DmzNetwork;
 let host: DmzClientHost;
+let hostArgs: DmzClientHostArgs;
 
 beforeAll(async () => {
-  const network = new DmzNetwork('dallas', {
+  network = new DmzNetwork('dallas', {
     stack: 'prod',
     dataCenter: 'dallas',
     location: 'southcentralus',
@@ -28,18 +40,43 @@ beforeAll(async () => {
     fleetSubnetPrefix: '10.30.2.0/24',
     tenantCidrs: ['192.168.0.0/16'],
   });
-  host = new DmzClientHost('dallas', {
+  hostArgs = {
     network,
     facts: { location: { lat: 32.8, lon: -96.8 }, hardware: ['general'], capacity: { vms: 100, cpu: 400 } },
     authorityUrl: 'https://authority.tenant.example:7400',
     subscriptionId: MOCK_SUBSCRIPTION,
-    tenantId: '11111111-1111-1111-1111-111111111111',
+    tenantId: TENANT_ID,
+    broker: BROKER,
     sshPublicKey: 'ssh-ed25519 AAAA test',
+    fleetSshPublicKey: FLEET_KEY,
     secrets: { tlsCert: 'pem-cert-value', tlsKey: 'pem-key-value', clientToken: 'client-token-value', authorityToken: 'authority-token-value' },
-  });
+  };
+  host = new DmzClientHost('dallas', hostArgs);
   await registered(network, host);
-  resources = mocks.resources;
+  resources = [...mocks.resources];
 });
+
+const RG_ID = `/subscriptions/${MOCK_SUBSCRIPTION}/resourceGroups/dallas-rg`;
+const ASSIGN = 'azure-native:authorization:RoleAssignment';
+const DEFINE = 'azure-native:authorization:RoleDefinition';
+const named = (type: string, name: string) => resources.find((r) => r.type === type && r.name === name)!;
+/** The user data of the host, as cloud-init gets it. */
+const userData = () => Buffer.from(resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!.inputs.userData, 'base64').toString();
+/** The DmzClient document the user data writes (between its heredoc markers). */
+function writtenConfig(script: string): string {
+  const lines = script.split('\n');
+  const start = lines.indexOf(`cat > ${CONFIG_FILE} <<'DMZFLEET_CONFIG_END'`);
+  const end = lines.indexOf('DMZFLEET_CONFIG_END', start + 1);
+  expect(start).toBeGreaterThan(0);
+  expect(end).toBeGreaterThan(start);
+  return `${lines.slice(start + 1, end).join('\n')}\n`;
+}
+/** The JSON role definitions of docs/drivers/azure.md, by Name. */
+function documentedRoles(): Map<string, { Name: string; Description: string; Actions: string[]; NotActions: string[] }> {
+  const md = readFileSync(join(import.meta.dirname, '..', '..', '..', 'docs', 'drivers', 'azure.md'), 'utf8');
+  const blocks = [...md.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1]));
+  return new Map(blocks.filter((b) => b.Name).map((b) => [b.Name, b]));
+}
 
 describe('Azure DMZ', () => {
   it('declares the network and the host', () => {
@@ -47,7 +84,8 @@ describe('Azure DMZ', () => {
     expect(count('azure-native:resources:ResourceGroup')).toBe(1);
     expect(count('azure-native:network:NetworkSecurityGroup')).toBe(2);
     expect(count('azure-native:network:Subnet')).toBe(2);
-    expect(count('azure-native:authorization:RoleAssignment')).toBe(3);
+    expect(count(DEFINE)).toBe(2);
+    expect(count(ASSIGN)).toBe(3);
     expect(count('azure-native:compute:VirtualMachine')).toBe(1);
   });
 
@@ -55,26 +93,96 @@ describe('Azure DMZ', () => {
     expect(runChecks(azureChecks(expectations), resources).filter((r) => r.violations.length > 0)).toEqual([]);
   });
 
-  it('produces the data center entry of stack.yaml', async () => {
+  it('defines the two custom roles word for word as docs/drivers/azure.md, on the resource group only', () => {
+    const docs = documentedRoles();
+    for (const [resource, role] of [['dallas-reader-role', DMZ_CLIENT_READER_ROLE], ['dallas-broker-role', BROKER_ROLE]] as const) {
+      const doc = docs.get(role.name)!;
+      expect(doc, role.name).toBeDefined();
+      expect({ name: role.name, description: role.description, actions: role.actions }).toEqual({ name: doc.Name, description: doc.Description, actions: doc.Actions });
+      expect(doc.NotActions).toEqual([]);
+      const r = named(DEFINE, resource);
+      expect(r.inputs).toMatchObject({
+        scope: RG_ID,
+        assignableScopes: [RG_ID],
+        roleName: `${role.name} (dallas-rg)`,
+        description: role.description,
+        permissions: [{ actions: [...role.actions], notActions: [], dataActions: [], notDataActions: [] }],
+      });
+      expect(r.inputs.roleDefinitionId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    }
+    expect(named(DEFINE, 'dallas-reader-role').inputs.roleDefinitionId).not.toBe(named(DEFINE, 'dallas-broker-role').inputs.roleDefinitionId);
+  });
+
+  it('gives the host identity only the reader role and its vault, and the broker principal the broker role, all on the resource group', () => {
+    const roleId = (guid: string) => `/subscriptions/${MOCK_SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/${guid}`;
+    const byAssignment = Object.fromEntries(resources.filter((r) => r.type === ASSIGN).map((r) => [r.name, { principalId: r.inputs.principalId, scope: r.inputs.scope, roleDefinitionId: r.inputs.roleDefinitionId }]));
+    expect(byAssignment).toEqual({
+      'dallas-reader': { principalId: 'dallas-identity-principal', scope: RG_ID, roleDefinitionId: roleId(named(DEFINE, 'dallas-reader-role').inputs.roleDefinitionId) },
+      'dallas-secrets-user': { principalId: 'dallas-identity-principal', scope: `${RG_ID}/providers/keyvault/Vault/dallas-vault`, roleDefinitionId: roleId(BUILT_IN_ROLES.keyVaultSecretsUser) },
+      'dallas-broker': { principalId: BROKER.principalId, scope: RG_ID, roleDefinitionId: roleId(named(DEFINE, 'dallas-broker-role').inputs.roleDefinitionId) },
+    });
+  });
+
+  it('gives the host a fixed private address in the DMZ subnet', () => {
+    expect(host.privateIp).toBe('10.30.1.10');
+    expect(named('azure-native:network:NetworkInterface', 'dallas-nic').inputs.ipConfigurations).toEqual([
+      { name: 'dmz', subnet: { id: expect.stringContaining('dallas-dmz') }, privateIPAllocationMethod: 'Static', privateIPAddress: '10.30.1.10' },
+    ]);
+  });
+
+  it('produces the data center entry of stack.yaml, with the broker principal and no secret', async () => {
+    expect(await valueOf(host.url)).toBe('https://10.30.1.10:8443');
     expect(await valueOf(host.dataCenterEntry)).toEqual({
       name: 'dallas',
-      address: 'https://10.30.1.4:8443',
+      address: 'https://10.30.1.10:8443',
       location: { lat: 32.8, lon: -96.8 },
       hardware: ['general'],
       capacity: { vms: 100, cpu: 400 },
       auth: { tokenEnv: 'FLEET_CLI_TOKEN_DALLAS' },
+      driver: 'azure',
+      azure: { tenantId: TENANT_ID, clientId: BROKER.clientId, subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: 'dallas-rg', clientSecretEnv: 'DMZFLEET_DALLAS_SECRET' },
     });
   });
 
-  it('starts fleet serve dmz-client --driver azure and keeps secrets out of the user data', () => {
-    const vm = resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!;
-    const script = Buffer.from(vm.inputs.userData, 'base64').toString();
-    expect(script).toContain("'fleet' 'serve' 'dmz-client' '--data-center' 'dallas' '--driver' 'azure'");
+  it('starts fleet serve dmz-client --driver azure --config and keeps secrets out of the user data', () => {
+    const script = userData();
+    expect(script).toContain("'fleet' 'serve' 'dmz-client' '--data-center' 'dallas' '--driver' 'azure' '--config' '/etc/dmzfleet/dmz-client.yaml'");
+    expect(script).toContain(`cat > ${CONFIG_FILE} <<'DMZFLEET_CONFIG_END'`);
     for (const s of ['pem-cert-value', 'pem-key-value', 'client-token-value', 'authority-token-value']) expect(script).not.toContain(s);
   });
 
+  it('writes a DmzClient config the azure driver accepts, naming the fleet subnet, the resource group and the boot URL', async () => {
+    const text = writtenConfig(userData());
+    expect(text).toBe(await valueOf(host.dmzClientConfig));
+    const checked = checkDmzClientConfig(text, CONFIG_FILE, 'azure', 'dallas');
+    expect(checked.diagnostics).toEqual([]);
+    expect(parse(text)).toEqual({
+      apiVersion: 'fleet/v1',
+      kind: 'DmzClient',
+      metadata: { dataCenter: 'dallas' },
+      spec: {
+        bootUrl: 'https://10.30.1.10:8443/v1/boot',
+        azure: { subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: 'dallas-rg', location: 'southcentralus', vnet: 'dallas-vnet', subnet: 'dallas-fleet', sshPublicKey: FLEET_KEY },
+      },
+    });
+    // The config holds no secret, and names no broker: the DMZ client never sees the broker's secret or its name.
+    for (const s of ['pem-', 'token-value', BROKER.clientId, BROKER.clientSecretEnv]) expect(text).not.toContain(s);
+  });
+
+  it.each([
+    ['a fleet key that is not an OpenSSH key', { fleetSshPublicKey: 'AAAA not a key' }, /fleetSshPublicKey/],
+    ['an address outside the DMZ subnet', { privateIp: '10.30.2.10' }, /not in the DMZ subnet 10\.30\.1\.0\/24/],
+    ['a broker without its service principal', { broker: { ...BROKER, principalId: '' } }, /broker\.principalId/],
+    ['a secret variable that is no variable name', { broker: { ...BROKER, clientSecretEnv: 'my secret' } }, /clientSecretEnv/],
+  ])('refuses %s when declared', (_what, over, message) => {
+    expect(() => new DmzClientHost('refused', { ...hostArgs, ...over })).toThrow(message);
+  });
+
   const NSG = 'azure-native:network:NetworkSecurityGroup';
-  const ASSIGN = 'azure-native:authorization:RoleAssignment';
+  const ROLES_ON_RG = "roles hold only on the data center's resource group";
+  const ONLY_BROKER = 'only the broker principal may change anything';
+  const DOCUMENTED = 'custom roles grant only the documented actions';
+  const builtIn = (id: string) => (r: DeclaredResource) => (r.inputs.roleDefinitionId = r.inputs.roleDefinitionId.replace(/[^/]+$/, id));
   const VARIANTS: { name: string; property: string; type: string; resource?: string; edit: (r: DeclaredResource) => void }[] = [
     { name: 'an Internet inbound rule', property: 'ingress only from the admitted sources', type: NSG, resource: 'dallas-dmz-client', edit: (r) => r.inputs.securityRules.push({ name: 'oops', priority: 120, direction: 'Inbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: 'Internet', destinationPortRange: '8443' }) },
     { name: 'a 0.0.0.0/0 source', property: 'ingress only from the admitted sources', type: NSG, resource: 'dallas-dmz-client', edit: (r) => r.inputs.securityRules[0].sourceAddressPrefixes.push('0.0.0.0/0') },
@@ -84,8 +192,24 @@ describe('Azure DMZ', () => {
     { name: 'default outbound access', property: 'no public IP', type: 'azure-native:network:Subnet', resource: 'dallas-fleet', edit: (r) => delete r.inputs.defaultOutboundAccess },
     { name: 'no encryption at host', property: 'encrypted at rest', type: 'azure-native:compute:VirtualMachine', edit: (r) => (r.inputs.securityProfile.encryptionAtHost = false) },
     { name: 'a vault open to public networks', property: 'encrypted at rest', type: 'azure-native:keyvault:Vault', edit: (r) => (r.inputs.properties.publicNetworkAccess = 'Enabled') },
-    { name: 'a subscription-wide role', property: "identity holds only on the data center's resource group", type: ASSIGN, resource: 'dallas-vm-contributor', edit: (r) => (r.inputs.scope = `/subscriptions/${MOCK_SUBSCRIPTION}`) },
-    { name: 'Owner on the group', property: "identity holds only on the data center's resource group", type: ASSIGN, resource: 'dallas-vm-contributor', edit: (r) => (r.inputs.roleDefinitionId = r.inputs.roleDefinitionId.replace(/[^/]+$/, '8e3af657-a8ff-443c-a75c-2fe8c4bcb635')) },
+    { name: 'a subscription-wide reader', property: ROLES_ON_RG, type: ASSIGN, resource: 'dallas-reader', edit: (r) => (r.inputs.scope = `/subscriptions/${MOCK_SUBSCRIPTION}`) },
+    { name: 'the broker role assigned on the subscription', property: ROLES_ON_RG, type: ASSIGN, resource: 'dallas-broker', edit: (r) => (r.inputs.scope = `/subscriptions/${MOCK_SUBSCRIPTION}`) },
+    { name: 'the broker role assignable on the subscription', property: ROLES_ON_RG, type: DEFINE, resource: 'dallas-broker-role', edit: (r) => r.inputs.assignableScopes.push(`/subscriptions/${MOCK_SUBSCRIPTION}`) },
+    { name: 'Owner on the group', property: ROLES_ON_RG, type: ASSIGN, resource: 'dallas-broker', edit: builtIn(BUILT_IN_ROLES.owner) },
+    { name: 'the host identity with Virtual Machine Contributor', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-reader', edit: builtIn(BUILT_IN_ROLES.virtualMachineContributor) },
+    { name: 'the host identity with Network Contributor', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-reader', edit: builtIn(BUILT_IN_ROLES.networkContributor) },
+    { name: 'the host identity with Contributor', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-secrets-user', edit: builtIn(BUILT_IN_ROLES.contributor) },
+    { name: 'the host identity with Owner', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-reader', edit: builtIn(BUILT_IN_ROLES.owner) },
+    { name: 'the host identity with the broker role', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-broker', edit: (r) => (r.inputs.principalId = 'dallas-identity-principal') },
+    { name: 'a reader role that may write VMs', property: ONLY_BROKER, type: DEFINE, resource: 'dallas-reader-role', edit: (r) => r.inputs.permissions[0].actions.push('Microsoft.Compute/virtualMachines/write') },
+    { name: 'a reader role that may power VMs off', property: ONLY_BROKER, type: DEFINE, resource: 'dallas-reader-role', edit: (r) => r.inputs.permissions[0].actions.push('Microsoft.Compute/virtualMachines/powerOff/action') },
+    { name: 'secrets read on the whole group', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-secrets-user', edit: (r) => (r.inputs.scope = RG_ID) },
+    { name: 'the broker with Virtual Machine Contributor instead', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-broker', edit: builtIn(BUILT_IN_ROLES.virtualMachineContributor) },
+    { name: 'the broker role given to another principal', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-broker', edit: (r) => (r.inputs.principalId = '44444444-4444-4444-4444-444444444444') },
+    { name: 'a broker role with Microsoft.Compute/*', property: DOCUMENTED, type: DEFINE, resource: 'dallas-broker-role', edit: (r) => r.inputs.permissions[0].actions.push('Microsoft.Compute/*') },
+    { name: 'a reader role with */read', property: DOCUMENTED, type: DEFINE, resource: 'dallas-reader-role', edit: (r) => (r.inputs.permissions[0].actions = ['*/read']) },
+    { name: 'a broker role that may assign roles', property: DOCUMENTED, type: DEFINE, resource: 'dallas-broker-role', edit: (r) => r.inputs.permissions[0].actions.push('Microsoft.Authorization/roleAssignments/write') },
+    { name: 'a broker role with data actions', property: DOCUMENTED, type: DEFINE, resource: 'dallas-broker-role', edit: (r) => r.inputs.permissions[0].dataActions.push('Microsoft.KeyVault/vaults/secrets/getSecret/action') },
     { name: 'a missing stack tag', property: 'tagged with the stack and data center', type: 'azure-native:compute:VirtualMachine', edit: (r) => delete r.inputs.tags[TAG_STACK] },
   ];
 

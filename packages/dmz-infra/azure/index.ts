@@ -7,15 +7,21 @@
 //                  API port and only the fleet subnet to its boot endpoint, and
 //                  deny every other inbound flow (Azure's defaults admit the
 //                  whole VNet and the load balancer).
-//   DmzClientHost  the VM running `fleet serve dmz-client --driver azure`, with a
-//                  user-assigned managed identity whose roles hold only on the
-//                  data center's resource group, its TLS certificate and tokens
-//                  in a Key Vault (RBAC, no public network access) only it may
-//                  read, encryption at host (disks encrypted at rest, temp disk
-//                  and caches included) and no public IP.
+//   DmzClientHost  the VM running `fleet serve dmz-client --driver azure
+//                  --config ...` at a fixed private address, with a
+//                  user-assigned managed identity that only reads (the custom
+//                  role *dmzfleet DMZ client reader* on the data center's
+//                  resource group, Key Vault Secrets User on its own vault);
+//                  the custom role *dmzfleet broker* on the same resource group
+//                  for the authority's broker principal, whose tokens alone can
+//                  change anything (docs/drivers/azure.md, "Credentials"); its
+//                  TLS certificate and tokens in a Key Vault (RBAC, no public
+//                  network access); encryption at host (disks encrypted at
+//                  rest, temp disk and caches included) and no public IP.
 //
 // checks/azure.ts states each security property as a function over the
 // declared resources; azure.test.ts runs them under Pulumi's mocks.
+import { createHash } from 'node:crypto';
 import * as pulumi from '@pulumi/pulumi';
 import * as authorization from '@pulumi/azure-native/authorization/index.js';
 import * as compute from '@pulumi/azure-native/compute/index.js';
@@ -23,14 +29,10 @@ import * as keyvault from '@pulumi/azure-native/keyvault/index.js';
 import * as managedidentity from '@pulumi/azure-native/managedidentity/index.js';
 import * as network from '@pulumi/azure-native/network/index.js';
 import * as resources from '@pulumi/azure-native/resources/index.js';
-import { DEFAULT_API_PORT, checkAdmittedCidrs, dataCenterEntry, dmzTags, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
+import { DEFAULT_API_PORT, bootPortOf, checkAdmittedCidrs, dataCenterEntry, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
+import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
 
-/** Built-in role definitions (ids are the same in every Azure cloud). */
-export const ROLES = {
-  virtualMachineContributor: '9980e02c-c2be-4d73-94e8-173b1dc7cf3c',
-  networkContributor: '4d97b98b-1d4f-4787-a291-c67834d212e7',
-  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6',
-} as const;
+export { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
 
 export interface DmzNetworkArgs {
   stack: string;
@@ -71,19 +73,26 @@ export class DmzNetwork extends pulumi.ComponentResource {
   readonly dataCenter: string;
   readonly location: string;
   readonly apiPort: number;
+  /** Port of the DMZ client's boot endpoint as the fleet subnet reaches it. */
+  readonly bootPort: number;
+  readonly dmzSubnetPrefix: string;
+  readonly fleetSubnetPrefix: string;
   readonly tags: Record<string, string>;
 
   constructor(name: string, args: DmzNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super('dmzfleet:azure:DmzNetwork', name, {}, opts);
     checkAdmittedCidrs(`DmzNetwork ${name} tenantCidrs`, args.tenantCidrs);
     const apiPort = args.apiPort ?? DEFAULT_API_PORT;
-    const bootPort = args.bootPort ?? apiPort;
+    const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);
     const child = { parent: this };
     this.stack = args.stack;
     this.dataCenter = args.dataCenter;
     this.location = args.location;
     this.apiPort = apiPort;
+    this.bootPort = bootPort;
+    this.dmzSubnetPrefix = args.dmzSubnetPrefix;
+    this.fleetSubnetPrefix = args.fleetSubnetPrefix;
     this.tags = tags;
 
     this.resourceGroup = new resources.ResourceGroup(`${name}-rg`, { location: args.location, tags }, child);
@@ -129,6 +138,24 @@ export class DmzNetwork extends pulumi.ComponentResource {
   }
 }
 
+/**
+ * The authority's broker principal of this data center: an Entra app
+ * registration and its service principal, made outside Pulumi (azure-native
+ * cannot create app registrations). Its client secret stays in the
+ * authority's environment, named by clientSecretEnv; the component only
+ * grants it the *dmzfleet broker* role and names it in the stack entry.
+ */
+export interface BrokerPrincipal {
+  /** Entra tenant of the app. */
+  tenantId: string;
+  /** Application (client) id of the app. */
+  clientId: string;
+  /** Object id of the app's service principal (not the app's object id): the role assignment's principal. */
+  principalId: string;
+  /** The authority's environment variable holding the app's client secret (default AZURE_CLIENT_SECRET). */
+  clientSecretEnv?: string;
+}
+
 export interface DmzClientHostArgs {
   network: DmzNetwork;
   facts: Omit<DataCenterFacts, 'name'>;
@@ -136,11 +163,19 @@ export interface DmzClientHostArgs {
   /** The subscription and Entra tenant of the data center. */
   subscriptionId: string;
   tenantId: string;
+  /** The principal the authority gets the DMZ client's mutating tokens for. */
+  broker: BrokerPrincipal;
+  /** The host's private address in the DMZ subnet (default: hostAddress of the subnet, its 10th address). */
+  privateIp?: string;
   vmSize?: string;
   image?: { publisher: string; offer: string; sku: string; version: string };
   adminUsername?: string;
-  /** SSH public key of the admin user (password login is off). */
+  /** SSH public key of the host's admin user (password login is off). */
   sshPublicKey: pulumi.Input<string>;
+  /** OpenSSH public key of the operators' login on the fleet VMs the DMZ client creates (the DmzClient config's azure.sshPublicKey). */
+  fleetSshPublicKey: string;
+  /** Login name on the fleet VMs (the driver's default: fleetadmin). */
+  fleetAdminUsername?: string;
   secrets: {
     tlsCert: pulumi.Input<string>;
     tlsKey: pulumi.Input<string>;
@@ -151,14 +186,46 @@ export interface DmzClientHostArgs {
   stackDir?: string;
 }
 
+/** The schema's patterns (specs/schema/dmz-client.schema.json, azureSettings): a bad key fails `pulumi preview`, not the host's start. */
+const SSH_PUBLIC_KEY = /^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) /;
+const ADMIN_USERNAME = /^[a-z_][a-z0-9_-]{0,31}$/;
+const SUBSCRIPTION_ID = /^[0-9a-fA-F-]{36}$/;
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+/** A name-based (version 5) UUID: the same custom role keeps the same id on every run. */
+function nameUuid(name: string): string {
+  const ns = Buffer.from('6ba7b8119dad11d180b400c04fd430c8', 'hex'); // RFC 4122's URL namespace
+  const h = createHash('sha1').update(ns).update(name).digest().subarray(0, 16);
+  h[6] = (h[6] & 0x0f) | 0x50;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  const x = h.toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+const ipv4 = (a: string) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+function inCidr(address: string, cidr: string): boolean {
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address) || address.split('.').some((o) => Number(o) > 255)) return false;
+  const [base, bits] = cidr.split('/');
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(ipv4(address) / size) === Math.floor(ipv4(base) / size);
+}
+
 export class DmzClientHost extends pulumi.ComponentResource {
   readonly identity: managedidentity.UserAssignedIdentity;
+  /** dmzfleet DMZ client reader (the host identity) and dmzfleet broker (the broker principal), both on the resource group. */
+  readonly readerRole: authorization.RoleDefinition;
+  readonly brokerRole: authorization.RoleDefinition;
+  /** The host identity's reader role and Key Vault Secrets User, then the broker's role. */
   readonly roleAssignments: authorization.RoleAssignment[];
   readonly vault: keyvault.Vault;
   readonly secret: keyvault.Secret;
   readonly nic: network.NetworkInterface;
   readonly vm: compute.VirtualMachine;
+  /** The host's fixed private address. */
+  readonly privateIp: string;
   readonly url: pulumi.Output<string>;
+  /** The DmzClient document the host's user data writes to CONFIG_FILE. */
+  readonly dmzClientConfig: pulumi.Output<string>;
   readonly dataCenterEntry: pulumi.Output<DataCenterEntry>;
 
   constructor(name: string, args: DmzClientHostArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -167,7 +234,15 @@ export class DmzClientHost extends pulumi.ComponentResource {
     const rg = net.resourceGroup.name;
     const tags = net.tags;
     const child = { parent: this };
-    const role = (id: string) => `/subscriptions/${args.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${id}`;
+    const broker = args.broker;
+    if (!SUBSCRIPTION_ID.test(args.subscriptionId)) throw new Error(`DmzClientHost ${name}: subscriptionId ${args.subscriptionId} is not a subscription id (36 hex digits and dashes).`);
+    if (!SSH_PUBLIC_KEY.test(args.fleetSshPublicKey)) throw new Error(`DmzClientHost ${name}: fleetSshPublicKey must be an OpenSSH public key (ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp*).`);
+    if (args.fleetAdminUsername !== undefined && !ADMIN_USERNAME.test(args.fleetAdminUsername)) throw new Error(`DmzClientHost ${name}: fleetAdminUsername ${args.fleetAdminUsername} is not a Linux login name.`);
+    for (const k of ['tenantId', 'clientId', 'principalId'] as const) if (!broker[k]) throw new Error(`DmzClientHost ${name}: broker.${k} is missing.`);
+    if (broker.clientSecretEnv !== undefined && !ENV_NAME.test(broker.clientSecretEnv)) throw new Error(`DmzClientHost ${name}: broker.clientSecretEnv ${broker.clientSecretEnv} is not an environment variable name.`);
+    this.privateIp = args.privateIp ?? hostAddress(net.dmzSubnetPrefix);
+    if (!inCidr(this.privateIp, net.dmzSubnetPrefix)) throw new Error(`DmzClientHost ${name}: privateIp ${this.privateIp} is not in the DMZ subnet ${net.dmzSubnetPrefix}.`);
+    const roleId = (id: pulumi.Input<string>) => pulumi.interpolate`/subscriptions/${args.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${id}`;
 
     this.identity = new managedidentity.UserAssignedIdentity(`${name}-identity`, { resourceGroupName: rg, location: net.location, tags }, child);
     this.vault = new keyvault.Vault(
@@ -193,20 +268,60 @@ export class DmzClientHost extends pulumi.ComponentResource {
       { resourceGroupName: rg, vaultName: this.vault.name, secretName: 'dmz-client', properties: { value: pulumi.secret(pulumi.jsonStringify(pulumi.output(args.secrets))) } },
       { parent: this, additionalSecretOutputs: ['properties'] },
     );
-    // The identity may manage VMs and networking in the data center's resource group only, and read its own secret.
-    const assign = (what: string, scope: pulumi.Input<string>, roleId: string) =>
-      new authorization.RoleAssignment(`${name}-${what}`, { scope, principalId: this.identity.principalId, principalType: 'ServicePrincipal', roleDefinitionId: role(roleId) }, child);
+
+    // The two custom roles of docs/drivers/azure.md, defined and assignable on the data center's resource group only. Custom role
+    // names are unique per Entra tenant, so each carries its resource group's name; ids derive from the resource group.
+    const customRole = (what: string, r: CustomRole) => {
+      const roleDefinitionId = net.resourceGroup.id.apply((id) => nameUuid(`dmzfleet:${id}:${r.name}`));
+      const definition = new authorization.RoleDefinition(
+        `${name}-${what}`,
+        {
+          scope: net.resourceGroup.id,
+          roleDefinitionId,
+          roleName: pulumi.interpolate`${r.name} (${rg})`,
+          description: r.description,
+          roleType: 'CustomRole',
+          permissions: [{ actions: [...r.actions], notActions: [], dataActions: [], notDataActions: [] }],
+          assignableScopes: [net.resourceGroup.id],
+        },
+        child,
+      );
+      return { definition, id: roleId(roleDefinitionId) };
+    };
+    const reader = customRole('reader-role', DMZ_CLIENT_READER_ROLE);
+    const brokerRole = customRole('broker-role', BROKER_ROLE);
+    this.readerRole = reader.definition;
+    this.brokerRole = brokerRole.definition;
+    const assign = (what: string, principalId: pulumi.Input<string>, scope: pulumi.Input<string>, roleDefinitionId: pulumi.Input<string>, dependsOn: pulumi.Resource[] = []) =>
+      new authorization.RoleAssignment(`${name}-${what}`, { scope, principalId, principalType: 'ServicePrincipal', roleDefinitionId }, { parent: this, dependsOn });
     this.roleAssignments = [
-      assign('vm-contributor', net.resourceGroup.id, ROLES.virtualMachineContributor),
-      assign('network-contributor', net.resourceGroup.id, ROLES.networkContributor),
-      assign('secrets-user', this.vault.id, ROLES.keyVaultSecretsUser),
+      // The host's own identity reads its resource group's VMs and its own secret, nothing more: a stolen host changes nothing.
+      assign('reader', this.identity.principalId, net.resourceGroup.id, reader.id, [this.readerRole]),
+      assign('secrets-user', this.identity.principalId, this.vault.id, roleId(BUILT_IN_ROLES.keyVaultSecretsUser)),
+      // Every change goes through a token the authority gets for the broker, one approval at a time.
+      assign('broker', broker.principalId, net.resourceGroup.id, brokerRole.id, [this.brokerRole]),
     ];
     this.nic = new network.NetworkInterface(
       `${name}-nic`,
-      { resourceGroupName: rg, location: net.location, ipConfigurations: [{ name: 'dmz', subnet: { id: net.dmzSubnet.id }, privateIPAllocationMethod: 'Dynamic' }], tags },
+      { resourceGroupName: rg, location: net.location, ipConfigurations: [{ name: 'dmz', subnet: { id: net.dmzSubnet.id }, privateIPAllocationMethod: 'Static', privateIPAddress: this.privateIp }], tags },
       child,
     );
-    const userData = pulumi.all([this.vault.name, this.identity.clientId]).apply(([vault, clientId]) =>
+    this.url = pulumi.output(`https://${this.privateIp}:${net.apiPort}`);
+    this.dmzClientConfig = pulumi.all([rg, net.vnet.name, net.fleetSubnet.name]).apply(([resourceGroup, vnet, subnet]) =>
+      dmzClientConfig(net.dataCenter, {
+        bootUrl: `https://${this.privateIp}:${net.bootPort}/v1/boot`,
+        azure: {
+          subscriptionId: args.subscriptionId,
+          resourceGroup,
+          location: net.location,
+          vnet,
+          subnet,
+          sshPublicKey: args.fleetSshPublicKey,
+          ...(args.fleetAdminUsername ? { adminUsername: args.fleetAdminUsername } : {}),
+        },
+      }),
+    );
+    const userData = pulumi.all([this.vault.name, this.identity.clientId, this.dmzClientConfig]).apply(([vault, clientId, config]) =>
       Buffer.from(
         hostScript({
           dataCenter: net.dataCenter,
@@ -215,6 +330,7 @@ export class DmzClientHost extends pulumi.ComponentResource {
           port: net.apiPort,
           stackDir: args.stackDir ?? '/opt/dmzfleet/stack',
           install: args.install ?? [],
+          config,
           fetchSecrets: `az login --identity --username ${clientId} >/dev/null && az keyvault secret show --vault-name ${vault} --name dmz-client --query value --output tsv`,
         }),
       ).toString('base64'),
@@ -246,9 +362,18 @@ export class DmzClientHost extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: [...this.roleAssignments, this.secret] },
     );
-    const privateIp = this.nic.ipConfigurations.apply((c) => c?.[0]?.privateIPAddress ?? '');
-    this.url = pulumi.interpolate`https://${privateIp}:${net.apiPort}`;
-    this.dataCenterEntry = this.url.apply((url) => dataCenterEntry({ name: net.dataCenter, ...args.facts }, url));
-    this.registerOutputs({ url: this.url, dataCenterEntry: this.dataCenterEntry });
+    this.dataCenterEntry = pulumi.all([this.url, rg]).apply(([url, resourceGroup]) =>
+      dataCenterEntry({ name: net.dataCenter, ...args.facts }, url, {
+        driver: 'azure',
+        azure: {
+          tenantId: broker.tenantId,
+          clientId: broker.clientId,
+          subscriptionId: args.subscriptionId,
+          resourceGroup,
+          ...(broker.clientSecretEnv ? { clientSecretEnv: broker.clientSecretEnv } : {}),
+        },
+      }),
+    );
+    this.registerOutputs({ url: this.url, dmzClientConfig: this.dmzClientConfig, dataCenterEntry: this.dataCenterEntry });
   }
 }

@@ -7,6 +7,10 @@ export interface AwsExpectations {
   admitted: Admitted[];
   /** Tags every taggable resource carries. */
   tags: Record<string, string>;
+  /** Tags the aws driver writes on every VM it creates (fleet:stack, fleet:data-center): what the mutating statements must be held to. */
+  vmTags: Record<string, string>;
+  /** The authority's principal ARN: the only AWS principal a role may trust. */
+  authorityPrincipal: string;
 }
 
 const SG = 'aws:ec2/securityGroup:SecurityGroup';
@@ -18,7 +22,7 @@ const TAGGED = [
   'aws:ec2/vpc:Vpc', SUBNET, SG, 'aws:ec2/vpcEndpoint:VpcEndpoint', INSTANCE,
   'aws:kms/key:Key', 'aws:secretsmanager/secret:Secret', 'aws:iam/role:Role', 'aws:iam/instanceProfile:InstanceProfile',
 ];
-/** EC2 actions that change or remove a resource: only on resources tagged with the stack and the data center. */
+/** EC2 actions that change or remove a resource: only on the VMs tagged with the stack and the data center. */
 const MUTATING = /^ec2:(Start|Stop|Terminate|Modify|Delete|Attach|Detach|Reboot)/;
 
 interface Ingress {
@@ -59,13 +63,26 @@ interface Statement {
   Condition?: Record<string, Record<string, string | string[]>>;
 }
 
-function statements(rs: readonly DeclaredResource[]): { where: string; s: Statement }[] {
-  const out: { where: string; s: Statement }[] = [];
+function statements(rs: readonly DeclaredResource[]): { where: string; role: unknown; s: Statement }[] {
+  const out: { where: string; role: unknown; s: Statement }[] = [];
   for (const r of [...ofType(rs, 'aws:iam/rolePolicy:RolePolicy'), ...ofType(rs, 'aws:iam/policy:Policy')]) {
     const doc = (typeof r.inputs.policy === 'string' ? JSON.parse(r.inputs.policy) : r.inputs.policy) as { Statement?: Statement[] };
-    for (const [i, s] of (doc.Statement ?? []).entries()) out.push({ where: `policy ${r.name} statement ${s.Sid ?? i}`, s });
+    for (const [i, s] of (doc.Statement ?? []).entries()) out.push({ where: `policy ${r.name} statement ${s.Sid ?? i}`, role: r.inputs.role, s });
   }
   return out;
+}
+
+interface Trust {
+  Effect?: string;
+  Principal?: { Service?: string | string[]; AWS?: string | string[]; Federated?: string | string[] } | string;
+}
+
+/** The roles and who each trusts. */
+function trusts(rs: readonly DeclaredResource[]): { role: DeclaredResource; s: Trust }[] {
+  return ofType(rs, 'aws:iam/role:Role').flatMap((role) => {
+    const doc = (typeof role.inputs.assumeRolePolicy === 'string' ? JSON.parse(role.inputs.assumeRolePolicy) : role.inputs.assumeRolePolicy) as { Statement?: Trust[] };
+    return (doc?.Statement ?? []).filter((s) => s.Effect === 'Allow').map((s) => ({ role, s }));
+  });
 }
 
 const list = (x: string | string[] | undefined) => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
@@ -123,18 +140,49 @@ export function awsChecks(e: AwsExpectations): Check[] {
           // CreateTags on existing resources relabels any instance as the stack's, and so hands it to the mutating statements.
           if (actions.includes('ec2:CreateTags')) {
             const createAction = list(s.Condition?.StringEquals?.['ec2:CreateAction']);
-            const onOwn = Object.entries(e.tags).every(([k, val]) => s.Condition?.StringEquals?.[`aws:ResourceTag/${k}`] === val);
+            const onOwn = Object.entries(e.vmTags).every(([k, val]) => s.Condition?.StringEquals?.[`aws:ResourceTag/${k}`] === val);
             if (createAction.length === 0 && !onOwn) v.push(`${where} allows ec2:CreateTags on resources not tagged as the stack's and not being created (it could relabel any instance as the stack's)`);
           }
           if (actions.some((a) => MUTATING.test(a))) {
-            for (const [k, val] of Object.entries(e.tags)) {
-              if (s.Condition?.StringEquals?.[`aws:ResourceTag/${k}`] !== val) v.push(`${where} may change resources not tagged ${k}=${val}`);
+            for (const [k, val] of Object.entries(e.vmTags)) {
+              if (s.Condition?.StringEquals?.[`aws:ResourceTag/${k}`] !== val) v.push(`${where} may change VMs not tagged ${k}=${val} (the tag the aws driver writes)`);
+            }
+          }
+          if (actions.includes('ec2:RunInstances') && list(s.Resource).some((r) => r === '*' || /:(instance|volume)\/\*$/.test(r))) {
+            for (const [k, val] of Object.entries(e.vmTags)) {
+              if (s.Condition?.StringEquals?.[`aws:RequestTag/${k}`] !== val) v.push(`${where} may launch VMs not tagged ${k}=${val} (the tag the aws driver writes)`);
             }
           }
         }
         for (const r of ofType(rs, 'aws:iam/rolePolicyAttachment:RolePolicyAttachment')) v.push(`policy attachment ${r.name} attaches ${r.inputs.policyArn}, whose scope is not this region`);
         return v;
       },
+    },
+    {
+      property: "the DMZ client host's own identity only reads",
+      run: (rs) => {
+        // A role EC2 instances assume is a host's: the DMZ client changes EC2 only with the credentials an approval carries.
+        const hostRoles = new Set(
+          trusts(rs)
+            .filter(({ s }) => typeof s.Principal === 'object' && list(s.Principal.Service).includes('ec2.amazonaws.com'))
+            .map(({ role }) => role.name),
+        );
+        return statements(rs)
+          .filter(({ role, s }) => s.Effect === 'Allow' && typeof role === 'string' && hostRoles.has(role))
+          .flatMap(({ where, s }) => list(s.Action).filter((a) => !/^ec2:Describe[A-Za-z]+$/.test(a) && a !== 'secretsmanager:GetSecretValue' && a !== 'kms:Decrypt').map((a) => `${where} gives the host ${a}: only reads, its secret and its key`));
+      },
+    },
+    {
+      property: 'roles trust only EC2 (the host) and the authority',
+      run: (rs) =>
+        trusts(rs).flatMap(({ role, s }) => {
+          if (typeof s.Principal !== 'object') return [`role ${role.name} trusts ${String(s.Principal)}: anyone`];
+          const v: string[] = [];
+          for (const svc of list(s.Principal.Service)) if (svc !== 'ec2.amazonaws.com') v.push(`role ${role.name} trusts the service ${svc}`);
+          for (const p of list(s.Principal.AWS)) if (p !== e.authorityPrincipal) v.push(`role ${role.name} trusts ${p}, not the authority (${e.authorityPrincipal})`);
+          if (s.Principal.Federated !== undefined) v.push(`role ${role.name} trusts federated principals`);
+          return v;
+        }),
     },
     {
       property: 'tagged with the stack and data center',

@@ -1,9 +1,12 @@
 // The Azure DMZ's security properties (see ./index.ts).
+import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE } from '../azure/roles.ts';
 import { OPEN_SOURCES, missingTags, ofType, type Admitted, type Check, type DeclaredResource } from './types.ts';
 
 export interface AzureExpectations {
   admitted: Admitted[];
   tags: Record<string, string>;
+  /** Object id of the broker principal's service principal: the only principal that may change anything. */
+  brokerPrincipalId: string;
 }
 
 const NSG = 'azure-native:network:NetworkSecurityGroup';
@@ -13,14 +16,48 @@ const TAGGED = [
   'azure-native:resources:ResourceGroup', 'azure-native:network:VirtualNetwork', NSG, 'azure-native:managedidentity:UserAssignedIdentity',
   'azure-native:keyvault:Vault', 'azure-native:network:NetworkInterface', VM,
 ];
-/** Roles too wide for a DMZ client whatever their scope. */
+const ASSIGNMENT = 'azure-native:authorization:RoleAssignment';
+const DEFINITION = 'azure-native:authorization:RoleDefinition';
+/** Roles too wide for anyone in a DMZ whatever their scope. */
 const WIDE_ROLES: Record<string, string> = {
-  '8e3af657-a8ff-443c-a75c-2fe8c4bcb635': 'Owner',
-  'b24988ac-6180-42a0-ab88-20f7382dd24c': 'Contributor',
-  '18d7d88d-d35e-4fb5-a5c3-7773c20a72d9': 'User Access Administrator',
+  [BUILT_IN_ROLES.owner]: 'Owner',
+  [BUILT_IN_ROLES.contributor]: 'Contributor',
+  [BUILT_IN_ROLES.userAccessAdministrator]: 'User Access Administrator',
+};
+/** Built-in roles by id, for the violations' text. */
+const BUILT_IN_NAMES: Record<string, string> = {
+  ...WIDE_ROLES,
+  [BUILT_IN_ROLES.virtualMachineContributor]: 'Virtual Machine Contributor',
+  [BUILT_IN_ROLES.networkContributor]: 'Network Contributor',
+  [BUILT_IN_ROLES.keyVaultSecretsUser]: 'Key Vault Secrets User',
 };
 /** A resource group, or something inside one. */
 const IN_RESOURCE_GROUP = /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+(\/.*)?$/i;
+/** One key vault (…/providers/Microsoft.KeyVault/vaults/<name>; the mocks say keyvault/Vault), not the resource group holding it. */
+const A_VAULT = /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/[^/]+\/vaults?\/[^/]+$/i;
+/** Every action docs/drivers/azure.md grants, in either custom role. */
+const DOCUMENTED_ACTIONS = new Set([...BROKER_ROLE.actions, ...DMZ_CLIENT_READER_ROLE.actions].map((a) => a.toLowerCase()));
+
+/** A declared custom role: its id's last segment, name, actions. */
+interface DeclaredRole {
+  r: DeclaredResource;
+  actions: string[];
+  dataActions: string[];
+}
+
+function customRoles(rs: readonly DeclaredResource[]): Map<string, DeclaredRole> {
+  const out = new Map<string, DeclaredRole>();
+  for (const r of ofType(rs, DEFINITION)) {
+    const perms = (r.inputs.permissions ?? []) as { actions?: string[]; dataActions?: string[] }[];
+    const role = { r, actions: perms.flatMap((p) => p.actions ?? []), dataActions: perms.flatMap((p) => p.dataActions ?? []) };
+    // An assignment names the role by its id (the input roleDefinitionId); one Pulumi named for it, by the resource's name (the mocks' id).
+    if (r.inputs.roleDefinitionId) out.set(String(r.inputs.roleDefinitionId).toLowerCase(), role);
+    out.set(r.name.toLowerCase(), role);
+  }
+  return out;
+}
+
+const lastSegment = (id: unknown) => (String(id).split('/').pop() ?? '').toLowerCase();
 
 interface Rule {
   where: string;
@@ -78,17 +115,69 @@ export function azureChecks(e: AzureExpectations): Check[] {
       ],
     },
     {
-      property: "identity holds only on the data center's resource group",
+      property: "roles hold only on the data center's resource group",
       run: (rs) => [
-        ...ofType(rs, 'azure-native:authorization:RoleAssignment').flatMap((r) => {
+        ...ofType(rs, ASSIGNMENT).flatMap((r) => {
           const v: string[] = [];
           if (!IN_RESOURCE_GROUP.test(String(r.inputs.scope))) v.push(`role assignment ${r.name} has scope ${r.inputs.scope}, wider than a resource group`);
-          const role = String(r.inputs.roleDefinitionId).split('/').pop() ?? '';
+          const role = lastSegment(r.inputs.roleDefinitionId);
           if (WIDE_ROLES[role]) v.push(`role assignment ${r.name} grants ${WIDE_ROLES[role]}`);
+          return v;
+        }),
+        ...ofType(rs, DEFINITION).flatMap((r) => {
+          const scopes = [r.inputs.scope, ...((r.inputs.assignableScopes ?? []) as unknown[])];
+          const wide = scopes.filter((s) => !IN_RESOURCE_GROUP.test(String(s)));
+          const v = wide.map((s) => `custom role ${r.name} is defined or assignable at ${s}, wider than a resource group`);
+          if (!r.inputs.assignableScopes?.length) v.push(`custom role ${r.name} names no assignable scope`);
           return v;
         }),
         ...ofType(rs, VM).filter((r) => String(r.inputs.identity?.type ?? '').includes('SystemAssigned')).map((r) => `VM ${r.name} has a system-assigned identity besides its scoped one`),
       ],
+    },
+    {
+      // docs/drivers/azure.md, "Credentials": the DMZ client's own identity reads; every change needs a token the authority gets for the broker.
+      property: 'only the broker principal may change anything',
+      run: (rs) => {
+        const roles = customRoles(rs);
+        const reader = new Set(DMZ_CLIENT_READER_ROLE.actions.map((a) => a.toLowerCase()));
+        const broker = new Set(BROKER_ROLE.actions.map((a) => a.toLowerCase()));
+        const v: string[] = [];
+        const assignments = ofType(rs, ASSIGNMENT);
+        for (const r of assignments) {
+          const id = lastSegment(r.inputs.roleDefinitionId);
+          const isBroker = String(r.inputs.principalId) === e.brokerPrincipalId;
+          const who = isBroker ? 'the broker principal' : `principal ${r.inputs.principalId}`;
+          const custom = roles.get(id);
+          if (custom) {
+            const allowed = isBroker ? broker : reader;
+            const beyond = custom.actions.filter((a) => !allowed.has(a.toLowerCase()));
+            if (beyond.length) v.push(`role assignment ${r.name} gives ${who} custom role ${custom.r.name}, whose actions ${beyond.join(', ')} go beyond the ${isBroker ? BROKER_ROLE.name : DMZ_CLIENT_READER_ROLE.name} role`);
+            if (custom.dataActions.length) v.push(`role assignment ${r.name} gives ${who} data actions ${custom.dataActions.join(', ')}`);
+          } else if (!isBroker && id === BUILT_IN_ROLES.keyVaultSecretsUser) {
+            if (!A_VAULT.test(String(r.inputs.scope))) v.push(`role assignment ${r.name} gives ${who} Key Vault Secrets User at ${r.inputs.scope}, not on one vault`);
+          } else {
+            v.push(`role assignment ${r.name} gives ${who} ${BUILT_IN_NAMES[id] ?? `role ${id}`}, ${isBroker ? `not the ${BROKER_ROLE.name} role` : 'which may change resources (only reads are allowed it)'}`);
+          }
+        }
+        const brokerHolds = assignments.filter((r) => String(r.inputs.principalId) === e.brokerPrincipalId && roles.has(lastSegment(r.inputs.roleDefinitionId)));
+        if (brokerHolds.length === 0) v.push(`the broker principal ${e.brokerPrincipalId} holds no ${BROKER_ROLE.name} role: no change the authority approves could be made`);
+        return v;
+      },
+    },
+    {
+      property: 'custom roles grant only the documented actions',
+      run: (rs) =>
+        [...new Set(customRoles(rs).values())].flatMap(({ r, actions, dataActions }) => {
+          const v: string[] = [];
+          const notActions = ((r.inputs.permissions ?? []) as { notActions?: string[] }[]).flatMap((p) => p.notActions ?? []);
+          for (const a of actions) {
+            if (a.includes('*')) v.push(`custom role ${r.name} grants the wildcard ${a}`);
+            else if (!DOCUMENTED_ACTIONS.has(a.toLowerCase())) v.push(`custom role ${r.name} grants ${a}, which docs/drivers/azure.md does not list`);
+          }
+          if (dataActions.length) v.push(`custom role ${r.name} grants data actions ${dataActions.join(', ')}`);
+          if (notActions.length) v.push(`custom role ${r.name} has NotActions ${notActions.join(', ')}: the documented roles list what they grant, never what they take back from a wider grant`);
+          return v;
+        }),
     },
     {
       property: 'tagged with the stack and data center',

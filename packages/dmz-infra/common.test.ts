@@ -1,0 +1,49 @@
+// The shared parts of the DMZ components: the host's fixed address, and the
+// host script writing the DMZ client's config verbatim (no shell expansion).
+import { describe, expect, it } from 'vitest';
+import { CONFIG_FILE, bootPortOf, dmzClientConfig, hostAddress, hostScript } from './common.ts';
+
+describe('hostAddress', () => {
+  it.each([
+    ['10.20.1.0/24', 10, '10.20.1.10'],
+    ['10.20.1.0/24', 4, '10.20.1.4'],
+    ['10.20.1.77/24', 10, '10.20.1.10'],
+    ['10.20.0.0/16', 300, '10.20.1.44'],
+    ['192.168.8.0/28', 14, '192.168.8.14'],
+  ])('%s + %i -> %s', (cidr, offset, want) => {
+    expect(hostAddress(cidr, offset)).toBe(want);
+  });
+
+  it.each([
+    ['10.20.1.0/24', 3, /keeps the first four/],
+    ['10.20.1.0/24', 255, /holds 256 addresses/],
+    ['192.168.8.0/28', 15, /holds 16 addresses/],
+    ['10.20.1.0', 10, /not an IPv4 CIDR/],
+  ])('refuses %s + %i', (cidr, offset, why) => {
+    expect(() => hostAddress(cidr, offset)).toThrow(why);
+  });
+});
+
+describe('hostScript', () => {
+  const base = { dataCenter: 'virginia', driver: 'aws' as const, authorityUrl: 'https://authority:7400', port: 8443, stackDir: '/opt/s', fetchSecrets: 'fetch', install: [] };
+
+  it('writes the config between quoted markers and passes it as --config', () => {
+    const config = dmzClientConfig('virginia', { bootUrl: 'https://10.0.1.10:8443/v1/boot', aws: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'] } });
+    const script = hostScript({ ...base, config });
+    expect(script).toContain(`cat > ${CONFIG_FILE} <<'DMZFLEET_CONFIG_END'\n${config.trimEnd()}\nDMZFLEET_CONFIG_END\n`);
+    expect(script).toContain(`'--config' '${CONFIG_FILE}'`);
+    expect(script).toContain(`chmod 0600 /etc/dmzfleet/env /etc/dmzfleet/tls/*.pem ${CONFIG_FILE}`);
+  });
+
+  it('refuses a config holding its end marker (it would end the heredoc early)', () => {
+    expect(() => hostScript({ ...base, config: 'a: 1\nDMZFLEET_CONFIG_END\nb: $(reboot)\n' })).toThrow(/DMZFLEET_CONFIG_END/);
+  });
+});
+
+describe('bootPortOf', () => {
+  it('is the API port (the DMZ client serves /v1/boot there), and refuses another', () => {
+    expect(bootPortOf('n', 8443, undefined)).toBe(8443);
+    expect(bootPortOf('n', 8443, 8443)).toBe(8443);
+    expect(() => bootPortOf('DmzNetwork virginia', 8443, 7401)).toThrow(/DmzNetwork virginia: bootPort 7401 is not apiPort 8443/);
+  });
+});
