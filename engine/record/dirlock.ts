@@ -62,8 +62,8 @@ export async function tryLockDataDir(dir: string): Promise<{ release: () => void
         throw new Busy(who);
       },
       cannotCreate: (file, err) => {
-      throw lockFileFault(dir, file, err) ?? new FleetError(diag('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }));
-    },
+        throw lockFileFault(dir, file, err) ?? new FleetError(diag('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }));
+      },
     });
     return { release };
   } catch (err) {
