@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type pgTypes from 'pg';
 import { FleetError, diag } from '../diags/index.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
+import { writeFault } from './storage.ts';
 
 /**
  * pg, required with the global `Response` hidden: at load, pg asks whether
@@ -56,7 +57,7 @@ export function connectionFault(err: unknown, where: { host: string; port: strin
   else if (code && CONNECT_SQLSTATES[code]) cause = `${CONNECT_SQLSTATES[code]} (${code})`;
   else if (/timeout/i.test(err.message)) cause = 'connection timeout';
   else if (/Connection terminated|connection is closed/i.test(err.message)) cause = 'connection lost';
-  if (cause === undefined) return err;
+  if (cause === undefined) return writeFault(err, where.description);
   return new FleetError(
     diag(
       'record.unreachable',

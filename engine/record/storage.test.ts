@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
+import { connectionFault } from './postgres.ts';
 import { lockFileFault, readOnlyEntry, writeFault } from './storage.ts';
 
 const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
@@ -37,6 +38,13 @@ describe('storage faults of a record', () => {
     const unique = Object.assign(new Error('duplicate key'), { code: '23505' });
     expect(writeFault(unique, 'x')).toBe(unique);
     expect(writeFault('text', 'x')).toBe('text');
+  });
+
+  it('a PostgreSQL record out of disk space says so too (it reached the CLI as the raw pg error)', () => {
+    const pg = Object.assign(new Error('could not extend file "base/16384/2619": No space left on device'), { code: '53100' });
+    const f = connectionFault(pg, { host: 'db', port: '5432', description: 'postgres://fleet@db:5432/fleet' });
+    expect((f as FleetError).diagnostics[0]).toMatchObject({ code: 'record.unwritable' });
+    expect((f as FleetError).diagnostics[0].detail).toContain('the record postgres://fleet@db:5432/fleet could not be written: the disk holding it is full');
   });
 
   it('finds the first entry its owner may not write, or none', async () => {
