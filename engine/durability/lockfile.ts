@@ -33,8 +33,12 @@ export interface FolderLockOptions {
   timeoutMs: number;
   /** Throws: the folder is already held in this process. */
   heldHere(): never;
-  /** Throws: another process still holds it after timeoutMs; `who` names it. */
-  busy(who: string): never;
+  /**
+   * Throws: another process still holds it after timeoutMs; `who` names it,
+   * `elsewhere` says it runs on another host (whether it still runs cannot be
+   * told from here: the lock is removed by hand once it is known gone).
+   */
+  busy(who: string, lock: { file: string; elsewhere: boolean }): never;
   /** Throws: the lock file cannot be created (no folder, no permission). */
   cannotCreate(file: string, err: Error): never;
   /** Called once, when another process holds the folder and this one starts waiting for it (timeoutMs above 0); `who` names it. */
@@ -67,6 +71,16 @@ export function processAlive(pid: number): boolean {
 /** Unreadable for this long: a lock left corrupt (a disk fault), not one being replaced. */
 const CORRUPT_AFTER_MS = 5_000;
 
+/**
+ * A lock of this host is stale when its process is gone, and also when its
+ * pid is this very process's: this process holds no such lock (`held` says
+ * so), so one before it had the pid. Pids are reused soon, and in a
+ * container, whose pids start again at 1, a re-run after a crash often gets
+ * the crashed command's pid: it then waited for itself, and failed with
+ * busy, for ever. (Any other live process is taken for the holder: a reused
+ * pid cannot be told from a live holder safely; the busy message says how to
+ * remove the lock by hand.)
+ */
 function stale(file: string, info: LockInfo | undefined): boolean {
   if (!info || typeof info.pid !== 'number') {
     try {
@@ -75,7 +89,7 @@ function stale(file: string, info: LockInfo | undefined): boolean {
       return false; // gone already: just try again
     }
   }
-  return info.host === hostname() && info.pid !== process.pid && !processAlive(info.pid);
+  return info.host === hostname() && (info.pid === process.pid || !processAlive(info.pid));
 }
 
 /**
@@ -140,7 +154,7 @@ export async function lockFolder(dir: string, o: FolderLockOptions): Promise<() 
       continue;
     }
     const who = info ? `pid ${info.pid} on ${info.host} since ${info.since} (${info.command})` : 'another process';
-    if (Date.now() >= deadline) o.busy(who);
+    if (Date.now() >= deadline) o.busy(who, { file, elsewhere: info !== undefined && info.host !== hostname() });
     if (!saidWaiting) {
       saidWaiting = true;
       o.waiting?.(who, o.timeoutMs);

@@ -23,16 +23,27 @@ export function lockDataDir(dir: string, opts: { waitMs?: number; waiting?: (who
       fail('record.busy', `the PGlite record ${dir} is already open in this process (pid ${process.pid}); share the open record instead of opening it twice.`, {
         file: dir,
       }),
-    busy: (who) =>
+    busy: (who, lock) =>
       fail(
         'record.busy',
-        `the PGlite record ${dir} is open in ${who}; PGlite allows one process at a time. Wait for it to finish, or use a PostgreSQL record for concurrent use.`,
+        `the PGlite record ${dir} is open in ${who}; PGlite allows one process at a time. Wait for it to finish, or use a PostgreSQL record for concurrent use.${goneHint(lock)}`,
         { file: dir },
       ),
     cannotCreate: (file, err) => {
       throw lockFileFault(dir, file, err) ?? new FleetError(diag('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }));
     },
   });
+}
+
+/**
+ * What to do when the holder is known to be gone but cannot be seen so from
+ * here: another host's process (a machine or container that no longer runs),
+ * or a pid of this host that another program took since.
+ */
+export function goneHint(lock: { file: string; elsewhere: boolean }): string {
+  return lock.elsewhere
+    ? ` If that process no longer runs on its host (a machine or container that is gone), remove ${lock.file} and run the command again.`
+    : ` If that pid is no longer that command (its process is gone and the pid reused), remove ${lock.file} and run the command again.`;
 }
 
 /** FLEET_RECORD_BUSY_TIMEOUT_MS, when it holds a number of ms; else 10 s. */

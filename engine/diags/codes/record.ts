@@ -15,7 +15,7 @@ export const recordCodes = defineCodes({
   },
   'record.busy': {
     summary: 'Record in use by another process',
-    doc: 'A PGlite record can be open in one process at a time (its <dir>.lock names the holder). Wait for that command to finish (`fleet apply --lock-timeout SECONDS` waits for it); a lock left by a process that is gone is taken over. Use a PostgreSQL record when several applies run at once.',
+    doc: 'A PGlite record can be open in one process at a time (its <dir>.lock names the holder). Wait for that command to finish (`fleet apply --lock-timeout SECONDS` waits for it); a lock left by a process of this host that is gone (or that had this process\'s pid) is taken over; one of another host, or a pid another program took since, is not: once it is known gone, remove <dir>.lock. Use a PostgreSQL record when several applies run at once.',
     severity: 'error',
   },
   'record.corrupt': {
