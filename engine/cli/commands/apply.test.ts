@@ -41,6 +41,8 @@ describe('fleet apply: Ctrl-C and SIGTERM', () => {
       expect(exited).toEqual([]);
       process.emit(sig, sig);
       expect(exited).toEqual([INTERRUPTED_EXIT]);
+      // It said only "the steps in flight stay started": nothing of the locks it leaves.
+      expect(err()).toContain(`${sig} again: stopping now; the steps in flight stay \`started\` in the journal, and this apply's fleet locks stay held until the next \`fleet apply\` on this host breaks them or their lease runs out (30 s)`);
     }),
   );
 

@@ -175,7 +175,10 @@ export function onInterrupt(io: CliIO): { signal: AbortSignal; applying(): void;
       );
       return;
     }
-    io.stderr.write(`${sig} again: stopping now; the steps in flight stay \`started\` in the journal.\n`);
+    // Its locks are not released (that would wait for the record): say what becomes of them.
+    io.stderr.write(
+      `${sig} again: stopping now; the steps in flight stay \`started\` in the journal, and this apply's fleet locks stay held until the next \`fleet apply\` on this host breaks them or their lease runs out (30 s); \`fleet state list\` shows them.\n`,
+    );
     process.exit(INTERRUPTED_EXIT);
   };
   process.on('SIGINT', handler);
