@@ -298,7 +298,7 @@ async function runApply(
     env,
     ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}),
     // A PGlite record is one process's: another apply holding it is waited for as its locks would be (--lock-timeout).
-    onRecordWait: (who, ms) => io.stderr.write(`note: the PGlite record is open in ${who}; waiting up to ${Math.ceil(ms / 1000)} s for it (--lock-timeout).\n`),
+    onRecordWait: (who, ms) => io.stderr.write(`note: the PGlite record is open in ${who}; waiting up to ${Math.ceil(ms / 1000)} s for it (\`--lock-timeout SECONDS\` waits longer).\n`),
   });
   const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
   const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
