@@ -7,7 +7,8 @@ import type { PlanDocument } from '../plan/types.ts';
 import type { BatchStep, StepResult } from '../../protocol/index.ts';
 import { startTestWorld } from '../../providers/testing.ts';
 import { ConnectedProvider, lifecycleData, type DmzConnection, type MemberProvider, type PlannedCall, type VmInputs, type VmOutputs } from '../../providers/provider.ts';
-import { applyPlan, proposedVmId, stepCount, type ApplyEvent } from './executor.ts';
+import { applyPlan, lockFleets, proposedVmId, stepCount, type ApplyEvent } from './executor.ts';
+import { FleetError } from '../diags/index.ts';
 
 const dcs = [dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'])];
 
@@ -257,6 +258,26 @@ describe('applyPlan', () => {
       expect(await record.listLocks(p.stack)).toEqual([]);
     } finally {
       process.off('unhandledRejection', onUnhandled);
+      await record.close();
+    }
+  });
+
+  it('a fleet another apply holds (live, elsewhere): the refusal says how an apply waits for it, or how long it waited', async () => {
+    const record = await memoryRecord();
+    try {
+      await record.acquireLocks('s', ['web'], { who: 'ci', host: 'runner-elsewhere', pid: 7, planId: 'p-1' }, { leaseMs: 3_600_000 });
+      const refusal = async (timeoutMs: number) => {
+        const err = await lockFleets(record, 's', ['web'], { actor: 'me', planId: 'p-2', timeoutMs }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(FleetError);
+        const d = (err as FleetError).diagnostics[0];
+        expect(d).toMatchObject({ code: 'record.lock-held', address: 'web' });
+        expect(d.detail).toContain('is locked by ci@runner-elsewhere pid 7 for plan p-1');
+        return d.detail;
+      };
+      // It said only to wait for the holder, not that --lock-timeout does.
+      expect(await refusal(0)).toMatch(/ `fleet apply --lock-timeout SECONDS` waits for it\.$/);
+      expect(await refusal(50)).toMatch(/ This apply waited 0\.05 s for it \(--lock-timeout\)\.$/);
+    } finally {
       await record.close();
     }
   });

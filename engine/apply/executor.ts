@@ -228,6 +228,17 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
 
 
 /**
+ * record.lock-held as an apply says it: how long it waited, or that
+ * --lock-timeout waits (the record's sentence, shared with state rm and
+ * import, only says to wait for the holder, not how an apply does).
+ */
+function waited(err: FleetError, timeoutMs: number): FleetError {
+  const [first, ...rest] = err.diagnostics;
+  const how = timeoutMs > 0 ? ` This apply waited ${timeoutMs / 1000} s for it (--lock-timeout).` : ' `fleet apply --lock-timeout SECONDS` waits for it.';
+  return new FleetError([{ ...first, detail: `${first.detail}${how}` }, ...rest]);
+}
+
+/**
  * Takes the locks of `fleets` (all or none). A lock held by a process of
  * this same host that no longer runs (an apply killed with SIGKILL) cannot
  * be renewed by anyone, so it is broken at once instead of making the next
@@ -270,7 +281,7 @@ export async function lockFleets(
       }
       if (dead.length > 0) continue;
       const left = deadline - Date.now();
-      if (left <= 0) throw err;
+      if (left <= 0) throw waited(err, opts.timeoutMs ?? 0);
       await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, left)));
       backoff = Math.min(backoff * 2, 500);
     }
