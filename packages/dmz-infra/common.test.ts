@@ -1,7 +1,7 @@
 // The shared parts of the DMZ components: the host's fixed address, and the
 // host script writing the DMZ client's config verbatim (no shell expansion).
 import { describe, expect, it } from 'vitest';
-import { CONFIG_FILE, bootPortOf, dmzClientConfig, hostAddress, hostScript } from './common.ts';
+import { CONFIG_FILE, bootPortOf, dmzClientConfig, hostAddress, hostScript, inCidr } from './common.ts';
 
 describe('hostAddress', () => {
   it.each([
@@ -45,5 +45,17 @@ describe('bootPortOf', () => {
     expect(bootPortOf('n', 8443, undefined)).toBe(8443);
     expect(bootPortOf('n', 8443, 8443)).toBe(8443);
     expect(() => bootPortOf('DmzNetwork virginia', 8443, 7401)).toThrow(/DmzNetwork virginia: bootPort 7401 is not apiPort 8443/);
+  });
+});
+
+describe('inCidr', () => {
+  it.each([
+    ['10.20.1.10', '10.20.1.0/24', true],
+    ['10.20.2.10', '10.20.1.0/24', false],
+    ['10.20.1.300', '10.20.1.0/24', false],
+    ['10.20.1', '10.20.1.0/24', false],
+    ['10.20.200.1', '10.20.0.0/16', true],
+  ])('%s in %s: %s', (address, cidr, want) => {
+    expect(inCidr(address, cidr)).toBe(want);
   });
 });

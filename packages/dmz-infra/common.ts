@@ -66,6 +66,16 @@ export function hostAddress(cidr: string, offset = 10): string {
   return [24, 16, 8, 0].map((sh) => Math.floor(n / 2 ** sh) % 256).join('.');
 }
 
+const ipv4 = (a: string) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+
+/** Whether an IPv4 address lies inside an IPv4 CIDR (a host's fixed address inside its subnet). */
+export function inCidr(address: string, cidr: string): boolean {
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address) || address.split('.').some((o) => Number(o) > 255)) return false;
+  const [base, bits] = cidr.split('/');
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(ipv4(address) / size) === Math.floor(ipv4(base) / size);
+}
+
 /** Where the host script writes the DMZ client's config (a DmzClient document: no secret in it). */
 export const CONFIG_FILE = '/etc/dmzfleet/dmz-client.yaml';
 

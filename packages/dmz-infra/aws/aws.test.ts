@@ -49,7 +49,7 @@ beforeAll(async () => {
     externalId: 'dmzfleet-prod',
   });
   await registered(network, host);
-  resources = mocks.resources;
+  resources = [...mocks.resources]; // a snapshot: later tests declare more components
 });
 
 describe('AWS DMZ', () => {
@@ -117,6 +117,12 @@ describe('AWS DMZ', () => {
     const vm = resources.find((r) => r.type === 'aws:ec2/instance:Instance')!;
     expect(vm.inputs.userData).toContain("'fleet' 'serve' 'dmz-client' '--data-center' 'virginia' '--driver' 'aws'");
     for (const s of ['pem-cert-value', 'pem-key-value', 'client-token-value', 'authority-token-value']) expect(vm.inputs.userData).not.toContain(s);
+  });
+
+  it('refuses a host address outside the DMZ subnet', () => {
+    const network = new DmzNetwork('elsewhere', { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.9.0.0/16', dmzSubnetCidr: '10.9.1.0/24', fleetSubnetCidr: '10.9.2.0/24', tenantCidrs: ['192.168.0.0/16'] });
+    const args = { network, facts: { location: { lat: 0, lon: 0 }, hardware: [], capacity: {} }, authorityUrl: 'https://a:7400', ami: 'ami-0', authorityPrincipalArn: 'arn:aws:iam::123456789012:role/a', secrets: { tlsCert: 'c', tlsKey: 'k', clientToken: 't', authorityToken: 'u' } };
+    expect(() => new DmzClientHost('elsewhere', { ...args, privateIp: '10.9.2.10' })).toThrow(/privateIp 10\.9\.2\.10 is not in the DMZ subnet 10\.9\.1\.0\/24/);
   });
 
   it('refuses tenant CIDRs that open the DMZ to everyone', () => {

@@ -40,6 +40,7 @@ import {
   dmzTags,
   hostAddress,
   hostScript,
+  inCidr,
   type DataCenterEntry,
   type DataCenterFacts,
 } from '../common.ts';
@@ -324,6 +325,7 @@ export class DmzClientHost extends pulumi.ComponentResource {
     );
     this.profile = new iam.InstanceProfile(`${name}-profile`, { role: this.role.name, tags }, child);
     const privateIp = args.privateIp ?? hostAddress(net.dmzSubnetCidr);
+    if (!inCidr(privateIp, net.dmzSubnetCidr)) throw new Error(`DmzClientHost ${name}: privateIp ${privateIp} is not in the DMZ subnet ${net.dmzSubnetCidr}.`);
     // The driver's settings: VMs go into the fleet subnet with the fleet security group, and boot against this host.
     const config = pulumi.all([net.fleetSubnet.id, net.fleetSecurityGroup.id]).apply(([subnetId, sg]) =>
       dmzClientConfig(net.dataCenter, {
