@@ -359,3 +359,21 @@ describe('checks against a hand-built pack', () => {
     expect(r.diagnostics[0].file!.startsWith('/')).toBe(false);
   });
 });
+
+describe('rollout amounts', () => {
+  // A bad amount was told in the schema's words: `does not have the required form (^(100|[1-9]?[0-9])%$)` for "3",
+  // `must be a whole number or a string` for 1.5: neither said what an amount may be.
+  it.each([
+    { value: '"3"', code: 'spec.invalid-value', shown: '"3"' },
+    { value: '150%', code: 'spec.invalid-value', shown: '"150%"' },
+    { value: '1.5', code: 'spec.wrong-type', shown: '1.5' },
+    { value: 'true', code: 'spec.wrong-type', shown: 'true' },
+    { value: '-1', code: 'spec.out-of-range', shown: '-1' },
+  ])('maxSurge: $value is $code, said as a count or a percentage', async ({ value, code, shown }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': minimalFleet('web', `  rollout: { maxSurge: ${value} }\n`) });
+    const r = await loadStack(dir, { env: {} });
+    expect(r.diagnostics.map((d) => [d.code, d.detail, d.line])).toEqual([
+      [code, `spec.rollout.maxSurge must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not ${shown}.`, 8],
+    ]);
+  });
+});

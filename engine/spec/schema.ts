@@ -95,12 +95,21 @@ function simplifyOneOf(errors: ErrorObject[]): ErrorObject[] {
   return out;
 }
 
+/** The instance paths of a fleet's rollout amounts (specs/schema/fleet.schema.json, definitions.amount). */
+const ROLLOUT_AMOUNT = /^\/spec\/rollout\/(maxUnavailable|maxSurge|failureThreshold)$/;
+
 function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic {
   const path = pointerToPath(e.instancePath);
   const name = describePath(src.value, path);
   const data = valueAt(src.value, path);
   const at = valueWhere(src, path);
   const p = e.params as Record<string, unknown>;
+  // A rollout amount is a count or a percentage: one sentence says so, whichever branch of its oneOf failed
+  // (the pattern's regex or "a whole number or a string" told neither).
+  if (kind === 'Fleet' && ROLLOUT_AMOUNT.test(e.instancePath) && e.keyword !== 'additionalProperties') {
+    const code = e.keyword === 'type' ? 'spec.wrong-type' : e.keyword === 'minimum' ? 'spec.out-of-range' : 'spec.invalid-value';
+    return diag(code, `${capital(name)} must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not ${showValue(data)}.`, at);
+  }
   switch (e.keyword) {
     case 'additionalProperties': {
       const key = String(p.additionalProperty);
