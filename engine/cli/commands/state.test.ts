@@ -2,6 +2,7 @@
 // PGlite record in a scratch stack. Text output is compared with golden files
 // (timestamps, ids and the scratch path masked); UPDATE_GOLDEN=1 rewrites them.
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -288,4 +289,15 @@ describe('reading a PGlite record an apply holds (issue 14)', () => {
       await again.close();
     }
   }, 240_000);
+});
+
+// A mistyped record URL made these commands create a new, empty record there and answer "0 VMs".
+describe('a PGlite record folder that does not exist', () => {
+  it.each([['state', 'list'], ['state', 'show', 'web/0'], ['history'], ['unlock', '42'], ['state', 'rm', 'web/0']].map((args) => ({ args, name: args.join(' ') })))('$name: record.not-found, and no folder made', async ({ args }) => {
+    const missing = join(root, 'typo', 'record');
+    const r = await runCli([...args, '--stack', join(root, 'stacks', 'local'), '--record-url', `pglite://${missing}`, '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).diagnostics).toMatchObject([{ code: 'record.not-found', detail: expect.stringContaining(`the folder ${missing} does not exist`) }]);
+    expect(existsSync(join(root, 'typo'))).toBe(false);
+  });
 });

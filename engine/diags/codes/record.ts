@@ -8,6 +8,11 @@ export const recordCodes = defineCodes({
     doc: 'The record URL must be pglite:///absolute/dir, postgres://… / postgresql://…, or memory:// (tests). Fix spec.record in stack.yaml or FLEET_RECORD_URL.',
     severity: 'error',
   },
+  'record.not-found': {
+    summary: 'No record at the URL',
+    doc: 'A command that reads or edits a record (`fleet state`, `fleet history`, `fleet unlock`) was pointed at a PGlite folder that does not exist. It creates none: a mistyped --record-url or stack `record` would otherwise answer from a new, empty record ("0 VMs"). Fix the URL; `fleet plan` and `fleet apply` create a record on their first run.',
+    severity: 'error',
+  },
   'record.unreachable': {
     summary: 'Record database unreachable',
     doc: 'The PostgreSQL server of the record could not be reached or refused the connection. Check that it runs, the host and port, credentials and network; the detail names the cause.',
