@@ -174,6 +174,31 @@ describe('DmzHttpClient retries', () => {
     }
   });
 
+  // A frozen DMZ client (accepts, never answers): the budget counted only the pauses, so with the default
+  // 60 s timeout and 60 s budget `fleet refresh` waited ~17 minutes. Each silence now counts against the budget.
+  it.each([
+    { name: 'a single request', batch: false },
+    { name: 'a batched step', batch: true },
+  ])('$name to a DMZ client that never answers gives up once its silences use the budget', async ({ batch }) => {
+    let requests = 0;
+    const server = createServer(() => void requests++); // takes every request, answers none
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const sleeps: number[] = [];
+    const cli = new DmzHttpClient({ dataCenter: 'miami', baseUrl: url, token: () => 'tok', timeoutMs: 40, retryBudgetMs: 100, baseDelayMs: 1, maxDelayMs: 1, random: () => 0.5, batch, sleep: async (ms) => void sleeps.push(ms) });
+    try {
+      const err = (await cli.transition('v', { idempotencyKey: 'key-1', planId: null, from: 'A', to: 'B' }).catch((e: unknown) => e)) as FleetError;
+      expect(err.diagnostics[0].code).toBe('apply.dmz-unreachable');
+      expect(err.diagnostics[0].detail).toContain('did not answer within 40 ms after 3 attempts');
+      // 40 + 40 + 40 ms of silence (and 1 ms pauses): three attempts, where the pauses alone would have allowed a hundred.
+      expect(requests).toBe(3);
+      expect(sleeps).toHaveLength(2);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('getVm answers undefined for a VM the cloud does not know', async () => {
     const srv = await scripted([{ status: 404, body: { error: { code: 'not-found', message: 'no' } } }]);
     try {

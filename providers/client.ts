@@ -21,7 +21,10 @@
 // until its pauses add up to retryBudgetMs (default 60 s, so a DMZ client or
 // authority restart of 30 s and more is ridden out: the pauses alone span
 // the budget, whatever the random draws), or `retries` times when that is
-// set. Every retry of one request carries the same idempotency key, so the
+// set. An attempt that timed out counts its timeoutMs of silence too: a DMZ
+// client that takes connections but never answers is given up on after
+// about the budget, not after the budget's worth of pauses between
+// one-minute silences. Every retry of one request carries the same idempotency key, so the
 // DMZ client answers a step it finished before its restart with that
 // step's result instead of doing it again.
 //
@@ -43,7 +46,7 @@ import type {
 import { RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
 import type { ClientTls } from '../engine/transport/index.ts';
-import { describeFetchError, errorMessage, tlsRefused } from './fetch-errors.ts';
+import { describeFetchError, errorMessage, timedOut, tlsRefused } from './fetch-errors.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 import { DEFAULT_RETRY_BUDGET_MS, backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryInfo, type RetryPolicy } from './retry.ts';
 
@@ -105,12 +108,12 @@ interface Queued {
   key: string;
   /** Retries so far (a run: since its last step answered). */
   attempt: number;
-  /** The pauses of those retries, in ms. */
+  /** The pauses of those retries, and the silences of attempts that timed out, in ms (what the retry budget counts). */
   slept: number;
   /** Takes the item's answer line (`k`: a run's step); true when the item is finished with it. */
   answer(k: number | undefined, status: number, body: unknown, retryAfter?: number): boolean;
-  /** The exchange ended without finishing the item: send what is left of it again, or fail. */
-  lost(reason: string): void;
+  /** The exchange ended without finishing the item (after `waitedMs` of silence, a timeout): send what is left of it again, or fail. */
+  lost(reason: string, waitedMs?: number): void;
   /** Fails the item for good. */
   reject(err: unknown): void;
 }
@@ -249,7 +252,7 @@ export class DmzHttpClient {
               else this.again(q, `answered ${status}: ${errorMessage(body)}`, true, retryAfter);
               return true;
             },
-            lost: (reason) => this.again(q, reason, false),
+            lost: (reason, waitedMs) => this.again(q, reason, false, undefined, waitedMs),
             reject,
           };
           this.enqueue(q);
@@ -296,9 +299,9 @@ export class DmzHttpClient {
       // Later lines of this exchange count from the step it was sent with.
       return false;
     };
-    q.lost = (reason) => {
+    q.lost = (reason, waitedMs) => {
       aim();
-      this.again(q, reason, false);
+      this.again(q, reason, false, undefined, waitedMs);
     };
     this.enqueue(q);
   }
@@ -329,9 +332,10 @@ export class DmzHttpClient {
   }
 
   /** An attempt failed for a retried reason: send the item (what is left of a run) again after its backoff, or fail it for good. */
-  private again(q: Queued, reason: string, wasStatus: boolean, retryAfter?: number): void {
+  private again(q: Queued, reason: string, wasStatus: boolean, retryAfter?: number, waitedMs = 0): void {
     const { baseDelayMs, maxDelayMs, random, sleep } = this.opts;
     const url = `${this.baseUrl}${q.path}`;
+    q.slept += waitedMs;
     if (!mayRetry(this.policy, q.attempt, q.slept)) {
       q.reject(this.error(wasStatus ? 'apply.dmz-error' : 'apply.dmz-unreachable', `${q.method} ${url} (DMZ client of data center ${this.dataCenter}) ${reason} ${gaveUp(q.attempt, q.slept)}.`));
       return;
@@ -349,11 +353,11 @@ export class DmzHttpClient {
       if (!(i >= 0 && i < batch.length) || finished[i]) return;
       if (batch[i].answer(k, status, body, retryAfter)) finished[i] = true;
     };
-    const rest = (reason: string) => {
+    const rest = (reason: string, waitedMs = 0) => {
       batch.forEach((q, i) => {
         if (finished[i]) return;
         finished[i] = true;
-        q.lost(reason);
+        q.lost(reason, waitedMs);
       });
     };
     let token: string;
@@ -391,7 +395,7 @@ export class DmzHttpClient {
       rest('closed the connection before answering');
     } catch (err) {
       const reason = describeFetchError(err, this.opts.timeoutMs);
-      if (!tlsRefused(err)) return rest(reason);
+      if (!tlsRefused(err)) return rest(reason, timedOut(err) ? this.opts.timeoutMs : 0);
       // A certificate is not trusted or refused: asking again cannot help.
       batch.forEach((q, i) => {
         if (finished[i]) return;
@@ -463,6 +467,9 @@ export class DmzHttpClient {
         if (err instanceof FleetError) throw err;
         lastReason = describeFetchError(err, timeoutMs);
         lastWasStatus = false;
+        // An attempt that went unanswered for timeoutMs spent that much of the budget: a DMZ client that accepts
+        // connections but never answers (a frozen process) was tried ~17 times, a minute each, on a 60 s budget.
+        if (timedOut(err)) slept += timeoutMs;
         // A certificate is not trusted or refused: asking again cannot help.
         if (tlsRefused(err)) throw this.error('apply.dmz-unreachable', `${method} ${url} (DMZ client of data center ${this.dataCenter}) ${lastReason}.`);
       }

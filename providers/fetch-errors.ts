@@ -16,6 +16,12 @@ const SERVER_CERT_UNTRUSTED = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNE
 /** TLS alerts of a server that refused this caller's certificate (or its lack of one). */
 const CLIENT_CERT_REFUSED = /^ERR_SSL_.*ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|ACCESS_DENIED)$/;
 
+/** Whether an exchange failed by going unanswered for its whole timeout (send's TimeoutError, an aborted fetch). */
+export function timedOut(err: unknown): boolean {
+  const name = (err as { name?: string } | undefined)?.name;
+  return name === 'TimeoutError' || name === 'AbortError';
+}
+
 /** Whether a request failed because a TLS certificate is not trusted (by this CLI) or was refused (by the DMZ client): never retried. */
 export function tlsRefused(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string; message?: string } };
