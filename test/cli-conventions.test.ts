@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import fg from 'fast-glob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
-import { REPO } from './helpers/stack.ts';
+import { REPO, tempStack } from './helpers/stack.ts';
 
 const example = 'test/fixtures/example-stack';
 
@@ -31,6 +31,29 @@ describe('--no-color', () => {
       expect(plain.code).toBe(0);
       expect(plain.stdout).not.toContain('\x1b[');
       expect(plain.stdout).toContain('Plan: ');
+    }
+  });
+});
+
+// `fleet apply --yes | head -1`: the CLI died of an unhandled EPIPE (a stack trace, exit 1) once the reader
+// had gone, at the end of the apply or in the middle of it.
+describe('a reader of stdout that goes away', () => {
+  it('leaves the apply to finish: exit 0, no EPIPE, every VM created', async () => {
+    const stack = await tempStack();
+    try {
+      await stack.spec('web', 'apiVersion: fleet/v1\nkind: Fleet\nmetadata: { name: web, owner: team-a }\nspec:\n  count: 6\n  image: ubuntu-22.04\n  size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }\n');
+      const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--stack', stack.dir], { cwd: stack.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      // Like `head -1`: read the first chunk, then close the pipe.
+      child.stdout.once('data', () => child.stdout.destroy());
+      const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+      expect(stderr).not.toContain('EPIPE');
+      expect(code).toBe(0);
+      const list = await runCli(['state', 'list', '--stack', stack.dir, '--format', 'json'], { cwd: stack.dir });
+      expect((JSON.parse(list.stdout) as { vms: { state: string }[] }).vms.map((v) => v.state)).toEqual(Array(6).fill('Running'));
+    } finally {
+      await stack.remove();
     }
   });
 });

@@ -16,7 +16,25 @@ export interface CliIO {
 }
 
 export function processIO(): CliIO {
+  readerMayLeave(process.stdout);
+  readerMayLeave(process.stderr);
   return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, cwd: process.cwd() };
+}
+
+const watched = new WeakSet<NodeJS.WriteStream>();
+
+/**
+ * The reader of our output may go away (`fleet apply --yes | head`): what is
+ * written after that is dropped, and the command goes on to its own end and
+ * exit code. Unheeded, the EPIPE was an unhandled 'error' event that killed
+ * the process, in the middle of an apply if it was still running.
+ */
+function readerMayLeave(stream: NodeJS.WriteStream): void {
+  if (watched.has(stream)) return;
+  watched.add(stream);
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
 }
 
 /** Colour only on a TTY, and never with --no-color or when NO_COLOR is set (https://no-color.org). */
