@@ -28,7 +28,7 @@ import { hostname } from 'node:os';
 import { FleetError, diag } from '../diags/index.ts';
 import { PLAN_FORMAT_VERSION, type Change, type PlanDocument } from '../model/index.ts';
 import { planDigest } from '../plan/digest.ts';
-import { processAlive } from '../record/index.ts';
+import { holderGone } from '../record/locks.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import { proposedVmId } from '../model/vm-id.ts';
 import { runMember, stepCount } from './member.ts';
@@ -274,7 +274,7 @@ export async function lockFleets(
       return await take();
     } catch (err) {
       if (!(err instanceof FleetError) || err.diagnostics[0]?.code !== 'record.lock-held') throw err;
-      const dead = (await record.listLocks(stack)).filter((l) => scope.has(l.fleet) && l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid));
+      const dead = (await record.listLocks(stack)).filter((l) => scope.has(l.fleet) && holderGone(l));
       for (const l of dead) {
         await record.forceUnlock(l.lockId);
         opts.onEvent?.({ type: 'lock-broken', lockId: l.lockId, fleet: l.fleet, holder: `${l.who} pid ${l.pid}` });

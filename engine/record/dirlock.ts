@@ -29,10 +29,15 @@ export function lockDataDir(dir: string, opts: { waitMs?: number; waiting?: (who
         `the PGlite record ${dir} is open in ${who}; PGlite allows one process at a time. Wait for it to finish, or use a PostgreSQL record for concurrent use.${goneHint(lock)}`,
         { file: dir },
       ),
-    cannotCreate: (file, err) => {
-      throw lockFileFault(dir, file, err) ?? new FleetError(diag('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }));
-    },
+    cannotCreate: cannotCreate(dir),
   });
+}
+
+/** The lock file of `dir` could not be created: record.unwritable when the storage refuses writes, else record.corrupt. */
+function cannotCreate(dir: string): (file: string, err: Error) => never {
+  return (file, err) => {
+    throw lockFileFault(dir, file, err) ?? new FleetError(diag('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }));
+  };
 }
 
 /**
@@ -72,9 +77,7 @@ export async function tryLockDataDir(dir: string): Promise<{ release: () => void
       busy: (who) => {
         throw new Busy(who);
       },
-      cannotCreate: (file, err) => {
-        throw lockFileFault(dir, file, err) ?? new FleetError(diag('record.corrupt', `cannot create the lock file ${file}: ${err.message}.`, { file: dir }));
-      },
+      cannotCreate: cannotCreate(dir),
     });
     return { release };
   } catch (err) {

@@ -1,6 +1,8 @@
 // The lock store: per-fleet leases, taken with INSERT … ON CONFLICT so two
 // takers never both win, all of an apply's fleets or none.
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { processAlive } from '../durability/index.ts';
 import { FleetError, diag, fail } from '../diags/index.ts';
 import { iso } from './rows.ts';
 import type { RecordSql, SqlAdapter } from './sql.ts';
@@ -41,6 +43,15 @@ function toLock(r: LockDb): LockRow {
 export function lockHolder(l: Pick<LockRow, 'who' | 'host' | 'pid'>): string {
   const who = l.who.endsWith(`@${l.host}`) ? l.who : `${l.who}@${l.host}`;
   return `${who} pid ${l.pid}`;
+}
+
+/**
+ * Whether a lock's apply is known gone: its process, of this host, no longer
+ * runs (an apply killed with SIGKILL). A lock of another host cannot be told
+ * so from here.
+ */
+export function holderGone(l: Pick<LockRow, 'host' | 'pid'>): boolean {
+  return l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid);
 }
 
 /** The lock-held detail: who holds it, since when, and how to break it. */

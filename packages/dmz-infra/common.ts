@@ -56,11 +56,8 @@ export const VM_TAG_SIZE = 'fleet:size';
  * subnet and Azure the first four too, so offsets start at 4.
  */
 export function hostAddress(cidr: string, offset = 10): string {
-  const m = IPV4_CIDR.exec(cidr);
-  if (!m) throw new Error(`${cidr} is not an IPv4 CIDR such as 10.0.1.0/24.`);
-  const bits = Number(m[5]);
-  const base = m.slice(1, 5).reduce((a, o) => a * 256 + Number(o), 0);
-  const size = 2 ** (32 - bits);
+  if (!IPV4_CIDR.test(cidr)) throw new Error(`${cidr} is not an IPv4 CIDR such as 10.0.1.0/24.`);
+  const { base, size } = block(cidr);
   if (offset < 4 || offset >= size - 1) throw new Error(`${cidr} has no host ${offset}: it holds ${size} addresses, of which the cloud keeps the first four and the last.`);
   const n = base - (base % size) + offset;
   return [24, 16, 8, 0].map((sh) => Math.floor(n / 2 ** sh) % 256).join('.');
@@ -68,12 +65,17 @@ export function hostAddress(cidr: string, offset = 10): string {
 
 const ipv4 = (a: string) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
 
+/** A CIDR's address as a number, and how many addresses it holds. */
+function block(cidr: string): { base: number; size: number } {
+  const [address, bits] = cidr.split('/');
+  return { base: ipv4(address), size: 2 ** (32 - Number(bits)) };
+}
+
 /** Whether an IPv4 address lies inside an IPv4 CIDR (a host's fixed address inside its subnet). */
 export function inCidr(address: string, cidr: string): boolean {
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address) || address.split('.').some((o) => Number(o) > 255)) return false;
-  const [base, bits] = cidr.split('/');
-  const size = 2 ** (32 - Number(bits));
-  return Math.floor(ipv4(address) / size) === Math.floor(ipv4(base) / size);
+  const { base, size } = block(cidr);
+  return Math.floor(ipv4(address) / size) === Math.floor(base / size);
 }
 
 /** Where the host script writes the DMZ client's config (a DmzClient document: no secret in it). */

@@ -3,8 +3,8 @@ import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { FleetError, fail, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { parseVmAddress } from '../../model/index.ts';
-import { processAlive, type FleetRecord, type HistoryRow, type LockRow, type SqlRecord, type VmRow } from '../../record/index.ts';
-import { lockHolder } from '../../record/locks.ts';
+import type { FleetRecord, HistoryRow, LockRow, SqlRecord, VmRow } from '../../record/index.ts';
+import { holderGone, lockHolder } from '../../record/locks.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO, type OutputMode } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
@@ -106,7 +106,7 @@ function showVm(v: VmRow): string {
  */
 export function lockStatus(l: Pick<LockRow, 'expiresAt' | 'host' | 'pid' | 'lockId'>, now = Date.now()): string {
   if (Date.parse(l.expiresAt) <= now) return 'lease expired: the next lock takes it over';
-  if (l.host === hostname() && l.pid !== null && !processAlive(l.pid)) return `holder gone: the next apply breaks it (or fleet unlock ${l.lockId})`;
+  if (holderGone(l)) return `holder gone: the next apply breaks it (or fleet unlock ${l.lockId})`;
   return 'held';
 }
 
