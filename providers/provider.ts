@@ -368,25 +368,42 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     return { outs: this.outputs(id, news, w.last, olds) };
   }
 
-  /** Along the shortest path to a terminal state (the planner's delete path). If a step fails the VM still exists; the error names the step and the state it is in. */
+  /**
+   * Along the shortest path to a terminal state (the planner's delete path). If a step fails the VM still exists; the error names the step and the state it is in.
+   *
+   * Called by Pulumi (no `planned`), the outputs may be behind the record: a
+   * VM deleted already (by an earlier delete that failed on another member
+   * of a Fleet, or outside the program) is gone, which is what delete asks,
+   * so it succeeds; a VM the record holds in another state than the outputs
+   * say is walked down from that state instead (once). Under fleet apply the
+   * plan's steps are carried out exactly, and a veto is the error.
+   */
   async delete(id: string, props: VmOutputs, planned?: PlannedCall): Promise<void> {
-    let steps = planned?.steps;
-    if (!steps) {
-      const lc = this.lc();
-      const down = deletePath(lc, props.state);
-      if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${props.state} to a terminal state.`));
-      steps = stepsAlong(lc, down, 'current');
-    }
-    const walkSteps = steps;
-    const key = planned?.key ?? this.randomKeys();
-    const planId = planned?.planId ?? props.planId ?? null;
-    const w = await this.run(
-      this.connect(),
-      walkSteps.map((s, k) => this.request(id, s, key(k), planId, props, planned?.fencingToken, planned?.override)),
-      props.state,
-      planned,
-      (k) => `${walkSteps[k].from} -> ${walkSteps[k].to}`,
-    );
+    const conn = this.connect();
+    const walk = async (from: string): Promise<Walked> => {
+      let steps = planned?.steps;
+      if (!steps) {
+        const lc = this.lc();
+        if (lc.isTerminal(from)) return { state: from, answered: 0 };
+        const down = deletePath(lc, from);
+        if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${from} to a terminal state.`));
+        steps = stepsAlong(lc, down, 'current');
+      }
+      const walkSteps = steps;
+      const key = planned?.key ?? this.randomKeys();
+      const planId = planned?.planId ?? props.planId ?? null;
+      return this.run(
+        conn,
+        walkSteps.map((s, k) => this.request(id, s, key(k), planId, props, planned?.fencingToken, planned?.override)),
+        from,
+        planned,
+        (k) => `${walkSteps[k].from} -> ${walkSteps[k].to}`,
+      );
+    };
+    let w = await walk(props.state);
+    // Pulumi only: the first step was vetoed on a record that has the VM elsewhere (a veto answers the VM as the record holds it).
+    const moved = (x: Walked) => !planned && x.error && !x.thrown && x.last?.outcome === 'vetoed' && x.answered === 1 && x.last.vm !== undefined && x.last.vm.state !== props.state;
+    if (moved(w)) w = await walk((w.last?.vm as NonNullable<StepResult['vm']>).state);
     if (w.error) this.fail(w);
   }
 

@@ -149,6 +149,20 @@ describe.each(KINDS)('$kind, serialized and run in a fresh process', ({ dc, seri
     expect((await es.record.listVms(es.stack.name)).filter((v) => v.fleet === 'vetoed')).toEqual([]);
   });
 
+  it('delete succeeds on a VM deleted already, and walks one the record holds in another state down from there', async () => {
+    const { host: h } = await host(serialized, env());
+    // Deleted already: by an earlier delete (a Fleet's delete retried after another member failed), or outside the program.
+    const gone = await h.ok<{ id: string; outs: VmResourceOutputs }>('create', inputs({ index: 4 }));
+    await h.ok('delete', gone.id, gone.outs);
+    await h.ok('delete', gone.id, gone.outs);
+    expect((await es.record.getVm(gone.id))?.state).toBe('Deleted');
+    // Stopped outside the program: the outputs still say Running.
+    const stopped = await h.ok<{ id: string; outs: VmResourceOutputs }>('create', inputs({ index: 5 }));
+    await h.ok('update', stopped.id, stopped.outs, { ...inputs({ index: 5 }), desiredState: 'PoweredOff' });
+    await h.ok('delete', stopped.id, stopped.outs);
+    expect((await es.record.getVm(stopped.id))?.state).toBe('Deleted');
+  });
+
   it('a missing token is named in the message', async () => {
     // VmProvider without a token in the call falls back to the environment, like DataCenterProvider.
     const { host: h } = await host(serialized, {});
