@@ -145,14 +145,30 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     return { inputs: news, failures };
   }
 
+  /**
+   * Changes when the inputs changed, and also when the members (as the last
+   * read left them: `pulumi refresh`) are not what the spec asks for: a
+   * member the cloud no longer has, or one stopped outside the program, is a
+   * change the next update carries out, as `fleet plan` would plan it.
+   */
   async diff(_id: string, olds: FleetOutputs, news: FleetInputs): Promise<pulumi.dynamic.DiffResult> {
     const replaces = olds.spec.name !== news.spec.name || olds.stack !== this.stack.name ? ['spec.name'] : [];
     const changes =
       replaces.length > 0 ||
       JSON.stringify(canonical(olds.spec)) !== JSON.stringify(canonical(news.spec)) ||
       JSON.stringify(canonical(olds.tokens ?? {})) !== JSON.stringify(canonical(news.tokens ?? {})) ||
-      (olds.planId ?? null) !== (news.planId ?? null);
+      (olds.planId ?? null) !== (news.planId ?? null) ||
+      this.drifted(news, olds.members ?? []);
     return { changes, replaces, deleteBeforeReplace: true };
+  }
+
+  /** Whether the planner would change any member; a plan that cannot be made (unknown inputs in a preview, capacity) is left to update to report. */
+  private drifted(news: FleetInputs, members: readonly FleetMember[]): boolean {
+    try {
+      return this.plan(news.spec, news.specHash, members).some((c) => c.action !== 'noop');
+    } catch {
+      return true;
+    }
   }
 
   /** The planner's changes for this fleet, its members (olds) standing in for the record's rows. */

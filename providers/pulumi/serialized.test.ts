@@ -225,6 +225,29 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
     for (const m of created.outs.members) expect((await es.record.getVm(m.vmId))?.state).toBe('Deleted');
   });
 
+  it('a member gone from the cloud (found by a refresh) is a change: diff says so and update creates it again', async () => {
+    const { host: h } = await host('fleet');
+    const { host: dcHost } = await host('dc', { [tokenEnv('miami')]: es.tokens.miami, [tokenEnv('richmond')]: es.tokens.richmond });
+    const ins = fleetInputs({ ...spec, name: 'drift', count: 2 });
+    const created = await h.ok<{ id: string; outs: FleetOutputs }>('create', ins);
+    const lost = created.outs.members.find((m) => m.dataCenter === 'miami')!;
+    await dcHost.ok('delete', lost.vmId, lost);
+    const read = await h.ok<{ props: FleetOutputs }>('read', created.id, created.outs);
+    expect(read.props.members.map((m) => m.address)).not.toContain(lost.address);
+    expect(await h.ok('diff', created.id, read.props, ins)).toMatchObject({ changes: true, replaces: [] });
+    const updated = await h.ok<{ outs: FleetOutputs }>('update', created.id, read.props, ins);
+    expect(updated.outs.members.map((m) => [m.address, m.state])).toEqual([
+      ['drift/0', 'Running'],
+      ['drift/1', 'Running'],
+    ]);
+    expect(await h.ok('diff', created.id, updated.outs, ins)).toMatchObject({ changes: false });
+    // A destroy retried with outputs older than the record (one member deleted already) still ends with every member deleted.
+    const first = updated.outs.members.find((m) => m.dataCenter === 'miami')!;
+    await dcHost.ok('delete', first.vmId, first);
+    await h.ok('delete', created.id, updated.outs);
+    for (const m of updated.outs.members) expect((await es.record.getVm(m.vmId))?.state).toBe('Deleted');
+  });
+
   it('a create the authority vetoes (a member address already live) rejects with the reason and leaves no member', async () => {
     // taken/1 exists already (made outside this fleet resource, as `fleet apply` would): the authority vetoes the member's create.
     const { host: dcHost } = await host('dc', { [tokenEnv('miami')]: es.tokens.miami });
