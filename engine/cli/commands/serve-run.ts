@@ -81,6 +81,30 @@ export function serviceTls(io: CliIO, service: string, host: string, opts: Serve
   return tls;
 }
 
+/**
+ * One token per role: the token tells a service who calls (a data center,
+ * the CLI, a person signing in to the dashboard), so two roles given the
+ * same value would let a holder of one act as the other (a read-only
+ * dashboard token that is also a data center's token opens that data
+ * center's calls at the authority). Each pair of variables holding the same
+ * value is an apply.serve-config diagnostic naming the variables, never the
+ * value. Unset variables are left out; one variable named twice (the admin
+ * token is both the dashboard's and the overrides') counts once.
+ */
+export function sharedTokens(service: string, vars: readonly { env: string; token: string | undefined }[]): Diagnostic[] {
+  const seen = new Map<string, string>();
+  const out: Diagnostic[] = [];
+  const done = new Set<string>();
+  for (const { env, token } of vars) {
+    if (!token || done.has(env)) continue;
+    done.add(env);
+    const other = seen.get(token);
+    if (other === undefined) seen.set(token, env);
+    else out.push(diag('apply.serve-config', `${other} and ${env} hold the same token; ${service} tells its callers apart by their tokens, so a holder of one would be taken for the other. Give each its own token.`));
+  }
+  return out;
+}
+
 /** What every service takes besides TLS: its log level and how long a stop may drain. */
 export interface ServeCommonOptions extends ServeTlsOptions {
   /** --log-level (else FLEET_LOG_LEVEL, else info). */
@@ -139,6 +163,13 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   const planToken = io.env[planTokenEnv] || undefined;
   if (stack.authority && !planToken) missing.push(diag('apply.token-missing', `Set ${planTokenEnv} to the token the CLI presents to this authority to seal and register plans (stack.yaml has an authority address).`, stack.authority.where));
   if (missing.length > 0) throw new FleetError(missing);
+  const shared = sharedTokens('the authority', [
+    ...stack.dataCenters.map((d) => ({ env: authorityTokenEnv(d.name), token: io.env[authorityTokenEnv(d.name)] })),
+    { env: planTokenEnv, token: planToken },
+    { env: ADMIN_TOKEN_ENV, token: io.env[ADMIN_TOKEN_ENV] || undefined },
+    { env: UI_TOKEN_ENV.read, token: io.env[UI_TOKEN_ENV.read] || undefined },
+  ]);
+  if (shared.length > 0) throw new FleetError(shared);
   const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
   const broker = await credentialBroker(io, stack);
   const record = await openRecord(stack.recordUrl);
@@ -298,6 +329,11 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   if (!authorityToken) missing.push(diag('apply.token-missing', `Set ${authorityEnv} to the token this DMZ client presents to the authority.`, dc.where));
   if (!clientToken) missing.push(diag('apply.token-missing', `Set ${clientEnv} to the token the CLI must present to this DMZ client.`, dc.where));
   if (missing.length > 0) throw new FleetError(missing);
+  const shared = sharedTokens(`the DMZ client of ${dc.name}`, [
+    { env: clientEnv, token: clientToken },
+    { env: authorityEnv, token: authorityToken },
+  ]);
+  if (shared.length > 0) throw new FleetError(shared);
   const stateDir = opts.stateDir ?? simStateDir(stack, dc.name);
   const credentialKey = scopedCredentialKey(authorityToken as string, dc.name);
   const driver = await factory({ dataCenter: dc, stack: stack.name, pack, config, stateDir, env: io.env, credentialKey });

@@ -94,6 +94,25 @@ describe('fleet serve', () => {
     expect(r.stderr).not.toContain('    at ');
   });
 
+  // Found by QA: each service started, and a holder of the one token was taken for the other role (a read-only dashboard
+  // token that was also miami's token opened miami's calls at the authority).
+  it.each([
+    { name: 'a dashboard read token that is a data center\'s token', args: ['serve', 'orchestrator'], env: { FLEET_READ_TOKEN: 'tok-miami' }, want: 'FLEET_DMZ_TOKEN_MIAMI and FLEET_READ_TOKEN hold the same token' },
+    { name: 'two data centers with one token', args: ['serve', 'orchestrator'], env: { FLEET_DMZ_TOKEN_RICHMOND: 'tok-miami' }, want: 'FLEET_DMZ_TOKEN_MIAMI and FLEET_DMZ_TOKEN_RICHMOND hold the same token' },
+    { name: 'the admin token equal to the read token', args: ['serve', 'orchestrator'], env: { FLEET_ADMIN_TOKEN: 'tok-people', FLEET_READ_TOKEN: 'tok-people' }, want: 'FLEET_ADMIN_TOKEN and FLEET_READ_TOKEN hold the same token' },
+    { name: 'the CLI\'s token at the authority equal to a data center\'s', args: ['serve', 'orchestrator'], env: { FLEET_AUTHORITY_TOKEN: 'tok-richmond' }, want: 'FLEET_DMZ_TOKEN_RICHMOND and FLEET_AUTHORITY_TOKEN hold the same token' },
+    { name: 'a DMZ client whose CLI token is its authority token', args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], env: { MIAMI_CLI_TOKEN: 'tok-miami' }, want: 'MIAMI_CLI_TOKEN and FLEET_DMZ_TOKEN_MIAMI hold the same token' },
+    { name: 'fleet ui with the admin token equal to the read token', args: ['ui', '--port', '0'], env: { FLEET_ADMIN_TOKEN: 'tok-people', FLEET_READ_TOKEN: 'tok-people' }, want: 'FLEET_ADMIN_TOKEN and FLEET_READ_TOKEN hold the same token' },
+  ])('$name: refused before any port opens (apply.serve-config), naming the variables, not the token', async ({ args, env, want }) => {
+    const base = { FLEET_DMZ_TOKEN_MIAMI: 'tok-miami', FLEET_DMZ_TOKEN_RICHMOND: 'tok-richmond', FLEET_DMZ_TOKEN_VIRGINIA: 'tok-virginia', MIAMI_CLI_TOKEN: 'tok-cli', FLEET_AUTHORITY_SECRET: 'tok-secret', FLEET_ADMIN_TOKEN: '', FLEET_READ_TOKEN: '', FLEET_AUTHORITY_TOKEN: '' };
+    const r = await runCli([...args, '--stack', dir], { env: { ...base, ...env } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('apply.serve-config');
+    expect(r.stderr).toContain(want);
+    expect(r.stdout).not.toContain('listening on');
+    expect(r.stderr).not.toMatch(/tok-/);
+  });
+
   it.each([
     { service: 'orchestrator', args: [] as string[] },
     { service: 'dmz-client', args: ['--data-center', 'miami', '--authority', 'http://127.0.0.1:1'] },

@@ -8,7 +8,8 @@ import { openRecord, type SqlRecord } from '../../record/index.ts';
 import { listen } from '../../../protocol/index.ts';
 import { recordSource, registerUi, type UiRecord } from '../../ui/index.ts';
 import type { CliIO } from '../io.ts';
-import { UI_TOKEN_ENV, loadForServe, parsePort, serviceTls, type ServeTlsOptions } from './serve-run.ts';
+import { UI_TOKEN_ENV, loadForServe, parsePort, serviceTls, sharedTokens, type ServeTlsOptions } from './serve-run.ts';
+import { FleetError } from '../../diags/index.ts';
 
 export { serve } from './serve-run.ts';
 
@@ -133,6 +134,11 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   const { stack, pack } = await loadForServe(io, opts.stack);
   let adminToken = io.env[UI_TOKEN_ENV.admin] || undefined;
   const readToken = io.env[UI_TOKEN_ENV.read] || undefined;
+  const shared = sharedTokens('the dashboard', [
+    { env: UI_TOKEN_ENV.admin, token: adminToken },
+    { env: UI_TOKEN_ENV.read, token: readToken },
+  ]);
+  if (shared.length > 0) throw new FleetError(shared);
   if (!adminToken && !readToken) {
     // Never printed: a person reads it from the file (0600), as they would the authority's secret.
     const file = join(stack.stateDir, 'ui.token');
