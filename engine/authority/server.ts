@@ -47,7 +47,7 @@ import { Authority } from './authority.ts';
 import type { CredentialBroker } from './credentials/types.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { randomToken } from './keys.ts';
-import { recordSource, registerUi, type UiRole } from '../ui/index.ts';
+import { recordSource, registerUi, uiSessionBinding, type UiRole } from '../ui/index.ts';
 import { codeOf, reasonCode } from './answers.ts';
 import { PlanSeals, gatedCalls } from './plan-seals.ts';
 import { closeGracefully } from '../../protocol/index.ts';
@@ -326,6 +326,8 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
       authorize: ui,
       // Derived from the authority's secret: sessions outlive a restart and hold on every replica.
       sessionKey: createHmac('sha256', secret).update('ui-session-key').digest(),
+      // ...and bound to each role's token: rotating (or unsetting) a token ends the sessions signed in with it.
+      binding: uiSessionBinding(opts.ui ?? {}),
       secure: opts.tls !== undefined,
     });
   }

@@ -66,6 +66,26 @@ describe('the dashboard on the authority', () => {
     }
   });
 
+  // Found by QA: a session outlived the token it was signed in with; rotating a leaked FLEET_READ_TOKEN (or unsetting it)
+  // left every session made with it open for up to 8 hours on every replica sharing the secret.
+  it('ends the sessions of a role whose token was rotated or unset on a restart, and keeps the other role\'s', async () => {
+    const cookieOf = async (token: string) => ((await fetch(`${authority.url}/ui/login`, form(token))).headers.get('set-cookie') ?? '').split(';')[0];
+    const read = await cookieOf('tok-read');
+    const admin = await cookieOf('tok-admin');
+    const rotated = await startAuthority({ record, pack: await defaultPack(), stackName: 'ui', dataCenters: [], secret: 'the-authority-secret', ui: { adminToken: 'tok-admin', readToken: 'tok-read-2' } });
+    const adminOnly = await startAuthority({ record, pack: await defaultPack(), stackName: 'ui', dataCenters: [], secret: 'the-authority-secret', ui: { adminToken: 'tok-admin' } });
+    try {
+      const status = async (url: string, cookie: string) => (await fetch(`${url}/ui`, { headers: { cookie }, redirect: 'manual' })).status;
+      expect(await status(rotated.url, read)).toBe(303);
+      expect(await status(adminOnly.url, read)).toBe(303);
+      expect(await status(rotated.url, admin)).toBe(200);
+      expect(await status(adminOnly.url, admin)).toBe(200);
+    } finally {
+      await rotated.close();
+      await adminOnly.close();
+    }
+  });
+
   it('leaves the pages out of the protocol\'s OpenAPI document', async () => {
     const doc = (await (await fetch(`${authority.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
     expect(Object.keys(doc.paths).some((p) => p.startsWith('/ui'))).toBe(false);

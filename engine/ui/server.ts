@@ -4,11 +4,12 @@
 //
 // Who may look: a person signs in with an admin or read-only token once
 // (POST /ui/login); the answer is a session cookie holding only an expiry,
-// the role and an HMAC of both under a key this process holds, never the
-// token (HttpOnly, SameSite=Strict, Path=/ui, Secure over HTTPS). Scripts
+// the role and an HMAC of both and of a digest of the role's current token
+// (a rotated token ends its sessions) under a key this process holds, never
+// the token (HttpOnly, SameSite=Strict, Path=/ui, Secure over HTTPS). Scripts
 // may send the token as `Authorization: Bearer` instead. Every page is a GET
 // that reads; nothing here writes to the record.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { parse as parseQuery } from 'node:querystring';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../diags/index.ts';
@@ -29,13 +30,28 @@ export interface UiOptions {
   sessionMs?: number;
   /** Served over HTTPS: the cookie is marked Secure. */
   secure?: boolean;
+  /**
+   * What a session of each role is bound to: a digest of the token that
+   * role signs in with now (uiSessionBinding), or undefined when no token
+   * grants it. A session signed while the role had another token (rotated
+   * since) or none is refused, so rotating a leaked token ends its sessions
+   * too, even where the session key outlives the process (the authority's).
+   */
+  binding?: (role: UiRole) => string | undefined;
 }
 
 const COOKIE = 'fleet_ui';
 const CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-function sign(key: Buffer, payload: string): string {
-  return createHmac('sha256', key).update(`ui-session\0${payload}`).digest('base64url');
+function sign(key: Buffer, payload: string, binding: string): string {
+  return createHmac('sha256', key).update(`ui-session\0${payload}\0${binding}`).digest('base64url');
+}
+
+/** A session binding (UiOptions.binding) over the tokens of each role: a digest of the role's token, never the token. */
+export function uiSessionBinding(tokens: { adminToken?: string; readToken?: string }): (role: UiRole) => string | undefined {
+  const digest = (t: string | undefined) => (t ? createHash('sha256').update(`ui-session-binding\0${t}`).digest('base64url') : undefined);
+  const by: Record<UiRole, string | undefined> = { admin: digest(tokens.adminToken), read: digest(tokens.readToken) };
+  return (role) => by[role];
 }
 
 function cookieOf(req: FastifyRequest): string | undefined {
@@ -60,7 +76,9 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
     if (!c) return undefined;
     const [expires, role, mac] = c.split('.');
     if (!expires || !mac || (role !== 'admin' && role !== 'read')) return undefined;
-    const want = Buffer.from(sign(key, `${expires}.${role}`));
+    const bound = o.binding ? o.binding(role) : '';
+    if (bound === undefined) return undefined;
+    const want = Buffer.from(sign(key, `${expires}.${role}`, bound));
     const got = Buffer.from(mac);
     if (want.length !== got.length || !timingSafeEqual(want, got)) return undefined;
     return Number(expires) > Date.now() ? role : undefined;
@@ -112,7 +130,9 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         const role = typeof token === 'string' && token !== '' ? o.authorize(token) : undefined;
         if (!role) return page(reply, loginPage(src.stack, true), 401);
         const expires = String(Date.now() + sessionMs);
-        const value = `${expires}.${role}.${sign(key, `${expires}.${role}`)}`;
+        const bound = o.binding ? o.binding(role) : '';
+        if (bound === undefined) throw new Error(`bug: the ${role} role signed in but has no session binding`);
+        const value = `${expires}.${role}.${sign(key, `${expires}.${role}`, bound)}`;
         reply.header('set-cookie', `${COOKIE}=${value}; Path=/ui; HttpOnly; SameSite=Strict${o.secure ? '; Secure' : ''}; Max-Age=${Math.floor(sessionMs / 1000)}`);
         return reply.redirect('/ui', 303);
       });

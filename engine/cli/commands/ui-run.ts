@@ -6,7 +6,7 @@ import Fastify from 'fastify';
 import { loadOrCreateSecret, uiTokens, type RunningService } from '../../authority/index.ts';
 import { openRecord, type SqlRecord } from '../../record/index.ts';
 import { listen } from '../../../protocol/index.ts';
-import { recordSource, registerUi, type UiRecord } from '../../ui/index.ts';
+import { recordSource, registerUi, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
 import type { CliIO } from '../io.ts';
 import { UI_TOKEN_ENV, loadForServe, parsePort, serviceTls, sharedTokens, type ServeTlsOptions } from './serve-run.ts';
 import { FleetError } from '../../diags/index.ts';
@@ -152,6 +152,7 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
     source: recordSource(record, stack.name, pack),
     authorize: uiTokens({ adminToken, readToken }) as NonNullable<ReturnType<typeof uiTokens>>,
     sessionKey: randomBytes(32),
+    binding: uiSessionBinding({ adminToken, readToken }),
     secure: tls !== undefined,
   });
   app.get('/', async (_req, reply) => reply.redirect('/ui', 302));
