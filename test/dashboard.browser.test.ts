@@ -272,4 +272,38 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
     // The wrong-token sign-in answers 401, which chromium logs; nothing else may be an error.
     expect(consoleErrors.filter((e) => !/\/ui\/login: Failed to load resource: .* 401/.test(e))).toEqual([]);
   });
+
+  // Found by QA: there was no way to sign out, and a form on any other site signed the browser in with its poster's token.
+  it('signs out with the button, and refuses a sign-in form posted from another site\'s page', async () => {
+    await page.goto(ui.url);
+    if (new URL(page.url()).pathname === '/ui/login') {
+      await page.fill('input[name=token]', readToken);
+      await page.click('button[type=submit]');
+      await page.waitForURL(/\/ui$/);
+    }
+    await page.click('form.signout button');
+    await page.waitForURL(/\/ui\/login$/);
+    expect(await context.cookies()).toEqual([]);
+    await page.goto(ui.url);
+    expect(new URL(page.url()).pathname).toBe('/ui/login');
+
+    // Another origin (localhost, not 127.0.0.1) serving a form that posts a valid token to the dashboard.
+    const { createServer } = await import('node:http');
+    const evil = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(`<form method="post" action="${ui.url}/login"><input name="token" value="${readToken}"><button id="go">go</button></form>`);
+    });
+    await new Promise<void>((ok) => evil.listen(0, '127.0.0.1', ok));
+    try {
+      await page.goto(`http://localhost:${(evil.address() as { port: number }).port}/`);
+      const [answer] = await Promise.all([page.waitForResponse((r) => r.url() === `${ui.url}/login`), page.click('#go')]);
+      expect(answer.status()).toBe(403);
+      expect(await answer.text()).toContain('from a page of another site');
+      expect(await context.cookies()).toEqual([]);
+      await look('sign-in-from-another-site');
+    } finally {
+      evil.closeAllConnections();
+      await new Promise((ok) => evil.close(ok));
+    }
+  });
 });

@@ -76,7 +76,7 @@ export interface UiBoot {
 const STYLE = `
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}
 header{background:#1f2937;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:baseline}
-header a{color:#cfe3ff;text-decoration:none}header strong{font-size:16px}
+header a{color:#cfe3ff;text-decoration:none}header strong{font-size:16px}header .signout{margin:0 0 0 auto}
 main{padding:16px 20px;max-width:1200px}
 h1{font-size:20px;margin:4px 0 12px}h2{font-size:16px;margin:20px 0 8px}
 table{border-collapse:collapse;background:#fff;width:100%;margin-bottom:8px}
@@ -90,13 +90,15 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;background:#f
 dt{font-weight:600}dd{margin:0}
 `;
 
-/** The frame of every page: title, navigation, content. */
-export function layout(stack: string, title: string, body: Html): Html {
+/** The frame of every page: title, navigation (with a sign-out button, but on the sign-in form), content. */
+export function layout(stack: string, title: string, body: Html, signOut = true): Html {
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${title} · ${stack} · dmzfleet</title><style>${raw(STYLE)}</style></head>
 <body><header><strong>dmzfleet</strong><span>stack <b data-testid="stack">${stack}</b></span>
-<nav><a href="/ui">Fleets</a> · <a href="/ui/locks">Locks</a> · <a href="/ui/plans">Applies</a> · <a href="/ui/drift">Drift</a> · <a href="/ui/lifecycle">Lifecycle</a></nav></header>
+<nav><a href="/ui">Fleets</a> · <a href="/ui/locks">Locks</a> · <a href="/ui/plans">Applies</a> · <a href="/ui/drift">Drift</a> · <a href="/ui/lifecycle">Lifecycle</a></nav>${
+    signOut ? html`<form method="post" action="/ui/logout" class="signout"><button type="submit">Sign out</button></form>` : ''
+  }</header>
 <main>${body}</main></body></html>
 `;
 }
@@ -263,5 +265,6 @@ export function loginPage(stack: string, failed: boolean): Html {
     'Sign in',
     html`<h1>Sign in</h1>${failed ? html`<p class="bad" data-testid="login-failed">That token is not accepted here.</p>` : ''}
 <form method="post" action="/ui/login"><label>Admin or read-only token <input type="password" name="token" autocomplete="off" autofocus></label> <button type="submit">Sign in</button></form>`,
+    false,
   );
 }

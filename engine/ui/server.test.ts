@@ -81,6 +81,47 @@ describe('dashboard access', () => {
     expect((await app.inject({ method: 'GET', url: '/ui', headers: { authorization: 'Bearer admin-token' } })).statusCode).toBe(200);
   });
 
+  // Found by QA: a form on any other site could sign a visitor's browser in with the poster's token (login CSRF), and a
+  // person had no way to sign out but to wait 8 hours or clear their cookies.
+  it.each([
+    ['Sec-Fetch-Site: cross-site', 403, { 'sec-fetch-site': 'cross-site' }],
+    ['Sec-Fetch-Site: same-site (a sibling subdomain)', 403, { 'sec-fetch-site': 'same-site' }],
+    ['an Origin of another host, no Sec-Fetch-Site', 403, { origin: 'https://evil.example' }],
+    ['Origin: null (a sandboxed frame)', 403, { origin: 'null' }],
+    ['Sec-Fetch-Site: same-origin (behind a proxy that rewrites Host)', 303, { 'sec-fetch-site': 'same-origin', origin: 'https://fleet.example' }],
+    ['an Origin of this host', 303, { origin: 'http://localhost:80' }],
+    ['neither header (a script, curl)', 303, {}],
+  ])('a sign-in posted with %s -> %i', async (_name, status, headers) => {
+    start();
+    const res = await app.inject({ method: 'POST', url: '/ui/login', headers: { 'content-type': 'application/x-www-form-urlencoded', host: 'localhost:80', ...headers }, payload: 'token=read-token' });
+    expect(res.statusCode).toBe(status);
+    if (status === 403) {
+      expect(res.headers['set-cookie']).toBeUndefined();
+      expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+      expect(res.body).toContain('from a page of another site');
+    }
+  });
+
+  it('signs out: the cookie is cleared, every page offers the button, and a sign-out from another site is refused', async () => {
+    start();
+    const ok = await app.inject({ method: 'POST', url: '/ui/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=read-token' });
+    const cookie = String(ok.headers['set-cookie']).split(';')[0];
+    const page = await app.inject({ method: 'GET', url: '/ui', headers: { cookie } });
+    expect(page.body).toContain('<form method="post" action="/ui/logout"');
+    expect((await app.inject({ method: 'GET', url: '/ui/login' })).body).not.toContain('/ui/logout');
+
+    const foreign = await app.inject({ method: 'POST', url: '/ui/logout', headers: { cookie, 'sec-fetch-site': 'cross-site' } });
+    expect(foreign.statusCode).toBe(403);
+    expect(foreign.headers['set-cookie']).toBeUndefined();
+
+    const out = await app.inject({ method: 'POST', url: '/ui/logout', headers: { cookie, 'sec-fetch-site': 'same-origin', 'content-type': 'application/x-www-form-urlencoded' }, payload: '' });
+    expect(out.statusCode).toBe(303);
+    expect(out.headers.location).toBe('/ui/login');
+    expect(String(out.headers['set-cookie'])).toBe('fleet_ui=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0');
+    // Signing out needs no live session (an expired one may sign out too).
+    expect((await app.inject({ method: 'POST', url: '/ui/logout' })).statusCode).toBe(303);
+  });
+
   it('marks the cookie Secure over HTTPS', async () => {
     start(true);
     const ok = await app.inject({ method: 'POST', url: '/ui/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=admin-token' });

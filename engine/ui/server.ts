@@ -54,6 +54,28 @@ export function uiSessionBinding(tokens: { adminToken?: string; readToken?: stri
   return (role) => by[role];
 }
 
+/**
+ * Whether a POST was sent by a page of another site (a form there posting
+ * here: login CSRF, or signing a person out). The browser says where the
+ * request comes from in Sec-Fetch-Site, which holds behind a proxy that
+ * rewrites Host; a browser too old to send it still sends Origin on a POST.
+ * A request with neither (a script, curl) is not a browser's cross-site form.
+ */
+function fromAnotherSite(req: FastifyRequest): boolean {
+  const site = req.headers['sec-fetch-site'];
+  if (typeof site === 'string') return site !== 'same-origin' && site !== 'none';
+  const origin = req.headers.origin;
+  if (typeof origin !== 'string') return false;
+  try {
+    if (origin === 'null') return true;
+    const from = new URL(origin);
+    // Host read with the origin's scheme, so a default port written in one and left out in the other compares equal.
+    return from.host !== new URL(`${from.protocol}//${req.headers.host ?? ''}`).host;
+  } catch {
+    return true;
+  }
+}
+
 function cookieOf(req: FastifyRequest): string | undefined {
   const header = req.headers.cookie;
   if (!header) return undefined;
@@ -100,10 +122,13 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       ui.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_req, body, done) => {
         done(null, parseQuery(body as string));
       });
-      // Every page but the sign-in form needs a session; the form itself needs none.
+      // Every page but the sign-in form and signing out needs a session; those need none. No POST from another site's page is taken.
       ui.addHook('onRequest', async (req, reply) => {
+        if (req.method === 'POST' && fromAnotherSite(req)) {
+          return page(reply, errorPage(src.stack, 'A sign-in or sign-out sent from a page of another site is refused; sign in from this dashboard\'s own page.'), 403);
+        }
         const path = req.url.split('?')[0];
-        if (path === '/ui/login') return;
+        if (path === '/ui/login' || path === '/ui/logout') return;
         if (!session(req)) {
           if (req.headers.authorization) return reply.code(401).send({ error: 'ui-unauthorized', message: 'the token grants no access to the dashboard' });
           return reply.redirect('/ui/login', 303);
@@ -135,6 +160,12 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         const value = `${expires}.${role}.${sign(key, `${expires}.${role}`, bound)}`;
         reply.header('set-cookie', `${COOKIE}=${value}; Path=/ui; HttpOnly; SameSite=Strict${o.secure ? '; Secure' : ''}; Max-Age=${Math.floor(sessionMs / 1000)}`);
         return reply.redirect('/ui', 303);
+      });
+
+      // Clears the cookie in this browser (a copy of its value stays valid until it expires, or the role's token is rotated).
+      ui.post('/logout', async (_req, reply) => {
+        reply.header('set-cookie', `${COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict${o.secure ? '; Secure' : ''}; Max-Age=0`);
+        return reply.redirect('/ui/login', 303);
       });
 
       ui.get('/', async (_req, reply) => {
