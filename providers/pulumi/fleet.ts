@@ -70,6 +70,13 @@ export interface FleetOutputs extends FleetInputs {
 }
 
 const STRATEGIES = ['nearest', 'spread', 'pack'] as const;
+/** The keys of FleetSpecInputs (a fleet file's metadata and spec, as the resource takes them). */
+const SPEC_KEYS = ['name', 'owner', 'labels', 'count', 'minCount', 'image', 'size', 'hardware', 'placement', 'state', 'encryptedDisk', 'protect'] as const;
+/** What Pulumi's dynamic-provider host passes for a value not known yet (a preview of an input computed from another resource). */
+const UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
+const known = (...vs: unknown[]) => vs.every((v) => v !== UNKNOWN);
+/** A fleet file's count limit (fleet.schema.json). */
+const MAX_COUNT = 100_000;
 
 /** The LoadedFleet the planner reads, with the spec loader's defaults (engine/spec/fleet.ts toLoadedFleet). */
 function loadedFleet(s: FleetSpecInputs, hash: string): LoadedFleet {
@@ -124,24 +131,56 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     return providerFor(providerOptions(this.stack, name), tokens?.[name]);
   }
 
+  /**
+   * The spec as a fleet file's schema (specs/schema/fleet.schema.json) would
+   * take it, checked by hand (a compiled schema validator cannot be
+   * serialized into the provider): the keys it knows (a misspelt one is a
+   * failure, not dropped), the name grammar members are addressed by, the
+   * count and size limits; then what the stack and pack say (state, image,
+   * data centers). If you add a key to FleetSpecInputs, add it to SPEC_KEYS.
+   */
   async check(_olds: FleetInputs, news: FleetInputs): Promise<pulumi.dynamic.CheckResult<FleetInputs>> {
     const failures: pulumi.dynamic.CheckFailure[] = [];
-    const s = news.spec ?? ({} as FleetSpecInputs);
+    // A value computed from another resource is not known in a preview (Pulumi's host passes a sentinel, UNKNOWN): judged once it is.
+    if (!known(news.spec)) return { inputs: news, failures };
+    if (news.spec === null || typeof news.spec !== 'object') return { inputs: news, failures: [{ property: 'spec', reason: 'spec must be an object: a fleet file\'s metadata and spec keys' }] };
+    const s = news.spec;
     const fail = (property: string, reason: string) => failures.push({ property: `spec.${property}`, reason });
+    const unknownKeys = (v: object, keys: readonly string[], what: string, property: string) => {
+      for (const k of Object.keys(v)) if (!keys.includes(k)) fail(property === '' ? k : property, `${k} is not a key of ${what}; its keys are ${keys.join(', ')}`);
+    };
+    unknownKeys(s, SPEC_KEYS, 'a fleet spec', '');
     for (const k of ['name', 'owner', 'image'] as const) if (typeof s[k] !== 'string' || s[k] === '') fail(k, `${k} must be a non-empty string`);
-    if (!Number.isInteger(s.count) || s.count < 0) fail('count', 'count must be an integer >= 0');
+    if (typeof s.name === 'string' && s.name !== '' && s.name !== UNKNOWN && !/^[a-z][a-z0-9-]{0,39}$/.test(s.name)) {
+      fail('name', `name ${s.name} must be lower-case letters, digits and dashes, starting with a letter, at most 40 characters (members are addressed <name>/<index>)`);
+    }
+    if (!known(s.count)) {
+      /* judged when known */
+    } else if (!Number.isInteger(s.count) || s.count < 0 || s.count > MAX_COUNT) fail('count', `count must be an integer from 0 to ${MAX_COUNT}`);
     if (s.minCount !== undefined && (!Number.isInteger(s.minCount) || s.minCount < 0 || s.minCount > s.count)) fail('minCount', 'minCount must be an integer from 0 to count');
     const z = s.size;
     if (typeof news.specHash !== 'string' || news.specHash === '') failures.push({ property: 'specHash', reason: 'specHash must be engine/spec specHash of the spec' });
-    if (!z || !Number.isInteger(z.cpu) || !(z.cpu >= 1) || !(z.memoryGiB > 0) || !(z.diskGiB > 0)) fail('size', 'size needs an integer cpu >= 1, memoryGiB > 0 and diskGiB > 0');
+    if (!known(z, z?.cpu, z?.memoryGiB, z?.diskGiB)) {
+      /* judged when known */
+    } else if (!z || typeof z !== 'object' || !Number.isInteger(z.cpu) || !(z.cpu >= 1 && z.cpu <= 256) || !(z.memoryGiB >= 0.5 && z.memoryGiB <= 4096) || !(Number.isInteger(z.diskGiB) && z.diskGiB >= 1 && z.diskGiB <= 65536)) {
+      fail('size', 'size needs an integer cpu from 1 to 256, memoryGiB from 0.5 to 4096 and an integer diskGiB from 1 to 65536');
+    }
+    if (z && typeof z === 'object' && known(z)) unknownKeys(z, ['cpu', 'memoryGiB', 'diskGiB'], 'size', 'size');
+    if (s.hardware !== undefined && known(s.hardware) && (!Array.isArray(s.hardware) || s.hardware.some((t) => typeof t !== 'string' || t === ''))) fail('hardware', 'hardware must be a list of trait names');
+    if (s.labels !== undefined && known(s.labels) && (s.labels === null || typeof s.labels !== 'object' || Array.isArray(s.labels) || Object.values(s.labels).some((v) => typeof v !== 'string'))) {
+      fail('labels', 'labels must map names to strings');
+    }
+    for (const k of ['encryptedDisk', 'protect'] as const) if (s[k] !== undefined && known(s[k]) && typeof s[k] !== 'boolean') fail(k, `${k} must be true or false`);
+    if (s.placement !== undefined && known(s.placement) && (s.placement === null || typeof s.placement !== 'object')) fail('placement', 'placement must be an object');
+    else if (s.placement && known(s.placement)) unknownKeys(s.placement, ['dataCenters', 'strategy', 'near'], 'placement', 'placement');
     const lc = this.stack.lifecycle;
     const state = s.state ?? 'Running';
     if (!lc.requestable.includes(state)) fail('state', `state ${state} is not one a fleet may ask for: ${lc.requestable.join(', ')}`);
     if (typeof s.image === 'string' && !this.stack.images[s.image]) fail('image', `image ${s.image} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
-    const known = this.stack.dataCenters.map((d) => d.name);
-    for (const name of s.placement?.dataCenters ?? []) if (!known.includes(name)) fail('placement.dataCenters', `${name} is not a data center of stack ${this.stack.name} (${known.join(', ')})`);
+    const dcNames = this.stack.dataCenters.map((d) => d.name);
+    for (const name of s.placement?.dataCenters ?? []) if (!dcNames.includes(name)) fail('placement.dataCenters', `${name} is not a data center of stack ${this.stack.name} (${dcNames.join(', ')})`);
     if (s.placement?.strategy !== undefined && !STRATEGIES.includes(s.placement.strategy)) fail('placement.strategy', `strategy must be one of ${STRATEGIES.join(', ')}`);
-    for (const name of Object.keys(news.tokens ?? {})) if (!known.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
+    for (const name of Object.keys(news.tokens ?? {})) if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
     return { inputs: news, failures };
   }
 
