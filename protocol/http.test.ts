@@ -1,5 +1,6 @@
 // The shared HTTP layer: the OpenAPI document @fastify/swagger builds from the
 // route schemas, token checks and error bodies, on a real loopback service.
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WireError } from './errors.ts';
 import { createService, doc, listen, nulAt, tokenTable } from './http.ts';
@@ -155,5 +156,42 @@ describe('service logs', () => {
 
   it('at warn, info lines are not written', async () => {
     expect(await logged('warn')).toEqual([]);
+  });
+});
+
+// Found by QA: a caller that sent its headers and then a byte of its body every few seconds held its connection (and
+// a socket of the service) for as long as it liked; 130 s later it was still open. The boot endpoint needs no token, so
+// any VM of a data center could hold as many as it opened.
+describe('a request that never finishes arriving', () => {
+  it('is answered 408 and its connection closed once the receipt bound passes; a slow handler after a whole body is not cut', async () => {
+    const { app } = await createService({ title: 'slow', publicPaths: ['/v1/boot', '/v1/slow'], authenticate: () => undefined, requestTimeoutMs: 300 });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    app.post('/v1/boot', async () => ({ ok: true }));
+    app.post('/v1/slow', async () => {
+      await held;
+      return { ok: true };
+    });
+    const base = new URL(await listen(app, '127.0.0.1', 0));
+    try {
+      const socket = connect(Number(base.port), '127.0.0.1');
+      let answer = '';
+      socket.on('data', (d) => (answer += String(d)));
+      socket.write('POST /v1/boot HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{');
+      const trickle = setInterval(() => socket.writable && socket.write(' '), 50);
+      await new Promise((closed) => socket.on('close', closed));
+      clearInterval(trickle);
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+
+      // A whole body whose handler takes longer than the bound is answered when the handler is done.
+      const slow = fetch(`${base.origin}/v1/slow`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      // Held past the bound (this wait only makes the handler outlast it; the outcome is the 200 below).
+      await new Promise((r) => setTimeout(r, 700));
+      release();
+      expect((await slow).status).toBe(200);
+    } finally {
+      release();
+      await app.close();
+    }
   });
 });

@@ -44,6 +44,28 @@ export interface ServiceOptions {
   metrics?: ServiceMetrics;
   /** Readiness checks behind /readyz; /livez answers while the process does (both public). */
   health?: HealthOptions;
+  /** How long a request may take to arrive whole (headers and body); default REQUEST_RECEIPT_MS. */
+  requestTimeoutMs?: number;
+}
+
+/**
+ * How long a request may take to arrive, headers and body (Fastify's
+ * default is no bound: a caller trickling its body held a connection for
+ * ever). Only the arrival: a handler may take as long as it needs, and an
+ * NDJSON answer may stream for minutes. Every caller of the services sends a
+ * whole body at once (at most 1 MiB).
+ */
+export const REQUEST_RECEIPT_MS = 60_000;
+
+/**
+ * Fastify's options bounding a request's arrival to `ms`: Node checks it only
+ * while its headers bound is no longer (Fastify leaves that at 60 s, which
+ * turned a shorter request bound off), and every 30 s by default (here often
+ * enough that the bound holds within a few seconds). `http` goes into the
+ * https options of a TLS service too.
+ */
+export function receiptBound(ms: number = REQUEST_RECEIPT_MS): { requestTimeout: number; http: { headersTimeout: number; connectionsCheckingInterval: number } } {
+  return { requestTimeout: ms, http: { headersTimeout: Math.min(60_000, ms), connectionsCheckingInterval: Math.max(10, Math.min(5_000, Math.floor(ms / 2))) } };
 }
 
 
@@ -253,7 +275,10 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
   const log = loggerOptions(opts.logger);
   const certless = new Set(opts.certlessRoutes ?? []);
   const perRouteCerts = opts.tls?.requestCert === true && opts.tls.rejectUnauthorized && certless.size > 0;
+  const receipt = receiptBound(opts.requestTimeoutMs);
   const app = Fastify({
+    requestTimeout: receipt.requestTimeout,
+    http: receipt.http,
     logger: log.logger,
     // One line per answered request (below) instead of Fastify's two, which carry no route.
     logController: new LogController({ disableRequestLogging: true }),
@@ -266,7 +291,7 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
       const { status, body } = errorAnswer(err);
       void (reply as unknown as FastifyReply).status(status).send(body);
     },
-    ...(opts.tls ? { https: perRouteCerts ? { ...opts.tls, rejectUnauthorized: false } : opts.tls } : {}),
+    ...(opts.tls ? { https: { ...opts.tls, ...receipt.http, ...(perRouteCerts ? { rejectUnauthorized: false } : {}) } } : {}),
   }) as unknown as FastifyInstance;
   const publicPaths = [...opts.publicPaths, ...(opts.metrics ? ['/metrics'] : []), ...(opts.health ? ['/livez', '/readyz'] : [])];
   const ownAuth = (path: string) => (opts.ownAuthPrefixes ?? []).some((p) => path === p || path.startsWith(`${p}/`));

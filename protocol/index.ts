@@ -12,4 +12,4 @@ export * from './schemas/plans.ts';
 export * from './errors.ts';
 export { overrideProof, randomBase64url, sha256, sameSecret } from './hash.ts';
 export { credentialKey, scopedTokenProblem, signScopedToken } from './scoped-token.ts';
-export { LINES_LINGER_MS, NO_LINE, closeGracefully, createService, doc, errorAnswer, listen, streamAnswers, tokenTable, track, type LineAnswer, type Part, type ServiceOptions } from './http.ts';
+export { LINES_LINGER_MS, NO_LINE, REQUEST_RECEIPT_MS, closeGracefully, createService, doc, receiptBound, errorAnswer, listen, streamAnswers, tokenTable, track, type LineAnswer, type Part, type ServiceOptions } from './http.ts';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { loadOrCreateSecret, uiTokens, type RunningService } from '../../authority/index.ts';
 import { openRecord, type SqlRecord } from '../../record/index.ts';
-import { listen } from '../../../protocol/index.ts';
+import { listen, receiptBound } from '../../../protocol/index.ts';
 import { recordSource, registerUi, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
 import type { CliIO } from '../io.ts';
 import { UI_TOKEN_ENV, loadForServe, parsePort, serviceTls, sharedTokens, type ServeTlsOptions } from './serve-run.ts';
@@ -147,7 +147,9 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   }
   const postgres = /^postgres(ql)?:\/\//.test(stack.recordUrl);
   const record = postgres ? await openRecord(stack.recordUrl) : leasedRecord(() => openRecord(stack.recordUrl));
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ...(tls ? { https: tls } : {}) });
+  // A request must arrive whole within the services' bound (a sign-in form trickled in held a connection for ever).
+  const receipt = receiptBound();
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, requestTimeout: receipt.requestTimeout, ...(tls ? { https: { ...tls, ...receipt.http } } : { http: receipt.http }) });
   registerUi(app, {
     source: recordSource(record, stack.name, pack),
     authorize: uiTokens({ adminToken, readToken }) as NonNullable<ReturnType<typeof uiTokens>>,
