@@ -321,6 +321,14 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   if (!authorityUrl || (authorityUrl.protocol !== 'http:' && authorityUrl.protocol !== 'https:') || !authorityUrl.hostname) {
     fail('apply.serve-config', `--authority ${opts.authority} is not an http:// or https:// URL of the authority (e.g. https://authority.example:7400).`);
   }
+  // TLS settings for a plain-HTTP authority would never be used: the hop (and this client's token on it) would be in clear text.
+  const tlsFlags = [opts.authorityCa && '--authority-ca', opts.authorityCert && '--authority-cert', opts.authorityKey && '--authority-key'].filter((f): f is string => Boolean(f));
+  if (authorityUrl.protocol === 'http:' && tlsFlags.length > 0) {
+    fail(
+      'tls.plain-address',
+      `${tlsFlags.join(', ')} given, but --authority ${opts.authority} is not https://: they would never be used and this DMZ client's token would cross the network in clear text. Give the authority's https:// address.`,
+    );
+  }
   const authorityEnv = authorityTokenEnv(dc.name);
   const clientEnv = tokenEnvOf(dc);
   const authorityToken = io.env[authorityEnv];

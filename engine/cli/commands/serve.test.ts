@@ -195,6 +195,22 @@ describe('fleet serve', () => {
     }
   });
 
+  // Found by QA: the DMZ client started and spoke plain HTTP to the authority, its token in clear text, while its operator
+  // had given it a CA and a client certificate for that hop.
+  it.each([
+    { name: '--authority-ca', opts: (f: Record<string, string>) => ({ authorityCa: f['ca.pem'] }), flags: '--authority-ca' },
+    { name: '--authority-cert and --authority-key', opts: (f: Record<string, string>) => ({ authorityCert: f['cert.pem'], authorityKey: f['key.pem'] }), flags: '--authority-cert, --authority-key' },
+  ])('a DMZ client given $name for an http:// authority is refused (tls.plain-address) before any port opens', async ({ opts, flags }) => {
+    const { TestCa, writePemFiles } = await import('../../transport/testing.ts');
+    const ca = new TestCa();
+    const client = ca.issue({ cn: 'dmz miami', client: true });
+    const files = writePemFiles({ 'cert.pem': client.cert, 'key.pem': client.key, 'ca.pem': ca.cert });
+    const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env: { FLEET_DMZ_TOKEN_MIAMI: 'm', MIAMI_CLI_TOKEN: 'mc' } };
+    await expect(
+      serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', authority: 'http://127.0.0.1:7400', port: '0', host: '127.0.0.1', stateDir: join(dir, 'plain'), ...opts(files) }),
+    ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.plain-address', detail: expect.stringContaining(`${flags} given, but --authority http://127.0.0.1:7400 is not https://`) }] });
+  });
+
   it('a DMZ client requiring client certificates (FLEET_TLS_CLIENT_CA) boots VMs: its sim agents trust FLEET_BOOT_CA and present no certificate', async () => {
     const { TestCa, writePemFiles } = await import('../../transport/testing.ts');
     const ca = new TestCa();

@@ -33,8 +33,8 @@ export const tlsCodes = defineCodes({
     severity: 'error',
   },
   'tls.plain-address': {
-    summary: 'Client certificate for a plain HTTP address',
-    doc: 'A data center in stack.yaml has `auth.clientCert` but its address is not `https://`: the certificate would never be presented, and the bearer token would cross the network in clear text. Give the DMZ client\'s `https://` address (the DMZ client serves TLS with --tls-cert and --tls-key, and requires the certificate with --client-ca).',
+    summary: 'TLS settings for a plain HTTP address',
+    doc: 'A data center in stack.yaml has `auth.clientCert` but its address is not `https://`, or `fleet serve dmz-client` was given --authority-ca, --authority-cert or --authority-key with an `http://` --authority: the CA and certificate would never be used, and the bearer token would cross the network in clear text. Give the `https://` address (a service serves TLS with --tls-cert and --tls-key, and requires client certificates with --client-ca).',
     severity: 'error',
   },
   'tls.insecure-bind': {
