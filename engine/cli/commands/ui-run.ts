@@ -1,15 +1,16 @@
 // What `fleet ui` runs; loaded only when the dashboard starts (it brings
 // Fastify and the record's driver along).
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { loadOrCreateSecret, uiTokens, type RunningService } from '../../authority/index.ts';
-import { openRecord, type SqlRecord } from '../../record/index.ts';
+import { describeRecordUrl, openRecord, pgliteDir, type SqlRecord } from '../../record/index.ts';
 import { listen, receiptBound } from '../../../protocol/index.ts';
 import { recordSource, registerUi, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
 import type { CliIO } from '../io.ts';
 import { UI_TOKEN_ENV, loadForServe, parsePort, serviceTls, sharedTokens, type ServeTlsOptions } from './serve-run.ts';
-import { FleetError } from '../../diags/index.ts';
+import { FleetError, fail } from '../../diags/index.ts';
 
 export { serve } from './serve-run.ts';
 
@@ -144,6 +145,11 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
     const file = join(stack.stateDir, 'ui.token');
     adminToken = loadOrCreateSecret(file);
     io.stdout.write(`Sign in with the token in ${file} (or set ${UI_TOKEN_ENV.admin} / ${UI_TOKEN_ENV.read}).\n`);
+  }
+  // The dashboard only reads: a record folder that does not exist is a mistyped URL, not a record to make (as state and history).
+  const dir = stack.recordUrl.startsWith('pglite://') ? pgliteDir(stack.recordUrl) : undefined;
+  if (dir !== undefined && !existsSync(dir)) {
+    fail('record.not-found', `There is no record at ${describeRecordUrl(stack.recordUrl)}: the folder ${dir} does not exist. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, the dashboard only reads one.`);
   }
   const postgres = /^postgres(ql)?:\/\//.test(stack.recordUrl);
   const record = postgres ? await openRecord(stack.recordUrl) : leasedRecord(() => openRecord(stack.recordUrl));

@@ -26,6 +26,9 @@ describe('fleet ui', () => {
   it.each([
     { args: ['--port', 'x'], want: ['apply.serve-config', '--port x'] },
     { args: ['--host', '0.0.0.0'], want: ['--insecure'] },
+    // Found by QA: the dashboard started at a mistyped record URL, made a new, empty PGlite record there on the first
+    // page and said "The record holds no VMs for this stack yet".
+    { args: ['--record-url', 'pglite:///tmp/dmzfleet-no-such-record-qa/record'], want: ['record.not-found', '/tmp/dmzfleet-no-such-record-qa/record does not exist'] },
   ])('refuses $args before serving', async ({ args, want }) => {
     const res = await runCli(['ui', '--stack', stack.dir, ...args]);
     expect(res.code).toBe(1);
