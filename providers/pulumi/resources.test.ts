@@ -7,6 +7,7 @@ import { memberName } from '../../engine/plan/index.ts';
 import { specHash } from '../../engine/spec/index.ts';
 import { mockPulumi, valueOf } from '../../packages/dmz-infra/testing.ts';
 import { Vm } from './vm.ts';
+import { Fleet } from './fleet.ts';
 import type { FleetStack } from './stack.ts';
 
 const SECRET_SIG = '4dabf18193072939515e22adb298388d';
@@ -48,5 +49,19 @@ describe('Vm', () => {
     const token = (vm as unknown as { token: pulumi.Output<string> }).token;
     expect(token).toBeDefined();
     expect(await pulumi.isSecret(token)).toBe(true);
+  });
+});
+
+describe('Fleet', () => {
+  it('sends the tokens as one secret, keeps them secret in its outputs, and serializes a provider without them', async () => {
+    const fleet = new Fleet('web', { stack, tokens: { miami: 'fleet-token-value' }, spec: { owner: 'team-payments', count: 2, image: 'ubuntu-22.04', size: { cpu: 1, memoryGiB: 2, diskGiB: 10 } } });
+    await valueOf(fleet.urn);
+    const r = mocks.resources.find((x) => x.type === 'pulumi-nodejs:dynamic/dmzfleet:Fleet')!;
+    expect(r.inputs.tokens).toEqual({ [SECRET_SIG]: SECRET_VALUE, value: { miami: 'fleet-token-value' } });
+    expect(r.inputs.spec).toMatchObject({ name: 'web', count: 2 });
+    expect(r.inputs.__provider).toContain('https://dmz.miami.example:8443');
+    expect(r.inputs.__provider).not.toContain('fleet-token-value');
+    const tokens = (fleet as unknown as { tokens: pulumi.Output<unknown> }).tokens;
+    expect(await pulumi.isSecret(tokens)).toBe(true);
   });
 });

@@ -217,6 +217,22 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
     expect(r.failures).toEqual([]);
   });
 
+  // The tokens' variables set in the program's environment, as a CI job running `pulumi up` has them: the providers read
+  // them at call time (process.env), and serializing must not capture their values into the state.
+  it('carries no token when the program runs with the token variables set', async () => {
+    const fs = es.fleetStack;
+    const env = Object.fromEntries(fs.dataCenters.map((d) => [d.tokenEnv, es.tokens[d.name]]));
+    const withEnv = await serializeProviders({ dc: { kind: 'dc' as const, options: providerOptions(fs, 'miami') }, vm: { kind: 'vm' as const, options: providerOptions(fs, 'richmond') }, fleet: { kind: 'fleet' as const, stack: fs } }, env);
+    for (const text of Object.values(withEnv)) {
+      for (const t of Object.values(es.tokens)) expect(text).not.toContain(t);
+    }
+    // And the provider serialized so still finds its token in the host's environment at call time.
+    const h = await ProviderHost.start(withEnv.dc, { [tokenEnv('miami')]: es.tokens.miami });
+    hosts.push(h);
+    const created = await h.ok<{ id: string; outs: VmOutputs }>('create', vm({ fleet: 'envtok', index: 0, desiredState: 'PoweredOff' }));
+    await h.ok('delete', created.id, created.outs);
+  }, 120_000);
+
   it('carries no token in its serialized text', async () => {
     const { text } = await host('fleet');
     for (const t of Object.values(es.tokens)) expect(text).not.toContain(t);

@@ -107,10 +107,11 @@ export async function downUrl(): Promise<string> {
 /**
  * What pulumi.dynamic.Resource stores in the state for each provider
  * (serializeFunction, secrets allowed), made in one tsx child process
- * (serialize-child.ts says why not here).
+ * (serialize-child.ts says why not here), with `env` added to its
+ * environment (a program run with the tokens in its variables).
  */
-export async function serializeProviders<K extends string>(specs: Record<K, ProviderSpec>): Promise<Record<K, string>> {
-  const child = execFile(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'serialize-child.ts')], { maxBuffer: 64 * 1024 * 1024 });
+export async function serializeProviders<K extends string>(specs: Record<K, ProviderSpec>, env: Record<string, string> = {}): Promise<Record<K, string>> {
+  const child = execFile(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'serialize-child.ts')], { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ...env } });
   let out = '';
   let err = '';
   child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
