@@ -92,7 +92,12 @@ export interface StartAuthorityOptions {
    * Serve the read-only dashboard under /ui (engine/ui) to people signing in
    * with one of these tokens; no dashboard when absent or when both are unset.
    */
-  ui?: { adminToken?: string; readToken?: string };
+  ui?: {
+    adminToken?: string;
+    readToken?: string;
+    /** Served in plain HTTP behind a TLS-terminating proxy (`--insecure` off loopback): browsers reach it over HTTPS, so its cookie is marked Secure too. */
+    behindTlsProxy?: boolean;
+  };
   /** Authorities serving this record (Authority's `replicas`): more than 1 turns the row cache and approvals ahead off. */
   replicas?: number;
   /** On close, how long requests in flight may take to finish before their connections are cut. Default 20 000. */
@@ -328,7 +333,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
       sessionKey: createHmac('sha256', secret).update('ui-session-key').digest(),
       // ...and bound to each role's token: rotating (or unsetting) a token ends the sessions signed in with it.
       binding: uiSessionBinding(opts.ui ?? {}),
-      secure: opts.tls !== undefined,
+      secure: opts.tls !== undefined || opts.ui?.behindTlsProxy === true,
     });
   }
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);

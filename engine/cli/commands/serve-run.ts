@@ -10,7 +10,7 @@ import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
 import { credentialKey as scopedCredentialKey } from '../../../protocol/index.ts';
-import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
+import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, isLoopbackHost, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
@@ -105,6 +105,11 @@ export function sharedTokens(service: string, vars: readonly { env: string; toke
   return out;
 }
 
+/** Plain HTTP off loopback, which only --insecure allows: a TLS-terminating proxy is in front, and browsers reach the service over HTTPS. */
+export function behindTlsProxy(tls: ServerTls | undefined, opts: ServeTlsOptions & { host: string }): boolean {
+  return tls === undefined && opts.insecure === true && !isLoopbackHost(opts.host);
+}
+
 /** What every service takes besides TLS: its log level and how long a stop may drain. */
 export interface ServeCommonOptions extends ServeTlsOptions {
   /** --log-level (else FLEET_LOG_LEVEL, else info). */
@@ -175,7 +180,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   const record = await openRecord(stack.recordUrl);
   try {
     // The dashboard under /ui, when a sign-in token is set.
-    const ui = { adminToken: io.env[UI_TOKEN_ENV.admin] || undefined, readToken: io.env[UI_TOKEN_ENV.read] || undefined };
+    const ui = { adminToken: io.env[UI_TOKEN_ENV.admin] || undefined, readToken: io.env[UI_TOKEN_ENV.read] || undefined, behindTlsProxy: behindTlsProxy(tls, opts) };
     const admin = io.env[ADMIN_TOKEN_ENV];
     const svc = await startAuthority({
       record,

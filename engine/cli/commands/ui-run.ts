@@ -9,7 +9,7 @@ import { describeRecordUrl, openRecord, pgliteDir, type SqlRecord } from '../../
 import { listen, receiptBound } from '../../../protocol/index.ts';
 import { recordSource, registerUi, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
 import type { CliIO } from '../io.ts';
-import { UI_TOKEN_ENV, loadForServe, parsePort, serviceTls, sharedTokens, type ServeTlsOptions } from './serve-run.ts';
+import { UI_TOKEN_ENV, behindTlsProxy, loadForServe, parsePort, serviceTls, sharedTokens, type ServeTlsOptions } from './serve-run.ts';
 import { FleetError, fail } from '../../diags/index.ts';
 
 export { serve } from './serve-run.ts';
@@ -161,7 +161,7 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
     authorize: uiTokens({ adminToken, readToken }) as NonNullable<ReturnType<typeof uiTokens>>,
     sessionKey: randomBytes(32),
     binding: uiSessionBinding({ adminToken, readToken }),
-    secure: tls !== undefined,
+    secure: tls !== undefined || behindTlsProxy(tls, opts),
   });
   app.get('/', async (_req, reply) => reply.redirect('/ui', 302));
   try {

@@ -77,6 +77,17 @@ describe('fleet ui', () => {
     } finally {
       await withUi.close();
     }
+    // Found by QA: behind a TLS-terminating proxy (--insecure off loopback) the session cookie was not marked Secure,
+    // so a browser would also send it over plain http:// to the same host.
+    const proxied = await serveOrchestrator(io({ FLEET_READ_TOKEN: 'read-token-of-the-test' }), { stack: stack.dir, port: '0', host: '0.0.0.0', insecure: true });
+    try {
+      const port = new URL(proxied.url).port;
+      const login = await fetch(`http://127.0.0.1:${port}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=read-token-of-the-test', redirect: 'manual' });
+      expect(login.status).toBe(303);
+      expect(login.headers.get('set-cookie')).toContain('; Secure');
+    } finally {
+      await proxied.close();
+    }
     const without = await serveOrchestrator(io({}), { stack: stack.dir, port: '0', host: '127.0.0.1' });
     try {
       expect((await fetch(`${without.url}/ui`, { headers: { authorization: 'Bearer m-token' } })).status).toBe(404);
