@@ -399,6 +399,43 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     }
   }, 300_000);
 
+  it.each(POINTS)('the authority killed after step %i and started again on its port, the CLI and DMZ client living on: the apply rides it out and converges', async (point) => {
+    const d = await deployed();
+    const authorityPort = await freePort();
+    const authorityArgs = ['orchestrator', '--stack', d.stack.dir, '--port', String(authorityPort)];
+    let authority = await serve(authorityArgs, d.env);
+    const dmz = await serve(['dmz-client', '--stack', d.stack.dir, '--data-center', 'miami', '--authority', authority.url, '--port', String(d.dmzPort)], d.env);
+    let restarted: Promise<void> | undefined;
+    try {
+      await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, {
+        onDone: (n) => {
+          if (n < point || restarted) return;
+          // SIGKILL mid-apply: its transactions in flight roll back; a new authority takes the same port.
+          restarted = authority.stop().then(async () => {
+            authority = await serve(authorityArgs, d.env);
+          });
+        },
+      });
+      expect(restarted, `the apply ended before step ${point}: ${first.stderr}`).toBeDefined();
+      await restarted;
+      // The restart takes a second or two, well within the retry budget: the apply rides it out.
+      // Before: a step carried out behind one whose report the outage cut answered 409
+      // earlier-step-failed, and its member failed (5 of 23 kill points in one run).
+      const summary = first.stdout.split('\n').find((l) => l.includes('"type":"summary"'));
+      expect(first.code, `the apply failed: ${first.stdout.split('\n').filter((l) => l.includes('"status":"failed"')).join('\n').slice(0, 3000)} ${first.stderr.slice(0, 2000)}`).toBe(0);
+      expect(JSON.parse(summary!)).toMatchObject({ succeeded: COUNT, failed: 0 });
+      const plan = await fleet(['plan', '--detailed-exitcode', '--stack', d.stack.dir], d.env);
+      expect({ code: plan.code, out: plan.stdout }).toMatchObject({ code: 0 });
+      await dmz.stop();
+      await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
+    } finally {
+      await dmz.stop();
+      await authority.stop();
+      await d.close();
+    }
+  }, 300_000);
+
   it('CLI killed once the first boot is done, its DMZ client carrying on with the edges approved ahead: the re-run waits for their reports before it plans, and converges', async () => {
     // Breaking the dead apply's lock fences its runs' next authorizations, not the edges the authority
     // approved ahead (here the awaitReady of a VM booting for BOOT_LONG_MS): a plan made before that
