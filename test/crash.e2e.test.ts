@@ -399,6 +399,55 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     }
   }, 300_000);
 
+  const RESTARTS = POINTS.flatMap((point) => [
+    ['the authority', point] as const,
+    ['the DMZ client', point] as const,
+  ]);
+
+  it.each(RESTARTS)('%s killed after step %i and started again on its port, the other processes living on: the apply rides it out and converges', async (who, point) => {
+    const d = await deployed();
+    const authorityPort = await freePort();
+    const authorityArgs = ['orchestrator', '--stack', d.stack.dir, '--port', String(authorityPort)];
+    let authority = await serve(authorityArgs, d.env);
+    const dmzArgs = ['dmz-client', '--stack', d.stack.dir, '--data-center', 'miami', '--authority', authority.url, '--port', String(d.dmzPort)];
+    let dmz = await serve(dmzArgs, d.env);
+    let restarted: Promise<void> | undefined;
+    try {
+      await d.stack.spec('web', fleetYaml('web', { count: COUNT, strategy: 'pack' }));
+      const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', d.stack.dir], d.env, {
+        onDone: (n) => {
+          if (n < point || restarted) return;
+          // SIGKILL mid-apply: the authority's transactions in flight roll back, the DMZ client's
+          // runs and the sim's agents die with it; a new process takes the same port.
+          restarted =
+            who === 'the authority'
+              ? authority.stop().then(async () => {
+                  authority = await serve(authorityArgs, d.env);
+                })
+              : dmz.stop().then(async () => {
+                  dmz = await serve(dmzArgs, d.env);
+                });
+        },
+      });
+      expect(restarted, `the apply ended before step ${point}: ${first.stderr}`).toBeDefined();
+      await restarted;
+      // The restart takes a second or two, well within the retry budget: the apply rides it out.
+      // Before (the authority): a step carried out behind one whose report the outage cut answered
+      // 409 earlier-step-failed, and its member failed (5 of 23 kill points in one run).
+      const summary = first.stdout.split('\n').find((l) => l.includes('"type":"summary"'));
+      expect(first.code, `the apply failed: ${first.stdout.split('\n').filter((l) => l.includes('"status":"failed"')).join('\n').slice(0, 3000)} ${first.stderr.slice(0, 2000)}`).toBe(0);
+      expect(JSON.parse(summary!)).toMatchObject({ succeeded: COUNT, failed: 0 });
+      const plan = await fleet(['plan', '--detailed-exitcode', '--stack', d.stack.dir], d.env);
+      expect({ code: plan.code, out: plan.stdout }).toMatchObject({ code: 0 });
+      await dmz.stop();
+      await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
+    } finally {
+      await dmz.stop();
+      await authority.stop();
+      await d.close();
+    }
+  }, 300_000);
+
   it('CLI killed once the first boot is done, its DMZ client carrying on with the edges approved ahead: the re-run waits for their reports before it plans, and converges', async () => {
     // Breaking the dead apply's lock fences its runs' next authorizations, not the edges the authority
     // approved ahead (here the awaitReady of a VM booting for BOOT_LONG_MS): a plan made before that
