@@ -14,7 +14,9 @@
 //
 // Failure rules (pulumi sdk/nodejs/dynamic/index.ts):
 // - create: members created before a failure are deleted again, then the
-//   error is thrown: nothing remains.
+//   error is thrown: nothing remains. Members that cannot be deleted again
+//   are answered in the error as a partial resource (`id`, `properties`),
+//   so Pulumi's state keeps them rather than losing VMs that still run.
 // - update: members keep whatever they reached; the error carries the
 //   fleet's outputs as they are now (`id`, `properties`, `reasons`: Pulumi's
 //   "created but failed to initialize" form), so the state matches the data
@@ -339,13 +341,19 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     if (failed.length > 0) {
       // Leave nothing created: delete the members that were.
       const undone = await settleAll(created, (m) => this.dc(m.dataCenter, inputs.tokens).delete(m.vmId, m));
+      const left: FleetMember[] = [];
       undone.forEach((r, i) => {
         if (r.status === 'rejected') {
           failed.push(diag('apply.step-failed', `Deleting ${created[i].address} after the fleet's create failed failed too; it still exists in ${created[i].dataCenter}.`, { address: created[i].address }));
           failed.push(...diagnosticsOf(r.reason, created[i].address));
+          left.push(created[i]);
         }
       });
-      throw new FleetError(failed);
+      const err = new FleetError(failed);
+      if (left.length === 0) throw err;
+      // What could not be deleted still exists: answered as Pulumi's partial resource ("created but failed to initialize"),
+      // so the state keeps those members and the next update or destroy reaches them, instead of VMs no state knows.
+      throw Object.assign(err, { id, properties: this.outputs(inputs, left), reasons: failed.map((d) => `${d.summary}: ${d.detail}`) });
     }
     return { id, outs: this.outputs(inputs, members) };
   }

@@ -301,6 +301,49 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
     expect(live.map((v) => v.id)).toEqual([other.id]);
   });
 
+  // Found by QA: when a member's create failed and deleting a member created beside it failed too, create threw a
+  // plain error: Pulumi recorded no resource, and the VM left running was known to no state (a destroy could not reach it).
+  it('a create whose clean-up fails answers the members still there as a partial resource (id and properties), so Pulumi keeps them', async () => {
+    const { createServer, request } = await import('node:http');
+    const miami = new URL(es.fleetStack.dataCenters.find((d) => d.name === 'miami')!.url);
+    // Forwards to miami's DMZ client, but refuses the first step down from Running (the clean-up's), as a DMZ client that went away would.
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        if (body.includes('"to":"ShuttingDown"')) {
+          res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'unauthorized', message: 'the bearer token is not valid here' } }));
+          return;
+        }
+        const up = request({ host: miami.hostname, port: miami.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        });
+        up.end(body);
+      });
+    });
+    await new Promise<void>((ok) => proxy.listen(0, '127.0.0.1', ok));
+    try {
+      const fs = es.fleetStack;
+      const proxied: FleetStack = { ...fs, dataCenters: fs.dataCenters.map((d) => (d.name === 'miami' ? { ...d, url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}` } : d)) };
+      const { fleet: text } = await serializeProviders({ fleet: { kind: 'fleet' as const, stack: proxied } });
+      const h = await ProviderHost.start(text);
+      hosts.push(h);
+      // richmond's member fails (a token richmond does not take); miami's is created, and its clean-up is refused.
+      const e = await h.rejected('create', { ...fleetInputs({ ...spec, name: 'orphan', count: 2 }), tokens: { miami: es.tokens.miami, richmond: 'not-richmonds-token' } });
+      expect(e.message).toMatch(/it still exists in miami/);
+      expect(e.id).toBe(`${es.stack.name}:orphan`);
+      const left = (e.properties as unknown as FleetOutputs).members;
+      expect(left.map((m) => [m.dataCenter, m.state])).toEqual([['miami', 'Running']]);
+      expect((await es.record.getVm(left[0].vmId))?.state).toBe('Running');
+      expect(e.reasons?.length).toBeGreaterThan(0);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((ok) => proxy.close(ok));
+    }
+  }, 120_000);
+
   it('against DMZ clients that are down, create rejects naming each client', async () => {
     const { host: h } = await host('fleet-down');
     const e = await h.rejected('create', fleetInputs({ ...spec, name: 'unreached' }));
