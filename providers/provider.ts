@@ -27,7 +27,9 @@
 //
 // Failure rules (pulumi sdk/nodejs/dynamic/index.ts):
 // - create: if it fails, nothing must remain created: the VM is walked to the
-//   terminal state before the error is thrown. Under fleet apply the record
+//   terminal state before the error is thrown. If that walk fails too, the
+//   error carries the VM as Pulumi's partial resource (`id`, `properties`),
+//   so the state keeps it. Under fleet apply the record
 //   holds the VM where it stopped and the next plan continues it (a failed
 //   create is retried or given up along the pack's recovery edges): no
 //   clean-up there, as every step is journalled.
@@ -329,12 +331,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       cleanup = { state: w.state, answered: 0, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', String(err))) };
     }
     if (cleanup.error) {
-      throw new FleetError([
+      const err = new FleetError([
         ...w.error.diagnostics,
         diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${this.dataCenter} (${cleanup.state}): ${cleanup.error.message}`, {
           address: formatVmAddress(inputs.fleet, inputs.index),
         }),
       ]);
+      // The VM still exists: answered as Pulumi's partial resource ("created but failed to initialize"), so the state keeps it
+      // (where the clean-up left it) and the next update or destroy reaches it, instead of a VM no state knows.
+      const properties: VmOutputs = { ...this.outputs(vmId, inputs, cleanup.last ?? w.last), state: cleanup.state };
+      throw Object.assign(err, { id: vmId, properties, reasons: err.diagnostics.map((d) => `${d.summary}: ${d.detail}`) });
     }
     this.fail(w);
   }

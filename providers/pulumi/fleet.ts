@@ -300,13 +300,15 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
   }
 
   /** Plans and carries out every member's change at once; the members afterwards and the failures. */
-  private async converge(inputs: FleetInputs, olds: readonly FleetMember[]): Promise<{ members: FleetMember[]; failed: Diagnostic[]; created: FleetMember[] }> {
+  private async converge(inputs: FleetInputs, olds: readonly FleetMember[]): Promise<{ members: FleetMember[]; failed: Diagnostic[]; created: FleetMember[]; stuck: FleetMember[] }> {
     const changes = this.plan(inputs.spec, inputs.specHash, olds);
     const byId = new Map(olds.map((m) => [m.vmId, m]));
     const results = await settleAll(changes, (c) => this.carry(c, inputs.spec, inputs, c.vmId ? byId.get(c.vmId) : undefined));
     const members: FleetMember[] = [];
     const created: FleetMember[] = [];
     const failed: Diagnostic[] = [];
+    /** Members whose create failed and whose clean-up failed too: they exist. */
+    const stuck: FleetMember[] = [];
     for (let i = 0; i < changes.length; i++) {
       const c = changes[i];
       const r = results[i];
@@ -316,7 +318,15 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         continue;
       }
       failed.push(...diagnosticsOf(r.reason, c.address));
-      // Where the member is now: ask its data center (a failed create left nothing).
+      // A failed create left nothing, unless its clean-up failed too: then the VM it answers as a partial resource is a member.
+      const partial = (r.reason as { properties?: VmOutputs } | undefined)?.properties;
+      if (c.action === 'create' && partial?.vmId) {
+        const m = { ...partial, address: c.address };
+        members.push(m);
+        stuck.push(m);
+        continue;
+      }
+      // Where the member is now: ask its data center.
       const old = c.vmId ? byId.get(c.vmId) : undefined;
       if (!old) continue;
       const now = await this.dc(c.dataCenter, inputs.tokens)
@@ -328,7 +338,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     const acted = new Set(changes.flatMap((c) => (c.vmId ? [c.vmId] : [])));
     for (const m of olds) if (!acted.has(m.vmId)) members.push(m);
     members.sort((a, b) => a.index - b.index);
-    return { members, failed, created };
+    return { members, failed, created, stuck };
   }
 
   private outputs(inputs: FleetInputs, members: FleetMember[]): FleetOutputs {
@@ -337,11 +347,11 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
 
   async create(inputs: FleetInputs): Promise<pulumi.dynamic.CreateResult<FleetOutputs>> {
     const id = `${this.stack.name}:${inputs.spec.name}`;
-    const { members, failed, created } = await this.converge(inputs, []);
+    const { members, failed, created, stuck } = await this.converge(inputs, []);
     if (failed.length > 0) {
       // Leave nothing created: delete the members that were.
       const undone = await settleAll(created, (m) => this.dc(m.dataCenter, inputs.tokens).delete(m.vmId, m));
-      const left: FleetMember[] = [];
+      const left: FleetMember[] = [...stuck];
       undone.forEach((r, i) => {
         if (r.status === 'rejected') {
           failed.push(diag('apply.step-failed', `Deleting ${created[i].address} after the fleet's create failed failed too; it still exists in ${created[i].dataCenter}.`, { address: created[i].address }));
@@ -351,6 +361,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       });
       const err = new FleetError(failed);
       if (left.length === 0) throw err;
+      left.sort((a, b) => a.index - b.index);
       // What could not be deleted still exists: answered as Pulumi's partial resource ("created but failed to initialize"),
       // so the state keeps those members and the next update or destroy reaches them, instead of VMs no state knows.
       throw Object.assign(err, { id, properties: this.outputs(inputs, left), reasons: failed.map((d) => `${d.summary}: ${d.detail}`) });

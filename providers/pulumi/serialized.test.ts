@@ -96,6 +96,42 @@ const KINDS = [
   },
 ];
 
+/**
+ * A proxy in front of a DMZ client that forwards requests until one whose
+ * body holds `trigger`; that one and every later one are refused (401), as a
+ * DMZ client that went away mid-call. Closes with `close()`.
+ */
+async function failingProxy(target: string, trigger: string): Promise<{ url: string; close(): Promise<void> }> {
+  const { createServer, request } = await import('node:http');
+  const to = new URL(target);
+  let down = false;
+  const proxy = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (down || body.includes(trigger)) {
+        down = true;
+        res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'unauthorized', message: 'the bearer token is not valid here' } }));
+        return;
+      }
+      const up = request({ host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.end(body);
+    });
+  });
+  await new Promise<void>((ok) => proxy.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`,
+    close: async () => {
+      proxy.closeAllConnections();
+      await new Promise((ok) => proxy.close(ok));
+    },
+  };
+}
+
 const tokenEnv = (dc: string) => es.fleetStack.dataCenters.find((d) => d.name === dc)!.tokenEnv;
 
 describe.each(KINDS)('$kind, serialized and run in a fresh process', ({ dc, serialized, env, inputs }) => {
@@ -162,6 +198,28 @@ describe.each(KINDS)('$kind, serialized and run in a fresh process', ({ dc, seri
     await h.ok('delete', stopped.id, stopped.outs);
     expect((await es.record.getVm(stopped.id))?.state).toBe('Deleted');
   });
+
+  // Found by QA: a create that failed mid-walk and whose clean-up failed too threw a plain error: Pulumi recorded no
+  // resource, and the VM it said 'may still exist' was in no state.
+  it('a create whose clean-up fails answers the VM as a partial resource (id and properties), so Pulumi keeps it', async () => {
+    const proxy = await failingProxy(es.fleetStack.dataCenters.find((d) => d.name === dc)!.url, '"to":"Starting"');
+    try {
+      const fs = es.fleetStack;
+      const options = { ...providerOptions(fs, dc), url: proxy.url, retries: 0 };
+      const { p: text } = await serializeProviders({ p: { kind: serialized, options } });
+      const h = await ProviderHost.start(text, env());
+      hosts.push(h);
+      const ins = inputs({ fleet: `stuck-${dc}`, index: 0 });
+      const e = await h.rejected('create', ins);
+      expect(e.message).toMatch(/may still exist/);
+      expect(e.id).toBeTruthy();
+      expect(e.properties).toMatchObject({ vmId: e.id, dataCenter: dc, fleet: `stuck-${dc}`, state: 'PoweredOn' });
+      if ('token' in ins) expect(e.properties).toMatchObject({ token: ins.token });
+      expect((await es.record.getVm(e.id!))?.state).toBe('PoweredOn');
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
 
   it('a missing token is named in the message', async () => {
     // VmProvider without a token in the call falls back to the environment, like DataCenterProvider.
@@ -341,6 +399,27 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
     } finally {
       proxy.closeAllConnections();
       await new Promise((ok) => proxy.close(ok));
+    }
+  }, 120_000);
+
+  it('a member whose own create and clean-up failed is kept in the partial resource too', async () => {
+    const proxy = await failingProxy(es.fleetStack.dataCenters.find((d) => d.name === 'miami')!.url, '"to":"Starting"');
+    try {
+      const fs = es.fleetStack;
+      const proxied: FleetStack = { ...fs, retries: 0, dataCenters: fs.dataCenters.map((d) => (d.name === 'miami' ? { ...d, url: proxy.url } : d)) };
+      const { fleet: text } = await serializeProviders({ fleet: { kind: 'fleet' as const, stack: proxied } });
+      const h = await ProviderHost.start(text);
+      hosts.push(h);
+      const e = await h.rejected('create', fleetInputs({ ...spec, name: 'stuck-fleet', count: 2 }));
+      expect(e.message).toMatch(/may still exist in miami/);
+      expect(e.id).toBe(`${es.stack.name}:stuck-fleet`);
+      const left = (e.properties as unknown as FleetOutputs).members;
+      expect(left.map((m) => [m.address, m.dataCenter, m.state])).toEqual([['stuck-fleet/0', 'miami', 'PoweredOn']]);
+      // richmond's member was created and deleted again.
+      const live = (await es.record.listVms(es.stack.name)).filter((v) => v.fleet === 'stuck-fleet' && v.state !== 'Deleted');
+      expect(live.map((v) => v.id)).toEqual([left[0].vmId]);
+    } finally {
+      await proxy.close();
     }
   }, 120_000);
 

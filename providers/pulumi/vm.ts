@@ -77,8 +77,15 @@ export class VmProvider implements pulumi.dynamic.ResourceProvider<VmResourceInp
 
   async create(inputs: VmResourceInputs): Promise<pulumi.dynamic.CreateResult<VmResourceOutputs>> {
     const [token, vm] = split(inputs);
-    const r = await providerFor(this.options, token).create(vm);
-    return { id: r.id, outs: { ...(r.outs as VmOutputs), ...(token ? { token } : {}) } };
+    try {
+      const r = await providerFor(this.options, token).create(vm);
+      return { id: r.id, outs: { ...(r.outs as VmOutputs), ...(token ? { token } : {}) } };
+    } catch (err) {
+      // A VM left by a failed create (a partial resource) keeps its token, which the later calls that reach it need.
+      const partial = err as { properties?: VmOutputs };
+      if (token && partial.properties) partial.properties = { ...partial.properties, token } as VmOutputs;
+      throw err;
+    }
   }
 
   async read(id: string, props?: VmResourceOutputs): Promise<pulumi.dynamic.ReadResult<VmResourceOutputs>> {
