@@ -509,6 +509,8 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
       expect(first.stderr).not.toMatch(/Unhandled|TypeError|ReferenceError|\n\s+at .*:\d+:\d+\)?\n/);
       expect([0, 1]).toContain(first.code);
       if (first.code !== 0) {
+        const said = first.stdout.split('\n').filter((l) => l.includes('"type":"diagnostic"') && l.includes('"severity":"error"'));
+        expect(said.join('\n')).toContain('Run `fleet apply` again once the record is back');
         // Once the database is back (the first apply may end within its second down).
         await new Promise((r) => setTimeout(r, 1000));
         const again = await fleet(['apply', '--yes', '--stack', d.stack.dir], d.env);
