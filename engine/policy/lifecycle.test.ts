@@ -162,6 +162,14 @@ describe('checkLifecycle', () => {
       want: [['policy.requestable-failure', 'requestable.0']],
     },
     {
+      // A fleet asking for Deleted had each apply create its members only to
+      // delete them, and the next plan create them again (a terminal VM is not
+      // live), for ever.
+      name: 'a terminal state listed as requestable',
+      def: def([['A', 'B'], ['B', 'Z']], { requestable: ['B', 'Z'] }),
+      want: [['policy.requestable-terminal', 'requestable.1']],
+    },
+    {
       name: 'duplicate edge',
       def: def([['A', 'B'], ['B', 'Z'], ['A', 'B']]),
       want: [['policy.duplicate-edge', 'transitions.2']],

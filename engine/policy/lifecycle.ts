@@ -105,8 +105,8 @@ function reachableFrom(starts: readonly string[], next: Map<string, string[]>): 
 /**
  * Every structural problem of the diagram, located at the offending node:
  * unknown states, duplicate edges, unreachable states, terminal states with
- * exits, unreachable requestable states, and states that can never reach a
- * terminal state.
+ * exits, unreachable, terminal or failure requestable states, and states
+ * that can never reach a terminal state.
  */
 export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] {
   const diags: Diagnostic[] = [];
@@ -165,6 +165,17 @@ export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] 
   def.requestable.forEach((s, i) => {
     if (states.has(s) && !reachable.has(s)) {
       diags.push(diag('policy.requestable-unreachable', `Fleets may request state ${s}, but it cannot be reached from ${def.initial}.`, locate(['requestable', i])));
+    } else if (states.has(s) && def.terminal.includes(s)) {
+      // A fleet asking for it had each apply create its members only to
+      // delete them, and the next plan (a terminal VM is not live) create
+      // them again. Lowering count is how members are deleted.
+      diags.push(
+        diag(
+          'policy.requestable-terminal',
+          `Fleets may request state ${s}, but it is terminal: every apply would create the fleet's members only to delete them, and the next plan create them again. To delete members, lower a fleet's count or remove its spec.`,
+          locate(['requestable', i]),
+        ),
+      );
     } else if (states.has(s) && failure.has(s)) {
       diags.push(diag('policy.requestable-failure', `Fleets may request state ${s}, but it is a failure state: failure states are reached only by outcomes, never planned.`, locate(['requestable', i])));
     } else if (states.has(s) && !plannable.has(s)) {

@@ -88,6 +88,12 @@ describe('loadPack: located diagnostics', () => {
       want: ['policy.unreachable-state@26:9', 'policy.dead-end@26:9'],
     },
     {
+      name: 'terminal state listed as requestable',
+      from: 'requestable: [Running, PoweredOff]',
+      to: 'requestable: [Running, PoweredOff, Deleted]',
+      want: ['policy.requestable-terminal@28:40'],
+    },
+    {
       name: 'unknown rule in the pack',
       from: '    protect:\n',
       to: '    protekt:\n',

@@ -53,6 +53,11 @@ export const policyCodes = defineCodes({
     doc: 'A fleet spec may ask for this state, but every path to it from the initial state passes a failure state. Plans never pass a failure state (they are reached only when a create or boot fails), so no fleet could ever get there. Add a transition that reaches it from a normal state.',
     severity: 'error',
   },
+  'policy.requestable-terminal': {
+    summary: 'Terminal state is requestable',
+    doc: 'A state listed in lifecycle.terminal is also in lifecycle.requestable. A fleet asking for it would have every apply create its members only to delete them, and the next plan create them again. Remove it from requestable: members are deleted by lowering a fleet\'s count or removing its spec.',
+    severity: 'error',
+  },
   'policy.requestable-failure': {
     summary: 'Failure state is requestable',
     doc: 'A state listed in lifecycle.failure is also in lifecycle.requestable. Failure states are reached only by outcomes, never planned; remove it from one of the two lists.',
