@@ -269,6 +269,7 @@ export async function loadPack(
     ...(spec.instanceTypes ? { instanceTypes: deepFreeze(structuredClone(spec.instanceTypes)) } : {}),
     ...(spec.powerOff ? { powerOff: deepFreeze(structuredClone(spec.powerOff)) } : {}),
     rules,
+    modules: Object.freeze((spec.modules ?? []).map((rel) => (isAbsolute(rel) ? rel : join(packDir, rel)))),
   };
   return { pack: Object.freeze(pack), diagnostics: diags };
 }

@@ -12,7 +12,7 @@ import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { checkDuplicateFleets, checkFleet, deepFreeze, toLoadedFleet, type StackContext } from './fleet.ts';
 import { showValue, validateDoc } from './schema.ts';
-import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult } from './types.ts';
+import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult, StackInput } from './types.ts';
 import { docWhere, keyWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
 import { AUTHORITY_CLI_TOKEN_ENV, redactUrl } from '../transport/tokens.ts';
 
@@ -68,9 +68,10 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   const env = opts.env ?? process.env;
   const show = (abs: string): string => relative(cwd, abs) || '.';
   const diagnostics: Diagnostic[] = [];
-  const done = (r: Omit<LoadResult, 'diagnostics'>): LoadResult => {
+  const inputs: StackInput[] = [];
+  const done = (r: Omit<LoadResult, 'diagnostics' | 'inputs'>): LoadResult => {
     const fleets = r.fleets.map((f) => deepFreeze(f));
-    const result: LoadResult = { ...r, fleets, diagnostics: sortDiagnostics(diagnostics) };
+    const result: LoadResult = { ...r, fleets, inputs: deepFreeze(inputs), diagnostics: sortDiagnostics(diagnostics) };
     if (r.stack) deepFreeze(r.stack);
     // The pack belongs to engine/policy (it holds functions); only the result's own arrays are frozen here.
     Object.freeze(result.fleets);
@@ -86,6 +87,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     file = join(file, STACK_FILE);
   }
   const dir = dirname(file);
+  inputs.push({ file, what: 'stack file' });
   const text = await readText(file, show(file), diagnostics, 'spec.stack-not-found');
   if (text === undefined) return done({ fleets: [] });
   const parsed = parseYaml(text, show(file));
@@ -138,6 +140,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
       } else {
         const loaded = await (opts.loadPack ?? policyLoadPack)(packDir, ruleConfig, { stackFile: file });
         pack = loaded.pack;
+        inputs.push({ file: join(packDir, 'policy.yaml'), what: 'policy pack file' }, ...(pack?.modules ?? []).map((m) => ({ file: m, what: 'rule module' as const })));
         diagnostics.push(...loaded.diagnostics.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: show(d.file) } : d)));
       }
     }
@@ -161,6 +164,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
 
   // Fleet files.
   const files = opts.stackOnly ? [] : await matchSpecs(src, spec, dir, diagnostics);
+  inputs.push(...files.map((f) => ({ file: f, what: 'fleet spec file' as const })));
   const docs: SourceDoc[] = [];
   // Read concurrently, then handle in sorted order so diagnostics and fleets come out the same every run.
   const readDiags: Diagnostic[][] = files.map(() => []);
