@@ -4,7 +4,7 @@
 // once any of its sources changes.
 // (The installed package's build, made by npm pack's prepare, is run by test/install.e2e.test.ts.)
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, utimes, writeFile, mkdir } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, utimes, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -60,6 +60,26 @@ describe('the built CLI', () => {
     const graph = await fleet('policy', 'graph', join(REPO, 'engine', 'policy', 'testdata', 'custom-pack'));
     expect(graph.code, graph.stderr).toBe(0);
     expect(graph.stdout).toContain('Requested');
+  }, 120_000);
+
+  // A pack kept in a repository of its own has no package.json with "type":
+  // "module" above it, so Node takes its .ts modules for CommonJS, which the
+  // ESM loader hooks do not reach: the built CLI and the sources alike said
+  // "Importing rules/max-cpu.ts failed: Unexpected token ':'".
+  it('loads the TypeScript rule modules of a pack outside any package, built and from the sources', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-pack-'));
+    try {
+      const pack = join(dir, 'custom-pack');
+      await cp(join(REPO, 'engine', 'policy', 'testdata', 'custom-pack'), pack, { recursive: true });
+      const built = await fleet('policy', 'graph', pack);
+      expect(built.code, built.stderr).toBe(0);
+      expect(built.stdout).toContain('Requested');
+      const sources = await node(['bin/fleet.mjs', 'policy', 'graph', pack], REPO, { FLEET_FROM_SOURCE: '1' });
+      expect(sources.code, sources.stderr).toBe(0);
+      expect(sources.stdout).toBe(built.stdout);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 });
 

@@ -18,20 +18,35 @@ import { parseYaml, pointerPath, type PositionedDoc } from './yamlpos.ts';
 export const PACK_FILE = 'policy.yaml';
 
 /**
- * A TypeScript rule module needs a TypeScript loader. Run from the sources
- * (tsx, vitest) this file is TypeScript itself and one is there; the built
- * CLI (bin/build.mjs, where this file is JavaScript) registers tsx's before
- * the first such module, and only then.
+ * A TypeScript rule module is loaded through tsx's tsImport, itself loaded
+ * only when a pack has such a module (the built CLI, bin/build.mjs, does not
+ * pay for tsx otherwise).
+ *
+ * tsImport rather than the global hooks: a pack kept in a repository of its
+ * own has no package.json with "type": "module" above it, so Node takes its
+ * .ts modules for CommonJS, and the ESM hooks that `tsx/esm/api`'s register
+ * installs do not reach them: the built CLI and the sources alike said
+ * "Importing rules/max-cpu.ts failed: Unexpected token ':'". tsImport loads
+ * either kind, through a loader of its own.
  */
 const TS_MODULE = /\.[mc]?ts$/;
-const BUILT = !/\.[mc]?ts$/.test(new URL(import.meta.url).pathname);
-let tsLoader: Promise<void> | undefined;
 async function importModule(file: string): Promise<unknown> {
-  if (BUILT && TS_MODULE.test(file)) {
-    tsLoader ??= import('tsx/esm/api').then(({ register }) => void register());
-    await tsLoader;
+  if (TS_MODULE.test(file)) {
+    const { tsImport } = await import('tsx/esm/api');
+    return cjsInterop(await tsImport(pathToFileURL(file).href, import.meta.url));
   }
   return import(pathToFileURL(file).href);
+}
+
+/**
+ * A module Node took for CommonJS comes back as `{ default: module.exports }`,
+ * and a TypeScript `export default rule` compiled to CommonJS is
+ * `module.exports.default`: its default export is one level further in.
+ */
+function cjsInterop(mod: unknown): unknown {
+  const inner = (mod as { default?: unknown }).default;
+  if (inner && typeof inner === 'object' && (inner as { __esModule?: unknown }).__esModule === true && 'default' in inner) return inner;
+  return mod;
 }
 
 
