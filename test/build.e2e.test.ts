@@ -81,6 +81,26 @@ describe('the built CLI', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 120_000);
+
+  // A rule module awaiting, at its top level, what nothing will ever resolve
+  // left Node nothing to run: fleet exited 13, stdout and stderr empty.
+  it('says which rule module never finishes loading, at once, built and from the sources', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-pack-'));
+    try {
+      const pack = join(dir, 'pack');
+      await cp(join(REPO, 'policies', 'default'), pack, { recursive: true });
+      const file = join(pack, 'policy.yaml');
+      await writeFile(file, (await readFile(file, 'utf8')).replace('  rules:\n', '  modules: [rules/stuck.mjs]\n  rules:\n'));
+      await mkdir(join(pack, 'rules'));
+      await writeFile(join(pack, 'rules', 'stuck.mjs'), 'await new Promise(() => {});\nexport default {};\n');
+      for (const r of [await fleet('policy', 'graph', pack), await node(['bin/fleet.mjs', 'policy', 'graph', pack], REPO, { FLEET_FROM_SOURCE: '1' })]) {
+        expect(r.code, r.stderr).toBe(1);
+        expect(r.stderr).toMatch(/error\[policy\.module-load\][\s\S]*policy\.yaml:\d+:\d+\n {2}Importing rules\/stuck\.mjs never finished: it waits at its top level on what nothing will resolve/);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe('bin/fresh.mjs', () => {

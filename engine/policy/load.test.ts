@@ -218,4 +218,19 @@ describe('loadPack: custom rule modules', () => {
     expect(r.diagnostics.map((d) => d.code)).toEqual([want]);
     expect(r.diagnostics[0].line).toBeGreaterThan(0);
   });
+
+  // A module awaiting at its top level what never comes (a fetch with no
+  // timeout, a forgotten promise) hung fleet validate, plan and apply for
+  // ever; awaiting what nothing can resolve made the CLI exit 13 without a
+  // word (test/build.e2e.test.ts runs that one through the CLI).
+  it.each([
+    { name: 'a module whose import waits on a timer for ever', text: 'await new Promise((r) => setInterval(r, 3_600_000));\nexport default {};\n' },
+    { name: 'a module whose import waits on what nothing resolves', text: 'await new Promise(() => {});\nexport default {};\n' },
+  ])('$name: a located diagnostic once the time is up', async ({ text }) => {
+    const dir = await packVariant('  rules:\n', '  modules: [r.mjs]\n  rules:\n', { 'r.mjs': text });
+    const r = await loadPack(dir, {}, { moduleTimeoutMs: 200 });
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual([expect.stringMatching(/^policy\.module-load@\d+:\d+$/)]);
+    expect(r.diagnostics[0].detail).toMatch(/^Importing r\.mjs did not finish within 0\.2 s/);
+  });
 });

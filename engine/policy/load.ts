@@ -49,6 +49,39 @@ function cjsInterop(mod: unknown): unknown {
   return mod;
 }
 
+/** How long a rule module may take to load: its top-level code, awaits included. */
+export const MODULE_LOAD_TIMEOUT_MS = 30_000;
+
+/** A module import that did not settle; its message goes after "Importing <module> ". */
+class ModuleStuck extends Error {}
+
+/**
+ * Imports a rule module, or says why it never finishes. A module awaiting
+ * at its top level what never comes (a fetch with no timeout) hung every
+ * command that loads the pack; one awaiting what nothing can resolve (a
+ * promise no one settles) left Node nothing to run, and the CLI exited 13
+ * without a word. The timer is unref'd so that, in the second case, the
+ * loop empties and 'beforeExit' says so at once.
+ */
+async function importWithin(file: string, ms: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  let onBeforeExit: (() => void) | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ModuleStuck(`did not finish within ${ms / 1000} s: its top-level code still waits (on a network call, a timer, a promise). A rule module must load without waiting on anything outside it.`)),
+      ms,
+    );
+    timer.unref();
+    onBeforeExit = () => reject(new ModuleStuck('never finished: it waits at its top level on what nothing will resolve (a promise no one settles).'));
+    process.once('beforeExit', onBeforeExit);
+  });
+  try {
+    return await Promise.race([importModule(file), stuck]);
+  } finally {
+    clearTimeout(timer);
+    process.removeListener('beforeExit', onBeforeExit!);
+  }
+}
 
 /**
  * The validator of a rule's settings: the built-in rules' are compiled by
@@ -112,6 +145,7 @@ async function loadModules(
   modules: readonly string[],
   where: (path: (string | number)[]) => Where,
   diags: Diagnostic[],
+  timeoutMs: number,
 ): Promise<{ rule: Rule; module: number }[]> {
   const rules: { rule: Rule; module: number }[] = [];
   for (const [i, rel] of modules.entries()) {
@@ -123,9 +157,10 @@ async function loadModules(
     }
     let mod: { default?: unknown };
     try {
-      mod = (await importModule(file)) as { default?: unknown };
+      mod = (await importWithin(file, timeoutMs)) as { default?: unknown };
     } catch (err) {
-      diags.push(diag('policy.module-load', `Importing ${rel} failed: ${err instanceof Error ? err.message : String(err)}`, at));
+      const why = err instanceof ModuleStuck ? err.message : `failed: ${err instanceof Error ? err.message : String(err)}`;
+      diags.push(diag('policy.module-load', `Importing ${rel} ${why}`, at));
       continue;
     }
     const exported = Array.isArray(mod.default) ? mod.default : [mod.default];
@@ -150,12 +185,14 @@ async function loadModules(
  * problem as a located diagnostic; `pack` is set only when none is an error.
  * `stackConfig` is the stack's `policyPack.config`: per rule, `enforcement`
  * and config keys that override the pack's `rules` settings key by key.
- * `opts.stackFile` lets config problems point at the stack file.
+ * `opts.stackFile` lets config problems point at the stack file;
+ * `opts.moduleTimeoutMs` (default MODULE_LOAD_TIMEOUT_MS) bounds the loading
+ * of each rule module.
  */
 export async function loadPack(
   dir: string,
   stackConfig: Record<string, Record<string, unknown>> = {},
-  opts: { stackFile?: string } = {},
+  opts: { stackFile?: string; moduleTimeoutMs?: number } = {},
 ): Promise<{ pack?: LoadedPack; diagnostics: Diagnostic[] }> {
   const diags: Diagnostic[] = [];
   const packDir = resolve(dir);
@@ -200,7 +237,7 @@ export async function loadPack(
   const lifecycle = lcDiags.some((d) => d.code === 'policy.unknown-operation') ? undefined : buildLifecycle(spec.lifecycle, lcWhere);
 
   // Rules: built-ins, then each module's, in the pack's order.
-  const custom = await loadModules(packDir, spec.modules ?? [], y.where, diags);
+  const custom = await loadModules(packDir, spec.modules ?? [], y.where, diags, opts.moduleTimeoutMs ?? MODULE_LOAD_TIMEOUT_MS);
   const registry = new Map<string, Rule>();
   const moduleOf = new Map<string, number>();
   for (const r of BUILTIN_RULES) registry.set(r.name, r);

@@ -85,7 +85,7 @@ export const policyCodes = defineCodes({
   },
   'policy.module-load': {
     summary: 'Cannot load rule module',
-    doc: 'A module listed in the pack\'s `modules` failed to import, or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
+    doc: 'A module listed in the pack\'s `modules` failed to import, did not finish loading (its top-level code still waited after 30 s, or waited on a promise nothing will settle), or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
     severity: 'error',
   },
   'policy.duplicate-rule': {
