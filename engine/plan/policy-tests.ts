@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { stringify } from 'yaml';
-import { diag, hasErrors, sortDiagnostics, type Diagnostic } from '../diags/index.ts';
+import { decodeUtf8, diag, hasErrors, sortDiagnostics, type Diagnostic } from '../diags/index.ts';
 import { parseVmAddress, type PlanDocument } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
@@ -225,7 +225,12 @@ export function diffRows(what: string, expected: Row[], actual: Row[]): string[]
 export async function runPolicyCase(packDir: string, file: string, plan: PlanFn): Promise<PolicyTestResult> {
   const name = basename(file).replace(/\.ya?ml$/, '');
   const result: PolicyTestResult = { name, file, passed: false, diff: [], diagnostics: [] };
-  const y = parseYaml(await readFile(file, 'utf8'), file);
+  const decoded = decodeUtf8(await readFile(file), file);
+  if (!('text' in decoded)) {
+    result.diagnostics = [diag('policy.yaml-syntax', decoded.problem, decoded.where)];
+    return result;
+  }
+  const y = parseYaml(decoded.text, file);
   if (y.errors.length) {
     result.diagnostics = y.errors.map((e) => diag('policy.yaml-syntax', e.message, e.where));
     return result;

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -122,6 +122,17 @@ describe('loadPack: located diagnostics', () => {
     else expect(got.map((g) => g.split('@')[0])).toEqual(want);
     expect(got[0].split('@')[0]).toBe(want[0].split('@')[0]);
     for (const d of r.diagnostics) expect(d.file).toBe(join(dir, 'policy.yaml'));
+  });
+
+  // A description typed in a Windows-1252 editor loaded with U+FFFD in place of its letters, without a word.
+  it('reports a policy.yaml that is not UTF-8 at its first bad byte', async () => {
+    const dir = await packVariant('  description: Lifecycle', '  description: Cycle de vie (\u00e9tats) ; Lifecycle');
+    const file = join(dir, 'policy.yaml');
+    await writeFile(file, Buffer.from(await readFile(file, 'utf8'), 'latin1'));
+    const r = await loadPack(dir);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual(['policy.yaml-syntax@11:30']);
+    expect(r.diagnostics[0].detail).toMatch(/^The file is not UTF-8: byte 0xE9 at line 11, column 30 /);
   });
 
   it('reports a missing pack folder, pointing at the stack file when given', async () => {

@@ -8,7 +8,7 @@ import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { diag, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { BUILTIN_RULES } from './rules/builtin.ts';
@@ -217,7 +217,12 @@ export async function loadPack(
     return { diagnostics: diags };
   }
 
-  const y = parseYaml(await readFile(file, 'utf8'), file);
+  const decoded = decodeUtf8(await readFile(file), file);
+  if (!('text' in decoded)) {
+    diags.push(diag('policy.yaml-syntax', decoded.problem, decoded.where));
+    return { diagnostics: diags };
+  }
+  const y = parseYaml(decoded.text, file);
   if (y.errors.length) {
     for (const e of y.errors) diags.push(diag('policy.yaml-syntax', e.message, e.where));
     return { diagnostics: diags };

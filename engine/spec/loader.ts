@@ -6,7 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
-import { diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { loadPack as policyLoadPack } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -228,7 +228,10 @@ async function readText(
   missingCode: 'spec.stack-not-found' | 'spec.read-error',
 ): Promise<string | undefined> {
   try {
-    return await readFile(abs, 'utf8');
+    const decoded = decodeUtf8(await readFile(abs), shown);
+    if ('text' in decoded) return decoded.text;
+    diagnostics.push(diag('spec.yaml-syntax', decoded.problem, decoded.where));
+    return undefined;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOENT' && missingCode === 'spec.stack-not-found') {

@@ -10,7 +10,7 @@ export const policyCodes = defineCodes({
   },
   'policy.yaml-syntax': {
     summary: 'Invalid YAML in policy pack',
-    doc: 'policy.yaml (or a policy test case) is not well-formed YAML. Fix the syntax at the position shown.',
+    doc: 'policy.yaml (or a policy test case) is not well-formed YAML, or not UTF-8. Fix the syntax at the position shown.',
     severity: 'error',
   },
   'policy.schema': {
