@@ -88,6 +88,12 @@ describe('loadPack: located diagnostics', () => {
       want: ['policy.unreachable-state@26:9', 'policy.dead-end@26:9'],
     },
     {
+      name: 'the only way from PoweredOff to Deleted passes BootFailed',
+      from: '      - { from: PoweredOff, to: BeingDeleted, operation: none }\n',
+      to: '',
+      want: ['policy.dead-end@15:9', 'policy.dead-end@16:9', 'policy.dead-end@17:9', 'policy.dead-end@18:9', 'policy.dead-end@19:9', 'policy.dead-end@20:9', 'policy.dead-end@21:9'],
+    },
+    {
       name: 'terminal state listed as requestable',
       from: 'requestable: [Running, PoweredOff]',
       to: 'requestable: [Running, PoweredOff, Deleted]',

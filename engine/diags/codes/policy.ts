@@ -65,7 +65,7 @@ export const policyCodes = defineCodes({
   },
   'policy.dead-end': {
     summary: 'Lifecycle state cannot reach a terminal state',
-    doc: 'A VM in this state could never be deleted. Add a path of transitions from it to a terminal state.',
+    doc: 'A VM in this state could never be deleted: no path of transitions leads from it to a terminal state, or every such path passes a failure state, which plans never enter. Add a path from it to a terminal state that passes no failure state.',
     severity: 'error',
   },
   'policy.instance-type': {
