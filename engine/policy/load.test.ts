@@ -236,6 +236,26 @@ describe('loadPack: custom rule modules', () => {
     expect(r.diagnostics[0].line).toBeGreaterThan(0);
   });
 
+  // The settings of the rule a broken module would have defined were also
+  // reported as policy.unknown-rule ("known rules: owner-quota, …"), which
+  // sent people looking for a typo in the rule's name.
+  it.each<{ name: string; from: string; to: string; stack: Record<string, Record<string, unknown>> }>([
+    { name: 'pack settings', from: '  rules:\n', to: '  modules: [r.ts]\n  rules:\n    max-cpu: { maxCpu: 8 }\n', stack: {} },
+    { name: 'stack settings', from: '  rules:\n', to: '  modules: [r.ts]\n  rules:\n', stack: { 'max-cpu': { maxCpu: 8 } } },
+  ])('$name for the rule of a module that failed to load: only the module is reported', async ({ from, to, stack }) => {
+    const dir = await packVariant(from, to, { 'r.ts': 'throw new Error("nope");\n' });
+    const r = await loadPack(dir, stack);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['policy.module-load']);
+  });
+
+  it('settings for a rule nobody defines are still policy.unknown-rule when every module loaded', async () => {
+    const dir = await packVariant('  rules:\n', '  modules: [r.ts]\n  rules:\n    max-cpuu: { maxCpu: 8 }\n', {
+      'r.ts': "export default { name: 'max-cpu', description: 'x', configSchema: { type: 'object' }, checkPlan: () => [] };\n",
+    });
+    expect((await loadPack(dir)).diagnostics.map((d) => d.code)).toEqual(['policy.unknown-rule']);
+  });
+
   // A module awaiting at its top level what never comes (a fetch with no
   // timeout, a forgotten promise) hung fleet validate, plan and apply for
   // ever; awaiting what nothing can resolve made the CLI exit 13 without a

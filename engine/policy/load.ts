@@ -242,6 +242,7 @@ export async function loadPack(
   const lifecycle = lcDiags.some((d) => d.code === 'policy.unknown-operation') ? undefined : buildLifecycle(spec.lifecycle, lcWhere);
 
   // Rules: built-ins, then each module's, in the pack's order.
+  const before = diags.length;
   const custom = await loadModules(packDir, spec.modules ?? [], y.where, diags, opts.moduleTimeoutMs ?? MODULE_LOAD_TIMEOUT_MS);
   const registry = new Map<string, Rule>();
   const moduleOf = new Map<string, number>();
@@ -256,14 +257,18 @@ export async function loadPack(
     moduleOf.set(r.name, module);
   }
 
+  // A module that did not load may have defined any rule: settings naming
+  // none of the known ones are then not reported (policy.unknown-rule sent
+  // people looking for a typo in the name while the module was the cause).
+  const modulesFailed = diags.slice(before).some((d) => d.code === 'policy.module-load');
   const packRules = (spec.rules ?? {}) as unknown as Record<string, Record<string, unknown>>;
   for (const name of Object.keys(packRules)) {
-    if (!registry.has(name)) {
+    if (!registry.has(name) && !modulesFailed) {
       diags.push(diag('policy.unknown-rule', `Pack settings name rule "${name}"; known rules: ${[...registry.keys()].join(', ')}.`, y.where(['spec', 'rules', name])));
     }
   }
   for (const name of Object.keys(stackConfig)) {
-    if (!registry.has(name)) {
+    if (!registry.has(name) && !modulesFailed) {
       diags.push(
         diag(
           'policy.unknown-rule',
