@@ -62,6 +62,28 @@ describe('runPolicyTests', () => {
     expect(byName['bad-spec'].diagnostics.every((d) => d.file === byName['bad-spec'].file)).toBe(true);
   });
 
+  // A record row in a state the pack does not have (a typo: Runing), in a
+  // data center the case's stack does not have, or at an address given
+  // twice was planned as it was: the case tested something else than it
+  // said, and could pass.
+  it('fails a case whose record names an unknown state or data center, or an address twice, at the row', async () => {
+    const record = (rows: string[]) => `stack:\n  dataCenters: [{ name: miami }]\nspecs:${FLEET}record:\n${rows.map((r) => `  - ${r}\n`).join('')}expect: {}\n`;
+    const dir = await packWithCases({
+      state: record(['{ address: web/0, dataCenter: miami, state: Runing }']),
+      dc: record(['{ address: web/0, dataCenter: miama, state: Running }']),
+      twice: record(['{ address: web/0, dataCenter: miami, state: Running }', '{ address: web/0, dataCenter: miami, state: PoweredOff }']),
+    });
+    let planned = 0;
+    const { results } = await runPolicyTests(dir, { plan: () => (planned++, emptyPlan([]) as PlanDocument) });
+    expect(planned).toBe(0);
+    const got = Object.fromEntries(results.map((r) => [r.name, [r.passed, r.diagnostics.map((d) => `${d.code}@${d.line}:${d.col} ${d.detail}`)]]));
+    expect(got).toEqual({
+      state: [false, [expect.stringMatching(/^policy\.test-case@9:42 record\[0\]\.state Runing is not a state of pack default's lifecycle/)]],
+      dc: [false, [expect.stringMatching(/^policy\.test-case@9:23 record\[0\]\.dataCenter miama is not a data center of the case's stack \(miami\)/)]],
+      twice: [false, [expect.stringMatching(/^policy\.test-case@10:7 record\[1\]\.address web\/0 is also record\[0\]'s/)]],
+    });
+  });
+
   it('hands the planner the loaded stack, fleets, record rows and options', async () => {
     const dir = await packWithCases({
       input: [

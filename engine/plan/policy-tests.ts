@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { stringify } from 'yaml';
-import { decodeUtf8, diag, hasErrors, sortDiagnostics, type Diagnostic } from '../diags/index.ts';
+import { decodeUtf8, diag, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { parseVmAddress, type PlanDocument } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
@@ -166,6 +166,32 @@ function stackYaml(c: PolicyTestCase, packDir: string): string {
   });
 }
 
+/**
+ * A case's record rows beyond their schema: a state the pack does not have
+ * (a typo: Runing), a data center the case's stack does not have, or an
+ * address given twice was planned as it was, so the case tested something
+ * else than it said, and could pass.
+ */
+function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (string | number)[]) => Where): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const states = loaded.pack!.lifecycle.states;
+  const dcs = loaded.stack!.dataCenters.map((d) => d.name);
+  const first = new Map<string, number>();
+  (c.record ?? []).forEach((r, i) => {
+    if (!states.includes(r.state)) {
+      out.push(diag('policy.test-case', `record[${i}].state ${r.state} is not a state of pack ${loaded.pack!.name}'s lifecycle (${states.join(', ')}).`, where(['record', i, 'state'])));
+    }
+    if (!dcs.includes(r.dataCenter)) {
+      out.push(diag('policy.test-case', `record[${i}].dataCenter ${r.dataCenter} is not a data center of the case's stack (${dcs.join(', ')}).`, where(['record', i, 'dataCenter'])));
+    }
+    const prev = first.get(r.address);
+    if (prev !== undefined) {
+      out.push(diag('policy.test-case', `record[${i}].address ${r.address} is also record[${prev}]'s: the record holds one live VM per address.`, where(['record', i, 'address'])));
+    } else first.set(r.address, i);
+  });
+  return out;
+}
+
 function recordRows(c: PolicyTestCase, loaded: LoadResult, specHash: (f: { image: string; size: CaseSize; hardware: readonly string[]; encryptedDisk: boolean }) => string): VmRow[] {
   const stack = loaded.stack!.name;
   const at = '2026-01-01T00:00:00.000Z';
@@ -252,6 +278,11 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
     if (hasErrors(loadDiags) || !loaded.stack || !loaded.pack) {
       // The temp files are gone after the run: point at the case file, naming the part.
       result.diagnostics = loadDiags.map((d) => diag(d.code, `${d.detail} (case ${name}, ${d.file?.startsWith('specs') ? 'specs' : 'stack'})`, { file, address: d.address }, d.severity));
+      return result;
+    }
+    const recordDiags = checkRecord(c, loaded, y.where);
+    if (recordDiags.length) {
+      result.diagnostics = recordDiags;
       return result;
     }
     const record = recordRows(c, loaded, specHash);
