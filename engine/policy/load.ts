@@ -2,7 +2,7 @@
 // custom rule modules, and the rule settings merged from pack and stack.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
@@ -212,8 +212,15 @@ export async function loadPack(
   };
 
   if (!existsSync(packDir) || !statSync(packDir).isDirectory() || !existsSync(file)) {
-    const what = existsSync(packDir) ? `The pack folder ${packDir} has no ${PACK_FILE}.` : `The pack folder ${packDir} does not exist.`;
-    diags.push(diag('policy.pack-missing', what, opts.stackFile ? stackWhere(['path']) : { file }));
+    const isFile = existsSync(packDir) && !statSync(packDir).isDirectory();
+    const what = !existsSync(packDir)
+      ? `The pack folder ${packDir} does not exist.`
+      : !isFile
+        ? `The pack folder ${packDir} has no ${PACK_FILE}.`
+        : basename(packDir) === PACK_FILE
+          ? `${packDir} is the pack's file; give the folder holding it: ${dirname(packDir)}.`
+          : `${packDir} is a file, not a pack folder holding ${PACK_FILE}.`;
+    diags.push(diag('policy.pack-missing', what, opts.stackFile ? stackWhere(['path']) : { file: isFile ? packDir : file }));
     return { diagnostics: diags };
   }
 

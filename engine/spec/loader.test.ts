@@ -168,6 +168,22 @@ describe('record URL', () => {
   });
 });
 
+// policyPack.path naming the pack's policy.yaml (not its folder) was
+// reported as "…/policy.yaml does not exist", of a file that plainly does.
+describe('policyPack.path', () => {
+  it.each([
+    { name: "the pack's policy.yaml itself", pack: join(packPath, 'policy.yaml'), detail: `is the pack's file; policyPack.path names the folder holding it: ${packPath.slice(1)}.` },
+    { name: 'another file', pack: join(packPath, 'tests', '01-quota-partial-grant.yaml'), detail: 'is a file, not a folder holding policy.yaml.' },
+    { name: 'a folder without policy.yaml', pack: join(packPath, 'tests'), detail: 'has no policy.yaml.' },
+    { name: 'nothing at all', pack: join(packPath, 'nope'), detail: 'does not exist.' },
+  ])('$name: said as it is', async ({ pack, detail }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml({ pack }), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { env: {}, cwd: '/' });
+    expect(codes(r.diagnostics)).toEqual(['spec.pack-not-found']);
+    expect(r.diagnostics[0].detail).toBe(`policyPack.path "${pack}": ${pack.slice(1)} ${detail}`);
+  });
+});
+
 describe('stackOnly (commands that only read the record)', () => {
   it('reads the stack file alone: neither the fleet files nor the pack, so a broken spec or a missing pack is not its concern', async () => {
     const dir = await scratch({ 'stack.yaml': stackYaml({ pack: '/nonexistent/pack' }), 'specs/web.yaml': 'kind: [unclosed' });

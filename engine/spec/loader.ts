@@ -3,7 +3,7 @@
 // with every problem found, each located at file:line:col. It never stops at
 // the first problem and never throws for bad input.
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
 import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
@@ -135,7 +135,14 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     // stackOnly: the pack's path is resolved, the pack not read.
     if (!opts.stackOnly) {
       if (!(await isFile(join(packDir, 'policy.yaml')))) {
-        const what = (await isDir(packDir)) ? `${show(packDir)} has no policy.yaml` : `${show(packDir)} does not exist`;
+        // A file is said to be one: "…/policy.yaml does not exist" of the pack's own file sent people looking for a missing file.
+        const what = (await isDir(packDir))
+          ? `${show(packDir)} has no policy.yaml`
+          : !(await isFile(packDir))
+            ? `${show(packDir)} does not exist`
+            : basename(packDir) === 'policy.yaml'
+              ? `${show(packDir)} is the pack's file; policyPack.path names the folder holding it: ${show(dirname(packDir))}`
+              : `${show(packDir)} is a file, not a folder holding policy.yaml`;
         diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
       } else {
         const loaded = await (opts.loadPack ?? policyLoadPack)(packDir, ruleConfig, { stackFile: file });
