@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -268,6 +268,22 @@ describe('problems', () => {
       ['specs/a.yaml', 'Fleet "web" is also defined at specs/b.yaml:11:19.'],
       ['specs/b.yaml', 'Fleet "web" is also defined at specs/a.yaml:3:19.'],
     ]);
+  });
+
+  // One file reached by two paths is one definition. A symbolic link to a
+  // folder (a shared specs folder linked in, or specs/loop -> .) under a
+  // `**` glob made every fleet of it a duplicate of itself: the loop gave
+  // 3,003 errors, each listing some 40 paths of one file.
+  it.each([
+    { name: 'a link to a file', glob: 'specs/*.yaml', links: [['web.yaml', 'specs/alias.yaml']] },
+    { name: 'a link to a folder the glob also reaches', glob: 'specs/**/*.yaml', links: [['../shared', 'specs/linked']] },
+    { name: 'a link loop', glob: 'specs/**/*.yaml', links: [['.', 'specs/loop']] },
+  ])('a file reached by several paths is read once: $name', async ({ glob, links }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml().replace('specs: [specs/*.yaml]', `specs: ["${glob}", "shared/*.yaml"]`), 'specs/web.yaml': minimalFleet(), 'shared/db.yaml': minimalFleet('db') });
+    for (const [target, path] of links) await symlink(target, join(dir, path));
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics).toEqual([]);
+    expect(r.fleets.map((f) => `${f.name}@${f.where?.file}`).sort()).toEqual(['db@shared/db.yaml', 'web@specs/web.yaml']);
   });
 
   it('reports problems of every file in one run, and keeps loading valid fleets', async () => {

@@ -2,6 +2,7 @@
 // its policy pack, and returns validated, defaulted, frozen views of them
 // with every problem found, each located at file:line:col. It never stops at
 // the first problem and never throws for bad input.
+import { realpathSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob } from './glob.ts';
@@ -378,7 +379,30 @@ async function matchSpecs(src: SourceDoc, spec: Record<string, unknown>, dir: st
     }
     for (const f of found) all.add(resolve(f));
   }
-  return [...all].sort();
+  return onePathPerFile([...all].sort());
+}
+
+/**
+ * One path per file (`paths` sorted): a file reached by several paths (a
+ * symbolic link to it, or to a folder a `**` glob also reaches) is one
+ * definition, not a fleet defined twice. A link loop (specs/loop -> ..)
+ * made every fleet of the folder a duplicate of itself some 40 times over.
+ * The file's own path is kept when it is among them, else the first. A
+ * realpath per file (native, ~5 µs) is the price.
+ */
+function onePathPerFile(paths: string[]): string[] {
+  const byReal = new Map<string, string>();
+  for (const p of paths) {
+    let real: string;
+    try {
+      real = realpathSync.native(p);
+    } catch {
+      real = p;
+    }
+    const kept = byReal.get(real);
+    if (kept === undefined || (p === real && kept !== real)) byReal.set(real, p);
+  }
+  return [...byReal.values()].sort();
 }
 
 function stackContext(raw: Stack): StackContext {
