@@ -112,6 +112,13 @@ describe('loadPack: located diagnostics', () => {
       want: ['policy.rule-config@62:7'],
     },
     {
+      // The rule then never fired (no member is ever in Runing), and rollouts took every member down at once.
+      name: 'max-disruption naming a state the lifecycle does not have',
+      from: 'maxShare: 0.5',
+      to: 'maxShare: 0.5\n      state: Runing',
+      want: ['policy.rule-config@63:7'],
+    },
+    {
       name: 'unknown config key of a rule',
       from: '      match: { env: prod }',
       to: '      match: { env: prod }\n      mach: {}',
@@ -165,6 +172,14 @@ describe('loadPack: stack overrides', () => {
     expect(rules.get('max-disruption')).toMatchObject({ enforcement: 'mandatory', config: { maxShare: 0.25 } });
     expect(rules.get('owner-quota')).toMatchObject({ enforcement: 'mandatory', config: { limits: { 'team-a': { vms: 4 } } } });
     expect(rules.get('require-encrypted-disk')).toMatchObject({ enforcement: 'disabled', config: { match: { env: 'prod' } } });
+  });
+
+  it("checks a stack's max-disruption state against the pack's lifecycle", async () => {
+    const r = await loadPack(DEFAULT_PACK_DIR, { 'max-disruption': { state: 'running' } });
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map((d) => [d.code, d.detail])).toEqual([
+      ['policy.rule-config', 'Rule max-disruption: state "running" is not a state of pack default\'s lifecycle (Requested, BeingCreated, PoweredOff, PoweredOn, Starting, Running, ShuttingDown, BeingDeleted, Deleted, CreateFailed, BootFailed).'],
+    ]);
   });
 
   it('points config errors at the stack file', async () => {

@@ -116,6 +116,9 @@ export function schemaDiagnostics(
   });
 }
 
+/** Settings of built-in rules that name a lifecycle state, checked against the pack's states. */
+const STATE_SETTINGS: Readonly<Record<string, readonly string[]>> = { 'max-disruption': ['state'] };
+
 function deepFreeze<T>(v: T): T {
   if (v && typeof v === 'object' && !Object.isFrozen(v)) {
     Object.freeze(v);
@@ -320,6 +323,20 @@ export async function loadPack(
         return Object.hasOwn(fromPack, path[0]) ? y.where(['spec', 'rules', name, ...path]) : w;
       };
       diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `));
+      continue;
+    }
+    // Settings that name a lifecycle state must name one of the pack's (a default is
+    // let be: a pack without Running): max-disruption with state: Runing validated,
+    // never fired (no member is ever in Runing), and let rollouts take every member down at once.
+    const badState = (STATE_SETTINGS[name] ?? []).find((key) => typeof rawConfig[key] === 'string' && !spec.lifecycle.states.includes(rawConfig[key] as string));
+    if (badState !== undefined) {
+      diags.push(
+        diag(
+          'policy.rule-config',
+          `Rule ${name}: ${badState} ${JSON.stringify(config[badState])} is not a state of pack ${raw.metadata.name}'s lifecycle (${spec.lifecycle.states.join(', ')}).`,
+          origin(badState),
+        ),
+      );
       continue;
     }
     const resolved: ResolvedRule = { rule, enforcement, config: deepFreeze(config), where: origin(undefined) };
