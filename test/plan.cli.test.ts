@@ -52,6 +52,8 @@ describe('fleet plan', () => {
     { name: '--allow-destroy takes fleets, not members', args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache/0'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at cache\/0\n/ },
     // Issue 17: a member address used to be refused as an unknown fleet.
     { name: '--target of a member plans that member', args: ['--stack', stack('09-protect'), '--target', 'db/0', '--allow-destroy', 'db'], code: 0, stdout: /Fleet db \(1 to replace\)[\s\S]*db\/0 replace in richmond \(wave 1\)[\s\S]*Plan: 0 to create, 0 to transition, 0 to update, 1 to replace, 0 to delete\.\n$/ },
+    // It said "no fleet named db/0 is in the specs … or in its record", of a fleet that is in both.
+    { name: '--exclude takes fleets, not members', args: ['--stack', stack('09-protect'), '--exclude', 'db/0'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at db\/0\n {2}--exclude takes fleet names, and db\/0 is a member address: a member cannot be left out alone; --target the members to plan instead\.\n/ },
     { name: '--target of a member that does not exist', args: ['--stack', stack('09-protect'), '--target', 'db/7'], code: 1, stderr: /error\[plan\.unknown-member\]: Unknown member\n {2}at db\/7\n/ },
     { name: '--replace forces a new VM for a member that matches its spec', args: ['--stack', stack('09-protect'), '--target', 'cache', '--replace', 'cache/0', '--allow-destroy', 'cache'], code: 0, stdout: /cache\/0 replace in richmond \(wave 1\): replaced by --replace/ },
     { name: '--replace of no member', args: ['--stack', stack('09-protect'), '--replace', 'cache/9'], code: 1, stderr: /error\[plan\.unknown-member\][\s\S]*cache\/9 is not a live VM in the record/ },

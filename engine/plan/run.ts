@@ -124,7 +124,10 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     if (scope.unknown.length || unknownAllowed.length) {
       throw new FleetError([
         ...scope.unknown.map((name) =>
-          diag('plan.unknown-fleet', `no fleet named ${name} is in the specs of stack ${stack.name} or in its record (${record.description}).`, { address: name }),
+          // --exclude web/1 said "no fleet named web/1 is in the specs … or in its record", of a fleet that is in both.
+          options.excludes.includes(name) && parseVmAddress(name)
+            ? diag('plan.unknown-fleet', `--exclude takes fleet names, and ${name} is a member address: a member cannot be left out alone; --target the members to plan instead.`, { address: name })
+            : diag('plan.unknown-fleet', `no fleet named ${name} is in the specs of stack ${stack.name} or in its record (${record.description}).`, { address: name }),
         ),
         ...unknownAllowed.map((name) =>
           diag(

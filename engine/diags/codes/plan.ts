@@ -5,7 +5,7 @@ import { defineCodes } from './types.ts';
 export const planCodes = defineCodes({
   'plan.unknown-fleet': {
     summary: 'Unknown fleet',
-    doc: 'A --target, --exclude or --allow-destroy names a fleet that is neither in the stack\'s specs nor in the record (--allow-destroy takes fleet names, not member addresses). Check the spelling; `fleet state list` shows the fleets of the record.',
+    doc: 'A --target, --exclude or --allow-destroy names a fleet that is neither in the stack\'s specs nor in the record (--exclude and --allow-destroy take fleet names, not member addresses). Check the spelling; `fleet state list` shows the fleets of the record.',
     severity: 'error',
   },
   'plan.unknown-member': {
