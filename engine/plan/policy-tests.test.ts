@@ -84,6 +84,23 @@ describe('runPolicyTests', () => {
     });
   });
 
+  // `fleet plan` refuses a --target, --exclude or --allow-destroy naming no
+  // fleet (plan.unknown-fleet); a case with one (targets: [dbb]) planned
+  // nothing and passed, whatever it expected.
+  it('fails a case whose options name a fleet neither its specs nor its record have', async () => {
+    const dir = await packWithCases({
+      typo: `stack:\n  dataCenters: [{ name: miami }]\nspecs:${FLEET}record:\n  - { address: db/0, dataCenter: miami, state: Running }\noptions: { targets: [web/1, wbe], excludes: [db], allowDestroy: [dd, web] }\nexpect: {}\n`,
+    });
+    let planned = 0;
+    const { results } = await runPolicyTests(dir, { plan: () => (planned++, emptyPlan([]) as PlanDocument) });
+    expect(planned).toBe(0);
+    expect(results[0].passed).toBe(false);
+    expect(results[0].diagnostics.map((d) => `${d.code}@${d.line}:${d.col} ${d.detail}`)).toEqual([
+      "policy.test-case@10:29 options.targets[1] names no fleet of the case's specs or record (db, web): wbe.",
+      "policy.test-case@10:66 options.allowDestroy[0] names no fleet of the case's specs or record (db, web): dd.",
+    ]);
+  });
+
   it('hands the planner the loaded stack, fleets, record rows and options', async () => {
     const dir = await packWithCases({
       input: [

@@ -14,6 +14,7 @@ import { schemaDiagnostics } from '../policy/load.ts';
 import { parseYaml } from '../policy/yamlpos.ts';
 import { loadStack, specHash } from '../spec/index.ts';
 import { computePlan } from './planner.ts';
+import { targetFleet } from './scope.ts';
 
 export const TESTS_DIR = 'tests';
 
@@ -167,9 +168,10 @@ function stackYaml(c: PolicyTestCase, packDir: string): string {
 }
 
 /**
- * A case's record rows beyond their schema: a state the pack does not have
- * (a typo: Runing), a data center the case's stack does not have, or an
- * address given twice was planned as it was, so the case tested something
+ * A case's record rows and options beyond their schema: a state the pack
+ * does not have (a typo: Runing), a data center the case's stack does not
+ * have, an address given twice, or options naming a fleet neither the specs
+ * nor the record have was planned as it was, so the case tested something
  * else than it said, and could pass.
  */
 function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (string | number)[]) => Where): Diagnostic[] {
@@ -189,6 +191,16 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
       out.push(diag('policy.test-case', `record[${i}].address ${r.address} is also record[${prev}]'s: the record holds one live VM per address.`, where(['record', i, 'address'])));
     } else first.set(r.address, i);
   });
+  // As `fleet plan` refuses (plan.unknown-fleet): a case targeting a misspelt fleet planned nothing and passed.
+  const fleets = [...new Set([...loaded.fleets.map((f) => f.name), ...(c.record ?? []).map((r) => parseVmAddress(r.address)!.fleet)])].sort();
+  for (const key of ['targets', 'excludes', 'allowDestroy'] as const) {
+    (c.options?.[key] ?? []).forEach((name, i) => {
+      const fleet = key === 'targets' ? targetFleet(name) : name;
+      if (!fleets.includes(fleet)) {
+        out.push(diag('policy.test-case', `options.${key}[${i}] names no fleet of the case's specs or record (${fleets.join(', ') || 'none'}): ${name}.`, where(['options', key, i])));
+      }
+    });
+  }
   return out;
 }
 
