@@ -193,6 +193,62 @@ describe('a VM gone from its data center (embedded)', () => {
     expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
     expectConverged(await world(st.dir));
   }, 300_000);
+
+  it('refresh and plan --refresh leave a fleet an apply holds alone (its VMs are mid-change), refresh the others, and say so', async () => {
+    // Before: refresh took no lock. During an apply the cloud is one edge
+    // ahead of the record by design, so a refresh recorded the apply's own
+    // steps as drift (or a VM being created as missing, CreateFailed with
+    // no cloud id) under it, and the apply's reports then met a record moved.
+    const w0 = await world(st.dir);
+    const db0 = w0.vms.find((v) => v.address === 'db/0')!;
+    const web0 = w0.vms.find((v) => v.address === 'web/0')!;
+    const record = await openRecord(`pglite://${join(st.dir, '.fleet', 'record')}`);
+    let lockId: string;
+    try {
+      const held = await record.acquireLocks('e2e', ['db'], { who: 'ci', host: 'elsewhere', planId: 'p-running', pid: 1 }, { leaseMs: 600_000 });
+      lockId = held.lockId;
+    } finally {
+      await record.close();
+    }
+    await removeFromSim(st.dir, db0.dataCenter, db0);
+    await removeFromSim(st.dir, web0.dataCenter, web0);
+
+    const check = await fleet('refresh', '--check');
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stderr).toMatch(/warning\[apply\.refresh-locked\].*ci@elsewhere pid 1 holds the lock of fleet db \(2 VMs\) for plan p-running since .*left as they are\. Refresh again once that apply is done\./s);
+    expect(check.stdout).toMatch(/missing\s+\S+\s+web\/0/);
+    expect(check.stdout).not.toContain('db/0');
+
+    const r = await fleet('refresh', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(schemaErrors('refresh-output', out)).toEqual([]);
+    expect(out.drift.map((d: { kind: string; address: string }) => `${d.kind} ${d.address}`)).toEqual(['missing web/0']);
+    expect(out.diagnostics).toMatchObject([{ code: 'apply.refresh-locked', severity: 'warning', address: 'db' }]);
+    expect(out.checked).toBe(2);
+    // web/0 recorded gone (retired, so no longer listed); db/0 untouched.
+    expect(states(await world(st.dir))).toEqual({ 'db/0': 'Running', 'db/1': 'Running', 'web/1': 'Running' });
+
+    const plan = await fleet('plan', '--refresh');
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stderr).toContain('warning[apply.refresh-locked]');
+    expect(plan.stdout).toContain('+   web/0 create');
+    const planJson = await fleet('plan', '--refresh', '--format', 'json');
+    expect(planJson.code, planJson.stderr).toBe(0);
+    expect(JSON.parse(planJson.stdout).diagnostics).toMatchObject([{ code: 'apply.refresh-locked', address: 'db' }]);
+    expect(schemaErrors('plan-output', JSON.parse(planJson.stdout))).toEqual([]);
+
+    // The lock gone, the next refresh finds db/0 missing; one apply brings both back.
+    expect((await fleet('unlock', lockId!)).code).toBe(0);
+    const again = await fleet('refresh');
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/missing\s+\S+\s+db\/0/);
+    expect(again.stderr).not.toContain('refresh-locked');
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+    const w = await world(st.dir);
+    expect(states(w)).toEqual({ 'db/0': 'Running', 'db/1': 'Running', 'web/0': 'Running', 'web/1': 'Running' });
+    expectConverged(w);
+  }, 300_000);
 });
 
 const pg = testPostgresUrl();
@@ -300,4 +356,29 @@ describe.skipIf(!pg)('deployed authority and DMZ client (PostgreSQL)', () => {
       await record.close();
     }
   }, 60_000);
+
+  it('a refresh during an apply leaves the fleet the apply holds alone; the apply converges', async () => {
+    // The apply's VMs take 8 s to boot: it holds the lock well past the refresh.
+    await d.restartDmz('{ latencyMs: 5, bootMs: 8000 }');
+    await d.spec('web', fleetYaml('web', { count: 2 }));
+    let refresh: Promise<{ code: number | null; stdout: string; stderr: string }> | undefined;
+    const apply = applyChild(d, ['--format', 'json'], (out) => {
+      // Once a VM of web boots (8 s): web's VMs are in the record and mid-change.
+      const booting = out.split('\n').some((l) => l.includes('"type":"step"') && l.includes('"operation":"boot"'));
+      if (!refresh && booting) refresh = fleet('refresh', '--format', 'json');
+    });
+    const a = await apply;
+    expect(a.code, a.stderr).toBe(0);
+    expect(refresh, 'the apply started').toBeDefined();
+    const r = await refresh!;
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    // Every fleet the apply locked (those in its scope) was left alone, web among them.
+    expect(new Set(out.diagnostics.map((x: { code: string }) => x.code))).toEqual(new Set(['apply.refresh-locked']));
+    expect(out.diagnostics.map((x: { address: string }) => x.address)).toContain('web');
+    expect(out.drift.filter((x: { address: string }) => x.address.startsWith('web/'))).toEqual([]);
+    const w = await world(d.dir, d.env);
+    expect(states(w)).toMatchObject({ 'web/0': 'Running', 'web/1': 'Running' });
+    expectConverged(w);
+  }, 240_000);
 });

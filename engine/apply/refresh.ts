@@ -4,9 +4,11 @@
 // reported and noted in history, never written as if it were an edge.
 // `fleet refresh --check` (write: false) reports the same differences and
 // writes nothing: a one-edge difference is then `edge`, not `recorded`.
-import { FleetError, type Code } from '../diags/index.ts';
+import { hostname } from 'node:os';
+import { FleetError, diag, type Code, type Diagnostic } from '../diags/index.ts';
 import type { Lifecycle } from '../policy/types.ts';
-import type { FleetRecord, VmRow } from '../record/types.ts';
+import { holderGone, lockHolder } from '../record/locks.ts';
+import type { FleetRecord, LockHandle, LockRow, VmRow } from '../record/types.ts';
 import type { ActualVm } from '../../protocol/index.ts';
 import type { StackSession } from './session.ts';
 
@@ -78,14 +80,103 @@ export interface RefreshResult {
   drift: DriftEntry[];
 }
 
-/** `write: false` (`fleet refresh --check`) reads the record and the data centers and writes nothing. */
-export async function refreshStack(session: StackSession, opts: { actor: string; write?: boolean }): Promise<RefreshResult> {
-  const { stack, pack, record } = session;
-  const lc = pack.lifecycle;
+/** What a refresh did: its result, and the fleets it left alone because an apply holds them (apply.refresh-locked warnings). */
+export interface RefreshOutcome extends RefreshResult {
+  diagnostics: Diagnostic[];
+}
+
+/** How often a refresh renews the locks it holds (a third of the record's default 30 s lease, as an apply). */
+const REFRESH_LEASE_BEAT_MS = 10_000;
+
+/** A lock whose lease still runs (its holder may be gone: only an apply breaks such a lock, lockFleets). */
+function heldByOther(l: LockRow, now: number): boolean {
+  return Date.parse(l.expiresAt) > now;
+}
+
+function lockedWarning(l: LockRow, vms: number): Diagnostic {
+  const plan = l.planId ? ` for plan ${l.planId}` : '';
+  const gone = holderGone(l)
+    ? ` That process is gone: the next \`fleet apply\` of the fleet breaks the lock, or \`fleet unlock ${l.lockId}\`.`
+    : ` Refresh again once that apply is done.`;
+  return diag(
+    'apply.refresh-locked',
+    `${lockHolder(l)} holds the lock of fleet ${l.fleet} (${vms} VM${vms === 1 ? '' : 's'})${plan} since ${l.since} (lock id ${l.lockId}): its VMs may be mid-change, a step ahead of the record, so they were left as they are.${gone}`,
+    { address: l.fleet },
+  );
+}
+
+/**
+ * The locks of `fleets` for a refresh that writes, all of them but those
+ * another apply holds (which the refresh leaves alone). Taken at once, so a
+ * refresh never records an apply's steps in flight as drift, and an apply
+ * never plans on a record a refresh moves meanwhile (docs/recovery.md).
+ */
+async function lockForRefresh(record: FleetRecord, stack: string, fleets: readonly string[], actor: string): Promise<{ handle?: LockHandle; held: LockRow[] }> {
+  const holder = { who: actor, host: hostname(), planId: null, pid: process.pid };
+  const held = new Map<string, LockRow>();
+  for (let attempt = 0; ; attempt++) {
+    const want = fleets.filter((f) => !held.has(f));
+    if (want.length === 0) return { held: [...held.values()] };
+    try {
+      return { handle: await record.acquireLocks(stack, want, holder, { timeoutMs: 0 }), held: [...held.values()] };
+    } catch (err) {
+      if (!(err instanceof FleetError) || err.diagnostics[0]?.code !== 'record.lock-held' || attempt >= 4) throw err;
+      const now = Date.now();
+      for (const l of await record.listLocks(stack)) if (want.includes(l.fleet) && heldByOther(l, now)) held.set(l.fleet, l);
+    }
+  }
+}
+
+/**
+ * `write: false` (`fleet refresh --check`) reads the record and the data
+ * centers and writes nothing. A fleet another apply holds is left alone
+ * either way (an apply-refresh-locked warning says so); a refresh that
+ * writes holds the other fleets' locks while it compares and writes.
+ */
+export async function refreshStack(session: StackSession, opts: { actor: string; write?: boolean }): Promise<RefreshOutcome> {
+  const { stack, record } = session;
   const write = opts.write ?? true;
-  const vms = await record.listVms(stack.name);
+  const all = await record.listVms(stack.name);
+  const fleets = [...new Set(all.map((v) => v.fleet))].sort();
+  let handle: LockHandle | undefined;
+  let held: LockRow[];
+  if (write) {
+    ({ handle, held } = await lockForRefresh(record, stack.name, fleets, opts.actor));
+  } else {
+    const now = Date.now();
+    held = (await record.listLocks(stack.name)).filter((l) => fleets.includes(l.fleet) && heldByOther(l, now));
+  }
+  const skipped = new Set(held.map((l) => l.fleet));
+  const diagnostics = held.map((l) => lockedWarning(l, all.filter((v) => v.fleet === l.fleet).length));
+  let lost: unknown;
+  const beat = handle ? setInterval(() => void handle!.heartbeat().catch((err: unknown) => (lost ??= err)), REFRESH_LEASE_BEAT_MS) : undefined;
+  beat?.unref();
+  try {
+    // Read again under the locks: what an apply finished just before they were taken.
+    // Only the fleets looked at first: one that appeared since is an apply's, under its lock.
+    const vms = handle ? (await record.listVms(stack.name)).filter((v) => fleets.includes(v.fleet)) : all;
+    const result = await compare(session, vms, skipped, write, opts.actor, () => {
+      if (lost) throw lost;
+    });
+    return { ...result, diagnostics };
+  } finally {
+    clearInterval(beat);
+    await handle?.release().catch(() => {});
+  }
+}
+
+/** The comparison itself, for the VMs of fleets not in `skipped`; `stillHeld` throws once a lock was lost, before each write. */
+async function compare(session: StackSession, vms: readonly VmRow[], skipped: ReadonlySet<string>, write: boolean, actor: string, stillHeld: () => void): Promise<RefreshResult> {
+  const { stack, pack } = session;
+  const record = session.record;
+  const lc = pack.lifecycle;
+  const opts = { actor };
   const drift: DriftEntry[] = [];
   let checked = 0;
+  const writing = () => {
+    if (write) stillHeld();
+    return write;
+  };
 
   await Promise.all(
     stack.dataCenters.map(async (dc) => {
@@ -102,6 +193,11 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
       }
       const byId = new Map(actual.filter((a) => a.status === 'present').map((a) => [a.vmId, a]));
       for (const vm of vms.filter((v) => v.dataCenter === dc.name)) {
+        if (skipped.has(vm.fleet)) {
+          // Left alone (an apply holds it); its VM is known, not `unknown`.
+          byId.delete(vm.id);
+          continue;
+        }
         checked++;
         const a = byId.get(vm.id);
         byId.delete(vm.id);
@@ -109,7 +205,7 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
           // Before createVm has run there is nothing in the cloud to find.
           if (vm.cloudId === null || lc.isTerminal(vm.state)) continue;
           const what = `the record holds ${vm.address} (${vm.cloudId}) in ${vm.state}, but ${dc.name} has no such VM`;
-          if (write) {
+          if (writing()) {
             const recorded = await recordMissing(record, lc, vm, { actor: opts.actor, why: 'refresh' });
             drift.push({ kind: 'missing', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: null, detail: `${what}; recorded ${recorded}` });
           } else {
@@ -138,7 +234,7 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
                   detail: `${dc.name} reports ${a.observedState}, ${edges === 1 ? `one edge from ${vm.state}` : `${edges} edges from ${vm.state} (${walk})`}; \`fleet refresh\` would record it`,
                 },
           );
-          if (write) {
+          if (writing()) {
             let version = vm.version;
             for (let i = 1; i < path.length; i++) {
               const why = edges === 1 ? '' : ` (edge ${i} of ${edges} along ${walk})`;
@@ -154,7 +250,7 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
             actualState: a.observedState,
             detail: `${dc.name} reports ${a.observedState} but the record holds ${vm.state}, and ${vm.state} -> ${a.observedState} is not an edge of the diagram; left as is`,
           });
-          if (write) await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: opts.actor, detail: `refresh: ${dc.name} reports ${a.observedState}, not an edge from ${vm.state}` });
+          if (writing()) await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: opts.actor, detail: `refresh: ${dc.name} reports ${a.observedState}, not an edge from ${vm.state}` });
         }
       }
       for (const a of byId.values()) {

@@ -1,6 +1,7 @@
 // The step runner without HTTP (./testing.ts: the real authority
 // in-process, a real PGlite record, a real sim data center and a real
 // idempotency store).
+import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ProtocolError, type LineAnswer } from '../../protocol/index.ts';
 import type { AdvanceStep } from '../../protocol/index.ts';
@@ -196,6 +197,31 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
     expect(w.driver.calls.get('createVm')).toBe(1);
     expect(w.calls.at(-1)).toBe('authorize transition BeingCreated>PoweredOff');
     expect((await record.getVm(vmId))?.state).toBe('BeingCreated');
+  });
+
+  // The step before it could not be reported (the authority restarting: 503
+  // authority-unreachable, or any 5xx or 429 the CLI retries): this one's
+  // report is held back as well, but the answer says to send the run again
+  // (503), not that it failed for good (409). Before: 409, and the CLI ended
+  // the member as failed after an authority restart of a second or two
+  // (test/crash.e2e.test.ts, "the authority killed after step N").
+  it.each([
+    { before: { status: 503, body: { error: { code: 'authority-unreachable', message: 'down' } } }, want: { statusCode: 503, code: 'earlier-step-unreported' } },
+    { before: { status: 500, body: { error: { code: 'internal', message: 'bug' } } }, want: { statusCode: 503, code: 'earlier-step-unreported' } },
+    { before: { status: 429, body: { error: { code: 'rate-limited', message: 'slow down' } } }, want: { statusCode: 503, code: 'earlier-step-unreported' } },
+    { before: { status: 200, body: { outcome: 'vetoed' } }, want: { statusCode: 409, code: 'earlier-step-failed' } },
+    { before: { status: 409, body: { error: { code: 'earlier-step-failed', message: 'x' } } }, want: { statusCode: 409, code: 'earlier-step-failed' } },
+  ])('the step before answered $before.status: this one answers $want.statusCode $want.code, unreported; sent again, it is carried out and reported', async ({ before, want }) => {
+    w = await startStepWorld(record);
+    const { vmId } = await walkNew(w, ['Requested', 'BeingCreated']);
+    const key = randomUUID();
+    const err = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff', key), { after: Promise.resolve(before as LineAnswer) }).catch((e: unknown) => e);
+    expect(err).toMatchObject(want);
+    expect((await record.getVm(vmId))?.state).toBe('BeingCreated');
+    // Sent again with the same key (the CLI's retry of the run from its first unanswered step): nothing was stored, so it runs, once more idempotently in the cloud.
+    const again = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff', key));
+    expect(again).toMatchObject({ outcome: 'ok', operation: 'createVm', vm: { state: 'PoweredOff' } });
+    expect((await record.getVm(vmId))?.state).toBe('PoweredOff');
   });
 
   it('a step whose run goes on reports lazily, after its cloud call (onCarriedOut); the VM\'s report on its way is known until answered', async () => {

@@ -12,8 +12,9 @@
 //   driver failure (DriverError), anything else is a bug and is thrown.
 // - Within a run, reports go out in step order: a step's report waits for
 //   the answer of the step before it, and is not sent unless that was ok
-//   (409 earlier-step-failed): the record never lags the cloud by more than
-//   one edge.
+//   (409 earlier-step-failed; 503 earlier-step-unreported when that one
+//   could not be reported, so the CLI sends the run again): the record never
+//   lags the cloud by more than one edge.
 import { WireError, type LineAnswer } from '../../protocol/index.ts';
 import {
   NONE_REPORT_DETAIL,
@@ -91,6 +92,27 @@ function fresh(auth: AuthorizeResponse): boolean {
 /** Whether a run's step was answered ok. */
 export function answeredOk(a: LineAnswer): boolean {
   return a.status === 200 && (a.body as StepResult).outcome === 'ok';
+}
+
+/**
+ * Why a step carried out behind the step before it is not reported, by
+ * what that one answered:
+ *
+ * | the step before answered            | this step answers                  | then                                          |
+ * | ----------------------------------- | ---------------------------------- | --------------------------------------------- |
+ * | 5xx or 429 (its report did not get   | 503 earlier-step-unreported         | the CLI sends the run again from that step:   |
+ * | through: an authority restarting)    |                                    | both carried out again (idempotent), reported |
+ * | vetoed, failed, any other 4xx        | 409 earlier-step-failed             | the run ends; the next apply goes on          |
+ *
+ * Either way nothing of this step reaches the record: it never lags the
+ * cloud by more than one edge. Before the first row, an authority restart
+ * of a second ended the member as failed.
+ */
+function notReported(before: LineAnswer, from: string | null, to: string): WireError {
+  if (before.status >= 500 || before.status === 429) {
+    return new WireError('earlier-step-unreported', `${from} -> ${to} was carried out but not reported yet: the step before it could not be reported (it answered ${before.status}); send the run again from that step`);
+  }
+  return new WireError('earlier-step-failed', `${from} -> ${to} was carried out but not reported: the step before it in the run failed`);
 }
 
 export class StepRunner {
@@ -213,8 +235,9 @@ export class StepRunner {
     }
     if (auth.already && auth.vm) {
       // Carried out and reported before a restart lost its answer: done, nothing to do or report.
-      if (run.after && !answeredOk(await run.after)) {
-        throw new WireError('earlier-step-failed', `${from} -> ${to} was carried out but not reported: the step before it in the run failed`);
+      if (run.after) {
+        const before = await run.after;
+        if (!answeredOk(before)) throw notReported(before, from, to);
       }
       return { requestId, decision: auth.decision, reason: auth.reason, outcome: 'ok', operation: 'none', vm: stepVm(auth.vm) };
     }
@@ -230,9 +253,9 @@ export class StepRunner {
     });
     /** Reports go out in step order: this one only once the previous step's is answered, and only when that was ok. */
     const inTurn = async () => {
-      if (run.after && !answeredOk(await run.after)) {
-        throw new WireError('earlier-step-failed', `${from} -> ${to} was carried out but not reported: the step before it in the run failed`);
-      }
+      if (!run.after) return;
+      const before = await run.after;
+      if (!answeredOk(before)) throw notReported(before, from, to);
     };
     let done: OperationDone;
     try {

@@ -41,7 +41,9 @@ async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackO
       throw new FleetError(diag('plan.refresh-failed', `could not refresh from ${drift.filter((d) => d.kind === 'unreachable').map((d) => d.dataCenter).join(', ')}; plan without --refresh, or bring the DMZ clients back.`));
     }
     const { planStack } = await planning();
-    return { ...(await planStack(stackDir, { ...planOpts, record: session.record })), refresh };
+    const planned = await planStack(stackDir, { ...planOpts, record: session.record });
+    // A fleet an apply holds was left alone (apply.refresh-locked): said with the plan's diagnostics.
+    return { ...planned, diagnostics: [...refresh.diagnostics, ...planned.diagnostics], refresh: { checked, drift } };
   } finally {
     await session.close();
   }

@@ -48,7 +48,7 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
                 // Under the code of what failed (a refused token is apply.dmz-unauthorized, not unreachable).
                 .map((d) => diag(d.code ?? 'apply.dmz-unreachable', `refresh could not list the VMs of data center ${d.dataCenter}: ${d.detail}`, { address: d.dataCenter }));
               const drift = result.drift.filter((d) => d.kind !== 'unreachable');
-              const diagnostics = sortDiagnostics([...session.warnings, ...unreachable]);
+              const diagnostics = sortDiagnostics([...session.warnings, ...result.diagnostics, ...unreachable]);
               if (mode === 'json') {
                 writeJson(io, { stack: session.stack.name, check, checked: result.checked, drift, diagnostics });
               } else {

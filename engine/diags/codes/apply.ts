@@ -77,8 +77,13 @@ export const applyCodes = defineCodes({
   },
   'apply.record-changed': {
     summary: 'Record changed while planning',
-    doc: '`fleet apply` without a plan file locks the fleets in scope, then plans under those locks; a VM or fleet of the plan changed in between by a write that takes no lock (`fleet refresh`). Nothing was changed; run `fleet apply` again.',
+    doc: '`fleet apply` without a plan file locks the fleets in scope, then plans under those locks; a VM or fleet of the plan changed in between by a write that takes no fleet lock (a DMZ client still carrying out the steps a killed apply had approved, a second authority writing to the same record). Nothing was changed; run `fleet apply` again.',
     severity: 'error',
+  },
+  'apply.refresh-locked': {
+    summary: 'Fleet not refreshed: an apply holds it',
+    doc: '`fleet refresh` (and `fleet plan --refresh`) leaves a fleet alone while another apply holds its lock: mid-apply its VMs are a step ahead of the record by design, and recording that as drift would move the record under the apply. The other fleets are refreshed. Run the refresh again once the apply is done; a lock left by an apply that is gone is shown by `fleet state list` and released with `fleet unlock LOCKID`.',
+    severity: 'warning',
   },
   'apply.vm-missing': {
     summary: 'VM missing from its data center',
