@@ -101,6 +101,37 @@ describe('runPolicyTests', () => {
     ]);
   });
 
+  // A problem in a case's specs was shown at the case file with no line or
+  // column ("spec.size has no diskGiB … (case x, specs)"): the specs are
+  // loaded from a file written for the run, whose positions are not the case's.
+  it("locates a problem of a case's specs at its place in the case file", async () => {
+    const dir = await packWithCases({
+      'bad-spec': [
+        'stack:',
+        '  dataCenters: [{ name: miami }]',
+        'specs:',
+        '  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: db, owner: team-a }, spec: { count: 1, image: rhel-9, size: { cpu: 2, memoryGiB: 8, diskGiB: 50 } } }',
+        '  - apiVersion: fleet/v1',
+        '    kind: Fleet',
+        '    metadata: { name: web, owner: team-a }',
+        '    spec:',
+        '      count: 1',
+        '      image: rhel-9',
+        '      size: { cpu: 2, memoryGiB: 8, diskGB: 50 }',
+        '      state: Runing',
+        'expect: {}',
+        '',
+      ].join('\n'),
+    });
+    const { results } = await runPolicyTests(dir);
+    expect(results[0].diagnostics.map((d) => `${d.code}@${d.line}:${d.col}`)).toEqual([
+      'spec.missing-field@11:7',
+      'spec.unknown-key@11:37',
+      'spec.state-not-requestable@12:7',
+    ]);
+    expect(results[0].diagnostics.every((d) => d.file === results[0].file)).toBe(true);
+  });
+
   it('hands the planner the loaded stack, fleets, record rows and options', async () => {
     const dir = await packWithCases({
       input: [
