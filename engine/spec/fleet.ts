@@ -170,19 +170,25 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
  * surrogates, line and paragraph separators, and spaces other than U+0020.
  */
 const UNSEEN = /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u;
+/** Combining marks, escaped in messages (shown as they are, they join the quote before them). */
+const COMBINING = /\p{M}/u;
 
 const hex = (c: string): string => c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
 
 /** `s` quoted, its unseen characters written as escapes (`"team-a\\u200B"`): shown as they are, a right-to-left override reorders the message itself. */
 function visible(s: string): string {
-  return `"${s.replace(new RegExp(UNSEEN.source, 'gu'), (c) => `\\u${hex(c)}`)}"`;
+  return `"${s.replace(new RegExp(`${UNSEEN.source}|${COMBINING.source}`, 'gu'), (c) => `\\u${hex(c)}`)}"`;
 }
 
-/** Why `s` does not read as what it is, or undefined. */
-function unseenProblem(s: string): string | undefined {
+/** Why `s` does not read as what it is, and what to do, or undefined. */
+function unseenProblem(s: string): { why: string; fix: string } | undefined {
   const m = UNSEEN.exec(s);
-  if (m) return `holds U+${hex(m[0])} at position ${m.index + 1}, a character that does not show`;
-  if (s !== s.trim()) return 'starts or ends with a space';
+  if (m) return { why: `holds U+${hex(m[0])} at position ${m.index + 1}, a character that does not show`, fix: 'Write it with visible characters only.' };
+  if (s !== s.trim()) return { why: 'starts or ends with a space', fix: 'Remove the space.' };
+  // "e" and a combining accent look like "é" typed as one character, and are another string.
+  if (s.normalize('NFC') !== s) {
+    return { why: 'writes a letter as a base and a combining mark (not Unicode NFC)', fix: `Write it as typed, composed: ${visible(s.normalize('NFC'))}.` };
+  }
   return undefined;
 }
 
@@ -202,7 +208,7 @@ function checkUnseen(src: SourceDoc, doc: Record<string, unknown>): Diagnostic[]
       out.push(
         diag(
           'spec.invalid-value',
-          `${what} ${visible(s)} ${problem}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. Write it with visible characters only.`,
+          `${what} ${visible(s)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`,
           where,
         ),
       );

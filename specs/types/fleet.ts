@@ -37,7 +37,7 @@ export interface FleetMetadata {
    */
   name: string;
   /**
-   * The team that owns the fleet: the subject of quotas and entitlements. Visible characters only: no control, zero-width or direction characters, no space at either end (they would make it read as another owner).
+   * The team that owns the fleet: the subject of quotas and entitlements. Visible characters only: no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC): anything else would read as another owner.
    */
   owner: string;
   /**
