@@ -356,6 +356,14 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     return { stack, recordUrl: db.url, env, dmzPort, close: async () => (await stack.remove(), await db.drop()) };
   }
 
+  /** The next plan has no changes, and once `stopDmz` (the DMZ client has answered every run it had), the record equals the data center. */
+  async function expectSettled(d: Awaited<ReturnType<typeof deployed>>, stopDmz: () => Promise<void>): Promise<void> {
+    const plan = await fleet(['plan', '--detailed-exitcode', '--stack', d.stack.dir], d.env);
+    expect({ code: plan.code, out: plan.stdout }).toMatchObject({ code: 0 });
+    await stopDmz();
+    await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
+  }
+
   /** The authority and miami's DMZ client as children; `via` puts something (a proxy) between them. */
   async function services(d: Awaited<ReturnType<typeof deployed>>, via?: (authorityUrl: string) => Promise<string>) {
     const authority = await serve(['orchestrator', '--stack', d.stack.dir, '--port', '0'], d.env);
@@ -388,11 +396,8 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
       const again = await fleet(['apply', '--yes', '--stack', d.stack.dir], d.env);
       expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
       figures.push({ mode: 'deployed', point, killedAfterMs: first.ms, rerunMs: again.ms });
-      const plan = await fleet(['plan', '--detailed-exitcode', '--stack', d.stack.dir], d.env);
-      expect({ code: plan.code, out: plan.stdout }).toMatchObject({ code: 0 });
       // The killed apply's runs may still finish at the DMZ client: wait for it to have answered them all, then compare.
-      await svc.stop();
-      await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
+      await expectSettled(d, () => svc.stop());
     } finally {
       await svc.stop();
       await d.close();
@@ -437,10 +442,7 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
       const summary = first.stdout.split('\n').find((l) => l.includes('"type":"summary"'));
       expect(first.code, `the apply failed: ${first.stdout.split('\n').filter((l) => l.includes('"status":"failed"')).join('\n').slice(0, 3000)} ${first.stderr.slice(0, 2000)}`).toBe(0);
       expect(JSON.parse(summary!)).toMatchObject({ succeeded: COUNT, failed: 0 });
-      const plan = await fleet(['plan', '--detailed-exitcode', '--stack', d.stack.dir], d.env);
-      expect({ code: plan.code, out: plan.stdout }).toMatchObject({ code: 0 });
-      await dmz.stop();
-      await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
+      await expectSettled(d, () => dmz.stop());
     } finally {
       await dmz.stop();
       await authority.stop();
@@ -509,15 +511,14 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
       expect(first.stderr).not.toMatch(/Unhandled|TypeError|ReferenceError|\n\s+at .*:\d+:\d+\)?\n/);
       expect([0, 1]).toContain(first.code);
       if (first.code !== 0) {
+        const said = first.stdout.split('\n').filter((l) => l.includes('"type":"diagnostic"') && l.includes('"severity":"error"'));
+        expect(said.join('\n')).toContain('Run `fleet apply` again once the record is back');
         // Once the database is back (the first apply may end within its second down).
         await new Promise((r) => setTimeout(r, 1000));
         const again = await fleet(['apply', '--yes', '--stack', d.stack.dir], d.env);
         expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
       }
-      const plan = await fleet(['plan', '--detailed-exitcode', '--stack', d.stack.dir], d.env);
-      expect({ code: plan.code, out: plan.stdout }).toMatchObject({ code: 0 });
-      await svc.stop();
-      await converged(d.stack, d.recordUrl, 'crashdep', ['miami'], COUNT);
+      await expectSettled(d, () => svc.stop());
     } finally {
       await svc.stop();
       await proxy.close();

@@ -5,7 +5,8 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CliIO } from '../io.ts';
-import { INTERRUPTED_EXIT, confirm, onInterrupt } from './apply.ts';
+import { FleetError, diag, type Code } from '../../diags/index.ts';
+import { INTERRUPTED_EXIT, confirm, onInterrupt, stoppedMidApply } from './apply.ts';
 
 function io(): { io: CliIO; err: () => string } {
   const stderr = new PassThrough();
@@ -104,5 +105,24 @@ describe('fleet apply: Ctrl-C and SIGTERM', () => {
     const none = confirm(c.io, late.signal);
     (c.io.stdin as PassThrough).write('yes\n');
     expect(await none).toBe(false);
+  });
+});
+
+describe('fleet apply: the record lost mid-apply', () => {
+  const fault = (code: string) => new FleetError(diag(code as Code, 'cannot use the PostgreSQL record at db:5432: connection lost.'));
+  it.each([
+    { code: 'record.unreachable', hint: true },
+    { code: 'record.unwritable', hint: true },
+    { code: 'record.version-conflict', hint: false },
+    { code: 'apply.stale-plan', hint: false },
+  ])('$code: says how the apply goes on: $hint', ({ code, hint }) => {
+    const out = stoppedMidApply(fault(code)) as FleetError;
+    expect(out.diagnostics[0].code).toBe(code);
+    expect(out.diagnostics[0].detail.startsWith('cannot use the PostgreSQL record at db:5432: connection lost.')).toBe(true);
+    expect(out.diagnostics[0].detail.includes('Run `fleet apply` again once the record is back: it continues from what the record holds')).toBe(hint);
+  });
+  it('passes anything else through untouched', () => {
+    const bug = new TypeError('x');
+    expect(stoppedMidApply(bug)).toBe(bug);
   });
 });

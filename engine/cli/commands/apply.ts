@@ -127,6 +127,21 @@ function shortList(addresses: readonly string[]): string {
 /** The exit code of an apply stopped by an interrupt (128 + SIGINT, as shells report it). */
 export const INTERRUPTED_EXIT = 130;
 
+/** The record faults that stop an apply after it began, not for a bug of its input. */
+const RECORD_LOST: ReadonlySet<string> = new Set(['record.unreachable', 'record.unwritable']);
+
+/**
+ * The record lost mid-apply (a failover, a full disk): what already went to
+ * the data centers is not undone, so the diagnostic says the apply stopped
+ * and how it goes on, beside the cause.
+ */
+export function stoppedMidApply(err: unknown): unknown {
+  if (!(err instanceof FleetError) || !RECORD_LOST.has(err.diagnostics[0]?.code ?? '')) return err;
+  const [first, ...rest] = err.diagnostics;
+  const detail = `${first.detail} The apply stopped here; steps it had sent may still be carried out by the DMZ clients. Run \`fleet apply\` again once the record is back: it continues from what the record holds (docs/recovery.md, "Outages").`;
+  return new FleetError([{ ...first, detail }, ...rest]);
+}
+
 /** A Ctrl-C before the apply began: nothing was asked of any data center; the locks are released on the way out. */
 function cancelled(io: CliIO): number {
   io.stderr.write('Apply cancelled: nothing was applied.\n');
@@ -432,6 +447,8 @@ async function runApply(
         onEvent: (e) => progress.onEvent(e),
         signal: interrupt.signal,
         ...(held ? { lock: held } : {}),
+      }).catch((err: unknown) => {
+        throw stoppedMidApply(err);
       });
     } finally {
       // Signals from here on stop nothing; the handler stays until the locks are released and the record closed.
