@@ -13,9 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshBuild } from '../bin/fresh.mjs';
 import { REPO } from './helpers/stack.ts';
 
-function node(args: string[], cwd = REPO, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs node ARGS; `killAfterMs`: a deadline after which the child is killed (its code is then 1). */
+function node(args: string[], cwd = REPO, env: NodeJS.ProcessEnv = {}, killAfterMs?: number): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(killAfterMs ? { timeout: killAfterMs } : {}) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -101,6 +102,32 @@ describe('the built CLI', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+// A rule module that loads fine and leaves a timer running (a cache it keeps
+// fresh) kept the process alive once the command was done: fleet validate
+// printed "valid" and never exited, and a CI job hung until its own timeout.
+describe('bin/fleet.mjs', () => {
+  it('exits once the command is done, even when a rule module left a timer running', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-pack-'));
+    try {
+      const pack = join(dir, 'pack');
+      await cp(join(REPO, 'policies', 'default'), pack, { recursive: true });
+      const file = join(pack, 'policy.yaml');
+      await writeFile(file, (await readFile(file, 'utf8')).replace('  rules:\n', '  modules: [rules/cached.mjs]\n  rules:\n'));
+      await mkdir(join(pack, 'rules'));
+      await writeFile(
+        join(pack, 'rules', 'cached.mjs'),
+        'setInterval(() => {}, 60_000);\nexport default { name: "cached", description: "keeps a cache fresh", configSchema: { type: "object" }, checkPlan() { return []; } };\n',
+      );
+      // Killed past the deadline (a hang) it exits 1, not 0.
+      const r = await node(['bin/fleet.mjs', 'policy', 'graph', pack], REPO, {}, 40_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('stateDiagram-v2');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('bin/fresh.mjs', () => {
