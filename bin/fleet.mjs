@@ -4,6 +4,7 @@
 // built from is unchanged (bin/fresh.mjs); otherwise (an edit since, no
 // build, or FLEET_FROM_SOURCE=1) it runs the sources through tsx's loader, so
 // a stale build is never what runs.
+import { setTimeout } from 'node:timers';
 import { freshBuild } from './fresh.mjs';
 
 const built = freshBuild(new URL('../dist/cli/', import.meta.url), new URL('../', import.meta.url));
@@ -16,3 +17,10 @@ if (built) {
   ({ main } = await import('../engine/cli/main.ts'));
 }
 process.exitCode = await main(process.argv);
+// The command is done (a service returns only once stopped). Something it
+// loaded may still hold the process: a policy pack's rule module that keeps
+// a timer or a connection open (a cache it refreshes) made `fleet validate`
+// print "valid" and never exit. Left alone, the process ends as soon as
+// nothing is pending; past a grace period (unref'd, so it never delays that),
+// it ends with the command's exit code.
+setTimeout(() => process.exit(), 2_000).unref();

@@ -4,7 +4,7 @@
 // once any of its sources changes.
 // (The installed package's build, made by npm pack's prepare, is run by test/install.e2e.test.ts.)
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, utimes, writeFile, mkdir } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, utimes, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -13,9 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshBuild } from '../bin/fresh.mjs';
 import { REPO } from './helpers/stack.ts';
 
-function node(args: string[], cwd = REPO, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs node ARGS; `killAfterMs`: a deadline after which the child is killed (its code is then 1). */
+function node(args: string[], cwd = REPO, env: NodeJS.ProcessEnv = {}, killAfterMs?: number): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(killAfterMs ? { timeout: killAfterMs } : {}) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -61,6 +62,72 @@ describe('the built CLI', () => {
     expect(graph.code, graph.stderr).toBe(0);
     expect(graph.stdout).toContain('Requested');
   }, 120_000);
+
+  // A pack kept in a repository of its own has no package.json with "type":
+  // "module" above it, so Node takes its .ts modules for CommonJS, which the
+  // ESM loader hooks do not reach: the built CLI and the sources alike said
+  // "Importing rules/max-cpu.ts failed: Unexpected token ':'".
+  it('loads the TypeScript rule modules of a pack outside any package, built and from the sources', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-pack-'));
+    try {
+      const pack = join(dir, 'custom-pack');
+      await cp(join(REPO, 'engine', 'policy', 'testdata', 'custom-pack'), pack, { recursive: true });
+      const built = await fleet('policy', 'graph', pack);
+      expect(built.code, built.stderr).toBe(0);
+      expect(built.stdout).toContain('Requested');
+      const sources = await node(['bin/fleet.mjs', 'policy', 'graph', pack], REPO, { FLEET_FROM_SOURCE: '1' });
+      expect(sources.code, sources.stderr).toBe(0);
+      expect(sources.stdout).toBe(built.stdout);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  // A rule module awaiting, at its top level, what nothing will ever resolve
+  // left Node nothing to run: fleet exited 13, stdout and stderr empty.
+  it('says which rule module never finishes loading, at once, built and from the sources', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-pack-'));
+    try {
+      const pack = join(dir, 'pack');
+      await cp(join(REPO, 'policies', 'default'), pack, { recursive: true });
+      const file = join(pack, 'policy.yaml');
+      await writeFile(file, (await readFile(file, 'utf8')).replace('  rules:\n', '  modules: [rules/stuck.mjs]\n  rules:\n'));
+      await mkdir(join(pack, 'rules'));
+      await writeFile(join(pack, 'rules', 'stuck.mjs'), 'await new Promise(() => {});\nexport default {};\n');
+      for (const r of [await fleet('policy', 'graph', pack), await node(['bin/fleet.mjs', 'policy', 'graph', pack], REPO, { FLEET_FROM_SOURCE: '1' })]) {
+        expect(r.code, r.stderr).toBe(1);
+        expect(r.stderr).toMatch(/error\[policy\.module-load\][\s\S]*policy\.yaml:\d+:\d+\n {2}Importing rules\/stuck\.mjs never finished: it waits at its top level on what nothing will resolve/);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+// A rule module that loads fine and leaves a timer running (a cache it keeps
+// fresh) kept the process alive once the command was done: fleet validate
+// printed "valid" and never exited, and a CI job hung until its own timeout.
+describe('bin/fleet.mjs', () => {
+  it('exits once the command is done, even when a rule module left a timer running', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fleet-pack-'));
+    try {
+      const pack = join(dir, 'pack');
+      await cp(join(REPO, 'policies', 'default'), pack, { recursive: true });
+      const file = join(pack, 'policy.yaml');
+      await writeFile(file, (await readFile(file, 'utf8')).replace('  rules:\n', '  modules: [rules/cached.mjs]\n  rules:\n'));
+      await mkdir(join(pack, 'rules'));
+      await writeFile(
+        join(pack, 'rules', 'cached.mjs'),
+        'setInterval(() => {}, 60_000);\nexport default { name: "cached", description: "keeps a cache fresh", configSchema: { type: "object" }, checkPlan() { return []; } };\n',
+      );
+      // Killed past the deadline (a hang) it exits 1, not 0.
+      const r = await node(['bin/fleet.mjs', 'policy', 'graph', pack], REPO, {}, 40_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('stateDiagram-v2');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('bin/fresh.mjs', () => {

@@ -1,5 +1,5 @@
 // `fleet plan` in-process: exit codes, formats, --out, scope errors.
-import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,6 +52,8 @@ describe('fleet plan', () => {
     { name: '--allow-destroy takes fleets, not members', args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache/0'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at cache\/0\n/ },
     // Issue 17: a member address used to be refused as an unknown fleet.
     { name: '--target of a member plans that member', args: ['--stack', stack('09-protect'), '--target', 'db/0', '--allow-destroy', 'db'], code: 0, stdout: /Fleet db \(1 to replace\)[\s\S]*db\/0 replace in richmond \(wave 1\)[\s\S]*Plan: 0 to create, 0 to transition, 0 to update, 1 to replace, 0 to delete\.\n$/ },
+    // It said "no fleet named db/0 is in the specs … or in its record", of a fleet that is in both.
+    { name: '--exclude takes fleets, not members', args: ['--stack', stack('09-protect'), '--exclude', 'db/0'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at db\/0\n {2}--exclude takes fleet names, and db\/0 is a member address: a member cannot be left out alone; --target the members to plan instead\.\n/ },
     { name: '--target of a member that does not exist', args: ['--stack', stack('09-protect'), '--target', 'db/7'], code: 1, stderr: /error\[plan\.unknown-member\]: Unknown member\n {2}at db\/7\n/ },
     { name: '--replace forces a new VM for a member that matches its spec', args: ['--stack', stack('09-protect'), '--target', 'cache', '--replace', 'cache/0', '--allow-destroy', 'cache'], code: 0, stdout: /cache\/0 replace in richmond \(wave 1\): replaced by --replace/ },
     { name: '--replace of no member', args: ['--stack', stack('09-protect'), '--replace', 'cache/9'], code: 1, stderr: /error\[plan\.unknown-member\][\s\S]*cache\/9 is not a live VM in the record/ },
@@ -133,6 +135,47 @@ describe('fleet plan', () => {
     expect(schemaErrors('plan-output', envelope)).toEqual([]);
     expect(printed.stdout.startsWith(`{\n"plan": ${JSON.stringify(envelope.plan)},\n"diagnostics": `)).toBe(true);
     expect(envelope.plan.changes.length).toBe(doc.changes.length);
+  });
+
+  // `--out specs/web.yaml` (a slip of tab completion) replaced the fleet's
+  // spec with the plan's JSON, exit 0: the spec was gone, and the next
+  // validate failed on "seal is not allowed". Every file the plan is made
+  // from is refused, by identity (a symbolic or hard link to it too), and
+  // nothing is written.
+  describe('--out naming a file the plan is made from is refused, the file untouched', () => {
+    /** A stack of its own per case (a copy of 05-scale-down and of the default pack, two spec files), and links to its files. */
+    let n = 0;
+    function inputsStack(): string {
+      const dir = join(tmp, `inputs-${n++}`);
+      cpSync(stack('05-scale-down'), dir, { recursive: true });
+      cpSync(join(import.meta.dirname, '..', 'policies', 'default'), join(dir, 'pack'), { recursive: true });
+      const stackFile = join(dir, 'stack.yaml');
+      writeFileSync(stackFile, readFileSync(stackFile, 'utf8').replace('path: ../../../../policies/default', 'path: pack'));
+      writeFileSync(join(dir, 'specs', 'other.yaml'), 'apiVersion: fleet/v1\nkind: Fleet\nmetadata: { name: other, owner: team-a }\nspec: { count: 1, image: ubuntu-22.04, size: { cpu: 1, memoryGiB: 1, diskGiB: 10 } }\n');
+      symlinkSync(join(dir, 'specs', 'fleets.yaml'), join(dir, 'link-to-spec.yaml'));
+      linkSync(join(dir, 'specs', 'other.yaml'), join(dir, 'hardlink-to-spec.yaml'));
+      return dir;
+    }
+    const cases: { name: string; out: string; args?: string[]; what: RegExp }[] = [
+      { name: 'a fleet spec file', out: 'specs/fleets.yaml', what: /is the fleet spec file/ },
+      { name: 'the stack file', out: 'stack.yaml', what: /is the stack file/ },
+      { name: "the pack's policy.yaml", out: 'pack/policy.yaml', what: /is the policy pack file/ },
+      { name: 'a symbolic link to a spec file', out: 'link-to-spec.yaml', what: /is the fleet spec file/ },
+      { name: 'a hard link to a spec file', out: 'hardlink-to-spec.yaml', what: /is the fleet spec file/ },
+      // --target alone parses only the files naming the fleet: the others are inputs all the same.
+      { name: 'a spec file a --target plan does not parse', out: 'specs/other.yaml', args: ['--target', 'web'], what: /is the fleet spec file/ },
+    ];
+    it.each(cases)('$name', async ({ out, args, what }) => {
+      const dir = inputsStack();
+      const file = join(dir, out);
+      const before = readFileSync(file, 'utf8');
+      const r = await runCli(['plan', '--stack', dir, '--out', file, ...(args ?? [])], { env });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/error\[plan\.out-failed\]/);
+      expect(r.stderr).toMatch(what);
+      expect(r.stdout).toBe('');
+      expect(readFileSync(file, 'utf8')).toBe(before);
+    });
   });
 
   it('--out into a missing folder is a diagnostic', async () => {

@@ -10,8 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPack } from '../../providers/testing.ts';
 import { openRecord, type FleetRecord } from '../record/index.ts';
 import { testBackends, testPostgresUrl, type TestRecord } from '../record/testing.ts';
-import type { LoadedPack, ResolvedRule, Rule } from '../policy/types.ts';
-import { overrideProof, type AuthorizeResponse, type AuthorizeVm, type ReportResponse } from '../../protocol/index.ts';
+import type { Finding, LoadedPack, RequestFacts, ResolvedRule, Rule } from '../policy/types.ts';
+import { overrideProof, refuse, type AuthorizeResponse, type Decided, type AuthorizeVm, type ReportResponse } from '../../protocol/index.ts';
+import { judgeRequestRules } from './policy.ts';
 import { startAuthority, type RunningService } from './server.ts';
 import { TOKEN, create, edge, post, reportOf, vm } from './attack-testing.ts';
 
@@ -340,4 +341,32 @@ describe.skipIf(!testPostgresUrl())('the last quota slots, raced on PostgreSQL',
       await db.drop();
     }
   }, 120_000);
+});
+
+/**
+ * A request-level check is a pack author's code, run by the authority on
+ * every request: what it returns is checked before it is read. One that
+ * returned nothing (a missing `return []`) threw a TypeError out of the
+ * authority's handler ("Cannot read properties of undefined (reading
+ * 'length')") instead of approving; a finding that was not an object gave
+ * the veto reason "rule x: undefined".
+ */
+describe('judgeRequestRules: what a custom check returns', () => {
+  const facts: RequestFacts = {
+    kind: 'create', stack: 's', fleet: 'web', address: 'web/0', owner: 'team-a', dataCenter: 'miami', image: 'ubuntu-22.04',
+    size: { cpu: 1, memoryGiB: 1, diskGiB: 10 }, encryptedDisk: false, from: null, to: 'Requested', operation: 'insert',
+  };
+  const cases: { name: string; returns: unknown; want: Decided }[] = [
+    { name: 'no findings: approved', returns: [], want: { ok: true } },
+    { name: 'nothing (undefined): approved, as in a plan', returns: undefined, want: { ok: true } },
+    { name: 'a finding: vetoed with its message', returns: [{ address: 'web/0', message: 'too big', hint: 'h' }], want: refuse('policy-veto', 'rule checked: too big') },
+    { name: 'a string for a finding: the rule failed', returns: ['too big'], want: refuse('policy-veto', 'rule checked failed on web/0: finding 0 is not { address, message, hint } strings: "too big"') },
+    { name: 'an object, not an array: the rule failed', returns: { message: 'm' }, want: refuse('policy-veto', 'rule checked failed on web/0: check did not return an array of findings') },
+  ];
+  it.each(cases)('$name', async ({ returns, want }) => {
+    const base = await defaultPack();
+    const rule: Rule = { name: 'checked', description: 'd', configSchema: { type: 'object' }, checkRequest: () => returns as Finding[] };
+    const pack: LoadedPack = { ...base, rules: new Map([['checked', { rule, enforcement: 'mandatory', config: {} }]]) };
+    expect(judgeRequestRules(pack, facts)).toEqual(want);
+  });
 });

@@ -18,7 +18,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Budget, Limits, VmRow } from '../record/index.ts';
 import type { Lifecycle, LoadedPack, RequestFacts } from '../policy/types.ts';
-import { ownerLimits } from '../policy/index.ts';
+import { checkedFindings, ownerLimits } from '../policy/index.ts';
 import { overrideProof, refuse, type Decided, type Override } from '../../protocol/index.ts';
 
 /** The capacity of each data center of the stack (stack.yaml dataCenters[].capacity). */
@@ -119,7 +119,7 @@ export function judgeRequestRules(pack: LoadedPack, facts: RequestFacts): Decide
     if (r.enforcement !== 'mandatory' || !r.rule.checkRequest) continue;
     let findings;
     try {
-      findings = r.rule.checkRequest(facts, { config: r.config, lifecycle: pack.lifecycle, images: pack.images });
+      findings = checkedFindings(r.rule.checkRequest(facts, { config: r.config, lifecycle: pack.lifecycle, images: pack.images }));
     } catch (err) {
       return refuse('policy-veto', `rule ${r.rule.name} failed on ${facts.address}: ${err instanceof Error ? err.message : String(err)}`);
     }

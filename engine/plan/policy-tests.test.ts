@@ -62,6 +62,76 @@ describe('runPolicyTests', () => {
     expect(byName['bad-spec'].diagnostics.every((d) => d.file === byName['bad-spec'].file)).toBe(true);
   });
 
+  // A record row in a state the pack does not have (a typo: Runing), in a
+  // data center the case's stack does not have, or at an address given
+  // twice was planned as it was: the case tested something else than it
+  // said, and could pass.
+  it('fails a case whose record names an unknown state or data center, or an address twice, at the row', async () => {
+    const record = (rows: string[]) => `stack:\n  dataCenters: [{ name: miami }]\nspecs:${FLEET}record:\n${rows.map((r) => `  - ${r}\n`).join('')}expect: {}\n`;
+    const dir = await packWithCases({
+      state: record(['{ address: web/0, dataCenter: miami, state: Runing }']),
+      dc: record(['{ address: web/0, dataCenter: miama, state: Running }']),
+      twice: record(['{ address: web/0, dataCenter: miami, state: Running }', '{ address: web/0, dataCenter: miami, state: PoweredOff }']),
+    });
+    let planned = 0;
+    const { results } = await runPolicyTests(dir, { plan: () => (planned++, emptyPlan([]) as PlanDocument) });
+    expect(planned).toBe(0);
+    const got = Object.fromEntries(results.map((r) => [r.name, [r.passed, r.diagnostics.map((d) => `${d.code}@${d.line}:${d.col} ${d.detail}`)]]));
+    expect(got).toEqual({
+      state: [false, [expect.stringMatching(/^policy\.test-case@9:42 record\[0\]\.state Runing is not a state of pack default's lifecycle/)]],
+      dc: [false, [expect.stringMatching(/^policy\.test-case@9:23 record\[0\]\.dataCenter miama is not a data center of the case's stack \(miami\)/)]],
+      twice: [false, [expect.stringMatching(/^policy\.test-case@10:7 record\[1\]\.address web\/0 is also record\[0\]'s/)]],
+    });
+  });
+
+  // `fleet plan` refuses a --target, --exclude or --allow-destroy naming no
+  // fleet (plan.unknown-fleet); a case with one (targets: [dbb]) planned
+  // nothing and passed, whatever it expected.
+  it('fails a case whose options name a fleet neither its specs nor its record have', async () => {
+    const dir = await packWithCases({
+      typo: `stack:\n  dataCenters: [{ name: miami }]\nspecs:${FLEET}record:\n  - { address: db/0, dataCenter: miami, state: Running }\noptions: { targets: [web/1, wbe], excludes: [db], allowDestroy: [dd, web] }\nexpect: {}\n`,
+    });
+    let planned = 0;
+    const { results } = await runPolicyTests(dir, { plan: () => (planned++, emptyPlan([]) as PlanDocument) });
+    expect(planned).toBe(0);
+    expect(results[0].passed).toBe(false);
+    expect(results[0].diagnostics.map((d) => `${d.code}@${d.line}:${d.col} ${d.detail}`)).toEqual([
+      "policy.test-case@10:29 options.targets[1] names no fleet of the case's specs or record (db, web): wbe.",
+      "policy.test-case@10:66 options.allowDestroy[0] names no fleet of the case's specs or record (db, web): dd.",
+    ]);
+  });
+
+  // A problem in a case's specs was shown at the case file with no line or
+  // column ("spec.size has no diskGiB … (case x, specs)"): the specs are
+  // loaded from a file written for the run, whose positions are not the case's.
+  it("locates a problem of a case's specs at its place in the case file", async () => {
+    const dir = await packWithCases({
+      'bad-spec': [
+        'stack:',
+        '  dataCenters: [{ name: miami }]',
+        'specs:',
+        '  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: db, owner: team-a }, spec: { count: 1, image: rhel-9, size: { cpu: 2, memoryGiB: 8, diskGiB: 50 } } }',
+        '  - apiVersion: fleet/v1',
+        '    kind: Fleet',
+        '    metadata: { name: web, owner: team-a }',
+        '    spec:',
+        '      count: 1',
+        '      image: rhel-9',
+        '      size: { cpu: 2, memoryGiB: 8, diskGB: 50 }',
+        '      state: Runing',
+        'expect: {}',
+        '',
+      ].join('\n'),
+    });
+    const { results } = await runPolicyTests(dir);
+    expect(results[0].diagnostics.map((d) => `${d.code}@${d.line}:${d.col}`)).toEqual([
+      'spec.missing-field@11:7',
+      'spec.unknown-key@11:37',
+      'spec.state-not-requestable@12:7',
+    ]);
+    expect(results[0].diagnostics.every((d) => d.file === results[0].file)).toBe(true);
+  });
+
   it('hands the planner the loaded stack, fleets, record rows and options', async () => {
     const dir = await packWithCases({
       input: [

@@ -5,8 +5,8 @@ import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
-import { stringify } from 'yaml';
-import { diag, hasErrors, sortDiagnostics, type Diagnostic } from '../diags/index.ts';
+import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, stringify } from 'yaml';
+import { decodeUtf8, diag, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { parseVmAddress, type PlanDocument } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
@@ -14,6 +14,7 @@ import { schemaDiagnostics } from '../policy/load.ts';
 import { parseYaml } from '../policy/yamlpos.ts';
 import { loadStack, specHash } from '../spec/index.ts';
 import { computePlan } from './planner.ts';
+import { targetFleet } from './scope.ts';
 
 export const TESTS_DIR = 'tests';
 
@@ -166,6 +167,75 @@ function stackYaml(c: PolicyTestCase, packDir: string): string {
   });
 }
 
+/**
+ * Where, in the case file, the node at line:col of the written specs file
+ * is: the written file is the case's `specs` entries, each stringified, one
+ * document each, so a node's path in its document is its path below
+ * `specs[i]` in the case.
+ */
+function caseSpecsWhere(text: string, where: (path: (string | number)[]) => Where): (line: number, col: number) => Where {
+  const lines = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lines });
+  return (line, col) => {
+    const offset = (lines.lineStarts[line - 1] ?? 0) + col - 1;
+    const i = docs.findIndex((d) => offset >= d.range[0] && offset < d.range[2]);
+    if (i < 0) return where(['specs']);
+    return where(['specs', i, ...pathAt(docs[i].contents, offset)]);
+  };
+}
+
+/** The path of the deepest node holding `offset` (a key counts as its entry). */
+function pathAt(node: unknown, offset: number): (string | number)[] {
+  const holds = (n: unknown): boolean => isNode(n) && !!n.range && offset >= n.range[0] && offset < n.range[2];
+  if (isMap(node)) {
+    for (const p of node.items) {
+      const key = isScalar(p.key) ? String(p.key.value) : String(p.key);
+      if (holds(p.key)) return [key];
+      if (holds(p.value)) return [key, ...pathAt(p.value, offset)];
+    }
+  } else if (isSeq(node)) {
+    for (const [i, item] of node.items.entries()) if (holds(item)) return [i, ...pathAt(item, offset)];
+  }
+  return [];
+}
+
+/**
+ * A case's record rows and options beyond their schema: a state the pack
+ * does not have (a typo: Runing), a data center the case's stack does not
+ * have, an address given twice, or options naming a fleet neither the specs
+ * nor the record have was planned as it was, so the case tested something
+ * else than it said, and could pass.
+ */
+function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (string | number)[]) => Where): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const states = loaded.pack!.lifecycle.states;
+  const dcs = loaded.stack!.dataCenters.map((d) => d.name);
+  const first = new Map<string, number>();
+  (c.record ?? []).forEach((r, i) => {
+    if (!states.includes(r.state)) {
+      out.push(diag('policy.test-case', `record[${i}].state ${r.state} is not a state of pack ${loaded.pack!.name}'s lifecycle (${states.join(', ')}).`, where(['record', i, 'state'])));
+    }
+    if (!dcs.includes(r.dataCenter)) {
+      out.push(diag('policy.test-case', `record[${i}].dataCenter ${r.dataCenter} is not a data center of the case's stack (${dcs.join(', ')}).`, where(['record', i, 'dataCenter'])));
+    }
+    const prev = first.get(r.address);
+    if (prev !== undefined) {
+      out.push(diag('policy.test-case', `record[${i}].address ${r.address} is also record[${prev}]'s: the record holds one live VM per address.`, where(['record', i, 'address'])));
+    } else first.set(r.address, i);
+  });
+  // As `fleet plan` refuses (plan.unknown-fleet): a case targeting a misspelt fleet planned nothing and passed.
+  const fleets = [...new Set([...loaded.fleets.map((f) => f.name), ...(c.record ?? []).map((r) => parseVmAddress(r.address)!.fleet)])].sort();
+  for (const key of ['targets', 'excludes', 'allowDestroy'] as const) {
+    (c.options?.[key] ?? []).forEach((name, i) => {
+      const fleet = key === 'targets' ? targetFleet(name) : name;
+      if (!fleets.includes(fleet)) {
+        out.push(diag('policy.test-case', `options.${key}[${i}] names no fleet of the case's specs or record (${fleets.join(', ') || 'none'}): ${name}.`, where(['options', key, i])));
+      }
+    });
+  }
+  return out;
+}
+
 function recordRows(c: PolicyTestCase, loaded: LoadResult, specHash: (f: { image: string; size: CaseSize; hardware: readonly string[]; encryptedDisk: boolean }) => string): VmRow[] {
   const stack = loaded.stack!.name;
   const at = '2026-01-01T00:00:00.000Z';
@@ -225,7 +295,12 @@ export function diffRows(what: string, expected: Row[], actual: Row[]): string[]
 export async function runPolicyCase(packDir: string, file: string, plan: PlanFn): Promise<PolicyTestResult> {
   const name = basename(file).replace(/\.ya?ml$/, '');
   const result: PolicyTestResult = { name, file, passed: false, diff: [], diagnostics: [] };
-  const y = parseYaml(await readFile(file, 'utf8'), file);
+  const decoded = decodeUtf8(await readFile(file), file);
+  if (!('text' in decoded)) {
+    result.diagnostics = [diag('policy.yaml-syntax', decoded.problem, decoded.where)];
+    return result;
+  }
+  const y = parseYaml(decoded.text, file);
   if (y.errors.length) {
     result.diagnostics = y.errors.map((e) => diag('policy.yaml-syntax', e.message, e.where));
     return result;
@@ -241,12 +316,24 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
   try {
     await mkdir(join(dir, 'specs'));
     await writeFile(join(dir, 'stack.yaml'), stackYaml(c, resolve(packDir)));
-    await writeFile(join(dir, 'specs', 'fleets.yaml'), c.specs.length ? c.specs.map((s) => stringify(s)).join('---\n') : '# no fleets\n');
+    const specsText = c.specs.length ? c.specs.map((s) => stringify(s)).join('---\n') : '# no fleets\n';
+    await writeFile(join(dir, 'specs', 'fleets.yaml'), specsText);
     const loaded = await loadStack(dir, { cwd: dir, env: {} });
     const loadDiags = c.specs.length ? loaded.diagnostics : loaded.diagnostics.filter((d) => d.file !== join('specs', 'fleets.yaml'));
     if (hasErrors(loadDiags) || !loaded.stack || !loaded.pack) {
-      // The temp files are gone after the run: point at the case file, naming the part.
-      result.diagnostics = loadDiags.map((d) => diag(d.code, `${d.detail} (case ${name}, ${d.file?.startsWith('specs') ? 'specs' : 'stack'})`, { file, address: d.address }, d.severity));
+      // The temp files are gone after the run: point at the case file, naming the part;
+      // a spec's problem at its place there (the written file's positions are not the case's).
+      const inSpecs = caseSpecsWhere(specsText, y.where);
+      result.diagnostics = loadDiags.map((d) => {
+        const specs = d.file?.startsWith('specs');
+        const at: Where = specs && d.line !== undefined ? inSpecs(d.line, d.col ?? 1) : y.where([specs ? 'specs' : 'stack']);
+        return diag(d.code, `${d.detail} (case ${name}, ${specs ? 'specs' : 'stack'})`, { ...at, file, address: d.address }, d.severity);
+      });
+      return result;
+    }
+    const recordDiags = checkRecord(c, loaded, y.where);
+    if (recordDiags.length) {
+      result.diagnostics = recordDiags;
       return result;
     }
     const record = recordRows(c, loaded, specHash);

@@ -6,10 +6,11 @@
 // every other fleet, only what its VMs use per data center
 // (FleetRecord.usage). Enough for owner quotas and data center capacity,
 // whatever their enforcement, without reading every row.
+import { statSync } from 'node:fs';
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
 import { openRecord } from '../record/index.ts';
 import type { FleetRecord, PlanVmRow, StackIdentity, UnchangedRow, UsageRow } from '../record/types.ts';
-import { loadStack, type LoadResult } from '../spec/index.ts';
+import { loadStack, type LoadResult, type StackInput } from '../spec/index.ts';
 import { sealPlan } from './integrity.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { resolveScope, targetFleet } from './scope.ts';
@@ -41,6 +42,12 @@ export interface PlanStackOptions extends Partial<PlanOptions> {
    * providers/authority-plans.ts). Required with `seal` for such a stack.
    */
   sealAtAuthority?: (plan: PlanDocument, authority: NonNullable<LoadedStack['authority']>) => Promise<PlanSeal>;
+  /**
+   * Where `fleet plan --out` will write the plan: `file` absolute, `shown` as
+   * the user gave it. Refused (plan.out-failed) before the record is read
+   * when it is one of the files the plan is made from.
+   */
+  out?: { file: string; shown: string };
 }
 
 export interface PlanStackResult {
@@ -75,6 +82,17 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     throw new FleetError(loaded.diagnostics.length ? loaded.diagnostics : [diag('cli.internal', 'the stack loader returned no stack and no diagnostic')]);
   }
   const { stack, pack, fleets } = loaded;
+  if (opts.out) {
+    const input = inputAt(opts.out.file, loaded.inputs ?? []);
+    if (input) {
+      throw new FleetError(
+        diag(
+          'plan.out-failed',
+          `--out ${opts.out.shown} is the ${input.what} ${input.file}, which this plan is made from: writing the plan there would replace it. Write the plan to a file of its own (for example plan.json).`,
+        ),
+      );
+    }
+  }
   const options: PlanOptions = {
     targets: opts.targets ?? [],
     excludes: opts.excludes ?? [],
@@ -106,7 +124,10 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     if (scope.unknown.length || unknownAllowed.length) {
       throw new FleetError([
         ...scope.unknown.map((name) =>
-          diag('plan.unknown-fleet', `no fleet named ${name} is in the specs of stack ${stack.name} or in its record (${record.description}).`, { address: name }),
+          // --exclude web/1 said "no fleet named web/1 is in the specs … or in its record", of a fleet that is in both.
+          options.excludes.includes(name) && parseVmAddress(name)
+            ? diag('plan.unknown-fleet', `--exclude takes fleet names, and ${name} is a member address: a member cannot be left out alone; --target the members to plan instead.`, { address: name })
+            : diag('plan.unknown-fleet', `no fleet named ${name} is in the specs of stack ${stack.name} or in its record (${record.description}).`, { address: name }),
         ),
         ...unknownAllowed.map((name) =>
           diag(
@@ -155,6 +176,20 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   }
   const t3 = performance.now();
   return { plan, diagnostics: loaded.diagnostics.filter((d) => d.severity !== 'error'), timings: { load: t1 - t0, read: t2 - t1, compute: t3 - t2 } };
+}
+
+/**
+ * The input `file` is, by identity (device and inode): a symbolic or hard
+ * link to a spec file is that file. `--out specs/web.yaml` (a slip of tab
+ * completion) replaced the fleet's spec with the plan's JSON, exit 0.
+ */
+function inputAt(file: string, inputs: readonly StackInput[]): StackInput | undefined {
+  const out = statSync(file, { throwIfNoEntry: false });
+  if (!out?.isFile()) return undefined;
+  return inputs.find((i) => {
+    const s = statSync(i.file, { throwIfNoEntry: false });
+    return s !== undefined && s.dev === out.dev && s.ino === out.ino;
+  });
 }
 
 /**

@@ -20,11 +20,42 @@ function crashed(r: ResolvedRule, address: string, err: unknown): Violation {
   };
 }
 
-function findings(r: ResolvedRule, run: () => Finding[] | undefined, fallback: string): Violation[] {
+/**
+ * What a check returned, checked: a custom rule is a pack author's code, and
+ * its findings become plan violations (a document `fleet apply` checks
+ * against its schema) and the authority's vetoes. Nothing (undefined) is no
+ * finding (null too); anything but an array of `{ address, message, hint }` strings
+ * throws, which the caller reports as the rule failing. A finding not in an
+ * array (`return { address, message, hint }`) was read by the authority as
+ * no finding, approving what the rule meant to veto; findings without an
+ * address or hint made plan violations `at undefined` that `fleet apply`
+ * then refused as an edited plan.
+ */
+export function checkedFindings(value: unknown): Finding[] {
+  if (value === undefined || value === null) return [];
+  if (value instanceof Promise) throw new Error('check returned a Promise: checks are synchronous, return the array of findings itself');
+  if (!Array.isArray(value)) throw new Error('check did not return an array of findings');
+  value.forEach((f: unknown, i) => {
+    const o = f as Partial<Record<keyof Finding, unknown>> | null;
+    if (!o || typeof o !== 'object' || typeof o.address !== 'string' || !o.address || typeof o.message !== 'string' || typeof o.hint !== 'string') {
+      throw new Error(`finding ${i} is not { address, message, hint } strings: ${showFinding(f)}`);
+    }
+  });
+  return value as Finding[];
+}
+
+function showFinding(f: unknown): string {
   try {
-    const out = run() ?? [];
-    if (!Array.isArray(out)) throw new Error('check did not return an array of findings');
-    return out.map((f) => toViolation(r, f));
+    const s = JSON.stringify(f) ?? String(f);
+    return s.length > 200 ? `${s.slice(0, 200)}…` : s;
+  } catch {
+    return String(f);
+  }
+}
+
+function findings(r: ResolvedRule, run: () => unknown, fallback: string): Violation[] {
+  try {
+    return checkedFindings(run()).map((f) => toViolation(r, f));
   } catch (err) {
     return [crashed(r, fallback, err)];
   }

@@ -11,7 +11,7 @@ export {
   protectRule,
   requireEncryptedDiskRule,
 } from './rules/builtin.ts';
-export { evaluateRules, type EvalContext } from './evaluate.ts';
+export { checkedFindings, evaluateRules, type EvalContext } from './evaluate.ts';
 export { capacityEnforcement, capacityGrantFor, capacityLeft, ownerLimits, ownerQuota, ownerUsage, type Usage } from './budget.ts';
 export { GRAPH_FORMATS, renderDot, renderGraph, renderMermaid, type GraphFormat } from './graph.ts';
 export { fitInstanceType, instanceTypesOf } from './instance-types.ts';

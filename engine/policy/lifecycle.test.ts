@@ -154,12 +154,36 @@ describe('checkLifecycle', () => {
     {
       name: 'requestable state reachable only through a failure state',
       def: def([['A', 'F'], ['F', 'B'], ['B', 'Z']], { failure: ['F'] }),
-      want: [['policy.requestable-through-failure', 'requestable.0']],
+      // A, too, reaches Z only through F: a VM just requested could never be deleted.
+      want: [
+        ['policy.dead-end', 'states.0'],
+        ['policy.requestable-through-failure', 'requestable.0'],
+      ],
     },
     {
       name: 'a failure state listed as requestable',
       def: def([['A', 'B'], ['B', 'Z']], { failure: ['B'] }),
-      want: [['policy.requestable-failure', 'requestable.0']],
+      want: [
+        ['policy.dead-end', 'states.0'],
+        ['policy.requestable-failure', 'requestable.0'],
+      ],
+    },
+    {
+      // Its VMs, once created, could never be deleted: plans never enter a failure state.
+      name: 'a state whose only way to a terminal state passes a failure state',
+      def: def([['A', 'B'], ['B', 'F'], ['F', 'Z']], { failure: ['F'] }),
+      want: [
+        ['policy.dead-end', 'states.0'],
+        ['policy.dead-end', 'states.1'],
+      ],
+    },
+    {
+      // A fleet asking for Deleted had each apply create its members only to
+      // delete them, and the next plan create them again (a terminal VM is not
+      // live), for ever.
+      name: 'a terminal state listed as requestable',
+      def: def([['A', 'B'], ['B', 'Z']], { requestable: ['B', 'Z'] }),
+      want: [['policy.requestable-terminal', 'requestable.1']],
     },
     {
       name: 'duplicate edge',
@@ -277,5 +301,39 @@ describe('path never enters a failure state', () => {
       paths += check({ states, initial: 'S0', terminal: [], requestable: [], failure, transitions }, `seed ${seed}`);
     }
     expect(paths).toBeGreaterThan(1000);
+  });
+
+  /**
+   * What checkLifecycle accepts, the planner can plan: in every diagram it
+   * reports no error for, a new VM reaches every requestable state, and a VM
+   * in any non-terminal state (a failure state included: outcomes put VMs
+   * there) can be deleted, along path(), which never enters a failure state.
+   * A pack whose only way from PoweredOff to Deleted passed BootFailed was
+   * accepted, and its VMs, once created, could never be deleted ("no path
+   * from PoweredOff to a terminal state", every plan blocked).
+   */
+  it('in every generated diagram checkLifecycle accepts, every requestable state and a terminal state can be planned to', () => {
+    let accepted = 0;
+    for (let seed = 1; seed <= 2000; seed++) {
+      const r = rng(seed);
+      const n = 3 + Math.floor(r() * 6);
+      const states = Array.from({ length: n }, (_, i) => `S${i}`);
+      const transitions: { from: string; to: string }[] = [];
+      const terminal = [states[n - 1]];
+      for (const from of states) for (const to of states) if (from !== to && !terminal.includes(from) && r() < 0.35) transitions.push({ from, to });
+      const rest = states.slice(1, n - 1);
+      const failure = rest.filter(() => r() < 0.3);
+      const requestable = rest.filter((s) => !failure.includes(s) && r() < 0.5);
+      if (!requestable.length) continue;
+      const d: LifecycleDef = { states, initial: 'S0', terminal, requestable, failure, transitions };
+      if (checkLifecycle(d, () => ({})).length) continue;
+      accepted++;
+      const built = buildLifecycle(d);
+      for (const s of requestable) expect(built.path('S0', s), `seed ${seed}: S0 -> ${s}`).toBeDefined();
+      for (const s of states.filter((x) => !terminal.includes(x))) {
+        expect(terminal.some((t) => built.path(s, t) !== undefined), `seed ${seed}: ${s} -> a terminal state (${JSON.stringify(d)})`).toBe(true);
+      }
+    }
+    expect(accepted).toBeGreaterThan(100);
   });
 });

@@ -105,8 +105,8 @@ function reachableFrom(starts: readonly string[], next: Map<string, string[]>): 
 /**
  * Every structural problem of the diagram, located at the offending node:
  * unknown states, duplicate edges, unreachable states, terminal states with
- * exits, unreachable requestable states, and states that can never reach a
- * terminal state.
+ * exits, unreachable, terminal or failure requestable states, and states
+ * from which no plan can reach a terminal state.
  */
 export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] {
   const diags: Diagnostic[] = [];
@@ -153,18 +153,46 @@ export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] 
     [def.initial],
     new Map([...next].map(([from, tos]) => [from, tos.filter((t) => !failure.has(t))])),
   );
-  const canFinish = reachableFrom(def.terminal.filter((s) => states.has(s)), back);
+  const terminals = def.terminal.filter((s) => states.has(s));
+  const canFinish = reachableFrom(terminals, back);
+  // A delete is planned along path(), which never enters a failure state: a
+  // state whose every way to a terminal state passes one is a dead end for
+  // plans (a pack without PoweredOff -> BeingDeleted, whose only way out
+  // was through BootFailed, was accepted, and its VMs could never be deleted).
+  const plannedBack = new Map<string, string[]>();
+  for (const t of def.transitions) if (!failure.has(t.to)) plannedBack.set(t.to, [...(plannedBack.get(t.to) ?? []), t.from]);
+  const canFinishPlanned = reachableFrom(terminals, plannedBack);
   def.states.forEach((s, i) => {
     if (!reachable.has(s)) {
       diags.push(diag('policy.unreachable-state', `State ${s} cannot be reached from the initial state ${def.initial}.`, locate(['states', i])));
     }
-    if (!def.terminal.includes(s) && !canFinish.has(s)) {
+    if (def.terminal.includes(s)) return;
+    if (!canFinish.has(s)) {
       diags.push(diag('policy.dead-end', `No path leads from state ${s} to a terminal state (${def.terminal.join(', ')}).`, locate(['states', i])));
+    } else if (!canFinishPlanned.has(s)) {
+      diags.push(
+        diag(
+          'policy.dead-end',
+          `Every path from state ${s} to a terminal state (${def.terminal.join(', ')}) passes a failure state (${[...failure].join(', ')}), and plans never enter one: a VM in ${s} could never be deleted. Add a transition toward a terminal state that passes no failure state.`,
+          locate(['states', i]),
+        ),
+      );
     }
   });
   def.requestable.forEach((s, i) => {
     if (states.has(s) && !reachable.has(s)) {
       diags.push(diag('policy.requestable-unreachable', `Fleets may request state ${s}, but it cannot be reached from ${def.initial}.`, locate(['requestable', i])));
+    } else if (states.has(s) && def.terminal.includes(s)) {
+      // A fleet asking for it had each apply create its members only to
+      // delete them, and the next plan (a terminal VM is not live) create
+      // them again. Lowering count is how members are deleted.
+      diags.push(
+        diag(
+          'policy.requestable-terminal',
+          `Fleets may request state ${s}, but it is terminal: every apply would create the fleet's members only to delete them, and the next plan create them again. To delete members, lower a fleet's count or remove its spec.`,
+          locate(['requestable', i]),
+        ),
+      );
     } else if (states.has(s) && failure.has(s)) {
       diags.push(diag('policy.requestable-failure', `Fleets may request state ${s}, but it is a failure state: failure states are reached only by outcomes, never planned.`, locate(['requestable', i])));
     } else if (states.has(s) && !plannable.has(s)) {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -88,6 +88,18 @@ describe('loadPack: located diagnostics', () => {
       want: ['policy.unreachable-state@26:9', 'policy.dead-end@26:9'],
     },
     {
+      name: 'the only way from PoweredOff to Deleted passes BootFailed',
+      from: '      - { from: PoweredOff, to: BeingDeleted, operation: none }\n',
+      to: '',
+      want: ['policy.dead-end@15:9', 'policy.dead-end@16:9', 'policy.dead-end@17:9', 'policy.dead-end@18:9', 'policy.dead-end@19:9', 'policy.dead-end@20:9', 'policy.dead-end@21:9'],
+    },
+    {
+      name: 'terminal state listed as requestable',
+      from: 'requestable: [Running, PoweredOff]',
+      to: 'requestable: [Running, PoweredOff, Deleted]',
+      want: ['policy.requestable-terminal@28:40'],
+    },
+    {
       name: 'unknown rule in the pack',
       from: '    protect:\n',
       to: '    protekt:\n',
@@ -98,6 +110,13 @@ describe('loadPack: located diagnostics', () => {
       from: 'maxShare: 0.5',
       to: 'maxShare: 2',
       want: ['policy.rule-config@62:7'],
+    },
+    {
+      // The rule then never fired (no member is ever in Runing), and rollouts took every member down at once.
+      name: 'max-disruption naming a state the lifecycle does not have',
+      from: 'maxShare: 0.5',
+      to: 'maxShare: 0.5\n      state: Runing',
+      want: ['policy.rule-config@63:7'],
     },
     {
       name: 'unknown config key of a rule',
@@ -116,6 +135,17 @@ describe('loadPack: located diagnostics', () => {
     else expect(got.map((g) => g.split('@')[0])).toEqual(want);
     expect(got[0].split('@')[0]).toBe(want[0].split('@')[0]);
     for (const d of r.diagnostics) expect(d.file).toBe(join(dir, 'policy.yaml'));
+  });
+
+  // A description typed in a Windows-1252 editor loaded with U+FFFD in place of its letters, without a word.
+  it('reports a policy.yaml that is not UTF-8 at its first bad byte', async () => {
+    const dir = await packVariant('  description: Lifecycle', '  description: Cycle de vie (\u00e9tats) ; Lifecycle');
+    const file = join(dir, 'policy.yaml');
+    await writeFile(file, Buffer.from(await readFile(file, 'utf8'), 'latin1'));
+    const r = await loadPack(dir);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual(['policy.yaml-syntax@11:30']);
+    expect(r.diagnostics[0].detail).toMatch(/^The file is not UTF-8: byte 0xE9 at line 11, column 30 /);
   });
 
   it('reports a missing pack folder, pointing at the stack file when given', async () => {
@@ -142,6 +172,14 @@ describe('loadPack: stack overrides', () => {
     expect(rules.get('max-disruption')).toMatchObject({ enforcement: 'mandatory', config: { maxShare: 0.25 } });
     expect(rules.get('owner-quota')).toMatchObject({ enforcement: 'mandatory', config: { limits: { 'team-a': { vms: 4 } } } });
     expect(rules.get('require-encrypted-disk')).toMatchObject({ enforcement: 'disabled', config: { match: { env: 'prod' } } });
+  });
+
+  it("checks a stack's max-disruption state against the pack's lifecycle", async () => {
+    const r = await loadPack(DEFAULT_PACK_DIR, { 'max-disruption': { state: 'running' } });
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map((d) => [d.code, d.detail])).toEqual([
+      ['policy.rule-config', 'Rule max-disruption: state "running" is not a state of pack default\'s lifecycle (Requested, BeingCreated, PoweredOff, PoweredOn, Starting, Running, ShuttingDown, BeingDeleted, Deleted, CreateFailed, BootFailed).'],
+    ]);
   });
 
   it('points config errors at the stack file', async () => {
@@ -211,5 +249,40 @@ describe('loadPack: custom rule modules', () => {
     expect(r.pack).toBeUndefined();
     expect(r.diagnostics.map((d) => d.code)).toEqual([want]);
     expect(r.diagnostics[0].line).toBeGreaterThan(0);
+  });
+
+  // The settings of the rule a broken module would have defined were also
+  // reported as policy.unknown-rule ("known rules: owner-quota, …"), which
+  // sent people looking for a typo in the rule's name.
+  it.each<{ name: string; from: string; to: string; stack: Record<string, Record<string, unknown>> }>([
+    { name: 'pack settings', from: '  rules:\n', to: '  modules: [r.ts]\n  rules:\n    max-cpu: { maxCpu: 8 }\n', stack: {} },
+    { name: 'stack settings', from: '  rules:\n', to: '  modules: [r.ts]\n  rules:\n', stack: { 'max-cpu': { maxCpu: 8 } } },
+  ])('$name for the rule of a module that failed to load: only the module is reported', async ({ from, to, stack }) => {
+    const dir = await packVariant(from, to, { 'r.ts': 'throw new Error("nope");\n' });
+    const r = await loadPack(dir, stack);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['policy.module-load']);
+  });
+
+  it('settings for a rule nobody defines are still policy.unknown-rule when every module loaded', async () => {
+    const dir = await packVariant('  rules:\n', '  modules: [r.ts]\n  rules:\n    max-cpuu: { maxCpu: 8 }\n', {
+      'r.ts': "export default { name: 'max-cpu', description: 'x', configSchema: { type: 'object' }, checkPlan: () => [] };\n",
+    });
+    expect((await loadPack(dir)).diagnostics.map((d) => d.code)).toEqual(['policy.unknown-rule']);
+  });
+
+  // A module awaiting at its top level what never comes (a fetch with no
+  // timeout, a forgotten promise) hung fleet validate, plan and apply for
+  // ever; awaiting what nothing can resolve made the CLI exit 13 without a
+  // word (test/build.e2e.test.ts runs that one through the CLI).
+  it.each([
+    { name: 'a module whose import waits on a timer for ever', text: 'await new Promise((r) => setInterval(r, 3_600_000));\nexport default {};\n' },
+    { name: 'a module whose import waits on what nothing resolves', text: 'await new Promise(() => {});\nexport default {};\n' },
+  ])('$name: a located diagnostic once the time is up', async ({ text }) => {
+    const dir = await packVariant('  rules:\n', '  modules: [r.mjs]\n  rules:\n', { 'r.mjs': text });
+    const r = await loadPack(dir, {}, { moduleTimeoutMs: 200 });
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual([expect.stringMatching(/^policy\.module-load@\d+:\d+$/)]);
+    expect(r.diagnostics[0].detail).toMatch(/^Importing r\.mjs did not finish within 0\.2 s/);
   });
 });

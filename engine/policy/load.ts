@@ -2,13 +2,13 @@
 // custom rule modules, and the rule settings merged from pack and stack.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { diag, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { BUILTIN_RULES } from './rules/builtin.ts';
@@ -18,22 +18,70 @@ import { parseYaml, pointerPath, type PositionedDoc } from './yamlpos.ts';
 export const PACK_FILE = 'policy.yaml';
 
 /**
- * A TypeScript rule module needs a TypeScript loader. Run from the sources
- * (tsx, vitest) this file is TypeScript itself and one is there; the built
- * CLI (bin/build.mjs, where this file is JavaScript) registers tsx's before
- * the first such module, and only then.
+ * A TypeScript rule module is loaded through tsx's tsImport, itself loaded
+ * only when a pack has such a module (the built CLI, bin/build.mjs, does not
+ * pay for tsx otherwise).
+ *
+ * tsImport rather than the global hooks: a pack kept in a repository of its
+ * own has no package.json with "type": "module" above it, so Node takes its
+ * .ts modules for CommonJS, and the ESM hooks that `tsx/esm/api`'s register
+ * installs do not reach them: the built CLI and the sources alike said
+ * "Importing rules/max-cpu.ts failed: Unexpected token ':'". tsImport loads
+ * either kind, through a loader of its own.
  */
 const TS_MODULE = /\.[mc]?ts$/;
-const BUILT = !/\.[mc]?ts$/.test(new URL(import.meta.url).pathname);
-let tsLoader: Promise<void> | undefined;
 async function importModule(file: string): Promise<unknown> {
-  if (BUILT && TS_MODULE.test(file)) {
-    tsLoader ??= import('tsx/esm/api').then(({ register }) => void register());
-    await tsLoader;
+  if (TS_MODULE.test(file)) {
+    const { tsImport } = await import('tsx/esm/api');
+    return cjsInterop(await tsImport(pathToFileURL(file).href, import.meta.url));
   }
   return import(pathToFileURL(file).href);
 }
 
+/**
+ * A module Node took for CommonJS comes back as `{ default: module.exports }`,
+ * and a TypeScript `export default rule` compiled to CommonJS is
+ * `module.exports.default`: its default export is one level further in.
+ */
+function cjsInterop(mod: unknown): unknown {
+  const inner = (mod as { default?: unknown }).default;
+  if (inner && typeof inner === 'object' && (inner as { __esModule?: unknown }).__esModule === true && 'default' in inner) return inner;
+  return mod;
+}
+
+/** How long a rule module may take to load: its top-level code, awaits included. */
+export const MODULE_LOAD_TIMEOUT_MS = 30_000;
+
+/** A module import that did not settle; its message goes after "Importing <module> ". */
+class ModuleStuck extends Error {}
+
+/**
+ * Imports a rule module, or says why it never finishes. A module awaiting
+ * at its top level what never comes (a fetch with no timeout) hung every
+ * command that loads the pack; one awaiting what nothing can resolve (a
+ * promise no one settles) left Node nothing to run, and the CLI exited 13
+ * without a word. The timer is unref'd so that, in the second case, the
+ * loop empties and 'beforeExit' says so at once.
+ */
+async function importWithin(file: string, ms: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  let onBeforeExit: (() => void) | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ModuleStuck(`did not finish within ${ms / 1000} s: its top-level code still waits (on a network call, a timer, a promise). A rule module must load without waiting on anything outside it.`)),
+      ms,
+    );
+    timer.unref();
+    onBeforeExit = () => reject(new ModuleStuck('never finished: it waits at its top level on what nothing will resolve (a promise no one settles).'));
+    process.once('beforeExit', onBeforeExit);
+  });
+  try {
+    return await Promise.race([importModule(file), stuck]);
+  } finally {
+    clearTimeout(timer);
+    process.removeListener('beforeExit', onBeforeExit!);
+  }
+}
 
 /**
  * The validator of a rule's settings: the built-in rules' are compiled by
@@ -68,6 +116,9 @@ export function schemaDiagnostics(
   });
 }
 
+/** Settings of built-in rules that name a lifecycle state, checked against the pack's states. */
+const STATE_SETTINGS: Readonly<Record<string, readonly string[]>> = { 'max-disruption': ['state'] };
+
 function deepFreeze<T>(v: T): T {
   if (v && typeof v === 'object' && !Object.isFrozen(v)) {
     Object.freeze(v);
@@ -97,6 +148,7 @@ async function loadModules(
   modules: readonly string[],
   where: (path: (string | number)[]) => Where,
   diags: Diagnostic[],
+  timeoutMs: number,
 ): Promise<{ rule: Rule; module: number }[]> {
   const rules: { rule: Rule; module: number }[] = [];
   for (const [i, rel] of modules.entries()) {
@@ -108,9 +160,10 @@ async function loadModules(
     }
     let mod: { default?: unknown };
     try {
-      mod = (await importModule(file)) as { default?: unknown };
+      mod = (await importWithin(file, timeoutMs)) as { default?: unknown };
     } catch (err) {
-      diags.push(diag('policy.module-load', `Importing ${rel} failed: ${err instanceof Error ? err.message : String(err)}`, at));
+      const why = err instanceof ModuleStuck ? err.message : `failed: ${err instanceof Error ? err.message : String(err)}`;
+      diags.push(diag('policy.module-load', `Importing ${rel} ${why}`, at));
       continue;
     }
     const exported = Array.isArray(mod.default) ? mod.default : [mod.default];
@@ -135,12 +188,14 @@ async function loadModules(
  * problem as a located diagnostic; `pack` is set only when none is an error.
  * `stackConfig` is the stack's `policyPack.config`: per rule, `enforcement`
  * and config keys that override the pack's `rules` settings key by key.
- * `opts.stackFile` lets config problems point at the stack file.
+ * `opts.stackFile` lets config problems point at the stack file;
+ * `opts.moduleTimeoutMs` (default MODULE_LOAD_TIMEOUT_MS) bounds the loading
+ * of each rule module.
  */
 export async function loadPack(
   dir: string,
   stackConfig: Record<string, Record<string, unknown>> = {},
-  opts: { stackFile?: string } = {},
+  opts: { stackFile?: string; moduleTimeoutMs?: number } = {},
 ): Promise<{ pack?: LoadedPack; diagnostics: Diagnostic[] }> {
   const diags: Diagnostic[] = [];
   const packDir = resolve(dir);
@@ -160,12 +215,24 @@ export async function loadPack(
   };
 
   if (!existsSync(packDir) || !statSync(packDir).isDirectory() || !existsSync(file)) {
-    const what = existsSync(packDir) ? `The pack folder ${packDir} has no ${PACK_FILE}.` : `The pack folder ${packDir} does not exist.`;
-    diags.push(diag('policy.pack-missing', what, opts.stackFile ? stackWhere(['path']) : { file }));
+    const isFile = existsSync(packDir) && !statSync(packDir).isDirectory();
+    const what = !existsSync(packDir)
+      ? `The pack folder ${packDir} does not exist.`
+      : !isFile
+        ? `The pack folder ${packDir} has no ${PACK_FILE}.`
+        : basename(packDir) === PACK_FILE
+          ? `${packDir} is the pack's file; give the folder holding it: ${dirname(packDir)}.`
+          : `${packDir} is a file, not a pack folder holding ${PACK_FILE}.`;
+    diags.push(diag('policy.pack-missing', what, opts.stackFile ? stackWhere(['path']) : { file: isFile ? packDir : file }));
     return { diagnostics: diags };
   }
 
-  const y = parseYaml(await readFile(file, 'utf8'), file);
+  const decoded = decodeUtf8(await readFile(file), file);
+  if (!('text' in decoded)) {
+    diags.push(diag('policy.yaml-syntax', decoded.problem, decoded.where));
+    return { diagnostics: diags };
+  }
+  const y = parseYaml(decoded.text, file);
   if (y.errors.length) {
     for (const e of y.errors) diags.push(diag('policy.yaml-syntax', e.message, e.where));
     return { diagnostics: diags };
@@ -185,7 +252,8 @@ export async function loadPack(
   const lifecycle = lcDiags.some((d) => d.code === 'policy.unknown-operation') ? undefined : buildLifecycle(spec.lifecycle, lcWhere);
 
   // Rules: built-ins, then each module's, in the pack's order.
-  const custom = await loadModules(packDir, spec.modules ?? [], y.where, diags);
+  const before = diags.length;
+  const custom = await loadModules(packDir, spec.modules ?? [], y.where, diags, opts.moduleTimeoutMs ?? MODULE_LOAD_TIMEOUT_MS);
   const registry = new Map<string, Rule>();
   const moduleOf = new Map<string, number>();
   for (const r of BUILTIN_RULES) registry.set(r.name, r);
@@ -199,14 +267,18 @@ export async function loadPack(
     moduleOf.set(r.name, module);
   }
 
+  // A module that did not load may have defined any rule: settings naming
+  // none of the known ones are then not reported (policy.unknown-rule sent
+  // people looking for a typo in the name while the module was the cause).
+  const modulesFailed = diags.slice(before).some((d) => d.code === 'policy.module-load');
   const packRules = (spec.rules ?? {}) as unknown as Record<string, Record<string, unknown>>;
   for (const name of Object.keys(packRules)) {
-    if (!registry.has(name)) {
+    if (!registry.has(name) && !modulesFailed) {
       diags.push(diag('policy.unknown-rule', `Pack settings name rule "${name}"; known rules: ${[...registry.keys()].join(', ')}.`, y.where(['spec', 'rules', name])));
     }
   }
   for (const name of Object.keys(stackConfig)) {
-    if (!registry.has(name)) {
+    if (!registry.has(name) && !modulesFailed) {
       diags.push(
         diag(
           'policy.unknown-rule',
@@ -253,6 +325,20 @@ export async function loadPack(
       diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `));
       continue;
     }
+    // Settings that name a lifecycle state must name one of the pack's (a default is
+    // let be: a pack without Running): max-disruption with state: Runing validated,
+    // never fired (no member is ever in Runing), and let rollouts take every member down at once.
+    const badState = (STATE_SETTINGS[name] ?? []).find((key) => typeof rawConfig[key] === 'string' && !spec.lifecycle.states.includes(rawConfig[key] as string));
+    if (badState !== undefined) {
+      diags.push(
+        diag(
+          'policy.rule-config',
+          `Rule ${name}: ${badState} ${JSON.stringify(config[badState])} is not a state of pack ${raw.metadata.name}'s lifecycle (${spec.lifecycle.states.join(', ')}).`,
+          origin(badState),
+        ),
+      );
+      continue;
+    }
     const resolved: ResolvedRule = { rule, enforcement, config: deepFreeze(config), where: origin(undefined) };
     rules.set(name, Object.freeze(resolved));
   }
@@ -269,6 +355,7 @@ export async function loadPack(
     ...(spec.instanceTypes ? { instanceTypes: deepFreeze(structuredClone(spec.instanceTypes)) } : {}),
     ...(spec.powerOff ? { powerOff: deepFreeze(structuredClone(spec.powerOff)) } : {}),
     rules,
+    modules: Object.freeze((spec.modules ?? []).map((rel) => (isAbsolute(rel) ? rel : join(packDir, rel)))),
   };
   return { pack: Object.freeze(pack), diagnostics: diags };
 }

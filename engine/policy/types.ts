@@ -161,6 +161,8 @@ export interface LoadedPack {
   powerOff?: Readonly<Record<string, 'stop' | 'deallocate'>>;
   /** Every known rule with its merged settings (pack, then stack overrides). */
   rules: ReadonlyMap<string, ResolvedRule>;
+  /** Absolute paths of the custom rule modules loaded (spec.modules), in the pack's order. */
+  modules?: readonly string[];
 }
 
 /** Result of the planner asking how many members a fleet may have. */

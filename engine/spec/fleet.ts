@@ -37,6 +37,8 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
   const spec = isObj(doc.spec) ? doc.spec : {};
   const placement = isObj(spec.placement) ? spec.placement : {};
 
+  out.push(...checkUnseen(src, doc));
+
   if (isInt(spec.count) && isInt(spec.minCount) && spec.minCount > spec.count) {
     out.push(
       diag('spec.min-count-above-count', `minCount ${spec.minCount} is greater than count ${spec.count}.`, valueWhere(src, ['spec', 'minCount'])),
@@ -157,6 +159,66 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
           ),
         );
       }
+    }
+  }
+  return out;
+}
+
+/**
+ * Characters a reviewer cannot see: control and format characters (a
+ * zero-width space, a right-to-left override), private-use and unpaired
+ * surrogates, line and paragraph separators, and spaces other than U+0020.
+ */
+const UNSEEN = /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u;
+/** Combining marks, escaped in messages (shown as they are, they join the quote before them). */
+const COMBINING = /\p{M}/u;
+
+const hex = (c: string): string => c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+
+/** `s` quoted, its unseen characters written as escapes (`"team-a\\u200B"`): shown as they are, a right-to-left override reorders the message itself. */
+function visible(s: string): string {
+  return `"${s.replace(new RegExp(`${UNSEEN.source}|${COMBINING.source}`, 'gu'), (c) => `\\u${hex(c)}`)}"`;
+}
+
+/** Why `s` does not read as what it is, and what to do, or undefined. */
+function unseenProblem(s: string): { why: string; fix: string } | undefined {
+  const m = UNSEEN.exec(s);
+  if (m) return { why: `holds U+${hex(m[0])} at position ${m.index + 1}, a character that does not show`, fix: 'Write it with visible characters only.' };
+  if (s !== s.trim()) return { why: 'starts or ends with a space', fix: 'Remove the space.' };
+  // "e" and a combining accent look like "é" typed as one character, and are another string.
+  if (s.normalize('NFC') !== s) {
+    return { why: 'writes a letter as a base and a combining mark (not Unicode NFC)', fix: `Write it as typed, composed: ${visible(s.normalize('NFC'))}.` };
+  }
+  return undefined;
+}
+
+/**
+ * The owner and the labels are matched exactly (owner-quota limits, a
+ * rule's label match) and read in a review. An owner "team-a" followed by a
+ * zero-width space read as team-a in the plan and the pull request, and no
+ * quota limit of team-a applied to it; a label value "pr<U+202E>od" read as
+ * prod and matched no rule of env: prod.
+ */
+function checkUnseen(src: SourceDoc, doc: Record<string, unknown>): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const meta = isObj(doc.metadata) ? doc.metadata : {};
+  const report = (what: string, s: string, where: Where): void => {
+    const problem = unseenProblem(s);
+    if (problem) {
+      out.push(
+        diag(
+          'spec.invalid-value',
+          `${what} ${visible(s)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`,
+          where,
+        ),
+      );
+    }
+  };
+  if (typeof meta.owner === 'string') report('metadata.owner', meta.owner, valueWhere(src, ['metadata', 'owner']));
+  if (isObj(meta.labels)) {
+    for (const [k, v] of Object.entries(meta.labels)) {
+      report('Label key', k, keyWhere(src, ['metadata', 'labels', k]));
+      if (typeof v === 'string') report(`The value of label ${visible(k)}`, v, valueWhere(src, ['metadata', 'labels', k]));
     }
   }
   return out;

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -168,6 +168,22 @@ describe('record URL', () => {
   });
 });
 
+// policyPack.path naming the pack's policy.yaml (not its folder) was
+// reported as "…/policy.yaml does not exist", of a file that plainly does.
+describe('policyPack.path', () => {
+  it.each([
+    { name: "the pack's policy.yaml itself", pack: join(packPath, 'policy.yaml'), detail: `is the pack's file; policyPack.path names the folder holding it: ${packPath.slice(1)}.` },
+    { name: 'another file', pack: join(packPath, 'tests', '01-quota-partial-grant.yaml'), detail: 'is a file, not a folder holding policy.yaml.' },
+    { name: 'a folder without policy.yaml', pack: join(packPath, 'tests'), detail: 'has no policy.yaml.' },
+    { name: 'nothing at all', pack: join(packPath, 'nope'), detail: 'does not exist.' },
+  ])('$name: said as it is', async ({ pack, detail }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml({ pack }), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { env: {}, cwd: '/' });
+    expect(codes(r.diagnostics)).toEqual(['spec.pack-not-found']);
+    expect(r.diagnostics[0].detail).toBe(`policyPack.path "${pack}": ${pack.slice(1)} ${detail}`);
+  });
+});
+
 describe('stackOnly (commands that only read the record)', () => {
   it('reads the stack file alone: neither the fleet files nor the pack, so a broken spec or a missing pack is not its concern', async () => {
     const dir = await scratch({ 'stack.yaml': stackYaml({ pack: '/nonexistent/pack' }), 'specs/web.yaml': 'kind: [unclosed' });
@@ -252,6 +268,22 @@ describe('problems', () => {
       ['specs/a.yaml', 'Fleet "web" is also defined at specs/b.yaml:11:19.'],
       ['specs/b.yaml', 'Fleet "web" is also defined at specs/a.yaml:3:19.'],
     ]);
+  });
+
+  // One file reached by two paths is one definition. A symbolic link to a
+  // folder (a shared specs folder linked in, or specs/loop -> .) under a
+  // `**` glob made every fleet of it a duplicate of itself: the loop gave
+  // 3,003 errors, each listing some 40 paths of one file.
+  it.each([
+    { name: 'a link to a file', glob: 'specs/*.yaml', links: [['web.yaml', 'specs/alias.yaml']] },
+    { name: 'a link to a folder the glob also reaches', glob: 'specs/**/*.yaml', links: [['../shared', 'specs/linked']] },
+    { name: 'a link loop', glob: 'specs/**/*.yaml', links: [['.', 'specs/loop']] },
+  ])('a file reached by several paths is read once: $name', async ({ glob, links }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml().replace('specs: [specs/*.yaml]', `specs: ["${glob}", "shared/*.yaml"]`), 'specs/web.yaml': minimalFleet(), 'shared/db.yaml': minimalFleet('db') });
+    for (const [target, path] of links) await symlink(target, join(dir, path));
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics).toEqual([]);
+    expect(r.fleets.map((f) => `${f.name}@${f.where?.file}`).sort()).toEqual(['db@shared/db.yaml', 'web@specs/web.yaml']);
   });
 
   it('reports problems of every file in one run, and keeps loading valid fleets', async () => {

@@ -2,17 +2,18 @@
 // its policy pack, and returns validated, defaulted, frozen views of them
 // with every problem found, each located at file:line:col. It never stops at
 // the first problem and never throws for bad input.
+import { realpathSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
-import { diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { loadPack as policyLoadPack } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { checkDuplicateFleets, checkFleet, deepFreeze, toLoadedFleet, type StackContext } from './fleet.ts';
 import { showValue, validateDoc } from './schema.ts';
-import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult } from './types.ts';
+import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult, StackInput } from './types.ts';
 import { docWhere, keyWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
 import { AUTHORITY_CLI_TOKEN_ENV, redactUrl } from '../transport/tokens.ts';
 
@@ -68,9 +69,10 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   const env = opts.env ?? process.env;
   const show = (abs: string): string => relative(cwd, abs) || '.';
   const diagnostics: Diagnostic[] = [];
-  const done = (r: Omit<LoadResult, 'diagnostics'>): LoadResult => {
+  const inputs: StackInput[] = [];
+  const done = (r: Omit<LoadResult, 'diagnostics' | 'inputs'>): LoadResult => {
     const fleets = r.fleets.map((f) => deepFreeze(f));
-    const result: LoadResult = { ...r, fleets, diagnostics: sortDiagnostics(diagnostics) };
+    const result: LoadResult = { ...r, fleets, inputs: deepFreeze(inputs), diagnostics: sortDiagnostics(diagnostics) };
     if (r.stack) deepFreeze(r.stack);
     // The pack belongs to engine/policy (it holds functions); only the result's own arrays are frozen here.
     Object.freeze(result.fleets);
@@ -86,6 +88,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     file = join(file, STACK_FILE);
   }
   const dir = dirname(file);
+  inputs.push({ file, what: 'stack file' });
   const text = await readText(file, show(file), diagnostics, 'spec.stack-not-found');
   if (text === undefined) return done({ fleets: [] });
   const parsed = parseYaml(text, show(file));
@@ -133,11 +136,19 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     // stackOnly: the pack's path is resolved, the pack not read.
     if (!opts.stackOnly) {
       if (!(await isFile(join(packDir, 'policy.yaml')))) {
-        const what = (await isDir(packDir)) ? `${show(packDir)} has no policy.yaml` : `${show(packDir)} does not exist`;
+        // A file is said to be one: "…/policy.yaml does not exist" of the pack's own file sent people looking for a missing file.
+        const what = (await isDir(packDir))
+          ? `${show(packDir)} has no policy.yaml`
+          : !(await isFile(packDir))
+            ? `${show(packDir)} does not exist`
+            : basename(packDir) === 'policy.yaml'
+              ? `${show(packDir)} is the pack's file; policyPack.path names the folder holding it: ${show(dirname(packDir))}`
+              : `${show(packDir)} is a file, not a folder holding policy.yaml`;
         diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
       } else {
         const loaded = await (opts.loadPack ?? policyLoadPack)(packDir, ruleConfig, { stackFile: file });
         pack = loaded.pack;
+        inputs.push({ file: join(packDir, 'policy.yaml'), what: 'policy pack file' }, ...(pack?.modules ?? []).map((m) => ({ file: m, what: 'rule module' as const })));
         diagnostics.push(...loaded.diagnostics.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: show(d.file) } : d)));
       }
     }
@@ -161,6 +172,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
 
   // Fleet files.
   const files = opts.stackOnly ? [] : await matchSpecs(src, spec, dir, diagnostics);
+  inputs.push(...files.map((f) => ({ file: f, what: 'fleet spec file' as const })));
   const docs: SourceDoc[] = [];
   // Read concurrently, then handle in sorted order so diagnostics and fleets come out the same every run.
   const readDiags: Diagnostic[][] = files.map(() => []);
@@ -224,7 +236,10 @@ async function readText(
   missingCode: 'spec.stack-not-found' | 'spec.read-error',
 ): Promise<string | undefined> {
   try {
-    return await readFile(abs, 'utf8');
+    const decoded = decodeUtf8(await readFile(abs), shown);
+    if ('text' in decoded) return decoded.text;
+    diagnostics.push(diag('spec.yaml-syntax', decoded.problem, decoded.where));
+    return undefined;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOENT' && missingCode === 'spec.stack-not-found') {
@@ -364,7 +379,30 @@ async function matchSpecs(src: SourceDoc, spec: Record<string, unknown>, dir: st
     }
     for (const f of found) all.add(resolve(f));
   }
-  return [...all].sort();
+  return onePathPerFile([...all].sort());
+}
+
+/**
+ * One path per file (`paths` sorted): a file reached by several paths (a
+ * symbolic link to it, or to a folder a `**` glob also reaches) is one
+ * definition, not a fleet defined twice. A link loop (specs/loop -> ..)
+ * made every fleet of the folder a duplicate of itself some 40 times over.
+ * The file's own path is kept when it is among them, else the first. A
+ * realpath per file (native, ~5 µs) is the price.
+ */
+function onePathPerFile(paths: string[]): string[] {
+  const byReal = new Map<string, string>();
+  for (const p of paths) {
+    let real: string;
+    try {
+      real = realpathSync.native(p);
+    } catch {
+      real = p;
+    }
+    const kept = byReal.get(real);
+    if (kept === undefined || (p === real && kept !== real)) byReal.set(real, p);
+  }
+  return [...byReal.values()].sort();
 }
 
 function stackContext(raw: Stack): StackContext {

@@ -140,6 +140,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             refresh: Boolean(opts.refresh),
             // A plan going to a file is sealed: `fleet apply FILE` trusts nothing else.
             seal: opts.out !== undefined,
+            ...(opts.out !== undefined ? { out: { file: resolve(io.cwd, opts.out), shown: opts.out } } : {}),
             // A deployed stack's (one with an `authority` address) by its authority, with a key the record does not hold.
             sealAtAuthority: async (plan: PlanDocument, authority: NonNullable<LoadedStack['authority']>) =>
               (await import('../../../providers/authority-plans.ts')).sealAtAuthority(authority, loaderEnv(io, opts), plan),

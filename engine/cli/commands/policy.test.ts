@@ -43,6 +43,13 @@ describe('fleet policy graph', () => {
     expect(r.stderr).not.toContain('    at '); // no stack trace
   });
 
+  // It said "The pack folder …/policy.yaml has no policy.yaml", at …/policy.yaml/policy.yaml.
+  it("says which folder to give when given the pack's policy.yaml", async () => {
+    const r = await runCli(['policy', 'graph', 'policies/default/policy.yaml'], { cwd: ROOT });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`error[policy.pack-missing]: Policy pack not found\n  at policies/default/policy.yaml\n  ${join(ROOT, 'policies/default/policy.yaml')} is the pack's file; give the folder holding it: ${join(ROOT, 'policies/default')}.`);
+  });
+
   it('reports a missing pack', async () => {
     const r = await runCli(['policy', 'graph', 'policies/nope'], { cwd: ROOT });
     expect(r.code).toBe(1);

@@ -5,7 +5,7 @@ import { defineCodes } from './types.ts';
 export const planCodes = defineCodes({
   'plan.unknown-fleet': {
     summary: 'Unknown fleet',
-    doc: 'A --target, --exclude or --allow-destroy names a fleet that is neither in the stack\'s specs nor in the record (--allow-destroy takes fleet names, not member addresses). Check the spelling; `fleet state list` shows the fleets of the record.',
+    doc: 'A --target, --exclude or --allow-destroy names a fleet that is neither in the stack\'s specs nor in the record (--exclude and --allow-destroy take fleet names, not member addresses). Check the spelling; `fleet state list` shows the fleets of the record.',
     severity: 'error',
   },
   'plan.unknown-member': {
@@ -20,7 +20,7 @@ export const planCodes = defineCodes({
   },
   'plan.out-failed': {
     summary: 'Cannot write the plan file',
-    doc: 'The plan document could not be written to the --out path (missing folder, no permission, disk full). The detail names the path and the cause.',
+    doc: 'The plan document could not be written to the --out path (missing folder, no permission, disk full), or the path is one of the files the plan is made from (the stack file, a fleet spec file, the pack\'s policy.yaml or a rule module, or a link to one), which it would replace. The detail names the path and the cause.',
     severity: 'error',
   },
   'plan.refresh-failed': {

@@ -10,7 +10,7 @@ export const policyCodes = defineCodes({
   },
   'policy.yaml-syntax': {
     summary: 'Invalid YAML in policy pack',
-    doc: 'policy.yaml (or a policy test case) is not well-formed YAML. Fix the syntax at the position shown.',
+    doc: 'policy.yaml (or a policy test case) is not well-formed YAML, or not UTF-8. Fix the syntax at the position shown.',
     severity: 'error',
   },
   'policy.schema': {
@@ -53,6 +53,11 @@ export const policyCodes = defineCodes({
     doc: 'A fleet spec may ask for this state, but every path to it from the initial state passes a failure state. Plans never pass a failure state (they are reached only when a create or boot fails), so no fleet could ever get there. Add a transition that reaches it from a normal state.',
     severity: 'error',
   },
+  'policy.requestable-terminal': {
+    summary: 'Terminal state is requestable',
+    doc: 'A state listed in lifecycle.terminal is also in lifecycle.requestable. A fleet asking for it would have every apply create its members only to delete them, and the next plan create them again. Remove it from requestable: members are deleted by lowering a fleet\'s count or removing its spec.',
+    severity: 'error',
+  },
   'policy.requestable-failure': {
     summary: 'Failure state is requestable',
     doc: 'A state listed in lifecycle.failure is also in lifecycle.requestable. Failure states are reached only by outcomes, never planned; remove it from one of the two lists.',
@@ -60,7 +65,7 @@ export const policyCodes = defineCodes({
   },
   'policy.dead-end': {
     summary: 'Lifecycle state cannot reach a terminal state',
-    doc: 'A VM in this state could never be deleted. Add a path of transitions from it to a terminal state.',
+    doc: 'A VM in this state could never be deleted: no path of transitions leads from it to a terminal state, or every such path passes a failure state, which plans never enter. Add a path from it to a terminal state that passes no failure state.',
     severity: 'error',
   },
   'policy.instance-type': {
@@ -80,7 +85,7 @@ export const policyCodes = defineCodes({
   },
   'policy.module-load': {
     summary: 'Cannot load rule module',
-    doc: 'A module listed in the pack\'s `modules` failed to import, or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
+    doc: 'A module listed in the pack\'s `modules` failed to import, did not finish loading (its top-level code still waited after 30 s, or waited on a promise nothing will settle), or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
     severity: 'error',
   },
   'policy.duplicate-rule': {

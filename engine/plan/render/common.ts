@@ -20,12 +20,16 @@ export function formatPath(path: readonly string[]): string {
  * The closing line every renderer ends with. A plan with no change is not
  * always a record that matches the specs: the policy may have vetoed every
  * change the specs ask for (a quota of 0, no data center that fits), and
- * then the line says so.
+ * then the line says so; nor when --target / --exclude left no fleet in
+ * scope (`--target web --exclude web`), which compares nothing.
  */
 export function summaryLine(plan: PlanDocument): string {
   const s = plan.summary;
   if (s.create + s.transition + s.update + s.replace + s.delete === 0) {
     const vetoes = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
+    if (plan.fleets.length === 0 && plan.options.targets.length + plan.options.excludes.length > 0) {
+      return 'No changes: --target and --exclude leave no fleet in scope, so nothing was compared with the record.';
+    }
     if (vetoes > 0) return `No changes: the policy vetoed what the specs ask for (${vetoes} mandatory violation${vetoes === 1 ? '' : 's'}). The record does not match the specs.`;
     return 'No changes. The record matches the specs.';
   }

@@ -8,14 +8,14 @@ import { makeFleet, makePack, makeStack, vmRow } from '../test-support.ts';
 import { planDigest } from '../digest.ts';
 import { MARKDOWN_LIMIT, PRETTY_JSON_LIMIT, markdownMarker, renderJson, renderMarkdown, renderText } from './index.ts';
 
-function plan(fleets: LoadedFleet[], record: VmRow[] = []) {
+function plan(fleets: LoadedFleet[], record: VmRow[] = [], scope: { targets?: string[]; excludes?: string[] } = {}) {
   return computePlan({
     stack: makeStack(),
     pack: makePack(),
     fleets,
     record,
     fleetVersions: {},
-    options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+    options: { targets: scope.targets ?? [], excludes: scope.excludes ?? [], allowDestroy: [], refresh: false },
     id: 'p',
     now: new Date(0),
     policy: noRulesPolicy,
@@ -60,6 +60,17 @@ describe('renderText', () => {
     const last = (text: string) => text.trimEnd().split('\n').at(-1);
     expect(last(renderText(vetoed))).toBe('No changes: the policy vetoed what the specs ask for (1 mandatory violation). The record does not match the specs.');
     expect(renderMarkdown(vetoed)).toContain('**No changes: the policy vetoed what the specs ask for (1 mandatory violation).');
+  });
+
+  // `fleet plan --target web --exclude web` (or excluding every fleet) compared
+  // nothing and said "No changes. The record matches the specs." while every
+  // member of web was still to be created; with --detailed-exitcode, exit 0.
+  it('says no fleet is in scope, not "matches the specs", when --target / --exclude leave none', () => {
+    const empty = plan([makeFleet('web', { count: 2 })], [], { targets: ['web'], excludes: ['web'] });
+    expect(empty.fleets).toEqual([]);
+    const want = 'No changes: --target and --exclude leave no fleet in scope, so nothing was compared with the record.';
+    expect(renderText(empty).trimEnd().split('\n').at(-1)).toBe(want);
+    expect(renderMarkdown(empty)).toContain(`**${want}**`);
   });
 
   it('colours only when asked', () => {
