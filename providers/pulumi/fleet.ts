@@ -369,8 +369,23 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     return { id, outs: this.outputs(inputs, members) };
   }
 
+  /**
+   * Each member as its DMZ client sees it. The members come from the outputs
+   * a create or update left: nothing else says which VMs are this fleet's
+   * with the spec, hash and version they were made with, so a read without
+   * them (`pulumi import`, the `import` option, a state that lost them; the
+   * host then passes no properties or only its `__provider`) is refused
+   * instead of answering a bare id that the next diff cannot compare.
+   */
   async read(id: string, props?: FleetOutputs): Promise<pulumi.dynamic.ReadResult<FleetOutputs>> {
-    if (!props) return { id };
+    if (!props || !Array.isArray(props.members) || props.spec === null || typeof props.spec !== 'object') {
+      throw new FleetError([
+        diag(
+          'apply.import-refused',
+          `Fleet ${id} cannot be read without the outputs its create left in the Pulumi state: a Fleet's members are known only from them, so a Fleet cannot be imported (\`pulumi import\` or the import option). Declare the fleet in the program and let \`pulumi up\` create it; a fleet that \`fleet apply\` made stays managed by \`fleet apply\` (or remove it there first, then declare it in the program).`,
+        ),
+      ]);
+    }
     const results = await settleAll(props.members, (m) => this.dc(m.dataCenter, props.tokens).read(m.vmId, m));
     const members: FleetMember[] = [];
     const failed: Diagnostic[] = [];

@@ -325,6 +325,18 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
     for (const m of created.outs.members) expect((await es.record.getVm(m.vmId))?.state).toBe('Deleted');
   });
 
+  // `pulumi import` (or a state that lost the outputs) calls read with no saved properties, or with only the host's
+  // __provider: a Fleet's members are known only from what its create left, so read says so instead of answering `{ id }`,
+  // which a later diff then failed on.
+  it.each([
+    ['no properties', []],
+    ['only the provider Pulumi\'s host keeps', [{ __provider: 'serialized provider text' }]],
+  ])('read with %s rejects saying a Fleet cannot be imported and what to do instead', async (_what, rest) => {
+    const { host: h } = await host('fleet');
+    const e = await h.rejected('read', `${es.stack.name}:web`, ...rest);
+    expectActionable(e, 'apply.import-refused', /^Import refused: /, new RegExp(`Fleet ${es.stack.name}:web`), /pulumi up/, /fleet apply/);
+  });
+
   it('a member gone from the cloud (found by a refresh) is a change: diff says so and update creates it again', async () => {
     const { host: h } = await host('fleet');
     const { host: dcHost } = await host('dc', { [tokenEnv('miami')]: es.tokens.miami, [tokenEnv('richmond')]: es.tokens.richmond });
