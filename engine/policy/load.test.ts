@@ -199,6 +199,40 @@ describe('loadPack: stack overrides', () => {
   });
 });
 
+// YAML's .inf, -.inf and .nan are numbers to a YAML parser and to ajv (Infinity passes type: integer): a quota of
+// `vms: .inf` loaded and limited nothing, and .nan gave two messages ("must be integer", "must be >= 0"). Each is now
+// one located diagnostic saying what the value is and what the setting takes.
+describe('loadPack: .inf and .nan in settings', () => {
+  const packCases: { name: string; from: string; to: string; want: string; detail: RegExp }[] = [
+    { name: 'a quota of vms: .inf', from: 'limits: {}', to: 'limits: { team-a: { vms: .inf } }', want: 'policy.rule-config@50:27', detail: /^Rule owner-quota: limits\.team-a\.vms is \.inf, not a number a setting can hold: give a finite number\.$/ },
+    { name: 'a quota of cpu: -.inf', from: 'limits: {}', to: 'limits: { team-a: { cpu: -.inf } }', want: 'policy.rule-config@50:27', detail: /^Rule owner-quota: limits\.team-a\.cpu is -\.inf, / },
+    { name: 'maxShare: .nan', from: 'maxShare: 0.5', to: 'maxShare: .nan', want: 'policy.rule-config@62:7', detail: /^Rule max-disruption: maxShare is \.nan, / },
+    { name: 'an instance type of memoryGiB: .inf', from: '{ name: m6i.large, cpu: 2, memoryGiB: 8 }', to: '{ name: m6i.large, cpu: 2, memoryGiB: .inf }', want: 'policy.schema@89:36', detail: /^spec\.instanceTypes\.virginia\.0\.memoryGiB is \.inf, / },
+  ];
+  it.each(packCases)('$name in policy.yaml is one diagnostic at its place', async ({ from, to, want, detail }) => {
+    const dir = await packVariant(from, to);
+    const r = await loadPack(dir);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual([want]);
+    expect(r.diagnostics[0].file).toBe(join(dir, 'policy.yaml'));
+    expect(r.diagnostics[0].detail).toMatch(detail);
+  });
+
+  it.each([
+    ['.inf', Infinity, '{ vms: .inf }'],
+    ['-.inf', -Infinity, '{ vms: -.inf }'],
+    ['.nan', NaN, '{ vms: .nan }'],
+  ])("a stack's quota of vms: %s is one diagnostic at the stack file", async (shown, value, text) => {
+    const dir = await scratch({ 'stack.yaml': `apiVersion: fleet/v1\nkind: Stack\nspec:\n  policyPack:\n    path: x\n    config:\n      owner-quota: { limits: { team-a: ${text} } }\n` });
+    const stackFile = join(dir, 'stack.yaml');
+    const r = await loadPack(DEFAULT_PACK_DIR, { 'owner-quota': { limits: { 'team-a': { vms: value } } } }, { stackFile });
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual(['policy.rule-config@7:42']);
+    expect(r.diagnostics[0].file).toBe(stackFile);
+    expect(r.diagnostics[0].detail).toBe(`Rule owner-quota: limits.team-a.vms is ${shown}, not a number a setting can hold: give a finite number.`);
+  });
+});
+
 describe('loadPack: custom rule modules', () => {
   it('loads rules from the pack modules, with their settings', async () => {
     const r = await loadPack(CUSTOM_PACK_DIR);

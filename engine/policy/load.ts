@@ -116,6 +116,37 @@ export function schemaDiagnostics(
   });
 }
 
+/** How YAML spells a number that is not finite. */
+const showNonFinite = (n: number): string => (Number.isNaN(n) ? '.nan' : n > 0 ? '.inf' : '-.inf');
+
+/**
+ * One located diagnostic per number in `v` that is not finite (YAML's .inf,
+ * -.inf, .nan). JSON Schema has no such numbers, yet ajv lets Infinity pass
+ * `type: integer` (a quota of `vms: .inf` limited nothing) and answers .nan
+ * with one message per keyword; these are judged before the schema, once.
+ * `skip` leaves a subtree to another check.
+ */
+export function nonFiniteDiagnostics(
+  v: unknown,
+  where: (path: (string | number)[]) => Where,
+  code: 'policy.schema' | 'policy.rule-config',
+  what: string,
+  prefix = '',
+  skip: (path: readonly (string | number)[]) => boolean = () => false,
+): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const walk = (x: unknown, path: (string | number)[]): void => {
+    if (skip(path)) return;
+    if (typeof x === 'number' && !Number.isFinite(x)) {
+      const name = path.length ? path.join('.') : '(document)';
+      out.push(diag(code, `${prefix}${name} is ${showNonFinite(x)}, not a number ${what} can hold: give a finite number.`, where(path)));
+    } else if (Array.isArray(x)) x.forEach((e, i) => walk(e, [...path, i]));
+    else if (x && typeof x === 'object') for (const [k, e] of Object.entries(x)) walk(e, [...path, k]);
+  };
+  walk(v, []);
+  return out;
+}
+
 /** Settings of built-in rules that name a lifecycle state, checked against the pack's states. */
 const STATE_SETTINGS: Readonly<Record<string, readonly string[]>> = { 'max-disruption': ['state'] };
 
@@ -239,6 +270,12 @@ export async function loadPack(
   }
   // specs/schema/policy-pack.schema.json, compiled by `npm run gen:types` (specs/gen-validators.ts).
   const validate = packValidator;
+  // Rule settings are judged with the stack's over them, below.
+  const nonFinite = nonFiniteDiagnostics(y.value, y.where, 'policy.schema', 'a policy pack', '', (p) => p.length === 2 && p[0] === 'spec' && p[1] === 'rules');
+  if (nonFinite.length > 0) {
+    diags.push(...nonFinite);
+    return { diagnostics: diags };
+  }
   if (!validate(y.value)) {
     diags.push(...schemaDiagnostics(validate.errors ?? [], y.where, 'policy.schema'));
     return { diagnostics: diags };
@@ -315,13 +352,18 @@ export async function loadPack(
       diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${err instanceof Error ? err.message : String(err)}`, y.where(['spec', 'modules', moduleOf.get(name) ?? 0])));
       continue;
     }
+    const whereKey = (path: (string | number)[]): Where => {
+      const w = origin(path[0]);
+      if (path.length <= 1) return w;
+      if (w.file === opts.stackFile && Object.hasOwn(fromStack, path[0])) return stackWhere(['config', name, ...path]);
+      return Object.hasOwn(fromPack, path[0]) ? y.where(['spec', 'rules', name, ...path]) : w;
+    };
+    const nonFiniteSettings = nonFiniteDiagnostics(config, whereKey, 'policy.rule-config', 'a setting', `Rule ${name}: `);
+    if (nonFiniteSettings.length > 0) {
+      diags.push(...nonFiniteSettings);
+      continue;
+    }
     if (!check(config)) {
-      const whereKey = (path: (string | number)[]): Where => {
-        const w = origin(path[0]);
-        if (path.length <= 1) return w;
-        if (w.file === opts.stackFile && Object.hasOwn(fromStack, path[0])) return stackWhere(['config', name, ...path]);
-        return Object.hasOwn(fromPack, path[0]) ? y.where(['spec', 'rules', name, ...path]) : w;
-      };
       diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `));
       continue;
     }

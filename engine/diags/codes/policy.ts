@@ -15,7 +15,7 @@ export const policyCodes = defineCodes({
   },
   'policy.schema': {
     summary: 'Policy pack does not match its schema',
-    doc: 'A key of policy.yaml is missing, unknown or of the wrong type; see specs/schema/policy-pack.schema.json.',
+    doc: 'A key of policy.yaml is missing, unknown or of the wrong type, or a number is not finite (YAML\'s `.inf`, `-.inf`, `.nan`); see specs/schema/policy-pack.schema.json.',
     severity: 'error',
   },
   'policy.unknown-state': {
@@ -80,7 +80,7 @@ export const policyCodes = defineCodes({
   },
   'policy.rule-config': {
     summary: 'Invalid rule config',
-    doc: 'A rule\'s settings (in the pack\'s `rules` or the stack\'s `policyPack.config`) do not match the rule\'s config schema.',
+    doc: 'A rule\'s settings (in the pack\'s `rules` or the stack\'s `policyPack.config`) do not match the rule\'s config schema, or a setting is a number that is not finite (YAML\'s `.inf`, `-.inf`, `.nan`: for no limit, leave a quota\'s key out).',
     severity: 'error',
   },
   'policy.module-load': {
