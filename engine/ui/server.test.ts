@@ -155,3 +155,35 @@ describe('dashboard access', () => {
     }
   });
 });
+
+// Found by QA: `fleet ui` runs Fastify without a logger, yet its 500 page said "the service log has the reason": the
+// reason went nowhere. The dashboard now writes it where it was told to (fleet ui: its standard error), one line, no secret.
+describe('a failure that is not the record being busy or unreachable', () => {
+  const failing: UiSource = {
+    ...source,
+    listVms: async () => {
+      throw new TypeError('connect to postgres://fleet:s3cret@db:5432/fleet?sslpassword=k3y failed\n    at read (record.ts:1:1)');
+    },
+  };
+
+  it('is written as one line, without secrets, to the error log the dashboard was given, and the page says where', async () => {
+    const lines: string[] = [];
+    app = Fastify({ logger: false });
+    registerUi(app, { source: failing, authorize: () => 'read', errorLog: { write: (l) => lines.push(l), where: 'the standard error of fleet ui' } });
+    const res = await app.inject({ method: 'GET', url: '/ui/fleets/web?x=1', headers: { authorization: 'Bearer read-token' } });
+    expect(res.statusCode).toBe(500);
+    expect(res.body).toContain('The dashboard failed to read the record; the standard error of fleet ui has the reason.');
+    expect(lines).toEqual(['GET /ui/fleets/web failed: TypeError: connect to postgres://fleet:***@db:5432/fleet?sslpassword=*** failed']);
+    expect(res.body).not.toContain('s3cret');
+  });
+
+  it('goes to the service log when no error log is given (the authority), and the page says so', async () => {
+    const logged: string[] = [];
+    app = Fastify({ logger: { level: 'error', stream: { write: (l: string) => void logged.push(l) } } });
+    registerUi(app, { source: failing, authorize: () => 'read' });
+    const res = await app.inject({ method: 'GET', url: '/ui', headers: { authorization: 'Bearer read-token' } });
+    expect(res.statusCode).toBe(500);
+    expect(res.body).toContain('the service log has the reason.');
+    expect(logged.join('')).toContain('connect to postgres');
+  });
+});

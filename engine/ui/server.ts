@@ -13,6 +13,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { parse as parseQuery } from 'node:querystring';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../diags/index.ts';
+import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { driftPage, errorPage, fleetPage, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
@@ -38,6 +39,21 @@ export interface UiOptions {
    * too, even where the session key outlives the process (the authority's).
    */
   binding?: (role: UiRole) => string | undefined;
+  /**
+   * Where the reason of an unexpected failure (a 500 page) goes: one line
+   * (method, path, error name and message, secrets in URLs redacted) given
+   * to `write`, and what the page calls that place. `fleet ui`, which has no
+   * logger, writes to its standard error. Absent: the Fastify logger (the
+   * authority's service log), and the page says "the service log".
+   */
+  errorLog?: { write(line: string): void; where: string };
+}
+
+/** An error as one line for a log: name and message, line breaks folded, URLs' secrets redacted (redactUrl); no stack. */
+export function errorLine(err: unknown): string {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const text = `${e.name}: ${e.message.split('\n')[0]}`;
+  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s'"<>]+/gi, (u) => redactUrl(u));
 }
 
 const COOKIE = 'fleet_ui';
@@ -144,8 +160,9 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         // Fastify's own refusals of a request (a sign-in form over its size, a body that does not parse, a content type it has no parser for) are the caller's: their status, on a page.
         const status = (err as { statusCode?: number }).statusCode;
         if (status !== undefined && status >= 400 && status < 500) return page(reply, errorPage(src.stack, `The request was refused: ${(err as Error).message}.`), status);
-        req.log.error(err);
-        return page(reply, errorPage(src.stack, 'The dashboard failed to read the record; the service log has the reason.'), 500);
+        if (o.errorLog) o.errorLog.write(`${req.method} ${req.url.split('?')[0]} failed: ${errorLine(err)}`);
+        else req.log.error(err);
+        return page(reply, errorPage(src.stack, `The dashboard failed to read the record; ${o.errorLog?.where ?? 'the service log'} has the reason.`), 500);
       });
       ui.setNotFoundHandler((req, reply) => page(reply, notFoundPage(src.stack, `No page at ${req.url.split('?')[0]}.`), 404));
 

@@ -162,6 +162,8 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
     sessionKey: randomBytes(32),
     binding: uiSessionBinding({ adminToken, readToken }),
     secure: tls !== undefined || behindTlsProxy(tls, opts),
+    // No logger here (the authority has its service log): the reason of a 500 page is one line on stderr, where the page says it is.
+    errorLog: { write: (line) => io.stderr.write(`fleet ui: ${line}\n`), where: 'the standard error of fleet ui' },
   });
   app.get('/', async (_req, reply) => reply.redirect('/ui', 302));
   try {
