@@ -329,11 +329,12 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
   // __provider: a Fleet's members are known only from what its create left, so read says so instead of answering `{ id }`,
   // which a later diff then failed on.
   it.each([
-    ['no properties', []],
-    ['only the provider Pulumi\'s host keeps', [{ __provider: 'serialized provider text' }]],
+    ['no properties', () => []],
+    ['only the provider Pulumi\'s host keeps', () => [{ __provider: 'serialized provider text' }]],
+    ['the program\'s inputs and no members (the import option)', () => [{ ...fleetInputs(spec), __provider: 'serialized provider text' }]],
   ])('read with %s rejects saying a Fleet cannot be imported and what to do instead', async (_what, rest) => {
     const { host: h } = await host('fleet');
-    const e = await h.rejected('read', `${es.stack.name}:web`, ...rest);
+    const e = await h.rejected('read', `${es.stack.name}:web`, ...rest());
     expectActionable(e, 'apply.import-refused', /^Import refused: /, new RegExp(`Fleet ${es.stack.name}:web`), /pulumi up/, /fleet apply/);
   });
 
