@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../test/helpers/cli.ts';
 import { fleetYaml, tempStack, type TempStack } from '../../../test/helpers/stack.ts';
 import { signIn, startFleetUi, type FleetUi } from '../../../test/helpers/ui.ts';
+import pg from 'pg';
+import { openRecord } from '../../record/index.ts';
+import { createTestDatabase, testPostgresUrl } from '../../record/testing.ts';
 import { serveOrchestrator } from './serve-run.ts';
 
 describe('fleet ui', () => {
@@ -95,4 +98,34 @@ describe('fleet ui', () => {
       await without.close();
     }
   });
+});
+
+// Found by QA: `fleet ui` has no logger, yet its 500 page said "the service log has the reason", and the reason went
+// nowhere. A PostgreSQL record missing a table makes a page fail with an SQL error (not a record fault): the page
+// now says where the reason is, and fleet ui's stderr has it, one line.
+describe.skipIf(!testPostgresUrl())('fleet ui, a page that fails', () => {
+  it('writes the reason as one line to its stderr, and the 500 page says so', async () => {
+    const db = await createTestDatabase(testPostgresUrl()!);
+    const stack = await tempStack({ name: 'uifail' });
+    let ui: FleetUi | undefined;
+    try {
+      const record = await openRecord(db.url);
+      await record.close();
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      await c.query('DROP TABLE locks CASCADE');
+      await c.end();
+      ui = await startFleetUi(stack.dir, { FLEET_RECORD_URL: db.url, FLEET_READ_TOKEN: 'read-token-of-the-test' });
+      const res = await fetch(`${ui.url}/locks`, { headers: { authorization: 'Bearer read-token-of-the-test' } });
+      expect(res.status).toBe(500);
+      expect(await res.text()).toContain('The dashboard failed to read the record; the standard error of fleet ui has the reason.');
+      const lines = ui.output().stderr.split('\n').filter((l) => l.startsWith('fleet ui: '));
+      expect(lines).toEqual([expect.stringMatching(/^fleet ui: GET \/ui\/locks failed: \w+: relation "locks" does not exist$/)]);
+      expect(ui.output().stderr).not.toContain('read-token-of-the-test');
+    } finally {
+      await ui?.stop();
+      await stack.remove();
+      await db.drop();
+    }
+  }, 60_000);
 });
