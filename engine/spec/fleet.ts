@@ -202,23 +202,24 @@ function unseenProblem(s: string): { why: string; fix: string } | undefined {
 function checkUnseen(src: SourceDoc, doc: Record<string, unknown>): Diagnostic[] {
   const out: Diagnostic[] = [];
   const meta = isObj(doc.metadata) ? doc.metadata : {};
-  const report = (what: string, s: string, where: Where): void => {
+  // `what` and `where` only when there is something to say: every fleet document of a plan passes here.
+  const report = (what: () => string, s: string, where: () => Where): void => {
     const problem = unseenProblem(s);
     if (problem) {
       out.push(
         diag(
           'spec.invalid-value',
-          `${what} ${visible(s)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`,
-          where,
+          `${what()} ${visible(s)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`,
+          where(),
         ),
       );
     }
   };
-  if (typeof meta.owner === 'string') report('metadata.owner', meta.owner, valueWhere(src, ['metadata', 'owner']));
+  if (typeof meta.owner === 'string') report(() => 'metadata.owner', meta.owner, () => valueWhere(src, ['metadata', 'owner']));
   if (isObj(meta.labels)) {
     for (const [k, v] of Object.entries(meta.labels)) {
-      report('Label key', k, keyWhere(src, ['metadata', 'labels', k]));
-      if (typeof v === 'string') report(`The value of label ${visible(k)}`, v, valueWhere(src, ['metadata', 'labels', k]));
+      report(() => 'Label key', k, () => keyWhere(src, ['metadata', 'labels', k]));
+      if (typeof v === 'string') report(() => `The value of label ${visible(k)}`, v, () => valueWhere(src, ['metadata', 'labels', k]));
     }
   }
   return out;
