@@ -345,10 +345,24 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     this.fail(w);
   }
 
+  /**
+   * A VM's outputs are what its create left in the Pulumi state (its spec,
+   * hash and record version as the program made them); the DMZ client's
+   * listing has none of that. A read without them (`pulumi import`, the
+   * import option, a state that lost them) is refused, as FleetProvider's
+   * is, instead of answering a bare id that the next diff cannot compare.
+   */
   async read(id: string, props?: VmOutputs): Promise<pulumi.dynamic.ReadResult<VmOutputs>> {
+    if (!props || typeof props.state !== 'string' || typeof props.dataCenter !== 'string' || typeof props.fleet !== 'string') {
+      throw new FleetError(
+        diag(
+          'apply.import-refused',
+          `VM ${id} cannot be read without the outputs its create left in the Pulumi state, so a VM cannot be imported (\`pulumi import\` or the import option). Declare it in the program and let \`pulumi up\` create it; a VM that \`fleet apply\` made stays managed by \`fleet apply\`.`,
+        ),
+      );
+    }
     const actual = await this.connect().getVm(id);
     if (!actual || actual.status === 'terminated') return {};
-    if (!props) return { id };
     return { id, props: { ...props, state: actual.observedState, cloudId: actual.cloudId, size: actual.size } };
   }
 

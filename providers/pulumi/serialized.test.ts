@@ -158,6 +158,19 @@ describe.each(KINDS)('$kind, serialized and run in a fresh process', ({ dc, seri
     expect(await h.ok('read', created.id, updated.outs)).toEqual({});
   });
 
+  // As a Fleet's: `pulumi import` (or a state that lost the outputs) reads with no saved properties, or only the host's
+  // __provider; the answer was a bare `{ id }`, which the next diff could not compare.
+  it.each([
+    ['no properties', () => []],
+    ['only the provider Pulumi\'s host keeps', () => [{ __provider: 'serialized provider text' }]],
+  ])('read with %s rejects saying a VM cannot be imported and what to do instead', async (_what, rest) => {
+    const { host: h } = await host(serialized, env());
+    const created = await h.ok<{ id: string; outs: VmResourceOutputs }>('create', inputs({ index: 6, desiredState: 'PoweredOff' }));
+    const e = await h.rejected('read', created.id, ...rest());
+    expectActionable(e, 'apply.import-refused', /^Import refused: /, new RegExp(`VM ${created.id}`), /pulumi up/, /fleet apply/);
+    await h.ok('delete', created.id, created.outs);
+  });
+
   it('against a DMZ client that is down, every call that needs it rejects with an Error saying which client and why', async () => {
     const url = down;
     const { host: h } = await host(`${serialized}-down`, env());
