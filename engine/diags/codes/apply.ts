@@ -92,7 +92,7 @@ export const applyCodes = defineCodes({
   },
   'apply.import-refused': {
     summary: 'Import refused',
-    doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack; a VM the record tracks already (live at another address, or made for another stack) is not adopted again. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first. A Pulumi `Fleet` resource cannot be imported either (`pulumi import`, the import option): its members are known only from the outputs its create left in the Pulumi state, so its read refuses without them; declare the fleet in the program and let `pulumi up` create it (docs/pulumi.md).',
+    doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack; a VM the record tracks already (live at another address, or made for another stack) is not adopted again. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first. A Pulumi `Fleet` or `Vm` resource cannot be imported either (`pulumi import`, the import option): its members, spec and versions are known only from the outputs its create left in the Pulumi state, so its read refuses without them; declare it in the program and let `pulumi up` create it (docs/pulumi.md).',
     severity: 'error',
   },
   'apply.import-not-found': {
