@@ -176,12 +176,12 @@ const COMBINING = /\p{M}/u;
 const hex = (c: string): string => c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
 
 /** `s` quoted, its unseen characters written as escapes (`"team-a\\u200B"`): shown as they are, a right-to-left override reorders the message itself. */
-function visible(s: string): string {
+export function visible(s: string): string {
   return `"${s.replace(new RegExp(`${UNSEEN.source}|${COMBINING.source}`, 'gu'), (c) => `\\u${hex(c)}`)}"`;
 }
 
 /** Why `s` does not read as what it is, and what to do, or undefined. */
-function unseenProblem(s: string): { why: string; fix: string } | undefined {
+export function unseenProblem(s: string): { why: string; fix: string } | undefined {
   const m = UNSEEN.exec(s);
   if (m) return { why: `holds U+${hex(m[0])} at position ${m.index + 1}, a character that does not show`, fix: 'Write it with visible characters only.' };
   if (s !== s.trim()) return { why: 'starts or ends with a space', fix: 'Remove the space.' };
