@@ -1,4 +1,4 @@
 export * from './types.ts';
 export { loadStack, STACK_FILE, STATE_DIR, RECORD_URL_ENV, DEFAULT_PARALLELISM, type LoadOptions, type PackLoader } from './loader.ts';
-export { specHash, unseenProblem, visible } from './fleet.ts';
+export { specHash } from './fleet.ts';
 export { API_VERSION } from './schema.ts';

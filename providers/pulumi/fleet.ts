@@ -23,12 +23,12 @@
 //   centers and the next `pulumi up` goes on from there.
 // - delete: a member that could not be deleted still exists; the error names it.
 import * as pulumi from '@pulumi/pulumi';
-import { FleetError, diag, type Diagnostic } from '../../engine/diags/index.ts';
+import { FleetError, diag, unseenProblem, visible, type Diagnostic } from '../../engine/diags/index.ts';
 import { computePlan, noRulesPolicy, type Change } from '../../engine/plan/index.ts';
 import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { PlanVmRow } from '../../engine/record/types.ts';
-import { specHash, unseenProblem, visible, type LoadedFleet, type LoadedStack, type Location } from '../../engine/spec/index.ts';
+import { specHash, type LoadedFleet, type LoadedStack, type Location } from '../../engine/spec/index.ts';
 import type { DataCenterProvider, VmInputs, VmOutputs } from '../provider.ts';
 import { providerOptions, type FleetStack } from './stack.ts';
 import { providerFor } from './vm.ts';
