@@ -282,6 +282,28 @@ describe('applyPlan', () => {
     }
   });
 
+  // Found by QA: a saved plan whose first apply changed nothing (interrupted before its first step, every member
+  // vetoed) is not stale, and its second apply failed on the plans table's primary key with the database's own words.
+  it('refuses a plan applied once already, even one that changed nothing, before any lock or request', async () => {
+    const record = await memoryRecord();
+    try {
+      const p = plan(4);
+      const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
+      const stop = new AbortController();
+      stop.abort();
+      const first = await applyPlan({ plan: p, record, providers: over(clients), owners: { web: 'team' }, parallelism: 2, signal: stop.signal });
+      expect(first).toMatchObject({ succeeded: 0, notStarted: 4 });
+      const again = applyPlan({ plan: p, record, providers: over(clients), owners: { web: 'team' }, parallelism: 2 });
+      await expect(again).rejects.toMatchObject({ diagnostics: [{ code: 'apply.plan-applied' }] });
+      await again.catch((e: FleetError) => expect(e.diagnostics[0].detail).toMatch(new RegExp(`plan ${p.id} was applied already \\(started .+, interrupted\\)`)));
+      for (const c of clients.values()) expect(c.keys).toEqual([]);
+      expect((await appliedPlans(record, p.stack)).map((x) => x.result)).toEqual(['interrupted']);
+      expect(await record.listLocks(p.stack)).toEqual([]);
+    } finally {
+      await record.close();
+    }
+  });
+
   it('refuses a blocked plan and a plan made stale by a record change, before any request', async () => {
     const record = await memoryRecord();
     try {

@@ -1,6 +1,7 @@
 // The plan store: what apply asks of the record about a plan. Is it still
 // valid (checkBasis), it started and finished (the plans table), and the
 // journal of its steps (group-committed by ./journal.ts).
+import { fail } from '../diags/index.ts';
 import type { JournalWriter } from './journal.ts';
 import { iso } from './rows.ts';
 import type { RecordSql } from './sql.ts';
@@ -65,8 +66,9 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
       const params = [plan.id, plan.stack, plan.digest, plan.who, plan.startedAt];
       // Written once: the same call again (a retry after its connection died
       // around COMMIT) finds its own row (same id, stack, digest, who and
-      // start) and writes nothing. Another run of the plan id still fails on
-      // the primary key, as before.
+      // start) and writes nothing. Another run of the plan id (a saved plan
+      // applied twice, its first run having changed nothing, so it is not
+      // stale) is refused: apply.plan-applied.
       const [{ ok }] = await db.query<{ ok: boolean }>(
         `WITH ins AS (
            INSERT INTO plans (id, stack, digest, who, started_at, finished_at, result) VALUES ($1, $2, $3, $4, $5, NULL, 'running')
@@ -76,7 +78,14 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
            OR EXISTS (SELECT 1 FROM plans WHERE id = $1 AND stack = $2 AND digest = $3 AND who = $4 AND started_at = $5::timestamptz) AS ok`,
         params,
       );
-      if (!ok) await db.query(`INSERT INTO plans (id, stack, digest, who, started_at, finished_at, result) VALUES ($1, $2, $3, $4, $5, NULL, 'running')`, params);
+      if (!ok) {
+        const [was] = await db.query<{ started_at: Date; result: string; who: string }>('SELECT started_at, result, who FROM plans WHERE id = $1', [plan.id]);
+        const how = was ? ` (started ${iso(was.started_at)} by ${was.who}, ${was.result})` : '';
+        fail(
+          'apply.plan-applied',
+          `plan ${plan.id} was applied already${how}: a plan is applied once, since the data centers keep each of its steps' first answer. Run \`fleet plan\` again (or \`fleet apply\` without a plan file).`,
+        );
+      }
     },
 
     // Idempotent: the same call again writes the same result.

@@ -1028,13 +1028,13 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.planJournal(`${s}-p2`)).toHaveLength(1);
     });
 
-    it('startPlan again with the same plan is one row; another start of that plan id is refused as before', async () => {
+    it('startPlan again with the same plan is one row; another start of that plan id is refused (apply.plan-applied)', async () => {
       const s = freshStack();
       const plan = { id: `${s}-p1`, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' };
       await r.startPlan(plan);
       await r.startPlan(plan);
       expect((await r.listPlans(s)).map((p) => [p.id, p.result])).toEqual([[plan.id, 'running']]);
-      await expect(r.startPlan({ ...plan, startedAt: '2026-01-02T00:00:00.000Z' })).rejects.toThrow(/plans_pkey|duplicate key/);
+      await expect(r.startPlan({ ...plan, startedAt: '2026-01-02T00:00:00.000Z' })).rejects.toMatchObject({ diagnostics: [{ code: 'apply.plan-applied' }] });
       await r.finishPlan(plan.id, 'succeeded');
       await r.finishPlan(plan.id, 'succeeded');
       expect((await r.listPlans(s)).map((p) => p.result)).toEqual(['succeeded']);

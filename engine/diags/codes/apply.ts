@@ -75,6 +75,11 @@ export const applyCodes = defineCodes({
     doc: 'A VM or fleet the saved plan touches changed in the record since the plan was made (another apply, a refresh). Plan again; a plan touching only other fleets stays valid.',
     severity: 'error',
   },
+  'apply.plan-applied': {
+    summary: 'Plan applied already',
+    doc: 'The saved plan was applied before (its id is in the record\'s applied plans). A plan whose first apply changed something is stale anyway; this one changed nothing (it was interrupted before its first step, or every member was vetoed), and applying it again would only replay the answers the data centers keep for its steps. Nothing was sent. Run `fleet plan` again, or `fleet apply` without a plan file.',
+    severity: 'error',
+  },
   'apply.record-changed': {
     summary: 'Record changed while planning',
     doc: '`fleet apply` without a plan file locks the fleets in scope, then plans under those locks; a VM or fleet of the plan changed in between by a write that takes no fleet lock (a DMZ client still carrying out the steps a killed apply had approved, a second authority writing to the same record). Nothing was changed; run `fleet apply` again.',
