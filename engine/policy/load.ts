@@ -174,6 +174,11 @@ function isRule(x: unknown): x is Rule {
   );
 }
 
+/** A module of spec.modules, as a path: relative to the pack folder unless absolute. */
+function moduleFile(packDir: string, rel: string): string {
+  return isAbsolute(rel) ? rel : join(packDir, rel);
+}
+
 async function loadModules(
   dir: string,
   modules: readonly string[],
@@ -184,7 +189,7 @@ async function loadModules(
   const rules: { rule: Rule; module: number }[] = [];
   for (const [i, rel] of modules.entries()) {
     const at = where(['spec', 'modules', i]);
-    const file = isAbsolute(rel) ? rel : join(dir, rel);
+    const file = moduleFile(dir, rel);
     if (!existsSync(file)) {
       diags.push(diag('policy.module-load', `Rule module ${rel} does not exist (looked for ${file}).`, at));
       continue;
@@ -381,7 +386,14 @@ export async function loadPack(
       );
       continue;
     }
-    const resolved: ResolvedRule = { rule, enforcement, config: deepFreeze(config), where: origin(undefined) };
+    const module = moduleOf.get(name);
+    const resolved: ResolvedRule = {
+      rule,
+      enforcement,
+      config: deepFreeze(config),
+      where: origin(undefined),
+      ...(module !== undefined ? { module: moduleFile(packDir, spec.modules![module]) } : {}),
+    };
     rules.set(name, Object.freeze(resolved));
   }
 
@@ -397,7 +409,8 @@ export async function loadPack(
     ...(spec.instanceTypes ? { instanceTypes: deepFreeze(structuredClone(spec.instanceTypes)) } : {}),
     ...(spec.powerOff ? { powerOff: deepFreeze(structuredClone(spec.powerOff)) } : {}),
     rules,
-    modules: Object.freeze((spec.modules ?? []).map((rel) => (isAbsolute(rel) ? rel : join(packDir, rel)))),
+    modules: Object.freeze((spec.modules ?? []).map((rel) => moduleFile(packDir, rel))),
+    ...(spec.ruleTimeoutSeconds !== undefined ? { ruleTimeoutSeconds: spec.ruleTimeoutSeconds } : {}),
   };
   return { pack: Object.freeze(pack), diagnostics: diags };
 }
