@@ -1,6 +1,7 @@
 export * from './types.ts';
 export { buildLifecycle, checkLifecycle, type LifecycleDef } from './lifecycle.ts';
-export { loadPack, PACK_FILE } from './load.ts';
+export { loadPack } from './load.ts';
+export { PACK_FILE, packDirProblem, type PackDirProblem } from './pack-dir.ts';
 export {
   BUILTIN_RULES,
   allowedImagesRule,
