@@ -41,7 +41,7 @@ const driverErrors = {
 
 export const WIRE_ERRORS = {
   // --- both services: the HTTP layer ---
-  'bad-request': { status: 400, doc: 'The body breaks the route\'s schema (an unknown property, a missing or malformed field, a NUL character in any field or path parameter), a URL that does not decode or a path parameter over its length, or the route\'s own rule (an advance with both or neither of report and create; a resize without its size). Nothing was done; fix the caller.' },
+  'bad-request': { status: 400, doc: 'The body breaks the route\'s schema (an unknown property, a missing or malformed field, a NUL character in any field or path parameter, a create\'s owner with a character that does not show, a space at either end or letters not composed), a URL that does not decode or a path parameter over its length, or the route\'s own rule (an advance with both or neither of report and create; a resize without its size). Nothing was done; fix the caller.' },
   unauthorized: { status: 401, doc: 'The bearer token is missing or not one this service knows. Nothing was done; send the token of the caller\'s role (CLI to DMZ client, data center to authority).' },
   'client-cert-required': { status: 401, doc: 'The service requires client certificates (`--client-ca`) and the caller presented none, or one its client CA did not sign (or expired). Only a DMZ client\'s boot endpoint (`/v1/boot`, `/v1/boot/status`) answers without one. Nothing was done; configure the caller\'s certificate (the stack\'s `auth.clientCert`).' },
   'not-found': { status: 404, doc: 'No such route, or (GET /v1/vms/:id) the data center\'s cloud does not know the VM.' },

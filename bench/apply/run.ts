@@ -27,7 +27,10 @@
 //
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
 //                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N] [-- --warm N]
-//                       [-- --perf]
+//                       [-- --perf] [-- --node-arg FLAG ...]
+//
+// --node-arg FLAG (repeatable) gives FLAG to every process it starts (the CLI
+// and the services), e.g. --node-arg=--single-threaded-gc to weigh a V8 flag.
 //
 // --runs N (default 3; 1 with --quick) repeats the whole run N times (fresh
 // database, fresh services) and ends with the median of each figure over the
@@ -150,6 +153,7 @@ const { values } = parseArgs({
     runs: { type: 'string' },
     warm: { type: 'string', default: '0' },
     perf: { type: 'boolean', default: false },
+    'node-arg': { type: 'string', multiple: true },
   },
 });
 
@@ -168,6 +172,8 @@ const LATENCY = whole('latency', values.latency ?? '20', 0);
 const FLEET_SIZE = whole('fleet-size', values['fleet-size'] ?? '250', 1);
 const pgBase = values.embedded ? undefined : (values.pg ?? process.env.FLEET_TEST_POSTGRES_URL) || undefined;
 const cpuProf = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
+/** --node-arg FLAG (repeatable): given to every process the bench starts (the CLI and the services), e.g. a V8 flag. */
+const NODE_ARGS = values['node-arg'] ?? [];
 const RUNS = whole('runs', values.runs ?? (values.quick ? '1' : '3'), 1);
 const WARM = whole('warm', values.warm ?? '0', 0);
 if (WARM > 0 && WARM < DCS.length) {
@@ -224,7 +230,7 @@ async function stop(child: ChildProcess): Promise<void> {
 /** Starts `fleet serve ...` and waits for its "listening on URL" line. */
 async function startService(name: string, args: string[], env: NodeJS.ProcessEnv): Promise<Service> {
   const prof = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, name.replace(/\W+/g, '-'))}`] : [];
-  const child = spawn(process.execPath, [...prof, FLEET, 'serve', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...NODE_ARGS, ...prof, FLEET, 'serve', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push(() => stop(child));
   // Only the last 64 KiB of the service's output is kept (for an error report): its
   // log lines (one per request at info) would otherwise pile up in this process.
@@ -309,7 +315,7 @@ async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv, t
   const err = openSync(errFile, 'w');
   const t0 = performance.now();
   const prof = cpuProf && profile ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, 'cli')}`] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', CHILD, 'apply', '--yes', '--format', 'json', '--parallelism', String(P), '--stack', stackDir], {
+  const child = spawn(process.execPath, [...NODE_ARGS, ...prof, '--import', 'tsx', CHILD, 'apply', '--yes', '--format', 'json', '--parallelism', String(P), '--stack', stackDir], {
     cwd: ROOT,
     env: { ...env, FLEET_BENCH_USAGE_FILE: usageFile },
     stdio: ['ignore', out, err],
@@ -497,6 +503,7 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
 
   console.log(`bench:apply: ${VMS} creates over ${DCS.length} data centers, parallelism ${P} per data center, cloud calls ${LATENCY} ms`);
   console.log(`  mode        ${mode}`);
+  console.log(`  node        ${process.version}${NODE_ARGS.length ? ` ${NODE_ARGS.join(' ')} (every process)` : ''}`);
   console.log(`  machine     ${cpus().length} cores, load average ${la()} (before); state files under ${base}`);
   console.log(`  ${machineSpeedLine()}`);
 

@@ -12,6 +12,7 @@ import type { LoadedDataCenter } from '../spec/types.ts';
 import { cliTokenEnv, loadClientTls, type ClientTls } from '../transport/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { connectProvider, type ConnectedProvider } from '../../providers/provider.ts';
+import { retryingRecord, type RecordRetryOptions } from './record-retry.ts';
 
 export interface StackSession {
   stack: LoadedStack;
@@ -52,6 +53,12 @@ export interface SessionOptions {
   lockTimeoutSeconds?: number;
   /** Told once when another process holds the PGlite record and opening it waits; `who` names the holder. */
   onRecordWait?: (who: string, timeoutMs: number) => void;
+  /**
+   * Told when the record's PostgreSQL server becomes unreachable while the
+   * session's record calls retry (once per outage), and when it is back.
+   * The retries take the same budget as the DMZ requests' (retryBudgetMs).
+   */
+  onRecordOutage?: Pick<RecordRetryOptions, 'onOutage' | 'onBack'>;
 }
 
 export async function loadValidStack(stackDir: string, opts: SessionOptions) {
@@ -111,21 +118,25 @@ function clientTlsOf(stack: LoadedStack, dc: LoadedDataCenter, out: Diagnostic[]
 export async function openSession(stackDir: string, opts: SessionOptions): Promise<StackSession> {
   const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
   const waitMs = (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000;
-  const record = await openRecord(stack.recordUrl, { waitMs, ...(opts.onRecordWait ? { waiting: opts.onRecordWait } : {}) });
+  const opened = await openRecord(stack.recordUrl, { waitMs, ...(opts.onRecordWait ? { waiting: opts.onRecordWait } : {}) });
+  const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
+  // The CLI's own record calls ride out a short outage of a PostgreSQL record
+  // (record-retry.ts); the in-process authority below gets the record as it
+  // is: its callers (the DMZ clients) retry its requests instead.
+  const record = retryingRecord(opened, { ...(budget !== undefined ? { budgetMs: budget } : {}), ...opts.onRecordOutage });
   const closers: (() => Promise<void>)[] = [() => record.close()];
   const close = async () => {
     for (const c of closers.reverse()) await c().catch(() => {});
   };
   try {
     const providers = new Map<string, ConnectedProvider>();
-    const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
     const timeout = { ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}), ...(budget !== undefined ? { retryBudgetMs: budget } : {}) };
     const embedded = stack.dataCenters.filter((dc) => dc.address === 'embedded').map((dc) => dc.name);
     if (embedded.length > 0) {
       // Loaded on use: the authority, Fastify and the sim (~100 ms of CPU to
       // import) are not needed when every data center is reached at its URL.
       const { startEmbedded } = await import('../../providers/embedded.ts');
-      const services = await startEmbedded({ stack, pack, record, dataCenters: embedded, busyTimeoutMs: waitMs });
+      const services = await startEmbedded({ stack, pack, record: opened, dataCenters: embedded, busyTimeoutMs: waitMs });
       closers.push(() => services.close());
       for (const [name, c] of services.clients) {
         providers.set(name, connectProvider({ dataCenter: name, url: c.url, token: () => c.token, lifecycle: pack.lifecycle, ...timeout }));

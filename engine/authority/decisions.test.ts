@@ -127,8 +127,20 @@ describe('judgeCreate', () => {
     ['another stack', create({}, { stack: 'other' }), { ok: false, refusal: 'wrong-stack' }],
     ['an id that is not a UUID', create({ vmId: 'web-0' }), { ok: false, refusal: 'bad-request' }],
     ['an image the catalog does not translate here', create({}, { image: 'windows-95' }), { ok: false, refusal: 'no-image' }],
+    // Found by QA: only fleet files refused these; a Pulumi Vm, or any DMZ client, could name an owner that reads as another.
+    ['an owner with a zero-width space', create({}, { owner: 'team-a\u200b' }), { ok: false, refusal: 'bad-request', reason: expect.stringContaining('"team-a\\u200B" holds U+200B') }],
+    ['an owner with a right-to-left override', create({}, { owner: 'te\u202eam' }), { ok: false, refusal: 'bad-request' }],
+    ['an owner with a space at an end', create({}, { owner: 'team-a ' }), { ok: false, refusal: 'bad-request' }],
+    ['an owner not composed (NFC)', create({}, { owner: 'cafe\u0301' }), { ok: false, refusal: 'bad-request' }],
+    ['an owner composed', create({}, { owner: 'caf\u00e9' }), { ok: true }],
   ])('%s', (_name, req, want) => {
     expect(judgeCreate(pack, 's', 'miami', req)).toMatchObject(want);
+  });
+
+  // Found by QA: the catalog lookup went through the prototype, so an image named `constructor` in a data center named
+  // `name` or `length` was "translated" to the function's name or its arity.
+  it.each(['name', 'length'])('an image named constructor in a data center named %s: no-image', (dc) => {
+    expect(judgeCreate(pack, 's', dc, create({}, { image: 'constructor', dataCenter: dc }))).toMatchObject({ ok: false, refusal: 'no-image' });
   });
 });
 

@@ -7,6 +7,7 @@
 import type { Lifecycle, LoadedPack } from '../policy/types.ts';
 import type { Approval, FleetFence, HistoryRow, VmRow } from '../record/index.ts';
 import { formatVmAddress } from '../model/index.ts';
+import { unseenProblem, visible } from '../diags/index.ts';
 import { refuse, type Decided, type Refusal } from '../../protocol/index.ts';
 import type { AuthorizeRequest, BootAuthorizeRequest, ReportRequest, VmSize } from '../../protocol/index.ts';
 
@@ -75,7 +76,11 @@ export function judgeCreate(pack: LoadedPack, stackName: string, caller: string,
   if (req.vm.dataCenter !== caller) return refuse('wrong-data-center', `the VM is to be created in data center ${req.vm.dataCenter} but the token belongs to ${caller}`);
   if (req.vm.stack !== stackName) return refuse('wrong-stack', `this authority serves stack ${stackName}, not ${req.vm.stack}`);
   if (!UUID.test(req.vmId)) return refuse('bad-request', `VM id ${req.vmId} is not a UUID`);
-  const realImage = pack.images[req.vm.image]?.[caller];
+  // The owner is matched exactly (owner-quota's limits): one that reads as another owner would escape that owner's limits.
+  const unreadable = unseenProblem(req.vm.owner);
+  if (unreadable) return refuse('bad-request', `owner ${visible(req.vm.owner)} ${unreadable.why}: owners are matched exactly (quota limits) and this one would read as another; ${unreadable.fix.toLowerCase()}`);
+  const entry = Object.hasOwn(pack.images, req.vm.image) ? pack.images[req.vm.image] : undefined;
+  const realImage = entry && Object.hasOwn(entry, caller) ? entry[caller] : undefined;
   if (realImage === undefined) return refuse('no-image', `image ${req.vm.image} has no translation for data center ${caller} in the ${pack.name} pack's catalog`);
   const modified = realImage !== req.vm.image;
   const reason = modified ? `image ${req.vm.image} translated to ${realImage} for ${caller}` : `image ${realImage} is valid in ${caller}`;

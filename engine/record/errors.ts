@@ -90,3 +90,25 @@ export class OwnerMismatchError extends FleetError {
     this.name = 'OwnerMismatchError';
   }
 }
+
+/**
+ * The record's PostgreSQL server could not be used (record.unreachable).
+ * `transient`: the connection was lost or refused, or the server is starting,
+ * stopping or full of connections (a failover, a restart): the same call may
+ * succeed in a moment, and a caller whose write is idempotent may retry it
+ * (engine/apply/record-retry.ts). Not transient: a password refused, a
+ * database that does not exist; trying again changes nothing.
+ */
+export class RecordUnreachableError extends FleetError {
+  readonly transient: boolean;
+  constructor(detail: string, transient: boolean) {
+    super(diag('record.unreachable', detail));
+    this.name = 'RecordUnreachableError';
+    this.transient = transient;
+  }
+}
+
+/** Whether `err` is a record fault that may go away by itself (RecordUnreachableError.transient). */
+export function isTransientRecordFault(err: unknown): err is RecordUnreachableError {
+  return err instanceof RecordUnreachableError && err.transient;
+}

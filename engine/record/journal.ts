@@ -11,6 +11,11 @@
 //   time, so rows of one step (added one after the other) keep their order.
 // - When a batch fails, every `add()` of that batch rejects and none of its
 //   rows is written (one statement); the next `add()` starts a new batch.
+// - A row is written once: a row of the same plan, step key and status that
+//   is there already is skipped (ON CONFLICT DO NOTHING on the unique index
+//   journal_once, migration 10). So a batch whose connection died around
+//   its COMMIT (written or not: nobody knows) is retried safely
+//   (engine/apply/record-retry.ts).
 import { GroupCommit } from '../durability/index.ts';
 import type { Queryable } from './sql.ts';
 import type { JournalRow } from './types.ts';
@@ -21,7 +26,8 @@ export type JournalInput = Omit<JournalRow, 'at'>;
 // (clock_timestamp(), per row). unnest yields rows in array order, so ids
 // follow the order rows were added.
 const INSERT = `INSERT INTO journal (plan_id, address, seq, vm_id, from_state, to_state, idempotency_key, status, detail)
-  SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])`;
+  SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+  ON CONFLICT (plan_id, idempotency_key, status) DO NOTHING`;
 
 export class JournalWriter {
   #queue: JournalInput[] = [];

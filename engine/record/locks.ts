@@ -76,11 +76,15 @@ function handle(db: SqlAdapter, stack: string, fleets: string[], lockId: string,
     lockId,
     fleets: [...fleets],
     fencingToken,
+    // Both are idempotent and touch only this acquisition's rows (its lock id
+    // and fencing token), so fleet apply retries them on a lost connection
+    // (engine/apply/record-retry.ts): a renewal again extends the same lease;
+    // a release again finds nothing; neither can touch a newer holder's lock.
     heartbeat: async () => {
       const kept = await db.query<{ fleet: string }>(
         `UPDATE locks SET expires_at = now() + $4 * interval '1 millisecond'
-         WHERE lock_id = $1 AND stack = $2 AND fleet = ANY($3::text[]) RETURNING fleet`,
-        [lockId, stack, fleets, leaseMs],
+         WHERE lock_id = $1 AND stack = $2 AND fleet = ANY($3::text[]) AND fencing_token = $5 RETURNING fleet`,
+        [lockId, stack, fleets, leaseMs, fencingToken],
       );
       if (kept.length !== fleets.length) {
         const have = new Set(kept.map((k) => k.fleet));
@@ -93,7 +97,7 @@ function handle(db: SqlAdapter, stack: string, fleets: string[], lockId: string,
       }
     },
     release: async () => {
-      await db.query('DELETE FROM locks WHERE lock_id = $1 AND stack = $2', [lockId, stack]);
+      await db.query('DELETE FROM locks WHERE lock_id = $1 AND stack = $2 AND fencing_token = $3', [lockId, stack, fencingToken]);
     },
   };
 }
@@ -104,7 +108,11 @@ export function lockStore({ db }: RecordSql): LockStore {
       const leaseMs = opts.leaseMs ?? 30_000;
       const timeoutMs = opts.timeoutMs ?? 0;
       const sorted = [...new Set(fleets)].sort();
-      const lockId = randomBytes(4).toString('hex');
+      // A caller's lock id makes the call idempotent: the same call again (a
+      // retry after its connection died around COMMIT, when nobody knows
+      // whether it took the locks) takes over the rows it may have written,
+      // same id, host and pid, with a new fencing token.
+      const lockId = opts.lockId ?? randomBytes(4).toString('hex');
       const deadline = Date.now() + timeoutMs;
       let backoff = 25;
       for (;;) {
@@ -123,6 +131,7 @@ export function lockStore({ db }: RecordSql): LockStore {
                    plan_id = EXCLUDED.plan_id, since = EXCLUDED.since, expires_at = EXCLUDED.expires_at,
                    fencing_token = EXCLUDED.fencing_token
                  WHERE locks.expires_at < now()
+                    OR (locks.lock_id = EXCLUDED.lock_id AND locks.host = EXCLUDED.host AND locks.pid = EXCLUDED.pid)
                  RETURNING fleet`,
                 [stack, fleet, lockId, holder.who, holder.host, holder.pid, holder.planId, leaseMs, token],
               );

@@ -305,6 +305,22 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE boot_tokens ADD COLUMN prev_used_at timestamptz`,
     ],
   },
+  {
+    version: 10,
+    description: 'journal rows unique per plan, step key and status: a journal write retried after its connection died around COMMIT (unknown outcome) never doubles its row',
+    statements: [
+      // fleet apply retries its record writes on a lost connection
+      // (engine/apply/record-retry.ts); the journal's INSERT skips a row
+      // already there (ON CONFLICT DO NOTHING, journal.ts). A step writes each
+      // status once (started, then done, failed or skipped), so no row of a
+      // record written before is a second one of its kind; any such
+      // duplicate is dropped first, keeping the oldest, or the index would
+      // not build.
+      `DELETE FROM journal a USING journal b
+       WHERE a.plan_id = b.plan_id AND a.idempotency_key = b.idempotency_key AND a.status = b.status AND a.id > b.id`,
+      `CREATE UNIQUE INDEX journal_once ON journal (plan_id, idempotency_key, status)`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -62,15 +62,24 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
     },
 
     async startPlan(plan) {
-      await db.query(`INSERT INTO plans (id, stack, digest, who, started_at, finished_at, result) VALUES ($1, $2, $3, $4, $5, NULL, 'running')`, [
-        plan.id,
-        plan.stack,
-        plan.digest,
-        plan.who,
-        plan.startedAt,
-      ]);
+      const params = [plan.id, plan.stack, plan.digest, plan.who, plan.startedAt];
+      // Written once: the same call again (a retry after its connection died
+      // around COMMIT) finds its own row (same id, stack, digest, who and
+      // start) and writes nothing. Another run of the plan id still fails on
+      // the primary key, as before.
+      const [{ ok }] = await db.query<{ ok: boolean }>(
+        `WITH ins AS (
+           INSERT INTO plans (id, stack, digest, who, started_at, finished_at, result) VALUES ($1, $2, $3, $4, $5, NULL, 'running')
+           ON CONFLICT (id) DO NOTHING RETURNING id
+         )
+         SELECT EXISTS (SELECT 1 FROM ins)
+           OR EXISTS (SELECT 1 FROM plans WHERE id = $1 AND stack = $2 AND digest = $3 AND who = $4 AND started_at = $5::timestamptz) AS ok`,
+        params,
+      );
+      if (!ok) await db.query(`INSERT INTO plans (id, stack, digest, who, started_at, finished_at, result) VALUES ($1, $2, $3, $4, $5, NULL, 'running')`, params);
     },
 
+    // Idempotent: the same call again writes the same result.
     async finishPlan(id, result) {
       await db.query('UPDATE plans SET finished_at = now(), result = $2 WHERE id = $1', [id, result]);
     },

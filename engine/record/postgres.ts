@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type pgTypes from 'pg';
-import { FleetError, diag } from '../diags/index.ts';
+import { RecordUnreachableError } from './errors.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 import { writeFault } from './storage.ts';
 
@@ -37,33 +37,39 @@ const NETWORK_CODES = new Set([
   'EPIPE',
 ]);
 
-/** Server answers that mean "you cannot use this database now". */
-const CONNECT_SQLSTATES: Record<string, string> = {
-  '28P01': 'password authentication failed',
-  '28000': 'authentication refused',
-  '3D000': 'database does not exist',
-  '57P01': 'server shut down',
-  '57P02': 'server crashed',
-  '57P03': 'server not accepting connections yet',
-  '53300': 'too many connections',
+/**
+ * Server answers that mean "you cannot use this database now", and whether
+ * that may pass by itself (a failover, a restart: transient) or not.
+ */
+const CONNECT_SQLSTATES: Record<string, { cause: string; transient: boolean }> = {
+  '28P01': { cause: 'password authentication failed', transient: false },
+  '28000': { cause: 'authentication refused', transient: false },
+  '3D000': { cause: 'database does not exist', transient: false },
+  '57P01': { cause: 'server shut down', transient: true },
+  '57P02': { cause: 'server crashed', transient: true },
+  '57P03': { cause: 'server not accepting connections yet', transient: true },
+  '53300': { cause: 'too many connections', transient: true },
 };
 
-/** Connection-level errors become record.unreachable; anything else (a SQL bug) passes unchanged. */
+/**
+ * Connection-level errors become record.unreachable (RecordUnreachableError,
+ * transient when the same call may succeed in a moment: a lost or refused
+ * connection, a server restarting); anything else (a SQL bug) passes unchanged.
+ */
 export function connectionFault(err: unknown, where: { host: string; port: string; description: string }): unknown {
   if (!(err instanceof Error)) return err;
   const code = (err as { code?: string }).code;
   let cause: string | undefined;
+  let transient = true;
   if (code && NETWORK_CODES.has(code)) cause = code;
-  else if (code && CONNECT_SQLSTATES[code]) cause = `${CONNECT_SQLSTATES[code]} (${code})`;
+  else if (code && CONNECT_SQLSTATES[code]) {
+    cause = `${CONNECT_SQLSTATES[code].cause} (${code})`;
+    transient = CONNECT_SQLSTATES[code].transient;
+  }
   else if (/timeout/i.test(err.message)) cause = 'connection timeout';
   else if (/Connection terminated|connection is closed/i.test(err.message)) cause = 'connection lost';
   if (cause === undefined) return writeFault(err, where.description);
-  return new FleetError(
-    diag(
-      'record.unreachable',
-      `cannot use the PostgreSQL record at ${where.host}:${where.port} (${where.description}): ${cause}: ${err.message}.`,
-    ),
-  );
+  return new RecordUnreachableError(`cannot use the PostgreSQL record at ${where.host}:${where.port} (${where.description}): ${cause}: ${err.message}.`, transient);
 }
 
 /**

@@ -1005,6 +1005,67 @@ describe.each(testBackends())('record contract on $name', (backend) => {
     });
   });
 
+  describe('writes fleet apply retries after a lost connection are idempotent (engine/apply/record-retry.ts)', () => {
+    // A write whose connection died around COMMIT may have been written or not; the retry does it again.
+    it('the same journal row written twice (one after the other, or in one batch) is one row', async () => {
+      const s = freshStack();
+      const planId = `${s}-p1`;
+      await r.startPlan({ id: planId, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
+      const row = (address: string, status: 'started' | 'done') => ({ planId, address, seq: 0, vmId: null, from: 'A', to: 'B', idempotencyKey: `${planId}/${address}/0`, status, detail: null });
+      await r.journal(row('web/0', 'started'));
+      await r.journal(row('web/0', 'started'));
+      await Promise.all([r.journal(row('web/1', 'started')), r.journal(row('web/1', 'started'))]);
+      await r.journal(row('web/0', 'done'));
+      await r.journal(row('web/0', 'done'));
+      expect((await r.planJournal(planId)).map((j) => [j.address, j.status])).toEqual([
+        ['web/0', 'started'],
+        ['web/1', 'started'],
+        ['web/0', 'done'],
+      ]);
+      // The same step key in another plan is another row.
+      await r.startPlan({ id: `${s}-p2`, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
+      await r.journal({ ...row('web/0', 'started'), planId: `${s}-p2` });
+      expect(await r.planJournal(`${s}-p2`)).toHaveLength(1);
+    });
+
+    it('startPlan again with the same plan is one row; another start of that plan id is refused as before', async () => {
+      const s = freshStack();
+      const plan = { id: `${s}-p1`, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' };
+      await r.startPlan(plan);
+      await r.startPlan(plan);
+      expect((await r.listPlans(s)).map((p) => [p.id, p.result])).toEqual([[plan.id, 'running']]);
+      await expect(r.startPlan({ ...plan, startedAt: '2026-01-02T00:00:00.000Z' })).rejects.toThrow(/plans_pkey|duplicate key/);
+      await r.finishPlan(plan.id, 'succeeded');
+      await r.finishPlan(plan.id, 'succeeded');
+      expect((await r.listPlans(s)).map((p) => p.result)).toEqual(['succeeded']);
+    });
+
+    it('acquireLocks again with its lock id takes over its own locks with a newer token; another holder is still refused', async () => {
+      const s = freshStack();
+      const first = await r.acquireLocks(s, ['web', 'db'], holder('alice'), { lockId: 'retry001' });
+      // Same id, host and pid: the retry of a call whose outcome was unknown.
+      const again = await r.acquireLocks(s, ['web', 'db'], holder('alice'), { lockId: 'retry001' });
+      expect(again.lockId).toBe('retry001');
+      expect(again.fencingToken).toBeGreaterThan(first.fencingToken);
+      expect((await r.listLocks(s)).map((l) => [l.fleet, l.lockId, l.fencingToken])).toEqual([
+        ['db', 'retry001', again.fencingToken],
+        ['web', 'retry001', again.fencingToken],
+      ]);
+      expect((await r.fencesOf(s, ['web'])).map((f) => f.token)).toEqual([again.fencingToken]);
+      // The same lock id from another process is not a retry.
+      expect(await codeOf(r.acquireLocks(s, ['web'], { ...holder('mallory'), pid: 9999 }, { lockId: 'retry001' }))).toBe('record.lock-held');
+      // Renewals and releases go by the token: the first try's handle (never given out) touches nothing.
+      expect(await codeOf(first.heartbeat())).toBe('record.lock-lost');
+      await first.release();
+      expect(await r.listLocks(s)).toHaveLength(2);
+      await again.heartbeat();
+      await again.heartbeat();
+      await again.release();
+      await again.release();
+      expect(await r.listLocks(s)).toEqual([]);
+    });
+  });
+
   describe('boot', () => {
     it('stores attempts, many in one statement', async () => {
       const s = freshStack();
@@ -1246,6 +1307,32 @@ describe.each(testBackends())('record contract on $name', (backend) => {
           expect(await migrate(raw, { description: url }, [...MIGRATIONS, next])).toEqual({ from: SCHEMA_VERSION, to: next.version });
           expect(await migrate(raw, { description: url }, [...MIGRATIONS, next])).toEqual({ from: next.version, to: next.version });
           expect(await raw.query('SELECT fleet, labels FROM vms WHERE stack = $1', [s])).toEqual([{ fleet: 'web', labels: '{}' }]);
+        } finally {
+          await raw.close();
+        }
+      } finally {
+        await drop();
+      }
+    });
+
+    it('migration 10 keeps one journal row of each plan, step key and status, and the index then refuses a second', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const raw = await rawAdapter(backend, url);
+        try {
+          await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version < 10));
+          const ins = `INSERT INTO journal (plan_id, address, seq, vm_id, from_state, to_state, idempotency_key, status, detail) VALUES ($1, 'web/0', 0, NULL, 'A', 'B', $2, $3, $4)`;
+          await raw.query(ins, ['p1', 'p1/web/0/0', 'started', 'first']);
+          await raw.query(ins, ['p1', 'p1/web/0/0', 'started', 'twice']);
+          await raw.query(ins, ['p1', 'p1/web/0/0', 'done', null]);
+          await raw.query(ins, ['p2', 'p1/web/0/0', 'started', null]);
+          expect(await migrate(raw, { description: url })).toEqual({ from: 9, to: SCHEMA_VERSION });
+          expect(await raw.query('SELECT plan_id, status, detail FROM journal ORDER BY id')).toEqual([
+            { plan_id: 'p1', status: 'started', detail: 'first' },
+            { plan_id: 'p1', status: 'done', detail: null },
+            { plan_id: 'p2', status: 'started', detail: null },
+          ]);
+          await expect(raw.query(ins, ['p1', 'p1/web/0/0', 'done', 'again'])).rejects.toThrow(/journal_once/);
         } finally {
           await raw.close();
         }

@@ -11,6 +11,7 @@
 //   });
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -195,4 +196,48 @@ export async function usageDrift(
      WHERE u.vms IS DISTINCT FROM ref.vms OR u.cpu IS DISTINCT FROM ref.cpu OR u.memory_gib IS DISTINCT FROM ref.memory_gib
      ORDER BY 1, 2, 3`,
   );
+}
+
+/**
+ * A TCP proxy to the PostgreSQL server of `target` whose cut() drops every
+ * connection at once and refuses new ones for `downMs`: a database failover,
+ * as a client sees it. `url` is `target` through the proxy.
+ */
+export async function pgCutProxy(target: string): Promise<{ url: string; port: number; cut(downMs: number): void; close(): Promise<void> }> {
+  const t = new URL(target);
+  const open = new Set<Socket>();
+  let downUntil = 0;
+  const server = createServer((client) => {
+    if (Date.now() < downUntil) return void client.destroy();
+    const up = connect(Number(t.port || 5432), t.hostname);
+    open.add(client).add(up);
+    const drop = () => {
+      client.destroy();
+      up.destroy();
+      open.delete(client);
+      open.delete(up);
+    };
+    client.on('error', drop).on('close', drop);
+    up.on('error', drop).on('close', drop);
+    client.pipe(up).pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const proxied = new URL(target);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(port);
+  return {
+    url: proxied.toString(),
+    port,
+    cut: (downMs) => {
+      downUntil = Date.now() + downMs;
+      for (const s of open) s.destroy();
+      open.clear();
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of open) s.destroy();
+        server.close(() => r());
+      }),
+  };
 }

@@ -143,8 +143,12 @@ export interface HistoryStore {
 
 /** Per-fleet leases held by an apply. */
 export interface LockStore {
-  /** Takes all the fleets' locks or none. Waits up to `timeoutMs`, then throws FleetError(record.lock-held) naming the holder. */
-  acquireLocks(stack: string, fleets: readonly string[], holder: LockHolder, opts?: { leaseMs?: number; timeoutMs?: number }): Promise<LockHandle>;
+  /**
+   * Takes all the fleets' locks or none. Waits up to `timeoutMs`, then throws FleetError(record.lock-held) naming the holder.
+   * `lockId` (default: a new random one): called again with the same id, host and pid, it takes over the locks
+   * it took before (with a new fencing token), so a retry whose first try's outcome is unknown is safe.
+   */
+  acquireLocks(stack: string, fleets: readonly string[], holder: LockHolder, opts?: { leaseMs?: number; timeoutMs?: number; lockId?: string }): Promise<LockHandle>;
   listLocks(stack: string): Promise<LockRow[]>;
   /** Like listLocks, over every stack, only the rows of one lock id. */
   findLock(lockId: string): Promise<LockRow[]>;

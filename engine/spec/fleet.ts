@@ -9,6 +9,7 @@ import type { LoadedPack } from '../policy/types.ts';
 import { isZeroAmount, type RolloutAmount, type RolloutSpec } from '../model/index.ts';
 import type { LoadedFleet, Location } from './types.ts';
 import { showValue } from './schema.ts';
+import { unseenProblem, visible } from '../diags/index.ts';
 import { collectPointers, docWhere, keyWhere, valueWhere, type SourceDoc } from './yaml.ts';
 
 /** What a fleet without `state` asks for (DESIGN.md). */
@@ -164,33 +165,6 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
   return out;
 }
 
-/**
- * Characters a reviewer cannot see: control and format characters (a
- * zero-width space, a right-to-left override), private-use and unpaired
- * surrogates, line and paragraph separators, and spaces other than U+0020.
- */
-const UNSEEN = /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u;
-/** Combining marks, escaped in messages (shown as they are, they join the quote before them). */
-const COMBINING = /\p{M}/u;
-
-const hex = (c: string): string => c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
-
-/** `s` quoted, its unseen characters written as escapes (`"team-a\\u200B"`): shown as they are, a right-to-left override reorders the message itself. */
-function visible(s: string): string {
-  return `"${s.replace(new RegExp(`${UNSEEN.source}|${COMBINING.source}`, 'gu'), (c) => `\\u${hex(c)}`)}"`;
-}
-
-/** Why `s` does not read as what it is, and what to do, or undefined. */
-function unseenProblem(s: string): { why: string; fix: string } | undefined {
-  const m = UNSEEN.exec(s);
-  if (m) return { why: `holds U+${hex(m[0])} at position ${m.index + 1}, a character that does not show`, fix: 'Write it with visible characters only.' };
-  if (s !== s.trim()) return { why: 'starts or ends with a space', fix: 'Remove the space.' };
-  // "e" and a combining accent look like "é" typed as one character, and are another string.
-  if (s.normalize('NFC') !== s) {
-    return { why: 'writes a letter as a base and a combining mark (not Unicode NFC)', fix: `Write it as typed, composed: ${visible(s.normalize('NFC'))}.` };
-  }
-  return undefined;
-}
 
 /**
  * The owner and the labels are matched exactly (owner-quota limits, a

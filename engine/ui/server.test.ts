@@ -122,6 +122,44 @@ describe('dashboard access', () => {
     expect((await app.inject({ method: 'POST', url: '/ui/logout' })).statusCode).toBe(303);
   });
 
+  // Found by QA: the sign-in form took any number of wrong tokens at the speed of HTTP, so a short token could be guessed.
+  it('refuses an address past 10 failed sign-ins in 15 minutes (429 with Retry-After, the right token too), until the window passes; bearer guesses count', async () => {
+    const t = { now: 1_000_000 };
+    app = Fastify();
+    registerUi(app, { source, now: () => t.now, authorize: (tok) => (tok === 'read-token' ? 'read' : undefined) });
+    const login = (token: string, ip = '10.0.0.7') =>
+      app.inject({ method: 'POST', url: '/ui/login', remoteAddress: ip, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${token}` });
+    for (let i = 0; i < 9; i++) expect((await login(`guess-${i}`)).statusCode).toBe(401);
+    // A wrong bearer token on a page is a guess too.
+    expect((await app.inject({ method: 'GET', url: '/ui', remoteAddress: '10.0.0.7', headers: { authorization: 'Bearer guess-9' } })).statusCode).toBe(401);
+    for (const token of ['guess-10', 'read-token']) {
+      const refused = await login(token);
+      expect(refused.statusCode).toBe(429);
+      expect(refused.headers['retry-after']).toBe('900');
+      expect(refused.headers['set-cookie']).toBeUndefined();
+      expect(refused.headers['content-type']).toBe('text/html; charset=utf-8');
+      expect(refused.body).toContain('Too many failed sign-ins from this address');
+    }
+    const bearer = await app.inject({ method: 'GET', url: '/ui', remoteAddress: '10.0.0.7', headers: { authorization: 'Bearer read-token' } });
+    expect(bearer.statusCode).toBe(429);
+    // Another address is not held back.
+    expect((await login('read-token', '10.0.0.8')).statusCode).toBe(303);
+    t.now += 15 * 60_000;
+    expect((await login('read-token')).statusCode).toBe(303);
+  });
+
+  it('a session signed in before the limit keeps working while its address is held back', async () => {
+    const t = { now: 1_000_000 };
+    app = Fastify();
+    registerUi(app, { source, now: () => t.now, signInLimits: { failures: 1 }, authorize: (tok) => (tok === 'read-token' ? 'read' : undefined) });
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const ok = await app.inject({ method: 'POST', url: '/ui/login', remoteAddress: '10.0.0.7', headers: form, payload: 'token=read-token' });
+    const cookie = String(ok.headers['set-cookie']).split(';')[0];
+    expect((await app.inject({ method: 'POST', url: '/ui/login', remoteAddress: '10.0.0.7', headers: form, payload: 'token=x' })).statusCode).toBe(401);
+    expect((await app.inject({ method: 'POST', url: '/ui/login', remoteAddress: '10.0.0.7', headers: form, payload: 'token=y' })).statusCode).toBe(429);
+    expect((await app.inject({ method: 'GET', url: '/ui', remoteAddress: '10.0.0.7', headers: { cookie } })).statusCode).toBe(200);
+  });
+
   it('marks the cookie Secure over HTTPS', async () => {
     start(true);
     const ok = await app.inject({ method: 'POST', url: '/ui/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=admin-token' });

@@ -16,6 +16,7 @@ import { FleetError } from '../diags/index.ts';
 import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
+import { SignInLimiter, type SignInLimits } from './limit.ts';
 import { driftPage, errorPage, fleetPage, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
@@ -47,6 +48,14 @@ export interface UiOptions {
    * authority's service log), and the page says "the service log".
    */
   errorLog?: { write(line: string): void; where: string };
+  /**
+   * Failed sign-ins an address may make (the form, or a wrong bearer token on
+   * a page) before it is refused with 429 for a while (limit.ts); default 10
+   * in 15 minutes.
+   */
+  signInLimits?: SignInLimits;
+  /** The clock (tests); Date.now when absent. */
+  now?: () => number;
 }
 
 /** An error as one line for a log: name and message, line breaks folded, URLs' secrets redacted (redactUrl); no stack. */
@@ -106,10 +115,31 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
   const key = o.sessionKey ?? randomBytes(32);
   const sessionMs = o.sessionMs ?? 8 * 3_600_000;
   const src = o.source;
+  const now = o.now ?? Date.now;
+  const limiter = new SignInLimiter(o.signInLimits, now);
+
+  /** A token presented to sign in (the form, or a bearer on a page): its role, each failure counted against the caller's address. */
+  const tryToken = (req: FastifyRequest, token: string): UiRole | undefined => {
+    const role = token !== '' ? o.authorize(token) : undefined;
+    if (role) limiter.succeeded(req.ip);
+    else limiter.failed(req.ip);
+    return role;
+  };
+  /** An address past its failed sign-ins is answered 429 (Retry-After) on a page before any token of it is looked at. */
+  const heldBack = (req: FastifyRequest, reply: FastifyReply) => {
+    const wait = limiter.waitMs(req.ip);
+    if (wait <= 0) return undefined;
+    const minutes = Math.max(1, Math.ceil(wait / 60_000));
+    return page(
+      reply.header('retry-after', String(Math.ceil(wait / 1000))),
+      errorPage(src.stack, `Too many failed sign-ins from this address; try again in ${minutes} minute${minutes === 1 ? '' : 's'}. A session already signed in is not affected.`),
+      429,
+    );
+  };
 
   const session = (req: FastifyRequest): UiRole | undefined => {
     const auth = req.headers.authorization;
-    if (auth?.startsWith('Bearer ')) return o.authorize(auth.slice(7));
+    if (auth?.startsWith('Bearer ')) return tryToken(req, auth.slice(7));
     const c = cookieOf(req);
     if (!c) return undefined;
     const [expires, role, mac] = c.split('.');
@@ -119,7 +149,7 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
     const want = Buffer.from(sign(key, `${expires}.${role}`, bound));
     const got = Buffer.from(mac);
     if (want.length !== got.length || !timingSafeEqual(want, got)) return undefined;
-    return Number(expires) > Date.now() ? role : undefined;
+    return Number(expires) > now() ? role : undefined;
   };
 
   // The pages have no script and load nothing: the policy says so to the browser too, so even markup that slipped past escaping could run nothing and fetch nothing.
@@ -144,7 +174,15 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
           return page(reply, errorPage(src.stack, 'A sign-in or sign-out sent from a page of another site is refused; sign in from this dashboard\'s own page.'), 403);
         }
         const path = req.url.split('?')[0];
-        if (path === '/ui/login' || path === '/ui/logout') return;
+        if (path === '/ui/logout') return;
+        if (path === '/ui/login') {
+          if (req.method === 'POST') return heldBack(req, reply);
+          return;
+        }
+        if (req.headers.authorization?.startsWith('Bearer ')) {
+          const refused = heldBack(req, reply);
+          if (refused) return refused;
+        }
         if (!session(req)) {
           if (req.headers.authorization) return reply.code(401).send({ error: 'ui-unauthorized', message: 'the token grants no access to the dashboard' });
           return reply.redirect('/ui/login', 303);
@@ -169,9 +207,9 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       ui.get('/login', async (_req, reply) => page(reply, loginPage(src.stack, false)));
       ui.post('/login', async (req, reply) => {
         const token = (req.body as Record<string, unknown> | undefined)?.token;
-        const role = typeof token === 'string' && token !== '' ? o.authorize(token) : undefined;
+        const role = typeof token === 'string' ? tryToken(req, token) : undefined;
         if (!role) return page(reply, loginPage(src.stack, true), 401);
-        const expires = String(Date.now() + sessionMs);
+        const expires = String(now() + sessionMs);
         const bound = o.binding ? o.binding(role) : '';
         if (bound === undefined) throw new Error(`bug: the ${role} role signed in but has no session binding`);
         const value = `${expires}.${role}.${sign(key, `${expires}.${role}`, bound)}`;

@@ -23,7 +23,7 @@
 //   centers and the next `pulumi up` goes on from there.
 // - delete: a member that could not be deleted still exists; the error names it.
 import * as pulumi from '@pulumi/pulumi';
-import { FleetError, diag, type Diagnostic } from '../../engine/diags/index.ts';
+import { FleetError, diag, unseenProblem, visible, type Diagnostic } from '../../engine/diags/index.ts';
 import { computePlan, noRulesPolicy, type Change } from '../../engine/plan/index.ts';
 import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
@@ -138,8 +138,11 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
    * take it, checked by hand (a compiled schema validator cannot be
    * serialized into the provider): the keys it knows (a misspelt one is a
    * failure, not dropped), the name grammar members are addressed by, the
-   * count and size limits; then what the stack and pack say (state, image,
-   * data centers). If you add a key to FleetSpecInputs, add it to SPEC_KEYS.
+   * count and size limits, characters that do not show in the owner and
+   * labels; then what the stack and pack say (state, image and hardware
+   * offered where the fleet may live, data centers, near). If you add a key
+   * to FleetSpecInputs, add it to SPEC_KEYS. fleet-check.test.ts holds the
+   * two to one verdict over generated specs: change both together.
    */
   async check(_olds: FleetInputs, news: FleetInputs): Promise<pulumi.dynamic.CheckResult<FleetInputs>> {
     const failures: pulumi.dynamic.CheckFailure[] = [];
@@ -168,20 +171,78 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       fail('size', 'size needs an integer cpu from 1 to 256, memoryGiB from 0.5 to 4096 and an integer diskGiB from 1 to 65536');
     }
     if (z && typeof z === 'object' && known(z)) unknownKeys(z, ['cpu', 'memoryGiB', 'diskGiB'], 'size', 'size');
-    if (s.hardware !== undefined && known(s.hardware) && (!Array.isArray(s.hardware) || s.hardware.some((t) => typeof t !== 'string' || t === ''))) fail('hardware', 'hardware must be a list of trait names');
-    if (s.labels !== undefined && known(s.labels) && (s.labels === null || typeof s.labels !== 'object' || Array.isArray(s.labels) || Object.values(s.labels).some((v) => typeof v !== 'string'))) {
-      fail('labels', 'labels must map names to strings');
+    // The owner and the labels are matched exactly (quota limits, rules' label matches): what does not show is refused, as in a fleet file.
+    const readable = (property: string, what: string, v: unknown) => {
+      if (typeof v !== 'string' || !known(v)) return;
+      const problem = unseenProblem(v);
+      if (problem) fail(property, `${what} ${visible(v)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`);
+    };
+    readable('owner', 'owner', s.owner);
+    const unique = (list: readonly unknown[]) => new Set(list).size === list.length;
+    const nonEmptyStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((t) => typeof t === 'string' && t !== '');
+    const hardwareOk = s.hardware === undefined || !known(s.hardware) || (nonEmptyStrings(s.hardware) && unique(s.hardware));
+    if (!hardwareOk) fail('hardware', 'hardware must be a list of trait names, each listed once');
+    if (s.labels !== undefined && known(s.labels)) {
+      if (s.labels === null || typeof s.labels !== 'object' || Array.isArray(s.labels) || Object.values(s.labels).some((v) => typeof v !== 'string')) {
+        fail('labels', 'labels must map names to strings');
+      } else {
+        for (const [k, v] of Object.entries(s.labels)) {
+          readable(`labels.${k}`, 'label key', k);
+          readable(`labels.${k}`, `the value of label ${visible(k)}`, v);
+        }
+      }
     }
     for (const k of ['encryptedDisk', 'protect'] as const) if (s[k] !== undefined && known(s[k]) && typeof s[k] !== 'boolean') fail(k, `${k} must be true or false`);
-    if (s.placement !== undefined && known(s.placement) && (s.placement === null || typeof s.placement !== 'object')) fail('placement', 'placement must be an object');
-    else if (s.placement && known(s.placement)) unknownKeys(s.placement, ['dataCenters', 'strategy', 'near'], 'placement', 'placement');
     const lc = this.stack.lifecycle;
     const state = s.state ?? 'Running';
     if (!lc.requestable.includes(state)) fail('state', `state ${state} is not one a fleet may ask for: ${lc.requestable.join(', ')}`);
-    if (typeof s.image === 'string' && !this.stack.images[s.image]) fail('image', `image ${s.image} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
     const dcNames = this.stack.dataCenters.map((d) => d.name);
-    for (const name of s.placement?.dataCenters ?? []) if (!dcNames.includes(name)) fail('placement.dataCenters', `${name} is not a data center of stack ${this.stack.name} (${dcNames.join(', ')})`);
-    if (s.placement?.strategy !== undefined && !STRATEGIES.includes(s.placement.strategy)) fail('placement.strategy', `strategy must be one of ${STRATEGIES.join(', ')}`);
+    // The data centers this fleet may use: its allow-list (known names only), else all of the stack's.
+    let candidates = dcNames;
+    const p = s.placement as unknown;
+    if (p !== undefined && known(p)) {
+      if (p === null || typeof p !== 'object' || Array.isArray(p)) fail('placement', 'placement must be an object');
+      else {
+        const pl = p as Record<string, unknown>;
+        unknownKeys(pl, ['dataCenters', 'strategy', 'near'], 'placement', 'placement');
+        const dcs = pl.dataCenters;
+        if (dcs !== undefined && known(dcs)) {
+          if (!nonEmptyStrings(dcs) || dcs.length === 0 || !unique(dcs)) fail('placement.dataCenters', 'placement.dataCenters must list at least one data center name, each once');
+          else {
+            for (const name of dcs) if (!dcNames.includes(name)) fail('placement.dataCenters', `${name} is not a data center of stack ${this.stack.name} (${dcNames.join(', ')})`);
+            candidates = dcs.filter((name) => dcNames.includes(name));
+          }
+        }
+        if (pl.strategy !== undefined && known(pl.strategy) && !STRATEGIES.includes(pl.strategy as (typeof STRATEGIES)[number])) fail('placement.strategy', `strategy must be one of ${STRATEGIES.join(', ')}`);
+        const near = pl.near;
+        if (near !== undefined && known(near)) {
+          if (typeof near === 'string') {
+            if (near !== this.stack.site.name && !dcNames.includes(near)) fail('placement.near', `near ${JSON.stringify(near)} is neither the stack's site (${this.stack.site.name}) nor one of its data centers (${dcNames.join(', ')})`);
+          } else if (near === null || typeof near !== 'object' || Array.isArray(near)) {
+            fail('placement.near', 'near must be a data center or site name, or coordinates { lat, lon }');
+          } else {
+            const at = near as Record<string, unknown>;
+            unknownKeys(at, ['lat', 'lon'], 'placement.near', 'placement.near');
+            const inRange = (v: unknown, limit: number) => typeof v === 'number' && v >= -limit && v <= limit;
+            if (!inRange(at.lat, 90) || !inRange(at.lon, 180)) fail('placement.near', 'near needs lat from -90 to 90 and lon from -180 to 180');
+          }
+        }
+      }
+    }
+    // Hardware traits and the image must be offered where the fleet may live (as `fleet validate` says of a fleet file).
+    const offers = (dc: string) => this.stack.dataCenters.find((d) => d.name === dc)?.hardware ?? [];
+    if (hardwareOk && Array.isArray(s.hardware) && candidates.length > 0) {
+      const missing = s.hardware.filter((t) => !candidates.some((dc) => offers(dc).includes(t)));
+      for (const t of missing) fail('hardware', `hardware trait ${t} is offered by none of the data centers the fleet may use (${candidates.join(', ')})`);
+      if (missing.length === 0 && s.hardware.length > 1 && !candidates.some((dc) => s.hardware!.every((t) => offers(dc).includes(t)))) {
+        fail('hardware', `no single data center among ${candidates.join(', ')} offers all of ${s.hardware.join(', ')}`);
+      }
+    }
+    if (typeof s.image === 'string' && s.image !== '' && known(s.image)) {
+      const entry = Object.hasOwn(this.stack.images, s.image) ? this.stack.images[s.image] : undefined;
+      if (!entry) fail('image', `image ${s.image} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
+      else if (candidates.length > 0 && !candidates.some((dc) => Object.hasOwn(entry, dc))) fail('image', `image ${s.image} has no translation for ${candidates.join(', ')} in the pack's catalog`);
+    }
     for (const name of Object.keys(news.tokens ?? {})) if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
     return { inputs: news, failures };
   }

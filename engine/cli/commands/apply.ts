@@ -314,6 +314,12 @@ async function runApply(
     ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}),
     // A PGlite record is one process's: another apply holding it is waited for as its locks would be (--lock-timeout).
     onRecordWait: (who, ms) => io.stderr.write(`note: the PGlite record is open in ${who}; waiting up to ${Math.ceil(ms / 1000)} s for it (\`--lock-timeout SECONDS\` waits longer).\n`),
+    // A PostgreSQL record's outage (a failover): the apply's record calls retry; said once when it begins and when it ends.
+    onRecordOutage: {
+      onOutage: (fault, budgetMs) =>
+        io.stderr.write(`warning: the record is unreachable; retrying for up to ${Math.round(budgetMs / 1000)} s (FLEET_RETRY_BUDGET_MS): ${fault.diagnostics[0].detail}\n`),
+      onBack: (ms) => io.stderr.write(`note: the record is reachable again after ${(ms / 1000).toFixed(1)} s; the apply goes on.\n`),
+    },
   });
   const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
   const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
