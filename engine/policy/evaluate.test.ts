@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { createContext, Script } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type { Diagnostic } from '../diags/index.ts';
-import { evaluateRules } from './evaluate.ts';
+import { evaluateRules, shownFile } from './evaluate.ts';
 import { loadPack } from './load.ts';
 import { change, ctx, packWith, plan, scratch } from './testdata/fixtures.ts';
 import type { Finding, Rule } from './types.ts';
@@ -143,5 +143,16 @@ describe('evaluateRules: a custom rule that never returns', () => {
     const file = join(dir, 'rules', 'spin.ts');
     expect(vs).toEqual([expect.objectContaining({ policy: 'spin', level: 'mandatory', address: 'web/0', message: expect.stringContaining(`its checkChange (${file}:7:3)`) })]);
     expect(reported).toEqual([expect.objectContaining({ code: 'policy.rule-timeout', file, line: 7, col: 3, address: 'web/0' })]);
+  });
+});
+
+describe('shownFile', () => {
+  it.each([
+    ['/repo/policies/p/rules/spin.ts', '/repo', 'policies/p/rules/spin.ts'],
+    ['/elsewhere/rules/spin.ts', '/repo', '/elsewhere/rules/spin.ts'],
+    ['/repo', '/repo', '/repo'],
+    ['rules/spin.ts', '/repo', 'rules/spin.ts'],
+  ])('%s from %s -> %s', (file, cwd, want) => {
+    expect(shownFile(file, cwd)).toBe(want);
   });
 });

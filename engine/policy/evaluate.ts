@@ -1,6 +1,7 @@
 // Running the check rules over a finished plan. Built-in and custom rules go
 // through the same path; a rule that throws is reported, never a crash, and
 // a custom rule that does not return in time is stopped and reported.
+import { isAbsolute, relative } from 'node:path';
 import { diag, type Diagnostic, type Where } from '../diags/index.ts';
 import type { PlanDocument, Violation } from '../model/index.ts';
 import { functionLocation, ruleTimeoutMs, runWithin, showSeconds } from './deadline.ts';
@@ -103,13 +104,25 @@ function runRule(r: ResolvedRule, plan: PlanDocument, rctx: RuleContext, out: Vi
  * defined (file:line:col when the inspector can tell, else its module),
  * the sentence, and what to do.
  */
+/**
+ * A file as diagnostics show it: relative to the working folder when inside
+ * it (the message goes into the plan document, which is reviewed and
+ * compared from machine to machine), else as it is.
+ */
+export function shownFile(file: string, cwd: string = process.cwd()): string {
+  if (!isAbsolute(file)) return file;
+  const rel = relative(cwd, file);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
+}
+
 export function ruleTimeout(
   r: ResolvedRule,
   check: 'checkChange' | 'checkPlan' | 'checkRequest',
   on: string,
   ms: number,
 ): { where: Where; defined: string; message: string; hint: string } {
-  const where = functionLocation(r.rule[check]) ?? (r.module ? { file: r.module } : {});
+  const found = functionLocation(r.rule[check]) ?? (r.module ? { file: r.module } : {});
+  const where = found.file !== undefined ? { ...found, file: shownFile(found.file) } : found;
   const defined = where.file ? `${where.file}${where.line !== undefined ? `:${where.line}:${where.col ?? 1}` : ''}` : 'a rule module of the pack';
   return {
     where,
