@@ -88,9 +88,9 @@ describe('a custom rule that never returns, through the CLI', () => {
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-  // `fleet policy test` shows paths relative to the working folder (the temp folder here) and indents its diagnostics; the detail names the module's absolute path.
+  // Paths relative to the working folder (the temp folder here), in the location and in the detail (which goes into the plan document); `fleet policy test` indents its diagnostics.
   const AT =
-    /error\[policy\.rule-timeout\]: Policy rule did not finish in time\n +at (\/\S+\/)?pack\/rules\/spin\.ts:6:3 web\/0\n +Rule spin did not finish within 1 s: its checkChange \(\/\S+\/pack\/rules\/spin\.ts:6:3\) was still running on web\/0 \(0 of \d changes checked before it\), and was stopped\. A check must return/;
+    /error\[policy\.rule-timeout\]: Policy rule did not finish in time\n +at (\/\S+\/)?pack\/rules\/spin\.ts:6:3 web\/0\n +Rule spin did not finish within 1 s: its checkChange \(pack\/rules\/spin\.ts:6:3\) was still running on web\/0 \(0 of \d changes checked before it\), and was stopped\. A check must return/;
   const cases: { name: string; args: () => string[]; out: 'stdout' | 'stderr'; also?: RegExp }[] = [
     { name: 'fleet plan', args: () => ['plan', '--stack', stack], out: 'stderr', also: /error\[plan\.blocked\]/ },
     { name: 'fleet apply', args: () => ['apply', '--stack', stack, '--yes'], out: 'stderr', also: /error\[apply\.plan-blocked\]/ },
