@@ -7,12 +7,20 @@
 // the process usable afterwards; each bounded call starts a watchdog thread
 // (0.05-0.3 ms), so a whole evaluation of one rule is one call, never one
 // per change.
-import { Session } from 'node:inspector';
-import { SourceMap } from 'node:module';
-import { dirname, isAbsolute, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createContext, Script, type Context } from 'node:vm';
+import type { Session } from 'node:inspector';
+import type { Context, Script } from 'node:vm';
 import type { Where } from '../diags/index.ts';
+
+/**
+ * Node's own modules, taken when they are used rather than imported: the
+ * Pulumi Fleet resource's provider reaches evaluateRules (the planner's
+ * default policy), and Pulumi serializes every function a provider reaches;
+ * node:vm's createContext, node:url's fileURLToPath and node:path's
+ * functions lead to native functions it cannot write out
+ * (providers/pulumi/serialized.test.ts). Use it for every Node module here
+ * and in evaluate.ts.
+ */
+export const builtin: NodeJS.Process['getBuiltinModule'] = (id: string) => process.getBuiltinModule(id);
 
 /** How long one custom rule's checks may run in one evaluation, by default (policy.yaml `spec.ruleTimeoutSeconds`). */
 export const RULE_TIMEOUT_SECONDS = 10;
@@ -31,8 +39,9 @@ let script: Script | undefined;
  * `finally` of its own runs then). What `fn` throws is thrown again.
  */
 export function runWithin(ms: number, fn: () => void): boolean {
-  context ??= createContext({ run: undefined });
-  script ??= new Script('run()', { filename: 'fleet:rule-deadline' });
+  const vm = builtin('node:vm');
+  context ??= vm.createContext({ run: undefined });
+  script ??= new vm.Script('run()', { filename: 'fleet:rule-deadline' });
   let thrown: { err: unknown } | undefined;
   const saved: unknown = context.run;
   // Nothing fn throws leaves the script: what does is the termination.
@@ -73,7 +82,7 @@ export function functionLocation(fn: unknown): Where | undefined {
   const key = `__fleetFunctionLocation${process.pid}`;
   const g = globalThis as Record<string, unknown>;
   try {
-    session = new Session();
+    session = new (builtin('node:inspector').Session)();
     session.connect();
     const s = session;
     const post = <T>(method: string, params?: object): T => {
@@ -111,7 +120,7 @@ export function functionLocation(fn: unknown): Where | undefined {
 
 /** A script's path from its URL: a file: URL (tsx adds a query), or tsx's data: URL of a module it took for CommonJS (`…?filePath=<path>`). */
 function fileOf(url: string): string | undefined {
-  if (url.startsWith('file:')) return fileURLToPath(url.replace(/\?.*$/, ''));
+  if (url.startsWith('file:')) return builtin('node:url').fileURLToPath(url.replace(/\?.*$/, ''));
   const m = /[?&]filePath=([^&]*)/.exec(url);
   return m ? decodeURIComponent(m[1]).replace(/\?.*$/, '') : undefined;
 }
@@ -120,12 +129,13 @@ function fileOf(url: string): string | undefined {
 function throughSourceMap(url: string | undefined, file: string | undefined, line: number, col: number): Where | undefined {
   const m = url && /^data:application\/json(?:;charset=[^;,]*)?;base64,(.*)$/.exec(url);
   if (!m) return undefined;
-  const entry = new SourceMap(JSON.parse(Buffer.from(m[1], 'base64').toString('utf8'))).findEntry(line, col) as {
+  const entry = new (builtin('node:module').SourceMap)(JSON.parse(Buffer.from(m[1], 'base64').toString('utf8'))).findEntry(line, col) as {
     originalSource?: string;
     originalLine?: number;
     originalColumn?: number;
   };
   if (!entry.originalSource || entry.originalLine === undefined || entry.originalColumn === undefined) return undefined;
-  const source = fileOf(entry.originalSource) ?? (file && !isAbsolute(entry.originalSource) ? resolve(dirname(file), entry.originalSource) : entry.originalSource);
+  const path = builtin('node:path');
+  const source = fileOf(entry.originalSource) ?? (file && !path.isAbsolute(entry.originalSource) ? path.resolve(path.dirname(file), entry.originalSource) : entry.originalSource);
   return { file: source, line: entry.originalLine + 1, col: entry.originalColumn + 1 };
 }

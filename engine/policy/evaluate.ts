@@ -1,10 +1,9 @@
 // Running the check rules over a finished plan. Built-in and custom rules go
 // through the same path; a rule that throws is reported, never a crash, and
 // a custom rule that does not return in time is stopped and reported.
-import { isAbsolute, relative } from 'node:path';
 import { diag, type Diagnostic, type Where } from '../diags/index.ts';
 import type { PlanDocument, Violation } from '../model/index.ts';
-import { functionLocation, ruleTimeoutMs, runWithin, showSeconds } from './deadline.ts';
+import { builtin, functionLocation, ruleTimeoutMs, runWithin, showSeconds } from './deadline.ts';
 import { BUILTIN_RULES } from './rules/builtin.ts';
 import type { Finding, LoadedPack, ResolvedRule, Rule, RuleContext } from './types.ts';
 
@@ -110,9 +109,10 @@ function runRule(r: ResolvedRule, plan: PlanDocument, rctx: RuleContext, out: Vi
  * compared from machine to machine), else as it is.
  */
 export function shownFile(file: string, cwd: string = process.cwd()): string {
-  if (!isAbsolute(file)) return file;
-  const rel = relative(cwd, file);
-  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
+  const path = builtin('node:path');
+  if (!path.isAbsolute(file)) return file;
+  const rel = path.relative(cwd, file);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
 }
 
 export function ruleTimeout(
