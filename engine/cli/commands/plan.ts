@@ -10,7 +10,7 @@ import { PLAN_FORMATS } from '../../plan/render/formats.ts';
 const planning = () => import('../../plan/index.ts');
 import type { LoadedStack } from '../../spec/index.ts';
 import { type CliIO, modeOf, printDiagnostics, runCommand, useColor } from '../io.ts';
-import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
+import { formatOption, loaderEnv, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
 import type { RegisterCommand } from './types.ts';
 
@@ -31,7 +31,7 @@ interface PlanCliOptions {
 async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackOptions) {
   // Loaded only here: it brings the HTTP services of the embedded data centers along.
   const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
-  const session = await openSession(stackDir, { cwd: io.cwd, env: planOpts.env ?? io.env });
+  const session = await openSession(stackDir, { cwd: io.cwd, env: planOpts.env ?? io.env, onRecordOutage: recordOutageNotices(io, 'the refresh') });
   try {
     const refresh = await refreshStack(session, { actor: defaultActor() });
     const { checked, drift } = refresh;
