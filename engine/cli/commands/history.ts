@@ -7,6 +7,8 @@ import { historyTable, printResult, withStackRecord, type RecordCliOptions } fro
 import type { RegisterCommand } from './types.ts';
 
 const DEFAULT_LIMIT = 100;
+/** The largest --limit: PostgreSQL's integer range, far past any record's history (a larger number reached the database and failed there). */
+const MAX_LIMIT = 2_147_483_647;
 
 /**
  * `fleet history [ADDRESS]`: the transition history of the stack, or of one
@@ -27,7 +29,7 @@ export const registerHistory: RegisterCommand = (program: Command, io, setExit) 
       setExit(
         await runCommand(io, async () => {
           const limit = opts.limit === undefined ? DEFAULT_LIMIT : Number(opts.limit);
-          if (!Number.isInteger(limit) || limit < 1) fail('cli.usage', `--limit must be a positive whole number, not ${JSON.stringify(opts.limit)}.`);
+          if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) fail('cli.usage', `--limit must be a whole number from 1 to ${MAX_LIMIT}, not ${JSON.stringify(opts.limit)}.`);
           if (address !== undefined && !parseVmAddress(address)) {
             fail('cli.usage', `${JSON.stringify(address)} is not a VM address; addresses look like web/0 (<fleet>/<index>).`);
           }

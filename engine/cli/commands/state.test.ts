@@ -178,6 +178,9 @@ describe('fleet history', () => {
     [['history', 'web/9'], 'record.vm-not-found'],
     [['history', 'nonsense'], 'cli.usage'],
     [['history', '--limit', '0'], 'cli.usage'],
+    // Past the database's range it was cli.internal with the database's words: 'value "100000000000000000000" is out of range for type bigint'.
+    [['history', '--limit', '99999999999999999999'], 'cli.usage'],
+    [['history', '--limit', '2147483648'], 'cli.usage'],
     [['history', '--stack', 'nowhere'], 'spec.'],
   ])('%j fails with %s', async (args, code) => {
     const r = await runCli(args, { cwd: root });
