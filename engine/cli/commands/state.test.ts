@@ -1,7 +1,7 @@
 // `fleet state list|show`, `fleet history` and `fleet unlock` against a real
 // PGlite record in a scratch stack. Text output is compared with golden files
 // (timestamps, ids and the scratch path masked); UPDATE_GOLDEN=1 rewrites them.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
@@ -236,6 +236,34 @@ describe('fleet unlock', () => {
       expect((await rec.listLocks('otherstack')).map((l) => l.lockId)).toEqual([otherLockId]);
     } finally {
       await rec.close();
+    }
+  });
+
+  it('refuses a lock whose apply still runs on this host, and leaves it held (it broke a running apply\'s lock)', async () => {
+    // The running apply: a live process of this host, its lease not run out.
+    const apply = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 120000)'], { stdio: 'ignore' });
+    const url = `pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`;
+    const rec = await openRecord(url);
+    const live = await rec.acquireLocks('clitest', ['web'], { who: 'ci', host: hostname(), pid: apply.pid!, planId: 'plan-5' }, { leaseMs: 3_600_000 });
+    await rec.close();
+    try {
+      const r = await runCli(['unlock', live.lockId, '--format', 'json'], { cwd: root });
+      expect(r.code).toBe(1);
+      const out = JSON.parse(r.stdout);
+      expect(out.diagnostics).toMatchObject([{ code: 'record.lock-held', address: live.lockId }]);
+      expect(out.diagnostics[0].detail).toContain(`ci@${hostname()} pid ${apply.pid} for plan plan-5`);
+      expect(out.diagnostics[0].detail).toContain('still runs on this host');
+      const after = await openRecord(url);
+      try {
+        expect((await after.findLock(live.lockId)).map((l) => l.fleet)).toEqual(['web']);
+      } finally {
+        await after.close();
+      }
+    } finally {
+      apply.kill();
+      const again = await openRecord(url);
+      await again.forceUnlock(live.lockId);
+      await again.close();
     }
   });
 
