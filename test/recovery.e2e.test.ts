@@ -251,6 +251,44 @@ describe('a VM gone from its data center (embedded)', () => {
   }, 300_000);
 });
 
+describe('fleet import into a data center the fleet may not use (embedded)', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  const onlyMiami = (yaml: string) => yaml.replace('placement: { strategy: spread }', 'placement: { strategy: spread, dataCenters: [miami] }');
+  beforeAll(async () => {
+    st = await tempStack();
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('is refused (members never move: it would stay where no plan may place or replace it), unless the VM was that member before', async () => {
+    await st.spec('app', fleetYaml('app', { count: 2 }));
+    await st.spec('edge', onlyMiami(fleetYaml('edge', { count: 1 })));
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stderr).toBe(0);
+    const inRichmond = (await world(st.dir)).vms.find((v) => v.address.startsWith('app/') && v.dataCenter === 'richmond')!;
+    expect(inRichmond).toBeDefined();
+    await st.spec('edge', onlyMiami(fleetYaml('edge', { count: 2 })));
+    expect((await fleet('state', 'rm', inRichmond.address)).code).toBe(0);
+
+    // Before: adopted as edge/1 in richmond, outside edge's allow-list, where no later plan could replace it.
+    const r = await fleet('import', 'edge/1', inRichmond.cloudId!, '--format', 'json');
+    expect(r.code, r.stdout).toBe(1);
+    const out = JSON.parse(r.stdout);
+    expect(schemaErrors('import-output', out)).toEqual([]);
+    expect(out.diagnostics).toMatchObject([{ code: 'apply.import-refused', address: 'edge/1' }]);
+    expect(out.diagnostics[0].detail).toContain(`${inRichmond.cloudId} lives in richmond, where fleet edge may not have members (not in the fleet allow-list)`);
+    expect((await fleet('state', 'show', 'edge/1')).stderr).toContain('record.vm-not-found');
+
+    // The member it was, though, takes it back as it was, though app's allow-list has narrowed since.
+    await st.spec('app', onlyMiami(fleetYaml('app', { count: 2 })));
+    const back = await fleet('import', inRichmond.address, inRichmond.cloudId!);
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.stdout).toContain(`as ${inRichmond.address}`);
+  }, 300_000);
+});
+
 const pg = testPostgresUrl();
 
 interface Child {

@@ -44,7 +44,7 @@ export const registerImport: RegisterCommand = (program: Command, io, setExit) =
 
 async function runImport(io: Parameters<RegisterCommand>[1], address: string, cloudId: string, opts: ImportCliOptions, mode: ReturnType<typeof modeOf>): Promise<number> {
   const { fleet, index } = addressArg(address);
-  const { defaultActor, openSession } = await import('../../apply/index.ts');
+  const [{ defaultActor, openSession }, { staticExclusion }] = await Promise.all([import('../../apply/index.ts'), import('../../plan/index.ts')]);
   const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
   try {
     const { stack, pack, record } = session;
@@ -102,6 +102,13 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       }
       if (known && !known.retiredAt) {
         fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}) is live in the record already, at ${known.address} (${known.state}${known.deposed ? ', deposed' : ''}); \`fleet state rm ${known.address}\` forgets it there first.`, { address });
+      }
+      // Members never move (docs/planning.md): a member adopted where the fleet may not live stays there, and
+      // no later plan may place or replace it there. A VM forgotten from this very member comes back as it was.
+      const dc = stack.dataCenters.find((d) => d.name === vm.dataCenter);
+      const excluded = dc ? staticExclusion(dc, spec, pack) : `not a data center of stack ${stack.name}`;
+      if (excluded && known?.address !== address) {
+        fail('apply.import-refused', `${vm.cloudId} lives in ${vm.dataCenter}, where fleet ${fleet} may not have members (${excluded}); members never move, so no plan could replace it there. Import it into a fleet that may use ${vm.dataCenter}, or change ${fleet}'s placement or hardware first.`, { address });
       }
       return record.adoptVm(
         {
