@@ -287,6 +287,14 @@ describe('fleet import into a data center the fleet may not use (embedded)', () 
     expect(back.code, back.stderr).toBe(0);
     expect(back.stdout).toContain(`as ${inRichmond.address}`);
   }, 300_000);
+
+  it('says of a fleet of count 0 that it has no members (it said "members edge/0 to edge/-1")', async () => {
+    await st.spec('edge', onlyMiami(fleetYaml('edge', { count: 0 })));
+    const none = await fleet('import', 'edge/0', 'sim-x', '--format', 'json');
+    expect(none.code).toBe(1);
+    expect(JSON.parse(none.stdout).diagnostics).toMatchObject([{ code: 'apply.import-refused', address: 'edge/0' }]);
+    expect(JSON.parse(none.stdout).diagnostics[0].detail).toContain('fleet edge has count 0, so it has no members');
+  });
 });
 
 const pg = testPostgresUrl();

@@ -50,6 +50,9 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
     const { stack, pack, record } = session;
     const spec = session.fleets.find((f) => f.name === fleet);
     if (!spec) fail('apply.import-refused', `fleet ${fleet} is not in the specs of stack ${stack.name}: a VM is imported into a member of a fleet the specs declare.`, { address });
+    if (spec.count === 0) {
+      fail('apply.import-refused', `${address} is not a member: fleet ${fleet} has count 0, so it has no members and the next plan would delete it. Raise count first.`, { address });
+    }
     if (index >= spec.count) {
       fail('apply.import-refused', `${address} is not a member: fleet ${fleet} has count ${spec.count} (members ${fleet}/0 to ${fleet}/${spec.count - 1}), so the next plan would delete it. Raise count first, or import into a free index below it.`, { address });
     }
