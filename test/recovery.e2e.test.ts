@@ -295,6 +295,30 @@ describe('fleet import into a data center the fleet may not use (embedded)', () 
     expect(JSON.parse(none.stdout).diagnostics).toMatchObject([{ code: 'apply.import-refused', address: 'edge/0' }]);
     expect(JSON.parse(none.stdout).diagnostics[0].detail).toContain('fleet edge has count 0, so it has no members');
   });
+
+  it('says so when no data center asked could answer, under that data center\'s code (it said "No such VM to import")', async () => {
+    const file = join(st.dir, 'stack.yaml');
+    const yaml = await readFile(file, 'utf8');
+    // richmond is now a DMZ client nobody listens for.
+    await writeFile(file, yaml.replace(/(name: richmond\n\s+address: )embedded/, '$1http://127.0.0.1:9'));
+    try {
+      const env = { FLEET_CLI_TOKEN_RICHMOND: 'token', FLEET_RETRY_BUDGET_MS: '200' };
+      const r = await runCli(['import', 'app/1', 'sim-richmond-x', '--data-center', 'richmond', '--stack', st.dir, '--format', 'json'], { cwd: REPO, env });
+      expect(r.code).toBe(1);
+      const out = JSON.parse(r.stdout);
+      expect(schemaErrors('import-output', out)).toEqual([]);
+      const errors = out.diagnostics.filter((d: { severity: string }) => d.severity === 'error');
+      expect(errors).toMatchObject([{ code: 'apply.dmz-unreachable', address: 'app/1' }]);
+      expect(errors[0].detail).toContain('fleet import could not ask data center richmond for VM sim-richmond-x');
+      // One data center answered: what it did not hold is not found, and the one that did not answer is named.
+      const both = await runCli(['import', 'app/1', 'sim-richmond-x', '--stack', st.dir], { cwd: REPO, env });
+      expect(both.code).toBe(1);
+      expect(both.stderr).toContain('error[apply.import-not-found]');
+      expect(both.stderr).toContain('not reachable: richmond');
+    } finally {
+      await writeFile(file, yaml);
+    }
+  }, 300_000);
 });
 
 const pg = testPostgresUrl();

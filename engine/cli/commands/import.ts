@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { diag, fail, FleetError, sortDiagnostics } from '../../diags/index.ts';
+import { diag, fail, FleetError, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { sameSize } from '../../model/index.ts';
 import type { VmRow } from '../../record/index.ts';
 import type { ActualVm } from '../../../protocol/index.ts';
@@ -61,7 +61,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
 
     // Ask each data center's DMZ client what it holds; the VM must be there and present.
     let found: ActualVm | undefined;
-    const unreachable: string[] = [];
+    const unreachable: { dc: string; diag: Diagnostic | undefined; detail: string }[] = [];
     for (const dc of dcs) {
       const provider = session.providers.get(dc.name);
       if (!provider) continue;
@@ -69,7 +69,8 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       try {
         vms = await provider.listVms();
       } catch (err) {
-        unreachable.push(`${dc.name} (${err instanceof FleetError ? err.diagnostics[0].detail : String(err)})`);
+        const first = err instanceof FleetError ? err.diagnostics[0] : undefined;
+        unreachable.push({ dc: dc.name, diag: first, detail: first ? first.detail : String(err) });
         continue;
       }
       found = vms.find((v) => v.status === 'present' && (v.cloudId === cloudId || v.vmId === cloudId));
@@ -81,9 +82,15 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
         if (found) break;
       }
     }
+    if (!found && unreachable.length === dcs.length) {
+      // Nobody could be asked: not "no such VM", but why not, under the code of what failed (apply.dmz-unreachable, ...).
+      throw new FleetError(
+        unreachable.map((u) => diag(u.diag?.code ?? 'apply.dmz-unreachable', `fleet import could not ask data center ${u.dc} for VM ${cloudId}: ${u.detail}`, { address })),
+      );
+    }
     if (!found) {
       const searched = dcs.map((d) => d.name).join(', ');
-      const notAsked = unreachable.length ? `; not reachable: ${unreachable.join('; ')}` : '';
+      const notAsked = unreachable.length ? `; not reachable: ${unreachable.map((u) => `${u.dc} (${u.detail})`).join('; ')}` : '';
       fail('apply.import-not-found', `no data center of stack ${stack.name} holds a VM ${cloudId} (searched ${searched}${notAsked}).`, { address });
     }
     const vm = found;

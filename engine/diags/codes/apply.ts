@@ -102,7 +102,7 @@ export const applyCodes = defineCodes({
   },
   'apply.import-not-found': {
     summary: 'No such VM to import',
-    doc: 'No data center of the stack (or the one given with --data-center) holds a present VM with that cloud id or VM id, as its DMZ client lists them. Check the id in the cloud\'s console, and that the DMZ client is reachable.',
+    doc: 'No data center of the stack (or the one given with --data-center) holds a present VM with that cloud id or VM id, as its DMZ client lists them; a data center that did not answer is named in the detail. Check the id in the cloud\'s console, and that the DMZ client is reachable. When no data center asked answered, the error is that data center\'s own (`apply.dmz-unreachable`, `apply.token-missing`, ...), not this one.',
     severity: 'error',
   },
   'apply.import-differs': {
