@@ -224,6 +224,13 @@ describe('fleet unlock', () => {
     await golden('unlock-missing.txt', mask(r.stderr));
   });
 
+  // An empty id said "the record … holds no lock ; it may have been released already", at no address.
+  it.each([[''], ['   ']])('refuses the lock id %j as a usage error', async (id) => {
+    const r = await runCli(['unlock', id, '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).diagnostics).toMatchObject([{ code: 'cli.usage', detail: expect.stringContaining('fleet state list') }]);
+  });
+
   it("refuses a lock of another stack in the same record, and leaves it held", async () => {
     const r = await runCli(['unlock', otherLockId, '--format', 'json'], { cwd: root });
     expect(r.code).toBe(1);

@@ -25,8 +25,9 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
     .action(async (lockId: string, opts: RecordCliOptions) => {
       const mode = modeOf(opts.format);
       setExit(
-        await runCommand(io, () =>
-          withStackRecord(io, opts, async (record, stack) => {
+        await runCommand(io, async () => {
+          if (lockId.trim() === '') fail('cli.usage', 'the lock id is empty: `fleet state list` shows the locks held and their ids (LOCK ID), as the lock-held error names one.');
+          return withStackRecord(io, opts, async (record, stack) => {
             const locks = await record.findLock(lockId);
             // A record may hold several stacks (PostgreSQL): --stack says whose locks this may break.
             const foreign = locks.filter((l) => l.stack !== stack);
@@ -65,8 +66,8 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
                 `Released lock ${lockId} on fleet${locks.length > 1 ? 's' : ''} ${fleets} of stack ${l.stack}, held by ${lockHolder(l)}${l.planId ? ` for plan ${l.planId}` : ''} since ${l.since}.\n`,
             );
             return 0;
-          }),
-        mode),
+          });
+        }, mode),
       );
     });
 };
