@@ -160,6 +160,24 @@ describe('fleet state show', () => {
   });
 });
 
+// A fleet name is lower-case letters, digits and dashes (fleet.schema.json): anything else names no VM. Such an
+// address was looked up and echoed as typed, an escape sequence or a right-to-left override acting on the terminal.
+describe('an address whose fleet is no fleet name', () => {
+  const odd = [['we\u001b[31mb/0', '"we\\u001B[31mb/0"'], ['a\nb/0', '"a\\u000Ab/0"'], ['web\u202e/0', '"web\\u202E/0"'], ['WEB/0', '"WEB/0"'], ['web /0', '"web /0"'], ['web/0/1', '"web/0/1"']];
+  const commands = [['state', 'show'], ['state', 'rm'], ['history'], ['import', '%', 'sim-1']];
+  it.each(commands.flatMap((c) => odd.map(([address, shown]) => ({ name: `${c[0]} ${c[1] ?? ''} ${JSON.stringify(address)}`, args: c.includes('%') ? c.map((w) => (w === '%' ? address : w)) : [...c, address], shown }))))(
+    '$name is a usage error that shows it escaped',
+    async ({ args, shown }) => {
+      const r = await runCli(args, { cwd: root });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('error[cli.usage]');
+      expect(r.stderr).toContain(`${shown} is not a VM address`);
+      expect(r.stderr).toContain('lower-case letters, digits and dashes');
+      expect(r.stderr.includes('\u001b') || r.stderr.includes('\u202e')).toBe(false);
+    },
+  );
+});
+
 describe('fleet history', () => {
   it('shows the stack history oldest first', async () => {
     const r = await runCli(['history'], { cwd: root });

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { FleetError, fail, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
-import { parseVmAddress } from '../../model/index.ts';
+import { FleetError, fail, sortDiagnostics, visible, type Diagnostic } from '../../diags/index.ts';
+import { isFleetName, parseVmAddress } from '../../model/index.ts';
 import type { FleetRecord, HistoryRow, LockRow, SqlRecord, VmRow } from '../../record/index.ts';
 import { holderGone, lockHolder } from '../../record/locks.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO, type OutputMode } from '../io.ts';
@@ -186,10 +186,18 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
     });
 };
 
-/** `fleet state rm` / `fleet import`: a VM address argument, or a cli.usage error saying what one looks like. */
+/**
+ * `fleet state show|rm`, `history`, `import`: a VM address argument, or a
+ * cli.usage error saying what one looks like. Its fleet must be a fleet name:
+ * no other names a VM, and the text is shown escaped (an escape sequence or a
+ * right-to-left override typed into an address acted on the terminal).
+ */
 export function addressArg(text: string): { fleet: string; index: number } {
   const a = parseVmAddress(text);
-  if (!a) fail('cli.usage', `${JSON.stringify(text)} is not a VM address; an address is <fleet>/<index>, e.g. web/3.`);
+  if (!a) fail('cli.usage', `${visible(text)} is not a VM address; an address is <fleet>/<index>, e.g. web/3.`);
+  if (!isFleetName(a.fleet)) {
+    fail('cli.usage', `${visible(text)} is not a VM address: ${visible(a.fleet)} is no fleet name (lower-case letters, digits and dashes, starting with a letter); an address is <fleet>/<index>, e.g. web/3.`);
+  }
   return a;
 }
 
