@@ -246,6 +246,7 @@ describe('fleet refresh --check', () => {
       await writeFile(join(dir, 'stack.yaml'), yaml);
       await mkdir(join(dir, 'specs'));
       await writeFile(join(dir, 'specs', 'app.yaml'), fleetYaml('app', { count: 1 }));
+      await (await openRecord(`pglite://${join(dir, '.fleet', 'record')}`)).close(); // refresh makes none
       const r = await runCli(['refresh', '--check', '--format', 'json', '--stack', dir], { cwd: REPO, env: { FLEET_TEST_TOKEN: 'wrong' } });
       expect(r.code, r.stdout).toBe(1);
       expectValid('refresh-output', doc(r));
@@ -267,6 +268,7 @@ describe('fleet refresh --check', () => {
       await writeFile(join(dir, 'stack.yaml'), yaml);
       await mkdir(join(dir, 'specs'));
       await writeFile(join(dir, 'specs', 'app.yaml'), fleetYaml('app', { count: 1 }));
+      await (await openRecord(`pglite://${join(dir, '.fleet', 'record')}`)).close(); // refresh makes none
       const r = await runCli(['refresh', '--check', '--detailed-exitcode', '--format', 'json', '--stack', dir], { cwd: REPO, env: { FLEET_TEST_TOKEN: 't', FLEET_RETRY_BUDGET_MS: '300' } });
       expect(r.code, r.stdout).toBe(1);
       expectValid('refresh-output', doc(r));

@@ -71,6 +71,12 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
+  // A fleet spec, for the commands that load the specs too (fleet refresh, fleet import).
+  await mkdir(join(root, 'stacks', 'local', 'fleets'));
+  await writeFile(
+    join(root, 'stacks', 'local', 'fleets', 'web.yaml'),
+    ['apiVersion: fleet/v1', 'kind: Fleet', 'metadata: { name: web, owner: team-payments }', 'spec:', '  count: 2', '  image: ubuntu-22.04', '  size: { cpu: 2, memoryGiB: 4, diskGiB: 50 }', ''].join('\n'),
+  );
   // Seed, then close: PGlite allows one opener at a time, and each command opens it itself.
   const r = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
   const a = await r.insertVm(vm('web', 0), { actor: 'alice', planId: 'plan-1' });
@@ -347,9 +353,10 @@ describe('reading a PGlite record an apply holds (issue 14)', () => {
   }, 240_000);
 });
 
-// A mistyped record URL made these commands create a new, empty record there and answer "0 VMs".
+// A mistyped record URL made these commands create a new, empty record there and answer "0 VMs"
+// (fleet refresh --check, the scheduled drift check: "0 VMs checked, 0 differences", exit 0).
 describe('a PGlite record folder that does not exist', () => {
-  it.each([['state', 'list'], ['state', 'show', 'web/0'], ['history'], ['unlock', '42'], ['state', 'rm', 'web/0']].map((args) => ({ args, name: args.join(' ') })))('$name: record.not-found, and no folder made', async ({ args }) => {
+  it.each([['state', 'list'], ['state', 'show', 'web/0'], ['history'], ['unlock', '42'], ['state', 'rm', 'web/0'], ['refresh', '--check'], ['refresh']].map((args) => ({ args, name: args.join(' ') })))('$name: record.not-found, and no folder made', async ({ args }) => {
     const missing = join(root, 'typo', 'record');
     const r = await runCli([...args, '--stack', join(root, 'stacks', 'local'), '--record-url', `pglite://${missing}`, '--format', 'json'], { cwd: root });
     expect(r.code).toBe(1);

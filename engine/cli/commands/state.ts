@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { FleetError, fail, sortDiagnostics, visible, type Diagnostic } from '../../diags/index.ts';
@@ -31,7 +30,7 @@ export async function withStackRecord<T>(
   access: { readOnly?: boolean } = {},
 ): Promise<T> {
   // Loaded when a command runs, not for `fleet --version` (engine/cli/main.ts).
-  const [{ loadStack }, { describeRecordUrl, openRecord, pgliteDir }] = await Promise.all([import('../../spec/index.ts'), import('../../record/index.ts')]);
+  const [{ loadStack }, { openRecord, requireExistingRecord }] = await Promise.all([import('../../spec/index.ts'), import('../../record/index.ts')]);
   const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), stackOnly: true });
   if (!loaded.stack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
@@ -39,10 +38,7 @@ export async function withStackRecord<T>(
     throw new FleetError(errors);
   }
   // These commands never make a record: a mistyped URL would answer from a new, empty one ("0 VMs").
-  const dir = loaded.stack.recordUrl.startsWith('pglite://') ? pgliteDir(loaded.stack.recordUrl) : undefined;
-  if (dir !== undefined && !existsSync(dir)) {
-    fail('record.not-found', `There is no record at ${describeRecordUrl(loaded.stack.recordUrl)}: the folder ${dir} does not exist. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, this command only reads or edits one.`);
-  }
+  requireExistingRecord(loaded.stack.recordUrl);
   const record = await openRecord(loaded.stack.recordUrl, access);
   try {
     return await fn(record, loaded.stack.name);
