@@ -251,6 +251,39 @@ describe('a VM gone from its data center (embedded)', () => {
   }, 300_000);
 });
 
+describe('plan --refresh with --target / --exclude (embedded)', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack();
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('refreshes only the fleets in scope: a fleet left out is not written to (it recorded its drift, and listed its VMs as unknown)', async () => {
+    await st.spec('a', fleetYaml('a', { count: 1 }));
+    await st.spec('b', fleetYaml('b', { count: 1 }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+    const b0 = (await world(st.dir)).vms.find((v) => v.address === 'b/0')!;
+    await removeFromSim(st.dir, b0.dataCenter, b0);
+
+    for (const scope of [['--exclude', 'b'], ['--target', 'a'], ['--target', 'a/0']]) {
+      const r = await fleet('plan', '--refresh', '--format', 'json', ...scope);
+      expect(r.code, r.stdout).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(schemaErrors('plan-output', out)).toEqual([]);
+      expect(out.refresh, scope.join(' ')).toEqual({ checked: 1, drift: [] });
+      expect(states(await world(st.dir)), scope.join(' ')).toEqual({ 'a/0': 'Running', 'b/0': 'Running' });
+    }
+    // In scope, b/0 is found gone and recorded so.
+    const r = await fleet('plan', '--refresh', '--format', 'json', '--target', 'b');
+    expect(r.code, r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout).refresh.drift).toMatchObject([{ kind: 'missing', address: 'b/0' }]);
+    expect(states(await world(st.dir))).toEqual({ 'a/0': 'Running' });
+  }, 300_000);
+});
+
 describe('fleet import into a data center the fleet may not use (embedded)', () => {
   let st: TempStack;
   const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });

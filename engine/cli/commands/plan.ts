@@ -33,7 +33,12 @@ async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackO
   const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
   const session = await openSession(stackDir, { cwd: io.cwd, env: planOpts.env ?? io.env });
   try {
-    const refresh = await refreshStack(session, { actor: defaultActor() });
+    // Only the fleets the plan covers: a fleet --target / --exclude leaves out is not written to.
+    const { targetFleet } = await planning();
+    const targets = (planOpts.targets ?? []).map(targetFleet);
+    const excludes = planOpts.excludes ?? [];
+    const inScope = (fleet: string) => (targets.length === 0 || targets.includes(fleet)) && !excludes.includes(fleet);
+    const refresh = await refreshStack(session, { actor: defaultActor(), inScope });
     const { checked, drift } = refresh;
     for (const d of drift) io.stderr.write(`refresh: ${d.kind} ${d.dataCenter} ${d.address}: ${d.detail}\n`);
     io.stderr.write(`refresh: ${checked} VMs checked, ${drift.length} differences.\n`);
@@ -124,7 +129,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .option('--exclude <fleet>', 'leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
     .option('--replace <address>', 'replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
-    .option('--refresh', 'first ask every data center for its VMs\' actual state and record what is one diagram edge away (as `fleet refresh`)')
+    .option('--refresh', 'first ask every data center for its VMs\' actual state and record what is one diagram edge away (as `fleet refresh`, for the fleets in scope only)')
     .action(async (opts: PlanCliOptions) => {
       const mode = modeOf(opts.format);
       setExit(
