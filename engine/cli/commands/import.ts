@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { diag, fail, FleetError, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { diag, fail, FleetError, sortDiagnostics, unseenProblem, visible, type Diagnostic } from '../../diags/index.ts';
 import { sameSize } from '../../model/index.ts';
 import type { VmRow } from '../../record/index.ts';
 import type { ActualVm } from '../../../protocol/index.ts';
@@ -44,6 +44,8 @@ export const registerImport: RegisterCommand = (program: Command, io, setExit) =
 
 async function runImport(io: Parameters<RegisterCommand>[1], address: string, cloudId: string, opts: ImportCliOptions, mode: ReturnType<typeof modeOf>): Promise<number> {
   const { fleet, index } = addressArg(address);
+  const odd = unseenProblem(cloudId);
+  if (odd || cloudId === '') fail('cli.usage', `${visible(cloudId)} is not a cloud id: it ${odd ? odd.why : 'is empty'}. Give the id its data center shows (or the VM id).`);
   const [{ defaultActor, openSession }, { staticExclusion }] = await Promise.all([import('../../apply/index.ts'), import('../../plan/index.ts')]);
   const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
   try {

@@ -184,6 +184,22 @@ describe('an address whose fleet is no fleet name', () => {
   );
 });
 
+// A lock id or cloud id with a character that does not show was echoed as typed (an escape sequence acting on the terminal).
+describe('a lock id or cloud id with a character that does not show', () => {
+  it.each([
+    { args: ['unlock', 'ab\u001b[2Jcd'], shown: '"ab\\u001B[2Jcd"' },
+    { args: ['unlock', '1234\u202e'], shown: '"1234\\u202E"' },
+    { args: ['import', 'web/0', 'i-1\u001b[31m'], shown: '"i-1\\u001B[31m"' },
+    { args: ['import', 'web/0', 'i-1\n'], shown: '"i-1\\u000A"' },
+  ])('$args.0 $shown is a usage error that shows it escaped', async ({ args, shown }) => {
+    const r = await runCli(args, { cwd: root });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[cli.usage]');
+    expect(r.stderr).toContain(shown);
+    expect(r.stderr.includes('\u001b') || r.stderr.includes('\u202e')).toBe(false);
+  });
+});
+
 describe('fleet history', () => {
   it('shows the stack history oldest first', async () => {
     const r = await runCli(['history'], { cwd: root });

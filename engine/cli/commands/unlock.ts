@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { fail } from '../../diags/index.ts';
+import { fail, unseenProblem, visible } from '../../diags/index.ts';
 import { holderGone, lockHolder } from '../../record/locks.ts';
 import { modeOf, runCommand } from '../io.ts';
 import { formatOption, recordUrlOption, stackOption } from '../options.ts';
@@ -27,6 +27,8 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
       setExit(
         await runCommand(io, async () => {
           if (lockId.trim() === '') fail('cli.usage', 'the lock id is empty: `fleet state list` shows the locks held and their ids (LOCK ID), as the lock-held error names one.');
+          const odd = unseenProblem(lockId);
+          if (odd) fail('cli.usage', `${visible(lockId)} is not a lock id: it ${odd.why}. \`fleet state list\` shows the locks held and their ids (LOCK ID).`);
           return withStackRecord(io, opts, async (record, stack) => {
             const locks = await record.findLock(lockId);
             // A record may hold several stacks (PostgreSQL): --stack says whose locks this may break.
