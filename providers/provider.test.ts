@@ -51,6 +51,24 @@ describe('DataCenterProvider.check: desiredState is one of the pack\'s requestab
   });
 });
 
+// Found by QA: the authority refuses an owner that reads as another (engine/diags/unseen.ts); the Vm resource said nothing
+// until its create was refused mid-update.
+describe('DataCenterProvider.check: the owner reads as itself', () => {
+  it.each([
+    ['team-a', true],
+    ['team-a\u200b', false],
+    [' team-a', false],
+    ['te\u202eam', false],
+    ['cafe\u0301', false],
+  ])('%j: accepted %s', async (owner, ok) => {
+    const provider = providersFor([{ name: 'miami', url: 'http://127.0.0.1:1', tokenEnv: 'UNUSED' }], (await defaultPack()).lifecycle).get('miami')!;
+    const vm: VmInputs = { stack: 's', fleet: 'api', owner, index: 0, name: 's-api-0', image: 'ubuntu-22.04', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, encryptedDisk: true, desiredState: 'Running', specHash: 'h1', planId: null };
+    const { failures } = await provider.check(vm, vm);
+    if (ok) expect(failures).toEqual([]);
+    else expect(failures).toEqual([{ property: 'owner', reason: expect.stringMatching(/^owner ".*" .+: owners are matched exactly/) as string }]);
+  });
+});
+
 describe('DataCenterProvider', () => {
   let record: FleetRecord;
   let world: TestWorld | undefined;

@@ -35,7 +35,7 @@
 //   clean-up there, as every step is journalled.
 // - delete: if it fails, the VM still exists (the error says in which state).
 import type * as pulumi from '@pulumi/pulumi';
-import { FleetError, diag } from '../engine/diags/index.ts';
+import { FleetError, diag, unseenProblem, visible } from '../engine/diags/index.ts';
 import { formatVmAddress, sameSize, type ReplaceOrder, type Step } from '../engine/model/index.ts';
 import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } from '../engine/plan/member.ts';
 import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
@@ -201,6 +201,9 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     for (const k of ['stack', 'fleet', 'owner', 'name', 'image', 'desiredState', 'specHash'] as const) {
       if (typeof news[k] !== 'string' || news[k] === '') failures.push({ property: k, reason: `${k} must be a non-empty string` });
     }
+    // As the authority judges a create (engine/authority/decisions.ts): an owner is matched exactly (quota limits).
+    const unreadable = typeof news.owner === 'string' ? unseenProblem(news.owner) : undefined;
+    if (unreadable) failures.push({ property: 'owner', reason: `owner ${visible(news.owner)} ${unreadable.why}: owners are matched exactly (quota limits) and this one would read as another; ${unreadable.fix.toLowerCase()}` });
     if (!Number.isInteger(news.index) || news.index < 0) failures.push({ property: 'index', reason: 'index must be an integer >= 0' });
     const s = news.size;
     if (!s || !(s.cpu >= 1) || !(s.memoryGiB > 0) || !(s.diskGiB > 0)) failures.push({ property: 'size', reason: 'size needs cpu >= 1, memoryGiB > 0 and diskGiB > 0' });

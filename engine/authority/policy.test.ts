@@ -152,6 +152,41 @@ describe.each(testBackends())('policy at the authority, attacked over HTTP ($nam
     }
   });
 
+  // A custom checkRequest that never returned held the authority's one
+  // thread: that request, and every other one after it, waited forever. It
+  // runs under the pack's deadline now. The spin stops by itself after 30 s,
+  // so that without the deadline the request is approved then and the test
+  // fails instead of hanging (vitest cannot stop a synchronous loop).
+  it('a custom checkRequest that never returns is stopped at the deadline: the request is vetoed (policy.rule-timeout), and the authority serves the next ones', { timeout: 90_000 }, async () => {
+    const spin: Rule = {
+      name: 'spin',
+      description: 'Never returns on fleet spin (test rule).',
+      configSchema: { type: 'object' },
+      checkRequest(req) {
+        const end = Date.now() + 30_000;
+        while (req.fleet === 'spin' && Date.now() < end);
+        return [];
+      },
+    };
+    const spinning: LoadedPack = { ...pack, rules: new Map([...pack.rules, ['spin', { rule: spin, enforcement: 'mandatory', config: {} }]]), ruleTimeoutSeconds: 0.2 };
+    const w = await startWorld(t.record, spinning);
+    try {
+      const stuck = post<AuthorizeResponse>(w, '/v1/authorize', create(randomUUID(), vm(w, 'spin', 'team-free', 0)));
+      const next = post<AuthorizeResponse>(w, '/v1/authorize', create(randomUUID(), vm(w, 'web', 'team-free', 0)));
+      expect((await stuck).body).toMatchObject({
+        decision: 'vetoed',
+        reason: expect.stringMatching(/^policy\.rule-timeout: Rule spin did not finish within 0\.2 s: its checkRequest \(\S+policy\.test\.ts:\d+:\d+\) was still running on spin\/0, and was stopped\. A check must return/),
+      });
+      expect((await next).body.decision).not.toBe('vetoed');
+      // Each request gets the deadline anew: the rule vetoes again, other fleets go on.
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', create(randomUUID(), vm(w, 'spin', 'team-free', 1)))).body.decision).toBe('vetoed');
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', create(randomUUID(), vm(w, 'web', 'team-free', 1)))).body.decision).not.toBe('vetoed');
+      expect((await w.record.listVms(w.stack)).map((v) => v.address).sort()).toEqual(['web/0', 'web/1']);
+    } finally {
+      await w.close();
+    }
+  });
+
   describe('protection lives in the record', () => {
     it('deleting a member of a protected fleet without an override is vetoed (protected); with one, it is approved and who and why are recorded', async () => {
       const w = await startWorld(t.record, pack);

@@ -17,8 +17,8 @@
 // | custom rules           | their checkRequest, when the pack declares one                          |
 import { timingSafeEqual } from 'node:crypto';
 import type { Budget, Limits, VmRow } from '../record/index.ts';
-import type { Lifecycle, LoadedPack, RequestFacts } from '../policy/types.ts';
-import { checkedFindings, ownerLimits } from '../policy/index.ts';
+import type { Finding, Lifecycle, LoadedPack, RequestFacts } from '../policy/types.ts';
+import { checkedFindings, isBounded, ownerLimits, ruleTimeout, ruleTimeoutMs, runWithin } from '../policy/index.ts';
 import { overrideProof, refuse, type Decided, type Override } from '../../protocol/index.ts';
 
 /** The capacity of each data center of the stack (stack.yaml dataCenters[].capacity). */
@@ -113,13 +113,31 @@ export function judgeProtect(
   return { ok: true, overridden: `override allow-destroy by ${o.by}: ${o.reason}` };
 }
 
-/** Every mandatory request-level rule (Rule.checkRequest) of the pack on one request: the first finding vetoes it. */
+/**
+ * Every mandatory request-level rule (Rule.checkRequest) of the pack on one
+ * request: the first finding vetoes it. A custom rule's check runs under
+ * the pack's deadline (ruleTimeoutSeconds, engine/policy/deadline.ts): one
+ * still running then is stopped and vetoes the request (policy.rule-timeout
+ * in the reason); a check that never returned held the authority's one
+ * thread, and with it every other request, forever.
+ */
 export function judgeRequestRules(pack: LoadedPack, facts: RequestFacts): Decided {
   for (const r of pack.rules.values()) {
     if (r.enforcement !== 'mandatory' || !r.rule.checkRequest) continue;
-    let findings;
+    const { checkRequest } = r.rule;
+    let findings: Finding[] = [];
     try {
-      findings = checkedFindings(r.rule.checkRequest(facts, { config: r.config, lifecycle: pack.lifecycle, images: pack.images }));
+      const judge = (): void => {
+        findings = checkedFindings(checkRequest.call(r.rule, facts, { config: r.config, lifecycle: pack.lifecycle, images: pack.images }));
+      };
+      if (!isBounded(r.rule)) judge();
+      else {
+        const ms = ruleTimeoutMs(pack.ruleTimeoutSeconds);
+        if (!runWithin(ms, judge)) {
+          const t = ruleTimeout(r, 'checkRequest', facts.address, ms);
+          return refuse('policy-veto', `policy.rule-timeout: ${t.message} ${t.hint}`);
+        }
+      }
     } catch (err) {
       return refuse('policy-veto', `rule ${r.rule.name} failed on ${facts.address}: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -11,6 +11,7 @@
 // | creates.ts        | new members: their data center (placement.ts), creates   |
 // | waves.ts          | rollout waves of disruptive changes                      |
 // | assemble.ts       | the document: changes, unchanged summary, basis, summary |
+import type { Diagnostic } from '../diags/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import type { PlanVmRow, UnchangedRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
@@ -64,6 +65,12 @@ export interface PlanInput {
   id?: string;
   /** The policy functions; engine/policy's by default. */
   policy?: PlanPolicy;
+  /**
+   * Where the run reports what is not a violation of the plan: a custom
+   * rule stopped at the pack's deadline (policy.rule-timeout; its mandatory
+   * violation is in the plan too).
+   */
+  diagnostics?: Diagnostic[];
 }
 
 /** Sorts `list[start..]` in place when it is not in order already. */
@@ -128,7 +135,7 @@ export function computePlan(input: PlanInput): PlanDocument {
   // they see the plan with all of its changes, and in `unchanged` only the
   // members summed rather than read (PlanInput.unchanged), each member once.
   const everyMember: PlanDocument = { ...plan, changes, unchanged: summedUnchanged(s, scope) };
-  s.violations.push(...s.policy.evaluateRules(everyMember, s.ctx, input.pack));
+  s.violations.push(...s.policy.evaluateRules(everyMember, s.ctx, input.pack, input.diagnostics ? (d) => input.diagnostics!.push(d) : undefined));
   s.violations.sort((a, b) => byName(a.address, b.address) || byName(a.policy, b.policy) || byName(a.message, b.message));
   s.grants.sort((a, b) => byName(a.fleet, b.fleet) || byName(a.policy, b.policy));
   plan.blocked = s.violations.some((v) => v.level === 'mandatory');

@@ -1,6 +1,7 @@
 // The policy functions the planner calls, gathered in one interface so the
 // pure core can be run with the real policy engine (engine/policy) or with a
 // stand-in in unit tests. Names and argument order follow engine/policy.
+import type { Diagnostic } from '../diags/index.ts';
 import { capacityLeft } from '../policy/budget.ts';
 import type { Budget, LoadedPack, RuleContext } from '../policy/types.ts';
 import type { PlanVmRow, UsageRow } from '../record/types.ts';
@@ -18,8 +19,8 @@ export interface CapacityLeft {
 export type PlanContext = Omit<RuleContext, 'config' | 'enforcement'>;
 
 export interface PlanPolicy {
-  /** Every enabled rule over the draft plan. */
-  evaluateRules(plan: PlanDocument, ctx: PlanContext, pack: LoadedPack): Violation[];
+  /** Every enabled rule over the draft plan; `report` takes what is not a violation (a custom rule stopped at its deadline: policy.rule-timeout). */
+  evaluateRules(plan: PlanDocument, ctx: PlanContext, pack: LoadedPack, report?: (d: Diagnostic) => void): Violation[];
   /**
    * How many members (in total) the owner quota grants `fleet`, given what the
    * fleets before it (name order) were granted in this plan.

@@ -125,7 +125,7 @@ export interface PolicyTestResult {
   passed: boolean;
   /** `- expected` / `+ actual` lines for what differs; empty when passed. */
   diff: string[];
-  /** Why the case could not run (invalid case, stack or specs); such a case fails. */
+  /** Why the case could not run (invalid case, stack or specs), or a custom rule that did not finish in time (policy.rule-timeout); such a case fails. */
   diagnostics: Diagnostic[];
   plan?: PlanDocument;
 }
@@ -140,6 +140,8 @@ export type PlanFn = (input: {
   options: PlanDocument['options'];
   now?: Date;
   id?: string;
+  /** Takes what the run reports beside the plan (policy.rule-timeout). */
+  diagnostics?: Diagnostic[];
 }) => PlanDocument;
 
 export interface RunOptions {
@@ -338,6 +340,7 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
     }
     const record = recordRows(c, loaded, specHash);
     const opts = c.options ?? {};
+    const reported: Diagnostic[] = [];
     const doc = plan({
       stack: loaded.stack,
       pack: loaded.pack,
@@ -347,15 +350,19 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
       options: { targets: opts.targets ?? [], excludes: opts.excludes ?? [], allowDestroy: opts.allowDestroy ?? [], refresh: false },
       now: new Date('2026-01-01T00:00:00Z'),
       id: `policy-test-${name}`,
+      diagnostics: reported,
     });
     result.plan = doc;
+    // A custom rule stopped at its deadline (policy.rule-timeout): said beside the violation it left.
+    if (reported.length) result.diagnostics = reported;
     const v = (xs: { policy: string; level: string; address: string }[]): Row[] => xs.map((x) => ({ policy: x.policy, level: x.level, address: x.address }));
     const g = (xs: { fleet: string; requested: number; granted: number }[]): Row[] => xs.map((x) => ({ fleet: x.fleet, requested: x.requested, granted: x.granted }));
     result.diff = [
       ...diffRows('violations', v(c.expect.violations ?? []), v(doc.policy.violations)),
       ...diffRows('grants', g(c.expect.grants ?? []), g(doc.policy.grants)),
     ];
-    result.passed = result.diff.length === 0;
+    // A rule stopped at its deadline fails the case even where the case expects its violation: whether it finishes is the machine's speed, not the pack's policy.
+    result.passed = result.diff.length === 0 && reported.length === 0;
     return result;
   } finally {
     await rm(dir, { recursive: true, force: true });

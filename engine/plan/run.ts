@@ -52,7 +52,11 @@ export interface PlanStackOptions extends Partial<PlanOptions> {
 
 export interface PlanStackResult {
   plan: PlanDocument;
-  /** The loader's warnings (errors throw). */
+  /**
+   * The loader's warnings (its errors throw), then what the planning
+   * reported beside the plan's violations (policy.rule-timeout: a custom
+   * rule stopped at its deadline; the plan is blocked by its violation).
+   */
   diagnostics: Diagnostic[];
   /** Milliseconds per phase, for the benchmark and --verbose output. */
   timings: { load: number; read: number; compute: number };
@@ -155,6 +159,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     if (!opts.record) await record.close();
   }
   const t2 = performance.now();
+  const reported: Diagnostic[] = [];
   const plan = computePlan({
     stack,
     pack,
@@ -168,6 +173,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     options,
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.id ? { id: opts.id } : {}),
+    diagnostics: reported,
   });
   if (identity) plan.seal = sealPlan(plan, identity.sealKey, identity.stackId);
   else if (opts.seal && stack.authority) {
@@ -175,7 +181,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     plan.seal = await opts.sealAtAuthority(plan, stack.authority);
   }
   const t3 = performance.now();
-  return { plan, diagnostics: loaded.diagnostics.filter((d) => d.severity !== 'error'), timings: { load: t1 - t0, read: t2 - t1, compute: t3 - t2 } };
+  return { plan, diagnostics: [...loaded.diagnostics.filter((d) => d.severity !== 'error'), ...reported], timings: { load: t1 - t0, read: t2 - t1, compute: t3 - t2 } };
 }
 
 /**

@@ -1,8 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createContext, Script } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { evaluateRules } from './evaluate.ts';
+import type { Diagnostic } from '../diags/index.ts';
+import { evaluateRules, shownFile } from './evaluate.ts';
 import { loadPack } from './load.ts';
-import { change, ctx, packWith, plan } from './testdata/fixtures.ts';
+import { change, ctx, packWith, plan, scratch } from './testdata/fixtures.ts';
 import type { Finding, Rule } from './types.ts';
 
 const CUSTOM_PACK_DIR = fileURLToPath(new URL('./testdata/custom-pack', import.meta.url));
@@ -51,5 +55,104 @@ describe('evaluateRules: what a check returns', () => {
     const vs = evaluateRules(plan([change('web/0', 'create')]), ctx(), packWith([[returning(returns), 'advisory']]));
     expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual(want.map(([p, l, a, m]) => [p, l, a, typeof m === 'string' ? m : expect.stringMatching(m)]));
     for (const v of vs) expect(Object.values(v).every((x) => typeof x === 'string' && x !== '')).toBe(true);
+  });
+});
+
+/**
+ * A custom rule whose check never returns hung `fleet plan`, `fleet apply`,
+ * `fleet policy test` and the authority forever. Its checks now run under
+ * the pack's deadline (ruleTimeoutSeconds): stopped there, the rule is one
+ * mandatory violation at the change it was on, and one policy.rule-timeout
+ * diagnostic. `bounded` keeps a test that would hang (on main) a failure:
+ * vitest's own timeout cannot stop a synchronous loop.
+ */
+describe('evaluateRules: a custom rule that never returns', () => {
+  const bounded = <T>(fn: () => T): T => {
+    const c = createContext({ fn });
+    return new Script('fn()').runInContext(c, { timeout: 30_000 }) as T;
+  };
+  const loop = (): never => {
+    for (;;);
+  };
+  const finding = (address: string): Finding[] => [{ address, message: `seen ${address}`, hint: 'h' }];
+  const cases: { name: string; rule: Partial<Rule>; want: [policy: string, level: string, address: string, message: string | RegExp][]; detail: RegExp }[] = [
+    {
+      name: 'checkChange loops on every change',
+      rule: { checkChange: loop },
+      want: [['spin', 'mandatory', 'web/0', /^Rule spin did not finish within 0\.2 s: its checkChange \([^)]*evaluate\.test\.ts:\d+:\d+\) was still running on web\/0 \(0 of 3 changes checked before it\), and was stopped\.$/]],
+      detail: /checkChange .* web\/0 .*spec\.ruleTimeoutSeconds/,
+    },
+    {
+      name: 'checkPlan loops',
+      rule: { checkChange: (c) => finding(c.address), checkPlan: loop },
+      want: [
+        ['spin', 'advisory', 'web/0', 'seen web/0'],
+        ['spin', 'advisory', 'web/1', 'seen web/1'],
+        ['spin', 'advisory', 'web/2', 'seen web/2'],
+        ['spin', 'mandatory', 's', /^Rule spin did not finish within 0\.2 s: its checkPlan \([^)]*evaluate\.test\.ts:\d+:\d+\) was still running on the plan of stack s, and was stopped\.$/],
+      ],
+      detail: /checkPlan/,
+    },
+    {
+      name: 'checkChange loops on one change only: the findings before it stay, checkPlan does not run',
+      rule: { checkChange: (c) => (c.address === 'web/1' ? loop() : finding(c.address)), checkPlan: () => finding('s') },
+      want: [
+        ['spin', 'advisory', 'web/0', 'seen web/0'],
+        ['spin', 'mandatory', 'web/1', /still running on web\/1 \(1 of 3 changes checked before it\)/],
+      ],
+      detail: /web\/1/,
+    },
+  ];
+  it.each(cases)('$name', { timeout: 60_000 }, ({ rule, want, detail }) => {
+    const spin = { name: 'spin', description: 'd', configSchema: { type: 'object' }, ...rule } as Rule;
+    const after: Rule = { name: 'after', description: 'd', configSchema: { type: 'object' }, checkPlan: () => finding('s') };
+    const pack = { ...packWith([[spin, 'advisory'], [after, 'advisory']]), ruleTimeoutSeconds: 0.2 };
+    const reported: Diagnostic[] = [];
+    const changes = ['web/0', 'web/1', 'web/2'].map((a) => change(a, 'create'));
+    const vs = bounded(() => evaluateRules(plan(changes), ctx(), pack, (d) => reported.push(d)));
+    // The rules after the stopped one still run.
+    const all = [...want, ['after', 'advisory', 's', 'seen s'] as const];
+    expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual(all.map(([p, l, a, m]) => [p, l, a, typeof m === 'string' ? m : expect.stringMatching(m)]));
+    expect(reported).toEqual([expect.objectContaining({ code: 'policy.rule-timeout', severity: 'error', address: want.at(-1)![2], detail: expect.stringMatching(detail) })]);
+  });
+
+  it('points at the check in its module (file:line:col), and the plan goes on', { timeout: 60_000 }, async () => {
+    const dir = await scratch({
+      'policy.yaml': readFileSync(join(CUSTOM_PACK_DIR, 'policy.yaml'), 'utf8')
+        .replace(/modules:[\s\S]*?rules:/, 'modules: [rules/spin.ts]\n  ruleTimeoutSeconds: 0.2\n  rules:')
+        .replace(/ {4}max-cpu:[\s\S]*?(?= {4}protect:)/, ''),
+      'rules/spin.ts': [
+        "import type { Change } from '../types.ts';",
+        '',
+        'export default {',
+        "  name: 'spin',",
+        "  description: 'Never returns.',",
+        "  configSchema: { type: 'object' },",
+        '  checkChange(change: Change): unknown[] {',
+        '    for (;;);',
+        '  },',
+        '};',
+        '',
+      ].join('\n'),
+    });
+    const { pack, diagnostics } = await loadPack(dir);
+    expect(diagnostics).toEqual([]);
+    expect(pack!.ruleTimeoutSeconds).toBe(0.2);
+    const reported: Diagnostic[] = [];
+    const vs = bounded(() => evaluateRules(plan([change('web/0', 'create')]), ctx({ images: pack!.images }), pack!, (d) => reported.push(d)));
+    const file = join(dir, 'rules', 'spin.ts');
+    expect(vs).toEqual([expect.objectContaining({ policy: 'spin', level: 'mandatory', address: 'web/0', message: expect.stringContaining(`its checkChange (${file}:7:3)`) })]);
+    expect(reported).toEqual([expect.objectContaining({ code: 'policy.rule-timeout', file, line: 7, col: 3, address: 'web/0' })]);
+  });
+});
+
+describe('shownFile', () => {
+  it.each([
+    ['/repo/policies/p/rules/spin.ts', '/repo', 'policies/p/rules/spin.ts'],
+    ['/elsewhere/rules/spin.ts', '/repo', '/elsewhere/rules/spin.ts'],
+    ['/repo', '/repo', '/repo'],
+    ['rules/spin.ts', '/repo', 'rules/spin.ts'],
+  ])('%s from %s -> %s', (file, cwd, want) => {
+    expect(shownFile(file, cwd)).toBe(want);
   });
 });

@@ -1,7 +1,11 @@
 // Running the check rules over a finished plan. Built-in and custom rules go
-// through the same path; a rule that throws is reported, never a crash.
+// through the same path; a rule that throws is reported, never a crash, and
+// a custom rule that does not return in time is stopped and reported.
+import { diag, type Diagnostic, type Where } from '../diags/index.ts';
 import type { PlanDocument, Violation } from '../model/index.ts';
-import type { Finding, LoadedPack, ResolvedRule, RuleContext } from './types.ts';
+import { builtin, functionLocation, ruleTimeoutMs, runWithin, showSeconds } from './deadline.ts';
+import { BUILTIN_RULES } from './rules/builtin.ts';
+import type { Finding, LoadedPack, ResolvedRule, Rule, RuleContext } from './types.ts';
 
 export type EvalContext = Omit<RuleContext, 'config' | 'enforcement'>;
 
@@ -61,25 +65,106 @@ function findings(r: ResolvedRule, run: () => unknown, fallback: string): Violat
   }
 }
 
+const BUILTIN = new Set<Rule>(BUILTIN_RULES);
+
+/** Whether a rule's checks run under the pack's deadline: every rule but the built-in ones (ours, and bounded by the plan's size). */
+export function isBounded(rule: Rule): boolean {
+  return !BUILTIN.has(rule);
+}
+
+/** Which check of a rule was running, on what: a rule that runs out of time is reported there. */
+interface Progress {
+  check: 'checkChange' | 'checkPlan';
+  address: string;
+  done: number;
+}
+
+/** One rule over the plan: checkChange over each change (in plan order), then checkPlan once. */
+function runRule(r: ResolvedRule, plan: PlanDocument, rctx: RuleContext, out: Violation[], at?: Progress): void {
+  const { checkChange, checkPlan } = r.rule;
+  if (checkChange) {
+    for (const change of plan.changes) {
+      if (at) at.address = change.address;
+      out.push(...findings(r, () => checkChange.call(r.rule, change, rctx), change.address));
+      if (at) at.done++;
+    }
+  }
+  if (checkPlan) {
+    if (at) {
+      at.check = 'checkPlan';
+      at.address = plan.stack;
+    }
+    out.push(...findings(r, () => checkPlan.call(r.rule, plan, rctx), plan.stack));
+  }
+}
+
+/**
+ * What to say of a rule stopped at its deadline: where its check is
+ * defined (file:line:col when the inspector can tell, else its module),
+ * the sentence, and what to do.
+ */
+/**
+ * A file as diagnostics show it: relative to the working folder when inside
+ * it (the message goes into the plan document, which is reviewed and
+ * compared from machine to machine), else as it is.
+ */
+export function shownFile(file: string, cwd: string = process.cwd()): string {
+  const path = builtin('node:path');
+  if (!path.isAbsolute(file)) return file;
+  const rel = path.relative(cwd, file);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
+}
+
+export function ruleTimeout(
+  r: ResolvedRule,
+  check: 'checkChange' | 'checkPlan' | 'checkRequest',
+  on: string,
+  ms: number,
+): { where: Where; defined: string; message: string; hint: string } {
+  const found = functionLocation(r.rule[check]) ?? (r.module ? { file: r.module } : {});
+  const where = found.file !== undefined ? { ...found, file: shownFile(found.file) } : found;
+  const defined = where.file ? `${where.file}${where.line !== undefined ? `:${where.line}:${where.col ?? 1}` : ''}` : 'a rule module of the pack';
+  return {
+    where,
+    defined,
+    message: `Rule ${r.rule.name} did not finish within ${showSeconds(ms)}: its ${check} (${defined}) was still running on ${on}, and was stopped.`,
+    hint: `A check must return: look in ${r.rule.name}'s ${check} for a loop that never ends, or make it faster; raise spec.ruleTimeoutSeconds in the pack's policy.yaml if it needs longer; or set ${r.rule.name} to enforcement: disabled in the stack's policyPack.config.`,
+  };
+}
+
 /**
  * Runs every enabled rule: checkChange over each change (in plan order),
  * then checkPlan once. Violations come out rule by rule, in the pack's rule
  * order, at the rule's enforcement level; a rule that throws becomes one
  * mandatory violation naming the rule (at the change's address, or the stack
  * name for checkPlan).
+ *
+ * A custom rule's checks (all of its checkChange calls, then its checkPlan)
+ * run under one deadline, the pack's `ruleTimeoutSeconds` (default 10 s):
+ * one still running then is stopped, keeps the findings of the changes it
+ * finished, and becomes one mandatory violation at the change it was on
+ * (the stack name for checkPlan), so nothing is approved past it, plus one
+ * `policy.rule-timeout` diagnostic given to `report`, at the check's source.
  */
-export function evaluateRules(plan: PlanDocument, ctx: EvalContext, pack: LoadedPack): Violation[] {
+export function evaluateRules(plan: PlanDocument, ctx: EvalContext, pack: LoadedPack, report?: (d: Diagnostic) => void): Violation[] {
   const out: Violation[] = [];
   for (const r of pack.rules.values()) {
     if (r.enforcement === 'disabled') continue;
     const rctx: RuleContext = { ...ctx, config: r.config, enforcement: r.enforcement };
-    const { checkChange, checkPlan } = r.rule;
-    if (checkChange) {
-      for (const change of plan.changes) {
-        out.push(...findings(r, () => checkChange.call(r.rule, change, rctx), change.address));
-      }
+    if (!isBounded(r.rule)) {
+      runRule(r, plan, rctx, out);
+      continue;
     }
-    if (checkPlan) out.push(...findings(r, () => checkPlan.call(r.rule, plan, rctx), plan.stack));
+    const at: Progress = { check: 'checkChange', address: plan.stack, done: 0 };
+    const ms = ruleTimeoutMs(pack.ruleTimeoutSeconds);
+    const found: Violation[] = [];
+    const finished = runWithin(ms, () => runRule(r, plan, rctx, found, at));
+    out.push(...found);
+    if (finished) continue;
+    const on = at.check === 'checkChange' ? `${at.address} (${at.done} of ${plan.changes.length} changes checked before it)` : `the plan of stack ${plan.stack}`;
+    const t = ruleTimeout(r, at.check, on, ms);
+    out.push({ policy: r.rule.name, level: 'mandatory', address: at.address, message: t.message, hint: t.hint });
+    report?.(diag('policy.rule-timeout', `${t.message} ${t.hint}`, { ...t.where, address: at.address }));
   }
   return out;
 }

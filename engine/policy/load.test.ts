@@ -118,6 +118,8 @@ describe('loadPack: located diagnostics', () => {
       to: 'maxShare: 0.5\n      state: Runing',
       want: ['policy.rule-config@63:7'],
     },
+    { name: 'ruleTimeoutSeconds of 0', from: '  rules:\n', to: '  ruleTimeoutSeconds: 0\n  rules:\n', want: ['policy.schema@47:3'] },
+    { name: 'ruleTimeoutSeconds over an hour', from: '  rules:\n', to: '  ruleTimeoutSeconds: 3601\n  rules:\n', want: ['policy.schema@47:3'] },
     {
       name: 'unknown config key of a rule',
       from: '      match: { env: prod }',

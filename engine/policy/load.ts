@@ -1,8 +1,8 @@
 // Loading a policy pack: policy.yaml (schema-checked, diagram-checked), its
 // custom rule modules, and the rule settings merged from pack and stack.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
@@ -11,11 +11,10 @@ import { byName as builtinRuleValidators } from '../../specs/validators/rules.js
 import { decodeUtf8, diag, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
+import { PACK_FILE, packDirProblem } from './pack-dir.ts';
 import { BUILTIN_RULES } from './rules/builtin.ts';
 import type { LoadedPack, ResolvedRule, Rule } from './types.ts';
 import { parseYaml, pointerPath, type PositionedDoc } from './yamlpos.ts';
-
-export const PACK_FILE = 'policy.yaml';
 
 /**
  * A TypeScript rule module is loaded through tsx's tsImport, itself loaded
@@ -174,6 +173,11 @@ function isRule(x: unknown): x is Rule {
   );
 }
 
+/** A module of spec.modules, as a path: relative to the pack folder unless absolute. */
+function moduleFile(packDir: string, rel: string): string {
+  return isAbsolute(rel) ? rel : join(packDir, rel);
+}
+
 async function loadModules(
   dir: string,
   modules: readonly string[],
@@ -184,7 +188,7 @@ async function loadModules(
   const rules: { rule: Rule; module: number }[] = [];
   for (const [i, rel] of modules.entries()) {
     const at = where(['spec', 'modules', i]);
-    const file = isAbsolute(rel) ? rel : join(dir, rel);
+    const file = moduleFile(dir, rel);
     if (!existsSync(file)) {
       diags.push(diag('policy.module-load', `Rule module ${rel} does not exist (looked for ${file}).`, at));
       continue;
@@ -245,15 +249,15 @@ export async function loadPack(
     return stackDoc ? stackDoc.where(['spec', 'policyPack', ...path]) : { file: opts.stackFile };
   };
 
-  if (!existsSync(packDir) || !statSync(packDir).isDirectory() || !existsSync(file)) {
-    const isFile = existsSync(packDir) && !statSync(packDir).isDirectory();
-    const what = !existsSync(packDir)
-      ? `The pack folder ${packDir} does not exist.`
-      : !isFile
-        ? `The pack folder ${packDir} has no ${PACK_FILE}.`
-        : basename(packDir) === PACK_FILE
-          ? `${packDir} is the pack's file; give the folder holding it: ${dirname(packDir)}.`
-          : `${packDir} is a file, not a pack folder holding ${PACK_FILE}.`;
+  const problem = packDirProblem(packDir);
+  if (problem) {
+    const what = {
+      missing: `The pack folder ${packDir} does not exist.`,
+      'no-pack-file': `The pack folder ${packDir} has no ${PACK_FILE}.`,
+      'is-pack-file': `${packDir} is the pack's file; give the folder holding it: ${dirname(packDir)}.`,
+      'is-file': `${packDir} is a file, not a pack folder holding ${PACK_FILE}.`,
+    }[problem];
+    const isFile = problem === 'is-pack-file' || problem === 'is-file';
     diags.push(diag('policy.pack-missing', what, opts.stackFile ? stackWhere(['path']) : { file: isFile ? packDir : file }));
     return { diagnostics: diags };
   }
@@ -381,7 +385,14 @@ export async function loadPack(
       );
       continue;
     }
-    const resolved: ResolvedRule = { rule, enforcement, config: deepFreeze(config), where: origin(undefined) };
+    const module = moduleOf.get(name);
+    const resolved: ResolvedRule = {
+      rule,
+      enforcement,
+      config: deepFreeze(config),
+      where: origin(undefined),
+      ...(module !== undefined ? { module: moduleFile(packDir, spec.modules![module]) } : {}),
+    };
     rules.set(name, Object.freeze(resolved));
   }
 
@@ -397,7 +408,8 @@ export async function loadPack(
     ...(spec.instanceTypes ? { instanceTypes: deepFreeze(structuredClone(spec.instanceTypes)) } : {}),
     ...(spec.powerOff ? { powerOff: deepFreeze(structuredClone(spec.powerOff)) } : {}),
     rules,
-    modules: Object.freeze((spec.modules ?? []).map((rel) => (isAbsolute(rel) ? rel : join(packDir, rel)))),
+    modules: Object.freeze((spec.modules ?? []).map((rel) => moduleFile(packDir, rel))),
+    ...(spec.ruleTimeoutSeconds !== undefined ? { ruleTimeoutSeconds: spec.ruleTimeoutSeconds } : {}),
   };
   return { pack: Object.freeze(pack), diagnostics: diags };
 }

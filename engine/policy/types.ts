@@ -138,6 +138,8 @@ export interface ResolvedRule {
   config: Record<string, unknown>;
   /** Where the settings came from (pack or stack file). */
   where?: Where;
+  /** Absolute path of the module that defines the rule; absent for a built-in rule. */
+  module?: string;
 }
 
 /** One entry of a pack's instance-type catalog. */
@@ -163,6 +165,13 @@ export interface LoadedPack {
   rules: ReadonlyMap<string, ResolvedRule>;
   /** Absolute paths of the custom rule modules loaded (spec.modules), in the pack's order. */
   modules?: readonly string[];
+  /**
+   * How long one custom rule's checks may run in one evaluation (all of its
+   * checkChange calls and its checkPlan) or on one request (its
+   * checkRequest), in seconds (policy.yaml spec.ruleTimeoutSeconds);
+   * RULE_TIMEOUT_SECONDS (10) when absent. engine/policy/deadline.ts.
+   */
+  ruleTimeoutSeconds?: number;
 }
 
 /** Result of the planner asking how many members a fleet may have. */

@@ -4,11 +4,11 @@
 // the first problem and never throws for bad input.
 import { realpathSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
 import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
-import { loadPack as policyLoadPack } from '../policy/index.ts';
+import { PACK_FILE, loadPack as policyLoadPack, packDirProblem } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { checkDuplicateFleets, checkFleet, deepFreeze, toLoadedFleet, type StackContext } from './fleet.ts';
@@ -135,20 +135,20 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
     packDir = resolve(dir, packRef.path);
     // stackOnly: the pack's path is resolved, the pack not read.
     if (!opts.stackOnly) {
-      if (!(await isFile(join(packDir, 'policy.yaml')))) {
+      const problem = packDirProblem(packDir);
+      if (problem) {
         // A file is said to be one: "…/policy.yaml does not exist" of the pack's own file sent people looking for a missing file.
-        const what = (await isDir(packDir))
-          ? `${show(packDir)} has no policy.yaml`
-          : !(await isFile(packDir))
-            ? `${show(packDir)} does not exist`
-            : basename(packDir) === 'policy.yaml'
-              ? `${show(packDir)} is the pack's file; policyPack.path names the folder holding it: ${show(dirname(packDir))}`
-              : `${show(packDir)} is a file, not a folder holding policy.yaml`;
+        const what = {
+          missing: `${show(packDir)} does not exist`,
+          'no-pack-file': `${show(packDir)} has no ${PACK_FILE}`,
+          'is-pack-file': `${show(packDir)} is the pack's file; policyPack.path names the folder holding it: ${show(dirname(packDir))}`,
+          'is-file': `${show(packDir)} is a file, not a folder holding ${PACK_FILE}`,
+        }[problem];
         diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
       } else {
         const loaded = await (opts.loadPack ?? policyLoadPack)(packDir, ruleConfig, { stackFile: file });
         pack = loaded.pack;
-        inputs.push({ file: join(packDir, 'policy.yaml'), what: 'policy pack file' }, ...(pack?.modules ?? []).map((m) => ({ file: m, what: 'rule module' as const })));
+        inputs.push({ file: join(packDir, PACK_FILE), what: 'policy pack file' }, ...(pack?.modules ?? []).map((m) => ({ file: m, what: 'rule module' as const })));
         diagnostics.push(...loaded.diagnostics.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: show(d.file) } : d)));
       }
     }

@@ -12,7 +12,8 @@ import { parseYaml } from '../../engine/spec/yaml.ts';
 import { FleetProvider, type FleetInputs, type FleetSpecInputs } from './fleet.ts';
 import { toFleetStack } from './stack.ts';
 
-const STACK_DIR = resolve(import.meta.dirname, '..', '..', 'stacks', 'local');
+// The tests' copy of the embedded default (two data centers, the default pack).
+const STACK_DIR = resolve(import.meta.dirname, '..', '..', 'test', 'fixtures', 'example-stack');
 
 /** Each key's values: valid ones and refused ones; `undefined` leaves the key out. */
 const VALUES: Record<string, unknown[]> = {
@@ -120,7 +121,7 @@ function fleetFile(spec: Record<string, unknown>): string {
 
 describe('the Fleet resource refuses exactly what a fleet file would', async () => {
   const loaded = await loadStack(STACK_DIR);
-  if (!loaded.stack || !loaded.pack) throw new Error(`stacks/local did not load: ${JSON.stringify(loaded.diagnostics)}`);
+  if (!loaded.stack || !loaded.pack) throw new Error(`the example stack did not load: ${JSON.stringify(loaded.diagnostics)}`);
   const { stack, pack } = loaded;
   const ctx: StackContext = {
     siteName: stack.site.name,

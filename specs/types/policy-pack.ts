@@ -42,6 +42,10 @@ export interface PolicyPackSpec {
    */
   modules?: string[];
   /**
+   * How long each custom rule's checks (all of its checkChange calls and its checkPlan over one plan; its checkRequest on one request) may run before they are stopped and reported as a mandatory violation (`policy.rule-timeout`): seconds, more than 0 and at most 3600; default 10. Built-in rules are not bounded.
+   */
+  ruleTimeoutSeconds?: number;
+  /**
    * Rule settings keyed by rule name: `enforcement` plus the rule's own config. A stack's `policyPack.config` overrides them key by key.
    */
   rules?: {

@@ -375,20 +375,22 @@ async function runApply(
         }
       }
       const { planStack, renderText } = await planning();
-      const makePlan = async () =>
-        (
-          await planStack(opts.stack, {
-            cwd: io.cwd,
-            env,
-            id: planId,
-            record: session.record,
-            loaded: { stack: session.stack, pack: session.pack, fleets: [...session.fleets], diagnostics: session.warnings },
-            targets: opts.target,
-            excludes: opts.exclude,
-            allowDestroy: opts.allowDestroy,
-            replace: opts.replace,
-          })
-        ).plan;
+      const makePlan = async () => {
+        const made = await planStack(opts.stack, {
+          cwd: io.cwd,
+          env,
+          id: planId,
+          record: session.record,
+          loaded: { stack: session.stack, pack: session.pack, fleets: [...session.fleets], diagnostics: session.warnings },
+          targets: opts.target,
+          excludes: opts.exclude,
+          allowDestroy: opts.allowDestroy,
+          replace: opts.replace,
+        });
+        // The loader's warnings were shown with the session; what the planning reported (policy.rule-timeout) is new.
+        reportDiagnostics(io, mode, made.diagnostics.filter((d) => !session.warnings.includes(d)));
+        return made.plan;
+      };
       plan = await makePlan();
       // Every stuck VM has a way out: a VM the plan acts on that its data
       // center no longer holds is recorded as such, and planned again from

@@ -88,6 +88,11 @@ export const policyCodes = defineCodes({
     doc: 'A module listed in the pack\'s `modules` failed to import, did not finish loading (its top-level code still waited after 30 s, or waited on a promise nothing will settle), or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
     severity: 'error',
   },
+  'policy.rule-timeout': {
+    summary: 'Policy rule did not finish in time',
+    doc: 'A custom rule\'s checks were still running at the pack\'s deadline (`spec.ruleTimeoutSeconds` in policy.yaml, default 10 s, for all of a rule\'s checkChange calls and its checkPlan over one plan, or its checkRequest on one request) and were stopped. The rule counts as a mandatory violation, so the plan is blocked and the authority vetoes the request (`policy-veto`). The diagnostic names the rule, the check and the change it was on, and points at the check in its module. Fix the check (a loop that never ends, or work that grows too fast with the plan), raise `spec.ruleTimeoutSeconds`, or set the rule to `enforcement: disabled` in the stack\'s `policyPack.config`.',
+    severity: 'error',
+  },
   'policy.duplicate-rule': {
     summary: 'Duplicate rule name',
     doc: 'Two rules (built in or from modules) have the same name. Rename the custom rule.',
