@@ -1,7 +1,7 @@
 import { closeSync, fchmodSync, fstatSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { FleetError, diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, diag, escapeUnseen, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import type { RefreshResult } from '../../apply/index.ts';
 import type { PlanDocument, PlanStackOptions, PlanFormat } from '../../plan/index.ts';
 import { PLAN_FORMATS } from '../../plan/render/formats.ts';
@@ -40,7 +40,7 @@ async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackO
     const inScope = (fleet: string) => (targets.length === 0 || targets.includes(fleet)) && !excludes.includes(fleet);
     const refresh = await refreshStack(session, { actor: defaultActor(), inScope });
     const { checked, drift } = refresh;
-    for (const d of drift) io.stderr.write(`refresh: ${d.kind} ${d.dataCenter} ${d.address}: ${d.detail}\n`);
+    for (const d of drift) io.stderr.write(`refresh: ${d.kind} ${d.dataCenter} ${escapeUnseen(d.address)}: ${escapeUnseen(d.detail)}\n`);
     io.stderr.write(`refresh: ${checked} VMs checked, ${drift.length} differences.\n`);
     if (drift.some((d) => d.kind === 'unreachable')) {
       throw new FleetError(diag('plan.refresh-failed', `could not refresh from ${drift.filter((d) => d.kind === 'unreachable').map((d) => d.dataCenter).join(', ')}; plan without --refresh, or bring the DMZ clients back.`));

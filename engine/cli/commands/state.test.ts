@@ -228,6 +228,17 @@ describe('fleet history', () => {
     expect(r.stderr).toContain(`error[${code}`);
     expect(r.stderr).not.toMatch(/\n\s+at .*\.ts:\d+/);
   });
+
+  it('shows what a history row holds with its unseen characters escaped: a detail from a data center, printed as it was, acted on the terminal', async () => {
+    const rec = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+    await rec.addHistory(vmId, { from: 'PoweredOff', to: 'PoweredOff', outcome: 'drift', actor: 'dmz-client:miami', detail: 'cloud said \u001b[2Jhi\nthere' });
+    await rec.close();
+    const r = await runCli(['history', 'web/0', '--limit', '1'], { cwd: root });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('cloud said \\u001B[2Jhi\\u000Athere');
+    expect(r.stdout.includes('\u001b')).toBe(false);
+    expect(r.stdout.trimEnd().split('\n')).toHaveLength(2);
+  });
 });
 
 describe('fleet state rm', () => {

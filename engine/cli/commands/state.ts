@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { FleetError, fail, sortDiagnostics, visible, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, escapeUnseen, fail, sortDiagnostics, visible, type Diagnostic } from '../../diags/index.ts';
 import { isFleetName, parseVmAddress } from '../../model/index.ts';
 import type { FleetRecord, HistoryRow, LockRow, SqlRecord, VmRow } from '../../record/index.ts';
 import { holderGone, lockHolder } from '../../record/locks.ts';
@@ -57,9 +57,10 @@ export function printResult(io: CliIO, mode: OutputMode, doc: Record<string, unk
   io.stdout.write(text());
 }
 
-/** Simple aligned columns for text tables. */
-export function table(rows: string[][]): string {
-  if (rows.length === 0) return '';
+/** Simple aligned columns for text tables; a cell's unseen characters are escaped (a detail may come from a data center). */
+export function table(cells: string[][]): string {
+  if (cells.length === 0) return '';
+  const rows = cells.map((r) => r.map(escapeUnseen));
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n') + '\n';
 }
