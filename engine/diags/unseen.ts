@@ -19,6 +19,16 @@ export function visible(s: string): string {
   return `"${s.replace(new RegExp(`${UNSEEN.source}|${COMBINING.source}`, 'gu'), (c) => `\\u${hex(c)}`)}"`;
 }
 
+/**
+ * `s` with the characters that do not show written as escapes, unquoted: for
+ * text the CLI prints that came from elsewhere (a history detail, a VM name a
+ * data center reports), where an escape sequence would act on the terminal
+ * and a newline would break a table.
+ */
+export function escapeUnseen(s: string): string {
+  return s.replace(new RegExp(UNSEEN.source, 'gu'), (c) => `\\u${hex(c)}`);
+}
+
 /** Why `s` does not read as what it is, and what to do, or undefined. */
 export function unseenProblem(s: string): { why: string; fix: string } | undefined {
   const m = UNSEEN.exec(s);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { diag, escapeUnseen, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
 import { formatOption, loaderEnv, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
@@ -39,7 +39,8 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
           io,
           async () => {
             const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
-            const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), onRecordOutage: recordOutageNotices(io, 'the refresh') });
+            // A record it would make is empty: a mistyped URL's drift check would find no drift, ever.
+            const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), existingRecord: true, onRecordOutage: recordOutageNotices(io, 'the refresh') });
             try {
               const check = Boolean(opts.check);
               const result = await refreshStack(session, { actor: defaultActor(), write: !check });
@@ -53,7 +54,8 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
                 writeJson(io, { stack: session.stack.name, check, checked: result.checked, drift, diagnostics });
               } else {
                 printDiagnostics(io, diagnostics);
-                for (const d of drift) io.stdout.write(`${d.kind.padEnd(12)} ${d.dataCenter.padEnd(10)} ${d.address.padEnd(16)} ${d.detail}\n`);
+                // What a data center reports (a VM's name, a cloud id) is printed with its unseen characters escaped.
+                for (const d of drift) io.stdout.write(`${d.kind.padEnd(12)} ${d.dataCenter.padEnd(10)} ${escapeUnseen(d.address).padEnd(16)} ${escapeUnseen(d.detail)}\n`);
                 const what = check ? 'Drift check' : 'Refresh';
                 const written = check ? ' (nothing written to the record)' : '';
                 io.stdout.write(`${what}: ${result.checked} VMs checked, ${drift.length} difference${drift.length === 1 ? '' : 's'}${written}.\n`);
