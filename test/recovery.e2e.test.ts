@@ -321,6 +321,38 @@ describe('fleet import into a data center the fleet may not use (embedded)', () 
     expect(back.stdout).toContain(`as ${inRichmond.address}`);
   }, 300_000);
 
+  // Found by QA: import adopted a VM past the owner's mandatory quota (team-payments at 12 of 11), and the next plans
+  // showed grants that matched nothing in the record.
+  it('is refused when it would take the owner past its mandatory owner-quota, and taken once the limit allows it', async () => {
+    await st.spec('edge', onlyMiami(fleetYaml('edge', { count: 0 })));
+    await st.spec('quota', fleetYaml('quota', { count: 2 }));
+    const stackFile = join(st.dir, 'stack.yaml');
+    const original = await readFile(stackFile, 'utf8');
+    const limit = (vms: number) =>
+      writeFile(stackFile, original.replace('max-disruption: { enforcement: disabled }', `max-disruption: { enforcement: disabled }\n      owner-quota: { enforcement: mandatory, limits: { team-quota: { vms: ${vms} } } }`));
+    try {
+      await limit(2);
+      const applied = await fleet('apply', '--yes');
+      expect(applied.code, applied.stderr).toBe(0);
+      const vm = (await world(st.dir)).vms.find((v) => v.address === 'quota/1')!;
+      expect((await fleet('state', 'rm', 'quota/1')).code).toBe(0);
+      await limit(1);
+      const r = await fleet('import', 'quota/1', vm.cloudId!, '--format', 'json');
+      expect(r.code, r.stdout).toBe(1);
+      const out = JSON.parse(r.stdout);
+      expect(schemaErrors('import-output', out)).toEqual([]);
+      expect(out.diagnostics).toMatchObject([{ code: 'apply.import-refused', address: 'quota/1' }]);
+      expect(out.diagnostics[0].detail).toMatch(/owner team-quota .*quota/);
+      expect((await fleet('state', 'show', 'quota/1')).stderr).toContain('record.vm-not-found');
+      await limit(2);
+      const back = await fleet('import', 'quota/1', vm.cloudId!);
+      expect(back.code, back.stderr).toBe(0);
+    } finally {
+      await writeFile(stackFile, original);
+      await st.spec('quota', fleetYaml('quota', { count: 0 }));
+    }
+  }, 300_000);
+
   it('says of a fleet of count 0 that it has no members (it said "members edge/0 to edge/-1")', async () => {
     await st.spec('edge', onlyMiami(fleetYaml('edge', { count: 0 })));
     const none = await fleet('import', 'edge/0', 'sim-x', '--format', 'json');

@@ -122,6 +122,11 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       if (excluded && known?.address !== address) {
         fail('apply.import-refused', `${vm.cloudId} lives in ${vm.dataCenter}, where fleet ${fleet} may not have members (${excluded}); members never move, so no plan could replace it there. Import it into a fleet that may use ${vm.dataCenter}, or change ${fleet}'s placement or hardware first.`, { address });
       }
+      // The owner's mandatory quota holds for an adopted VM as for a created one (the data center's capacity does not:
+      // the VM is there already), checked by the record in the adopt's transaction.
+      const { createBudget } = await import('../../authority/policy.ts');
+      const { BudgetExceededError } = await import('../../record/index.ts');
+      const budget = createBudget(pack, {}, spec.owner, vm.dataCenter);
       return record.adoptVm(
         {
           id: vm.vmId,
@@ -141,7 +146,11 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
           encryptedDisk: vm.encryptedDisk,
         },
         { actor, detail: `fleet import: adopted ${vm.cloudId} (VM ${vm.vmId}) of ${vm.dataCenter}, ${vm.observedState}` },
-      );
+        budget,
+      ).catch((err: unknown) => {
+        if (!(err instanceof BudgetExceededError)) throw err;
+        return fail('apply.import-refused', `${err.diagnostics[0].detail} Importing ${vm.cloudId} as ${address} would take owner ${spec.owner} past its mandatory owner-quota; raise its limit in the stack's policyPack.config, or free a VM of that owner first.`, { address });
+      });
     });
     const left: string[] = [];
     if (!matches) left.push(`its image ${vm.image}${vm.encryptedDisk === spec.encryptedDisk ? '' : ' or disk encryption'} is not the spec's (${catalog ?? `no ${spec.image} in ${vm.dataCenter}`}): the next plan replaces it`);
