@@ -33,6 +33,23 @@ describe('location', () => {
 });
 
 describe('formatDiagnostic', () => {
+  // Found by QA: a detail quoting what a person or a data center wrote (a --data-center value, a VM name, a custom
+  // rule's message) reached the terminal raw: an escape sequence in it acted on the operator's terminal.
+  it.each([
+    ['an escape sequence', 'name \u001b[2J\u001b[31mred', 'name \\u001B[2J\\u001B[31mred'],
+    ['a carriage return', 'ok\rforged', 'ok\\u000Dforged'],
+    ['a right-to-left override', 'pr\u202eod', 'pr\\u202Eod'],
+    ['a bell and a NUL', 'a\u0007b\u0000c', 'a\\u0007b\\u0000c'],
+    ['line breaks and tabs, which stay', 'one\n  two\tthree', 'one\n  two\tthree'],
+  ])('shows %s in a detail escaped', (_name, raw, shown) => {
+    expect(formatDiagnostic(diag('cli.usage', `detail ${raw}`))).toBe(`error[cli.usage]: Invalid command line\n  detail ${shown}\n`);
+  });
+
+  it('shows every unseen character of a location escaped, line breaks too', () => {
+    const text = formatDiagnostic(diag('cli.usage', 'd', { file: 'f\u001b[2J.yaml', address: 'dc\nx\u202e' }));
+    expect(text).toBe('error[cli.usage]: Invalid command line\n  at f\\u001B[2J.yaml dc\\u000Ax\\u202E\n  d\n');
+  });
+
   it('prints severity, code, summary, location and detail', () => {
     const d = diag('spec.missing-field', 'spec has no "image", which is required.', { file: 'web.yaml', line: 5, col: 1 });
     expect(formatDiagnostic(d)).toBe('error[spec.missing-field]: Missing required field\n  at web.yaml:5:1\n  spec has no "image", which is required.\n');

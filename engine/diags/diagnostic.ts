@@ -1,4 +1,5 @@
 import { CODES, type Code } from './codes/index.ts';
+import { escapeUnseen } from './unseen.ts';
 
 export type Severity = 'error' | 'warning';
 
@@ -64,10 +65,17 @@ export function location(d: Where): string {
   return parts.join(' ');
 }
 
-/** Text form for stderr: `error[spec.unknown-key]: Unknown key` then `  at file:1:2` then the detail. */
+/**
+ * Text form for stderr: `error[spec.unknown-key]: Unknown key` then `  at
+ * file:1:2` then the detail. A detail or location quotes what people and
+ * data centers wrote (a flag's value, a VM name, a rule's message): their
+ * characters that do not show are written as escapes (`\u001B`), so none
+ * acts on the terminal; a detail keeps its line breaks and tabs.
+ */
 export function formatDiagnostic(d: Diagnostic): string {
-  const loc = location(d);
-  return `${d.severity}[${d.code}]: ${d.summary}\n${loc ? `  at ${loc}\n` : ''}  ${d.detail}\n`;
+  const loc = escapeUnseen(location(d));
+  const detail = d.detail.replace(/[^\n\t]+/g, escapeUnseen);
+  return `${d.severity}[${d.code}]: ${d.summary}\n${loc ? `  at ${loc}\n` : ''}  ${detail}\n`;
 }
 
 export function formatDiagnostics(diags: readonly Diagnostic[]): string {

@@ -40,7 +40,10 @@ export function renderDiagnosticsDoc(codes: Record<string, CodeEntry> = CODES): 
     '  Key "imgae" is not allowed in spec (did you mean "image"?).',
     '```',
     '',
-    '`--format json` gives the same fields as JSON. Codes never change meaning; errors make the command exit 1,',
+    'In text output a character of the detail or the location that does not show (a control character, an',
+    'escape sequence, a direction override) is written as an escape (`\\u001B`), so what a detail quotes',
+    '(a flag\'s value, a VM name, a rule\'s message) never acts on the terminal; the detail keeps its line breaks.',
+    '`--format json` gives the same fields as JSON, as they are. Codes never change meaning; errors make the command exit 1,',
     'warnings do not.',
     '',
   ];
