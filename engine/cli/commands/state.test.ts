@@ -138,7 +138,22 @@ describe('fleet state list', () => {
     expect(out.stack).toBe('clitest');
     expect(out.vms.map((v: { address: string }) => v.address)).toEqual(['web/0', 'web/1']);
     expect(out.fleets.map((f: { fleet: string }) => f.fleet)).toEqual(['web']);
-    expect(out.locks).toHaveLength(1);
+    // Found by QA: the locks of every fleet were listed (db's here), and a fleet the record does not know answered
+    // "0 VMs" as quietly as an empty one.
+    expect(out.locks).toEqual([]);
+    expect(out.diagnostics).toEqual([]);
+    const db = JSON.parse((await runCli(['state', 'list', '--fleet', 'db', '--format', 'json', '--stack', join(root, 'stacks', 'local')], { cwd: repo })).stdout);
+    expect(db.locks.map((l: { fleet: string }) => l.fleet)).toEqual(['db']);
+  });
+
+  it('warns of a --fleet the record does not know, suggesting a near name', async () => {
+    const r = await runCli(['state', 'list', '--fleet', 'wbe', '--fleet', 'web', '--stack', join(root, 'stacks', 'local')], { cwd: repo });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('warning[record.fleet-not-found]: Fleet not in the record\n  at wbe\n  stack clitest has no fleet wbe in the record');
+    expect(r.stderr).toContain('did you mean web?');
+    expect(r.stdout).toContain('2 VMs in 1 fleet of stack clitest');
+    const json = JSON.parse((await runCli(['state', 'list', '--fleet', 'nope', '--format', 'json', '--stack', join(root, 'stacks', 'local')], { cwd: repo })).stdout);
+    expect(json.diagnostics).toMatchObject([{ code: 'record.fleet-not-found', severity: 'warning', address: 'nope' }]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { FleetError, escapeUnseen, fail, sortDiagnostics, visible, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, diag, escapeUnseen, fail, sortDiagnostics, suggest, visible, type Diagnostic } from '../../diags/index.ts';
 import { isFleetName, parseVmAddress } from '../../model/index.ts';
 import type { FleetRecord, HistoryRow, LockRow, SqlRecord, VmRow } from '../../record/index.ts';
 import { holderGone, lockHolder } from '../../record/locks.ts';
@@ -130,7 +130,15 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
           () =>
             withStackRecord(io, opts, async (record, stack) => {
               const scope = opts.fleet ? { fleets: opts.fleet } : {};
-              const [vms, fleets, locks] = await Promise.all([record.listVms(stack, scope), record.listFleets(stack, opts.fleet), record.listLocks(stack)]);
+              const [vms, fleets, allLocks] = await Promise.all([record.listVms(stack, scope), record.listFleets(stack, opts.fleet), record.listLocks(stack)]);
+              const locks = opts.fleet ? allLocks.filter((l) => opts.fleet!.includes(l.fleet)) : allLocks;
+              // A fleet the record does not know answers "0 VMs" as an empty one would: said, with a near name.
+              const missing = (opts.fleet ?? []).filter((f, i, all) => all.indexOf(f) === i && !fleets.some((r) => r.fleet === f));
+              const known = missing.length ? (await record.listFleets(stack)).map((r) => r.fleet) : [];
+              const warnings = missing.map((f) => {
+                const near = suggest(f, known);
+                return diag('record.fleet-not-found', `stack ${stack} has no fleet ${f} in the record ${record.description}${near ? `; did you mean ${near}?` : known.length ? ` (it holds ${known.join(', ')})` : ' (it holds no fleet)'}.`, { address: f }, 'warning');
+              });
               printResult(io, mode, { stack, record: record.description, vms, fleets, locks }, () => {
                 const inFleets = new Set(vms.map((v) => v.fleet)).size;
                 let out = vms.length ? `${vmTable(vms)}\n` : '';
@@ -143,7 +151,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
                   ]);
                 }
                 return out;
-              });
+              }, warnings);
               return 0;
             }, { readOnly: true }),
           mode,

@@ -73,6 +73,11 @@ export const recordCodes = defineCodes({
     doc: 'No lock with that id exists in the record for this stack (a lock of another stack sharing the record is named, and left alone); it may have been released already. `fleet state list` shows the locks held on a stack.',
     severity: 'error',
   },
+  'record.fleet-not-found': {
+    summary: 'Fleet not in the record',
+    doc: '`fleet state list --fleet NAME` names a fleet the record holds nothing of (a typo, or a fleet never applied, or one whose members were all forgotten). The list is empty for it, as for any fleet without live VMs; the warning tells the two apart and suggests a near name.',
+    severity: 'warning',
+  },
   'record.vm-not-found': {
     summary: 'No such VM',
     doc: 'No VM in the record has that id or address (`<fleet>/<index>`). `fleet state list` shows the VMs of the stack.',
