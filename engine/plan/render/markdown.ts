@@ -8,6 +8,7 @@
 import { ACTIONS, type Action, type Change, type PlanDocument } from '../types.ts';
 import { planDigest } from '../digest.ts';
 import { byName } from '../scope.ts';
+import { mdCode, mdCodeCell, mdHtml, mdText } from './escape.ts';
 import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, memberList, rolloutLine, summaryLine } from './common.ts';
 
 export const MARKDOWN_LIMIT = 65_000;
@@ -28,25 +29,12 @@ export function markdownMarker(stack: string): string {
   return `<!-- fleet-plan stack=${stack.replace(/[^A-Za-z0-9._-]/g, '_')} -->`;
 }
 
-/**
- * Text from the plan (an owner, a data center, a rule's message: what
- * people wrote) as one table cell: a `|` would end the cell, a newline the
- * row, and `<` or `&` would make HTML of it (`<!--` hides the rest of the
- * comment from the reviewer), so they are escaped.
- */
-function cell(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ').replace(/&/g, '&amp;').replace(/</g, '&lt;');
-}
-
-/** A code span on one line (its backticks made quotes: none can end it early); HTML is literal in it. */
-function code(s: string): string {
-  return `\`${s.replace(/`/g, "'").replace(/\r?\n/g, ' ')}\``;
-}
-
-/** A code span inside a table cell: a `|` ends a GFM cell even there unless escaped. */
-function codeCell(s: string): string {
-  return code(s).replace(/\|/g, '\\|');
-}
+// Every string from the plan goes through escape.ts: mdText in prose and
+// table cells, mdCode / mdCodeCell for names shown as code, mdHtml inside
+// the <summary> element (docs/plan-format.md, "Text from the plan").
+const cell = mdText;
+const code = mdCode;
+const codeCell = mdCodeCell;
 
 export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): string {
   const limit = opts.limit ?? MARKDOWN_LIMIT;
@@ -64,7 +52,7 @@ export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): 
   // Too long: fleets become one line each, then the lines that still fit.
   const note = (what: string) =>
     `> **Note:** this plan is too large for one comment (${full.length.toLocaleString('en-US')} characters); ${what}. The JSON plan (\`fleet plan --out\`) has every change.\n`;
-  const oneLiners = fleets.map((g) => `- ${SYMBOL[g.changes[0].action]} **${g.fleet}**: ${countsPhrase(g.changes)}${g.unchanged ? `, ${g.unchanged} unchanged` : ''}`);
+  const oneLiners = fleets.map((g) => `- ${SYMBOL[g.changes[0].action]} **${cell(g.fleet)}**: ${countsPhrase(g.changes)}${g.unchanged ? `, ${g.unchanged} unchanged` : ''}`);
   const fixed = [head, note('fleets are summarised, one line each'), policy, ...(rollouts ? [rollouts] : []), dcs, diagram, '### Fleets\n'].join('\n');
   const budget = limit - fixed.length - 200;
   const shown: string[] = [];
@@ -130,7 +118,7 @@ function rolloutSection(plan: PlanDocument): string {
   if (rollouts.length === 0) return '';
   const lines = ['### Rollouts', '', 'Each wave starts once every member of the one before is back in its desired state and ready; the rollout stops at `failureThreshold` failed members.', ''];
   for (const r of rollouts) {
-    lines.push(`**${r.fleet}**: ${rolloutLine(r)} (${cell(r.reason)})`, '', '| wave | members | out of service | surge |', '| ---: | --- | ---: | ---: |');
+    lines.push(`**${cell(r.fleet)}**: ${rolloutLine(r)} (${cell(r.reason)})`, '', '| wave | members | out of service | surge |', '| ---: | --- | ---: | ---: |');
     for (const w of r.waves) {
       const back = w.returning?.length ? ` (bringing back ${memberList(w.returning, 4)})` : '';
       lines.push(`| ${w.wave} | ${cell(memberList(w.members))}${cell(back)} | ${w.unavailable} | ${w.surge} |`);
@@ -178,7 +166,7 @@ function diagramSection(plan: PlanDocument): string {
 
 function fleetDetails(fleet: string, changes: Change[], unchanged: number): string {
   const lines = [
-    `<details><summary><b>${fleet}</b>: ${countsPhrase(changes)}${unchanged ? `, ${unchanged} unchanged` : ''}</summary>`,
+    `<details><summary><b>${mdHtml(fleet)}</b>: ${countsPhrase(changes)}${unchanged ? `, ${unchanged} unchanged` : ''}</summary>`,
     '',
     '| | address | action | data center | path | reason |',
     '| --- | --- | --- | --- | --- | --- |',
@@ -188,7 +176,7 @@ function fleetDetails(fleet: string, changes: Change[], unchanged: number): stri
       .filter(Boolean)
       .join('; ');
     const reason = extra && !c.reason.includes(extra) ? `${c.reason} (${extra})` : c.reason;
-    lines.push(`| ${cell(SYMBOL[c.action])} | ${codeCell(c.address)}${c.wave !== undefined ? ` (wave ${c.wave})` : ''} | ${c.action} | ${cell(c.dataCenter)} | ${cell(formatPath(c.path))} | ${cell(reason)} |`);
+    lines.push(`| ${SYMBOL[c.action]} | ${codeCell(c.address)}${c.wave !== undefined ? ` (wave ${c.wave})` : ''} | ${c.action} | ${cell(c.dataCenter)} | ${cell(formatPath(c.path))} | ${cell(reason)} |`);
   }
   lines.push('', '</details>', '');
   return lines.join('\n');

@@ -6,6 +6,8 @@ import { computePlan } from '../planner.ts';
 import { noRulesPolicy } from '../policy-port.ts';
 import { makeFleet, makePack, makeStack, vmRow } from '../test-support.ts';
 import { planDigest } from '../digest.ts';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { MARKDOWN_LIMIT, PRETTY_JSON_LIMIT, markdownMarker, renderJson, renderMarkdown, renderText } from './index.ts';
 
 function plan(fleets: LoadedFleet[], record: VmRow[] = [], scope: { targets?: string[]; excludes?: string[] } = {}) {
@@ -135,7 +137,7 @@ describe('renderMarkdown', () => {
       { name: 'no HTML comment but the marker', check: (md: string) => md.split('<!--').length === 2 },
       // Inside a code span HTML is literal.
       { name: 'no HTML tag from the data', check: (md: string) => !/<img|<b>(?![a-z]+<\/b>)/.test(md.replace(/`[^`\n]*`/g, '')) },
-      { name: 'the heading stays one line', check: (md: string) => /^## Plan for stack `st\|ack 'x' next`$/m.test(md) },
+      { name: 'the heading stays one line', check: (md: string) => /^## Plan for stack `st\|ack 'x'\\nnext`$/m.test(md) },
     ])('$name', ({ check }) => {
       expect(check(odd())).toBe(true);
     });
@@ -165,6 +167,73 @@ describe('renderMarkdown', () => {
     expect(small).not.toContain('<details>');
     const tables = small.split('\n').filter((l) => l.startsWith('| **total**'));
     expect(tables).toHaveLength(1);
+  });
+});
+
+// Strings a pull-request author or a policy pack controls reach what reviewers
+// read: a custom rule's message and hint (any string), an owner in a grant's
+// reason, a data center's name, a state of the pack's diagram. In the PR
+// comment they must stay text (no HTML, link, image, mention, issue link,
+// table cell, math, hidden or reordered characters, endless line); in a
+// terminal no control sequence may reach the reader's screen.
+// Golden: test/fixtures/render/untrusted.md; UPDATE_GOLDEN=1 rewrites them.
+describe('text from the plan is shown as text', () => {
+  const GOLDEN = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'render');
+  const golden = (file: string, actual: string) => {
+    const path = join(GOLDEN, file);
+    if (process.env.UPDATE_GOLDEN === '1' || !existsSync(path)) {
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(path, actual);
+    }
+    expect(actual).toBe(readFileSync(path, 'utf8'));
+  };
+  const HOSTILE = [
+    '<img src=x onerror=alert(1)> </code> <details><summary>open me</summary>',
+    'a | b | c',
+    'ends `code` early ``',
+    'cc @alice and @acme/platform-admins',
+    'fixes #123 and acme/infra#7',
+    '![x](http://evil.example/t.png) [click](http://evil.example/)',
+    '$\\href{http://evil.example}{x}$ **bold** _it_ ~~gone~~',
+    'right-to-left \u202Eexe.txt\u202C and \u2066isolate\u2069, zero\u200Bwidth',
+    'entity &#8238; &lt;b&gt;',
+    'first line\nPlan: 0 to create, 0 to transition, 0 to update, 0 to replace, 0 to delete.',
+    'ESC clears the log \u001b[2J\u001b[H and bell \u0007',
+  ].join(' ');
+  const untrusted = () => {
+    const p = mixed();
+    for (const c of p.changes) {
+      if (c.address === 'web/3') {
+        c.dataCenter = 'mi<b>ami</b> @bob';
+        c.reason = `count is 4 ${HOSTILE}`;
+      }
+      if (c.address === 'web/0') c.path = [...c.path.slice(0, -1), 'Run**ning** \u001b[31m'];
+    }
+    p.policy.grants.push({ fleet: 'web', requested: 4, granted: 3, reason: 'requested 4, granted 3: quota of team|@acme/owners <!-- hidden', policy: 'owner-quota' });
+    p.policy.violations.push({ policy: 'custom-rule', level: 'advisory', address: 'web/3', message: HOSTILE, hint: `${'very long '.repeat(2000)}end` });
+    return p;
+  };
+  /** The markdown outside code spans, where markup acts. */
+  const prose = (md: string) => md.replace(/`[^`\n]*`/g, '``').replaceAll('&#8203;', '\u200b');
+  const OWN_TAGS = /^<(\/?(details|summary|b)>|!-- fleet-plan stack=)/;
+
+  it.each([
+    { name: 'no HTML tag but the comment\'s own', check: (md: string) => [...prose(md).matchAll(/(?<!\\)<[!/a-z]/gi)].every((m) => OWN_TAGS.test(prose(md).slice(m.index))) },
+    { name: 'no HTML entity from the data (&#8238; would be a bidi override)', check: (md: string) => !/&(?!amp;|lt;)[#a-z]/i.test(prose(md)) },
+    { name: 'no mention of a user or team', check: (md: string) => !/@[A-Za-z0-9]/.test(prose(md)) },
+    { name: 'no #123 issue link', check: (md: string) => !/#\d/.test(prose(md)) },
+    { name: 'no link or image', check: (md: string) => !/(?<!\\)\]\(/.test(prose(md)) },
+    { name: 'no math, emphasis or strikethrough from the data', check: (md: string) => !/(?<!\\)(\$|\*\*bold|_it|~~)/.test(prose(md)) },
+    // eslint-disable-next-line no-control-regex -- control characters are what must not be there
+    { name: 'no control or bidi character', check: (md: string) => !/[\u0000-\u0009\u000b-\u001f\u007f\u200b\u202a-\u202e\u2066-\u2069]/.test(md) },
+    { name: 'no line longer than 3,000 characters', check: (md: string) => md.split('\n').every((l) => l.length <= 3000) },
+    { name: 'the injected newline forges no line', check: (md: string) => !/^Plan: 0/m.test(md) },
+  ])('markdown: $name', ({ check }) => {
+    expect(check(renderMarkdown(untrusted()))).toBe(true);
+  });
+
+  it('markdown: the golden comment', () => {
+    golden('untrusted.md', renderMarkdown(untrusted()));
   });
 });
 
