@@ -176,7 +176,7 @@ describe('renderMarkdown', () => {
 // comment they must stay text (no HTML, link, image, mention, issue link,
 // table cell, math, hidden or reordered characters, endless line); in a
 // terminal no control sequence may reach the reader's screen.
-// Golden: test/fixtures/render/untrusted.md; UPDATE_GOLDEN=1 rewrites them.
+// Goldens: test/fixtures/render/untrusted.{md,txt}; UPDATE_GOLDEN=1 rewrites them.
 describe('text from the plan is shown as text', () => {
   const GOLDEN = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'render');
   const golden = (file: string, actual: string) => {
@@ -234,6 +234,21 @@ describe('text from the plan is shown as text', () => {
 
   it('markdown: the golden comment', () => {
     golden('untrusted.md', renderMarkdown(untrusted()));
+  });
+
+  it.each([
+    // eslint-disable-next-line no-control-regex -- control characters are what must not be there
+    { name: 'no ESC or other control character without colour', color: false, check: (t: string) => !/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(t) },
+    // eslint-disable-next-line no-control-regex -- control characters are what must not be there
+    { name: 'only its own colour sequences with colour', color: true, check: (t: string) => t.replace(/\x1b\[\d+m/g, '').search(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/) === -1 },
+    { name: 'no bidi or zero-width character', color: false, check: (t: string) => !/[\u200b-\u200f\u202a-\u202e\u2066-\u2069]/.test(t) },
+    { name: 'the injected newline forges no summary line', color: false, check: (t: string) => t.split('\n').filter((l) => l.startsWith('Plan: ')).length === 1 },
+  ])('text: $name', ({ color, check }) => {
+    expect(check(renderText(untrusted(), { color }))).toBe(true);
+  });
+
+  it('text: the golden output', () => {
+    golden('untrusted.txt', renderText(untrusted()));
   });
 });
 
