@@ -146,7 +146,7 @@ describe('renderMarkdown', () => {
   it.each([
     { name: '2,000 members in 1 fleet', fleets: 1, count: 2000 },
     { name: '6,000 members in 600 fleets', fleets: 600, count: 10 },
-    { name: '20,000 members in 2,000 fleets (one-liners cut)', fleets: 2000, count: 10 },
+    { name: '20,000 members in 2,000 fleets (rows cut)', fleets: 2000, count: 10 },
   ])('stays within 65,000 characters with the marker and digest kept: $name', ({ fleets, count }) => {
     const big = plan(Array.from({ length: fleets }, (_, i) => makeFleet(`fleet-with-a-long-name-${String(i).padStart(4, '0')}`, { count })));
     const md = renderMarkdown(big, { planFile: 'plan.json' });
@@ -157,36 +157,60 @@ describe('renderMarkdown', () => {
     expect(md).toContain('`fleet apply plan.json`');
   });
 
-  it('summarises a plan over the limit without cutting a table', () => {
-    const big = plan([makeFleet('web', { count: 400 }), ...Array.from({ length: 60 }, (_, i) => makeFleet(`f${String(i).padStart(2, '0')}`, { count: 3 }))]);
-    const full = renderMarkdown(big, { limit: 10_000_000 });
-    expect(full.length).toBeGreaterThan(20_000);
-    const small = renderMarkdown(big, { limit: 20_000 });
-    expect(small.length).toBeLessThanOrEqual(20_000);
-    expect(small).toContain('too large for one comment');
-    expect(small).not.toContain('<details>');
-    const tables = small.split('\n').filter((l) => l.startsWith('| **total**'));
-    expect(tables).toHaveLength(1);
+  // GitHub refuses a comment over 65,536 characters. Over the limit every
+  // table keeps the rows that fit, in reading order, and says how many more
+  // it leaves out; the reviewer sees as much of the plan as fits, not only
+  // one line per fleet (10,000 creates in one fleet showed "web: 10000 to
+  // create" and no member), nor only the summary (10,000 violations showed
+  // none of them).
+  describe('over the limit', () => {
+    const changeRows = (md: string) => md.split('\n').filter((l) => /^\| (\+|-|~|-\/\+|») \| `/.test(l)).length;
+    const violationRows = (md: string) => md.split('\n').filter((l) => /^\| (advisory|mandatory) \|/.test(l)).length;
+    const notShown = (md: string, what: string) => Number(md.match(new RegExp(`^_([\\d,]+) more ${what} not shown; see the plan artifact`, 'm'))?.[1].replace(/,/g, '') ?? 0);
+    const withViolations = (n: number, fleets = [makeFleet('web', { count: 10 })]) => {
+      const p = plan(fleets);
+      for (let i = 0; i < n; i++) p.policy.violations.push({ policy: 'custom', level: i % 2 ? 'advisory' : 'mandatory', address: `web/${i}`, message: 'too big '.repeat(10), hint: 'smaller' });
+      return p;
+    };
+    it.each([
+      { name: '10,000 changes in 1 fleet', doc: () => plan([makeFleet('web', { count: 10_000 })]), changes: 10_000, violations: 0 },
+      { name: '20,000 changes in 2,000 fleets', doc: () => plan(Array.from({ length: 2000 }, (_, i) => makeFleet(`fleet-with-a-long-name-${String(i).padStart(4, '0')}`, { count: 10 }))), changes: 20_000, violations: 0 },
+      { name: '10,000 violations', doc: () => withViolations(10_000), changes: 10, violations: 10_000 },
+    ])('$name: within the limit, the first rows of each table, and how many more are not shown', ({ doc, changes, violations }) => {
+      const p = doc();
+      const md = renderMarkdown(p, { planFile: 'plan.json' });
+      expect(md.length).toBeLessThanOrEqual(MARKDOWN_LIMIT);
+      expect(md).toBe(renderMarkdown(p, { planFile: 'plan.json' }));
+      expect(md.startsWith(`${markdownMarker(p.stack)}\n`)).toBe(true);
+      expect(md).toContain('`fleet apply plan.json`');
+      // Tables fill in reading order: 10,000 violations leave no room for change rows.
+      if (!violations) expect(changeRows(md)).toBeGreaterThan(0);
+      expect(changeRows(md) + notShown(md, 'changes')).toBe(changes);
+      if (violations) {
+        expect(violationRows(md)).toBeGreaterThan(0);
+        expect(violationRows(md) + notShown(md, 'violations')).toBe(violations);
+      }
+      expect(md.split('<details>').length).toBe(md.split('</details>').length);
+    });
+
+    it('the golden comment of a plan over a small limit', () => {
+      const p = withViolations(12, [makeFleet('web', { count: 10 }), makeFleet('api', { count: 25 })]);
+      GOLDEN('over-limit.md', renderMarkdown(p, { limit: 5_000 }));
+    });
   });
 });
 
-// Strings a pull-request author or a policy pack controls reach what reviewers
-// read: a custom rule's message and hint (any string), an owner in a grant's
-// reason, a data center's name, a state of the pack's diagram. In the PR
-// comment they must stay text (no HTML, link, image, mention, issue link,
-// table cell, math, hidden or reordered characters, endless line); in a
-// terminal no control sequence may reach the reader's screen.
-// Goldens: test/fixtures/render/untrusted.{md,txt}; UPDATE_GOLDEN=1 rewrites them.
+/** Compares with test/fixtures/render/FILE; UPDATE_GOLDEN=1 (or no file yet) writes it. */
+function GOLDEN(file: string, actual: string) {
+  const path = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'render', file);
+  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, actual);
+  }
+  expect(actual).toBe(readFileSync(path, 'utf8'));
+}
+
 describe('text from the plan is shown as text', () => {
-  const GOLDEN = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'render');
-  const golden = (file: string, actual: string) => {
-    const path = join(GOLDEN, file);
-    if (process.env.UPDATE_GOLDEN === '1' || !existsSync(path)) {
-      mkdirSync(dirname(path), { recursive: true });
-      writeFileSync(path, actual);
-    }
-    expect(actual).toBe(readFileSync(path, 'utf8'));
-  };
   const HOSTILE = [
     '<img src=x onerror=alert(1)> </code> <details><summary>open me</summary>',
     'a | b | c',
@@ -233,7 +257,7 @@ describe('text from the plan is shown as text', () => {
   });
 
   it('markdown: the golden comment', () => {
-    golden('untrusted.md', renderMarkdown(untrusted()));
+    GOLDEN('untrusted.md', renderMarkdown(untrusted()));
   });
 
   it.each([
@@ -248,7 +272,7 @@ describe('text from the plan is shown as text', () => {
   });
 
   it('text: the golden output', () => {
-    golden('untrusted.txt', renderText(untrusted()));
+    GOLDEN('untrusted.txt', renderText(untrusted()));
   });
 });
 
