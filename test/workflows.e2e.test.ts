@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schemaErrors } from './helpers/schemas.ts';
 import { REPO } from './helpers/stack.ts';
+import { parse } from 'yaml';
 import { FakeGitHub, copyTree, readWorkflow, runWorkflow, type RunOptions, type WorkflowRun } from './helpers/workflow.ts';
 
 const EXAMPLES = join(REPO, 'examples', 'github-actions');
@@ -126,3 +127,61 @@ describe('examples/github-actions', () => {
     });
   });
 });
+
+// What the workflow files must keep, read from the YAML (and, for what the
+// YAML parser drops such as comments, from the text).
+describe('examples/github-actions: security properties', () => {
+  const FILES = ['plan.yml', 'apply.yml', 'drift.yml'] as const;
+  const text = (f: string) => readFileSync(join(EXAMPLES, f), 'utf8');
+  interface Step { name?: string; id?: string; uses?: string; run?: string; with?: Record<string, unknown>; env?: Record<string, string> }
+  interface Wf { on: Record<string, unknown>; permissions?: Record<string, string> | string; env?: Record<string, string>; jobs: Record<string, { permissions?: unknown; env?: Record<string, string>; steps: Step[] }> }
+  const wf = (f: string) => parse(text(f)) as Wf;
+  const steps = (f: string) => Object.values(wf(f).jobs).flatMap((j) => j.steps);
+  /** The least each workflow needs: plan comments on the PR; apply finds the PR and its plan run and downloads the artifact. */
+  const ALLOWED: Record<(typeof FILES)[number], Record<string, string>> = {
+    'plan.yml': { contents: 'read', 'pull-requests': 'write' },
+    'apply.yml': { contents: 'read', actions: 'read', 'pull-requests': 'read' },
+    'drift.yml': { contents: 'read' },
+  };
+
+  it.each(FILES)('%s: no trigger that runs a fork\'s code with the base repository\'s secrets or a write token', (f) => {
+    expect(Object.keys(wf(f).on)).not.toContain('pull_request_target');
+    expect(Object.keys(wf(f).on)).not.toContain('workflow_run');
+  });
+
+  it.each(FILES)('%s: least-privilege permissions, declared at the top, none added by a job', (f) => {
+    expect(wf(f).permissions).toEqual(ALLOWED[f]);
+    for (const job of Object.values(wf(f).jobs)) expect(job.permissions).toBeUndefined();
+  });
+
+  it.each(FILES)('%s: every action pinned to a full commit SHA, with its version in a comment', (f) => {
+    const uses = text(f).split('\n').filter((l) => /^\s*-?\s*uses:/.test(l));
+    expect(uses.length).toBeGreaterThan(0);
+    for (const l of uses) expect(l, l).toMatch(/uses: [\w-]+\/[\w-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$/);
+  });
+
+  // `${{ github.head_ref }}` or a PR title pasted into a script runs as code.
+  it.each(FILES)('%s: no ${{ }} expression inside a run: script or a github-script script (values come in through env:)', (f) => {
+    for (const s of steps(f)) {
+      expect(s.run ?? '', s.name).not.toContain('${{');
+      expect(String(s.with?.script ?? ''), s.name).not.toContain('${{');
+    }
+  });
+
+  // The PR's code runs in these jobs (npm ci's scripts, the pack's rule modules in validate and plan).
+  it.each(FILES)('%s: secrets only in the env of the steps that need the record, never workflow- or job-wide', (f) => {
+    expect(JSON.stringify(wf(f).env ?? {})).not.toContain('secrets.');
+    for (const job of Object.values(wf(f).jobs)) expect(JSON.stringify(job.env ?? {})).not.toContain('secrets.');
+    for (const s of steps(f)) {
+      if (!JSON.stringify(s).includes('secrets.')) continue;
+      expect(s.run, `${s.name}: a secret only for a fleet command`).toMatch(/npx fleet (plan|apply|refresh)/);
+    }
+  });
+
+  it.each(FILES)('%s: checkout leaves no token in .git/config for later steps', (f) => {
+    const checkouts = steps(f).filter((s) => s.uses?.startsWith('actions/checkout@'));
+    expect(checkouts).toHaveLength(1);
+    expect(checkouts[0].with?.['persist-credentials']).toBe(false);
+  });
+});
+
