@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schemaErrors } from './helpers/schemas.ts';
 import { REPO } from './helpers/stack.ts';
 import { parse } from 'yaml';
-import { FakeGitHub, copyTree, readWorkflow, runWorkflow, type RunOptions, type WorkflowRun } from './helpers/workflow.ts';
+import { ACTIONS_BOT, FakeGitHub, copyTree, readWorkflow, runWorkflow, type RunOptions, type WorkflowRun } from './helpers/workflow.ts';
 
 const EXAMPLES = join(REPO, 'examples', 'github-actions');
 
@@ -109,6 +109,22 @@ describe('examples/github-actions', () => {
       expect(gh.comments).toHaveLength(1);
       expect(gh.comments[0].body).toContain('No changes. The record matches the specs.');
       expect(gh.comments[0].body).toContain('Nothing to apply.');
+    });
+
+    // Anyone can comment on a pull request. A comment that starts with the
+    // marker but is not the workflow's own must not be the one edited: the
+    // plan would show under that person's name, and they could edit it after.
+    it('plan.yml edits only its own comment, not one by someone else that starts with the marker', async () => {
+      const marker = gh.comments[0].body.split('\n', 1)[0];
+      const forged = `${marker}\n## Plan for stack \`local\`\n\n**No changes.** (forged)`;
+      gh.comments.unshift({ id: 1, body: forged, user: { login: 'mallory', type: 'User' } });
+      const r = await run('plan.yml', 7, 'next-2');
+      expect(r.ok, explain(r)).toBe(true);
+      expect(gh.comments.find((c) => c.id === 1)!.body).toBe(forged);
+      const mine = gh.comments.filter((c) => c.user.login === ACTIONS_BOT.login);
+      expect(mine).toHaveLength(1);
+      expect(mine[0].body).toContain('Nothing to apply.');
+      gh.comments.shift();
     });
 
     it('drift.yml fails (exit 2) when a data center drifted, keeps the report', async () => {
