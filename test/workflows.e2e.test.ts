@@ -84,6 +84,28 @@ describe('examples/github-actions', () => {
       expect(gh.comments[0].body).toContain(`Plan \`${saved.id}\``);
     });
 
+    // The plan artifact comes from a pull-request run: the PR's own plan.yml
+    // and code (policy modules, package.json scripts) ran there with the
+    // record's credentials, so its seal proves little. apply.yml applies it
+    // only when it is what the merged commit plans against the record now
+    // (same changes, basis, options, rollouts): here the merged commit asks
+    // for one more web member than the reviewed plan creates.
+    it('apply.yml refuses a plan artifact that is not what the merged commit plans, and applies nothing', async () => {
+      const spec = join(ws, 'specs/examples/web.yaml');
+      const reviewed = readFileSync(spec, 'utf8');
+      writeFileSync(spec, reviewed.replace('count: 3', 'count: 4'));
+      try {
+        const r = await run('apply.yml', 30, 'merge-0');
+        expect(r.ok).toBe(false);
+        const check = step(r, 'Check the reviewed plan is what the merged commit plans');
+        expect(check.code, explain(r)).toBe(1);
+        expect(check.stderr).toContain('is not what the merged commit plans');
+        expect(step(r, 'Apply the reviewed plan').skipped).toBe(true);
+      } finally {
+        writeFileSync(spec, reviewed);
+      }
+    });
+
     it('apply.yml: applies exactly the reviewed plan (the last plan run of the merged PR), events on stdout', async () => {
       const r = await run('apply.yml', 3, 'merge-1');
       expect(r.ok, explain(r)).toBe(true);
