@@ -19,6 +19,21 @@ export function visible(s: string): string {
   return `"${s.replace(new RegExp(`${UNSEEN.source}|${COMBINING.source}`, 'gu'), (c) => `\\u${hex(c)}`)}"`;
 }
 
+const UNSEEN_ALL = new RegExp(UNSEEN.source, 'gu');
+const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * `s` with its unseen characters written as escapes, unquoted: `\n`, `\t`,
+ * `\u001B`, `\u202E`. For text shown to people that others wrote (a rule's
+ * message in a plan, a value quoted in a diagnostic): an ESC would drive the
+ * reader's terminal or CI log, a newline would forge a line, a right-to-left
+ * override would reorder what they read. Combining marks are kept: in free
+ * text they are accents.
+ */
+export function escapeUnseen(s: string): string {
+  return s.replace(UNSEEN_ALL, (c) => SHORT[c] ?? `\\u${hex(c)}`);
+}
+
 /** Why `s` does not read as what it is, and what to do, or undefined. */
 export function unseenProblem(s: string): { why: string; fix: string } | undefined {
   const m = UNSEEN.exec(s);

@@ -5,24 +5,14 @@
 // never as markup of the pull-request comment, never as a terminal's control
 // sequence. Every such string goes through one of these functions; the rule
 // is written down in docs/plan-format.md ("Text from the plan").
+import { escapeUnseen } from '../../diags/unseen.ts';
 
 /**
- * Characters a reader cannot see or that act on the display: C0 and C1
- * controls (ESC starts an ANSI sequence that can clear a CI log or a
- * terminal; a newline starts a forged line), DEL, and Unicode format
- * characters that reorder or hide text (bidi embeddings, overrides and
- * isolates, zero-width characters, line and paragraph separators, the soft
- * hyphen, the byte order mark). Shown as escapes instead. (The zero-width
- * joiner and variation selectors are kept: emoji are made of them.)
+ * Control and format characters (ESC, a newline, a right-to-left override, a
+ * zero-width space: engine/diags/unseen.ts) shown as escapes; the same rule
+ * as for values quoted in diagnostics.
  */
-// eslint-disable-next-line no-control-regex, no-misleading-character-class -- control and invisible characters are what it finds
-const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200c\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufeff\uffa0\ufff0-\ufffb]/g;
-const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-/** `a\u202Eb` for a string holding U+202E; `\n` for a newline. Everything else is kept. */
-export function visible(s: string): string {
-  return s.replace(HIDDEN, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`);
-}
+export const visible = escapeUnseen;
 
 /** Longest value shown in a pull-request comment, in characters; longer ones are cut with a count. */
 export const MAX_VALUE = 500;
