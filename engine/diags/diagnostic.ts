@@ -1,4 +1,5 @@
 import { CODES, type Code } from './codes/index.ts';
+import { escapeUnseen } from './unseen.ts';
 
 export type Severity = 'error' | 'warning';
 
@@ -64,10 +65,15 @@ export function location(d: Where): string {
   return parts.join(' ');
 }
 
-/** Text form for stderr: `error[spec.unknown-key]: Unknown key` then `  at file:1:2` then the detail. */
+/**
+ * Text form for stderr: `error[spec.unknown-key]: Unknown key` then `  at file:1:2` then the detail.
+ * The detail and the location quote what others wrote (a spec's value, a file name, a rule's
+ * message): their control and format characters are shown as escapes (escapeUnseen), so an ESC
+ * cannot drive the reader's terminal nor a newline forge a line.
+ */
 export function formatDiagnostic(d: Diagnostic): string {
-  const loc = location(d);
-  return `${d.severity}[${d.code}]: ${d.summary}\n${loc ? `  at ${loc}\n` : ''}  ${d.detail}\n`;
+  const loc = escapeUnseen(location(d));
+  return `${d.severity}[${d.code}]: ${escapeUnseen(d.summary)}\n${loc ? `  at ${loc}\n` : ''}  ${escapeUnseen(d.detail)}\n`;
 }
 
 export function formatDiagnostics(diags: readonly Diagnostic[]): string {
