@@ -149,6 +149,20 @@ describe('examples/github-actions', () => {
       gh.comments.shift();
     });
 
+    // `fleet plan` killed (out of memory: 137) is neither 0, 1 nor 2: the job
+    // went green with no artifact and a truncated plan.md as the comment.
+    it('plan.yml fails, posting nothing, when fleet plan stops with another exit code (killed)', async () => {
+      const preload = join(ws, 'kill-plan.cjs');
+      writeFileSync(preload, "if (process.argv.slice(2).includes('plan')) process.kill(process.pid, 'SIGKILL');\n");
+      const before = gh.comments.map((c) => c.body);
+      const r = await runWorkflow(join(EXAMPLES, 'plan.yml'), { workspace: ws, github: gh, runId: 8, sha: 'killed', baseEnv: { ...baseEnv, NODE_OPTIONS: `--require ${preload}` } });
+      expect(r.ok).toBe(false);
+      expect(step(r, 'Validate').code).toBe(0);
+      expect(step(r, 'Plan').stderr).toContain('fleet plan stopped with exit code 137');
+      expect(gh.comments.map((c) => c.body)).toEqual(before);
+      expect(gh.artifacts.has('8/fleet-plan')).toBe(false);
+    });
+
     it('drift.yml fails (exit 2) when a data center drifted, keeps the report', async () => {
       // Power a VM off behind the record's back.
       const simDir = join(ws, 'stacks/local/.fleet/sim');
