@@ -177,6 +177,26 @@ describe('examples/github-actions', () => {
       // Powered off behind the record's back: two edges from Running, which a refresh would record.
       expect(gh.artifacts.get('6/fleet-drift')!.get('drift.txt')!.toString()).toMatch(/^edge +miami .*2 edges from Running/m);
     });
+
+    // A VM the record does not know is reported with the name it has in the
+    // cloud, which whoever made it chose: in the job's log and in the run
+    // summary (markdown) it stays text.
+    it('drift.yml: an unknown VM\'s cloud name stays text in the log and the run summary', async () => {
+      const file = join(ws, 'stacks/local/.fleet/sim', 'miami', 'sim-miami.json');
+      const sim = JSON.parse(readFileSync(file, 'utf8')) as { vms: { vmId: string; cloudId: string; name: string }[] };
+      const name = 'evil\u001b[2J\n```\n## forged <img src=x>';
+      sim.vms.push({ ...sim.vms[0], vmId: 'vm-stranger', cloudId: 'sim-stranger', name });
+      writeFileSync(file, JSON.stringify(sim));
+      const r = await run('drift.yml', 9, 'main-3');
+      expect(step(r, 'Check for drift').code).toBe(2);
+      const log = step(r, 'Check for drift').stdout;
+      expect(log).toContain('evil\\u001B[2J\\n```\\n## forged');
+      // eslint-disable-next-line no-control-regex -- control characters are what must not be there
+      expect(log).not.toMatch(/\u001b/);
+      expect(r.summary).not.toMatch(/^## forged/m);
+      expect(r.summary).not.toContain('<img');
+      expect(r.summary).toContain('&lt;img src=x>');
+    });
   });
 });
 

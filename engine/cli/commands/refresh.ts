@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { diag, escapeUnseen, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
@@ -53,7 +53,8 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
                 writeJson(io, { stack: session.stack.name, check, checked: result.checked, drift, diagnostics });
               } else {
                 printDiagnostics(io, diagnostics);
-                for (const d of drift) io.stdout.write(`${d.kind.padEnd(12)} ${d.dataCenter.padEnd(10)} ${d.address.padEnd(16)} ${d.detail}\n`);
+                // A VM the record does not know shows with its name in the cloud, which whoever made it chose: escaped.
+                for (const d of drift) io.stdout.write(`${d.kind.padEnd(12)} ${escapeUnseen(d.dataCenter).padEnd(10)} ${escapeUnseen(d.address).padEnd(16)} ${escapeUnseen(d.detail)}\n`);
                 const what = check ? 'Drift check' : 'Refresh';
                 const written = check ? ' (nothing written to the record)' : '';
                 io.stdout.write(`${what}: ${result.checked} VMs checked, ${drift.length} difference${drift.length === 1 ? '' : 's'}${written}.\n`);
