@@ -168,7 +168,9 @@ describe('fleet completion', () => {
     { words: ['fleet', 'state', ''], expected: ['list', 'rm', 'show', '--help'] },
     { words: ['fleet', 'refresh', '--ch'], expected: ['--check'] },
     { words: ['fleet', 'plan', '--format', ''], expected: ['text', 'json', 'markdown'] },
-    { words: ['fleet', 'completion', ''], expected: ['--help'] },
+    // The argument's choices too: it offered only --help.
+    { words: ['fleet', 'completion', ''], expected: ['bash', 'zsh', 'fish', '--help'] },
+    { words: ['fleet', 'completion', 'f'], expected: ['fish'] },
     { words: ['fleet', 'apply', '--lock'], expected: ['--lock-timeout'] },
   ])('bash completes $words', async ({ words, expected }) => {
     expect(await complete(words)).toEqual(expected);
@@ -181,6 +183,7 @@ describe('fleet completion', () => {
       for (const c of ['validate', 'plan', 'apply', 'refresh', 'state', 'history', 'policy', 'unlock', 'serve', 'completion']) expect(r.stdout).toContain(c);
     }
     expect((await runCli(['completion', 'fish'], { cwd: REPO })).stdout).toContain("-l check -d 'report the drift only: write nothing to the record'");
+    expect((await runCli(['completion', 'fish'], { cwd: REPO })).stdout).toContain("complete -c fleet -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'");
     const bad = await runCli(['completion', 'tcsh'], { cwd: REPO });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('Allowed choices are bash, zsh, fish');

@@ -229,6 +229,25 @@ describe('fleet refresh --check', () => {
     // Six refreshes and four record snapshots, each starting the embedded data centers: generous for a shared CI machine.
   }, 300_000);
 
+  // A VM's name is the cloud's (an EC2 Name tag anyone with the console may edit): a refresh printed it as it was,
+  // an escape sequence in it acting on the operator's terminal (here: clear the screen, then red).
+  it('prints a name the data center reports with its unseen characters escaped', async () => {
+    const { stack } = await loadStack(st.dir, { cwd: REPO, env: {} });
+    const dc = stack!.dataCenters[0].name;
+    const file = join(st.dir, '.fleet', 'sim', dc, `sim-${dc}.json`);
+    const saved = await readFile(file, 'utf8');
+    const sim = JSON.parse(saved) as { vms: { vmId: string; cloudId: string; name: string }[] };
+    sim.vms.push({ ...sim.vms[0], vmId: '00000000-0000-4000-8000-0000000e5c00', cloudId: `sim-${dc}-esc`, name: 'evil\u001b[2J\u001b[31m' });
+    await writeFile(file, JSON.stringify(sim));
+    try {
+      const r = await runCli(['refresh', '--check', '--stack', st.dir], { cwd: REPO });
+      expect(r.stdout).toContain(`${dc} runs evil\\u001B[2J\\u001B[31m (sim-${dc}-esc`);
+      expect(r.stdout.includes('\u001b')).toBe(false);
+    } finally {
+      await writeFile(file, saved);
+    }
+  }, 120_000);
+
   // A DMZ client that refused the CLI's token was reported as unreachable
   // (every failure to list a data center's VMs was): the person checked the
   // network instead of the token.
@@ -246,6 +265,7 @@ describe('fleet refresh --check', () => {
       await writeFile(join(dir, 'stack.yaml'), yaml);
       await mkdir(join(dir, 'specs'));
       await writeFile(join(dir, 'specs', 'app.yaml'), fleetYaml('app', { count: 1 }));
+      await (await openRecord(`pglite://${join(dir, '.fleet', 'record')}`)).close(); // refresh makes none
       const r = await runCli(['refresh', '--check', '--format', 'json', '--stack', dir], { cwd: REPO, env: { FLEET_TEST_TOKEN: 'wrong' } });
       expect(r.code, r.stdout).toBe(1);
       expectValid('refresh-output', doc(r));
@@ -267,6 +287,7 @@ describe('fleet refresh --check', () => {
       await writeFile(join(dir, 'stack.yaml'), yaml);
       await mkdir(join(dir, 'specs'));
       await writeFile(join(dir, 'specs', 'app.yaml'), fleetYaml('app', { count: 1 }));
+      await (await openRecord(`pglite://${join(dir, '.fleet', 'record')}`)).close(); // refresh makes none
       const r = await runCli(['refresh', '--check', '--detailed-exitcode', '--format', 'json', '--stack', dir], { cwd: REPO, env: { FLEET_TEST_TOKEN: 't', FLEET_RETRY_BUDGET_MS: '300' } });
       expect(r.code, r.stdout).toBe(1);
       expectValid('refresh-output', doc(r));

@@ -93,6 +93,8 @@ describe('the CLI reaches a DMZ client over mutual TLS', () => {
     await mkdir(join(dir, 'specs'));
     for (const [name, text] of Object.entries(pems)) await writeFile(join(dir, 'certs', name), text, { mode: 0o600 });
     await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('web', { count: 1, encryptedDisk: false }));
+    // The CLI's own record (pglite://.fleet/record): fleet refresh reads one, it makes none.
+    await (await openRecord(`pglite://${join(dir, '.fleet', 'record')}`)).close();
     record = await openRecord('memory://');
     const pack = await defaultPack();
     authority = await startAuthority({ record, pack, stackName: 'mtls', dataCenters: [{ name: 'miami', token: 'dmz-token' }] });

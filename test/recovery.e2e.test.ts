@@ -251,6 +251,141 @@ describe('a VM gone from its data center (embedded)', () => {
   }, 300_000);
 });
 
+describe('plan --refresh with --target / --exclude (embedded)', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack();
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('refreshes only the fleets in scope: a fleet left out is not written to (it recorded its drift, and listed its VMs as unknown)', async () => {
+    await st.spec('a', fleetYaml('a', { count: 1 }));
+    await st.spec('b', fleetYaml('b', { count: 1 }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+    const b0 = (await world(st.dir)).vms.find((v) => v.address === 'b/0')!;
+    await removeFromSim(st.dir, b0.dataCenter, b0);
+
+    for (const scope of [['--exclude', 'b'], ['--target', 'a'], ['--target', 'a/0']]) {
+      const r = await fleet('plan', '--refresh', '--format', 'json', ...scope);
+      expect(r.code, r.stdout).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(schemaErrors('plan-output', out)).toEqual([]);
+      expect(out.refresh, scope.join(' ')).toEqual({ checked: 1, drift: [] });
+      expect(states(await world(st.dir)), scope.join(' ')).toEqual({ 'a/0': 'Running', 'b/0': 'Running' });
+    }
+    // In scope, b/0 is found gone and recorded so.
+    const r = await fleet('plan', '--refresh', '--format', 'json', '--target', 'b');
+    expect(r.code, r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout).refresh.drift).toMatchObject([{ kind: 'missing', address: 'b/0' }]);
+    expect(states(await world(st.dir))).toEqual({ 'a/0': 'Running' });
+  }, 300_000);
+});
+
+describe('fleet import into a data center the fleet may not use (embedded)', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  const onlyMiami = (yaml: string) => yaml.replace('placement: { strategy: spread }', 'placement: { strategy: spread, dataCenters: [miami] }');
+  beforeAll(async () => {
+    st = await tempStack();
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('is refused (members never move: it would stay where no plan may place or replace it), unless the VM was that member before', async () => {
+    await st.spec('app', fleetYaml('app', { count: 2 }));
+    await st.spec('edge', onlyMiami(fleetYaml('edge', { count: 1 })));
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stderr).toBe(0);
+    const inRichmond = (await world(st.dir)).vms.find((v) => v.address.startsWith('app/') && v.dataCenter === 'richmond')!;
+    expect(inRichmond).toBeDefined();
+    await st.spec('edge', onlyMiami(fleetYaml('edge', { count: 2 })));
+    expect((await fleet('state', 'rm', inRichmond.address)).code).toBe(0);
+
+    // Before: adopted as edge/1 in richmond, outside edge's allow-list, where no later plan could replace it.
+    const r = await fleet('import', 'edge/1', inRichmond.cloudId!, '--format', 'json');
+    expect(r.code, r.stdout).toBe(1);
+    const out = JSON.parse(r.stdout);
+    expect(schemaErrors('import-output', out)).toEqual([]);
+    expect(out.diagnostics).toMatchObject([{ code: 'apply.import-refused', address: 'edge/1' }]);
+    expect(out.diagnostics[0].detail).toContain(`${inRichmond.cloudId} lives in richmond, where fleet edge may not have members (not in the fleet allow-list)`);
+    expect((await fleet('state', 'show', 'edge/1')).stderr).toContain('record.vm-not-found');
+
+    // The member it was, though, takes it back as it was, though app's allow-list has narrowed since.
+    await st.spec('app', onlyMiami(fleetYaml('app', { count: 2 })));
+    const back = await fleet('import', inRichmond.address, inRichmond.cloudId!);
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.stdout).toContain(`as ${inRichmond.address}`);
+  }, 300_000);
+
+  // Found by QA: import adopted a VM past the owner's mandatory quota (team-payments at 12 of 11), and the next plans
+  // showed grants that matched nothing in the record.
+  it('is refused when it would take the owner past its mandatory owner-quota, and taken once the limit allows it', async () => {
+    await st.spec('edge', onlyMiami(fleetYaml('edge', { count: 0 })));
+    await st.spec('quota', fleetYaml('quota', { count: 2 }));
+    const stackFile = join(st.dir, 'stack.yaml');
+    const original = await readFile(stackFile, 'utf8');
+    const limit = (vms: number) =>
+      writeFile(stackFile, original.replace('max-disruption: { enforcement: disabled }', `max-disruption: { enforcement: disabled }\n      owner-quota: { enforcement: mandatory, limits: { team-quota: { vms: ${vms} } } }`));
+    try {
+      await limit(2);
+      const applied = await fleet('apply', '--yes');
+      expect(applied.code, applied.stderr).toBe(0);
+      const vm = (await world(st.dir)).vms.find((v) => v.address === 'quota/1')!;
+      expect((await fleet('state', 'rm', 'quota/1')).code).toBe(0);
+      await limit(1);
+      const r = await fleet('import', 'quota/1', vm.cloudId!, '--format', 'json');
+      expect(r.code, r.stdout).toBe(1);
+      const out = JSON.parse(r.stdout);
+      expect(schemaErrors('import-output', out)).toEqual([]);
+      expect(out.diagnostics).toMatchObject([{ code: 'apply.import-refused', address: 'quota/1' }]);
+      expect(out.diagnostics[0].detail).toMatch(/owner team-quota .*quota/);
+      expect((await fleet('state', 'show', 'quota/1')).stderr).toContain('record.vm-not-found');
+      await limit(2);
+      const back = await fleet('import', 'quota/1', vm.cloudId!);
+      expect(back.code, back.stderr).toBe(0);
+    } finally {
+      await writeFile(stackFile, original);
+      await st.spec('quota', fleetYaml('quota', { count: 0 }));
+    }
+  }, 300_000);
+
+  it('says of a fleet of count 0 that it has no members (it said "members edge/0 to edge/-1")', async () => {
+    await st.spec('edge', onlyMiami(fleetYaml('edge', { count: 0 })));
+    const none = await fleet('import', 'edge/0', 'sim-x', '--format', 'json');
+    expect(none.code).toBe(1);
+    expect(JSON.parse(none.stdout).diagnostics).toMatchObject([{ code: 'apply.import-refused', address: 'edge/0' }]);
+    expect(JSON.parse(none.stdout).diagnostics[0].detail).toContain('fleet edge has count 0, so it has no members');
+  });
+
+  it('says so when no data center asked could answer, under that data center\'s code (it said "No such VM to import")', async () => {
+    const file = join(st.dir, 'stack.yaml');
+    const yaml = await readFile(file, 'utf8');
+    // richmond is now a DMZ client nobody listens for.
+    await writeFile(file, yaml.replace(/(name: richmond\n\s+address: )embedded/, '$1http://127.0.0.1:9'));
+    try {
+      const env = { FLEET_CLI_TOKEN_RICHMOND: 'token', FLEET_RETRY_BUDGET_MS: '200' };
+      const r = await runCli(['import', 'app/1', 'sim-richmond-x', '--data-center', 'richmond', '--stack', st.dir, '--format', 'json'], { cwd: REPO, env });
+      expect(r.code).toBe(1);
+      const out = JSON.parse(r.stdout);
+      expect(schemaErrors('import-output', out)).toEqual([]);
+      const errors = out.diagnostics.filter((d: { severity: string }) => d.severity === 'error');
+      expect(errors).toMatchObject([{ code: 'apply.dmz-unreachable', address: 'app/1' }]);
+      expect(errors[0].detail).toContain('fleet import could not ask data center richmond for VM sim-richmond-x');
+      // One data center answered: what it did not hold is not found, and the one that did not answer is named.
+      const both = await runCli(['import', 'app/1', 'sim-richmond-x', '--stack', st.dir], { cwd: REPO, env });
+      expect(both.code).toBe(1);
+      expect(both.stderr).toContain('error[apply.import-not-found]');
+      expect(both.stderr).toContain('not reachable: richmond');
+    } finally {
+      await writeFile(file, yaml);
+    }
+  }, 300_000);
+});
+
 const pg = testPostgresUrl();
 
 interface Child {

@@ -190,7 +190,7 @@ describe('examples/github-actions', () => {
       const r = await run('drift.yml', 9, 'main-3');
       expect(step(r, 'Check for drift').code).toBe(2);
       const log = step(r, 'Check for drift').stdout;
-      expect(log).toContain('evil\\u001B[2J\\n```\\n## forged');
+      expect(log).toContain('evil\\u001B[2J\\u000A```\\u000A## forged');
       // eslint-disable-next-line no-control-regex -- control characters are what must not be there
       expect(log).not.toMatch(/\u001b/);
       expect(r.summary).not.toMatch(/^## forged/m);

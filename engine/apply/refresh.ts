@@ -129,15 +129,20 @@ async function lockForRefresh(record: FleetRecord, stack: string, fleets: readon
 
 /**
  * `write: false` (`fleet refresh --check`) reads the record and the data
- * centers and writes nothing. A fleet another apply holds is left alone
+ * centers and writes nothing; `inScope` (`fleet plan --refresh --target`)
+ * leaves the other fleets alone. A fleet another apply holds is left alone
  * either way (an apply-refresh-locked warning says so); a refresh that
  * writes holds the other fleets' locks while it compares and writes.
  */
-export async function refreshStack(session: StackSession, opts: { actor: string; write?: boolean }): Promise<RefreshOutcome> {
+export async function refreshStack(session: StackSession, opts: { actor: string; write?: boolean; inScope?: (fleet: string) => boolean }): Promise<RefreshOutcome> {
   const { stack, record } = session;
   const write = opts.write ?? true;
   const all = await record.listVms(stack.name);
-  const fleets = [...new Set(all.map((v) => v.fleet))].sort();
+  // `fleet plan --refresh --target/--exclude`: the fleets out of scope are left as they are (not locked, checked
+  // or written), their VMs known all the same (never `unknown`).
+  const recorded = [...new Set(all.map((v) => v.fleet))];
+  const outOfScope = opts.inScope ? recorded.filter((f) => !opts.inScope!(f)) : [];
+  const fleets = recorded.filter((f) => !outOfScope.includes(f)).sort();
   let handle: LockHandle | undefined;
   let held: LockRow[];
   if (write) {
@@ -146,7 +151,7 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
     const now = Date.now();
     held = (await record.listLocks(stack.name)).filter((l) => fleets.includes(l.fleet) && heldByOther(l, now));
   }
-  const skipped = new Set(held.map((l) => l.fleet));
+  const skipped = new Set([...held.map((l) => l.fleet), ...outOfScope]);
   const diagnostics = held.map((l) => lockedWarning(l, all.filter((v) => v.fleet === l.fleet).length));
   let lost: unknown;
   const beat = handle ? setInterval(() => void handle!.heartbeat().catch((err: unknown) => (lost ??= err)), REFRESH_LEASE_BEAT_MS) : undefined;
@@ -154,7 +159,7 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
   try {
     // Read again under the locks: what an apply finished just before they were taken.
     // Only the fleets looked at first: one that appeared since is an apply's, under its lock.
-    const vms = handle ? (await record.listVms(stack.name)).filter((v) => fleets.includes(v.fleet)) : all;
+    const vms = handle ? (await record.listVms(stack.name)).filter((v) => fleets.includes(v.fleet) || outOfScope.includes(v.fleet)) : all;
     const result = await compare(session, vms, skipped, write, opts.actor, () => {
       if (lost) throw lost;
     });

@@ -5,7 +5,7 @@
 // to them over HTTP.
 import { resolve } from 'node:path';
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
-import { openRecord } from '../record/index.ts';
+import { openRecord, requireExistingRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
 import { loadStack, type LoadedFleet, type LoadedStack } from '../spec/index.ts';
 import type { LoadedDataCenter } from '../spec/types.ts';
@@ -59,6 +59,8 @@ export interface SessionOptions {
    * The retries take the same budget as the DMZ requests' (retryBudgetMs).
    */
   onRecordOutage?: Pick<RecordRetryOptions, 'onOutage' | 'onBack'>;
+  /** The record must exist (`fleet refresh`): a PGlite folder that does not is record.not-found, not a new, empty record. */
+  existingRecord?: boolean;
 }
 
 export async function loadValidStack(stackDir: string, opts: SessionOptions) {
@@ -118,6 +120,7 @@ function clientTlsOf(stack: LoadedStack, dc: LoadedDataCenter, out: Diagnostic[]
 export async function openSession(stackDir: string, opts: SessionOptions): Promise<StackSession> {
   const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
   const waitMs = (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000;
+  if (opts.existingRecord) requireExistingRecord(stack.recordUrl);
   const opened = await openRecord(stack.recordUrl, { waitMs, ...(opts.onRecordWait ? { waiting: opts.onRecordWait } : {}) });
   const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
   // The CLI's own record calls ride out a short outage of a PostgreSQL record

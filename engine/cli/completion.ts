@@ -2,8 +2,8 @@
 // the commander definitions, so a new command or option completes without
 // anyone editing a script. Each script completes subcommands by position and
 // the options of the command typed so far; option values (a stack folder, a
-// plan file) fall back to the shell's file completion, and `--format`
-// completes its choices.
+// plan file) fall back to the shell's file completion, and `--format` (and
+// an argument with choices, as `fleet completion SHELL`) completes its choices.
 import type { Command, Option } from 'commander';
 
 export const SHELLS = ['bash', 'zsh', 'fish'] as const;
@@ -13,12 +13,19 @@ interface Node {
   /** Space-joined command path below `fleet`, e.g. "state list"; "" for fleet itself. */
   path: string;
   subcommands: string[];
+  /** The choices of its arguments (`fleet completion bash|zsh|fish`). */
+  choices: string[];
   options: Option[];
 }
 
 function walk(cmd: Command, path: string[] = []): Node[] {
   const visible = cmd.commands.filter((c) => !(c as Command & { _hidden?: boolean })._hidden);
-  const node: Node = { path: path.join(' '), subcommands: visible.map((c) => c.name()), options: cmd.options.filter((o) => !o.hidden) };
+  const node: Node = {
+    path: path.join(' '),
+    subcommands: visible.map((c) => c.name()),
+    choices: cmd.registeredArguments.flatMap((a) => a.argChoices ?? []),
+    options: cmd.options.filter((o) => !o.hidden),
+  };
   return [node, ...visible.flatMap((c) => walk(c, [...path, c.name()]))];
 }
 
@@ -35,7 +42,7 @@ export function completionScript(program: Command, shell: Shell): string {
 function bash(nodes: Node[]): string {
   const cases = nodes
     .map((n) => {
-      const words = [...n.subcommands, ...longFlags(n.options)].join(' ');
+      const words = [...n.subcommands, ...n.choices, ...longFlags(n.options)].join(' ');
       return `    ${quote(n.path)}) words=${quote(words)} ;;`;
     })
     .join('\n');
@@ -84,6 +91,7 @@ function fish(nodes: Node[]): string {
       ? `__fish_seen_subcommand_from ${parts.at(-1)}${n.subcommands.length ? `; and not __fish_seen_subcommand_from ${n.subcommands.join(' ')}` : ''}`
       : `not __fish_seen_subcommand_from ${nodes[0].subcommands.join(' ')}`;
     for (const sub of n.subcommands) lines.push(`complete -c fleet -n ${quote(cond)} -a ${sub}`);
+    if (n.choices.length) lines.push(`complete -c fleet -n ${quote(cond)} -a ${quote(n.choices.join(' '))}`);
     for (const o of n.options) {
       const long = o.long?.replace(/^--/, '');
       if (!long) continue;

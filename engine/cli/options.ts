@@ -2,6 +2,7 @@
 // systems set instead of repeating a flag in every step. A flag on the
 // command line wins over its variable; the variable wins over the default.
 import { Option, type Command } from 'commander';
+import type { RecordRetryOptions } from '../apply/record-retry.ts';
 import type { CliIO } from './io.ts';
 
 /** engine/spec/loader.ts RECORD_URL_FLAG_ENV (spelled here so that options load without the loader; options.test.ts keeps them equal). */
@@ -72,4 +73,17 @@ export function applyEnv(cmd: Command, io: CliIO): void {
     if (value !== undefined && value !== '') cmd.setOptionValueWithSource(key, value, 'env');
     else if (source === 'env') cmd.setOptionValueWithSource(key, opt.defaultValue, 'default');
   }
+}
+
+/**
+ * What a command says of its record's outage (a PostgreSQL failover), while
+ * its record calls are retried (engine/apply/record-retry.ts): once when it
+ * begins, once when it ends (`what` goes on: "the apply", "the refresh").
+ */
+export function recordOutageNotices(io: CliIO, what: string): Pick<RecordRetryOptions, 'onOutage' | 'onBack'> {
+  return {
+    onOutage: (fault, budgetMs) =>
+      io.stderr.write(`warning: the record is unreachable; retrying for up to ${Math.round(budgetMs / 1000)} s (FLEET_RETRY_BUDGET_MS): ${fault.diagnostics[0].detail}\n`),
+    onBack: (ms) => io.stderr.write(`note: the record is reachable again after ${(ms / 1000).toFixed(1)} s; ${what} goes on.\n`),
+  };
 }

@@ -47,7 +47,7 @@ describe('formatDiagnostic', () => {
   // ESC there cleared the screen, a newline forged a diagnostic of its own.
   it.each([
     { name: 'ESC in the detail', d: diag('cli.usage', 'rule said \u001b[2J\u001b[H done'), want: 'error[cli.usage]: Invalid command line\n  rule said \\u001B[2J\\u001B[H done\n' },
-    { name: 'a newline in the detail', d: diag('cli.usage', 'x\nerror[forged]: Nothing'), want: 'error[cli.usage]: Invalid command line\n  x\\nerror[forged]: Nothing\n' },
+    { name: 'a newline in the detail', d: diag('cli.usage', 'x\nerror[forged]: Nothing'), want: 'error[cli.usage]: Invalid command line\n  x\\u000Aerror[forged]: Nothing\n' },
     { name: 'a right-to-left override in a file name', d: diag('cli.usage', 'Bad.', { file: 'a\u202Elmay.yaml', line: 1 }), want: 'error[cli.usage]: Invalid command line\n  at a\\u202Elmay.yaml:1\n  Bad.\n' },
     { name: 'a bell in an address', d: diag('cli.usage', 'Bad.', { address: 'web/0\u0007' }), want: 'error[cli.usage]: Invalid command line\n  at web/0\\u0007\n  Bad.\n' },
   ])('shows control and format characters escaped: $name', ({ d, want }) => {

@@ -43,7 +43,7 @@ export function renderDiagnosticsDoc(codes: Record<string, CodeEntry> = CODES): 
     '`--format json` gives the same fields as JSON. Codes never change meaning; errors make the command exit 1,',
     'warnings do not. In text output, control and format characters in the detail or location (an ESC, a',
     'newline, a right-to-left override in a value or file name someone else wrote) are shown as escapes:',
-    '`\\u001B`, `\\n`, `\\u202E`; the JSON keeps them as they are.',
+    '`\\u001B`, `\\u000A`, `\\u202E`; the JSON keeps them as they are.',
     '',
   ];
   for (const [area, list] of areas) {

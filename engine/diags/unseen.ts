@@ -19,19 +19,17 @@ export function visible(s: string): string {
   return `"${s.replace(new RegExp(`${UNSEEN.source}|${COMBINING.source}`, 'gu'), (c) => `\\u${hex(c)}`)}"`;
 }
 
-const UNSEEN_ALL = new RegExp(UNSEEN.source, 'gu');
-const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
 /**
- * `s` with its unseen characters written as escapes, unquoted: `\n`, `\t`,
- * `\u001B`, `\u202E`. For text shown to people that others wrote (a rule's
- * message in a plan, a value quoted in a diagnostic): an ESC would drive the
- * reader's terminal or CI log, a newline would forge a line, a right-to-left
- * override would reorder what they read. Combining marks are kept: in free
- * text they are accents.
+ * `s` with the characters that do not show written as escapes, unquoted: for
+ * text the CLI prints that came from elsewhere (a history detail, a VM name a
+ * data center reports, a rule's message in a plan, a value a diagnostic
+ * quotes), where an escape sequence would act on the terminal or CI log, a
+ * newline would break a table or forge a line, and a right-to-left override
+ * would reorder what people read. Combining marks are kept: in free text
+ * they are accents.
  */
 export function escapeUnseen(s: string): string {
-  return s.replace(UNSEEN_ALL, (c) => SHORT[c] ?? `\\u${hex(c)}`);
+  return s.replace(new RegExp(UNSEEN.source, 'gu'), (c) => `\\u${hex(c)}`);
 }
 
 /** Why `s` does not read as what it is, and what to do, or undefined. */

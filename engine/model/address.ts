@@ -9,6 +9,14 @@ export interface VmAddress {
   readonly index: number;
 }
 
+/** A fleet name, as fleet.schema.json's metadata.name: lower-case letters, digits and dashes, starting with a letter, at most 40 characters. */
+const FLEET_NAME = /^[a-z][a-z0-9-]{0,39}$/;
+
+/** True when the text can name a fleet (a spec's, so a record's). */
+export function isFleetName(text: string): boolean {
+  return FLEET_NAME.test(text);
+}
+
 /** Index text: a whole number without a sign or leading zeros, at most 9 digits. */
 const INDEX = /^(0|[1-9]\d{0,8})$/;
 

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { fail } from '../diags/index.ts';
 import { redactUrl } from '../transport/tokens.ts';
@@ -44,6 +45,19 @@ export function pgliteDir(url: string): string | undefined {
  * process holds (at least FLEET_RECORD_BUSY_TIMEOUT_MS), and what it is told
  * when it starts to wait; a PostgreSQL record never waits to open.
  */
+/**
+ * For commands that read or edit a record but never make one (`fleet state`,
+ * `history`, `unlock`, `refresh`): a PGlite folder that does not exist is
+ * record.not-found, instead of a new, empty record answering for a mistyped
+ * URL ("0 VMs", a drift check finding no drift).
+ */
+export function requireExistingRecord(url: string): void {
+  const dir = url.startsWith('pglite://') ? pgliteDir(url) : undefined;
+  if (dir !== undefined && !existsSync(dir)) {
+    fail('record.not-found', `There is no record at ${describeRecordUrl(url)}: the folder ${dir} does not exist. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, this command only reads or edits one.`);
+  }
+}
+
 export async function openRecord(url: string, opts: OpenPgliteOptions = {}): Promise<SqlRecord> {
   const description = describeRecordUrl(url);
   let adapter: SqlAdapter;

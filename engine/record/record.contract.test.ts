@@ -210,6 +210,17 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await r.listVms(s)).map((v) => v.address)).toEqual(['web/2']);
     });
 
+    it('adopts within the owner\'s budget when given one (fleet import): past it, nothing is written', async () => {
+      const s = freshStack();
+      await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const budget = { owner: { vms: 1 }, guard: true };
+      const over = await r.adoptVm({ ...newVm(s, 'web', 1), id: randomUUID(), cloudId: 'i-9' }, { actor: 'a' }, budget).catch((e: unknown) => e);
+      expect((over as BudgetExceededError).diagnostics[0]).toMatchObject({ code: 'record.over-budget' });
+      expect((await r.listVms(s)).map((v) => v.address)).toEqual(['web/0']);
+      const within = await r.adoptVm({ ...newVm(s, 'web', 1), id: randomUUID(), cloudId: 'i-9' }, { actor: 'a' }, { owner: { vms: 2 }, guard: true });
+      expect(within).toMatchObject({ address: 'web/1', cloudId: 'i-9' });
+    });
+
     it('deposes the VM a replacement replaces, in the same transaction', async () => {
       const s = freshStack();
       const old = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });

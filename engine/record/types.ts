@@ -86,7 +86,12 @@ export interface VmWriter {
    * new values. Throws VersionConflictError when the address is live, or the
    * id is a live VM already.
    */
-  adoptVm(vm: NewVm & { id: string; cloudId: string }, ctx: ChangeContext): Promise<VmRow>;
+  /**
+   * With `budget` (its owner limits; fleet import), the owner's usage is
+   * checked in the same transaction under the stack's budget lock, as
+   * insertVm checks a create: past it, BudgetExceededError and nothing written.
+   */
+  adoptVm(vm: NewVm & { id: string; cloudId: string }, ctx: ChangeContext, budget?: Budget): Promise<VmRow>;
   /** A change that is not a state change (cloud id, size, spec hash…). */
   updateVm(id: string, expectedVersion: number, patch: VmPatch, ctx: ChangeContext): Promise<VmRow>;
   /**

@@ -343,8 +343,16 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
     };
 
   return {
-    adoptVm(vm, ctx) {
-      return db.transaction((q) => adopt(q, vm, ctx));
+    adoptVm(vm, ctx, budget) {
+      return db.transaction(async (q) => {
+        if (guarded(budget)) {
+          await lockBudget(q, vm.stack);
+          // The VM forgotten from this stack (adopted back) counts once: its retired row is not in the usage.
+          const [refused] = fitBudgets([{ vm, budget }], await readBudgetUsage(q, vm.stack, undefined), await readFleetOwners(q, vm.stack, [vm.fleet]));
+          if (refused) throw refused;
+        }
+        return adopt(q, vm, ctx);
+      });
     },
 
     async insertVm(vm, ctx, budget) {

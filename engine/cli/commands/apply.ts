@@ -8,7 +8,7 @@ import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
-import { MAX_PARALLELISM, OPTION_ENV, loaderEnv, lockTimeoutOption, parallelismOption, recordUrlOption, stackOption } from '../options.ts';
+import { MAX_PARALLELISM, OPTION_ENV, loaderEnv, lockTimeoutOption, parallelismOption, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 import { parseVmAddress } from '../../model/index.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
@@ -315,11 +315,7 @@ async function runApply(
     // A PGlite record is one process's: another apply holding it is waited for as its locks would be (--lock-timeout).
     onRecordWait: (who, ms) => io.stderr.write(`note: the PGlite record is open in ${who}; waiting up to ${Math.ceil(ms / 1000)} s for it (\`--lock-timeout SECONDS\` waits longer).\n`),
     // A PostgreSQL record's outage (a failover): the apply's record calls retry; said once when it begins and when it ends.
-    onRecordOutage: {
-      onOutage: (fault, budgetMs) =>
-        io.stderr.write(`warning: the record is unreachable; retrying for up to ${Math.round(budgetMs / 1000)} s (FLEET_RETRY_BUDGET_MS): ${fault.diagnostics[0].detail}\n`),
-      onBack: (ms) => io.stderr.write(`note: the record is reachable again after ${(ms / 1000).toFixed(1)} s; the apply goes on.\n`),
-    },
+    onRecordOutage: recordOutageNotices(io, 'the apply'),
   });
   const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
   const progress = createProgress(progressMode, json ? io.stdout : io.stderr);

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { fail } from '../../diags/index.ts';
-import { parseVmAddress } from '../../model/index.ts';
 import { modeOf, runCommand } from '../io.ts';
 import { formatOption, recordUrlOption, stackOption } from '../options.ts';
-import { historyTable, printResult, withStackRecord, type RecordCliOptions } from './state.ts';
+import { addressArg, historyTable, printResult, withStackRecord, type RecordCliOptions } from './state.ts';
 import type { RegisterCommand } from './types.ts';
 
 const DEFAULT_LIMIT = 100;
+/** The largest --limit: PostgreSQL's integer range, far past any record's history (a larger number reached the database and failed there). */
+const MAX_LIMIT = 2_147_483_647;
 
 /**
  * `fleet history [ADDRESS]`: the transition history of the stack, or of one
@@ -27,10 +28,8 @@ export const registerHistory: RegisterCommand = (program: Command, io, setExit) 
       setExit(
         await runCommand(io, async () => {
           const limit = opts.limit === undefined ? DEFAULT_LIMIT : Number(opts.limit);
-          if (!Number.isInteger(limit) || limit < 1) fail('cli.usage', `--limit must be a positive whole number, not ${JSON.stringify(opts.limit)}.`);
-          if (address !== undefined && !parseVmAddress(address)) {
-            fail('cli.usage', `${JSON.stringify(address)} is not a VM address; addresses look like web/0 (<fleet>/<index>).`);
-          }
+          if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) fail('cli.usage', `--limit must be a whole number from 1 to ${MAX_LIMIT}, not ${JSON.stringify(opts.limit)}.`);
+          if (address !== undefined) addressArg(address);
           return withStackRecord(io, opts, async (record, stack) => {
             const rows = await record.history(stack, address, { limit });
             if (address !== undefined && rows.length === 0) {

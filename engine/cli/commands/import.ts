@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { diag, fail, FleetError, sortDiagnostics } from '../../diags/index.ts';
+import { diag, fail, FleetError, sortDiagnostics, unseenProblem, visible, type Diagnostic } from '../../diags/index.ts';
 import { sameSize } from '../../model/index.ts';
 import type { VmRow } from '../../record/index.ts';
 import type { ActualVm } from '../../../protocol/index.ts';
@@ -44,12 +44,17 @@ export const registerImport: RegisterCommand = (program: Command, io, setExit) =
 
 async function runImport(io: Parameters<RegisterCommand>[1], address: string, cloudId: string, opts: ImportCliOptions, mode: ReturnType<typeof modeOf>): Promise<number> {
   const { fleet, index } = addressArg(address);
-  const { defaultActor, openSession } = await import('../../apply/index.ts');
+  const odd = unseenProblem(cloudId);
+  if (odd || cloudId === '') fail('cli.usage', `${visible(cloudId)} is not a cloud id: it ${odd ? odd.why : 'is empty'}. Give the id its data center shows (or the VM id).`);
+  const [{ defaultActor, openSession }, { staticExclusion }] = await Promise.all([import('../../apply/index.ts'), import('../../plan/index.ts')]);
   const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
   try {
     const { stack, pack, record } = session;
     const spec = session.fleets.find((f) => f.name === fleet);
     if (!spec) fail('apply.import-refused', `fleet ${fleet} is not in the specs of stack ${stack.name}: a VM is imported into a member of a fleet the specs declare.`, { address });
+    if (spec.count === 0) {
+      fail('apply.import-refused', `${address} is not a member: fleet ${fleet} has count 0, so it has no members and the next plan would delete it. Raise count first.`, { address });
+    }
     if (index >= spec.count) {
       fail('apply.import-refused', `${address} is not a member: fleet ${fleet} has count ${spec.count} (members ${fleet}/0 to ${fleet}/${spec.count - 1}), so the next plan would delete it. Raise count first, or import into a free index below it.`, { address });
     }
@@ -58,7 +63,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
 
     // Ask each data center's DMZ client what it holds; the VM must be there and present.
     let found: ActualVm | undefined;
-    const unreachable: string[] = [];
+    const unreachable: { dc: string; diag: Diagnostic | undefined; detail: string }[] = [];
     for (const dc of dcs) {
       const provider = session.providers.get(dc.name);
       if (!provider) continue;
@@ -66,7 +71,8 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       try {
         vms = await provider.listVms();
       } catch (err) {
-        unreachable.push(`${dc.name} (${err instanceof FleetError ? err.diagnostics[0].detail : String(err)})`);
+        const first = err instanceof FleetError ? err.diagnostics[0] : undefined;
+        unreachable.push({ dc: dc.name, diag: first, detail: first ? first.detail : String(err) });
         continue;
       }
       found = vms.find((v) => v.status === 'present' && (v.cloudId === cloudId || v.vmId === cloudId));
@@ -78,9 +84,15 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
         if (found) break;
       }
     }
+    if (!found && unreachable.length === dcs.length) {
+      // Nobody could be asked: not "no such VM", but why not, under the code of what failed (apply.dmz-unreachable, ...).
+      throw new FleetError(
+        unreachable.map((u) => diag(u.diag?.code ?? 'apply.dmz-unreachable', `fleet import could not ask data center ${u.dc} for VM ${cloudId}: ${u.detail}`, { address })),
+      );
+    }
     if (!found) {
       const searched = dcs.map((d) => d.name).join(', ');
-      const notAsked = unreachable.length ? `; not reachable: ${unreachable.join('; ')}` : '';
+      const notAsked = unreachable.length ? `; not reachable: ${unreachable.map((u) => `${u.dc} (${u.detail})`).join('; ')}` : '';
       fail('apply.import-not-found', `no data center of stack ${stack.name} holds a VM ${cloudId} (searched ${searched}${notAsked}).`, { address });
     }
     const vm = found;
@@ -103,6 +115,18 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       if (known && !known.retiredAt) {
         fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}) is live in the record already, at ${known.address} (${known.state}${known.deposed ? ', deposed' : ''}); \`fleet state rm ${known.address}\` forgets it there first.`, { address });
       }
+      // Members never move (docs/planning.md): a member adopted where the fleet may not live stays there, and
+      // no later plan may place or replace it there. A VM forgotten from this very member comes back as it was.
+      const dc = stack.dataCenters.find((d) => d.name === vm.dataCenter);
+      const excluded = dc ? staticExclusion(dc, spec, pack) : `not a data center of stack ${stack.name}`;
+      if (excluded && known?.address !== address) {
+        fail('apply.import-refused', `${vm.cloudId} lives in ${vm.dataCenter}, where fleet ${fleet} may not have members (${excluded}); members never move, so no plan could replace it there. Import it into a fleet that may use ${vm.dataCenter}, or change ${fleet}'s placement or hardware first.`, { address });
+      }
+      // The owner's mandatory quota holds for an adopted VM as for a created one (the data center's capacity does not:
+      // the VM is there already), checked by the record in the adopt's transaction.
+      const { createBudget } = await import('../../authority/policy.ts');
+      const { BudgetExceededError } = await import('../../record/index.ts');
+      const budget = createBudget(pack, {}, spec.owner, vm.dataCenter);
       return record.adoptVm(
         {
           id: vm.vmId,
@@ -122,7 +146,11 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
           encryptedDisk: vm.encryptedDisk,
         },
         { actor, detail: `fleet import: adopted ${vm.cloudId} (VM ${vm.vmId}) of ${vm.dataCenter}, ${vm.observedState}` },
-      );
+        budget,
+      ).catch((err: unknown) => {
+        if (!(err instanceof BudgetExceededError)) throw err;
+        return fail('apply.import-refused', `${err.diagnostics[0].detail} Importing ${vm.cloudId} as ${address} would take owner ${spec.owner} past its mandatory owner-quota; raise its limit in the stack's policyPack.config, or free a VM of that owner first.`, { address });
+      });
     });
     const left: string[] = [];
     if (!matches) left.push(`its image ${vm.image}${vm.encryptedDisk === spec.encryptedDisk ? '' : ' or disk encryption'} is not the spec's (${catalog ?? `no ${spec.image} in ${vm.dataCenter}`}): the next plan replaces it`);

@@ -1,7 +1,7 @@
 import { closeSync, fchmodSync, fstatSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { FleetError, diag, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, diag, escapeUnseen, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import type { RefreshResult } from '../../apply/index.ts';
 import type { PlanDocument, PlanStackOptions, PlanFormat } from '../../plan/index.ts';
 import { PLAN_FORMATS } from '../../plan/render/formats.ts';
@@ -10,7 +10,7 @@ import { PLAN_FORMATS } from '../../plan/render/formats.ts';
 const planning = () => import('../../plan/index.ts');
 import type { LoadedStack } from '../../spec/index.ts';
 import { type CliIO, modeOf, printDiagnostics, runCommand, useColor } from '../io.ts';
-import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
+import { formatOption, loaderEnv, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
 import type { RegisterCommand } from './types.ts';
 
@@ -31,11 +31,16 @@ interface PlanCliOptions {
 async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackOptions) {
   // Loaded only here: it brings the HTTP services of the embedded data centers along.
   const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
-  const session = await openSession(stackDir, { cwd: io.cwd, env: planOpts.env ?? io.env });
+  const session = await openSession(stackDir, { cwd: io.cwd, env: planOpts.env ?? io.env, onRecordOutage: recordOutageNotices(io, 'the refresh') });
   try {
-    const refresh = await refreshStack(session, { actor: defaultActor() });
+    // Only the fleets the plan covers: a fleet --target / --exclude leaves out is not written to.
+    const { targetFleet } = await planning();
+    const targets = (planOpts.targets ?? []).map(targetFleet);
+    const excludes = planOpts.excludes ?? [];
+    const inScope = (fleet: string) => (targets.length === 0 || targets.includes(fleet)) && !excludes.includes(fleet);
+    const refresh = await refreshStack(session, { actor: defaultActor(), inScope });
     const { checked, drift } = refresh;
-    for (const d of drift) io.stderr.write(`refresh: ${d.kind} ${d.dataCenter} ${d.address}: ${d.detail}\n`);
+    for (const d of drift) io.stderr.write(`refresh: ${d.kind} ${d.dataCenter} ${escapeUnseen(d.address)}: ${escapeUnseen(d.detail)}\n`);
     io.stderr.write(`refresh: ${checked} VMs checked, ${drift.length} differences.\n`);
     if (drift.some((d) => d.kind === 'unreachable')) {
       throw new FleetError(diag('plan.refresh-failed', `could not refresh from ${drift.filter((d) => d.kind === 'unreachable').map((d) => d.dataCenter).join(', ')}; plan without --refresh, or bring the DMZ clients back.`));
@@ -124,7 +129,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .option('--exclude <fleet>', 'leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
     .option('--replace <address>', 'replace this member (`web/3`) with a new VM even if it matches its spec (repeatable)', collect, [])
-    .option('--refresh', 'first ask every data center for its VMs\' actual state and record what is one diagram edge away (as `fleet refresh`)')
+    .option('--refresh', 'first ask every data center for its VMs\' actual state and record what is one diagram edge away (as `fleet refresh`, for the fleets in scope only)')
     .action(async (opts: PlanCliOptions) => {
       const mode = modeOf(opts.format);
       setExit(

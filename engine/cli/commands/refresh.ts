@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { diag, escapeUnseen, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
-import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
+import { formatOption, loaderEnv, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 
 interface RefreshCliOptions {
@@ -39,7 +39,8 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
           io,
           async () => {
             const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
-            const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
+            // A record it would make is empty: a mistyped URL's drift check would find no drift, ever.
+            const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), existingRecord: true, onRecordOutage: recordOutageNotices(io, 'the refresh') });
             try {
               const check = Boolean(opts.check);
               const result = await refreshStack(session, { actor: defaultActor(), write: !check });

@@ -1,7 +1,7 @@
 // `fleet state list|show`, `fleet history` and `fleet unlock` against a real
 // PGlite record in a scratch stack. Text output is compared with golden files
 // (timestamps, ids and the scratch path masked); UPDATE_GOLDEN=1 rewrites them.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
@@ -70,6 +70,12 @@ beforeAll(async () => {
       '    - { name: miami, address: embedded, location: { lat: 25.7, lon: -80.1 }, hardware: [general], capacity: { vms: 10 } }',
       '',
     ].join('\n'),
+  );
+  // A fleet spec, for the commands that load the specs too (fleet refresh, fleet import).
+  await mkdir(join(root, 'stacks', 'local', 'fleets'));
+  await writeFile(
+    join(root, 'stacks', 'local', 'fleets', 'web.yaml'),
+    ['apiVersion: fleet/v1', 'kind: Fleet', 'metadata: { name: web, owner: team-payments }', 'spec:', '  count: 2', '  image: ubuntu-22.04', '  size: { cpu: 2, memoryGiB: 4, diskGiB: 50 }', ''].join('\n'),
   );
   // Seed, then close: PGlite allows one opener at a time, and each command opens it itself.
   const r = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
@@ -160,6 +166,40 @@ describe('fleet state show', () => {
   });
 });
 
+// A fleet name is lower-case letters, digits and dashes (fleet.schema.json): anything else names no VM. Such an
+// address was looked up and echoed as typed, an escape sequence or a right-to-left override acting on the terminal.
+describe('an address whose fleet is no fleet name', () => {
+  const odd = [['we\u001b[31mb/0', '"we\\u001B[31mb/0"'], ['a\nb/0', '"a\\u000Ab/0"'], ['web\u202e/0', '"web\\u202E/0"'], ['WEB/0', '"WEB/0"'], ['web /0', '"web /0"'], ['web/0/1', '"web/0/1"']];
+  const commands = [['state', 'show'], ['state', 'rm'], ['history'], ['import', '%', 'sim-1']];
+  it.each(commands.flatMap((c) => odd.map(([address, shown]) => ({ name: `${c[0]} ${c[1] ?? ''} ${JSON.stringify(address)}`, args: c.includes('%') ? c.map((w) => (w === '%' ? address : w)) : [...c, address], shown }))))(
+    '$name is a usage error that shows it escaped',
+    async ({ args, shown }) => {
+      const r = await runCli(args, { cwd: root });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('error[cli.usage]');
+      expect(r.stderr).toContain(`${shown} is not a VM address`);
+      expect(r.stderr).toContain('lower-case letters, digits and dashes');
+      expect(r.stderr.includes('\u001b') || r.stderr.includes('\u202e')).toBe(false);
+    },
+  );
+});
+
+// A lock id or cloud id with a character that does not show was echoed as typed (an escape sequence acting on the terminal).
+describe('a lock id or cloud id with a character that does not show', () => {
+  it.each([
+    { args: ['unlock', 'ab\u001b[2Jcd'], shown: '"ab\\u001B[2Jcd"' },
+    { args: ['unlock', '1234\u202e'], shown: '"1234\\u202E"' },
+    { args: ['import', 'web/0', 'i-1\u001b[31m'], shown: '"i-1\\u001B[31m"' },
+    { args: ['import', 'web/0', 'i-1\n'], shown: '"i-1\\u000A"' },
+  ])('$args.0 $shown is a usage error that shows it escaped', async ({ args, shown }) => {
+    const r = await runCli(args, { cwd: root });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[cli.usage]');
+    expect(r.stderr).toContain(shown);
+    expect(r.stderr.includes('\u001b') || r.stderr.includes('\u202e')).toBe(false);
+  });
+});
+
 describe('fleet history', () => {
   it('shows the stack history oldest first', async () => {
     const r = await runCli(['history'], { cwd: root });
@@ -178,12 +218,26 @@ describe('fleet history', () => {
     [['history', 'web/9'], 'record.vm-not-found'],
     [['history', 'nonsense'], 'cli.usage'],
     [['history', '--limit', '0'], 'cli.usage'],
+    // Past the database's range it was cli.internal with the database's words: 'value "100000000000000000000" is out of range for type bigint'.
+    [['history', '--limit', '99999999999999999999'], 'cli.usage'],
+    [['history', '--limit', '2147483648'], 'cli.usage'],
     [['history', '--stack', 'nowhere'], 'spec.'],
   ])('%j fails with %s', async (args, code) => {
     const r = await runCli(args, { cwd: root });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`error[${code}`);
     expect(r.stderr).not.toMatch(/\n\s+at .*\.ts:\d+/);
+  });
+
+  it('shows what a history row holds with its unseen characters escaped: a detail from a data center, printed as it was, acted on the terminal', async () => {
+    const rec = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+    await rec.addHistory(vmId, { from: 'PoweredOff', to: 'PoweredOff', outcome: 'drift', actor: 'dmz-client:miami', detail: 'cloud said \u001b[2Jhi\nthere' });
+    await rec.close();
+    const r = await runCli(['history', 'web/0', '--limit', '1'], { cwd: root });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('cloud said \\u001B[2Jhi\\u000Athere');
+    expect(r.stdout.includes('\u001b')).toBe(false);
+    expect(r.stdout.trimEnd().split('\n')).toHaveLength(2);
   });
 });
 
@@ -221,6 +275,13 @@ describe('fleet unlock', () => {
     await golden('unlock-missing.txt', mask(r.stderr));
   });
 
+  // An empty id said "the record … holds no lock ; it may have been released already", at no address.
+  it.each([[''], ['   ']])('refuses the lock id %j as a usage error', async (id) => {
+    const r = await runCli(['unlock', id, '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).diagnostics).toMatchObject([{ code: 'cli.usage', detail: expect.stringContaining('fleet state list') }]);
+  });
+
   it("refuses a lock of another stack in the same record, and leaves it held", async () => {
     const r = await runCli(['unlock', otherLockId, '--format', 'json'], { cwd: root });
     expect(r.code).toBe(1);
@@ -233,6 +294,34 @@ describe('fleet unlock', () => {
       expect((await rec.listLocks('otherstack')).map((l) => l.lockId)).toEqual([otherLockId]);
     } finally {
       await rec.close();
+    }
+  });
+
+  it('refuses a lock whose apply still runs on this host, and leaves it held (it broke a running apply\'s lock)', async () => {
+    // The running apply: a live process of this host, its lease not run out.
+    const apply = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 120000)'], { stdio: 'ignore' });
+    const url = `pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`;
+    const rec = await openRecord(url);
+    const live = await rec.acquireLocks('clitest', ['web'], { who: 'ci', host: hostname(), pid: apply.pid!, planId: 'plan-5' }, { leaseMs: 3_600_000 });
+    await rec.close();
+    try {
+      const r = await runCli(['unlock', live.lockId, '--format', 'json'], { cwd: root });
+      expect(r.code).toBe(1);
+      const out = JSON.parse(r.stdout);
+      expect(out.diagnostics).toMatchObject([{ code: 'record.lock-held', address: live.lockId }]);
+      expect(out.diagnostics[0].detail).toContain(`ci@${hostname()} pid ${apply.pid} for plan plan-5`);
+      expect(out.diagnostics[0].detail).toContain('still runs on this host');
+      const after = await openRecord(url);
+      try {
+        expect((await after.findLock(live.lockId)).map((l) => l.fleet)).toEqual(['web']);
+      } finally {
+        await after.close();
+      }
+    } finally {
+      apply.kill();
+      const again = await openRecord(url);
+      await again.forceUnlock(live.lockId);
+      await again.close();
     }
   });
 
@@ -291,9 +380,10 @@ describe('reading a PGlite record an apply holds (issue 14)', () => {
   }, 240_000);
 });
 
-// A mistyped record URL made these commands create a new, empty record there and answer "0 VMs".
+// A mistyped record URL made these commands create a new, empty record there and answer "0 VMs"
+// (fleet refresh --check, the scheduled drift check: "0 VMs checked, 0 differences", exit 0).
 describe('a PGlite record folder that does not exist', () => {
-  it.each([['state', 'list'], ['state', 'show', 'web/0'], ['history'], ['unlock', '42'], ['state', 'rm', 'web/0']].map((args) => ({ args, name: args.join(' ') })))('$name: record.not-found, and no folder made', async ({ args }) => {
+  it.each([['state', 'list'], ['state', 'show', 'web/0'], ['history'], ['unlock', '42'], ['state', 'rm', 'web/0'], ['refresh', '--check'], ['refresh']].map((args) => ({ args, name: args.join(' ') })))('$name: record.not-found, and no folder made', async ({ args }) => {
     const missing = join(root, 'typo', 'record');
     const r = await runCli([...args, '--stack', join(root, 'stacks', 'local'), '--record-url', `pglite://${missing}`, '--format', 'json'], { cwd: root });
     expect(r.code).toBe(1);

@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { FleetError, fail, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
-import { parseVmAddress } from '../../model/index.ts';
+import { FleetError, escapeUnseen, fail, sortDiagnostics, visible, type Diagnostic } from '../../diags/index.ts';
+import { isFleetName, parseVmAddress } from '../../model/index.ts';
 import type { FleetRecord, HistoryRow, LockRow, SqlRecord, VmRow } from '../../record/index.ts';
 import { holderGone, lockHolder } from '../../record/locks.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO, type OutputMode } from '../io.ts';
@@ -31,7 +30,7 @@ export async function withStackRecord<T>(
   access: { readOnly?: boolean } = {},
 ): Promise<T> {
   // Loaded when a command runs, not for `fleet --version` (engine/cli/main.ts).
-  const [{ loadStack }, { describeRecordUrl, openRecord, pgliteDir }] = await Promise.all([import('../../spec/index.ts'), import('../../record/index.ts')]);
+  const [{ loadStack }, { openRecord, requireExistingRecord }] = await Promise.all([import('../../spec/index.ts'), import('../../record/index.ts')]);
   const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), stackOnly: true });
   if (!loaded.stack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
@@ -39,10 +38,7 @@ export async function withStackRecord<T>(
     throw new FleetError(errors);
   }
   // These commands never make a record: a mistyped URL would answer from a new, empty one ("0 VMs").
-  const dir = loaded.stack.recordUrl.startsWith('pglite://') ? pgliteDir(loaded.stack.recordUrl) : undefined;
-  if (dir !== undefined && !existsSync(dir)) {
-    fail('record.not-found', `There is no record at ${describeRecordUrl(loaded.stack.recordUrl)}: the folder ${dir} does not exist. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, this command only reads or edits one.`);
-  }
+  requireExistingRecord(loaded.stack.recordUrl);
   const record = await openRecord(loaded.stack.recordUrl, access);
   try {
     return await fn(record, loaded.stack.name);
@@ -61,9 +57,10 @@ export function printResult(io: CliIO, mode: OutputMode, doc: Record<string, unk
   io.stdout.write(text());
 }
 
-/** Simple aligned columns for text tables. */
-export function table(rows: string[][]): string {
-  if (rows.length === 0) return '';
+/** Simple aligned columns for text tables; a cell's unseen characters are escaped (a detail may come from a data center). */
+export function table(cells: string[][]): string {
+  if (cells.length === 0) return '';
+  const rows = cells.map((r) => r.map(escapeUnseen));
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n') + '\n';
 }
@@ -186,10 +183,18 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
     });
 };
 
-/** `fleet state rm` / `fleet import`: a VM address argument, or a cli.usage error saying what one looks like. */
+/**
+ * `fleet state show|rm`, `history`, `import`: a VM address argument, or a
+ * cli.usage error saying what one looks like. Its fleet must be a fleet name:
+ * no other names a VM, and the text is shown escaped (an escape sequence or a
+ * right-to-left override typed into an address acted on the terminal).
+ */
 export function addressArg(text: string): { fleet: string; index: number } {
   const a = parseVmAddress(text);
-  if (!a) fail('cli.usage', `${JSON.stringify(text)} is not a VM address; an address is <fleet>/<index>, e.g. web/3.`);
+  if (!a) fail('cli.usage', `${visible(text)} is not a VM address; an address is <fleet>/<index>, e.g. web/3.`);
+  if (!isFleetName(a.fleet)) {
+    fail('cli.usage', `${visible(text)} is not a VM address: ${visible(a.fleet)} is no fleet name (lower-case letters, digits and dashes, starting with a letter); an address is <fleet>/<index>, e.g. web/3.`);
+  }
   return a;
 }
 

@@ -97,12 +97,12 @@ export const applyCodes = defineCodes({
   },
   'apply.import-refused': {
     summary: 'Import refused',
-    doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack; a VM the record tracks already (live at another address, or made for another stack) is not adopted again. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first. A Pulumi `Fleet` or `Vm` resource cannot be imported either (`pulumi import`, the import option): its members, spec and versions are known only from the outputs its create left in the Pulumi state, so its read refuses without them; declare it in the program and let `pulumi up` create it (docs/pulumi.md).',
+    doc: '`fleet import ADDRESS CLOUD_ID` adopts a cloud VM into a member of a fleet the specs declare, at an address that is a member (index below count) and not live in the record, in a live state of the pack, in a data center the fleet may use (its placement allow-list, hardware traits and image catalog: members never move; a VM forgotten from that very member is taken back wherever it lives); a VM the record tracks already (live at another address, or made for another stack) is not adopted again. The detail says which does not hold; `fleet state rm ADDRESS` forgets a live VM first. A Pulumi `Fleet` or `Vm` resource cannot be imported either (`pulumi import`, the import option): its members, spec and versions are known only from the outputs its create left in the Pulumi state, so its read refuses without them; declare it in the program and let `pulumi up` create it (docs/pulumi.md).',
     severity: 'error',
   },
   'apply.import-not-found': {
     summary: 'No such VM to import',
-    doc: 'No data center of the stack (or the one given with --data-center) holds a present VM with that cloud id or VM id, as its DMZ client lists them. Check the id in the cloud\'s console, and that the DMZ client is reachable.',
+    doc: 'No data center of the stack (or the one given with --data-center) holds a present VM with that cloud id or VM id, as its DMZ client lists them; a data center that did not answer is named in the detail. Check the id in the cloud\'s console, and that the DMZ client is reachable. When no data center asked answered, the error is that data center\'s own (`apply.dmz-unreachable`, `apply.token-missing`, ...), not this one.',
     severity: 'error',
   },
   'apply.import-differs': {

@@ -10,7 +10,7 @@ export const recordCodes = defineCodes({
   },
   'record.not-found': {
     summary: 'No record at the URL',
-    doc: 'A command that reads or edits a record (`fleet state`, `fleet history`, `fleet unlock`) was pointed at a PGlite folder that does not exist. It creates none: a mistyped --record-url or stack `record` would otherwise answer from a new, empty record ("0 VMs"). Fix the URL; `fleet plan` and `fleet apply` create a record on their first run.',
+    doc: 'A command that reads or edits a record (`fleet state`, `fleet history`, `fleet unlock`, `fleet refresh`) was pointed at a PGlite folder that does not exist. It creates none: a mistyped --record-url or stack `record` would otherwise answer from a new, empty record ("0 VMs", a drift check that never finds drift). Fix the URL; `fleet plan` and `fleet apply` create a record on their first run.',
     severity: 'error',
   },
   'record.unreachable': {
@@ -60,7 +60,7 @@ export const recordCodes = defineCodes({
   },
   'record.lock-held': {
     summary: 'Fleet is locked',
-    doc: 'Another apply holds the lock of a fleet in scope. Wait for it to finish; if it crashed, its lease expires on its own, or run `fleet unlock LOCKID` once you are sure it is gone.',
+    doc: 'Another apply holds the lock of a fleet in scope. Wait for it to finish; if it crashed, its lease expires on its own, or run `fleet unlock LOCKID` once you are sure it is gone (`fleet unlock` refuses a lock whose holder still runs on this host).',
     severity: 'error',
   },
   'record.lock-lost': {

@@ -137,7 +137,7 @@ describe('renderMarkdown', () => {
       { name: 'no HTML comment but the marker', check: (md: string) => md.split('<!--').length === 2 },
       // Inside a code span HTML is literal.
       { name: 'no HTML tag from the data', check: (md: string) => !/<img|<b>(?![a-z]+<\/b>)/.test(md.replace(/`[^`\n]*`/g, '')) },
-      { name: 'the heading stays one line', check: (md: string) => /^## Plan for stack `st\|ack 'x'\\nnext`$/m.test(md) },
+      { name: 'the heading stays one line', check: (md: string) => /^## Plan for stack `st\|ack 'x'\\u000Anext`$/m.test(md) },
     ])('$name', ({ check }) => {
       expect(check(odd())).toBe(true);
     });

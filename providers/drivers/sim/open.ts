@@ -29,7 +29,7 @@ export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
       throw new FleetError(
         diag(
           'sim.busy',
-          `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is open in ${who}. Wait for it to finish (--lock-timeout SECONDS waits), or run the data center as one DMZ client (fleet serve dmz-client) that every CLI reaches by URL.${
+          `the simulated data center ${opts.dataCenter} (${opts.stateDir}) is open in ${who}. Wait for it to finish (\`fleet apply --lock-timeout SECONDS\` waits; \`fleet refresh\` and \`fleet import\` wait the stack's apply.lockTimeoutSeconds), or run the data center as one DMZ client (fleet serve dmz-client) that every CLI reaches by URL.${
             lock.elsewhere
               ? ` If that process no longer runs on its host (a machine or container that is gone), remove ${lock.file} and run again.`
               : ` If that pid is no longer that command (its process is gone and the pid reused), remove ${lock.file} and run again.`

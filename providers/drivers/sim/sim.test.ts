@@ -87,6 +87,9 @@ describe('one owner per simulated data center', () => {
     );
     expect(refused).toBeInstanceOf(FleetError);
     expect(refused?.diagnostics[0]).toMatchObject({ code: 'sim.busy', file: dir, detail: expect.stringContaining(`pid ${other.pid}`) });
+    // How to wait, for every command that opens it: it said "--lock-timeout SECONDS waits", an option
+    // fleet refresh and fleet import do not have (they wait the stack's apply.lockTimeoutSeconds).
+    expect(refused?.diagnostics[0].detail).toContain('(`fleet apply --lock-timeout SECONDS` waits; `fleet refresh` and `fleet import` wait the stack\'s apply.lockTimeoutSeconds)');
     // A waiter gets it as soon as the holder closes.
     const waiting = sim({ busyTimeoutMs: 30_000 });
     await other.release();

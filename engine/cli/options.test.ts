@@ -1,0 +1,18 @@
+import { describe, expect, it } from 'vitest';
+import { RecordUnreachableError } from '../record/errors.ts';
+import type { CliIO } from './io.ts';
+import { recordOutageNotices } from './options.ts';
+
+describe('recordOutageNotices', () => {
+  it.each(['the apply', 'the refresh'])('says once when the outage of %s begins and once when it ends', (what) => {
+    const lines: string[] = [];
+    const io = { stderr: { write: (s: string) => lines.push(s) } } as unknown as CliIO;
+    const n = recordOutageNotices(io, what);
+    n.onOutage?.(new RecordUnreachableError('PostgreSQL at postgres://x@127.0.0.1:5432/r is unreachable: Connection terminated unexpectedly.', true), 60_000);
+    n.onBack?.(1234);
+    expect(lines).toEqual([
+      'warning: the record is unreachable; retrying for up to 60 s (FLEET_RETRY_BUDGET_MS): PostgreSQL at postgres://x@127.0.0.1:5432/r is unreachable: Connection terminated unexpectedly.\n',
+      `note: the record is reachable again after 1.2 s; ${what} goes on.\n`,
+    ]);
+  });
+});
