@@ -250,6 +250,14 @@ describe('examples/github-actions: security properties', () => {
     }
   });
 
+  // Two pushes in a row: without it the older run could finish last and its
+  // plan replace the newer one in the comment reviewers approve.
+  it('plan.yml: one run per pull request at a time, a newer push cancelling the older run', () => {
+    const c = (wf('plan.yml') as unknown as { concurrency?: { group?: string; 'cancel-in-progress'?: boolean } }).concurrency;
+    expect(c?.group).toMatch(/\$\{\{ github\.event\.pull_request\.number \}\}/);
+    expect(c?.['cancel-in-progress']).toBe(true);
+  });
+
   it.each(FILES)('%s: checkout leaves no token in .git/config for later steps', (f) => {
     const checkouts = steps(f).filter((s) => s.uses?.startsWith('actions/checkout@'));
     expect(checkouts).toHaveLength(1);
