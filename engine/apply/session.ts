@@ -121,7 +121,7 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
   const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
   const waitMs = (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000;
   if (opts.existingRecord) requireExistingRecord(stack.recordUrl);
-  const opened = await openRecord(stack.recordUrl, { waitMs, ...(opts.onRecordWait ? { waiting: opts.onRecordWait } : {}) });
+  const opened = await openRecord(stack.recordUrl, { waitMs, ...(opts.onRecordWait ? { waiting: opts.onRecordWait } : {}), ...(opts.existingRecord ? { existing: true } : {}) });
   const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
   // The CLI's own record calls ride out a short outage of a PostgreSQL record
   // (record-retry.ts); the in-process authority below gets the record as it

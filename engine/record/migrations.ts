@@ -338,6 +338,7 @@ export async function migrate(
   db: SqlAdapter,
   where: { description: string; file?: string },
   migrations: readonly Migration[] = MIGRATIONS,
+  opts: { create?: boolean } = {},
 ): Promise<{ from: number; to: number }> {
   const target = migrations[migrations.length - 1].version;
   // A record at the target version already (every open but the first after
@@ -350,6 +351,15 @@ export async function migrate(
   return db.transaction(async (q) => {
     await q.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK_KEY]);
     const from = await currentVersion(q, where);
+    // A command that only reads or edits a record (state, history, unlock, refresh) makes none: in an empty
+    // database (a mistyped name on a shared server) it would create dmzfleet's tables and answer "0 VMs".
+    if (from === 0 && opts.create === false) {
+      fail(
+        'record.not-found',
+        `${where.description} holds no dmzfleet record (the database is empty). Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, this command only reads or edits one.`,
+        where.file !== undefined ? { file: where.file } : {},
+      );
+    }
     if (from > target) {
       fail(
         'record.newer-schema',

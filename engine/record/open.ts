@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { fail } from '../diags/index.ts';
 import { redactUrl } from '../transport/tokens.ts';
-import { migrate } from './migrations.ts';
+import { MIGRATIONS, migrate } from './migrations.ts';
 import { sqlRecord, type SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 import type { OpenPgliteOptions } from './pglite.ts';
@@ -41,6 +41,9 @@ export function pgliteDir(url: string): string | undefined {
  * `readOnly` (state list / show, history, plan): a PGlite record another
  * process holds (an apply) is read from a private copy instead of waiting
  * for it (pglite.ts openSnapshot). Only for callers that never write.
+ * `existing` (state, history, unlock, refresh): the record must be there
+ * already: an empty database is record.not-found, and nothing is created in
+ * it (a PGlite folder that does not exist: requireExistingRecord).
  * `waitMs` and `waiting`: how long a writer waits for a PGlite record another
  * process holds (at least FLEET_RECORD_BUSY_TIMEOUT_MS), and what it is told
  * when it starts to wait; a PostgreSQL record never waits to open.
@@ -58,7 +61,7 @@ export function requireExistingRecord(url: string): void {
   }
 }
 
-export async function openRecord(url: string, opts: OpenPgliteOptions = {}): Promise<SqlRecord> {
+export async function openRecord(url: string, opts: OpenPgliteOptions & { existing?: boolean } = {}): Promise<SqlRecord> {
   const description = describeRecordUrl(url);
   let adapter: SqlAdapter;
   let file: string | undefined;
@@ -80,7 +83,7 @@ export async function openRecord(url: string, opts: OpenPgliteOptions = {}): Pro
     fail('record.bad-url', `${description} is not a record URL; use pglite:///abs/dir, postgres://user@host:5432/db or memory://.`);
   }
   try {
-    await migrate(adapter, file !== undefined ? { description, file } : { description });
+    await migrate(adapter, file !== undefined ? { description, file } : { description }, MIGRATIONS, { create: opts.existing !== true });
   } catch (err) {
     await adapter.close().catch(() => {});
     throw err;

@@ -9,7 +9,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../test/helpers/cli.ts';
+import pg from 'pg';
 import { openRecord } from '../../record/index.ts';
+import { createTestDatabase, testPostgresUrl } from '../../record/testing.ts';
+
+const pgClient = pg.Client;
 import type { NewVm } from '../../record/index.ts';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
@@ -389,5 +393,28 @@ describe('a PGlite record folder that does not exist', () => {
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).diagnostics).toMatchObject([{ code: 'record.not-found', detail: expect.stringContaining(`the folder ${missing} does not exist`) }]);
     expect(existsSync(join(root, 'typo'))).toBe(false);
+  });
+});
+
+// Found by QA: pointed at an empty PostgreSQL database (a mistyped database name on a shared server), the commands
+// that only read or edit a record created dmzfleet's tables there and answered "0 VMs".
+describe.runIf(testPostgresUrl())('an empty PostgreSQL database', () => {
+  it.each([['state', 'list'], ['state', 'show', 'web/0'], ['history'], ['unlock', '42'], ['state', 'rm', 'web/0'], ['refresh', '--check'], ['refresh']].map((args) => ({ args, name: args.join(' ') })))('$name: record.not-found, and no table made', async ({ args }) => {
+    const db = await createTestDatabase(testPostgresUrl()!);
+    try {
+      const r = await runCli([...args, '--stack', join(root, 'stacks', 'local'), '--record-url', db.url, '--format', 'json'], { cwd: root });
+      expect(r.code, r.stderr).toBe(1);
+      expect(JSON.parse(r.stdout).diagnostics).toMatchObject([{ code: 'record.not-found', detail: expect.stringContaining('holds no dmzfleet record') }]);
+      const pg = new pgClient({ connectionString: db.url });
+      await pg.connect();
+      try {
+        const { rows } = await pg.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`);
+        expect(rows).toEqual([]);
+      } finally {
+        await pg.end();
+      }
+    } finally {
+      await db.drop();
+    }
   });
 });

@@ -39,7 +39,7 @@ export async function withStackRecord<T>(
   }
   // These commands never make a record: a mistyped URL would answer from a new, empty one ("0 VMs").
   requireExistingRecord(loaded.stack.recordUrl);
-  const record = await openRecord(loaded.stack.recordUrl, access);
+  const record = await openRecord(loaded.stack.recordUrl, { ...access, existing: true });
   try {
     return await fn(record, loaded.stack.name);
   } finally {

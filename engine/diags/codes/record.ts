@@ -10,7 +10,7 @@ export const recordCodes = defineCodes({
   },
   'record.not-found': {
     summary: 'No record at the URL',
-    doc: 'A command that reads or edits a record (`fleet state`, `fleet history`, `fleet unlock`, `fleet refresh`) was pointed at a PGlite folder that does not exist. It creates none: a mistyped --record-url or stack `record` would otherwise answer from a new, empty record ("0 VMs", a drift check that never finds drift). Fix the URL; `fleet plan` and `fleet apply` create a record on their first run.',
+    doc: 'A command that reads or edits a record (`fleet state`, `fleet history`, `fleet unlock`, `fleet refresh`) was pointed at a PGlite folder that does not exist, or at an empty PostgreSQL database. It creates none (no folder, no table): a mistyped --record-url or stack `record` would otherwise answer from a new, empty record ("0 VMs", a drift check that never finds drift). Fix the URL; `fleet plan` and `fleet apply` create a record on their first run.',
     severity: 'error',
   },
   'record.unreachable': {
