@@ -40,7 +40,7 @@ describe('formatDiagnostic', () => {
     ['a carriage return', 'ok\rforged', 'ok\\u000Dforged'],
     ['a right-to-left override', 'pr\u202eod', 'pr\\u202Eod'],
     ['a bell and a NUL', 'a\u0007b\u0000c', 'a\\u0007b\\u0000c'],
-    ['line breaks and tabs, which stay', 'one\n  two\tthree', 'one\n  two\tthree'],
+    ['line breaks and tabs, which stay (each further line indented as the first)', 'one\n  two\tthree', 'one\n    two\tthree'],
   ])('shows %s in a detail escaped', (_name, raw, shown) => {
     expect(formatDiagnostic(diag('cli.usage', `detail ${raw}`))).toBe(`error[cli.usage]: Invalid command line\n  detail ${shown}\n`);
   });
@@ -57,6 +57,19 @@ describe('formatDiagnostic', () => {
 
   it('leaves out the location line when there is none', () => {
     expect(formatDiagnostic(diag('cli.usage', 'Bad flag.'))).toBe('error[cli.usage]: Invalid command line\n  Bad flag.\n');
+  });
+
+  // A detail quotes what others wrote (a value of a spec, a file name, the
+  // message a custom rule threw with) and goes to a terminal or a CI log: an
+  // ESC there cleared the screen, a newline forged a diagnostic of its own.
+  it.each([
+    { name: 'ESC in the detail', d: diag('cli.usage', 'rule said \u001b[2J\u001b[H done'), want: 'error[cli.usage]: Invalid command line\n  rule said \\u001B[2J\\u001B[H done\n' },
+    // Kept as a line break, the line after it indented as the detail is: it cannot pass for a diagnostic of its own.
+    { name: 'a newline in the detail', d: diag('cli.usage', 'x\nerror[forged]: Nothing'), want: 'error[cli.usage]: Invalid command line\n  x\n  error[forged]: Nothing\n' },
+    { name: 'a right-to-left override in a file name', d: diag('cli.usage', 'Bad.', { file: 'a\u202Elmay.yaml', line: 1 }), want: 'error[cli.usage]: Invalid command line\n  at a\\u202Elmay.yaml:1\n  Bad.\n' },
+    { name: 'a bell in an address', d: diag('cli.usage', 'Bad.', { address: 'web/0\u0007' }), want: 'error[cli.usage]: Invalid command line\n  at web/0\\u0007\n  Bad.\n' },
+  ])('shows control and format characters escaped: $name', ({ d, want }) => {
+    expect(formatDiagnostic(d)).toBe(want);
   });
 });
 

@@ -69,13 +69,15 @@ export function location(d: Where): string {
  * Text form for stderr: `error[spec.unknown-key]: Unknown key` then `  at
  * file:1:2` then the detail. A detail or location quotes what people and
  * data centers wrote (a flag's value, a VM name, a rule's message): their
- * characters that do not show are written as escapes (`\u001B`), so none
- * acts on the terminal; a detail keeps its line breaks and tabs.
+ * characters that do not show are written as escapes (`\u001B`,
+ * escapeUnseen), so none acts on the terminal. A detail keeps its line
+ * breaks and tabs, each further line indented as the first, so no line of
+ * it can pass for a diagnostic of its own.
  */
 export function formatDiagnostic(d: Diagnostic): string {
   const loc = escapeUnseen(location(d));
-  const detail = d.detail.replace(/[^\n\t]+/g, escapeUnseen);
-  return `${d.severity}[${d.code}]: ${d.summary}\n${loc ? `  at ${loc}\n` : ''}  ${detail}\n`;
+  const detail = d.detail.replace(/[^\n\t]+/g, escapeUnseen).replace(/\n/g, '\n  ');
+  return `${d.severity}[${d.code}]: ${escapeUnseen(d.summary)}\n${loc ? `  at ${loc}\n` : ''}  ${detail}\n`;
 }
 
 export function formatDiagnostics(diags: readonly Diagnostic[]): string {

@@ -22,8 +22,11 @@ export function visible(s: string): string {
 /**
  * `s` with the characters that do not show written as escapes, unquoted: for
  * text the CLI prints that came from elsewhere (a history detail, a VM name a
- * data center reports), where an escape sequence would act on the terminal
- * and a newline would break a table.
+ * data center reports, a rule's message in a plan, a value a diagnostic
+ * quotes), where an escape sequence would act on the terminal or CI log, a
+ * newline would break a table or forge a line, and a right-to-left override
+ * would reorder what people read. Combining marks are kept: in free text
+ * they are accents.
  */
 export function escapeUnseen(s: string): string {
   return s.replace(new RegExp(UNSEEN.source, 'gu'), (c) => `\\u${hex(c)}`);

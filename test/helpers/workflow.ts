@@ -44,7 +44,12 @@ interface Workflow {
 export interface FakeComment {
   id: number;
   body: string;
+  /** Who wrote it: the workflow's comments are github-actions[bot]'s (a Bot), anyone may write others. */
+  user: { login: string; type: 'Bot' | 'User' };
 }
+
+/** The author of every comment a workflow's GITHUB_TOKEN writes. */
+export const ACTIONS_BOT = { login: 'github-actions[bot]', type: 'Bot' } as const;
 
 /** The part of GitHub the example workflows talk to, in memory. */
 export class FakeGitHub {
@@ -59,10 +64,10 @@ export class FakeGitHub {
 
   readonly rest = {
     issues: {
-      listComments: async () => ({ data: this.comments.map((c) => ({ ...c })) }),
+      listComments: async () => ({ data: this.comments.map((c) => ({ ...c, user: { ...c.user } })) }),
       createComment: async (p: { body: string }) => {
         this.creates++;
-        this.comments.push({ id: 1000 + this.comments.length, body: p.body });
+        this.comments.push({ id: 1000 + this.comments.length, body: p.body, user: { ...ACTIONS_BOT } });
         return { data: {} };
       },
       updateComment: async (p: { comment_id: number; body: string }) => {

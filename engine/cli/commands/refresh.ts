@@ -54,8 +54,8 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
                 writeJson(io, { stack: session.stack.name, check, checked: result.checked, drift, diagnostics });
               } else {
                 printDiagnostics(io, diagnostics);
-                // What a data center reports (a VM's name, a cloud id) is printed with its unseen characters escaped.
-                for (const d of drift) io.stdout.write(`${d.kind.padEnd(12)} ${d.dataCenter.padEnd(10)} ${escapeUnseen(d.address).padEnd(16)} ${escapeUnseen(d.detail)}\n`);
+                // A VM the record does not know shows with its name in the cloud, which whoever made it chose: escaped.
+                for (const d of drift) io.stdout.write(`${d.kind.padEnd(12)} ${escapeUnseen(d.dataCenter).padEnd(10)} ${escapeUnseen(d.address).padEnd(16)} ${escapeUnseen(d.detail)}\n`);
                 const what = check ? 'Drift check' : 'Refresh';
                 const written = check ? ' (nothing written to the record)' : '';
                 io.stdout.write(`${what}: ${result.checked} VMs checked, ${drift.length} difference${drift.length === 1 ? '' : 's'}${written}.\n`);

@@ -1,6 +1,7 @@
 // The plan as a pull-request comment. GitHub refuses comments over 65,536
-// characters, so a large plan is summarised section by section: whole tables
-// are dropped (with a note), never cut in the middle.
+// characters, so over MARKDOWN_LIMIT each table keeps the rows that fit, in
+// reading order (violations, grants, rollouts, fleets), and ends with how many
+// more it leaves out: "N more changes not shown; see the plan artifact".
 //
 // The first line is a hidden marker naming the stack: a CI job finds its
 // earlier comment by it and edits that one instead of adding another on
@@ -8,7 +9,8 @@
 import { ACTIONS, type Action, type Change, type PlanDocument } from '../types.ts';
 import { planDigest } from '../digest.ts';
 import { byName } from '../scope.ts';
-import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, memberList, rolloutLine, summaryLine } from './common.ts';
+import { mdCode, mdCodeCell, mdHtml, mdText } from './escape.ts';
+import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, memberList, rolloutLine, summaryLine, type FleetGroup } from './common.ts';
 
 export const MARKDOWN_LIMIT = 65_000;
 
@@ -28,58 +30,64 @@ export function markdownMarker(stack: string): string {
   return `<!-- fleet-plan stack=${stack.replace(/[^A-Za-z0-9._-]/g, '_')} -->`;
 }
 
+// Every string from the plan goes through escape.ts: mdText in prose and
+// table cells, mdCode / mdCodeCell for names shown as code, mdHtml inside
+// the <summary> element (docs/plan-format.md, "Text from the plan").
+const cell = mdText;
+const code = mdCode;
+const codeCell = mdCodeCell;
+
 /**
- * Text from the plan (an owner, a data center, a rule's message: what
- * people wrote) as one table cell: a `|` would end the cell, a newline the
- * row, and `<` or `&` would make HTML of it (`<!--` hides the rest of the
- * comment from the reviewer), so they are escaped.
+ * Characters left for table rows. Unlimited for the whole comment; over the
+ * limit each table takes the rows that still fit, in reading order, and once
+ * one row does not fit no later row is shown either (a table never shows a
+ * later row without the ones before it).
  */
-function cell(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ').replace(/&/g, '&amp;').replace(/</g, '&lt;');
+class Budget {
+  constructor(private left: number) {}
+  private full = false;
+  /** Whether `line` (and its newline) fits; if so it is counted. */
+  take(line: string): boolean {
+    if (this.full || line.length + 1 > this.left) {
+      this.full = true;
+      return false;
+    }
+    this.left -= line.length + 1;
+    return true;
+  }
 }
 
-/** A code span on one line (its backticks made quotes: none can end it early); HTML is literal in it. */
-function code(s: string): string {
-  return `\`${s.replace(/`/g, "'").replace(/\r?\n/g, ' ')}\``;
-}
+/** Room kept for the "N more … not shown" lines (at most four, each well under 250 characters). */
+const OMITTED_RESERVE = 1_000;
 
-/** A code span inside a table cell: a `|` ends a GFM cell even there unless escaped. */
-function codeCell(s: string): string {
-  return code(s).replace(/\|/g, '\\|');
+/** `_1,234 more changes not shown; see the plan artifact …_` */
+function notShown(n: number, what: string): string {
+  return `_${n.toLocaleString('en-US')} more ${what} not shown; see the plan artifact (the JSON plan \`fleet plan --out\` saved), which has every one._`;
 }
 
 export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): string {
   const limit = opts.limit ?? MARKDOWN_LIMIT;
   const head = headSection(plan, opts.planFile);
-  const policy = policySection(plan);
   const dcs = dataCenterSection(plan);
   const diagram = diagramSection(plan);
-  const rollouts = rolloutSection(plan);
   const fleets = groupByFleet(plan).filter((g) => g.changes.length > 0);
-  const details = fleets.map((g) => fleetDetails(g.fleet, g.changes, g.unchanged));
+  const body = (budget: Budget) => {
+    const policy = policySection(plan, budget);
+    const rollouts = rolloutSection(plan, budget);
+    return { policy, rollouts, details: fleetSection(fleets, budget) };
+  };
+  const join = (note: string, b: ReturnType<typeof body>) => [head, ...(note ? [note] : []), b.policy, ...(b.rollouts ? [b.rollouts] : []), dcs, diagram, ...(b.details ? [b.details] : [])].join('\n');
 
-  const full = [head, policy, ...(rollouts ? [rollouts] : []), dcs, diagram, ...(details.length ? ['### Fleets\n', ...details] : [])].join('\n');
+  const full = join('', body(new Budget(Infinity)));
   if (full.length <= limit) return full;
 
-  // Too long: fleets become one line each, then the lines that still fit.
-  const note = (what: string) =>
-    `> **Note:** this plan is too large for one comment (${full.length.toLocaleString('en-US')} characters); ${what}. The JSON plan (\`fleet plan --out\`) has every change.\n`;
-  const oneLiners = fleets.map((g) => `- ${SYMBOL[g.changes[0].action]} **${g.fleet}**: ${countsPhrase(g.changes)}${g.unchanged ? `, ${g.unchanged} unchanged` : ''}`);
-  const fixed = [head, note('fleets are summarised, one line each'), policy, ...(rollouts ? [rollouts] : []), dcs, diagram, '### Fleets\n'].join('\n');
-  const budget = limit - fixed.length - 200;
-  const shown: string[] = [];
-  let used = 0;
-  for (const line of oneLiners) {
-    if (used + line.length + 1 > budget) break;
-    shown.push(line);
-    used += line.length + 1;
-  }
-  const rest = oneLiners.length - shown.length;
-  const tail = rest > 0 ? `\n_…and ${rest} more fleets with changes, not shown._\n` : '\n';
-  const out = `${fixed}${shown.join('\n')}${tail}`;
+  // Too long: every table keeps the rows that fit and says how many more it leaves out.
+  const note = `> **Note:** this plan is too large for one comment (${full.length.toLocaleString('en-US')} characters): tables show their first rows and say how many more are not shown. The plan artifact (the JSON plan \`fleet plan --out\` saved) has every change.\n`;
+  const fixed = join(note, { policy: '', rollouts: '', details: '' });
+  const out = join(note, body(new Budget(limit - fixed.length - OMITTED_RESERVE)));
   if (out.length <= limit) return out;
-  // Even the fixed sections are too long (a huge violation list): keep the head and the note only.
-  return [head, note('only the summary is shown')].join('\n');
+  // Even the fixed sections are too long (thousands of data centers): keep the head and the note only.
+  return [head, note].join('\n');
 }
 
 /** How to carry out exactly this plan, in one line. */
@@ -107,36 +115,50 @@ function headSection(plan: PlanDocument, planFile: string | undefined): string {
   return lines.join('\n');
 }
 
-function policySection(plan: PlanDocument): string {
+function policySection(plan: PlanDocument, budget: Budget): string {
   const { violations, grants } = plan.policy;
   if (!violations.length && !grants.length) return '';
   const lines: string[] = [];
   if (violations.length) {
-    lines.push('### Policy violations', '', '| level | policy | address | message | hint |', '| --- | --- | --- | --- | --- |');
-    for (const v of violations) lines.push(`| ${v.level} | ${codeCell(v.policy)} | ${codeCell(v.address)} | ${cell(v.message)} | ${cell(v.hint)} |`);
-    lines.push('');
+    const rows = violations.map((v) => `| ${v.level} | ${codeCell(v.policy)} | ${codeCell(v.address)} | ${cell(v.message)} | ${cell(v.hint)} |`);
+    lines.push('### Policy violations', '', ...table(['| level | policy | address | message | hint |', '| --- | --- | --- | --- | --- |'], rows, 'violations', budget), '');
   }
   if (grants.length) {
-    lines.push('### Grants', '', '| fleet | requested | granted | reason | policy |', '| --- | ---: | ---: | --- | --- |');
-    for (const g of grants) lines.push(`| ${codeCell(g.fleet)} | ${g.requested} | ${g.granted} | ${cell(g.reason)} | ${codeCell(g.policy)} |`);
-    lines.push('');
+    const rows = grants.map((g) => `| ${codeCell(g.fleet)} | ${g.requested} | ${g.granted} | ${cell(g.reason)} | ${codeCell(g.policy)} |`);
+    lines.push('### Grants', '', ...table(['| fleet | requested | granted | reason | policy |', '| --- | ---: | ---: | --- | --- |'], rows, 'grants', budget), '');
   }
   return lines.join('\n');
 }
 
+/** A table's header and the rows the budget has room for, then how many are not shown (no header when none is). */
+function table(header: string[], rows: string[], what: string, budget: Budget): string[] {
+  const shown = rows.filter((r) => budget.take(r));
+  if (shown.length === rows.length) return [...header, ...shown];
+  const rest = notShown(rows.length - shown.length, what);
+  return shown.length ? [...header, ...shown, '', rest] : [rest];
+}
+
 /** Each fleet's rollout: its settings, then one row per wave, in the order they run. */
-function rolloutSection(plan: PlanDocument): string {
+function rolloutSection(plan: PlanDocument, budget: Budget): string {
   const rollouts = plan.rollouts ?? [];
   if (rollouts.length === 0) return '';
   const lines = ['### Rollouts', '', 'Each wave starts once every member of the one before is back in its desired state and ready; the rollout stops at `failureThreshold` failed members.', ''];
+  let hidden = 0;
   for (const r of rollouts) {
-    lines.push(`**${r.fleet}**: ${rolloutLine(r)} (${cell(r.reason)})`, '', '| wave | members | out of service | surge |', '| ---: | --- | ---: | ---: |');
-    for (const w of r.waves) {
+    const rows = r.waves.map((w) => {
       const back = w.returning?.length ? ` (bringing back ${memberList(w.returning, 4)})` : '';
-      lines.push(`| ${w.wave} | ${cell(memberList(w.members))}${cell(back)} | ${w.unavailable} | ${w.surge} |`);
+      return `| ${w.wave} | ${cell(memberList(w.members))}${cell(back)} | ${w.unavailable} | ${w.surge} |`;
+    });
+    const title = `**${cell(r.fleet)}**: ${rolloutLine(r)} (${cell(r.reason)})`;
+    if (!budget.take(title)) {
+      hidden += rows.length;
+      continue;
     }
-    lines.push('');
+    const shown = rows.filter((row) => budget.take(row));
+    hidden += rows.length - shown.length;
+    lines.push(title, '', '| wave | members | out of service | surge |', '| ---: | --- | ---: | ---: |', ...shown, '');
   }
+  if (hidden) lines.push(notShown(hidden, 'rollout waves'), '');
   return lines.join('\n');
 }
 
@@ -176,20 +198,35 @@ function diagramSection(plan: PlanDocument): string {
   return lines.join('\n');
 }
 
-function fleetDetails(fleet: string, changes: Change[], unchanged: number): string {
-  const lines = [
-    `<details><summary><b>${fleet}</b>: ${countsPhrase(changes)}${unchanged ? `, ${unchanged} unchanged` : ''}</summary>`,
-    '',
-    '| | address | action | data center | path | reason |',
-    '| --- | --- | --- | --- | --- | --- |',
-  ];
-  for (const c of changes) {
-    const extra = [...diffLines(c), c.action === 'create' && c.placement ? c.placement.summary : '', c.action === 'replace' ? `old: ${formatPath(c.oldPath ?? [])}` : '']
-      .filter(Boolean)
-      .join('; ');
-    const reason = extra && !c.reason.includes(extra) ? `${c.reason} (${extra})` : c.reason;
-    lines.push(`| ${cell(SYMBOL[c.action])} | ${codeCell(c.address)}${c.wave !== undefined ? ` (wave ${c.wave})` : ''} | ${c.action} | ${cell(c.dataCenter)} | ${cell(formatPath(c.path))} | ${cell(reason)} |`);
+/** One `<details>` per fleet with changes, as many change rows as fit, then how many are not shown. */
+function fleetSection(fleets: FleetGroup[], budget: Budget): string {
+  if (fleets.length === 0) return '';
+  const out = ['### Fleets\n'];
+  let hidden = 0;
+  for (const g of fleets) {
+    const summary = `<details><summary><b>${mdHtml(g.fleet)}</b>: ${countsPhrase(g.changes)}${g.unchanged ? `, ${g.unchanged} unchanged` : ''}</summary>`;
+    const header = ['', '| | address | action | data center | path | reason |', '| --- | --- | --- | --- | --- | --- |'];
+    if (!budget.take(`${summary}\n${header.join('\n')}\n\n</details>\n`)) {
+      hidden += g.changes.length;
+      continue;
+    }
+    const rows: string[] = [];
+    for (const c of g.changes) {
+      const row = changeRow(c);
+      if (!budget.take(row)) break;
+      rows.push(row);
+    }
+    hidden += g.changes.length - rows.length;
+    out.push([summary, ...header, ...rows, '', '</details>', ''].join('\n'));
   }
-  lines.push('', '</details>', '');
-  return lines.join('\n');
+  if (hidden) out.push(`${notShown(hidden, 'changes')}\n`);
+  return out.join('\n');
+}
+
+function changeRow(c: Change): string {
+  const extra = [...diffLines(c), c.action === 'create' && c.placement ? c.placement.summary : '', c.action === 'replace' ? `old: ${formatPath(c.oldPath ?? [])}` : '']
+    .filter(Boolean)
+    .join('; ');
+  const reason = extra && !c.reason.includes(extra) ? `${c.reason} (${extra})` : c.reason;
+  return `| ${SYMBOL[c.action]} | ${codeCell(c.address)}${c.wave !== undefined ? ` (wave ${c.wave})` : ''} | ${c.action} | ${cell(c.dataCenter)} | ${cell(formatPath(c.path))} | ${cell(reason)} |`;
 }

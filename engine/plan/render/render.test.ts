@@ -6,6 +6,8 @@ import { computePlan } from '../planner.ts';
 import { noRulesPolicy } from '../policy-port.ts';
 import { makeFleet, makePack, makeStack, vmRow } from '../test-support.ts';
 import { planDigest } from '../digest.ts';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { MARKDOWN_LIMIT, PRETTY_JSON_LIMIT, markdownMarker, renderJson, renderMarkdown, renderText } from './index.ts';
 
 function plan(fleets: LoadedFleet[], record: VmRow[] = [], scope: { targets?: string[]; excludes?: string[] } = {}) {
@@ -135,7 +137,7 @@ describe('renderMarkdown', () => {
       { name: 'no HTML comment but the marker', check: (md: string) => md.split('<!--').length === 2 },
       // Inside a code span HTML is literal.
       { name: 'no HTML tag from the data', check: (md: string) => !/<img|<b>(?![a-z]+<\/b>)/.test(md.replace(/`[^`\n]*`/g, '')) },
-      { name: 'the heading stays one line', check: (md: string) => /^## Plan for stack `st\|ack 'x' next`$/m.test(md) },
+      { name: 'the heading stays one line', check: (md: string) => /^## Plan for stack `st\|ack 'x'\\u000Anext`$/m.test(md) },
     ])('$name', ({ check }) => {
       expect(check(odd())).toBe(true);
     });
@@ -144,7 +146,7 @@ describe('renderMarkdown', () => {
   it.each([
     { name: '2,000 members in 1 fleet', fleets: 1, count: 2000 },
     { name: '6,000 members in 600 fleets', fleets: 600, count: 10 },
-    { name: '20,000 members in 2,000 fleets (one-liners cut)', fleets: 2000, count: 10 },
+    { name: '20,000 members in 2,000 fleets (rows cut)', fleets: 2000, count: 10 },
   ])('stays within 65,000 characters with the marker and digest kept: $name', ({ fleets, count }) => {
     const big = plan(Array.from({ length: fleets }, (_, i) => makeFleet(`fleet-with-a-long-name-${String(i).padStart(4, '0')}`, { count })));
     const md = renderMarkdown(big, { planFile: 'plan.json' });
@@ -155,16 +157,122 @@ describe('renderMarkdown', () => {
     expect(md).toContain('`fleet apply plan.json`');
   });
 
-  it('summarises a plan over the limit without cutting a table', () => {
-    const big = plan([makeFleet('web', { count: 400 }), ...Array.from({ length: 60 }, (_, i) => makeFleet(`f${String(i).padStart(2, '0')}`, { count: 3 }))]);
-    const full = renderMarkdown(big, { limit: 10_000_000 });
-    expect(full.length).toBeGreaterThan(20_000);
-    const small = renderMarkdown(big, { limit: 20_000 });
-    expect(small.length).toBeLessThanOrEqual(20_000);
-    expect(small).toContain('too large for one comment');
-    expect(small).not.toContain('<details>');
-    const tables = small.split('\n').filter((l) => l.startsWith('| **total**'));
-    expect(tables).toHaveLength(1);
+  // GitHub refuses a comment over 65,536 characters. Over the limit every
+  // table keeps the rows that fit, in reading order, and says how many more
+  // it leaves out; the reviewer sees as much of the plan as fits, not only
+  // one line per fleet (10,000 creates in one fleet showed "web: 10000 to
+  // create" and no member), nor only the summary (10,000 violations showed
+  // none of them).
+  describe('over the limit', () => {
+    const changeRows = (md: string) => md.split('\n').filter((l) => /^\| (\+|-|~|-\/\+|») \| `/.test(l)).length;
+    const violationRows = (md: string) => md.split('\n').filter((l) => /^\| (advisory|mandatory) \|/.test(l)).length;
+    const notShown = (md: string, what: string) => Number(md.match(new RegExp(`^_([\\d,]+) more ${what} not shown; see the plan artifact`, 'm'))?.[1].replace(/,/g, '') ?? 0);
+    const withViolations = (n: number, fleets = [makeFleet('web', { count: 10 })]) => {
+      const p = plan(fleets);
+      for (let i = 0; i < n; i++) p.policy.violations.push({ policy: 'custom', level: i % 2 ? 'advisory' : 'mandatory', address: `web/${i}`, message: 'too big '.repeat(10), hint: 'smaller' });
+      return p;
+    };
+    it.each([
+      { name: '10,000 changes in 1 fleet', doc: () => plan([makeFleet('web', { count: 10_000 })]), changes: 10_000, violations: 0 },
+      { name: '20,000 changes in 2,000 fleets', doc: () => plan(Array.from({ length: 2000 }, (_, i) => makeFleet(`fleet-with-a-long-name-${String(i).padStart(4, '0')}`, { count: 10 }))), changes: 20_000, violations: 0 },
+      { name: '10,000 violations', doc: () => withViolations(10_000), changes: 10, violations: 10_000 },
+    ])('$name: within the limit, the first rows of each table, and how many more are not shown', ({ doc, changes, violations }) => {
+      const p = doc();
+      const md = renderMarkdown(p, { planFile: 'plan.json' });
+      expect(md.length).toBeLessThanOrEqual(MARKDOWN_LIMIT);
+      expect(md).toBe(renderMarkdown(p, { planFile: 'plan.json' }));
+      expect(md.startsWith(`${markdownMarker(p.stack)}\n`)).toBe(true);
+      expect(md).toContain('`fleet apply plan.json`');
+      // Tables fill in reading order: 10,000 violations leave no room for change rows.
+      if (!violations) expect(changeRows(md)).toBeGreaterThan(0);
+      expect(changeRows(md) + notShown(md, 'changes')).toBe(changes);
+      if (violations) {
+        expect(violationRows(md)).toBeGreaterThan(0);
+        expect(violationRows(md) + notShown(md, 'violations')).toBe(violations);
+      }
+      expect(md.split('<details>').length).toBe(md.split('</details>').length);
+    });
+
+    it('the golden comment of a plan over a small limit', () => {
+      const p = withViolations(12, [makeFleet('web', { count: 10 }), makeFleet('api', { count: 25 })]);
+      GOLDEN('over-limit.md', renderMarkdown(p, { limit: 5_000 }));
+    });
+  });
+});
+
+/** Compares with test/fixtures/render/FILE; UPDATE_GOLDEN=1 (or no file yet) writes it. */
+function GOLDEN(file: string, actual: string) {
+  const path = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'render', file);
+  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, actual);
+  }
+  expect(actual).toBe(readFileSync(path, 'utf8'));
+}
+
+describe('text from the plan is shown as text', () => {
+  const HOSTILE = [
+    '<img src=x onerror=alert(1)> </code> <details><summary>open me</summary>',
+    'a | b | c',
+    'ends `code` early ``',
+    'cc @alice and @acme/platform-admins',
+    'fixes #123 and acme/infra#7',
+    '![x](http://evil.example/t.png) [click](http://evil.example/)',
+    '$\\href{http://evil.example}{x}$ **bold** _it_ ~~gone~~',
+    'right-to-left \u202Eexe.txt\u202C and \u2066isolate\u2069, zero\u200Bwidth',
+    'entity &#8238; &lt;b&gt;',
+    'first line\nPlan: 0 to create, 0 to transition, 0 to update, 0 to replace, 0 to delete.',
+    'ESC clears the log \u001b[2J\u001b[H and bell \u0007',
+  ].join(' ');
+  const untrusted = () => {
+    const p = mixed();
+    for (const c of p.changes) {
+      if (c.address === 'web/3') {
+        c.dataCenter = 'mi<b>ami</b> @bob';
+        c.reason = `count is 4 ${HOSTILE}`;
+      }
+      if (c.address === 'web/0') c.path = [...c.path.slice(0, -1), 'Run**ning** \u001b[31m'];
+    }
+    p.policy.grants.push({ fleet: 'web', requested: 4, granted: 3, reason: 'requested 4, granted 3: quota of team|@acme/owners <!-- hidden', policy: 'owner-quota' });
+    p.policy.violations.push({ policy: 'custom-rule', level: 'advisory', address: 'web/3', message: HOSTILE, hint: `${'very long '.repeat(2000)}end` });
+    return p;
+  };
+  /** The markdown outside code spans, where markup acts. */
+  const prose = (md: string) => md.replace(/`[^`\n]*`/g, '``').replaceAll('&#8203;', '\u200b');
+  const OWN_TAGS = /^<(\/?(details|summary|b)>|!-- fleet-plan stack=)/;
+
+  it.each([
+    { name: 'no HTML tag but the comment\'s own', check: (md: string) => [...prose(md).matchAll(/(?<!\\)<[!/a-z]/gi)].every((m) => OWN_TAGS.test(prose(md).slice(m.index))) },
+    { name: 'no HTML entity from the data (&#8238; would be a bidi override)', check: (md: string) => !/&(?!amp;|lt;)[#a-z]/i.test(prose(md)) },
+    { name: 'no mention of a user or team', check: (md: string) => !/@[A-Za-z0-9]/.test(prose(md)) },
+    { name: 'no #123 issue link', check: (md: string) => !/#\d/.test(prose(md)) },
+    { name: 'no link or image', check: (md: string) => !/(?<!\\)\]\(/.test(prose(md)) },
+    { name: 'no math, emphasis or strikethrough from the data', check: (md: string) => !/(?<!\\)(\$|\*\*bold|_it|~~)/.test(prose(md)) },
+    // eslint-disable-next-line no-control-regex -- control characters are what must not be there
+    { name: 'no control or bidi character', check: (md: string) => !/[\u0000-\u0009\u000b-\u001f\u007f\u200b\u202a-\u202e\u2066-\u2069]/.test(md) },
+    { name: 'no line longer than 3,000 characters', check: (md: string) => md.split('\n').every((l) => l.length <= 3000) },
+    { name: 'the injected newline forges no line', check: (md: string) => !/^Plan: 0/m.test(md) },
+  ])('markdown: $name', ({ check }) => {
+    expect(check(renderMarkdown(untrusted()))).toBe(true);
+  });
+
+  it('markdown: the golden comment', () => {
+    GOLDEN('untrusted.md', renderMarkdown(untrusted()));
+  });
+
+  it.each([
+    // eslint-disable-next-line no-control-regex -- control characters are what must not be there
+    { name: 'no ESC or other control character without colour', color: false, check: (t: string) => !/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(t) },
+    // eslint-disable-next-line no-control-regex -- control characters are what must not be there
+    { name: 'only its own colour sequences with colour', color: true, check: (t: string) => t.replace(/\x1b\[\d+m/g, '').search(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/) === -1 },
+    { name: 'no bidi or zero-width character', color: false, check: (t: string) => !/[\u200b-\u200f\u202a-\u202e\u2066-\u2069]/.test(t) },
+    { name: 'the injected newline forges no summary line', color: false, check: (t: string) => t.split('\n').filter((l) => l.startsWith('Plan: ')).length === 1 },
+  ])('text: $name', ({ color, check }) => {
+    expect(check(renderText(untrusted(), { color }))).toBe(true);
+  });
+
+  it('text: the golden output', () => {
+    GOLDEN('untrusted.txt', renderText(untrusted()));
   });
 });
 
