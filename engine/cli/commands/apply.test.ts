@@ -5,8 +5,8 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CliIO } from '../io.ts';
-import { FleetError, diag, type Code } from '../../diags/index.ts';
-import { INTERRUPTED_EXIT, confirm, onInterrupt, stoppedMidApply } from './apply.ts';
+import { FleetError, diag, formatDiagnostics, type Code } from '../../diags/index.ts';
+import { INTERRUPTED_EXIT, confirm, memberFailures, onInterrupt, stoppedMidApply } from './apply.ts';
 
 function io(): { io: CliIO; err: () => string } {
   const stderr = new PassThrough();
@@ -124,5 +124,39 @@ describe('fleet apply: the record lost mid-apply', () => {
   it('passes anything else through untouched', () => {
     const bug = new TypeError('x');
     expect(stoppedMidApply(bug)).toBe(bug);
+  });
+});
+
+// A failed member's cause quotes what a cloud, a DMZ client or an authority
+// said. Printed, it must not act on the terminal (escape sequences, a
+// carriage return over the line, a bidi override) nor forge a line: a
+// newline in a cloud's message printed a line of the cloud's choosing.
+describe('fleet apply: a failed member\'s cause from outside', () => {
+  const failure = (why: string) => ({
+    address: 'web/0',
+    dataCenter: 'miami',
+    action: 'create' as const,
+    step: '(new) -> BeingCreated',
+    diagnostic: diag('apply.step-failed', `(new) -> BeingCreated in miami: ${why}`, { address: 'web/0' }),
+  });
+  it.each([
+    { name: 'a newline forging a diagnostic', why: 'quota exceeded\nerror[apply.member-failed]: Member failed\n  at web/9', shown: 'quota exceeded\\u000Aerror[apply.member-failed]' },
+    { name: 'a newline and a tab', why: 'InvalidParameter\n\tat line 2', shown: 'InvalidParameter\\u000A\\u0009at line 2' },
+    { name: 'a carriage return over the line', why: 'denied\r  apply: miami 10/10 steps', shown: 'denied\\u000D  apply' },
+    { name: 'an ANSI escape', why: '\x1b[2J\x1b[31mboom', shown: '\\u001B[2J\\u001B[31mboom' },
+    { name: 'a right-to-left override', why: 'vetoed \u202Eepyt\u202C', shown: 'vetoed \\u202Eepyt\\u202C' },
+  ])('$name: one line in text, as it came in JSON', ({ why, shown }) => {
+    const [text] = memberFailures([failure(why)], true);
+    const printed = formatDiagnostics([text]);
+    // error[...] line, `at web/0`, the detail: nothing more.
+    expect(printed.split('\n').filter((l) => l !== '')).toHaveLength(3);
+    expect(printed.replace(/\n/g, '')).not.toMatch(/[\p{Cc}\p{Cf}]/u);
+    expect(printed).toContain(shown);
+    // What and where, then why.
+    expect(text.detail.startsWith('create stopped at (new) -> BeingCreated in miami: ')).toBe(true);
+    expect(text.address).toBe('web/0');
+    const [json] = memberFailures([failure(why)], false);
+    expect(json.detail.endsWith(why)).toBe(true);
+    expect(json.address).toBe('web/0');
   });
 });

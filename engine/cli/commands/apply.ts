@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { FleetError, diag, fsReason, type Diagnostic } from '../../diags/index.ts';
-import type { ApplyResult, ProgressMode, StackSession } from '../../apply/index.ts';
+import { FleetError, diag, escapeUnseen, fsReason, type Diagnostic } from '../../diags/index.ts';
+import type { ApplyResult, MemberFailure, ProgressMode, StackSession } from '../../apply/index.ts';
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
@@ -122,6 +122,22 @@ const LEASE_BEAT_MS = 10_000;
 /** `web/0, web/1, …` shortened past 10. */
 function shortList(addresses: readonly string[]): string {
   return addresses.length <= 10 ? addresses.join(', ') : `${addresses.slice(0, 10).join(', ')}, … (${addresses.length} in all)`;
+}
+
+/**
+ * One apply.member-failed per failed member: what (its action), where (the
+ * step, the data center, the address) and why. The cause quotes text from
+ * outside (a cloud's error message, a DMZ client's or authority's veto
+ * reason): in text its line breaks are shown as escapes, like its other
+ * unseen characters, so it stays on the diagnostic's line and no line of it
+ * passes for a line of fleet's own (a diagnostic keeps the line breaks of
+ * its detail, indented). JSON events keep it as it came.
+ */
+export function memberFailures(failed: readonly MemberFailure[], text: boolean): Diagnostic[] {
+  return failed.map((f) => {
+    const cause = `${f.diagnostic.summary}: ${f.diagnostic.detail}`;
+    return diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${text ? escapeUnseen(cause) : cause}`, { address: f.address });
+  });
 }
 
 /** The exit code of an apply stopped by an interrupt (128 + SIGINT, as shells report it). */
@@ -459,9 +475,7 @@ async function runApply(
       interrupt.settle();
       progress.finish();
     }
-    const failures: Diagnostic[] = result.failed.map((f) =>
-      diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${f.diagnostic.summary}: ${f.diagnostic.detail}`, { address: f.address }),
-    );
+    const failures = memberFailures(result.failed, !json);
     if (!json) io.stdout.write(`\n${applySummary(result)}\n`);
     const stopped: Diagnostic[] = result.rollouts.flatMap((r) => {
       if (!r.stopped || result.notStarted > 0) return [];
