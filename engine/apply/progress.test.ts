@@ -81,6 +81,18 @@ describe('apply progress', () => {
     expect(text()).toBe(once);
   });
 
+  // The holder is what the record's lock row says: a terminal must not act on it.
+  it.each(['plain', 'tty'] as const)('%s: a broken lock\'s holder is shown as text', (mode) => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    const p = createProgress(mode, out, { intervalMs: 60_000, now: () => 0 });
+    p.onEvent({ type: 'lock-broken', lockId: 'l1', fleet: 'web', holder: 'ci@runner\x1b]0;owned\x07\r\nnote: all good pid 12' });
+    p.finish();
+    expect(text.split('\n')[0]).toBe('note: broke lock l1 on fleet web: its holder (ci@runner\\u001B]0;owned\\u0007\\u000D\\u000Anote: all good pid 12) no longer runs on this host');
+    expect(text.replace(/\n/g, '')).not.toMatch(/\p{Cc}/u);
+  });
+
   it('tty: a bar per data center, redrawn in place', () => {
     const text = run('tty');
     expect(text).toContain('\x1b[2A');

@@ -7,6 +7,7 @@
 // | otherwise (CI)  | a plain line per data center every few seconds, and at end; |
 // |                 | a line as each rollout wave starts and ends                 |
 import type { Writable } from 'node:stream';
+import { escapeUnseen } from '../diags/index.ts';
 import type { ApplyEvent } from './executor.ts';
 
 export type ProgressMode = 'json' | 'tty' | 'plain';
@@ -94,7 +95,8 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
         if (p && e.status === 'done') p.done++;
         dirty = true;
       } else if (e.type === 'lock-broken') {
-        out.write(`note: broke lock ${e.lockId} on fleet ${e.fleet}: its holder (${e.holder}) no longer runs on this host\n`);
+        // The holder is what the record's lock row says (user@host pid): shown as text, never as a control sequence.
+        out.write(`note: broke lock ${escapeUnseen(e.lockId)} on fleet ${escapeUnseen(e.fleet)}: its holder (${escapeUnseen(e.holder)}) no longer runs on this host\n`);
       } else if (e.type === 'member') {
         const p = dcs.get(e.dataCenter);
         if (p) {

@@ -15,4 +15,12 @@ describe('recordOutageNotices', () => {
       `note: the record is reachable again after 1.2 s; ${what} goes on.\n`,
     ]);
   });
+
+  // The cause is the server's or the driver's message: shown as text, on one line.
+  it('shows the cause\'s control characters and line breaks as escapes', () => {
+    const lines: string[] = [];
+    const io = { stderr: { write: (s: string) => lines.push(s) } } as unknown as CliIO;
+    recordOutageNotices(io, 'the apply').onOutage?.(new RecordUnreachableError('PostgreSQL is unreachable: \x1b[2Jgone\r\nApply complete: 10 VMs changed', true), 60_000);
+    expect(lines).toEqual(['warning: the record is unreachable; retrying for up to 60 s (FLEET_RETRY_BUDGET_MS): PostgreSQL is unreachable: \\u001B[2Jgone\\u000D\\u000AApply complete: 10 VMs changed\n']);
+  });
 });

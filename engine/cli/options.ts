@@ -4,6 +4,7 @@
 import { Option, type Command } from 'commander';
 import type { RecordRetryOptions } from '../apply/record-retry.ts';
 import type { CliIO } from './io.ts';
+import { escapeUnseen } from '../diags/index.ts';
 
 /** engine/spec/loader.ts RECORD_URL_FLAG_ENV (spelled here so that options load without the loader; options.test.ts keeps them equal). */
 export const RECORD_URL_FLAG_ENV = 'FLEET_RECORD_URL_FROM_FLAG';
@@ -83,7 +84,7 @@ export function applyEnv(cmd: Command, io: CliIO): void {
 export function recordOutageNotices(io: CliIO, what: string): Pick<RecordRetryOptions, 'onOutage' | 'onBack'> {
   return {
     onOutage: (fault, budgetMs) =>
-      io.stderr.write(`warning: the record is unreachable; retrying for up to ${Math.round(budgetMs / 1000)} s (FLEET_RETRY_BUDGET_MS): ${fault.diagnostics[0].detail}\n`),
+      io.stderr.write(`warning: the record is unreachable; retrying for up to ${Math.round(budgetMs / 1000)} s (FLEET_RETRY_BUDGET_MS): ${escapeUnseen(fault.diagnostics[0].detail)}\n`),
     onBack: (ms) => io.stderr.write(`note: the record is reachable again after ${(ms / 1000).toFixed(1)} s; ${what} goes on.\n`),
   };
 }

@@ -276,7 +276,7 @@ async function awaitStrayEdges(io: CliIO, session: StackSession, fleets: readonl
     }
     if (!said) {
       said = true;
-      const shown = edges.slice(0, 5).map((e) => `${e.address} ${e.detail.replace(/^intent approved: /, '')}`);
+      const shown = edges.slice(0, 5).map((e) => `${escapeUnseen(e.address)} ${escapeUnseen(e.detail.replace(/^intent approved: /, ''))}`);
       io.stderr.write(
         `note: waiting up to ${STRAY_EDGES_WAIT_MS / 1000} s for ${edges.length} step${edges.length === 1 ? '' : 's'} the interrupted apply had approved to be reported by the DMZ clients (${shown.join(', ')}${edges.length > 5 ? ', …' : ''}).\n`,
       );
@@ -329,7 +329,7 @@ async function runApply(
     env,
     ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}),
     // A PGlite record is one process's: another apply holding it is waited for as its locks would be (--lock-timeout).
-    onRecordWait: (who, ms) => io.stderr.write(`note: the PGlite record is open in ${who}; waiting up to ${Math.ceil(ms / 1000)} s for it (\`--lock-timeout SECONDS\` waits longer).\n`),
+    onRecordWait: (who, ms) => io.stderr.write(`note: the PGlite record is open in ${escapeUnseen(who)}; waiting up to ${Math.ceil(ms / 1000)} s for it (\`--lock-timeout SECONDS\` waits longer).\n`),
     // A PostgreSQL record's outage (a failover): the apply's record calls retry; said once when it begins and when it ends.
     onRecordOutage: recordOutageNotices(io, 'the apply'),
   });
