@@ -93,6 +93,16 @@ describe('apply progress', () => {
     expect(text.replace(/\n/g, '')).not.toMatch(/\p{Cc}/u);
   });
 
+  // `fleet apply` finishes its progress on every way out: "Nothing to apply.",
+  // a refused plan, an error before the apply began. It wrote an empty line.
+  it.each(['plain', 'tty', 'json'] as const)('%s: finish() before the apply started writes nothing', (mode) => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    createProgress(mode, out, { intervalMs: 60_000, now: () => 0 }).finish();
+    expect(text).toBe('');
+  });
+
   it('tty: a bar per data center, redrawn in place', () => {
     const text = run('tty');
     expect(text).toContain('\x1b[2A');

@@ -70,6 +70,8 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
     const lines = [...dcs].sort(([a], [b]) => a.localeCompare(b)).map(([name, p]) => line(name, p, width));
     // Plain output says each wave as it starts and ends (in onEvent); only a TTY redraws them.
     if (mode === 'tty') lines.push(...[...waves].sort(([a], [b]) => a.localeCompare(b)).map(([fleet, w]) => waveBar(fleet, w)));
+    // Nothing started (nothing to apply, an error before the start): no empty line.
+    if (lines.length === 0) return;
     if (mode === 'tty') {
       // Move up over what we drew last time and redraw in place.
       const up = drawnLines > 0 ? `\x1b[${drawnLines}A` : '';
