@@ -476,7 +476,6 @@ async function runApply(
       progress.finish();
     }
     const failures = memberFailures(result.failed, !json);
-    if (!json) io.stdout.write(`\n${applySummary(result)}\n`);
     const stopped: Diagnostic[] = result.rollouts.flatMap((r) => {
       if (!r.stopped || result.notStarted > 0) return [];
       const done = r.succeeded.length ? `Done: ${shortList(r.succeeded)}` : 'Done: none';
@@ -488,13 +487,15 @@ async function runApply(
         ),
       ];
     });
+    reportDiagnostics(io, mode, [...failures, ...stopped]);
     if (!json) {
       for (const r of result.rollouts) {
         if (r.stopped && result.notStarted === 0) io.stdout.write(`Rollout ${r.fleet}: stopped after wave ${r.wavesRun} of ${r.waves}; ${r.stopped.notStarted.length} member${r.stopped.notStarted.length === 1 ? '' : 's'} left untouched.\n`);
         else if (!r.stopped) io.stdout.write(`Rollout ${r.fleet}: ${r.waves} wave${r.waves === 1 ? '' : 's'} done${r.failed.length ? `, ${r.failed.length} failed` : ''}.\n`);
       }
     }
-    reportDiagnostics(io, mode, [...failures, ...stopped]);
+    // The summary comes last, after the failures (on stderr): a CI log's or a terminal's last line counts what happened, however many members failed.
+    if (!json) io.stdout.write(`\n${applySummary(result)}\n`);
     if (result.notStarted > 0) {
       io.stderr.write(`Run \`fleet apply\` again to carry out the ${result.notStarted} change${result.notStarted === 1 ? '' : 's'} not started.\n`);
       return INTERRUPTED_EXIT;

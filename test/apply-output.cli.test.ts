@@ -1,0 +1,97 @@
+// What `fleet apply` prints when members fail, in-process over an embedded
+// stack whose sim data center fails a cloud call (failCalls): stdout and
+// stderr captured together in the order they were written, as a terminal
+// or a CI log shows them.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../engine/cli/main.ts';
+import type { CliIO } from '../engine/cli/io.ts';
+import { REPO } from './helpers/stack.ts';
+
+const stackYaml = (failCalls: string[]) => `apiVersion: fleet/v1
+kind: Stack
+metadata: { name: output }
+spec:
+  specs: ["specs/*.yaml"]
+  record: pglite://.fleet/record
+  policyPack: { path: ${join(REPO, 'policies', 'default')} }
+  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
+  dataCenters:
+    - name: miami
+      address: embedded
+      location: { lat: 25.7617, lon: -80.1918 }
+      hardware: [general]
+      capacity: { vms: 50 }
+      sim: { latencyMs: 1, bootMs: 1, failCalls: [${failCalls.join(', ')}] }
+`;
+
+const fleetYaml = (count: number) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-web }
+spec:
+  count: ${count}
+  image: ubuntu-22.04
+  size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
+`;
+
+/** `fleet ARGS` in-process, no terminal; `all` is stdout and stderr in the order written. */
+async function fleetRun(dir: string, ...args: string[]): Promise<{ code: number; stdout: string; all: string }> {
+  let all = '';
+  let stdout = '';
+  const sink = (onto: (s: string) => void) =>
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        onto(chunk.toString());
+        done();
+      },
+    });
+  const io: CliIO = {
+    stdout: Object.assign(
+      sink((s) => {
+        all += s;
+        stdout += s;
+      }),
+      { isTTY: false },
+    ),
+    stderr: Object.assign(
+      sink((s) => (all += s)),
+      { isTTY: false },
+    ),
+    stdin: Object.assign(Readable.from([]), { isTTY: false }),
+    env: { ...process.env, NO_COLOR: '1' },
+    cwd: dir,
+  };
+  const code = await main(['node', 'fleet', ...args, '--stack', dir], io);
+  return { code, stdout, all };
+}
+
+describe('fleet apply: what a failed apply prints', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-output-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml(['boot']));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml(3));
+  }, 60_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  // docs/apply.md: "The last line counts what happened". It was printed
+  // before the failures, so with many of them it scrolled out of sight.
+  it('every member fails: exit 1, a diagnostic per member saying what, where and why, and the count last', async () => {
+    const r = await fleetRun(dir, 'apply', '--yes');
+    expect(r.code, r.all).toBe(1);
+    const lines = r.all.trimEnd().split('\n');
+    expect(lines.at(-1)).toMatch(/^Apply failed: 0 VMs changed, 3 failed; 12 steps done, 3 failed, 3 not carried out; in [0-9.]+s\.$/);
+    for (const address of ['web/0', 'web/1', 'web/2']) {
+      const at = lines.indexOf(`  at ${address}`);
+      expect(at, r.all).toBeGreaterThan(0);
+      expect(lines[at - 1]).toBe('error[apply.member-failed]: Member failed');
+      expect(lines[at + 1]).toMatch(/^ {2}create stopped at PoweredOn -> Starting in miami: Cloud operation failed: .*boot is configured to fail \(failCalls\)$/);
+    }
+  }, 60_000);
+});
