@@ -135,7 +135,9 @@ function shortList(addresses: readonly string[]): string {
  */
 export function memberFailures(failed: readonly MemberFailure[], text: boolean): Diagnostic[] {
   return failed.map((f) => {
-    const cause = `${f.diagnostic.summary}: ${f.diagnostic.detail}`;
+    // The step's own detail starts with the step and the data center, which this sentence names already.
+    const own = `${f.step} in ${f.dataCenter}: `;
+    const cause = `${f.diagnostic.summary}: ${f.diagnostic.detail.startsWith(own) ? f.diagnostic.detail.slice(own.length) : f.diagnostic.detail}`;
     return diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${text ? escapeUnseen(cause) : cause}`, { address: f.address });
   });
 }
