@@ -2,7 +2,8 @@
 // stack whose sim data center fails a cloud call (failCalls): stdout and
 // stderr captured together in the order they were written, as a terminal
 // or a CI log shows them.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -11,7 +12,7 @@ import { main } from '../engine/cli/main.ts';
 import type { CliIO } from '../engine/cli/io.ts';
 import { REPO } from './helpers/stack.ts';
 
-const stackYaml = (failCalls: string[]) => `apiVersion: fleet/v1
+const stackYaml = (failCalls: string[], latencyMs = 1) => `apiVersion: fleet/v1
 kind: Stack
 metadata: { name: output }
 spec:
@@ -25,7 +26,7 @@ spec:
       location: { lat: 25.7617, lon: -80.1918 }
       hardware: [general]
       capacity: { vms: 50 }
-      sim: { latencyMs: 1, bootMs: 1, failCalls: [${failCalls.join(', ')}] }
+      sim: { latencyMs: ${latencyMs}, bootMs: ${latencyMs}, failCalls: [${failCalls.join(', ')}] }
 `;
 
 const fleetYaml = (count: number) => `apiVersion: fleet/v1
@@ -94,5 +95,45 @@ describe('fleet apply: what a failed apply prints', () => {
       // The step and the data center once, then the cloud's answer.
       expect(lines[at + 1]).toBe('  create stopped at PoweredOn -> Starting in miami: Cloud operation failed: boot failed in miami: sim miami: boot is configured to fail (failCalls)');
     }
+  }, 60_000);
+});
+
+// Ctrl-C in a real process, its stdout and stderr one file as in a CI log
+// (`2>&1`): docs/apply.md, "Interrupted applies": exit 130, the count of
+// what was done, and how many changes were not started, last.
+describe('fleet apply: what an interrupted apply prints', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-output-int-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([], 30));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml(12));
+  }, 60_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('Ctrl-C once the apply started: exit 130, the summary, then how many changes were not started', async () => {
+    const logPath = join(dir, 'log.txt');
+    const log = await open(logPath, 'w');
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--parallelism', '1', '--stack', dir], {
+      cwd: dir,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', log.fd, log.fd],
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // The first progress line says the apply started: interrupt then.
+    const deadline = Date.now() + 30_000;
+    while (!(await readFile(logPath, 'utf8')).includes('apply: miami 0/72 steps') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGINT');
+    const code = await exited;
+    await log.close();
+    const text = await readFile(logPath, 'utf8');
+    expect(code, text).toBe(130);
+    const lines = text.trimEnd().split('\n');
+    const left = Number(/^Run `fleet apply` again to carry out the (\d+) changes? not started\.$/.exec(lines.at(-1)!)?.[1]);
+    expect(left, text).toBeGreaterThan(0);
+    expect(lines.at(-2)).toMatch(new RegExp(`^Apply interrupted: \\d+ VMs? changed, 0 failed, ${left} not started; \\d+ steps? done; in [0-9.]+s\\.$`));
+    expect(text).toContain('SIGINT: no further VM will be started');
   }, 60_000);
 });
