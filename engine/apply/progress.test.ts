@@ -147,3 +147,60 @@ describe('apply progress of a rollout', () => {
     expect(last).toBe('web wave 2/2 [########################] 0/1 VMs, 1 failed (wave failed)\n');
   });
 });
+
+// A rollout of one member per wave (maxUnavailable: 1) over 10,000 members
+// wrote two lines per member to a CI log, as fast as the waves went. Plain
+// output says a rollout's first wave, a wave that failed or stopped it, and
+// its last wave at once; the others at most once per interval, with what
+// went on between.
+describe('apply progress of a long rollout, plain', () => {
+  function longRollout(waves: number, msPerWave: number, failAt?: number): string[] {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    let t = 0;
+    const p = createProgress('plain', out, { intervalMs: 5_000, now: () => t });
+    p.onEvent({ type: 'start', planId: 'p', members: waves, steps: waves, perDataCenter: { miami: { members: waves, steps: waves } } });
+    for (let w = 1; w <= waves; w++) {
+      p.onEvent({ type: 'wave-start', fleet: 'web', wave: w, waves, members: [`web/${w - 1}`] });
+      t += msPerWave;
+      const failed = w === failAt;
+      p.onEvent({ type: 'member', address: `web/${w - 1}`, dataCenter: 'miami', action: 'replace', status: failed ? 'failed' : 'done', elapsedMs: msPerWave });
+      p.onEvent({ type: 'wave-done', fleet: 'web', wave: w, waves, succeeded: failed ? 0 : 1, failed: failed ? 1 : 0, status: failed ? 'failed' : 'done' });
+    }
+    p.finish();
+    return text.split('\n').filter((l) => l.includes('rollout'));
+  }
+
+  it('10,000 waves of 100 ms: a line every 5 s, not two per wave', () => {
+    const lines = longRollout(10_000, 100);
+    // 1,000 s of waves: one wave (its start and end) per 5 s, and the last.
+    expect(lines.length).toBeLessThanOrEqual(2 * (1_000 / 5) + 2);
+    expect(lines.length).toBeGreaterThanOrEqual(2 * (1_000 / 5));
+    expect(lines.slice(0, 3)).toEqual([
+      'apply: rollout web wave 1/10000 started: 1 member',
+      'apply: rollout web wave 1/10000 done: 1 done, 0 failed',
+      'apply: rollout web wave 51/10000 started: 1 member (waves 2–50 done meanwhile)',
+    ]);
+    expect(lines.slice(-2)).toEqual([
+      'apply: rollout web wave 10000/10000 started: 1 member (waves 9952–9999 done meanwhile)',
+      'apply: rollout web wave 10000/10000 done: 1 done, 0 failed',
+    ]);
+  });
+
+  it('a failed wave is said at once, whatever the interval', () => {
+    const lines = longRollout(100, 10, 42);
+    expect(lines).toContain('apply: rollout web wave 42/100 failed: 0 done, 1 failed (waves 2–41 done meanwhile)');
+  });
+
+  it('waves slower than the interval: every line, as before', () => {
+    expect(longRollout(3, 6_000)).toEqual([
+      'apply: rollout web wave 1/3 started: 1 member',
+      'apply: rollout web wave 1/3 done: 1 done, 0 failed',
+      'apply: rollout web wave 2/3 started: 1 member',
+      'apply: rollout web wave 2/3 done: 1 done, 0 failed',
+      'apply: rollout web wave 3/3 started: 1 member',
+      'apply: rollout web wave 3/3 done: 1 done, 0 failed',
+    ]);
+  });
+});

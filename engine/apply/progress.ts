@@ -5,7 +5,8 @@
 // | a TTY (stderr)  | one progress bar per data center, and one per rollout's     |
 // |                 | current wave, redrawn in place                              |
 // | otherwise (CI)  | a plain line per data center every few seconds, and at end; |
-// |                 | a line as each rollout wave starts and ends                 |
+// |                 | a line as a rollout wave starts and ends: its first, last,  |
+// |                 | failed or stopping wave, and one wave per interval besides  |
 import type { Writable } from 'node:stream';
 import { escapeUnseen } from '../diags/index.ts';
 import type { ApplyEvent } from './executor.ts';
@@ -83,8 +84,25 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
   };
 
   let finished = false;
-  const timer = setInterval(draw, opts.intervalMs ?? (mode === 'tty' ? 100 : 5000));
+  const intervalMs = opts.intervalMs ?? (mode === 'tty' ? 100 : 5000);
+  const timer = setInterval(draw, intervalMs);
   timer.unref();
+
+  /**
+   * Plain output's rollout lines. A rollout of one member per wave over
+   * 10,000 members wrote two lines per member, as fast as waves went: a wave
+   * is said (its start and its end) when intervalMs has passed since the
+   * last wave of its fleet that was; the first and the last wave always, and
+   * the end of a wave that failed or stopped the rollout. A line after waves left
+   * unsaid names them (they all ended `done`: any other end is said).
+   */
+  const said = new Map<string, { at: number; shown: number; doneUpTo: number }>();
+  const meanwhile = (fleet: string, wave: number): string => {
+    const from = (said.get(fleet)?.doneUpTo ?? 0) + 1;
+    const to = wave - 1;
+    if (to < from) return '';
+    return ` (${from === to ? `wave ${from}` : `waves ${from}–${to}`} done meanwhile)`;
+  };
 
   return {
     onEvent(e) {
@@ -113,14 +131,20 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
         dirty = true;
       } else if (e.type === 'wave-start') {
         waves.set(e.fleet, { wave: e.wave, waves: e.waves, members: new Set(e.members), done: 0, failed: 0, status: 'running' });
-        if (mode === 'plain') out.write(`apply: rollout ${e.fleet} wave ${e.wave}/${e.waves} started: ${e.members.length} member${e.members.length === 1 ? '' : 's'}\n`);
+        const last = said.get(e.fleet);
+        if (mode === 'plain' && (last === undefined || e.wave === e.waves || now() - last.at >= intervalMs)) {
+          out.write(`apply: rollout ${e.fleet} wave ${e.wave}/${e.waves} started: ${e.members.length} member${e.members.length === 1 ? '' : 's'}${meanwhile(e.fleet, e.wave)}\n`);
+          said.set(e.fleet, { at: now(), shown: e.wave, doneUpTo: e.wave - 1 });
+        }
         dirty = true;
       } else if (e.type === 'wave-done') {
         const w = waves.get(e.fleet);
         if (w) w.status = e.status;
-        if (mode === 'plain') {
+        const last = said.get(e.fleet);
+        if (mode === 'plain' && (last?.shown === e.wave || e.status !== 'done')) {
           const detail = e.detail ? `; ${e.detail}` : '';
-          out.write(`apply: rollout ${e.fleet} wave ${e.wave}/${e.waves} ${e.status}: ${e.succeeded} done, ${e.failed} failed${detail}\n`);
+          out.write(`apply: rollout ${e.fleet} wave ${e.wave}/${e.waves} ${e.status}: ${e.succeeded} done, ${e.failed} failed${detail}${meanwhile(e.fleet, e.wave)}\n`);
+          said.set(e.fleet, { at: last?.at ?? now(), shown: last?.shown ?? 0, doneUpTo: e.wave });
         }
         dirty = true;
       }
