@@ -10,6 +10,7 @@ import { Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../engine/cli/main.ts';
 import type { CliIO } from '../engine/cli/io.ts';
+import { schemaErrors } from './helpers/schemas.ts';
 import { REPO } from './helpers/stack.ts';
 
 const stackYaml = (failCalls: string[], latencyMs = 1) => `apiVersion: fleet/v1
@@ -95,6 +96,19 @@ describe('fleet apply: what a failed apply prints', () => {
       // The step and the data center once, then the cloud's answer.
       expect(lines[at + 1]).toBe('  create stopped at PoweredOn -> Starting in miami: Cloud operation failed: boot failed in miami: sim miami: boot is configured to fail (failCalls)');
     }
+  }, 60_000);
+
+  it('--format json: only events on stdout, each valid, the failures as step, member and diagnostic events', async () => {
+    const r = await fleetRun(dir, 'apply', '--yes', '--format', 'json');
+    expect(r.code, r.all).toBe(1);
+    const events = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; status?: string; code?: string; address?: string; detail?: string });
+    for (const e of events) expect(schemaErrors('apply-event', e), JSON.stringify(e)).toEqual([]);
+    expect(events.filter((e) => e.type === 'member' && e.status === 'failed').map((e) => e.address).sort()).toEqual(['web/0', 'web/1', 'web/2']);
+    expect(events.filter((e) => e.type === 'step' && e.status === 'failed')).toHaveLength(3);
+    const failed = events.filter((e) => e.type === 'diagnostic' && e.code === 'apply.member-failed');
+    expect(failed.map((e) => e.address).sort()).toEqual(['web/0', 'web/1', 'web/2']);
+    expect(failed[0].detail).toContain('boot is configured to fail (failCalls)');
+    expect(events.find((e) => e.type === 'summary')).toMatchObject({ succeeded: 0, failed: 3 });
   }, 60_000);
 });
 
