@@ -204,3 +204,53 @@ describe('apply progress of a long rollout, plain', () => {
     ]);
   });
 });
+
+/** The screen a terminal shows after `text`: lines, with the cursor moves and clears progress uses (ESC[nA, ESC[2K, ESC[0J). */
+function screen(text: string): string[] {
+  const rows: string[] = [''];
+  let row = 0;
+  const esc = String.fromCharCode(27);
+  const re = new RegExp(`${esc}\\[(\\d*)([AJK])|\\n|[^${esc}\\n]+`, 'gy');
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    if (m[0] === '\n') {
+      row++;
+      rows[row] ??= '';
+    } else if (m[2] === 'A') row = Math.max(0, row - Number(m[1] || 1));
+    else if (m[2] === 'K') rows[row] = '';
+    else if (m[2] === 'J') rows.splice(row, rows.length - row, '');
+    else rows[row] = (rows[row] ?? '') + m[0];
+  }
+  return rows.filter((r) => r !== '');
+}
+
+// A Ctrl-C during an apply on a terminal: its notice was written below the
+// bars and the next redraw (every 100 ms) moved up over it and wrote the
+// bars on it, so it flashed and was gone.
+describe('apply progress on a TTY: notices', () => {
+  it('a notice stays on the screen, above the bars drawn again after it', () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    const p = createProgress('tty', out, { intervalMs: 60_000, now: () => 0 });
+    p.onEvent(events[0]);
+    p.note('\nSIGINT: no further VM will be started.\n');
+    for (const e of events.slice(1)) p.onEvent(e);
+    p.finish();
+    expect(screen(text)).toEqual([
+      'SIGINT: no further VM will be started.',
+      'miami    [########################] 100% 2/2 steps, 1/1 VMs',
+      'richmond [........................]   0% 0/2 steps, 1/1 VMs, 1 failed',
+    ]);
+  });
+
+  it.each(['plain', 'tty'] as const)('%s: before the bars and after finish(), a notice is written as it is', (mode) => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    const p = createProgress(mode, out, { intervalMs: 60_000, now: () => 0 });
+    p.note('first\n');
+    p.finish();
+    p.note('last\n');
+    expect(text).toBe('first\nlast\n');
+  });
+});

@@ -25,6 +25,15 @@ export interface Progress {
   onEvent(e: ApplyEvent): void;
   /** Draws the final state and stops timers; once (later calls do nothing). */
   finish(): void;
+  /**
+   * Writes a notice (whole lines) to the progress's stream, above the bars
+   * on a TTY: they are cleared, the notice written, and they are drawn again
+   * below it. Written straight to the stream instead, the next redraw moved
+   * up over the notice and wrote the bars on it (a Ctrl-C's "no further VM
+   * will be started" flashed and was gone). Text and TTY modes only: a JSON
+   * progress writes to stdout, where notices do not go.
+   */
+  note(text: string): void;
 }
 
 /** The wave a rollout is in, and how far its members got. */
@@ -149,6 +158,17 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
         dirty = true;
       }
     },
+    note(text) {
+      if (mode === 'tty' && !finished && drawnLines > 0) {
+        // Up to the first bar, clear from there down; the next draw starts below the notice.
+        out.write(`\x1b[${drawnLines}A\x1b[0J${text}`);
+        drawnLines = 0;
+        dirty = true;
+        draw();
+        return;
+      }
+      out.write(text);
+    },
     finish() {
       // Once: `fleet apply` calls it again after printing its summary, which a redraw would repeat (plain) or overwrite (tty).
       if (finished) return;
@@ -197,5 +217,8 @@ function jsonProgress(out: Writable): Progress {
       else scheduled ??= setImmediate(flush);
     },
     finish: flush,
+    note: () => {
+      throw new Error('bug: a JSON progress takes no notices (they go to stderr)');
+    },
   };
 }

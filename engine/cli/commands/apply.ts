@@ -180,8 +180,10 @@ function cancelled(io: CliIO): number {
  * the locks are being released, the second exits at once. Without that, a
  * Ctrl-C in those last moments got Node's default handling: exit 130 after
  * "Apply complete", and the locks left for the next apply to break.
+ * `say` writes its notices: during the apply, above a TTY's progress bars
+ * (Progress.note), where a redraw does not write over them.
  */
-export function onInterrupt(io: CliIO): { signal: AbortSignal; applying(): void; settle(): void; dispose(): void } {
+export function onInterrupt(io: CliIO, say: (text: string) => void = (text) => io.stderr.write(text)): { signal: AbortSignal; applying(): void; settle(): void; dispose(): void } {
   const stop = new AbortController();
   let applying = false;
   let settled = false;
@@ -191,25 +193,25 @@ export function onInterrupt(io: CliIO): { signal: AbortSignal; applying(): void;
     if (settled) {
       if (closing) process.exit(INTERRUPTED_EXIT);
       closing = true;
-      io.stderr.write(`\n${sig}: the apply is done; releasing its locks and closing the record. ${again}\n`);
+      say(`\n${sig}: the apply is done; releasing its locks and closing the record. ${again}\n`);
       return;
     }
     if (!applying) {
       // Planning, or the "yes" prompt, under the locks taken before planning: nothing has been asked of a data center yet.
       if (stop.signal.aborted) process.exit(INTERRUPTED_EXIT);
       stop.abort();
-      io.stderr.write(`\n${sig}: nothing was applied; stopping and releasing the locks. ${again}\n`);
+      say(`\n${sig}: nothing was applied; stopping and releasing the locks. ${again}\n`);
       return;
     }
     if (!stop.signal.aborted) {
       stop.abort();
-      io.stderr.write(
+      say(
         `\n${sig}: no further VM will be started; the ones in flight finish and are journalled. ${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to stop at once (the next plan or apply continues from the record).\n`,
       );
       return;
     }
     // Its locks are not released (that would wait for the record): say what becomes of them.
-    io.stderr.write(
+    say(
       `${sig} again: stopping now; the steps in flight stay \`started\` in the journal, and this apply's fleet locks stay held until the next \`fleet apply\` on this host breaks them or their lease runs out (30 s); \`fleet state list\` shows them.\n`,
     );
     process.exit(INTERRUPTED_EXIT);
@@ -337,6 +339,11 @@ async function runApply(
   });
   const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
   const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
+  /** A notice on stderr while the apply runs: above a TTY's progress bars (a redraw would write over it). */
+  const notice = (text: string): void => {
+    if (json) io.stderr.write(text);
+    else progress.note(text);
+  };
   const lockTimeoutMs = (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000;
   // Held from before planning until applyPlan takes it over (fresh plans only), heartbeated meanwhile.
   let lock: LockHandle | undefined;
@@ -381,7 +388,7 @@ async function runApply(
         beat = setInterval(() => held.heartbeat().catch((e: unknown) => (lockLost ??= e)), LEASE_BEAT_MS);
         beat.unref();
         // From here a Ctrl-C releases the locks (Node's default would leave them for the lease to expire).
-        interrupt = onInterrupt(io);
+        interrupt = onInterrupt(io, notice);
         await noteInterrupted(io, session, fleets);
         // A dead apply's runs go on at a DMZ client that outlived it (not an embedded one: those died with it).
         if (brokeLock && session.stack.dataCenters.some((dc) => dc.address !== 'embedded')) {
@@ -449,7 +456,7 @@ async function runApply(
       if (!yes && !interrupt?.signal.aborted) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
     }
     if (interrupt?.signal.aborted) return cancelled(io);
-    interrupt ??= onInterrupt(io);
+    interrupt ??= onInterrupt(io, notice);
     interrupt.applying();
     let result: ApplyResult;
     try {
