@@ -23,4 +23,14 @@ describe('recordOutageNotices', () => {
     recordOutageNotices(io, 'the apply').onOutage?.(new RecordUnreachableError('PostgreSQL is unreachable: \x1b[2Jgone\r\nApply complete: 10 VMs changed', true), 60_000);
     expect(lines).toEqual(['warning: the record is unreachable; retrying for up to 60 s (FLEET_RETRY_BUDGET_MS): PostgreSQL is unreachable: \\u001B[2Jgone\\u000D\\u000AApply complete: 10 VMs changed\n']);
   });
+
+  // Mid-apply on a terminal they go above the progress bars (Progress.note), which a redraw would write over.
+  it('writes through `say` when given', () => {
+    const said: string[] = [];
+    const io = { stderr: { write: () => expect.unreachable('stderr') } } as unknown as CliIO;
+    const n = recordOutageNotices(io, 'the apply', (t) => said.push(t));
+    n.onOutage?.(new RecordUnreachableError('gone', true), 1000);
+    n.onBack?.(10);
+    expect(said).toHaveLength(2);
+  });
 });

@@ -81,10 +81,10 @@ export function applyEnv(cmd: Command, io: CliIO): void {
  * its record calls are retried (engine/apply/record-retry.ts): once when it
  * begins, once when it ends (`what` goes on: "the apply", "the refresh").
  */
-export function recordOutageNotices(io: CliIO, what: string): Pick<RecordRetryOptions, 'onOutage' | 'onBack'> {
+export function recordOutageNotices(io: CliIO, what: string, say: (text: string) => void = (text) => io.stderr.write(text)): Pick<RecordRetryOptions, 'onOutage' | 'onBack'> {
   return {
     onOutage: (fault, budgetMs) =>
-      io.stderr.write(`warning: the record is unreachable; retrying for up to ${Math.round(budgetMs / 1000)} s (FLEET_RETRY_BUDGET_MS): ${escapeUnseen(fault.diagnostics[0].detail)}\n`),
-    onBack: (ms) => io.stderr.write(`note: the record is reachable again after ${(ms / 1000).toFixed(1)} s; ${what} goes on.\n`),
+      say(`warning: the record is unreachable; retrying for up to ${Math.round(budgetMs / 1000)} s (FLEET_RETRY_BUDGET_MS): ${escapeUnseen(fault.diagnostics[0].detail)}\n`),
+    onBack: (ms) => say(`note: the record is reachable again after ${(ms / 1000).toFixed(1)} s; ${what} goes on.\n`),
   };
 }

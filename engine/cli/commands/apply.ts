@@ -328,6 +328,8 @@ async function runApply(
   const json = opts.format === 'json';
   const mode = modeOf(opts.format, true);
   const env = loaderEnv(io, opts);
+  /** A notice on stderr while the apply runs; once the progress exists, above a TTY's progress bars (a redraw would write over it). */
+  let notice = (text: string): void => void io.stderr.write(text);
   const session = await openSession(opts.stack, {
     cwd: io.cwd,
     env,
@@ -335,15 +337,12 @@ async function runApply(
     // A PGlite record is one process's: another apply holding it is waited for as its locks would be (--lock-timeout).
     onRecordWait: (who, ms) => io.stderr.write(`note: the PGlite record is open in ${escapeUnseen(who)}; waiting up to ${Math.ceil(ms / 1000)} s for it (\`--lock-timeout SECONDS\` waits longer).\n`),
     // A PostgreSQL record's outage (a failover): the apply's record calls retry; said once when it begins and when it ends.
-    onRecordOutage: recordOutageNotices(io, 'the apply'),
+    // Mid-apply on a TTY, above the progress bars (notice, below).
+    onRecordOutage: recordOutageNotices(io, 'the apply', (text) => notice(text)),
   });
   const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
   const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
-  /** A notice on stderr while the apply runs: above a TTY's progress bars (a redraw would write over it). */
-  const notice = (text: string): void => {
-    if (json) io.stderr.write(text);
-    else progress.note(text);
-  };
+  if (!json) notice = (text) => progress.note(text);
   const lockTimeoutMs = (lockTimeout ?? session.stack.apply.lockTimeoutSeconds) * 1000;
   // Held from before planning until applyPlan takes it over (fresh plans only), heartbeated meanwhile.
   let lock: LockHandle | undefined;
