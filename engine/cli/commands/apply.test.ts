@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CliIO } from '../io.ts';
 import { FleetError, diag, formatDiagnostics, type Code } from '../../diags/index.ts';
-import { INTERRUPTED_EXIT, confirm, memberFailures, onInterrupt, stoppedMidApply } from './apply.ts';
+import { FAILURES_SHOWN, INTERRUPTED_EXIT, confirm, memberFailures, onInterrupt, stoppedMidApply, textFailures } from './apply.ts';
 
 function io(): { io: CliIO; err: () => string } {
   const stderr = new PassThrough();
@@ -158,5 +158,29 @@ describe('fleet apply: a failed member\'s cause from outside', () => {
     const [json] = memberFailures([failure(why)], false);
     expect(json.detail.endsWith(why)).toBe(true);
     expect(json.address).toBe('web/0');
+  });
+});
+
+// Every member of a 10,000-VM apply failing (a cloud down) printed 10,000
+// four-line diagnostics, mostly the same, and buried the summary.
+describe('fleet apply: many failed members in text', () => {
+  const failed = (n: number) => Array.from({ length: n }, (_, i) => diag('apply.member-failed', 'create stopped at create BeingCreated in miami: Cloud operation failed: down', { address: `web/${i}` }));
+  it.each([
+    { n: 0, shown: 0, more: undefined },
+    { n: FAILURES_SHOWN, shown: FAILURES_SHOWN, more: undefined },
+    { n: FAILURES_SHOWN + 1, shown: FAILURES_SHOWN, more: 'note: 1 more member failed, not shown one by one: ' },
+    { n: 10_000, shown: FAILURES_SHOWN, more: `note: ${10_000 - FAILURES_SHOWN} more members failed, not shown one by one: ` },
+  ])('$n failed: $shown shown', ({ n, shown, more }) => {
+    const r = textFailures(failed(n));
+    expect(r.shown).toHaveLength(shown);
+    if (more === undefined) expect(r.note).toBeUndefined();
+    else {
+      expect(r.note?.startsWith(more)).toBe(true);
+      expect(r.note?.split('\n')).toHaveLength(2);
+    }
+    if (n > FAILURES_SHOWN) expect(r.shown.at(-1)?.address).toBe(`web/${FAILURES_SHOWN - 1}`);
+    // None twice.
+    const all = [...r.shown.map((d) => d.address), ...[...(r.note ?? '').matchAll(/web\/\d+/g)].map((m) => m[0])];
+    expect(new Set(all).size).toBe(all.length);
   });
 });

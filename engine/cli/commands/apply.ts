@@ -142,6 +142,28 @@ export function memberFailures(failed: readonly MemberFailure[], text: boolean):
   });
 }
 
+/** Failed members shown one by one in text; past this, the rest are counted in a note. */
+export const FAILURES_SHOWN = 20;
+
+/**
+ * The failures a text apply prints: the first FAILURES_SHOWN (by address),
+ * and a note counting the others. An apply whose every member failed (a
+ * cloud down) printed a four-line diagnostic per member: 40,000 lines for
+ * 10,000 VMs, mostly the same cause, burying the summary's count in a CI
+ * log. JSON reports every one.
+ */
+export function textFailures(failures: readonly Diagnostic[]): { shown: Diagnostic[]; note?: string } {
+  // web/2 before web/10: the first members of each fleet are shown.
+  const sorted = [...failures].sort((a, b) => (a.address ?? '').localeCompare(b.address ?? '', 'en', { numeric: true }));
+  const shown = sorted.slice(0, FAILURES_SHOWN);
+  const rest = sorted.slice(FAILURES_SHOWN).map((d) => d.address ?? '');
+  if (rest.length === 0) return { shown };
+  return {
+    shown,
+    note: `note: ${rest.length} more member${rest.length === 1 ? '' : 's'} failed, not shown one by one: ${shortList(rest)}. \`fleet state list\` shows where each stands; \`fleet apply --format json\` reports each failure.\n`,
+  };
+}
+
 /** The exit code of an apply stopped by an interrupt (128 + SIGINT, as shells report it). */
 export const INTERRUPTED_EXIT = 130;
 
@@ -495,7 +517,12 @@ async function runApply(
         ),
       ];
     });
-    reportDiagnostics(io, mode, [...failures, ...stopped]);
+    if (json) reportDiagnostics(io, mode, [...failures, ...stopped]);
+    else {
+      const { shown, note } = textFailures(failures);
+      reportDiagnostics(io, mode, [...shown, ...stopped]);
+      if (note) io.stderr.write(`\n${note}`);
+    }
     if (!json) {
       for (const r of result.rollouts) {
         if (r.stopped && result.notStarted === 0) io.stdout.write(`Rollout ${r.fleet}: stopped after wave ${r.wavesRun} of ${r.waves}; ${r.stopped.notStarted.length} member${r.stopped.notStarted.length === 1 ? '' : 's'} left untouched.\n`);
