@@ -254,3 +254,34 @@ describe('apply progress on a TTY: notices', () => {
     expect(text).toBe('first\nlast\n');
   });
 });
+
+// A bar line wider than the terminal wraps onto a second row, and the
+// redraw, moving up one row per line, left stale rows behind it: a data
+// center's line at 10,000 VMs is about 90 characters, past an 80-column
+// terminal. Each line is cut to the terminal's width.
+describe('apply progress on a narrow TTY', () => {
+  it('every line fits the terminal, so the redraw lands where it drew', () => {
+    const out = Object.assign(new PassThrough(), { columns: 60 });
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    const p = createProgress('tty', out, { intervalMs: 60_000, now: () => 0 });
+    p.onEvent({ type: 'start', planId: 'p', members: 10_000, steps: 60_000, perDataCenter: { miami: { members: 10_000, steps: 60_000 } } });
+    for (let i = 0; i < 10_000; i++) p.onEvent({ type: 'member', address: `web/${i}`, dataCenter: 'miami', action: 'create', status: 'failed', elapsedMs: 1 });
+    p.finish();
+    const wide = Object.assign(new PassThrough(), { columns: 80 });
+    let wideText = '';
+    wide.on('data', (c: Buffer) => (wideText += c.toString()));
+    const q = createProgress('tty', wide, { intervalMs: 60_000, now: () => 0 });
+    q.onEvent({ type: 'start', planId: 'p', members: 10_000, steps: 60_000, perDataCenter: { miami: { members: 10_000, steps: 60_000 } } });
+    for (let i = 0; i < 10_000; i++) q.onEvent({ type: 'member', address: `web/${i}`, dataCenter: 'miami', action: 'create', status: 'failed', elapsedMs: 1 });
+    q.finish();
+    // On 80 columns only the bar narrows: every count is there.
+    expect(screen(wideText)).toEqual(['miami [.....................]   0% 0/60000 steps, 10000/10000 VMs, 10000 failed']);
+    const esc = String.fromCharCode(27);
+    const rows = text.split('\n').map((l) => l.replace(new RegExp(`${esc}\\[\\d*[AJK]`, 'g'), ''));
+    for (const r of rows) expect(r.length, r).toBeLessThan(60);
+    expect(screen(text)).toHaveLength(1);
+    // The bar narrows first (to 8), then the line is cut.
+    expect(screen(text)[0]).toBe('miami [........]   0% 0/60000 steps, 10000/10000 VMs, 1000…');
+  });
+});

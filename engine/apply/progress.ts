@@ -73,6 +73,27 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
     return `${fleet} wave ${w.wave}/${w.waves} [${'#'.repeat(full)}${'.'.repeat(n - full)}] ${w.done}/${w.members.size} VMs${w.failed ? `, ${w.failed} failed` : ''}${tail}`;
   };
 
+  /**
+   * A TTY line cut to the terminal's width (less one column: a line that fills
+   * it wraps on some terminals). A wrapped line takes two rows, and the
+   * redraw, moving up one row per line, left stale rows behind.
+   */
+  const fit = (l: string): string => {
+    const columns = (out as { columns?: number }).columns;
+    if (!columns || columns < 2) return l;
+    let chars = [...l];
+    if (chars.length < columns) return l;
+    // The bar gives up its width first (down to 8), so the counts stay whole.
+    const over = chars.length - (columns - 1);
+    const narrowed = l.replace(/\[([#.]+)\]/, (_, bar: string) => {
+      const n = Math.max(8, bar.length - over);
+      const full = Math.round((bar.split('#').length - 1) * (n / bar.length));
+      return `[${'#'.repeat(full)}${'.'.repeat(n - full)}]`;
+    });
+    chars = [...narrowed];
+    return chars.length < columns ? narrowed : `${chars.slice(0, columns - 2).join('')}…`;
+  };
+
   const draw = () => {
     if (!dirty) return;
     dirty = false;
@@ -85,7 +106,7 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
     if (mode === 'tty') {
       // Move up over what we drew last time and redraw in place.
       const up = drawnLines > 0 ? `\x1b[${drawnLines}A` : '';
-      out.write(`${up}${lines.map((l) => `\x1b[2K${l}`).join('\n')}\n`);
+      out.write(`${up}${lines.map((l) => `\x1b[2K${fit(l)}`).join('\n')}\n`);
       drawnLines = lines.length;
     } else {
       out.write(`${lines.join('\n')}\n`);
