@@ -56,6 +56,7 @@ export const WIRE_ERRORS = {
   'report-mismatch': { status: 409, doc: 'A report does not match what its requestId was approved for (another VM, or another edge). The DMZ client reports exactly what it was approved to do.' },
   'report-unapproved': { status: 409, doc: 'A report names a requestId the authority never approved for this VM (neither remembered nor in the record\'s history as an intent row). Nothing changed: a report is taken only for an approved request, for the same VM, edge and operation.' },
   'report-repeated': { status: 409, doc: 'A report of a request whose report was taken already, and the VM is no longer where that report left it. Nothing changed: each approval is reported once.' },
+  'report-superseded': { status: 409, doc: 'A report of an approval never reported, given before the VM moved along another approval (it has come back to the same state since). Nothing changed: an approval is good only for the VM it was decided on; authorize the edge again.' },
   'report-cloud-id': { status: 409, doc: 'A report sets a cloud id on an edge that is not the create (`createVm`): only the create\'s report sets the VM\'s cloud id. Nothing changed.' },
   'report-size-mismatch': { status: 409, doc: 'A resize report names another size than the one the authority approved. Nothing changed: the DMZ client reports exactly the approved size.' },
   'not-an-edge': { status: 409, doc: 'The from -> to of a report or an authorize is not one edge of the pack\'s lifecycle: every state change passes exactly one edge.' },

@@ -274,6 +274,7 @@ export class Authority {
         kind: req.kind,
         operation,
         at: Date.now(),
+        version: vm.version,
         ...(req.kind === 'resize' && req.size ? { size: req.size } : {}),
       });
     }

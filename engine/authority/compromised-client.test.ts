@@ -96,10 +96,19 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
     });
     w = { stack, record: t.record, authority };
   });
+  const others: RunningService[] = [];
   afterAll(async () => {
+    for (const o of others) await o.close();
     await w.authority.close();
     await t.cleanup();
   });
+
+  /** Another authority on the same record: what one that restarted knows (the record, nothing remembered). */
+  async function restarted(): Promise<World> {
+    const authority = await startAuthority({ record: t.record, pack: packWith(await defaultPack()), stackName: w.stack, dataCenters: [{ name: 'miami', token: TOKEN, capacity: CAPACITY }], secret: 's' });
+    others.push(authority);
+    return { ...w, authority };
+  }
 
   describe('reports that match no approval change nothing', () => {
     it.each([
@@ -193,6 +202,55 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
       const replay = await post<ErrorBody>(w, '/v1/reports', reportOf(a));
       expect(replay.body.error.code).toBe('report-repeated');
       expect(await w.record.getVm(id)).toMatchObject({ state: 'PoweredOff', version });
+    });
+
+    it.each([
+      { name: 'ok', outcome: 'ok' as const },
+      { name: 'failed', outcome: 'failed' as const },
+    ])('an approval never reported, after the VM moved on along a newer approval of the same edge and came back: its $name report is refused (report-superseded), remembered or not', async ({ outcome }) => {
+      const id = await vmAt(w, 'PoweredOn');
+      // Boot approved (R1) and never reported; the next approval of the same edge (R2) carries the VM on.
+      const r1 = edge(id, 'PoweredOn', 'Starting');
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', r1)).body.decision).toBe('approved');
+      await step(w, id, 'PoweredOn', 'Starting');
+      await step(w, id, 'Starting', 'BootFailed');
+      await step(w, id, 'BootFailed', 'PoweredOff');
+      await step(w, id, 'PoweredOff', 'PoweredOn');
+      const version = (await w.record.getVm(id))!.version;
+      // Remembered by this authority, and found in the record by one that never saw it (restarted, or the approval expired from memory).
+      for (const target of [w, await restarted()]) {
+        const replay = await post<ErrorBody>(target, '/v1/reports', reportOf(r1, { outcome }));
+        expect(replay.body.error?.code).toBe('report-superseded');
+        expect(replay.status).toBe(409);
+        expect(await w.record.getVm(id)).toMatchObject({ state: 'PoweredOn', version });
+      }
+    });
+
+    it.each([
+      { name: 'a create chain (none edge moved at once, then createVm)', at: 'create' as const },
+      { name: 'a chain approved ahead (powerOff, then powerOn ahead)', at: 'ahead' as const },
+    ])('honest reports of $name are still taken by an authority that never saw the approval', async ({ at }) => {
+      const other = await restarted();
+      if (at === 'create') {
+        const id = randomUUID();
+        const e1 = edge(id, 'Requested', 'BeingCreated');
+        const e2 = edge(id, 'BeingCreated', 'PoweredOff');
+        const adv = await post<AdvanceResponse>(w, '/v1/advance', { create: create(id, vm(w, 'web', 'team-a', nextIndex++)), next: [e1, e2] });
+        expect(adv.body.next.map((n) => n.authorize.decision)).toEqual(['approved', 'approved']);
+        expect((await post<ReportResponse>(other, '/v1/reports', reportOf(e2, { cloudId: `cloud-${id}` }))).body.effect).toBe('moved');
+        expect(await stateOf(w, id)).toBe('PoweredOff');
+        return;
+      }
+      const id = await vmAt(w, 'PoweredOff');
+      const first = edge(id, 'PoweredOff', 'PoweredOn');
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', first)).body.decision).toBe('approved');
+      const e1 = edge(id, 'PoweredOn', 'PoweredOff');
+      const e2 = edge(id, 'PoweredOff', 'PoweredOn');
+      const adv = await post<AdvanceResponse>(w, '/v1/advance', { report: reportOf(first), next: [e1, e2], ahead: true });
+      expect(adv.body.next.map((n) => n.authorize.decision)).toEqual(['approved', 'approved']);
+      expect((await post<ReportResponse>(w, '/v1/reports', reportOf(e1))).body.effect).toBe('moved');
+      expect((await post<ReportResponse>(other, '/v1/reports', reportOf(e2))).body.effect).toBe('moved');
+      expect(await stateOf(w, id)).toBe('PoweredOn');
     });
 
     it('reports out of order (edges approved ahead, reported before the edge before them) are refused and move nothing', async () => {

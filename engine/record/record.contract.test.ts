@@ -667,11 +667,14 @@ describe.each(testBackends())('record contract on $name', (backend) => {
     it("finds the authority's intent row of a request, and whether a DMZ client's report of it followed", async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'authority', requestId: 'create-1' });
-      expect(await r.approvalOf(a.id, 'create-1')).toEqual({ from: null, to: 'Requested', detail: null, reported: false });
+      expect(await r.approvalOf(a.id, 'create-1')).toEqual({ from: null, to: 'Requested', detail: null, reported: false, superseded: false });
       await r.addHistory(a.id, { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority', requestId: 'req-1', detail: 'intent approved: none' });
-      expect(await r.approvalOf(a.id, 'req-1')).toEqual({ from: 'Requested', to: 'BeingCreated', detail: 'intent approved: none', reported: false });
+      expect(await r.approvalOf(a.id, 'req-1')).toEqual({ from: 'Requested', to: 'BeingCreated', detail: 'intent approved: none', reported: false, superseded: false });
+      // A second approval of the same edge (req-1b), never reported: req-1's report moves the VM, so req-1b is superseded, req-1 not.
+      await r.addHistory(a.id, { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority', requestId: 'req-1b', detail: 'intent approved: none' });
       await r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'dmz-client:miami', requestId: 'req-1' });
-      expect(await r.approvalOf(a.id, 'req-1')).toMatchObject({ reported: true });
+      expect(await r.approvalOf(a.id, 'req-1')).toMatchObject({ reported: true, superseded: false });
+      expect(await r.approvalOf(a.id, 'req-1b')).toMatchObject({ reported: false, superseded: true });
       // Not approved: unknown ids, another VM's request, a vetoed row, a row someone else wrote.
       await r.addHistory(a.id, { from: 'BeingCreated', to: 'Deleted', outcome: 'vetoed', actor: 'dmz-client:miami', requestId: 'req-2' });
       await r.addHistory(a.id, { from: 'BeingCreated', to: 'PoweredOff', outcome: 'ok', actor: 'dmz-client:miami', requestId: 'req-3' });

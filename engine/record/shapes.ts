@@ -394,6 +394,12 @@ export interface Approval {
   detail: string | null;
   /** A report of the request (a row written by a DMZ client under the same request id) is in the history. */
   reported: boolean;
+  /**
+   * A DMZ client's ok row under another request id follows the intent row:
+   * the VM moved (or was resized) along another approval since, so this
+   * one, if unreported, was decided on a VM that is gone (report-superseded).
+   */
+  superseded: boolean;
 }
 
 /**
