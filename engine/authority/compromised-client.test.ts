@@ -336,6 +336,65 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
     });
   });
 
+  describe('another stack on the same record', () => {
+    /** A VM of another stack, in a data center also named miami, created and walked by that stack's own authority. */
+    async function foreignVm(to: keyof typeof PATHS): Promise<{ other: World; id: string }> {
+      const stack = `cc-other-${randomUUID().slice(0, 8)}`;
+      const authority = await startAuthority({ record: t.record, pack: packWith(await defaultPack()), stackName: stack, dataCenters: [{ name: 'miami', token: 'tok-other-miami' }], secret: 'other' });
+      others.push(authority);
+      const other: World = { stack, record: t.record, authority };
+      const id = randomUUID();
+      const made = await postAs<AuthorizeResponse>(other, 'tok-other-miami', '/v1/authorize', create(id, vm(other, 'web', 'team-a', 0)));
+      expect(made.body.decision).not.toBe('vetoed');
+      const path = PATHS[to];
+      for (let i = 1; i < path.length; i++) {
+        const a = edge(id, path[i - 1], path[i]);
+        const res = (await postAs<AuthorizeResponse>(other, 'tok-other-miami', '/v1/authorize', a)).body;
+        expect(res.decision).toBe('approved');
+        expect((await postAs<ReportResponse>(other, 'tok-other-miami', '/v1/reports', reportOf(a, res.operation === 'createVm' ? { cloudId: `cloud-${id}` } : {}))).status).toBe(200);
+      }
+      return { other, id };
+    }
+
+    it("an edge of another stack's VM (its data center also named miami) is vetoed, and nothing moves", async () => {
+      const { id } = await foreignVm('PoweredOff');
+      for (const e of [edge(id, 'PoweredOff', 'BeingDeleted'), edge(id, 'PoweredOff', 'PoweredOn')]) {
+        const r = await post<AuthorizeResponse>(w, '/v1/authorize', e);
+        expect(r.body).toMatchObject({ decision: 'vetoed', reason: expect.stringContaining('is not in the record') });
+        expect(r.body.credentials).toBeUndefined();
+        const adv = await post<AdvanceResponse & ErrorBody>(w, '/v1/advance', { report: reportOf(e), next: [edge(id, e.to!, 'Deleted')] });
+        expect(adv.status).toBeGreaterThanOrEqual(400);
+      }
+      expect(await w.record.getVm(id)).toMatchObject({ state: 'PoweredOff', retiredAt: null });
+    });
+
+    it("another stack's booting VM gets no disk key from this stack's authority", async () => {
+      const { other, id } = await foreignVm('PoweredOn');
+      const a = edge(id, 'PoweredOn', 'Starting');
+      const res = (await postAs<AuthorizeResponse>(other, 'tok-other-miami', '/v1/authorize', a)).body;
+      expect(res.bootToken).toBeTruthy();
+      const r = await post<BootAuthorizeResponse>(w, '/v1/boot/authorize', { dataCenter: 'miami', vmId: id, cloudId: `cloud-${id}`, image: 'img-ubuntu-2204-miami-v7', bootToken: res.bootToken });
+      expect(r.body).toMatchObject({ approved: false });
+      expect(r.body.diskKey).toBeUndefined();
+    });
+  });
+
+  describe('a deployed (sealed-plan) authority', () => {
+    it.each([
+      { name: 'a create without a planId', body: (id: string) => ({ ...create(id, vm(w, 'web', 'team-a', 0)), planId: null }) },
+      { name: 'a create naming a plan never registered', body: (id: string) => create(id, vm(w, 'web', 'team-a', 0)) },
+      { name: 'an edge without a planId', body: (id: string) => edge(id, 'PoweredOff', 'PoweredOn', { planId: null }) },
+    ])('$name is vetoed (plan-unregistered)', async ({ body }) => {
+      const authority = await startAuthority({ record: t.record, pack: packWith(await defaultPack()), stackName: w.stack, dataCenters: [{ name: 'miami', token: TOKEN }], planTokens: ['plan-token'], secret: 's' });
+      others.push(authority);
+      const sealed: World = { ...w, authority };
+      const id = randomUUID();
+      const r = await post<AuthorizeResponse>(sealed, '/v1/authorize', body(id));
+      expect(r.body).toMatchObject({ decision: 'vetoed', reason: expect.stringMatching(/names no plan|is not registered/) });
+      expect(await w.record.getVm(id)).toBeUndefined();
+    });
+  });
+
   describe('limits under real concurrency', () => {
     it('30 creates of one owner at once over HTTP: exactly its 3 quota slots are approved', async () => {
       const ids = Array.from({ length: 30 }, () => randomUUID());
@@ -370,9 +429,13 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
     it('a boot token is refused once the VM is Running, and for a VM that is not booting', async () => {
       const { id, body } = await booting();
       expect((await post<BootAuthorizeResponse>(w, '/v1/boot/authorize', body)).body.approved).toBe(true);
-      const a = edge(id, 'PoweredOn', 'Starting');
-      void a;
-      await step(w, id, 'PoweredOn', 'Starting').catch(() => undefined);
+      // The same approval's report, then ready: the token is stale.
+      const boot = (await w.record.history(w.stack)).filter((h) => h.vmId === id && h.to === 'Starting').at(-1)!;
+      expect((await post<ReportResponse>(w, '/v1/reports', reportOf(edge(id, 'PoweredOn', 'Starting', { requestId: boot.requestId! })))).body.effect).toBe('moved');
+      await step(w, id, 'Starting', 'Running');
+      const stale = await post<BootAuthorizeResponse>(w, '/v1/boot/authorize', body);
+      expect(stale.body).toMatchObject({ approved: false, reason: expect.stringContaining('not booting') });
+      expect(stale.body.diskKey).toBeUndefined();
       const off = await vmAt(w, 'PoweredOff');
       const r = await post<BootAuthorizeResponse>(w, '/v1/boot/authorize', { ...body, vmId: off, cloudId: `cloud-${off}` });
       expect(r.body).toMatchObject({ approved: false, reason: expect.stringContaining('not booting') });

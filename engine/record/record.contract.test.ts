@@ -1108,8 +1108,11 @@ describe.each(testBackends())('record contract on $name', (backend) => {
   });
 
   describe('boot checks (authorizeBoots): the row check, the token use and the approved attempt in one statement', () => {
+    /** Each VM's stack, as booting() made it (a check names the asking authority's stack). */
+    const stacks = new Map<string, string>();
     const check = (vmId: string, over: Partial<BootCheck> = {}): BootCheck => ({
       vmId,
+      stack: stacks.get(vmId) ?? 'no-such-stack',
       dataCenter: 'miami',
       cloudId: 'i-1',
       image: 'ami-1',
@@ -1122,6 +1125,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
     async function booting(s: string, index: number, hash = 'h1'): Promise<VmRow> {
       const a = await r.insertVm(newVm(s, 'web', index, { realImage: 'ami-1' }), { actor: 'a' });
       const [on] = await r.transitionVms([{ id: a.id, expectedVersion: 1, to: 'PoweredOn', ctx: { actor: 'a' }, patch: { cloudId: 'i-1' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: hash }]);
+      stacks.set(a.id, s);
       return on as VmRow;
     }
 
@@ -1133,6 +1137,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         check(b.id, { cloudId: 'i-evil' }),
         check(b.id, { image: 'ami-evil' }),
         check(b.id, { dataCenter: 'richmond' }),
+        check(b.id, { stack: `${s}-other` }),
         check(b.id, { allowedStates: ['Running'] }),
         check(b.id, { tokenHash: 'wrong' }),
         check('00000000-0000-4000-8000-00000000dead'),
@@ -1141,6 +1146,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       ]);
       expect(out.map((o) => [o.approved, o.vm?.id])).toEqual([
         [true, a.id],
+        [false, b.id],
         [false, b.id],
         [false, b.id],
         [false, b.id],

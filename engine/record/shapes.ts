@@ -266,11 +266,13 @@ export interface HistoryItem {
 
 /**
  * One boot check of a batch (BootStore.authorizeBoots): the VM's row must
- * be in `dataCenter` with this cloud id and real image, in one of
+ * be of `stack` (the asking authority's: stacks may share a record) and in
+ * `dataCenter` with this cloud id and real image, in one of
  * `allowedStates`, and `tokenHash` must be its unused boot token.
  */
 export interface BootCheck {
   vmId: string;
+  stack: string;
   dataCenter: string;
   cloudId: string;
   image: string;
