@@ -80,7 +80,13 @@ export class Authority {
   private readonly pending = new Map<string, Pending>();
   private readonly rows: VmRows;
   /** Per VM, its edges approved ahead (see AdvanceRequest.ahead). */
-  private readonly ahead = new AheadQueue();
+  private readonly ahead = new AheadQueue((ids) => {
+    // Never to be reported: their intent rows were not written, and the VM may reach their `from` along other approvals.
+    for (const id of ids) {
+      const p = this.pending.get(id);
+      if (p) p.dropped = true;
+    }
+  });
   private readonly ttl: number;
   /**
    * The two writes of every step, batched: the intent rows of concurrent

@@ -253,6 +253,26 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
       expect(await stateOf(w, id)).toBe('PoweredOn');
     });
 
+    it("an approval ahead dropped by another approval (its intent never written) is not reported once the VM reaches its `from`: a deletion approved ahead before the fleet was protected (report-superseded)", async () => {
+      const id = await vmAt(w, 'PoweredOff', 'late-protect', 'team-a');
+      const first = edge(id, 'PoweredOff', 'PoweredOn');
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', first)).body.decision).toBe('approved');
+      const off = edge(id, 'PoweredOn', 'PoweredOff');
+      const del = edge(id, 'PoweredOff', 'BeingDeleted');
+      const adv = await post<AdvanceResponse>(w, '/v1/advance', { report: reportOf(first), next: [off, del], ahead: true });
+      expect(adv.body.next.map((n) => [n.authorize.decision, n.ahead])).toEqual([
+        ['approved', undefined],
+        ['approved', true],
+      ]);
+      await w.record.setFleetProtection(w.stack, 'late-protect', 'team-a', true);
+      // Another approval of powerOff drops the deletion approved ahead, and carries the VM to its `from`.
+      await step(w, id, 'PoweredOn', 'PoweredOff');
+      const version = (await w.record.getVm(id))!.version;
+      const r = await post<ErrorBody>(w, '/v1/reports', reportOf(del));
+      expect(r.body.error?.code).toBe('report-superseded');
+      expect(await w.record.getVm(id)).toMatchObject({ state: 'PoweredOff', version, retiredAt: null });
+    });
+
     it('reports out of order (edges approved ahead, reported before the edge before them) are refused and move nothing', async () => {
       const id = await vmAt(w, 'PoweredOff');
       const first = edge(id, 'PoweredOff', 'PoweredOn');

@@ -176,6 +176,8 @@ export interface Pending {
   version?: number;
   /** Found in the record (approvedEarlier): the VM moved along another approval since (Approval.superseded). */
   superseded?: boolean;
+  /** Approved ahead, then dropped before the report that writes its intent row (AheadQueue.drop): superseded. */
+  dropped?: boolean;
   /** Found in the record: the intent row's detail (a resize's names the size, as historySize writes it). */
   detail?: string | null;
 }

@@ -67,7 +67,7 @@ export function settle(
      * never leads it, so it cannot make this fire wrongly.
      */
     const supersededNow = async (): Promise<boolean> =>
-      judged.superseded || (approvedAt !== undefined && row.version > approvedAt && (await c.o.record.approvalOf(row.id, req.requestId))?.superseded === true);
+      judged.superseded || pending?.dropped === true || (approvedAt !== undefined && row.version > approvedAt && (await c.o.record.approvalOf(row.id, req.requestId))?.superseded === true);
     const superseded = (at: VmRow) =>
       `request ${req.requestId} (${req.from} -> ${req.to}) was approved for VM ${at.address} before it moved along another approval; it is ${at.state} now, and an approval is good only for the VM it was decided on: authorize the edge again`;
     if (req.outcome === 'ok') {
