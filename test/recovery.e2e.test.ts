@@ -26,7 +26,7 @@ import type { ActualVm } from '../protocol/index.ts';
 import { runCli } from './helpers/cli.ts';
 import { deployedStack, type Deployed } from './helpers/deployed.ts';
 import { schemaErrors } from './helpers/schemas.ts';
-import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
+import { REPO, fleetYaml, tempStack, useTempStack } from './helpers/stack.ts';
 
 interface World {
   vms: { address: string; state: string; dataCenter: string; id: string; cloudId: string | null }[];
@@ -78,15 +78,8 @@ async function setSim(dir: string, sim: string): Promise<void> {
 }
 
 describe('a VM gone from its data center (embedded)', () => {
-  let st: TempStack;
-  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
-
-  beforeAll(async () => {
-    st = await tempStack();
-  });
-  afterAll(async () => {
-    await st?.remove();
-  });
+  const st = useTempStack();
+  const fleet = st.fleet;
 
   it('is created again by the next plan and apply after a refresh records it, and one the plan deletes is forgotten, not failed', async () => {
     await st.spec('web', fleetYaml('web', { count: 3 }));
@@ -252,14 +245,8 @@ describe('a VM gone from its data center (embedded)', () => {
 });
 
 describe('plan --refresh with --target / --exclude (embedded)', () => {
-  let st: TempStack;
-  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
-  beforeAll(async () => {
-    st = await tempStack();
-  });
-  afterAll(async () => {
-    await st?.remove();
-  });
+  const st = useTempStack();
+  const fleet = st.fleet;
 
   it('refreshes only the fleets in scope: a fleet left out is not written to (it recorded its drift, and listed its VMs as unknown)', async () => {
     await st.spec('a', fleetYaml('a', { count: 1 }));
@@ -285,15 +272,9 @@ describe('plan --refresh with --target / --exclude (embedded)', () => {
 });
 
 describe('fleet import into a data center the fleet may not use (embedded)', () => {
-  let st: TempStack;
-  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  const st = useTempStack();
+  const fleet = st.fleet;
   const onlyMiami = (yaml: string) => yaml.replace('placement: { strategy: spread }', 'placement: { strategy: spread, dataCenters: [miami] }');
-  beforeAll(async () => {
-    st = await tempStack();
-  });
-  afterAll(async () => {
-    await st?.remove();
-  });
 
   it('is refused (members never move: it would stay where no plan may place or replace it), unless the VM was that member before', async () => {
     await st.spec('app', fleetYaml('app', { count: 2 }));

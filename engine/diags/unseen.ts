@@ -9,6 +9,10 @@
  * surrogates, line and paragraph separators, and spaces other than U+0020.
  */
 const UNSEEN = /[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u;
+/** Anything but printable ASCII (U+0020 to U+007E): a string without it holds nothing UNSEEN. */
+const NOT_PRINTABLE_ASCII = /[^\x20-\x7e]/;
+/** UNSEEN, global (replace); a global regex keeps lastIndex between test() calls, so tests use UNSEEN. */
+const UNSEEN_ALL = new RegExp(UNSEEN.source, 'gu');
 /** Combining marks, escaped in messages (shown as they are, they join the quote before them). */
 const COMBINING = /\p{M}/u;
 
@@ -29,7 +33,10 @@ export function visible(s: string): string {
  * they are accents.
  */
 export function escapeUnseen(s: string): string {
-  return s.replace(new RegExp(UNSEEN.source, 'gu'), (c) => `\\u${hex(c)}`);
+  // Most strings are printable ASCII (every name and address of a 100,000-member plan passes here): a plain
+  // class says so 2-3x faster than the Unicode ones; the others are tested, and replaced only then.
+  if (!NOT_PRINTABLE_ASCII.test(s)) return s;
+  return UNSEEN.test(s) ? s.replace(UNSEEN_ALL, (c) => `\\u${hex(c)}`) : s;
 }
 
 /** Why `s` does not read as what it is, and what to do, or undefined. */

@@ -3,6 +3,8 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { runCli, type CliRun } from './cli.ts';
 
 export const REPO = resolve(import.meta.dirname, '..', '..');
 
@@ -69,4 +71,31 @@ spec:
   encryptedDisk: ${spec.encryptedDisk ?? true}
   protect: ${spec.protect ?? false}
 `;
+}
+
+/**
+ * A temp stack for one describe block: made before its tests, removed after
+ * them; `fleet(...args)` runs the CLI on it (`--stack` added). Its fields are
+ * read while the block's tests run.
+ */
+export function useTempStack(opts: Parameters<typeof tempStack>[0] = {}): TempStack & { fleet(...args: string[]): Promise<CliRun> } {
+  let made: TempStack | undefined;
+  const get = (): TempStack => {
+    if (!made) throw new Error('useTempStack: the stack exists only while the tests of its describe block run');
+    return made;
+  };
+  beforeAll(async () => {
+    made = await tempStack(opts);
+  });
+  afterAll(async () => {
+    await made?.remove();
+  });
+  return {
+    get dir() {
+      return get().dir;
+    },
+    spec: (name, yaml) => get().spec(name, yaml),
+    remove: () => get().remove(),
+    fleet: (...args) => runCli([...args, '--stack', get().dir], { cwd: REPO }),
+  };
 }

@@ -120,7 +120,9 @@ function policySection(plan: PlanDocument, budget: Budget): string {
   if (!violations.length && !grants.length) return '';
   const lines: string[] = [];
   if (violations.length) {
-    const rows = violations.map((v) => `| ${v.level} | ${codeCell(v.policy)} | ${codeCell(v.address)} | ${cell(v.message)} | ${cell(v.hint)} |`);
+    // Mandatory first (each level in the plan's order): they block the plan, and over the comment limit they are the rows kept.
+    const ordered = [...violations.filter((v) => v.level === 'mandatory'), ...violations.filter((v) => v.level !== 'mandatory')];
+    const rows = ordered.map((v) => `| ${v.level} | ${codeCell(v.policy)} | ${codeCell(v.address)} | ${cell(v.message)} | ${cell(v.hint)} |`);
     lines.push('### Policy violations', '', ...table(['| level | policy | address | message | hint |', '| --- | --- | --- | --- | --- |'], rows, 'violations', budget), '');
   }
   if (grants.length) {
