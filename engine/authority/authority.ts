@@ -9,7 +9,11 @@
 //
 // What must stay true:
 // - Isolation: the data center is taken from the caller's token, never from
-//   the body alone; a request about a VM of another data center is vetoed.
+//   the body alone; a request about a VM of another data center is vetoed,
+//   and one about a VM of another stack (stacks may share a record) is
+//   answered as about a VM the record does not have (rows are read through
+//   a filter on the stack this authority serves; boots check it in their
+//   statement).
 // - No skipped states: a transition is approved only when from -> to is
 //   exactly one edge of the pack's lifecycle and `from` is the VM's current
 //   state. The record moves only when the DMZ client reports the outcome
@@ -76,7 +80,13 @@ export class Authority {
   private readonly pending = new Map<string, Pending>();
   private readonly rows: VmRows;
   /** Per VM, its edges approved ahead (see AdvanceRequest.ahead). */
-  private readonly ahead = new AheadQueue();
+  private readonly ahead = new AheadQueue((ids) => {
+    // Never to be reported: their intent rows were not written, and the VM may reach their `from` along other approvals.
+    for (const id of ids) {
+      const p = this.pending.get(id);
+      if (p) p.dropped = true;
+    }
+  });
   private readonly ttl: number;
   /**
    * The two writes of every step, batched: the intent rows of concurrent
@@ -122,8 +132,12 @@ export class Authority {
     });
     const reads = new Batched((ids: string[]) => r.getVms(ids), OVERLAP);
     this.shared = (o.replicas ?? 1) > 1;
-    this.rows = new VmRows((id) => reads.submit(id), !this.shared);
-    this.boot = new BootGate(r, o.pack, o.secret, this.rows, OVERLAP);
+    // Stacks may share a record: another stack's VM is not in this authority's record (unknown-vm), whatever its data center is called.
+    this.rows = new VmRows(async (id) => {
+      const vm = await reads.submit(id);
+      return vm?.stack === o.stackName ? vm : undefined;
+    }, !this.shared);
+    this.boot = new BootGate(r, o.pack, o.secret, this.rows, OVERLAP, o.stackName);
     this.fences = new Fences(r, OVERLAP);
     this.policy = new PolicyGate(o);
     this.core = {
@@ -274,6 +288,7 @@ export class Authority {
         kind: req.kind,
         operation,
         at: Date.now(),
+        version: vm.version,
         ...(req.kind === 'resize' && req.size ? { size: req.size } : {}),
       });
     }

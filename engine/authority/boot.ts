@@ -43,6 +43,8 @@ export class BootGate {
     private readonly secret: string,
     private readonly rows: VmRows,
     batching: { parallel: number; overlapAt: number },
+    /** The stack this authority serves: another stack's VM (stacks may share a record) is unknown here. */
+    private readonly stack: string,
     private readonly repeatWithinMs: number = BOOT_REPEAT_MS,
   ) {
     this.boots = new Batched((items) => record.authorizeBoots(items), batching);
@@ -56,6 +58,7 @@ export class BootGate {
       req.dataCenter === caller && UUID.test(req.vmId)
         ? await this.boots.submit({
             vmId: req.vmId,
+            stack: this.stack,
             dataCenter: caller,
             cloudId: req.cloudId,
             image: req.image,
@@ -70,7 +73,8 @@ export class BootGate {
       if (checked.vm.encryptedDisk) res.diskKey = diskKey(this.secret, checked.vm.id);
       return res;
     }
-    const vm = checked.vm;
+    // Another stack's VM is none of this authority's business: unknown here, and nothing written to its history.
+    const vm = checked.vm?.stack === this.stack ? checked.vm : undefined;
     const { reason, refusal } = bootDenial(caller, req, vm, this.states);
     await this.attempts.submit({ vmId: vm ? vm.id : null, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: false, reason });
     if (vm) {

@@ -189,19 +189,25 @@ export function onward(caller: string, foreseen: readonly Foreseen[]): Onward & 
 export class AheadQueue {
   private readonly byVm = new Map<string, Ahead[]>();
 
+  /** `dropped`: told the request ids of approvals ahead dropped before their intent rows were written (their reports are refused). */
+  constructor(private readonly dropped: (requestIds: string[]) => void = () => {}) {}
+
   get(vmId: string): Ahead[] | undefined {
     return this.byVm.get(vmId);
   }
 
   /** Anything but the report the first one waits for drops them all. */
   drop(vmId: string): void {
+    const queued = this.byVm.get(vmId);
+    if (!queued) return;
     this.byVm.delete(vmId);
+    this.dropped(queued.flatMap((a) => (a.intent.requestId ? [a.intent.requestId] : [])));
   }
 
   /** The approvals ahead a chain left for `vmId`, replacing any before. */
   set(vmId: string, later: readonly Foreseen[], at: number): void {
-    // Deleted first, so the map stays in time order.
-    this.byVm.delete(vmId);
+    // Dropped first (any left are replaced), so the map stays in time order.
+    this.drop(vmId);
     this.byVm.set(vmId, later.map((f) => ({ from: f.vm.state, intent: intentOf(f.req, f.to, f.operation), at })));
   }
 

@@ -173,9 +173,10 @@ describe('judgeReport', () => {
   const resizing = (over: Partial<Pending> = {}) => pending({ to: 'PoweredOff', kind: 'resize', operation: 'resize', size: resized, ...over });
   const creating = (over: Partial<Pending> = {}) => pending({ from: 'BeingCreated', to: 'PoweredOff', operation: 'createVm', ...over });
   it.each([
-    ['the report of what was approved', report(), row(), pending(), { ok: true, resize: false, repeated: false }],
-    ['the approval found in the record after a restart', report(), row(), pending({ at: 0, reported: false }), { ok: true, resize: false, repeated: false }],
+    ['the report of what was approved', report(), row(), pending(), { ok: true, resize: false, repeated: false, superseded: false }],
+    ['the approval found in the record after a restart', report(), row(), pending({ at: 0, reported: false }), { ok: true, resize: false, repeated: false, superseded: false }],
     ['a report whose approval was reported already', report(), row(), pending({ reported: true }), { ok: true, resize: false, repeated: true }],
+    ['the VM moved along another approval since (the record says)', report(), row(), pending({ superseded: true }), { ok: true, superseded: true }],
     ['a resize of the approved size', report({ to: 'PoweredOff', size: resized }), row(), resizing(), { ok: true, resize: true }],
     [
       'a resize found in the record, its size in the intent row',

@@ -172,6 +172,12 @@ export interface Pending {
   size?: VmSize;
   /** Found in the record (approvedEarlier): its report was taken already. */
   reported?: boolean;
+  /** Remembered: the VM's version the edge was decided on (a report finding the VM past it asks the record whether it was superseded). */
+  version?: number;
+  /** Found in the record (approvedEarlier): the VM moved along another approval since (Approval.superseded). */
+  superseded?: boolean;
+  /** Approved ahead, then dropped before the report that writes its intent row (AheadQueue.drop): superseded. */
+  dropped?: boolean;
   /** Found in the record: the intent row's detail (a resize's names the size, as historySize writes it). */
   detail?: string | null;
 }
@@ -194,15 +200,19 @@ export function approvedEarlier(lifecycle: Lifecycle, vm: VmRow, approval: Appro
     operation: resize ? 'resize' : (lifecycle.operation(approval.from, approval.to) ?? 'none'),
     at: 0,
     reported: approval.reported,
+    superseded: approval.superseded,
     detail: approval.detail,
   };
 }
 
 /**
  * Whether a report may be taken on row `vm`, before what it does is decided
- * (authority.ts settle): whether it is a resize, and whether its approval
+ * (authority.ts settle): whether it is a resize, whether its approval
  * was reported already (`repeated`: a resent report; settle answers it
- * without a second write), or why not. A report is taken only for a request
+ * without a second write), and whether the VM moved along another approval
+ * since this one was given (`superseded`: settle refuses it where it would
+ * write, `report-superseded`: an approval is good for the VM it was decided
+ * on, not for the same state reached again later), or why not. A report is taken only for a request
  * the authority approved (`approved`: remembered, or found in the record by
  * approvedEarlier), for the same VM, edge and operation.
  *
@@ -222,7 +232,7 @@ export function judgeReport(
   req: ReportRequest,
   vm: VmRow | undefined,
   approved: Pending | undefined,
-): Decided<{ resize: boolean; repeated: boolean }> {
+): Decided<{ resize: boolean; repeated: boolean; superseded: boolean }> {
   void lifecycle;
   if (!vm) return refuse('unknown-vm', `VM ${req.vmId} is not in the record`);
   if (vm.dataCenter !== caller) return refuse('wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
@@ -242,7 +252,7 @@ export function judgeReport(
     }
   }
   if (req.outcome === 'ok' && !resize && req.from === req.to) return refuse('report-mismatch', `report ${req.requestId} keeps the state ${req.from} but was not approved as a resize`);
-  return { ok: true, resize, repeated: approved.reported === true };
+  return { ok: true, resize, repeated: approved.reported === true, superseded: approved.superseded === true };
 }
 
 /** The state a failed `from` edge leads to: the diagram's edge with operation `none` from `from` into a failure state, if any. */

@@ -56,6 +56,20 @@ export function settle(
     // judgeReport refuses a report without a VM.
     const row = vm!;
     const ctx = { actor: `dmz-client:${caller}`, planId: req.planId, requestId: req.requestId };
+    const approvedAt = pending?.version;
+    /**
+     * Whether the VM moved along another approval since this one (refused
+     * where the report would write: report-superseded). Found in the record:
+     * judgeReport says. Remembered: only when the VM changed since the
+     * version it was decided on does the record's history tell whether it
+     * moved along another approval or was only updated by another writer (a
+     * cloud id, a spec hash: still good). A remembered row lags the record,
+     * never leads it, so it cannot make this fire wrongly.
+     */
+    const supersededNow = async (): Promise<boolean> =>
+      judged.superseded || pending?.dropped === true || (approvedAt !== undefined && row.version > approvedAt && (await c.o.record.approvalOf(row.id, req.requestId))?.superseded === true);
+    const superseded = (at: VmRow) =>
+      `request ${req.requestId} (${req.from} -> ${req.to}) was approved for VM ${at.address} before it moved along another approval; it is ${at.state} now, and an approval is good only for the VM it was decided on: authorize the edge again`;
     if (req.outcome === 'ok') {
       if (judged.resize) {
         const size = req.size!;
@@ -63,6 +77,7 @@ export function settle(
           if (remembered) throw new StaleRow('reported already');
           return answer(row, 'already');
         }
+        if (await supersededNow()) return refuse('report-superseded', superseded(row));
         const updated = await c.o.record.updateVm(row.id, row.version, { size }, { ...ctx, detail: `resized to ${historySize(size)}` });
         // A resize moves no state, so no transition row carries its outcome
         // or the intent of the edge approved ahead after it: both are
@@ -90,6 +105,7 @@ export function settle(
       }
       // Its approval was reported already and the VM came back to `from` since: a report is taken once.
       if (judged.repeated) return refuse('report-repeated', `request ${req.requestId} was reported already (VM ${row.address} moved ${req.from} -> ${req.to} then); a report is taken once`);
+      if (await supersededNow()) return refuse('report-superseded', superseded(row));
       const patch: TransitionItem['patch'] & {} = {};
       if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
       if (c.o.pack.lifecycle.isTerminal(req.to)) patch.retire = true;
@@ -127,6 +143,7 @@ export function settle(
       if (remembered) throw new StaleRow('reported already');
       return answer(row, 'noted');
     }
+    if (await supersededNow()) return refuse('report-superseded', superseded(row));
     const failTo = failureEdge(c.o.pack.lifecycle, req.from);
     if (failTo !== undefined && row.state === req.from) {
       const moved = await c.transitions.submit({

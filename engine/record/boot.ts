@@ -69,13 +69,13 @@ export function bootStore({ db }: RecordSql): BootStore {
     // approved when its row matched and its token was used.
     const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean }>(
       `WITH i AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[]) WITH ORDINALITY
-           AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_k)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[], $10::text[]) WITH ORDINALITY
+           AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_stack, i_k)
        ),
        s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
        ok AS (
          SELECT i.* FROM i JOIN vms ON vms.id = i.i_vm
-         WHERE vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
+         WHERE vms.stack = i.i_stack AND vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
            AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
        ),
        m AS (SELECT DISTINCT ON (i_vm, i_hash) * FROM ok ORDER BY i_vm, i_hash, i_k),
@@ -109,6 +109,7 @@ export function bootStore({ db }: RecordSql): BootStore {
         items.map((i) => i.reason),
         ...states,
         items.map((i) => Math.max(0, i.repeatWithinMs)),
+        items.map((i) => i.stack),
       ],
     );
     return rows.map((r): BootCheckResult => {

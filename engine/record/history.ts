@@ -218,11 +218,13 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
 
     async approvalOf(vmId, requestId) {
       // The latest ok row the authority wrote under the request id (history_vm
-      // narrows to the VM's rows), and whether a DMZ client's row under the
-      // same id follows it: the report that settled it.
-      const rows = await db.query<{ from_state: string | null; to_state: string; detail: string | null; reported: boolean }>(
+      // narrows to the VM's rows), whether a DMZ client's row under the
+      // same id follows it (the report that settled it), and whether one
+      // under another id that moved the VM does (Approval.superseded).
+      const rows = await db.query<{ from_state: string | null; to_state: string; detail: string | null; reported: boolean; superseded: boolean }>(
         `SELECT h.from_state, h.to_state, h.detail,
-           EXISTS (SELECT 1 FROM history r WHERE r.vm_id = $1 AND r.request_id = $2 AND r.id > h.id AND r.actor LIKE 'dmz-client:%') AS reported
+           EXISTS (SELECT 1 FROM history r WHERE r.vm_id = $1 AND r.request_id = $2 AND r.id > h.id AND r.actor LIKE 'dmz-client:%') AS reported,
+           EXISTS (SELECT 1 FROM history r WHERE r.vm_id = $1 AND r.request_id IS DISTINCT FROM $2 AND r.id > h.id AND r.actor LIKE 'dmz-client:%' AND r.outcome = 'ok') AS superseded
          FROM history h
          WHERE h.vm_id = $1 AND h.request_id = $2 AND h.actor = 'authority' AND h.outcome = 'ok'
          ORDER BY h.id DESC LIMIT 1`,
@@ -230,7 +232,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
       );
       if (rows.length === 0) return undefined;
       const r = rows[0];
-      return { from: r.from_state, to: r.to_state, detail: r.detail, reported: Boolean(r.reported) };
+      return { from: r.from_state, to: r.to_state, detail: r.detail, reported: Boolean(r.reported), superseded: Boolean(r.superseded) };
     },
 
     async history(stack, address, opts = {}) {

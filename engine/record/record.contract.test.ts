@@ -667,11 +667,14 @@ describe.each(testBackends())('record contract on $name', (backend) => {
     it("finds the authority's intent row of a request, and whether a DMZ client's report of it followed", async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'authority', requestId: 'create-1' });
-      expect(await r.approvalOf(a.id, 'create-1')).toEqual({ from: null, to: 'Requested', detail: null, reported: false });
+      expect(await r.approvalOf(a.id, 'create-1')).toEqual({ from: null, to: 'Requested', detail: null, reported: false, superseded: false });
       await r.addHistory(a.id, { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority', requestId: 'req-1', detail: 'intent approved: none' });
-      expect(await r.approvalOf(a.id, 'req-1')).toEqual({ from: 'Requested', to: 'BeingCreated', detail: 'intent approved: none', reported: false });
+      expect(await r.approvalOf(a.id, 'req-1')).toEqual({ from: 'Requested', to: 'BeingCreated', detail: 'intent approved: none', reported: false, superseded: false });
+      // A second approval of the same edge (req-1b), never reported: req-1's report moves the VM, so req-1b is superseded, req-1 not.
+      await r.addHistory(a.id, { from: 'Requested', to: 'BeingCreated', outcome: 'ok', actor: 'authority', requestId: 'req-1b', detail: 'intent approved: none' });
       await r.transitionVm(a.id, 1, 'BeingCreated', { actor: 'dmz-client:miami', requestId: 'req-1' });
-      expect(await r.approvalOf(a.id, 'req-1')).toMatchObject({ reported: true });
+      expect(await r.approvalOf(a.id, 'req-1')).toMatchObject({ reported: true, superseded: false });
+      expect(await r.approvalOf(a.id, 'req-1b')).toMatchObject({ reported: false, superseded: true });
       // Not approved: unknown ids, another VM's request, a vetoed row, a row someone else wrote.
       await r.addHistory(a.id, { from: 'BeingCreated', to: 'Deleted', outcome: 'vetoed', actor: 'dmz-client:miami', requestId: 'req-2' });
       await r.addHistory(a.id, { from: 'BeingCreated', to: 'PoweredOff', outcome: 'ok', actor: 'dmz-client:miami', requestId: 'req-3' });
@@ -1105,8 +1108,11 @@ describe.each(testBackends())('record contract on $name', (backend) => {
   });
 
   describe('boot checks (authorizeBoots): the row check, the token use and the approved attempt in one statement', () => {
+    /** Each VM's stack, as booting() made it (a check names the asking authority's stack). */
+    const stacks = new Map<string, string>();
     const check = (vmId: string, over: Partial<BootCheck> = {}): BootCheck => ({
       vmId,
+      stack: stacks.get(vmId) ?? 'no-such-stack',
       dataCenter: 'miami',
       cloudId: 'i-1',
       image: 'ami-1',
@@ -1119,6 +1125,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
     async function booting(s: string, index: number, hash = 'h1'): Promise<VmRow> {
       const a = await r.insertVm(newVm(s, 'web', index, { realImage: 'ami-1' }), { actor: 'a' });
       const [on] = await r.transitionVms([{ id: a.id, expectedVersion: 1, to: 'PoweredOn', ctx: { actor: 'a' }, patch: { cloudId: 'i-1' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: hash }]);
+      stacks.set(a.id, s);
       return on as VmRow;
     }
 
@@ -1130,6 +1137,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         check(b.id, { cloudId: 'i-evil' }),
         check(b.id, { image: 'ami-evil' }),
         check(b.id, { dataCenter: 'richmond' }),
+        check(b.id, { stack: `${s}-other` }),
         check(b.id, { allowedStates: ['Running'] }),
         check(b.id, { tokenHash: 'wrong' }),
         check('00000000-0000-4000-8000-00000000dead'),
@@ -1138,6 +1146,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       ]);
       expect(out.map((o) => [o.approved, o.vm?.id])).toEqual([
         [true, a.id],
+        [false, b.id],
         [false, b.id],
         [false, b.id],
         [false, b.id],

@@ -266,11 +266,13 @@ export interface HistoryItem {
 
 /**
  * One boot check of a batch (BootStore.authorizeBoots): the VM's row must
- * be in `dataCenter` with this cloud id and real image, in one of
+ * be of `stack` (the asking authority's: stacks may share a record) and in
+ * `dataCenter` with this cloud id and real image, in one of
  * `allowedStates`, and `tokenHash` must be its unused boot token.
  */
 export interface BootCheck {
   vmId: string;
+  stack: string;
   dataCenter: string;
   cloudId: string;
   image: string;
@@ -394,6 +396,12 @@ export interface Approval {
   detail: string | null;
   /** A report of the request (a row written by a DMZ client under the same request id) is in the history. */
   reported: boolean;
+  /**
+   * A DMZ client's ok row under another request id follows the intent row:
+   * the VM moved (or was resized) along another approval since, so this
+   * one, if unreported, was decided on a VM that is gone (report-superseded).
+   */
+  superseded: boolean;
 }
 
 /**

@@ -37,6 +37,8 @@ export const state = { type: 'string', minLength: 1, maxLength: 100 } as const;
 export const nullableString = { type: ['string', 'null'] } as const;
 export const planId = { type: ['string', 'null'], maxLength: 200 } as const;
 export const idempotencyKey = { type: 'string', minLength: 1, maxLength: 200 } as const;
+/** A member's index: at most the record's integer column holds (larger ones were a 500 from the record, not a 400). */
+export const memberIndex = { type: 'integer', minimum: 0, maximum: 2147483647 } as const;
 export const fencingToken = {
   type: 'integer',
   minimum: 1,
@@ -89,7 +91,7 @@ export const vmSpecSchema = {
     stack: name,
     fleet: name,
     owner: name,
-    index: { type: 'integer', minimum: 0 },
+    index: memberIndex,
     name,
     image: { ...name, description: 'Logical image; the authority translates it for the data center.' },
     size: sizeSchema,

@@ -9,7 +9,7 @@
 // field: the seal is over its canonical content whatever its format version
 // (engine/plan/integrity.ts); the authority reads only `id`, `stack`,
 // `fleets`, `basis` and `changes` of it, and refuses a plan without them.
-import { errorSchema, name } from './common.ts';
+import { errorSchema, memberIndex, name } from './common.ts';
 
 const planDocument = {
   type: 'object',
@@ -25,7 +25,7 @@ const planDocument = {
       items: {
         type: 'object',
         required: ['address', 'fleet', 'index', 'dataCenter', 'action'],
-        properties: { address: name, fleet: name, index: { type: 'integer', minimum: 0 }, dataCenter: name, action: name, vmId: name },
+        properties: { address: name, fleet: name, index: memberIndex, dataCenter: name, action: name, vmId: name },
       },
     },
   },
