@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { upsertBootTokens } from './boot.ts';
-import { VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
+import { CloudIdTakenError, VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
 import { fitBudgets, guarded, lockBudget, ownerMismatch, readBudgetUsage, readFleetOwners } from './budget.ts';
 import { OnwardRows, insertHistory, type HistorySource } from './history.ts';
 import { FULL_VM, vmFromRow, vmName } from './rows.ts';
@@ -169,6 +169,14 @@ async function adopt(q: Queryable, vm: NewVm & { id: string; cloudId: string }, 
   if (same.length && same[0].live) {
     throw new VersionConflictError(vm.id, null, null, `VM ${vm.id} is live already in the record, at ${same[0].address}.`, address);
   }
+  // One cloud VM, one live row: no unique constraint holds cloud_id (ids are per cloud: per data center of a stack;
+  // another stack's data center of the same name may be another cloud), so the adopt checks it here.
+  const holder = await q.query<{ id: string; stack: string; address: string }>(
+    `SELECT id, stack, fleet || '/' || idx::text AS address FROM vms
+     WHERE stack = $1 AND data_center = $2 AND cloud_id = $3 AND id <> $4 AND retired_at IS NULL LIMIT 1`,
+    [vm.stack, vm.dataCenter, vm.cloudId, vm.id],
+  );
+  if (holder.length) throw new CloudIdTakenError(vm.cloudId, vm.dataCenter, holder[0], address);
   const values = insertValues(vm.id, vm);
   const rows = same.length
     ? await q.query(
