@@ -233,6 +233,12 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.adoptVm({ ...newVm(freshStack(), 'web', 0), id: randomUUID(), cloudId }, { actor: 'a' })).toMatchObject({ address: 'web/0', cloudId });
       await r.updateVm(held.id, held.version, { retire: true }, { actor: 'a' });
       expect(await r.adoptVm({ ...newVm(s, 'web', 2), id: randomUUID(), cloudId }, { actor: 'a' })).toMatchObject({ address: 'web/2', cloudId });
+      // Two adopts of one cloud id into two fleets at once (each import holds only its own fleet's lock): one row.
+      const raced = `i-${randomUUID()}`;
+      await Promise.all(['a', 'b', 'c', 'd'].map(() => r.listVms(s))); // PostgreSQL: a connection each, so the adopts do overlap
+      const both = await Promise.allSettled(['a', 'b', 'c', 'd'].map((f) => r.adoptVm({ ...newVm(s, f, 0), id: randomUUID(), cloudId: raced }, { actor: 'a' })));
+      expect(both.filter((b) => b.status === 'fulfilled')).toHaveLength(1);
+      for (const b of both) if (b.status === 'rejected') expect(b.reason).toBeInstanceOf(CloudIdTakenError);
     });
 
     it('adopts within the owner\'s budget when given one (fleet import): past it, nothing is written', async () => {
