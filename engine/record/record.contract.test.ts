@@ -1387,6 +1387,46 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       }
     });
 
+    it('a command that only reads (state, history) never upgrades a record: it reads one missing only index migrations as it is, refuses an older one untouched (record.older-schema)', async () => {
+      const cases = [
+        // Missing 10 and 11 (indexes only): read as it is, left at 9.
+        { at: 9, refused: false },
+        // Missing 9 (a column the boot check reads) too: refused, left at 8.
+        { at: 8, refused: true },
+      ];
+      for (const c of cases) {
+        const { url, drop } = await backend.freshUrl();
+        try {
+          const raw = await rawAdapter(backend, url);
+          await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= c.at));
+          await raw.close();
+          const reader = await openRecord(url, { existing: true, readOnly: true }).catch((e: unknown) => e);
+          if (c.refused) {
+            expect(reader, `at ${c.at}`).toBeInstanceOf(FleetError);
+            const d = (reader as FleetError).diagnostics[0];
+            expect(d.code).toBe('record.older-schema');
+            expect(d.detail).toContain(`schema version ${c.at}`);
+            expect(d.detail).toContain('missing: 9)');
+          } else {
+            expect(reader, `at ${c.at}`).not.toBeInstanceOf(Error);
+            const rec = reader as SqlRecord;
+            expect(await rec.listVms('nobody')).toEqual([]);
+            expect(await rec.schemaVersion()).toBe(c.at);
+            await rec.close();
+          }
+          // Untouched either way; a command that writes (here: unlock's open) upgrades it.
+          const check = await rawAdapter(backend, url);
+          expect(await check.query('SELECT schema_version FROM meta')).toEqual([{ schema_version: c.at }]);
+          await check.close();
+          const writer = await openRecord(url, { existing: true });
+          expect(await writer.schemaVersion()).toBe(SCHEMA_VERSION);
+          await writer.close();
+        } finally {
+          await drop();
+        }
+      }
+    });
+
     it('refuses a database that holds another application\'s tables', async () => {
       const { url, drop } = await backend.freshUrl();
       try {
