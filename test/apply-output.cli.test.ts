@@ -149,7 +149,7 @@ describe('fleet apply: interrupted once every member has started', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fleet-output-late-'));
     await mkdir(join(dir, 'specs'));
-    await writeFile(join(dir, 'stack.yaml'), stackYaml([], 400));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([], 1500));
     await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml(2));
   }, 60_000);
   afterAll(async () => {
