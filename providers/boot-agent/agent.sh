@@ -64,11 +64,14 @@ answer=$(printf '{"cloudId":"%s","vmId":"%s","image":"%s","bootToken":"%s"}' \
   "$(clean "$FLEET_CLOUD_ID")" "$(clean "$FLEET_VM_ID")" "$(clean "$FLEET_IMAGE")" "$(clean "$FLEET_BOOT_TOKEN")" | post "$FLEET_BOOT_URL") ||
   fail "boot endpoint unreachable"
 
-# The answer is { approved, reason, diskKey? } (a flat JSON object).
+# The answer is { approved, reason, diskKey? } (a flat JSON object). Only the
+# boot endpoint's own denial is one (the driver terminates a denied VM); an
+# answer that is neither (a proxy's page, an empty body) is a failed boot.
 field() { printf '%s' "$answer" | sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
 case "$answer" in
   *'"approved":true'*) ;;
-  *) fail "boot denied: $(field reason)" true ;;
+  *'"approved":false'*) fail "boot denied: $(field reason)" true ;;
+  *) fail "the boot endpoint's answer is no boot answer" ;;
 esac
 
 if [ "$FLEET_ENCRYPTED" = 1 ]; then

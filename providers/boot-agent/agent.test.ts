@@ -3,6 +3,10 @@
 // loopback (authority and record real, EC2 and STS served by nock), with a
 // fake cryptsetup that records its arguments and the hash of its stdin.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diskKey } from '../../engine/authority/keys.ts';
@@ -10,7 +14,7 @@ import { sha256 } from '../../protocol/index.ts';
 import { TO_RUNNING, createRequest, newVm, walk } from '../testing.ts';
 import { AWS_SECRET, startAwsWorld, type AwsWorld } from '../drivers/aws/world.ts';
 import { parseAgentUserData, renderAgentUserData } from './index.ts';
-import { runUserData } from './testing.ts';
+import { runUserData, writeFakeVmTools } from './testing.ts';
 
 /** Every file under `dir`, read as text. */
 function filesUnder(dir: string): { file: string; text: string }[] {
@@ -100,5 +104,73 @@ describe('boot agent', () => {
     const text = renderAgentUserData({ bootUrl: "http://x/'; rm -rf /; '", vmId: 'v', cloudId: 'c', image: 'i', encrypted: false, dataDevice: '/dev/x' });
     expect(parseAgentUserData(text).FLEET_BOOT_URL).toBe("http://x/'; rm -rf /; '");
     expect(text.startsWith('#!/bin/sh\n')).toBe(true);
+  });
+});
+
+/** What the faulty boot endpoint saw: the bodies posted to /v1/boot and to /v1/boot/status. */
+interface Seen {
+  boots: Record<string, unknown>[];
+  reports: Record<string, unknown>[];
+}
+
+/**
+ * A boot endpoint that answers each POST /v1/boot with `answer(n)` (n: 0 for the first) and takes
+ * every report: the faults a VM meets between it and the DMZ client (a proxy, a restart, a cut).
+ */
+async function faultyEndpoint(answer: (n: number, req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; seen: Seen; close(): Promise<void> }> {
+  const seen: Seen = { boots: [], reports: [] };
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const parsed = JSON.parse(body || '{}') as Record<string, unknown>;
+      if (req.url === '/v1/boot/status') {
+        seen.reports.push(parsed);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+        return;
+      }
+      seen.boots.push(parsed);
+      answer(seen.boots.length - 1, req, res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, seen, close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))) };
+}
+
+describe('boot agent against a faulty boot endpoint', () => {
+  const settings = { vmId: '0b7c2f3e-5d1a-4c8e-9f00-1a2b3c4d5e6f', cloudId: 'i-0abc', image: 'ami-1', bootToken: 'tok-1', encrypted: true, dataDevice: '/dev/nvme1n1' };
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'dmzfleet-agent-faults-'));
+    await writeFakeVmTools(join(root, 'bin'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const json = (res: ServerResponse, status: number, body: string): void => void res.writeHead(status, { 'content-type': 'application/json' }).end(body);
+
+  // Only the boot endpoint's own denial is a denial (the driver terminates the VM on it); an answer the
+  // agent cannot read is a failed boot: the VM powers off and stays, BootFailed, for the operator.
+  it.each([
+    { name: 'a denial', answer: (res: ServerResponse) => json(res, 200, '{"approved":false,"reason":"image ami-9 is not the image of this VM"}'), denied: true },
+    { name: 'a redirect', answer: (res: ServerResponse) => void res.writeHead(302, { location: 'https://elsewhere.example/v1/boot' }).end(), denied: false },
+    { name: 'an HTML page with 200', answer: (res: ServerResponse) => void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>proxy login</html>'), denied: false },
+    { name: 'an empty 200', answer: (res: ServerResponse) => json(res, 200, ''), denied: false },
+    { name: 'a JSON error with 200', answer: (res: ServerResponse) => json(res, 200, '{"error":{"code":"internal","message":"x"}}'), denied: false },
+  ])('$name: the VM powers off, reported failed with denied=$denied, no key used', async ({ name, answer, denied }) => {
+    const ep = await faultyEndpoint((_n, _req, res) => answer(res));
+    try {
+      const dir = join(root, name.replace(/\W+/g, '-'));
+      const r = await runUserData(renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0' });
+      expect(r).toMatchObject({ code: 1, poweredOff: true, opened: false });
+      expect(ep.seen.reports.map((x) => [x.state, x.denied])).toEqual([
+        ['booting', false],
+        ['failed', denied],
+      ]);
+    } finally {
+      await ep.close();
+    }
   });
 });

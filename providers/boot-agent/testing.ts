@@ -41,11 +41,14 @@ export interface AgentRun {
   opened: boolean;
 }
 
-/** Runs rendered user data with sh as a VM would, the fake tools first on PATH, the VM's files under vmDir. */
-export async function runUserData(userData: string, binDir: string, vmDir: string): Promise<AgentRun> {
+/**
+ * Runs rendered user data with sh as a VM would, the fake tools first on PATH, the VM's files under vmDir;
+ * `env`: the agent's optional settings (FLEET_RETRY_SECONDS, …) as an image would set them.
+ */
+export async function runUserData(userData: string, binDir: string, vmDir: string, env: Record<string, string> = {}): Promise<AgentRun> {
   await mkdir(vmDir, { recursive: true });
   const child = spawn('sh', ['-s'], {
-    env: { PATH: `${binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, FAKE_VM_DIR: vmDir, HOME: vmDir },
+    env: { ...env, PATH: `${binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, FAKE_VM_DIR: vmDir, HOME: vmDir },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stdout = '';
