@@ -10,7 +10,9 @@
 #   FLEET_DATA_DEVICE block device of the data volume
 # Optional, for tests and unusual images: FLEET_CRYPTSETUP (default cryptsetup),
 # FLEET_POWEROFF (default `poweroff`), FLEET_MAPPER_NAME (default fleet-data),
-# FLEET_CURL_OPTS (extra curl options, e.g. --cacert FILE).
+# FLEET_CURL_OPTS (extra curl options, e.g. --cacert FILE), FLEET_TRIES
+# (default 12) and FLEET_RETRY_SECONDS (default 5): how often, how far apart,
+# a request that got no answer or a 408 / 429 / 5xx one is sent again.
 #
 # What must stay true: the disk key lives only in a shell variable and
 # reaches cryptsetup on its stdin (never argv, a file, or a log line); the
@@ -24,17 +26,41 @@ umask 077
 : "${FLEET_MAPPER_NAME:=fleet-data}"
 : "${FLEET_CURL_OPTS:=}"
 : "${FLEET_ENCRYPTED:=0}"
+: "${FLEET_TRIES:=12}"
+: "${FLEET_RETRY_SECONDS:=5}"
+nl='
+'
 
 log() { echo "dmzfleet-agent: $*" >&2; }
 
 # JSON string contents: ids, tokens and images are [A-Za-z0-9._:/-]; anything else is dropped.
 clean() { printf '%s' "$1" | tr -cd 'A-Za-z0-9._:/@+= -'; }
 
-# POST a JSON body read from stdin; prints the answer body; fails on a non-2xx answer.
+# POST a JSON body read from stdin; prints the answer body; fails on an answer
+# other than 2xx. No answer at all (refused, reset, cut short, timed out) and a
+# 408 / 429 / 5xx are asked again, FLEET_TRIES times in all: the boot endpoint
+# answers a repeat of an approved boot with the same approval (docs/recovery.md,
+# "Resumed boots"), so an answer lost on its way costs a retry, not the VM.
+# A redirect is not followed (its answer fails).
 post() {
-  # shellcheck disable=SC2086
-  curl -sS --fail --max-time 30 --retry 5 --retry-delay 2 --retry-connrefused $FLEET_CURL_OPTS \
-    -H 'content-type: application/json' --data-binary @- "$1"
+  body=$(cat)
+  tries=1
+  while :; do
+    # shellcheck disable=SC2086
+    out=$(printf '%s' "$body" | curl -sS --max-time 30 $FLEET_CURL_OPTS -H 'content-type: application/json' \
+      --data-binary @- -w "$nl%{http_code}" "$1") || out="${nl}000"
+    code=${out##*"$nl"}
+    case "$code" in
+      2??) printf '%s' "${out%"$nl"*}"; out=; body=; return 0 ;;
+      000 | 408 | 429 | 5??) ;;
+      *) out=; body=; log "$1 answered HTTP $code"; return 1 ;;
+    esac
+    if [ "$tries" -ge "$FLEET_TRIES" ]; then
+      out=; body=; log "$1: no answer after $tries tries (last: HTTP $code)"; return 1
+    fi
+    tries=$((tries + 1))
+    sleep "$FLEET_RETRY_SECONDS"
+  done
 }
 
 report() {

@@ -80,6 +80,33 @@ describe('boot agent', () => {
     expect(filesUnder(dir).map((f) => f.file.slice(dir.length + 1))).toEqual(['powered-off']);
   });
 
+  it('a boot whose answer is lost on its way is asked again: the same approval and key, recorded once, and the VM boots', async () => {
+    const proxy = await losingProxy(w.dmz.url);
+    w.ec2.tamper = (ud) => ud.replace(/^FLEET_BOOT_URL='[^']*'$/m, `FLEET_BOOT_URL='${proxy.url}/v1/boot'`);
+    w.ec2.agentEnv = { FLEET_RETRY_SECONDS: '0' };
+    try {
+      const vm = newVm(w.stack, { index: 2 });
+      await w.client.createVm(createRequest(vm));
+      const steps = await walk(w.client, vm.id, TO_RUNNING);
+      await w.ec2.settled();
+      const inst = [...w.ec2.instances.values()].find((i) => i.tags.get('fleet:vm-id') === vm.id)!;
+      const runs = await Promise.all(inst.runs);
+      expect(runs.map((r) => [r.code, r.opened, r.poweredOff])).toEqual([[0, true, false]]);
+      expect(steps.at(-1)).toMatchObject({ outcome: 'ok', vm: { state: 'Running' } });
+      // The first answer (an approval: the token is used) never reached the VM; the second is the same approval and key.
+      const key = diskKey(AWS_SECRET, vm.id);
+      expect(proxy.answers.map((a) => [a.approved, a.diskKey === key])).toEqual([
+        [true, true],
+        [true, true],
+      ]);
+      expect((await w.record.listBootAttempts(vm.id)).filter((a) => a.approved)).toHaveLength(1);
+    } finally {
+      w.ec2.tamper = undefined;
+      w.ec2.agentEnv = {};
+      await proxy.close();
+    }
+  });
+
   it('first launch (no boot token yet) does nothing and leaves the VM running for the driver to stop', async () => {
     const r = await runUserData(
       renderAgentUserData({ bootUrl: 'http://127.0.0.1:1/v1/boot', vmId: 'v', cloudId: '', image: 'ami-1', encrypted: true, dataDevice: '/dev/nvme1n1' }),
@@ -106,6 +133,34 @@ describe('boot agent', () => {
     expect(text.startsWith('#!/bin/sh\n')).toBe(true);
   });
 });
+
+/**
+ * A proxy in front of a real boot endpoint that loses the answer to the first POST /v1/boot: it
+ * passes the request on, reads the whole answer, then cuts the VM's connection without a byte
+ * (a DMZ client that dies, or a network that drops, after the authority approved). `answers`: every
+ * answer the endpoint gave, lost or passed on.
+ */
+async function losingProxy(target: string): Promise<{ url: string; answers: Record<string, unknown>[]; close(): Promise<void> }> {
+  const answers: Record<string, unknown>[] = [];
+  let boots = 0;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      void fetch(`${target}${req.url}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).then(async (up) => {
+        const text = await up.text();
+        if (req.url === '/v1/boot') {
+          answers.push(JSON.parse(text) as Record<string, unknown>);
+          if (boots++ === 0) return void req.socket.destroy();
+        }
+        res.writeHead(up.status, { 'content-type': 'application/json' }).end(text);
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, answers, close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))) };
+}
 
 /** What the faulty boot endpoint saw: the bodies posted to /v1/boot and to /v1/boot/status. */
 interface Seen {
@@ -153,18 +208,24 @@ describe('boot agent against a faulty boot endpoint', () => {
 
   // Only the boot endpoint's own denial is a denial (the driver terminates the VM on it); an answer the
   // agent cannot read is a failed boot: the VM powers off and stays, BootFailed, for the operator.
+  // No answer, and a 408 / 429 / 5xx, are asked again (FLEET_TRIES, here 4); any other answer is final.
   it.each([
-    { name: 'a denial', answer: (res: ServerResponse) => json(res, 200, '{"approved":false,"reason":"image ami-9 is not the image of this VM"}'), denied: true },
-    { name: 'a redirect', answer: (res: ServerResponse) => void res.writeHead(302, { location: 'https://elsewhere.example/v1/boot' }).end(), denied: false },
-    { name: 'an HTML page with 200', answer: (res: ServerResponse) => void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>proxy login</html>'), denied: false },
-    { name: 'an empty 200', answer: (res: ServerResponse) => json(res, 200, ''), denied: false },
-    { name: 'a JSON error with 200', answer: (res: ServerResponse) => json(res, 200, '{"error":{"code":"internal","message":"x"}}'), denied: false },
-  ])('$name: the VM powers off, reported failed with denied=$denied, no key used', async ({ name, answer, denied }) => {
+    { name: 'a denial', answer: (res: ServerResponse) => json(res, 200, '{"approved":false,"reason":"image ami-9 is not the image of this VM"}'), denied: true, asked: 1 },
+    { name: 'a redirect', answer: (res: ServerResponse) => void res.writeHead(302, { location: 'https://elsewhere.example/v1/boot' }).end(), denied: false, asked: 1 },
+    { name: 'an HTML page with 200', answer: (res: ServerResponse) => void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>proxy login</html>'), denied: false, asked: 1 },
+    { name: 'an empty 200', answer: (res: ServerResponse) => json(res, 200, ''), denied: false, asked: 1 },
+    { name: 'a JSON error with 200', answer: (res: ServerResponse) => json(res, 200, '{"error":{"code":"internal","message":"x"}}'), denied: false, asked: 1 },
+    { name: 'a 400', answer: (res: ServerResponse) => json(res, 400, '{"error":{"code":"bad-request","message":"x"}}'), denied: false, asked: 1 },
+    { name: 'a 503 every time', answer: (res: ServerResponse) => json(res, 503, '{"error":{"code":"authority-unavailable","message":"x"}}'), denied: false, asked: 4 },
+    { name: 'a cut connection every time', answer: (res: ServerResponse) => void res.socket?.destroy(), denied: false, asked: 4 },
+    { name: 'an answer cut short every time', answer: (res: ServerResponse) => void (res.writeHead(200, { 'content-length': '200' }).write('{"approved":tr'), res.socket?.end()), denied: false, asked: 4 },
+  ])('$name: the VM powers off, reported failed with denied=$denied, no key used (asked $asked times)', async ({ name, answer, denied, asked }) => {
     const ep = await faultyEndpoint((_n, _req, res) => answer(res));
     try {
       const dir = join(root, name.replace(/\W+/g, '-'));
-      const r = await runUserData(renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0' });
+      const r = await runUserData(renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0', FLEET_TRIES: '4' });
       expect(r).toMatchObject({ code: 1, poweredOff: true, opened: false });
+      expect(ep.seen.boots).toHaveLength(asked);
       expect(ep.seen.reports.map((x) => [x.state, x.denied])).toEqual([
         ['booting', false],
         ['failed', denied],

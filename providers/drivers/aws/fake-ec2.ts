@@ -76,6 +76,8 @@ export class FakeEc2 {
   pageSize = 1000;
   /** Changes an instance's user data as it starts (someone tampering with the VM): tests of a denied boot. */
   tamper: ((userData: string) => string) | undefined;
+  /** The environment the image gives its boot agent (FLEET_RETRY_SECONDS, …; agent.sh's optional settings). */
+  agentEnv: Record<string, string> = {};
   private readonly faults = new Map<string, { fault: Ec2Fault; times: number }>();
   private readonly interceptor: nock.Interceptor;
   private hung: (() => void)[] = [];
@@ -291,7 +293,7 @@ export class FakeEc2 {
     if (this.tamper) i.userData = this.tamper(i.userData);
     if (parseAgentUserData(i.userData).FLEET_BOOT_TOKEN) {
       // The VM boots and runs its user data: the boot agent, against the real boot endpoint.
-      const run = runUserData(i.userData, this.binDir, this.vmDir(i.id)).then((r) => {
+      const run = runUserData(i.userData, this.binDir, this.vmDir(i.id), this.agentEnv).then((r) => {
         if (r.poweredOff && this.instances.get(i.id) === i && (i.state === 'running' || i.state === 'pending')) i.state = 'stopped';
         return r;
       });
