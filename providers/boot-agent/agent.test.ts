@@ -13,7 +13,7 @@ import { diskKey } from '../../engine/authority/keys.ts';
 import { sha256 } from '../../protocol/index.ts';
 import { TO_RUNNING, createRequest, newVm, walk } from '../testing.ts';
 import { AWS_SECRET, startAwsWorld, type AwsWorld } from '../drivers/aws/world.ts';
-import { parseAgentUserData, renderAgentUserData } from './index.ts';
+import { USER_DATA_MAX_BYTES, UserDataTooLarge, parseAgentUserData, renderAgentUserData } from './index.ts';
 import { runUserData, writeFakeVmTools } from './testing.ts';
 
 /** Every file under `dir`, read as text. */
@@ -125,6 +125,24 @@ describe('boot agent', () => {
     });
     expect(res.status).toBe(403);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('agent-report-refused');
+  });
+
+  // EC2 takes 16 KiB of user data (raw), Azure 64 KiB of userData (base64): a setting too long is refused
+  // by the render, naming the setting, before the cloud sees it.
+  it.each([
+    { name: 'a usual boot, EC2', bootUrl: 'https://10.20.0.10:7401/v1/boot', limit: USER_DATA_MAX_BYTES.aws, fits: true },
+    { name: 'a 12 KiB bootUrl, EC2', bootUrl: `https://dmz.example/${'a'.repeat(12 * 1024)}`, limit: USER_DATA_MAX_BYTES.aws, fits: false },
+    { name: 'a 12 KiB bootUrl, Azure', bootUrl: `https://dmz.example/${'a'.repeat(12 * 1024)}`, limit: USER_DATA_MAX_BYTES.azure, fits: true },
+    { name: 'a 48 KiB bootUrl, Azure', bootUrl: `https://dmz.example/${'a'.repeat(48 * 1024)}`, limit: USER_DATA_MAX_BYTES.azure, fits: false },
+  ])('user data size: $name fits=$fits', ({ bootUrl, limit, fits }) => {
+    const render = (): string =>
+      renderAgentUserData({ bootUrl, vmId: '0b7c2f3e-5d1a-4c8e-9f00-1a2b3c4d5e6f', cloudId: 'i-0abc', image: 'ami-1', bootToken: 't'.repeat(64), encrypted: true, dataDevice: '/dev/nvme1n1' }, limit);
+    if (fits) {
+      expect(Buffer.byteLength(render())).toBeLessThanOrEqual(limit);
+    } else {
+      expect(render).toThrow(UserDataTooLarge);
+      expect(render).toThrow(/over the cloud's limit of \d+; its longest setting is FLEET_BOOT_URL/);
+    }
   });
 
   it('rendered user data quotes every setting for sh', () => {

@@ -33,8 +33,21 @@ function shQuote(v: string): string {
   return `'${v.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The user data / custom data of one boot: `#!/bin/sh`, the settings, then agent.sh. */
-export function renderAgentUserData(s: AgentSettings): string {
+/**
+ * The most bytes of rendered user data each cloud takes: EC2 16 KiB raw
+ * (before base64); Azure's userData 64 KiB once base64-encoded (48 KiB raw).
+ */
+export const USER_DATA_MAX_BYTES = { aws: 16 * 1024, azure: ((64 * 1024) / 4) * 3 } as const;
+
+/** Rendered user data over the cloud's limit (the drivers answer it as a failed call, before the cloud sees it). */
+export class UserDataTooLarge extends Error {}
+
+/**
+ * The user data / custom data of one boot: `#!/bin/sh`, the settings, then
+ * agent.sh. Throws UserDataTooLarge when it comes to more than `maxBytes`
+ * (default: EC2's limit, the smallest), naming the longest setting.
+ */
+export function renderAgentUserData(s: AgentSettings, maxBytes: number = USER_DATA_MAX_BYTES.aws): string {
   const vars: [string, string][] = [
     ['FLEET_BOOT_URL', s.bootUrl],
     ['FLEET_VM_ID', s.vmId],
@@ -45,7 +58,15 @@ export function renderAgentUserData(s: AgentSettings): string {
     ['FLEET_DATA_DEVICE', s.dataDevice],
   ];
   const header = vars.map(([k, v]) => `${k}=${shQuote(v)}`).join('\n');
-  return `#!/bin/sh\n# dmzfleet boot agent settings of this boot (providers/boot-agent)\n${header}\n${agentScript()}`;
+  const text = `#!/bin/sh\n# dmzfleet boot agent settings of this boot (providers/boot-agent)\n${header}\n${agentScript()}`;
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > maxBytes) {
+    const [name, value] = vars.reduce((a, b) => (Buffer.byteLength(b[1]) > Buffer.byteLength(a[1]) ? b : a));
+    throw new UserDataTooLarge(
+      `the boot agent's user data for VM ${s.vmId.slice(0, 80)} would be ${bytes} bytes, over the cloud's limit of ${maxBytes}; its longest setting is ${name} (${Buffer.byteLength(value)} bytes): shorten it (a bootUrl comes from the DMZ client config's spec.bootUrl)`,
+    );
+  }
+  return text;
 }
 
 /** The settings back from rendered user data (fake clouds in tests run it; drivers read the boot token's presence). */

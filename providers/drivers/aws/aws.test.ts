@@ -114,6 +114,14 @@ describe('aws driver', () => {
     expect(ec2.requests.at(-1)?.accessKeyId).toBe('AKIDREADONLY');
   });
 
+  it('user data over EC2\'s 16 KiB (a bootUrl too long) fails the create as `failed`, naming the setting, before RunInstances', async () => {
+    driver.attach({ bootUrl: `https://dmz.example/${'a'.repeat(16 * 1024)}` });
+    const err = await failure(driver.createVm(creds(), input()));
+    expect(err.kind).toBe('failed');
+    expect(err.message).toMatch(/over the cloud's limit of 16384; its longest setting is FLEET_BOOT_URL/);
+    expect(ec2.calls('RunInstances')).toEqual([]);
+  });
+
   it('boot writes this boot\'s token into the user data (ModifyInstanceAttribute) before StartInstances; resize sets the catalog type', async () => {
     const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };

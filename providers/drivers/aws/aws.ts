@@ -41,7 +41,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import type { InstanceType } from '../../../engine/policy/types.ts';
 import type { VmSize } from '../../../engine/model/index.ts';
-import { renderAgentUserData } from '../../boot-agent/index.ts';
+import { USER_DATA_MAX_BYTES, UserDataTooLarge, renderAgentUserData } from '../../boot-agent/index.ts';
 import type { AwsDriverSettings } from '../../../specs/types/dmz-client.ts';
 import {
   DriverError,
@@ -269,15 +269,23 @@ export class AwsDriver implements Driver {
 
   private userData(input: { vmId: string; cloudId: string; image: string; encrypted: boolean; bootToken?: string }): string {
     if (!this.bootUrl) throw new DriverError('failed', `the aws driver of ${this.dataCenter} knows no boot endpoint yet`);
-    return renderAgentUserData({
-      bootUrl: this.bootUrl,
-      vmId: input.vmId,
-      cloudId: input.cloudId,
-      image: input.image,
-      encrypted: input.encrypted,
-      dataDevice: this.o.settings.dataVolumeDevice ?? DEFAULT_DEVICE,
-      ...(input.bootToken !== undefined ? { bootToken: input.bootToken } : {}),
-    });
+    try {
+      return renderAgentUserData(
+        {
+          bootUrl: this.bootUrl,
+          vmId: input.vmId,
+          cloudId: input.cloudId,
+          image: input.image,
+          encrypted: input.encrypted,
+          dataDevice: this.o.settings.dataVolumeDevice ?? DEFAULT_DEVICE,
+          ...(input.bootToken !== undefined ? { bootToken: input.bootToken } : {}),
+        },
+        USER_DATA_MAX_BYTES.aws,
+      );
+    } catch (err) {
+      if (err instanceof UserDataTooLarge) throw new DriverError('failed', err.message);
+      throw err;
+    }
   }
 
   async createVm(creds: ScopedCredentials, input: CreateVmInput): Promise<CloudVm> {

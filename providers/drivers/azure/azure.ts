@@ -334,11 +334,8 @@ export class AzureDriver implements Driver {
       throw new DriverError('invalid-state', `VM ${name} is ${power === 'none' ? 'not running' : power}; power it on before booting`);
     }
     if (!this.bootUrl) throw new DriverError('failed', 'the DMZ client has not told the driver its boot endpoint yet');
-    // Known before the token reaches the VM: the agent's first report may come before the PATCH is answered.
-    const prior = this.agents.get(cloudId);
-    const booting: AgentEntry = { state: 'booting', tokenHash: sha256(opts.bootToken) };
-    this.setAgent(cloudId, booting);
     const tags = vm.tags ?? {};
+    // Rendered first: a script the cloud cannot take (too large) fails the boot with nothing changed.
     const script = this.o.bootScript({
       vmId: ref.vmId,
       cloudId,
@@ -349,6 +346,10 @@ export class AzureDriver implements Driver {
       dataDevice: AZURE_DATA_DEVICE,
     });
     const userData = Buffer.from(script).toString('base64');
+    // Known before the token reaches the VM: the agent's first report may come before the PATCH is answered.
+    const prior = this.agents.get(cloudId);
+    const booting: AgentEntry = { state: 'booting', tokenHash: sha256(opts.bootToken) };
+    this.setAgent(cloudId, booting);
     try {
       await this.arm(`hand VM ${name} its boot token`, () => c.compute.virtualMachines.update(this.rg, name, { userData }, this.lro()));
     } catch (err) {
