@@ -8,6 +8,7 @@
 #   FLEET_BOOT_TOKEN  the one-time boot token of this boot (empty at first launch: then nothing happens)
 #   FLEET_ENCRYPTED   1 when the data volume is LUKS-encrypted with the key the authority releases
 #   FLEET_DATA_DEVICE block device of the data volume
+#   FLEET_BOOT_CA     PEM CA bundle of an https boot endpoint (the DMZ client's --boot-ca); empty: the system's CAs
 # Optional, for tests and unusual images: FLEET_CRYPTSETUP (default cryptsetup),
 # FLEET_POWEROFF (default `poweroff`), FLEET_MAPPER_NAME (default fleet-data),
 # FLEET_CURL_OPTS (extra curl options, e.g. --cacert FILE), FLEET_TRIES
@@ -48,8 +49,16 @@ post() {
   while :; do
     # shellcheck disable=SC2086
     out=$(printf '%s' "$body" | curl -sS --max-time 30 $FLEET_CURL_OPTS -H 'content-type: application/json' \
-      --data-binary @- -w "$nl%{http_code}" "$1") || out="${nl}000"
+      --data-binary @- -w "$nl%{http_code}" "$1")
+    rc=$?
     code=${out##*"$nl"}
+    # curl's own failures: no answer (name, connect, TLS handshake, timeout, empty / reset / cut reply) is
+    # asked again; any other (a certificate that does not verify, a bad option) is final.
+    case "$rc" in
+      0) ;;
+      6 | 7 | 18 | 28 | 35 | 52 | 55 | 56) code=000 ;;
+      *) out=; body=; log "$1: curl failed (exit $rc)"; return 1 ;;
+    esac
     case "$code" in
       2??) printf '%s' "${out%"$nl"*}"; out=; body=; return 0 ;;
       000 | 408 | 429 | 5??) ;;
@@ -82,6 +91,13 @@ fail() {
 if [ -z "${FLEET_BOOT_TOKEN:-}" ]; then
   log "no boot token: first launch, nothing to do"
   exit 0
+fi
+
+# The boot endpoint's CA (public, no secret) in a file for curl --cacert.
+if [ -n "${FLEET_BOOT_CA:-}" ]; then
+  ca_file=$(mktemp) && printf '%s\n' "$FLEET_BOOT_CA" >"$ca_file" || fail "cannot write the boot endpoint's CA"
+  trap 'rm -f "$ca_file"' EXIT
+  FLEET_CURL_OPTS="$FLEET_CURL_OPTS --cacert $ca_file"
 fi
 
 report booting ""

@@ -4,13 +4,15 @@
 // fake cryptsetup that records its arguments and the hash of its stdin.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diskKey } from '../../engine/authority/keys.ts';
 import { sha256 } from '../../protocol/index.ts';
+import { TestCa } from '../../engine/transport/testing.ts';
 import { TO_RUNNING, createRequest, newVm, walk } from '../testing.ts';
 import { AWS_SECRET, startAwsWorld, type AwsWorld } from '../drivers/aws/world.ts';
 import { USER_DATA_MAX_BYTES, UserDataTooLarge, parseAgentUserData, renderAgentUserData } from './index.ts';
@@ -190,9 +192,12 @@ interface Seen {
  * A boot endpoint that answers each POST /v1/boot with `answer(n)` (n: 0 for the first) and takes
  * every report: the faults a VM meets between it and the DMZ client (a proxy, a restart, a cut).
  */
-async function faultyEndpoint(answer: (n: number, req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; seen: Seen; close(): Promise<void> }> {
+async function faultyEndpoint(
+  answer: (n: number, req: IncomingMessage, res: ServerResponse) => void,
+  tls?: { cert: string; key: string },
+): Promise<{ url: string; seen: Seen; close(): Promise<void> }> {
   const seen: Seen = { boots: [], reports: [] };
-  const server = createServer((req, res) => {
+  const handler: RequestListener = (req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
@@ -205,9 +210,10 @@ async function faultyEndpoint(answer: (n: number, req: IncomingMessage, res: Ser
       seen.boots.push(parsed);
       answer(seen.boots.length - 1, req, res);
     });
-  });
+  };
+  const server = tls ? createHttpsServer(tls, handler) : createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return { url, seen, close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))) };
 }
 
@@ -248,6 +254,30 @@ describe('boot agent against a faulty boot endpoint', () => {
         ['booting', false],
         ['failed', denied],
       ]);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  it('a boot endpoint under a private CA (the DMZ client\'s --boot-ca): the agent verifies it with the CA the user data carries', async () => {
+    const ca = new TestCa();
+    const ep = await faultyEndpoint((_n, _req, res) => json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}'), ca.issue({ cn: '127.0.0.1' }));
+    try {
+      const userData = renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot`, bootCa: ca.cert });
+      expect(parseAgentUserData(userData).FLEET_BOOT_CA).toBe(ca.cert);
+      const r = await runUserData(userData, join(root, 'bin'), join(root, 'private-ca'), { FLEET_RETRY_SECONDS: '0', FLEET_TRIES: '2' });
+      expect(r).toMatchObject({ code: 0, poweredOff: false, opened: true });
+      expect(ep.seen.reports.map((x) => x.state)).toEqual(['booting', 'ready']);
+      // Another CA's certificate is refused: the VM asks no one but the endpoint its CA names.
+      const other = new TestCa();
+      const r2 = await runUserData(
+        renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot`, bootCa: other.cert }),
+        join(root, 'bin'),
+        join(root, 'other-ca'),
+        { FLEET_RETRY_SECONDS: '0', FLEET_TRIES: '2' },
+      );
+      expect(r2).toMatchObject({ code: 1, poweredOff: true, opened: false });
+      expect(ep.seen.boots).toHaveLength(1);
     } finally {
       await ep.close();
     }

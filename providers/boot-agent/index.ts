@@ -26,6 +26,11 @@ export interface AgentSettings {
   encrypted: boolean;
   /** Block device of the encrypted data volume. */
   dataDevice: string;
+  /**
+   * PEM CA bundle the agent verifies an https boot endpoint with (the DMZ
+   * client's --boot-ca); absent: the image's system CAs. Public: no secret.
+   */
+  bootCa?: string;
 }
 
 /** A value in single quotes, safe for sh. */
@@ -56,6 +61,7 @@ export function renderAgentUserData(s: AgentSettings, maxBytes: number = USER_DA
     ['FLEET_BOOT_TOKEN', s.bootToken ?? ''],
     ['FLEET_ENCRYPTED', s.encrypted ? '1' : '0'],
     ['FLEET_DATA_DEVICE', s.dataDevice],
+    ['FLEET_BOOT_CA', s.bootCa ?? ''],
   ];
   const header = vars.map(([k, v]) => `${k}=${shQuote(v)}`).join('\n');
   const text = `#!/bin/sh\n# dmzfleet boot agent settings of this boot (providers/boot-agent)\n${header}\n${agentScript()}`;

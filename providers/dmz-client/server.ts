@@ -66,8 +66,8 @@ export interface StartDmzClientOptions {
   tls?: ServerTls;
   /**
    * PEM CA bundle this data center's VMs verify the boot endpoint's
-   * certificate with (handed to the driver: the sim's agents use it; a real
-   * VM's agent takes its CA through FLEET_CURL_OPTS). Default: the system's CAs.
+   * certificate with (handed to the driver: the sim's agents use it; the aws
+   * and azure drivers put it in each boot's user data). Default: the system's CAs.
    */
   bootCa?: string;
   /** For an https authority: its CA bundle and this DMZ client's own certificate. */

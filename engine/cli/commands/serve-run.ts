@@ -269,7 +269,7 @@ export interface ServeDmzClientOptions extends ServeCommonOptions {
   authorityCa?: string;
   authorityCert?: string;
   authorityKey?: string;
-  /** CA bundle this data center's VMs verify the boot endpoint's certificate with (or FLEET_BOOT_CA): the sim's agents use it. */
+  /** CA bundle this data center's VMs verify the boot endpoint's certificate with (or FLEET_BOOT_CA): the sim's agents use it, aws and azure VMs get it in their user data. */
   bootCa?: string;
   stack: string;
   dataCenter: string;

@@ -48,7 +48,7 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
     .option('--authority-ca <file>', 'CA bundle to verify an https authority with (default: the system\'s)')
     .option('--authority-cert <file>', 'this DMZ client\'s certificate for an authority that requires client certificates')
     .option('--authority-key <file>', 'the private key of --authority-cert')
-    .option('--boot-ca <file>', 'CA bundle the data center\'s VMs verify this DMZ client\'s certificate with at the boot endpoint (or FLEET_BOOT_CA; the sim\'s agents use it; default: the system\'s)')
+    .option('--boot-ca <file>', 'CA bundle the data center\'s VMs verify this DMZ client\'s certificate with at the boot endpoint (or FLEET_BOOT_CA; the sim\'s agents use it, aws and azure VMs get it in their user data; default: the system\'s)')
     .option('--log-level <level>', 'log level of the JSON-line logs on stdout: fatal, error, warn, info, debug, trace or silent (or FLEET_LOG_LEVEL; default info)')
     .option('--drain-timeout <seconds>', 'on SIGTERM, how long work in flight may take to finish before connections are cut (or FLEET_DRAIN_TIMEOUT; default 20)')
     .action(async (opts: ServeDmzClientOptions) => {

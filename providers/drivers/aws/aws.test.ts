@@ -136,6 +136,21 @@ describe('aws driver', () => {
     expect(order.slice(-2)).toEqual(['ModifyInstanceAttribute', 'StartInstances']);
   });
 
+  it('the DMZ client\'s boot CA (--boot-ca) reaches the agent in the user data; without one the agent uses the image\'s CAs', async () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----';
+    // Nothing serves 10.0.0.5 here: the agents the fake EC2 starts give up at once.
+    ec2.agentEnv = { FLEET_TRIES: '1' };
+    const booted = async (): Promise<Partial<Record<string, string>>> => {
+      const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+      await driver.powerOn(creds(), { vmId: vm.vmId, cloudId: vm.cloudId });
+      await driver.boot(creds(), { vmId: vm.vmId, cloudId: vm.cloudId }, { bootToken: 'tok-ca' });
+      return parseAgentUserData(Buffer.from(ec2.calls('ModifyInstanceAttribute').at(-1)!.params.get('UserData.Value')!, 'base64').toString('utf8'));
+    };
+    expect((await booted()).FLEET_BOOT_CA).toBe('');
+    driver.attach({ bootUrl: 'https://10.0.0.5:7401/v1/boot', bootCa: pem });
+    expect(await booted()).toMatchObject({ FLEET_BOOT_URL: 'https://10.0.0.5:7401/v1/boot', FLEET_BOOT_CA: pem });
+  });
+
   // A boot whose report was lost (a crash, an authority outage) is approved
   // again by the next apply with a new token, while the instance runs with
   // the first one and this DMZ client (restarted) no longer knows it: the

@@ -92,6 +92,8 @@ export class AwsDriver implements Driver {
   readonly kind = 'aws';
   readonly dataCenter: string;
   private bootUrl: string | undefined;
+  /** The CA bundle the VMs verify an https boot endpoint with (the DMZ client's --boot-ca), carried in the user data. */
+  private bootCa: string | undefined;
   private readonly readClient: EC2Client;
   private readonly clients = new Map<string, EC2Client>();
   /** Per instance, what its agent reported in the current boot; kept in the state folder across restarts (agent-ledger.ts). */
@@ -147,8 +149,9 @@ export class AwsDriver implements Driver {
     this.calls.set(call, (this.calls.get(call) ?? 0) + 1);
   }
 
-  attach(ctx: { bootUrl: string }): void {
+  attach(ctx: { bootUrl: string; bootCa?: string }): void {
     this.bootUrl = this.o.bootUrl ?? ctx.bootUrl;
+    this.bootCa = ctx.bootCa;
   }
 
   /** One EC2 call; its failure as a DriverError (errors.ts). */
@@ -279,6 +282,7 @@ export class AwsDriver implements Driver {
           encrypted: input.encrypted,
           dataDevice: this.o.settings.dataVolumeDevice ?? DEFAULT_DEVICE,
           ...(input.bootToken !== undefined ? { bootToken: input.bootToken } : {}),
+          ...(this.bootCa ? { bootCa: this.bootCa } : {}),
         },
         USER_DATA_MAX_BYTES.aws,
       );

@@ -58,6 +58,8 @@ export class AzureDriver implements Driver {
   readonly kind = 'azure';
   readonly dataCenter: string;
   private bootUrl: string | undefined;
+  /** The CA bundle the VMs verify an https boot endpoint with (the DMZ client's --boot-ca), carried in userData. */
+  private bootCa: string | undefined;
   private readonly endpoint: string;
   private readonly writeClients = new Map<string, Clients>();
   private readonly readClients: Clients;
@@ -75,8 +77,9 @@ export class AzureDriver implements Driver {
     this.events.setMaxListeners(0);
   }
 
-  attach(ctx: { bootUrl: string }): void {
+  attach(ctx: { bootUrl: string; bootCa?: string }): void {
     this.bootUrl = this.o.bootUrl ?? ctx.bootUrl;
+    this.bootCa = ctx.bootCa;
   }
 
   private clients(credential: TokenCredential): Clients {
@@ -344,6 +347,7 @@ export class AzureDriver implements Driver {
       bootToken: opts.bootToken,
       encryptedDisk: tags[TAG.encrypted] === 'true',
       dataDevice: AZURE_DATA_DEVICE,
+      ...(this.bootCa ? { bootCa: this.bootCa } : {}),
     });
     const userData = Buffer.from(script).toString('base64');
     // Known before the token reaches the VM: the agent's first report may come before the PATCH is answered.

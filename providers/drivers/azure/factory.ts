@@ -37,7 +37,16 @@ export const azureDriverFactory: DriverFactory = async (ctx) => {
     bootScript: (b) => {
       try {
         return renderAgentUserData(
-          { bootUrl: b.bootUrl, vmId: b.vmId, cloudId: b.cloudId, image: b.image, bootToken: b.bootToken, encrypted: b.encryptedDisk, dataDevice: b.dataDevice },
+          {
+            bootUrl: b.bootUrl,
+            vmId: b.vmId,
+            cloudId: b.cloudId,
+            image: b.image,
+            bootToken: b.bootToken,
+            encrypted: b.encryptedDisk,
+            dataDevice: b.dataDevice,
+            ...(b.bootCa ? { bootCa: b.bootCa } : {}),
+          },
           USER_DATA_MAX_BYTES.azure,
         );
       } catch (err) {

@@ -18,6 +18,8 @@ export interface BootAgentContext {
   encryptedDisk: boolean;
   /** The data volume inside the VM: LUN 0 as Azure's udev rules name it. */
   dataDevice: string;
+  /** PEM CA bundle of an https boot endpoint (the DMZ client's --boot-ca); absent: the image's CAs. */
+  bootCa?: string;
 }
 
 /** The data disk (LUN 0) inside an Azure Linux VM. */
