@@ -325,6 +325,27 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     return plan.changes;
   }
 
+  /**
+   * The protect rule, as `fleet plan` judges it: members of a fleet whose spec
+   * says `protect: true` are neither deleted nor replaced. The authority
+   * cannot judge it for this fleet (it reads protection from the record's
+   * fleet row, which only `fleet apply` writes), so the provider refuses
+   * before any step; the program's way out is `protect: false`, as a fleet
+   * file's is without --allow-destroy.
+   */
+  private holdProtected(spec: FleetSpecInputs, destructive: readonly { address: string; action: string }[]): void {
+    if (spec?.protect !== true || destructive.length === 0 || (this.stack.protectEnforcement ?? 'mandatory') !== 'mandatory') return;
+    throw new FleetError(
+      destructive.map((c) =>
+        diag(
+          'plan.blocked',
+          `protect: ${c.address} would be ${c.action === 'delete' ? 'deleted' : 'replaced (deleted and created again)'}, but fleet ${spec.name} is protected (spec.protect: true); nothing was changed. Review the change, then set protect: false in the program and run \`pulumi up\` first.`,
+          { address: c.address },
+        ),
+      ),
+    );
+  }
+
   /** Carries out one member's change; the member afterwards, or undefined when it is gone. */
   private async carry(c: Change, spec: FleetSpecInputs, inputs: FleetInputs, old: FleetMember | undefined): Promise<FleetMember | undefined> {
     const p = this.dc(c.dataCenter, inputs.tokens);
@@ -363,6 +384,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
   /** Plans and carries out every member's change at once; the members afterwards and the failures. */
   private async converge(inputs: FleetInputs, olds: readonly FleetMember[]): Promise<{ members: FleetMember[]; failed: Diagnostic[]; created: FleetMember[]; stuck: FleetMember[] }> {
     const changes = this.plan(inputs.spec, inputs.specHash, olds);
+    this.holdProtected(inputs.spec, changes.filter((c) => c.action === 'delete' || c.action === 'replace'));
     const byId = new Map(olds.map((m) => [m.vmId, m]));
     const results = await settleAll(changes, (c) => this.carry(c, inputs.spec, inputs, c.vmId ? byId.get(c.vmId) : undefined));
     const members: FleetMember[] = [];
@@ -470,6 +492,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
   }
 
   async delete(_id: string, props: FleetOutputs): Promise<void> {
+    this.holdProtected(props.spec, props.members.map((m) => ({ address: m.address, action: 'delete' })));
     const results = await settleAll(props.members, (m) => this.dc(m.dataCenter, props.tokens).delete(m.vmId, m));
     const failed: Diagnostic[] = [];
     results.forEach((r, i) => {
