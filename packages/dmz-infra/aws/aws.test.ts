@@ -139,6 +139,21 @@ describe('AWS DMZ', () => {
     expect(() => new DmzClientHost('auth-port', args)).toThrow(message);
   });
 
+  // Found by QA: the broker role (which may launch, stop and terminate the fleet's VMs) trusted whatever
+  // authorityPrincipalArn said: '*' made a role any AWS account may assume, an account's root any principal of
+  // that account; the checks compare against the same value, so they passed.
+  it.each([
+    ['anyone', '*'],
+    ['a whole account (its root)', 'arn:aws:iam::123456789012:root'],
+    ['a bare account id', '123456789012'],
+    ['a wildcard in the role name', 'arn:aws:iam::123456789012:role/*'],
+    ['a service', 'ec2.amazonaws.com'],
+  ])('refuses a broker role trusting %s (%s)', (_what, authorityPrincipalArn) => {
+    const network = new DmzNetwork('trust', { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.9.0.0/16', dmzSubnetCidr: '10.9.1.0/24', fleetSubnetCidr: '10.9.2.0/24', tenantCidrs: ['192.168.0.0/16'] });
+    const args = { network, facts: { location: { lat: 0, lon: 0 }, hardware: [], capacity: {} }, authorityUrl: 'https://a', ami: 'ami-0', authorityPrincipalArn, secrets: { tlsCert: 'c', tlsKey: 'k', clientToken: 't', authorityToken: 'u' } };
+    expect(() => new DmzClientHost('trust', args)).toThrow(/DmzClientHost trust: authorityPrincipalArn .* is not the ARN of one IAM role or user/);
+  });
+
   it('refuses a host address outside the DMZ subnet', () => {
     const network = new DmzNetwork('elsewhere', { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.9.0.0/16', dmzSubnetCidr: '10.9.1.0/24', fleetSubnetCidr: '10.9.2.0/24', tenantCidrs: ['192.168.0.0/16'] });
     const args = { network, facts: { location: { lat: 0, lon: 0 }, hardware: [], capacity: {} }, authorityUrl: 'https://a', ami: 'ami-0', authorityPrincipalArn: 'arn:aws:iam::123456789012:role/a', secrets: { tlsCert: 'c', tlsKey: 'k', clientToken: 't', authorityToken: 'u' } };

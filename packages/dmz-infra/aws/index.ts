@@ -184,6 +184,9 @@ export class DmzNetwork extends pulumi.ComponentResource {
   }
 }
 
+/** One IAM role or user (paths allowed): the only principal the broker role may trust. */
+const PRINCIPAL_ARN = /^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)\/([\w+=,.@-]+\/)*[\w+=,.@-]+$/;
+
 export interface DmzClientHostArgs {
   network: DmzNetwork;
   /** Where the data center sits and what it offers: its stack.yaml entry. */
@@ -243,6 +246,12 @@ export class DmzClientHost extends pulumi.ComponentResource {
     const child = { parent: this };
     const region = net.region;
     const inRegion = { StringEquals: { 'aws:RequestedRegion': region } };
+    // The broker role may launch, stop and terminate the fleet: it trusts one role or user, never '*', an account or a service.
+    if (!PRINCIPAL_ARN.test(args.authorityPrincipalArn)) {
+      throw new Error(
+        `DmzClientHost ${name}: authorityPrincipalArn ${args.authorityPrincipalArn} is not the ARN of one IAM role or user (arn:aws:iam::<account>:role/<name>): the broker role would trust more than the authority (anyone, a whole account, a service).`,
+      );
+    }
     // The network lets the DMZ client out to the tenant on one port: the authority must listen there, or no request is ever approved.
     const authorityPort = authorityPortOf(`DmzClientHost ${name}`, args.authorityUrl);
     if (authorityPort !== net.authorityPort) {
