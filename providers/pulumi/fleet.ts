@@ -243,7 +243,12 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       if (!entry) fail('image', `image ${s.image} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
       else if (candidates.length > 0 && !candidates.some((dc) => Object.hasOwn(entry, dc))) fail('image', `image ${s.image} has no translation for ${candidates.join(', ')} in the pack's catalog`);
     }
-    for (const name of Object.keys(news.tokens ?? {})) if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
+    // Tokens a program computes from another resource are not known in a preview: the whole object is the sentinel.
+    const tokens = news.tokens as unknown;
+    if (tokens !== undefined && known(tokens)) {
+      if (tokens === null || typeof tokens !== 'object' || Array.isArray(tokens)) failures.push({ property: 'tokens', reason: 'tokens must map data center names to their DMZ clients\' tokens' });
+      else for (const name of Object.keys(tokens)) if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
+    }
     return { inputs: news, failures };
   }
 
