@@ -130,6 +130,9 @@ export function lifecycleData(lc: Lifecycle): LifecycleDef {
   };
 }
 
+/** What Pulumi's dynamic-provider host passes to check for a value not known yet (a preview of an input computed from another resource). */
+export const PULUMI_UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
+
 /** Inputs that name the member itself: a change is a different member, so a new VM (the planner never sees one: it keys members by address). */
 const IDENTITY_KEYS = ['stack', 'fleet', 'index', 'name'] as const;
 
@@ -196,8 +199,14 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     return buildLifecycle(this.lifecycle);
   }
 
+  /**
+   * Under Pulumi only. A value the program computes from another resource is
+   * not known in a preview (the host passes PULUMI_UNKNOWN): it is judged
+   * once known, in the check before the create or update.
+   */
   async check(_olds: VmInputs, news: VmInputs): Promise<pulumi.dynamic.CheckResult<VmInputs>> {
     const failures: pulumi.dynamic.CheckFailure[] = [];
+    const known = (...vs: unknown[]) => vs.every((v) => v !== PULUMI_UNKNOWN);
     for (const k of ['stack', 'fleet', 'owner', 'name', 'image', 'desiredState', 'specHash'] as const) {
       if (typeof news[k] !== 'string' || news[k] === '') failures.push({ property: k, reason: `${k} must be a non-empty string` });
     }
@@ -206,11 +215,15 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     if (unreadable) failures.push({ property: 'owner', reason: `owner ${visible(news.owner)} ${unreadable.why}: owners are matched exactly (quota limits) and this one would read as another; ${unreadable.fix.toLowerCase()}` });
     if (!Number.isInteger(news.index) || news.index < 0) failures.push({ property: 'index', reason: 'index must be an integer >= 0' });
     const s = news.size;
-    if (!s || !(s.cpu >= 1) || !(s.memoryGiB > 0) || !(s.diskGiB > 0)) failures.push({ property: 'size', reason: 'size needs cpu >= 1, memoryGiB > 0 and diskGiB > 0' });
-    if (typeof news.encryptedDisk !== 'boolean') failures.push({ property: 'encryptedDisk', reason: 'encryptedDisk must be a boolean' });
+    if (!known(s, s?.cpu, s?.memoryGiB, s?.diskGiB)) {
+      /* judged when known */
+    } else if (!s || !(s.cpu >= 1) || !(s.memoryGiB > 0) || !(s.diskGiB > 0)) failures.push({ property: 'size', reason: 'size needs cpu >= 1, memoryGiB > 0 and diskGiB > 0' });
+    if (typeof news.encryptedDisk !== 'boolean' && known(news.encryptedDisk)) failures.push({ property: 'encryptedDisk', reason: 'encryptedDisk must be a boolean' });
     // As a spec (spec.state-not-requestable): only a requestable state. A terminal one would create a VM and delete it
     // again under a resource Pulumi then believes exists; an intermediate one (PoweredOn, Starting) would park it there.
-    if (typeof news.desiredState === 'string' && news.desiredState !== '' && !this.lifecycle.requestable.includes(news.desiredState)) {
+    if (!known(news.desiredState)) {
+      /* judged when known */
+    } else if (typeof news.desiredState === 'string' && news.desiredState !== '' && !this.lifecycle.requestable.includes(news.desiredState)) {
       failures.push({ property: 'desiredState', reason: `${news.desiredState} is not a state a VM may ask for; ask for ${this.lifecycle.requestable.join(' or ')}` });
     } else if (news.desiredState && !this.lc().path(this.lifecycle.initial, news.desiredState)) {
       failures.push({ property: 'desiredState', reason: `${news.desiredState} cannot be reached from ${this.lifecycle.initial}` });

@@ -29,7 +29,7 @@ import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { PlanVmRow } from '../../engine/record/types.ts';
 import { specHash, type LoadedFleet, type LoadedStack, type Location } from '../../engine/spec/index.ts';
-import type { DataCenterProvider, VmInputs, VmOutputs } from '../provider.ts';
+import { PULUMI_UNKNOWN, type DataCenterProvider, type VmInputs, type VmOutputs } from '../provider.ts';
 import { providerOptions, type FleetStack } from './stack.ts';
 import { providerFor } from './vm.ts';
 
@@ -75,7 +75,7 @@ const STRATEGIES = ['nearest', 'spread', 'pack'] as const;
 /** The keys of FleetSpecInputs (a fleet file's metadata and spec, as the resource takes them). */
 const SPEC_KEYS = ['name', 'owner', 'labels', 'count', 'minCount', 'image', 'size', 'hardware', 'placement', 'state', 'encryptedDisk', 'protect'] as const;
 /** What Pulumi's dynamic-provider host passes for a value not known yet (a preview of an input computed from another resource). */
-const UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
+const UNKNOWN = PULUMI_UNKNOWN;
 const known = (...vs: unknown[]) => vs.every((v) => v !== UNKNOWN);
 /** A fleet file's count limit (fleet.schema.json). */
 const MAX_COUNT = 100_000;

@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { specHash } from '../../engine/spec/index.ts';
 import { FleetProvider, type FleetInputs } from './fleet.ts';
-import type { FleetStack } from './stack.ts';
+import { providerOptions, type FleetStack } from './stack.ts';
+import { VmProvider, type VmResourceInputs } from './vm.ts';
 
 /** What the host passes for a value not known yet (providers/pulumi/fleet.ts UNKNOWN). */
 const UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
@@ -38,5 +39,47 @@ describe('Fleet check in a preview', () => {
   it('still refuses a known tokens object naming no data center of the stack', async () => {
     const r = await new FleetProvider(stack).check(fleetInputs(), fleetInputs({ tokens: { nowhere: 't' } }));
     expect(r.failures).toEqual([{ property: 'tokens', reason: expect.stringContaining('tokens names nowhere') }]);
+  });
+});
+
+describe('Vm check in a preview', () => {
+  const vm: VmResourceInputs = {
+    stack: 'prod',
+    fleet: 'api',
+    owner: 'team-payments',
+    index: 0,
+    name: 'prod-api-0',
+    image: 'ubuntu-22.04',
+    size,
+    encryptedDisk: false,
+    desiredState: 'Running',
+    specHash: specHash({ image: 'ubuntu-22.04', size, hardware: [], encryptedDisk: false }),
+    planId: null,
+  };
+  // Found by QA: Vm's args are pulumi.Inputs (size, image, owner, desiredState, encryptedDisk, fleet), but its
+  // check refused the sentinel of a value computed from another resource ("size needs cpu >= 1 ...",
+  // "encryptedDisk must be a boolean", "... is not a state a VM may ask for"), so such a program never got past
+  // its first preview.
+  it.each([
+    ['size', { size: UNKNOWN }],
+    ['size.cpu', { size: { ...size, cpu: UNKNOWN } }],
+    ['encryptedDisk', { encryptedDisk: UNKNOWN }],
+    ['desiredState', { desiredState: UNKNOWN }],
+    ['owner', { owner: UNKNOWN }],
+    ['image and the spec hash', { image: UNKNOWN, specHash: UNKNOWN }],
+    ['fleet and the name', { fleet: UNKNOWN, name: UNKNOWN }],
+    ['the token', { token: UNKNOWN }],
+  ])('leaves %s not known yet to be judged once known', async (_what, over) => {
+    const r = await new VmProvider(providerOptions(stack, 'miami')).check(vm, { ...vm, ...over } as unknown as VmResourceInputs);
+    expect(r.failures).toEqual([]);
+  });
+
+  it.each([
+    ['a size below the limits', { size: { cpu: 0, memoryGiB: 2, diskGiB: 10 } }, 'size'],
+    ['encryptedDisk that is not a boolean', { encryptedDisk: 'yes' }, 'encryptedDisk'],
+    ['a state a VM may not ask for', { desiredState: 'Requested' }, 'desiredState'],
+  ])('still refuses %s once known', async (_what, over, property) => {
+    const r = await new VmProvider(providerOptions(stack, 'miami')).check(vm, { ...vm, ...over } as unknown as VmResourceInputs);
+    expect((r.failures ?? []).map((f) => f.property)).toEqual([property]);
   });
 });
