@@ -440,6 +440,20 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     // Pulumi only: the first step was vetoed on a record that has the VM elsewhere (a veto answers the VM as the record holds it).
     const moved = (x: Walked) => !planned && x.error && !x.thrown && x.last?.outcome === 'vetoed' && x.answered === 1 && x.last.vm !== undefined && x.last.vm.state !== props.state;
     if (moved(w)) w = await walk((w.last?.vm as NonNullable<StepResult['vm']>).state);
+    // Pulumi only: the authority knows no such VM (a veto answers no VM: a record reset, or restored from before the
+    // VM was made). Deleted it is, unless its data center still has it: then the error says so, and how to go on.
+    if (!planned && w.error && !w.thrown && w.last?.outcome === 'vetoed' && w.answered === 1 && w.last.vm === undefined) {
+      const cloud = await conn.getVm(id);
+      if (!cloud || cloud.status === 'terminated') return;
+      throw new FleetError([
+        ...w.error.diagnostics,
+        diag(
+          'apply.step-vetoed',
+          `VM ${id} is not in the record, but data center ${this.dataCenter} still has it (cloud id ${cloud.cloudId}, ${cloud.observedState}): nothing approves its deletion. Delete it in the cloud (the DMZ client acts only on approved requests), then run the destroy again: it finds the VM gone and finishes.`,
+          { address: formatVmAddress(props.fleet, props.index) },
+        ),
+      ]);
+    }
     if (w.error) this.fail(w);
   }
 
