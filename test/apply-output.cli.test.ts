@@ -11,24 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../engine/cli/main.ts';
 import type { CliIO } from '../engine/cli/io.ts';
 import { schemaErrors } from './helpers/schemas.ts';
-import { REPO } from './helpers/stack.ts';
+import { REPO, oneDcStackYaml } from './helpers/stack.ts';
 
-const stackYaml = (failCalls: string[], latencyMs = 1) => `apiVersion: fleet/v1
-kind: Stack
-metadata: { name: output }
-spec:
-  specs: ["specs/*.yaml"]
-  record: pglite://.fleet/record
-  policyPack: { path: ${join(REPO, 'policies', 'default')} }
-  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
-  dataCenters:
-    - name: miami
-      address: embedded
-      location: { lat: 25.7617, lon: -80.1918 }
-      hardware: [general]
-      capacity: { vms: 50 }
-      sim: { latencyMs: ${latencyMs}, bootMs: ${latencyMs}, failCalls: [${failCalls.join(', ')}] }
-`;
+const stackYaml = (failCalls: string[], latencyMs = 1) => oneDcStackYaml('output', { failCalls, latencyMs });
 
 const fleetYaml = (count: number) => `apiVersion: fleet/v1
 kind: Fleet

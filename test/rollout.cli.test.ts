@@ -9,24 +9,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
 import { schemaErrors } from './helpers/schemas.ts';
-import { REPO } from './helpers/stack.ts';
+import { oneDcStackYaml } from './helpers/stack.ts';
 
-const stackYaml = (failCalls: string[]) => `apiVersion: fleet/v1
-kind: Stack
-metadata: { name: rollout }
-spec:
-  specs: ["specs/*.yaml"]
-  record: pglite://.fleet/record
-  policyPack: { path: ${join(REPO, 'policies', 'default')} }
-  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
-  dataCenters:
-    - name: miami
-      address: embedded
-      location: { lat: 25.7617, lon: -80.1918 }
-      hardware: [general]
-      capacity: { vms: 50 }
-      sim: { latencyMs: 1, bootMs: 1, failCalls: [${failCalls.join(', ')}] }
-`;
+const stackYaml = (failCalls: string[]) => oneDcStackYaml('rollout', { failCalls });
 
 const fleetYaml = (image: string) => `apiVersion: fleet/v1
 kind: Fleet

@@ -11,7 +11,8 @@
 // | call                                   | why a retry is safe                                                     |
 // | -------------------------------------- | ----------------------------------------------------------------------- |
 // | reads (READS below)                    | they write nothing                                                      |
-// | journal                                | a row of the same plan, step key and status is skipped (journal_once)   |
+// | journal                                | a try after the first is written `again`: skipped when a row of the     |
+// |                                        | same plan, step and status is there (engine/record/journal.ts)          |
 // | startPlan                              | the same call finds its own row (id, stack, digest, who, start)         |
 // | finishPlan, setFleetProtection         | they set a value; again sets the same                                   |
 // | acquireLocks                           | one lock id for every try: a try takes over the rows an earlier one     |
@@ -73,7 +74,7 @@ const READS = [
 ] as const;
 
 /** Writes written so that a second try is a no-op (see the table above). */
-const IDEMPOTENT_WRITES = ['journal', 'startPlan', 'finishPlan', 'setFleetProtection', 'forceUnlock'] as const;
+const IDEMPOTENT_WRITES = ['startPlan', 'finishPlan', 'setFleetProtection', 'forceUnlock'] as const;
 
 /** Whether every field of `patch` holds in `row` (a retried updateVm whose first try was written). */
 function holdsPatch(row: VmRow, patch: VmPatch): boolean {
@@ -156,6 +157,11 @@ export function retryingRecord<R extends FleetRecord>(record: R, opts: RecordRet
     const f = fn(name);
     wrapped.set(name, (...args: unknown[]) => retried(() => f(...args)));
   }
+  const journal = fn('journal');
+  wrapped.set('journal', (row: unknown) => {
+    let tries = 0;
+    return retried(() => journal(row, { again: tries++ > 0 }));
+  });
   const acquire = fn('acquireLocks');
   wrapped.set('acquireLocks', async (stack: string, fleets: readonly string[], holder: unknown, o: { lockId?: string } = {}) => {
     const lockId = o.lockId ?? randomBytes(4).toString('hex');

@@ -36,7 +36,9 @@ export function pgliteDir(url: string): string | undefined {
  * | `memory://`                           | PGlite in memory (tests)                 |
  *
  * Faults are FleetErrors: record.bad-url, record.unreachable, record.corrupt,
- * record.foreign-database, record.newer-schema.
+ * record.foreign-database, record.newer-schema; `existing` and `readOnly`
+ * together (state, history): record.older-schema for a record this dmzfleet
+ * would have to upgrade (migrate's `upgrade: false`).
  *
  * `readOnly` (state list / show, history, plan): a PGlite record another
  * process holds (an apply) is read from a private copy instead of waiting
@@ -83,7 +85,11 @@ export async function openRecord(url: string, opts: OpenPgliteOptions & { existi
     fail('record.bad-url', `${description} is not a record URL; use pglite:///abs/dir, postgres://user@host:5432/db or memory://.`);
   }
   try {
-    await migrate(adapter, file !== undefined ? { description, file } : { description }, MIGRATIONS, { create: opts.existing !== true });
+    await migrate(adapter, file !== undefined ? { description, file } : { description }, MIGRATIONS, {
+      create: opts.existing !== true,
+      // state and history: read an older record as it is, or refuse (record.older-schema); never upgrade it.
+      upgrade: !(opts.existing === true && opts.readOnly === true),
+    });
   } catch (err) {
     await adapter.close().catch(() => {});
     throw err;

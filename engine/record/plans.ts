@@ -93,8 +93,8 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
       await db.query('UPDATE plans SET finished_at = now(), result = $2 WHERE id = $1', [id, result]);
     },
 
-    journal(row) {
-      return journal.add(row);
+    journal(row, opts) {
+      return journal.add(row, opts?.again === true);
     },
 
     async unfinishedSteps(stack) {

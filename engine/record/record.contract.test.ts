@@ -1021,20 +1021,25 @@ describe.each(testBackends())('record contract on $name', (backend) => {
 
   describe('writes fleet apply retries after a lost connection are idempotent (engine/apply/record-retry.ts)', () => {
     // A write whose connection died around COMMIT may have been written or not; the retry does it again.
-    it('the same journal row written twice (one after the other, or in one batch) is one row', async () => {
+    it('the same journal row written again (one after the other, or in one batch) is one row', async () => {
       const s = freshStack();
       const planId = `${s}-p1`;
       await r.startPlan({ id: planId, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
       const row = (address: string, status: 'started' | 'done') => ({ planId, address, seq: 0, vmId: null, from: 'A', to: 'B', idempotencyKey: `${planId}/${address}/0`, status, detail: null });
+      const again = { again: true };
       await r.journal(row('web/0', 'started'));
-      await r.journal(row('web/0', 'started'));
-      await Promise.all([r.journal(row('web/1', 'started')), r.journal(row('web/1', 'started'))]);
+      await r.journal(row('web/0', 'started'), again);
+      await Promise.all([r.journal(row('web/1', 'started'), again), r.journal(row('web/1', 'started'), again)]);
       await r.journal(row('web/0', 'done'));
-      await r.journal(row('web/0', 'done'));
+      await r.journal(row('web/0', 'done'), again);
+      // A retry in the batch of other steps' first tries: only its own row is looked for.
+      await Promise.all([r.journal(row('web/2', 'started')), r.journal(row('web/0', 'done'), again), r.journal(row('web/1', 'done'))]);
       expect((await r.planJournal(planId)).map((j) => [j.address, j.status])).toEqual([
         ['web/0', 'started'],
         ['web/1', 'started'],
         ['web/0', 'done'],
+        ['web/2', 'started'],
+        ['web/1', 'done'],
       ]);
       // The same step key in another plan is another row.
       await r.startPlan({ id: `${s}-p2`, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
@@ -1346,13 +1351,17 @@ describe.each(testBackends())('record contract on $name', (backend) => {
           await raw.query(ins, ['p1', 'p1/web/0/0', 'started', 'twice']);
           await raw.query(ins, ['p1', 'p1/web/0/0', 'done', null]);
           await raw.query(ins, ['p2', 'p1/web/0/0', 'started', null]);
-          expect(await migrate(raw, { description: url })).toEqual({ from: 9, to: SCHEMA_VERSION });
+          expect(await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= 10))).toEqual({ from: 9, to: 10 });
           expect(await raw.query('SELECT plan_id, status, detail FROM journal ORDER BY id')).toEqual([
             { plan_id: 'p1', status: 'started', detail: 'first' },
             { plan_id: 'p1', status: 'done', detail: null },
             { plan_id: 'p2', status: 'started', detail: null },
           ]);
           await expect(raw.query(ins, ['p1', 'p1/web/0/0', 'done', 'again'])).rejects.toThrow(/journal_once/);
+          // Migration 11 drops the index: only a retried write looks for its row (journal.ts).
+          expect(await migrate(raw, { description: url })).toEqual({ from: 10, to: SCHEMA_VERSION });
+          await raw.query(ins, ['p1', 'p1/web/0/0', 'done', 'again']);
+          expect((await raw.query<{ n: number }>(`SELECT count(*)::int AS n FROM journal WHERE plan_id = 'p1' AND status = 'done'`))[0].n).toBe(2);
         } finally {
           await raw.close();
         }
@@ -1375,6 +1384,46 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         expect(d.detail).toContain(`schema version ${next.version}`);
       } finally {
         await drop();
+      }
+    });
+
+    it('a command that only reads (state, history) never upgrades a record: it reads one missing only index migrations as it is, refuses an older one untouched (record.older-schema)', async () => {
+      const cases = [
+        // Missing 10 and 11 (indexes only): read as it is, left at 9.
+        { at: 9, refused: false },
+        // Missing 9 (a column the boot check reads) too: refused, left at 8.
+        { at: 8, refused: true },
+      ];
+      for (const c of cases) {
+        const { url, drop } = await backend.freshUrl();
+        try {
+          const raw = await rawAdapter(backend, url);
+          await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= c.at));
+          await raw.close();
+          const reader = await openRecord(url, { existing: true, readOnly: true }).catch((e: unknown) => e);
+          if (c.refused) {
+            expect(reader, `at ${c.at}`).toBeInstanceOf(FleetError);
+            const d = (reader as FleetError).diagnostics[0];
+            expect(d.code).toBe('record.older-schema');
+            expect(d.detail).toContain(`schema version ${c.at}`);
+            expect(d.detail).toContain('missing: 9)');
+          } else {
+            expect(reader, `at ${c.at}`).not.toBeInstanceOf(Error);
+            const rec = reader as SqlRecord;
+            expect(await rec.listVms('nobody')).toEqual([]);
+            expect(await rec.schemaVersion()).toBe(c.at);
+            await rec.close();
+          }
+          // Untouched either way; a command that writes (here: unlock's open) upgrades it.
+          const check = await rawAdapter(backend, url);
+          expect(await check.query('SELECT schema_version FROM meta')).toEqual([{ schema_version: c.at }]);
+          await check.close();
+          const writer = await openRecord(url, { existing: true });
+          expect(await writer.schemaVersion()).toBe(SCHEMA_VERSION);
+          await writer.close();
+        } finally {
+          await drop();
+        }
       }
     });
 

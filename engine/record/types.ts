@@ -170,7 +170,12 @@ export interface PlanStore {
   startPlan(plan: Omit<AppliedPlan, 'finishedAt' | 'result'>): Promise<void>;
   finishPlan(id: string, result: AppliedPlan['result']): Promise<void>;
   /** Group-committed: resolves once the row is committed; concurrent calls share one INSERT. */
-  journal(row: Omit<JournalRow, 'at'>): Promise<void>;
+  /**
+   * Writes one journal row. `again`: this row may be in already (a try whose
+   * connection died around its COMMIT): it is written only if no row of the
+   * same plan, step and status is there.
+   */
+  journal(row: Omit<JournalRow, 'at'>, opts?: { again?: boolean }): Promise<void>;
   /** Steps whose last status is `started` or `failed` (an interrupted or failed apply). */
   unfinishedSteps(stack: string): Promise<JournalRow[]>;
   /** The stack's applied plans, newest first (by start), at most `limit` (default 100). */

@@ -58,6 +58,30 @@ spec:
   };
 }
 
+/**
+ * stack.yaml of one embedded sim data center (miami, room for 50 VMs) with
+ * the default pack: `failCalls` are the sim's cloud calls that fail.
+ */
+export function oneDcStackYaml(name: string, sim: { latencyMs?: number; failCalls?: readonly string[] } = {}): string {
+  const ms = sim.latencyMs ?? 1;
+  return `apiVersion: fleet/v1
+kind: Stack
+metadata: { name: ${name} }
+spec:
+  specs: ["specs/*.yaml"]
+  record: pglite://.fleet/record
+  policyPack: { path: ${join(REPO, 'policies', 'default')} }
+  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
+  dataCenters:
+    - name: miami
+      address: embedded
+      location: { lat: 25.7617, lon: -80.1918 }
+      hardware: [general]
+      capacity: { vms: 50 }
+      sim: { latencyMs: ${ms}, bootMs: ${ms}, failCalls: [${(sim.failCalls ?? []).join(', ')}] }
+`;
+}
+
 export function fleetYaml(name: string, spec: { count: number; state?: string; image?: string; cpu?: number; strategy?: string; protect?: boolean; encryptedDisk?: boolean }): string {
   return `apiVersion: fleet/v1
 kind: Fleet

@@ -43,6 +43,11 @@ export const recordCodes = defineCodes({
     doc: 'The record\'s schema version is newer than this dmzfleet understands. Upgrade dmzfleet; the record was left untouched.',
     severity: 'error',
   },
+  'record.older-schema': {
+    summary: 'Record needs an upgrade a read-only command does not make',
+    doc: 'The record\'s schema is older than this dmzfleet reads, and the command only reads (`fleet state`, `fleet history`): it never upgrades a record, since after an upgrade an older dmzfleet (a CI job not yet updated) refuses the record with record.newer-schema. Run `fleet plan` or `fleet apply` with this dmzfleet to upgrade it, or use the dmzfleet version that wrote it. A record that lacks only migrations that change indexes is read as it is.',
+    severity: 'error',
+  },
   'record.over-budget': {
     summary: 'Create over quota or capacity',
     doc: 'The authority asked the record to insert a VM whose owner\'s quota (owner-quota) or data center\'s capacity (datacenter-capacity) the live VMs already use up; the record checks this in the transaction that inserts it, so concurrent applies never exceed a limit. Nothing was inserted; free quota or capacity, or raise the limit.',
