@@ -133,6 +133,11 @@ export function lifecycleData(lc: Lifecycle): LifecycleDef {
 /** What Pulumi's dynamic-provider host passes to check for a value not known yet (a preview of an input computed from another resource). */
 export const PULUMI_UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
 
+/** Why a program may not change an existing fleet's owner (Fleet and Vm check). */
+export function ownerChange(fleet: string, was: string, now: string): string {
+  return `owner ${now}: the owner of fleet ${fleet} is ${was} in the record, which keeps a fleet's owner (quotas count it) and lets only \`fleet apply\` change it, so its members would keep ${was} and every new member's create be vetoed. Keep owner ${was} in the program, or make a fleet of another name under ${now} and retire this one.`;
+}
+
 /** Inputs that name the member itself: a change is a different member, so a new VM (the planner never sees one: it keys members by address). */
 const IDENTITY_KEYS = ['stack', 'fleet', 'index', 'name'] as const;
 
@@ -204,9 +209,13 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
    * not known in a preview (the host passes PULUMI_UNKNOWN): it is judged
    * once known, in the check before the create or update.
    */
-  async check(_olds: VmInputs, news: VmInputs): Promise<pulumi.dynamic.CheckResult<VmInputs>> {
+  async check(olds: VmInputs, news: VmInputs): Promise<pulumi.dynamic.CheckResult<VmInputs>> {
     const failures: pulumi.dynamic.CheckFailure[] = [];
     const known = (...vs: unknown[]) => vs.every((v) => v !== PULUMI_UNKNOWN);
+    // An existing VM's fleet keeps its owner in the record (only `fleet apply` writes it).
+    if (olds && olds.stack === news.stack && olds.fleet === news.fleet && typeof olds.owner === 'string' && typeof news.owner === 'string' && known(news.owner) && olds.owner !== news.owner) {
+      failures.push({ property: 'owner', reason: ownerChange(news.fleet, olds.owner, news.owner) });
+    }
     for (const k of ['stack', 'fleet', 'owner', 'name', 'image', 'desiredState', 'specHash'] as const) {
       if (typeof news[k] !== 'string' || news[k] === '') failures.push({ property: k, reason: `${k} must be a non-empty string` });
     }

@@ -29,7 +29,7 @@ import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { PlanVmRow } from '../../engine/record/types.ts';
 import { specHash, type LoadedFleet, type LoadedStack, type Location } from '../../engine/spec/index.ts';
-import { PULUMI_UNKNOWN, type DataCenterProvider, type VmInputs, type VmOutputs } from '../provider.ts';
+import { PULUMI_UNKNOWN, ownerChange, type DataCenterProvider, type VmInputs, type VmOutputs } from '../provider.ts';
 import { providerOptions, type FleetStack } from './stack.ts';
 import { providerFor } from './vm.ts';
 
@@ -144,7 +144,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
    * to FleetSpecInputs, add it to SPEC_KEYS. fleet-check.test.ts holds the
    * two to one verdict over generated specs: change both together.
    */
-  async check(_olds: FleetInputs, news: FleetInputs): Promise<pulumi.dynamic.CheckResult<FleetInputs>> {
+  async check(olds: FleetInputs, news: FleetInputs): Promise<pulumi.dynamic.CheckResult<FleetInputs>> {
     const failures: pulumi.dynamic.CheckFailure[] = [];
     // A value computed from another resource is not known in a preview (Pulumi's host passes a sentinel, UNKNOWN): judged once it is.
     if (!known(news.spec)) return { inputs: news, failures };
@@ -178,6 +178,11 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       if (problem) fail(property, `${what} ${visible(v)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`);
     };
     readable('owner', 'owner', s.owner);
+    // The record keeps an existing fleet's owner, and only `fleet apply` writes it: a create naming another is vetoed.
+    const was = olds?.spec as Partial<FleetSpecInputs> | undefined;
+    if (was && typeof was === 'object' && was.name === s.name && typeof was.owner === 'string' && typeof s.owner === 'string' && known(s.owner) && was.owner !== s.owner) {
+      fail('owner', ownerChange(s.name, was.owner, s.owner));
+    }
     const unique = (list: readonly unknown[]) => new Set(list).size === list.length;
     const nonEmptyStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((t) => typeof t === 'string' && t !== '');
     const hardwareOk = s.hardware === undefined || !known(s.hardware) || (nonEmptyStrings(s.hardware) && unique(s.hardware));

@@ -83,3 +83,25 @@ describe('Vm check in a preview', () => {
     expect((r.failures ?? []).map((f) => f.property)).toEqual([property]);
   });
 });
+
+// Found by QA: the record keeps a fleet's owner, and only `fleet apply` writes it (FleetRow.owner); the authority
+// refuses a create that names another. A program that changed a Fleet's owner saw an update in its preview, then
+// `pulumi up` failed on the first new member ("fleet web is owned by team-payments in the record, not team-b"),
+// or, with no member to create, kept the old owner on every member under outputs that named the new one.
+describe('an owner change of an existing fleet or VM', () => {
+  it('Fleet check refuses it, saying why and what to do; a first check (no olds) and the same owner pass', async () => {
+    const p = new FleetProvider(stack);
+    const olds = fleetInputs();
+    const r = await p.check(olds, fleetInputs({ spec: { ...spec, owner: 'team-b' } }));
+    expect(r.failures).toEqual([{ property: 'spec.owner', reason: expect.stringMatching(/owner of fleet web is team-payments in the record.*fleet apply/) }]);
+    expect((await p.check(undefined as unknown as FleetInputs, fleetInputs({ spec: { ...spec, owner: 'team-b' } }))).failures).toEqual([]);
+    expect((await p.check(olds, fleetInputs({ spec: { ...spec, count: 3 } }))).failures).toEqual([]);
+    expect((await p.check(olds, fleetInputs({ spec: { ...spec, owner: UNKNOWN } }))).failures).toEqual([]);
+  });
+
+  it('Vm check refuses it too', async () => {
+    const vm: VmResourceInputs = { stack: 'prod', fleet: 'api', owner: 'team-payments', index: 0, name: 'prod-api-0', image: 'ubuntu-22.04', size, encryptedDisk: false, desiredState: 'Running', specHash: 'h', planId: null };
+    const r = await new VmProvider(providerOptions(stack, 'miami')).check(vm, { ...vm, owner: 'team-b' });
+    expect(r.failures).toEqual([{ property: 'owner', reason: expect.stringMatching(/owner of fleet api is team-payments in the record.*fleet apply/) }]);
+  });
+});
