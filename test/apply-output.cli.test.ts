@@ -94,6 +94,8 @@ describe('fleet apply: what a failed apply prints', () => {
     expect(failed.map((e) => e.address).sort()).toEqual(['web/0', 'web/1', 'web/2']);
     expect(failed[0].detail).toContain('boot is configured to fail (failCalls)');
     expect(events.find((e) => e.type === 'summary')).toMatchObject({ succeeded: 0, failed: 3 });
+    // The summary is the last event, after the failures' diagnostics (it came before them), as the text summary is the last line.
+    expect(events.at(-1)?.type, r.stdout).toBe('summary');
   }, 60_000);
 });
 
@@ -134,5 +136,53 @@ describe('fleet apply: what an interrupted apply prints', () => {
     expect(left, text).toBeGreaterThan(0);
     expect(lines.at(-2)).toMatch(new RegExp(`^Apply interrupted: \\d+ VMs? changed, 0 failed, ${left} not started; \\d+ steps? done; in [0-9.]+s\\.$`));
     expect(text).toContain('SIGINT: no further VM will be started');
+  }, 60_000);
+});
+
+// A Ctrl-C that lands once every member has started leaves nothing out, but
+// the apply was still stopped on request: docs/apply.md says 130, and a CI
+// job cancelled mid-apply must not read 0. It exited 0 (or 1). Slow sim
+// calls keep both members in flight; the signal goes once each has sent its
+// first step (its `step` event), so none can still be "not started".
+describe('fleet apply: interrupted once every member has started', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-output-late-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([], 1500));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml(2));
+  }, 60_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('--format json: the members finish, exit 130, the summary (last) says interrupted', async () => {
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--parallelism', '2', '--stack', dir], {
+      cwd: dir,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    const started = new Set<string>();
+    let sent = false;
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      for (const line of stdout.split('\n').slice(0, -1)) {
+        const e = JSON.parse(line) as { type: string; status?: string; address?: string };
+        if (e.type === 'step' && e.status === 'started' && e.address) started.add(e.address);
+      }
+      if (!sent && started.size === 2) sent = child.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(sent).toBe(true);
+    expect(stderr).toContain('SIGINT: no further VM will be started');
+    expect(code, stderr).toBe(130);
+    const events = stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string });
+    for (const e of events) expect(schemaErrors('apply-event', e), JSON.stringify(e)).toEqual([]);
+    const last = events.at(-1) as { type: string; succeeded?: number; failed?: number; notStarted?: number; interrupted?: boolean };
+    expect(last).toMatchObject({ type: 'summary', succeeded: 2, failed: 0, interrupted: true });
+    expect(last.notStarted).toBeUndefined();
   }, 60_000);
 });

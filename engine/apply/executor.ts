@@ -215,15 +215,17 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     notStarted = ran.notStarted;
     await Promise.all(tails);
     if (lockLost) throw lockLost;
-    await record.finishPlan(plan.id, notStarted > 0 ? 'interrupted' : failures.length ? 'failed' : 'succeeded');
+    await record.finishPlan(plan.id, notStarted > 0 || interrupted() ? 'interrupted' : failures.length ? 'failed' : 'succeeded');
   } finally {
     clearInterval(beat);
     await lock.release().catch(() => {});
   }
   const elapsedMs = Date.now() - started;
   failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
-  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, stepsFailed, stepsSkipped, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}) });
-  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, rollouts };
+  // Read once: the result and the summary say the same, whenever a signal lands.
+  const stopped = interrupted();
+  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, stepsFailed, stepsSkipped, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}), ...(stopped ? { interrupted: true as const } : {}) });
+  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts };
 }
 
 

@@ -16,8 +16,11 @@ export type ApplyEvent =
   | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
   /** A rollout wave starts / ends (rollout.ts). */
   | RolloutEvent
-  /** notStarted: members never started because the apply was interrupted (`signal`); present only then. */
-  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; stepsFailed: number; stepsSkipped: number; elapsedMs: number; notStarted?: number };
+  /**
+   * notStarted: members never started because the apply was interrupted (`signal`); present only then.
+   * interrupted: `signal` was aborted during the apply, even after every member had started; present only then.
+   */
+  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; stepsFailed: number; stepsSkipped: number; elapsedMs: number; notStarted?: number; interrupted?: true };
 
 export interface MemberFailure {
   address: string;
@@ -40,6 +43,11 @@ export interface ApplyResult {
   elapsedMs: number;
   /** Members never started: `signal` was aborted, or a rollout stopped (0 when neither). */
   notStarted: number;
+  /**
+   * `signal` was aborted before the apply ended: true even when every member
+   * had started already (notStarted 0), so `fleet apply` still exits 130.
+   */
+  interrupted: boolean;
   /** What each fleet's rollout did (empty when the plan has none). */
   rollouts: RolloutReport[];
 }

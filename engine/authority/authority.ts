@@ -44,6 +44,7 @@ import {
   type AuthorizeResponse,
   type BootAuthorizeRequest,
   type BootAuthorizeResponse,
+  type Refusal,
   type ReportRequest,
   type ReportResponse,
   type WireCode,
@@ -331,6 +332,9 @@ export class Authority {
   private async advanceCreate(caller: string, create: AuthorizeRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
     const foreign = vetoForeign(caller, create);
     if (foreign) return { create: foreign, next: [] };
+    // The create's own token is fenced by authorizeCreate; its chain's, here (a stale one on any edge refuses it all).
+    const fence = create.vm ? await this.fencedChain(create.vm.stack, create.vm.fleet, next) : undefined;
+    if (fence !== undefined) return { create: veto(fence.reason, undefined, fence.refusal), next: [] };
     const made = await authorizeCreate(this.core, caller, create, next, ahead);
     if (made.answer.decision === 'vetoed' || !made.row) return { create: made.answer, next: [] };
     return { create: made.answer, next: await this.chain(caller, next, made.row, this.lifecycle.initial, made.foreseen) };
@@ -339,7 +343,7 @@ export class Authority {
   private async advanceReport(caller: string, report: ReportRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
     // What was done is recorded whoever did it; what comes next only under the fleet's current lock.
     const known = next.length > 0 ? await this.rows.get(report.vmId) : undefined;
-    const fence = known ? await this.fences.fenced(known.stack, known.fleet, next[0].fencingToken) : undefined;
+    const fence = known ? await this.fencedChain(known.stack, known.fleet, next) : undefined;
     if (fence !== undefined) {
       const r = (await settle(this.core, caller, report)).report;
       const vm = await this.rows.get(report.vmId);
@@ -350,6 +354,21 @@ export class Authority {
     const r = settled.report;
     if (r.effect !== 'moved' && r.effect !== 'already') return { report: r, next: [] };
     return { report: r, next: await this.chain(caller, next, settled.row, report.to, settled.foreseen) };
+  }
+
+  /**
+   * Why the edges of an advance's chain (one VM's, so one fleet's) may not
+   * be approved under their fencing tokens: the first edge's refusal that
+   * its token gets (fenced, locked); undefined when every edge's token
+   * passes. Every edge is checked: the edges after the first are approved
+   * on the rows the first write makes (foresee), which never reads a token.
+   */
+  private async fencedChain(stack: string, fleet: string, next: readonly AuthorizeRequest[]): Promise<Refusal | undefined> {
+    for (const token of new Set(next.map((n) => n.fencingToken))) {
+      const fence = await this.fences.fenced(stack, fleet, token);
+      if (fence !== undefined) return fence;
+    }
+    return undefined;
   }
 
   /**

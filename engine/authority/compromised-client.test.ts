@@ -354,6 +354,60 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
         await now.release();
       }
     });
+
+    // Only the first next edge's token was checked: the edges after it were
+    // approved (foreseen on the row the first write made) under any token.
+    describe('an advance whose later edge carries a stale or no fencing token is refused as a whole (fenced / locked)', () => {
+      /** Two locks of `fleet` taken in turn: the first released (its token stale), the second held. */
+      async function locks(fleet: string) {
+        const old = await w.record.acquireLocks(w.stack, [fleet], { who: 'apply', host: 'test', planId: 'p-old', pid: process.pid });
+        await old.release();
+        const now = await w.record.acquireLocks(w.stack, [fleet], { who: 'apply', host: 'test', planId: 'p-new', pid: process.pid });
+        return { old: old.fencingToken, now };
+      }
+      const cases = [
+        { name: 'a stale token on the second edge', token: (old: number) => old, reason: 'a newer apply locked fleet' },
+        { name: 'no token on the second edge', token: () => undefined, reason: 'is locked by an apply' },
+      ];
+
+      it.each(cases)('after a report: $name', async ({ token, reason }) => {
+        const fleet = `fa-${randomUUID().slice(0, 6)}`;
+        const id = await vmAt(w, 'PoweredOff', fleet, 'team-a');
+        const { old, now } = await locks(fleet);
+        try {
+          const first = edge(id, 'PoweredOff', 'PoweredOn', { fencingToken: now.fencingToken });
+          expect((await post<AuthorizeResponse>(w, '/v1/authorize', first)).body.decision).toBe('approved');
+          const next = [edge(id, 'PoweredOn', 'Starting', { fencingToken: now.fencingToken }), edge(id, 'Starting', 'Running', { fencingToken: token(old) })];
+          const adv = await post<AdvanceResponse>(w, '/v1/advance', { report: reportOf(first), next });
+          expect(adv.status).toBe(200);
+          // What was done is recorded; nothing after it is approved.
+          expect(adv.body.report?.effect).toBe('moved');
+          expect(adv.body.next).toHaveLength(1);
+          expect(adv.body.next[0].authorize).toMatchObject({ decision: 'vetoed', reason: expect.stringContaining(reason) });
+          expect(await stateOf(w, id)).toBe('PoweredOn');
+          expect((await post<ErrorBody>(w, '/v1/reports', reportOf(next[0]))).body.error.code).toMatch(/report-unapproved/);
+        } finally {
+          await now.release();
+        }
+      });
+
+      it.each(cases)('with a create: $name', async ({ token, reason }) => {
+        const fleet = `fc-${randomUUID().slice(0, 6)}`;
+        await vmAt(w, 'PoweredOff', fleet, 'team-a', 0);
+        const { old, now } = await locks(fleet);
+        try {
+          const id = randomUUID();
+          const next = [edge(id, 'Requested', 'BeingCreated', { fencingToken: now.fencingToken }), edge(id, 'BeingCreated', 'PoweredOff', { fencingToken: token(old) })];
+          const adv = await post<AdvanceResponse>(w, '/v1/advance', { create: { ...create(id, vm(w, fleet, 'team-a', 1)), fencingToken: now.fencingToken }, next });
+          expect(adv.status).toBe(200);
+          expect(adv.body.create).toMatchObject({ decision: 'vetoed', reason: expect.stringContaining(reason) });
+          expect(adv.body.next).toEqual([]);
+          expect(await w.record.getVm(id)).toBeUndefined();
+        } finally {
+          await now.release();
+        }
+      });
+    });
   });
 
   describe('another stack on the same record', () => {
@@ -468,6 +522,9 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
       { name: 'an index past the record column (2^31)', body: () => create(randomUUID(), vm(w, 'big', 'team-a', 2 ** 31)) },
       { name: 'an index past 2^53', body: () => create(randomUUID(), vm(w, 'big', 'team-a', 2 ** 60)) },
       { name: 'a fencing token of 0', body: () => edge(randomUUID(), 'PoweredOff', 'PoweredOn', { fencingToken: 0 }) },
+      // The record's bigint holds it, but a JSON number past 2^53 is not the integer it reads as.
+      { name: 'a fencing token past 2^53', body: () => edge(randomUUID(), 'PoweredOff', 'PoweredOn', { fencingToken: 2 ** 53 }) },
+      { name: 'a fencing token of 1e300', body: () => edge(randomUUID(), 'PoweredOff', 'PoweredOn', { fencingToken: 1e300 }) },
       { name: 'a size as a string', body: () => ({ ...create(randomUUID(), vm(w, 'big', 'team-a', 1)), vm: { ...vm(w, 'big', 'team-a', 1), size: { cpu: '2', memoryGiB: 4, diskGiB: 20 } } }) },
       { name: 'an unknown field', body: () => ({ ...edge(randomUUID(), 'PoweredOff', 'PoweredOn'), admin: true }) },
       { name: 'a kind outside the enum', body: () => ({ ...edge(randomUUID(), 'PoweredOff', 'PoweredOn'), kind: 'delete' }) },

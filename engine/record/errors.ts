@@ -21,6 +21,28 @@ export class VersionConflictError extends FleetError {
   }
 }
 
+/**
+ * An adopt (fleet import) of a cloud id that a live VM of the same stack
+ * and data center holds under another VM id: one cloud VM would be two
+ * members.
+ * Nothing was written. `holder` is that VM (its stack, address and id).
+ * Checked in the adopt's transaction: no unique constraint holds cloud_id.
+ */
+export class CloudIdTakenError extends FleetError {
+  readonly holder: { id: string; stack: string; address: string };
+  constructor(cloudId: string, dataCenter: string, holder: { id: string; stack: string; address: string }, address?: string) {
+    super(
+      diag(
+        'record.version-conflict',
+        `cloud id ${cloudId} of ${dataCenter} is held by VM ${holder.id} at ${holder.address} (stack ${holder.stack}), live in the record.`,
+        address !== undefined ? { address } : {},
+      ),
+    );
+    this.name = 'CloudIdTakenError';
+    this.holder = holder;
+  }
+}
+
 function notFound(id: string, description: string): FleetError {
   return new FleetError(diag('record.vm-not-found', `no VM with id ${id} in the record ${description}.`));
 }

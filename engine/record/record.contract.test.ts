@@ -5,7 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
-import { VersionConflictError } from './errors.ts';
+import { CloudIdTakenError, VersionConflictError } from './errors.ts';
 import type { BudgetExceededError } from './errors.ts';
 import { MIGRATIONS, SCHEMA_VERSION, migrate } from './migrations.ts';
 import { openRecord } from './open.ts';
@@ -208,6 +208,37 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const back = await r.adoptVm({ ...newVm(s, 'web', 2, { state: 'PoweredOff' }), id, cloudId: 'i-1' }, { actor: 'a' });
       expect(back).toMatchObject({ id, address: 'web/2', state: 'PoweredOff', retiredAt: null, version: 3 });
       expect((await r.listVms(s)).map((v) => v.address)).toEqual(['web/2']);
+    });
+
+    // No unique constraint holds cloud_id: a cloud VM the record tracks under another VM id was adopted a second time.
+    it('refuses to adopt a cloud id a live VM of the stack\'s data center holds under another VM id (fleet import): nothing is written', async () => {
+      const s = freshStack();
+      const cloudId = `i-${randomUUID()}`;
+      const held = await r.adoptVm({ ...newVm(s, 'web', 0, { state: 'Running' }), id: randomUUID(), cloudId }, { actor: 'a' });
+      const cases = [
+        { name: 'another address of its fleet', vm: newVm(s, 'web', 1) },
+        { name: 'another fleet', vm: newVm(s, 'api', 0) },
+      ];
+      for (const c of cases) {
+        const err = await r.adoptVm({ ...c.vm, id: randomUUID(), cloudId }, { actor: 'a' }).catch((e: unknown) => e);
+        expect(err, c.name).toBeInstanceOf(CloudIdTakenError);
+        expect((err as CloudIdTakenError).holder, c.name).toMatchObject({ id: held.id, stack: s, address: 'web/0' });
+        expect((err as CloudIdTakenError).diagnostics[0].detail, c.name).toContain(`held by VM ${held.id} at web/0`);
+      }
+      expect((await r.listVms(s)).map((v) => v.address)).toEqual(['web/0']);
+      // The same cloud id in another data center, or another stack's (its miami may be another cloud), is another VM;
+      // and once the VM holding it is forgotten, the id is free.
+      const elsewhere = await r.adoptVm({ ...newVm(s, 'web', 1, { dataCenter: 'richmond' }), id: randomUUID(), cloudId }, { actor: 'a' });
+      expect(elsewhere).toMatchObject({ address: 'web/1', cloudId, dataCenter: 'richmond' });
+      expect(await r.adoptVm({ ...newVm(freshStack(), 'web', 0), id: randomUUID(), cloudId }, { actor: 'a' })).toMatchObject({ address: 'web/0', cloudId });
+      await r.updateVm(held.id, held.version, { retire: true }, { actor: 'a' });
+      expect(await r.adoptVm({ ...newVm(s, 'web', 2), id: randomUUID(), cloudId }, { actor: 'a' })).toMatchObject({ address: 'web/2', cloudId });
+      // Two adopts of one cloud id into two fleets at once (each import holds only its own fleet's lock): one row.
+      const raced = `i-${randomUUID()}`;
+      await Promise.all(['a', 'b', 'c', 'd'].map(() => r.listVms(s))); // PostgreSQL: a connection each, so the adopts do overlap
+      const both = await Promise.allSettled(['a', 'b', 'c', 'd'].map((f) => r.adoptVm({ ...newVm(s, f, 0), id: randomUUID(), cloudId: raced }, { actor: 'a' })));
+      expect(both.filter((b) => b.status === 'fulfilled')).toHaveLength(1);
+      for (const b of both) if (b.status === 'rejected') expect(b.reason).toBeInstanceOf(CloudIdTakenError);
     });
 
     it('adopts within the owner\'s budget when given one (fleet import): past it, nothing is written', async () => {

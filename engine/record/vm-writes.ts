@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { upsertBootTokens } from './boot.ts';
-import { VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
+import { CloudIdTakenError, VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
 import { fitBudgets, guarded, lockBudget, ownerMismatch, readBudgetUsage, readFleetOwners } from './budget.ts';
 import { OnwardRows, insertHistory, type HistorySource } from './history.ts';
 import { FULL_VM, vmFromRow, vmName } from './rows.ts';
@@ -152,6 +152,9 @@ async function insertReplacing(q: Queryable, id: string, vm: NewVm, ctx: ChangeC
   return vmFromRow(rows[0]);
 }
 
+/** The advisory lock class of an adopt's cloud id (the second key hashes stack, data center and cloud id); taken after the budget's. */
+const ADOPT_LOCK_CLASS = 4_242_019;
+
 /** VmWriter.adoptVm in its transaction. */
 async function adopt(q: Queryable, vm: NewVm & { id: string; cloudId: string }, ctx: ChangeContext): Promise<VmRow> {
   const address = formatVmAddress(vm.fleet, vm.index);
@@ -169,6 +172,16 @@ async function adopt(q: Queryable, vm: NewVm & { id: string; cloudId: string }, 
   if (same.length && same[0].live) {
     throw new VersionConflictError(vm.id, null, null, `VM ${vm.id} is live already in the record, at ${same[0].address}.`, address);
   }
+  // One cloud VM, one live row: no unique constraint holds cloud_id (ids are per cloud: per data center of a stack;
+  // another stack's data center of the same name may be another cloud), so the adopt checks it here, under a
+  // transaction-scoped lock of the cloud id: two imports of one cloud VM into two fleets (two fleet locks) get one row.
+  await q.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [ADOPT_LOCK_CLASS, JSON.stringify([vm.stack, vm.dataCenter, vm.cloudId])]);
+  const holder = await q.query<{ id: string; stack: string; address: string }>(
+    `SELECT id, stack, fleet || '/' || idx::text AS address FROM vms
+     WHERE stack = $1 AND data_center = $2 AND cloud_id = $3 AND id <> $4 AND retired_at IS NULL LIMIT 1`,
+    [vm.stack, vm.dataCenter, vm.cloudId, vm.id],
+  );
+  if (holder.length) throw new CloudIdTakenError(vm.cloudId, vm.dataCenter, holder[0], address);
   const values = insertValues(vm.id, vm);
   const rows = same.length
     ? await q.query(

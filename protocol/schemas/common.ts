@@ -39,9 +39,15 @@ export const planId = { type: ['string', 'null'], maxLength: 200 } as const;
 export const idempotencyKey = { type: 'string', minLength: 1, maxLength: 200 } as const;
 /** A member's index: at most the record's integer column holds (larger ones were a 500 from the record, not a 400). */
 export const memberIndex = { type: 'integer', minimum: 0, maximum: 2147483647 } as const;
+/**
+ * A lock's fencing token: the record's bigint column (a sequence) holds it;
+ * bounded at 2^53 - 1, past which a JSON number is not the integer it reads
+ * as in JavaScript (the fence compares them), and far past any sequence value.
+ */
 export const fencingToken = {
   type: 'integer',
   minimum: 1,
+  maximum: 9007199254740991,
   description:
     "The fencing token of the apply's fleet lock (docs/recovery.md, \"Fencing\"): the authority refuses the request (`fenced`) once a newer lock of the VM's fleet exists, so a killed apply's runs still in flight never act after the next apply took over. A request without one is refused (`locked`) while an apply holds the fleet.",
 } as const;

@@ -165,6 +165,10 @@ export interface SummaryEvent {
    */
   notStarted?: number;
   /**
+   * The apply was interrupted (Ctrl-C, SIGTERM), even after every member had started; present only then (the command exits 130).
+   */
+  interrupted?: true;
+  /**
    * When the event was written.
    */
   at: string;

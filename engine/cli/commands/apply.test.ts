@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CliIO } from '../io.ts';
 import { FleetError, diag, formatDiagnostics, type Code } from '../../diags/index.ts';
-import { FAILURES_SHOWN, INTERRUPTED_EXIT, confirm, memberFailures, onInterrupt, stoppedMidApply, textFailures } from './apply.ts';
+import { FAILURES_SHOWN, INTERRUPTED_EXIT, applySummary, confirm, memberFailures, onInterrupt, stoppedMidApply, textFailures } from './apply.ts';
 
 function io(): { io: CliIO; err: () => string } {
   const stderr = new PassThrough();
@@ -182,5 +182,19 @@ describe('fleet apply: many failed members in text', () => {
     // None twice.
     const all = [...r.shown.map((d) => d.address), ...[...(r.note ?? '').matchAll(/web\/\d+/g)].map((m) => m[0])];
     expect(new Set(all).size).toBe(all.length);
+  });
+});
+
+describe('fleet apply: the summary line', () => {
+  const base = { succeeded: 3, failed: [], notStarted: 0, interrupted: false, elapsedMs: 1234, steps: 18, stepsFailed: 0, stepsSkipped: 0 };
+  const failure = { address: 'web/0', dataCenter: 'miami', action: 'create' as const, step: 'PoweredOn -> Starting', diagnostic: diag('apply.member-failed', 'boom') };
+  it.each([
+    { name: 'complete', r: base, line: 'Apply complete: 3 VMs changed, 0 failed; 18 steps done; in 1.2s.' },
+    { name: 'with failures', r: { ...base, failed: [failure], stepsFailed: 1 }, line: 'Apply finished with failures: 3 VMs changed, 1 failed; 18 steps done, 1 failed; in 1.2s.' },
+    { name: 'interrupted, members left out', r: { ...base, notStarted: 2, interrupted: true }, line: 'Apply interrupted: 3 VMs changed, 0 failed, 2 not started; 18 steps done; in 1.2s.' },
+    // The Ctrl-C landed once every member had started: nothing left out, still interrupted (it said "Apply complete").
+    { name: 'interrupted after every member started', r: { ...base, interrupted: true }, line: 'Apply interrupted: 3 VMs changed, 0 failed; 18 steps done; in 1.2s.' },
+  ])('$name', ({ r, line }) => {
+    expect(applySummary(r)).toBe(line);
   });
 });

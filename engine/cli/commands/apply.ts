@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag, escapeUnseen, fsReason, type Diagnostic } from '../../diags/index.ts';
-import type { ApplyResult, MemberFailure, ProgressMode, StackSession } from '../../apply/index.ts';
+import type { ApplyEvent, ApplyResult, MemberFailure, ProgressMode, StackSession } from '../../apply/index.ts';
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
@@ -480,6 +480,8 @@ async function runApply(
     interrupt ??= onInterrupt(io, notice);
     interrupt.applying();
     let result: ApplyResult;
+    // JSON: the summary event is held until the diagnostics (failures, stopped rollouts) are out, so it is the last event, as the text summary is the last line.
+    let summary: ApplyEvent | undefined;
     try {
       clearInterval(beat);
       if (lockLost) throw lockLost;
@@ -494,7 +496,10 @@ async function runApply(
         ...(env.FLEET_ADMIN_TOKEN ? { adminToken: env.FLEET_ADMIN_TOKEN } : {}),
         parallelism: parallelism ?? session.stack.apply.parallelism,
         lockTimeoutMs,
-        onEvent: (e) => progress.onEvent(e),
+        onEvent: (e) => {
+          if (json && e.type === 'summary') summary = e;
+          else progress.onEvent(e);
+        },
         signal: interrupt.signal,
         ...(held ? { lock: held } : {}),
       }).catch((err: unknown) => {
@@ -517,8 +522,13 @@ async function runApply(
         ),
       ];
     });
-    if (json) reportDiagnostics(io, mode, [...failures, ...stopped]);
-    else {
+    if (json) {
+      reportDiagnostics(io, mode, [...failures, ...stopped]);
+      if (summary) {
+        progress.onEvent(summary);
+        progress.finish();
+      }
+    } else {
       const { shown, note } = textFailures(failures);
       reportDiagnostics(io, mode, [...shown, ...stopped]);
       if (note) io.stderr.write(`\n${note}`);
@@ -535,6 +545,10 @@ async function runApply(
       io.stderr.write(`Run \`fleet apply\` again to carry out the ${result.notStarted} change${result.notStarted === 1 ? '' : 's'} not started.\n`);
       return INTERRUPTED_EXIT;
     }
+    // Interrupted once every member had started: nothing was left out, but the
+    // apply was stopped on request (the signal's notice said so), so it exits
+    // as interrupted, as a CI job cancelled mid-apply expects (128 + SIGINT).
+    if (result.interrupted) return INTERRUPTED_EXIT;
     return failures.length || stopped.length ? 1 : 0;
   } finally {
     clearInterval(beat);
@@ -572,10 +586,10 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
  * Steps are the requests carried out (done), the one each failed member
  * stopped at, and those sent with it but never carried out.
  */
-export function applySummary(r: Pick<ApplyResult, 'succeeded' | 'failed' | 'notStarted' | 'elapsedMs' | 'steps' | 'stepsFailed' | 'stepsSkipped'>): string {
+export function applySummary(r: Pick<ApplyResult, 'succeeded' | 'failed' | 'notStarted' | 'interrupted' | 'elapsedMs' | 'steps' | 'stepsFailed' | 'stepsSkipped'>): string {
   const secs = (r.elapsedMs / 1000).toFixed(1);
   const failed = r.failed.length;
-  const outcome = r.notStarted > 0 ? 'interrupted' : failed ? (r.succeeded === 0 ? 'failed' : 'finished with failures') : 'complete';
+  const outcome = r.notStarted > 0 || r.interrupted ? 'interrupted' : failed ? (r.succeeded === 0 ? 'failed' : 'finished with failures') : 'complete';
   const members = [`${plural(r.succeeded, 'VM')} changed`, `${failed} failed`];
   if (r.notStarted > 0) members.push(`${r.notStarted} not started`);
   const steps = [`${plural(r.steps, 'step')} done`];

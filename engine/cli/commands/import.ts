@@ -125,7 +125,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       // The owner's mandatory quota holds for an adopted VM as for a created one (the data center's capacity does not:
       // the VM is there already), checked by the record in the adopt's transaction.
       const { createBudget } = await import('../../authority/policy.ts');
-      const { BudgetExceededError } = await import('../../record/index.ts');
+      const { BudgetExceededError, CloudIdTakenError } = await import('../../record/index.ts');
       const budget = createBudget(pack, {}, spec.owner, vm.dataCenter);
       return record.adoptVm(
         {
@@ -148,6 +148,12 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
         { actor, detail: `fleet import: adopted ${vm.cloudId} (VM ${vm.vmId}) of ${vm.dataCenter}, ${vm.observedState}` },
         budget,
       ).catch((err: unknown) => {
+        if (err instanceof CloudIdTakenError) {
+          // The same cloud VM tracked under another VM id (checked by the record in the adopt's transaction): one cloud VM is never two members.
+          const { holder } = err;
+          const where = holder.stack === stack.name ? holder.address : `${holder.address} of stack ${holder.stack}`;
+          return fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} is live in the record already under another VM id, at ${where} (VM ${holder.id}); a cloud VM is one member. \`fleet state rm ${holder.address}\` forgets it there first.`, { address });
+        }
         if (!(err instanceof BudgetExceededError)) throw err;
         return fail('apply.import-refused', `${err.diagnostics[0].detail} Importing ${vm.cloudId} as ${address} would take owner ${spec.owner} past its mandatory owner-quota; raise its limit in the stack's policyPack.config, or free a VM of that owner first.`, { address });
       });

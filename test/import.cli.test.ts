@@ -1,0 +1,49 @@
+// `fleet import` of a cloud VM whose cloud id the record holds already, under
+// another VM id (no unique constraint holds cloud_id): in-process CLI, a
+// real PGlite record, embedded sim data centers. The record-level check is
+// in engine/record/record.contract.test.ts (PGlite and PostgreSQL).
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRecord } from '../engine/record/index.ts';
+import { runCli } from './helpers/cli.ts';
+import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
+
+describe('fleet import of a cloud id the record holds under another VM id', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack();
+    await st.spec('web', fleetYaml('web', { count: 2 }));
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('is refused (apply.import-refused) naming the VM that holds it; nothing is adopted', async () => {
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stderr).toBe(0);
+    const url = `pglite://${join(st.dir, '.fleet', 'record')}`;
+    let record = await openRecord(url);
+    const web0 = (await record.findVm('e2e', 'web/0'))!;
+    await record.close();
+    expect((await fleet('state', 'rm', 'web/0')).code).toBe(0);
+    // The same cloud VM recorded under another VM id, live at api/0 (what a unique constraint would have refused).
+    record = await openRecord(url);
+    const holderId = randomUUID();
+    try {
+      await record.adoptVm(
+        { id: holderId, cloudId: web0.cloudId!, stack: 'e2e', fleet: 'api', owner: 'team-api', index: 0, dataCenter: web0.dataCenter, state: 'Running', desiredState: 'Running', specHash: 'h', image: 'ubuntu-22.04', size: web0.size, encryptedDisk: true },
+        { actor: 'test' },
+      );
+    } finally {
+      await record.close();
+    }
+    const r = await fleet('import', 'web/0', web0.cloudId!, '--format', 'json');
+    expect(r.code, r.stderr).toBe(1);
+    const out = JSON.parse(r.stdout) as { diagnostics: { code: string; address?: string; detail: string }[] };
+    expect(out.diagnostics[0]).toMatchObject({ code: 'apply.import-refused', address: 'web/0' });
+    expect(out.diagnostics[0].detail).toContain(`is live in the record already under another VM id, at api/0 (VM ${holderId})`);
+    expect((await fleet('state', 'show', 'web/0')).stderr).toContain('record.vm-not-found');
+  });
+});
