@@ -3,8 +3,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../engine/diags/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
+import type { ActualVm } from '../protocol/index.ts';
 import type { DataCenterProvider} from './provider.ts';
-import { providersFor, type VmInputs, type VmOutputs } from './provider.ts';
+import { DataCenterProvider as DataCenterProviderClass, lifecycleData, providersFor, type DmzConnection, type VmInputs, type VmOutputs } from './provider.ts';
 import { defaultPack, startTestWorld, type TestWorld } from './testing.ts';
 
 describe('DataCenterProvider.diff: the planner\'s classification (engine/plan/member.ts)', () => {
@@ -20,7 +21,8 @@ describe('DataCenterProvider.diff: the planner\'s classification (engine/plan/me
     { name: 'the size (in place)', over: { size: { ...size, cpu: 4 }, specHash: 'h2' }, want: { changes: true, replaces: [] } },
     { name: 'the image', over: { image: 'rhel-9', specHash: 'h2' }, want: { changes: true, replaces: ['image'], deleteBeforeReplace: true } },
     { name: 'the disk encryption', over: { encryptedDisk: false, specHash: 'h2' }, want: { changes: true, replaces: ['encryptedDisk'] } },
-    { name: 'a hash change nothing else explains (hardware), as the planner replaces it', over: { specHash: 'h2' }, want: { changes: true, replaces: ['hardware'] } },
+    // Pulumi names the input that forces the replace: the hash carries the hardware traits (`pulumi preview --diff` showed a `hardware` the Vm has no input of).
+    { name: 'a hash change nothing else explains (hardware), as the planner replaces it', over: { specHash: 'h2' }, want: { changes: true, replaces: ['specHash'] } },
     { name: 'the plan\'s replace order', over: { image: 'rhel-9', specHash: 'h2', replaceOrder: 'create-before-delete' as const }, want: { replaces: ['image'], deleteBeforeReplace: false } },
     { name: 'the member\'s name (another member)', over: { name: 's-api-9' }, want: { changes: true, replaces: ['name'] } },
     { name: 'the owner only', over: { owner: 'team-b' }, want: { changes: true, replaces: [] } },
@@ -181,5 +183,55 @@ describe('DataCenterProvider', () => {
     const err = (await provider.create(inputs).catch((e: unknown) => e)) as FleetError;
     expect(err.diagnostics[0].code).toBe('apply.token-missing');
     expect(err.diagnostics[0].detail).toContain(TOKEN_ENV);
+  });
+});
+
+// Found by QA: a `pulumi destroy` of a VM the record no longer has (a record reset or restored from before the
+// VM was made) failed forever, the authority vetoing every step ("VM ... is not in the record"), even when its
+// data center had no such VM either: there was nothing to delete and no way to finish the destroy.
+describe('DataCenterProvider.delete (Pulumi) of a VM the record does not know', () => {
+  const size = { cpu: 2, memoryGiB: 4, diskGiB: 20 };
+  const props: VmOutputs = {
+    stack: 's', fleet: 'api', owner: 'team', index: 0, name: 's-api-0', image: 'ubuntu-22.04', size, encryptedDisk: true,
+    desiredState: 'Running', specHash: 'h1', planId: null, vmId: 'vm-1', dataCenter: 'miami', state: 'Running', cloudId: 'c-1', realImage: 'img', version: 3,
+  };
+  /** A DMZ client whose authority knows no VM: every step is vetoed without a VM; the cloud holds `cloud`. */
+  function stubbed(cloud: ActualVm | undefined): { provider: DataCenterProvider; sent: number } {
+    const state = { sent: 0 };
+    const conn: DmzConnection = {
+      run: async (steps, onStep) => {
+        state.sent += steps.length;
+        onStep(0, { requestId: 'r-0', decision: 'vetoed', outcome: 'vetoed', reason: 'VM vm-1 is not in the record' });
+      },
+      getVm: async () => cloud,
+      listVms: async () => (cloud ? [cloud] : []),
+    };
+    class Stub extends DataCenterProviderClass {
+      override connect(): DmzConnection {
+        return conn;
+      }
+    }
+    const provider = new Stub({ dataCenter: 'miami', url: 'http://127.0.0.1:1', tokenEnv: 'UNUSED', lifecycle: lifecycleData(lifecycle) });
+    return { provider, get sent() { return state.sent; } };
+  }
+  let lifecycle: Awaited<ReturnType<typeof defaultPack>>['lifecycle'];
+  beforeAll(async () => {
+    lifecycle = (await defaultPack()).lifecycle;
+  });
+  const actual = (status: ActualVm['status']): ActualVm => ({ vmId: 'vm-1', cloudId: 'c-1', dataCenter: 'miami', name: 's-api-0', image: 'img', size, encryptedDisk: true, status, power: status === 'present' ? 'on' : 'off', agent: 'none', observedState: status === 'present' ? 'Running' : 'Deleted' } as ActualVm);
+
+  it.each([
+    ['has no such VM', undefined],
+    ['holds it as terminated', actual('terminated')],
+  ])('succeeds when its data center %s (nothing to delete)', async (_what, cloud) => {
+    await expect(stubbed(cloud).provider.delete('vm-1', props)).resolves.toBeUndefined();
+  });
+
+  it('fails when its data center still has it, saying so and what to do', async () => {
+    const e = await stubbed(actual('present')).provider.delete('vm-1', props).then(() => undefined, (err: unknown) => err);
+    expect(e).toBeInstanceOf(FleetError);
+    expect((e as FleetError).message).toMatch(/VM vm-1 is not in the record/);
+    expect((e as FleetError).message).toMatch(/still has it \(cloud id c-1/);
+    expect((e as FleetError).message).toMatch(/Delete it in the cloud .*then run the destroy again/);
   });
 });

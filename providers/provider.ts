@@ -130,6 +130,14 @@ export function lifecycleData(lc: Lifecycle): LifecycleDef {
   };
 }
 
+/** What Pulumi's dynamic-provider host passes to check for a value not known yet (a preview of an input computed from another resource). */
+export const PULUMI_UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
+
+/** Why a program may not change an existing fleet's owner (Fleet and Vm check). */
+export function ownerChange(fleet: string, was: string, now: string): string {
+  return `owner ${now}: the owner of fleet ${fleet} is ${was} in the record, which keeps a fleet's owner (quotas count it) and lets only \`fleet apply\` change it, so its members would keep ${was} and every new member's create be vetoed. Keep owner ${was} in the program, or make a fleet of another name under ${now} and retire this one.`;
+}
+
 /** Inputs that name the member itself: a change is a different member, so a new VM (the planner never sees one: it keys members by address). */
 const IDENTITY_KEYS = ['stack', 'fleet', 'index', 'name'] as const;
 
@@ -196,8 +204,18 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     return buildLifecycle(this.lifecycle);
   }
 
-  async check(_olds: VmInputs, news: VmInputs): Promise<pulumi.dynamic.CheckResult<VmInputs>> {
+  /**
+   * Under Pulumi only. A value the program computes from another resource is
+   * not known in a preview (the host passes PULUMI_UNKNOWN): it is judged
+   * once known, in the check before the create or update.
+   */
+  async check(olds: VmInputs, news: VmInputs): Promise<pulumi.dynamic.CheckResult<VmInputs>> {
     const failures: pulumi.dynamic.CheckFailure[] = [];
+    const known = (...vs: unknown[]) => vs.every((v) => v !== PULUMI_UNKNOWN);
+    // An existing VM's fleet keeps its owner in the record (only `fleet apply` writes it).
+    if (olds && olds.stack === news.stack && olds.fleet === news.fleet && typeof olds.owner === 'string' && typeof news.owner === 'string' && known(news.owner) && olds.owner !== news.owner) {
+      failures.push({ property: 'owner', reason: ownerChange(news.fleet, olds.owner, news.owner) });
+    }
     for (const k of ['stack', 'fleet', 'owner', 'name', 'image', 'desiredState', 'specHash'] as const) {
       if (typeof news[k] !== 'string' || news[k] === '') failures.push({ property: k, reason: `${k} must be a non-empty string` });
     }
@@ -206,11 +224,15 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     if (unreadable) failures.push({ property: 'owner', reason: `owner ${visible(news.owner)} ${unreadable.why}: owners are matched exactly (quota limits) and this one would read as another; ${unreadable.fix.toLowerCase()}` });
     if (!Number.isInteger(news.index) || news.index < 0) failures.push({ property: 'index', reason: 'index must be an integer >= 0' });
     const s = news.size;
-    if (!s || !(s.cpu >= 1) || !(s.memoryGiB > 0) || !(s.diskGiB > 0)) failures.push({ property: 'size', reason: 'size needs cpu >= 1, memoryGiB > 0 and diskGiB > 0' });
-    if (typeof news.encryptedDisk !== 'boolean') failures.push({ property: 'encryptedDisk', reason: 'encryptedDisk must be a boolean' });
+    if (!known(s, s?.cpu, s?.memoryGiB, s?.diskGiB)) {
+      /* judged when known */
+    } else if (!s || !(s.cpu >= 1) || !(s.memoryGiB > 0) || !(s.diskGiB > 0)) failures.push({ property: 'size', reason: 'size needs cpu >= 1, memoryGiB > 0 and diskGiB > 0' });
+    if (typeof news.encryptedDisk !== 'boolean' && known(news.encryptedDisk)) failures.push({ property: 'encryptedDisk', reason: 'encryptedDisk must be a boolean' });
     // As a spec (spec.state-not-requestable): only a requestable state. A terminal one would create a VM and delete it
     // again under a resource Pulumi then believes exists; an intermediate one (PoweredOn, Starting) would park it there.
-    if (typeof news.desiredState === 'string' && news.desiredState !== '' && !this.lifecycle.requestable.includes(news.desiredState)) {
+    if (!known(news.desiredState)) {
+      /* judged when known */
+    } else if (typeof news.desiredState === 'string' && news.desiredState !== '' && !this.lifecycle.requestable.includes(news.desiredState)) {
       failures.push({ property: 'desiredState', reason: `${news.desiredState} is not a state a VM may ask for; ask for ${this.lifecycle.requestable.join(' or ')}` });
     } else if (news.desiredState && !this.lc().path(this.lifecycle.initial, news.desiredState)) {
       failures.push({ property: 'desiredState', reason: `${news.desiredState} cannot be reached from ${this.lifecycle.initial}` });
@@ -221,7 +243,8 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   /** The planner's classification (engine/plan/member.ts), plus the member's identity and owner. */
   async diff(_id: string, olds: VmOutputs, news: VmInputs): Promise<pulumi.dynamic.DiffResult> {
     const { action, diff } = classifyMember(olds, { ...news, state: news.desiredState });
-    const replaces = [...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]), ...REPLACE_FIELDS.filter((k) => k in diff)];
+    // Replaces name inputs: a hardware change is one of the hash (the Vm has no hardware input; VmArgs.hardware goes into specHash).
+    const replaces = [...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]), ...REPLACE_FIELDS.filter((k) => k in diff).map((k) => (k === 'hardware' ? 'specHash' : k))];
     const changed = replaces.length > 0 || action !== 'noop' || olds.owner !== news.owner;
     return { changes: changed, replaces, deleteBeforeReplace: (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
   }
@@ -427,6 +450,20 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     // Pulumi only: the first step was vetoed on a record that has the VM elsewhere (a veto answers the VM as the record holds it).
     const moved = (x: Walked) => !planned && x.error && !x.thrown && x.last?.outcome === 'vetoed' && x.answered === 1 && x.last.vm !== undefined && x.last.vm.state !== props.state;
     if (moved(w)) w = await walk((w.last?.vm as NonNullable<StepResult['vm']>).state);
+    // Pulumi only: the authority knows no such VM (a veto answers no VM: a record reset, or restored from before the
+    // VM was made). Deleted it is, unless its data center still has it: then the error says so, and how to go on.
+    if (!planned && w.error && !w.thrown && w.last?.outcome === 'vetoed' && w.answered === 1 && w.last.vm === undefined) {
+      const cloud = await conn.getVm(id);
+      if (!cloud || cloud.status === 'terminated') return;
+      throw new FleetError([
+        ...w.error.diagnostics,
+        diag(
+          'apply.step-vetoed',
+          `VM ${id} is not in the record, but data center ${this.dataCenter} still has it (cloud id ${cloud.cloudId}, ${cloud.observedState}): nothing approves its deletion. Delete it in the cloud (the DMZ client acts only on approved requests), then run the destroy again: it finds the VM gone and finishes.`,
+          { address: formatVmAddress(props.fleet, props.index) },
+        ),
+      ]);
+    }
     if (w.error) this.fail(w);
   }
 

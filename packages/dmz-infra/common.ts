@@ -129,6 +129,22 @@ export function bootPortOf(what: string, apiPort: number, bootPort: number | und
   return apiPort;
 }
 
+/**
+ * The port the DMZ client reaches the authority on: its URL's, else https's
+ * 443. A URL that is not https:// is refused (the DMZ client's --authority
+ * takes http:// on loopback only).
+ */
+export function authorityPortOf(what: string, url: string): number {
+  let u: URL | undefined;
+  try {
+    u = new URL(url);
+  } catch {
+    u = undefined;
+  }
+  if (!u || u.protocol !== 'https:' || u.hostname === '') throw new Error(`${what}: authorityUrl ${url} is not an https:// URL of the authority (e.g. https://authority.example:7400).`);
+  return u.port === '' ? 443 : Number(u.port);
+}
+
 export interface ServeOptions {
   dataCenter: string;
   driver: 'aws' | 'azure';

@@ -29,7 +29,7 @@ import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { PlanVmRow } from '../../engine/record/types.ts';
 import { specHash, type LoadedFleet, type LoadedStack, type Location } from '../../engine/spec/index.ts';
-import type { DataCenterProvider, VmInputs, VmOutputs } from '../provider.ts';
+import { PULUMI_UNKNOWN, ownerChange, type DataCenterProvider, type VmInputs, type VmOutputs } from '../provider.ts';
 import { providerOptions, type FleetStack } from './stack.ts';
 import { providerFor } from './vm.ts';
 
@@ -75,7 +75,7 @@ const STRATEGIES = ['nearest', 'spread', 'pack'] as const;
 /** The keys of FleetSpecInputs (a fleet file's metadata and spec, as the resource takes them). */
 const SPEC_KEYS = ['name', 'owner', 'labels', 'count', 'minCount', 'image', 'size', 'hardware', 'placement', 'state', 'encryptedDisk', 'protect'] as const;
 /** What Pulumi's dynamic-provider host passes for a value not known yet (a preview of an input computed from another resource). */
-const UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
+const UNKNOWN = PULUMI_UNKNOWN;
 const known = (...vs: unknown[]) => vs.every((v) => v !== UNKNOWN);
 /** A fleet file's count limit (fleet.schema.json). */
 const MAX_COUNT = 100_000;
@@ -144,7 +144,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
    * to FleetSpecInputs, add it to SPEC_KEYS. fleet-check.test.ts holds the
    * two to one verdict over generated specs: change both together.
    */
-  async check(_olds: FleetInputs, news: FleetInputs): Promise<pulumi.dynamic.CheckResult<FleetInputs>> {
+  async check(olds: FleetInputs, news: FleetInputs): Promise<pulumi.dynamic.CheckResult<FleetInputs>> {
     const failures: pulumi.dynamic.CheckFailure[] = [];
     // A value computed from another resource is not known in a preview (Pulumi's host passes a sentinel, UNKNOWN): judged once it is.
     if (!known(news.spec)) return { inputs: news, failures };
@@ -178,6 +178,11 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       if (problem) fail(property, `${what} ${visible(v)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`);
     };
     readable('owner', 'owner', s.owner);
+    // The record keeps an existing fleet's owner, and only `fleet apply` writes it: a create naming another is vetoed.
+    const was = olds?.spec as Partial<FleetSpecInputs> | undefined;
+    if (was && typeof was === 'object' && was.name === s.name && typeof was.owner === 'string' && typeof s.owner === 'string' && known(s.owner) && was.owner !== s.owner) {
+      fail('owner', ownerChange(s.name, was.owner, s.owner));
+    }
     const unique = (list: readonly unknown[]) => new Set(list).size === list.length;
     const nonEmptyStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((t) => typeof t === 'string' && t !== '');
     const hardwareOk = s.hardware === undefined || !known(s.hardware) || (nonEmptyStrings(s.hardware) && unique(s.hardware));
@@ -243,7 +248,12 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       if (!entry) fail('image', `image ${s.image} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
       else if (candidates.length > 0 && !candidates.some((dc) => Object.hasOwn(entry, dc))) fail('image', `image ${s.image} has no translation for ${candidates.join(', ')} in the pack's catalog`);
     }
-    for (const name of Object.keys(news.tokens ?? {})) if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
+    // Tokens a program computes from another resource are not known in a preview: the whole object is the sentinel.
+    const tokens = news.tokens as unknown;
+    if (tokens !== undefined && known(tokens)) {
+      if (tokens === null || typeof tokens !== 'object' || Array.isArray(tokens)) failures.push({ property: 'tokens', reason: 'tokens must map data center names to their DMZ clients\' tokens' });
+      else for (const name of Object.keys(tokens)) if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
+    }
     return { inputs: news, failures };
   }
 
@@ -325,6 +335,27 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     return plan.changes;
   }
 
+  /**
+   * The protect rule, as `fleet plan` judges it: members of a fleet whose spec
+   * says `protect: true` are neither deleted nor replaced. The authority
+   * cannot judge it for this fleet (it reads protection from the record's
+   * fleet row, which only `fleet apply` writes), so the provider refuses
+   * before any step; the program's way out is `protect: false`, as a fleet
+   * file's is without --allow-destroy.
+   */
+  private holdProtected(spec: FleetSpecInputs, destructive: readonly { address: string; action: string }[]): void {
+    if (spec?.protect !== true || destructive.length === 0 || (this.stack.protectEnforcement ?? 'mandatory') !== 'mandatory') return;
+    throw new FleetError(
+      destructive.map((c) =>
+        diag(
+          'plan.blocked',
+          `protect: ${c.address} would be ${c.action === 'delete' ? 'deleted' : 'replaced (deleted and created again)'}, but fleet ${spec.name} is protected (spec.protect: true); nothing was changed. Review the change, then set protect: false in the program and run \`pulumi up\` first.`,
+          { address: c.address },
+        ),
+      ),
+    );
+  }
+
   /** Carries out one member's change; the member afterwards, or undefined when it is gone. */
   private async carry(c: Change, spec: FleetSpecInputs, inputs: FleetInputs, old: FleetMember | undefined): Promise<FleetMember | undefined> {
     const p = this.dc(c.dataCenter, inputs.tokens);
@@ -363,6 +394,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
   /** Plans and carries out every member's change at once; the members afterwards and the failures. */
   private async converge(inputs: FleetInputs, olds: readonly FleetMember[]): Promise<{ members: FleetMember[]; failed: Diagnostic[]; created: FleetMember[]; stuck: FleetMember[] }> {
     const changes = this.plan(inputs.spec, inputs.specHash, olds);
+    this.holdProtected(inputs.spec, changes.filter((c) => c.action === 'delete' || c.action === 'replace'));
     const byId = new Map(olds.map((m) => [m.vmId, m]));
     const results = await settleAll(changes, (c) => this.carry(c, inputs.spec, inputs, c.vmId ? byId.get(c.vmId) : undefined));
     const members: FleetMember[] = [];
@@ -470,6 +502,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
   }
 
   async delete(_id: string, props: FleetOutputs): Promise<void> {
+    this.holdProtected(props.spec, props.members.map((m) => ({ address: m.address, action: 'delete' })));
     const results = await settleAll(props.members, (m) => this.dc(m.dataCenter, props.tokens).delete(m.vmId, m));
     const failed: Diagnostic[] = [];
     results.forEach((r, i) => {

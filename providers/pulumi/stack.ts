@@ -35,6 +35,8 @@ export interface FleetStack {
   images: Record<string, Record<string, string>>;
   /** The pack's datacenter-capacity enforcement: whether placement counts capacity. */
   capacityEnforcement: Enforcement;
+  /** The pack's protect enforcement: whether a fleet's `protect: true` holds its members (default mandatory). */
+  protectEnforcement?: Enforcement;
   /** Per DMZ client request attempt; default 120 000. */
   timeoutMs?: number;
   /** Retries per request; default 5. */
@@ -86,6 +88,7 @@ export function toFleetStack(stack: LoadedStack, pack: LoadedPack, opts: Omit<Lo
     },
     images,
     capacityEnforcement: pack.rules.get('datacenter-capacity')?.enforcement ?? 'mandatory',
+    protectEnforcement: pack.rules.get('protect')?.enforcement ?? 'mandatory',
     ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
     ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
   };

@@ -64,6 +64,12 @@ describe('stacks/dmz-aws', () => {
     expect(runChecks(awsChecks(expectationsFor(dc)), of(dc)).filter((r) => r.violations.length > 0)).toEqual([]);
   });
 
+  it.each(DCS)('$name: the DMZ client may reach the authority on its URL\'s port (7400), in the tenant network only', (dc) => {
+    const sg = of(dc).find((r) => r.name === `${dc.name}-dmz-client` && r.type === 'aws:ec2/securityGroup:SecurityGroup')!;
+    const out = (sg.inputs.egress as { fromPort: number; toPort: number; cidrBlocks: string[] }[]).filter((e) => e.fromPort <= 7400 && e.toPort >= 7400);
+    expect(out.map((e) => e.cidrBlocks)).toEqual([TENANT]);
+  });
+
   it('puts each data center in its own region', () => {
     const providers = mocks.resources.filter((r) => r.type === 'pulumi:providers:aws');
     expect(providers.map((p) => [p.name, p.inputs.region])).toEqual([['aws-virginia', 'us-east-1'], ['aws-oregon', 'us-west-2']]);

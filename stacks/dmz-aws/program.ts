@@ -5,7 +5,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { Provider } from '@pulumi/aws/provider.js';
 import { DmzClientHost, DmzNetwork } from '@dmzfleet/dmz-infra/aws';
-import { stackYaml, type DataCenterEntry, type StackBase } from '@dmzfleet/dmz-infra';
+import { authorityPortOf, stackYaml, type DataCenterEntry, type StackBase } from '@dmzfleet/dmz-infra';
 
 /** One data center's settings (Pulumi config `dmz-aws:dataCenters`, a list). */
 export interface AwsDataCenterConfig {
@@ -69,6 +69,8 @@ export function deploy(cfg: DmzAwsConfig) {
         dmzSubnetCidr: dc.dmzSubnetCidr,
         fleetSubnetCidr: dc.fleetSubnetCidr,
         tenantCidrs: cfg.tenantCidrs,
+        // The DMZ client's one way out to the tenant network: the authority's port.
+        authorityPort: authorityPortOf('dmz-aws:authorityUrl', cfg.authorityUrl),
       },
       { providers: { aws: provider } },
     );

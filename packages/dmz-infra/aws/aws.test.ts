@@ -38,6 +38,7 @@ beforeAll(async () => {
     dmzSubnetCidr: '10.20.1.0/24',
     fleetSubnetCidr: '10.20.2.0/24',
     tenantCidrs: ['192.168.0.0/16'],
+    authorityPort: 7400,
   });
   host = new DmzClientHost('virginia', {
     network,
@@ -119,9 +120,43 @@ describe('AWS DMZ', () => {
     for (const s of ['pem-cert-value', 'pem-key-value', 'client-token-value', 'authority-token-value']) expect(vm.inputs.userData).not.toContain(s);
   });
 
+  // Found by QA: the DMZ client's egress to the tenant network was port 443 only, while the authority listens on
+  // 7400 by default (`fleet serve orchestrator`, and every example's authorityUrl): a DMZ client that could never
+  // reach its authority, so no request of any fleet was ever approved.
+  it('lets the DMZ client reach the authority at its URL\'s port, in the tenant network only', () => {
+    const sg = resources.find((r) => r.name === 'virginia-dmz-client')!;
+    const toAuthority = (sg.inputs.egress as { fromPort: number; toPort: number; cidrBlocks: string[] }[]).filter((e) => e.fromPort <= 7400 && e.toPort >= 7400);
+    expect(toAuthority.map((e) => e.cidrBlocks)).toEqual([['192.168.0.0/16']]);
+  });
+
+  it.each([
+    ['an authorityUrl on another port than the network admits', 'https://authority.tenant.example:9000', 7400, /authorityUrl https:\/\/authority\.tenant\.example:9000 is reached on port 9000, but DmzNetwork auth-port admits the authority on port 7400/],
+    ['an authorityUrl on 7400 with the default authorityPort', 'https://authority.tenant.example:7400', undefined, /port 7400, but DmzNetwork auth-port admits the authority on port 443; pass authorityPort: 7400/],
+    ['an authorityUrl that is not a URL', 'authority.tenant.example:7400', 7400, /authorityUrl authority\.tenant\.example:7400 is not an https:\/\/ URL/],
+  ])('refuses %s', (_what, authorityUrl, authorityPort, message) => {
+    const network = new DmzNetwork('auth-port', { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.9.0.0/16', dmzSubnetCidr: '10.9.1.0/24', fleetSubnetCidr: '10.9.2.0/24', tenantCidrs: ['192.168.0.0/16'], ...(authorityPort ? { authorityPort } : {}) });
+    const args = { network, facts: { location: { lat: 0, lon: 0 }, hardware: [], capacity: {} }, authorityUrl, ami: 'ami-0', authorityPrincipalArn: 'arn:aws:iam::123456789012:role/a', secrets: { tlsCert: 'c', tlsKey: 'k', clientToken: 't', authorityToken: 'u' } };
+    expect(() => new DmzClientHost('auth-port', args)).toThrow(message);
+  });
+
+  // Found by QA: the broker role (which may launch, stop and terminate the fleet's VMs) trusted whatever
+  // authorityPrincipalArn said: '*' made a role any AWS account may assume, an account's root any principal of
+  // that account; the checks compare against the same value, so they passed.
+  it.each([
+    ['anyone', '*'],
+    ['a whole account (its root)', 'arn:aws:iam::123456789012:root'],
+    ['a bare account id', '123456789012'],
+    ['a wildcard in the role name', 'arn:aws:iam::123456789012:role/*'],
+    ['a service', 'ec2.amazonaws.com'],
+  ])('refuses a broker role trusting %s (%s)', (_what, authorityPrincipalArn) => {
+    const network = new DmzNetwork('trust', { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.9.0.0/16', dmzSubnetCidr: '10.9.1.0/24', fleetSubnetCidr: '10.9.2.0/24', tenantCidrs: ['192.168.0.0/16'] });
+    const args = { network, facts: { location: { lat: 0, lon: 0 }, hardware: [], capacity: {} }, authorityUrl: 'https://a', ami: 'ami-0', authorityPrincipalArn, secrets: { tlsCert: 'c', tlsKey: 'k', clientToken: 't', authorityToken: 'u' } };
+    expect(() => new DmzClientHost('trust', args)).toThrow(/DmzClientHost trust: authorityPrincipalArn .* is not the ARN of one IAM role or user/);
+  });
+
   it('refuses a host address outside the DMZ subnet', () => {
     const network = new DmzNetwork('elsewhere', { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.9.0.0/16', dmzSubnetCidr: '10.9.1.0/24', fleetSubnetCidr: '10.9.2.0/24', tenantCidrs: ['192.168.0.0/16'] });
-    const args = { network, facts: { location: { lat: 0, lon: 0 }, hardware: [], capacity: {} }, authorityUrl: 'https://a:7400', ami: 'ami-0', authorityPrincipalArn: 'arn:aws:iam::123456789012:role/a', secrets: { tlsCert: 'c', tlsKey: 'k', clientToken: 't', authorityToken: 'u' } };
+    const args = { network, facts: { location: { lat: 0, lon: 0 }, hardware: [], capacity: {} }, authorityUrl: 'https://a', ami: 'ami-0', authorityPrincipalArn: 'arn:aws:iam::123456789012:role/a', secrets: { tlsCert: 'c', tlsKey: 'k', clientToken: 't', authorityToken: 'u' } };
     expect(() => new DmzClientHost('elsewhere', { ...args, privateIp: '10.9.2.10' })).toThrow(/privateIp 10\.9\.2\.10 is not in the DMZ subnet 10\.9\.1\.0\/24/);
   });
 

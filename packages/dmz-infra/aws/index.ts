@@ -33,6 +33,7 @@ import {
   VM_TAG_DATA_CENTER,
   VM_TAG_SIZE,
   VM_TAG_STACK,
+  authorityPortOf,
   checkAdmittedCidrs,
   bootPortOf,
   dataCenterEntry,
@@ -63,6 +64,13 @@ export interface DmzNetworkArgs {
   apiPort?: number;
   /** Port of the boot endpoint: the API's port (the DMZ client serves /v1/boot there); another is refused (bootPortOf). */
   bootPort?: number;
+  /**
+   * Port of the authority in the tenant network (its URL's port; `fleet serve
+   * orchestrator` listens on 7400 unless told otherwise): the DMZ client's only
+   * way out to the tenant's CIDRs. Default 443; DmzClientHost refuses an
+   * authorityUrl on another port.
+   */
+  authorityPort?: number;
   tags?: Record<string, string>;
 }
 
@@ -75,12 +83,15 @@ export class DmzNetwork extends pulumi.ComponentResource {
   readonly endpointSecurityGroup: ec2.SecurityGroup;
   readonly endpoints: ec2.VpcEndpoint[];
   readonly encryptionByDefault: ebs.EncryptionByDefault;
-  /** What DmzClientHost needs of the network. */
+  /** What DmzClientHost needs of the network (networkName: the component's name, for its errors). */
+  readonly networkName: string;
   readonly stack: string;
   readonly dataCenter: string;
   readonly region: string;
   readonly apiPort: number;
   readonly bootPort: number;
+  /** The port the DMZ client may reach the tenant's CIDRs on (the authority's). */
+  readonly authorityPort: number;
   readonly dmzSubnetCidr: string;
   readonly tags: Record<string, string>;
 
@@ -91,11 +102,13 @@ export class DmzNetwork extends pulumi.ComponentResource {
     const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);
     const child = { parent: this };
+    this.networkName = name;
     this.stack = args.stack;
     this.dataCenter = args.dataCenter;
     this.region = args.region;
     this.apiPort = apiPort;
     this.bootPort = bootPort;
+    this.authorityPort = args.authorityPort ?? 443;
     this.dmzSubnetCidr = args.dmzSubnetCidr;
     this.tags = tags;
 
@@ -121,7 +134,7 @@ export class DmzNetwork extends pulumi.ComponentResource {
         ingress,
         egress: [
           { description: 'AWS APIs through the VPC endpoints', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: [args.vpcCidr] },
-          { description: 'the authority, in the tenant network', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: [...args.tenantCidrs] },
+          { description: 'the authority, in the tenant network', protocol: 'tcp', fromPort: this.authorityPort, toPort: this.authorityPort, cidrBlocks: [...args.tenantCidrs] },
         ],
         tags: { ...tags, Name: `${name}-dmz-client` },
       },
@@ -170,6 +183,9 @@ export class DmzNetwork extends pulumi.ComponentResource {
     this.registerOutputs({ vpcId: this.vpc.id, dmzSubnetId: this.dmzSubnet.id, fleetSubnetId: this.fleetSubnet.id });
   }
 }
+
+/** One IAM role or user (paths allowed): the only principal the broker role may trust. */
+const PRINCIPAL_ARN = /^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)\/([\w+=,.@-]+\/)*[\w+=,.@-]+$/;
 
 export interface DmzClientHostArgs {
   network: DmzNetwork;
@@ -230,6 +246,19 @@ export class DmzClientHost extends pulumi.ComponentResource {
     const child = { parent: this };
     const region = net.region;
     const inRegion = { StringEquals: { 'aws:RequestedRegion': region } };
+    // The broker role may launch, stop and terminate the fleet: it trusts one role or user, never '*', an account or a service.
+    if (!PRINCIPAL_ARN.test(args.authorityPrincipalArn)) {
+      throw new Error(
+        `DmzClientHost ${name}: authorityPrincipalArn ${args.authorityPrincipalArn} is not the ARN of one IAM role or user (arn:aws:iam::<account>:role/<name>): the broker role would trust more than the authority (anyone, a whole account, a service).`,
+      );
+    }
+    // The network lets the DMZ client out to the tenant on one port: the authority must listen there, or no request is ever approved.
+    const authorityPort = authorityPortOf(`DmzClientHost ${name}`, args.authorityUrl);
+    if (authorityPort !== net.authorityPort) {
+      throw new Error(
+        `DmzClientHost ${name}: authorityUrl ${args.authorityUrl} is reached on port ${authorityPort}, but DmzNetwork ${net.networkName} admits the authority on port ${net.authorityPort}; pass authorityPort: ${authorityPort} to the network.`,
+      );
+    }
 
     this.key = new kms.Key(`${name}-key`, { description: `DMZ client of ${net.dataCenter}: disk and secrets`, enableKeyRotation: true, deletionWindowInDays: 30, tags }, child);
     this.secret = new secretsmanager.Secret(`${name}-secrets`, { description: `TLS certificate and tokens of the DMZ client of ${net.dataCenter}`, kmsKeyId: this.key.arn, tags }, child);
