@@ -1,5 +1,6 @@
 // What `fleet serve` runs; loaded only when a service starts (it brings Fastify,
 // the authority, the DMZ client and the sim driver along).
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { FleetError, diag, fail, type Diagnostic } from '../../diags/index.ts';
 import { loadOrCreateSecret, startAuthority, type RunningService } from '../../authority/index.ts';
@@ -66,6 +67,12 @@ export interface ServeTlsOptions {
  * loopback-or-TLS rule: a service reachable from other machines speaks TLS
  * unless the operator says --insecure.
  */
+/** 0.0.0.0 and :: (with or without brackets): listen on every address, reach none. */
+function isUnspecifiedHost(host: string): boolean {
+  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  return (isIP(h) === 4 && /^0+(\.0+){3}$/.test(h)) || (isIP(h) === 6 && /^[0:]+$/.test(h));
+}
+
 export function serviceTls(io: CliIO, service: string, host: string, opts: ServeTlsOptions): ServerTls | undefined {
   const files = serverTlsFiles({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.clientCa }, io.env);
   const names = {
@@ -315,6 +322,15 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
     config = loaded.config.spec;
   } else if (kind !== 'sim') {
     fail('apply.serve-config', `The ${kind} driver needs its settings: pass --config FILE (a DmzClient document, docs/drivers/${kind}.md).`);
+  }
+  // A real VM is told the boot endpoint's URL in its user data; without spec.bootUrl that is the address this client
+  // listens on, and an unspecified one (0.0.0.0, ::) reaches no DMZ client from a VM: every boot would fail unreported
+  // and the driver would take the powered-off VM for a denied one.
+  if (kind !== 'sim' && !config.bootUrl && isUnspecifiedHost(opts.host)) {
+    fail(
+      'apply.serve-config',
+      `--host ${opts.host} is no address a VM can reach the boot endpoint at, and ${opts.config ?? 'the config'} sets no spec.bootUrl: set spec.bootUrl to the URL the data center's VMs reach this client at (e.g. https://10.20.0.10:7401/v1/boot), or listen on that address.`,
+    );
   }
   let authorityUrl: URL | undefined;
   try {

@@ -84,6 +84,16 @@ describe('fleet serve', () => {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-bad.yaml', '--authority', 'http://127.0.0.1:1'],
       want: ['spec.invalid-value', 'dmz-bad.yaml:6:15', 'spec.unknown-key', 'dmz-bad.yaml:8:5'],
     },
+    // Without spec.bootUrl the VMs are told the address the client listens on: 0.0.0.0 reaches no DMZ client from a VM, every
+    // boot failed unreported and the driver terminated the VM as denied.
+    {
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-aws.yaml', '--host', '0.0.0.0', '--insecure', '--authority', 'http://127.0.0.1:1'],
+      want: ['apply.serve-config', 'set spec.bootUrl', 'dmz-aws.yaml'],
+    },
+    {
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-aws.yaml', '--host', '::', '--insecure', '--authority', 'http://127.0.0.1:1'],
+      want: ['apply.serve-config', 'set spec.bootUrl'],
+    },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'gcp', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'gcp is not a driver'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--config', 'no-such.yaml', '--authority', 'http://127.0.0.1:1'], want: ['spec.read-error', 'no-such.yaml'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'MIAMI_CLI_TOKEN'] },
