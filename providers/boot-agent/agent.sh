@@ -29,6 +29,9 @@ umask 077
 : "${FLEET_ENCRYPTED:=0}"
 : "${FLEET_TRIES:=12}"
 : "${FLEET_RETRY_SECONDS:=5}"
+# Whole numbers only: a test against anything else would never end the retries.
+case "$FLEET_TRIES" in '' | *[!0-9]*) FLEET_TRIES=12 ;; esac
+case "$FLEET_RETRY_SECONDS" in '' | *[!0-9]*) FLEET_RETRY_SECONDS=5 ;; esac
 nl='
 '
 

@@ -259,6 +259,18 @@ describe('boot agent against a faulty boot endpoint', () => {
     }
   });
 
+  it('FLEET_TRIES that is no whole number falls back to 12 tries (the retries still end)', async () => {
+    const ep = await faultyEndpoint((_n, _req, res) => json(res, 503, '{"error":{"code":"authority-unavailable","message":"x"}}'));
+    try {
+      const userData = renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` });
+      const r = await runUserData(userData, join(root, 'bin'), join(root, 'bad-tries'), { FLEET_RETRY_SECONDS: '0', FLEET_TRIES: 'many' });
+      expect(r).toMatchObject({ code: 1, poweredOff: true });
+      expect(ep.seen.boots).toHaveLength(12);
+    } finally {
+      await ep.close();
+    }
+  });
+
   it('a boot endpoint under a private CA (the DMZ client\'s --boot-ca): the agent verifies it with the CA the user data carries', async () => {
     const ca = new TestCa();
     const ep = await faultyEndpoint((_n, _req, res) => json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}'), ca.issue({ cn: '127.0.0.1' }));
