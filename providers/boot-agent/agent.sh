@@ -122,10 +122,18 @@ esac
 if [ "$FLEET_ENCRYPTED" = 1 ]; then
   key=$(field diskKey)
   [ -n "$key" ] || fail "approved without a disk key"
-  if ! "$FLEET_CRYPTSETUP" isLuks "$FLEET_DATA_DEVICE"; then
+  # isLuks: 0 LUKS, 1 not LUKS; anything else (no such device, busy, no
+  # permission) says nothing, and formatting then could overwrite a LUKS
+  # volume with a new volume key: its data would be gone.
+  "$FLEET_CRYPTSETUP" isLuks "$FLEET_DATA_DEVICE"
+  luks=$?
+  if [ "$luks" = 1 ]; then
     # First boot: the volume is blank; format it under the released key.
     printf '%s' "$key" | "$FLEET_CRYPTSETUP" luksFormat --batch-mode --key-file=- "$FLEET_DATA_DEVICE" ||
       { key=; fail "could not format the data volume"; }
+  elif [ "$luks" != 0 ]; then
+    key=
+    fail "cannot tell whether the data volume $FLEET_DATA_DEVICE is LUKS (cryptsetup isLuks exit $luks)"
   fi
   printf '%s' "$key" | "$FLEET_CRYPTSETUP" open --type luks --key-file=- "$FLEET_DATA_DEVICE" "$FLEET_MAPPER_NAME" ||
     { key=; fail "the released key does not unlock the data volume"; }

@@ -2,8 +2,8 @@
 // rendered, run with sh against a real DMZ client's boot endpoint on
 // loopback (authority and record real, EC2 and STS served by nock), with a
 // fake cryptsetup that records its arguments and the hash of its stdin.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -253,6 +253,31 @@ describe('boot agent against a faulty boot endpoint', () => {
       expect(ep.seen.reports.map((x) => [x.state, x.denied])).toEqual([
         ['booting', false],
         ['failed', denied],
+      ]);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  // cryptsetup isLuks says 1 for a volume that is not LUKS; anything else (4: no such device, 5: busy, 2: no
+  // permission) is no answer, and formatting on it would overwrite a LUKS volume with a new volume key.
+  it.each([
+    { exit: 4, what: 'no such device' },
+    { exit: 5, what: 'busy' },
+    { exit: 2, what: 'no permission' },
+  ])('cryptsetup isLuks failing with $exit ($what): the volume is not formatted, the boot fails, the VM powers off', async ({ exit }) => {
+    const ep = await faultyEndpoint((_n, _req, res) => json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}'));
+    try {
+      const dir = join(root, `isluks-${exit}`);
+      const tool = join(root, `cryptsetup-isluks-${exit}`);
+      await writeFile(tool, `#!/bin/sh\n[ "$1" = isLuks ] && exit ${exit}\nexec cryptsetup "$@"\n`);
+      await chmod(tool, 0o755);
+      const r = await runUserData(renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0', FLEET_CRYPTSETUP: tool });
+      expect(r).toMatchObject({ code: 1, poweredOff: true, opened: false });
+      expect(existsSync(join(dir, 'luks-header'))).toBe(false);
+      expect(ep.seen.reports.map((x) => [x.state, x.denied])).toEqual([
+        ['booting', false],
+        ['failed', false],
       ]);
     } finally {
       await ep.close();
