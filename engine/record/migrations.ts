@@ -340,6 +340,19 @@ export const MIGRATIONS: readonly Migration[] = [
       `DROP INDEX IF EXISTS journal_once`,
     ],
   },
+  {
+    version: 12,
+    description: 'fleets.managed_by: the program (a Pulumi Fleet or Vm) whose creates made the fleet\'s live VMs; NULL for fleet files (fleet apply)',
+    statements: [
+      // Written with a fleet's row by every create (vm-writes.ts): the
+      // request's managedBy (protocol VmSpec), e.g. "pulumi:<project>/<stack>".
+      // It names the fleet's manager while the fleet has live VMs
+      // (FleetRow.managedBy): fleet plan leaves such a fleet alone when no
+      // fleet file declares it, refuses a fleet file that does, and a create
+      // by another manager is refused (record.manager-mismatch).
+      `ALTER TABLE fleets ADD COLUMN managed_by text`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;
