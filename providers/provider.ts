@@ -243,7 +243,8 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   /** The planner's classification (engine/plan/member.ts), plus the member's identity and owner. */
   async diff(_id: string, olds: VmOutputs, news: VmInputs): Promise<pulumi.dynamic.DiffResult> {
     const { action, diff } = classifyMember(olds, { ...news, state: news.desiredState });
-    const replaces = [...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]), ...REPLACE_FIELDS.filter((k) => k in diff)];
+    // Replaces name inputs: a hardware change is one of the hash (the Vm has no hardware input; VmArgs.hardware goes into specHash).
+    const replaces = [...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]), ...REPLACE_FIELDS.filter((k) => k in diff).map((k) => (k === 'hardware' ? 'specHash' : k))];
     const changed = replaces.length > 0 || action !== 'noop' || olds.owner !== news.owner;
     return { changes: changed, replaces, deleteBeforeReplace: (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
   }

@@ -4,7 +4,7 @@
 // program.test.ts runs it under Pulumi's mocks.
 import * as pulumi from '@pulumi/pulumi';
 import { DmzClientHost, DmzNetwork, type BrokerPrincipal } from '@dmzfleet/dmz-infra/azure';
-import { stackYaml, type DataCenterEntry, type StackBase } from '@dmzfleet/dmz-infra';
+import { authorityPortOf, stackYaml, type DataCenterEntry, type StackBase } from '@dmzfleet/dmz-infra';
 
 /** One data center's settings (Pulumi config `dmz-azure:dataCenters`, a list). */
 export interface AzureDataCenterConfig {
@@ -74,6 +74,7 @@ export function deploy(cfg: DmzAzureConfig) {
       dmzSubnetPrefix: dc.dmzSubnetPrefix,
       fleetSubnetPrefix: dc.fleetSubnetPrefix,
       tenantCidrs: cfg.tenantCidrs,
+      authorityPort: authorityPortOf('dmz-azure:authorityUrl', cfg.authorityUrl),
     });
     const mine = cfg.secrets.apply((s) => {
       const x = s[dc.name];

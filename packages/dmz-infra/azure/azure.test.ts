@@ -39,6 +39,7 @@ beforeAll(async () => {
     dmzSubnetPrefix: '10.30.1.0/24',
     fleetSubnetPrefix: '10.30.2.0/24',
     tenantCidrs: ['192.168.0.0/16'],
+    authorityPort: 7400,
   });
   hostArgs = {
     network,
@@ -87,6 +88,42 @@ describe('Azure DMZ', () => {
     expect(count(DEFINE)).toBe(2);
     expect(count(ASSIGN)).toBe(3);
     expect(count('azure-native:compute:VirtualMachine')).toBe(1);
+    expect(count('azure-native:network:NatGateway')).toBe(1);
+    expect(count('azure-native:network:PrivateEndpoint')).toBe(1);
+  });
+
+  // The host must reach ARM (its reads), the metadata service (its identity's tokens), its vault and the authority:
+  // with no default outbound access and the vault closed to public networks, it reached none of them and never started.
+  it('lets the DMZ subnet out to Resource Manager through a NAT gateway, and the fleet subnet nowhere', () => {
+    const subnet = (n: string) => named('azure-native:network:Subnet', n).inputs;
+    expect(subnet('dallas-dmz').natGateway?.id).toMatch(/NatGateway\/dallas-nat$/);
+    expect(subnet('dallas-fleet').natGateway).toBeUndefined();
+    const nat = named('azure-native:network:NatGateway', 'dallas-nat').inputs;
+    expect(nat.publicIpAddresses).toEqual([{ id: expect.stringMatching(/PublicIPAddress\/dallas-egress$/) }]);
+    const out = (nsg: string) =>
+      named(NSG, nsg)
+        .inputs.securityRules.filter((r: { direction: string }) => r.direction === 'Outbound')
+        .map((r: { access: string; destinationAddressPrefix?: string; destinationAddressPrefixes?: string[]; destinationPortRange: string }) => [r.access, r.destinationAddressPrefix ?? r.destinationAddressPrefixes, r.destinationPortRange]);
+    expect(out('dallas-dmz-client')).toEqual([
+      ['Allow', 'AzureResourceManager', '443'],
+      ['Allow', 'AzurePlatformIMDS', '80'],
+      ['Allow', '10.30.1.0/24', '443'],
+      ['Allow', ['192.168.0.0/16'], '7400'],
+      ['Deny', '*', '*'],
+    ]);
+    expect(out('dallas-fleet')).toEqual([
+      ['Allow', '10.30.1.0/24', '8443'],
+      ['Deny', '*', '*'],
+    ]);
+  });
+
+  it('reaches the vault at a private endpoint in the DMZ subnet, by a name the VNet resolves', () => {
+    const ep = named('azure-native:network:PrivateEndpoint', 'dallas-vault-endpoint').inputs;
+    expect(ep.subnet.id).toMatch(/Subnet\/dallas-dmz$/);
+    expect(ep.privateLinkServiceConnections).toEqual([{ name: 'vault', privateLinkServiceId: expect.stringMatching(/Vault\/dallas-vault$/), groupIds: ['vault'] }]);
+    expect(named('azure-native:privatedns:PrivateZone', 'dallas-vault-zone').inputs.privateZoneName).toBe('privatelink.vaultcore.azure.net');
+    expect(named('azure-native:privatedns:VirtualNetworkLink', 'dallas-vault-zone-link').inputs).toMatchObject({ privateZoneName: 'dallas-vault-zone', virtualNetwork: { id: expect.stringMatching(/VirtualNetwork\/dallas-vnet$/) }, registrationEnabled: false });
+    expect(named('azure-native:network:PrivateDnsZoneGroup', 'dallas-vault-zone-group').inputs).toMatchObject({ privateEndpointName: 'dallas-vault-endpoint', privateDnsZoneConfigs: [{ name: 'vault', privateDnsZoneId: expect.stringMatching(/PrivateZone\/dallas-vault-zone$/) }] });
   });
 
   it('holds every security property', () => {
@@ -174,11 +211,15 @@ describe('Azure DMZ', () => {
     ['an address outside the DMZ subnet', { privateIp: '10.30.2.10' }, /not in the DMZ subnet 10\.30\.1\.0\/24/],
     ['a broker without its service principal', { broker: { ...BROKER, principalId: '' } }, /broker\.principalId/],
     ['a secret variable that is no variable name', { broker: { ...BROKER, clientSecretEnv: 'my secret' } }, /clientSecretEnv/],
+    ['an authority on a port the network does not let out to', { authorityUrl: 'https://authority.tenant.example:9443' }, /reached on port 9443, but its DmzNetwork admits the authority on port 7400/],
+    ['an authority URL that is not https', { authorityUrl: 'http://authority.tenant.example:7400' }, /not an https:\/\/ URL/],
   ])('refuses %s when declared', (_what, over, message) => {
     expect(() => new DmzClientHost('refused', { ...hostArgs, ...over })).toThrow(message);
   });
 
   const NSG = 'azure-native:network:NetworkSecurityGroup';
+  const EGRESS = 'egress only to Resource Manager, the metadata service and private networks';
+  const PRIVATE_VAULT = 'the key vault is reached privately';
   const ROLES_ON_RG = "roles hold only on the data center's resource group";
   const ONLY_BROKER = 'only the broker principal may change anything';
   const DOCUMENTED = 'custom roles grant only the documented actions';
@@ -190,6 +231,16 @@ describe('Azure DMZ', () => {
     { name: 'no deny-all inbound', property: 'ingress only from the admitted sources', type: NSG, resource: 'dallas-dmz-client', edit: (r) => (r.inputs.securityRules = r.inputs.securityRules.filter((x: { name: string }) => x.name !== 'deny-all-inbound')) },
     { name: 'a public IP on the NIC', property: 'no public IP', type: 'azure-native:network:NetworkInterface', edit: (r) => (r.inputs.ipConfigurations[0].publicIPAddress = { id: 'pip' }) },
     { name: 'default outbound access', property: 'no public IP', type: 'azure-native:network:Subnet', resource: 'dallas-fleet', edit: (r) => delete r.inputs.defaultOutboundAccess },
+    { name: "a public IP that is not the NAT gateway's", property: 'no public IP', type: 'azure-native:network:NatGateway', edit: (r) => (r.inputs.publicIpAddresses = []) },
+    { name: 'the DMZ let out to the Internet', property: EGRESS, type: NSG, resource: 'dallas-dmz-client', edit: (r) => r.inputs.securityRules.push({ name: 'web', priority: 140, direction: 'Outbound', access: 'Allow', protocol: 'Tcp', destinationAddressPrefix: 'Internet', destinationPortRange: '443' }) },
+    { name: 'the DMZ let out to Storage', property: EGRESS, type: NSG, resource: 'dallas-dmz-client', edit: (r) => r.inputs.securityRules.push({ name: 'blobs', priority: 140, direction: 'Outbound', access: 'Allow', protocol: 'Tcp', destinationAddressPrefix: 'Storage', destinationPortRange: '443' }) },
+    { name: 'Resource Manager on every port', property: EGRESS, type: NSG, resource: 'dallas-dmz-client', edit: (r) => (r.inputs.securityRules.find((x: { name: string }) => x.name === 'allow-resource-manager').destinationPortRange = '*') },
+    { name: 'a public address let out', property: EGRESS, type: NSG, resource: 'dallas-fleet', edit: (r) => r.inputs.securityRules.push({ name: 'dns', priority: 110, direction: 'Outbound', access: 'Allow', protocol: 'Udp', destinationAddressPrefix: '8.8.8.8/32', destinationPortRange: '53' }) },
+    { name: 'no deny-all outbound', property: EGRESS, type: NSG, resource: 'dallas-dmz-client', edit: (r) => (r.inputs.securityRules = r.inputs.securityRules.filter((x: { name: string }) => x.name !== 'deny-all-outbound')) },
+    { name: 'no private endpoint for the vault', property: PRIVATE_VAULT, type: 'azure-native:network:PrivateEndpoint', edit: (r) => (r.inputs.privateLinkServiceConnections = []) },
+    { name: 'the private zone linked to no VNet', property: PRIVATE_VAULT, type: 'azure-native:privatedns:VirtualNetworkLink', edit: (r) => delete r.inputs.virtualNetwork },
+    { name: 'another private zone', property: PRIVATE_VAULT, type: 'azure-native:privatedns:PrivateZone', edit: (r) => (r.inputs.privateZoneName = 'privatelink.blob.core.windows.net') },
+    { name: 'no DNS zone group on the endpoint', property: PRIVATE_VAULT, type: 'azure-native:network:PrivateDnsZoneGroup', edit: (r) => (r.inputs.privateEndpointName = 'elsewhere') },
     { name: 'no encryption at host', property: 'encrypted at rest', type: 'azure-native:compute:VirtualMachine', edit: (r) => (r.inputs.securityProfile.encryptionAtHost = false) },
     { name: 'a vault open to public networks', property: 'encrypted at rest', type: 'azure-native:keyvault:Vault', edit: (r) => (r.inputs.properties.publicNetworkAccess = 'Enabled') },
     { name: 'a subscription-wide reader', property: ROLES_ON_RG, type: ASSIGN, resource: 'dallas-reader', edit: (r) => (r.inputs.scope = `/subscriptions/${MOCK_SUBSCRIPTION}`) },

@@ -2,11 +2,17 @@
 // components, the Azure twin of ../aws:
 //
 //   DmzNetwork     a resource group of its own, a VNet with a DMZ subnet and a
-//                  fleet subnet (no default outbound access, no public IPs),
-//                  NSGs that admit only the tenant's CIDRs to the DMZ client's
-//                  API port and only the fleet subnet to its boot endpoint, and
-//                  deny every other inbound flow (Azure's defaults admit the
-//                  whole VNet and the load balancer).
+//                  fleet subnet (no default outbound access, no public IPs on
+//                  a VM), NSGs that admit only the tenant's CIDRs to the DMZ
+//                  client's API port and only the fleet subnet to its boot
+//                  endpoint, and deny every other inbound flow (Azure's
+//                  defaults admit the whole VNet and the load balancer). Out
+//                  of the DMZ subnet only: Azure Resource Manager (443, through
+//                  a NAT gateway: ARM has no private endpoint a resource group
+//                  can make), the instance metadata service (the host
+//                  identity's tokens), private endpoints in the DMZ subnet
+//                  (its Key Vault) and the authority in the tenant network;
+//                  the fleet subnet reaches the boot endpoint only.
 //   DmzClientHost  the VM running `fleet serve dmz-client --driver azure
 //                  --config ...` at a fixed private address, with a
 //                  user-assigned managed identity that only reads (the custom
@@ -16,7 +22,9 @@
 //                  for the authority's broker principal, whose tokens alone can
 //                  change anything (docs/drivers/azure.md, "Credentials"); its
 //                  TLS certificate and tokens in a Key Vault (RBAC, no public
-//                  network access); encryption at host (disks encrypted at
+//                  network access) reached through a private endpoint in the
+//                  DMZ subnet and the privatelink.vaultcore.azure.net zone
+//                  linked to the VNet; encryption at host (disks encrypted at
 //                  rest, temp disk and caches included) and no public IP.
 //
 // checks/azure.ts states each security property as a function over the
@@ -28,8 +36,9 @@ import * as compute from '@pulumi/azure-native/compute/index.js';
 import * as keyvault from '@pulumi/azure-native/keyvault/index.js';
 import * as managedidentity from '@pulumi/azure-native/managedidentity/index.js';
 import * as network from '@pulumi/azure-native/network/index.js';
+import * as privatedns from '@pulumi/azure-native/privatedns/index.js';
 import * as resources from '@pulumi/azure-native/resources/index.js';
-import { DEFAULT_API_PORT, bootPortOf, checkAdmittedCidrs, dataCenterEntry, inCidr, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
+import { DEFAULT_API_PORT, authorityPortOf, bootPortOf, checkAdmittedCidrs, dataCenterEntry, inCidr, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
 import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
 
 export { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
@@ -46,8 +55,13 @@ export interface DmzNetworkArgs {
   tenantCidrs: string[];
   apiPort?: number;
   bootPort?: number;
+  /** The port the DMZ client reaches the authority on, in the tenant's networks (default 443; the authorityUrl's port). */
+  authorityPort?: number;
   tags?: Record<string, string>;
 }
+
+/** Private DNS zone of Key Vault private endpoints (Azure public cloud). */
+export const VAULT_PRIVATE_ZONE = 'privatelink.vaultcore.azure.net';
 
 /** An NSG rule denying every inbound flow the rules above it did not admit. */
 const denyAllInbound = {
@@ -62,6 +76,9 @@ const denyAllInbound = {
   destinationPortRange: '*',
 };
 
+/** The same outbound: Azure's defaults let a subnet out to the whole VNet and the Internet. */
+const denyAllOutbound = { ...denyAllInbound, name: 'deny-all-outbound', direction: 'Outbound' };
+
 export class DmzNetwork extends pulumi.ComponentResource {
   readonly resourceGroup: resources.ResourceGroup;
   readonly vnet: network.VirtualNetwork;
@@ -69,12 +86,16 @@ export class DmzNetwork extends pulumi.ComponentResource {
   readonly fleetSecurityGroup: network.NetworkSecurityGroup;
   readonly dmzSubnet: network.Subnet;
   readonly fleetSubnet: network.Subnet;
+  /** The DMZ subnet's way out to Azure Resource Manager (the NSG admits nothing else of the Internet), and its address. */
+  readonly natGateway: network.NatGateway;
+  readonly egressIp: network.PublicIPAddress;
   readonly stack: string;
   readonly dataCenter: string;
   readonly location: string;
   readonly apiPort: number;
   /** Port of the DMZ client's boot endpoint as the fleet subnet reaches it. */
   readonly bootPort: number;
+  readonly authorityPort: number;
   readonly dmzSubnetPrefix: string;
   readonly fleetSubnetPrefix: string;
   readonly tags: Record<string, string>;
@@ -91,6 +112,8 @@ export class DmzNetwork extends pulumi.ComponentResource {
     this.location = args.location;
     this.apiPort = apiPort;
     this.bootPort = bootPort;
+    this.authorityPort = args.authorityPort ?? 443;
+    if (!Number.isInteger(this.authorityPort) || this.authorityPort < 1 || this.authorityPort > 65535) throw new Error(`DmzNetwork ${name}: authorityPort ${args.authorityPort} is not a TCP port.`);
     this.dmzSubnetPrefix = args.dmzSubnetPrefix;
     this.fleetSubnetPrefix = args.fleetSubnetPrefix;
     this.tags = tags;
@@ -107,6 +130,12 @@ export class DmzNetwork extends pulumi.ComponentResource {
           { name: 'allow-tenant-api', priority: 100, direction: 'Inbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefixes: [...args.tenantCidrs], sourcePortRange: '*', destinationAddressPrefix: args.dmzSubnetPrefix, destinationPortRange: String(apiPort) },
           { name: 'allow-fleet-boot', priority: 110, direction: 'Inbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: args.fleetSubnetPrefix, sourcePortRange: '*', destinationAddressPrefix: args.dmzSubnetPrefix, destinationPortRange: String(bootPort) },
           denyAllInbound,
+          // The DMZ client's calls: the cloud's API, its identity's tokens, its vault, the authority. Nothing else.
+          { name: 'allow-resource-manager', priority: 100, direction: 'Outbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: args.dmzSubnetPrefix, sourcePortRange: '*', destinationAddressPrefix: 'AzureResourceManager', destinationPortRange: '443' },
+          { name: 'allow-instance-metadata', priority: 110, direction: 'Outbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: args.dmzSubnetPrefix, sourcePortRange: '*', destinationAddressPrefix: 'AzurePlatformIMDS', destinationPortRange: '80' },
+          { name: 'allow-private-endpoints', priority: 120, direction: 'Outbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: args.dmzSubnetPrefix, sourcePortRange: '*', destinationAddressPrefix: args.dmzSubnetPrefix, destinationPortRange: '443' },
+          { name: 'allow-authority', priority: 130, direction: 'Outbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: args.dmzSubnetPrefix, sourcePortRange: '*', destinationAddressPrefixes: [...args.tenantCidrs], destinationPortRange: String(this.authorityPort) },
+          denyAllOutbound,
         ],
         tags,
       },
@@ -120,19 +149,30 @@ export class DmzNetwork extends pulumi.ComponentResource {
         securityRules: [
           denyAllInbound,
           { name: 'allow-boot-endpoint', priority: 100, direction: 'Outbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: args.fleetSubnetPrefix, sourcePortRange: '*', destinationAddressPrefix: args.dmzSubnetPrefix, destinationPortRange: String(bootPort) },
-          { name: 'deny-all-outbound', priority: 4096, direction: 'Outbound', access: 'Deny', protocol: '*', sourceAddressPrefix: '*', sourcePortRange: '*', destinationAddressPrefix: '*', destinationPortRange: '*' },
+          denyAllOutbound,
         ],
         tags,
       },
       child,
     );
-    const subnet = (role: string, prefix: string, nsg: network.NetworkSecurityGroup) =>
+    // Outbound only: no VM holds this address, and the NSG lets nothing but ARM through it.
+    this.egressIp = new network.PublicIPAddress(`${name}-egress`, { resourceGroupName: rg, location: args.location, sku: { name: 'Standard' }, publicIPAllocationMethod: 'Static', tags }, child);
+    this.natGateway = new network.NatGateway(`${name}-nat`, { resourceGroupName: rg, location: args.location, sku: { name: 'Standard' }, publicIpAddresses: [{ id: this.egressIp.id }], tags }, child);
+    const subnet = (role: string, prefix: string, nsg: network.NetworkSecurityGroup, nat?: network.NatGateway) =>
       new network.Subnet(
         `${name}-${role}`,
-        { resourceGroupName: rg, virtualNetworkName: this.vnet.name, addressPrefix: prefix, networkSecurityGroup: { id: nsg.id }, defaultOutboundAccess: false },
+        {
+          resourceGroupName: rg,
+          virtualNetworkName: this.vnet.name,
+          addressPrefix: prefix,
+          networkSecurityGroup: { id: nsg.id },
+          defaultOutboundAccess: false,
+          ...(nat ? { natGateway: { id: nat.id } } : {}),
+        },
         child,
       );
-    this.dmzSubnet = subnet('dmz', args.dmzSubnetPrefix, this.dmzSecurityGroup);
+    this.dmzSubnet = subnet('dmz', args.dmzSubnetPrefix, this.dmzSecurityGroup, this.natGateway);
+    // No way out: a fleet VM reaches the boot endpoint and nothing else.
     this.fleetSubnet = subnet('fleet', args.fleetSubnetPrefix, this.fleetSecurityGroup);
     this.registerOutputs({ resourceGroupName: rg, dmzSubnetId: this.dmzSubnet.id, fleetSubnetId: this.fleetSubnet.id });
   }
@@ -212,6 +252,11 @@ export class DmzClientHost extends pulumi.ComponentResource {
   readonly roleAssignments: authorization.RoleAssignment[];
   readonly vault: keyvault.Vault;
   readonly secret: keyvault.Secret;
+  /** The vault's private endpoint in the DMZ subnet, its DNS zone, the zone's link to the VNet and the endpoint's record in it. */
+  readonly vaultEndpoint: network.PrivateEndpoint;
+  readonly vaultZone: privatedns.PrivateZone;
+  readonly vaultZoneLink: privatedns.VirtualNetworkLink;
+  readonly vaultZoneGroup: network.PrivateDnsZoneGroup;
   readonly nic: network.NetworkInterface;
   readonly vm: compute.VirtualMachine;
   /** The host's fixed private address. */
@@ -235,6 +280,13 @@ export class DmzClientHost extends pulumi.ComponentResource {
     if (broker.clientSecretEnv !== undefined && !ENV_NAME.test(broker.clientSecretEnv)) throw new Error(`DmzClientHost ${name}: broker.clientSecretEnv ${broker.clientSecretEnv} is not an environment variable name.`);
     this.privateIp = args.privateIp ?? hostAddress(net.dmzSubnetPrefix);
     if (!inCidr(this.privateIp, net.dmzSubnetPrefix)) throw new Error(`DmzClientHost ${name}: privateIp ${this.privateIp} is not in the DMZ subnet ${net.dmzSubnetPrefix}.`);
+    // The network lets the DMZ client out to the tenant on one port: the authority must listen there, or no request is ever approved.
+    const authorityPort = authorityPortOf(`DmzClientHost ${name}`, args.authorityUrl);
+    if (authorityPort !== net.authorityPort) {
+      throw new Error(
+        `DmzClientHost ${name}: authorityUrl ${args.authorityUrl} is reached on port ${authorityPort}, but its DmzNetwork admits the authority on port ${net.authorityPort}; pass authorityPort: ${authorityPort} to the network.`,
+      );
+    }
     const roleId = (id: pulumi.Input<string>) => pulumi.interpolate`/subscriptions/${args.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${id}`;
 
     this.identity = new managedidentity.UserAssignedIdentity(`${name}-identity`, { resourceGroupName: rg, location: net.location, tags }, child);
@@ -260,6 +312,24 @@ export class DmzClientHost extends pulumi.ComponentResource {
       `${name}-secrets`,
       { resourceGroupName: rg, vaultName: this.vault.name, secretName: 'dmz-client', properties: { value: pulumi.secret(pulumi.jsonStringify(pulumi.output(args.secrets))) } },
       { parent: this, additionalSecretOutputs: ['properties'] },
+    );
+    // The vault admits no public network: the host reaches it at a private endpoint in its own subnet, by the vault's usual
+    // name, which the linked privatelink zone answers inside the VNet.
+    this.vaultZone = new privatedns.PrivateZone(`${name}-vault-zone`, { resourceGroupName: rg, location: 'Global', privateZoneName: VAULT_PRIVATE_ZONE, tags }, child);
+    this.vaultZoneLink = new privatedns.VirtualNetworkLink(
+      `${name}-vault-zone-link`,
+      { resourceGroupName: rg, location: 'Global', privateZoneName: this.vaultZone.name, virtualNetwork: { id: net.vnet.id }, registrationEnabled: false, tags },
+      child,
+    );
+    this.vaultEndpoint = new network.PrivateEndpoint(
+      `${name}-vault-endpoint`,
+      { resourceGroupName: rg, location: net.location, subnet: { id: net.dmzSubnet.id }, privateLinkServiceConnections: [{ name: 'vault', privateLinkServiceId: this.vault.id, groupIds: ['vault'] }], tags },
+      child,
+    );
+    this.vaultZoneGroup = new network.PrivateDnsZoneGroup(
+      `${name}-vault-zone-group`,
+      { resourceGroupName: rg, privateEndpointName: this.vaultEndpoint.name, privateDnsZoneConfigs: [{ name: 'vault', privateDnsZoneId: this.vaultZone.id }] },
+      child,
     );
 
     // The two custom roles of docs/drivers/azure.md, defined and assignable on the data center's resource group only. Custom role
@@ -353,7 +423,7 @@ export class DmzClientHost extends pulumi.ComponentResource {
         userData,
         tags,
       },
-      { parent: this, dependsOn: [...this.roleAssignments, this.secret] },
+      { parent: this, dependsOn: [...this.roleAssignments, this.secret, this.vaultZoneLink, this.vaultZoneGroup] },
     );
     this.dataCenterEntry = pulumi.all([this.url, rg]).apply(([url, resourceGroup]) =>
       dataCenterEntry({ name: net.dataCenter, ...args.facts }, url, {

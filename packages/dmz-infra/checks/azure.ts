@@ -1,5 +1,6 @@
 // The Azure DMZ's security properties (see ./index.ts).
 import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE } from '../azure/roles.ts';
+import { inCidr } from '../common.ts';
 import { OPEN_SOURCES, missingTags, ofType, type Admitted, type Check, type DeclaredResource } from './types.ts';
 
 export interface AzureExpectations {
@@ -71,6 +72,11 @@ function rules(rs: readonly DeclaredResource[]): { nsg: string; rules: Rule[] }[
   return out;
 }
 
+/** Service tags a DMZ may go out to, and on which port: the cloud's API (through the NAT gateway) and the identity's tokens. */
+const EGRESS_TAGS: Record<string, string> = { azureresourcemanager: '443', azureplatformimds: '80' };
+/** A private (RFC 1918) IPv4 prefix: the VNet's own, or the tenant's networks over VPN or ExpressRoute. */
+const isPrivatePrefix = (p: string) => /^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(p) && ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'].some((c) => inCidr(p.split('/')[0], c) && Number(p.split('/')[1] ?? 32) >= Number(c.split('/')[1]));
+const destinations = (r: Rule['r']): string[] => [...(r.destinationAddressPrefix !== undefined ? [r.destinationAddressPrefix] : []), ...(r.destinationAddressPrefixes ?? [])];
 const sources = (r: Rule['r']): string[] => [...(r.sourceAddressPrefix !== undefined ? [r.sourceAddressPrefix] : []), ...(r.sourceAddressPrefixes ?? [])];
 const ports = (r: Rule['r']): string[] => [...(r.destinationPortRange !== undefined ? [r.destinationPortRange] : []), ...(r.destinationPortRanges ?? [])];
 
@@ -99,9 +105,64 @@ export function azureChecks(e: AzureExpectations): Check[] {
       },
     },
     {
+      // The NSGs' defaults let a subnet out to the whole VNet and, through a NAT gateway, the Internet: an exfiltration path.
+      property: 'egress only to Resource Manager, the metadata service and private networks',
+      run: (rs) => {
+        const v: string[] = [];
+        for (const { nsg, rules: list } of rules(rs)) {
+          const outbound = list.filter((x) => x.r.direction === 'Outbound');
+          const allows = outbound.filter((x) => x.r.access === 'Allow');
+          for (const { where, r } of allows) {
+            for (const dst of destinations(r)) {
+              const tag = EGRESS_TAGS[dst.toLowerCase()];
+              if (tag !== undefined) {
+                if (r.protocol !== 'Tcp' || ports(r).some((p) => p !== tag)) v.push(`${where} lets ${r.protocol} ${ports(r).join(',')} out to ${dst}, which is reached on TCP ${tag} only`);
+              } else if (OPEN_SOURCES.has(dst)) v.push(`${where} lets anything out to ${dst}`);
+              else if (!isPrivatePrefix(dst)) v.push(`${where} lets traffic out to ${dst}, neither a private network nor ${Object.keys(EGRESS_TAGS).join(' or ')}`);
+            }
+          }
+          const denyAll = outbound.find((x) => x.r.access === 'Deny' && destinations(x.r).includes('*') && ports(x.r).includes('*') && x.r.protocol === '*');
+          const lastAllow = Math.max(0, ...allows.map((x) => Number(x.r.priority)));
+          if (ofType(rs, NSG).some((n) => n.name === nsg) && (!denyAll || Number(denyAll.r.priority) <= lastAllow)) v.push(`NSG ${nsg} has no deny-all outbound rule after its allow rules: Azure's defaults let the subnet out to the VNet and the Internet`);
+        }
+        return v;
+      },
+    },
+    {
+      // Its public network access is off: the host reaches it only through a private endpoint whose name the VNet resolves.
+      property: 'the key vault is reached privately',
+      run: (rs) => {
+        const v: string[] = [];
+        const endpoints = ofType(rs, 'azure-native:network:PrivateEndpoint');
+        const zones = ofType(rs, 'azure-native:privatedns:PrivateZone').filter((z) => z.inputs.privateZoneName === 'privatelink.vaultcore.azure.net');
+        const zoneNames = new Set(zones.flatMap((z) => [z.name, String(z.inputs.privateZoneName)]));
+        const linked = ofType(rs, 'azure-native:privatedns:VirtualNetworkLink').some((l) => zoneNames.has(String(l.inputs.privateZoneName)) && l.inputs.virtualNetwork?.id);
+        const groups = ofType(rs, 'azure-native:network:PrivateDnsZoneGroup');
+        for (const vault of ofType(rs, 'azure-native:keyvault:Vault')) {
+          const ep = endpoints.find((e) =>
+            ((e.inputs.privateLinkServiceConnections ?? []) as { privateLinkServiceId?: string; groupIds?: string[] }[]).some((c) => lastSegment(c.privateLinkServiceId) === vault.name.toLowerCase() && (c.groupIds ?? []).includes('vault')),
+          );
+          if (!ep) {
+            v.push(`key vault ${vault.name} has no private endpoint (group vault): with public network access off, nothing can read it`);
+            continue;
+          }
+          if (zones.length === 0) v.push(`no private DNS zone privatelink.vaultcore.azure.net: the vault's name resolves to its public address, which refuses the host`);
+          else if (!linked) v.push(`the privatelink.vaultcore.azure.net zone is linked to no VNet: the host does not resolve the private endpoint`);
+          const group = groups.find((g) => String(g.inputs.privateEndpointName) === ep.name);
+          if (!group || !((group.inputs.privateDnsZoneConfigs ?? []) as { privateDnsZoneId?: string }[]).some((c) => zones.some((z) => lastSegment(c.privateDnsZoneId) === z.name.toLowerCase()))) {
+            v.push(`private endpoint ${ep.name} writes no record in the privatelink.vaultcore.azure.net zone (no private DNS zone group)`);
+          }
+        }
+        return v;
+      },
+    },
+    {
       property: 'no public IP',
       run: (rs) => [
-        ...ofType(rs, 'azure-native:network:PublicIPAddress').map((r) => `public IP address ${r.name}`),
+        // A NAT gateway's address only takes the DMZ subnet out (to Resource Manager: the egress property); no VM may hold one.
+        ...ofType(rs, 'azure-native:network:PublicIPAddress')
+          .filter((r) => !ofType(rs, 'azure-native:network:NatGateway').some((n) => ((n.inputs.publicIpAddresses ?? []) as { id?: string }[]).some((a) => lastSegment(a.id) === r.name.toLowerCase())))
+          .map((r) => `public IP address ${r.name}, not a NAT gateway's`),
         ...ofType(rs, 'azure-native:network:NetworkInterface').flatMap((r) => ((r.inputs.ipConfigurations ?? []) as { name?: string; publicIPAddress?: unknown }[]).filter((c) => c.publicIPAddress !== undefined).map((c) => `NIC ${r.name} configuration ${c.name} has a public IP`)),
         ...ofType(rs, 'azure-native:network:Subnet').filter((r) => r.inputs.defaultOutboundAccess !== false).map((r) => `subnet ${r.name} keeps Azure's default outbound access (an implicit public IP)`),
       ],
