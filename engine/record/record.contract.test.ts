@@ -1443,6 +1443,60 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       }
     });
 
+    // A program's fleet made before migration 12 had no manager in the record, so fleet plan would still plan its
+    // members for deletion after the upgrade: migration 12 marks the fleets whose every live VM the authority
+    // created outside any apply (no plan id), as a Pulumi Fleet or Vm creates.
+    it('migration 12 marks a fleet whose live VMs were all created outside any apply as a program\'s; the program\'s next create names it', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const raw = await rawAdapter(backend, url);
+        await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= 11));
+        const s = 'legacy';
+        // [fleet, index, live, create row's actor, plan id, outcome]
+        const vms: [string, number, boolean, string, string | null, string][] = [
+          ['prog', 0, true, 'authority', null, 'ok'],
+          ['prog', 1, true, 'authority', null, 'ok'],
+          ['applied', 0, true, 'authority', 'plan-1', 'ok'],
+          ['mixed', 0, true, 'authority', null, 'ok'],
+          ['mixed', 1, true, 'authority', 'plan-2', 'ok'],
+          ['gone', 0, false, 'authority', null, 'ok'],
+          ['imported', 0, true, 'alice', null, 'imported'],
+        ];
+        for (const f of new Set(vms.map((v) => v[0]))) await raw.query(`INSERT INTO fleets (stack, fleet, owner) VALUES ($1, $2, 'team-payments')`, [s, f]);
+        for (const [fleet, idx, live, actor, planId, outcome] of vms) {
+          const id = `${fleet}-${idx}`;
+          await raw.query(
+            `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, cpu, memory_gib, disk_gib, encrypted_disk, retired_at)
+             VALUES ($1, $2, $3, $4, $1, 'miami', 'Running', 'Running', 'h1', 'ubuntu-22.04', 2, 4, 50, true, ${live ? 'NULL' : 'now()'})`,
+            [id, s, fleet, idx],
+          );
+          await raw.query(`INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, outcome) VALUES ($1, $2, $3, $4, NULL, 'Requested', $5, $6, $7)`, [
+            id, s, fleet, `${fleet}/${idx}`, actor, planId, outcome,
+          ]);
+        }
+        await raw.close();
+        const rec = await openRecord(url);
+        try {
+          expect((await rec.listFleets(s)).map((f) => [f.fleet, f.managedBy])).toEqual([
+            ['applied', null],
+            ['gone', null],
+            ['imported', null],
+            ['mixed', null],
+            ['prog', 'pulumi'],
+          ]);
+          // Any program may create in it (its name then replaces the mark); fleet apply may not.
+          expect(await codeOf(rec.insertVm(newVm(s, 'prog', 2), { actor: 'a' }))).toBe('record.manager-mismatch');
+          await rec.insertVm(newVm(s, 'prog', 2, { managedBy: 'pulumi:fleets/dev' }), { actor: 'a' });
+          expect((await rec.listFleets(s, ['prog']))[0].managedBy).toBe('pulumi:fleets/dev');
+          expect(await codeOf(rec.insertVm(newVm(s, 'prog', 3, { managedBy: 'pulumi:fleets/prod' }), { actor: 'a' }))).toBe('record.manager-mismatch');
+        } finally {
+          await rec.close();
+        }
+      } finally {
+        await drop();
+      }
+    });
+
     it('refuses a record written by a newer schema, and leaves it untouched', async () => {
       const { url, drop } = await backend.freshUrl();
       try {

@@ -290,9 +290,17 @@ export function managedBySql(alias: string): string {
 }
 
 /**
+ * The manager migration 12 gives a fleet a program made before it (no
+ * name known): any program (`pulumi:…`) may create in it, and its name
+ * then replaces this one.
+ */
+export const LEGACY_PROGRAM = 'pulumi';
+
+/**
  * SQL true when fleet row `alias` has live VMs made by another manager than
  * `manager` (an SQL expression, NULL for fleet apply): a create there is refused.
  */
 export function otherManagerSql(alias: string, manager: string): string {
-  return `(${alias}.managed_by IS DISTINCT FROM ${manager} AND EXISTS (SELECT 1 FROM vm_usage mu WHERE mu.stack = ${alias}.stack AND mu.fleet = ${alias}.fleet AND mu.vms > 0))`;
+  const same = `(${alias}.managed_by = '${LEGACY_PROGRAM}' AND ${manager} LIKE '${LEGACY_PROGRAM}:%')`;
+  return `(${alias}.managed_by IS DISTINCT FROM ${manager} AND NOT coalesce(${same}, false) AND EXISTS (SELECT 1 FROM vm_usage mu WHERE mu.stack = ${alias}.stack AND mu.fleet = ${alias}.fleet AND mu.vms > 0))`;
 }
