@@ -155,6 +155,10 @@ export interface VmSpec {
    * Id of the live VM at the same address that this one replaces (create-before-delete): it is deposed when this one is inserted.
    */
   replaces?: string;
+  /**
+   * The program the create comes from, e.g. `pulumi:<project>/<stack>` (a Pulumi Fleet or Vm); left out by fleet apply. The record keeps it as the fleet's manager (fleets.managed_by) and refuses a create by another manager while the fleet has live VMs (manager-mismatch).
+   */
+  managedBy?: string;
 }
 /**
  * An override a person gave with the plan (`--allow-destroy <fleet>`), carried with each request of that fleet's deleting steps. The authority records who and why in the VM's history; the stack may accept it only with a proof made with the admin token (the protect rule's `override: admin`).

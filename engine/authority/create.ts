@@ -4,7 +4,7 @@
 // (record/budget.ts), against the owner the record holds for the fleet.
 // Part of the service (authority.ts, Core).
 import { formatVmAddress } from '../model/index.ts';
-import { BudgetExceededError, OwnerMismatchError, VersionConflictError } from '../record/index.ts';
+import { BudgetExceededError, ManagerMismatchError, OwnerMismatchError, VersionConflictError } from '../record/index.ts';
 import type { ChangeContext, NewVm, VmRow } from '../record/index.ts';
 import type { RequestFacts } from '../policy/types.ts';
 import type { AuthorizeRequest, AuthorizeResponse, WireCode } from '../../protocol/index.ts';
@@ -83,6 +83,8 @@ export async function authorizeCreate(
     realImage,
     size: spec.size,
     encryptedDisk: spec.encryptedDisk,
+    // The program the create comes from (a Pulumi Fleet or Vm), written to the fleet's row with the VM; none for fleet apply.
+    ...(spec.managedBy !== undefined ? { managedBy: spec.managedBy } : {}),
   };
   const ctx: ChangeContext = { actor: 'authority', planId: req.planId, requestId: req.requestId, detail: reason };
   // The row the insert makes, as far as judgeEdge reads it (and answers carry it).
@@ -108,6 +110,7 @@ export async function authorizeCreate(
   } catch (err) {
     if (err instanceof BudgetExceededError) return no({ reason: err.diagnostics[0].detail, refusal: err.which === 'owner' ? 'over-quota' : 'over-capacity' });
     if (err instanceof OwnerMismatchError) return no({ reason: err.diagnostics[0].detail, refusal: 'owner-mismatch' });
+    if (err instanceof ManagerMismatchError) return no({ reason: err.diagnostics[0].detail, refusal: 'manager-mismatch' });
     if (!(err instanceof VersionConflictError)) throw err;
     if (err.key === req.vmId) {
       // A repeated create (the DMZ client lost our answer): same VM, same answer.

@@ -2,7 +2,7 @@ export * from './types.ts';
 export { checkPlanDocument, asPlanDocument, parsePlanJson } from './document.ts';
 export { computePlan, memberName, type PlanInput, type PlanOptions } from './planner.ts';
 export { classifyMember, deletePath, resizeState, resizeSteps, stepsAlong, RESIZE_OPERATION, REPLACE_FIELDS, type Classified, type FieldDiff, type MemberShape } from './member.ts';
-export { resolveScope, targetFleet, type Scope } from './scope.ts';
+export { programFleets, resolveScope, targetFleet, type ManagedFleet, type Scope } from './scope.ts';
 export { haversineKm } from './geo.ts';
 export { Placer, fleetPlacement, placeMember, resolveNear, staticExclusion, type FleetPlacement } from './placement.ts';
 export { basicCapacityLeft, noRulesPolicy, type CapacityLeft, type PlanContext, type PlanPolicy } from './policy-port.ts';

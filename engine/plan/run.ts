@@ -13,7 +13,7 @@ import type { FleetRecord, PlanVmRow, StackIdentity, UnchangedRow, UsageRow } fr
 import { loadStack, type LoadResult, type StackInput } from '../spec/index.ts';
 import { sealPlan } from './integrity.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
-import { resolveScope, targetFleet } from './scope.ts';
+import { programFleets, resolveScope, targetFleet } from './scope.ts';
 import { customPlanRules, planShapes } from './shapes.ts';
 import { parseVmAddress } from '../model/index.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/index.ts';
@@ -114,6 +114,8 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   const owners: Record<string, string> = {};
   let identity: StackIdentity | undefined;
   const protectedFleets: string[] = [];
+  /** What the planning reports beside the plan: fleets left to their program (here), custom rules' timeouts (computePlan). */
+  const reported: Diagnostic[] = [];
   try {
     const fleetRows = await record.listFleets(stack.name);
     const specNames = fleets.map((f) => f.name);
@@ -142,6 +144,30 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
         ),
       ]);
     }
+    // A fleet a program manages (a Pulumi Fleet or Vm) is the program's: left alone with no fleet file, refused with one.
+    const programs = programFleets(scope.fleets, specNames, fleetRows);
+    if (programs.conflicts.length) {
+      throw new FleetError(
+        programs.conflicts.map((f) => {
+          const spec = fleets.find((s) => s.name === f.fleet);
+          return diag(
+            'plan.two-managers',
+            `fleet ${f.fleet} is declared by a fleet file, and its live VMs in the record (${record.description}) were made by the program ${f.managedBy}, which manages it: one fleet has one manager, or each would change or delete the other's VMs. Nothing was planned. Rename the fleet in the fleet file, or remove it from the program first (\`pulumi destroy\`, or its resource removed and \`pulumi up\`), then apply the file.`,
+            { ...(spec?.where ?? {}), address: f.fleet },
+          );
+        }),
+      );
+    }
+    for (const f of programs.leftAlone) {
+      reported.push(
+        diag(
+          'plan.program-fleet',
+          `fleet ${f.fleet} is managed by the program ${f.managedBy} (the record holds its live VMs, and no fleet file declares it): left alone, not planned for deletion. Remove it with the program: \`pulumi destroy\`, or its resource removed and \`pulumi up\`.`,
+          { address: f.fleet },
+        ),
+      );
+    }
+    scope.fleets = programs.fleets;
     const inScope = new Set(scope.fleets);
     for (const f of fleetRows) {
       owners[f.fleet] = f.owner;
@@ -159,7 +185,6 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     if (!opts.record) await record.close();
   }
   const t2 = performance.now();
-  const reported: Diagnostic[] = [];
   const plan = computePlan({
     stack,
     pack,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { haversineKm } from './geo.ts';
 import { resolveNear } from './placement.ts';
 import { resizeState } from './member.ts';
-import { resolveScope } from './scope.ts';
+import { programFleets, resolveScope } from './scope.ts';
 import { makeLifecycle, makeStack } from './test-support.ts';
 
 describe('resolveScope', () => {
@@ -15,6 +15,27 @@ describe('resolveScope', () => {
   ];
   it.each(cases)('$name', ({ targets, excludes, fleets, unknown }) => {
     expect(resolveScope(['web', 'a', 'b'], ['gone', 'web'], targets, excludes)).toEqual({ fleets, unknown });
+  });
+});
+
+// Fleets a program (a Pulumi Fleet or Vm) manages are the program's: fleet plan and fleet apply leave them alone
+// with no fleet file (found by QA: they were planned for deletion), and refuse a fleet file that declares one.
+describe('programFleets', () => {
+  const record = [
+    { fleet: 'filed', managedBy: null },
+    { fleet: 'gone', managedBy: null },
+    { fleet: 'pul', managedBy: 'pulumi:p/dev' },
+    { fleet: 'twice', managedBy: 'pulumi:p/dev' },
+  ];
+  const cases = [
+    { name: 'a whole plan', scope: ['filed', 'gone', 'pul', 'twice', 'web'], fleets: ['filed', 'gone', 'web'], leftAlone: ['pul'], conflicts: ['twice'] },
+    { name: '--exclude pul', scope: ['filed', 'gone', 'twice', 'web'], fleets: ['filed', 'gone', 'web'], leftAlone: [], conflicts: ['twice'] },
+    { name: '--target pul', scope: ['pul'], fleets: [], leftAlone: ['pul'], conflicts: [] },
+    { name: '--target web', scope: ['web'], fleets: ['web'], leftAlone: [], conflicts: [] },
+  ];
+  it.each(cases)('$name', ({ scope, fleets, leftAlone, conflicts }) => {
+    const out = programFleets(scope, ['filed', 'twice', 'web'], record);
+    expect({ fleets: out.fleets, leftAlone: out.leftAlone.map((f) => f.fleet), conflicts: out.conflicts.map((f) => f.fleet) }).toEqual({ fleets, leftAlone, conflicts });
   });
 });
 

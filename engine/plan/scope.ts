@@ -57,3 +57,31 @@ export function resolveScope(
 export function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** A fleet of the record that a program manages (FleetRow.managedBy). */
+export interface ManagedFleet {
+  fleet: string;
+  managedBy: string;
+}
+
+/**
+ * The fleets in scope, less those a program manages (a Pulumi Fleet or Vm:
+ * the record's fleets.managed_by while they have live VMs). With no fleet
+ * file, such a fleet is left alone (`leftAlone`): planning it would delete
+ * the program's VMs. One a fleet file declares has two managers
+ * (`conflicts`), which the plan refuses. Fleets outside the scope are not
+ * judged.
+ */
+export function programFleets(
+  scope: readonly string[],
+  specFleets: Iterable<string>,
+  recordFleets: readonly { fleet: string; managedBy: string | null }[],
+): { fleets: string[]; leftAlone: ManagedFleet[]; conflicts: ManagedFleet[] } {
+  const inScope = new Set(scope);
+  const declared = new Set(specFleets);
+  const managed = recordFleets.filter((f): f is ManagedFleet => f.managedBy !== null && inScope.has(f.fleet)).map((f) => ({ fleet: f.fleet, managedBy: f.managedBy }));
+  const leftAlone = managed.filter((f) => !declared.has(f.fleet));
+  const conflicts = managed.filter((f) => declared.has(f.fleet));
+  const skip = new Set(managed.map((f) => f.fleet));
+  return { fleets: scope.filter((n) => !skip.has(n)), leftAlone, conflicts };
+}

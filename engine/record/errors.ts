@@ -114,6 +114,18 @@ export class OwnerMismatchError extends FleetError {
 }
 
 /**
+ * A create the record refused because the fleet has live VMs made by
+ * another manager (FleetRow.managedBy: a Pulumi program, or fleet files when
+ * null): one fleet has one manager. Nothing was written.
+ */
+export class ManagerMismatchError extends FleetError {
+  constructor(detail: string, address?: string) {
+    super(diag('record.manager-mismatch', detail, address !== undefined ? { address } : {}));
+    this.name = 'ManagerMismatchError';
+  }
+}
+
+/**
  * The record's PostgreSQL server could not be used (record.unreachable).
  * `transient`: the connection was lost or refused, or the server is starting,
  * stopping or full of connections (a failover, a restart): the same call may

@@ -340,6 +340,34 @@ export const MIGRATIONS: readonly Migration[] = [
       `DROP INDEX IF EXISTS journal_once`,
     ],
   },
+  {
+    version: 12,
+    description: 'fleets.managed_by: the program (a Pulumi Fleet or Vm) whose creates made the fleet\'s live VMs; NULL for fleet files (fleet apply)',
+    statements: [
+      // Written with a fleet's row by every create (vm-writes.ts): the
+      // request's managedBy (protocol VmSpec), e.g. "pulumi:<project>/<stack>".
+      // It names the fleet's manager while the fleet has live VMs
+      // (FleetRow.managedBy): fleet plan leaves such a fleet alone when no
+      // fleet file declares it, refuses a fleet file that does, and a create
+      // by another manager is refused (record.manager-mismatch).
+      `ALTER TABLE fleets ADD COLUMN managed_by text`,
+      // Fleets a program made before this version: every live VM was created
+      // by the authority outside any apply (its create row has no plan id;
+      // fleet apply's always carry the plan's), as a Pulumi Fleet or Vm
+      // creates. Marked `pulumi` (LEGACY_PROGRAM, rows.ts), so fleet plan
+      // leaves them alone instead of deleting them; the program's next create
+      // is let in and writes its full name. Stops at a fleet's first VM made
+      // by an apply, an import or a seed.
+      `UPDATE fleets f SET managed_by = 'pulumi'
+       WHERE f.managed_by IS NULL
+         AND EXISTS (SELECT 1 FROM vms v WHERE v.stack = f.stack AND v.fleet = f.fleet AND v.retired_at IS NULL)
+         AND NOT EXISTS (
+           SELECT 1 FROM vms v WHERE v.stack = f.stack AND v.fleet = f.fleet AND v.retired_at IS NULL
+             AND NOT EXISTS (
+               SELECT 1 FROM history h
+               WHERE h.vm_id = v.id AND h.from_state IS NULL AND h.actor = 'authority' AND h.outcome = 'ok' AND h.plan_id IS NULL))`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

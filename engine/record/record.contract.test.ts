@@ -787,6 +787,48 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect((await r.insertVm(newVm(s, 'web', 1, { owner: 'team-x' }), { actor: 'a' })).address).toBe('web/1');
     });
 
+    // Found by QA: a Pulumi program's fleet had no mark in the record, so `fleet plan` on the stack planned its VMs'
+    // deletion (no fleet file declares it). The fleet's row now names its manager (fleets.managed_by, migration 12).
+    it("a create writes its manager to the fleet's row; one by another manager is refused while the fleet has live VMs; with none, the next create's manager takes it", async () => {
+      const s = freshStack();
+      const prog = 'pulumi:fleets/dev';
+      const managerOf = async (fleet: string) => (await r.listFleets(s, [fleet]))[0]?.managedBy;
+      const pul = await r.insertVm(newVm(s, 'pul', 0, { managedBy: prog }), { actor: 'a' });
+      await r.insertVm(newVm(s, 'filed', 0), { actor: 'a' });
+      expect((await r.listFleets(s)).map((f) => [f.fleet, f.managedBy])).toEqual([
+        ['filed', null],
+        ['pul', prog],
+      ]);
+      // One statement (no budget), a guarded transaction, and batches: fleet apply into the program's fleet, the program into fleet files', another program.
+      const refused: [string, NewVm][] = [
+        ['fleet apply into a program fleet', newVm(s, 'pul', 1)],
+        ['a program into a fleet of fleet files', newVm(s, 'filed', 1, { managedBy: prog })],
+        ['another program', newVm(s, 'pul', 1, { managedBy: 'pulumi:fleets/prod' })],
+      ];
+      for (const [what, vm] of refused) {
+        expect([what, await codeOf(r.insertVm(vm, { actor: 'a' }))]).toEqual([what, 'record.manager-mismatch']);
+        expect([what, await codeOf(r.insertVm(vm, { actor: 'a' }, { guard: true }))]).toEqual([what, 'record.manager-mismatch']);
+        const [out] = await r.insertVms([{ vm, ctx: { actor: 'a' } }]);
+        expect([what, out instanceof FleetError ? out.diagnostics[0].code : 'inserted']).toEqual([what, 'record.manager-mismatch']);
+      }
+      expect(await codeOf(r.insertVm(newVm(s, 'filed', 1, { managedBy: prog }), { actor: 'a' }))).toBe('record.manager-mismatch');
+      const e = (await r.insertVms([{ vm: newVm(s, 'filed', 1, { managedBy: prog }), ctx: { actor: 'a' } }]))[0] as FleetError;
+      expect(e.diagnostics[0].detail).toContain(`fleet filed has live VMs managed by fleet files (\`fleet apply\`) in the record, and this create comes from the program ${prog}`);
+      // Two managers in one batch of a new fleet: the first item's takes it.
+      const batch = await r.insertVms([
+        { vm: newVm(s, 'mixed', 0, { managedBy: prog }), ctx: { actor: 'a' } },
+        { vm: newVm(s, 'mixed', 1), ctx: { actor: 'a' } },
+      ]);
+      expect(batch.map((o) => (o instanceof FleetError ? o.diagnostics[0].code : 'inserted'))).toEqual(['inserted', 'record.manager-mismatch']);
+      expect((await r.listVms(s)).map((v) => v.address)).toEqual(['filed/0', 'mixed/0', 'pul/0']);
+      // Its VMs gone, the fleet has no manager: fleet apply may create it again, and its row says so.
+      await r.updateVm(pul.id, 1, { retire: true }, { actor: 'a' });
+      expect(await managerOf('pul')).toBeNull();
+      await r.insertVm(newVm(s, 'pul', 0), { actor: 'a' });
+      expect(await managerOf('pul')).toBeNull();
+      expect(await codeOf(r.insertVm(newVm(s, 'pul', 1, { managedBy: prog }), { actor: 'a' }))).toBe('record.manager-mismatch');
+    });
+
     it('a grow is checked and reserved with its intent row: creates and other grows count it until its size is written or it is dropped', async () => {
       const s = freshStack();
       const [a, b] = [await r.insertVm(newVm(s, 'web', 0, { owner: 'team-q' }), { actor: 'a' }), await r.insertVm(newVm(s, 'web', 1, { owner: 'team-q' }), { actor: 'a' })];
@@ -1401,6 +1443,60 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       }
     });
 
+    // A program's fleet made before migration 12 had no manager in the record, so fleet plan would still plan its
+    // members for deletion after the upgrade: migration 12 marks the fleets whose every live VM the authority
+    // created outside any apply (no plan id), as a Pulumi Fleet or Vm creates.
+    it('migration 12 marks a fleet whose live VMs were all created outside any apply as a program\'s; the program\'s next create names it', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const raw = await rawAdapter(backend, url);
+        await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= 11));
+        const s = 'legacy';
+        // [fleet, index, live, create row's actor, plan id, outcome]
+        const vms: [string, number, boolean, string, string | null, string][] = [
+          ['prog', 0, true, 'authority', null, 'ok'],
+          ['prog', 1, true, 'authority', null, 'ok'],
+          ['applied', 0, true, 'authority', 'plan-1', 'ok'],
+          ['mixed', 0, true, 'authority', null, 'ok'],
+          ['mixed', 1, true, 'authority', 'plan-2', 'ok'],
+          ['gone', 0, false, 'authority', null, 'ok'],
+          ['imported', 0, true, 'alice', null, 'imported'],
+        ];
+        for (const f of new Set(vms.map((v) => v[0]))) await raw.query(`INSERT INTO fleets (stack, fleet, owner) VALUES ($1, $2, 'team-payments')`, [s, f]);
+        for (const [fleet, idx, live, actor, planId, outcome] of vms) {
+          const id = `${fleet}-${idx}`;
+          await raw.query(
+            `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, cpu, memory_gib, disk_gib, encrypted_disk, retired_at)
+             VALUES ($1, $2, $3, $4, $1, 'miami', 'Running', 'Running', 'h1', 'ubuntu-22.04', 2, 4, 50, true, ${live ? 'NULL' : 'now()'})`,
+            [id, s, fleet, idx],
+          );
+          await raw.query(`INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, outcome) VALUES ($1, $2, $3, $4, NULL, 'Requested', $5, $6, $7)`, [
+            id, s, fleet, `${fleet}/${idx}`, actor, planId, outcome,
+          ]);
+        }
+        await raw.close();
+        const rec = await openRecord(url);
+        try {
+          expect((await rec.listFleets(s)).map((f) => [f.fleet, f.managedBy])).toEqual([
+            ['applied', null],
+            ['gone', null],
+            ['imported', null],
+            ['mixed', null],
+            ['prog', 'pulumi'],
+          ]);
+          // Any program may create in it (its name then replaces the mark); fleet apply may not.
+          expect(await codeOf(rec.insertVm(newVm(s, 'prog', 2), { actor: 'a' }))).toBe('record.manager-mismatch');
+          await rec.insertVm(newVm(s, 'prog', 2, { managedBy: 'pulumi:fleets/dev' }), { actor: 'a' });
+          expect((await rec.listFleets(s, ['prog']))[0].managedBy).toBe('pulumi:fleets/dev');
+          expect(await codeOf(rec.insertVm(newVm(s, 'prog', 3, { managedBy: 'pulumi:fleets/prod' }), { actor: 'a' }))).toBe('record.manager-mismatch');
+        } finally {
+          await rec.close();
+        }
+      } finally {
+        await drop();
+      }
+    });
+
     it('refuses a record written by a newer schema, and leaves it untouched', async () => {
       const { url, drop } = await backend.freshUrl();
       try {
@@ -1419,11 +1515,17 @@ describe.each(testBackends())('record contract on $name', (backend) => {
     });
 
     it('a command that only reads (state, history) never upgrades a record: it reads one missing only index migrations as it is, refuses an older one untouched (record.older-schema)', async () => {
+      // With `next`, the record is read by a dmzfleet that knows one more migration, index only (migrate's upgrade: false).
+      const indexOnlyNext = { version: SCHEMA_VERSION + 1, indexOnly: true as const, description: 'an index', statements: ['CREATE INDEX later_index ON vms (name)'] };
       const cases = [
-        // Missing 10 and 11 (indexes only): read as it is, left at 9.
-        { at: 9, refused: false },
-        // Missing 9 (a column the boot check reads) too: refused, left at 8.
-        { at: 8, refused: true },
+        // Missing only an index migration: read as it is, left at its version.
+        { at: SCHEMA_VERSION, next: true, refused: false },
+        // Missing 12 (fleets.managed_by, which listFleets reads): refused, left at 11.
+        { at: 11, refused: true, missing: '12' },
+        // Missing 10 and 11 (indexes only) and 12: refused, naming 12 only.
+        { at: 9, refused: true, missing: '12' },
+        // Missing 9 (a column the boot check reads) too.
+        { at: 8, refused: true, missing: '9, 12' },
       ];
       for (const c of cases) {
         const { url, drop } = await backend.freshUrl();
@@ -1431,13 +1533,18 @@ describe.each(testBackends())('record contract on $name', (backend) => {
           const raw = await rawAdapter(backend, url);
           await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= c.at));
           await raw.close();
+          if (c.next) {
+            const again = await rawAdapter(backend, url);
+            expect(await migrate(again, { description: url }, [...MIGRATIONS, indexOnlyNext], { upgrade: false })).toEqual({ from: c.at, to: c.at });
+            await again.close();
+          }
           const reader = await openRecord(url, { existing: true, readOnly: true }).catch((e: unknown) => e);
           if (c.refused) {
             expect(reader, `at ${c.at}`).toBeInstanceOf(FleetError);
             const d = (reader as FleetError).diagnostics[0];
             expect(d.code).toBe('record.older-schema');
             expect(d.detail).toContain(`schema version ${c.at}`);
-            expect(d.detail).toContain('missing: 9)');
+            expect(d.detail).toContain(`missing: ${c.missing})`);
           } else {
             expect(reader, `at ${c.at}`).not.toBeInstanceOf(Error);
             const rec = reader as SqlRecord;

@@ -278,3 +278,29 @@ export function pgTimeToIso(s: string): string {
 export function iso(v: Date | string): string {
   return v instanceof Date ? v.toISOString() : pgTimeToIso(v);
 }
+
+/**
+ * The manager of fleet row `alias` (FleetRow.managedBy) as SQL: its
+ * managed_by while the fleet has a live VM (vm_usage, migration 8), else
+ * NULL: a fleet whose VMs are all gone may be created by either manager.
+ * The live-VM look-up runs only for a managed row.
+ */
+export function managedBySql(alias: string): string {
+  return `CASE WHEN ${alias}.managed_by IS NOT NULL AND EXISTS (SELECT 1 FROM vm_usage mu WHERE mu.stack = ${alias}.stack AND mu.fleet = ${alias}.fleet AND mu.vms > 0) THEN ${alias}.managed_by END`;
+}
+
+/**
+ * The manager migration 12 gives a fleet a program made before it (no
+ * name known): any program (`pulumi:…`) may create in it, and its name
+ * then replaces this one.
+ */
+export const LEGACY_PROGRAM = 'pulumi';
+
+/**
+ * SQL true when fleet row `alias` has live VMs made by another manager than
+ * `manager` (an SQL expression, NULL for fleet apply): a create there is refused.
+ */
+export function otherManagerSql(alias: string, manager: string): string {
+  const same = `(${alias}.managed_by = '${LEGACY_PROGRAM}' AND ${manager} LIKE '${LEGACY_PROGRAM}:%')`;
+  return `(${alias}.managed_by IS DISTINCT FROM ${manager} AND NOT coalesce(${same}, false) AND EXISTS (SELECT 1 FROM vm_usage mu WHERE mu.stack = ${alias}.stack AND mu.fleet = ${alias}.fleet AND mu.vms > 0))`;
+}

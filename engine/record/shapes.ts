@@ -64,6 +64,16 @@ export interface FleetRow {
    * the override (the planner's protect rule and the authority read it).
    */
   protected: boolean;
+  /**
+   * The program that manages the fleet (fleets.managed_by, migration 12), e.g.
+   * `pulumi:<project>/<stack>`: the manager its live VMs were created by.
+   * null for a fleet of fleet files (`fleet apply`), and for any fleet
+   * with no live VM (then either manager may create it). `fleet plan`
+   * leaves a managed fleet without a fleet file alone and refuses a fleet
+   * file that declares one; a create by another manager is refused
+   * (record.manager-mismatch).
+   */
+  managedBy: string | null;
 }
 
 /**
@@ -166,6 +176,13 @@ export interface NewVm {
   id?: string;
   /** Id of the live VM at the same address this one replaces: it is deposed in the same transaction. */
   replaces?: string;
+  /**
+   * The program whose create this is (FleetRow.managedBy); absent or null
+   * for fleet apply. Written to the fleet's row with the VM; refused
+   * (ManagerMismatchError, nothing inserted) while the fleet has live VMs
+   * of another manager.
+   */
+  managedBy?: string | null;
 }
 
 export type VmPatch = Partial<

@@ -13,10 +13,10 @@ import { randomUUID } from 'node:crypto';
 import type { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { upsertBootTokens } from './boot.ts';
-import { CloudIdTakenError, VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
+import { CloudIdTakenError, ManagerMismatchError, VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
 import { fitBudgets, guarded, lockBudget, ownerMismatch, readBudgetUsage, readFleetOwners } from './budget.ts';
 import { OnwardRows, insertHistory, type HistorySource } from './history.ts';
-import { FULL_VM, vmFromRow, vmName } from './rows.ts';
+import { FULL_VM, otherManagerSql, vmFromRow, vmName } from './rows.ts';
 import type { Queryable, RecordSql } from './sql.ts';
 import type { ChangeContext, InsertItem, NewVm, VmPatch, VmRow, VmWriter } from './types.ts';
 
@@ -97,11 +97,34 @@ function ctxSource(vm: string, from: string, fromState: string, toState: string,
   return { vm, from, fromState, toState, ...p };
 }
 
-/** Throws why an insert of VM `id` hit a conflict: its fleet has another owner, its address is live, or the id exists. */
+/** Who a manager is, in a sentence (FleetRow.managedBy; null: fleet files). */
+const managerName = (m: string | null | undefined) => (m ? `the program ${m}` : 'fleet files (`fleet apply`)');
+
+/** The refusal of a create by `vm.managedBy` into a fleet whose live VMs `recorded` made. */
+export function managerMismatch(vm: NewVm, recorded: string | null): ManagerMismatchError {
+  const address = formatVmAddress(vm.fleet, vm.index);
+  const fix = recorded
+    ? `remove it there first (\`pulumi destroy\` of ${recorded}, or its resource removed from the program and \`pulumi up\`)`
+    : 'remove it there first (delete its fleet file and run `fleet apply`, which deletes its VMs)';
+  return new ManagerMismatchError(
+    `${address}: fleet ${vm.fleet} has live VMs managed by ${managerName(recorded)} in the record, and this create comes from ${managerName(vm.managedBy)}; one fleet has one manager, or each would plan the other's VMs away. Nothing was created. Give this fleet another name, or to move the fleet, ${fix}.`,
+    address,
+  );
+}
+
+/** The manager of `fleet` if another than `manager` while the fleet has live VMs, else undefined. */
+async function otherManager(q: Queryable, stack: string, fleet: string, manager: string | null): Promise<{ managedBy: string | null } | undefined> {
+  const rows = await q.query<{ managed_by: string | null }>(`SELECT fo.managed_by FROM fleets fo WHERE fo.stack = $1 AND fo.fleet = $2 AND ${otherManagerSql('fo', '$3::text')}`, [stack, fleet, manager]);
+  return rows.length ? { managedBy: rows[0].managed_by } : undefined;
+}
+
+/** Throws why an insert of VM `id` hit a conflict: its fleet has another owner or manager, its address is live, or the id exists. */
 async function whyNotInserted(q: Queryable, id: string, vm: NewVm): Promise<never> {
   const address = formatVmAddress(vm.fleet, vm.index);
   const recorded = (await readFleetOwners(q, vm.stack, [vm.fleet])).get(vm.fleet);
   if (recorded !== undefined && recorded !== vm.owner) throw ownerMismatch(vm, recorded);
+  const other = await otherManager(q, vm.stack, vm.fleet, vm.managedBy ?? null);
+  if (other) throw managerMismatch(vm, other.managedBy);
   if ((await q.query('SELECT 1 FROM vms WHERE id = $1', [id])).length) {
     throw new VersionConflictError(id, null, null, `a VM with id ${id} exists already.`, address);
   }
@@ -273,12 +296,14 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
   const insertMany = async (q: Queryable, items: readonly InsertItem[]): Promise<(VmRow | FleetError)[]> => {
       if (items.length === 0) return [];
       // An item naming another owner for a fleet than an earlier item of the batch is refused before the statement.
-      const firstOwner = new Map<string, string>();
+      // Likewise one naming another manager (FleetRow.managedBy).
+      const firstOwner = new Map<string, { owner: string; managedBy: string | null }>();
       const clash = items.map(({ vm }) => {
         const key = `${vm.stack}\u0000${vm.fleet}`;
         const o = firstOwner.get(key);
-        if (o === undefined) firstOwner.set(key, vm.owner);
-        return o !== undefined && o !== vm.owner ? ownerMismatch(vm, o) : undefined;
+        if (o === undefined) firstOwner.set(key, { owner: vm.owner, managedBy: vm.managedBy ?? null });
+        if (o !== undefined && o.owner !== vm.owner) return ownerMismatch(vm, o.owner);
+        return o !== undefined && o.managedBy !== (vm.managedBy ?? null) ? managerMismatch(vm, o.managedBy) : undefined;
       });
       if (clash.some((c) => c !== undefined)) {
         const rest = await insertMany(q, items.filter((_, k) => clash[k] === undefined));
@@ -287,11 +312,12 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       }
       const n = items.length;
       const ids = items.map((it) => it.vm.id ?? randomUUID());
-      const cols: unknown[][] = Array.from({ length: 23 }, () => new Array<unknown>(n));
+      const cols: unknown[][] = Array.from({ length: 24 }, () => new Array<unknown>(n));
       const onward = new OnwardRows();
       for (let k = 0; k < n; k++) {
         const { vm, ctx } = items[k];
         cols[22][k] = items[k].bootTokenHash ?? null;
+        cols[23][k] = vm.managedBy ?? null;
         if (vm.replaces !== undefined) throw new Error('bug: insertVms does not replace; use insertVm');
         const v = insertValues(ids[k], vm);
         for (let c = 0; c < 15; c++) cols[c][k] = v[c];
@@ -315,25 +341,25 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       const written = 'ins JOIN first ON first.i_id = ins.id';
       const rows = await q.query(
         `WITH i AS (
-           SELECT * FROM unnest(${[...INSERT_TYPES, 'text', 'text', 'text', 'text', 'text', 'text', 'int', 'text'].map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
+           SELECT * FROM unnest(${[...INSERT_TYPES, 'text', 'text', 'text', 'text', 'text', 'text', 'int', 'text', 'text'].map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
              WITH ORDINALITY AS i(i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc,
-               i_owner, i_actor, i_plan, i_request, i_detail, i_final, i_version, i_token, i_k)
+               i_owner, i_actor, i_plan, i_request, i_detail, i_final, i_version, i_token, i_managed, i_k)
          ),
-         a AS (SELECT * FROM ${OnwardRows.unnest(24)}),
+         a AS (SELECT * FROM ${OnwardRows.unnest(25)}),
          -- The item that got an id's row: the first with that id (rows go in item order).
          first AS (SELECT DISTINCT ON (i_id) * FROM i ORDER BY i_id, i_k),
          ins AS (
            INSERT INTO vms (${INSERT_COLUMNS}, version)
            SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_final, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc, i_version FROM i
-           WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = i.i_stack AND fo.fleet = i.i_fleet AND fo.owner <> i.i_owner)
+           WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = i.i_stack AND fo.fleet = i.i_fleet AND (fo.owner <> i.i_owner OR ${otherManagerSql('fo', 'i.i_managed')}))
            ORDER BY i_k
            ON CONFLICT DO NOTHING
            RETURNING ${FULL_VM.list}
          ),
          f AS (
-           INSERT INTO fleets (stack, fleet, owner, version, updated_at)
-           SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now() FROM ${written} GROUP BY ins.stack, ins.fleet
-           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, updated_at = now()
+           INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by)
+           SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now(), max(first.i_managed) FROM ${written} GROUP BY ins.stack, ins.fleet
+           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, updated_at = now(), managed_by = EXCLUDED.managed_by
          ),
          h AS (${insertHistory([
            { ...ctxSource('ins', written, 'NULL', 'first.i_state', { actor: 'first.i_actor', planId: 'first.i_plan', requestId: 'first.i_request', outcome: "'ok'", detail: 'first.i_detail' }), order: ['first.i_k', '0'] },
@@ -390,17 +416,17 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
         `WITH ins AS (
            INSERT INTO vms (${INSERT_COLUMNS})
            SELECT ${INSERT_TYPES.map((t, c) => `$${c + 1}::${t}`).join(', ')}
-           WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = $2 AND fo.fleet = $3 AND fo.owner <> $16)
+           WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = $2 AND fo.fleet = $3 AND (fo.owner <> $16 OR ${otherManagerSql('fo', '$21::text')}))
            ON CONFLICT DO NOTHING
            RETURNING ${FULL_VM.list}
          ),
          f AS (
-           INSERT INTO fleets (stack, fleet, owner, version, updated_at) SELECT stack, fleet, $16, 1, now() FROM ins
-           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now()
+           INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by) SELECT stack, fleet, $16, 1, now(), $21::text FROM ins
+           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now(), managed_by = EXCLUDED.managed_by
          ),
          h AS (${insertHistory([ctxSource('ins', 'ins', 'NULL', 'ins.state', { actor: '$17', planId: '$18', requestId: '$19', outcome: "'ok'", detail: '$20' })])})
          SELECT * FROM ins`,
-        [...insertValues(id, vm), vm.owner, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.detail ?? null],
+        [...insertValues(id, vm), vm.owner, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.detail ?? null, vm.managedBy ?? null],
       );
       if (rows.length === 0) await whyNotInserted(db, id, vm);
       return vmFromRow(rows[0]);

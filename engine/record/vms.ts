@@ -2,7 +2,7 @@
 // decoders are ./rows.ts; what plans read, ./plan-read.ts; the writes are
 // ./vm-writes.ts.
 import { parseVmAddress } from '../model/index.ts';
-import { FULL_VM, LIVE_VM, aggregateVms, liveVmFromArray, pgTimeToIso, vmFromArray, vmFromRow, type VmArray } from './rows.ts';
+import { FULL_VM, LIVE_VM, aggregateVms, liveVmFromArray, managedBySql, pgTimeToIso, vmFromArray, vmFromRow, type VmArray } from './rows.ts';
 import type { RecordSql } from './sql.ts';
 import type { FleetRow, UsageRow, VmReader, VmRow } from './types.ts';
 
@@ -57,12 +57,13 @@ export function vmReader({ db }: RecordSql): Omit<VmReader, 'listPlanVms' | 'rea
       // One JSON text, as listVms: for 5,000 fleets, parsing 30,000 protocol
       // values and 5,000 dates cost ~10 ms of a targeted plan (bench/scale).
       const [row] = await db.query<{ j: string }>(
-        `SELECT coalesce(json_agg(json_build_array(fleet, owner, version, (updated_at AT TIME ZONE 'UTC')::text, protected) ORDER BY fleet), '[]')::text AS j
+        // The manager counts while the fleet has live VMs (vm_usage, kept by triggers; looked up only for a managed fleet).
+        `SELECT coalesce(json_agg(json_build_array(fleet, owner, version, (updated_at AT TIME ZONE 'UTC')::text, protected, ${managedBySql('fleets')}) ORDER BY fleet), '[]')::text AS j
          FROM fleets WHERE ${where}`,
         params,
       );
-      const arrays = JSON.parse(row.j) as [string, string, number, string, boolean][];
-      return arrays.map(([fleet, owner, version, updatedAt, isProtected]): FleetRow => ({ stack, fleet, owner, version, updatedAt: pgTimeToIso(updatedAt), protected: isProtected }));
+      const arrays = JSON.parse(row.j) as [string, string, number, string, boolean, string | null][];
+      return arrays.map(([fleet, owner, version, updatedAt, isProtected, managedBy]): FleetRow => ({ stack, fleet, owner, version, updatedAt: pgTimeToIso(updatedAt), protected: isProtected, managedBy }));
     },
 
     async usage(stack, opts) {

@@ -109,6 +109,12 @@ export const vmSpecSchema = {
       maxLength: 64,
       description: 'Id of the live VM at the same address that this one replaces (create-before-delete): it is deposed when this one is inserted.',
     },
+    managedBy: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 200,
+      description: 'The program the create comes from, e.g. `pulumi:<project>/<stack>` (a Pulumi Fleet or Vm); left out by fleet apply. The record keeps it as the fleet\'s manager (fleets.managed_by) and refuses a create by another manager while the fleet has live VMs (manager-mismatch).',
+    },
   },
 } as const;
 

@@ -2,8 +2,11 @@
 // against the embedded authority and sim DMZ clients: what a platform team
 // hits on `pulumi up` and `pulumi destroy` beyond serialization
 // (serialized.test.ts covers the provider as Pulumi loads it).
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../../engine/diags/index.ts';
+import { planStack } from '../../engine/plan/index.ts';
 import { specHash } from '../../engine/spec/index.ts';
 import { FleetProvider, type FleetInputs, type FleetOutputs, type FleetSpecInputs } from './fleet.ts';
 import { startEmbeddedStack, type EmbeddedStack } from './testing.ts';
@@ -78,5 +81,79 @@ describe('a protected fleet (spec.protect: true)', () => {
     expect(updated.members.map((m) => m.address)).toEqual(['prot-advisory/0']);
     await p.delete(created.id, updated);
     expect(await states(created.outs as FleetOutputs)).toEqual(['Deleted', 'Deleted']);
+  }, 120_000);
+});
+
+// Found by QA: a Pulumi program and fleet files could manage fleets of one stack in one record, and `fleet plan`
+// (and `fleet apply`) planned every member of the program's fleets for deletion, since no fleet file declares
+// them; `protect: true` did not hold them (the record's fleet row, written by fleet apply only, said unprotected).
+// The program's creates now name it as the fleet's manager in the record (fleets.managed_by).
+describe('a program fleet and fleet files on one stack', () => {
+  const program = 'pulumi:fleets/dev';
+  const fleetFile = (name: string) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: ${name}, owner: team-payments }
+spec:
+  count: 1
+  image: ubuntu-22.04
+  size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
+  encryptedDisk: true
+`;
+  // The fixture's one spec file (empty: the stack keeps its fleets in the program) holds the fleet file of each case.
+  const specFile = () => join(es.dir, 'specs', 'none.yaml');
+  let empty = '';
+  const plan = () => planStack(es.dir, { cwd: es.dir, record: es.record, env: { ...process.env, FLEET_RECORD_URL: undefined } });
+  let pul: { id: string; outs: FleetOutputs } | undefined;
+  beforeAll(async () => {
+    const p = new FleetProvider(es.fleetStack);
+    const created = await p.create({ ...inputs({ ...base, name: 'pul', protect: true }), managedBy: program });
+    pul = { id: created.id, outs: created.outs as FleetOutputs };
+    empty = await readFile(specFile(), 'utf8');
+  }, 120_000);
+  afterAll(async () => {
+    await writeFile(specFile(), empty);
+    if (pul) await new FleetProvider(es.fleetStack).delete(pul.id, { ...pul.outs, spec: { ...pul.outs.spec, protect: false } });
+  }, 120_000);
+
+  it('records the program as the fleet\'s manager', async () => {
+    expect((await es.record.listFleets(es.stack.name, ['pul'])).map((f) => [f.fleet, f.managedBy])).toEqual([['pul', program]]);
+  });
+
+  it('fleet plan with a fleet file of another fleet plans no delete of the program\'s members, and says once that it leaves the fleet alone', async () => {
+    await writeFile(specFile(), fleetFile('other'));
+    const { plan: doc, diagnostics } = await plan();
+    const mine = doc.changes.filter((c) => c.fleet === 'pul' || c.fleet === 'other');
+    expect(mine.map((c) => `${c.address} ${c.action}`)).toEqual(['other/0 create']);
+    expect(doc.changes.filter((c) => c.action === 'delete' || c.action === 'replace')).toEqual([]);
+    const notes = diagnostics.filter((d) => d.code === 'plan.program-fleet');
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toMatchObject({ severity: 'warning', address: 'pul' });
+    expect(notes[0].detail).toContain(program);
+    expect(notes[0].detail).toContain('pulumi destroy');
+    expect(await states(pul!.outs)).toEqual(['Running', 'Running']);
+  });
+
+  it('a fleet file that declares the program\'s fleet is refused before any step: two managers', async () => {
+    await writeFile(specFile(), fleetFile('pul'));
+    const e = await rejection(plan());
+    expect(e.diagnostics.map((d) => [d.code, d.address])).toEqual([['plan.two-managers', 'pul']]);
+    expect(e.diagnostics[0].file).toMatch(/none\.yaml$/);
+    expect(e.diagnostics[0].detail).toContain(program);
+    expect(e.diagnostics[0].detail).toContain('pulumi destroy');
+    await writeFile(specFile(), empty);
+  });
+
+  it('the Fleet provider refuses to take over a fleet whose live VMs fleet files made, and creates nothing', async () => {
+    const stack = es.stack.name;
+    await es.record.insertVm(
+      { stack, fleet: 'filed', owner: 'team-payments', index: 0, dataCenter: 'miami', state: 'Running', desiredState: 'Running', specHash: 'h', image: 'ubuntu-22.04', size: base.size, encryptedDisk: true },
+      { actor: 'fleet apply' },
+    );
+    const p = new FleetProvider(es.fleetStack);
+    const e = await rejection(p.create({ ...inputs({ ...base, name: 'filed' }), managedBy: program }));
+    expect(e.message).toContain('fleet filed has live VMs managed by fleet files');
+    expect(e.message).toContain(program);
+    expect((await es.record.listVms(stack)).filter((v) => v.fleet === 'filed').map((v) => `${v.address} ${v.state}`)).toEqual(['filed/0 Running']);
+    expect((await es.record.listFleets(stack, ['filed']))[0].managedBy).toBeNull();
   }, 120_000);
 });

@@ -30,7 +30,7 @@ import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { PlanVmRow } from '../../engine/record/types.ts';
 import { specHash, type LoadedFleet, type LoadedStack, type Location } from '../../engine/spec/index.ts';
 import { PULUMI_UNKNOWN, ownerChange, type DataCenterProvider, type VmInputs, type VmOutputs } from '../provider.ts';
-import { providerOptions, type FleetStack } from './stack.ts';
+import { programManager, providerOptions, type FleetStack } from './stack.ts';
 import { providerFor } from './vm.ts';
 
 /** A fleet spec (DESIGN.md, "Fleet") as the resource's inputs: the same keys and defaults as a fleet file's `metadata` and `spec`. */
@@ -61,6 +61,14 @@ export interface FleetInputs {
   /** Token of each data center's DMZ client; a data center missing here is reached with the token in its tokenEnv variable. */
   tokens?: Record<string, string>;
   planId?: string | null;
+  /**
+   * The program, as its creates name it to the record (fleets.managed_by:
+   * programManager(), computed by the Fleet resource in the program);
+   * default `pulumi`. The authority refuses a create into a fleet with live
+   * VMs of another manager (`manager-mismatch`): a Fleet never takes over a
+   * fleet that fleet files (`fleet apply`) or another program made.
+   */
+  managedBy?: string;
 }
 
 /** One member as its data center's provider left it. */
@@ -371,6 +379,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       desiredState: c.to,
       specHash: c.specHash,
       planId: inputs.planId ?? null,
+      managedBy: inputs.managedBy ?? 'pulumi',
     };
     const member = (outs: VmOutputs): FleetMember => ({ ...outs, address: c.address });
     switch (c.action) {
@@ -547,6 +556,7 @@ export class Fleet extends pulumi.dynamic.Resource {
         .output(args.spec)
         .apply((s) => specHash({ image: s.image, size: s.size, hardware: s.hardware ?? [], encryptedDisk: s.encryptedDisk ?? false })),
       planId: args.planId ?? null,
+      managedBy: programManager(),
       ...(tokens ? { tokens } : {}),
       stack: undefined,
       members: undefined,

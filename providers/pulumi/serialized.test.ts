@@ -375,9 +375,10 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
   });
 
   it('a create the authority vetoes (a member address already live) rejects with the reason and leaves no member', async () => {
-    // taken/1 exists already (made outside this fleet resource, as `fleet apply` would): the authority vetoes the member's create.
+    // taken/1 exists already (made outside this fleet resource, by the same program: a VM of another manager would be
+    // refused as a take-over first, fleet-provider.test.ts): the authority vetoes the member's create.
     const { host: dcHost } = await host('dc', { [tokenEnv('miami')]: es.tokens.miami });
-    const other = await dcHost.ok<{ id: string; outs: VmOutputs }>('create', vm({ fleet: 'taken', index: 1, desiredState: 'PoweredOff' }));
+    const other = await dcHost.ok<{ id: string; outs: VmOutputs }>('create', { ...vm({ fleet: 'taken', index: 1, desiredState: 'PoweredOff' }), managedBy: 'pulumi' });
     const { host: h } = await host('fleet');
     const e = await h.rejected('create', fleetInputs({ ...spec, name: 'taken', count: 2 }));
     expectActionable(e, 'apply.step-vetoed', /^Request vetoed by the authority: /, /address taken\/1 already has a live VM/);

@@ -4,6 +4,7 @@
 // the resources' inputs, or are read from the named environment variables at
 // call time) and no object with methods (the pack's lifecycle is rebuilt from
 // its definition at call time).
+import * as pulumi from '@pulumi/pulumi';
 import { FleetError, diag, type Diagnostic } from '../../engine/diags/index.ts';
 import type { Enforcement } from '../../engine/model/index.ts';
 import type { LifecycleDef } from '../../engine/policy/lifecycle.ts';
@@ -114,4 +115,19 @@ export function providerOptions(stack: FleetStack, dataCenter: string): DataCent
     ...(stack.timeoutMs !== undefined ? { timeoutMs: stack.timeoutMs } : {}),
     ...(stack.retries !== undefined ? { retries: stack.retries } : {}),
   };
+}
+
+/**
+ * What a program's creates name as their fleet's manager (the record's
+ * fleets.managed_by): `pulumi:<project>/<stack>`, or `pulumi` where the
+ * program's project and stack are not known. Computed in the program (the
+ * Fleet and Vm constructors), never by a serialized provider. `fleet plan`
+ * leaves a fleet so managed alone when no fleet file declares it.
+ */
+export function programManager(): string {
+  try {
+    return `pulumi:${pulumi.getProject()}/${pulumi.getStack()}`;
+  } catch {
+    return 'pulumi';
+  }
 }

@@ -14,7 +14,7 @@ import { memberName } from '../../engine/plan/index.ts';
 import { specHash } from '../../engine/spec/index.ts';
 import { DmzHttpClient } from '../client.ts';
 import { DataCenterProvider, type DataCenterProviderOptions, type DmzConnection, type VmInputs, type VmOutputs } from '../provider.ts';
-import { providerOptions, type FleetStack } from './stack.ts';
+import { programManager, providerOptions, type FleetStack } from './stack.ts';
 
 /** A provider call's inputs: the VM, and the token when the program gave one. */
 export type VmResourceInputs = VmInputs & { token?: string };
@@ -156,6 +156,8 @@ export class Vm extends pulumi.dynamic.Resource {
       desiredState: args.desiredState ?? 'Running',
       specHash: hash,
       planId: args.planId ?? null,
+      // The program, as its create names it to the record (fleets.managed_by): fleet plan leaves the fleet alone.
+      managedBy: programManager(),
       ...(args.token !== undefined ? { token: pulumi.secret(args.token) } : {}),
       vmId: undefined,
       dataCenter: undefined,

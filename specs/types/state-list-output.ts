@@ -83,6 +83,10 @@ export interface RecordFleet {
    * The fleet was last applied with protect: true (kept in the record when its spec file goes; deleting its members needs an override).
    */
   protected: boolean;
+  /**
+   * The program that manages the fleet (a Pulumi Fleet or Vm, e.g. pulumi:<project>/<stack>: the record's fleets.managed_by while the fleet has live VMs); null for a fleet of fleet files. fleet plan and fleet apply leave a managed fleet alone.
+   */
+  managedBy: string | null;
 }
 /**
  * A fleet lock held in the record.

@@ -564,19 +564,21 @@ async function runApply(
 
 /**
  * The fleets a fresh plan will cover (the planner's own scope rule over the
- * specs and the record's fleets), to lock before planning; undefined when a
+ * specs and the record's fleets, less those a program manages: planStack
+ * leaves them alone or refuses), to lock before planning; undefined when a
  * --target / --exclude names no fleet (planStack then says which).
  */
 async function scopeOf(session: StackSession, opts: ApplyCliOptions): Promise<string[] | undefined> {
-  const recordFleets = (await session.record.listFleets(session.stack.name)).map((f) => f.fleet);
-  const { resolveScope } = await planning();
+  const recordFleets = await session.record.listFleets(session.stack.name);
+  const { resolveScope, programFleets } = await planning();
+  const specs = session.fleets.map((f) => f.name);
   const scope = resolveScope(
-    session.fleets.map((f) => f.name),
-    recordFleets,
+    specs,
+    recordFleets.map((f) => f.fleet),
     opts.target,
     opts.exclude,
   );
-  return scope.unknown.length > 0 ? undefined : scope.fleets;
+  return scope.unknown.length > 0 ? undefined : programFleets(scope.fleets, specs, recordFleets).fleets;
 }
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;

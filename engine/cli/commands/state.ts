@@ -143,6 +143,12 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
                 const inFleets = new Set(vms.map((v) => v.fleet)).size;
                 let out = vms.length ? `${vmTable(vms)}\n` : '';
                 out += `${vms.length} VM${vms.length === 1 ? '' : 's'} in ${inFleets} fleet${inFleets === 1 ? '' : 's'} of stack ${stack} (record ${record.description}).\n`;
+                // Fleets a program (a Pulumi Fleet or Vm) manages: fleet plan leaves them alone.
+                const managed = fleets.filter((f) => f.managedBy !== null);
+                if (managed.length) {
+                  out += '\nManaged by a program (fleet plan and fleet apply leave them alone):\n';
+                  out += table([['FLEET', 'MANAGED BY'], ...managed.map((f) => [f.fleet, f.managedBy as string])]);
+                }
                 if (locks.length) {
                   out += '\nLocks:\n';
                   out += table([

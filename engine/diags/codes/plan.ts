@@ -23,6 +23,16 @@ export const planCodes = defineCodes({
     doc: 'The plan document could not be written to the --out path (missing folder, no permission, disk full), or the path is one of the files the plan is made from (the stack file, a fleet spec file, the pack\'s policy.yaml or a rule module, or a link to one), which it would replace. The detail names the path and the cause.',
     severity: 'error',
   },
+  'plan.program-fleet': {
+    summary: 'Fleet managed by a program, left alone',
+    doc: 'The record holds a fleet with live VMs that a program made (a Pulumi `Fleet` or `Vm` of `providers/pulumi`: the record\'s `fleets.managed_by`, shown by `fleet state list`), and no fleet file declares it. `fleet plan` and `fleet apply` leave it alone (planning it would delete the program\'s VMs); it still counts for quotas and capacity. Remove it with the program (`pulumi destroy`, or its resource removed and `pulumi up`).',
+    severity: 'warning',
+  },
+  'plan.two-managers': {
+    summary: 'Fleet declared by a fleet file and managed by a program',
+    doc: 'A fleet file declares a fleet whose live VMs a program made (a Pulumi `Fleet` or `Vm`: the record\'s `fleets.managed_by`). One fleet has one manager: fleet apply would take over (and delete or change) the program\'s VMs, and the program would undo it. Nothing was planned. Rename the fleet in the fleet file, or remove it from the program first (`pulumi destroy`) and apply the file then.',
+    severity: 'error',
+  },
   'plan.refresh-failed': {
     summary: 'Refresh failed',
     doc: '`fleet plan --refresh` could not ask a data center for its VMs (its DMZ client did not answer). Plan without --refresh, or bring the DMZ client back.',

@@ -58,6 +58,11 @@ export const recordCodes = defineCodes({
     doc: 'A create names an owner for a fleet the record holds with another owner. A fleet\'s owner is what the record holds: `fleet apply` writes it from the fleet\'s spec before any step, and a create never changes it, so a request cannot move a fleet (and the quota its VMs use) to another owner. Nothing was inserted; apply the fleet\'s spec (which records its owner), or name the recorded owner.',
     severity: 'error',
   },
+  'record.manager-mismatch': {
+    summary: 'Create by another manager than the fleet has',
+    doc: 'A create comes from another manager than the one whose live VMs the fleet has: a Pulumi program (`Fleet` or `Vm` of `providers/pulumi`) creating into a fleet of fleet files (`fleet apply`), fleet apply into a fleet a program manages, or two programs into one fleet. One fleet has one manager (the record\'s `fleets.managed_by`), or the other would plan the first one\'s VMs away. Nothing was inserted; give the program\'s fleet another name, or remove the fleet from its manager first (delete its fleet file and apply, or `pulumi destroy`).',
+    severity: 'error',
+  },
   'record.version-conflict': {
     summary: 'Record changed concurrently',
     doc: 'A write expected a version of a VM that is no longer current, or an address that is already taken: another process changed the record first. Re-read and retry, or plan again.',
