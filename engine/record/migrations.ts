@@ -368,6 +368,17 @@ export const MIGRATIONS: readonly Migration[] = [
                WHERE h.vm_id = v.id AND h.from_state IS NULL AND h.actor = 'authority' AND h.outcome = 'ok' AND h.plan_id IS NULL))`,
     ],
   },
+  {
+    version: 13,
+    indexOnly: true,
+    description: 'vms_cloud_id: the live VMs by cloud id, for an import\'s look for a cloud VM another live VM holds',
+    statements: [
+      // An adopt (fleet import) refuses a cloud id a live VM of the stack's data center holds (vm-writes.ts): without
+      // an index that look scanned every VM (176 ms per imported VM in a 1M-VM record, 0.05 ms with it). Partial: only
+      // live VMs with a cloud id, so a create (no cloud id yet) adds no entry; its createVm report adds one.
+      `CREATE INDEX vms_cloud_id ON vms (cloud_id) WHERE cloud_id IS NOT NULL AND retired_at IS NULL`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;
