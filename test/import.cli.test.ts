@@ -47,3 +47,55 @@ describe('fleet import of a cloud id the record holds under another VM id', () =
     expect((await fleet('state', 'show', 'web/0')).stderr).toContain('record.vm-not-found');
   });
 });
+
+// Found in review of fleet-owner: `fleet import` adopted a VM into a fleet a Pulumi program manages (fleets.managed_by)
+// with no look at its manager, and fleet files then held one member of the program's fleet.
+describe('fleet import into a fleet a Pulumi program manages', () => {
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack();
+    await st.spec('web', fleetYaml('web', { count: 2 }));
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('is refused (apply.import-refused) naming the program; into a fleet of fleet files it goes', async () => {
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stderr).toBe(0);
+    const url = `pglite://${join(st.dir, '.fleet', 'record')}`;
+    let record = await openRecord(url);
+    const [web0, web1] = [(await record.findVm('e2e', 'web/0'))!, (await record.findVm('e2e', 'web/1'))!];
+    await record.close();
+    expect((await fleet('state', 'rm', 'web/0')).code).toBe(0);
+    expect((await fleet('state', 'rm', 'web/1')).code).toBe(0);
+    // The emptied fleet made again by a program (as a Pulumi Fleet's create would).
+    record = await openRecord(url);
+    try {
+      const { owner } = (await record.listFleets('e2e', ['web']))[0];
+      await record.insertVm(
+        { stack: 'e2e', fleet: 'web', owner, index: 1, dataCenter: web1.dataCenter, state: 'Requested', desiredState: 'Running', specHash: 'h', image: 'ubuntu-22.04', size: web1.size, encryptedDisk: true, managedBy: 'pulumi:fleets/dev' },
+        { actor: 'test' },
+      );
+    } finally {
+      await record.close();
+    }
+    const r = await fleet('import', 'web/0', web0.cloudId!, '--format', 'json');
+    expect(r.code, r.stderr).toBe(1);
+    const out = JSON.parse(r.stdout) as { diagnostics: { code: string; address?: string; detail: string }[] };
+    expect(out.diagnostics[0]).toMatchObject({ code: 'apply.import-refused', address: 'web/0' });
+    expect(out.diagnostics[0].detail).toContain('managed by the program pulumi:fleets/dev');
+    expect((await fleet('state', 'show', 'web/0')).stderr).toContain('record.vm-not-found');
+    // Its program's VM gone, the fleet is anyone's: fleet files import into it.
+    record = await openRecord(url);
+    try {
+      const pul = (await record.findVm('e2e', 'web/1'))!;
+      await record.updateVm(pul.id, pul.version, { retire: true }, { actor: 'test' });
+    } finally {
+      await record.close();
+    }
+    const ok = await fleet('import', 'web/0', web0.cloudId!);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+});

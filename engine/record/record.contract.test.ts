@@ -829,6 +829,67 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await codeOf(r.insertVm(newVm(s, 'pul', 1, { managedBy: prog }), { actor: 'a' }))).toBe('record.manager-mismatch');
     });
 
+    // Gaps of the manager check (fleet-owner): an import (adoptVm) and a create-before-delete replace wrote the VM
+    // with no look at the fleet's manager, and neither wrote it to the fleet's row.
+    it("an import and a replace are refused in a fleet another manager's live VMs hold, as other creates are", async () => {
+      const s = freshStack();
+      const prog = 'pulumi:fleets/dev';
+      const pul = await r.insertVm(newVm(s, 'pul', 0, { managedBy: prog }), { actor: 'a' });
+      const filed = await r.insertVm(newVm(s, 'filed', 0), { actor: 'a' });
+      const cases: [string, () => Promise<unknown>][] = [
+        ['fleet import into a program fleet', () => r.adoptVm({ ...newVm(s, 'pul', 1), id: randomUUID(), cloudId: 'i-1' }, { actor: 'a' })],
+        ['fleet import into a program fleet, guarded', () => r.adoptVm({ ...newVm(s, 'pul', 1), id: randomUUID(), cloudId: 'i-1' }, { actor: 'a' }, { guard: true })],
+        ['fleet apply replacing a program VM', () => r.insertVm(newVm(s, 'pul', 0, { replaces: pul.id, specHash: 'h2' }), { actor: 'a' })],
+        ['a program replacing a fleet-files VM', () => r.insertVm(newVm(s, 'filed', 0, { replaces: filed.id, specHash: 'h2', managedBy: prog }), { actor: 'a' })],
+      ];
+      for (const [what, run] of cases) expect([what, await codeOf(run())]).toEqual([what, 'record.manager-mismatch']);
+      expect((await r.listVms(s)).map((v) => [v.address, v.specHash])).toEqual([
+        ['filed/0', 'h1'],
+        ['pul/0', 'h1'],
+      ]);
+      // By the same manager: imported and replaced, and the fleet's row keeps naming it.
+      await r.adoptVm({ ...newVm(s, 'filed', 1), id: randomUUID(), cloudId: 'i-2' }, { actor: 'a' });
+      await r.insertVm(newVm(s, 'pul', 0, { replaces: pul.id, specHash: 'h2', managedBy: prog }), { actor: 'a' });
+      expect((await r.listFleets(s)).map((f) => [f.fleet, f.managedBy])).toEqual([
+        ['filed', null],
+        ['pul', prog],
+      ]);
+      // An import into an emptied program fleet takes it for fleet files, and says so in its row.
+      const gone = await r.insertVm(newVm(s, 'gone', 0, { managedBy: prog }), { actor: 'a' });
+      await r.updateVm(gone.id, gone.version, { retire: true }, { actor: 'a' });
+      await r.adoptVm({ ...newVm(s, 'gone', 3), id: randomUUID(), cloudId: 'i-3' }, { actor: 'a' });
+      expect((await r.listFleets(s, ['gone']))[0].managedBy).toBeNull();
+      expect(await codeOf(r.insertVm(newVm(s, 'gone', 4, { managedBy: prog }), { actor: 'a' }))).toBe('record.manager-mismatch');
+    });
+
+    // Found in review of fleet-owner: each create checked the fleet's row in its statement's snapshot, so two first
+    // creates of one fleet by two managers (or owners) at one moment both saw no live VM and both got in.
+    it('first creates of a fleet by two managers or owners at one moment: one of them gets in, the other is refused', async () => {
+      const s = freshStack();
+      const prog = 'pulumi:fleets/dev';
+      const fleets = Array.from({ length: 24 }, (_, k) => `race${k}`);
+      // Each fleet's two creates, of several write paths (one statement, guarded, a batch); odd fleets race owners instead.
+      const create = (fleet: string, k: number, side: 0 | 1) => {
+        const vm = k % 2 ? newVm(s, fleet, side, side ? { owner: 'team-other' } : {}) : newVm(s, fleet, side, side ? { managedBy: prog } : {});
+        const way = (k >> 1) % 3;
+        if (way === 0) return r.insertVm(vm, { actor: 'a' });
+        if (way === 1) return r.insertVm(vm, { actor: 'a' }, { guard: true });
+        return r.insertVms([{ vm, ctx: { actor: 'a' } }]).then(([o]) => (o instanceof Error ? Promise.reject(o) : o));
+      };
+      const outs = await Promise.all(fleets.flatMap((f, k) => [0, 1].map((side) => codeOf(create(f, k, side as 0 | 1)))));
+      const vms = await r.listVms(s);
+      const rows = new Map((await r.listFleets(s)).map((f) => [f.fleet, f]));
+      fleets.forEach((f, k) => {
+        const got = [outs[2 * k], outs[2 * k + 1]];
+        const mine = vms.filter((v) => v.fleet === f);
+        expect([f, mine.length, got.filter((c) => c === 'resolved').length]).toEqual([f, 1, 1]);
+        expect([f, got.find((c) => c !== 'resolved')]).toEqual([f, k % 2 ? 'record.owner-mismatch' : 'record.manager-mismatch']);
+        const row = rows.get(f)!;
+        const winner = mine[0].index;
+        expect([f, row.managedBy, row.owner]).toEqual([f, k % 2 === 0 && winner === 1 ? prog : null, k % 2 && winner === 1 ? 'team-other' : 'team-payments']);
+      });
+    });
+
     it('a grow is checked and reserved with its intent row: creates and other grows count it until its size is written or it is dropped', async () => {
       const s = freshStack();
       const [a, b] = [await r.insertVm(newVm(s, 'web', 0, { owner: 'team-q' }), { actor: 'a' }), await r.insertVm(newVm(s, 'web', 1, { owner: 'team-q' }), { actor: 'a' })];

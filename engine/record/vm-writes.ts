@@ -16,9 +16,9 @@ import { upsertBootTokens } from './boot.ts';
 import { CloudIdTakenError, ManagerMismatchError, VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
 import { fitBudgets, guarded, lockBudget, ownerMismatch, readBudgetUsage, readFleetOwners } from './budget.ts';
 import { OnwardRows, insertHistory, type HistorySource } from './history.ts';
-import { FULL_VM, otherManagerSql, vmFromRow, vmName } from './rows.ts';
+import { FULL_VM, LEGACY_PROGRAM, otherManagerSql, vmFromRow, vmName } from './rows.ts';
 import type { Queryable, RecordSql } from './sql.ts';
-import type { ChangeContext, InsertItem, NewVm, VmPatch, VmRow, VmWriter } from './types.ts';
+import type { Budget, ChangeContext, InsertItem, NewVm, VmPatch, VmRow, VmWriter } from './types.ts';
 
 /** The columns of a new VM row, in the order of insertValues. */
 const INSERT_COLUMNS = 'id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk';
@@ -26,6 +26,10 @@ const INSERT_COLUMNS = 'id, stack, fleet, idx, name, data_center, state, desired
 const INSERT_TYPES = ['text', 'text', 'text', 'int', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'float8', 'float8', 'float8', 'boolean'];
 /** Their parameters, for an insert of one row. */
 const INSERT_PARAMS = INSERT_TYPES.map((_, c) => `$${c + 1}`).join(', ');
+/** The same, typed, for an INSERT … SELECT. */
+const TYPED_PARAMS = INSERT_TYPES.map((t, c) => `$${c + 1}::${t}`).join(', ');
+/** SQL true unless the fleet of a VM in parameters $2 (stack) and $3 (fleet) has live VMs of another manager than parameter `manager`. */
+const NO_OTHER_MANAGER = (manager: string) => `NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = $2 AND fo.fleet = $3 AND ${otherManagerSql('fo', `${manager}::text`)})`;
 
 /**
  * A statement writing VMs of one fleet (`write`, RETURNING the rows) and
@@ -36,13 +40,63 @@ const INSERT_PARAMS = INSERT_TYPES.map((_, c) => `$${c + 1}`).join(', ');
  * every other writer, so two writers of one fleet never wait on each other in
  * opposite orders.
  */
-function withFleetBump(write: string, owner: string): string {
+function withFleetBump(write: string, owner: string, manager: string): string {
   return `WITH w AS (${write}),
     f AS (
-      INSERT INTO fleets (stack, fleet, owner, version, updated_at) SELECT DISTINCT stack, fleet, ${owner}::text, 1, now() FROM w
-      ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now()
+      INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by) SELECT DISTINCT stack, fleet, ${owner}::text, 1, now(), ${manager}::text FROM w
+      ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now(), managed_by = EXCLUDED.managed_by
+      WHERE ${CLAIM_HOLDS}
+      RETURNING stack, fleet
     )
-    SELECT * FROM w`;
+    SELECT * FROM w WHERE ${claimed('w', 'f')}`;
+}
+
+/**
+ * The WHERE of a create's upsert of its fleet's row (ON CONFLICT DO UPDATE),
+ * which PostgreSQL evaluates on the row's latest version, locked, after
+ * waiting for a concurrent writer of it to commit. A create checks the
+ * fleet's owner and manager in its statement's snapshot (the NOT EXISTS of
+ * its insert), which does not see a concurrent first create of the fleet:
+ * two managers (or owners) creating one empty fleet at one moment both passed
+ * it. So the upsert also takes the row only when it holds the create's owner
+ * and either its manager, or (any manager) is the version the snapshot
+ * checked: a row written since, or made since (no version in the snapshot),
+ * by another manager means a concurrent create got in first. Every writer of
+ * live VMs writes the fleet's row in the same statement, so the snapshot's
+ * version is the latest unless one committed since. Where this is false the
+ * statement fails (claimed) and the caller asks again (retryClaim), in a
+ * snapshot that sees the winner's VMs and refuses with why.
+ */
+const CLAIM_HOLDS = `fleets.owner = EXCLUDED.owner AND (fleets.managed_by IS NOT DISTINCT FROM EXCLUDED.managed_by
+        OR coalesce(fleets.managed_by = '${LEGACY_PROGRAM}' AND EXCLUDED.managed_by LIKE '${LEGACY_PROGRAM}:%', false)
+        OR fleets.version = (SELECT s.version FROM fleets s WHERE s.stack = EXCLUDED.stack AND s.fleet = EXCLUDED.fleet))`;
+
+/** What the statement fails with when a fleet's row was not taken (CLAIM_HOLDS). */
+const CLAIM_LOST = 'dmzfleet: a concurrent create took the fleet row first';
+
+/**
+ * SQL true, or the statement fails (an integer cast of CLAIM_LOST: plain SQL
+ * has no RAISE, and one failed statement writes nothing), when a fleet of
+ * the VMs of `written` has no row in `claimedRows` (its upsert's RETURNING).
+ */
+function claimed(written: string, claimedRows: string): string {
+  return `(SELECT ('${CLAIM_LOST} ' || x.fleet)::int FROM ${written} x WHERE NOT EXISTS (SELECT 1 FROM ${claimedRows} c WHERE c.stack = x.stack AND c.fleet = x.fleet) LIMIT 1) IS NULL`;
+}
+
+/**
+ * Runs `write` (a statement or transaction) again when it failed on a fleet
+ * row a concurrent create took (CLAIM_HOLDS): the next try sees that create
+ * and refuses (another owner or manager) or gets in (the same).
+ */
+async function retryClaim<T>(write: () => Promise<T>, address: string): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (err) {
+      if (!(err instanceof Error && err.message.includes(CLAIM_LOST))) throw err;
+      if (attempt === 3) throw new VersionConflictError(address, null, null, `the row of fleet ${address.split('/')[0]} was written by concurrent creates three times while this one was made; nothing was created, try again.`, address);
+    }
+  }
 }
 
 /** The context of a history row given as parameters $2 (actor) to $5 (detail), outcome ok. */
@@ -166,9 +220,10 @@ async function insertReplacing(q: Queryable, id: string, vm: NewVm, ctx: ChangeC
       detail,
     ]);
   await historyOf(vm.replaces!, 'vms.state', `deposed: replaced by ${id}`);
-  const rows = await q.query(withFleetBump(`INSERT INTO vms (${INSERT_COLUMNS}) VALUES (${INSERT_PARAMS}) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, '$16'), [
+  const rows = await q.query(withFleetBump(`INSERT INTO vms (${INSERT_COLUMNS}) SELECT ${TYPED_PARAMS} WHERE ${NO_OTHER_MANAGER('$17')} ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, '$16', '$17'), [
     ...insertValues(id, vm),
     vm.owner,
+    vm.managedBy ?? null,
   ]);
   if (rows.length === 0) await whyNotInserted(q, id, vm);
   await historyOf(id, 'NULL', ctx.detail ?? null);
@@ -210,14 +265,15 @@ async function adopt(q: Queryable, vm: NewVm & { id: string; cloudId: string }, 
     ? await q.query(
         withFleetBump(
           `UPDATE vms SET (${INSERT_COLUMNS}) = (${INSERT_PARAMS}), cloud_id = $16, retired_at = NULL, deposed_at = NULL, version = version + 1, updated_at = now()
-           WHERE id = $1 AND retired_at IS NOT NULL RETURNING ${FULL_VM.list}`,
+           WHERE id = $1 AND retired_at IS NOT NULL AND ${NO_OTHER_MANAGER('$18')} RETURNING ${FULL_VM.list}`,
           '$17',
+          '$18',
         ),
-        [...values, vm.cloudId, vm.owner],
+        [...values, vm.cloudId, vm.owner, vm.managedBy ?? null],
       )
     : await q.query(
-        withFleetBump(`INSERT INTO vms (${INSERT_COLUMNS}, cloud_id) VALUES (${INSERT_PARAMS}, $16) ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, '$17'),
-        [...values, vm.cloudId, vm.owner],
+        withFleetBump(`INSERT INTO vms (${INSERT_COLUMNS}, cloud_id) SELECT ${TYPED_PARAMS}, $16::text WHERE ${NO_OTHER_MANAGER('$18')} ON CONFLICT DO NOTHING RETURNING ${FULL_VM.list}`, '$17', '$18'),
+        [...values, vm.cloudId, vm.owner, vm.managedBy ?? null],
       );
   if (rows.length === 0) await whyNotInserted(q, vm.id, vm);
   await q.query(insertHistory([ctxSource('vms', 'vms WHERE vms.id = $1', 'NULL', 'vms.state', { ...CTX_PARAMS, outcome: "'imported'" })]), [
@@ -360,13 +416,15 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
            INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by)
            SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now(), max(first.i_managed) FROM ${written} GROUP BY ins.stack, ins.fleet
            ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, updated_at = now(), managed_by = EXCLUDED.managed_by
+           WHERE ${CLAIM_HOLDS}
+           RETURNING stack, fleet
          ),
          h AS (${insertHistory([
            { ...ctxSource('ins', written, 'NULL', 'first.i_state', { actor: 'first.i_actor', planId: 'first.i_plan', requestId: 'first.i_request', outcome: "'ok'", detail: 'first.i_detail' }), order: ['first.i_k', '0'] },
            OnwardRows.source('ins', written, 'first.i_k'),
          ])}),
          t AS (${upsertBootTokens(written, 'ins.id', 'first.i_token')})
-         SELECT * FROM ins`,
+         SELECT * FROM ins WHERE ${claimed('ins', 'f')}`,
         [...cols, ...onward.cols],
       );
       const inserted = new Map(rows.map((r) => [r.id as string, vmFromRow(r)]));
@@ -381,9 +439,74 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       return out;
     };
 
+  /** VmWriter.insertVm, once (retryClaim). */
+  const insertOne = async (vm: NewVm, ctx: ChangeContext, budget: Budget | undefined): Promise<VmRow> => {
+    const id = vm.id ?? randomUUID();
+    const checked = guarded(budget);
+    if (vm.replaces !== undefined || checked) {
+      return db.transaction(async (q) => {
+        if (checked) await lockBudget(q, vm.stack);
+        // A replacement takes the slot of the VM it replaces.
+        const [refused] = fitBudgets([{ vm, ...(checked ? { budget } : {}) }], checked ? await readBudgetUsage(q, vm.stack, vm.replaces) : [], await readFleetOwners(q, vm.stack, [vm.fleet]));
+        if (refused) throw refused;
+        if (vm.replaces !== undefined) return insertReplacing(q, id, vm, ctx);
+        const [row] = await insertMany(q, [{ vm: { ...vm, id }, ctx }]);
+        if (row instanceof Error) throw row;
+        return row;
+      });
+    }
+    // One statement (atomic on its own): the VM, its fleet's version and the
+    // history row; the authority does this once per created VM. Not when
+    // the fleet's row holds another owner (explained by whyNotInserted).
+    const rows = await db.query(
+      `WITH ins AS (
+         INSERT INTO vms (${INSERT_COLUMNS})
+         SELECT ${INSERT_TYPES.map((t, c) => `$${c + 1}::${t}`).join(', ')}
+         WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = $2 AND fo.fleet = $3 AND (fo.owner <> $16 OR ${otherManagerSql('fo', '$21::text')}))
+         ON CONFLICT DO NOTHING
+         RETURNING ${FULL_VM.list}
+       ),
+       f AS (
+         INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by) SELECT stack, fleet, $16, 1, now(), $21::text FROM ins
+         ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now(), managed_by = EXCLUDED.managed_by
+         WHERE ${CLAIM_HOLDS}
+         RETURNING stack, fleet
+       ),
+       h AS (${insertHistory([ctxSource('ins', 'ins', 'NULL', 'ins.state', { actor: '$17', planId: '$18', requestId: '$19', outcome: "'ok'", detail: '$20' })])})
+       SELECT * FROM ins WHERE ${claimed('ins', 'f')}`,
+      [...insertValues(id, vm), vm.owner, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.detail ?? null, vm.managedBy ?? null],
+    );
+    if (rows.length === 0) await whyNotInserted(db, id, vm);
+    return vmFromRow(rows[0]);
+  };
+
+  /** VmWriter.insertVms, once (retryClaim). */
+  const insertVms = async (items: readonly InsertItem[]): Promise<(VmRow | FleetError)[]> => {
+    if (!items.some((it) => guarded(it.budget))) return insertMany(db, items);
+    // Guarded (budget.ts): the check and the insert in one transaction, under the stack's budget lock.
+    return db.transaction(async (q) => {
+      const stacks = [...new Set(items.map((it) => it.vm.stack))].sort();
+      const refused: (FleetError | undefined)[] = new Array<FleetError | undefined>(items.length);
+      for (const stack of stacks) {
+        await lockBudget(q, stack);
+        const mine = items.map((it, k) => ({ it, k })).filter(({ it }) => it.vm.stack === stack);
+        const fit = fitBudgets(
+          mine.map(({ it }) => it),
+          await readBudgetUsage(q, stack),
+          await readFleetOwners(q, stack, mine.map(({ it }) => it.vm.fleet)),
+        );
+        mine.forEach(({ k }, j) => (refused[k] = fit[j]));
+      }
+      const go = items.filter((_, k) => refused[k] === undefined);
+      const done = await insertMany(q, go);
+      let j = 0;
+      return items.map((_, k) => refused[k] ?? done[j++]);
+    });
+  };
+
   return {
     adoptVm(vm, ctx, budget) {
-      return db.transaction(async (q) => {
+      return retryClaim(() => db.transaction(async (q) => {
         if (guarded(budget)) {
           await lockBudget(q, vm.stack);
           // The VM forgotten from this stack (adopted back) counts once: its retired row is not in the usage.
@@ -391,68 +514,15 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
           if (refused) throw refused;
         }
         return adopt(q, vm, ctx);
-      });
+      }), formatVmAddress(vm.fleet, vm.index));
     },
 
-    async insertVm(vm, ctx, budget) {
-      const id = vm.id ?? randomUUID();
-      const checked = guarded(budget);
-      if (vm.replaces !== undefined || checked) {
-        return db.transaction(async (q) => {
-          if (checked) await lockBudget(q, vm.stack);
-          // A replacement takes the slot of the VM it replaces.
-          const [refused] = fitBudgets([{ vm, ...(checked ? { budget } : {}) }], checked ? await readBudgetUsage(q, vm.stack, vm.replaces) : [], await readFleetOwners(q, vm.stack, [vm.fleet]));
-          if (refused) throw refused;
-          if (vm.replaces !== undefined) return insertReplacing(q, id, vm, ctx);
-          const [row] = await insertMany(q, [{ vm: { ...vm, id }, ctx }]);
-          if (row instanceof Error) throw row;
-          return row;
-        });
-      }
-      // One statement (atomic on its own): the VM, its fleet's version and the
-      // history row; the authority does this once per created VM. Not when
-      // the fleet's row holds another owner (explained by whyNotInserted).
-      const rows = await db.query(
-        `WITH ins AS (
-           INSERT INTO vms (${INSERT_COLUMNS})
-           SELECT ${INSERT_TYPES.map((t, c) => `$${c + 1}::${t}`).join(', ')}
-           WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = $2 AND fo.fleet = $3 AND (fo.owner <> $16 OR ${otherManagerSql('fo', '$21::text')}))
-           ON CONFLICT DO NOTHING
-           RETURNING ${FULL_VM.list}
-         ),
-         f AS (
-           INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by) SELECT stack, fleet, $16, 1, now(), $21::text FROM ins
-           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now(), managed_by = EXCLUDED.managed_by
-         ),
-         h AS (${insertHistory([ctxSource('ins', 'ins', 'NULL', 'ins.state', { actor: '$17', planId: '$18', requestId: '$19', outcome: "'ok'", detail: '$20' })])})
-         SELECT * FROM ins`,
-        [...insertValues(id, vm), vm.owner, ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.detail ?? null, vm.managedBy ?? null],
-      );
-      if (rows.length === 0) await whyNotInserted(db, id, vm);
-      return vmFromRow(rows[0]);
+    insertVm(vm, ctx, budget) {
+      return retryClaim(() => insertOne(vm, ctx, budget), formatVmAddress(vm.fleet, vm.index));
     },
 
     async insertVms(items) {
-      if (!items.some((it) => guarded(it.budget))) return insertMany(db, items);
-      // Guarded (budget.ts): the check and the insert in one transaction, under the stack's budget lock.
-      return db.transaction(async (q) => {
-        const stacks = [...new Set(items.map((it) => it.vm.stack))].sort();
-        const refused: (FleetError | undefined)[] = new Array<FleetError | undefined>(items.length);
-        for (const stack of stacks) {
-          await lockBudget(q, stack);
-          const mine = items.map((it, k) => ({ it, k })).filter(({ it }) => it.vm.stack === stack);
-          const fit = fitBudgets(
-            mine.map(({ it }) => it),
-            await readBudgetUsage(q, stack),
-            await readFleetOwners(q, stack, mine.map(({ it }) => it.vm.fleet)),
-          );
-          mine.forEach(({ k }, j) => (refused[k] = fit[j]));
-        }
-        const go = items.filter((_, k) => refused[k] === undefined);
-        const done = await insertMany(q, go);
-        let j = 0;
-        return items.map((_, k) => refused[k] ?? done[j++]);
-      });
+      return items.length === 0 ? [] : retryClaim(() => insertVms(items), formatVmAddress(items[0].vm.fleet, items[0].vm.index));
     },
 
     /**

@@ -125,7 +125,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       // The owner's mandatory quota holds for an adopted VM as for a created one (the data center's capacity does not:
       // the VM is there already), checked by the record in the adopt's transaction.
       const { createBudget } = await import('../../authority/policy.ts');
-      const { BudgetExceededError, CloudIdTakenError } = await import('../../record/index.ts');
+      const { BudgetExceededError, CloudIdTakenError, ManagerMismatchError } = await import('../../record/index.ts');
       const budget = createBudget(pack, {}, spec.owner, vm.dataCenter);
       return record.adoptVm(
         {
@@ -154,6 +154,8 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
           const where = holder.stack === stack.name ? holder.address : `${holder.address} of stack ${holder.stack}`;
           return fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} is live in the record already under another VM id, at ${where} (VM ${holder.id}); a cloud VM is one member. \`fleet state rm ${holder.address}\` forgets it there first.`, { address });
         }
+        // A fleet a Pulumi program manages (fleets.managed_by, while it has live VMs): fleet files never take it over.
+        if (err instanceof ManagerMismatchError) return fail('apply.import-refused', err.diagnostics[0].detail, { address });
         if (!(err instanceof BudgetExceededError)) throw err;
         return fail('apply.import-refused', `${err.diagnostics[0].detail} Importing ${vm.cloudId} as ${address} would take owner ${spec.owner} past its mandatory owner-quota; raise its limit in the stack's policyPack.config, or free a VM of that owner first.`, { address });
       });
