@@ -862,6 +862,38 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await codeOf(r.insertVm(newVm(s, 'gone', 4, { managedBy: prog }), { actor: 'a' }))).toBe('record.manager-mismatch');
     });
 
+    // Found in review of fleet-owner: a program taking over an emptied fleet of fleet files kept the row's protected
+    // flag, which only fleet apply writes, so the authority held the program's members by a protect the program never said.
+    it("a program's create that takes a fleet from fleet files clears its protected flag; fleet files' takeover keeps what fleet apply wrote", async () => {
+      const s = freshStack();
+      const prog = 'pulumi:fleets/dev';
+      const flags = async () => (await r.listFleets(s)).map((f) => [f.fleet, f.managedBy, f.protected]);
+      // Each fleet made by its first manager, then emptied; fleet apply protects its own fleet, and the program's
+      // before its creates there (setFleetProtection from the spec, as the executor does before any step).
+      const first: [string, string | null][] = [
+        ['by-files', null],
+        ['by-prog', prog],
+      ];
+      for (const [fleet, managedBy] of first) {
+        if (managedBy === null) await r.setFleetProtection(s, fleet, 'team-payments', true);
+        const v = await r.insertVm(newVm(s, fleet, 0, { managedBy }), { actor: 'a' });
+        await r.updateVm(v.id, v.version, { retire: true }, { actor: 'a' });
+      }
+      await r.setFleetProtection(s, 'by-prog', 'team-payments', true);
+      // Taken by the other manager: the program's own protect (its provider) holds its fleet.
+      await r.insertVm(newVm(s, 'by-files', 1, { managedBy: prog }), { actor: 'a' });
+      await r.insertVm(newVm(s, 'by-prog', 1), { actor: 'a' });
+      expect(await flags()).toEqual([
+        ['by-files', prog, false],
+        ['by-prog', null, true],
+      ]);
+      // The same manager's creates leave it as it is, in each write path.
+      await r.setFleetProtection(s, 'by-files', 'team-payments', true);
+      await r.insertVm(newVm(s, 'by-files', 2, { managedBy: prog }), { actor: 'a' });
+      await r.insertVms([{ vm: newVm(s, 'by-files', 3, { managedBy: prog }), ctx: { actor: 'a' } }]);
+      expect((await flags())[0]).toEqual(['by-files', prog, true]);
+    });
+
     // Found in review of fleet-owner: each create checked the fleet's row in its statement's snapshot, so two first
     // creates of one fleet by two managers (or owners) at one moment both saw no live VM and both got in.
     it('first creates of a fleet by two managers or owners at one moment: one of them gets in, the other is refused', async () => {

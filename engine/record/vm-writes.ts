@@ -44,7 +44,7 @@ function withFleetBump(write: string, owner: string, manager: string): string {
   return `WITH w AS (${write}),
     f AS (
       INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by) SELECT DISTINCT stack, fleet, ${owner}::text, 1, now(), ${manager}::text FROM w
-      ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now(), managed_by = EXCLUDED.managed_by
+      ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now(), managed_by = EXCLUDED.managed_by, ${PROTECTED_ON_CLAIM}
       WHERE ${CLAIM_HOLDS}
       RETURNING stack, fleet
     )
@@ -70,6 +70,18 @@ function withFleetBump(write: string, owner: string, manager: string): string {
 const CLAIM_HOLDS = `fleets.owner = EXCLUDED.owner AND (fleets.managed_by IS NOT DISTINCT FROM EXCLUDED.managed_by
         OR coalesce(fleets.managed_by = '${LEGACY_PROGRAM}' AND EXCLUDED.managed_by LIKE '${LEGACY_PROGRAM}:%', false)
         OR fleets.version = (SELECT s.version FROM fleets s WHERE s.stack = EXCLUDED.stack AND s.fleet = EXCLUDED.fleet))`;
+
+/**
+ * The SET of `protected` by a create's upsert of its fleet's row: a
+ * program's create that takes the fleet from fleet files (the row's
+ * managed_by NULL: an emptied fleet of fleet files) clears it. Only fleet
+ * apply writes the flag (setFleetProtection, from the spec, before its
+ * creates), and the authority holds a protected fleet's members: left set,
+ * it held a program's fleet by a protect the program never said, where the
+ * program's own `protect` (its provider) is what holds its fleet. Fleet
+ * files taking a program's fleet keep what fleet apply just wrote.
+ */
+const PROTECTED_ON_CLAIM = 'protected = CASE WHEN fleets.managed_by IS NULL AND EXCLUDED.managed_by IS NOT NULL THEN false ELSE fleets.protected END';
 
 /** What the statement fails with when a fleet's row was not taken (CLAIM_HOLDS). */
 const CLAIM_LOST = 'dmzfleet: a concurrent create took the fleet row first';
@@ -415,7 +427,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
          f AS (
            INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by)
            SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now(), max(first.i_managed) FROM ${written} GROUP BY ins.stack, ins.fleet
-           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, updated_at = now(), managed_by = EXCLUDED.managed_by
+           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, updated_at = now(), managed_by = EXCLUDED.managed_by, ${PROTECTED_ON_CLAIM}
            WHERE ${CLAIM_HOLDS}
            RETURNING stack, fleet
          ),
@@ -468,7 +480,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
        ),
        f AS (
          INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by) SELECT stack, fleet, $16, 1, now(), $21::text FROM ins
-         ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now(), managed_by = EXCLUDED.managed_by
+         ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + 1, updated_at = now(), managed_by = EXCLUDED.managed_by, ${PROTECTED_ON_CLAIM}
          WHERE ${CLAIM_HOLDS}
          RETURNING stack, fleet
        ),
