@@ -277,8 +277,14 @@ describe('judgeFence (fencing tokens, docs/recovery.md "Fencing")', () => {
     { name: 'an older token once a newer lock is held (a killed apply\'s queued run)', fence: { token: 8, held: true }, token: 7, refused: 'fenced' },
     { name: 'an older token after the newer lock was released too', fence: { token: 8, held: false }, token: 7, refused: 'fenced' },
     { name: 'a token no lock was given', fence: { token: 8, held: true }, token: 9, refused: 'fenced' },
+    // Found in review of fleet-owner: a saved plan made before the record knew managers (or crafted) still changed a
+    // program's fleet through fleet apply. A fencing token is what says a request is fleet apply's (a lock holder's).
+    { name: 'fleet apply (a token) on a fleet a program manages', fence: { token: 7, held: true, managedBy: 'pulumi:fleets/dev' }, token: 7, refused: 'manager-mismatch' },
+    { name: 'fleet apply\'s last runs on it, the lock released', fence: { token: 7, held: false, managedBy: 'pulumi:fleets/dev' }, token: 7, refused: 'manager-mismatch' },
+    { name: 'a program (no token) on its own fleet', fence: { token: 7, held: false, managedBy: 'pulumi:fleets/dev' }, token: undefined, refused: false },
+    { name: 'fleet apply on a fleet of fleet files', fence: { token: 7, held: true, managedBy: null }, token: 7, refused: false },
   ] as const)('$name', ({ fence, token, refused }) => {
-    const judged = judgeFence('web', fence ? { fleet: 'web', ...fence } : undefined, token);
+    const judged = judgeFence('web', fence ? { fleet: 'web', managedBy: null, ...fence } : undefined, token);
     expect(judged.ok).toBe(!refused);
     if (!judged.ok) {
       expect(judged.refusal).toBe(refused);

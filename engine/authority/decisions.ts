@@ -123,6 +123,7 @@ export function doneAlready(req: AuthorizeRequest, to: string, vm: VmRow, histor
  * | held or released, N    | N              | ok (the lock's own apply) |
  * | held or released, N    | below N        | fenced: a newer apply took the lock |
  * | held or released, N    | above N        | fenced: no lock was given that token |
+ * | N, the fleet a program's (managedBy) | N | manager-mismatch: fleet apply on a program's fleet |
  */
 export function judgeFence(fleet: string, fence: FleetFence | undefined, token: number | undefined): Decided {
   if (!fence) return { ok: true };
@@ -135,6 +136,17 @@ export function judgeFence(fleet: string, fence: FleetFence | undefined, token: 
     return refuse('fenced', `the request carries fencing token ${token}, but a newer apply locked fleet ${fleet} (token ${fence.token}, ${since}); a killed apply's run may not act after it`);
   }
   if (token > fence.token) return refuse('fenced', `the request carries fencing token ${token}, which no lock of fleet ${fleet} was given (the latest is ${fence.token})`);
+  // A fencing token says the request is fleet apply's (a lock holder's; a program never locks a fleet). Fleet apply
+  // leaves a program's fleet alone (plan.program-fleet), but a saved plan made before the record knew managers, or a
+  // crafted one, would still change it. A request without a token (a program, a direct caller) does not say whose it
+  // is, so a program's request on a fleet of fleet files is not refused here (fleets made by a program before
+  // migration 12 that it could not mark stay fleet files', and their program must still be able to remove them).
+  if (fence.managedBy !== null) {
+    return refuse(
+      'manager-mismatch',
+      `fleet ${fleet} is managed by the program ${fence.managedBy} in the record, and this request comes from fleet apply (fencing token ${token}); fleet files never change a program's fleet (a plan made before the record knew its manager, or a crafted one). Change it with its program, or remove it there first (\`pulumi destroy\`)`,
+    );
+  }
   return { ok: true };
 }
 

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { processAlive } from '../durability/index.ts';
 import { FleetError, diag, fail } from '../diags/index.ts';
-import { iso } from './rows.ts';
+import { iso, managedBySql } from './rows.ts';
 import type { RecordSql, SqlAdapter } from './sql.ts';
 import type { LockHandle, LockRow, LockStore } from './types.ts';
 
@@ -175,13 +175,14 @@ export function lockStore({ db }: RecordSql): LockStore {
     },
 
     async fencesOf(stack, fleets) {
-      const rows = await db.query<{ fleet: string; token: string | number; held: boolean }>(
-        `SELECT f.fleet, f.token, (l.expires_at IS NOT NULL AND l.expires_at >= now()) AS held
+      const rows = await db.query<{ fleet: string; token: string | number; held: boolean; managed_by: string | null }>(
+        `SELECT f.fleet, f.token, (l.expires_at IS NOT NULL AND l.expires_at >= now()) AS held, ${managedBySql('fl')} AS managed_by
          FROM lock_fences f LEFT JOIN locks l ON l.stack = f.stack AND l.fleet = f.fleet AND l.fencing_token = f.token
+         LEFT JOIN fleets fl ON fl.stack = f.stack AND fl.fleet = f.fleet
          WHERE f.stack = $1 AND f.fleet = ANY($2::text[]) ORDER BY f.fleet`,
         [stack, [...new Set(fleets)]],
       );
-      return rows.map((r) => ({ fleet: r.fleet, token: Number(r.token), held: r.held === true }));
+      return rows.map((r) => ({ fleet: r.fleet, token: Number(r.token), held: r.held === true, managedBy: r.managed_by ?? null }));
     },
   };
 }

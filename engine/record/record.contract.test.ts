@@ -1012,22 +1012,22 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const a = await r.acquireLocks(s, ['web', 'db'], holder('alice'));
       expect((await r.listLocks(s)).map((l) => l.fencingToken)).toEqual([a.fencingToken, a.fencingToken]);
       expect(await r.fencesOf(s, ['web', 'db', 'cache'])).toEqual([
-        { fleet: 'db', token: a.fencingToken, held: true },
-        { fleet: 'web', token: a.fencingToken, held: true },
+        { fleet: 'db', token: a.fencingToken, held: true, managedBy: null },
+        { fleet: 'web', token: a.fencingToken, held: true, managedBy: null },
       ]);
       // A refused try (the fleet is held) moves nobody's fence.
       expect(await codeOf(r.acquireLocks(s, ['web'], holder('bob')))).toBe('record.lock-held');
-      expect((await r.fencesOf(s, ['web']))[0]).toEqual({ fleet: 'web', token: a.fencingToken, held: true });
+      expect((await r.fencesOf(s, ['web']))[0]).toEqual({ fleet: 'web', token: a.fencingToken, held: true, managedBy: null });
       // Broken (fleet unlock, or a dead holder's lock): the next apply's token is larger, at once.
       await r.forceUnlock(a.lockId);
-      expect(await r.fencesOf(s, ['web'])).toEqual([{ fleet: 'web', token: a.fencingToken, held: false }]);
+      expect(await r.fencesOf(s, ['web'])).toEqual([{ fleet: 'web', token: a.fencingToken, held: false, managedBy: null }]);
       const b = await r.acquireLocks(s, ['web'], holder('bob'));
       expect(b.fencingToken).toBeGreaterThan(a.fencingToken);
       await b.release();
       const fences = await r.fencesOf(s, ['web', 'db']);
       expect(fences).toEqual([
-        { fleet: 'db', token: a.fencingToken, held: false },
-        { fleet: 'web', token: b.fencingToken, held: false },
+        { fleet: 'db', token: a.fencingToken, held: false, managedBy: null },
+        { fleet: 'web', token: b.fencingToken, held: false, managedBy: null },
       ]);
       // An expired lease taken over: larger again.
       const c = await r.acquireLocks(s, ['web'], holder('carol'), { leaseMs: 1 });
@@ -1037,6 +1037,12 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(d.fencingToken).toBeGreaterThan(c.fencingToken);
       expect(c.fencingToken).toBeGreaterThan(b.fencingToken);
       await d.release();
+      // A fence names the fleet's manager (FleetRow.managedBy), read with it: the authority refuses fleet apply's
+      // requests (they carry a fencing token) on a fleet a program manages, with no read of its own.
+      const pul = await r.insertVm(newVm(s, 'web', 0, { managedBy: 'pulumi:fleets/dev' }), { actor: 'a' });
+      expect((await r.fencesOf(s, ['web']))[0]).toMatchObject({ token: d.fencingToken, managedBy: 'pulumi:fleets/dev' });
+      await r.updateVm(pul.id, pul.version, { retire: true }, { actor: 'a' });
+      expect((await r.fencesOf(s, ['web']))[0]).toMatchObject({ token: d.fencingToken, managedBy: null });
     });
 
     it('refuses a held fleet, naming the holder and how to unlock', async () => {

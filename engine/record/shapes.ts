@@ -337,6 +337,12 @@ export interface FleetFence {
   fleet: string;
   token: number;
   held: boolean;
+  /**
+   * The fleet's manager (FleetRow.managedBy), read with its fence: the
+   * authority refuses a request with a fencing token (fleet apply's) on a
+   * fleet a program manages, without a read of its own per request.
+   */
+  managedBy: string | null;
 }
 
 export interface LockHandle {
