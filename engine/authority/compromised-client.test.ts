@@ -338,6 +338,26 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
       expect(await w.record.getVm(id)).toMatchObject({ state: 'PoweredOff', retiredAt: null });
     });
 
+    // Found in review of fleet-owner: the authority judged no manager on an edge, so a saved plan made before the
+    // record knew managers (or a crafted one), applied by fleet apply, still changed a Pulumi program's VMs.
+    it("fleet apply's edge (with its fencing token) on a fleet a program manages is vetoed (manager-mismatch); the program's own is not", async () => {
+      const fleet = `pg-${randomUUID().slice(0, 6)}`;
+      const id = randomUUID();
+      const made = await post<AuthorizeResponse>(w, '/v1/authorize', create(id, { ...vm(w, fleet, 'team-a', 0), managedBy: 'pulumi:fleets/dev' }));
+      expect(made.body.decision).not.toBe('vetoed');
+      const path = PATHS.PoweredOff;
+      for (let i = 1; i < path.length; i++) await step(w, id, path[i - 1], path[i]);
+      const lock = await w.record.acquireLocks(w.stack, [fleet], { who: 'apply', host: 'test', planId: 'p-saved', pid: process.pid });
+      try {
+        const r = await post<AuthorizeResponse>(w, '/v1/authorize', edge(id, 'PoweredOff', 'PoweredOn', { fencingToken: lock.fencingToken }));
+        expect(r.body).toMatchObject({ decision: 'vetoed', reason: expect.stringContaining(`fleet ${fleet} is managed by the program pulumi:fleets/dev`) });
+      } finally {
+        await lock.release();
+      }
+      expect(await stateOf(w, id)).toBe('PoweredOff');
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', edge(id, 'PoweredOff', 'PoweredOn'))).body.decision).toBe('approved');
+    });
+
     it('with a fencing token below the fleet\'s latest lock, an edge is vetoed (fenced)', async () => {
       const id = await vmAt(w, 'PoweredOff', 'fenced', 'team-a');
       const old = await w.record.acquireLocks(w.stack, ['fenced'], { who: 'apply', host: 'test', planId: 'p-old', pid: process.pid });
