@@ -1,5 +1,5 @@
 # dmzfleet boot agent: the secure-boot handshake of a real VM (docs/drivers/).
-# Shipped as the VM's user data (AWS) or custom data (Azure), after a header
+# Shipped as the VM's user data (AWS, in a cloud-init wrapper that runs it at every boot) or userData (Azure), after a header
 # of settings the driver writes for each boot (renderAgentUserData, index.ts):
 #   FLEET_BOOT_URL    the DMZ client's boot endpoint (POST; status at <url>/status)
 #   FLEET_VM_ID       the record's VM id

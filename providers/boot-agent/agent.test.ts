@@ -16,7 +16,7 @@ import { TestCa } from '../../engine/transport/testing.ts';
 import { TO_RUNNING, createRequest, newVm, walk } from '../testing.ts';
 import { AWS_SECRET, startAwsWorld, type AwsWorld } from '../drivers/aws/world.ts';
 import { USER_DATA_MAX_BYTES, UserDataTooLarge, parseAgentUserData, renderAgentUserData } from './index.ts';
-import { runUserData, writeFakeVmTools } from './testing.ts';
+import { cloudInitBoot, runUserData, writeFakeVmTools } from './testing.ts';
 
 /** Every file under `dir`, read as text. */
 function filesUnder(dir: string): { file: string; text: string }[] {
@@ -109,6 +109,40 @@ describe('boot agent', () => {
     }
   });
 
+  it('a VM powered off and booted again runs the agent at each boot (EC2 keeps the instance id; the user data tells cloud-init to run it every boot)', async () => {
+    const vm = newVm(w.stack, { index: 3 });
+    await w.client.createVm(createRequest(vm));
+    expect((await walk(w.client, vm.id, TO_RUNNING)).at(-1)).toMatchObject({ outcome: 'ok', vm: { state: 'Running' } });
+    const again = await walk(w.client, vm.id, ['Running', 'ShuttingDown', 'PoweredOff', 'PoweredOn', 'Starting', 'Running']);
+    expect(again.at(-1)).toMatchObject({ outcome: 'ok', vm: { state: 'Running' } });
+    await w.ec2.settled();
+    const inst = [...w.ec2.instances.values()].find((i) => i.tags.get('fleet:vm-id') === vm.id)!;
+    const runs = await Promise.all(inst.runs);
+    expect(runs.map((r) => [r.code, r.opened, r.poweredOff])).toEqual([
+      [0, true, false],
+      [0, true, false],
+    ]);
+    // The second boot opens the volume the first formatted.
+    const argv = readFileSync(join(w.ec2.vmDir(inst.id), 'cryptsetup.argv'), 'utf8').trim().split('\n');
+    expect(argv.filter((l) => l.startsWith('luksFormat'))).toHaveLength(1);
+    expect(argv.filter((l) => l.startsWith('open --type luks'))).toHaveLength(2);
+  });
+
+  // Stock cloud-init runs a user-data script once per instance (module scripts-user); an EC2 instance keeps its id
+  // across a stop and start, so a plain `#!` script would run at its first launch only (no token yet) and never again.
+  it.each([
+    { name: 'plain script, first launch', everyBoot: false, ranBefore: false, runs: true },
+    { name: 'plain script, a later boot', everyBoot: false, ranBefore: true, runs: false },
+    { name: 'cloud-init wrapper, first launch', everyBoot: true, ranBefore: false, runs: true },
+    { name: 'cloud-init wrapper, a later boot', everyBoot: true, ranBefore: true, runs: true },
+  ])('stock cloud-init, $name: the agent runs=$runs', ({ everyBoot, ranBefore, runs }) => {
+    const s = { bootUrl: 'https://10.20.0.10:7401/v1/boot', vmId: 'v', cloudId: 'i-0abc', image: 'ami-1', bootToken: 'tok', encrypted: true, dataDevice: '/dev/nvme1n1' };
+    const plain = renderAgentUserData(s);
+    const scripts = cloudInitBoot(renderAgentUserData(s, USER_DATA_MAX_BYTES.aws, { cloudInitEveryBoot: everyBoot }), ranBefore);
+    // The script cloud-init runs is the agent as rendered, byte for byte (a blank line the MIME part ends with aside).
+    expect(scripts.map((x) => x.trimEnd())).toEqual(runs ? [plain.trimEnd()] : []);
+  });
+
   it('first launch (no boot token yet) does nothing and leaves the VM running for the driver to stop', async () => {
     const r = await runUserData(
       renderAgentUserData({ bootUrl: 'http://127.0.0.1:1/v1/boot', vmId: 'v', cloudId: '', image: 'ami-1', encrypted: true, dataDevice: '/dev/nvme1n1' }),
@@ -134,11 +168,18 @@ describe('boot agent', () => {
   it.each([
     { name: 'a usual boot, EC2', bootUrl: 'https://10.20.0.10:7401/v1/boot', limit: USER_DATA_MAX_BYTES.aws, fits: true },
     { name: 'a 12 KiB bootUrl, EC2', bootUrl: `https://dmz.example/${'a'.repeat(12 * 1024)}`, limit: USER_DATA_MAX_BYTES.aws, fits: false },
+    // The bare script would fit (about 16 100 bytes); the cloud-init wrapper's 560 bytes take it over.
+    { name: 'a 9.3 KiB bootUrl, EC2', bootUrl: `https://dmz.example/${'a'.repeat(9500)}`, limit: USER_DATA_MAX_BYTES.aws, fits: false },
     { name: 'a 12 KiB bootUrl, Azure', bootUrl: `https://dmz.example/${'a'.repeat(12 * 1024)}`, limit: USER_DATA_MAX_BYTES.azure, fits: true },
     { name: 'a 48 KiB bootUrl, Azure', bootUrl: `https://dmz.example/${'a'.repeat(48 * 1024)}`, limit: USER_DATA_MAX_BYTES.azure, fits: false },
   ])('user data size: $name fits=$fits', ({ bootUrl, limit, fits }) => {
+    // EC2's user data carries the cloud-init wrapper: the limit counts it.
     const render = (): string =>
-      renderAgentUserData({ bootUrl, vmId: '0b7c2f3e-5d1a-4c8e-9f00-1a2b3c4d5e6f', cloudId: 'i-0abc', image: 'ami-1', bootToken: 't'.repeat(64), encrypted: true, dataDevice: '/dev/nvme1n1' }, limit);
+      renderAgentUserData(
+        { bootUrl, vmId: '0b7c2f3e-5d1a-4c8e-9f00-1a2b3c4d5e6f', cloudId: 'i-0abc', image: 'ami-1', bootToken: 't'.repeat(64), encrypted: true, dataDevice: '/dev/nvme1n1' },
+        limit,
+        { cloudInitEveryBoot: limit === USER_DATA_MAX_BYTES.aws },
+      );
     if (fits) {
       expect(Buffer.byteLength(render())).toBeLessThanOrEqual(limit);
     } else {

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 
 const CRYPTSETUP = `#!/bin/sh
 dir=\${FAKE_VM_DIR:?}
@@ -58,4 +59,48 @@ export async function runUserData(userData: string, binDir: string, vmDir: strin
   child.stdin.end(userData);
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   return { code, stdout, stderr, poweredOff: existsSync(join(vmDir, 'powered-off')), opened: existsSync(join(vmDir, 'opened')) };
+}
+
+/**
+ * What stock cloud-init does with an instance's user data at one boot, as far as the boot agent
+ * meets it (cloud-init docs, "User data formats" and "Module frequency"): the user data is a
+ * `#!` script, a `#cloud-config` document, or a MIME multi-part of them (text/x-shellscript,
+ * text/cloud-config); module scripts-user runs the scripts once per instance unless a cloud-config
+ * part's `cloud_final_modules` lists it with frequency `always`. `ranBefore`: scripts-user ran at
+ * an earlier boot of this instance (a stopped and started EC2 instance keeps its instance id).
+ * Answers the scripts this boot runs.
+ */
+export function cloudInitBoot(userData: string, ranBefore: boolean): string[] {
+  const parts: { type: string; body: string }[] = [];
+  const sniff = (body: string, type = ''): { type: string; body: string } => ({
+    type: type || (body.startsWith('#!') ? 'text/x-shellscript' : body.startsWith('#cloud-config') ? 'text/cloud-config' : 'text/plain'),
+    body,
+  });
+  const top = /^Content-Type:\s*multipart\/mixed;\s*boundary="?([^"\n]+)"?/im.exec(userData.slice(0, userData.indexOf('\n\n') + 1));
+  if (top && !userData.startsWith('#')) {
+    const boundary = `--${top[1]}`;
+    const chunks = userData.split('\n').reduce<string[][]>((acc, line) => {
+      if (line === boundary || line === `${boundary}--`) acc.push([]);
+      else acc.at(-1)?.push(line);
+      return acc;
+    }, []);
+    for (const lines of chunks) {
+      const blank = lines.indexOf('');
+      if (blank < 0) continue;
+      const type = /^Content-Type:\s*([^;\s]+)/im.exec(lines.slice(0, blank).join('\n'))?.[1] ?? '';
+      parts.push(sniff(lines.slice(blank + 1).join('\n'), type));
+    }
+  } else {
+    parts.push(sniff(userData));
+  }
+  let frequency = 'once-per-instance';
+  for (const p of parts.filter((x) => x.type === 'text/cloud-config')) {
+    const cfg = parseYaml(p.body) as { cloud_final_modules?: (string | string[])[] } | null;
+    for (const m of cfg?.cloud_final_modules ?? []) {
+      const [name, freq] = Array.isArray(m) ? m : [m];
+      if (name === 'scripts-user' || name === 'scripts_user') frequency = freq ?? 'once-per-instance';
+    }
+  }
+  if (ranBefore && frequency !== 'always') return [];
+  return parts.filter((x) => x.type === 'text/x-shellscript').map((x) => x.body);
 }

@@ -285,6 +285,8 @@ export class AwsDriver implements Driver {
           ...(this.bootCa ? { bootCa: this.bootCa } : {}),
         },
         USER_DATA_MAX_BYTES.aws,
+        // cloud-init runs a user-data script once per instance; EC2 keeps the instance id across a stop and start.
+        { cloudInitEveryBoot: true },
       );
     } catch (err) {
       if (err instanceof UserDataTooLarge) throw new DriverError('failed', err.message);

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nock from 'nock';
 import { parseAgentUserData } from '../../boot-agent/index.ts';
-import { runUserData, writeFakeVmTools, type AgentRun } from '../../boot-agent/testing.ts';
+import { cloudInitBoot, runUserData, writeFakeVmTools, type AgentRun } from '../../boot-agent/testing.ts';
 import type { Ec2State } from './states.ts';
 
 const XMLNS = 'http://ec2.amazonaws.com/doc/2016-11-15/';
@@ -36,6 +36,8 @@ export interface FakeInstance {
   keyName?: string;
   /** The agent runs of this instance, in order. */
   runs: Promise<AgentRun>[];
+  /** cloud-init's scripts-user ran at a boot of this instance (its first launch on): a per-instance script runs no more. */
+  scriptsUserRan: boolean;
 }
 
 export interface FakeRequest {
@@ -233,6 +235,8 @@ export class FakeEc2 {
         launchTime: new Date().toISOString(),
         securityGroups: list(p, 'SecurityGroupId'),
         runs: [],
+        // The first launch runs the user data's scripts (cloud-init, per instance): the agent finds no token.
+        scriptsUserRan: true,
         ...(token ? { clientToken: token } : {}),
         ...(p.get('SubnetId') ? { subnetId: p.get('SubnetId')! } : {}),
         ...(p.get('KeyName') ? { keyName: p.get('KeyName')! } : {}),
@@ -291,9 +295,12 @@ export class FakeEc2 {
     if (i.state !== 'stopped') throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
     i.state = 'pending';
     if (this.tamper) i.userData = this.tamper(i.userData);
-    if (parseAgentUserData(i.userData).FLEET_BOOT_TOKEN) {
-      // The VM boots and runs its user data: the boot agent, against the real boot endpoint.
-      const run = runUserData(i.userData, this.binDir, this.vmDir(i.id), this.agentEnv).then((r) => {
+    // The VM boots; stock cloud-init runs the user data's scripts (once per instance, or at every boot when its
+    // cloud-config says so): the boot agent, against the real boot endpoint.
+    const scripts = cloudInitBoot(i.userData, i.scriptsUserRan);
+    i.scriptsUserRan = true;
+    for (const script of scripts.filter((x) => parseAgentUserData(x).FLEET_BOOT_TOKEN)) {
+      const run = runUserData(script, this.binDir, this.vmDir(i.id), this.agentEnv).then((r) => {
         if (r.poweredOff && this.instances.get(i.id) === i && (i.state === 'running' || i.state === 'pending')) i.state = 'stopped';
         return r;
       });
