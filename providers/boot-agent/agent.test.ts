@@ -3,7 +3,7 @@
 // loopback (authority and record real, EC2 and STS served by nock), with a
 // fake cryptsetup that records its arguments and the hash of its stdin.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -319,6 +319,62 @@ describe('boot agent against a faulty boot endpoint', () => {
       expect(ep.seen.reports.map((x) => [x.state, x.denied])).toEqual([
         ['booting', false],
         ['failed', false],
+      ]);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  // The data volume may be open already when the agent runs (the agent run again in the same OS session, a restart
+  // that kept the mapping): `cryptsetup open` of a name that is mapped fails, which failed the boot. Open on the
+  // data volume (by its path or a link to it) with a key the released one matches: ready without a second open.
+  it.each([
+    { name: 'open on the data volume', mapped: '/dev/nvme1n1', device: '/dev/nvme1n1', headerKey: 'k-1', ready: true },
+    { name: 'open on the device a by-id link names', mapped: '/dev/nvme1n1', device: 'LINK', headerKey: 'k-1', ready: true },
+    { name: 'open on another device', mapped: '/dev/nvme2n1', device: '/dev/nvme1n1', headerKey: 'k-1', ready: false },
+    { name: 'open, but the released key does not unlock the volume', mapped: '/dev/nvme1n1', device: '/dev/nvme1n1', headerKey: 'k-other', ready: false },
+  ])('data volume $name: ready=$ready, no second open, nothing formatted', async ({ name, mapped, device, headerKey, ready }) => {
+    const ep = await faultyEndpoint((_n, _req, res) => json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}'));
+    try {
+      const dir = join(root, `open-already-${name.replace(/\W+/g, '-')}`);
+      await mkdir(join(dir, 'mapper'), { recursive: true });
+      await writeFile(join(dir, 'mapper', 'fleet-data'), '');
+      await writeFile(join(dir, 'mapped-device'), `${mapped}\n`);
+      await writeFile(join(dir, 'luks-header'), `${sha256(headerKey)}\n`);
+      let dataDevice = device;
+      if (device === 'LINK') {
+        dataDevice = join(dir, 'nvme-Amazon_Elastic_Block_Store_vol0abc');
+        await symlink(mapped, dataDevice);
+      }
+      const r = await runUserData(renderAgentUserData({ ...settings, dataDevice, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0' });
+      expect(r).toMatchObject({ code: ready ? 0 : 1, poweredOff: !ready });
+      expect(ep.seen.reports.map((x) => x.state)).toEqual(['booting', ready ? 'ready' : 'failed']);
+      const argv = readFileSync(join(dir, 'cryptsetup.argv'), 'utf8').trim().split('\n');
+      expect(argv.filter((l) => l.startsWith('luksFormat') || l.startsWith('open --type'))).toEqual([]);
+      expect(readFileSync(join(dir, 'luks-header'), 'utf8')).toBe(`${sha256(headerKey)}\n`);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  it('the agent run twice in one OS session: the second run finds the volume open and reports ready', async () => {
+    const ep = await faultyEndpoint((_n, _req, res) => json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}'));
+    try {
+      const dir = join(root, 'run-twice');
+      const userData = renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` });
+      const first = await runUserData(userData, join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0' });
+      const second = await runUserData(userData, join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0' });
+      expect([first, second].map((r) => [r.code, r.poweredOff])).toEqual([
+        [0, false],
+        [0, false],
+      ]);
+      expect(ep.seen.reports.map((x) => x.state)).toEqual(['booting', 'ready', 'booting', 'ready']);
+      expect(readFileSync(join(dir, 'cryptsetup.argv'), 'utf8').trim().split('\n')).toEqual([
+        'isLuks /dev/nvme1n1',
+        'luksFormat --batch-mode --key-file=- /dev/nvme1n1',
+        'open --type luks --key-file=- /dev/nvme1n1 fleet-data',
+        'status fleet-data',
+        'open --test-passphrase --type luks --key-file=- /dev/nvme1n1',
       ]);
     } finally {
       await ep.close();

@@ -5,7 +5,7 @@
 // `poweroff` leaves a mark the fake cloud reads when the agent exits.
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 
@@ -16,7 +16,14 @@ hash() { sha256sum | cut -d' ' -f1; }
 case "$1" in
   isLuks) [ -f "$dir/luks-header" ]; exit $? ;;
   luksFormat) h=$(hash); echo "$h" >> "$dir/cryptsetup.stdin-sha256"; echo "$h" > "$dir/luks-header"; exit 0 ;;
-  open) h=$(hash); echo "$h" >> "$dir/cryptsetup.stdin-sha256"; [ "$h" = "$(cat "$dir/luks-header")" ] || exit 2; touch "$dir/opened"; exit 0 ;;
+  open)
+    h=$(hash); echo "$h" >> "$dir/cryptsetup.stdin-sha256"; [ "$h" = "$(cat "$dir/luks-header")" ] || exit 2
+    case " $* " in *' --test-passphrase '*) exit 0 ;; esac
+    shift $(($# - 2)); dev=$1; name=$2; mapper=\${FLEET_MAPPER_DIR:-$dir/mapper}
+    # Like cryptsetup: a name already mapped is not opened again.
+    [ -e "$mapper/$name" ] && { echo "Device $name already exists." >&2; exit 5; }
+    mkdir -p "$mapper" && touch "$mapper/$name" && echo "$dev" > "$dir/mapped-device"; touch "$dir/opened"; exit 0 ;;
+  status) [ -f "$dir/mapped-device" ] || exit 4; echo "/dev/mapper/$2 is active."; echo "  type:    LUKS2"; echo "  device:  $(cat "$dir/mapped-device")"; exit 0 ;;
 esac
 exit 3
 `;
@@ -42,14 +49,21 @@ export interface AgentRun {
   opened: boolean;
 }
 
+/** The VM under vmDir stops: its device mappings (the fake /dev/mapper) are gone. */
+export function stopFakeVm(vmDir: string): void {
+  rmSync(join(vmDir, 'mapper'), { recursive: true, force: true });
+  rmSync(join(vmDir, 'mapped-device'), { force: true });
+}
+
 /**
- * Runs rendered user data with sh as a VM would, the fake tools first on PATH, the VM's files under vmDir;
+ * Runs rendered user data with sh as a VM would, the fake tools first on PATH, the VM's files under vmDir
+ * (its /dev/mapper: vmDir/mapper, FLEET_MAPPER_DIR);
  * `env`: the agent's optional settings (FLEET_RETRY_SECONDS, …) as an image would set them.
  */
 export async function runUserData(userData: string, binDir: string, vmDir: string, env: Record<string, string> = {}): Promise<AgentRun> {
   await mkdir(vmDir, { recursive: true });
   const child = spawn('sh', ['-s'], {
-    env: { ...env, PATH: `${binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, FAKE_VM_DIR: vmDir, HOME: vmDir },
+    env: { FLEET_MAPPER_DIR: join(vmDir, 'mapper'), ...env, PATH: `${binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, FAKE_VM_DIR: vmDir, HOME: vmDir },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stdout = '';

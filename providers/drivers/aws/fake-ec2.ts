@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nock from 'nock';
 import { parseAgentUserData } from '../../boot-agent/index.ts';
-import { cloudInitBoot, runUserData, writeFakeVmTools, type AgentRun } from '../../boot-agent/testing.ts';
+import { cloudInitBoot, runUserData, stopFakeVm, writeFakeVmTools, type AgentRun } from '../../boot-agent/testing.ts';
 import type { Ec2State } from './states.ts';
 
 const XMLNS = 'http://ec2.amazonaws.com/doc/2016-11-15/';
@@ -249,8 +249,10 @@ export class FakeEc2 {
   /** One step along EC2's own transitions, taken when an instance is read. */
   private advance(i: FakeInstance): void {
     if (i.state === 'pending') i.state = 'running';
-    else if (i.state === 'stopping') i.state = 'stopped';
-    else if (i.state === 'shutting-down') i.state = 'terminated';
+    else if (i.state === 'stopping') {
+      i.state = 'stopped';
+      stopFakeVm(this.vmDir(i.id));
+    } else if (i.state === 'shutting-down') i.state = 'terminated';
   }
 
   private describe(p: URLSearchParams): string {
@@ -301,7 +303,10 @@ export class FakeEc2 {
     i.scriptsUserRan = true;
     for (const script of scripts.filter((x) => parseAgentUserData(x).FLEET_BOOT_TOKEN)) {
       const run = runUserData(script, this.binDir, this.vmDir(i.id), this.agentEnv).then((r) => {
-        if (r.poweredOff && this.instances.get(i.id) === i && (i.state === 'running' || i.state === 'pending')) i.state = 'stopped';
+        if (r.poweredOff && this.instances.get(i.id) === i && (i.state === 'running' || i.state === 'pending')) {
+          i.state = 'stopped';
+          stopFakeVm(this.vmDir(i.id));
+        }
         return r;
       });
       i.runs.push(run);
