@@ -136,6 +136,7 @@ function constraints(s: Schema): string {
   else if (has('minimum')) out.push(`≥ ${String(s.minimum)}`);
   else if (has('maximum')) out.push(`≤ ${String(s.maximum)}`);
   if (s.minLength === 1) out.push('non-empty');
+  if (has('maxLength')) out.push(`at most ${String(s.maxLength)} characters`);
   if (has('minItems')) out.push(`at least ${String(s.minItems)} item${s.minItems === 1 ? '' : 's'}`);
   if (s.uniqueItems) out.push('unique items');
   if (has('pattern')) out.push(`matches \`${String(s.pattern)}\``);
