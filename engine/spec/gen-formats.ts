@@ -98,7 +98,7 @@ const DEFAULTS: Record<string, Record<string, string>> = {
   DmzClient: {
     'spec.requestTimeoutMs': '`30000`',
     'spec.bootUrl': "the client's listen address",
-    'spec.aws.dataVolumeDevice': '`/dev/nvme1n1`',
+    'spec.aws.dataVolumeDevice': 'the volume by its EBS id',
     'spec.aws.pollMs': '`2000`',
     'spec.azure.endpoint': '`https://management.azure.com`',
   },

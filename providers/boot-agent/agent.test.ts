@@ -50,7 +50,9 @@ describe('boot agent', () => {
     // First boot formats the volume, then opens it: both read the released key on stdin.
     expect(readFileSync(join(dir, 'cryptsetup.stdin-sha256'), 'utf8').trim().split('\n')).toEqual([sha256(key), sha256(key)]);
     const argv = readFileSync(join(dir, 'cryptsetup.argv'), 'utf8');
-    expect(argv).toContain('open --type luks --key-file=- /dev/nvme1n1 fleet-data');
+    // The data volume by its EBS volume id (udev's link on a Nitro instance), not by NVMe enumeration order.
+    const vol = inst.volumes.find((v) => v.deviceName === '/dev/sdf')!.volumeId;
+    expect(argv).toContain(`open --type luks --key-file=- /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol${vol.slice(4)} fleet-data`);
     for (const { file, text } of [...filesUnder(dir), ...filesUnder(w.dir)]) expect(text.includes(key), `${file} holds the disk key`).toBe(false);
     expect(runs[0].stdout + runs[0].stderr).not.toContain(key);
     // The user data EC2 holds never carried the key either.

@@ -70,7 +70,7 @@ export interface AwsDriverSettings {
    */
   endpoint?: string;
   /**
-   * Device of the encrypted data volume inside the VM (default `/dev/nvme1n1`).
+   * Device of the encrypted data volume inside the VM. Default: udev's link by the EBS volume id, `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol<id>` (Nitro instances; docs/drivers/aws.md, "The data volume's device"). Set it for instance types that are not Nitro (e.g. `/dev/xvdf`).
    */
   dataVolumeDevice?: string;
   /**

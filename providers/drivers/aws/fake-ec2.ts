@@ -36,6 +36,8 @@ export interface FakeInstance {
   keyName?: string;
   /** The agent runs of this instance, in order. */
   runs: Promise<AgentRun>[];
+  /** The EBS volumes RunInstances' block device mappings made, with the root volume first (DescribeInstances' blockDeviceMapping). */
+  volumes: { deviceName: string; volumeId: string }[];
   /** cloud-init's scripts-user ran at a boot of this instance (its first launch on): a per-instance script runs no more. */
   scriptsUserRan: boolean;
 }
@@ -235,6 +237,7 @@ export class FakeEc2 {
         launchTime: new Date().toISOString(),
         securityGroups: list(p, 'SecurityGroupId'),
         runs: [],
+        volumes: [{ deviceName: '/dev/xvda', volumeId: volumeId() }, ...mappedDevices(p).map((deviceName) => ({ deviceName, volumeId: volumeId() }))],
         // The first launch runs the user data's scripts (cloud-init, per instance): the agent finds no token.
         scriptsUserRan: true,
         ...(token ? { clientToken: token } : {}),
@@ -343,7 +346,17 @@ export function errorXml(code: string, message: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${esc(code)}</Code><Message>${esc(message)}</Message></Error></Errors><RequestID>${randomUUID()}</RequestID></Response>`;
 }
 
+const volumeId = (): string => `vol-${randomUUID().replace(/-/g, '').slice(0, 17)}`;
+
 function instanceXml(i: FakeInstance): string {
+  // EC2's blockDeviceMapping: each attached EBS volume with its device name (the root one first).
+  const bdm = i.volumes
+    .map(
+      (v) =>
+        `<item><deviceName>${esc(v.deviceName)}</deviceName><ebs><volumeId>${v.volumeId}</volumeId><status>attached</status>` +
+        `<attachTime>${i.launchTime}</attachTime><deleteOnTermination>true</deleteOnTermination></ebs></item>`,
+    )
+    .join('');
   const tagSet = [...i.tags].map(([k, v]) => `<item><key>${esc(k)}</key><value>${esc(v)}</value></item>`).join('');
   return (
     `<item><instanceId>${i.id}</instanceId><imageId>${esc(i.imageId)}</imageId>` +
@@ -351,6 +364,7 @@ function instanceXml(i: FakeInstance): string {
     `<instanceType>${esc(i.type)}</instanceType><launchTime>${i.launchTime}</launchTime>` +
     (i.subnetId ? `<subnetId>${esc(i.subnetId)}</subnetId>` : '') +
     (i.keyName ? `<keyName>${esc(i.keyName)}</keyName>` : '') +
+    `<rootDeviceName>/dev/xvda</rootDeviceName><blockDeviceMapping>${bdm}</blockDeviceMapping>` +
     `<tagSet>${tagSet}</tagSet></item>`
   );
 }
@@ -359,6 +373,15 @@ function instanceXml(i: FakeInstance): string {
 function list(p: URLSearchParams, prefix: string): string[] {
   const out: string[] = [];
   for (let n = 1; p.has(`${prefix}.${n}`); n++) out.push(p.get(`${prefix}.${n}`)!);
+  return out;
+}
+
+/** The device names of RunInstances' `BlockDeviceMapping.N.DeviceName` entries with an `Ebs` volume. */
+function mappedDevices(p: URLSearchParams): string[] {
+  const out: string[] = [];
+  for (let n = 1; p.has(`BlockDeviceMapping.${n}.DeviceName`); n++) {
+    if ([...p.keys()].some((k) => k.startsWith(`BlockDeviceMapping.${n}.Ebs.`))) out.push(p.get(`BlockDeviceMapping.${n}.DeviceName`)!);
+  }
   return out;
 }
 
