@@ -98,7 +98,7 @@ const DEFAULTS: Record<string, Record<string, string>> = {
   DmzClient: {
     'spec.requestTimeoutMs': '`30000`',
     'spec.bootUrl': "the client's listen address",
-    'spec.aws.dataVolumeDevice': '`/dev/nvme1n1`',
+    'spec.aws.dataVolumeDevice': 'the volume by its EBS id',
     'spec.aws.pollMs': '`2000`',
     'spec.azure.endpoint': '`https://management.azure.com`',
   },
@@ -136,6 +136,7 @@ function constraints(s: Schema): string {
   else if (has('minimum')) out.push(`≥ ${String(s.minimum)}`);
   else if (has('maximum')) out.push(`≤ ${String(s.maximum)}`);
   if (s.minLength === 1) out.push('non-empty');
+  if (has('maxLength')) out.push(`at most ${String(s.maxLength)} characters`);
   if (has('minItems')) out.push(`at least ${String(s.minItems)} item${s.minItems === 1 ? '' : 's'}`);
   if (s.uniqueItems) out.push('unique items');
   if (has('pattern')) out.push(`matches \`${String(s.pattern)}\``);

@@ -166,6 +166,13 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
       if (kind === 'Stack' && e.instancePath === '/spec/record') {
         return diag('spec.record-url', `Record URL ${showValue(typeof data === 'string' ? redactUrl(data) : data)} must start with pglite://, postgres:// or postgresql://.`, at);
       }
+      if (kind === 'DmzClient' && e.instancePath === '/spec/bootUrl') {
+        return diag(
+          'spec.invalid-value',
+          `${capital(name)} ${showValue(data)} must be an http:// or https:// URL with no query (?), fragment (#) or trailing slash, and no white space: the VMs post their reports to <bootUrl>/status.`,
+          at,
+        );
+      }
       return diag('spec.invalid-value', `${capital(name)} ${showValue(data)} does not have the required form (${String(p.pattern)}).`, at);
     default:
       return diag('spec.invalid-value', `${capital(name)} ${e.message ?? 'is invalid'}.`, at);

@@ -1,5 +1,5 @@
 # dmzfleet boot agent: the secure-boot handshake of a real VM (docs/drivers/).
-# Shipped as the VM's user data (AWS) or custom data (Azure), after a header
+# Shipped as the VM's user data (AWS, in a cloud-init wrapper that runs it at every boot) or userData (Azure), after a header
 # of settings the driver writes for each boot (renderAgentUserData, index.ts):
 #   FLEET_BOOT_URL    the DMZ client's boot endpoint (POST; status at <url>/status)
 #   FLEET_VM_ID       the record's VM id
@@ -11,6 +11,7 @@
 #   FLEET_BOOT_CA     PEM CA bundle of an https boot endpoint (the DMZ client's --boot-ca); empty: the system's CAs
 # Optional, for tests and unusual images: FLEET_CRYPTSETUP (default cryptsetup),
 # FLEET_POWEROFF (default `poweroff`), FLEET_MAPPER_NAME (default fleet-data),
+# FLEET_MAPPER_DIR (default /dev/mapper),
 # FLEET_CURL_OPTS (extra curl options, e.g. --cacert FILE), FLEET_TRIES
 # (default 12) and FLEET_RETRY_SECONDS (default 5): how often, how far apart,
 # a request that got no answer or a 408 / 429 / 5xx one is sent again.
@@ -25,6 +26,7 @@ umask 077
 : "${FLEET_CRYPTSETUP:=cryptsetup}"
 : "${FLEET_POWEROFF:=poweroff}"
 : "${FLEET_MAPPER_NAME:=fleet-data}"
+: "${FLEET_MAPPER_DIR:=/dev/mapper}"
 : "${FLEET_CURL_OPTS:=}"
 : "${FLEET_ENCRYPTED:=0}"
 : "${FLEET_TRIES:=12}"
@@ -36,6 +38,9 @@ nl='
 '
 
 log() { echo "dmzfleet-agent: $*" >&2; }
+
+# A device path with its symlinks resolved (/dev/disk/by-id/... -> /dev/nvme1n1), as cryptsetup status names it.
+realdev() { readlink -f "$1" 2>/dev/null || printf '%s\n' "$1"; }
 
 # JSON string contents: ids, tokens and images are [A-Za-z0-9._:/-]; anything else is dropped.
 clean() { printf '%s' "$1" | tr -cd 'A-Za-z0-9._:/@+= -'; }
@@ -122,6 +127,22 @@ esac
 if [ "$FLEET_ENCRYPTED" = 1 ]; then
   key=$(field diskKey)
   [ -n "$key" ] || fail "approved without a disk key"
+  if [ -e "$FLEET_MAPPER_DIR/$FLEET_MAPPER_NAME" ]; then
+    # Open already (the agent run again, or a restart that kept the mapping): a second open of the
+    # name would fail. It counts as open when it maps this data volume and the released key unlocks
+    # the volume (checked without opening, --test-passphrase); a mapping of another device fails the boot.
+    held=$("$FLEET_CRYPTSETUP" status "$FLEET_MAPPER_NAME" 2>/dev/null | sed -n 's/^ *device: *//p')
+    if [ -z "$held" ] || [ "$(realdev "$held")" != "$(realdev "$FLEET_DATA_DEVICE")" ]; then
+      key=
+      fail "$FLEET_MAPPER_DIR/$FLEET_MAPPER_NAME is open on ${held:-a device cryptsetup status does not name}, not on the data volume $FLEET_DATA_DEVICE"
+    fi
+    printf '%s' "$key" | "$FLEET_CRYPTSETUP" open --test-passphrase --type luks --key-file=- "$FLEET_DATA_DEVICE" ||
+      { key=; fail "the released key does not unlock the data volume (open already as $FLEET_MAPPER_NAME)"; }
+    key=
+    report ready ""
+    log "ready (data volume open already)"
+    exit 0
+  fi
   # isLuks: 0 LUKS, 1 not LUKS; anything else (no such device, busy, no
   # permission) says nothing, and formatting then could overwrite a LUKS
   # volume with a new volume key: its data would be gone.

@@ -3,7 +3,7 @@
 // loopback (authority and record real, EC2 and STS served by nock), with a
 // fake cryptsetup that records its arguments and the hash of its stdin.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +16,7 @@ import { TestCa } from '../../engine/transport/testing.ts';
 import { TO_RUNNING, createRequest, newVm, walk } from '../testing.ts';
 import { AWS_SECRET, startAwsWorld, type AwsWorld } from '../drivers/aws/world.ts';
 import { USER_DATA_MAX_BYTES, UserDataTooLarge, parseAgentUserData, renderAgentUserData } from './index.ts';
-import { runUserData, writeFakeVmTools } from './testing.ts';
+import { cloudInitBoot, runUserData, writeFakeVmTools } from './testing.ts';
 
 /** Every file under `dir`, read as text. */
 function filesUnder(dir: string): { file: string; text: string }[] {
@@ -50,7 +50,9 @@ describe('boot agent', () => {
     // First boot formats the volume, then opens it: both read the released key on stdin.
     expect(readFileSync(join(dir, 'cryptsetup.stdin-sha256'), 'utf8').trim().split('\n')).toEqual([sha256(key), sha256(key)]);
     const argv = readFileSync(join(dir, 'cryptsetup.argv'), 'utf8');
-    expect(argv).toContain('open --type luks --key-file=- /dev/nvme1n1 fleet-data');
+    // The data volume by its EBS volume id (udev's link on a Nitro instance), not by NVMe enumeration order.
+    const vol = inst.volumes.find((v) => v.deviceName === '/dev/sdf')!.volumeId;
+    expect(argv).toContain(`open --type luks --key-file=- /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol${vol.slice(4)} fleet-data`);
     for (const { file, text } of [...filesUnder(dir), ...filesUnder(w.dir)]) expect(text.includes(key), `${file} holds the disk key`).toBe(false);
     expect(runs[0].stdout + runs[0].stderr).not.toContain(key);
     // The user data EC2 holds never carried the key either.
@@ -109,6 +111,40 @@ describe('boot agent', () => {
     }
   });
 
+  it('a VM powered off and booted again runs the agent at each boot (EC2 keeps the instance id; the user data tells cloud-init to run it every boot)', async () => {
+    const vm = newVm(w.stack, { index: 3 });
+    await w.client.createVm(createRequest(vm));
+    expect((await walk(w.client, vm.id, TO_RUNNING)).at(-1)).toMatchObject({ outcome: 'ok', vm: { state: 'Running' } });
+    const again = await walk(w.client, vm.id, ['Running', 'ShuttingDown', 'PoweredOff', 'PoweredOn', 'Starting', 'Running']);
+    expect(again.at(-1)).toMatchObject({ outcome: 'ok', vm: { state: 'Running' } });
+    await w.ec2.settled();
+    const inst = [...w.ec2.instances.values()].find((i) => i.tags.get('fleet:vm-id') === vm.id)!;
+    const runs = await Promise.all(inst.runs);
+    expect(runs.map((r) => [r.code, r.opened, r.poweredOff])).toEqual([
+      [0, true, false],
+      [0, true, false],
+    ]);
+    // The second boot opens the volume the first formatted.
+    const argv = readFileSync(join(w.ec2.vmDir(inst.id), 'cryptsetup.argv'), 'utf8').trim().split('\n');
+    expect(argv.filter((l) => l.startsWith('luksFormat'))).toHaveLength(1);
+    expect(argv.filter((l) => l.startsWith('open --type luks'))).toHaveLength(2);
+  });
+
+  // Stock cloud-init runs a user-data script once per instance (module scripts-user); an EC2 instance keeps its id
+  // across a stop and start, so a plain `#!` script would run at its first launch only (no token yet) and never again.
+  it.each([
+    { name: 'plain script, first launch', everyBoot: false, ranBefore: false, runs: true },
+    { name: 'plain script, a later boot', everyBoot: false, ranBefore: true, runs: false },
+    { name: 'cloud-init wrapper, first launch', everyBoot: true, ranBefore: false, runs: true },
+    { name: 'cloud-init wrapper, a later boot', everyBoot: true, ranBefore: true, runs: true },
+  ])('stock cloud-init, $name: the agent runs=$runs', ({ everyBoot, ranBefore, runs }) => {
+    const s = { bootUrl: 'https://10.20.0.10:7401/v1/boot', vmId: 'v', cloudId: 'i-0abc', image: 'ami-1', bootToken: 'tok', encrypted: true, dataDevice: '/dev/nvme1n1' };
+    const plain = renderAgentUserData(s);
+    const scripts = cloudInitBoot(renderAgentUserData(s, USER_DATA_MAX_BYTES.aws, { cloudInitEveryBoot: everyBoot }), ranBefore);
+    // The script cloud-init runs is the agent as rendered, byte for byte (a blank line the MIME part ends with aside).
+    expect(scripts.map((x) => x.trimEnd())).toEqual(runs ? [plain.trimEnd()] : []);
+  });
+
   it('first launch (no boot token yet) does nothing and leaves the VM running for the driver to stop', async () => {
     const r = await runUserData(
       renderAgentUserData({ bootUrl: 'http://127.0.0.1:1/v1/boot', vmId: 'v', cloudId: '', image: 'ami-1', encrypted: true, dataDevice: '/dev/nvme1n1' }),
@@ -134,11 +170,18 @@ describe('boot agent', () => {
   it.each([
     { name: 'a usual boot, EC2', bootUrl: 'https://10.20.0.10:7401/v1/boot', limit: USER_DATA_MAX_BYTES.aws, fits: true },
     { name: 'a 12 KiB bootUrl, EC2', bootUrl: `https://dmz.example/${'a'.repeat(12 * 1024)}`, limit: USER_DATA_MAX_BYTES.aws, fits: false },
+    // The bare script would fit (about 16 100 bytes); the cloud-init wrapper's 560 bytes take it over.
+    { name: 'a 9.3 KiB bootUrl, EC2', bootUrl: `https://dmz.example/${'a'.repeat(9500)}`, limit: USER_DATA_MAX_BYTES.aws, fits: false },
     { name: 'a 12 KiB bootUrl, Azure', bootUrl: `https://dmz.example/${'a'.repeat(12 * 1024)}`, limit: USER_DATA_MAX_BYTES.azure, fits: true },
     { name: 'a 48 KiB bootUrl, Azure', bootUrl: `https://dmz.example/${'a'.repeat(48 * 1024)}`, limit: USER_DATA_MAX_BYTES.azure, fits: false },
   ])('user data size: $name fits=$fits', ({ bootUrl, limit, fits }) => {
+    // EC2's user data carries the cloud-init wrapper: the limit counts it.
     const render = (): string =>
-      renderAgentUserData({ bootUrl, vmId: '0b7c2f3e-5d1a-4c8e-9f00-1a2b3c4d5e6f', cloudId: 'i-0abc', image: 'ami-1', bootToken: 't'.repeat(64), encrypted: true, dataDevice: '/dev/nvme1n1' }, limit);
+      renderAgentUserData(
+        { bootUrl, vmId: '0b7c2f3e-5d1a-4c8e-9f00-1a2b3c4d5e6f', cloudId: 'i-0abc', image: 'ami-1', bootToken: 't'.repeat(64), encrypted: true, dataDevice: '/dev/nvme1n1' },
+        limit,
+        { cloudInitEveryBoot: limit === USER_DATA_MAX_BYTES.aws },
+      );
     if (fits) {
       expect(Buffer.byteLength(render())).toBeLessThanOrEqual(limit);
     } else {
@@ -278,6 +321,62 @@ describe('boot agent against a faulty boot endpoint', () => {
       expect(ep.seen.reports.map((x) => [x.state, x.denied])).toEqual([
         ['booting', false],
         ['failed', false],
+      ]);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  // The data volume may be open already when the agent runs (the agent run again in the same OS session, a restart
+  // that kept the mapping): `cryptsetup open` of a name that is mapped fails, which failed the boot. Open on the
+  // data volume (by its path or a link to it) with a key the released one matches: ready without a second open.
+  it.each([
+    { name: 'open on the data volume', mapped: '/dev/nvme1n1', device: '/dev/nvme1n1', headerKey: 'k-1', ready: true },
+    { name: 'open on the device a by-id link names', mapped: '/dev/nvme1n1', device: 'LINK', headerKey: 'k-1', ready: true },
+    { name: 'open on another device', mapped: '/dev/nvme2n1', device: '/dev/nvme1n1', headerKey: 'k-1', ready: false },
+    { name: 'open, but the released key does not unlock the volume', mapped: '/dev/nvme1n1', device: '/dev/nvme1n1', headerKey: 'k-other', ready: false },
+  ])('data volume $name: ready=$ready, no second open, nothing formatted', async ({ name, mapped, device, headerKey, ready }) => {
+    const ep = await faultyEndpoint((_n, _req, res) => json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}'));
+    try {
+      const dir = join(root, `open-already-${name.replace(/\W+/g, '-')}`);
+      await mkdir(join(dir, 'mapper'), { recursive: true });
+      await writeFile(join(dir, 'mapper', 'fleet-data'), '');
+      await writeFile(join(dir, 'mapped-device'), `${mapped}\n`);
+      await writeFile(join(dir, 'luks-header'), `${sha256(headerKey)}\n`);
+      let dataDevice = device;
+      if (device === 'LINK') {
+        dataDevice = join(dir, 'nvme-Amazon_Elastic_Block_Store_vol0abc');
+        await symlink(mapped, dataDevice);
+      }
+      const r = await runUserData(renderAgentUserData({ ...settings, dataDevice, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0' });
+      expect(r).toMatchObject({ code: ready ? 0 : 1, poweredOff: !ready });
+      expect(ep.seen.reports.map((x) => x.state)).toEqual(['booting', ready ? 'ready' : 'failed']);
+      const argv = readFileSync(join(dir, 'cryptsetup.argv'), 'utf8').trim().split('\n');
+      expect(argv.filter((l) => l.startsWith('luksFormat') || l.startsWith('open --type'))).toEqual([]);
+      expect(readFileSync(join(dir, 'luks-header'), 'utf8')).toBe(`${sha256(headerKey)}\n`);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  it('the agent run twice in one OS session: the second run finds the volume open and reports ready', async () => {
+    const ep = await faultyEndpoint((_n, _req, res) => json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}'));
+    try {
+      const dir = join(root, 'run-twice');
+      const userData = renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` });
+      const first = await runUserData(userData, join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0' });
+      const second = await runUserData(userData, join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '0' });
+      expect([first, second].map((r) => [r.code, r.poweredOff])).toEqual([
+        [0, false],
+        [0, false],
+      ]);
+      expect(ep.seen.reports.map((x) => x.state)).toEqual(['booting', 'ready', 'booting', 'ready']);
+      expect(readFileSync(join(dir, 'cryptsetup.argv'), 'utf8').trim().split('\n')).toEqual([
+        'isLuks /dev/nvme1n1',
+        'luksFormat --batch-mode --key-file=- /dev/nvme1n1',
+        'open --type luks --key-file=- /dev/nvme1n1 fleet-data',
+        'status fleet-data',
+        'open --test-passphrase --type luks --key-file=- /dev/nvme1n1',
       ]);
     } finally {
       await ep.close();

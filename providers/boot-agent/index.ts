@@ -48,11 +48,55 @@ export const USER_DATA_MAX_BYTES = { aws: 16 * 1024, azure: ((64 * 1024) / 4) * 
 export class UserDataTooLarge extends Error {}
 
 /**
- * The user data / custom data of one boot: `#!/bin/sh`, the settings, then
- * agent.sh. Throws UserDataTooLarge when it comes to more than `maxBytes`
- * (default: EC2's limit, the smallest), naming the longest setting.
+ * MIME boundary of the cloud-init wrapper; no line of the script may start with `--` and it (checked at render).
  */
-export function renderAgentUserData(s: AgentSettings, maxBytes: number = USER_DATA_MAX_BYTES.aws): string {
+const MIME_BOUNDARY = '==dmzfleet-boot-agent==';
+
+/**
+ * The cloud-config part of the cloud-init wrapper. Stock cloud-init runs a user-data script
+ * (module scripts-user) once per instance; a stopped and started EC2 instance keeps its
+ * instance id, so its later boots would run no agent. Setting scripts-user's frequency to
+ * `always` (cloud-init's documented module frequency; AWS's documented way to run user data
+ * at every start) makes cloud-init run the script part at every boot. cloud_final_modules
+ * replaces the image's list of final-stage modules: the agent's images need none of the others.
+ */
+export const CLOUD_CONFIG_EVERY_BOOT = '#cloud-config\ncloud_final_modules:\n- [scripts-user, always]\n';
+
+/**
+ * `script` as a MIME multi-part user data cloud-init reads: the cloud-config part that runs
+ * user scripts at every boot, then the script.
+ */
+function wrapForCloudInit(script: string): string {
+  if (script.split('\n').some((l) => l.startsWith(`--${MIME_BOUNDARY}`))) {
+    throw new Error('the boot agent\'s user data holds a line starting with its MIME boundary');
+  }
+  const part = (type: string, name: string, body: string): string =>
+    `--${MIME_BOUNDARY}\nContent-Type: ${type}; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\nContent-Disposition: attachment; filename="${name}"\n\n${body}`;
+  return (
+    `Content-Type: multipart/mixed; boundary="${MIME_BOUNDARY}"\nMIME-Version: 1.0\n\n` +
+    part('text/cloud-config', 'dmzfleet-every-boot.cfg', CLOUD_CONFIG_EVERY_BOOT) +
+    '\n' +
+    part('text/x-shellscript', 'dmzfleet-boot-agent.sh', script) +
+    `\n--${MIME_BOUNDARY}--\n`
+  );
+}
+
+export interface RenderOptions {
+  /**
+   * Wrap the script for cloud-init so that it runs at every boot of the instance (EC2, where
+   * the user data is what cloud-init runs). Azure's agent comes from userData through the
+   * bootstrap's service (providers/drivers/azure/bootstrap.ts), not through cloud-init: no wrapper.
+   */
+  cloudInitEveryBoot?: boolean;
+}
+
+/**
+ * The user data / custom data of one boot: `#!/bin/sh`, the settings, then
+ * agent.sh (inside the cloud-init wrapper when `opts.cloudInitEveryBoot`).
+ * Throws UserDataTooLarge when it comes to more than `maxBytes` (default:
+ * EC2's limit, the smallest), wrapper included, naming the longest setting.
+ */
+export function renderAgentUserData(s: AgentSettings, maxBytes: number = USER_DATA_MAX_BYTES.aws, opts: RenderOptions = {}): string {
   const vars: [string, string][] = [
     ['FLEET_BOOT_URL', s.bootUrl],
     ['FLEET_VM_ID', s.vmId],
@@ -64,7 +108,8 @@ export function renderAgentUserData(s: AgentSettings, maxBytes: number = USER_DA
     ['FLEET_BOOT_CA', s.bootCa ?? ''],
   ];
   const header = vars.map(([k, v]) => `${k}=${shQuote(v)}`).join('\n');
-  const text = `#!/bin/sh\n# dmzfleet boot agent settings of this boot (providers/boot-agent)\n${header}\n${agentScript()}`;
+  const script = `#!/bin/sh\n# dmzfleet boot agent settings of this boot (providers/boot-agent)\n${header}\n${agentScript()}`;
+  const text = opts.cloudInitEveryBoot ? wrapForCloudInit(script) : script;
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > maxBytes) {
     const [name, value] = vars.reduce((a, b) => (Buffer.byteLength(b[1]) > Buffer.byteLength(a[1]) ? b : a));

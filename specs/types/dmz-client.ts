@@ -29,7 +29,7 @@ export interface DmzClientMetadata {
  */
 export interface DmzClientSpec {
   /**
-   * URL of this client's boot endpoint as the data center's VMs reach it (for example `https://10.0.1.5:7401/v1/boot`); default: the address the client listens on, which the VMs must then reach (`fleet serve dmz-client` refuses --host 0.0.0.0 or :: without it for the aws and azure drivers).
+   * URL of this client's boot endpoint as the data center's VMs reach it (for example `https://10.0.1.5:7401/v1/boot`); default: the address the client listens on, which the VMs must then reach (`fleet serve dmz-client` refuses --host 0.0.0.0 or :: without it for the aws and azure drivers). An http:// or https:// URL with no query, fragment, trailing slash or white space: the VMs post their reports to `<bootUrl>/status`.
    */
   bootUrl?: string;
   /**
@@ -70,7 +70,7 @@ export interface AwsDriverSettings {
    */
   endpoint?: string;
   /**
-   * Device of the encrypted data volume inside the VM (default `/dev/nvme1n1`).
+   * Device of the encrypted data volume inside the VM. Default: udev's link by the EBS volume id, `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol<id>` (Nitro instances; docs/drivers/aws.md, "The data volume's device"). Set it for instance types that are not Nitro (e.g. `/dev/xvdf`).
    */
   dataVolumeDevice?: string;
   /**

@@ -45,6 +45,15 @@ spec:
     endpoint: http://127.0.0.1:9
 `;
 
+/** spec.bootUrl values `fleet serve dmz-client` refuses at start (the config dmz-<name>.yaml). */
+const BAD_BOOT_URLS = {
+  query: 'https://10.20.0.10:7401/v1/boot?via=lb',
+  fragment: 'https://10.20.0.10:7401/v1/boot#x',
+  slash: 'https://10.20.0.10:7401/v1/boot/',
+  space: 'https://10.20.0.10:7401/v1/ boot',
+  long: `https://10.20.0.10:7401/${'a'.repeat(2048)}`,
+};
+
 const FLEET = `apiVersion: fleet/v1
 kind: Fleet
 metadata: { name: web, owner: team-payments }
@@ -62,6 +71,7 @@ describe('fleet serve', () => {
     await mkdir(join(dir, 'specs'));
     await writeFile(join(dir, 'specs', 'web.yaml'), FLEET);
     await writeFile(join(dir, 'dmz-aws.yaml'), AWS_CONFIG);
+    for (const [name, url] of Object.entries(BAD_BOOT_URLS)) await writeFile(join(dir, `dmz-${name}.yaml`), AWS_CONFIG.replace('spec:\n', `spec:\n  bootUrl: "${url}"\n`));
     await writeFile(join(dir, 'dmz-bad.yaml'), AWS_CONFIG.replace('subnet-0abc', 'my-subnet').replace('    endpoint: http://127.0.0.1:9\n', '    regoin: x\n'));
   });
   afterAll(async () => {
@@ -94,6 +104,12 @@ describe('fleet serve', () => {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-aws.yaml', '--host', '::', '--insecure', '--authority', 'http://127.0.0.1:1'],
       want: ['apply.serve-config', 'set spec.bootUrl'],
     },
+    // The agent posts its reports to <bootUrl>/status: a query, a fragment or a trailing slash made that no URL of the
+    // client's (`...?a=1/status`, `.../v1/boot//status`), and every boot's reports were lost.
+    ...Object.keys(BAD_BOOT_URLS).map((name) => ({
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', `DIR/dmz-${name}.yaml`, '--authority', 'http://127.0.0.1:1'],
+      want: name === 'long' ? ['spec.out-of-range', 'spec.bootUrl must be at most 2048', `dmz-${name}.yaml:4:12`] : ['spec.invalid-value', 'no query (?), fragment (#) or trailing slash', `dmz-${name}.yaml:4:12`],
+    })),
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'gcp', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'gcp is not a driver'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--config', 'no-such.yaml', '--authority', 'http://127.0.0.1:1'], want: ['spec.read-error', 'no-such.yaml'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'MIAMI_CLI_TOKEN'] },

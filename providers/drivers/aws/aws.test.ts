@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DriverError, type CreateVmInput } from '../types.ts';
 import { parseAgentUserData } from '../../boot-agent/index.ts';
-import { AwsDriver } from './aws.ts';
+import { AwsDriver, dataDeviceOf } from './aws.ts';
 import { awsDriverFactory } from './factory.ts';
 import { ec2Error } from './errors.ts';
 import { EC2_FAULTS, FakeEc2 } from './fake-ec2.ts';
@@ -43,11 +43,11 @@ describe('aws driver', () => {
   let ec2: FakeEc2;
   let driver: AwsDriver;
   /** A driver of DC against the fake EC2 (a second one stands for the DMZ client restarted). */
-  const makeDriver = (): AwsDriver => {
+  const makeDriver = (over: { dataVolumeDevice?: string } = {}): AwsDriver => {
     const d = new AwsDriver({
       dataCenter: DC,
       stack: 'hybrid',
-      settings: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc', 'sg-0def'], keyName: 'ops', pollMs: 1 },
+      settings: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc', 'sg-0def'], keyName: 'ops', pollMs: 1, ...over },
       instanceTypes: CONTRACT_TYPES,
       endpoint: ec2.endpoint,
       readCredentials: { accessKeyId: 'AKIDREADONLY', secretAccessKey: 'read-secret' },
@@ -134,6 +134,41 @@ describe('aws driver', () => {
     expect(parseAgentUserData(userData)).toMatchObject({ FLEET_BOOT_TOKEN: 'tok-123', FLEET_CLOUD_ID: vm.cloudId, FLEET_ENCRYPTED: '0' });
     const order = ec2.requests.map((r) => r.action).filter((a) => a === 'ModifyInstanceAttribute' || a === 'StartInstances');
     expect(order.slice(-2)).toEqual(['ModifyInstanceAttribute', 'StartInstances']);
+  });
+
+  // /dev/nvme1n1 is the second NVMe device the kernel found, not necessarily the data volume: a boot names the volume
+  // by its EBS id (DescribeInstances' blockDeviceMapping), udev's stable link on Nitro; spec.aws.dataVolumeDevice wins.
+  it.each([
+    { name: 'the volume EC2 mapped at /dev/sdf, by id', setting: undefined, want: (vol: string) => `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol${vol.slice(4)}` },
+    { name: 'spec.aws.dataVolumeDevice when set', setting: '/dev/xvdf', want: () => '/dev/xvdf' },
+  ])('boot tells the agent its data device: $name', async ({ setting, want }) => {
+    const d = setting ? makeDriver({ dataVolumeDevice: setting }) : driver;
+    try {
+      const vm = await d.createVm(creds(), input());
+      const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+      // The first launch cannot know the volume id yet: it runs no handshake (no token).
+      const first = Buffer.from(Object.fromEntries(ec2.calls('RunInstances')[0].params).UserData, 'base64').toString('utf8');
+      expect(parseAgentUserData(first).FLEET_DATA_DEVICE).toBe(setting ?? '/dev/nvme1n1');
+      await d.boot(creds(), ref, { bootToken: 'tok-1' });
+      const userData = Buffer.from(ec2.calls('ModifyInstanceAttribute').at(-1)!.params.get('UserData.Value')!, 'base64').toString('utf8');
+      const vol = ec2.instances.get(vm.cloudId)!.volumes.find((v) => v.deviceName === '/dev/sdf')!.volumeId;
+      expect(parseAgentUserData(userData).FLEET_DATA_DEVICE).toBe(want(vol));
+    } finally {
+      if (d !== driver) await d.close();
+    }
+  });
+
+  it.each([
+    { name: 'no block device mapping', inst: {}, want: undefined },
+    { name: 'the root volume only', inst: { BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeId: 'vol-0123456789abcdef0' } }] }, want: undefined },
+    { name: 'the data volume without an id', inst: { BlockDeviceMappings: [{ DeviceName: '/dev/sdf', Ebs: {} }] }, want: undefined },
+    {
+      name: 'the data volume',
+      inst: { BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeId: 'vol-0aaaaaaaaaaaaaaaa' } }, { DeviceName: '/dev/sdf', Ebs: { VolumeId: 'vol-0123456789abcdef0' } }] },
+      want: '/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0',
+    },
+  ])('dataDeviceOf: $name', ({ inst, want }) => {
+    expect(dataDeviceOf(inst)).toBe(want);
   });
 
   it('the DMZ client\'s boot CA (--boot-ca) reaches the agent in the user data; without one the agent uses the image\'s CAs', async () => {

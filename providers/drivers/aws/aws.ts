@@ -84,7 +84,23 @@ export interface AwsDriverOptions {
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+/** The data volume's device name in RunInstances' block device mapping. */
+const DATA_VOLUME_MAPPING = '/dev/sdf';
+/**
+ * The data volume as the VM sees it when its EBS volume id is not known (the first launch, which runs no
+ * handshake): the second NVMe device of a Nitro instance, which depends on the order the kernel finds them in.
+ */
 const DEFAULT_DEVICE = '/dev/nvme1n1';
+
+/**
+ * The data volume's stable device path on a Nitro instance: udev's link by the NVMe serial EBS gives the
+ * volume (its id without the dash), e.g. /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc… for vol-0abc….
+ * Undefined when DescribeInstances names no EBS volume at the data volume's mapping.
+ */
+export function dataDeviceOf(inst: Pick<Instance, 'BlockDeviceMappings'>): string | undefined {
+  const vol = inst.BlockDeviceMappings?.find((m) => m.DeviceName === DATA_VOLUME_MAPPING)?.Ebs?.VolumeId;
+  return vol && /^vol-[0-9a-f]+$/.test(vol) ? `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${vol.replace('-', '')}` : undefined;
+}
 /** How long a wait for a state (running, stopped) may take before it is a timeout; the DMZ client's own deadline is usually shorter. */
 const STATE_WAIT_MS = 10 * 60_000;
 
@@ -270,7 +286,7 @@ export class AwsDriver implements Driver {
     return typeFor(this.o.instanceTypes, size, this.dataCenter);
   }
 
-  private userData(input: { vmId: string; cloudId: string; image: string; encrypted: boolean; bootToken?: string }): string {
+  private userData(input: { vmId: string; cloudId: string; image: string; encrypted: boolean; bootToken?: string; dataDevice?: string }): string {
     if (!this.bootUrl) throw new DriverError('failed', `the aws driver of ${this.dataCenter} knows no boot endpoint yet`);
     try {
       return renderAgentUserData(
@@ -280,11 +296,13 @@ export class AwsDriver implements Driver {
           cloudId: input.cloudId,
           image: input.image,
           encrypted: input.encrypted,
-          dataDevice: this.o.settings.dataVolumeDevice ?? DEFAULT_DEVICE,
+          dataDevice: this.o.settings.dataVolumeDevice ?? input.dataDevice ?? DEFAULT_DEVICE,
           ...(input.bootToken !== undefined ? { bootToken: input.bootToken } : {}),
           ...(this.bootCa ? { bootCa: this.bootCa } : {}),
         },
         USER_DATA_MAX_BYTES.aws,
+        // cloud-init runs a user-data script once per instance; EC2 keeps the instance id across a stop and start.
+        { cloudInitEveryBoot: true },
       );
     } catch (err) {
       if (err instanceof UserDataTooLarge) throw new DriverError('failed', err.message);
@@ -327,7 +345,7 @@ export class AwsDriver implements Driver {
         UserData: Buffer.from(this.userData({ vmId: input.vmId, cloudId: '', image: input.image, encrypted: input.encryptedDisk })).toString('base64'),
         InstanceInitiatedShutdownBehavior: 'stop',
         MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
-        BlockDeviceMappings: [{ DeviceName: '/dev/sdf', Ebs: { VolumeSize: Math.max(1, input.size.diskGiB), VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
+        BlockDeviceMappings: [{ DeviceName: DATA_VOLUME_MAPPING, Ebs: { VolumeSize: Math.max(1, input.size.diskGiB), VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
         TagSpecifications: [
           { ResourceType: 'instance', Tags: tags },
           { ResourceType: 'volume', Tags: tags },
@@ -384,7 +402,17 @@ export class AwsDriver implements Driver {
     if (stateOf(inst) === 'stopping') inst = await this.waitFor(client, id, 'stopped', (x) => x === 'stopped');
     if (stateOf(inst) !== 'stopped') throw new DriverError('invalid-state', `instance ${id} is ${stateOf(inst)}; boot needs it stopped (power it off first)`);
     const tags = tagMap(inst.Tags);
-    const userData = this.userData({ vmId: tags[TAGS.vmId] ?? ref.vmId, cloudId: id, image: inst.ImageId ?? '', encrypted: tags[TAGS.encrypted] === 'true', bootToken: opts.bootToken });
+    // The data volume by its EBS volume id (DescribeInstances names it once the instance launched): /dev/nvme1n1
+    // depends on the order the kernel enumerates the NVMe devices in.
+    const dataDevice = dataDeviceOf(inst);
+    const userData = this.userData({
+      vmId: tags[TAGS.vmId] ?? ref.vmId,
+      cloudId: id,
+      image: inst.ImageId ?? '',
+      encrypted: tags[TAGS.encrypted] === 'true',
+      bootToken: opts.bootToken,
+      ...(dataDevice ? { dataDevice } : {}),
+    });
     await this.send(client, 'ModifyInstanceAttribute', new ModifyInstanceAttributeCommand({ InstanceId: id, UserData: { Value: Buffer.from(userData) } }));
     this.agents.set(id, { tokenHash: hash, state: 'booting' });
     await this.send(client, 'StartInstances', new StartInstancesCommand({ InstanceIds: [id] }));

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nock from 'nock';
 import { parseAgentUserData } from '../../boot-agent/index.ts';
-import { runUserData, writeFakeVmTools, type AgentRun } from '../../boot-agent/testing.ts';
+import { cloudInitBoot, runUserData, stopFakeVm, writeFakeVmTools, type AgentRun } from '../../boot-agent/testing.ts';
 import type { Ec2State } from './states.ts';
 
 const XMLNS = 'http://ec2.amazonaws.com/doc/2016-11-15/';
@@ -36,6 +36,10 @@ export interface FakeInstance {
   keyName?: string;
   /** The agent runs of this instance, in order. */
   runs: Promise<AgentRun>[];
+  /** The EBS volumes RunInstances' block device mappings made, with the root volume first (DescribeInstances' blockDeviceMapping). */
+  volumes: { deviceName: string; volumeId: string }[];
+  /** cloud-init's scripts-user ran at a boot of this instance (its first launch on): a per-instance script runs no more. */
+  scriptsUserRan: boolean;
 }
 
 export interface FakeRequest {
@@ -233,6 +237,9 @@ export class FakeEc2 {
         launchTime: new Date().toISOString(),
         securityGroups: list(p, 'SecurityGroupId'),
         runs: [],
+        volumes: [{ deviceName: '/dev/xvda', volumeId: volumeId() }, ...mappedDevices(p).map((deviceName) => ({ deviceName, volumeId: volumeId() }))],
+        // The first launch runs the user data's scripts (cloud-init, per instance): the agent finds no token.
+        scriptsUserRan: true,
         ...(token ? { clientToken: token } : {}),
         ...(p.get('SubnetId') ? { subnetId: p.get('SubnetId')! } : {}),
         ...(p.get('KeyName') ? { keyName: p.get('KeyName')! } : {}),
@@ -245,8 +252,10 @@ export class FakeEc2 {
   /** One step along EC2's own transitions, taken when an instance is read. */
   private advance(i: FakeInstance): void {
     if (i.state === 'pending') i.state = 'running';
-    else if (i.state === 'stopping') i.state = 'stopped';
-    else if (i.state === 'shutting-down') i.state = 'terminated';
+    else if (i.state === 'stopping') {
+      i.state = 'stopped';
+      stopFakeVm(this.vmDir(i.id));
+    } else if (i.state === 'shutting-down') i.state = 'terminated';
   }
 
   private describe(p: URLSearchParams): string {
@@ -291,10 +300,16 @@ export class FakeEc2 {
     if (i.state !== 'stopped') throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
     i.state = 'pending';
     if (this.tamper) i.userData = this.tamper(i.userData);
-    if (parseAgentUserData(i.userData).FLEET_BOOT_TOKEN) {
-      // The VM boots and runs its user data: the boot agent, against the real boot endpoint.
-      const run = runUserData(i.userData, this.binDir, this.vmDir(i.id), this.agentEnv).then((r) => {
-        if (r.poweredOff && this.instances.get(i.id) === i && (i.state === 'running' || i.state === 'pending')) i.state = 'stopped';
+    // The VM boots; stock cloud-init runs the user data's scripts (once per instance, or at every boot when its
+    // cloud-config says so): the boot agent, against the real boot endpoint.
+    const scripts = cloudInitBoot(i.userData, i.scriptsUserRan);
+    i.scriptsUserRan = true;
+    for (const script of scripts.filter((x) => parseAgentUserData(x).FLEET_BOOT_TOKEN)) {
+      const run = runUserData(script, this.binDir, this.vmDir(i.id), this.agentEnv).then((r) => {
+        if (r.poweredOff && this.instances.get(i.id) === i && (i.state === 'running' || i.state === 'pending')) {
+          i.state = 'stopped';
+          stopFakeVm(this.vmDir(i.id));
+        }
         return r;
       });
       i.runs.push(run);
@@ -331,7 +346,17 @@ export function errorXml(code: string, message: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${esc(code)}</Code><Message>${esc(message)}</Message></Error></Errors><RequestID>${randomUUID()}</RequestID></Response>`;
 }
 
+const volumeId = (): string => `vol-${randomUUID().replace(/-/g, '').slice(0, 17)}`;
+
 function instanceXml(i: FakeInstance): string {
+  // EC2's blockDeviceMapping: each attached EBS volume with its device name (the root one first).
+  const bdm = i.volumes
+    .map(
+      (v) =>
+        `<item><deviceName>${esc(v.deviceName)}</deviceName><ebs><volumeId>${v.volumeId}</volumeId><status>attached</status>` +
+        `<attachTime>${i.launchTime}</attachTime><deleteOnTermination>true</deleteOnTermination></ebs></item>`,
+    )
+    .join('');
   const tagSet = [...i.tags].map(([k, v]) => `<item><key>${esc(k)}</key><value>${esc(v)}</value></item>`).join('');
   return (
     `<item><instanceId>${i.id}</instanceId><imageId>${esc(i.imageId)}</imageId>` +
@@ -339,6 +364,7 @@ function instanceXml(i: FakeInstance): string {
     `<instanceType>${esc(i.type)}</instanceType><launchTime>${i.launchTime}</launchTime>` +
     (i.subnetId ? `<subnetId>${esc(i.subnetId)}</subnetId>` : '') +
     (i.keyName ? `<keyName>${esc(i.keyName)}</keyName>` : '') +
+    `<rootDeviceName>/dev/xvda</rootDeviceName><blockDeviceMapping>${bdm}</blockDeviceMapping>` +
     `<tagSet>${tagSet}</tagSet></item>`
   );
 }
@@ -347,6 +373,15 @@ function instanceXml(i: FakeInstance): string {
 function list(p: URLSearchParams, prefix: string): string[] {
   const out: string[] = [];
   for (let n = 1; p.has(`${prefix}.${n}`); n++) out.push(p.get(`${prefix}.${n}`)!);
+  return out;
+}
+
+/** The device names of RunInstances' `BlockDeviceMapping.N.DeviceName` entries with an `Ebs` volume. */
+function mappedDevices(p: URLSearchParams): string[] {
+  const out: string[] = [];
+  for (let n = 1; p.has(`BlockDeviceMapping.${n}.DeviceName`); n++) {
+    if ([...p.keys()].some((k) => k.startsWith(`BlockDeviceMapping.${n}.Ebs.`))) out.push(p.get(`BlockDeviceMapping.${n}.DeviceName`)!);
+  }
   return out;
 }
 

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import nock from 'nock';
-import { runUserData, type AgentRun } from '../../boot-agent/testing.ts';
+import { runUserData, stopFakeVm, type AgentRun } from '../../boot-agent/testing.ts';
 
 /** The ARM calls the driver makes, as fault targets. */
 export type ArmCall =
@@ -356,6 +356,7 @@ export class ArmFake {
           () => {
             vm.power = after;
             if (c.call === 'start') this.runAgent(vm);
+            else if (this.o.agentShell) stopFakeVm(join(this.o.agentShell.vmRoot, vm.name));
           },
           error,
           () => {
@@ -501,7 +502,10 @@ export class ArmFake {
       const r = await runUserData(script, shell.binDir, join(shell.vmRoot, vm.name));
       this.runs.push({ vmName: vm.name, run: r });
       this.boots.push({ vmName: vm.name, approved: !r.stderr.includes('boot denied') && r.code === 0 });
-      if (r.poweredOff && this.vms.get(vm.name) === vm) vm.power = 'stopped';
+      if (r.poweredOff && this.vms.get(vm.name) === vm) {
+        vm.power = 'stopped';
+        stopFakeVm(join(shell.vmRoot, vm.name));
+      }
     })().catch(() => undefined);
     this.agents.add(run);
     void run.finally(() => this.agents.delete(run));
