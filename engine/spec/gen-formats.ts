@@ -97,6 +97,7 @@ const DEFAULTS: Record<string, Record<string, string>> = {
   PolicyPack: {},
   DmzClient: {
     'spec.requestTimeoutMs': '`30000`',
+    'spec.readyTimeoutMs': '`600000` (aws, azure), `60000` (sim)',
     'spec.bootUrl': "the client's listen address",
     'spec.aws.dataVolumeDevice': 'the volume by its EBS id',
     'spec.aws.pollMs': '`2000`',

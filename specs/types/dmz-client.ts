@@ -36,6 +36,10 @@ export interface DmzClientSpec {
    * A cloud API call not answered within this fails with `timeout` (default 30000).
    */
   requestTimeoutMs?: number;
+  /**
+   * How long a booting VM has to report ready through the boot handshake (its OS boot, cloud-init, the agent and its retries) before its boot step fails with `timeout` (default 600000 for the aws and azure drivers: a cloud VM takes minutes to boot; 60000 for sim).
+   */
+  readyTimeoutMs?: number;
   aws?: AwsDriverSettings;
   azure?: AzureDriverSettings;
 }

@@ -148,6 +148,14 @@ function replicaCount(io: CliIO, flag: string | undefined): number {
   return n;
 }
 
+/** How long a cloud driver's boot may take to report ready when the DmzClient config does not say (spec.readyTimeoutMs). */
+export const CLOUD_READY_TIMEOUT_MS = 600_000;
+
+/** How long the DMZ client waits for a booting VM's agent: the config's spec.readyTimeoutMs, else by driver. */
+export function readyTimeoutOf(kind: string, config: Pick<DmzClientSpec, 'readyTimeoutMs'>): number {
+  return config.readyTimeoutMs ?? (kind === 'sim' ? 60_000 : CLOUD_READY_TIMEOUT_MS);
+}
+
 export interface ServeOrchestratorOptions extends ServeCommonOptions {
   stack: string;
   port: string;
@@ -380,6 +388,8 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       tls,
       authorityTls: toAuthority.tls,
       ...(toBoot.tls?.ca ? { bootCa: toBoot.tls.ca } : {}),
+      // A cloud VM's boot (OS, cloud-init, the agent and its retries) takes minutes; the sim's, milliseconds.
+      readyTimeoutMs: readyTimeoutOf(kind, config),
       ...runtime,
     });
     return {

@@ -6,7 +6,7 @@ import { runCli } from '../../../test/helpers/cli.ts';
 import { DmzHttpClient } from '../../../providers/client.ts';
 import { TO_RUNNING, createRequest, newVm, walk } from '../../../providers/testing.ts';
 import type { CliIO } from '../io.ts';
-import { serveDmzClient, serveOrchestrator } from './serve-run.ts';
+import { CLOUD_READY_TIMEOUT_MS, readyTimeoutOf, serveDmzClient, serveOrchestrator } from './serve-run.ts';
 
 const STACK = (packDir: string) => `apiVersion: fleet/v1
 kind: Stack
@@ -63,6 +63,23 @@ spec:
   size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }
 `;
 
+// A cloud VM's boot (OS, cloud-init, the agent and its retries, 12 tries 5 s apart) takes minutes: the DMZ client waited
+// 60 s for every driver, so a real EC2 or Azure boot timed out, and no config could say otherwise.
+describe('the DMZ client\'s wait for a booting VM (spec.readyTimeoutMs)', () => {
+  it.each([
+    { kind: 'sim', config: {}, want: 60_000 },
+    { kind: 'aws', config: {}, want: CLOUD_READY_TIMEOUT_MS },
+    { kind: 'azure', config: {}, want: CLOUD_READY_TIMEOUT_MS },
+    { kind: 'aws', config: { readyTimeoutMs: 120_000 }, want: 120_000 },
+    { kind: 'sim', config: { readyTimeoutMs: 5_000 }, want: 5_000 },
+  ])('$kind with $config: $want ms', ({ kind, config, want }) => {
+    expect(readyTimeoutOf(kind, config)).toBe(want);
+  });
+  it('covers the boot agent\'s own retries on a cloud', () => {
+    expect(CLOUD_READY_TIMEOUT_MS).toBeGreaterThan(12 * (30_000 + 5_000));
+  });
+});
+
 describe('fleet serve', () => {
   let dir: string;
   beforeAll(async () => {
@@ -72,6 +89,7 @@ describe('fleet serve', () => {
     await writeFile(join(dir, 'specs', 'web.yaml'), FLEET);
     await writeFile(join(dir, 'dmz-aws.yaml'), AWS_CONFIG);
     for (const [name, url] of Object.entries(BAD_BOOT_URLS)) await writeFile(join(dir, `dmz-${name}.yaml`), AWS_CONFIG.replace('spec:\n', `spec:\n  bootUrl: "${url}"\n`));
+    await writeFile(join(dir, 'dmz-ready.yaml'), AWS_CONFIG.replace('spec:\n', 'spec:\n  readyTimeoutMs: 10\n'));
     await writeFile(join(dir, 'dmz-bad.yaml'), AWS_CONFIG.replace('subnet-0abc', 'my-subnet').replace('    endpoint: http://127.0.0.1:9\n', '    regoin: x\n'));
   });
   afterAll(async () => {
@@ -110,6 +128,10 @@ describe('fleet serve', () => {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', `DIR/dmz-${name}.yaml`, '--authority', 'http://127.0.0.1:1'],
       want: name === 'long' ? ['spec.out-of-range', 'spec.bootUrl must be at most 2048', `dmz-${name}.yaml:4:12`] : ['spec.invalid-value', 'no query (?), fragment (#) or trailing slash', `dmz-${name}.yaml:4:12`],
     })),
+    {
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-ready.yaml', '--authority', 'http://127.0.0.1:1'],
+      want: ['spec.out-of-range', 'spec.readyTimeoutMs', 'dmz-ready.yaml:4:19'],
+    },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'gcp', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'gcp is not a driver'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--config', 'no-such.yaml', '--authority', 'http://127.0.0.1:1'], want: ['spec.read-error', 'no-such.yaml'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'MIAMI_CLI_TOKEN'] },
