@@ -3,7 +3,8 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WireError } from './errors.ts';
-import { createService, doc, listen, nulAt, tokenTable } from './http.ts';
+import { sendLines } from '../providers/http-send.ts';
+import { createService, doc, listen, nulAt, streamAnswers, tokenTable } from './http.ts';
 import { authorizeBodySchema, authorizeResponseSchema, authorityErrors } from './schemas/authority.ts';
 import { healthResponseSchema } from './schemas/common.ts';
 
@@ -191,6 +192,36 @@ describe('a request that never finishes arriving', () => {
       expect((await slow).status).toBe(200);
     } finally {
       release();
+      await app.close();
+    }
+  });
+});
+
+// A batch step may take minutes (a cloud VM's boot: spec.readyTimeoutMs), and the callers give up on an answer silent for
+// their idle timeout (60 s): the CLI lost every boot step longer than that, and sent it again, and again.
+describe("a batch's answer while its steps take longer than the caller's idle timeout", () => {
+  it('writes an empty line into each silence, which the caller skips; the step is answered when it is done', async () => {
+    const { app } = await createService({ title: 'batch', publicPaths: ['/v1/batch'], authenticate: () => undefined });
+    // Beats every 10 ms against an idle timeout of 500 ms; the step lasts 1.5 s (this wait only makes it outlast the
+    // timeout; the outcome is whether the caller still gets its line).
+    app.post('/v1/batch', (_req, reply) =>
+      streamAnswers(
+        reply,
+        [async () => ({ quick: true }), () => new Promise((r) => setTimeout(() => r({ slow: true }), 1_500))],
+        () => {},
+        10,
+      ),
+    );
+    const base = new URL(await listen(app, '127.0.0.1', 0));
+    try {
+      const lines: string[] = [];
+      const res = await sendLines(new URL('/v1/batch', base), {}, '{}', 500, (line) => lines.push(line));
+      expect(res.status).toBe(200);
+      expect(lines.map((l) => JSON.parse(l) as { i: number; body: unknown })).toEqual([
+        { i: 0, status: 200, body: { quick: true } },
+        { i: 1, status: 200, body: { slow: true } },
+      ]);
+    } finally {
       await app.close();
     }
   });

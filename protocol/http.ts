@@ -130,6 +130,14 @@ export type Part = (k: number, work: () => Promise<unknown>, lazy?: (answer: Lin
 export const LINES_LINGER_MS = 5;
 
 /**
+ * A batch's answer that has written nothing for this long writes an empty
+ * line: a step may take minutes (a cloud VM's boot, spec.readyTimeoutMs), and
+ * the callers give up on an answer silent for their idle timeout (60 s; they
+ * skip empty lines: providers/http-send.ts sendLines).
+ */
+export const LINES_KEEPALIVE_MS = 15_000;
+
+/**
  * Answers a batch: one NDJSON line `{ i, status, body }` per task as soon as
  * it settles (a quick one never waits for a slow one), in the order they
  * settle, lines of one tick in one write; each task's answer is what its
@@ -142,8 +150,9 @@ export function streamAnswers(
   reply: FastifyReply,
   tasks: readonly ((part: Part) => Promise<unknown>)[],
   log: (err: unknown) => void,
+  keepAliveMs: number = LINES_KEEPALIVE_MS,
 ): Promise<void> {
-  const all = answerStream(reply, tasks, log);
+  const all = answerStream(reply, tasks, log, keepAliveMs);
   // A hijacked answer is out of Fastify's sight: closeGracefully waits for it here.
   track(reply.server, all);
   return all;
@@ -206,12 +215,21 @@ function answerStream(
   reply: FastifyReply,
   tasks: readonly ((part: Part) => Promise<unknown>)[],
   log: (err: unknown) => void,
+  keepAliveMs: number,
 ): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, { 'content-type': 'application/x-ndjson' });
   let left = tasks.length;
   let lines = '';
+  /** Whether anything went out since the last beat: an empty line goes only into a silence. */
+  let wrote = false;
+  const beat = setInterval(() => {
+    if (!wrote && !raw.destroyed && !ended) raw.write('\n');
+    wrote = false;
+  }, keepAliveMs);
+  beat.unref();
+  raw.once('close', () => clearInterval(beat));
   /** A flush is due at the next turn (an urgent line), or only after the lazy lines' linger. */
   let soon = false;
   let lingering: NodeJS.Timeout | undefined;
@@ -225,8 +243,12 @@ function answerStream(
     if (raw.destroyed || ended) return;
     if (left === 0) {
       ended = true;
+      clearInterval(beat);
       raw.end(out);
-    } else if (out !== '') raw.write(out);
+    } else if (out !== '') {
+      wrote = true;
+      raw.write(out);
+    }
   };
   const settle = (work: Promise<unknown>): Promise<LineAnswer> =>
     work.then(
