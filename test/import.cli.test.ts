@@ -4,21 +4,14 @@
 // in engine/record/record.contract.test.ts (PGlite and PostgreSQL).
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
-import { runCli } from './helpers/cli.ts';
-import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
+import { fleetYaml, useTempStack } from './helpers/stack.ts';
 
 describe('fleet import of a cloud id the record holds under another VM id', () => {
-  let st: TempStack;
-  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
-  beforeAll(async () => {
-    st = await tempStack();
-    await st.spec('web', fleetYaml('web', { count: 2 }));
-  });
-  afterAll(async () => {
-    await st?.remove();
-  });
+  const st = useTempStack();
+  const fleet = st.fleet;
+  beforeAll(() => st.spec('web', fleetYaml('web', { count: 2 })));
 
   it('is refused (apply.import-refused) naming the VM that holds it; nothing is adopted', async () => {
     const applied = await fleet('apply', '--yes');
@@ -51,15 +44,9 @@ describe('fleet import of a cloud id the record holds under another VM id', () =
 // Found in review of fleet-owner: `fleet import` adopted a VM into a fleet a Pulumi program manages (fleets.managed_by)
 // with no look at its manager, and fleet files then held one member of the program's fleet.
 describe('fleet import into a fleet a Pulumi program manages', () => {
-  let st: TempStack;
-  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
-  beforeAll(async () => {
-    st = await tempStack();
-    await st.spec('web', fleetYaml('web', { count: 2 }));
-  });
-  afterAll(async () => {
-    await st?.remove();
-  });
+  const st = useTempStack();
+  const fleet = st.fleet;
+  beforeAll(() => st.spec('web', fleetYaml('web', { count: 2 })));
 
   it('is refused (apply.import-refused) naming the program; into a fleet of fleet files it goes', async () => {
     const applied = await fleet('apply', '--yes');
