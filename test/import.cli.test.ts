@@ -6,23 +6,41 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
+import type { VmRow } from '../engine/record/types.ts';
 import { fleetYaml, useTempStack } from './helpers/stack.ts';
 
-describe('fleet import of a cloud id the record holds under another VM id', () => {
+
+/** A temp stack whose fleet web has two members (for one describe block). */
+function useWebStack(): ReturnType<typeof useTempStack> {
   const st = useTempStack();
-  const fleet = st.fleet;
   beforeAll(() => st.spec('web', fleetYaml('web', { count: 2 })));
+  return st;
+}
+
+/** Applies the stack, then forgets `addresses` (fleet state rm): their rows as they were, and the record's URL. */
+async function applyThenForget(st: ReturnType<typeof useTempStack>, addresses: string[]): Promise<{ url: string; rows: VmRow[] }> {
+  const applied = await st.fleet('apply', '--yes');
+  expect(applied.code, applied.stderr).toBe(0);
+  const url = `pglite://${join(st.dir, '.fleet', 'record')}`;
+  const record = await openRecord(url);
+  const rows: VmRow[] = [];
+  try {
+    for (const a of addresses) rows.push((await record.findVm('e2e', a))!);
+  } finally {
+    await record.close();
+  }
+  for (const a of addresses) expect((await st.fleet('state', 'rm', a)).code).toBe(0);
+  return { url, rows };
+}
+
+describe('fleet import of a cloud id the record holds under another VM id', () => {
+  const st = useWebStack();
+  const fleet = st.fleet;
 
   it('is refused (apply.import-refused) naming the VM that holds it; nothing is adopted', async () => {
-    const applied = await fleet('apply', '--yes');
-    expect(applied.code, applied.stderr).toBe(0);
-    const url = `pglite://${join(st.dir, '.fleet', 'record')}`;
-    let record = await openRecord(url);
-    const web0 = (await record.findVm('e2e', 'web/0'))!;
-    await record.close();
-    expect((await fleet('state', 'rm', 'web/0')).code).toBe(0);
+    const { url, rows: [web0] } = await applyThenForget(st, ['web/0']);
     // The same cloud VM recorded under another VM id, live at api/0 (what a unique constraint would have refused).
-    record = await openRecord(url);
+    const record = await openRecord(url);
     const holderId = randomUUID();
     try {
       await record.adoptVm(
@@ -44,21 +62,13 @@ describe('fleet import of a cloud id the record holds under another VM id', () =
 // Found in review of fleet-owner: `fleet import` adopted a VM into a fleet a Pulumi program manages (fleets.managed_by)
 // with no look at its manager, and fleet files then held one member of the program's fleet.
 describe('fleet import into a fleet a Pulumi program manages', () => {
-  const st = useTempStack();
+  const st = useWebStack();
   const fleet = st.fleet;
-  beforeAll(() => st.spec('web', fleetYaml('web', { count: 2 })));
 
   it('is refused (apply.import-refused) naming the program; into a fleet of fleet files it goes', async () => {
-    const applied = await fleet('apply', '--yes');
-    expect(applied.code, applied.stderr).toBe(0);
-    const url = `pglite://${join(st.dir, '.fleet', 'record')}`;
-    let record = await openRecord(url);
-    const [web0, web1] = [(await record.findVm('e2e', 'web/0'))!, (await record.findVm('e2e', 'web/1'))!];
-    await record.close();
-    expect((await fleet('state', 'rm', 'web/0')).code).toBe(0);
-    expect((await fleet('state', 'rm', 'web/1')).code).toBe(0);
+    const { url, rows: [web0, web1] } = await applyThenForget(st, ['web/0', 'web/1']);
     // The emptied fleet made again by a program (as a Pulumi Fleet's create would).
-    record = await openRecord(url);
+    let record = await openRecord(url);
     try {
       const { owner } = (await record.listFleets('e2e', ['web']))[0];
       await record.insertVm(

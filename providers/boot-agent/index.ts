@@ -4,6 +4,7 @@
 // key: the VM receives its key from the boot endpoint only once the
 // authority approves the boot.
 import { readFileSync } from 'node:fs';
+import { DriverError } from '../drivers/types.ts';
 
 export const AGENT_SCRIPT_PATH = new URL('./agent.sh', import.meta.url);
 
@@ -44,8 +45,12 @@ function shQuote(v: string): string {
  */
 export const USER_DATA_MAX_BYTES = { aws: 16 * 1024, azure: ((64 * 1024) / 4) * 3 } as const;
 
-/** Rendered user data over the cloud's limit (the drivers answer it as a failed call, before the cloud sees it). */
-export class UserDataTooLarge extends Error {}
+/** Rendered user data over the cloud's limit: a failed driver call, before the cloud sees it. */
+export class UserDataTooLarge extends DriverError {
+  constructor(message: string) {
+    super('failed', message);
+  }
+}
 
 /**
  * MIME boundary of the cloud-init wrapper; no line of the script may start with `--` and it (checked at render).

@@ -41,7 +41,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import type { InstanceType } from '../../../engine/policy/types.ts';
 import type { VmSize } from '../../../engine/model/index.ts';
-import { USER_DATA_MAX_BYTES, UserDataTooLarge, renderAgentUserData } from '../../boot-agent/index.ts';
+import { USER_DATA_MAX_BYTES, renderAgentUserData } from '../../boot-agent/index.ts';
 import type { AwsDriverSettings } from '../../../specs/types/dmz-client.ts';
 import {
   DriverError,
@@ -288,26 +288,21 @@ export class AwsDriver implements Driver {
 
   private userData(input: { vmId: string; cloudId: string; image: string; encrypted: boolean; bootToken?: string; dataDevice?: string }): string {
     if (!this.bootUrl) throw new DriverError('failed', `the aws driver of ${this.dataCenter} knows no boot endpoint yet`);
-    try {
-      return renderAgentUserData(
-        {
-          bootUrl: this.bootUrl,
-          vmId: input.vmId,
-          cloudId: input.cloudId,
-          image: input.image,
-          encrypted: input.encrypted,
-          dataDevice: this.o.settings.dataVolumeDevice ?? input.dataDevice ?? DEFAULT_DEVICE,
-          ...(input.bootToken !== undefined ? { bootToken: input.bootToken } : {}),
-          ...(this.bootCa ? { bootCa: this.bootCa } : {}),
-        },
-        USER_DATA_MAX_BYTES.aws,
-        // cloud-init runs a user-data script once per instance; EC2 keeps the instance id across a stop and start.
-        { cloudInitEveryBoot: true },
-      );
-    } catch (err) {
-      if (err instanceof UserDataTooLarge) throw new DriverError('failed', err.message);
-      throw err;
-    }
+    return renderAgentUserData(
+      {
+        bootUrl: this.bootUrl,
+        vmId: input.vmId,
+        cloudId: input.cloudId,
+        image: input.image,
+        encrypted: input.encrypted,
+        dataDevice: this.o.settings.dataVolumeDevice ?? input.dataDevice ?? DEFAULT_DEVICE,
+        ...(input.bootToken !== undefined ? { bootToken: input.bootToken } : {}),
+        ...(this.bootCa ? { bootCa: this.bootCa } : {}),
+      },
+      USER_DATA_MAX_BYTES.aws,
+      // cloud-init runs a user-data script once per instance; EC2 keeps the instance id across a stop and start.
+      { cloudInitEveryBoot: true },
+    );
   }
 
   async createVm(creds: ScopedCredentials, input: CreateVmInput): Promise<CloudVm> {

@@ -3,7 +3,7 @@
 // identity from the environment.
 import { ARM_SCOPE } from '../../../engine/authority/credentials/azure.ts';
 import { fitInstanceType, instanceTypesOf } from '../../../engine/policy/instance-types.ts';
-import { USER_DATA_MAX_BYTES, UserDataTooLarge, renderAgentUserData } from '../../boot-agent/index.ts';
+import { USER_DATA_MAX_BYTES, renderAgentUserData } from '../../boot-agent/index.ts';
 import type { DriverFactory } from '../registry.ts';
 import { DriverError } from '../types.ts';
 import { AzureDriver } from './azure.ts';
@@ -34,26 +34,20 @@ export const azureDriverFactory: DriverFactory = async (ctx) => {
     ...(powerOffMode ? { powerOffMode } : {}),
     readCredential: readIdentity(ctx.env, endpoint === DEFAULT_ARM_ENDPOINT ? ARM_SCOPE : `${endpoint.replace(/\/+$/, '')}/.default`),
     customData: azureBootstrap(),
-    bootScript: (b) => {
-      try {
-        return renderAgentUserData(
-          {
-            bootUrl: b.bootUrl,
-            vmId: b.vmId,
-            cloudId: b.cloudId,
-            image: b.image,
-            bootToken: b.bootToken,
-            encrypted: b.encryptedDisk,
-            dataDevice: b.dataDevice,
-            ...(b.bootCa ? { bootCa: b.bootCa } : {}),
-          },
-          USER_DATA_MAX_BYTES.azure,
-        );
-      } catch (err) {
-        if (err instanceof UserDataTooLarge) throw new DriverError('failed', err.message);
-        throw err;
-      }
-    },
+    bootScript: (b) =>
+      renderAgentUserData(
+        {
+          bootUrl: b.bootUrl,
+          vmId: b.vmId,
+          cloudId: b.cloudId,
+          image: b.image,
+          bootToken: b.bootToken,
+          encrypted: b.encryptedDisk,
+          dataDevice: b.dataDevice,
+          ...(b.bootCa ? { bootCa: b.bootCa } : {}),
+        },
+        USER_DATA_MAX_BYTES.azure,
+      ),
     sshPublicKey: s.sshPublicKey,
     ...(s.adminUsername ? { adminUsername: s.adminUsername } : {}),
     ...(ctx.config.requestTimeoutMs ? { requestTimeoutMs: ctx.config.requestTimeoutMs } : {}),
