@@ -13,15 +13,25 @@ import { oneDcStackYaml } from './helpers/stack.ts';
 
 const stackYaml = (failCalls: string[]) => oneDcStackYaml('rollout', { failCalls });
 
-const fleetYaml = (image: string) => `apiVersion: fleet/v1
+const fleetYaml = (image: string, rollout = '{ maxUnavailable: 2, failureThreshold: 1 }') => `apiVersion: fleet/v1
 kind: Fleet
 metadata: { name: web, owner: team-web }
 spec:
   count: 6
   image: ${image}
   size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
-  rollout: { maxUnavailable: 2, failureThreshold: 1 }
+  rollout: ${rollout}
 `;
+
+/** The wave events and the addresses the apply touched, from a `--format json` run. */
+function waveEvents(stdout: string) {
+  const events = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  return {
+    waves: events.filter((e) => e.type === 'wave-start' || e.type === 'wave-done'),
+    touched: [...new Set(events.flatMap((e) => (e.type === 'step' ? [e.address as string] : [])))].sort(),
+    diagnostics: events.filter((e) => e.type === 'diagnostic') as { code?: string; detail?: string }[],
+  };
+}
 
 describe('fleet apply: a rollout stopped by failures, then resumed', () => {
   let dir: string;
@@ -66,5 +76,45 @@ describe('fleet apply: a rollout stopped by failures, then resumed', () => {
     expect(resumed.stdout).toContain('Rollout web: 3 waves done.');
     const after = await fleet('plan');
     expect(after.stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});
+
+describe('fleet apply: a resumed rollout whose failed members fail again, below failureThreshold', () => {
+  // maxUnavailable 2, failureThreshold 3: wave 1's two members fail to boot (2 < 3) and keep both places,
+  // so the rollout stops with the rest untouched. Resumed with the fault still there, they come back in
+  // wave 1 and fail again; they used to give their places back, and wave 2 took two more members out
+  // (four out of Running at once, twice maxUnavailable).
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  const rollout = '{ maxUnavailable: 2, failureThreshold: 3 }';
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04', rollout));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps their places: no further member goes out, and the rollout stops saying why', async () => {
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04', rollout));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml(['boot']));
+    const first = waveEvents((await fleet('apply', '--yes', '--format', 'json')).stdout);
+    expect(first.touched).toEqual(['web/0', 'web/1']);
+
+    const again = await fleet('apply', '--yes', '--format', 'json');
+    expect(again.code).toBe(1);
+    const second = waveEvents(again.stdout);
+    expect(second.touched).toEqual(['web/0', 'web/1']);
+    expect(second.waves).toEqual([
+      expect.objectContaining({ type: 'wave-start', wave: 1, waves: 3, members: ['web/0', 'web/1'] }),
+      expect.objectContaining({ type: 'wave-done', wave: 1, succeeded: 0, failed: 2, status: 'failed' }),
+    ]);
+    const stopped = second.diagnostics.find((d) => d.code === 'apply.rollout-stopped');
+    expect(stopped?.detail).toMatch(/2 failed members \(web\/0, web\/1\) hold every place maxUnavailable 2 and maxSurge 0 allow/);
+    expect(stopped?.detail).toMatch(/left untouched: web\/2, web\/3, web\/4, web\/5/);
   }, 240_000);
 });

@@ -18,7 +18,9 @@
 // delete-before-create. Members of the fleet already out of the serving
 // state, whose change brings them back (a failed wave's members, say), go
 // in the first wave and hold its places: resuming a stopped rollout never
-// puts more members out at once than the first run would have.
+// puts more members out at once than the first run would have. One whose
+// surge replace failed, its old VM still serving (deposed) beside the new
+// one, is not out but has an extra VM: it holds a surge place instead.
 //
 // Deletes (a lower count, a removed fleet) and creates are not waved: they
 // run beside the first wave. A change whose goal is to leave the serving
@@ -174,6 +176,9 @@ export function assignWaves(input: WaveInput): WaveResult {
     const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (input.unchangedIn?.(fleet, state) ?? 0);
     // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
     const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
+    // One whose failed surge replace left its old VM serving (deposed) is not out: its two VMs hold a surge place.
+    const oldServing = new Set(input.changes.filter((c) => c.deposed && c.fleet === fleet && c.from === state).map((c) => c.address));
+    const returningSurge = returning.filter((c) => oldServing.has(c.address)).length;
     // A failureThreshold share counts every member the rollout changes: those it takes out and those it brings back.
     const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length);
     if (!settings) continue;
@@ -182,11 +187,13 @@ export function assignWaves(input: WaveInput): WaveResult {
 
     const waves: RolloutWave[] = [];
     let queue = [...disruptive].sort((a, b) => a.index - b.index);
-    let heldByReturning = returning.length;
+    let heldOut = returning.length - returningSurge;
+    let heldSurge = returningSurge;
     let capacityShort = false;
     while (queue.length > 0) {
       const wave: RolloutWave = { wave: waves.length + 1, members: [], unavailable: 0, surge: 0 };
-      const places = Math.max(0, settings.maxUnavailable - heldByReturning);
+      const places = Math.max(0, settings.maxUnavailable - heldOut);
+      const surgePlaces = Math.max(0, surgeQuota - heldSurge);
       const usedRoom = new Map<string, number>();
       const rest: Change[] = [];
       for (const c of queue) {
@@ -195,27 +202,28 @@ export function assignWaves(input: WaveInput): WaveResult {
           continue;
         }
         const dcRoom = room(input.capacity?.get(c.dataCenter), c.size) - (usedRoom.get(c.dataCenter) ?? 0);
-        if (c.action === 'replace' && wave.surge < surgeQuota && dcRoom >= 1) {
+        if (c.action === 'replace' && wave.surge < surgePlaces && dcRoom >= 1) {
           setReplaceOrder(c, 'create-before-delete', input.lifecycle);
           usedRoom.set(c.dataCenter, (usedRoom.get(c.dataCenter) ?? 0) + 1);
           wave.surge++;
         } else if (wave.unavailable < places) {
-          if (c.action === 'replace') setReplaceOrder(c, 'delete-before-create', input.lifecycle, wave.surge < surgeQuota ? 'no capacity for both' : 'no surge place in its wave');
+          if (c.action === 'replace') setReplaceOrder(c, 'delete-before-create', input.lifecycle, wave.surge < surgePlaces ? 'no capacity for both' : 'no surge place in its wave');
           wave.unavailable++;
         } else {
-          if (c.action === 'replace' && wave.surge < surgeQuota && dcRoom < 1) capacityShort = true;
+          if (c.action === 'replace' && wave.surge < surgePlaces && dcRoom < 1) capacityShort = true;
           rest.push(c);
           continue;
         }
         c.wave = wave.wave;
         wave.members.push(c.address);
       }
-      if (wave.members.length === 0 && heldByReturning === 0) break;
+      if (wave.members.length === 0 && heldOut + heldSurge === 0) break;
       if (wave.wave === 1 && returning.length > 0) {
         for (const c of returning) c.wave = 1;
         wave.returning = returning.map((c) => c.address).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
       }
-      heldByReturning = 0;
+      heldOut = 0;
+      heldSurge = 0;
       waves.push(wave);
       queue = rest;
     }
