@@ -97,10 +97,13 @@ function checkWaves(plan: PlanDocument, room: number, label: string): void {
   }
   const r = plan.rollouts![0];
   const unwaved = leaving.filter((c) => c.wave === undefined);
-  // Changes left without a wave exist only when a mandatory rule allows none and they cannot surge: the plan is blocked, and says so.
+  // Changes left without a wave exist only when maxUnavailable is 0 (the spec's, or a mandatory rule's) and they
+  // cannot surge: the plan is blocked, and says so, naming where the 0 came from.
   if (unwaved.length) {
     expect(plan.blocked, label).toBe(true);
-    expect(plan.policy.violations.some((v) => v.policy === 'max-disruption' && v.level === 'mandatory'), label).toBe(true);
+    const bySpec = /maxUnavailable \S+( of \d+)? from the spec/.test(r.reason) && !/lowered to|no member may leave/.test(r.reason);
+    const cause = bySpec ? 'rollout' : 'max-disruption';
+    expect(plan.policy.violations.some((v) => v.policy === cause && v.level === 'mandatory'), label).toBe(true);
   }
   const seen = new Set<string>();
   for (const w of r.waves) {
@@ -195,4 +198,59 @@ describe('failureThreshold as a share', () => {
     expect(p.rollouts?.[0].waves[0].returning).toEqual(['web/8', 'web/9']);
     expect(p.rollouts?.[0].failureThreshold).toBe(want);
   });
+});
+
+describe('a rollout that cannot start names its cause', () => {
+  // spec.rollout.maxUnavailable 0 with a surge that cannot be used (a resize, no room, no quota) was blamed
+  // on the pack's max-disruption rule ("Raise max-disruption.maxShare"), even with the rule disabled.
+  it.each([
+    {
+      name: 'a resize with maxUnavailable 0 in the spec',
+      rollout: { maxUnavailable: 0, maxSurge: 1 },
+      resize: true,
+      vms: 50,
+      rule: undefined,
+      want: { policy: 'rollout', message: /spec\.rollout\.maxUnavailable 0 allows no member out of Running at once, and a resize or transition cannot use a surge VM/, hint: /rollout\.maxUnavailable at least 1/ },
+    },
+    {
+      name: 'an image change with maxUnavailable 0 in the spec and a full data center',
+      rollout: { maxUnavailable: 0, maxSurge: 1 },
+      resize: false,
+      vms: 4,
+      rule: 'advisory' as const,
+      want: { policy: 'rollout', message: /spec\.rollout\.maxUnavailable 0 allows no member out of Running at once and the data center has no room for a surge VM/, hint: /rollout\.maxUnavailable at least 1/ },
+    },
+    {
+      name: 'a mandatory max-disruption that allows none, and a full data center',
+      rollout: {},
+      resize: false,
+      vms: 4,
+      rule: 'mandatory' as const,
+      want: { policy: 'max-disruption', message: /max-disruption allows no member out of Running at once and the data center has no room for a surge VM/, hint: /max-disruption\.maxShare/ },
+    },
+  ] as { name: string; rollout: RolloutSpec; resize: boolean; vms: number; rule?: Enforcement; want: { policy: string; message: RegExp; hint: RegExp } }[])(
+    '$name',
+    ({ rollout, resize, vms, rule: r, want }) => {
+      const web = makeFleet('web', { count: 4, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
+      const rows = [0, 1, 2, 3].map((i) =>
+        resize ? vmRow(web, i, { dataCenter: 'miami', specHash: 'small', size: { cpu: 1, memoryGiB: 4, diskGiB: 20 } }) : vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' }),
+      );
+      const pack = makePack({ 'datacenter-capacity': 'mandatory', ...(r ? { 'max-disruption': r } : {}) });
+      if (r) pack.rules.get('max-disruption')!.config.maxShare = 0.1;
+      const p = computePlan({
+        stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms })]),
+        pack,
+        fleets: [web],
+        record: rows,
+        fleetVersions: {},
+        options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+        policy: noRulesPolicy,
+        id: 'p',
+      });
+      expect(p.blocked).toBe(true);
+      expect(p.policy.violations).toEqual([
+        { policy: want.policy, level: 'mandatory', address: 'web', message: expect.stringMatching(want.message), hint: expect.stringMatching(want.hint) },
+      ]);
+    },
+  );
 });

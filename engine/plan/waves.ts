@@ -61,6 +61,8 @@ export interface RolloutSettings {
   failureThreshold: number;
   /** Both came out 0 (a fleet smaller than 1 / maxShare): one member per wave, by a surge VM where it can be. */
   oneAtATime: boolean;
+  /** Where maxUnavailable came from: the spec's setting, or the max-disruption rule (its share, or lowered by it). */
+  unavailableFrom: 'spec' | 'max-disruption';
   notes: string[];
 }
 
@@ -80,7 +82,9 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
   const r = spec.rollout;
   if (rule.enforcement === 'disabled' && r.maxUnavailable === undefined && r.maxSurge === undefined && r.failureThreshold === undefined) return undefined;
   let maxUnavailable: number;
+  let unavailableFrom: RolloutSettings['unavailableFrom'] = 'max-disruption';
   if (r.maxUnavailable !== undefined) {
+    unavailableFrom = 'spec';
     maxUnavailable = resolveAmount(r.maxUnavailable, n, 'down');
     notes.push(`maxUnavailable ${showAmount(r.maxUnavailable)}${typeof r.maxUnavailable === 'string' ? ` of ${n}` : ''} from the spec`);
   } else if (rule.enforcement === 'disabled') {
@@ -94,6 +98,7 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     const allowed = Math.floor(rule.maxShare * serving + 1e-9);
     if (maxUnavailable > allowed) {
       maxUnavailable = allowed;
+      unavailableFrom = 'max-disruption';
       notes.push(`lowered to ${allowed} by mandatory max-disruption (maxShare ${rule.maxShare} of ${serving} ${rule.state})`);
     }
   }
@@ -107,6 +112,7 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     oneAtATime = true;
     maxSurge = 1;
     if (rule.enforcement === 'mandatory') {
+      unavailableFrom = 'max-disruption';
       notes.push(`no member may leave ${rule.state}: replacements are created first, one at a time`);
     } else {
       maxUnavailable = 1;
@@ -116,7 +122,7 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
   const ft: RolloutAmount = r.failureThreshold ?? 1;
   const failureThreshold = Math.max(1, resolveAmount(ft, waved, 'up'));
   notes.push(`failureThreshold ${failureThreshold}${r.failureThreshold === undefined ? ' (default)' : ''}`);
-  return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, notes };
+  return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, unavailableFrom, notes };
 }
 
 /** How many more VMs of `size` fit in what is left of a data center (Infinity with no limit). */
@@ -228,14 +234,23 @@ export function assignWaves(input: WaveInput): WaveResult {
       queue = rest;
     }
     if (queue.length > 0) {
-      // Only a mandatory max-disruption that allows no member out, with no room for a surge VM, gets here.
+      // Only a maxUnavailable of 0 (the spec's, or a mandatory max-disruption's) with changes that cannot surge gets
+      // here: a resize or transition, a replace with no room for a surge VM, or no surge VM left by the owner quota.
       const list = queue.map((c) => c.address);
+      const bySpec = settings.unavailableFrom === 'spec';
+      const why = [
+        capacityShort ? ' and the data center has no room for a surge VM' : '',
+        surgeQuota === 0 && settings.maxSurge > 0 ? ' and the owner quota leaves no room for a surge VM' : '',
+        queue.some((c) => c.action !== 'replace') ? ', and a resize or transition cannot use a surge VM' : '',
+      ].join('');
       violations.push({
-        policy: 'max-disruption',
+        policy: bySpec ? 'rollout' : 'max-disruption',
         level: 'mandatory',
         address: fleet,
-        message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: max-disruption allows no member out of ${state} at once${capacityShort ? ' and the data center has no room for a surge VM' : ''}${queue.some((c) => c.action !== 'replace') ? ', and a resize or transition cannot use a surge VM' : ''}.`,
-        hint: `Raise max-disruption.maxShare in the stack's policyPack.config, free capacity for a surge VM, or make the change a replace.`,
+        message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} allows no member out of ${state} at once${why}.`,
+        hint: bySpec
+          ? `Allow rollout.maxUnavailable at least 1 in fleet ${fleet}'s spec, free capacity or quota for a surge VM, or make the change a replace.`
+          : `Raise max-disruption.maxShare in the stack's policyPack.config, free capacity or quota for a surge VM, or make the change a replace.`,
       });
     }
     rollouts.push({
