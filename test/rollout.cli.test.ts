@@ -118,3 +118,44 @@ describe('fleet apply: a resumed rollout whose failed members fail again, below 
     expect(stopped?.detail).toMatch(/left untouched: web\/2, web\/3, web\/4, web\/5/);
   }, 240_000);
 });
+
+describe('fleet apply: two fleets surge into the last free place of their data center', () => {
+  // miami holds 7 VMs, api and web 3 each: one place left. Each fleet's rollout (maxSurge 1) was planned
+  // against the whole free place, so both created a surge VM in their first wave, side by side, and the
+  // authority refused the second (no capacity): a plan that said it fits failed half-way.
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  const spec = (name: string, image: string) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: ${name}, owner: team-${name} }
+spec:
+  count: 3
+  image: ${image}
+  size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
+  rollout: { maxUnavailable: 1, maxSurge: 1 }
+`;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), oneDcStackYaml('rollout', { vms: 7 }));
+    for (const name of ['api', 'web']) await writeFile(join(dir, 'specs', `${name}.yaml`), spec(name, 'ubuntu-22.04'));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('gives the free place to one rollout at a time, and the apply succeeds', async () => {
+    for (const name of ['api', 'web']) await writeFile(join(dir, 'specs', `${name}.yaml`), spec(name, 'ubuntu-24.04'));
+    const plan = await fleet('plan', '--format', 'json');
+    expect(plan.code, plan.stderr).toBe(0);
+    const doc = JSON.parse(plan.stdout) as { plan: { rollouts: { fleet: string; waves: { surge: number }[] }[] } };
+    const surgeAtOnce = doc.plan.rollouts.reduce((n, r) => n + Math.max(...r.waves.map((w) => w.surge)), 0);
+    expect(surgeAtOnce).toBe(1);
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+    const after = await fleet('plan');
+    expect(after.stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});

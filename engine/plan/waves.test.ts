@@ -89,6 +89,47 @@ describe('assignWaves (through computePlan)', () => {
   });
 });
 
+describe('surge room shared by the rollouts of one data center', () => {
+  // Fleets' rollouts run side by side, so their surge VMs can exist at once. Each fleet's waves used to be
+  // planned against the whole free room: two fleets surged into miami's last place together, and apply
+  // failed (test/rollout.cli.test.ts "two fleets surge into the last free place").
+  it('never plans more surge VMs at once across fleets than a data center has room for, over 200 generated stacks', () => {
+    const next = rng(41);
+    const int = (n: number) => Math.floor(next() * n);
+    for (let k = 0; k < 200; k++) {
+      const fleets = Array.from({ length: 2 + int(3) }, (_, i) => {
+        const f = makeFleet(`f${i}`, { count: 1 + int(6), image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout: { maxUnavailable: 1 + int(2), maxSurge: int(4) } });
+        return { ...f, size: { cpu: 1 + int(3), memoryGiB: 2 * (1 + int(3)), diskGiB: 10 } };
+      });
+      const rows = fleets.flatMap((f) => Array.from({ length: f.count }, (_, i) => vmRow(f, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' })));
+      const used = { vms: rows.length, cpu: rows.reduce((n, r) => n + r.size.cpu, 0), memoryGiB: rows.reduce((n, r) => n + r.size.memoryGiB, 0) };
+      const free = { vms: int(6), cpu: int(12), memoryGiB: int(24) };
+      const cap = { vms: used.vms + free.vms, cpu: used.cpu + free.cpu, memoryGiB: used.memoryGiB + free.memoryGiB };
+      const p = computePlan({
+        stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], cap)]),
+        pack: makePack({ 'datacenter-capacity': 'mandatory' }),
+        fleets,
+        record: rows,
+        fleetVersions: {},
+        options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+        policy: noRulesPolicy,
+        id: `s${k}`,
+      });
+      const label = `case ${k}: free ${JSON.stringify(free)}, ${fleets.map((f) => `${f.name} ${f.count}x${f.size.cpu}cpu/${f.size.memoryGiB}GiB surge ${f.rollout.maxSurge}`).join(', ')}`;
+      const peak = { vms: 0, cpu: 0, memoryGiB: 0 };
+      for (const f of fleets) {
+        const widest = Math.max(0, ...(p.rollouts ?? []).filter((r) => r.fleet === f.name).flatMap((r) => r.waves.map((w) => w.surge)));
+        peak.vms += widest;
+        peak.cpu += widest * f.size.cpu;
+        peak.memoryGiB += widest * f.size.memoryGiB;
+      }
+      expect(peak.vms, label).toBeLessThanOrEqual(free.vms);
+      expect(peak.cpu, label).toBeLessThanOrEqual(free.cpu);
+      expect(peak.memoryGiB, label).toBeLessThanOrEqual(free.memoryGiB);
+    }
+  });
+});
+
 function checkWaves(plan: PlanDocument, room: number, label: string): void {
   const leaving = plan.changes.filter((c) => c.from === 'Running' && (c.action === 'replace' || c.action === 'update' || (c.action === 'transition' && c.path.some((s) => s !== 'Running'))));
   if (leaving.length === 0) {

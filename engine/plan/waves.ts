@@ -14,7 +14,8 @@
 // | update (resize) or transition            | unavailable| is out until it is back (or for good) |
 //
 // A replace takes a surge place while the wave has one and its data center
-// has room for a second VM of the member's size; otherwise it goes
+// has room for a second VM of the member's size (room other fleets' surge
+// VMs do not take: their waves run at the same time); otherwise it goes
 // delete-before-create. Members of the fleet already out of the serving
 // state, whose change brings them back (a failed wave's members, say), go
 // in the first wave and hold its places: resuming a stopped rollout never
@@ -173,6 +174,10 @@ export function assignWaves(input: WaveInput): WaveResult {
     if (!list) byFleet.set(c.fleet, (list = []));
     list.push(c);
   }
+  // Different fleets' rollouts run side by side, so their surge VMs may exist at once: each fleet's widest
+  // surge in a data center is set aside before the next fleet's waves (in plan order) are planned.
+  const surgeLeft = new Map<string, CapacityLeft>();
+  for (const [dc, left] of input.capacity ?? []) surgeLeft.set(dc, { ...left });
   for (const [fleet, changes] of byFleet) {
     const spec = input.specs.get(fleet);
     if (!spec) continue;
@@ -196,6 +201,8 @@ export function assignWaves(input: WaveInput): WaveResult {
     let heldOut = returning.length - returningSurge;
     let heldSurge = returningSurge;
     let capacityShort = false;
+    /** Per data center, the most surge VMs of one wave of this fleet, with their size. */
+    const widest = new Map<string, { n: number; size: VmSize }>();
     while (queue.length > 0) {
       const wave: RolloutWave = { wave: waves.length + 1, members: [], unavailable: 0, surge: 0 };
       const places = Math.max(0, settings.maxUnavailable - heldOut);
@@ -207,10 +214,12 @@ export function assignWaves(input: WaveInput): WaveResult {
           rest.push(c);
           continue;
         }
-        const dcRoom = room(input.capacity?.get(c.dataCenter), c.size) - (usedRoom.get(c.dataCenter) ?? 0);
+        const dcRoom = room(surgeLeft.get(c.dataCenter), c.size) - (usedRoom.get(c.dataCenter) ?? 0);
         if (c.action === 'replace' && wave.surge < surgePlaces && dcRoom >= 1) {
           setReplaceOrder(c, 'create-before-delete', input.lifecycle);
-          usedRoom.set(c.dataCenter, (usedRoom.get(c.dataCenter) ?? 0) + 1);
+          const n = (usedRoom.get(c.dataCenter) ?? 0) + 1;
+          usedRoom.set(c.dataCenter, n);
+          if (n > (widest.get(c.dataCenter)?.n ?? 0)) widest.set(c.dataCenter, { n, size: c.size });
           wave.surge++;
         } else if (wave.unavailable < places) {
           if (c.action === 'replace') setReplaceOrder(c, 'delete-before-create', input.lifecycle, wave.surge < surgePlaces ? 'no capacity for both' : 'no surge place in its wave');
@@ -232,6 +241,10 @@ export function assignWaves(input: WaveInput): WaveResult {
       heldSurge = 0;
       waves.push(wave);
       queue = rest;
+    }
+    for (const [dc, { n, size }] of widest) {
+      const left = surgeLeft.get(dc);
+      if (left) surgeLeft.set(dc, { vms: left.vms - n, cpu: left.cpu - n * size.cpu, memoryGiB: left.memoryGiB - n * size.memoryGiB });
     }
     if (queue.length > 0) {
       // Only a maxUnavailable of 0 (the spec's, or a mandatory max-disruption's) with changes that cannot surge gets
