@@ -119,15 +119,27 @@ describe('fleet apply: a resumed rollout whose failed members fail again, below 
   }, 240_000);
 });
 
-describe('fleet apply: two fleets surge into the last free place of their data center', () => {
-  // miami holds 7 VMs, api and web 3 each: one place left. Each fleet's rollout (maxSurge 1) was planned
-  // against the whole free place, so both created a surge VM in their first wave, side by side, and the
-  // authority refused the second (no capacity): a plan that said it fits failed half-way.
+describe.each([
+  {
+    place: 'of their data center',
+    // miami holds 7 VMs, api and web 3 each: one place left.
+    stack: () => oneDcStackYaml('rollout', { vms: 7 }),
+    owner: (name: string) => `team-${name}`,
+  },
+  {
+    place: 'of their owner quota',
+    // team-a may have 7 VMs, api and web (both team-a's) 3 each: one place left.
+    stack: () => oneDcStackYaml('rollout').replace(/policyPack: \{ path: (.*) \}/, "policyPack: { path: $1, config: { owner-quota: { limits: { team-a: { vms: 7 } } } } }"),
+    owner: () => 'team-a',
+  },
+])('fleet apply: two fleets surge into the last free place $place', ({ stack, owner }) => {
+  // Each fleet's rollout (maxSurge 1) was planned against the whole free place, so both created a surge VM in
+  // their first wave, side by side, and the authority refused the second: a plan that said it fits failed half-way.
   let dir: string;
   const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
   const spec = (name: string, image: string) => `apiVersion: fleet/v1
 kind: Fleet
-metadata: { name: ${name}, owner: team-${name} }
+metadata: { name: ${name}, owner: ${owner(name)} }
 spec:
   count: 3
   image: ${image}
@@ -137,7 +149,7 @@ spec:
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
     await mkdir(join(dir, 'specs'));
-    await writeFile(join(dir, 'stack.yaml'), oneDcStackYaml('rollout', { vms: 7 }));
+    await writeFile(join(dir, 'stack.yaml'), stack());
     for (const name of ['api', 'web']) await writeFile(join(dir, 'specs', `${name}.yaml`), spec(name, 'ubuntu-22.04'));
     const created = await fleet('apply', '--yes');
     expect(created.code, created.stderr).toBe(0);

@@ -123,8 +123,11 @@ export function computePlan(input: PlanInput): PlanDocument {
     lifecycle: s.lc,
     capacity: s.capacity,
     unchangedIn: (fleet, state) => s.unchangedIn(fleet, state),
-    quotaRoom: (spec, extra) => {
-      const q = s.policy.ownerQuota(input.pack, s.ctx, spec, spec.count + extra, grantedSoFar);
+    quotaRoom: (spec, extra, surging) => {
+      // Other fleets' surge VMs live beside their members: they count as members of those fleets while they do.
+      const granted = { ...grantedSoFar };
+      for (const [fleet, n] of surging) if (Object.hasOwn(granted, fleet)) granted[fleet] += n;
+      const q = s.policy.ownerQuota(input.pack, s.ctx, spec, spec.count + extra, granted);
       return Math.max(0, q.granted - spec.count);
     },
   });

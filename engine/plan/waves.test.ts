@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Enforcement, RolloutSpec } from '../model/index.ts';
 import { computePlan } from './planner.ts';
 import { noRulesPolicy } from './policy-port.ts';
+import { defaultPolicy } from './policy-default.ts';
 import { dataCenter, makeFleet, makePack, makeStack, vmRow } from './test-support.ts';
 import { rolloutSettings, type DisruptionRule } from './waves.ts';
 import type { PlanDocument } from './types.ts';
@@ -89,36 +90,45 @@ describe('assignWaves (through computePlan)', () => {
   });
 });
 
-describe('surge room shared by the rollouts of one data center', () => {
+describe('surge room shared by the rollouts of one data center or owner', () => {
   // Fleets' rollouts run side by side, so their surge VMs can exist at once. Each fleet's waves used to be
-  // planned against the whole free room: two fleets surged into miami's last place together, and apply
-  // failed (test/rollout.cli.test.ts "two fleets surge into the last free place").
-  it('never plans more surge VMs at once across fleets than a data center has room for, over 200 generated stacks', () => {
+  // planned against the whole free room (of the data center, and of its owner's quota): two fleets surged
+  // into the last place together, and apply failed (test/rollout.cli.test.ts "two fleets surge into the
+  // last free place").
+  it('never plans more surge VMs at once across fleets than a data center or an owner quota has room for, over 200 generated stacks', () => {
     const next = rng(41);
     const int = (n: number) => Math.floor(next() * n);
     for (let k = 0; k < 200; k++) {
       const fleets = Array.from({ length: 2 + int(3) }, (_, i) => {
-        const f = makeFleet(`f${i}`, { count: 1 + int(6), image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout: { maxUnavailable: 1 + int(2), maxSurge: int(4) } });
+        const f = makeFleet(`f${i}`, { count: 1 + int(6), owner: ['team-a', 'team-b'][int(2)], image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout: { maxUnavailable: 1 + int(2), maxSurge: int(4) } });
         return { ...f, size: { cpu: 1 + int(3), memoryGiB: 2 * (1 + int(3)), diskGiB: 10 } };
       });
       const rows = fleets.flatMap((f) => Array.from({ length: f.count }, (_, i) => vmRow(f, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' })));
       const used = { vms: rows.length, cpu: rows.reduce((n, r) => n + r.size.cpu, 0), memoryGiB: rows.reduce((n, r) => n + r.size.memoryGiB, 0) };
       const free = { vms: int(6), cpu: int(12), memoryGiB: int(24) };
       const cap = { vms: used.vms + free.vms, cpu: used.cpu + free.cpu, memoryGiB: used.memoryGiB + free.memoryGiB };
+      // team-a's quota leaves it 0 to 3 VMs more; team-b has no limit.
+      const usedByA = rows.filter((r) => fleets.find((f) => f.name === r.fleet)!.owner === 'team-a').length;
+      const quotaA = int(4);
+      const pack = makePack({ 'datacenter-capacity': 'mandatory', 'owner-quota': 'mandatory' });
+      pack.rules.get('owner-quota')!.config.limits = { 'team-a': { vms: usedByA + quotaA } };
       const p = computePlan({
         stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], cap)]),
-        pack: makePack({ 'datacenter-capacity': 'mandatory' }),
+        pack,
         fleets,
         record: rows,
         fleetVersions: {},
         options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
-        policy: noRulesPolicy,
+        policy: defaultPolicy,
         id: `s${k}`,
       });
       const label = `case ${k}: free ${JSON.stringify(free)}, ${fleets.map((f) => `${f.name} ${f.count}x${f.size.cpu}cpu/${f.size.memoryGiB}GiB surge ${f.rollout.maxSurge}`).join(', ')}`;
+      const label2 = `${label}; team-a may add ${quotaA}`;
       const peak = { vms: 0, cpu: 0, memoryGiB: 0 };
+      let peakA = 0;
       for (const f of fleets) {
         const widest = Math.max(0, ...(p.rollouts ?? []).filter((r) => r.fleet === f.name).flatMap((r) => r.waves.map((w) => w.surge)));
+        if (f.owner === 'team-a') peakA += widest;
         peak.vms += widest;
         peak.cpu += widest * f.size.cpu;
         peak.memoryGiB += widest * f.size.memoryGiB;
@@ -126,6 +136,7 @@ describe('surge room shared by the rollouts of one data center', () => {
       expect(peak.vms, label).toBeLessThanOrEqual(free.vms);
       expect(peak.cpu, label).toBeLessThanOrEqual(free.cpu);
       expect(peak.memoryGiB, label).toBeLessThanOrEqual(free.memoryGiB);
+      expect(peakA, label2).toBeLessThanOrEqual(quotaA);
     }
   });
 });

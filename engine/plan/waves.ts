@@ -143,9 +143,11 @@ export interface WaveInput {
   capacity: ReadonlyMap<string, CapacityLeft> | null;
   /**
    * Extra VMs the owner quota still allows each fleet (Infinity: no limit):
-   * a surge VM counts against the quota while it lives.
+   * a surge VM counts against the quota while it lives. `surging`: the surge
+   * VMs set aside for fleets planned before (their rollouts run at the same
+   * time), which count against their owners' quotas too.
    */
-  quotaRoom: (spec: LoadedFleet, extra: number) => number;
+  quotaRoom: (spec: LoadedFleet, extra: number, surging: ReadonlyMap<string, number>) => number;
   /** Members of a fleet in a state that the plan summed as unchanged rather than read (they serve like noops); 0 when absent. */
   unchangedIn?: (fleet: string, state: string) => number;
 }
@@ -178,6 +180,8 @@ export function assignWaves(input: WaveInput): WaveResult {
   // surge in a data center is set aside before the next fleet's waves (in plan order) are planned.
   const surgeLeft = new Map<string, CapacityLeft>();
   for (const [dc, left] of input.capacity ?? []) surgeLeft.set(dc, { ...left });
+  // The same for owner quotas: each fleet's widest surge counts against its owner's quota for the fleets after it.
+  const surging = new Map<string, number>();
   for (const [fleet, changes] of byFleet) {
     const spec = input.specs.get(fleet);
     if (!spec) continue;
@@ -193,7 +197,7 @@ export function assignWaves(input: WaveInput): WaveResult {
     // A failureThreshold share counts every member the rollout changes: those it takes out and those it brings back.
     const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length);
     if (!settings) continue;
-    const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge)) : 0;
+    const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge, surging)) : 0;
     if (surgeQuota < settings.maxSurge) settings.notes.push(`maxSurge ${settings.maxSurge} lowered to ${surgeQuota} by the owner quota`);
 
     const waves: RolloutWave[] = [];
@@ -242,6 +246,8 @@ export function assignWaves(input: WaveInput): WaveResult {
       waves.push(wave);
       queue = rest;
     }
+    const widestSurge = Math.max(0, ...waves.map((w) => w.surge));
+    if (widestSurge > 0) surging.set(fleet, widestSurge);
     for (const [dc, { n, size }] of widest) {
       const left = surgeLeft.get(dc);
       if (left) surgeLeft.set(dc, { vms: left.vms - n, cpu: left.cpu - n * size.cpu, memoryGiB: left.memoryGiB - n * size.memoryGiB });
