@@ -373,6 +373,40 @@ describe('runWaves: failures and resumed rollouts never exceed maxUnavailable or
     if (stoppedBefore) expect(result!.reports[0].stopped!.reason).toMatch(/hold every place/);
   });
 
+  it('stops within a wave once failureThreshold is reached: its next group never starts', async () => {
+    // Waves as a planner could make them with data centers of different room: wave 1 web/0 by a surge VM;
+    // wave 2 web/1 out of service, web/2 and web/3 by surge VMs. maxUnavailable 1, maxSurge 2, failureThreshold 2.
+    // web/0 fails (it holds a surge place), so wave 2 runs as [web/1, web/2] then [web/3]; web/1 fails too, the
+    // threshold is reached, and web/3 used to be replaced all the same.
+    const { plan: p } = await runFake(['old', 'old', 'old', 'old'], { maxUnavailable: 1, maxSurge: 2, failureThreshold: 2 }, new Set());
+    const shape: Record<string, [number, 'create-before-delete' | 'delete-before-create']> = {
+      'web/0': [1, 'create-before-delete'],
+      'web/1': [2, 'delete-before-create'],
+      'web/2': [2, 'create-before-delete'],
+      'web/3': [2, 'create-before-delete'],
+    };
+    for (const c of p.changes) [c.wave, c.replaceOrder] = shape[c.address];
+    p.rollouts![0].waves = [
+      { wave: 1, members: ['web/0'], unavailable: 0, surge: 1 },
+      { wave: 2, members: ['web/1', 'web/2', 'web/3'], unavailable: 1, surge: 2 },
+    ];
+    const started: string[] = [];
+    const failing = new Set(['web/0', 'web/1']);
+    const result = await runWaves(p.changes, {
+      plan: p,
+      run: async (c) => {
+        started.push(c.address);
+        await Promise.resolve();
+        return { ok: !failing.has(c.address) };
+      },
+      healthy: async () => true,
+      emit: () => undefined,
+      interrupted: () => false,
+    });
+    expect(started).toEqual(['web/0', 'web/1', 'web/2']);
+    expect(result.reports[0].stopped).toEqual({ reason: '2 failed members (web/0, web/1) reached failureThreshold 2', notStarted: ['web/3'] });
+  });
+
   it('holds over 300 generated resumed rollouts and failure sets', async () => {
     const next = rng(29);
     const int = (n: number) => Math.floor(next() * n);

@@ -8,7 +8,8 @@
 // - Failed members count against the rollout's failureThreshold; once it is
 //   reached no further wave of that fleet starts: its remaining members are
 //   left untouched, and the next `fleet apply` plans them again from the
-//   record (the stopped wave's members come back first, in wave 1).
+//   record (the stopped wave's members come back first, in wave 1). A wave
+//   run in groups (below) stops too: its next group does not start.
 // - Below the threshold a failed member stays out of service and keeps the
 //   place it took (a surge VM keeps its surge place) from the moment it
 //   fails, so the rest of its wave (formed group by group) and the following waves
@@ -220,6 +221,8 @@ async function runRollout(
       }
       return { group, blocked: false };
     };
+    const reachedThreshold = () =>
+      `${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) reached failureThreshold ${ro.failureThreshold}`;
     const holdEvery = () =>
       `${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) hold every place maxUnavailable ${ro.maxUnavailable} and maxSurge ${ro.maxSurge} allow`;
     if (wave.some((c) => placeIn(c) !== 'returning' && limitOf(placeIn(c) as Exclude<Place, 'returning'>) <= 0)) {
@@ -234,6 +237,7 @@ async function runRollout(
     let skipped = 0;
     let pending: readonly Change[] = wave;
     let blockedInWave = false;
+    let thresholdInWave = false;
     while (pending.length > 0) {
       const { group: g, blocked } = nextGroup(pending);
       if (blocked) {
@@ -267,6 +271,11 @@ async function runRollout(
         }
       }
       if (r.interrupted()) break;
+      // The threshold stops the rest of this wave too: no request is sent for a member after it is reached.
+      if (pending.length > 0 && report.failed.length >= ro.failureThreshold) {
+        thresholdInWave = true;
+        break;
+      }
     }
     report.wavesRun = w;
     if (skipped > 0 || r.interrupted()) {
@@ -279,16 +288,17 @@ async function runRollout(
         break;
       }
     }
-    if (blockedInWave && !r.interrupted() && skipped === 0) {
-      // Failures in this wave's first groups left no place for the rest of it.
+    if ((blockedInWave || thresholdInWave) && !r.interrupted() && skipped === 0) {
+      // Failures in this wave's first groups reached the threshold, or left no place for the rest of it.
       const done = new Set([...report.succeeded, ...report.failed]);
-      report.stopped = { reason: holdEvery(), notStarted: [...wave.filter((c) => !done.has(c.address)), ...members.filter((c) => c.wave! > w)].map((c) => c.address) };
+      const reason = thresholdInWave ? reachedThreshold() : holdEvery();
+      report.stopped = { reason, notStarted: [...wave.filter((c) => !done.has(c.address)), ...members.filter((c) => c.wave! > w)].map((c) => c.address) };
       r.emit({ type: 'wave-done', fleet: ro.fleet, wave: w, waves, succeeded: ok, failed, status: 'stopped', detail: report.stopped.reason });
       break;
     }
     const reached = report.failed.length >= ro.failureThreshold;
     if (reached && w < waves) {
-      stop(`${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) reached failureThreshold ${ro.failureThreshold}`, w + 1);
+      stop(reachedThreshold(), w + 1);
       r.emit({ type: 'wave-done', fleet: ro.fleet, wave: w, waves, succeeded: ok, failed, status: 'stopped', detail: report.stopped!.reason });
       break;
     }
