@@ -171,3 +171,43 @@ spec:
     expect(after.stdout).toContain('No changes. The record matches the specs.');
   }, 240_000);
 });
+
+describe('fleet apply of a saved rollout plan after the rollout stopped', () => {
+  // Checked clean: the stopped apply bumped the versions the plan's basis holds, so applying the same
+  // file again is refused as stale and starts no wave; a fresh plan resumes instead.
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04'));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses the saved plan as stale and touches no member', async () => {
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
+    const saved = join(dir, 'rollout.plan.json');
+    const plan = await fleet('plan', '--out', saved);
+    expect(plan.code, plan.stderr).toBe(0);
+    await writeFile(join(dir, 'stack.yaml'), stackYaml(['boot']));
+    const failed = await fleet('apply', saved, '--format', 'json');
+    expect(failed.code).toBe(1);
+    expect(waveEvents(failed.stdout).touched).toEqual(['web/0', 'web/1']);
+
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    const again = await fleet('apply', saved, '--format', 'json');
+    expect(again.code).not.toBe(0);
+    const second = waveEvents(again.stdout);
+    expect(second.touched).toEqual([]);
+    expect(second.waves).toEqual([]);
+    expect(second.diagnostics.map((d) => d.code)).toContain('apply.stale-plan');
+
+    const resumed = await fleet('apply', '--yes');
+    expect(resumed.code, resumed.stderr).toBe(0);
+  }, 240_000);
+});
