@@ -77,7 +77,7 @@ export interface RolloutSettings {
  * Undefined when neither the spec nor the rule asks for a rollout (the rule
  * disabled, no spec.rollout): the change is made at once, as before rollouts.
  */
-export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving: number, waved: number): RolloutSettings | undefined {
+export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving: number, waved: number, leavingForGood = 0): RolloutSettings | undefined {
   const notes: string[] = [];
   const n = spec.count;
   const r = spec.rollout;
@@ -96,11 +96,12 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     notes.push(`maxUnavailable ${maxUnavailable} of ${n} from max-disruption maxShare ${rule.maxShare}`);
   }
   if (rule.enforcement === 'mandatory') {
-    const allowed = Math.floor(rule.maxShare * serving + 1e-9);
+    // The rule counts the members leaving for good (deleted, or sent to another state) beside the widest wave.
+    const allowed = Math.max(0, Math.floor(rule.maxShare * serving + 1e-9) - leavingForGood);
     if (maxUnavailable > allowed) {
       maxUnavailable = allowed;
       unavailableFrom = 'max-disruption';
-      notes.push(`lowered to ${allowed} by mandatory max-disruption (maxShare ${rule.maxShare} of ${serving} ${rule.state})`);
+      notes.push(`lowered to ${allowed} by mandatory max-disruption (maxShare ${rule.maxShare} of ${serving} ${rule.state}${leavingForGood ? `, ${leavingForGood} leaving for good` : ''})`);
     }
   }
   let maxSurge = 0;
@@ -170,7 +171,15 @@ export function assignWaves(input: WaveInput): WaveResult {
   const rollouts: Rollout[] = [];
   const violations: Violation[] = [];
   const byFleet = new Map<string, Change[]>();
+  /** Per fleet, its members in the serving state that leave it for good, as max-disruption counts them (deposed VMs too). */
+  const forGood = new Map<string, number>();
+  /** Per fleet, its deposed VMs in the serving state: the rule counts them among the serving members. */
+  const deposedServing = new Map<string, number>();
   for (const c of input.changes) {
+    if (c.action !== 'create' && c.from === rule.state && leavesState(c, rule.state) && (c.action === 'delete' || c.to !== rule.state)) {
+      forGood.set(c.fleet, (forGood.get(c.fleet) ?? 0) + 1);
+    }
+    if (c.deposed && c.from === rule.state) deposedServing.set(c.fleet, (deposedServing.get(c.fleet) ?? 0) + 1);
     if (c.deposed) continue;
     let list = byFleet.get(c.fleet);
     if (!list) byFleet.set(c.fleet, (list = []));
@@ -188,14 +197,14 @@ export function assignWaves(input: WaveInput): WaveResult {
     const state = rule.state;
     const disruptive = changes.filter((c) => c.action !== 'delete' && leavesState(c, state));
     if (disruptive.length === 0) continue;
-    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (input.unchangedIn?.(fleet, state) ?? 0);
+    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (deposedServing.get(fleet) ?? 0) + (input.unchangedIn?.(fleet, state) ?? 0);
     // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
     const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
     // One whose failed surge replace left its old VM serving (deposed) is not out: its two VMs hold a surge place.
     const oldServing = new Set(input.changes.filter((c) => c.deposed && c.fleet === fleet && c.from === state).map((c) => c.address));
     const returningSurge = returning.filter((c) => oldServing.has(c.address)).length;
     // A failureThreshold share counts every member the rollout changes: those it takes out and those it brings back.
-    const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length);
+    const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length, forGood.get(fleet) ?? 0);
     if (!settings) continue;
     const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge, surging)) : 0;
     if (surgeQuota < settings.maxSurge) settings.notes.push(`maxSurge ${settings.maxSurge} lowered to ${surgeQuota} by the owner quota`);
