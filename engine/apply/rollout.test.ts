@@ -254,6 +254,48 @@ describe('rollouts over a sim data center', () => {
     expect(t.maxOut).toBe(0);
     expect(t.maxVms).toBe(COUNT + 2);
   }, 180_000);
+
+  it('an apply interrupted as wave 2 starts is resumed by the next plan from wave 2 on, never more than 3 members out', async () => {
+    const settings: RolloutSpec = { maxUnavailable: 3, failureThreshold: 2 };
+    const p = await plan(world, world.pack, web('ubuntu-24.04', settings));
+    expect(p.rollouts![0].waves).toHaveLength(4);
+    const before = await snapshot(world);
+    const stop = new AbortController();
+    const lifecycle = lifecycleData(world.pack.lifecycle);
+    const providers = new Map(
+      [...world.dcs].map(([dc, d]) => [dc, new ConnectedProvider({ dataCenter: dc, url: 'http://127.0.0.1:1', tokenEnv: '', lifecycle }, d.client)]),
+    );
+    const result = await applyPlan({
+      plan: p,
+      record: world.record,
+      providers,
+      owners: { web: 'team-a' },
+      parallelism: 10,
+      signal: stop.signal,
+      onEvent: (e) => {
+        // Ctrl-C as wave 2 starts, before any of its members took a slot.
+        if (e.type === 'wave-start' && e.wave === 2) stop.abort();
+      },
+    });
+    const wave = (n: number) => p.rollouts![0].waves[n - 1].members;
+    expect(result).toMatchObject({ failed: [], succeeded: 3, notStarted: 9, interrupted: true });
+    expect(result.rollouts[0].stopped).toEqual({ reason: 'the apply was interrupted', notStarted: [...wave(2), ...wave(3), ...wave(4)] });
+
+    // The next plan changes only the 9 members not yet done, in 3 waves of 3: nothing failed, nothing to bring back.
+    const again = await plan(world, world.pack, web('ubuntu-24.04', settings));
+    expect(again.changes.map((c) => c.address).sort()).toEqual([...wave(2), ...wave(3), ...wave(4)].sort());
+    expect(again.rollouts![0]).toMatchObject({ failureThreshold: 2 });
+    expect(again.rollouts![0].waves.map((w) => [w.members.length, w.returning])).toEqual([
+      [3, undefined],
+      [3, undefined],
+      [3, undefined],
+    ]);
+    const resumed = await apply(world, again);
+    expect(resumed).toMatchObject({ failed: [], succeeded: 9, notStarted: 0 });
+    const vms = await world.record.listVms(world.stack);
+    expect(vms.filter((v) => v.state === 'Running' && v.image === 'ubuntu-24.04')).toHaveLength(COUNT);
+    expect(timeline(await world.record.history(world.stack), new Set([p.id, again.id]), before).maxOut).toBe(3);
+  }, 180_000);
 });
 
 /** mulberry32: repeatable cases. */
