@@ -96,6 +96,11 @@ export function computePlan(input: PlanInput): PlanDocument {
   const scope = resolveScope(specs.keys(), rowsByFleet.keys(), input.options.targets, input.options.excludes).fleets;
   const grantedSoFar: Record<string, number> = {};
   const { changes } = s;
+  /**
+   * Members --target web/3 leaves out of the plan (their fleet's other existing members): the plan does not touch
+   * them, so they serve on as they are, and the waves and the rules count them as they count unchanged members.
+   */
+  const untouched: Change[] = [];
   for (const name of scope) {
     const all = (rowsByFleet.get(name) ?? []).sort((a, b) => a.index - b.index);
     const spec = specs.get(name);
@@ -112,6 +117,7 @@ export function computePlan(input: PlanInput): PlanDocument {
     const only = s.memberTargets.get(name);
     if (only) {
       const kept = changes.slice(start).filter((c) => only.has(c.index));
+      for (const c of changes.slice(start)) if (!only.has(c.index) && c.action !== 'create') untouched.push(c);
       changes.length = start;
       changes.push(...kept);
     }
@@ -122,7 +128,7 @@ export function computePlan(input: PlanInput): PlanDocument {
     pack: input.pack,
     lifecycle: s.lc,
     capacity: s.capacity,
-    unchangedIn: (fleet, state) => s.unchangedIn(fleet, state),
+    unchangedIn: (fleet, state) => s.unchangedIn(fleet, state) + untouched.filter((c) => c.fleet === fleet && c.from === state).length,
     quotaRoom: (spec, extra, surging) => {
       // Other fleets' surge VMs live beside their members: they count as members of those fleets while they do.
       const granted = { ...grantedSoFar };
@@ -136,8 +142,9 @@ export function computePlan(input: PlanInput): PlanDocument {
   // Rules judge every member, noops included, as they did when the document
   // listed noops (a rule counting a fleet's Running members needs them):
   // they see the plan with all of its changes, and in `unchanged` only the
-  // members summed rather than read (PlanInput.unchanged), each member once.
-  const everyMember: PlanDocument = { ...plan, changes, unchanged: summedUnchanged(s, scope) };
+  // members summed rather than read (PlanInput.unchanged) and the members
+  // --target left out (untouched), each member once.
+  const everyMember: PlanDocument = { ...plan, changes, unchanged: summedUnchanged(s, scope, untouched) };
   s.violations.push(...s.policy.evaluateRules(everyMember, s.ctx, input.pack, input.diagnostics ? (d) => input.diagnostics!.push(d) : undefined));
   s.violations.sort((a, b) => byName(a.address, b.address) || byName(a.policy, b.policy) || byName(a.message, b.message));
   s.grants.sort((a, b) => byName(a.fleet, b.fleet) || byName(a.policy, b.policy));

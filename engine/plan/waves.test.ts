@@ -346,3 +346,35 @@ describe('mandatory max-disruption with members leaving for good (a lower count)
     }
   });
 });
+
+describe('--target of one member under a mandatory max-disruption', () => {
+  // --target web/3 leaves the fleet's other members out of the plan, and the waves and the rule then counted
+  // its Running members as 1: "1 of 1 Running members of fleet web would leave Running" blocked the canary
+  // replace of one member of 12 that the same rule allows fleet-wide in waves of 3.
+  it.each([
+    { name: 'an image change of web/3', targets: ['web/3'], replace: [] as string[], changed: true },
+    { name: '--replace web/3 with --target web/3', targets: ['web/3'], replace: ['web/3'], changed: false },
+  ])('$name: the other 11 Running members count, and web/3 goes out of service in wave 1', async ({ targets, replace, changed }) => {
+    const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
+    const rules = new Map(base.rules);
+    const rule = rules.get('max-disruption')!;
+    rules.set('max-disruption', { ...rule, enforcement: 'mandatory', config: { ...rule.config, maxShare: 0.25 } });
+    const web = makeFleet('web', { count: 12, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] } });
+    const rows = Array.from({ length: 12 }, (_, i) => vmRow(web, i, { dataCenter: 'miami', ...(changed ? { image: 'ubuntu-22.04', specHash: 'old' } : {}) }));
+    const p = computePlan({
+      // miami is full: no room for a surge VM.
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms: 12 })]),
+      pack: { ...base, rules },
+      fleets: [web],
+      record: rows,
+      fleetVersions: {},
+      options: { targets, excludes: [], allowDestroy: [], refresh: false, replace },
+      policy: defaultPolicy,
+      id: 'p',
+    });
+    expect(p.policy.violations).toEqual([]);
+    expect(p.blocked).toBe(false);
+    expect(p.changes.map((c) => `${c.address} ${c.action} wave ${c.wave} ${c.replaceOrder}`)).toEqual(['web/3 replace wave 1 delete-before-create']);
+    expect(p.rollouts?.[0]).toMatchObject({ maxUnavailable: 3, maxSurge: 0 });
+  });
+});
