@@ -264,7 +264,7 @@ describe('a rollout that cannot start names its cause', () => {
       resize: true,
       vms: 50,
       rule: undefined,
-      want: { policy: 'rollout', message: /spec\.rollout\.maxUnavailable 0 allows no member out of Running at once, and a resize or transition cannot use a surge VM/, hint: /rollout\.maxUnavailable at least 1/ },
+      want: { policy: 'rollout', message: /spec\.rollout\.maxUnavailable 0 allows no member out of Running at once, and a resize or transition cannot use a surge VM/, hint: /rollout\.maxUnavailable at least 1 .*, or make the change a replace\.$/ },
     },
     {
       name: 'an image change with maxUnavailable 0 in the spec and a full data center',
@@ -272,7 +272,8 @@ describe('a rollout that cannot start names its cause', () => {
       resize: false,
       vms: 4,
       rule: 'advisory' as const,
-      want: { policy: 'rollout', message: /spec\.rollout\.maxUnavailable 0 allows no member out of Running at once and the data center has no room for a surge VM/, hint: /rollout\.maxUnavailable at least 1/ },
+      // The change is a replace already: the hint does not ask to make it one.
+      want: { policy: 'rollout', message: /spec\.rollout\.maxUnavailable 0 allows no member out of Running at once and the data center has no room for a surge VM\.$/, hint: /^Allow rollout\.maxUnavailable at least 1 in fleet web's spec or free capacity or quota for a surge VM\.$/ },
     },
     {
       name: 'a mandatory max-disruption that allows none, and a full data center',
@@ -280,7 +281,7 @@ describe('a rollout that cannot start names its cause', () => {
       resize: false,
       vms: 4,
       rule: 'mandatory' as const,
-      want: { policy: 'max-disruption', message: /max-disruption allows no member out of Running at once and the data center has no room for a surge VM/, hint: /max-disruption\.maxShare/ },
+      want: { policy: 'max-disruption', message: /max-disruption allows no member out of Running at once and the data center has no room for a surge VM/, hint: /^Raise max-disruption\.maxShare in the stack's policyPack\.config or free capacity or quota for a surge VM\.$/ },
     },
   ] as { name: string; rollout: RolloutSpec; resize: boolean; vms: number; rule?: Enforcement; want: { policy: string; message: RegExp; hint: RegExp } }[])(
     '$name',

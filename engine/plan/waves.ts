@@ -266,19 +266,22 @@ export function assignWaves(input: WaveInput): WaveResult {
       // here: a resize or transition, a replace with no room for a surge VM, or no surge VM left by the owner quota.
       const list = queue.map((c) => c.address);
       const bySpec = settings.unavailableFrom === 'spec';
+      const notReplace = queue.some((c) => c.action !== 'replace');
       const why = [
         capacityShort ? ' and the data center has no room for a surge VM' : '',
         surgeQuota === 0 && settings.maxSurge > 0 ? ' and the owner quota leaves no room for a surge VM' : '',
-        queue.some((c) => c.action !== 'replace') ? ', and a resize or transition cannot use a surge VM' : '',
+        notReplace ? ', and a resize or transition cannot use a surge VM' : '',
       ].join('');
+      // Only a resize or transition can be made a replace instead.
+      const orReplace = notReplace ? ', or make the change a replace' : '';
       violations.push({
         policy: bySpec ? 'rollout' : 'max-disruption',
         level: 'mandatory',
         address: fleet,
         message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} allows no member out of ${state} at once${why}.`,
         hint: bySpec
-          ? `Allow rollout.maxUnavailable at least 1 in fleet ${fleet}'s spec, free capacity or quota for a surge VM, or make the change a replace.`
-          : `Raise max-disruption.maxShare in the stack's policyPack.config, free capacity or quota for a surge VM, or make the change a replace.`,
+          ? `Allow rollout.maxUnavailable at least 1 in fleet ${fleet}'s spec${orReplace ? ',' : ' or'} free capacity or quota for a surge VM${orReplace}.`
+          : `Raise max-disruption.maxShare in the stack's policyPack.config${orReplace ? ',' : ' or'} free capacity or quota for a surge VM${orReplace}.`,
       });
     }
     rollouts.push({
