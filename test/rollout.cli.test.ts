@@ -211,3 +211,43 @@ describe('fleet apply of a saved rollout plan after the rollout stopped', () => 
     expect(resumed.code, resumed.stderr).toBe(0);
   }, 240_000);
 });
+
+describe('fleet apply of a rollout that grows its VMs past what their data center has left', () => {
+  // miami has 8 vCPUs, web 4 members of 2. A change to 3 vCPUs was planned as fine; apply deleted web/0's
+  // old VM, the authority refused its new one (8 vCPUs: 6 in use, needs 3 more), and web/0 was lost.
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  const spec = (image: string, cpu: number) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-web }
+spec:
+  count: 4
+  image: ${image}
+  size: { cpu: ${cpu}, memoryGiB: 2, diskGiB: 10 }
+  rollout: { maxUnavailable: 1 }
+`;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), oneDcStackYaml('rollout').replace('capacity: { vms: 50 }', 'capacity: { vms: 10, cpu: 8 }'));
+    await writeFile(join(dir, 'specs', 'web.yaml'), spec('ubuntu-22.04', 2));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is blocked at plan time, naming the member that does not fit, and no member is touched', async () => {
+    await writeFile(join(dir, 'specs', 'web.yaml'), spec('ubuntu-24.04', 3));
+    const plan = await fleet('plan');
+    expect(plan.code).toBe(1);
+    expect(plan.stdout).toContain('mandatory datacenter-capacity at web/0: web/0 grows by 1 vCPU in miami, which has 0 vCPUs left for it.');
+    const applied = await fleet('apply', '--yes', '--format', 'json');
+    expect(applied.code).not.toBe(0);
+    expect(waveEvents(applied.stdout).touched).toEqual([]);
+    await writeFile(join(dir, 'specs', 'web.yaml'), spec('ubuntu-22.04', 2));
+    const after = await fleet('plan');
+    expect(after.stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});
