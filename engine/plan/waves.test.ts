@@ -355,6 +355,32 @@ describe('mandatory max-disruption with members leaving for good (a lower count)
       else expect(blockedByRule, label).not.toEqual([]);
     }
   });
+
+  it.each([
+    { name: 'every member to PoweredOff under a mandatory maxShare 1', maxShare: 1, blocked: false },
+    // The rule's own finding says why; the waves add no second one.
+    { name: 'every member to PoweredOff under a mandatory maxShare 0.5', maxShare: 0.5, blocked: true },
+  ])('$name: the members that leave for good by a transition are not counted twice', async ({ maxShare, blocked }) => {
+    const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
+    const rules = new Map(base.rules);
+    const rule = rules.get('max-disruption')!;
+    rules.set('max-disruption', { ...rule, enforcement: 'mandatory', config: { ...rule.config, maxShare } });
+    const web = makeFleet('web', { count: 4, state: 'PoweredOff', placement: { dataCenters: ['miami'] } });
+    const rows = [0, 1, 2, 3].map((i) => vmRow(web, i, { dataCenter: 'miami', state: 'Running' }));
+    const p = computePlan({
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
+      pack: { ...base, rules },
+      fleets: [web],
+      record: rows,
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      policy: defaultPolicy,
+      id: 'p',
+    });
+    expect(p.changes.map((c) => c.action)).toEqual(['transition', 'transition', 'transition', 'transition']);
+    expect(p.blocked).toBe(blocked);
+    expect(p.policy.violations.map((v) => v.message)).toEqual(blocked ? [expect.stringMatching(/^4 of 4 Running members of fleet web would leave Running/)] : []);
+  });
 });
 
 describe('--target of one member under a mandatory max-disruption', () => {

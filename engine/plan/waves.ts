@@ -96,12 +96,14 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     notes.push(`maxUnavailable ${maxUnavailable} of ${n} from max-disruption maxShare ${rule.maxShare}`);
   }
   if (rule.enforcement === 'mandatory') {
-    // The rule counts the members leaving for good (deleted, or sent to another state) beside the widest wave.
-    const allowed = Math.max(0, Math.floor(rule.maxShare * serving + 1e-9) - leavingForGood);
+    // The rule counts the members deleted beside the widest wave. When they alone are more than it allows, it
+    // blocks the plan itself: the waves keep its share rather than add a second finding.
+    const share = Math.floor(rule.maxShare * serving + 1e-9);
+    const allowed = leavingForGood <= share ? share - leavingForGood : share;
     if (maxUnavailable > allowed) {
       maxUnavailable = allowed;
       unavailableFrom = 'max-disruption';
-      notes.push(`lowered to ${allowed} by mandatory max-disruption (maxShare ${rule.maxShare} of ${serving} ${rule.state}${leavingForGood ? `, ${leavingForGood} leaving for good` : ''})`);
+      notes.push(`lowered to ${allowed} by mandatory max-disruption (maxShare ${rule.maxShare} of ${serving} ${rule.state}${leavingForGood && allowed < share ? `, ${leavingForGood} deleted` : ''})`);
     }
   }
   let maxSurge = 0;
@@ -171,12 +173,15 @@ export function assignWaves(input: WaveInput): WaveResult {
   const rollouts: Rollout[] = [];
   const violations: Violation[] = [];
   const byFleet = new Map<string, Change[]>();
-  /** Per fleet, its members in the serving state that leave it for good, as max-disruption counts them (deposed VMs too). */
+  /**
+   * Per fleet, its members in the serving state that a delete takes out for good (a lower count, a deposed VM),
+   * which max-disruption counts beside the widest wave. A transition to another state for good is waved itself.
+   */
   const forGood = new Map<string, number>();
   /** Per fleet, its deposed VMs in the serving state: the rule counts them among the serving members. */
   const deposedServing = new Map<string, number>();
   for (const c of input.changes) {
-    if (c.action !== 'create' && c.from === rule.state && leavesState(c, rule.state) && (c.action === 'delete' || c.to !== rule.state)) {
+    if (c.action === 'delete' && c.from === rule.state) {
       forGood.set(c.fleet, (forGood.get(c.fleet) ?? 0) + 1);
     }
     if (c.deposed && c.from === rule.state) deposedServing.set(c.fleet, (deposedServing.get(c.fleet) ?? 0) + 1);
