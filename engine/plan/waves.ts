@@ -178,13 +178,20 @@ export function assignWaves(input: WaveInput): WaveResult {
    * which max-disruption counts beside the widest wave. A transition to another state for good is waved itself.
    */
   const forGood = new Map<string, number>();
-  /** Per fleet, its deposed VMs in the serving state: the rule counts them among the serving members. */
-  const deposedServing = new Map<string, number>();
+  /**
+   * Per fleet, the addresses whose deposed VM is in the serving state: the rule counts them among the serving
+   * members, and the member brought back beside one is not out (see `returningSurge`).
+   */
+  const deposedServing = new Map<string, Set<string>>();
   for (const c of input.changes) {
     if (c.action === 'delete' && c.from === rule.state) {
       forGood.set(c.fleet, (forGood.get(c.fleet) ?? 0) + 1);
     }
-    if (c.deposed && c.from === rule.state) deposedServing.set(c.fleet, (deposedServing.get(c.fleet) ?? 0) + 1);
+    if (c.deposed && c.from === rule.state) {
+      let set = deposedServing.get(c.fleet);
+      if (!set) deposedServing.set(c.fleet, (set = new Set()));
+      set.add(c.address);
+    }
     if (c.deposed) continue;
     let list = byFleet.get(c.fleet);
     if (!list) byFleet.set(c.fleet, (list = []));
@@ -202,12 +209,12 @@ export function assignWaves(input: WaveInput): WaveResult {
     const state = rule.state;
     const disruptive = changes.filter((c) => c.action !== 'delete' && leavesState(c, state));
     if (disruptive.length === 0) continue;
-    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (deposedServing.get(fleet) ?? 0) + (input.unchangedIn?.(fleet, state) ?? 0);
+    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (deposedServing.get(fleet)?.size ?? 0) + (input.unchangedIn?.(fleet, state) ?? 0);
     // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
     const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
     // One whose failed surge replace left its old VM serving (deposed) is not out: its two VMs hold a surge place.
-    const oldServing = new Set(input.changes.filter((c) => c.deposed && c.fleet === fleet && c.from === state).map((c) => c.address));
-    const returningSurge = returning.filter((c) => oldServing.has(c.address)).length;
+    const oldServing = deposedServing.get(fleet);
+    const returningSurge = oldServing ? returning.filter((c) => oldServing.has(c.address)).length : 0;
     // A failureThreshold share counts every member the rollout changes: those it takes out and those it brings back.
     const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length, forGood.get(fleet) ?? 0);
     if (!settings) continue;
