@@ -347,7 +347,9 @@ export class Authority {
     if (fence !== undefined) {
       const r = (await settle(this.core, caller, report)).report;
       const vm = await this.rows.get(report.vmId);
-      if (vm) await this.o.record.addHistory(vm.id, { from: next[0].from, to: next[0].to ?? next[0].from ?? '', outcome: 'vetoed', actor: `dmz-client:${caller}`, planId: next[0].planId, requestId: next[0].requestId, detail: fence.reason });
+      // The history row names the edge whose token was refused (a later one, maybe), not the chain's first.
+      const e = fence.edge;
+      if (vm) await this.o.record.addHistory(vm.id, { from: e.from, to: e.to ?? e.from ?? '', outcome: 'vetoed', actor: `dmz-client:${caller}`, planId: e.planId, requestId: e.requestId, detail: fence.reason });
       return { report: r, next: [{ authorize: veto(fence.reason, vm, fence.refusal) }] };
     }
     const settled = await settle(this.core, caller, report, { next, ahead });
@@ -358,15 +360,19 @@ export class Authority {
 
   /**
    * Why the edges of an advance's chain (one VM's, so one fleet's) may not
-   * be approved under their fencing tokens: the first edge's refusal that
-   * its token gets (fenced, locked); undefined when every edge's token
-   * passes. Every edge is checked: the edges after the first are approved
-   * on the rows the first write makes (foresee), which never reads a token.
+   * be approved under their fencing tokens: the refusal (fenced, locked) of
+   * the first edge whose token gets one, with that edge (its history row
+   * names it); undefined when every edge's token passes. Every edge is
+   * checked: the edges after the first are approved on the rows the first
+   * write makes (foresee), which never reads a token. Each token once.
    */
-  private async fencedChain(stack: string, fleet: string, next: readonly AuthorizeRequest[]): Promise<Refusal | undefined> {
-    for (const token of new Set(next.map((n) => n.fencingToken))) {
-      const fence = await this.fences.fenced(stack, fleet, token);
-      if (fence !== undefined) return fence;
+  private async fencedChain(stack: string, fleet: string, next: readonly AuthorizeRequest[]): Promise<(Refusal & { edge: AuthorizeRequest }) | undefined> {
+    const passed = new Set<number | undefined>();
+    for (const edge of next) {
+      if (passed.has(edge.fencingToken)) continue;
+      const fence = await this.fences.fenced(stack, fleet, edge.fencingToken);
+      if (fence !== undefined) return { ...fence, edge };
+      passed.add(edge.fencingToken);
     }
     return undefined;
   }

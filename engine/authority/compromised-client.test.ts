@@ -406,6 +406,9 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
           expect(adv.body.next[0].authorize).toMatchObject({ decision: 'vetoed', reason: expect.stringContaining(reason) });
           expect(await stateOf(w, id)).toBe('PoweredOn');
           expect((await post<ErrorBody>(w, '/v1/reports', reportOf(next[0]))).body.error.code).toMatch(/report-unapproved/);
+          // The veto's history row names the edge whose token was refused (the second), not the chain's first.
+          const vetoed = (await w.record.history(w.stack)).filter((h) => h.vmId === id && h.outcome === 'vetoed');
+          expect(vetoed.map((h) => [h.from, h.to, h.requestId, h.planId])).toEqual([['Starting', 'Running', next[1].requestId, next[1].planId]]);
         } finally {
           await now.release();
         }
