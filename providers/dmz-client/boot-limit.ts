@@ -38,7 +38,7 @@ export interface BootLimitSettings {
 
 /**
  * The defaults: 30 denials per 30 s per address, 10 000 addresses (about
- * 1 MB). A VM boots with one token and asks a handful of times at most; the
+ * 1.2 MB, about 125 bytes each). A VM boots with one token and asks a handful of times at most; the
  * boot agent asks again after a 429 for 55 s (12 tries, 5 s apart), longer
  * than a window, so a VM refused because another caller shares its address
  * (NAT) still boots once the window ends.

@@ -57,7 +57,7 @@ export interface BootLimitSettings {
    */
   windowMs?: number;
   /**
-   * Source addresses counted at once, at most (default 10000; about 100 bytes each). When the table is full the address whose window is closest to its end is dropped and judged afresh.
+   * Source addresses counted at once, at most (default 10000; about 125 bytes each). When the table is full the address whose window is closest to its end is dropped and judged afresh.
    */
   maxAddresses?: number;
 }
