@@ -81,7 +81,7 @@ export default tseslint.config(
   },
   ...layerConfigs,
   {
-    files: ['bin/**/*.mjs', 'providers/pulumi/**/*.mjs'],
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', performance: 'readonly' } },
+    files: ['bin/**/*.mjs', 'providers/pulumi/**/*.mjs', 'bench/**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', performance: 'readonly', Buffer: 'readonly' } },
   },
 );

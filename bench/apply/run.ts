@@ -133,7 +133,7 @@ import { writePackAndSpecs as writePack, writeSpecs, writeStack as writeStackFil
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const FLEET = join(ROOT, 'bin', 'fleet.mjs');
-const CHILD = join(ROOT, 'bench', 'apply', 'child.ts');
+const CHILD = join(ROOT, 'bench', 'apply', 'child.mjs');
 const DCS = ['dc-0', 'dc-1', 'dc-2', 'dc-3'];
 const STACK = 'bench-apply';
 const HOST = '127.0.0.1';
@@ -315,7 +315,7 @@ async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv, t
   const err = openSync(errFile, 'w');
   const t0 = performance.now();
   const prof = cpuProf && profile ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, 'cli')}`] : [];
-  const child = spawn(process.execPath, [...NODE_ARGS, ...prof, '--import', 'tsx', CHILD, 'apply', '--yes', '--format', 'json', '--parallelism', String(P), '--stack', stackDir], {
+  const child = spawn(process.execPath, [...NODE_ARGS, ...prof, CHILD, 'apply', '--yes', '--format', 'json', '--parallelism', String(P), '--stack', stackDir], {
     cwd: ROOT,
     env: { ...env, FLEET_BENCH_USAGE_FILE: usageFile },
     stdio: ['ignore', out, err],
@@ -574,7 +574,7 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
   }
   const cpuLabel = services.length ? 'CLI CPU    ' : 'CPU (all)  ';
   console.log(`  ${cpuLabel} ${f0(cpuTotalMs)} ms in all = ${f2(cpuTotalMs / steps)} ms per step; apply phase ${f0(cpuApplyMs)} ms = ${f2(cpuApplyMs / steps)} ms per step`);
-  if (u) console.log(`              user ${f0(u.usage.userCPUTime / 1000)} ms + sys ${f0(u.usage.systemCPUTime / 1000)} ms, peak RSS ${f0(u.usage.maxRSS / 1024)} MiB`);
+  if (u) console.log(`              user ${f0(u.usage.userCPUTime / 1000)} ms + sys ${f0(u.usage.systemCPUTime / 1000)} ms, peak RSS ${f0(u.usage.maxRSS / 1024)} MiB; ran ${u.built ? 'the build (dist/cli), as bin/fleet.mjs does' : 'the sources through tsx: the build is stale or missing (npm run build)'}`);
   if (services.length) {
     const parts = services.map((s, i) => `${s.name} ${f1(svcCpu1[i] - svcCpu0[i])} s`);
     const sum = services.reduce((n, _s, i) => n + svcCpu1[i] - svcCpu0[i], 0);

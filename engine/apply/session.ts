@@ -61,6 +61,8 @@ export interface SessionOptions {
   onRecordOutage?: Pick<RecordRetryOptions, 'onOutage' | 'onBack'>;
   /** The record must exist (`fleet refresh`): a PGlite folder that does not is record.not-found, not a new, empty record. */
   existingRecord?: boolean;
+  /** Never upgrade the record's schema (`fleet refresh --check`, which writes nothing): record.older-schema instead (openRecord `upgrade: false`). */
+  noUpgrade?: string;
 }
 
 export async function loadValidStack(stackDir: string, opts: SessionOptions) {
@@ -121,7 +123,12 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
   const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
   const waitMs = (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000;
   if (opts.existingRecord) requireExistingRecord(stack.recordUrl);
-  const opened = await openRecord(stack.recordUrl, { waitMs, ...(opts.onRecordWait ? { waiting: opts.onRecordWait } : {}), ...(opts.existingRecord ? { existing: true } : {}) });
+  const opened = await openRecord(stack.recordUrl, {
+    waitMs,
+    ...(opts.onRecordWait ? { waiting: opts.onRecordWait } : {}),
+    ...(opts.existingRecord ? { existing: true } : {}),
+    ...(opts.noUpgrade !== undefined ? { upgrade: false, noUpgradeWhy: opts.noUpgrade } : {}),
+  });
   const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
   // The CLI's own record calls ride out a short outage of a PostgreSQL record
   // (record-retry.ts); the in-process authority below gets the record as it

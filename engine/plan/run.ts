@@ -8,7 +8,7 @@
 // whatever their enforcement, without reading every row.
 import { statSync } from 'node:fs';
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
-import { openRecord } from '../record/index.ts';
+import { isServerRecord, openRecord } from '../record/index.ts';
 import type { FleetRecord, PlanVmRow, StackIdentity, UnchangedRow, UsageRow } from '../record/types.ts';
 import { loadStack, type LoadResult, type StackInput } from '../spec/index.ts';
 import { sealPlan } from './integrity.ts';
@@ -106,7 +106,14 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   };
   const t1 = performance.now();
   // Plan only reads: a PGlite record an apply holds is read from a copy (openRecord readOnly) instead of waiting for it.
-  const record = opts.record ?? (await openRecord(stack.recordUrl, { readOnly: true }));
+  // It upgrades a PGlite record (the stack's own folder) but never a PostgreSQL one, which other jobs share: a pull
+  // request's plan with a newer dmzfleet would move the record past the version main's jobs use (record.newer-schema
+  // there). It is refused instead (record.older-schema) unless only index migrations are missing; an empty database
+  // is still made a record (the first plan).
+  const server = isServerRecord(stack.recordUrl);
+  const record =
+    opts.record ??
+    (await openRecord(stack.recordUrl, { readOnly: true, ...(server ? { upgrade: false, noUpgradeWhy: '`fleet plan` writes nothing to a PostgreSQL record, which other jobs share' } : {}) }));
   let rows: PlanVmRow[];
   let usage: UsageRow[] | undefined;
   let unchanged: UnchangedRow[] = [];

@@ -396,7 +396,7 @@ export async function migrate(
   db: SqlAdapter,
   where: { description: string; file?: string },
   migrations: readonly Migration[] = MIGRATIONS,
-  opts: { create?: boolean; upgrade?: boolean } = {},
+  opts: { create?: boolean; upgrade?: boolean; noUpgradeWhy?: string } = {},
 ): Promise<{ from: number; to: number }> {
   const target = migrations[migrations.length - 1].version;
   // A record at the target version already (every open but the first after
@@ -435,7 +435,7 @@ export async function migrate(
         `the record ${where.description} has schema version ${from}; this dmzfleet reads version ${target} (missing: ${missing
           .filter((m) => m.indexOnly !== true)
           .map((m) => m.version)
-          .join(', ')}). This command only reads, so it does not upgrade the record: \`fleet plan\` or \`fleet apply\` with this dmzfleet upgrades it (after that, an older dmzfleet refuses it), or use the dmzfleet version that wrote it.`,
+          .join(', ')}). ${opts.noUpgradeWhy ?? 'This command only reads'}, so it does not upgrade the record. Upgrade it on purpose with \`fleet record upgrade\` (or \`fleet apply\`) with this dmzfleet, once every job that uses the record can move to it (an older dmzfleet refuses an upgraded record), or use the dmzfleet version that wrote it.`,
         where.file !== undefined ? { file: where.file } : {},
       );
     }

@@ -63,7 +63,47 @@ export function requireExistingRecord(url: string): void {
   }
 }
 
-export async function openRecord(url: string, opts: OpenPgliteOptions & { existing?: boolean } = {}): Promise<SqlRecord> {
+/**
+ * Whether opening a record may upgrade its schema (`upgrade` in openRecord's
+ * options): only commands that write decide it; the default is that of
+ * migrate (upgrade), but for `existing` and `readOnly` together (state,
+ * history), which never upgrade.
+ */
+export interface OpenRecordOptions extends OpenPgliteOptions {
+  existing?: boolean;
+  /**
+   * false: never upgrade the schema. A record missing only `indexOnly`
+   * migrations is read as it is; one missing any other is refused with
+   * record.older-schema, untouched (an empty database is still made a
+   * record unless `existing`). `fleet plan` on a PostgreSQL record, `fleet ui`,
+   * `fleet refresh --check`: commands that write nothing must not move a
+   * shared record past the dmzfleet version other jobs use.
+   */
+  upgrade?: boolean;
+  /** The command that refused to upgrade, named in record.older-schema (default: "This command only reads"). */
+  noUpgradeWhy?: string;
+}
+
+/** Whether a record URL names a PostgreSQL server (a record others may share), not a PGlite folder or memory. */
+export function isServerRecord(url: string): boolean {
+  return url.startsWith('postgres://') || url.startsWith('postgresql://');
+}
+
+export async function openRecord(url: string, opts: OpenRecordOptions = {}): Promise<SqlRecord> {
+  return (await openWithSchema(url, opts)).record;
+}
+
+/**
+ * Opens the record and brings its schema up to date, as openRecord (an
+ * existing record only: `fleet record upgrade` makes none); also returns the
+ * schema version found and the version now.
+ */
+export async function upgradeRecord(url: string, opts: OpenPgliteOptions = {}): Promise<{ record: SqlRecord; from: number; to: number }> {
+  requireExistingRecord(url);
+  return openWithSchema(url, { ...opts, existing: true, upgrade: true });
+}
+
+async function openWithSchema(url: string, opts: OpenRecordOptions): Promise<{ record: SqlRecord; from: number; to: number }> {
   const description = describeRecordUrl(url);
   let adapter: SqlAdapter;
   let file: string | undefined;
@@ -84,15 +124,17 @@ export async function openRecord(url: string, opts: OpenPgliteOptions & { existi
   } else {
     fail('record.bad-url', `${description} is not a record URL; use pglite:///abs/dir, postgres://user@host:5432/db or memory://.`);
   }
+  let schema: { from: number; to: number };
   try {
-    await migrate(adapter, file !== undefined ? { description, file } : { description }, MIGRATIONS, {
+    schema = await migrate(adapter, file !== undefined ? { description, file } : { description }, MIGRATIONS, {
       create: opts.existing !== true,
       // state and history: read an older record as it is, or refuse (record.older-schema); never upgrade it.
-      upgrade: !(opts.existing === true && opts.readOnly === true),
+      upgrade: opts.upgrade ?? !(opts.existing === true && opts.readOnly === true),
+      ...(opts.noUpgradeWhy !== undefined ? { noUpgradeWhy: opts.noUpgradeWhy } : {}),
     });
   } catch (err) {
     await adapter.close().catch(() => {});
     throw err;
   }
-  return sqlRecord(adapter, description);
+  return { record: sqlRecord(adapter, description), ...schema };
 }

@@ -40,9 +40,16 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
           async () => {
             const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
             // A record it would make is empty: a mistyped URL's drift check would find no drift, ever.
-            const session = await openSession(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), existingRecord: true, onRecordOutage: recordOutageNotices(io, 'the refresh') });
+            const check = Boolean(opts.check);
+            const session = await openSession(opts.stack, {
+              cwd: io.cwd,
+              env: loaderEnv(io, opts),
+              existingRecord: true,
+              onRecordOutage: recordOutageNotices(io, 'the refresh'),
+              // A drift check writes nothing, so it does not upgrade the record either (a scheduled job on a newer dmzfleet).
+              ...(check ? { noUpgrade: '`fleet refresh --check` writes nothing' } : {}),
+            });
             try {
-              const check = Boolean(opts.check);
               const result = await refreshStack(session, { actor: defaultActor(), write: !check });
               const unreachable: Diagnostic[] = result.drift
                 .filter((d) => d.kind === 'unreachable')

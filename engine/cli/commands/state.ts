@@ -30,21 +30,27 @@ export async function withStackRecord<T>(
   access: { readOnly?: boolean } = {},
 ): Promise<T> {
   // Loaded when a command runs, not for `fleet --version` (engine/cli/main.ts).
-  const [{ loadStack }, { openRecord, requireExistingRecord }] = await Promise.all([import('../../spec/index.ts'), import('../../record/index.ts')]);
+  const [stack, { openRecord, requireExistingRecord }] = await Promise.all([loadStackFile(io, opts), import('../../record/index.ts')]);
+  // These commands never make a record: a mistyped URL would answer from a new, empty one ("0 VMs").
+  requireExistingRecord(stack.recordUrl);
+  const record = await openRecord(stack.recordUrl, { ...access, existing: true });
+  try {
+    return await fn(record, stack.name);
+  } finally {
+    await record.close();
+  }
+}
+
+/** The stack file of `opts.stack` alone (its name and record URL, --record-url applied): the fleet specs and pack may be invalid. */
+export async function loadStackFile(io: CliIO, opts: RecordCliOptions): Promise<{ name: string; recordUrl: string }> {
+  const { loadStack } = await import('../../spec/index.ts');
   const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), stackOnly: true });
   if (!loaded.stack) {
     const errors: Diagnostic[] = loaded.diagnostics.filter((d) => d.severity === 'error');
     if (errors.length === 0) throw new Error(`bug: loadStack gave no stack and no error for ${opts.stack}`);
     throw new FleetError(errors);
   }
-  // These commands never make a record: a mistyped URL would answer from a new, empty one ("0 VMs").
-  requireExistingRecord(loaded.stack.recordUrl);
-  const record = await openRecord(loaded.stack.recordUrl, { ...access, existing: true });
-  try {
-    return await fn(record, loaded.stack.name);
-  } finally {
-    await record.close();
-  }
+  return loaded.stack;
 }
 
 /** Prints a record command's result: `doc` (plus `diagnostics: []`) in JSON mode, else `text()`. */

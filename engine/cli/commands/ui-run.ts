@@ -152,7 +152,10 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
     fail('record.not-found', `There is no record at ${describeRecordUrl(stack.recordUrl)}: the folder ${dir} does not exist. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, the dashboard only reads one.`);
   }
   const postgres = /^postgres(ql)?:\/\//.test(stack.recordUrl);
-  const record = postgres ? await openRecord(stack.recordUrl) : leasedRecord(() => openRecord(stack.recordUrl));
+  // Nor does it upgrade one (record.older-schema): a dashboard started with a newer dmzfleet would move a shared record
+  // past the version the CI jobs use.
+  const opening = { existing: true, upgrade: false, noUpgradeWhy: 'The dashboard only reads' } as const;
+  const record = postgres ? await openRecord(stack.recordUrl, opening) : leasedRecord(() => openRecord(stack.recordUrl, opening));
   // A request must arrive whole within the services' bound (a sign-in form trickled in held a connection for ever).
   const receipt = receiptBound();
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024, requestTimeout: receipt.requestTimeout, ...(tls ? { https: { ...tls, ...receipt.http } } : { http: receipt.http }) });

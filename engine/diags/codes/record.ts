@@ -44,8 +44,8 @@ export const recordCodes = defineCodes({
     severity: 'error',
   },
   'record.older-schema': {
-    summary: 'Record needs an upgrade a read-only command does not make',
-    doc: 'The record\'s schema is older than this dmzfleet reads, and the command only reads (`fleet state`, `fleet history`): it never upgrades a record, since after an upgrade an older dmzfleet (a CI job not yet updated) refuses the record with record.newer-schema. Run `fleet plan` or `fleet apply` with this dmzfleet to upgrade it, or use the dmzfleet version that wrote it. A record that lacks only migrations that change indexes is read as it is.',
+    summary: 'Record needs an upgrade this command does not make',
+    doc: 'The record\'s schema is older than this dmzfleet reads, and the command does not upgrade records: the commands that write nothing (`fleet state`, `fleet history`, `fleet ui`, `fleet refresh --check`, and `fleet plan` on a PostgreSQL record) never do, since after an upgrade an older dmzfleet (a CI job not yet updated, main\'s pipeline while a pull request tries a newer dmzfleet) refuses the record with record.newer-schema. Upgrade it on purpose with `fleet record upgrade` (or `fleet apply`) with this dmzfleet once every job that uses the record can move to it, or use the dmzfleet version that wrote it. A record that lacks only migrations that change indexes is read as it is.',
     severity: 'error',
   },
   'record.over-budget': {
