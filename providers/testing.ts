@@ -52,7 +52,7 @@ export async function startTestWorld(opts: {
   dataCenters?: string[];
   sim?: Partial<Omit<SimOptions, 'dataCenter' | 'stateDir'>> | ((dc: string) => Partial<Omit<SimOptions, 'dataCenter' | 'stateDir'>>);
   client?: Partial<DmzHttpClientOptions>;
-  dmz?: Partial<Pick<StartDmzClientOptions, 'driverAttempts' | 'driverTimeoutMs' | 'readyTimeoutMs' | 'logger'>>;
+  dmz?: Partial<Pick<StartDmzClientOptions, 'driverAttempts' | 'driverTimeoutMs' | 'readyTimeoutMs' | 'logger' | 'bootLimit' | 'bootLimitClock'>>;
   /** Lifetime of the authority's scoped credentials (default 10 minutes). */
   credentialTtlMs?: number;
   /** Share one record between worlds (PGlite start-up is the slow part); each world gets its own stack name. */

@@ -332,8 +332,10 @@ export class Authority {
   private async advanceCreate(caller: string, create: AuthorizeRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
     const foreign = vetoForeign(caller, create);
     if (foreign) return { create: foreign, next: [] };
-    // The create's own token is fenced by authorizeCreate; its chain's, here (a stale one on any edge refuses it all).
-    const fence = create.vm ? await this.fencedChain(create.vm.stack, create.vm.fleet, next) : undefined;
+    // The create's own token is fenced by authorizeCreate; its chain's other tokens, here (a stale one on any edge
+    // refuses it all). An edge under the create's token (the usual case: one apply) is left to authorizeCreate's check,
+    // a moment later in the same call: one read of the fleet's fence per create, not two.
+    const fence = create.vm ? await this.fencedChain(create.vm.stack, create.vm.fleet, next, create.fencingToken) : undefined;
     if (fence !== undefined) return { create: veto(fence.reason, undefined, fence.refusal), next: [] };
     const made = await authorizeCreate(this.core, caller, create, next, ahead);
     if (made.answer.decision === 'vetoed' || !made.row) return { create: made.answer, next: [] };
@@ -347,7 +349,9 @@ export class Authority {
     if (fence !== undefined) {
       const r = (await settle(this.core, caller, report)).report;
       const vm = await this.rows.get(report.vmId);
-      if (vm) await this.o.record.addHistory(vm.id, { from: next[0].from, to: next[0].to ?? next[0].from ?? '', outcome: 'vetoed', actor: `dmz-client:${caller}`, planId: next[0].planId, requestId: next[0].requestId, detail: fence.reason });
+      // The history row names the edge whose token was refused (a later one, maybe), not the chain's first.
+      const e = fence.edge;
+      if (vm) await this.o.record.addHistory(vm.id, { from: e.from, to: e.to ?? e.from ?? '', outcome: 'vetoed', actor: `dmz-client:${caller}`, planId: e.planId, requestId: e.requestId, detail: fence.reason });
       return { report: r, next: [{ authorize: veto(fence.reason, vm, fence.refusal) }] };
     }
     const settled = await settle(this.core, caller, report, { next, ahead });
@@ -358,15 +362,25 @@ export class Authority {
 
   /**
    * Why the edges of an advance's chain (one VM's, so one fleet's) may not
-   * be approved under their fencing tokens: the first edge's refusal that
-   * its token gets (fenced, locked); undefined when every edge's token
-   * passes. Every edge is checked: the edges after the first are approved
-   * on the rows the first write makes (foresee), which never reads a token.
+   * be approved under their fencing tokens: the refusal (fenced, locked) of
+   * the first edge whose token gets one, with that edge (its history row
+   * names it); undefined when every edge's token passes. Every edge is
+   * checked: the edges after the first are approved on the rows the first
+   * write makes (foresee), which never reads a token. Each token once;
+   * none of the edges under `checked` (a token the caller checks itself).
    */
-  private async fencedChain(stack: string, fleet: string, next: readonly AuthorizeRequest[]): Promise<Refusal | undefined> {
-    for (const token of new Set(next.map((n) => n.fencingToken))) {
-      const fence = await this.fences.fenced(stack, fleet, token);
-      if (fence !== undefined) return fence;
+  private async fencedChain(
+    stack: string,
+    fleet: string,
+    next: readonly AuthorizeRequest[],
+    ...checked: [number | undefined] | []
+  ): Promise<(Refusal & { edge: AuthorizeRequest }) | undefined> {
+    const passed = new Set<number | undefined>(checked);
+    for (const edge of next) {
+      if (passed.has(edge.fencingToken)) continue;
+      const fence = await this.fences.fenced(stack, fleet, edge.fencingToken);
+      if (fence !== undefined) return { ...fence, edge };
+      passed.add(edge.fencingToken);
     }
     return undefined;
   }

@@ -74,6 +74,17 @@ export function runMetrics(m: ServiceMetrics, src: RunSources): void {
 }
 
 /**
+ * A DMZ client's boot endpoint limit (providers/dmz-client/boot-limit.ts):
+ * requests refused 429 by route pattern (never by address: an address is no
+ * label), and the addresses its table holds, read at each scrape.
+ */
+export function bootLimitMetrics(m: ServiceMetrics, src: { addresses(): number }): Counter<'route'> {
+  const registers = [m.registry];
+  new Gauge({ name: 'fleet_boot_limit_addresses', help: 'Source addresses the boot endpoint\'s limit is counting denials of now (bounded by spec.bootLimit.maxAddresses).', registers, collect() { this.set(src.addresses()); } });
+  return new Counter({ name: 'fleet_boot_limited_total', help: 'Boot endpoint requests refused 429 (boot-rate-limited) because their source address used its budget of denials, by route.', labelNames: ['route'], registers });
+}
+
+/**
  * `target` with every method that returns a promise timed into `h` by method
  * name and outcome; other properties untouched. For the record, whose calls
  * are what a step waits for.

@@ -99,6 +99,10 @@ const DEFAULTS: Record<string, Record<string, string>> = {
     'spec.requestTimeoutMs': '`30000`',
     'spec.readyTimeoutMs': '`600000` (aws, azure), `60000` (sim)',
     'spec.bootUrl': "the client's listen address",
+    // providers/dmz-client/boot-limit.ts BOOT_LIMIT_DEFAULTS (a data folder imports no service).
+    'spec.bootLimit.denials': '`30`',
+    'spec.bootLimit.windowMs': '`30000`',
+    'spec.bootLimit.maxAddresses': '`10000`',
     'spec.aws.dataVolumeDevice': 'the volume by its EBS id',
     'spec.aws.pollMs': '`2000`',
     'spec.azure.endpoint': '`https://management.azure.com`',

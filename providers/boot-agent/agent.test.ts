@@ -284,6 +284,7 @@ describe('boot agent against a faulty boot endpoint', () => {
     { name: 'a JSON error with 200', answer: (res: ServerResponse) => json(res, 200, '{"error":{"code":"internal","message":"x"}}'), denied: false, asked: 1 },
     { name: 'a 400', answer: (res: ServerResponse) => json(res, 400, '{"error":{"code":"bad-request","message":"x"}}'), denied: false, asked: 1 },
     { name: 'a 503 every time', answer: (res: ServerResponse) => json(res, 503, '{"error":{"code":"authority-unavailable","message":"x"}}'), denied: false, asked: 4 },
+    { name: 'a 429 every time (the boot endpoint\'s limit)', answer: (res: ServerResponse) => json(res, 429, '{"error":{"code":"boot-rate-limited","message":"x"}}'), denied: false, asked: 4 },
     { name: 'a cut connection every time', answer: (res: ServerResponse) => void res.socket?.destroy(), denied: false, asked: 4 },
     { name: 'an answer cut short every time', answer: (res: ServerResponse) => void (res.writeHead(200, { 'content-length': '200' }).write('{"approved":tr'), res.socket?.end()), denied: false, asked: 4 },
   ])('$name: the VM powers off, reported failed with denied=$denied, no key used (asked $asked times)', async ({ name, answer, denied, asked }) => {
@@ -378,6 +379,22 @@ describe('boot agent against a faulty boot endpoint', () => {
         'status fleet-data',
         'open --test-passphrase --type luks --key-file=- /dev/nvme1n1',
       ]);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  // The DMZ client's limit of denials per address answers 429 boot-rate-limited until its window ends (a VM sharing its
+  // address with a caller sending bad tokens): a lost answer, asked again; the boot goes on once the window has passed.
+  it('a 429 (boot-rate-limited), then the approval: asked again, the volume opens, ready', async () => {
+    const ep = await faultyEndpoint((n, _req, res) =>
+      n === 0 ? void res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '30' }).end('{"error":{"code":"boot-rate-limited","message":"x"}}') : json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}'),
+    );
+    try {
+      const r = await runUserData(renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), join(root, 'limited-once'), { FLEET_RETRY_SECONDS: '0' });
+      expect(r).toMatchObject({ code: 0, poweredOff: false, opened: true });
+      expect(ep.seen.boots).toHaveLength(2);
+      expect(ep.seen.reports.map((x) => x.state)).toEqual(['booting', 'ready']);
     } finally {
       await ep.close();
     }

@@ -2,9 +2,11 @@
 // (Fastify validates it against the route's schema), calls the step runner,
 // the runs or the driver's reads, and answers with what they return; errors
 // become their protocol answer (protocol/http.ts, errorAnswer).
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Counter } from 'prom-client';
 import type { ServiceMetrics } from '../../engine/observability/index.ts';
-import { WireError, doc, streamAnswers, type Part } from '../../protocol/index.ts';
+import { WireError, doc, errorAnswer, streamAnswers, type Part } from '../../protocol/index.ts';
+import type { BootLimiter, BootTicket } from './boot-limit.ts';
 import type { BootAuthorizeRequest, BootAuthorizeResponse } from '../../protocol/index.ts';
 import type { Driver, ScopedCredentials } from '../drivers/types.ts';
 import type { AgentReport, BatchStep, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
@@ -39,6 +41,8 @@ export interface DmzRoutes {
   openapi: () => unknown;
   /** Each step's time goes into stepSeconds (by operation and outcome). */
   metrics: ServiceMetrics;
+  /** The boot endpoint's limit of denials per source address (boot-limit.ts), and its counter of refused requests. */
+  bootLimit: { limiter: BootLimiter; limited: Counter<'route'> };
 }
 
 /** Where a step's log line gets its VM and edge from: the step as the caller sent it. */
@@ -164,25 +168,84 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
     vms: await driver.list(readCredentials()),
   }));
 
+  // The boot endpoint's limit (boot-limit.ts, docs/dmz-client.md "The boot endpoint's limit"): a request from an
+  // address that used its budget of denials is answered 429 before anything else (its body is not even read); an
+  // admitted one is settled as a denial or not once answered: by its handler (approved: false, a refused report, a
+  // 4xx it throws), or, when it never reached its handler (a malformed body), by its answer's status.
+  const { limiter, limited } = r.bootLimit;
+  const tickets = new WeakMap<FastifyRequest, { ticket: BootTicket; handled: boolean }>();
+  const admitBoot = async (req: FastifyRequest, reply: FastifyReply) => {
+    const a = limiter.admit(req.ip);
+    if (a.ok) {
+      tickets.set(req, { ticket: a.ticket, handled: false });
+      return;
+    }
+    const route = req.routeOptions.url ?? '/v1/boot';
+    limited.inc({ route });
+    const { windowMs } = limiter.settings;
+    const until = new Date(a.until).toISOString();
+    // One line per address and window (never a token: nothing of the body is read), instead of a request line per refusal.
+    if (a.first) req.log.warn({ dataCenter: dc, address: req.ip, route, denials: a.denials, windowMs, until }, 'boot limited');
+    if (levelEnabled(req.log, 'info')) req.log = req.log.child({}, { level: 'warn' });
+    const err = new WireError(
+      'boot-rate-limited',
+      `boot requests from ${req.ip} are refused until ${until}: it had ${a.denials} denied, refused or malformed boot requests within ${windowMs / 1000} s (the DMZ client's spec.bootLimit); nothing was asked of the authority`,
+    );
+    const { status, body } = errorAnswer(err);
+    return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
+  };
+  /** A refusal of the caller's (4xx) is a denial; a 5xx (the authority unreachable) decided nothing. */
+  const refused = (status: number) => status >= 400 && status < 500;
+  const settleUnhandled = async (req: FastifyRequest, reply: FastifyReply) => {
+    const t = tickets.get(req);
+    if (t && !t.handled) limiter.settle(t.ticket, refused(reply.statusCode));
+  };
+  const judged = async <T>(req: FastifyRequest, work: () => Promise<T>, denied: (out: T) => boolean): Promise<T> => {
+    const t = tickets.get(req);
+    if (t) t.handled = true;
+    try {
+      const out = await work();
+      if (t) limiter.settle(t.ticket, denied(out));
+      return out;
+    } catch (err) {
+      if (t) limiter.settle(t.ticket, refused(errorAnswer(err as Error).status));
+      throw err;
+    }
+  };
+  const bootHooks = { onRequest: admitBoot, onResponse: settleUnhandled };
+
   app.post<{ Body: BootRequest }>(
     '/v1/boot',
-    { schema: doc('Boot endpoint: a booting VM asks for approval and its disk key', { body: bootBodySchema, response: { 200: bootResponseSchema, 400: errorSchema, 503: errorSchema } }) },
-    async (req) => {
-      // The authority checks a booting VM against the record's state: a
-      // report of this VM still on its way (written behind, its boot edge
-      // already running) goes first.
-      await steps.reportOnItsWay(req.body.vmId);
-      return authority.boot({ dataCenter: dc, ...req.body });
+    {
+      schema: doc('Boot endpoint: a booting VM asks for approval and its disk key', { body: bootBodySchema, response: { 200: bootResponseSchema, 400: errorSchema, 429: errorSchema, 503: errorSchema } }),
+      ...bootHooks,
     },
+    async (req) =>
+      judged(
+        req,
+        async () => {
+          // The authority checks a booting VM against the record's state: a
+          // report of this VM still on its way (written behind, its boot edge
+          // already running) goes first.
+          await steps.reportOnItsWay(req.body.vmId);
+          return authority.boot({ dataCenter: dc, ...req.body });
+        },
+        (res) => !res.approved,
+      ),
   );
 
   // A real VM's boot agent (providers/boot-agent) reports booting / ready / failed, proven by its boot token; the driver judges it.
   app.post<{ Body: AgentReport }>(
     '/v1/boot/status',
-    { schema: doc('Boot agent: a booting VM reports its state', { body: agentReportSchema, response: { 400: errorSchema, 403: errorSchema } }) },
-    async (req) => {
-      if (!driver.agentStatus?.(req.body)) throw new WireError('agent-report-refused', 'no VM of this data center is booting with that boot token');
-      return { ok: true };
-    },
+    { schema: doc('Boot agent: a booting VM reports its state', { body: agentReportSchema, response: { 400: errorSchema, 403: errorSchema, 429: errorSchema } }), ...bootHooks },
+    async (req) =>
+      judged(
+        req,
+        async () => {
+          if (!driver.agentStatus?.(req.body)) throw new WireError('agent-report-refused', 'no VM of this data center is booting with that boot token');
+          return { ok: true as const };
+        },
+        () => false,
+      ),
   );
 }

@@ -18,9 +18,10 @@ import { closeGracefully, createService, listen, tokenTable } from '../../protoc
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { Driver } from '../drivers/types.ts';
 import type { StepResult } from '../../protocol/index.ts';
-import { createMetrics, runMetrics, type ServiceLogOptions, type ServiceMetrics } from '../../engine/observability/index.ts';
+import { bootLimitMetrics, createMetrics, runMetrics, type ServiceLogOptions, type ServiceMetrics } from '../../engine/observability/index.ts';
 import type { ClientTls, ServerTls } from '../../engine/transport/index.ts';
 import { AuthorityClient } from './authority-client.ts';
+import { BOOT_LIMIT_DEFAULTS, BootLimiter, type BootLimitSettings } from './boot-limit.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { Lanes } from './lanes.ts';
 import { registerRoutes } from './routes.ts';
@@ -72,6 +73,10 @@ export interface StartDmzClientOptions {
   bootCa?: string;
   /** For an https authority: its CA bundle and this DMZ client's own certificate. */
   authorityTls?: ClientTls;
+  /** The boot endpoint's limit of denials per source address (the config's spec.bootLimit); unset fields: BOOT_LIMIT_DEFAULTS. */
+  bootLimit?: Partial<BootLimitSettings>;
+  /** The boot limit's clock, ms since the epoch (tests move it); default Date.now. */
+  bootLimitClock?: () => number;
 }
 
 export interface RunningDmzClient {
@@ -129,7 +134,9 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
       draining: () => draining,
     },
   });
-  registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi, metrics });
+  const limiter = new BootLimiter({ ...BOOT_LIMIT_DEFAULTS, ...opts.bootLimit }, opts.bootLimitClock);
+  const limited = bootLimitMetrics(metrics, { addresses: () => limiter.size });
+  registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi, metrics, bootLimit: { limiter, limited } });
 
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
   driver.attach({ bootUrl: `${url}/v1/boot`, ...(opts.bootCa ? { bootCa: opts.bootCa } : {}) });

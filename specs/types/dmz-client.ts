@@ -40,8 +40,26 @@ export interface DmzClientSpec {
    * How long a booting VM has to report ready through the boot handshake (its OS boot, cloud-init, the agent and its retries) before its boot step fails with `timeout` (default 600000 for the aws and azure drivers: a cloud VM takes minutes to boot; 60000 for sim).
    */
   readyTimeoutMs?: number;
+  bootLimit?: BootLimitSettings;
   aws?: AwsDriverSettings;
   azure?: AzureDriverSettings;
+}
+/**
+ * The boot endpoint's limit of denials per source address (docs/dmz-client.md, "The boot endpoint's limit"): POST /v1/boot and /v1/boot/status need no credential, and every denied boot costs an authority call and two record rows. An address whose boot requests were denied, refused or malformed `denials` times within a window of `windowMs` is answered 429 `boot-rate-limited` until the window ends, without asking the authority. Approvals are never counted, so a healthy fleet never meets it, however large.
+ */
+export interface BootLimitSettings {
+  /**
+   * Denials an address may have in one window (default 30).
+   */
+  denials?: number;
+  /**
+   * Length of a window, ms (default 30000). Keep it below the boot agent's retries of a refused request (12 tries, 5 s apart): a VM refused because another caller shares its address still boots once the window ends.
+   */
+  windowMs?: number;
+  /**
+   * Source addresses counted at once, at most (default 10000; about 125 bytes each). When the table is full the address whose window is closest to its end is dropped and judged afresh.
+   */
+  maxAddresses?: number;
 }
 /**
  * Where the `aws` driver creates its EC2 instances.

@@ -390,6 +390,8 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       ...(toBoot.tls?.ca ? { bootCa: toBoot.tls.ca } : {}),
       // A cloud VM's boot (OS, cloud-init, the agent and its retries) takes minutes; the sim's, milliseconds.
       readyTimeoutMs: readyTimeoutOf(kind, config),
+      // The boot endpoint's limit of denials per source address; unset fields keep their defaults (docs/dmz-client.md).
+      ...(config.bootLimit ? { bootLimit: config.bootLimit } : {}),
       ...runtime,
     });
     return {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -90,6 +91,8 @@ describe('fleet serve', () => {
     await writeFile(join(dir, 'dmz-aws.yaml'), AWS_CONFIG);
     for (const [name, url] of Object.entries(BAD_BOOT_URLS)) await writeFile(join(dir, `dmz-${name}.yaml`), AWS_CONFIG.replace('spec:\n', `spec:\n  bootUrl: "${url}"\n`));
     await writeFile(join(dir, 'dmz-ready.yaml'), AWS_CONFIG.replace('spec:\n', 'spec:\n  readyTimeoutMs: 10\n'));
+    await writeFile(join(dir, 'dmz-limit.yaml'), AWS_CONFIG.replace('spec:\n', 'spec:\n  bootLimit:\n    denials: 0\n    windowMs: 10\n'));
+    await writeFile(join(dir, 'dmz-sim-limit.yaml'), 'apiVersion: fleet/v1\nkind: DmzClient\nspec:\n  bootLimit:\n    denials: 1\n');
     await writeFile(join(dir, 'dmz-bad.yaml'), AWS_CONFIG.replace('subnet-0abc', 'my-subnet').replace('    endpoint: http://127.0.0.1:9\n', '    regoin: x\n'));
   });
   afterAll(async () => {
@@ -131,6 +134,10 @@ describe('fleet serve', () => {
     {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-ready.yaml', '--authority', 'http://127.0.0.1:1'],
       want: ['spec.out-of-range', 'spec.readyTimeoutMs', 'dmz-ready.yaml:4:19'],
+    },
+    {
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-limit.yaml', '--authority', 'http://127.0.0.1:1'],
+      want: ['spec.out-of-range', 'spec.bootLimit.denials', 'dmz-limit.yaml:5:14', 'spec.bootLimit.windowMs', 'dmz-limit.yaml:6:15'],
     },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'gcp', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'gcp is not a driver'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--config', 'no-such.yaml', '--authority', 'http://127.0.0.1:1'], want: ['spec.read-error', 'no-such.yaml'] },
@@ -206,6 +213,26 @@ describe('fleet serve', () => {
       expect((await walk(client, vm.id, TO_RUNNING)).at(-1)).toMatchObject({ outcome: 'ok', vm: { state: 'Running' } });
       const doc = (await (await fetch(`${authority.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
       expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/authorize', '/v1/reports', '/v1/boot/authorize', '/v1/health', '/openapi.json']));
+    } finally {
+      await dmz.close();
+      await authority.close();
+    }
+  });
+
+  it('spec.bootLimit of the DmzClient config reaches the boot endpoint: past its denials, a boot is refused 429 boot-rate-limited', async () => {
+    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 's' };
+    const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: dir, env };
+    const authority = await serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1' });
+    const dmz = await serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', config: 'dmz-sim-limit.yaml', authority: authority.url, port: '0', host: '127.0.0.1', stateDir: join(dir, 'limit') });
+    try {
+      const boot = async () => {
+        const res = await fetch(`${dmz.url}/v1/boot`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ cloudId: 'sim-x', vmId: randomUUID(), image: 'img', bootToken: 'guessed' }) });
+        return [res.status, ((await res.json()) as { approved?: boolean; error?: { code: string } }).error?.code ?? 'answered'];
+      };
+      expect([await boot(), await boot()]).toEqual([
+        [200, 'answered'],
+        [429, 'boot-rate-limited'],
+      ]);
     } finally {
       await dmz.close();
       await authority.close();

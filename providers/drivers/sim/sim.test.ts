@@ -364,7 +364,8 @@ describe('sim driver', () => {
   });
 
   describe('boot agent', () => {
-    let answers: { approved: boolean; reason: string; diskKey?: string }[];
+    /** What the boot endpoint answers, in turn: a boot answer (200), or an error answer with its status. */
+    let answers: ({ approved: boolean; reason: string; diskKey?: string } | { status: number; error: { code: string; message: string } })[];
     let seen: { bootToken: string }[];
     let close: () => Promise<void>;
     let bootUrl: string;
@@ -376,8 +377,9 @@ describe('sim driver', () => {
         req.on('data', (c: Buffer) => (body += c.toString()));
         req.on('end', () => {
           seen.push(JSON.parse(body) as { bootToken: string });
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify(answers.shift() ?? { approved: false, reason: 'no answer scripted' }));
+          const a = answers.shift() ?? { approved: false, reason: 'no answer scripted' };
+          res.writeHead('status' in a ? a.status : 200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify('status' in a ? { error: a.error } : a));
         });
       });
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -410,6 +412,20 @@ describe('sim driver', () => {
       else await expect(ready).rejects.toMatchObject({ kind: 'boot-failed' });
       expect(seen[0].bootToken).toBe('tok-1');
       expect((await d.get(creds(), ref))?.observedState).toBe(state);
+    });
+
+    // The boot endpoint's limit (boot-rate-limited, 429) and a 408 or 5xx are lost answers, asked again as the boot
+    // agent asks them (agent.sh): a 429 was read as a denial, and the VM terminated.
+    it.each([
+      { name: 'a 429 (the boot endpoint\'s limit)', status: 429, code: 'boot-rate-limited' },
+      { name: 'a 408', status: 408, code: 'bad-request' },
+      { name: 'a 503', status: 503, code: 'authority-unreachable' },
+    ])('$name, then an approval: asked again, the VM boots', async ({ status, code }) => {
+      answers.push({ status, error: { code, message: 'refused until later' } }, { approved: true, reason: 'ok', diskKey: 'the-key' });
+      const d = await sim();
+      const ref = await booted(d, true);
+      await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready', observedState: 'Running' });
+      expect(seen.map((s) => s.bootToken)).toEqual(['tok-1', 'tok-1']);
     });
 
     it('a retried boot supersedes the agent of the first one', async () => {

@@ -308,7 +308,9 @@ export class SimDriver implements Driver {
         try {
           this.bootTarget ??= sendTarget(new URL(url), this.bootCa ? { ca: this.bootCa } : undefined);
           const res = await postJson(this.bootTarget, { cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }, 30_000);
-          if (res.status >= 500) {
+          // As the boot agent does (providers/boot-agent/agent.sh, post): a 408, a 429 (the boot endpoint's limit,
+          // boot-rate-limited) and a 5xx are lost answers, asked again. A 429 was read as a denial: the VM terminated.
+          if (res.status === 408 || res.status === 429 || res.status >= 500) {
             lastError = `boot endpoint answered ${res.status}`;
           } else {
             answer = JSON.parse(res.text) as BootResponse;
