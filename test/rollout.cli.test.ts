@@ -212,9 +212,22 @@ describe('fleet apply of a saved rollout plan after the rollout stopped', () => 
   }, 240_000);
 });
 
-describe('fleet apply of a rollout that grows its VMs past what their data center has left', () => {
-  // miami has 8 vCPUs, web 4 members of 2. A change to 3 vCPUs was planned as fine; apply deleted web/0's
-  // old VM, the authority refused its new one (8 vCPUs: 6 in use, needs 3 more), and web/0 was lost.
+describe.each([
+  {
+    what: 'their data center',
+    // miami has 8 vCPUs, web 4 members of 2.
+    stack: () => oneDcStackYaml('rollout').replace('capacity: { vms: 50 }', 'capacity: { vms: 10, cpu: 8 }'),
+    refusal: 'mandatory datacenter-capacity at web/0: web/0 grows by 1 vCPU in miami, which has 0 vCPUs left for it.',
+  },
+  {
+    what: 'their owner quota',
+    // team-web may use 8 vCPUs, web 4 members of 2.
+    stack: () => oneDcStackYaml('rollout').replace(/policyPack: \{ path: (.*) \}/, 'policyPack: { path: $1, config: { owner-quota: { limits: { team-web: { cpu: 8 } } } } }'),
+    refusal: 'mandatory owner-quota at web: The 4 members of fleet web grow to 3 vCPUs and 2 GiB each, and only 2 of that size fit the quota of team-web',
+  },
+])('fleet apply of a rollout that grows its VMs past what $what has left', ({ stack, refusal }) => {
+  // A change to 3 vCPUs was planned as fine; apply deleted web/0's old VM, the authority refused its new one
+  // (capacity: "8 vCPUs: 6 in use, needs 3 more"; quota alike), and web/0 was lost.
   let dir: string;
   const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
   const spec = (image: string, cpu: number) => `apiVersion: fleet/v1
@@ -229,7 +242,7 @@ spec:
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
     await mkdir(join(dir, 'specs'));
-    await writeFile(join(dir, 'stack.yaml'), oneDcStackYaml('rollout').replace('capacity: { vms: 50 }', 'capacity: { vms: 10, cpu: 8 }'));
+    await writeFile(join(dir, 'stack.yaml'), stack());
     await writeFile(join(dir, 'specs', 'web.yaml'), spec('ubuntu-22.04', 2));
     const created = await fleet('apply', '--yes');
     expect(created.code, created.stderr).toBe(0);
@@ -242,7 +255,7 @@ spec:
     await writeFile(join(dir, 'specs', 'web.yaml'), spec('ubuntu-24.04', 3));
     const plan = await fleet('plan');
     expect(plan.code).toBe(1);
-    expect(plan.stdout).toContain('mandatory datacenter-capacity at web/0: web/0 grows by 1 vCPU in miami, which has 0 vCPUs left for it.');
+    expect(plan.stdout).toContain(refusal);
     const applied = await fleet('apply', '--yes', '--format', 'json');
     expect(applied.code).not.toBe(0);
     expect(waveEvents(applied.stdout).touched).toEqual([]);

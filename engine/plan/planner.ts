@@ -181,6 +181,17 @@ function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSo
   const quota = s.policy.ownerQuota(s.input.pack, s.ctx, spec, spec.count, grantedSoFar);
   s.violations.push(...quota.violations);
   if (quota.grant) s.grants.push(quota.grant);
+  // A grant caps new members only; existing members that grow (a replace or resize to a bigger size) must fit
+  // at their new size too: the authority checks each bigger VM, and a replace whose old VM went first would
+  // lose its member.
+  if (quota.grant && quota.granted < existing && kept.some((r) => r.size.cpu < spec.size.cpu || r.size.memoryGiB < spec.size.memoryGiB)) {
+    s.violate(
+      'owner-quota',
+      spec.name,
+      `The ${existing} members of fleet ${spec.name} grow to ${spec.size.cpu} vCPUs and ${spec.size.memoryGiB} GiB each, and only ${quota.granted} of that size fit the quota of ${spec.owner}: the authority would refuse the bigger VMs.`,
+      `Raise the quota of ${spec.owner} in the stack's policyPack.config, lower spec.count of ${spec.name}, or keep its size.`,
+    );
+  }
   const wanted = missing.slice(0, Math.max(0, Math.min(spec.count, quota.granted) - existing));
 
   const created = placeNew(s, spec, kept, wanted);
