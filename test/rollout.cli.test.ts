@@ -72,7 +72,7 @@ describe('fleet apply: a rollout stopped by failures, then resumed', () => {
     await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
     const resumed = await fleet('apply', '--yes');
     expect(resumed.code, resumed.stderr).toBe(0);
-    expect(resumed.stdout).toMatch(/wave 1: \(0 out of service, bringing back web\/0, web\/1\)/);
+    expect(resumed.stdout).toMatch(/wave 1: bringing back web\/0, web\/1 \(no other member out of service\)/);
     expect(resumed.stdout).toContain('Rollout web: 3 waves done.');
     const after = await fleet('plan');
     expect(after.stdout).toContain('No changes. The record matches the specs.');
