@@ -5,17 +5,9 @@
 // build, or FLEET_FROM_SOURCE=1) it runs the sources through tsx's loader, so
 // a stale build is never what runs.
 import { setTimeout } from 'node:timers';
-import { freshBuild } from './fresh.mjs';
+import { loadMain } from './fresh.mjs';
 
-const built = freshBuild(new URL('../dist/cli/', import.meta.url), new URL('../', import.meta.url));
-let main;
-if (built) {
-  ({ main } = await import(built.href));
-} else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  ({ main } = await import('../engine/cli/main.ts'));
-}
+const { main } = await loadMain(new URL('../', import.meta.url));
 process.exitCode = await main(process.argv);
 // The command is done (a service returns only once stopped). Something it
 // loaded may still hold the process: a policy pack's rule module that keeps

@@ -28,3 +28,17 @@ export function freshBuild(dist, root, env = process.env) {
   }
   return typeof manifest.entry === 'string' ? new URL(manifest.entry, dist) : undefined;
 }
+
+/**
+ * The CLI's `main`, from where it may run: the build under `root`'s
+ * dist/cli when it is fresh, else the sources through tsx's loader, so a
+ * stale build is never what runs (bin/fleet.mjs; bench/apply/child.mjs).
+ * `built` says which.
+ */
+export async function loadMain(root, env = process.env) {
+  const built = freshBuild(new URL('dist/cli/', root), root, env);
+  if (built) return { main: (await import(built.href)).main, built: true };
+  const { register } = await import('tsx/esm/api');
+  register();
+  return { main: (await import(new URL('engine/cli/main.ts', root).href)).main, built: false };
+}

@@ -7,17 +7,9 @@
 // note's shape is ChildUsage (child.ts).
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { freshBuild } from '../../bin/fresh.mjs';
+import { loadMain } from '../../bin/fresh.mjs';
 
-const built = freshBuild(new URL('../../dist/cli/', import.meta.url), new URL('../../', import.meta.url));
-let main;
-if (built) {
-  ({ main } = await import(built.href));
-} else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  ({ main } = await import('../../engine/cli/main.ts'));
-}
+const { main, built } = await loadMain(new URL('../../', import.meta.url));
 
 const mark = () => {
   const c = process.cpuUsage();
@@ -39,6 +31,6 @@ const exitCode = await main(process.argv);
 process.exitCode = exitCode;
 const file = process.env.FLEET_BENCH_USAGE_FILE;
 if (file) {
-  const out = { exitCode, built: built !== undefined, usage: process.resourceUsage(), end: mark(), ...(start ? { start } : {}), ...(summary ? { summary } : {}) };
+  const out = { exitCode, built, usage: process.resourceUsage(), end: mark(), ...(start ? { start } : {}), ...(summary ? { summary } : {}) };
   writeFileSync(file, JSON.stringify(out));
 }

@@ -332,8 +332,10 @@ export class Authority {
   private async advanceCreate(caller: string, create: AuthorizeRequest, next: readonly AuthorizeRequest[], ahead: boolean): Promise<AdvanceResponse> {
     const foreign = vetoForeign(caller, create);
     if (foreign) return { create: foreign, next: [] };
-    // The create's own token is fenced by authorizeCreate; its chain's, here (a stale one on any edge refuses it all).
-    const fence = create.vm ? await this.fencedChain(create.vm.stack, create.vm.fleet, next) : undefined;
+    // The create's own token is fenced by authorizeCreate; its chain's other tokens, here (a stale one on any edge
+    // refuses it all). An edge under the create's token (the usual case: one apply) is left to authorizeCreate's check,
+    // a moment later in the same call: one read of the fleet's fence per create, not two.
+    const fence = create.vm ? await this.fencedChain(create.vm.stack, create.vm.fleet, next, create.fencingToken) : undefined;
     if (fence !== undefined) return { create: veto(fence.reason, undefined, fence.refusal), next: [] };
     const made = await authorizeCreate(this.core, caller, create, next, ahead);
     if (made.answer.decision === 'vetoed' || !made.row) return { create: made.answer, next: [] };
@@ -364,10 +366,16 @@ export class Authority {
    * the first edge whose token gets one, with that edge (its history row
    * names it); undefined when every edge's token passes. Every edge is
    * checked: the edges after the first are approved on the rows the first
-   * write makes (foresee), which never reads a token. Each token once.
+   * write makes (foresee), which never reads a token. Each token once;
+   * none of the edges under `checked` (a token the caller checks itself).
    */
-  private async fencedChain(stack: string, fleet: string, next: readonly AuthorizeRequest[]): Promise<(Refusal & { edge: AuthorizeRequest }) | undefined> {
-    const passed = new Set<number | undefined>();
+  private async fencedChain(
+    stack: string,
+    fleet: string,
+    next: readonly AuthorizeRequest[],
+    ...checked: [number | undefined] | []
+  ): Promise<(Refusal & { edge: AuthorizeRequest }) | undefined> {
+    const passed = new Set<number | undefined>(checked);
     for (const edge of next) {
       if (passed.has(edge.fencingToken)) continue;
       const fence = await this.fences.fenced(stack, fleet, edge.fencingToken);

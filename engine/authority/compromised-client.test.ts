@@ -430,6 +430,53 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
           await now.release();
         }
       });
+
+      // The chain's edges under the create's own token were fenced twice: once for the chain, once for the create.
+      it('a create whose chain carries its own token reads the fleet\'s fence once, and a stale one still vetoes it', async () => {
+        let reads = 0;
+        const counted = new Proxy(t.record, {
+          get(target, key, receiver) {
+            const v = Reflect.get(target, key, receiver) as unknown;
+            if (key === 'fencesOf' && typeof v === 'function') {
+              return (...args: unknown[]) => {
+                reads++;
+                return (v as (...a: unknown[]) => unknown).apply(target, args);
+              };
+            }
+            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+          },
+        });
+        const authority = await startAuthority({ record: counted, pack: packWith(await defaultPack()), stackName: w.stack, dataCenters: [{ name: 'miami', token: TOKEN, capacity: CAPACITY }], secret: 's' });
+        const cw: World = { stack: w.stack, record: t.record, authority };
+        try {
+          for (const stale of [false, true]) {
+            const fleet = `f1-${randomUUID().slice(0, 6)}`;
+            await vmAt(w, 'PoweredOff', fleet, 'team-a', 0);
+            const { old, now } = await locks(fleet);
+            try {
+              const token = stale ? old : now.fencingToken;
+              const id = randomUUID();
+              const next = [edge(id, 'Requested', 'BeingCreated', { fencingToken: token }), edge(id, 'BeingCreated', 'PoweredOff', { fencingToken: token })];
+              reads = 0;
+              const adv = await post<AdvanceResponse>(cw, '/v1/advance', { create: { ...create(id, vm(cw, fleet, 'team-a', 1)), fencingToken: token }, next });
+              expect(adv.status).toBe(200);
+              expect(reads, `stale ${stale}`).toBe(1);
+              if (stale) {
+                expect(adv.body.create).toMatchObject({ decision: 'vetoed', reason: expect.stringContaining('a newer apply locked fleet') });
+                expect(adv.body.next).toEqual([]);
+                expect(await w.record.getVm(id)).toBeUndefined();
+              } else {
+                expect(adv.body.create?.decision).not.toBe('vetoed');
+                expect(adv.body.next.map((n) => n.authorize.decision)).not.toContain('vetoed');
+              }
+            } finally {
+              await now.release();
+            }
+          }
+        } finally {
+          await authority.close();
+        }
+      });
     });
   });
 

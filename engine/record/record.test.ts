@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseVmAddress } from '../model/index.ts';
 import { lockHeldDetail, lockHolder } from './locks.ts';
+import { MIGRATIONS, SCHEMA_VERSION } from './migrations.ts';
 import { pgTimeToIso } from './rows.ts';
 
 describe('pgTimeToIso', () => {
@@ -128,5 +130,18 @@ describe('a PGlite record on disk is private', () => {
     } finally {
       await rm(root, { recursive: true, force: true });
     }
+  });
+});
+
+// docs/record.md said "schema version 12" for a release at 13, and no test noticed.
+describe('docs/record.md and the migrations', () => {
+  const doc = readFileSync(new URL('../../docs/record.md', import.meta.url), 'utf8');
+  it('names the schema version its tables are of', () => {
+    expect(doc).toContain(`## Tables (schema version ${SCHEMA_VERSION})`);
+  });
+  it('lists every indexOnly migration where it says which commands read an older record as it is', () => {
+    const indexOnly = MIGRATIONS.filter((m) => m.indexOnly === true).map((m) => m.version);
+    const words = indexOnly.length === 1 ? String(indexOnly[0]) : `${indexOnly.slice(0, -1).join(', ')} and ${indexOnly[indexOnly.length - 1]}`;
+    expect(doc).toContain(`migrations marked \`indexOnly\` (${words}:`);
   });
 });

@@ -11,7 +11,7 @@ import type { RegisterCommand } from './types.ts';
  * record, since an older dmzfleet then refuses it (record.newer-schema):
  * a pull request trying a newer dmzfleet must not move the record past the
  * version main's jobs use. `fleet apply` upgrades too. docs/record.md,
- * "Schema and migrations".
+ * "Migrations".
  */
 export const registerRecord: RegisterCommand = (program: Command, io, setExit) => {
   const record = program.command('record').description('Work with the record itself: upgrade its schema to this dmzfleet\'s version.');
