@@ -13,15 +13,25 @@ import { oneDcStackYaml } from './helpers/stack.ts';
 
 const stackYaml = (failCalls: string[]) => oneDcStackYaml('rollout', { failCalls });
 
-const fleetYaml = (image: string) => `apiVersion: fleet/v1
+const fleetYaml = (image: string, rollout = '{ maxUnavailable: 2, failureThreshold: 1 }') => `apiVersion: fleet/v1
 kind: Fleet
 metadata: { name: web, owner: team-web }
 spec:
   count: 6
   image: ${image}
   size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
-  rollout: { maxUnavailable: 2, failureThreshold: 1 }
+  rollout: ${rollout}
 `;
+
+/** The wave events and the addresses the apply touched, from a `--format json` run. */
+function waveEvents(stdout: string) {
+  const events = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  return {
+    waves: events.filter((e) => e.type === 'wave-start' || e.type === 'wave-done'),
+    touched: [...new Set(events.flatMap((e) => (e.type === 'step' ? [e.address as string] : [])))].sort(),
+    diagnostics: events.filter((e) => e.type === 'diagnostic') as { code?: string; detail?: string }[],
+  };
+}
 
 describe('fleet apply: a rollout stopped by failures, then resumed', () => {
   let dir: string;
@@ -62,8 +72,194 @@ describe('fleet apply: a rollout stopped by failures, then resumed', () => {
     await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
     const resumed = await fleet('apply', '--yes');
     expect(resumed.code, resumed.stderr).toBe(0);
-    expect(resumed.stdout).toMatch(/wave 1: \(0 out of service, bringing back web\/0, web\/1\)/);
+    expect(resumed.stdout).toMatch(/wave 1: bringing back web\/0, web\/1 \(no other member out of service\)/);
     expect(resumed.stdout).toContain('Rollout web: 3 waves done.');
+    const after = await fleet('plan');
+    expect(after.stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});
+
+describe('fleet apply: a resumed rollout whose failed members fail again, below failureThreshold', () => {
+  // maxUnavailable 2, failureThreshold 3: wave 1's two members fail to boot (2 < 3) and keep both places,
+  // so the rollout stops with the rest untouched. Resumed with the fault still there, they come back in
+  // wave 1 and fail again; they used to give their places back, and wave 2 took two more members out
+  // (four out of Running at once, twice maxUnavailable).
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  const rollout = '{ maxUnavailable: 2, failureThreshold: 3 }';
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04', rollout));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps their places: no further member goes out, and the rollout stops saying why', async () => {
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04', rollout));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml(['boot']));
+    const first = waveEvents((await fleet('apply', '--yes', '--format', 'json')).stdout);
+    expect(first.touched).toEqual(['web/0', 'web/1']);
+
+    const again = await fleet('apply', '--yes', '--format', 'json');
+    expect(again.code).toBe(1);
+    const second = waveEvents(again.stdout);
+    expect(second.touched).toEqual(['web/0', 'web/1']);
+    expect(second.waves).toEqual([
+      expect.objectContaining({ type: 'wave-start', wave: 1, waves: 3, members: ['web/0', 'web/1'] }),
+      expect.objectContaining({ type: 'wave-done', wave: 1, succeeded: 0, failed: 2, status: 'failed' }),
+    ]);
+    const stopped = second.diagnostics.find((d) => d.code === 'apply.rollout-stopped');
+    expect(stopped?.detail).toMatch(/2 failed members \(web\/0, web\/1\) hold every place maxUnavailable 2 and maxSurge 0 allow/);
+    expect(stopped?.detail).toMatch(/left untouched: web\/2, web\/3, web\/4, web\/5/);
+  }, 240_000);
+});
+
+describe.each([
+  {
+    place: 'of their data center',
+    // miami holds 7 VMs, api and web 3 each: one place left.
+    stack: () => oneDcStackYaml('rollout', { vms: 7 }),
+    owner: (name: string) => `team-${name}`,
+  },
+  {
+    place: 'of their owner quota',
+    // team-a may have 7 VMs, api and web (both team-a's) 3 each: one place left.
+    stack: () => oneDcStackYaml('rollout').replace(/policyPack: \{ path: (.*) \}/, "policyPack: { path: $1, config: { owner-quota: { limits: { team-a: { vms: 7 } } } } }"),
+    owner: () => 'team-a',
+  },
+])('fleet apply: two fleets surge into the last free place $place', ({ stack, owner }) => {
+  // Each fleet's rollout (maxSurge 1) was planned against the whole free place, so both created a surge VM in
+  // their first wave, side by side, and the authority refused the second: a plan that said it fits failed half-way.
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  const spec = (name: string, image: string) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: ${name}, owner: ${owner(name)} }
+spec:
+  count: 3
+  image: ${image}
+  size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
+  rollout: { maxUnavailable: 1, maxSurge: 1 }
+`;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stack());
+    for (const name of ['api', 'web']) await writeFile(join(dir, 'specs', `${name}.yaml`), spec(name, 'ubuntu-22.04'));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('gives the free place to one rollout at a time, and the apply succeeds', async () => {
+    for (const name of ['api', 'web']) await writeFile(join(dir, 'specs', `${name}.yaml`), spec(name, 'ubuntu-24.04'));
+    const plan = await fleet('plan', '--format', 'json');
+    expect(plan.code, plan.stderr).toBe(0);
+    const doc = JSON.parse(plan.stdout) as { plan: { rollouts: { fleet: string; waves: { surge: number }[] }[] } };
+    const surgeAtOnce = doc.plan.rollouts.reduce((n, r) => n + Math.max(...r.waves.map((w) => w.surge)), 0);
+    expect(surgeAtOnce).toBe(1);
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+    const after = await fleet('plan');
+    expect(after.stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});
+
+describe('fleet apply of a saved rollout plan after the rollout stopped', () => {
+  // Checked clean: the stopped apply bumped the versions the plan's basis holds, so applying the same
+  // file again is refused as stale and starts no wave; a fresh plan resumes instead.
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04'));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses the saved plan as stale and touches no member', async () => {
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
+    const saved = join(dir, 'rollout.plan.json');
+    const plan = await fleet('plan', '--out', saved);
+    expect(plan.code, plan.stderr).toBe(0);
+    await writeFile(join(dir, 'stack.yaml'), stackYaml(['boot']));
+    const failed = await fleet('apply', saved, '--format', 'json');
+    expect(failed.code).toBe(1);
+    expect(waveEvents(failed.stdout).touched).toEqual(['web/0', 'web/1']);
+
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    const again = await fleet('apply', saved, '--format', 'json');
+    expect(again.code).not.toBe(0);
+    const second = waveEvents(again.stdout);
+    expect(second.touched).toEqual([]);
+    expect(second.waves).toEqual([]);
+    expect(second.diagnostics.map((d) => d.code)).toContain('apply.stale-plan');
+
+    const resumed = await fleet('apply', '--yes');
+    expect(resumed.code, resumed.stderr).toBe(0);
+  }, 240_000);
+});
+
+describe.each([
+  {
+    what: 'their data center',
+    // miami has 8 vCPUs, web 4 members of 2.
+    stack: () => oneDcStackYaml('rollout').replace('capacity: { vms: 50 }', 'capacity: { vms: 10, cpu: 8 }'),
+    refusal: 'mandatory datacenter-capacity at web/0: web/0 grows by 1 vCPU in miami, which has 0 vCPUs left for it.',
+  },
+  {
+    what: 'their owner quota',
+    // team-web may use 8 vCPUs, web 4 members of 2.
+    stack: () => oneDcStackYaml('rollout').replace(/policyPack: \{ path: (.*) \}/, 'policyPack: { path: $1, config: { owner-quota: { limits: { team-web: { cpu: 8 } } } } }'),
+    refusal: 'mandatory owner-quota at web: The 4 members of fleet web grow to 3 vCPUs and 2 GiB each, and only 2 of that size fit the quota of team-web',
+  },
+])('fleet apply of a rollout that grows its VMs past what $what has left', ({ stack, refusal }) => {
+  // A change to 3 vCPUs was planned as fine; apply deleted web/0's old VM, the authority refused its new one
+  // (capacity: "8 vCPUs: 6 in use, needs 3 more"; quota alike), and web/0 was lost.
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  const spec = (image: string, cpu: number) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-web }
+spec:
+  count: 4
+  image: ${image}
+  size: { cpu: ${cpu}, memoryGiB: 2, diskGiB: 10 }
+  rollout: { maxUnavailable: 1 }
+`;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stack());
+    await writeFile(join(dir, 'specs', 'web.yaml'), spec('ubuntu-22.04', 2));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is blocked at plan time, naming the member that does not fit, and no member is touched', async () => {
+    await writeFile(join(dir, 'specs', 'web.yaml'), spec('ubuntu-24.04', 3));
+    const plan = await fleet('plan');
+    expect(plan.code).toBe(1);
+    expect(plan.stdout).toContain(refusal);
+    const applied = await fleet('apply', '--yes', '--format', 'json');
+    expect(applied.code).not.toBe(0);
+    expect(waveEvents(applied.stdout).touched).toEqual([]);
+    await writeFile(join(dir, 'specs', 'web.yaml'), spec('ubuntu-22.04', 2));
     const after = await fleet('plan');
     expect(after.stdout).toContain('No changes. The record matches the specs.');
   }, 240_000);

@@ -5,7 +5,8 @@
 // than the fleet's count Running nor more than count + maxSurge VMs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computePlan } from '../plan/planner.ts';
-import { dataCenter, makeFleet, makeStack } from '../plan/test-support.ts';
+import { noRulesPolicy } from '../plan/policy-port.ts';
+import { dataCenter, makeFleet, makePack, makeStack, vmRow } from '../plan/test-support.ts';
 import type { PlanDocument } from '../plan/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import type { HistoryRow } from '../record/types.ts';
@@ -14,6 +15,7 @@ import { specHash } from '../spec/index.ts';
 import { startTestWorld, type TestWorld } from '../../providers/testing.ts';
 import { ConnectedProvider, lifecycleData } from '../../providers/provider.ts';
 import { applyPlan, type ApplyEvent } from './executor.ts';
+import { runWaves } from './rollout.ts';
 import type { RolloutSpec } from '../model/index.ts';
 
 const COUNT = 12;
@@ -245,9 +247,222 @@ describe('rollouts over a sim data center', () => {
     expect(resumed).toMatchObject({ failed: [], notStarted: 0 });
     const vms = await world.record.listVms(world.stack);
     expect(vms.filter((v) => v.state === 'Running' && v.image === 'rhel-9')).toHaveLength(COUNT);
-    // Across the three applies every member kept a Running VM (the surge promise).
+    // Across the three applies every member kept a Running VM, and no more than maxSurge VMs were added (the surge
+    // promise): a resumed member's old VM, deposed beside its new one, holds a surge place until it is deleted.
     const t = timeline(await world.record.history(world.stack), new Set([p.id, again.id, last.id]), before);
     expect(t.minRunning).toBe(COUNT);
     expect(t.maxOut).toBe(0);
+    expect(t.maxVms).toBe(COUNT + 2);
   }, 180_000);
+
+  it('an apply interrupted as wave 2 starts is resumed by the next plan from wave 2 on, never more than 3 members out', async () => {
+    const settings: RolloutSpec = { maxUnavailable: 3, failureThreshold: 2 };
+    const p = await plan(world, world.pack, web('ubuntu-24.04', settings));
+    expect(p.rollouts![0].waves).toHaveLength(4);
+    const before = await snapshot(world);
+    const stop = new AbortController();
+    const lifecycle = lifecycleData(world.pack.lifecycle);
+    const providers = new Map(
+      [...world.dcs].map(([dc, d]) => [dc, new ConnectedProvider({ dataCenter: dc, url: 'http://127.0.0.1:1', tokenEnv: '', lifecycle }, d.client)]),
+    );
+    const result = await applyPlan({
+      plan: p,
+      record: world.record,
+      providers,
+      owners: { web: 'team-a' },
+      parallelism: 10,
+      signal: stop.signal,
+      onEvent: (e) => {
+        // Ctrl-C as wave 2 starts, before any of its members took a slot.
+        if (e.type === 'wave-start' && e.wave === 2) stop.abort();
+      },
+    });
+    const wave = (n: number) => p.rollouts![0].waves[n - 1].members;
+    expect(result).toMatchObject({ failed: [], succeeded: 3, notStarted: 9, interrupted: true });
+    expect(result.rollouts[0].stopped).toEqual({ reason: 'the apply was interrupted', notStarted: [...wave(2), ...wave(3), ...wave(4)] });
+
+    // The next plan changes only the 9 members not yet done, in 3 waves of 3: nothing failed, nothing to bring back.
+    const again = await plan(world, world.pack, web('ubuntu-24.04', settings));
+    expect(again.changes.map((c) => c.address).sort()).toEqual([...wave(2), ...wave(3), ...wave(4)].sort());
+    expect(again.rollouts![0]).toMatchObject({ failureThreshold: 2 });
+    expect(again.rollouts![0].waves.map((w) => [w.members.length, w.returning])).toEqual([
+      [3, undefined],
+      [3, undefined],
+      [3, undefined],
+    ]);
+    const resumed = await apply(world, again);
+    expect(resumed).toMatchObject({ failed: [], succeeded: 9, notStarted: 0 });
+    const vms = await world.record.listVms(world.stack);
+    expect(vms.filter((v) => v.state === 'Running' && v.image === 'ubuntu-24.04')).toHaveLength(COUNT);
+    expect(timeline(await world.record.history(world.stack), new Set([p.id, again.id]), before).maxOut).toBe(3);
+  }, 180_000);
+});
+
+/** mulberry32: repeatable cases. */
+function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+type Kind = 'old' | 'out' | 'deposed';
+
+/**
+ * A resumed rollout as a stopped one leaves it: per member `old` (Running
+ * its old image), `out` (BootFailed) or `deposed` (its surge replace failed:
+ * the old VM deposed and Running, the new one CreateFailed). Planned from
+ * those rows, its waves run over a fake member runner where `failing`
+ * members fail; returns what broke the settings as a member started: more
+ * than maxUnavailable members out of Running (those it takes out, members
+ * out already, failed ones still out), or more than maxSurge extra VMs
+ * (surge VMs, and a deposed VM beside its member's new one).
+ */
+async function runFake(kinds: readonly Kind[], rollout: RolloutSpec, failing: ReadonlySet<string>, seed = 0) {
+  const f = makeFleet('web', { count: kinds.length, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
+  const rows = kinds.flatMap((kind, i) => {
+    const old = { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' };
+    if (kind === 'out') return [vmRow(f, i, { dataCenter: 'miami', state: 'BootFailed' })];
+    if (kind === 'deposed') return [vmRow(f, i, { ...old, id: `old-${i}`, deposed: true }), vmRow(f, i, { dataCenter: 'miami', state: 'CreateFailed' })];
+    return [vmRow(f, i, old)];
+  });
+  const p = computePlan({
+    stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms: 100 })]),
+    pack: makePack(),
+    fleets: [f],
+    record: rows,
+    fleetVersions: {},
+    options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+    policy: noRulesPolicy,
+    id: `fake-${seed}`,
+  });
+  const broke: string[] = [];
+  const out = new Set(kinds.flatMap((k, i) => (k === 'out' ? [`web/${i}`] : [])));
+  const extra = new Set(kinds.flatMap((k, i) => (k === 'deposed' ? [`web/${i}`] : [])));
+  const ro = p.rollouts?.[0];
+  if (!ro) return { plan: p, broke, result: undefined };
+  const returning = new Set(ro.waves.flatMap((w) => w.returning ?? []));
+  const result = await runWaves(p.changes, {
+    plan: p,
+    run: async (c) => {
+      const surge = c.action === 'replace' && c.replaceOrder === 'create-before-delete';
+      if (!c.deposed && !returning.has(c.address)) {
+        (surge ? extra : out).add(c.address);
+        if (surge && extra.size > ro.maxSurge) broke.push(`${c.address} started with ${extra.size} extra VMs (maxSurge ${ro.maxSurge}): ${[...extra].join(' ')}`);
+        if (!surge && out.size > ro.maxUnavailable) broke.push(`${c.address} started with ${out.size} out (maxUnavailable ${ro.maxUnavailable}): ${[...out].join(' ')}`);
+      }
+      await Promise.resolve();
+      if (c.deposed) {
+        // A delete takes a while (its VM shuts down first): more turns of the event loop than a member's run.
+        for (let i = 0; i < 50; i++) await Promise.resolve();
+        extra.delete(c.address);
+        return { ok: true };
+      }
+      if (failing.has(c.address)) return { ok: false };
+      out.delete(c.address);
+      // A surge replace deletes its old VM itself; a returning member's old VM goes by a deposed delete of its own.
+      if (!returning.has(c.address)) extra.delete(c.address);
+      return { ok: true };
+    },
+    healthy: async () => true,
+    emit: () => undefined,
+    interrupted: () => false,
+  });
+  return { plan: p, broke, result };
+}
+
+describe('runWaves: failures and resumed rollouts never exceed maxUnavailable or maxSurge (fake members)', () => {
+  const failing = (...idx: number[]) => new Set(idx.map((i) => `web/${i}`));
+  it.each([
+    {
+      // A failure in a wave's first group did not shrink its next group: web/3 went out beside failed web/0 and web/2.
+      name: 'a failure in a wave holds its place for the rest of that wave',
+      kinds: ['old', 'old', 'old', 'old', 'old', 'old'] as Kind[],
+      rollout: { maxUnavailable: 2, failureThreshold: 5 },
+      failing: failing(0, 2),
+      stoppedBefore: ['web/3', 'web/4', 'web/5'],
+    },
+    {
+      // A returning member that failed again gave its place back: wave 2 took two more out beside web/0 and web/1.
+      name: 'a member brought back that fails again keeps its unavailable place',
+      kinds: ['out', 'out', 'old', 'old', 'old', 'old'] as Kind[],
+      rollout: { maxUnavailable: 2, failureThreshold: 3 },
+      failing: failing(0, 1),
+      stoppedBefore: ['web/2', 'web/3', 'web/4', 'web/5'],
+    },
+    {
+      // Its deposed old VM is an extra VM: it held no surge place, so wave 1 surged two more beside both; and the
+      // next wave's surge VMs started while its delete was still running.
+      name: 'a member whose surge replace failed holds a surge place while its old VM lives',
+      kinds: ['deposed', 'deposed', 'old', 'old', 'old', 'old'] as Kind[],
+      rollout: { maxUnavailable: 0, maxSurge: 2, failureThreshold: 3 },
+      failing: failing(),
+      stoppedBefore: undefined,
+    },
+    {
+      name: 'and keeps it when it fails again',
+      kinds: ['deposed', 'old', 'old', 'old', 'old', 'old'] as Kind[],
+      rollout: { maxUnavailable: 0, maxSurge: 1, failureThreshold: 3 },
+      failing: failing(0),
+      stoppedBefore: ['web/1', 'web/2', 'web/3', 'web/4', 'web/5'],
+    },
+  ])('$name', async ({ kinds, rollout, failing: f, stoppedBefore }) => {
+    const { broke, result } = await runFake(kinds, rollout, f);
+    expect(broke).toEqual([]);
+    expect(result!.reports[0].stopped?.notStarted).toEqual(stoppedBefore);
+    if (stoppedBefore) expect(result!.reports[0].stopped!.reason).toMatch(/hold every place/);
+  });
+
+  it('stops within a wave once failureThreshold is reached: its next group never starts', async () => {
+    // Waves as a planner could make them with data centers of different room: wave 1 web/0 by a surge VM;
+    // wave 2 web/1 out of service, web/2 and web/3 by surge VMs. maxUnavailable 1, maxSurge 2, failureThreshold 2.
+    // web/0 fails (it holds a surge place), so wave 2 runs as [web/1, web/2] then [web/3]; web/1 fails too, the
+    // threshold is reached, and web/3 used to be replaced all the same.
+    const { plan: p } = await runFake(['old', 'old', 'old', 'old'], { maxUnavailable: 1, maxSurge: 2, failureThreshold: 2 }, new Set());
+    const shape: Record<string, [number, 'create-before-delete' | 'delete-before-create']> = {
+      'web/0': [1, 'create-before-delete'],
+      'web/1': [2, 'delete-before-create'],
+      'web/2': [2, 'create-before-delete'],
+      'web/3': [2, 'create-before-delete'],
+    };
+    for (const c of p.changes) [c.wave, c.replaceOrder] = shape[c.address];
+    p.rollouts![0].waves = [
+      { wave: 1, members: ['web/0'], unavailable: 0, surge: 1 },
+      { wave: 2, members: ['web/1', 'web/2', 'web/3'], unavailable: 1, surge: 2 },
+    ];
+    const started: string[] = [];
+    const failing = new Set(['web/0', 'web/1']);
+    const result = await runWaves(p.changes, {
+      plan: p,
+      run: async (c) => {
+        started.push(c.address);
+        await Promise.resolve();
+        return { ok: !failing.has(c.address) };
+      },
+      healthy: async () => true,
+      emit: () => undefined,
+      interrupted: () => false,
+    });
+    expect(started).toEqual(['web/0', 'web/1', 'web/2']);
+    expect(result.reports[0].stopped).toEqual({ reason: '2 failed members (web/0, web/1) reached failureThreshold 2', notStarted: ['web/3'] });
+  });
+
+  it('holds over 300 generated resumed rollouts and failure sets', async () => {
+    const next = rng(29);
+    const int = (n: number) => Math.floor(next() * n);
+    let checked = 0;
+    for (let k = 0; k < 300; k++) {
+      const count = 2 + int(12);
+      const rollout: RolloutSpec = { maxUnavailable: int(4), maxSurge: int(3), failureThreshold: 1 + int(count) };
+      if (rollout.maxUnavailable === 0 && rollout.maxSurge === 0) rollout.maxSurge = 1;
+      const kinds = Array.from({ length: count }, () => (['out', 'deposed', 'old', 'old', 'old'] as const)[int(5)]);
+      const f = new Set(kinds.flatMap((_, i) => (next() < 0.3 ? [`web/${i}`] : [])));
+      const { plan: p, broke } = await runFake(kinds, rollout, f, k);
+      if (p.rollouts) checked++;
+      expect(broke, `case ${k}: ${JSON.stringify(rollout)}, ${kinds.join(' ')}, failing ${[...f].join(' ')}`).toEqual([]);
+    }
+    expect(checked).toBeGreaterThan(250);
+  });
 });

@@ -8,16 +8,21 @@
 // - Failed members count against the rollout's failureThreshold; once it is
 //   reached no further wave of that fleet starts: its remaining members are
 //   left untouched, and the next `fleet apply` plans them again from the
-//   record (the stopped wave's members come back first, in wave 1).
+//   record (the stopped wave's members come back first, in wave 1). A wave
+//   run in groups (below) stops too: its next group does not start.
 // - Below the threshold a failed member stays out of service and keeps the
-//   place it took (a surge VM keeps its surge place), so the following waves
+//   place it took (a surge VM keeps its surge place) from the moment it
+//   fails, so the rest of its wave (formed group by group) and the following waves
 //   run in smaller groups that fit what is left; when nothing is left the
-//   rollout stops as if at the threshold.
+//   rollout stops as if at the threshold. A member brought back in wave 1
+//   (out already, or its old VM deposed and serving) that fails again keeps
+//   the place it held there (unavailable, or surge) the same way.
 // - Changes without a wave (creates, deletes, members not serving) run beside
 //   the first waves; different fleets' rollouts run side by side. One
 //   exception: the deposed old VM of a replace that did not finish, while it
 //   is in the state its address's new VM is being brought back to, is
-//   deleted only once that VM is back (deposedGates below).
+//   deleted only once that VM is back, and that member is done only once
+//   its old VM is deleted (deposedGates below).
 import type { Change, PlanDocument, Rollout } from '../model/index.ts';
 
 /** What the executor reports of one member. */
@@ -77,27 +82,31 @@ export interface RolloutRunner {
 export async function runWaves(work: readonly Change[], runner: RolloutRunner): Promise<{ reports: RolloutReport[]; notStarted: number }> {
   const rollouts = new Map((runner.plan.rollouts ?? []).map((x) => [x.fleet, x]));
   const unwaved = work.filter((c) => c.wave === undefined || !rollouts.has(c.fleet));
-  const { r, gateOf, settleRest } = deposedGates(work, runner);
+  const { r, gateOf, settleRest, oldServing } = deposedGates(work, runner);
   let notStarted = 0;
   const free = Promise.all(
     unwaved.map(async (c) => {
       const gate = gateOf(c);
       if (gate) {
-        const back = await gate;
+        const back = await gate.promise;
         // Its member's new VM did not get back: the old one keeps serving, and the next plan deletes it again.
         if (back !== 'back') {
           if (back === 'not-started') notStarted++;
           return;
         }
       }
-      const o = await r.run(c);
-      if (o.notStarted) notStarted++;
+      try {
+        const o = await r.run(c);
+        if (o.notStarted) notStarted++;
+      } finally {
+        gate?.deleted();
+      }
     }),
   );
   const reports = await Promise.all(
     [...rollouts.values()].map(async (ro) => {
       const members = work.filter((c) => c.fleet === ro.fleet && c.wave !== undefined);
-      const report = await runRollout(ro, members, r);
+      const report = await runRollout(ro, members, r, oldServing);
       notStarted += report.notStartedCount;
       return report.report;
     }),
@@ -125,33 +134,55 @@ type Back = 'back' | 'failed' | 'not-started';
 function deposedGates(work: readonly Change[], runner: RolloutRunner) {
   const deposed = new Map<string, Change>();
   for (const c of work) if (c.deposed) deposed.set(c.address, c);
-  const gates = new Map<string, { promise: Promise<Back>; settle: (b: Back) => void }>();
+  interface Gate {
+    promise: Promise<Back>;
+    settle: (b: Back) => void;
+    /** Settles once the deposed VM's delete ended (it ran only if the gate said `back`). */
+    gone: Promise<void>;
+    deleted: () => void;
+  }
+  const gates = new Map<string, Gate>();
   for (const c of work) {
     const old = deposed.get(c.address);
     if (c.deposed || !old || c.action === 'delete' || c.to !== old.from) continue;
     let settle!: (b: Back) => void;
+    let deleted!: () => void;
     const promise = new Promise<Back>((res) => (settle = res));
-    gates.set(c.address, { promise, settle });
+    const gone = new Promise<void>((res) => (deleted = res));
+    gates.set(c.address, { promise, settle, gone, deleted });
   }
   const r: RolloutRunner = {
     ...runner,
     run: async (c) => {
       const o = await runner.run(c);
       const gate = c.deposed ? undefined : gates.get(c.address);
-      if (gate) gate.settle(o.notStarted ? 'not-started' : o.ok && (await runner.healthy(c)) ? 'back' : 'failed');
+      if (gate) {
+        const back: Back = o.notStarted ? 'not-started' : o.ok && (await runner.healthy(c)) ? 'back' : 'failed';
+        gate.settle(back);
+        // Its old VM is an extra VM while it lives: the member is done once it is gone, as a surge replace is
+        // once it deleted its old VM. Else the next wave's surge VMs would exist beside it, beyond maxSurge.
+        if (back === 'back') await gate.gone;
+      }
       return o;
     },
   };
   return {
     r,
-    gateOf: (c: Change) => (c.deposed ? gates.get(c.address)?.promise : undefined),
+    /** Members whose old VM (deposed) is in the state their current VM is being brought back to: it serves for them. */
+    oldServing: new Set(gates.keys()),
+    gateOf: (c: Change) => (c.deposed ? gates.get(c.address) : undefined),
     settleRest: () => {
       for (const g of gates.values()) g.settle(runner.interrupted() ? 'not-started' : 'failed');
     },
   };
 }
 
-async function runRollout(ro: Rollout, members: readonly Change[], r: RolloutRunner): Promise<{ report: RolloutReport; notStartedCount: number }> {
+async function runRollout(
+  ro: Rollout,
+  members: readonly Change[],
+  r: RolloutRunner,
+  oldServing: ReadonlySet<string>,
+): Promise<{ report: RolloutReport; notStartedCount: number }> {
   const waves = Math.max(0, ...members.map((c) => c.wave!));
   const report: RolloutReport = { fleet: ro.fleet, waves, wavesRun: 0, succeeded: [], failed: [] };
   const returning = new Set(ro.waves.flatMap((w) => w.returning ?? []));
@@ -171,42 +202,49 @@ async function runRollout(ro: Rollout, members: readonly Change[], r: RolloutRun
       stop('the apply was interrupted', w, true);
       break;
     }
-    // Groups of the wave that fit the places failed members left.
-    const groups: Change[][] = [];
-    let group: Change[] = [];
-    let used = { unavailable: 0, surge: 0 };
-    let blocked = false;
-    for (const c of wave) {
-      const place = returning.has(c.address) ? 'returning' : placeOf(c);
-      if (place === 'returning') {
+    // The wave runs in groups that fit the places failed members left, each formed as the one before ended: a
+    // member that fails in a group holds its place from then on, so the next group is smaller (none: the rollout stops).
+    const placeIn = (c: Change): Place => (returning.has(c.address) ? 'returning' : placeOf(c));
+    const limitOf = (place: Exclude<Place, 'returning'>) => (place === 'surge' ? ro.maxSurge - held.surge : ro.maxUnavailable - held.unavailable);
+    const nextGroup = (from: readonly Change[]): { group: Change[]; blocked: boolean } => {
+      const group: Change[] = [];
+      const used = { unavailable: 0, surge: 0 };
+      for (const c of from) {
+        const place = placeIn(c);
+        if (place !== 'returning') {
+          const limit = limitOf(place);
+          if (limit <= 0) return { group, blocked: group.length === 0 };
+          if (used[place] >= limit) break;
+          used[place]++;
+        }
         group.push(c);
-        continue;
       }
-      const limit = place === 'surge' ? ro.maxSurge - held.surge : ro.maxUnavailable - held.unavailable;
-      if (limit <= 0) {
-        blocked = true;
-        break;
-      }
-      if (used[place] >= limit) {
-        groups.push(group);
-        group = [];
-        used = { unavailable: 0, surge: 0 };
-      }
-      group.push(c);
-      used[place]++;
-    }
-    if (blocked) {
+      return { group, blocked: false };
+    };
+    const reachedThreshold = () =>
+      `${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) reached failureThreshold ${ro.failureThreshold}`;
+    const holdEvery = () =>
+      `${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) hold every place maxUnavailable ${ro.maxUnavailable} and maxSurge ${ro.maxSurge} allow`;
+    if (wave.some((c) => placeIn(c) !== 'returning' && limitOf(placeIn(c) as Exclude<Place, 'returning'>) <= 0)) {
       // The wave before was reported `failed` already; the summary says why the rollout stopped.
-      stop(`${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) hold every place maxUnavailable ${ro.maxUnavailable} and maxSurge ${ro.maxSurge} allow`, w);
+      stop(holdEvery(), w);
       break;
     }
-    if (group.length) groups.push(group);
 
     r.emit({ type: 'wave-start', fleet: ro.fleet, wave: w, waves, members: wave.map((c) => c.address) });
     let ok = 0;
     let failed = 0;
     let skipped = 0;
-    for (const g of groups) {
+    let pending: readonly Change[] = wave;
+    let blockedInWave = false;
+    let thresholdInWave = false;
+    while (pending.length > 0) {
+      const { group: g, blocked } = nextGroup(pending);
+      if (blocked) {
+        blockedInWave = true;
+        break;
+      }
+      pending = pending.slice(g.length);
       const outcomes = await Promise.all(
         g.map(async (c) => {
           const o = await r.run(c);
@@ -226,12 +264,18 @@ async function runRollout(ro: Rollout, members: readonly Change[], r: RolloutRun
         } else {
           failed++;
           report.failed.push(c.address);
-          const place = returning.has(c.address) ? 'unavailable' : placeOf(c);
-          // A returning member was out already; a planned wave of new ones never counted it.
-          if (!returning.has(c.address)) held[place === 'surge' ? 'surge' : 'unavailable']++;
+          // A returning member that fails again keeps the place it held in wave 1 (the plan gave it back after
+          // wave 1): out of service, or (its old VM serving beside a failed new one) a surge place.
+          const place = returning.has(c.address) ? (oldServing.has(c.address) ? 'surge' : 'unavailable') : placeOf(c);
+          held[place === 'surge' ? 'surge' : 'unavailable']++;
         }
       }
       if (r.interrupted()) break;
+      // The threshold stops the rest of this wave too: no request is sent for a member after it is reached.
+      if (pending.length > 0 && report.failed.length >= ro.failureThreshold) {
+        thresholdInWave = true;
+        break;
+      }
     }
     report.wavesRun = w;
     if (skipped > 0 || r.interrupted()) {
@@ -244,9 +288,17 @@ async function runRollout(ro: Rollout, members: readonly Change[], r: RolloutRun
         break;
       }
     }
+    if ((blockedInWave || thresholdInWave) && !r.interrupted() && skipped === 0) {
+      // Failures in this wave's first groups reached the threshold, or left no place for the rest of it.
+      const done = new Set([...report.succeeded, ...report.failed]);
+      const reason = thresholdInWave ? reachedThreshold() : holdEvery();
+      report.stopped = { reason, notStarted: [...wave.filter((c) => !done.has(c.address)), ...members.filter((c) => c.wave! > w)].map((c) => c.address) };
+      r.emit({ type: 'wave-done', fleet: ro.fleet, wave: w, waves, succeeded: ok, failed, status: 'stopped', detail: report.stopped.reason });
+      break;
+    }
     const reached = report.failed.length >= ro.failureThreshold;
     if (reached && w < waves) {
-      stop(`${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) reached failureThreshold ${ro.failureThreshold}`, w + 1);
+      stop(reachedThreshold(), w + 1);
       r.emit({ type: 'wave-done', fleet: ro.fleet, wave: w, waves, succeeded: ok, failed, status: 'stopped', detail: report.stopped!.reason });
       break;
     }

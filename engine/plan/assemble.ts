@@ -49,19 +49,32 @@ function summaries(tallies: Map<string, Tally>, versions: Readonly<Record<string
  * addresses (--target web/3) shows only the named members' changes, so its
  * summed members are left out, as its noops are.
  */
-function summedTallies(s: PlanState, scope: readonly string[]): Map<string, Tally> {
+function summedTallies(s: PlanState, scope: readonly string[], withTargeted = false): Map<string, Tally> {
   const out = new Map<string, Tally>();
   for (const fleet of scope) {
     const f = s.summed.get(fleet);
-    if (!f || s.memberTargets.has(fleet)) continue;
+    if (!f || (s.memberTargets.has(fleet) && !withTargeted)) continue;
     out.set(fleet, { count: f.count, states: new Map(f.states), dataCenters: new Map(f.dataCenters) });
   }
   return out;
 }
 
-/** The summed members as the plan's `unchanged` entries (what rules see beside the noops they are given). */
-export function summedUnchanged(s: PlanState, scope: readonly string[]): UnchangedFleet[] {
-  return summaries(summedTallies(s, scope), s.input.fleetVersions);
+/**
+ * What rules see as `unchanged` beside the noops they are given: the summed
+ * members, and the members `untouched` by a plan of member targets (the
+ * rest of a fleet targeted as web/3, summed or read), which serve on as they
+ * are while the plan runs.
+ */
+export function summedUnchanged(s: PlanState, scope: readonly string[], untouched: readonly Change[] = []): UnchangedFleet[] {
+  const tallies = summedTallies(s, scope, true);
+  for (const c of untouched) {
+    let t = tallies.get(c.fleet);
+    if (!t) tallies.set(c.fleet, (t = { count: 0, states: new Map(), dataCenters: new Map() }));
+    t.count++;
+    add(t.states, c.from, 1);
+    add(t.dataCenters, c.dataCenter, 1);
+  }
+  return summaries(tallies, s.input.fleetVersions);
 }
 
 /**

@@ -118,12 +118,45 @@ function recreateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void {
   });
 }
 
+/**
+ * Takes what a member grows by (its new size less its old, per resource) from
+ * its data center's capacity left: once its change is done it holds that much
+ * more. When the data center has not that much left, says so (a
+ * datacenter-capacity violation at the rule's level): the authority would
+ * refuse the bigger VM, and a replace would have deleted the old one first.
+ */
+function takeGrowth(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void {
+  const left = s.capacity?.get(row.dataCenter);
+  if (!left) return;
+  const cpu = Math.max(0, spec.size.cpu - row.size.cpu);
+  const memoryGiB = Math.max(0, spec.size.memoryGiB - row.size.memoryGiB);
+  if (cpu === 0 && memoryGiB === 0) return;
+  const short: string[] = [];
+  if (cpu > left.cpu) short.push(`${left.cpu} vCPU${left.cpu === 1 ? '' : 's'}`);
+  if (memoryGiB > left.memoryGiB) short.push(`${left.memoryGiB} GiB of memory`);
+  if (short.length === 0) {
+    left.cpu -= cpu;
+    left.memoryGiB -= memoryGiB;
+    return;
+  }
+  const by = [cpu ? `${cpu} vCPU${cpu === 1 ? '' : 's'}` : '', memoryGiB ? `${memoryGiB} GiB of memory` : ''].filter(Boolean).join(' and ');
+  const level = s.policy.capacityEnforcement(s.input.pack) === 'advisory' ? 'advisory' : 'mandatory';
+  s.violate(
+    'datacenter-capacity',
+    row.address,
+    `${row.address} grows by ${by} in ${row.dataCenter}, which has ${short.join(' and ')} left for it.`,
+    `Free capacity in ${row.dataCenter} or raise its capacity in the stack, or keep the size of fleet ${spec.name}.`,
+    level,
+  );
+}
+
 function updateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet, diff: FieldDiff): void {
   const r = resizeSteps(s.lc, row.state, spec.state);
   if ('missing' in r) {
     s.violate('lifecycle', row.address, `no path from ${r.missing.from} to ${r.missing.to} in the diagram`, 'fix the pack lifecycle, or move the VM by hand');
     return;
   }
+  takeGrowth(s, row, spec);
   const { path, steps } = r;
   s.changes.push({
     ...s.base(spec, row.index, row.dataCenter),
@@ -154,6 +187,7 @@ function replaceMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet, diff: Fi
   }
   // Create-then-delete keeps the member serving, but needs room for a second VM for a while.
   const replaceOrder: ReplaceOrder = s.capacity === null || fits(s.capacity.get(row.dataCenter), spec.size) ? 'create-before-delete' : 'delete-before-create';
+  takeGrowth(s, row, spec);
   const newSteps = s.steps(path, 'new');
   const oldSteps = s.steps(oldEnd, 'old');
   const what = Object.keys(diff)

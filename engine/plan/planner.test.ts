@@ -3,6 +3,7 @@ import type { VmRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
 import { computePlan, type PlanInput } from './planner.ts';
 import { noRulesPolicy } from './policy-port.ts';
+import { defaultPolicy } from './policy-default.ts';
 import { dataCenter, makeFleet, makePack, makeStack, vmRow } from './test-support.ts';
 import type { PlanDocument } from './types.ts';
 
@@ -415,5 +416,84 @@ describe('computePlan: the v2 document accounts for every member', () => {
     }
     // The generator reaches the case that matters: many unchanged members.
     expect(seen).toBeGreaterThan(200);
+  });
+});
+
+describe('a member that grows (a bigger size) needs room for the growth in its data center', () => {
+  // A replace or resize to a bigger size was planned whatever the data center had left: with miami's 8 vCPUs
+  // used by 4 members of 2, a change to 3 vCPUs planned fine, apply deleted web/0's old VM and the authority
+  // then refused its new one ("the capacity of data center miami is 8 vCPUs: 6 in use, the VM needs 3 more"):
+  // the member was lost. Each growing member now takes its growth from the capacity left.
+  const grow = (cpuLeft: number, image: string) => {
+    const web = makeFleet('web', { count: 4, image, size: { cpu: 3, memoryGiB: 4, diskGiB: 20 }, placement: { dataCenters: ['miami'] } });
+    const rows = [0, 1, 2, 3].map((i) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } }));
+    return computePlan({
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms: 10, cpu: 8 + cpuLeft })]),
+      pack: makePack({ 'datacenter-capacity': 'mandatory' }),
+      fleets: [web],
+      record: rows,
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      policy: noRulesPolicy,
+      id: 'p',
+    });
+  };
+  it.each([
+    { name: 'replaces, none fits', cpuLeft: 0, image: 'ubuntu-24.04', action: 'replace', refused: ['web/0', 'web/1', 'web/2', 'web/3'] },
+    { name: 'replaces, three of four fit', cpuLeft: 3, image: 'ubuntu-24.04', action: 'replace', refused: ['web/3'] },
+    { name: 'replaces, every one fits exactly', cpuLeft: 4, image: 'ubuntu-24.04', action: 'replace', refused: [] },
+    { name: 'resizes, none fits', cpuLeft: 0, image: 'ubuntu-22.04', action: 'update', refused: ['web/0', 'web/1', 'web/2', 'web/3'] },
+    { name: 'resizes, every one fits exactly', cpuLeft: 4, image: 'ubuntu-22.04', action: 'update', refused: [] },
+  ])('$name', ({ cpuLeft, image, action, refused }) => {
+    const p = grow(cpuLeft, image);
+    expect(p.changes.map((c) => c.action)).toEqual([action, action, action, action]);
+    const v = p.policy.violations.filter((x) => x.policy === 'datacenter-capacity');
+    expect(v.map((x) => x.address)).toEqual(refused);
+    for (const x of v) {
+      expect(x.level).toBe('mandatory');
+      expect(x.message).toMatch(/^web\/\d grows by 1 vCPU in miami, which has 0 vCPUs left for it\.$/);
+      expect(x.hint).toBe('Free capacity in miami or raise its capacity in the stack, or keep the size of fleet web.');
+    }
+    expect(p.blocked).toBe(refused.length > 0);
+  });
+});
+
+describe('a fleet whose members grow past its owner quota', () => {
+  // team-a may use 8 vCPUs; web has 4 members of 2. A change to 3 vCPUs got a grant ("requested 4, granted 2:
+  // quota of team-a (cpu 8)") but its 4 replaces were planned all the same, and the plan was not blocked: apply
+  // deleted web/0's old VM, and the authority refused the new one (9 vCPUs > 8): the member was lost.
+  it.each([
+    { name: 'replaces (image and size)', image: 'ubuntu-24.04', cpuLimit: 8, blocked: true },
+    { name: 'resizes', image: 'ubuntu-22.04', cpuLimit: 8, blocked: true },
+    { name: 'replaces that fit the quota exactly', image: 'ubuntu-24.04', cpuLimit: 12, blocked: false },
+  ])('$name', ({ image, cpuLimit, blocked }) => {
+    const web = makeFleet('web', { count: 4, owner: 'team-a', image, size: { cpu: 3, memoryGiB: 4, diskGiB: 20 }, placement: { dataCenters: ['miami'] } });
+    const rows = [0, 1, 2, 3].map((i) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } }));
+    const pack = makePack({ 'owner-quota': 'mandatory' });
+    pack.rules.get('owner-quota')!.config.limits = { 'team-a': { cpu: cpuLimit } };
+    const p = computePlan({
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
+      pack,
+      fleets: [web],
+      record: rows,
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      policy: defaultPolicy,
+      id: 'p',
+    });
+    expect(p.blocked).toBe(blocked);
+    expect(p.policy.violations).toEqual(
+      blocked
+        ? [
+            {
+              policy: 'owner-quota',
+              level: 'mandatory',
+              address: 'web',
+              message: 'The 4 members of fleet web grow to 3 vCPUs and 4 GiB each, and only 2 of that size fit the quota of team-a: the authority would refuse the bigger VMs.',
+              hint: 'Raise the quota of team-a in the stack\'s policyPack.config, lower spec.count of web, or keep its size.',
+            },
+          ]
+        : [],
+    );
   });
 });

@@ -96,6 +96,11 @@ export function computePlan(input: PlanInput): PlanDocument {
   const scope = resolveScope(specs.keys(), rowsByFleet.keys(), input.options.targets, input.options.excludes).fleets;
   const grantedSoFar: Record<string, number> = {};
   const { changes } = s;
+  /**
+   * Members --target web/3 leaves out of the plan (their fleet's other existing members): the plan does not touch
+   * them, so they serve on as they are, and the waves and the rules count them as they count unchanged members.
+   */
+  const untouched: Change[] = [];
   for (const name of scope) {
     const all = (rowsByFleet.get(name) ?? []).sort((a, b) => a.index - b.index);
     const spec = specs.get(name);
@@ -112,6 +117,7 @@ export function computePlan(input: PlanInput): PlanDocument {
     const only = s.memberTargets.get(name);
     if (only) {
       const kept = changes.slice(start).filter((c) => only.has(c.index));
+      for (const c of changes.slice(start)) if (!only.has(c.index) && c.action !== 'create') untouched.push(c);
       changes.length = start;
       changes.push(...kept);
     }
@@ -122,9 +128,12 @@ export function computePlan(input: PlanInput): PlanDocument {
     pack: input.pack,
     lifecycle: s.lc,
     capacity: s.capacity,
-    unchangedIn: (fleet, state) => s.unchangedIn(fleet, state),
-    quotaRoom: (spec, extra) => {
-      const q = s.policy.ownerQuota(input.pack, s.ctx, spec, spec.count + extra, grantedSoFar);
+    unchangedIn: (fleet, state) => s.unchangedIn(fleet, state) + untouched.filter((c) => c.fleet === fleet && c.from === state).length,
+    quotaRoom: (spec, extra, surging) => {
+      // Other fleets' surge VMs live beside their members: they count as members of those fleets while they do.
+      const granted = { ...grantedSoFar };
+      for (const [fleet, n] of surging) if (Object.hasOwn(granted, fleet)) granted[fleet] += n;
+      const q = s.policy.ownerQuota(input.pack, s.ctx, spec, spec.count + extra, granted);
       return Math.max(0, q.granted - spec.count);
     },
   });
@@ -133,8 +142,9 @@ export function computePlan(input: PlanInput): PlanDocument {
   // Rules judge every member, noops included, as they did when the document
   // listed noops (a rule counting a fleet's Running members needs them):
   // they see the plan with all of its changes, and in `unchanged` only the
-  // members summed rather than read (PlanInput.unchanged), each member once.
-  const everyMember: PlanDocument = { ...plan, changes, unchanged: summedUnchanged(s, scope) };
+  // members summed rather than read (PlanInput.unchanged) and the members
+  // --target left out (untouched), each member once.
+  const everyMember: PlanDocument = { ...plan, changes, unchanged: summedUnchanged(s, scope, untouched) };
   s.violations.push(...s.policy.evaluateRules(everyMember, s.ctx, input.pack, input.diagnostics ? (d) => input.diagnostics!.push(d) : undefined));
   s.violations.sort((a, b) => byName(a.address, b.address) || byName(a.policy, b.policy) || byName(a.message, b.message));
   s.grants.sort((a, b) => byName(a.fleet, b.fleet) || byName(a.policy, b.policy));
@@ -171,6 +181,17 @@ function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSo
   const quota = s.policy.ownerQuota(s.input.pack, s.ctx, spec, spec.count, grantedSoFar);
   s.violations.push(...quota.violations);
   if (quota.grant) s.grants.push(quota.grant);
+  // A grant caps new members only; existing members that grow (a replace or resize to a bigger size) must fit
+  // at their new size too: the authority checks each bigger VM, and a replace whose old VM went first would
+  // lose its member.
+  if (quota.grant && quota.granted < existing && kept.some((r) => r.size.cpu < spec.size.cpu || r.size.memoryGiB < spec.size.memoryGiB)) {
+    s.violate(
+      'owner-quota',
+      spec.name,
+      `The ${existing} members of fleet ${spec.name} grow to ${spec.size.cpu} vCPUs and ${spec.size.memoryGiB} GiB each, and only ${quota.granted} of that size fit the quota of ${spec.owner}: the authority would refuse the bigger VMs.`,
+      `Raise the quota of ${spec.owner} in the stack's policyPack.config, lower spec.count of ${spec.name}, or keep its size.`,
+    );
+  }
   const wanted = missing.slice(0, Math.max(0, Math.min(spec.count, quota.granted) - existing));
 
   const created = placeNew(s, spec, kept, wanted);

@@ -14,11 +14,14 @@
 // | update (resize) or transition            | unavailable| is out until it is back (or for good) |
 //
 // A replace takes a surge place while the wave has one and its data center
-// has room for a second VM of the member's size; otherwise it goes
+// has room for a second VM of the member's size (room other fleets' surge
+// VMs do not take: their waves run at the same time); otherwise it goes
 // delete-before-create. Members of the fleet already out of the serving
 // state, whose change brings them back (a failed wave's members, say), go
 // in the first wave and hold its places: resuming a stopped rollout never
-// puts more members out at once than the first run would have.
+// puts more members out at once than the first run would have. One whose
+// surge replace failed, its old VM still serving (deposed) beside the new
+// one, is not out but has an extra VM: it holds a surge place instead.
 //
 // Deletes (a lower count, a removed fleet) and creates are not waved: they
 // run beside the first wave. A change whose goal is to leave the serving
@@ -59,6 +62,8 @@ export interface RolloutSettings {
   failureThreshold: number;
   /** Both came out 0 (a fleet smaller than 1 / maxShare): one member per wave, by a surge VM where it can be. */
   oneAtATime: boolean;
+  /** Where maxUnavailable came from: the spec's setting, or the max-disruption rule (its share, or lowered by it). */
+  unavailableFrom: 'spec' | 'max-disruption';
   notes: string[];
 }
 
@@ -72,13 +77,15 @@ export interface RolloutSettings {
  * Undefined when neither the spec nor the rule asks for a rollout (the rule
  * disabled, no spec.rollout): the change is made at once, as before rollouts.
  */
-export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving: number, waved: number): RolloutSettings | undefined {
+export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving: number, waved: number, leavingForGood = 0): RolloutSettings | undefined {
   const notes: string[] = [];
   const n = spec.count;
   const r = spec.rollout;
   if (rule.enforcement === 'disabled' && r.maxUnavailable === undefined && r.maxSurge === undefined && r.failureThreshold === undefined) return undefined;
   let maxUnavailable: number;
+  let unavailableFrom: RolloutSettings['unavailableFrom'] = 'max-disruption';
   if (r.maxUnavailable !== undefined) {
+    unavailableFrom = 'spec';
     maxUnavailable = resolveAmount(r.maxUnavailable, n, 'down');
     notes.push(`maxUnavailable ${showAmount(r.maxUnavailable)}${typeof r.maxUnavailable === 'string' ? ` of ${n}` : ''} from the spec`);
   } else if (rule.enforcement === 'disabled') {
@@ -89,10 +96,14 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     notes.push(`maxUnavailable ${maxUnavailable} of ${n} from max-disruption maxShare ${rule.maxShare}`);
   }
   if (rule.enforcement === 'mandatory') {
-    const allowed = Math.floor(rule.maxShare * serving + 1e-9);
+    // The rule counts the members deleted beside the widest wave. When they alone are more than it allows, it
+    // blocks the plan itself: the waves keep its share rather than add a second finding.
+    const share = Math.floor(rule.maxShare * serving + 1e-9);
+    const allowed = leavingForGood <= share ? share - leavingForGood : share;
     if (maxUnavailable > allowed) {
       maxUnavailable = allowed;
-      notes.push(`lowered to ${allowed} by mandatory max-disruption (maxShare ${rule.maxShare} of ${serving} ${rule.state})`);
+      unavailableFrom = 'max-disruption';
+      notes.push(`lowered to ${allowed} by mandatory max-disruption (maxShare ${rule.maxShare} of ${serving} ${rule.state}${leavingForGood && allowed < share ? `, ${leavingForGood} deleted` : ''})`);
     }
   }
   let maxSurge = 0;
@@ -105,6 +116,7 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
     oneAtATime = true;
     maxSurge = 1;
     if (rule.enforcement === 'mandatory') {
+      unavailableFrom = 'max-disruption';
       notes.push(`no member may leave ${rule.state}: replacements are created first, one at a time`);
     } else {
       maxUnavailable = 1;
@@ -114,7 +126,7 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
   const ft: RolloutAmount = r.failureThreshold ?? 1;
   const failureThreshold = Math.max(1, resolveAmount(ft, waved, 'up'));
   notes.push(`failureThreshold ${failureThreshold}${r.failureThreshold === undefined ? ' (default)' : ''}`);
-  return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, notes };
+  return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, unavailableFrom, notes };
 }
 
 /** How many more VMs of `size` fit in what is left of a data center (Infinity with no limit). */
@@ -134,9 +146,11 @@ export interface WaveInput {
   capacity: ReadonlyMap<string, CapacityLeft> | null;
   /**
    * Extra VMs the owner quota still allows each fleet (Infinity: no limit):
-   * a surge VM counts against the quota while it lives.
+   * a surge VM counts against the quota while it lives. `surging`: the surge
+   * VMs set aside for fleets planned before (their rollouts run at the same
+   * time), which count against their owners' quotas too.
    */
-  quotaRoom: (spec: LoadedFleet, extra: number) => number;
+  quotaRoom: (spec: LoadedFleet, extra: number, surging: ReadonlyMap<string, number>) => number;
   /** Members of a fleet in a state that the plan summed as unchanged rather than read (they serve like noops); 0 when absent. */
   unchangedIn?: (fleet: string, state: string) => number;
 }
@@ -159,34 +173,65 @@ export function assignWaves(input: WaveInput): WaveResult {
   const rollouts: Rollout[] = [];
   const violations: Violation[] = [];
   const byFleet = new Map<string, Change[]>();
+  /**
+   * Per fleet, its members in the serving state that a delete takes out for good (a lower count, a deposed VM),
+   * which max-disruption counts beside the widest wave. A transition to another state for good is waved itself.
+   */
+  const forGood = new Map<string, number>();
+  /**
+   * Per fleet, the addresses whose deposed VM is in the serving state: the rule counts them among the serving
+   * members, and the member brought back beside one is not out (see `returningSurge`).
+   */
+  const deposedServing = new Map<string, Set<string>>();
   for (const c of input.changes) {
+    if (c.action === 'delete' && c.from === rule.state) {
+      forGood.set(c.fleet, (forGood.get(c.fleet) ?? 0) + 1);
+    }
+    if (c.deposed && c.from === rule.state) {
+      let set = deposedServing.get(c.fleet);
+      if (!set) deposedServing.set(c.fleet, (set = new Set()));
+      set.add(c.address);
+    }
     if (c.deposed) continue;
     let list = byFleet.get(c.fleet);
     if (!list) byFleet.set(c.fleet, (list = []));
     list.push(c);
   }
+  // Different fleets' rollouts run side by side, so their surge VMs may exist at once: each fleet's widest
+  // surge in a data center is set aside before the next fleet's waves (in plan order) are planned.
+  const surgeLeft = new Map<string, CapacityLeft>();
+  for (const [dc, left] of input.capacity ?? []) surgeLeft.set(dc, { ...left });
+  // The same for owner quotas: each fleet's widest surge counts against its owner's quota for the fleets after it.
+  const surging = new Map<string, number>();
   for (const [fleet, changes] of byFleet) {
     const spec = input.specs.get(fleet);
     if (!spec) continue;
     const state = rule.state;
     const disruptive = changes.filter((c) => c.action !== 'delete' && leavesState(c, state));
     if (disruptive.length === 0) continue;
-    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (input.unchangedIn?.(fleet, state) ?? 0);
+    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (deposedServing.get(fleet)?.size ?? 0) + (input.unchangedIn?.(fleet, state) ?? 0);
     // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
     const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
+    // One whose failed surge replace left its old VM serving (deposed) is not out: its two VMs hold a surge place.
+    const oldServing = deposedServing.get(fleet);
+    const returningSurge = oldServing ? returning.filter((c) => oldServing.has(c.address)).length : 0;
     // A failureThreshold share counts every member the rollout changes: those it takes out and those it brings back.
-    const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length);
+    const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length, forGood.get(fleet) ?? 0);
     if (!settings) continue;
-    const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge)) : 0;
+    const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge, surging)) : 0;
     if (surgeQuota < settings.maxSurge) settings.notes.push(`maxSurge ${settings.maxSurge} lowered to ${surgeQuota} by the owner quota`);
 
     const waves: RolloutWave[] = [];
     let queue = [...disruptive].sort((a, b) => a.index - b.index);
-    let heldByReturning = returning.length;
+    let heldOut = returning.length - returningSurge;
+    let heldSurge = returningSurge;
     let capacityShort = false;
+    /** Per data center, the most surge VMs of one wave of this fleet, with their size. */
+    const widest = new Map<string, { n: number; size: VmSize }>();
     while (queue.length > 0) {
       const wave: RolloutWave = { wave: waves.length + 1, members: [], unavailable: 0, surge: 0 };
-      const places = Math.max(0, settings.maxUnavailable - heldByReturning);
+      const places = Math.max(0, settings.maxUnavailable - heldOut);
+      const surgePlaces = Math.max(0, surgeQuota - heldSurge);
       const usedRoom = new Map<string, number>();
       const rest: Change[] = [];
       for (const c of queue) {
@@ -194,40 +239,61 @@ export function assignWaves(input: WaveInput): WaveResult {
           rest.push(c);
           continue;
         }
-        const dcRoom = room(input.capacity?.get(c.dataCenter), c.size) - (usedRoom.get(c.dataCenter) ?? 0);
-        if (c.action === 'replace' && wave.surge < surgeQuota && dcRoom >= 1) {
+        const dcRoom = room(surgeLeft.get(c.dataCenter), c.size) - (usedRoom.get(c.dataCenter) ?? 0);
+        if (c.action === 'replace' && wave.surge < surgePlaces && dcRoom >= 1) {
           setReplaceOrder(c, 'create-before-delete', input.lifecycle);
-          usedRoom.set(c.dataCenter, (usedRoom.get(c.dataCenter) ?? 0) + 1);
+          const n = (usedRoom.get(c.dataCenter) ?? 0) + 1;
+          usedRoom.set(c.dataCenter, n);
+          if (n > (widest.get(c.dataCenter)?.n ?? 0)) widest.set(c.dataCenter, { n, size: c.size });
           wave.surge++;
         } else if (wave.unavailable < places) {
-          if (c.action === 'replace') setReplaceOrder(c, 'delete-before-create', input.lifecycle, wave.surge < surgeQuota ? 'no capacity for both' : 'no surge place in its wave');
+          if (c.action === 'replace') setReplaceOrder(c, 'delete-before-create', input.lifecycle, wave.surge < surgePlaces ? 'no capacity for both' : 'no surge place in its wave');
           wave.unavailable++;
         } else {
-          if (c.action === 'replace' && wave.surge < surgeQuota && dcRoom < 1) capacityShort = true;
+          if (c.action === 'replace' && wave.surge < surgePlaces && dcRoom < 1) capacityShort = true;
           rest.push(c);
           continue;
         }
         c.wave = wave.wave;
         wave.members.push(c.address);
       }
-      if (wave.members.length === 0 && heldByReturning === 0) break;
+      if (wave.members.length === 0 && heldOut + heldSurge === 0) break;
       if (wave.wave === 1 && returning.length > 0) {
         for (const c of returning) c.wave = 1;
         wave.returning = returning.map((c) => c.address).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
       }
-      heldByReturning = 0;
+      heldOut = 0;
+      heldSurge = 0;
       waves.push(wave);
       queue = rest;
     }
+    const widestSurge = Math.max(0, ...waves.map((w) => w.surge));
+    if (widestSurge > 0) surging.set(fleet, widestSurge);
+    for (const [dc, { n, size }] of widest) {
+      const left = surgeLeft.get(dc);
+      if (left) surgeLeft.set(dc, { vms: left.vms - n, cpu: left.cpu - n * size.cpu, memoryGiB: left.memoryGiB - n * size.memoryGiB });
+    }
     if (queue.length > 0) {
-      // Only a mandatory max-disruption that allows no member out, with no room for a surge VM, gets here.
+      // Only a maxUnavailable of 0 (the spec's, or a mandatory max-disruption's) with changes that cannot surge gets
+      // here: a resize or transition, a replace with no room for a surge VM, or no surge VM left by the owner quota.
       const list = queue.map((c) => c.address);
+      const bySpec = settings.unavailableFrom === 'spec';
+      const notReplace = queue.some((c) => c.action !== 'replace');
+      const why = [
+        capacityShort ? ' and the data center has no room for a surge VM' : '',
+        surgeQuota === 0 && settings.maxSurge > 0 ? ' and the owner quota leaves no room for a surge VM' : '',
+        notReplace ? ', and a resize or transition cannot use a surge VM' : '',
+      ].join('');
+      // Only a resize or transition can be made a replace instead.
+      const orReplace = notReplace ? ', or make the change a replace' : '';
       violations.push({
-        policy: 'max-disruption',
+        policy: bySpec ? 'rollout' : 'max-disruption',
         level: 'mandatory',
         address: fleet,
-        message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: max-disruption allows no member out of ${state} at once${capacityShort ? ' and the data center has no room for a surge VM' : ''}${queue.some((c) => c.action !== 'replace') ? ', and a resize or transition cannot use a surge VM' : ''}.`,
-        hint: `Raise max-disruption.maxShare in the stack's policyPack.config, free capacity for a surge VM, or make the change a replace.`,
+        message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} allows no member out of ${state} at once${why}.`,
+        hint: bySpec
+          ? `Allow rollout.maxUnavailable at least 1 in fleet ${fleet}'s spec${orReplace ? ',' : ' or'} free capacity or quota for a surge VM${orReplace}.`
+          : `Raise max-disruption.maxShare in the stack's policyPack.config${orReplace ? ',' : ' or'} free capacity or quota for a surge VM${orReplace}.`,
       });
     }
     rollouts.push({

@@ -59,10 +59,11 @@ spec:
 }
 
 /**
- * stack.yaml of one embedded sim data center (miami, room for 50 VMs) with
- * the default pack: `failCalls` are the sim's cloud calls that fail.
+ * stack.yaml of one embedded sim data center (miami, room for 50 VMs unless
+ * `vms` says otherwise) with the default pack: `failCalls` are the sim's
+ * cloud calls that fail.
  */
-export function oneDcStackYaml(name: string, sim: { latencyMs?: number; failCalls?: readonly string[] } = {}): string {
+export function oneDcStackYaml(name: string, sim: { latencyMs?: number; failCalls?: readonly string[]; vms?: number } = {}): string {
   const ms = sim.latencyMs ?? 1;
   return `apiVersion: fleet/v1
 kind: Stack
@@ -77,7 +78,7 @@ spec:
       address: embedded
       location: { lat: 25.7617, lon: -80.1918 }
       hardware: [general]
-      capacity: { vms: 50 }
+      capacity: { vms: ${sim.vms ?? 50} }
       sim: { latencyMs: ${ms}, bootMs: ${ms}, failCalls: [${(sim.failCalls ?? []).join(', ')}] }
 `;
 }

@@ -90,11 +90,21 @@ export function memberList(addresses: readonly string[], max = 8): string {
 
 /** One line of a rollout's settings: `4 waves; maxUnavailable 3, maxSurge 0, failureThreshold 1`. */
 export function rolloutLine(r: Rollout): string {
-  return `${r.waves.length} wave${r.waves.length === 1 ? '' : 's'}; maxUnavailable ${r.maxUnavailable}, maxSurge ${r.maxSurge}, failureThreshold ${r.failureThreshold}`;
+  // No wave: the rollout cannot start (a violation of the plan says why), not "0 waves".
+  const waves = r.waves.length === 0 ? 'no wave can start (the plan is blocked: see its violations)' : `${r.waves.length} wave${r.waves.length === 1 ? '' : 's'}`;
+  return `${waves}; maxUnavailable ${r.maxUnavailable}, maxSurge ${r.maxSurge}, failureThreshold ${r.failureThreshold}`;
 }
 
-/** What one wave does: `web/0, web/1 (2 out of service, 1 by a surge VM first)`. */
+/**
+ * What one wave does: `web/0, web/1 (2 out of service, 1 by a surge VM
+ * first)`; a wave that only brings back members already out of service (a
+ * resumed rollout's failed ones): `bringing back web/0, web/1 (no other
+ * member out of service)`.
+ */
 export function waveLine(w: RolloutWave): string {
+  if (w.members.length === 0 && w.returning?.length) {
+    return `bringing back ${memberList(w.returning, 4)} (no other member out of service${w.surge ? `, ${w.surge} replaced by a surge VM first` : ''})`;
+  }
   const parts = [`${w.unavailable} out of service`];
   if (w.surge) parts.push(`${w.surge} replaced by a surge VM first`);
   if (w.returning?.length) parts.push(`bringing back ${memberList(w.returning, 4)}`);

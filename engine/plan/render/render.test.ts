@@ -6,6 +6,8 @@ import { computePlan } from '../planner.ts';
 import { noRulesPolicy } from '../policy-port.ts';
 import { makeFleet, makePack, makeStack, vmRow } from '../test-support.ts';
 import { planDigest } from '../digest.ts';
+import type { Rollout, RolloutWave } from '../../model/plan-document.ts';
+import { rolloutLine, waveLine } from './common.ts';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { MARKDOWN_LIMIT, PRETTY_JSON_LIMIT, markdownMarker, renderJson, renderMarkdown, renderText } from './index.ts';
@@ -299,5 +301,26 @@ describe('renderJson', () => {
     expect(text.endsWith('\n')).toBe(true);
     expect(text.trimEnd().includes('\n')).toBe(lines === 'many');
     expect(JSON.parse(text)).toEqual(p);
+  });
+});
+
+// A blocked rollout printed "Rollout: 0 waves", and a wave that only brings members back "(0 out of service, bringing back …)".
+describe('rolloutLine and waveLine', () => {
+  const rollout = (waves: RolloutWave[]): Rollout => ({ fleet: 'web', maxUnavailable: 2, maxSurge: 0, failureThreshold: 1, reason: 'spec', waves });
+  const wave = (w: Partial<RolloutWave>): RolloutWave => ({ wave: 1, members: [], unavailable: 0, surge: 0, ...w });
+  it.each([
+    { waves: [], want: 'no wave can start (the plan is blocked: see its violations); maxUnavailable 2, maxSurge 0, failureThreshold 1' },
+    { waves: [wave({})], want: '1 wave; maxUnavailable 2, maxSurge 0, failureThreshold 1' },
+    { waves: [wave({}), wave({ wave: 2 })], want: '2 waves; maxUnavailable 2, maxSurge 0, failureThreshold 1' },
+  ])('rollout of $waves.length waves', ({ waves, want }) => {
+    expect(rolloutLine(rollout(waves))).toBe(want);
+  });
+  it.each([
+    { w: wave({ members: ['web/0', 'web/1'], unavailable: 2 }), want: 'web/0, web/1 (2 out of service)' },
+    { w: wave({ members: ['web/0'], unavailable: 0, surge: 1 }), want: 'web/0 (0 out of service, 1 replaced by a surge VM first)' },
+    { w: wave({ members: ['web/2'], unavailable: 1, returning: ['web/0'] }), want: 'web/2 (1 out of service, bringing back web/0)' },
+    { w: wave({ returning: ['web/0', 'web/1'] }), want: 'bringing back web/0, web/1 (no other member out of service)' },
+  ])('$want', ({ w, want }) => {
+    expect(waveLine(w)).toBe(want);
   });
 });

@@ -197,13 +197,15 @@ export const maxDisruptionRule: Rule = {
       const leaving = n.atOnce + widest;
       if (leaving <= maxShare * n.running) continue;
       const allowed = Math.floor(maxShare * n.running);
+      // What a wave may take out beside the members leaving for good.
+      const perWave = allowed - n.atOnce;
       const how = n.waves.size > 0 ? ` at once (${widest} in its widest wave${n.atOnce ? `, ${n.atOnce} for good` : ''})` : ' in this plan';
       out.push({
         address: fleet,
         message: `${leaving} of ${n.running} ${state} members of fleet ${fleet} would leave ${state}${how} (at most ${allowed}, maxShare ${maxShare}).`,
         hint:
           n.waves.size > 0
-            ? `Lower spec.rollout.maxUnavailable of ${fleet} to ${Math.max(1, allowed)} or less, or raise max-disruption.maxShare in the stack's policyPack.config.`
+            ? `Lower spec.rollout.maxUnavailable of ${fleet} to ${Math.max(1, perWave)} or less${n.atOnce ? ` (${n.atOnce} leave for good beside its waves)` : ''}, or raise max-disruption.maxShare in the stack's policyPack.config.`
             : `Make the change in steps of at most ${Math.max(1, allowed)} member(s) of ${fleet} per plan, or raise max-disruption.maxShare in the stack's policyPack.config.`,
       });
     }
