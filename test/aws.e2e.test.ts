@@ -14,6 +14,7 @@ import type { CliIO } from '../engine/cli/io.ts';
 import { createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
 import type { RunningService } from '../engine/authority/index.ts';
 import { FakeSts } from '../engine/authority/credentials/fake-sts.ts';
+import { parseAgentUserData } from '../providers/boot-agent/index.ts';
 import { FakeEc2, type FakeInstance } from '../providers/drivers/aws/fake-ec2.ts';
 import { runCli } from './helpers/cli.ts';
 import { REPO, fleetYaml } from './helpers/stack.ts';
@@ -137,6 +138,36 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(sts.calls.every((c) => c.accessKeyId === 'AKIDHOSTIDENTITY' && c.params.get('DurationSeconds') === '900')).toBe(true);
   });
 
+  // An in-guest reboot (a kernel update's, `shutdown -r now`): cloud-init runs the real boot agent again with the
+  // token of the last boot; the record holds the VM Running, so the authority denies it, and the agent powers the
+  // instance off. Nothing terminates it outside an apply's awaitReady: refresh reports it, apply boots it again.
+  it('an instance rebooted from inside its guest is denied its used token, stops itself and stays; refresh, then apply boot it again', async () => {
+    const app1 = (await record()).find((v) => v.address === 'app/1')!;
+    const inst = live()['app/1'];
+    const tokenBefore = parseAgentUserData(inst.userData).FLEET_BOOT_TOKEN;
+    const runs = await ec2.rebootFromInside(inst.id);
+    expect(runs.map((r) => r.poweredOff)).toEqual([true]);
+    expect(runs[0].stderr).toContain('boot denied');
+    expect(inst.state).toBe('stopped');
+    expect(ec2.calls('TerminateInstances')).toHaveLength(0);
+
+    const r = await fleet('refresh', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const drift = (JSON.parse(r.stdout) as { drift: { kind: string; address: string; detail: string }[] }).drift;
+    expect(drift).toEqual([
+      expect.objectContaining({ kind: 'recorded', address: 'app/1', detail: expect.stringMatching(/^recorded Running -> ShuttingDown -> PoweredOff\. It powered itself off after a reboot from inside its guest: .*boot denied/) }),
+    ]);
+
+    const a = await fleet('apply', '--yes');
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stdout).toContain('PoweredOff » PoweredOn » Starting » Running');
+    expect((await record()).find((v) => v.address === 'app/1')).toMatchObject({ id: app1.id, cloudId: app1.cloudId, state: 'Running' });
+    expect(live()['app/1']).toBe(inst);
+    expect(inst.state).toBe('running');
+    expect(parseAgentUserData(inst.userData).FLEET_BOOT_TOKEN).not.toBe(tokenBefore);
+    expect(ec2.calls('TerminateInstances')).toHaveLength(0);
+  });
+
   it('stops and starts a fleet', async () => {
     await spec('app', fleetYaml('app', { count: 2, state: 'PoweredOff' }));
     let r = await fleet('apply', '--yes');
@@ -179,7 +210,8 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(r.code, r.stderr).toBe(0);
     const drift = (JSON.parse(r.stdout) as { drift: { kind: string; address: string; recordState: string; actualState: string; detail: string }[] }).drift;
     expect(drift.map((d) => [d.kind, d.address, d.recordState, d.actualState, d.detail]).sort()).toEqual([
-      ['recorded', 'app/0', 'Running', 'PoweredOff', 'recorded Running -> ShuttingDown -> PoweredOff'],
+      // A booted VM found powered off: its line says what that was and how it comes back (docs/recovery.md, "In-guest reboots and power-offs").
+      ['recorded', 'app/0', 'Running', 'PoweredOff', expect.stringMatching(/^recorded Running -> ShuttingDown -> PoweredOff\. It was powered off from inside its guest .*`fleet apply` boots it again/)],
       ['recorded', 'app/1', 'Running', 'ShuttingDown', 'recorded Running -> ShuttingDown'],
     ]);
     // Running -> ShuttingDown is one edge; Running -> PoweredOff is two along the diagram's path: both recorded, edge by edge.

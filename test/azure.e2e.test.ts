@@ -212,7 +212,8 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(r.code, r.stderr).toBe(0);
     const drift = (JSON.parse(r.stdout) as { drift: { kind: string; address: string; recordState: string; actualState: string; detail: string }[] }).drift;
     expect(drift.map((d) => [d.kind, d.address, d.recordState, d.actualState, d.detail]).sort()).toEqual([
-      ['recorded', 'app/0', 'Running', 'PoweredOff', 'recorded Running -> ShuttingDown -> PoweredOff'],
+      // A booted VM found powered off: its line says what that was and how it comes back (docs/recovery.md, "In-guest reboots and power-offs").
+      ['recorded', 'app/0', 'Running', 'PoweredOff', expect.stringMatching(/^recorded Running -> ShuttingDown -> PoweredOff\. It was powered off from inside its guest .*`fleet apply` boots it again/)],
       ['recorded', 'app/1', 'Running', 'ShuttingDown', 'recorded Running -> ShuttingDown'],
     ]);
     // Running -> ShuttingDown is one edge; Running -> PoweredOff is two along the diagram's path: both recorded, edge by edge.

@@ -204,7 +204,7 @@ describe('fleet refresh --check', () => {
     const text = await runCli(['refresh', '--check', '--detailed-exitcode', '--stack', st.dir], { cwd: REPO });
     expect(text.code, text.stderr).toBe(2);
     expect(text.stdout).toMatch(/^edge +\S+ +app\/1 .*one edge from Starting; `fleet refresh` would record it\n/m);
-    expect(text.stdout).toMatch(/^edge +\S+ +app\/0 .*2 edges from Running \(Running -> ShuttingDown -> PoweredOff\); `fleet refresh` would record it\n/m);
+    expect(text.stdout).toMatch(/^edge +\S+ +app\/0 .*2 edges from Running \(Running -> ShuttingDown -> PoweredOff\); `fleet refresh` would record it\. It was powered off from inside its guest .*then `fleet apply`, boots it again/m);
     expect(text.stdout).toMatch(/^not-an-edge +\S+ +app\/2 /m);
     expect(text.stdout).toContain('Drift check: 3 VMs checked, 3 differences (nothing written to the record).\n');
     const json = await runCli(['refresh', '--check', '--detailed-exitcode', '--format', 'json', '--stack', st.dir], { cwd: REPO });

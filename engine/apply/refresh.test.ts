@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { makeLifecycle } from '../plan/test-support.ts';
-import { missingOutcome } from './refresh.ts';
+import { loadPack } from '../policy/load.ts';
+import type { Lifecycle } from '../policy/types.ts';
+import { driftPath, missingOutcome } from './refresh.ts';
 
 describe('missingOutcome: where a VM its data center does not hold is recorded', () => {
   const lc = makeLifecycle();
@@ -19,5 +22,27 @@ describe('missingOutcome: where a VM its data center does not hold is recorded',
     { state: 'BeingDeleted', want: { to: 'Deleted', retire: true } },
   ])('$state -> $want.to', ({ state, want }) => {
     expect(missingOutcome(lc, state)).toEqual(want);
+  });
+});
+
+describe('driftPath: what refresh records of a VM its cloud holds elsewhere (the default pack)', () => {
+  let lc: Lifecycle;
+  beforeAll(async () => {
+    const { pack } = await loadPack(fileURLToPath(new URL('../../policies/default', import.meta.url)));
+    lc = pack!.lifecycle;
+  });
+  // Never into a boot state (PoweredOn, Starting) from outside one: the authority answers a boot only there, and
+  // answers the last boot's token again within its repeat window, so a refresh that recorded an in-guest reboot's
+  // Running -> … -> Starting let that reboot have its disk key with the token of the boot before.
+  it.each([
+    { name: 'one edge', state: 'Starting', observed: 'Running', want: { path: ['Starting', 'Running'] } },
+    { name: 'an in-guest power-off', state: 'Running', observed: 'PoweredOff', want: { path: ['Running', 'ShuttingDown', 'PoweredOff'] } },
+    { name: 'a boot an approved edge started', state: 'PoweredOn', observed: 'Starting', want: { path: ['PoweredOn', 'Starting'] } },
+    { name: 'an in-guest reboot, seen booting', state: 'Running', observed: 'Starting', want: { refused: 'unapproved-boot' } },
+    { name: 'a VM powered on from the console', state: 'PoweredOff', observed: 'PoweredOn', want: { refused: 'unapproved-boot' } },
+    { name: 'a BootFailed VM seen booting again', state: 'BootFailed', observed: 'Starting', want: { refused: 'unapproved-boot' } },
+    { name: 'into a failure state', state: 'Running', observed: 'BootFailed', want: { refused: 'no-path' } },
+  ])('$name: $state -> $observed', ({ state, observed, want }) => {
+    expect(driftPath(lc, state, observed)).toEqual(want);
   });
 });

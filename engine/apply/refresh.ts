@@ -6,6 +6,7 @@
 // writes nothing: a one-edge difference is then `edge`, not `recorded`.
 import { hostname } from 'node:os';
 import { FleetError, diag, type Code, type Diagnostic } from '../diags/index.ts';
+import { bootStates } from '../policy/index.ts';
 import type { Lifecycle } from '../policy/types.ts';
 import { holderGone, lockHolder } from '../record/locks.ts';
 import type { FleetRecord, LockHandle, LockRow, VmRow } from '../record/types.ts';
@@ -48,13 +49,42 @@ export async function recordMissing(record: FleetRecord, lc: Lifecycle, vm: VmRo
 }
 
 /**
+ * What refresh records of a VM its cloud holds in `observed` while the
+ * record holds it in `state` (and observed is not terminal):
+ *
+ * | case                                                        | answer                 |
+ * | ----------------------------------------------------------- | ---------------------- |
+ * | one edge, or a path of the diagram (never into a failure)   | `path`: recorded       |
+ * | no such path                                                | `no-path`: left as is  |
+ * | the path ends in a state the authority answers boots in     | `unapproved-boot`:     |
+ * | (bootStates: PoweredOn, Starting) and starts outside one    | left as is             |
+ *
+ * The last row: a VM seen booting (or powered on, about to) that the record
+ * holds Running, PoweredOff, … was started by no approved `boot` edge (an
+ * in-guest reboot, a start from the cloud's console). The authority answers a
+ * boot only while the record holds the VM in a boot state, and answers its
+ * last token again within an hour of its use (engine/authority/boot.ts):
+ * recording the drift would hand an in-guest reboot its disk key with the
+ * token of the boot before. Only an approved edge moves the record there.
+ */
+export function driftPath(lc: Lifecycle, state: string, observed: string): { path: string[] } | { refused: 'no-path' | 'unapproved-boot' } {
+  const path = lc.allows(state, observed) ? [state, observed] : lc.path(state, observed);
+  if (!path) return { refused: 'no-path' };
+  const booting = bootStates(lc);
+  if (booting.includes(observed) && !booting.includes(state)) return { refused: 'unapproved-boot' };
+  return { path };
+}
+
+/**
  * | kind          | what                                                              |
  * | ------------- | ----------------------------------------------------------------- |
  * | recorded      | one diagram edge away, or several along the diagram's path (never |
  * |               | into a failure state); refresh recorded each transition           |
  * | edge          | as recorded; --check: refresh would record it                     |
  * | not-an-edge   | no path of the diagram leads from the record's state to the       |
- * |               | cloud's (or only through a failure state); left as is            |
+ * |               | cloud's (or only through a failure state), or the path would put  |
+ * |               | the record in a boot state no approved edge led to (driftPath);   |
+ * |               | left as is                                                        |
  * | missing       | the record holds the VM, the data center does not; refresh        |
  * |               | records where that leaves it (missingOutcome), --check says where |
  * | unknown       | the data center runs a VM the record does not know                |
@@ -170,6 +200,28 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
   }
 }
 
+/**
+ * Why a booted VM (the record holds it in a state an `awaitReady` edge
+ * enters: Running) is powered off in its cloud, for its drift line: an
+ * in-guest reboot whose boot the authority denied (the VM's newest history
+ * row says so: the agent presented its last boot's token, used already, and
+ * powered the VM off), or a power-off from inside the guest or by the cloud.
+ * Undefined for any other difference. Its disk and cloud VM are kept; only
+ * an approved `boot` edge (the next apply's) gives it its disk key again
+ * (docs/recovery.md, "In-guest reboots and power-offs").
+ */
+async function poweredOffWhy(record: FleetRecord, lc: Lifecycle, stack: string, vm: VmRow, a: ActualVm, write: boolean): Promise<string | undefined> {
+  if (a.status !== 'present' || a.power !== 'off') return undefined;
+  if (!lc.edges.some((e) => e.to === vm.state && e.operation === 'awaitReady')) return undefined;
+  const last = (await record.history(stack, vm.address, { limit: 1 })).filter((h) => h.vmId === vm.id).at(-1);
+  const what =
+    last?.outcome === 'denied' && last.detail?.startsWith('boot denied')
+      ? `It powered itself off after a reboot from inside its guest: its agent asked for its disk key again with its last boot's token and was denied (${last.detail}), as a VM gets its disk key only through an approved boot`
+      : `It was powered off from inside its guest (a halt, or a reboot whose boot was denied) or by its cloud`;
+  const next = write ? '`fleet apply` boots it again' : '`fleet refresh` (or `fleet plan --refresh`), then `fleet apply`, boots it again';
+  return `${what}. Its disk and cloud VM ${a.cloudId} are kept: ${next} along an approved boot edge, with a fresh boot token`;
+}
+
 /** The comparison itself, for the VMs of fleets not in `skipped`; `stillHeld` throws once a lock was lost, before each write. */
 async function compare(session: StackSession, vms: readonly VmRow[], skipped: ReadonlySet<string>, write: boolean, actor: string, stillHeld: () => void): Promise<RefreshResult> {
   const { stack, pack } = session;
@@ -223,20 +275,23 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
         // One edge, or several along the diagram's path (never into a failure
         // state): recorded edge by edge, each a history row, so the next plan
         // starts from the observed state.
-        const path = lc.allows(vm.state, a.observedState) ? [vm.state, a.observedState] : lc.path(vm.state, a.observedState);
+        const decided = driftPath(lc, vm.state, a.observedState);
+        const path = 'path' in decided ? decided.path : undefined;
         if (path && !lc.isTerminal(a.observedState)) {
           const edges = path.length - 1;
           const walk = path.join(' -> ');
+          const offWhy = await poweredOffWhy(record, lc, stack.name, vm, a, write);
+          const more = offWhy ? `. ${offWhy}` : '';
           drift.push(
             write
-              ? { kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded ${walk}` }
+              ? { kind: 'recorded', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: a.observedState, detail: `recorded ${walk}${more}` }
               : {
                   kind: 'edge',
                   dataCenter: dc.name,
                   address: vm.address,
                   recordState: vm.state,
                   actualState: a.observedState,
-                  detail: `${dc.name} reports ${a.observedState}, ${edges === 1 ? `one edge from ${vm.state}` : `${edges} edges from ${vm.state} (${walk})`}; \`fleet refresh\` would record it`,
+                  detail: `${dc.name} reports ${a.observedState}, ${edges === 1 ? `one edge from ${vm.state}` : `${edges} edges from ${vm.state} (${walk})`}; \`fleet refresh\` would record it${more}`,
                 },
           );
           if (writing()) {
@@ -246,6 +301,20 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
               version = (await record.transitionVm(vm.id, version, path[i], { actor: opts.actor, outcome: 'drift', detail: `refresh: ${dc.name} reports ${a.observedState}${why}` })).version;
             }
           }
+        } else if ('refused' in decided && decided.refused === 'unapproved-boot') {
+          const doing = a.observedState === 'Starting' || a.agent === 'booting' ? 'booting' : 'powered on';
+          drift.push({
+            kind: 'not-an-edge',
+            dataCenter: dc.name,
+            address: vm.address,
+            recordState: vm.state,
+            actualState: a.observedState,
+            detail:
+              `${dc.name} reports ${a.observedState} but the record holds ${vm.state}: the VM is ${doing} without a boot edge the authority approved ` +
+              `(a reboot from inside its guest, or a start from the cloud's console); left as is, as recording it would let the boot endpoint answer its last boot's token again. ` +
+              `${doing === 'booting' ? 'Its agent is denied its disk key and powers it off' : 'It gets no disk key'}; run \`fleet refresh\` again once it settled, then \`fleet apply\` boots it along an approved boot edge`,
+          });
+          if (writing()) await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: opts.actor, detail: `refresh: ${dc.name} reports ${a.observedState}, a boot no approved edge started; not recorded` });
         } else {
           drift.push({
             kind: 'not-an-edge',

@@ -272,10 +272,8 @@ export function failureEdge(lifecycle: Lifecycle, from: string): string | undefi
   return lifecycle.edges.find((e) => e.from === from && e.operation === 'none' && lifecycle.failure.includes(e.to))?.to;
 }
 
-/** The states a VM may boot in: those a `boot` edge leaves or enters. */
-export function bootStates(lifecycle: Lifecycle): string[] {
-  return [...new Set(lifecycle.edges.filter((e) => e.operation === 'boot').flatMap((e) => [e.from, e.to]))];
-}
+/** The states a VM may boot in (engine/policy/lifecycle.ts; refresh never records drift into one, engine/apply/refresh.ts). */
+export { bootStates } from '../policy/index.ts';
 
 /**
  * Why a boot the record's single statement did not approve is denied,

@@ -207,3 +207,14 @@ export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] 
   });
   return diags;
 }
+
+/**
+ * The states a VM may boot in: those a `boot` edge leaves or enters. The
+ * authority answers a boot only while the record holds the VM in one
+ * (engine/authority/boot.ts), so nothing but an approved edge may move the
+ * record into one: `fleet refresh` never records drift there
+ * (engine/apply/refresh.ts, driftPath).
+ */
+export function bootStates(lifecycle: Lifecycle): string[] {
+  return [...new Set(lifecycle.edges.filter((e) => e.operation === 'boot').flatMap((e) => [e.from, e.to]))];
+}

@@ -16,6 +16,16 @@
 # (default 12) and FLEET_RETRY_SECONDS (default 5): how often, how far apart,
 # a request that got no answer or a 408 / 429 / 5xx one is sent again.
 #
+# In-guest reboots: AWS runs this script at every boot, so after a reboot from
+# inside (shutdown -r, a kernel update) it runs again with the token of the
+# last boot, used already. The record then holds the VM Running, not booting,
+# so the boot endpoint denies it and the VM powers off here; no driver
+# terminates it outside an apply's awaitReady, so it keeps its disk and waits
+# for the next apply's approved boot (docs/recovery.md, "In-guest reboots and
+# power-offs"). A VM cannot reboot itself into its disk key. On Azure the
+# watcher (providers/drivers/azure/bootstrap.ts) does not run a script twice,
+# so this does not run at an in-guest reboot there.
+#
 # What must stay true: the disk key lives only in a shell variable and
 # reaches cryptsetup on its stdin (never argv, a file, or a log line); the
 # boot token reaches curl on stdin too; a denied boot powers the VM off.

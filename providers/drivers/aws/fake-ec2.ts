@@ -10,6 +10,7 @@
 // boot token runs it (providers/boot-agent/agent.sh) with sh, the fake
 // cryptsetup and poweroff first on PATH; a `poweroff` stops the instance.
 import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -300,10 +301,20 @@ export class FakeEc2 {
     if (i.state !== 'stopped') throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
     i.state = 'pending';
     if (this.tamper) i.userData = this.tamper(i.userData);
-    // The VM boots; stock cloud-init runs the user data's scripts (once per instance, or at every boot when its
-    // cloud-config says so): the boot agent, against the real boot endpoint.
+    this.bootOs(i);
+  }
+
+  /**
+   * The instance's OS boots; stock cloud-init runs the user data's scripts (once per instance, or at every boot
+   * when its cloud-config says so): the boot agent, against the real boot endpoint. A `poweroff` it runs stops
+   * the instance. Answers this boot's agent runs.
+   */
+  private bootOs(i: FakeInstance): Promise<AgentRun>[] {
     const scripts = cloudInitBoot(i.userData, i.scriptsUserRan);
     i.scriptsUserRan = true;
+    // A new boot: the marker of an earlier boot's poweroff is not this one's.
+    rmSync(join(this.vmDir(i.id), 'powered-off'), { force: true });
+    const runs: Promise<AgentRun>[] = [];
     for (const script of scripts.filter((x) => parseAgentUserData(x).FLEET_BOOT_TOKEN)) {
       const run = runUserData(script, this.binDir, this.vmDir(i.id), this.agentEnv).then((r) => {
         if (r.poweredOff && this.instances.get(i.id) === i && (i.state === 'running' || i.state === 'pending')) {
@@ -313,7 +324,22 @@ export class FakeEc2 {
         return r;
       });
       i.runs.push(run);
+      runs.push(run);
     }
+    return runs;
+  }
+
+  /**
+   * Test helper: the guest reboots from inside (`shutdown -r now`, a kernel update's reboot). EC2 keeps the
+   * instance running and its user data; the reboot closes its device mappings, and cloud-init runs the user
+   * data's scripts as at any boot: the boot agent, with the token of the instance's last boot. Resolves with
+   * those runs once they ended.
+   */
+  async rebootFromInside(id: string): Promise<AgentRun[]> {
+    const i = this.must(id);
+    if (i.state !== 'running') throw new Error(`instance ${id} is ${i.state}; only a running instance reboots from inside`);
+    stopFakeVm(this.vmDir(i.id));
+    return Promise.all(this.bootOs(i));
   }
 
   private modify(p: URLSearchParams): string {

@@ -541,6 +541,55 @@ describe('sim driver', () => {
       expect((await readSimState(dir, 'dc-a')).vms[0].bootToken).toBeNull();
     });
 
+    // An in-guest reboot (a kernel update's, `shutdown -r now`) runs the agent again with the token of the last boot:
+    // the sim had no such hook, and its agent terminated every denied VM, a running VM's reboot included.
+    it('an in-guest reboot asks again with the last boot\'s token; denied, the VM powers itself off and stays (disk and cloud id kept)', async () => {
+      answers.push({ approved: true, reason: 'ok', diskKey: 'the-key' }, { approved: false, reason: 'VM web/0 is Running, not booting' });
+      const d = await sim();
+      const ref = await booted(d, true);
+      await d.awaitReady(creds(), ref, { timeoutMs: 5_000 });
+      expect((await d.rebootFromInside(ref.cloudId)).observedState).toBe('Starting');
+      const after = await d.waitSettled(ref.cloudId);
+      expect(after).toMatchObject({ cloudId: ref.cloudId, status: 'present', power: 'off', agent: 'failed', observedState: 'PoweredOff' });
+      expect(seen.map((x) => x.bootToken)).toEqual(['tok-1', 'tok-1']);
+      const [vm] = (await readSimState(dir, 'dc-a')).vms;
+      expect(vm).toMatchObject({ status: 'present', diskUnlocked: false, agentDetail: 'boot denied: VM web/0 is Running, not booting', bootToken: null, guestBoot: false });
+      // The next boot edge boots it again with its new token, in place.
+      answers.push({ approved: true, reason: 'ok', diskKey: 'the-key' });
+      await d.powerOn(creds(), ref);
+      await d.boot(creds(), ref, { bootToken: 'tok-2' });
+      await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ cloudId: ref.cloudId, observedState: 'Running' });
+      expect(seen.map((x) => x.bootToken)).toEqual(['tok-1', 'tok-1', 'tok-2']);
+    });
+
+    it('an in-guest reboot cut short by a restart of its data center resumes as an in-guest boot (a denial powers off)', async () => {
+      answers.push({ approved: true, reason: 'ok' });
+      const d = await sim({ bootMs: 1 });
+      const ref = await booted(d, false);
+      await d.awaitReady(creds(), ref, { timeoutMs: 5_000 });
+      await d.close();
+      drivers.splice(drivers.indexOf(d), 1);
+      const slow = await sim({ bootMs: 60_000 });
+      await slow.rebootFromInside(ref.cloudId);
+      await slow.close();
+      drivers.splice(drivers.indexOf(slow), 1);
+      answers.push({ approved: false, reason: 'used already' });
+      const again = await sim({ bootMs: 1 });
+      again.attach({ bootUrl });
+      expect(await again.waitSettled(ref.cloudId)).toMatchObject({ status: 'present', observedState: 'PoweredOff' });
+    });
+
+    it('an in-guest power-off leaves the VM present and powered off; a VM never booted reboots into PoweredOn (no token, nothing to ask)', async () => {
+      const d = await sim();
+      d.attach({ bootUrl });
+      const vm = await d.createVm(creds(), input({ encryptedDisk: false }));
+      await d.powerOn(creds(), vm);
+      expect((await d.rebootFromInside(vm.cloudId)).observedState).toBe('PoweredOn');
+      expect(await d.powerOffFromInside(vm.cloudId)).toMatchObject({ status: 'present', observedState: 'PoweredOff' });
+      await expect(d.rebootFromInside(vm.cloudId)).rejects.toMatchObject({ kind: 'invalid-state' });
+      expect(seen).toEqual([]);
+    });
+
     it('rogue VMs are terminated when the boot endpoint denies them', async () => {
       answers.push({ approved: false, reason: 'no VM in the record' });
       const d = await sim();

@@ -5,7 +5,11 @@
 // is finite; calls can be told to fail or hang; and each booting VM runs a
 // small agent (an in-process timer making real HTTP calls) that asks the
 // boot endpoint for approval, unlocks its encrypted disk with the released
-// key, and reports ready or failed.
+// key, and reports ready or failed. A test can also reboot or power off a
+// running VM from inside its guest (rebootFromInside, powerOffFromInside):
+// the agent then runs again with the token of the VM's last boot, as a real
+// VM's agent does at every boot (docs/recovery.md, "In-guest reboots and
+// power-offs").
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { scopedTokenProblem, sha256 } from '../../../protocol/index.ts';
@@ -273,7 +277,7 @@ export class SimDriver implements Driver {
     await this.enter('powerOn', creds);
     const vm = this.mustFind(ref);
     this.endBoot(vm);
-    return this.change(vm, { power: 'on', agent: 'none', agentDetail: null, bootToken: null });
+    return this.change(vm, { power: 'on', agent: 'none', agentDetail: null, bootToken: null, guestBoot: false });
   }
 
   async boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm> {
@@ -282,14 +286,17 @@ export class SimDriver implements Driver {
     if (vm.power !== 'on') throw new DriverError('invalid-state', `VM ${vm.cloudId} is powered off; power it on before booting`);
     // The older agent stands down now, not once this change is written: its answer may come meanwhile.
     const generation = this.endBoot(vm);
-    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: opts.bootToken });
+    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: opts.bootToken, userDataToken: opts.bootToken, guestBoot: false });
     this.startAgent(vm, opts.bootToken, generation);
     return out;
   }
 
   /**
    * The VM's agent: after bootMs it asks the boot endpoint for approval, then
-   * unlocks its disk with the released key. A denied boot terminates the VM.
+   * unlocks its disk with the released key. A denied boot terminates the VM
+   * (what the aws and azure drivers' awaitReady does with one), except a
+   * boot started inside the guest (guestBoot): no awaitReady waits for it,
+   * so the VM only powers itself off, as the boot agent does.
    * `generation`: the boot it runs in (endBoot); once another change ended
    * that boot, it gives up without acting.
    */
@@ -326,8 +333,14 @@ export class SimDriver implements Driver {
         return;
       }
       if (!answer.approved) {
+        const agentDetail = `boot denied: ${answer.reason}`;
+        if (vm.guestBoot) {
+          // An in-guest reboot: the agent powers the VM off (agent.sh `fail ... true`); it keeps its disk and waits for an approved boot.
+          await this.change(vm, { agent: 'failed', agentDetail, power: 'off', diskUnlocked: false, bootToken: null, guestBoot: false });
+          return;
+        }
         // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
-        await this.change(vm, { agent: 'failed', agentDetail: `boot denied: ${answer.reason}`, status: 'terminated', power: 'off', bootToken: null });
+        await this.change(vm, { agent: 'failed', agentDetail, status: 'terminated', power: 'off', bootToken: null });
         return;
       }
       if (vm.encryptedDisk) {
@@ -336,7 +349,7 @@ export class SimDriver implements Driver {
           return;
         }
       }
-      await this.change(vm, { agent: 'ready', agentDetail: null, diskUnlocked: vm.encryptedDisk, bootToken: null });
+      await this.change(vm, { agent: 'ready', agentDetail: null, diskUnlocked: vm.encryptedDisk, bootToken: null, guestBoot: false });
     };
     const t = setTimeout(() => {
       this.timers.delete(t);
@@ -383,14 +396,14 @@ export class SimDriver implements Driver {
     await this.enter('shutdown', creds);
     const vm = this.mustFind(ref);
     this.endBoot(vm);
-    return this.change(vm, { agent: 'stopping', agentDetail: null, bootToken: null });
+    return this.change(vm, { agent: 'stopping', agentDetail: null, bootToken: null, guestBoot: false });
   }
 
   async powerOff(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
     await this.enter('powerOff', creds);
     const vm = this.mustFind(ref);
     this.endBoot(vm);
-    return this.change(vm, { power: 'off', agent: 'none', diskUnlocked: false, bootToken: null });
+    return this.change(vm, { power: 'off', agent: 'none', diskUnlocked: false, bootToken: null, guestBoot: false });
   }
 
   async resize(creds: ScopedCredentials, ref: VmRef, size: VmSize): Promise<CloudVm> {
@@ -406,7 +419,7 @@ export class SimDriver implements Driver {
     const vm = this.find(ref);
     if (!vm || vm.status === 'terminated') return;
     this.endBoot(vm);
-    await this.change(vm, { status: 'terminated', power: 'off', agent: 'none', bootToken: null });
+    await this.change(vm, { status: 'terminated', power: 'off', agent: 'none', bootToken: null, guestBoot: false });
   }
 
   async get(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm | undefined> {
@@ -448,6 +461,34 @@ export class SimDriver implements Driver {
     await this.persist();
     this.startAgent(vm, 'made-up-boot-token');
     return view(this.dataCenter, vm);
+  }
+
+  /**
+   * Test helper: the VM reboots from inside its guest (a kernel update's
+   * reboot, `shutdown -r now`, a watchdog), with no apply running. Its disk
+   * mapping is gone with the old boot; its agent runs again with the token in
+   * its user data (the last `boot`'s, used already) and asks the boot
+   * endpoint, which denies it unless the record has the VM booting: the agent
+   * then powers the VM off (guestBoot). A VM never booted has no token: its
+   * agent does nothing (powered on, not booted). Resolves once the reboot
+   * began (the agent asks after bootMs; waitSettled waits for its answer).
+   */
+  async rebootFromInside(cloudId: string): Promise<CloudVm> {
+    const vm = this.mustFind({ vmId: '', cloudId });
+    if (vm.power !== 'on') throw new DriverError('invalid-state', `VM ${cloudId} is powered off; a guest cannot reboot it`);
+    const generation = this.endBoot(vm);
+    const token = vm.userDataToken ?? null;
+    if (token === null) return this.change(vm, { agent: 'none', agentDetail: null, diskUnlocked: false, bootToken: null, guestBoot: false });
+    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: token, guestBoot: true });
+    this.startAgent(vm, token, generation);
+    return out;
+  }
+
+  /** Test helper: the VM powers itself off from inside its guest (`poweroff`, a halt), with no apply running. Nothing else happens to it. */
+  async powerOffFromInside(cloudId: string): Promise<CloudVm> {
+    const vm = this.mustFind({ vmId: '', cloudId });
+    this.endBoot(vm);
+    return this.change(vm, { power: 'off', agent: 'none', agentDetail: null, diskUnlocked: false, bootToken: null, guestBoot: false });
   }
 
   /** Resolves once every agent asking or acting now is done (written what it made of its answer, or given up); test helper. */

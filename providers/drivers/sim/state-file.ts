@@ -38,6 +38,22 @@ export interface SimVm {
    * Cleared once the boot settles.
    */
   bootToken?: string | null;
+  /**
+   * The token in the VM's user data: the last `boot` call's, kept after its
+   * boot settled, as a real VM's user data keeps it (providers/boot-agent/agent.sh
+   * runs at every boot with it). An in-guest reboot (rebootFromInside)
+   * presents it again; used already, the boot endpoint denies it once the
+   * record moved on from booting. Absent: never booted.
+   */
+  userDataToken?: string | null;
+  /**
+   * The boot in progress was started inside the VM (rebootFromInside), not
+   * by a `boot` call: no apply's awaitReady waits for it, so a denial powers
+   * the VM off as the boot agent does (`poweroff`), and nothing terminates
+   * it (the aws and azure drivers terminate a denied VM only inside
+   * awaitReady).
+   */
+  guestBoot?: boolean;
   /** Marks a VM injected without a record entry (tests). */
   rogue?: boolean;
   createdAt: string;
