@@ -233,6 +233,28 @@ describe('authority: boot', () => {
     expect(late.body.diskKey).toBeUndefined();
   });
 
+  it('answers a repeat after the boot edge\'s own report, but not once the VM left its boot and came back without a new boot edge; the denial says why and is recorded', async () => {
+    const { id } = await created();
+    await moveAlong(id, ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn'], `cloud-${id}`);
+    const boot = transition(id, 'PoweredOn', 'Starting');
+    const a = await post<AuthorizeResponse>('/v1/authorize', boot);
+    const body = { dataCenter: 'miami', vmId: id, cloudId: `cloud-${id}`, image: 'img-ubuntu-2204-miami-v7', bootToken: a.body.bootToken as string };
+    expect((await post<BootAuthorizeResponse>('/v1/boot/authorize', body)).body).toMatchObject({ approved: true, diskKey: diskKey(SECRET, id) });
+    // The boot's report comes in (PoweredOn -> Starting); the agent, resumed after a crash, asks again: answered.
+    expect((await post<ReportResponse>('/v1/reports', reportOf(boot))).body.effect).toBe('moved');
+    expect((await post<BootAuthorizeResponse>('/v1/boot/authorize', body)).body).toMatchObject({ approved: true, diskKey: diskKey(SECRET, id) });
+    // The boot failed; the VM is powered off and on again along approved edges that issue no boot token, and is
+    // booting (PoweredOn) again within the hour. Before: the used token was answered again, with the disk key.
+    await record.transitionVm(id, (await record.getVm(id))!.version, 'BootFailed', { actor: 'dmz-client:miami' });
+    await moveAlong(id, ['BootFailed', 'PoweredOff', 'PoweredOn']);
+    const denied = await post<BootAuthorizeResponse>('/v1/boot/authorize', body);
+    expect(denied.body).toMatchObject({ approved: false, reason: expect.stringContaining('has moved since the boot token was used') });
+    expect(denied.body.diskKey).toBeUndefined();
+    expect((await bootAttempts(record as SqlRecord, { vmId: id })).map((b) => b.approved)).toEqual([true, false]);
+    const vm = await record.getVm(id);
+    expect((await record.history(STACK, vm?.address)).at(-1)).toMatchObject({ from: 'PoweredOn', to: 'PoweredOn', outcome: 'denied', detail: `boot denied: ${denied.body.reason}` });
+  });
+
   it.each([
     { name: 'another cloud id', change: { cloudId: 'cloud-evil' }, reason: 'cloud id' },
     { name: 'another image', change: { image: 'img-evil' }, reason: 'image img-evil' },

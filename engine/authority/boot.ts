@@ -9,10 +9,13 @@
 // acting on it (a few ms) presents the same token when it resumes, and
 // denying it would get a VM the authority had accepted terminated. So the
 // same VM, cloud id, image and token, still in a booting state, within
-// BOOT_REPEAT_MS of the first use, gets the same approval (and the same disk
-// key), written once. Another VM's token, a token replaced by a newer boot
-// edge after its use, one past the window, or any token once the VM moved on
-// (Running, BootFailed, …) is denied as before.
+// BOOT_REPEAT_MS of the first use, the VM not having left that boot since
+// (its record at most one write past the use: the boot edge's own report),
+// gets the same approval (and the same disk key), written once. Another VM's
+// token, a token replaced by a newer boot edge after its use, one past the
+// window, any token once the VM moved on (Running, BootFailed, …), and a
+// used one once the VM came back into a booting state without a new boot
+// edge (powered off and on again, a drift, an import, an edit) is denied.
 //
 // A token replaced unused (the boot edge approved again by the next apply,
 // after a crash lost the first boot's report) stays good, once, beside the
@@ -75,7 +78,7 @@ export class BootGate {
     }
     // Another stack's VM is none of this authority's business: unknown here, and nothing written to its history.
     const vm = checked.vm?.stack === this.stack ? checked.vm : undefined;
-    const { reason, refusal } = bootDenial(caller, req, vm, this.states);
+    const { reason, refusal } = bootDenial(caller, req, vm, this.states, vm && !checked.approved ? checked.usedAtVersion : undefined);
     await this.attempts.submit({ vmId: vm ? vm.id : null, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: false, reason });
     if (vm) {
       await this.record.addHistory(vm.id, {

@@ -244,6 +244,14 @@ describe('bootDenial', () => {
   ])('%s', (_name, req, vm, want) => {
     expect(bootDenial('miami', req, vm, states).refusal).toBe(want);
   });
+
+  it('a used token whose VM moved since its use names why; a mismatch or a VM not booting is said first', () => {
+    const moved = bootDenial('miami', boot(), row({ state: 'PoweredOn', version: 7 }), states, 3);
+    expect(moved.refusal).toBe('boot-token-invalid');
+    expect(moved.reason).toMatch(/has moved since the boot token was used \(its record was at version 3 then, 7 now.*needs a new boot edge/);
+    expect(bootDenial('miami', boot({ cloudId: 'i-2' }), row({ state: 'Starting' }), states, 3).refusal).toBe('cloud-id-mismatch');
+    expect(bootDenial('miami', boot(), row({ state: 'Running' }), states, 3).refusal).toBe('not-booting');
+  });
 });
 
 describe('checkAdvance (the shape of an advance)', () => {

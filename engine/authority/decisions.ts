@@ -286,15 +286,22 @@ export { bootStates } from '../policy/index.ts';
  * | cloud-id-mismatch | the cloud id is not the record's |
  * | image-mismatch | the image is not the record's real image |
  * | not-booting | the VM is in no state a `boot` edge leaves or enters |
+ * | boot-token-invalid | the token was used within the repeat window, but the VM's row has moved since (`usedAtVersion`: the version that use saw): the VM left the boot it was approved for (or may have) |
  * | boot-token-invalid | otherwise: the token is not the VM's last (nor the one it replaced unused), or was used |
  */
-export function bootDenial(caller: string, req: BootAuthorizeRequest, vm: VmRow | undefined, states: readonly string[]): Refusal {
+export function bootDenial(caller: string, req: BootAuthorizeRequest, vm: VmRow | undefined, states: readonly string[], usedAtVersion?: number): Refusal {
   if (req.dataCenter !== caller) return refuse('wrong-data-center', `the boot names data center ${req.dataCenter} but the token belongs to ${caller}`);
   if (!vm) return refuse('unknown-vm', `no VM ${req.vmId} in the record`);
   if (vm.dataCenter !== caller) return refuse('wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
   if (vm.cloudId !== req.cloudId) return refuse('cloud-id-mismatch', `cloud id ${req.cloudId} does not match the record's ${vm.cloudId ?? 'none'}`);
   if (vm.realImage !== req.image) return refuse('image-mismatch', `image ${req.image} does not match the record's ${vm.realImage ?? 'none'}`);
   if (!states.includes(vm.state)) return refuse('not-booting', `VM ${vm.address} is ${vm.state}, not booting`);
+  if (usedAtVersion !== undefined) {
+    return refuse(
+      'boot-token-invalid',
+      `VM ${vm.address} has moved since the boot token was used (its record was at version ${usedAtVersion} then, ${vm.version} now: more than that boot's own report); a used token is answered again only while the VM stays in the boot it was approved for, so booting it again needs a new boot edge`,
+    );
+  }
   return refuse('boot-token-invalid', 'the boot token is not valid for this VM or was used already');
 }
 

@@ -1,5 +1,6 @@
 // The boot store: the boot check (row match, one-time token answered again
-// for a repeat of its approved boot, approved attempt row in one statement)
+// for a repeat of its approved boot while the VM stays in it, approved
+// attempt row in one statement)
 // and the record of denied attempts. Boot
 // tokens are stored by the writes that approve a boot edge (vm-writes.ts,
 // history.ts), with upsertBootTokens.
@@ -19,9 +20,9 @@ import type { BootStore } from './types.ts';
 export function upsertBootTokens(from: string, vmId: string, token: string): string {
   return `INSERT INTO boot_tokens (vm_id, token_hash)
          SELECT ${vmId}, ${token} FROM ${from} WHERE ${token} IS NOT NULL
-         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL,
+         ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL, used_version = NULL,
            prev_hash = CASE WHEN boot_tokens.used_at IS NULL AND boot_tokens.token_hash <> EXCLUDED.token_hash THEN boot_tokens.token_hash END,
-           prev_used_at = NULL`;
+           prev_used_at = NULL, prev_used_version = NULL`;
 }
 
 export function bootStore({ db }: RecordSql): BootStore {
@@ -59,28 +60,40 @@ export function bootStore({ db }: RecordSql): BootStore {
     // in flight, docs/recovery.md "Resumed boots"), each unused, or used
     // within the item's repeat window (a resumed agent presenting the
     // token it was approved with; a concurrent use makes the row's recheck
-    // see the new used_at, so both are approved). Without a window, only
+    // see the new used_at, so both are approved) while the VM has not left
+    // that boot: its row (v_version, as `ok` saw it) is at most one write
+    // past the version the first use saw (used_version: the boot edge's own
+    // report, PoweredOn -> Starting, may land after the use). Every write
+    // bumps a row's version, and leaving the booting states and coming back
+    // takes two writes (or one with passes, which adds one per move), so a
+    // VM that went to BootFailed, PoweredOff, a drift, an import or an edit
+    // and is booting again is not answered with a token used before: only
+    // a new boot edge's token boots it (used_version is NULL for a use
+    // before schema 14: not answered again). Without a window, only
     // unused: a use that committed while this statement waited can be
     // stamped after this transaction's now(), and `used_at > now() - 0`
     // then let it through. fresh: used now (the use's time is now() only
     // when this transaction set it): only those write the approved attempt
     // row, so an approval is recorded once however often it is repeated.
     // The answer: every item with the row as the statement saw it,
-    // approved when its row matched and its token was used.
+    // approved when its row matched and its token was used; for a denied
+    // item whose row matched and whose token was used within its window but
+    // the VM moved since, the version the use saw (used_at_version, from the
+    // token row as the statement saw it: bootDenial says why).
     // In `ok`, the VM is found by id only (vms_pkey): the stack is compared
     // with IS NOT DISTINCT FROM (never null here), which no index serves.
     // With `vms.stack = i.i_stack`, a plan made while the table was small
     // (statistics stale mid-apply) looked each VM up through vms_scope,
     // reading every VM of the stack per boot (bench:apply, 4,000 VMs at
     // P=10: 9.3 ms per call instead of 0.4, 5 s of PostgreSQL CPU).
-    const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean }>(
+    const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean; used_at_version: number | null }>(
       `WITH i AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[], $10::text[]) WITH ORDINALITY
            AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_stack, i_k)
        ),
        s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
        ok AS (
-         SELECT i.* FROM i JOIN vms ON vms.id = i.i_vm
+         SELECT i.*, vms.version AS v_version FROM i JOIN vms ON vms.id = i.i_vm
          WHERE vms.stack IS NOT DISTINCT FROM i.i_stack AND vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
            AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
        ),
@@ -88,13 +101,17 @@ export function bootStore({ db }: RecordSql): BootStore {
        used AS (
          UPDATE boot_tokens SET
            used_at = CASE WHEN boot_tokens.token_hash = m.i_hash THEN COALESCE(boot_tokens.used_at, now()) ELSE boot_tokens.used_at END,
-           prev_used_at = CASE WHEN boot_tokens.token_hash = m.i_hash THEN boot_tokens.prev_used_at ELSE COALESCE(boot_tokens.prev_used_at, now()) END
+           used_version = CASE WHEN boot_tokens.token_hash = m.i_hash AND boot_tokens.used_at IS NULL THEN m.v_version ELSE boot_tokens.used_version END,
+           prev_used_at = CASE WHEN boot_tokens.token_hash = m.i_hash THEN boot_tokens.prev_used_at ELSE COALESCE(boot_tokens.prev_used_at, now()) END,
+           prev_used_version = CASE WHEN boot_tokens.token_hash <> m.i_hash AND boot_tokens.prev_used_at IS NULL THEN m.v_version ELSE boot_tokens.prev_used_version END
          FROM m
          WHERE boot_tokens.vm_id = m.i_vm AND (
            (boot_tokens.token_hash = m.i_hash
-             AND (boot_tokens.used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond')))
+             AND (boot_tokens.used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond'
+               AND m.v_version <= boot_tokens.used_version + 1)))
            OR (boot_tokens.prev_hash = m.i_hash
-             AND (boot_tokens.prev_used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.prev_used_at > now() - m.i_repeat * interval '1 millisecond'))))
+             AND (boot_tokens.prev_used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.prev_used_at > now() - m.i_repeat * interval '1 millisecond'
+               AND m.v_version <= boot_tokens.prev_used_version + 1))))
          RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_hash AS u_hash, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason,
            (CASE WHEN boot_tokens.token_hash = m.i_hash THEN boot_tokens.used_at ELSE boot_tokens.prev_used_at END) = now() AS u_fresh
        ),
@@ -102,9 +119,20 @@ export function bootStore({ db }: RecordSql): BootStore {
          INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason)
          SELECT u_vm, u_dc, u_cloud, u_image, true, u_reason FROM used WHERE u_fresh ORDER BY u_k
        )
-       SELECT i.i_k AS k, (ok.i_k IS NOT NULL AND used.u_k IS NOT NULL) AS approved, (vms.id IS NOT NULL) AS found, ${FULL_VM.list}
+       SELECT i.i_k AS k, (ok.i_k IS NOT NULL AND used.u_k IS NOT NULL) AS approved, (vms.id IS NOT NULL) AS found,
+         CASE WHEN ok.i_k IS NOT NULL AND used.u_k IS NULL AND i.i_repeat > 0 THEN
+           CASE WHEN t.t_hash = i.i_hash AND t.t_used_at > now() - i.i_repeat * interval '1 millisecond' AND vms.version > t.t_used_version + 1 THEN t.t_used_version
+                WHEN t.t_prev_hash = i.i_hash AND t.t_prev_used_at > now() - i.i_repeat * interval '1 millisecond' AND vms.version > t.t_prev_used_version + 1
+                  THEN t.t_prev_used_version
+           END
+         END AS used_at_version,
+         ${FULL_VM.list}
        FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN ok ON ok.i_k = i.i_k
          LEFT JOIN used ON used.u_vm = i.i_vm AND used.u_hash = i.i_hash AND (used.u_k = i.i_k OR i.i_repeat > 0)
+         LEFT JOIN (
+           SELECT vm_id AS t_vm, token_hash AS t_hash, used_at AS t_used_at, used_version AS t_used_version,
+             prev_hash AS t_prev_hash, prev_used_at AS t_prev_used_at, prev_used_version AS t_prev_used_version FROM boot_tokens
+         ) t ON t.t_vm = i.i_vm
        ORDER BY i.i_k`,
       [
         items.map((i) => i.vmId),
@@ -120,7 +148,8 @@ export function bootStore({ db }: RecordSql): BootStore {
     );
     return rows.map((r): BootCheckResult => {
       const vm = r.found ? vmFromRow(r) : undefined;
-      return r.approved && vm ? { approved: true, vm } : { approved: false, vm };
+      if (r.approved && vm) return { approved: true, vm };
+      return r.used_at_version !== null && r.used_at_version !== undefined ? { approved: false, vm, usedAtVersion: Number(r.used_at_version) } : { approved: false, vm };
     });
   };
 

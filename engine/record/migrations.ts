@@ -379,6 +379,18 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX vms_cloud_id ON vms (cloud_id) WHERE cloud_id IS NOT NULL AND retired_at IS NULL`,
     ],
   },
+  {
+    version: 14,
+    description: 'boot_tokens remembers the VM row\'s version at each token\'s first use (used_version, prev_used_version): a repeat is answered only while the VM has not left that boot',
+    statements: [
+      // A used token's approval is answered again within the hour (docs/recovery.md, "Resumed boots") only while the
+      // VM's row is at most one write past the version the first use saw (the boot edge's own report, PoweredOn ->
+      // Starting): leaving the booting states and coming back takes two writes or more, each bumping the version
+      // (boot.ts). A token used before this version has none, and is not answered again: nothing says its VM stayed.
+      `ALTER TABLE boot_tokens ADD COLUMN used_version integer`,
+      `ALTER TABLE boot_tokens ADD COLUMN prev_used_version integer`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -1443,6 +1443,49 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await approved(check(c.id, { tokenHash: 'hc' }))).toEqual([true]);
     });
 
+    it('answers a repeat only while the VM stays in the boot the token was used for: out of the booting states and back without a new boot edge, the used token is denied', async () => {
+      // Before: only "used within the window" and "booting now" were checked, so a VM that left its boot
+      // (BootFailed, PoweredOff, a drift, an import, an edit) and came back into a booting state along edges that
+      // issue no token had its used token answered again, with its disk key, without a new approved boot.
+      const s = freshStack();
+      const W = 60_000;
+      const [a, b, c, d] = await Promise.all([booting(s, 0, 'ha'), booting(s, 1, 'hb'), booting(s, 2, 'hc'), booting(s, 3, 'hd')]);
+      const approved = async (...cs: BootCheck[]) => (await r.authorizeBoots(cs)).map((o) => o.approved);
+      const move = async (id: string, path: string[]) => {
+        for (const to of path) await r.transitionVm(id, (await r.getVm(id))!.version, to, { actor: 'a' });
+      };
+      expect(await approved(...[a, b, c].map((v, k) => check(v.id, { tokenHash: ['ha', 'hb', 'hc'][k], repeatWithinMs: W })))).toEqual([true, true, true]);
+      // a: used at PoweredOn, then its boot edge's report (PoweredOn -> Starting): the resumed agent is answered.
+      await move(a.id, ['Starting']);
+      expect(await approved(check(a.id, { tokenHash: 'ha', repeatWithinMs: W }))).toEqual([true]);
+      // b: out of the booting states and back (powerOff, powerOn: no token issued); c: a failed boot, then back.
+      await move(b.id, ['PoweredOff', 'PoweredOn']);
+      await move(c.id, ['Starting', 'BootFailed', 'PoweredOff', 'PoweredOn', 'Starting']);
+      const out = await r.authorizeBoots([check(b.id, { tokenHash: 'hb', repeatWithinMs: W }), check(c.id, { tokenHash: 'hc', repeatWithinMs: W })]);
+      expect(out).toMatchObject([
+        { approved: false, vm: { id: b.id, state: 'PoweredOn', version: b.version + 2 }, usedAtVersion: b.version },
+        { approved: false, vm: { id: c.id, state: 'Starting', version: c.version + 5 }, usedAtVersion: c.version },
+      ]);
+      expect((await bootAttempts(r)).filter((x) => [a.id, b.id, c.id].includes(x.vmId!)).map((x) => x.approved)).toEqual([true, true, true]);
+      // A denied repeat says nothing about a token that was never used (its VM's record changed or not), nor past the window.
+      expect((await r.authorizeBoots([check(b.id, { tokenHash: 'wrong', repeatWithinMs: W })]))[0]).not.toHaveProperty('usedAtVersion');
+      await r.sql.query(`UPDATE boot_tokens SET used_at = now() - interval '2 hours' WHERE vm_id = $1`, [b.id]);
+      expect((await r.authorizeBoots([check(b.id, { tokenHash: 'hb', repeatWithinMs: W })]))[0]).not.toHaveProperty('usedAtVersion');
+      // The token a newer boot edge replaced unused (kept: docs/recovery.md "Resumed boots") follows the same rule.
+      await r.transitionVms([{ id: d.id, expectedVersion: d.version, to: 'PoweredOn', ctx: { actor: 'a' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: 'hd2' }]);
+      expect(await approved(check(d.id, { tokenHash: 'hd', repeatWithinMs: W }))).toEqual([true]);
+      await move(d.id, ['Starting']);
+      expect(await approved(check(d.id, { tokenHash: 'hd', repeatWithinMs: W }))).toEqual([true]);
+      await move(d.id, ['BootFailed', 'PoweredOff', 'PoweredOn']);
+      expect(await r.authorizeBoots([check(d.id, { tokenHash: 'hd', repeatWithinMs: W })])).toMatchObject([{ approved: false, usedAtVersion: d.version + 1 }]);
+      // A new boot edge (a new token) boots it again.
+      await r.transitionVms([{ id: d.id, expectedVersion: (await r.getVm(d.id))!.version, to: 'PoweredOn', ctx: { actor: 'a' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: 'hd3' }]);
+      expect(await approved(check(d.id, { tokenHash: 'hd3', repeatWithinMs: W }), check(d.id, { tokenHash: 'hd', repeatWithinMs: W }))).toEqual([true, false]);
+      // A use before schema 14 has no version: nothing says its VM stayed, so it is not answered again.
+      await r.sql.query('UPDATE boot_tokens SET used_version = NULL WHERE vm_id = $1', [a.id]);
+      expect(await approved(check(a.id, { tokenHash: 'ha', repeatWithinMs: W }))).toEqual([false]);
+    });
+
     it('with a repeat window, two concurrent checks with one token are both approved and recorded once', async () => {
       const s = freshStack();
       const a = await booting(s, 0);
@@ -1619,14 +1662,16 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const cases = [
         // Missing only an index migration: read as it is, left at its version.
         { at: SCHEMA_VERSION, next: true, refused: false },
-        // Missing only 13 (vms_cloud_id, an index): this dmzfleet reads it as it is.
-        { at: 12, refused: false },
-        // Missing 12 (fleets.managed_by, which listFleets reads): refused, left at 11.
-        { at: 11, refused: true, missing: '12' },
-        // Missing 10 and 11 (indexes only) and 12: refused, naming 12 only.
-        { at: 9, refused: true, missing: '12' },
+        // Missing 14 (boot_tokens.used_version, which the boot check reads and writes): refused, left at 13.
+        { at: 13, refused: true, missing: '14' },
+        // Missing 13 (vms_cloud_id, an index) and 14: refused, naming 14 only.
+        { at: 12, refused: true, missing: '14' },
+        // Missing 12 (fleets.managed_by, which listFleets reads) too.
+        { at: 11, refused: true, missing: '12, 14' },
+        // Missing 10 and 11 (indexes only), 12 and 14: naming 12 and 14 only.
+        { at: 9, refused: true, missing: '12, 14' },
         // Missing 9 (a column the boot check reads) too.
-        { at: 8, refused: true, missing: '9, 12' },
+        { at: 8, refused: true, missing: '9, 12, 14' },
       ];
       for (const c of cases) {
         const { url, drop } = await backend.freshUrl();

@@ -300,7 +300,9 @@ export interface BootCheck {
   /**
    * How long after its first use the token is still answered again (a repeat
    * of the approved boot: the agent lost the answer to a crash and presents
-   * the same token again), while the row still matches. 0: never.
+   * the same token again), while the row still matches and the VM has not
+   * left that boot: its row at most one write past the version the first
+   * use saw (the boot edge's own report). 0: never.
    */
   repeatWithinMs: number;
 }
@@ -311,9 +313,12 @@ export interface BootCheck {
  * and, the first time only, the approved attempt row written, by the same
  * statement. Not approved: nothing was written; `vm` is the row the check saw
  * (undefined when there is none), so the caller can say why and record the
- * denial.
+ * denial. `usedAtVersion`: the row matched and the token was used within the
+ * window, but the VM's row has moved on since that use (the version the use
+ * saw; `vm.version` is two writes or more past it): a repeat of a boot the
+ * VM has left.
  */
-export type BootCheckResult = { approved: true; vm: VmRow } | { approved: false; vm: VmRow | undefined };
+export type BootCheckResult = { approved: true; vm: VmRow } | { approved: false; vm: VmRow | undefined; usedAtVersion?: number };
 
 export interface LockHolder {
   who: string;
