@@ -78,7 +78,7 @@ export class BootGate {
     }
     // Another stack's VM is none of this authority's business: unknown here, and nothing written to its history.
     const vm = checked.vm?.stack === this.stack ? checked.vm : undefined;
-    const { reason, refusal } = bootDenial(caller, req, vm, this.states, vm && !checked.approved ? checked.usedAtVersion : undefined);
+    const { reason, refusal } = bootDenial(caller, req, vm, this.states, vm ? checked.usedAtVersion : undefined);
     await this.attempts.submit({ vmId: vm ? vm.id : null, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: false, reason });
     if (vm) {
       await this.record.addHistory(vm.id, {

@@ -5,6 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
+import { seededRandom } from '../model/seeded-random.ts';
 import { CloudIdTakenError, VersionConflictError } from './errors.ts';
 import type { BudgetExceededError } from './errors.ts';
 import { MIGRATIONS, SCHEMA_VERSION, migrate } from './migrations.ts';
@@ -1484,6 +1485,39 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       // A use before schema 14 has no version: nothing says its VM stayed, so it is not answered again.
       await r.sql.query('UPDATE boot_tokens SET used_version = NULL WHERE vm_id = $1', [a.id]);
       expect(await approved(check(a.id, { tokenHash: 'ha', repeatWithinMs: W }))).toEqual([false]);
+    });
+
+    it('over generated paths after a use: a VM that left the booting states is never answered its used token again; one write (the boot\'s report) keeps it answered', async () => {
+      const STATES = ['PoweredOff', 'PoweredOn', 'Starting', 'Running', 'BootFailed', 'ShuttingDown'];
+      const BOOTING = ['PoweredOn', 'Starting'];
+      const rnd = seededRandom(14);
+      const s = freshStack();
+      const W = 60_000;
+      const walks = Array.from({ length: 48 }, () => ({
+        usedAt: rnd.pick(BOOTING),
+        // Biased to the booting states, so that many walks come back into one.
+        path: Array.from({ length: rnd.between(0, 5) }, () => (rnd.chance(0.5) ? rnd.pick(BOOTING) : rnd.pick(STATES))),
+      }));
+      for (let start = 0; start < walks.length; start += 12) {
+        await Promise.all(
+          walks.slice(start, start + 12).map(async (w, k) => {
+            const vm = await booting(s, start + k, `hw${start + k}`);
+            if (w.usedAt === 'Starting') await r.transitionVm(vm.id, vm.version, 'Starting', { actor: 'a' });
+            const c = check(vm.id, { tokenHash: `hw${start + k}`, repeatWithinMs: W });
+            expect((await r.authorizeBoots([c]))[0].approved).toBe(true);
+            for (const to of w.path) await r.transitionVm(vm.id, (await r.getVm(vm.id))!.version, to, { actor: 'a' });
+            const [again] = await r.authorizeBoots([c]);
+            const at = [w.usedAt, ...w.path];
+            const why = `used at ${w.usedAt}, then ${w.path.join(' -> ') || 'no move'}`;
+            if (at.some((x) => !BOOTING.includes(x))) expect(again.approved, why).toBe(false);
+            if (w.path.length <= 1 && BOOTING.includes(at[at.length - 1])) expect(again.approved, why).toBe(true);
+            if (!again.approved && BOOTING.includes(at[at.length - 1])) expect(again, why).toHaveProperty('usedAtVersion', vm.version + (w.usedAt === 'Starting' ? 1 : 0));
+          }),
+        );
+      }
+      // The generator reached both sides: walks that came back into a booting state after leaving, and one-move walks.
+      expect(walks.some((w) => [w.usedAt, ...w.path].some((x) => !BOOTING.includes(x)) && BOOTING.includes(w.path.at(-1) ?? ''))).toBe(true);
+      expect(walks.some((w) => w.path.length === 1 && BOOTING.includes(w.path[0]))).toBe(true);
     });
 
     it('with a repeat window, two concurrent checks with one token are both approved and recorded once', async () => {
