@@ -216,26 +216,37 @@ export function assignWaves(input: WaveInput): WaveResult {
     const state = rule.state;
     const disruptive = changes.filter((c) => c.action !== 'delete' && leavesState(c, state));
     if (disruptive.length === 0) continue;
-    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (deposedServing.get(fleet)?.size ?? 0) + (input.unchangedIn?.(fleet, state) ?? 0);
-    // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
-    const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
+    // One pass over the fleet's changes (every member's, noops included):
+    // - servingNow: members in the serving state now (the rule's share counts them);
+    // - returning: members out of the serving state now, whose change brings them back: they hold places of the first wave;
+    // - refills: members with no VM at all (lost, or added by a higher count), created into the serving state: out of
+    //   service until they run, as Kubernetes counts a not-yet-ready pod; they hold places of the first wave too;
+    // - lost: members of a serving fleet out of the serving state that the plan leaves there (a failed member --target
+    //   leaves out of the plan): out of service through the whole rollout, so they hold places of every wave.
+    //   Addresses the plan does not create (an owner quota's lower grant) are not members: the grant lowered the count.
+    const serves = spec.state === state;
+    let servingNow = 0;
+    let lost = 0;
+    const returning: Change[] = [];
+    const refills: Change[] = [];
+    for (const c of changes) {
+      if (c.action === 'create') {
+        if (c.to === state) refills.push(c);
+      } else if (c.from === state) servingNow++;
+      else if (c.action !== 'delete') {
+        if (c.to === state) {
+          if (c.action !== 'noop') returning.push(c);
+        } else if (serves && c.index < spec.count) lost++;
+      }
+    }
+    if (serves) for (const st of input.lifecycle.states) if (st !== state) lost += input.unchangedIn?.(fleet, st) ?? 0;
+    const serving = servingNow + (deposedServing.get(fleet)?.size ?? 0) + (input.unchangedIn?.(fleet, state) ?? 0);
     // One whose failed surge replace left its old VM serving (deposed) is not out: its two VMs hold a surge place.
     const oldServing = deposedServing.get(fleet);
     const returningSurge = oldServing ? returning.filter((c) => oldServing.has(c.address)).length : 0;
-    // Members with no VM at all (lost, or added by a higher count), created into the serving state: out of service
-    // until they run, as Kubernetes counts a not-yet-ready pod. They hold places of the first wave like `returning`.
-    const refills = changes.filter((c) => c.action === 'create' && c.to === state);
     // A failureThreshold share counts every member the rollout changes: those it takes out and those it brings back.
     const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length + refills.length, forGood.get(fleet) ?? 0);
     if (!settings) continue;
-    // Members of a serving fleet out of the serving state that the plan leaves there (a failed member --target
-    // leaves out of the plan): out of service through the whole rollout, so they hold places of every wave.
-    // Addresses the plan does not create (an owner quota's lower grant) are not members: the grant lowered the count.
-    let lost = 0;
-    if (spec.state === state) {
-      for (const st of input.lifecycle.states) if (st !== state) lost += input.unchangedIn?.(fleet, st) ?? 0;
-      for (const c of changes) if (c.action !== 'create' && c.action !== 'delete' && c.from !== state && c.to !== state && c.index < spec.count) lost++;
-    }
     // Apply holds a wave to maxUnavailable less the places its failed members hold: the lost ones hold theirs
     // through the rollout, so the rollout's maxUnavailable is what they leave.
     const maxUnavailable = Math.max(0, settings.maxUnavailable - lost);
