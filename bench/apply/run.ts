@@ -102,6 +102,27 @@
 // ms per VM + PostgreSQL 1.2 ms (smaller batches), 1.76 of the 2 cores busy.
 // The same 10,000 at P 50 on Node 22.23.5: 1.79 ms per VM; on Node
 // 24.22.3: 1.55 ms per VM (load average 2-6: another session's tests ran).
+// At f7b34c2 (2026-12-04 23:04, load average 0.1-3.3 at the starts, speed
+// 32-35 ms on Node 20; the CLI now runs the build, as bin/fleet.mjs does),
+// 10,000 VMs, CPU per VM = the CLI's apply phase + the authority + the 4 DMZ
+// clients, PostgreSQL apart:
+//
+//   | run                          | CPU per VM | apply ratio | PostgreSQL |
+//   | ---------------------------- | ---------- | ----------- | ---------- |
+//   | Node 20, P 50, cold (2 runs) | 1.68, 1.57 | 3.04, 2.65  | 4.5, 4.0 s |
+//   | Node 20, P 50, --warm 4000   | 1.20       | 2.18        | 3.8 s      |
+//   | Node 22, P 50, cold          | 1.37       | 2.42        | 4.1 s      |
+//   | Node 24, P 50, cold          | 1.17       | 2.17        | 4.1 s      |
+//   | Node 24, P 50, --warm 4000   | 0.95       | 1.92        | 4.0 s      |
+//   | Node 20, P 10, cold (3 runs) | 2.37-2.68  | 1.17-1.23   | 10-11 s    |
+//
+// perf (4,000 VMs, P 50): V8's compiler threads take 26-28% of a cold
+// service's on-CPU time and still 16-19% after --warm 4000 (functions that
+// become hot later, a few recompiles after deopts: insertMany and
+// transitionVms 4 times each, 60-130 ms of compile apiece); the CLI, always
+// cold, 19-20%. So long-running services on a newer Node meet 1 ms per VM;
+// a cold start on Node 20 does not.
+//
 // Where a lane place's time goes at P 10 (the sims' own timeline, instrumented
 // for the measurement only, the last 2,000 of 8,000 VMs, means from the
 // createVm call): createVm done at 21.8 ms; powerOn starts 0.4 ms later;
