@@ -264,3 +264,40 @@ spec:
     expect(after.stdout).toContain('No changes. The record matches the specs.');
   }, 240_000);
 });
+
+describe('fleet apply: a rollout while a member is missing (its VM forgotten by the record)', () => {
+  // A lost member (no VM for its address: a delete-before-create replace whose new VM was refused after its old
+  // one went, a crash, here `fleet state rm`) is out of service until its create runs. The create ran beside
+  // wave 1, which still took its full maxUnavailable: 3 members out of service at once with maxUnavailable 2.
+  let dir: string;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-missing-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04'));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates the missing member in wave 1, holding one of its 2 places, and the next waves wait for it', async () => {
+    const forgot = await fleet('state', 'rm', 'web/3');
+    expect(forgot.code, forgot.stderr).toBe(0);
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
+    const plan = await fleet('plan');
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toContain('Rollout: 3 waves; maxUnavailable 2, maxSurge 0, failureThreshold 1');
+    expect(plan.stdout).toContain('wave 1: web/0 (1 out of service, bringing back web/3)');
+    expect(plan.stdout).toContain('wave 2: web/1, web/2 (2 out of service)');
+
+    const applied = await fleet('apply', '--yes', '--format', 'json');
+    expect(applied.code, applied.stdout.split('\n').filter((l) => l.includes('"diagnostic"')).join('\n')).toBe(0);
+    const { waves } = waveEvents(applied.stdout);
+    expect(waves.filter((e) => e.type === 'wave-start').map((e) => e.members)).toEqual([['web/0', 'web/3'], ['web/1', 'web/2'], ['web/4', 'web/5']]);
+    const after = await fleet('plan');
+    expect(after.stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});

@@ -101,7 +101,8 @@ class Slots {
  * means its agent reported ready: the awaitReady step reached the record.
  */
 async function memberHealthy(record: FleetRecord, plan: PlanDocument, c: Change): Promise<boolean> {
-  const id = c.action === 'replace' ? proposedVmId(plan.id, c.address) : c.vmId;
+  // A create's VM (a missing member's refill, in its rollout's first wave) and a replace's new one take the plan's id.
+  const id = c.action === 'replace' || c.action === 'create' ? proposedVmId(plan.id, c.address) : c.vmId;
   if (!id) return false;
   const vm = await record.getVm(id);
   return vm !== undefined && vm.state === c.to;

@@ -84,8 +84,10 @@ export interface Change {
   /**
    * The rollout wave the change belongs to (1, 2, …; the fleet's entry in
    * the plan's `rollouts`): apply starts a wave only once every member of
-   * the one before is back in its desired state. Absent: not waved (creates,
-   * deletes, members not serving), run beside the first wave.
+   * the one before is back in its desired state. Absent: not waved (deletes,
+   * members not serving, creates of a fleet with no rollout), run beside the
+   * first wave. A create into the serving state of a fleet that rolls out is
+   * in wave 1: its member is out of service until it runs.
    */
   wave?: number;
   /** A delete of the deposed (old) VM of a replace that did not finish; its address also has a current VM. */
@@ -122,7 +124,10 @@ export interface RolloutWave {
   unavailable: number;
   /** How many are replaced by a surge VM first (create-before-delete). */
   surge: number;
-  /** Members out of service already (a stopped rollout's), brought back in this wave; they hold its places. */
+  /**
+   * Members out of service already, brought back in this wave; they hold its places: a stopped rollout's failed
+   * members, and members with no VM (lost, or added by a higher count) that the wave creates.
+   */
   returning?: string[];
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Enforcement, RolloutSpec } from '../model/index.ts';
+import { resolveAmount, type Enforcement, type RolloutSpec } from '../model/index.ts';
 import { computePlan } from './planner.ts';
 import { noRulesPolicy } from './policy-port.ts';
 import { defaultPolicy } from './policy-default.ts';
@@ -412,5 +412,149 @@ describe('--target of one member under a mandatory max-disruption', () => {
     expect(p.blocked).toBe(false);
     expect(p.changes.map((c) => `${c.address} ${c.action} wave ${c.wave} ${c.replaceOrder}`)).toEqual(['web/3 replace wave 1 delete-before-create']);
     expect(p.rollouts?.[0]).toMatchObject({ maxUnavailable: 3, maxSurge: 0 });
+  });
+});
+
+describe('members out of service because they are missing (no VM for the address)', () => {
+  // A lost member refilled by a create (a delete-before-create replace whose new VM was refused after its old one
+  // was deleted, or a crash) is out of service, and so is a member a scale-up adds until it runs: as in
+  // Kubernetes (minimum available = count - maxUnavailable), they count against maxUnavailable. Wave 1 took its
+  // full maxUnavailable beside their creates: more than maxUnavailable members out of service at once.
+  const plan = (count: number, present: number[], rollout: RolloutSpec) => {
+    const web = makeFleet('web', { count, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
+    return computePlan({
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
+      pack: makePack(),
+      fleets: [web],
+      record: present.map((i) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' })),
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      policy: noRulesPolicy,
+      id: 'p',
+    });
+  };
+  const shape = (p: PlanDocument) => p.rollouts?.[0].waves.map((w) => `${w.wave}: [${w.members.join(' ')}] back [${(w.returning ?? []).join(' ')}]`);
+
+  it.each([
+    {
+      name: 'a lost member with maxUnavailable 1: its refill is wave 1 alone',
+      count: 4, present: [0, 1, 3], rollout: { maxUnavailable: 1 },
+      want: ['1: [] back [web/2]', '2: [web/0] back []', '3: [web/1] back []', '4: [web/3] back []'],
+    },
+    {
+      name: 'a lost member with maxUnavailable 2: wave 1 takes out one beside its refill',
+      count: 6, present: [0, 1, 2, 4, 5], rollout: { maxUnavailable: 2 },
+      want: ['1: [web/0] back [web/3]', '2: [web/1 web/2] back []', '3: [web/4 web/5] back []'],
+    },
+    {
+      name: 'a scale-up beside the change: the new members hold wave 1 (maxUnavailable 50% of 6)',
+      count: 6, present: [0, 1, 2, 3], rollout: { maxUnavailable: '50%' },
+      want: ['1: [web/0] back [web/4 web/5]', '2: [web/1 web/2 web/3] back []'],
+    },
+    {
+      name: 'more members missing than maxUnavailable: wave 1 is the refills only',
+      count: 5, present: [0, 4], rollout: { maxUnavailable: 1 },
+      want: ['1: [] back [web/1 web/2 web/3]', '2: [web/0] back []', '3: [web/4] back []'],
+    },
+    {
+      name: 'a surge VM keeps its member serving: wave 1 still replaces by one beside the refill',
+      count: 4, present: [0, 1, 3], rollout: { maxUnavailable: 1, maxSurge: 1 },
+      want: ['1: [web/0] back [web/2]', '2: [web/1 web/3] back []'],
+    },
+  ] as { name: string; count: number; present: number[]; rollout: RolloutSpec; want: string[] }[])('$name', ({ count, present, rollout, want }) => {
+    const p = plan(count, present, rollout);
+    expect(p.blocked).toBe(false);
+    expect(shape(p)).toEqual(want);
+    // The creates run in wave 1, not beside it: apply starts wave 2 only once they are Running.
+    for (const c of p.changes.filter((x) => x.action === 'create')) expect(c.wave, c.address).toBe(1);
+  });
+
+  // A member out of service that the plan leaves so (--target names others) holds a place of every wave; when it
+  // holds every place maxUnavailable allows, the plan says so rather than take out one more.
+  it.each([
+    { name: 'maxUnavailable 2: web/3 goes out alone', rollout: { maxUnavailable: 2 }, want: ['1: [web/3] back []'], violation: undefined },
+    {
+      name: 'maxUnavailable 1: nothing may go out',
+      rollout: { maxUnavailable: 1 },
+      want: [],
+      violation: /^1 change of fleet web \(web\/3\) cannot be rolled out: 1 of its 6 members is out of Running and this plan does not bring it back, and spec\.rollout\.maxUnavailable 1 \(1\) keeps at least 5 of 6 in Running\.$/,
+    },
+  ] as { name: string; rollout: RolloutSpec; want: string[]; violation?: RegExp }[])('--target web/3 beside web/5 in BootFailed, $name', ({ rollout, want, violation }) => {
+    const web = makeFleet('web', { count: 6, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
+    const p = computePlan({
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
+      pack: makePack(),
+      fleets: [web],
+      record: Array.from({ length: 6 }, (_, i) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old', state: i === 5 ? 'BootFailed' : 'Running' })),
+      fleetVersions: {},
+      options: { targets: ['web/3'], excludes: [], allowDestroy: [], refresh: false },
+      policy: noRulesPolicy,
+      id: 'p',
+    });
+    expect(shape(p)).toEqual(want);
+    expect(p.blocked).toBe(violation !== undefined);
+    expect(p.policy.violations.map((v) => `${v.policy} ${v.address} ${v.message}`)).toEqual(violation ? [expect.stringMatching(new RegExp(`^rollout web ${violation.source.slice(1)}`))] : []);
+  });
+});
+
+describe('members serving throughout a rollout (missing ones count as out)', () => {
+  // Kubernetes' bar: at least count - maxUnavailable members serve at every point of a rollout, counting every
+  // member of the count with no Running VM (missing, being created, in a failure state) as out. A wave that takes
+  // out any serving member must keep that many; the refills of wave 1 may themselves be more (they are out
+  // already), and then wave 1 takes out none.
+  it('no wave that takes a member out leaves fewer than count - maxUnavailable serving, and each member is in one wave, over 500 generated fleets', () => {
+    const next = rng(71);
+    const int = (n: number) => Math.floor(next() * n);
+    const amount = (max: number): RolloutSpec['maxUnavailable'] => (next() < 0.5 ? int(max + 1) : (`${int(101)}%` as RolloutSpec['maxUnavailable']));
+    for (let k = 0; k < 500; k++) {
+      const existing = 1 + int(20);
+      // Some fleets grow while they roll out: their new members are out until they run.
+      const count = existing + (next() < 0.3 ? 1 + int(5) : 0);
+      const rollout: RolloutSpec = { maxUnavailable: amount(count) };
+      if (next() < 0.5) rollout.maxSurge = amount(3);
+      if (resolveAmount(rollout.maxUnavailable!, count, 'down') === 0 && !rollout.maxSurge) rollout.maxSurge = 1;
+      const web = makeFleet('web', { count, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
+      // Some members are lost (no VM), some failed, the rest Running on the old image or already on the new one.
+      const rows: VmRow[] = [];
+      for (let i = 0; i < existing; i++) {
+        const r = next();
+        if (r < 0.15) continue;
+        const state = r < 0.25 ? 'BootFailed' : 'Running';
+        rows.push(next() < 0.2 ? vmRow(web, i, { dataCenter: 'miami', state }) : vmRow(web, i, { dataCenter: 'miami', state, image: 'ubuntu-22.04', specHash: 'old' }));
+      }
+      const p = computePlan({
+        stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms: count + 1 + int(4) })]),
+        pack: makePack({ 'datacenter-capacity': 'mandatory' }),
+        fleets: [web],
+        record: rows,
+        fleetVersions: {},
+        options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+        policy: noRulesPolicy,
+        id: `m${k}`,
+      });
+      const label = `case ${k}: ${rows.length} of ${count} VMs (${rows.filter((r) => r.state !== 'Running').length} failed), ${JSON.stringify(rollout)}`;
+      const r = p.rollouts?.[0];
+      const disruptive = p.changes.filter((c) => c.from === 'Running' && c.action !== 'create' && c.action !== 'delete');
+      if (!r) {
+        expect(disruptive, label).toEqual([]);
+        continue;
+      }
+      expect(p.blocked, label).toBe(false);
+      const serving0 = rows.filter((x) => x.state === 'Running').length;
+      const seen = new Map<string, number>();
+      for (const w of r.waves) {
+        const members = p.changes.filter((c) => c.wave === w.wave && !(w.returning ?? []).includes(c.address));
+        const out = members.filter((c) => !(c.action === 'replace' && c.replaceOrder === 'create-before-delete')).length;
+        // Before wave 1 only the Running members serve; from wave 2 on, every member brought back in wave 1 does too.
+        const servingBefore = w.wave === 1 ? serving0 : count;
+        if (out > 0) expect(servingBefore - out, `${label}, wave ${w.wave}`).toBeGreaterThanOrEqual(count - r.maxUnavailable);
+        expect(w.surge, label).toBeLessThanOrEqual(r.maxSurge);
+        for (const a of [...w.members, ...(w.returning ?? [])]) seen.set(a, (seen.get(a) ?? 0) + 1);
+      }
+      // Every member the plan changes, or creates, is in exactly one wave.
+      const changed = p.changes.filter((c) => c.action !== 'delete' && c.action !== 'noop').map((c) => c.address).sort();
+      expect([...seen.keys()].sort(), label).toEqual(changed);
+      expect([...seen.values()].every((n) => n === 1), label).toBe(true);
+    }
   });
 });

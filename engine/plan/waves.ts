@@ -23,8 +23,15 @@
 // surge replace failed, its old VM still serving (deposed) beside the new
 // one, is not out but has an extra VM: it holds a surge place instead.
 //
-// Deletes (a lower count, a removed fleet) and creates are not waved: they
-// run beside the first wave. A change whose goal is to leave the serving
+// Members with no VM (lost, or added by a higher count) are out too, as
+// Kubernetes counts a pod not ready yet (at least count - maxUnavailable
+// serve at every point): their creates go in the first wave and hold its
+// places the same way. Members out that the plan leaves out (a failed one
+// --target leaves out of the plan) hold a place of every wave: they lower
+// the rollout's maxUnavailable.
+//
+// Deletes (a lower count, a removed fleet), and creates of a fleet that
+// does not roll out, are not waved: they run beside the first wave. A change whose goal is to leave the serving
 // state for good (state: PoweredOff) is waved like the others, in waves of
 // maxUnavailable; the max-disruption rule judges how many may leave at all.
 //
@@ -209,28 +216,55 @@ export function assignWaves(input: WaveInput): WaveResult {
     const state = rule.state;
     const disruptive = changes.filter((c) => c.action !== 'delete' && leavesState(c, state));
     if (disruptive.length === 0) continue;
-    const serving = changes.filter((c) => c.action !== 'create' && c.from === state).length + (deposedServing.get(fleet)?.size ?? 0) + (input.unchangedIn?.(fleet, state) ?? 0);
-    // Members out of the serving state now, whose change brings them back: they hold places of the first wave.
-    const returning = changes.filter((c) => c.action !== 'create' && c.action !== 'delete' && c.action !== 'noop' && c.from !== state && c.to === state);
+    // One pass over the fleet's changes (every member's, noops included):
+    // - servingNow: members in the serving state now (the rule's share counts them);
+    // - returning: members out of the serving state now, whose change brings them back: they hold places of the first wave;
+    // - refills: members with no VM at all (lost, or added by a higher count), created into the serving state: out of
+    //   service until they run, as Kubernetes counts a not-yet-ready pod; they hold places of the first wave too;
+    // - lost: members of a serving fleet out of the serving state that the plan leaves there (a failed member --target
+    //   leaves out of the plan): out of service through the whole rollout, so they hold places of every wave.
+    //   Addresses the plan does not create (an owner quota's lower grant) are not members: the grant lowered the count.
+    const serves = spec.state === state;
+    let servingNow = 0;
+    let lost = 0;
+    const returning: Change[] = [];
+    const refills: Change[] = [];
+    for (const c of changes) {
+      if (c.action === 'create') {
+        if (c.to === state) refills.push(c);
+      } else if (c.from === state) servingNow++;
+      else if (c.action !== 'delete') {
+        if (c.to === state) {
+          if (c.action !== 'noop') returning.push(c);
+        } else if (serves && c.index < spec.count) lost++;
+      }
+    }
+    if (serves) for (const st of input.lifecycle.states) if (st !== state) lost += input.unchangedIn?.(fleet, st) ?? 0;
+    const serving = servingNow + (deposedServing.get(fleet)?.size ?? 0) + (input.unchangedIn?.(fleet, state) ?? 0);
     // One whose failed surge replace left its old VM serving (deposed) is not out: its two VMs hold a surge place.
     const oldServing = deposedServing.get(fleet);
     const returningSurge = oldServing ? returning.filter((c) => oldServing.has(c.address)).length : 0;
     // A failureThreshold share counts every member the rollout changes: those it takes out and those it brings back.
-    const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length, forGood.get(fleet) ?? 0);
+    const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length + refills.length, forGood.get(fleet) ?? 0);
     if (!settings) continue;
+    // Apply holds a wave to maxUnavailable less the places its failed members hold: the lost ones hold theirs
+    // through the rollout, so the rollout's maxUnavailable is what they leave.
+    const maxUnavailable = Math.max(0, settings.maxUnavailable - lost);
+    if (lost > 0) settings.notes.splice(Math.max(1, settings.notes.findIndex((n) => /^(maxSurge|failureThreshold|one member|no member)/.test(n))), 0, `lowered to ${maxUnavailable}: ${lost} member${lost === 1 ? ' is' : 's are'} out of ${state} and this plan leaves ${lost === 1 ? 'it' : 'them'} so`);
     const surgeQuota = settings.maxSurge > 0 ? Math.min(settings.maxSurge, input.quotaRoom(spec, settings.maxSurge, surging)) : 0;
     if (surgeQuota < settings.maxSurge) settings.notes.push(`maxSurge ${settings.maxSurge} lowered to ${surgeQuota} by the owner quota`);
 
     const waves: RolloutWave[] = [];
     let queue = [...disruptive].sort((a, b) => a.index - b.index);
-    let heldOut = returning.length - returningSurge;
+    let heldOut = returning.length - returningSurge + refills.length;
     let heldSurge = returningSurge;
+    const back = [...returning, ...refills];
     let capacityShort = false;
     /** Per data center, the most surge VMs of one wave of this fleet, with their size. */
     const widest = new Map<string, { n: number; size: VmSize }>();
     while (queue.length > 0) {
       const wave: RolloutWave = { wave: waves.length + 1, members: [], unavailable: 0, surge: 0 };
-      const places = Math.max(0, settings.maxUnavailable - heldOut);
+      const places = Math.max(0, maxUnavailable - heldOut);
       const surgePlaces = Math.max(0, surgeQuota - heldSurge);
       const usedRoom = new Map<string, number>();
       const rest: Change[] = [];
@@ -258,9 +292,9 @@ export function assignWaves(input: WaveInput): WaveResult {
         wave.members.push(c.address);
       }
       if (wave.members.length === 0 && heldOut + heldSurge === 0) break;
-      if (wave.wave === 1 && returning.length > 0) {
-        for (const c of returning) c.wave = 1;
-        wave.returning = returning.map((c) => c.address).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+      if (wave.wave === 1 && back.length > 0) {
+        for (const c of back) c.wave = 1;
+        wave.returning = back.map((c) => c.address).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
       }
       heldOut = 0;
       heldSurge = 0;
@@ -273,7 +307,20 @@ export function assignWaves(input: WaveInput): WaveResult {
       const left = surgeLeft.get(dc);
       if (left) surgeLeft.set(dc, { vms: left.vms - n, cpu: left.cpu - n * size.cpu, memoryGiB: left.memoryGiB - n * size.memoryGiB });
     }
-    if (queue.length > 0) {
+    if (queue.length > 0 && lost > 0 && settings.maxUnavailable > 0) {
+      // Members out of service through the whole rollout take every place maxUnavailable allows (and no surge VM
+      // can stand in): taking out one more would leave fewer than count - maxUnavailable serving.
+      const list = queue.map((c) => c.address);
+      const bySpec = settings.unavailableFrom === 'spec';
+      const keep = spec.count - settings.maxUnavailable;
+      violations.push({
+        policy: bySpec ? 'rollout' : 'max-disruption',
+        level: 'mandatory',
+        address: fleet,
+        message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${lost} of its ${spec.count} members ${lost === 1 ? 'is' : 'are'} out of ${state} and this plan does not bring ${lost === 1 ? 'it' : 'them'} back, and ${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} (${settings.maxUnavailable}) keeps at least ${keep} of ${spec.count} in ${state}.`,
+        hint: `Plan the members out of ${state} too (without --target, or with their addresses), so that they come back in the first wave, or ${bySpec ? `allow a larger rollout.maxUnavailable in fleet ${fleet}'s spec` : "raise max-disruption.maxShare in the stack's policyPack.config"}, or free capacity or quota for a surge VM.`,
+      });
+    } else if (queue.length > 0) {
       // Only a maxUnavailable of 0 (the spec's, or a mandatory max-disruption's) with changes that cannot surge gets
       // here: a resize or transition, a replace with no room for a surge VM, or no surge VM left by the owner quota.
       const list = queue.map((c) => c.address);
@@ -298,7 +345,7 @@ export function assignWaves(input: WaveInput): WaveResult {
     }
     rollouts.push({
       fleet,
-      maxUnavailable: settings.maxUnavailable,
+      maxUnavailable,
       maxSurge: surgeQuota,
       failureThreshold: settings.failureThreshold,
       reason: settings.notes.join('; '),

@@ -279,7 +279,7 @@ export interface PlanRolloutWave {
    */
   surge: number;
   /**
-   * Members out of Running already, brought back in this wave (they hold its places).
+   * Members out of Running already (failed, or missing: created again, or added by a higher count), brought back in this wave (they hold its places).
    */
   returning?: string[];
 }
