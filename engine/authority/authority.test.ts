@@ -255,6 +255,19 @@ describe('authority: boot', () => {
     expect((await record.history(STACK, vm?.address)).at(-1)).toMatchObject({ from: 'PoweredOn', to: 'PoweredOn', outcome: 'denied', detail: `boot denied: ${denied.body.reason}` });
   });
 
+  // `fleet state rm` retires the row in its state with one write: a forgotten VM that was booting still got its disk
+  // key, with its unused token and with a used one's repeat.
+  it.each([{ used: false }, { used: true }])('denies a VM the record forgot (fleet state rm) while it booted (token used before: $used)', async ({ used }) => {
+    const { id, token, realImage } = await booting();
+    const body = { dataCenter: 'miami', vmId: id, cloudId: `cloud-${id}`, image: realImage, bootToken: token };
+    if (used) expect((await post<BootAuthorizeResponse>('/v1/boot/authorize', body)).body.approved).toBe(true);
+    const vm = (await record.getVm(id))!;
+    await record.transitionVm(id, vm.version, vm.state, { actor: 'alice', outcome: 'removed', detail: 'fleet state rm' }, { retire: true });
+    const r = await post<BootAuthorizeResponse>('/v1/boot/authorize', body);
+    expect(r.body).toMatchObject({ approved: false, reason: expect.stringContaining('no longer tracks') });
+    expect(r.body.diskKey).toBeUndefined();
+  });
+
   it.each([
     { name: 'another cloud id', change: { cloudId: 'cloud-evil' }, reason: 'cloud id' },
     { name: 'another image', change: { image: 'img-evil' }, reason: 'image img-evil' },

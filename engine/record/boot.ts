@@ -95,6 +95,7 @@ export function bootStore({ db }: RecordSql): BootStore {
        ok AS (
          SELECT i.*, vms.version AS v_version FROM i JOIN vms ON vms.id = i.i_vm
          WHERE vms.stack IS NOT DISTINCT FROM i.i_stack AND vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
+           AND vms.retired_at IS NULL
            AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
        ),
        m AS (SELECT DISTINCT ON (i_vm, i_hash) * FROM ok ORDER BY i_vm, i_hash, i_k),
