@@ -93,9 +93,8 @@ export function bootStore({ db }: RecordSql): BootStore {
        ),
        s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
        ok AS (
-         SELECT i.*, vms.version AS v_version FROM i JOIN vms ON vms.id = i.i_vm
+         SELECT i.*, vms.version AS v_version, vms.retired_at AS v_retired FROM i JOIN vms ON vms.id = i.i_vm
          WHERE vms.stack IS NOT DISTINCT FROM i.i_stack AND vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
-           AND vms.retired_at IS NULL
            AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
        ),
        m AS (SELECT DISTINCT ON (i_vm, i_hash) * FROM ok ORDER BY i_vm, i_hash, i_k),
@@ -106,7 +105,9 @@ export function bootStore({ db }: RecordSql): BootStore {
            prev_used_at = CASE WHEN boot_tokens.token_hash = m.i_hash THEN boot_tokens.prev_used_at ELSE COALESCE(boot_tokens.prev_used_at, now()) END,
            prev_used_version = CASE WHEN boot_tokens.token_hash <> m.i_hash AND boot_tokens.prev_used_at IS NULL THEN m.v_version ELSE boot_tokens.prev_used_version END
          FROM m
-         WHERE boot_tokens.vm_id = m.i_vm AND (
+         -- A retired row (fleet state rm while it booted) uses no token: checked here, not in ok, where \`retired_at IS
+         -- NULL\` with the cloud id let the planner read every live VM through vms_cloud_id (a partial index on both).
+         WHERE boot_tokens.vm_id = m.i_vm AND m.v_retired IS NULL AND (
            (boot_tokens.token_hash = m.i_hash
              AND (boot_tokens.used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond'
                AND m.v_version <= boot_tokens.used_version + 1)))
@@ -121,19 +122,18 @@ export function bootStore({ db }: RecordSql): BootStore {
          SELECT u_vm, u_dc, u_cloud, u_image, true, u_reason FROM used WHERE u_fresh ORDER BY u_k
        )
        SELECT i.i_k AS k, (ok.i_k IS NOT NULL AND used.u_k IS NOT NULL) AS approved, (vms.id IS NOT NULL) AS found,
-         CASE WHEN ok.i_k IS NOT NULL AND used.u_k IS NULL AND i.i_repeat > 0 THEN
-           CASE WHEN t.t_hash = i.i_hash AND t.t_used_at > now() - i.i_repeat * interval '1 millisecond' AND vms.version > t.t_used_version + 1 THEN t.t_used_version
-                WHEN t.t_prev_hash = i.i_hash AND t.t_prev_used_at > now() - i.i_repeat * interval '1 millisecond' AND vms.version > t.t_prev_used_version + 1
-                  THEN t.t_prev_used_version
-           END
+         -- Read only for a denied item whose row matched (a scalar subquery in a CASE branch runs only when reached):
+         -- a join for every item cost the approvals, nearly all of them, a boot_tokens lookup each.
+         CASE WHEN ok.i_k IS NOT NULL AND used.u_k IS NULL AND i.i_repeat > 0 THEN (
+           SELECT CASE WHEN t.token_hash = i.i_hash AND t.used_at > now() - i.i_repeat * interval '1 millisecond' AND vms.version > t.used_version + 1 THEN t.used_version
+                       WHEN t.prev_hash = i.i_hash AND t.prev_used_at > now() - i.i_repeat * interval '1 millisecond' AND vms.version > t.prev_used_version + 1
+                         THEN t.prev_used_version
+                  END
+           FROM boot_tokens t WHERE t.vm_id = i.i_vm)
          END AS used_at_version,
          ${FULL_VM.list}
        FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN ok ON ok.i_k = i.i_k
          LEFT JOIN used ON used.u_vm = i.i_vm AND used.u_hash = i.i_hash AND (used.u_k = i.i_k OR i.i_repeat > 0)
-         LEFT JOIN (
-           SELECT vm_id AS t_vm, token_hash AS t_hash, used_at AS t_used_at, used_version AS t_used_version,
-             prev_hash AS t_prev_hash, prev_used_at AS t_prev_used_at, prev_used_version AS t_prev_used_version FROM boot_tokens
-         ) t ON t.t_vm = i.i_vm
        ORDER BY i.i_k`,
       [
         items.map((i) => i.vmId),
