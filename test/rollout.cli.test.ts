@@ -23,6 +23,31 @@ spec:
   rollout: ${rollout}
 `;
 
+/**
+ * A one-data-center stack (stackYaml, no faults) with specs/web.yaml as
+ * `web`, made and applied before the tests of its describe block and
+ * removed after them; `fleet(...)` runs the CLI on it, `file(...)` names a
+ * file in it.
+ */
+function useAppliedStack(web: string) {
+  let dir = '';
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(join(dir, 'specs', 'web.yaml'), web);
+    const created = await runCli(['apply', '--yes', '--stack', dir], { cwd: dir });
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  return {
+    fleet: (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir }),
+    file: (...parts: string[]) => join(dir, ...parts),
+  };
+}
+
 /** The wave events and the addresses the apply touched, from a `--format json` run. */
 function waveEvents(stdout: string) {
   const events = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -34,26 +59,14 @@ function waveEvents(stdout: string) {
 }
 
 describe('fleet apply: a rollout stopped by failures, then resumed', () => {
-  let dir: string;
-  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
-    await mkdir(join(dir, 'specs'));
-    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
-    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04'));
-    const created = await fleet('apply', '--yes');
-    expect(created.code, created.stderr).toBe(0);
-  }, 120_000);
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { fleet, file } = useAppliedStack(fleetYaml('ubuntu-22.04'));
 
   it('stops after the failing wave with exit 1 and says what is left; the next apply finishes', async () => {
-    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
+    await writeFile(file('specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
     const plan = await fleet('plan');
     expect(plan.stdout).toContain('Rollout: 3 waves; maxUnavailable 2, maxSurge 0, failureThreshold 1');
 
-    await writeFile(join(dir, 'stack.yaml'), stackYaml(['boot']));
+    await writeFile(file('stack.yaml'), stackYaml(['boot']));
     const failed = await fleet('apply', '--yes', '--format', 'json');
     expect(failed.code).toBe(1);
     const events = failed.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -69,7 +82,7 @@ describe('fleet apply: a rollout stopped by failures, then resumed', () => {
     const stopped = events.find((e) => e.type === 'diagnostic' && (e as { code?: string }).code === 'apply.rollout-stopped') as { detail: string } | undefined;
     expect(stopped?.detail).toMatch(/^Rollout of web stopped after wave 1 of 3: 2 failed members \(web\/0, web\/1\) reached failureThreshold 1\. Done: none; failed: web\/0, web\/1; left untouched: web\/2, web\/3, web\/4, web\/5\./);
 
-    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(file('stack.yaml'), stackYaml([]));
     const resumed = await fleet('apply', '--yes');
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/wave 1: bringing back web\/0, web\/1 \(no other member out of service\)/);
@@ -84,24 +97,12 @@ describe('fleet apply: a resumed rollout whose failed members fail again, below 
   // so the rollout stops with the rest untouched. Resumed with the fault still there, they come back in
   // wave 1 and fail again; they used to give their places back, and wave 2 took two more members out
   // (four out of Running at once, twice maxUnavailable).
-  let dir: string;
-  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
   const rollout = '{ maxUnavailable: 2, failureThreshold: 3 }';
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
-    await mkdir(join(dir, 'specs'));
-    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
-    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04', rollout));
-    const created = await fleet('apply', '--yes');
-    expect(created.code, created.stderr).toBe(0);
-  }, 120_000);
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { fleet, file } = useAppliedStack(fleetYaml('ubuntu-22.04', rollout));
 
   it('keeps their places: no further member goes out, and the rollout stops saying why', async () => {
-    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04', rollout));
-    await writeFile(join(dir, 'stack.yaml'), stackYaml(['boot']));
+    await writeFile(file('specs', 'web.yaml'), fleetYaml('ubuntu-24.04', rollout));
+    await writeFile(file('stack.yaml'), stackYaml(['boot']));
     const first = waveEvents((await fleet('apply', '--yes', '--format', 'json')).stdout);
     expect(first.touched).toEqual(['web/0', 'web/1']);
 
@@ -175,31 +176,19 @@ spec:
 describe('fleet apply of a saved rollout plan after the rollout stopped', () => {
   // Checked clean: the stopped apply bumped the versions the plan's basis holds, so applying the same
   // file again is refused as stale and starts no wave; a fresh plan resumes instead.
-  let dir: string;
-  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
-    await mkdir(join(dir, 'specs'));
-    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
-    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04'));
-    const created = await fleet('apply', '--yes');
-    expect(created.code, created.stderr).toBe(0);
-  }, 120_000);
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { fleet, file } = useAppliedStack(fleetYaml('ubuntu-22.04'));
 
   it('refuses the saved plan as stale and touches no member', async () => {
-    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
-    const saved = join(dir, 'rollout.plan.json');
+    await writeFile(file('specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
+    const saved = file('rollout.plan.json');
     const plan = await fleet('plan', '--out', saved);
     expect(plan.code, plan.stderr).toBe(0);
-    await writeFile(join(dir, 'stack.yaml'), stackYaml(['boot']));
+    await writeFile(file('stack.yaml'), stackYaml(['boot']));
     const failed = await fleet('apply', saved, '--format', 'json');
     expect(failed.code).toBe(1);
     expect(waveEvents(failed.stdout).touched).toEqual(['web/0', 'web/1']);
 
-    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(file('stack.yaml'), stackYaml([]));
     const again = await fleet('apply', saved, '--format', 'json');
     expect(again.code).not.toBe(0);
     const second = waveEvents(again.stdout);
@@ -269,24 +258,12 @@ describe('fleet apply: a rollout while a member is missing (its VM forgotten by 
   // A lost member (no VM for its address: a delete-before-create replace whose new VM was refused after its old
   // one went, a crash, here `fleet state rm`) is out of service until its create runs. The create ran beside
   // wave 1, which still took its full maxUnavailable: 3 members out of service at once with maxUnavailable 2.
-  let dir: string;
-  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-missing-'));
-    await mkdir(join(dir, 'specs'));
-    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
-    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-22.04'));
-    const created = await fleet('apply', '--yes');
-    expect(created.code, created.stderr).toBe(0);
-  }, 120_000);
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { fleet, file } = useAppliedStack(fleetYaml('ubuntu-22.04'));
 
   it('creates the missing member in wave 1, holding one of its 2 places, and the next waves wait for it', async () => {
     const forgot = await fleet('state', 'rm', 'web/3');
     expect(forgot.code, forgot.stderr).toBe(0);
-    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
+    await writeFile(file('specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
     const plan = await fleet('plan');
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toContain('Rollout: 3 waves; maxUnavailable 2, maxSurge 0, failureThreshold 1');

@@ -258,6 +258,11 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
         checked++;
         const a = byId.get(vm.id);
         byId.delete(vm.id);
+        /** A difference no diagram path records: reported as drift, noted in the VM's history when the refresh writes. */
+        const notAnEdge = async (observed: string, detail: string, history: string) => {
+          drift.push({ kind: 'not-an-edge', dataCenter: dc.name, address: vm.address, recordState: vm.state, actualState: observed, detail });
+          if (writing()) await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: opts.actor, detail: `refresh: ${dc.name} reports ${observed}, ${history}` });
+        };
         if (!a) {
           // Before createVm has run there is nothing in the cloud to find.
           if (vm.cloudId === null || lc.isTerminal(vm.state)) continue;
@@ -303,28 +308,19 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
           }
         } else if ('refused' in decided && decided.refused === 'unapproved-boot') {
           const doing = a.observedState === 'Starting' || a.agent === 'booting' ? 'booting' : 'powered on';
-          drift.push({
-            kind: 'not-an-edge',
-            dataCenter: dc.name,
-            address: vm.address,
-            recordState: vm.state,
-            actualState: a.observedState,
-            detail:
-              `${dc.name} reports ${a.observedState} but the record holds ${vm.state}: the VM is ${doing} without a boot edge the authority approved ` +
+          await notAnEdge(
+            a.observedState,
+            `${dc.name} reports ${a.observedState} but the record holds ${vm.state}: the VM is ${doing} without a boot edge the authority approved ` +
               `(a reboot from inside its guest, or a start from the cloud's console); left as is, as recording it would let the boot endpoint answer its last boot's token again. ` +
               `${doing === 'booting' ? 'Its agent is denied its disk key and powers it off' : 'It gets no disk key'}; run \`fleet refresh\` again once it settled, then \`fleet apply\` boots it along an approved boot edge`,
-          });
-          if (writing()) await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: opts.actor, detail: `refresh: ${dc.name} reports ${a.observedState}, a boot no approved edge started; not recorded` });
+            'a boot no approved edge started; not recorded',
+          );
         } else {
-          drift.push({
-            kind: 'not-an-edge',
-            dataCenter: dc.name,
-            address: vm.address,
-            recordState: vm.state,
-            actualState: a.observedState,
-            detail: `${dc.name} reports ${a.observedState} but the record holds ${vm.state}, and ${vm.state} -> ${a.observedState} is not an edge of the diagram; left as is`,
-          });
-          if (writing()) await record.addHistory(vm.id, { from: vm.state, to: vm.state, outcome: 'drift', actor: opts.actor, detail: `refresh: ${dc.name} reports ${a.observedState}, not an edge from ${vm.state}` });
+          await notAnEdge(
+            a.observedState,
+            `${dc.name} reports ${a.observedState} but the record holds ${vm.state}, and ${vm.state} -> ${a.observedState} is not an edge of the diagram; left as is`,
+            `not an edge from ${vm.state}`,
+          );
         }
       }
       for (const a of byId.values()) {

@@ -67,13 +67,7 @@ function summedTallies(s: PlanState, scope: readonly string[], withTargeted = fa
  */
 export function summedUnchanged(s: PlanState, scope: readonly string[], untouched: readonly Change[] = []): UnchangedFleet[] {
   const tallies = summedTallies(s, scope, true);
-  for (const c of untouched) {
-    let t = tallies.get(c.fleet);
-    if (!t) tallies.set(c.fleet, (t = { count: 0, states: new Map(), dataCenters: new Map() }));
-    t.count++;
-    add(t.states, c.from, 1);
-    add(t.dataCenters, c.dataCenter, 1);
-  }
+  for (const c of untouched) tally(tallies, c);
   return summaries(tallies, s.input.fleetVersions);
 }
 
@@ -84,15 +78,17 @@ export function summedUnchanged(s: PlanState, scope: readonly string[], untouche
  */
 function summariseUnchanged(s: PlanState, scope: readonly string[], all: readonly Change[]): UnchangedFleet[] {
   const tallies = summedTallies(s, scope);
-  for (const c of all) {
-    if (c.action !== 'noop') continue;
-    let t = tallies.get(c.fleet);
-    if (!t) tallies.set(c.fleet, (t = { count: 0, states: new Map(), dataCenters: new Map() }));
-    t.count++;
-    add(t.states, c.from, 1);
-    add(t.dataCenters, c.dataCenter, 1);
-  }
+  for (const c of all) if (c.action === 'noop') tally(tallies, c);
   return summaries(tallies, s.input.fleetVersions);
+}
+
+/** Counts one member that stays as it is into its fleet's tally (its state and data center). */
+function tally(tallies: ReturnType<typeof summedTallies>, c: Change): void {
+  let t = tallies.get(c.fleet);
+  if (!t) tallies.set(c.fleet, (t = { count: 0, states: new Map(), dataCenters: new Map() }));
+  t.count++;
+  add(t.states, c.from, 1);
+  add(t.dataCenters, c.dataCenter, 1);
 }
 
 /**
