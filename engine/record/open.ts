@@ -113,7 +113,7 @@ async function openWithSchema(url: string, opts: OpenRecordOptions): Promise<{ r
     // costs a command ~160 ms of CPU, pg ~60 ms, and a run needs one of them.
     const { openPglite } = await import('./pglite.ts');
     adapter = await openPglite(file, opts);
-  } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+  } else if (isServerRecord(url)) {
     try {
       new URL(url);
     } catch {

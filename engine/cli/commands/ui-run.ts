@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { loadOrCreateSecret, uiTokens, type RunningService } from '../../authority/index.ts';
-import { describeRecordUrl, openRecord, pgliteDir, type SqlRecord } from '../../record/index.ts';
+import { describeRecordUrl, isServerRecord, openRecord, pgliteDir, type SqlRecord } from '../../record/index.ts';
 import { listen, receiptBound } from '../../../protocol/index.ts';
 import { recordSource, registerUi, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
 import type { CliIO } from '../io.ts';
@@ -151,7 +151,7 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   if (dir !== undefined && !existsSync(dir)) {
     fail('record.not-found', `There is no record at ${describeRecordUrl(stack.recordUrl)}: the folder ${dir} does not exist. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, the dashboard only reads one.`);
   }
-  const postgres = /^postgres(ql)?:\/\//.test(stack.recordUrl);
+  const postgres = isServerRecord(stack.recordUrl);
   // Nor does it upgrade one (record.older-schema): a dashboard started with a newer dmzfleet would move a shared record
   // past the version the CI jobs use.
   const opening = { existing: true, upgrade: false, noUpgradeWhy: 'The dashboard only reads' } as const;
