@@ -2,11 +2,12 @@
 // flags that do not go with a saved plan, plan files that are not JSON, an
 // --out file that already exists. Everything here is refused (or written)
 // before a record or a data center is touched, so most cases need no stack.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
+import { fleetYaml, useTempStack } from './helpers/stack.ts';
 
 describe('fleet apply PLANFILE: input checked before anything is opened', () => {
   let tmp: string;
@@ -101,5 +102,35 @@ describe('a bad --parallelism or --lock-timeout names where it came from', () =>
     const r = await runCli(['apply', '--stack', '/nonexistent/stack', ...args], { env });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`error[cli.usage]: Invalid command line\n  ${says}\n`);
+  });
+});
+
+// FLEET_RETRY_BUDGET_MS=5s (or 30000ms) was ignored without a word: the
+// apply kept the 60 s default its user meant to shorten.
+describe('a bad FLEET_RETRY_BUDGET_MS is refused before the record is opened', () => {
+  const stack = useTempStack();
+  beforeAll(() => stack.spec('web', fleetYaml('web', { count: 1 })));
+
+  it.each([
+    { command: ['apply', '--yes'], value: '5s' },
+    { command: ['apply', '--yes'], value: '30000ms' },
+    { command: ['apply', '--yes'], value: '-1' },
+    { command: ['apply', '--yes'], value: ' 500' },
+    { command: ['refresh'], value: 'abc' },
+    { command: ['plan', '--refresh'], value: '1e3' },
+    { command: ['import', 'web/0', 'sim-miami-x'], value: 'soon' },
+  ])('$command FLEET_RETRY_BUDGET_MS=$value', async ({ command, value }) => {
+    const r = await runCli([...command, '--stack', stack.dir], { env: { FLEET_RETRY_BUDGET_MS: value } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`error[cli.usage]: Invalid command line\n  FLEET_RETRY_BUDGET_MS takes a whole number of milliseconds (0 or more; default 60000), not ${JSON.stringify(value)}.\n`);
+    expect(existsSync(join(stack.dir, '.fleet', 'record'))).toBe(false);
+  });
+
+  it('a whole number of milliseconds, or an empty value, is taken', async () => {
+    for (const value of ['', '2000']) {
+      const r = await runCli(['apply', '--yes', '--stack', stack.dir], { env: { FLEET_RETRY_BUDGET_MS: value } });
+      expect(r.stderr).not.toContain('FLEET_RETRY_BUDGET_MS');
+      expect(r.code).toBe(0);
+    }
   });
 });
