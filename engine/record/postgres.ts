@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type pgTypes from 'pg';
+import { envMs } from './env.ts';
 import { RecordUnreachableError } from './errors.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 import { writeFault } from './storage.ts';
@@ -114,7 +115,7 @@ export async function openPostgres(url: string, description: string): Promise<Sq
   const pool = new pg.Pool({
     connectionString: url,
     max: 4,
-    connectionTimeoutMillis: Number(process.env.FLEET_RECORD_CONNECT_TIMEOUT_MS ?? 5000),
+    connectionTimeoutMillis: envMs('FLEET_RECORD_CONNECT_TIMEOUT_MS', 5000),
     idleTimeoutMillis: 10_000,
     application_name: 'dmzfleet',
     // Every statement of the record finds its rows by an index (an id, a
