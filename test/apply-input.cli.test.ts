@@ -134,3 +134,24 @@ describe('a bad FLEET_RETRY_BUDGET_MS is refused before the record is opened', (
     }
   });
 });
+
+// A plan file of another stack was refused with no hint of what to do
+// (`plan.json was made for stack a, not b.`); it was never tested.
+describe('a plan file of another stack', () => {
+  const made = useTempStack({ name: 'made-here' });
+  const other = useTempStack({ name: 'applied-here' });
+  beforeAll(async () => {
+    await made.spec('web', fleetYaml('web', { count: 1 }));
+    await other.spec('web', fleetYaml('web', { count: 1 }));
+  });
+
+  it('is refused as apply.plan-stack, naming both stacks and what to do', async () => {
+    const file = join(made.dir, 'plan.json');
+    expect((await made.fleet('plan', '--out', file)).code).toBe(0);
+    const r = await other.fleet('apply', file);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `error[apply.plan-stack]: Plan made for another stack\n  at ${file}\n  ${file} was made for stack made-here, not for stack applied-here (--stack ${other.dir}). Apply it with the --stack of stack made-here, or make a plan for this stack with \`fleet plan --out\`.\n`,
+    );
+  });
+});
