@@ -140,7 +140,7 @@ export interface WaveDoneEvent {
   at: string;
 }
 /**
- * The apply ended (the last event of an apply that started).
+ * The apply ended: the last event of every apply. With nothing to apply (no change, or every change vetoed) it follows `plan` (or is the only event, for a saved plan) and every count is 0.
  */
 export interface SummaryEvent {
   type: 'summary';
