@@ -266,6 +266,12 @@ export interface AgentReport {
   denied?: boolean;
 }
 /**
+ * POST /v1/boot/status: the report was taken.
+ */
+export interface AgentReportAnswer {
+  ok: true;
+}
+/**
  * The record's VM as the authority answers it.
  */
 export interface AuthorityVm {

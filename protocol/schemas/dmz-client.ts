@@ -155,6 +155,15 @@ export const agentReportSchema = {
   },
 } as const;
 
+export const agentReportAnswerSchema = {
+  title: 'AgentReportAnswer',
+  description: 'POST /v1/boot/status: the report was taken.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['ok'],
+  properties: { ok: { const: true } },
+} as const;
+
 /** Most steps in one POST /v1/batch. */
 export const STEP_BATCH_MAX = 500;
 
