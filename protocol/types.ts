@@ -81,7 +81,7 @@ export interface ActualVm {
   power: PowerState;
   agent: AgentState;
   /**
-   * The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown).
+   * The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown; the azure driver also BeingCreated, BeingDeleted and CreateFailed, from ARM's provisioning state).
    */
   observedState: string;
 }

@@ -112,7 +112,7 @@ export const actualVmSchema = {
     agent: { title: 'AgentState', type: 'string', enum: ['none', 'booting', 'ready', 'failed', 'stopping'] },
     observedState: {
       type: 'string',
-      description: "The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown).",
+      description: "The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown; the azure driver also BeingCreated, BeingDeleted and CreateFailed, from ARM's provisioning state).",
     },
   },
 } as const;
