@@ -69,6 +69,22 @@ describe('errors on the wire', () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
   });
 
+  // docs/protocol.md: a body that is not JSON is 415 unsupported-media-type. A text/plain body was parsed as a
+  // string by Fastify's default parser and refused 400 bad-request by the schema ("body must be object").
+  it.each([
+    ['text/plain', 415, 'unsupported-media-type'],
+    ['application/xml', 415, 'unsupported-media-type'],
+    ['application/x-www-form-urlencoded', 415, 'unsupported-media-type'],
+    ['application/json', 409, 'state-moved'],
+    ['application/json; charset=utf-8', 409, 'state-moved'],
+  ])('a body sent as %s: %i %s', async (type, status, code) => {
+    const body = JSON.stringify({ dataCenter: 'miami', requestId: 'r', planId: null, kind: 'transition', vmId: 'v', from: 'A', to: 'B' });
+    const res = await fetch(`${url}/v1/authorize`, { method: 'POST', headers: { 'content-type': type, authorization: 'Bearer tok' }, body });
+    const answer = (await res.json()) as { error: { code: string; message: string } };
+    expect([res.status, answer.error.code]).toEqual([status, code]);
+    if (status === 415) expect(answer.error.message).toMatch(/content-type: application\/json/);
+  });
+
   it('an unknown route is not-found', async () => {
     const res = await fetch(`${url}/v1/nothing`, { headers: { authorization: 'Bearer tok' } });
     expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([404, 'not-found']);

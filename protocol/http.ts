@@ -107,6 +107,7 @@ export function errorAnswer(err: Error & { statusCode?: number; code?: string; v
   if (err.validation) return wire(new WireError('bad-request', err.message));
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
   if (status >= 500) return wire(new WireError('internal', err.message));
+  if (status === 415) return wire(new WireError('unsupported-media-type', `${err.message}: every body of this service is JSON, sent with content-type: application/json`));
   return wire(new WireError(FASTIFY_REFUSALS[status] ?? 'bad-request', err.message));
 }
 
@@ -320,6 +321,9 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     },
     ...(opts.tls ? { https: { ...opts.tls, ...receipt.http, ...(perRouteCerts ? { rejectUnauthorized: false } : {}) } } : {}),
   }) as unknown as FastifyInstance;
+  // Every body of the protocol is JSON: Fastify's text/plain parser would hand a schema a string, refused 400
+  // bad-request ("body must be object") instead of 415 (the dashboard's sign-in adds its own form parser).
+  app.removeContentTypeParser('text/plain');
   const publicPaths = [...opts.publicPaths, ...(opts.metrics ? ['/metrics'] : []), ...(opts.health ? ['/livez', '/readyz'] : [])];
   const ownAuth = (path: string) => (opts.ownAuthPrefixes ?? []).some((p) => path === p || path.startsWith(`${p}/`));
   // Registered (awaited) before any route, so its onRoute hook sees them all.
