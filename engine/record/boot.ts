@@ -1,6 +1,6 @@
-// The boot store: the boot check (row match, one-time token answered again
-// for a repeat of its approved boot while the VM stays in it, approved
-// attempt row in one statement)
+// The boot store: the boot check (row match, one-time token of the boot the
+// VM is in, answered again for a repeat of its approved boot while the VM
+// stays in it, approved attempt row in one statement)
 // and the record of denied attempts. Boot
 // tokens are stored by the writes that approve a boot edge (vm-writes.ts,
 // history.ts), with upsertBootTokens.
@@ -11,18 +11,41 @@ import type { BootStore } from './types.ts';
 
 /**
  * A statement's boot tokens, as a data-modifying CTE's body: `token` of each
- * row of `from` where it is set, a VM's new token replacing its earlier one
- * (created now, unused). The earlier one, if it was never used, is kept as
- * the VM's previous token (prev_hash): its boot may be under way in the
- * cloud (approved, carried out, its report lost to a crash) and is answered
- * once still; a used one, and the one kept before, are dropped.
+ * row of `from` where it is set, issued at `version` (the VM row's version as
+ * the statement leaves it), a VM's new token replacing its earlier one
+ * (created now, unused, no moves yet). The earlier one, if it was never used,
+ * is kept as the VM's previous token (prev_hash), with its issue version and
+ * its moves: its boot may be under way in the cloud (approved, carried out,
+ * its report lost to a crash) and is answered once still, while the VM has
+ * not left the booting states since it was issued (the boot check reads the
+ * moves); a used one, and the one kept before, are dropped.
  */
-export function upsertBootTokens(from: string, vmId: string, token: string): string {
-  return `INSERT INTO boot_tokens (vm_id, token_hash)
-         SELECT ${vmId}, ${token} FROM ${from} WHERE ${token} IS NOT NULL
+export function upsertBootTokens(from: string, vmId: string, token: string, version: string): string {
+  return `INSERT INTO boot_tokens (vm_id, token_hash, issued_version)
+         SELECT ${vmId}, ${token}, (${version})::integer FROM ${from} WHERE ${token} IS NOT NULL
          ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL, used_version = NULL,
-           prev_hash = CASE WHEN boot_tokens.used_at IS NULL AND boot_tokens.token_hash <> EXCLUDED.token_hash THEN boot_tokens.token_hash END,
+           issued_version = EXCLUDED.issued_version, moves = '[]',
+           prev_hash = CASE WHEN ${KEEP} THEN boot_tokens.token_hash END,
+           prev_issued_version = CASE WHEN ${KEEP} THEN boot_tokens.issued_version END,
+           prev_moves = CASE WHEN ${KEEP} THEN boot_tokens.moves ELSE '[]' END,
            prev_used_at = NULL, prev_used_version = NULL`;
+}
+
+/** upsertBootTokens: the replaced token is kept (unused, and not the new one). */
+const KEEP = 'boot_tokens.used_at IS NULL AND boot_tokens.token_hash <> EXCLUDED.token_hash';
+
+/**
+ * Whether `moves` (boot_tokens.moves or prev_moves: [from, to] pairs, `to`
+ * null for a retirement or its undoing) holds a move out of the booting
+ * states (`states`, an SQL text[] expression), or a retirement (fleet state
+ * rm; an import bringing the row back), in whatever state: the VM left the
+ * boot its token was issued for. A move into them (a token issued ahead of
+ * its boot, while the VM was being created or powered off) or between them
+ * (the boot edge's report) does not end it.
+ */
+function leftBoot(moves: string, states: string): string {
+  return `EXISTS (SELECT 1 FROM jsonb_array_elements(${moves}) mv
+    WHERE (mv->>1) IS NULL OR ((mv->>0) = ANY(${states}) AND NOT (mv->>1) = ANY(${states})))`;
 }
 
 export function bootStore({ db }: RecordSql): BootStore {
@@ -69,7 +92,11 @@ export function bootStore({ db }: RecordSql): BootStore {
     // VM that went to BootFailed, PoweredOff, a drift, an import or an edit
     // and is booting again is not answered with a token used before: only
     // a new boot edge's token boots it (used_version is NULL for a use
-    // before schema 14: not answered again). Without a window, only
+    // before schema 14: not answered again). And whatever its use, a token
+    // whose moves since its issue (boot_tokens.moves, prev_moves: kept by a
+    // trigger on vms, migration 15) left the item's states is not used: it
+    // was issued for a boot the VM has left (leftBoot), even if no write
+    // bumped the version. Without a window, only
     // unused: a use that committed while this statement waited can be
     // stamped after this transaction's now(), and `used_at > now() - 0`
     // then let it through. fresh: used now (the use's time is now() only
@@ -86,14 +113,15 @@ export function bootStore({ db }: RecordSql): BootStore {
     // (statistics stale mid-apply) looked each VM up through vms_scope,
     // reading every VM of the stack per boot (bench:apply, 4,000 VMs at
     // P=10: 9.3 ms per call instead of 0.4, 5 s of PostgreSQL CPU).
-    const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean; used_at_version: number | null }>(
+    const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean; used_at_version: number | null; left_boot: boolean | null }>(
       `WITH i AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[], $10::text[]) WITH ORDINALITY
            AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_stack, i_k)
        ),
        s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
        ok AS (
-         SELECT i.*, vms.version AS v_version, vms.retired_at AS v_retired FROM i JOIN vms ON vms.id = i.i_vm
+         SELECT i.*, vms.version AS v_version, vms.retired_at AS v_retired, ARRAY(SELECT s.s_state FROM s WHERE s.s_k = i.i_k) AS v_states
+         FROM i JOIN vms ON vms.id = i.i_vm
          WHERE vms.stack IS NOT DISTINCT FROM i.i_stack AND vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
            AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
        ),
@@ -108,10 +136,10 @@ export function bootStore({ db }: RecordSql): BootStore {
          -- A retired row (fleet state rm while it booted) uses no token: checked here, not in ok, where \`retired_at IS
          -- NULL\` with the cloud id let the planner read every live VM through vms_cloud_id (a partial index on both).
          WHERE boot_tokens.vm_id = m.i_vm AND m.v_retired IS NULL AND (
-           (boot_tokens.token_hash = m.i_hash
+           (boot_tokens.token_hash = m.i_hash AND NOT ${leftBoot('boot_tokens.moves', 'm.v_states')}
              AND (boot_tokens.used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond'
                AND m.v_version <= boot_tokens.used_version + 1)))
-           OR (boot_tokens.prev_hash = m.i_hash
+           OR (boot_tokens.prev_hash = m.i_hash AND NOT ${leftBoot('boot_tokens.prev_moves', 'm.v_states')}
              AND (boot_tokens.prev_used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.prev_used_at > now() - m.i_repeat * interval '1 millisecond'
                AND m.v_version <= boot_tokens.prev_used_version + 1))))
          RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_hash AS u_hash, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason,
@@ -131,6 +159,10 @@ export function bootStore({ db }: RecordSql): BootStore {
                   END
            FROM boot_tokens t WHERE t.vm_id = i.i_vm)
          END AS used_at_version,
+         CASE WHEN ok.i_k IS NOT NULL AND used.u_k IS NULL THEN (
+           SELECT (t.token_hash = i.i_hash AND ${leftBoot('t.moves', 'ok.v_states')}) OR (t.prev_hash = i.i_hash AND ${leftBoot('t.prev_moves', 'ok.v_states')})
+           FROM boot_tokens t WHERE t.vm_id = i.i_vm)
+         END AS left_boot,
          ${FULL_VM.list}
        FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN ok ON ok.i_k = i.i_k
          LEFT JOIN used ON used.u_vm = i.i_vm AND used.u_hash = i.i_hash AND (used.u_k = i.i_k OR i.i_repeat > 0)
@@ -150,7 +182,12 @@ export function bootStore({ db }: RecordSql): BootStore {
     return rows.map((r): BootCheckResult => {
       const vm = r.found ? vmFromRow(r) : undefined;
       if (r.approved && vm) return { approved: true, vm };
-      return r.used_at_version !== null && r.used_at_version !== undefined ? { approved: false, vm, usedAtVersion: Number(r.used_at_version) } : { approved: false, vm };
+      return {
+        approved: false,
+        vm,
+        ...(r.used_at_version !== null && r.used_at_version !== undefined ? { usedAtVersion: Number(r.used_at_version) } : {}),
+        ...(r.left_boot === true ? { leftBoot: true as const } : {}),
+      };
     });
   };
 

@@ -177,7 +177,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
              AS i(i_id, i_version, i_from, i_to, i_actor, i_plan, i_request, i_outcome, i_detail, i_k, i_token)
          ),
          ok AS (
-           SELECT vms.id, vms.stack, vms.fleet, vms.idx, i.* FROM i JOIN vms ON vms.id = i.i_id AND (i.i_version IS NULL OR vms.version = i.i_version)
+           SELECT vms.id, vms.stack, vms.fleet, vms.idx, vms.version, i.* FROM i JOIN vms ON vms.id = i.i_id AND (i.i_version IS NULL OR vms.version = i.i_version)
          ),
          ins AS (${insertHistory([
            {
@@ -193,7 +193,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
              order: ['ok.i_k'],
            },
          ])}),
-         t AS (${upsertBootTokens('(SELECT DISTINCT ON (id) id, i_token FROM ok WHERE i_token IS NOT NULL ORDER BY id, i_k DESC) last', 'last.id', 'last.i_token')})
+         t AS (${upsertBootTokens('(SELECT DISTINCT ON (id) id, version, i_token FROM ok WHERE i_token IS NOT NULL ORDER BY id, i_k DESC) last', 'last.id', 'last.i_token', 'last.version')})
          SELECT i_k AS k FROM ok`,
         cols,
       );

@@ -435,7 +435,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
            { ...ctxSource('ins', written, 'NULL', 'first.i_state', { actor: 'first.i_actor', planId: 'first.i_plan', requestId: 'first.i_request', outcome: "'ok'", detail: 'first.i_detail' }), order: ['first.i_k', '0'] },
            OnwardRows.source('ins', written, 'first.i_k'),
          ])}),
-         t AS (${upsertBootTokens(written, 'ins.id', 'first.i_token')})
+         t AS (${upsertBootTokens(written, 'ins.id', 'first.i_token', 'ins.version')})
          SELECT * FROM ins WHERE ${claimed('ins', 'f')}`,
         [...cols, ...onward.cols],
       );
@@ -666,7 +666,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
            },
            OnwardRows.source('upd', moved, 'i.i_k'),
          ])}),
-         t AS (${upsertBootTokens(moved, 'upd.id', 'i.i_token')})
+         t AS (${upsertBootTokens(moved, 'upd.id', 'i.i_token', 'upd.version')})
          SELECT * FROM upd`,
         [...cols, ...onward.cols],
       );
