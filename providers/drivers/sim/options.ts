@@ -18,6 +18,11 @@ export interface SimOptions {
   latencyMs?: number;
   /** Time a VM's agent takes to boot before it calls the boot endpoint. Default latencyMs. */
   bootMs?: number;
+  /**
+   * How long a VM's agent may pause in all between its tries of a boot endpoint that answers 408, 429 (its limit)
+   * or 5xx, or none (5 tries at most; a 429's Retry-After is waited out within it). Default 60 000 (DEFAULT_RETRY_BUDGET_MS).
+   */
+  bootRetryBudgetMs?: number;
   /** Share of mutating calls that fail with a transient error, 0 to 1. */
   errorRate?: number;
   /** Calls that always fail. */

@@ -428,6 +428,59 @@ describe('sim driver', () => {
       expect(seen.map((s) => s.bootToken)).toEqual(['tok-1', 'tok-1']);
     });
 
+    describe('a 429 with Retry-After (the boot endpoint\'s limit, its window)', () => {
+      // The endpoint refuses (429) until its window ends, limitMs after the first request, saying so in Retry-After.
+      // Before: the agent asked again after 10, 20, 40 and 80 ms, inside the window every time, and failed the boot
+      // (five 429s in 150 ms). The outcome is read from the requests made, not from how long anything took.
+      async function limited(limitMs: number, retryAfter: string): Promise<{ url: string; statuses: number[]; close: () => Promise<void> }> {
+        let until: number | undefined;
+        const statuses: number[] = [];
+        const server = createServer((req, res) => {
+          req.resume();
+          req.on('end', () => {
+            until ??= Date.now() + limitMs;
+            const refused = Date.now() < until;
+            statuses.push(refused ? 429 : 200);
+            res.writeHead(refused ? 429 : 200, { 'content-type': 'application/json', ...(refused ? { 'retry-after': retryAfter } : {}) });
+            res.end(JSON.stringify(refused ? { error: { code: 'boot-rate-limited', message: 'too many denials' } } : { approved: true, reason: 'ok' }));
+          });
+        });
+        await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+        return {
+          url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/boot`,
+          statuses,
+          close: () => new Promise<void>((r) => server.close(() => r())),
+        };
+      }
+
+      it('waits it out and asks once more: the VM boots', async () => {
+        const ep = await limited(300, '0.4');
+        try {
+          const d = await sim();
+          const ref = await booted(d, false, 'the-key', ep.url);
+          await expect(d.awaitReady(creds(), ref, { timeoutMs: 10_000 })).resolves.toMatchObject({ agent: 'ready', observedState: 'Running' });
+          expect(ep.statuses).toEqual([429, 200]);
+        } finally {
+          await ep.close();
+        }
+      });
+
+      it('within its retry budget: a Retry-After past it fails the boot once the budget is spent, not after an hour', async () => {
+        const ep = await limited(3_600_000, '3600');
+        try {
+          const d = await sim({ bootRetryBudgetMs: 50 });
+          const ref = await booted(d, false, 'the-key', ep.url);
+          await expect(d.awaitReady(creds(), ref, { timeoutMs: 10_000 })).rejects.toMatchObject({
+            kind: 'boot-failed',
+            message: expect.stringContaining('boot endpoint unreachable after 2 attempts: boot endpoint answered 429'),
+          });
+          expect(ep.statuses).toEqual([429, 429]);
+        } finally {
+          await ep.close();
+        }
+      });
+    });
+
     it('a retried boot supersedes the agent of the first one', async () => {
       answers.push({ approved: true, reason: 'ok' });
       const d = await sim({ bootMs: 30 });

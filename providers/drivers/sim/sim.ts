@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { scopedTokenProblem, sha256 } from '../../../protocol/index.ts';
 import { postJson, sendTarget } from '../../http-send.ts';
+import { DEFAULT_RETRY_BUDGET_MS, backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryPolicy } from '../../retry.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
 import type { BootResponse } from '../../../protocol/index.ts';
 import {
@@ -311,25 +312,38 @@ export class SimDriver implements Driver {
       }
       let answer: BootResponse | undefined;
       let lastError = '';
-      for (let attempt = 0; attempt < 5 && answer === undefined; attempt++) {
+      // As the boot agent does (providers/boot-agent/agent.sh, post): a 408, a 429 (the boot endpoint's limit,
+      // boot-rate-limited) and a 5xx are lost answers, asked again. A 429 was read as a denial: the VM terminated.
+      // A Retry-After is waited out (the limit's window: asked again sooner, every try is refused, and the five were
+      // spent in 150 ms, failing the boot), within the retry budget; without one, the backoff (10 ms doubling).
+      const policy: RetryPolicy = { retries: 4, budgetMs: this.o.bootRetryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS, baseDelayMs: Math.max(this.latency, 10), maxDelayMs: 5_000 };
+      let slept = 0;
+      let retried = 0;
+      for (; ; retried++) {
+        let asked: number | undefined;
         try {
           this.bootTarget ??= sendTarget(new URL(url), this.bootCa ? { ca: this.bootCa } : undefined);
           const res = await postJson(this.bootTarget, { cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }, 30_000);
-          // As the boot agent does (providers/boot-agent/agent.sh, post): a 408, a 429 (the boot endpoint's limit,
-          // boot-rate-limited) and a 5xx are lost answers, asked again. A 429 was read as a denial: the VM terminated.
           if (res.status === 408 || res.status === 429 || res.status >= 500) {
             lastError = `boot endpoint answered ${res.status}`;
+            asked = retryAfterMs(res.retryAfter);
           } else {
             answer = JSON.parse(res.text) as BootResponse;
           }
         } catch (err) {
           lastError = (err as Error).message;
         }
-        if (answer === undefined) await this.delay(Math.max(this.latency, 10) * 2 ** attempt);
+        if (answer !== undefined || stale() || !mayRetry(policy, retried, slept)) break;
+        // The backoff's upper end (no jitter: the sim's random draws are errorRate's, and stay so), or the answer's wait.
+        const wait = Math.min(Math.max(backoffMs(retried, policy.baseDelayMs, policy.maxDelayMs, () => 1), asked ?? 0), policy.budgetMs - slept);
+        await this.delay(wait);
+        slept += wait;
         if (stale()) return;
       }
+      // An answer that came after another change ended this boot is not acted on.
+      if (stale()) return;
       if (answer === undefined) {
-        await this.change(vm, { agent: 'failed', agentDetail: `boot endpoint unreachable: ${lastError}`, bootToken: null });
+        await this.change(vm, { agent: 'failed', agentDetail: `boot endpoint unreachable ${gaveUp(retried, slept)}: ${lastError}`, bootToken: null });
         return;
       }
       if (!answer.approved) {
