@@ -19,6 +19,11 @@ export interface Migration {
   indexOnly?: true;
 }
 
+// Migration 15's trigger: whether the move m.mv (of the row o) is one the token row t's moves (prev_moves) gain.
+const ADDS_MOVE = 'o.version >= coalesce(t.issued_version, 0) AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.moves) e WHERE e = m.mv)';
+const ADDS_PREV_MOVE =
+  't.prev_hash IS NOT NULL AND o.version >= coalesce(t.prev_issued_version, 0) AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.prev_moves) e WHERE e = m.mv)';
+
 // Names (stack, fleet, address) use the "C" collation: the same order on every
 // server whatever its locale, and the indexes serve ORDER BY fleet, idx.
 export const MIGRATIONS: readonly Migration[] = [
@@ -414,15 +419,16 @@ export const MIGRATIONS: readonly Migration[] = [
       // a VM, but a VM without a token is not touched).
       `CREATE FUNCTION boot_token_moves() RETURNS trigger LANGUAGE plpgsql AS $fn$
       BEGIN
-        -- Each move once (jsonb's @> would not do: it ignores the order within [from, to]).
+        -- Each move once (jsonb's @> would not do: it ignores the order within [from, to]); a token row whose
+        -- moves gain nothing is not written (a VM's later moves, once seen: no dead row per write). Every test
+        -- is on t, so a token row another transaction changed meanwhile is judged as it is now.
         UPDATE boot_tokens t SET
-          moves = CASE WHEN o.version < coalesce(t.issued_version, 0) OR EXISTS (SELECT 1 FROM jsonb_array_elements(t.moves) e WHERE e = m.mv)
-            THEN t.moves ELSE t.moves || jsonb_build_array(m.mv) END,
-          prev_moves = CASE WHEN t.prev_hash IS NULL OR o.version < coalesce(t.prev_issued_version, 0) OR EXISTS (SELECT 1 FROM jsonb_array_elements(t.prev_moves) e WHERE e = m.mv)
-            THEN t.prev_moves ELSE t.prev_moves || jsonb_build_array(m.mv) END
+          moves = CASE WHEN ${ADDS_MOVE} THEN t.moves || jsonb_build_array(m.mv) ELSE t.moves END,
+          prev_moves = CASE WHEN ${ADDS_PREV_MOVE} THEN t.prev_moves || jsonb_build_array(m.mv) ELSE t.prev_moves END
         FROM boot_token_old o JOIN boot_token_new n ON n.id = o.id,
           LATERAL (SELECT jsonb_build_array(o.state, CASE WHEN (o.retired_at IS NULL) = (n.retired_at IS NULL) THEN n.state END) AS mv) m
-        WHERE t.vm_id = o.id AND (o.state IS DISTINCT FROM n.state OR (o.retired_at IS NULL) <> (n.retired_at IS NULL));
+        WHERE t.vm_id = o.id AND (o.state IS DISTINCT FROM n.state OR (o.retired_at IS NULL) <> (n.retired_at IS NULL))
+          AND (${ADDS_MOVE} OR ${ADDS_PREV_MOVE});
         RETURN NULL;
       END
       $fn$`,
