@@ -1675,6 +1675,41 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       }
     });
 
+    it('upgrades a record with boot tokens to 15: a token issued before counts the moves from the upgrade on', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const raw = await rawAdapter(backend, url);
+        await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= 14));
+        const s = freshStack();
+        const ids = [randomUUID(), randomUUID()];
+        for (const [k, id] of ids.entries()) {
+          await raw.query(
+            `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk, cloud_id, version)
+             VALUES ($1, $2, 'web', $3, $4, 'miami', 'PoweredOn', 'Running', 'h1', 'ubuntu-22.04', 'ami-1', 2, 4, 50, true, 'i-1', 4)`,
+            [id, s, k, `web-${k}`],
+          );
+          await raw.query(`INSERT INTO boot_tokens (vm_id, token_hash) VALUES ($1, $2)`, [id, `h${k}`]);
+        }
+        await raw.close();
+        const rec = (await openRecord(url)) as SqlRecord;
+        try {
+          expect(await rec.schemaVersion()).toBe(SCHEMA_VERSION);
+          const c = (id: string, tokenHash: string): BootCheck => ({
+            vmId: id, stack: s, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', tokenHash, allowedStates: ['PoweredOn', 'Starting'], reason: 'matches the record', repeatWithinMs: 60_000,
+          });
+          // The first stays in its boot (its report); the second leaves it and comes back.
+          await rec.transitionVm(ids[0], 4, 'Starting', { actor: 'a' });
+          await rec.transitionVm(ids[1], 4, 'PoweredOff', { actor: 'a' });
+          await rec.transitionVm(ids[1], 5, 'PoweredOn', { actor: 'a' });
+          expect(await rec.authorizeBoots([c(ids[0], 'h0'), c(ids[1], 'h1')])).toMatchObject([{ approved: true }, { approved: false, leftBoot: true }]);
+        } finally {
+          await rec.close();
+        }
+      } finally {
+        await drop();
+      }
+    });
+
     it('upgrades an existing record in one transaction: all of a migration or none', async () => {
       const { url, drop } = await backend.freshUrl();
       try {
