@@ -3,6 +3,7 @@
 // errorAnswer), NDJSON batch answers, and the OpenAPI document that
 // @fastify/swagger builds from the same route schemas Fastify validates with.
 import type { TLSSocket } from 'node:tls';
+import AjvCompiler from '@fastify/ajv-compiler';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
 import { FleetError, diag } from '../engine/diags/index.ts';
@@ -10,6 +11,7 @@ import { loggerOptions, registerHealth, registerMetrics, requestId, type HealthO
 import type { ServerTls } from '../engine/transport/index.ts';
 import { ProtocolError, WireError, type WireCode } from './errors.ts';
 import { sameSecret } from './hash.ts';
+import { ROUTE_SCHEMAS, SERVICE_AJV_OPTIONS } from './schemas/routes.ts';
 
 export { ProtocolError, WireError } from './errors.ts';
 
@@ -294,6 +296,7 @@ function answerStream(
  * added after this resolves; call it once the service is ready).
  */
 export async function createService(opts: ServiceOptions): Promise<{ app: FastifyInstance; openapi: () => unknown }> {
+  const validators = await precompiledValidators();
   const log = loggerOptions(opts.logger);
   const certless = new Set(opts.certlessRoutes ?? []);
   const perRouteCerts = opts.tls?.requestCert === true && opts.tls.rejectUnauthorized && certless.size > 0;
@@ -306,7 +309,9 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: requestId,
     // Reject unknown properties instead of silently dropping them.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, discriminator: true } },
+    ajv: { customOptions: { ...SERVICE_AJV_OPTIONS } },
+    // The routes' request schemas come compiled (protocol/schemas/routes.ts); any other is compiled as Fastify would.
+    schemaController: { compilersFactory: { buildValidator: precompiledFirst(validators) } },
     bodyLimit: 1024 * 1024,
     // The router's own refusals (a URL that does not decode, a path parameter over its length) in the wire's error body, not Fastify's.
     frameworkErrors: (err, _req, reply) => {
@@ -387,6 +392,50 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     void reply.status(status).send(body);
   });
   return { app, openapi: () => app.swagger() };
+}
+
+type ValidatorFactory = AjvCompiler.BuildCompilerFromPool;
+type RouteValidator = (route: { schema: unknown; method: string; url: string; httpPart?: string }) => unknown;
+
+let loadedValidators: Promise<Map<object, unknown>> | undefined;
+
+/** The routes' request validators compiled by `npm run gen:types`, by their schema object (loaded once, on the first service's start). */
+function precompiledValidators(): Promise<Map<object, unknown>> {
+  loadedValidators ??= import('../specs/validators/routes.js').then((compiled: Record<string, unknown>) => {
+    const bySchema = new Map<object, unknown>();
+    for (const [name, schema] of Object.entries(ROUTE_SCHEMAS)) if (compiled[name]) bySchema.set(schema, compiled[name]);
+    return bySchema;
+  });
+  return loadedValidators;
+}
+
+/**
+ * Route schemas Fastify compiled as a service started, as `METHOD url part`:
+ * those protocol/schemas/routes.ts does not list (test/route-validators.test.ts
+ * wants none for the authority's and the DMZ client's routes).
+ */
+export const compiledAtStart: string[] = [];
+
+/**
+ * A Fastify validator factory that gives a route the validator compiled
+ * ahead for its schema object, and compiles any other with Fastify's own
+ * compiler (made on the first such schema: ajv's compiler is not loaded
+ * when every route's was compiled ahead).
+ */
+function precompiledFirst(bySchema: Map<object, unknown>): ValidatorFactory {
+  const fastifys = AjvCompiler();
+  const factory = (external: Parameters<ValidatorFactory>[0], options?: Parameters<ValidatorFactory>[1]) => {
+    let fallback: RouteValidator | undefined;
+    const compile: RouteValidator = (route) => {
+      const ready = typeof route.schema === 'object' && route.schema !== null ? bySchema.get(route.schema) : undefined;
+      if (ready) return ready;
+      compiledAtStart.push(`${route.method} ${route.url} ${route.httpPart ?? ''}`.trimEnd());
+      fallback ??= fastifys(external, options) as unknown as RouteValidator;
+      return fallback(route);
+    };
+    return compile;
+  };
+  return factory as unknown as ValidatorFactory;
 }
 
 /**

@@ -10,7 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type Options } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import standaloneModule from 'ajv/dist/standalone/index.js';
+import AjvCompiler from '@fastify/ajv-compiler';
 import { BUILTIN_RULES } from '../engine/policy/rules/builtin.ts';
+import { ROUTE_SCHEMAS, SERVICE_AJV_OPTIONS } from '../protocol/schemas/routes.ts';
 import { writeGenerated } from './gen-types.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -27,6 +29,8 @@ interface Module {
   what: string;
   /** The options the code that used to compile them at run time used (the errors must not change). */
   options: Options;
+  /** The ajv instance to compile with, instead of one made with `options` (and `formats`). */
+  ajv?: (options: Options) => Ajv;
   formats?: boolean;
   /** Export name -> schema. */
   schemas: () => Promise<Record<string, object>>;
@@ -66,7 +70,27 @@ export const MODULES: Module[] = [
     schemas: async () => Object.fromEntries(BUILTIN_RULES.map((r) => [exportName(r.name), r.configSchema as object])),
     byName: BUILTIN_RULES.map((r) => r.name),
   },
+  {
+    file: 'routes.js',
+    what: "the services' request bodies and path parameters (protocol/schemas/routes.ts; protocol/http.ts hands them to Fastify)",
+    options: { ...SERVICE_AJV_OPTIONS },
+    ajv: fastifysAjv,
+    schemas: async () => ({ ...ROUTE_SCHEMAS }),
+  },
 ];
+
+/**
+ * The ajv instance Fastify's compiler (@fastify/ajv-compiler, as Fastify
+ * makes it for the services) compiles with: its defaults, `customOptions`
+ * over them, ajv-formats. Made by that compiler itself, as its
+ * StandaloneValidator does, so its defaults can never drift from these.
+ */
+function fastifysAjv(customOptions: Options): Ajv {
+  const compile = AjvCompiler()({}, { customOptions }) as unknown as Record<symbol, { ajv: Ajv } | undefined>;
+  const made = compile[AjvCompiler.AjvReference as unknown as symbol];
+  if (!made) throw new Error('@fastify/ajv-compiler gave no ajv instance: its AjvReference moved');
+  return made.ajv;
+}
 
 /**
  * ajv's standalone code is CommonJS-flavoured even as ESM: it `require()`s
@@ -81,7 +105,8 @@ function toEsm(code: string): string {
 export async function generate(): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const m of MODULES) {
-    const ajv = new Ajv({ ...m.options, code: { source: true, esm: true } });
+    const options: Options = { ...m.options, code: { source: true, esm: true } };
+    const ajv = m.ajv ? m.ajv(options) : new Ajv(options);
     if (m.formats) addFormats(ajv);
     const schemas = await m.schemas();
     const names: Record<string, string> = {};
