@@ -138,6 +138,23 @@ describe('DmzHttpClient retries', () => {
     }
   });
 
+  // A 401 said only "the bearer token is not valid here": not which variable
+  // the CLI had read the token from, nor what to set it to.
+  it.each([
+    { tokenEnv: 'FLEET_CLI_TOKEN_MIAMI', says: 'Set FLEET_CLI_TOKEN_MIAMI to the token the DMZ client of miami was started with.' },
+    { tokenEnv: undefined, says: "Set the variable named by the data center's auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>) to the token the DMZ client of miami was started with." },
+  ])('a 401 names the token variable to set ($tokenEnv)', async ({ tokenEnv, says }) => {
+    const srv = await scripted([{ status: 401, body: { error: { code: 'unauthorized', message: 'the bearer token is not valid here' } } }]);
+    try {
+      const c = new DmzHttpClient({ dataCenter: 'miami', baseUrl: srv.url, token: () => 'tok', retries: 0, ...(tokenEnv ? { tokenEnv } : {}) });
+      const err = (await c.transition('v', transition).catch((e: unknown) => e)) as FleetError;
+      expect(err.diagnostics[0]).toMatchObject({ code: 'apply.dmz-unauthorized' });
+      expect(err.diagnostics[0].detail).toBe(`POST ${srv.url}/v1/vms/v/transitions of data center miami answered 401: the bearer token is not valid here. ${says}`);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('gives up on 5xx after the retries with apply.dmz-error', async () => {
     const srv = await scripted([{ status: 502 }]);
     try {

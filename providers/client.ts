@@ -61,6 +61,8 @@ export interface DmzHttpClientOptions {
   baseUrl: string;
   /** Bearer token; called for every request so a rotated token is picked up. */
   token: () => string | Promise<string>;
+  /** The environment variable the token is read from, named when the DMZ client refuses it (401). */
+  tokenEnv?: string;
   /**
    * For an https baseUrl: the CA bundle the DMZ client's certificate is
    * verified against (default: the system's) and the client certificate
@@ -133,7 +135,7 @@ const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export class DmzHttpClient {
   readonly dataCenter: string;
   readonly baseUrl: string;
-  private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry' | 'retries' | 'tls'>> & Pick<DmzHttpClientOptions, 'onRetry' | 'retries' | 'tls'>;
+  private readonly opts: Required<Omit<DmzHttpClientOptions, 'onRetry' | 'retries' | 'tls' | 'tokenEnv'>> & Pick<DmzHttpClientOptions, 'onRetry' | 'retries' | 'tls' | 'tokenEnv'>;
   private readonly policy: RetryPolicy;
   /** Steps waiting for the next batch (opts.batch). */
   private queued: Queued[] = [];
@@ -414,7 +416,11 @@ export class DmzHttpClient {
       throw this.error('apply.dmz-unreachable', `${method} ${url} (DMZ client of data center ${this.dataCenter}) refused this CLI's TLS client certificate (${msg}); the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca).`);
     }
     if (res.status === 401) {
-      throw this.error('apply.dmz-unauthorized', `${method} ${url} of data center ${this.dataCenter} answered 401: ${msg}.`);
+      const variable = this.opts.tokenEnv ?? "the variable named by the data center's auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>)";
+      throw this.error(
+        'apply.dmz-unauthorized',
+        `${method} ${url} of data center ${this.dataCenter} answered 401: ${msg}. Set ${variable} to the token the DMZ client of ${this.dataCenter} was started with.`,
+      );
     }
     throw this.error('apply.dmz-rejected', `${method} ${url} of data center ${this.dataCenter} answered ${res.status}: ${msg}.`);
   }

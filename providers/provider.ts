@@ -191,6 +191,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       baseUrl: this.url,
       timeoutMs: this.timeoutMs,
       retries: this.retries,
+      tokenEnv: env,
       token: () => {
         const t = process.env[env];
         if (!t) throw new FleetError(diag('apply.token-missing', `Set ${env} to the bearer token of the DMZ client of data center ${dc}.`));
@@ -524,6 +525,7 @@ export function connectProvider(o: {
     dataCenter: o.dataCenter,
     baseUrl: o.url,
     token: o.token,
+    ...(o.tokenEnv ? { tokenEnv: o.tokenEnv } : {}),
     batch: true,
     ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
     ...(o.retryBudgetMs !== undefined ? { retryBudgetMs: o.retryBudgetMs } : {}),

@@ -2,11 +2,12 @@
 // flags that do not go with a saved plan, plan files that are not JSON, an
 // --out file that already exists. Everything here is refused (or written)
 // before a record or a data center is touched, so most cases need no stack.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
+import { fleetYaml, useTempStack } from './helpers/stack.ts';
 
 describe('fleet apply PLANFILE: input checked before anything is opened', () => {
   let tmp: string;
@@ -101,5 +102,56 @@ describe('a bad --parallelism or --lock-timeout names where it came from', () =>
     const r = await runCli(['apply', '--stack', '/nonexistent/stack', ...args], { env });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`error[cli.usage]: Invalid command line\n  ${says}\n`);
+  });
+});
+
+// FLEET_RETRY_BUDGET_MS=5s (or 30000ms) was ignored without a word: the
+// apply kept the 60 s default its user meant to shorten.
+describe('a bad FLEET_RETRY_BUDGET_MS is refused before the record is opened', () => {
+  const stack = useTempStack();
+  beforeAll(() => stack.spec('web', fleetYaml('web', { count: 1 })));
+
+  it.each([
+    { command: ['apply', '--yes'], value: '5s' },
+    { command: ['apply', '--yes'], value: '30000ms' },
+    { command: ['apply', '--yes'], value: '-1' },
+    { command: ['apply', '--yes'], value: ' 500' },
+    { command: ['refresh'], value: 'abc' },
+    { command: ['plan', '--refresh'], value: '1e3' },
+    { command: ['import', 'web/0', 'sim-miami-x'], value: 'soon' },
+  ])('$command FLEET_RETRY_BUDGET_MS=$value', async ({ command, value }) => {
+    const r = await runCli([...command, '--stack', stack.dir], { env: { FLEET_RETRY_BUDGET_MS: value } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`error[cli.usage]: Invalid command line\n  FLEET_RETRY_BUDGET_MS takes a whole number of milliseconds (0 or more; default 60000), not ${JSON.stringify(value)}.\n`);
+    expect(existsSync(join(stack.dir, '.fleet', 'record'))).toBe(false);
+  });
+
+  it('a whole number of milliseconds, or an empty value, is taken', async () => {
+    for (const value of ['', '2000']) {
+      const r = await runCli(['apply', '--yes', '--stack', stack.dir], { env: { FLEET_RETRY_BUDGET_MS: value } });
+      expect(r.stderr).not.toContain('FLEET_RETRY_BUDGET_MS');
+      expect(r.code).toBe(0);
+    }
+  });
+});
+
+// A plan file of another stack was refused with no hint of what to do
+// (`plan.json was made for stack a, not b.`); it was never tested.
+describe('a plan file of another stack', () => {
+  const made = useTempStack({ name: 'made-here' });
+  const other = useTempStack({ name: 'applied-here' });
+  beforeAll(async () => {
+    await made.spec('web', fleetYaml('web', { count: 1 }));
+    await other.spec('web', fleetYaml('web', { count: 1 }));
+  });
+
+  it('is refused as apply.plan-stack, naming both stacks and what to do', async () => {
+    const file = join(made.dir, 'plan.json');
+    expect((await made.fleet('plan', '--out', file)).code).toBe(0);
+    const r = await other.fleet('apply', file);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `error[apply.plan-stack]: Plan made for another stack\n  at ${file}\n  ${file} was made for stack made-here, not for stack applied-here (--stack ${other.dir}). Apply it with the --stack of stack made-here, or make a plan for this stack with \`fleet plan --out\`.\n`,
+    );
   });
 });

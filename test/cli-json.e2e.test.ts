@@ -270,6 +270,8 @@ describe('fleet refresh --check', () => {
       expect(r.code, r.stdout).toBe(1);
       expectValid('refresh-output', doc(r));
       expect(doc(r)).toMatchObject({ drift: [], diagnostics: [{ code: 'apply.dmz-unauthorized', address: 'richmond' }] });
+      // It names the variable the token came from (auth.tokenEnv), and what to set it to.
+      expect(r.stdout).toContain('Set FLEET_TEST_TOKEN to the token the DMZ client of richmond was started with.');
       expect(r.stdout).not.toContain('wrong');
     } finally {
       await dmz.close();

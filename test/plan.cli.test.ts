@@ -1,5 +1,5 @@
 // `fleet plan` in-process: exit codes, formats, --out, scope errors.
-import { chmodSync, cpSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -173,15 +173,42 @@ describe('fleet plan', () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/error\[plan\.out-failed\]/);
       expect(r.stderr).toMatch(what);
+      expect(r.stderr).toContain(`\n  at ${file}\n`);
       expect(r.stdout).toBe('');
       expect(readFileSync(file, 'utf8')).toBe(before);
     });
   });
 
-  it('--out into a missing folder is a diagnostic', async () => {
-    const r = await runCli(['plan', '--stack', stack('02-no-change'), '--out', join(tmp, 'no', 'such', 'plan.json')], { env });
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/error\[plan\.out-failed\]/);
+  // An --out that cannot be written was found only after the whole plan was
+  // made (and, on a deployed stack, sealed at the authority), and reported
+  // as Node's message (`ENOENT: no such file or directory, open '…'`) with
+  // no location and nothing to do. It is refused before the record is read.
+  describe('--out that cannot be written is refused before the record is read, in words', () => {
+    const cases: { name: string; out: () => string; says: (out: string) => string }[] = [
+      {
+        name: 'a missing folder',
+        out: () => join(tmp, 'no', 'such', 'plan.json'),
+        says: (out) => `cannot write ${out}: its folder ${join(tmp, 'no', 'such')} does not exist. Create the folder, or give --out a file in an existing one.`,
+      },
+      {
+        name: 'a folder',
+        out: () => tmp,
+        says: (out) => `cannot write ${out}: it is a folder, not a file. Give --out a file name (for example ${join(out, 'plan.json')}).`,
+      },
+      {
+        name: 'a path under a file',
+        out: () => join(stack('02-no-change'), 'stack.yaml', 'plan.json'),
+        says: (out) => `cannot write ${out}: ${join(stack('02-no-change'), 'stack.yaml')} is a file, not a folder. Give --out a file in an existing folder.`,
+      },
+    ];
+    it.each(cases)('$name', async ({ out, says }) => {
+      const record = join(tmp, `out-record-${Math.random().toString(36).slice(2)}`);
+      const r = await runCli(['plan', '--stack', stack('02-no-change'), '--out', out()], { env: { FLEET_RECORD_URL: `pglite://${record}` } });
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(`error[plan.out-failed]: Cannot write the plan file\n  at ${out()}\n  ${says(out())}\n`);
+      expect(existsSync(record)).toBe(false);
+    });
   });
 
   it('--refresh is recorded in the plan', async () => {

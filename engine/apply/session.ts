@@ -73,10 +73,17 @@ export async function loadValidStack(stackDir: string, opts: SessionOptions) {
   return { stack: loaded.stack, pack: loaded.pack, fleets: loaded.fleets, warnings: loaded.diagnostics };
 }
 
-/** FLEET_RETRY_BUDGET_MS, when it holds a number of ms (anything else is ignored: the default stays). */
+/**
+ * FLEET_RETRY_BUDGET_MS: a whole number of milliseconds; unset or empty keeps
+ * the default. Anything else is a usage error: `5s` used to be ignored
+ * without a word, leaving the 60 s its user meant to shorten.
+ */
 export function retryBudgetFrom(env: NodeJS.ProcessEnv): number | undefined {
   const v = env.FLEET_RETRY_BUDGET_MS;
-  if (v === undefined || !/^\d+$/.test(v.trim())) return undefined;
+  if (v === undefined || v === '') return undefined;
+  if (!/^[0-9]+$/.test(v)) {
+    throw new FleetError(diag('cli.usage', `FLEET_RETRY_BUDGET_MS takes a whole number of milliseconds (0 or more; default 60000), not ${JSON.stringify(v)}.`));
+  }
   return Number(v);
 }
 
@@ -121,6 +128,8 @@ function clientTlsOf(stack: LoadedStack, dc: LoadedDataCenter, out: Diagnostic[]
 
 export async function openSession(stackDir: string, opts: SessionOptions): Promise<StackSession> {
   const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
+  // Read before the record is opened: a bad value creates nothing.
+  const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
   const waitMs = (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000;
   if (opts.existingRecord) requireExistingRecord(stack.recordUrl);
   const opened = await openRecord(stack.recordUrl, {
@@ -129,7 +138,6 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
     ...(opts.existingRecord ? { existing: true } : {}),
     ...(opts.noUpgrade !== undefined ? { upgrade: false, noUpgradeWhy: opts.noUpgrade } : {}),
   });
-  const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
   // The CLI's own record calls ride out a short outage of a PostgreSQL record
   // (record-retry.ts); the in-process authority below gets the record as it
   // is: its callers (the DMZ clients) retry its requests instead.

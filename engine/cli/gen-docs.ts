@@ -72,6 +72,7 @@ export function renderCliDoc(): string {
     '| `fleet import --format json` | [import-output.schema.json](../specs/schema/import-output.schema.json) |',
     '| `fleet history --format json` | [history-output.schema.json](../specs/schema/history-output.schema.json) |',
     '| `fleet unlock --format json` | [unlock-output.schema.json](../specs/schema/unlock-output.schema.json) |',
+    '| `fleet policy test --format json` | [policy-test-output.schema.json](../specs/schema/policy-test-output.schema.json) |',
     '| `fleet record upgrade --format json` | [record-upgrade-output.schema.json](../specs/schema/record-upgrade-output.schema.json) |',
     '| every diagnostic | [diagnostic.schema.json](../specs/schema/diagnostic.schema.json) |',
     '',

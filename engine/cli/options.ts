@@ -41,7 +41,7 @@ export const parallelismOption = () =>
   new Option('--parallelism <n>', 'VM operations at once per data center, 1 to 1000 (default: stack apply.parallelism, else 10)').env(OPTION_ENV.parallelism);
 
 export const lockTimeoutOption = () =>
-  new Option('--lock-timeout <seconds>', 'wait this long for fleet locks held by another apply, and for a PGlite record or embedded data center another process has open (default: stack apply.lockTimeoutSeconds, else 0)').env(
+  new Option('--lock-timeout <seconds>', 'wait this long for fleet locks held by another apply, and for an embedded data center or a PGlite record another process has open (default: stack apply.lockTimeoutSeconds, else 0; a PGlite record is waited for at least FLEET_RECORD_BUSY_TIMEOUT_MS, 10 s)').env(
     OPTION_ENV.lockTimeout,
   );
 

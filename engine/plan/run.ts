@@ -93,6 +93,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
         diag(
           'plan.out-failed',
           `--out ${opts.out.shown} is the ${input.what} ${input.file}, which this plan is made from: writing the plan there would replace it. Write the plan to a file of its own (for example plan.json).`,
+          { file: opts.out.shown },
         ),
       );
     }

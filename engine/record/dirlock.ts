@@ -1,5 +1,6 @@
 import { diag, fail, FleetError } from '../diags/index.ts';
 import { lockFolder } from '../durability/index.ts';
+import { envMs } from './env.ts';
 import { lockFileFault } from './storage.ts';
 
 export { processAlive } from '../durability/index.ts';
@@ -51,10 +52,9 @@ export function goneHint(lock: { file: string; elsewhere: boolean }): string {
     : ` If that pid is no longer that command (its process is gone and the pid reused), remove ${lock.file} and run the command again.`;
 }
 
-/** FLEET_RECORD_BUSY_TIMEOUT_MS, when it holds a number of ms; else 10 s. */
-function recordBusyTimeoutMs(): number {
-  const v = process.env.FLEET_RECORD_BUSY_TIMEOUT_MS;
-  return v !== undefined && /^\d+$/.test(v.trim()) ? Number(v) : 10_000;
+/** FLEET_RECORD_BUSY_TIMEOUT_MS; else 10 s. */
+export function recordBusyTimeoutMs(): number {
+  return envMs('FLEET_RECORD_BUSY_TIMEOUT_MS', 10_000);
 }
 
 /** Thrown by tryLockDataDir's callbacks: someone else holds the folder. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { fail } from '../diags/index.ts';
-import { lockDataDir, tryLockDataDir } from './dirlock.ts';
+import { lockDataDir, recordBusyTimeoutMs, tryLockDataDir } from './dirlock.ts';
 import { fillFromTemplate } from './pglite-template.ts';
 import { openFault, writeFault } from './storage.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
@@ -28,6 +28,8 @@ export interface OpenPgliteOptions {
  * non-empty folder without PG_VERSION is refused before PGlite sees it.
  */
 export async function openPglite(dir: string | undefined, opts: OpenPgliteOptions = {}): Promise<SqlAdapter> {
+  // A malformed FLEET_RECORD_BUSY_TIMEOUT_MS stops here, before a folder is made.
+  if (dir !== undefined) recordBusyTimeoutMs();
   let release = () => {};
   if (dir !== undefined && opts.readOnly && existsSync(join(dir, 'PG_VERSION'))) {
     const taken = await tryLockDataDir(dir);

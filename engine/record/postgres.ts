@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type pgTypes from 'pg';
+import { envMs } from './env.ts';
 import { RecordUnreachableError } from './errors.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 import { writeFault } from './storage.ts';
@@ -45,6 +46,7 @@ const CONNECT_SQLSTATES: Record<string, { cause: string; transient: boolean }> =
   '28P01': { cause: 'password authentication failed', transient: false },
   '28000': { cause: 'authentication refused', transient: false },
   '3D000': { cause: 'database does not exist', transient: false },
+  // If you add a code a person must act on, give it a sentence in whatToDo too.
   '57P01': { cause: 'server shut down', transient: true },
   '57P02': { cause: 'server crashed', transient: true },
   '57P03': { cause: 'server not accepting connections yet', transient: true },
@@ -69,7 +71,38 @@ export function connectionFault(err: unknown, where: { host: string; port: strin
   else if (/timeout/i.test(err.message)) cause = 'connection timeout';
   else if (/Connection terminated|connection is closed/i.test(err.message)) cause = 'connection lost';
   if (cause === undefined) return writeFault(err, where.description);
-  return new RecordUnreachableError(`cannot use the PostgreSQL record at ${where.host}:${where.port} (${where.description}): ${cause}: ${err.message}.`, transient);
+  const todo = whatToDo(code, where);
+  return new RecordUnreachableError(`cannot use the PostgreSQL record at ${where.host}:${where.port} (${where.description}): ${cause}: ${err.message}.${todo ? ` ${todo}` : ''}`, transient);
+}
+
+/** The sentence that tells a person what to do about a connection fault, when there is one to do (not for a server restarting). */
+function whatToDo(code: string | undefined, where: { host: string; port: string; description: string }): string | undefined {
+  switch (code) {
+    case '3D000': {
+      let database = '';
+      try {
+        database = decodeURIComponent(new URL(where.description).pathname.slice(1));
+      } catch {
+        // A description that is no URL: the sentence goes without the name.
+      }
+      return `Create the database${database ? ` (createdb -h ${where.host} -p ${where.port} ${database})` : ''}, or correct the URL's database name.`;
+    }
+    case '28P01':
+      return 'Check the user and password in the URL (or PGPASSWORD, ~/.pgpass).';
+    case '28000':
+      return "Check the user in the URL, and that the server's pg_hba.conf lets it connect from this host.";
+    case 'ECONNREFUSED':
+      return `Check that PostgreSQL runs and listens on ${where.host}:${where.port}, and the URL's host and port.`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `Check the URL's host name (${where.host}).`;
+    case 'ETIMEDOUT':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return `Check that ${where.host}:${where.port} can be reached from this host (network, firewall).`;
+    default:
+      return undefined;
+  }
 }
 
 /**
@@ -82,7 +115,7 @@ export async function openPostgres(url: string, description: string): Promise<Sq
   const pool = new pg.Pool({
     connectionString: url,
     max: 4,
-    connectionTimeoutMillis: Number(process.env.FLEET_RECORD_CONNECT_TIMEOUT_MS ?? 5000),
+    connectionTimeoutMillis: envMs('FLEET_RECORD_CONNECT_TIMEOUT_MS', 5000),
     idleTimeoutMillis: 10_000,
     application_name: 'dmzfleet',
     // Every statement of the record finds its rows by an index (an id, a

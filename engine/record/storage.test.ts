@@ -47,6 +47,20 @@ describe('storage faults of a record', () => {
     expect((f as FleetError).diagnostics[0].detail).toContain('the record postgres://fleet@db:5432/fleet could not be written: the disk holding it is full');
   });
 
+  // `database does not exist (3D000): database "fleet" does not exist.` said
+  // what and why, but not what to do; nor did a refused connection.
+  it.each([
+    { cause: 'a missing database', err: Object.assign(new Error('database "fleet" does not exist'), { code: '3D000' }), todo: 'Create the database (createdb -h db -p 5432 fleet), or correct the URL\'s database name.' },
+    { cause: 'a wrong password', err: Object.assign(new Error('password authentication failed for user "fleet"'), { code: '28P01' }), todo: 'Check the user and password in the URL (or PGPASSWORD, ~/.pgpass).' },
+    { cause: 'a refused authentication', err: Object.assign(new Error('no pg_hba.conf entry'), { code: '28000' }), todo: 'Check the user in the URL, and that the server\'s pg_hba.conf lets it connect from this host.' },
+    { cause: 'a refused connection', err: errno('ECONNREFUSED', 'connect ECONNREFUSED 10.0.0.5:5432'), todo: 'Check that PostgreSQL runs and listens on db:5432, and the URL\'s host and port.' },
+    { cause: 'an unknown host', err: errno('ENOTFOUND', 'getaddrinfo ENOTFOUND db'), todo: 'Check the URL\'s host name (db).' },
+  ])('$cause says what to do', ({ err, todo }) => {
+    const f = connectionFault(err, { host: 'db', port: '5432', description: 'postgres://fleet@db:5432/fleet' });
+    expect((f as FleetError).diagnostics[0]).toMatchObject({ code: 'record.unreachable' });
+    expect((f as FleetError).diagnostics[0].detail).toMatch(new RegExp(`^cannot use the PostgreSQL record at db:5432 \\(postgres://fleet@db:5432/fleet\\): .+\\. ${todo.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+  });
+
   it('finds the first entry its owner may not write, or none', async () => {
     const dir = join(root, 'rec');
     await mkdir(join(dir, 'base'), { recursive: true });

@@ -8,7 +8,11 @@ describe('parseYaml', () => {
     ['valid document', 'a: 1\n', []],
     ['unclosed flow sequence names where it opened', 'a: 1\nb: [x, y\nc: 2\n', ['f.yaml:3:1 Flow sequence in block collection must be sufficiently indented and end with a ] (the [ opened at line 2, column 4).']],
     ['unclosed quote names where it opened', 'a: "x\nb: 2\n', ['f.yaml:3:1 Missing closing "quote (the " opened at line 1, column 4).']],
-    ['duplicate key', 'a: 1\na: 2\n', ['f.yaml:2:1 Map keys must be unique.']],
+    // It said only "Map keys must be unique.", not which key or where the other one is.
+    ['duplicate key', 'a: 1\na: 2\n', ['f.yaml:2:1 Key "a" is given twice in the same mapping (first at line 1, column 1); keep one.']],
+    ['duplicate nested key', 'metadata:\n  name: x\n  owner: t\n  name: y\n', ['f.yaml:4:3 Key "name" is given twice in the same mapping (first at line 2, column 3); keep one.']],
+    ['duplicate key in a flow map', 'size: { cpu: 1, cpu: 2 }\n', ['f.yaml:1:17 Key "cpu" is given twice in the same mapping (first at line 1, column 9); keep one.']],
+    ['duplicate quoted key', 'a: 1\n"a": 2\n', ['f.yaml:2:1 Key "a" is given twice in the same mapping (first at line 1, column 1); keep one.']],
     ['alias without anchor is reported, not thrown', 'a: 1\nb: *nope\n', ['f.yaml:2:4 Alias *nope has no anchor &nope before it in the same document (anchors do not carry across ---).']],
     ['bad indentation', 'a: 1\n  b: 2\n', ['f.yaml:1:4 Nested mappings are not allowed in compact mappings.']],
     // The record cannot store a NUL: it validated, then `fleet apply` failed with cli.internal.

@@ -17,7 +17,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { type Diagnostic, diag } from '../diags/index.ts';
+import { type Diagnostic, diag, fsReason } from '../diags/index.ts';
 
 /** Paths of a server's TLS material, as flags, environment variables or a config file give them. */
 export interface ServerTlsFiles {
@@ -73,8 +73,7 @@ function readSetting(setting: string, path: string, read: (p: string) => string,
   try {
     return read(path);
   } catch (err) {
-    const cause = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    out.push(diag('tls.file-unreadable', `${setting}: cannot read ${path} (${cause})`, where ? { file: where } : {}));
+    out.push(diag('tls.file-unreadable', `${setting}: cannot read ${path}: ${fsReason(err)}.`, where ? { file: where } : {}));
     return undefined;
   }
 }
@@ -155,7 +154,7 @@ export function loadServerTls(files: ServerTlsFiles, names: SettingNames<ServerT
     return { diagnostics: out };
   }
   if (!files.cert || !files.key) {
-    out.push(diag('tls.incomplete', files.cert ? `${names.cert} is given without ${names.key}` : `${names.key} is given without ${names.cert}`, where ? { file: where } : {}));
+    out.push(diag('tls.incomplete', files.cert ? `${names.cert} is given without ${names.key}: give both (HTTPS), or neither.` : `${names.key} is given without ${names.cert}: give both (HTTPS), or neither.`, where ? { file: where } : {}));
     return { diagnostics: out };
   }
   const pair = loadPair(names, files.cert, files.key, o, out, where);
@@ -184,7 +183,7 @@ export function loadClientTls(files: ClientTlsFiles, names: SettingNames<ClientT
   }
   if (files.cert || files.key) {
     if (!files.cert || !files.key) {
-      out.push(diag('tls.incomplete', files.cert ? `${names.cert} is given without ${names.key}` : `${names.key} is given without ${names.cert}`, where ? { file: where } : {}));
+      out.push(diag('tls.incomplete', files.cert ? `${names.cert} is given without ${names.key}: give both (HTTPS), or neither.` : `${names.key} is given without ${names.cert}: give both (HTTPS), or neither.`, where ? { file: where } : {}));
     } else {
       const pair = loadPair(names, files.cert, files.key, o, out, where);
       if (pair) Object.assign(tls, pair);

@@ -64,8 +64,12 @@ spec:
     expect(r.diagnostics.map((d) => ({ code: d.code, file: d.file, line: d.line, col: d.col }))).toContainEqual({ code, file: 'dmz.yaml', line, col });
   });
 
-  it('a missing file is spec.read-error naming it', async () => {
-    const r = await loadDmzClientConfig('/no/such/dmz.yaml', 'aws', 'virginia');
-    expect(r.diagnostics).toMatchObject([{ code: 'spec.read-error', file: '/no/such/dmz.yaml' }]);
+  // It said only Node's code ("Cannot read the DMZ client config …: ENOENT."), as the stack loader no longer does.
+  it.each([
+    { name: 'a missing file', file: '/no/such/dmz.yaml', says: 'no such file (ENOENT)' },
+    { name: 'a folder', file: '/', says: 'it is a folder, not a file (EISDIR)' },
+  ])('$name is spec.read-error naming it, in words', async ({ file, says }) => {
+    const r = await loadDmzClientConfig(file, 'aws', 'virginia');
+    expect(r.diagnostics).toMatchObject([{ code: 'spec.read-error', file, detail: `Cannot read the DMZ client config ${file}: ${says}; --config takes a DmzClient file (docs/formats.md).` }]);
   });
 });

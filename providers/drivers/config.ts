@@ -3,7 +3,7 @@
 // error at its file:line:col, then checked against the driver the client
 // runs. Holds no secret (docs/drivers/).
 import { readFile } from 'node:fs/promises';
-import { diag, type Diagnostic } from '../../engine/diags/index.ts';
+import { diag, fsReason, type Diagnostic } from '../../engine/diags/index.ts';
 import { validateDoc } from '../../engine/spec/schema.ts';
 import { keyWhere, parseYaml, valueWhere, type SourceDoc } from '../../engine/spec/yaml.ts';
 import type { DmzClientConfig, DmzClientSpec } from '../../specs/types/dmz-client.ts';
@@ -33,8 +33,7 @@ export async function loadDmzClientConfig(file: string, driver: DriverKind, data
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return { diagnostics: [diag('spec.read-error', `Cannot read the DMZ client config ${file}: ${e.code ?? e.message}.`, { file })] };
+    return { diagnostics: [diag('spec.read-error', `Cannot read the DMZ client config ${file}: ${fsReason(err)}; --config takes a DmzClient file (docs/formats.md).`, { file })] };
   }
   return checkDmzClientConfig(text, file, driver, dataCenter);
 }

@@ -377,7 +377,13 @@ async function runApply(
     let plan: PlanDocument;
     if (saved) {
       if (saved.stack !== session.stack.name) {
-        throw new FleetError(diag('apply.plan-stack', `${planfile} was made for stack ${saved.stack}, not ${session.stack.name}.`, { file: planfile }));
+        throw new FleetError(
+          diag(
+            'apply.plan-stack',
+            `${planfile} was made for stack ${saved.stack}, not for stack ${session.stack.name} (--stack ${opts.stack}). Apply it with the --stack of stack ${saved.stack}, or make a plan for this stack with \`fleet plan --out\`.`,
+            { file: planfile },
+          ),
+        );
       }
       // Nothing in the file is trusted until its seal, stack id and scope hold (before any lock or request).
       const deployed = session.stack.authority;

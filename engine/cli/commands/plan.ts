@@ -1,7 +1,7 @@
-import { closeSync, fchmodSync, fstatSync, openSync, writeSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, fchmodSync, fstatSync, openSync, statSync, writeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { FleetError, diag, escapeUnseen, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, diag, escapeUnseen, fsReason, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import type { RefreshResult } from '../../apply/index.ts';
 import type { PlanDocument, PlanStackOptions, PlanFormat } from '../../plan/index.ts';
 import { PLAN_FORMATS } from '../../plan/render/formats.ts';
@@ -91,6 +91,21 @@ function writePlanFile(file: string, plan: PlanDocument, writePlanJson: (plan: P
   }
 }
 
+/**
+ * Why `--out` cannot be written, found before the stack is loaded or the
+ * record read: a plan of a big stack takes seconds (and a deployed stack's is
+ * sealed at its authority) before the file is opened. The write itself still
+ * reports what this misses (permissions, a full disk).
+ */
+function outProblem(file: string, shown: string): string | undefined {
+  const folder = dirname(file);
+  const folderStat = statSync(folder, { throwIfNoEntry: false });
+  if (!folderStat) return `cannot write ${shown}: its folder ${folder} does not exist. Create the folder, or give --out a file in an existing one.`;
+  if (!folderStat.isDirectory()) return `cannot write ${shown}: ${folder} is a file, not a folder. Give --out a file in an existing folder.`;
+  if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) return `cannot write ${shown}: it is a folder, not a file. Give --out a file name (for example ${join(shown, 'plan.json')}).`;
+  return undefined;
+}
+
 function envelopeTail(diagnostics: Diagnostic[], refresh: RefreshResult | undefined): string {
   return `${refresh ? `,\n"refresh": ${JSON.stringify(refresh)}` : ''},\n"diagnostics": ${JSON.stringify(sortDiagnostics([...diagnostics]), null, 2)}\n}\n`;
 }
@@ -135,6 +150,10 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
       setExit(
         await runCommand(io, async () => {
           baselineWasmOnly();
+          if (opts.out !== undefined) {
+            const problem = outProblem(resolve(io.cwd, opts.out), opts.out);
+            if (problem) throw new FleetError(diag('plan.out-failed', problem, { file: opts.out }));
+          }
           const planOpts = {
             cwd: io.cwd,
             env: loaderEnv(io, opts),
@@ -167,7 +186,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             try {
               writePlanFile(file, plan, writePlanJson);
             } catch (err) {
-              throw new FleetError(diag('plan.out-failed', `could not write ${opts.out}: ${err instanceof Error ? err.message : String(err)}.`));
+              throw new FleetError(diag('plan.out-failed', `cannot write ${opts.out}: ${fsReason(err)}.`, { file: opts.out }));
             }
             if (mode === 'json') io.stdout.write(savedEnvelope(opts.out, plan, all, refresh));
           } else if (mode === 'json') {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../../test/helpers/cli.ts';
+import { schemaErrors } from '../../../test/helpers/schemas.ts';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const golden = (name: string) => readFile(join(ROOT, 'engine/policy/testdata/golden', name), 'utf8');
@@ -87,5 +88,45 @@ describe('fleet policy test', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  // Every command that reports a result takes --format json (DESIGN.md, "The
+  // CLI"); `fleet policy test` refused it as an unknown option, so a CI job
+  // could only scrape PASS/FAIL lines.
+  it('--format json: one document of every case, valid against its schema, exit as in text', async () => {
+    const policy = await readFile(join(ROOT, 'policies/default/policy.yaml'), 'utf8');
+    const fleetDoc =
+      '  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: web, owner: a }, spec: { count: 1, image: ubuntu-22.04, size: { cpu: 1, memoryGiB: 1, diskGiB: 10 } } }\n';
+    const dir = await packDir(policy, {
+      ok: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { violations: [] }\n`,
+      ko: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { grants: [{ fleet: web, requested: 1, granted: 0 }] }\n`,
+    });
+    const r = await runCli(['policy', 'test', '.', '--format', 'json'], { cwd: dir });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout) as unknown;
+    expect(schemaErrors('policy-test-output', out)).toEqual([]);
+    expect(out).toEqual({
+      pack: 'default@1.0.0',
+      passed: 1,
+      failed: 1,
+      cases: [
+        { name: 'ko', file: 'tests/ko.yaml', passed: false, diff: ['grants:', '  - expected { fleet: web, requested: 1, granted: 0 }'], diagnostics: [] },
+        { name: 'ok', file: 'tests/ok.yaml', passed: true, diff: [], diagnostics: [] },
+      ],
+      diagnostics: [],
+    });
+    const ok = await runCli(['policy', 'test', 'policies/default', '--format', 'json'], { cwd: ROOT });
+    expect(ok.code).toBe(0);
+    expect(schemaErrors('policy-test-output', JSON.parse(ok.stdout))).toEqual([]);
+  });
+
+  it('--format json: a pack that does not load is a failure document on stdout', async () => {
+    const r = await runCli(['policy', 'test', 'no/such/pack', '--format', 'json'], { cwd: ROOT });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as unknown;
+    expect(schemaErrors('policy-test-output', out)).toEqual([]);
+    expect(out).toMatchObject({ diagnostics: [{ code: 'policy.pack-missing' }] });
   });
 });

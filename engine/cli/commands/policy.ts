@@ -5,7 +5,8 @@ import { GRAPH_FORMATS, type GraphFormat } from '../../policy/graph.ts';
 
 /** The pack loader, loaded when a command runs (not for `fleet --version` or `fleet validate`'s start). */
 const policies = () => import('../../policy/index.ts');
-import { runCommand, type CliIO } from '../io.ts';
+import { modeOf, runCommand, writeJson, type CliIO } from '../io.ts';
+import { formatOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 
 /** Diagnostics name files relative to the working folder, like `fleet validate`. */
@@ -16,7 +17,8 @@ function relativize(io: CliIO, diags: readonly Diagnostic[]): Diagnostic[] {
 /**
  * `fleet policy graph PACKDIR [--format mermaid|dot]` prints the lifecycle
  * diagram; `fleet policy test PACKDIR` runs the pack's test cases against the
- * real planner: PASS/FAIL per case with a diff, exit 1 when any case fails.
+ * real planner: PASS/FAIL per case with a diff (or, with --format json, one
+ * document of every case), exit 1 when any case fails.
  */
 export const registerPolicy: RegisterCommand = (program: Command, io, setExit) => {
   const policy = program.command('policy').description('Work with policy packs: draw the lifecycle diagram, run policy tests.');
@@ -42,7 +44,9 @@ export const registerPolicy: RegisterCommand = (program: Command, io, setExit) =
     .command('test')
     .description('Run the policy test cases under PACKDIR/tests/*.yaml through the planner; exit 1 when any fails.')
     .argument('<packdir>', 'folder holding policy.yaml and tests/')
-    .action(async (packDir: string) => {
+    .addOption(formatOption())
+    .action(async (packDir: string, opts: { format: string }) => {
+      const mode = modeOf(opts.format);
       setExit(
         await runCommand(io, async () => {
           const abs = resolve(io.cwd, packDir);
@@ -53,6 +57,25 @@ export const registerPolicy: RegisterCommand = (program: Command, io, setExit) =
           const { runPolicyTests } = await import('../../plan/policy-tests.ts');
           const run = await runPolicyTests(abs);
           if (run.diagnostics.length) throw new FleetError(relativize(io, run.diagnostics));
+          if (mode === 'json') {
+            // specs/schema/policy-test-output.schema.json
+            const cases = run.results.map((r) => ({
+              name: r.name,
+              file: relative(io.cwd, r.file),
+              passed: r.passed,
+              diff: r.passed ? [] : r.diff,
+              diagnostics: sortDiagnostics(relativize(io, r.diagnostics)),
+            }));
+            const failedCases = cases.filter((c) => !c.passed).length;
+            writeJson(io, {
+              pack: `${loaded.pack.name}@${loaded.pack.version}`,
+              passed: cases.length - failedCases,
+              failed: failedCases,
+              cases,
+              diagnostics: sortDiagnostics(relativize(io, loaded.diagnostics)),
+            });
+            return failedCases ? 1 : 0;
+          }
           let failed = 0;
           for (const r of run.results) {
             const file = relative(io.cwd, r.file);
@@ -71,7 +94,7 @@ export const registerPolicy: RegisterCommand = (program: Command, io, setExit) =
           const total = run.results.length;
           io.stdout.write(`\n${total - failed} passed, ${failed} failed (${total} cases in ${relative(io.cwd, abs) || '.'})\n`);
           return failed ? 1 : 0;
-        }),
+        }, mode),
       );
     });
 };

@@ -75,10 +75,12 @@ function isUnspecifiedHost(host: string): boolean {
 
 export function serviceTls(io: CliIO, service: string, host: string, opts: ServeTlsOptions): ServerTls | undefined {
   const files = serverTlsFiles({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.clientCa }, io.env);
+  // A setting is named as it was given (flag or variable); one not given, as both ways to give it.
+  const name = (flag: string, env: string, flagValue: string | undefined, given: string | undefined) => (flagValue ? flag : given ? env : `${flag} (or ${env})`);
   const names = {
-    cert: opts.tlsCert ? '--tls-cert' : SERVER_TLS_ENV.cert,
-    key: opts.tlsKey ? '--tls-key' : SERVER_TLS_ENV.key,
-    clientCa: opts.clientCa ? '--client-ca' : SERVER_TLS_ENV.clientCa,
+    cert: name('--tls-cert', SERVER_TLS_ENV.cert, opts.tlsCert, files.cert),
+    key: name('--tls-key', SERVER_TLS_ENV.key, opts.tlsKey, files.key),
+    clientCa: name('--client-ca', SERVER_TLS_ENV.clientCa, opts.clientCa, files.clientCa),
   };
   const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(io.cwd, p));
   const { tls, diagnostics } = loadServerTls({ cert: abs(files.cert), key: abs(files.key), clientCa: abs(files.clientCa) }, names);

@@ -250,7 +250,13 @@ describe('fleet serve', () => {
     };
     const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
     await expect(serveOrchestrator(io, { stack: dir, port: '0', host: '0.0.0.0' })).rejects.toMatchObject({ diagnostics: [{ code: 'tls.insecure-bind' }] });
-    await expect(serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1', tlsCert: files['cert.pem'] })).rejects.toMatchObject({ diagnostics: [{ code: 'tls.incomplete' }] });
+    // The missing half is named as both ways to give it: it said `--tls-cert is given without FLEET_TLS_KEY`.
+    await expect(serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1', tlsCert: files['cert.pem'] })).rejects.toMatchObject({
+      diagnostics: [{ code: 'tls.incomplete', detail: '--tls-cert is given without --tls-key (or FLEET_TLS_KEY): give both (HTTPS), or neither.' }],
+    });
+    await expect(serveOrchestrator({ ...io, env: { ...io.env, FLEET_TLS_KEY: files['key.pem'] } }, { stack: dir, port: '0', host: '127.0.0.1' })).rejects.toMatchObject({
+      diagnostics: [{ code: 'tls.incomplete', detail: 'FLEET_TLS_KEY is given without --tls-cert (or FLEET_TLS_CERT): give both (HTTPS), or neither.' }],
+    });
     const authority = await serveOrchestrator({ ...io, env: { ...env, FLEET_TLS_CERT: files['cert.pem'], FLEET_TLS_KEY: files['key.pem'] } }, { stack: dir, port: '0', host: '127.0.0.1' });
     try {
       expect(authority.url).toMatch(/^https:/);

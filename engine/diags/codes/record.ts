@@ -15,7 +15,7 @@ export const recordCodes = defineCodes({
   },
   'record.unreachable': {
     summary: 'Record database unreachable',
-    doc: 'The PostgreSQL server of the record could not be reached or refused the connection. Check that it runs, the host and port, credentials and network; the detail names the cause.',
+    doc: 'The PostgreSQL server of the record could not be reached or refused the connection. Check that it runs, the host and port, credentials and network; the detail names the cause and, for a missing database, refused credentials or an unreachable host, what to do.',
     severity: 'error',
   },
   'record.busy': {
