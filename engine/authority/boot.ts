@@ -24,8 +24,8 @@
 //
 // Any token, used or not, kept or not, boots only the boot it was issued
 // for: once the VM has left the booting states after its issue (the record
-// keeps each token's moves: boot_tokens.moves, by a trigger on vms, whatever
-// the write), it is denied, back in a booting state or not (leftBoot).
+// reads the VM's history since its issue: boot_tokens.issued_history), it
+// is denied, back in a booting state or not (leftBoot).
 import { randomUUID } from 'node:crypto';
 import { Batched } from '../durability/index.ts';
 import type { LoadedPack } from '../policy/types.ts';

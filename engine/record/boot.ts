@@ -11,23 +11,23 @@ import type { BootStore } from './types.ts';
 
 /**
  * A statement's boot tokens, as a data-modifying CTE's body: `token` of each
- * row of `from` where it is set, issued at `version` (the VM row's version as
- * the statement leaves it), a VM's new token replacing its earlier one
- * (created now, unused, no moves yet). The earlier one, if it was never used,
- * is kept as the VM's previous token (prev_hash), with its issue version and
- * its moves: its boot may be under way in the cloud (approved, carried out,
- * its report lost to a crash) and is answered once still, while the VM has
- * not left the booting states since it was issued (the boot check reads the
- * moves); a used one, and the one kept before, are dropped.
+ * row of `from` where it is set, issued after `history` (the id of the last
+ * history row of the VM the statement writes: its own rows are the way to
+ * the boot, not out of it), a VM's new token replacing its earlier one
+ * (created now, unused). The earlier one, if it was never used, is kept as
+ * the VM's previous token (prev_hash), with its issue: its boot may be under
+ * way in the cloud (approved, carried out, its report lost to a crash) and
+ * is answered once still, while the VM has not left the booting states
+ * since it was issued (the boot check reads the history after it:
+ * leftBoot); a used one, and the one kept before, are dropped.
  */
-export function upsertBootTokens(from: string, vmId: string, token: string, version: string): string {
-  return `INSERT INTO boot_tokens (vm_id, token_hash, issued_version)
-         SELECT ${vmId}, ${token}, (${version})::integer FROM ${from} WHERE ${token} IS NOT NULL
+export function upsertBootTokens(from: string, vmId: string, token: string, history: string): string {
+  return `INSERT INTO boot_tokens (vm_id, token_hash, issued_history)
+         SELECT ${vmId}, ${token}, (${history})::bigint FROM ${from} WHERE ${token} IS NOT NULL
          ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL, used_version = NULL,
-           issued_version = EXCLUDED.issued_version, moves = '[]',
+           issued_history = EXCLUDED.issued_history,
            prev_hash = CASE WHEN ${KEEP} THEN boot_tokens.token_hash END,
-           prev_issued_version = CASE WHEN ${KEEP} THEN boot_tokens.issued_version END,
-           prev_moves = CASE WHEN ${KEEP} THEN boot_tokens.moves ELSE '[]' END,
+           prev_issued_history = CASE WHEN ${KEEP} THEN boot_tokens.issued_history END,
            prev_used_at = NULL, prev_used_version = NULL`;
 }
 
@@ -35,17 +35,29 @@ export function upsertBootTokens(from: string, vmId: string, token: string, vers
 const KEEP = 'boot_tokens.used_at IS NULL AND boot_tokens.token_hash <> EXCLUDED.token_hash';
 
 /**
- * Whether `moves` (boot_tokens.moves or prev_moves: [from, to] pairs, `to`
- * null for a retirement or its undoing) holds a move out of the booting
- * states (`states`, an SQL text[] expression), or a retirement (fleet state
- * rm; an import bringing the row back), in whatever state: the VM left the
- * boot its token was issued for. A move into them (a token issued ahead of
- * its boot, while the VM was being created or powered off) or between them
- * (the boot edge's report) does not end it.
+ * The id of the last of a statement's history rows of VM `vmId`, for
+ * upsertBootTokens: `cte` names the statement's `INSERT INTO history …
+ * RETURNING id, vm_id`.
  */
-function leftBoot(moves: string, states: string): string {
-  return `EXISTS (SELECT 1 FROM jsonb_array_elements(${moves}) mv
-    WHERE (mv->>1) IS NULL OR ((mv->>0) = ANY(${states}) AND NOT (mv->>1) = ANY(${states})))`;
+export const issuedAfter = (cte: string, vmId: string): string => `(SELECT max(${cte}.id) FROM ${cte} WHERE ${cte}.vm_id = ${vmId})`;
+
+/**
+ * Whether VM `vmId` has a history row after `issued` (boot_tokens.issued_history
+ * or prev_issued_history; NULL: every row) that took it out of the booting
+ * states (`states`, an SQL text[] expression), or brought it into the record
+ * (an import of a row removed by fleet state rm, whatever its state): it left
+ * the boot its token was issued for. A move is a row of outcome ok or drift
+ * (a transition, refresh's drift) that is no intent (`intent approved: …`);
+ * denied, vetoed and failed rows move nothing. A move into the booting states
+ * (a token issued ahead of its boot, while the VM was being created or
+ * powered off) or between them (the boot edge's report) does not end it.
+ * One range of history_vm (vm_id, id) per check.
+ */
+function leftBoot(vmId: string, issued: string, states: string): string {
+  return `EXISTS (SELECT 1 FROM history h WHERE h.vm_id = ${vmId} AND h.id > coalesce(${issued}, 0)
+    AND (h.from_state IS NULL OR h.outcome IN ('removed', 'imported')
+      OR (h.outcome IN ('ok', 'drift') AND h.from_state = ANY(${states}) AND NOT h.to_state = ANY(${states})
+        AND NOT coalesce(h.detail, '') LIKE 'intent approved:%')))`;
 }
 
 export function bootStore({ db }: RecordSql): BootStore {
@@ -93,10 +105,11 @@ export function bootStore({ db }: RecordSql): BootStore {
     // and is booting again is not answered with a token used before: only
     // a new boot edge's token boots it (used_version is NULL for a use
     // before schema 14: not answered again). And whatever its use, a token
-    // whose moves since its issue (boot_tokens.moves, prev_moves: kept by a
-    // trigger on vms, migration 15) left the item's states is not used: it
-    // was issued for a boot the VM has left (leftBoot), even if no write
-    // bumped the version. Without a window, only
+    // whose VM's history since its issue (boot_tokens.issued_history,
+    // prev_issued_history: migration 15) has a move out of the item's states,
+    // or an import, is not used: it was issued for a boot the VM has left
+    // (leftBoot). Read here, once per check, rather than kept by a trigger on
+    // every write of vms (twice the apply's PostgreSQL CPU). Without a window, only
     // unused: a use that committed while this statement waited can be
     // stamped after this transaction's now(), and `used_at > now() - 0`
     // then let it through. fresh: used now (the use's time is now() only
@@ -136,10 +149,10 @@ export function bootStore({ db }: RecordSql): BootStore {
          -- A retired row (fleet state rm while it booted) uses no token: checked here, not in ok, where \`retired_at IS
          -- NULL\` with the cloud id let the planner read every live VM through vms_cloud_id (a partial index on both).
          WHERE boot_tokens.vm_id = m.i_vm AND m.v_retired IS NULL AND (
-           (boot_tokens.token_hash = m.i_hash AND NOT ${leftBoot('boot_tokens.moves', 'm.v_states')}
+           (boot_tokens.token_hash = m.i_hash AND NOT ${leftBoot('m.i_vm', 'boot_tokens.issued_history', 'm.v_states')}
              AND (boot_tokens.used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond'
                AND m.v_version <= boot_tokens.used_version + 1)))
-           OR (boot_tokens.prev_hash = m.i_hash AND NOT ${leftBoot('boot_tokens.prev_moves', 'm.v_states')}
+           OR (boot_tokens.prev_hash = m.i_hash AND NOT ${leftBoot('m.i_vm', 'boot_tokens.prev_issued_history', 'm.v_states')}
              AND (boot_tokens.prev_used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.prev_used_at > now() - m.i_repeat * interval '1 millisecond'
                AND m.v_version <= boot_tokens.prev_used_version + 1))))
          RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_hash AS u_hash, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason,
@@ -160,7 +173,7 @@ export function bootStore({ db }: RecordSql): BootStore {
            FROM boot_tokens t WHERE t.vm_id = i.i_vm)
          END AS used_at_version,
          CASE WHEN ok.i_k IS NOT NULL AND used.u_k IS NULL THEN (
-           SELECT (t.token_hash = i.i_hash AND ${leftBoot('t.moves', 'ok.v_states')}) OR (t.prev_hash = i.i_hash AND ${leftBoot('t.prev_moves', 'ok.v_states')})
+           SELECT (t.token_hash = i.i_hash AND ${leftBoot('t.vm_id', 't.issued_history', 'ok.v_states')}) OR (t.prev_hash = i.i_hash AND ${leftBoot('t.vm_id', 't.prev_issued_history', 'ok.v_states')})
            FROM boot_tokens t WHERE t.vm_id = i.i_vm)
          END AS left_boot,
          ${FULL_VM.list}

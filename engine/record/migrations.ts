@@ -19,11 +19,6 @@ export interface Migration {
   indexOnly?: true;
 }
 
-// Migration 15's trigger: whether the move m.mv (of the row o) is one the token row t's moves (prev_moves) gain.
-const ADDS_MOVE = 'o.version >= coalesce(t.issued_version, 0) AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.moves) e WHERE e = m.mv)';
-const ADDS_PREV_MOVE =
-  't.prev_hash IS NOT NULL AND o.version >= coalesce(t.prev_issued_version, 0) AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.prev_moves) e WHERE e = m.mv)';
-
 // Names (stack, fleet, address) use the "C" collation: the same order on every
 // server whatever its locale, and the indexes serve ORDER BY fleet, idx.
 export const MIGRATIONS: readonly Migration[] = [
@@ -398,41 +393,19 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 15,
-    description: 'boot_tokens remembers the VM\'s moves since each token was issued (issued_version, moves; prev_issued_version, prev_moves): a token boots only the boot it was issued for',
+    description: 'boot_tokens remembers the VM\'s last history row at each token\'s issue (issued_history, prev_issued_history): a token boots only the boot it was issued for',
     statements: [
       // A token, used or not, is answered only while the VM has not left the booting states since it was issued
       // (docs/protocol.md, "Boot authorization"): a VM that left its boot (Running, BootFailed, powered off) and came
       // back into a booting state is booted by the next boot edge's token only. Which states boot is the pack's (the
-      // check passes them), so the record keeps the moves, each [from, to] once, and the check reads them; a move to
-      // or from retirement (fleet state rm, an import of a removed VM) is [state, null]: it always ends the boot.
-      `ALTER TABLE boot_tokens ADD COLUMN issued_version integer`,
-      `ALTER TABLE boot_tokens ADD COLUMN moves jsonb NOT NULL DEFAULT '[]'`,
-      `ALTER TABLE boot_tokens ADD COLUMN prev_issued_version integer`,
-      `ALTER TABLE boot_tokens ADD COLUMN prev_moves jsonb NOT NULL DEFAULT '[]'`,
-      // A token issued before this version: its moves so far are unknown; those from now on count.
-      `UPDATE boot_tokens t SET issued_version = v.version, prev_issued_version = CASE WHEN t.prev_hash IS NOT NULL THEN v.version END FROM vms v WHERE v.id = t.vm_id`,
-      // Kept by a trigger, like vm_usage, so that no write to vms (a new writer, an operator's psql, a test's raw SQL)
-      // can move a VM without its tokens seeing it, whether or not it bumps the row's version. A move counts for a
-      // token when it leaves a version at or past the one the token was issued at: the statement that issues a token
-      // moves the row to that version first (its own move is the way to the boot, not out of it). Statement-level:
-      // one UPDATE of the tokens of the VMs the statement moved, none when it moved none (most writes to vms move
-      // a VM, but a VM without a token is not touched).
-      `CREATE FUNCTION boot_token_moves() RETURNS trigger LANGUAGE plpgsql AS $fn$
-      BEGIN
-        -- Each move once (jsonb's @> would not do: it ignores the order within [from, to]); a token row whose
-        -- moves gain nothing is not written (a VM's later moves, once seen: no dead row per write). Every test
-        -- is on t, so a token row another transaction changed meanwhile is judged as it is now.
-        UPDATE boot_tokens t SET
-          moves = CASE WHEN ${ADDS_MOVE} THEN t.moves || jsonb_build_array(m.mv) ELSE t.moves END,
-          prev_moves = CASE WHEN ${ADDS_PREV_MOVE} THEN t.prev_moves || jsonb_build_array(m.mv) ELSE t.prev_moves END
-        FROM boot_token_old o JOIN boot_token_new n ON n.id = o.id,
-          LATERAL (SELECT jsonb_build_array(o.state, CASE WHEN (o.retired_at IS NULL) = (n.retired_at IS NULL) THEN n.state END) AS mv) m
-        WHERE t.vm_id = o.id AND (o.state IS DISTINCT FROM n.state OR (o.retired_at IS NULL) <> (n.retired_at IS NULL))
-          AND (${ADDS_MOVE} OR ${ADDS_PREV_MOVE});
-        RETURN NULL;
-      END
-      $fn$`,
-      `CREATE TRIGGER boot_token_moves AFTER UPDATE ON vms REFERENCING OLD TABLE AS boot_token_old NEW TABLE AS boot_token_new FOR EACH STATEMENT EXECUTE FUNCTION boot_token_moves()`,
+      // check passes them), so the check reads the VM's history rows after the token's issue (history_vm): every
+      // state change writes one in its statement. The issuing statement's own rows are before the issue.
+      `ALTER TABLE boot_tokens ADD COLUMN issued_history bigint`,
+      `ALTER TABLE boot_tokens ADD COLUMN prev_issued_history bigint`,
+      // A token issued before this version: the moves from the upgrade on count.
+      // (One index probe of history_vm per token; a VM with no history row at all keeps NULL: all its rows count.)
+      `UPDATE boot_tokens t SET issued_history = (SELECT max(h.id) FROM history h WHERE h.vm_id = t.vm_id)`,
+      `UPDATE boot_tokens SET prev_issued_history = issued_history WHERE prev_hash IS NOT NULL`,
     ],
   },
 ];

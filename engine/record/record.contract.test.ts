@@ -1546,31 +1546,44 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.authorizeBoots([check(b.id, { tokenHash: 'hb', cloudId: 'i-2', repeatWithinMs: 60_000 })])).toMatchObject([{ approved: false, vm: { state: 'PoweredOn' }, leftBoot: true }]);
     });
 
-    it('every writer of a VM row bumps its version; a write that does not (raw SQL) still ends its token\'s boot: the rule reads the moves, not the version', async () => {
+    it('every writer of a VM row bumps its version and writes each state change to history; the boot check reads the moves there: intents, failures, vetoes and denials are none', async () => {
       // The repeat rule (a used token answered while the row is at most one write past its use) counts writes by
-      // the version: each write of the record's code must bump it. Whether the VM left its boot is read from the
-      // moves a trigger keeps for its tokens (migration 15), so a write that bumps nothing (an operator's psql, an
-      // older or a new writer) cannot bring a VM back into a boot it left unnoticed.
+      // the version: each write of the record's code must bump it. Whether the VM left the boot a token was issued
+      // for is read from the VM's history rows after the issue (migration 15), so each write that moves a VM (or
+      // brings it back into the record) must write its row.
       const s = freshStack();
       const a = await booting(s, 0, 'ha');
       const versions = [a.version];
       const at = async () => (await r.listVms(s, { includeRetired: true })).find((x) => x.id === a.id)!;
-      const bumped = async (what: string, write: () => Promise<unknown>) => {
+      const rowsOf = async () => (await r.history(s, 'web/0')).filter((h) => h.vmId === a.id).sort((x, y) => x.id - y.id);
+      const bumped = async (what: string, write: () => Promise<unknown>, moved?: { from: string | null; to: string }) => {
+        const before = await at();
+        const seen = (await rowsOf()).length;
         await write();
-        const v = (await at()).version;
-        expect(v, what).toBeGreaterThan(versions.at(-1)!);
-        versions.push(v);
+        const after = await at();
+        expect(after.version, what).toBeGreaterThan(versions.at(-1)!);
+        versions.push(after.version);
+        const rows = (await rowsOf()).slice(seen);
+        if (moved) expect(rows, what).toEqual([expect.objectContaining({ from: moved.from, to: moved.to })]);
+        else expect([rows.filter((h) => h.from !== h.to), after.state], what).toEqual([[], before.state]);
       };
-      await bumped('transitionVm', async () => r.transitionVm(a.id, (await at()).version, 'Starting', { actor: 'a' }));
-      await bumped('transitionVms', async () => r.transitionVms([{ id: a.id, expectedVersion: (await at()).version, to: 'Running', ctx: { actor: 'a' }, patch: { cloudId: 'i-1' } }]));
+      await bumped('transitionVm', async () => r.transitionVm(a.id, (await at()).version, 'Starting', { actor: 'a' }), { from: 'PoweredOn', to: 'Starting' });
+      await bumped('transitionVms', async () => r.transitionVms([{ id: a.id, expectedVersion: (await at()).version, to: 'Running', ctx: { actor: 'a' }, patch: { cloudId: 'i-1' } }]), {
+        from: 'Starting',
+        to: 'Running',
+      });
       await bumped('updateVm', async () => r.updateVm(a.id, (await at()).version, { desiredState: 'PoweredOff', specHash: 'h2' }, { actor: 'a' }));
       await bumped('insertVm replacing (the old row deposed)', async () => r.insertVm(newVm(s, 'web', 0, { replaces: a.id, specHash: 'h3' }), { actor: 'a' }));
-      await bumped('transitionVm retiring', async () => r.transitionVm(a.id, (await at()).version, 'Deleted', { actor: 'a' }, { retire: true }));
-      await bumped('adoptVm of the retired row', async () => {
-        const now = (await r.listVms(s)).find((x) => x.index === 0);
-        if (now) await r.transitionVm(now.id, now.version, 'Deleted', { actor: 'a' }, { retire: true });
-        await r.adoptVm({ ...newVm(s, 'web', 0, { state: 'Running' }), id: a.id, cloudId: 'i-9' }, { actor: 'a' });
-      });
+      await bumped('transitionVm retiring', async () => r.transitionVm(a.id, (await at()).version, 'Deleted', { actor: 'a' }, { retire: true }), { from: 'Running', to: 'Deleted' });
+      await bumped(
+        'adoptVm of the retired row',
+        async () => {
+          const now = (await r.listVms(s)).find((x) => x.index === 0);
+          if (now) await r.transitionVm(now.id, now.version, 'Deleted', { actor: 'a' }, { retire: true });
+          await r.adoptVm({ ...newVm(s, 'web', 0, { state: 'Running' }), id: a.id, cloudId: 'i-9' }, { actor: 'a' });
+        },
+        { from: null, to: 'Running' },
+      );
       // And every UPDATE of vms in the record's sources says so (a new writer that forgets fails here).
       const dir = new URL('.', import.meta.url);
       const sources = (await readdir(dir)).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && f !== 'testing.ts');
@@ -1584,16 +1597,30 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       }
       expect(updates).toBeGreaterThanOrEqual(5);
 
-      // Raw writes that bump nothing: out of the booting states and back, for an unused token and a used one.
-      const [b, c] = await Promise.all([booting(s, 1, 'hb'), booting(s, 2, 'hc')]);
+      // History rows that move nothing leave the boot as it was: an intent out of the booting states (an edge
+      // approved, not carried out), its failed report, a veto, a denial, a drift that kept the state.
+      const [b, c, d] = await Promise.all([booting(s, 1, 'hb'), booting(s, 2, 'hc'), booting(s, 3, 'hd')]);
       expect((await r.authorizeBoots([check(c.id, { tokenHash: 'hc', repeatWithinMs: 60_000 })]))[0].approved).toBe(true);
-      for (const id of [b.id, c.id]) {
-        await r.sql.query(`UPDATE vms SET state = 'PoweredOff' WHERE id = $1`, [id]);
-        await r.sql.query(`UPDATE vms SET state = 'PoweredOn' WHERE id = $1`, [id]);
+      for (const id of [b.id, c.id, d.id]) {
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOff', outcome: 'ok', actor: 'authority', detail: 'intent approved: powerOff' });
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOff', outcome: 'failed', actor: 'dmz-client:miami', detail: 'the cloud operation failed' });
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOff', outcome: 'vetoed', actor: 'dmz-client:miami', detail: 'no' });
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOn', outcome: 'denied', actor: 'authority', detail: 'boot denied: no' });
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOn', outcome: 'drift', actor: 'refresh', detail: 'kept' });
       }
-      expect(await r.getVms([b.id, c.id])).toMatchObject([{ version: b.version }, { version: c.version }]);
-      const out = await r.authorizeBoots([check(b.id, { tokenHash: 'hb', repeatWithinMs: 60_000 }), check(c.id, { tokenHash: 'hc', repeatWithinMs: 60_000 })]);
+      expect((await r.authorizeBoots([check(b.id, { tokenHash: 'hb', repeatWithinMs: 60_000 })]))[0].approved).toBe(true);
+      // Moves out of the booting states and back end it: transitions (b, c: unused and used), refresh's drift (d).
+      for (const id of [b.id, c.id]) {
+        for (const to of ['PoweredOff', 'PoweredOn']) await r.transitionVm(id, (await r.getVm(id))!.version, to, { actor: 'a' });
+      }
+      for (const to of ['PoweredOff', 'PoweredOn']) await r.transitionVm(d.id, (await r.getVm(d.id))!.version, to, { actor: 'refresh', outcome: 'drift', detail: 'refresh: miami reports it' });
+      const out = await r.authorizeBoots([
+        check(b.id, { tokenHash: 'hb', repeatWithinMs: 60_000 }),
+        check(c.id, { tokenHash: 'hc', repeatWithinMs: 60_000 }),
+        check(d.id, { tokenHash: 'hd', repeatWithinMs: 60_000 }),
+      ]);
       expect(out).toMatchObject([
+        { approved: false, leftBoot: true },
         { approved: false, leftBoot: true },
         { approved: false, leftBoot: true },
       ]);
@@ -1843,7 +1870,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const cases = [
         // Missing only an index migration: read as it is, left at its version.
         { at: SCHEMA_VERSION, next: true, refused: false },
-        // Missing 15 (boot_tokens.moves and its trigger, which the boot check reads): refused, left at 14.
+        // Missing 15 (boot_tokens.issued_history, which the boot check reads and writes): refused, left at 14.
         { at: 14, refused: true, missing: '15' },
         // Missing 14 (boot_tokens.used_version, which the boot check reads and writes) too: refused, left at 13.
         { at: 13, refused: true, missing: '14, 15' },

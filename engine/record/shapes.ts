@@ -320,8 +320,9 @@ export interface BootCheck {
  * saw; `vm.version` is two writes or more past it): a repeat of a boot the
  * VM has left. `leftBoot`: the row matched and the token is the VM's (or the
  * one it replaced unused), used or not, but the VM has left the booting
- * states since the token was issued (boot_tokens.moves): a token of a boot
- * the VM has left, good for no later one.
+ * states since the token was issued (its history rows after
+ * boot_tokens.issued_history): a token of a boot the VM has left, good for
+ * no later one.
  */
 export type BootCheckResult = { approved: true; vm: VmRow } | { approved: false; vm: VmRow | undefined; usedAtVersion?: number; leftBoot?: true };
 
