@@ -81,7 +81,7 @@ export interface ActualVm {
   power: PowerState;
   agent: AgentState;
   /**
-   * The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown).
+   * The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown; the azure driver also BeingCreated, BeingDeleted and CreateFailed, from ARM's provisioning state).
    */
   observedState: string;
 }
@@ -264,6 +264,12 @@ export interface AgentReport {
    * The boot endpoint denied the boot (the VM powers itself off; the driver terminates it).
    */
   denied?: boolean;
+}
+/**
+ * POST /v1/boot/status: the report was taken.
+ */
+export interface AgentReportAnswer {
+  ok: true;
 }
 /**
  * The record's VM as the authority answers it.

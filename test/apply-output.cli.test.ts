@@ -186,3 +186,34 @@ describe('fleet apply: interrupted once every member has started', () => {
     expect(last.notStarted).toBeUndefined();
   }, 60_000);
 });
+
+// docs/apply.md and apply-event.schema.json: "`summary` last". With nothing
+// to apply the output ended after the `plan` event (and a saved plan printed
+// nothing at all), so a CI job reading the last line for the counts found none.
+describe('fleet apply --format json: nothing to apply', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-output-none-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stackYaml([]));
+    await writeFile(join(dir, 'specs', 'web.yaml'), fleetYaml(0));
+  }, 60_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const zero = { type: 'summary', succeeded: 0, failed: 0, steps: 0, stepsFailed: 0, stepsSkipped: 0, elapsedMs: 0 };
+  it.each([
+    ['a fresh plan: plan, then a summary of nothing', [] as string[], ['plan', 'summary']],
+    ['a saved plan: a summary of nothing', ['plan.json'], ['summary']],
+  ])('%s', async (_name, planfile, types) => {
+    if (planfile.length) expect((await fleetRun(dir, 'plan', '--out', join(dir, 'plan.json'))).code).toBe(0);
+    const r = await fleetRun(dir, 'apply', ...planfile.map((f) => join(dir, f)), '--yes', '--format', 'json');
+    expect(r.code, r.all).toBe(0);
+    const events = r.stdout.trimEnd().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; planId?: string });
+    for (const e of events) expect(schemaErrors('apply-event', e), JSON.stringify(e)).toEqual([]);
+    expect(events.map((e) => e.type), r.all).toEqual(types);
+    expect(events.at(-1)).toMatchObject(zero);
+    if (events[0].type === 'plan') expect(events.at(-1)!.planId).toBe(events[0].planId);
+  }, 60_000);
+});

@@ -3,3 +3,4 @@ export { CODES, type Code, type CodeEntry } from './codes/index.ts';
 export { damerauDistance, suggest } from './suggest.ts';
 export { decodeUtf8, type Decoded } from './utf8.ts';
 export { escapeUnseen, unseenProblem, visible } from './unseen.ts';
+export { duplicateKeyDetail } from './yaml.ts';

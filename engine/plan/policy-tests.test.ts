@@ -51,6 +51,7 @@ describe('runPolicyTests', () => {
     const dir = await packWithCases({
       'bad-schema': `stack:\n  dataCenters: [{ name: miami }]\nspecs: []\nexpect:\n  violations: [{ policy: protect }]\nsurprise: 1\n`,
       'bad-yaml': `stack: [\n`,
+      'dup-key': `stack:\n  dataCenters: [{ name: miami }]\nstack: {}\nspecs: []\nexpect: {}\n`,
       'bad-spec': `stack:\n  dataCenters: [{ name: miami }]\nspecs:\n  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: web }, spec: {} }\nexpect: {}\n`,
     });
     const { results } = await runPolicyTests(dir);
@@ -58,6 +59,8 @@ describe('runPolicyTests', () => {
     expect(results.every((r) => !r.passed)).toBe(true);
     expect(byName['bad-schema'].diagnostics.map((d) => `${d.code}@${d.line}`)).toEqual(['policy.test-case@5', 'policy.test-case@5', 'policy.test-case@6']);
     expect(byName['bad-yaml'].diagnostics.map((d) => d.code)).toEqual(['policy.yaml-syntax']);
+    // It said only "Map keys must be unique", as policy.yaml did.
+    expect(byName['dup-key'].diagnostics.map((d) => `${d.code}@${d.line}:${d.col} ${d.detail}`)).toEqual(['policy.yaml-syntax@3:1 Key "stack" is given twice in the same mapping (first at line 1, column 1); keep one.']);
     expect(byName['bad-spec'].diagnostics.length).toBeGreaterThan(0);
     expect(byName['bad-spec'].diagnostics.every((d) => d.file === byName['bad-spec'].file)).toBe(true);
   });

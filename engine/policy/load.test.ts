@@ -139,6 +139,14 @@ describe('loadPack: located diagnostics', () => {
     for (const d of r.diagnostics) expect(d.file).toBe(join(dir, 'policy.yaml'));
   });
 
+  // It said only "Map keys must be unique", not which key or where the first one is (a stack or fleet spec said both).
+  it('names a key given twice in policy.yaml and where its first copy is', async () => {
+    const dir = await packVariant('  name: default\n', '  name: default\n  name: other\n');
+    const r = await loadPack(dir);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map((d) => `${brief(d)} ${d.detail}`)).toEqual(['policy.yaml-syntax@10:3 Key "name" is given twice in the same mapping (first at line 9, column 3); keep one.']);
+  });
+
   // A description typed in a Windows-1252 editor loaded with U+FFFD in place of its letters, without a word.
   it('reports a policy.yaml that is not UTF-8 at its first bad byte', async () => {
     const dir = await packVariant('  description: Lifecycle', '  description: Cycle de vie (\u00e9tats) ; Lifecycle');

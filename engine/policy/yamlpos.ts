@@ -1,7 +1,7 @@
 // YAML parsing that keeps positions, so diagnostics can name file:line:col of
 // the offending node (DESIGN.md: every error is located).
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
-import type { Where } from '../diags/index.ts';
+import { duplicateKeyDetail, type Where } from '../diags/index.ts';
 
 export interface PositionedDoc {
   file: string;
@@ -21,7 +21,11 @@ export function parseYaml(text: string, file: string): PositionedDoc {
     const p = lc.linePos(offset);
     return { file, line: p.line, col: p.col };
   };
-  const errors = doc.errors.map((e) => ({ message: e.message.split('\n')[0], where: at(e.pos[0]) }));
+  // A key given twice reads as it does in a stack or fleet spec (engine/spec/yaml.ts).
+  const errors = doc.errors.map((e) => ({
+    message: (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lc) : undefined) ?? e.message.split('\n')[0],
+    where: at(e.pos[0]),
+  }));
   const where = (path: readonly (string | number)[]): Where => {
     for (let n = path.length; n >= 0; n--) {
       // A map entry is located at its key, which is where people look.

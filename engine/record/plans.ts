@@ -119,7 +119,12 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
         started_at: Date;
         finished_at: Date | null;
         result: AppliedPlan['result'];
-      }>('SELECT * FROM plans WHERE stack = $1 ORDER BY started_at DESC, id DESC LIMIT $2', [stack, Math.max(0, Math.floor(opts.limit ?? 100))]);
+      }>(
+        opts.id === undefined
+          ? 'SELECT * FROM plans WHERE stack = $1 ORDER BY started_at DESC, id DESC LIMIT $2'
+          : 'SELECT * FROM plans WHERE stack = $1 AND id = $3 ORDER BY started_at DESC, id DESC LIMIT $2',
+        opts.id === undefined ? [stack, Math.max(0, Math.floor(opts.limit ?? 100))] : [stack, Math.max(0, Math.floor(opts.limit ?? 100)), opts.id],
+      );
       return rows.map((r) => ({
         id: r.id,
         stack: r.stack,

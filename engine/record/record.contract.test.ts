@@ -1140,6 +1140,9 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         [`${s}-p1`, 'failed', 'sha256:abc', 'ci'],
       ]);
       expect((await r.listPlans(s, { limit: 1 })).map((p) => p.id)).toEqual([`${s}-p2`]);
+      // By id (the dashboard's page of one apply, however old), only within the stack.
+      expect((await r.listPlans(s, { id: `${s}-p1` })).map((p) => p.id)).toEqual([`${s}-p1`]);
+      expect(await r.listPlans(freshStack(), { id: `${s}-p1` })).toEqual([]);
       expect(await r.listPlans(freshStack())).toEqual([]);
       const journal = await r.planJournal(`${s}-p1`);
       expect(journal.map((j) => [j.address, j.status, j.detail])).toEqual([

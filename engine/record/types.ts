@@ -178,8 +178,8 @@ export interface PlanStore {
   journal(row: Omit<JournalRow, 'at'>, opts?: { again?: boolean }): Promise<void>;
   /** Steps whose last status is `started` or `failed` (an interrupted or failed apply). */
   unfinishedSteps(stack: string): Promise<JournalRow[]>;
-  /** The stack's applied plans, newest first (by start), at most `limit` (default 100). */
-  listPlans(stack: string, opts?: { limit?: number }): Promise<AppliedPlan[]>;
+  /** The stack's applied plans, newest first (by start), at most `limit` (default 100); with `id`, only that plan (if the stack has it). */
+  listPlans(stack: string, opts?: { limit?: number; id?: string }): Promise<AppliedPlan[]>;
   /** Every journal row of one plan, in the order they were written. */
   planJournal(planId: string): Promise<JournalRow[]>;
 }

@@ -1,7 +1,7 @@
 // YAML parsing that keeps source positions, so every diagnostic can name the
 // file, line and column of the node it is about.
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
-import { diag, type Diagnostic, type Where } from '../diags/index.ts';
+import { diag, duplicateKeyDetail, type Diagnostic, type Where } from '../diags/index.ts';
 
 /** One parsed YAML document of a file, with what is needed to map paths back to positions. */
 export interface SourceDoc {
@@ -55,7 +55,7 @@ export function parseYaml(text: string, file: string): ParsedFile {
         if (seen.has(e.pos[0])) continue;
         seen.add(e.pos[0]);
         const { line, col } = lines.linePos(e.pos[0]);
-        const detail = (e.code === 'DUPLICATE_KEY' ? duplicateKey(doc, e.pos[0], lines) : undefined) ?? `${firstLine(e.message)}${openedAt(text, e.pos[0], e.message, lines)}.`;
+        const detail = (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lines) : undefined) ?? `${firstLine(e.message)}${openedAt(text, e.pos[0], e.message, lines)}.`;
         diagnostics.push(diag('spec.yaml-syntax', detail, { file, line, col }));
       }
       return;
@@ -97,32 +97,6 @@ function nulStrings(doc: Document.Parsed, file: string, lines: LineCounter): Dia
     },
   });
   return out;
-}
-
-/**
- * A key given twice in one mapping: the parser says only "Map keys must be
- * unique" at the second; say which key, and where the first one is.
- */
-function duplicateKey(doc: Document.Parsed, pos: number, lines: LineCounter): string | undefined {
-  let detail: string | undefined;
-  visit(doc, {
-    Map(_key, map) {
-      const first = new Map<unknown, Node>();
-      for (const pair of map.items) {
-        const k = pair.key;
-        if (!isScalar(k)) continue;
-        const seen = first.get(k.value);
-        if (seen && k.range?.[0] === pos) {
-          const at = lines.linePos(seen.range?.[0] ?? pos);
-          detail = `Key ${JSON.stringify(String(k.value))} is given twice in the same mapping (first at line ${at.line}, column ${at.col}); keep one.`;
-          return visit.BREAK;
-        }
-        if (!seen) first.set(k.value, k);
-      }
-      return undefined;
-    },
-  });
-  return detail;
 }
 
 /**

@@ -58,6 +58,12 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
     async recentPlans(limit) {
       return (await record.listPlans(stack, { limit })).map((p) => ({ id: p.id, who: p.who, startedAt: p.startedAt, finishedAt: p.finishedAt, result: p.result, digest: p.digest }));
     },
+    async plan(id) {
+      // From the URL: a NUL is no plan id, and PostgreSQL refuses it in a query (a 500 instead of the 404).
+      if (id.includes('\u0000')) return undefined;
+      const [p] = await record.listPlans(stack, { id, limit: 1 });
+      return p && { id: p.id, who: p.who, startedAt: p.startedAt, finishedAt: p.finishedAt, result: p.result, digest: p.digest };
+    },
     async planJournal(planId) {
       return (await record.planJournal(planId)).map((j) => ({ address: j.address, seq: j.seq, from: j.from, to: j.to, status: j.status, detail: j.detail, at: j.at }));
     },

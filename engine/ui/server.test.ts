@@ -17,6 +17,8 @@ const source: UiSource = {
   drift: async () => [{ at: 't2', address: 'web/0', from: 'Running', to: 'PoweredOff', actor: 'refresh', planId: null, outcome: 'drift', detail: 'refresh: miami reports PoweredOff' }],
   listLocks: async () => [],
   recentPlans: async () => [{ id: 'p-1', who: 'ana', startedAt: 't0', finishedAt: 't1', result: 'succeeded', digest: 'd' }],
+  // p-old is an apply older than the newest 1000 (recentPlans no longer lists it).
+  plan: async (id) => (['p-1', 'p-old'].includes(id) ? { id, who: 'ana', startedAt: 't0', finishedAt: 't1', result: 'succeeded', digest: 'd' } : undefined),
   planJournal: async () => [{ address: 'web/0', seq: 0, from: 'Requested', to: 'BeingCreated', status: 'done', detail: null, at: 't' }],
   bootAttempts: async () => [],
 };
@@ -174,6 +176,8 @@ describe('dashboard access', () => {
     ['/ui/vms/web/x', 404, 'No live VM at web/x'],
     ['/ui/plans/p-1', 200, 'Requested → BeingCreated'],
     ['/ui/plans/p-9', 404, 'No apply with plan id p-9'],
+    // It was looked for among the newest 1000 applies only: an older one was "No apply with plan id".
+    ['/ui/plans/p-old', 200, 'Requested → BeingCreated'],
     ['/ui/locks', 200, 'No fleet is locked'],
     ['/ui/drift', 200, 'refresh: miami reports PoweredOff'],
     ['/ui/nowhere', 404, 'No page at /ui/nowhere'],

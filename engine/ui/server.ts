@@ -250,7 +250,7 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       });
 
       ui.get<{ Params: { id: string } }>('/plans/:id', async (req, reply) => {
-        const plan = (await src.recentPlans(1000)).find((p) => p.id === req.params.id);
+        const plan = await src.plan(req.params.id);
         if (!plan) return page(reply, notFoundPage(src.stack, `No apply with plan id ${req.params.id}.`), 404);
         return page(reply, planPage(src.stack, plan, await src.planJournal(plan.id)));
       });

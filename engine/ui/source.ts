@@ -16,6 +16,8 @@ export interface UiSource {
   listLocks(): Promise<UiLock[]>;
   /** Newest first. */
   recentPlans(limit: number): Promise<UiPlan[]>;
+  /** One apply of the stack by its plan id, however old; undefined when the stack has none. */
+  plan(id: string): Promise<UiPlan | undefined>;
   planJournal(planId: string): Promise<UiJournal[]>;
   /** Newest first. */
   bootAttempts(vmId: string, limit: number): Promise<UiBoot[]>;

@@ -112,7 +112,7 @@ export const actualVmSchema = {
     agent: { title: 'AgentState', type: 'string', enum: ['none', 'booting', 'ready', 'failed', 'stopping'] },
     observedState: {
       type: 'string',
-      description: "The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown).",
+      description: "The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown; the azure driver also BeingCreated, BeingDeleted and CreateFailed, from ARM's provisioning state).",
     },
   },
 } as const;
@@ -153,6 +153,15 @@ export const agentReportSchema = {
     detail: { type: 'string', maxLength: 1000, description: 'Why it failed (never a secret).' },
     denied: { type: 'boolean', description: 'The boot endpoint denied the boot (the VM powers itself off; the driver terminates it).' },
   },
+} as const;
+
+export const agentReportAnswerSchema = {
+  title: 'AgentReportAnswer',
+  description: 'POST /v1/boot/status: the report was taken.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['ok'],
+  properties: { ok: { const: true } },
 } as const;
 
 /** Most steps in one POST /v1/batch. */

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { AuthorityVm, AuthorizeResponse } from '../../protocol/index.ts';
 import { OPERATIONS } from '../../engine/model/index.ts';
 import { createSimDriver, type SimDriver } from '../drivers/sim/index.ts';
 import { signedCredentials, testCredentialKey } from '../drivers/sim/testing.ts';
-import { DriverError, type ScopedCredentials } from '../drivers/types.ts';
+import { DriverError, type Driver, type ScopedCredentials } from '../drivers/types.ts';
 import { CARRIED_OUT, Operations, callDriver } from './operations.ts';
 
 const DC = 'dc-a';
@@ -105,6 +105,36 @@ describe('Operations: an edge operation as a driver call', () => {
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DriverError);
     expect(err).toMatchObject(want);
+  });
+
+  // A cloud VM has spec.readyTimeoutMs (10 min on aws and azure) to boot, but
+  // awaitReady was cut at the per-call deadline (driverTimeoutMs, 120 s)
+  // first: "awaitReady did not answer within 120000 ms" after 2 minutes.
+  it('awaitReady waits up to readyTimeoutMs, past the deadline of a single cloud call', async () => {
+    vi.useFakeTimers();
+    try {
+      let ready!: () => void;
+      const given: number[] = [];
+      const slow = {
+        kind: 'fake',
+        awaitReady: (_c: ScopedCredentials, _r: unknown, o: { timeoutMs: number }) => {
+          given.push(o.timeoutMs);
+          return new Promise<void>((r) => (ready = r));
+        },
+      } as unknown as Driver;
+      const ops = new Operations(slow, { attempts: 1, timeoutMs: 100, readyTimeoutMs: 1_000, backoffMs: 0 });
+      const vm = recordVm({ cloudId: 'c-1', state: 'Starting' });
+      const done = ops.carryOut('awaitReady', approval('awaitReady', vm), vm.id, undefined).then(
+        (v) => ({ ok: v }),
+        (e: unknown) => ({ err: e }),
+      );
+      await vi.advanceTimersByTimeAsync(500);
+      ready();
+      expect(await done).toEqual({ ok: {} });
+      expect(given).toEqual([1_000]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('an approval of a cloud call without credentials is a bug, not a driver error', async () => {

@@ -183,7 +183,10 @@ export class Operations {
       auth,
       size,
       readyTimeoutMs: this.o.readyTimeoutMs,
-      retry: (fn) => callDriver(operation, fn, this.o),
+      // awaitReady is a wait of up to readyTimeoutMs (10 min for aws and azure)
+      // that the driver bounds itself; the per-call deadline (120 s) would cut
+      // it short, so its backstop is the wait plus one call.
+      retry: (fn) => callDriver(operation, fn, operation === 'awaitReady' ? { ...this.o, timeoutMs: this.o.readyTimeoutMs + this.o.timeoutMs } : this.o),
     });
   }
 }

@@ -13,6 +13,7 @@ import type { AgentReport, BatchStep, BootRequest, CreateVmRequest, DeleteVmRequ
 import type { Runs } from './runs.ts';
 import {
   actualVmSchema,
+  agentReportAnswerSchema,
   agentReportSchema,
   bootBodySchema,
   bootResponseSchema,
@@ -237,7 +238,7 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
   // A real VM's boot agent (providers/boot-agent) reports booting / ready / failed, proven by its boot token; the driver judges it.
   app.post<{ Body: AgentReport }>(
     '/v1/boot/status',
-    { schema: doc('Boot agent: a booting VM reports its state', { body: agentReportSchema, response: { 400: errorSchema, 403: errorSchema, 429: errorSchema } }), ...bootHooks },
+    { schema: doc('Boot agent: a booting VM reports its state', { body: agentReportSchema, response: { 200: agentReportAnswerSchema, 400: errorSchema, 403: errorSchema, 429: errorSchema } }), ...bootHooks },
     async (req) =>
       judged(
         req,

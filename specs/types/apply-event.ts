@@ -140,7 +140,7 @@ export interface WaveDoneEvent {
   at: string;
 }
 /**
- * The apply ended (the last event of an apply that started).
+ * The apply ended: the last event of every apply that was not refused. With nothing to apply (no change, or every change vetoed) it follows `plan` (or is the only event, for a saved plan) and every count is 0. An apply refused before its first request (a blocked, stale or foreign plan, a lock held, a missing token) writes none: its last event is the error diagnostic.
  */
 export interface SummaryEvent {
   type: 'summary';

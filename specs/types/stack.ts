@@ -234,7 +234,7 @@ export interface SimSettings {
    */
   bootMs?: number;
   /**
-   * Share of cloud calls that fail with a transient error, 0 to 1.
+   * Share of cloud calls that fail with a transient error, 0 to 1: every call but the reads (get, list), drawn from a generator seeded by seed.
    */
   errorRate?: number;
   /**

@@ -463,6 +463,8 @@ async function runApply(
     const changes = plan.changes.filter((c) => c.action !== 'noop').length;
     if (changes === 0) {
       if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
+      // `summary` is the last event of every apply (docs/apply.md): a CI job reads the counts there, here all 0.
+      else progress.onEvent({ type: 'summary', planId: plan.id, succeeded: 0, failed: 0, steps: 0, stepsFailed: 0, stepsSkipped: 0, elapsedMs: 0 });
       return plan.blocked ? 1 : 0;
     }
     // Every token this apply will present, before anything starts (and before the prompt).

@@ -321,7 +321,7 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   if (!isDriverKind(kind)) fail('apply.serve-config', `--driver ${kind} is not a driver; drivers are ${DRIVER_KINDS.join(', ')}.`);
   const named = dc.driver ?? 'sim';
   if (named !== kind) {
-    fail('apply.serve-config', `Data center ${dc.name} runs the ${named} driver in stack ${stack.name}, not ${kind} (--driver).`, dc.where);
+    fail('apply.serve-config', `Data center ${dc.name} runs the ${named} driver in stack ${stack.name}, not ${kind} (--driver): start it with --driver ${named}, or set driver: ${kind} on its entry in stack.yaml.`, dc.where);
   }
   const factory = await driverFactory(kind);
   if (!factory) fail('apply.serve-config', `Driver ${kind} is not available; this build has: ${availableDrivers().join(', ')}.`);

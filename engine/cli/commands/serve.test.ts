@@ -109,7 +109,7 @@ describe('fleet serve', () => {
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'localhost:7400'], want: ['apply.serve-config', '--authority localhost:7400 is not an http:// or https:// URL'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'ftp://authority.example'], want: ['apply.serve-config', 'is not an http:// or https:// URL'] },
     { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'paris is not in stack served'] },
-    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'runs the sim driver in stack served, not aws'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'runs the sim driver in stack served, not aws', 'start it with --driver sim, or set driver: aws on its entry in stack.yaml'] },
     { args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'pass --config FILE'] },
     {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-bad.yaml', '--authority', 'http://127.0.0.1:1'],

@@ -20,7 +20,7 @@ export interface SimOptions {
   bootMs?: number;
   /**
    * How long a VM's agent may pause in all between its tries of a boot endpoint that answers 408, 429 (its limit)
-   * or 5xx, or none (5 tries at most; a 429's Retry-After is waited out within it). Default 60 000 (DEFAULT_RETRY_BUDGET_MS).
+   * or 5xx, or none (12 tries at most, 10 ms doubling up to 2 s apart; a 429's Retry-After is waited out within it). Default 60 000 (DEFAULT_RETRY_BUDGET_MS).
    */
   bootRetryBudgetMs?: number;
   /** Share of mutating calls that fail with a transient error, 0 to 1. */

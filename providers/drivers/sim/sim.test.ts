@@ -481,6 +481,31 @@ describe('sim driver', () => {
       });
     });
 
+    it('a boot endpoint answering 503 for a while (its authority restarting): asked again as the boot agent does, up to 12 times, and the VM boots', async () => {
+      // Before: 5 tries 10-80 ms apart, 150 ms in all: a DMZ client whose authority restarted (a second or two) answered
+      // 503 to every one, and the VM failed its boot while the apply rode the restart out (test/crash.e2e.test.ts, the
+      // authority killed after step 9). Judged by the requests made: six 503s, then the approval.
+      const statuses: number[] = [];
+      const server = createServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          const down = statuses.length < 6;
+          statuses.push(down ? 503 : 200);
+          res.writeHead(down ? 503 : 200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(down ? { error: { code: 'authority-unreachable', message: 'the authority did not answer' } } : { approved: true, reason: 'ok' }));
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      try {
+        const d = await sim();
+        const ref = await booted(d, false, 'the-key', `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/boot`);
+        await expect(d.awaitReady(creds(), ref, { timeoutMs: 20_000 })).resolves.toMatchObject({ agent: 'ready', observedState: 'Running' });
+        expect(statuses).toEqual([503, 503, 503, 503, 503, 503, 200]);
+      } finally {
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    });
+
     it('a retried boot supersedes the agent of the first one', async () => {
       answers.push({ approved: true, reason: 'ok' });
       const d = await sim({ bootMs: 30 });

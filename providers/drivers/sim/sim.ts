@@ -315,8 +315,10 @@ export class SimDriver implements Driver {
       // As the boot agent does (providers/boot-agent/agent.sh, post): a 408, a 429 (the boot endpoint's limit,
       // boot-rate-limited) and a 5xx are lost answers, asked again. A 429 was read as a denial: the VM terminated.
       // A Retry-After is waited out (the limit's window: asked again sooner, every try is refused, and the five were
-      // spent in 150 ms, failing the boot), within the retry budget; without one, the backoff (10 ms doubling).
-      const policy: RetryPolicy = { retries: 4, budgetMs: this.o.bootRetryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS, baseDelayMs: Math.max(this.latency, 10), maxDelayMs: 5_000 };
+      // spent in 150 ms, failing the boot), within the retry budget; without one, the backoff (10 ms doubling, at most
+      // 2 s apart). 12 tries, as the agent's: a boot endpoint whose authority restarts (a second or two, more on a
+      // loaded machine) answers 503 meanwhile, and five tries in 150 ms failed the boot of a VM the apply rode out.
+      const policy: RetryPolicy = { retries: 11, budgetMs: this.o.bootRetryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS, baseDelayMs: Math.max(this.latency, 10), maxDelayMs: 2_000 };
       let slept = 0;
       let retried = 0;
       for (; ; retried++) {
