@@ -79,7 +79,7 @@ export const WIRE_ERRORS = {
   'cloud-id-mismatch': { status: 200, doc: 'Boot denied: the booting VM\'s cloud id is not the one the record holds.' },
   'image-mismatch': { status: 200, doc: 'Boot denied: the booting VM\'s image is not the real image the record holds.' },
   'not-booting': { status: 200, doc: 'Boot denied: the VM is not in a state a `boot` edge leaves or enters.' },
-  'boot-token-invalid': { status: 200, doc: 'Boot denied: the boot token is neither the one issued with the VM\'s last approved `boot` edge nor the one that edge replaced unused, or was used already more than an hour ago (a repeat of an approved boot, the VM still booting, is answered again).' },
+  'boot-token-invalid': { status: 200, doc: 'Boot denied: the boot token is neither the one issued with the VM\'s last approved `boot` edge nor the one that edge replaced unused, or was used already more than an hour ago (a repeat of an approved boot, the VM still booting, is answered again), or was issued for a boot the VM has left since (out of the booting states and back: only a new `boot` edge\'s token boots it).' },
   // --- the authority: sealed plans (CLI -> authority) ---
   'wrong-role': { status: 403, doc: 'The token is valid at the authority but not for this route: a data center\'s token opens only the DMZ client routes, the CLI\'s (FLEET_AUTHORITY_TOKEN) only the plan routes. Nothing was done.' },
   'plan-unsigned': { status: 400, doc: 'POST /v1/plans/register: the plan carries no seal. Only a plan sealed by this authority (`fleet plan --out` on a stack with an `authority` address) can be applied; plan again.' },

@@ -47,6 +47,28 @@ async function present(body: { vmId: string; cloudId: string; image: string; boo
   return (await res.json()) as { approved: boolean; reason: string; diskKey?: string };
 }
 
+describe('a boot token of a boot its VM has left', () => {
+  it('is denied when the VM comes back into a booting state without a new boot edge, unused or not, saying why', async () => {
+    // Before: an unused token stayed good, once, whatever the VM went through after it was issued: a VM that ran,
+    // was shut down and powered on again (no boot edge: no new token) got its disk key for the old one.
+    const dc = world.dc('miami');
+    const vm = newVm(world.stack, { fleet: 'boots', index: 1 });
+    const upTo = TO_RUNNING.slice(0, 5); // Requested … Starting: booted, its agent not asked yet (bootMs is long)
+    const create: BatchStep = { op: 'create', body: { idempotencyKey: 'plan-l/c1', planId: 'plan-l', vm } };
+    expect((await run([create, ...steps(vm.id, upTo, 'plan-l')])).map((r) => r.outcome)).toEqual(upTo.map(() => 'ok'));
+    const booting = (await readSimState(dc.stateDir, 'miami')).vms.find((v) => v.vmId === vm.id)!;
+    const body = { vmId: vm.id, cloudId: booting.cloudId, image: booting.image, bootToken: booting.bootToken! };
+    // The record sees the VM leave its boot and come back (as refresh records a drift, and a power cycle).
+    for (const to of ['Running', 'ShuttingDown', 'PoweredOff', 'PoweredOn']) {
+      await record.transitionVm(vm.id, (await record.getVm(vm.id))!.version, to, { actor: 'test', outcome: 'drift' });
+    }
+    const denied = await present(body);
+    expect(denied).toMatchObject({ approved: false, reason: expect.stringMatching(/left the booting states since this boot token was issued/) });
+    expect(denied).not.toHaveProperty('diskKey');
+    expect((await bootAttempts(record as SqlRecord, { vmId: vm.id })).map((a) => a.approved)).toEqual([false]);
+  }, 120_000);
+});
+
 describe('a boot token re-presented after a crash', () => {
   it('the authority accepted it, the data center died before acting; the resumed agent presents it again and the VM boots (not terminated)', async () => {
     const dc = world.dc('miami');

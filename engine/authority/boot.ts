@@ -21,6 +21,11 @@
 // after a crash lost the first boot's report) stays good, once, beside the
 // new one (the record keeps it: boot_tokens.prev_hash): the VM may be booting
 // with it, and denying it would get a VM the record holds terminated.
+//
+// Any token, used or not, kept or not, boots only the boot it was issued
+// for: once the VM has left the booting states after its issue (the record
+// reads the VM's history since its issue: boot_tokens.issued_history), it
+// is denied, back in a booting state or not (leftBoot).
 import { randomUUID } from 'node:crypto';
 import { Batched } from '../durability/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -78,7 +83,7 @@ export class BootGate {
     }
     // Another stack's VM is none of this authority's business: unknown here, and nothing written to its history.
     const vm = checked.vm?.stack === this.stack ? checked.vm : undefined;
-    const { reason, refusal } = bootDenial(caller, req, vm, this.states, vm ? checked.usedAtVersion : undefined);
+    const { reason, refusal } = bootDenial(caller, req, vm, this.states, vm ? checked.usedAtVersion : undefined, vm ? checked.leftBoot : undefined);
     await this.attempts.submit({ vmId: vm ? vm.id : null, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: false, reason });
     if (vm) {
       await this.record.addHistory(vm.id, {

@@ -252,6 +252,14 @@ describe('bootDenial', () => {
     expect(bootDenial('miami', boot({ cloudId: 'i-2' }), row({ state: 'Starting' }), states, 3).refusal).toBe('cloud-id-mismatch');
     expect(bootDenial('miami', boot(), row({ state: 'Running' }), states, 3).refusal).toBe('not-booting');
   });
+
+  it('a token of a boot the VM has left names why; a mismatch or a VM not booting is said first', () => {
+    const left = bootDenial('miami', boot(), row({ state: 'PoweredOn' }), states, undefined, true);
+    expect(left.refusal).toBe('boot-token-invalid');
+    expect(left.reason).toMatch(/has left the booting states since this boot token was issued \(it went out of PoweredOn, Starting and came back\).*needs a new boot edge/);
+    expect(bootDenial('miami', boot({ image: 'img-evil' }), row({ state: 'Starting' }), states, undefined, true).refusal).toBe('image-mismatch');
+    expect(bootDenial('miami', boot(), row({ state: 'Running' }), states, undefined, true).refusal).toBe('not-booting');
+  });
 });
 
 describe('checkAdvance (the shape of an advance)', () => {

@@ -287,9 +287,17 @@ export { bootStates } from '../policy/index.ts';
  * | image-mismatch | the image is not the record's real image |
  * | not-booting | the VM is in no state a `boot` edge leaves or enters |
  * | boot-token-invalid | the token was used within the repeat window, but the VM's row has moved since (`usedAtVersion`: the version that use saw): the VM left the boot it was approved for (or may have) |
+ * | boot-token-invalid | the token is the VM's (or the one its last replaced unused), used or not, but the VM has left the booting states since it was issued (`leftBoot`): it was issued for a boot the VM has left |
  * | boot-token-invalid | otherwise: the token is not the VM's last (nor the one it replaced unused), or was used |
  */
-export function bootDenial(caller: string, req: BootAuthorizeRequest, vm: VmRow | undefined, states: readonly string[], usedAtVersion?: number): Refusal {
+export function bootDenial(
+  caller: string,
+  req: BootAuthorizeRequest,
+  vm: VmRow | undefined,
+  states: readonly string[],
+  usedAtVersion?: number,
+  leftBoot?: boolean,
+): Refusal {
   if (req.dataCenter !== caller) return refuse('wrong-data-center', `the boot names data center ${req.dataCenter} but the token belongs to ${caller}`);
   if (!vm) return refuse('unknown-vm', `no VM ${req.vmId} in the record`);
   // A row retired in a booting state: `fleet state rm` forgot the VM while it booted (one write, in its state).
@@ -302,6 +310,12 @@ export function bootDenial(caller: string, req: BootAuthorizeRequest, vm: VmRow 
     return refuse(
       'boot-token-invalid',
       `VM ${vm.address} has moved since the boot token was used (its record was at version ${usedAtVersion} then, ${vm.version} now: more than that boot's own report); a used token is answered again only while the VM stays in the boot it was approved for, so booting it again needs a new boot edge`,
+    );
+  }
+  if (leftBoot === true) {
+    return refuse(
+      'boot-token-invalid',
+      `VM ${vm.address} has left the booting states since this boot token was issued (it went out of ${states.join(', ')} and came back): a token boots only the boot it was issued for, so booting it again needs a new boot edge`,
     );
   }
   return refuse('boot-token-invalid', 'the boot token is not valid for this VM or was used already');

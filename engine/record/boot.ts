@@ -1,6 +1,6 @@
-// The boot store: the boot check (row match, one-time token answered again
-// for a repeat of its approved boot while the VM stays in it, approved
-// attempt row in one statement)
+// The boot store: the boot check (row match, one-time token of the boot the
+// VM is in, answered again for a repeat of its approved boot while the VM
+// stays in it, approved attempt row in one statement)
 // and the record of denied attempts. Boot
 // tokens are stored by the writes that approve a boot edge (vm-writes.ts,
 // history.ts), with upsertBootTokens.
@@ -11,18 +11,53 @@ import type { BootStore } from './types.ts';
 
 /**
  * A statement's boot tokens, as a data-modifying CTE's body: `token` of each
- * row of `from` where it is set, a VM's new token replacing its earlier one
+ * row of `from` where it is set, issued after `history` (the id of the last
+ * history row of the VM the statement writes: its own rows are the way to
+ * the boot, not out of it), a VM's new token replacing its earlier one
  * (created now, unused). The earlier one, if it was never used, is kept as
- * the VM's previous token (prev_hash): its boot may be under way in the
- * cloud (approved, carried out, its report lost to a crash) and is answered
- * once still; a used one, and the one kept before, are dropped.
+ * the VM's previous token (prev_hash), with its issue: its boot may be under
+ * way in the cloud (approved, carried out, its report lost to a crash) and
+ * is answered once still, while the VM has not left the booting states
+ * since it was issued (the boot check reads the history after it:
+ * leftBoot); a used one, and the one kept before, are dropped.
  */
-export function upsertBootTokens(from: string, vmId: string, token: string): string {
-  return `INSERT INTO boot_tokens (vm_id, token_hash)
-         SELECT ${vmId}, ${token} FROM ${from} WHERE ${token} IS NOT NULL
+export function upsertBootTokens(from: string, vmId: string, token: string, history: string): string {
+  return `INSERT INTO boot_tokens (vm_id, token_hash, issued_history)
+         SELECT ${vmId}, ${token}, (${history})::bigint FROM ${from} WHERE ${token} IS NOT NULL
          ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL, used_version = NULL,
-           prev_hash = CASE WHEN boot_tokens.used_at IS NULL AND boot_tokens.token_hash <> EXCLUDED.token_hash THEN boot_tokens.token_hash END,
+           issued_history = EXCLUDED.issued_history,
+           prev_hash = CASE WHEN ${KEEP} THEN boot_tokens.token_hash END,
+           prev_issued_history = CASE WHEN ${KEEP} THEN boot_tokens.issued_history END,
            prev_used_at = NULL, prev_used_version = NULL`;
+}
+
+/** upsertBootTokens: the replaced token is kept (unused, and not the new one). */
+const KEEP = 'boot_tokens.used_at IS NULL AND boot_tokens.token_hash <> EXCLUDED.token_hash';
+
+/**
+ * The id of the last of a statement's history rows of VM `vmId`, for
+ * upsertBootTokens: `cte` names the statement's `INSERT INTO history …
+ * RETURNING id, vm_id`.
+ */
+export const issuedAfter = (cte: string, vmId: string): string => `(SELECT max(${cte}.id) FROM ${cte} WHERE ${cte}.vm_id = ${vmId})`;
+
+/**
+ * Whether VM `vmId` has a history row after `issued` (boot_tokens.issued_history
+ * or prev_issued_history; NULL: every row) that took it out of the booting
+ * states (`states`, an SQL text[] expression), or brought it into the record
+ * (an import of a row removed by fleet state rm, whatever its state): it left
+ * the boot its token was issued for. A move is a row of outcome ok or drift
+ * (a transition, refresh's drift) that is no intent (`intent approved: …`);
+ * denied, vetoed and failed rows move nothing. A move into the booting states
+ * (a token issued ahead of its boot, while the VM was being created or
+ * powered off) or between them (the boot edge's report) does not end it.
+ * One range of history_vm (vm_id, id) per check.
+ */
+function leftBoot(vmId: string, issued: string, states: string): string {
+  return `EXISTS (SELECT 1 FROM history h WHERE h.vm_id = ${vmId} AND h.id > coalesce(${issued}, 0)
+    AND (h.from_state IS NULL OR h.outcome IN ('removed', 'imported')
+      OR (h.outcome IN ('ok', 'drift') AND h.from_state = ANY(${states}) AND NOT h.to_state = ANY(${states})
+        AND NOT coalesce(h.detail, '') LIKE 'intent approved:%')))`;
 }
 
 export function bootStore({ db }: RecordSql): BootStore {
@@ -69,7 +104,12 @@ export function bootStore({ db }: RecordSql): BootStore {
     // VM that went to BootFailed, PoweredOff, a drift, an import or an edit
     // and is booting again is not answered with a token used before: only
     // a new boot edge's token boots it (used_version is NULL for a use
-    // before schema 14: not answered again). Without a window, only
+    // before schema 14: not answered again). And whatever its use, a token
+    // whose VM's history since its issue (boot_tokens.issued_history,
+    // prev_issued_history: migration 15) has a move out of the item's states,
+    // or an import, is not used: it was issued for a boot the VM has left
+    // (leftBoot). Read here, once per check, rather than kept by a trigger on
+    // every write of vms (twice the apply's PostgreSQL CPU). Without a window, only
     // unused: a use that committed while this statement waited can be
     // stamped after this transaction's now(), and `used_at > now() - 0`
     // then let it through. fresh: used now (the use's time is now() only
@@ -86,14 +126,15 @@ export function bootStore({ db }: RecordSql): BootStore {
     // (statistics stale mid-apply) looked each VM up through vms_scope,
     // reading every VM of the stack per boot (bench:apply, 4,000 VMs at
     // P=10: 9.3 ms per call instead of 0.4, 5 s of PostgreSQL CPU).
-    const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean; used_at_version: number | null }>(
+    const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean; used_at_version: number | null; left_boot: boolean | null }>(
       `WITH i AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[], $10::text[]) WITH ORDINALITY
            AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_stack, i_k)
        ),
        s AS (SELECT * FROM unnest($7::int[], $8::text[]) AS s(s_k, s_state)),
        ok AS (
-         SELECT i.*, vms.version AS v_version, vms.retired_at AS v_retired FROM i JOIN vms ON vms.id = i.i_vm
+         SELECT i.*, vms.version AS v_version, vms.retired_at AS v_retired, ARRAY(SELECT s.s_state FROM s WHERE s.s_k = i.i_k) AS v_states
+         FROM i JOIN vms ON vms.id = i.i_vm
          WHERE vms.stack IS NOT DISTINCT FROM i.i_stack AND vms.data_center = i.i_dc AND vms.cloud_id = i.i_cloud AND vms.real_image = i.i_image
            AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
        ),
@@ -108,10 +149,10 @@ export function bootStore({ db }: RecordSql): BootStore {
          -- A retired row (fleet state rm while it booted) uses no token: checked here, not in ok, where \`retired_at IS
          -- NULL\` with the cloud id let the planner read every live VM through vms_cloud_id (a partial index on both).
          WHERE boot_tokens.vm_id = m.i_vm AND m.v_retired IS NULL AND (
-           (boot_tokens.token_hash = m.i_hash
+           (boot_tokens.token_hash = m.i_hash AND NOT ${leftBoot('m.i_vm', 'boot_tokens.issued_history', 'm.v_states')}
              AND (boot_tokens.used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.used_at > now() - m.i_repeat * interval '1 millisecond'
                AND m.v_version <= boot_tokens.used_version + 1)))
-           OR (boot_tokens.prev_hash = m.i_hash
+           OR (boot_tokens.prev_hash = m.i_hash AND NOT ${leftBoot('m.i_vm', 'boot_tokens.prev_issued_history', 'm.v_states')}
              AND (boot_tokens.prev_used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.prev_used_at > now() - m.i_repeat * interval '1 millisecond'
                AND m.v_version <= boot_tokens.prev_used_version + 1))))
          RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_hash AS u_hash, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason,
@@ -131,6 +172,10 @@ export function bootStore({ db }: RecordSql): BootStore {
                   END
            FROM boot_tokens t WHERE t.vm_id = i.i_vm)
          END AS used_at_version,
+         CASE WHEN ok.i_k IS NOT NULL AND used.u_k IS NULL THEN (
+           SELECT (t.token_hash = i.i_hash AND ${leftBoot('t.vm_id', 't.issued_history', 'ok.v_states')}) OR (t.prev_hash = i.i_hash AND ${leftBoot('t.vm_id', 't.prev_issued_history', 'ok.v_states')})
+           FROM boot_tokens t WHERE t.vm_id = i.i_vm)
+         END AS left_boot,
          ${FULL_VM.list}
        FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN ok ON ok.i_k = i.i_k
          LEFT JOIN used ON used.u_vm = i.i_vm AND used.u_hash = i.i_hash AND (used.u_k = i.i_k OR i.i_repeat > 0)
@@ -150,7 +195,12 @@ export function bootStore({ db }: RecordSql): BootStore {
     return rows.map((r): BootCheckResult => {
       const vm = r.found ? vmFromRow(r) : undefined;
       if (r.approved && vm) return { approved: true, vm };
-      return r.used_at_version !== null && r.used_at_version !== undefined ? { approved: false, vm, usedAtVersion: Number(r.used_at_version) } : { approved: false, vm };
+      return {
+        approved: false,
+        vm,
+        ...(r.used_at_version !== null && r.used_at_version !== undefined ? { usedAtVersion: Number(r.used_at_version) } : {}),
+        ...(r.left_boot === true ? { leftBoot: true as const } : {}),
+      };
     });
   };
 

@@ -7,7 +7,7 @@
 import type { FleetError } from '../diags/index.ts';
 import { fail } from '../diags/index.ts';
 import { whyNotAt, whyNotAtMany } from './errors.ts';
-import { upsertBootTokens } from './boot.ts';
+import { issuedAfter, upsertBootTokens } from './boot.ts';
 import { addressSql, iso } from './rows.ts';
 import type { RecordSql } from './sql.ts';
 import type { ChangeContext, HistoryRow, HistoryStore, Onward, Outcome } from './types.ts';
@@ -192,8 +192,8 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
              detail: 'ok.i_detail',
              order: ['ok.i_k'],
            },
-         ])}),
-         t AS (${upsertBootTokens('(SELECT DISTINCT ON (id) id, i_token FROM ok WHERE i_token IS NOT NULL ORDER BY id, i_k DESC) last', 'last.id', 'last.i_token')})
+         ], 'RETURNING id, vm_id')}),
+         t AS (${upsertBootTokens('(SELECT DISTINCT ON (id) id, i_token FROM ok WHERE i_token IS NOT NULL ORDER BY id, i_k DESC) last', 'last.id', 'last.i_token', issuedAfter('ins', 'last.id'))})
          SELECT i_k AS k FROM ok`,
         cols,
       );

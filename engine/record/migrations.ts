@@ -391,6 +391,23 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE boot_tokens ADD COLUMN prev_used_version integer`,
     ],
   },
+  {
+    version: 15,
+    description: 'boot_tokens remembers the VM\'s last history row at each token\'s issue (issued_history, prev_issued_history): a token boots only the boot it was issued for',
+    statements: [
+      // A token, used or not, is answered only while the VM has not left the booting states since it was issued
+      // (docs/protocol.md, "Boot authorization"): a VM that left its boot (Running, BootFailed, powered off) and came
+      // back into a booting state is booted by the next boot edge's token only. Which states boot is the pack's (the
+      // check passes them), so the check reads the VM's history rows after the token's issue (history_vm): every
+      // state change writes one in its statement. The issuing statement's own rows are before the issue.
+      `ALTER TABLE boot_tokens ADD COLUMN issued_history bigint`,
+      `ALTER TABLE boot_tokens ADD COLUMN prev_issued_history bigint`,
+      // A token issued before this version: the moves from the upgrade on count.
+      // (One index probe of history_vm per token; a VM with no history row at all keeps NULL: all its rows count.)
+      `UPDATE boot_tokens t SET issued_history = (SELECT max(h.id) FROM history h WHERE h.vm_id = t.vm_id)`,
+      `UPDATE boot_tokens SET prev_issued_history = issued_history WHERE prev_hash IS NOT NULL`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

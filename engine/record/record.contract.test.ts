@@ -2,6 +2,7 @@
 // always, PostgreSQL when FLEET_TEST_POSTGRES_URL is set). Each case uses its
 // own stack name so one record per backend serves the whole suite.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
@@ -1490,6 +1491,144 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await approved(check(a.id, { tokenHash: 'ha', repeatWithinMs: W }))).toEqual([false]);
     });
 
+    it('answers an unused token only in the boot episode it was issued for: out of the booting states and back, it is denied, and the new boot edge\'s token boots the VM', async () => {
+      // Before: an unused token was good whatever the VM went through since it was issued, so a VM that left its
+      // boot (Running, BootFailed, powered off) and came back into a booting state was answered, once, with its disk
+      // key, for a token of a boot it had left: as the VM's last token, or kept beside the next boot edge's.
+      const s = freshStack();
+      const W = 60_000;
+      const [a, b, c, d] = await Promise.all([booting(s, 0, 'ha'), booting(s, 1, 'hb'), booting(s, 2, 'hc'), booting(s, 3, 'hd')]);
+      const move = async (id: string, path: string[]) => {
+        for (const to of path) await r.transitionVm(id, (await r.getVm(id))!.version, to, { actor: 'a' });
+      };
+      // a: booted and ran without presenting its token, was shut down and powered on again (no token issued).
+      await move(a.id, ['Starting', 'Running', 'ShuttingDown', 'PoweredOff', 'PoweredOn']);
+      // b: powered off before its boot, powered on again, and a new boot edge approved (hb replaced unused: kept).
+      await move(b.id, ['PoweredOff', 'PoweredOn']);
+      await r.transitionVms([{ id: b.id, expectedVersion: (await r.getVm(b.id))!.version, to: 'PoweredOn', ctx: { actor: 'a' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: 'hb2' }]);
+      // c: its boot edge's report, then presented (the legitimate case: the same boot).
+      await move(c.id, ['Starting']);
+      // d: a failed boot, powered off and on, into Starting again by a drift (no token issued).
+      await move(d.id, ['Starting', 'BootFailed', 'PoweredOff', 'PoweredOn', 'Starting']);
+      const out = await r.authorizeBoots([
+        check(a.id, { tokenHash: 'ha', repeatWithinMs: W }),
+        check(b.id, { tokenHash: 'hb', repeatWithinMs: W }),
+        check(c.id, { tokenHash: 'hc', repeatWithinMs: W }),
+        check(d.id, { tokenHash: 'hd', repeatWithinMs: 0 }),
+      ]);
+      expect(out.map((o) => o.approved)).toEqual([false, false, true, false]);
+      expect(out[0]).toMatchObject({ vm: { state: 'PoweredOn' }, leftBoot: true });
+      expect(out[1]).toMatchObject({ vm: { state: 'PoweredOn' }, leftBoot: true });
+      expect(out[3]).toMatchObject({ vm: { state: 'Starting' }, leftBoot: true });
+      expect(out[2]).not.toHaveProperty('leftBoot');
+      expect((await bootAttempts(r)).filter((x) => [a.id, b.id, d.id].includes(x.vmId!))).toEqual([]);
+      // The new boot edge's token boots b.
+      expect((await r.authorizeBoots([check(b.id, { tokenHash: 'hb2', repeatWithinMs: W })])).map((o) => o.approved)).toEqual([true]);
+      // A wrong token says nothing about the episode.
+      expect((await r.authorizeBoots([check(a.id, { tokenHash: 'wrong', repeatWithinMs: W })]))[0]).not.toHaveProperty('leftBoot');
+    });
+
+    it('answers a token issued ahead (approved with the edges before its boot) once the VM reaches its boot, whatever it went through before; removed from the record and imported back, not', async () => {
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0, { realImage: 'ami-1' }), { actor: 'a' });
+      stacks.set(a.id, s);
+      // The boot edge approved ahead while the VM is being created (an advance: createVm's report carries it).
+      await r.transitionVms([{ id: a.id, expectedVersion: a.version, to: 'BeingCreated', ctx: { actor: 'a' }, intent: { to: 'PoweredOff', actor: 'a' }, bootTokenHash: 'ha' }]);
+      for (const [to, patch] of [['PoweredOff', { cloudId: 'i-1' }], ['PoweredOn', undefined]] as const) {
+        const [moved] = await r.transitionVms([{ id: a.id, expectedVersion: (await r.getVm(a.id))!.version, to, ctx: { actor: 'a' }, ...(patch ? { patch } : {}) }]);
+        expect(moved).not.toBeInstanceOf(Error);
+      }
+      expect((await r.authorizeBoots([check(a.id, { tokenHash: 'ha', repeatWithinMs: 60_000 })])).map((o) => o.approved)).toEqual([true]);
+      // Removed from the record (fleet state rm) before its boot and imported back booting: its token is not good
+      // for the imported VM's boot, whatever state it was removed in (an import issues no token).
+      const b = await r.insertVm(newVm(s, 'web', 1, { realImage: 'ami-1' }), { actor: 'a' });
+      stacks.set(b.id, s);
+      const [off] = await r.transitionVms([{ id: b.id, expectedVersion: b.version, to: 'PoweredOff', ctx: { actor: 'a' }, patch: { cloudId: 'i-2' }, intent: { to: 'PoweredOn', actor: 'a' }, bootTokenHash: 'hb' }]);
+      await r.transitionVm(b.id, (off as VmRow).version, 'PoweredOff', { actor: 'a' }, { retire: true });
+      await r.adoptVm({ ...newVm(s, 'web', 1, { state: 'PoweredOn', realImage: 'ami-1' }), id: b.id, cloudId: 'i-2' }, { actor: 'a' });
+      expect(await r.authorizeBoots([check(b.id, { tokenHash: 'hb', cloudId: 'i-2', repeatWithinMs: 60_000 })])).toMatchObject([{ approved: false, vm: { state: 'PoweredOn' }, leftBoot: true }]);
+    });
+
+    it('every writer of a VM row bumps its version and writes each state change to history; the boot check reads the moves there: intents, failures, vetoes and denials are none', async () => {
+      // The repeat rule (a used token answered while the row is at most one write past its use) counts writes by
+      // the version: each write of the record's code must bump it. Whether the VM left the boot a token was issued
+      // for is read from the VM's history rows after the issue (migration 15), so each write that moves a VM (or
+      // brings it back into the record) must write its row.
+      const s = freshStack();
+      const a = await booting(s, 0, 'ha');
+      const versions = [a.version];
+      const at = async () => (await r.listVms(s, { includeRetired: true })).find((x) => x.id === a.id)!;
+      const rowsOf = async () => (await r.history(s, 'web/0')).filter((h) => h.vmId === a.id).sort((x, y) => x.id - y.id);
+      const bumped = async (what: string, write: () => Promise<unknown>, moved?: { from: string | null; to: string }) => {
+        const before = await at();
+        const seen = (await rowsOf()).length;
+        await write();
+        const after = await at();
+        expect(after.version, what).toBeGreaterThan(versions.at(-1)!);
+        versions.push(after.version);
+        const rows = (await rowsOf()).slice(seen);
+        if (moved) expect(rows, what).toEqual([expect.objectContaining({ from: moved.from, to: moved.to })]);
+        else expect([rows.filter((h) => h.from !== h.to), after.state], what).toEqual([[], before.state]);
+      };
+      await bumped('transitionVm', async () => r.transitionVm(a.id, (await at()).version, 'Starting', { actor: 'a' }), { from: 'PoweredOn', to: 'Starting' });
+      await bumped('transitionVms', async () => r.transitionVms([{ id: a.id, expectedVersion: (await at()).version, to: 'Running', ctx: { actor: 'a' }, patch: { cloudId: 'i-1' } }]), {
+        from: 'Starting',
+        to: 'Running',
+      });
+      await bumped('updateVm', async () => r.updateVm(a.id, (await at()).version, { desiredState: 'PoweredOff', specHash: 'h2' }, { actor: 'a' }));
+      await bumped('insertVm replacing (the old row deposed)', async () => r.insertVm(newVm(s, 'web', 0, { replaces: a.id, specHash: 'h3' }), { actor: 'a' }));
+      await bumped('transitionVm retiring', async () => r.transitionVm(a.id, (await at()).version, 'Deleted', { actor: 'a' }, { retire: true }), { from: 'Running', to: 'Deleted' });
+      await bumped(
+        'adoptVm of the retired row',
+        async () => {
+          const now = (await r.listVms(s)).find((x) => x.index === 0);
+          if (now) await r.transitionVm(now.id, now.version, 'Deleted', { actor: 'a' }, { retire: true });
+          await r.adoptVm({ ...newVm(s, 'web', 0, { state: 'Running' }), id: a.id, cloudId: 'i-9' }, { actor: 'a' });
+        },
+        { from: null, to: 'Running' },
+      );
+      // And every UPDATE of vms in the record's sources says so (a new writer that forgets fails here).
+      const dir = new URL('.', import.meta.url);
+      const sources = (await readdir(dir)).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && f !== 'testing.ts');
+      let updates = 0;
+      for (const f of sources) {
+        const text = await readFile(new URL(f, dir), 'utf8');
+        for (const m of text.matchAll(/UPDATE vms SET([\s\S]*?)\bWHERE\b/g)) {
+          updates++;
+          expect(m[1], `${f}: ${m[0].slice(0, 80)}`).toMatch(/version = version \+/);
+        }
+      }
+      expect(updates).toBeGreaterThanOrEqual(5);
+
+      // History rows that move nothing leave the boot as it was: an intent out of the booting states (an edge
+      // approved, not carried out), its failed report, a veto, a denial, a drift that kept the state.
+      const [b, c, d] = await Promise.all([booting(s, 1, 'hb'), booting(s, 2, 'hc'), booting(s, 3, 'hd')]);
+      expect((await r.authorizeBoots([check(c.id, { tokenHash: 'hc', repeatWithinMs: 60_000 })]))[0].approved).toBe(true);
+      for (const id of [b.id, c.id, d.id]) {
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOff', outcome: 'ok', actor: 'authority', detail: 'intent approved: powerOff' });
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOff', outcome: 'failed', actor: 'dmz-client:miami', detail: 'the cloud operation failed' });
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOff', outcome: 'vetoed', actor: 'dmz-client:miami', detail: 'no' });
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOn', outcome: 'denied', actor: 'authority', detail: 'boot denied: no' });
+        await r.addHistory(id, { from: 'PoweredOn', to: 'PoweredOn', outcome: 'drift', actor: 'refresh', detail: 'kept' });
+      }
+      expect((await r.authorizeBoots([check(b.id, { tokenHash: 'hb', repeatWithinMs: 60_000 })]))[0].approved).toBe(true);
+      // Moves out of the booting states and back end it: transitions (b, c: unused and used), refresh's drift (d).
+      for (const id of [b.id, c.id]) {
+        for (const to of ['PoweredOff', 'PoweredOn']) await r.transitionVm(id, (await r.getVm(id))!.version, to, { actor: 'a' });
+      }
+      for (const to of ['PoweredOff', 'PoweredOn']) await r.transitionVm(d.id, (await r.getVm(d.id))!.version, to, { actor: 'refresh', outcome: 'drift', detail: 'refresh: miami reports it' });
+      const out = await r.authorizeBoots([
+        check(b.id, { tokenHash: 'hb', repeatWithinMs: 60_000 }),
+        check(c.id, { tokenHash: 'hc', repeatWithinMs: 60_000 }),
+        check(d.id, { tokenHash: 'hd', repeatWithinMs: 60_000 }),
+      ]);
+      expect(out).toMatchObject([
+        { approved: false, leftBoot: true },
+        { approved: false, leftBoot: true },
+        { approved: false, leftBoot: true },
+      ]);
+    });
+
     it('over generated paths after a use: a VM that left the booting states is never answered its used token again; one write (the boot\'s report) keeps it answered', async () => {
       const STATES = ['PoweredOff', 'PoweredOn', 'Starting', 'Running', 'BootFailed', 'ShuttingDown'];
       const BOOTING = ['PoweredOn', 'Starting'];
@@ -1561,6 +1700,41 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         const b = await openRecord(url);
         expect(await b.listVms(s)).toHaveLength(1);
         await b.close();
+      } finally {
+        await drop();
+      }
+    });
+
+    it('upgrades a record with boot tokens to 15: a token issued before counts the moves from the upgrade on', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const raw = await rawAdapter(backend, url);
+        await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= 14));
+        const s = freshStack();
+        const ids = [randomUUID(), randomUUID()];
+        for (const [k, id] of ids.entries()) {
+          await raw.query(
+            `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk, cloud_id, version)
+             VALUES ($1, $2, 'web', $3, $4, 'miami', 'PoweredOn', 'Running', 'h1', 'ubuntu-22.04', 'ami-1', 2, 4, 50, true, 'i-1', 4)`,
+            [id, s, k, `web-${k}`],
+          );
+          await raw.query(`INSERT INTO boot_tokens (vm_id, token_hash) VALUES ($1, $2)`, [id, `h${k}`]);
+        }
+        await raw.close();
+        const rec = (await openRecord(url)) as SqlRecord;
+        try {
+          expect(await rec.schemaVersion()).toBe(SCHEMA_VERSION);
+          const c = (id: string, tokenHash: string): BootCheck => ({
+            vmId: id, stack: s, dataCenter: 'miami', cloudId: 'i-1', image: 'ami-1', tokenHash, allowedStates: ['PoweredOn', 'Starting'], reason: 'matches the record', repeatWithinMs: 60_000,
+          });
+          // The first stays in its boot (its report); the second leaves it and comes back.
+          await rec.transitionVm(ids[0], 4, 'Starting', { actor: 'a' });
+          await rec.transitionVm(ids[1], 4, 'PoweredOff', { actor: 'a' });
+          await rec.transitionVm(ids[1], 5, 'PoweredOn', { actor: 'a' });
+          expect(await rec.authorizeBoots([c(ids[0], 'h0'), c(ids[1], 'h1')])).toMatchObject([{ approved: true }, { approved: false, leftBoot: true }]);
+        } finally {
+          await rec.close();
+        }
       } finally {
         await drop();
       }
@@ -1699,16 +1873,18 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const cases = [
         // Missing only an index migration: read as it is, left at its version.
         { at: SCHEMA_VERSION, next: true, refused: false },
-        // Missing 14 (boot_tokens.used_version, which the boot check reads and writes): refused, left at 13.
-        { at: 13, refused: true, missing: '14' },
-        // Missing 13 (vms_cloud_id, an index) and 14: refused, naming 14 only.
-        { at: 12, refused: true, missing: '14' },
+        // Missing 15 (boot_tokens.issued_history, which the boot check reads and writes): refused, left at 14.
+        { at: 14, refused: true, missing: '15' },
+        // Missing 14 (boot_tokens.used_version, which the boot check reads and writes) too: refused, left at 13.
+        { at: 13, refused: true, missing: '14, 15' },
+        // Missing 13 (vms_cloud_id, an index), 14 and 15: refused, naming 14 and 15 only.
+        { at: 12, refused: true, missing: '14, 15' },
         // Missing 12 (fleets.managed_by, which listFleets reads) too.
-        { at: 11, refused: true, missing: '12, 14' },
-        // Missing 10 and 11 (indexes only), 12 and 14: naming 12 and 14 only.
-        { at: 9, refused: true, missing: '12, 14' },
+        { at: 11, refused: true, missing: '12, 14, 15' },
+        // Missing 10 and 11 (indexes only), 12, 14 and 15: naming 12, 14 and 15 only.
+        { at: 9, refused: true, missing: '12, 14, 15' },
         // Missing 9 (a column the boot check reads) too.
-        { at: 8, refused: true, missing: '9, 12, 14' },
+        { at: 8, refused: true, missing: '9, 12, 14, 15' },
       ];
       for (const c of cases) {
         const { url, drop } = await backend.freshUrl();
@@ -1746,7 +1922,9 @@ describe.each(testBackends())('record contract on $name', (backend) => {
           await drop();
         }
       }
-    });
+      // Seven fresh records, each opened three times or four: on PGlite under a loaded machine that is 45 s and
+      // more (the suite's 60 s timed it out once migration 15 added the seventh).
+    }, 180_000);
 
     it('refuses a database that holds another application\'s tables', async () => {
       const { url, drop } = await backend.freshUrl();

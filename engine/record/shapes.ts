@@ -285,7 +285,9 @@ export interface HistoryItem {
  * One boot check of a batch (BootStore.authorizeBoots): the VM's row must
  * be of `stack` (the asking authority's: stacks may share a record) and in
  * `dataCenter` with this cloud id and real image, in one of
- * `allowedStates`, and `tokenHash` must be its unused boot token.
+ * `allowedStates`, and `tokenHash` must be its unused boot token (or the
+ * one its last replaced unused), issued for the boot the VM is in: the VM
+ * has not left `allowedStates` since the token was issued.
  */
 export interface BootCheck {
   vmId: string;
@@ -316,9 +318,13 @@ export interface BootCheck {
  * denial. `usedAtVersion`: the row matched and the token was used within the
  * window, but the VM's row has moved on since that use (the version the use
  * saw; `vm.version` is two writes or more past it): a repeat of a boot the
- * VM has left.
+ * VM has left. `leftBoot`: the row matched and the token is the VM's (or the
+ * one it replaced unused), used or not, but the VM has left the booting
+ * states since the token was issued (its history rows after
+ * boot_tokens.issued_history): a token of a boot the VM has left, good for
+ * no later one.
  */
-export type BootCheckResult = { approved: true; vm: VmRow } | { approved: false; vm: VmRow | undefined; usedAtVersion?: number };
+export type BootCheckResult = { approved: true; vm: VmRow } | { approved: false; vm: VmRow | undefined; usedAtVersion?: number; leftBoot?: true };
 
 export interface LockHolder {
   who: string;

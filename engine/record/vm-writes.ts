@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FleetError } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
-import { upsertBootTokens } from './boot.ts';
+import { issuedAfter, upsertBootTokens } from './boot.ts';
 import { CloudIdTakenError, ManagerMismatchError, VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
 import { fitBudgets, guarded, lockBudget, ownerMismatch, readBudgetUsage, readFleetOwners } from './budget.ts';
 import { OnwardRows, insertHistory, type HistorySource } from './history.ts';
@@ -434,8 +434,8 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
          h AS (${insertHistory([
            { ...ctxSource('ins', written, 'NULL', 'first.i_state', { actor: 'first.i_actor', planId: 'first.i_plan', requestId: 'first.i_request', outcome: "'ok'", detail: 'first.i_detail' }), order: ['first.i_k', '0'] },
            OnwardRows.source('ins', written, 'first.i_k'),
-         ])}),
-         t AS (${upsertBootTokens(written, 'ins.id', 'first.i_token')})
+         ], 'RETURNING id, vm_id')}),
+         t AS (${upsertBootTokens(written, 'ins.id', 'first.i_token', issuedAfter('h', 'ins.id'))})
          SELECT * FROM ins WHERE ${claimed('ins', 'f')}`,
         [...cols, ...onward.cols],
       );
@@ -665,8 +665,8 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
              order: ['i.i_k', '0'],
            },
            OnwardRows.source('upd', moved, 'i.i_k'),
-         ])}),
-         t AS (${upsertBootTokens(moved, 'upd.id', 'i.i_token')})
+         ], 'RETURNING id, vm_id')}),
+         t AS (${upsertBootTokens(moved, 'upd.id', 'i.i_token', issuedAfter('h', 'upd.id'))})
          SELECT * FROM upd`,
         [...cols, ...onward.cols],
       );
