@@ -58,6 +58,17 @@ describe('fleet policy graph', () => {
   });
 });
 
+/** The default pack with two cases of one fleet: `ok` passes, `ko` expects a grant the pack does not give. */
+async function okAndKoPack(): Promise<string> {
+  const policy = await readFile(join(ROOT, 'policies/default/policy.yaml'), 'utf8');
+  const fleetDoc =
+    '  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: web, owner: a }, spec: { count: 1, image: ubuntu-22.04, size: { cpu: 1, memoryGiB: 1, diskGiB: 10 } } }\n';
+  return packDir(policy, {
+    ok: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { violations: [] }\n`,
+    ko: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { grants: [{ fleet: web, requested: 1, granted: 0 }] }\n`,
+  });
+}
+
 describe('fleet policy test', () => {
   it('passes the default pack', async () => {
     const r = await runCli(['policy', 'test', 'policies/default'], { cwd: ROOT });
@@ -68,13 +79,7 @@ describe('fleet policy test', () => {
   });
 
   it('exits 1 and shows a diff when a case fails', async () => {
-    const policy = await readFile(join(ROOT, 'policies/default/policy.yaml'), 'utf8');
-    const fleetDoc =
-      '  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: web, owner: a }, spec: { count: 1, image: ubuntu-22.04, size: { cpu: 1, memoryGiB: 1, diskGiB: 10 } } }\n';
-    const dir = await packDir(policy, {
-      ok: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { violations: [] }\n`,
-      ko: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { grants: [{ fleet: web, requested: 1, granted: 0 }] }\n`,
-    });
+    const dir = await okAndKoPack();
     const r = await runCli(['policy', 'test', '.'], { cwd: dir });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe(
@@ -94,13 +99,7 @@ describe('fleet policy test', () => {
   // CLI"); `fleet policy test` refused it as an unknown option, so a CI job
   // could only scrape PASS/FAIL lines.
   it('--format json: one document of every case, valid against its schema, exit as in text', async () => {
-    const policy = await readFile(join(ROOT, 'policies/default/policy.yaml'), 'utf8');
-    const fleetDoc =
-      '  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: web, owner: a }, spec: { count: 1, image: ubuntu-22.04, size: { cpu: 1, memoryGiB: 1, diskGiB: 10 } } }\n';
-    const dir = await packDir(policy, {
-      ok: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { violations: [] }\n`,
-      ko: `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { grants: [{ fleet: web, requested: 1, granted: 0 }] }\n`,
-    });
+    const dir = await okAndKoPack();
     const r = await runCli(['policy', 'test', '.', '--format', 'json'], { cwd: dir });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(1);
