@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
 import { openRecord, requireExistingRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
+import { envMs } from '../record/env.ts';
 import { loadStack, type LoadedFleet, type LoadedStack } from '../spec/index.ts';
 import type { LoadedDataCenter } from '../spec/types.ts';
 import { cliTokenEnv, loadClientTls, type ClientTls } from '../transport/index.ts';
@@ -79,12 +80,7 @@ export async function loadValidStack(stackDir: string, opts: SessionOptions) {
  * without a word, leaving the 60 s its user meant to shorten.
  */
 export function retryBudgetFrom(env: NodeJS.ProcessEnv): number | undefined {
-  const v = env.FLEET_RETRY_BUDGET_MS;
-  if (v === undefined || v === '') return undefined;
-  if (!/^[0-9]+$/.test(v)) {
-    throw new FleetError(diag('cli.usage', `FLEET_RETRY_BUDGET_MS takes a whole number of milliseconds (0 or more; default 60000), not ${JSON.stringify(v)}.`));
-  }
-  return Number(v);
+  return envMs('FLEET_RETRY_BUDGET_MS', undefined, { env, hint: 'default 60000' });
 }
 
 /** A data center's token variable is unset: where (stack.yaml) and which variable. */
