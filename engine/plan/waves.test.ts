@@ -383,6 +383,44 @@ describe('mandatory max-disruption with members leaving for good (a lower count)
   });
 });
 
+describe('advisory max-disruption with members leaving for good beside a rollout it sized', () => {
+  // The rule's default maxUnavailable was maxShare of the new count, and the rule then counted the members the
+  // lower count deletes beside the widest wave: count 3 -> 2 with an image change, maxShare 0.5, got the default
+  // maxUnavailable 1 and the finding "2 of 3 Running members … would leave Running at once (1 in its widest wave,
+  // 1 for good) (at most 1)", whose hint ("Lower spec.rollout.maxUnavailable of web to 1 or less") named the value
+  // the plan already used. The default now leaves the places the deletes take, as a mandatory rule's cap does.
+  it('gets no finding from its own default when what leaves for good fits its share, over 200 generated fleets', async () => {
+    const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
+    const next = rng(71);
+    const int = (n: number) => Math.floor(next() * n);
+    for (let k = 0; k < 200; k++) {
+      const maxShare = [0.1, 0.25, 0.34, 0.5][int(4)];
+      const rules = new Map(base.rules);
+      const rule = rules.get('max-disruption')!;
+      rules.set('max-disruption', { ...rule, enforcement: 'advisory', config: { ...rule.config, maxShare } });
+      const existing = 1 + int(16);
+      const count = Math.max(0, existing - int(5));
+      const web = makeFleet('web', { count, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] } });
+      const rows = Array.from({ length: existing }, (_, i) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' }));
+      const p = computePlan({
+        stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
+        pack: { ...base, rules },
+        fleets: [web],
+        record: rows,
+        fleetVersions: {},
+        options: { targets: [], excludes: [], allowDestroy: ['web'], refresh: false },
+        policy: defaultPolicy,
+        id: `a${k}`,
+      });
+      const forGood = existing - count;
+      const label = `case ${k}: ${existing} -> ${count}, maxShare ${maxShare}: ${p.rollouts?.[0]?.reason}`;
+      const findings = p.policy.violations.filter((v) => v.policy === 'max-disruption');
+      if (forGood <= Math.floor(maxShare * existing + 1e-9)) expect(findings, label).toEqual([]);
+      else expect(findings, label).not.toEqual([]);
+    }
+  });
+});
+
 describe('--target of one member under a mandatory max-disruption', () => {
   // --target web/3 leaves the fleet's other members out of the plan, and the waves and the rule then counted
   // its Running members as 1: "1 of 1 Running members of fleet web would leave Running" blocked the canary

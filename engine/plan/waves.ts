@@ -101,6 +101,15 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
   } else {
     maxUnavailable = Math.floor(rule.maxShare * n + 1e-9);
     notes.push(`maxUnavailable ${maxUnavailable} of ${n} from max-disruption maxShare ${rule.maxShare}`);
+    // The rule counts the members a lower count deletes beside the widest wave: its own default leaves them
+    // their places (when they fit its share), or an advisory rule would flag the waves its default sized.
+    // A mandatory rule caps every setting below, with the same arithmetic. A fleet leaving the serving state
+    // for good (state: PoweredOff) is judged as a whole, which no wave width changes.
+    const share = Math.floor(rule.maxShare * serving + 1e-9);
+    if (rule.enforcement === 'advisory' && spec.state === rule.state && leavingForGood > 0 && leavingForGood <= share && maxUnavailable > share - leavingForGood) {
+      maxUnavailable = share - leavingForGood;
+      notes.push(`lowered to ${maxUnavailable}: ${leavingForGood} deleted beside its waves (maxShare ${rule.maxShare} of ${serving} ${rule.state})`);
+    }
   }
   if (rule.enforcement === 'mandatory') {
     // The rule counts the members deleted beside the widest wave. When they alone are more than it allows, it
