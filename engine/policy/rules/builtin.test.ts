@@ -179,6 +179,30 @@ describe('max-disruption', () => {
     });
   });
 
+  describe('the hint when no maxUnavailable of 1 or more would do', () => {
+    // With the members leaving for good already at the share (or a share that allows none), the hint said
+    // "Lower spec.rollout.maxUnavailable of web to 1 or less": the rollout's maxUnavailable was 1 already (a
+    // one-member fleet replaced delete-before-create for lack of room, test/fixtures/plan/04-update-replace).
+    const replace = (i: number) => change(`web/${i}`, 'replace', { wave: 1, path: ['Running'], replaceOrder: 'delete-before-create' });
+    const del = (i: number) => change(`web/${i}`, 'delete', { path: DEFAULT_LIFECYCLE.path('Running', 'Deleted')! });
+    it.each([
+      {
+        name: 'a share that allows none',
+        changes: [replace(0)],
+        hint: "maxShare 0.5 of 1 Running member of web allows none out at once: only replacements by surge VMs keep its members serving (spec.rollout.maxUnavailable 0 and a maxSurge, with room in the data center), or raise max-disruption.maxShare in the stack's policyPack.config.",
+      },
+      {
+        name: 'members leaving for good take every place',
+        changes: [replace(0), change('web/1', 'noop', { path: ['Running'] }), del(2)],
+        hint: "The 1 member of web leaving for good takes every place maxShare 0.5 of 3 Running allows (1): only replacements by surge VMs keep its members serving (spec.rollout.maxUnavailable 0 and a maxSurge, with room in the data center), or lower the count in a plan of its own first, or raise max-disruption.maxShare in the stack's policyPack.config.",
+      },
+    ])('$name', ({ changes, hint }) => {
+      const p = { ...plan(changes), rollouts: [{ fleet: 'web', maxUnavailable: 1, maxSurge: 0, failureThreshold: 1, reason: '', waves: [] }] };
+      const vs = evaluateRules(p, ctx(), packWith([[maxDisruptionRule, 'advisory', { maxShare: 0.5 }]]));
+      expect(vs.map((v) => v.hint)).toEqual([hint]);
+    });
+  });
+
   it('reports per fleet with the numbers', () => {
     const changes = [...running(4, ['delete', 'delete', 'delete']), change('api/0', 'delete', { fleet: 'api' })];
     const vs = evaluateRules(plan(changes), ctx(), packWith([[maxDisruptionRule, 'advisory', { maxShare: 0.5 }]]));

@@ -235,13 +235,22 @@ export const maxDisruptionRule: Rule = {
           : worst.wave === 0
             ? ` at once (${n.atOnce} for good, before its waves)`
             : ` at once (${worst.out} in ${where}${n.atOnce ? `, ${n.atOnce} for good` : ''}${worst.before ? `; ${worst.before} more serving by then` : ''})`;
+      const raise = "raise max-disruption.maxShare in the stack's policyPack.config.";
+      const members = (k: number) => `${k} member${k === 1 ? '' : 's'}`;
+      // No maxUnavailable of 1 or more fits beside what leaves for good: only surge VMs, or a smaller plan, do.
+      const noPlace =
+        n.atOnce > 0
+          ? `The ${members(n.atOnce)} of ${fleet} leaving for good ${n.atOnce === 1 ? 'takes' : 'take'} every place maxShare ${maxShare} of ${worst.serving} ${state} allows (${allowed})`
+          : `maxShare ${maxShare} of ${worst.serving} ${state} member${worst.serving === 1 ? '' : 's'} of ${fleet} allows none out at once`;
       out.push({
         address: fleet,
         message: `${leaving} of ${worst.serving} ${state} members of fleet ${fleet} would leave ${state}${how} (at most ${allowed}, maxShare ${maxShare}).`,
         hint:
-          n.waves.size > 0
-            ? `Lower spec.rollout.maxUnavailable of ${fleet} to ${Math.max(1, perWave)} or less${n.atOnce ? ` (${n.atOnce} leave for good beside its waves)` : ''}, or raise max-disruption.maxShare in the stack's policyPack.config.`
-            : `Make the change in steps of at most ${Math.max(1, allowed)} member(s) of ${fleet} per plan, or raise max-disruption.maxShare in the stack's policyPack.config.`,
+          n.waves.size === 0
+            ? `Make the change in steps of at most ${Math.max(1, allowed)} member(s) of ${fleet} per plan, or ${raise}`
+            : perWave >= 1
+              ? `Lower spec.rollout.maxUnavailable of ${fleet} to ${perWave} or less${n.atOnce ? ` (${n.atOnce} leave${n.atOnce === 1 ? 's' : ''} for good beside its waves)` : ''}, or ${raise}`
+              : `${noPlace}: only replacements by surge VMs keep its members serving (spec.rollout.maxUnavailable 0 and a maxSurge, with room in the data center), ${n.atOnce ? 'or lower the count in a plan of its own first, ' : ''}or ${raise}`,
       });
     }
     return out;
