@@ -62,7 +62,7 @@ function transitionMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void
   const path = s.path(row.state, spec.state);
   if (!path) {
     s.violate('lifecycle', row.address, `no path from ${row.state} to ${spec.state} in the diagram`, 'fix the pack lifecycle, or move the VM by hand');
-    return;
+    return s.hold(row, spec);
   }
   const { lc } = s;
   const steps = s.steps(path, 'current');
@@ -96,7 +96,7 @@ function recreateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void {
   const path = s.path(s.lc.initial, spec.state);
   if (!oldEnd || !path) {
     s.violate('lifecycle', row.address, `no path to delete ${row.address} from ${row.state} and create it again`, 'fix the pack lifecycle');
-    return;
+    return s.hold(row, spec);
   }
   s.changes.push({
     ...s.base(spec, row.index, row.dataCenter),
@@ -154,7 +154,7 @@ function updateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet, diff: Fie
   const r = resizeSteps(s.lc, row.state, spec.state);
   if ('missing' in r) {
     s.violate('lifecycle', row.address, `no path from ${r.missing.from} to ${r.missing.to} in the diagram`, 'fix the pack lifecycle, or move the VM by hand');
-    return;
+    return s.hold(row, spec);
   }
   takeGrowth(s, row, spec);
   const { path, steps } = r;
@@ -177,13 +177,13 @@ function replaceMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet, diff: Fi
   const why = dc ? staticExclusion(dc, spec, pack) : `data center ${row.dataCenter} is not in the stack`;
   if (why) {
     s.violate('placement', row.address, `cannot replace ${row.address} in ${row.dataCenter}: ${why}; members never move`, `lower count below ${row.index + 1} to delete it, then raise it to create it elsewhere`);
-    return;
+    return s.hold(row, spec);
   }
   const oldEnd = deletePath(s.lc, row.state);
   const path = s.path(s.lc.initial, spec.state);
   if (!oldEnd || !path) {
     s.violate('lifecycle', row.address, `no path to replace ${row.address} from ${row.state}`, 'fix the pack lifecycle');
-    return;
+    return s.hold(row, spec);
   }
   // Create-then-delete keeps the member serving, but needs room for a second VM for a while.
   const replaceOrder: ReplaceOrder = s.capacity === null || fits(s.capacity.get(row.dataCenter), spec.size) ? 'create-before-delete' : 'delete-before-create';

@@ -4,7 +4,7 @@
 // violations so far, what the plan has taken of each data center's capacity,
 // and the shared frozen pieces every change of a big plan reuses.
 import type { Lifecycle } from '../policy/types.ts';
-import type { UnchangedRow, UsageRow } from '../record/types.ts';
+import type { PlanVmRow, UnchangedRow, UsageRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
 import { formatVmAddress } from '../model/index.ts';
 import { resizeState, stepsAlong } from './member.ts';
@@ -47,6 +47,12 @@ export class PlanState {
   readonly resizeAt: string;
   /** Record version of each VM a change acts on (not noops), for the basis. */
   readonly touched: Map<string, number>;
+  /**
+   * Members the specs still want whose change a violation vetoed (a replace in a data center the fleet may no
+   * longer use, no path in the diagram), as noops: they stay as they are, so the waves and the rules count them
+   * as they count the members --target leaves out. The document lists them in neither `changes` nor `unchanged`.
+   */
+  readonly held: Change[];
   /** Capacity left per data center, less what this plan has placed; null when the capacity rule is disabled. */
   readonly capacity: Map<string, CapacityLeft> | null;
   /** --target web/3: per fleet targeted only by member addresses, the indexes to plan. */
@@ -66,6 +72,7 @@ export class PlanState {
     this.statePaths = new Map();
     this.images = new Map();
     this.touched = new Map();
+    this.held = [];
     this.memberTargets = memberTargets(input.options.targets);
     this.forceReplace = new Set(input.options.replace ?? []);
     this.lc = input.pack.lifecycle;
@@ -108,6 +115,21 @@ export class PlanState {
 
   violate(policy: string, address: string, message: string, hint: string, level: Violation['level'] = 'mandatory'): void {
     this.violations.push({ policy, level, address, message, hint });
+  }
+
+  /** A member whose change was vetoed stays as it is (see `held`). */
+  hold(row: PlanVmRow, spec: LoadedFleet): void {
+    this.held.push({
+      ...this.base(spec, row.index, row.dataCenter),
+      name: row.name,
+      action: 'noop',
+      from: row.state,
+      to: row.state,
+      path: this.statePath(row.state),
+      steps: [],
+      reason: 'left as it is: its change is vetoed',
+      vmId: row.id,
+    });
   }
 
   /** `[state]`, one frozen array per state (noops share them). */

@@ -122,6 +122,8 @@ export function computePlan(input: PlanInput): PlanDocument {
       changes.push(...kept);
     }
   }
+  // Members whose change a violation vetoed serve on as they are, like those --target leaves out.
+  untouched.push(...s.held);
   const waves = assignWaves({
     changes,
     specs,

@@ -421,6 +421,36 @@ describe('advisory max-disruption with members leaving for good beside a rollout
   });
 });
 
+describe('members whose change a violation vetoes serve on', () => {
+  // web/0 and web/2 live in miami, which placement.dataCenters no longer allows: their image change is vetoed
+  // (a mandatory placement violation, "members never move"), so they stay Running as they are. The waves and the
+  // rule did not count them at all: the rollout said "maxUnavailable 1 of 3" while max-disruption said "1 of 1
+  // Running members of fleet web would leave Running at once … (at most 0)", and a mandatory rule lowered
+  // maxUnavailable to 0.
+  it.each(['advisory', 'mandatory'] as const)('%s max-disruption counts the 3 Running members of web', async (enforcement) => {
+    const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
+    const rules = new Map(base.rules);
+    const rule = rules.get('max-disruption')!;
+    rules.set('max-disruption', { ...rule, enforcement, config: { ...rule.config, maxShare: 0.5 } });
+    const web = makeFleet('web', { count: 3, image: 'ubuntu-24.04', placement: { dataCenters: ['richmond'] } });
+    const rows = ['miami', 'richmond', 'miami'].map((dc, i) => vmRow(web, i, { dataCenter: dc, image: 'ubuntu-22.04', specHash: 'old' }));
+    const p = computePlan({
+      // richmond is full: web/1 goes delete-before-create, out of service.
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'], { vms: 1 })]),
+      pack: { ...base, rules },
+      fleets: [web],
+      record: rows,
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      policy: defaultPolicy,
+      id: 'p',
+    });
+    expect(p.changes.map((c) => `${c.address} ${c.action} wave ${c.wave}`)).toEqual(['web/1 replace wave 1']);
+    expect(p.rollouts?.[0]).toMatchObject({ maxUnavailable: 1, waves: [{ wave: 1, members: ['web/1'], unavailable: 1, surge: 0 }] });
+    expect(p.policy.violations.map((v) => `${v.policy} ${v.address}`)).toEqual(['placement web/0', 'placement web/2']);
+  });
+});
+
 describe('--target of one member under a mandatory max-disruption', () => {
   // --target web/3 leaves the fleet's other members out of the plan, and the waves and the rule then counted
   // its Running members as 1: "1 of 1 Running members of fleet web would leave Running" blocked the canary
