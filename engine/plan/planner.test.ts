@@ -259,6 +259,30 @@ describe('computePlan: placement', () => {
     const plan = computePlan(input([f], [vmRow(f, 0, { dataCenter: 'miami' })]));
     expect(lines(plan)).toEqual([`web/1 create richmond ${RUN}`, 'web unchanged 1 miami:1 Running:1']);
   });
+
+  // placement.dataCenters narrowed from [miami, richmond] to [richmond]: the members in miami stay there, and the
+  // plan said "No changes. The record matches the specs." An advisory placement finding names them now.
+  it('says which members stay in a data center their fleet may no longer use', () => {
+    const f = makeFleet('web', { count: 3, placement: { dataCenters: ['richmond'] } });
+    const plan = computePlan(input([f], ['miami', 'richmond', 'miami'].map((dc, i) => vmRow(f, i, { dataCenter: dc }))));
+    expect(plan.changes).toEqual([]);
+    expect(plan.blocked).toBe(false);
+    expect(plan.policy.violations).toEqual([
+      {
+        policy: 'placement',
+        level: 'advisory',
+        address: 'web',
+        message: '2 members of fleet web live in miami, which the fleet may no longer use (not in the fleet allow-list); members never move, so they stay there.',
+        hint: 'Let fleet web use miami again, or lower spec.count to delete them (`fleet state list` shows which ones), then raise it to create them where the fleet may live.',
+      },
+    ]);
+  });
+
+  it('says nothing more of a member whose replace is vetoed there already', () => {
+    const f = makeFleet('web', { count: 1, image: 'ubuntu-24.04', placement: { dataCenters: ['richmond'] } });
+    const plan = computePlan(input([f], [vmRow(f, 0, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' })]));
+    expect(plan.policy.violations.map((v) => `${v.level} ${v.policy} ${v.address}`)).toEqual(['mandatory placement web/0']);
+  });
 });
 
 describe('computePlan: grants', () => {

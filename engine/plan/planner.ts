@@ -18,6 +18,7 @@ import type { LoadedFleet, LoadedStack } from '../spec/types.ts';
 import { assemble, summedUnchanged } from './assemble.ts';
 import { placeNew } from './creates.ts';
 import { deleteMember, diffMember } from './member-changes.ts';
+import { staticExclusion } from './placement.ts';
 import { PlanState } from './plan-state.ts';
 import type { PlanPolicy } from './policy-port.ts';
 import { byName, resolveScope } from './scope.ts';
@@ -169,6 +170,7 @@ function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSo
       diffMember(s, row, spec);
     }
   }
+  strandedMembers(s, spec, kept);
   // Members summed rather than read (PlanInput.unchanged) keep their indexes too.
   const summed = s.unchangedCount(spec.name);
   const present = new Set(kept.map((r) => r.index));
@@ -216,6 +218,41 @@ function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSo
   }
   pushAll(s.changes, created.changes);
   grantedSoFar[spec.name] = total;
+}
+
+/**
+ * Members never move (docs/planning.md): a member kept in a data center its
+ * fleet may no longer use (the allow-list, its hardware traits or the image
+ * catalog left it out) stays there. A replace there is vetoed already (a
+ * mandatory placement violation at the member); the other members get one
+ * advisory finding per data center, so that a plan with nothing to change
+ * does not pass for a record that matches the specs. The finding counts
+ * them without addresses: a plan that sums unchanged members rather than
+ * reading them (PlanInput.unchanged) must say the same.
+ */
+function strandedMembers(s: PlanState, spec: LoadedFleet, kept: readonly PlanVmRow[]): void {
+  const why = new Map<string, string | undefined>();
+  const excluded = (dcName: string): string | undefined => {
+    if (!why.has(dcName)) {
+      const dc = s.input.stack.dataCenters.find((d) => d.name === dcName);
+      why.set(dcName, dc ? staticExclusion(dc, spec, s.input.pack) : undefined);
+    }
+    return why.get(dcName);
+  };
+  const vetoed = new Set(s.violations.filter((v) => v.policy === 'placement' && v.level === 'mandatory').map((v) => v.address));
+  const byDc = new Map<string, number>();
+  for (const row of kept) if (!vetoed.has(row.address) && excluded(row.dataCenter)) byDc.set(row.dataCenter, (byDc.get(row.dataCenter) ?? 0) + 1);
+  for (const [dc, n] of s.summed.get(spec.name)?.dataCenters ?? []) if (n > 0 && excluded(dc)) byDc.set(dc, (byDc.get(dc) ?? 0) + n);
+  for (const [dc, n] of [...byDc].sort((a, b) => byName(a[0], b[0]))) {
+    const one = n === 1;
+    s.violate(
+      'placement',
+      spec.name,
+      `${n} member${one ? '' : 's'} of fleet ${spec.name} live${one ? 's' : ''} in ${dc}, which the fleet may no longer use (${excluded(dc)}); members never move, so ${one ? 'it stays' : 'they stay'} there.`,
+      `Let fleet ${spec.name} use ${dc} again, or lower spec.count to delete ${one ? 'it' : 'them'} (\`fleet state list\` shows which ${one ? 'one' : 'ones'}), then raise it to create ${one ? 'it' : 'them'} where the fleet may live.`,
+      'advisory',
+    );
+  }
 }
 
 /** `list.push(...more)` without spreading 100,000 arguments onto the stack. */

@@ -21,7 +21,8 @@ export function formatPath(path: readonly string[]): string {
  * always a record that matches the specs: the policy may have vetoed every
  * change the specs ask for (a quota of 0, no data center that fits), and
  * then the line says so; nor when --target / --exclude left no fleet in
- * scope (`--target web --exclude web`), which compares nothing.
+ * scope (`--target web --exclude web`), which compares nothing; nor beside
+ * advisory findings, which may say where they differ.
  */
 export function summaryLine(plan: PlanDocument): string {
   const s = plan.summary;
@@ -31,6 +32,10 @@ export function summaryLine(plan: PlanDocument): string {
       return 'No changes: --target and --exclude leave no fleet in scope, so nothing was compared with the record.';
     }
     if (vetoes > 0) return `No changes: the policy vetoed what the specs ask for (${vetoes} mandatory violation${vetoes === 1 ? '' : 's'}). The record does not match the specs.`;
+    // An advisory finding may say where the record and the specs differ with nothing to change (members that never
+    // move, left in a data center their fleet may no longer use).
+    const findings = plan.policy.violations.length;
+    if (findings > 0) return `No changes to make; ${findings} advisory policy finding${findings === 1 ? '' : 's'} to review.`;
     return 'No changes. The record matches the specs.';
   }
   return `Plan: ${s.create} to create, ${s.transition} to transition, ${s.update} to update, ${s.replace} to replace, ${s.delete} to delete.`;

@@ -66,6 +66,16 @@ describe('renderText', () => {
     expect(renderMarkdown(vetoed)).toContain('**No changes: the policy vetoed what the specs ask for (1 mandatory violation).');
   });
 
+  // Members left in a data center their fleet may no longer use: nothing to change, but the record does not
+  // match the specs, as the line claimed.
+  it('does not say "matches the specs" beside advisory findings', () => {
+    const f = makeFleet('web', { count: 1, placement: { dataCenters: ['richmond'] } });
+    const p = plan([f], [vmRow(f, 0, { dataCenter: 'miami' })]);
+    const want = 'No changes to make; 1 advisory policy finding to review.';
+    expect(renderText(p).trimEnd().split('\n').at(-1)).toBe(want);
+    expect(renderMarkdown(p)).toContain(`**${want}**`);
+  });
+
   // `fleet plan --target web --exclude web` (or excluding every fleet) compared
   // nothing and said "No changes. The record matches the specs." while every
   // member of web was still to be created; with --detailed-exitcode, exit 0.
