@@ -308,9 +308,11 @@ describe('applyPlan', () => {
     const record = await memoryRecord();
     try {
       const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
-      const blocked = { ...plan(1), blocked: true };
+      // Both said where nothing (`fleet plan`'s plan.blocked is at the stack), and "fix them" of one violation.
+      const p1 = plan(1);
+      const blocked = { ...p1, blocked: true, policy: { ...p1.policy, violations: [{ policy: 'protect', level: 'mandatory' as const, address: 'web/0', message: 'm', hint: 'h' }] } };
       await expect(applyPlan({ plan: blocked, record, providers: over(clients), owners: {}, parallelism: 1 })).rejects.toMatchObject({
-        diagnostics: [{ code: 'apply.plan-blocked' }],
+        diagnostics: [{ code: 'apply.plan-blocked', address: blocked.stack, detail: 'The plan has 1 mandatory policy violation (protect at web/0); resolve it and plan again.' }],
       });
       const stale = plan(1);
       await record.insertVm(
@@ -318,7 +320,7 @@ describe('applyPlan', () => {
         { actor: 'someone else' },
       );
       await expect(applyPlan({ plan: stale, record, providers: over(clients), owners: {}, parallelism: 1 })).rejects.toMatchObject({
-        diagnostics: [{ code: 'apply.stale-plan' }],
+        diagnostics: [{ code: 'apply.stale-plan', address: stale.stack }],
       });
       for (const c of clients.values()) expect(c.keys).toEqual([]);
       expect(await record.listLocks(stale.stack)).toEqual([]);

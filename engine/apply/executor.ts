@@ -54,8 +54,13 @@ export async function checkApplicable(plan: PlanDocument, record: FleetRecord, o
     throw new FleetError(diag('apply.plan-format', `The plan has formatVersion ${JSON.stringify(plan.formatVersion)}; this fleet reads ${JSON.stringify(PLAN_FORMAT_VERSION)}.`));
   }
   if (plan.blocked) {
-    const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
-    throw new FleetError(diag('apply.plan-blocked', `The plan has ${n} mandatory policy violation${n === 1 ? '' : 's'}; fix them and plan again.`));
+    const mandatory = plan.policy.violations.filter((v) => v.level === 'mandatory');
+    const n = mandatory.length;
+    const which = mandatory.slice(0, 3).map((v) => `${v.policy} at ${v.address}`);
+    const shown = n > 0 ? ` (${which.join(', ')}${n > 3 ? `, and ${n - 3} more` : ''})` : '';
+    throw new FleetError(
+      diag('apply.plan-blocked', `The plan has ${n} mandatory policy violation${n === 1 ? '' : 's'}${shown}; resolve ${n === 1 ? 'it' : 'them'} and plan again.`, { address: plan.stack }),
+    );
   }
   const stale = await record.checkBasis(plan.stack, plan.basis);
   if (stale.length > 0) {
@@ -66,10 +71,10 @@ export async function checkApplicable(plan: PlanDocument, record: FleetRecord, o
     const more = stale.length > 10 ? `; and ${stale.length - 10} more` : '';
     if (opts.fresh) {
       throw new FleetError(
-        diag('apply.record-changed', `The record changed while plan ${plan.id} was made under this apply's locks, by a write that takes no lock (\`fleet refresh\`): ${list}${more}. Run \`fleet apply\` again.`),
+        diag('apply.record-changed', `The record changed while plan ${plan.id} was made under this apply's locks, by a write that takes no lock (\`fleet refresh\`): ${list}${more}. Run \`fleet apply\` again.`, { address: plan.stack }),
       );
     }
-    throw new FleetError(diag('apply.stale-plan', `The record changed since plan ${plan.id} was made: ${list}${more}. Run \`fleet plan\` again.`));
+    throw new FleetError(diag('apply.stale-plan', `The record changed since plan ${plan.id} was made: ${list}${more}. Run \`fleet plan\` again.`, { address: plan.stack }));
   }
 }
 
