@@ -265,7 +265,8 @@ describe('failureThreshold as a share', () => {
 
 describe('a rollout that cannot start names its cause', () => {
   // spec.rollout.maxUnavailable 0 with a surge that cannot be used (a resize, no room, no quota) was blamed
-  // on the pack's max-disruption rule ("Raise max-disruption.maxShare"), even with the rule disabled.
+  // on the pack's max-disruption rule ("Raise max-disruption.maxShare"), even with the rule disabled. A resize's
+  // hint also said "free capacity or quota for a surge VM", which a resize cannot use whatever the room.
   it.each([
     {
       name: 'a resize with maxUnavailable 0 in the spec',
@@ -273,7 +274,7 @@ describe('a rollout that cannot start names its cause', () => {
       resize: true,
       vms: 50,
       rule: undefined,
-      want: { policy: 'rollout', message: /spec\.rollout\.maxUnavailable 0 allows no member out of Running at once, and a resize or transition cannot use a surge VM/, hint: /rollout\.maxUnavailable at least 1 .*, or make the change a replace\.$/ },
+      want: { policy: 'rollout', message: /spec\.rollout\.maxUnavailable 0 allows no member out of Running at once, and a resize or transition cannot use a surge VM/, hint: /^Allow rollout\.maxUnavailable at least 1 in fleet web's spec, or make the change a replace \(fleet plan --replace ADDRESS\)\.$/ },
     },
     {
       name: 'an image change with maxUnavailable 0 in the spec and a full data center',

@@ -340,16 +340,17 @@ export function assignWaves(input: WaveInput): WaveResult {
         surgeQuota === 0 && settings.maxSurge > 0 ? ' and the owner quota leaves no room for a surge VM' : '',
         notReplace ? ', and a resize or transition cannot use a surge VM' : '',
       ].join('');
-      // Only a resize or transition can be made a replace instead.
-      const orReplace = notReplace ? ', or make the change a replace' : '';
+      // Only a resize or transition can be made a replace instead; only a replace can use the room a surge VM needs.
+      const orReplace = notReplace ? ', or make the change a replace (fleet plan --replace ADDRESS)' : '';
+      const anyReplace = queue.some((c) => c.action === 'replace');
+      const orRoom = (first: string) =>
+        anyReplace ? `${first}${orReplace ? ',' : ' or'} free capacity or quota for a surge VM${orReplace}.` : `${first}${orReplace}.`;
       violations.push({
         policy: bySpec ? 'rollout' : 'max-disruption',
         level: 'mandatory',
         address: fleet,
         message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} allows no member out of ${state} at once${why}.`,
-        hint: bySpec
-          ? `Allow rollout.maxUnavailable at least 1 in fleet ${fleet}'s spec${orReplace ? ',' : ' or'} free capacity or quota for a surge VM${orReplace}.`
-          : `Raise max-disruption.maxShare in the stack's policyPack.config${orReplace ? ',' : ' or'} free capacity or quota for a surge VM${orReplace}.`,
+        hint: orRoom(bySpec ? `Allow rollout.maxUnavailable at least 1 in fleet ${fleet}'s spec` : "Raise max-disruption.maxShare in the stack's policyPack.config"),
       });
     }
     rollouts.push({
