@@ -423,8 +423,9 @@ export const compiledAtStart: string[] = [];
 /**
  * A Fastify validator factory that gives a route the validator compiled
  * ahead for its schema object, and compiles any other with Fastify's own
- * compiler (made on the first such schema: ajv's compiler is not loaded
- * when every route's was compiled ahead).
+ * compiler, whose Ajv instance is made on the first such schema: when every
+ * route's validator was compiled ahead, no Ajv instance is made at all (the
+ * module is still imported).
  */
 function precompiledFirst(bySchema: Map<object, unknown>): ValidatorFactory {
   const fastifys = AjvCompiler();

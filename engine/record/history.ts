@@ -171,6 +171,10 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
         cols[10][k] = bootTokenHash ?? null;
       }
       // A row's boot token is stored with it (of a VM's rows in the batch, the last one's).
+      // The VMs' rows are locked (in id order, as two batches lock them alike): a move of a VM
+      // under way is waited for, and its new version then fails the row's version check; the
+      // history ids are taken after the locks, so they follow the moves' (the boot check reads
+      // a token's moves by id: leftBoot).
       const written = await db.query<{ k: number }>(
         `WITH i AS (
            SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::text[])
@@ -178,6 +182,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
          ),
          ok AS (
            SELECT vms.id, vms.stack, vms.fleet, vms.idx, i.* FROM i JOIN vms ON vms.id = i.i_id AND (i.i_version IS NULL OR vms.version = i.i_version)
+           ORDER BY vms.id FOR UPDATE OF vms
          ),
          ins AS (${insertHistory([
            {

@@ -1687,6 +1687,40 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await bootToken(r, a.id)).toEqual({ hash: 'ha', used: false });
       expect(await bootToken(r, b.id)).toBeUndefined();
     });
+
+    it.runIf(backend.name === 'postgres')('waits for a move of the VM under way and then refuses the row: its version check holds at commit', async () => {
+      // Another transaction moves the VM (its row locked, not committed) while an
+      // intent for the version it had is written. Unlocked, the intent's version
+      // check read the row as it was and wrote the intent and its boot token for
+      // a VM that had moved on (and its history id could precede the move's,
+      // which the boot check then took for before the token's issue).
+      const s = freshStack();
+      const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const raw = await rawAdapter(backend, t.url);
+      try {
+        let settled = false;
+        let pending: Promise<(Error | undefined)[]> | undefined;
+        await raw.transaction(async (q) => {
+          await q.query(`UPDATE vms SET state = 'Failed', version = version + 1 WHERE id = $1`, [a.id]);
+          pending = r.addHistoryMany([
+            { vmId: a.id, expectedVersion: a.version, row: { from: a.state, to: 'Starting', outcome: 'ok', actor: 'authority', detail: 'intent approved: boot' }, bootTokenHash: 'hx' },
+          ]);
+          void pending.finally(() => (settled = true));
+          // Until the write waits on the row this transaction holds, or is done without waiting (the defect).
+          const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO history%'`;
+          for (;;) {
+            await q.query('SELECT pg_stat_clear_snapshot()');
+            if (settled || (await q.query(waiting)).length > 0) break;
+            await new Promise((done) => setTimeout(done, 5));
+          }
+        });
+        const [out] = await pending!;
+        expect(out).toBeInstanceOf(VersionConflictError);
+        expect(await bootToken(r, a.id)).toBeUndefined();
+      } finally {
+        await raw.close();
+      }
+    });
   });
 
   describe('schema', () => {
