@@ -137,11 +137,12 @@
 // all); in the CLI, runMember and the closures it makes per member 2-4
 // each. The rest is first compiles: V8's compiler time is the cost of
 // getting this much code hot, not of loops. After those changes, 10,000 VMs
-// at P 50, cold, 4 pairs interleaved (load average 10.8-15.6 at the
-// starts, speed 48-108 ms: another session's tests ran), CPU per VM main /
-// branch 2.24 / 2.21, 2.31 / 2.33, 2.41 / 2.38, 2.29 / 2.15: the authority
-// 6.9-7.4 s -> 6.2-7.0 s (0.5 s less in each pair), each DMZ client 2.8-3.4
-// s and the CLI's apply phase 3.4-3.9 s either way.
+// at P 50, cold, 6 pairs interleaved (load average 7.3-15.6 at the starts,
+// speed 48-108 ms: another session's tests ran), CPU per VM before / after
+// 2.24 / 2.21, 2.31 / 2.33, 2.41 / 2.38, 2.29 / 2.15, 2.18 / 2.44, 2.35 /
+// 2.15 (medians 2.30 / 2.27: within the noise); the authority 6.7-7.4 s
+// (median 7.0) -> 6.2-7.2 s (median 6.55), less in 5 pairs of 6; each DMZ
+// client 2.8-3.4 s and the CLI's apply phase 3.4-3.9 s either way.
 //
 // Where a lane place's time goes at P 10 (the sims' own timeline, instrumented
 // for the measurement only, the last 2,000 of 8,000 VMs, means from the
