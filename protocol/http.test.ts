@@ -85,9 +85,18 @@ describe('errors on the wire', () => {
     if (status === 415) expect(answer.error.message).toMatch(/content-type: application\/json/);
   });
 
-  it('an unknown route is not-found', async () => {
-    const res = await fetch(`${url}/v1/nothing`, { headers: { authorization: 'Bearer tok' } });
-    expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([404, 'not-found']);
+  // The token is checked before the route (docs/protocol.md): a caller without a valid one gets the same 401 for every
+  // path but the open ones, so a guessed path tells it nothing; only an authenticated caller learns a route is not there.
+  it.each([
+    ['an unknown route, with the token', 'GET', '/v1/nothing', 'tok', 404, 'not-found'],
+    ['a known route by another method, with the token', 'GET', '/v1/authorize', 'tok', 404, 'not-found'],
+    ['an unknown route, no token', 'GET', '/v1/nothing', undefined, 401, 'unauthorized'],
+    ['an unknown route, a wrong token', 'GET', '/v1/nothing', 'nope', 401, 'unauthorized'],
+    ['a known route by another method, no token', 'GET', '/v1/authorize', undefined, 401, 'unauthorized'],
+    ['a path below an open one, no token', 'GET', '/v1/health/x', undefined, 401, 'unauthorized'],
+  ])('%s: %s %s -> %i %s', async (_name, method, path, token, status, code) => {
+    const res = await fetch(`${url}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+    expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([status, code]);
   });
 });
 

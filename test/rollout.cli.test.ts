@@ -267,7 +267,7 @@ describe('fleet apply: a rollout while a member is missing (its VM forgotten by 
     const plan = await fleet('plan');
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toContain('Rollout: 3 waves; maxUnavailable 2, maxSurge 0, failureThreshold 1');
-    expect(plan.stdout).toContain('wave 1: web/0 (1 out of service, bringing back web/3)');
+    expect(plan.stdout).toContain('wave 1: web/0 (1 out of service, creating web/3)');
     expect(plan.stdout).toContain('wave 2: web/1, web/2 (2 out of service)');
 
     const applied = await fleet('apply', '--yes', '--format', 'json');

@@ -1106,7 +1106,10 @@ describe('authority: HTTP surface', () => {
     expect(res.status).toBe(200);
     const doc = (await res.json()) as {
       openapi: string;
-      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { required?: string[] } }> }; security?: unknown }>>;
+      paths: Record<
+        string,
+        Record<string, { requestBody?: { content: Record<string, { schema: { required?: string[] } }> }; responses?: Record<string, { content?: Record<string, { schema: unknown }> }>; security?: unknown }>
+      >;
     };
     expect(doc.openapi).toBe('3.0.3');
     expect(Object.keys(doc.paths).sort()).toEqual(['/livez', '/metrics', '/openapi.json', '/readyz', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
@@ -1116,6 +1119,11 @@ describe('authority: HTTP surface', () => {
     expect(doc.paths['/v1/authorize'].post.requestBody?.content['application/json'].schema.required).toContain('kind');
     expect(doc.paths['/v1/authorize'].post.security).toEqual([{ bearer: [] }]);
     expect(doc.paths['/v1/health'].get.security).toBeUndefined();
+    // Every protocol route says what it answers on success: /v1/batch listed its errors only (its NDJSON lines were nowhere).
+    for (const [path, ops] of Object.entries(doc.paths).filter(([p]) => p.startsWith('/v1/'))) {
+      for (const [method, op] of Object.entries(ops)) expect(Object.keys(op.responses ?? {}), `${method} ${path}`).toContain('200');
+    }
+    expect(doc.paths['/v1/batch'].post.responses?.['200']?.content?.['application/x-ndjson']?.schema).toMatchObject({ required: ['i', 'status', 'body'], properties: { i: {}, k: {}, status: {}, body: {} } });
     const health = await (await fetch(`${authority.url}/v1/health`)).json();
     expect(health).toEqual({ ok: true, service: 'authority' });
   });

@@ -8,6 +8,7 @@ import {
   authorityErrors,
   authorizeBodySchema,
   authorizeResponseSchema,
+  batchAnswerResponse,
   batchBodySchema,
   bootAuthorizeBodySchema,
   bootResponseSchema,
@@ -315,7 +316,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     {
       schema: doc('Several calls of the routes above in one request; answers stream back as NDJSON lines { i, status, body }, each as soon as its call is done', {
         body: batchBodySchema,
-        response: errors,
+        response: { 200: batchAnswerResponse, ...errors },
       }),
     },
     (req, reply) =>

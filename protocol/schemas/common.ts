@@ -206,3 +206,14 @@ export const batchAnswerLineSchema = {
     body: typeAs({ description: 'What the single route answered: its 200 body, or an ErrorBody.' }, 'unknown'),
   },
 } as const;
+
+/**
+ * The 200 answer of either service's POST /v1/batch, for the OpenAPI document (a route's `response` lists its
+ * successful answer beside its errors). The answer is written by streamAnswers on the hijacked reply, so
+ * Fastify's serializer never sees it (nothing is dropped); the line schema lists every field it writes.
+ */
+export const batchAnswerResponse = {
+  description:
+    'NDJSON (application/x-ndjson), written as each call (step) finishes: one BatchAnswerLine a line, in completion order; an empty line is a keep-alive (after 15 s without a line) and is skipped.',
+  content: { 'application/x-ndjson': { schema: batchAnswerLineSchema } },
+} as const;

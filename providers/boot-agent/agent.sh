@@ -14,7 +14,8 @@
 # FLEET_MAPPER_DIR (default /dev/mapper),
 # FLEET_CURL_OPTS (extra curl options, e.g. --cacert FILE), FLEET_TRIES
 # (default 12) and FLEET_RETRY_SECONDS (default 5): how often, how far apart,
-# a request that got no answer or a 408 / 429 / 5xx one is sent again.
+# a request that got no answer or a 408 / 429 / 5xx one is sent again (an
+# answer's Retry-After in seconds, at most RETRY_AFTER_MAX, wins over the latter).
 #
 # In-guest reboots: AWS runs this script at every boot, so after a reboot from
 # inside (shutdown -r, a kernel update) it runs again with the token of the
@@ -44,6 +45,9 @@ umask 077
 # Whole numbers only: a test against anything else would never end the retries.
 case "$FLEET_TRIES" in '' | *[!0-9]*) FLEET_TRIES=12 ;; esac
 case "$FLEET_RETRY_SECONDS" in '' | *[!0-9]*) FLEET_RETRY_SECONDS=5 ;; esac
+# The longest Retry-After waited out, in seconds: a boot endpoint's window can be an hour long
+# (bootLimit.windowMs); a VM asks again at least every minute, within its FLEET_TRIES.
+RETRY_AFTER_MAX=60
 nl='
 '
 
@@ -55,19 +59,38 @@ realdev() { readlink -f "$1" 2>/dev/null || printf '%s\n' "$1"; }
 # JSON string contents: ids, tokens and images are [A-Za-z0-9._:/-]; anything else is dropped.
 clean() { printf '%s' "$1" | tr -cd 'A-Za-z0-9._:/@+= -'; }
 
+# The answer's Retry-After in seconds (the last one in $headers: a proxy's or a 100 Continue's come first), at
+# most RETRY_AFTER_MAX; FLEET_RETRY_SECONDS when there is none or it is no whole number (an HTTP date, a fraction).
+retry_after() {
+  ra=$(sed -n 's/^[Rr][Ee][Tt][Rr][Yy]-[Aa][Ff][Tt][Ee][Rr]:[[:space:]]*\([0-9][0-9]*\)[[:space:]]*$/\1/p' "$headers" 2>/dev/null | tail -n 1)
+  if [ -z "$ra" ]; then
+    echo "$FLEET_RETRY_SECONDS"
+    return
+  fi
+  # Leading zeros off (007 is 7, not octal), then at most RETRY_AFTER_MAX; five digits or more are over it
+  # before test compares them (its integers overflow).
+  ra=${ra#"${ra%%[!0]*}"}
+  case "$ra" in '') ra=0 ;; ?????*) ra=$RETRY_AFTER_MAX ;; esac
+  [ "$ra" -gt "$RETRY_AFTER_MAX" ] && ra=$RETRY_AFTER_MAX
+  echo "$ra"
+}
+
 # POST a JSON body read from stdin; prints the answer body; fails on an answer
 # other than 2xx. No answer at all (refused, reset, cut short, timed out) and a
-# 408 / 429 / 5xx are asked again, FLEET_TRIES times in all: the boot endpoint
-# answers a repeat of an approved boot with the same approval (docs/recovery.md,
-# "Resumed boots"), so an answer lost on its way costs a retry, not the VM.
-# A redirect is not followed (its answer fails).
+# 408 / 429 / 5xx are asked again, FLEET_TRIES times in all, after the answer's
+# Retry-After (the boot endpoint's limit says when its window ends) or
+# FLEET_RETRY_SECONDS: the boot endpoint answers a repeat of an approved boot
+# with the same approval (docs/recovery.md, "Resumed boots"), so an answer lost
+# on its way costs a retry, not the VM. A redirect is not followed (its answer fails).
 post() {
   body=$(cat)
   tries=1
   while :; do
+    # A try that gets no answer leaves no headers: no Retry-After of an earlier answer is read again.
+    [ "$headers" = /dev/null ] || : >"$headers"
     # shellcheck disable=SC2086
     out=$(printf '%s' "$body" | curl -sS --max-time 30 $FLEET_CURL_OPTS -H 'content-type: application/json' \
-      --data-binary @- -w "$nl%{http_code}" "$1")
+      -D "$headers" --data-binary @- -w "$nl%{http_code}" "$1")
     rc=$?
     code=${out##*"$nl"}
     # curl's own failures: no answer (name, connect, TLS handshake, timeout, empty / reset / cut reply) is
@@ -86,7 +109,10 @@ post() {
       out=; body=; log "$1: no answer after $tries tries (last: HTTP $code)"; return 1
     fi
     tries=$((tries + 1))
-    sleep "$FLEET_RETRY_SECONDS"
+    pause=$(retry_after)
+    if [ "$code" = 000 ]; then what="no answer"; else what="HTTP $code"; fi
+    log "$1: $what; asking again in $pause s (try $tries of $FLEET_TRIES)"
+    sleep "$pause"
   done
 }
 
@@ -111,10 +137,21 @@ if [ -z "${FLEET_BOOT_TOKEN:-}" ]; then
   exit 0
 fi
 
+# Scratch files (the boot endpoint's CA, the last answer's headers; no secret), removed on exit.
+# Without a temporary directory the headers go to /dev/null: no Retry-After is read.
+tmp=$(mktemp -d 2>/dev/null) || tmp=
+if [ -n "$tmp" ]; then
+  trap 'rm -rf "$tmp"' EXIT
+  trap 'exit 1' HUP INT TERM
+  headers=$tmp/headers
+else
+  headers=/dev/null
+fi
+
 # The boot endpoint's CA (public, no secret) in a file for curl --cacert.
 if [ -n "${FLEET_BOOT_CA:-}" ]; then
-  ca_file=$(mktemp) && printf '%s\n' "$FLEET_BOOT_CA" >"$ca_file" || fail "cannot write the boot endpoint's CA"
-  trap 'rm -f "$ca_file"' EXIT
+  ca_file=$tmp/ca.pem
+  [ -n "$tmp" ] && printf '%s\n' "$FLEET_BOOT_CA" >"$ca_file" || fail "cannot write the boot endpoint's CA"
   FLEET_CURL_OPTS="$FLEET_CURL_OPTS --cacert $ca_file"
 fi
 

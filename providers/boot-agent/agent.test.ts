@@ -170,8 +170,8 @@ describe('boot agent', () => {
   it.each([
     { name: 'a usual boot, EC2', bootUrl: 'https://10.20.0.10:7401/v1/boot', limit: USER_DATA_MAX_BYTES.aws, fits: true },
     { name: 'a 12 KiB bootUrl, EC2', bootUrl: `https://dmz.example/${'a'.repeat(12 * 1024)}`, limit: USER_DATA_MAX_BYTES.aws, fits: false },
-    // The bare script would fit (about 16 100 bytes); the cloud-init wrapper's 560 bytes take it over.
-    { name: 'a 9.3 KiB bootUrl, EC2', bootUrl: `https://dmz.example/${'a'.repeat(9500)}`, limit: USER_DATA_MAX_BYTES.aws, fits: false },
+    // The bare script would fit (about 16 000 bytes); the cloud-init wrapper's 560 bytes take it over.
+    { name: 'a 5.4 KiB bootUrl, EC2', bootUrl: `https://dmz.example/${'a'.repeat(5500)}`, limit: USER_DATA_MAX_BYTES.aws, fits: false },
     { name: 'a 12 KiB bootUrl, Azure', bootUrl: `https://dmz.example/${'a'.repeat(12 * 1024)}`, limit: USER_DATA_MAX_BYTES.azure, fits: true },
     { name: 'a 48 KiB bootUrl, Azure', bootUrl: `https://dmz.example/${'a'.repeat(48 * 1024)}`, limit: USER_DATA_MAX_BYTES.azure, fits: false },
   ])('user data size: $name fits=$fits', ({ bootUrl, limit, fits }) => {
@@ -395,6 +395,52 @@ describe('boot agent against a faulty boot endpoint', () => {
       expect(r).toMatchObject({ code: 0, poweredOff: false, opened: true });
       expect(ep.seen.boots).toHaveLength(2);
       expect(ep.seen.reports.map((x) => x.state)).toEqual(['booting', 'ready']);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  // A retried answer's Retry-After (seconds; the boot endpoint's 429 boot-rate-limited says when its window ends) is the
+  // pause before the next try, at most 60 s; without one, or one that is no whole number of seconds (an HTTP date, a
+  // fraction), FLEET_RETRY_SECONDS. The fake `sleep` records the pause and waits none of it. Asked 5 s apart, a VM
+  // spent its tries inside a window longer than its retries and failed its boot although the window said when to come back.
+  it.each([
+    { name: '429 with Retry-After 30', status: 429, headers: { 'retry-after': '30' }, pause: '30' },
+    { name: '503 with Retry-After 7 (spelled Retry-After)', status: 503, headers: { 'Retry-After': '7' }, pause: '7' },
+    { name: '429 with Retry-After 0', status: 429, headers: { 'retry-after': '0' }, pause: '0' },
+    { name: '429 with Retry-After 007', status: 429, headers: { 'retry-after': '007' }, pause: '7' },
+    { name: '429 with Retry-After 3600 (past the bound)', status: 429, headers: { 'retry-after': '3600' }, pause: '60' },
+    { name: '429 with Retry-After of 30 digits', status: 429, headers: { 'retry-after': '9'.repeat(30) }, pause: '60' },
+    { name: '429 with no Retry-After', status: 429, headers: {}, pause: '5' },
+    { name: '429 with Retry-After as an HTTP date', status: 429, headers: { 'retry-after': 'Wed, 02 Dec 2026 04:00:45 GMT' }, pause: '5' },
+    { name: '429 with Retry-After 1.5', status: 429, headers: { 'retry-after': '1.5' }, pause: '5' },
+    { name: '429 with Retry-After -3', status: 429, headers: { 'retry-after': '-3' }, pause: '5' },
+  ])('$name, then the approval: paused $pause s before asking again, ready; no scratch file left', async ({ name, status, headers, pause }) => {
+    const ep = await faultyEndpoint((n, _req, res) =>
+      n === 0 ? void res.writeHead(status, { 'content-type': 'application/json', ...headers }).end('{"error":{"code":"boot-rate-limited","message":"x"}}') : json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}'),
+    );
+    const tmp = await mkdtemp(join(root, 'tmpdir-'));
+    try {
+      const dir = join(root, `retry-after-${name.replace(/\W+/g, '-')}`);
+      const r = await runUserData(renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), dir, { FLEET_RETRY_SECONDS: '5', TMPDIR: tmp });
+      expect(r).toMatchObject({ code: 0, poweredOff: false, opened: true, slept: [pause] });
+      expect(ep.seen.boots).toHaveLength(2);
+      expect(readdirSync(tmp)).toEqual([]);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  it("a Retry-After is the pause after its own answer only: a try after it that gets no answer pauses FLEET_RETRY_SECONDS", async () => {
+    const ep = await faultyEndpoint((n, _req, res) => {
+      if (n === 0) return void res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '9' }).end('{}');
+      if (n === 1) return void res.socket?.destroy();
+      json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}');
+    });
+    try {
+      const r = await runUserData(renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), join(root, 'retry-after-then-cut'), { FLEET_RETRY_SECONDS: '5' });
+      expect(r).toMatchObject({ code: 0, opened: true, slept: ['9', '5'] });
+      expect(ep.seen.boots).toHaveLength(3);
     } finally {
       await ep.close();
     }

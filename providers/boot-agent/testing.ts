@@ -2,10 +2,12 @@
 // `cryptsetup` records its arguments and the sha256 of what it read on
 // stdin (never the key itself) under the VM's folder, and keeps a LUKS
 // "header" (the key's hash) so a wrong key does not open the volume;
-// `poweroff` leaves a mark the fake cloud reads when the agent exits.
+// `poweroff` leaves a mark the fake cloud reads when the agent exits;
+// `sleep` returns at once and records how long it was asked to wait (a
+// test reads the agent's pauses without waiting them out).
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 
@@ -32,13 +34,21 @@ const POWEROFF = `#!/bin/sh
 touch "\${FAKE_VM_DIR:?}/powered-off"
 `;
 
-/** Writes the fake `cryptsetup` and `poweroff` into `binDir`. */
+const SLEEP = `#!/bin/sh
+echo "$*" >> "\${FAKE_VM_DIR:?}/sleep.argv"
+`;
+
+/** Writes the fake `cryptsetup`, `poweroff` and `sleep` into `binDir`. */
 export async function writeFakeVmTools(binDir: string): Promise<void> {
   await mkdir(binDir, { recursive: true });
-  await writeFile(join(binDir, 'cryptsetup'), CRYPTSETUP);
-  await writeFile(join(binDir, 'poweroff'), POWEROFF);
-  await chmod(join(binDir, 'cryptsetup'), 0o755);
-  await chmod(join(binDir, 'poweroff'), 0o755);
+  for (const [name, text] of [
+    ['cryptsetup', CRYPTSETUP],
+    ['poweroff', POWEROFF],
+    ['sleep', SLEEP],
+  ]) {
+    await writeFile(join(binDir, name), text);
+    await chmod(join(binDir, name), 0o755);
+  }
 }
 
 export interface AgentRun {
@@ -47,6 +57,8 @@ export interface AgentRun {
   stderr: string;
   poweredOff: boolean;
   opened: boolean;
+  /** The pauses the agent asked `sleep` for, in order (its arguments). */
+  slept: string[];
 }
 
 /** The VM under vmDir stops: its device mappings (the fake /dev/mapper) are gone. */
@@ -59,9 +71,12 @@ export function stopFakeVm(vmDir: string): void {
  * Runs rendered user data with sh as a VM would, the fake tools first on PATH, the VM's files under vmDir
  * (its /dev/mapper: vmDir/mapper, FLEET_MAPPER_DIR);
  * `env`: the agent's optional settings (FLEET_RETRY_SECONDS, …) as an image would set them.
+ * `slept`: the pauses of this run (the fake `sleep` waits none of them).
  */
 export async function runUserData(userData: string, binDir: string, vmDir: string, env: Record<string, string> = {}): Promise<AgentRun> {
   await mkdir(vmDir, { recursive: true });
+  const sleeps = join(vmDir, 'sleep.argv');
+  rmSync(sleeps, { force: true });
   const child = spawn('sh', ['-s'], {
     env: { FLEET_MAPPER_DIR: join(vmDir, 'mapper'), ...env, PATH: `${binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, FAKE_VM_DIR: vmDir, HOME: vmDir },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -72,7 +87,8 @@ export async function runUserData(userData: string, binDir: string, vmDir: strin
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   child.stdin.end(userData);
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  return { code, stdout, stderr, poweredOff: existsSync(join(vmDir, 'powered-off')), opened: existsSync(join(vmDir, 'opened')) };
+  const slept = existsSync(sleeps) ? readFileSync(sleeps, 'utf8').split('\n').filter(Boolean) : [];
+  return { code, stdout, stderr, poweredOff: existsSync(join(vmDir, 'powered-off')), opened: existsSync(join(vmDir, 'opened')), slept };
 }
 
 /**

@@ -39,9 +39,10 @@ export interface BootLimitSettings {
 /**
  * The defaults: 30 denials per 30 s per address, 10 000 addresses (about
  * 1.2 MB, about 125 bytes each). A VM boots with one token and asks a handful of times at most; the
- * boot agent asks again after a 429 for 55 s (12 tries, 5 s apart), longer
- * than a window, so a VM refused because another caller shares its address
- * (NAT) still boots once the window ends.
+ * boot agent asks again after a 429's Retry-After (at most 60 s a try, 12
+ * tries), and for 55 s without one (12 tries, 5 s apart), longer than a
+ * window, so a VM refused because another caller shares its address (NAT)
+ * still boots once the window ends.
  */
 export const BOOT_LIMIT_DEFAULTS: Readonly<BootLimitSettings> = Object.freeze({ denials: 30, windowMs: 30_000, maxAddresses: 10_000 });
 

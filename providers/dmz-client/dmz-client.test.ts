@@ -325,6 +325,12 @@ describe('DMZ client + authority + sim over real HTTP', () => {
     // The boot agent's report had no answer in the document (docs/protocol.md: `{ ok: true }`).
     const status = doc.paths['/v1/boot/status'].post as { responses: Record<string, { content?: Record<string, { schema: unknown }> }> };
     expect(status.responses['200']?.content?.['application/json']?.schema).toMatchObject({ required: ['ok'], properties: { ok: { enum: [true] } } });
+    // Every protocol route says what it answers on success: /v1/batch listed its errors only (its NDJSON lines were nowhere).
+    for (const [path, ops] of Object.entries(doc.paths).filter(([p]) => p.startsWith('/v1/'))) {
+      for (const [method, op] of Object.entries(ops)) expect(Object.keys((op as { responses?: object }).responses ?? {}), `${method} ${path}`).toContain('200');
+    }
+    const batch = doc.paths['/v1/batch'].post as { responses: Record<string, { content?: Record<string, { schema: unknown }> }> };
+    expect(batch.responses['200']?.content?.['application/x-ndjson']?.schema).toMatchObject({ required: ['i', 'status', 'body'], properties: { i: {}, k: {}, status: {}, body: {} } });
   });
 });
 

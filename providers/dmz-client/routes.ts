@@ -15,6 +15,7 @@ import {
   actualVmSchema,
   agentReportAnswerSchema,
   agentReportSchema,
+  batchAnswerResponse,
   bootBodySchema,
   bootResponseSchema,
   createBodySchema,
@@ -140,7 +141,7 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
     {
       schema: doc('Several create, transition and delete steps in one request; answers stream back as NDJSON lines { i, status, body }', {
         body: stepBatchBodySchema,
-        response: { 400: errorSchema, 401: errorSchema },
+        response: { 200: batchAnswerResponse, 400: errorSchema, 401: errorSchema },
       }),
     },
     (req, reply) =>

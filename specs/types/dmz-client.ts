@@ -53,7 +53,7 @@ export interface BootLimitSettings {
    */
   denials?: number;
   /**
-   * Length of a window, ms (default 30000). Keep it below the boot agent's retries of a refused request (12 tries, 5 s apart): a VM refused because another caller shares its address still boots once the window ends.
+   * Length of a window, ms (default 30000). The boot agent waits out a refusal's Retry-After (at most 60 s a try, 12 tries); keep the window below its retries without one (12 tries, 5 s apart, for a proxy that drops the header): a VM refused because another caller shares its address still boots once the window ends.
    */
   windowMs?: number;
   /**

@@ -95,18 +95,40 @@ export function rolloutLine(r: Rollout): string {
   return `${waves}; maxUnavailable ${r.maxUnavailable}, maxSurge ${r.maxSurge}, failureThreshold ${r.failureThreshold}`;
 }
 
+/** The addresses a plan creates (RolloutWave.returning holds them beside the members it brings back). */
+export function createdMembers(plan: PlanDocument): Set<string> {
+  return new Set(plan.changes.filter((c) => c.action === 'create').map((c) => c.address));
+}
+
+/**
+ * The members a wave puts into service before it takes any out
+ * (RolloutWave.returning), by what happens to them: `bringing back web/3`
+ * for members out of service whose VM comes back (a resumed rollout's
+ * failed ones), `creating web/4, web/5` for members with no VM (a higher
+ * count's, a lost one's), which are created, not brought back. `created`:
+ * the plan's creates (createdMembers).
+ */
+export function returningPhrases(w: RolloutWave, created: ReadonlySet<string>): string[] {
+  const all = w.returning ?? [];
+  const back = all.filter((a) => !created.has(a));
+  const made = all.filter((a) => created.has(a));
+  return [...(back.length ? [`bringing back ${memberList(back, 4)}`] : []), ...(made.length ? [`creating ${memberList(made, 4)}`] : [])];
+}
+
 /**
  * What one wave does: `web/0, web/1 (2 out of service, 1 by a surge VM
- * first)`; a wave that only brings back members already out of service (a
- * resumed rollout's failed ones): `bringing back web/0, web/1 (no other
- * member out of service)`.
+ * first)`; a wave that only puts members into service (a resumed rollout's
+ * failed ones, a higher count's new ones): `bringing back web/0, creating
+ * web/4 (no other member out of service)`. `created`: the plan's creates
+ * (createdMembers).
  */
-export function waveLine(w: RolloutWave): string {
-  if (w.members.length === 0 && w.returning?.length) {
-    return `bringing back ${memberList(w.returning, 4)} (no other member out of service${w.surge ? `, ${w.surge} replaced by a surge VM first` : ''})`;
+export function waveLine(w: RolloutWave, created: ReadonlySet<string> = new Set()): string {
+  const into = returningPhrases(w, created);
+  if (w.members.length === 0 && into.length) {
+    return `${into.join(', ')} (no other member out of service${w.surge ? `, ${w.surge} replaced by a surge VM first` : ''})`;
   }
   const parts = [`${w.unavailable} out of service`];
   if (w.surge) parts.push(`${w.surge} replaced by a surge VM first`);
-  if (w.returning?.length) parts.push(`bringing back ${memberList(w.returning, 4)}`);
+  parts.push(...into);
   return `${memberList(w.members)}${w.members.length ? ' ' : ''}(${parts.join(', ')})`;
 }

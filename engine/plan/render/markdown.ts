@@ -10,7 +10,7 @@ import { ACTIONS, type Action, type Change, type PlanDocument } from '../types.t
 import { planDigest } from '../digest.ts';
 import { byName } from '../scope.ts';
 import { mdCode, mdCodeCell, mdHtml, mdText } from './escape.ts';
-import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, memberList, rolloutLine, summaryLine, type FleetGroup } from './common.ts';
+import { SYMBOL, countsPhrase, createdMembers, diffLines, formatPath, groupByFleet, memberList, returningPhrases, rolloutLine, summaryLine, type FleetGroup } from './common.ts';
 
 export const MARKDOWN_LIMIT = 65_000;
 
@@ -146,9 +146,11 @@ function rolloutSection(plan: PlanDocument, budget: Budget): string {
   if (rollouts.length === 0) return '';
   const lines = ['### Rollouts', '', 'Each wave starts once every member of the one before is back in its desired state and ready; the rollout stops at `failureThreshold` failed members.', ''];
   let hidden = 0;
+  const created = createdMembers(plan);
   for (const r of rollouts) {
     const rows = r.waves.map((w) => {
-      const back = w.returning?.length ? ` (bringing back ${memberList(w.returning, 4)})` : '';
+      const into = returningPhrases(w, created);
+      const back = into.length ? ` (${into.join(', ')})` : '';
       return `| ${w.wave} | ${cell(memberList(w.members))}${cell(back)} | ${w.unavailable} | ${w.surge} |`;
     });
     const title = `**${cell(r.fleet)}**: ${rolloutLine(r)} (${cell(r.reason)})`;

@@ -320,7 +320,29 @@ describe('rolloutLine and waveLine', () => {
     { w: wave({ members: ['web/0'], unavailable: 0, surge: 1 }), want: 'web/0 (0 out of service, 1 replaced by a surge VM first)' },
     { w: wave({ members: ['web/2'], unavailable: 1, returning: ['web/0'] }), want: 'web/2 (1 out of service, bringing back web/0)' },
     { w: wave({ returning: ['web/0', 'web/1'] }), want: 'bringing back web/0, web/1 (no other member out of service)' },
-  ])('$want', ({ w, want }) => {
-    expect(waveLine(w)).toBe(want);
+    // Members with no VM (a higher count's, a lost one's) are created, not brought back: they were listed as "bringing back".
+    { w: wave({ members: ['web/0'], unavailable: 1, returning: ['web/4'] }), created: ['web/4'], want: 'web/0 (1 out of service, creating web/4)' },
+    { w: wave({ returning: ['web/3', 'web/4', 'web/5'] }), created: ['web/4', 'web/5'], want: 'bringing back web/3, creating web/4, web/5 (no other member out of service)' },
+    { w: wave({ returning: ['web/4', 'web/5'] }), created: ['web/4', 'web/5'], want: 'creating web/4, web/5 (no other member out of service)' },
+  ])('$want', ({ w, want, created }) => {
+    expect(waveLine(w, new Set(created))).toBe(want);
+  });
+});
+
+// A fleet whose count grows with an image change: its new members are created in wave 1 (holding its places), and
+// the text and markdown plans said "bringing back web/2" of a member that never existed.
+describe('a rollout that also grows its fleet', () => {
+  const grown = makeFleet('web', { count: 3, image: 'ubuntu-24.04', rollout: { maxUnavailable: 2 } });
+  const p = plan([grown], [vmRow(grown, 0, { image: 'ubuntu-22.04', specHash: 'old' }), vmRow(grown, 1, { image: 'ubuntu-22.04', specHash: 'old' })]);
+  it('is planned with the new member in wave 1, holding a place', () => {
+    expect(p.changes.map((c) => `${c.address}:${c.action}:${c.wave}`)).toEqual(['web/0:replace:1', 'web/1:replace:2', 'web/2:create:1']);
+    expect(p.rollouts?.[0].waves[0].returning).toEqual(['web/2']);
+  });
+  it.each([
+    ['text', () => renderText(p), 'wave 1: web/0 (1 out of service, creating web/2)'],
+    ['markdown', () => renderMarkdown(p), '| 1 | web/0 (creating web/2) | 1 | 0 |'],
+  ])('%s says it is created, not brought back', (_name, render, want) => {
+    expect(render()).toContain(want);
+    expect(render()).not.toContain('bringing back');
   });
 });

@@ -4,7 +4,7 @@
 // log (clear it, recolour it), and a newline would forge a line of the plan.
 import { visible as v } from './escape.ts';
 import type { Change, PlanDocument } from '../types.ts';
-import { SYMBOL, countsPhrase, diffLines, formatPath, groupByFleet, rolloutLine, summaryLine, waveLine } from './common.ts';
+import { SYMBOL, countsPhrase, createdMembers, diffLines, formatPath, groupByFleet, rolloutLine, summaryLine, waveLine } from './common.ts';
 
 export interface TextOptions {
   /** ANSI colours; the CLI passes useColor(io), which honours NO_COLOR. */
@@ -36,6 +36,7 @@ export function renderText(plan: PlanDocument, opts: TextOptions = {}): string {
   if (narrowed.length) out.push(narrowed.join('; '));
   out.push('');
 
+  const created = createdMembers(plan);
   for (const g of groupByFleet(plan)) {
     if (g.changes.length === 0) continue;
     const tail = g.unchanged ? `, ${g.unchanged} unchanged` : '';
@@ -45,7 +46,7 @@ export function renderText(plan: PlanDocument, opts: TextOptions = {}): string {
     if (rollout) {
       out.push(`  Rollout: ${rolloutLine(rollout)}`);
       out.push(`      (${v(rollout.reason)})`);
-      for (const w of rollout.waves) out.push(`    wave ${w.wave}: ${v(waveLine(w))}`);
+      for (const w of rollout.waves) out.push(`    wave ${w.wave}: ${v(waveLine(w, created))}`);
     }
     out.push('');
   }

@@ -136,6 +136,49 @@ describe('max-disruption', () => {
     });
   }
 
+  describe('against the members serving when each wave starts', () => {
+    // web: 3 Running members replaced (waves 2 and 3 unless said), count raised to 5: web/3 and web/4 created.
+    const replace = (i: number, wave: number) => change(`web/${i}`, 'replace', { wave, path: ['Running'], replaceOrder: 'delete-before-create' });
+    const scaleUp = (createWave: number, replaceWaves = [2, 2, 3]) => [
+      ...replaceWaves.map((w, i) => replace(i, w)),
+      change('web/3', 'create', { wave: createWave }),
+      change('web/4', 'create', { wave: createWave }),
+    ];
+    const cases: { name: string; changes: Change[]; failureThreshold: number; hit?: string }[] = [
+      { name: 'the new members run before wave 2 takes 2 of 5 out', changes: scaleUp(1), failureThreshold: 1 },
+      { name: 'one of them may have failed (failureThreshold 2): 2 of 4', changes: scaleUp(1), failureThreshold: 2 },
+      {
+        name: 'both may have failed (failureThreshold 3): 2 of 3',
+        changes: scaleUp(1),
+        failureThreshold: 3,
+        hit: '2 of 3 Running members of fleet web would leave Running at once (2 in its widest wave) (at most 1, maxShare 0.5).',
+      },
+      {
+        name: 'created in the same wave: not serving yet',
+        changes: scaleUp(2),
+        failureThreshold: 1,
+        hit: '2 of 3 Running members of fleet web would leave Running at once (2 in its widest wave) (at most 1, maxShare 0.5).',
+      },
+      {
+        name: 'a wave after the creates still too wide for them',
+        changes: scaleUp(1, [2, 2, 2]),
+        failureThreshold: 1,
+        hit: '3 of 5 Running members of fleet web would leave Running at once (3 in wave 2; 2 more serving by then) (at most 2, maxShare 0.5).',
+      },
+      {
+        name: 'without new members, as before',
+        changes: scaleUp(1).slice(0, 3),
+        failureThreshold: 1,
+        hit: '2 of 3 Running members of fleet web would leave Running at once (2 in its widest wave) (at most 1, maxShare 0.5).',
+      },
+    ];
+    it.each(cases)('$name', ({ changes, failureThreshold, hit }) => {
+      const p = { ...plan(changes), rollouts: [{ fleet: 'web', maxUnavailable: 2, maxSurge: 0, failureThreshold, reason: '', waves: [] }] };
+      const vs = evaluateRules(p, ctx(), packWith([[maxDisruptionRule, 'advisory', { maxShare: 0.5 }]]));
+      expect(vs.map((v) => v.message)).toEqual(hit ? [hit] : []);
+    });
+  });
+
   it('reports per fleet with the numbers', () => {
     const changes = [...running(4, ['delete', 'delete', 'delete']), change('api/0', 'delete', { fleet: 'api' })];
     const vs = evaluateRules(plan(changes), ctx(), packWith([[maxDisruptionRule, 'advisory', { maxShare: 0.5 }]]));

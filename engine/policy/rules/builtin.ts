@@ -148,10 +148,16 @@ export const requireEncryptedDiskRule: Rule = {
  * max-disruption judges how many serving members a plan takes out of
  * service at once. A plan with a rollout (engine/plan/waves.ts) takes them
  * out wave by wave, so the rule counts the members that leave for good
- * (deleted, or sent to another state) plus the largest wave's members out
- * of service; a change left without a wave counts as leaving at once, as
- * in a plan made before rollouts. A mandatory rule therefore blocks only
- * what no wave order satisfies: the planner already sized the waves to it.
+ * (deleted, or sent to another state) plus each wave's members out of
+ * service, against the members serving when that wave starts: those serving
+ * now, and those the waves before it brought into the state (a higher
+ * count's new members, a stopped rollout's failed ones: apply starts a wave
+ * only once the one before is done), less the failures the rollout may have
+ * let pass (failureThreshold - 1). A change left without a wave counts as
+ * leaving at once, as in a plan made before rollouts. A mandatory rule
+ * therefore blocks only what no wave order satisfies: the planner already
+ * sized the waves to it (to the members serving now: never wider than this
+ * allows).
  */
 export const maxDisruptionRule: Rule = {
   name: 'max-disruption',
@@ -174,15 +180,24 @@ export const maxDisruptionRule: Rule = {
       atOnce: number;
       /** Per wave: members out of `state` in it. */
       waves: Map<number, number>;
+      /** Per wave: members it brings into `state` (created, or back from another state). */
+      brought: Map<number, number>;
     }
     const perFleet = new Map<string, Count>();
     // Members summarised as unchanged serve on, and count among the fleet's serving members.
     const unchangedServing = new Map(plan.unchanged.map((u) => [u.fleet, u.states[state] ?? 0]));
+    const count = (fleet: string): Count => {
+      let n = perFleet.get(fleet);
+      if (!n) perFleet.set(fleet, (n = { running: unchangedServing.get(fleet) ?? 0, atOnce: 0, waves: new Map(), brought: new Map() }));
+      return n;
+    };
     for (const c of plan.changes) {
-      if (c.action === 'create' || c.from !== state) continue;
-      const n = perFleet.get(c.fleet) ?? { running: unchangedServing.get(c.fleet) ?? 0, atOnce: 0, waves: new Map<number, number>() };
+      if (c.action === 'create' || c.from !== state) {
+        if (c.to === state && c.wave !== undefined && c.action !== 'delete') count(c.fleet).brought.set(c.wave, (count(c.fleet).brought.get(c.wave) ?? 0) + 1);
+        continue;
+      }
+      const n = count(c.fleet);
       n.running++;
-      perFleet.set(c.fleet, n);
       const leaves = isDestructive(c.action) || c.path.some((s) => s !== state);
       if (!leaves) continue;
       const forGood = c.action === 'delete' || c.to !== state;
@@ -191,18 +206,38 @@ export const maxDisruptionRule: Rule = {
       if (forGood || c.wave === undefined) n.atOnce++;
       else if (!stays) n.waves.set(c.wave, (n.waves.get(c.wave) ?? 0) + 1);
     }
+    const tolerated = new Map((plan.rollouts ?? []).map((r) => [r.fleet, Math.max(0, r.failureThreshold - 1)]));
     const out: Finding[] = [];
     for (const [fleet, n] of perFleet) {
-      const widest = Math.max(0, ...n.waves.values());
-      const leaving = n.atOnce + widest;
-      if (leaving <= maxShare * n.running) continue;
-      const allowed = Math.floor(maxShare * n.running);
+      // The wave that leaves the fewest members serving for its share: serving when it starts, and leaving at once.
+      let worst = { wave: 0, out: 0, serving: n.running, before: 0 };
+      let worstExcess = n.atOnce - maxShare * n.running;
+      for (const [wave, outInWave] of [...n.waves].sort((a, b) => a[0] - b[0])) {
+        let before = 0;
+        for (const [w, k] of n.brought) if (w < wave) before += k;
+        const serving = n.running + before - Math.min(before, tolerated.get(fleet) ?? 0);
+        const excess = n.atOnce + outInWave - maxShare * serving;
+        if (excess > worstExcess || (worst.wave === 0 && excess >= worstExcess)) {
+          worst = { wave, out: outInWave, serving, before: serving - n.running };
+          worstExcess = excess;
+        }
+      }
+      if (worstExcess <= 0) continue;
+      const leaving = n.atOnce + worst.out;
+      const allowed = Math.floor(maxShare * worst.serving);
       // What a wave may take out beside the members leaving for good.
       const perWave = allowed - n.atOnce;
-      const how = n.waves.size > 0 ? ` at once (${widest} in its widest wave${n.atOnce ? `, ${n.atOnce} for good` : ''})` : ' in this plan';
+      const widest = Math.max(0, ...n.waves.values());
+      const where = worst.out === widest && worst.before === 0 ? 'its widest wave' : `wave ${worst.wave}`;
+      const how =
+        n.waves.size === 0
+          ? ' in this plan'
+          : worst.wave === 0
+            ? ` at once (${n.atOnce} for good, before its waves)`
+            : ` at once (${worst.out} in ${where}${n.atOnce ? `, ${n.atOnce} for good` : ''}${worst.before ? `; ${worst.before} more serving by then` : ''})`;
       out.push({
         address: fleet,
-        message: `${leaving} of ${n.running} ${state} members of fleet ${fleet} would leave ${state}${how} (at most ${allowed}, maxShare ${maxShare}).`,
+        message: `${leaving} of ${worst.serving} ${state} members of fleet ${fleet} would leave ${state}${how} (at most ${allowed}, maxShare ${maxShare}).`,
         hint:
           n.waves.size > 0
             ? `Lower spec.rollout.maxUnavailable of ${fleet} to ${Math.max(1, perWave)} or less${n.atOnce ? ` (${n.atOnce} leave for good beside its waves)` : ''}, or raise max-disruption.maxShare in the stack's policyPack.config.`
