@@ -123,6 +123,27 @@
 // cold, 19-20%. So long-running services on a newer Node meet 1 ms per VM;
 // a cold start on Node 20 does not.
 //
+// JIT churn (2026-12-05, 4,000 VMs, P 50, --node-arg=--trace-opt
+// --node-arg=--trace-deopt, plus --log-code to name the anonymous
+// functions; FLEET_BENCH_LOG_DIR keeps the services' traces): a cold
+// authority makes ~330 TurboFan compiles, a DMZ client ~230, the CLI
+// ~160-180; few are recompiles after deopts (20-30 bailouts a process, most
+// in node's streams and http). Ours that recompiled: fitBudgets' per-item
+// callback 6-8 times (5 of them with no deopt between: code made for one
+// call's closure not taken by the next) and its add closure 4, now a
+// top-level refusal() (4) with add() inlined; transitionVms 3 (now 1, its
+// statement text built once); insertMany 2-3 ('wrong map' on its items);
+// holdsNul 3-4 in every service (a generic JSON walk, 34 ms of self time in
+// all); in the CLI, runMember and the closures it makes per member 2-4
+// each. The rest is first compiles: V8's compiler time is the cost of
+// getting this much code hot, not of loops. After those changes, 10,000 VMs
+// at P 50, cold, 6 pairs interleaved (load average 7.3-15.6 at the starts,
+// speed 48-108 ms: another session's tests ran), CPU per VM before / after
+// 2.24 / 2.21, 2.31 / 2.33, 2.41 / 2.38, 2.29 / 2.15, 2.18 / 2.44, 2.35 /
+// 2.15 (medians 2.30 / 2.27: within the noise); the authority 6.7-7.4 s
+// (median 7.0) -> 6.2-7.2 s (median 6.55), less in 5 pairs of 6; each DMZ
+// client 2.8-3.4 s and the CLI's apply phase 3.4-3.9 s either way.
+//
 // Where a lane place's time goes at P 10 (the sims' own timeline, instrumented
 // for the measurement only, the last 2,000 of 8,000 VMs, means from the
 // createVm call): createVm done at 21.8 ms; powerOn starts 0.4 ms later;

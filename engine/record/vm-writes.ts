@@ -298,6 +298,87 @@ async function adopt(q: Queryable, vm: NewVm & { id: string; cloudId: string }, 
   return vmFromRow(rows[0]);
 }
 
+// The batch statements' texts, made once: the same for every batch (its
+// rows go in its parameters), and building them (the history and boot
+// token parts) per batch took the authority's CPU and grew the functions
+// V8 compiles and recompiles (insertMany, transitionVms).
+
+// insertVm's statement over unnest arrays (columns prefixed i_); a row
+// whose address or id is taken (also by an earlier row of the batch) is
+// left out and explained below, and so is one whose fleet's row holds
+// another owner (a create never changes a fleet's owner: the fleets
+// upsert keeps it). An item with passes is inserted in the
+// state they reach (i_final) at the version they make (i_version, one per
+// move); its history is the create row (to the initial state i_state),
+// then its onward rows (a), in item order.
+const WRITTEN = 'ins JOIN first ON first.i_id = ins.id';
+const INSERT_MANY_SQL = `WITH i AS (
+     SELECT * FROM unnest(${[...INSERT_TYPES, 'text', 'text', 'text', 'text', 'text', 'text', 'int', 'text', 'text'].map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
+       WITH ORDINALITY AS i(i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc,
+         i_owner, i_actor, i_plan, i_request, i_detail, i_final, i_version, i_token, i_managed, i_k)
+   ),
+   a AS (SELECT * FROM ${OnwardRows.unnest(25)}),
+   -- The item that got an id's row: the first with that id (rows go in item order).
+   first AS (SELECT DISTINCT ON (i_id) * FROM i ORDER BY i_id, i_k),
+   ins AS (
+     INSERT INTO vms (${INSERT_COLUMNS}, version)
+     SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_final, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc, i_version FROM i
+     WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = i.i_stack AND fo.fleet = i.i_fleet AND (fo.owner <> i.i_owner OR ${otherManagerSql('fo', 'i.i_managed')}))
+     ORDER BY i_k
+     ON CONFLICT DO NOTHING
+     RETURNING ${FULL_VM.list}
+   ),
+   f AS (
+     INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by)
+     SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now(), max(first.i_managed) FROM ${WRITTEN} GROUP BY ins.stack, ins.fleet
+     ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, updated_at = now(), managed_by = EXCLUDED.managed_by, ${PROTECTED_ON_CLAIM}
+     WHERE ${CLAIM_HOLDS}
+     RETURNING stack, fleet
+   ),
+   h AS (${insertHistory([
+     { ...ctxSource('ins', WRITTEN, 'NULL', 'first.i_state', { actor: 'first.i_actor', planId: 'first.i_plan', requestId: 'first.i_request', outcome: "'ok'", detail: 'first.i_detail' }), order: ['first.i_k', '0'] },
+     OnwardRows.source('ins', WRITTEN, 'first.i_k'),
+   ], 'RETURNING id, vm_id')}),
+   t AS (${upsertBootTokens(WRITTEN, 'ins.id', 'first.i_token', issuedAfter('h', 'ins.id'))})
+   SELECT * FROM ins WHERE ${claimed('ins', 'f')}`;
+
+// transitionVm's statement over unnest arrays; the items' columns are
+// prefixed i_ (a_ for their onward rows) so the RETURNING list names
+// only vms' columns. The row ends in the state its passes reach
+// (i_final), one version and one fleet version per move (i_moves). The
+// history rows are inserted in item order, each transition's row before
+// its onward rows (ids follow insertion order); a boot token only for a
+// row that moved.
+const MOVED = 'upd JOIN i ON i.i_id = upd.id';
+const TRANSITION_MANY_SQL = `WITH i AS (
+     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+         $11::text[], $12::int[], $13::text[]) WITH ORDINALITY
+       AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail, i_final, i_moves, i_token, i_k)
+   ),
+   a AS (SELECT * FROM ${OnwardRows.unnest(14)}),
+   old AS (SELECT vms.id AS o_id, vms.state AS o_state FROM vms JOIN i ON vms.id = i.i_id AND vms.version = i.i_version),
+   upd AS (
+     UPDATE vms SET state = i_final, cloud_id = coalesce(i_cloud, cloud_id),
+       retired_at = CASE WHEN i_retire THEN coalesce(retired_at, now()) ELSE retired_at END,
+       version = version + i_moves, updated_at = now()
+     FROM i WHERE vms.id = i.i_id AND vms.version = i.i_version
+     RETURNING ${FULL_VM.list}
+   ),
+   f AS (
+     UPDATE fleets SET version = fleets.version + c.n, updated_at = now()
+     FROM (SELECT stack AS c_stack, fleet AS c_fleet, sum(i.i_moves) AS n FROM ${MOVED} GROUP BY stack, fleet) c
+     WHERE fleets.stack = c.c_stack AND fleets.fleet = c.c_fleet
+   ),
+   h AS (${insertHistory([
+     {
+       ...ctxSource('upd', `${MOVED} JOIN old ON old.o_id = upd.id`, 'old.o_state', 'i.i_to', { actor: 'i.i_actor', planId: 'i.i_plan', requestId: 'i.i_request', outcome: 'i.i_outcome', detail: 'i.i_detail' }),
+       order: ['i.i_k', '0'],
+     },
+     OnwardRows.source('upd', MOVED, 'i.i_k'),
+   ], 'RETURNING id, vm_id')}),
+   t AS (${upsertBootTokens(MOVED, 'upd.id', 'i.i_token', issuedAfter('h', 'upd.id'))})
+   SELECT * FROM upd`;
+
 export function vmWriter({ db, description }: RecordSql): VmWriter {
   /**
    * Inserts in one transaction, multi-row, one history row per VM, each touched
@@ -398,45 +479,8 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
         cols[20][k] = final;
         cols[21][k] = moves;
       }
-      // insertVm's statement over unnest arrays (columns prefixed i_); a row
-      // whose address or id is taken (also by an earlier row of the batch) is
-      // left out and explained below, and so is one whose fleet's row holds
-      // another owner (a create never changes a fleet's owner: the fleets
-      // upsert keeps it). An item with passes is inserted in the
-      // state they reach (i_final) at the version they make (i_version, one per
-      // move); its history is the create row (to the initial state i_state),
-      // then its onward rows (a), in item order.
-      const written = 'ins JOIN first ON first.i_id = ins.id';
       const rows = await q.query(
-        `WITH i AS (
-           SELECT * FROM unnest(${[...INSERT_TYPES, 'text', 'text', 'text', 'text', 'text', 'text', 'int', 'text', 'text'].map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
-             WITH ORDINALITY AS i(i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc,
-               i_owner, i_actor, i_plan, i_request, i_detail, i_final, i_version, i_token, i_managed, i_k)
-         ),
-         a AS (SELECT * FROM ${OnwardRows.unnest(25)}),
-         -- The item that got an id's row: the first with that id (rows go in item order).
-         first AS (SELECT DISTINCT ON (i_id) * FROM i ORDER BY i_id, i_k),
-         ins AS (
-           INSERT INTO vms (${INSERT_COLUMNS}, version)
-           SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_final, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc, i_version FROM i
-           WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = i.i_stack AND fo.fleet = i.i_fleet AND (fo.owner <> i.i_owner OR ${otherManagerSql('fo', 'i.i_managed')}))
-           ORDER BY i_k
-           ON CONFLICT DO NOTHING
-           RETURNING ${FULL_VM.list}
-         ),
-         f AS (
-           INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by)
-           SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now(), max(first.i_managed) FROM ${written} GROUP BY ins.stack, ins.fleet
-           ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, updated_at = now(), managed_by = EXCLUDED.managed_by, ${PROTECTED_ON_CLAIM}
-           WHERE ${CLAIM_HOLDS}
-           RETURNING stack, fleet
-         ),
-         h AS (${insertHistory([
-           { ...ctxSource('ins', written, 'NULL', 'first.i_state', { actor: 'first.i_actor', planId: 'first.i_plan', requestId: 'first.i_request', outcome: "'ok'", detail: 'first.i_detail' }), order: ['first.i_k', '0'] },
-           OnwardRows.source('ins', written, 'first.i_k'),
-         ], 'RETURNING id, vm_id')}),
-         t AS (${upsertBootTokens(written, 'ins.id', 'first.i_token', issuedAfter('h', 'ins.id'))})
-         SELECT * FROM ins WHERE ${claimed('ins', 'f')}`,
+        INSERT_MANY_SQL,
         [...cols, ...onward.cols],
       );
       const inserted = new Map(rows.map((r) => [r.id as string, vmFromRow(r)]));
@@ -631,43 +675,8 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
         cols[11][k] = moves;
         cols[12][k] = it.bootTokenHash ?? null;
       }
-      // transitionVm's statement over unnest arrays; the items' columns are
-      // prefixed i_ (a_ for their onward rows) so the RETURNING list names
-      // only vms' columns. The row ends in the state its passes reach
-      // (i_final), one version and one fleet version per move (i_moves). The
-      // history rows are inserted in item order, each transition's row before
-      // its onward rows (ids follow insertion order); a boot token only for a
-      // row that moved.
-      const moved = 'upd JOIN i ON i.i_id = upd.id';
       const rows = await db.query(
-        `WITH i AS (
-           SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-               $11::text[], $12::int[], $13::text[]) WITH ORDINALITY
-             AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail, i_final, i_moves, i_token, i_k)
-         ),
-         a AS (SELECT * FROM ${OnwardRows.unnest(14)}),
-         old AS (SELECT vms.id AS o_id, vms.state AS o_state FROM vms JOIN i ON vms.id = i.i_id AND vms.version = i.i_version),
-         upd AS (
-           UPDATE vms SET state = i_final, cloud_id = coalesce(i_cloud, cloud_id),
-             retired_at = CASE WHEN i_retire THEN coalesce(retired_at, now()) ELSE retired_at END,
-             version = version + i_moves, updated_at = now()
-           FROM i WHERE vms.id = i.i_id AND vms.version = i.i_version
-           RETURNING ${FULL_VM.list}
-         ),
-         f AS (
-           UPDATE fleets SET version = fleets.version + c.n, updated_at = now()
-           FROM (SELECT stack AS c_stack, fleet AS c_fleet, sum(i.i_moves) AS n FROM ${moved} GROUP BY stack, fleet) c
-           WHERE fleets.stack = c.c_stack AND fleets.fleet = c.c_fleet
-         ),
-         h AS (${insertHistory([
-           {
-             ...ctxSource('upd', `${moved} JOIN old ON old.o_id = upd.id`, 'old.o_state', 'i.i_to', { actor: 'i.i_actor', planId: 'i.i_plan', requestId: 'i.i_request', outcome: 'i.i_outcome', detail: 'i.i_detail' }),
-             order: ['i.i_k', '0'],
-           },
-           OnwardRows.source('upd', moved, 'i.i_k'),
-         ], 'RETURNING id, vm_id')}),
-         t AS (${upsertBootTokens(moved, 'upd.id', 'i.i_token', issuedAfter('h', 'upd.id'))})
-         SELECT * FROM upd`,
+        TRANSITION_MANY_SQL,
         [...cols, ...onward.cols],
       );
       const done = new Map(rows.map((r) => [r.id as string, vmFromRow(r)]));
