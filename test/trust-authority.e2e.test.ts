@@ -67,6 +67,46 @@ describe('protection lives in the record', () => {
   });
 });
 
+describe('a protect change alone reaches the record', () => {
+  // docs/policy.md: "To unprotect a fleet, apply its spec with protect: false first." With no member to change,
+  // `fleet apply` said "Nothing to apply." and returned before it wrote the fleet's protection, so the fleet
+  // stayed protected in the record (and the hint of the protect rule sent users round in a circle); the other
+  // way round, protect: true added to a running fleet was never recorded, and removing its spec deleted it.
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack({ name: 'protect-only' });
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: true }));
+    await st.spec('web', fleetYaml('web', { count: 1 }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('protect: false applied alone unprotects the fleet', async () => {
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: false }));
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('recorded protect: false for fleet vault');
+    await st.spec('vault', null);
+    const plan = await fleet('plan');
+    expect(plan.stdout + plan.stderr).not.toContain('protected in the record');
+    expect(plan.code).toBe(0);
+  });
+
+  it('protect: true applied alone protects the fleet', async () => {
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: false }));
+    await st.spec('web', fleetYaml('web', { count: 1, protect: true }));
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('recorded protect: true for fleet web');
+    await st.spec('web', null);
+    const plan = await fleet('plan');
+    expect(plan.stdout + plan.stderr).toContain('fleet web is protected in the record');
+  });
+});
+
 describe('a saved plan is stale only when what it changes changed', () => {
   let st: TempStack;
   const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });

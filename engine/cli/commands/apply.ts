@@ -462,7 +462,11 @@ async function runApply(
     if (interrupt?.signal.aborted) return cancelled(io);
     const changes = plan.changes.filter((c) => c.action !== 'noop').length;
     if (changes === 0) {
-      if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
+      // A fleet's protection is the record's (docs/policy.md), written by applyPlan before its steps: with no
+      // member to change, write here what differs, or protect: false (or true) applied alone would never reach it.
+      const recorded = !saved && !plan.blocked ? await recordProtection(session, plan.fleets) : [];
+      if (!json && recorded.length > 0) io.stdout.write(`Nothing else to apply; ${recorded.map((f) => `recorded protect: ${f.protect} for fleet ${f.name}`).join(', ')}.\n`);
+      else if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
       // `summary` is the last event of every apply (docs/apply.md): a CI job reads the counts there, here all 0.
       else progress.onEvent({ type: 'summary', planId: plan.id, succeeded: 0, failed: 0, steps: 0, stepsFailed: 0, stepsSkipped: 0, elapsedMs: 0 });
       return plan.blocked ? 1 : 0;
@@ -576,6 +580,24 @@ async function runApply(
  * leaves them alone or refuses), to lock before planning; undefined when a
  * --target / --exclude names no fleet (planStack then says which).
  */
+/**
+ * Writes the spec's `protect` of each fleet in `fleets` that has a spec and
+ * whose record row says otherwise; returns those fleets. A fleet the record
+ * does not know yet gets its row with its first create (applyPlan).
+ */
+async function recordProtection(session: StackSession, fleets: readonly string[]): Promise<{ name: string; protect: boolean }[]> {
+  const specs = new Map(session.fleets.map((f) => [f.name, f]));
+  const rows = await session.record.listFleets(session.stack.name, fleets);
+  const out: { name: string; protect: boolean }[] = [];
+  for (const row of rows) {
+    const spec = specs.get(row.fleet);
+    if (!spec || spec.protect === row.protected || row.managedBy !== null) continue;
+    await session.record.setFleetProtection(session.stack.name, row.fleet, spec.owner, spec.protect);
+    out.push({ name: row.fleet, protect: spec.protect });
+  }
+  return out;
+}
+
 async function scopeOf(session: StackSession, opts: ApplyCliOptions): Promise<string[] | undefined> {
   const recordFleets = await session.record.listFleets(session.stack.name);
   const { resolveScope, programFleets } = await planning();
