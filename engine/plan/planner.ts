@@ -132,6 +132,7 @@ export function computePlan(input: PlanInput): PlanDocument {
     lifecycle: s.lc,
     capacity: s.capacity,
     unchangedIn: (fleet, state) => s.unchangedIn(fleet, state) + untouched.filter((c) => c.fleet === fleet && c.from === state).length,
+    granted: (fleet) => grantedSoFar[fleet],
     quotaRoom: (spec, extra, surging) => {
       // Other fleets' surge VMs live beside their members: they count as members of those fleets while they do.
       const granted = { ...grantedSoFar };

@@ -422,6 +422,32 @@ describe('advisory max-disruption with members leaving for good beside a rollout
   });
 });
 
+describe('the default maxUnavailable of a fleet an owner quota cut', () => {
+  // count 3 -> 8 beside an image change, the owner quota granting 4: the default maxUnavailable was maxShare of
+  // the spec's count ("4 of 8"), so wave 1 took all 3 old members out beside the one create, and the same
+  // rule's advisory finding said "3 of 3 … (at most 1)". The grant lowered the count: the default counts 4.
+  it('is maxShare of the granted count, and the rule finds nothing to say', () => {
+    const pack = makePack({ 'owner-quota': 'mandatory', 'max-disruption': 'advisory' });
+    pack.rules.get('owner-quota')!.config.limits = { 'team-a': { vms: 4 } };
+    pack.rules.get('max-disruption')!.config.maxShare = 0.5;
+    const web = makeFleet('web', { count: 8, owner: 'team-a', image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] } });
+    const rows = [0, 1, 2].map((i) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' }));
+    const p = computePlan({
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
+      pack,
+      fleets: [web],
+      record: rows,
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      policy: defaultPolicy,
+      id: 'q',
+    });
+    expect(p.policy.grants.map((g) => g.granted)).toEqual([4]);
+    expect(p.rollouts?.[0]).toMatchObject({ maxUnavailable: 2, reason: expect.stringMatching(/^maxUnavailable 2 of 4 from max-disruption maxShare 0.5/) });
+    expect(p.policy.violations).toEqual([]);
+  });
+});
+
 describe('members whose change a violation vetoes serve on', () => {
   // web/0 and web/2 live in miami, which placement.dataCenters no longer allows: their image change is vetoed
   // (a mandatory placement violation, "members never move"), so they stay Running as they are. The waves and the

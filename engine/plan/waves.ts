@@ -84,9 +84,10 @@ export interface RolloutSettings {
  * Undefined when neither the spec nor the rule asks for a rollout (the rule
  * disabled, no spec.rollout): the change is made at once, as before rollouts.
  */
-export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving: number, waved: number, leavingForGood = 0): RolloutSettings | undefined {
+export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving: number, waved: number, leavingForGood = 0, members = spec.count): RolloutSettings | undefined {
   const notes: string[] = [];
-  const n = spec.count;
+  // The fleet's size as granted: addresses an owner quota or capacity left out are not members.
+  const n = members;
   const r = spec.rollout;
   if (rule.enforcement === 'disabled' && r.maxUnavailable === undefined && r.maxSurge === undefined && r.failureThreshold === undefined) return undefined;
   let maxUnavailable: number;
@@ -169,6 +170,11 @@ export interface WaveInput {
   quotaRoom: (spec: LoadedFleet, extra: number, surging: ReadonlyMap<string, number>) => number;
   /** Members of a fleet in a state that the plan summed as unchanged rather than read (they serve like noops); 0 when absent. */
   unchangedIn?: (fleet: string, state: string) => number;
+  /**
+   * How many members each fleet may have after the grants (an owner quota or capacity that granted fewer than
+   * `count`): the count the default maxUnavailable and the percentages take their share of. Absent: `count`.
+   */
+  granted?: (fleet: string) => number | undefined;
 }
 
 export interface WaveResult {
@@ -254,7 +260,8 @@ export function assignWaves(input: WaveInput): WaveResult {
     const oldServing = deposedServing.get(fleet);
     const returningSurge = oldServing ? returning.filter((c) => oldServing.has(c.address)).length : 0;
     // A failureThreshold share counts every member the rollout changes: those it takes out and those it brings back.
-    const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length + refills.length, forGood.get(fleet) ?? 0);
+    const members = Math.min(spec.count, input.granted?.(fleet) ?? spec.count);
+    const settings = rolloutSettings(spec, rule, serving, disruptive.length + returning.length + refills.length, forGood.get(fleet) ?? 0, members);
     if (!settings) continue;
     // Apply holds a wave to maxUnavailable less the places its failed members hold: the lost ones hold theirs
     // through the rollout, so the rollout's maxUnavailable is what they leave.
