@@ -575,12 +575,6 @@ async function runApply(
 }
 
 /**
- * The fleets a fresh plan will cover (the planner's own scope rule over the
- * specs and the record's fleets, less those a program manages: planStack
- * leaves them alone or refuses), to lock before planning; undefined when a
- * --target / --exclude names no fleet (planStack then says which).
- */
-/**
  * Writes the spec's `protect` of each fleet in `fleets` that has a spec and
  * whose record row says otherwise; returns those fleets. A fleet the record
  * does not know yet gets its row with its first create (applyPlan).
@@ -598,6 +592,12 @@ async function recordProtection(session: StackSession, fleets: readonly string[]
   return out;
 }
 
+/**
+ * The fleets a fresh plan will cover (the planner's own scope rule over the
+ * specs and the record's fleets, less those a program manages: planStack
+ * leaves them alone or refuses), to lock before planning; undefined when a
+ * --target / --exclude names no fleet (planStack then says which).
+ */
 async function scopeOf(session: StackSession, opts: ApplyCliOptions): Promise<string[] | undefined> {
   const recordFleets = await session.record.listFleets(session.stack.name);
   const { resolveScope, programFleets } = await planning();
