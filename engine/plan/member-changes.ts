@@ -176,7 +176,14 @@ function replaceMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet, diff: Fi
   const dc = stack.dataCenters.find((d) => d.name === row.dataCenter);
   const why = dc ? staticExclusion(dc, spec, pack) : `data center ${row.dataCenter} is not in the stack`;
   if (why) {
-    s.violate('placement', row.address, `cannot replace ${row.address} in ${row.dataCenter}: ${why}; members never move`, `lower count below ${row.index + 1} to delete it, then raise it to create it elsewhere`);
+    // Taking the member out means a count of at most its index, which minCount may forbid: the hint says so.
+    const minCount = spec.minCount > row.index ? ` and spec.minCount (${spec.minCount} now)` : '';
+    s.violate(
+      'placement',
+      row.address,
+      `${row.address} cannot be replaced in ${row.dataCenter}: ${why}; members never move, so it stays there as it is.`,
+      `Let fleet ${spec.name} use ${row.dataCenter} again, or lower spec.count (${spec.count} now)${minCount} to ${row.index} or less to delete ${row.address}, then raise it to create the member where the fleet may live.`,
+    );
     return s.hold(row, spec);
   }
   const oldEnd = deletePath(s.lc, row.state);

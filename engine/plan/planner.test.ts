@@ -283,6 +283,20 @@ describe('computePlan: placement', () => {
     const plan = computePlan(input([f], [vmRow(f, 0, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' })]));
     expect(plan.policy.violations.map((v) => `${v.level} ${v.policy} ${v.address}`)).toEqual(['mandatory placement web/0']);
   });
+
+  // The hint said 'lower count below 1 to delete it': with minCount 1 such a spec is refused as it loads.
+  it.each([
+    { minCount: 0, index: 1, hint: 'lower spec.count (3 now) to 1 or less to delete web/1' },
+    { minCount: 1, index: 0, hint: 'lower spec.count (3 now) and spec.minCount (1 now) to 0 or less to delete web/0' },
+    { minCount: 2, index: 1, hint: 'lower spec.count (3 now) and spec.minCount (2 now) to 1 or less to delete web/1' },
+  ])('a vetoed replace says how to take the member out, minCount $minCount', ({ minCount, index, hint }) => {
+    const f = makeFleet('web', { count: 3, minCount, image: 'ubuntu-24.04', placement: { dataCenters: ['richmond'] } });
+    const rows = [0, 1, 2].map((i) => vmRow(f, i, { dataCenter: i === index ? 'miami' : 'richmond', image: 'ubuntu-22.04', specHash: 'old' }));
+    const [v] = computePlan(input([f], rows)).policy.violations.filter((x) => x.level === 'mandatory');
+    expect(v).toMatchObject({ policy: 'placement', address: `web/${index}` });
+    expect(v.message).toBe(`web/${index} cannot be replaced in miami: not in the fleet allow-list; members never move, so it stays there as it is.`);
+    expect(v.hint).toBe(`Let fleet web use miami again, or ${hint}, then raise it to create the member where the fleet may live.`);
+  });
 });
 
 describe('computePlan: grants', () => {
