@@ -28,6 +28,17 @@ describe('rolloutSettings', () => {
     expect([s.maxUnavailable, s.maxSurge, s.failureThreshold]).toEqual(want);
   });
 
+  // A share's figure alone ('failureThreshold 2') did not say where it came from, unlike maxUnavailable's note.
+  it.each([
+    { spec: {}, waved: 12, note: 'failureThreshold 1 (default)' },
+    { spec: { failureThreshold: 2 }, waved: 12, note: 'failureThreshold 2 from the spec' },
+    { spec: { failureThreshold: '10%' }, waved: 12, note: "failureThreshold 2 from the spec's 10% of 12 members changed" },
+    { spec: { failureThreshold: '50%' }, waved: 1, note: "failureThreshold 1 from the spec's 50% of 1 member changed" },
+  ] as { spec: RolloutSpec; waved: number; note: string }[])('notes where failureThreshold comes from: $note', ({ spec, waved, note }) => {
+    const s = rolloutSettings(makeFleet('web', { count: 12, rollout: spec }), rule('advisory'), 12, waved)!;
+    expect(s.notes.at(-1)).toBe(note);
+  });
+
   it('asks for no rollout when neither the spec nor the rule does', () => {
     expect(rolloutSettings(makeFleet('web', { count: 12 }), rule('disabled'), 12, 12)).toBeUndefined();
   });

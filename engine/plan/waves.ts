@@ -142,7 +142,13 @@ export function rolloutSettings(spec: LoadedFleet, rule: DisruptionRule, serving
   }
   const ft: RolloutAmount = r.failureThreshold ?? 1;
   const failureThreshold = Math.max(1, resolveAmount(ft, waved, 'up'));
-  notes.push(`failureThreshold ${failureThreshold}${r.failureThreshold === undefined ? ' (default)' : ''}`);
+  const ftFrom =
+    r.failureThreshold === undefined
+      ? ' (default)'
+      : typeof r.failureThreshold === 'string'
+        ? ` from the spec's ${showAmount(r.failureThreshold)} of ${waved} member${waved === 1 ? '' : 's'} changed`
+        : ' from the spec';
+  notes.push(`failureThreshold ${failureThreshold}${ftFrom}`);
   return { maxUnavailable, maxSurge, failureThreshold, oneAtATime, unavailableFrom, notes };
 }
 
