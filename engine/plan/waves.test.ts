@@ -584,8 +584,11 @@ describe('members out of service because they are missing (no VM for the address
       rollout: { maxUnavailable: 1 },
       want: [],
       violation: /^1 change of fleet web \(web\/3\) cannot be rolled out: 1 of its 6 members is out of Running and this plan does not bring it back, and spec\.rollout\.maxUnavailable 1 \(1\) keeps at least 5 of 6 in Running\.$/,
+      // It said "or free capacity or quota for a surge VM", of no use with no maxSurge: the next case is what helps.
+      hint: "Plan the members out of Running too (without --target, or with their addresses), so that they come back in the first wave, or allow a larger rollout.maxUnavailable in fleet web's spec, or give fleet web's spec a rollout.maxSurge, so that a replace creates its new VM before the old one goes.",
     },
-  ] as { name: string; rollout: RolloutSpec; want: string[]; violation?: RegExp }[])('--target web/3 beside web/5 in BootFailed, $name', ({ rollout, want, violation }) => {
+    { name: 'maxUnavailable 1 and maxSurge 1: web/3 replaced by a surge VM', rollout: { maxUnavailable: 1, maxSurge: 1 }, want: ['1: [web/3] back []'], violation: undefined },
+  ] as { name: string; rollout: RolloutSpec; want: string[]; violation?: RegExp; hint?: string }[])('--target web/3 beside web/5 in BootFailed, $name', ({ rollout, want, violation, hint }) => {
     const web = makeFleet('web', { count: 6, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout });
     const p = computePlan({
       stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
@@ -600,6 +603,8 @@ describe('members out of service because they are missing (no VM for the address
     expect(shape(p)).toEqual(want);
     expect(p.blocked).toBe(violation !== undefined);
     expect(p.policy.violations.map((v) => `${v.policy} ${v.address} ${v.message}`)).toEqual(violation ? [expect.stringMatching(new RegExp(`^rollout web ${violation.source.slice(1)}`))] : []);
+    if (hint) expect(p.policy.violations[0].hint).toBe(hint);
+    if (!violation) expect(p.changes.find((c) => c.address === 'web/3')?.replaceOrder).toBe(rollout.maxSurge ? 'create-before-delete' : 'delete-before-create');
   });
 });
 

@@ -340,7 +340,7 @@ export function assignWaves(input: WaveInput): WaveResult {
         level: 'mandatory',
         address: fleet,
         message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${lost} of its ${spec.count} members ${lost === 1 ? 'is' : 'are'} out of ${state} and this plan does not bring ${lost === 1 ? 'it' : 'them'} back, and ${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} (${settings.maxUnavailable}) keeps at least ${keep} of ${spec.count} in ${state}.`,
-        hint: `Plan the members out of ${state} too (without --target, or with their addresses), so that they come back in the first wave, or ${bySpec ? `allow a larger rollout.maxUnavailable in fleet ${fleet}'s spec` : "raise max-disruption.maxShare in the stack's policyPack.config"}, or free capacity or quota for a surge VM.`,
+        hint: `Plan the members out of ${state} too (without --target, or with their addresses), so that they come back in the first wave, or ${bySpec ? `allow a larger rollout.maxUnavailable in fleet ${fleet}'s spec` : "raise max-disruption.maxShare in the stack's policyPack.config"}${surgeHint(queue, settings.maxSurge, fleet)}.`,
       });
     } else if (queue.length > 0) {
       // Only a maxUnavailable of 0 (the spec's, or a mandatory max-disruption's) with changes that cannot surge gets
@@ -393,4 +393,15 @@ function setReplaceOrder(c: Change, order: NonNullable<Change['replaceOrder']>, 
   c.steps = order === 'create-before-delete' ? [...newSteps, ...oldSteps] : [...oldSteps, ...newSteps];
   const head = reasonHead(c.reason);
   c.reason = order === 'create-before-delete' ? `${head}; its new VM runs before the old one goes (a surge VM)` : `${head}; the old one goes first: ${why}`;
+}
+
+/**
+ * The part of a blocked rollout's hint about surge VMs: only a replace can
+ * use one (its new VM runs before the old one goes); with no maxSurge it
+ * asks for one, with a maxSurge the room for it (capacity or quota) was
+ * missing. Nothing for resizes and transitions.
+ */
+function surgeHint(queue: readonly Change[], maxSurge: number, fleet: string): string {
+  if (!queue.some((c) => c.action === 'replace')) return '';
+  return maxSurge > 0 ? ', or free capacity or quota for a surge VM' : `, or give fleet ${fleet}'s spec a rollout.maxSurge, so that a replace creates its new VM before the old one goes`;
 }
