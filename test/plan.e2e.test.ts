@@ -9,7 +9,7 @@ import { computePlan, planStack, renderJson, renderMarkdown, renderText } from '
 import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import { loadStack } from '../engine/spec/index.ts';
-import { fixtureOptions, fixtureVms, seedFixture } from './fixtures/plan/harness.ts';
+import { fixtureOptions, fixtureVms, seedFixture, seedProtection } from './fixtures/plan/harness.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'plan');
@@ -36,7 +36,9 @@ describe('plan fixtures', () => {
     const dir = join(FIXTURES, name);
     const loaded = await loadStack(dir, { cwd: ROOT, env });
     expect(loaded.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
-    await seedFixture(record, fixtureVms(join(dir, 'record.yaml'), loaded.stack!.name, loaded.fleets, loaded.pack!.images));
+    const vms = fixtureVms(join(dir, 'record.yaml'), loaded.stack!.name, loaded.fleets, loaded.pack!.images);
+    await seedFixture(record, vms);
+    await seedProtection(record, join(dir, 'record.yaml'), vms, loaded.fleets);
     const { plan } = await planStack(dir, {
       cwd: ROOT,
       env,

@@ -107,6 +107,58 @@ describe('a protect change alone reaches the record', () => {
   });
 });
 
+describe('a protect change alone is in the plan', () => {
+  // The plan said "No changes. The record matches the specs." (and --detailed-exitcode 0) of a spec whose protect
+  // differs from the record's, which `fleet apply` then wrote; a saved plan's apply did not write it at all.
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack({ name: 'protect-plan' });
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: true }));
+    await st.spec('web', fleetYaml('web', { count: 1 }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('fleet plan shows it and --detailed-exitcode exits 2', async () => {
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: false }));
+    const plan = await fleet('plan', '--detailed-exitcode');
+    expect(plan.code, plan.stderr).toBe(2);
+    expect(plan.stdout).toContain('~ fleet vault: protect true -> false');
+    expect(plan.stdout).not.toContain('No changes');
+    const json = await fleet('plan', '--format', 'json');
+    expect(JSON.parse(json.stdout).plan.fleetChanges).toEqual([{ fleet: 'vault', protect: { from: true, to: false } }]);
+  });
+
+  it('a saved plan of it applied records it', async () => {
+    const saved = join(st.dir, 'unprotect.json');
+    expect((await fleet('plan', '--out', saved)).code).toBe(0);
+    const r = await fleet('apply', saved);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('recorded protect: false for fleet vault');
+    const again = await fleet('plan', '--detailed-exitcode');
+    expect(again.code, again.stdout).toBe(0);
+    await st.spec('vault', null);
+    const plan = await fleet('plan');
+    expect(plan.stdout + plan.stderr).not.toContain('protected in the record');
+  });
+
+  it('a saved plan with member changes records the protection it lists', async () => {
+    await st.spec('vault', fleetYaml('vault', { count: 2, protect: true }));
+    const saved = join(st.dir, 'protect-grow.json');
+    expect((await fleet('plan', '--out', saved)).code).toBe(0);
+    // The spec changes again before the apply: the saved plan's protect: true is what is applied.
+    await st.spec('vault', fleetYaml('vault', { count: 2, protect: false }));
+    const r = await fleet('apply', saved);
+    expect(r.code, r.stderr).toBe(0);
+    await st.spec('vault', null);
+    const plan = await fleet('plan');
+    expect(plan.stdout + plan.stderr).toContain('fleet vault is protected in the record');
+  });
+});
+
 describe('a saved plan is stale only when what it changes changed', () => {
   let st: TempStack;
   const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });

@@ -175,6 +175,18 @@ export interface UnchangedFleet {
   dataCenters: Record<string, number>;
 }
 
+/**
+ * A change of one fleet's own settings (docs/plan-format.md): its
+ * protection, kept in the record's fleets row (docs/policy.md). Only for a
+ * fleet in scope with a spec and a record row that no program manages; a
+ * fleet the record does not know yet gets its row with its first create.
+ */
+export interface FleetChange {
+  fleet: string;
+  /** The record's protection (`from`) and the spec's (`to`). */
+  protect: { from: boolean; to: boolean };
+}
+
 export interface PlanDocument {
   formatVersion: typeof PLAN_FORMAT_VERSION;
   /** Random id; apply journals every step under it. */
@@ -195,6 +207,12 @@ export interface PlanDocument {
   policy: { violations: Violation[]; grants: Grant[] };
   /** The rollout of each fleet with disruptive changes, by fleet name; absent when there is none (and in plans made before rollouts). */
   rollouts?: Rollout[];
+  /**
+   * What the plan changes of fleets themselves rather than of their members,
+   * by fleet name: a spec's `protect` that the record's fleet row does not
+   * hold (apply writes it before any step). Absent when there is none.
+   */
+  fleetChanges?: FleetChange[];
   /** Counts per action, every action present (0 when none); `noop` is the sum of `unchanged` counts. */
   summary: Record<Action, number>;
   /** True when a mandatory violation exists: the plan cannot be applied. */

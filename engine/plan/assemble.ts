@@ -4,7 +4,7 @@
 import { PLAN_FORMAT_VERSION } from '../model/index.ts';
 import type { PlanState } from './plan-state.ts';
 import { byName } from './scope.ts';
-import { ACTIONS, type Action, type Change, type PlanDocument, type Rollout, type UnchangedFleet } from './types.ts';
+import { ACTIONS, type Action, type Change, type FleetChange, type PlanDocument, type Rollout, type UnchangedFleet } from './types.ts';
 
 /**
  * Key order of a change in the JSON document: the contract's order
@@ -92,6 +92,25 @@ function tally(tallies: ReturnType<typeof summedTallies>, c: Change): void {
 }
 
 /**
+ * The fleets in `scope` whose spec's `protect` differs from the record's
+ * row (PlanInput.fleetProtection), in scope order: what apply writes to the
+ * fleets rows before any step. A fleet with no row gets one, protected as
+ * its spec says, with its first create.
+ */
+function fleetChanges(s: PlanState, scope: readonly string[]): FleetChange[] {
+  const recorded = s.input.fleetProtection;
+  if (!recorded) return [];
+  const specs = new Map(s.input.fleets.map((f) => [f.name, f]));
+  const out: FleetChange[] = [];
+  for (const name of scope) {
+    const spec = specs.get(name);
+    const from = recorded[name];
+    if (spec && from !== undefined && from !== spec.protect) out.push({ fleet: name, protect: { from, to: spec.protect } });
+  }
+  return out;
+}
+
+/**
  * The document, less what rules decide (violations from rules and
  * `blocked`, set by the planner once rules ran). `all` is every member's
  * change in fleet and index order, noops included.
@@ -121,6 +140,9 @@ export function assemble(s: PlanState, scope: string[], all: Change[], rollouts:
   const unchanged = summariseUnchanged(s, scope, all);
   // Members summed rather than read are noops too.
   summary.noop = unchanged.reduce((n, u) => n + u.count, 0);
+  // A fleet whose protection changes is a fleet the plan changes: its version is in the basis too.
+  const settings = fleetChanges(s, scope);
+  for (const f of settings) changed.add(f.fleet);
   const basisFleets: Record<string, number> = {};
   for (const name of scope) if (changed.has(name)) basisFleets[name] = input.fleetVersions[name] ?? 0;
 
@@ -145,6 +167,7 @@ export function assemble(s: PlanState, scope: string[], all: Change[], rollouts:
     unchanged,
     policy: { violations: s.violations, grants: s.grants },
     ...(rollouts.length ? { rollouts } : {}),
+    ...(settings.length ? { fleetChanges: settings } : {}),
     summary,
     blocked: false,
   };

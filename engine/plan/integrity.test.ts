@@ -79,7 +79,7 @@ describe('plan seals', () => {
 
 describe('checkScope', () => {
   it('every golden plan is inside its scope', () => {
-    for (const name of ['01-create-nearest', '03-transition', '04-update-replace', '05-scale-down', '06-spread-pack', '10-target-exclude']) {
+    for (const name of ['01-create-nearest', '03-transition', '04-update-replace', '05-scale-down', '06-spread-pack', '10-target-exclude', '13-protect-only']) {
       expect({ name, diags: checkScope(golden(name), 'plan.json') }).toEqual({ name, diags: [] });
     }
   });
@@ -95,5 +95,17 @@ describe('checkScope', () => {
     const d = checkScope(p, 'plan.json');
     expect(d.map((x) => x.code)).toContain('apply.plan-scope');
     expect(d.map((x) => x.detail).join('\n')).toMatch(detail);
+  });
+
+  // A fleet's protection is written under its lock and stale-checked through its version, like a member's change.
+  it.each<[string, (p: PlanDocument) => void, RegExp]>([
+    ['a protect change of a fleet not in fleets', (p) => (p.fleets = p.fleets.filter((f) => f !== 'vault')), /protect change of fleet vault is not in the plan's scope/],
+    ['a protect change whose fleet version the basis lacks', (p) => delete p.basis.fleets.web, /protect change of fleet web changes a fleet whose version the plan's basis does not hold/],
+  ])('%s', (_name, edit, detail) => {
+    const p = golden('13-protect-only');
+    edit(p);
+    const d = checkScope(p, 'plan.json');
+    expect(d.map((x) => x.code)).toEqual(['apply.plan-scope']);
+    expect(d[0].detail).toMatch(detail);
   });
 });

@@ -535,3 +535,37 @@ describe('a fleet whose members grow past its owner quota', () => {
     );
   });
 });
+
+// A change of `protect` alone was invisible: the plan said "No changes" while `fleet apply` wrote the record's
+// protection. The plan now lists it (fleetChanges), for fleets in scope with a spec and a record row.
+describe('computePlan: fleet changes (protect)', () => {
+  const vault = makeFleet('vault', { count: 1, protect: false });
+  const db = makeFleet('db', { count: 1, protect: true });
+  const fresh = makeFleet('fresh', { count: 1, protect: true });
+  const record = [vmRow(vault, 0), vmRow(db, 0)];
+  const versions = { vault: 3, db: 5 };
+
+  it('lists a fleet whose spec protect differs from its record row, and holds its version in the basis', () => {
+    const p = computePlan(input([vault, db, fresh], record, { fleetVersions: versions, fleetProtection: { vault: true, db: true } }));
+    expect(p.fleetChanges).toEqual([{ fleet: 'vault', protect: { from: true, to: false } }]);
+    expect(p.basis.fleets).toMatchObject({ vault: 3 });
+    expect(p.basis.fleets).not.toHaveProperty('db');
+  });
+
+  it('both directions, in fleet name order', () => {
+    const p = computePlan(input([vault, db], record, { fleetVersions: versions, fleetProtection: { vault: true, db: false } }));
+    expect(p.fleetChanges).toEqual([
+      { fleet: 'db', protect: { from: false, to: true } },
+      { fleet: 'vault', protect: { from: true, to: false } },
+    ]);
+  });
+
+  it('absent when nothing differs, for a fleet with no record row (its first create records it), and outside the scope', () => {
+    expect(computePlan(input([vault, db], record, { fleetVersions: versions, fleetProtection: { vault: false, db: true } }))).not.toHaveProperty('fleetChanges');
+    expect(computePlan(input([fresh], [], { fleetProtection: {} }))).not.toHaveProperty('fleetChanges');
+    const narrowed = computePlan(
+      input([vault, db], record, { fleetVersions: versions, fleetProtection: { vault: true, db: false }, options: { targets: ['db'], excludes: [], allowDestroy: [], refresh: false } }),
+    );
+    expect(narrowed.fleetChanges).toEqual([{ fleet: 'db', protect: { from: false, to: true } }]);
+  });
+});

@@ -62,6 +62,13 @@ export interface PlanInput {
   owners?: Record<string, string>;
   /** Fleets the record holds as protected (FleetRow.protected): the protect rule's word for a fleet whose spec is gone. */
   protectedFleets?: readonly string[];
+  /**
+   * The record's protection of each fleet in scope it has a row of, less
+   * those a program manages (FleetRow.protected, managedBy): a spec whose
+   * `protect` differs is a fleet change of the plan (`fleetChanges`).
+   * Absent: no fleet change is planned (the Pulumi providers' plans).
+   */
+  fleetProtection?: Readonly<Record<string, boolean>>;
   now?: Date;
   id?: string;
   /** The policy functions; engine/policy's by default. */

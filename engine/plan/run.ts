@@ -122,6 +122,8 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   const owners: Record<string, string> = {};
   let identity: StackIdentity | undefined;
   const protectedFleets: string[] = [];
+  /** The record's protection of the fleets in scope it has rows of (a fleet change when a spec differs). */
+  const fleetProtection: Record<string, boolean> = {};
   /** What the planning reports beside the plan: fleets left to their program (here), custom rules' timeouts (computePlan). */
   const reported: Diagnostic[] = [];
   try {
@@ -181,6 +183,8 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
       owners[f.fleet] = f.owner;
       if (f.protected) protectedFleets.push(f.fleet);
       if (inScope.has(f.fleet)) fleetVersions[f.fleet] = f.version;
+      // A program's fleet is the program's (left out of the scope above): its protection is not the plan's to write.
+      if (inScope.has(f.fleet) && f.managedBy === null) fleetProtection[f.fleet] = f.protected;
     }
     const read = await record.readPlan(stack.name, { fleets: scope.fleets, shapes: planShapes(pack, fleets, scope.fleets, options) });
     rows = read.rows;
@@ -203,6 +207,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     fleetVersions,
     owners,
     protectedFleets,
+    fleetProtection,
     options,
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.id ? { id: opts.id } : {}),

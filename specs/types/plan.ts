@@ -53,6 +53,19 @@ export interface PlanDocumentFile {
    */
   rollouts?: PlanRollout[];
   /**
+   * What the plan changes of fleets themselves, by fleet name: a spec's protect that the record's fleet row does not hold (apply writes it before any step). Only fleets in scope with a spec and a record row that no program manages; absent when there is none.
+   */
+  fleetChanges?: {
+    fleet: string;
+    /**
+     * The record's protection (from) and the spec's (to).
+     */
+    protect: {
+      from: boolean;
+      to: boolean;
+    };
+  }[];
+  /**
    * Counts per action, every action present.
    */
   summary: {

@@ -343,7 +343,7 @@ async function runApply(
 ): Promise<number> {
   if (planfile !== undefined) refuseFreshPlanFlags(planfile, opts);
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
-  const { applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
+  const { applyPlan, checkApplicable, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
   const parallelism = parallelismOf(opts.parallelism, said('parallelism', '--parallelism'));
   const lockTimeout = nonNegative(opts.lockTimeout, said('lockTimeout', '--lock-timeout'));
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
@@ -460,11 +460,35 @@ async function runApply(
       else io.stdout.write(renderText(plan, { color: useColor(io) }));
     }
     if (interrupt?.signal.aborted) return cancelled(io);
+    /** Asks on a terminal before a fresh plan is applied (a saved plan, or --yes, is not asked about). */
+    const confirmFresh = async (): Promise<void> => {
+      if (saved || plan.blocked || opts.yes) return;
+      if (!io.stdin.isTTY) {
+        throw new FleetError(diag('apply.confirmation-required', 'No terminal to ask for confirmation: run with --yes, or apply a saved plan (`fleet plan --out plan.json` then `fleet apply plan.json`).'));
+      }
+      // A Ctrl-C at the prompt ends it with "no": cancelled just below, not refused.
+      const yes = await confirm(io, interrupt?.signal);
+      if (!yes && !interrupt?.signal.aborted) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
+    };
     const changes = plan.changes.filter((c) => c.action !== 'noop').length;
     if (changes === 0) {
       // A fleet's protection is the record's (docs/policy.md), written by applyPlan before its steps: with no
-      // member to change, write here what differs, or protect: false (or true) applied alone would never reach it.
-      const recorded = !saved && !plan.blocked ? await recordProtection(session, plan.fleets) : [];
+      // member to change, the plan's fleetChanges are written here, or protect: false (or true) applied alone
+      // would never reach the record. A fresh plan's fleets are locked already; a saved plan's are locked and
+      // checked against the record (its basis holds their versions) first.
+      let recorded: ProtectWrite[] = [];
+      if (!plan.blocked && plan.fleetChanges?.length) {
+        await confirmFresh();
+        if (interrupt?.signal.aborted) return cancelled(io);
+        const fleets = plan.fleetChanges.map((f) => f.fleet);
+        const held = lock ?? (await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId: plan.id, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) }));
+        try {
+          await checkApplicable(plan, session.record, { fresh: !saved });
+          recorded = await recordProtection(session, plan);
+        } finally {
+          if (!lock) await held.release().catch(() => {});
+        }
+      }
       if (!json && recorded.length > 0) io.stdout.write(`Nothing else to apply; ${recorded.map((f) => `recorded protect: ${f.protect} for fleet ${f.name}`).join(', ')}.\n`);
       else if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
       // `summary` is the last event of every apply (docs/apply.md): a CI job reads the counts there, here all 0.
@@ -480,15 +504,9 @@ async function runApply(
       plan = { ...plan, seal: await sealAtAuthority(session.stack.authority, env, plan) };
       await registerAtAuthority(session.stack.authority, env, plan);
     }
-    if (!saved && !plan.blocked && !opts.yes) {
-      if (!io.stdin.isTTY) {
-        throw new FleetError(diag('apply.confirmation-required', 'No terminal to ask for confirmation: run with --yes, or apply a saved plan (`fleet plan --out plan.json` then `fleet apply plan.json`).'));
-      }
-      // A Ctrl-C at the prompt ends it with "no": cancelled just below, not refused.
-      const yes = await confirm(io, interrupt?.signal);
-      if (!yes && !interrupt?.signal.aborted) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
-    }
+    await confirmFresh();
     if (interrupt?.signal.aborted) return cancelled(io);
+    const protection = await protectionOf(session, plan);
     interrupt ??= onInterrupt(io, notice);
     interrupt.applying();
     let result: ApplyResult;
@@ -504,7 +522,7 @@ async function runApply(
         record: session.record,
         providers: session.providers,
         owners: Object.fromEntries(session.fleets.map((f) => [f.name, f.owner])),
-        protection: Object.fromEntries(session.fleets.map((f) => [f.name, f.protect])),
+        protection,
         ...(env.FLEET_ADMIN_TOKEN ? { adminToken: env.FLEET_ADMIN_TOKEN } : {}),
         parallelism: parallelism ?? session.stack.apply.parallelism,
         lockTimeoutMs,
@@ -574,21 +592,43 @@ async function runApply(
   }
 }
 
+/** A fleet whose protection apply wrote to the record. */
+interface ProtectWrite {
+  name: string;
+  protect: boolean;
+}
+
 /**
- * Writes the spec's `protect` of each fleet in `fleets` that has a spec and
- * whose record row says otherwise; returns those fleets. A fleet the record
- * does not know yet gets its row with its first create (applyPlan).
+ * Writes the protection the plan lists (`fleetChanges`, the one source of
+ * truth: what the reviewed plan says) of each fleet whose record row does not
+ * hold it yet; returns those fleets. A row a program manages is left alone.
  */
-async function recordProtection(session: StackSession, fleets: readonly string[]): Promise<{ name: string; protect: boolean }[]> {
-  const specs = new Map(session.fleets.map((f) => [f.name, f]));
-  const rows = await session.record.listFleets(session.stack.name, fleets);
-  const out: { name: string; protect: boolean }[] = [];
-  for (const row of rows) {
-    const spec = specs.get(row.fleet);
-    if (!spec || spec.protect === row.protected || row.managedBy !== null) continue;
-    await session.record.setFleetProtection(session.stack.name, row.fleet, spec.owner, spec.protect);
-    out.push({ name: row.fleet, protect: spec.protect });
+async function recordProtection(session: StackSession, plan: PlanDocument): Promise<ProtectWrite[]> {
+  const listed = plan.fleetChanges ?? [];
+  if (listed.length === 0) return [];
+  const rows = new Map((await session.record.listFleets(session.stack.name, listed.map((f) => f.fleet))).map((r) => [r.fleet, r]));
+  const out: ProtectWrite[] = [];
+  for (const f of listed) {
+    const row = rows.get(f.fleet);
+    if (!row || row.managedBy !== null || row.protected === f.protect.to) continue;
+    await session.record.setFleetProtection(session.stack.name, f.fleet, row.owner, f.protect.to);
+    out.push({ name: f.fleet, protect: f.protect.to });
   }
+  return out;
+}
+
+/**
+ * The protection applyPlan writes before its steps (ApplyOptions.protection):
+ * what the plan lists for fleets the record has rows of (`fleetChanges`), and
+ * the spec's `protect` for a fleet the record does not know yet, whose row
+ * its first create makes. A fleet with a row the plan lists nothing for is
+ * left as the record holds it.
+ */
+async function protectionOf(session: StackSession, plan: PlanDocument): Promise<Record<string, boolean>> {
+  const out: Record<string, boolean> = {};
+  const known = new Set((await session.record.listFleets(session.stack.name, plan.fleets)).map((r) => r.fleet));
+  for (const f of session.fleets) if (plan.fleets.includes(f.name) && !known.has(f.name)) out[f.name] = f.protect;
+  for (const f of plan.fleetChanges ?? []) out[f.fleet] = f.protect.to;
   return out;
 }
 

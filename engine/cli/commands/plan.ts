@@ -129,7 +129,7 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
  * | ---- | --------------------------------------------------------------- |
  * | 0    | a plan that can be applied (or no changes)                      |
  * | 1    | an error, or a mandatory violation (the plan is still printed)  |
- * | 2    | changes present, with --detailed-exitcode                       |
+ * | 2    | changes present (protect alone too), with --detailed-exitcode   |
  */
 export const registerPlan: RegisterCommand = (program: Command, io, setExit) => {
   program
@@ -139,7 +139,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .addOption(recordUrlOption())
     .option('--out <file>', 'write the plan document (JSON, sealed: by the stack\'s authority when stack.yaml has one) to FILE, for `fleet apply FILE`; with --format json, stdout then names FILE and the summary instead of repeating the document')
     .addOption(formatOption(PLAN_FORMATS))
-    .option('--detailed-exitcode', 'exit 2 when the plan has changes (0: none, 1: error or blocked)')
+    .option('--detailed-exitcode', 'exit 2 when the plan has changes, of members or of a fleet\'s protect (0: none, 1: error or blocked)')
     .option('--target <fleet>', 'plan only this fleet, or this member (`web/3`) (repeatable)', collect, [])
     .option('--exclude <fleet>', 'leave this fleet out (repeatable)', collect, [])
     .option('--allow-destroy <fleet>', 'allow deleting or replacing members of this protected fleet (repeatable)', collect, [])
@@ -169,7 +169,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             sealAtAuthority: async (plan: PlanDocument, authority: NonNullable<LoadedStack['authority']>) =>
               (await import('../../../providers/authority-plans.ts')).sealAtAuthority(authority, loaderEnv(io, opts), plan),
           };
-          const { planStack, renderPlan, writePlanJson } = await planning();
+          const { hasChanges, planStack, renderPlan, writePlanJson } = await planning();
           const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
           const all = [...diagnostics];
           if (plan.blocked) {
@@ -201,9 +201,8 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             if (mode === 'text') printDiagnostics(io, all.slice(diagnostics.length));
             return 1;
           }
-          const s = plan.summary;
-          const changes = s.create + s.transition + s.update + s.replace + s.delete;
-          return opts.detailedExitcode && changes > 0 ? 2 : 0;
+          // A change of a fleet's protection alone is a change too: apply writes it.
+          return opts.detailedExitcode && hasChanges(plan) ? 2 : 0;
         }, mode),
       );
     });

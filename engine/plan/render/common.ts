@@ -16,6 +16,17 @@ export function formatPath(path: readonly string[]): string {
   return path.join(' » ');
 }
 
+/** How many members the plan changes (noops left out). */
+export function memberChanges(plan: PlanDocument): number {
+  const s = plan.summary;
+  return s.create + s.transition + s.update + s.replace + s.delete;
+}
+
+/** Whether applying the plan changes anything: a member, or a fleet's own setting (`fleetChanges`). */
+export function hasChanges(plan: PlanDocument): boolean {
+  return memberChanges(plan) > 0 || (plan.fleetChanges?.length ?? 0) > 0;
+}
+
 /**
  * The closing line every renderer ends with. A plan with no change is not
  * always a record that matches the specs: the policy may have vetoed every
@@ -26,7 +37,11 @@ export function formatPath(path: readonly string[]): string {
  */
 export function summaryLine(plan: PlanDocument): string {
   const s = plan.summary;
-  if (s.create + s.transition + s.update + s.replace + s.delete === 0) {
+  // A change of protect alone is a change (apply writes it): it is counted, not "No changes".
+  const settings = plan.fleetChanges?.length ?? 0;
+  const counts = `Plan: ${s.create} to create, ${s.transition} to transition, ${s.update} to update, ${s.replace} to replace, ${s.delete} to delete`;
+  if (settings > 0) return `${counts}; protect changes for ${settings} fleet${settings === 1 ? '' : 's'}.`;
+  if (memberChanges(plan) === 0) {
     const vetoes = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
     if (plan.fleets.length === 0 && plan.options.targets.length + plan.options.excludes.length > 0) {
       return 'No changes: --target and --exclude leave no fleet in scope, so nothing was compared with the record.';
@@ -38,7 +53,7 @@ export function summaryLine(plan: PlanDocument): string {
     if (findings > 0) return `No changes to make; ${findings} advisory policy finding${findings === 1 ? '' : 's'} to review.`;
     return 'No changes. The record matches the specs.';
   }
-  return `Plan: ${s.create} to create, ${s.transition} to transition, ${s.update} to update, ${s.replace} to replace, ${s.delete} to delete.`;
+  return `${counts}.`;
 }
 
 export interface FleetGroup {

@@ -1,7 +1,7 @@
 export { renderText, type TextOptions } from './text.ts';
 export { renderMarkdown, markdownMarker, MARKDOWN_LIMIT, type MarkdownOptions } from './markdown.ts';
 export { renderJson, writePlanJson, PRETTY_JSON_LIMIT } from './json.ts';
-export { SYMBOL, formatPath, summaryLine } from './common.ts';
+export { SYMBOL, formatPath, hasChanges, summaryLine } from './common.ts';
 
 import type { PlanDocument } from '../types.ts';
 import { renderJson } from './json.ts';

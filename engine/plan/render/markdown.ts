@@ -10,7 +10,7 @@ import { ACTIONS, type Action, type Change, type PlanDocument } from '../types.t
 import { planDigest } from '../digest.ts';
 import { byName } from '../scope.ts';
 import { mdCode, mdCodeCell, mdHtml, mdText } from './escape.ts';
-import { SYMBOL, countsPhrase, createdMembers, diffLines, formatPath, groupByFleet, memberList, returningPhrases, rolloutLine, summaryLine, type FleetGroup } from './common.ts';
+import { SYMBOL, countsPhrase, createdMembers, diffLines, formatPath, groupByFleet, hasChanges, memberList, returningPhrases, rolloutLine, summaryLine, type FleetGroup } from './common.ts';
 
 export const MARKDOWN_LIMIT = 65_000;
 
@@ -92,9 +92,8 @@ export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): 
 
 /** How to carry out exactly this plan, in one line. */
 function howToApply(plan: PlanDocument, planFile: string | undefined): string {
-  const s = plan.summary;
   if (plan.blocked) return 'Nothing can be applied until the mandatory violations below are resolved.';
-  if (s.create + s.transition + s.update + s.replace + s.delete === 0) return 'Nothing to apply.';
+  if (!hasChanges(plan)) return 'Nothing to apply.';
   const file = planFile ? code(`fleet apply ${planFile}`) : '`fleet apply PLANFILE` with the file `fleet plan --out` saved';
   return `To apply exactly this plan: ${file}; it is refused if anything it changes moved in the record since.`;
 }
@@ -112,6 +111,9 @@ function headSection(plan: PlanDocument, planFile: string | undefined): string {
     const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
     lines.push(`> [!CAUTION]`, `> Blocked by ${n} mandatory policy violation${n === 1 ? '' : 's'}: this plan cannot be applied.`, '');
   }
+  // A fleet's own settings (its protection in the record): one line each, never cut by the comment limit.
+  const settings = (plan.fleetChanges ?? []).map((f) => `- \`~\` fleet ${code(f.fleet)}: protect ${code(String(f.protect.from))} -> ${code(String(f.protect.to))}`);
+  if (settings.length) lines.push('### Fleet settings', '', ...settings, '');
   return lines.join('\n');
 }
 

@@ -57,6 +57,21 @@ describe('renderText', () => {
     expect(text.trimEnd().split('\n').at(-1)).toBe('No changes. The record matches the specs.');
   });
 
+  // A change of protect alone said "No changes. The record matches the specs." while apply wrote it.
+  it('shows fleet settings and counts them in the summary line, with or without member changes', () => {
+    const protectOnly = { ...plan([web], [vmRow(web, 0), vmRow(web, 1)]), fleetChanges: [{ fleet: 'web', protect: { from: true, to: false } }] };
+    const text = renderText(protectOnly);
+    expect(text).toContain('Fleet settings\n  ~ fleet web: protect true -> false\n');
+    const want = 'Plan: 0 to create, 0 to transition, 0 to update, 0 to replace, 0 to delete; protect changes for 1 fleet.';
+    expect(text.trimEnd().split('\n').at(-1)).toBe(want);
+    const md = renderMarkdown(protectOnly);
+    expect(md).toContain(`**${want}**`);
+    expect(md).toContain('### Fleet settings\n\n- `~` fleet `web`: protect `true` -> `false`');
+    expect(md).toContain('To apply exactly this plan');
+    const both = { ...mixed(), fleetChanges: [{ fleet: 'api', protect: { from: false, to: true } }, { fleet: 'web', protect: { from: true, to: false } }] };
+    expect(renderText(both).trimEnd().split('\n').at(-1)).toBe('Plan: 1 to create, 1 to transition, 1 to update, 1 to replace, 1 to delete; protect changes for 2 fleets.');
+  });
+
   it('says the policy vetoed every change instead of "matches the specs" when nothing can change', () => {
     // No data center offers the hardware: the create is vetoed, nothing is left to change.
     const vetoed = plan([makeFleet('gpu', { count: 2, hardware: ['gpu-h100'] })]);

@@ -36,6 +36,13 @@ export function renderText(plan: PlanDocument, opts: TextOptions = {}): string {
   if (narrowed.length) out.push(narrowed.join('; '));
   out.push('');
 
+  // A fleet's own settings (its protection in the record), which apply writes before any step.
+  if (plan.fleetChanges?.length) {
+    out.push(paint('bold', 'Fleet settings'));
+    for (const f of plan.fleetChanges) out.push(`  ${paint('yellow', '~')} fleet ${v(f.fleet)}: protect ${f.protect.from} -> ${f.protect.to}`);
+    out.push('');
+  }
+
   const created = createdMembers(plan);
   for (const g of groupByFleet(plan)) {
     if (g.changes.length === 0) continue;
