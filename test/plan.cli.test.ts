@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planContentDigest, type PlanDocument } from '../engine/plan/index.ts';
 import { openRecord } from '../engine/record/index.ts';
 import { loadStack } from '../engine/spec/index.ts';
-import { fixtureVms, seedFixture } from './fixtures/plan/harness.ts';
+import { fixtureVms, seedFixture, seedProtection } from './fixtures/plan/harness.ts';
 import { runCli } from './helpers/cli.ts';
 import { schemaErrors } from './helpers/schemas.ts';
 
@@ -25,7 +25,10 @@ describe('fleet plan', () => {
     try {
       for (const name of ['02-no-change', '05-scale-down', '09-protect']) {
         const loaded = await loadStack(stack(name), { env });
-        await seedFixture(record, fixtureVms(join(stack(name), 'record.yaml'), loaded.stack!.name, loaded.fleets, loaded.pack!.images));
+        const vms = fixtureVms(join(stack(name), 'record.yaml'), loaded.stack!.name, loaded.fleets, loaded.pack!.images);
+        await seedFixture(record, vms);
+        // The fleets' protection as their specs say (the record of a stack applied before), as plan.e2e seeds it.
+        await seedProtection(record, join(stack(name), 'record.yaml'), vms, loaded.fleets);
       }
     } finally {
       await record.close();
