@@ -9,8 +9,17 @@ import { dataCenter, makeFleet, makePack, makeStack, vmRow } from './test-suppor
 import { rolloutSettings, type DisruptionRule } from './waves.ts';
 import type { PlanDocument } from './types.ts';
 import type { VmRow } from '../record/types.ts';
+import type { LoadedPack } from '../policy/types.ts';
 
 const rule = (enforcement: Enforcement, maxShare = 0.25): DisruptionRule => ({ state: 'Running', maxShare, enforcement });
+
+/** `base` with its max-disruption rule at `enforcement` and `maxShare`. */
+function withDisruption(base: LoadedPack, enforcement: Enforcement, maxShare: number): LoadedPack {
+  const rules = new Map(base.rules);
+  const rule = rules.get('max-disruption')!;
+  rules.set('max-disruption', { ...rule, enforcement, config: { ...rule.config, maxShare } });
+  return { ...base, rules };
+}
 
 describe('rolloutSettings', () => {
   it.each([
@@ -341,10 +350,7 @@ describe('mandatory max-disruption with members leaving for good (a lower count)
     const int = (n: number) => Math.floor(next() * n);
     for (let k = 0; k < 200; k++) {
       const maxShare = [0.1, 0.25, 0.34, 0.5][int(4)];
-      const rules = new Map(base.rules);
-      const rule = rules.get('max-disruption')!;
-      rules.set('max-disruption', { ...rule, enforcement: 'mandatory', config: { ...rule.config, maxShare } });
-      const pack = { ...base, rules };
+      const pack = withDisruption(base, 'mandatory', maxShare);
       const existing = 1 + int(16);
       const count = Math.max(0, existing - int(5));
       const rollout: RolloutSpec = next() < 0.5 ? {} : { maxSurge: int(3) };
@@ -374,14 +380,12 @@ describe('mandatory max-disruption with members leaving for good (a lower count)
     { name: 'every member to PoweredOff under a mandatory maxShare 0.5', maxShare: 0.5, blocked: true },
   ])('$name: the members that leave for good by a transition are not counted twice', async ({ maxShare, blocked }) => {
     const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
-    const rules = new Map(base.rules);
-    const rule = rules.get('max-disruption')!;
-    rules.set('max-disruption', { ...rule, enforcement: 'mandatory', config: { ...rule.config, maxShare } });
+    const pack = withDisruption(base, 'mandatory', maxShare);
     const web = makeFleet('web', { count: 4, state: 'PoweredOff', placement: { dataCenters: ['miami'] } });
     const rows = [0, 1, 2, 3].map((i) => vmRow(web, i, { dataCenter: 'miami', state: 'Running' }));
     const p = computePlan({
       stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
-      pack: { ...base, rules },
+      pack,
       fleets: [web],
       record: rows,
       fleetVersions: {},
@@ -407,16 +411,14 @@ describe('advisory max-disruption with members leaving for good beside a rollout
     const int = (n: number) => Math.floor(next() * n);
     for (let k = 0; k < 200; k++) {
       const maxShare = [0.1, 0.25, 0.34, 0.5][int(4)];
-      const rules = new Map(base.rules);
-      const rule = rules.get('max-disruption')!;
-      rules.set('max-disruption', { ...rule, enforcement: 'advisory', config: { ...rule.config, maxShare } });
+      const pack = withDisruption(base, 'advisory', maxShare);
       const existing = 1 + int(16);
       const count = Math.max(0, existing - int(5));
       const web = makeFleet('web', { count, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] } });
       const rows = Array.from({ length: existing }, (_, i) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' }));
       const p = computePlan({
         stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
-        pack: { ...base, rules },
+        pack,
         fleets: [web],
         record: rows,
         fleetVersions: {},
@@ -467,15 +469,13 @@ describe('members whose change a violation vetoes serve on', () => {
   // maxUnavailable to 0.
   it.each(['advisory', 'mandatory'] as const)('%s max-disruption counts the 3 Running members of web', async (enforcement) => {
     const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
-    const rules = new Map(base.rules);
-    const rule = rules.get('max-disruption')!;
-    rules.set('max-disruption', { ...rule, enforcement, config: { ...rule.config, maxShare: 0.5 } });
+    const pack = withDisruption(base, enforcement, 0.5);
     const web = makeFleet('web', { count: 3, image: 'ubuntu-24.04', placement: { dataCenters: ['richmond'] } });
     const rows = ['miami', 'richmond', 'miami'].map((dc, i) => vmRow(web, i, { dataCenter: dc, image: 'ubuntu-22.04', specHash: 'old' }));
     const p = computePlan({
       // richmond is full: web/1 goes delete-before-create, out of service.
       stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'], { vms: 1 })]),
-      pack: { ...base, rules },
+      pack,
       fleets: [web],
       record: rows,
       fleetVersions: {},
@@ -498,15 +498,13 @@ describe('--target of one member under a mandatory max-disruption', () => {
     { name: '--replace web/3 with --target web/3', targets: ['web/3'], replace: ['web/3'], changed: false },
   ])('$name: the other 11 Running members count, and web/3 goes out of service in wave 1', async ({ targets, replace, changed }) => {
     const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
-    const rules = new Map(base.rules);
-    const rule = rules.get('max-disruption')!;
-    rules.set('max-disruption', { ...rule, enforcement: 'mandatory', config: { ...rule.config, maxShare: 0.25 } });
+    const pack = withDisruption(base, 'mandatory', 0.25);
     const web = makeFleet('web', { count: 12, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] } });
     const rows = Array.from({ length: 12 }, (_, i) => vmRow(web, i, { dataCenter: 'miami', ...(changed ? { image: 'ubuntu-22.04', specHash: 'old' } : {}) }));
     const p = computePlan({
       // miami is full: no room for a surge VM.
       stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms: 12 })]),
-      pack: { ...base, rules },
+      pack,
       fleets: [web],
       record: rows,
       fleetVersions: {},
