@@ -166,6 +166,8 @@ export function computePlan(input: PlanInput): PlanDocument {
 /** The changes of one fleet whose spec exists: its existing members, then (within quota and capacity) its new ones. */
 function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSoFar: Record<string, number>): void {
   const { lc } = s;
+  // This fleet's violations are those from here on (strandedMembers reads them, not every fleet's).
+  const ownViolations = s.violations.length;
   if (!lc.states.includes(spec.state) || !lc.requestable.includes(spec.state)) {
     s.violate('lifecycle', spec.name, `desired state ${spec.state} is not one the pack lets a fleet ask for`, `use one of: ${lc.requestable.join(', ')}`);
     return;
@@ -178,7 +180,7 @@ function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSo
       diffMember(s, row, spec);
     }
   }
-  strandedMembers(s, spec, kept);
+  strandedMembers(s, spec, kept, ownViolations);
   // Members summed rather than read (PlanInput.unchanged) keep their indexes too.
   const summed = s.unchangedCount(spec.name);
   const present = new Set(kept.map((r) => r.index));
@@ -236,9 +238,10 @@ function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSo
  * advisory finding per data center, so that a plan with nothing to change
  * does not pass for a record that matches the specs. The finding counts
  * them without addresses: a plan that sums unchanged members rather than
- * reading them (PlanInput.unchanged) must say the same.
+ * reading them (PlanInput.unchanged) must say the same. `since`: the
+ * index of this fleet's first violation in s.violations.
  */
-function strandedMembers(s: PlanState, spec: LoadedFleet, kept: readonly PlanVmRow[]): void {
+function strandedMembers(s: PlanState, spec: LoadedFleet, kept: readonly PlanVmRow[], since: number): void {
   const why = new Map<string, string | undefined>();
   const excluded = (dcName: string): string | undefined => {
     if (!why.has(dcName)) {
@@ -247,7 +250,11 @@ function strandedMembers(s: PlanState, spec: LoadedFleet, kept: readonly PlanVmR
     }
     return why.get(dcName);
   };
-  const vetoed = new Set(s.violations.filter((v) => v.policy === 'placement' && v.level === 'mandatory').map((v) => v.address));
+  const vetoed = new Set<string>();
+  for (let i = since; i < s.violations.length; i++) {
+    const v = s.violations[i];
+    if (v.policy === 'placement' && v.level === 'mandatory') vetoed.add(v.address);
+  }
   const byDc = new Map<string, number>();
   for (const row of kept) if (!vetoed.has(row.address) && excluded(row.dataCenter)) byDc.set(row.dataCenter, (byDc.get(row.dataCenter) ?? 0) + 1);
   for (const [dc, n] of s.summed.get(spec.name)?.dataCenters ?? []) if (n > 0 && excluded(dc)) byDc.set(dc, (byDc.get(dc) ?? 0) + n);

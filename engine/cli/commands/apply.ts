@@ -627,7 +627,8 @@ async function recordProtection(session: StackSession, plan: PlanDocument): Prom
 async function protectionOf(session: StackSession, plan: PlanDocument): Promise<Record<string, boolean>> {
   const out: Record<string, boolean> = {};
   const known = new Set((await session.record.listFleets(session.stack.name, plan.fleets)).map((r) => r.fleet));
-  for (const f of session.fleets) if (plan.fleets.includes(f.name) && !known.has(f.name)) out[f.name] = f.protect;
+  const inPlan = new Set(plan.fleets);
+  for (const f of session.fleets) if (inPlan.has(f.name) && !known.has(f.name)) out[f.name] = f.protect;
   for (const f of plan.fleetChanges ?? []) out[f.fleet] = f.protect.to;
   return out;
 }

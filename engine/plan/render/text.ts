@@ -43,7 +43,8 @@ export function renderText(plan: PlanDocument, opts: TextOptions = {}): string {
     out.push('');
   }
 
-  const created = createdMembers(plan);
+  // Only wave lines read it: a first import's 100,000 creates need no set when no fleet rolls out.
+  const created = plan.rollouts?.length ? createdMembers(plan) : new Set<string>();
   for (const g of groupByFleet(plan)) {
     if (g.changes.length === 0) continue;
     const tail = g.unchanged ? `, ${g.unchanged} unchanged` : '';

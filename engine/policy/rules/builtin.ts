@@ -193,7 +193,10 @@ export const maxDisruptionRule: Rule = {
     };
     for (const c of plan.changes) {
       if (c.action === 'create' || c.from !== state) {
-        if (c.to === state && c.wave !== undefined && c.action !== 'delete') count(c.fleet).brought.set(c.wave, (count(c.fleet).brought.get(c.wave) ?? 0) + 1);
+        if (c.to === state && c.wave !== undefined && c.action !== 'delete') {
+          const { brought } = count(c.fleet);
+          brought.set(c.wave, (brought.get(c.wave) ?? 0) + 1);
+        }
         continue;
       }
       const n = count(c.fleet);
