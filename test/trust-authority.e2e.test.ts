@@ -197,3 +197,45 @@ describe('a saved plan is stale only when what it changes changed', () => {
     expect((await world(st.dir)).states).toEqual({ 'a/0': 'PoweredOff', 'a/1': 'PoweredOff', 'b/0': 'Running', 'b/1': 'Running' });
   });
 });
+
+describe('a protection written since makes a saved plan stale', () => {
+  // The record's setFleetProtection bumped no version: a saved plan of fleet a, made before another apply
+  // changed a's protection, was applied as if nothing had changed.
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack({ name: 'protect-stale' });
+    await st.spec('a', fleetYaml('a', { count: 1 }));
+    await st.spec('b', fleetYaml('b', { count: 1 }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('by another apply of a protect change alone: refused as stale, nothing changed', async () => {
+    await st.spec('a', fleetYaml('a', { count: 2 }));
+    const saved = join(st.dir, 'grow.json');
+    expect((await fleet('plan', '--out', saved)).code).toBe(0);
+    // Someone else protects a meanwhile (its members unchanged).
+    await st.spec('a', fleetYaml('a', { count: 1, protect: true }));
+    const other = await fleet('apply', '--yes');
+    expect(other.stdout, other.stderr).toContain('recorded protect: true for fleet a');
+    const r = await fleet('apply', saved);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('apply.stale-plan');
+    expect(r.stderr).toContain('fleet a (planned at version');
+    expect((await world(st.dir)).states).toEqual({ 'a/0': 'Running', 'b/0': 'Running' });
+  });
+
+  it('a plan of another fleet is not stale for it', async () => {
+    await st.spec('b', fleetYaml('b', { count: 2 }));
+    const saved = join(st.dir, 'b.json');
+    expect((await fleet('plan', '--out', saved, '--target', 'b')).code).toBe(0);
+    await st.spec('a', fleetYaml('a', { count: 1, protect: false }));
+    expect((await fleet('apply', '--yes', '--target', 'a')).code).toBe(0);
+    const r = await fleet('apply', saved);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await world(st.dir)).states).toEqual({ 'a/0': 'Running', 'b/0': 'Running', 'b/1': 'Running' });
+  });
+});
