@@ -3,6 +3,7 @@
 // loopback HTTP, the default pack. Protection kept in the record (issue 13,
 // point 2) and the stale check per fleet (point 5, docs/planning.md "Stale
 // plans").
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../engine/apply/index.ts';
@@ -198,6 +199,58 @@ describe('a saved plan is stale only when what it changes changed', () => {
   });
 });
 
+describe('a saved plan says the protection of a fleet the record does not know yet', () => {
+  // A saved plan listed no fleetChanges for a new fleet, so `fleet apply FILE` gave its row the protect of the
+  // spec as it was at apply time, not the one the plan's reviewers saw: the saved plan was not the only source
+  // of what apply wrote.
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack({ name: 'protect-new' });
+    await st.spec('web', fleetYaml('web', { count: 0 }));
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('a new fleet planned with protect: true is protected by its saved plan, whatever its spec says at apply time', async () => {
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: true }));
+    const plan = await fleet('plan', '--detailed-exitcode');
+    expect(plan.code, plan.stderr).toBe(2);
+    expect(plan.stdout).toContain('~ fleet vault: protect false -> true');
+    const saved = join(st.dir, 'new-protected.json');
+    expect((await fleet('plan', '--out', saved)).code).toBe(0);
+    // The seal covers it as it covers every fleet change: edited to false, the plan is refused.
+    const doc = JSON.parse(await readFile(saved, 'utf8')) as { fleetChanges: { fleet: string; protect: { from: boolean; to: boolean } }[] };
+    expect(doc.fleetChanges).toEqual([{ fleet: 'vault', protect: { from: false, to: true } }]);
+    const edited = join(st.dir, 'new-edited.json');
+    await writeFile(edited, JSON.stringify({ ...doc, fleetChanges: [{ fleet: 'vault', protect: { from: false, to: false } }] }), { mode: 0o600 });
+    const tampered = await fleet('apply', edited);
+    expect(tampered.code).toBe(1);
+    expect(tampered.stderr).toContain('apply.plan-tampered');
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: false }));
+    const r = await fleet('apply', saved);
+    expect(r.code, r.stderr).toBe(0);
+    await st.spec('vault', null);
+    const after = await fleet('plan');
+    expect(after.stdout + after.stderr).toContain('fleet vault is protected in the record');
+  });
+
+  it('a new fleet planned with protect: false is left unprotected by its saved plan, whatever its spec says at apply time', async () => {
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: true }));
+    await st.spec('scratch', fleetYaml('scratch', { count: 1, protect: false }));
+    const saved = join(st.dir, 'new-plain.json');
+    const plan = await fleet('plan', '--out', saved, '--target', 'scratch', '--format', 'json');
+    expect(plan.code, plan.stderr).toBe(0);
+    await st.spec('scratch', fleetYaml('scratch', { count: 1, protect: true }));
+    const r = await fleet('apply', saved);
+    expect(r.code, r.stderr).toBe(0);
+    // The spec says protect: true now, which the record does not hold yet: a plan lists it as a change.
+    const again = await fleet('plan', '--format', 'json', '--target', 'scratch');
+    expect(JSON.parse(again.stdout).plan.fleetChanges).toEqual([{ fleet: 'scratch', protect: { from: false, to: true } }]);
+  });
+});
+
 describe('a protection written since makes a saved plan stale', () => {
   // The record's setFleetProtection bumped no version: a saved plan of fleet a, made before another apply
   // changed a's protection, was applied as if nothing had changed.
@@ -237,5 +290,34 @@ describe('a protection written since makes a saved plan stale', () => {
     const r = await fleet('apply', saved);
     expect(r.code, r.stderr).toBe(0);
     expect((await world(st.dir)).states).toEqual({ 'a/0': 'Running', 'b/0': 'Running', 'b/1': 'Running' });
+  });
+});
+
+describe("a fleet's owner changed in its spec", () => {
+  // Since plans list protect changes (b78f858), apply wrote a fleet's row (its owner with its protection)
+  // only when its protect changed: a fleet whose spec named a new owner kept the old one in the record, and
+  // its creates were vetoed ("fleet web is owned by team-a in the record, not team-b").
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  beforeAll(async () => {
+    st = await tempStack({ name: 'owner-change' });
+    await st.spec('web', fleetYaml('web', { count: 1 }));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('is written to the record before the creates, which then go through', async () => {
+    await st.spec('web', fleetYaml('web', { count: 2 }).replace('owner: team-web', 'owner: team-new'));
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    const s = await openSession(st.dir, { cwd: REPO, env: process.env });
+    try {
+      expect(await s.record.listFleets(s.stack.name, ['web'])).toMatchObject([{ fleet: 'web', owner: 'team-new', protected: false }]);
+    } finally {
+      await s.close();
+    }
+    expect((await world(st.dir)).states).toEqual({ 'web/0': 'Running', 'web/1': 'Running' });
   });
 });

@@ -26,7 +26,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { FleetError, diag } from '../diags/index.ts';
-import { PLAN_FORMAT_VERSION, type Change, type PlanDocument } from '../model/index.ts';
+import { PLAN_FORMAT_VERSION, type Change, type FleetChange, type PlanDocument } from '../model/index.ts';
 import { planDigest } from '../plan/digest.ts';
 import { holderGone } from '../record/locks.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
@@ -155,10 +155,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   const interrupted = () => opts.signal?.aborted === true;
   try {
     await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
-    for (const fleet of plan.fleets) {
-      const p = opts.protection?.[fleet];
-      if (p !== undefined) await record.setFleetProtection(plan.stack, fleet, opts.owners[fleet] ?? 'unknown', p);
-    }
+    await recordFleets(record, plan, plan.fleets, opts.owners);
     await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
 
     const byDc = new Map<string, Change[]>();
@@ -232,6 +229,51 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   const stopped = interrupted();
   emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, stepsFailed, stepsSkipped, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}), ...(stopped ? { interrupted: true as const } : {}) });
   return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts };
+}
+
+/**
+ * Writes the fleets rows of `fleets` (the plan's, under their locks, after
+ * the stale check) before any step, and returns the protections it changed:
+ *
+ * | what                | from                                                    |
+ * | ------------------- | ------------------------------------------------------- |
+ * | protection          | the plan's `fleetChanges` only (the one source of what  |
+ * |                     | a reviewed plan writes, fresh or saved); a fleet it     |
+ * |                     | does not list keeps the row's (a new row: unprotected)  |
+ * | owner               | `owners` (the spec's, as for the creates' requests),    |
+ * |                     | else the row's                                          |
+ *
+ * A row that holds both already is not written (setFleetProtection would
+ * bump nothing anyway). `from` of a change is the row's protection now (a
+ * fleet with no row: false), which the stale check has just held to what
+ * the plan read.
+ */
+export async function recordFleets(
+  record: FleetRecord,
+  plan: PlanDocument,
+  fleets: readonly string[],
+  owners: Readonly<Record<string, string>>,
+): Promise<FleetChange[]> {
+  if (fleets.length === 0) return [];
+  const listed = new Map((plan.fleetChanges ?? []).map((f) => [f.fleet, f.protect.to]));
+  const rows = new Map((await record.listFleets(plan.stack, fleets)).map((r) => [r.fleet, r]));
+  const written: FleetChange[] = [];
+  for (const fleet of fleets) {
+    const row = rows.get(fleet);
+    // A program's fleet is the program's (never in a plan's scope while it has live VMs).
+    if (row?.managedBy) continue;
+    const owner = owners[fleet] ?? row?.owner;
+    const from = row?.protected ?? false;
+    const to = listed.get(fleet) ?? from;
+    // No spec and no row (a new fleet whose spec is gone since the plan): its creates make the row, as before.
+    if (owner === undefined && !listed.has(fleet)) continue;
+    if (row && row.owner === owner && row.protected === to) continue;
+    await record.setFleetProtection(plan.stack, fleet, owner ?? 'unknown', to);
+    if (to !== from) {
+      written.push({ fleet, protect: { from, to } });
+    }
+  }
+  return written;
 }
 
 

@@ -61,15 +61,13 @@ export interface ApplyOptions {
    * providers/client.ts).
    */
   providers: ReadonlyMap<string, MemberProvider>;
-  /** Owner of each fleet (create requests carry it for quotas). */
-  owners: Readonly<Record<string, string>>;
   /**
-   * Whether each fleet's spec says `protect: true`: written to the record
-   * for the plan's fleets that have a spec (FleetRecord.setFleetProtection)
-   * before any step, so the authority enforces it, and a fleet whose spec
-   * is removed later stays protected.
+   * Owner of each fleet (create requests carry it for quotas; written to
+   * the fleets rows before any step, with the protection the plan lists in
+   * `fleetChanges`, so the authority enforces it and a fleet whose spec is
+   * removed later stays protected: recordFleets).
    */
-  protection?: Readonly<Record<string, boolean>>;
+  owners: Readonly<Record<string, string>>;
   /** The admin token (FLEET_ADMIN_TOKEN): overrides carry a proof made with it (protocol/hash.ts overrideProof). Never logged. */
   adminToken?: string;
   /** Concurrent members per data center. */
