@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../engine/apply/index.ts';
 import { runCli } from './helpers/cli.ts';
+import { schemaErrors } from './helpers/schemas.ts';
 import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
 
 /** The record's live VMs (address -> state) and every VM the sim clouds hold. */
@@ -290,6 +291,60 @@ describe('a protection written since makes a saved plan stale', () => {
     const r = await fleet('apply', saved);
     expect(r.code, r.stderr).toBe(0);
     expect((await world(st.dir)).states).toEqual({ 'a/0': 'Running', 'b/0': 'Running', 'b/1': 'Running' });
+  });
+});
+
+describe('fleet apply --format json says which protections it wrote', () => {
+  // The JSON events of an apply said nothing of the fleet protections it wrote to the record.
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  const events = (stdout: string) => stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; [k: string]: unknown });
+  beforeAll(async () => {
+    st = await tempStack({ name: 'protect-json' });
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: true }));
+    await st.spec('web', fleetYaml('web', { count: 1 }));
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('with member changes: a protect event before start, and the summary lists them', async () => {
+    const r = await fleet('apply', '--yes', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const e = events(r.stdout);
+    for (const x of e) expect(schemaErrors('apply-event', x), JSON.stringify(x)).toEqual([]);
+    const change = { fleet: 'vault', protect: { from: false, to: true } };
+    expect(e.filter((x) => x.type === 'protect')).toEqual([{ type: 'protect', ...change, at: expect.any(String) }]);
+    expect(e.findIndex((x) => x.type === 'protect')).toBeLessThan(e.findIndex((x) => x.type === 'start'));
+    expect(e.at(-1)).toMatchObject({ type: 'summary', succeeded: 2, fleetChanges: [change] });
+  });
+
+  it('a protect change alone: plan, protect, then a summary of no member that lists it', async () => {
+    await st.spec('vault', fleetYaml('vault', { count: 1, protect: false }));
+    const r = await fleet('apply', '--yes', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const e = events(r.stdout);
+    for (const x of e) expect(schemaErrors('apply-event', x), JSON.stringify(x)).toEqual([]);
+    const change = { fleet: 'vault', protect: { from: true, to: false } };
+    expect(e.map((x) => x.type)).toEqual(['plan', 'protect', 'summary']);
+    expect(e[1]).toMatchObject({ type: 'protect', ...change });
+    expect(e[2]).toMatchObject({ succeeded: 0, steps: 0, fleetChanges: [change] });
+  });
+
+  it('nothing written, nothing said: no protect event and no fleetChanges in the summary', async () => {
+    await st.spec('web', fleetYaml('web', { count: 2 }));
+    const r = await fleet('apply', '--yes', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const e = events(r.stdout);
+    expect(e.filter((x) => x.type === 'protect')).toEqual([]);
+    expect(e.at(-1)).not.toHaveProperty('fleetChanges');
+  });
+
+  it('text: the protection written is said before the steps', async () => {
+    await st.spec('web', fleetYaml('web', { count: 3, protect: true }));
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('apply: recorded protect: true for fleet web\n');
   });
 });
 

@@ -152,10 +152,11 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   let stepsSkipped = 0;
   let notStarted = 0;
   let rollouts: RolloutReport[] = [];
+  let protectWritten: FleetChange[] = [];
   const interrupted = () => opts.signal?.aborted === true;
   try {
     await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
-    await recordFleets(record, plan, plan.fleets, opts.owners);
+    protectWritten = await recordFleets(record, plan, plan.fleets, opts.owners, emit);
     await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
 
     const byDc = new Map<string, Change[]>();
@@ -227,13 +228,26 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
   // Read once: the result and the summary say the same, whenever a signal lands.
   const stopped = interrupted();
-  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, stepsFailed, stepsSkipped, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}), ...(stopped ? { interrupted: true as const } : {}) });
-  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts };
+  emit({
+    type: 'summary',
+    planId: plan.id,
+    succeeded,
+    failed: failures.length,
+    steps,
+    stepsFailed,
+    stepsSkipped,
+    elapsedMs,
+    ...(notStarted > 0 ? { notStarted } : {}),
+    ...(stopped ? { interrupted: true as const } : {}),
+    ...(protectWritten.length ? { fleetChanges: protectWritten } : {}),
+  });
+  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts, fleetChanges: protectWritten };
 }
 
 /**
  * Writes the fleets rows of `fleets` (the plan's, under their locks, after
- * the stale check) before any step, and returns the protections it changed:
+ * the stale check) before any step, and returns the protections it changed,
+ * each also said as a `protect` event:
  *
  * | what                | from                                                    |
  * | ------------------- | ------------------------------------------------------- |
@@ -253,6 +267,7 @@ export async function recordFleets(
   plan: PlanDocument,
   fleets: readonly string[],
   owners: Readonly<Record<string, string>>,
+  emit: (e: ApplyEvent) => void,
 ): Promise<FleetChange[]> {
   if (fleets.length === 0) return [];
   const listed = new Map((plan.fleetChanges ?? []).map((f) => [f.fleet, f.protect.to]));
@@ -270,7 +285,9 @@ export async function recordFleets(
     if (row && row.owner === owner && row.protected === to) continue;
     await record.setFleetProtection(plan.stack, fleet, owner ?? 'unknown', to);
     if (to !== from) {
-      written.push({ fleet, protect: { from, to } });
+      const change: FleetChange = { fleet, protect: { from, to } };
+      written.push(change);
+      emit({ type: 'protect', ...change });
     }
   }
   return written;

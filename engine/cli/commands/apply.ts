@@ -484,7 +484,10 @@ async function runApply(
         const held = lock ?? (await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId: plan.id, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) }));
         try {
           await checkApplicable(plan, session.record, { fresh: !saved });
-          recorded = await recordFleets(session.record, plan, fleets, ownersOf(session));
+          // Its `protect` events are JSON's; the text says what was recorded in one line below.
+          recorded = await recordFleets(session.record, plan, fleets, ownersOf(session), (e) => {
+            if (json) progress.onEvent(e);
+          });
         } finally {
           if (!lock) await held.release().catch(() => {});
         }
@@ -492,7 +495,7 @@ async function runApply(
       if (!json && recorded.length > 0) io.stdout.write(`Nothing else to apply; ${recorded.map((f) => `recorded protect: ${f.protect.to} for fleet ${f.fleet}`).join(', ')}.\n`);
       else if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
       // `summary` is the last event of every apply (docs/apply.md): a CI job reads the counts there, here all 0.
-      else progress.onEvent({ type: 'summary', planId: plan.id, succeeded: 0, failed: 0, steps: 0, stepsFailed: 0, stepsSkipped: 0, elapsedMs: 0 });
+      else progress.onEvent({ type: 'summary', planId: plan.id, succeeded: 0, failed: 0, steps: 0, stepsFailed: 0, stepsSkipped: 0, elapsedMs: 0, ...(recorded.length ? { fleetChanges: recorded } : {}) });
       return plan.blocked ? 1 : 0;
     }
     // Every token this apply will present, before anything starts (and before the prompt).
