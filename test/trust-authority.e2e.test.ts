@@ -142,6 +142,12 @@ describe('a protect change alone is in the plan', () => {
     expect(r.stdout).toContain('recorded protect: false for fleet vault');
     const again = await fleet('plan', '--detailed-exitcode');
     expect(again.code, again.stdout).toBe(0);
+    // The same file again: refused as applied already (it was recorded as an applied plan), not as "the record
+    // changed" by someone else, and not "Nothing to apply" as if it had never been applied.
+    const twice = await fleet('apply', saved);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toContain('apply.stale-plan');
+    expect(twice.stderr).toMatch(/Plan \S+ was applied already \(by .*; it succeeded\)/);
     await st.spec('vault', null);
     const plan = await fleet('plan');
     expect(plan.stdout + plan.stderr).not.toContain('protected in the record');

@@ -278,6 +278,38 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
 }
 
 /**
+ * Carries out a plan whose only changes are its `fleetChanges` (a change of
+ * `protect` alone), under the locks of `fleets` that the caller holds: the
+ * stale check, then the plan recorded as applied (startPlan: who changed
+ * the fleets' protection is in the record, and the same saved plan applied
+ * again is refused as applied already, not as "the record changed"), the
+ * rows written (recordFleets), the plan finished. Returns what was written.
+ */
+export async function applyFleetChanges(opts: {
+  plan: PlanDocument;
+  record: FleetRecord;
+  fleets: readonly string[];
+  owners: Readonly<Record<string, string>>;
+  fresh: boolean;
+  actor?: string;
+  onEvent?: (e: ApplyEvent) => void;
+}): Promise<FleetChange[]> {
+  const { plan, record } = opts;
+  await checkApplicable(plan, record, { fresh: opts.fresh });
+  await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: opts.actor ?? defaultActor(), startedAt: new Date().toISOString() });
+  let written: FleetChange[];
+  try {
+    written = await recordFleets(record, plan, opts.fleets, opts.owners, opts.onEvent ?? (() => {}));
+  } catch (err) {
+    // The write's error is the one to see; the plan is recorded as failed when the record can still say so.
+    await record.finishPlan(plan.id, 'failed').catch(() => {});
+    throw err;
+  }
+  await record.finishPlan(plan.id, 'succeeded');
+  return written;
+}
+
+/**
  * Writes the fleets rows of `fleets` (the plan's, under their locks, after
  * the stale check) before any step, and returns the protections it changed,
  * each also said as a `protect` event:

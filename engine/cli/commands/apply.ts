@@ -343,7 +343,7 @@ async function runApply(
 ): Promise<number> {
   if (planfile !== undefined) refuseFreshPlanFlags(planfile, opts);
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
-  const { applyPlan, checkApplicable, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession, recordFleets } = await import('../../apply/index.ts');
+  const { applyFleetChanges, applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
   const parallelism = parallelismOf(opts.parallelism, said('parallelism', '--parallelism'));
   const lockTimeout = nonNegative(opts.lockTimeout, said('lockTimeout', '--lock-timeout'));
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
@@ -483,10 +483,16 @@ async function runApply(
         const fleets = plan.fleetChanges.map((f) => f.fleet);
         const held = lock ?? (await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId: plan.id, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) }));
         try {
-          await checkApplicable(plan, session.record, { fresh: !saved });
           // Its `protect` events are JSON's; the text says what was recorded in one line below.
-          recorded = await recordFleets(session.record, plan, fleets, ownersOf(session), (e) => {
-            if (json) progress.onEvent(e);
+          recorded = await applyFleetChanges({
+            plan,
+            record: session.record,
+            fleets,
+            owners: ownersOf(session),
+            fresh: !saved,
+            onEvent: (e) => {
+              if (json) progress.onEvent(e);
+            },
           });
         } finally {
           if (!lock) await held.release().catch(() => {});
