@@ -382,3 +382,70 @@ describe("a fleet's owner changed in its spec", () => {
     expect((await world(st.dir)).states).toEqual({ 'web/0': 'Running', 'web/1': 'Running' });
   });
 });
+
+describe("a fleet's owner changed alone is in the plan", () => {
+  // A spec that changed only `owner` made `fleet plan` say "No changes" (--detailed-exitcode 0) and `fleet apply`
+  // write nothing, so the record kept the old owner, which quotas and the authority's owner check read.
+  let st: TempStack;
+  const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+  const owned = (owner: string) => fleetYaml('web', { count: 1 }).replace('owner: team-web', `owner: ${owner}`);
+  const recorded = async () => {
+    const s = await openSession(st.dir, { cwd: REPO, env: process.env });
+    try {
+      return (await s.record.listFleets(s.stack.name, ['web']))[0]?.owner;
+    } finally {
+      await s.close();
+    }
+  };
+  beforeAll(async () => {
+    st = await tempStack({ name: 'owner-alone' });
+    await st.spec('web', owned('team-a'));
+    expect((await fleet('apply', '--yes')).code).toBe(0);
+  });
+  afterAll(async () => {
+    await st?.remove();
+  });
+
+  it('fleet plan shows it and --detailed-exitcode exits 2', async () => {
+    await st.spec('web', owned('team-b'));
+    const plan = await fleet('plan', '--detailed-exitcode');
+    expect(plan.code, plan.stderr).toBe(2);
+    expect(plan.stdout).toContain('~ fleet web: owner team-a -> team-b');
+    expect(plan.stdout).not.toContain('No changes');
+    const json = await fleet('plan', '--format', 'json');
+    const doc = JSON.parse(json.stdout).plan;
+    expect(doc.fleetChanges).toEqual([{ fleet: 'web', owner: { from: 'team-a', to: 'team-b' } }]);
+    expect(schemaErrors('plan', doc)).toEqual([]);
+    const md = await fleet('plan', '--format', 'markdown');
+    expect(md.stdout).toContain('fleet `web`: owner `team-a` -> `team-b`');
+    expect(await recorded()).toBe('team-a');
+  });
+
+  it('a saved plan of it applied writes the owner it lists, whatever the spec says at apply time, and says so', async () => {
+    const saved = join(st.dir, 'reown.json');
+    expect((await fleet('plan', '--out', saved)).code).toBe(0);
+    await st.spec('web', owned('team-c'));
+    const r = await fleet('apply', saved, '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const e = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; [k: string]: unknown });
+    for (const x of e) expect(schemaErrors('apply-event', x), JSON.stringify(x)).toEqual([]);
+    const change = { fleet: 'web', owner: { from: 'team-a', to: 'team-b' } };
+    // A saved plan's apply has no `plan` event (it prints no plan).
+    expect(e.map((x) => x.type)).toEqual(['owner', 'summary']);
+    expect(e[0]).toMatchObject({ type: 'owner', ...change });
+    expect(e[1]).toMatchObject({ succeeded: 0, steps: 0, fleetChanges: [change] });
+    expect(await recorded()).toBe('team-b');
+    const twice = await fleet('apply', saved);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toContain('apply.stale-plan');
+  });
+
+  it('fleet apply writes it and says so', async () => {
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('recorded owner team-c for fleet web');
+    expect(await recorded()).toBe('team-c');
+    const again = await fleet('plan', '--detailed-exitcode');
+    expect(again.code, again.stdout).toBe(0);
+  });
+});

@@ -7,7 +7,7 @@ import type { PlanDocument } from '../plan/types.ts';
 import type { BatchStep, StepResult } from '../../protocol/index.ts';
 import { startTestWorld } from '../../providers/testing.ts';
 import { ConnectedProvider, lifecycleData, type DmzConnection, type MemberProvider, type PlannedCall, type VmInputs, type VmOutputs } from '../../providers/provider.ts';
-import { applyPlan, lockFleets, proposedVmId, stepCount, type ApplyEvent } from './executor.ts';
+import { applyPlan, lockFleets, proposedVmId, recordFleets, stepCount, type ApplyEvent } from './executor.ts';
 import { FleetError } from '../diags/index.ts';
 
 const dcs = [dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'])];
@@ -490,6 +490,46 @@ describe('applyPlan over real DMZ clients (lanes)', () => {
     } finally {
       vi.restoreAllMocks();
       await world.close();
+    }
+  });
+});
+
+// A spec's new owner was written to the fleet's row by every apply whatever its plan said (and not at all with
+// nothing else to apply): a saved plan's apply wrote the spec's owner as it was at apply time. The row's owner
+// is now the plan's fleetChanges' alone, and the creates' requests carry the owner the row holds.
+describe('recordFleets: the owner', () => {
+  const events: ApplyEvent[] = [];
+  const write = (record: Awaited<ReturnType<typeof memoryRecord>>, p: PlanDocument, owners: Record<string, string>) => recordFleets(record, p, ['web'], owners, (e) => events.push(e));
+  const owner = async (record: Awaited<ReturnType<typeof memoryRecord>>, stack: string) => (await record.listFleets(stack, ['web']))[0]?.owner;
+
+  it.each([
+    { name: 'listed: written as the plan says, whatever the spec says now', listed: true, spec: 'team-c', want: 'team-b', written: [{ fleet: 'web', owner: { from: 'team-a', to: 'team-b' } }] },
+    { name: 'not listed: the row keeps its owner, which the requests carry', listed: false, spec: 'team-c', want: 'team-a', written: [] },
+  ])('$name', async ({ listed, spec, want, written }) => {
+    const record = await memoryRecord();
+    events.length = 0;
+    try {
+      const p: PlanDocument = { ...plan(0), ...(listed ? { fleetChanges: [{ fleet: 'web', owner: { from: 'team-a', to: 'team-b' } }] } : {}) };
+      await record.setFleetProtection(p.stack, 'web', 'team-a', false);
+      const r = await write(record, p, { web: spec });
+      expect(r).toEqual({ written, owners: { web: want } });
+      expect(await owner(record, p.stack)).toBe(want);
+      expect(events).toEqual(written.map((w) => ({ type: 'owner', ...w })));
+    } finally {
+      await record.close();
+    }
+  });
+
+  it("a new fleet's row gets its spec's owner, which is no change", async () => {
+    const record = await memoryRecord();
+    events.length = 0;
+    try {
+      const p = plan(0);
+      expect(await write(record, p, { web: 'team-c' })).toEqual({ written: [], owners: { web: 'team-c' } });
+      expect(await owner(record, p.stack)).toBe('team-c');
+      expect(events).toEqual([]);
+    } finally {
+      await record.close();
     }
   });
 });

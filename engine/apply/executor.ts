@@ -185,11 +185,15 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   let stepsSkipped = 0;
   let notStarted = 0;
   let rollouts: RolloutReport[] = [];
-  let protectWritten: FleetChange[] = [];
+  let settingsWritten: FleetChange[] = [];
+  let memberOpts: ApplyOptions = opts;
   const interrupted = () => opts.signal?.aborted === true;
   try {
     await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
-    protectWritten = await recordFleets(record, plan, plan.fleets, opts.owners, emit);
+    const fleetRows = await recordFleets(record, plan, plan.fleets, opts.owners, emit);
+    settingsWritten = fleetRows.written;
+    // The creates' requests carry the owner the record now holds (the authority refuses any other).
+    memberOpts = { ...opts, owners: fleetRows.owners };
     await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
 
     const byDc = new Map<string, Change[]>();
@@ -218,7 +222,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
         return { ok: false, notStarted: true };
       }
       let failed = false;
-      const tail = runMember(change, provider, opts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
+      const tail = runMember(change, provider, memberOpts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
         steps += r.steps;
         stepsFailed += r.failure ? 1 : 0;
         stepsSkipped += r.skipped;
@@ -272,14 +276,14 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     elapsedMs,
     ...(notStarted > 0 ? { notStarted } : {}),
     ...(stopped ? { interrupted: true as const } : {}),
-    ...(protectWritten.length ? { fleetChanges: protectWritten } : {}),
+    ...(settingsWritten.length ? { fleetChanges: settingsWritten } : {}),
   });
-  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts, fleetChanges: protectWritten };
+  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts, fleetChanges: settingsWritten };
 }
 
 /**
  * Carries out a plan whose only changes are its `fleetChanges` (a change of
- * `protect` alone), under the locks of `fleets` that the caller holds: the
+ * `protect` or `owner` alone), under the locks of `fleets` that the caller holds: the
  * stale check, then the plan recorded as applied (startPlan: who changed
  * the fleets' protection is in the record, and the same saved plan applied
  * again is refused as applied already, not as "the record changed"), the
@@ -299,7 +303,7 @@ export async function applyFleetChanges(opts: {
   await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: opts.actor ?? defaultActor(), startedAt: new Date().toISOString() });
   let written: FleetChange[];
   try {
-    written = await recordFleets(record, plan, opts.fleets, opts.owners, opts.onEvent ?? (() => {}));
+    ({ written } = await recordFleets(record, plan, opts.fleets, opts.owners, opts.onEvent ?? (() => {})));
   } catch (err) {
     // The write's error is the one to see; the plan is recorded as failed when the record can still say so.
     await record.finishPlan(plan.id, 'failed').catch(() => {});
@@ -311,20 +315,22 @@ export async function applyFleetChanges(opts: {
 
 /**
  * Writes the fleets rows of `fleets` (the plan's, under their locks, after
- * the stale check) before any step, and returns the protections it changed,
- * each also said as a `protect` event:
+ * the stale check) before any step, and returns the settings it changed,
+ * each also said as an event (`protect`, `owner`), and the owner each
+ * fleet's row holds after it (what its creates' requests carry):
  *
  * | what                | from                                                    |
  * | ------------------- | ------------------------------------------------------- |
  * | protection          | the plan's `fleetChanges` only (the one source of what  |
  * |                     | a reviewed plan writes, fresh or saved); a fleet it     |
  * |                     | does not list keeps the row's (a new row: unprotected)  |
- * | owner               | `owners` (the spec's, as for the creates' requests),    |
- * |                     | else the row's                                          |
+ * | owner               | the plan's `fleetChanges` only, likewise; a fleet it    |
+ * |                     | does not list keeps the row's (a new row: `owners`,     |
+ * |                     | its spec's, which the plan counted its quota against)   |
  *
  * A row that holds both already is not written (setFleetProtection would
- * bump nothing anyway). `from` of a change is the row's protection now (a
- * fleet with no row: false), which the stale check has just held to what
+ * bump nothing anyway). `from` of a change is the row's value now (a fleet
+ * with no row: unprotected), which the stale check has just held to what
  * the plan read.
  */
 export async function recordFleets(
@@ -333,31 +339,35 @@ export async function recordFleets(
   fleets: readonly string[],
   owners: Readonly<Record<string, string>>,
   emit: (e: ApplyEvent) => void,
-): Promise<FleetChange[]> {
-  if (fleets.length === 0) return [];
-  const listed = new Map((plan.fleetChanges ?? []).map((f) => [f.fleet, f.protect.to]));
+): Promise<{ written: FleetChange[]; owners: Record<string, string> }> {
+  const held: Record<string, string> = { ...owners };
+  if (fleets.length === 0) return { written: [], owners: held };
+  const listed = new Map((plan.fleetChanges ?? []).map((f) => [f.fleet, f]));
   const rows = new Map((await record.listFleets(plan.stack, fleets)).map((r) => [r.fleet, r]));
   const written: FleetChange[] = [];
   for (const fleet of fleets) {
     const row = rows.get(fleet);
     // A program's fleet is the program's (never in a plan's scope while it has live VMs).
     if (row?.managedBy) continue;
-    const owner = owners[fleet] ?? row?.owner;
+    const change = listed.get(fleet);
+    const owner = change?.owner?.to ?? row?.owner ?? owners[fleet];
     const from = row?.protected ?? false;
-    const to = listed.get(fleet) ?? from;
+    const to = change?.protect?.to ?? from;
     // No spec and no row (a new fleet whose spec is gone since the plan): its creates make the row, as before.
-    if (owner === undefined && !listed.has(fleet)) continue;
+    if (owner === undefined && !change) continue;
+    if (owner !== undefined) held[fleet] = owner;
     if (row && row.owner === owner && row.protected === to) continue;
     await record.setFleetProtection(plan.stack, fleet, owner ?? 'unknown', to);
-    if (to !== from) {
-      const change: FleetChange = { fleet, protect: { from, to } };
-      written.push(change);
-      emit({ type: 'protect', ...change });
-    }
+    const protect = to !== from ? { from, to } : undefined;
+    // A new row's owner is not a change: nothing held another before it.
+    const reowned = row && owner !== undefined && row.owner !== owner ? { from: row.owner, to: owner } : undefined;
+    if (!protect && !reowned) continue;
+    written.push({ fleet, ...(protect ? { protect } : {}), ...(reowned ? { owner: reowned } : {}) });
+    if (protect) emit({ type: 'protect', fleet, protect });
+    if (reowned) emit({ type: 'owner', fleet, owner: reowned });
   }
-  return written;
+  return { written, owners: held };
 }
-
 
 /**
  * record.lock-held as an apply says it: how long it waited, or that

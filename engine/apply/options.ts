@@ -15,7 +15,9 @@ export type ApplyEvent =
   | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; elapsedMs: number; detail?: string }
   | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
   /** A fleet's protection was written to the record, as the plan lists it (`fleetChanges`), before any step. */
-  | ({ type: 'protect' } & FleetChange)
+  | { type: 'protect'; fleet: string; protect: NonNullable<FleetChange['protect']> }
+  /** A fleet's owner was written to the record, as the plan lists it (`fleetChanges`), before any step. */
+  | { type: 'owner'; fleet: string; owner: NonNullable<FleetChange['owner']> }
   /** A rollout wave starts / ends (rollout.ts). */
   | RolloutEvent
   /**
@@ -33,7 +35,7 @@ export type ApplyEvent =
       elapsedMs: number;
       notStarted?: number;
       interrupted?: true;
-      /** The fleets whose protection the apply wrote (its `protect` events); present only when there is one. */
+      /** The fleets whose protection or owner the apply wrote (its `protect` and `owner` events); present only when there is one. */
       fleetChanges?: FleetChange[];
     };
 
@@ -65,7 +67,7 @@ export interface ApplyResult {
   interrupted: boolean;
   /** What each fleet's rollout did (empty when the plan has none). */
   rollouts: RolloutReport[];
-  /** The fleets whose protection the apply wrote before its steps (from the plan's `fleetChanges`). */
+  /** The fleets whose protection or owner the apply wrote before its steps (from the plan's `fleetChanges`). */
   fleetChanges: FleetChange[];
 }
 
@@ -79,10 +81,10 @@ export interface ApplyOptions {
    */
   providers: ReadonlyMap<string, MemberProvider>;
   /**
-   * Owner of each fleet (create requests carry it for quotas; written to
-   * the fleets rows before any step, with the protection the plan lists in
-   * `fleetChanges`, so the authority enforces it and a fleet whose spec is
-   * removed later stays protected: recordFleets).
+   * Owner of each fleet as its spec says: the owner of a fleet's row made
+   * by this apply (a new fleet). A fleet with a row keeps the row's owner
+   * unless the plan's `fleetChanges` lists another; the creates' requests
+   * carry the owner the row holds after that (recordFleets).
    */
   owners: Readonly<Record<string, string>>;
   /** The admin token (FLEET_ADMIN_TOKEN): overrides carry a proof made with it (protocol/hash.ts overrideProof). Never logged. */

@@ -150,6 +150,8 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
       } else if (e.type === 'protect') {
         // Before the first step (no bars drawn yet): what the plan's fleetChanges wrote to the record.
         out.write(`apply: recorded protect: ${e.protect.to} for fleet ${escapeUnseen(e.fleet)}\n`);
+      } else if (e.type === 'owner') {
+        out.write(`apply: recorded owner ${escapeUnseen(e.owner.to)} for fleet ${escapeUnseen(e.fleet)}\n`);
       } else if (e.type === 'member') {
         const p = dcs.get(e.dataCenter);
         if (p) {

@@ -176,16 +176,22 @@ export interface UnchangedFleet {
 }
 
 /**
- * A change of one fleet's own settings (docs/plan-format.md): its
- * protection, kept in the record's fleets row (docs/policy.md). Only for a
- * fleet in scope with a spec that no program manages; a fleet the record
- * has no row of yet is unprotected (`from: false`), so a new fleet with
- * `protect: true` is listed: a saved plan says what apply writes.
+ * A change of one fleet's own settings (docs/plan-format.md), kept in the
+ * record's fleets row: its protection (docs/policy.md) and its owner (whose
+ * quota its members count against, and whom the authority holds its
+ * requests to). Only for a fleet in scope with a spec that no program
+ * manages; each entry has at least one of `protect` and `owner`. A fleet
+ * the record has no row of yet is unprotected (`from: false`), so a new
+ * fleet with `protect: true` is listed: a saved plan says what apply
+ * writes. A new fleet's owner is not listed: its row is made with its
+ * spec's owner, the one the plan counted its quota against.
  */
 export interface FleetChange {
   fleet: string;
-  /** The record's protection (`from`) and the spec's (`to`). */
-  protect: { from: boolean; to: boolean };
+  /** The record's protection (`from`) and the spec's (`to`); absent when they agree. */
+  protect?: { from: boolean; to: boolean };
+  /** The record's owner (`from`) and the spec's (`to`), of a fleet the record has a row of; absent when they agree. */
+  owner?: { from: string; to: string };
 }
 
 export interface PlanDocument {
@@ -211,7 +217,8 @@ export interface PlanDocument {
   /**
    * What the plan changes of fleets themselves rather than of their members,
    * by fleet name: a spec's `protect` that the record's fleet row does not
-   * hold (apply writes it before any step). Absent when there is none.
+   * hold, or an `owner` other than the row's (apply writes them before any
+   * step). Absent when there is none.
    */
   fleetChanges?: FleetChange[];
   /** Counts per action, every action present (0 when none); `noop` is the sum of `unchanged` counts. */

@@ -93,21 +93,32 @@ function tally(tallies: ReturnType<typeof summedTallies>, c: Change): void {
 
 /**
  * The fleets in `scope` whose spec's `protect` differs from the record's
- * row (PlanInput.fleetProtection), in scope order: what apply writes to the
+ * row (PlanInput.fleetProtection), or whose spec's `owner` differs from
+ * the row's (PlanInput.owners), in scope order: what apply writes to the
  * fleets rows before any step. A fleet the record has no row of is not
  * protected (the protect rule and the authority read it so): a new fleet
  * with `protect: true` is listed `from: false`, so a saved plan carries the
- * protection apply gives its row, not the spec as it is at apply time.
+ * protection apply gives its row, not the spec as it is at apply time. Its
+ * owner is not listed: its row is made with its spec's owner.
  */
 function fleetChanges(s: PlanState, scope: readonly string[]): FleetChange[] {
   const recorded = s.input.fleetProtection;
   if (!recorded) return [];
+  const owners = s.input.owners ?? {};
   const specs = new Map(s.input.fleets.map((f) => [f.name, f]));
   const out: FleetChange[] = [];
   for (const name of scope) {
     const spec = specs.get(name);
+    if (!spec) continue;
     const from = recorded[name] ?? false;
-    if (spec && from !== spec.protect) out.push({ fleet: name, protect: { from, to: spec.protect } });
+    // Only a fleet with a row the plan may write (fleetProtection holds it) has an owner to change.
+    const owner = Object.hasOwn(recorded, name) && Object.hasOwn(owners, name) ? owners[name] : spec.owner;
+    if (from === spec.protect && owner === spec.owner) continue;
+    out.push({
+      fleet: name,
+      ...(from !== spec.protect ? { protect: { from, to: spec.protect } } : {}),
+      ...(owner !== spec.owner ? { owner: { from: owner, to: spec.owner } } : {}),
+    });
   }
   return out;
 }
@@ -142,7 +153,7 @@ export function assemble(s: PlanState, scope: string[], all: Change[], rollouts:
   const unchanged = summariseUnchanged(s, scope, all);
   // Members summed rather than read are noops too.
   summary.noop = unchanged.reduce((n, u) => n + u.count, 0);
-  // A fleet whose protection changes is a fleet the plan changes: its version is in the basis too.
+  // A fleet whose protection or owner changes is a fleet the plan changes: its version is in the basis too.
   const settings = fleetChanges(s, scope);
   for (const f of settings) changed.add(f.fleet);
   const basisFleets: Record<string, number> = {};

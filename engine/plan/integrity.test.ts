@@ -101,6 +101,15 @@ describe('checkScope', () => {
   it.each<[string, (p: PlanDocument) => void, RegExp]>([
     ['a protect change of a fleet not in fleets', (p) => (p.fleets = p.fleets.filter((f) => f !== 'vault')), /protect change of fleet vault is not in the plan's scope/],
     ['a protect change whose fleet version the basis lacks', (p) => delete p.basis.fleets.web, /protect change of fleet web changes a fleet whose version the plan's basis does not hold/],
+    // An owner is written the same way (its fleet's lock, its version in the basis).
+    [
+      'an owner change whose fleet version the basis lacks',
+      (p) => {
+        p.fleetChanges = [{ fleet: 'web', owner: { from: 'team-a', to: 'team-b' } }];
+        delete p.basis.fleets.web;
+      },
+      /owner change of fleet web changes a fleet whose version the plan's basis does not hold/,
+    ],
   ])('%s', (_name, edit, detail) => {
     const p = golden('13-protect-only');
     edit(p);

@@ -138,11 +138,12 @@ export function checkScope(plan: PlanDocument, file: string): Diagnostic[] {
       out.push(diag('apply.plan-scope', `the change to ${c.address} acts on VM ${c.vmId}, whose version the plan's basis does not hold.`, where));
     }
   }
-  // A fleet's protection is written under its lock and stale-checked like its members' changes.
+  // A fleet's protection and owner are written under its lock and stale-checked like its members' changes.
   for (const f of plan.fleetChanges ?? []) {
     const where = { file, address: f.fleet };
-    if (!fleets.has(f.fleet)) out.push(diag('apply.plan-scope', `the protect change of fleet ${f.fleet} is not in the plan's scope (${plan.fleets.join(', ') || 'none'}).`, where));
-    else if (!(f.fleet in plan.basis.fleets)) out.push(diag('apply.plan-scope', `the protect change of fleet ${f.fleet} changes a fleet whose version the plan's basis does not hold, so a change to it since could not be noticed.`, where));
+    const what = [f.protect ? 'protect' : '', f.owner ? 'owner' : ''].filter(Boolean).join(' and ') || 'settings';
+    if (!fleets.has(f.fleet)) out.push(diag('apply.plan-scope', `the ${what} change of fleet ${f.fleet} is not in the plan's scope (${plan.fleets.join(', ') || 'none'}).`, where));
+    else if (!(f.fleet in plan.basis.fleets)) out.push(diag('apply.plan-scope', `the ${what} change of fleet ${f.fleet} changes a fleet whose version the plan's basis does not hold, so a change to it since could not be noticed.`, where));
   }
   return out;
 }

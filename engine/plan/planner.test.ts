@@ -579,3 +579,28 @@ describe('computePlan: fleet changes (protect)', () => {
     expect(narrowed.fleetChanges).toEqual([{ fleet: 'db', protect: { from: false, to: true } }]);
   });
 });
+
+// A spec that changed only `owner` made a plan with no changes: `fleet apply` wrote nothing, and the record
+// kept the old owner, whose quota the fleet's members went on using (and whom the authority held its creates to).
+describe('computePlan: fleet changes (owner)', () => {
+  const web = makeFleet('web', { count: 1, owner: 'team-b' });
+  const vault = makeFleet('vault', { count: 1, owner: 'team-a', protect: true });
+  const record = [vmRow(web, 0), vmRow(vault, 0)];
+
+  it('lists a fleet whose spec owner differs from its record row, with its protect change when both differ, and holds its version in the basis', () => {
+    const p = computePlan(input([vault, web], record, { fleetVersions: { web: 4, vault: 2 }, owners: { web: 'team-a', vault: 'team-z' }, fleetProtection: { web: false, vault: false } }));
+    expect(p.fleetChanges).toEqual([
+      { fleet: 'vault', protect: { from: false, to: true }, owner: { from: 'team-z', to: 'team-a' } },
+      { fleet: 'web', owner: { from: 'team-a', to: 'team-b' } },
+    ]);
+    expect(p.basis.fleets).toEqual({ vault: 2, web: 4 });
+    expect(p.summary).toMatchObject({ create: 0, update: 0, replace: 0, delete: 0, transition: 0 });
+  });
+
+  it('absent for a fleet with no row (its row is made with its spec owner), when the owners agree, and without fleetProtection', () => {
+    expect(computePlan(input([web], [], { owners: {}, fleetProtection: {} }))).not.toHaveProperty('fleetChanges');
+    expect(computePlan(input([web], [vmRow(web, 0)], { owners: { web: 'team-b' }, fleetProtection: { web: false } }))).not.toHaveProperty('fleetChanges');
+    // The Pulumi providers' plans: no fleet change is planned.
+    expect(computePlan(input([web], [vmRow(web, 0)], { owners: { web: 'team-a' } }))).not.toHaveProperty('fleetChanges');
+  });
+});

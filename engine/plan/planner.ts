@@ -58,7 +58,11 @@ export interface PlanInput {
   /** Record version of each fleet (missing means 0: not in the record yet). */
   fleetVersions: Record<string, number>;
   options: PlanOptions;
-  /** Owner of each fleet the record knows (FleetRow.owner), so quotas count fleets no spec names any more. */
+  /**
+   * Owner of each fleet the record knows (FleetRow.owner), so quotas count
+   * fleets no spec names any more; of a fleet in fleetProtection, a spec
+   * naming another owner is a fleet change of the plan (`fleetChanges`).
+   */
   owners?: Record<string, string>;
   /** Fleets the record holds as protected (FleetRow.protected): the protect rule's word for a fleet whose spec is gone. */
   protectedFleets?: readonly string[];

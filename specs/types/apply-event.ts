@@ -1,7 +1,7 @@
 /* generated from specs/schema/apply-event.schema.json by `npm run gen:types` — do not edit */
 
 /**
- * One line of `fleet apply --format json` on stdout: each line is one JSON event, in order (`plan` for a fresh plan, `protect` for each fleet whose protection the plan's `fleetChanges` wrote, `start`, `step`s and `member`s, `wave-start` / `wave-done` around each rollout wave, `summary` last); diagnostics are events too. Nothing else is written to stdout.
+ * One line of `fleet apply --format json` on stdout: each line is one JSON event, in order (`plan` for a fresh plan, `protect` and `owner` for each fleet whose protection or owner the plan's `fleetChanges` wrote, `start`, `step`s and `member`s, `wave-start` / `wave-done` around each rollout wave, `summary` last); diagnostics are events too. Nothing else is written to stdout.
  */
 export type ApplyEvent =
   | PlanEvent
@@ -10,6 +10,7 @@ export type ApplyEvent =
   | MemberEvent
   | LockBrokenEvent
   | ProtectEvent
+  | OwnerEvent
   | WaveStartEvent
   | WaveDoneEvent
   | SummaryEvent
@@ -126,6 +127,31 @@ export interface ProtectChange {
   to: boolean;
 }
 /**
+ * A fleet's owner was written to the record as the plan lists it (`fleetChanges`, docs/plan-format.md), under the fleet's lock after the stale check and before any step; one per fleet whose row's owner changed (after its `protect` event when both did). The fleet's members count against the new owner's quota from then on, and its creates' requests carry it.
+ */
+export interface OwnerEvent {
+  type: 'owner';
+  fleet: string;
+  owner: OwnerChange;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * The fleet's owner in the record before (`from`) and as written (`to`), as in the plan's `fleetChanges`.
+ */
+export interface OwnerChange {
+  /**
+   * The record's owner before.
+   */
+  from: string;
+  /**
+   * The owner written: the plan's `fleetChanges` entry's `to`.
+   */
+  to: string;
+}
+/**
  * A fleet's rollout wave starts: every member of the wave before it is back in its planned state and ready (docs/rollouts.md).
  */
 export interface WaveStartEvent {
@@ -195,11 +221,12 @@ export interface SummaryEvent {
    */
   interrupted?: true;
   /**
-   * The fleets whose protection the apply wrote (its `protect` events), by fleet name in the plan's order; present only when there is one.
+   * The fleets whose protection or owner the apply wrote (its `protect` and `owner` events), by fleet name in the plan's order; present only when there is one.
    */
   fleetChanges?: {
     fleet: string;
-    protect: ProtectChange;
+    protect?: ProtectChange;
+    owner?: OwnerChange;
   }[];
   /**
    * When the event was written.

@@ -53,16 +53,23 @@ export interface PlanDocumentFile {
    */
   rollouts?: PlanRollout[];
   /**
-   * What the plan changes of fleets themselves, by fleet name: a spec's protect that the record's fleet row does not hold (apply writes it before any step). Only fleets in scope with a spec, less those a program manages; a fleet the record has no row of yet reads as unprotected (from: false), so a new fleet with protect: true is listed; absent when there is none.
+   * What the plan changes of fleets themselves, by fleet name: a spec's protect that the record's fleet row does not hold, or an owner other than the row's (apply writes them before any step). Only fleets in scope with a spec, less those a program manages; a fleet the record has no row of yet reads as unprotected (from: false), so a new fleet with protect: true is listed, and has no owner to change (its row is made with its spec's); absent when there is none.
    */
   fleetChanges?: {
     fleet: string;
     /**
-     * The record's protection (from) and the spec's (to).
+     * The record's protection (from) and the spec's (to); absent when they agree.
      */
-    protect: {
+    protect?: {
       from: boolean;
       to: boolean;
+    };
+    /**
+     * The record's owner (from) and the spec's (to), of a fleet the record has a row of; absent when they agree.
+     */
+    owner?: {
+      from: string;
+      to: string;
     };
   }[];
   /**

@@ -472,8 +472,8 @@ async function runApply(
     };
     const changes = plan.changes.filter((c) => c.action !== 'noop').length;
     if (changes === 0) {
-      // A fleet's protection is the record's (docs/policy.md), written by applyPlan before its steps: with no
-      // member to change, the plan's fleetChanges are written here, or protect: false (or true) applied alone
+      // A fleet's protection and owner are the record's (docs/policy.md), written by applyPlan before its steps: with no
+      // member to change, the plan's fleetChanges are written here, or protect: false (or true), or an owner, applied alone
       // would never reach the record. A fresh plan's fleets are locked already; a saved plan's are locked and
       // checked against the record (its basis holds their versions) first.
       let recorded: FleetChange[] = [];
@@ -483,7 +483,7 @@ async function runApply(
         const fleets = plan.fleetChanges.map((f) => f.fleet);
         const held = lock ?? (await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId: plan.id, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) }));
         try {
-          // Its `protect` events are JSON's; the text says what was recorded in one line below.
+          // Its `protect` and `owner` events are JSON's; the text says what was recorded in one line below.
           recorded = await applyFleetChanges({
             plan,
             record: session.record,
@@ -498,7 +498,7 @@ async function runApply(
           if (!lock) await held.release().catch(() => {});
         }
       }
-      if (!json && recorded.length > 0) io.stdout.write(`Nothing else to apply; ${recorded.map((f) => `recorded protect: ${f.protect.to} for fleet ${f.fleet}`).join(', ')}.\n`);
+      if (!json && recorded.length > 0) io.stdout.write(`Nothing else to apply; ${recorded.flatMap(recordedPhrases).join(', ')}.\n`);
       else if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
       // `summary` is the last event of every apply (docs/apply.md): a CI job reads the counts there, here all 0.
       else progress.onEvent({ type: 'summary', planId: plan.id, succeeded: 0, failed: 0, steps: 0, stepsFailed: 0, stepsSkipped: 0, elapsedMs: 0, ...(recorded.length ? { fleetChanges: recorded } : {}) });
@@ -599,7 +599,12 @@ async function runApply(
   }
 }
 
-/** The owner of each fleet with a spec, as the spec says (the creates' requests carry it; recordFleets writes it). */
+/** What the apply of fleet settings alone wrote, as its one line says it. */
+function recordedPhrases(f: FleetChange): string[] {
+  return [...(f.protect ? [`recorded protect: ${f.protect.to} for fleet ${f.fleet}`] : []), ...(f.owner ? [`recorded owner ${escapeUnseen(f.owner.to)} for fleet ${f.fleet}`] : [])];
+}
+
+/** The owner of each fleet with a spec, as the spec says (a new fleet's row gets it: recordFleets). */
 function ownersOf(session: StackSession): Record<string, string> {
   return Object.fromEntries(session.fleets.map((f) => [f.name, f.owner]));
 }

@@ -1,5 +1,5 @@
 import { byName } from '../scope.ts';
-import type { Action, Change, PlanDocument, Rollout, RolloutWave } from '../types.ts';
+import type { Action, Change, FleetChange, PlanDocument, Rollout, RolloutWave } from '../types.ts';
 
 /** How each action is marked, in text and markdown alike. */
 export const SYMBOL: Record<Action, string> = {
@@ -27,6 +27,14 @@ export function hasChanges(plan: PlanDocument): boolean {
   return memberChanges(plan) > 0 || (plan.fleetChanges?.length ?? 0) > 0;
 }
 
+/** The settings a fleet change changes, `[name, from, to]` each, protect first: what the "Fleet settings" lines show. */
+export function fleetSettings(f: FleetChange): [setting: string, from: string, to: string][] {
+  const out: [string, string, string][] = [];
+  if (f.protect) out.push(['protect', String(f.protect.from), String(f.protect.to)]);
+  if (f.owner) out.push(['owner', f.owner.from, f.owner.to]);
+  return out;
+}
+
 /**
  * The closing line every renderer ends with. A plan with no change is not
  * always a record that matches the specs: the policy may have vetoed every
@@ -37,10 +45,13 @@ export function hasChanges(plan: PlanDocument): boolean {
  */
 export function summaryLine(plan: PlanDocument): string {
   const s = plan.summary;
-  // A change of protect alone is a change (apply writes it): it is counted, not "No changes".
-  const settings = plan.fleetChanges?.length ?? 0;
+  // A change of protect or owner alone is a change (apply writes it): it is counted, not "No changes".
+  const fleets = (n: number) => `${n} fleet${n === 1 ? '' : 's'}`;
+  const protect = plan.fleetChanges?.filter((f) => f.protect).length ?? 0;
+  const owner = plan.fleetChanges?.filter((f) => f.owner).length ?? 0;
+  const settings = [protect ? `protect changes for ${fleets(protect)}` : '', owner ? `owner changes for ${fleets(owner)}` : ''].filter(Boolean);
   const counts = `Plan: ${s.create} to create, ${s.transition} to transition, ${s.update} to update, ${s.replace} to replace, ${s.delete} to delete`;
-  if (settings > 0) return `${counts}; protect changes for ${settings} fleet${settings === 1 ? '' : 's'}.`;
+  if (settings.length > 0) return `${counts}; ${settings.join(', ')}.`;
   if (memberChanges(plan) === 0) {
     const vetoes = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
     if (plan.fleets.length === 0 && plan.options.targets.length + plan.options.excludes.length > 0) {

@@ -72,6 +72,24 @@ describe('renderText', () => {
     expect(renderText(both).trimEnd().split('\n').at(-1)).toBe('Plan: 1 to create, 1 to transition, 1 to update, 1 to replace, 1 to delete; protect changes for 2 fleets.');
   });
 
+  // A change of owner alone said "No changes. The record matches the specs." and apply wrote nothing.
+  it('shows an owner change beside a protect change, and counts each', () => {
+    const owned = {
+      ...plan([web], [vmRow(web, 0), vmRow(web, 1)]),
+      fleetChanges: [
+        { fleet: 'api', owner: { from: 'team-a', to: 'team-b' } },
+        { fleet: 'web', protect: { from: false, to: true }, owner: { from: 'team-a', to: 'team-b' } },
+      ],
+    };
+    const text = renderText(owned);
+    expect(text).toContain('Fleet settings\n  ~ fleet api: owner team-a -> team-b\n  ~ fleet web: protect false -> true; owner team-a -> team-b\n');
+    const want = 'Plan: 0 to create, 0 to transition, 0 to update, 0 to replace, 0 to delete; protect changes for 1 fleet, owner changes for 2 fleets.';
+    expect(text.trimEnd().split('\n').at(-1)).toBe(want);
+    const md = renderMarkdown(owned);
+    expect(md).toContain(`**${want}**`);
+    expect(md).toContain('- `~` fleet `api`: owner `team-a` -> `team-b`\n- `~` fleet `web`: protect `false` -> `true`; owner `team-a` -> `team-b`');
+  });
+
   it('says the policy vetoed every change instead of "matches the specs" when nothing can change', () => {
     // No data center offers the hardware: the create is vetoed, nothing is left to change.
     const vetoed = plan([makeFleet('gpu', { count: 2, hardware: ['gpu-h100'] })]);

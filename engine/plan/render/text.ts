@@ -4,7 +4,7 @@
 // log (clear it, recolour it), and a newline would forge a line of the plan.
 import { visible as v } from './escape.ts';
 import type { Change, PlanDocument } from '../types.ts';
-import { SYMBOL, countsPhrase, createdMembers, diffLines, formatPath, groupByFleet, rolloutLine, summaryLine, waveLine } from './common.ts';
+import { SYMBOL, countsPhrase, createdMembers, diffLines, fleetSettings, formatPath, groupByFleet, rolloutLine, summaryLine, waveLine } from './common.ts';
 
 export interface TextOptions {
   /** ANSI colours; the CLI passes useColor(io), which honours NO_COLOR. */
@@ -36,10 +36,12 @@ export function renderText(plan: PlanDocument, opts: TextOptions = {}): string {
   if (narrowed.length) out.push(narrowed.join('; '));
   out.push('');
 
-  // A fleet's own settings (its protection in the record), which apply writes before any step.
+  // A fleet's own settings (its protection and owner in the record), which apply writes before any step.
   if (plan.fleetChanges?.length) {
     out.push(paint('bold', 'Fleet settings'));
-    for (const f of plan.fleetChanges) out.push(`  ${paint('yellow', '~')} fleet ${v(f.fleet)}: protect ${f.protect.from} -> ${f.protect.to}`);
+    for (const f of plan.fleetChanges) {
+      out.push(`  ${paint('yellow', '~')} fleet ${v(f.fleet)}: ${fleetSettings(f).map(([k, from, to]) => `${k} ${v(from)} -> ${v(to)}`).join('; ')}`);
+    }
     out.push('');
   }
 
