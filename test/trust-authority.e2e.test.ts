@@ -406,6 +406,28 @@ describe("a fleet's owner changed alone is in the plan", () => {
     await st?.remove();
   });
 
+  it("re-owned into a team whose quota its members exceed, the plan is blocked by owner-quota and apply writes nothing", async () => {
+    const stackFile = join(st.dir, 'stack.yaml');
+    const original = await readFile(stackFile, 'utf8');
+    await writeFile(stackFile, original.replace('max-disruption: { enforcement: disabled }', 'max-disruption: { enforcement: disabled }\n      owner-quota: { enforcement: mandatory, limits: { team-small: { vms: 0 } } }'));
+    try {
+      await st.spec('web', owned('team-small'));
+      const plan = await fleet('plan', '--format', 'json');
+      expect(plan.code).toBe(1);
+      const doc = JSON.parse(plan.stdout).plan;
+      expect(doc.blocked).toBe(true);
+      expect(doc.fleetChanges).toEqual([{ fleet: 'web', owner: { from: 'team-a', to: 'team-small' } }]);
+      expect(doc.policy.violations).toEqual([
+        expect.objectContaining({ policy: 'owner-quota', level: 'mandatory', address: 'web', message: expect.stringContaining('Fleet web moves from team-a to team-small with its 1 member, and only 0 fit the quota of team-small (vms 0)') }),
+      ]);
+      const r = await fleet('apply', '--yes');
+      expect(r.code).toBe(1);
+      expect(await recorded()).toBe('team-a');
+    } finally {
+      await writeFile(stackFile, original);
+    }
+  });
+
   it('fleet plan shows it and --detailed-exitcode exits 2', async () => {
     await st.spec('web', owned('team-b'));
     const plan = await fleet('plan', '--detailed-exitcode');

@@ -604,3 +604,48 @@ describe('computePlan: fleet changes (owner)', () => {
     expect(computePlan(input([web], [vmRow(web, 0)], { owners: { web: 'team-a' } }))).not.toHaveProperty('fleetChanges');
   });
 });
+
+// Re-owning a fleet moves its members' quota usage to the new owner (the authority counts them under the owner
+// the fleet's row holds). A plan that moved more members than the new owner's quota allows was not blocked:
+// the grant only capped new members, so apply wrote the new owner and left it over its quota.
+describe('computePlan: re-owning a fleet counts its members against the new owner', () => {
+  const plan = (limits: Record<string, unknown>, fleets: LoadedFleet[], record: VmRow[], owners: Record<string, string>) => {
+    const pack = makePack({ 'owner-quota': 'mandatory' });
+    pack.rules.get('owner-quota')!.config.limits = limits;
+    return computePlan({ ...input(fleets, record, { owners, fleetProtection: Object.fromEntries(Object.keys(owners).map((f) => [f, false])) }), pack, policy: defaultPolicy });
+  };
+  const web = makeFleet('web', { count: 3, owner: 'team-b' });
+  const api = makeFleet('api', { count: 1, owner: 'team-b' });
+  const webRows = [0, 1, 2].map((i) => vmRow(web, i));
+
+  it.each<{ name: string; limits: Record<string, unknown>; fleets: LoadedFleet[]; rows: VmRow[]; owners: Record<string, string>; blocked: boolean }>([
+    { name: 'over the new owner quota alone', limits: { 'team-b': { vms: 2 } }, fleets: [web], rows: webRows, owners: { web: 'team-a' }, blocked: true },
+    { name: "over it with the new owner's other fleet", limits: { 'team-b': { vms: 3 } }, fleets: [api, web], rows: [...webRows, vmRow(api, 0)], owners: { web: 'team-a', api: 'team-b' }, blocked: true },
+    { name: 'within it', limits: { 'team-b': { vms: 4 } }, fleets: [api, web], rows: [...webRows, vmRow(api, 0)], owners: { web: 'team-a', api: 'team-b' }, blocked: false },
+  ])('$name', ({ limits, fleets, rows, owners, blocked }) => {
+    const p = plan(limits, fleets, rows, owners);
+    expect(p.fleetChanges).toContainEqual({ fleet: 'web', owner: { from: 'team-a', to: 'team-b' } });
+    expect(p.blocked).toBe(blocked);
+    const found = p.policy.violations.filter((v) => v.policy === 'owner-quota' && v.address === 'web');
+    expect(found).toEqual(
+      blocked
+        ? [
+            {
+              policy: 'owner-quota',
+              level: 'mandatory',
+              address: 'web',
+              message: expect.stringMatching(/^Fleet web moves from team-a to team-b with its 3 members, and only [0-9]+ fit the quota of team-b \(vms [0-9]+\)/),
+              hint: expect.stringContaining('Raise the quota of team-b'),
+            },
+          ]
+        : [],
+    );
+  });
+
+  it('frees the old owner quota for its other fleets', () => {
+    const db = makeFleet('db', { count: 2, owner: 'team-a' });
+    const p = plan({ 'team-a': { vms: 2 } }, [db, web], webRows, { web: 'team-a' });
+    expect(p.blocked).toBe(false);
+    expect(p.changes.filter((c) => c.fleet === 'db' && c.action === 'create')).toHaveLength(2);
+  });
+});

@@ -204,7 +204,20 @@ function planFleet(s: PlanState, spec: LoadedFleet, rows: PlanVmRow[], grantedSo
   // A grant caps new members only; existing members that grow (a replace or resize to a bigger size) must fit
   // at their new size too: the authority checks each bigger VM, and a replace whose old VM went first would
   // lose its member.
-  if (quota.grant && quota.granted < existing && kept.some((r) => r.size.cpu < spec.size.cpu || r.size.memoryGiB < spec.size.memoryGiB)) {
+  // A fleet re-owned (its spec names another owner than its record row: a fleet change of the plan) takes its
+  // members to the new owner: once apply writes the row, they count against that owner's quota, in the plan and
+  // at the authority alike (which counts a fleet's VMs under the owner its row holds). A grant only caps new
+  // members, so members that do not fit are a veto of the plan, not left over the quota.
+  const recordedOwner = s.input.owners?.[spec.name];
+  if (quota.grant && quota.granted < existing && recordedOwner !== undefined && recordedOwner !== spec.owner) {
+    const why = quota.grant.reason.slice(quota.grant.reason.indexOf(': ') + 2);
+    s.violate(
+      'owner-quota',
+      spec.name,
+      `Fleet ${spec.name} moves from ${recordedOwner} to ${spec.owner} with its ${existing} member${existing === 1 ? '' : 's'}, and only ${quota.granted} fit the ${why}: the record would hold ${spec.owner} over its quota.`,
+      `Raise the quota of ${spec.owner} in the stack's policyPack.config, lower spec.count of ${spec.name}, or keep its owner ${recordedOwner}.`,
+    );
+  } else if (quota.grant && quota.granted < existing && kept.some((r) => r.size.cpu < spec.size.cpu || r.size.memoryGiB < spec.size.memoryGiB)) {
     s.violate(
       'owner-quota',
       spec.name,
