@@ -1,4 +1,5 @@
 export * from './executor.ts';
+export * from './failure-cause.ts';
 export * from './progress.ts';
 export * from './session.ts';
 export * from "./refresh.ts";

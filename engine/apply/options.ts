@@ -7,6 +7,7 @@ import type { Change, PlanDocument } from '../model/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import type { MemberProvider } from '../../providers/provider.ts';
 import type { RolloutEvent, RolloutReport } from './rollout.ts';
+import type { FailureCause } from './failure-cause.ts';
 
 export type ApplyEvent =
   | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
@@ -28,6 +29,8 @@ export interface MemberFailure {
   action: Change['action'];
   step: string;
   diagnostic: Diagnostic;
+  /** Why, as a closed set: it picks what the member's diagnostic says to do (failureHint). */
+  cause: FailureCause;
 }
 
 export interface ApplyResult {

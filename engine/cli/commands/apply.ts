@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag, escapeUnseen, fsReason, type Diagnostic } from '../../diags/index.ts';
-import type { ApplyEvent, ApplyResult, MemberFailure, ProgressMode, StackSession } from '../../apply/index.ts';
+import { failureHint, type ApplyEvent, type ApplyResult, type MemberFailure, type ProgressMode, type StackSession } from '../../apply/index.ts';
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
@@ -126,7 +126,8 @@ function shortList(addresses: readonly string[]): string {
 
 /**
  * One apply.member-failed per failed member: what (its action), where (the
- * step, the data center, the address) and why. The cause quotes text from
+ * step, the data center, the address), why, and, on a line of its own, what
+ * to do about that cause (failureHint). The cause quotes text from
  * outside (a cloud's error message, a DMZ client's or authority's veto
  * reason): in text its line breaks are shown as escapes, like its other
  * unseen characters, so it stays on the diagnostic's line and no line of it
@@ -138,7 +139,9 @@ export function memberFailures(failed: readonly MemberFailure[], text: boolean):
     // The step's own detail starts with the step and the data center, which this sentence names already.
     const own = `${f.step} in ${f.dataCenter}: `;
     const cause = `${f.diagnostic.summary}: ${f.diagnostic.detail.startsWith(own) ? f.diagnostic.detail.slice(own.length) : f.diagnostic.detail}`;
-    return diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${text ? escapeUnseen(cause) : cause}`, { address: f.address });
+    // Then what to do, by cause (its own line: a veto and a cloud's failure have different ways out).
+    const hint = failureHint(f.cause, { address: f.address, code: f.diagnostic.code });
+    return diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${text ? escapeUnseen(cause) : cause}\n${hint}`, { address: f.address });
   });
 }
 
