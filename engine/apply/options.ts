@@ -83,6 +83,13 @@ export interface ApplyOptions {
   leaseMs?: number;
   onEvent?: (e: ApplyEvent) => void;
   /**
+   * Called once applyPlan took the plan's locks itself (no `lock`: a saved
+   * plan), before the plan is checked against the record: fleet apply closes
+   * what a killed apply of those fleets left open there (closeInterrupted)
+   * and says so, as it does under a fresh plan's locks.
+   */
+  onLocked?: (fleets: readonly string[]) => Promise<void>;
+  /**
    * Aborted: no further member starts; the members started go on to their
    * end (their runs are at the DMZ clients already), are journalled, and the
    * plan is recorded as interrupted (fleet apply's first Ctrl-C).

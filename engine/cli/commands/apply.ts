@@ -10,7 +10,6 @@ import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
 import { MAX_PARALLELISM, OPTION_ENV, loaderEnv, lockTimeoutOption, parallelismOption, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
-import { parseVmAddress } from '../../model/index.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
 
 interface ApplyCliOptions {
@@ -259,23 +258,18 @@ export function onInterrupt(io: CliIO, say: (text: string) => void = (text) => i
 }
 
 /**
- * Apply steps left `started` by an interrupted apply: say so, and close them
- * in the journal. Only those of `fleets`, whose locks this apply holds: steps
- * of other fleets may belong to an apply still running.
+ * Apply steps left `started` by an interrupted apply: close them in the
+ * journal, record their apply interrupted (closeInterrupted), and say so.
+ * Only those of `fleets`, whose locks this apply holds: steps of other
+ * fleets may belong to an apply still running. Under a fresh plan's locks
+ * and a saved plan's alike.
  */
 async function noteInterrupted(io: CliIO, session: StackSession, fleets: readonly string[]): Promise<void> {
-  const mine = new Set(fleets);
-  const open = (await session.record.unfinishedSteps(session.stack.name)).filter((s) => s.status === 'started' && mine.has(parseVmAddress(s.address)?.fleet ?? ''));
-  if (open.length === 0) return;
-  const plans = [...new Set(open.map((s) => s.planId))];
-  for (const s of open) {
-    await session.record.journal({ ...s, status: 'failed', detail: 'interrupted: the apply stopped before this step answered' });
-  }
-  for (const id of plans) await session.record.finishPlan(id, 'interrupted').catch(() => {});
-  // A member's steps go out together (a run), so one member may leave several unanswered.
-  const members = [...new Set(open.map((s) => s.address))];
+  const { closeInterrupted } = await import('../../apply/index.ts');
+  const { plans, steps, members } = await closeInterrupted(session.record, session.stack.name, fleets);
+  if (steps === 0) return;
   io.stderr.write(
-    `note: apply ${plans.join(', ')} was interrupted with ${open.length} step${open.length === 1 ? '' : 's'} unanswered, of ${members.length} member${members.length === 1 ? '' : 's'} (${members
+    `note: apply ${plans.join(', ')} was interrupted with ${steps} step${steps === 1 ? '' : 's'} unanswered, of ${members.length} member${members.length === 1 ? '' : 's'} (${members
       .slice(0, 5)
       .join(', ')}${members.length > 5 ? ', …' : ''}); this plan continues from what the record holds now.\n`,
   );
@@ -486,6 +480,7 @@ async function runApply(
         const fleets = plan.fleetChanges.map((f) => f.fleet);
         const held = lock ?? (await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId: plan.id, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) }));
         try {
+          if (!lock) await noteInterrupted(io, session, fleets);
           await checkApplicable(plan, session.record, { fresh: !saved });
           recorded = await recordProtection(session, plan);
         } finally {
@@ -534,7 +529,7 @@ async function runApply(
           else progress.onEvent(e);
         },
         signal: interrupt.signal,
-        ...(held ? { lock: held } : {}),
+        ...(held ? { lock: held } : { onLocked: (fleets) => noteInterrupted(io, session, fleets) }),
       }).catch((err: unknown) => {
         throw stoppedMidApply(err);
       });
