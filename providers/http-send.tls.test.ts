@@ -77,7 +77,7 @@ describe('TLS between callers and services', () => {
     const before = { handled: mtls.handled, refusals: mtls.refusals.length };
     await expect(get(mtls.url, tls())).rejects.toThrow();
     expect(mtls.handled).toBe(before.handled);
-    await expect.poll(() => mtls.refusals.length).toBeGreaterThan(before.refusals);
+    await expect.poll(() => mtls.refusals.length, { timeout: 10_000 }).toBeGreaterThan(before.refusals);
     expect(mtls.refusals.slice(before.refusals).join('\n')).toMatch(why);
   });
 

@@ -151,7 +151,7 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
     await look('sign-in');
     await page.fill('input[name=token]', 'not-a-token');
     await page.click('button[type=submit]');
-    await expect.poll(() => page.locator('[data-testid=login-failed]').count()).toBe(1);
+    await expect.poll(() => page.locator('[data-testid=login-failed]').count(), { timeout: 10_000 }).toBe(1);
     await page.fill('input[name=token]', readToken);
     await page.click('button[type=submit]');
     await page.waitForURL(/\/ui$/);

@@ -154,8 +154,8 @@ describe('Runs: a member\'s steps at once, over the step runner', () => {
     const release = w.holdReports();
     const run = runs(w, lanes).run({ op: 'run', steps, lane: { id: 'apply-1', width: 1 } }, part);
     // Every report held: powerOn (approved ahead) runs while createVm's report is on its way, and the place is free after it.
-    await vi.waitFor(() => expect(w!.driver.calls.get('powerOn')).toBe(1));
-    await vi.waitFor(() => expect(lanes.stats('apply-1')).toEqual({ busy: 0, waiting: 0 }));
+    await vi.waitFor(() => expect(w!.driver.calls.get('powerOn')).toBe(1), { timeout: 10_000 });
+    await vi.waitFor(() => expect(lanes.stats('apply-1')).toEqual({ busy: 0, waiting: 0 }), { timeout: 10_000 });
     expect(w.calls.at(-1)).toBe('report BeingCreated>PoweredOff ok lazy');
     expect(seen).toEqual([[0, 'ok'], [1, 'ok']]);
     release();

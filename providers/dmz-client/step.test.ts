@@ -232,7 +232,7 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
     const carried = new Promise<void>((r) => (carriedOut = r));
     const step = w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff'), { onCarriedOut: carriedOut, goesOn: () => true });
     await carried;
-    await vi.waitFor(() => expect(w!.calls.at(-1)).toBe('report BeingCreated>PoweredOff ok lazy'));
+    await vi.waitFor(() => expect(w!.calls.at(-1)).toBe('report BeingCreated>PoweredOff ok lazy'), { timeout: 10_000 });
     const onItsWay = w.steps.reportOnItsWay(vmId);
     expect(onItsWay).toBeInstanceOf(Promise);
     release();
@@ -254,12 +254,12 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
     expect((await w.steps.transition(vm.id, edge('Requested', 'BeingCreated'), ctx)).outcome).toBe('ok');
     expect(lease.holding).toBe(false);
     const made = w.steps.transition(vm.id, edge('BeingCreated', 'PoweredOff'), ctx);
-    await vi.waitFor(() => expect(lanes.stats('apply-1')).toEqual({ busy: 1, waiting: 1 }));
+    await vi.waitFor(() => expect(lanes.stats('apply-1')).toEqual({ busy: 1, waiting: 1 }), { timeout: 10_000 });
     expect(w.driver.calls.get('createVm') ?? 0).toBe(0);
     other.free();
     expect(await made).toMatchObject({ outcome: 'ok', operation: 'createVm' });
     expect(lease.holding).toBe(true);
     lease.free();
-    await vi.waitFor(() => expect(lanes.stats('apply-1')).toEqual({ busy: 0, waiting: 0 }));
+    await vi.waitFor(() => expect(lanes.stats('apply-1')).toEqual({ busy: 0, waiting: 0 }), { timeout: 10_000 });
   });
 });
