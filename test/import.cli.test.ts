@@ -96,3 +96,25 @@ describe('fleet import into a fleet a Pulumi program manages', () => {
     expect(ok.code, ok.stderr).toBe(0);
   });
 });
+
+// `fleet refresh` reported a VM forgotten by `fleet state rm` as `unknown` ("miami runs e2e-web-0 (…) that the record
+// does not know") and stopped there: nothing named the member it was, nor the import that takes it back.
+describe('fleet refresh of a VM forgotten by fleet state rm', () => {
+  const st = useWebStack();
+  const fleet = st.fleet;
+
+  it('names the member it was and the import that adopts it again; that import leaves no drift', async () => {
+    const { rows: [web0] } = await applyThenForget(st, ['web/0']);
+    const check = await fleet('refresh', '--check', '--format', 'json');
+    expect(check.code, check.stderr).toBe(0);
+    const { drift } = JSON.parse(check.stdout) as { drift: { kind: string; address: string; detail: string }[] };
+    expect(drift.map((d) => [d.kind, d.address])).toEqual([['unknown', web0.cloudId]]);
+    expect(drift[0].detail).toContain(`; it was web/0, Running when the record retired it at `);
+    const command = /`fleet (import [^`]+)`/.exec(drift[0].detail)?.[1];
+    expect(command).toBe(`import web/0 ${web0.cloudId}`);
+    const adopted = await fleet(...command!.split(' '));
+    expect(adopted.code, adopted.stderr).toBe(0);
+    const after = JSON.parse((await fleet('refresh', '--check', '--format', 'json')).stdout) as { drift: unknown[] };
+    expect(after.drift).toEqual([]);
+  });
+});

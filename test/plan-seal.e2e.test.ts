@@ -199,5 +199,8 @@ describe('fleet apply PLANFILE refuses tampered, foreign and out-of-scope plans'
     const again = await fleet('apply', file);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('apply.stale-plan');
+    // It says the plan itself moved the record, not that something else did.
+    expect(again.stderr).toContain(`Plan ${good.id} was applied already (by `);
+    expect(again.stderr).toContain('; it succeeded): a saved plan is applied once');
   });
 });

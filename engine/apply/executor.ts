@@ -29,6 +29,7 @@ import { FleetError, diag } from '../diags/index.ts';
 import { PLAN_FORMAT_VERSION, type Change, type PlanDocument } from '../model/index.ts';
 import { planDigest } from '../plan/digest.ts';
 import { holderGone } from '../record/locks.ts';
+import type { AppliedPlan } from '../record/shapes.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import { proposedVmId } from '../model/vm-id.ts';
 import { runMember, stepCount } from './member.ts';
@@ -74,7 +75,39 @@ export async function checkApplicable(plan: PlanDocument, record: FleetRecord, o
         diag('apply.record-changed', `The record changed while plan ${plan.id} was made under this apply's locks, by a write that takes no lock (\`fleet refresh\`): ${list}${more}. Run \`fleet apply\` again.`, { address: plan.stack }),
       );
     }
+    // The plan's own apply may be what moved its basis (a saved plan applied again: a CI job re-run after its runner was
+    // lost, or after it failed): "the record changed" alone read as if another apply had raced it.
+    const [applied] = await record.listPlans(plan.stack, { id: plan.id, limit: 1 });
+    if (applied) throw new FleetError(diag('apply.stale-plan', appliedAlready(plan.id, applied, `${list}${more}`), { address: plan.stack }));
     throw new FleetError(diag('apply.stale-plan', `The record changed since plan ${plan.id} was made: ${list}${more}. Run \`fleet plan\` again.`, { address: plan.stack }));
+  }
+}
+
+/**
+ * The stale-plan detail of a saved plan that was applied before: a saved plan
+ * is applied once, and how to go on depends on how that apply ended.
+ *
+ * | its apply    | what to do                                                        |
+ * | ------------ | ----------------------------------------------------------------- |
+ * | succeeded    | nothing: `fleet plan` shows whether anything is left               |
+ * | failed       | `fleet apply`: a fresh plan recovers the failed members            |
+ * | interrupted, | `fleet apply`: a fresh plan continues from the record (its journal  |
+ * | running      | says where the killed or stopped apply left each VM)                |
+ *
+ * `running` here is an apply that died (killed, its runner lost): one still
+ * running holds the locks this check runs under.
+ */
+function appliedAlready(id: string, applied: AppliedPlan, changed: string): string {
+  const by = `by ${applied.who}, started ${applied.startedAt}`;
+  const once = `a saved plan is applied once, and the record moved since it was made: ${changed}.`;
+  const next = 'Run `fleet apply` (a fresh plan, which continues from what the record holds), or `fleet plan --out FILE` for a new plan to review.';
+  switch (applied.result) {
+    case 'succeeded':
+      return `Plan ${id} was applied already (${by}; it succeeded): ${once} Run \`fleet plan\` to see whether anything is left to do.`;
+    case 'failed':
+      return `Plan ${id} was applied already (${by}) and some of its members failed: ${once} ${next}`;
+    default:
+      return `Plan ${id} was applied in part already: its apply (${by}) stopped before it ended (killed, or interrupted): ${once} ${next}`;
   }
 }
 

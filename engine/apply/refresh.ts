@@ -323,13 +323,36 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
           );
         }
       }
-      for (const a of byId.values()) {
-        drift.push({ kind: 'unknown', dataCenter: dc.name, address: a.cloudId, recordState: null, actualState: a.observedState, detail: `${dc.name} runs ${a.name} (${a.cloudId}, VM id ${a.vmId}) that the record does not know` });
-      }
+      const unknown = [...byId.values()];
+      // The record's rows of those VM ids, retired ones too (one read): a VM forgotten by `fleet state rm` is named
+      // with the member it was, and the import that takes it back.
+      const rows = unknown.length > 0 ? await record.getVms(unknown.map((a) => a.vmId)) : [];
+      unknown.forEach((a, i) => {
+        drift.push({
+          kind: 'unknown',
+          dataCenter: dc.name,
+          address: a.cloudId,
+          recordState: null,
+          actualState: a.observedState,
+          detail: `${dc.name} runs ${a.name} (${a.cloudId}, VM id ${a.vmId}) that the record does not know${adoptHint(stack.name, a, rows[i])}`,
+        });
+      });
     }),
   );
   drift.sort((a, b) => a.dataCenter.localeCompare(b.dataCenter) || a.address.localeCompare(b.address, 'en', { numeric: true }));
   return { checked, drift };
+}
+
+/**
+ * The way out of an `unknown` VM: `fleet import` adopts it (docs/apply.md, "Forgetting and adopting a VM"). A VM
+ * this stack's record retired (forgotten by `fleet state rm`, or recorded gone and back since) is named with the
+ * member it was, whose import takes it back as it was (its record id is the cloud VM's).
+ */
+function adoptHint(stack: string, a: ActualVm, row: VmRow | undefined): string {
+  if (row && row.stack === stack && row.retiredAt) {
+    return `; it was ${row.address}, ${row.state} when the record retired it at ${row.retiredAt}: \`fleet import ${row.address} ${a.cloudId}\` adopts it again, or delete it in its data center`;
+  }
+  return `; \`fleet import ADDRESS ${a.cloudId}\` adopts it into a free member of a fleet, or delete it in its data center`;
 }
 
 /** Above this many VMs in one data center, checkCloud lists the data center once instead of asking for each VM. */

@@ -54,14 +54,18 @@ export function holderGone(l: Pick<LockRow, 'host' | 'pid'>): boolean {
   return l.host === hostname() && l.pid !== process.pid && !processAlive(l.pid);
 }
 
-/** The lock-held detail: who holds it, since when, and how to break it. */
+/**
+ * The lock-held detail: who holds it, since when, and how to break it. A holder
+ * known gone (a killed apply of this host, holderGone) is said to be: `fleet
+ * state rm`, `fleet import` and `fleet unlock` do not break its lock themselves,
+ * and "wait for that apply to finish" sent the user waiting for a dead process.
+ */
 export function lockHeldDetail(l: LockRow): string {
   const plan = l.planId ? ` for plan ${l.planId}` : '';
-  return (
-    `fleet ${l.fleet} of stack ${l.stack} is locked by ${lockHolder(l)}${plan} since ${l.since} ` +
-    `(lock id ${l.lockId}, lease until ${l.expiresAt}). Wait for that apply to finish or its lease to expire; ` +
-    `if it is gone, run \`fleet unlock ${l.lockId}\`.`
-  );
+  const next = holderGone(l)
+    ? `That process no longer runs on this host (an apply killed or lost): \`fleet unlock ${l.lockId}\` releases the lock, or the next \`fleet apply\` of the fleet breaks it.`
+    : `Wait for that apply to finish or its lease to expire; if it is gone, run \`fleet unlock ${l.lockId}\`.`;
+  return `fleet ${l.fleet} of stack ${l.stack} is locked by ${lockHolder(l)}${plan} since ${l.since} (lock id ${l.lockId}, lease until ${l.expiresAt}). ${next}`;
 }
 
 /** Thrown inside a lock transaction to roll it back when a fleet is held. */

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { parseVmAddress } from '../model/index.ts';
 import { lockHeldDetail, lockHolder } from './locks.ts';
@@ -66,6 +68,19 @@ describe('lockHeldDetail', () => {
         '(lock id ab12cd34, lease until 2026-01-01T00:00:30.000Z). Wait for that apply to finish or its lease to expire; ' +
         'if it is gone, run `fleet unlock ab12cd34`.',
     );
+  });
+
+  // A killed apply's lock (its pid gone from this host) is what `fleet state rm` and `fleet import` meet after a crash:
+  // "Wait for that apply to finish" sent the user waiting for a process that no longer runs.
+  it.each([
+    { name: 'a process of this host that is gone', host: () => hostname(), pid: () => spawnSync(process.execPath, ['-e', '']).pid!, gone: true },
+    { name: 'a process of this host that runs', host: () => hostname(), pid: () => process.ppid, gone: false },
+    { name: 'a process of another host', host: () => 'runner-elsewhere', pid: () => 4242, gone: false },
+  ])('held by $name: says gone=$gone', ({ host, pid, gone }) => {
+    const l = { lockId: 'ab12cd34', stack: 'local', fleet: 'web', who: 'ci', host: host(), pid: pid(), planId: 'p-9', since: 't0', expiresAt: 't1', fencingToken: 3 };
+    const detail = lockHeldDetail(l);
+    expect(detail.includes('That process no longer runs on this host (an apply killed or lost): `fleet unlock ab12cd34` releases the lock')).toBe(gone);
+    expect(detail.includes('Wait for that apply to finish')).toBe(!gone);
   });
 
   it("names fleet apply's holder (who is user@host) without its host twice", () => {

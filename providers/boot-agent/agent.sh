@@ -9,13 +9,17 @@
 #   FLEET_ENCRYPTED   1 when the data volume is LUKS-encrypted with the key the authority releases
 #   FLEET_DATA_DEVICE block device of the data volume
 #   FLEET_BOOT_CA     PEM CA bundle of an https boot endpoint (the DMZ client's --boot-ca); empty: the system's CAs
+#   FLEET_BOOT_WINDOW seconds the whole handshake may take from the agent's start (default 480): below the
+#                     DMZ client's wait for the boot (agentWindowSeconds of its readyTimeoutMs, index.ts)
 # Optional, for tests and unusual images: FLEET_CRYPTSETUP (default cryptsetup),
 # FLEET_POWEROFF (default `poweroff`), FLEET_MAPPER_NAME (default fleet-data),
 # FLEET_MAPPER_DIR (default /dev/mapper),
 # FLEET_CURL_OPTS (extra curl options, e.g. --cacert FILE), FLEET_TRIES
 # (default 12) and FLEET_RETRY_SECONDS (default 5): how often, how far apart,
 # a request that got no answer or a 408 / 429 / 5xx one is sent again (an
-# answer's Retry-After in seconds, at most RETRY_AFTER_MAX, wins over the latter).
+# answer's Retry-After in seconds, at most RETRY_AFTER_MAX, wins over the latter),
+# within FLEET_BOOT_WINDOW: no try is sent after it (but the report of the
+# failure's one), and a pause that would end past it is not waited out.
 #
 # In-guest reboots: AWS runs this script at every boot, so after a reboot from
 # inside (shutdown -r, a kernel update) it runs again with the token of the
@@ -45,6 +49,11 @@ umask 077
 # Whole numbers only: a test against anything else would never end the retries.
 case "$FLEET_TRIES" in '' | *[!0-9]*) FLEET_TRIES=12 ;; esac
 case "$FLEET_RETRY_SECONDS" in '' | *[!0-9]*) FLEET_RETRY_SECONDS=5 ;; esac
+# The DMZ client's awaitReady gives up on the boot after its readyTimeoutMs (10 minutes on aws and azure);
+# an agent still asking then (12 tries of each of its three requests, up to a minute apart: half an hour)
+# had its boot approved, or denied, after the step had failed. So the handshake ends within this window.
+: "${FLEET_BOOT_WINDOW:=480}"
+case "$FLEET_BOOT_WINDOW" in '' | *[!0-9]*) FLEET_BOOT_WINDOW=480 ;; esac
 # The longest Retry-After waited out, in seconds: a boot endpoint's window can be an hour long
 # (bootLimit.windowMs); a VM asks again at least every minute, within its FLEET_TRIES.
 RETRY_AFTER_MAX=60
@@ -52,6 +61,15 @@ nl='
 '
 
 log() { echo "dmzfleet-agent: $*" >&2; }
+
+# Seconds since the agent started (`date +%s`: GNU, busybox, BSD); 0 on an image whose date cannot say,
+# where FLEET_TRIES alone bounds the retries.
+started=$(date +%s 2>/dev/null)
+case "$started" in '' | *[!0-9]*) started= ;; esac
+elapsed() {
+  t=$(date +%s 2>/dev/null)
+  case "$started:$t" in :* | *: | *[!0-9:]*) echo 0 ;; *) echo $((t - started)) ;; esac
+}
 
 # A device path with its symlinks resolved (/dev/disk/by-id/... -> /dev/nvme1n1), as cryptsetup status names it.
 realdev() { readlink -f "$1" 2>/dev/null || printf '%s\n' "$1"; }
@@ -88,8 +106,13 @@ post() {
   while :; do
     # A try that gets no answer leaves no headers: no Retry-After of an earlier answer is read again.
     [ "$headers" = /dev/null ] || : >"$headers"
+    # At most 30 s, and no later than the window's end (5 s at least: the report of a failure once it is spent).
+    left=$((FLEET_BOOT_WINDOW - $(elapsed)))
+    maxtime=30
+    [ "$left" -lt "$maxtime" ] && maxtime=$left
+    [ "$maxtime" -lt 5 ] && maxtime=5
     # shellcheck disable=SC2086
-    out=$(printf '%s' "$body" | curl -sS --max-time 30 $FLEET_CURL_OPTS -H 'content-type: application/json' \
+    out=$(printf '%s' "$body" | curl -sS --max-time "$maxtime" $FLEET_CURL_OPTS -H 'content-type: application/json' \
       -D "$headers" --data-binary @- -w "$nl%{http_code}" "$1")
     rc=$?
     code=${out##*"$nl"}
@@ -108,9 +131,14 @@ post() {
     if [ "$tries" -ge "$FLEET_TRIES" ]; then
       out=; body=; log "$1: no answer after $tries tries (last: HTTP $code)"; return 1
     fi
-    tries=$((tries + 1))
     pause=$(retry_after)
     if [ "$code" = 000 ]; then what="no answer"; else what="HTTP $code"; fi
+    left=$((FLEET_BOOT_WINDOW - $(elapsed)))
+    if [ "$pause" -ge "$left" ]; then
+      [ "$left" -lt 0 ] && left=0
+      out=; body=; log "$1: $what after $tries tries; the boot window (FLEET_BOOT_WINDOW, $FLEET_BOOT_WINDOW s) has $left s left, too few to ask again in $pause s"; return 1
+    fi
+    tries=$((tries + 1))
     log "$1: $what; asking again in $pause s (try $tries of $FLEET_TRIES)"
     sleep "$pause"
   done

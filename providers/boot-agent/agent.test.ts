@@ -15,7 +15,16 @@ import { sha256 } from '../../protocol/index.ts';
 import { TestCa } from '../../engine/transport/testing.ts';
 import { TO_RUNNING, createRequest, newVm, walk } from '../testing.ts';
 import { AWS_SECRET, startAwsWorld, type AwsWorld } from '../drivers/aws/world.ts';
-import { USER_DATA_MAX_BYTES, UserDataTooLarge, parseAgentUserData, renderAgentUserData } from './index.ts';
+import {
+  AGENT_START_ALLOWANCE_MS,
+  CLOUD_READY_TIMEOUT_MS,
+  USER_DATA_MAX_BYTES,
+  UserDataTooLarge,
+  agentScript,
+  agentWindowSeconds,
+  parseAgentUserData,
+  renderAgentUserData,
+} from './index.ts';
 import { cloudInitBoot, runUserData, writeFakeVmTools } from './testing.ts';
 
 /** Every file under `dir`, read as text. */
@@ -190,6 +199,26 @@ describe('boot agent', () => {
     }
   });
 
+  // One constant: the DMZ client's wait for a cloud boot (CLOUD_READY_TIMEOUT_MS, spec.readyTimeoutMs) sets the agent's
+  // window, which leaves AGENT_START_ALLOWANCE_MS of it (or half of a short one) for the instance to start and the agent's
+  // last report. agent.sh's own default (user data without FLEET_BOOT_WINDOW) is the window of the default wait.
+  it.each([
+    { readyTimeoutMs: CLOUD_READY_TIMEOUT_MS, window: 480 },
+    { readyTimeoutMs: 300_000, window: 180 },
+    { readyTimeoutMs: 120_000, window: 60 },
+    { readyTimeoutMs: 60_000, window: 30 },
+    { readyTimeoutMs: 1_000, window: 1 },
+  ])('a DMZ client waiting $readyTimeoutMs ms for a boot gives its agents a window of $window s', ({ readyTimeoutMs, window }) => {
+    expect(agentWindowSeconds(readyTimeoutMs)).toBe(window);
+    if (readyTimeoutMs >= 2 * AGENT_START_ALLOWANCE_MS) expect(window * 1000 + AGENT_START_ALLOWANCE_MS).toBeLessThanOrEqual(readyTimeoutMs);
+    expect(parseAgentUserData(renderAgentUserData({ bootUrl: 'http://x/v1/boot', vmId: 'v', cloudId: 'c', image: 'i', encrypted: false, dataDevice: '/dev/x', windowSeconds: window })).FLEET_BOOT_WINDOW).toBe(String(window));
+  });
+
+  it('agent.sh\'s default boot window is the window of the default wait', () => {
+    expect(/: "\$\{FLEET_BOOT_WINDOW:=(\d+)\}"/.exec(agentScript())?.[1]).toBe(String(agentWindowSeconds()));
+    expect(/\*\[!0-9\]\*\) FLEET_BOOT_WINDOW=(\d+)/.exec(agentScript())?.[1]).toBe(String(agentWindowSeconds()));
+  });
+
   it('rendered user data quotes every setting for sh', () => {
     const text = renderAgentUserData({ bootUrl: "http://x/'; rm -rf /; '", vmId: 'v', cloudId: 'c', image: 'i', encrypted: false, dataDevice: '/dev/x' });
     expect(parseAgentUserData(text).FLEET_BOOT_URL).toBe("http://x/'; rm -rf /; '");
@@ -238,6 +267,7 @@ interface Seen {
 async function faultyEndpoint(
   answer: (n: number, req: IncomingMessage, res: ServerResponse) => void,
   tls?: { cert: string; key: string },
+  report?: (n: number, req: IncomingMessage, res: ServerResponse) => void,
 ): Promise<{ url: string; seen: Seen; close(): Promise<void> }> {
   const seen: Seen = { boots: [], reports: [] };
   const handler: RequestListener = (req, res) => {
@@ -247,6 +277,7 @@ async function faultyEndpoint(
       const parsed = JSON.parse(body || '{}') as Record<string, unknown>;
       if (req.url === '/v1/boot/status') {
         seen.reports.push(parsed);
+        if (report) return report(seen.reports.length - 1, req, res);
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
         return;
       }
@@ -441,6 +472,80 @@ describe('boot agent against a faulty boot endpoint', () => {
       const r = await runUserData(renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot` }), join(root, 'bin'), join(root, 'retry-after-then-cut'), { FLEET_RETRY_SECONDS: '5' });
       expect(r).toMatchObject({ code: 0, opened: true, slept: ['9', '5'] });
       expect(ep.seen.boots).toHaveLength(3);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  // The DMZ client's awaitReady waits spec.readyTimeoutMs for a boot (10 minutes on aws and azure). The agent asked each
+  // of its three requests (the booting report, the boot, the last report) 12 times, each after the answer's Retry-After
+  // (at most 60 s): behind a boot endpoint's limit with a long window it asked for 33 minutes, and a boot approved after
+  // awaitReady gave up left the VM running with its disk open while the record held it BootFailed. Its handshake now ends
+  // within its boot window (FLEET_BOOT_WINDOW, the driver's agentWindowSeconds): no pause is waited out past it, and the
+  // failure is reported and the VM powered off while awaitReady still waits. The fake clock counts the pauses only.
+  const limited = (res: ServerResponse): void =>
+    void res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '60' }).end('{"error":{"code":"boot-rate-limited","message":"x"}}');
+  const unavailable = (res: ServerResponse, retryAfter?: string): void =>
+    void res.writeHead(503, { 'content-type': 'application/json', ...(retryAfter ? { 'retry-after': retryAfter } : {}) }).end('{"error":{"code":"authority-unavailable","message":"x"}}');
+  const approve = (res: ServerResponse): void => json(res, 200, '{"approved":true,"reason":"matches","diskKey":"k-1"}');
+  it.each([
+    {
+      name: 'every request 429 with Retry-After 60 (a limit window of an hour), the default window',
+      window: undefined,
+      boot: (_n: number, res: ServerResponse) => limited(res),
+      report: (_n: number, res: ServerResponse) => limited(res),
+      code: 1,
+      slept: Array<string>(7).fill('60'),
+      boots: 1,
+      reports: [...Array<string>(8).fill('booting'), 'failed'],
+    },
+    {
+      name: 'a 20 s window, a 429 with Retry-After 30, then the approval',
+      window: 20,
+      boot: (n: number, res: ServerResponse) => (n === 0 ? unavailable(res, '30') : approve(res)),
+      code: 1,
+      slept: [],
+      boots: 1,
+      reports: ['booting', 'failed'],
+    },
+    {
+      name: 'a 100 s window, every boot 503 with Retry-After 30',
+      window: 100,
+      boot: (_n: number, res: ServerResponse) => unavailable(res, '30'),
+      code: 1,
+      slept: ['30', '30', '30'],
+      boots: 4,
+      reports: ['booting', 'failed'],
+    },
+    {
+      name: 'a 100 s window, two 503s with Retry-After 30, then the approval',
+      window: 100,
+      boot: (n: number, res: ServerResponse) => (n < 2 ? unavailable(res, '30') : approve(res)),
+      code: 0,
+      slept: ['30', '30'],
+      boots: 3,
+      reports: ['booting', 'ready'],
+    },
+    {
+      name: 'the default window, every boot 503 without Retry-After (12 tries, 5 s apart: inside it)',
+      window: undefined,
+      boot: (_n: number, res: ServerResponse) => unavailable(res),
+      code: 1,
+      slept: Array<string>(11).fill('5'),
+      boots: 12,
+      reports: ['booting', 'failed'],
+    },
+  ])('boot window: $name', async ({ name, window, boot, report, code, slept, boots, reports }) => {
+    const ep = await faultyEndpoint((n, _req, res) => boot(n, res), undefined, report ? (n, _req, res) => report(n, res) : undefined);
+    try {
+      const userData = renderAgentUserData({ ...settings, bootUrl: `${ep.url}/v1/boot`, ...(window !== undefined ? { windowSeconds: window } : {}) });
+      const r = await runUserData(userData, join(root, 'bin'), join(root, `window-${name.replace(/\W+/g, '-')}`), { FLEET_RETRY_SECONDS: '5' });
+      expect(r).toMatchObject({ code, poweredOff: code !== 0, opened: code === 0, slept });
+      expect(ep.seen.boots).toHaveLength(boots);
+      expect(ep.seen.reports.map((x) => x.state)).toEqual(reports);
+      const spent = r.slept.reduce((a, b) => a + Number(b), 0);
+      expect(spent).toBeLessThanOrEqual(window ?? agentWindowSeconds());
+      if (code !== 0 && window !== undefined && boots === 1) expect(r.stderr).toContain('the boot window (FLEET_BOOT_WINDOW, 20 s) has 20 s left, too few to ask again in 30 s');
     } finally {
       await ep.close();
     }

@@ -32,6 +32,38 @@ export interface AgentSettings {
    * client's --boot-ca); absent: the image's system CAs. Public: no secret.
    */
   bootCa?: string;
+  /**
+   * FLEET_BOOT_WINDOW: the seconds the agent's whole handshake (its reports and the boot request, with
+   * every retry) may take from its start; `agentWindowSeconds` of the DMZ client's awaitReady wait.
+   * Absent: the script's default, agentWindowSeconds(CLOUD_READY_TIMEOUT_MS).
+   */
+  windowSeconds?: number;
+}
+
+/**
+ * How long the DMZ client of a cloud (aws, azure) waits for a booting VM's agent (awaitReady) when its
+ * config does not say (spec.readyTimeoutMs): a cloud VM's boot (OS, cloud-init, the agent) takes minutes.
+ */
+export const CLOUD_READY_TIMEOUT_MS = 600_000;
+
+/**
+ * Of awaitReady's wait, what the agent's window leaves for the instance to start and cloud-init to run
+ * the agent (awaitReady starts when the cloud has started the instance; the agent, once its OS is up),
+ * and for the agent's last report: 2 minutes, or half the wait when that is shorter.
+ */
+export const AGENT_START_ALLOWANCE_MS = 120_000;
+
+/**
+ * The agent's boot window (FLEET_BOOT_WINDOW, seconds) for a DMZ client that waits `readyTimeoutMs` for
+ * its boot. The agent stops asking once it is spent, reports the failure and powers off, so the boot
+ * fails inside awaitReady with the agent's reason, instead of awaitReady timing out while the agent
+ * still asks: asked again after every Retry-After (at most 60 s, 12 tries for each of its three
+ * requests), it could ask for half an hour, and a boot approved after the wait ended left a VM running
+ * with its disk open that the record held BootFailed. agent.sh's default is this of CLOUD_READY_TIMEOUT_MS
+ * (agent.test.ts checks they agree).
+ */
+export function agentWindowSeconds(readyTimeoutMs: number = CLOUD_READY_TIMEOUT_MS): number {
+  return Math.max(1, Math.floor((readyTimeoutMs - Math.min(AGENT_START_ALLOWANCE_MS, readyTimeoutMs / 2)) / 1000));
 }
 
 /** A value in single quotes, safe for sh. */
@@ -111,6 +143,7 @@ export function renderAgentUserData(s: AgentSettings, maxBytes: number = USER_DA
     ['FLEET_ENCRYPTED', s.encrypted ? '1' : '0'],
     ['FLEET_DATA_DEVICE', s.dataDevice],
     ['FLEET_BOOT_CA', s.bootCa ?? ''],
+    ...(s.windowSeconds !== undefined ? ([['FLEET_BOOT_WINDOW', String(Math.max(1, Math.floor(s.windowSeconds)))]] as [string, string][]) : []),
   ];
   const header = vars.map(([k, v]) => `${k}=${shQuote(v)}`).join('\n');
   const script = `#!/bin/sh\n# dmzfleet boot agent settings of this boot (providers/boot-agent)\n${header}\n${agentScript()}`;

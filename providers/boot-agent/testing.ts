@@ -4,7 +4,9 @@
 // "header" (the key's hash) so a wrong key does not open the volume;
 // `poweroff` leaves a mark the fake cloud reads when the agent exits;
 // `sleep` returns at once and records how long it was asked to wait (a
-// test reads the agent's pauses without waiting them out).
+// test reads the agent's pauses without waiting them out); it moves the VM's
+// clock on by that much instead, which `date +%s` reads (the agent's boot
+// window, FLEET_BOOT_WINDOW, then counts the pauses and nothing else).
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -34,17 +36,29 @@ const POWEROFF = `#!/bin/sh
 touch "\${FAKE_VM_DIR:?}/powered-off"
 `;
 
+/** The fake clock's start (seconds since the epoch), before any pause. */
+const FAKE_EPOCH = 1_800_000_000;
+
 const SLEEP = `#!/bin/sh
 echo "$*" >> "\${FAKE_VM_DIR:?}/sleep.argv"
+clock=$(cat "$FAKE_VM_DIR/clock" 2>/dev/null || echo ${FAKE_EPOCH})
+echo $((clock + $1)) > "$FAKE_VM_DIR/clock"
 `;
 
-/** Writes the fake `cryptsetup`, `poweroff` and `sleep` into `binDir`. */
+const DATE = `#!/bin/sh
+if [ "$*" = +%s ]; then cat "\${FAKE_VM_DIR:?}/clock" 2>/dev/null || echo ${FAKE_EPOCH}; exit 0; fi
+for d in /usr/bin /bin; do [ -x "$d/date" ] && exec "$d/date" "$@"; done
+exit 127
+`;
+
+/** Writes the fake `cryptsetup`, `poweroff`, `sleep` and `date` into `binDir`. */
 export async function writeFakeVmTools(binDir: string): Promise<void> {
   await mkdir(binDir, { recursive: true });
   for (const [name, text] of [
     ['cryptsetup', CRYPTSETUP],
     ['poweroff', POWEROFF],
     ['sleep', SLEEP],
+    ['date', DATE],
   ]) {
     await writeFile(join(binDir, name), text);
     await chmod(join(binDir, name), 0o755);
@@ -77,6 +91,7 @@ export async function runUserData(userData: string, binDir: string, vmDir: strin
   await mkdir(vmDir, { recursive: true });
   const sleeps = join(vmDir, 'sleep.argv');
   rmSync(sleeps, { force: true });
+  rmSync(join(vmDir, 'clock'), { force: true });
   const child = spawn('sh', ['-s'], {
     env: { FLEET_MAPPER_DIR: join(vmDir, 'mapper'), ...env, PATH: `${binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, FAKE_VM_DIR: vmDir, HOME: vmDir },
     stdio: ['pipe', 'pipe', 'pipe'],

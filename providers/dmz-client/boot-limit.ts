@@ -40,7 +40,7 @@ export interface BootLimitSettings {
  * The defaults: 30 denials per 30 s per address, 10 000 addresses (about
  * 1.2 MB, about 125 bytes each). A VM boots with one token and asks a handful of times at most; the
  * boot agent asks again after a 429's Retry-After (at most 60 s a try, 12
- * tries), and for 55 s without one (12 tries, 5 s apart), longer than a
+ * tries, within its boot window: agentWindowSeconds in providers/boot-agent), and for 55 s without one (12 tries, 5 s apart), longer than a
  * window, so a VM refused because another caller shares its address (NAT)
  * still boots once the window ends.
  */

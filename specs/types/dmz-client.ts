@@ -37,7 +37,7 @@ export interface DmzClientSpec {
    */
   requestTimeoutMs?: number;
   /**
-   * How long a booting VM has to report ready through the boot handshake (its OS boot, cloud-init, the agent and its retries) before its boot step fails with `timeout` (default 600000 for the aws and azure drivers: a cloud VM takes minutes to boot; 60000 for sim).
+   * How long a booting VM has to report ready through the boot handshake (its OS boot, cloud-init, the agent and its retries) before its boot step fails with `timeout` (default 600000 for the aws and azure drivers: a cloud VM takes minutes to boot; 60000 for sim). The aws and azure drivers give their VMs' boot agent a window inside it (FLEET_BOOT_WINDOW: this less 2 minutes, or half of it when that is shorter), so the agent's retries end before the wait does.
    */
   readyTimeoutMs?: number;
   bootLimit?: BootLimitSettings;
@@ -53,7 +53,7 @@ export interface BootLimitSettings {
    */
   denials?: number;
   /**
-   * Length of a window, ms (default 30000). The boot agent waits out a refusal's Retry-After (at most 60 s a try, 12 tries); keep the window below its retries without one (12 tries, 5 s apart, for a proxy that drops the header): a VM refused because another caller shares its address still boots once the window ends.
+   * Length of a window, ms (default 30000). The boot agent waits out a refusal's Retry-After (at most 60 s a try, 12 tries, within its boot window: 480 s with the default readyTimeoutMs); keep the window below its retries without one (12 tries, 5 s apart, for a proxy that drops the header): a VM refused because another caller shares its address still boots once the window ends.
    */
   windowMs?: number;
   /**

@@ -16,6 +16,7 @@ import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
 import { simStateDir, tokenEnvOf } from '../../../providers/embedded.ts';
+import { CLOUD_READY_TIMEOUT_MS } from '../../../providers/boot-agent/index.ts';
 import type { CliIO } from '../io.ts';
 import { resolveLogLevel, type ServiceLogOptions } from '../../observability/index.ts';
 
@@ -150,8 +151,9 @@ function replicaCount(io: CliIO, flag: string | undefined): number {
   return n;
 }
 
-/** How long a cloud driver's boot may take to report ready when the DmzClient config does not say (spec.readyTimeoutMs). */
-export const CLOUD_READY_TIMEOUT_MS = 600_000;
+// How long a cloud driver's boot may take to report ready when the DmzClient config does not say
+// (spec.readyTimeoutMs): one constant with the boot agent's window, which is cut to fit inside it.
+export { CLOUD_READY_TIMEOUT_MS };
 
 /** How long the DMZ client waits for a booting VM's agent: the config's spec.readyTimeoutMs, else by driver. */
 export function readyTimeoutOf(kind: string, config: Pick<DmzClientSpec, 'readyTimeoutMs'>): number {

@@ -261,6 +261,27 @@ describe('fleet history', () => {
 });
 
 describe('fleet state rm', () => {
+  // After `fleet apply` was killed, `fleet state rm` (which does not break a lock itself) met its lock and told the
+  // user to "wait for that apply to finish", though `fleet state list` knew its process was gone.
+  it("refuses while a killed apply's lock holds the fleet, saying that process is gone and how to release it", async () => {
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const rec = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+    const killed = await rec.acquireLocks('clitest', ['web'], { who: 'ci', host: hostname(), pid: dead, planId: 'plan-3' }, { leaseMs: 3_600_000 });
+    await rec.close();
+    try {
+      const r = await runCli(['state', 'rm', 'web/1', '--format', 'json'], { cwd: root });
+      expect(r.code).toBe(1);
+      const [d] = (JSON.parse(r.stdout) as { diagnostics: { code: string; address: string; detail: string }[] }).diagnostics;
+      expect(d).toMatchObject({ code: 'record.lock-held', address: 'web' });
+      expect(d.detail).toContain(`That process no longer runs on this host (an apply killed or lost): \`fleet unlock ${killed.lockId}\` releases the lock`);
+    } finally {
+      const again = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+      expect(await again.findVm('clitest', 'web/1')).toBeDefined();
+      await again.forceUnlock(killed.lockId);
+      await again.close();
+    }
+  });
+
   it('retires the VM and writes its removed row in one statement: a report landing in between leaves both or neither', async () => {
     const dir = join(root, 'racy');
     await mkdir(dir, { recursive: true });

@@ -72,7 +72,7 @@ export const applyCodes = defineCodes({
   },
   'apply.stale-plan': {
     summary: 'Saved plan is stale',
-    doc: 'A VM or fleet the saved plan touches changed in the record since the plan was made (another apply, a refresh). Plan again; a plan touching only other fleets stays valid.',
+    doc: 'A VM or fleet the saved plan touches changed in the record since the plan was made (another apply, a refresh). Plan again; a plan touching only other fleets stays valid. When the plan itself was applied before (a CI job run again), the detail says so and how that apply ended: succeeded (nothing to do), failed, or stopped before its end (killed, interrupted); a saved plan is applied once, and `fleet apply` (a fresh plan) continues from what the record holds.',
     severity: 'error',
   },
   'apply.plan-applied': {

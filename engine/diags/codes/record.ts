@@ -70,7 +70,7 @@ export const recordCodes = defineCodes({
   },
   'record.lock-held': {
     summary: 'Fleet is locked',
-    doc: 'Another apply holds the lock of a fleet in scope. Wait for it to finish; if it crashed, its lease expires on its own, or run `fleet unlock LOCKID` once you are sure it is gone (`fleet unlock` refuses a lock whose holder still runs on this host).',
+    doc: 'Another apply holds the lock of a fleet in scope. Wait for it to finish; if it crashed, its lease expires on its own, or run `fleet unlock LOCKID` once you are sure it is gone (`fleet unlock` refuses a lock whose holder still runs on this host). A holder of this host that no longer runs (a killed apply) is named as gone, with the unlock command.',
     severity: 'error',
   },
   'record.lock-lost': {

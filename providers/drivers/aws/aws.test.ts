@@ -43,8 +43,9 @@ describe('aws driver', () => {
   let ec2: FakeEc2;
   let driver: AwsDriver;
   /** A driver of DC against the fake EC2 (a second one stands for the DMZ client restarted). */
-  const makeDriver = (over: { dataVolumeDevice?: string } = {}): AwsDriver => {
+  const makeDriver = (over: { dataVolumeDevice?: string } = {}, readyTimeoutMs?: number): AwsDriver => {
     const d = new AwsDriver({
+      ...(readyTimeoutMs !== undefined ? { readyTimeoutMs } : {}),
       dataCenter: DC,
       stack: 'hybrid',
       settings: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc', 'sg-0def'], keyName: 'ops', pollMs: 1, ...over },
@@ -155,6 +156,22 @@ describe('aws driver', () => {
       expect(parseAgentUserData(userData).FLEET_DATA_DEVICE).toBe(want(vol));
     } finally {
       if (d !== driver) await d.close();
+    }
+  });
+
+  // The agent's retries end inside the DMZ client's wait for the boot (spec.readyTimeoutMs): its window is rendered from it.
+  it.each([
+    { name: 'the default wait', readyTimeoutMs: undefined, want: '480' },
+    { name: 'spec.readyTimeoutMs 300000', readyTimeoutMs: 300_000, want: '180' },
+  ])('boot tells the agent its boot window: $name, $want s', async ({ readyTimeoutMs, want }) => {
+    const d = makeDriver({}, readyTimeoutMs);
+    try {
+      const vm = await d.createVm(creds(), input());
+      await d.boot(creds(), { vmId: vm.vmId, cloudId: vm.cloudId }, { bootToken: 'tok-1' });
+      const userData = Buffer.from(ec2.calls('ModifyInstanceAttribute').at(-1)!.params.get('UserData.Value')!, 'base64').toString('utf8');
+      expect(parseAgentUserData(userData).FLEET_BOOT_WINDOW).toBe(want);
+    } finally {
+      await d.close();
     }
   });
 
@@ -319,13 +336,13 @@ describe('aws driver', () => {
     expect(ec2.calls('StopInstances').at(-1)?.params.get('Force')).toBe('true');
   });
 
-  it('AWS_ENDPOINT_URL_EC2 points the registry-made driver at another endpoint', async () => {
+  it('AWS_ENDPOINT_URL_EC2 points the registry-made driver at another endpoint; the config\'s readyTimeoutMs sets its agents\' boot window', async () => {
     const pack = await defaultPack();
     const d = await awsDriverFactory({
       dataCenter: { name: DC, address: 'https://dmz.example', location: { lat: 0, lon: 0 }, hardware: [], capacity: {}, driver: 'aws', where: {} },
       stack: 'hybrid',
       pack,
-      config: { aws: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'], endpoint: 'http://127.0.0.1:9' } },
+      config: { aws: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'], endpoint: 'http://127.0.0.1:9' }, readyTimeoutMs: 300_000 },
       stateDir: '/nonexistent',
       env: { AWS_ENDPOINT_URL_EC2: ec2.endpoint, AWS_ACCESS_KEY_ID: 'AKIDENV', AWS_SECRET_ACCESS_KEY: 'env-secret' },
       credentialKey: credentialKey('dmz-token', DC),
@@ -333,6 +350,11 @@ describe('aws driver', () => {
     try {
       expect(await d.list(read())).toEqual([]);
       expect(ec2.requests.at(-1)?.accessKeyId).toBe('AKIDENV');
+      d.attach({ bootUrl: 'http://10.0.0.5:7401/v1/boot' });
+      const vm = await d.createVm(creds(), input());
+      await d.boot(creds(), { vmId: vm.vmId, cloudId: vm.cloudId }, { bootToken: 'tok-1' });
+      const userData = Buffer.from(ec2.calls('ModifyInstanceAttribute').at(-1)!.params.get('UserData.Value')!, 'base64').toString('utf8');
+      expect(parseAgentUserData(userData).FLEET_BOOT_WINDOW).toBe('180');
     } finally {
       await d.close();
     }

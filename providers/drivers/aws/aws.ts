@@ -41,7 +41,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import type { InstanceType } from '../../../engine/policy/types.ts';
 import type { VmSize } from '../../../engine/model/index.ts';
-import { USER_DATA_MAX_BYTES, renderAgentUserData } from '../../boot-agent/index.ts';
+import { USER_DATA_MAX_BYTES, agentWindowSeconds, renderAgentUserData } from '../../boot-agent/index.ts';
 import type { AwsDriverSettings } from '../../../specs/types/dmz-client.ts';
 import {
   DriverError,
@@ -81,6 +81,11 @@ export interface AwsDriverOptions {
   bootUrl?: string;
   /** The DMZ client's state folder: the agents' reports are kept there across restarts (agent-ledger.ts). Default: in memory. */
   stateDir?: string;
+  /**
+   * How long the DMZ client waits for a boot (its config's spec.readyTimeoutMs; default CLOUD_READY_TIMEOUT_MS): the
+   * agent's boot window is cut to fit inside it (agentWindowSeconds).
+   */
+  readyTimeoutMs?: number;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -298,6 +303,7 @@ export class AwsDriver implements Driver {
         dataDevice: this.o.settings.dataVolumeDevice ?? input.dataDevice ?? DEFAULT_DEVICE,
         ...(input.bootToken !== undefined ? { bootToken: input.bootToken } : {}),
         ...(this.bootCa ? { bootCa: this.bootCa } : {}),
+        windowSeconds: agentWindowSeconds(this.o.readyTimeoutMs),
       },
       USER_DATA_MAX_BYTES.aws,
       // cloud-init runs a user-data script once per instance; EC2 keeps the instance id across a stop and start.

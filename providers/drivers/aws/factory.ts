@@ -25,6 +25,7 @@ export const awsDriverFactory: DriverFactory = async (ctx) => {
     ...(endpoint ? { endpoint } : {}),
     ...(ctx.config.requestTimeoutMs ? { requestTimeoutMs: ctx.config.requestTimeoutMs } : {}),
     ...(ctx.config.bootUrl ? { bootUrl: ctx.config.bootUrl } : {}),
+    ...(ctx.config.readyTimeoutMs ? { readyTimeoutMs: ctx.config.readyTimeoutMs } : {}),
     stateDir: ctx.stateDir,
   });
 };

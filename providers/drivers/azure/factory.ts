@@ -3,7 +3,7 @@
 // identity from the environment.
 import { ARM_SCOPE } from '../../../engine/authority/credentials/azure.ts';
 import { fitInstanceType, instanceTypesOf } from '../../../engine/policy/instance-types.ts';
-import { USER_DATA_MAX_BYTES, renderAgentUserData } from '../../boot-agent/index.ts';
+import { USER_DATA_MAX_BYTES, agentWindowSeconds, renderAgentUserData } from '../../boot-agent/index.ts';
 import type { DriverFactory } from '../registry.ts';
 import { DriverError } from '../types.ts';
 import { AzureDriver } from './azure.ts';
@@ -45,6 +45,8 @@ export const azureDriverFactory: DriverFactory = async (ctx) => {
           encrypted: b.encryptedDisk,
           dataDevice: b.dataDevice,
           ...(b.bootCa ? { bootCa: b.bootCa } : {}),
+          // Inside the DMZ client's wait for the boot (spec.readyTimeoutMs), which the agent's retries must not outlast.
+          windowSeconds: agentWindowSeconds(ctx.config.readyTimeoutMs),
         },
         USER_DATA_MAX_BYTES.azure,
       ),
