@@ -180,9 +180,9 @@
 // A boot edge's report is no longer lazy (its 5 ms linger delayed the boot
 // check, which waits for it). P 10, whole-process ratio before / after (load
 // average at the start): 2.95 (4.3) / 3.44 (7.1), 4.32 (11.9) / 4.01 (10.0),
-// 4.07 (12.3) / 3.83 (11.0); CPU per VM 4.25 / 4.33, 4.54 / 4.17, 4.49 /
-// 4.38; the authority's batches per VM 0.72 / 0.71, 0.68 / 0.70, 0.66 /
-// 0.71; the boot check's wait for the report (2 instrumented pairs, load
+// 4.07 (12.3) / 3.83 (11.0), 2.95 (8.0) / 3.14 (10.1); CPU per VM 4.25 /
+// 4.33, 4.54 / 4.17, 4.49 / 4.38, 4.04 / 3.73; the authority's batches per
+// VM 0.72 / 0.71, 0.68 / 0.70, 0.66 / 0.71, 0.67 / 0.71; the boot check's wait for the report (2 instrumented pairs, load
 // 10-13) mean 58.9 / 55.3 and 56.8 / 49.6 ms. Within the noise, as it must
 // be: 5 ms of a 50 ms wait under this load, and on a quiet machine the
 // report is mostly answered before the agent asks. P 50, CPU per VM before /
