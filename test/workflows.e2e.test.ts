@@ -110,10 +110,12 @@ describe('examples/github-actions', () => {
       const r = await run('apply.yml', 3, 'merge-1');
       expect(r.ok, explain(r)).toBe(true);
       const lines = gh.artifacts.get('3/fleet-apply-events')!.get('apply-events.jsonl')!.toString().trim().split('\n');
-      const events = lines.map((l) => JSON.parse(l) as { type: string; planId?: string; failed?: number });
+      const events = lines.map((l) => JSON.parse(l) as { type: string; planId?: string; failed?: number; fleet?: string });
       for (const e of events) expect(schemaErrors('apply-event', e)).toEqual([]);
       const reviewed = JSON.parse(gh.artifacts.get('2/fleet-plan')!.get('plan.json')!.toString()) as { id: string };
-      expect(events[0]).toMatchObject({ type: 'start', planId: reviewed.id });
+      // The reviewed plan protects the new fleet web (its spec's protect: true, `fleetChanges`): written, and said, first.
+      expect(events[0]).toMatchObject({ type: 'protect', fleet: 'web', protect: { from: false, to: true } });
+      expect(events[1]).toMatchObject({ type: 'start', planId: reviewed.id });
       expect(events.at(-1)).toMatchObject({ type: 'summary', planId: reviewed.id, failed: 0 });
     });
 

@@ -26,7 +26,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { FleetError, diag } from '../diags/index.ts';
-import { PLAN_FORMAT_VERSION, type Change, type PlanDocument } from '../model/index.ts';
+import { PLAN_FORMAT_VERSION, type Change, type FleetChange, type PlanDocument } from '../model/index.ts';
 import { planDigest } from '../plan/digest.ts';
 import { holderGone } from '../record/locks.ts';
 import type { AppliedPlan } from '../record/shapes.ts';
@@ -188,14 +188,12 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   let stepsSkipped = 0;
   let notStarted = 0;
   let rollouts: RolloutReport[] = [];
+  let protectWritten: FleetChange[] = [];
   const interrupted = () => opts.signal?.aborted === true;
   try {
     if (!opts.lock) await opts.onLocked?.(plan.fleets);
     await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
-    for (const fleet of plan.fleets) {
-      const p = opts.protection?.[fleet];
-      if (p !== undefined) await record.setFleetProtection(plan.stack, fleet, opts.owners[fleet] ?? 'unknown', p);
-    }
+    protectWritten = await recordFleets(record, plan, plan.fleets, opts.owners, emit);
     await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
 
     const byDc = new Map<string, Change[]>();
@@ -267,8 +265,101 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
   // Read once: the result and the summary say the same, whenever a signal lands.
   const stopped = interrupted();
-  emit({ type: 'summary', planId: plan.id, succeeded, failed: failures.length, steps, stepsFailed, stepsSkipped, elapsedMs, ...(notStarted > 0 ? { notStarted } : {}), ...(stopped ? { interrupted: true as const } : {}) });
-  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts };
+  emit({
+    type: 'summary',
+    planId: plan.id,
+    succeeded,
+    failed: failures.length,
+    steps,
+    stepsFailed,
+    stepsSkipped,
+    elapsedMs,
+    ...(notStarted > 0 ? { notStarted } : {}),
+    ...(stopped ? { interrupted: true as const } : {}),
+    ...(protectWritten.length ? { fleetChanges: protectWritten } : {}),
+  });
+  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts, fleetChanges: protectWritten };
+}
+
+/**
+ * Carries out a plan whose only changes are its `fleetChanges` (a change of
+ * `protect` alone), under the locks of `fleets` that the caller holds: the
+ * stale check, then the plan recorded as applied (startPlan: who changed
+ * the fleets' protection is in the record, and the same saved plan applied
+ * again is refused as applied already, not as "the record changed"), the
+ * rows written (recordFleets), the plan finished. Returns what was written.
+ */
+export async function applyFleetChanges(opts: {
+  plan: PlanDocument;
+  record: FleetRecord;
+  fleets: readonly string[];
+  owners: Readonly<Record<string, string>>;
+  fresh: boolean;
+  actor?: string;
+  onEvent?: (e: ApplyEvent) => void;
+}): Promise<FleetChange[]> {
+  const { plan, record } = opts;
+  await checkApplicable(plan, record, { fresh: opts.fresh });
+  await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: opts.actor ?? defaultActor(), startedAt: new Date().toISOString() });
+  let written: FleetChange[];
+  try {
+    written = await recordFleets(record, plan, opts.fleets, opts.owners, opts.onEvent ?? (() => {}));
+  } catch (err) {
+    // The write's error is the one to see; the plan is recorded as failed when the record can still say so.
+    await record.finishPlan(plan.id, 'failed').catch(() => {});
+    throw err;
+  }
+  await record.finishPlan(plan.id, 'succeeded');
+  return written;
+}
+
+/**
+ * Writes the fleets rows of `fleets` (the plan's, under their locks, after
+ * the stale check) before any step, and returns the protections it changed,
+ * each also said as a `protect` event:
+ *
+ * | what                | from                                                    |
+ * | ------------------- | ------------------------------------------------------- |
+ * | protection          | the plan's `fleetChanges` only (the one source of what  |
+ * |                     | a reviewed plan writes, fresh or saved); a fleet it     |
+ * |                     | does not list keeps the row's (a new row: unprotected)  |
+ * | owner               | `owners` (the spec's, as for the creates' requests),    |
+ * |                     | else the row's                                          |
+ *
+ * A row that holds both already is not written (setFleetProtection would
+ * bump nothing anyway). `from` of a change is the row's protection now (a
+ * fleet with no row: false), which the stale check has just held to what
+ * the plan read.
+ */
+export async function recordFleets(
+  record: FleetRecord,
+  plan: PlanDocument,
+  fleets: readonly string[],
+  owners: Readonly<Record<string, string>>,
+  emit: (e: ApplyEvent) => void,
+): Promise<FleetChange[]> {
+  if (fleets.length === 0) return [];
+  const listed = new Map((plan.fleetChanges ?? []).map((f) => [f.fleet, f.protect.to]));
+  const rows = new Map((await record.listFleets(plan.stack, fleets)).map((r) => [r.fleet, r]));
+  const written: FleetChange[] = [];
+  for (const fleet of fleets) {
+    const row = rows.get(fleet);
+    // A program's fleet is the program's (never in a plan's scope while it has live VMs).
+    if (row?.managedBy) continue;
+    const owner = owners[fleet] ?? row?.owner;
+    const from = row?.protected ?? false;
+    const to = listed.get(fleet) ?? from;
+    // No spec and no row (a new fleet whose spec is gone since the plan): its creates make the row, as before.
+    if (owner === undefined && !listed.has(fleet)) continue;
+    if (row && row.owner === owner && row.protected === to) continue;
+    await record.setFleetProtection(plan.stack, fleet, owner ?? 'unknown', to);
+    if (to !== from) {
+      const change: FleetChange = { fleet, protect: { from, to } };
+      written.push(change);
+      emit({ type: 'protect', ...change });
+    }
+  }
+  return written;
 }
 
 

@@ -3,7 +3,7 @@
 // run (member.ts) and the progress printer (progress.ts).
 import { hostname, userInfo } from 'node:os';
 import type { Diagnostic } from '../diags/index.ts';
-import type { Change, PlanDocument } from '../model/index.ts';
+import type { Change, FleetChange, PlanDocument } from '../model/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import type { MemberProvider } from '../../providers/provider.ts';
 import type { RolloutEvent, RolloutReport } from './rollout.ts';
@@ -15,13 +15,28 @@ export type ApplyEvent =
   /** elapsedMs: from the member's first journal row to its last answer. */
   | { type: 'member'; address: string; dataCenter: string; action: Change['action']; status: 'done' | 'failed'; elapsedMs: number; detail?: string }
   | { type: 'lock-broken'; lockId: string; fleet: string; holder: string }
+  /** A fleet's protection was written to the record, as the plan lists it (`fleetChanges`), before any step. */
+  | ({ type: 'protect' } & FleetChange)
   /** A rollout wave starts / ends (rollout.ts). */
   | RolloutEvent
   /**
    * notStarted: members never started because the apply was interrupted (`signal`); present only then.
    * interrupted: `signal` was aborted during the apply, even after every member had started; present only then.
    */
-  | { type: 'summary'; planId: string; succeeded: number; failed: number; steps: number; stepsFailed: number; stepsSkipped: number; elapsedMs: number; notStarted?: number; interrupted?: true };
+  | {
+      type: 'summary';
+      planId: string;
+      succeeded: number;
+      failed: number;
+      steps: number;
+      stepsFailed: number;
+      stepsSkipped: number;
+      elapsedMs: number;
+      notStarted?: number;
+      interrupted?: true;
+      /** The fleets whose protection the apply wrote (its `protect` events); present only when there is one. */
+      fleetChanges?: FleetChange[];
+    };
 
 export interface MemberFailure {
   address: string;
@@ -53,6 +68,8 @@ export interface ApplyResult {
   interrupted: boolean;
   /** What each fleet's rollout did (empty when the plan has none). */
   rollouts: RolloutReport[];
+  /** The fleets whose protection the apply wrote before its steps (from the plan's `fleetChanges`). */
+  fleetChanges: FleetChange[];
 }
 
 export interface ApplyOptions {
@@ -64,15 +81,13 @@ export interface ApplyOptions {
    * providers/client.ts).
    */
   providers: ReadonlyMap<string, MemberProvider>;
-  /** Owner of each fleet (create requests carry it for quotas). */
-  owners: Readonly<Record<string, string>>;
   /**
-   * Whether each fleet's spec says `protect: true`: written to the record
-   * for the plan's fleets that have a spec (FleetRecord.setFleetProtection)
-   * before any step, so the authority enforces it, and a fleet whose spec
-   * is removed later stays protected.
+   * Owner of each fleet (create requests carry it for quotas; written to
+   * the fleets rows before any step, with the protection the plan lists in
+   * `fleetChanges`, so the authority enforces it and a fleet whose spec is
+   * removed later stays protected: recordFleets).
    */
-  protection?: Readonly<Record<string, boolean>>;
+  owners: Readonly<Record<string, string>>;
   /** The admin token (FLEET_ADMIN_TOKEN): overrides carry a proof made with it (protocol/hash.ts overrideProof). Never logged. */
   adminToken?: string;
   /** Concurrent members per data center. */

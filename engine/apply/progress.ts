@@ -147,6 +147,9 @@ export function createProgress(mode: ProgressMode, out: Writable, opts: { interv
       } else if (e.type === 'lock-broken') {
         // The holder is what the record's lock row says (user@host pid): shown as text, never as a control sequence.
         out.write(`note: broke lock ${escapeUnseen(e.lockId)} on fleet ${escapeUnseen(e.fleet)}: its holder (${escapeUnseen(e.holder)}) no longer runs on this host\n`);
+      } else if (e.type === 'protect') {
+        // Before the first step (no bars drawn yet): what the plan's fleetChanges wrote to the record.
+        out.write(`apply: recorded protect: ${e.protect.to} for fleet ${escapeUnseen(e.fleet)}\n`);
       } else if (e.type === 'member') {
         const p = dcs.get(e.dataCenter);
         if (p) {

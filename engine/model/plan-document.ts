@@ -178,8 +178,9 @@ export interface UnchangedFleet {
 /**
  * A change of one fleet's own settings (docs/plan-format.md): its
  * protection, kept in the record's fleets row (docs/policy.md). Only for a
- * fleet in scope with a spec and a record row that no program manages; a
- * fleet the record does not know yet gets its row with its first create.
+ * fleet in scope with a spec that no program manages; a fleet the record
+ * has no row of yet is unprotected (`from: false`), so a new fleet with
+ * `protect: true` is listed: a saved plan says what apply writes.
  */
 export interface FleetChange {
   fleet: string;

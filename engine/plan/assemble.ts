@@ -94,8 +94,10 @@ function tally(tallies: ReturnType<typeof summedTallies>, c: Change): void {
 /**
  * The fleets in `scope` whose spec's `protect` differs from the record's
  * row (PlanInput.fleetProtection), in scope order: what apply writes to the
- * fleets rows before any step. A fleet with no row gets one, protected as
- * its spec says, with its first create.
+ * fleets rows before any step. A fleet the record has no row of is not
+ * protected (the protect rule and the authority read it so): a new fleet
+ * with `protect: true` is listed `from: false`, so a saved plan carries the
+ * protection apply gives its row, not the spec as it is at apply time.
  */
 function fleetChanges(s: PlanState, scope: readonly string[]): FleetChange[] {
   const recorded = s.input.fleetProtection;
@@ -104,8 +106,8 @@ function fleetChanges(s: PlanState, scope: readonly string[]): FleetChange[] {
   const out: FleetChange[] = [];
   for (const name of scope) {
     const spec = specs.get(name);
-    const from = recorded[name];
-    if (spec && from !== undefined && from !== spec.protect) out.push({ fleet: name, protect: { from, to: spec.protect } });
+    const from = recorded[name] ?? false;
+    if (spec && from !== spec.protect) out.push({ fleet: name, protect: { from, to: spec.protect } });
   }
   return out;
 }

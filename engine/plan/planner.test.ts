@@ -546,7 +546,7 @@ describe('computePlan: fleet changes (protect)', () => {
   const versions = { vault: 3, db: 5 };
 
   it('lists a fleet whose spec protect differs from its record row, and holds its version in the basis', () => {
-    const p = computePlan(input([vault, db, fresh], record, { fleetVersions: versions, fleetProtection: { vault: true, db: true } }));
+    const p = computePlan(input([vault, db], record, { fleetVersions: versions, fleetProtection: { vault: true, db: true } }));
     expect(p.fleetChanges).toEqual([{ fleet: 'vault', protect: { from: true, to: false } }]);
     expect(p.basis.fleets).toMatchObject({ vault: 3 });
     expect(p.basis.fleets).not.toHaveProperty('db');
@@ -560,9 +560,19 @@ describe('computePlan: fleet changes (protect)', () => {
     ]);
   });
 
-  it('absent when nothing differs, for a fleet with no record row (its first create records it), and outside the scope', () => {
+  // A saved plan of a new fleet did not say its protect: `fleet apply FILE` took the spec's as it was at apply time.
+  it('lists a new fleet (no record row: unprotected) with protect: true, from false, with its version 0 in the basis', () => {
+    const p = computePlan(input([fresh, vault], [vmRow(vault, 0)], { fleetVersions: { vault: 3 }, fleetProtection: { vault: false } }));
+    expect(p.fleetChanges).toEqual([{ fleet: 'fresh', protect: { from: false, to: true } }]);
+    expect(p.basis.fleets).toEqual({ fresh: 0 });
+    const empty = computePlan(input([makeFleet('fresh', { count: 0, protect: true })], [], { fleetProtection: {} }));
+    expect(empty.fleetChanges).toEqual([{ fleet: 'fresh', protect: { from: false, to: true } }]);
+    expect(empty.basis.fleets).toEqual({ fresh: 0 });
+  });
+
+  it('absent when nothing differs, for a new fleet with protect: false, and outside the scope', () => {
     expect(computePlan(input([vault, db], record, { fleetVersions: versions, fleetProtection: { vault: false, db: true } }))).not.toHaveProperty('fleetChanges');
-    expect(computePlan(input([fresh], [], { fleetProtection: {} }))).not.toHaveProperty('fleetChanges');
+    expect(computePlan(input([makeFleet('fresh', { count: 1, protect: false })], [], { fleetProtection: {} }))).not.toHaveProperty('fleetChanges');
     const narrowed = computePlan(
       input([vault, db], record, { fleetVersions: versions, fleetProtection: { vault: true, db: false }, options: { targets: ['db'], excludes: [], allowDestroy: [], refresh: false } }),
     );

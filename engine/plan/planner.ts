@@ -65,7 +65,9 @@ export interface PlanInput {
   /**
    * The record's protection of each fleet in scope it has a row of, less
    * those a program manages (FleetRow.protected, managedBy): a spec whose
-   * `protect` differs is a fleet change of the plan (`fleetChanges`).
+   * `protect` differs is a fleet change of the plan (`fleetChanges`). A
+   * fleet in scope with no entry has no row yet, which reads as unprotected:
+   * a new fleet with `protect: true` is listed too.
    * Absent: no fleet change is planned (the Pulumi providers' plans).
    */
   fleetProtection?: Readonly<Record<string, boolean>>;

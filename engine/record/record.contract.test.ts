@@ -678,21 +678,42 @@ describe.each(testBackends())('record contract on $name', (backend) => {
   });
 
   describe('fleet protection', () => {
-    it('is kept per fleet, creating the fleet row without bumping any version, and cleared only when told', async () => {
+    // setFleetProtection bumped no version: a saved plan made before another apply changed the fleet's
+    // protection (or made its row) was not stale, and applied what its reviewers never saw.
+    it('is kept per fleet, creating the fleet row, bumping its version when it changes, and cleared only when told', async () => {
       const s = freshStack();
       await r.setFleetProtection(s, 'vault', 'team-sec', true);
-      expect(await r.listFleets(s)).toMatchObject([{ fleet: 'vault', owner: 'team-sec', version: 0, protected: true }]);
+      expect(await r.listFleets(s)).toMatchObject([{ fleet: 'vault', owner: 'team-sec', version: 1, protected: true }]);
       await r.insertVm(newVm(s, 'vault', 0, { owner: 'team-sec' }), { actor: 'a' });
       await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
       expect((await r.listFleets(s)).map((f) => [f.fleet, f.version, f.protected])).toEqual([
-        ['vault', 1, true],
+        ['vault', 2, true],
         ['web', 1, false],
       ]);
       await r.setFleetProtection(s, 'vault', 'team-sec', false);
       expect((await r.listFleets(s)).map((f) => [f.fleet, f.version, f.protected])).toEqual([
-        ['vault', 1, false],
+        ['vault', 3, false],
         ['web', 1, false],
       ]);
+      // What the row holds already (a retried write, or apply's write of an unchanged fleet): nothing bumped.
+      await r.setFleetProtection(s, 'vault', 'team-sec', false);
+      expect((await r.listFleets(s, ['vault']))[0]).toMatchObject({ version: 3, protected: false, owner: 'team-sec' });
+    });
+
+    it("a protection written since makes a basis that holds the fleet stale, and only that fleet's", async () => {
+      const s = freshStack();
+      await r.insertVm(newVm(s, 'vault', 0), { actor: 'a' });
+      await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
+      const basis = { vms: {}, fleets: Object.fromEntries((await r.listFleets(s)).map((f) => [f.fleet, f.version])) };
+      expect(await r.checkBasis(s, basis)).toEqual([]);
+      await r.setFleetProtection(s, 'vault', 'team-payments', true);
+      expect(await r.checkBasis(s, basis)).toEqual([{ kind: 'fleet', key: 'vault', expected: 1, actual: 2 }]);
+      // A row made protected is a protection a basis of the fleet as new (0: no row, unprotected) never saw: stale.
+      await r.setFleetProtection(s, 'fresh', 'team-payments', true);
+      expect(await r.checkBasis(s, { vms: {}, fleets: { fresh: 0 } })).toEqual([{ kind: 'fleet', key: 'fresh', expected: 0, actual: 1 }]);
+      // One made unprotected (apply's row of a new fleet before its creates) holds what that basis read: not stale.
+      await r.setFleetProtection(s, 'plain', 'team-payments', false);
+      expect(await r.checkBasis(s, { vms: {}, fleets: { plain: 0 } })).toEqual([]);
     });
   });
 

@@ -102,7 +102,10 @@ export interface VmWriter {
    * exists: creates must name this owner (OwnerMismatchError). Taken under
    * the stack's budget lock (budget.ts), so no guarded insert is half-way
    * through counting the fleet under its old owner. Not a change of any
-   * member: no version is bumped.
+   * member, but of the fleet: when the row's protection or owner changes
+   * (or the row is made) the fleet's version is bumped, so a saved plan
+   * that holds the fleet in its basis is stale (checkBasis); writing what
+   * the row holds already bumps nothing.
    */
   setFleetProtection(stack: string, fleet: string, owner: string, isProtected: boolean): Promise<void>;
 }

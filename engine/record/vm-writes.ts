@@ -620,11 +620,19 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
     },
 
     async setFleetProtection(stack, fleet, owner, isProtected) {
+      // A change of the row bumps its version, so a saved plan that read the
+      // fleet before is stale (checkBasis); writing what the row holds
+      // already writes nothing (a retry, record-retry.ts). A new row is
+      // version 1 when protected; unprotected, it holds what a plan reads of
+      // a fleet with no row (unprotected, version 0: apply makes such rows
+      // before a new fleet's creates), so the same plan applied again after
+      // it made one is still refused as applied, not as stale.
       await db.transaction(async (q) => {
         await lockBudget(q, stack);
         await q.query(
-          `INSERT INTO fleets (stack, fleet, owner, version, updated_at, protected) VALUES ($1, $2, $3, 0, now(), $4)
-           ON CONFLICT (stack, fleet) DO UPDATE SET protected = EXCLUDED.protected, owner = EXCLUDED.owner`,
+          `INSERT INTO fleets (stack, fleet, owner, version, updated_at, protected) VALUES ($1, $2, $3, CASE WHEN $4::boolean THEN 1 ELSE 0 END, now(), $4::boolean)
+           ON CONFLICT (stack, fleet) DO UPDATE SET protected = EXCLUDED.protected, owner = EXCLUDED.owner, version = fleets.version + 1, updated_at = now()
+           WHERE fleets.protected IS DISTINCT FROM EXCLUDED.protected OR fleets.owner IS DISTINCT FROM EXCLUDED.owner`,
           [stack, fleet, owner, isProtected],
         );
       });

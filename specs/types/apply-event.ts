@@ -1,7 +1,7 @@
 /* generated from specs/schema/apply-event.schema.json by `npm run gen:types` — do not edit */
 
 /**
- * One line of `fleet apply --format json` on stdout: each line is one JSON event, in order (`plan` for a fresh plan, `start`, `step`s and `member`s, `wave-start` / `wave-done` around each rollout wave, `summary` last); diagnostics are events too. Nothing else is written to stdout.
+ * One line of `fleet apply --format json` on stdout: each line is one JSON event, in order (`plan` for a fresh plan, `protect` for each fleet whose protection the plan's `fleetChanges` wrote, `start`, `step`s and `member`s, `wave-start` / `wave-done` around each rollout wave, `summary` last); diagnostics are events too. Nothing else is written to stdout.
  */
 export type ApplyEvent =
   | PlanEvent
@@ -9,6 +9,7 @@ export type ApplyEvent =
   | StepEvent
   | MemberEvent
   | LockBrokenEvent
+  | ProtectEvent
   | WaveStartEvent
   | WaveDoneEvent
   | SummaryEvent
@@ -100,6 +101,31 @@ export interface LockBrokenEvent {
   at: string;
 }
 /**
+ * A fleet's protection was written to the record as the plan lists it (`fleetChanges`, docs/plan-format.md), under the fleet's lock after the stale check and before any step; one per fleet whose row changed.
+ */
+export interface ProtectEvent {
+  type: 'protect';
+  fleet: string;
+  protect: ProtectChange;
+  /**
+   * When the event was written.
+   */
+  at: string;
+}
+/**
+ * The fleet's protection in the record before (`from`) and as written (`to`), as in the plan's `fleetChanges`.
+ */
+export interface ProtectChange {
+  /**
+   * The record's protection before (false for a fleet the record had no row of).
+   */
+  from: boolean;
+  /**
+   * The protection written: the plan's `fleetChanges` entry's `to`.
+   */
+  to: boolean;
+}
+/**
  * A fleet's rollout wave starts: every member of the wave before it is back in its planned state and ready (docs/rollouts.md).
  */
 export interface WaveStartEvent {
@@ -168,6 +194,13 @@ export interface SummaryEvent {
    * The apply was interrupted (Ctrl-C, SIGTERM), even after every member had started; present only then (the command exits 130).
    */
   interrupted?: true;
+  /**
+   * The fleets whose protection the apply wrote (its `protect` events), by fleet name in the plan's order; present only when there is one.
+   */
+  fleetChanges?: {
+    fleet: string;
+    protect: ProtectChange;
+  }[];
   /**
    * When the event was written.
    */

@@ -53,7 +53,7 @@ export interface PlanDocumentFile {
    */
   rollouts?: PlanRollout[];
   /**
-   * What the plan changes of fleets themselves, by fleet name: a spec's protect that the record's fleet row does not hold (apply writes it before any step). Only fleets in scope with a spec and a record row that no program manages; absent when there is none.
+   * What the plan changes of fleets themselves, by fleet name: a spec's protect that the record's fleet row does not hold (apply writes it before any step). Only fleets in scope with a spec, less those a program manages; a fleet the record has no row of yet reads as unprotected (from: false), so a new fleet with protect: true is listed; absent when there is none.
    */
   fleetChanges?: {
     fleet: string;

@@ -10,6 +10,7 @@ import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
 import { MAX_PARALLELISM, OPTION_ENV, loaderEnv, lockTimeoutOption, parallelismOption, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
+import type { FleetChange } from '../../model/index.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
 
 interface ApplyCliOptions {
@@ -340,7 +341,7 @@ async function runApply(
 ): Promise<number> {
   if (planfile !== undefined) refuseFreshPlanFlags(planfile, opts);
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
-  const { applyPlan, checkApplicable, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
+  const { applyFleetChanges, applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
   const parallelism = parallelismOf(opts.parallelism, said('parallelism', '--parallelism'));
   const lockTimeout = nonNegative(opts.lockTimeout, said('lockTimeout', '--lock-timeout'));
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
@@ -473,7 +474,7 @@ async function runApply(
       // member to change, the plan's fleetChanges are written here, or protect: false (or true) applied alone
       // would never reach the record. A fresh plan's fleets are locked already; a saved plan's are locked and
       // checked against the record (its basis holds their versions) first.
-      let recorded: ProtectWrite[] = [];
+      let recorded: FleetChange[] = [];
       if (!plan.blocked && plan.fleetChanges?.length) {
         await confirmFresh();
         if (interrupt?.signal.aborted) return cancelled(io);
@@ -481,16 +482,25 @@ async function runApply(
         const held = lock ?? (await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId: plan.id, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) }));
         try {
           if (!lock) await noteInterrupted(io, session, fleets);
-          await checkApplicable(plan, session.record, { fresh: !saved });
-          recorded = await recordProtection(session, plan);
+          // Its `protect` events are JSON's; the text says what was recorded in one line below.
+          recorded = await applyFleetChanges({
+            plan,
+            record: session.record,
+            fleets,
+            owners: ownersOf(session),
+            fresh: !saved,
+            onEvent: (e) => {
+              if (json) progress.onEvent(e);
+            },
+          });
         } finally {
           if (!lock) await held.release().catch(() => {});
         }
       }
-      if (!json && recorded.length > 0) io.stdout.write(`Nothing else to apply; ${recorded.map((f) => `recorded protect: ${f.protect} for fleet ${f.name}`).join(', ')}.\n`);
+      if (!json && recorded.length > 0) io.stdout.write(`Nothing else to apply; ${recorded.map((f) => `recorded protect: ${f.protect.to} for fleet ${f.fleet}`).join(', ')}.\n`);
       else if (!json) io.stdout.write(plan.blocked ? 'Nothing applied: the policy vetoed every change (see the violations above).\n' : 'Nothing to apply.\n');
       // `summary` is the last event of every apply (docs/apply.md): a CI job reads the counts there, here all 0.
-      else progress.onEvent({ type: 'summary', planId: plan.id, succeeded: 0, failed: 0, steps: 0, stepsFailed: 0, stepsSkipped: 0, elapsedMs: 0 });
+      else progress.onEvent({ type: 'summary', planId: plan.id, succeeded: 0, failed: 0, steps: 0, stepsFailed: 0, stepsSkipped: 0, elapsedMs: 0, ...(recorded.length ? { fleetChanges: recorded } : {}) });
       return plan.blocked ? 1 : 0;
     }
     // Every token this apply will present, before anything starts (and before the prompt).
@@ -504,7 +514,6 @@ async function runApply(
     }
     await confirmFresh();
     if (interrupt?.signal.aborted) return cancelled(io);
-    const protection = await protectionOf(session, plan);
     interrupt ??= onInterrupt(io, notice);
     interrupt.applying();
     let result: ApplyResult;
@@ -519,8 +528,7 @@ async function runApply(
         plan,
         record: session.record,
         providers: session.providers,
-        owners: Object.fromEntries(session.fleets.map((f) => [f.name, f.owner])),
-        protection,
+        owners: ownersOf(session),
         ...(env.FLEET_ADMIN_TOKEN ? { adminToken: env.FLEET_ADMIN_TOKEN } : {}),
         parallelism: parallelism ?? session.stack.apply.parallelism,
         lockTimeoutMs,
@@ -590,45 +598,9 @@ async function runApply(
   }
 }
 
-/** A fleet whose protection apply wrote to the record. */
-interface ProtectWrite {
-  name: string;
-  protect: boolean;
-}
-
-/**
- * Writes the protection the plan lists (`fleetChanges`, the one source of
- * truth: what the reviewed plan says) of each fleet whose record row does not
- * hold it yet; returns those fleets. A row a program manages is left alone.
- */
-async function recordProtection(session: StackSession, plan: PlanDocument): Promise<ProtectWrite[]> {
-  const listed = plan.fleetChanges ?? [];
-  if (listed.length === 0) return [];
-  const rows = new Map((await session.record.listFleets(session.stack.name, listed.map((f) => f.fleet))).map((r) => [r.fleet, r]));
-  const out: ProtectWrite[] = [];
-  for (const f of listed) {
-    const row = rows.get(f.fleet);
-    if (!row || row.managedBy !== null || row.protected === f.protect.to) continue;
-    await session.record.setFleetProtection(session.stack.name, f.fleet, row.owner, f.protect.to);
-    out.push({ name: f.fleet, protect: f.protect.to });
-  }
-  return out;
-}
-
-/**
- * The protection applyPlan writes before its steps (ApplyOptions.protection):
- * what the plan lists for fleets the record has rows of (`fleetChanges`), and
- * the spec's `protect` for a fleet the record does not know yet, whose row
- * its first create makes. A fleet with a row the plan lists nothing for is
- * left as the record holds it.
- */
-async function protectionOf(session: StackSession, plan: PlanDocument): Promise<Record<string, boolean>> {
-  const out: Record<string, boolean> = {};
-  const known = new Set((await session.record.listFleets(session.stack.name, plan.fleets)).map((r) => r.fleet));
-  const inPlan = new Set(plan.fleets);
-  for (const f of session.fleets) if (inPlan.has(f.name) && !known.has(f.name)) out[f.name] = f.protect;
-  for (const f of plan.fleetChanges ?? []) out[f.fleet] = f.protect.to;
-  return out;
+/** The owner of each fleet with a spec, as the spec says (the creates' requests carry it; recordFleets writes it). */
+function ownersOf(session: StackSession): Record<string, string> {
+  return Object.fromEntries(session.fleets.map((f) => [f.name, f.owner]));
 }
 
 /**
