@@ -17,7 +17,7 @@ import type { LoadedDataCenter, LoadedStack } from '../engine/spec/types.ts';
 import { cliTokenEnv, defaultCliTokenEnv } from '../engine/transport/index.ts';
 import { startDmzClient, type RunningDmzClient } from './dmz-client/index.ts';
 import { credentialKey } from '../protocol/index.ts';
-import { createSimDriver, type SimDriver } from './drivers/sim/index.ts';
+import { SIM_READY_TIMEOUT_MS, createSimDriver, type SimDriver } from './drivers/sim/index.ts';
 
 export interface EmbeddedOptions {
   stack: LoadedStack;
@@ -122,6 +122,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
         hangCalls: sim.hangCalls,
         seed: sim.seed,
         busyTimeoutMs: opts.busyTimeoutMs,
+        // The DMZ client's wait for a boot, below: its agents' boot window fits inside it.
+        readyTimeoutMs: SIM_READY_TIMEOUT_MS,
       });
       const clientToken = randomToken();
       const dmz = await startDmzClient({
@@ -133,6 +135,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
         stateDir,
         pack: opts.pack,
         logger: opts.logger,
+        readyTimeoutMs: SIM_READY_TIMEOUT_MS,
       });
       started.push({ dmz, driver });
       drivers.set(d.name, driver);

@@ -80,6 +80,10 @@ describe('fleet apply: what a failed apply prints', () => {
       expect(lines[at - 1]).toBe('error[apply.member-failed]: Member failed');
       // The step and the data center once, then the cloud's answer.
       expect(lines[at + 1]).toBe('  create stopped at PoweredOn -> Starting in miami: Cloud operation failed: boot failed in miami: sim miami: boot is configured to fail (failCalls)');
+      // Then what to do about a cloud's failure (it had no such sentence): re-run, the plan recovers the failure state.
+      expect(lines[at + 2]).toBe(
+        "  Run `fleet apply` again: the plan retries it from the state the record holds (CreateFailed, BootFailed: along the pack's recovery edges; docs/recovery.md). If the cloud fails the same way again, fix what its error names first.",
+      );
     }
   }, 60_000);
 

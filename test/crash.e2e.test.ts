@@ -348,6 +348,44 @@ describe('a saved plan killed mid-apply (embedded)', () => {
   }, 300_000);
 });
 
+// A killed apply stayed `running` in the record's list of applies (the dashboard's "recent applies") when its only
+// re-run was the saved plan applied again: only a fresh `fleet apply` recorded dead applies `interrupted`. The refused
+// re-run holds the plan's locks (a live apply of the plan would too), so it knows that apply is gone, and says so.
+describe('a saved plan killed mid-apply, applied again (embedded)', () => {
+  it('the refused re-run records the killed apply interrupted and closes its unanswered steps', async () => {
+    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS });
+    try {
+      await stack.spec('web', fleetYaml('web', { count: COUNT }));
+      const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
+      const file = join(stack.dir, 'plan.json');
+      const plan = await fleet(['plan', '--out', file, '--stack', stack.dir], env);
+      expect(plan.code, plan.stderr).toBe(0);
+      const first = await fleet(['apply', file, '--format', 'json', '--stack', stack.dir], env, { killAfterDone: CI_POINTS[1] });
+      expect(first.killed, `the apply ended before step ${CI_POINTS[1]}: ${first.stderr}`).toBe(true);
+      const id = (JSON.parse(await readFile(file, 'utf8')) as { id: string }).id;
+      const recordUrl = `pglite://${join(stack.dir, '.fleet', 'record')}`;
+      const applies = async () => {
+        const record = await openRecord(recordUrl);
+        try {
+          const [applied] = await record.listPlans('e2e', { id, limit: 1 });
+          const open = (await record.unfinishedSteps('e2e')).filter((s) => s.planId === id && s.status === 'started');
+          return { result: applied?.result, open: open.length };
+        } finally {
+          await record.close();
+        }
+      };
+      // Killed mid-apply: its plan `running`, its last steps `started` (the kill came between a step's start and its answer or not).
+      expect((await applies()).result).toBe('running');
+      const again = await fleet(['apply', file, '--format', 'json', '--stack', stack.dir], env);
+      expect(again.code).toBe(1);
+      expect(again.stdout).toContain('"code":"apply.stale-plan"');
+      expect(await applies()).toEqual({ result: 'interrupted', open: 0 });
+    } finally {
+      await stack.remove();
+    }
+  }, 300_000);
+});
+
 describe('kill -9 during boot (embedded): one re-run resumes the boots', () => {
   it('killed once the first boot is done (agents booting), the re-run only awaits them: every VM once, record == data centers, exit 0', async () => {
     const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_LONG_MS });

@@ -362,6 +362,8 @@ describe.runIf(pgUrl !== undefined)('one stack, two clouds: fleet apply through 
     }
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('apply.member-failed');
+    // Each member's diagnostic says what to do about a denied boot, in either cloud (engine/apply/failure-cause.ts).
+    expect(r.stderr.match(/The authority denied its boot/g), r.stderr).toHaveLength(2);
     expect((await record()).map((v) => [v.dataCenter, v.state]).sort()).toEqual([
       ['eastus', 'BootFailed'],
       ['virginia', 'BootFailed'],

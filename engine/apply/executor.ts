@@ -78,6 +78,9 @@ export async function checkApplicable(plan: PlanDocument, record: FleetRecord, o
     // The plan's own apply may be what moved its basis (a saved plan applied again: a CI job re-run after its runner was
     // lost, or after it failed): "the record changed" alone read as if another apply had raced it.
     const [applied] = await record.listPlans(plan.stack, { id: plan.id, limit: 1 });
+    // Its apply still `running` is one that died (this check runs under the locks of its fleets, which a live apply of
+    // the plan would hold): the list of applies (fleet ui) showed it running for good. Recorded as what it is.
+    if (applied?.result === 'running') await record.finishPlan(plan.id, 'interrupted').catch(() => {});
     if (applied) throw new FleetError(diag('apply.stale-plan', appliedAlready(plan.id, applied, `${list}${more}`), { address: plan.stack }));
     throw new FleetError(diag('apply.stale-plan', `The record changed since plan ${plan.id} was made: ${list}${more}. Run \`fleet plan\` again.`, { address: plan.stack }));
   }
@@ -189,6 +192,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   let memberOpts: ApplyOptions = opts;
   const interrupted = () => opts.signal?.aborted === true;
   try {
+    if (!opts.lock) await opts.onLocked?.(plan.fleets);
     await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
     const fleetRows = await recordFleets(record, plan, plan.fleets, opts.owners, emit);
     settingsWritten = fleetRows.written;

@@ -8,6 +8,7 @@ import { overrideProof, type Override, type RunLane, type StepResult } from '../
 import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
 import { proposedVmId } from '../model/vm-id.ts';
 import { defaultActor, type ApplyEvent, type ApplyOptions, type MemberFailure } from './options.ts';
+import { requestFailureCause, stepFailureCause, type FailureCause } from './failure-cause.ts';
 
 /** The override a plan's --allow-destroy gives the deletion of VM `vmId`: who and why, and the admin proof when there is an admin token. */
 function overrideOf(plan: PlanDocument, vmId: string, fleet: string, opts: ApplyOptions): Override {
@@ -164,7 +165,7 @@ export async function runMember(
   emit(stepEvent(0, 'started'));
   let replies = 0;
   let done = 0;
-  let failure: { k: number; d: Diagnostic } | undefined;
+  let failure: { k: number; d: Diagnostic; cause: FailureCause } | undefined;
   let written: Promise<unknown> = Promise.resolve();
   const after = (row: Promise<void>, then: () => void) => {
     written = Promise.all([written, row]).then(then);
@@ -187,7 +188,7 @@ export async function runMember(
     const code = result.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed';
     const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
     const d = diag(code, `${r.from ?? '(new)'} -> ${r.to} in ${change.dataCenter}: ${why}`, { address: change.address });
-    failure = { k, d };
+    failure = { k, d, cause: result.outcome === 'vetoed' ? 'vetoed' : stepFailureCause(result.error) };
     after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }), () => emit(stepEvent(k, 'failed', why)));
   };
   try {
@@ -212,7 +213,7 @@ export async function runMember(
     if (!failure) {
       const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', String(err instanceof Error ? err.message : err));
       const k = replies;
-      failure = { k, d: { ...d, address: change.address } };
+      failure = { k, d: { ...d, address: change.address }, cause: requestFailureCause(d) };
       after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
     }
   }
@@ -228,7 +229,7 @@ export async function runMember(
       steps: done,
       skipped: rows.length - k - 1,
       elapsedMs,
-      failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d },
+      failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d, cause: failure.cause },
     };
   }
   await written;

@@ -7,6 +7,7 @@ import type { Change, FleetChange, PlanDocument } from '../model/index.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import type { MemberProvider } from '../../providers/provider.ts';
 import type { RolloutEvent, RolloutReport } from './rollout.ts';
+import type { FailureCause } from './failure-cause.ts';
 
 export type ApplyEvent =
   | { type: 'start'; planId: string; members: number; steps: number; perDataCenter: Record<string, { members: number; steps: number }> }
@@ -45,6 +46,8 @@ export interface MemberFailure {
   action: Change['action'];
   step: string;
   diagnostic: Diagnostic;
+  /** Why, as a closed set: it picks what the member's diagnostic says to do (failureHint). */
+  cause: FailureCause;
 }
 
 export interface ApplyResult {
@@ -96,6 +99,13 @@ export interface ApplyOptions {
   lockTimeoutMs?: number;
   leaseMs?: number;
   onEvent?: (e: ApplyEvent) => void;
+  /**
+   * Called once applyPlan took the plan's locks itself (no `lock`: a saved
+   * plan), before the plan is checked against the record: fleet apply closes
+   * what a killed apply of those fleets left open there (closeInterrupted)
+   * and says so, as it does under a fresh plan's locks.
+   */
+  onLocked?: (fleets: readonly string[]) => Promise<void>;
   /**
    * Aborted: no further member starts; the members started go on to their
    * end (their runs are at the DMZ clients already), are journalled, and the

@@ -44,6 +44,8 @@ export interface UiLock {
   expiresAt: string;
   /** The lock's fencing token, when the record keeps one. */
   fencingToken?: number;
+  /** Its holder no longer runs on this host (holderGone): the next apply breaks the lock. */
+  holderGone?: true;
 }
 
 export interface UiPlan {
@@ -53,6 +55,8 @@ export interface UiPlan {
   finishedAt: string | null;
   result: string;
   digest: string;
+  /** `running`, but no live apply holds it (record-source.ts): it was killed; the next apply of its fleets records it interrupted. */
+  holderGone?: true;
 }
 
 export interface UiJournal {
@@ -156,15 +160,20 @@ export function locksTable(locks: readonly UiLock[]): Html {
   if (locks.length === 0) return html`<p class="muted" data-testid="no-locks">No fleet is locked.</p>`;
   return html`<table id="locks"><thead><tr><th>fleet</th><th>holder</th><th>plan</th><th>since</th><th>lease expires</th><th>fencing token</th><th>lock id</th></tr></thead><tbody>${locks.map(
     (l) =>
-      html`<tr data-fleet="${l.fleet}"><td>${l.fleet}</td><td data-testid="holder">${l.who} (pid ${l.pid} on ${l.host})</td><td>${l.planId ? html`<a href="${planHref(l.planId)}">${l.planId}</a>` : '—'}</td><td>${l.since}</td><td>${l.expiresAt}</td><td class="num">${l.fencingToken ?? '—'}</td><td><code>${l.lockId}</code></td></tr>`,
+      html`<tr data-fleet="${l.fleet}"><td>${l.fleet}</td><td data-testid="holder">${l.who} (pid ${l.pid} on ${l.host})${l.holderGone ? html` <span class="bad" data-testid="holder-gone">holder gone: the next apply breaks it</span>` : ''}</td><td>${l.planId ? html`<a href="${planHref(l.planId)}">${l.planId}</a>` : '—'}</td><td>${l.since}</td><td>${l.expiresAt}</td><td class="num">${l.fencingToken ?? '—'}</td><td><code>${l.lockId}</code></td></tr>`,
   )}</tbody></table><p class="muted">Release a lock whose holder is gone with <code>fleet unlock LOCKID</code>.</p>`;
+}
+
+/** An apply's result; a `running` one no live apply holds says its holder is gone (killed), as `fleet state list` says of locks. */
+function resultOf(p: UiPlan): Html | string {
+  return p.holderGone ? html`running <span data-testid="holder-gone">(holder gone: killed; the next apply of its fleets records it interrupted)</span>` : p.result;
 }
 
 export function plansTable(plans: readonly UiPlan[]): Html {
   if (plans.length === 0) return html`<p class="muted">No apply yet.</p>`;
   return html`<table id="plans"><thead><tr><th>plan</th><th>who</th><th>started</th><th>finished</th><th>result</th></tr></thead><tbody>${plans.map(
     (p) =>
-      html`<tr data-plan="${p.id}"><td><a href="${planHref(p.id)}">${p.id}</a></td><td>${p.who}</td><td>${p.startedAt}</td><td>${p.finishedAt ?? '—'}</td><td class="${p.result === 'failed' ? 'bad' : ''}">${p.result}</td></tr>`,
+      html`<tr data-plan="${p.id}"><td><a href="${planHref(p.id)}">${p.id}</a></td><td>${p.who}</td><td>${p.startedAt}</td><td>${p.finishedAt ?? '—'}</td><td class="${p.result === 'failed' || p.holderGone ? 'bad' : ''}">${resultOf(p)}</td></tr>`,
   )}</tbody></table>`;
 }
 
@@ -229,7 +238,7 @@ export function planPage(stack: string, plan: UiPlan, journal: readonly UiJourna
     stack,
     `Apply ${plan.id}`,
     html`<h1>Apply ${plan.id}</h1>
-<dl><dt>who</dt><dd>${plan.who}</dd><dt>started</dt><dd>${plan.startedAt}</dd><dt>finished</dt><dd>${plan.finishedAt ?? '—'}</dd><dt>result</dt><dd data-testid="result">${plan.result}</dd><dt>digest</dt><dd><code>${plan.digest}</code></dd></dl>
+<dl><dt>who</dt><dd>${plan.who}</dd><dt>started</dt><dd>${plan.startedAt}</dd><dt>finished</dt><dd>${plan.finishedAt ?? '—'}</dd><dt>result</dt><dd data-testid="result">${resultOf(plan)}</dd><dt>digest</dt><dd><code>${plan.digest}</code></dd></dl>
 ${failed.length ? html`<h2 class="bad">Failures</h2><ul>${failed.map((f) => html`<li>${f.address}: ${f.from} → ${f.to}: ${f.detail ?? 'failed'}</li>`)}</ul>` : ''}
 <h2>Journal</h2>
 ${

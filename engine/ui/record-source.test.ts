@@ -1,8 +1,11 @@
 // recordSource over a real (in-memory) record: the pages get one stack's
 // rows, in the orders the pages promise, with only the fields they show.
+import { spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
 import { openRecord, type LockRow, type SqlRecord } from '../record/index.ts';
+import { locksTable, plansTable } from './pages.ts';
 import { recordSource, type UiRecord } from './record-source.ts';
 
 let record: SqlRecord;
@@ -61,5 +64,34 @@ describe('recordSource', () => {
   it('shows a lock\'s fencing token when the record keeps one', async () => {
     const withToken: UiRecord = { ...record, listLocks: async (s) => (await record.listLocks(s)).map((l): LockRow & { fencingToken: number } => ({ ...l, fencingToken: 42 })) };
     expect((await recordSource(withToken, 'one', pack).listLocks())[0].fencingToken).toBe(42);
+  });
+
+  // A killed apply stayed `running` in the list of applies until the next apply of its fleets recorded it interrupted:
+  // the dashboard showed it running. A `running` apply no live apply holds says its holder is gone, as `fleet state list`
+  // says of locks (a lock's holder gone: a process of this host that no longer runs).
+  it.each([
+    { name: 'its lock held by a process of this host that is gone', lock: 'dead' as const, finished: false, gone: true },
+    { name: 'no lock names it (broken, or its lease ran out)', lock: 'none' as const, finished: false, gone: true },
+    { name: 'its lock held by a live process of this host', lock: 'live' as const, finished: false, gone: false },
+    { name: 'its lock held on another host (cannot be told from here)', lock: 'elsewhere' as const, finished: false, gone: false },
+    { name: 'finished, no lock', lock: 'none' as const, finished: true, gone: false },
+  ])('a running apply: $name: holder gone $gone', async ({ name, lock, finished, gone }) => {
+    // One stack and plan per case, in the shared record.
+    const stack = `k-${name}`;
+    const id = `p-${name}`;
+    await record.startPlan({ id, stack, digest: 'd', who: 'ci', startedAt: '2026-12-01T09:00:00.000Z' });
+    if (finished) await record.finishPlan(id, 'succeeded');
+    // A real process that ran and exited: its pid no longer runs (unless reused at once, which the test would only see as not gone).
+    const deadPid = spawnSync(process.execPath, ['-e', '0']).pid ?? 0;
+    const holder = { dead: { host: hostname(), pid: deadPid }, live: { host: hostname(), pid: process.pid }, elsewhere: { host: 'another-host', pid: 1 } };
+    if (lock !== 'none') await record.acquireLocks(stack, ['web'], { who: 'ci', ...holder[lock], planId: id });
+    const src = recordSource(record, stack, pack);
+    const [plan] = await src.recentPlans(10);
+    expect(plan.holderGone === true).toBe(gone);
+    expect((await src.plan(id))?.holderGone === true).toBe(gone);
+    expect(plansTable([plan]).toString().includes('holder gone')).toBe(gone);
+    const locks = await src.listLocks();
+    if (lock === 'dead') expect(locksTable(locks).toString()).toContain('holder gone');
+    if (lock === 'live' || lock === 'elsewhere') expect(locksTable(locks).toString()).not.toContain('holder gone');
   });
 });

@@ -2,14 +2,33 @@
 // to one stack, and only the fields the pages show. What is left out stays
 // out on purpose: boot token hashes, idempotency keys, spec hashes and
 // request ids are never read here, so no page can show them.
-import type { FleetRecord, LockRow } from '../record/types.ts';
+import { holderGone } from '../record/locks.ts';
+import type { AppliedPlan, FleetRecord, LockRow } from '../record/types.ts';
 import type { DiagramInput } from './diagram.ts';
 import type { UiSource } from './source.ts';
+import type { UiPlan } from './pages.ts';
 
 /** The record calls the dashboard makes: reads only, so a UiSource cannot write even by mistake. */
 export type UiRecord = Pick<FleetRecord, 'listVms' | 'history' | 'listLocks' | 'listPlans' | 'planJournal' | 'listBootAttempts'>;
 
 export function recordSource(record: UiRecord, stack: string, pack: { name: string; version: string; lifecycle: DiagramInput }): UiSource {
+  /**
+   * A `running` apply whose holder is known gone: a lock naming it whose
+   * process no longer runs on this host (holderGone, as `fleet state list`
+   * says of locks), or no lock naming it at all (an apply holds its fleets'
+   * locks from before its plan starts to after it ends: one without any was
+   * killed and its locks broken or expired). The next apply of its fleets
+   * records it `interrupted`; until then the list showed it running.
+   */
+  async function uiPlans(plans: readonly AppliedPlan[]): Promise<UiPlan[]> {
+    const locks = plans.some((p) => p.result === 'running') ? await record.listLocks(stack) : [];
+    return plans.map((p) => {
+      const held = locks.filter((l) => l.planId === p.id);
+      const gone = p.result === 'running' && (held.length === 0 || held.every((l) => holderGone(l)));
+      return { id: p.id, who: p.who, startedAt: p.startedAt, finishedAt: p.finishedAt, result: p.result, digest: p.digest, ...(gone ? { holderGone: true as const } : {}) };
+    });
+  }
+
   return {
     stack,
     pack: { name: `${pack.name}@${pack.version}`, lifecycle: pack.lifecycle },
@@ -51,18 +70,19 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
           planId: l.planId,
           since: l.since,
           expiresAt: l.expiresAt,
+          ...(holderGone(l) ? { holderGone: true as const } : {}),
           ...(typeof token === 'number' || typeof token === 'string' ? { fencingToken: Number(token) } : {}),
         };
       });
     },
     async recentPlans(limit) {
-      return (await record.listPlans(stack, { limit })).map((p) => ({ id: p.id, who: p.who, startedAt: p.startedAt, finishedAt: p.finishedAt, result: p.result, digest: p.digest }));
+      return uiPlans(await record.listPlans(stack, { limit }));
     },
     async plan(id) {
       // From the URL: a NUL is no plan id, and PostgreSQL refuses it in a query (a 500 instead of the 404).
       if (id.includes('\u0000')) return undefined;
-      const [p] = await record.listPlans(stack, { id, limit: 1 });
-      return p && { id: p.id, who: p.who, startedAt: p.startedAt, finishedAt: p.finishedAt, result: p.result, digest: p.digest };
+      const [p] = await uiPlans(await record.listPlans(stack, { id, limit: 1 }));
+      return p;
     },
     async planJournal(planId) {
       return (await record.planJournal(planId)).map((j) => ({ address: j.address, seq: j.seq, from: j.from, to: j.to, status: j.status, detail: j.detail, at: j.at }));

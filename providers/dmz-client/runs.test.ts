@@ -121,6 +121,16 @@ describe('Runs: a member\'s steps at once, over the step runner', () => {
     expect(await record.getVm(vmId)).toMatchObject({ state: 'PoweredOn' });
   });
 
+  it('a boot\'s report written behind goes at once, not lazily: the VM\'s agent asks the boot endpoint, whose check waits for it', async () => {
+    w = await startStepWorld(record);
+    const { steps } = runOf(w, [...TO_POWERED_ON, 'Starting', 'Running']);
+    const { part } = lines();
+    // No boot endpoint here: awaitReady fails (boot-failed); the boot's report was written behind all the same.
+    await runs(w).run({ op: 'run', steps }, part);
+    expect(w.calls).toContain('report PoweredOn>Starting ok');
+    expect(w.calls).toContain('report BeingCreated>PoweredOff ok lazy');
+  });
+
   it('without a pack each advance asks about the next edge only: every step but the last reports with the next one\'s authorization', async () => {
     w = await startStepWorld(record);
     const { vmId, steps } = runOf(w, TO_POWERED_ON);

@@ -281,7 +281,11 @@ export class StepRunner {
     const rep = await this.reporting(
       vmId,
       inTurn().then(async (): Promise<ReportResponse> => {
-        if (!run.chain?.length) return this.authority.report(ok, { lazy: run.goesOn?.() === true });
+        // Lazy (waiting for company) when the run goes on without it, but
+        // never a boot's: the VM's agent asks the boot endpoint as soon as it
+        // is up, and that check waits for this report (reportOnItsWay), so
+        // its linger would hold the VM's boot, and its place in the lane.
+        if (!run.chain?.length) return this.authority.report(ok, { lazy: operation !== 'boot' && run.goesOn?.() === true });
         const res = await this.authority.advance({ report: ok, next: run.chain, ahead: true });
         if (!res.report) throw new Error('bug: the authority answered an advance without its report');
         run.onChain?.(res.next);

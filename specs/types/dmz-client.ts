@@ -37,7 +37,7 @@ export interface DmzClientSpec {
    */
   requestTimeoutMs?: number;
   /**
-   * How long a booting VM has to report ready through the boot handshake (its OS boot, cloud-init, the agent and its retries) before its boot step fails with `timeout` (default 600000 for the aws and azure drivers: a cloud VM takes minutes to boot; 60000 for sim). The aws and azure drivers give their VMs' boot agent a window inside it (FLEET_BOOT_WINDOW: this less 2 minutes, or half of it when that is shorter), so the agent's retries end before the wait does.
+   * How long a booting VM has to report ready through the boot handshake (its OS boot, cloud-init, the agent and its retries) before its boot step fails with `timeout` (default 600000 for the aws and azure drivers: a cloud VM takes minutes to boot; 60000 for sim). The aws and azure drivers give their VMs' boot agent a window inside it (FLEET_BOOT_WINDOW: this less 2 minutes, or half of it when that is shorter), so the agent's retries end before the wait does; the sim driver gives its agents the same window.
    */
   readyTimeoutMs?: number;
   bootLimit?: BootLimitSettings;

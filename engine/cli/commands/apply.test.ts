@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CliIO } from '../io.ts';
 import { FleetError, diag, formatDiagnostics, type Code } from '../../diags/index.ts';
 import { FAILURES_SHOWN, INTERRUPTED_EXIT, applySummary, confirm, memberFailures, onInterrupt, stoppedMidApply, textFailures } from './apply.ts';
+import { failureHint, requestFailureCause, stepFailureCause } from '../../apply/index.ts';
 
 function io(): { io: CliIO; err: () => string } {
   const stderr = new PassThrough();
@@ -138,6 +139,7 @@ describe('fleet apply: a failed member\'s cause from outside', () => {
     action: 'create' as const,
     step: '(new) -> BeingCreated',
     diagnostic: diag('apply.step-failed', `(new) -> BeingCreated in miami: ${why}`, { address: 'web/0' }),
+    cause: 'cloud' as const,
   });
   it.each([
     { name: 'a newline forging a diagnostic', why: 'quota exceeded\nerror[apply.member-failed]: Member failed\n  at web/9', shown: 'quota exceeded\\u000Aerror[apply.member-failed]' },
@@ -148,16 +150,58 @@ describe('fleet apply: a failed member\'s cause from outside', () => {
   ])('$name: one line in text, as it came in JSON', ({ why, shown }) => {
     const [text] = memberFailures([failure(why)], true);
     const printed = formatDiagnostics([text]);
-    // error[...] line, `at web/0`, the detail: nothing more.
-    expect(printed.split('\n').filter((l) => l !== '')).toHaveLength(3);
+    // error[...] line, `at web/0`, the detail's cause on one line, then what to do: nothing more.
+    const lines = printed.split('\n').filter((l) => l !== '');
+    expect(lines).toHaveLength(4);
+    expect(lines[3]).toBe(`  ${failureHint('cloud', { address: 'web/0', code: 'apply.step-failed' })}`);
     expect(printed.replace(/\n/g, '')).not.toMatch(/[\p{Cc}\p{Cf}]/u);
     expect(printed).toContain(shown);
     // What and where, then why.
     expect(text.detail.startsWith('create stopped at (new) -> BeingCreated in miami: ')).toBe(true);
     expect(text.address).toBe('web/0');
     const [json] = memberFailures([failure(why)], false);
-    expect(json.detail.endsWith(why)).toBe(true);
+    expect(json.detail.endsWith(`${why}\n${failureHint('cloud', { address: 'web/0', code: 'apply.step-failed' })}`)).toBe(true);
     expect(json.address).toBe('web/0');
+  });
+});
+
+// docs/diagnostics.md promises each diagnostic says what to do; a failed
+// member's did not, and the way out differs by cause: a veto comes back on
+// every re-run, a cloud's failure leaves a state the next plan recovers.
+describe('fleet apply: what a failed member\'s diagnostic says to do, by cause', () => {
+  const denied = { code: 'driver.boot-failed', message: 'VM sim-7 did not become ready: boot denied: the boot token was used already' };
+  it.each([
+    { cause: 'vetoed', step: { outcome: 'vetoed' as const }, says: ['vetoed again', 'change the spec, or the policy pack'] },
+    { cause: 'boot-denied', step: { outcome: 'failed' as const, error: denied }, says: ['denied its boot', 'BootFailed', '`fleet history web/0`', '`fleet apply` again', 'docs/recovery.md'] },
+    {
+      cause: 'boot-denied',
+      step: { outcome: 'failed' as const, error: { code: 'driver.boot-failed', message: 'awaitReady failed in virginia: instance i-0b powered itself off during its boot without reporting ready (a denied boot); it was terminated' } },
+      says: ['denied its boot'],
+    },
+    { cause: 'timeout', step: { outcome: 'failed' as const, error: { code: 'driver.timeout', message: 'VM sim-7 did not report ready within 60000 ms' } }, says: ['spec.readyTimeoutMs', '`fleet apply` again', 'docs/recovery.md'] },
+    { cause: 'capacity', step: { outcome: 'failed' as const, error: { code: 'driver.capacity', message: 'no room' } }, says: ['out of capacity', '`fleet apply` again'] },
+    { cause: 'credentials', step: { outcome: 'failed' as const, error: { code: 'driver.credentials', message: 'expired' } }, says: ['credentials', 'docs/drivers/', '`fleet apply` again'] },
+    { cause: 'cloud', step: { outcome: 'failed' as const, error: { code: 'driver.failed', message: 'boot is configured to fail (failCalls)' } }, says: ['Run `fleet apply` again', 'CreateFailed, BootFailed', 'docs/recovery.md'] },
+    { cause: 'cloud', step: { outcome: 'failed' as const, error: { code: 'driver.boot-failed', message: 'the released key does not unlock the encrypted disk' } }, says: ['Run `fleet apply` again'] },
+    { cause: 'cloud', step: { outcome: 'failed' as const }, says: ['Run `fleet apply` again'] },
+    { cause: 'unreachable', request: 'apply.dmz-unreachable' as const, says: ['DMZ client answers again', 'idempotency keys'] },
+    { cause: 'unreachable', request: 'apply.dmz-error' as const, says: ['DMZ client answers again'] },
+    { cause: 'refused', request: 'apply.dmz-rejected' as const, says: ['`apply.dmz-rejected` in docs/diagnostics.md'] },
+    { cause: 'refused', request: 'apply.dmz-unauthorized' as const, says: ['`apply.dmz-unauthorized` in docs/diagnostics.md'] },
+  ])('$cause ($step.error.code$request)', ({ cause, step, request, says }) => {
+    const got = step ? (step.outcome === 'vetoed' ? 'vetoed' : stepFailureCause(step.error)) : requestFailureCause({ code: request as Code });
+    expect(got).toBe(cause);
+    const code = step ? (step.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed') : (request as Code);
+    const [d] = memberFailures([{ address: 'web/0', dataCenter: 'miami', action: 'create', step: 'PoweredOn -> Starting', diagnostic: diag(code, 'PoweredOn -> Starting in miami: why'), cause: got }], true);
+    const [first, hint, ...more] = d.detail.split('\n');
+    expect(first).toBe(`create stopped at PoweredOn -> Starting in miami: ${diag(code, '').summary}: why`);
+    expect(more).toEqual([]);
+    for (const s of says) expect(hint).toContain(s);
+  });
+  it('every cause has its own advice', () => {
+    const causes = ['vetoed', 'boot-denied', 'timeout', 'capacity', 'credentials', 'cloud', 'unreachable', 'refused'] as const;
+    const hints = causes.map((c) => failureHint(c, { address: 'web/0', code: 'apply.step-failed' }));
+    expect(new Set(hints).size).toBe(causes.length);
   });
 });
 
@@ -187,7 +231,7 @@ describe('fleet apply: many failed members in text', () => {
 
 describe('fleet apply: the summary line', () => {
   const base = { succeeded: 3, failed: [], notStarted: 0, interrupted: false, elapsedMs: 1234, steps: 18, stepsFailed: 0, stepsSkipped: 0 };
-  const failure = { address: 'web/0', dataCenter: 'miami', action: 'create' as const, step: 'PoweredOn -> Starting', diagnostic: diag('apply.member-failed', 'boom') };
+  const failure = { address: 'web/0', dataCenter: 'miami', action: 'create' as const, step: 'PoweredOn -> Starting', diagnostic: diag('apply.member-failed', 'boom'), cause: 'cloud' as const };
   it.each([
     { name: 'complete', r: base, line: 'Apply complete: 3 VMs changed, 0 failed; 18 steps done; in 1.2s.' },
     { name: 'with failures', r: { ...base, failed: [failure], stepsFailed: 1 }, line: 'Apply finished with failures: 3 VMs changed, 1 failed; 18 steps done, 1 failed; in 1.2s.' },

@@ -4,13 +4,13 @@ import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag, escapeUnseen, fsReason, type Diagnostic } from '../../diags/index.ts';
-import type { ApplyEvent, ApplyResult, MemberFailure, ProgressMode, StackSession } from '../../apply/index.ts';
+import { failureHint, type ApplyEvent, type ApplyResult, type MemberFailure, type ProgressMode, type StackSession } from '../../apply/index.ts';
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
 import { MAX_PARALLELISM, OPTION_ENV, loaderEnv, lockTimeoutOption, parallelismOption, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
-import { parseVmAddress, type FleetChange } from '../../model/index.ts';
+import type { FleetChange } from '../../model/index.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
 
 interface ApplyCliOptions {
@@ -126,7 +126,8 @@ function shortList(addresses: readonly string[]): string {
 
 /**
  * One apply.member-failed per failed member: what (its action), where (the
- * step, the data center, the address) and why. The cause quotes text from
+ * step, the data center, the address), why, and, on a line of its own, what
+ * to do about that cause (failureHint). The cause quotes text from
  * outside (a cloud's error message, a DMZ client's or authority's veto
  * reason): in text its line breaks are shown as escapes, like its other
  * unseen characters, so it stays on the diagnostic's line and no line of it
@@ -138,7 +139,9 @@ export function memberFailures(failed: readonly MemberFailure[], text: boolean):
     // The step's own detail starts with the step and the data center, which this sentence names already.
     const own = `${f.step} in ${f.dataCenter}: `;
     const cause = `${f.diagnostic.summary}: ${f.diagnostic.detail.startsWith(own) ? f.diagnostic.detail.slice(own.length) : f.diagnostic.detail}`;
-    return diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${text ? escapeUnseen(cause) : cause}`, { address: f.address });
+    // Then what to do, by cause (its own line: a veto and a cloud's failure have different ways out).
+    const hint = failureHint(f.cause, { address: f.address, code: f.diagnostic.code });
+    return diag('apply.member-failed', `${f.action} stopped at ${f.step} in ${f.dataCenter}: ${text ? escapeUnseen(cause) : cause}\n${hint}`, { address: f.address });
   });
 }
 
@@ -256,23 +259,18 @@ export function onInterrupt(io: CliIO, say: (text: string) => void = (text) => i
 }
 
 /**
- * Apply steps left `started` by an interrupted apply: say so, and close them
- * in the journal. Only those of `fleets`, whose locks this apply holds: steps
- * of other fleets may belong to an apply still running.
+ * Apply steps left `started` by an interrupted apply: close them in the
+ * journal, record their apply interrupted (closeInterrupted), and say so.
+ * Only those of `fleets`, whose locks this apply holds: steps of other
+ * fleets may belong to an apply still running. Under a fresh plan's locks
+ * and a saved plan's alike.
  */
 async function noteInterrupted(io: CliIO, session: StackSession, fleets: readonly string[]): Promise<void> {
-  const mine = new Set(fleets);
-  const open = (await session.record.unfinishedSteps(session.stack.name)).filter((s) => s.status === 'started' && mine.has(parseVmAddress(s.address)?.fleet ?? ''));
-  if (open.length === 0) return;
-  const plans = [...new Set(open.map((s) => s.planId))];
-  for (const s of open) {
-    await session.record.journal({ ...s, status: 'failed', detail: 'interrupted: the apply stopped before this step answered' });
-  }
-  for (const id of plans) await session.record.finishPlan(id, 'interrupted').catch(() => {});
-  // A member's steps go out together (a run), so one member may leave several unanswered.
-  const members = [...new Set(open.map((s) => s.address))];
+  const { closeInterrupted } = await import('../../apply/index.ts');
+  const { plans, steps, members } = await closeInterrupted(session.record, session.stack.name, fleets);
+  if (steps === 0) return;
   io.stderr.write(
-    `note: apply ${plans.join(', ')} was interrupted with ${open.length} step${open.length === 1 ? '' : 's'} unanswered, of ${members.length} member${members.length === 1 ? '' : 's'} (${members
+    `note: apply ${plans.join(', ')} was interrupted with ${steps} step${steps === 1 ? '' : 's'} unanswered, of ${members.length} member${members.length === 1 ? '' : 's'} (${members
       .slice(0, 5)
       .join(', ')}${members.length > 5 ? ', …' : ''}); this plan continues from what the record holds now.\n`,
   );
@@ -483,6 +481,7 @@ async function runApply(
         const fleets = plan.fleetChanges.map((f) => f.fleet);
         const held = lock ?? (await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId: plan.id, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) }));
         try {
+          if (!lock) await noteInterrupted(io, session, fleets);
           // Its `protect` and `owner` events are JSON's; the text says what was recorded in one line below.
           recorded = await applyFleetChanges({
             plan,
@@ -538,7 +537,7 @@ async function runApply(
           else progress.onEvent(e);
         },
         signal: interrupt.signal,
-        ...(held ? { lock: held } : {}),
+        ...(held ? { lock: held } : { onLocked: (fleets) => noteInterrupted(io, session, fleets) }),
       }).catch((err: unknown) => {
         throw stoppedMidApply(err);
       });

@@ -17,6 +17,7 @@ import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
 import { simStateDir, tokenEnvOf } from '../../../providers/embedded.ts';
 import { CLOUD_READY_TIMEOUT_MS } from '../../../providers/boot-agent/index.ts';
+import { SIM_READY_TIMEOUT_MS } from '../../../providers/drivers/sim/index.ts';
 import type { CliIO } from '../io.ts';
 import { resolveLogLevel, type ServiceLogOptions } from '../../observability/index.ts';
 
@@ -157,7 +158,7 @@ export { CLOUD_READY_TIMEOUT_MS };
 
 /** How long the DMZ client waits for a booting VM's agent: the config's spec.readyTimeoutMs, else by driver. */
 export function readyTimeoutOf(kind: string, config: Pick<DmzClientSpec, 'readyTimeoutMs'>): number {
-  return config.readyTimeoutMs ?? (kind === 'sim' ? 60_000 : CLOUD_READY_TIMEOUT_MS);
+  return config.readyTimeoutMs ?? (kind === 'sim' ? SIM_READY_TIMEOUT_MS : CLOUD_READY_TIMEOUT_MS);
 }
 
 export interface ServeOrchestratorOptions extends ServeCommonOptions {

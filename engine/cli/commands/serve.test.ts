@@ -9,6 +9,9 @@ import { TO_RUNNING, createRequest, newVm, walk } from '../../../providers/testi
 import type { CliIO } from '../io.ts';
 import { CLOUD_READY_TIMEOUT_MS, readyTimeoutOf, serveDmzClient, serveOrchestrator } from './serve-run.ts';
 import { AGENT_START_ALLOWANCE_MS, agentWindowSeconds } from '../../../providers/boot-agent/index.ts';
+import { SIM_READY_TIMEOUT_MS, simBootWindowMs, simDriverFactory, type SimDriver } from '../../../providers/drivers/sim/index.ts';
+import type { DriverContext } from '../../../providers/drivers/registry.ts';
+import { credentialKey } from '../../../protocol/index.ts';
 
 const STACK = (packDir: string) => `apiVersion: fleet/v1
 kind: Stack
@@ -69,7 +72,7 @@ spec:
 // 60 s for every driver, so a real EC2 or Azure boot timed out, and no config could say otherwise.
 describe('the DMZ client\'s wait for a booting VM (spec.readyTimeoutMs)', () => {
   it.each([
-    { kind: 'sim', config: {}, want: 60_000 },
+    { kind: 'sim', config: {}, want: SIM_READY_TIMEOUT_MS },
     { kind: 'aws', config: {}, want: CLOUD_READY_TIMEOUT_MS },
     { kind: 'azure', config: {}, want: CLOUD_READY_TIMEOUT_MS },
     { kind: 'aws', config: { readyTimeoutMs: 120_000 }, want: 120_000 },
@@ -81,6 +84,28 @@ describe('the DMZ client\'s wait for a booting VM (spec.readyTimeoutMs)', () => 
   // window, which leaves the instance's start and the agent's last report their allowance of the wait.
   it('covers the boot agent\'s whole window on a cloud, with its start allowance', () => {
     expect(agentWindowSeconds(CLOUD_READY_TIMEOUT_MS) * 1000 + AGENT_START_ALLOWANCE_MS).toBeLessThanOrEqual(CLOUD_READY_TIMEOUT_MS);
+  });
+  // The sim's agents paused up to 60 s in all (besides their tries) within a wait of 60 s: their window is now the
+  // boot agent's of the same wait (the registry's sim gets the config's readyTimeoutMs; the embedded one the default).
+  it.each([{ config: {} }, { config: { readyTimeoutMs: 5_000 } }])('covers the sim agents\' whole window, with config $config', async ({ config }) => {
+    const wait = readyTimeoutOf('sim', config);
+    expect(simBootWindowMs({ readyTimeoutMs: wait }) + Math.min(AGENT_START_ALLOWANCE_MS, wait / 2)).toBeLessThanOrEqual(wait);
+    const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-sim-window-'));
+    try {
+      const driver = (await simDriverFactory({
+        dataCenter: { name: 'miami' },
+        stateDir: dir,
+        config,
+        credentialKey: credentialKey('t', 'miami'),
+      } as unknown as DriverContext)) as SimDriver;
+      try {
+        expect(driver.bootWindowMs).toBe(simBootWindowMs({ readyTimeoutMs: wait }));
+      } finally {
+        await driver.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -127,7 +127,7 @@ export const applyCodes = defineCodes({
   },
   'apply.member-failed': {
     summary: 'Member failed',
-    doc: 'One member of a fleet could not reach its planned state; the others went on. The detail names the step and the cause; plan again to retry from where it stopped.',
+    doc: 'One member of a fleet could not reach its planned state; the others went on. The detail names the step and the cause, then, on a line of its own, what to do, by cause (engine/apply/failure-cause.ts): a veto by the authority (`apply.step-vetoed`) comes back on every re-run, so change the spec or the policy pack whose rule it names; a cloud\'s failure (`apply.step-failed`) leaves the VM where it was or in a failure state (CreateFailed, BootFailed) that the next `fleet apply` takes on along the pack\'s recovery edges (docs/recovery.md), so run it again, once what the error names (capacity: free some or lower the count; credentials: the data center\'s role) is fixed; a timeout (a cloud call, or a boot past the DMZ client\'s spec.readyTimeoutMs) and a boot the authority denied (the VM terminated or powered off, the record holding it BootFailed; `fleet history ADDRESS` says why) are recovered the same way; a DMZ client that did not answer: run it again once it does (idempotency keys: nothing is done twice); a request the DMZ client refused: the code it quotes says what to fix.',
     severity: 'error',
   },
   'apply.rollout-stopped': {

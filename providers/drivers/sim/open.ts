@@ -53,5 +53,13 @@ export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
   }
 }
 
+// The DMZ client config's readyTimeoutMs is its wait for a boot: the agents' boot window fits inside it, as the aws and azure drivers' do.
 export const simDriverFactory: DriverFactory = (ctx) =>
-  createSimDriver({ dataCenter: ctx.dataCenter.name, stateDir: ctx.stateDir, capacity: ctx.dataCenter.capacity, ...(ctx.dataCenter.sim ?? {}), credentialKey: ctx.credentialKey });
+  createSimDriver({
+    dataCenter: ctx.dataCenter.name,
+    stateDir: ctx.stateDir,
+    capacity: ctx.dataCenter.capacity,
+    ...(ctx.dataCenter.sim ?? {}),
+    ...(ctx.config.readyTimeoutMs !== undefined ? { readyTimeoutMs: ctx.config.readyTimeoutMs } : {}),
+    credentialKey: ctx.credentialKey,
+  });

@@ -1,7 +1,25 @@
 // The sim driver's settings: its state folder, capacity, latency, faults to
 // inject, and the key its scoped credentials are checked with.
 import type { KeyObject } from 'node:crypto';
+import { agentWindowSeconds } from '../../boot-agent/index.ts';
 import type { DriverCall, DriverErrorKind } from '../types.ts';
+
+/**
+ * How long the DMZ client of a sim data center waits for a booting VM's agent (awaitReady) when its config does not
+ * say (spec.readyTimeoutMs): the sim's VMs boot in milliseconds, but their agents ride out a restarting authority.
+ */
+export const SIM_READY_TIMEOUT_MS = 60_000;
+
+/**
+ * How long a sim VM's agent may spend asking the boot endpoint (its tries and the pauses between them), from its
+ * first try: bootRetryBudgetMs, else the boot agent's window of the DMZ client's wait (agentWindowSeconds of
+ * readyTimeoutMs), as the aws and azure drivers give their agents. Its retries once had 60 s of pauses alone, as
+ * long as the DMZ client's default wait: awaitReady timed out while the agent still asked, and a boot approved
+ * after that left a VM running whose boot the record held failed.
+ */
+export function simBootWindowMs(o: Pick<SimOptions, 'bootRetryBudgetMs' | 'readyTimeoutMs'>): number {
+  return o.bootRetryBudgetMs ?? agentWindowSeconds(o.readyTimeoutMs ?? SIM_READY_TIMEOUT_MS) * 1000;
+}
 
 export interface SimOptions {
   dataCenter: string;
@@ -19,8 +37,9 @@ export interface SimOptions {
   /** Time a VM's agent takes to boot before it calls the boot endpoint. Default latencyMs. */
   bootMs?: number;
   /**
-   * How long a VM's agent may pause in all between its tries of a boot endpoint that answers 408, 429 (its limit)
-   * or 5xx, or none (12 tries at most, 10 ms doubling up to 2 s apart; a 429's Retry-After is waited out within it). Default 60 000 (DEFAULT_RETRY_BUDGET_MS).
+   * How long a VM's agent may spend, from its first try, asking a boot endpoint that answers 408, 429 (its limit)
+   * or 5xx, or none (12 tries at most, 10 ms doubling up to 2 s apart; a 429's Retry-After is waited out within it).
+   * Default: its boot window inside readyTimeoutMs (simBootWindowMs: 30 000 for the default 60 000).
    */
   bootRetryBudgetMs?: number;
   /** Share of mutating calls that fail with a transient error, 0 to 1. */
@@ -35,7 +54,11 @@ export interface SimOptions {
   callTimeoutMs?: number;
   /** Seed of errorRate's PRNG. Default 1. */
   seed?: number;
-  /** How long awaitReady waits by default. Default 30 000. */
+  /**
+   * How long the DMZ client waits for a boot (its config's spec.readyTimeoutMs, the awaitReady timeoutMs it passes):
+   * awaitReady without a timeoutMs waits this long, and the agents' boot window is cut to fit inside it
+   * (simBootWindowMs). Default SIM_READY_TIMEOUT_MS.
+   */
   readyTimeoutMs?: number;
   /**
    * How long to wait for another process that has this data center open

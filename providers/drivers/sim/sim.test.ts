@@ -13,7 +13,9 @@ import { credentialKey, sha256, signScopedToken } from '../../../protocol/index.
 import type { DriverError} from '../types.ts';
 import { type ScopedCredentials } from '../types.ts';
 import { signedCredentials, testCredentialKey } from './testing.ts';
+import { agentWindowSeconds } from '../../boot-agent/index.ts';
 import { createSimDriver } from './open.ts';
+import { SIM_READY_TIMEOUT_MS, simBootWindowMs } from './options.ts';
 import { seededRandom, type SimDriver } from './sim.ts';
 import { parseSimState, readSimState, simLogFile, simStateFile } from './state-file.ts';
 
@@ -468,17 +470,45 @@ describe('sim driver', () => {
       it('within its retry budget: a Retry-After past it fails the boot once the budget is spent, not after an hour', async () => {
         const ep = await limited(3_600_000, '3600');
         try {
-          const d = await sim({ bootRetryBudgetMs: 50 });
+          const d = await sim({ bootRetryBudgetMs: 500 });
           const ref = await booted(d, false, 'the-key', ep.url);
           await expect(d.awaitReady(creds(), ref, { timeoutMs: 10_000 })).rejects.toMatchObject({
             kind: 'boot-failed',
-            message: expect.stringContaining('boot endpoint unreachable after 2 attempts: boot endpoint answered 429'),
+            message: expect.stringMatching(/boot endpoint unreachable after 2 attempts( over \d+ s)?: boot endpoint answered 429/),
           });
           expect(ep.statuses).toEqual([429, 429]);
         } finally {
           await ep.close();
         }
       });
+
+      // The DMZ client waits readyTimeoutMs for a boot (60 s for a sim by default). The sim's agents could pause 60 s
+      // in all besides their tries, as long as the wait: behind a long limit, awaitReady timed out (`timeout`) while the
+      // agent still asked, and a boot approved after that left the VM running. Now they ask within the boot agent's
+      // window of that wait (agentWindowSeconds: here 3 s of 6), and the boot fails inside the wait, for its reason.
+      it('within the boot window of the DMZ client\'s wait: the boot fails with the agent\'s reason before awaitReady times out', async () => {
+        const ep = await limited(3_600_000, '3600');
+        try {
+          const d = await sim({ readyTimeoutMs: 6_000 });
+          const ref = await booted(d, false, 'the-key', ep.url);
+          await expect(d.awaitReady(creds(), ref)).rejects.toMatchObject({
+            kind: 'boot-failed',
+            message: expect.stringMatching(/boot endpoint unreachable after 2 attempts over \d+ s: boot endpoint answered 429/),
+          });
+          expect(ep.statuses).toEqual([429, 429]);
+        } finally {
+          await ep.close();
+        }
+      });
+    });
+
+    it.each([
+      { name: 'the default wait', o: {}, want: agentWindowSeconds(SIM_READY_TIMEOUT_MS) * 1000 },
+      { name: 'a DMZ client waiting 300 s', o: { readyTimeoutMs: 300_000 }, want: 180_000 },
+      { name: 'bootRetryBudgetMs set', o: { readyTimeoutMs: 300_000, bootRetryBudgetMs: 50 }, want: 50 },
+    ])('the agents\' boot window fits inside the DMZ client\'s wait: $name, $want ms', ({ o, want }) => {
+      expect(simBootWindowMs(o)).toBe(want);
+      expect(want).toBeLessThan(o.readyTimeoutMs ?? SIM_READY_TIMEOUT_MS);
     });
 
     it('a boot endpoint answering 503 for a while (its authority restarting): asked again as the boot agent does, up to 12 times, and the VM boots', async () => {

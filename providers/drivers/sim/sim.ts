@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { scopedTokenProblem, sha256 } from '../../../protocol/index.ts';
 import { postJson, sendTarget } from '../../http-send.ts';
-import { DEFAULT_RETRY_BUDGET_MS, backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryPolicy } from '../../retry.ts';
+import { backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryPolicy } from '../../retry.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
 import type { BootResponse } from '../../../protocol/index.ts';
 import {
@@ -28,7 +28,7 @@ import {
   type VmRef,
 } from '../types.ts';
 import { SimLog } from './log.ts';
-import type { SimOptions } from './options.ts';
+import { SIM_READY_TIMEOUT_MS, simBootWindowMs, type SimOptions } from './options.ts';
 import type { SimVm } from './state-file.ts';
 
 
@@ -145,6 +145,11 @@ export class SimDriver implements Driver {
         this.startAgent(vm, vm.bootToken);
       }
     }
+  }
+
+  /** How long each of its VMs' agents may spend asking the boot endpoint (simBootWindowMs). */
+  get bootWindowMs(): number {
+    return simBootWindowMs(this.o);
   }
 
   private get latency(): number {
@@ -318,14 +323,19 @@ export class SimDriver implements Driver {
       // spent in 150 ms, failing the boot), within the retry budget; without one, the backoff (10 ms doubling, at most
       // 2 s apart). 12 tries, as the agent's: a boot endpoint whose authority restarts (a second or two, more on a
       // loaded machine) answers 503 meanwhile, and five tries in 150 ms failed the boot of a VM the apply rode out.
-      const policy: RetryPolicy = { retries: 11, budgetMs: this.o.bootRetryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS, baseDelayMs: Math.max(this.latency, 10), maxDelayMs: 2_000 };
-      let slept = 0;
+      // All of it within the agent's boot window (simBootWindowMs), measured from its first try as agent.sh measures
+      // its own: it gives up, and the boot fails, while the DMZ client's awaitReady still waits for it.
+      const policy: RetryPolicy = { retries: 11, budgetMs: simBootWindowMs(this.o), baseDelayMs: Math.max(this.latency, 10), maxDelayMs: 2_000 };
+      const began = Date.now();
+      const spent = () => Date.now() - began;
       let retried = 0;
       for (; ; retried++) {
         let asked: number | undefined;
         try {
           this.bootTarget ??= sendTarget(new URL(url), this.bootCa ? { ca: this.bootCa } : undefined);
-          const res = await postJson(this.bootTarget, { cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }, 30_000);
+          // Each try gets at most the window's time left (30 s at most, 1 s at least), as agent.sh's tries do.
+          const tryMs = Math.min(30_000, Math.max(1_000, policy.budgetMs - spent()));
+          const res = await postJson(this.bootTarget, { cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }, tryMs);
           if (res.status === 408 || res.status === 429 || res.status >= 500) {
             lastError = `boot endpoint answered ${res.status}`;
             asked = retryAfterMs(res.retryAfter);
@@ -335,13 +345,13 @@ export class SimDriver implements Driver {
         } catch (err) {
           lastError = (err as Error).message;
         }
-        if (answer !== undefined || stale() || !mayRetry(policy, retried, slept)) break;
+        if (answer !== undefined || stale() || !mayRetry(policy, retried, spent())) break;
         // The backoff's upper end (no jitter: the sim's random draws are errorRate's, and stay so), or the answer's wait.
-        const wait = Math.min(Math.max(backoffMs(retried, policy.baseDelayMs, policy.maxDelayMs, () => 1), asked ?? 0), policy.budgetMs - slept);
-        await this.delay(wait);
-        slept += wait;
+        const wait = Math.min(Math.max(backoffMs(retried, policy.baseDelayMs, policy.maxDelayMs, () => 1), asked ?? 0), policy.budgetMs - spent());
+        await this.delay(Math.max(0, wait));
         if (stale()) return;
       }
+      const slept = spent();
       // An answer that came after another change ended this boot is not acted on.
       if (stale()) return;
       if (answer === undefined) {
@@ -385,7 +395,7 @@ export class SimDriver implements Driver {
   private async settle(ref: VmRef, opts: { timeoutMs?: number }): Promise<CloudVm> {
     const vm = this.find(ref);
     if (!vm) throw new DriverError('not-found', `sim ${this.dataCenter} has no VM ${ref.cloudId ?? ref.vmId}`);
-    const timeoutMs = opts.timeoutMs ?? this.o.readyTimeoutMs ?? 30_000;
+    const timeoutMs = opts.timeoutMs ?? this.o.readyTimeoutMs ?? SIM_READY_TIMEOUT_MS;
     const settled = () => vm.agent === 'ready' || vm.agent === 'failed' || vm.agent === 'none' || vm.status === 'terminated';
     if (!settled()) {
       await new Promise<void>((resolve) => {
