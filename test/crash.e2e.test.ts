@@ -317,42 +317,11 @@ describe('a re-run given --lock-timeout (embedded)', () => {
 // A saved plan (the CI's apply on merge) killed mid-apply: the same file applied again is refused, since a saved plan
 // is applied exactly and once, but the refusal said only "The record changed since plan … was made", as if another
 // apply had raced it. It says now that this very plan was applied in part, and that a fresh `fleet apply` continues.
+// And the killed apply stayed `running` in the record's list of applies (the dashboard's "recent applies") when its
+// only re-run was the saved plan applied again: only a fresh `fleet apply` recorded dead applies `interrupted`. The
+// refused re-run holds the plan's locks (a live apply of the plan would too), so it knows that apply is gone.
 describe('a saved plan killed mid-apply (embedded)', () => {
-  it('applied again: refused as applied in part already, naming the way on; a fresh apply converges in one re-run', async () => {
-    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS });
-    try {
-      await stack.spec('web', fleetYaml('web', { count: COUNT }));
-      const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
-      const file = join(stack.dir, 'plan.json');
-      const plan = await fleet(['plan', '--out', file, '--stack', stack.dir], env);
-      expect(plan.code, plan.stderr).toBe(0);
-      const first = await fleet(['apply', file, '--format', 'json', '--stack', stack.dir], env, { killAfterDone: CI_POINTS[1] });
-      expect(first.killed, `the apply ended before step ${CI_POINTS[1]}: ${first.stderr}`).toBe(true);
-      const id = (JSON.parse(await readFile(file, 'utf8')) as { id: string }).id;
-      const again = await fleet(['apply', file, '--format', 'json', '--stack', stack.dir], env);
-      expect(again.code).toBe(1);
-      const diags = again.stdout
-        .split('\n')
-        .filter((l) => l.includes('"type":"diagnostic"'))
-        .map((l) => JSON.parse(l) as { code: string; detail: string });
-      const stale = diags.find((e) => e.code === 'apply.stale-plan');
-      expect(stale?.detail).toContain(`Plan ${id} was applied in part already: its apply (by `);
-      expect(stale?.detail).toContain('stopped before it ended (killed, or interrupted)');
-      expect(stale?.detail).toContain('Run `fleet apply` (a fresh plan, which continues from what the record holds)');
-      const fresh = await fleet(['apply', '--yes', '--stack', stack.dir], env);
-      expect(fresh.code, `the re-run failed: ${fresh.stderr.slice(0, 3000)}`).toBe(0);
-      await converged(stack, `pglite://${join(stack.dir, '.fleet', 'record')}`, 'e2e', ['miami', 'richmond'], COUNT);
-    } finally {
-      await stack.remove();
-    }
-  }, 300_000);
-});
-
-// A killed apply stayed `running` in the record's list of applies (the dashboard's "recent applies") when its only
-// re-run was the saved plan applied again: only a fresh `fleet apply` recorded dead applies `interrupted`. The refused
-// re-run holds the plan's locks (a live apply of the plan would too), so it knows that apply is gone, and says so.
-describe('a saved plan killed mid-apply, applied again (embedded)', () => {
-  it('the refused re-run records the killed apply interrupted and closes its unanswered steps', async () => {
+  it('applied again: refused as applied in part already, naming the way on, the killed apply recorded interrupted with its unanswered steps closed; a fresh apply converges in one re-run', async () => {
     const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS });
     try {
       await stack.spec('web', fleetYaml('web', { count: COUNT }));
@@ -378,8 +347,18 @@ describe('a saved plan killed mid-apply, applied again (embedded)', () => {
       expect((await applies()).result).toBe('running');
       const again = await fleet(['apply', file, '--format', 'json', '--stack', stack.dir], env);
       expect(again.code).toBe(1);
-      expect(again.stdout).toContain('"code":"apply.stale-plan"');
+      const diags = again.stdout
+        .split('\n')
+        .filter((l) => l.includes('"type":"diagnostic"'))
+        .map((l) => JSON.parse(l) as { code: string; detail: string });
+      const stale = diags.find((e) => e.code === 'apply.stale-plan');
+      expect(stale?.detail).toContain(`Plan ${id} was applied in part already: its apply (by `);
+      expect(stale?.detail).toContain('stopped before it ended (killed, or interrupted)');
+      expect(stale?.detail).toContain('Run `fleet apply` (a fresh plan, which continues from what the record holds)');
       expect(await applies()).toEqual({ result: 'interrupted', open: 0 });
+      const fresh = await fleet(['apply', '--yes', '--stack', stack.dir], env);
+      expect(fresh.code, `the re-run failed: ${fresh.stderr.slice(0, 3000)}`).toBe(0);
+      await converged(stack, recordUrl, 'e2e', ['miami', 'richmond'], COUNT);
     } finally {
       await stack.remove();
     }
