@@ -63,6 +63,33 @@ describe('the built CLI', () => {
     expect(graph.stdout).toContain('Requested');
   }, 120_000);
 
+  // Every command starts from main.js, so what it imports statically (the chunks it names in `import … from`,
+  // transitively; a command's own work is behind `await import()`) is loaded by `fleet --version` and `fleet
+  // validate` too. One value import of the apply barrel by the apply command's module (a hint function) made that
+  // the executor, the record, the DMZ client's protocol schemas, Fastify and prom-client: `--version` went from
+  // 0.16 to 0.33 s and `validate` from 0.25 to 0.39 s (bench:start, issue 20's targets <= 0.25 s).
+  it('loads at start-up only what every command needs: no service, record or apply code, no heavy package', async () => {
+    const seen = new Set<string>();
+    const packages = new Set<string>();
+    const sources = new Set<string>();
+    const walk = async (file: string): Promise<void> => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const text = await readFile(join(out, file), 'utf8');
+      for (const m of text.matchAll(/^(?:import|export)\s[^;]*?from\s*"([^"]+)"|^import\s*"([^"]+)"/gms)) {
+        const spec = m[1] ?? m[2];
+        if (spec.startsWith('./')) await walk(spec.slice(2));
+        else if (!spec.startsWith('node:')) packages.add(spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/'));
+      }
+      // esbuild names each source it bundles in a comment of its own.
+      for (const m of text.matchAll(/^\/\/ ((?:engine|providers|protocol|specs|policies)\/\S+)$/gm)) sources.add(m[1]);
+    };
+    await walk('main.js');
+    expect(sources).toContain('engine/cli/main.ts');
+    expect([...packages].sort()).toEqual(['commander', 'yaml']);
+    expect([...sources].filter((s) => /^(engine\/(apply\/(?!failure-cause\.ts)|authority\/|observability\/|plan\/(?!render\/formats\.ts))|providers\/|protocol\/schemas\/)|^engine\/record\/(record|open)\.ts$/.test(s))).toEqual([]);
+  });
+
   // A pack kept in a repository of its own has no package.json with "type":
   // "module" above it, so Node takes its .ts modules for CommonJS, which the
   // ESM loader hooks do not reach: the built CLI and the sources alike said

@@ -4,7 +4,10 @@ import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, diag, escapeUnseen, fsReason, type Diagnostic } from '../../diags/index.ts';
-import { failureHint, type ApplyEvent, type ApplyResult, type MemberFailure, type ProgressMode, type StackSession } from '../../apply/index.ts';
+import type { ApplyEvent, ApplyResult, MemberFailure, ProgressMode, StackSession } from '../../apply/index.ts';
+// Not the apply barrel: a value import of it made every command, `--version` too, load the executor, the record and
+// Fastify at start-up (test/build.e2e.test.ts checks what the entry loads).
+import { failureHint } from '../../apply/failure-cause.ts';
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
 import { type CliIO, modeOf, reportDiagnostics, runCommand, useColor } from '../io.ts';
