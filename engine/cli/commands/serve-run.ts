@@ -152,11 +152,10 @@ function replicaCount(io: CliIO, flag: string | undefined): number {
   return n;
 }
 
-// How long a cloud driver's boot may take to report ready when the DmzClient config does not say
-// (spec.readyTimeoutMs): one constant with the boot agent's window, which is cut to fit inside it.
-export { CLOUD_READY_TIMEOUT_MS };
-
-/** How long the DMZ client waits for a booting VM's agent: the config's spec.readyTimeoutMs, else by driver. */
+/**
+ * How long the DMZ client waits for a booting VM's agent: the config's spec.readyTimeoutMs, else by driver
+ * (CLOUD_READY_TIMEOUT_MS is the boot agent's, whose window is cut to fit inside it).
+ */
 export function readyTimeoutOf(kind: string, config: Pick<DmzClientSpec, 'readyTimeoutMs'>): number {
   return config.readyTimeoutMs ?? (kind === 'sim' ? SIM_READY_TIMEOUT_MS : CLOUD_READY_TIMEOUT_MS);
 }
