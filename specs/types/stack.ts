@@ -105,7 +105,7 @@ export interface DataCenter {
    */
   name: string;
   /**
-   * `embedded` (the CLI runs a simulated data center in-process) or the DMZ client's base URL.
+   * `embedded` (the CLI runs a simulated data center in-process) or the DMZ client's base URL, e.g. `https://dmz.miami.example:8443` (`http://` only on loopback: the CLI's token goes with every request, `tls.plain-remote`).
    */
   address: string;
   location: Location;
@@ -268,7 +268,7 @@ export interface ApplySettings {
  */
 export interface AuthoritySettings {
   /**
-   * The authority's base URL, e.g. `https://authority.example:7400` (`http://` only on loopback).
+   * The authority's base URL, e.g. `https://authority.example:7400` (`http://` only on loopback: the CLI's token goes with every request, `tls.plain-remote`).
    */
   address: string;
   /**
