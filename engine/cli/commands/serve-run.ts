@@ -362,6 +362,13 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       `${tlsFlags.join(', ')} given, but --authority ${opts.authority} is not https://: they would never be used and this DMZ client's token would cross the network in clear text. Give the authority's https:// address.`,
     );
   }
+  // Every call to the authority carries this client's token (and boots bring disk keys back): plain HTTP only on loopback.
+  if (authorityUrl.protocol === 'http:' && !isLoopbackHost(authorityUrl.hostname)) {
+    fail(
+      'tls.plain-remote',
+      `--authority ${opts.authority} is plain HTTP to another machine: this DMZ client's token (FLEET_DMZ_TOKEN_<DC>) would go with every call, and the disk keys of booting VMs would come back, in clear text. Give the authority's https:// address (it serves TLS with --tls-cert and --tls-key; --authority-ca verifies it); plain http:// is only for an authority on this machine.`,
+    );
+  }
   const authorityEnv = authorityTokenEnv(dc.name);
   const clientEnv = tokenEnvOf(dc);
   const authorityToken = io.env[authorityEnv];

@@ -321,6 +321,15 @@ describe('fleet serve', () => {
     ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.plain-address', detail: expect.stringContaining(`${flags} given, but --authority http://127.0.0.1:7400 is not https://`) }] });
   });
 
+  // Found by QA: with no TLS flag, an http:// --authority on another machine was taken, and every authorize, report and
+  // boot went there with FLEET_DMZ_TOKEN_<DC> in clear text (and the disk keys came back in clear text).
+  it.each(['http://authority.example:7400', 'http://10.0.0.5:7400', 'http://[fd00::5]:7400'])('a DMZ client given the plain --authority %s off loopback is refused (tls.plain-remote) before any port opens', async (authority) => {
+    const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env: { FLEET_DMZ_TOKEN_MIAMI: 'm', MIAMI_CLI_TOKEN: 'mc' } };
+    await expect(
+      serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', authority, port: '0', host: '127.0.0.1', stateDir: join(dir, 'plain-remote') }),
+    ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.plain-remote', detail: expect.stringContaining(`--authority ${authority} is plain HTTP to another machine`) }] });
+  });
+
   it('a DMZ client requiring client certificates (FLEET_TLS_CLIENT_CA) boots VMs: its sim agents trust FLEET_BOOT_CA and present no certificate', async () => {
     const { TestCa, writePemFiles } = await import('../../transport/testing.ts');
     const ca = new TestCa();
