@@ -1,6 +1,6 @@
 // What a failed exchange with a DMZ client is called in a diagnostic: its
 // error body's message, a TLS refusal (never retried), or why the request
-// could not be sent. Used by providers/client.ts.
+// could not be sent. Used by providers/client.ts and providers/authority-plans.ts.
 import type { ErrorBody } from '../protocol/index.ts';
 
 /** The message of an error answer's body (`{ error: { message } }`, or a bare `message`). */
@@ -29,16 +29,47 @@ export function tlsRefused(err: unknown): boolean {
   return cause !== undefined && (SERVER_CERT_UNTRUSTED.test(cause) || CLIENT_CERT_REFUSED.test(cause));
 }
 
-/** Why a request could not be sent, for a diagnostic: no answer in time, a TLS refusal (and what to fix), or the network error. */
-export function describeFetchError(err: unknown, timeoutMs: number): string {
+/** http-send's message for an answer whose connection closed before it was complete. */
+export const INCOMPLETE_ANSWER = 'the connection closed before the answer was complete';
+
+/** What to fix when a TLS certificate is not trusted by the caller, or refused by the server: the settings of the hop. */
+export interface TlsAdvice {
+  untrusted: string;
+  refused: string;
+}
+
+/** The CLI's hop to a data center's DMZ client (stack.yaml, `auth.clientCert`). */
+export const DMZ_TLS_ADVICE: TlsAdvice = {
+  untrusted: "give the CA bundle that signed it as the data center's auth.clientCert.caFile in stack.yaml",
+  refused: "the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca)",
+};
+
+/**
+ * Why a request could not be sent, for a diagnostic: no answer in time, a
+ * TLS refusal (and what to fix: `advice`), or the network error. A
+ * connection cut before any answer (ECONNRESET) is what a server speaking TLS
+ * does with a plain http:// request (`sent.plainHttp`), and what a TLS server
+ * refusing the client certificate may do instead of an alert (`sent.clientCert`:
+ * one was presented): the diagnostic says so.
+ */
+export function describeFetchError(err: unknown, timeoutMs: number, advice: TlsAdvice = DMZ_TLS_ADVICE, sent: { plainHttp?: boolean; clientCert?: boolean } = {}): string {
   const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `did not answer within ${timeoutMs} ms`;
   const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
   if (cause && SERVER_CERT_UNTRUSTED.test(cause)) {
-    return `could not be reached: its TLS certificate is not trusted (${cause}: ${e?.message ?? ''}); give the CA bundle that signed it as the data center's auth.clientCert.caFile in stack.yaml`;
+    return `could not be reached: its TLS certificate is not trusted (${cause}: ${e?.message ?? ''}); ${advice.untrusted}`;
   }
   if (cause && CLIENT_CERT_REFUSED.test(cause)) {
-    return `refused this CLI's TLS client certificate (${cause}); the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca)`;
+    return `refused this CLI's TLS client certificate (${cause}); ${advice.refused}`;
+  }
+  // (Not an answer cut off midway: http-send's own ECONNRESET, after a status line came.)
+  if (cause === 'ECONNRESET' && e?.message !== INCOMPLETE_ANSWER) {
+    if (sent.plainHttp) {
+      return `could not be reached (${cause}: the connection was cut before any answer, which is what a service serving HTTPS does with a plain http:// request; if it serves TLS, give its https:// address)`;
+    }
+    if (sent.clientCert) {
+      return `could not be reached (${cause}: the connection was cut before any answer, which is what a service may do that refused this CLI's TLS client certificate; ${advice.refused})`;
+    }
   }
   return `could not be reached (${cause ?? e?.message ?? String(err)})`;
 }

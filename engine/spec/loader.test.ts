@@ -364,6 +364,14 @@ describe('problems', () => {
     });
   });
 
+  it("resolves the authority's caFile, certFile and keyFile against the stack folder", async () => {
+    const extra = "  authority: { address: 'https://authority.example:7400', caFile: certs/ca.pem, certFile: certs/cli.pem, keyFile: /abs/cli-key.pem }\n";
+    const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics).toEqual([]);
+    expect(r.stack!.authority).toMatchObject({ caFile: join(dir, 'certs/ca.pem'), certFile: join(dir, 'certs/cli.pem'), keyFile: '/abs/cli-key.pem' });
+  });
+
   it('never throws for a folder that does not exist', async () => {
     const r = await loadStack('/nonexistent/stack', { env: {} });
     expect(codes(r.diagnostics)).toEqual(['spec.stack-not-found']);

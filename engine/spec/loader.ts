@@ -479,6 +479,8 @@ function toLoadedStack(
             address: s.authority.address,
             tokenEnv: s.authority.tokenEnv ?? AUTHORITY_CLI_TOKEN_ENV,
             ...(s.authority.caFile ? { caFile: resolve(p.dir, s.authority.caFile) } : {}),
+            ...(s.authority.certFile ? { certFile: resolve(p.dir, s.authority.certFile) } : {}),
+            ...(s.authority.keyFile ? { keyFile: resolve(p.dir, s.authority.keyFile) } : {}),
             where: valueWhere(src, ['spec', 'authority']),
           },
         }

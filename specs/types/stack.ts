@@ -279,4 +279,12 @@ export interface AuthoritySettings {
    * PEM CA bundle the authority's certificate is verified against, relative to this file (default: the system's CAs).
    */
   caFile?: string;
+  /**
+   * PEM client certificate the CLI presents to an authority that requires client certificates (it runs with --client-ca), relative to this file; with keyFile.
+   */
+  certFile?: string;
+  /**
+   * The private key of certFile (PEM, unencrypted, kept 0600), relative to this file.
+   */
+  keyFile?: string;
 }
