@@ -42,6 +42,7 @@ export function authorityToken(a: AuthoritySettings, env: NodeJS.ProcessEnv): st
 
 /** What to fix on this hop when a certificate is not trusted or refused: the stack's `authority` settings. */
 const AUTHORITY_TLS_ADVICE: TlsAdvice = {
+  who: "this CLI's",
   untrusted: "give the CA bundle that signed it as authority.caFile in stack.yaml",
   refused:
     'the authority requires a client certificate its CA signed (it runs with --client-ca): give the CLI\'s certificate and key as authority.certFile and authority.keyFile in stack.yaml',

@@ -32,14 +32,22 @@ export function tlsRefused(err: unknown): boolean {
 /** http-send's message for an answer whose connection closed before it was complete. */
 export const INCOMPLETE_ANSWER = 'the connection closed before the answer was complete';
 
-/** What to fix when a TLS certificate is not trusted by the caller, or refused by the server: the settings of the hop. */
+/**
+ * What to fix when a TLS certificate is not trusted by the caller, or refused
+ * by the server: the settings of the hop, and who the caller is. The fix goes
+ * before the OpenSSL code, so a line cut short (a /readyz check's 200
+ * characters) keeps it.
+ */
 export interface TlsAdvice {
+  /** The caller, as the owner of a client certificate: `this CLI's`. */
+  who: string;
   untrusted: string;
   refused: string;
 }
 
 /** The CLI's hop to a data center's DMZ client (stack.yaml, `auth.clientCert`). */
 export const DMZ_TLS_ADVICE: TlsAdvice = {
+  who: "this CLI's",
   untrusted: "give the CA bundle that signed it as the data center's auth.clientCert.caFile in stack.yaml",
   refused: "the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca)",
 };
@@ -57,18 +65,18 @@ export function describeFetchError(err: unknown, timeoutMs: number, advice: TlsA
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `did not answer within ${timeoutMs} ms`;
   const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
   if (cause && SERVER_CERT_UNTRUSTED.test(cause)) {
-    return `could not be reached: its TLS certificate is not trusted (${cause}: ${e?.message ?? ''}); ${advice.untrusted}`;
+    return `could not be reached: its TLS certificate is not trusted; ${advice.untrusted} (${cause}: ${e?.message ?? ''})`;
   }
   if (cause && CLIENT_CERT_REFUSED.test(cause)) {
-    return `refused this CLI's TLS client certificate (${cause}); ${advice.refused}`;
+    return `refused ${advice.who} TLS client certificate: ${advice.refused} (${cause})`;
   }
   // (Not an answer cut off midway: http-send's own ECONNRESET, after a status line came.)
   if (cause === 'ECONNRESET' && e?.message !== INCOMPLETE_ANSWER) {
     if (sent.plainHttp) {
-      return `could not be reached (${cause}: the connection was cut before any answer, which is what a service serving HTTPS does with a plain http:// request; if it serves TLS, give its https:// address)`;
+      return `could not be reached: the connection was cut before any answer, as a service serving HTTPS does with a plain http:// request; if it serves TLS, give its https:// address (${cause})`;
     }
     if (sent.clientCert) {
-      return `could not be reached (${cause}: the connection was cut before any answer, which is what a service may do that refused this CLI's TLS client certificate; ${advice.refused})`;
+      return `could not be reached: the connection was cut before any answer, as a service may that refused ${advice.who} TLS client certificate: ${advice.refused} (${cause})`;
     }
   }
   return `could not be reached (${cause ?? e?.message ?? String(err)})`;
