@@ -2,7 +2,7 @@
 // secret's file (credentials' scoped tokens: credentials/scoped.ts). (sha256 and sameSecret, which every party
 // uses, are in protocol/hash.ts.)
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBase64url } from '../../protocol/index.ts';
 
@@ -24,16 +24,54 @@ export function diskKey(secret: string, vmId: string): string {
   return createHmac('sha256', secret).update(`disk-key:${vmId}`).digest('base64url');
 }
 
-/** Reads the authority's secret from `file`, creating it (mode 0600) on first use. */
-export function loadOrCreateSecret(file: string): string {
+/**
+ * The secret in `file`, or undefined when there is none (no file, or only
+ * blanks). A file anyone but its owner may read is made 0600 first (one
+ * copied in, or written by an older version): it holds what every disk key
+ * is derived from.
+ */
+function readSecret(file: string): string | undefined {
+  let fd: number;
   try {
-    const s = readFileSync(file, 'utf8').trim();
-    if (s !== '') return s;
+    fd = openSync(file, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    if ((fstatSync(fd).mode & 0o077) !== 0) fchmodSync(fd, 0o600);
+    return readFileSync(fd, 'utf8').trim() || undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Reads the authority's secret from `file`, creating it on first use: mode
+ * 0600 from its first byte (an empty file already there, whatever its mode,
+ * is made 0600 before the secret goes in), in a 0700 folder when it makes one.
+ */
+export function loadOrCreateSecret(file: string): string {
+  const existing = readSecret(file);
+  if (existing !== undefined) return existing;
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  let fd: number;
+  try {
+    fd = openSync(file, 'wx', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // Made by another process meanwhile (use its secret), or there but empty (readSecret made it 0600).
+    const made = readSecret(file);
+    if (made !== undefined) return made;
+    fd = openSync(file, 'r+');
+    ftruncateSync(fd, 0);
   }
   const secret = randomToken(32);
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  try {
+    writeSync(fd, `${secret}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   return secret;
 }
