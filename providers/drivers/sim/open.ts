@@ -3,7 +3,7 @@
 // into the snapshot. Also the registry's factory.
 import { mkdir } from 'node:fs/promises';
 import { FleetError, diag } from '../../../engine/diags/index.ts';
-import { lockFolder } from '../../../engine/durability/index.ts';
+import { lockFolder, makePrivate } from '../../../engine/durability/index.ts';
 import type { DriverFactory } from '../registry.ts';
 import type { SimOptions } from './options.ts';
 import { SimDriver } from './sim.ts';
@@ -19,6 +19,8 @@ import { readSimState, simLogFile, simStateFile } from './state-file.ts';
  */
 export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
   await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  // What was there before keeps no looser mode: its state, log and the DMZ client's idempotency log beside them.
+  makePrivate(opts.stateDir);
   const where = { file: opts.stateDir };
   const release = await lockFolder(opts.stateDir, {
     timeoutMs: opts.busyTimeoutMs ?? 0,
