@@ -10,7 +10,7 @@ import type { LoadedStack } from '../../spec/types.ts';
 import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
-import { credentialKey as scopedCredentialKey } from '../../../protocol/index.ts';
+import { credentialKey as scopedCredentialKey, sameSecret } from '../../../protocol/index.ts';
 import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, isLoopbackHost, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -187,12 +187,26 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   const planToken = io.env[planTokenEnv] || undefined;
   if (stack.authority && !planToken) missing.push(diag('apply.token-missing', `Set ${planTokenEnv} to the token the CLI presents to this authority to seal and register plans (stack.yaml has an authority address).`, stack.authority.where));
   if (missing.length > 0) throw new FleetError(missing);
-  const shared = sharedTokens('the authority', [
+  const tokens = [
     ...stack.dataCenters.map((d) => ({ env: authorityTokenEnv(d.name), token: io.env[authorityTokenEnv(d.name)] })),
     { env: planTokenEnv, token: planToken },
     { env: ADMIN_TOKEN_ENV, token: io.env[ADMIN_TOKEN_ENV] || undefined },
     { env: UI_TOKEN_ENV.read, token: io.env[UI_TOKEN_ENV.read] || undefined },
-  ]);
+  ];
+  const shared = sharedTokens('the authority', tokens);
+  // Every disk key, scoped credential key, plan seal and dashboard session is derived from the secret: a token holding
+  // the same value would let its holder make them all (a data center's token holder: every VM's disk key).
+  const secretEnv = io.env[AUTHORITY_SECRET_ENV];
+  for (const t of secretEnv ? tokens : []) {
+    if (t.token && sameSecret(t.token, secretEnv as string)) {
+      shared.push(
+        diag(
+          'apply.serve-config',
+          `${AUTHORITY_SECRET_ENV} holds the same value as ${t.env}: every disk key, scoped credential, plan seal and dashboard session is derived from the authority's secret, so a holder of that token could make them all. Give the secret its own random value (e.g. \`openssl rand -base64 32\`), the same on every replica.`,
+        ),
+      );
+    }
+  }
   if (shared.length > 0) throw new FleetError(shared);
   const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
   const broker = await credentialBroker(io, stack);

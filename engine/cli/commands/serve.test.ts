@@ -187,6 +187,11 @@ describe('fleet serve', () => {
     { name: 'the CLI\'s token at the authority equal to a data center\'s', args: ['serve', 'orchestrator'], env: { FLEET_AUTHORITY_TOKEN: 'tok-richmond' }, want: 'FLEET_DMZ_TOKEN_RICHMOND and FLEET_AUTHORITY_TOKEN hold the same token' },
     { name: 'a DMZ client whose CLI token is its authority token', args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], env: { MIAMI_CLI_TOKEN: 'tok-miami' }, want: 'MIAMI_CLI_TOKEN and FLEET_DMZ_TOKEN_MIAMI hold the same token' },
     { name: 'fleet ui with the admin token equal to the read token', args: ['ui', '--port', '0'], env: { FLEET_ADMIN_TOKEN: 'tok-people', FLEET_READ_TOKEN: 'tok-people' }, want: 'FLEET_ADMIN_TOKEN and FLEET_READ_TOKEN hold the same token' },
+    // Found by QA: the authority's secret (every disk key, scoped credential key, plan seal and dashboard session is
+    // derived from it) equal to a token was taken, so that token's holder could derive every VM's disk key.
+    { name: "the authority's secret equal to a data center's token", args: ['serve', 'orchestrator'], env: { FLEET_AUTHORITY_SECRET: 'tok-richmond' }, want: 'FLEET_AUTHORITY_SECRET holds the same value as FLEET_DMZ_TOKEN_RICHMOND' },
+    { name: "the authority's secret equal to the CLI's token at the authority", args: ['serve', 'orchestrator'], env: { FLEET_AUTHORITY_TOKEN: 'tok-plans', FLEET_AUTHORITY_SECRET: 'tok-plans' }, want: 'FLEET_AUTHORITY_SECRET holds the same value as FLEET_AUTHORITY_TOKEN' },
+    { name: "the authority's secret equal to the read token", args: ['serve', 'orchestrator'], env: { FLEET_READ_TOKEN: 'tok-people', FLEET_AUTHORITY_SECRET: 'tok-people' }, want: 'FLEET_AUTHORITY_SECRET holds the same value as FLEET_READ_TOKEN' },
   ])('$name: refused before any port opens (apply.serve-config), naming the variables, not the token', async ({ args, env, want }) => {
     const base = { FLEET_DMZ_TOKEN_MIAMI: 'tok-miami', FLEET_DMZ_TOKEN_RICHMOND: 'tok-richmond', FLEET_DMZ_TOKEN_VIRGINIA: 'tok-virginia', MIAMI_CLI_TOKEN: 'tok-cli', FLEET_AUTHORITY_SECRET: 'tok-secret', FLEET_ADMIN_TOKEN: '', FLEET_READ_TOKEN: '', FLEET_AUTHORITY_TOKEN: '' };
     const r = await runCli([...args, '--stack', dir], { env: { ...base, ...env } });
