@@ -16,17 +16,29 @@ const SERVER_CERT_UNTRUSTED = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNE
 /** TLS alerts of a server that refused this caller's certificate (or its lack of one). */
 const CLIENT_CERT_REFUSED = /^ERR_SSL_.*ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|ACCESS_DENIED)$/;
 
+/**
+ * Whether a TLS handshake met a plain HTTP answer (OpenSSL's "wrong version
+ * number": the first bytes back were `HTTP/1.1 400`, not a TLS record): the
+ * service at an https:// address does not serve TLS. Nothing was sent yet.
+ */
+function plainAnswer(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e?.code ?? e?.cause?.code;
+  const message = `${e?.message ?? ''} ${e?.cause?.message ?? ''}`;
+  return (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') && /wrong version number|packet length too long/i.test(message);
+}
+
 /** Whether an exchange failed by going unanswered for its whole timeout (send's TimeoutError, an aborted fetch). */
 export function timedOut(err: unknown): boolean {
   const name = (err as { name?: string } | undefined)?.name;
   return name === 'TimeoutError' || name === 'AbortError';
 }
 
-/** Whether a request failed because a TLS certificate is not trusted (by this CLI) or was refused (by the DMZ client): never retried. */
+/** Whether a request failed because a TLS certificate is not trusted (by this CLI) or was refused (by the DMZ client), or the service answered in plain HTTP: never retried. */
 export function tlsRefused(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string; message?: string } };
   const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
-  return cause !== undefined && (SERVER_CERT_UNTRUSTED.test(cause) || CLIENT_CERT_REFUSED.test(cause));
+  return plainAnswer(err) || (cause !== undefined && (SERVER_CERT_UNTRUSTED.test(cause) || CLIENT_CERT_REFUSED.test(cause)));
 }
 
 /** http-send's message for an answer whose connection closed before it was complete. */
@@ -66,6 +78,9 @@ export function describeFetchError(err: unknown, timeoutMs: number, advice: TlsA
   const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
   if (cause && SERVER_CERT_UNTRUSTED.test(cause)) {
     return `could not be reached: its TLS certificate is not trusted; ${advice.untrusted} (${cause}: ${e?.message ?? ''})`;
+  }
+  if (plainAnswer(err)) {
+    return `could not be reached: it answered in plain HTTP, so the service at this https:// address does not serve TLS: start it with --tls-cert and --tls-key (plain http:// is only for a service on this machine) (${cause ?? 'EPROTO'})`;
   }
   if (cause && CLIENT_CERT_REFUSED.test(cause)) {
     return `refused ${advice.who} TLS client certificate: ${advice.refused} (${cause})`;
