@@ -43,6 +43,11 @@ describe('the CLI at a deployed authority over TLS', () => {
     https = createServer({ cert: server.cert, key: server.key, ca: ca.cert, requestCert: true, rejectUnauthorized: true }, (req, res) => {
       req.resume();
       req.on('end', () => {
+        if (req.url?.endsWith('/too-big/v1/plans/seal')) {
+          res.writeHead(413, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: { code: 'too-large', message: 'Request body is too large' } }));
+          return;
+        }
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ seal: SEAL }));
       });
@@ -54,6 +59,14 @@ describe('the CLI at a deployed authority over TLS', () => {
 
   it('presents authority.certFile / keyFile to an authority that requires client certificates', async () => {
     expect(await sealAtAuthority(settings({ caFile: files['ca.pem'], certFile: files['cli.pem'], keyFile: files['cli-key.pem'] }), env, plan)).toEqual(SEAL);
+  });
+
+  // Found by QA: an authority refusing a plan as too large was reported as "Check FLEET_AUTHORITY_TOKEN".
+  it('a plan the authority refuses as too large: apply.authority-refused saying so, not about the token', async () => {
+    const err = await failure({ address: `https://localhost:${port}/too-big`, caFile: files['ca.pem'], certFile: files['cli.pem'], keyFile: files['cli-key.pem'] });
+    expect(err.diagnostics.map((d) => d.code)).toEqual(['apply.authority-refused']);
+    expect(err.diagnostics[0].detail).toContain('is larger than this authority takes');
+    expect(err.diagnostics[0].detail).not.toContain('FLEET_AUTHORITY_TOKEN');
   });
 
   it.each([

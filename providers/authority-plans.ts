@@ -85,6 +85,10 @@ async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: strin
   const content = e?.code ? CONTENT_CODES[e.code] : undefined;
   if (content) throw new FleetError(diag(content, `the authority ${a.address} refused the plan: ${msg}`, where));
   if (res.status >= 500 || res.status === 0) throw new FleetError(diag('apply.authority-unreachable', `POST ${url.href} answered ${res.status}: ${msg}.`, a.where));
+  if (res.status === 413) {
+    const size = (Buffer.byteLength(JSON.stringify({ plan })) / (1024 * 1024)).toFixed(1);
+    throw new FleetError(diag('apply.authority-refused', `POST ${url.href} answered 413 (too-large): the plan (${size} MiB) is larger than this authority takes (${msg}). An authority of this version takes plans up to 128 MiB; one older than it takes 1 MiB: upgrade it, or plan fewer fleets at once (--target).`, where));
+  }
   throw new FleetError(diag('apply.authority-refused', `POST ${url.href} answered ${res.status}${e?.code ? ` (${e.code})` : ''}: ${msg}. Check ${a.tokenEnv} (the authority reads the same variable).`, a.where));
 }
 
