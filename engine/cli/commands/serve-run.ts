@@ -27,6 +27,8 @@ export function authorityTokenEnv(dataCenter: string): string {
 }
 
 export const AUTHORITY_SECRET_ENV = 'FLEET_AUTHORITY_SECRET';
+/** The shortest secret the authority takes (characters; the one it makes is 43: 32 random bytes, base64url). */
+export const MIN_SECRET_LENGTH = 16;
 /** The admin token: an override (--allow-destroy) of a stack whose protect rule says `override: admin` carries a proof made with it. */
 export const ADMIN_TOKEN_ENV = 'FLEET_ADMIN_TOKEN';
 
@@ -208,7 +210,17 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     }
   }
   if (shared.length > 0) throw new FleetError(shared);
-  const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
+  const secretFile = join(stack.stateDir, 'authority.secret');
+  const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(secretFile);
+  // A VM's disk key is HMAC-SHA256(secret, its id), and a booting VM is given its own: a short secret is found
+  // offline from one disk key, and with it every other VM's, the plan-seal key and the dashboard's sessions.
+  if (secret.length < MIN_SECRET_LENGTH) {
+    const from = io.env[AUTHORITY_SECRET_ENV] ? AUTHORITY_SECRET_ENV : secretFile;
+    fail(
+      'apply.serve-config',
+      `${from} holds ${secret.length} character${secret.length === 1 ? '' : 's'}; the authority's secret must have at least ${MIN_SECRET_LENGTH} (random: every VM's disk key, the plan-seal key and the dashboard's sessions are derived from it, and a booting VM is given its own disk key, from which a short secret is found). Give it a random value, e.g. \`openssl rand -base64 32\` (the same on every replica), or unset ${AUTHORITY_SECRET_ENV} and remove ${secretFile} to have one made. A new secret means new disk keys: the encrypted disks of VMs made under the old one no longer unlock.`,
+    );
+  }
   const broker = await credentialBroker(io, stack);
   const record = await openRecord(stack.recordUrl);
   try {

@@ -202,6 +202,36 @@ describe('fleet serve', () => {
     expect(r.stderr).not.toMatch(/tok-/);
   });
 
+  // Found by QA: FLEET_AUTHORITY_SECRET=s was taken. Every VM's disk key is HMAC-SHA256(secret, vm id), and a tenant
+  // gets its own VM's disk key at boot: a secret that short is found offline from one key in no time, and with it
+  // every other VM's disk key, the plan-seal key and the dashboard's sessions.
+  it.each([
+    { name: 'FLEET_AUTHORITY_SECRET of 1 character', env: { FLEET_AUTHORITY_SECRET: 's' }, file: undefined, want: 'FLEET_AUTHORITY_SECRET holds 1 character' },
+    { name: 'FLEET_AUTHORITY_SECRET of 15 characters', env: { FLEET_AUTHORITY_SECRET: 'tok-fifteen-chr' }, file: undefined, want: 'FLEET_AUTHORITY_SECRET holds 15 characters' },
+    { name: 'an authority.secret file of 5 characters', env: {}, file: 'tok-x', want: 'authority.secret holds 5 characters' },
+  ])('$name: refused before any port opens (apply.serve-config), naming where it came from, not the secret', async ({ env, file, want }) => {
+    const stack = await mkdtemp(join(tmpdir(), 'dmzfleet-serve-secret-'));
+    try {
+      await writeFile(join(stack, 'stack.yaml'), STACK(resolve('policies/default')));
+      await mkdir(join(stack, 'specs'));
+      await writeFile(join(stack, 'specs', 'web.yaml'), FLEET);
+      if (file !== undefined) {
+        await mkdir(join(stack, '.fleet'), { mode: 0o700 });
+        await writeFile(join(stack, '.fleet', 'authority.secret'), `${file}\n`, { mode: 0o600 });
+      }
+      const base = { FLEET_DMZ_TOKEN_MIAMI: 'tok-miami', FLEET_DMZ_TOKEN_RICHMOND: 'tok-richmond', FLEET_DMZ_TOKEN_VIRGINIA: 'tok-virginia', FLEET_AUTHORITY_SECRET: '' };
+      const r = await runCli(['serve', 'orchestrator', '--port', '0', '--stack', stack], { env: { ...base, ...env } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('apply.serve-config');
+      expect(r.stderr).toContain(want);
+      expect(r.stderr).toContain('at least 16');
+      expect(r.stdout).not.toContain('listening on');
+      expect(r.stderr).not.toMatch(/tok-/);
+    } finally {
+      await rm(stack, { recursive: true, force: true });
+    }
+  });
+
   it.each([
     { service: 'orchestrator', args: [] as string[] },
     { service: 'dmz-client', args: ['--data-center', 'miami', '--authority', 'http://127.0.0.1:1'] },
@@ -211,7 +241,7 @@ describe('fleet serve', () => {
     await new Promise<void>((ok) => taken.listen(0, '127.0.0.1', ok));
     const port = (taken.address() as { port: number }).port;
     try {
-      const env = { FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_DMZ_TOKEN_VIRGINIA: 'v', MIAMI_CLI_TOKEN: 'c', FLEET_AUTHORITY_SECRET: 's' };
+      const env = { FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_DMZ_TOKEN_VIRGINIA: 'v', MIAMI_CLI_TOKEN: 'c', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
       const r = await runCli(['serve', service, ...args, '--port', String(port), '--stack', dir], { env });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('apply.serve-config');
@@ -254,7 +284,7 @@ describe('fleet serve', () => {
   });
 
   it('spec.bootLimit of the DmzClient config reaches the boot endpoint: past its denials, a boot is refused 429 boot-rate-limited', async () => {
-    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 's' };
+    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
     const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: dir, env };
     const authority = await serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1' });
     const dmz = await serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', config: 'dmz-sim-limit.yaml', authority: authority.url, port: '0', host: '127.0.0.1', stateDir: join(dir, 'limit') });
@@ -280,7 +310,7 @@ describe('fleet serve', () => {
     const server = ca.issue({ cn: 'authority', altNames: ['127.0.0.1'] });
     const files = writePemFiles({ 'cert.pem': server.cert, 'key.pem': server.key, 'ca.pem': ca.cert });
     const env = {
-      FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 's',
+      FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123',
     };
     const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
     await expect(serveOrchestrator(io, { stack: dir, port: '0', host: '0.0.0.0' })).rejects.toMatchObject({ diagnostics: [{ code: 'tls.insecure-bind' }] });
@@ -341,7 +371,7 @@ describe('fleet serve', () => {
     const server = ca.issue({ cn: 'dmz', altNames: ['127.0.0.1'] });
     const cli = ca.issue({ cn: 'fleet cli', client: true });
     const files = writePemFiles({ 'cert.pem': server.cert, 'key.pem': server.key, 'ca.pem': ca.cert, 'junk.pem': 'not a certificate' });
-    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 's' };
+    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
     const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
     const tlsEnv = { FLEET_TLS_CERT: files['cert.pem'], FLEET_TLS_KEY: files['key.pem'], FLEET_TLS_CLIENT_CA: files['ca.pem'] };
     const authority = await serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1' });
@@ -368,7 +398,7 @@ describe('fleet serve', () => {
     try {
       await writeFile(join(deployed, 'stack.yaml'), STACK(resolve('policies/default')).replace('  dataCenters:\n', '  authority: { address: "http://127.0.0.1:7400", tokenEnv: PLAN_TOKEN }\n  dataCenters:\n'));
       await mkdir(join(deployed, 'specs'));
-      const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_AUTHORITY_SECRET: 's' };
+      const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
       const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
       await expect(serveOrchestrator(io, { stack: deployed, port: '0', host: '127.0.0.1' })).rejects.toMatchObject({
         diagnostics: [{ code: 'apply.token-missing', detail: expect.stringContaining('Set PLAN_TOKEN') }],
