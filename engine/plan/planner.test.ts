@@ -561,12 +561,15 @@ describe('computePlan: fleet changes (protect)', () => {
   });
 
   // A saved plan of a new fleet did not say its protect: `fleet apply FILE` took the spec's as it was at apply time.
-  it('lists a new fleet (no record row: unprotected) with protect: true, from false, with its version 0 in the basis', () => {
+  it('lists a new fleet (no record row: unprotected) with protect: true, from false, marked new (its version 0 in the basis does not say so), with its version 0 in the basis', () => {
     const p = computePlan(input([fresh, vault], [vmRow(vault, 0)], { fleetVersions: { vault: 3 }, fleetProtection: { vault: false } }));
-    expect(p.fleetChanges).toEqual([{ fleet: 'fresh', protect: { from: false, to: true } }]);
+    expect(p.fleetChanges).toEqual([{ fleet: 'fresh', new: true, protect: { from: false, to: true } }]);
     expect(p.basis.fleets).toEqual({ fresh: 0 });
     const empty = computePlan(input([makeFleet('fresh', { count: 0, protect: true })], [], { fleetProtection: {} }));
-    expect(empty.fleetChanges).toEqual([{ fleet: 'fresh', protect: { from: false, to: true } }]);
+    expect(empty.fleetChanges).toEqual([{ fleet: 'fresh', new: true, protect: { from: false, to: true } }]);
+    // A fleet the record has a row of (fleetProtection: the record's rows) is not new, whatever version it is given.
+    const zero = computePlan(input([makeFleet('fresh', { count: 0, protect: true })], [], { fleetProtection: { fresh: false }, fleetVersions: { fresh: 0 } }));
+    expect(zero.fleetChanges).toEqual([{ fleet: 'fresh', protect: { from: false, to: true } }]);
     expect(empty.basis.fleets).toEqual({ fresh: 0 });
   });
 
@@ -646,6 +649,43 @@ describe('computePlan: re-owning a fleet counts its members against the new owne
     const db = makeFleet('db', { count: 2, owner: 'team-a' });
     const p = plan({ 'team-a': { vms: 2 } }, [db, web], webRows, { web: 'team-a' });
     expect(p.blocked).toBe(false);
+    expect(p.changes.filter((c) => c.fleet === 'db' && c.action === 'create')).toHaveLength(2);
+  });
+});
+
+// A fleet outside --target keeps its record row as it is (its owner change is not planned, nor written), so its
+// members stay its recorded owner's: the plan counted them under the owner its spec names. A targeted plan then
+// let a fleet grow past its owner's quota (the authority, counting by the row, refused the creates mid-apply), or
+// held back one whose owner had room.
+describe('computePlan: a fleet outside the scope counts under the owner its record row holds', () => {
+  const targeted = (limits: Record<string, unknown>, fleets: LoadedFleet[], record: VmRow[], owners: Record<string, string>, targets: string[]) => {
+    const pack = makePack({ 'owner-quota': 'mandatory' });
+    pack.rules.get('owner-quota')!.config.limits = limits;
+    const options = { targets, excludes: [], allowDestroy: [], refresh: false };
+    return computePlan({ ...input(fleets, record, { owners, fleetProtection: Object.fromEntries(Object.keys(owners).map((f) => [f, false])), options }), pack, policy: defaultPolicy });
+  };
+  const web = makeFleet('web', { count: 3, owner: 'team-b' });
+  const webRows = [0, 1, 2].map((i) => vmRow(web, i));
+
+  it.each<{ name: string; owner: string; limits: Record<string, unknown>; creates: number; blocked: boolean }>([
+    // web's 3 members are still team-a's: team-a has no room for db's 2.
+    { name: "the old owner's quota still holds them", owner: 'team-a', limits: { 'team-a': { vms: 4 } }, creates: 1, blocked: false },
+    { name: "the old owner's quota, no room at all", owner: 'team-a', limits: { 'team-a': { vms: 3 } }, creates: 0, blocked: false },
+    // ... and not team-b's yet: team-b has room for db's 2.
+    { name: "the new owner's quota is not charged", owner: 'team-b', limits: { 'team-b': { vms: 2 } }, creates: 2, blocked: false },
+  ])('$name', ({ owner, limits, creates }) => {
+    const db = makeFleet('db', { count: 2, owner });
+    const p = targeted(limits, [db, web], webRows, { web: 'team-a' }, ['db']);
+    expect(p.fleetChanges ?? []).toEqual([]);
+    expect(p.changes.filter((c) => c.fleet === 'db' && c.action === 'create')).toHaveLength(creates);
+    const over = p.policy.violations.filter((v) => v.policy === 'owner-quota');
+    expect(over.map((v) => v.address)).toEqual([]);
+  });
+
+  it('a whole plan moves them (web in scope): the same quotas then judge by the spec owner', () => {
+    const db = makeFleet('db', { count: 2, owner: 'team-a' });
+    const p = targeted({ 'team-a': { vms: 2 } }, [db, web], webRows, { web: 'team-a' }, []);
+    expect(p.fleetChanges).toContainEqual({ fleet: 'web', owner: { from: 'team-a', to: 'team-b' } });
     expect(p.changes.filter((c) => c.fleet === 'db' && c.action === 'create')).toHaveLength(2);
   });
 });
