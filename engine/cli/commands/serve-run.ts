@@ -370,6 +370,25 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       `--host ${opts.host} is no address a VM can reach the boot endpoint at, and ${opts.config ?? 'the config'} sets no spec.bootUrl: set spec.bootUrl to the URL the data center's VMs reach this client at (e.g. https://10.20.0.10:7401/v1/boot), or listen on that address.`,
     );
   }
+  // A cloud VM's agent sends its boot token to the boot URL and gets its disk key back: plain HTTP to it crosses the
+  // data center's network in clear text (the sim's agents run in this process).
+  if (kind !== 'sim') {
+    const bootUrl = config.bootUrl ?? `${tls ? 'https' : 'http'}://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}/v1/boot`;
+    let boot: URL | undefined;
+    try {
+      boot = new URL(bootUrl);
+    } catch {
+      /* the config's own check said so */
+    }
+    if (boot?.protocol === 'http:' && !isLoopbackHost(boot.hostname)) {
+      fail(
+        'tls.plain-remote',
+        config.bootUrl !== undefined
+          ? `spec.bootUrl ${bootUrl} (${opts.config ?? 'the config'}) is plain HTTP: the data center's VMs would send their boot tokens to it, and get their disk keys back, in clear text. Give the https:// URL they reach this client at (its --tls-cert, or the TLS proxy in front of it).`
+          : `The data center's VMs would be told the boot URL ${bootUrl}, plain HTTP (this client serves no TLS: --insecure): they would send their boot tokens to it, and get their disk keys back, in clear text. Serve TLS (--tls-cert, --tls-key), or set spec.bootUrl in ${opts.config ?? 'the config'} to the https:// URL of the TLS proxy in front of this client.`,
+      );
+    }
+  }
   let authorityUrl: URL | undefined;
   try {
     authorityUrl = new URL(opts.authority);

@@ -119,6 +119,7 @@ describe('fleet serve', () => {
     await writeFile(join(dir, 'specs', 'web.yaml'), FLEET);
     await writeFile(join(dir, 'dmz-aws.yaml'), AWS_CONFIG);
     for (const [name, url] of Object.entries(BAD_BOOT_URLS)) await writeFile(join(dir, `dmz-${name}.yaml`), AWS_CONFIG.replace('spec:\n', `spec:\n  bootUrl: "${url}"\n`));
+    await writeFile(join(dir, 'dmz-plainboot.yaml'), AWS_CONFIG.replace('spec:\n', 'spec:\n  bootUrl: "http://10.20.0.10:7401/v1/boot"\n'));
     await writeFile(join(dir, 'dmz-ready.yaml'), AWS_CONFIG.replace('spec:\n', 'spec:\n  readyTimeoutMs: 10\n'));
     await writeFile(join(dir, 'dmz-limit.yaml'), AWS_CONFIG.replace('spec:\n', 'spec:\n  bootLimit:\n    denials: 0\n    windowMs: 10\n'));
     await writeFile(join(dir, 'dmz-sim-limit.yaml'), 'apiVersion: fleet/v1\nkind: DmzClient\nspec:\n  bootLimit:\n    denials: 1\n');
@@ -153,6 +154,16 @@ describe('fleet serve', () => {
     {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-aws.yaml', '--host', '::', '--insecure', '--authority', 'http://127.0.0.1:1'],
       want: ['apply.serve-config', 'set spec.bootUrl'],
+    },
+    // Found by QA: a cloud VM's agent was told a plain http:// boot URL on the data center's network (spec.bootUrl, or
+    // the address of a client started with --insecure), so its boot token went out and its disk key came back in clear text.
+    {
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-plainboot.yaml', '--authority', 'http://127.0.0.1:1'],
+      want: ['tls.plain-remote', 'spec.bootUrl http://10.20.0.10:7401/v1/boot', 'dmz-plainboot.yaml', 'disk keys'],
+    },
+    {
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-aws.yaml', '--host', '10.20.0.10', '--insecure', '--authority', 'http://127.0.0.1:1'],
+      want: ['tls.plain-remote', 'http://10.20.0.10:7401/v1/boot', 'set spec.bootUrl'],
     },
     // The agent posts its reports to <bootUrl>/status: a query, a fragment or a trailing slash made that no URL of the
     // client's (`...?a=1/status`, `.../v1/boot//status`), and every boot's reports were lost.
