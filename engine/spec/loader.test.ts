@@ -419,6 +419,26 @@ describe('sim settings', () => {
   });
 });
 
+// A driver name the schema refuses was also judged as if it were a cloud
+// driver: "runs the simm driver, so it must be reached by its DMZ client's
+// URL" on an embedded data center, and "has an aws block but runs the simm
+// driver" beside it: two errors more for one typo, the first of them wrong.
+describe('an unknown driver', () => {
+  it.each([
+    { name: 'embedded', extra: '', want: ['spec.invalid-value stack.yaml:12:15 spec.dataCenters[0].driver must be one of sim, aws, azure, not "simm".'] },
+    {
+      name: 'with an aws block',
+      extra: '\n      aws: { region: us-east-1, roleArn: "arn:aws:iam::123456789012:role/x" }',
+      want: ['spec.invalid-value stack.yaml:12:15 spec.dataCenters[0].driver must be one of sim, aws, azure, not "simm".'],
+    },
+  ])('is reported once, at driver: $name', async ({ extra, want }) => {
+    const yaml = stackYaml().replace('      address: embedded\n', `      address: embedded\n      driver: simm${extra}\n`);
+    const dir = await scratch({ 'stack.yaml': yaml, 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col} ${d.detail}`)).toEqual(want);
+  });
+});
+
 describe('rollout amounts', () => {
   // A bad amount was told in the schema's words: `does not have the required form (^(100|[1-9]?[0-9])%$)` for "3",
   // `must be a whole number or a string` for 1.5: neither said what an amount may be.
