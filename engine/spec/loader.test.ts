@@ -397,6 +397,25 @@ describe('checks against a hand-built pack', () => {
 // with a typo (`failCalls: [creatVm]`) injected nothing, silently, and a
 // latency past setTimeout's 32-bit limit (3000000000) became 1 ms, with a
 // TimeoutOverflowWarning printed at every cloud call.
+// A specs folder that cannot be listed (no permission, a link loop) threw
+// out of the glob: `fleet validate` said "error[cli.internal]: Internal
+// error  EACCES: permission denied, scandir '/…/specs/examples'", with no
+// location. (As root a folder is always readable: a link loop, ELOOP, takes
+// the same path here.)
+describe('a specs folder that cannot be read', () => {
+  it.each([
+    { name: 'a plain glob', glob: 'loop/*.yaml' },
+    { name: 'a ** glob', glob: 'loop/**/*.yaml' },
+  ])('is a spec.read-error at the glob: $name', async ({ glob }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml().replace('specs: [specs/*.yaml]', `specs: [specs/*.yaml, "${glob}"]`), 'specs/web.yaml': minimalFleet() });
+    await symlink('loop', join(dir, 'loop'));
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col} ${d.detail}`)).toEqual([
+      `spec.read-error stack.yaml:5:25 specs glob "${glob}": cannot read the folder loop: too many symbolic links (ELOOP).`,
+    ]);
+  });
+});
+
 describe('sim settings', () => {
   const simYaml = (sim: string) => stackYaml().replace('capacity: { vms: 10 }', `capacity: { vms: 10 }\n      sim: ${sim}`);
 

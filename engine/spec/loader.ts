@@ -171,7 +171,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   }
 
   // Fleet files.
-  const files = opts.stackOnly ? [] : await matchSpecs(src, spec, dir, diagnostics);
+  const files = opts.stackOnly ? [] : await matchSpecs(src, spec, dir, diagnostics, show);
   inputs.push(...files.map((f) => ({ file: f, what: 'fleet spec file' as const })));
   const docs: SourceDoc[] = [];
   // Read concurrently, then handle in sorted order so diagnostics and fleets come out the same every run.
@@ -370,12 +370,22 @@ function checkRecordUrl(url: string, dir: string, diagnostics: Diagnostic[], whe
   return url;
 }
 
-async function matchSpecs(src: SourceDoc, spec: Record<string, unknown>, dir: string, diagnostics: Diagnostic[]): Promise<string[]> {
+async function matchSpecs(src: SourceDoc, spec: Record<string, unknown>, dir: string, diagnostics: Diagnostic[], show: (abs: string) => string): Promise<string[]> {
   if (!Array.isArray(spec.specs)) return [];
   const all = new Set<string>();
   for (const [i, glob] of spec.specs.entries()) {
     if (typeof glob !== 'string' || !glob) continue;
-    const found = await matchGlob(glob, dir);
+    let found: string[];
+    try {
+      found = await matchGlob(glob, dir);
+    } catch (err) {
+      // A folder the glob must list and cannot (no permission, a link loop): the file system's error, at the glob.
+      const { code, path } = err as NodeJS.ErrnoException;
+      if (typeof code !== 'string') throw err;
+      const folder = typeof path === 'string' ? ` the folder ${show(resolve(dir, path))}` : '';
+      diagnostics.push(diag('spec.read-error', `specs glob ${showValue(glob)}: cannot read${folder}: ${fsReason(err)}.`, valueWhere(src, ['spec', 'specs', i])));
+      continue;
+    }
     if (found.length === 0) {
       diagnostics.push(diag('spec.glob-no-match', `specs glob ${showValue(glob)} matches no file (globs are relative to the stack file).`, valueWhere(src, ['spec', 'specs', i])));
     }
