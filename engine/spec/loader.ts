@@ -143,6 +143,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
           'no-pack-file': `${show(packDir)} has no ${PACK_FILE}`,
           'is-pack-file': `${show(packDir)} is the pack's file; policyPack.path names the folder holding it: ${show(dirname(packDir))}`,
           'is-file': `${show(packDir)} is a file, not a folder holding ${PACK_FILE}`,
+          unreadable: `${show(packDir)} or its ${PACK_FILE} cannot be read (no permission, or a link loop)`,
         }[problem];
         diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
       } else {

@@ -130,7 +130,7 @@ export const specCodes = defineCodes({
   },
   'spec.pack-not-found': {
     summary: 'Policy pack not found',
-    doc: 'The stack\'s `policyPack.path` is not a folder holding policy.yaml. The path is relative to stack.yaml.',
+    doc: 'The stack\'s `policyPack.path` is not a folder holding policy.yaml, or its policy.yaml cannot be looked at (no permission to the folder, a link loop). The path is relative to stack.yaml.',
     severity: 'error',
   },
   'spec.duplicate-data-center': {
