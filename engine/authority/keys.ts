@@ -5,6 +5,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBase64url } from '../../protocol/index.ts';
+import { diag, FleetError, fsReason } from '../diags/index.ts';
 
 export function randomToken(bytes = 32): string {
   return randomBytes(bytes).toString('base64url');
@@ -24,16 +25,25 @@ export function diskKey(secret: string, vmId: string): string {
   return createHmac('sha256', secret).update(`disk-key:${vmId}`).digest('base64url');
 }
 
-/** Reads the authority's secret from `file`, creating it (mode 0600) on first use. */
-export function loadOrCreateSecret(file: string): string {
+/**
+ * Reads a secret from `file` (the authority's, the dashboard's token), creating it (mode 0600) on first use. One
+ * that cannot be read or made (no permission, a folder where the file should be) is apply.secret-file naming `what`;
+ * it is never replaced: the disk keys of encrypted VMs derive from the authority's.
+ */
+export function loadOrCreateSecret(file: string, what = "the authority's secret"): string {
+  const fault = (verb: string, err: unknown) => new FleetError(diag('apply.secret-file', `cannot ${verb} ${what}: ${fsReason(err)}.`, { file }));
   try {
     const s = readFileSync(file, 'utf8').trim();
     if (s !== '') return s;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fault('read', err);
   }
   const secret = randomToken(32);
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  try {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  } catch (err) {
+    throw fault('create', err);
+  }
   return secret;
 }

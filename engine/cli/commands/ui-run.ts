@@ -143,7 +143,7 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   if (!adminToken && !readToken) {
     // Never printed: a person reads it from the file (0600), as they would the authority's secret.
     const file = join(stack.stateDir, 'ui.token');
-    adminToken = loadOrCreateSecret(file);
+    adminToken = loadOrCreateSecret(file, "the dashboard's sign-in token");
     io.stdout.write(`Sign in with the token in ${file} (or set ${UI_TOKEN_ENV.admin} / ${UI_TOKEN_ENV.read}).\n`);
   }
   // The dashboard only reads: a record folder that does not exist is a mistyped URL, not a record to make (as state and history).
