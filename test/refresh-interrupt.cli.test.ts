@@ -22,13 +22,17 @@ async function locks(dir: string): Promise<Listed['locks']> {
 describe('fleet refresh: Ctrl-C', () => {
   const st = useTempStack();
 
-  it.each(['SIGINT', 'SIGTERM'] as const)('%s while it holds its locks: it stops, says so, releases them and exits 130', async (sig) => {
+  it.each([
+    { sig: 'SIGINT', args: ['refresh'] },
+    { sig: 'SIGTERM', args: ['refresh'] },
+    { sig: 'SIGINT', args: ['plan', '--refresh'] },
+  ] as const)('$sig during fleet $args.0 while it holds its locks: it stops, says so, releases them and exits 130', async ({ sig, args }) => {
     await writeFile(join(st.dir, 'stack.yaml'), oneDcStackYaml('refresh-int'));
     await st.spec('web', fleetYaml('web', { count: 1 }));
     expect((await st.fleet('apply', '--yes')).code).toBe(0);
     // Every listing hangs from now on.
     await writeFile(join(st.dir, 'stack.yaml'), oneDcStackYaml('refresh-int').replace('failCalls: []', 'failCalls: [], hangCalls: [list]'));
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'refresh', '--stack', st.dir], { cwd: REPO, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), ...args, '--stack', st.dir], { cwd: REPO, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) => child.on('exit', (code, signal) => resolveExit({ code, signal })));

@@ -12,6 +12,8 @@ import type { LoadedStack } from '../../spec/index.ts';
 import { type CliIO, modeOf, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { formatOption, loaderEnv, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
+import { INTERRUPTED_EXIT } from './apply.ts';
+import { onRefreshInterrupt } from './refresh.ts';
 import type { RegisterCommand } from './types.ts';
 
 interface PlanCliOptions {
@@ -38,7 +40,13 @@ async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackO
     const targets = (planOpts.targets ?? []).map(targetFleet);
     const excludes = planOpts.excludes ?? [];
     const inScope = (fleet: string) => (targets.length === 0 || targets.includes(fleet)) && !excludes.includes(fleet);
-    const refresh = await refreshStack(session, { actor: defaultActor(), inScope });
+    const stop = onRefreshInterrupt(io);
+    let refresh;
+    try {
+      refresh = await refreshStack(session, { actor: defaultActor(), inScope, signal: stop.signal });
+    } finally {
+      stop.dispose();
+    }
     const { checked, drift } = refresh;
     for (const d of drift) io.stderr.write(`refresh: ${d.kind} ${d.dataCenter} ${escapeUnseen(d.address)}: ${escapeUnseen(d.detail)}\n`);
     io.stderr.write(`refresh: ${checked} VMs checked, ${drift.length} differences.\n`);
@@ -170,7 +178,16 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
               (await import('../../../providers/authority-plans.ts')).sealAtAuthority(authority, loaderEnv(io, opts), plan),
           };
           const { hasChanges, planStack, renderPlan, writePlanJson } = await planning();
-          const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
+          let planned;
+          try {
+            planned = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
+          } catch (err) {
+            // Ctrl-C during --refresh (refreshStack's RefreshInterrupted, by name: the apply code loads only with --refresh).
+            if (!(err instanceof Error && err.name === 'RefreshInterrupted')) throw err;
+            io.stderr.write('Refresh interrupted: its locks are released; what it recorded before the interrupt stays recorded. Nothing was planned.\n');
+            return INTERRUPTED_EXIT;
+          }
+          const { plan, diagnostics, timings, refresh } = planned;
           const all = [...diagnostics];
           if (plan.blocked) {
             const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;

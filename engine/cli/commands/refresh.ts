@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { diag, escapeUnseen, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
-import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
+import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO } from '../io.ts';
 import { formatOption, loaderEnv, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import { INTERRUPTED_EXIT } from './apply.ts';
 import type { RegisterCommand } from './types.ts';
@@ -25,6 +25,29 @@ interface RefreshCliOptions {
  * | 2    | drift found, with --detailed-exitcode                                |
  * | 130  | stopped by Ctrl-C or SIGTERM (its locks released)                    |
  */
+/**
+ * Ctrl-C / SIGTERM while a refresh runs (`fleet refresh`, `fleet plan --refresh`): the first aborts `signal`
+ * (refreshStack stops, writes nothing more and releases its locks), the second exits at once. Without it Node's
+ * default killed the refresh on the spot, its fleet locks left held for their lease.
+ */
+export function onRefreshInterrupt(io: CliIO): { signal: AbortSignal; dispose(): void } {
+  const stop = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stop.signal.aborted) process.exit(INTERRUPTED_EXIT);
+    stop.abort();
+    io.stderr.write(`\n${sig}: stopping the refresh and releasing its locks. ${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to exit at once.\n`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: stop.signal,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
 export const registerRefresh: RegisterCommand = (program: Command, io, setExit) => {
   program
     .command('refresh')
@@ -51,15 +74,7 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
               // A drift check writes nothing, so it does not upgrade the record either (a scheduled job on a newer dmzfleet).
               ...(check ? { noUpgrade: '`fleet refresh --check` writes nothing' } : {}),
             });
-            // Ctrl-C / SIGTERM: Node's default killed the refresh on the spot, its fleet locks left held for their lease.
-            const stop = new AbortController();
-            const onSignal = (sig: NodeJS.Signals) => {
-              if (stop.signal.aborted) process.exit(INTERRUPTED_EXIT);
-              stop.abort();
-              io.stderr.write(`\n${sig}: stopping the refresh and releasing its locks. ${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to exit at once.\n`);
-            };
-            process.on('SIGINT', onSignal);
-            process.on('SIGTERM', onSignal);
+            const stop = onRefreshInterrupt(io);
             try {
               let result;
               try {
@@ -73,8 +88,7 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
                 );
                 return INTERRUPTED_EXIT;
               } finally {
-                process.off('SIGINT', onSignal);
-                process.off('SIGTERM', onSignal);
+                stop.dispose();
               }
               const unreachable: Diagnostic[] = result.drift
                 .filter((d) => d.kind === 'unreachable')
