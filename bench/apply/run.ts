@@ -196,6 +196,16 @@
 // 3.24, 3.12 / 3.06, the authority's batches per VM 0.24 / 0.28, 0.24 /
 // 0.23: no benefit shown, and more batches. holdsNul's walk is 34 ms in a
 // whole run (0.003 ms per VM): not worth a change.
+//
+// 2026-12-06 03:50 (quiet: load average 1.5-3.5 at the starts, speed 44-52
+// ms), main 3a18904, 10,000 VMs at P 50, cold: CPU per VM 2.29-2.41 ms
+// (authority 6.6-6.9 s, each DMZ client 2.9-3.4 s, the CLI's apply phase
+// 3.8 s; PostgreSQL 6.8 s), apply ratio 3.99-4.13. A bigger young
+// generation for every process (--node-arg=--max-semi-space-size=16, so
+// fewer scavenges), interleaved with the default: 2.32 / 2.44, 2.41 / 2.36
+// ms per VM: no gain (GC is 4-9% of a process's samples; the rest is spread
+// over HTTP, JSON, HMAC, the record's driver and our per-step code, none
+// above 2.5% of a DMZ client's or the authority's samples in --cpu-prof).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

@@ -43,7 +43,8 @@ export class PlanState {
   readonly changes: Change[];
   readonly violations: Violation[];
   readonly grants: Grant[];
-  readonly ctx: PlanContext;
+  /** What rules and quotas read; its fleets are settled to the scope once it is known (settleOwners). */
+  ctx: PlanContext;
   readonly resizeAt: string;
   /** Record version of each VM a change acts on (not noops), for the basis. */
   readonly touched: Map<string, number>;
@@ -101,6 +102,21 @@ export class PlanState {
     };
     this.capacity =
       this.policy.capacityEnforcement(input.pack) === 'disabled' ? null : this.policy.capacityLeft(input.stack, input.record, usage ?? []);
+  }
+
+  /**
+   * A fleet outside `scope` keeps its record row as it is (the plan neither
+   * lists nor writes its owner change), so quotas count its members under the
+   * owner that row holds, as the authority does, not the one its spec names
+   * now. Fleets in scope keep their spec's owner: apply writes it first.
+   */
+  settleOwners(scope: readonly string[]): void {
+    const owners = this.input.owners;
+    if (!owners) return;
+    const inScope = new Set(scope);
+    const moved = (f: LoadedFleet) => !inScope.has(f.name) && Object.hasOwn(owners, f.name) && owners[f.name] !== f.owner;
+    if (!this.input.fleets.some(moved)) return;
+    this.ctx = { ...this.ctx, fleets: this.input.fleets.map((f) => (moved(f) ? { ...f, owner: owners[f.name] } : f)) };
   }
 
   /** How many members of `fleet` are summed as unchanged (PlanInput.unchanged). */

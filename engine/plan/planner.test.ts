@@ -649,3 +649,40 @@ describe('computePlan: re-owning a fleet counts its members against the new owne
     expect(p.changes.filter((c) => c.fleet === 'db' && c.action === 'create')).toHaveLength(2);
   });
 });
+
+// A fleet outside --target keeps its record row as it is (its owner change is not planned, nor written), so its
+// members stay its recorded owner's: the plan counted them under the owner its spec names. A targeted plan then
+// let a fleet grow past its owner's quota (the authority, counting by the row, refused the creates mid-apply), or
+// held back one whose owner had room.
+describe('computePlan: a fleet outside the scope counts under the owner its record row holds', () => {
+  const targeted = (limits: Record<string, unknown>, fleets: LoadedFleet[], record: VmRow[], owners: Record<string, string>, targets: string[]) => {
+    const pack = makePack({ 'owner-quota': 'mandatory' });
+    pack.rules.get('owner-quota')!.config.limits = limits;
+    const options = { targets, excludes: [], allowDestroy: [], refresh: false };
+    return computePlan({ ...input(fleets, record, { owners, fleetProtection: Object.fromEntries(Object.keys(owners).map((f) => [f, false])), options }), pack, policy: defaultPolicy });
+  };
+  const web = makeFleet('web', { count: 3, owner: 'team-b' });
+  const webRows = [0, 1, 2].map((i) => vmRow(web, i));
+
+  it.each<{ name: string; owner: string; limits: Record<string, unknown>; creates: number; blocked: boolean }>([
+    // web's 3 members are still team-a's: team-a has no room for db's 2.
+    { name: "the old owner's quota still holds them", owner: 'team-a', limits: { 'team-a': { vms: 4 } }, creates: 1, blocked: false },
+    { name: "the old owner's quota, no room at all", owner: 'team-a', limits: { 'team-a': { vms: 3 } }, creates: 0, blocked: false },
+    // ... and not team-b's yet: team-b has room for db's 2.
+    { name: "the new owner's quota is not charged", owner: 'team-b', limits: { 'team-b': { vms: 2 } }, creates: 2, blocked: false },
+  ])('$name', ({ owner, limits, creates }) => {
+    const db = makeFleet('db', { count: 2, owner });
+    const p = targeted(limits, [db, web], webRows, { web: 'team-a' }, ['db']);
+    expect(p.fleetChanges ?? []).toEqual([]);
+    expect(p.changes.filter((c) => c.fleet === 'db' && c.action === 'create')).toHaveLength(creates);
+    const over = p.policy.violations.filter((v) => v.policy === 'owner-quota');
+    expect(over.map((v) => v.address)).toEqual([]);
+  });
+
+  it('a whole plan moves them (web in scope): the same quotas then judge by the spec owner', () => {
+    const db = makeFleet('db', { count: 2, owner: 'team-a' });
+    const p = targeted({ 'team-a': { vms: 2 } }, [db, web], webRows, { web: 'team-a' }, []);
+    expect(p.fleetChanges).toContainEqual({ fleet: 'web', owner: { from: 'team-a', to: 'team-b' } });
+    expect(p.changes.filter((c) => c.fleet === 'db' && c.action === 'create')).toHaveLength(2);
+  });
+});

@@ -108,6 +108,7 @@ export function computePlan(input: PlanInput): PlanDocument {
     list.push(row);
   }
   const scope = resolveScope(specs.keys(), rowsByFleet.keys(), input.options.targets, input.options.excludes).fleets;
+  s.settleOwners(scope);
   const grantedSoFar: Record<string, number> = {};
   const { changes } = s;
   /**

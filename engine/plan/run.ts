@@ -189,7 +189,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
     const read = await record.readPlan(stack.name, { fleets: scope.fleets, shapes: planShapes(pack, fleets, scope.fleets, options) });
     rows = read.rows;
     unchanged = read.unchanged;
-    if (fleetRows.some((f) => !inScope.has(f.fleet))) usage = await record.usage(stack.name, { excludeFleets: scope.fleets, ...outsideByOwner(pack, fleets, inScope, owners) });
+    if (fleetRows.some((f) => !inScope.has(f.fleet))) usage = await record.usage(stack.name, { excludeFleets: scope.fleets, ...outsideByOwner(pack) });
     const problems = memberProblems(options, rows, fleets, stack.name);
     if (problems.length) throw new FleetError(problems);
     if (opts.seal && !stack.authority) identity = await record.stackIdentity(stack.name, { create: true });
@@ -239,15 +239,14 @@ function inputAt(file: string, inputs: readonly StackInput[]): StackInput | unde
 /**
  * How a narrowed plan reads the fleets outside its scope (FleetRecord.usage):
  * per owner and data center, which is all quotas and capacity count of them
- * (a fleet outside the scope is never sized by this plan), except a fleet
- * whose spec, loaded, names another owner than the record's (the quota
- * counts it under its spec's owner), which keeps its own rows. Per fleet,
- * as before, while the pack has custom plan rules: they may read `ctx.usage`.
+ * (a fleet outside the scope is never sized by this plan, and its members
+ * count under the owner its record row holds: PlanState.settleOwners). Per
+ * fleet, as before, while the pack has custom plan rules: they may read
+ * `ctx.usage`.
  */
-function outsideByOwner(pack: LoadedPack, fleets: readonly LoadedFleet[], inScope: ReadonlySet<string>, owners: Readonly<Record<string, string>>) {
+function outsideByOwner(pack: LoadedPack) {
   if (customPlanRules(pack).length > 0) return {};
-  const perFleet = fleets.filter((f) => !inScope.has(f.name) && Object.hasOwn(owners, f.name) && owners[f.name] !== f.owner).map((f) => f.name);
-  return { byOwner: { perFleet } };
+  return { byOwner: { perFleet: [] } };
 }
 
 /**
