@@ -25,7 +25,7 @@ export interface WireErrorEntry {
 }
 
 /** The kinds of DriverError (providers/drivers/types.ts); a failed step's error code is `driver.<kind>`. */
-export const DRIVER_ERROR_KINDS = ['credentials', 'capacity', 'not-found', 'invalid-state', 'transient', 'failed', 'boot-failed', 'timeout'] as const;
+export const DRIVER_ERROR_KINDS = ['credentials', 'capacity', 'not-found', 'invalid-state', 'transient', 'failed', 'boot-failed', 'boot-denied', 'timeout'] as const;
 export type DriverErrorKind = (typeof DRIVER_ERROR_KINDS)[number];
 
 const driverErrors = {
@@ -35,7 +35,8 @@ const driverErrors = {
   'driver.invalid-state': { status: 200, doc: 'A failed step: the cloud\'s VM is not in a state that allows the operation. `fleet refresh`, then plan again.' },
   'driver.transient': { status: 200, doc: 'A failed step: the cloud kept failing with an error that may pass, after the DMZ client\'s retries. Apply again.' },
   'driver.failed': { status: 200, doc: 'A failed step: the cloud refused the operation; the message says why.' },
-  'driver.boot-failed': { status: 200, doc: 'A failed step: the VM did not boot (its boot was denied or its agent failed); the record moves it to the failure state the pack has for it.' },
+  'driver.boot-failed': { status: 200, doc: 'A failed step: the VM did not boot (its agent failed, or it stopped before its agent reported); the record moves it to the failure state the pack has for it.' },
+  'driver.boot-denied': { status: 200, doc: 'A failed step: the boot endpoint denied the VM\'s boot (the authority did not recognise it, or its token was used or stale), so its agent failed and the driver terminated (or deleted) it, or it powered itself off during its boot without a report the DMZ client could believe. The record moves it to the failure state the pack has for a failed boot; `fleet history ADDRESS` says why it was denied.' },
   'driver.timeout': { status: 200, doc: 'A failed step: the cloud call or the VM\'s boot did not finish in time.' },
 } satisfies Record<`driver.${DriverErrorKind}`, WireErrorEntry>;
 

@@ -8,6 +8,7 @@ import { openSession } from '../engine/apply/index.ts';
 import type { PlanDocument } from '../engine/plan/index.ts';
 import { runCli } from './helpers/cli.ts';
 import { REPO, fleetYaml, tempStack, type TempStack } from './helpers/stack.ts';
+import { createTestDatabase, pgCutProxy, testPostgresUrl } from '../engine/record/testing.ts';
 
 interface World {
   vms: { address: string; state: string; dataCenter: string; size: { cpu: number }; image: string; id: string }[];
@@ -43,6 +44,10 @@ function expectConverged(w: World): void {
 
 interface ApplyEvent {
   type: string;
+  planId?: string;
+  code?: string;
+  detail?: string;
+  interrupted?: boolean;
   status?: string;
   notStarted?: number;
   succeeded?: number;
@@ -57,11 +62,11 @@ interface ApplyEvent {
 function applyChild(
   dir: string,
   parallelism: number,
-  on: { onEvent?: (e: ApplyEvent, child: ChildProcess) => void; onStderr?: (text: string, child: ChildProcess) => void },
+  on: { onEvent?: (e: ApplyEvent, child: ChildProcess) => void; onStderr?: (text: string, child: ChildProcess) => void; env?: NodeJS.ProcessEnv },
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; events: ApplyEvent[] }> {
   const child = spawn(process.execPath, [join(REPO, 'bin', 'fleet.mjs'), 'apply', '--yes', '--format', 'json', '--parallelism', String(parallelism), '--stack', dir], {
     cwd: REPO,
-    env: { ...process.env, NO_COLOR: '1' },
+    env: { ...process.env, NO_COLOR: '1', ...on.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const events: ApplyEvent[] = [];
@@ -395,4 +400,58 @@ describe('fleet apply interrupted with Ctrl-C', () => {
     expect(r.stderr).not.toContain('broke lock');
     expect(r.stderr).not.toContain('was interrupted');
   });
+});
+
+const pgUrl = testPostgresUrl();
+
+describe.skipIf(!pgUrl)('fleet apply whose PostgreSQL record goes away mid-apply', () => {
+  it('stops starting VMs, says which apply stopped and that the next apply closes it, exits 1; the next apply records it interrupted and converges', async () => {
+    const db = await createTestDatabase(pgUrl!);
+    const proxy = await pgCutProxy(db.url);
+    const st = await tempStack({ latencyMs: 10 });
+    try {
+      const file = join(st.dir, 'stack.yaml');
+      await writeFile(file, (await readFile(file, 'utf8')).replace('pglite://.fleet/record', proxy.url));
+      await st.spec('calm', fleetYaml('calm', { count: 8 }));
+      let cut = false;
+      const { code, stderr, events } = await applyChild(st.dir, 1, {
+        // A short retry budget: the record stays away past it.
+        env: { FLEET_RETRY_BUDGET_MS: '500' },
+        onEvent: (e) => {
+          if (!cut && e.type === 'step' && e.status === 'done') {
+            cut = true;
+            proxy.cut(3_600_000);
+          }
+        },
+      });
+      expect(code, stderr).toBe(1);
+      expect(stderr).not.toMatch(/Unhandled|TypeError|\n\s+at .*:\d+:\d+\)?\n/);
+      const planId = events.find((e) => e.type === 'plan')?.planId;
+      const stopped = events.find((e) => e.type === 'diagnostic' && e.code === 'apply.stopped');
+      expect(stopped?.detail).toContain(`Apply ${planId} stopped mid-way: the record failed under it (below).`);
+      expect(stopped?.detail).toContain('the next `fleet apply` of fleet calm records it interrupted and closes its unanswered steps.');
+      expect(events.some((e) => e.type === 'diagnostic' && e.code === 'record.unreachable')).toBe(true);
+      // The summary is still the last event, and says the apply did not complete.
+      expect(events.at(-1)).toMatchObject({ type: 'summary', interrupted: true });
+      expect(events.at(-1)?.succeeded).toBeLessThan(8);
+
+      proxy.restore();
+      const r = await runCli(['apply', '--yes', '--stack', st.dir], { cwd: REPO });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`note: apply ${planId} (was interrupted|stopped before its end)`));
+      const s = await openSession(st.dir, { cwd: REPO, env: process.env });
+      try {
+        expect((await s.record.listPlans(s.stack.name, { id: planId! }))[0]?.result).toBe('interrupted');
+      } finally {
+        await s.close();
+      }
+      const after = await world(st.dir);
+      expect(Object.values(states(after))).toEqual(Array(8).fill('Running'));
+      expectConverged(after);
+    } finally {
+      await proxy.close();
+      await st.remove();
+      await db.drop();
+    }
+  }, 120_000);
 });

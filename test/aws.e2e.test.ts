@@ -250,6 +250,8 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('apply.member-failed');
     expect(r.stderr).toContain('a denied boot');
+    // Told apart by the driver's error kind (driver.boot-denied), with its own advice.
+    expect(r.stderr).toContain('The authority denied its boot');
     expect((await record()).find((v) => v.address === 'web/0')?.state).toBe('BootFailed');
     const web = [...ec2.instances.values()].find((i) => i.tags.get('fleet:address') === 'web/0')!;
     await ec2.settled();

@@ -224,14 +224,15 @@ describe('a saved plan says the protection of a fleet the record does not know y
     await st.spec('vault', fleetYaml('vault', { count: 1, protect: true }));
     const plan = await fleet('plan', '--detailed-exitcode');
     expect(plan.code, plan.stderr).toBe(2);
-    expect(plan.stdout).toContain('~ fleet vault: protect false -> true');
+    // A new fleet's setting, not a change from false (its entry says new: true).
+    expect(plan.stdout).toContain('+ fleet vault: protect true\n');
     const saved = join(st.dir, 'new-protected.json');
     expect((await fleet('plan', '--out', saved)).code).toBe(0);
     // The seal covers it as it covers every fleet change: edited to false, the plan is refused.
     const doc = JSON.parse(await readFile(saved, 'utf8')) as { fleetChanges: { fleet: string; protect: { from: boolean; to: boolean } }[] };
-    expect(doc.fleetChanges).toEqual([{ fleet: 'vault', protect: { from: false, to: true } }]);
+    expect(doc.fleetChanges).toEqual([{ fleet: 'vault', new: true, protect: { from: false, to: true } }]);
     const edited = join(st.dir, 'new-edited.json');
-    await writeFile(edited, JSON.stringify({ ...doc, fleetChanges: [{ fleet: 'vault', protect: { from: false, to: false } }] }), { mode: 0o600 });
+    await writeFile(edited, JSON.stringify({ ...doc, fleetChanges: [{ fleet: 'vault', new: true, protect: { from: false, to: false } }] }), { mode: 0o600 });
     const tampered = await fleet('apply', edited);
     expect(tampered.code).toBe(1);
     expect(tampered.stderr).toContain('apply.plan-tampered');

@@ -1,5 +1,9 @@
 import { describe, expect, it, vi } from 'vitest';
-import { appliedPlans, memoryRecord } from '../record/testing.ts';
+import { appliedPlans, createTestDatabase, memoryRecord, pgCutProxy, testPostgresUrl } from '../record/testing.ts';
+import { openRecord } from '../record/open.ts';
+import type { FleetRecord, LockHandle } from '../record/types.ts';
+import { retryingRecord } from './record-retry.ts';
+import { closeInterrupted } from './interrupted.ts';
 import { computePlan } from '../plan/planner.ts';
 import { noRulesPolicy } from '../plan/policy-port.ts';
 import { dataCenter, makeFleet, makePack, makeStack } from '../plan/test-support.ts';
@@ -7,7 +11,7 @@ import type { PlanDocument } from '../plan/types.ts';
 import type { BatchStep, StepResult } from '../../protocol/index.ts';
 import { startTestWorld } from '../../providers/testing.ts';
 import { ConnectedProvider, lifecycleData, type DmzConnection, type MemberProvider, type PlannedCall, type VmInputs, type VmOutputs } from '../../providers/provider.ts';
-import { applyPlan, lockFleets, proposedVmId, recordFleets, stepCount, type ApplyEvent } from './executor.ts';
+import { ApplyStoppedError, applyPlan, lockFleets, proposedVmId, recordFleets, stepCount, type ApplyEvent } from './executor.ts';
 import { FleetError } from '../diags/index.ts';
 
 const dcs = [dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'])];
@@ -234,7 +238,7 @@ describe('applyPlan', () => {
     }
   });
 
-  it('a journal write that fails mid-member (the record\'s disk full) fails the apply with that error, never as an unhandled rejection', async () => {
+  it('a journal write that fails mid-member (the record\'s disk full) stops the apply with apply.stopped and that error, never as an unhandled rejection', async () => {
     const record = await memoryRecord();
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
@@ -251,7 +255,15 @@ describe('applyPlan', () => {
         },
       });
       const clients = new Map(dcs.map((d) => [d.name, new FakeDmz(d.name)]));
-      await expect(applyPlan({ plan: p, record: failing, providers: over(clients), owners: {}, parallelism: 1 })).rejects.toBe(full);
+      const err = await applyPlan({ plan: p, record: failing, providers: over(clients), owners: {}, parallelism: 1 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApplyStoppedError);
+      const stopped = err as ApplyStoppedError;
+      expect(stopped.stop.cause).toBe(full);
+      expect(stopped.diagnostics.map((d) => d.code)).toEqual(['apply.stopped', 'cli.internal']);
+      expect(stopped.diagnostics[1].detail).toBe(full.message);
+      // Its end is recorded (only the journal's `done` rows fail here).
+      expect(stopped.stop.recorded).toBe(true);
+      expect((await appliedPlans(record, p.stack)).map((x) => x.result)).toEqual(['interrupted']);
       // Rejections are reported after a macrotask: give them one.
       await new Promise((r) => setTimeout(r, 0));
       expect(unhandled).toEqual([]);
@@ -528,6 +540,206 @@ describe('recordFleets: the owner', () => {
       expect(await write(record, p, { web: 'team-c' })).toEqual({ written: [], owners: { web: 'team-c' } });
       expect(await owner(record, p.stack)).toBe('team-c');
       expect(events).toEqual([]);
+    } finally {
+      await record.close();
+    }
+  });
+});
+
+/** A stand-in DMZ client whose runs wait for `open()` before their first step; `sent` resolves once a run is waiting. */
+class GatedDmz extends FakeDmz {
+  private gate!: Promise<void>;
+  open!: () => void;
+  sent: Promise<void>;
+  private wasSent!: () => void;
+  constructor(dc: string) {
+    super(dc);
+    this.gate = new Promise((r) => (this.open = r));
+    this.sent = new Promise((r) => (this.wasSent = r));
+  }
+  override run: DmzConnection['run'] = async (steps, onStep, opts) => {
+    this.wasSent();
+    await this.gate;
+    for (let k = 0; k < steps.length; k++) {
+      const r = await this.one(steps[k]);
+      onStep(k, r);
+      if (r.outcome !== 'ok') return;
+    }
+    void opts;
+  };
+}
+
+/** `record` whose lock handles tell `onLost` when a renewal finds the lock gone (record.lock-lost). */
+function watchingLocks<R extends FleetRecord>(record: R, onLost: () => void): R {
+  return new Proxy(record, {
+    get(target, key) {
+      if (key === 'acquireLocks') {
+        return async (...args: Parameters<FleetRecord['acquireLocks']>): Promise<LockHandle> => {
+          const h = await target.acquireLocks(...args);
+          return { ...h, heartbeat: () => h.heartbeat().catch((e: unknown) => (onLost(), Promise.reject(e))) };
+        };
+      }
+      const v = Reflect.get(target, key, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+describe('applyPlan that loses its lock or its record mid-way', () => {
+  it('lock taken over by another apply: starts nothing more, lets the members in flight finish, records itself interrupted, and throws apply.stopped naming the apply and the members in flight', async () => {
+    const base = await memoryRecord();
+    let lost!: () => void;
+    const noticed = new Promise<void>((r) => (lost = r));
+    const record = watchingLocks(base, lost);
+    try {
+      const p = plan(6);
+      const clients = new Map(dcs.map((d) => [d.name, new GatedDmz(d.name)]));
+      const events: ApplyEvent[] = [];
+      const applying = applyPlan({ plan: p, record, providers: over(clients), owners: { web: 'team' }, parallelism: 1, leaseMs: 150, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+      await Promise.all([...clients.values()].map((c) => c.sent));
+      // Another session: the lock is broken (as `fleet unlock` does) and taken by another apply, with a newer fencing token.
+      const [held] = await base.listLocks(p.stack);
+      await base.forceUnlock(held.lockId);
+      const other = await base.acquireLocks(p.stack, ['web'], { who: 'other', host: 'elsewhere', pid: 1, planId: 'plan-other' });
+      // This apply's next renewal finds it gone; only then do the two members in flight get their answers.
+      await noticed;
+      for (const c of clients.values()) c.open();
+      const err = await applying;
+      expect(err).toBeInstanceOf(ApplyStoppedError);
+      const { result, stop, diagnostics } = err as ApplyStoppedError;
+      expect(result).toMatchObject({ succeeded: 2, failed: [], notStarted: 4, interrupted: true });
+      expect(stop).toMatchObject({ running: ['web/0', 'web/1'], unrecorded: [], recorded: true });
+      expect(diagnostics.map((d) => d.code)).toEqual(['apply.stopped', 'record.lock-lost']);
+      expect(diagnostics[0].detail).toBe(
+        `Apply ${p.id} stopped mid-way: its lock was taken over or released by someone else (record.lock-lost, below). No further VM was started (4 not started). In flight when it stopped: web/0, web/1; they were let finish (a request after another apply took the lock is vetoed \`fenced\`), and are counted below. It is recorded as interrupted. Run \`fleet apply\` again once the other apply is done; it continues from what the record holds.`,
+      );
+      // Nothing else was sent; the summary still came, last.
+      expect(new Set(events.flatMap((e) => (e.type === 'step' ? [e.address] : [])))).toEqual(new Set(['web/0', 'web/1']));
+      expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 2, notStarted: 4, interrupted: true });
+      expect((await appliedPlans(base, p.stack)).map((x) => x.result)).toEqual(['interrupted']);
+      expect(await base.unfinishedSteps(p.stack)).toEqual([]);
+      // The other apply's lock is its own still.
+      expect((await base.listLocks(p.stack)).map((l) => l.lockId)).toEqual([other.lockId]);
+    } finally {
+      await base.close();
+    }
+  });
+});
+
+const pgUrl = testPostgresUrl();
+
+describe.skipIf(!pgUrl)('applyPlan whose PostgreSQL record goes away mid-apply (every connection cut, new ones refused past the retry budget)', () => {
+  /** A fresh database behind a cut proxy, opened as fleet apply opens it (retried calls, a short budget). */
+  async function outageWorld() {
+    const db = await createTestDatabase(pgUrl!);
+    const proxy = await pgCutProxy(db.url);
+    const opened = await openRecord(proxy.url);
+    let failed!: () => void;
+    const journalFailed = new Promise<void>((r) => (failed = r));
+    const retrying = retryingRecord(opened, { budgetMs: 300, baseDelayMs: 20, maxDelayMs: 50 });
+    // Tells the test when a journal write gave up (the member's run is then lost to the record).
+    const record = new Proxy(retrying, {
+      get(target, key) {
+        if (key === 'journal') return (...a: Parameters<FleetRecord['journal']>) => target.journal(...a).catch((e: unknown) => (failed(), Promise.reject(e)));
+        const v = Reflect.get(target, key, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    return {
+      record,
+      proxy,
+      journalFailed,
+      cleanup: async () => {
+        await opened.close().catch(() => {});
+        await proxy.close();
+        await db.drop();
+      },
+    };
+  }
+
+  it('back before the apply ends: its end is recorded interrupted; the member whose answers were lost is named with its steps', async () => {
+    const w = await outageWorld();
+    try {
+      const p = plan(6);
+      const clients = new Map(dcs.map((d) => [d.name, new GatedDmz(d.name)]));
+      const applying = applyPlan({ plan: p, record: w.record, providers: over(clients), owners: { web: 'team' }, parallelism: 1 }).catch((e: unknown) => e);
+      await Promise.all([...clients.values()].map((c) => c.sent));
+      w.proxy.cut(3_600_000);
+      // web/0 (miami) gets its answers while the record is down: its journal rows give up after the budget.
+      clients.get('miami')!.open();
+      await w.journalFailed;
+      await new Promise((r) => setImmediate(r));
+      // The record is back; web/1 (richmond) gets its answers and journals them.
+      w.proxy.restore();
+      clients.get('richmond')!.open();
+      const err = await applying;
+      expect(err).toBeInstanceOf(ApplyStoppedError);
+      const { result, stop, diagnostics } = err as ApplyStoppedError;
+      expect(result).toMatchObject({ succeeded: 1, failed: [], notStarted: 4, interrupted: true });
+      const labels = ['create Requested', 'Requested -> BeingCreated', 'BeingCreated -> PoweredOff', 'PoweredOff -> PoweredOn', 'PoweredOn -> Starting', 'Starting -> Running'];
+      expect(stop).toMatchObject({ running: ['web/0', 'web/1'], unrecorded: [{ address: 'web/0', steps: labels }], recorded: true });
+      expect(diagnostics.map((d) => d.code)).toEqual(['apply.stopped', 'record.unreachable']);
+      expect(diagnostics[0].detail).toContain(`Apply ${p.id} stopped mid-way: the record failed under it (below). No further VM was started (4 not started).`);
+      expect(diagnostics[0].detail).toContain(`web/0: ${labels.join(', ')} answered by its data center but not journalled; \`fleet state show web/0\` shows where it stands.`);
+      expect(diagnostics[0].detail).toContain('It is recorded as interrupted. Run `fleet apply` again once the record is back');
+      expect((await w.record.listPlans(p.stack)).map((x) => x.result)).toEqual(['interrupted']);
+    } finally {
+      await w.cleanup();
+    }
+  });
+
+  it('still down when it ends: the message says the next apply records it, and the next apply of the fleet does', async () => {
+    const w = await outageWorld();
+    try {
+      const p = plan(6);
+      const clients = new Map(dcs.map((d) => [d.name, new GatedDmz(d.name)]));
+      const applying = applyPlan({ plan: p, record: w.record, providers: over(clients), owners: { web: 'team' }, parallelism: 1, leaseMs: 400 }).catch((e: unknown) => e);
+      await Promise.all([...clients.values()].map((c) => c.sent));
+      w.proxy.cut(3_600_000);
+      for (const c of clients.values()) c.open();
+      const err = await applying;
+      expect(err).toBeInstanceOf(ApplyStoppedError);
+      const { result, stop, diagnostics } = err as ApplyStoppedError;
+      expect(result).toMatchObject({ succeeded: 0, notStarted: 4 });
+      expect(stop).toMatchObject({ running: ['web/0', 'web/1'], recorded: false, released: false });
+      expect(stop.unrecorded.map((u) => u.address)).toEqual(['web/0', 'web/1']);
+      expect(diagnostics[0].detail).toContain(
+        'The record could not be told that it ended: the next `fleet apply` of fleet web records it interrupted and closes its unanswered steps. Its lock could not be released either: free once the lease runs out (0.4 s), at once for the next `fleet apply` on this host; `fleet state list` shows it.',
+      );
+      w.proxy.restore();
+      expect((await w.record.listPlans(p.stack)).map((x) => x.result)).toEqual(['running']);
+      // The next apply (of another host), under the fleet's lock once its lease ran out.
+      const next = await w.record.acquireLocks(p.stack, ['web'], { who: 'ci', host: 'h', pid: 2, planId: 'plan-next' }, { timeoutMs: 30_000 });
+      const closed = await closeInterrupted(w.record, p.stack, ['web']);
+      expect(closed.plans).toEqual([p.id]);
+      expect((await w.record.listPlans(p.stack)).map((x) => x.result)).toEqual(['interrupted']);
+      // Its steps whose answers the journal never got are closed (failed, "interrupted: …"), none left `started`.
+      expect((await w.record.unfinishedSteps(p.stack)).filter((st) => st.status === 'started')).toEqual([]);
+      await next.release();
+    } finally {
+      await w.cleanup();
+    }
+  });
+});
+
+describe('closeInterrupted', () => {
+  it('records `interrupted` an apply left `running` with no step open and no lock (it stopped with the record down, or died before its first step); one that holds a lock is left alone', async () => {
+    const record = await memoryRecord();
+    try {
+      const started = { stack: 'st', digest: 'd', who: 'ci', startedAt: new Date().toISOString() };
+      await record.startPlan({ ...started, id: 'gone' });
+      await record.startPlan({ ...started, id: 'live' });
+      await record.startPlan({ ...started, id: 'done' });
+      await record.finishPlan('done', 'succeeded');
+      // A live apply of another fleet: its lock names its plan.
+      const live = await record.acquireLocks('st', ['db'], { who: 'ci', host: 'h', pid: 1, planId: 'live' });
+      // The caller's own lock (web), under its own plan id.
+      const mine = await record.acquireLocks('st', ['web'], { who: 'ci', host: 'h', pid: 2, planId: 'next' });
+      expect(await closeInterrupted(record, 'st', ['web'])).toEqual({ plans: ['gone'], steps: 0, members: [] });
+      const result = Object.fromEntries((await record.listPlans('st')).map((x) => [x.id, x.result]));
+      expect(result).toEqual({ gone: 'interrupted', live: 'running', done: 'succeeded' });
+      await live.release();
+      await mine.release();
     } finally {
       await record.close();
     }

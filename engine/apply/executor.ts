@@ -25,14 +25,14 @@
 // events) in member.ts.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { FleetError, diag } from '../diags/index.ts';
+import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
 import { PLAN_FORMAT_VERSION, type Change, type FleetChange, type PlanDocument } from '../model/index.ts';
 import { planDigest } from '../plan/digest.ts';
 import { holderGone } from '../record/locks.ts';
 import type { AppliedPlan } from '../record/shapes.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import { proposedVmId } from '../model/vm-id.ts';
-import { runMember, stepCount } from './member.ts';
+import { MemberUnrecorded, runMember, stepCount } from './member.ts';
 import { defaultActor, type ApplyEvent, type ApplyOptions, type ApplyResult, type MemberFailure } from './options.ts';
 import { runWaves, type MemberOutcome, type RolloutReport } from './rollout.ts';
 
@@ -175,9 +175,22 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     lock = await lockFleets(record, plan.stack, plan.fleets, { actor, planId: plan.id, ...(opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {}), ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}), onEvent: emit });
   }
   const leaseMs = opts.leaseMs ?? 30_000;
-  let lockLost: unknown;
+  /**
+   * What stopped the apply mid-way (its lock taken over, its record lost
+   * under a member), and the members running at that moment: from then on no
+   * member starts; those running are let finish (their requests carry this
+   * lock's fencing token: vetoed once a newer holder exists).
+   */
+  let halt: { cause: unknown; running: string[] } | undefined;
+  const running = new Set<string>();
+  const stop = (cause: unknown) => {
+    halt ??= { cause, running: [...running].sort((a, b) => a.localeCompare(b, 'en', { numeric: true })) };
+  };
+  /** Members whose run the record could not keep (MemberUnrecorded), and those of them of which nothing was sent. */
+  const unrecorded: MemberUnrecorded[] = [];
+  const notSent = new Set<string>();
   const beat = setInterval(() => {
-    lock.heartbeat().catch((e: unknown) => (lockLost ??= e));
+    lock.heartbeat().catch(stop);
   }, Math.max(50, Math.floor(leaseMs / 3)));
   beat.unref();
 
@@ -191,6 +204,9 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   let settingsWritten: FleetChange[] = [];
   let memberOpts: ApplyOptions = opts;
   const interrupted = () => opts.signal?.aborted === true;
+  let began = false;
+  let recorded = false;
+  let released = false;
   try {
     if (!opts.lock) await opts.onLocked?.(plan.fleets);
     await checkApplicable(plan, record, { fresh: opts.lock !== undefined });
@@ -199,6 +215,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     // The creates' requests carry the owner the record now holds (the authority refuses any other).
     memberOpts = { ...opts, owners: fleetRows.owners };
     await record.startPlan({ id: plan.id, stack: plan.stack, digest: planDigest(plan), who: actor, startedAt: new Date().toISOString() });
+    began = true;
 
     const byDc = new Map<string, Change[]>();
     for (const c of work) {
@@ -221,11 +238,12 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
       const dc = change.dataCenter;
       const provider = opts.providers.get(dc)!;
       const release = await slots.get(dc)!.acquire();
-      if (interrupted() || lockLost) {
+      if (interrupted() || halt) {
         release();
         return { ok: false, notStarted: true };
       }
       let failed = false;
+      running.add(change.address);
       const tail = runMember(change, provider, memberOpts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
         steps += r.steps;
         stepsFailed += r.failure ? 1 : 0;
@@ -239,36 +257,54 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
           succeeded++;
           emit({ ...member, status: 'done' });
         }
+      }, (err: unknown) => {
+        // The record failed under this member: nothing more is started; what its steps did is said in the apply's stop.
+        if (err instanceof MemberUnrecorded) {
+          // Nothing was asked of its data center: counted as not started.
+          if (err.sent) unrecorded.push(err);
+          else notSent.add(change.address);
+          stop(err.cause);
+        } else stop(err);
+        failed = true;
       });
-      const settled = tail.finally(release);
+      const settled = tail.finally(() => {
+        running.delete(change.address);
+        release();
+      });
       // Seen by Promise.all(tails) below; handled now so it never counts as unhandled meanwhile.
       settled.catch(() => {});
       tails.push(settled);
       await settled.catch(() => {
         failed = true;
       });
-      return { ok: !failed };
+      return notSent.has(change.address) ? { ok: false, notStarted: true } : { ok: !failed };
     };
     const ran = await runWaves(work, {
       plan,
       run: runOne,
-      healthy: (c) => memberHealthy(record, plan, c),
+      // A rollout's health reads go to the record too: once it is lost, the waves stop with the members.
+      healthy: (c) => (halt ? Promise.resolve(false) : memberHealthy(record, plan, c).catch((err: unknown) => (stop(err), false))),
       emit,
-      interrupted,
+      interrupted: () => interrupted() || halt !== undefined,
     });
     rollouts = ran.reports;
     notStarted = ran.notStarted;
     await Promise.all(tails);
-    if (lockLost) throw lockLost;
-    await record.finishPlan(plan.id, notStarted > 0 || interrupted() ? 'interrupted' : failures.length ? 'failed' : 'succeeded');
+    if (!halt) {
+      await record.finishPlan(plan.id, notStarted > 0 || interrupted() ? 'interrupted' : failures.length ? 'failed' : 'succeeded');
+    }
   } finally {
     clearInterval(beat);
-    await lock.release().catch(() => {});
+    // Stopped mid-way: the apply is recorded `interrupted` as soon as the record answers again (one try now, once the
+    // members in flight ended; the record's own retries have had their budget by then). Else the next apply of these
+    // fleets records it (closeInterrupted: a plan `running` that holds no lock).
+    if (halt && began) recorded = await record.finishPlan(plan.id, 'interrupted').then(() => true, () => false);
+    released = await lock.release().then(() => true, () => false);
   }
   const elapsedMs = Date.now() - started;
   failures.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
   // Read once: the result and the summary say the same, whenever a signal lands.
-  const stopped = interrupted();
+  const stopped = interrupted() || halt !== undefined;
   emit({
     type: 'summary',
     planId: plan.id,
@@ -282,7 +318,93 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     ...(stopped ? { interrupted: true as const } : {}),
     ...(settingsWritten.length ? { fleetChanges: settingsWritten } : {}),
   });
-  return { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts, fleetChanges: settingsWritten };
+  const result: ApplyResult = { planId: plan.id, succeeded, failed: failures, steps, stepsFailed, stepsSkipped, elapsedMs, notStarted, interrupted: stopped, rollouts, fleetChanges: settingsWritten };
+  if (halt) {
+    throw new ApplyStoppedError(result, {
+      cause: halt.cause,
+      running: halt.running.filter((a) => !notSent.has(a)),
+      unrecorded: unrecorded.map((u) => ({ address: u.address, steps: [...u.unjournalled] })).sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true })),
+      recorded,
+      released,
+      leaseMs,
+      stack: plan.stack,
+      fleets: plan.fleets,
+    });
+  }
+  return result;
+}
+
+/** How an apply stopped mid-way (ApplyStoppedError). */
+export interface ApplyStop {
+  /** What stopped it: record.lock-lost from a lease renewal, or the record's error under a member. */
+  cause: unknown;
+  /** The members running when it stopped (let finish: each is counted in the result as done or failed, or listed in `unrecorded`). */
+  running: string[];
+  /** Members whose run the record could not keep, each with its answered requests the journal does not hold. */
+  unrecorded: { address: string; steps: string[] }[];
+  /** Whether the apply is recorded `interrupted` (else the next apply of its fleets records it so). */
+  recorded: boolean;
+  /** Whether its locks were released (else they hold until their lease, `leaseMs`, runs out, or the next apply on this host breaks them). */
+  released: boolean;
+  leaseMs: number;
+  stack: string;
+  fleets: readonly string[];
+}
+
+/**
+ * An apply that stopped mid-way because it lost its record or its lock: no
+ * member was started after that, the ones running were let finish, and its
+ * result (what was done, what failed, what was not started) comes with the
+ * error. Its first diagnostic is `apply.stopped` (the apply id, what may not
+ * be journalled, whether its end is recorded, how to go on); then the cause's.
+ * Thrown, never returned: a caller that reads only `failed` must not take it
+ * for a success.
+ */
+export class ApplyStoppedError extends FleetError {
+  constructor(
+    readonly result: ApplyResult,
+    readonly stop: ApplyStop,
+  ) {
+    super([stoppedDiagnostic(result, stop), ...causeDiagnostics(stop.cause)]);
+  }
+}
+
+function causeDiagnostics(cause: unknown): Diagnostic[] {
+  if (cause instanceof FleetError) return cause.diagnostics;
+  // Not a record fault fleet knows (a bug, or a driver of the record's own): said as it came.
+  return [diag('cli.internal', cause instanceof Error ? cause.message : String(cause))];
+}
+
+const listed = (xs: readonly string[], max = 10) => (xs.length <= max ? xs.join(', ') : `${xs.slice(0, max).join(', ')}, … (${xs.length} in all)`);
+
+/** The apply.stopped diagnostic: what happened to apply `result.planId`, and what to do. */
+export function stoppedDiagnostic(result: ApplyResult, stop: ApplyStop): Diagnostic {
+  const lockLost = stop.cause instanceof FleetError && stop.cause.diagnostics[0]?.code === 'record.lock-lost';
+  const why = lockLost ? 'its lock was taken over or released by someone else (record.lock-lost, below)' : 'the record failed under it (below)';
+  const parts = [`Apply ${result.planId} stopped mid-way: ${why}. No further VM was started${result.notStarted > 0 ? ` (${result.notStarted} not started)` : ''}.`];
+  if (stop.running.length > 0) {
+    parts.push(
+      `In flight when it stopped: ${listed(stop.running)}; they were let finish${lockLost ? ' (a request after another apply took the lock is vetoed `fenced`)' : ''}, and are counted below.`,
+    );
+  }
+  for (const u of stop.unrecorded.filter((x) => x.steps.length > 0).slice(0, 10)) {
+    parts.push(`${u.address}: ${u.steps.join(', ')} answered by its data center but not journalled; \`fleet state show ${u.address}\` shows where it stands.`);
+  }
+  const more = stop.unrecorded.filter((x) => x.steps.length > 0).length - 10;
+  if (more > 0) parts.push(`And ${more} more members whose answers are not journalled.`);
+  const fleets = `fleet${stop.fleets.length === 1 ? '' : 's'} ${listed(stop.fleets)}`;
+  parts.push(
+    stop.recorded
+      ? 'It is recorded as interrupted.'
+      : `The record could not be told that it ended: the next \`fleet apply\` of ${fleets} records it interrupted and closes its unanswered steps.`,
+  );
+  if (!stop.released && !lockLost) {
+    parts.push(
+      `Its lock${stop.fleets.length === 1 ? '' : 's'} could not be released either: free once the lease runs out (${stop.leaseMs / 1000} s), at once for the next \`fleet apply\` on this host; \`fleet state list\` shows ${stop.fleets.length === 1 ? 'it' : 'them'}.`,
+    );
+  }
+  parts.push(lockLost ? 'Run `fleet apply` again once the other apply is done; it continues from what the record holds.' : 'Run `fleet apply` again once the record is back; it continues from what the record holds (docs/recovery.md, "Outages").');
+  return diag('apply.stopped', parts.join(' '), { address: stop.stack });
 }
 
 /**

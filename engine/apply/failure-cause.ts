@@ -10,11 +10,12 @@ import type { Diagnostic } from '../diags/index.ts';
  * | cause         | from                                                                |
  * | ------------- | ------------------------------------------------------------------- |
  * | `vetoed`      | the authority vetoed the step (apply.step-vetoed)                   |
- * | `boot-denied` | the authority denied the VM's boot at the boot endpoint             |
+ * | `boot-denied` | driver.boot-denied: the boot endpoint denied the VM's boot          |
  * | `timeout`     | driver.timeout: a cloud call, or the wait for the boot, ran out     |
  * | `capacity`    | driver.capacity: the data center is full                            |
  * | `credentials` | driver.credentials: the cloud refused the brokered credentials      |
  * | `cloud`       | any other driver error (failed, transient, boot-failed, …)          |
+ * |               | or an error that is no driver's                                     |
  * | `unreachable` | the DMZ client did not answer, or failed, after every retry         |
  * | `refused`     | the DMZ client refused the request (its diagnostic's code says why) |
  *
@@ -26,10 +27,10 @@ export type FailureCause = 'vetoed' | 'boot-denied' | 'timeout' | 'capacity' | '
 /** The cause of a step the DMZ client answered `failed` (its error is `driver.<kind>`, protocol/errors.ts). */
 export function stepFailureCause(error: WireErrorDetail | undefined): FailureCause {
   const kind = error?.code.startsWith('driver.') ? error.code.slice('driver.'.length) : undefined;
-  // A denied boot is a boot-failed that says so: the agent's report "boot denied: <reason>" (agent.sh, the sim), or a
-  // VM that powered itself off without reporting, "(a denied boot)" (aws.ts, azure.ts awaitReady). If a driver words
-  // it otherwise, it passes for a cloud's failure, whose advice (run `fleet apply` again) still holds.
-  if (kind === 'boot-failed' && /\bboot denied\b|\(a denied boot\)/.test(error?.message ?? '')) return 'boot-denied';
+  // By kind alone: a driver's message is the cloud's words (and a quoted reason), never a signal. A DMZ client older
+  // than driver.boot-denied sends a denied boot as driver.boot-failed: it passes for a cloud's failure, whose advice
+  // (run `fleet apply` again) still holds.
+  if (kind === 'boot-denied') return 'boot-denied';
   if (kind === 'timeout' || kind === 'capacity' || kind === 'credentials') return kind;
   return 'cloud';
 }

@@ -7,7 +7,7 @@ import { parseVmAddress } from '../model/index.ts';
 import type { FleetRecord } from '../record/types.ts';
 
 export interface ClosedApplies {
-  /** The plans whose applies were recorded `interrupted`. */
+  /** The plans whose applies were recorded `interrupted` (those with steps closed first). */
   plans: string[];
   /** Steps closed (`failed`, "interrupted: …"). */
   steps: number;
@@ -20,6 +20,12 @@ export interface ClosedApplies {
  * `interrupted`. Only those of `fleets`, whose locks the caller holds: steps
  * of other fleets may belong to an apply still running, and an apply holds
  * the locks of its fleets from before its first step to after its plan's end.
+ * So does an apply still `running` that holds no lock of the stack at all,
+ * with or without steps left open: one that lost its record or its lock
+ * mid-way, whose own try to record its end found the record still down
+ * (ApplyStoppedError), or one killed before its first step. Every apply
+ * takes its locks under its plan's id before its plan starts and releases
+ * them after it ends, so `running` without one is over.
  */
 export async function closeInterrupted(record: FleetRecord, stack: string, fleets: readonly string[]): Promise<ClosedApplies> {
   const mine = new Set(fleets);
@@ -28,7 +34,9 @@ export async function closeInterrupted(record: FleetRecord, stack: string, fleet
   for (const s of open) {
     await record.journal({ ...s, status: 'failed', detail: 'interrupted: the apply stopped before this step answered' });
   }
-  for (const id of plans) await record.finishPlan(id, 'interrupted').catch(() => {});
+  const locked = new Set((await record.listLocks(stack)).map((l) => l.planId));
+  const orphans = (await record.listPlans(stack)).filter((p) => p.result === 'running' && !locked.has(p.id) && !plans.includes(p.id)).map((p) => p.id);
+  for (const id of [...plans, ...orphans]) await record.finishPlan(id, 'interrupted').catch(() => {});
   // A member's steps go out together (a run), so one member may leave several unanswered.
-  return { plans, steps: open.length, members: [...new Set(open.map((s) => s.address))] };
+  return { plans: [...plans, ...orphans], steps: open.length, members: [...new Set(open.map((s) => s.address))] };
 }

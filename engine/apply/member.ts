@@ -127,7 +127,30 @@ function memberInputs(change: Change, plan: PlanDocument, owner: string): { inpu
   return { inputs, current };
 }
 
-/** Carries one change out through its data center's provider; calls `answered` once its last request has its answer (before the journal rows of it are written). */
+/**
+ * A member whose run the record could not keep (lost, or full, mid-member):
+ * what the record said, and the requests that were answered but whose answer
+ * the journal does not hold (their outcome is known to the data center and
+ * the authority, not to this apply). `[]` when none was sent (`sent` false:
+ * its `started` rows failed) or every answer was journalled (what failed was
+ * remembering the spec it now matches).
+ */
+export class MemberUnrecorded extends Error {
+  constructor(
+    readonly address: string,
+    override readonly cause: unknown,
+    readonly unjournalled: readonly string[],
+    /** Whether its requests went out (false: its `started` rows failed, so nothing was asked of the data center). */
+    readonly sent = true,
+  ) {
+    super(`the record could not keep ${address}'s run: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+/**
+ * Carries one change out through its data center's provider; calls `answered` once its last request has its answer
+ * (before the journal rows of it are written). Throws MemberUnrecorded when the record fails under it.
+ */
 export async function runMember(
   change: Change,
   provider: MemberProvider,
@@ -161,8 +184,22 @@ export async function runMember(
   // `failed` as its answer comes in. Journal rows of one turn share one
   // INSERT (group commit); events follow the commit of what they report, in
   // step order.
-  await Promise.all(rows.map((row) => record.journal({ ...row, status: 'started', detail: null })));
+  try {
+    await Promise.all(rows.map((row) => record.journal({ ...row, status: 'started', detail: null })));
+  } catch (err) {
+    throw new MemberUnrecorded(change.address, err, [], false);
+  }
   emit(stepEvent(0, 'started'));
+  /** Requests whose answer's journal row is committed. */
+  const committed = new Set<number>();
+  const answerRow = (k: number, row: Promise<void>): Promise<void> => row.then(() => void committed.add(k));
+  /** The answered requests (below `upTo`) whose answer the journal does not hold, once `written` failed. */
+  const unrecorded = (err: unknown, upTo: number) =>
+    new MemberUnrecorded(
+      change.address,
+      err,
+      requests.slice(0, upTo).flatMap((r, k) => (committed.has(k) ? [] : [r.label])),
+    );
   let replies = 0;
   let done = 0;
   let failure: { k: number; d: Diagnostic; cause: FailureCause } | undefined;
@@ -178,7 +215,7 @@ export async function runMember(
     replies = k + 1;
     if (result.outcome === 'ok') {
       done++;
-      after(record.journal({ ...rows[k], status: 'done', detail: null }), () => {
+      after(answerRow(k, record.journal({ ...rows[k], status: 'done', detail: null })), () => {
         emit(stepEvent(k, 'done'));
         if (k + 1 < requests.length) emit(stepEvent(k + 1, 'started'));
       });
@@ -189,7 +226,7 @@ export async function runMember(
     const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
     const d = diag(code, `${r.from ?? '(new)'} -> ${r.to} in ${change.dataCenter}: ${why}`, { address: change.address });
     failure = { k, d, cause: result.outcome === 'vetoed' ? 'vetoed' : stepFailureCause(result.error) };
-    after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }), () => emit(stepEvent(k, 'failed', why)));
+    after(answerRow(k, record.journal({ ...rows[k], status: 'failed', detail: d.detail })), () => emit(stepEvent(k, 'failed', why)));
   };
   try {
     for (const c of calls) {
@@ -224,7 +261,9 @@ export async function runMember(
     const { k } = failure;
     const detail = `not carried out: ${requests[k].label} failed`;
     for (const row of rows.slice(k + 1)) after(record.journal({ ...row, status: 'skipped', detail }).catch(() => {}), () => {});
-    await written;
+    await written.catch((err: unknown) => {
+      throw unrecorded(err, k + 1);
+    });
     return {
       steps: done,
       skipped: rows.length - k - 1,
@@ -232,7 +271,9 @@ export async function runMember(
       failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d, cause: failure.cause },
     };
   }
-  await written;
+  await written.catch((err: unknown) => {
+    throw unrecorded(err, requests.length);
+  });
   // The member now is what its spec asks for: remember that spec, so the next
   // plan sees no difference (the record cannot tell a hardware change otherwise).
   // A VM created here needs no look: its create request carried this spec
@@ -241,9 +282,14 @@ export async function runMember(
   const needsCreate = change.action === 'create' || change.action === 'replace';
   if (change.action !== 'delete' && !needsCreate) {
     const id = change.vmId!;
-    const row = await record.getVm(id);
-    if (row && (row.specHash !== change.specHash || row.desiredState !== change.to)) {
-      await record.updateVm(id, row.version, { specHash: change.specHash, desiredState: change.to }, { actor: opts.actor ?? defaultActor(), planId: plan.id });
+    try {
+      const row = await record.getVm(id);
+      if (row && (row.specHash !== change.specHash || row.desiredState !== change.to)) {
+        await record.updateVm(id, row.version, { specHash: change.specHash, desiredState: change.to }, { actor: opts.actor ?? defaultActor(), planId: plan.id });
+      }
+    } catch (err) {
+      // Every answer is journalled; the next plan sees the spec this member now matches as a change still to make.
+      throw new MemberUnrecorded(change.address, err, []);
     }
   }
   return { steps: done, skipped: 0, elapsedMs };

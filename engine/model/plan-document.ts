@@ -188,6 +188,14 @@ export interface UnchangedFleet {
  */
 export interface FleetChange {
   fleet: string;
+  /**
+   * The record has no row of this fleet yet (decided from the record at plan
+   * time, not inferred from its basis version): apply makes the row, with
+   * `protect.to`. Renderers show the setting
+   * as a new fleet's (`+ fleet web: protect true`), not as a change from
+   * false. Absent for a fleet with a row.
+   */
+  new?: true;
   /** The record's protection (`from`) and the spec's (`to`); absent when they agree. */
   protect?: { from: boolean; to: boolean };
   /** The record's owner (`from`) and the spec's (`to`), of a fleet the record has a row of; absent when they agree. */

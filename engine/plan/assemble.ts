@@ -97,9 +97,10 @@ function tally(tallies: ReturnType<typeof summedTallies>, c: Change): void {
  * the row's (PlanInput.owners), in scope order: what apply writes to the
  * fleets rows before any step. A fleet the record has no row of is not
  * protected (the protect rule and the authority read it so): a new fleet
- * with `protect: true` is listed `from: false`, so a saved plan carries the
- * protection apply gives its row, not the spec as it is at apply time. Its
- * owner is not listed: its row is made with its spec's owner.
+ * with `protect: true` is listed `from: false` and `new: true`, so a saved
+ * plan carries the protection apply gives its row, not the spec as it is at
+ * apply time, and renderers show it as a new fleet's setting. Its owner is
+ * not listed: its row is made with its spec's owner.
  */
 function fleetChanges(s: PlanState, scope: readonly string[]): FleetChange[] {
   const recorded = s.input.fleetProtection;
@@ -116,6 +117,8 @@ function fleetChanges(s: PlanState, scope: readonly string[]): FleetChange[] {
     if (from === spec.protect && owner === spec.owner) continue;
     out.push({
       fleet: name,
+      // No row: the setting is the new fleet's, not a change of one (its `from: false` is the record's default).
+      ...(Object.hasOwn(recorded, name) ? {} : { new: true as const }),
       ...(from !== spec.protect ? { protect: { from, to: spec.protect } } : {}),
       ...(owner !== spec.owner ? { owner: { from: owner, to: spec.owner } } : {}),
     });

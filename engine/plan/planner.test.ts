@@ -561,12 +561,15 @@ describe('computePlan: fleet changes (protect)', () => {
   });
 
   // A saved plan of a new fleet did not say its protect: `fleet apply FILE` took the spec's as it was at apply time.
-  it('lists a new fleet (no record row: unprotected) with protect: true, from false, with its version 0 in the basis', () => {
+  it('lists a new fleet (no record row: unprotected) with protect: true, from false, marked new (its version 0 in the basis does not say so), with its version 0 in the basis', () => {
     const p = computePlan(input([fresh, vault], [vmRow(vault, 0)], { fleetVersions: { vault: 3 }, fleetProtection: { vault: false } }));
-    expect(p.fleetChanges).toEqual([{ fleet: 'fresh', protect: { from: false, to: true } }]);
+    expect(p.fleetChanges).toEqual([{ fleet: 'fresh', new: true, protect: { from: false, to: true } }]);
     expect(p.basis.fleets).toEqual({ fresh: 0 });
     const empty = computePlan(input([makeFleet('fresh', { count: 0, protect: true })], [], { fleetProtection: {} }));
-    expect(empty.fleetChanges).toEqual([{ fleet: 'fresh', protect: { from: false, to: true } }]);
+    expect(empty.fleetChanges).toEqual([{ fleet: 'fresh', new: true, protect: { from: false, to: true } }]);
+    // A fleet the record has a row of (fleetProtection: the record's rows) is not new, whatever version it is given.
+    const zero = computePlan(input([makeFleet('fresh', { count: 0, protect: true })], [], { fleetProtection: { fresh: false }, fleetVersions: { fresh: 0 } }));
+    expect(zero.fleetChanges).toEqual([{ fleet: 'fresh', protect: { from: false, to: true } }]);
     expect(empty.basis.fleets).toEqual({ fresh: 0 });
   });
 

@@ -201,9 +201,10 @@ export async function usageDrift(
 /**
  * A TCP proxy to the PostgreSQL server of `target` whose cut() drops every
  * connection at once and refuses new ones for `downMs`: a database failover,
- * as a client sees it. `url` is `target` through the proxy.
+ * as a client sees it. `url` is `target` through the proxy. restore() ends
+ * the outage now (a test that decides when the server is back).
  */
-export async function pgCutProxy(target: string): Promise<{ url: string; port: number; cut(downMs: number): void; close(): Promise<void> }> {
+export async function pgCutProxy(target: string): Promise<{ url: string; port: number; cut(downMs: number): void; restore(): void; close(): Promise<void> }> {
   const t = new URL(target);
   const open = new Set<Socket>();
   let downUntil = 0;
@@ -233,6 +234,9 @@ export async function pgCutProxy(target: string): Promise<{ url: string; port: n
       downUntil = Date.now() + downMs;
       for (const s of open) s.destroy();
       open.clear();
+    },
+    restore: () => {
+      downUntil = 0;
     },
     close: () =>
       new Promise<void>((r) => {

@@ -224,7 +224,7 @@ describe('DMZ client + authority + sim over real HTTP', () => {
       ['ok', 'Starting'],
       ['failed', 'BootFailed'],
     ]);
-    expect(steps[1].error?.message).toContain('boot denied');
+    expect(steps[1].error).toMatchObject({ code: 'driver.boot-denied', message: expect.stringContaining('boot denied') });
     expect(await client.getVm(vm.id)).toMatchObject({ status: 'terminated', observedState: 'Deleted' });
     const del = await walk(client, vm.id, ['BootFailed', 'BeingDeleted', 'Deleted']);
     expect(del.at(-1)?.vm?.state).toBe('Deleted');

@@ -144,7 +144,7 @@ describe.each(['aws', 'azure'] as const)('%s driver: the agents\' reports across
   it('a boot denied before the restart is terminated by the restarted client', async () => {
     const { vm, ref, second } = await bootThenRestart('tok-denied', { state: 'failed', denied: true });
     const err = await second.awaitReady(cloud.creds(), ref, { timeoutMs: 5_000 }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ kind: 'boot-failed', message: expect.stringContaining('boot denied') });
+    expect(err).toMatchObject({ kind: 'boot-denied', message: expect.stringContaining('boot denied') });
     expect(cloud.alive(vm)).toBe(false);
   });
 

@@ -234,12 +234,13 @@ export function driverContract(name: string, make: MakeHarness): void {
         expect(await present()).toEqual([]);
       });
 
-      it('a boot with a token the boot endpoint denies fails awaitReady with boot-failed, and the VM is terminated', async () => {
+      it('a boot with a token the boot endpoint denies fails awaitReady with boot-denied (its own kind: fleet apply classifies on it, never on the message), and the VM is terminated', async () => {
         const vm = await create();
         await h.driver.powerOn(h.creds(), ref(vm));
         await h.driver.boot(h.creds(), ref(vm), { bootToken: 'made-up-token' });
         const err = await failure(h.driver.awaitReady(h.creds(), ref(vm), { timeoutMs: READY_MS }));
-        expect(err.kind).toBe('boot-failed');
+        expect(err.kind).toBe('boot-denied');
+        expect(err.transient).toBe(false);
         expect(boot.asked).toEqual([{ vmId: vm.vmId, approved: false }]);
         const after = await h.driver.get(h.readCreds(), ref(vm));
         if (after !== undefined) expect(after.status).toBe('terminated');

@@ -78,7 +78,12 @@ export interface Driver {
   powerOn(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm>;
   /** Starts the OS; the VM will ask the boot endpoint for approval with this one-time token. Returns once booting started. */
   boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm>;
-  /** Waits until the VM reports ready; throws DriverError('boot-failed') when its boot was denied or failed. */
+  /**
+   * Waits until the VM reports ready; throws DriverError('boot-denied') when the boot endpoint denied its boot (its
+   * agent said so, or it powered itself off during its boot without a report: the VM is terminated), and
+   * DriverError('boot-failed') when its boot failed otherwise. fleet apply tells the two apart by kind alone
+   * (engine/apply/failure-cause.ts), never by the message.
+   */
   awaitReady(creds: ScopedCredentials, ref: VmRef, opts?: { timeoutMs?: number }): Promise<CloudVm>;
   shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm>;
   powerOff(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm>;

@@ -53,10 +53,14 @@ export interface PlanDocumentFile {
    */
   rollouts?: PlanRollout[];
   /**
-   * What the plan changes of fleets themselves, by fleet name: a spec's protect that the record's fleet row does not hold, or an owner other than the row's (apply writes them before any step). Only fleets in scope with a spec, less those a program manages; a fleet the record has no row of yet reads as unprotected (from: false), so a new fleet with protect: true is listed, and has no owner to change (its row is made with its spec's); absent when there is none.
+   * What the plan changes of fleets themselves, by fleet name: a spec's protect that the record's fleet row does not hold, or an owner other than the row's (apply writes them before any step). Only fleets in scope with a spec, less those a program manages; a fleet the record has no row of yet reads as unprotected (from: false, with new: true), so a new fleet with protect: true is listed, and has no owner to change (its row is made with its spec's); absent when there is none.
    */
   fleetChanges?: {
     fleet: string;
+    /**
+     * The record has no row of this fleet yet (decided from the record at plan time, not inferred from its basis version): apply makes the row with protect.to. Renderers show it as a new fleet's setting (`+ fleet web: protect true`). Absent for a fleet with a row.
+     */
+    new?: true;
     /**
      * The record's protection (from) and the spec's (to); absent when they agree.
      */

@@ -169,15 +169,19 @@ describe('fleet apply: a failed member\'s cause from outside', () => {
 // member's did not, and the way out differs by cause: a veto comes back on
 // every re-run, a cloud's failure leaves a state the next plan recovers.
 describe('fleet apply: what a failed member\'s diagnostic says to do, by cause', () => {
-  const denied = { code: 'driver.boot-failed', message: 'VM sim-7 did not become ready: boot denied: the boot token was used already' };
+  const denied = { code: 'driver.boot-denied', message: 'VM sim-7 did not become ready: boot denied: the boot token was used already' };
   it.each([
     { cause: 'vetoed', step: { outcome: 'vetoed' as const }, says: ['vetoed again', 'change the spec, or the policy pack'] },
     { cause: 'boot-denied', step: { outcome: 'failed' as const, error: denied }, says: ['denied its boot', 'BootFailed', '`fleet history web/0`', '`fleet apply` again', 'docs/recovery.md'] },
     {
       cause: 'boot-denied',
-      step: { outcome: 'failed' as const, error: { code: 'driver.boot-failed', message: 'awaitReady failed in virginia: instance i-0b powered itself off during its boot without reporting ready (a denied boot); it was terminated' } },
+      step: { outcome: 'failed' as const, error: { code: 'driver.boot-denied', message: 'awaitReady failed in virginia: instance i-0b powered itself off during its boot without reporting ready (a denied boot); it was terminated' } },
       says: ['denied its boot'],
     },
+    // The kind decides, never the words: a denied boot worded any way, and a cloud's message that quotes "boot denied".
+    { cause: 'boot-denied', step: { outcome: 'failed' as const, error: { code: 'driver.boot-denied', message: 'awaitReady failed in westeurope: VM vm-1 did not become ready: its boot agent reported a failure; the VM was deleted' } }, says: ['denied its boot'] },
+    { cause: 'cloud', step: { outcome: 'failed' as const, error: { code: 'driver.boot-failed', message: 'VM sim-7 did not become ready: cryptsetup: boot denied by TPM policy' } }, says: ['Run `fleet apply` again'] },
+    { cause: 'cloud', step: { outcome: 'failed' as const, error: { code: 'driver.failed', message: 'instance i-0b powered itself off (a denied boot)' } }, says: ['Run `fleet apply` again'] },
     { cause: 'timeout', step: { outcome: 'failed' as const, error: { code: 'driver.timeout', message: 'VM sim-7 did not report ready within 60000 ms' } }, says: ['spec.readyTimeoutMs', '`fleet apply` again', 'docs/recovery.md'] },
     { cause: 'capacity', step: { outcome: 'failed' as const, error: { code: 'driver.capacity', message: 'no room' } }, says: ['out of capacity', '`fleet apply` again'] },
     { cause: 'credentials', step: { outcome: 'failed' as const, error: { code: 'driver.credentials', message: 'expired' } }, says: ['credentials', 'docs/drivers/', '`fleet apply` again'] },

@@ -271,7 +271,12 @@ export function onInterrupt(io: CliIO, say: (text: string) => void = (text) => i
 async function noteInterrupted(io: CliIO, session: StackSession, fleets: readonly string[]): Promise<void> {
   const { closeInterrupted } = await import('../../apply/index.ts');
   const { plans, steps, members } = await closeInterrupted(session.record, session.stack.name, fleets);
-  if (steps === 0) return;
+  if (plans.length === 0) return;
+  if (steps === 0) {
+    // An apply that stopped mid-way with the record down (apply.stopped said this apply would close it), or killed before its first step.
+    io.stderr.write(`note: apply ${plans.join(', ')} stopped before its end without recording it; it is recorded interrupted now.\n`);
+    return;
+  }
   io.stderr.write(
     `note: apply ${plans.join(', ')} was interrupted with ${steps} step${steps === 1 ? '' : 's'} unanswered, of ${members.length} member${members.length === 1 ? '' : 's'} (${members
       .slice(0, 5)
@@ -344,7 +349,7 @@ async function runApply(
 ): Promise<number> {
   if (planfile !== undefined) refuseFreshPlanFlags(planfile, opts);
   // Loaded on use: the services and HTTP client are not needed by other commands' start-up.
-  const { applyFleetChanges, applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
+  const { ApplyStoppedError, applyFleetChanges, applyPlan, checkCloud, checkSavedPlan, createProgress, defaultActor, lockFleets, openSession } = await import('../../apply/index.ts');
   const parallelism = parallelismOf(opts.parallelism, said('parallelism', '--parallelism'));
   const lockTimeout = nonNegative(opts.lockTimeout, said('lockTimeout', '--lock-timeout'));
   const saved = planfile !== undefined ? await readPlanFile(io, planfile) : undefined;
@@ -520,6 +525,8 @@ async function runApply(
     interrupt ??= onInterrupt(io, notice);
     interrupt.applying();
     let result: ApplyResult;
+    /** apply.stopped and its cause: the apply lost its record or its lock mid-way (ApplyStoppedError). */
+    let stoppedMidway: Diagnostic[] = [];
     // JSON: the summary event is held until the diagnostics (failures, stopped rollouts) are out, so it is the last event, as the text summary is the last line.
     let summary: ApplyEvent | undefined;
     try {
@@ -542,6 +549,10 @@ async function runApply(
         signal: interrupt.signal,
         ...(held ? { lock: held } : { onLocked: (fleets) => noteInterrupted(io, session, fleets) }),
       }).catch((err: unknown) => {
+        if (err instanceof ApplyStoppedError) {
+          stoppedMidway = err.diagnostics;
+          return err.result;
+        }
         throw stoppedMidApply(err);
       });
     } finally {
@@ -562,7 +573,7 @@ async function runApply(
       ];
     });
     if (json) {
-      reportDiagnostics(io, mode, [...failures, ...stopped]);
+      reportDiagnostics(io, mode, [...failures, ...stopped, ...stoppedMidway]);
       if (summary) {
         progress.onEvent(summary);
         progress.finish();
@@ -571,6 +582,8 @@ async function runApply(
       const { shown, note } = textFailures(failures);
       reportDiagnostics(io, mode, [...shown, ...stopped]);
       if (note) io.stderr.write(`\n${note}`);
+      // Last of the diagnostics, right above the summary: what happened to the apply as a whole.
+      reportDiagnostics(io, mode, stoppedMidway);
     }
     if (!json) {
       for (const r of result.rollouts) {
@@ -580,6 +593,8 @@ async function runApply(
     }
     // The summary comes last, after the failures (on stderr): a CI log's or a terminal's last line counts what happened, however many members failed.
     if (!json) io.stdout.write(`\n${applySummary(result)}\n`);
+    // Not 130: nobody asked it to stop. The diagnostic says what is left and how to go on.
+    if (stoppedMidway.length > 0) return 1;
     if (result.notStarted > 0) {
       io.stderr.write(`Run \`fleet apply\` again to carry out the ${result.notStarted} change${result.notStarted === 1 ? '' : 's'} not started.\n`);
       return INTERRUPTED_EXIT;

@@ -28,6 +28,19 @@ export function hasChanges(plan: PlanDocument): boolean {
 }
 
 /** The settings a fleet change changes, `[name, from, to]` each, protect first: what the "Fleet settings" lines show. */
+/**
+ * A fleet-settings line's mark and settings, the way every renderer shows
+ * them (`fmt` quotes a value): a new fleet's (no row in the record yet,
+ * `new`) as what it will hold, `+` and `protect true`, like a create; a
+ * fleet with a row's as a change, `~` and `protect false -> true`.
+ */
+export function fleetSettingsLine(f: FleetChange, fmt: (value: string) => string): { mark: '+' | '~'; text: string } {
+  const text = fleetSettings(f)
+    .map(([k, from, to]) => (f.new ? `${k} ${fmt(to)}` : `${k} ${fmt(from)} -> ${fmt(to)}`))
+    .join('; ');
+  return { mark: f.new ? '+' : '~', text };
+}
+
 export function fleetSettings(f: FleetChange): [setting: string, from: string, to: string][] {
   const out: [string, string, string][] = [];
   if (f.protect) out.push(['protect', String(f.protect.from), String(f.protect.to)]);

@@ -10,7 +10,7 @@ import { ACTIONS, type Action, type Change, type PlanDocument } from '../types.t
 import { planDigest } from '../digest.ts';
 import { byName } from '../scope.ts';
 import { mdCode, mdCodeCell, mdHtml, mdText } from './escape.ts';
-import { SYMBOL, countsPhrase, createdMembers, diffLines, fleetSettings, formatPath, groupByFleet, hasChanges, memberList, returningPhrases, rolloutLine, summaryLine, type FleetGroup } from './common.ts';
+import { SYMBOL, countsPhrase, createdMembers, diffLines, fleetSettingsLine, formatPath, groupByFleet, hasChanges, memberList, returningPhrases, rolloutLine, summaryLine, type FleetGroup } from './common.ts';
 
 export const MARKDOWN_LIMIT = 65_000;
 
@@ -112,9 +112,10 @@ function headSection(plan: PlanDocument, planFile: string | undefined): string {
     lines.push(`> [!CAUTION]`, `> Blocked by ${n} mandatory policy violation${n === 1 ? '' : 's'}: this plan cannot be applied.`, '');
   }
   // A fleet's own settings (its protection and owner in the record): one line each, never cut by the comment limit.
-  const settings = (plan.fleetChanges ?? []).map(
-    (f) => `- \`~\` fleet ${code(f.fleet)}: ${fleetSettings(f).map(([k, from, to]) => `${k} ${code(from)} -> ${code(to)}`).join('; ')}`,
-  );
+  const settings = (plan.fleetChanges ?? []).map((f) => {
+    const { mark, text } = fleetSettingsLine(f, code);
+    return `- \`${mark}\` fleet ${code(f.fleet)}: ${text}`;
+  });
   if (settings.length) lines.push('### Fleet settings', '', ...settings, '');
   return lines.join('\n');
 }

@@ -4,7 +4,7 @@
 // log (clear it, recolour it), and a newline would forge a line of the plan.
 import { visible as v } from './escape.ts';
 import type { Change, PlanDocument } from '../types.ts';
-import { SYMBOL, countsPhrase, createdMembers, diffLines, fleetSettings, formatPath, groupByFleet, rolloutLine, summaryLine, waveLine } from './common.ts';
+import { SYMBOL, countsPhrase, createdMembers, diffLines, fleetSettingsLine, formatPath, groupByFleet, rolloutLine, summaryLine, waveLine } from './common.ts';
 
 export interface TextOptions {
   /** ANSI colours; the CLI passes useColor(io), which honours NO_COLOR. */
@@ -40,7 +40,8 @@ export function renderText(plan: PlanDocument, opts: TextOptions = {}): string {
   if (plan.fleetChanges?.length) {
     out.push(paint('bold', 'Fleet settings'));
     for (const f of plan.fleetChanges) {
-      out.push(`  ${paint('yellow', '~')} fleet ${v(f.fleet)}: ${fleetSettings(f).map(([k, from, to]) => `${k} ${v(from)} -> ${v(to)}`).join('; ')}`);
+      const { mark, text } = fleetSettingsLine(f, v);
+      out.push(`  ${paint(mark === '+' ? 'green' : 'yellow', mark)} fleet ${v(f.fleet)}: ${text}`);
     }
     out.push('');
   }

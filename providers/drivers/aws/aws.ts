@@ -448,7 +448,7 @@ export class AwsDriver implements Driver {
         if (a.denied) {
           // The patent's trusted boot: a VM whose boot was denied is not allowed to live.
           await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
-          throw new DriverError('boot-failed', `instance ${id} was terminated: ${a.detail ?? 'boot denied'}`);
+          throw new DriverError('boot-denied', `instance ${id} was terminated: ${a.detail ?? 'boot denied'}`);
         }
         throw new DriverError('boot-failed', `instance ${id} did not become ready: ${a.detail ?? 'its agent failed'}`);
       }
@@ -457,7 +457,7 @@ export class AwsDriver implements Driver {
         // The VM powered itself off during its boot without a report we could believe (a report needs
         // the boot token the driver issued): a boot the authority did not approve. Trusted boot: it goes.
         await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
-        throw new DriverError('boot-failed', `instance ${id} powered itself off during its boot without reporting ready (a denied boot); it was terminated`);
+        throw new DriverError('boot-denied', `instance ${id} powered itself off during its boot without reporting ready (a denied boot); it was terminated`);
       }
       if (st !== 'pending' && st !== 'running') throw new DriverError('boot-failed', `instance ${id} is ${st} before its agent reported ready`);
       if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id}`);

@@ -260,21 +260,21 @@ describe('azure driver: lifecycle', () => {
     expect(arm.calls('patchVm')).toHaveLength(0);
   });
 
-  it('a boot the authority denies: the agent reports failed, the VM powers itself off, awaitReady throws boot-failed and deletes the VM', async () => {
+  it('a boot the authority denies: the agent reports failed, the VM powers itself off, awaitReady throws boot-denied and deletes the VM', async () => {
     const i = input();
     const ref = { vmId: i.vmId, cloudId: null };
     await driver.createVm(creds(), i);
     await driver.powerOn(creds(), ref);
     await driver.boot(creds(), ref, { bootToken: 'never-issued' });
     const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }));
-    expect(err.kind).toBe('boot-failed');
+    expect(err.kind).toBe('boot-denied');
     expect(err.message).toMatch(/boot denied/);
     expect(arm.boots).toEqual([{ vmName: resourceNames(i.vmId).vm, approved: false }]);
     expect(arm.vms.has(resourceNames(i.vmId).vm)).toBe(false);
     expect(await driver.get(creds(), ref)).toBeUndefined();
   });
 
-  it('a VM that powers itself off while booting, without a report this client believes, was denied: deleted, boot-failed', async () => {
+  it('a VM that powers itself off while booting, without a report this client believes, was denied: deleted, boot-denied', async () => {
     const i = input();
     const ref = { vmId: i.vmId, cloudId: null };
     await driver.createVm(creds(), i);
@@ -283,7 +283,7 @@ describe('azure driver: lifecycle', () => {
     await driver.boot(creds(), ref, { bootToken: 'token-issued' });
     boot.issued.add('token-issued');
     const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }));
-    expect(err.kind).toBe('boot-failed');
+    expect(err.kind).toBe('boot-denied');
     expect(err.message).toMatch(/powered itself off during its boot/);
     expect(arm.boots).toEqual([{ vmName: resourceNames(i.vmId).vm, approved: false }]);
     expect(arm.vms.size).toBe(0);

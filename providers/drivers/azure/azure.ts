@@ -394,14 +394,14 @@ export class AzureDriver implements Driver {
       if (entry?.state === 'failed') {
         // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
         if (entry.denied) await this.deleteVm(creds, ref);
-        throw new DriverError('boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}${entry.denied ? '; the VM was deleted' : ''}`);
+        throw new DriverError(entry.denied ? 'boot-denied' : 'boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}${entry.denied ? '; the VM was deleted' : ''}`);
       }
       // Between reports, the VM itself: one that powered off during its boot without a report this
       // client believes (a report needs the token it issued) had its boot denied. Trusted boot: it goes.
       const power = powerStateOf((await this.mustFetch(c, ref)).instanceView?.statuses);
       if (power === 'stopping' || power === 'stopped' || power === 'deallocating' || power === 'deallocated') {
         await this.deleteVm(creds, ref);
-        throw new DriverError('boot-failed', `VM ${name} powered itself off during its boot without reporting ready (a denied boot); it was deleted`);
+        throw new DriverError('boot-denied', `VM ${name} powered itself off during its boot without reporting ready (a denied boot); it was deleted`);
       }
       if (this.closed) throw new DriverError('failed', `the azure driver of ${this.dataCenter} closed while waiting for ${name}`);
       const left = deadline - Date.now();

@@ -419,16 +419,16 @@ describe('sim driver', () => {
     }
 
     it.each([
-      { name: 'approved with the right key', answer: { approved: true, reason: 'ok', diskKey: 'the-key' }, state: 'Running', agent: 'ready' },
-      { name: 'approved with a wrong key', answer: { approved: true, reason: 'ok', diskKey: 'wrong' }, state: 'BootFailed', agent: 'failed' },
-      { name: 'denied', answer: { approved: false, reason: 'unknown VM' }, state: 'Deleted', agent: 'failed' },
-    ])('$name -> $state', async ({ answer, state, agent }) => {
+      { name: 'approved with the right key', answer: { approved: true, reason: 'ok', diskKey: 'the-key' }, state: 'Running', agent: 'ready', kind: undefined },
+      { name: 'approved with a wrong key', answer: { approved: true, reason: 'ok', diskKey: 'wrong' }, state: 'BootFailed', agent: 'failed', kind: 'boot-failed' },
+      { name: 'denied', answer: { approved: false, reason: 'unknown VM' }, state: 'Deleted', agent: 'failed', kind: 'boot-denied' },
+    ])('$name -> $state', async ({ answer, state, agent, kind }) => {
       answers.push(answer);
       const d = await sim();
       const ref = await booted(d, true);
       const ready = d.awaitReady(creds(), ref, { timeoutMs: 5_000 });
       if (state === 'Running') await expect(ready).resolves.toMatchObject({ agent, observedState: state });
-      else await expect(ready).rejects.toMatchObject({ kind: 'boot-failed' });
+      else await expect(ready).rejects.toMatchObject({ kind });
       expect(seen[0].bootToken).toBe('tok-1');
       expect((await d.get(creds(), ref))?.observedState).toBe(state);
     });

@@ -283,7 +283,7 @@ export class SimDriver implements Driver {
     await this.enter('powerOn', creds);
     const vm = this.mustFind(ref);
     this.endBoot(vm);
-    return this.change(vm, { power: 'on', agent: 'none', agentDetail: null, bootToken: null, guestBoot: false });
+    return this.change(vm, { power: 'on', agent: 'none', agentDetail: null, bootToken: null, guestBoot: false, bootDenied: false });
   }
 
   async boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm> {
@@ -292,7 +292,7 @@ export class SimDriver implements Driver {
     if (vm.power !== 'on') throw new DriverError('invalid-state', `VM ${vm.cloudId} is powered off; power it on before booting`);
     // The older agent stands down now, not once this change is written: its answer may come meanwhile.
     const generation = this.endBoot(vm);
-    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: opts.bootToken, userDataToken: opts.bootToken, guestBoot: false });
+    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: opts.bootToken, userDataToken: opts.bootToken, guestBoot: false, bootDenied: false });
     this.startAgent(vm, opts.bootToken, generation);
     return out;
   }
@@ -362,11 +362,11 @@ export class SimDriver implements Driver {
         const agentDetail = `boot denied: ${answer.reason}`;
         if (vm.guestBoot) {
           // An in-guest reboot: the agent powers the VM off (agent.sh `fail ... true`); it keeps its disk and waits for an approved boot.
-          await this.change(vm, { agent: 'failed', agentDetail, power: 'off', diskUnlocked: false, bootToken: null, guestBoot: false });
+          await this.change(vm, { agent: 'failed', agentDetail, power: 'off', diskUnlocked: false, bootToken: null, guestBoot: false, bootDenied: true });
           return;
         }
         // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
-        await this.change(vm, { agent: 'failed', agentDetail, status: 'terminated', power: 'off', bootToken: null });
+        await this.change(vm, { agent: 'failed', agentDetail, status: 'terminated', power: 'off', bootToken: null, bootDenied: true });
         return;
       }
       if (vm.encryptedDisk) {
@@ -415,7 +415,7 @@ export class SimDriver implements Driver {
     }
     if (vm.agent === 'ready' && vm.status === 'present') return view(this.dataCenter, vm);
     if (vm.agent === 'booting') throw new DriverError('timeout', `VM ${vm.cloudId} did not report ready within ${timeoutMs} ms`, false);
-    throw new DriverError('boot-failed', `VM ${vm.cloudId} did not become ready: ${vm.agentDetail ?? (vm.agent === 'none' ? 'it was never booted' : vm.agent)}`);
+    throw new DriverError(vm.bootDenied ? 'boot-denied' : 'boot-failed', `VM ${vm.cloudId} did not become ready: ${vm.agentDetail ?? (vm.agent === 'none' ? 'it was never booted' : vm.agent)}`);
   }
 
   async shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
@@ -505,7 +505,7 @@ export class SimDriver implements Driver {
     const generation = this.endBoot(vm);
     const token = vm.userDataToken ?? null;
     if (token === null) return this.change(vm, { agent: 'none', agentDetail: null, diskUnlocked: false, bootToken: null, guestBoot: false });
-    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: token, guestBoot: true });
+    const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: token, guestBoot: true, bootDenied: false });
     this.startAgent(vm, token, generation);
     return out;
   }

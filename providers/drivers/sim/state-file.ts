@@ -54,6 +54,12 @@ export interface SimVm {
    * awaitReady).
    */
   guestBoot?: boolean;
+  /**
+   * The agent's last boot failed because the boot endpoint denied it
+   * (awaitReady then throws `boot-denied`, not `boot-failed`). Cleared by the
+   * next boot or power-on. Absent in older state files: false.
+   */
+  bootDenied?: boolean;
   /** Marks a VM injected without a record entry (tests). */
   rogue?: boolean;
   createdAt: string;
