@@ -66,6 +66,9 @@ export function simStateDir(stack: LoadedStack, dataCenter: string): string {
   return join(stack.stateDir, 'sim', dataCenter);
 }
 
+/** How long an embedded DMZ client's close waits for requests in flight before it cuts them (startDmzClient's drainMs). */
+export const EMBEDDED_DRAIN_MS = 500;
+
 export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
   const env = opts.env ?? process.env;
   const wanted = opts.dataCenters ? new Set(opts.dataCenters) : undefined;
@@ -139,6 +142,10 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
         pack: opts.pack,
         logger: opts.logger,
         readyTimeoutMs: SIM_READY_TIMEOUT_MS,
+        // Its one caller is this process, which closes it only once it has every answer it waits for: what is still in
+        // flight then (a listing an interrupted refresh left, a hung sim call) has nobody to answer, and the default
+        // 20 s drain held the Ctrl-C'd command that long before it exited.
+        drainMs: EMBEDDED_DRAIN_MS,
       });
       started.push({ dmz, driver });
       drivers.set(d.name, driver);

@@ -5,6 +5,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBase64url } from '../../protocol/index.ts';
+import { diag, FleetError, fsReason } from '../diags/index.ts';
 
 export function randomToken(bytes = 32): string {
   return randomBytes(bytes).toString('base64url');
@@ -47,29 +48,45 @@ function readSecret(file: string): string | undefined {
 }
 
 /**
- * Reads the authority's secret from `file`, creating it on first use: mode
- * 0600 from its first byte (an empty file already there, whatever its mode,
- * is made 0600 before the secret goes in), in a 0700 folder when it makes one.
+ * Reads a secret from `file` (the authority's, the dashboard's token),
+ * creating it on first use: mode 0600 from its first byte (an empty file
+ * already there, whatever its mode, is made 0600 before the secret goes in),
+ * in a 0700 folder when it makes one. One that cannot be read or made (no
+ * permission, a folder where the file should be) is apply.secret-file naming
+ * `what`; it is never replaced: the disk keys of encrypted VMs derive from the
+ * authority's.
  */
-export function loadOrCreateSecret(file: string): string {
-  const existing = readSecret(file);
+export function loadOrCreateSecret(file: string, what = "the authority's secret"): string {
+  const fault = (verb: string, err: unknown) => new FleetError(diag('apply.secret-file', `cannot ${verb} ${what}: ${fsReason(err)}.`, { file }));
+  let existing: string | undefined;
+  try {
+    existing = readSecret(file);
+  } catch (err) {
+    throw fault('read', err);
+  }
   if (existing !== undefined) return existing;
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   let fd: number;
   try {
-    fd = openSync(file, 'wx', 0o600);
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    try {
+      fd = openSync(file, 'wx', 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // Made by another process meanwhile (use its secret), or there but empty (readSecret made it 0600).
+      const made = readSecret(file);
+      if (made !== undefined) return made;
+      fd = openSync(file, 'r+');
+      ftruncateSync(fd, 0);
+    }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    // Made by another process meanwhile (use its secret), or there but empty (readSecret made it 0600).
-    const made = readSecret(file);
-    if (made !== undefined) return made;
-    fd = openSync(file, 'r+');
-    ftruncateSync(fd, 0);
+    throw fault('create', err);
   }
   const secret = randomToken(32);
   try {
     writeSync(fd, `${secret}\n`);
     fsyncSync(fd);
+  } catch (err) {
+    throw fault('create', err);
   } finally {
     closeSync(fd);
   }

@@ -96,7 +96,7 @@ export interface AwsDriverSettings {
    */
   dataVolumeDevice?: string;
   /**
-   * How often the driver reads an instance's state while waiting for it (default 2000).
+   * How often the driver reads an instance's state while waiting for it (default 2000; at most 600000).
    */
   pollMs?: number;
 }
@@ -141,7 +141,7 @@ export interface AzureDriverSettings {
    */
   adminUsername?: string;
   /**
-   * How often the driver polls a long-running operation when Azure gives no Retry-After (default 2000).
+   * How often the driver polls a long-running operation when Azure gives no Retry-After (default 2000; at most 600000).
    */
   pollMs?: number;
 }

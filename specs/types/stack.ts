@@ -226,11 +226,11 @@ export interface AzureBroker {
  */
 export interface SimSettings {
   /**
-   * Time each cloud call takes, in milliseconds (default 5).
+   * Time each cloud call takes, in milliseconds (default 5; at most 3600000, an hour).
    */
   latencyMs?: number;
   /**
-   * Time a VM's agent takes to boot before it calls the boot endpoint (default: latencyMs).
+   * Time a VM's agent takes to boot before it calls the boot endpoint (default: latencyMs; at most 3600000, an hour).
    */
   bootMs?: number;
   /**
@@ -238,13 +238,17 @@ export interface SimSettings {
    */
   errorRate?: number;
   /**
-   * Cloud calls that always fail (for example `createVm`).
+   * Cloud calls that always fail (for example `createVm`): driver calls, as the pack's edges name them, and the reads `get` and `list`.
    */
-  failCalls?: string[];
+  failCalls?: (
+    'createVm' | 'powerOn' | 'boot' | 'awaitReady' | 'shutdown' | 'powerOff' | 'resize' | 'deleteVm' | 'get' | 'list'
+  )[];
   /**
-   * Cloud calls that never answer.
+   * Cloud calls that never answer (the same names as failCalls).
    */
-  hangCalls?: string[];
+  hangCalls?: (
+    'createVm' | 'powerOn' | 'boot' | 'awaitReady' | 'shutdown' | 'powerOff' | 'resize' | 'deleteVm' | 'get' | 'list'
+  )[];
   /**
    * Seed of the simulated failures, for repeatable runs.
    */

@@ -343,7 +343,7 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   const { stack, pack } = await loadForServe(io, opts.stack);
   const dc = stack.dataCenters.find((d) => d.name === opts.dataCenter);
   if (!dc) {
-    fail('apply.serve-config', `Data center ${opts.dataCenter} is not in stack ${stack.name} (${stack.dataCenters.map((d) => d.name).join(', ')}).`, { file: stack.file });
+    fail('apply.serve-config', `--data-center ${opts.dataCenter} is not a data center of stack ${stack.name} (${stack.dataCenters.map((d) => d.name).join(', ')}).`);
   }
   const kind = opts.driver;
   if (!isDriverKind(kind)) fail('apply.serve-config', `--driver ${kind} is not a driver; drivers are ${DRIVER_KINDS.join(', ')}.`);

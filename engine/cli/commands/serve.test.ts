@@ -138,7 +138,8 @@ describe('fleet serve', () => {
     // `localhost:7400` parses as a URL of scheme localhost: (the client started and could never reach the authority).
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'localhost:7400'], want: ['apply.serve-config', '--authority localhost:7400 is not an http:// or https:// URL'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'ftp://authority.example'], want: ['apply.serve-config', 'is not an http:// or https:// URL'] },
-    { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'paris is not in stack served'] },
+    // Worded as fleet import's --data-center is (it said "Data center paris is not in stack served", at the stack file's absolute path).
+    { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '  --data-center paris is not a data center of stack served (miami, richmond, virginia'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'runs the sim driver in stack served, not aws', 'start it with --driver sim, or set driver: aws on its entry in stack.yaml'] },
     { args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'pass --config FILE'] },
     {

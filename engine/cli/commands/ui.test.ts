@@ -1,6 +1,6 @@
 // `fleet ui` as a person runs it: its own process beside `fleet apply` on a
 // PGlite record (one process at a time), signed in with the token it wrote.
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../test/helpers/cli.ts';
@@ -36,6 +36,17 @@ describe('fleet ui', () => {
     const res = await runCli(['ui', '--stack', stack.dir, ...args]);
     expect(res.code).toBe(1);
     for (const w of want) expect(res.stderr).toContain(w);
+  });
+
+  // An empty folder there was served as a record: the first page wrote a new PostgreSQL cluster into it.
+  it('refuses an empty record folder before serving, and leaves it empty', async () => {
+    const empty = join(stack.dir, 'empty-record');
+    await mkdir(empty);
+    const res = await runCli(['ui', '--stack', stack.dir, '--record-url', `pglite://${empty}`]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('record.not-found');
+    expect(res.stderr).toContain(`the folder ${empty} is empty`);
+    expect(await readdir(empty)).toEqual([]);
   });
 
   it('with no token set, writes one to <stack>/.fleet/ui.token (0600) and prints where, never the token', async () => {
