@@ -10,6 +10,7 @@
 //                              client's idempotency results
 import { join } from 'node:path';
 import { FleetError, diag } from '../engine/diags/index.ts';
+import { makePrivate } from '../engine/durability/index.ts';
 import { loadOrCreateSecret, randomToken, startAuthority, type RunningService } from '../engine/authority/index.ts';
 import type { LoadedPack } from '../engine/policy/types.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
@@ -65,6 +66,9 @@ export function simStateDir(stack: LoadedStack, dataCenter: string): string {
   return join(stack.stateDir, 'sim', dataCenter);
 }
 
+/** How long an embedded DMZ client's close waits for requests in flight before it cuts them (startDmzClient's drainMs). */
+export const EMBEDDED_DRAIN_MS = 500;
+
 export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
   const env = opts.env ?? process.env;
   const wanted = opts.dataCenters ? new Set(opts.dataCenters) : undefined;
@@ -106,6 +110,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
       // The embedded authority checks override proofs against the same admin token the CLI proves them with.
       ...(env.FLEET_ADMIN_TOKEN ? { adminTokens: [env.FLEET_ADMIN_TOKEN] } : {}),
     });
+    // The stack's state folder and its sim folder, if they were there before with a looser mode (the record makes its own private, each data center's folder is made so by its sim).
+    for (const dir of [opts.stack.stateDir, join(opts.stack.stateDir, 'sim')]) makePrivate(dir, { recursive: false });
     for (const d of embedded) {
       const stateDir = simStateDir(opts.stack, d.name);
       const sim = d.sim ?? {};
@@ -136,6 +142,10 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
         pack: opts.pack,
         logger: opts.logger,
         readyTimeoutMs: SIM_READY_TIMEOUT_MS,
+        // Its one caller is this process, which closes it only once it has every answer it waits for: what is still in
+        // flight then (a listing an interrupted refresh left, a hung sim call) has nobody to answer, and the default
+        // 20 s drain held the Ctrl-C'd command that long before it exited.
+        drainMs: EMBEDDED_DRAIN_MS,
       });
       started.push({ dmz, driver });
       drivers.set(d.name, driver);

@@ -2,7 +2,7 @@
 // flags that do not go with a saved plan, plan files that are not JSON, an
 // --out file that already exists. Everything here is refused (or written)
 // before a record or a data center is touched, so most cases need no stack.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -153,5 +153,40 @@ describe('a plan file of another stack', () => {
     expect(r.stderr).toBe(
       `error[apply.plan-stack]: Plan made for another stack\n  at ${file}\n  ${file} was made for stack made-here, not for stack applied-here (--stack ${other.dir}). Apply it with the --stack of stack made-here, or make a plan for this stack with \`fleet plan --out\`.\n`,
     );
+  });
+});
+
+// `fleet plan --out plan.json` where plan.json was a symbolic link wrote the plan into the link's target and made it
+// 0600: a link left in a shared CI workspace (plan.json -> ~/.ssh/authorized_keys) had any file the job may write
+// overwritten, and a dangling one created its target wherever it pointed. A link to a device (`--out /dev/stdout`)
+// is still written through.
+describe('fleet plan --out a symbolic link', () => {
+  const stack = useTempStack();
+
+  it.each([
+    { name: 'to a file', target: 'victim.txt', exists: true },
+    { name: 'dangling', target: 'nowhere.txt', exists: false },
+  ])('$name: refused as plan.out-failed before planning, its target untouched', async ({ target, exists }) => {
+    await stack.spec('web', fleetYaml('web', { count: 1 }));
+    const victim = join(stack.dir, target);
+    if (exists) writeFileSync(victim, 'keep me\n', { mode: 0o644 });
+    const link = join(stack.dir, `link-${target}.json`);
+    symlinkSync(victim, link);
+    const r = await stack.fleet('plan', '--out', link);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[plan.out-failed]');
+    expect(r.stderr).toContain('is a symbolic link');
+    if (exists) {
+      expect(readFileSync(victim, 'utf8')).toBe('keep me\n');
+      expect(statSync(victim).mode & 0o777).toBe(0o644);
+    } else expect(existsSync(victim)).toBe(false);
+  });
+
+  it('to a device is written through', async () => {
+    await stack.spec('web', fleetYaml('web', { count: 1 }));
+    const link = join(stack.dir, 'null.json');
+    symlinkSync('/dev/null', link);
+    const r = await stack.fleet('plan', '--out', link);
+    expect(r.code, r.stderr).toBe(0);
   });
 });

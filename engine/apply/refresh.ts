@@ -164,7 +164,21 @@ async function lockForRefresh(record: FleetRecord, stack: string, fleets: readon
  * either way (an apply-refresh-locked warning says so); a refresh that
  * writes holds the other fleets' locks while it compares and writes.
  */
-export async function refreshStack(session: StackSession, opts: { actor: string; write?: boolean; inScope?: (fleet: string) => boolean }): Promise<RefreshOutcome> {
+/**
+ * What refreshStack throws when its `signal` aborts (Ctrl-C): the comparison is left where it is (a data center's
+ * listing may never answer), no further write is made, and its locks are released before this reaches the caller.
+ */
+export class RefreshInterrupted extends Error {
+  constructor() {
+    super('the refresh was interrupted');
+    this.name = 'RefreshInterrupted';
+  }
+}
+
+export async function refreshStack(
+  session: StackSession,
+  opts: { actor: string; write?: boolean; inScope?: (fleet: string) => boolean; signal?: AbortSignal },
+): Promise<RefreshOutcome> {
   const { stack, record } = session;
   const write = opts.write ?? true;
   const all = await record.listVms(stack.name);
@@ -190,9 +204,25 @@ export async function refreshStack(session: StackSession, opts: { actor: string;
     // Read again under the locks: what an apply finished just before they were taken.
     // Only the fleets looked at first: one that appeared since is an apply's, under its lock.
     const vms = handle ? (await record.listVms(stack.name)).filter((v) => fleets.includes(v.fleet) || outOfScope.includes(v.fleet)) : all;
-    const result = await compare(session, vms, skipped, write, opts.actor, () => {
+    const comparing = compare(session, vms, skipped, write, opts.actor, () => {
       if (lost) throw lost;
     });
+    let result: RefreshResult;
+    if (opts.signal) {
+      const signal = opts.signal;
+      // An interrupt stops the wait, not the comparison: its writes check `lost` first, so none is made after it.
+      const interrupted = new Promise<never>((_, reject) => {
+        const stop = () => {
+          const err = new RefreshInterrupted();
+          lost ??= err;
+          reject(err);
+        };
+        if (signal.aborted) stop();
+        else signal.addEventListener('abort', stop, { once: true });
+      });
+      comparing.catch(() => {});
+      result = await Promise.race([comparing, interrupted]);
+    } else result = await comparing;
     return { ...result, diagnostics };
   } finally {
     clearInterval(beat);

@@ -50,7 +50,7 @@ export function renderCliDoc(): string {
     '',
     '| | |',
     '| --- | --- |',
-    '| exit codes | 0 success (or no changes); 1 any error (invalid input, mandatory policy violation, stale plan, lock held, failed apply, unreachable data center); 2 changes present (`plan --detailed-exitcode`) or drift found (`refresh --detailed-exitcode`); 130 an apply stopped by Ctrl-C or SIGTERM |',
+    '| exit codes | 0 success (or no changes); 1 any error (invalid input, mandatory policy violation, stale plan, lock held, failed apply, unreachable data center); 2 changes present (`plan --detailed-exitcode`) or drift found (`refresh --detailed-exitcode`); 130 an apply or a refresh (also `plan --refresh`) stopped by Ctrl-C or SIGTERM |',
     '| diagnostics | text on stderr: a code, a short summary, the file:line:col or VM address, and what to do ([diagnostics.md](diagnostics.md) lists every code) |',
     '| `--format json` | one JSON document on stdout with the diagnostics inside it, and nothing else on stdout; a command that fails before it has a result prints `{ "diagnostics": [...] }` ([failure-output.schema.json](../specs/schema/failure-output.schema.json)). `fleet apply --format json` prints one event per line instead, diagnostics included as `{"type":"diagnostic",...}` events |',
     '| colour | only on a terminal, and never with `--no-color` or `NO_COLOR` set |',

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, stringify } from 'yaml';
-import { decodeUtf8, diag, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
 import { parseVmAddress, type PlanDocument } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
@@ -297,7 +297,14 @@ export function diffRows(what: string, expected: Row[], actual: Row[]): string[]
 export async function runPolicyCase(packDir: string, file: string, plan: PlanFn): Promise<PolicyTestResult> {
   const name = basename(file).replace(/\.ya?ml$/, '');
   const result: PolicyTestResult = { name, file, passed: false, diff: [], diagnostics: [] };
-  const decoded = decodeUtf8(await readFile(file), file);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    result.diagnostics = [diag('policy.read-error', `The case file cannot be read: ${fsReason(err)}.`, { file })];
+    return result;
+  }
+  const decoded = decodeUtf8(bytes, file);
   if (!('text' in decoded)) {
     result.diagnostics = [diag('policy.yaml-syntax', decoded.problem, decoded.where)];
     return result;
@@ -379,8 +386,10 @@ export async function runPolicyTests(packDir: string, opts: RunOptions = {}): Pr
   let files: string[];
   try {
     files = (await readdir(dir)).filter((f) => /\.ya?ml$/.test(f)).sort();
-  } catch {
-    return { results: [], diagnostics: [diag('policy.pack-missing', `No test folder: ${dir} does not exist.`, { file: dir })] };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { results: [], diagnostics: [diag('policy.pack-missing', `No test folder: ${dir} does not exist.`, { file: dir })] };
+    return { results: [], diagnostics: [diag('policy.read-error', `The pack's test folder cannot be read: ${fsReason(err)}.`, { file: dir })] };
   }
   const plan = opts.plan ?? computePlan;
   const results: PolicyTestResult[] = [];

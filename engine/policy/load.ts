@@ -8,7 +8,7 @@ import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { decodeUtf8, diag, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, fsReason, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
@@ -256,13 +256,21 @@ export async function loadPack(
       'no-pack-file': `The pack folder ${packDir} has no ${PACK_FILE}.`,
       'is-pack-file': `${packDir} is the pack's file; give the folder holding it: ${dirname(packDir)}.`,
       'is-file': `${packDir} is a file, not a pack folder holding ${PACK_FILE}.`,
+      unreadable: `The pack folder ${packDir} or its ${PACK_FILE} cannot be read (no permission, or a link loop).`,
     }[problem];
     const isFile = problem === 'is-pack-file' || problem === 'is-file';
     diags.push(diag('policy.pack-missing', what, opts.stackFile ? stackWhere(['path']) : { file: isFile ? packDir : file }));
     return { diagnostics: diags };
   }
 
-  const decoded = decodeUtf8(await readFile(file), file);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    diags.push(diag('policy.read-error', `The pack file cannot be read: ${fsReason(err)}.`, { file }));
+    return { diagnostics: diags };
+  }
+  const decoded = decodeUtf8(bytes, file);
   if (!('text' in decoded)) {
     diags.push(diag('policy.yaml-syntax', decoded.problem, decoded.where));
     return { diagnostics: diags };

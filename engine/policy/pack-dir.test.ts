@@ -15,6 +15,9 @@ describe('packDirProblem', () => {
   writeFileSync(join(root, 'notes.txt'), 'not a pack');
   symlinkSync(join(root, 'pack'), join(root, 'linked'));
   symlinkSync(join(root, 'gone'), join(root, 'dangling'));
+  // A policy.yaml that cannot be stat'ed (a link loop here; a folder without permission alike) was said to be absent.
+  mkdirSync(join(root, 'looped'));
+  symlinkSync('policy.yaml', join(root, 'looped', 'policy.yaml'));
 
   const cases: { name: string; path: string; want: PackDirProblem | undefined }[] = [
     { name: 'a folder holding policy.yaml', path: 'pack', want: undefined },
@@ -26,6 +29,7 @@ describe('packDirProblem', () => {
     { name: "the pack's file itself", path: 'pack/policy.yaml', want: 'is-pack-file' },
     { name: 'another file', path: 'notes.txt', want: 'is-file' },
     { name: 'below a file', path: 'notes.txt/pack', want: 'missing' },
+    { name: 'a folder whose policy.yaml cannot be read', path: 'looped', want: 'unreadable' },
   ];
   it.each(cases)('$name: $want', ({ path, want }) => {
     expect(packDirProblem(join(root, path))).toBe(want);

@@ -15,22 +15,27 @@ export const PACK_FILE = 'policy.yaml';
  * | `no-pack-file` | is a folder without a policy.yaml file in it                    |
  * | `is-pack-file` | is the pack's file itself (`…/policy.yaml`), not its folder     |
  * | `is-file`      | is something else than a folder                                 |
+ * | `unreadable`   | is a folder whose policy.yaml cannot be looked at (no permission to the folder, a link loop) |
  */
-export type PackDirProblem = 'missing' | 'no-pack-file' | 'is-pack-file' | 'is-file';
+export type PackDirProblem = 'missing' | 'no-pack-file' | 'is-pack-file' | 'is-file' | 'unreadable';
 
 /** Why `packDir` (absolute) is not a folder holding a policy.yaml file; undefined when it is one. Links are followed. */
 export function packDirProblem(packDir: string): PackDirProblem | undefined {
   const dir = statOf(packDir);
   if (!dir) return 'missing';
+  if (dir === 'unreadable') return 'unreadable';
   if (!dir.isDirectory()) return basename(packDir) === PACK_FILE ? 'is-pack-file' : 'is-file';
-  return statOf(join(packDir, PACK_FILE))?.isFile() ? undefined : 'no-pack-file';
+  const file = statOf(join(packDir, PACK_FILE));
+  if (file === 'unreadable') return 'unreadable';
+  return file?.isFile() ? undefined : 'no-pack-file';
 }
 
-/** A path's stat, following links; undefined when it cannot be had (absent, below a file: ENOTDIR, no permission). */
-function statOf(p: string): Stats | undefined {
+/** A path's stat, following links; undefined when there is nothing (absent, below a file: ENOTDIR), `unreadable` on any other error. */
+function statOf(p: string): Stats | 'unreadable' | undefined {
   try {
     return statSync(p);
-  } catch {
-    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? undefined : 'unreadable';
   }
 }

@@ -139,13 +139,31 @@ describe('PGlite directory faults', () => {
       // It was record.corrupt, "restore it from a backup", with PGlite's "failed to initialize properly".
       expect(d).toMatchObject({ code: 'record.unwritable', file: dir });
       expect(d.detail).toContain('the folder is read-only (mode 0500)');
-      expect(d.detail).toContain(`chmod -R u+w ${dir}`);
+      expect(d.detail).toContain(`chmod -R u+rwX ${dir}`);
       expect(d.detail).toContain('the record is not damaged');
     } finally {
       for (const e of entries.reverse()) await chmod(e, (await stat(e)).mode | 0o200);
     }
     // Writable again, it opens as it was.
     await (await openRecord(`pglite://${dir}`)).close();
+  });
+
+  // A record folder of mode 0000 said "PGlite writes its record even to read it ([object Object])" (PGlite threw no
+  // Error) and told to run `chmod -R u+w`, which cannot recurse into a folder it may not read. As a user other than
+  // root it never got there: checkDataDir's readdir threw EACCES, an internal error.
+  it('says a record folder of mode 0000 is unwritable, with a cause that reads and a chmod that works', async () => {
+    const dir = join(root, 'closed');
+    await (await openRecord(`pglite://${dir}`)).close();
+    await chmod(dir, 0o000);
+    try {
+      const d = await diagOf(`pglite://${dir}`);
+      expect(d).toMatchObject({ code: 'record.unwritable', file: dir });
+      expect(d.detail).toContain('the folder is read-only (mode 0000)');
+      expect(d.detail).not.toContain('[object Object]');
+      expect(d.detail).toContain(`chmod -R u+rwX ${dir}`);
+    } finally {
+      await chmod(dir, 0o700);
+    }
   });
 
   it('refuses a file where the directory should be', async () => {

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { fail } from '../diags/index.ts';
 import { redactUrl } from '../transport/tokens.ts';
@@ -58,8 +58,19 @@ export function pgliteDir(url: string): string | undefined {
  */
 export function requireExistingRecord(url: string): void {
   const dir = url.startsWith('pglite://') ? pgliteDir(url) : undefined;
-  if (dir !== undefined && !existsSync(dir)) {
-    fail('record.not-found', `There is no record at ${describeRecordUrl(url)}: the folder ${dir} does not exist. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, this command only reads or edits one.`);
+  if (dir === undefined) return;
+  const todo = "Check --record-url (or FLEET_RECORD_URL) and the stack's `record`; `fleet plan` or `fleet apply` creates a record, this command only reads or edits one.";
+  if (!existsSync(dir)) fail('record.not-found', `There is no record at ${describeRecordUrl(url)}: the folder ${dir} does not exist. ${todo}`);
+  // An empty folder (made by hand, a mount point) holds no record: opening it would write a new cluster into it.
+  if (isEmptyFolder(dir)) fail('record.not-found', `There is no record at ${describeRecordUrl(url)}: the folder ${dir} is empty. ${todo}`);
+}
+
+function isEmptyFolder(dir: string): boolean {
+  try {
+    return readdirSync(dir).length === 0;
+  } catch {
+    // Not a folder, or not readable: the record's open says which.
+    return false;
   }
 }
 

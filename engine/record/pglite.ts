@@ -1,12 +1,13 @@
-import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { fail } from '../diags/index.ts';
+import { diag, fail, FleetError } from '../diags/index.ts';
+import { makePrivate } from '../durability/index.ts';
 import { lockDataDir, recordBusyTimeoutMs, tryLockDataDir } from './dirlock.ts';
 import { fillFromTemplate } from './pglite-template.ts';
-import { openFault, writeFault } from './storage.ts';
+import { dirFault, openFault, writeFault } from './storage.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 
 export interface OpenPgliteOptions {
@@ -52,7 +53,7 @@ export async function openPglite(dir: string | undefined, opts: OpenPgliteOption
     if (dir !== undefined) makePrivate(dir);
   } catch (err) {
     release();
-    const cause = err instanceof Error ? err.message : String(err);
+    const cause = causeOf(err);
     // A full disk or a read-only folder is not a damaged record: say which.
     const storage = dir !== undefined ? openFault(dir, cause) : undefined;
     if (storage) throw storage;
@@ -112,14 +113,18 @@ async function openSnapshot(dir: string, holder: string): Promise<SqlAdapter> {
   );
 }
 
-/** Folders 0700 and files 0600 under (and including) `dir`, changing only entries group or others may use. */
-function makePrivate(dir: string): void {
-  if (statSync(dir).mode & 0o077) chmodSync(dir, 0o700);
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) makePrivate(path);
-    else if (e.isFile() && statSync(path).mode & 0o077) chmodSync(path, 0o600);
+/**
+ * What an error PGlite threw says. Its file system errors are Emscripten's ErrnoError, no Error and no message
+ * (`{ name: 'ErrnoError', errno: 2 }`): String() of it read "[object Object]" in the diagnostic.
+ */
+function causeOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (typeof err === 'object' && err !== null) {
+    const { name, errno, message } = err as { name?: unknown; errno?: unknown; message?: unknown };
+    if (typeof message === 'string' && message) return message;
+    if (typeof name === 'string') return typeof errno === 'number' ? `${name} ${errno}` : name;
   }
+  return String(err);
 }
 
 function checkDataDir(dir: string): void {
@@ -127,14 +132,21 @@ function checkDataDir(dir: string): void {
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
     } catch (err) {
-      fail('record.corrupt', `cannot create the record directory ${dir}: ${(err as Error).message}.`, { file: dir });
+      // A folder this user may not write in (or a full disk) is record.unwritable, as the lock file's is.
+      throw dirFault(dir, 'create', err as NodeJS.ErrnoException) ?? new FleetError(diag('record.corrupt', `cannot create the record directory ${dir}: ${(err as Error).message}.`, { file: dir }));
     }
     return;
   }
   if (!statSync(dir).isDirectory()) {
     fail('record.corrupt', `${dir} is a file, not a PGlite directory.`, { file: dir });
   }
-  const entries = readdirSync(dir);
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch (err) {
+    // A record folder this user may not read (mode 0000, another user's) threw out of here: an internal error.
+    throw dirFault(dir, 'read', err as NodeJS.ErrnoException) ?? err;
+  }
   if (entries.length > 0 && !entries.includes('PG_VERSION')) {
     const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ', …' : '');
     fail(

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
 import { connectionFault } from './postgres.ts';
-import { lockFileFault, readOnlyEntry, writeFault } from './storage.ts';
+import { dirFault, lockFileFault, readOnlyEntry, writeFault } from './storage.ts';
 
 const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
 
@@ -25,8 +25,21 @@ describe('storage faults of a record', () => {
     expect(full?.diagnostics[0].detail).toContain('the disk holding it is full (ENOSPC: no space left on device, write). Free space on that disk');
     const ro = lockFileFault('/r/rec', '/r/rec.lock', errno('EROFS', 'EROFS: read-only file system'));
     expect(ro?.diagnostics[0].detail).toContain('its file system is mounted read-only');
-    expect(ro?.diagnostics[0].detail).toContain('Give this user write access');
+    expect(ro?.diagnostics[0].detail).toContain('Give this user read and write access');
     expect(lockFileFault('/r/rec', '/r/rec.lock', errno('ENOENT', 'no such file'))).toBeUndefined();
+  });
+
+  // `fleet plan` as a user who may not write the stack folder said "record.corrupt: Record directory unreadable,
+  // cannot create the record directory …: EACCES", and a record folder it may not read was an internal error.
+  it('a record folder that cannot be created or listed for want of rights or room is record.unwritable; any other error is left to the caller', () => {
+    const denied = dirFault('/r/rec', 'create', errno('EACCES', "EACCES: permission denied, mkdir '/r/rec'"));
+    expect(denied?.diagnostics[0]).toMatchObject({ code: 'record.unwritable', file: '/r/rec' });
+    expect(denied?.diagnostics[0].detail).toBe(
+      "cannot create the record directory /r/rec: this user may not write there (EACCES: permission denied, mkdir '/r/rec'). Give this user read and write access (`chmod -R u+rwX /r/rec`, and to the folder holding it), or run as its owner, then run the command again; the record is not damaged by this (do not restore it from a backup for it).",
+    );
+    expect(dirFault('/r/rec', 'read', errno('EACCES', "EACCES: permission denied, scandir '/r/rec'"))?.diagnostics[0].detail).toContain('cannot read the record directory /r/rec: this user may not read it (EACCES');
+    expect(dirFault('/r/rec', 'create', errno('ENOSPC', 'ENOSPC'))?.diagnostics[0].detail).toContain('the disk holding it is full');
+    expect(dirFault('/r/rec', 'create', errno('ENOTDIR', 'not a directory'))).toBeUndefined();
   });
 
   it('a statement that found the disk full (SQLSTATE 53100) is record.unwritable; other errors pass unchanged', () => {

@@ -28,7 +28,8 @@ const DISK_FULL = '53100';
 
 const notDamaged = 'the record is not damaged by this (do not restore it from a backup for it)';
 const freeSpace = `Free space on that disk, then run the command again; ${notDamaged}.`;
-const writeAccess = (dir: string) => `Give this user write access (\`chmod -R u+w ${dir}\`, and to the folder holding it), or run as its owner, then run the command again; ${notDamaged}.`;
+// u+rwX, not u+w: a folder of mode 0000 (or 0200) cannot be recursed into with u+w alone.
+const writeAccess = (dir: string) => `Give this user read and write access (\`chmod -R u+rwX ${dir}\`, and to the folder holding it), or run as its owner, then run the command again; ${notDamaged}.`;
 
 function kib(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${Math.floor(bytes / (1024 * 1024))} MiB` : `${Math.floor(bytes / 1024)} KiB`;
@@ -77,6 +78,14 @@ export function lockFileFault(dir: string, file: string, err: NodeJS.ErrnoExcept
   return new FleetError(
     diag('record.unwritable', `cannot create the lock file ${file} of the PGlite record ${dir}: ${refused.why} (${err.message}). ${refused.full ? freeSpace : writeAccess(dir)}`, { file: dir }),
   );
+}
+
+/** The record's folder could not be created or listed: record.unwritable when the storage refuses it, else undefined. */
+export function dirFault(dir: string, op: 'create' | 'read', err: NodeJS.ErrnoException): FleetError | undefined {
+  const refused = err.code ? WRITE_REFUSED[err.code] : undefined;
+  if (!refused) return undefined;
+  const why = op === 'read' && (err.code === 'EACCES' || err.code === 'EPERM') ? 'this user may not read it' : refused.why;
+  return new FleetError(diag('record.unwritable', `cannot ${op} the record directory ${dir}: ${why} (${err.message}). ${refused.full ? freeSpace : writeAccess(dir)}`, { file: dir }));
 }
 
 /** PGlite could not open `dir`: record.unwritable when a read-only entry or a full disk explains it, else undefined. */

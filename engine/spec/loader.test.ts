@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { diag, type Diagnostic } from '../diags/index.ts';
+import { DRIVER_CALLS } from '../model/index.ts';
 import type { Lifecycle, LoadedPack } from '../policy/types.ts';
 import { loadStack, specHash, type PackLoader } from './index.ts';
 
@@ -332,6 +333,46 @@ describe('problems', () => {
     expect(r.diagnostics).toEqual([]);
   });
 
+  // The CLI sends a data center's token to its address, and its token at the authority to the authority's: over
+  // plain HTTP off loopback both crossed the network in clear text (fleet plan --out and fleet refresh sent them).
+  describe('plain http:// addresses off loopback (a token would cross the network in clear text)', () => {
+    const dcAt = (address: string) => `    - name: remote\n      address: ${address}\n      location: { lat: 30, lon: -80 }\n      capacity: {}\n`;
+    it.each([
+      ['a data center by name', dcAt('http://dmz.remote.example:8443'), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['a data center by a private IPv4 address', dcAt('http://10.0.0.7:7401'), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['a data center by an IPv6 address', dcAt("'http://[fd00::7]:7401'"), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['a data center on every interface', dcAt('http://0.0.0.0:7401'), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['a data center, in capitals', dcAt('HTTP://dmz.remote.example'), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['the authority', "  authority: { address: 'http://authority.example:7400' }\n", 'stack.yaml:19:25', 'The authority'],
+    ])('refuses %s, at the address', async (_what, extra, where, who) => {
+      const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
+      const r = await loadStack(dir, { cwd: dir, env: {} });
+      expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual([`tls.plain-remote ${where}`]);
+      expect(r.diagnostics[0].detail).toMatch(new RegExp(`^${who} is reached at .* in plain HTTP`));
+      expect(r.diagnostics[0].detail).toContain('https://');
+    });
+
+    it.each([
+      ['localhost', dcAt('http://localhost:7401')],
+      ['127.0.0.1', dcAt('http://127.0.0.1:7401')],
+      ['::1', dcAt("'http://[::1]:7401'")],
+      ['https off loopback', dcAt('https://dmz.remote.example:8443')],
+      ['the authority on loopback', "  authority: { address: 'http://127.0.0.1:7400' }\n"],
+    ])('accepts %s', async (_what, extra) => {
+      const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
+      const r = await loadStack(dir, { cwd: dir, env: {} });
+      expect(r.diagnostics).toEqual([]);
+    });
+  });
+
+  it("resolves the authority's caFile, certFile and keyFile against the stack folder", async () => {
+    const extra = "  authority: { address: 'https://authority.example:7400', caFile: certs/ca.pem, certFile: certs/cli.pem, keyFile: /abs/cli-key.pem }\n";
+    const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics).toEqual([]);
+    expect(r.stack!.authority).toMatchObject({ caFile: join(dir, 'certs/ca.pem'), certFile: join(dir, 'certs/cli.pem'), keyFile: '/abs/cli-key.pem' });
+  });
+
   it('never throws for a folder that does not exist', async () => {
     const r = await loadStack('/nonexistent/stack', { env: {} });
     expect(codes(r.diagnostics)).toEqual(['spec.stack-not-found']);
@@ -389,6 +430,71 @@ describe('checks against a hand-built pack', () => {
       'spec.state-not-requestable specs/web.yaml:8',
     ]);
     expect(r.diagnostics[0].file!.startsWith('/')).toBe(false);
+  });
+});
+
+// The sim's settings are read by the simulator as they are: a fault named
+// with a typo (`failCalls: [creatVm]`) injected nothing, silently, and a
+// latency past setTimeout's 32-bit limit (3000000000) became 1 ms, with a
+// TimeoutOverflowWarning printed at every cloud call.
+// A specs folder that cannot be listed (no permission, a link loop) threw
+// out of the glob: `fleet validate` said "error[cli.internal]: Internal
+// error  EACCES: permission denied, scandir '/…/specs/examples'", with no
+// location. (As root a folder is always readable: a link loop, ELOOP, takes
+// the same path here.)
+describe('a specs folder that cannot be read', () => {
+  it.each([
+    { name: 'a plain glob', glob: 'loop/*.yaml' },
+    { name: 'a ** glob', glob: 'loop/**/*.yaml' },
+  ])('is a spec.read-error at the glob: $name', async ({ glob }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml().replace('specs: [specs/*.yaml]', `specs: [specs/*.yaml, "${glob}"]`), 'specs/web.yaml': minimalFleet() });
+    await symlink('loop', join(dir, 'loop'));
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col} ${d.detail}`)).toEqual([
+      `spec.read-error stack.yaml:5:25 specs glob "${glob}": cannot read the folder loop: too many symbolic links (ELOOP).`,
+    ]);
+  });
+});
+
+describe('sim settings', () => {
+  const simYaml = (sim: string) => stackYaml().replace('capacity: { vms: 10 }', `capacity: { vms: 10 }\n      sim: ${sim}`);
+
+  it.each([
+    { sim: '{ failCalls: [creatVm] }', at: '15:26', detail: 'spec.dataCenters[0].sim.failCalls[0] must be one of createVm, powerOn, boot, awaitReady, shutdown, powerOff, resize, deleteVm, get, list, not "creatVm".' },
+    { sim: '{ hangCalls: [powerOn, reboot] }', at: '15:35', detail: 'spec.dataCenters[0].sim.hangCalls[1] must be one of createVm, powerOn, boot, awaitReady, shutdown, powerOff, resize, deleteVm, get, list, not "reboot".' },
+    { sim: '{ latencyMs: 3000000000 }', at: '15:25', detail: 'spec.dataCenters[0].sim.latencyMs must be at most 3600000, not 3000000000.' },
+    { sim: '{ bootMs: 3600001 }', at: '15:22', detail: 'spec.dataCenters[0].sim.bootMs must be at most 3600000, not 3600001.' },
+  ])('refuses $sim where it is written', async ({ sim, at, detail }) => {
+    const dir = await scratch({ 'stack.yaml': simYaml(sim), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col} ${d.detail}`)).toEqual([`spec.${detail.includes('one of') ? 'invalid-value' : 'out-of-range'} stack.yaml:${at} ${detail}`]);
+  });
+
+  it('accepts every driver call in failCalls and hangCalls, and an hour of latency', async () => {
+    const calls = DRIVER_CALLS.join(', ');
+    const dir = await scratch({ 'stack.yaml': simYaml(`{ latencyMs: 3600000, bootMs: 0, failCalls: [${calls}], hangCalls: [${calls}] }`), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics).toEqual([]);
+  });
+});
+
+// A driver name the schema refuses was also judged as if it were a cloud
+// driver: "runs the simm driver, so it must be reached by its DMZ client's
+// URL" on an embedded data center, and "has an aws block but runs the simm
+// driver" beside it: two errors more for one typo, the first of them wrong.
+describe('an unknown driver', () => {
+  it.each([
+    { name: 'embedded', extra: '', want: ['spec.invalid-value stack.yaml:12:15 spec.dataCenters[0].driver must be one of sim, aws, azure, not "simm".'] },
+    {
+      name: 'with an aws block',
+      extra: '\n      aws: { region: us-east-1, roleArn: "arn:aws:iam::123456789012:role/x" }',
+      want: ['spec.invalid-value stack.yaml:12:15 spec.dataCenters[0].driver must be one of sim, aws, azure, not "simm".'],
+    },
+  ])('is reported once, at driver: $name', async ({ extra, want }) => {
+    const yaml = stackYaml().replace('      address: embedded\n', `      address: embedded\n      driver: simm${extra}\n`);
+    const dir = await scratch({ 'stack.yaml': yaml, 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col} ${d.detail}`)).toEqual(want);
   });
 });
 

@@ -16,6 +16,7 @@ import { showValue, validateDoc } from './schema.ts';
 import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult, StackInput } from './types.ts';
 import { docWhere, keyWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
 import { AUTHORITY_CLI_TOKEN_ENV, redactUrl } from '../transport/tokens.ts';
+import { isLoopbackHost } from '../transport/tls.ts';
 
 export const STACK_FILE = 'stack.yaml';
 export const STATE_DIR = '.fleet';
@@ -108,6 +109,8 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
 
   const dcDiags = checkDataCenters(src, spec);
   diagnostics.push(...dcDiags);
+  const authority = isObj(spec.authority) && typeof spec.authority.address === 'string' ? plainRemote('The authority', spec.authority.address, valueWhere(src, ['spec', 'authority', 'address'])) : undefined;
+  if (authority) diagnostics.push(authority);
 
   // Record URL: the environment overrides the file.
   let recordUrl: string | undefined;
@@ -143,6 +146,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
           'no-pack-file': `${show(packDir)} has no ${PACK_FILE}`,
           'is-pack-file': `${show(packDir)} is the pack's file; policyPack.path names the folder holding it: ${show(dirname(packDir))}`,
           'is-file': `${show(packDir)} is a file, not a folder holding ${PACK_FILE}`,
+          unreadable: `${show(packDir)} or its ${PACK_FILE} cannot be read (no permission, or a link loop)`,
         }[problem];
         diagnostics.push(diag('spec.pack-not-found', `policyPack.path ${showValue(packRef.path)}: ${what}.`, valueWhere(src, ['spec', 'policyPack', 'path'])));
       } else {
@@ -171,7 +175,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   }
 
   // Fleet files.
-  const files = opts.stackOnly ? [] : await matchSpecs(src, spec, dir, diagnostics);
+  const files = opts.stackOnly ? [] : await matchSpecs(src, spec, dir, diagnostics, show);
   inputs.push(...files.map((f) => ({ file: f, what: 'fleet spec file' as const })));
   const docs: SourceDoc[] = [];
   // Read concurrently, then handle in sorted order so diagnostics and fleets come out the same every run.
@@ -263,6 +267,28 @@ function isHttpUrl(s: string): boolean {
 }
 
 /**
+ * The diagnostic refusing `address` when it is plain HTTP to another machine:
+ * the CLI sends a bearer token with every request to it (a data center's, or
+ * its token at the authority), which would cross the network in clear text.
+ * Plain HTTP is for services on loopback (DESIGN.md, "Transport").
+ */
+function plainRemote(who: string, address: string, where: Where): Diagnostic | undefined {
+  let u: URL;
+  try {
+    u = new URL(address);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== 'http:' || u.hostname === '' || isLoopbackHost(u.hostname)) return undefined;
+  const https = `https://${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+  return diag(
+    'tls.plain-remote',
+    `${who} is reached at ${showValue(redactUrl(address))} in plain HTTP, off loopback: the CLI's bearer token, the plans and the VMs' data would cross the network in clear text. Give its https:// address (${https}), served with --tls-cert and --tls-key; plain http:// is only for a service on this machine.`,
+    where,
+  );
+}
+
+/**
  * Why `name` cannot be one path segment, or undefined when it can. A data
  * center's name becomes a folder and file names (providers/embedded.ts
  * `.fleet/sim/<dc>/`, the sim's `sim-<dc>.json`, a DMZ client's default
@@ -303,6 +329,8 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
         ),
       );
     }
+    const plain = typeof dc.address === 'string' ? plainRemote(`Data center ${showValue(dc.name)}`, dc.address, valueWhere(src, ['spec', 'dataCenters', i, 'address'])) : undefined;
+    if (plain) out.push(plain);
     if (dc.sim !== undefined && typeof dc.address === 'string' && dc.address !== 'embedded') {
       out.push(
         diag(
@@ -314,7 +342,9 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
     }
     // A cloud driver runs in a deployed DMZ client (by URL) and needs its credential broker's settings.
     const driver = typeof dc.driver === 'string' ? dc.driver : 'sim';
-    if (driver !== 'sim' && dc.address === 'embedded') {
+    // A name the schema refused (its driver enum) is reported there, once: judged as a driver here it drew wrong errors.
+    const known = driver === 'sim' || driver === 'aws' || driver === 'azure';
+    if (known && driver !== 'sim' && dc.address === 'embedded') {
       out.push(
         diag('spec.invalid-value', `Data center ${showValue(dc.name)} runs the ${driver} driver, so it must be reached by its DMZ client's URL, not embedded.`, valueWhere(src, ['spec', 'dataCenters', i, 'address'])),
       );
@@ -325,7 +355,7 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
       );
     }
     for (const other of ['aws', 'azure'] as const) {
-      if (dc[other] !== undefined && driver !== other) {
+      if (known && dc[other] !== undefined && driver !== other) {
         out.push(diag('spec.invalid-value', `Data center ${showValue(dc.name)} has an ${other} block but runs the ${driver} driver; set driver: ${other} or remove the block.`, keyWhere(src, ['spec', 'dataCenters', i, other])));
       }
     }
@@ -368,12 +398,22 @@ function checkRecordUrl(url: string, dir: string, diagnostics: Diagnostic[], whe
   return url;
 }
 
-async function matchSpecs(src: SourceDoc, spec: Record<string, unknown>, dir: string, diagnostics: Diagnostic[]): Promise<string[]> {
+async function matchSpecs(src: SourceDoc, spec: Record<string, unknown>, dir: string, diagnostics: Diagnostic[], show: (abs: string) => string): Promise<string[]> {
   if (!Array.isArray(spec.specs)) return [];
   const all = new Set<string>();
   for (const [i, glob] of spec.specs.entries()) {
     if (typeof glob !== 'string' || !glob) continue;
-    const found = await matchGlob(glob, dir);
+    let found: string[];
+    try {
+      found = await matchGlob(glob, dir);
+    } catch (err) {
+      // A folder the glob must list and cannot (no permission, a link loop): the file system's error, at the glob.
+      const { code, path } = err as NodeJS.ErrnoException;
+      if (typeof code !== 'string') throw err;
+      const folder = typeof path === 'string' ? ` the folder ${show(resolve(dir, path))}` : '';
+      diagnostics.push(diag('spec.read-error', `specs glob ${showValue(glob)}: cannot read${folder}: ${fsReason(err)}.`, valueWhere(src, ['spec', 'specs', i])));
+      continue;
+    }
     if (found.length === 0) {
       diagnostics.push(diag('spec.glob-no-match', `specs glob ${showValue(glob)} matches no file (globs are relative to the stack file).`, valueWhere(src, ['spec', 'specs', i])));
     }
@@ -452,6 +492,8 @@ function toLoadedStack(
             address: s.authority.address,
             tokenEnv: s.authority.tokenEnv ?? AUTHORITY_CLI_TOKEN_ENV,
             ...(s.authority.caFile ? { caFile: resolve(p.dir, s.authority.caFile) } : {}),
+            ...(s.authority.certFile ? { certFile: resolve(p.dir, s.authority.certFile) } : {}),
+            ...(s.authority.keyFile ? { keyFile: resolve(p.dir, s.authority.keyFile) } : {}),
             where: valueWhere(src, ['spec', 'authority']),
           },
         }

@@ -23,7 +23,7 @@ import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WireError } from '../../protocol/index.ts';
-import { GroupCommit } from '../../engine/durability/index.ts';
+import { GroupCommit, makePrivate } from '../../engine/durability/index.ts';
 
 interface Stored<T> {
   key: string;
@@ -81,6 +81,8 @@ export class IdempotencyStore<T> {
   private load(): Promise<void> {
     this.loading ??= (async () => {
       await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+      // A state folder or log that was there before (made by hand, an older version) is made private too: the results name VMs, cloud ids and data centers.
+      makePrivate(this.stateDir, { recursive: false });
       await this.loadLegacy();
       let text = '';
       try {

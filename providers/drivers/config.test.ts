@@ -35,6 +35,8 @@ describe('DMZ client config', () => {
     { name: 'another data center', text: AWS.replace('{ dataCenter: virginia }', '{ dataCenter: ohio }'), code: 'apply.serve-config', line: 3, col: 25 },
     { name: 'wrong kind', text: AWS.replace('kind: DmzClient', 'kind: Stack'), code: 'spec.kind', line: 2, col: 7 },
     { name: 'YAML syntax', text: AWS.replace('[sg-0abc]', '[sg-0abc'), code: 'spec.yaml-syntax', line: 9, col: 1 },
+    // Past setTimeout's 32-bit limit a poll interval became 1 ms: the driver polled EC2 in a tight loop.
+    { name: 'poll interval past 10 minutes', text: AWS + '    pollMs: 3000000000\n', code: 'spec.out-of-range', line: 9, col: 13 },
   ])('$name: $code at $line:$col', ({ text, code, line, col }) => {
     const r = checkDmzClientConfig(text, 'dmz.yaml', 'aws', 'virginia');
     expect(r.config).toBeUndefined();

@@ -105,7 +105,7 @@ export interface DataCenter {
    */
   name: string;
   /**
-   * `embedded` (the CLI runs a simulated data center in-process) or the DMZ client's base URL.
+   * `embedded` (the CLI runs a simulated data center in-process) or the DMZ client's base URL, e.g. `https://dmz.miami.example:8443` (`http://` only on loopback: the CLI's token goes with every request, `tls.plain-remote`).
    */
   address: string;
   location: Location;
@@ -226,11 +226,11 @@ export interface AzureBroker {
  */
 export interface SimSettings {
   /**
-   * Time each cloud call takes, in milliseconds (default 5).
+   * Time each cloud call takes, in milliseconds (default 5; at most 3600000, an hour).
    */
   latencyMs?: number;
   /**
-   * Time a VM's agent takes to boot before it calls the boot endpoint (default: latencyMs).
+   * Time a VM's agent takes to boot before it calls the boot endpoint (default: latencyMs; at most 3600000, an hour).
    */
   bootMs?: number;
   /**
@@ -238,13 +238,17 @@ export interface SimSettings {
    */
   errorRate?: number;
   /**
-   * Cloud calls that always fail (for example `createVm`).
+   * Cloud calls that always fail (for example `createVm`): driver calls, as the pack's edges name them, and the reads `get` and `list`.
    */
-  failCalls?: string[];
+  failCalls?: (
+    'createVm' | 'powerOn' | 'boot' | 'awaitReady' | 'shutdown' | 'powerOff' | 'resize' | 'deleteVm' | 'get' | 'list'
+  )[];
   /**
-   * Cloud calls that never answer.
+   * Cloud calls that never answer (the same names as failCalls).
    */
-  hangCalls?: string[];
+  hangCalls?: (
+    'createVm' | 'powerOn' | 'boot' | 'awaitReady' | 'shutdown' | 'powerOff' | 'resize' | 'deleteVm' | 'get' | 'list'
+  )[];
   /**
    * Seed of the simulated failures, for repeatable runs.
    */
@@ -268,7 +272,7 @@ export interface ApplySettings {
  */
 export interface AuthoritySettings {
   /**
-   * The authority's base URL, e.g. `https://authority.example:7400` (`http://` only on loopback).
+   * The authority's base URL, e.g. `https://authority.example:7400` (`http://` only on loopback: the CLI's token goes with every request, `tls.plain-remote`).
    */
   address: string;
   /**
@@ -279,4 +283,12 @@ export interface AuthoritySettings {
    * PEM CA bundle the authority's certificate is verified against, relative to this file (default: the system's CAs).
    */
   caFile?: string;
+  /**
+   * PEM client certificate the CLI presents to an authority that requires client certificates (it runs with --client-ca), relative to this file; with keyFile.
+   */
+  certFile?: string;
+  /**
+   * The private key of certFile (PEM, unencrypted, kept 0600), relative to this file.
+   */
+  keyFile?: string;
 }

@@ -1,4 +1,4 @@
-import { closeSync, fchmodSync, fstatSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, lstatSync, openSync, readlinkSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError, diag, escapeUnseen, fsReason, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
@@ -12,6 +12,8 @@ import type { LoadedStack } from '../../spec/index.ts';
 import { type CliIO, modeOf, printDiagnostics, runCommand, useColor } from '../io.ts';
 import { formatOption, loaderEnv, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
 import { baselineWasmOnly } from '../wasm-tiering.ts';
+import { INTERRUPTED_EXIT } from './apply.ts';
+import { onRefreshInterrupt } from './refresh.ts';
 import type { RegisterCommand } from './types.ts';
 
 interface PlanCliOptions {
@@ -38,7 +40,13 @@ async function refreshThenPlan(io: CliIO, stackDir: string, planOpts: PlanStackO
     const targets = (planOpts.targets ?? []).map(targetFleet);
     const excludes = planOpts.excludes ?? [];
     const inScope = (fleet: string) => (targets.length === 0 || targets.includes(fleet)) && !excludes.includes(fleet);
-    const refresh = await refreshStack(session, { actor: defaultActor(), inScope });
+    const stop = onRefreshInterrupt(io);
+    let refresh;
+    try {
+      refresh = await refreshStack(session, { actor: defaultActor(), inScope, signal: stop.signal });
+    } finally {
+      stop.dispose();
+    }
     const { checked, drift } = refresh;
     for (const d of drift) io.stderr.write(`refresh: ${d.kind} ${d.dataCenter} ${escapeUnseen(d.address)}: ${escapeUnseen(d.detail)}\n`);
     io.stderr.write(`refresh: ${checked} VMs checked, ${drift.length} differences.\n`);
@@ -79,7 +87,10 @@ function writeJsonEnvelope(write: (s: string) => void, plan: PlanDocument, write
  * written to it; a device (`--out /dev/stdout`) is left as it is.
  */
 function writePlanFile(file: string, plan: PlanDocument, writePlanJson: (plan: PlanDocument, sink: (piece: string) => void) => void): void {
-  const fd = openSync(file, 'w', 0o600);
+  // Through a link only to a device (outProblem refused any other); otherwise a link that appeared since is not followed (ELOOP).
+  const target = lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink() ? statSync(file, { throwIfNoEntry: false }) : undefined;
+  const device = target !== undefined && !target.isFile() && !target.isDirectory();
+  const fd = openSync(file, device ? 'w' : constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
   try {
     if (fstatSync(fd).isFile()) fchmodSync(fd, 0o600);
     writePlanJson(plan, (piece) => {
@@ -103,6 +114,14 @@ function outProblem(file: string, shown: string): string | undefined {
   if (!folderStat) return `cannot write ${shown}: its folder ${folder} does not exist. Create the folder, or give --out a file in an existing one.`;
   if (!folderStat.isDirectory()) return `cannot write ${shown}: ${folder} is a file, not a folder. Give --out a file in an existing folder.`;
   if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) return `cannot write ${shown}: it is a folder, not a file. Give --out a file name (for example ${join(shown, 'plan.json')}).`;
+  // A link is written through only to a device (`--out /dev/stdout`): to a file, the plan overwrote whatever file the
+  // link named (and made it 0600), and a dangling link created its target wherever it pointed.
+  if (lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) {
+    const target = statSync(file, { throwIfNoEntry: false });
+    if (!target || target.isFile()) {
+      return `cannot write ${shown}: it is a symbolic link (to ${readlinkSync(file)}), and a plan is written only to a file of its own. Remove the link, or give --out another file name.`;
+    }
+  }
   return undefined;
 }
 
@@ -137,7 +156,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
     .description('Diff the fleet specs against the record and show the changes apply would make.')
     .addOption(stackOption())
     .addOption(recordUrlOption())
-    .option('--out <file>', 'write the plan document (JSON, sealed: by the stack\'s authority when stack.yaml has one) to FILE, for `fleet apply FILE`; with --format json, stdout then names FILE and the summary instead of repeating the document')
+    .option('--out <file>', 'write the plan document (JSON, sealed: by the stack\'s authority when stack.yaml has one) to FILE (0600; never through a symbolic link to a file), for `fleet apply FILE`; with --format json, stdout then names FILE and the summary instead of repeating the document')
     .addOption(formatOption(PLAN_FORMATS))
     .option('--detailed-exitcode', 'exit 2 when the plan has changes, of members or of a fleet\'s protect (0: none, 1: error or blocked)')
     .option('--target <fleet>', 'plan only this fleet, or this member (`web/3`) (repeatable)', collect, [])
@@ -170,7 +189,16 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
               (await import('../../../providers/authority-plans.ts')).sealAtAuthority(authority, loaderEnv(io, opts), plan),
           };
           const { hasChanges, planStack, renderPlan, writePlanJson } = await planning();
-          const { plan, diagnostics, timings, refresh } = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
+          let planned;
+          try {
+            planned = opts.refresh ? await refreshThenPlan(io, opts.stack, planOpts) : { ...(await planStack(opts.stack, planOpts)), refresh: undefined };
+          } catch (err) {
+            // Ctrl-C during --refresh (refreshStack's RefreshInterrupted, by name: the apply code loads only with --refresh).
+            if (!(err instanceof Error && err.name === 'RefreshInterrupted')) throw err;
+            io.stderr.write('Refresh interrupted: its locks are released; what it recorded before the interrupt stays recorded. Nothing was planned.\n');
+            return INTERRUPTED_EXIT;
+          }
+          const { plan, diagnostics, timings, refresh } = planned;
           const all = [...diagnostics];
           if (plan.blocked) {
             const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,6 +118,30 @@ describe('fleet policy test', () => {
     const ok = await runCli(['policy', 'test', 'policies/default', '--format', 'json'], { cwd: ROOT });
     expect(ok.code).toBe(0);
     expect(schemaErrors('policy-test-output', JSON.parse(ok.stdout))).toEqual([]);
+  });
+
+  // A case file that cannot be read (here a folder named like one; no permission alike) stopped the whole run with
+  // 'error[cli.internal]: Internal error  EISDIR: illegal operation on a directory, read'; a tests folder that cannot
+  // be listed was said not to exist.
+  it('a case that cannot be read fails with policy.read-error, and the other cases still run', async () => {
+    const dir = await okAndKoPack();
+    await mkdir(join(dir, 'tests', 'zz.yaml'));
+    const r = await runCli(['policy', 'test', '.'], { cwd: dir });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('PASS ok');
+    expect(r.stdout).toContain(['FAIL zz (tests/zz.yaml)', '  error[policy.read-error]: Cannot read file', '    at tests/zz.yaml', '    The case file cannot be read: it is a folder, not a file (EISDIR).'].join('\n'));
+    expect(r.stdout).toContain('1 passed, 2 failed (3 cases in .)');
+  });
+
+  it('a tests folder that cannot be listed is policy.read-error, not a missing folder', async () => {
+    const dir = await packDir(await readFile(join(ROOT, 'policies/default/policy.yaml'), 'utf8'));
+    await rm(join(dir, 'tests'), { recursive: true });
+    await symlink('tests', join(dir, 'tests'));
+    const r = await runCli(['policy', 'test', '.'], { cwd: dir });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[policy.read-error]: Cannot read file');
+    expect(r.stderr).toContain(["  at tests", "  The pack's test folder cannot be read: too many symbolic links (ELOOP)."].join('\n'));
   });
 
   it('--format json: a pack that does not load is a failure document on stdout', async () => {

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { diag, escapeUnseen, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
-import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
+import { modeOf, printDiagnostics, runCommand, writeJson, type CliIO } from '../io.ts';
 import { formatOption, loaderEnv, recordOutageNotices, recordUrlOption, stackOption } from '../options.ts';
+import { INTERRUPTED_EXIT } from './apply.ts';
 import type { RegisterCommand } from './types.ts';
 
 interface RefreshCliOptions {
@@ -22,7 +23,31 @@ interface RefreshCliOptions {
  * | 0    | done (drift is a report, not an error); with --detailed-exitcode: no drift |
  * | 1    | an error: invalid stack, record or a data center unreachable          |
  * | 2    | drift found, with --detailed-exitcode                                |
+ * | 130  | stopped by Ctrl-C or SIGTERM (its locks released)                    |
  */
+/**
+ * Ctrl-C / SIGTERM while a refresh runs (`fleet refresh`, `fleet plan --refresh`): the first aborts `signal`
+ * (refreshStack stops, writes nothing more and releases its locks), the second exits at once. Without it Node's
+ * default killed the refresh on the spot, its fleet locks left held for their lease.
+ */
+export function onRefreshInterrupt(io: CliIO): { signal: AbortSignal; dispose(): void } {
+  const stop = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stop.signal.aborted) process.exit(INTERRUPTED_EXIT);
+    stop.abort();
+    io.stderr.write(`\n${sig}: stopping the refresh and releasing its locks. ${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to exit at once.\n`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: stop.signal,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
 export const registerRefresh: RegisterCommand = (program: Command, io, setExit) => {
   program
     .command('refresh')
@@ -38,7 +63,7 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
         await runCommand(
           io,
           async () => {
-            const { defaultActor, openSession, refreshStack } = await import('../../apply/index.ts');
+            const { defaultActor, openSession, refreshStack, RefreshInterrupted } = await import('../../apply/index.ts');
             // A record it would make is empty: a mistyped URL's drift check would find no drift, ever.
             const check = Boolean(opts.check);
             const session = await openSession(opts.stack, {
@@ -49,8 +74,22 @@ export const registerRefresh: RegisterCommand = (program: Command, io, setExit) 
               // A drift check writes nothing, so it does not upgrade the record either (a scheduled job on a newer dmzfleet).
               ...(check ? { noUpgrade: '`fleet refresh --check` writes nothing' } : {}),
             });
+            const stop = onRefreshInterrupt(io);
             try {
-              const result = await refreshStack(session, { actor: defaultActor(), write: !check });
+              let result;
+              try {
+                result = await refreshStack(session, { actor: defaultActor(), write: !check, signal: stop.signal });
+              } catch (err) {
+                if (!(err instanceof RefreshInterrupted)) throw err;
+                io.stderr.write(
+                  check
+                    ? 'Drift check interrupted: nothing was written to the record.\n'
+                    : 'Refresh interrupted: its locks are released; what it recorded before the interrupt stays recorded. Run `fleet refresh` again for the rest.\n',
+                );
+                return INTERRUPTED_EXIT;
+              } finally {
+                stop.dispose();
+              }
               const unreachable: Diagnostic[] = result.drift
                 .filter((d) => d.kind === 'unreachable')
                 // Under the code of what failed (a refused token is apply.dmz-unauthorized, not unreachable).

@@ -2,7 +2,7 @@
 // PGlite record in a scratch stack. Text output is compared with golden files
 // (timestamps, ids and the scratch path masked); UPDATE_GOLDEN=1 rewrites them.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -429,6 +429,19 @@ describe('a PGlite record folder that does not exist', () => {
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).diagnostics).toMatchObject([{ code: 'record.not-found', detail: expect.stringContaining(`the folder ${missing} does not exist`) }]);
     expect(existsSync(join(root, 'typo'))).toBe(false);
+  });
+});
+
+// An empty folder there (made by hand, a mount point) was filled with a new PostgreSQL cluster (PG_VERSION, base/,
+// global/, … 22 entries) before record.not-found was said: a command that only reads or edits a record wrote one.
+describe('an empty PGlite record folder', () => {
+  it.each([['state', 'list'], ['history'], ['unlock', '42'], ['refresh', '--check']].map((args) => ({ args, name: args.join(' ') })))('$name: record.not-found, and the folder left empty', async ({ args }) => {
+    const empty = join(root, 'empty-record');
+    mkdirSync(empty, { recursive: true });
+    const r = await runCli([...args, '--stack', join(root, 'stacks', 'local'), '--record-url', `pglite://${empty}`, '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).diagnostics).toMatchObject([{ code: 'record.not-found', detail: expect.stringContaining(`the folder ${empty} is empty`) }]);
+    expect(readdirSync(empty)).toEqual([]);
   });
 });
 

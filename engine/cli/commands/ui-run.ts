@@ -1,7 +1,7 @@
 // What `fleet ui` runs; loaded only when the dashboard starts (it brings
 // Fastify and the record's driver along).
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { loadOrCreateSecret, uiTokens, type RunningService } from '../../authority/index.ts';
@@ -143,13 +143,15 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   if (!adminToken && !readToken) {
     // Never printed: a person reads it from the file (0600), as they would the authority's secret.
     const file = join(stack.stateDir, 'ui.token');
-    adminToken = loadOrCreateSecret(file);
+    adminToken = loadOrCreateSecret(file, "the dashboard's sign-in token");
     io.stdout.write(`Sign in with the token in ${file} (or set ${UI_TOKEN_ENV.admin} / ${UI_TOKEN_ENV.read}).\n`);
   }
   // The dashboard only reads: a record folder that does not exist is a mistyped URL, not a record to make (as state and history).
   const dir = stack.recordUrl.startsWith('pglite://') ? pgliteDir(stack.recordUrl) : undefined;
-  if (dir !== undefined && !existsSync(dir)) {
-    fail('record.not-found', `There is no record at ${describeRecordUrl(stack.recordUrl)}: the folder ${dir} does not exist. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, the dashboard only reads one.`);
+  // An empty folder holds no record either: the first page would have written a new cluster into it.
+  const missing = dir === undefined ? undefined : !existsSync(dir) ? 'does not exist' : emptyFolder(dir) ? 'is empty' : undefined;
+  if (missing) {
+    fail('record.not-found', `There is no record at ${describeRecordUrl(stack.recordUrl)}: the folder ${dir} ${missing}. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, the dashboard only reads one.`);
   }
   const postgres = isServerRecord(stack.recordUrl);
   // Nor does it upgrade one (record.older-schema): a dashboard started with a newer dmzfleet would move a shared record
@@ -181,5 +183,14 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   } catch (err) {
     await record.close();
     throw err;
+  }
+}
+
+/** Whether `dir` is a folder with nothing in it (not a folder, or unreadable: false, the record's open says which). */
+function emptyFolder(dir: string): boolean {
+  try {
+    return readdirSync(dir).length === 0;
+  } catch {
+    return false;
   }
 }

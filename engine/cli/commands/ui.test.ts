@@ -1,6 +1,6 @@
 // `fleet ui` as a person runs it: its own process beside `fleet apply` on a
 // PGlite record (one process at a time), signed in with the token it wrote.
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../test/helpers/cli.ts';
@@ -38,6 +38,17 @@ describe('fleet ui', () => {
     for (const w of want) expect(res.stderr).toContain(w);
   });
 
+  // An empty folder there was served as a record: the first page wrote a new PostgreSQL cluster into it.
+  it('refuses an empty record folder before serving, and leaves it empty', async () => {
+    const empty = join(stack.dir, 'empty-record');
+    await mkdir(empty);
+    const res = await runCli(['ui', '--stack', stack.dir, '--record-url', `pglite://${empty}`]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('record.not-found');
+    expect(res.stderr).toContain(`the folder ${empty} is empty`);
+    expect(await readdir(empty)).toEqual([]);
+  });
+
   it('with no token set, writes one to <stack>/.fleet/ui.token (0600) and prints where, never the token', async () => {
     ui = await startFleetUi(stack.dir);
     const file = join(stack.dir, '.fleet', 'ui.token');
@@ -70,7 +81,7 @@ describe('fleet ui', () => {
   });
 
   it('fleet serve orchestrator serves the same pages under /ui when FLEET_READ_TOKEN or FLEET_ADMIN_TOKEN is set, and none otherwise', async () => {
-    const env = { FLEET_DMZ_TOKEN_MIAMI: 'm-token', FLEET_DMZ_TOKEN_RICHMOND: 'r-token', FLEET_AUTHORITY_SECRET: 'ui-test-secret' };
+    const env = { FLEET_DMZ_TOKEN_MIAMI: 'm-token', FLEET_DMZ_TOKEN_RICHMOND: 'r-token', FLEET_AUTHORITY_SECRET: 'ui-test-secret-0123' };
     const io = (extra: Record<string, string>) => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: stack.dir, env: { ...env, ...extra } });
     const withUi = await serveOrchestrator(io({ FLEET_READ_TOKEN: 'read-token-of-the-test' }), { stack: stack.dir, port: '0', host: '127.0.0.1' });
     try {

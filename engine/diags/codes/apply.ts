@@ -44,9 +44,14 @@ export const applyCodes = defineCodes({
     doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, the port is invalid or in use, the host is not an address of this machine, or the authority\'s URL is not http(s). The detail names the setting.',
     severity: 'error',
   },
+  'apply.secret-file': {
+    summary: 'Secret file unusable',
+    doc: 'A secret the stack keeps under its .fleet folder cannot be read or created: the authority\'s secret (`authority.secret`, read by an embedded apply and `fleet serve orchestrator` unless FLEET_AUTHORITY_SECRET is set) or the dashboard\'s sign-in token (`ui.token`). The detail carries the operating system error (permissions, a folder where the file should be). Give this user access to the file named; never delete or replace an existing authority.secret: the disk keys of encrypted VMs derive from it.',
+    severity: 'error',
+  },
   'apply.sim-state': {
     summary: 'Simulated data center state unreadable',
-    doc: 'The sim driver\'s state file under the stack\'s .fleet folder is not valid JSON. Remove the file to start the simulated data center empty (its VMs are lost).',
+    doc: 'The sim driver\'s state file under the stack\'s .fleet folder is not valid JSON: remove the file to start the simulated data center empty (its VMs are lost). Or its state folder cannot be created, or its state files read (permissions, a file where a folder should be): the detail carries the operating system error; give this user access to the folder named.',
     severity: 'error',
   },
   // --- engine/apply (the executor) adds its codes below ---

@@ -5,7 +5,12 @@ import { defineCodes } from './types.ts';
 export const policyCodes = defineCodes({
   'policy.pack-missing': {
     summary: 'Policy pack not found',
-    doc: 'The pack folder or its policy.yaml does not exist. Check `policyPack.path` in the stack file (relative to stack.yaml).',
+    doc: 'The pack folder or its policy.yaml does not exist, or cannot be looked at (no permission to the folder, a link loop). Check `policyPack.path` in the stack file (relative to stack.yaml).',
+    severity: 'error',
+  },
+  'policy.read-error': {
+    summary: 'Cannot read file',
+    doc: 'policy.yaml, a policy test case, or the pack\'s tests folder exists but could not be read (permissions, a folder where a file was expected, a link loop). The detail carries the operating system error.',
     severity: 'error',
   },
   'policy.yaml-syntax': {

@@ -10,7 +10,7 @@ export const specCodes = defineCodes({
   },
   'spec.read-error': {
     summary: 'Cannot read file',
-    doc: 'A stack or fleet file exists but could not be read (permissions, a folder where a file was expected). The detail carries the operating system error.',
+    doc: 'A stack or fleet file exists but could not be read (permissions, a folder where a file was expected), or a folder a `specs` glob must list could not be (permissions, a link loop; located at the glob). The detail carries the operating system error.',
     severity: 'error',
   },
   'spec.yaml-syntax': {
@@ -130,7 +130,7 @@ export const specCodes = defineCodes({
   },
   'spec.pack-not-found': {
     summary: 'Policy pack not found',
-    doc: 'The stack\'s `policyPack.path` is not a folder holding policy.yaml. The path is relative to stack.yaml.',
+    doc: 'The stack\'s `policyPack.path` is not a folder holding policy.yaml, or its policy.yaml cannot be looked at (no permission to the folder, a link loop). The path is relative to stack.yaml.',
     severity: 'error',
   },
   'spec.duplicate-data-center': {

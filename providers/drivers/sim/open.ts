@@ -2,8 +2,8 @@
 // its state folder), its state is read back, and a log left behind is folded
 // into the snapshot. Also the registry's factory.
 import { mkdir } from 'node:fs/promises';
-import { FleetError, diag } from '../../../engine/diags/index.ts';
-import { lockFolder } from '../../../engine/durability/index.ts';
+import { FleetError, diag, fsReason } from '../../../engine/diags/index.ts';
+import { lockFolder, makePrivate } from '../../../engine/durability/index.ts';
 import type { DriverFactory } from '../registry.ts';
 import type { SimOptions } from './options.ts';
 import { SimDriver } from './sim.ts';
@@ -18,8 +18,14 @@ import { readSimState, simLogFile, simStateFile } from './state-file.ts';
  * to busyTimeoutMs, then fails with sim.busy naming the holder.
  */
 export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
-  await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
   const where = { file: opts.stateDir };
+  try {
+    await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new FleetError(diag('apply.sim-state', `cannot create the state folder of the simulated data center ${opts.dataCenter}: ${fsReason(err)}.`, where));
+  }
+  // What was there before keeps no looser mode: its state, log and the DMZ client's idempotency log beside them.
+  makePrivate(opts.stateDir);
   const release = await lockFolder(opts.stateDir, {
     timeoutMs: opts.busyTimeoutMs ?? 0,
     heldHere: () => {

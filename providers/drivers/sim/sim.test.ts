@@ -236,6 +236,23 @@ describe('sim driver', () => {
     expect((await readSimState(dir, 'dc-a')).vms.map((v) => v.power)).toEqual(['on', 'on']);
   });
 
+  // A state folder this user may not create or read (a stack's .fleet/sim owned by another user) stopped fleet apply
+  // with 'error[cli.internal]: Internal error  EACCES: permission denied, mkdir …/.fleet/sim/miami'. The suite runs as
+  // root: a folder below a file (ENOTDIR) and a state file that is a folder (EISDIR) take the same paths.
+  it('reports a state folder it cannot create, or a state file it cannot read, as apply.sim-state naming it', async () => {
+    await writeFile(join(dir, 'afile'), 'x');
+    const below = join(dir, 'afile', 'dc-a');
+    const err = (await sim({ stateDir: below }).catch((e: unknown) => e)) as FleetError;
+    expect(err).toBeInstanceOf(FleetError);
+    expect(err.diagnostics[0]).toMatchObject({ code: 'apply.sim-state', file: below });
+    expect(err.diagnostics[0].detail).toMatch(/^cannot create the state folder of the simulated data center dc-a: .*\(ENOTDIR\)\.$/);
+    await mkdir(simStateFile(dir, 'dc-a'));
+    const err2 = (await sim().catch((e: unknown) => e)) as FleetError;
+    expect(err2).toBeInstanceOf(FleetError);
+    expect(err2.diagnostics[0]).toMatchObject({ code: 'apply.sim-state', file: simStateFile(dir, 'dc-a') });
+    expect(err2.diagnostics[0].detail).toBe('cannot read the state of the simulated data center dc-a: it is a folder, not a file (EISDIR).');
+  });
+
   it('reports a corrupt state file as apply.sim-state', async () => {
     await writeFile(simStateFile(dir, 'dc-a'), '{ not json');
     const err = (await sim().catch((e: unknown) => e)) as FleetError;

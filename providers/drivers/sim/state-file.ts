@@ -14,7 +14,7 @@
 // crash mid-append (never answered) are skipped when loading.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FleetError, diag } from '../../../engine/diags/index.ts';
+import { FleetError, diag, fsReason } from '../../../engine/diags/index.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
 import type { AgentState } from '../../../protocol/index.ts';
 
@@ -109,7 +109,11 @@ export async function readIfThere(file: string): Promise<string | undefined> {
  */
 export async function readSimState(stateDir: string, dataCenter: string): Promise<SimState> {
   const file = simStateFile(stateDir, dataCenter);
-  return parseSimState(file, await readIfThere(file), await readIfThere(simLogFile(stateDir, dataCenter)));
+  const read = (f: string) =>
+    readIfThere(f).catch((err: unknown) => {
+      throw new FleetError(diag('apply.sim-state', `cannot read the state of the simulated data center ${dataCenter}: ${fsReason(err)}.`, { file: f }));
+    });
+  return parseSimState(file, await read(file), await read(simLogFile(stateDir, dataCenter)));
 }
 
 export interface SimState {
