@@ -69,7 +69,7 @@ export function connectionFault(err: unknown, where: { host: string; port: strin
     transient = CONNECT_SQLSTATES[code].transient;
   }
   else if (/timeout/i.test(err.message)) cause = 'connection timeout';
-  else if (/Connection terminated|connection is closed/i.test(err.message)) cause = 'connection lost';
+  else if (/Connection terminated|connection is closed|connection error and is not queryable/i.test(err.message)) cause = 'connection lost';
   if (cause === undefined) return writeFault(err, where.description);
   const todo = whatToDo(code, where);
   return new RecordUnreachableError(`cannot use the PostgreSQL record at ${where.host}:${where.port} (${where.description}): ${cause}: ${err.message}.${todo ? ` ${todo}` : ''}`, transient);
@@ -183,12 +183,21 @@ class PostgresAdapter implements SqlAdapter {
       throw connectionFault(err, this.#where);
     }
     let broken = false;
+    // Checked out, the client is no longer the pool's to watch: a server ending its connection between two
+    // statements (a restart, a failover, pg_terminate_backend) emits 'error', which with no listener crashed the
+    // process. Kept here, it is what the next statement of the transaction fails with.
+    let lost: Error | undefined;
+    const onError = (err: Error) => {
+      lost ??= err;
+      broken = true;
+    };
+    client.on('error', onError);
     const q: Queryable = {
       query: async <R>(text: string, params: readonly unknown[] = []) => {
         try {
           return (await client.query(this.#config(text, params))).rows as R[];
         } catch (err) {
-          const f = connectionFault(err, this.#where);
+          const f = connectionFault(lost ?? err, this.#where);
           if (f !== err) broken = true;
           throw f;
         }
@@ -203,6 +212,7 @@ class PostgresAdapter implements SqlAdapter {
       if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
