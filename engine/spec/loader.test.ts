@@ -439,7 +439,7 @@ describe('checks against a hand-built pack', () => {
 // TimeoutOverflowWarning printed at every cloud call.
 // A specs folder that cannot be listed (no permission, a link loop) threw
 // out of the glob: `fleet validate` said "error[cli.internal]: Internal
-// error  EACCES: permission denied, scandir '/…/specs/examples'", with no
+// error  EACCES: permission denied, scandir '/…/specs/fleets'", with no
 // location. (As root a folder is always readable: a link loop, ELOOP, takes
 // the same path here.)
 describe('a specs folder that cannot be read', () => {
