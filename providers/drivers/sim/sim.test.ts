@@ -433,6 +433,35 @@ describe('sim driver', () => {
       expect((await d.get(creds(), ref))?.observedState).toBe(state);
     });
 
+    // An apply whose awaitReady gave up (failed, timed out, killed) leaves the agent asking; the next apply's data
+    // center resumes it and it is denied (the record holds the member BootFailed). The sim terminated the VM then,
+    // while that apply ran, whose powerOff failed on a VM gone: the way out took two applies. A real VM's agent
+    // powers it off (agent.sh); only a waiting awaitReady terminates a denied VM (the aws and azure drivers).
+    it('denied with no awaitReady waiting: the VM powers itself off and keeps its disk; the next apply powers it off and boots it again', async () => {
+      answers.push({ approved: false, reason: 'VM db/0 is BootFailed, not booting' }, { approved: true, reason: 'ok', diskKey: 'the-key' });
+      const d = await sim();
+      const ref = await booted(d, true);
+      await d.agentsIdle();
+      await d.waitSettled(ref.cloudId);
+      expect(await d.get(creds(), ref)).toMatchObject({ observedState: 'PoweredOff', agent: 'failed' });
+      expect((await readSimState(dir, 'dc-a')).vms).toMatchObject([{ status: 'present', power: 'off', bootDenied: true }]);
+      await expect(d.powerOff(creds(), ref)).resolves.toMatchObject({ observedState: 'PoweredOff' });
+      await d.powerOn(creds(), ref);
+      await d.boot(creds(), ref, { bootToken: 'tok-2' });
+      await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).resolves.toMatchObject({ agent: 'ready', observedState: 'Running' });
+      expect(seen.map((x) => x.bootToken)).toEqual(['tok-1', 'tok-2']);
+    });
+
+    it('denied before its awaitReady began: that awaitReady terminates the VM (boot-denied), as the aws and azure drivers do on reading the report', async () => {
+      answers.push({ approved: false, reason: 'the image is not the record\'s' });
+      const d = await sim();
+      const ref = await booted(d, true);
+      await d.waitSettled(ref.cloudId);
+      expect(await d.get(creds(), ref)).toMatchObject({ observedState: 'PoweredOff' });
+      await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).rejects.toMatchObject({ kind: 'boot-denied' });
+      expect(await d.get(creds(), ref)).toMatchObject({ status: 'terminated', observedState: 'Deleted' });
+    });
+
     // The boot endpoint's limit (boot-rate-limited, 429) and a 408 or 5xx are lost answers, asked again as the boot
     // agent asks them (agent.sh): a 429 was read as a denial, and the VM terminated.
     it.each([

@@ -61,6 +61,8 @@ export class SimDriver implements Driver {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Agents asking or acting now (agentsIdle). */
   private readonly agents = new Set<Promise<void>>();
+  /** Per cloud id, how many awaitReady calls wait for its boot now (settle): a denial terminates the VM only then. */
+  private readonly awaiting = new Map<string, number>();
   /** The data center's disk: changes appended by group commit, compacted into the snapshot (log.ts). */
   private readonly log: SimLog;
   private readonly byCloudId = new Map<string, SimVm>();
@@ -300,9 +302,13 @@ export class SimDriver implements Driver {
   /**
    * The VM's agent: after bootMs it asks the boot endpoint for approval, then
    * unlocks its disk with the released key. A denied boot terminates the VM
-   * (what the aws and azure drivers' awaitReady does with one), except a
-   * boot started inside the guest (guestBoot): no awaitReady waits for it,
-   * so the VM only powers itself off, as the boot agent does.
+   * while an awaitReady waits for it, or once one comes for that boot (what
+   * the aws and azure drivers' awaitReady does with one); with none (a boot started inside the
+   * guest, guestBoot; an apply that gave up on it, timed out or was killed,
+   * whose agent asks later or again once the data center restarts) the VM
+   * only powers itself off, as the boot agent does, and keeps its disk: the
+   * next apply finds it where the record left it, powered off. A rogue VM
+   * (injectRogueVm, no record entry) is terminated either way.
    * `generation`: the boot it runs in (endBoot); once another change ended
    * that boot, it gives up without acting.
    */
@@ -360,12 +366,13 @@ export class SimDriver implements Driver {
       }
       if (!answer.approved) {
         const agentDetail = `boot denied: ${answer.reason}`;
-        if (vm.guestBoot) {
-          // An in-guest reboot: the agent powers the VM off (agent.sh `fail ... true`); it keeps its disk and waits for an approved boot.
+        if (vm.guestBoot || (!vm.rogue && !this.awaiting.get(vm.cloudId))) {
+          // No awaitReady to terminate it (an in-guest reboot, or an apply that gave up on this boot): the agent
+          // powers the VM off (agent.sh `fail ... true`); it keeps its disk and waits for an approved boot.
           await this.change(vm, { agent: 'failed', agentDetail, power: 'off', diskUnlocked: false, bootToken: null, guestBoot: false, bootDenied: true });
           return;
         }
-        // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
+        // The patent's trusted boot: a VM the authority does not recognise (an injected rogue) is not allowed to live.
         await this.change(vm, { agent: 'failed', agentDetail, status: 'terminated', power: 'off', bootToken: null, bootDenied: true });
         return;
       }
@@ -388,21 +395,28 @@ export class SimDriver implements Driver {
 
   async awaitReady(creds: ScopedCredentials, ref: VmRef, opts: { timeoutMs?: number } = {}): Promise<CloudVm> {
     await this.enter('awaitReady', creds);
-    return this.settle(ref, opts);
+    return this.settle(ref, { ...opts, awaited: true });
   }
 
-  /** awaitReady past the call's checks. */
-  private async settle(ref: VmRef, opts: { timeoutMs?: number }): Promise<CloudVm> {
+  /** awaitReady past the call's checks; `awaited`: a driver call waits (a denial meanwhile terminates the VM), not a test. */
+  private async settle(ref: VmRef, opts: { timeoutMs?: number; awaited?: boolean }): Promise<CloudVm> {
     const vm = this.find(ref);
     if (!vm) throw new DriverError('not-found', `sim ${this.dataCenter} has no VM ${ref.cloudId ?? ref.vmId}`);
     const timeoutMs = opts.timeoutMs ?? this.o.readyTimeoutMs ?? SIM_READY_TIMEOUT_MS;
     const settled = () => vm.agent === 'ready' || vm.agent === 'failed' || vm.agent === 'none' || vm.status === 'terminated';
     if (!settled()) {
+      const awaited = opts.awaited === true;
+      if (awaited) this.awaiting.set(vm.cloudId, (this.awaiting.get(vm.cloudId) ?? 0) + 1);
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(t);
           this.timers.delete(t);
           this.events.off(vm.cloudId, onChange);
+          if (awaited) {
+            const left = (this.awaiting.get(vm.cloudId) ?? 1) - 1;
+            if (left > 0) this.awaiting.set(vm.cloudId, left);
+            else this.awaiting.delete(vm.cloudId);
+          }
           resolve();
         };
         const onChange = () => {
@@ -412,6 +426,11 @@ export class SimDriver implements Driver {
         this.timers.add(t);
         this.events.on(vm.cloudId, onChange);
       });
+    }
+    // A denial that came before this awaitReady began (the VM powered itself off): it terminates the VM now, as the
+    // aws and azure drivers' awaitReady does on reading the agent's report.
+    if (opts.awaited && vm.agent === 'failed' && vm.bootDenied && vm.status === 'present' && !vm.rogue) {
+      await this.change(vm, { status: 'terminated', power: 'off', bootToken: null });
     }
     if (vm.agent === 'ready' && vm.status === 'present') return view(this.dataCenter, vm);
     if (vm.agent === 'booting') throw new DriverError('timeout', `VM ${vm.cloudId} did not report ready within ${timeoutMs} ms`, false);
