@@ -2,10 +2,11 @@
 // secret's file (credentials' scoped tokens: credentials/scoped.ts). (sha256 and sameSecret, which every party
 // uses, are in protocol/hash.ts.)
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBase64url } from '../../protocol/index.ts';
 import { diag, FleetError, fsReason } from '../diags/index.ts';
+import { writeOwnFile } from '../durability/own-file.ts';
 
 export function randomToken(bytes = 32): string {
   return randomBytes(bytes).toString('base64url');
@@ -41,7 +42,8 @@ export function loadOrCreateSecret(file: string, what = "the authority's secret"
   const secret = randomToken(32);
   try {
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    // Never through a symbolic link at its name (a link planted in a shared workspace): its target was overwritten.
+    writeOwnFile(file, `${secret}\n`);
   } catch (err) {
     throw fault('create', err);
   }
