@@ -3,7 +3,7 @@
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { DmzClient, Fleet, Stack } from '../../specs/validators/documents.js';
 import { diag, type Diagnostic } from '../diags/index.ts';
-import { suggest } from '../diags/suggest.ts';
+import { didYouMean, suggest } from '../diags/suggest.ts';
 import { redactUrl } from '../transport/tokens.ts';
 import { keyWhere, ownerWhere, valueWhere, type Path, type SourceDoc } from './yaml.ts';
 
@@ -150,7 +150,7 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
     case 'enum':
       return diag(
         'spec.invalid-value',
-        `${capital(name)} must be one of ${(p.allowedValues as unknown[]).map(String).join(', ')}, not ${showValue(data)}.`,
+        `${capital(name)} must be one of ${(p.allowedValues as unknown[]).map(String).join(', ')}, not ${showValue(data)}${didYouMean(data, p.allowedValues as unknown[])}.`,
         at,
       );
     case 'const':
