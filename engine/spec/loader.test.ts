@@ -486,6 +486,42 @@ describe('a value outside its set names the closest allowed value', () => {
   });
 });
 
+// A number past a double's precision was shown as the double it became: `count: 99999999999999999999` was
+// "not 100000000000000000000", a value nobody wrote. Numbers are shown as written in the YAML source.
+describe('an out-of-range or ill-typed number is shown as written', () => {
+  const fleet = (size: string, extra = '') => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-a }
+spec:
+  count: 2
+  image: ubuntu-22.04
+  size: ${size}
+${extra}`;
+  const ok = '{ cpu: 2, memoryGiB: 4, diskGiB: 20 }';
+  it.each([
+    { name: 'count: 99999999999999999999', spec: fleet(ok).replace('count: 2', 'count: 99999999999999999999'), want: 'spec.count must be at most 100000, not 99999999999999999999.' },
+    { name: 'count: 100001', spec: fleet(ok).replace('count: 2', 'count: 100001'), want: 'spec.count must be at most 100000, not 100001.' },
+    { name: 'diskGiB: -99999999999999999999', spec: fleet('{ cpu: 2, memoryGiB: 4, diskGiB: -99999999999999999999 }'), want: 'spec.size.diskGiB must be at least 1, not -99999999999999999999.' },
+    { name: 'cpu: 0x100000', spec: fleet('{ cpu: 0x100000, memoryGiB: 4, diskGiB: 20 }'), want: 'spec.size.cpu must be at most 256, not 0x100000.' },
+    { name: 'minCount: 0.10000000000000000001', spec: fleet(ok, '  minCount: 0.10000000000000000001\n'), want: 'spec.minCount must be a whole number, not 0.10000000000000000001.' },
+    {
+      name: 'maxSurge: 12345678901234567890',
+      spec: fleet(ok, '  rollout: { maxSurge: 12345678901234567890 }\n'),
+      want: 'spec.rollout.maxSurge must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not 12345678901234567890.',
+    },
+  ])('$name', async ({ spec, want }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': spec });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => d.detail)).toEqual([want]);
+  });
+
+  it('in the stack file too (capacity.vms: -99999999999999999999)', async () => {
+    const dir = await scratch({ 'stack.yaml': stackYaml().replace('capacity: { vms: 10 }', 'capacity: { vms: -99999999999999999999 }'), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => d.detail)).toEqual(['spec.dataCenters[0].capacity.vms must be at least 0, not -99999999999999999999.']);
+  });
+});
+
 describe('rollout amounts', () => {
   // A bad amount was told in the schema's words: `does not have the required form (^(100|[1-9]?[0-9])%$)` for "3",
   // `must be a whole number or a string` for 1.5: neither said what an amount may be.
