@@ -46,7 +46,7 @@ export const WIRE_ERRORS = {
   unauthorized: { status: 401, doc: 'The bearer token is missing or not one this service knows. Nothing was done; send the token of the caller\'s role (CLI to DMZ client, data center to authority).' },
   'client-cert-required': { status: 401, doc: 'The service requires client certificates (`--client-ca`) and the caller presented none, or one its client CA did not sign (or expired). Only a DMZ client\'s boot endpoint (`/v1/boot`, `/v1/boot/status`) answers without one. Nothing was done; configure the caller\'s certificate (the stack\'s `auth.clientCert`).' },
   'not-found': { status: 404, doc: 'No such route (answered to a caller with a valid token; without one, any path but the open ones is 401 `unauthorized`), or (GET /v1/vms/:id) the data center\'s cloud does not know the VM.' },
-  'too-large': { status: 413, doc: 'The body is over the services\' limit (1 MiB). Send fewer steps or calls per batch.' },
+  'too-large': { status: 413, doc: 'The body is over the services\' limit (1 MiB; the authority\'s plan routes, with the CLI\'s token: 128 MiB). Send fewer steps or calls per batch.' },
   'unsupported-media-type': { status: 415, doc: 'The body is not JSON (`content-type: application/json`).' },
   internal: { status: 500, doc: 'A bug in the service; its log has the stack. The request may be retried with the same idempotency key.' },
   unavailable: { status: 503, doc: 'Something the service depends on failed (the record unreachable, its disk): the message names the diagnostic. Retried by the callers; nothing was decided.' },

@@ -15,8 +15,9 @@
 //
 // One attempt per call: both are cheap to run again, and the command fails
 // before anything was applied.
-import { readFileSync } from 'node:fs';
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
+import { loadClientTls, type ClientTls } from '../engine/transport/index.ts';
+import { describeFetchError, type TlsAdvice } from './fetch-errors.ts';
 import type { LoadedStack } from '../engine/spec/index.ts';
 import type { PlanDocument, PlanSeal } from '../engine/plan/types.ts';
 import type { PlanRegisterResponse, PlanSealResponse } from '../protocol/index.ts';
@@ -39,23 +40,38 @@ export function authorityToken(a: AuthoritySettings, env: NodeJS.ProcessEnv): st
   return token;
 }
 
+/** What to fix on this hop when a certificate is not trusted or refused: the stack's `authority` settings. */
+const AUTHORITY_TLS_ADVICE: TlsAdvice = {
+  who: "this CLI's",
+  untrusted: "give the CA bundle that signed it as authority.caFile in stack.yaml",
+  refused:
+    'the authority requires a client certificate its CA signed (it runs with --client-ca): give the CLI\'s certificate and key as authority.certFile and authority.keyFile in stack.yaml',
+};
+
+/**
+ * The CA bundle and client certificate for the authority (`authority.caFile`,
+ * `certFile`, `keyFile`, made absolute by the loader), read and checked before
+ * any request: readable, PEM, the key matches, in date (tls.* diagnostics
+ * naming the setting, never a key's content).
+ */
+function authorityTls(a: AuthoritySettings): ClientTls | undefined {
+  const file = a.where.file;
+  const at = (k: string) => `${file ? `${file}: ` : ''}authority.${k}`;
+  const { tls, diagnostics } = loadClientTls({ ca: a.caFile, cert: a.certFile, key: a.keyFile }, { ca: at('caFile'), cert: at('certFile'), key: at('keyFile') }, {}, file);
+  if (diagnostics.length > 0) throw new FleetError(diagnostics);
+  return tls;
+}
+
 async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: string, plan: PlanDocument, file?: string): Promise<T> {
   const token = authorityToken(a, env);
   const where = file ? { file } : a.where;
-  let ca: string | undefined;
-  if (a.caFile) {
-    try {
-      ca = readFileSync(a.caFile, 'utf8');
-    } catch (err) {
-      throw new FleetError(diag('apply.authority-unreachable', `could not read authority.caFile ${a.caFile}: ${(err as Error).message}.`, a.where));
-    }
-  }
+  const tls = authorityTls(a);
   const url = new URL(path, a.address.endsWith('/') ? a.address : `${a.address}/`);
   let res;
   try {
-    res = await postJson(sendTarget(url, ca ? { ca } : undefined), { plan }, TIMEOUT_MS, { authorization: `Bearer ${token}` });
+    res = await postJson(sendTarget(url, tls), { plan }, TIMEOUT_MS, { authorization: `Bearer ${token}` });
   } catch (err) {
-    throw new FleetError(diag('apply.authority-unreachable', `POST ${url.href} failed: ${(err as Error).message}.`, a.where));
+    throw new FleetError(diag('apply.authority-unreachable', `POST ${url.href} ${describeFetchError(err, TIMEOUT_MS, AUTHORITY_TLS_ADVICE, { plainHttp: url.protocol === 'http:', clientCert: tls?.cert !== undefined })}.`, a.where));
   }
   let body: unknown;
   try {
@@ -69,6 +85,10 @@ async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: strin
   const content = e?.code ? CONTENT_CODES[e.code] : undefined;
   if (content) throw new FleetError(diag(content, `the authority ${a.address} refused the plan: ${msg}`, where));
   if (res.status >= 500 || res.status === 0) throw new FleetError(diag('apply.authority-unreachable', `POST ${url.href} answered ${res.status}: ${msg}.`, a.where));
+  if (res.status === 413) {
+    const size = (Buffer.byteLength(JSON.stringify({ plan })) / (1024 * 1024)).toFixed(1);
+    throw new FleetError(diag('apply.authority-refused', `POST ${url.href} answered 413 (too-large): the plan (${size} MiB) is larger than this authority takes (${msg}). An authority of this version takes plans up to 128 MiB; one older than it takes 1 MiB: upgrade it, or plan fewer fleets at once (--target).`, where));
+  }
   throw new FleetError(diag('apply.authority-refused', `POST ${url.href} answered ${res.status}${e?.code ? ` (${e.code})` : ''}: ${msg}. Check ${a.tokenEnv} (the authority reads the same variable).`, a.where));
 }
 

@@ -46,7 +46,7 @@ import type {
 import { RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
 import type { ClientTls } from '../engine/transport/index.ts';
-import { describeFetchError, errorMessage, timedOut, tlsRefused } from './fetch-errors.ts';
+import { DMZ_TLS_ADVICE, describeFetchError, errorMessage, timedOut, tlsRefused } from './fetch-errors.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 import { DEFAULT_RETRY_BUDGET_MS, backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryInfo, type RetryPolicy } from './retry.ts';
 
@@ -140,6 +140,8 @@ export class DmzHttpClient {
   /** Steps waiting for the next batch (opts.batch). */
   private queued: Queued[] = [];
   private flushing = false;
+  /** How requests go, for what a connection cut before any answer may mean (describeFetchError). */
+  private readonly sent: { plainHttp: boolean; clientCert: boolean };
   /** baseUrl taken apart once; each request adds its path. */
   private readonly origin: ReturnType<typeof sendTarget>;
 
@@ -147,6 +149,7 @@ export class DmzHttpClient {
     this.dataCenter = opts.dataCenter;
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
     const base = sendTarget(new URL(this.baseUrl), opts.tls);
+    this.sent = { plainHttp: base.protocol === 'http:', clientCert: base.tls?.cert !== undefined };
     this.origin = { ...base, path: base.path === '/' ? '' : base.path };
     this.opts = {
       timeoutMs: 60_000,
@@ -396,7 +399,7 @@ export class DmzHttpClient {
       }
       rest('closed the connection before answering');
     } catch (err) {
-      const reason = describeFetchError(err, this.opts.timeoutMs);
+      const reason = describeFetchError(err, this.opts.timeoutMs, DMZ_TLS_ADVICE, this.sent);
       if (!tlsRefused(err)) return rest(reason, timedOut(err) ? this.opts.timeoutMs : 0);
       // A certificate is not trusted or refused: asking again cannot help.
       batch.forEach((q, i) => {
@@ -471,7 +474,7 @@ export class DmzHttpClient {
         retryAfter = retryAfterMs(res.retryAfter);
       } catch (err) {
         if (err instanceof FleetError) throw err;
-        lastReason = describeFetchError(err, timeoutMs);
+        lastReason = describeFetchError(err, timeoutMs, DMZ_TLS_ADVICE, this.sent);
         lastWasStatus = false;
         // An attempt that went unanswered for timeoutMs spent that much of the budget: a DMZ client that accepts
         // connections but never answers (a frozen process) was tried ~17 times, a minute each, on a 60 s budget.

@@ -37,7 +37,7 @@ spec:
       capacity: { vms: 10, cpu: 100, memoryGiB: 400 }
       sim: { latencyMs: 2 }
     - name: remote
-      address: http://dmz.remote.example:8443/
+      address: https://dmz.remote.example:8443/
       location: { lat: 37.5, lon: -77.4 }
       capacity: { vms: 10 }
       auth: { tokenEnv: REMOTE_DMZ_TOKEN }
@@ -78,7 +78,7 @@ describe('startEmbedded', () => {
 
   it('runs the authority and a sim DMZ client over loopback; VMs and disk keys outlive the run', async () => {
     const first = await startEmbedded({ stack, pack, record, env: { REMOTE_DMZ_TOKEN: 'r-token' } });
-    expect(first.clients.get('remote')).toEqual({ url: 'http://dmz.remote.example:8443', token: 'r-token' });
+    expect(first.clients.get('remote')).toEqual({ url: 'https://dmz.remote.example:8443', token: 'r-token' });
     const miami = first.clients.get('miami');
     expect(miami?.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(first.authorityUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);

@@ -10,6 +10,7 @@
 //                              client's idempotency results
 import { join } from 'node:path';
 import { FleetError, diag } from '../engine/diags/index.ts';
+import { makePrivate } from '../engine/durability/index.ts';
 import { loadOrCreateSecret, randomToken, startAuthority, type RunningService } from '../engine/authority/index.ts';
 import type { LoadedPack } from '../engine/policy/types.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
@@ -109,6 +110,8 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
       // The embedded authority checks override proofs against the same admin token the CLI proves them with.
       ...(env.FLEET_ADMIN_TOKEN ? { adminTokens: [env.FLEET_ADMIN_TOKEN] } : {}),
     });
+    // The stack's state folder and its sim folder, if they were there before with a looser mode (the record makes its own private, each data center's folder is made so by its sim).
+    for (const dir of [opts.stack.stateDir, join(opts.stack.stateDir, 'sim')]) makePrivate(dir, { recursive: false });
     for (const d of embedded) {
       const stateDir = simStateDir(opts.stack, d.name);
       const sim = d.sim ?? {};

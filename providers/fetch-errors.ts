@@ -1,6 +1,6 @@
 // What a failed exchange with a DMZ client is called in a diagnostic: its
 // error body's message, a TLS refusal (never retried), or why the request
-// could not be sent. Used by providers/client.ts.
+// could not be sent. Used by providers/client.ts and providers/authority-plans.ts.
 import type { ErrorBody } from '../protocol/index.ts';
 
 /** The message of an error answer's body (`{ error: { message } }`, or a bare `message`). */
@@ -16,29 +16,83 @@ const SERVER_CERT_UNTRUSTED = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNE
 /** TLS alerts of a server that refused this caller's certificate (or its lack of one). */
 const CLIENT_CERT_REFUSED = /^ERR_SSL_.*ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|ACCESS_DENIED)$/;
 
+/**
+ * Whether a TLS handshake met a plain HTTP answer (OpenSSL's "wrong version
+ * number": the first bytes back were `HTTP/1.1 400`, not a TLS record): the
+ * service at an https:// address does not serve TLS. Nothing was sent yet.
+ */
+function plainAnswer(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e?.code ?? e?.cause?.code;
+  const message = `${e?.message ?? ''} ${e?.cause?.message ?? ''}`;
+  return (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') && /wrong version number|packet length too long/i.test(message);
+}
+
 /** Whether an exchange failed by going unanswered for its whole timeout (send's TimeoutError, an aborted fetch). */
 export function timedOut(err: unknown): boolean {
   const name = (err as { name?: string } | undefined)?.name;
   return name === 'TimeoutError' || name === 'AbortError';
 }
 
-/** Whether a request failed because a TLS certificate is not trusted (by this CLI) or was refused (by the DMZ client): never retried. */
+/** Whether a request failed because a TLS certificate is not trusted (by this CLI) or was refused (by the DMZ client), or the service answered in plain HTTP: never retried. */
 export function tlsRefused(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string; message?: string } };
   const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
-  return cause !== undefined && (SERVER_CERT_UNTRUSTED.test(cause) || CLIENT_CERT_REFUSED.test(cause));
+  return plainAnswer(err) || (cause !== undefined && (SERVER_CERT_UNTRUSTED.test(cause) || CLIENT_CERT_REFUSED.test(cause)));
 }
 
-/** Why a request could not be sent, for a diagnostic: no answer in time, a TLS refusal (and what to fix), or the network error. */
-export function describeFetchError(err: unknown, timeoutMs: number): string {
+/** http-send's message for an answer whose connection closed before it was complete. */
+export const INCOMPLETE_ANSWER = 'the connection closed before the answer was complete';
+
+/**
+ * What to fix when a TLS certificate is not trusted by the caller, or refused
+ * by the server: the settings of the hop, and who the caller is. The fix goes
+ * before the OpenSSL code, so a line cut short (a /readyz check's 200
+ * characters) keeps it.
+ */
+export interface TlsAdvice {
+  /** The caller, as the owner of a client certificate: `this CLI's`. */
+  who: string;
+  untrusted: string;
+  refused: string;
+}
+
+/** The CLI's hop to a data center's DMZ client (stack.yaml, `auth.clientCert`). */
+export const DMZ_TLS_ADVICE: TlsAdvice = {
+  who: "this CLI's",
+  untrusted: "give the CA bundle that signed it as the data center's auth.clientCert.caFile in stack.yaml",
+  refused: "the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca)",
+};
+
+/**
+ * Why a request could not be sent, for a diagnostic: no answer in time, a
+ * TLS refusal (and what to fix: `advice`), or the network error. A
+ * connection cut before any answer (ECONNRESET) is what a server speaking TLS
+ * does with a plain http:// request (`sent.plainHttp`), and what a TLS server
+ * refusing the client certificate may do instead of an alert (`sent.clientCert`:
+ * one was presented): the diagnostic says so.
+ */
+export function describeFetchError(err: unknown, timeoutMs: number, advice: TlsAdvice = DMZ_TLS_ADVICE, sent: { plainHttp?: boolean; clientCert?: boolean } = {}): string {
   const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `did not answer within ${timeoutMs} ms`;
   const cause = e?.code ?? e?.cause?.code ?? e?.cause?.message;
   if (cause && SERVER_CERT_UNTRUSTED.test(cause)) {
-    return `could not be reached: its TLS certificate is not trusted (${cause}: ${e?.message ?? ''}); give the CA bundle that signed it as the data center's auth.clientCert.caFile in stack.yaml`;
+    return `could not be reached: its TLS certificate is not trusted; ${advice.untrusted} (${cause}: ${e?.message ?? ''})`;
+  }
+  if (plainAnswer(err)) {
+    return `could not be reached: it answered in plain HTTP, so the service at this https:// address does not serve TLS: start it with --tls-cert and --tls-key (plain http:// is only for a service on this machine) (${cause ?? 'EPROTO'})`;
   }
   if (cause && CLIENT_CERT_REFUSED.test(cause)) {
-    return `refused this CLI's TLS client certificate (${cause}); the data center's auth.clientCert (certFile, keyFile) must be signed by the CA the DMZ client requires (its --client-ca)`;
+    return `refused ${advice.who} TLS client certificate: ${advice.refused} (${cause})`;
+  }
+  // (Not an answer cut off midway: http-send's own ECONNRESET, after a status line came.)
+  if (cause === 'ECONNRESET' && e?.message !== INCOMPLETE_ANSWER) {
+    if (sent.plainHttp) {
+      return `could not be reached: the connection was cut before any answer, as a service serving HTTPS does with a plain http:// request; if it serves TLS, give its https:// address (${cause})`;
+    }
+    if (sent.clientCert) {
+      return `could not be reached: the connection was cut before any answer, as a service may that refused ${advice.who} TLS client certificate: ${advice.refused} (${cause})`;
+    }
   }
   return `could not be reached (${cause ?? e?.message ?? String(err)})`;
 }

@@ -13,6 +13,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { ClientTls } from '../engine/transport/index.ts';
+import { INCOMPLETE_ANSWER } from './fetch-errors.ts';
 
 /**
  * Where a request goes: a URL, or the same already taken apart (callers that
@@ -76,7 +77,7 @@ export function send(
         resolve({ status: res.statusCode ?? 0, text, retryAfter: typeof ra === 'string' ? ra : null });
       });
       res.on('close', () => {
-        if (!res.complete) fail(Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' }));
+        if (!res.complete) fail(Object.assign(new Error(INCOMPLETE_ANSWER), { code: 'ECONNRESET' }));
       });
     });
     req.end(body);
@@ -157,7 +158,7 @@ export function sendLines(
         resolve({ status, text, retryAfter: typeof ra === 'string' ? ra : null });
       });
       res.on('close', () => {
-        if (!res.complete) fail(Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' }));
+        if (!res.complete) fail(Object.assign(new Error(INCOMPLETE_ANSWER), { code: 'ECONNRESET' }));
       });
     });
     req.end(body);

@@ -89,7 +89,7 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     sts = new FakeSts();
     env = {
       FLEET_RECORD_URL: db.url,
-      FLEET_AUTHORITY_SECRET: 'aws-e2e-secret',
+      FLEET_AUTHORITY_SECRET: 'aws-e2e-secret-0123',
       FLEET_DMZ_TOKEN_VIRGINIA: 'virginia-authority-token',
       FLEET_CLI_TOKEN_VIRGINIA: 'virginia-cli-token',
       AWS_ENDPOINT_URL_EC2: ec2.endpoint,

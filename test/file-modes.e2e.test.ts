@@ -4,7 +4,7 @@
 // simulated data centers' state, the DMZ clients' idempotency logs and the
 // lock files. Whole program: an apply on the embedded default, then
 // every entry under the stack's .fleet folder is checked.
-import { readdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
@@ -42,5 +42,27 @@ describe('what the CLI and the embedded services keep on disk is private', () =>
     const names = await readdir(fleetDir);
     expect(names).toEqual(expect.arrayContaining(['record', 'authority.secret', 'sim']));
     expect(await notPrivate(fleetDir)).toEqual([]);
+  });
+
+  // Found by QA: what was there before kept its mode (the PGlite record alone was made private when opened): a stack
+  // whose .fleet was made by hand, restored from a backup or written by an older version kept its folders 0755 and
+  // its data centers' idempotency logs and state files 0644 through every apply.
+  it('makes what was already there private: folders made 0755, files left 0644', async () => {
+    const loose = await tempStack();
+    try {
+      await loose.spec('web', fleetYaml('web', { count: 1 }));
+      const fleetDir = join(loose.dir, '.fleet');
+      for (const dc of ['miami', 'richmond']) {
+        await mkdir(join(fleetDir, 'sim', dc), { recursive: true, mode: 0o755 });
+        await writeFile(join(fleetDir, 'sim', dc, 'requests.jsonl'), '', { mode: 0o644 });
+      }
+      await writeFile(join(fleetDir, 'authority.secret'), '', { mode: 0o644 });
+      for (const d of [fleetDir, join(fleetDir, 'sim'), join(fleetDir, 'sim', 'miami'), join(fleetDir, 'sim', 'richmond')]) await chmod(d, 0o755);
+      const r = await runCli(['apply', '--yes', '--stack', loose.dir], { cwd: REPO });
+      expect(r.code, r.stderr).toBe(0);
+      expect(await notPrivate(fleetDir)).toEqual([]);
+    } finally {
+      await loose.remove();
+    }
   });
 });

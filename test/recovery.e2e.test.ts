@@ -5,7 +5,10 @@
 // again by the next plan and apply (and one the plan deletes is forgotten,
 // not failed at `shutdown … has no VM`); a BootFailed VM whose cloud VM is
 // gone is deleted along the recovery edges and created again; `fleet state
-// rm` forgets a VM and `fleet import` adopts it back.
+// rm` forgets a VM and `fleet import` adopts it back; a table over the
+// states a failed cloud call leaves a VM in (CreateFailed, PoweredOff,
+// PoweredOn, ShuttingDown, BeingDeleted) and each way out docs/recovery.md
+// gives (the next apply, refresh, --replace, state rm + import).
 //
 // Deployed (PostgreSQL, FLEET_TEST_POSTGRES_URL): the authority and the DMZ
 // client are processes of their own, so the sim's boot agents live on after
@@ -242,6 +245,60 @@ describe('a VM gone from its data center (embedded)', () => {
     expect(states(w)).toEqual({ 'db/0': 'Running', 'db/1': 'Running', 'web/0': 'Running', 'web/1': 'Running' });
     expectConverged(w);
   }, 300_000);
+});
+
+describe('every state a failed cloud call leaves a VM in has a documented way out (embedded, docs/recovery.md)', () => {
+  // Per state: the fault that leaves a one-member fleet's VM there (the fleet's count, then the count it is
+  // brought to), and each way out docs/recovery.md gives, taken with the fault gone: the next apply, `fleet
+  // refresh` then apply, `fleet apply --replace`, `fleet state rm` (+ `fleet import` of the VM its data center
+  // still holds) then apply. Each must end with the record and the data centers agreeing and no change left.
+  // BootFailed is left out: its VM's agent, still booting, is denied and terminated by the sim while the next
+  // apply runs (see the cases above, which remove it first).
+  type Way = 'apply' | 'refresh' | 'replace' | 'rm+import';
+  const cases: { state: string; fault: string; counts: [number, number]; ways: Way[] }[] = [
+    { state: 'CreateFailed', fault: 'createVm', counts: [0, 1], ways: ['apply', 'refresh', 'replace', 'rm+import'] },
+    { state: 'PoweredOff', fault: 'powerOn', counts: [0, 1], ways: ['apply', 'refresh', 'replace', 'rm+import'] },
+    { state: 'PoweredOn', fault: 'boot', counts: [0, 1], ways: ['apply', 'refresh', 'replace', 'rm+import'] },
+    { state: 'ShuttingDown', fault: 'powerOff', counts: [1, 0], ways: ['apply', 'refresh'] },
+    { state: 'BeingDeleted', fault: 'deleteVm', counts: [1, 0], ways: ['apply', 'refresh'] },
+  ];
+  const table = cases.flatMap((c) => c.ways.map((way) => ({ ...c, way })));
+  it.each(table)('$state (a failed $fault): $way', async ({ state, fault, counts: [from, to], way }) => {
+    const st = await tempStack();
+    const fleet = (...args: string[]) => runCli([...args, '--stack', st.dir], { cwd: REPO });
+    try {
+      if (from > 0) {
+        await st.spec('db', fleetYaml('db', { count: from }));
+        expect((await fleet('apply', '--yes')).code).toBe(0);
+      }
+      await setSim(st.dir, `{ latencyMs: 1, bootMs: 1, failCalls: [${fault}] }`);
+      await st.spec('db', fleetYaml('db', { count: to }));
+      const failed = await fleet('apply', '--yes');
+      expect(failed.code, failed.stdout).toBe(1);
+      const stuck = await world(st.dir);
+      expect(states(stuck)).toEqual({ 'db/0': state });
+      await setSim(st.dir, '{ latencyMs: 1, bootMs: 1 }');
+
+      if (way === 'refresh') expect((await fleet('refresh')).code).toBe(0);
+      if (way === 'rm+import') {
+        const vm = stuck.vms[0];
+        const rm = await fleet('state', 'rm', 'db/0');
+        expect(rm.code, rm.stderr).toBe(0);
+        if (vm.cloudId) {
+          const imported = await fleet('import', 'db/0', vm.cloudId);
+          expect(imported.code, imported.stderr).toBe(0);
+        }
+      }
+      const out = await fleet('apply', '--yes', ...(way === 'replace' ? ['--replace', 'db/0'] : []));
+      expect(out.code, `${out.stdout}\n${out.stderr}`).toBe(0);
+      const w = await world(st.dir);
+      expect(states(w)).toEqual(to > 0 ? { 'db/0': 'Running' } : {});
+      expectConverged(w);
+      expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
+    } finally {
+      await st.remove();
+    }
+  }, 120_000);
 });
 
 describe('plan --refresh with --target / --exclude (embedded)', () => {

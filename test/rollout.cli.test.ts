@@ -120,6 +120,38 @@ describe('fleet apply: a resumed rollout whose failed members fail again, below 
   }, 240_000);
 });
 
+describe('fleet apply: a rollout resumed after its members stopped half-way through a delete-before-create replace', () => {
+  // maxUnavailable 2, no maxSurge: wave 1's old VMs were shut down, then their powerOff failed (as when an apply
+  // is killed there), leaving them ShuttingDown. The resume planned their replaces create-before-delete, as data
+  // center room allowed a member out of Running, and created both new VMs beside the old ones: 8 VMs of a fleet
+  // of 6 with maxSurge 0.
+  const { fleet, file } = useAppliedStack(fleetYaml('ubuntu-22.04'));
+
+  it('deletes their old VMs first: the fleet never has more VMs than its count', async () => {
+    await writeFile(file('specs', 'web.yaml'), fleetYaml('ubuntu-24.04'));
+    await writeFile(file('stack.yaml'), stackYaml(['powerOff']));
+    const first = await fleet('apply', '--yes', '--format', 'json');
+    expect(first.code).toBe(1);
+    expect(waveEvents(first.stdout).touched).toEqual(['web/0', 'web/1']);
+    const listed = await fleet('state', 'list');
+    expect(listed.stdout).toMatch(/web\/0 .* ShuttingDown /);
+
+    await writeFile(file('stack.yaml'), stackYaml([]));
+    const plan = await fleet('plan');
+    expect(plan.stdout).toMatch(/web\/0 replace in miami \(wave 1\): new VM for the image change; the old one goes first: it is out of Running already/);
+    expect(plan.stdout).toContain('wave 1: bringing back web/0, web/1 (no other member out of service)');
+    const resumed = await fleet('apply', '--yes', '--format', 'json');
+    expect(resumed.code, resumed.stderr).toBe(0);
+    // Each member's old VM is deleted before its new VM is created: the first step of web/0 and web/1 acts on the old VM.
+    const steps = resumed.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; address?: string; operation?: string; status?: string });
+    for (const a of ['web/0', 'web/1']) {
+      const ops = steps.filter((e) => e.type === 'step' && e.address === a && e.status === 'done').map((e) => e.operation);
+      expect(ops.indexOf('deleteVm'), `${a}: ${ops.join(', ')}`).toBeLessThan(ops.indexOf('createVm'));
+    }
+    expect((await fleet('plan')).stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});
+
 describe.each([
   {
     place: 'of their data center',

@@ -158,6 +158,29 @@ describe('the plan routes and the gate over HTTP', () => {
     expect((await record.sealedPlan('gate', 'p-one'))?.scope.members).toHaveLength(1);
   });
 
+  // Found by QA: every route took at most 1 MiB, so a deployed stack could seal no plan of more than ~900 member
+  // changes (a fleet of 1500 VMs: 413 too-large, which the CLI reported as "Check FLEET_AUTHORITY_TOKEN").
+  it('seals and registers a plan of 20 000 creates (over 2 MiB)', async () => {
+    const big = plan('p-big', Array.from({ length: 20_000 }, (_, i) => `web/${i}`));
+    expect(JSON.stringify({ plan: big }).length).toBeGreaterThan(2 * 1024 * 1024);
+    const sealed = await call('/v1/plans/seal', { plan: big });
+    expect(sealed.status).toBe(200);
+    const { seal } = JSON.parse(sealed.text) as { seal: PlanDocument['seal'] };
+    const reg = await call('/v1/plans/register', { plan: { ...big, seal } });
+    expect([reg.status, JSON.parse(reg.text).members]).toEqual([200, 20_000]);
+  });
+
+  it("takes a plan route's bigger body only with the CLI's token: a data center's, or none, is refused before the body is read", async () => {
+    const body = JSON.stringify({ plan: plan('p-anon', Array.from({ length: 20_000 }, (_, i) => `web/${i}`)) });
+    for (const headers of [{}, { authorization: 'Bearer dmz-tok' }] as Record<string, string>[]) {
+      const res = await fetch(`${authority.url}/v1/plans/seal`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+      expect(res.status).toBe('authorization' in headers ? 403 : 401);
+    }
+    // Every other route keeps its 1 MiB.
+    const other = await fetch(`${authority.url}/v1/authorize`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer dmz-tok' }, body });
+    expect(other.status).toBe(413);
+  });
+
   it('refuses to seal a plan of another stack, or one whose change leaves its scope', async () => {
     const foreign = await call('/v1/plans/seal', { plan: { ...plan('p-two', ['web/0']), stack: 'other' } });
     expect([foreign.status, JSON.parse(foreign.text).error.code]).toEqual([409, 'plan-foreign']);

@@ -114,6 +114,13 @@ export interface RunningService {
 }
 
 const errors = authorityErrors;
+/**
+ * The largest body of a plan route (the plan document itself): 128 MiB, about
+ * 100 000 member changes. Every other route takes 1 MiB (protocol/http.ts);
+ * a plan of a fleet of thousands is more (about 1 KiB per member change), and
+ * only the CLI's token reaches these routes (checked before the body is read).
+ */
+export const PLAN_BODY_LIMIT = 128 * 1024 * 1024;
 /** Who the CLI's token at the authority is (not a data center name: those never start with `@`). */
 const CLI_CALLER = '@cli';
 
@@ -218,8 +225,9 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     log[r.approved ? 'debug' : 'info']({ dataCenter: caller, vmId: req.vmId, cloudId: req.cloudId, decision: r.approved ? 'approved' : 'denied', reason: r.reason, code, ms: ms(t0) }, 'boot');
     return r;
   };
-  // The CLI's token opens the plan routes only; a data center's token everything else (wrong-role).
-  app.addHook('preValidation', async (req) => {
+  // The CLI's token opens the plan routes only; a data center's token everything else (wrong-role). Judged as the
+  // request arrives, before its body is read: a plan route takes a body of up to PLAN_BODY_LIMIT, only from the CLI.
+  app.addHook('onRequest', async (req) => {
     if (!req.caller) return;
     const planRoute = (req.routeOptions.url ?? '').startsWith('/v1/plans/');
     if (planRoute !== (req.caller === CLI_CALLER)) {
@@ -237,7 +245,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     const sealing = seals;
     app.post<{ Body: PlanSealRequest }>(
       '/v1/plans/seal',
-      { schema: doc("Seal a deployed stack's plan (fleet plan --out); the CLI's token", { body: planSealBodySchema, response: { 200: planSealResponseSchema, ...planErrors } }) },
+      { bodyLimit: PLAN_BODY_LIMIT, schema: doc("Seal a deployed stack's plan (fleet plan --out); the CLI's token", { body: planSealBodySchema, response: { 200: planSealResponseSchema, ...planErrors } }) },
       async (req) => {
         const seal = await sealing.seal(req.body.plan as unknown as PlanDocument);
         req.log.info({ planId: req.body.plan.id, digest: seal.digest, keyId: seal.keyId }, 'plan sealed');
@@ -246,7 +254,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     );
     app.post<{ Body: PlanRegisterRequest }>(
       '/v1/plans/register',
-      { schema: doc('Verify a sealed plan and admit requests for the members it changes (fleet apply); the CLI\'s token', { body: planRegisterBodySchema, response: { 200: planRegisterResponseSchema, ...planErrors } }) },
+      { bodyLimit: PLAN_BODY_LIMIT, schema: doc('Verify a sealed plan and admit requests for the members it changes (fleet apply); the CLI\'s token', { body: planRegisterBodySchema, response: { 200: planRegisterResponseSchema, ...planErrors } }) },
       async (req) => {
         const r = await sealing.register(req.body.plan as unknown as PlanDocument);
         req.log.info({ planId: r.planId, digest: r.digest, members: r.members }, 'plan registered');

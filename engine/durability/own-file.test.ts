@@ -1,7 +1,7 @@
 // Files the tool writes under <stack>/.fleet/ are never written through a symbolic link at their name: a link planted
 // there (a shared CI workspace) had its target overwritten (or appended to) and made 0600, and a dangling one created
 // its target wherever it pointed. Every link here points into the test's own temp folder.
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -56,7 +56,7 @@ describe('writeOwnFile', () => {
 });
 
 describe('files under the state folder', () => {
-  it("authority.secret / ui.token: a link to an empty file is not overwritten, a dangling one creates nothing", () => {
+  it("authority.secret / ui.token: a link to a file is not read, made 0600 or overwritten, a dangling one creates nothing", () => {
     plantVictim('');
     const secret = join(dir, 'authority.secret');
     symlinkSync(victim, secret);
@@ -71,6 +71,14 @@ describe('files under the state folder', () => {
     expect((err as FleetError).diagnostics[0]).toMatchObject({ code: 'apply.secret-file', file: secret });
     expect((err as FleetError).diagnostics[0].detail).toContain(`is a symbolic link (to ${victim})`);
     untouched('');
+    // A link to a file with text: neither taken for the secret nor made 0600.
+    const full = join(dir, 'full.txt');
+    writeFileSync(full, 'not-a-secret\n');
+    chmodSync(full, 0o644);
+    const linked = join(dir, 'linked.secret');
+    symlinkSync(full, linked);
+    expect(() => loadOrCreateSecret(linked)).toThrow(`${linked} is a symbolic link (to ${full})`);
+    expect(statSync(full).mode & 0o777).toBe(0o644);
     const token = join(dir, 'ui.token');
     symlinkSync(join(dir, 'elsewhere'), token);
     expect(() => loadOrCreateSecret(token, "the dashboard's sign-in token")).toThrow('is a symbolic link');
@@ -88,8 +96,11 @@ describe('files under the state folder', () => {
 
   it("the DMZ client's request log: a link at requests.jsonl is not appended to", async () => {
     plantVictim('keep\n');
-    symlinkSync(victim, idempotencyLogFile(dir));
-    const store = new IdempotencyStore<{ n: number }>(dir);
+    // The state folder's own files are made 0600 when it opens (makePrivate): the victim lies beside it.
+    const state = join(dir, 'state');
+    mkdirSync(state);
+    symlinkSync(victim, idempotencyLogFile(state));
+    const store = new IdempotencyStore<{ n: number }>(state);
     try {
       await expect(store.run('k', 'fp', async () => ({ n: 1 }))).rejects.toThrow('is a symbolic link');
     } finally {

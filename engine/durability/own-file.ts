@@ -7,6 +7,10 @@ import { closeSync, constants, fchmodSync, fstatSync, openSync, readlinkSync, wr
 const FLAGS = {
   /** Created or truncated. */
   write: constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+  /** Read (and made 0600 when loose). */
+  read: constants.O_RDONLY | constants.O_NOFOLLOW,
+  /** Read and written, not created. */
+  update: constants.O_RDWR | constants.O_NOFOLLOW,
   /** Created or appended to. */
   append: constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW,
 } as const;
@@ -62,5 +66,5 @@ export function linkRefused(file: string, err: unknown): unknown {
   } catch {
     return err; // not a link at the name: a loop further up the path
   }
-  return new Error(`${file} is a symbolic link${to}, and the tool writes only a file of its own there. Remove the link, then run the command again`);
+  return new Error(`${file} is a symbolic link${to}, and the tool keeps only a file of its own there. Remove the link, then run the command again`);
 }

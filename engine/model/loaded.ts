@@ -49,7 +49,7 @@ export interface LoadedStack {
    * "Saved plans are sealed"): plans are sealed and registered there. Absent:
    * the embedded default (the record's key seals plans).
    */
-  authority?: { address: string; tokenEnv: string; caFile?: string; where: Where };
+  authority?: { address: string; tokenEnv: string; caFile?: string; certFile?: string; keyFile?: string; where: Where };
   raw: Stack;
 }
 

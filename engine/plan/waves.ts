@@ -19,7 +19,9 @@
 // delete-before-create. Members of the fleet already out of the serving
 // state, whose change brings them back (a failed wave's members, say), go
 // in the first wave and hold its places: resuming a stopped rollout never
-// puts more members out at once than the first run would have. One whose
+// puts more members out at once than the first run would have (their
+// replaces go delete-before-create: a new VM first would be a VM beyond
+// maxSurge, and they serve nothing meanwhile). One whose
 // surge replace failed, its old VM still serving (deposed) beside the new
 // one, is not out but has an extra VM: it holds a surge place instead.
 //
@@ -315,7 +317,13 @@ export function assignWaves(input: WaveInput): WaveResult {
       }
       if (wave.members.length === 0 && heldOut + heldSurge === 0) break;
       if (wave.wave === 1 && back.length > 0) {
-        for (const c of back) c.wave = 1;
+        for (const c of back) {
+          c.wave = 1;
+          // A member brought back by a replace is out of service already: its new VM first would only add a VM
+          // beyond maxSurge (an apply killed mid-replace left its old VM ShuttingDown, and the re-run created
+          // every such member's new VM beside its old one). Its old VM goes first, as the first run meant.
+          if (c.action === 'replace' && c.replaceOrder === 'create-before-delete') setReplaceOrder(c, 'delete-before-create', input.lifecycle, `it is out of ${state} already`);
+        }
         wave.returning = back.map((c) => c.address).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
       }
       heldOut = 0;

@@ -1,9 +1,10 @@
-import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { diag, fail, FleetError } from '../diags/index.ts';
+import { makePrivate } from '../durability/index.ts';
 import { lockDataDir, recordBusyTimeoutMs, tryLockDataDir } from './dirlock.ts';
 import { fillFromTemplate } from './pglite-template.ts';
 import { dirFault, openFault, writeFault } from './storage.ts';
@@ -110,16 +111,6 @@ async function openSnapshot(dir: string, holder: string): Promise<SqlAdapter> {
     `the PGlite record ${dir} is open in ${holder}, and no consistent read-only copy of it could be taken (${lastError}). Wait for that process to finish, or use a PostgreSQL record for concurrent use.`,
     { file: dir },
   );
-}
-
-/** Folders 0700 and files 0600 under (and including) `dir`, changing only entries group or others may use. */
-function makePrivate(dir: string): void {
-  if (statSync(dir).mode & 0o077) chmodSync(dir, 0o700);
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) makePrivate(path);
-    else if (e.isFile() && statSync(path).mode & 0o077) chmodSync(path, 0o600);
-  }
 }
 
 /**

@@ -333,6 +333,46 @@ describe('problems', () => {
     expect(r.diagnostics).toEqual([]);
   });
 
+  // The CLI sends a data center's token to its address, and its token at the authority to the authority's: over
+  // plain HTTP off loopback both crossed the network in clear text (fleet plan --out and fleet refresh sent them).
+  describe('plain http:// addresses off loopback (a token would cross the network in clear text)', () => {
+    const dcAt = (address: string) => `    - name: remote\n      address: ${address}\n      location: { lat: 30, lon: -80 }\n      capacity: {}\n`;
+    it.each([
+      ['a data center by name', dcAt('http://dmz.remote.example:8443'), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['a data center by a private IPv4 address', dcAt('http://10.0.0.7:7401'), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['a data center by an IPv6 address', dcAt("'http://[fd00::7]:7401'"), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['a data center on every interface', dcAt('http://0.0.0.0:7401'), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['a data center, in capitals', dcAt('HTTP://dmz.remote.example'), 'stack.yaml:20:16', 'Data center "remote"'],
+      ['the authority', "  authority: { address: 'http://authority.example:7400' }\n", 'stack.yaml:19:25', 'The authority'],
+    ])('refuses %s, at the address', async (_what, extra, where, who) => {
+      const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
+      const r = await loadStack(dir, { cwd: dir, env: {} });
+      expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual([`tls.plain-remote ${where}`]);
+      expect(r.diagnostics[0].detail).toMatch(new RegExp(`^${who} is reached at .* in plain HTTP`));
+      expect(r.diagnostics[0].detail).toContain('https://');
+    });
+
+    it.each([
+      ['localhost', dcAt('http://localhost:7401')],
+      ['127.0.0.1', dcAt('http://127.0.0.1:7401')],
+      ['::1', dcAt("'http://[::1]:7401'")],
+      ['https off loopback', dcAt('https://dmz.remote.example:8443')],
+      ['the authority on loopback', "  authority: { address: 'http://127.0.0.1:7400' }\n"],
+    ])('accepts %s', async (_what, extra) => {
+      const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
+      const r = await loadStack(dir, { cwd: dir, env: {} });
+      expect(r.diagnostics).toEqual([]);
+    });
+  });
+
+  it("resolves the authority's caFile, certFile and keyFile against the stack folder", async () => {
+    const extra = "  authority: { address: 'https://authority.example:7400', caFile: certs/ca.pem, certFile: certs/cli.pem, keyFile: /abs/cli-key.pem }\n";
+    const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics).toEqual([]);
+    expect(r.stack!.authority).toMatchObject({ caFile: join(dir, 'certs/ca.pem'), certFile: join(dir, 'certs/cli.pem'), keyFile: '/abs/cli-key.pem' });
+  });
+
   it('never throws for a folder that does not exist', async () => {
     const r = await loadStack('/nonexistent/stack', { env: {} });
     expect(codes(r.diagnostics)).toEqual(['spec.stack-not-found']);

@@ -16,6 +16,7 @@ import { showValue, validateDoc } from './schema.ts';
 import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult, StackInput } from './types.ts';
 import { docWhere, keyWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
 import { AUTHORITY_CLI_TOKEN_ENV, redactUrl } from '../transport/tokens.ts';
+import { isLoopbackHost } from '../transport/tls.ts';
 
 export const STACK_FILE = 'stack.yaml';
 export const STATE_DIR = '.fleet';
@@ -108,6 +109,8 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
 
   const dcDiags = checkDataCenters(src, spec);
   diagnostics.push(...dcDiags);
+  const authority = isObj(spec.authority) && typeof spec.authority.address === 'string' ? plainRemote('The authority', spec.authority.address, valueWhere(src, ['spec', 'authority', 'address'])) : undefined;
+  if (authority) diagnostics.push(authority);
 
   // Record URL: the environment overrides the file.
   let recordUrl: string | undefined;
@@ -264,6 +267,28 @@ function isHttpUrl(s: string): boolean {
 }
 
 /**
+ * The diagnostic refusing `address` when it is plain HTTP to another machine:
+ * the CLI sends a bearer token with every request to it (a data center's, or
+ * its token at the authority), which would cross the network in clear text.
+ * Plain HTTP is for services on loopback (DESIGN.md, "Transport").
+ */
+function plainRemote(who: string, address: string, where: Where): Diagnostic | undefined {
+  let u: URL;
+  try {
+    u = new URL(address);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== 'http:' || u.hostname === '' || isLoopbackHost(u.hostname)) return undefined;
+  const https = `https://${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+  return diag(
+    'tls.plain-remote',
+    `${who} is reached at ${showValue(redactUrl(address))} in plain HTTP, off loopback: the CLI's bearer token, the plans and the VMs' data would cross the network in clear text. Give its https:// address (${https}), served with --tls-cert and --tls-key; plain http:// is only for a service on this machine.`,
+    where,
+  );
+}
+
+/**
  * Why `name` cannot be one path segment, or undefined when it can. A data
  * center's name becomes a folder and file names (providers/embedded.ts
  * `.fleet/sim/<dc>/`, the sim's `sim-<dc>.json`, a DMZ client's default
@@ -304,6 +329,8 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
         ),
       );
     }
+    const plain = typeof dc.address === 'string' ? plainRemote(`Data center ${showValue(dc.name)}`, dc.address, valueWhere(src, ['spec', 'dataCenters', i, 'address'])) : undefined;
+    if (plain) out.push(plain);
     if (dc.sim !== undefined && typeof dc.address === 'string' && dc.address !== 'embedded') {
       out.push(
         diag(
@@ -465,6 +492,8 @@ function toLoadedStack(
             address: s.authority.address,
             tokenEnv: s.authority.tokenEnv ?? AUTHORITY_CLI_TOKEN_ENV,
             ...(s.authority.caFile ? { caFile: resolve(p.dir, s.authority.caFile) } : {}),
+            ...(s.authority.certFile ? { certFile: resolve(p.dir, s.authority.certFile) } : {}),
+            ...(s.authority.keyFile ? { keyFile: resolve(p.dir, s.authority.keyFile) } : {}),
             where: valueWhere(src, ['spec', 'authority']),
           },
         }

@@ -17,6 +17,14 @@ import {
 } from '../../protocol/index.ts';
 import type { ClientTls } from '../../engine/transport/index.ts';
 import { send, sendLines, sendTarget, type SendTarget } from '../http-send.ts';
+import { describeFetchError, type TlsAdvice } from '../fetch-errors.ts';
+
+/** What to fix on this hop (`fleet serve dmz-client`'s flags) when a certificate is not trusted or refused. */
+const AUTHORITY_HOP_ADVICE: TlsAdvice = {
+  who: "this DMZ client's",
+  untrusted: 'give the CA bundle that signed it as --authority-ca',
+  refused: "give --authority-cert and --authority-key, signed by the CA of the authority's --client-ca",
+};
 
 /** Where the token comes from, for a readiness failure a person can act on. */
 function authorityTokenHint(dataCenter: string): string {
@@ -63,6 +71,8 @@ export class AuthorityClient {
   /** The batch URL taken apart, with the TLS material an https authority is verified with and presented. */
   private readonly target: SendTarget;
   private readonly headers: Record<string, string>;
+  /** How calls go, for what a failed one means (describeFetchError). */
+  private readonly sent: { plainHttp: boolean; clientCert: boolean };
 
   constructor(
     private readonly dataCenter: string,
@@ -76,6 +86,7 @@ export class AuthorityClient {
   ) {
     this.url = new URL(`${baseUrl.replace(/\/+$/, '')}/v1/batch`);
     this.target = sendTarget(this.url, tls);
+    this.sent = { plainHttp: this.url.protocol === 'http:', clientCert: (this.target as Exclude<SendTarget, URL>).tls?.cert !== undefined };
     this.headers = { authorization: `Bearer ${token}` };
   }
 
@@ -88,9 +99,12 @@ export class AuthorityClient {
   async ping(): Promise<void> {
     const limit = Math.min(this.timeoutMs, 2_000);
     const target = this.target as Exclude<SendTarget, URL>;
-    const res = await send({ ...target, path: `${this.url.pathname.replace(/\/v1\/batch$/, '')}/v1/health` }, 'GET', {}, undefined, limit);
+    const reach = (err: unknown): never => {
+      throw new Error(`the authority ${describeFetchError(err, limit, AUTHORITY_HOP_ADVICE, this.sent)}`);
+    };
+    const res = await send({ ...target, path: `${this.url.pathname.replace(/\/v1\/batch$/, '')}/v1/health` }, 'GET', {}, undefined, limit).catch(reach);
     if (res.status !== 200) throw new Error(`the authority answered ${res.status}`);
-    const auth = await send(target, 'POST', { ...this.headers, 'content-type': 'application/json' }, '{"calls":[]}', limit);
+    const auth = await send(target, 'POST', { ...this.headers, 'content-type': 'application/json' }, '{"calls":[]}', limit).catch(reach);
     if (auth.status === 401) throw new Error(`the authority refuses the token of data center ${this.dataCenter} (${authorityTokenHint(this.dataCenter)})`);
     if (auth.status !== 400) throw new Error(`the authority answered ${auth.status} to a token check`);
   }
@@ -196,8 +210,7 @@ export class AuthorityClient {
         }
       }
     } catch (err) {
-      const e = err as { code?: string; cause?: { code?: string }; message?: string; name?: string };
-      failure = e.name === 'TimeoutError' ? `did not answer within ${this.timeoutMs} ms` : `could not be reached (${e.code ?? e.cause?.code ?? e.message})`;
+      failure = describeFetchError(err, this.timeoutMs, AUTHORITY_HOP_ADVICE, this.sent);
     }
     batch.forEach((q, i) => {
       if (answered[i]) return;

@@ -23,7 +23,7 @@ import { closeSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WireError } from '../../protocol/index.ts';
-import { GroupCommit, openOwnFile } from '../../engine/durability/index.ts';
+import { GroupCommit, makePrivate, openOwnFile } from '../../engine/durability/index.ts';
 
 interface Stored<T> {
   key: string;
@@ -82,6 +82,8 @@ export class IdempotencyStore<T> {
   private load(): Promise<void> {
     this.loading ??= (async () => {
       await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+      // A state folder or log that was there before (made by hand, an older version) is made private too: the results name VMs, cloud ids and data centers.
+      makePrivate(this.stateDir, { recursive: false });
       await this.loadLegacy();
       let text = '';
       try {

@@ -3,6 +3,7 @@
 // certificates a throwaway CA issues at test time. A create goes through
 // both; a caller without a certificate, or a DMZ client that does not trust
 // the authority's CA, gets nothing done.
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,6 +117,39 @@ describe('DMZ client and authority over mTLS', () => {
     const res = await postJson(sendTarget(new URL(`${dmz.url}/v1/boot`), { ca: ca.cert }), { cloudId: 'sim-miami-x', vmId: newVm('tls', { index: 7 }).id, image: 'img', bootToken: 'guessed' }, 5_000);
     expect(res.status).toBe(200);
     expect(JSON.parse(res.text)).toMatchObject({ approved: false });
+  });
+
+  // Found by QA: its readiness and its answers said only 'self-signed certificate in certificate chain', the OpenSSL
+  // alert text, or 'socket hang up', never which of its flags to fix.
+  it.each([
+    { name: "another CA's bundle as --authority-ca", url: () => authority.url, tls: () => ({ ca: rogueCa.cert, cert: dmzCert.cert, key: dmzCert.key }), says: ['not trusted', '--authority-ca'] },
+    { name: 'no client certificate', url: () => authority.url, tls: () => ({ ca: ca.cert }), says: ['client certificate', '--authority-cert', '--authority-key'] },
+    { name: "a client certificate of another CA", url: () => authority.url, tls: () => ({ ca: ca.cert, ...rogueCa.issue({ cn: 'dmz miami', client: true }) }), says: ['client certificate', '--authority-cert'] },
+    { name: 'plain http:// to the TLS authority', url: () => authority.url.replace('https:', 'http:'), tls: () => undefined, says: ['https://'] },
+  ])('$name: its readiness and a refused step name the flag to fix', async ({ url, tls, says }) => {
+    const other = await startDmzClient({
+      dataCenter: 'miami',
+      driver,
+      authorityUrl: url(),
+      authorityToken: 'auth-tok',
+      ...(tls() ? { authorityTls: tls() } : {}),
+      clientToken: 'cli-tok',
+      stateDir: join(dir, `dmz-${randomUUID()}`),
+      authorityTimeoutMs: 2_000,
+    });
+    try {
+      const ready = await send(sendTarget(new URL(`${other.url}/readyz`)), 'GET', {}, undefined, 5_000);
+      expect(ready.status).toBe(503);
+      const why = JSON.parse(ready.text).checks.authority as string;
+      for (const s of says) expect(why).toContain(s);
+      const vm = newVm('tls', { index: 6 });
+      const res = await postJson(sendTarget(new URL(`${other.url}/v1/vms`)), createRequest(vm), 20_000, { authorization: 'Bearer cli-tok' });
+      expect(res.status).toBe(503);
+      for (const s of says) expect(JSON.parse(res.text).error.message).toContain(s);
+      expect(await record.getVm(vm.id)).toBeUndefined();
+    } finally {
+      await other.close();
+    }
   });
 
   it("a DMZ client that does not trust the authority's certificate is not ready and gets nothing approved", async () => {

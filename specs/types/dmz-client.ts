@@ -29,7 +29,7 @@ export interface DmzClientMetadata {
  */
 export interface DmzClientSpec {
   /**
-   * URL of this client's boot endpoint as the data center's VMs reach it (for example `https://10.0.1.5:7401/v1/boot`); default: the address the client listens on, which the VMs must then reach (`fleet serve dmz-client` refuses --host 0.0.0.0 or :: without it for the aws and azure drivers). An http:// or https:// URL with no query, fragment, trailing slash or white space: the VMs post their reports to `<bootUrl>/status`.
+   * URL of this client's boot endpoint as the data center's VMs reach it (for example `https://10.0.1.5:7401/v1/boot`); default: the address the client listens on, which the VMs must then reach (`fleet serve dmz-client` refuses --host 0.0.0.0 or :: without it for the aws and azure drivers). An https:// URL (http:// only on loopback: a VM sends its boot token to it and gets its disk key back, `tls.plain-remote`) with no query, fragment, trailing slash or white space: the VMs post their reports to `<bootUrl>/status`.
    */
   bootUrl?: string;
   /**

@@ -105,7 +105,7 @@ export interface DataCenter {
    */
   name: string;
   /**
-   * `embedded` (the CLI runs a simulated data center in-process) or the DMZ client's base URL.
+   * `embedded` (the CLI runs a simulated data center in-process) or the DMZ client's base URL, e.g. `https://dmz.miami.example:8443` (`http://` only on loopback: the CLI's token goes with every request, `tls.plain-remote`).
    */
   address: string;
   location: Location;
@@ -272,7 +272,7 @@ export interface ApplySettings {
  */
 export interface AuthoritySettings {
   /**
-   * The authority's base URL, e.g. `https://authority.example:7400` (`http://` only on loopback).
+   * The authority's base URL, e.g. `https://authority.example:7400` (`http://` only on loopback: the CLI's token goes with every request, `tls.plain-remote`).
    */
   address: string;
   /**
@@ -283,4 +283,12 @@ export interface AuthoritySettings {
    * PEM CA bundle the authority's certificate is verified against, relative to this file (default: the system's CAs).
    */
   caFile?: string;
+  /**
+   * PEM client certificate the CLI presents to an authority that requires client certificates (it runs with --client-ca), relative to this file; with keyFile.
+   */
+  certFile?: string;
+  /**
+   * The private key of certFile (PEM, unencrypted, kept 0600), relative to this file.
+   */
+  keyFile?: string;
 }

@@ -10,7 +10,7 @@ import type { LoadedStack } from '../../spec/types.ts';
 import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
-import { credentialKey as scopedCredentialKey } from '../../../protocol/index.ts';
+import { credentialKey as scopedCredentialKey, sameSecret } from '../../../protocol/index.ts';
 import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, isLoopbackHost, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -27,6 +27,8 @@ export function authorityTokenEnv(dataCenter: string): string {
 }
 
 export const AUTHORITY_SECRET_ENV = 'FLEET_AUTHORITY_SECRET';
+/** The shortest secret the authority takes (characters; the one it makes is 43: 32 random bytes, base64url). */
+export const MIN_SECRET_LENGTH = 16;
 /** The admin token: an override (--allow-destroy) of a stack whose protect rule says `override: admin` carries a proof made with it. */
 export const ADMIN_TOKEN_ENV = 'FLEET_ADMIN_TOKEN';
 
@@ -187,14 +189,38 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   const planToken = io.env[planTokenEnv] || undefined;
   if (stack.authority && !planToken) missing.push(diag('apply.token-missing', `Set ${planTokenEnv} to the token the CLI presents to this authority to seal and register plans (stack.yaml has an authority address).`, stack.authority.where));
   if (missing.length > 0) throw new FleetError(missing);
-  const shared = sharedTokens('the authority', [
+  const tokens = [
     ...stack.dataCenters.map((d) => ({ env: authorityTokenEnv(d.name), token: io.env[authorityTokenEnv(d.name)] })),
     { env: planTokenEnv, token: planToken },
     { env: ADMIN_TOKEN_ENV, token: io.env[ADMIN_TOKEN_ENV] || undefined },
     { env: UI_TOKEN_ENV.read, token: io.env[UI_TOKEN_ENV.read] || undefined },
-  ]);
+  ];
+  const shared = sharedTokens('the authority', tokens);
+  // Every disk key, scoped credential key, plan seal and dashboard session is derived from the secret: a token holding
+  // the same value would let its holder make them all (a data center's token holder: every VM's disk key).
+  const secretEnv = io.env[AUTHORITY_SECRET_ENV];
+  for (const t of secretEnv ? tokens : []) {
+    if (t.token && sameSecret(t.token, secretEnv as string)) {
+      shared.push(
+        diag(
+          'apply.serve-config',
+          `${AUTHORITY_SECRET_ENV} holds the same value as ${t.env}: every disk key, scoped credential, plan seal and dashboard session is derived from the authority's secret, so a holder of that token could make them all. Give the secret its own random value (e.g. \`openssl rand -base64 32\`), the same on every replica.`,
+        ),
+      );
+    }
+  }
   if (shared.length > 0) throw new FleetError(shared);
-  const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(join(stack.stateDir, 'authority.secret'));
+  const secretFile = join(stack.stateDir, 'authority.secret');
+  const secret = io.env[AUTHORITY_SECRET_ENV] || loadOrCreateSecret(secretFile);
+  // A VM's disk key is HMAC-SHA256(secret, its id), and a booting VM is given its own: a short secret is found
+  // offline from one disk key, and with it every other VM's, the plan-seal key and the dashboard's sessions.
+  if (secret.length < MIN_SECRET_LENGTH) {
+    const from = io.env[AUTHORITY_SECRET_ENV] ? AUTHORITY_SECRET_ENV : secretFile;
+    fail(
+      'apply.serve-config',
+      `${from} holds ${secret.length} character${secret.length === 1 ? '' : 's'}; the authority's secret must have at least ${MIN_SECRET_LENGTH} (random: every VM's disk key, the plan-seal key and the dashboard's sessions are derived from it, and a booting VM is given its own disk key, from which a short secret is found). Give it a random value, e.g. \`openssl rand -base64 32\` (the same on every replica), or unset ${AUTHORITY_SECRET_ENV} and remove ${secretFile} to have one made. A new secret means new disk keys: the encrypted disks of VMs made under the old one no longer unlock.`,
+    );
+  }
   const broker = await credentialBroker(io, stack);
   const record = await openRecord(stack.recordUrl);
   try {
@@ -344,6 +370,25 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       `--host ${opts.host} is no address a VM can reach the boot endpoint at, and ${opts.config ?? 'the config'} sets no spec.bootUrl: set spec.bootUrl to the URL the data center's VMs reach this client at (e.g. https://10.20.0.10:7401/v1/boot), or listen on that address.`,
     );
   }
+  // A cloud VM's agent sends its boot token to the boot URL and gets its disk key back: plain HTTP to it crosses the
+  // data center's network in clear text (the sim's agents run in this process).
+  if (kind !== 'sim') {
+    const bootUrl = config.bootUrl ?? `${tls ? 'https' : 'http'}://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}/v1/boot`;
+    let boot: URL | undefined;
+    try {
+      boot = new URL(bootUrl);
+    } catch {
+      /* the config's own check said so */
+    }
+    if (boot?.protocol === 'http:' && !isLoopbackHost(boot.hostname)) {
+      fail(
+        'tls.plain-remote',
+        config.bootUrl !== undefined
+          ? `spec.bootUrl ${bootUrl} (${opts.config ?? 'the config'}) is plain HTTP: the data center's VMs would send their boot tokens to it, and get their disk keys back, in clear text. Give the https:// URL they reach this client at (its --tls-cert, or the TLS proxy in front of it).`
+          : `The data center's VMs would be told the boot URL ${bootUrl}, plain HTTP (this client serves no TLS: --insecure): they would send their boot tokens to it, and get their disk keys back, in clear text. Serve TLS (--tls-cert, --tls-key), or set spec.bootUrl in ${opts.config ?? 'the config'} to the https:// URL of the TLS proxy in front of this client.`,
+      );
+    }
+  }
   let authorityUrl: URL | undefined;
   try {
     authorityUrl = new URL(opts.authority);
@@ -360,6 +405,13 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
     fail(
       'tls.plain-address',
       `${tlsFlags.join(', ')} given, but --authority ${opts.authority} is not https://: they would never be used and this DMZ client's token would cross the network in clear text. Give the authority's https:// address.`,
+    );
+  }
+  // Every call to the authority carries this client's token (and boots bring disk keys back): plain HTTP only on loopback.
+  if (authorityUrl.protocol === 'http:' && !isLoopbackHost(authorityUrl.hostname)) {
+    fail(
+      'tls.plain-remote',
+      `--authority ${opts.authority} is plain HTTP to another machine: this DMZ client's token (FLEET_DMZ_TOKEN_<DC>) would go with every call, and the disk keys of booting VMs would come back, in clear text. Give the authority's https:// address (it serves TLS with --tls-cert and --tls-key; --authority-ca verifies it); plain http:// is only for an authority on this machine.`,
     );
   }
   const authorityEnv = authorityTokenEnv(dc.name);

@@ -119,6 +119,7 @@ describe('fleet serve', () => {
     await writeFile(join(dir, 'specs', 'web.yaml'), FLEET);
     await writeFile(join(dir, 'dmz-aws.yaml'), AWS_CONFIG);
     for (const [name, url] of Object.entries(BAD_BOOT_URLS)) await writeFile(join(dir, `dmz-${name}.yaml`), AWS_CONFIG.replace('spec:\n', `spec:\n  bootUrl: "${url}"\n`));
+    await writeFile(join(dir, 'dmz-plainboot.yaml'), AWS_CONFIG.replace('spec:\n', 'spec:\n  bootUrl: "http://10.20.0.10:7401/v1/boot"\n'));
     await writeFile(join(dir, 'dmz-ready.yaml'), AWS_CONFIG.replace('spec:\n', 'spec:\n  readyTimeoutMs: 10\n'));
     await writeFile(join(dir, 'dmz-limit.yaml'), AWS_CONFIG.replace('spec:\n', 'spec:\n  bootLimit:\n    denials: 0\n    windowMs: 10\n'));
     await writeFile(join(dir, 'dmz-sim-limit.yaml'), 'apiVersion: fleet/v1\nkind: DmzClient\nspec:\n  bootLimit:\n    denials: 1\n');
@@ -155,6 +156,16 @@ describe('fleet serve', () => {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-aws.yaml', '--host', '::', '--insecure', '--authority', 'http://127.0.0.1:1'],
       want: ['apply.serve-config', 'set spec.bootUrl'],
     },
+    // Found by QA: a cloud VM's agent was told a plain http:// boot URL on the data center's network (spec.bootUrl, or
+    // the address of a client started with --insecure), so its boot token went out and its disk key came back in clear text.
+    {
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-plainboot.yaml', '--authority', 'http://127.0.0.1:1'],
+      want: ['tls.plain-remote', 'spec.bootUrl http://10.20.0.10:7401/v1/boot', 'dmz-plainboot.yaml', 'disk keys'],
+    },
+    {
+      args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-aws.yaml', '--host', '10.20.0.10', '--insecure', '--authority', 'http://127.0.0.1:1'],
+      want: ['tls.plain-remote', 'http://10.20.0.10:7401/v1/boot', 'set spec.bootUrl'],
+    },
     // The agent posts its reports to <bootUrl>/status: a query, a fragment or a trailing slash made that no URL of the
     // client's (`...?a=1/status`, `.../v1/boot//status`), and every boot's reports were lost.
     ...Object.keys(BAD_BOOT_URLS).map((name) => ({
@@ -188,6 +199,11 @@ describe('fleet serve', () => {
     { name: 'the CLI\'s token at the authority equal to a data center\'s', args: ['serve', 'orchestrator'], env: { FLEET_AUTHORITY_TOKEN: 'tok-richmond' }, want: 'FLEET_DMZ_TOKEN_RICHMOND and FLEET_AUTHORITY_TOKEN hold the same token' },
     { name: 'a DMZ client whose CLI token is its authority token', args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], env: { MIAMI_CLI_TOKEN: 'tok-miami' }, want: 'MIAMI_CLI_TOKEN and FLEET_DMZ_TOKEN_MIAMI hold the same token' },
     { name: 'fleet ui with the admin token equal to the read token', args: ['ui', '--port', '0'], env: { FLEET_ADMIN_TOKEN: 'tok-people', FLEET_READ_TOKEN: 'tok-people' }, want: 'FLEET_ADMIN_TOKEN and FLEET_READ_TOKEN hold the same token' },
+    // Found by QA: the authority's secret (every disk key, scoped credential key, plan seal and dashboard session is
+    // derived from it) equal to a token was taken, so that token's holder could derive every VM's disk key.
+    { name: "the authority's secret equal to a data center's token", args: ['serve', 'orchestrator'], env: { FLEET_AUTHORITY_SECRET: 'tok-richmond' }, want: 'FLEET_AUTHORITY_SECRET holds the same value as FLEET_DMZ_TOKEN_RICHMOND' },
+    { name: "the authority's secret equal to the CLI's token at the authority", args: ['serve', 'orchestrator'], env: { FLEET_AUTHORITY_TOKEN: 'tok-plans', FLEET_AUTHORITY_SECRET: 'tok-plans' }, want: 'FLEET_AUTHORITY_SECRET holds the same value as FLEET_AUTHORITY_TOKEN' },
+    { name: "the authority's secret equal to the read token", args: ['serve', 'orchestrator'], env: { FLEET_READ_TOKEN: 'tok-people', FLEET_AUTHORITY_SECRET: 'tok-people' }, want: 'FLEET_AUTHORITY_SECRET holds the same value as FLEET_READ_TOKEN' },
   ])('$name: refused before any port opens (apply.serve-config), naming the variables, not the token', async ({ args, env, want }) => {
     const base = { FLEET_DMZ_TOKEN_MIAMI: 'tok-miami', FLEET_DMZ_TOKEN_RICHMOND: 'tok-richmond', FLEET_DMZ_TOKEN_VIRGINIA: 'tok-virginia', MIAMI_CLI_TOKEN: 'tok-cli', FLEET_AUTHORITY_SECRET: 'tok-secret', FLEET_ADMIN_TOKEN: '', FLEET_READ_TOKEN: '', FLEET_AUTHORITY_TOKEN: '' };
     const r = await runCli([...args, '--stack', dir], { env: { ...base, ...env } });
@@ -196,6 +212,36 @@ describe('fleet serve', () => {
     expect(r.stderr).toContain(want);
     expect(r.stdout).not.toContain('listening on');
     expect(r.stderr).not.toMatch(/tok-/);
+  });
+
+  // Found by QA: FLEET_AUTHORITY_SECRET=s was taken. Every VM's disk key is HMAC-SHA256(secret, vm id), and a tenant
+  // gets its own VM's disk key at boot: a secret that short is found offline from one key in no time, and with it
+  // every other VM's disk key, the plan-seal key and the dashboard's sessions.
+  it.each([
+    { name: 'FLEET_AUTHORITY_SECRET of 1 character', env: { FLEET_AUTHORITY_SECRET: 's' }, file: undefined, want: 'FLEET_AUTHORITY_SECRET holds 1 character' },
+    { name: 'FLEET_AUTHORITY_SECRET of 15 characters', env: { FLEET_AUTHORITY_SECRET: 'tok-fifteen-chr' }, file: undefined, want: 'FLEET_AUTHORITY_SECRET holds 15 characters' },
+    { name: 'an authority.secret file of 5 characters', env: {}, file: 'tok-x', want: 'authority.secret holds 5 characters' },
+  ])('$name: refused before any port opens (apply.serve-config), naming where it came from, not the secret', async ({ env, file, want }) => {
+    const stack = await mkdtemp(join(tmpdir(), 'dmzfleet-serve-secret-'));
+    try {
+      await writeFile(join(stack, 'stack.yaml'), STACK(resolve('policies/default')));
+      await mkdir(join(stack, 'specs'));
+      await writeFile(join(stack, 'specs', 'web.yaml'), FLEET);
+      if (file !== undefined) {
+        await mkdir(join(stack, '.fleet'), { mode: 0o700 });
+        await writeFile(join(stack, '.fleet', 'authority.secret'), `${file}\n`, { mode: 0o600 });
+      }
+      const base = { FLEET_DMZ_TOKEN_MIAMI: 'tok-miami', FLEET_DMZ_TOKEN_RICHMOND: 'tok-richmond', FLEET_DMZ_TOKEN_VIRGINIA: 'tok-virginia', FLEET_AUTHORITY_SECRET: '' };
+      const r = await runCli(['serve', 'orchestrator', '--port', '0', '--stack', stack], { env: { ...base, ...env } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('apply.serve-config');
+      expect(r.stderr).toContain(want);
+      expect(r.stderr).toContain('at least 16');
+      expect(r.stdout).not.toContain('listening on');
+      expect(r.stderr).not.toMatch(/tok-/);
+    } finally {
+      await rm(stack, { recursive: true, force: true });
+    }
   });
 
   it.each([
@@ -207,7 +253,7 @@ describe('fleet serve', () => {
     await new Promise<void>((ok) => taken.listen(0, '127.0.0.1', ok));
     const port = (taken.address() as { port: number }).port;
     try {
-      const env = { FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_DMZ_TOKEN_VIRGINIA: 'v', MIAMI_CLI_TOKEN: 'c', FLEET_AUTHORITY_SECRET: 's' };
+      const env = { FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_DMZ_TOKEN_VIRGINIA: 'v', MIAMI_CLI_TOKEN: 'c', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
       const r = await runCli(['serve', service, ...args, '--port', String(port), '--stack', dir], { env });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('apply.serve-config');
@@ -250,7 +296,7 @@ describe('fleet serve', () => {
   });
 
   it('spec.bootLimit of the DmzClient config reaches the boot endpoint: past its denials, a boot is refused 429 boot-rate-limited', async () => {
-    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 's' };
+    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
     const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: dir, env };
     const authority = await serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1' });
     const dmz = await serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', config: 'dmz-sim-limit.yaml', authority: authority.url, port: '0', host: '127.0.0.1', stateDir: join(dir, 'limit') });
@@ -276,7 +322,7 @@ describe('fleet serve', () => {
     const server = ca.issue({ cn: 'authority', altNames: ['127.0.0.1'] });
     const files = writePemFiles({ 'cert.pem': server.cert, 'key.pem': server.key, 'ca.pem': ca.cert });
     const env = {
-      FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 's',
+      FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123',
     };
     const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
     await expect(serveOrchestrator(io, { stack: dir, port: '0', host: '0.0.0.0' })).rejects.toMatchObject({ diagnostics: [{ code: 'tls.insecure-bind' }] });
@@ -322,13 +368,22 @@ describe('fleet serve', () => {
     ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.plain-address', detail: expect.stringContaining(`${flags} given, but --authority http://127.0.0.1:7400 is not https://`) }] });
   });
 
+  // Found by QA: with no TLS flag, an http:// --authority on another machine was taken, and every authorize, report and
+  // boot went there with FLEET_DMZ_TOKEN_<DC> in clear text (and the disk keys came back in clear text).
+  it.each(['http://authority.example:7400', 'http://10.0.0.5:7400', 'http://[fd00::5]:7400'])('a DMZ client given the plain --authority %s off loopback is refused (tls.plain-remote) before any port opens', async (authority) => {
+    const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env: { FLEET_DMZ_TOKEN_MIAMI: 'm', MIAMI_CLI_TOKEN: 'mc' } };
+    await expect(
+      serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', authority, port: '0', host: '127.0.0.1', stateDir: join(dir, 'plain-remote') }),
+    ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.plain-remote', detail: expect.stringContaining(`--authority ${authority} is plain HTTP to another machine`) }] });
+  });
+
   it('a DMZ client requiring client certificates (FLEET_TLS_CLIENT_CA) boots VMs: its sim agents trust FLEET_BOOT_CA and present no certificate', async () => {
     const { TestCa, writePemFiles } = await import('../../transport/testing.ts');
     const ca = new TestCa();
     const server = ca.issue({ cn: 'dmz', altNames: ['127.0.0.1'] });
     const cli = ca.issue({ cn: 'fleet cli', client: true });
     const files = writePemFiles({ 'cert.pem': server.cert, 'key.pem': server.key, 'ca.pem': ca.cert, 'junk.pem': 'not a certificate' });
-    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 's' };
+    const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_CLI_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', MIAMI_CLI_TOKEN: 'mc', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
     const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
     const tlsEnv = { FLEET_TLS_CERT: files['cert.pem'], FLEET_TLS_KEY: files['key.pem'], FLEET_TLS_CLIENT_CA: files['ca.pem'] };
     const authority = await serveOrchestrator(io, { stack: dir, port: '0', host: '127.0.0.1' });
@@ -355,7 +410,7 @@ describe('fleet serve', () => {
     try {
       await writeFile(join(deployed, 'stack.yaml'), STACK(resolve('policies/default')).replace('  dataCenters:\n', '  authority: { address: "http://127.0.0.1:7400", tokenEnv: PLAN_TOKEN }\n  dataCenters:\n'));
       await mkdir(join(deployed, 'specs'));
-      const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_AUTHORITY_SECRET: 's' };
+      const env = { FLEET_DMZ_TOKEN_VIRGINIA: 'v', FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
       const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env };
       await expect(serveOrchestrator(io, { stack: deployed, port: '0', host: '127.0.0.1' })).rejects.toMatchObject({
         diagnostics: [{ code: 'apply.token-missing', detail: expect.stringContaining('Set PLAN_TOKEN') }],

@@ -36,7 +36,7 @@ export const registerServe: RegisterCommand = (program: Command, io, setExit) =>
     .requiredOption('--data-center <name>', 'data center of the stack this client serves')
     .option('--driver <driver>', 'cloud driver: sim, aws or azure (must match the data center\'s driver in stack.yaml)', 'sim')
     .option('--config <file>', 'DMZ client config (a DmzClient document: the driver\'s region, network, endpoint); required by aws and azure')
-    .requiredOption('--authority <url>', 'base URL of the authority')
+    .requiredOption('--authority <url>', 'base URL of the authority (https://; http:// only on loopback)')
     .addOption(stackOption())
     .option('--port <n>', 'port to listen on (0: any free port)', '7401')
     .option('--host <host>', 'address to listen on', '127.0.0.1')

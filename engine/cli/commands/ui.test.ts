@@ -81,7 +81,7 @@ describe('fleet ui', () => {
   });
 
   it('fleet serve orchestrator serves the same pages under /ui when FLEET_READ_TOKEN or FLEET_ADMIN_TOKEN is set, and none otherwise', async () => {
-    const env = { FLEET_DMZ_TOKEN_MIAMI: 'm-token', FLEET_DMZ_TOKEN_RICHMOND: 'r-token', FLEET_AUTHORITY_SECRET: 'ui-test-secret' };
+    const env = { FLEET_DMZ_TOKEN_MIAMI: 'm-token', FLEET_DMZ_TOKEN_RICHMOND: 'r-token', FLEET_AUTHORITY_SECRET: 'ui-test-secret-0123' };
     const io = (extra: Record<string, string>) => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: stack.dir, env: { ...env, ...extra } });
     const withUi = await serveOrchestrator(io({ FLEET_READ_TOKEN: 'read-token-of-the-test' }), { stack: stack.dir, port: '0', host: '127.0.0.1' });
     try {

@@ -25,7 +25,7 @@ export const integrityCodes = defineCodes({
   },
   'apply.authority-unreachable': {
     summary: 'Authority not reachable',
-    doc: 'A deployed stack (one with `authority` in stack.yaml) seals its plans at its authority (`fleet plan --out`) and registers them there before `fleet apply` sends any request; the authority could not be reached (connection refused, no answer, a TLS certificate not trusted: give `authority.caFile`) or answered with a server error. Nothing was sealed or applied; try again when the authority answers.',
+    doc: 'A deployed stack (one with `authority` in stack.yaml) seals its plans at its authority (`fleet plan --out`) and registers them there before `fleet apply` sends any request; the authority could not be reached (connection refused, no answer, a TLS certificate not trusted: give `authority.caFile`; a client certificate refused or missing: give `authority.certFile` and `authority.keyFile`; a plain `http://` address of a service that serves TLS) or answered with a server error. Nothing was sealed or applied; try again when the authority answers.',
     severity: 'error',
   },
   'apply.authority-refused': {

@@ -37,6 +37,11 @@ export const tlsCodes = defineCodes({
     doc: 'A data center in stack.yaml has `auth.clientCert` but its address is not `https://`, or `fleet serve dmz-client` was given --authority-ca, --authority-cert or --authority-key with an `http://` --authority: the CA and certificate would never be used, and the bearer token would cross the network in clear text. Give the `https://` address (a service serves TLS with --tls-cert and --tls-key, and requires client certificates with --client-ca).',
     severity: 'error',
   },
+  'tls.plain-remote': {
+    summary: 'Plain HTTP address off loopback',
+    doc: 'A data center\'s address or the authority\'s address in stack.yaml, or the --authority of `fleet serve dmz-client`, or the boot URL the VMs of its aws or azure data center are told (its config\'s spec.bootUrl, else the address it listens on), is `http://` on a host other than loopback (localhost, 127.0.0.0/8, ::1). The caller sends its bearer token (the data center\'s, the CLI\'s at the authority, or the DMZ client\'s FLEET_DMZ_TOKEN_<DC>; a booting VM its boot token) with every request, so the token, and the plans, VM data and disk keys, would cross the network in clear text. Give the service\'s `https://` address (it serves TLS with --tls-cert and --tls-key; a TLS-terminating proxy in front of it has an https:// address too). Plain HTTP is for services on this machine only.',
+    severity: 'error',
+  },
   'tls.insecure-bind': {
     summary: 'Plain HTTP off loopback',
     doc: 'A service was asked to listen on an address other than loopback without TLS, so bearer tokens and disk keys would cross the network in clear text. Give --tls-cert and --tls-key (or FLEET_TLS_CERT and FLEET_TLS_KEY), or, only behind a TLS-terminating proxy you trust, pass --insecure.',

@@ -3,7 +3,7 @@
 // into the snapshot. Also the registry's factory.
 import { mkdir } from 'node:fs/promises';
 import { FleetError, diag, fsReason } from '../../../engine/diags/index.ts';
-import { lockFolder } from '../../../engine/durability/index.ts';
+import { lockFolder, makePrivate } from '../../../engine/durability/index.ts';
 import type { DriverFactory } from '../registry.ts';
 import type { SimOptions } from './options.ts';
 import { SimDriver } from './sim.ts';
@@ -24,6 +24,8 @@ export async function createSimDriver(opts: SimOptions): Promise<SimDriver> {
   } catch (err) {
     throw new FleetError(diag('apply.sim-state', `cannot create the state folder of the simulated data center ${opts.dataCenter}: ${fsReason(err)}.`, where));
   }
+  // What was there before keeps no looser mode: its state, log and the DMZ client's idempotency log beside them.
+  makePrivate(opts.stateDir);
   const release = await lockFolder(opts.stateDir, {
     timeoutMs: opts.busyTimeoutMs ?? 0,
     heldHere: () => {

@@ -108,8 +108,10 @@ describe('one owner per simulated data center', () => {
     const victim = join(dir, 'victim.txt');
     await writeFile(victim, 'keep\n');
     await chmod(victim, 0o644);
-    const d = await sim();
-    await symlink(victim, simLogFile(dir, 'dc-a'));
+    // Its state folder's own files are made 0600 when it opens (makePrivate): the victim lies beside it.
+    const stateDir = join(dir, 'state');
+    const d = await sim({ stateDir });
+    await symlink(victim, simLogFile(stateDir, 'dc-a'));
     // The append is refused; the write after it rewrites the snapshot and removes the link (the VM is in it).
     const first = await d.createVm(creds(), input()).catch((e: unknown) => e);
     expect(String(first)).toContain('is a symbolic link');
@@ -117,7 +119,7 @@ describe('one owner per simulated data center', () => {
     await d.close();
     expect(await readFile(victim, 'utf8')).toBe('keep\n');
     expect((await stat(victim)).mode & 0o777).toBe(0o644);
-    expect((await lstat(simLogFile(dir, 'dc-a')).catch(() => undefined))?.isSymbolicLink()).not.toBe(true);
+    expect((await lstat(simLogFile(stateDir, 'dc-a')).catch(() => undefined))?.isSymbolicLink()).not.toBe(true);
   });
 
   it('creates its folders 0700 and its files 0600', async () => {

@@ -1,0 +1,38 @@
+// Files the tool keeps are private (docs/security.md, "Files"): folders 0700,
+// files 0600. What it creates is made so from the start; what was already
+// there (made by hand, restored from a backup, written by an older version)
+// is made so when it is opened, by makePrivate.
+import { chmodSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Errors that leave an entry as it is: gone, not a folder, or not this user's to read or change. */
+const LEFT_ALONE = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM']);
+
+/**
+ * Folders 0700 and files 0600 at `dir` (and, unless `recursive` is false,
+ * under it), changing only entries group or others may use; symbolic links
+ * are left alone (never followed). Best effort: a missing `dir`, one that is
+ * not a folder, or an entry this user may not read or change is left as it
+ * is, for the code that uses it next to report (apply.sim-state,
+ * apply.secret-file, record.unwritable), not this tightening.
+ */
+export function makePrivate(dir: string, opts: { recursive?: boolean } = {}): void {
+  const quietly = (work: () => void): void => {
+    try {
+      work();
+    } catch (err) {
+      if (!LEFT_ALONE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    }
+  };
+  quietly(() => {
+    const st = statSync(dir);
+    if (!st.isDirectory()) return;
+    if (st.mode & 0o077) chmodSync(dir, 0o700);
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) {
+        if (opts.recursive !== false) makePrivate(path);
+      } else if (e.isFile()) quietly(() => statSync(path).mode & 0o077 && chmodSync(path, 0o600));
+    }
+  });
+}
