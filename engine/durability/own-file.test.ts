@@ -10,6 +10,7 @@ import { FleetError } from '../diags/index.ts';
 import { AgentLedger, agentLedgerFile } from '../../providers/drivers/agent-ledger.ts';
 import { IdempotencyStore, idempotencyLogFile } from '../../providers/dmz-client/idempotency.ts';
 import { writeOwnFile } from './own-file.ts';
+import { makePrivate } from './private.ts';
 
 let dir: string;
 let victim: string;
@@ -107,5 +108,29 @@ describe('files under the state folder', () => {
       await store.close().catch(() => undefined);
     }
     untouched('keep\n');
+  });
+});
+
+// makePrivate tightens what is under the state folder when it opens; it followed a link at the folder's name
+// (.fleet/sim/<dc> -> any folder) and made every file under its target 0600 and every folder 0700.
+describe('makePrivate', () => {
+  it('leaves a symbolic link to a folder, and what it holds, as they are', () => {
+    const other = join(dir, 'other');
+    mkdirSync(join(other, 'sub'), { recursive: true });
+    chmodSync(other, 0o755);
+    chmodSync(join(other, 'sub'), 0o755);
+    writeFileSync(join(other, 'f'), 'x');
+    chmodSync(join(other, 'f'), 0o644);
+    const state = join(dir, 'state');
+    mkdirSync(state);
+    chmodSync(state, 0o755);
+    symlinkSync(other, join(state, 'dc-a'));
+    symlinkSync(join(other, 'f'), join(state, 'file-link'));
+    writeFileSync(join(state, 'own'), 'y');
+    chmodSync(join(state, 'own'), 0o644);
+    makePrivate(join(state, 'dc-a'));
+    makePrivate(state);
+    const modes = Object.fromEntries(['other', 'other/sub', 'other/f', 'state', 'state/own'].map((p) => [p, (statSync(join(dir, p)).mode & 0o777).toString(8)]));
+    expect(modes).toEqual({ other: '755', 'other/sub': '755', 'other/f': '644', state: '700', 'state/own': '600' });
   });
 });
