@@ -93,7 +93,8 @@ describe('a bad --parallelism or --lock-timeout names where it came from', () =>
     { args: ['--parallelism', '1e2'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not "1e2".' },
     { args: ['--parallelism', ' 5'], env: {}, says: '--parallelism takes a whole number from 1 to 1000, not " 5".' },
     { args: ['--lock-timeout', '0x10'], env: {}, says: '--lock-timeout takes a number of seconds (0 or more), not "0x10".' },
-    { args: ['--lock-timeout', ''], env: {}, says: '--lock-timeout takes a number of seconds (0 or more), not "".' },
+    // An empty value given to any option is a usage error (engine/cli/options.ts rejectEmptyValues).
+    { args: ['--lock-timeout', ''], env: {}, says: "Option '--lock-timeout <seconds>' argument is empty: give it a value (an unset shell variable?), or leave the option out. Run `fleet apply --help` for the usage." },
     { args: ['--lock-timeout', '-1'], env: {}, says: '--lock-timeout takes a number of seconds (0 or more), not "-1".' },
     { args: [], env: { FLEET_LOCK_TIMEOUT: '-5' }, says: '--lock-timeout (from FLEET_LOCK_TIMEOUT) takes a number of seconds (0 or more), not "-5".' },
     // A flag given wins over its variable, bad or not.

@@ -90,6 +90,31 @@ describe('options from environment variables', () => {
     expect(r.stderr).toContain(named);
   });
 
+  // `--record-url ""` (an unset shell variable) was taken as not given: the stack's `record` was used, silently; `--target ""`
+  // planned "no fleet named  ", `--out ""` was "cannot write : it is a folder". An empty variable still means unset.
+  it.each([
+    { args: ['validate', '--stack', example, '--record-url', ''], flag: "'--record-url <url>'", help: 'fleet validate --help' },
+    { args: ['validate', '--stack', example, '--record-url='], flag: "'--record-url <url>'", help: 'fleet validate --help' },
+    { args: ['plan', '--stack', example, '--record-url', '', '--format', 'json'], flag: "'--record-url <url>'", help: 'fleet plan --help', json: true },
+    { args: ['validate', '--stack', ''], flag: "'--stack <dir>'", help: 'fleet validate --help' },
+    { args: ['plan', '--stack', example, '--out', ''], flag: "'--out <file>'", help: 'fleet plan --help' },
+    { args: ['plan', '--stack', example, '--target', 'web', '--target', ''], flag: "'--target <fleet>'", help: 'fleet plan --help' },
+    { args: ['apply', '--stack', example, '--exclude', ''], flag: "'--exclude <fleet>'", help: 'fleet apply --help' },
+    { args: ['state', 'list', '--stack', example, '--record-url', ''], flag: "'--record-url <url>'", help: 'fleet state list --help' },
+  ])('an empty value given to an option is a usage error: $args', async ({ args, flag, help, json }) => {
+    const r = await runCli(args, { cwd: REPO, env: { FLEET_RECORD_URL: 'bogus' } });
+    expect(r.code).toBe(1);
+    const detail = `Option ${flag} argument is empty: give it a value (an unset shell variable?), or leave the option out. Run \`${help}\` for the usage.`;
+    if (json) expect(JSON.parse(r.stdout)).toMatchObject({ diagnostics: [{ code: 'cli.usage', detail }] });
+    else expect(r.stderr).toBe(`error[cli.usage]: Invalid command line\n  ${detail}\n`);
+  });
+
+  // (An empty FLEET_STACK: validate.test.ts.)
+  it('an empty FLEET_RECORD_URL is taken as unset', async () => {
+    const r = await runCli(['validate', '--stack', example], { cwd: REPO, env: { FLEET_RECORD_URL: '' } });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+  });
+
   it('the CLI marks a --record-url value with the variable the loader reads', async () => {
     const { RECORD_URL_FLAG_ENV } = await import('../engine/cli/options.ts');
     const loader = await import('../engine/spec/loader.ts');

@@ -3,6 +3,7 @@
 // uses, are in protocol/hash.ts.)
 import { createHmac, randomBytes } from 'node:crypto';
 import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { linkRefused, ownFileFlags } from '../durability/own-file.ts';
 import { dirname } from 'node:path';
 import { randomBase64url } from '../../protocol/index.ts';
 import { diag, FleetError, fsReason } from '../diags/index.ts';
@@ -34,10 +35,12 @@ export function diskKey(secret: string, vmId: string): string {
 function readSecret(file: string): string | undefined {
   let fd: number;
   try {
-    fd = openSync(file, 'r');
+    // Never through a symbolic link at its name (one planted in a shared workspace): the file it named was made 0600,
+    // overwritten when empty, and its text taken for the secret.
+    fd = openSync(file, ownFileFlags('read'));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+    throw linkRefused(file, err);
   }
   try {
     if ((fstatSync(fd).mode & 0o077) !== 0) fchmodSync(fd, 0o600);
@@ -75,7 +78,11 @@ export function loadOrCreateSecret(file: string, what = "the authority's secret"
       // Made by another process meanwhile (use its secret), or there but empty (readSecret made it 0600).
       const made = readSecret(file);
       if (made !== undefined) return made;
-      fd = openSync(file, 'r+');
+      try {
+        fd = openSync(file, ownFileFlags('update'));
+      } catch (e) {
+        throw linkRefused(file, e);
+      }
       ftruncateSync(fd, 0);
     }
   } catch (err) {

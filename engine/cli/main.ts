@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { diag, type Diagnostic } from '../diags/index.ts';
 import { type CliIO, printDiagnostics, processIO, writeDiagnosticEvents, writeJson } from './io.ts';
-import { applyEnv } from './options.ts';
+import { applyEnv, rejectEmptyValues } from './options.ts';
 import { COMMANDS } from './commands/index.ts';
 
 export { DEFAULT_STACK } from './options.ts';
@@ -25,6 +25,7 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .exitOverride()
     .hook('preAction', (root, action) => {
       if (root.opts().color === false) io.noColor = true;
+      rejectEmptyValues(action);
       applyEnv(action, io);
     });
   for (const register of COMMANDS) register(program, io, setExit);

@@ -77,6 +77,26 @@ export function applyEnv(cmd: Command, io: CliIO): void {
 }
 
 /**
+ * An option given an empty value on the command line (`--record-url ""`, `--stack=`, `--target ""`): usually a
+ * shell variable that was not set. It used to be taken as not given (`--record-url ""`: the stack's `record` was
+ * used, silently) or as a name ("no fleet named  ", "cannot write : it is a folder"). Refused, as a usage error
+ * naming the option; an empty environment variable still means unset (applyEnv). Checks `cmd` and the commands
+ * above it.
+ */
+export function rejectEmptyValues(cmd: Command): void {
+  for (let at: Command | null = cmd; at; at = at.parent) {
+    for (const opt of at.options) {
+      const key = opt.attributeName();
+      if (at.getOptionValueSource(key) !== 'cli') continue;
+      const value: unknown = at.getOptionValue(key);
+      if (value === '' || (Array.isArray(value) && value.includes(''))) {
+        cmd.error(`option '${opt.flags}' argument is empty: give it a value (an unset shell variable?), or leave the option out`, { code: 'fleet.emptyOptionValue' });
+      }
+    }
+  }
+}
+
+/**
  * What a command says of its record's outage (a PostgreSQL failover), while
  * its record calls are retried (engine/apply/record-retry.ts): once when it
  * begins, once when it ends (`what` goes on: "the apply", "the refresh").

@@ -1,6 +1,6 @@
 export * from './diagnostic.ts';
 export { CODES, type Code, type CodeEntry } from './codes/index.ts';
-export { damerauDistance, suggest } from './suggest.ts';
+export { damerauDistance, didYouMean, suggest } from './suggest.ts';
 export { decodeUtf8, type Decoded } from './utf8.ts';
 export { escapeUnseen, unseenProblem, visible } from './unseen.ts';
 export { duplicateKeyDetail } from './yaml.ts';

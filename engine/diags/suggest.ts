@@ -30,3 +30,13 @@ export function suggest(word: string, candidates: readonly string[]): string | u
   }
   return best !== undefined && best !== word && bestD <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
 }
+
+/**
+ * ` (did you mean "running"?)` for a value that is a likely typo of one of `allowed` (suggest), else ''. A value
+ * that is not a string (a number where a name is expected) gets none.
+ */
+export function didYouMean(value: unknown, allowed: readonly unknown[]): string {
+  if (typeof value !== 'string') return '';
+  const hint = suggest(value, allowed.filter((a): a is string => typeof a === 'string'));
+  return hint === undefined ? '' : ` (did you mean ${JSON.stringify(hint)}?)`;
+}

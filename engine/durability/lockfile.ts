@@ -100,7 +100,7 @@ function stale(file: string, info: LockInfo | undefined): boolean {
 function createExclusive(file: string, text: string): boolean {
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   try {
-    writeFileSync(tmp, text, { mode: 0o600 });
+    writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' }); // O_EXCL: never through a symbolic link at the temp name
     linkSync(tmp, file);
     return true;
   } catch (err) {

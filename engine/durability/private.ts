@@ -2,11 +2,11 @@
 // files 0600. What it creates is made so from the start; what was already
 // there (made by hand, restored from a backup, written by an older version)
 // is made so when it is opened, by makePrivate.
-import { chmodSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Errors that leave an entry as it is: gone, not a folder, or not this user's to read or change. */
-const LEFT_ALONE = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM']);
+/** Errors that leave an entry as it is: gone, not a folder, a symbolic link (ELOOP), or not this user's to read or change. */
+const LEFT_ALONE = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'ELOOP']);
 
 /**
  * Folders 0700 and files 0600 at `dir` (and, unless `recursive` is false,
@@ -25,14 +25,30 @@ export function makePrivate(dir: string, opts: { recursive?: boolean } = {}): vo
     }
   };
   quietly(() => {
-    const st = statSync(dir);
-    if (!st.isDirectory()) return;
-    if (st.mode & 0o077) chmodSync(dir, 0o700);
+    // Opened without following a symbolic link (O_NOFOLLOW; ELOOP: left alone): a link planted at a state folder's
+    // name (.fleet/sim/<dc> -> any folder) had every file under its target made 0600 and every folder 0700.
+    const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    try {
+      if (fstatSync(fd).mode & 0o077) fchmodSync(fd, 0o700);
+    } finally {
+      closeSync(fd);
+    }
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const path = join(dir, e.name);
       if (e.isDirectory()) {
         if (opts.recursive !== false) makePrivate(path);
-      } else if (e.isFile()) quietly(() => statSync(path).mode & 0o077 && chmodSync(path, 0o600));
+      } else if (e.isFile()) {
+        quietly(() => {
+          // Not through a link either (one swapped in since the folder was listed).
+          const f = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+          try {
+            const st = fstatSync(f);
+            if (st.isFile() && st.mode & 0o077) fchmodSync(f, 0o600);
+          } finally {
+            closeSync(f);
+          }
+        });
+      }
     }
   });
 }

@@ -188,8 +188,18 @@ describe('loadPack: stack overrides', () => {
     const r = await loadPack(DEFAULT_PACK_DIR, { 'max-disruption': { state: 'running' } });
     expect(r.pack).toBeUndefined();
     expect(r.diagnostics.map((d) => [d.code, d.detail])).toEqual([
-      ['policy.rule-config', 'Rule max-disruption: state "running" is not a state of pack default\'s lifecycle (Requested, BeingCreated, PoweredOff, PoweredOn, Starting, Running, ShuttingDown, BeingDeleted, Deleted, CreateFailed, BootFailed).'],
+      ['policy.rule-config', 'Rule max-disruption: state "running" is not a state of pack default\'s lifecycle (Requested, BeingCreated, PoweredOff, PoweredOn, Starting, Running, ShuttingDown, BeingDeleted, Deleted, CreateFailed, BootFailed) (did you mean "Running"?).'],
     ]);
+  });
+
+  // A typo in a closed set was not named with the value meant (unknown keys' "did you mean" was all there was).
+  it.each([
+    { name: 'enforcement: mandatroy', from: 'enforcement: advisory', to: 'enforcement: mandatroy', want: 'spec.rules.require-encrypted-disk.enforcement must be one of advisory, mandatory, disabled (did you mean "mandatory"?).' },
+    { name: 'powerOff: dealocate', from: 'eastus: deallocate', to: 'eastus: dealocate', want: 'spec.powerOff.eastus must be one of stop, deallocate (did you mean "deallocate"?).' },
+    { name: 'powerOff: halt', from: 'eastus: deallocate', to: 'eastus: halt', want: 'spec.powerOff.eastus must be one of stop, deallocate.' },
+  ])('a value outside its set names the closest allowed value: $name', async ({ from, to, want }) => {
+    const r = await loadPack(await packVariant(from, to));
+    expect(r.diagnostics.map((d) => d.detail)).toEqual([want]);
   });
 
   it('points config errors at the stack file', async () => {

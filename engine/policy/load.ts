@@ -8,7 +8,7 @@ import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { decodeUtf8, diag, fsReason, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, didYouMean, fsReason, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
@@ -93,12 +93,24 @@ async function ruleConfigValidator(rule: Rule, ajv: { instance?: Ajv }): Promise
   return ajv.instance.compile(rule.configSchema as object);
 }
 
+/** The value at `path` in `root` (undefined where there is none). */
+function valueIn(root: unknown, path: readonly (string | number)[]): unknown {
+  let node = root;
+  for (const seg of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string, unknown>)[String(seg)];
+  }
+  return node;
+}
+
 /** Located diagnostics for ajv errors; an unknown key is pointed at the key itself. */
 export function schemaDiagnostics(
   errors: readonly ErrorObject[],
   where: (path: (string | number)[]) => Where,
   code: 'policy.schema' | 'policy.rule-config' | 'policy.test-case',
   prefix = '',
+  /** The document validated: an enum's miss is looked up in it for a "did you mean". */
+  root?: unknown,
 ): Diagnostic[] {
   return errors.map((e) => {
     const path = pointerPath(e.instancePath);
@@ -108,8 +120,8 @@ export function schemaDiagnostics(
       return diag(code, `${prefix}Unknown key "${key}" in ${name}.`, where([...path, key]));
     }
     if (e.keyword === 'enum') {
-      const allowed = (e.params as { allowedValues: unknown[] }).allowedValues.map(String).join(', ');
-      return diag(code, `${prefix}${name} must be one of ${allowed}.`, where(path));
+      const values = (e.params as { allowedValues: unknown[] }).allowedValues;
+      return diag(code, `${prefix}${name} must be one of ${values.map(String).join(', ')}${didYouMean(e.data ?? valueIn(root, path), values)}.`, where(path));
     }
     return diag(code, `${prefix}${name} ${e.message ?? 'is invalid'}.`, where(path));
   });
@@ -289,7 +301,7 @@ export async function loadPack(
     return { diagnostics: diags };
   }
   if (!validate(y.value)) {
-    diags.push(...schemaDiagnostics(validate.errors ?? [], y.where, 'policy.schema'));
+    diags.push(...schemaDiagnostics(validate.errors ?? [], y.where, 'policy.schema', '', y.value));
     return { diagnostics: diags };
   }
   const raw = y.value as PolicyPack;
@@ -353,7 +365,7 @@ export async function loadPack(
     const { enforcement: rawEnforcement, ...rawConfig } = merged;
     const enforcement = (rawEnforcement ?? rule.defaultEnforcement ?? 'mandatory') as Enforcement;
     if (!ENFORCEMENTS.includes(enforcement)) {
-      diags.push(diag('policy.rule-config', `Rule ${name}: enforcement must be one of ${ENFORCEMENTS.join(', ')}, not "${String(rawEnforcement)}".`, origin('enforcement')));
+      diags.push(diag('policy.rule-config', `Rule ${name}: enforcement must be one of ${ENFORCEMENTS.join(', ')}, not "${String(rawEnforcement)}"${didYouMean(rawEnforcement, ENFORCEMENTS)}.`, origin('enforcement')));
       continue;
     }
     const config = structuredClone(rawConfig);
@@ -376,7 +388,7 @@ export async function loadPack(
       continue;
     }
     if (!check(config)) {
-      diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `));
+      diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `, config));
       continue;
     }
     // Settings that name a lifecycle state must name one of the pack's (a default is
@@ -387,7 +399,7 @@ export async function loadPack(
       diags.push(
         diag(
           'policy.rule-config',
-          `Rule ${name}: ${badState} ${JSON.stringify(config[badState])} is not a state of pack ${raw.metadata.name}'s lifecycle (${spec.lifecycle.states.join(', ')}).`,
+          `Rule ${name}: ${badState} ${JSON.stringify(config[badState])} is not a state of pack ${raw.metadata.name}'s lifecycle (${spec.lifecycle.states.join(', ')})${didYouMean(config[badState], spec.lifecycle.states)}.`,
           origin(badState),
         ),
       );

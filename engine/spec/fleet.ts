@@ -4,7 +4,7 @@
 import { fitInstanceType, instanceTypesOf } from '../policy/instance-types.ts';
 import { createHash } from 'node:crypto';
 import type { Fleet } from '../../specs/types/fleet.ts';
-import { diag, location, type Diagnostic, type Where } from '../diags/index.ts';
+import { diag, didYouMean, location, type Diagnostic, type Where } from '../diags/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { isZeroAmount, type RolloutAmount, type RolloutSpec } from '../model/index.ts';
 import type { LoadedFleet, Location } from './types.ts';
@@ -107,10 +107,12 @@ export function checkFleet(src: SourceDoc, stack: StackContext | undefined, pack
     const state = spec.state;
     if (typeof state === 'string' && state && !pack.lifecycle.requestable.includes(state)) {
       const known = pack.lifecycle.states.includes(state) ? 'is a state of' : 'is not a state of';
+      // A typo (Runing, running) is named with the requestable state it is closest to; a real state that may not be asked for is not.
+      const hint = pack.lifecycle.states.includes(state) ? '' : didYouMean(state, pack.lifecycle.requestable);
       out.push(
         diag(
           'spec.state-not-requestable',
-          `state ${showValue(state)} ${known} pack ${pack.name}'s lifecycle, and a spec may ask only for ${pack.lifecycle.requestable.join(' or ')}.`,
+          `state ${showValue(state)} ${known} pack ${pack.name}'s lifecycle${hint}, and a spec may ask only for ${pack.lifecycle.requestable.join(' or ')}.`,
           valueWhere(src, ['spec', 'state']),
         ),
       );

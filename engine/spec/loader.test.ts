@@ -460,8 +460,8 @@ describe('sim settings', () => {
   const simYaml = (sim: string) => stackYaml().replace('capacity: { vms: 10 }', `capacity: { vms: 10 }\n      sim: ${sim}`);
 
   it.each([
-    { sim: '{ failCalls: [creatVm] }', at: '15:26', detail: 'spec.dataCenters[0].sim.failCalls[0] must be one of createVm, powerOn, boot, awaitReady, shutdown, powerOff, resize, deleteVm, get, list, not "creatVm".' },
-    { sim: '{ hangCalls: [powerOn, reboot] }', at: '15:35', detail: 'spec.dataCenters[0].sim.hangCalls[1] must be one of createVm, powerOn, boot, awaitReady, shutdown, powerOff, resize, deleteVm, get, list, not "reboot".' },
+    { sim: '{ failCalls: [creatVm] }', at: '15:26', detail: 'spec.dataCenters[0].sim.failCalls[0] must be one of createVm, powerOn, boot, awaitReady, shutdown, powerOff, resize, deleteVm, get, list, not "creatVm" (did you mean "createVm"?).' },
+    { sim: '{ hangCalls: [powerOn, reboot] }', at: '15:35', detail: 'spec.dataCenters[0].sim.hangCalls[1] must be one of createVm, powerOn, boot, awaitReady, shutdown, powerOff, resize, deleteVm, get, list, not "reboot" (did you mean "boot"?).' },
     { sim: '{ latencyMs: 3000000000 }', at: '15:25', detail: 'spec.dataCenters[0].sim.latencyMs must be at most 3600000, not 3000000000.' },
     { sim: '{ bootMs: 3600001 }', at: '15:22', detail: 'spec.dataCenters[0].sim.bootMs must be at most 3600000, not 3600001.' },
   ])('refuses $sim where it is written', async ({ sim, at, detail }) => {
@@ -484,17 +484,81 @@ describe('sim settings', () => {
 // driver" beside it: two errors more for one typo, the first of them wrong.
 describe('an unknown driver', () => {
   it.each([
-    { name: 'embedded', extra: '', want: ['spec.invalid-value stack.yaml:12:15 spec.dataCenters[0].driver must be one of sim, aws, azure, not "simm".'] },
+    { name: 'embedded', extra: '', want: ['spec.invalid-value stack.yaml:12:15 spec.dataCenters[0].driver must be one of sim, aws, azure, not "simm" (did you mean "sim"?).'] },
     {
       name: 'with an aws block',
       extra: '\n      aws: { region: us-east-1, roleArn: "arn:aws:iam::123456789012:role/x" }',
-      want: ['spec.invalid-value stack.yaml:12:15 spec.dataCenters[0].driver must be one of sim, aws, azure, not "simm".'],
+      want: ['spec.invalid-value stack.yaml:12:15 spec.dataCenters[0].driver must be one of sim, aws, azure, not "simm" (did you mean "sim"?).'],
     },
   ])('is reported once, at driver: $name', async ({ extra, want }) => {
     const yaml = stackYaml().replace('      address: embedded\n', `      address: embedded\n      driver: simm${extra}\n`);
     const dir = await scratch({ 'stack.yaml': yaml, 'specs/web.yaml': minimalFleet() });
     const r = await loadStack(dir, { cwd: dir, env: {} });
     expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col} ${d.detail}`)).toEqual(want);
+  });
+});
+
+// An unknown key was named with the key meant (cuont -> count); an unknown value of a closed set was not:
+// `driver: simm`, `strategy: neerest`, `state: Runing` listed what is allowed and left the typo to be found.
+describe('a value outside its set names the closest allowed value', () => {
+  const dc = (line: string) => stackYaml().replace('      address: embedded\n', `      address: embedded\n      ${line}\n`);
+  it.each([
+    { name: 'driver: simm', stack: dc('driver: simm'), want: 'spec.dataCenters[0].driver must be one of sim, aws, azure, not "simm" (did you mean "sim"?).' },
+    { name: 'driver: Azure', stack: dc('driver: Azure'), want: 'spec.dataCenters[0].driver must be one of sim, aws, azure, not "Azure" (did you mean "azure"?).' },
+    { name: 'driver: gcp', stack: dc('driver: gcp'), want: 'spec.dataCenters[0].driver must be one of sim, aws, azure, not "gcp".' },
+    {
+      name: 'enforcement: advisroy',
+      stack: stackYaml().replace(`{ path: ${packPath} }`, `{ path: ${packPath}, config: { owner-quota: { enforcement: advisroy } } }`),
+      want: 'spec.policyPack.config.owner-quota.enforcement must be one of advisory, mandatory, disabled, not "advisroy" (did you mean "advisory"?).',
+    },
+    { name: 'strategy: neerest', spec: '  placement: { strategy: neerest }\n', want: 'spec.placement.strategy must be one of nearest, spread, pack, not "neerest" (did you mean "nearest"?).' },
+    { name: 'strategy: random', spec: '  placement: { strategy: random }\n', want: 'spec.placement.strategy must be one of nearest, spread, pack, not "random".' },
+    { name: 'state: Runing', spec: '  state: Runing\n', want: 'state "Runing" is not a state of pack default\'s lifecycle (did you mean "Running"?), and a spec may ask only for Running or PoweredOff.' },
+    { name: 'state: running', spec: '  state: running\n', want: 'state "running" is not a state of pack default\'s lifecycle (did you mean "Running"?), and a spec may ask only for Running or PoweredOff.' },
+    { name: 'state: PowerOff', spec: '  state: PowerOff\n', want: 'state "PowerOff" is not a state of pack default\'s lifecycle (did you mean "PoweredOff"?), and a spec may ask only for Running or PoweredOff.' },
+    // A state of the lifecycle that may not be asked for is no typo: no hint.
+    { name: 'state: Requested', spec: '  state: Requested\n', want: 'state "Requested" is a state of pack default\'s lifecycle, and a spec may ask only for Running or PoweredOff.' },
+    { name: 'state: Deleted', spec: '  state: Gone\n', want: 'state "Gone" is not a state of pack default\'s lifecycle, and a spec may ask only for Running or PoweredOff.' },
+  ])('$name', async ({ stack, spec, want }) => {
+    const dir = await scratch({ 'stack.yaml': stack ?? stackYaml(), 'specs/web.yaml': minimalFleet('web', spec ?? '') });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => d.detail)).toEqual([want]);
+  });
+});
+
+// A number past a double's precision was shown as the double it became: `count: 99999999999999999999` was
+// "not 100000000000000000000", a value nobody wrote. Numbers are shown as written in the YAML source.
+describe('an out-of-range or ill-typed number is shown as written', () => {
+  const fleet = (size: string, extra = '') => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-a }
+spec:
+  count: 2
+  image: ubuntu-22.04
+  size: ${size}
+${extra}`;
+  const ok = '{ cpu: 2, memoryGiB: 4, diskGiB: 20 }';
+  it.each([
+    { name: 'count: 99999999999999999999', spec: fleet(ok).replace('count: 2', 'count: 99999999999999999999'), want: 'spec.count must be at most 100000, not 99999999999999999999.' },
+    { name: 'count: 100001', spec: fleet(ok).replace('count: 2', 'count: 100001'), want: 'spec.count must be at most 100000, not 100001.' },
+    { name: 'diskGiB: -99999999999999999999', spec: fleet('{ cpu: 2, memoryGiB: 4, diskGiB: -99999999999999999999 }'), want: 'spec.size.diskGiB must be at least 1, not -99999999999999999999.' },
+    { name: 'cpu: 0x100000', spec: fleet('{ cpu: 0x100000, memoryGiB: 4, diskGiB: 20 }'), want: 'spec.size.cpu must be at most 256, not 0x100000.' },
+    { name: 'minCount: 0.10000000000000000001', spec: fleet(ok, '  minCount: 0.10000000000000000001\n'), want: 'spec.minCount must be a whole number, not 0.10000000000000000001.' },
+    {
+      name: 'maxSurge: 12345678901234567890',
+      spec: fleet(ok, '  rollout: { maxSurge: 12345678901234567890 }\n'),
+      want: 'spec.rollout.maxSurge must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not 12345678901234567890.',
+    },
+  ])('$name', async ({ spec, want }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': spec });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => d.detail)).toEqual([want]);
+  });
+
+  it('in the stack file too (capacity.vms: -99999999999999999999)', async () => {
+    const dir = await scratch({ 'stack.yaml': stackYaml().replace('capacity: { vms: 10 }', 'capacity: { vms: -99999999999999999999 }'), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => d.detail)).toEqual(['spec.dataCenters[0].capacity.vms must be at least 0, not -99999999999999999999.']);
   });
 });
 

@@ -3,9 +3,9 @@
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { DmzClient, Fleet, Stack } from '../../specs/validators/documents.js';
 import { diag, type Diagnostic } from '../diags/index.ts';
-import { suggest } from '../diags/suggest.ts';
+import { didYouMean, suggest } from '../diags/suggest.ts';
 import { redactUrl } from '../transport/tokens.ts';
-import { keyWhere, ownerWhere, valueWhere, type Path, type SourceDoc } from './yaml.ts';
+import { keyWhere, numberSource, ownerWhere, valueWhere, type Path, type SourceDoc } from './yaml.ts';
 
 export type DocKind = 'Fleet' | 'Stack' | 'DmzClient';
 
@@ -102,13 +102,16 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
   const path = pointerToPath(e.instancePath);
   const name = describePath(src.value, path);
   const data = valueAt(src.value, path);
+  // A number as written (99999999999999999999, not the double it became: 100000000000000000000).
+  const written = typeof data === 'number' ? numberSource(src, path) : undefined;
+  const shown = written ?? showValue(data);
   const at = valueWhere(src, path);
   const p = e.params as Record<string, unknown>;
   // A rollout amount is a count or a percentage: one sentence says so, whichever branch of its oneOf failed
   // (the pattern's regex or "a whole number or a string" told neither).
   if (kind === 'Fleet' && ROLLOUT_AMOUNT.test(e.instancePath) && e.keyword !== 'additionalProperties') {
     const code = e.keyword === 'type' ? 'spec.wrong-type' : e.keyword === 'minimum' ? 'spec.out-of-range' : 'spec.invalid-value';
-    return diag(code, `${capital(name)} must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not ${showValue(data)}.`, at);
+    return diag(code, `${capital(name)} must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not ${shown}.`, at);
   }
   switch (e.keyword) {
     case 'additionalProperties': {
@@ -129,13 +132,13 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
       return diag('spec.missing-field', `${capital(name)} has no ${JSON.stringify(key)}, which is required.`, where);
     }
     case 'type':
-      return diag('spec.wrong-type', `${capital(name)} must be ${typeNames(p.type)}, not ${showValue(data)}.`, at);
+      return diag('spec.wrong-type', `${capital(name)} must be ${typeNames(p.type)}, not ${shown}.`, at);
     case 'minimum':
     case 'exclusiveMinimum':
-      return diag('spec.out-of-range', `${capital(name)} must be ${e.keyword === 'minimum' ? 'at least' : 'greater than'} ${String(p.limit)}, not ${showValue(data)}.`, at);
+      return diag('spec.out-of-range', `${capital(name)} must be ${e.keyword === 'minimum' ? 'at least' : 'greater than'} ${String(p.limit)}, not ${shown}.`, at);
     case 'maximum':
     case 'exclusiveMaximum':
-      return diag('spec.out-of-range', `${capital(name)} must be ${e.keyword === 'maximum' ? 'at most' : 'less than'} ${String(p.limit)}, not ${showValue(data)}.`, at);
+      return diag('spec.out-of-range', `${capital(name)} must be ${e.keyword === 'maximum' ? 'at most' : 'less than'} ${String(p.limit)}, not ${shown}.`, at);
     case 'minLength':
       return diag('spec.out-of-range', `${capital(name)} must not be empty.`, at);
     case 'maxLength':
@@ -150,16 +153,16 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
     case 'enum':
       return diag(
         'spec.invalid-value',
-        `${capital(name)} must be one of ${(p.allowedValues as unknown[]).map(String).join(', ')}, not ${showValue(data)}.`,
+        `${capital(name)} must be one of ${(p.allowedValues as unknown[]).map(String).join(', ')}, not ${shown}${didYouMean(data, p.allowedValues as unknown[])}.`,
         at,
       );
     case 'const':
-      return diag('spec.invalid-value', `${capital(name)} must be ${showValue(p.allowedValue)}, not ${showValue(data)}.`, at);
+      return diag('spec.invalid-value', `${capital(name)} must be ${showValue(p.allowedValue)}, not ${shown}.`, at);
     case 'pattern':
       if (kind === 'Fleet' && e.instancePath === '/metadata/name') {
         return diag(
           'spec.invalid-fleet-name',
-          `Fleet name ${showValue(data)} must be lower-case letters, digits and dashes, start with a letter and be at most 40 characters.`,
+          `Fleet name ${shown} must be lower-case letters, digits and dashes, start with a letter and be at most 40 characters.`,
           at,
         );
       }
@@ -169,11 +172,11 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
       if (kind === 'DmzClient' && e.instancePath === '/spec/bootUrl') {
         return diag(
           'spec.invalid-value',
-          `${capital(name)} ${showValue(data)} must be an http:// or https:// URL with no query (?), fragment (#) or trailing slash, and no white space: the VMs post their reports to <bootUrl>/status.`,
+          `${capital(name)} ${shown} must be an http:// or https:// URL with no query (?), fragment (#) or trailing slash, and no white space: the VMs post their reports to <bootUrl>/status.`,
           at,
         );
       }
-      return diag('spec.invalid-value', `${capital(name)} ${showValue(data)} does not have the required form (${String(p.pattern)}).`, at);
+      return diag('spec.invalid-value', `${capital(name)} ${shown} does not have the required form (${String(p.pattern)}).`, at);
     default:
       return diag('spec.invalid-value', `${capital(name)} ${e.message ?? 'is invalid'}.`, at);
   }

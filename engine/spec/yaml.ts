@@ -172,6 +172,18 @@ function isEmptyValue(n: unknown): boolean {
   return isScalar(n) && n.value === null && (n.range ? n.range[0] === n.range[1] : true);
 }
 
+/**
+ * A number at `path` as written in the YAML source (`99999999999999999999`, `0x1F`, `1e400`), when it is a number
+ * scalar there: the parsed value loses digits past a double's precision (shown as 100000000000000000000), and is
+ * not what the person wrote. Undefined for anything else (an alias, a string, no node).
+ */
+export function numberSource(src: SourceDoc, path: Path): string | undefined {
+  const node = find(src, path).node;
+  if (!isScalar(node) || typeof node.value !== 'number') return undefined;
+  const text = (node as { source?: unknown }).source;
+  return typeof text === 'string' && text !== '' ? text : undefined;
+}
+
 /** Where the value at `path` starts (a bad value); falls back to its key, then to the deepest existing node. */
 export function valueWhere(src: SourceDoc, path: Path): Where {
   const f = find(src, path);

@@ -19,11 +19,11 @@
 // crash mid-append is skipped at load (its request had not been answered).
 // Results stored by older versions (one file per key under
 // <stateDir>/requests/) are read at start too.
-import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WireError } from '../../protocol/index.ts';
-import { GroupCommit, makePrivate } from '../../engine/durability/index.ts';
+import { GroupCommit, makePrivate, openOwnFile } from '../../engine/durability/index.ts';
 
 interface Stored<T> {
   key: string;
@@ -59,7 +59,8 @@ export class IdempotencyStore<T> {
     const text = `${this.needsNewline ? '\n' : ''}${lines.join('')}`;
     try {
       // 0600: the results name VMs, cloud ids and data centers (docs/security.md, "Files").
-      this.log ??= openSync(this.file, 'a', 0o600);
+      // Never through a symbolic link at its name (one planted in the state folder had its target appended to).
+      this.log ??= openOwnFile(this.file, 'append');
       writeFileSync(this.log, text);
     } catch (err) {
       // It may have written part of a line: start the next append on a fresh line.

@@ -10,8 +10,9 @@
 // It holds no secret: a token's sha256, never the token; never a disk key.
 // An unreadable file is a diagnostic-worthy failure of the driver's start,
 // never silently emptied (a denied VM would look Running after the restart).
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writeOwnFile } from '../../engine/durability/own-file.ts';
 import { DriverError } from './types.ts';
 
 export interface AgentLedgerEntry {
@@ -84,7 +85,8 @@ export class AgentLedger {
     if (!this.file) return;
     mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify({ version: 1, vms: Object.fromEntries(this.vms) })}\n`, { mode: 0o600 });
+    // Never through a symbolic link at the temp name (predictable: the pid); the rename replaces a link at the name.
+    writeOwnFile(tmp, `${JSON.stringify({ version: 1, vms: Object.fromEntries(this.vms) })}\n`);
     renameSync(tmp, this.file);
   }
 }

@@ -1,6 +1,7 @@
-import { closeSync, constants, fchmodSync, fstatSync, lstatSync, openSync, readlinkSync, statSync, writeSync } from 'node:fs';
+import { closeSync, lstatSync, openSync, readlinkSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { openOwnFile, writeAll } from '../../durability/own-file.ts';
 import { FleetError, diag, escapeUnseen, fsReason, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import type { RefreshResult } from '../../apply/index.ts';
 import type { PlanDocument, PlanStackOptions, PlanFormat } from '../../plan/index.ts';
@@ -90,13 +91,9 @@ function writePlanFile(file: string, plan: PlanDocument, writePlanJson: (plan: P
   // Through a link only to a device (outProblem refused any other); otherwise a link that appeared since is not followed (ELOOP).
   const target = lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink() ? statSync(file, { throwIfNoEntry: false }) : undefined;
   const device = target !== undefined && !target.isFile() && !target.isDirectory();
-  const fd = openSync(file, device ? 'w' : constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+  const fd = device ? openSync(file, 'w', 0o600) : openOwnFile(file, 'write');
   try {
-    if (fstatSync(fd).isFile()) fchmodSync(fd, 0o600);
-    writePlanJson(plan, (piece) => {
-      const bytes = Buffer.from(piece);
-      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
-    });
+    writePlanJson(plan, (piece) => writeAll(fd, piece));
   } finally {
     closeSync(fd);
   }

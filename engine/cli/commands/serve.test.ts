@@ -133,7 +133,7 @@ describe('fleet serve', () => {
     { args: ['serve', 'orchestrator'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'FLEET_DMZ_TOKEN_RICHMOND'] },
     { args: ['serve', 'orchestrator', '--port', 'x'], want: ['apply.serve-config', '--port x'] },
     // Number('') is 0 and Number('0x10') is 16: neither is a port the operator wrote.
-    { args: ['serve', 'orchestrator', '--port', ''], want: ['apply.serve-config', '--port "" is not a port number'] },
+    { args: ['serve', 'orchestrator', '--port', ''], want: ['cli.usage', "Option '--port <n>' argument is empty"] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--port', '0x10', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '--port 0x10 is not a port number'] },
     // `localhost:7400` parses as a URL of scheme localhost: (the client started and could never reach the authority).
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'localhost:7400'], want: ['apply.serve-config', '--authority localhost:7400 is not an http:// or https:// URL'] },

@@ -46,7 +46,7 @@ export const applyCodes = defineCodes({
   },
   'apply.secret-file': {
     summary: 'Secret file unusable',
-    doc: 'A secret the stack keeps under its .fleet folder cannot be read or created: the authority\'s secret (`authority.secret`, read by an embedded apply and `fleet serve orchestrator` unless FLEET_AUTHORITY_SECRET is set) or the dashboard\'s sign-in token (`ui.token`). The detail carries the operating system error (permissions, a folder where the file should be). Give this user access to the file named; never delete or replace an existing authority.secret: the disk keys of encrypted VMs derive from it.',
+    doc: 'A secret the stack keeps under its .fleet folder cannot be read or created: the authority\'s secret (`authority.secret`, read by an embedded apply and `fleet serve orchestrator` unless FLEET_AUTHORITY_SECRET is set) or the dashboard\'s sign-in token (`ui.token`). The detail carries the operating system error (permissions, a folder where the file should be), or names a symbolic link at the file\'s name, which is never read or written through (remove the link; a secret kept elsewhere goes in FLEET_AUTHORITY_SECRET). Give this user access to the file named; never delete or replace an existing authority.secret: the disk keys of encrypted VMs derive from it.',
     severity: 'error',
   },
   'apply.sim-state': {

@@ -3,7 +3,7 @@ import { defineCodes } from './types.ts';
 export const cliCodes = defineCodes({
   'cli.usage': {
     summary: 'Invalid command line',
-    doc: 'An option or argument is missing or malformed. Run the command with --help.',
+    doc: 'An option or argument is missing or malformed, or an option was given an empty value (`--record-url ""`, often an unset shell variable: leave the option out instead). Run the command with --help.',
     severity: 'error',
   },
   'cli.internal': {

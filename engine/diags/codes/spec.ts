@@ -55,12 +55,12 @@ export const specCodes = defineCodes({
   },
   'spec.out-of-range': {
     summary: 'Value out of range',
-    doc: 'A number is below its minimum or above its maximum, a string is empty where text is required, or a list has fewer items than required. docs/formats.md gives each field\'s range.',
+    doc: 'A number is below its minimum or above its maximum, a string is empty where text is required, or a list has fewer items than required. The number is shown as written in the file (`99999999999999999999`, `0x100`), not as the nearest number the parser could hold. docs/formats.md gives each field\'s range.',
     severity: 'error',
   },
   'spec.invalid-value': {
     summary: 'Invalid value',
-    doc: 'The value is not one of the allowed values (for example a placement strategy other than nearest, spread or pack), repeats an item of a list that must be unique, or does not have the required form.',
+    doc: 'The value is not one of the allowed values (for example a placement strategy other than nearest, spread or pack; a likely typo is named with the value meant: `driver: simm` (did you mean "sim"?)), repeats an item of a list that must be unique, or does not have the required form.',
     severity: 'error',
   },
   'spec.invalid-fleet-name': {
@@ -95,7 +95,7 @@ export const specCodes = defineCodes({
   },
   'spec.state-not-requestable': {
     summary: 'State cannot be requested',
-    doc: 'A fleet\'s `state` is not one of the states the policy pack lets a spec ask for (its lifecycle `requestable` list, in the default pack `Running` and `PoweredOff`). Other states are reached only by the engine itself.',
+    doc: 'A fleet\'s `state` is not one of the states the policy pack lets a spec ask for (its lifecycle `requestable` list, in the default pack `Running` and `PoweredOff`). Other states are reached only by the engine itself. A name that is no state of the lifecycle is named with the requestable state it is closest to (`Runing`: did you mean "Running"?).',
     severity: 'error',
   },
   'spec.unknown-image': {

@@ -4,9 +4,8 @@
 // snapshot (temp file + rename, then the log removed) when it grows past
 // COMPACT_RATIO times the snapshot, after a failed append, and on request.
 import { randomUUID } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
-import { GroupCommit } from '../../../engine/durability/index.ts';
+import { GroupCommit, writeOwnFile } from '../../../engine/durability/index.ts';
 import { COMPACT_MIN_BYTES, COMPACT_RATIO, serialize, type SimVm } from './state-file.ts';
 
 export class SimLog {
@@ -80,7 +79,8 @@ export class SimLog {
     for (const vm of changed) text += `{"seq":${++this.seq},"vm":${JSON.stringify(vm)}}\n`;
     try {
       // Opened per append (not kept open): a log removed under us (with its folder) fails the write instead of vanishing.
-      appendFileSync(this.logFile, text, { mode: 0o600 });
+      // Never through a symbolic link at its name (one planted in the state folder had its target appended to).
+      writeOwnFile(this.logFile, text, 'append');
     } catch (err) {
       // Part of it may be written: the next write rewrites the snapshot, which
       // holds these VMs again (the log may be gone with its folder, too).
@@ -97,7 +97,8 @@ export class SimLog {
     const text = serialize(this.dataCenter, this.seq, this.vms);
     const tmp = `${this.file}.${process.pid}.${randomUUID()}.tmp`;
     try {
-      await writeFile(tmp, text, { mode: 0o600 });
+      // A new file (O_EXCL: never through a symbolic link at the temp name); the rename replaces a link at the name.
+      await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
       await rename(tmp, this.file);
       await unlink(this.logFile).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +102,24 @@ describe('one owner per simulated data center', () => {
   it('takes over the lock of a process that died', async () => {
     await writeFile(`${dir}.lock`, JSON.stringify({ pid: 2 ** 22 + 17, host: (await import('node:os')).hostname(), since: 'then', command: 'fleet apply' }));
     await expect(sim()).resolves.toBeDefined();
+  });
+
+  it('never writes its log through a symbolic link planted at its name (links point into the test folder only)', async () => {
+    const victim = join(dir, 'victim.txt');
+    await writeFile(victim, 'keep\n');
+    await chmod(victim, 0o644);
+    // Its state folder's own files are made 0600 when it opens (makePrivate): the victim lies beside it.
+    const stateDir = join(dir, 'state');
+    const d = await sim({ stateDir });
+    await symlink(victim, simLogFile(stateDir, 'dc-a'));
+    // The append is refused; the write after it rewrites the snapshot and removes the link (the VM is in it).
+    const first = await d.createVm(creds(), input()).catch((e: unknown) => e);
+    expect(String(first)).toContain('is a symbolic link');
+    await d.createVm(creds(), input());
+    await d.close();
+    expect(await readFile(victim, 'utf8')).toBe('keep\n');
+    expect((await stat(victim)).mode & 0o777).toBe(0o644);
+    expect((await lstat(simLogFile(stateDir, 'dc-a')).catch(() => undefined))?.isSymbolicLink()).not.toBe(true);
   });
 
   it('creates its folders 0700 and its files 0600', async () => {
