@@ -55,7 +55,8 @@ export function failureHint(cause: FailureCause, f: { address: string; code: str
     case 'boot-denied':
       return `The authority denied its boot, so the VM is terminated or powered off and the record holds it BootFailed; \`fleet history ${f.address}\` and the dashboard's boot attempts say why. Once that is fixed, ${RERUN}, or replaces it when its cloud VM is gone.`;
     case 'timeout':
-      return `The cloud, or the VM's boot, did not answer in time (a boot has the DMZ client config's spec.readyTimeoutMs): ${RERUN}; if it times out again, check the cloud and that the VM reaches the DMZ client's boot endpoint.`;
+      // 60 s: the sim's SIM_READY_TIMEOUT_MS (not imported: this module loads at every command's start-up); apply.test holds the two together.
+      return `The cloud, or the VM's boot, did not answer in time (a boot has the DMZ client config's spec.readyTimeoutMs, or 60 s in an embedded data center, which has no config): ${RERUN}; if it times out again, check the cloud and that the VM reaches the DMZ client's boot endpoint.`;
     case 'capacity':
       return `The data center is out of capacity: free some, or lower the fleet's count or size; then ${RERUN}.`;
     case 'credentials':

@@ -8,6 +8,7 @@ import type { CliIO } from '../io.ts';
 import { FleetError, diag, formatDiagnostics, type Code } from '../../diags/index.ts';
 import { FAILURES_SHOWN, INTERRUPTED_EXIT, applySummary, confirm, memberFailures, onInterrupt, stoppedMidApply, textFailures } from './apply.ts';
 import { failureHint, requestFailureCause, stepFailureCause } from '../../apply/index.ts';
+import { SIM_READY_TIMEOUT_MS } from '../../../providers/drivers/sim/options.ts';
 
 function io(): { io: CliIO; err: () => string } {
   const stderr = new PassThrough();
@@ -182,7 +183,7 @@ describe('fleet apply: what a failed member\'s diagnostic says to do, by cause',
     { cause: 'boot-denied', step: { outcome: 'failed' as const, error: { code: 'driver.boot-denied', message: 'awaitReady failed in westeurope: VM vm-1 did not become ready: its boot agent reported a failure; the VM was deleted' } }, says: ['denied its boot'] },
     { cause: 'cloud', step: { outcome: 'failed' as const, error: { code: 'driver.boot-failed', message: 'VM sim-7 did not become ready: cryptsetup: boot denied by TPM policy' } }, says: ['Run `fleet apply` again'] },
     { cause: 'cloud', step: { outcome: 'failed' as const, error: { code: 'driver.failed', message: 'instance i-0b powered itself off (a denied boot)' } }, says: ['Run `fleet apply` again'] },
-    { cause: 'timeout', step: { outcome: 'failed' as const, error: { code: 'driver.timeout', message: 'VM sim-7 did not report ready within 60000 ms' } }, says: ['spec.readyTimeoutMs', '`fleet apply` again', 'docs/recovery.md'] },
+    { cause: 'timeout', step: { outcome: 'failed' as const, error: { code: 'driver.timeout', message: 'VM sim-7 did not report ready within 60000 ms' } }, says: ['spec.readyTimeoutMs', `${SIM_READY_TIMEOUT_MS / 1000} s in an embedded data center`, '`fleet apply` again', 'docs/recovery.md'] },
     { cause: 'capacity', step: { outcome: 'failed' as const, error: { code: 'driver.capacity', message: 'no room' } }, says: ['out of capacity', '`fleet apply` again'] },
     { cause: 'credentials', step: { outcome: 'failed' as const, error: { code: 'driver.credentials', message: 'expired' } }, says: ['credentials', 'docs/drivers/', '`fleet apply` again'] },
     { cause: 'cloud', step: { outcome: 'failed' as const, error: { code: 'driver.failed', message: 'boot is configured to fail (failCalls)' } }, says: ['Run `fleet apply` again', 'CreateFailed, BootFailed', 'docs/recovery.md'] },
