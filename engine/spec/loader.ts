@@ -16,7 +16,7 @@ import { showValue, validateDoc } from './schema.ts';
 import type { LoadedDataCenter, LoadedFleet, LoadedStack, LoadResult, StackInput } from './types.ts';
 import { docWhere, keyWhere, parseYaml, valueWhere, type SourceDoc } from './yaml.ts';
 import { AUTHORITY_CLI_TOKEN_ENV, redactUrl } from '../transport/tokens.ts';
-import { isLoopbackHost } from '../transport/tls.ts';
+import { isPlainRemote } from '../transport/tls.ts';
 
 export const STACK_FILE = 'stack.yaml';
 export const STATE_DIR = '.fleet';
@@ -279,7 +279,7 @@ function plainRemote(who: string, address: string, where: Where): Diagnostic | u
   } catch {
     return undefined;
   }
-  if (u.protocol !== 'http:' || u.hostname === '' || isLoopbackHost(u.hostname)) return undefined;
+  if (!isPlainRemote(u)) return undefined;
   const https = `https://${u.host}${u.pathname === '/' ? '' : u.pathname}`;
   return diag(
     'tls.plain-remote',

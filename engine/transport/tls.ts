@@ -203,6 +203,15 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /**
+ * Whether `url` is plain HTTP to another machine: a bearer token (or a disk
+ * key coming back) sent there would cross the network in clear text
+ * (tls.plain-remote). Plain HTTP is for loopback (DESIGN.md, "Transport").
+ */
+export function isPlainRemote(url: URL): boolean {
+  return url.protocol === 'http:' && !isLoopbackHost(url.hostname);
+}
+
+/**
  * Whether a service may listen on `host`: over TLS anywhere, in plain HTTP
  * only on loopback, or anywhere when the operator said --insecure (behind a
  * TLS-terminating proxy). Returns the diagnostic that refuses it, if any.

@@ -11,7 +11,7 @@ import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
 import { credentialKey as scopedCredentialKey, sameSecret } from '../../../protocol/index.ts';
-import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, isLoopbackHost, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
+import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, isLoopbackHost, isPlainRemote, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
@@ -380,7 +380,7 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
     } catch {
       /* the config's own check said so */
     }
-    if (boot?.protocol === 'http:' && !isLoopbackHost(boot.hostname)) {
+    if (boot && isPlainRemote(boot)) {
       fail(
         'tls.plain-remote',
         config.bootUrl !== undefined
@@ -408,7 +408,7 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
     );
   }
   // Every call to the authority carries this client's token (and boots bring disk keys back): plain HTTP only on loopback.
-  if (authorityUrl.protocol === 'http:' && !isLoopbackHost(authorityUrl.hostname)) {
+  if (isPlainRemote(authorityUrl)) {
     fail(
       'tls.plain-remote',
       `--authority ${opts.authority} is plain HTTP to another machine: this DMZ client's token (FLEET_DMZ_TOKEN_<DC>) would go with every call, and the disk keys of booting VMs would come back, in clear text. Give the authority's https:// address (it serves TLS with --tls-cert and --tls-key; --authority-ca verifies it); plain http:// is only for an authority on this machine.`,
