@@ -114,20 +114,31 @@ const planHref = (id: string) => `/ui/plans/${encodeURIComponent(id)}`;
 
 /** Fleets × data centers × states, then locks, the last applies and the last drift found. */
 export function overviewPage(stack: string, vms: readonly UiVm[], locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = []): Html {
-  const dcs = [...new Set(vms.map((v) => v.dataCenter))].sort();
-  const fleets = [...new Set(vms.map((v) => v.fleet))].sort();
+  // One pass over the VMs: counts per fleet, data center and state (a stack may hold 100 000 VMs in 1 000 fleets, and the
+  // authority serves this page on the event loop that answers its DMZ clients).
+  const perFleet = new Map<string, { total: number; byDc: Map<string, Map<string, number>> }>();
+  const dcSet = new Set<string>();
+  const states = new Map<string, number>();
+  for (const v of vms) {
+    const { fleet, dataCenter, state } = v;
+    dcSet.add(dataCenter);
+    states.set(state, (states.get(state) ?? 0) + 1);
+    let f = perFleet.get(fleet);
+    if (!f) perFleet.set(fleet, (f = { total: 0, byDc: new Map() }));
+    f.total += 1;
+    let counts = f.byDc.get(dataCenter);
+    if (!counts) f.byDc.set(dataCenter, (counts = new Map()));
+    counts.set(state, (counts.get(state) ?? 0) + 1);
+  }
+  const dcs = [...dcSet].sort();
+  const fleets = [...perFleet.keys()].sort();
   const locked = new Set(locks.map((l) => l.fleet));
-  const cell = (fleet: string, dc: string) => {
-    const counts = new Map<string, number>();
-    for (const v of vms) if (v.fleet === fleet && v.dataCenter === dc) counts.set(v.state, (counts.get(v.state) ?? 0) + 1);
-    return [...counts].sort().map(([s, n]) => html`<span class="state ${s}" data-state="${s}" data-count="${n}">${s} ${n}</span>`);
-  };
+  const cell = (fleet: string, dc: string) =>
+    [...(perFleet.get(fleet)?.byDc.get(dc) ?? [])].sort().map(([s, n]) => html`<span class="state ${s}" data-state="${s}" data-count="${n}">${s} ${n}</span>`);
   const rows = fleets.map((f) => {
-    const total = vms.filter((v) => v.fleet === f).length;
+    const total = perFleet.get(f)?.total ?? 0;
     return html`<tr data-fleet="${f}"><td><a href="${fleetHref(f)}">${f}</a>${locked.has(f) ? html` <span class="muted" data-testid="locked">(locked)</span>` : ''}</td>${dcs.map((dc) => html`<td data-dc="${dc}">${cell(f, dc)}</td>`)}<td class="num" data-testid="total">${total}</td></tr>`;
   });
-  const states = new Map<string, number>();
-  for (const v of vms) states.set(v.state, (states.get(v.state) ?? 0) + 1);
   return layout(
     stack,
     'Fleets',
