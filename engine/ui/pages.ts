@@ -196,20 +196,40 @@ export function plansPage(stack: string, plans: readonly UiPlan[]): Html {
   return layout(stack, 'Applies', html`<h1>Applies</h1>${plansTable(plans)}`);
 }
 
-export function fleetPage(stack: string, fleet: string, members: readonly UiVm[], lock: UiLock | undefined): Html {
-  const sorted = [...members].sort((a, b) => a.index - b.index || Number(a.deposed) - Number(b.deposed));
+/** Members shown on one page of a fleet (`/ui/fleets/FLEET?page=N`): a fleet may have 100 000. */
+export const FLEET_PAGE_SIZE = 500;
+
+/** How many pages a fleet of `members` members has (an empty one: one page, saying so). */
+export function fleetPages(members: number): number {
+  return Math.max(1, Math.ceil(members / FLEET_PAGE_SIZE));
+}
+
+/** Page `page` (from 1, at most fleetPages) of a fleet's members, by index; links to the pages before and after when there are several. */
+export function fleetPage(stack: string, fleet: string, members: readonly UiVm[], lock: UiLock | undefined, page = 1): Html {
+  const all = [...members].sort((a, b) => a.index - b.index || Number(a.deposed) - Number(b.deposed));
+  const pages = fleetPages(all.length);
+  const start = (page - 1) * FLEET_PAGE_SIZE;
+  const sorted = all.slice(start, start + FLEET_PAGE_SIZE);
+  const pageHref = (n: number) => `${fleetHref(fleet)}?page=${n}`;
+  const pager =
+    pages > 1
+      ? html`<p data-testid="pager">members ${start + 1}–${start + sorted.length} of ${all.length} (page ${page} of ${pages})${
+          page > 1 ? html` · <a href="${pageHref(page - 1)}" rel="prev">← page ${page - 1}</a>` : ''
+        }${page < pages ? html` · <a href="${pageHref(page + 1)}" rel="next">page ${page + 1} →</a>` : ''}</p>`
+      : '';
   return layout(
     stack,
     `Fleet ${fleet}`,
     html`<h1>Fleet ${fleet}</h1>
 ${lock ? html`<p data-testid="fleet-lock">Locked by ${lock.who} (pid ${lock.pid} on ${lock.host}) since ${lock.since}.</p>` : ''}
+${pager}
 ${
   sorted.length === 0
     ? html`<p class="muted">No live member.</p>`
     : html`<table id="members"><thead><tr><th>member</th><th>state</th><th>desired</th><th>data center</th><th>image</th><th>size</th><th>cloud id</th><th>updated</th></tr></thead><tbody>${sorted.map(
         (v) =>
           html`<tr data-address="${v.address}"><td><a href="${vmHref(v.fleet, v.index)}">${v.address}</a>${v.deposed ? html` <span class="muted">(old VM of a replace)</span>` : ''}</td><td>${stateTag(v.state)}</td><td>${v.desiredState}</td><td>${v.dataCenter}</td><td>${v.image}</td><td>${v.size.cpu} CPU / ${v.size.memoryGiB} GiB</td><td><code>${v.cloudId ?? '—'}</code></td><td>${v.updatedAt}</td></tr>`,
-      )}</tbody></table>`
+      )}</tbody></table>${pager}`
 }`,
   );
 }

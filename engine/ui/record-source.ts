@@ -32,8 +32,8 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
   return {
     stack,
     pack: { name: `${pack.name}@${pack.version}`, lifecycle: pack.lifecycle },
-    async listVms() {
-      return (await record.listVms(stack)).map((v) => ({
+    async listVms(fleet) {
+      return (await record.listVms(stack, fleet === undefined ? undefined : { fleets: [fleet] })).map((v) => ({
         id: v.id,
         address: v.address,
         fleet: v.fleet,

@@ -17,7 +17,7 @@ import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { SignInLimiter, type SignInLimits } from './limit.ts';
-import { driftPage, errorPage, fleetPage, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
+import { FLEET_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -232,18 +232,24 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       ui.get('/plans', async (_req, reply) => page(reply, plansPage(src.stack, await src.recentPlans(100))));
       ui.get('/lifecycle', async (_req, reply) => page(reply, lifecyclePage(src.stack, src.pack.name, lifecycleSvg(src.pack.lifecycle))));
 
-      ui.get<{ Params: { fleet: string } }>('/fleets/:fleet', async (req, reply) => {
-        const [vms, locks] = await Promise.all([src.listVms(), src.listLocks()]);
-        const members = vms.filter((v) => v.fleet === req.params.fleet);
-        const lock = locks.find((l) => l.fleet === req.params.fleet);
-        if (members.length === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${req.params.fleet}.`), 404);
-        return page(reply, fleetPage(src.stack, req.params.fleet, members, lock));
+      ui.get<{ Params: { fleet: string }; Querystring: { page?: unknown } }>('/fleets/:fleet', async (req, reply) => {
+        const { fleet } = req.params;
+        const [vms, locks] = await Promise.all([src.listVms(fleet), src.listLocks()]);
+        const members = vms.filter((v) => v.fleet === fleet);
+        const lock = locks.find((l) => l.fleet === fleet);
+        if (members.length === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${fleet}.`), 404);
+        // ?page=N, from 1 (FLEET_PAGE_SIZE members each); absent: the first.
+        const asked = req.query.page;
+        const n = asked === undefined ? 1 : typeof asked === 'string' && /^[1-9]\d{0,6}$/.test(asked) ? Number(asked) : undefined;
+        const pages = fleetPages(members.length);
+        if (n === undefined || n > pages) return page(reply, notFoundPage(src.stack, `Fleet ${fleet} has no page ${String(asked)}: it has ${pages} (${FLEET_PAGE_SIZE} members each).`), 404);
+        return page(reply, fleetPage(src.stack, fleet, members, lock, n));
       });
 
       ui.get<{ Params: { fleet: string; index: string } }>('/vms/:fleet/:index', async (req, reply) => {
         // By fleet and index as the record holds them: a fleet name the address grammar would refuse still has its page.
         const index = /^\d+$/.test(req.params.index) ? Number(req.params.index) : undefined;
-        const vm = index === undefined ? undefined : (await src.listVms()).find((v) => v.fleet === req.params.fleet && v.index === index && !v.deposed);
+        const vm = index === undefined ? undefined : (await src.listVms(req.params.fleet)).find((v) => v.fleet === req.params.fleet && v.index === index && !v.deposed);
         if (!vm) return page(reply, notFoundPage(src.stack, `No live VM at ${req.params.fleet}/${req.params.index}.`), 404);
         const [history, boots] = await Promise.all([src.history(vm.address, 200), src.bootAttempts(vm.id, 50)]);
         return page(reply, vmPage(src.stack, vm, history, boots));
