@@ -239,6 +239,32 @@ describe('a large fleet', () => {
   });
 });
 
+// Found by QA: an apply's page listed its whole journal (two rows or more per step: an apply of 100 000 VMs has over a
+// million) and every failure on one page. Now JOURNAL_PAGE_SIZE rows a page, and the first MAX_FAILURES_LISTED failures.
+describe('a large apply', () => {
+  const journal = Array.from({ length: 2500 }, (_, i) => ({ address: `web/${i}`, seq: 0, from: 'PoweredOn', to: 'Starting', status: i % 10 === 0 && i < 1500 ? 'failed' : 'done', detail: `row ${i}`, at: 't' }));
+  const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
+  const rows = (body: string) => [...body.matchAll(/<td>row (\d+)<\/td><\/tr>/g)].map((m) => Number(m[1]));
+  const failures = (body: string) => [...body.matchAll(/<li>web\/\d+: PoweredOn → Starting: row (\d+)<\/li>/g)].map((m) => Number(m[1]));
+
+  it('shows its journal a page at a time and its first failures', async () => {
+    app = Fastify();
+    registerUi(app, { source: { ...source, planJournal: async () => journal }, authorize: () => 'read' });
+    const first = await get('/ui/plans/p-1');
+    expect(first.statusCode).toBe(200);
+    expect(rows(first.body)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(first.body).toContain('steps 1–1000 of 2500');
+    expect(first.body).toContain('href="/ui/plans/p-1?page=2"');
+    // 150 failures: the first 100 listed, the rest counted.
+    expect(failures(first.body)).toEqual(Array.from({ length: 100 }, (_, i) => i * 10));
+    expect(first.body).toContain('50 more failed steps');
+    const last = await get('/ui/plans/p-1?page=3');
+    expect(rows(last.body)).toEqual(Array.from({ length: 500 }, (_, i) => 2000 + i));
+    expect(last.body).not.toContain('page=4');
+    for (const page of ['4', '0', 'x']) expect((await get(`/ui/plans/p-1?page=${page}`)).statusCode, page).toBe(404);
+  });
+});
+
 // Found by QA: `fleet ui` runs Fastify without a logger, yet its 500 page said "the service log has the reason": the
 // reason went nowhere. The dashboard now writes it where it was told to (fleet ui: its standard error), one line, no secret.
 describe('a failure that is not the record being busy or unreachable', () => {

@@ -17,7 +17,7 @@ import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { SignInLimiter, type SignInLimits } from './limit.ts';
-import { FLEET_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -99,6 +99,13 @@ function fromAnotherSite(req: FastifyRequest): boolean {
   } catch {
     return true;
   }
+}
+
+/** A page's `?page=N` (from 1, at most `pages`; absent: 1), or undefined for one it does not have (not a number, 0, past the last). */
+function pageAsked(asked: unknown, pages: number): number | undefined {
+  if (asked === undefined) return 1;
+  const n = typeof asked === 'string' && /^[1-9]\d{0,8}$/.test(asked) ? Number(asked) : undefined;
+  return n !== undefined && n <= pages ? n : undefined;
 }
 
 function cookieOf(req: FastifyRequest): string | undefined {
@@ -238,11 +245,8 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         const members = vms.filter((v) => v.fleet === fleet);
         const lock = locks.find((l) => l.fleet === fleet);
         if (members.length === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${fleet}.`), 404);
-        // ?page=N, from 1 (FLEET_PAGE_SIZE members each); absent: the first.
-        const asked = req.query.page;
-        const n = asked === undefined ? 1 : typeof asked === 'string' && /^[1-9]\d{0,6}$/.test(asked) ? Number(asked) : undefined;
-        const pages = fleetPages(members.length);
-        if (n === undefined || n > pages) return page(reply, notFoundPage(src.stack, `Fleet ${fleet} has no page ${String(asked)}: it has ${pages} (${FLEET_PAGE_SIZE} members each).`), 404);
+        const n = pageAsked(req.query.page, fleetPages(members.length));
+        if (n === undefined) return page(reply, notFoundPage(src.stack, `Fleet ${fleet} has no page ${String(req.query.page)}: it has ${fleetPages(members.length)} (${FLEET_PAGE_SIZE} members each).`), 404);
         return page(reply, fleetPage(src.stack, fleet, members, lock, n));
       });
 
@@ -255,10 +259,13 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         return page(reply, vmPage(src.stack, vm, history, boots));
       });
 
-      ui.get<{ Params: { id: string } }>('/plans/:id', async (req, reply) => {
+      ui.get<{ Params: { id: string }; Querystring: { page?: unknown } }>('/plans/:id', async (req, reply) => {
         const plan = await src.plan(req.params.id);
         if (!plan) return page(reply, notFoundPage(src.stack, `No apply with plan id ${req.params.id}.`), 404);
-        return page(reply, planPage(src.stack, plan, await src.planJournal(plan.id)));
+        const journal = await src.planJournal(plan.id);
+        const n = pageAsked(req.query.page, journalPages(journal.length));
+        if (n === undefined) return page(reply, notFoundPage(src.stack, `The journal of apply ${plan.id} has no page ${String(req.query.page)}: it has ${journalPages(journal.length)} (${JOURNAL_PAGE_SIZE} steps each).`), 404);
+        return page(reply, planPage(src.stack, plan, journal, n));
       });
     },
     { prefix: '/ui' },
