@@ -13,6 +13,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { parse as parseQuery } from 'node:querystring';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../diags/index.ts';
+import { WireError } from '../../protocol/errors.ts';
 import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
@@ -191,7 +192,11 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
           if (refused) return refused;
         }
         if (!session(req)) {
-          if (req.headers.authorization) return reply.code(401).send({ error: 'ui-unauthorized', message: 'the token grants no access to the dashboard' });
+          // A script's wrong token: the services' error body (as protocol/http.ts errorAnswer makes it), its code from the wire registry.
+          if (req.headers.authorization) {
+            const e = new WireError('unauthorized', 'the bearer token grants no access to the dashboard: send the admin or the read-only token');
+            return reply.code(e.statusCode).header('cache-control', 'no-store').header('www-authenticate', 'Bearer').send({ error: { code: e.code, message: e.message } });
+          }
           return reply.redirect('/ui/login', 303);
         }
       });
