@@ -5,6 +5,7 @@
 // accepts, and the stack entry names the broker principal.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { checkDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -29,6 +30,7 @@ let resources: DeclaredResource[];
 let network: DmzNetwork;
 let host: DmzClientHost;
 let hostArgs: DmzClientHostArgs;
+let vmOptions: pulumi.CustomResourceOptions | undefined;
 
 beforeAll(async () => {
   network = new DmzNetwork('dallas', {
@@ -52,7 +54,12 @@ beforeAll(async () => {
     fleetSshPublicKey: FLEET_KEY,
     secrets: { tlsCert: 'pem-cert-value', tlsKey: 'pem-key-value', clientToken: 'client-token-value', authorityToken: 'authority-token-value' },
   };
-  host = new DmzClientHost('dallas', hostArgs);
+  // The options the host gives its VM, as a transformation of the component (inherited by its children) sees them.
+  const capture: pulumi.ResourceTransformation = (a) => {
+    if (a.type === 'azure-native:compute:VirtualMachine') vmOptions = a.opts;
+    return undefined;
+  };
+  host = new DmzClientHost('dallas', hostArgs, { transformations: [capture] });
   await registered(network, host);
   resources = [...mocks.resources];
 });
@@ -61,8 +68,8 @@ const RG_ID = `/subscriptions/${MOCK_SUBSCRIPTION}/resourceGroups/dallas-rg`;
 const ASSIGN = 'azure-native:authorization:RoleAssignment';
 const DEFINE = 'azure-native:authorization:RoleDefinition';
 const named = (type: string, name: string) => resources.find((r) => r.type === type && r.name === name)!;
-/** The user data of the host, as cloud-init gets it. */
-const userData = () => Buffer.from(resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!.inputs.userData, 'base64').toString();
+/** The host's start-up script, as cloud-init gets it (the VM's custom data). */
+const userData = () => Buffer.from(resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!.inputs.osProfile.customData, 'base64').toString();
 /** The DmzClient document the user data writes (between its heredoc markers). */
 function writtenConfig(script: string): string {
   const lines = script.split('\n');
@@ -179,6 +186,17 @@ describe('Azure DMZ', () => {
       driver: 'azure',
       azure: { tenantId: TENANT_ID, clientId: BROKER.clientId, subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: 'dallas-rg', clientSecretEnv: 'DMZFLEET_DALLAS_SECRET' },
     });
+  });
+
+  // Found by QA: the script was the VM's userData, which cloud-init's Azure datasource never reads (it runs custom
+  // data; docs/drivers/azure.md, "The boot agent on Azure"): the host booted, ran nothing, and no DMZ client ever
+  // started. Azure refuses to change custom data in place, so a changed script replaces the VM, the old one first
+  // (the new one takes the same NIC and address).
+  it('hands its start-up script to cloud-init as custom data, and replaces the VM, old one first, when it changes', () => {
+    const vm = resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!;
+    expect(vm.inputs.userData).toBeUndefined();
+    expect(Buffer.from(vm.inputs.osProfile.customData, 'base64').toString()).toMatch(/^#!\/bin\/bash\n/);
+    expect(vmOptions).toMatchObject({ replaceOnChanges: ['osProfile.customData'], deleteBeforeReplace: true });
   });
 
   it('starts fleet serve dmz-client --driver azure --config and keeps secrets out of the user data', () => {

@@ -384,7 +384,11 @@ export class DmzClientHost extends pulumi.ComponentResource {
         },
       }),
     );
-    const userData = pulumi.all([this.vault.name, this.identity.clientId, this.dmzClientConfig]).apply(([vault, clientId, config]) =>
+    // The start-up script goes in custom data, which cloud-init runs at the first boot: cloud-init's Azure datasource
+    // never reads the VM's userData (docs/drivers/azure.md, "The boot agent on Azure"), so a script there never ran
+    // and the DMZ client never started. Azure refuses to change custom data in place (PropertyChangeNotAllowed):
+    // a changed script replaces the VM (replaceOnChanges), the old one first, since the new one takes its NIC.
+    const customData = pulumi.all([this.vault.name, this.identity.clientId, this.dmzClientConfig]).apply(([vault, clientId, config]) =>
       Buffer.from(
         hostScript({
           dataCenter: net.dataCenter,
@@ -409,6 +413,7 @@ export class DmzClientHost extends pulumi.ComponentResource {
         osProfile: {
           computerName: `${net.dataCenter}-dmz`.slice(0, 15),
           adminUsername: args.adminUsername ?? 'dmzadmin',
+          customData,
           linuxConfiguration: {
             disablePasswordAuthentication: true,
             ssh: { publicKeys: [{ path: `/home/${args.adminUsername ?? 'dmzadmin'}/.ssh/authorized_keys`, keyData: args.sshPublicKey }] },
@@ -420,10 +425,14 @@ export class DmzClientHost extends pulumi.ComponentResource {
         },
         securityProfile: { encryptionAtHost: true },
         networkProfile: { networkInterfaces: [{ id: this.nic.id, primary: true }] },
-        userData,
         tags,
       },
-      { parent: this, dependsOn: [...this.roleAssignments, this.secret, this.vaultZoneLink, this.vaultZoneGroup] },
+      {
+        parent: this,
+        dependsOn: [...this.roleAssignments, this.secret, this.vaultZoneLink, this.vaultZoneGroup],
+        replaceOnChanges: ['osProfile.customData'],
+        deleteBeforeReplace: true,
+      },
     );
     this.dataCenterEntry = pulumi.all([this.url, rg]).apply(([url, resourceGroup]) =>
       dataCenterEntry({ name: net.dataCenter, ...args.facts }, url, {
