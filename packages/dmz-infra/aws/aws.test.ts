@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { TAGS } from '../../../providers/drivers/aws/instances.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -27,6 +28,7 @@ const expectations = {
 };
 let resources: DeclaredResource[];
 let host: DmzClientHost;
+let instanceOptions: pulumi.CustomResourceOptions | undefined;
 
 beforeAll(async () => {
   const network = new DmzNetwork('virginia', {
@@ -48,6 +50,14 @@ beforeAll(async () => {
     secrets: { tlsCert: 'pem-cert-value', tlsKey: 'pem-key-value', clientToken: 'client-token-value', authorityToken: 'authority-token-value' },
     authorityPrincipalArn: 'arn:aws:iam::123456789012:role/dmzfleet-authority',
     externalId: 'dmzfleet-prod',
+  }, {
+    // The options the host gives its instance, as a transformation of the component (inherited by its children) sees them.
+    transformations: [
+      (a) => {
+        if (a.type === 'aws:ec2/instance:Instance') instanceOptions = a.opts;
+        return undefined;
+      },
+    ],
   });
   await registered(network, host);
   resources = [...mocks.resources]; // a snapshot: later tests declare more components
@@ -112,6 +122,13 @@ describe('AWS DMZ', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  // Found by QA: the instance holds a fixed private address and replaces on a new user data (userDataReplaceOnChange),
+  // AMI or address; Pulumi replaces create-first, and EC2 refuses a second instance at an address in use
+  // (InvalidIPAddress.InUse, pulumi/pulumi#8679): every such change of the DMZ failed until the address was changed.
+  it('replaces its fixed-address instance old one first', () => {
+    expect(instanceOptions).toMatchObject({ deleteBeforeReplace: true });
   });
 
   it('starts fleet serve dmz-client --driver aws and keeps secrets out of the user data', () => {

@@ -390,7 +390,9 @@ export class DmzClientHost extends pulumi.ComponentResource {
         userDataReplaceOnChange: true,
         tags: { ...tags, Name: `${name}-dmz-client` },
       },
-      { parent: this, dependsOn: [this.secretVersion, this.policy] },
+      // A replacement (new user data, AMI or address) must let go of the fixed address first: EC2 refuses a second
+      // instance at an address in use (InvalidIPAddress.InUse), and Pulumi replaces create-first unless told.
+      { parent: this, dependsOn: [this.secretVersion, this.policy], deleteBeforeReplace: true },
     );
     this.url = pulumi.interpolate`https://${this.instance.privateIp}:${net.apiPort}`;
     this.dataCenterEntry = pulumi.all([this.url, this.brokerRole.arn]).apply(([url, roleArn]) =>
