@@ -411,7 +411,18 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, news, planned?.fencingToken)), olds.state, planned, (k) =>
       walkSteps[k].operation === 'resize' ? 'resize' : `${walkSteps[k].from} -> ${walkSteps[k].to}`,
     );
-    if (w.error) this.fail(w);
+    if (w.error) {
+      // Pulumi: the VM moved before the failure (steps answered ok). Pulumi keeps a failed update's old outputs, whose
+      // state the record no longer holds, so every later update (and destroy) started from a state the authority
+      // refuses. The error carries the VM as it is now, as Pulumi's partial resource, so the state matches the record.
+      const okSteps = w.last && w.last.outcome !== 'ok' ? w.answered - 1 : w.answered;
+      if (planned || okSteps <= 0) this.fail(w);
+      const resizeAt = walkSteps.findIndex((s) => s.operation === 'resize');
+      const now = resizeAt >= 0 && okSteps <= resizeAt ? { ...news, size: olds.size, specHash: olds.specHash } : news;
+      const properties: VmOutputs = { ...this.outputs(id, now, w.last, olds), state: w.state };
+      const err = w.error;
+      throw Object.assign(err, { id, properties, reasons: err.diagnostics.map((d) => `${d.summary}: ${d.detail}`) });
+    }
     return { outs: this.outputs(id, news, w.last, olds) };
   }
 

@@ -432,6 +432,11 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         stuck.push(m);
         continue;
       }
+      // A failed update or transition answers the VM as the record holds it now (where its walk stopped).
+      if ((c.action === 'update' || c.action === 'transition') && partial?.vmId) {
+        members.push({ ...partial, address: c.address });
+        continue;
+      }
       // Where the member is now: ask its data center.
       const old = c.vmId ? byId.get(c.vmId) : undefined;
       if (!old) continue;
