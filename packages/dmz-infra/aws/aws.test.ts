@@ -177,6 +177,15 @@ describe('AWS DMZ', () => {
     expect(() => new DmzClientHost('elsewhere', { ...args, privateIp: '10.9.2.10' })).toThrow(/privateIp 10\.9\.2\.10 is not in the DMZ subnet 10\.9\.1\.0\/24/);
   });
 
+  it.each([
+    ['a fleet subnet outside the VPC', { fleetSubnetCidr: '10.30.2.0/24' }, /DmzNetwork nets: fleetSubnetCidr 10\.30\.2\.0\/24 is not inside vpcCidr 10\.9\.0\.0\/16/],
+    ['subnets that overlap', { dmzSubnetCidr: '10.9.0.0/22' }, /dmzSubnetCidr 10\.9\.0\.0\/22 and fleetSubnetCidr 10\.9\.2\.0\/24 overlap/],
+    ['an availability zone of another region', { availabilityZone: 'us-west-2a' }, /availabilityZone us-west-2a is not a zone of region us-east-1/],
+  ])('refuses %s when declared', (_what, over, why) => {
+    const base = { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.9.0.0/16', dmzSubnetCidr: '10.9.1.0/24', fleetSubnetCidr: '10.9.2.0/24', tenantCidrs: ['192.168.0.0/16'] };
+    expect(() => new DmzNetwork('nets', { ...base, ...over })).toThrow(why);
+  });
+
   it('refuses tenant CIDRs that open the DMZ to everyone', () => {
     expect(() => new DmzNetwork('open', { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.0.0.0/16', dmzSubnetCidr: '10.0.1.0/24', fleetSubnetCidr: '10.0.2.0/24', tenantCidrs: ['0.0.0.0/0'] })).toThrow(/admits a \/0/);
   });

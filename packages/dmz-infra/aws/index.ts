@@ -35,6 +35,7 @@ import {
   VM_TAG_STACK,
   authorityPortOf,
   checkAdmittedCidrs,
+  checkNetworkCidrs,
   bootPortOf,
   dataCenterEntry,
   dmzClientConfig,
@@ -98,6 +99,14 @@ export class DmzNetwork extends pulumi.ComponentResource {
   constructor(name: string, args: DmzNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super('dmzfleet:aws:DmzNetwork', name, {}, opts);
     checkAdmittedCidrs(`DmzNetwork ${name} tenantCidrs`, args.tenantCidrs);
+    checkNetworkCidrs(`DmzNetwork ${name}`, { name: 'vpcCidr', cidr: args.vpcCidr }, [
+      { name: 'dmzSubnetCidr', cidr: args.dmzSubnetCidr },
+      { name: 'fleetSubnetCidr', cidr: args.fleetSubnetCidr },
+    ]);
+    // An availability zone is named after its region (us-east-1a, us-east-1-bos-1a): another region's would be refused at the subnets.
+    if (!args.availabilityZone.startsWith(`${args.region}`) || args.availabilityZone === args.region) {
+      throw new Error(`DmzNetwork ${name}: availabilityZone ${args.availabilityZone} is not a zone of region ${args.region} (such as ${args.region}a).`);
+    }
     const apiPort = args.apiPort ?? DEFAULT_API_PORT;
     const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);

@@ -235,6 +235,15 @@ describe('Azure DMZ', () => {
     expect(() => new DmzClientHost('refused', { ...hostArgs, ...over })).toThrow(message);
   });
 
+  it.each([
+    ['a fleet subnet outside the address space', { fleetSubnetPrefix: '10.40.2.0/24' }, /DmzNetwork nets: fleetSubnetPrefix 10\.40\.2\.0\/24 is not inside addressSpace 10\.30\.0\.0\/16/],
+    ['subnets that overlap', { fleetSubnetPrefix: '10.30.1.128/25' }, /dmzSubnetPrefix 10\.30\.1\.0\/24 and fleetSubnetPrefix 10\.30\.1\.128\/25 overlap/],
+    ['an address space that is no network CIDR', { addressSpace: '10.30.0.0' }, /addressSpace 10\.30\.0\.0 is not an IPv4 network CIDR/],
+  ])('refuses a network with %s when declared', (_what, over, message) => {
+    const base = { stack: 'prod', dataCenter: 'dallas', location: 'southcentralus', addressSpace: '10.30.0.0/16', dmzSubnetPrefix: '10.30.1.0/24', fleetSubnetPrefix: '10.30.2.0/24', tenantCidrs: ['192.168.0.0/16'] };
+    expect(() => new DmzNetwork('nets', { ...base, ...over })).toThrow(message);
+  });
+
   const NSG = 'azure-native:network:NetworkSecurityGroup';
   const EGRESS = 'egress only to Resource Manager, the metadata service and private networks';
   const PRIVATE_VAULT = 'the key vault is reached privately';

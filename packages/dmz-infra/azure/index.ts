@@ -38,7 +38,7 @@ import * as managedidentity from '@pulumi/azure-native/managedidentity/index.js'
 import * as network from '@pulumi/azure-native/network/index.js';
 import * as privatedns from '@pulumi/azure-native/privatedns/index.js';
 import * as resources from '@pulumi/azure-native/resources/index.js';
-import { DEFAULT_API_PORT, authorityPortOf, bootPortOf, checkAdmittedCidrs, dataCenterEntry, inCidr, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
+import { DEFAULT_API_PORT, authorityPortOf, bootPortOf, checkAdmittedCidrs, checkNetworkCidrs, dataCenterEntry, inCidr, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
 import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
 
 export { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
@@ -103,6 +103,10 @@ export class DmzNetwork extends pulumi.ComponentResource {
   constructor(name: string, args: DmzNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super('dmzfleet:azure:DmzNetwork', name, {}, opts);
     checkAdmittedCidrs(`DmzNetwork ${name} tenantCidrs`, args.tenantCidrs);
+    checkNetworkCidrs(`DmzNetwork ${name}`, { name: 'addressSpace', cidr: args.addressSpace }, [
+      { name: 'dmzSubnetPrefix', cidr: args.dmzSubnetPrefix },
+      { name: 'fleetSubnetPrefix', cidr: args.fleetSubnetPrefix },
+    ]);
     const apiPort = args.apiPort ?? DEFAULT_API_PORT;
     const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);
