@@ -187,8 +187,10 @@ export class DmzNetwork extends pulumi.ComponentResource {
           child,
         ),
     );
-    // Every new EBS volume of the region is encrypted, whoever creates it (the fleet's VMs included).
-    this.encryptionByDefault = new ebs.EncryptionByDefault(`${name}-ebs-encryption`, { enabled: true }, child);
+    // Every new EBS volume of the region is encrypted, whoever creates it (the fleet's VMs included). The setting is the
+    // account's, per region: deleting the resource turns it off for everyone there (another DMZ of the region, other
+    // teams), so a destroy leaves it on (retainOnDelete).
+    this.encryptionByDefault = new ebs.EncryptionByDefault(`${name}-ebs-encryption`, { enabled: true }, { parent: this, retainOnDelete: true });
     this.registerOutputs({ vpcId: this.vpc.id, dmzSubnetId: this.dmzSubnet.id, fleetSubnetId: this.fleetSubnet.id });
   }
 }
