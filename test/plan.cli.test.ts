@@ -181,6 +181,26 @@ describe('fleet plan', () => {
       expect(r.stdout).toBe('');
       expect(readFileSync(file, 'utf8')).toBe(before);
     });
+
+    // A new file the specs glob would read (`--out specs/new.yaml`) was written, and every later validate, plan and
+    // apply read the plan as a spec (18 errors, none naming --out). Refused by the loader's own matcher; nothing left.
+    it.each([
+      { name: 'a new file the specs glob reads', out: 'specs/new.yaml', refused: true },
+      { name: 'a new file beside the specs the glob does not read', out: 'specs/new.json', refused: false },
+    ])('$name', async ({ out, refused }) => {
+      const dir = inputsStack();
+      const file = join(dir, out);
+      const r = await runCli(['plan', '--stack', dir, '--out', file], { env });
+      if (refused) {
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain(`error[plan.out-failed]: Cannot write the plan file\n  at ${file}\n  --out ${file} is where the stack's specs glob "specs/*.yaml" reads fleet specs`);
+        expect(existsSync(file)).toBe(false);
+      } else {
+        expect(r.code).toBe(0);
+        expect(JSON.parse(readFileSync(file, 'utf8')).formatVersion).toBe('2');
+      }
+      expect((await runCli(['validate', '--stack', dir], { env })).code).toBe(0);
+    });
   });
 
   // An --out that cannot be written was found only after the whole plan was
