@@ -235,6 +235,39 @@ describe('aws driver', () => {
     }
   });
 
+  // EC2 may accept StartInstances and then put the instance back to stopped with a stateReason saying why
+  // (Server.InsufficientInstanceCapacity when the zone has no room for it after all; someone stopping it). Only a
+  // guest powering itself off (Client.InstanceInitiatedShutdown: the agent after a denied boot) is a denied boot;
+  // the others must not terminate the VM (its data volume goes with it) nor pass for a security denial.
+  it.each([
+    { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.', kind: 'capacity' },
+    { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown', kind: 'boot-failed' },
+    { code: 'Server.InternalError', message: 'Server.InternalError: Internal error on launch', kind: 'boot-failed' },
+  ] as const)('an instance EC2 stops during its boot with $code is $kind, keeps its disk and is not terminated', async ({ code, message, kind }) => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.powerOn(creds(), ref);
+    ec2.startFailure = { code, message };
+    await driver.boot(creds(), ref, { bootToken: 'tok-start' });
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }));
+    expect(err.kind).toBe(kind);
+    expect(err.message).toContain(message);
+    expect(ec2.calls('TerminateInstances')).toEqual([]);
+    expect(ec2.instances.get(vm.cloudId)?.state).toBe('stopped');
+    expect(await driver.get(read(), ref)).toMatchObject({ status: 'present', observedState: 'PoweredOff' });
+  });
+
+  it('an instance that powers itself off during its boot (Client.InstanceInitiatedShutdown) without a report is a denied boot: terminated', async () => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.powerOn(creds(), ref);
+    ec2.startFailure = { code: 'Client.InstanceInitiatedShutdown', message: 'Client.InstanceInitiatedShutdown: Instance initiated shutdown' };
+    await driver.boot(creds(), ref, { bootToken: 'tok-start' });
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }));
+    expect(err.kind).toBe('boot-denied');
+    expect(ec2.calls('TerminateInstances').map((r) => r.params.get('InstanceId.1'))).toEqual([vm.cloudId]);
+  });
+
   it('a size no catalog type fits fails before any EC2 call', async () => {
     const err = await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })));
     expect(err.kind).toBe('failed');

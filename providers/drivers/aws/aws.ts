@@ -12,7 +12,8 @@
 // | boot       | ModifyInstanceAttribute UserData (boot agent with this boot's one-time token), then   |
 // |            | StartInstances                                                                        |
 // | awaitReady | DescribeInstances and the agent's reports until it is ready; a denied boot: the VM    |
-// |            | powered itself off, TerminateInstances                                                |
+// |            | powered itself off (stateReason Client.InstanceInitiatedShutdown), TerminateInstances; |
+// |            | stopped by EC2 for another reason (no capacity after StartInstances): kept, an error   |
 // | shutdown   | StopInstances (graceful: the OS gets an ACPI shutdown)                                |
 // | powerOff   | StopInstances Force, wait until stopped                                               |
 // | resize     | ModifyInstanceAttribute InstanceType (the pack's instanceTypes catalog), tag the size |
@@ -106,6 +107,8 @@ export function dataDeviceOf(inst: Pick<Instance, 'BlockDeviceMappings'>): strin
   const vol = inst.BlockDeviceMappings?.find((m) => m.DeviceName === DATA_VOLUME_MAPPING)?.Ebs?.VolumeId;
   return vol && /^vol-[0-9a-f]+$/.test(vol) ? `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${vol.replace('-', '')}` : undefined;
 }
+/** EC2's stateReason code of an instance whose guest shut itself down (the boot agent's poweroff after a denial). */
+const GUEST_SHUTDOWN = 'Client.InstanceInitiatedShutdown';
 /** How long a wait for a state (running, stopped) may take before it is a timeout; the DMZ client's own deadline is usually shorter. */
 const STATE_WAIT_MS = 10 * 60_000;
 
@@ -454,6 +457,16 @@ export class AwsDriver implements Driver {
       }
       if (!a && st === 'running') return this.view(inst);
       if (st === 'stopping' || st === 'stopped') {
+        // Stopped for another reason than its guest powering off (EC2's stateReason): EC2 found no capacity for the
+        // start after it accepted it, someone stopped it, EC2 failed it. Not a denial: the VM and its disk stay.
+        const reason = inst.StateReason;
+        if (reason?.Code && reason.Code !== GUEST_SHUTDOWN) {
+          const why = reason.Message ?? reason.Code;
+          if (reason.Code === 'Server.InsufficientInstanceCapacity') {
+            throw new DriverError('capacity', `instance ${id} went back to stopped during its boot: ${why}; it is kept (powered off); try again later, or another instance type`);
+          }
+          throw new DriverError('boot-failed', `instance ${id} went back to stopped during its boot: ${why}; it is kept (powered off)`);
+        }
         // The VM powered itself off during its boot without a report we could believe (a report needs
         // the boot token the driver issued): a boot the authority did not approve. Trusted boot: it goes.
         await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));

@@ -41,6 +41,10 @@ export interface FakeInstance {
   volumes: { deviceName: string; volumeId: string }[];
   /** cloud-init's scripts-user ran at a boot of this instance (its first launch on): a per-instance script runs no more. */
   scriptsUserRan: boolean;
+  /** EC2's stateReason of the last state change: why it stopped or terminated (`Client.InstanceInitiatedShutdown`, ...). */
+  stateReason?: { code: string; message: string };
+  /** Set by startFailure: the instance goes back from pending to stopped with this reason at its next read. */
+  failStart?: { code: string; message: string };
 }
 
 export interface FakeRequest {
@@ -83,6 +87,11 @@ export class FakeEc2 {
   tamper: ((userData: string) => string) | undefined;
   /** The environment the image gives its boot agent (FLEET_RETRY_SECONDS, …; agent.sh's optional settings). */
   agentEnv: Record<string, string> = {};
+  /**
+   * StartInstances is accepted, then the instance goes back from pending to stopped with this stateReason (EC2
+   * finding no capacity for a start after it answered: `Server.InsufficientInstanceCapacity`); its OS never boots.
+   */
+  startFailure: { code: string; message: string } | undefined;
   private readonly faults = new Map<string, { fault: Ec2Fault; times: number }>();
   private readonly interceptor: nock.Interceptor;
   private hung: (() => void)[] = [];
@@ -196,10 +205,12 @@ export class FakeEc2 {
           if (i.state === 'stopped' || i.state === 'stopping') return;
           if (i.state !== 'running' && !(i.state === 'pending' && p.get('Force') === 'true')) throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be stopped.`);
           i.state = 'stopping';
+          i.stateReason = { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown' };
         });
       case 'TerminateInstances':
         return this.change(action, p, (i) => {
           if (i.state !== 'terminated') i.state = 'shutting-down';
+          i.stateReason = { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown' };
         });
       case 'ModifyInstanceAttribute':
         return this.modify(p);
@@ -252,7 +263,11 @@ export class FakeEc2 {
 
   /** One step along EC2's own transitions, taken when an instance is read. */
   private advance(i: FakeInstance): void {
-    if (i.state === 'pending') i.state = 'running';
+    if (i.state === 'pending' && i.failStart) {
+      i.state = 'stopped';
+      i.stateReason = i.failStart;
+      i.failStart = undefined;
+    } else if (i.state === 'pending') i.state = 'running';
     else if (i.state === 'stopping') {
       i.state = 'stopped';
       stopFakeVm(this.vmDir(i.id));
@@ -300,6 +315,11 @@ export class FakeEc2 {
     if (i.state === 'running' || i.state === 'pending') return;
     if (i.state !== 'stopped') throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
     i.state = 'pending';
+    i.stateReason = undefined;
+    if (this.startFailure) {
+      i.failStart = this.startFailure;
+      return;
+    }
     if (this.tamper) i.userData = this.tamper(i.userData);
     this.bootOs(i);
   }
@@ -319,6 +339,7 @@ export class FakeEc2 {
       const run = runUserData(script, this.binDir, this.vmDir(i.id), this.agentEnv).then((r) => {
         if (r.poweredOff && this.instances.get(i.id) === i && (i.state === 'running' || i.state === 'pending')) {
           i.state = 'stopped';
+          i.stateReason = { code: 'Client.InstanceInitiatedShutdown', message: 'Client.InstanceInitiatedShutdown: Instance initiated shutdown' };
           stopFakeVm(this.vmDir(i.id));
         }
         return r;
@@ -387,6 +408,7 @@ function instanceXml(i: FakeInstance): string {
   return (
     `<item><instanceId>${i.id}</instanceId><imageId>${esc(i.imageId)}</imageId>` +
     `<instanceState><code>${CODES[i.state]}</code><name>${i.state}</name></instanceState>` +
+    (i.stateReason ? `<stateReason><code>${esc(i.stateReason.code)}</code><message>${esc(i.stateReason.message)}</message></stateReason>` : '') +
     `<instanceType>${esc(i.type)}</instanceType><launchTime>${i.launchTime}</launchTime>` +
     (i.subnetId ? `<subnetId>${esc(i.subnetId)}</subnetId>` : '') +
     (i.keyName ? `<keyName>${esc(i.keyName)}</keyName>` : '') +
