@@ -332,6 +332,27 @@ describe('aws driver', () => {
     expect((await driver.list(read())).filter((v) => v.status === 'present')).toEqual([]);
   });
 
+  // EC2 answers a ClientToken with its first instance for at least 24 hours after that instance terminated
+  // (docs: "Ensuring idempotency"). The record's way out of CreateFailed is the create again under the same VM id:
+  // it must launch a new instance, not be answered the terminated one at every apply for a day.
+  it('a create again after one whose instance was terminated (CreateFailed -> BeingCreated, same VM id) launches a new instance; a retry of it finds that one', async () => {
+    const i = input();
+    ec2.fail('StopInstances', { error: 'UnsupportedOperation', status: 400, message: "The instance 'i-0' does not have an 'ebs' root device type and cannot be stopped." }, 1);
+    await failure(driver.createVm(creds(), i));
+    const [first] = [...ec2.instances.values()];
+    expect(['shutting-down', 'terminated']).toContain(first.state);
+    const again = await driver.createVm(creds(), i);
+    expect(again).toMatchObject({ vmId: i.vmId, status: 'present', observedState: 'PoweredOff' });
+    expect(again.cloudId).not.toBe(first.id);
+    const tokens = ec2.calls('RunInstances').map((r) => r.params.get('ClientToken'));
+    expect(tokens[0]).toBe(i.vmId);
+    expect(new Set(tokens).size).toBe(2);
+    // A retry of that create (its answer lost) walks the same tokens to the same instance: no third one.
+    expect((await driver.createVm(creds(), i)).cloudId).toBe(again.cloudId);
+    expect(ec2.instances.size).toBe(2);
+    expect(await driver.get(read(), { vmId: i.vmId, cloudId: null })).toMatchObject({ cloudId: again.cloudId, status: 'present' });
+  });
+
   it('an instance that vanishes between calls is not-found for the next call, gone for get, and deleted without complaint', async () => {
     const vm = await driver.createVm(creds(), input());
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };

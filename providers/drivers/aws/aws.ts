@@ -4,7 +4,8 @@
 //
 // | call       | EC2                                                                                   |
 // | ---------- | ------------------------------------------------------------------------------------- |
-// | createVm   | RunInstances (ClientToken = VM id, tags, user data = boot agent without a token), wait |
+// | createVm   | RunInstances (ClientToken = VM id, then <vm id>.<instance id> past each instance it    |
+// |            | answers terminated; tags, user data = boot agent without a token), wait                |
 // |            | until it runs, StopInstances, wait until stopped: the diagram's PoweredOff; a create  |
 // |            | failing for good after RunInstances terminates the instance (nothing left behind)     |
 // | powerOn    | DescribeInstances: the instance is stopped and can start (EC2 cannot power on without |
@@ -107,6 +108,18 @@ export function dataDeviceOf(inst: Pick<Instance, 'BlockDeviceMappings'>): strin
   const vol = inst.BlockDeviceMappings?.find((m) => m.DeviceName === DATA_VOLUME_MAPPING)?.Ebs?.VolumeId;
   return vol && /^vol-[0-9a-f]+$/.test(vol) ? `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${vol.replace('-', '')}` : undefined;
 }
+/** How many instances of one VM found terminated a create walks past (each a create that failed, within a day). */
+const MAX_RELAUNCHES = 20;
+
+/**
+ * The ClientToken of a VM's launch after its instance `gone` terminated: `<vm id>.<instance id>` (EC2 takes 64
+ * ASCII characters; a hash of both when longer).
+ */
+export function relaunchToken(vmId: string, gone: string): string {
+  const t = `${vmId}.${gone}`;
+  return t.length <= 64 && /^[\x21-\x7e]+$/.test(t) ? t : createHash('sha256').update(t).digest('hex').slice(0, 64);
+}
+
 /** EC2's stateReason code of an instance whose guest shut itself down (the boot agent's poweroff after a denial). */
 const GUEST_SHUTDOWN = 'Client.InstanceInitiatedShutdown';
 /** How long a wait for a state (running, stopped) may take before it is a timeout; the DMZ client's own deadline is usually shorter. */
@@ -332,31 +345,46 @@ export class AwsDriver implements Driver {
     if (input.address) {
       tags.push({ Key: TAGS.address, Value: input.address }, { Key: TAGS.fleet, Value: input.address.slice(0, input.address.lastIndexOf('/')) });
     }
-    const run = await this.send<{ Instances?: Instance[] }>(
-      client,
-      'RunInstances',
-      new RunInstancesCommand({
-        ClientToken: input.vmId,
-        ImageId: input.image,
-        InstanceType: this.typeFor(input.size) as never,
-        MinCount: 1,
-        MaxCount: 1,
-        SubnetId: s.subnetId,
-        SecurityGroupIds: [...s.securityGroupIds],
-        ...(s.keyName ? { KeyName: s.keyName } : {}),
-        ...(s.instanceProfile ? { IamInstanceProfile: { Name: s.instanceProfile } } : {}),
-        // First launch: the agent finds no boot token and does nothing; the instance is stopped below.
-        UserData: Buffer.from(this.userData({ vmId: input.vmId, cloudId: '', image: input.image, encrypted: input.encryptedDisk })).toString('base64'),
-        InstanceInitiatedShutdownBehavior: 'stop',
-        MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
-        BlockDeviceMappings: [{ DeviceName: DATA_VOLUME_MAPPING, Ebs: { VolumeSize: Math.max(1, input.size.diskGiB), VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
-        TagSpecifications: [
-          { ResourceType: 'instance', Tags: tags },
-          { ResourceType: 'volume', Tags: tags },
-        ],
-      }),
-    );
-    const id = run.Instances?.[0]?.InstanceId;
+    const launch = (token: string) =>
+      this.send<{ Instances?: Instance[] }>(
+        client,
+        'RunInstances',
+        new RunInstancesCommand({
+          ClientToken: token,
+          ImageId: input.image,
+          InstanceType: this.typeFor(input.size) as never,
+          MinCount: 1,
+          MaxCount: 1,
+          SubnetId: s.subnetId,
+          SecurityGroupIds: [...s.securityGroupIds],
+          ...(s.keyName ? { KeyName: s.keyName } : {}),
+          ...(s.instanceProfile ? { IamInstanceProfile: { Name: s.instanceProfile } } : {}),
+          // First launch: the agent finds no boot token and does nothing; the instance is stopped below.
+          UserData: Buffer.from(this.userData({ vmId: input.vmId, cloudId: '', image: input.image, encrypted: input.encryptedDisk })).toString('base64'),
+          InstanceInitiatedShutdownBehavior: 'stop',
+          MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
+          BlockDeviceMappings: [{ DeviceName: DATA_VOLUME_MAPPING, Ebs: { VolumeSize: Math.max(1, input.size.diskGiB), VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
+          TagSpecifications: [
+            { ResourceType: 'instance', Tags: tags },
+            { ResourceType: 'volume', Tags: tags },
+          ],
+        }),
+      );
+    // EC2 answers a ClientToken with its first instance, in its current state, for at least 24 hours after that
+    // instance terminated: a create again after one that failed (CreateFailed -> BeingCreated keeps the VM id)
+    // would be answered the dead instance at every apply. Each instance found gone leads to the next token, derived
+    // from it: every try of this create walks the same tokens to the same live instance (no second one).
+    let token = input.vmId;
+    let first: Instance | undefined;
+    for (let hop = 0; ; hop++) {
+      first = (await launch(token)).Instances?.[0];
+      if (!first?.InstanceId || !isGone(first)) break;
+      if (hop >= MAX_RELAUNCHES) {
+        throw new DriverError('failed', `VM ${input.vmId} had ${hop + 1} instances terminated in EC2 (the last ${first.InstanceId}); not launching another: see why in its stateReason (aws ec2 describe-instances)`);
+      }
+      token = relaunchToken(input.vmId, first.InstanceId);
+    }
+    const id = first?.InstanceId;
     if (!id) throw new DriverError('failed', 'EC2 RunInstances answered without an instance');
     // A retried RunInstances (same ClientToken) returns the first instance, in whatever state it reached.
     let up: Instance;
