@@ -309,6 +309,25 @@ describe('aws driver', () => {
     expect([...ec2.instances.values()].filter((x) => x.tags.get('fleet:vm-id') === i.vmId)).toHaveLength(1);
   });
 
+  // A DMZ client host whose clock is off by more than EC2's 5 minutes: EC2 refuses the signature (RequestExpired,
+  // or SignatureDoesNotMatch / AuthFailure), and the SDK learns EC2's time from the answer's Date header and signs
+  // the next request with it ($metadata.clockSkewCorrected). Trying again then works: transient, not credentials.
+  it('a request refused for a skewed clock that the SDK corrected is transient; the retry succeeds', async () => {
+    const i = input();
+    const ahead = new Date(Date.now() + 10 * 60_000).toUTCString();
+    ec2.fail('RunInstances', { error: 'RequestExpired', status: 400, message: 'Request has expired.', date: ahead }, 1);
+    const err = await failure(driver.createVm(creds(), i));
+    expect(err.kind).toBe('transient');
+    expect(err.message).toMatch(/clock/);
+    expect((await driver.createVm(creds(), i)).status).toBe('present');
+    expect(ec2.instances.size).toBe(1);
+  });
+
+  it('RequestExpired without a skewed clock stays credentials', async () => {
+    ec2.fail('RunInstances', { error: 'RequestExpired', status: 400, message: 'Request has expired.', date: new Date().toUTCString() }, 1);
+    expect((await failure(driver.createVm(creds(), input()))).kind).toBe('credentials');
+  });
+
   it('an instance EC2 does not show yet right after RunInstances (eventual consistency: InvalidInstanceID.NotFound) is waited for, not a failed create', async () => {
     const i = input();
     // EC2 documents that DescribeInstances may not know an instance RunInstances just returned.

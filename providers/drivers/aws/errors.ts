@@ -12,6 +12,8 @@
 // | InvalidInstanceID.NotFound, InvalidInstanceID.Malformed                    | not-found     |
 // | AuthFailure, UnauthorizedOperation, InvalidClientTokenId, ExpiredToken,     | credentials   |
 // | RequestExpired, SignatureDoesNotMatch, OptInRequired, any HTTP 401 / 403   |               |
+// | any of the above refused for this host's skewed clock, which the SDK        | transient     |
+// | corrected by EC2's Date ($metadata.clockSkewCorrected; RequestExpired, ...) |               |
 // | request timeout (the call hung past requestTimeoutMs)                      | timeout       |
 // | anything else                                                              | failed        |
 import { DriverError, type DriverErrorKind } from '../types.ts';
@@ -49,7 +51,7 @@ interface SdkError {
   code?: string;
   Code?: string;
   message?: string;
-  $metadata?: { httpStatusCode?: number };
+  $metadata?: { httpStatusCode?: number; clockSkewCorrected?: boolean };
 }
 
 /** The driver error of a failed EC2 call (`what` names the call in the message). */
@@ -59,6 +61,11 @@ export function ec2Error(err: unknown, what: string): DriverError {
   const code = e.Code ?? e.name ?? '';
   const status = e.$metadata?.httpStatusCode;
   const message = (e.message ?? String(err)).slice(0, 300);
+  // This host's clock is more than EC2's 5 minutes off: EC2 refused the signature, and the SDK has set its clock by
+  // the answer's Date for the next request. Trying again works; the note says what to fix (the host's time sync).
+  if (e.$metadata?.clockSkewCorrected) {
+    return new DriverError('transient', `EC2 ${what}: ${code ? `${code}: ` : ''}${message} (this host's clock is off from EC2's by minutes; the next request corrects for it; fix the host's time sync, NTP)`);
+  }
   let kind: DriverErrorKind | undefined = BY_CODE[code];
   // The SDK names a reset connection TimeoutError too (with code ECONNRESET): the socket's code decides first.
   if (!kind && e.code && NETWORK.has(e.code)) kind = 'transient';

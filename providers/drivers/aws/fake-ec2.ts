@@ -56,7 +56,8 @@ export interface FakeRequest {
 
 /** How the fake answers a faulted action. */
 export type Ec2Fault =
-  | { error: string; status: number; message?: string }
+  /** `date`: the answer's Date header (EC2's clock, which the SDK corrects its own by). */
+  | { error: string; status: number; message?: string; date?: string }
   | { reset: true }
   /** EC2 carries the request out, then the connection drops before its answer arrives (a retry must not act twice). */
   | { lostAnswer: true }
@@ -181,7 +182,7 @@ export class FakeEc2 {
         cb(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
         return;
       }
-      cb(null, [fault.status, errorXml(fault.error, fault.message ?? fault.error), XML]);
+      cb(null, [fault.status, errorXml(fault.error, fault.message ?? fault.error), fault.date ? { ...XML, date: fault.date } : XML]);
       return;
     }
     try {
