@@ -268,6 +268,37 @@ describe('aws driver', () => {
     expect(ec2.calls('TerminateInstances').map((r) => r.params.get('InstanceId.1'))).toEqual([vm.cloudId]);
   });
 
+  // Every booting VM's awaitReady (and every wait for a state) polls DescribeInstances; a fleet booting at once
+  // meets EC2's request rate limit (RequestLimitExceeded) or a 5xx now and then. One such read is no reason to
+  // end a wait that the next poll would finish: the waits read again, backing off, until their deadline.
+  it.each([
+    { name: 'throttled (RequestLimitExceeded)', fault: EC2_FAULTS.transient },
+    { name: 'a 5xx', fault: EC2_FAULTS.internal },
+  ])('awaitReady and a wait for a state read past DescribeInstances $name', async ({ fault }) => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    // createVm's first read is its wait for the launched instance.
+    ec2.fail('DescribeInstances', fault, 3);
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    expect(vm).toMatchObject({ observedState: 'PoweredOff' });
+    expect(ec2.instances.size).toBe(1);
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-poll' });
+    expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-poll', state: 'ready' })).toBe(true);
+    ec2.fail('DescribeInstances', fault, 3);
+    expect(await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).toMatchObject({ observedState: 'Running' });
+  });
+
+  it('a wait whose reads keep failing transiently ends at its deadline as a timeout naming the last failure', async () => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-poll' });
+    ec2.fail('DescribeInstances', EC2_FAULTS.transient);
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 200 }));
+    expect(err.kind).toBe('timeout');
+    expect(err.message).toContain('RequestLimitExceeded');
+  });
+
   it('a size no catalog type fits fails before any EC2 call', async () => {
     const err = await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })));
     expect(err.kind).toBe('failed');

@@ -108,6 +108,8 @@ export function dataDeviceOf(inst: Pick<Instance, 'BlockDeviceMappings'>): strin
   const vol = inst.BlockDeviceMappings?.find((m) => m.DeviceName === DATA_VOLUME_MAPPING)?.Ebs?.VolumeId;
   return vol && /^vol-[0-9a-f]+$/.test(vol) ? `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${vol.replace('-', '')}` : undefined;
 }
+/** A wait loop's read that failed transiently (pollRead): read again. */
+const MISSED = Symbol('missed');
 /** How many instances of one VM found terminated a create walks past (each a create that failed, within a day). */
 const MAX_RELAUNCHES = 20;
 
@@ -269,14 +271,38 @@ export class AwsDriver implements Driver {
   private async waitFor(client: EC2Client, id: string, what: string, until: (s: Ec2State) => boolean, opts: { timeoutMs?: number; justLaunched?: boolean } = {}): Promise<Instance> {
     const timeoutMs = opts.timeoutMs ?? STATE_WAIT_MS;
     const deadline = Date.now() + timeoutMs;
+    const misses = { n: 0 };
     for (;;) {
-      const found = opts.justLaunched ? await this.find(client, { vmId: '', cloudId: id }) : await this.mustFind(client, { vmId: '', cloudId: id });
+      const read = await this.pollRead(() => (opts.justLaunched ? this.find(client, { vmId: '', cloudId: id }) : this.mustFind(client, { vmId: '', cloudId: id })), misses, deadline, `instance ${id} to be ${what}`);
+      if (read === MISSED) continue;
+      const found = read;
       const s = found ? stateOf(found) : undefined;
       if (found && s && until(s)) return found;
       if (found) opts = { ...opts, justLaunched: false };
       if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id} to be ${what}`);
       if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} was not ${what} within ${timeoutMs} ms (${found ? `it is ${s ?? 'unknown'}` : 'DescribeInstances does not show it yet'})`, false);
       await this.sleep(this.o.settings.pollMs ?? 2000);
+    }
+  }
+
+  /**
+   * One read of a wait loop. A transient failure (throttled: RequestLimitExceeded; a 5xx; a reset) does not end the
+   * wait, which the next poll may finish: it pauses, longer after each miss in a row (EC2's rate limit refills per
+   * second), and answers MISSED; past the deadline the wait is a timeout naming that failure.
+   */
+  private async pollRead<T>(read: () => Promise<T>, misses: { n: number }, deadline: number, what: string): Promise<T | typeof MISSED> {
+    try {
+      const out = await read();
+      misses.n = 0;
+      return out;
+    } catch (err) {
+      if (!(err instanceof DriverError && err.transient)) throw err;
+      if (this.closed) throw err;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new DriverError('timeout', `gave up waiting for ${what}: EC2's reads kept failing until the deadline (${err.message})`, false);
+      misses.n++;
+      await this.sleep(Math.min(left, Math.max(err.retryAfterMs ?? 0, (this.o.settings.pollMs ?? 2000) * 2 ** Math.min(misses.n, 4))));
+      return MISSED;
     }
   }
 
@@ -469,8 +495,10 @@ export class AwsDriver implements Driver {
     const client = this.writer(creds);
     const timeoutMs = opts.timeoutMs ?? 60_000;
     const deadline = Date.now() + timeoutMs;
+    const misses = { n: 0 };
     for (;;) {
-      const inst = await this.mustFind(client, ref);
+      const inst = await this.pollRead(() => this.mustFind(client, ref), misses, deadline, `${ref.cloudId ?? ref.vmId} to report ready`);
+      if (inst === MISSED) continue;
       const id = inst.InstanceId!;
       const a = this.agents.get(id);
       const st = stateOf(inst);
