@@ -356,7 +356,19 @@ describe('azure driver: failures as kinds', () => {
     { name: '401 InvalidAuthenticationToken', fault: { call: 'putNic', status: 401, code: 'InvalidAuthenticationToken' }, act: 'create', kind: 'credentials' },
     { name: '403 AuthorizationFailed', fault: { call: 'start', status: 403, code: 'AuthorizationFailed' }, act: 'powerOn', kind: 'credentials' },
     { name: '404 ResourceNotFound', fault: { call: 'start', status: 404, code: 'ResourceNotFound' }, act: 'powerOn', kind: 'not-found' },
+    // ARM answers 404 SubscriptionNotFound to a principal with no role on the subscription (rather than 403), and for
+    // a cancelled one: nothing says the VM is gone (get must not answer "absent": refresh would take the fleet for lost).
+    { name: '404 SubscriptionNotFound on get', fault: { call: 'getVm', status: 404, code: 'SubscriptionNotFound', message: `The subscription '${SUB}' could not be found.` }, act: 'get', kind: 'credentials', message: /SubscriptionNotFound.*role/ },
+    { name: '404 SubscriptionNotFound on start', fault: { call: 'start', status: 404, code: 'SubscriptionNotFound', message: `The subscription '${SUB}' could not be found.` }, act: 'powerOn', kind: 'credentials' },
   ];
+
+  it('deleteVm answered 404 SubscriptionNotFound (no role on the subscription) fails: the VM is not known gone', async () => {
+    const i = input();
+    await driver.createVm(creds(), i);
+    arm.inject({ call: 'deleteVm', status: 404, code: 'SubscriptionNotFound', message: `The subscription '${SUB}' could not be found.` });
+    expect((await failure(driver.deleteVm(creds(), { vmId: i.vmId, cloudId: null }))).kind).toBe('credentials');
+    expect(arm.vms.size).toBe(1);
+  });
 
   it('ready (the DMZ client\'s readiness): the first page of the resource group\'s VMs with its own read token; a refused token rejects as credentials', async () => {
     await driver.ready();

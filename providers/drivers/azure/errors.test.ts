@@ -24,6 +24,7 @@ describe('Azure failures as DriverError kinds', () => {
     ['404 NotFound', { statusCode: 404, code: 'NotFound', message: 'x' }, 'not-found'],
     ['404 without a code', { statusCode: 404, message: 'x' }, 'not-found'],
     ['the resource group is missing (a setup problem, not a VM gone)', { statusCode: 404, code: 'ResourceGroupNotFound', message: 'x' }, 'failed'],
+    ['the subscription is not visible (no role on it, or cancelled: not a VM gone)', { statusCode: 404, code: 'SubscriptionNotFound', message: 'x' }, 'credentials'],
     ['aborted by the request timeout', { name: 'AbortError', message: 'The operation was aborted.' }, 'timeout'],
     ['400 bad request', { statusCode: 400, code: 'InvalidParameter', message: 'x' }, 'failed'],
     ['nothing known', { message: 'x' }, 'failed'],
