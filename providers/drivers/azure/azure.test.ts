@@ -435,8 +435,13 @@ describe('azure driver: failures as kinds', () => {
     },
   );
 
-  it('a retried create that finds the first VM still Creating waits for it, then powers it off (Azure starts what it creates)', async () => {
+  it.each([
+    { name: 'every read answered', throttled: false },
+    { name: 'reading past throttled reads (429) meanwhile', throttled: true },
+  ])('a retried create that finds the first VM still Creating waits for it, then powers it off (Azure starts what it creates): $name', async ({ throttled }) => {
     const i = input();
+    // The create's first read (it finds the VM) goes through; two of the reads of its wait are throttled.
+    if (throttled) arm.inject({ call: 'getVm', status: 429, code: 'TooManyRequests', retryAfter: 0, times: 2, after: 1 });
     const n = resourceNames(i.vmId);
     // The first create's PUT was accepted, then its wait timed out on our side while ARM goes on creating the VM.
     arm.nics.set(n.nic, { name: n.nic });
@@ -539,6 +544,34 @@ describe('azure driver: failures as kinds', () => {
     expect((await failure(driver.resize(creds(), ref, { cpu: 4, memoryGiB: 16, diskGiB: 64 }))).kind).toBe('not-found');
     expect(await driver.get(creds(), ref)).toBeUndefined();
     await driver.deleteVm(creds(), ref);
+  });
+
+  // awaitReady reads the VM between the agent's reports, and a retried create reads a VM still Creating until it
+  // settles; a fleet booting at once meets ARM's read throttling (429 with Retry-After) or a 5xx now and then. One
+  // such read is no reason to end the wait: it reads again after the Retry-After (or a backoff), up to its deadline.
+  it.each([
+    { name: '429 TooManyRequests', fault: { call: 'getVm', status: 429, code: 'TooManyRequests', retryAfter: 0, times: 3 } },
+    { name: '503', fault: { call: 'getVm', status: 503, code: 'ServiceUnavailable', times: 3 } },
+  ] as const)('awaitReady reads past a $name read of the VM', async ({ fault }) => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    boot.issued.add('token-poll');
+    await driver.boot(creds(), ref, { bootToken: 'token-poll' });
+    arm.inject(fault);
+    expect(await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).toMatchObject({ observedState: 'Running' });
+  });
+
+  it('awaitReady whose reads keep being throttled ends at its deadline as a timeout naming the failure', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    arm.inject({ call: 'getVm', status: 429, code: 'TooManyRequests', retryAfter: 0 });
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 200 }));
+    expect(err.kind).toBe('timeout');
+    expect(err.message).toContain('TooManyRequests');
   });
 
   it('awaitReady without a report times out', async () => {

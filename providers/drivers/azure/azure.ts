@@ -51,6 +51,9 @@ interface AgentEntry {
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
+/** A wait loop's read that failed transiently (pollRead): read again. */
+const MISSED = Symbol('missed');
+
 /** Client caches keep this many brokered tokens' clients (each approval brings a token; most are the same one, cached by the broker). */
 const CLIENT_CACHE = 8;
 
@@ -293,19 +296,47 @@ export class AzureDriver implements Driver {
     const timeoutMs = this.o.operationTimeoutMs ?? 900_000;
     const deadline = Date.now() + timeoutMs;
     let cur: VirtualMachine | undefined = vm;
+    const misses = { n: 0 };
     while (cur && ['creating', 'updating'].includes(provisioningStateOf(cur.provisioningState, cur.instanceView?.statuses).toLowerCase())) {
       if (this.closed) throw new DriverError('failed', `the azure driver of ${this.dataCenter} closed while waiting for VM ${name} to be provisioned`);
       if (Date.now() > deadline) throw new DriverError('timeout', `VM ${name} was still ${cur.provisioningState ?? 'being provisioned'} after ${timeoutMs} ms`, false);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          this.timers.delete(t);
-          resolve();
-        }, this.o.pollIntervalMs ?? 2000);
-        this.timers.add(t);
-      });
-      cur = await this.fetchVm(c, name);
+      await this.pause(this.o.pollIntervalMs ?? 2000);
+      let read: VirtualMachine | undefined | typeof MISSED;
+      do read = await this.pollRead(() => this.fetchVm(c, name), misses, deadline, `VM ${name} to be provisioned`, (ms) => this.pause(ms));
+      while (read === MISSED);
+      cur = read;
     }
     return cur;
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+    });
+  }
+
+  /**
+   * One read of a wait loop. A transient failure (429 throttled, a 5xx, a reset) does not end the wait, which the
+   * next read may finish: it waits ARM's Retry-After, or a pause doubling with each miss in a row, and answers
+   * MISSED; past the deadline the wait is a timeout naming that failure.
+   */
+  private async pollRead<T>(read: () => Promise<T>, misses: { n: number }, deadline: number, what: string, pause: (ms: number) => Promise<void>): Promise<T | typeof MISSED> {
+    try {
+      const out = await read();
+      misses.n = 0;
+      return out;
+    } catch (err) {
+      if (!(err instanceof DriverError && err.transient) || this.closed) throw err;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new DriverError('timeout', `gave up waiting for ${what}: ARM's reads kept failing until the deadline (${err.message})`, false);
+      misses.n++;
+      await pause(Math.min(left, Math.max(err.retryAfterMs ?? 0, (this.o.pollIntervalMs ?? 2000) * 2 ** Math.min(misses.n, 4))));
+      return MISSED;
+    }
   }
 
   /** POST powerOff (graceful or forced) or deallocate, polled to its end. */
@@ -388,17 +419,20 @@ export class AzureDriver implements Driver {
     const cloudId = this.cloudId(name);
     const timeoutMs = opts.timeoutMs ?? 300_000;
     const deadline = Date.now() + timeoutMs;
+    const misses = { n: 0 };
     for (;;) {
       const entry = this.agents.get(cloudId);
-      if (entry?.state === 'ready') return this.after(c, ref);
       if (entry?.state === 'failed') {
         // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
         if (entry.denied) await this.deleteVm(creds, ref);
         throw new DriverError(entry.denied ? 'boot-denied' : 'boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}${entry.denied ? '; the VM was deleted' : ''}`);
       }
+      const vm = await this.pollRead(() => this.mustFetch(c, ref), misses, deadline, `VM ${name} to report ready`, (ms) => this.agentChange(cloudId, ms));
+      if (vm === MISSED) continue;
+      if (entry?.state === 'ready') return this.view(vm);
       // Between reports, the VM itself: one that powered off during its boot without a report this
       // client believes (a report needs the token it issued) had its boot denied. Trusted boot: it goes.
-      const power = powerStateOf((await this.mustFetch(c, ref)).instanceView?.statuses);
+      const power = powerStateOf(vm.instanceView?.statuses);
       if (power === 'stopping' || power === 'stopped' || power === 'deallocating' || power === 'deallocated') {
         await this.deleteVm(creds, ref);
         throw new DriverError('boot-denied', `VM ${name} powered itself off during its boot without reporting ready (a denied boot); it was deleted`);
