@@ -354,6 +354,23 @@ describe('aws driver', () => {
     expect(ec2.instances.size).toBe(1);
   });
 
+  // EC2 refuses a call the IAM policy does not allow with UnauthorizedOperation and an encoded message (1-2 KB)
+  // that only `aws sts decode-authorization-message` reads: it names the policy, action and condition that failed.
+  // Cut short it decodes to nothing; whole, with how to decode it, it tells the person what to fix.
+  it('UnauthorizedOperation keeps its whole encoded authorization message and says how to decode it', async () => {
+    const encoded = `${'Zm9vYmFy'.repeat(200)}-_x`;
+    ec2.fail('RunInstances', {
+      error: 'UnauthorizedOperation',
+      status: 403,
+      message: `You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/dmzfleet-virginia-dmz/fleet is not authorized to perform: ec2:RunInstances on resource: arn:aws:ec2:us-east-1:123456789012:instance/* because no session policy allows the ec2:RunInstances action. Encoded authorization failure message: ${encoded}`,
+    }, 1);
+    const err = await failure(driver.createVm(creds(), input()));
+    expect(err.kind).toBe('credentials');
+    expect(err.message).toContain(encoded);
+    expect(err.message).toContain('aws sts decode-authorization-message');
+    expect(err.message).not.toMatch(/session-secret|session-token/);
+  });
+
   it('RequestExpired without a skewed clock stays credentials', async () => {
     ec2.fail('RunInstances', { error: 'RequestExpired', status: 400, message: 'Request has expired.', date: new Date().toUTCString() }, 1);
     expect((await failure(driver.createVm(creds(), input()))).kind).toBe('credentials');

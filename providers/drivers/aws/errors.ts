@@ -60,7 +60,13 @@ export function ec2Error(err: unknown, what: string): DriverError {
   const e = (err ?? {}) as SdkError;
   const code = e.Code ?? e.name ?? '';
   const status = e.$metadata?.httpStatusCode;
-  const message = (e.message ?? String(err)).slice(0, 300);
+  const full = e.message ?? String(err);
+  // IAM's refusal carries an encoded message (1-2 KB) naming the policy, action and condition that failed; only whole
+  // does it decode, so it is kept whole, with how to read it. It holds no secret (it is meant for the operator).
+  const encoded = /Encoded authorization failure message: ?(\S+)/.exec(full)?.[1];
+  const message = encoded
+    ? `${full.slice(0, full.indexOf('Encoded authorization failure message')).slice(0, 500).trim()} Why, decoded: aws sts decode-authorization-message --encoded-message ${encoded} (needs sts:DecodeAuthorizationMessage)`
+    : full.slice(0, 300);
   // This host's clock is more than EC2's 5 minutes off: EC2 refused the signature, and the SDK has set its clock by
   // the answer's Date for the next request. Trying again works; the note says what to fix (the host's time sync).
   if (e.$metadata?.clockSkewCorrected) {
