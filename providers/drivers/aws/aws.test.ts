@@ -3,7 +3,7 @@
 // serves them: throttling then success, 5xx, connection reset, a hung call,
 // capacity, an instance vanishing between calls, pagination.
 import { randomUUID } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DriverError, type CreateVmInput } from '../types.ts';
 import { parseAgentUserData } from '../../boot-agent/index.ts';
 import { AwsDriver, dataDeviceOf } from './aws.ts';
@@ -297,6 +297,41 @@ describe('aws driver', () => {
     const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 200 }));
     expect(err.kind).toBe('timeout');
     expect(err.message).toContain('RequestLimitExceeded');
+  });
+
+  // The approval of an awaitReady step carries the broker's session credentials as they are (900 s, renewed at two
+  // thirds: often minutes left, at least 30 s), and a boot may be waited for 10 minutes: the wait must outlive them.
+  it('awaitReady outlives the session credentials of its approval: its reads go on with the DMZ client\'s own identity', async () => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-long' });
+    const expiresAt = Date.now() + 400;
+    const short = sessionCredentials(DC, 'ASIASHORT');
+    short.aws!.expiration = new Date(expiresAt).toISOString();
+    ec2.sessionExpiry.set('ASIASHORT', expiresAt);
+    const waiting = driver.awaitReady(short, ref, { timeoutMs: 20_000 });
+    // The agent reports ready once the session credentials have expired (waited on the clock, with a deadline).
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(expiresAt + 50), { timeout: 5_000, interval: 20 });
+    driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-long', state: 'ready' });
+    expect(await waiting).toMatchObject({ observedState: 'Running' });
+  });
+
+  it('a denied boot found after the session credentials expired is boot-denied, saying the instance (powered off) could not be terminated yet', async () => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-denied' });
+    const expiresAt = Date.now() + 400;
+    const short = sessionCredentials(DC, 'ASIASHORT');
+    short.aws!.expiration = new Date(expiresAt).toISOString();
+    ec2.sessionExpiry.set('ASIASHORT', expiresAt);
+    const waiting = failure(driver.awaitReady(short, ref, { timeoutMs: 20_000 }));
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(expiresAt + 50), { timeout: 5_000, interval: 20 });
+    driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-denied', state: 'failed', denied: true, detail: 'boot denied: unknown boot token' });
+    const err = await waiting;
+    expect(err.kind).toBe('boot-denied');
+    expect(err.message).toMatch(/not terminated.*expired/);
   });
 
   it('a size no catalog type fits fails before any EC2 call', async () => {

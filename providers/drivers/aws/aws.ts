@@ -108,6 +108,8 @@ export function dataDeviceOf(inst: Pick<Instance, 'BlockDeviceMappings'>): strin
   const vol = inst.BlockDeviceMappings?.find((m) => m.DeviceName === DATA_VOLUME_MAPPING)?.Ebs?.VolumeId;
   return vol && /^vol-[0-9a-f]+$/.test(vol) ? `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${vol.replace('-', '')}` : undefined;
 }
+/** A wait's reads leave the brokered session for the DMZ client's own identity this close to the session's end. */
+const SESSION_READ_MARGIN_MS = 60_000;
 /** A wait loop's read that failed transiently (pollRead): read again. */
 const MISSED = Symbol('missed');
 /** How many instances of one VM found terminated a create walks past (each a create that failed, within a day). */
@@ -283,6 +285,30 @@ export class AwsDriver implements Driver {
       if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} was not ${what} within ${timeoutMs} ms (${found ? `it is ${s ?? 'unknown'}` : 'DescribeInstances does not show it yet'})`, false);
       await this.sleep(this.o.settings.pollMs ?? 2000);
     }
+  }
+
+  /**
+   * The client a wait's reads use: the brokered session's while it has a minute left, then the DMZ client's own
+   * read identity (which renews itself). An approval carries the broker's session credentials as they are (900 s,
+   * renewed at two thirds: sometimes well under a minute left), and a boot may be waited for 10 minutes.
+   */
+  private reader(client: EC2Client, creds: ScopedCredentials): EC2Client {
+    const exp = Date.parse(creds.aws?.expiration ?? '');
+    return exp - Date.now() > SESSION_READ_MARGIN_MS ? client : this.readClient;
+  }
+
+  /**
+   * Before terminating a VM whose boot was denied: throws boot-denied, saying so, when the session credentials
+   * of the step have expired (a long wait outlived them): the call would be refused, and a credentials failure
+   * would hide the denial. The agent powers the VM off; the next apply (delete, replace) terminates it.
+   */
+  private terminateDenied(creds: ScopedCredentials, id: string, why: string): void {
+    const exp = creds.aws?.expiration ?? '';
+    if (Date.parse(exp) - Date.now() > 5_000) return;
+    throw new DriverError(
+      'boot-denied',
+      `instance ${id}: ${why}; it was not terminated yet: this step's AWS session credentials expired at ${exp} during the wait; its agent powers it off, and the next apply (its delete or replace) terminates it`,
+    );
   }
 
   /**
@@ -497,7 +523,7 @@ export class AwsDriver implements Driver {
     const deadline = Date.now() + timeoutMs;
     const misses = { n: 0 };
     for (;;) {
-      const inst = await this.pollRead(() => this.mustFind(client, ref), misses, deadline, `${ref.cloudId ?? ref.vmId} to report ready`);
+      const inst = await this.pollRead(() => this.mustFind(this.reader(client, creds), ref), misses, deadline, `${ref.cloudId ?? ref.vmId} to report ready`);
       if (inst === MISSED) continue;
       const id = inst.InstanceId!;
       const a = this.agents.get(id);
@@ -506,6 +532,7 @@ export class AwsDriver implements Driver {
       if (a?.state === 'failed') {
         if (a.denied) {
           // The patent's trusted boot: a VM whose boot was denied is not allowed to live.
+          this.terminateDenied(creds, id, a.detail ?? 'boot denied');
           await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
           throw new DriverError('boot-denied', `instance ${id} was terminated: ${a.detail ?? 'boot denied'}`);
         }
@@ -525,6 +552,7 @@ export class AwsDriver implements Driver {
         }
         // The VM powered itself off during its boot without a report we could believe (a report needs
         // the boot token the driver issued): a boot the authority did not approve. Trusted boot: it goes.
+        this.terminateDenied(creds, id, 'it powered itself off during its boot without reporting ready (a denied boot)');
         await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
         throw new DriverError('boot-denied', `instance ${id} powered itself off during its boot without reporting ready (a denied boot); it was terminated`);
       }

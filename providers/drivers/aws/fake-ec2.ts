@@ -93,6 +93,11 @@ export class FakeEc2 {
    * finding no capacity for a start after it answered: `Server.InsufficientInstanceCapacity`); its OS never boots.
    */
   startFailure: { code: string; message: string } | undefined;
+  /**
+   * Session credentials by access key id, with the time (ms) they expire at: a request signed with one after that
+   * is refused as EC2 refuses an expired session token (RequestExpired, 400).
+   */
+  readonly sessionExpiry = new Map<string, number>();
   private readonly faults = new Map<string, { fault: Ec2Fault; times: number }>();
   private readonly interceptor: nock.Interceptor;
   private hung: (() => void)[] = [];
@@ -159,7 +164,13 @@ export class FakeEc2 {
   private handle(body: string, auth: string, cb: (err: NodeJS.ErrnoException | null, res?: [number, string, Record<string, string>]) => void): void {
     const params = new URLSearchParams(body);
     const action = params.get('Action') ?? '';
-    this.requests.push({ action, params, accessKeyId: /Credential=([^/]+)\//.exec(auth)?.[1] ?? '' });
+    const accessKeyId = /Credential=([^/]+)\//.exec(auth)?.[1] ?? '';
+    this.requests.push({ action, params, accessKeyId });
+    const expiry = this.sessionExpiry.get(accessKeyId);
+    if (expiry !== undefined && Date.now() >= expiry) {
+      cb(null, [400, errorXml('RequestExpired', 'Request has expired.'), XML]);
+      return;
+    }
     const f = this.faults.get(action);
     if (f && f.times > 0) {
       f.times--;
