@@ -455,6 +455,17 @@ describe('aws driver', () => {
     expect(await driver.get(read(), { vmId: i.vmId, cloudId: null })).toMatchObject({ cloudId: again.cloudId, status: 'present' });
   });
 
+  it('a create that fails for good and whose TerminateInstances fails too says the instance remains and what removes it', async () => {
+    ec2.fail('StopInstances', { error: 'UnsupportedOperation', status: 400, message: "The instance 'i-0' does not have an 'ebs' root device type and cannot be stopped." }, 1);
+    ec2.fail('TerminateInstances', EC2_FAULTS.unavailable);
+    const err = await failure(driver.createVm(creds(), input()));
+    expect(err.kind).toBe('failed');
+    const [inst] = [...ec2.instances.values()];
+    expect(inst.state).toBe('running');
+    expect(err.message).toContain('UnsupportedOperation');
+    expect(err.message).toMatch(new RegExp(`clean-up failed.*instance ${inst.id} remains.*next apply`));
+  });
+
   it('an instance that vanishes between calls is not-found for the next call, gone for get, and deleted without complaint', async () => {
     const vm = await driver.createVm(creds(), input());
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };

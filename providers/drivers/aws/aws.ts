@@ -448,7 +448,19 @@ export class AwsDriver implements Driver {
       // A create that failed for good leaves nothing behind (DESIGN: a failed create must leave nothing created);
       // after a transient failure or a timeout the retried create (same ClientToken) finds this instance again.
       if (err instanceof DriverError && !err.transient && err.kind !== 'timeout') {
-        await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] })).catch(() => undefined);
+        const left = await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] })).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        // An instance the clean-up could not terminate is said, never swallowed: the record holds the VM
+        // (CreateFailed), and its next create (same ClientToken) or delete finds it.
+        if (left !== undefined) {
+          throw new DriverError(
+            err.kind,
+            `${err.message}; the clean-up failed (${left instanceof Error ? left.message : String(left)}): instance ${id} remains; the next apply's create again or delete terminates it`,
+            err.transient,
+          );
+        }
       }
       throw err;
     }

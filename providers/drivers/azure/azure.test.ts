@@ -420,6 +420,22 @@ describe('azure driver: failures as kinds', () => {
     expect(arm.calls('putVm')).toHaveLength(2);
   });
 
+  // The cleanup of a create that failed for good can fail too (ARM throttles the DELETE, a 5xx): what it left
+  // must be said, not swallowed, so a person knows a NIC or disk remains and what removes it.
+  it('a create that fails for good and whose cleanup fails says what was left and what removes it', async () => {
+    const i = input();
+    const n = resourceNames(i.vmId);
+    // ARM refuses the VM (no VM resource is made); the NIC made before it stays while its DELETE fails.
+    arm.inject({ call: 'putVm', status: 409, code: 'SkuNotAvailable', message: 'The requested size is not available in location eastus.', times: 1 });
+    arm.inject({ call: 'deleteNic', status: 503, code: 'ServiceUnavailable' });
+    const err = await failure(driver.createVm(creds(), i));
+    expect(err.kind).toBe('capacity');
+    expect(arm.nics.has(n.nic)).toBe(true);
+    expect(err.message).toContain('The requested size is not available');
+    expect(err.message).toMatch(new RegExp(`clean-up failed.*${n.nic}`));
+    expect(err.message).toMatch(/next apply/);
+  });
+
   it.each(['InternalServerError', 'RetryableError', 'OperationPreempted'])(
     'a create whose VM operation failed transiently (%s) leaves a Failed VM; the retried create makes it again and ends powered off, not CreateFailed',
     async (code) => {

@@ -234,7 +234,20 @@ export class AzureDriver implements Driver {
       // A create that failed for good leaves nothing behind (DESIGN: a failed create must leave nothing created);
       // after a transient failure or a timeout the VM may still come: the retried create finds it by name.
       if (err instanceof DriverError && !err.transient && err.kind !== 'timeout') {
-        await this.deleteVm(creds, { vmId: input.vmId, cloudId: null }).catch(() => undefined);
+        const left = await this.deleteVm(creds, { vmId: input.vmId, cloudId: null }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        // What the clean-up could not remove is said, never swallowed: the record holds the VM (CreateFailed), and
+        // its next create or delete removes what is left by name.
+        if (left !== undefined) {
+          const why = left instanceof Error ? left.message : String(left);
+          throw new DriverError(
+            err.kind,
+            `${err.message}; the clean-up failed (${why}): of VM ${n.vm}, its NIC ${n.nic} and disks ${n.osDisk}, ${n.dataDisk} may remain in resource group ${this.rg}; the next apply's create again or delete removes them`,
+            err.transient,
+          );
+        }
       }
       throw err;
     }
