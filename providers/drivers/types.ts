@@ -44,7 +44,8 @@ export class DriverError extends Error {
   readonly transient: boolean;
   /**
    * The cloud asked to wait this long before trying again (Azure's 429 / 503
-   * Retry-After): the DMZ client's retry waits at least this (callDriver).
+   * Retry-After), or the driver knows it refills no sooner (EC2's throttling):
+   * the DMZ client's retry waits at least this (callDriver).
    */
   readonly retryAfterMs: number | undefined;
   constructor(kind: DriverErrorKind, message: string, transient = kind === 'transient', opts: { retryAfterMs?: number } = {}) {

@@ -14,6 +14,7 @@ import { EC2_STATES, mapEc2State } from './states.ts';
 import { CONTRACT_TYPES, sessionCredentials } from './testing.ts';
 import { defaultPack } from '../../testing.ts';
 import { credentialKey } from '../../../protocol/index.ts';
+import { callDriver } from '../../dmz-client/operations.ts';
 
 const DC = 'virginia';
 const creds = () => sessionCredentials(DC);
@@ -272,19 +273,20 @@ describe('aws driver', () => {
   // meets EC2's request rate limit (RequestLimitExceeded) or a 5xx now and then. One such read is no reason to
   // end a wait that the next poll would finish: the waits read again, backing off, until their deadline.
   it.each([
-    { name: 'throttled (RequestLimitExceeded)', fault: EC2_FAULTS.transient },
-    { name: 'a 5xx', fault: EC2_FAULTS.internal },
-  ])('awaitReady and a wait for a state read past DescribeInstances $name', async ({ fault }) => {
+    // Throttled once (each throttle is waited out for a second or two), the 5xx three times.
+    { name: 'throttled (RequestLimitExceeded)', fault: EC2_FAULTS.transient, times: 1 },
+    { name: 'a 5xx', fault: EC2_FAULTS.internal, times: 3 },
+  ])('awaitReady and a wait for a state read past DescribeInstances $name', async ({ fault, times }) => {
     ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
     // createVm's first read is its wait for the launched instance.
-    ec2.fail('DescribeInstances', fault, 3);
+    ec2.fail('DescribeInstances', fault, times);
     const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
     expect(vm).toMatchObject({ observedState: 'PoweredOff' });
     expect(ec2.instances.size).toBe(1);
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
     await driver.boot(creds(), ref, { bootToken: 'tok-poll' });
     expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-poll', state: 'ready' })).toBe(true);
-    ec2.fail('DescribeInstances', fault, 3);
+    ec2.fail('DescribeInstances', fault, times);
     expect(await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).toMatchObject({ observedState: 'Running' });
   });
 
@@ -378,6 +380,23 @@ describe('aws driver', () => {
   // A DMZ client host whose clock is off by more than EC2's 5 minutes: EC2 refuses the signature (RequestExpired,
   // or SignatureDoesNotMatch / AuthFailure), and the SDK learns EC2's time from the answer's Date header and signs
   // the next request with it ($metadata.clockSkewCorrected). Trying again then works: transient, not credentials.
+  // EC2 refills its request and resource token buckets per second (RunInstances' resource bucket: 2 a second) and
+  // sends no Retry-After: the DMZ client's own backoff (tens of ms, 4 tries) spent every try inside the same second.
+  // A throttled call asks the retry to wait at least a second, with jitter so a fleet's calls do not come back at once.
+  it('a throttled call (RequestLimitExceeded) asks the DMZ client\'s retry to wait at least a second, and the retry makes one instance', async () => {
+    const i = input();
+    ec2.fail('RunInstances', EC2_FAULTS.transient, 2);
+    const pauses: number[] = [];
+    const vm = await callDriver('createVm', () => driver.createVm(creds(), i), { attempts: 4, timeoutMs: 30_000, sleep: async (ms) => void pauses.push(ms) });
+    expect(vm.status).toBe('present');
+    expect(pauses).toHaveLength(2);
+    for (const ms of pauses) {
+      expect(ms).toBeGreaterThanOrEqual(1000);
+      expect(ms).toBeLessThan(2000);
+    }
+    expect(ec2.instances.size).toBe(1);
+  });
+
   it('a request refused for a skewed clock that the SDK corrected is transient; the retry succeeds', async () => {
     const i = input();
     const ahead = new Date(Date.now() + 10 * 60_000).toUTCString();

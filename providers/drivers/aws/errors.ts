@@ -4,7 +4,8 @@
 //
 // | EC2 error code / failure                                                   | kind          |
 // | -------------------------------------------------------------------------- | ------------- |
-// | RequestLimitExceeded, Throttling, ServiceUnavailable, Unavailable,          | transient     |
+// | RequestLimitExceeded, Throttling (retryAfterMs 1-2 s), ServiceUnavailable,  | transient     |
+// | Unavailable,                                                               |               |
 // | InternalError, InternalFailure, any HTTP 5xx, connection reset / refused   |               |
 // | InsufficientInstanceCapacity, InsufficientCapacity, InstanceLimitExceeded, | capacity      |
 // | VcpuLimitExceeded, InsufficientHostCapacity                                |               |
@@ -44,6 +45,14 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   OptInRequired: 'credentials',
 };
 
+/**
+ * Throttling codes. EC2 refills its token buckets per second (RunInstances' resource bucket: 2 tokens a second) and
+ * says nothing of when to come back: a throttled call asks the DMZ client's retry to wait THROTTLE_PAUSE_MS or up to
+ * twice that (jitter: a fleet's throttled calls do not all come back in the same second).
+ */
+const THROTTLED = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException']);
+const THROTTLE_PAUSE_MS = 1000;
+
 const NETWORK = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED', 'EHOSTUNREACH']);
 
 interface SdkError {
@@ -80,5 +89,6 @@ export function ec2Error(err: unknown, what: string): DriverError {
   if (!kind && (status === 401 || status === 403)) kind = 'credentials';
   if (!kind && /socket hang up|ECONNRESET|ECONNREFUSED/.test(message)) kind = 'transient';
   kind ??= 'failed';
-  return new DriverError(kind, `EC2 ${what}: ${code && code !== 'Error' ? `${code}: ` : ''}${message}`);
+  const retryAfterMs = THROTTLED.has(code) ? THROTTLE_PAUSE_MS + Math.floor(Math.random() * THROTTLE_PAUSE_MS) : undefined;
+  return new DriverError(kind, `EC2 ${what}: ${code && code !== 'Error' ? `${code}: ` : ''}${message}`, kind === 'transient', retryAfterMs !== undefined ? { retryAfterMs } : {});
 }
