@@ -289,6 +289,23 @@ describe('azure driver: lifecycle', () => {
     expect(arm.vms.size).toBe(0);
   });
 
+  // A guest that powers itself off leaves its VM stopped (still allocated); only ARM deallocates (an operator, an
+  // auto-shutdown schedule, a spot eviction). A VM deallocated during its boot is no denied boot: it is kept, with
+  // its data disk, and awaitReady says what happened.
+  it('a VM deallocated during its boot (not by its guest) is boot-failed and kept, not deleted as denied', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    arm.vms.get(resourceNames(i.vmId).vm)!.power = 'deallocated';
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }));
+    expect(err.kind).toBe('boot-failed');
+    expect(err.message).toMatch(/deallocated/);
+    expect(arm.calls('deleteVm')).toHaveLength(0);
+    expect(arm.vms.has(resourceNames(i.vmId).vm)).toBe(true);
+    expect((await driver.get(creds(), ref))?.observedState).toBe('PoweredOff');
+  });
+
   it('an agent report with another token is not believed', async () => {
     const i = input();
     const ref = { vmId: i.vmId, cloudId: null };

@@ -14,7 +14,8 @@
 // | powerOn    | POST start                                                                                |
 // | boot       | PATCH VM userData: the boot agent with this boot's one-time token (bootstrap.ts runs it)  |
 // | awaitReady | waits for the agent's report (agentStatus), reading the VM's instance view between       |
-// |            | reports; a denied VM (its report, or it powered itself off while booting) is deleted      |
+// |            | reports; a denied VM (its report, or it powered itself off while booting) is deleted; one |
+// |            | deallocated meanwhile (ARM's doing, never its guest's) is kept: boot-failed               |
 // | shutdown   | POST powerOff (graceful: the OS shuts down)                                               |
 // | powerOff   | POST powerOff?skipShutdown=true, or POST deallocate when the pack says `deallocate`       |
 // | resize     | GET VM (must be powered off), PATCH VM hardwareProfile.vmSize and the size tag            |
@@ -446,7 +447,12 @@ export class AzureDriver implements Driver {
       // Between reports, the VM itself: one that powered off during its boot without a report this
       // client believes (a report needs the token it issued) had its boot denied. Trusted boot: it goes.
       const power = powerStateOf(vm.instanceView?.statuses);
-      if (power === 'stopping' || power === 'stopped' || power === 'deallocating' || power === 'deallocated') {
+      if (power === 'deallocating' || power === 'deallocated') {
+        // A guest that powers itself off leaves its VM stopped, still allocated; only ARM deallocates (an operator, an
+        // auto-shutdown schedule, a spot eviction). Not a denial: the VM and its data disk stay.
+        throw new DriverError('boot-failed', `VM ${name} was ${power} during its boot, by ARM, not by its guest (a guest's poweroff leaves it stopped): someone or a schedule deallocated it; it is kept, powered off`);
+      }
+      if (power === 'stopping' || power === 'stopped') {
         await this.deleteVm(creds, ref);
         throw new DriverError('boot-denied', `VM ${name} powered itself off during its boot without reporting ready (a denied boot); it was deleted`);
       }
