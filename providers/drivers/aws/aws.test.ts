@@ -551,6 +551,9 @@ describe('EC2 errors and states', () => {
   it.each([
     ['RequestLimitExceeded', 503, 'transient'],
     ['InsufficientInstanceCapacity', 500, 'capacity'],
+    // The subnet has no address left, the account no EBS storage left: the data center is full, not a cloud fault.
+    ['InsufficientFreeAddressesInSubnet', 400, 'capacity'],
+    ['VolumeLimitExceeded', 400, 'capacity'],
     ['IncorrectInstanceState', 400, 'invalid-state'],
     ['InvalidInstanceID.NotFound', 400, 'not-found'],
     ['UnauthorizedOperation', 403, 'credentials'],

@@ -8,7 +8,8 @@
 // | Unavailable,                                                               |               |
 // | InternalError, InternalFailure, any HTTP 5xx, connection reset / refused   |               |
 // | InsufficientInstanceCapacity, InsufficientCapacity, InstanceLimitExceeded, | capacity      |
-// | VcpuLimitExceeded, InsufficientHostCapacity                                |               |
+// | VcpuLimitExceeded, InsufficientHostCapacity, InsufficientFreeAddresses-    |               |
+// | InSubnet (the subnet is out of addresses), VolumeLimitExceeded (EBS quota)  |               |
 // | IncorrectInstanceState, IncorrectState                                     | invalid-state |
 // | InvalidInstanceID.NotFound, InvalidInstanceID.Malformed                    | not-found     |
 // | AuthFailure, UnauthorizedOperation, InvalidClientTokenId, ExpiredToken,     | credentials   |
@@ -32,6 +33,8 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   InsufficientHostCapacity: 'capacity',
   InstanceLimitExceeded: 'capacity',
   VcpuLimitExceeded: 'capacity',
+  InsufficientFreeAddressesInSubnet: 'capacity',
+  VolumeLimitExceeded: 'capacity',
   IncorrectInstanceState: 'invalid-state',
   IncorrectState: 'invalid-state',
   'InvalidInstanceID.NotFound': 'not-found',

@@ -368,6 +368,7 @@ describe('azure driver: failures as kinds', () => {
     { name: 'connection reset', fault: { call: 'getVm', reset: true }, act: 'get', kind: 'transient' },
     { name: 'AllocationFailed in the create operation', fault: { call: 'putVm', failOperation: { code: 'AllocationFailed', message: 'Allocation failed. We do not have sufficient capacity.' } }, act: 'create', kind: 'capacity', message: /sufficient capacity/ },
     { name: 'SkuNotAvailable', fault: { call: 'putVm', status: 409, code: 'SkuNotAvailable' }, act: 'create', kind: 'capacity' },
+    { name: 'SubnetIsFull at the NIC', fault: { call: 'putNic', status: 400, code: 'SubnetIsFull', message: 'Subnet vms with address prefix 10.0.1.0/27 does not have enough available IP addresses to satisfy the request for 1 IP addresses.' }, act: 'create', kind: 'capacity', message: /enough available IP addresses/ },
     { name: 'quota (OperationNotAllowed)', fault: { call: 'putVm', status: 409, code: 'OperationNotAllowed', message: 'Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota.' }, act: 'create', kind: 'capacity' },
     { name: 'OperationNotAllowed on the wrong power state', fault: { call: 'start', status: 409, code: 'OperationNotAllowed', message: 'Cannot start the VM while it is being deleted.' }, act: 'powerOn', kind: 'invalid-state' },
     { name: '401 InvalidAuthenticationToken', fault: { call: 'putNic', status: 401, code: 'InvalidAuthenticationToken' }, act: 'create', kind: 'credentials' },

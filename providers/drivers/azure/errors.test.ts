@@ -14,6 +14,7 @@ describe('Azure failures as DriverError kinds', () => {
     ['AllocationFailed', { statusCode: 200, code: 'AllocationFailed', message: 'x' }, 'capacity'],
     ['ZonalAllocationFailed', { code: 'ZonalAllocationFailed', message: 'x' }, 'capacity'],
     ['SkuNotAvailable', { statusCode: 409, code: 'SkuNotAvailable', message: 'x' }, 'capacity'],
+    ['the subnet has no address left (SubnetIsFull, at the NIC)', { statusCode: 400, code: 'SubnetIsFull', message: 'x' }, 'capacity'],
     ['quota', { statusCode: 409, code: 'OperationNotAllowed', message: 'exceeding approved Total Regional Cores quota' }, 'capacity'],
     ['wrong power state', { statusCode: 409, code: 'OperationNotAllowed', message: 'Cannot modify extensions in the VM when the VM is not running.' }, 'invalid-state'],
     ['409 Conflict', { statusCode: 409, code: 'Conflict', message: 'x' }, 'invalid-state'],

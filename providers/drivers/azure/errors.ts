@@ -18,6 +18,8 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   OverconstrainedAllocationRequest: 'capacity',
   OverconstrainedZonalAllocationRequest: 'capacity',
   QuotaExceeded: 'capacity',
+  // The data center's subnet has no address left for the VM's NIC.
+  SubnetIsFull: 'capacity',
   AuthenticationFailed: 'credentials',
   AuthorizationFailed: 'credentials',
   LinkedAuthorizationFailed: 'credentials',
