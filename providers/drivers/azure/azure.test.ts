@@ -469,6 +469,37 @@ describe('azure driver: failures as kinds', () => {
     },
   );
 
+  // The first create's clean-up (a create that failed for good) may still be deleting the VM when the record's
+  // create again (CreateFailed -> BeingCreated) comes: that VM is no answer (it goes), the create waits it out.
+  it('a create again that finds the VM still Deleting waits until it is gone, then makes it anew', async () => {
+    const i = input();
+    const n = resourceNames(i.vmId);
+    arm.vms.set(n.vm, {
+      name: n.vm,
+      location: 'eastus',
+      tags: { 'fleet-stack': 'prod', 'fleet-data-center': DC, 'fleet-vm-id': i.vmId, 'fleet-name': i.name, 'fleet-size': 'cpu=2,memoryGiB=8,diskGiB=64', 'fleet-encrypted-disk': 'true' },
+      properties: { hardwareProfile: { vmSize: 'Standard_D2s_v5' } },
+      provisioningState: 'Deleting',
+      power: 'stopped',
+    });
+    // ARM ends the delete while the create reads the VM (Azure's pace, not ours).
+    const reads = arm.calls('getVm').length;
+    const gone = setInterval(() => {
+      if (arm.calls('getVm').length > reads + 1) {
+        arm.vanish(n.vm);
+        clearInterval(gone);
+      }
+    }, 1);
+    try {
+      const vm = await driver.createVm(creds(), i);
+      expect(vm).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff', power: 'off' });
+    } finally {
+      clearInterval(gone);
+    }
+    expect(arm.calls('putVm')).toHaveLength(1);
+    expect(arm.vms.get(n.vm)).toMatchObject({ provisioningState: 'Succeeded', power: 'stopped' });
+  });
+
   it.each([
     { name: 'every read answered', throttled: false },
     { name: 'reading past throttled reads (429) meanwhile', throttled: true },

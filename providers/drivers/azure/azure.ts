@@ -7,7 +7,8 @@
 //
 // | operation  | ARM calls                                                                                 |
 // | ---------- | ----------------------------------------------------------------------------------------- |
-// | createVm   | GET VM (there already: wait out Creating/Updating, redo a Failed one, else answer it),    |
+// | createVm   | GET VM (there already: wait out Creating/Updating/Deleting, redo a Failed one, else      |
+// |            | answer it),                                                                               |
 // |            | PUT NIC, PUT VM (custom data: the bootstrap), then                                        |
 // |            | POST powerOff or deallocate (Azure starts a VM it creates; the diagram wants PoweredOff); |
 // |            | a create that failed otherwise than transiently is cleaned up (nothing left behind)       |
@@ -305,13 +306,14 @@ export class AzureDriver implements Driver {
     return this.view({ ...made, instanceView: { statuses: [{ code: this.o.powerOffMode === 'deallocate' ? 'PowerState/deallocated' : 'PowerState/stopped' }] } });
   }
 
-  /** The VM once its provisioning is no longer Creating or Updating (read again every poll interval, up to the operation deadline); undefined if it went. */
+  /** The VM once its provisioning is no longer Creating, Updating or Deleting (read again every poll interval, up to the operation deadline); undefined if it went. */
   private async settled(c: Clients, name: string, vm: VirtualMachine): Promise<VirtualMachine | undefined> {
     const timeoutMs = this.o.operationTimeoutMs ?? 900_000;
     const deadline = Date.now() + timeoutMs;
     let cur: VirtualMachine | undefined = vm;
     const misses = { n: 0 };
-    while (cur && ['creating', 'updating'].includes(provisioningStateOf(cur.provisioningState, cur.instanceView?.statuses).toLowerCase())) {
+    // Deleting too: a VM still being deleted (an earlier create's clean-up) is no answer to a create; it is waited out.
+    while (cur && ['creating', 'updating', 'deleting'].includes(provisioningStateOf(cur.provisioningState, cur.instanceView?.statuses).toLowerCase())) {
       if (this.closed) throw new DriverError('failed', `the azure driver of ${this.dataCenter} closed while waiting for VM ${name} to be provisioned`);
       if (Date.now() > deadline) throw new DriverError('timeout', `VM ${name} was still ${cur.provisioningState ?? 'being provisioned'} after ${timeoutMs} ms`, false);
       await this.pause(this.o.pollIntervalMs ?? 2000);
