@@ -522,6 +522,30 @@ describe('aws driver', () => {
     expect(ec2.calls('StopInstances').at(-1)?.params.get('Force')).toBe('true');
   });
 
+  // The region is written twice: in the stack entry (the authority's session policy allows that region only) and in
+  // the DMZ client config (where the driver calls EC2). Apart, every mutating call is refused by the session policy
+  // (UnauthorizedOperation) while reads work: the DMZ client starts, looks ready, and fails each step. Refused at start.
+  it('the registry-made driver refuses a DMZ client config whose region is not the stack entry\'s', async () => {
+    const pack = await defaultPack();
+    const make = (region: string) =>
+      awsDriverFactory({
+        dataCenter: { name: DC, address: 'https://dmz.example', location: { lat: 0, lon: 0 }, hardware: [], capacity: {}, driver: 'aws', aws: { region: 'us-east-1', roleArn: 'arn:aws:iam::123456789012:role/dmz' }, where: {} },
+        stack: 'hybrid',
+        pack,
+        config: { aws: { region, subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'] } },
+        stateDir: '/nonexistent',
+        env: { AWS_ENDPOINT_URL_EC2: ec2.endpoint },
+        credentialKey: credentialKey('dmz-token', DC),
+      });
+    const err = await make('us-west-2').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(DriverError);
+    expect((err as DriverError).message).toMatch(/us-west-2.*us-east-1/);
+    await (await make('us-east-1')).close();
+  });
+
   it('AWS_ENDPOINT_URL_EC2 points the registry-made driver at another endpoint; the config\'s readyTimeoutMs sets its agents\' boot window', async () => {
     const pack = await defaultPack();
     const d = await awsDriverFactory({
