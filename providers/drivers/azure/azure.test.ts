@@ -469,6 +469,27 @@ describe('azure driver: failures as kinds', () => {
     },
   );
 
+  // ARM ends an operation Canceled when another preempts it (someone's change in the portal, a delete): a VM whose
+  // create was canceled is not a made VM, whatever power state it shows. A create again redoes it, as a Failed one.
+  it('a create again that finds its VM with provisioning Canceled redoes it, not answers it', async () => {
+    const i = input();
+    const n = resourceNames(i.vmId);
+    arm.nics.set(n.nic, { name: n.nic });
+    arm.vms.set(n.vm, {
+      name: n.vm,
+      location: 'eastus',
+      tags: { 'fleet-stack': 'prod', 'fleet-data-center': DC, 'fleet-vm-id': i.vmId, 'fleet-name': i.name, 'fleet-size': 'cpu=2,memoryGiB=8,diskGiB=64', 'fleet-encrypted-disk': 'true' },
+      properties: { hardwareProfile: { vmSize: 'Standard_D2s_v5' } },
+      provisioningState: 'Canceled',
+      power: 'starting',
+    });
+    const vm = await driver.createVm(creds(), i);
+    expect(vm).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff', power: 'off' });
+    expect(arm.calls('deleteVm')).toHaveLength(1);
+    expect(arm.calls('putVm')).toHaveLength(1);
+    expect(arm.vms.get(n.vm)).toMatchObject({ provisioningState: 'Succeeded', power: 'stopped' });
+  });
+
   // The first create's clean-up (a create that failed for good) may still be deleting the VM when the record's
   // create again (CreateFailed -> BeingCreated) comes: that VM is no answer (it goes), the create waits it out.
   it('a create again that finds the VM still Deleting waits until it is gone, then makes it anew', async () => {

@@ -8,7 +8,7 @@
 // | operation  | ARM calls                                                                                 |
 // | ---------- | ----------------------------------------------------------------------------------------- |
 // | createVm   | GET VM (there already: wait out Creating/Updating/Deleting, redo a Failed one, else      |
-// |            | answer it),                                                                               |
+// |            | answer it; redo a Canceled one too),                                                      |
 // |            | PUT NIC, PUT VM (custom data: the bootstrap), then                                        |
 // |            | POST powerOff or deallocate (Azure starts a VM it creates; the diagram wants PoweredOff); |
 // |            | a create that failed otherwise than transiently is cleaned up (nothing left behind)       |
@@ -193,9 +193,10 @@ export class AzureDriver implements Driver {
     }
     // The first create's operation still runs (it timed out on our side): its end decides.
     if (existing) existing = await this.settled(c, n.vm, existing);
-    if (existing && provisioningStateOf(existing.provisioningState, existing.instanceView?.statuses).toLowerCase() === 'failed') {
-      // The first create's VM operation failed transiently (the VM stays, provisioning Failed): not a VM to answer
-      // with. What it left goes, and the create runs again from the start.
+    if (existing && ['failed', 'canceled'].includes(provisioningStateOf(existing.provisioningState, existing.instanceView?.statuses).toLowerCase())) {
+      // The first create's VM operation failed transiently (the VM stays, provisioning Failed), or ARM canceled it
+      // (another operation preempted it: Canceled): not a VM to answer with. What it left goes, and the create runs
+      // again from the start.
       await this.deleteVm(creds, { vmId: input.vmId, cloudId: null });
       existing = undefined;
     }
