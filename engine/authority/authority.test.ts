@@ -1115,6 +1115,9 @@ describe('authority: HTTP surface', () => {
     expect(Object.keys(doc.paths).sort()).toEqual(['/livez', '/metrics', '/openapi.json', '/readyz', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
     // The probes and metrics are public: no bearer token asked for.
     for (const p of ['/livez', '/readyz', '/metrics'] as const) expect((doc.paths[p] as { get: { security?: unknown } }).get.security).toBeUndefined();
+    // Found by QA: /readyz listed a 200 answer only; it answers 503 with the failing checks while not ready (and draining).
+    expect(Object.keys(doc.paths['/readyz'].get.responses ?? {}).sort()).toEqual(['200', '503']);
+    expect(doc.paths['/readyz'].get.responses?.['503']?.content?.['application/json']?.schema).toMatchObject({ required: ['ready', 'checks'] });
     expect(doc.paths['/v1/advance'].post.requestBody?.content['application/json'].schema.required).toEqual(['next']);
     expect(doc.paths['/v1/authorize'].post.requestBody?.content['application/json'].schema.required).toContain('kind');
     expect(doc.paths['/v1/authorize'].post.security).toEqual([{ bearer: [] }]);

@@ -52,6 +52,18 @@ describe('the dashboard on the authority', () => {
     expect(protocol.status).toBe(401);
   });
 
+  // Found by QA: a wrong bearer token on a page was answered {"error":"ui-unauthorized","message":…}, a code in no registry
+  // and another shape than every other 401 of the same service ({"error":{"code","message"}}, protocol/errors.ts).
+  it('answers a wrong bearer token on a page with the service\'s error body and a registered code', async () => {
+    const page = await fetch(`${authority.url}/ui/fleets/web`, { headers: { authorization: 'Bearer tok-miami' } });
+    const protocol = await fetch(`${authority.url}/v1/authorize`, { method: 'POST', headers: { authorization: 'Bearer tok-read', 'content-type': 'application/json' }, body: '{}' });
+    expect(page.status).toBe(401);
+    const body = (await page.json()) as { error: { code: string; message: string } };
+    expect(body).toEqual({ error: { code: 'unauthorized', message: expect.stringContaining('dashboard') } });
+    expect(Object.keys(((await protocol.json()) as { error: object }).error)).toEqual(Object.keys(body.error));
+    expect(page.headers.get('cache-control')).toBe('no-store');
+  });
+
   it('keeps a session across a restart: the cookie is signed with a key derived from the authority\'s secret', async () => {
     const login = await fetch(`${authority.url}/ui/login`, form('tok-read'));
     const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0];

@@ -44,9 +44,17 @@ export async function readiness(o: HealthOptions): Promise<Readiness> {
   return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
 }
 
+/** /readyz's answer, ready (200) or not (503), for the OpenAPI document (and its serializer: every check's name kept). */
+const readinessSchema = {
+  type: 'object',
+  required: ['ready', 'checks'],
+  properties: { ready: { type: 'boolean' }, checks: { type: 'object', additionalProperties: { type: 'string' }, description: "Each check's name: `ok`, or why it fails" } },
+} as const;
+
 export function registerHealth(app: FastifyInstance, o: HealthOptions): void {
-  app.get('/livez', async () => ({ live: true }));
-  app.get('/readyz', async (_req, reply) => {
+  app.get('/livez', { schema: { summary: 'Liveness: 200 while the process answers', response: { 200: { type: 'object', required: ['live'], properties: { live: { type: 'boolean' } } } } } as object }, async () => ({ live: true }));
+  const readyz = { summary: 'Readiness: 200 when every check passes, else 503 with each failing check\'s reason', response: { 200: readinessSchema, 503: readinessSchema } };
+  app.get('/readyz', { schema: readyz as object }, async (_req, reply) => {
     const r = await readiness(o);
     reply.code(r.ready ? 200 : 503);
     return r;

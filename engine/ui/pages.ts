@@ -114,20 +114,31 @@ const planHref = (id: string) => `/ui/plans/${encodeURIComponent(id)}`;
 
 /** Fleets × data centers × states, then locks, the last applies and the last drift found. */
 export function overviewPage(stack: string, vms: readonly UiVm[], locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = []): Html {
-  const dcs = [...new Set(vms.map((v) => v.dataCenter))].sort();
-  const fleets = [...new Set(vms.map((v) => v.fleet))].sort();
+  // One pass over the VMs: counts per fleet, data center and state (a stack may hold 100 000 VMs in 1 000 fleets, and the
+  // authority serves this page on the event loop that answers its DMZ clients).
+  const perFleet = new Map<string, { total: number; byDc: Map<string, Map<string, number>> }>();
+  const dcSet = new Set<string>();
+  const states = new Map<string, number>();
+  for (const v of vms) {
+    const { fleet, dataCenter, state } = v;
+    dcSet.add(dataCenter);
+    states.set(state, (states.get(state) ?? 0) + 1);
+    let f = perFleet.get(fleet);
+    if (!f) perFleet.set(fleet, (f = { total: 0, byDc: new Map() }));
+    f.total += 1;
+    let counts = f.byDc.get(dataCenter);
+    if (!counts) f.byDc.set(dataCenter, (counts = new Map()));
+    counts.set(state, (counts.get(state) ?? 0) + 1);
+  }
+  const dcs = [...dcSet].sort();
+  const fleets = [...perFleet.keys()].sort();
   const locked = new Set(locks.map((l) => l.fleet));
-  const cell = (fleet: string, dc: string) => {
-    const counts = new Map<string, number>();
-    for (const v of vms) if (v.fleet === fleet && v.dataCenter === dc) counts.set(v.state, (counts.get(v.state) ?? 0) + 1);
-    return [...counts].sort().map(([s, n]) => html`<span class="state ${s}" data-state="${s}" data-count="${n}">${s} ${n}</span>`);
-  };
+  const cell = (fleet: string, dc: string) =>
+    [...(perFleet.get(fleet)?.byDc.get(dc) ?? [])].sort().map(([s, n]) => html`<span class="state ${s}" data-state="${s}" data-count="${n}">${s} ${n}</span>`);
   const rows = fleets.map((f) => {
-    const total = vms.filter((v) => v.fleet === f).length;
+    const total = perFleet.get(f)?.total ?? 0;
     return html`<tr data-fleet="${f}"><td><a href="${fleetHref(f)}">${f}</a>${locked.has(f) ? html` <span class="muted" data-testid="locked">(locked)</span>` : ''}</td>${dcs.map((dc) => html`<td data-dc="${dc}">${cell(f, dc)}</td>`)}<td class="num" data-testid="total">${total}</td></tr>`;
   });
-  const states = new Map<string, number>();
-  for (const v of vms) states.set(v.state, (states.get(v.state) ?? 0) + 1);
   return layout(
     stack,
     'Fleets',
@@ -185,20 +196,54 @@ export function plansPage(stack: string, plans: readonly UiPlan[]): Html {
   return layout(stack, 'Applies', html`<h1>Applies</h1>${plansTable(plans)}`);
 }
 
-export function fleetPage(stack: string, fleet: string, members: readonly UiVm[], lock: UiLock | undefined): Html {
-  const sorted = [...members].sort((a, b) => a.index - b.index || Number(a.deposed) - Number(b.deposed));
+/** Members shown on one page of a fleet (`/ui/fleets/FLEET?page=N`): a fleet may have 100 000. */
+export const FLEET_PAGE_SIZE = 500;
+/** Journal rows shown on one page of an apply (`/ui/plans/ID?page=N`): an apply of 100 000 VMs journals over a million. */
+export const JOURNAL_PAGE_SIZE = 1000;
+/** Failed steps listed at the top of an apply's page; the rest are counted (and are in its journal's pages). */
+export const MAX_FAILURES_LISTED = 100;
+
+/** How many pages `rows` rows take, `size` a page (none: one page, saying so). */
+export function pageCount(rows: number, size: number): number {
+  return Math.max(1, Math.ceil(rows / size));
+}
+
+/** How many pages a fleet of `members` members has. */
+export function fleetPages(members: number): number {
+  return pageCount(members, FLEET_PAGE_SIZE);
+}
+
+/** `members 501–1000 of 1201 (page 2 of 3) · ← page 1 · page 3 →`, or nothing when all fit on one page. */
+function pagerLine(href: string, what: string, page: number, size: number, total: number): Html | '' {
+  const pages = pageCount(total, size);
+  if (pages <= 1) return '';
+  const start = (page - 1) * size;
+  const end = Math.min(total, start + size);
+  const to = (n: number) => `${href}?page=${n}`;
+  return html`<p data-testid="pager">${what} ${start + 1}–${end} of ${total} (page ${page} of ${pages})${
+    page > 1 ? html` · <a href="${to(page - 1)}" rel="prev">← page ${page - 1}</a>` : ''
+  }${page < pages ? html` · <a href="${to(page + 1)}" rel="next">page ${page + 1} →</a>` : ''}</p>`;
+}
+
+/** Page `page` (from 1, at most fleetPages) of a fleet's members, by index; links to the pages before and after when there are several. */
+export function fleetPage(stack: string, fleet: string, members: readonly UiVm[], lock: UiLock | undefined, page = 1): Html {
+  const all = [...members].sort((a, b) => a.index - b.index || Number(a.deposed) - Number(b.deposed));
+  const start = (page - 1) * FLEET_PAGE_SIZE;
+  const sorted = all.slice(start, start + FLEET_PAGE_SIZE);
+  const pager = pagerLine(fleetHref(fleet), 'members', page, FLEET_PAGE_SIZE, all.length);
   return layout(
     stack,
     `Fleet ${fleet}`,
     html`<h1>Fleet ${fleet}</h1>
 ${lock ? html`<p data-testid="fleet-lock">Locked by ${lock.who} (pid ${lock.pid} on ${lock.host}) since ${lock.since}.</p>` : ''}
+${pager}
 ${
   sorted.length === 0
     ? html`<p class="muted">No live member.</p>`
     : html`<table id="members"><thead><tr><th>member</th><th>state</th><th>desired</th><th>data center</th><th>image</th><th>size</th><th>cloud id</th><th>updated</th></tr></thead><tbody>${sorted.map(
         (v) =>
           html`<tr data-address="${v.address}"><td><a href="${vmHref(v.fleet, v.index)}">${v.address}</a>${v.deposed ? html` <span class="muted">(old VM of a replace)</span>` : ''}</td><td>${stateTag(v.state)}</td><td>${v.desiredState}</td><td>${v.dataCenter}</td><td>${v.image}</td><td>${v.size.cpu} CPU / ${v.size.memoryGiB} GiB</td><td><code>${v.cloudId ?? '—'}</code></td><td>${v.updatedAt}</td></tr>`,
-      )}</tbody></table>`
+      )}</tbody></table>${pager}`
 }`,
   );
 }
@@ -232,21 +277,38 @@ ${
   );
 }
 
-export function planPage(stack: string, plan: UiPlan, journal: readonly UiJournal[]): Html {
+/** How many pages an apply's journal of `rows` rows has. */
+export function journalPages(rows: number): number {
+  return pageCount(rows, JOURNAL_PAGE_SIZE);
+}
+
+/** An apply: its first failures (MAX_FAILURES_LISTED, the rest counted), then page `page` (from 1) of its journal. */
+export function planPage(stack: string, plan: UiPlan, journal: readonly UiJournal[], page = 1): Html {
   const failed = journal.filter((j) => j.status === 'failed');
+  const listed = failed.slice(0, MAX_FAILURES_LISTED);
+  const more = failed.length - listed.length;
+  const start = (page - 1) * JOURNAL_PAGE_SIZE;
+  const rows = journal.slice(start, start + JOURNAL_PAGE_SIZE);
+  const pager = pagerLine(planHref(plan.id), 'steps', page, JOURNAL_PAGE_SIZE, journal.length);
   return layout(
     stack,
     `Apply ${plan.id}`,
     html`<h1>Apply ${plan.id}</h1>
 <dl><dt>who</dt><dd>${plan.who}</dd><dt>started</dt><dd>${plan.startedAt}</dd><dt>finished</dt><dd>${plan.finishedAt ?? '—'}</dd><dt>result</dt><dd data-testid="result">${resultOf(plan)}</dd><dt>digest</dt><dd><code>${plan.digest}</code></dd></dl>
-${failed.length ? html`<h2 class="bad">Failures</h2><ul>${failed.map((f) => html`<li>${f.address}: ${f.from} → ${f.to}: ${f.detail ?? 'failed'}</li>`)}</ul>` : ''}
+${
+  failed.length
+    ? html`<h2 class="bad">Failures</h2><ul>${listed.map((f) => html`<li>${f.address}: ${f.from} → ${f.to}: ${f.detail ?? 'failed'}</li>`)}</ul>${
+        more > 0 ? html`<p class="muted" data-testid="more-failures">${more} more failed steps; the journal below has every one.</p>` : ''
+      }`
+    : ''
+}
 <h2>Journal</h2>
 ${
   journal.length === 0
     ? html`<p class="muted">No step was journalled.</p>`
-    : html`<table id="journal"><thead><tr><th>member</th><th>step</th><th>status</th><th>when</th><th>detail</th></tr></thead><tbody>${journal.map(
+    : html`${pager}<table id="journal"><thead><tr><th>member</th><th>step</th><th>status</th><th>when</th><th>detail</th></tr></thead><tbody>${rows.map(
         (j) => html`<tr><td>${memberLink(j.address)}</td><td>${j.from} → ${j.to}</td><td class="${j.status === 'failed' ? 'bad' : ''}">${j.status}</td><td>${j.at}</td><td>${j.detail ?? ''}</td></tr>`,
-      )}</tbody></table>`
+      )}</tbody></table>${pager}`
 }`,
   );
 }

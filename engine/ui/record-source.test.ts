@@ -42,6 +42,11 @@ describe('recordSource', () => {
       ['address', 'cloudId', 'dataCenter', 'deposed', 'desiredState', 'encryptedDisk', 'fleet', 'id', 'image', 'index', 'realImage', 'size', 'state', 'updatedAt', 'version'].sort(),
     );
     expect(JSON.stringify(vms)).not.toContain('secret-ish-spec-hash');
+    // One fleet's, for its page and its VMs' pages.
+    expect((await src.listVms('web')).map((v) => v.address)).toEqual(['web/0']);
+    expect(await src.listVms('db')).toEqual([]);
+    // From the URL (/ui/fleets/a%00b): no fleet's name, and PostgreSQL refuses a NUL in a query (a 500 instead of the 404).
+    expect(await src.listVms('a\u0000b')).toEqual([]);
     const history = await src.history('web/0', 10);
     expect(history.map((h) => h.detail)).toEqual([null, 'first', 'second']);
     expect(JSON.stringify(history)).not.toContain('req-1');

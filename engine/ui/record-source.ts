@@ -32,8 +32,10 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
   return {
     stack,
     pack: { name: `${pack.name}@${pack.version}`, lifecycle: pack.lifecycle },
-    async listVms() {
-      return (await record.listVms(stack)).map((v) => ({
+    async listVms(fleet) {
+      // From the URL: a NUL is no fleet's name, and PostgreSQL refuses it in a query (a 500 instead of the 404).
+      if (fleet?.includes('\u0000')) return [];
+      return (await record.listVms(stack, fleet === undefined ? undefined : { fleets: [fleet] })).map((v) => ({
         id: v.id,
         address: v.address,
         fleet: v.fleet,

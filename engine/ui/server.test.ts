@@ -198,6 +198,73 @@ describe('dashboard access', () => {
   });
 });
 
+// Found by QA: a fleet's page listed every member on one page (a 100 000-member fleet: 22 MB of HTML), and it and a VM's
+// page read every VM of the stack to pick one fleet's. Now FLEET_PAGE_SIZE members a page, read for that fleet alone.
+describe('a large fleet', () => {
+  const big = Array.from({ length: 1201 }, (_, i): UiVm => ({ ...vm, id: `vm-big-${i}`, address: `big/${i}`, fleet: 'big', index: i }));
+  const asked: (string | undefined)[] = [];
+  const many: UiSource = {
+    ...source,
+    listVms: async (fleet?: string) => {
+      asked.push(fleet);
+      return [vm, ...big].filter((v) => fleet === undefined || v.fleet === fleet);
+    },
+  };
+  const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
+  const rows = (body: string) => [...body.matchAll(/<tr data-address="big\/(\d+)">/g)].map((m) => Number(m[1]));
+
+  it('is shown a page at a time, with links to the pages before and after', async () => {
+    app = Fastify();
+    registerUi(app, { source: many, authorize: () => 'read' });
+    asked.length = 0;
+    const first = await get('/ui/fleets/big');
+    expect(first.statusCode).toBe(200);
+    expect(rows(first.body)).toEqual(Array.from({ length: 500 }, (_, i) => i));
+    expect(first.body).toContain('members 1–500 of 1201');
+    expect(first.body).toContain('href="/ui/fleets/big?page=2"');
+    expect(first.body).not.toContain('page=0');
+    const last = await get('/ui/fleets/big?page=3');
+    expect(rows(last.body)).toEqual(Array.from({ length: 201 }, (_, i) => 1000 + i));
+    expect(last.body).toContain('members 1001–1201 of 1201');
+    expect(last.body).toContain('href="/ui/fleets/big?page=2"');
+    expect(last.body).not.toContain('page=4');
+    for (const page of ['4', '0', 'x', '-1', '1.5']) {
+      const res = await get(`/ui/fleets/big?page=${page}`);
+      expect(res.statusCode, page).toBe(404);
+      expect(res.body).toContain('has no page');
+    }
+    expect((await get('/ui/vms/big/1200')).statusCode).toBe(200);
+    // Every read was of the one fleet.
+    expect(asked).toEqual(Array(asked.length).fill('big'));
+  });
+});
+
+// Found by QA: an apply's page listed its whole journal (two rows or more per step: an apply of 100 000 VMs has over a
+// million) and every failure on one page. Now JOURNAL_PAGE_SIZE rows a page, and the first MAX_FAILURES_LISTED failures.
+describe('a large apply', () => {
+  const journal = Array.from({ length: 2500 }, (_, i) => ({ address: `web/${i}`, seq: 0, from: 'PoweredOn', to: 'Starting', status: i % 10 === 0 && i < 1500 ? 'failed' : 'done', detail: `row ${i}`, at: 't' }));
+  const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
+  const rows = (body: string) => [...body.matchAll(/<td>row (\d+)<\/td><\/tr>/g)].map((m) => Number(m[1]));
+  const failures = (body: string) => [...body.matchAll(/<li>web\/\d+: PoweredOn → Starting: row (\d+)<\/li>/g)].map((m) => Number(m[1]));
+
+  it('shows its journal a page at a time and its first failures', async () => {
+    app = Fastify();
+    registerUi(app, { source: { ...source, planJournal: async () => journal }, authorize: () => 'read' });
+    const first = await get('/ui/plans/p-1');
+    expect(first.statusCode).toBe(200);
+    expect(rows(first.body)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(first.body).toContain('steps 1–1000 of 2500');
+    expect(first.body).toContain('href="/ui/plans/p-1?page=2"');
+    // 150 failures: the first 100 listed, the rest counted.
+    expect(failures(first.body)).toEqual(Array.from({ length: 100 }, (_, i) => i * 10));
+    expect(first.body).toContain('50 more failed steps');
+    const last = await get('/ui/plans/p-1?page=3');
+    expect(rows(last.body)).toEqual(Array.from({ length: 500 }, (_, i) => 2000 + i));
+    expect(last.body).not.toContain('page=4');
+    for (const page of ['4', '0', 'x']) expect((await get(`/ui/plans/p-1?page=${page}`)).statusCode, page).toBe(404);
+  });
+});
+
 // Found by QA: `fleet ui` runs Fastify without a logger, yet its 500 page said "the service log has the reason": the
 // reason went nowhere. The dashboard now writes it where it was told to (fleet ui: its standard error), one line, no secret.
 describe('a failure that is not the record being busy or unreachable', () => {

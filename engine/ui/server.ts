@@ -13,11 +13,12 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { parse as parseQuery } from 'node:querystring';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../diags/index.ts';
+import { WireError } from '../../protocol/errors.ts';
 import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { SignInLimiter, type SignInLimits } from './limit.ts';
-import { driftPage, errorPage, fleetPage, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -99,6 +100,13 @@ function fromAnotherSite(req: FastifyRequest): boolean {
   } catch {
     return true;
   }
+}
+
+/** A page's `?page=N` (from 1, at most `pages`; absent: 1), or undefined for one it does not have (not a number, 0, past the last). */
+function pageAsked(asked: unknown, pages: number): number | undefined {
+  if (asked === undefined) return 1;
+  const n = typeof asked === 'string' && /^[1-9]\d{0,8}$/.test(asked) ? Number(asked) : undefined;
+  return n !== undefined && n <= pages ? n : undefined;
 }
 
 function cookieOf(req: FastifyRequest): string | undefined {
@@ -184,7 +192,11 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
           if (refused) return refused;
         }
         if (!session(req)) {
-          if (req.headers.authorization) return reply.code(401).send({ error: 'ui-unauthorized', message: 'the token grants no access to the dashboard' });
+          // A script's wrong token: the services' error body (as protocol/http.ts errorAnswer makes it), its code from the wire registry.
+          if (req.headers.authorization) {
+            const e = new WireError('unauthorized', 'the bearer token grants no access to the dashboard: send the admin or the read-only token');
+            return reply.code(e.statusCode).header('cache-control', 'no-store').header('www-authenticate', 'Bearer').send({ error: { code: e.code, message: e.message } });
+          }
           return reply.redirect('/ui/login', 303);
         }
       });
@@ -232,27 +244,33 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       ui.get('/plans', async (_req, reply) => page(reply, plansPage(src.stack, await src.recentPlans(100))));
       ui.get('/lifecycle', async (_req, reply) => page(reply, lifecyclePage(src.stack, src.pack.name, lifecycleSvg(src.pack.lifecycle))));
 
-      ui.get<{ Params: { fleet: string } }>('/fleets/:fleet', async (req, reply) => {
-        const [vms, locks] = await Promise.all([src.listVms(), src.listLocks()]);
-        const members = vms.filter((v) => v.fleet === req.params.fleet);
-        const lock = locks.find((l) => l.fleet === req.params.fleet);
-        if (members.length === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${req.params.fleet}.`), 404);
-        return page(reply, fleetPage(src.stack, req.params.fleet, members, lock));
+      ui.get<{ Params: { fleet: string }; Querystring: { page?: unknown } }>('/fleets/:fleet', async (req, reply) => {
+        const { fleet } = req.params;
+        const [vms, locks] = await Promise.all([src.listVms(fleet), src.listLocks()]);
+        const members = vms.filter((v) => v.fleet === fleet);
+        const lock = locks.find((l) => l.fleet === fleet);
+        if (members.length === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${fleet}.`), 404);
+        const n = pageAsked(req.query.page, fleetPages(members.length));
+        if (n === undefined) return page(reply, notFoundPage(src.stack, `Fleet ${fleet} has no page ${String(req.query.page)}: it has ${fleetPages(members.length)} (${FLEET_PAGE_SIZE} members each).`), 404);
+        return page(reply, fleetPage(src.stack, fleet, members, lock, n));
       });
 
       ui.get<{ Params: { fleet: string; index: string } }>('/vms/:fleet/:index', async (req, reply) => {
         // By fleet and index as the record holds them: a fleet name the address grammar would refuse still has its page.
         const index = /^\d+$/.test(req.params.index) ? Number(req.params.index) : undefined;
-        const vm = index === undefined ? undefined : (await src.listVms()).find((v) => v.fleet === req.params.fleet && v.index === index && !v.deposed);
+        const vm = index === undefined ? undefined : (await src.listVms(req.params.fleet)).find((v) => v.fleet === req.params.fleet && v.index === index && !v.deposed);
         if (!vm) return page(reply, notFoundPage(src.stack, `No live VM at ${req.params.fleet}/${req.params.index}.`), 404);
         const [history, boots] = await Promise.all([src.history(vm.address, 200), src.bootAttempts(vm.id, 50)]);
         return page(reply, vmPage(src.stack, vm, history, boots));
       });
 
-      ui.get<{ Params: { id: string } }>('/plans/:id', async (req, reply) => {
+      ui.get<{ Params: { id: string }; Querystring: { page?: unknown } }>('/plans/:id', async (req, reply) => {
         const plan = await src.plan(req.params.id);
         if (!plan) return page(reply, notFoundPage(src.stack, `No apply with plan id ${req.params.id}.`), 404);
-        return page(reply, planPage(src.stack, plan, await src.planJournal(plan.id)));
+        const journal = await src.planJournal(plan.id);
+        const n = pageAsked(req.query.page, journalPages(journal.length));
+        if (n === undefined) return page(reply, notFoundPage(src.stack, `The journal of apply ${plan.id} has no page ${String(req.query.page)}: it has ${journalPages(journal.length)} (${JOURNAL_PAGE_SIZE} steps each).`), 404);
+        return page(reply, planPage(src.stack, plan, journal, n));
       });
     },
     { prefix: '/ui' },

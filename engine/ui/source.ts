@@ -8,7 +8,8 @@ export interface UiSource {
   stack: string;
   /** The pack's name@version and lifecycle, for the diagram page. */
   pack: { name: string; lifecycle: DiagramInput };
-  listVms(): Promise<UiVm[]>;
+  /** The stack's live VMs (old VMs of a replace included), or one fleet's: its page and its VMs' never read the others. */
+  listVms(fleet?: string): Promise<UiVm[]>;
   /** One address's history, oldest first (the newest `limit` rows). */
   history(address: string, limit: number): Promise<UiHistory[]>;
   /** The stack's drift rows (what `fleet refresh` found and recorded), newest first. */

@@ -65,9 +65,18 @@ function notShown(n: number, what: string): string {
   return `_${n.toLocaleString('en-US')} more ${what} not shown; see the plan artifact (the JSON plan \`fleet plan --out\` saved), which has every one._`;
 }
 
+/** Over the limit, the fleets named in the head's lists (in scope, targets, excludes, allow-destroy): the first this many, then how many more. */
+const NAMES_SHOWN = 20;
+
+/** How the head is cut over the limit (absent: whole). */
+interface HeadCut {
+  /** Room for the "Fleet settings" lines. */
+  settings: Budget;
+}
+
 export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): string {
   const limit = opts.limit ?? MARKDOWN_LIMIT;
-  const head = headSection(plan, opts.planFile);
+  let head = headSection(plan, opts.planFile);
   const dcs = dataCenterSection(plan);
   const diagram = diagramSection(plan);
   const fleets = groupByFleet(plan).filter((g) => g.changes.length > 0);
@@ -81,7 +90,9 @@ export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): 
   const full = join('', body(new Budget(Infinity)));
   if (full.length <= limit) return full;
 
-  // Too long: every table keeps the rows that fit and says how many more it leaves out.
+  // Too long: every table keeps the rows that fit and says how many more it leaves out; so does the head (a fleet
+  // settings line per new protected fleet: 2,500 of them made a comment GitHub refuses), with at most a quarter of the room.
+  head = headSection(plan, opts.planFile, { settings: new Budget(Math.floor(limit / 4)) });
   const note = `> **Note:** this plan is too large for one comment (${full.length.toLocaleString('en-US')} characters): tables show their first rows and say how many more are not shown. The plan artifact (the JSON plan \`fleet plan --out\` saved) has every change.\n`;
   const fixed = join(note, { policy: '', rollouts: '', details: '' });
   const out = join(note, body(new Budget(limit - fixed.length - OMITTED_RESERVE)));
@@ -98,25 +109,30 @@ function howToApply(plan: PlanDocument, planFile: string | undefined): string {
   return `To apply exactly this plan: ${file}; it is refused if anything it changes moved in the record since.`;
 }
 
-function headSection(plan: PlanDocument, planFile: string | undefined): string {
+function headSection(plan: PlanDocument, planFile: string | undefined, cut?: HeadCut): string {
+  const names = (list: readonly string[]) => {
+    if (!cut || list.length <= NAMES_SHOWN) return list.map(code).join(', ');
+    return `${list.slice(0, NAMES_SHOWN).map(code).join(', ')}, … and ${(list.length - NAMES_SHOWN).toLocaleString('en-US')} more`;
+  };
   const lines = [markdownMarker(plan.stack), `## Plan for stack ${code(plan.stack)}`, '', `**${summaryLine(plan)}**`, ''];
   lines.push(`Plan ${code(plan.id)} · digest ${code(planDigest(plan))}`, '', howToApply(plan, planFile), '');
-  lines.push(`Policy pack ${code(plan.policyPack)} · fleets in scope: ${plan.fleets.length ? plan.fleets.map(code).join(', ') : 'none'}`);
+  lines.push(`Policy pack ${code(plan.policyPack)} · fleets in scope: ${plan.fleets.length ? names(plan.fleets) : 'none'}`);
   const opts = plan.options;
-  if (opts.targets.length) lines.push(`· targets: ${opts.targets.map(code).join(', ')}`);
-  if (opts.excludes.length) lines.push(`· excludes: ${opts.excludes.map(code).join(', ')}`);
-  if (opts.allowDestroy.length) lines.push(`· allow-destroy: ${opts.allowDestroy.map(code).join(', ')}`);
+  if (opts.targets.length) lines.push(`· targets: ${names(opts.targets)}`);
+  if (opts.excludes.length) lines.push(`· excludes: ${names(opts.excludes)}`);
+  if (opts.allowDestroy.length) lines.push(`· allow-destroy: ${names(opts.allowDestroy)}`);
   lines.push('');
   if (plan.blocked) {
     const n = plan.policy.violations.filter((v) => v.level === 'mandatory').length;
     lines.push(`> [!CAUTION]`, `> Blocked by ${n} mandatory policy violation${n === 1 ? '' : 's'}: this plan cannot be applied.`, '');
   }
-  // A fleet's own settings (its protection and owner in the record): one line each, never cut by the comment limit.
+  // A fleet's own settings (its protection and owner in the record): one line each; over the limit, those that fit in the head's room.
   const settings = (plan.fleetChanges ?? []).map((f) => {
     const { mark, text } = fleetSettingsLine(f, code);
     return `- \`${mark}\` fleet ${code(f.fleet)}: ${text}`;
   });
-  if (settings.length) lines.push('### Fleet settings', '', ...settings, '');
+  const shown = cut ? settings.filter((l) => cut.settings.take(l)) : settings;
+  if (settings.length) lines.push('### Fleet settings', '', ...shown, ...(shown.length < settings.length ? ['', notShown(settings.length - shown.length, 'fleet settings')] : []), '');
   return lines.join('\n');
 }
 

@@ -238,6 +238,25 @@ describe('renderMarkdown', () => {
       expect(md.split('<details>').length).toBe(md.split('</details>').length);
     });
 
+    // Found by QA: the head (fleets in scope, one "Fleet settings" line per fleet) was never cut, so 2,500 new protected
+    // fleets made a comment of 178,000 characters, which GitHub refuses: the pull request got no plan at all.
+    it('2,500 new protected fleets: the fleets in scope and the fleet settings are cut too, and say how many more', () => {
+      const fleets = Array.from({ length: 2500 }, (_, i) => makeFleet(`fleet-with-a-long-name-${String(i).padStart(4, '0')}`, { count: 1, protect: true }));
+      // No row in the record for any (fleetProtection {}): each is a new fleet whose protection apply records.
+      const p = computePlan({ stack: makeStack(), pack: makePack(), fleets, record: [], fleetVersions: {}, fleetProtection: {}, options: { targets: [], excludes: [], allowDestroy: [], refresh: false }, id: 'p', now: new Date(0), policy: noRulesPolicy });
+      expect(p.fleetChanges).toHaveLength(2500);
+      const md = renderMarkdown(p, { planFile: 'plan.json' });
+      expect(md.length).toBeLessThanOrEqual(MARKDOWN_LIMIT);
+      expect(md.startsWith(`${markdownMarker(p.stack)}\n`)).toBe(true);
+      expect(md).toContain('protect changes for 2500 fleets');
+      const settings = md.split('\n').filter((l) => l.startsWith('- `+` fleet ')).length;
+      expect(settings).toBeGreaterThan(0);
+      expect(settings + notShown(md, 'fleet settings')).toBe(2500);
+      const scope = md.split('\n').find((l) => l.startsWith('Policy pack '))!;
+      expect(scope).toMatch(/`fleet-with-a-long-name-0000`, .* and 2,\d{3} more$/);
+      expect(md.split('<details>').length).toBe(md.split('</details>').length);
+    });
+
     it('the golden comment of a plan over a small limit', () => {
       const p = withViolations(12, [makeFleet('web', { count: 10 }), makeFleet('api', { count: 25 })]);
       GOLDEN('over-limit.md', renderMarkdown(p, { limit: 5_000 }));
