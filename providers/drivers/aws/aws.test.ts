@@ -485,6 +485,24 @@ describe('aws driver', () => {
     expect(err.message).toMatch(new RegExp(`clean-up failed.*instance ${inst.id} remains.*next apply`));
   });
 
+  // The create again under the same VM id often comes with another image or size (the one that failed was fixed):
+  // EC2 answers its first token, used with other parameters, IdempotentParameterMismatch, for a day.
+  it('a create again with another image after one whose instance was terminated launches it; a live instance of other parameters is named, not duplicated', async () => {
+    const i = input();
+    ec2.fail('StopInstances', { error: 'UnsupportedOperation', status: 400, message: "The instance 'i-0' does not have an 'ebs' root device type and cannot be stopped." }, 1);
+    await failure(driver.createVm(creds(), i));
+    const fixed = { ...i, image: 'ami-0fedcba9876543210' };
+    const again = await driver.createVm(creds(), fixed);
+    expect(again).toMatchObject({ status: 'present', observedState: 'PoweredOff', image: 'ami-0fedcba9876543210' });
+    expect((await driver.createVm(creds(), fixed)).cloudId).toBe(again.cloudId);
+    expect(ec2.instances.size).toBe(2);
+    // That VM's instance lives: a create of it with yet another image is refused, naming the instance.
+    const err = await failure(driver.createVm(creds(), { ...i, image: 'ami-0123123123123123a' }));
+    expect(err.kind).toBe('failed');
+    expect(err.message).toContain(again.cloudId);
+    expect(ec2.instances.size).toBe(2);
+  });
+
   it('an instance that vanishes between calls is not-found for the next call, gone for get, and deleted without complaint', async () => {
     const vm = await driver.createVm(creds(), input());
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };

@@ -39,6 +39,7 @@ import {
   TerminateInstancesCommand,
   type Filter,
   type Instance,
+  type RunInstancesCommandInput,
   type Tag,
 } from '@aws-sdk/client-ec2';
 import type { InstanceType } from '../../../engine/policy/types.ts';
@@ -110,6 +111,8 @@ export function dataDeviceOf(inst: Pick<Instance, 'BlockDeviceMappings'>): strin
 }
 /** A wait's reads leave the brokered session for the DMZ client's own identity this close to the session's end. */
 const SESSION_READ_MARGIN_MS = 60_000;
+/** RunInstances answered IdempotentParameterMismatch (createVm's launch). */
+const MISMATCH = Symbol('mismatch');
 /** A wait loop's read that failed transiently (pollRead): read again. */
 const MISSED = Symbol('missed');
 /** How many instances of one VM found terminated a create walks past (each a create that failed, within a day). */
@@ -397,39 +400,62 @@ export class AwsDriver implements Driver {
     if (input.address) {
       tags.push({ Key: TAGS.address, Value: input.address }, { Key: TAGS.fleet, Value: input.address.slice(0, input.address.lastIndexOf('/')) });
     }
-    const launch = (token: string) =>
-      this.send<{ Instances?: Instance[] }>(
-        client,
-        'RunInstances',
-        new RunInstancesCommand({
-          ClientToken: token,
-          ImageId: input.image,
-          InstanceType: this.typeFor(input.size) as never,
-          MinCount: 1,
-          MaxCount: 1,
-          SubnetId: s.subnetId,
-          SecurityGroupIds: [...s.securityGroupIds],
-          ...(s.keyName ? { KeyName: s.keyName } : {}),
-          ...(s.instanceProfile ? { IamInstanceProfile: { Name: s.instanceProfile } } : {}),
-          // First launch: the agent finds no boot token and does nothing; the instance is stopped below.
-          UserData: Buffer.from(this.userData({ vmId: input.vmId, cloudId: '', image: input.image, encrypted: input.encryptedDisk })).toString('base64'),
-          InstanceInitiatedShutdownBehavior: 'stop',
-          MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
-          BlockDeviceMappings: [{ DeviceName: DATA_VOLUME_MAPPING, Ebs: { VolumeSize: Math.max(1, input.size.diskGiB), VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
-          TagSpecifications: [
-            { ResourceType: 'instance', Tags: tags },
-            { ResourceType: 'volume', Tags: tags },
-          ],
-        }),
-      );
+    const params: Omit<RunInstancesCommandInput, 'ClientToken'> = {
+      ImageId: input.image,
+      InstanceType: this.typeFor(input.size) as never,
+      MinCount: 1,
+      MaxCount: 1,
+      SubnetId: s.subnetId,
+      SecurityGroupIds: [...s.securityGroupIds],
+      ...(s.keyName ? { KeyName: s.keyName } : {}),
+      ...(s.instanceProfile ? { IamInstanceProfile: { Name: s.instanceProfile } } : {}),
+      // First launch: the agent finds no boot token and does nothing; the instance is stopped below.
+      UserData: Buffer.from(this.userData({ vmId: input.vmId, cloudId: '', image: input.image, encrypted: input.encryptedDisk })).toString('base64'),
+      InstanceInitiatedShutdownBehavior: 'stop',
+      MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
+      BlockDeviceMappings: [{ DeviceName: DATA_VOLUME_MAPPING, Ebs: { VolumeSize: Math.max(1, input.size.diskGiB), VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
+      TagSpecifications: [
+        { ResourceType: 'instance', Tags: tags },
+        { ResourceType: 'volume', Tags: tags },
+      ],
+    };
+    // MISMATCH: EC2's IdempotentParameterMismatch, the token was used with other parameters.
+    const launch = async (token: string): Promise<Instance | undefined | typeof MISMATCH> => {
+      try {
+        return ((await client.send(new RunInstancesCommand({ ClientToken: token, ...params }))) as { Instances?: Instance[] }).Instances?.[0];
+      } catch (err) {
+        if ((err as { name?: string }).name === 'IdempotentParameterMismatch') return MISMATCH;
+        throw ec2Error(err, 'RunInstances');
+      }
+    };
     // EC2 answers a ClientToken with its first instance, in its current state, for at least 24 hours after that
     // instance terminated: a create again after one that failed (CreateFailed -> BeingCreated keeps the VM id)
     // would be answered the dead instance at every apply. Each instance found gone leads to the next token, derived
     // from it: every try of this create walks the same tokens to the same live instance (no second one).
+    // The create again often comes with another image or size (what failed was fixed): EC2 answers the token used
+    // with other parameters IdempotentParameterMismatch. Unless the VM has a live instance (then it is named, not
+    // duplicated), the next token is derived from these parameters, as deterministic for every try.
     let token = input.vmId;
     let first: Instance | undefined;
     for (let hop = 0; ; hop++) {
-      first = (await launch(token)).Instances?.[0];
+      const got = await launch(token);
+      if (got === MISMATCH) {
+        // A live instance of this VM with this image and type is this create's (a try before this one launched it
+        // with the token below, which answers it again); one with another image or type would be a second VM.
+        const live = (await this.describe(client, { Filters: [...this.scope(), { Name: `tag:${TAGS.vmId}`, Values: [input.vmId] }] })).filter(
+          (x) => !isGone(x) && (x.ImageId !== params.ImageId || x.InstanceType !== params.InstanceType),
+        );
+        if (live.length > 0) {
+          throw new DriverError(
+            'failed',
+            `VM ${input.vmId} has a live instance ${live.map((x) => x.InstanceId).join(', ')} launched with other parameters (image, instance type or user data) than this create's: terminate it (aws ec2 terminate-instances) or restore the earlier image and size, then apply again`,
+          );
+        }
+        if (hop >= MAX_RELAUNCHES) throw new DriverError('failed', `VM ${input.vmId}: EC2 refused ${hop + 1} client tokens as used with other parameters; not launching`);
+        token = relaunchToken(input.vmId, `p-${sha256(JSON.stringify(params)).slice(0, 16)}`);
+        continue;
+      }
+      first = got;
       if (!first?.InstanceId || !isGone(first)) break;
       if (hop >= MAX_RELAUNCHES) {
         throw new DriverError('failed', `VM ${input.vmId} had ${hop + 1} instances terminated in EC2 (the last ${first.InstanceId}); not launching another: see why in its stateReason (aws ec2 describe-instances)`);

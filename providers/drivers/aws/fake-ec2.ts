@@ -246,6 +246,10 @@ export class FakeEc2 {
   private run(p: URLSearchParams): string {
     const token = p.get('ClientToken') ?? undefined;
     let inst = token ? [...this.instances.values()].find((i) => i.clientToken === token) : undefined;
+    // EC2 compares a repeated token's other parameters with the first request's (here: image and type).
+    if (inst && (inst.imageId !== (p.get('ImageId') ?? '') || inst.type !== (p.get('InstanceType') ?? 'm1.small'))) {
+      throw apiError('IdempotentParameterMismatch', 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).');
+    }
     if (!inst) {
       const instanceTags = new Map<string, string>();
       for (let n = 1; p.has(`TagSpecification.${n}.ResourceType`); n++) {
