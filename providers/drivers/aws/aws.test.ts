@@ -425,6 +425,17 @@ describe('aws driver', () => {
     expect(err.message).not.toMatch(/session-secret|session-token/);
   });
 
+  // EC2's capacity refusal ends with what to do: the zones that have the type now. Cut at 300 characters, that
+  // list was lost.
+  it('InsufficientInstanceCapacity keeps its whole message, with the zones EC2 says have capacity', async () => {
+    const message =
+      'We currently do not have sufficient m6i.xlarge capacity in the Availability Zone you requested (us-east-1a). Our system will be working on provisioning additional capacity. You can currently get m6i.xlarge capacity by not specifying an Availability Zone in your request or choosing us-east-1b, us-east-1c, us-east-1d, us-east-1f.';
+    ec2.fail('RunInstances', { error: 'InsufficientInstanceCapacity', status: 500, message }, 1);
+    const err = await failure(driver.createVm(creds(), input()));
+    expect(err.kind).toBe('capacity');
+    expect(err.message).toContain('choosing us-east-1b, us-east-1c, us-east-1d, us-east-1f.');
+  });
+
   it('RequestExpired without a skewed clock stays credentials', async () => {
     ec2.fail('RunInstances', { error: 'RequestExpired', status: 400, message: 'Request has expired.', date: new Date().toUTCString() }, 1);
     expect((await failure(driver.createVm(creds(), input()))).kind).toBe('credentials');

@@ -56,6 +56,12 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
 const THROTTLED = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException']);
 const THROTTLE_PAUSE_MS = 1000;
 
+/**
+ * EC2's messages are kept up to this many characters: long enough for the whole of a documented one (a capacity
+ * refusal ends with the zones that have the type), bounded against a proxy's page passed off as an answer.
+ */
+const MESSAGE_MAX = 1000;
+
 const NETWORK = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED', 'EHOSTUNREACH']);
 
 interface SdkError {
@@ -78,7 +84,7 @@ export function ec2Error(err: unknown, what: string): DriverError {
   const encoded = /Encoded authorization failure message: ?(\S+)/.exec(full)?.[1];
   const message = encoded
     ? `${full.slice(0, full.indexOf('Encoded authorization failure message')).slice(0, 500).trim()} Why, decoded: aws sts decode-authorization-message --encoded-message ${encoded} (needs sts:DecodeAuthorizationMessage)`
-    : full.slice(0, 300);
+    : full.slice(0, MESSAGE_MAX);
   // This host's clock is more than EC2's 5 minutes off: EC2 refused the signature, and the SDK has set its clock by
   // the answer's Date for the next request. Trying again works; the note says what to fix (the host's time sync).
   if (e.$metadata?.clockSkewCorrected) {
