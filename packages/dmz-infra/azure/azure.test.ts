@@ -5,6 +5,7 @@
 // accepts, and the stack entry names the broker principal.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { checkDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -29,6 +30,7 @@ let resources: DeclaredResource[];
 let network: DmzNetwork;
 let host: DmzClientHost;
 let hostArgs: DmzClientHostArgs;
+let vmOptions: pulumi.CustomResourceOptions | undefined;
 
 beforeAll(async () => {
   network = new DmzNetwork('dallas', {
@@ -52,7 +54,12 @@ beforeAll(async () => {
     fleetSshPublicKey: FLEET_KEY,
     secrets: { tlsCert: 'pem-cert-value', tlsKey: 'pem-key-value', clientToken: 'client-token-value', authorityToken: 'authority-token-value' },
   };
-  host = new DmzClientHost('dallas', hostArgs);
+  // The options the host gives its VM, as a transformation of the component (inherited by its children) sees them.
+  const capture: pulumi.ResourceTransformation = (a) => {
+    if (a.type === 'azure-native:compute:VirtualMachine') vmOptions = a.opts;
+    return undefined;
+  };
+  host = new DmzClientHost('dallas', hostArgs, { transformations: [capture] });
   await registered(network, host);
   resources = [...mocks.resources];
 });
@@ -61,8 +68,8 @@ const RG_ID = `/subscriptions/${MOCK_SUBSCRIPTION}/resourceGroups/dallas-rg`;
 const ASSIGN = 'azure-native:authorization:RoleAssignment';
 const DEFINE = 'azure-native:authorization:RoleDefinition';
 const named = (type: string, name: string) => resources.find((r) => r.type === type && r.name === name)!;
-/** The user data of the host, as cloud-init gets it. */
-const userData = () => Buffer.from(resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!.inputs.userData, 'base64').toString();
+/** The host's start-up script, as cloud-init gets it (the VM's custom data). */
+const userData = () => Buffer.from(resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!.inputs.osProfile.customData, 'base64').toString();
 /** The DmzClient document the user data writes (between its heredoc markers). */
 function writtenConfig(script: string): string {
   const lines = script.split('\n');
@@ -181,6 +188,17 @@ describe('Azure DMZ', () => {
     });
   });
 
+  // Found by QA: the script was the VM's userData, which cloud-init's Azure datasource never reads (it runs custom
+  // data; docs/drivers/azure.md, "The boot agent on Azure"): the host booted, ran nothing, and no DMZ client ever
+  // started. Azure refuses to change custom data in place, so a changed script replaces the VM, the old one first
+  // (the new one takes the same NIC and address).
+  it('hands its start-up script to cloud-init as custom data, and replaces the VM, old one first, when it changes', () => {
+    const vm = resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!;
+    expect(vm.inputs.userData).toBeUndefined();
+    expect(Buffer.from(vm.inputs.osProfile.customData, 'base64').toString()).toMatch(/^#!\/bin\/bash\n/);
+    expect(vmOptions).toMatchObject({ replaceOnChanges: ['osProfile.customData'], deleteBeforeReplace: true });
+  });
+
   it('starts fleet serve dmz-client --driver azure --config and keeps secrets out of the user data', () => {
     const script = userData();
     expect(script).toContain("'fleet' 'serve' 'dmz-client' '--data-center' 'dallas' '--driver' 'azure' '--config' '/etc/dmzfleet/dmz-client.yaml'");
@@ -215,6 +233,15 @@ describe('Azure DMZ', () => {
     ['an authority URL that is not https', { authorityUrl: 'http://authority.tenant.example:7400' }, /not an https:\/\/ URL/],
   ])('refuses %s when declared', (_what, over, message) => {
     expect(() => new DmzClientHost('refused', { ...hostArgs, ...over })).toThrow(message);
+  });
+
+  it.each([
+    ['a fleet subnet outside the address space', { fleetSubnetPrefix: '10.40.2.0/24' }, /DmzNetwork nets: fleetSubnetPrefix 10\.40\.2\.0\/24 is not inside addressSpace 10\.30\.0\.0\/16/],
+    ['subnets that overlap', { fleetSubnetPrefix: '10.30.1.128/25' }, /dmzSubnetPrefix 10\.30\.1\.0\/24 and fleetSubnetPrefix 10\.30\.1\.128\/25 overlap/],
+    ['an address space that is no network CIDR', { addressSpace: '10.30.0.0' }, /addressSpace 10\.30\.0\.0 is not an IPv4 network CIDR/],
+  ])('refuses a network with %s when declared', (_what, over, message) => {
+    const base = { stack: 'prod', dataCenter: 'dallas', location: 'southcentralus', addressSpace: '10.30.0.0/16', dmzSubnetPrefix: '10.30.1.0/24', fleetSubnetPrefix: '10.30.2.0/24', tenantCidrs: ['192.168.0.0/16'] };
+    expect(() => new DmzNetwork('nets', { ...base, ...over })).toThrow(message);
   });
 
   const NSG = 'azure-native:network:NetworkSecurityGroup';

@@ -38,7 +38,7 @@ import * as managedidentity from '@pulumi/azure-native/managedidentity/index.js'
 import * as network from '@pulumi/azure-native/network/index.js';
 import * as privatedns from '@pulumi/azure-native/privatedns/index.js';
 import * as resources from '@pulumi/azure-native/resources/index.js';
-import { DEFAULT_API_PORT, authorityPortOf, bootPortOf, checkAdmittedCidrs, dataCenterEntry, inCidr, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
+import { DEFAULT_API_PORT, authorityPortOf, bootPortOf, checkAdmittedCidrs, checkNetworkCidrs, dataCenterEntry, inCidr, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
 import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
 
 export { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
@@ -103,6 +103,10 @@ export class DmzNetwork extends pulumi.ComponentResource {
   constructor(name: string, args: DmzNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super('dmzfleet:azure:DmzNetwork', name, {}, opts);
     checkAdmittedCidrs(`DmzNetwork ${name} tenantCidrs`, args.tenantCidrs);
+    checkNetworkCidrs(`DmzNetwork ${name}`, { name: 'addressSpace', cidr: args.addressSpace }, [
+      { name: 'dmzSubnetPrefix', cidr: args.dmzSubnetPrefix },
+      { name: 'fleetSubnetPrefix', cidr: args.fleetSubnetPrefix },
+    ]);
     const apiPort = args.apiPort ?? DEFAULT_API_PORT;
     const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);
@@ -384,7 +388,11 @@ export class DmzClientHost extends pulumi.ComponentResource {
         },
       }),
     );
-    const userData = pulumi.all([this.vault.name, this.identity.clientId, this.dmzClientConfig]).apply(([vault, clientId, config]) =>
+    // The start-up script goes in custom data, which cloud-init runs at the first boot: cloud-init's Azure datasource
+    // never reads the VM's userData (docs/drivers/azure.md, "The boot agent on Azure"), so a script there never ran
+    // and the DMZ client never started. Azure refuses to change custom data in place (PropertyChangeNotAllowed):
+    // a changed script replaces the VM (replaceOnChanges), the old one first, since the new one takes its NIC.
+    const customData = pulumi.all([this.vault.name, this.identity.clientId, this.dmzClientConfig]).apply(([vault, clientId, config]) =>
       Buffer.from(
         hostScript({
           dataCenter: net.dataCenter,
@@ -409,6 +417,7 @@ export class DmzClientHost extends pulumi.ComponentResource {
         osProfile: {
           computerName: `${net.dataCenter}-dmz`.slice(0, 15),
           adminUsername: args.adminUsername ?? 'dmzadmin',
+          customData,
           linuxConfiguration: {
             disablePasswordAuthentication: true,
             ssh: { publicKeys: [{ path: `/home/${args.adminUsername ?? 'dmzadmin'}/.ssh/authorized_keys`, keyData: args.sshPublicKey }] },
@@ -420,10 +429,14 @@ export class DmzClientHost extends pulumi.ComponentResource {
         },
         securityProfile: { encryptionAtHost: true },
         networkProfile: { networkInterfaces: [{ id: this.nic.id, primary: true }] },
-        userData,
         tags,
       },
-      { parent: this, dependsOn: [...this.roleAssignments, this.secret, this.vaultZoneLink, this.vaultZoneGroup] },
+      {
+        parent: this,
+        dependsOn: [...this.roleAssignments, this.secret, this.vaultZoneLink, this.vaultZoneGroup],
+        replaceOnChanges: ['osProfile.customData'],
+        deleteBeforeReplace: true,
+      },
     );
     this.dataCenterEntry = pulumi.all([this.url, rg]).apply(([url, resourceGroup]) =>
       dataCenterEntry({ name: net.dataCenter, ...args.facts }, url, {
