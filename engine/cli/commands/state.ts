@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { FleetError, diag, escapeUnseen, fail, sortDiagnostics, suggest, visible, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, diag, escapeUnseen, fail, sortDiagnostics, suggest, unseenProblem, visible, type Diagnostic } from '../../diags/index.ts';
 import { isFleetName, parseVmAddress } from '../../model/index.ts';
 import type { FleetRecord, HistoryRow, LockRow, SqlRecord, VmRow } from '../../record/index.ts';
 import { holderGone, lockHolder } from '../../record/locks.ts';
@@ -74,7 +74,8 @@ export function table(cells: string[][]): string {
 function vmTable(vms: VmRow[]): string {
   return table([
     ['ADDRESS', 'NAME', 'DATA CENTER', 'STATE', 'DESIRED', 'IMAGE', 'VERSION', 'CLOUD ID'],
-    ...vms.map((v) => [v.address, v.name, v.dataCenter, v.state, v.desiredState, v.realImage ?? v.image, String(v.version), v.cloudId ?? '-']),
+    // A deposed VM (the old VM of a create-before-delete replace) shares its address with its replacement: marked.
+    ...vms.map((v) => [v.deposed ? `${v.address} (deposed)` : v.address, v.name, v.dataCenter, v.state, v.desiredState, v.realImage ?? v.image, String(v.version), v.cloudId ?? '-']),
   ]);
 }
 
@@ -233,32 +234,52 @@ export async function withFleetLock<T>(record: FleetRecord, stack: string, fleet
 }
 
 /**
- * `fleet state rm ADDRESS`: forget a VM. The record stops tracking it (the
+ * `fleet state rm ADDRESS [--vm ID]`: forget a VM. The record stops tracking it (the
  * row is retired, with a history row, outcome `removed`); its data center is
  * not asked to do anything, so a VM that still runs there keeps running
  * (`fleet import ADDRESS CLOUD_ID` adopts it again). The next plan sees the
  * address empty and creates the member again if its fleet still wants it.
+ *
+ * While a create-before-delete replace is in progress an address has two
+ * live VMs (or more): its replacement and the old VM it deposed. Which one
+ * to forget is then the user's to say (--vm, a VM id or cloud id): without
+ * it the command is refused naming each (record.vm-ambiguous); it forgot
+ * the current one and said nothing of the other.
  */
 function registerStateRm(state: Command, io: CliIO, setExit: (code: number) => void): void {
   state
     .command('rm')
     .description('Forget a VM: the record stops tracking it (recorded in history); its data center is not touched.')
     .argument('<address>', 'VM address, <fleet>/<index>')
+    .option('--vm <id>', 'the VM to forget, by VM id or cloud id, when the address has more than one (a replace in progress: the current VM and the old one it deposed)')
     .addOption(stackOption())
     .addOption(recordUrlOption())
     .addOption(formatOption())
-    .action(async (address: string, opts: RecordCliOptions) => {
+    .action(async (address: string, opts: RecordCliOptions & { vm?: string }) => {
       const mode = modeOf(opts.format);
       setExit(
         await runCommand(
           io,
           async () => {
             const { fleet } = addressArg(address);
+            if (opts.vm !== undefined && (opts.vm === '' || unseenProblem(opts.vm))) fail('cli.usage', `--vm ${visible(opts.vm)} is not a VM id or cloud id.`);
             return withStackRecord(io, opts, async (record, stack) => {
               const actor = actorName();
               const vm = await withFleetLock(record, stack, fleet, actor, async () => {
-                const found = await record.findVm(stack, address);
-                if (!found) fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}; nothing to remove.`, { address });
+                const here = (await record.listVms(stack, { fleets: [fleet] })).filter((v) => v.address === address);
+                const chosen = opts.vm === undefined ? here : here.filter((v) => v.id === opts.vm || v.cloudId === opts.vm);
+                if (chosen.length === 0 && opts.vm !== undefined) {
+                  const there = here.length ? ` (it holds ${here.map((v) => `VM ${v.id}, cloud id ${v.cloudId ?? '-'}`).join('; ')})` : '';
+                  fail('record.vm-not-found', `stack ${stack} has no live VM ${opts.vm} at ${address} in the record ${record.description}${there}; nothing to remove.`, { address });
+                }
+                if (chosen.length === 0) fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}; nothing to remove.`, { address });
+                if (chosen.length > 1) {
+                  const each = chosen
+                    .sort((a, b) => Number(a.deposed) - Number(b.deposed))
+                    .map((v) => `VM ${v.id} (${vmRole(v)}, ${v.state}, cloud id ${v.cloudId ?? '-'}): \`fleet state rm ${address} --vm ${v.id}\``);
+                  fail('record.vm-ambiguous', `${address} has ${chosen.length} live VMs in the record ${record.description}, a replace being in progress: ${each.join('; ')}. Say which to forget with --vm; nothing was removed.`, { address });
+                }
+                const found = chosen[0];
                 const cloud = found.cloudId ? `its VM ${found.cloudId} in ${found.dataCenter} is left as it is` : `${found.dataCenter} holds no VM of it`;
                 // One statement retires the row and writes its history row (outcome removed), at the version read:
                 // a report landing meanwhile (reports are not fenced) refuses both, never only the retire.
@@ -266,7 +287,7 @@ function registerStateRm(state: Command, io: CliIO, setExit: (code: number) => v
               });
               printResult(io, mode, { stack, removed: vm }, () => {
                 const again = vm.cloudId ? ` ${vm.dataCenter} still holds its VM ${vm.cloudId}: \`fleet import ${address} ${vm.cloudId}\` adopts it again, or delete it there.` : '';
-                return `Removed ${address} (VM ${vm.id}, ${vm.state}) from the record of stack ${stack}.${again}\n`;
+                return `Removed ${address} (VM ${vm.id}, ${vm.state}${vm.deposed ? `, ${vmRole(vm)}` : ''}) from the record of stack ${stack}.${again}\n`;
               });
               return 0;
             });
@@ -275,6 +296,11 @@ function registerStateRm(state: Command, io: CliIO, setExit: (code: number) => v
         ),
       );
     });
+}
+
+/** Which of an address's live VMs `v` is: the current one, or the old one a replace deposed beside it. */
+function vmRole(v: Pick<VmRow, 'deposed'>): string {
+  return v.deposed ? 'deposed by a replace in progress' : 'the current one';
 }
 
 /** Who edits the record by hand: user@host, as apply's actor. */
