@@ -53,6 +53,45 @@ export async function loadStackFile(io: CliIO, opts: RecordCliOptions): Promise<
   return loaded.stack;
 }
 
+/**
+ * What the plan wants of each VM, for the DESIRED column of `fleet state
+ * list` and `desired state` of `fleet state show` (and desiredState in their
+ * JSON). The record's desired_state is written by the apply that created or
+ * last changed a VM, never by a delete: a member whose fleet's count was
+ * lowered, stuck half-way out, was listed as still wanted Running. From the
+ * specs, as the planner decides membership (docs/planning.md):
+ *
+ * | the VM                                                   | desired                      |
+ * | -------------------------------------------------------- | ---------------------------- |
+ * | deposed (the old VM of a create-before-delete replace)    | the pack's terminal state    |
+ * | of a fleet no spec declares (fleet files manage it)       | the pack's terminal state    |
+ * | of a fleet a program manages (no fleet file)              | the record's (left alone)    |
+ * | at an index at or past its fleet's count                  | the pack's terminal state    |
+ * | a member its spec wants                                   | the spec's state             |
+ *
+ * The stack's specs and pack must load without error; otherwise (a spec
+ * being edited) undefined, and the record's column is shown as it is.
+ */
+export interface Wanted {
+  state: string;
+  /** Why it differs from the spec's member rule: shown by `fleet state show`. */
+  why?: string;
+}
+async function planWants(io: CliIO, opts: RecordCliOptions): Promise<((v: VmRow, managedBy: string | null) => Wanted) | undefined> {
+  const { loadStack } = await import('../../spec/index.ts');
+  const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
+  if (!loaded.pack || loaded.diagnostics.some((d) => d.severity === 'error')) return undefined;
+  const terminal = loaded.pack.lifecycle.terminal[0];
+  const specs = new Map(loaded.fleets.map((f) => [f.name, f]));
+  return (v, managedBy) => {
+    if (v.deposed) return { state: terminal, why: 'deposed by a replace: deleted once its replacement runs' };
+    const spec = specs.get(v.fleet);
+    if (!spec) return managedBy !== null ? { state: v.desiredState, why: `fleet ${v.fleet} is managed by ${managedBy}` } : { state: terminal, why: `fleet ${v.fleet} is in no spec` };
+    if (v.index >= spec.count) return { state: terminal, why: `fleet ${v.fleet} has count ${spec.count}` };
+    return { state: spec.state };
+  };
+}
+
 /** Prints a record command's result: `doc` (plus `diagnostics: []`) in JSON mode, else `text()`. */
 export function printResult(io: CliIO, mode: OutputMode, doc: Record<string, unknown>, text: () => string, diagnostics: Diagnostic[] = []): void {
   if (mode === 'json') {
@@ -79,7 +118,7 @@ function vmTable(vms: VmRow[]): string {
   ]);
 }
 
-function showVm(v: VmRow): string {
+function showVm(v: VmRow, wanted: Wanted | undefined): string {
   const rows: [string, string][] = [
     ['address', v.address],
     ['id', v.id],
@@ -87,7 +126,7 @@ function showVm(v: VmRow): string {
     ['fleet', v.fleet],
     ['data center', v.dataCenter],
     ['state', v.state],
-    ['desired state', v.desiredState],
+    ['desired state', wanted ? `${wanted.state}${wanted.why ? ` (${wanted.why})` : ''}` : `${v.desiredState} (as last applied: the stack's specs do not load)`],
     ['image', v.realImage ? `${v.image} (${v.realImage})` : v.image],
     ['size', `${v.size.cpu} cpu, ${v.size.memoryGiB} GiB memory, ${v.size.diskGiB} GiB disk`],
     ['encrypted disk', v.encryptedDisk ? 'yes' : 'no'],
@@ -137,7 +176,9 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
           () =>
             withStackRecord(io, opts, async (record, stack) => {
               const scope = opts.fleet ? { fleets: opts.fleet } : {};
-              const [vms, fleets, allLocks] = await Promise.all([record.listVms(stack, scope), record.listFleets(stack, opts.fleet), record.listLocks(stack)]);
+              const [rows, fleets, allLocks, wants] = await Promise.all([record.listVms(stack, scope), record.listFleets(stack, opts.fleet), record.listLocks(stack), planWants(io, opts)]);
+              const managers = new Map(fleets.map((f) => [f.fleet, f.managedBy]));
+              const vms = wants ? rows.map((v) => ({ ...v, desiredState: wants(v, managers.get(v.fleet) ?? null).state })) : rows;
               const locks = opts.fleet ? allLocks.filter((l) => opts.fleet!.includes(l.fleet)) : allLocks;
               // A fleet the record does not know answers "0 VMs" as an empty one would: said, with a near name.
               const missing = (opts.fleet ?? []).filter((f, i, all) => all.indexOf(f) === i && !fleets.some((r) => r.fleet === f));
@@ -150,6 +191,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
                 const inFleets = new Set(vms.map((v) => v.fleet)).size;
                 let out = vms.length ? `${vmTable(vms)}\n` : '';
                 out += `${vms.length} VM${vms.length === 1 ? '' : 's'} in ${inFleets} fleet${inFleets === 1 ? '' : 's'} of stack ${stack} (record ${record.description}).\n`;
+                if (!wants && vms.length) out += 'DESIRED is the state last applied: the stack\'s specs do not load (`fleet validate` says why).\n';
                 // Fleets a program (a Pulumi Fleet or Vm) manages: fleet plan leaves them alone.
                 const managed = fleets.filter((f) => f.managedBy !== null);
                 if (managed.length) {
@@ -189,12 +231,15 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
           () => {
             addressArg(address);
             return withStackRecord(io, opts, async (record, stack) => {
-              const vm = await record.findVm(stack, address);
-              if (!vm) {
+              const row = await record.findVm(stack, address);
+              if (!row) {
                 fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.`, { address });
               }
+              const [wants, [fleetRow]] = await Promise.all([planWants(io, opts), record.listFleets(stack, [row.fleet])]);
+              const wanted = wants?.(row, fleetRow?.managedBy ?? null);
+              const vm = wanted ? { ...row, desiredState: wanted.state } : row;
               const history = (await record.history(stack, address, { limit: 10 })).filter((h) => h.vmId === vm.id);
-              printResult(io, mode, { stack, vm, history }, () => showVm(vm) + (history.length ? `\nRecent history:\n${historyTable(history)}` : ''));
+              printResult(io, mode, { stack, vm, history }, () => showVm(vm, wanted) + (history.length ? `\nRecent history:\n${historyTable(history)}` : ''));
               return 0;
             }, { readOnly: true });
           },
