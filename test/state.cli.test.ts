@@ -46,4 +46,18 @@ describe('the desired state of a VM the plan deletes', () => {
     const shown = JSON.parse((await fleet('state', 'show', 'db/1', '--format', 'json')).stdout) as { vm: VmRow };
     expect(shown.vm.desiredState).toBe('Deleted');
   }, 120_000);
+
+  it('is the record\'s column, said so, while the specs do not load', async () => {
+    await st.spec('broken', 'apiVersion: fleet/v1\nkind: Fleet\nmetadata: { name: broken }\n');
+    try {
+      const list = await fleet('state', 'list');
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stdout).toContain("DESIRED is the state last applied: the stack's specs do not load (`fleet validate` says why).");
+      expect(list.stdout.split('\n').find((l) => l.startsWith('db/1 '))).toMatch(/ShuttingDown +Running /);
+      const show = await fleet('state', 'show', 'db/1');
+      expect(show.stdout).toMatch(/desired state: +Running \(as last applied: the stack's specs do not load\)/);
+    } finally {
+      await st.spec('broken', null);
+    }
+  });
 });
