@@ -350,6 +350,13 @@ describe('fleet state rm of an address with a deposed VM (a replace in progress)
     expect(rows.find((l) => l.includes('sim-new'))).toMatch(/^web\/0 {2}/);
   });
 
+  it('state show shows the current VM and names the deposed one', async () => {
+    const r = await runCli(['state', 'show', 'web/0', '--stack', dir], { cwd: root });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^id: +${current.id}$`, 'm'));
+    expect(r.stdout).toContain(`Also live at web/0: VM ${old.id} (deposed by a replace in progress, Requested, cloud id sim-old).`);
+  });
+
   it('is refused without --vm, naming both VMs and the command for each; nothing is forgotten', async () => {
     const r = await runCli(['state', 'rm', 'web/0', '--stack', dir, '--format', 'json'], { cwd: root });
     expect(r.code).toBe(1);

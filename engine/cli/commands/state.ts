@@ -235,11 +235,14 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
               if (!row) {
                 fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.`, { address });
               }
-              const [wants, [fleetRow]] = await Promise.all([planWants(io, opts), record.listFleets(stack, [row.fleet])]);
+              const [wants, [fleetRow], inFleet] = await Promise.all([planWants(io, opts), record.listFleets(stack, [row.fleet]), record.listVms(stack, { fleets: [row.fleet] })]);
               const wanted = wants?.(row, fleetRow?.managedBy ?? null);
               const vm = wanted ? { ...row, desiredState: wanted.state } : row;
+              // A replace in progress: the old VM it deposed lives at the same address (shown is the current one).
+              const others = inFleet.filter((v) => v.address === address && v.id !== row.id);
+              const also = others.map((v) => `Also live at ${address}: VM ${v.id} (${vmRole(v)}, ${v.state}, cloud id ${v.cloudId ?? '-'}).\n`).join('');
               const history = (await record.history(stack, address, { limit: 10 })).filter((h) => h.vmId === vm.id);
-              printResult(io, mode, { stack, vm, history }, () => showVm(vm, wanted) + (history.length ? `\nRecent history:\n${historyTable(history)}` : ''));
+              printResult(io, mode, { stack, vm, history }, () => showVm(vm, wanted) + (also ? `\n${also}` : '') + (history.length ? `\nRecent history:\n${historyTable(history)}` : ''));
               return 0;
             }, { readOnly: true });
           },
