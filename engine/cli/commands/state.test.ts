@@ -357,6 +357,15 @@ describe('fleet state rm of an address with a deposed VM (a replace in progress)
     expect(r.stdout).toContain(`Also live at web/0: VM ${old.id} (deposed by a replace in progress, Requested, cloud id sim-old).`);
   });
 
+  it('history of the address tells the two VMs\' rows apart (a VM column)', async () => {
+    const r = await runCli(['history', 'web/0', '--stack', dir], { cwd: root });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^AT +ADDRESS +VM +FROM +TO +OUTCOME/);
+    const ids = new Set(lines.slice(1).map((l) => l.split(/ {2,}/)[2]));
+    expect(ids).toEqual(new Set([old.id.slice(0, 8), current.id.slice(0, 8)]));
+  });
+
   it('is refused without --vm, naming both VMs and the command for each; nothing is forgotten', async () => {
     const r = await runCli(['state', 'rm', 'web/0', '--stack', dir, '--format', 'json'], { cwd: root });
     expect(r.code).toBe(1);

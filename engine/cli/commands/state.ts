@@ -362,9 +362,19 @@ function actorName(): string {
   return `${user}@${hostname()}`;
 }
 
+/**
+ * The history table. An address that had more than one VM in these rows (a
+ * replace: the old VM and its replacement, or a VM forgotten and another
+ * made there) gets a VM column (the id's first 8 characters): their rows
+ * were interleaved under one address with nothing telling them apart.
+ */
 export function historyTable(rows: HistoryRow[]): string {
+  const vmsAt = new Map<string, Set<string>>();
+  for (const h of rows) vmsAt.set(h.address, (vmsAt.get(h.address) ?? new Set()).add(h.vmId));
+  const several = [...vmsAt.values()].some((ids) => ids.size > 1);
+  const vm = (h: HistoryRow) => (several ? [h.vmId.slice(0, 8)] : []);
   return table([
-    ['AT', 'ADDRESS', 'FROM', 'TO', 'OUTCOME', 'ACTOR', 'PLAN', 'DETAIL'],
-    ...rows.map((h) => [h.at, h.address, h.from ?? '-', h.to, h.outcome, h.actor, h.planId ?? '-', h.detail ?? '']),
+    ['AT', 'ADDRESS', ...(several ? ['VM'] : []), 'FROM', 'TO', 'OUTCOME', 'ACTOR', 'PLAN', 'DETAIL'],
+    ...rows.map((h) => [h.at, h.address, ...vm(h), h.from ?? '-', h.to, h.outcome, h.actor, h.planId ?? '-', h.detail ?? '']),
   ]);
 }
