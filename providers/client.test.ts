@@ -208,7 +208,10 @@ describe('DmzHttpClient retries', () => {
       expect(err.diagnostics[0].code).toBe('apply.dmz-unreachable');
       expect(err.diagnostics[0].detail).toContain('did not answer within 40 ms after 3 attempts');
       // 40 + 40 + 40 ms of silence (and 1 ms pauses): three attempts, where the pauses alone would have allowed a hundred.
-      expect(requests).toBe(3);
+      // The server may not have read the last one before the client gave up on it (a loaded machine: seen on a CI
+      // run), so it counts at most three; the attempts are counted by the client's own message and pauses.
+      expect(requests).toBeGreaterThanOrEqual(1);
+      expect(requests).toBeLessThanOrEqual(3);
       expect(sleeps).toHaveLength(2);
     } finally {
       server.closeAllConnections();

@@ -54,7 +54,8 @@ export const MODULES: Module[] = [
   {
     file: 'policy-pack.js',
     what: 'policy.yaml (engine/policy/load.ts)',
-    options: { allErrors: true, strict: false },
+    // verbose: an unknown key's error carries the schema object it broke, whose keys name the one meant.
+    options: { allErrors: true, verbose: true, strict: false },
     schemas: async () => ({ PolicyPack: await schemaFile('policy-pack.schema.json') }),
   },
   {
@@ -66,7 +67,7 @@ export const MODULES: Module[] = [
   {
     file: 'rules.js',
     what: "the built-in rules' settings (engine/policy/load.ts; a pack's own rule modules are compiled when loaded)",
-    options: { allErrors: true, strict: false, useDefaults: true },
+    options: { allErrors: true, verbose: true, strict: false, useDefaults: true },
     schemas: async () => Object.fromEntries(BUILTIN_RULES.map((r) => [exportName(r.name), r.configSchema as object])),
     byName: BUILTIN_RULES.map((r) => r.name),
   },

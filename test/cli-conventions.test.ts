@@ -212,6 +212,10 @@ describe('fleet completion', () => {
     const bad = await runCli(['completion', 'tcsh'], { cwd: REPO });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('Allowed choices are bash, zsh, fish');
+    // A likely typo of a choice is named, as commander names a command's (`fleet plna`: did you mean plan?).
+    expect((await runCli(['completion', 'bsh'], { cwd: REPO })).stderr).toContain('Allowed choices are bash, zsh, fish (did you mean "bash"?). Run `fleet completion --help`');
+    expect((await runCli(['plan', '--format', 'jsn'], { cwd: REPO })).stderr).toContain('Allowed choices are text, json, markdown (did you mean "json"?). Run `fleet plan --help`');
+    expect(bad.stderr).not.toContain('did you mean');
   });
 });
 

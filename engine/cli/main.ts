@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { diag, type Diagnostic } from '../diags/index.ts';
+import { diag, didYouMean, type Diagnostic } from '../diags/index.ts';
 import { type CliIO, printDiagnostics, processIO, writeDiagnosticEvents, writeJson } from './io.ts';
 import { applyEnv, rejectEmptyValues } from './options.ts';
 import { COMMANDS } from './commands/index.ts';
@@ -59,7 +59,12 @@ export function usageDiagnostic(err: CommanderError, argv: string[], program: Co
     at = sub;
   }
   const help = words.length ? `fleet ${words.join(' ')} --help` : 'fleet --help';
-  return diag('cli.usage', `${message.charAt(0).toUpperCase()}${message.slice(1)}${/[.?!]$/.test(message) ? '' : '.'} Run \`${help}\` for the usage.`);
+  // A value outside an option's or argument's choices: a likely typo is named, as commander does for commands.
+  const value = /(?:argument|value) '([^']*)' is invalid/.exec(err.message)?.[1];
+  const choices = /Allowed choices are (.*)\.\s*$/s.exec(err.message)?.[1];
+  const hint = value !== undefined && choices !== undefined ? didYouMean(value, choices.split(', ')) : '';
+  const text = `${message.charAt(0).toUpperCase()}${message.slice(1)}`.replace(/[.?!]?$/, (end) => `${hint}${end || '.'}`);
+  return diag('cli.usage', `${text} Run \`${help}\` for the usage.`);
 }
 
 /** Runs the CLI and returns the exit code (0 ok / no changes, 1 error, 2 changes with --detailed-exitcode). */

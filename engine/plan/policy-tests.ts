@@ -314,7 +314,7 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
     result.diagnostics = y.errors.map((e) => diag('policy.yaml-syntax', e.message, e.where));
     return result;
   }
-  const validate = new Ajv({ allErrors: true, strict: false }).compile(TEST_CASE_SCHEMA);
+  const validate = new Ajv({ allErrors: true, strict: false, verbose: true }).compile(TEST_CASE_SCHEMA);
   if (!validate(y.value)) {
     result.diagnostics = sortDiagnostics(schemaDiagnostics(validate.errors ?? [], y.where, 'policy.test-case'));
     return result;

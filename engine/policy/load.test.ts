@@ -202,6 +202,16 @@ describe('loadPack: stack overrides', () => {
     expect(r.diagnostics.map((d) => d.detail)).toEqual([want]);
   });
 
+  // An unknown key that is a likely typo of an allowed one was not named with the key meant (the spec loader did).
+  it.each([
+    { name: 'lifecycle key intial', from: '    initial: Requested', to: '    initial: Requested\n    intial: Requested', want: 'Unknown key "intial" in spec.lifecycle (did you mean "initial"?).' },
+    { name: 'rule setting maxShre', from: 'maxShare: 0.5', to: 'maxShre: 0.5', want: 'Rule max-disruption: Unknown key "maxShre" in (document) (did you mean "maxShare"?).' },
+    { name: 'unrelated key colour', from: '    initial: Requested', to: '    initial: Requested\n    colour: blue', want: 'Unknown key "colour" in spec.lifecycle.' },
+  ])('an unknown key names the closest allowed key: $name', async ({ from, to, want }) => {
+    const r = await loadPack(await packVariant(from, to));
+    expect(r.diagnostics.map((d) => d.detail)).toEqual([want]);
+  });
+
   it('points config errors at the stack file', async () => {
     const config = {
       'max-disruption': { maxShare: 'half' },

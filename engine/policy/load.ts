@@ -89,7 +89,7 @@ async function importWithin(file: string, ms: number): Promise<unknown> {
  */
 async function ruleConfigValidator(rule: Rule, ajv: { instance?: Ajv }): Promise<ValidateFunction> {
   if (BUILTIN_RULES.includes(rule) && builtinRuleValidators[rule.name]) return builtinRuleValidators[rule.name];
-  ajv.instance ??= new (await import('ajv')).Ajv({ allErrors: true, strict: false, useDefaults: true });
+  ajv.instance ??= new (await import('ajv')).Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true });
   return ajv.instance.compile(rule.configSchema as object);
 }
 
@@ -117,7 +117,9 @@ export function schemaDiagnostics(
     const name = path.length ? path.join('.') : '(document)';
     if (e.keyword === 'additionalProperties') {
       const key = String((e.params as { additionalProperty: string }).additionalProperty);
-      return diag(code, `${prefix}Unknown key "${key}" in ${name}.`, where([...path, key]));
+      // The keys allowed there (ajv's verbose errors carry the schema object the key broke): a likely typo is named.
+      const allowed = Object.keys((e.parentSchema?.properties as Record<string, unknown> | undefined) ?? {});
+      return diag(code, `${prefix}Unknown key "${key}" in ${name}${didYouMean(key, allowed)}.`, where([...path, key]));
     }
     if (e.keyword === 'enum') {
       const values = (e.params as { allowedValues: unknown[] }).allowedValues;
