@@ -54,8 +54,17 @@ describe('the desired state of a VM the plan deletes', () => {
       expect(list.code, list.stderr).toBe(0);
       expect(list.stdout).toContain("DESIRED is the state last applied: the stack's specs do not load (`fleet validate` says why).");
       expect(list.stdout.split('\n').find((l) => l.startsWith('db/1 '))).toMatch(/ShuttingDown +Running /);
+      // `state show` and `state list --fleet` read the files of their fleets alone (as `fleet plan --target` does, so a
+      // stack of thousands of fleet files costs one parse): db's loads, and its member rule answers.
       const show = await fleet('state', 'show', 'db/1');
-      expect(show.stdout).toMatch(/desired state: +Running \(as last applied: the stack's specs do not load\)/);
+      expect(show.stdout).toMatch(/desired state: +Deleted \(fleet db has count 1\)/);
+      const narrowed = await fleet('state', 'list', '--fleet', 'db');
+      expect(narrowed.stdout).not.toContain('DESIRED is the state last applied');
+      expect(narrowed.stdout.split('\n').find((l) => l.startsWith('db/1 '))).toMatch(/ShuttingDown +Deleted /);
+      // A fleet whose own file is broken: the record's column, said so.
+      await st.spec('broken', 'apiVersion: fleet/v1\nkind: Fleet\nmetadata: { name: db }\n');
+      const own = await fleet('state', 'show', 'db/1');
+      expect(own.stdout).toMatch(/desired state: +Running \(as last applied: the stack's specs do not load\)/);
     } finally {
       await st.spec('broken', null);
     }

@@ -77,9 +77,14 @@ export interface Wanted {
   /** Why it differs from the spec's member rule: shown by `fleet state show`. */
   why?: string;
 }
-async function planWants(io: CliIO, opts: RecordCliOptions): Promise<((v: VmRow, managedBy: string | null) => Wanted) | undefined> {
+async function planWants(io: CliIO, opts: RecordCliOptions, fleets?: readonly string[]): Promise<((v: VmRow, managedBy: string | null) => Wanted) | undefined> {
   const { loadStack } = await import('../../spec/index.ts');
-  const loaded = await loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts) });
+  const load = (only?: readonly string[]) => loadStack(opts.stack, { cwd: io.cwd, env: loaderEnv(io, opts), ...(only ? { onlyFleets: only } : {}) });
+  // Narrowed to the fleets asked about (--fleet, the VM shown): only their files are parsed, so `state list --fleet F`
+  // on a stack of thousands of fleet files costs one file's parse, not all (issue 20: ≤ 0.3 s on a 1M-VM record). A
+  // fleet not found that way may still be spelt with YAML escapes in a file left unparsed: the whole stack decides.
+  let loaded = await load(fleets);
+  if (fleets && loaded.pack && fleets.some((f) => !loaded.fleets.some((l) => l.name === f))) loaded = await load();
   if (!loaded.pack || loaded.diagnostics.some((d) => d.severity === 'error')) return undefined;
   const terminal = loaded.pack.lifecycle.terminal[0];
   const specs = new Map(loaded.fleets.map((f) => [f.name, f]));
@@ -176,7 +181,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
           () =>
             withStackRecord(io, opts, async (record, stack) => {
               const scope = opts.fleet ? { fleets: opts.fleet } : {};
-              const [rows, fleets, allLocks, wants] = await Promise.all([record.listVms(stack, scope), record.listFleets(stack, opts.fleet), record.listLocks(stack), planWants(io, opts)]);
+              const [rows, fleets, allLocks, wants] = await Promise.all([record.listVms(stack, scope), record.listFleets(stack, opts.fleet), record.listLocks(stack), planWants(io, opts, opts.fleet)]);
               const managers = new Map(fleets.map((f) => [f.fleet, f.managedBy]));
               const vms = wants ? rows.map((v) => ({ ...v, desiredState: wants(v, managers.get(v.fleet) ?? null).state })) : rows;
               const locks = opts.fleet ? allLocks.filter((l) => opts.fleet!.includes(l.fleet)) : allLocks;
@@ -235,7 +240,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
               if (!row) {
                 fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.`, { address });
               }
-              const [wants, [fleetRow], inFleet] = await Promise.all([planWants(io, opts), record.listFleets(stack, [row.fleet]), record.listVms(stack, { fleets: [row.fleet] })]);
+              const [wants, [fleetRow], inFleet] = await Promise.all([planWants(io, opts, [row.fleet]), record.listFleets(stack, [row.fleet]), record.listVms(stack, { fleets: [row.fleet] })]);
               const wanted = wants?.(row, fleetRow?.managedBy ?? null);
               const vm = wanted ? { ...row, desiredState: wanted.state } : row;
               // A replace in progress: the old VM it deposed lives at the same address (shown is the current one).
