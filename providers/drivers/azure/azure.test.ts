@@ -204,6 +204,29 @@ describe('azure driver: what it sends', () => {
     expect(arm.requests).toHaveLength(0);
   });
 
+  // packages/dmz-infra's DmzClientHost writes this layout: the fleet VMs in a group of their own (the only one the
+  // broker may write in), the VNet in the DMZ's group, where the broker may join only the fleet subnet.
+  it('with vnetResourceGroup: makes the NIC, VM and disks in its own resource group and joins the subnet of the VNet in the other', async () => {
+    await driver.close();
+    driver = makeDriver({ vnetResourceGroup: 'rg-dmz-east' });
+    const i = input();
+    const vm = await driver.createVm(creds(), i);
+    const n = resourceNames(i.vmId);
+    expect(vm.cloudId).toBe(`/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Compute/virtualMachines/${n.vm}`);
+    const [nic] = arm.calls('putNic');
+    expect(nic.path).toBe(`/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Network/networkInterfaces/${n.nic}`);
+    expect(nic.body).toMatchObject({
+      properties: { ipConfigurations: [{ properties: { subnet: { id: `/subscriptions/${SUB}/resourceGroups/rg-dmz-east/providers/Microsoft.Network/virtualNetworks/vnet-fleet/subnets/vms` } } }] },
+    });
+    const [put] = arm.calls('putVm');
+    expect(put.path).toBe(`/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Compute/virtualMachines/${n.vm}`);
+    expect((put.body as { properties: { networkProfile: { networkInterfaces: { id: string }[] } } }).properties.networkProfile.networkInterfaces[0].id).toBe(
+      `/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Network/networkInterfaces/${n.nic}`,
+    );
+    // Every write went to the VMs' own group: nothing in the VNet's.
+    expect(arm.requests.filter((r) => r.method !== 'GET' && !r.path.includes(`/resourceGroups/${RG}/`) && r.call !== 'poll' && r.call !== 'result').map((r) => `${r.method} ${r.path}`)).toEqual([]);
+  });
+
   it('a size the catalog lacks, or an image that is neither a resource id nor a URN, fails before any PUT', async () => {
     expect((await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })))).message).toMatch(/no Azure VM size for/);
     expect((await failure(driver.createVm(creds(), input({ image: 'ubuntu 24.04' })))).message).toMatch(/neither an Azure image resource id/);
@@ -373,6 +396,14 @@ describe('azure driver: failures as kinds', () => {
     { name: 'OperationNotAllowed on the wrong power state', fault: { call: 'start', status: 409, code: 'OperationNotAllowed', message: 'Cannot start the VM while it is being deleted.' }, act: 'powerOn', kind: 'invalid-state' },
     { name: '401 InvalidAuthenticationToken', fault: { call: 'putNic', status: 401, code: 'InvalidAuthenticationToken' }, act: 'create', kind: 'credentials' },
     { name: '403 AuthorizationFailed', fault: { call: 'start', status: 403, code: 'AuthorizationFailed' }, act: 'powerOn', kind: 'credentials' },
+    // ARM's linked access check on the NIC's subnet: the broker may not join it (docs/drivers/azure.md, "dmzfleet fleet subnet join").
+    {
+      name: '403 LinkedAuthorizationFailed (a subnet the broker may not join)',
+      fault: { call: 'putNic', status: 403, code: 'LinkedAuthorizationFailed', message: "The client has permission to perform action 'Microsoft.Network/networkInterfaces/write' on scope '...'; however, it does not have permission to perform action 'Microsoft.Network/virtualNetworks/subnets/join/action' on the linked scope(s) '...'." },
+      act: 'create',
+      kind: 'credentials',
+      message: /subnets\/join\/action/,
+    },
     { name: '404 ResourceNotFound', fault: { call: 'start', status: 404, code: 'ResourceNotFound' }, act: 'powerOn', kind: 'not-found' },
     // ARM answers 404 SubscriptionNotFound to a principal with no role on the subscription (rather than 403), and for
     // a cancelled one: nothing says the VM is gone (get must not answer "absent": refresh would take the fleet for lost).
