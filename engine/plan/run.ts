@@ -287,6 +287,13 @@ function memberProblems(options: PlanOptions, rows: readonly PlanVmRow[], fleets
     } else if (!live.has(t)) {
       const why = scope.has(a.fleet) || options.targets.length + options.excludes.length === 0 ? 'is not a live VM in the record' : 'is outside the plan\'s --target / --exclude scope';
       out.push(diag('plan.unknown-member', `--replace ${t}: ${t} ${why}; only an existing member can be replaced.`, { address: t }));
+    } else if (!count.has(a.fleet)) {
+      // A live VM the plan deletes is no member its spec wants: the --replace was accepted and the VM deleted.
+      out.push(diag('plan.unknown-member', `--replace ${t}: fleet ${a.fleet} is in no spec of stack ${stack}, so the plan deletes ${t}; only a member its fleet's spec still wants can be replaced.`, { address: t }));
+    } else if (a.index >= count.get(a.fleet)!) {
+      const n = count.get(a.fleet)!;
+      const members = n === 0 ? 'no members' : n === 1 ? `one member, ${a.fleet}/0` : `members ${a.fleet}/0 to ${a.fleet}/${n - 1}`;
+      out.push(diag('plan.unknown-member', `--replace ${t}: fleet ${a.fleet} has count ${n} (${members}), so the plan deletes ${t}; only a member its fleet's spec still wants can be replaced.`, { address: t }));
     }
   }
   return out;

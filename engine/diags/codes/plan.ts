@@ -10,7 +10,7 @@ export const planCodes = defineCodes({
   },
   'plan.unknown-member': {
     summary: 'Unknown member',
-    doc: 'A --target or --replace names a member address (`web/3`) that is not a member of its fleet: --replace needs a live VM in the record, --target a live VM or an index below the fleet\'s count. `fleet state list` shows the members.',
+    doc: 'A --target or --replace names a member address (`web/3`) that is not a member of its fleet: --replace needs a live VM in the record that its fleet\'s spec still wants (an index below count: a VM the plan deletes is not replaced), --target a live VM or an index below the fleet\'s count. `fleet state list` shows the members.',
     severity: 'error',
   },
   'plan.blocked': {
