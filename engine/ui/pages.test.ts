@@ -97,6 +97,9 @@ describe('dashboard pages', () => {
     expect(text).toContain('1000 VMs in 200 fleets over 3 data centers');
     expect(text).toContain('<tr data-fleet="f199"><td><a href="/ui/fleets/f199">f199</a></td><td data-dc="austin"><span class="state Running" data-state="Running" data-count="1">Running 1</span></td><td data-dc="miami"><span class="state Running" data-state="Running" data-count="2">Running 2</span></td><td data-dc="richmond"><span class="state BootFailed" data-state="BootFailed" data-count="1">BootFailed 1</span><span class="state Running" data-state="Running" data-count="1">Running 1</span></td><td class="num" data-testid="total">5</td></tr>');
     expect(overviewPage('local', [...counts].reverse(), [], []).text).toBe(text);
+    // 200 fleets: one page (OVERVIEW_PAGE_SIZE), all listed, no pager.
+    expect(text.match(/<tr data-fleet=/g)).toHaveLength(200);
+    expect(text).not.toContain('data-testid="pager"');
   });
 
   it('escapes everything it is given', () => {

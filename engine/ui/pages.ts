@@ -128,31 +128,44 @@ const vmHref = (fleet: string, index: number) => `/ui/vms/${encodeURIComponent(f
 const fleetHref = (fleet: string) => `/ui/fleets/${encodeURIComponent(fleet)}`;
 const planHref = (id: string) => `/ui/plans/${encodeURIComponent(id)}`;
 
-/** Fleets × data centers × states, then locks, the last applies and the last drift found. */
-export function overviewPage(stack: string, counts: readonly UiVmCount[], locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = []): Html {
+/**
+ * Fleets × data centers × states, then locks, the last applies and the last drift found. The table lists page `page`
+ * (from 1, at most overviewPages(fleets)) of the stack's fleets, OVERVIEW_PAGE_SIZE of them in name order, with links
+ * to the pages before and after when there are several; the summary, the data center columns and the sections below
+ * are the whole stack's on every page.
+ */
+export function overviewPage(stack: string, counts: readonly UiVmCount[], locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = [], page = 1): Html {
   // From the record's counts per fleet, data center and state, never its VMs (a stack may hold 1 000 000 VMs, and the
-  // authority serves this page on the event loop that answers its DMZ clients); one pass over them.
-  const perFleet = new Map<string, { total: number; byDc: Map<string, Map<string, number>> }>();
+  // authority serves this page on the event loop that answers its DMZ clients): one pass for the stack's totals, another
+  // for the cells of this page's fleets only.
+  const fleetSet = new Set<string>();
   const dcSet = new Set<string>();
   const states = new Map<string, number>();
   let vms = 0;
   for (const { fleet, dataCenter, state, vms: n } of counts) {
     vms += n;
+    fleetSet.add(fleet);
     dcSet.add(dataCenter);
     states.set(state, (states.get(state) ?? 0) + n);
-    let f = perFleet.get(fleet);
-    if (!f) perFleet.set(fleet, (f = { total: 0, byDc: new Map() }));
+  }
+  const dcs = [...dcSet].sort();
+  const fleets = [...fleetSet].sort();
+  const start = (page - 1) * OVERVIEW_PAGE_SIZE;
+  const shown = fleets.slice(start, start + OVERVIEW_PAGE_SIZE);
+  const perFleet = new Map<string, { total: number; byDc: Map<string, Map<string, number>> }>(shown.map((f) => [f, { total: 0, byDc: new Map() }]));
+  for (const { fleet, dataCenter, state, vms: n } of counts) {
+    const f = perFleet.get(fleet);
+    if (!f) continue;
     f.total += n;
     let cell = f.byDc.get(dataCenter);
     if (!cell) f.byDc.set(dataCenter, (cell = new Map()));
     cell.set(state, (cell.get(state) ?? 0) + n);
   }
-  const dcs = [...dcSet].sort();
-  const fleets = [...perFleet.keys()].sort();
   const locked = new Set(locks.map((l) => l.fleet));
   const cell = (fleet: string, dc: string) =>
     [...(perFleet.get(fleet)?.byDc.get(dc) ?? [])].sort().map(([s, n]) => html`<span class="state ${s}" data-state="${s}" data-count="${n}">${s} ${n}</span>`);
-  const rows = fleets.map((f) => {
+  const pager = pagerLine('/ui', 'fleets', page, OVERVIEW_PAGE_SIZE, fleets.length);
+  const rows = shown.map((f) => {
     const total = perFleet.get(f)?.total ?? 0;
     return html`<tr data-fleet="${f}"><td><a href="${fleetHref(f)}">${f}</a>${locked.has(f) ? html` <span class="muted" data-testid="locked">(locked)</span>` : ''}</td>${dcs.map((dc) => html`<td data-dc="${dc}">${cell(f, dc)}</td>`)}<td class="num" data-testid="total">${total}</td></tr>`;
   });
@@ -164,7 +177,7 @@ export function overviewPage(stack: string, counts: readonly UiVmCount[], locks:
 ${
   fleets.length === 0
     ? html`<p class="muted">The record holds no VMs for this stack yet. Run <code>fleet apply</code>.</p>`
-    : html`<table id="fleets"><thead><tr><th>fleet</th>${dcs.map((dc) => html`<th>${dc}</th>`)}<th class="num">VMs</th></tr></thead><tbody>${rows}</tbody></table>`
+    : html`${pager}<table id="fleets"><thead><tr><th>fleet</th>${dcs.map((dc) => html`<th>${dc}</th>`)}<th class="num">VMs</th></tr></thead><tbody>${rows}</tbody></table>${pager}`
 }
 <h2>Locks</h2>${locksTable(locks)}
 <h2>Recent applies</h2>${plansTable(plans.slice(0, 10))}
@@ -213,6 +226,8 @@ export function plansPage(stack: string, plans: readonly UiPlan[]): Html {
   return layout(stack, 'Applies', html`<h1>Applies</h1>${plansTable(plans)}`);
 }
 
+/** Fleets listed on one page of the overview (`/ui?page=N`): a stack may have thousands, over tens of data centers. */
+export const OVERVIEW_PAGE_SIZE = 200;
 /** Members shown on one page of a fleet (`/ui/fleets/FLEET?page=N`): a fleet may have 100 000. */
 export const FLEET_PAGE_SIZE = 500;
 /** Journal rows shown on one page of an apply (`/ui/plans/ID?page=N`): an apply of 100 000 VMs journals over a million. */
@@ -223,6 +238,16 @@ export const MAX_FAILURES_LISTED = 100;
 /** How many pages `rows` rows take, `size` a page (none: one page, saying so). */
 export function pageCount(rows: number, size: number): number {
   return Math.max(1, Math.ceil(rows / size));
+}
+
+/** How many pages the overview of a stack of `fleets` fleets has. */
+export function overviewPages(fleets: number): number {
+  return pageCount(fleets, OVERVIEW_PAGE_SIZE);
+}
+
+/** How many fleets these counts (UiSource.vmCounts) are of. */
+export function fleetsCounted(counts: readonly UiVmCount[]): number {
+  return new Set(counts.map((c) => c.fleet)).size;
 }
 
 /** How many pages a fleet of `members` members has. */

@@ -18,7 +18,7 @@ import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { SignInLimiter, type SignInLimits } from './limit.ts';
-import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED, driftPage, errorPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED, OVERVIEW_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, fleetsCounted, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, overviewPages, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -234,9 +234,14 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         return reply.redirect('/ui/login', 303);
       });
 
-      ui.get('/', async (_req, reply) => {
+      ui.get<{ Querystring: { page?: unknown } }>('/', async (req, reply) => {
         const [counts, locks, plans, drift] = await Promise.all([src.vmCounts(), src.listLocks(), src.recentPlans(10), src.drift(10)]);
-        return page(reply, overviewPage(src.stack, counts, locks, plans, drift));
+        // Every page shows the whole stack's totals, so all its counts are read whatever the page.
+        const asked = pageAsked(req.query.page);
+        const pages = overviewPages(fleetsCounted(counts));
+        const n = asked !== undefined && asked <= pages ? asked : undefined;
+        if (n === undefined) return page(reply, notFoundPage(src.stack, `The overview has no page ${String(req.query.page)}: it has ${pages} (${OVERVIEW_PAGE_SIZE} fleets each).`), 404);
+        return page(reply, overviewPage(src.stack, counts, locks, plans, drift, n));
       });
       ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks())));
       ui.get('/drift', async (_req, reply) => page(reply, driftPage(src.stack, await src.drift(100))));
