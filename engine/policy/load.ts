@@ -1,8 +1,8 @@
 // Loading a policy pack: policy.yaml (schema-checked, diagram-checked), its
 // custom rule modules, and the rule settings merged from pack and stack.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
@@ -187,9 +187,38 @@ function isRule(x: unknown): x is Rule {
   );
 }
 
-/** A module of spec.modules, as a path: relative to the pack folder unless absolute. */
+/** A module of spec.modules, as a path: relative to the pack folder. */
 function moduleFile(packDir: string, rel: string): string {
-  return isAbsolute(rel) ? rel : join(packDir, rel);
+  return join(packDir, rel);
+}
+
+/** Whether `file` is `dir` or below it (both absolute, normalised). */
+function isWithin(dir: string, file: string): boolean {
+  const rel = relative(dir, file);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
+/**
+ * Why module `rel` of the pack in `packDir` is not the pack's own code, if
+ * it is not: an absolute path, a path whose `..` leave the folder, or a
+ * link (the file or a folder on its way) whose target lies outside it.
+ * A pack is reviewed, versioned and shipped as its folder: a module taken
+ * from elsewhere ran code nobody reviewed with the pack, and, at an
+ * authority, whatever sat at that path on its host.
+ */
+function moduleOutside(packDir: string, rel: string, file: string): string | undefined {
+  if (isAbsolute(rel)) return `is an absolute path`;
+  if (!isWithin(packDir, file)) return `leaves the pack folder (its .. go above ${packDir})`;
+  let real: string;
+  let realDir: string;
+  try {
+    real = realpathSync(file);
+    realDir = realpathSync(packDir);
+  } catch {
+    // Missing or unreadable: the import reports it.
+    return undefined;
+  }
+  return isWithin(realDir, real) ? undefined : `is a link to ${real}`;
 }
 
 async function loadModules(
@@ -203,6 +232,11 @@ async function loadModules(
   for (const [i, rel] of modules.entries()) {
     const at = where(['spec', 'modules', i]);
     const file = moduleFile(dir, rel);
+    const outside = moduleOutside(dir, rel, file);
+    if (outside !== undefined) {
+      diags.push(diag('policy.module-load', `Rule module ${rel} ${outside}, outside the pack folder ${dir}: a pack's modules are files inside its folder. Copy the module into the pack and list it by its path there.`, at));
+      continue;
+    }
     if (!existsSync(file)) {
       diags.push(diag('policy.module-load', `Rule module ${rel} does not exist (looked for ${file}).`, at));
       continue;

@@ -90,7 +90,7 @@ export const policyCodes = defineCodes({
   },
   'policy.module-load': {
     summary: 'Cannot load rule module',
-    doc: 'A module listed in the pack\'s `modules` failed to import, did not finish loading (its top-level code still waited after 30 s, or waited on a promise nothing will settle), or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
+    doc: 'A module listed in the pack\'s `modules` lies outside the pack folder (an absolute path, a path whose `..` leave it, or a link whose target is outside it), failed to import, did not finish loading (its top-level code still waited after 30 s, or waited on a promise nothing will settle), or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
     severity: 'error',
   },
   'policy.rule-timeout': {
