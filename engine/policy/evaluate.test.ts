@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { Diagnostic } from '../diags/index.ts';
 import { evaluateRules, shownFile } from './evaluate.ts';
 import { loadPack } from './load.ts';
-import { change, ctx, packWith, plan, scratch } from './testdata/fixtures.ts';
+import { change, ctx, packWith, plan, scratch, vm } from './testdata/fixtures.ts';
 import type { Finding, Rule } from './types.ts';
 
 const CUSTOM_PACK_DIR = fileURLToPath(new URL('./testdata/custom-pack', import.meta.url));
@@ -154,5 +154,61 @@ describe('shownFile', () => {
     ['rules/spin.ts', '/repo', 'rules/spin.ts'],
   ])('%s from %s -> %s', (file, cwd, want) => {
     expect(shownFile(file, cwd)).toBe(want);
+  });
+});
+
+/**
+ * A custom rule is handed the plan being made and the planner's context.
+ * One that wrote to them (`change.size.cpu = 1`, `change.action = 'noop'`,
+ * a record row's state) changed the plan document itself, which `fleet
+ * apply` then carried out, and what the rules after it judged. Its inputs
+ * are read-only: a write is the rule failing (a mandatory violation), and
+ * the plan and every later rule see what the planner made.
+ */
+describe('evaluateRules: a rule that writes to its inputs', () => {
+  const writer: Rule = {
+    name: 'writer',
+    description: 'd',
+    configSchema: { type: 'object' },
+    checkChange(c, rctx) {
+      try {
+        (rctx.record[0] as { state: string }).state = 'Deleted';
+      } catch {
+        // a frozen record: go on to the change
+      }
+      c.size.cpu = 1;
+      (c as { action: string }).action = 'noop';
+      return [];
+    },
+    checkPlan(p) {
+      p.changes.length = 0;
+      return [];
+    },
+  };
+  const seen: unknown[] = [];
+  const reader: Rule = {
+    name: 'reader',
+    description: 'd',
+    configSchema: { type: 'object' },
+    checkChange(c, rctx) {
+      seen.push([c.action, c.size.cpu, rctx.record[0].state]);
+      return [];
+    },
+  };
+  it('changes neither the plan nor what the next rule sees, and fails', () => {
+    seen.length = 0;
+    const c = change('web/0', 'create', { size: { cpu: 16, memoryGiB: 64, diskGiB: 100 } });
+    const p = plan([c]);
+    const record = [vm('web/1')];
+    const vs = evaluateRules(p, ctx({ record }), packWith([[writer, 'advisory'], [reader, 'mandatory']]));
+    expect(p.changes).toHaveLength(1);
+    expect(p.changes[0]).toMatchObject({ action: 'create', size: { cpu: 16 } });
+    expect(record[0].state).toBe('Running');
+    expect(seen).toEqual([['create', 16, 'Running']]);
+    expect(vs.map((v) => [v.policy, v.level, v.address])).toEqual([
+      ['writer', 'mandatory', 'web/0'],
+      ['writer', 'mandatory', 's'],
+    ]);
+    expect(vs[0].message).toMatch(/^Rule writer failed: Cannot assign to read only property/);
   });
 });

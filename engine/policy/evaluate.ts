@@ -132,6 +132,30 @@ export function ruleTimeout(
   };
 }
 
+/** `v` and everything in it frozen (a Map or Set inside stays writable: the copy's own). */
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
+/**
+ * What custom rules read: a frozen copy of the plan and of the planner's
+ * context. A custom rule is a pack author's code, and the plan it is handed
+ * is the document `fleet apply` carries out: a check that set
+ * `change.size.cpu = 1` or emptied `plan.changes` changed what was applied,
+ * and what the rules after it judged. Frozen, such a write throws (checks
+ * run in strict mode: a module is), and the rule fails like one that
+ * throws. The lifecycle and the image catalog are frozen at load.
+ */
+function readOnlyView(plan: PlanDocument, ctx: EvalContext): { plan: PlanDocument; ctx: EvalContext } {
+  const { lifecycle, images, allowDestroy, protectedFleets, ...data } = ctx;
+  const copy = deepFreeze(structuredClone({ plan, data }));
+  return { plan: copy.plan, ctx: { ...copy.data, lifecycle, images, allowDestroy, ...(protectedFleets ? { protectedFleets } : {}) } };
+}
+
 /**
  * Runs every enabled rule: checkChange over each change (in plan order),
  * then checkPlan once. Violations come out rule by rule, in the pack's rule
@@ -148,17 +172,26 @@ export function ruleTimeout(
  */
 export function evaluateRules(plan: PlanDocument, ctx: EvalContext, pack: LoadedPack, report?: (d: Diagnostic) => void): Violation[] {
   const out: Violation[] = [];
+  let view: { plan: PlanDocument; ctx: EvalContext } | undefined;
   for (const r of pack.rules.values()) {
     if (r.enforcement === 'disabled') continue;
-    const rctx: RuleContext = { ...ctx, config: r.config, enforcement: r.enforcement };
     if (!isBounded(r.rule)) {
-      runRule(r, plan, rctx, out);
+      runRule(r, plan, { ...ctx, config: r.config, enforcement: r.enforcement }, out);
       continue;
     }
+    // A custom rule reads a frozen copy (made once, for every custom rule): what it writes is the rule failing, never the plan.
+    view ??= readOnlyView(plan, ctx);
+    const rctx: RuleContext = {
+      ...view.ctx,
+      allowDestroy: new Set(ctx.allowDestroy),
+      ...(ctx.protectedFleets ? { protectedFleets: new Set(ctx.protectedFleets) } : {}),
+      config: r.config,
+      enforcement: r.enforcement,
+    };
     const at: Progress = { check: 'checkChange', address: plan.stack, done: 0 };
     const ms = ruleTimeoutMs(pack.ruleTimeoutSeconds);
     const found: Violation[] = [];
-    const finished = runWithin(ms, () => runRule(r, plan, rctx, found, at));
+    const finished = runWithin(ms, () => runRule(r, view!.plan, rctx, found, at));
     out.push(...found);
     if (finished) continue;
     const on = at.check === 'checkChange' ? `${at.address} (${at.done} of ${plan.changes.length} changes checked before it)` : `the plan of stack ${plan.stack}`;
