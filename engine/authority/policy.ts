@@ -122,13 +122,20 @@ export function judgeProtect(
  * thread, and with it every other request, forever.
  */
 export function judgeRequestRules(pack: LoadedPack, facts: RequestFacts): Decided {
+  // The checks read a frozen copy: a create's facts hold the request's own
+  // size (which the authority inserts) and an edge's the cached record row's,
+  // so a check writing `req.size.cpu = 1` changed what the record took, and
+  // what the rules after it judged. A write now throws: the rule failed.
+  let view: RequestFacts | undefined;
   for (const r of pack.rules.values()) {
     if (r.enforcement !== 'mandatory' || !r.rule.checkRequest) continue;
     const { checkRequest } = r.rule;
+    view ??= Object.freeze({ ...facts, size: Object.freeze({ ...facts.size }) });
+    const req = view;
     let findings: Finding[] = [];
     try {
       const judge = (): void => {
-        findings = checkedFindings(checkRequest.call(r.rule, facts, { config: r.config, lifecycle: pack.lifecycle, images: pack.images }));
+        findings = checkedFindings(checkRequest.call(r.rule, req, { config: r.config, lifecycle: pack.lifecycle, images: pack.images }));
       };
       if (!isBounded(r.rule)) judge();
       else {
