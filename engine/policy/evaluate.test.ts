@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import type { Diagnostic } from '../diags/index.ts';
 import { evaluateRules, shownFile } from './evaluate.ts';
 import { loadPack } from './load.ts';
-import { change, ctx, packWith, plan, scratch, vm } from './testdata/fixtures.ts';
-import type { Finding, Rule } from './types.ts';
+import { change, ctx, fleet, packWith, plan, scratch, vm } from './testdata/fixtures.ts';
+import type { Finding, RequestFacts, Rule } from './types.ts';
 
 const CUSTOM_PACK_DIR = fileURLToPath(new URL('./testdata/custom-pack', import.meta.url));
 
@@ -210,5 +210,77 @@ describe('evaluateRules: a rule that writes to its inputs', () => {
       ['writer', 'mandatory', 's'],
     ]);
     expect(vs[0].message).toMatch(/^Rule writer failed: Cannot assign to read only property/);
+  });
+});
+
+/**
+ * A custom rule with only a checkRequest was judged at the authority and
+ * nowhere in the plan: `fleet plan` showed no violation, and `fleet apply`
+ * then had some of its creates vetoed after others were made (a stack of
+ * 7 creates: 2 made, 5 vetoed, "rule no-big-disk: 200 GiB disk is more
+ * than 50"). The plan previews it over the requests apply will send.
+ */
+describe('evaluateRules: a request-level custom rule is previewed in the plan', () => {
+  const asked: RequestFacts[] = [];
+  const noBigDisk: Rule = {
+    name: 'no-big-disk',
+    description: 'd',
+    configSchema: { type: 'object' },
+    checkRequest(req) {
+      asked.push(req);
+      return req.size.diskGiB > 50 ? [{ address: req.address, message: `${req.size.diskGiB} GiB disk is more than 50.`, hint: 'h' }] : [];
+    },
+  };
+  const big = { cpu: 2, memoryGiB: 4, diskGiB: 100 };
+
+  it('a create it vetoes is a violation at its level, once per change', () => {
+    asked.length = 0;
+    const c = change('web/0', 'create', { size: big, steps: [{ from: 'Requested', to: 'BeingCreated', member: 'current', operation: 'none' }, { from: 'BeingCreated', to: 'PoweredOff', member: 'current', operation: 'createVm' }] });
+    const vs = evaluateRules(plan([c, change('web/1', 'create')]), ctx({ fleets: [fleet('web', { owner: 'team-a' })] }), packWith([[noBigDisk, 'mandatory']]));
+    expect(vs.map((v) => [v.policy, v.level, v.address])).toEqual([['no-big-disk', 'mandatory', 'web/0']]);
+    expect(vs[0].message).toMatch(/^100 GiB disk is more than 50\. \(its checkRequest, on the create of web\/0/);
+    // What the authority is asked, as it builds it: the create, then each edge.
+    expect(asked.filter((r) => r.address === 'web/0').map((r) => [r.kind, r.from, r.to, r.operation, r.owner, r.dataCenter, r.image])).toEqual([
+      ['create', null, 'Requested', 'insert', 'team-a', 'miami', 'ubuntu-22.04'],
+      ['transition', 'Requested', 'BeingCreated', 'none', 'team-a', 'miami', 'ubuntu-22.04'],
+      ['transition', 'BeingCreated', 'PoweredOff', 'createVm', 'team-a', 'miami', 'ubuntu-22.04'],
+    ]);
+  });
+
+  it("an existing VM's edges carry its record row; a resize the new size, and the size after it", () => {
+    asked.length = 0;
+    const row = vm('web/0', { id: 'vm-0', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } });
+    const c = change('web/0', 'update', {
+      vmId: 'vm-0',
+      size: big,
+      steps: [
+        { from: 'Running', to: 'ShuttingDown', member: 'current', operation: 'shutdown' },
+        { from: 'ShuttingDown', to: 'PoweredOff', member: 'current', operation: 'powerOff' },
+        { from: 'PoweredOff', to: 'PoweredOff', member: 'current', operation: 'resize' },
+        { from: 'PoweredOff', to: 'PoweredOn', member: 'current', operation: 'powerOn' },
+      ],
+    });
+    const vs = evaluateRules(plan([c]), ctx({ record: [row] }), packWith([[noBigDisk, 'advisory']]));
+    expect(asked.map((r) => [r.kind, r.from, r.to, r.size.diskGiB])).toEqual([
+      ['transition', 'Running', 'ShuttingDown', 20],
+      ['transition', 'ShuttingDown', 'PoweredOff', 20],
+      ['resize', 'PoweredOff', 'PoweredOff', 100],
+      ['transition', 'PoweredOff', 'PoweredOn', 100],
+    ]);
+    expect(vs.map((v) => [v.policy, v.level, v.address])).toEqual([['no-big-disk', 'advisory', 'web/0']]);
+    expect(vs[0].message).toContain('on the resize in PoweredOff of web/0');
+  });
+
+  it('disabled: not run; noops: no request', () => {
+    asked.length = 0;
+    expect(evaluateRules(plan([change('web/0', 'create', { size: big })]), ctx(), packWith([[noBigDisk, 'disabled']]))).toEqual([]);
+    expect(evaluateRules(plan([change('web/0', 'noop', { size: big })]), ctx(), packWith([[noBigDisk, 'mandatory']]))).toEqual([]);
+    expect(asked).toEqual([]);
+  });
+
+  it('a checkRequest that throws is the rule failing, as at the authority', () => {
+    const throws: Rule = { ...noBigDisk, name: 'throws', checkRequest: () => { throw new Error('boom'); } };
+    const vs = evaluateRules(plan([change('web/0', 'create')]), ctx(), packWith([[throws, 'advisory']]));
+    expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual([['throws', 'mandatory', 'web/0', 'Rule throws failed: boom']]);
   });
 });
