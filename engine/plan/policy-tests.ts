@@ -368,6 +368,20 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
       ...diffRows('violations', v(c.expect.violations ?? []), v(doc.policy.violations)),
       ...diffRows('grants', g(c.expect.grants ?? []), g(doc.policy.grants)),
     ];
+    // A case with no member to judge that expects nothing passes whatever the pack says: it tests nothing.
+    const expectsNothing = !c.expect.violations?.length && !c.expect.grants?.length;
+    if (expectsNothing && doc.changes.length === 0 && doc.unchanged.length === 0 && doc.policy.violations.length === 0 && doc.policy.grants.length === 0) {
+      result.diagnostics = [
+        ...result.diagnostics,
+        diag(
+          'policy.test-case',
+          `Case ${name} plans no member and expects no violation or grant: it would pass whatever the pack says. Give it fleets with members (specs, a count above 0) or record VMs, and the violations or grants the pack should give them.`,
+          y.where(['expect']),
+        ),
+      ];
+      result.passed = false;
+      return result;
+    }
     // A rule stopped at its deadline fails the case even where the case expects its violation: whether it finishes is the machine's speed, not the pack's policy.
     result.passed = result.diff.length === 0 && reported.length === 0;
     return result;
@@ -390,6 +404,13 @@ export async function runPolicyTests(packDir: string, opts: RunOptions = {}): Pr
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return { results: [], diagnostics: [diag('policy.pack-missing', `No test folder: ${dir} does not exist.`, { file: dir })] };
     return { results: [], diagnostics: [diag('policy.read-error', `The pack's test folder cannot be read: ${fsReason(err)}.`, { file: dir })] };
+  }
+  if (files.length === 0) {
+    // "0 passed, 0 failed", exit 0, was a pass for a pack whose cases were all misnamed (web.yaml.txt) or in a subfolder.
+    return {
+      results: [],
+      diagnostics: [diag('policy.no-tests', `The pack's test folder ${dir} holds no test case (a *.yaml or *.yml file directly in it): \`fleet policy test\` would pass having tested nothing.`, { file: dir })],
+    };
   }
   const plan = opts.plan ?? computePlan;
   const results: PolicyTestResult[] = [];

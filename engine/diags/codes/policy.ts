@@ -105,7 +105,12 @@ export const policyCodes = defineCodes({
   },
   'policy.test-case': {
     summary: 'Invalid policy test case',
-    doc: 'A file under the pack\'s tests/ folder is not a valid test case (stack, specs, record, options, expect). See docs/policy.md.',
+    doc: 'A file under the pack\'s tests/ folder is not a valid test case (stack, specs, record, options, expect), or is one that tests nothing: it plans no member (no fleet with members, no record VM) and expects no violation or grant, so it would pass whatever the pack says. See docs/policy.md.',
+    severity: 'error',
+  },
+  'policy.no-tests': {
+    summary: 'No policy test cases',
+    doc: 'The pack\'s tests/ folder holds no test case (a `*.yaml` or `*.yml` file directly in it; subfolders are not read), so `fleet policy test` would pass having tested nothing. Add cases, or fix their names.',
     severity: 'error',
   },
 });
