@@ -465,3 +465,17 @@ describe('judgeRequestRules: a check that writes to the request', () => {
     }
   });
 });
+
+/** What a request-level check throws, shown: `String(err)` of an object without a prototype threw out of the authority's judgment ("Cannot convert object to primitive value"). */
+describe('judgeRequestRules: a check that throws what cannot be shown', () => {
+  it('vetoes the request, naming the rule', async () => {
+    const base = await defaultPack();
+    const rule: Rule = { name: 'weird', description: 'd', configSchema: { type: 'object' }, checkRequest: () => { throw Object.create(null); } };
+    const pack: LoadedPack = { ...base, rules: new Map([['weird', { rule, enforcement: 'mandatory', config: {} }]]) };
+    const facts: RequestFacts = {
+      kind: 'create', stack: 's', fleet: 'web', address: 'web/0', owner: 'team-a', dataCenter: 'miami', image: 'ubuntu-22.04',
+      size: { cpu: 1, memoryGiB: 1, diskGiB: 10 }, encryptedDisk: false, from: null, to: 'Requested', operation: 'insert',
+    };
+    expect(judgeRequestRules(pack, facts)).toEqual(refuse('policy-veto', 'rule weird failed on web/0: {}'));
+  });
+});

@@ -18,7 +18,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Budget, Limits, VmRow } from '../record/index.ts';
 import type { Finding, Lifecycle, LoadedPack, RequestFacts } from '../policy/types.ts';
-import { checkedFindings, isBounded, ownerLimits, ruleTimeout, ruleTimeoutMs, runWithin } from '../policy/index.ts';
+import { checkedFindings, describeThrown, isBounded, ownerLimits, ruleTimeout, ruleTimeoutMs, runWithin } from '../policy/index.ts';
 import { overrideProof, refuse, type Decided, type Override } from '../../protocol/index.ts';
 
 /** The capacity of each data center of the stack (stack.yaml dataCenters[].capacity). */
@@ -146,7 +146,7 @@ export function judgeRequestRules(pack: LoadedPack, facts: RequestFacts): Decide
         }
       }
     } catch (err) {
-      return refuse('policy-veto', `rule ${r.rule.name} failed on ${facts.address}: ${err instanceof Error ? err.message : String(err)}`);
+      return refuse('policy-veto', `rule ${r.rule.name} failed on ${facts.address}: ${describeThrown(err)}`);
     }
     if (findings.length > 0) return refuse('policy-veto', `rule ${r.rule.name}: ${findings[0].message}`);
   }

@@ -284,3 +284,21 @@ describe('evaluateRules: a request-level custom rule is previewed in the plan', 
     expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual([['throws', 'mandatory', 'web/0', 'Rule throws failed: boom']]);
   });
 });
+
+/**
+ * What a check throws is anyone's value. One that threw an object without a
+ * way to be a string (`Object.create(null)`, a toString that throws)
+ * crashed the plan: the report of the failure, `String(err)`, threw again
+ * ("Cannot convert object to primitive value") out of evaluateRules.
+ */
+describe('evaluateRules: a check that throws what cannot be shown', () => {
+  it.each([
+    { name: 'an object with no prototype', thrown: () => Object.create(null) as unknown, shown: '{}' },
+    { name: 'an object whose toString throws', thrown: () => ({ toString: () => { throw new Error('no'); } }), shown: '{}' },
+    { name: 'an Error whose message throws', thrown: () => Object.defineProperty(new Error(), 'message', { get: () => { throw new Error('no'); } }), shown: 'Error' },
+  ])('$name: the rule failed, a violation', ({ thrown, shown }) => {
+    const rule: Rule = { name: 'weird', description: 'd', configSchema: { type: 'object' }, checkChange: () => { throw thrown(); } };
+    const vs = evaluateRules(plan([change('web/0', 'create')]), ctx(), packWith([[rule, 'advisory']]));
+    expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual([['weird', 'mandatory', 'web/0', `Rule weird failed: ${shown}`]]);
+  });
+});

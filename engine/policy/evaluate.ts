@@ -14,8 +14,35 @@ function toViolation(r: ResolvedRule, f: Finding): Violation {
   return { policy: r.rule.name, level: r.enforcement, address: f.address, message: f.message, hint: f.hint };
 }
 
+/**
+ * What a rule (a pack author's code) threw, for a message; never throws.
+ * `String(err)` of an object without a prototype, or one whose toString or
+ * message getter throws, threw again from the report of the failure, and
+ * crashed the plan, the pack's loading or the authority's judgment.
+ */
+export function describeThrown(err: unknown): string {
+  try {
+    if (err instanceof Error) return String(err.message);
+  } catch {
+    try {
+      return String((err as Error).name);
+    } catch {
+      return 'Error';
+    }
+  }
+  try {
+    return String(err);
+  } catch {
+    try {
+      return JSON.stringify(err) ?? typeof err;
+    } catch {
+      return typeof err;
+    }
+  }
+}
+
 function crashed(r: ResolvedRule, address: string, err: unknown): Violation {
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = describeThrown(err);
   return {
     policy: r.rule.name,
     level: 'mandatory',

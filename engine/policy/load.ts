@@ -12,6 +12,7 @@ import { decodeUtf8, diag, didYouMean, fsReason, hasErrors, type Diagnostic, typ
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
+import { describeThrown } from './evaluate.ts';
 import { BUILTIN_RULES } from './rules/builtin.ts';
 import type { LoadedPack, ResolvedRule, Rule } from './types.ts';
 import { parseYaml, pointerPath, type PositionedDoc } from './yamlpos.ts';
@@ -245,12 +246,19 @@ async function loadModules(
     try {
       mod = (await importWithin(file, timeoutMs)) as { default?: unknown };
     } catch (err) {
-      const why = err instanceof ModuleStuck ? err.message : `failed: ${err instanceof Error ? err.message : String(err)}`;
+      const why = err instanceof ModuleStuck ? err.message : `failed: ${describeThrown(err)}`;
       diags.push(diag('policy.module-load', `Importing ${rel} ${why}`, at));
       continue;
     }
     const exported = Array.isArray(mod.default) ? mod.default : [mod.default];
-    const bad = exported.findIndex((r) => !isRule(r));
+    // A getter of the export that throws is no rule (it threw out of loadPack).
+    const bad = exported.findIndex((r) => {
+      try {
+        return !isRule(r);
+      } catch {
+        return true;
+      }
+    });
     if (exported.length === 0 || bad >= 0) {
       diags.push(
         diag(
@@ -409,7 +417,7 @@ export async function loadPack(
     try {
       check = await ruleConfigValidator(rule, ajv);
     } catch (err) {
-      diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${err instanceof Error ? err.message : String(err)}`, y.where(['spec', 'modules', moduleOf.get(name) ?? 0])));
+      diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${describeThrown(err)}`, y.where(['spec', 'modules', moduleOf.get(name) ?? 0])));
       continue;
     }
     const whereKey = (path: (string | number)[]): Where => {
