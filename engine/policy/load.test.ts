@@ -301,6 +301,12 @@ describe('loadPack: custom rule modules', () => {
       files: { 'r.ts': "export default { name: 'x', description: 'x', configSchema: { type: 'nonsense' }, checkPlan: () => [] };\n" },
       want: 'policy.module-load',
     },
+    // Was policy.rule-config at the pack's rules, 'enforcement must be one of …, not "undefined"': the module is the cause.
+    {
+      name: 'module rule with a defaultEnforcement outside the three',
+      files: { 'r.ts': "export default { name: 'x', description: 'x', configSchema: {}, defaultEnforcement: 'strict', checkPlan: () => [] };\n" },
+      want: 'policy.module-load',
+    },
     // String(err) of what these throw threw again, out of loadPack: fleet validate, plan and the authority's start crashed.
     { name: 'module throws an object with no prototype', files: { 'r.ts': 'throw Object.create(null);\nexport default {};\n' }, want: 'policy.module-load' },
     { name: 'module exports a rule whose name getter throws', files: { 'r.ts': 'export default { get name() { throw Object.create(null); } };\n' }, want: 'policy.module-load' },

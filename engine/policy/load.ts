@@ -181,6 +181,7 @@ function isRule(x: unknown): x is Rule {
     typeof r.description === 'string' &&
     !!r.configSchema &&
     typeof r.configSchema === 'object' &&
+    (r.defaultEnforcement === undefined || (ENFORCEMENTS as readonly unknown[]).includes(r.defaultEnforcement)) &&
     (r.checkChange === undefined || typeof r.checkChange === 'function') &&
     (r.checkPlan === undefined || typeof r.checkPlan === 'function') &&
     (r.checkRequest === undefined || typeof r.checkRequest === 'function') &&
@@ -263,7 +264,7 @@ async function loadModules(
       diags.push(
         diag(
           'policy.module-load',
-          `The default export of ${rel} is not a rule (or array of rules) with name, description, configSchema and checkChange, checkPlan or checkRequest.`,
+          `The default export of ${rel} is not a rule (or array of rules) with name, description, configSchema and checkChange, checkPlan or checkRequest (and, if any, a defaultEnforcement of ${ENFORCEMENTS.join(', ')}).`,
           at,
         ),
       );
