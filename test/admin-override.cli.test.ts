@@ -15,7 +15,7 @@ const REPO = join(import.meta.dirname, '..');
 const FLEET = join(REPO, 'bin', 'fleet.mjs');
 
 function fleet(args: string[], cwd: string, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = { ...process.env, NO_COLOR: '1' };
+  const base: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
   delete base.FLEET_ADMIN_TOKEN;
   return new Promise((done) => {
     execFile(process.execPath, [FLEET, ...args], { cwd, env: { ...base, ...env }, timeout: 120_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
