@@ -298,6 +298,30 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     );
   }
 
+  /**
+   * Under Pulumi only: the way out when a walk failed because the record and
+   * the data center disagree about a VM after a change made outside the
+   * program (a VM deleted, stopped or started in the cloud's console). A
+   * `pulumi refresh` sees such a change, but only `fleet refresh` records it
+   * (a Pulumi program never writes the record), so until then every create,
+   * update or destroy of the VM is refused or fails. `assumed` is the state
+   * the walk started from (the Pulumi state's); `address` the member's.
+   */
+  private outsideChange(w: Walked, assumed: string, address: string): void {
+    const r = w.last;
+    if (!w.error || w.thrown || !r) return;
+    const then = 'run `fleet refresh` on the stack (with the stack folder and the record, as `fleet apply` runs), which records the change; then run this again';
+    let detail: string | undefined;
+    if (r.outcome === 'failed' && r.error?.code === 'driver.not-found') {
+      detail = `VM ${address} is gone from data center ${this.dataCenter} (deleted outside the program), but the record still holds it ${r.vm?.state ?? assumed}: ${then} (a destroy then finds it deleted, \`pulumi up\` creates it again).`;
+    } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm && r.vm.state !== assumed) {
+      detail = `The record holds ${address} ${r.vm.state}, the Pulumi state ${assumed}: if \`pulumi refresh\` read that from data center ${this.dataCenter} after a change made outside the program (a VM stopped or started in the cloud), ${then}.`;
+    } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm === undefined && / already has a live VM/.test(r.reason)) {
+      detail = `If \`pulumi refresh\` dropped ${address} from the Pulumi state because it was deleted outside the program, the record still holds it live: ${then}.`;
+    }
+    if (detail) w.error = new FleetError([...w.error.diagnostics, diag(r.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed', detail, { address })]);
+  }
+
   /** Under fleet apply a failed walk throws what the run threw, else the step's error. */
   private fail(w: Walked): never {
     throw w.thrown ?? w.error;
@@ -346,6 +370,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const w = await this.run(conn, requests, this.lifecycle.initial, planned, label);
     if (!w.error) return { id: vmId, outs: this.outputs(vmId, inputs, w.last) };
     // fleet apply, whose record keeps the VM, or nothing was inserted (the create itself did not go through): the error as it is.
+    if (!planned) this.outsideChange(w, this.lifecycle.initial, formatVmAddress(inputs.fleet, inputs.index));
     if (planned || w.answered === 0 || (w.answered === 1 && w.last?.outcome !== 'ok')) this.fail(w);
     // Pulumi: leave nothing created. Walk the VM from where it stopped to a terminal state, then fail.
     let cleanup: Walked;
@@ -411,7 +436,19 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const w = await this.run(this.connect(), walkSteps.map((s, k) => this.request(id, s, key(k), planId, news, planned?.fencingToken)), olds.state, planned, (k) =>
       walkSteps[k].operation === 'resize' ? 'resize' : `${walkSteps[k].from} -> ${walkSteps[k].to}`,
     );
-    if (w.error) this.fail(w);
+    if (!planned) this.outsideChange(w, olds.state, formatVmAddress(olds.fleet, olds.index));
+    if (w.error) {
+      // Pulumi: the VM moved before the failure (steps answered ok). Pulumi keeps a failed update's old outputs, whose
+      // state the record no longer holds, so every later update (and destroy) started from a state the authority
+      // refuses. The error carries the VM as it is now, as Pulumi's partial resource, so the state matches the record.
+      const okSteps = w.last && w.last.outcome !== 'ok' ? w.answered - 1 : w.answered;
+      if (planned || okSteps <= 0) this.fail(w);
+      const resizeAt = walkSteps.findIndex((s) => s.operation === 'resize');
+      const now = resizeAt >= 0 && okSteps <= resizeAt ? { ...news, size: olds.size, specHash: olds.specHash } : news;
+      const properties: VmOutputs = { ...this.outputs(id, now, w.last, olds), state: w.state };
+      const err = w.error;
+      throw Object.assign(err, { id, properties, reasons: err.diagnostics.map((d) => `${d.summary}: ${d.detail}`) });
+    }
     return { outs: this.outputs(id, news, w.last, olds) };
   }
 
@@ -465,6 +502,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         ),
       ]);
     }
+    if (!planned) this.outsideChange(w, props.state, formatVmAddress(props.fleet, props.index));
     if (w.error) this.fail(w);
   }
 

@@ -154,6 +154,35 @@ describe('a plan file of another stack', () => {
     expect(r.stderr).toBe(
       `error[apply.plan-stack]: Plan made for another stack\n  at ${file}\n  ${file} was made for stack made-here, not for stack applied-here (--stack ${other.dir}). Apply it with the --stack of stack made-here, or make a plan for this stack with \`fleet plan --out\`.\n`,
     );
+    // Refused before the stack's record is opened: this fresh stack's was created, then the plan refused.
+    expect(existsSync(join(other.dir, '.fleet'))).toBe(false);
+  });
+});
+
+// A plan of a stack of the same name but another record, applied to a stack that has no record yet: the record was
+// created (and the sim's state with it), then the plan refused as foreign. A saved plan needs the record it was made
+// against (`fleet plan --out` creates it), so none is created.
+describe('a plan file on a stack without a record', () => {
+  const made = useTempStack({ name: 'twin' });
+  const fresh = useTempStack({ name: 'twin' });
+  beforeAll(async () => {
+    await made.spec('web', fleetYaml('web', { count: 1 }));
+    await fresh.spec('web', fleetYaml('web', { count: 1 }));
+  });
+
+  it('is refused as apply.plan-foreign, and nothing is created', async () => {
+    const file = join(made.dir, 'plan.json');
+    expect((await made.fleet('plan', '--out', file)).code).toBe(0);
+    const r = await fresh.fleet('apply', '--yes', file);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[apply.plan-foreign]');
+    expect(r.stderr).toContain(`${file} was made against a record this stack does not have (there is no record at pglite://${join(fresh.dir, '.fleet', 'record')}`);
+    expect(r.stderr).toContain('Nothing was created; make a plan for this stack with `fleet plan --out` and apply that.');
+    expect(existsSync(join(fresh.dir, '.fleet'))).toBe(false);
+    // Its own plan applies: the record is created by the plan, as before.
+    const own = join(fresh.dir, 'own.json');
+    expect((await fresh.fleet('plan', '--out', own)).code).toBe(0);
+    expect((await fresh.fleet('apply', '--yes', own)).code).toBe(0);
   });
 });
 

@@ -3,6 +3,7 @@
 // real PGlite record, embedded sim data centers. The record-level check is
 // in engine/record/record.contract.test.ts (PGlite and PostgreSQL).
 import { randomUUID } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
@@ -117,4 +118,52 @@ describe('fleet refresh of a VM forgotten by fleet state rm', () => {
     const after = JSON.parse((await fleet('refresh', '--check', '--format', 'json')).stdout) as { drift: unknown[] };
     expect(after.drift).toEqual([]);
   });
+});
+
+/** Replaces the sim settings of every data center of a temp stack. */
+async function setSim(dir: string, sim: string): Promise<void> {
+  const file = join(dir, 'stack.yaml');
+  await writeFile(file, (await readFile(file, 'utf8')).replace(/sim: \{[^\n]*\}/g, `sim: ${sim}`));
+}
+
+// `fleet import` of a VM whose agent still boots recorded it Starting, as its cloud reports it. That boot's token was
+// issued for the forgotten row's boot (or was never the record's), and an import ends it (engine/record/boot.ts,
+// leftBoot): the authority denies it whenever the agent asks, and the apply after the import, waiting in Starting ->
+// Running for a boot that cannot be approved, failed at awaitReady (boot-denied) or not, by the race (recovery.e2e).
+describe('fleet import of a VM whose agent still boots', () => {
+  const st = useTempStack();
+  const fleet = st.fleet;
+
+  it('records it BootFailed, saying why; the next apply powers it off and boots it afresh with a new token', async () => {
+    await st.spec('db', fleetYaml('db', { count: 1 }));
+    // awaitReady fails at once while the agent waits longer than any command here runs before it asks: the apply
+    // leaves db/0 BootFailed, its VM booting (Starting) with that apply's token, and no agent asks during the import.
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 600000, failCalls: [awaitReady] }');
+    const failed = await fleet('apply', '--yes');
+    expect(failed.code, failed.stdout).toBe(1);
+    const shown = JSON.parse((await fleet('state', 'show', 'db/0', '--format', 'json')).stdout) as { vm: VmRow };
+    expect(shown.vm.state).toBe('BootFailed');
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 600000 }');
+    expect((await fleet('state', 'rm', 'db/0')).code).toBe(0);
+
+    const r = await fleet('import', 'db/0', shown.vm.cloudId!, '--format', 'json');
+    expect(r.code, r.stdout).toBe(0);
+    const out = JSON.parse(r.stdout) as { imported: VmRow; diagnostics: { code: string; severity: string; address?: string; detail: string }[] };
+    expect(out.imported).toMatchObject({ id: shown.vm.id, address: 'db/0', state: 'BootFailed', cloudId: shown.vm.cloudId });
+    const booting = out.diagnostics.find((d) => d.detail.includes('Starting'));
+    expect(booting).toMatchObject({ code: 'apply.import-differs', severity: 'warning', address: 'db/0' });
+    expect(booting!.detail).toContain('recorded BootFailed');
+    const text = await fleet('state', 'show', 'db/0');
+    expect(text.stdout).toMatch(/state: +BootFailed/);
+
+    // The agent asks at once from now on, and is denied (a token of a boot the record no longer answers) or stands
+    // down when the apply powers the VM off: either way the apply goes BootFailed » PoweredOff » … » Running.
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1 }');
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, `${applied.stdout}\n${applied.stderr}`).toBe(0);
+    expect(applied.stdout).toContain('BootFailed');
+    const after = JSON.parse((await fleet('state', 'show', 'db/0', '--format', 'json')).stdout) as { vm: VmRow };
+    expect(after.vm).toMatchObject({ id: shown.vm.id, state: 'Running', cloudId: shown.vm.cloudId });
+    expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
+  }, 120_000);
 });

@@ -260,11 +260,11 @@ describe('every state a failed cloud call leaves a VM in has a documented way ou
   // agent does on a real cloud, and the next apply goes on from there (pinned without a race in sim.test.ts).
   type Way = 'apply' | 'refresh' | 'replace' | 'rm+import';
   const cases: { state: string; fault: string; counts: [number, number]; ways: Way[]; bootMs?: number }[] = [
-    // Not rm+import: `fleet import` of a VM whose agent still boots records it Starting, and that boot's token
-    // belonged to the removed row, so it is denied whenever the agent asks; the apply after the import then fails at
-    // awaitReady (boot-denied) or not, by the race (seen in CI). Noted, not fixed: import could record such a VM
-    // PoweredOn, so the next apply boots it afresh.
-    { state: 'BootFailed', fault: 'awaitReady', counts: [0, 1], ways: ['apply', 'refresh', 'replace'], bootMs: 30_000 },
+    // rm+import: the import's data center resumes the agent, which asks at once with the removed row's token and is
+    // denied; the import sees the VM Starting (recorded BootFailed: importedState) or, after the denial, PoweredOff,
+    // and the next apply goes on from either without a race (it recorded Starting, and that apply failed at
+    // awaitReady or not, by when the agent asked; test/import.cli.test.ts pins the Starting side).
+    { state: 'BootFailed', fault: 'awaitReady', counts: [0, 1], ways: ['apply', 'refresh', 'replace', 'rm+import'], bootMs: 30_000 },
     { state: 'CreateFailed', fault: 'createVm', counts: [0, 1], ways: ['apply', 'refresh', 'replace', 'rm+import'] },
     { state: 'PoweredOff', fault: 'powerOn', counts: [0, 1], ways: ['apply', 'refresh', 'replace', 'rm+import'] },
     { state: 'PoweredOn', fault: 'boot', counts: [0, 1], ways: ['apply', 'refresh', 'replace', 'rm+import'] },

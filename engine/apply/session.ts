@@ -64,6 +64,8 @@ export interface SessionOptions {
   existingRecord?: boolean;
   /** Never upgrade the record's schema (`fleet refresh --check`, which writes nothing): record.older-schema instead (openRecord `upgrade: false`). */
   noUpgrade?: string;
+  /** Checks of the loaded stack that come before anything is opened or created (`fleet apply PLANFILE`: the plan's stack); it throws to refuse. */
+  beforeRecord?: (stack: LoadedStack) => void;
 }
 
 export async function loadValidStack(stackDir: string, opts: SessionOptions) {
@@ -124,6 +126,7 @@ function clientTlsOf(stack: LoadedStack, dc: LoadedDataCenter, out: Diagnostic[]
 
 export async function openSession(stackDir: string, opts: SessionOptions): Promise<StackSession> {
   const { stack, pack, fleets, warnings } = await loadValidStack(stackDir, opts);
+  opts.beforeRecord?.(stack);
   // Read before the record is opened: a bad value creates nothing.
   const budget = opts.retryBudgetMs ?? retryBudgetFrom(opts.env);
   const waitMs = (opts.lockTimeoutSeconds ?? stack.apply.lockTimeoutSeconds) * 1000;

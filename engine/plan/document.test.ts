@@ -109,6 +109,12 @@ describe('checkPlanDocument', () => {
       edit: () => '[1, 2, 3]\n',
       want: [{ code: 'apply.plan-file', detail: 'is not a plan document (no formatVersion)' }],
     },
+    {
+      // Saved from stdout in CI and applied: it said only "no formatVersion", though the plan was right there.
+      name: 'the output of fleet plan --format json',
+      edit: (t) => JSON.stringify({ plan: JSON.parse(t), diagnostics: [] }, null, 2),
+      want: [{ code: 'apply.plan-file', detail: 'is the output of `fleet plan --format json` (the plan and its diagnostics, not sealed for apply), not a plan file; write one with `fleet plan --out plan.json`' }],
+    },
   ];
 
   it.each(cases)('$name', ({ edit, want }) => {

@@ -84,6 +84,17 @@ function showPath(path: readonly (string | number)[]): string {
  */
 export function checkPlanDocument(doc: unknown, text: string, file: string): Diagnostic[] {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc) || !('formatVersion' in doc)) {
+    // What `fleet plan --format json` prints (a common CI slip: its stdout saved and applied) wraps an unsealed plan.
+    const inner = (doc as { plan?: unknown } | null)?.plan;
+    if (inner && typeof inner === 'object' && 'formatVersion' in inner && 'diagnostics' in (doc as object)) {
+      return [
+        diag(
+          'apply.plan-file',
+          `${file} is the output of \`fleet plan --format json\` (the plan and its diagnostics, not sealed for apply), not a plan file; write one with \`fleet plan --out ${file}\` (with --format json too, stdout then names the file and the summary).`,
+          { file },
+        ),
+      ];
+    }
     return [diag('apply.plan-file', `${file} is not a plan document (no formatVersion); write one with \`fleet plan --out ${file}\`.`, { file })];
   }
   const version = (doc as { formatVersion: unknown }).formatVersion;

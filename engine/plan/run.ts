@@ -11,6 +11,7 @@ import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts'
 import { isServerRecord, openRecord } from '../record/index.ts';
 import type { FleetRecord, PlanVmRow, StackIdentity, UnchangedRow, UsageRow } from '../record/types.ts';
 import { loadStack, type LoadResult, type StackInput } from '../spec/index.ts';
+import { globTaking } from '../spec/glob.ts';
 import { sealPlan } from './integrity.ts';
 import { computePlan, type PlanOptions } from './planner.ts';
 import { programFleets, resolveScope, targetFleet } from './scope.ts';
@@ -93,6 +94,18 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
         diag(
           'plan.out-failed',
           `--out ${opts.out.shown} is the ${input.what} ${input.file}, which this plan is made from: writing the plan there would replace it. Write the plan to a file of its own (for example plan.json).`,
+          { file: opts.out.shown },
+        ),
+      );
+    }
+    // A new file a specs glob would take: every later load read the plan's JSON as a spec (18 errors, none naming --out).
+    const globs = Array.isArray(stack.raw.spec?.specs) ? stack.raw.spec.specs.filter((g): g is string => typeof g === 'string' && g !== '') : [];
+    const glob = globs.length > 0 ? await globTaking(opts.out.file, globs, stack.dir) : undefined;
+    if (glob !== undefined) {
+      throw new FleetError(
+        diag(
+          'plan.out-failed',
+          `--out ${opts.out.shown} is where the stack's specs glob ${JSON.stringify(glob)} reads fleet specs: the next validate, plan or apply would read the plan there as a spec. Write the plan to a file of its own outside the specs (for example plan.json).`,
           { file: opts.out.shown },
         ),
       );
@@ -274,6 +287,13 @@ function memberProblems(options: PlanOptions, rows: readonly PlanVmRow[], fleets
     } else if (!live.has(t)) {
       const why = scope.has(a.fleet) || options.targets.length + options.excludes.length === 0 ? 'is not a live VM in the record' : 'is outside the plan\'s --target / --exclude scope';
       out.push(diag('plan.unknown-member', `--replace ${t}: ${t} ${why}; only an existing member can be replaced.`, { address: t }));
+    } else if (!count.has(a.fleet)) {
+      // A live VM the plan deletes is no member its spec wants: the --replace was accepted and the VM deleted.
+      out.push(diag('plan.unknown-member', `--replace ${t}: fleet ${a.fleet} is in no spec of stack ${stack}, so the plan deletes ${t}; only a member its fleet's spec still wants can be replaced.`, { address: t }));
+    } else if (a.index >= count.get(a.fleet)!) {
+      const n = count.get(a.fleet)!;
+      const members = n === 0 ? 'no members' : n === 1 ? `one member, ${a.fleet}/0` : `members ${a.fleet}/0 to ${a.fleet}/${n - 1}`;
+      out.push(diag('plan.unknown-member', `--replace ${t}: fleet ${a.fleet} has count ${n} (${members}), so the plan deletes ${t}; only a member its fleet's spec still wants can be replaced.`, { address: t }));
     }
   }
   return out;

@@ -5,6 +5,7 @@
 // the same files: `*` matches within one name and not a leading dot (fast-glob
 // with `dot: false`), only files count (a symbolic link to a file too), and
 // a missing folder matches nothing.
+import { closeSync, openSync, rmSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 
@@ -54,4 +55,33 @@ export async function matchGlob(glob: string, base: string): Promise<string[]> {
   const { default: fg } = await import('fast-glob');
   const pattern = isAbsolute(glob) ? glob : `${fg.convertPathToPattern(base)}/${glob}`;
   return fg(pattern, { onlyFiles: true, absolute: true, dot: false });
+}
+
+/**
+ * The first of `globs` (relative to `base`) that would match `file` once it
+ * exists, for a file that does not exist yet (`fleet plan --out
+ * specs/new.yaml`: the plan written where the next load reads it as a spec).
+ * Answered by the same matcher the loader uses: the file is created empty
+ * (exclusively: never through a link, never over a file), matched, and
+ * removed. Undefined when none would, the file exists, or it cannot be
+ * created (the write that follows says why).
+ */
+export async function globTaking(file: string, globs: readonly string[], base: string): Promise<string | undefined> {
+  let fd: number;
+  try {
+    fd = openSync(file, 'wx', 0o600);
+  } catch {
+    return undefined;
+  }
+  closeSync(fd);
+  try {
+    const want = resolve(file);
+    for (const glob of globs) {
+      const found = await matchGlob(glob, base).catch(() => [] as string[]);
+      if (found.some((f) => resolve(f) === want)) return glob;
+    }
+    return undefined;
+  } finally {
+    rmSync(file, { force: true });
+  }
 }

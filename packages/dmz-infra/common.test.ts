@@ -1,7 +1,7 @@
 // The shared parts of the DMZ components: the host's fixed address, and the
 // host script writing the DMZ client's config verbatim (no shell expansion).
 import { describe, expect, it } from 'vitest';
-import { CONFIG_FILE, bootPortOf, dmzClientConfig, hostAddress, hostScript, inCidr } from './common.ts';
+import { CONFIG_FILE, bootPortOf, checkNetworkCidrs, dmzClientConfig, hostAddress, hostScript, inCidr } from './common.ts';
 
 describe('hostAddress', () => {
   it.each([
@@ -57,5 +57,31 @@ describe('inCidr', () => {
     ['10.20.200.1', '10.20.0.0/16', true],
   ])('%s in %s: %s', (address, cidr, want) => {
     expect(inCidr(address, cidr)).toBe(want);
+  });
+});
+
+// Found by QA: only the tenant CIDRs were checked. A subnet outside the VPC or VNet, two subnets that overlap, or a
+// CIDR that is no network (a typo, 10.20.1.7/24) went into the subnets and the rules naming them, and the cloud
+// refused it only during `pulumi up`, after the VPC or VNet and its security groups were made.
+describe('checkNetworkCidrs', () => {
+  const check = (space: string, dmz: string, fleet: string) => () =>
+    checkNetworkCidrs('DmzNetwork v', { name: 'vpcCidr', cidr: space }, [
+      { name: 'dmzSubnetCidr', cidr: dmz },
+      { name: 'fleetSubnetCidr', cidr: fleet },
+    ]);
+  it('takes two subnets of their own inside the address space', () => {
+    expect(check('10.20.0.0/16', '10.20.1.0/24', '10.20.2.0/24')).not.toThrow();
+    expect(check('10.20.0.0/16', '10.20.0.0/17', '10.20.128.0/17')).not.toThrow();
+  });
+  it.each([
+    ['a subnet outside the space', ['10.20.0.0/16', '10.20.1.0/24', '10.30.2.0/24'], /fleetSubnetCidr 10\.30\.2\.0\/24 is not inside vpcCidr 10\.20\.0\.0\/16/],
+    ['a subnet wider than the space', ['10.20.0.0/16', '10.20.1.0/24', '10.0.0.0/8'], /fleetSubnetCidr 10\.0\.0\.0\/8 is not inside vpcCidr/],
+    ['overlapping subnets', ['10.20.0.0/16', '10.20.0.0/23', '10.20.1.0/24'], /dmzSubnetCidr 10\.20\.0\.0\/23 and fleetSubnetCidr 10\.20\.1\.0\/24 overlap/],
+    ['the same subnet twice', ['10.20.0.0/16', '10.20.1.0/24', '10.20.1.0/24'], /overlap/],
+    ['a host address for a network', ['10.20.0.0/16', '10.20.1.7/24', '10.20.2.0/24'], /dmzSubnetCidr 10\.20\.1\.7\/24 is not an IPv4 network CIDR/],
+    ['no CIDR at all', ['10.20.0.0/16', '10.20.1.0/24', 'fleet'], /fleetSubnetCidr fleet is not an IPv4 network CIDR/],
+    ['an octet over 255', ['10.20.0.0/16', '10.20.256.0/24', '10.20.2.0/24'], /dmzSubnetCidr 10\.20\.256\.0\/24 is not/],
+  ])('refuses %s, naming the input', (_what, [space, dmz, fleet], why) => {
+    expect(check(space, dmz, fleet)).toThrow(why);
   });
 });

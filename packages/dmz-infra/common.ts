@@ -117,6 +117,39 @@ export function checkAdmittedCidrs(what: string, cidrs: readonly string[]): void
   }
 }
 
+/** Whether a string is an IPv4 CIDR whose address is its network's first (10.20.1.0/24, not 10.20.1.7/24). */
+function networkCidr(c: string): boolean {
+  const m = IPV4_CIDR.exec(c);
+  if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32) return false;
+  const { base, size } = block(c);
+  return base % size === 0;
+}
+
+/**
+ * Throws, naming the input, when the network's address space or one of its
+ * two subnets is not an IPv4 network CIDR, a subnet is outside the address
+ * space, or the subnets overlap: the cloud would refuse each only after the
+ * VPC or VNet and the rules naming them were made, half a DMZ deployed.
+ * Checked when the component is declared, so `pulumi preview` fails first.
+ */
+export function checkNetworkCidrs(what: string, space: { name: string; cidr: string }, subnets: readonly { name: string; cidr: string }[]): void {
+  for (const n of [space, ...subnets]) {
+    if (typeof n.cidr !== 'string' || !networkCidr(n.cidr)) throw new Error(`${what}: ${n.name} ${String(n.cidr)} is not an IPv4 network CIDR such as 10.20.1.0/24 (its address the network's first).`);
+  }
+  const s = block(space.cidr);
+  for (const n of subnets) {
+    const b = block(n.cidr);
+    if (b.size > s.size || Math.floor(b.base / s.size) !== Math.floor(s.base / s.size)) throw new Error(`${what}: ${n.name} ${n.cidr} is not inside ${space.name} ${space.cidr}.`);
+  }
+  for (let i = 0; i < subnets.length; i++) {
+    for (let j = i + 1; j < subnets.length; j++) {
+      const a = block(subnets[i].cidr);
+      const b = block(subnets[j].cidr);
+      if (a.base < b.base + b.size && b.base < a.base + a.size) throw new Error(`${what}: ${subnets[i].name} ${subnets[i].cidr} and ${subnets[j].name} ${subnets[j].cidr} overlap; the DMZ and the fleet each need a subnet of their own.`);
+    }
+  }
+}
+
 /**
  * The boot endpoint's port: the DMZ client serves /v1/boot on its API port
  * (`fleet serve dmz-client --port`), so another port would open the network

@@ -445,7 +445,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
   });
 
   it('an approval given earlier in the run whose credentials are about to expire is asked for again before its cloud call', async () => {
-    // Credentials living 20 s: within the DMZ client's 30 s margin from the start.
+    // Credentials living 20 s: within the DMZ client's 2-minute margin from the start.
     world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 }, credentialTtlMs: 20_000 });
     const dc = world.dc('miami');
     const calls = countCalls();

@@ -81,8 +81,13 @@ export interface StepRunnerOptions extends RequestDefaults {
   driverBackoffMs?: number;
 }
 
-/** Credentials closer than this to their expiry are not used for a cloud call. */
-const CREDENTIALS_MARGIN_MS = 30_000;
+/**
+ * Credentials closer than this to their expiry are not used for a cloud call: a call with its waits (a create until
+ * the instance runs, a power-off until it stops) takes a minute or two. A fresh approval always has more: the
+ * authority's credentials last 10 minutes, and its brokers renew a cloud session at two thirds of its life (an AWS
+ * session of 900 s is handed out with at least 300 s left, an Entra token with at least 20 minutes).
+ */
+const CREDENTIALS_MARGIN_MS = 120_000;
 
 /** Whether an approval's credentials (if any) last long enough for a cloud call. */
 function fresh(auth: AuthorizeResponse): boolean {

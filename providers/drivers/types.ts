@@ -44,7 +44,8 @@ export class DriverError extends Error {
   readonly transient: boolean;
   /**
    * The cloud asked to wait this long before trying again (Azure's 429 / 503
-   * Retry-After): the DMZ client's retry waits at least this (callDriver).
+   * Retry-After), or the driver knows it refills no sooner (EC2's throttling):
+   * the DMZ client's retry waits at least this (callDriver).
    */
   readonly retryAfterMs: number | undefined;
   constructor(kind: DriverErrorKind, message: string, transient = kind === 'transient', opts: { retryAfterMs?: number } = {}) {
@@ -80,9 +81,11 @@ export interface Driver {
   boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm>;
   /**
    * Waits until the VM reports ready; throws DriverError('boot-denied') when the boot endpoint denied its boot (its
-   * agent said so, or it powered itself off during its boot without a report: the VM is terminated), and
-   * DriverError('boot-failed') when its boot failed otherwise. fleet apply tells the two apart by kind alone
-   * (engine/apply/failure-cause.ts), never by the message.
+   * agent said so, or it powered itself off during its boot without a report: the VM is terminated; when the
+   * step's credentials expired during the wait the message says it was not, and the next apply's delete does it),
+   * and DriverError('boot-failed') when its boot failed otherwise (the cloud itself stopped or deallocated it: the
+   * VM is kept; `capacity` when the cloud said it had no room for the start). fleet apply tells them apart by
+   * kind alone (engine/apply/failure-cause.ts), never by the message.
    */
   awaitReady(creds: ScopedCredentials, ref: VmRef, opts?: { timeoutMs?: number }): Promise<CloudVm>;
   shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm>;

@@ -170,7 +170,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     if (!known(s.count)) {
       /* judged when known */
     } else if (!Number.isInteger(s.count) || s.count < 0 || s.count > MAX_COUNT) fail('count', `count must be an integer from 0 to ${MAX_COUNT}`);
-    if (s.minCount !== undefined && (!Number.isInteger(s.minCount) || s.minCount < 0 || s.minCount > s.count)) fail('minCount', 'minCount must be an integer from 0 to count');
+    if (s.minCount !== undefined && known(s.minCount) && (!Number.isInteger(s.minCount) || s.minCount < 0 || (known(s.count) && s.minCount > s.count))) fail('minCount', 'minCount must be an integer from 0 to count');
     const z = s.size;
     if (typeof news.specHash !== 'string' || news.specHash === '') failures.push({ property: 'specHash', reason: 'specHash must be engine/spec specHash of the spec' });
     if (!known(z, z?.cpu, z?.memoryGiB, z?.diskGiB)) {
@@ -208,7 +208,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     for (const k of ['encryptedDisk', 'protect'] as const) if (s[k] !== undefined && known(s[k]) && typeof s[k] !== 'boolean') fail(k, `${k} must be true or false`);
     const lc = this.stack.lifecycle;
     const state = s.state ?? 'Running';
-    if (!lc.requestable.includes(state)) fail('state', `state ${state} is not one a fleet may ask for: ${lc.requestable.join(', ')}`);
+    if (known(state) && !lc.requestable.includes(state)) fail('state', `state ${state} is not one a fleet may ask for: ${lc.requestable.join(', ')}`);
     const dcNames = this.stack.dataCenters.map((d) => d.name);
     // The data centers this fleet may use: its allow-list (known names only), else all of the stack's.
     let candidates = dcNames;
@@ -272,7 +272,11 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
    * change the next update carries out, as `fleet plan` would plan it.
    */
   async diff(_id: string, olds: FleetOutputs, news: FleetInputs): Promise<pulumi.dynamic.DiffResult> {
-    const replaces = olds.spec.name !== news.spec.name || olds.stack !== this.stack.name ? ['spec.name'] : [];
+    // In a preview, a key computed from another resource is not known yet (PULUMI_UNKNOWN): a change, judged once known.
+    // The name alone decides a replace; a spec unknown as a whole (an Output given for all of it) may rename the fleet.
+    const name = known(news.spec) ? news.spec.name : UNKNOWN;
+    const replaces = olds.spec.name !== name || olds.stack !== this.stack.name ? ['spec.name'] : [];
+    if (hasUnknown(news.spec) || !known(news.specHash)) return { changes: true, replaces, deleteBeforeReplace: true };
     const changes =
       replaces.length > 0 ||
       JSON.stringify(canonical(olds.spec)) !== JSON.stringify(canonical(news.spec)) ||
@@ -428,6 +432,11 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         stuck.push(m);
         continue;
       }
+      // A failed update or transition answers the VM as the record holds it now (where its walk stopped).
+      if ((c.action === 'update' || c.action === 'transition') && partial?.vmId) {
+        members.push({ ...partial, address: c.address });
+        continue;
+      }
       // Where the member is now: ask its data center.
       const old = c.vmId ? byId.get(c.vmId) : undefined;
       if (!old) continue;
@@ -521,6 +530,13 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
   }
 }
 
+/** Whether a value holds the sentinel of a value not known in a preview anywhere inside it. */
+function hasUnknown(v: unknown): boolean {
+  if (v === UNKNOWN) return true;
+  if (Array.isArray(v)) return v.some(hasUnknown);
+  return v !== null && typeof v === 'object' && Object.values(v).some(hasUnknown);
+}
+
 /** Objects with their keys sorted, for comparing inputs. */
 function canonical(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(canonical);
@@ -533,11 +549,16 @@ function canonical(v: unknown): unknown {
   );
 }
 
+/** A fleet spec as the Fleet resource takes it: `name` defaults to the resource's name. */
+export type FleetSpecArg = Omit<FleetSpecInputs, 'name'> & { name?: string };
+/** The same with each key an input of its own. */
+export type FleetSpecArgInputs = { [K in keyof FleetSpecArg]: pulumi.Input<FleetSpecArg[K]> };
+
 export interface FleetArgs {
   /** The stack (loadFleetStack); the fleet's members are placed over its data centers. */
   stack: FleetStack;
-  /** The fleet; `name` defaults to the resource's name. */
-  spec: pulumi.Input<Omit<FleetSpecInputs, 'name'> & { name?: string }>;
+  /** The fleet; `name` defaults to the resource's name. Each key may be an input of its own (a value another resource computes). */
+  spec: pulumi.Input<FleetSpecArg> | FleetSpecArgInputs;
   /** Tokens of the data centers' DMZ clients; pass them as secrets (pulumi.secret, config.requireSecret). */
   tokens?: Record<string, pulumi.Input<string>>;
   planId?: pulumi.Input<string>;
@@ -550,11 +571,20 @@ export class Fleet extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: FleetArgs, opts?: pulumi.CustomResourceOptions) {
     const tokens = args.tokens ? pulumi.secret(pulumi.all(args.tokens)) : undefined;
+    const hashOf = (s: Pick<FleetSpecArg, 'image' | 'size' | 'hardware' | 'encryptedDisk'>) =>
+      specHash({ image: s.image, size: s.size, hardware: s.hardware ?? [], encryptedDisk: s.encryptedDisk ?? false });
+    // A spec given as an object keeps each key its own input: a key not known in a preview (computed from another
+    // resource) is then the only one unknown. Through one apply, the whole spec, its name with it, was unknown, and
+    // diff answered a replace of the fleet (every member deleted first) in the preview of a mere count change.
+    const whole = pulumi.Output.isInstance(args.spec) || args.spec instanceof Promise ? pulumi.output(args.spec as pulumi.Input<FleetSpecArg>) : undefined;
+    const keys = whole ? undefined : (args.spec as FleetSpecArgInputs);
+    const spec = whole ? whole.apply((s) => ({ ...s, name: s.name ?? name })) : { ...keys, name: keys!.name ?? name };
+    const hash = whole
+      ? whole.apply(hashOf)
+      : pulumi.all([keys!.image, keys!.size, keys!.hardware, keys!.encryptedDisk]).apply(([image, size, hardware, encryptedDisk]) => hashOf({ image, size, hardware, encryptedDisk }));
     const props = {
-      spec: pulumi.output(args.spec).apply((s) => ({ ...s, name: s.name ?? name })),
-      specHash: pulumi
-        .output(args.spec)
-        .apply((s) => specHash({ image: s.image, size: s.size, hardware: s.hardware ?? [], encryptedDisk: s.encryptedDisk ?? false })),
+      spec,
+      specHash: hash,
       planId: args.planId ?? null,
       managedBy: programManager(),
       ...(tokens ? { tokens } : {}),

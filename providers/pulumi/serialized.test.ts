@@ -10,7 +10,7 @@ import { specHash } from '../../engine/spec/index.ts';
 import type { VmInputs, VmOutputs } from '../provider.ts';
 import type { FleetInputs, FleetOutputs } from './fleet.ts';
 import { providerOptions, type FleetStack } from './stack.ts';
-import { ProviderHost, downUrl, serializeProviders, startEmbeddedStack, type EmbeddedStack, type HostError } from './testing.ts';
+import { ProviderHost, downUrl, failingProxy, serializeProviders, startEmbeddedStack, type EmbeddedStack, type HostError } from './testing.ts';
 import type { VmResourceInputs, VmResourceOutputs } from './vm.ts';
 
 let es: EmbeddedStack;
@@ -95,42 +95,6 @@ const KINDS = [
     inputs: (over: Partial<VmInputs> = {}): VmResourceInputs => ({ ...vm(over), token: es.tokens.richmond }),
   },
 ];
-
-/**
- * A proxy in front of a DMZ client that forwards requests until one whose
- * body holds `trigger`; that one and every later one are refused (401), as a
- * DMZ client that went away mid-call. Closes with `close()`.
- */
-async function failingProxy(target: string, trigger: string): Promise<{ url: string; close(): Promise<void> }> {
-  const { createServer, request } = await import('node:http');
-  const to = new URL(target);
-  let down = false;
-  const proxy = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      if (down || body.includes(trigger)) {
-        down = true;
-        res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'unauthorized', message: 'the bearer token is not valid here' } }));
-        return;
-      }
-      const up = request({ host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
-      up.end(body);
-    });
-  });
-  await new Promise<void>((ok) => proxy.listen(0, '127.0.0.1', ok));
-  return {
-    url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`,
-    close: async () => {
-      proxy.closeAllConnections();
-      await new Promise((ok) => proxy.close(ok));
-    },
-  };
-}
 
 const tokenEnv = (dc: string) => es.fleetStack.dataCenters.find((d) => d.name === dc)!.tokenEnv;
 

@@ -5,7 +5,7 @@
 // or the first preview of a program fails on values that will be valid.
 import { describe, expect, it } from 'vitest';
 import { specHash } from '../../engine/spec/index.ts';
-import { FleetProvider, type FleetInputs } from './fleet.ts';
+import { FleetProvider, type FleetInputs, type FleetOutputs } from './fleet.ts';
 import { providerOptions, type FleetStack } from './stack.ts';
 import { VmProvider, type VmResourceInputs } from './vm.ts';
 
@@ -33,6 +33,15 @@ describe('Fleet check in a preview', () => {
     ['the spec hash', { specHash: UNKNOWN }],
   ])('leaves %s not known yet to be judged once known', async (_what, over) => {
     const r = await new FleetProvider(stack).check(fleetInputs(), fleetInputs(over));
+    expect(r.failures).toEqual([]);
+  });
+
+  it.each([
+    ['the state', { state: UNKNOWN }],
+    ['minCount', { minCount: UNKNOWN }],
+    ['count, with a known minCount', { count: UNKNOWN, minCount: 1 }],
+  ])('leaves %s of the spec not known yet to be judged once known', async (_what, over) => {
+    const r = await new FleetProvider(stack).check(fleetInputs(), fleetInputs({ spec: { ...spec, ...over } as unknown as FleetInputs['spec'] }));
     expect(r.failures).toEqual([]);
   });
 
@@ -103,5 +112,25 @@ describe('an owner change of an existing fleet or VM', () => {
     const vm: VmResourceInputs = { stack: 'prod', fleet: 'api', owner: 'team-payments', index: 0, name: 'prod-api-0', image: 'ubuntu-22.04', size, encryptedDisk: false, desiredState: 'Running', specHash: 'h', planId: null };
     const r = await new VmProvider(providerOptions(stack, 'miami')).check(vm, { ...vm, owner: 'team-b' });
     expect(r.failures).toEqual([{ property: 'owner', reason: expect.stringMatching(/owner of fleet api is team-payments in the record.*fleet apply/) }]);
+  });
+});
+
+// Found by QA: a spec key not known in a preview made the Fleet's diff answer a replace (every member deleted
+// first) whenever the whole spec was unknown; the name alone decides a replace.
+describe('Fleet diff in a preview', () => {
+  const outs = (): FleetOutputs => ({ ...fleetInputs(), planId: null, stack: 'prod', members: [] });
+  it.each([
+    ['count', { count: UNKNOWN }],
+    ['the image', { image: UNKNOWN }],
+    ['the size', { size: UNKNOWN }],
+  ])('a spec whose %s is not known yet is a change, not a replace', async (_what, over) => {
+    const r = await new FleetProvider(stack).diff('prod:web', outs(), fleetInputs({ spec: { ...spec, ...over } as unknown as FleetInputs['spec'], specHash: UNKNOWN }));
+    expect(r).toMatchObject({ changes: true, replaces: [] });
+  });
+
+  it('a name not known yet, or a spec unknown as a whole, may rename the fleet: a replace', async () => {
+    const p = new FleetProvider(stack);
+    expect(await p.diff('prod:web', outs(), fleetInputs({ spec: { ...spec, name: UNKNOWN } }))).toMatchObject({ changes: true, replaces: ['spec.name'] });
+    expect(await p.diff('prod:web', outs(), fleetInputs({ spec: UNKNOWN as unknown as FleetInputs['spec'], specHash: UNKNOWN }))).toMatchObject({ changes: true, replaces: ['spec.name'] });
   });
 });

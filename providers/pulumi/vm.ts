@@ -96,8 +96,15 @@ export class VmProvider implements pulumi.dynamic.ResourceProvider<VmResourceInp
 
   async update(id: string, olds: VmResourceOutputs, news: VmResourceInputs): Promise<pulumi.dynamic.UpdateResult<VmResourceOutputs>> {
     const [token, n] = split(news);
-    const r = await providerFor(this.options, token).update(id, split(olds)[1], n);
-    return { outs: { ...(r.outs as VmOutputs), ...(token ? { token } : {}) } };
+    try {
+      const r = await providerFor(this.options, token).update(id, split(olds)[1], n);
+      return { outs: { ...(r.outs as VmOutputs), ...(token ? { token } : {}) } };
+    } catch (err) {
+      // The VM as a failed update left it (a partial resource) keeps its token, which the later calls that reach it need.
+      const partial = err as { properties?: VmOutputs };
+      if (token && partial.properties) partial.properties = { ...partial.properties, token } as VmOutputs;
+      throw err;
+    }
   }
 
   async delete(id: string, props: VmResourceOutputs): Promise<void> {

@@ -342,6 +342,16 @@ function refuseFreshPlanFlags(planfile: string, opts: ApplyCliOptions): void {
   );
 }
 
+const lowerFirst = (text: string): string => `${text.charAt(0).toLowerCase()}${text.slice(1)}`;
+
+function planStackDiag(planfile: string, planStack: string, stack: string, stackFlag: string): Diagnostic {
+  return diag(
+    'apply.plan-stack',
+    `${planfile} was made for stack ${planStack}, not for stack ${stack} (--stack ${stackFlag}). Apply it with the --stack of stack ${planStack}, or make a plan for this stack with \`fleet plan --out\`.`,
+    { file: planfile },
+  );
+}
+
 async function runApply(
   io: CliIO,
   planfile: string | undefined,
@@ -359,7 +369,18 @@ async function runApply(
   const env = loaderEnv(io, opts);
   /** A notice on stderr while the apply runs; once the progress exists, above a TTY's progress bars (a redraw would write over it). */
   let notice = (text: string): void => void io.stderr.write(text);
+  // A saved plan's stack is checked before the record is opened, and its record must exist (`fleet plan --out` made
+  // it): another stack's plan, or another record's, on a fresh stack created the stack's record before it was refused.
+  const savedChecks = saved
+    ? {
+        existingRecord: true,
+        beforeRecord: (stack: { name: string }) => {
+          if (saved.stack !== stack.name) throw new FleetError(planStackDiag(planfile!, saved.stack, stack.name, opts.stack));
+        },
+      }
+    : {};
   const session = await openSession(opts.stack, {
+    ...savedChecks,
     cwd: io.cwd,
     env,
     ...(lockTimeout !== undefined ? { lockTimeoutSeconds: lockTimeout } : {}),
@@ -368,6 +389,14 @@ async function runApply(
     // A PostgreSQL record's outage (a failover): the apply's record calls retry; said once when it begins and when it ends.
     // Mid-apply on a TTY, above the progress bars (notice, below).
     onRecordOutage: recordOutageNotices(io, 'the apply', (text) => notice(text)),
+  }).catch((err: unknown) => {
+    // No record where the stack keeps it: the plan was made against another one (`fleet plan --out` creates it).
+    if (saved && err instanceof FleetError && err.diagnostics[0]?.code === 'record.not-found') {
+      throw new FleetError(
+        diag('apply.plan-foreign', `${planfile} was made against a record this stack does not have (${lowerFirst((err.diagnostics[0].detail ?? '').replace(/\.?\s*Check --record-url.*$/s, ''))}; \`fleet plan --out\` creates it). Nothing was created; make a plan for this stack with \`fleet plan --out\` and apply that.`, { file: planfile }),
+      );
+    }
+    throw err;
   });
   const progressMode: ProgressMode = json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain';
   const progress = createProgress(progressMode, json ? io.stdout : io.stderr);
@@ -383,15 +412,6 @@ async function runApply(
     reportDiagnostics(io, mode, session.warnings);
     let plan: PlanDocument;
     if (saved) {
-      if (saved.stack !== session.stack.name) {
-        throw new FleetError(
-          diag(
-            'apply.plan-stack',
-            `${planfile} was made for stack ${saved.stack}, not for stack ${session.stack.name} (--stack ${opts.stack}). Apply it with the --stack of stack ${saved.stack}, or make a plan for this stack with \`fleet plan --out\`.`,
-            { file: planfile },
-          ),
-        );
-      }
       // Nothing in the file is trusted until its seal, stack id and scope hold (before any lock or request).
       const deployed = session.stack.authority;
       const problems = await checkSavedPlan(saved, { file: planfile!, stack: session.stack.name, record: session.record, sealedByAuthority: deployed !== undefined });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { diag, fail, FleetError, sortDiagnostics, unseenProblem, visible, type Diagnostic } from '../../diags/index.ts';
 import { sameSize } from '../../model/index.ts';
+import type { Lifecycle } from '../../policy/types.ts';
 import type { VmRow } from '../../record/index.ts';
 import type { ActualVm } from '../../../protocol/index.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
@@ -41,6 +42,33 @@ export const registerImport: RegisterCommand = (program: Command, io, setExit) =
       setExit(await runCommand(io, () => runImport(io, address, cloudId, opts, mode), mode));
     });
 };
+
+/**
+ * The state an import records a VM its cloud reports in `observed`:
+ *
+ * | observed                                              | recorded                                 |
+ * | ----------------------------------------------------- | ---------------------------------------- |
+ * | a state a `boot` edge enters (Starting): booting      | the failure state one edge from it       |
+ * |                                                       | (BootFailed); none: refused              |
+ * | any other live state                                  | as observed                              |
+ *
+ * A booting VM's agent presents the token of the boot it is in, and that
+ * token is never the record's once the VM is imported (issued for the boot
+ * of the row `fleet state rm` retired, or never issued by this record; the
+ * import's history row ends it: engine/record/boot.ts, leftBoot). Recorded
+ * as booting, the next apply waited in `Starting -> Running` for a boot the
+ * authority denies, and failed or not by when the agent asked. Recorded as
+ * the failure it will end in, the next apply leaves it along the pack's
+ * recovery edges (powerOff ends the old boot, whatever its agent did
+ * meanwhile) and boots it with a new token. The same table as refresh's
+ * missingOutcome for a VM recorded Starting.
+ */
+export function importedState(lc: Lifecycle, observed: string): { state: string } | { refused: true } {
+  const booting = lc.edges.some((e) => e.operation === 'boot' && e.to === observed);
+  if (!booting) return { state: observed };
+  const failure = lc.failure.find((f) => lc.allows(observed, f));
+  return failure ? { state: failure } : { refused: true };
+}
 
 async function runImport(io: Parameters<RegisterCommand>[1], address: string, cloudId: string, opts: ImportCliOptions, mode: ReturnType<typeof modeOf>): Promise<number> {
   const { fleet, index } = addressArg(address);
@@ -99,6 +127,10 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
     if (!pack.lifecycle.states.includes(vm.observedState) || pack.lifecycle.isTerminal(vm.observedState)) {
       fail('apply.import-refused', `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}, which is not a live state of the pack's lifecycle (${pack.lifecycle.states.join(', ')}).`, { address });
     }
+    const recorded = importedState(pack.lifecycle, vm.observedState);
+    if ('refused' in recorded) {
+      fail('apply.import-refused', `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}: it is booting with a boot token the record does not answer (an import ends the boot it was issued for), and the pack has no failure state one edge from ${vm.observedState} to record it in. Its agent is denied its disk key and powers it off; import it again once its data center no longer reports it ${vm.observedState}.`, { address });
+    }
     const catalog = pack.images[spec.image]?.[vm.dataCenter] ?? null;
     const matches = vm.image === catalog && vm.encryptedDisk === spec.encryptedDisk;
     const actor = defaultActor();
@@ -136,7 +168,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
           owner: spec.owner,
           index,
           dataCenter: vm.dataCenter,
-          state: vm.observedState,
+          state: recorded.state,
           desiredState: spec.state,
           // An image or disk that is not the spec's: a spec hash of its own, so the next plan replaces the VM.
           specHash: matches ? spec.specHash : `imported:${vm.cloudId}`,
@@ -145,7 +177,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
           size: vm.size,
           encryptedDisk: vm.encryptedDisk,
         },
-        { actor, detail: `fleet import: adopted ${vm.cloudId} (VM ${vm.vmId}) of ${vm.dataCenter}, ${vm.observedState}` },
+        { actor, detail: `fleet import: adopted ${vm.cloudId} (VM ${vm.vmId}) of ${vm.dataCenter}, ${vm.observedState}${recorded.state === vm.observedState ? '' : `, recorded ${recorded.state}: its boot's token is not the record's`}` },
         budget,
       ).catch((err: unknown) => {
         if (err instanceof CloudIdTakenError) {
@@ -163,7 +195,12 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
     const left: string[] = [];
     if (!matches) left.push(`its image ${vm.image}${vm.encryptedDisk === spec.encryptedDisk ? '' : ' or disk encryption'} is not the spec's (${catalog ?? `no ${spec.image} in ${vm.dataCenter}`}): the next plan replaces it`);
     if (!sameSize(vm.size, spec.size)) left.push('its size is not the spec\'s: the next plan resizes it');
-    if (vm.observedState !== spec.state) left.push(`it is ${vm.observedState}, the spec asks for ${spec.state}`);
+    if (recorded.state !== vm.observedState) {
+      left.push(
+        `${vm.dataCenter} reports it ${vm.observedState}, its agent booting with a boot token of a boot the record does not answer (issued for the forgotten row's boot, or never the record's; an import ends it), ` +
+          `so the authority denies it and the agent powers the VM off: recorded ${recorded.state}, the next apply powers it off and boots it afresh with a new token`,
+      );
+    } else if (vm.observedState !== spec.state) left.push(`it is ${vm.observedState}, the spec asks for ${spec.state}`);
     const notes = left.map((l) => diag('apply.import-differs', `${address}: ${l}.`, { address }, 'warning'));
     if (mode === 'json') writeJson(io, { stack: stack.name, imported: row, diagnostics: sortDiagnostics([...session.warnings, ...notes]) });
     else {

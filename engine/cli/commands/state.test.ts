@@ -308,6 +308,93 @@ describe('fleet state rm', () => {
   });
 });
 
+// Found by QA (qa-state): with a replace in progress (create-before-delete: the old VM deposed beside its
+// replacement at one address), `fleet state rm web/0` forgot one of the two, the current one, without a word of the
+// other; `fleet state list` showed both under one address with nothing telling them apart.
+describe('fleet state rm of an address with a deposed VM (a replace in progress)', () => {
+  let dir: string;
+  let url: string;
+  let old: { id: string; cloudId: string | null };
+  let current: { id: string; cloudId: string | null };
+  beforeAll(async () => {
+    dir = join(root, 'deposed');
+    await mkdir(dir, { recursive: true });
+    const stackFile = await readFile(join(root, 'stacks', 'local', 'stack.yaml'), 'utf8');
+    await writeFile(join(dir, 'stack.yaml'), stackFile.replace('name: clitest', 'name: deposed'));
+    url = `pglite://${join(dir, '.fleet', 'record')}`;
+    const seed = await openRecord(url);
+    try {
+      const a = await seed.insertVm({ ...vm('web', 0), stack: 'deposed' }, { actor: 'alice', planId: 'plan-1' });
+      old = await seed.updateVm(a.id, a.version, { cloudId: 'sim-old' }, { actor: 'alice' });
+      const b = await seed.insertVm({ ...vm('web', 0), stack: 'deposed', replaces: a.id }, { actor: 'alice', planId: 'plan-2' });
+      current = await seed.updateVm(b.id, b.version, { cloudId: 'sim-new' }, { actor: 'alice' });
+    } finally {
+      await seed.close();
+    }
+  });
+  const live = async () => {
+    const r = await openRecord(url);
+    try {
+      return (await r.listVms('deposed')).map((v) => ({ id: v.id, deposed: v.deposed }));
+    } finally {
+      await r.close();
+    }
+  };
+
+  it('state list marks the deposed VM', async () => {
+    const r = await runCli(['state', 'list', '--stack', dir], { cwd: root });
+    expect(r.code, r.stderr).toBe(0);
+    const rows = r.stdout.split('\n').filter((l) => l.startsWith('web/0'));
+    expect(rows).toHaveLength(2);
+    expect(rows.find((l) => l.includes('sim-old'))).toMatch(/^web\/0 \(deposed\) /);
+    expect(rows.find((l) => l.includes('sim-new'))).toMatch(/^web\/0 {2}/);
+  });
+
+  it('state show shows the current VM and names the deposed one', async () => {
+    const r = await runCli(['state', 'show', 'web/0', '--stack', dir], { cwd: root });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^id: +${current.id}$`, 'm'));
+    expect(r.stdout).toContain(`Also live at web/0: VM ${old.id} (deposed by a replace in progress, Requested, cloud id sim-old).`);
+  });
+
+  it('history of the address tells the two VMs\' rows apart (a VM column)', async () => {
+    const r = await runCli(['history', 'web/0', '--stack', dir], { cwd: root });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^AT +ADDRESS +VM +FROM +TO +OUTCOME/);
+    const ids = new Set(lines.slice(1).map((l) => l.split(/ {2,}/)[2]));
+    expect(ids).toEqual(new Set([old.id.slice(0, 8), current.id.slice(0, 8)]));
+  });
+
+  it('is refused without --vm, naming both VMs and the command for each; nothing is forgotten', async () => {
+    const r = await runCli(['state', 'rm', 'web/0', '--stack', dir, '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    const [d] = (JSON.parse(r.stdout) as { diagnostics: { code: string; address: string; detail: string }[] }).diagnostics;
+    expect(d).toMatchObject({ code: 'record.vm-ambiguous', address: 'web/0' });
+    expect(d.detail).toContain(`VM ${current.id} (the current one, Requested, cloud id sim-new): \`fleet state rm web/0 --vm ${current.id}\``);
+    expect(d.detail).toContain(`VM ${old.id} (deposed by a replace in progress, Requested, cloud id sim-old): \`fleet state rm web/0 --vm ${old.id}\``);
+    expect(await live()).toHaveLength(2);
+  });
+
+  it('--vm of no live VM at the address is refused', async () => {
+    const r = await runCli(['state', 'rm', 'web/0', '--vm', 'sim-other', '--stack', dir], { cwd: root });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[record.vm-not-found]');
+    expect(r.stderr).toContain('no live VM sim-other at web/0');
+  });
+
+  it('--vm picks one, by VM id or cloud id, and says which it was', async () => {
+    const r = await runCli(['state', 'rm', 'web/0', '--vm', 'sim-old', '--stack', dir], { cwd: root });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`Removed web/0 (VM ${old.id}, Requested, deposed by a replace in progress)`);
+    expect(await live()).toEqual([{ id: current.id, deposed: false }]);
+    // One VM left at the address: no --vm needed.
+    const again = await runCli(['state', 'rm', 'web/0', '--stack', dir], { cwd: root });
+    expect(again.code, again.stderr).toBe(0);
+    expect(await live()).toEqual([]);
+  });
+});
+
 describe('fleet unlock', () => {
   it('refuses an unknown lock id', async () => {
     const r = await runCli(['unlock', 'deadbeef'], { cwd: root });

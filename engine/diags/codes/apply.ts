@@ -67,7 +67,7 @@ export const applyCodes = defineCodes({
   },
   'apply.plan-file': {
     summary: 'Plan file unreadable',
-    doc: 'The saved plan file could not be read or is not a plan document (JSON with formatVersion "2"). Write it with `fleet plan --out FILE`.',
+    doc: 'The saved plan file could not be read or is not a plan document (JSON with formatVersion "2"): the output of `fleet plan --format json` (the plan and its diagnostics, unsealed) is named as such. Write it with `fleet plan --out FILE`.',
     severity: 'error',
   },
   'apply.plan-stack': {

@@ -15,7 +15,7 @@ export const integrityCodes = defineCodes({
   },
   'apply.plan-foreign': {
     summary: 'Plan belongs to another stack',
-    doc: 'The saved plan was sealed for another stack (its stack id differs from this stack record\'s, even if the names match) or with a key this record does not hold. Apply it with the stack and record it was made against, or plan again here.',
+    doc: 'The saved plan was sealed for another stack (its stack id differs from this stack record\'s, even if the names match) or with a key this record does not hold, or the stack has no record at all (`fleet plan --out` creates it; applying a saved plan creates none). Apply it with the stack and record it was made against, or plan again here.',
     severity: 'error',
   },
   'apply.plan-scope': {

@@ -10,7 +10,7 @@ export const planCodes = defineCodes({
   },
   'plan.unknown-member': {
     summary: 'Unknown member',
-    doc: 'A --target or --replace names a member address (`web/3`) that is not a member of its fleet: --replace needs a live VM in the record, --target a live VM or an index below the fleet\'s count. `fleet state list` shows the members.',
+    doc: 'A --target or --replace names a member address (`web/3`) that is not a member of its fleet: --replace needs a live VM in the record that its fleet\'s spec still wants (an index below count: a VM the plan deletes is not replaced), --target a live VM or an index below the fleet\'s count. `fleet state list` shows the members.',
     severity: 'error',
   },
   'plan.blocked': {
@@ -20,7 +20,7 @@ export const planCodes = defineCodes({
   },
   'plan.out-failed': {
     summary: 'Cannot write the plan file',
-    doc: 'The plan document could not be written to the --out path (missing folder, no permission, disk full), or the path is one of the files the plan is made from (the stack file, a fleet spec file, the pack\'s policy.yaml or a rule module, or a link to one), which it would replace. The detail names the path and the cause.',
+    doc: 'The plan document could not be written to the --out path (missing folder, no permission, disk full), or the path is one of the files the plan is made from (the stack file, a fleet spec file, the pack\'s policy.yaml or a rule module, or a link to one), which it would replace, or a new file a `specs` glob of the stack would read as a fleet spec. The detail names the path and the cause.',
     severity: 'error',
   },
   'plan.program-fleet': {

@@ -88,6 +88,11 @@ export const recordCodes = defineCodes({
     doc: '`fleet state list --fleet NAME` names a fleet the record holds nothing of (a typo, or a fleet never applied, or one whose members were all forgotten). The list is empty for it, as for any fleet without live VMs; the warning tells the two apart and suggests a near name.',
     severity: 'warning',
   },
+  'record.vm-ambiguous': {
+    summary: 'Address has more than one VM',
+    doc: '`fleet state rm ADDRESS` names an address with more than one live VM: a create-before-delete replace is in progress, and the old VM it deposed lives beside its replacement until it is deleted. The detail names each (VM id, state, cloud id) with the command that forgets it: `fleet state rm ADDRESS --vm ID`. Nothing was removed.',
+    severity: 'error',
+  },
   'record.vm-not-found': {
     summary: 'No such VM',
     doc: 'No VM in the record has that id or address (`<fleet>/<index>`). `fleet state list` shows the VMs of the stack.',

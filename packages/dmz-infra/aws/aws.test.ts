@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { TAGS } from '../../../providers/drivers/aws/instances.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
@@ -27,6 +28,8 @@ const expectations = {
 };
 let resources: DeclaredResource[];
 let host: DmzClientHost;
+let instanceOptions: pulumi.CustomResourceOptions | undefined;
+let encryptionOptions: pulumi.CustomResourceOptions | undefined;
 
 beforeAll(async () => {
   const network = new DmzNetwork('virginia', {
@@ -39,6 +42,13 @@ beforeAll(async () => {
     fleetSubnetCidr: '10.20.2.0/24',
     tenantCidrs: ['192.168.0.0/16'],
     authorityPort: 7400,
+  }, {
+    transformations: [
+      (a) => {
+        if (a.type === 'aws:ebs/encryptionByDefault:EncryptionByDefault') encryptionOptions = a.opts;
+        return undefined;
+      },
+    ],
   });
   host = new DmzClientHost('virginia', {
     network,
@@ -48,6 +58,14 @@ beforeAll(async () => {
     secrets: { tlsCert: 'pem-cert-value', tlsKey: 'pem-key-value', clientToken: 'client-token-value', authorityToken: 'authority-token-value' },
     authorityPrincipalArn: 'arn:aws:iam::123456789012:role/dmzfleet-authority',
     externalId: 'dmzfleet-prod',
+  }, {
+    // The options the host gives its instance, as a transformation of the component (inherited by its children) sees them.
+    transformations: [
+      (a) => {
+        if (a.type === 'aws:ec2/instance:Instance') instanceOptions = a.opts;
+        return undefined;
+      },
+    ],
   });
   await registered(network, host);
   resources = [...mocks.resources]; // a snapshot: later tests declare more components
@@ -114,6 +132,20 @@ describe('AWS DMZ', () => {
     }
   });
 
+  // Found by QA: the instance holds a fixed private address and replaces on a new user data (userDataReplaceOnChange),
+  // AMI or address; Pulumi replaces create-first, and EC2 refuses a second instance at an address in use
+  // (InvalidIPAddress.InUse, pulumi/pulumi#8679): every such change of the DMZ failed until the address was changed.
+  // Found by QA: EBS encryption by default is the account's setting in the region, and deleting the resource turns it
+  // off (the provider's documented delete): destroying one DMZ left every later volume of the region unencrypted,
+  // another DMZ's in the same region and its fleet's root disks included.
+  it('leaves EBS encryption by default on when the network is destroyed', () => {
+    expect(encryptionOptions).toMatchObject({ retainOnDelete: true });
+  });
+
+  it('replaces its fixed-address instance old one first', () => {
+    expect(instanceOptions).toMatchObject({ deleteBeforeReplace: true });
+  });
+
   it('starts fleet serve dmz-client --driver aws and keeps secrets out of the user data', () => {
     const vm = resources.find((r) => r.type === 'aws:ec2/instance:Instance')!;
     expect(vm.inputs.userData).toContain("'fleet' 'serve' 'dmz-client' '--data-center' 'virginia' '--driver' 'aws'");
@@ -158,6 +190,15 @@ describe('AWS DMZ', () => {
     const network = new DmzNetwork('elsewhere', { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.9.0.0/16', dmzSubnetCidr: '10.9.1.0/24', fleetSubnetCidr: '10.9.2.0/24', tenantCidrs: ['192.168.0.0/16'] });
     const args = { network, facts: { location: { lat: 0, lon: 0 }, hardware: [], capacity: {} }, authorityUrl: 'https://a', ami: 'ami-0', authorityPrincipalArn: 'arn:aws:iam::123456789012:role/a', secrets: { tlsCert: 'c', tlsKey: 'k', clientToken: 't', authorityToken: 'u' } };
     expect(() => new DmzClientHost('elsewhere', { ...args, privateIp: '10.9.2.10' })).toThrow(/privateIp 10\.9\.2\.10 is not in the DMZ subnet 10\.9\.1\.0\/24/);
+  });
+
+  it.each([
+    ['a fleet subnet outside the VPC', { fleetSubnetCidr: '10.30.2.0/24' }, /DmzNetwork nets: fleetSubnetCidr 10\.30\.2\.0\/24 is not inside vpcCidr 10\.9\.0\.0\/16/],
+    ['subnets that overlap', { dmzSubnetCidr: '10.9.0.0/22' }, /dmzSubnetCidr 10\.9\.0\.0\/22 and fleetSubnetCidr 10\.9\.2\.0\/24 overlap/],
+    ['an availability zone of another region', { availabilityZone: 'us-west-2a' }, /availabilityZone us-west-2a is not a zone of region us-east-1/],
+  ])('refuses %s when declared', (_what, over, why) => {
+    const base = { stack: 's', dataCenter: 'd', region: 'us-east-1', availabilityZone: 'us-east-1a', vpcCidr: '10.9.0.0/16', dmzSubnetCidr: '10.9.1.0/24', fleetSubnetCidr: '10.9.2.0/24', tenantCidrs: ['192.168.0.0/16'] };
+    expect(() => new DmzNetwork('nets', { ...base, ...over })).toThrow(why);
   });
 
   it('refuses tenant CIDRs that open the DMZ to everyone', () => {

@@ -35,6 +35,7 @@ import {
   VM_TAG_STACK,
   authorityPortOf,
   checkAdmittedCidrs,
+  checkNetworkCidrs,
   bootPortOf,
   dataCenterEntry,
   dmzClientConfig,
@@ -98,6 +99,14 @@ export class DmzNetwork extends pulumi.ComponentResource {
   constructor(name: string, args: DmzNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super('dmzfleet:aws:DmzNetwork', name, {}, opts);
     checkAdmittedCidrs(`DmzNetwork ${name} tenantCidrs`, args.tenantCidrs);
+    checkNetworkCidrs(`DmzNetwork ${name}`, { name: 'vpcCidr', cidr: args.vpcCidr }, [
+      { name: 'dmzSubnetCidr', cidr: args.dmzSubnetCidr },
+      { name: 'fleetSubnetCidr', cidr: args.fleetSubnetCidr },
+    ]);
+    // An availability zone is named after its region (us-east-1a, us-east-1-bos-1a): another region's would be refused at the subnets.
+    if (!args.availabilityZone.startsWith(`${args.region}`) || args.availabilityZone === args.region) {
+      throw new Error(`DmzNetwork ${name}: availabilityZone ${args.availabilityZone} is not a zone of region ${args.region} (such as ${args.region}a).`);
+    }
     const apiPort = args.apiPort ?? DEFAULT_API_PORT;
     const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);
@@ -178,8 +187,10 @@ export class DmzNetwork extends pulumi.ComponentResource {
           child,
         ),
     );
-    // Every new EBS volume of the region is encrypted, whoever creates it (the fleet's VMs included).
-    this.encryptionByDefault = new ebs.EncryptionByDefault(`${name}-ebs-encryption`, { enabled: true }, child);
+    // Every new EBS volume of the region is encrypted, whoever creates it (the fleet's VMs included). The setting is the
+    // account's, per region: deleting the resource turns it off for everyone there (another DMZ of the region, other
+    // teams), so a destroy leaves it on (retainOnDelete).
+    this.encryptionByDefault = new ebs.EncryptionByDefault(`${name}-ebs-encryption`, { enabled: true }, { parent: this, retainOnDelete: true });
     this.registerOutputs({ vpcId: this.vpc.id, dmzSubnetId: this.dmzSubnet.id, fleetSubnetId: this.fleetSubnet.id });
   }
 }
@@ -390,7 +401,9 @@ export class DmzClientHost extends pulumi.ComponentResource {
         userDataReplaceOnChange: true,
         tags: { ...tags, Name: `${name}-dmz-client` },
       },
-      { parent: this, dependsOn: [this.secretVersion, this.policy] },
+      // A replacement (new user data, AMI or address) must let go of the fixed address first: EC2 refuses a second
+      // instance at an address in use (InvalidIPAddress.InUse), and Pulumi replaces create-first unless told.
+      { parent: this, dependsOn: [this.secretVersion, this.policy], deleteBeforeReplace: true },
     );
     this.url = pulumi.interpolate`https://${this.instance.privateIp}:${net.apiPort}`;
     this.dataCenterEntry = pulumi.all([this.url, this.brokerRole.arn]).apply(([url, roleArn]) =>

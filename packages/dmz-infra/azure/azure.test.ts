@@ -5,13 +5,14 @@
 // accepts, and the stack entry names the broker principal.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { checkDmzClientConfig } from '../../../providers/drivers/config.ts';
 import { azureChecks, runChecks, type DeclaredResource } from '../checks/index.ts';
 import { CONFIG_FILE, TAG_DATA_CENTER, TAG_STACK } from '../common.ts';
 import { MOCK_SUBSCRIPTION, broken, mockPulumi, registered, valueOf } from '../testing.ts';
-import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, DmzClientHost, DmzNetwork, type DmzClientHostArgs } from './index.ts';
+import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, DmzClientHost, DmzNetwork, FLEET_SUBNET_JOIN_ROLE, SUBNET_JOIN_ACTION, type DmzClientHostArgs } from './index.ts';
 
 const mocks = mockPulumi();
 const TENANT_ID = '11111111-1111-1111-1111-111111111111';
@@ -24,11 +25,13 @@ const expectations = {
   ],
   tags: { [TAG_STACK]: 'prod', [TAG_DATA_CENTER]: 'dallas' },
   brokerPrincipalId: BROKER.principalId,
+  fleetSubnetPrefix: '10.30.2.0/24',
 };
 let resources: DeclaredResource[];
 let network: DmzNetwork;
 let host: DmzClientHost;
 let hostArgs: DmzClientHostArgs;
+let vmOptions: pulumi.CustomResourceOptions | undefined;
 
 beforeAll(async () => {
   network = new DmzNetwork('dallas', {
@@ -52,17 +55,25 @@ beforeAll(async () => {
     fleetSshPublicKey: FLEET_KEY,
     secrets: { tlsCert: 'pem-cert-value', tlsKey: 'pem-key-value', clientToken: 'client-token-value', authorityToken: 'authority-token-value' },
   };
-  host = new DmzClientHost('dallas', hostArgs);
+  // The options the host gives its VM, as a transformation of the component (inherited by its children) sees them.
+  const capture: pulumi.ResourceTransformation = (a) => {
+    if (a.type === 'azure-native:compute:VirtualMachine') vmOptions = a.opts;
+    return undefined;
+  };
+  host = new DmzClientHost('dallas', hostArgs, { transformations: [capture] });
   await registered(network, host);
   resources = [...mocks.resources];
 });
 
 const RG_ID = `/subscriptions/${MOCK_SUBSCRIPTION}/resourceGroups/dallas-rg`;
+/** The fleet VMs' resource group: the broker's writes, the host identity's reads. */
+const FLEET_RG_ID = `/subscriptions/${MOCK_SUBSCRIPTION}/resourceGroups/dallas-fleet-rg`;
+const FLEET_SUBNET_ID = `${RG_ID}/providers/network/Subnet/dallas-fleet`;
 const ASSIGN = 'azure-native:authorization:RoleAssignment';
 const DEFINE = 'azure-native:authorization:RoleDefinition';
 const named = (type: string, name: string) => resources.find((r) => r.type === type && r.name === name)!;
-/** The user data of the host, as cloud-init gets it. */
-const userData = () => Buffer.from(resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!.inputs.userData, 'base64').toString();
+/** The host's start-up script, as cloud-init gets it (the VM's custom data). */
+const userData = () => Buffer.from(resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!.inputs.osProfile.customData, 'base64').toString();
 /** The DmzClient document the user data writes (between its heredoc markers). */
 function writtenConfig(script: string): string {
   const lines = script.split('\n');
@@ -82,11 +93,11 @@ function documentedRoles(): Map<string, { Name: string; Description: string; Act
 describe('Azure DMZ', () => {
   it('declares the network and the host', () => {
     const count = (t: string) => resources.filter((r) => r.type === t).length;
-    expect(count('azure-native:resources:ResourceGroup')).toBe(1);
+    expect(count('azure-native:resources:ResourceGroup')).toBe(2);
     expect(count('azure-native:network:NetworkSecurityGroup')).toBe(2);
     expect(count('azure-native:network:Subnet')).toBe(2);
-    expect(count(DEFINE)).toBe(2);
-    expect(count(ASSIGN)).toBe(3);
+    expect(count(DEFINE)).toBe(3);
+    expect(count(ASSIGN)).toBe(4);
     expect(count('azure-native:compute:VirtualMachine')).toBe(1);
     expect(count('azure-native:network:NatGateway')).toBe(1);
     expect(count('azure-native:network:PrivateEndpoint')).toBe(1);
@@ -130,34 +141,68 @@ describe('Azure DMZ', () => {
     expect(runChecks(azureChecks(expectations), resources).filter((r) => r.violations.length > 0)).toEqual([]);
   });
 
-  it('defines the two custom roles word for word as docs/drivers/azure.md, on the resource group only', () => {
+  it("defines the three custom roles word for word as docs/drivers/azure.md, each on one resource group only", () => {
     const docs = documentedRoles();
-    for (const [resource, role] of [['dallas-reader-role', DMZ_CLIENT_READER_ROLE], ['dallas-broker-role', BROKER_ROLE]] as const) {
+    for (const [resource, role, groupId] of [
+      ['dallas-reader-role', DMZ_CLIENT_READER_ROLE, FLEET_RG_ID],
+      ['dallas-broker-role', BROKER_ROLE, FLEET_RG_ID],
+      ['dallas-subnet-join-role', FLEET_SUBNET_JOIN_ROLE, RG_ID],
+    ] as const) {
       const doc = docs.get(role.name)!;
       expect(doc, role.name).toBeDefined();
       expect({ name: role.name, description: role.description, actions: role.actions }).toEqual({ name: doc.Name, description: doc.Description, actions: doc.Actions });
       expect(doc.NotActions).toEqual([]);
       const r = named(DEFINE, resource);
       expect(r.inputs).toMatchObject({
-        scope: RG_ID,
-        assignableScopes: [RG_ID],
-        roleName: `${role.name} (dallas-rg)`,
+        scope: groupId,
+        assignableScopes: [groupId],
+        roleName: `${role.name} (${groupId.split('/').pop()})`,
         description: role.description,
         permissions: [{ actions: [...role.actions], notActions: [], dataActions: [], notDataActions: [] }],
       });
       expect(r.inputs.roleDefinitionId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     }
-    expect(named(DEFINE, 'dallas-reader-role').inputs.roleDefinitionId).not.toBe(named(DEFINE, 'dallas-broker-role').inputs.roleDefinitionId);
+    expect(new Set(['dallas-reader-role', 'dallas-broker-role', 'dallas-subnet-join-role'].map((n) => named(DEFINE, n).inputs.roleDefinitionId)).size).toBe(3);
+    expect(FLEET_SUBNET_JOIN_ROLE.actions).toEqual([SUBNET_JOIN_ACTION]);
+    expect(BROKER_ROLE.actions).not.toContain(SUBNET_JOIN_ACTION);
   });
 
-  it('gives the host identity only the reader role and its vault, and the broker principal the broker role, all on the resource group', () => {
+  it("gives the host identity only the reader role on the fleet's group and its vault, and the broker principal the broker role on the fleet's group and the subnet join on the fleet subnet", () => {
     const roleId = (guid: string) => `/subscriptions/${MOCK_SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/${guid}`;
     const byAssignment = Object.fromEntries(resources.filter((r) => r.type === ASSIGN).map((r) => [r.name, { principalId: r.inputs.principalId, scope: r.inputs.scope, roleDefinitionId: r.inputs.roleDefinitionId }]));
     expect(byAssignment).toEqual({
-      'dallas-reader': { principalId: 'dallas-identity-principal', scope: RG_ID, roleDefinitionId: roleId(named(DEFINE, 'dallas-reader-role').inputs.roleDefinitionId) },
+      'dallas-reader': { principalId: 'dallas-identity-principal', scope: FLEET_RG_ID, roleDefinitionId: roleId(named(DEFINE, 'dallas-reader-role').inputs.roleDefinitionId) },
       'dallas-secrets-user': { principalId: 'dallas-identity-principal', scope: `${RG_ID}/providers/keyvault/Vault/dallas-vault`, roleDefinitionId: roleId(BUILT_IN_ROLES.keyVaultSecretsUser) },
-      'dallas-broker': { principalId: BROKER.principalId, scope: RG_ID, roleDefinitionId: roleId(named(DEFINE, 'dallas-broker-role').inputs.roleDefinitionId) },
+      'dallas-broker': { principalId: BROKER.principalId, scope: FLEET_RG_ID, roleDefinitionId: roleId(named(DEFINE, 'dallas-broker-role').inputs.roleDefinitionId) },
+      'dallas-broker-subnet-join': { principalId: BROKER.principalId, scope: FLEET_SUBNET_ID, roleDefinitionId: roleId(named(DEFINE, 'dallas-subnet-join-role').inputs.roleDefinitionId) },
     });
+  });
+
+  // Found in review: the broker's role was assigned on the resource group holding the DMZ host's own VM, its NIC and
+  // the DMZ subnet, so a broker token could rewrite or delete the DMZ host and join a VM to the DMZ subnet (on AWS
+  // the broker role reaches only tagged fleet VMs). Its VM, NIC and disk writes belong on a resource group of the
+  // fleet's own, and its subnet join on the fleet subnet alone.
+  it("keeps the broker off the DMZ host's resource group: writes on the fleet's group, subnet join on the fleet subnet alone", async () => {
+    const JOIN = 'Microsoft.Network/virtualNetworks/subnets/join/action';
+    const hostGroup = String(named('azure-native:compute:VirtualMachine', 'dallas-vm').inputs.resourceGroupName);
+    const hostGroupId = `/subscriptions/${MOCK_SUBSCRIPTION}/resourceGroups/${hostGroup}`;
+    const fleetSubnetId = await valueOf(network.fleetSubnet.id);
+    const actionsOf = (a: DeclaredResource): string[] => {
+      const def = resources.find((r) => r.type === DEFINE && String(a.inputs.roleDefinitionId).endsWith(`/${r.inputs.roleDefinitionId}`));
+      expect(def, `the custom role of ${a.name}`).toBeDefined();
+      return def!.inputs.permissions.flatMap((p: { actions: string[] }) => p.actions);
+    };
+    const broker = resources.filter((r) => r.type === ASSIGN && r.inputs.principalId === BROKER.principalId).map((a) => ({ scope: String(a.inputs.scope), actions: actionsOf(a) }));
+    const inHostGroup = (scope: string) => scope.toLowerCase() === hostGroupId.toLowerCase() || scope.toLowerCase().startsWith(`${hostGroupId.toLowerCase()}/`);
+    // At or under the host's group: one subnet join, on the fleet subnet (not the DMZ subnet, not the VNet).
+    expect(broker.filter((b) => inHostGroup(b.scope))).toEqual([{ scope: fleetSubnetId, actions: [JOIN] }]);
+    // The writes: one role, on a whole resource group that holds none of the DMZ's resources, joining no subnet there.
+    const writes = broker.filter((b) => b.actions.some((x) => x !== JOIN));
+    expect(writes).toHaveLength(1);
+    expect(writes[0].scope).toMatch(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+$/);
+    expect(writes[0].actions).not.toContain(JOIN);
+    const writeGroup = writes[0].scope.split('/').pop();
+    expect(resources.filter((r) => String(r.inputs.resourceGroupName) === writeGroup).map((r) => `${r.type} ${r.name}`)).toEqual([]);
   });
 
   it('gives the host a fixed private address in the DMZ subnet', () => {
@@ -177,8 +222,20 @@ describe('Azure DMZ', () => {
       capacity: { vms: 100, cpu: 400 },
       auth: { tokenEnv: 'FLEET_CLI_TOKEN_DALLAS' },
       driver: 'azure',
-      azure: { tenantId: TENANT_ID, clientId: BROKER.clientId, subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: 'dallas-rg', clientSecretEnv: 'DMZFLEET_DALLAS_SECRET' },
+      // The group the broker's tokens are for: the fleet's, where the driver makes its VMs.
+      azure: { tenantId: TENANT_ID, clientId: BROKER.clientId, subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: 'dallas-fleet-rg', clientSecretEnv: 'DMZFLEET_DALLAS_SECRET' },
     });
+  });
+
+  // Found by QA: the script was the VM's userData, which cloud-init's Azure datasource never reads (it runs custom
+  // data; docs/drivers/azure.md, "The boot agent on Azure"): the host booted, ran nothing, and no DMZ client ever
+  // started. Azure refuses to change custom data in place, so a changed script replaces the VM, the old one first
+  // (the new one takes the same NIC and address).
+  it('hands its start-up script to cloud-init as custom data, and replaces the VM, old one first, when it changes', () => {
+    const vm = resources.find((r) => r.type === 'azure-native:compute:VirtualMachine')!;
+    expect(vm.inputs.userData).toBeUndefined();
+    expect(Buffer.from(vm.inputs.osProfile.customData, 'base64').toString()).toMatch(/^#!\/bin\/bash\n/);
+    expect(vmOptions).toMatchObject({ replaceOnChanges: ['osProfile.customData'], deleteBeforeReplace: true });
   });
 
   it('starts fleet serve dmz-client --driver azure --config and keeps secrets out of the user data', () => {
@@ -188,7 +245,7 @@ describe('Azure DMZ', () => {
     for (const s of ['pem-cert-value', 'pem-key-value', 'client-token-value', 'authority-token-value']) expect(script).not.toContain(s);
   });
 
-  it('writes a DmzClient config the azure driver accepts, naming the fleet subnet, the resource group and the boot URL', async () => {
+  it("writes a DmzClient config the azure driver accepts, naming the fleet's resource group, the fleet subnet of the VNet in the DMZ's group and the boot URL", async () => {
     const text = writtenConfig(userData());
     expect(text).toBe(await valueOf(host.dmzClientConfig));
     const checked = checkDmzClientConfig(text, CONFIG_FILE, 'azure', 'dallas');
@@ -199,7 +256,7 @@ describe('Azure DMZ', () => {
       metadata: { dataCenter: 'dallas' },
       spec: {
         bootUrl: 'https://10.30.1.10:8443/v1/boot',
-        azure: { subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: 'dallas-rg', location: 'southcentralus', vnet: 'dallas-vnet', subnet: 'dallas-fleet', sshPublicKey: FLEET_KEY },
+        azure: { subscriptionId: MOCK_SUBSCRIPTION, resourceGroup: 'dallas-fleet-rg', location: 'southcentralus', vnet: 'dallas-vnet', subnet: 'dallas-fleet', vnetResourceGroup: 'dallas-rg', sshPublicKey: FLEET_KEY },
       },
     });
     // The config holds no secret, and names no broker: the DMZ client never sees the broker's secret or its name.
@@ -217,10 +274,20 @@ describe('Azure DMZ', () => {
     expect(() => new DmzClientHost('refused', { ...hostArgs, ...over })).toThrow(message);
   });
 
+  it.each([
+    ['a fleet subnet outside the address space', { fleetSubnetPrefix: '10.40.2.0/24' }, /DmzNetwork nets: fleetSubnetPrefix 10\.40\.2\.0\/24 is not inside addressSpace 10\.30\.0\.0\/16/],
+    ['subnets that overlap', { fleetSubnetPrefix: '10.30.1.128/25' }, /dmzSubnetPrefix 10\.30\.1\.0\/24 and fleetSubnetPrefix 10\.30\.1\.128\/25 overlap/],
+    ['an address space that is no network CIDR', { addressSpace: '10.30.0.0' }, /addressSpace 10\.30\.0\.0 is not an IPv4 network CIDR/],
+  ])('refuses a network with %s when declared', (_what, over, message) => {
+    const base = { stack: 'prod', dataCenter: 'dallas', location: 'southcentralus', addressSpace: '10.30.0.0/16', dmzSubnetPrefix: '10.30.1.0/24', fleetSubnetPrefix: '10.30.2.0/24', tenantCidrs: ['192.168.0.0/16'] };
+    expect(() => new DmzNetwork('nets', { ...base, ...over })).toThrow(message);
+  });
+
   const NSG = 'azure-native:network:NetworkSecurityGroup';
   const EGRESS = 'egress only to Resource Manager, the metadata service and private networks';
   const PRIVATE_VAULT = 'the key vault is reached privately';
-  const ROLES_ON_RG = "roles hold only on the data center's resource group";
+  const ROLES_ON_RG = "roles hold only on the data center's resource groups";
+  const BROKER_SCOPE = "the broker writes only the fleet's resource group and joins only the fleet subnet";
   const ONLY_BROKER = 'only the broker principal may change anything';
   const DOCUMENTED = 'custom roles grant only the documented actions';
   const builtIn = (id: string) => (r: DeclaredResource) => (r.inputs.roleDefinitionId = r.inputs.roleDefinitionId.replace(/[^/]+$/, id));
@@ -257,6 +324,17 @@ describe('Azure DMZ', () => {
     { name: 'secrets read on the whole group', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-secrets-user', edit: (r) => (r.inputs.scope = RG_ID) },
     { name: 'the broker with Virtual Machine Contributor instead', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-broker', edit: builtIn(BUILT_IN_ROLES.virtualMachineContributor) },
     { name: 'the broker role given to another principal', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-broker', edit: (r) => (r.inputs.principalId = '44444444-4444-4444-4444-444444444444') },
+    // The broker kept off the DMZ: its writes on the fleet's group, its subnet join on the fleet subnet alone.
+    { name: "the broker role assigned on the DMZ host's group", property: BROKER_SCOPE, type: ASSIGN, resource: 'dallas-broker', edit: (r) => (r.inputs.scope = RG_ID) },
+    { name: 'the broker role assigned on the DMZ host itself', property: BROKER_SCOPE, type: ASSIGN, resource: 'dallas-broker', edit: (r) => (r.inputs.scope = `${RG_ID}/providers/compute/VirtualMachine/dallas-vm`) },
+    { name: "the broker role assigned on the subscription, the DMZ's group within", property: BROKER_SCOPE, type: ASSIGN, resource: 'dallas-broker', edit: (r) => (r.inputs.scope = `/subscriptions/${MOCK_SUBSCRIPTION}`) },
+    { name: 'subnet join on the DMZ subnet', property: BROKER_SCOPE, type: ASSIGN, resource: 'dallas-broker-subnet-join', edit: (r) => (r.inputs.scope = `${RG_ID}/providers/network/Subnet/dallas-dmz`) },
+    { name: 'subnet join on the whole VNet', property: BROKER_SCOPE, type: ASSIGN, resource: 'dallas-broker-subnet-join', edit: (r) => (r.inputs.scope = `${RG_ID}/providers/network/VirtualNetwork/dallas-vnet`) },
+    { name: "subnet join on the DMZ's group", property: BROKER_SCOPE, type: ASSIGN, resource: 'dallas-broker-subnet-join', edit: (r) => (r.inputs.scope = RG_ID) },
+    { name: 'no subnet join at all', property: BROKER_SCOPE, type: ASSIGN, resource: 'dallas-broker-subnet-join', edit: (r) => (r.inputs.principalId = 'dallas-identity-principal') },
+    { name: 'a broker role that joins subnets too', property: BROKER_SCOPE, type: DEFINE, resource: 'dallas-broker-role', edit: (r) => r.inputs.permissions[0].actions.push(SUBNET_JOIN_ACTION) },
+    { name: "the broker role assignable on the DMZ's group", property: BROKER_SCOPE, type: DEFINE, resource: 'dallas-broker-role', edit: (r) => r.inputs.assignableScopes.push(RG_ID) },
+    { name: 'the subnet join role given to the host identity', property: ONLY_BROKER, type: ASSIGN, resource: 'dallas-broker-subnet-join', edit: (r) => (r.inputs.principalId = 'dallas-identity-principal') },
     { name: 'a broker role with Microsoft.Compute/*', property: DOCUMENTED, type: DEFINE, resource: 'dallas-broker-role', edit: (r) => r.inputs.permissions[0].actions.push('Microsoft.Compute/*') },
     { name: 'a reader role with */read', property: DOCUMENTED, type: DEFINE, resource: 'dallas-reader-role', edit: (r) => (r.inputs.permissions[0].actions = ['*/read']) },
     { name: 'a broker role that may assign roles', property: DOCUMENTED, type: DEFINE, resource: 'dallas-broker-role', edit: (r) => r.inputs.permissions[0].actions.push('Microsoft.Authorization/roleAssignments/write') },

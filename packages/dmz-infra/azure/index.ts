@@ -1,12 +1,15 @@
-// The DMZ of an Azure data center (one region, one resource group) as Pulumi
+// The DMZ of an Azure data center (one region, two resource groups) as Pulumi
 // components, the Azure twin of ../aws:
 //
-//   DmzNetwork     a resource group of its own, a VNet with a DMZ subnet and a
-//                  fleet subnet (no default outbound access, no public IPs on
-//                  a VM), NSGs that admit only the tenant's CIDRs to the DMZ
-//                  client's API port and only the fleet subnet to its boot
-//                  endpoint, and deny every other inbound flow (Azure's
-//                  defaults admit the whole VNet and the load balancer). Out
+//   DmzNetwork     a resource group of its own (the DMZ's: network, host, vault)
+//                  and one for the fleet VMs, their NICs and disks (nothing
+//                  else: the only group the broker may write in); a VNet with
+//                  a DMZ subnet and a fleet subnet (no default outbound
+//                  access, no public IPs on a VM), NSGs that admit only the
+//                  tenant's CIDRs to the DMZ client's API port and only the
+//                  fleet subnet to its boot endpoint, and deny every other
+//                  inbound flow (Azure's defaults admit the whole VNet and
+//                  the load balancer). Out
 //                  of the DMZ subnet only: Azure Resource Manager (443, through
 //                  a NAT gateway: ARM has no private endpoint a resource group
 //                  can make), the instance metadata service (the host
@@ -16,11 +19,15 @@
 //   DmzClientHost  the VM running `fleet serve dmz-client --driver azure
 //                  --config ...` at a fixed private address, with a
 //                  user-assigned managed identity that only reads (the custom
-//                  role *dmzfleet DMZ client reader* on the data center's
-//                  resource group, Key Vault Secrets User on its own vault);
-//                  the custom role *dmzfleet broker* on the same resource group
-//                  for the authority's broker principal, whose tokens alone can
-//                  change anything (docs/drivers/azure.md, "Credentials"); its
+//                  role *dmzfleet DMZ client reader* on the fleet's resource
+//                  group, Key Vault Secrets User on its own vault); for the
+//                  authority's broker principal, whose tokens alone can change
+//                  anything, the custom role *dmzfleet broker* (VMs, NICs,
+//                  disks) on the fleet's resource group and *dmzfleet fleet
+//                  subnet join* on the fleet subnet alone, so it can neither
+//                  touch the DMZ host nor put a VM in the DMZ subnet
+//                  (docs/drivers/azure.md, "Credentials"); the driver's config
+//                  names the fleet's group and the VNet's; its
 //                  TLS certificate and tokens in a Key Vault (RBAC, no public
 //                  network access) reached through a private endpoint in the
 //                  DMZ subnet and the privatelink.vaultcore.azure.net zone
@@ -38,10 +45,10 @@ import * as managedidentity from '@pulumi/azure-native/managedidentity/index.js'
 import * as network from '@pulumi/azure-native/network/index.js';
 import * as privatedns from '@pulumi/azure-native/privatedns/index.js';
 import * as resources from '@pulumi/azure-native/resources/index.js';
-import { DEFAULT_API_PORT, authorityPortOf, bootPortOf, checkAdmittedCidrs, dataCenterEntry, inCidr, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
-import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
+import { DEFAULT_API_PORT, authorityPortOf, bootPortOf, checkAdmittedCidrs, checkNetworkCidrs, dataCenterEntry, inCidr, dmzClientConfig, dmzTags, hostAddress, hostScript, type DataCenterEntry, type DataCenterFacts } from '../common.ts';
+import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, FLEET_SUBNET_JOIN_ROLE, type CustomRole } from './roles.ts';
 
-export { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, type CustomRole } from './roles.ts';
+export { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, FLEET_SUBNET_JOIN_ROLE, SUBNET_JOIN_ACTION, type CustomRole } from './roles.ts';
 
 export interface DmzNetworkArgs {
   stack: string;
@@ -80,7 +87,10 @@ const denyAllInbound = {
 const denyAllOutbound = { ...denyAllInbound, name: 'deny-all-outbound', direction: 'Outbound' };
 
 export class DmzNetwork extends pulumi.ComponentResource {
+  /** The DMZ's own resource group: VNet, subnets, NSGs, NAT gateway, and the DmzClientHost's VM, NIC, identity and vault. */
   readonly resourceGroup: resources.ResourceGroup;
+  /** The fleet VMs' resource group (the driver's resourceGroup): their VMs, NICs and disks and nothing else, the broker's only writable scope. */
+  readonly fleetResourceGroup: resources.ResourceGroup;
   readonly vnet: network.VirtualNetwork;
   readonly dmzSecurityGroup: network.NetworkSecurityGroup;
   readonly fleetSecurityGroup: network.NetworkSecurityGroup;
@@ -103,6 +113,10 @@ export class DmzNetwork extends pulumi.ComponentResource {
   constructor(name: string, args: DmzNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super('dmzfleet:azure:DmzNetwork', name, {}, opts);
     checkAdmittedCidrs(`DmzNetwork ${name} tenantCidrs`, args.tenantCidrs);
+    checkNetworkCidrs(`DmzNetwork ${name}`, { name: 'addressSpace', cidr: args.addressSpace }, [
+      { name: 'dmzSubnetPrefix', cidr: args.dmzSubnetPrefix },
+      { name: 'fleetSubnetPrefix', cidr: args.fleetSubnetPrefix },
+    ]);
     const apiPort = args.apiPort ?? DEFAULT_API_PORT;
     const bootPort = bootPortOf(`DmzNetwork ${name}`, apiPort, args.bootPort);
     const tags = dmzTags(args.stack, args.dataCenter, args.tags);
@@ -119,6 +133,8 @@ export class DmzNetwork extends pulumi.ComponentResource {
     this.tags = tags;
 
     this.resourceGroup = new resources.ResourceGroup(`${name}-rg`, { location: args.location, tags }, child);
+    // Apart from the DMZ's: the broker writes VMs, NICs and disks here, and nowhere that holds the DMZ host or its network.
+    this.fleetResourceGroup = new resources.ResourceGroup(`${name}-fleet-rg`, { location: args.location, tags }, child);
     const rg = this.resourceGroup.name;
     this.vnet = new network.VirtualNetwork(`${name}-vnet`, { resourceGroupName: rg, location: args.location, addressSpace: { addressPrefixes: [args.addressSpace] }, tags }, child);
     this.dmzSecurityGroup = new network.NetworkSecurityGroup(
@@ -174,7 +190,7 @@ export class DmzNetwork extends pulumi.ComponentResource {
     this.dmzSubnet = subnet('dmz', args.dmzSubnetPrefix, this.dmzSecurityGroup, this.natGateway);
     // No way out: a fleet VM reaches the boot endpoint and nothing else.
     this.fleetSubnet = subnet('fleet', args.fleetSubnetPrefix, this.fleetSecurityGroup);
-    this.registerOutputs({ resourceGroupName: rg, dmzSubnetId: this.dmzSubnet.id, fleetSubnetId: this.fleetSubnet.id });
+    this.registerOutputs({ resourceGroupName: rg, fleetResourceGroupName: this.fleetResourceGroup.name, dmzSubnetId: this.dmzSubnet.id, fleetSubnetId: this.fleetSubnet.id });
   }
 }
 
@@ -183,7 +199,8 @@ export class DmzNetwork extends pulumi.ComponentResource {
  * registration and its service principal, made outside Pulumi (azure-native
  * cannot create app registrations). Its client secret stays in the
  * authority's environment, named by clientSecretEnv; the component only
- * grants it the *dmzfleet broker* role and names it in the stack entry.
+ * grants it the *dmzfleet broker* role (fleet's resource group) and *dmzfleet
+ * fleet subnet join* (fleet subnet) and names it in the stack entry.
  */
 export interface BrokerPrincipal {
   /** Entra tenant of the app. */
@@ -245,10 +262,12 @@ function nameUuid(name: string): string {
 
 export class DmzClientHost extends pulumi.ComponentResource {
   readonly identity: managedidentity.UserAssignedIdentity;
-  /** dmzfleet DMZ client reader (the host identity) and dmzfleet broker (the broker principal), both on the resource group. */
+  /** dmzfleet DMZ client reader (the host identity) and dmzfleet broker (the broker principal), both on the fleet's resource group. */
   readonly readerRole: authorization.RoleDefinition;
   readonly brokerRole: authorization.RoleDefinition;
-  /** The host identity's reader role and Key Vault Secrets User, then the broker's role. */
+  /** dmzfleet fleet subnet join (the broker principal): defined on the DMZ's resource group (the VNet's), assigned on the fleet subnet alone. */
+  readonly subnetJoinRole: authorization.RoleDefinition;
+  /** The host identity's reader role and Key Vault Secrets User, then the broker's role and its subnet join. */
   readonly roleAssignments: authorization.RoleAssignment[];
   readonly vault: keyvault.Vault;
   readonly secret: keyvault.Secret;
@@ -332,37 +351,43 @@ export class DmzClientHost extends pulumi.ComponentResource {
       child,
     );
 
-    // The two custom roles of docs/drivers/azure.md, defined and assignable on the data center's resource group only. Custom role
-    // names are unique per Entra tenant, so each carries its resource group's name; ids derive from the resource group.
-    const customRole = (what: string, r: CustomRole) => {
-      const roleDefinitionId = net.resourceGroup.id.apply((id) => nameUuid(`dmzfleet:${id}:${r.name}`));
+    // The three custom roles of docs/drivers/azure.md, each defined and assignable on one resource group only: the reader
+    // and the broker on the fleet's, the subnet join on the DMZ's (the VNet's; a custom role is assignable on resource
+    // groups or wider, never on one subnet, so only its assignment is narrower). Custom role names are unique per Entra
+    // tenant, so each carries its resource group's name; ids derive from the resource group.
+    const customRole = (what: string, r: CustomRole, group: resources.ResourceGroup) => {
+      const roleDefinitionId = group.id.apply((id) => nameUuid(`dmzfleet:${id}:${r.name}`));
       const definition = new authorization.RoleDefinition(
         `${name}-${what}`,
         {
-          scope: net.resourceGroup.id,
+          scope: group.id,
           roleDefinitionId,
-          roleName: pulumi.interpolate`${r.name} (${rg})`,
+          roleName: pulumi.interpolate`${r.name} (${group.name})`,
           description: r.description,
           roleType: 'CustomRole',
           permissions: [{ actions: [...r.actions], notActions: [], dataActions: [], notDataActions: [] }],
-          assignableScopes: [net.resourceGroup.id],
+          assignableScopes: [group.id],
         },
         child,
       );
       return { definition, id: roleId(roleDefinitionId) };
     };
-    const reader = customRole('reader-role', DMZ_CLIENT_READER_ROLE);
-    const brokerRole = customRole('broker-role', BROKER_ROLE);
+    const reader = customRole('reader-role', DMZ_CLIENT_READER_ROLE, net.fleetResourceGroup);
+    const brokerRole = customRole('broker-role', BROKER_ROLE, net.fleetResourceGroup);
+    const joinRole = customRole('subnet-join-role', FLEET_SUBNET_JOIN_ROLE, net.resourceGroup);
     this.readerRole = reader.definition;
     this.brokerRole = brokerRole.definition;
+    this.subnetJoinRole = joinRole.definition;
     const assign = (what: string, principalId: pulumi.Input<string>, scope: pulumi.Input<string>, roleDefinitionId: pulumi.Input<string>, dependsOn: pulumi.Resource[] = []) =>
       new authorization.RoleAssignment(`${name}-${what}`, { scope, principalId, principalType: 'ServicePrincipal', roleDefinitionId }, { parent: this, dependsOn });
     this.roleAssignments = [
-      // The host's own identity reads its resource group's VMs and its own secret, nothing more: a stolen host changes nothing.
-      assign('reader', this.identity.principalId, net.resourceGroup.id, reader.id, [this.readerRole]),
+      // The host's own identity reads the fleet's VMs and its own secret, nothing more: a stolen host changes nothing.
+      assign('reader', this.identity.principalId, net.fleetResourceGroup.id, reader.id, [this.readerRole]),
       assign('secrets-user', this.identity.principalId, this.vault.id, roleId(BUILT_IN_ROLES.keyVaultSecretsUser)),
-      // Every change goes through a token the authority gets for the broker, one approval at a time.
-      assign('broker', broker.principalId, net.resourceGroup.id, brokerRole.id, [this.brokerRole]),
+      // Every change goes through a token the authority gets for the broker, one approval at a time: VMs, NICs and disks
+      // in the fleet's group (never the DMZ host's), NICs joined to the fleet subnet (never the DMZ subnet).
+      assign('broker', broker.principalId, net.fleetResourceGroup.id, brokerRole.id, [this.brokerRole]),
+      assign('broker-subnet-join', broker.principalId, net.fleetSubnet.id, joinRole.id, [this.subnetJoinRole]),
     ];
     this.nic = new network.NetworkInterface(
       `${name}-nic`,
@@ -370,7 +395,9 @@ export class DmzClientHost extends pulumi.ComponentResource {
       child,
     );
     this.url = pulumi.output(`https://${this.privateIp}:${net.apiPort}`);
-    this.dmzClientConfig = pulumi.all([rg, net.vnet.name, net.fleetSubnet.name]).apply(([resourceGroup, vnet, subnet]) =>
+    // The driver makes its VMs in the fleet's group (the one its broker tokens are for) and joins them to the fleet
+    // subnet of the VNet in the DMZ's group.
+    this.dmzClientConfig = pulumi.all([net.fleetResourceGroup.name, rg, net.vnet.name, net.fleetSubnet.name]).apply(([resourceGroup, vnetResourceGroup, vnet, subnet]) =>
       dmzClientConfig(net.dataCenter, {
         bootUrl: `https://${this.privateIp}:${net.bootPort}/v1/boot`,
         azure: {
@@ -379,12 +406,17 @@ export class DmzClientHost extends pulumi.ComponentResource {
           location: net.location,
           vnet,
           subnet,
+          vnetResourceGroup,
           sshPublicKey: args.fleetSshPublicKey,
           ...(args.fleetAdminUsername ? { adminUsername: args.fleetAdminUsername } : {}),
         },
       }),
     );
-    const userData = pulumi.all([this.vault.name, this.identity.clientId, this.dmzClientConfig]).apply(([vault, clientId, config]) =>
+    // The start-up script goes in custom data, which cloud-init runs at the first boot: cloud-init's Azure datasource
+    // never reads the VM's userData (docs/drivers/azure.md, "The boot agent on Azure"), so a script there never ran
+    // and the DMZ client never started. Azure refuses to change custom data in place (PropertyChangeNotAllowed):
+    // a changed script replaces the VM (replaceOnChanges), the old one first, since the new one takes its NIC.
+    const customData = pulumi.all([this.vault.name, this.identity.clientId, this.dmzClientConfig]).apply(([vault, clientId, config]) =>
       Buffer.from(
         hostScript({
           dataCenter: net.dataCenter,
@@ -409,6 +441,7 @@ export class DmzClientHost extends pulumi.ComponentResource {
         osProfile: {
           computerName: `${net.dataCenter}-dmz`.slice(0, 15),
           adminUsername: args.adminUsername ?? 'dmzadmin',
+          customData,
           linuxConfiguration: {
             disablePasswordAuthentication: true,
             ssh: { publicKeys: [{ path: `/home/${args.adminUsername ?? 'dmzadmin'}/.ssh/authorized_keys`, keyData: args.sshPublicKey }] },
@@ -420,12 +453,17 @@ export class DmzClientHost extends pulumi.ComponentResource {
         },
         securityProfile: { encryptionAtHost: true },
         networkProfile: { networkInterfaces: [{ id: this.nic.id, primary: true }] },
-        userData,
         tags,
       },
-      { parent: this, dependsOn: [...this.roleAssignments, this.secret, this.vaultZoneLink, this.vaultZoneGroup] },
+      {
+        parent: this,
+        dependsOn: [...this.roleAssignments, this.secret, this.vaultZoneLink, this.vaultZoneGroup],
+        replaceOnChanges: ['osProfile.customData'],
+        deleteBeforeReplace: true,
+      },
     );
-    this.dataCenterEntry = pulumi.all([this.url, rg]).apply(([url, resourceGroup]) =>
+    // The broker's tokens are for the fleet's group: the driver refuses one for any other.
+    this.dataCenterEntry = pulumi.all([this.url, net.fleetResourceGroup.name]).apply(([url, resourceGroup]) =>
       dataCenterEntry({ name: net.dataCenter, ...args.facts }, url, {
         driver: 'azure',
         azure: {

@@ -1,4 +1,4 @@
-// The two custom roles of an Azure data center (docs/drivers/azure.md,
+// The three custom roles of an Azure data center (docs/drivers/azure.md,
 // "Least-privilege role definitions"), as data: azure/index.ts defines them,
 // checks/azure.ts holds every declared role to them, and azure.test.ts checks
 // they are word for word the docs' JSON.
@@ -10,7 +10,14 @@ export interface CustomRole {
   actions: readonly string[];
 }
 
-/** Held by the authority's broker principal at the data center's resource group: every mutating ARM call of the DMZ client. */
+/** What a NIC's subnet reference needs on that subnet (ARM's linked access check when the NIC is written). */
+export const SUBNET_JOIN_ACTION = 'Microsoft.Network/virtualNetworks/subnets/join/action';
+
+/**
+ * Held by the authority's broker principal at the fleet's resource group (the fleet VMs, their NICs and disks, and
+ * nothing of the DMZ's own): every mutating ARM call of the DMZ client but the subnet join, which
+ * FLEET_SUBNET_JOIN_ROLE grants on the fleet subnet alone.
+ */
 export const BROKER_ROLE: CustomRole = {
   name: 'dmzfleet broker',
   description: 'Creates, powers, resizes and deletes dmzfleet VMs, their NICs and disks in one resource group.',
@@ -32,13 +39,23 @@ export const BROKER_ROLE: CustomRole = {
     'Microsoft.Network/networkInterfaces/write',
     'Microsoft.Network/networkInterfaces/delete',
     'Microsoft.Network/networkInterfaces/join/action',
-    'Microsoft.Network/virtualNetworks/subnets/join/action',
     'Microsoft.Network/locations/operations/read',
     'Microsoft.Network/locations/operationResults/read',
   ],
 };
 
-/** Held by the DMZ client host's own identity at the same scope: reads only (get, list). */
+/**
+ * Held by the broker principal on the fleet subnet alone (defined and assignable on the DMZ's resource group, which
+ * holds the VNet: a custom role's assignable scopes are resource groups or wider): the fleet VMs' NICs may join that
+ * subnet, and no other of the VNet.
+ */
+export const FLEET_SUBNET_JOIN_ROLE: CustomRole = {
+  name: 'dmzfleet fleet subnet join',
+  description: 'Joins network interfaces to the dmzfleet fleet subnet it is assigned on, and to no other subnet.',
+  actions: [SUBNET_JOIN_ACTION],
+};
+
+/** Held by the DMZ client host's own identity at the fleet's resource group: reads only (get, list). */
 export const DMZ_CLIENT_READER_ROLE: CustomRole = {
   name: 'dmzfleet DMZ client reader',
   description: 'Reads dmzfleet VMs and their power state in one resource group.',

@@ -1,5 +1,5 @@
 // The Azure DMZ's security properties (see ./index.ts).
-import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE } from '../azure/roles.ts';
+import { BROKER_ROLE, BUILT_IN_ROLES, DMZ_CLIENT_READER_ROLE, FLEET_SUBNET_JOIN_ROLE, SUBNET_JOIN_ACTION } from '../azure/roles.ts';
 import { inCidr } from '../common.ts';
 import { OPEN_SOURCES, missingTags, ofType, type Admitted, type Check, type DeclaredResource } from './types.ts';
 
@@ -8,6 +8,8 @@ export interface AzureExpectations {
   tags: Record<string, string>;
   /** Object id of the broker principal's service principal: the only principal that may change anything. */
   brokerPrincipalId: string;
+  /** Address prefix of the fleet subnet: the only subnet the broker may join a NIC to. */
+  fleetSubnetPrefix: string;
 }
 
 const NSG = 'azure-native:network:NetworkSecurityGroup';
@@ -36,8 +38,15 @@ const BUILT_IN_NAMES: Record<string, string> = {
 const IN_RESOURCE_GROUP = /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+(\/.*)?$/i;
 /** One key vault (…/providers/Microsoft.KeyVault/vaults/<name>; the mocks say keyvault/Vault), not the resource group holding it. */
 const A_VAULT = /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/[^/]+\/vaults?\/[^/]+$/i;
-/** Every action docs/drivers/azure.md grants, in either custom role. */
-const DOCUMENTED_ACTIONS = new Set([...BROKER_ROLE.actions, ...DMZ_CLIENT_READER_ROLE.actions].map((a) => a.toLowerCase()));
+/** A whole resource group, nothing narrower. */
+const A_RESOURCE_GROUP = /^\/subscriptions\/[^/]+\/resourceGroups\/([^/]+)$/i;
+/** One subnet (…/virtualNetworks/<vnet>/subnets/<name>; the mocks say network/Subnet/<name>), not its VNet or resource group. */
+const A_SUBNET = /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/[^/]+\/(virtualNetworks\/[^/]+\/subnets|Subnet)\/[^/]+$/i;
+/** The resource group a scope is, or is inside of; undefined for a subscription or wider. */
+const groupOf = (scope: unknown) => /^\/subscriptions\/[^/]+\/resourceGroups\/([^/]+)/i.exec(String(scope))?.[1]?.toLowerCase();
+const JOIN = SUBNET_JOIN_ACTION.toLowerCase();
+/** Every action docs/drivers/azure.md grants, in any of the custom roles. */
+const DOCUMENTED_ACTIONS = new Set([...BROKER_ROLE.actions, ...FLEET_SUBNET_JOIN_ROLE.actions, ...DMZ_CLIENT_READER_ROLE.actions].map((a) => a.toLowerCase()));
 
 /** A declared custom role: its id's last segment, name, actions. */
 interface DeclaredRole {
@@ -176,7 +185,7 @@ export function azureChecks(e: AzureExpectations): Check[] {
       ],
     },
     {
-      property: "roles hold only on the data center's resource group",
+      property: "roles hold only on the data center's resource groups",
       run: (rs) => [
         ...ofType(rs, ASSIGNMENT).flatMap((r) => {
           const v: string[] = [];
@@ -201,7 +210,7 @@ export function azureChecks(e: AzureExpectations): Check[] {
       run: (rs) => {
         const roles = customRoles(rs);
         const reader = new Set(DMZ_CLIENT_READER_ROLE.actions.map((a) => a.toLowerCase()));
-        const broker = new Set(BROKER_ROLE.actions.map((a) => a.toLowerCase()));
+        const broker = new Set([...BROKER_ROLE.actions, ...FLEET_SUBNET_JOIN_ROLE.actions].map((a) => a.toLowerCase()));
         const v: string[] = [];
         const assignments = ofType(rs, ASSIGNMENT);
         for (const r of assignments) {
@@ -212,7 +221,7 @@ export function azureChecks(e: AzureExpectations): Check[] {
           if (custom) {
             const allowed = isBroker ? broker : reader;
             const beyond = custom.actions.filter((a) => !allowed.has(a.toLowerCase()));
-            if (beyond.length) v.push(`role assignment ${r.name} gives ${who} custom role ${custom.r.name}, whose actions ${beyond.join(', ')} go beyond the ${isBroker ? BROKER_ROLE.name : DMZ_CLIENT_READER_ROLE.name} role`);
+            if (beyond.length) v.push(`role assignment ${r.name} gives ${who} custom role ${custom.r.name}, whose actions ${beyond.join(', ')} go beyond the ${isBroker ? `${BROKER_ROLE.name} and ${FLEET_SUBNET_JOIN_ROLE.name} roles` : `${DMZ_CLIENT_READER_ROLE.name} role`}`);
             if (custom.dataActions.length) v.push(`role assignment ${r.name} gives ${who} data actions ${custom.dataActions.join(', ')}`);
           } else if (!isBroker && id === BUILT_IN_ROLES.keyVaultSecretsUser) {
             if (!A_VAULT.test(String(r.inputs.scope))) v.push(`role assignment ${r.name} gives ${who} Key Vault Secrets User at ${r.inputs.scope}, not on one vault`);
@@ -222,6 +231,55 @@ export function azureChecks(e: AzureExpectations): Check[] {
         }
         const brokerHolds = assignments.filter((r) => String(r.inputs.principalId) === e.brokerPrincipalId && roles.has(lastSegment(r.inputs.roleDefinitionId)));
         if (brokerHolds.length === 0) v.push(`the broker principal ${e.brokerPrincipalId} holds no ${BROKER_ROLE.name} role: no change the authority approves could be made`);
+        return v;
+      },
+    },
+    {
+      // docs/drivers/azure.md, "Least-privilege role definitions": a broker token writes VMs, NICs and disks only in the
+      // fleet's resource group, which holds nothing of the DMZ, and joins NICs to the fleet subnet alone. On the DMZ's
+      // group it could rewrite or delete the DMZ host; joining the DMZ subnet (or any subnet of the VNet) it could put a
+      // VM beside the DMZ client, past the fleet subnet's NSG.
+      property: "the broker writes only the fleet's resource group and joins only the fleet subnet",
+      run: (rs) => {
+        const roles = customRoles(rs);
+        const v: string[] = [];
+        // Resource groups holding what the program declares: the DMZ's network, host, identity, vault.
+        const dmz = new Map<string, string[]>();
+        for (const r of rs) {
+          const g = r.inputs.resourceGroupName === undefined ? undefined : String(r.inputs.resourceGroupName).toLowerCase();
+          if (g) dmz.set(g, [...(dmz.get(g) ?? []), `${r.type.split(':').pop()} ${r.name}`]);
+        }
+        const holding = (g: string) => `resource group ${g}, which holds the DMZ's ${dmz.get(g)!.slice(0, 4).join(', ')}${dmz.get(g)!.length > 4 ? ', ...' : ''}`;
+        const fleetSubnets = ofType(rs, 'azure-native:network:Subnet').filter((s) => s.inputs.addressPrefix === e.fleetSubnetPrefix);
+        if (fleetSubnets.length === 0) v.push(`no subnet has the fleet subnet's prefix ${e.fleetSubnetPrefix}`);
+        const isFleetSubnet = (scope: unknown) => A_SUBNET.test(String(scope)) && fleetSubnets.some((s) => lastSegment(scope) === s.name.toLowerCase());
+        const writes = (actions: string[]) => actions.filter((a) => a.toLowerCase() !== JOIN);
+        let joins = 0;
+        for (const r of ofType(rs, ASSIGNMENT).filter((x) => String(x.inputs.principalId) === e.brokerPrincipalId)) {
+          const role = roles.get(lastSegment(r.inputs.roleDefinitionId));
+          if (!role) continue; // a built-in role: 'only the broker principal may change anything' names it
+          const scope = String(r.inputs.scope);
+          const joinsSubnets = role.actions.some((a) => a.toLowerCase() === JOIN);
+          if (writes(role.actions).length === 0) {
+            if (isFleetSubnet(scope)) joins += 1;
+            else v.push(`role assignment ${r.name} lets the broker join NICs to subnets at ${scope}: only on the fleet subnet (${e.fleetSubnetPrefix}) itself, never the DMZ subnet, the VNet or a resource group`);
+            continue;
+          }
+          if (joinsSubnets) v.push(`role assignment ${r.name} gives the broker ${role.r.name}, which writes and also joins subnets: ${SUBNET_JOIN_ACTION} belongs in a role of its own on the fleet subnet alone`);
+          const group = groupOf(scope);
+          if (group === undefined) v.push(`role assignment ${r.name} lets the broker write at ${scope}, above every resource group, the DMZ's included`);
+          else if (dmz.has(group)) v.push(`role assignment ${r.name} lets the broker write ${A_RESOURCE_GROUP.test(scope) ? 'in' : `at ${scope}, inside`} ${holding(group)}: a broker token could change or delete the DMZ itself`);
+        }
+        if (fleetSubnets.length > 0 && joins === 0) v.push(`the broker may join no NIC to the fleet subnet ${e.fleetSubnetPrefix}: no VM it is approved to create could be made`);
+        // Defining a writing role on the DMZ's group does not grant it, but makes it one assignment away from the DMZ host.
+        for (const { r, actions } of new Set(roles.values())) {
+          const w = writes(actions).filter((a) => !a.toLowerCase().endsWith('/read'));
+          if (w.length === 0) continue;
+          for (const s of [r.inputs.scope, ...((r.inputs.assignableScopes ?? []) as unknown[])]) {
+            const g = groupOf(s);
+            if (g && dmz.has(g)) v.push(`custom role ${r.name}, which writes (${w[0]}${w.length > 1 ? ', ...' : ''}), is defined or assignable in ${holding(g)}`);
+          }
+        }
         return v;
       },
     },

@@ -3,7 +3,7 @@
 // serves them: throttling then success, 5xx, connection reset, a hung call,
 // capacity, an instance vanishing between calls, pagination.
 import { randomUUID } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DriverError, type CreateVmInput } from '../types.ts';
 import { parseAgentUserData } from '../../boot-agent/index.ts';
 import { AwsDriver, dataDeviceOf } from './aws.ts';
@@ -14,6 +14,7 @@ import { EC2_STATES, mapEc2State } from './states.ts';
 import { CONTRACT_TYPES, sessionCredentials } from './testing.ts';
 import { defaultPack } from '../../testing.ts';
 import { credentialKey } from '../../../protocol/index.ts';
+import { callDriver } from '../../dmz-client/operations.ts';
 
 const DC = 'virginia';
 const creds = () => sessionCredentials(DC);
@@ -235,6 +236,106 @@ describe('aws driver', () => {
     }
   });
 
+  // EC2 may accept StartInstances and then put the instance back to stopped with a stateReason saying why
+  // (Server.InsufficientInstanceCapacity when the zone has no room for it after all; someone stopping it). Only a
+  // guest powering itself off (Client.InstanceInitiatedShutdown: the agent after a denied boot) is a denied boot;
+  // the others must not terminate the VM (its data volume goes with it) nor pass for a security denial.
+  it.each([
+    { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.', kind: 'capacity' },
+    { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown', kind: 'boot-failed' },
+    { code: 'Server.InternalError', message: 'Server.InternalError: Internal error on launch', kind: 'boot-failed' },
+  ] as const)('an instance EC2 stops during its boot with $code is $kind, keeps its disk and is not terminated', async ({ code, message, kind }) => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.powerOn(creds(), ref);
+    ec2.startFailure = { code, message };
+    await driver.boot(creds(), ref, { bootToken: 'tok-start' });
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }));
+    expect(err.kind).toBe(kind);
+    expect(err.message).toContain(message);
+    expect(ec2.calls('TerminateInstances')).toEqual([]);
+    expect(ec2.instances.get(vm.cloudId)?.state).toBe('stopped');
+    expect(await driver.get(read(), ref)).toMatchObject({ status: 'present', observedState: 'PoweredOff' });
+  });
+
+  it('an instance that powers itself off during its boot (Client.InstanceInitiatedShutdown) without a report is a denied boot: terminated', async () => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.powerOn(creds(), ref);
+    ec2.startFailure = { code: 'Client.InstanceInitiatedShutdown', message: 'Client.InstanceInitiatedShutdown: Instance initiated shutdown' };
+    await driver.boot(creds(), ref, { bootToken: 'tok-start' });
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }));
+    expect(err.kind).toBe('boot-denied');
+    expect(ec2.calls('TerminateInstances').map((r) => r.params.get('InstanceId.1'))).toEqual([vm.cloudId]);
+  });
+
+  // Every booting VM's awaitReady (and every wait for a state) polls DescribeInstances; a fleet booting at once
+  // meets EC2's request rate limit (RequestLimitExceeded) or a 5xx now and then. One such read is no reason to
+  // end a wait that the next poll would finish: the waits read again, backing off, until their deadline.
+  it.each([
+    // Throttled once (each throttle is waited out for a second or two), the 5xx three times.
+    { name: 'throttled (RequestLimitExceeded)', fault: EC2_FAULTS.transient, times: 1 },
+    { name: 'a 5xx', fault: EC2_FAULTS.internal, times: 3 },
+  ])('awaitReady and a wait for a state read past DescribeInstances $name', async ({ fault, times }) => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    // createVm's first read is its wait for the launched instance.
+    ec2.fail('DescribeInstances', fault, times);
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    expect(vm).toMatchObject({ observedState: 'PoweredOff' });
+    expect(ec2.instances.size).toBe(1);
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-poll' });
+    expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-poll', state: 'ready' })).toBe(true);
+    ec2.fail('DescribeInstances', fault, times);
+    expect(await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).toMatchObject({ observedState: 'Running' });
+  });
+
+  it('a wait whose reads keep failing transiently ends at its deadline as a timeout naming the last failure', async () => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-poll' });
+    ec2.fail('DescribeInstances', EC2_FAULTS.transient);
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 200 }));
+    expect(err.kind).toBe('timeout');
+    expect(err.message).toContain('RequestLimitExceeded');
+  });
+
+  // The approval of an awaitReady step carries the broker's session credentials as they are (900 s, renewed at two
+  // thirds: often minutes left, at least 30 s), and a boot may be waited for 10 minutes: the wait must outlive them.
+  it('awaitReady outlives the session credentials of its approval: its reads go on with the DMZ client\'s own identity', async () => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-long' });
+    const expiresAt = Date.now() + 400;
+    const short = sessionCredentials(DC, 'ASIASHORT');
+    short.aws!.expiration = new Date(expiresAt).toISOString();
+    ec2.sessionExpiry.set('ASIASHORT', expiresAt);
+    const waiting = driver.awaitReady(short, ref, { timeoutMs: 20_000 });
+    // The agent reports ready once the session credentials have expired (waited on the clock, with a deadline).
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(expiresAt + 50), { timeout: 5_000, interval: 20 });
+    driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-long', state: 'ready' });
+    expect(await waiting).toMatchObject({ observedState: 'Running' });
+  });
+
+  it('a denied boot found after the session credentials expired is boot-denied, saying the instance (powered off) could not be terminated yet', async () => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-denied' });
+    const expiresAt = Date.now() + 400;
+    const short = sessionCredentials(DC, 'ASIASHORT');
+    short.aws!.expiration = new Date(expiresAt).toISOString();
+    ec2.sessionExpiry.set('ASIASHORT', expiresAt);
+    const waiting = failure(driver.awaitReady(short, ref, { timeoutMs: 20_000 }));
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(expiresAt + 50), { timeout: 5_000, interval: 20 });
+    driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-denied', state: 'failed', denied: true, detail: 'boot denied: unknown boot token' });
+    const err = await waiting;
+    expect(err.kind).toBe('boot-denied');
+    expect(err.message).toMatch(/not terminated.*expired/);
+  });
+
   it('a size no catalog type fits fails before any EC2 call', async () => {
     const err = await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })));
     expect(err.kind).toBe('failed');
@@ -276,6 +377,70 @@ describe('aws driver', () => {
     expect([...ec2.instances.values()].filter((x) => x.tags.get('fleet:vm-id') === i.vmId)).toHaveLength(1);
   });
 
+  // A DMZ client host whose clock is off by more than EC2's 5 minutes: EC2 refuses the signature (RequestExpired,
+  // or SignatureDoesNotMatch / AuthFailure), and the SDK learns EC2's time from the answer's Date header and signs
+  // the next request with it ($metadata.clockSkewCorrected). Trying again then works: transient, not credentials.
+  // EC2 refills its request and resource token buckets per second (RunInstances' resource bucket: 2 a second) and
+  // sends no Retry-After: the DMZ client's own backoff (tens of ms, 4 tries) spent every try inside the same second.
+  // A throttled call asks the retry to wait at least a second, with jitter so a fleet's calls do not come back at once.
+  it('a throttled call (RequestLimitExceeded) asks the DMZ client\'s retry to wait at least a second, and the retry makes one instance', async () => {
+    const i = input();
+    ec2.fail('RunInstances', EC2_FAULTS.transient, 2);
+    const pauses: number[] = [];
+    const vm = await callDriver('createVm', () => driver.createVm(creds(), i), { attempts: 4, timeoutMs: 30_000, sleep: async (ms) => void pauses.push(ms) });
+    expect(vm.status).toBe('present');
+    expect(pauses).toHaveLength(2);
+    for (const ms of pauses) {
+      expect(ms).toBeGreaterThanOrEqual(1000);
+      expect(ms).toBeLessThan(2000);
+    }
+    expect(ec2.instances.size).toBe(1);
+  });
+
+  it('a request refused for a skewed clock that the SDK corrected is transient; the retry succeeds', async () => {
+    const i = input();
+    const ahead = new Date(Date.now() + 10 * 60_000).toUTCString();
+    ec2.fail('RunInstances', { error: 'RequestExpired', status: 400, message: 'Request has expired.', date: ahead }, 1);
+    const err = await failure(driver.createVm(creds(), i));
+    expect(err.kind).toBe('transient');
+    expect(err.message).toMatch(/clock/);
+    expect((await driver.createVm(creds(), i)).status).toBe('present');
+    expect(ec2.instances.size).toBe(1);
+  });
+
+  // EC2 refuses a call the IAM policy does not allow with UnauthorizedOperation and an encoded message (1-2 KB)
+  // that only `aws sts decode-authorization-message` reads: it names the policy, action and condition that failed.
+  // Cut short it decodes to nothing; whole, with how to decode it, it tells the person what to fix.
+  it('UnauthorizedOperation keeps its whole encoded authorization message and says how to decode it', async () => {
+    const encoded = `${'Zm9vYmFy'.repeat(200)}-_x`;
+    ec2.fail('RunInstances', {
+      error: 'UnauthorizedOperation',
+      status: 403,
+      message: `You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/dmzfleet-virginia-dmz/fleet is not authorized to perform: ec2:RunInstances on resource: arn:aws:ec2:us-east-1:123456789012:instance/* because no session policy allows the ec2:RunInstances action. Encoded authorization failure message: ${encoded}`,
+    }, 1);
+    const err = await failure(driver.createVm(creds(), input()));
+    expect(err.kind).toBe('credentials');
+    expect(err.message).toContain(encoded);
+    expect(err.message).toContain('aws sts decode-authorization-message');
+    expect(err.message).not.toMatch(/session-secret|session-token/);
+  });
+
+  // EC2's capacity refusal ends with what to do: the zones that have the type now. Cut at 300 characters, that
+  // list was lost.
+  it('InsufficientInstanceCapacity keeps its whole message, with the zones EC2 says have capacity', async () => {
+    const message =
+      'We currently do not have sufficient m6i.xlarge capacity in the Availability Zone you requested (us-east-1a). Our system will be working on provisioning additional capacity. You can currently get m6i.xlarge capacity by not specifying an Availability Zone in your request or choosing us-east-1b, us-east-1c, us-east-1d, us-east-1f.';
+    ec2.fail('RunInstances', { error: 'InsufficientInstanceCapacity', status: 500, message }, 1);
+    const err = await failure(driver.createVm(creds(), input()));
+    expect(err.kind).toBe('capacity');
+    expect(err.message).toContain('choosing us-east-1b, us-east-1c, us-east-1d, us-east-1f.');
+  });
+
+  it('RequestExpired without a skewed clock stays credentials', async () => {
+    ec2.fail('RunInstances', { error: 'RequestExpired', status: 400, message: 'Request has expired.', date: new Date().toUTCString() }, 1);
+    expect((await failure(driver.createVm(creds(), input()))).kind).toBe('credentials');
+  });
+
   it('an instance EC2 does not show yet right after RunInstances (eventual consistency: InvalidInstanceID.NotFound) is waited for, not a failed create', async () => {
     const i = input();
     // EC2 documents that DescribeInstances may not know an instance RunInstances just returned.
@@ -297,6 +462,56 @@ describe('aws driver', () => {
     expect(['shutting-down', 'terminated']).toContain(inst.state);
     ec2.heal();
     expect((await driver.list(read())).filter((v) => v.status === 'present')).toEqual([]);
+  });
+
+  // EC2 answers a ClientToken with its first instance for at least 24 hours after that instance terminated
+  // (docs: "Ensuring idempotency"). The record's way out of CreateFailed is the create again under the same VM id:
+  // it must launch a new instance, not be answered the terminated one at every apply for a day.
+  it('a create again after one whose instance was terminated (CreateFailed -> BeingCreated, same VM id) launches a new instance; a retry of it finds that one', async () => {
+    const i = input();
+    ec2.fail('StopInstances', { error: 'UnsupportedOperation', status: 400, message: "The instance 'i-0' does not have an 'ebs' root device type and cannot be stopped." }, 1);
+    await failure(driver.createVm(creds(), i));
+    const [first] = [...ec2.instances.values()];
+    expect(['shutting-down', 'terminated']).toContain(first.state);
+    const again = await driver.createVm(creds(), i);
+    expect(again).toMatchObject({ vmId: i.vmId, status: 'present', observedState: 'PoweredOff' });
+    expect(again.cloudId).not.toBe(first.id);
+    const tokens = ec2.calls('RunInstances').map((r) => r.params.get('ClientToken'));
+    expect(tokens[0]).toBe(i.vmId);
+    expect(new Set(tokens).size).toBe(2);
+    // A retry of that create (its answer lost) walks the same tokens to the same instance: no third one.
+    expect((await driver.createVm(creds(), i)).cloudId).toBe(again.cloudId);
+    expect(ec2.instances.size).toBe(2);
+    expect(await driver.get(read(), { vmId: i.vmId, cloudId: null })).toMatchObject({ cloudId: again.cloudId, status: 'present' });
+  });
+
+  it('a create that fails for good and whose TerminateInstances fails too says the instance remains and what removes it', async () => {
+    ec2.fail('StopInstances', { error: 'UnsupportedOperation', status: 400, message: "The instance 'i-0' does not have an 'ebs' root device type and cannot be stopped." }, 1);
+    ec2.fail('TerminateInstances', EC2_FAULTS.unavailable);
+    const err = await failure(driver.createVm(creds(), input()));
+    expect(err.kind).toBe('failed');
+    const [inst] = [...ec2.instances.values()];
+    expect(inst.state).toBe('running');
+    expect(err.message).toContain('UnsupportedOperation');
+    expect(err.message).toMatch(new RegExp(`clean-up failed.*instance ${inst.id} remains.*next apply`));
+  });
+
+  // The create again under the same VM id often comes with another image or size (the one that failed was fixed):
+  // EC2 answers its first token, used with other parameters, IdempotentParameterMismatch, for a day.
+  it('a create again with another image after one whose instance was terminated launches it; a live instance of other parameters is named, not duplicated', async () => {
+    const i = input();
+    ec2.fail('StopInstances', { error: 'UnsupportedOperation', status: 400, message: "The instance 'i-0' does not have an 'ebs' root device type and cannot be stopped." }, 1);
+    await failure(driver.createVm(creds(), i));
+    const fixed = { ...i, image: 'ami-0fedcba9876543210' };
+    const again = await driver.createVm(creds(), fixed);
+    expect(again).toMatchObject({ status: 'present', observedState: 'PoweredOff', image: 'ami-0fedcba9876543210' });
+    expect((await driver.createVm(creds(), fixed)).cloudId).toBe(again.cloudId);
+    expect(ec2.instances.size).toBe(2);
+    // That VM's instance lives: a create of it with yet another image is refused, naming the instance.
+    const err = await failure(driver.createVm(creds(), { ...i, image: 'ami-0123123123123123a' }));
+    expect(err.kind).toBe('failed');
+    expect(err.message).toContain(again.cloudId);
+    expect(ec2.instances.size).toBe(2);
   });
 
   it('an instance that vanishes between calls is not-found for the next call, gone for get, and deleted without complaint', async () => {
@@ -336,6 +551,30 @@ describe('aws driver', () => {
     expect(ec2.calls('StopInstances').at(-1)?.params.get('Force')).toBe('true');
   });
 
+  // The region is written twice: in the stack entry (the authority's session policy allows that region only) and in
+  // the DMZ client config (where the driver calls EC2). Apart, every mutating call is refused by the session policy
+  // (UnauthorizedOperation) while reads work: the DMZ client starts, looks ready, and fails each step. Refused at start.
+  it('the registry-made driver refuses a DMZ client config whose region is not the stack entry\'s', async () => {
+    const pack = await defaultPack();
+    const make = (region: string) =>
+      awsDriverFactory({
+        dataCenter: { name: DC, address: 'https://dmz.example', location: { lat: 0, lon: 0 }, hardware: [], capacity: {}, driver: 'aws', aws: { region: 'us-east-1', roleArn: 'arn:aws:iam::123456789012:role/dmz' }, where: {} },
+        stack: 'hybrid',
+        pack,
+        config: { aws: { region, subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'] } },
+        stateDir: '/nonexistent',
+        env: { AWS_ENDPOINT_URL_EC2: ec2.endpoint },
+        credentialKey: credentialKey('dmz-token', DC),
+      });
+    const err = await make('us-west-2').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(DriverError);
+    expect((err as DriverError).message).toMatch(/us-west-2.*us-east-1/);
+    await (await make('us-east-1')).close();
+  });
+
   it('AWS_ENDPOINT_URL_EC2 points the registry-made driver at another endpoint; the config\'s readyTimeoutMs sets its agents\' boot window', async () => {
     const pack = await defaultPack();
     const d = await awsDriverFactory({
@@ -365,6 +604,9 @@ describe('EC2 errors and states', () => {
   it.each([
     ['RequestLimitExceeded', 503, 'transient'],
     ['InsufficientInstanceCapacity', 500, 'capacity'],
+    // The subnet has no address left, the account no EBS storage left: the data center is full, not a cloud fault.
+    ['InsufficientFreeAddressesInSubnet', 400, 'capacity'],
+    ['VolumeLimitExceeded', 400, 'capacity'],
     ['IncorrectInstanceState', 400, 'invalid-state'],
     ['InvalidInstanceID.NotFound', 400, 'not-found'],
     ['UnauthorizedOperation', 403, 'credentials'],

@@ -4,7 +4,8 @@
 //
 // | call       | EC2                                                                                   |
 // | ---------- | ------------------------------------------------------------------------------------- |
-// | createVm   | RunInstances (ClientToken = VM id, tags, user data = boot agent without a token), wait |
+// | createVm   | RunInstances (ClientToken = VM id, then <vm id>.<instance id> past each instance it    |
+// |            | answers terminated; tags, user data = boot agent without a token), wait                |
 // |            | until it runs, StopInstances, wait until stopped: the diagram's PoweredOff; a create  |
 // |            | failing for good after RunInstances terminates the instance (nothing left behind)     |
 // | powerOn    | DescribeInstances: the instance is stopped and can start (EC2 cannot power on without |
@@ -12,7 +13,8 @@
 // | boot       | ModifyInstanceAttribute UserData (boot agent with this boot's one-time token), then   |
 // |            | StartInstances                                                                        |
 // | awaitReady | DescribeInstances and the agent's reports until it is ready; a denied boot: the VM    |
-// |            | powered itself off, TerminateInstances                                                |
+// |            | powered itself off (stateReason Client.InstanceInitiatedShutdown), TerminateInstances; |
+// |            | stopped by EC2 for another reason (no capacity after StartInstances): kept, an error   |
 // | shutdown   | StopInstances (graceful: the OS gets an ACPI shutdown)                                |
 // | powerOff   | StopInstances Force, wait until stopped                                               |
 // | resize     | ModifyInstanceAttribute InstanceType (the pack's instanceTypes catalog), tag the size |
@@ -37,6 +39,7 @@ import {
   TerminateInstancesCommand,
   type Filter,
   type Instance,
+  type RunInstancesCommandInput,
   type Tag,
 } from '@aws-sdk/client-ec2';
 import type { InstanceType } from '../../../engine/policy/types.ts';
@@ -106,6 +109,26 @@ export function dataDeviceOf(inst: Pick<Instance, 'BlockDeviceMappings'>): strin
   const vol = inst.BlockDeviceMappings?.find((m) => m.DeviceName === DATA_VOLUME_MAPPING)?.Ebs?.VolumeId;
   return vol && /^vol-[0-9a-f]+$/.test(vol) ? `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${vol.replace('-', '')}` : undefined;
 }
+/** A wait's reads leave the brokered session for the DMZ client's own identity this close to the session's end. */
+const SESSION_READ_MARGIN_MS = 60_000;
+/** RunInstances answered IdempotentParameterMismatch (createVm's launch). */
+const MISMATCH = Symbol('mismatch');
+/** A wait loop's read that failed transiently (pollRead): read again. */
+const MISSED = Symbol('missed');
+/** How many instances of one VM found terminated a create walks past (each a create that failed, within a day). */
+const MAX_RELAUNCHES = 20;
+
+/**
+ * The ClientToken of a VM's launch after its instance `gone` terminated: `<vm id>.<instance id>` (EC2 takes 64
+ * ASCII characters; a hash of both when longer).
+ */
+export function relaunchToken(vmId: string, gone: string): string {
+  const t = `${vmId}.${gone}`;
+  return t.length <= 64 && /^[\x21-\x7e]+$/.test(t) ? t : createHash('sha256').update(t).digest('hex').slice(0, 64);
+}
+
+/** EC2's stateReason code of an instance whose guest shut itself down (the boot agent's poweroff after a denial). */
+const GUEST_SHUTDOWN = 'Client.InstanceInitiatedShutdown';
 /** How long a wait for a state (running, stopped) may take before it is a timeout; the DMZ client's own deadline is usually shorter. */
 const STATE_WAIT_MS = 10 * 60_000;
 
@@ -253,14 +276,62 @@ export class AwsDriver implements Driver {
   private async waitFor(client: EC2Client, id: string, what: string, until: (s: Ec2State) => boolean, opts: { timeoutMs?: number; justLaunched?: boolean } = {}): Promise<Instance> {
     const timeoutMs = opts.timeoutMs ?? STATE_WAIT_MS;
     const deadline = Date.now() + timeoutMs;
+    const misses = { n: 0 };
     for (;;) {
-      const found = opts.justLaunched ? await this.find(client, { vmId: '', cloudId: id }) : await this.mustFind(client, { vmId: '', cloudId: id });
+      const read = await this.pollRead(() => (opts.justLaunched ? this.find(client, { vmId: '', cloudId: id }) : this.mustFind(client, { vmId: '', cloudId: id })), misses, deadline, `instance ${id} to be ${what}`);
+      if (read === MISSED) continue;
+      const found = read;
       const s = found ? stateOf(found) : undefined;
       if (found && s && until(s)) return found;
       if (found) opts = { ...opts, justLaunched: false };
       if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id} to be ${what}`);
       if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} was not ${what} within ${timeoutMs} ms (${found ? `it is ${s ?? 'unknown'}` : 'DescribeInstances does not show it yet'})`, false);
       await this.sleep(this.o.settings.pollMs ?? 2000);
+    }
+  }
+
+  /**
+   * The client a wait's reads use: the brokered session's while it has a minute left, then the DMZ client's own
+   * read identity (which renews itself). An approval carries the broker's session credentials as they are (900 s,
+   * renewed at two thirds: sometimes well under a minute left), and a boot may be waited for 10 minutes.
+   */
+  private reader(client: EC2Client, creds: ScopedCredentials): EC2Client {
+    const exp = Date.parse(creds.aws?.expiration ?? '');
+    return exp - Date.now() > SESSION_READ_MARGIN_MS ? client : this.readClient;
+  }
+
+  /**
+   * Before terminating a VM whose boot was denied: throws boot-denied, saying so, when the session credentials
+   * of the step have expired (a long wait outlived them): the call would be refused, and a credentials failure
+   * would hide the denial. The agent powers the VM off; the next apply (delete, replace) terminates it.
+   */
+  private terminateDenied(creds: ScopedCredentials, id: string, why: string): void {
+    const exp = creds.aws?.expiration ?? '';
+    if (Date.parse(exp) - Date.now() > 5_000) return;
+    throw new DriverError(
+      'boot-denied',
+      `instance ${id}: ${why}; it was not terminated yet: this step's AWS session credentials expired at ${exp} during the wait; its agent powers it off, and the next apply (its delete or replace) terminates it`,
+    );
+  }
+
+  /**
+   * One read of a wait loop. A transient failure (throttled: RequestLimitExceeded; a 5xx; a reset) does not end the
+   * wait, which the next poll may finish: it pauses, longer after each miss in a row (EC2's rate limit refills per
+   * second), and answers MISSED; past the deadline the wait is a timeout naming that failure.
+   */
+  private async pollRead<T>(read: () => Promise<T>, misses: { n: number }, deadline: number, what: string): Promise<T | typeof MISSED> {
+    try {
+      const out = await read();
+      misses.n = 0;
+      return out;
+    } catch (err) {
+      if (!(err instanceof DriverError && err.transient)) throw err;
+      if (this.closed) throw err;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new DriverError('timeout', `gave up waiting for ${what}: EC2's reads kept failing until the deadline (${err.message})`, false);
+      misses.n++;
+      await this.sleep(Math.min(left, Math.max(err.retryAfterMs ?? 0, (this.o.settings.pollMs ?? 2000) * 2 ** Math.min(misses.n, 4))));
+      return MISSED;
     }
   }
 
@@ -329,31 +400,69 @@ export class AwsDriver implements Driver {
     if (input.address) {
       tags.push({ Key: TAGS.address, Value: input.address }, { Key: TAGS.fleet, Value: input.address.slice(0, input.address.lastIndexOf('/')) });
     }
-    const run = await this.send<{ Instances?: Instance[] }>(
-      client,
-      'RunInstances',
-      new RunInstancesCommand({
-        ClientToken: input.vmId,
-        ImageId: input.image,
-        InstanceType: this.typeFor(input.size) as never,
-        MinCount: 1,
-        MaxCount: 1,
-        SubnetId: s.subnetId,
-        SecurityGroupIds: [...s.securityGroupIds],
-        ...(s.keyName ? { KeyName: s.keyName } : {}),
-        ...(s.instanceProfile ? { IamInstanceProfile: { Name: s.instanceProfile } } : {}),
-        // First launch: the agent finds no boot token and does nothing; the instance is stopped below.
-        UserData: Buffer.from(this.userData({ vmId: input.vmId, cloudId: '', image: input.image, encrypted: input.encryptedDisk })).toString('base64'),
-        InstanceInitiatedShutdownBehavior: 'stop',
-        MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
-        BlockDeviceMappings: [{ DeviceName: DATA_VOLUME_MAPPING, Ebs: { VolumeSize: Math.max(1, input.size.diskGiB), VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
-        TagSpecifications: [
-          { ResourceType: 'instance', Tags: tags },
-          { ResourceType: 'volume', Tags: tags },
-        ],
-      }),
-    );
-    const id = run.Instances?.[0]?.InstanceId;
+    const params: Omit<RunInstancesCommandInput, 'ClientToken'> = {
+      ImageId: input.image,
+      InstanceType: this.typeFor(input.size) as never,
+      MinCount: 1,
+      MaxCount: 1,
+      SubnetId: s.subnetId,
+      SecurityGroupIds: [...s.securityGroupIds],
+      ...(s.keyName ? { KeyName: s.keyName } : {}),
+      ...(s.instanceProfile ? { IamInstanceProfile: { Name: s.instanceProfile } } : {}),
+      // First launch: the agent finds no boot token and does nothing; the instance is stopped below.
+      UserData: Buffer.from(this.userData({ vmId: input.vmId, cloudId: '', image: input.image, encrypted: input.encryptedDisk })).toString('base64'),
+      InstanceInitiatedShutdownBehavior: 'stop',
+      MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
+      BlockDeviceMappings: [{ DeviceName: DATA_VOLUME_MAPPING, Ebs: { VolumeSize: Math.max(1, input.size.diskGiB), VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } }],
+      TagSpecifications: [
+        { ResourceType: 'instance', Tags: tags },
+        { ResourceType: 'volume', Tags: tags },
+      ],
+    };
+    // MISMATCH: EC2's IdempotentParameterMismatch, the token was used with other parameters.
+    const launch = async (token: string): Promise<Instance | undefined | typeof MISMATCH> => {
+      try {
+        return ((await client.send(new RunInstancesCommand({ ClientToken: token, ...params }))) as { Instances?: Instance[] }).Instances?.[0];
+      } catch (err) {
+        if ((err as { name?: string }).name === 'IdempotentParameterMismatch') return MISMATCH;
+        throw ec2Error(err, 'RunInstances');
+      }
+    };
+    // EC2 answers a ClientToken with its first instance, in its current state, for at least 24 hours after that
+    // instance terminated: a create again after one that failed (CreateFailed -> BeingCreated keeps the VM id)
+    // would be answered the dead instance at every apply. Each instance found gone leads to the next token, derived
+    // from it: every try of this create walks the same tokens to the same live instance (no second one).
+    // The create again often comes with another image or size (what failed was fixed): EC2 answers the token used
+    // with other parameters IdempotentParameterMismatch. Unless the VM has a live instance (then it is named, not
+    // duplicated), the next token is derived from these parameters, as deterministic for every try.
+    let token = input.vmId;
+    let first: Instance | undefined;
+    for (let hop = 0; ; hop++) {
+      const got = await launch(token);
+      if (got === MISMATCH) {
+        // A live instance of this VM with this image and type is this create's (a try before this one launched it
+        // with the token below, which answers it again); one with another image or type would be a second VM.
+        const live = (await this.describe(client, { Filters: [...this.scope(), { Name: `tag:${TAGS.vmId}`, Values: [input.vmId] }] })).filter(
+          (x) => !isGone(x) && (x.ImageId !== params.ImageId || x.InstanceType !== params.InstanceType),
+        );
+        if (live.length > 0) {
+          throw new DriverError(
+            'failed',
+            `VM ${input.vmId} has a live instance ${live.map((x) => x.InstanceId).join(', ')} launched with other parameters (image, instance type or user data) than this create's: terminate it (aws ec2 terminate-instances) or restore the earlier image and size, then apply again`,
+          );
+        }
+        if (hop >= MAX_RELAUNCHES) throw new DriverError('failed', `VM ${input.vmId}: EC2 refused ${hop + 1} client tokens as used with other parameters; not launching`);
+        token = relaunchToken(input.vmId, `p-${sha256(JSON.stringify(params)).slice(0, 16)}`);
+        continue;
+      }
+      first = got;
+      if (!first?.InstanceId || !isGone(first)) break;
+      if (hop >= MAX_RELAUNCHES) {
+        throw new DriverError('failed', `VM ${input.vmId} had ${hop + 1} instances terminated in EC2 (the last ${first.InstanceId}); not launching another: see why in its stateReason (aws ec2 describe-instances)`);
+      }
+      token = relaunchToken(input.vmId, first.InstanceId);
+    }
+    const id = first?.InstanceId;
     if (!id) throw new DriverError('failed', 'EC2 RunInstances answered without an instance');
     // A retried RunInstances (same ClientToken) returns the first instance, in whatever state it reached.
     let up: Instance;
@@ -365,7 +474,19 @@ export class AwsDriver implements Driver {
       // A create that failed for good leaves nothing behind (DESIGN: a failed create must leave nothing created);
       // after a transient failure or a timeout the retried create (same ClientToken) finds this instance again.
       if (err instanceof DriverError && !err.transient && err.kind !== 'timeout') {
-        await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] })).catch(() => undefined);
+        const left = await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] })).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        // An instance the clean-up could not terminate is said, never swallowed: the record holds the VM
+        // (CreateFailed), and its next create (same ClientToken) or delete finds it.
+        if (left !== undefined) {
+          throw new DriverError(
+            err.kind,
+            `${err.message}; the clean-up failed (${left instanceof Error ? left.message : String(left)}): instance ${id} remains; the next apply's create again or delete terminates it`,
+            err.transient,
+          );
+        }
       }
       throw err;
     }
@@ -438,8 +559,10 @@ export class AwsDriver implements Driver {
     const client = this.writer(creds);
     const timeoutMs = opts.timeoutMs ?? 60_000;
     const deadline = Date.now() + timeoutMs;
+    const misses = { n: 0 };
     for (;;) {
-      const inst = await this.mustFind(client, ref);
+      const inst = await this.pollRead(() => this.mustFind(this.reader(client, creds), ref), misses, deadline, `${ref.cloudId ?? ref.vmId} to report ready`);
+      if (inst === MISSED) continue;
       const id = inst.InstanceId!;
       const a = this.agents.get(id);
       const st = stateOf(inst);
@@ -447,6 +570,7 @@ export class AwsDriver implements Driver {
       if (a?.state === 'failed') {
         if (a.denied) {
           // The patent's trusted boot: a VM whose boot was denied is not allowed to live.
+          this.terminateDenied(creds, id, a.detail ?? 'boot denied');
           await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
           throw new DriverError('boot-denied', `instance ${id} was terminated: ${a.detail ?? 'boot denied'}`);
         }
@@ -454,8 +578,19 @@ export class AwsDriver implements Driver {
       }
       if (!a && st === 'running') return this.view(inst);
       if (st === 'stopping' || st === 'stopped') {
+        // Stopped for another reason than its guest powering off (EC2's stateReason): EC2 found no capacity for the
+        // start after it accepted it, someone stopped it, EC2 failed it. Not a denial: the VM and its disk stay.
+        const reason = inst.StateReason;
+        if (reason?.Code && reason.Code !== GUEST_SHUTDOWN) {
+          const why = reason.Message ?? reason.Code;
+          if (reason.Code === 'Server.InsufficientInstanceCapacity') {
+            throw new DriverError('capacity', `instance ${id} went back to stopped during its boot: ${why}; it is kept (powered off); try again later, or another instance type`);
+          }
+          throw new DriverError('boot-failed', `instance ${id} went back to stopped during its boot: ${why}; it is kept (powered off)`);
+        }
         // The VM powered itself off during its boot without a report we could believe (a report needs
         // the boot token the driver issued): a boot the authority did not approve. Trusted boot: it goes.
+        this.terminateDenied(creds, id, 'it powered itself off during its boot without reporting ready (a denied boot)');
         await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
         throw new DriverError('boot-denied', `instance ${id} powered itself off during its boot without reporting ready (a denied boot); it was terminated`);
       }

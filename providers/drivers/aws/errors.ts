@@ -4,14 +4,18 @@
 //
 // | EC2 error code / failure                                                   | kind          |
 // | -------------------------------------------------------------------------- | ------------- |
-// | RequestLimitExceeded, Throttling, ServiceUnavailable, Unavailable,          | transient     |
+// | RequestLimitExceeded, Throttling (retryAfterMs 1-2 s), ServiceUnavailable,  | transient     |
+// | Unavailable,                                                               |               |
 // | InternalError, InternalFailure, any HTTP 5xx, connection reset / refused   |               |
 // | InsufficientInstanceCapacity, InsufficientCapacity, InstanceLimitExceeded, | capacity      |
-// | VcpuLimitExceeded, InsufficientHostCapacity                                |               |
+// | VcpuLimitExceeded, InsufficientHostCapacity, InsufficientFreeAddresses-    |               |
+// | InSubnet (the subnet is out of addresses), VolumeLimitExceeded (EBS quota)  |               |
 // | IncorrectInstanceState, IncorrectState                                     | invalid-state |
 // | InvalidInstanceID.NotFound, InvalidInstanceID.Malformed                    | not-found     |
 // | AuthFailure, UnauthorizedOperation, InvalidClientTokenId, ExpiredToken,     | credentials   |
 // | RequestExpired, SignatureDoesNotMatch, OptInRequired, any HTTP 401 / 403   |               |
+// | any of the above refused for this host's skewed clock, which the SDK        | transient     |
+// | corrected by EC2's Date ($metadata.clockSkewCorrected; RequestExpired, ...) |               |
 // | request timeout (the call hung past requestTimeoutMs)                      | timeout       |
 // | anything else                                                              | failed        |
 import { DriverError, type DriverErrorKind } from '../types.ts';
@@ -29,6 +33,8 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   InsufficientHostCapacity: 'capacity',
   InstanceLimitExceeded: 'capacity',
   VcpuLimitExceeded: 'capacity',
+  InsufficientFreeAddressesInSubnet: 'capacity',
+  VolumeLimitExceeded: 'capacity',
   IncorrectInstanceState: 'invalid-state',
   IncorrectState: 'invalid-state',
   'InvalidInstanceID.NotFound': 'not-found',
@@ -42,6 +48,20 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   OptInRequired: 'credentials',
 };
 
+/**
+ * Throttling codes. EC2 refills its token buckets per second (RunInstances' resource bucket: 2 tokens a second) and
+ * says nothing of when to come back: a throttled call asks the DMZ client's retry to wait THROTTLE_PAUSE_MS or up to
+ * twice that (jitter: a fleet's throttled calls do not all come back in the same second).
+ */
+const THROTTLED = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException']);
+const THROTTLE_PAUSE_MS = 1000;
+
+/**
+ * EC2's messages are kept up to this many characters: long enough for the whole of a documented one (a capacity
+ * refusal ends with the zones that have the type), bounded against a proxy's page passed off as an answer.
+ */
+const MESSAGE_MAX = 1000;
+
 const NETWORK = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED', 'EHOSTUNREACH']);
 
 interface SdkError {
@@ -49,7 +69,7 @@ interface SdkError {
   code?: string;
   Code?: string;
   message?: string;
-  $metadata?: { httpStatusCode?: number };
+  $metadata?: { httpStatusCode?: number; clockSkewCorrected?: boolean };
 }
 
 /** The driver error of a failed EC2 call (`what` names the call in the message). */
@@ -58,7 +78,18 @@ export function ec2Error(err: unknown, what: string): DriverError {
   const e = (err ?? {}) as SdkError;
   const code = e.Code ?? e.name ?? '';
   const status = e.$metadata?.httpStatusCode;
-  const message = (e.message ?? String(err)).slice(0, 300);
+  const full = e.message ?? String(err);
+  // IAM's refusal carries an encoded message (1-2 KB) naming the policy, action and condition that failed; only whole
+  // does it decode, so it is kept whole, with how to read it. It holds no secret (it is meant for the operator).
+  const encoded = /Encoded authorization failure message: ?(\S+)/.exec(full)?.[1];
+  const message = encoded
+    ? `${full.slice(0, full.indexOf('Encoded authorization failure message')).slice(0, 500).trim()} Why, decoded: aws sts decode-authorization-message --encoded-message ${encoded} (needs sts:DecodeAuthorizationMessage)`
+    : full.slice(0, MESSAGE_MAX);
+  // This host's clock is more than EC2's 5 minutes off: EC2 refused the signature, and the SDK has set its clock by
+  // the answer's Date for the next request. Trying again works; the note says what to fix (the host's time sync).
+  if (e.$metadata?.clockSkewCorrected) {
+    return new DriverError('transient', `EC2 ${what}: ${code ? `${code}: ` : ''}${message} (this host's clock is off from EC2's by minutes; the next request corrects for it; fix the host's time sync, NTP)`);
+  }
   let kind: DriverErrorKind | undefined = BY_CODE[code];
   // The SDK names a reset connection TimeoutError too (with code ECONNRESET): the socket's code decides first.
   if (!kind && e.code && NETWORK.has(e.code)) kind = 'transient';
@@ -67,5 +98,6 @@ export function ec2Error(err: unknown, what: string): DriverError {
   if (!kind && (status === 401 || status === 403)) kind = 'credentials';
   if (!kind && /socket hang up|ECONNRESET|ECONNREFUSED/.test(message)) kind = 'transient';
   kind ??= 'failed';
-  return new DriverError(kind, `EC2 ${what}: ${code && code !== 'Error' ? `${code}: ` : ''}${message}`);
+  const retryAfterMs = THROTTLED.has(code) ? THROTTLE_PAUSE_MS + Math.floor(Math.random() * THROTTLE_PAUSE_MS) : undefined;
+  return new DriverError(kind, `EC2 ${what}: ${code && code !== 'Error' ? `${code}: ` : ''}${message}`, kind === 'transient', retryAfterMs !== undefined ? { retryAfterMs } : {});
 }

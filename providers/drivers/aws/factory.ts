@@ -9,6 +9,15 @@ import { AwsDriver } from './aws.ts';
 export const awsDriverFactory: DriverFactory = async (ctx) => {
   const settings = ctx.config.aws;
   if (!settings) throw new DriverError('failed', 'the aws driver needs spec.aws in the DMZ client config');
+  // The authority's session policy allows the stack entry's region only: a config calling EC2 elsewhere would read
+  // fine (its own identity) and have every mutating call refused. Said at start, naming both.
+  const brokered = ctx.dataCenter.aws?.region;
+  if (brokered !== undefined && brokered !== settings.region) {
+    throw new DriverError(
+      'failed',
+      `the DMZ client config's spec.aws.region ${settings.region} is not data center ${ctx.dataCenter.name}'s region in the stack (aws.region ${brokered}), the only one its brokered credentials allow; make them the same`,
+    );
+  }
   const types = ctx.pack.instanceTypes?.[ctx.dataCenter.name];
   if (!types) throw new DriverError('failed', `pack ${ctx.pack.name} has no instanceTypes entry for ${ctx.dataCenter.name}`);
   const endpoint = ctx.env.AWS_ENDPOINT_URL_EC2 || undefined;

@@ -41,6 +41,10 @@ export interface FakeInstance {
   volumes: { deviceName: string; volumeId: string }[];
   /** cloud-init's scripts-user ran at a boot of this instance (its first launch on): a per-instance script runs no more. */
   scriptsUserRan: boolean;
+  /** EC2's stateReason of the last state change: why it stopped or terminated (`Client.InstanceInitiatedShutdown`, ...). */
+  stateReason?: { code: string; message: string };
+  /** Set by startFailure: the instance goes back from pending to stopped with this reason at its next read. */
+  failStart?: { code: string; message: string };
 }
 
 export interface FakeRequest {
@@ -52,7 +56,8 @@ export interface FakeRequest {
 
 /** How the fake answers a faulted action. */
 export type Ec2Fault =
-  | { error: string; status: number; message?: string }
+  /** `date`: the answer's Date header (EC2's clock, which the SDK corrects its own by). */
+  | { error: string; status: number; message?: string; date?: string }
   | { reset: true }
   /** EC2 carries the request out, then the connection drops before its answer arrives (a retry must not act twice). */
   | { lostAnswer: true }
@@ -83,6 +88,16 @@ export class FakeEc2 {
   tamper: ((userData: string) => string) | undefined;
   /** The environment the image gives its boot agent (FLEET_RETRY_SECONDS, …; agent.sh's optional settings). */
   agentEnv: Record<string, string> = {};
+  /**
+   * StartInstances is accepted, then the instance goes back from pending to stopped with this stateReason (EC2
+   * finding no capacity for a start after it answered: `Server.InsufficientInstanceCapacity`); its OS never boots.
+   */
+  startFailure: { code: string; message: string } | undefined;
+  /**
+   * Session credentials by access key id, with the time (ms) they expire at: a request signed with one after that
+   * is refused as EC2 refuses an expired session token (RequestExpired, 400).
+   */
+  readonly sessionExpiry = new Map<string, number>();
   private readonly faults = new Map<string, { fault: Ec2Fault; times: number }>();
   private readonly interceptor: nock.Interceptor;
   private hung: (() => void)[] = [];
@@ -149,7 +164,13 @@ export class FakeEc2 {
   private handle(body: string, auth: string, cb: (err: NodeJS.ErrnoException | null, res?: [number, string, Record<string, string>]) => void): void {
     const params = new URLSearchParams(body);
     const action = params.get('Action') ?? '';
-    this.requests.push({ action, params, accessKeyId: /Credential=([^/]+)\//.exec(auth)?.[1] ?? '' });
+    const accessKeyId = /Credential=([^/]+)\//.exec(auth)?.[1] ?? '';
+    this.requests.push({ action, params, accessKeyId });
+    const expiry = this.sessionExpiry.get(accessKeyId);
+    if (expiry !== undefined && Date.now() >= expiry) {
+      cb(null, [400, errorXml('RequestExpired', 'Request has expired.'), XML]);
+      return;
+    }
     const f = this.faults.get(action);
     if (f && f.times > 0) {
       f.times--;
@@ -172,7 +193,7 @@ export class FakeEc2 {
         cb(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
         return;
       }
-      cb(null, [fault.status, errorXml(fault.error, fault.message ?? fault.error), XML]);
+      cb(null, [fault.status, errorXml(fault.error, fault.message ?? fault.error), fault.date ? { ...XML, date: fault.date } : XML]);
       return;
     }
     try {
@@ -196,10 +217,12 @@ export class FakeEc2 {
           if (i.state === 'stopped' || i.state === 'stopping') return;
           if (i.state !== 'running' && !(i.state === 'pending' && p.get('Force') === 'true')) throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be stopped.`);
           i.state = 'stopping';
+          i.stateReason = { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown' };
         });
       case 'TerminateInstances':
         return this.change(action, p, (i) => {
           if (i.state !== 'terminated') i.state = 'shutting-down';
+          i.stateReason = { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown' };
         });
       case 'ModifyInstanceAttribute':
         return this.modify(p);
@@ -223,6 +246,10 @@ export class FakeEc2 {
   private run(p: URLSearchParams): string {
     const token = p.get('ClientToken') ?? undefined;
     let inst = token ? [...this.instances.values()].find((i) => i.clientToken === token) : undefined;
+    // EC2 compares a repeated token's other parameters with the first request's (here: image and type).
+    if (inst && (inst.imageId !== (p.get('ImageId') ?? '') || inst.type !== (p.get('InstanceType') ?? 'm1.small'))) {
+      throw apiError('IdempotentParameterMismatch', 'Arguments on this idempotent request are inconsistent with arguments used in previous request(s).');
+    }
     if (!inst) {
       const instanceTags = new Map<string, string>();
       for (let n = 1; p.has(`TagSpecification.${n}.ResourceType`); n++) {
@@ -252,7 +279,11 @@ export class FakeEc2 {
 
   /** One step along EC2's own transitions, taken when an instance is read. */
   private advance(i: FakeInstance): void {
-    if (i.state === 'pending') i.state = 'running';
+    if (i.state === 'pending' && i.failStart) {
+      i.state = 'stopped';
+      i.stateReason = i.failStart;
+      i.failStart = undefined;
+    } else if (i.state === 'pending') i.state = 'running';
     else if (i.state === 'stopping') {
       i.state = 'stopped';
       stopFakeVm(this.vmDir(i.id));
@@ -300,6 +331,11 @@ export class FakeEc2 {
     if (i.state === 'running' || i.state === 'pending') return;
     if (i.state !== 'stopped') throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
     i.state = 'pending';
+    i.stateReason = undefined;
+    if (this.startFailure) {
+      i.failStart = this.startFailure;
+      return;
+    }
     if (this.tamper) i.userData = this.tamper(i.userData);
     this.bootOs(i);
   }
@@ -319,6 +355,7 @@ export class FakeEc2 {
       const run = runUserData(script, this.binDir, this.vmDir(i.id), this.agentEnv).then((r) => {
         if (r.poweredOff && this.instances.get(i.id) === i && (i.state === 'running' || i.state === 'pending')) {
           i.state = 'stopped';
+          i.stateReason = { code: 'Client.InstanceInitiatedShutdown', message: 'Client.InstanceInitiatedShutdown: Instance initiated shutdown' };
           stopFakeVm(this.vmDir(i.id));
         }
         return r;
@@ -387,6 +424,7 @@ function instanceXml(i: FakeInstance): string {
   return (
     `<item><instanceId>${i.id}</instanceId><imageId>${esc(i.imageId)}</imageId>` +
     `<instanceState><code>${CODES[i.state]}</code><name>${i.state}</name></instanceState>` +
+    (i.stateReason ? `<stateReason><code>${esc(i.stateReason.code)}</code><message>${esc(i.stateReason.message)}</message></stateReason>` : '') +
     `<instanceType>${esc(i.type)}</instanceType><launchTime>${i.launchTime}</launchTime>` +
     (i.subnetId ? `<subnetId>${esc(i.subnetId)}</subnetId>` : '') +
     (i.keyName ? `<keyName>${esc(i.keyName)}</keyName>` : '') +

@@ -42,7 +42,7 @@ export type ArmCall =
 
 export type ArmFault =
   /** Answers the call with this status and `{ error: { code, message } }`. */
-  | { call: ArmCall; status: number; code: string; message?: string; retryAfter?: number; times?: number }
+  | { call: ArmCall; status: number; code: string; message?: string; retryAfter?: number; times?: number; after?: number }
   /** Accepts the call, then its long-running operation fails with this error. */
   | { call: ArmCall; failOperation: { code: string; message?: string }; times?: number }
   /** The connection is reset before any answer. */
@@ -121,7 +121,8 @@ export class ArmFake {
   /** The agent scripts run with sh (agentShell), in order. */
   readonly runs: { vmName: string; run: AgentRun }[] = [];
   private readonly ops = new Map<string, Operation>();
-  private faults: (ArmFault & { left: number })[] = [];
+  /** `pass`: calls still answered normally before the fault starts (a fault's `after`). */
+  private faults: (ArmFault & { left: number; pass: number })[] = [];
   private readonly resets = new Map<ArmCall, number>();
   private readonly scopes: nock.Scope[] = [];
   /** Agents in flight (tests wait for them before closing). */
@@ -176,7 +177,7 @@ export class ArmFake {
       this.resets.set(fault.call, fault.times ?? Number.POSITIVE_INFINITY);
       return;
     }
-    this.faults.push({ ...fault, left: fault.times ?? Number.POSITIVE_INFINITY });
+    this.faults.push({ ...fault, left: fault.times ?? Number.POSITIVE_INFINITY, pass: 'after' in fault ? (fault.after ?? 0) : 0 });
   }
 
   heal(): void {
@@ -242,7 +243,8 @@ export class ArmFake {
     this.requests.push({ method, call: c.call, path: url.pathname, query: url.searchParams, body: parsed, authorization: Array.isArray(auth) ? auth[0] : auth });
     if (c.call !== 'other' && c.call !== 'result') {
       const fault = this.faults.find((f) => f.call === c.call && f.left > 0);
-      if (fault) {
+      if (fault && fault.pass > 0) fault.pass--;
+      else if (fault) {
         fault.left--;
         if ('hang' in fault) return new Promise<nock.ReplyFnResult>(() => undefined);
         if ('status' in fault) {

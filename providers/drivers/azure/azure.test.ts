@@ -204,6 +204,29 @@ describe('azure driver: what it sends', () => {
     expect(arm.requests).toHaveLength(0);
   });
 
+  // packages/dmz-infra's DmzClientHost writes this layout: the fleet VMs in a group of their own (the only one the
+  // broker may write in), the VNet in the DMZ's group, where the broker may join only the fleet subnet.
+  it('with vnetResourceGroup: makes the NIC, VM and disks in its own resource group and joins the subnet of the VNet in the other', async () => {
+    await driver.close();
+    driver = makeDriver({ vnetResourceGroup: 'rg-dmz-east' });
+    const i = input();
+    const vm = await driver.createVm(creds(), i);
+    const n = resourceNames(i.vmId);
+    expect(vm.cloudId).toBe(`/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Compute/virtualMachines/${n.vm}`);
+    const [nic] = arm.calls('putNic');
+    expect(nic.path).toBe(`/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Network/networkInterfaces/${n.nic}`);
+    expect(nic.body).toMatchObject({
+      properties: { ipConfigurations: [{ properties: { subnet: { id: `/subscriptions/${SUB}/resourceGroups/rg-dmz-east/providers/Microsoft.Network/virtualNetworks/vnet-fleet/subnets/vms` } } }] },
+    });
+    const [put] = arm.calls('putVm');
+    expect(put.path).toBe(`/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Compute/virtualMachines/${n.vm}`);
+    expect((put.body as { properties: { networkProfile: { networkInterfaces: { id: string }[] } } }).properties.networkProfile.networkInterfaces[0].id).toBe(
+      `/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Network/networkInterfaces/${n.nic}`,
+    );
+    // Every write went to the VMs' own group: nothing in the VNet's.
+    expect(arm.requests.filter((r) => r.method !== 'GET' && !r.path.includes(`/resourceGroups/${RG}/`) && r.call !== 'poll' && r.call !== 'result').map((r) => `${r.method} ${r.path}`)).toEqual([]);
+  });
+
   it('a size the catalog lacks, or an image that is neither a resource id nor a URN, fails before any PUT', async () => {
     expect((await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })))).message).toMatch(/no Azure VM size for/);
     expect((await failure(driver.createVm(creds(), input({ image: 'ubuntu 24.04' })))).message).toMatch(/neither an Azure image resource id/);
@@ -289,6 +312,23 @@ describe('azure driver: lifecycle', () => {
     expect(arm.vms.size).toBe(0);
   });
 
+  // A guest that powers itself off leaves its VM stopped (still allocated); only ARM deallocates (an operator, an
+  // auto-shutdown schedule, a spot eviction). A VM deallocated during its boot is no denied boot: it is kept, with
+  // its data disk, and awaitReady says what happened.
+  it('a VM deallocated during its boot (not by its guest) is boot-failed and kept, not deleted as denied', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    arm.vms.get(resourceNames(i.vmId).vm)!.power = 'deallocated';
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }));
+    expect(err.kind).toBe('boot-failed');
+    expect(err.message).toMatch(/deallocated/);
+    expect(arm.calls('deleteVm')).toHaveLength(0);
+    expect(arm.vms.has(resourceNames(i.vmId).vm)).toBe(true);
+    expect((await driver.get(creds(), ref))?.observedState).toBe('PoweredOff');
+  });
+
   it('an agent report with another token is not believed', async () => {
     const i = input();
     const ref = { vmId: i.vmId, cloudId: null };
@@ -351,12 +391,33 @@ describe('azure driver: failures as kinds', () => {
     { name: 'connection reset', fault: { call: 'getVm', reset: true }, act: 'get', kind: 'transient' },
     { name: 'AllocationFailed in the create operation', fault: { call: 'putVm', failOperation: { code: 'AllocationFailed', message: 'Allocation failed. We do not have sufficient capacity.' } }, act: 'create', kind: 'capacity', message: /sufficient capacity/ },
     { name: 'SkuNotAvailable', fault: { call: 'putVm', status: 409, code: 'SkuNotAvailable' }, act: 'create', kind: 'capacity' },
+    { name: 'SubnetIsFull at the NIC', fault: { call: 'putNic', status: 400, code: 'SubnetIsFull', message: 'Subnet vms with address prefix 10.0.1.0/27 does not have enough available IP addresses to satisfy the request for 1 IP addresses.' }, act: 'create', kind: 'capacity', message: /enough available IP addresses/ },
     { name: 'quota (OperationNotAllowed)', fault: { call: 'putVm', status: 409, code: 'OperationNotAllowed', message: 'Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota.' }, act: 'create', kind: 'capacity' },
     { name: 'OperationNotAllowed on the wrong power state', fault: { call: 'start', status: 409, code: 'OperationNotAllowed', message: 'Cannot start the VM while it is being deleted.' }, act: 'powerOn', kind: 'invalid-state' },
     { name: '401 InvalidAuthenticationToken', fault: { call: 'putNic', status: 401, code: 'InvalidAuthenticationToken' }, act: 'create', kind: 'credentials' },
     { name: '403 AuthorizationFailed', fault: { call: 'start', status: 403, code: 'AuthorizationFailed' }, act: 'powerOn', kind: 'credentials' },
+    // ARM's linked access check on the NIC's subnet: the broker may not join it (docs/drivers/azure.md, "dmzfleet fleet subnet join").
+    {
+      name: '403 LinkedAuthorizationFailed (a subnet the broker may not join)',
+      fault: { call: 'putNic', status: 403, code: 'LinkedAuthorizationFailed', message: "The client has permission to perform action 'Microsoft.Network/networkInterfaces/write' on scope '...'; however, it does not have permission to perform action 'Microsoft.Network/virtualNetworks/subnets/join/action' on the linked scope(s) '...'." },
+      act: 'create',
+      kind: 'credentials',
+      message: /subnets\/join\/action/,
+    },
     { name: '404 ResourceNotFound', fault: { call: 'start', status: 404, code: 'ResourceNotFound' }, act: 'powerOn', kind: 'not-found' },
+    // ARM answers 404 SubscriptionNotFound to a principal with no role on the subscription (rather than 403), and for
+    // a cancelled one: nothing says the VM is gone (get must not answer "absent": refresh would take the fleet for lost).
+    { name: '404 SubscriptionNotFound on get', fault: { call: 'getVm', status: 404, code: 'SubscriptionNotFound', message: `The subscription '${SUB}' could not be found.` }, act: 'get', kind: 'credentials', message: /SubscriptionNotFound.*role/ },
+    { name: '404 SubscriptionNotFound on start', fault: { call: 'start', status: 404, code: 'SubscriptionNotFound', message: `The subscription '${SUB}' could not be found.` }, act: 'powerOn', kind: 'credentials' },
   ];
+
+  it('deleteVm answered 404 SubscriptionNotFound (no role on the subscription) fails: the VM is not known gone', async () => {
+    const i = input();
+    await driver.createVm(creds(), i);
+    arm.inject({ call: 'deleteVm', status: 404, code: 'SubscriptionNotFound', message: `The subscription '${SUB}' could not be found.` });
+    expect((await failure(driver.deleteVm(creds(), { vmId: i.vmId, cloudId: null }))).kind).toBe('credentials');
+    expect(arm.vms.size).toBe(1);
+  });
 
   it('ready (the DMZ client\'s readiness): the first page of the resource group\'s VMs with its own read token; a refused token rejects as credentials', async () => {
     await driver.ready();
@@ -408,6 +469,22 @@ describe('azure driver: failures as kinds', () => {
     expect(arm.calls('putVm')).toHaveLength(2);
   });
 
+  // The cleanup of a create that failed for good can fail too (ARM throttles the DELETE, a 5xx): what it left
+  // must be said, not swallowed, so a person knows a NIC or disk remains and what removes it.
+  it('a create that fails for good and whose cleanup fails says what was left and what removes it', async () => {
+    const i = input();
+    const n = resourceNames(i.vmId);
+    // ARM refuses the VM (no VM resource is made); the NIC made before it stays while its DELETE fails.
+    arm.inject({ call: 'putVm', status: 409, code: 'SkuNotAvailable', message: 'The requested size is not available in location eastus.', times: 1 });
+    arm.inject({ call: 'deleteNic', status: 503, code: 'ServiceUnavailable' });
+    const err = await failure(driver.createVm(creds(), i));
+    expect(err.kind).toBe('capacity');
+    expect(arm.nics.has(n.nic)).toBe(true);
+    expect(err.message).toContain('The requested size is not available');
+    expect(err.message).toMatch(new RegExp(`clean-up failed.*${n.nic}`));
+    expect(err.message).toMatch(/next apply/);
+  });
+
   it.each(['InternalServerError', 'RetryableError', 'OperationPreempted'])(
     'a create whose VM operation failed transiently (%s) leaves a Failed VM; the retried create makes it again and ends powered off, not CreateFailed',
     async (code) => {
@@ -423,8 +500,65 @@ describe('azure driver: failures as kinds', () => {
     },
   );
 
-  it('a retried create that finds the first VM still Creating waits for it, then powers it off (Azure starts what it creates)', async () => {
+  // ARM ends an operation Canceled when another preempts it (someone's change in the portal, a delete): a VM whose
+  // create was canceled is not a made VM, whatever power state it shows. A create again redoes it, as a Failed one.
+  it('a create again that finds its VM with provisioning Canceled redoes it, not answers it', async () => {
     const i = input();
+    const n = resourceNames(i.vmId);
+    arm.nics.set(n.nic, { name: n.nic });
+    arm.vms.set(n.vm, {
+      name: n.vm,
+      location: 'eastus',
+      tags: { 'fleet-stack': 'prod', 'fleet-data-center': DC, 'fleet-vm-id': i.vmId, 'fleet-name': i.name, 'fleet-size': 'cpu=2,memoryGiB=8,diskGiB=64', 'fleet-encrypted-disk': 'true' },
+      properties: { hardwareProfile: { vmSize: 'Standard_D2s_v5' } },
+      provisioningState: 'Canceled',
+      power: 'starting',
+    });
+    const vm = await driver.createVm(creds(), i);
+    expect(vm).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff', power: 'off' });
+    expect(arm.calls('deleteVm')).toHaveLength(1);
+    expect(arm.calls('putVm')).toHaveLength(1);
+    expect(arm.vms.get(n.vm)).toMatchObject({ provisioningState: 'Succeeded', power: 'stopped' });
+  });
+
+  // The first create's clean-up (a create that failed for good) may still be deleting the VM when the record's
+  // create again (CreateFailed -> BeingCreated) comes: that VM is no answer (it goes), the create waits it out.
+  it('a create again that finds the VM still Deleting waits until it is gone, then makes it anew', async () => {
+    const i = input();
+    const n = resourceNames(i.vmId);
+    arm.vms.set(n.vm, {
+      name: n.vm,
+      location: 'eastus',
+      tags: { 'fleet-stack': 'prod', 'fleet-data-center': DC, 'fleet-vm-id': i.vmId, 'fleet-name': i.name, 'fleet-size': 'cpu=2,memoryGiB=8,diskGiB=64', 'fleet-encrypted-disk': 'true' },
+      properties: { hardwareProfile: { vmSize: 'Standard_D2s_v5' } },
+      provisioningState: 'Deleting',
+      power: 'stopped',
+    });
+    // ARM ends the delete while the create reads the VM (Azure's pace, not ours).
+    const reads = arm.calls('getVm').length;
+    const gone = setInterval(() => {
+      if (arm.calls('getVm').length > reads + 1) {
+        arm.vanish(n.vm);
+        clearInterval(gone);
+      }
+    }, 1);
+    try {
+      const vm = await driver.createVm(creds(), i);
+      expect(vm).toMatchObject({ vmId: i.vmId, observedState: 'PoweredOff', power: 'off' });
+    } finally {
+      clearInterval(gone);
+    }
+    expect(arm.calls('putVm')).toHaveLength(1);
+    expect(arm.vms.get(n.vm)).toMatchObject({ provisioningState: 'Succeeded', power: 'stopped' });
+  });
+
+  it.each([
+    { name: 'every read answered', throttled: false },
+    { name: 'reading past throttled reads (429) meanwhile', throttled: true },
+  ])('a retried create that finds the first VM still Creating waits for it, then powers it off (Azure starts what it creates): $name', async ({ throttled }) => {
+    const i = input();
+    // The create's first read (it finds the VM) goes through; two of the reads of its wait are throttled.
+    if (throttled) arm.inject({ call: 'getVm', status: 429, code: 'TooManyRequests', retryAfter: 0, times: 2, after: 1 });
     const n = resourceNames(i.vmId);
     // The first create's PUT was accepted, then its wait timed out on our side while ARM goes on creating the VM.
     arm.nics.set(n.nic, { name: n.nic });
@@ -527,6 +661,34 @@ describe('azure driver: failures as kinds', () => {
     expect((await failure(driver.resize(creds(), ref, { cpu: 4, memoryGiB: 16, diskGiB: 64 }))).kind).toBe('not-found');
     expect(await driver.get(creds(), ref)).toBeUndefined();
     await driver.deleteVm(creds(), ref);
+  });
+
+  // awaitReady reads the VM between the agent's reports, and a retried create reads a VM still Creating until it
+  // settles; a fleet booting at once meets ARM's read throttling (429 with Retry-After) or a 5xx now and then. One
+  // such read is no reason to end the wait: it reads again after the Retry-After (or a backoff), up to its deadline.
+  it.each([
+    { name: '429 TooManyRequests', fault: { call: 'getVm', status: 429, code: 'TooManyRequests', retryAfter: 0, times: 3 } },
+    { name: '503', fault: { call: 'getVm', status: 503, code: 'ServiceUnavailable', times: 3 } },
+  ] as const)('awaitReady reads past a $name read of the VM', async ({ fault }) => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    boot.issued.add('token-poll');
+    await driver.boot(creds(), ref, { bootToken: 'token-poll' });
+    arm.inject(fault);
+    expect(await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).toMatchObject({ observedState: 'Running' });
+  });
+
+  it('awaitReady whose reads keep being throttled ends at its deadline as a timeout naming the failure', async () => {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    arm.inject({ call: 'getVm', status: 429, code: 'TooManyRequests', retryAfter: 0 });
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 200 }));
+    expect(err.kind).toBe('timeout');
+    expect(err.message).toContain('TooManyRequests');
   });
 
   it('awaitReady without a report times out', async () => {

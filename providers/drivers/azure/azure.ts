@@ -7,14 +7,16 @@
 //
 // | operation  | ARM calls                                                                                 |
 // | ---------- | ----------------------------------------------------------------------------------------- |
-// | createVm   | GET VM (there already: wait out Creating/Updating, redo a Failed one, else answer it),    |
+// | createVm   | GET VM (there already: wait out Creating/Updating/Deleting, redo a Failed one, else      |
+// |            | answer it; redo a Canceled one too),                                                      |
 // |            | PUT NIC, PUT VM (custom data: the bootstrap), then                                        |
 // |            | POST powerOff or deallocate (Azure starts a VM it creates; the diagram wants PoweredOff); |
 // |            | a create that failed otherwise than transiently is cleaned up (nothing left behind)       |
 // | powerOn    | POST start                                                                                |
 // | boot       | PATCH VM userData: the boot agent with this boot's one-time token (bootstrap.ts runs it)  |
 // | awaitReady | waits for the agent's report (agentStatus), reading the VM's instance view between       |
-// |            | reports; a denied VM (its report, or it powered itself off while booting) is deleted      |
+// |            | reports; a denied VM (its report, or it powered itself off while booting) is deleted; one |
+// |            | deallocated meanwhile (ARM's doing, never its guest's) is kept: boot-failed               |
 // | shutdown   | POST powerOff (graceful: the OS shuts down)                                               |
 // | powerOff   | POST powerOff?skipShutdown=true, or POST deallocate when the pack says `deallocate`       |
 // | resize     | GET VM (must be powered off), PATCH VM hardwareProfile.vmSize and the size tag            |
@@ -50,6 +52,9 @@ interface AgentEntry {
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** A wait loop's read that failed transiently (pollRead): read again. */
+const MISSED = Symbol('missed');
 
 /** Client caches keep this many brokered tokens' clients (each approval brings a token; most are the same one, cached by the broker). */
 const CLIENT_CACHE = 8;
@@ -188,9 +193,10 @@ export class AzureDriver implements Driver {
     }
     // The first create's operation still runs (it timed out on our side): its end decides.
     if (existing) existing = await this.settled(c, n.vm, existing);
-    if (existing && provisioningStateOf(existing.provisioningState, existing.instanceView?.statuses).toLowerCase() === 'failed') {
-      // The first create's VM operation failed transiently (the VM stays, provisioning Failed): not a VM to answer
-      // with. What it left goes, and the create runs again from the start.
+    if (existing && ['failed', 'canceled'].includes(provisioningStateOf(existing.provisioningState, existing.instanceView?.statuses).toLowerCase())) {
+      // The first create's VM operation failed transiently (the VM stays, provisioning Failed), or ARM canceled it
+      // (another operation preempted it: Canceled): not a VM to answer with. What it left goes, and the create runs
+      // again from the start.
       await this.deleteVm(creds, { vmId: input.vmId, cloudId: null });
       existing = undefined;
     }
@@ -231,7 +237,20 @@ export class AzureDriver implements Driver {
       // A create that failed for good leaves nothing behind (DESIGN: a failed create must leave nothing created);
       // after a transient failure or a timeout the VM may still come: the retried create finds it by name.
       if (err instanceof DriverError && !err.transient && err.kind !== 'timeout') {
-        await this.deleteVm(creds, { vmId: input.vmId, cloudId: null }).catch(() => undefined);
+        const left = await this.deleteVm(creds, { vmId: input.vmId, cloudId: null }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        // What the clean-up could not remove is said, never swallowed: the record holds the VM (CreateFailed), and
+        // its next create or delete removes what is left by name.
+        if (left !== undefined) {
+          const why = left instanceof Error ? left.message : String(left);
+          throw new DriverError(
+            err.kind,
+            `${err.message}; the clean-up failed (${why}): of VM ${n.vm}, its NIC ${n.nic} and disks ${n.osDisk}, ${n.dataDisk} may remain in resource group ${this.rg}; the next apply's create again or delete removes them`,
+            err.transient,
+          );
+        }
       }
       throw err;
     }
@@ -288,24 +307,53 @@ export class AzureDriver implements Driver {
     return this.view({ ...made, instanceView: { statuses: [{ code: this.o.powerOffMode === 'deallocate' ? 'PowerState/deallocated' : 'PowerState/stopped' }] } });
   }
 
-  /** The VM once its provisioning is no longer Creating or Updating (read again every poll interval, up to the operation deadline); undefined if it went. */
+  /** The VM once its provisioning is no longer Creating, Updating or Deleting (read again every poll interval, up to the operation deadline); undefined if it went. */
   private async settled(c: Clients, name: string, vm: VirtualMachine): Promise<VirtualMachine | undefined> {
     const timeoutMs = this.o.operationTimeoutMs ?? 900_000;
     const deadline = Date.now() + timeoutMs;
     let cur: VirtualMachine | undefined = vm;
-    while (cur && ['creating', 'updating'].includes(provisioningStateOf(cur.provisioningState, cur.instanceView?.statuses).toLowerCase())) {
+    const misses = { n: 0 };
+    // Deleting too: a VM still being deleted (an earlier create's clean-up) is no answer to a create; it is waited out.
+    while (cur && ['creating', 'updating', 'deleting'].includes(provisioningStateOf(cur.provisioningState, cur.instanceView?.statuses).toLowerCase())) {
       if (this.closed) throw new DriverError('failed', `the azure driver of ${this.dataCenter} closed while waiting for VM ${name} to be provisioned`);
       if (Date.now() > deadline) throw new DriverError('timeout', `VM ${name} was still ${cur.provisioningState ?? 'being provisioned'} after ${timeoutMs} ms`, false);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          this.timers.delete(t);
-          resolve();
-        }, this.o.pollIntervalMs ?? 2000);
-        this.timers.add(t);
-      });
-      cur = await this.fetchVm(c, name);
+      await this.pause(this.o.pollIntervalMs ?? 2000);
+      let read: VirtualMachine | undefined | typeof MISSED;
+      do read = await this.pollRead(() => this.fetchVm(c, name), misses, deadline, `VM ${name} to be provisioned`, (ms) => this.pause(ms));
+      while (read === MISSED);
+      cur = read;
     }
     return cur;
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+    });
+  }
+
+  /**
+   * One read of a wait loop. A transient failure (429 throttled, a 5xx, a reset) does not end the wait, which the
+   * next read may finish: it waits ARM's Retry-After, or a pause doubling with each miss in a row, and answers
+   * MISSED; past the deadline the wait is a timeout naming that failure.
+   */
+  private async pollRead<T>(read: () => Promise<T>, misses: { n: number }, deadline: number, what: string, pause: (ms: number) => Promise<void>): Promise<T | typeof MISSED> {
+    try {
+      const out = await read();
+      misses.n = 0;
+      return out;
+    } catch (err) {
+      if (!(err instanceof DriverError && err.transient) || this.closed) throw err;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new DriverError('timeout', `gave up waiting for ${what}: ARM's reads kept failing until the deadline (${err.message})`, false);
+      misses.n++;
+      await pause(Math.min(left, Math.max(err.retryAfterMs ?? 0, (this.o.pollIntervalMs ?? 2000) * 2 ** Math.min(misses.n, 4))));
+      return MISSED;
+    }
   }
 
   /** POST powerOff (graceful or forced) or deallocate, polled to its end. */
@@ -388,18 +436,26 @@ export class AzureDriver implements Driver {
     const cloudId = this.cloudId(name);
     const timeoutMs = opts.timeoutMs ?? 300_000;
     const deadline = Date.now() + timeoutMs;
+    const misses = { n: 0 };
     for (;;) {
       const entry = this.agents.get(cloudId);
-      if (entry?.state === 'ready') return this.after(c, ref);
       if (entry?.state === 'failed') {
         // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
         if (entry.denied) await this.deleteVm(creds, ref);
         throw new DriverError(entry.denied ? 'boot-denied' : 'boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}${entry.denied ? '; the VM was deleted' : ''}`);
       }
+      const vm = await this.pollRead(() => this.mustFetch(c, ref), misses, deadline, `VM ${name} to report ready`, (ms) => this.agentChange(cloudId, ms));
+      if (vm === MISSED) continue;
+      if (entry?.state === 'ready') return this.view(vm);
       // Between reports, the VM itself: one that powered off during its boot without a report this
       // client believes (a report needs the token it issued) had its boot denied. Trusted boot: it goes.
-      const power = powerStateOf((await this.mustFetch(c, ref)).instanceView?.statuses);
-      if (power === 'stopping' || power === 'stopped' || power === 'deallocating' || power === 'deallocated') {
+      const power = powerStateOf(vm.instanceView?.statuses);
+      if (power === 'deallocating' || power === 'deallocated') {
+        // A guest that powers itself off leaves its VM stopped, still allocated; only ARM deallocates (an operator, an
+        // auto-shutdown schedule, a spot eviction). Not a denial: the VM and its data disk stay.
+        throw new DriverError('boot-failed', `VM ${name} was ${power} during its boot, by ARM, not by its guest (a guest's poweroff leaves it stopped): someone or a schedule deallocated it; it is kept, powered off`);
+      }
+      if (power === 'stopping' || power === 'stopped') {
         await this.deleteVm(creds, ref);
         throw new DriverError('boot-denied', `VM ${name} powered itself off during its boot without reporting ready (a denied boot); it was deleted`);
       }

@@ -18,6 +18,8 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   OverconstrainedAllocationRequest: 'capacity',
   OverconstrainedZonalAllocationRequest: 'capacity',
   QuotaExceeded: 'capacity',
+  // The data center's subnet has no address left for the VM's NIC.
+  SubnetIsFull: 'capacity',
   AuthenticationFailed: 'credentials',
   AuthorizationFailed: 'credentials',
   LinkedAuthorizationFailed: 'credentials',
@@ -26,6 +28,9 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   ResourceNotFound: 'not-found',
   // The data center's resource group itself is missing: a setup problem, never "the VM is gone" (a delete must not pass).
   ResourceGroupNotFound: 'failed',
+  // ARM's 404 to a principal with no role on the subscription (it does not say 403, not to reveal the subscription),
+  // or for a cancelled one: never "the VM is gone" either (get would answer absent, a delete would pass).
+  SubscriptionNotFound: 'credentials',
   NotFound: 'not-found',
   OperationNotAllowed: 'invalid-state',
   TooManyRequests: 'transient',
@@ -33,6 +38,12 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   InternalServerError: 'transient',
   ServerTimeout: 'transient',
   OperationPreempted: 'transient',
+};
+
+/** What a person does about a code whose message does not say. */
+const HINTS: Readonly<Record<string, string>> = {
+  SubscriptionNotFound:
+    'the identity making the call has no role on this subscription (ARM answers 404, not 403), or the subscription is cancelled or in another tenant: check the role assignments (docs/drivers/azure.md, "Least-privilege role definitions") and the subscriptionId',
 };
 
 /** Network failures with no HTTP answer: trying again may help. */
@@ -136,6 +147,7 @@ export function toDriverError(what: string, err: unknown): DriverError {
   const status = [f.statusCode, f.code].filter((x) => x !== undefined).join(' ');
   const waitMs = kind === 'transient' ? retryAfterMs(f) : undefined;
   const wait = waitMs !== undefined ? `; Azure asks to retry after ${waitMs / 1000} s` : '';
-  const why = kind === 'timeout' ? 'no answer before the request timeout' : f.message;
+  const hint = f.code !== undefined ? HINTS[f.code] : undefined;
+  const why = kind === 'timeout' ? 'no answer before the request timeout' : `${f.message}${hint ? ` (${hint})` : ''}`;
   return new DriverError(kind, `${what}: Azure ${status ? `answered ${status}` : 'failed'}: ${why}${wait}`, kind === 'transient', waitMs !== undefined ? { retryAfterMs: waitMs } : {});
 }

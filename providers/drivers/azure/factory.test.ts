@@ -35,4 +35,22 @@ describe('azure driver factory', () => {
       await d.close();
     }
   });
+
+  // The layout packages/dmz-infra writes: VMs in the fleet's group, the VNet in the DMZ's.
+  it('hands the driver the VMs\' resource group and the VNet\'s from the config', async () => {
+    const d = (await azureDriverFactory({
+      dataCenter: { name: DC, address: 'https://dmz.example', location: { lat: 0, lon: 0 }, hardware: [], capacity: {}, driver: 'azure', where: {} },
+      stack: 'hybrid',
+      pack: await defaultPack(),
+      config: { azure: { subscriptionId: '00000000-0000-0000-0000-000000000000', resourceGroup: 'dc-fleet-rg', vnetResourceGroup: 'dc-rg', location: 'eastus', vnet: 'vnet', subnet: 'fleet', sshPublicKey: 'ssh-ed25519 AAAA test' } },
+      stateDir: '/nonexistent',
+      env: {},
+      credentialKey: credentialKey('dmz-token', DC),
+    })) as AzureDriver;
+    try {
+      expect((d as unknown as { o: AzureDriverOptions }).o).toMatchObject({ resourceGroup: 'dc-fleet-rg', vnetResourceGroup: 'dc-rg', vnet: 'vnet', subnet: 'fleet' });
+    } finally {
+      await d.close();
+    }
+  });
 });

@@ -10,6 +10,7 @@ describe('Azure state mapping', () => {
     ['Deleting', 'running', 'ready', 'BeingDeleted', 'off'],
     ['Failed', 'none', undefined, 'CreateFailed', 'off'],
     ['Failed', 'running', 'ready', 'Running', 'on'],
+    ['Canceled', 'none', undefined, 'CreateFailed', 'off'],
     ['Succeeded', 'starting', 'none', 'PoweredOn', 'on'],
     ['Succeeded', 'starting', 'booting', 'Starting', 'on'],
     ['Succeeded', 'starting', undefined, 'PoweredOn', 'on'],

@@ -7,7 +7,7 @@
 // | --------------------- | --------------------------- | -------------------------- | ----- | ------------- |
 // | Creating              | any                         | any                        | off   | BeingCreated  |
 // | Deleting              | any                         | any                        | off   | BeingDeleted  |
-// | Failed                | none, unknown               | any                        | off   | CreateFailed  |
+// | Failed, Canceled      | none, unknown               | any                        | off   | CreateFailed  |
 // | any other             | starting                    | booting                    | on    | Starting      |
 // | any other             | starting                    | none, unknown              | on    | PoweredOn     |
 // | any other             | running                     | ready, unknown             | on    | Running       |
@@ -62,7 +62,8 @@ export function mapAzureState(provisioningState: string, power: AzurePowerState,
   const ps = provisioningState.toLowerCase();
   if (ps === 'creating') return { power: 'off', agent: 'none', observedState: 'BeingCreated' };
   if (ps === 'deleting') return { power: 'off', agent: 'none', observedState: 'BeingDeleted' };
-  if (ps === 'failed' && (power === 'none' || power === 'unknown')) return { power: 'off', agent: 'none', observedState: 'CreateFailed' };
+  // Canceled: ARM stopped the create (another operation preempted it); like Failed, a VM never made.
+  if ((ps === 'failed' || ps === 'canceled') && (power === 'none' || power === 'unknown')) return { power: 'off', agent: 'none', observedState: 'CreateFailed' };
   switch (power) {
     case 'starting':
       return agent === 'booting' ? { power: 'on', agent, observedState: 'Starting' } : { power: 'on', agent: 'none', observedState: 'PoweredOn' };
