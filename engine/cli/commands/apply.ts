@@ -7,7 +7,6 @@ import { FleetError, diag, escapeUnseen, fsReason, type Diagnostic } from '../..
 import type { ApplyEvent, ApplyResult, MemberFailure, ProgressMode, StackSession } from '../../apply/index.ts';
 // Not the apply barrel: a value import of it made every command, `--version` too, load the executor, the record and
 // Fastify at start-up (test/build.e2e.test.ts checks what the entry loads).
-import { adminOverridesNeeded } from '../../apply/admin-override.ts';
 import { failureHint } from '../../apply/failure-cause.ts';
 import type { PlanDocument } from '../../plan/index.ts';
 import type { LockHandle } from '../../record/index.ts';
@@ -539,6 +538,7 @@ async function runApply(
     if (!plan.blocked && !env.FLEET_ADMIN_TOKEN) {
       const overridden = [...new Set(plan.changes.filter((c) => plan.options.allowDestroy.includes(c.fleet)).map((c) => c.fleet))];
       const rows = overridden.length ? await session.record.listFleets(session.stack.name, overridden) : [];
+      const { adminOverridesNeeded } = await import('../../apply/admin-override.ts');
       const needs = adminOverridesNeeded(plan, session.pack, new Set(rows.filter((f) => f.protected).map((f) => f.fleet)));
       if (needs.length > 0) {
         const shown = needs.length > 5 ? `${needs.slice(0, 5).join(', ')} and ${needs.length - 5} more` : needs.join(', ');
