@@ -68,6 +68,11 @@ export const policyCodes = defineCodes({
     doc: 'A state listed in lifecycle.failure is also in lifecycle.requestable. Failure states are reached only by outcomes, never planned; remove it from one of the two lists.',
     severity: 'error',
   },
+  'policy.initial-failure': {
+    summary: 'Initial state is a failure state',
+    doc: 'The lifecycle\'s `initial` state is also listed in `failure`. Every create puts its VM in the initial state, so every plan would step into a failure state, which plans never do: failure states are reached only by outcomes (a create the cloud refuses, a boot the authority denies). Take it out of `failure`, or give the diagram another initial state.',
+    severity: 'error',
+  },
   'policy.dead-end': {
     summary: 'Lifecycle state cannot reach a terminal state',
     doc: 'A VM in this state could never be deleted: no path of transitions leads from it to a terminal state, or every such path passes a failure state, which plans never enter. Add a path from it to a terminal state that passes no failure state.',
