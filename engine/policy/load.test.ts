@@ -301,6 +301,12 @@ describe('loadPack: custom rule modules', () => {
       files: { 'r.ts': "export default { name: 'x', description: 'x', configSchema: { type: 'nonsense' }, checkPlan: () => [] };\n" },
       want: 'policy.module-load',
     },
+    // An $async schema's validator answers a Promise, which `if (!check(config))` took for valid: any setting passed.
+    {
+      name: 'rule with an $async config schema',
+      files: { 'r.ts': "export default { name: 'x', description: 'x', configSchema: { $async: true, type: 'object', required: ['max'] }, checkPlan: () => [] };\n" },
+      want: 'policy.module-load',
+    },
     // Was policy.rule-config at the pack's rules, 'enforcement must be one of …, not "undefined"': the module is the cause.
     {
       name: 'module rule with a defaultEnforcement outside the three',

@@ -417,6 +417,8 @@ export async function loadPack(
     let check: ValidateFunction;
     try {
       check = await ruleConfigValidator(rule, ajv);
+      // An $async schema's validator answers a Promise, which the check below took for "valid": any setting passed.
+      if ((check as { $async?: unknown }).$async === true) throw new Error('an $async schema is not supported: settings are checked when the pack loads, synchronously');
     } catch (err) {
       diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${describeThrown(err)}`, y.where(['spec', 'modules', moduleOf.get(name) ?? 0])));
       continue;
