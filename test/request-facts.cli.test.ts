@@ -47,10 +47,10 @@ spec:
     - { name: miami, address: embedded, location: { lat: 25.7617, lon: -80.1918 }, capacity: { vms: 100 } }
 `;
 
-const fleets = (web: { count: number; cpu: number }, db: { count: number; state: string }) => `apiVersion: fleet/v1
+const fleets = (web: { count: number; cpu: number; image?: string }, db: { count: number; state: string }) => `apiVersion: fleet/v1
 kind: Fleet
 metadata: { name: web, owner: team-a }
-spec: { count: ${web.count}, image: ubuntu-22.04, size: { cpu: ${web.cpu}, memoryGiB: 4, diskGiB: 20 } }
+spec: { count: ${web.count}, image: ${web.image ?? 'ubuntu-22.04'}, size: { cpu: ${web.cpu}, memoryGiB: 4, diskGiB: 20 } }
 ---
 apiVersion: fleet/v1
 kind: Fleet
@@ -88,6 +88,7 @@ describe('a request-level rule: the plan asks it what the authority will', () =>
   it.each([
     { name: 'creates', web: { count: 2, cpu: 2 }, db: { count: 2, state: 'Running' }, kinds: ['"create"', '"transition"'] },
     { name: 'a resize, a stop and a delete', web: { count: 1, cpu: 4 }, db: { count: 2, state: 'PoweredOff' }, kinds: ['"resize"', '["to","Deleted"]', '["to","ShuttingDown"]'] },
+    { name: 'a replace (a new image) and a start', web: { count: 1, cpu: 4, image: 'ubuntu-24.04' }, db: { count: 2, state: 'Running' }, kinds: ['"ubuntu-24.04"', '["to","Deleted"]'] },
   ])('$name', { timeout: 130_000 }, async ({ name, web, db, kinds }) => {
     writeFileSync(join(stack, 'specs', 'fleets.yaml'), fleets(web, db));
     const planned = join(tmp, `${name}-plan.jsonl`);
