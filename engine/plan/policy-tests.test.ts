@@ -195,6 +195,41 @@ describe('runPolicyTests', () => {
     expect(byName['record-only']).toMatchObject({ passed: true, diagnostics: [] });
   });
 
+  // A record row's `owner` passed the case's schema and was dropped: the
+  // planner never heard whose fleet api is, so api/0 counted toward no
+  // quota, and a case asserting that it does failed (or one asserting the
+  // opposite passed) whatever the pack said.
+  it("counts a record row's owner, for a fleet no spec names", async () => {
+    const dir = await packWithCases({
+      owned: [
+        'stack:',
+        '  dataCenters: [{ name: miami }]',
+        '  policyPack: { config: { owner-quota: { limits: { team-a: { vms: 2 } } } } }',
+        `specs:${FLEET}record:`,
+        '  - { address: api/0, dataCenter: miami, state: Running, owner: team-a }',
+        'options: { targets: [web] }',
+        'expect:',
+        '  violations: [{ policy: require-encrypted-disk, level: advisory, address: web }]',
+        '  grants: [{ fleet: web, requested: 2, granted: 1 }]',
+        '',
+      ].join('\n'),
+      conflicting: [
+        'stack:',
+        '  dataCenters: [{ name: miami }]',
+        `specs:${FLEET}record:`,
+        '  - { address: api/0, dataCenter: miami, state: Running, owner: team-a }',
+        '  - { address: api/1, dataCenter: miami, state: Running, owner: team-b }',
+        'expect: {}',
+        '',
+      ].join('\n'),
+    });
+    const { results } = await runPolicyTests(dir);
+    const byName = Object.fromEntries(results.map((r) => [r.name, r]));
+    expect({ diff: byName.owned.diff, diagnostics: byName.owned.diagnostics }).toEqual({ diff: [], diagnostics: [] });
+    expect(byName.conflicting.passed).toBe(false);
+    expect(byName.conflicting.diagnostics.map((d) => `${d.code}@${d.line}`)).toEqual(['policy.test-case@10']);
+  });
+
   it('reports a pack without a tests folder', async () => {
     const dir = await scratch({ 'policy.yaml': await readFile(join(DEFAULT_PACK_DIR, 'policy.yaml'), 'utf8') });
     const r = await runPolicyTests(dir);

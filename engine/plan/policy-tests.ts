@@ -137,6 +137,8 @@ export type PlanFn = (input: {
   fleets: LoadResult['fleets'];
   record: VmRow[];
   fleetVersions: Record<string, number>;
+  /** Owner of each fleet the case's record names one for (its rows' `owner`). */
+  owners?: Record<string, string>;
   options: PlanDocument['options'];
   now?: Date;
   id?: string;
@@ -213,6 +215,7 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
   const states = loaded.pack!.lifecycle.states;
   const dcs = loaded.stack!.dataCenters.map((d) => d.name);
   const first = new Map<string, number>();
+  const owners = new Map<string, { owner: string; row: number }>();
   (c.record ?? []).forEach((r, i) => {
     if (!states.includes(r.state)) {
       out.push(diag('policy.test-case', `record[${i}].state ${r.state} is not a state of pack ${loaded.pack!.name}'s lifecycle (${states.join(', ')}).`, where(['record', i, 'state'])));
@@ -220,6 +223,16 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
     if (!dcs.includes(r.dataCenter)) {
       out.push(diag('policy.test-case', `record[${i}].dataCenter ${r.dataCenter} is not a data center of the case's stack (${dcs.join(', ')}).`, where(['record', i, 'dataCenter'])));
     }
+    const owner = r.owner !== undefined ? owners.get(parseVmAddress(r.address)!.fleet) : undefined;
+    if (owner && owner.owner !== r.owner) {
+      out.push(
+        diag(
+          'policy.test-case',
+          `record[${i}].owner ${r.owner} is not record[${owner.row}]'s owner of fleet ${parseVmAddress(r.address)!.fleet} (${owner.owner}): the record holds one owner per fleet.`,
+          where(['record', i, 'owner']),
+        ),
+      );
+    } else if (r.owner !== undefined && !owner) owners.set(parseVmAddress(r.address)!.fleet, { owner: r.owner, row: i });
     const prev = first.get(r.address);
     if (prev !== undefined) {
       out.push(diag('policy.test-case', `record[${i}].address ${r.address} is also record[${prev}]'s: the record holds one live VM per address.`, where(['record', i, 'address'])));
@@ -293,6 +306,13 @@ export function diffRows(what: string, expected: Row[], actual: Row[]): string[]
   return [`${what}:`, ...missing.sort().map((k) => `  - expected ${k}`), ...extra.sort().map((k) => `  + actual   ${k}`)];
 }
 
+/** The owner of each fleet the case's record rows name one for (checkRecord: one per fleet), as the record's fleet rows hold it. */
+function recordOwners(c: PolicyTestCase): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const r of c.record ?? []) if (r.owner !== undefined) out[parseVmAddress(r.address)!.fleet] ??= r.owner;
+  return out;
+}
+
 /** Runs one case file against the pack. Never throws for a bad case: it fails with diagnostics. */
 export async function runPolicyCase(packDir: string, file: string, plan: PlanFn): Promise<PolicyTestResult> {
   const name = basename(file).replace(/\.ya?ml$/, '');
@@ -354,6 +374,8 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
       fleets: [...loaded.fleets],
       record,
       fleetVersions: {},
+      // A record row's owner is its fleet row's: quotas count the fleet under it, with or without a spec.
+      ...(Object.keys(recordOwners(c)).length ? { owners: recordOwners(c) } : {}),
       options: { targets: opts.targets ?? [], excludes: opts.excludes ?? [], allowDestroy: opts.allowDestroy ?? [], refresh: false },
       now: new Date('2026-01-01T00:00:00Z'),
       id: `policy-test-${name}`,
