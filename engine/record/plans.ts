@@ -5,7 +5,7 @@ import { fail } from '../diags/index.ts';
 import type { JournalWriter } from './journal.ts';
 import { iso } from './rows.ts';
 import type { RecordSql } from './sql.ts';
-import type { AppliedPlan, JournalRow, PlanStore, StaleEntry } from './types.ts';
+import type { AppliedPlan, JournalPage, JournalRow, PlanStore, StaleEntry } from './types.ts';
 
 interface JournalSqlRow {
   plan_id: string;
@@ -138,6 +138,29 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
 
     async planJournal(planId) {
       return (await db.query<JournalSqlRow>('SELECT * FROM journal WHERE plan_id = $1 ORDER BY id', [planId])).map(journalFromRow);
+    },
+
+    async planJournalPage(planId, page) {
+      const limit = Math.max(0, Math.floor(page.limit));
+      const offset = Math.max(0, Math.floor(page.offset));
+      const failures = Math.max(0, Math.floor(page.failures));
+      // One statement (one snapshot): the counts, the page (part 0) and the first failures (part 1), as planJournal's rows.
+      const rows = await db.query<JournalSqlRow & { part: number; total: number | string; failed_total: number | string }>(
+        `WITH n AS (SELECT count(*) AS total, count(*) FILTER (WHERE status = 'failed') AS failed_total FROM journal WHERE plan_id = $1)
+         SELECT r.*, n.total, n.failed_total FROM n LEFT JOIN (
+           (SELECT 0 AS part, * FROM journal WHERE plan_id = $1 ORDER BY id LIMIT $2 OFFSET $3)
+           UNION ALL
+           (SELECT 1 AS part, * FROM journal WHERE plan_id = $1 AND status = 'failed' ORDER BY id LIMIT $4)
+         ) r ON true
+         ORDER BY r.part, r.id`,
+        [planId, limit, offset, failures],
+      );
+      const out: JournalPage = { total: Number(rows[0].total), rows: [], failedTotal: Number(rows[0].failed_total), failed: [] };
+      for (const r of rows) {
+        if (r.part === 0) out.rows.push(journalFromRow(r));
+        else if (r.part === 1) out.failed.push(journalFromRow(r));
+      }
+      return out;
     },
   };
 }

@@ -134,6 +134,72 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.listPlanVms(`none-${s}`)).toEqual([]);
     });
 
+    // The dashboard's reads (engine/ui): bounded whatever the size of the stack or fleet, and agreeing with listVms.
+    it('counts live VMs per fleet, data center and state in the database (countVms), as listVms would count them', async () => {
+      const s = freshStack();
+      const spec: [string, number, string, string][] = [
+        ['web', 0, 'miami', 'Running'],
+        ['web', 1, 'richmond', 'Running'],
+        ['web', 2, 'miami', 'BootFailed'],
+        ['web', 3, 'miami', 'Running'],
+        ['Zeta', 0, 'richmond', 'PoweredOff'],
+        ['db', 0, 'miami', 'Requested'],
+      ];
+      for (const [f, i, dc, state] of spec) await r.insertVm(newVm(s, f, i, { dataCenter: dc, state }), { actor: 'a' });
+      await r.insertVm(newVm(`other-${s}`, 'web', 0), { actor: 'a' });
+      // A retired VM is not counted; an old VM being replaced (deposed) is, beside its replacement.
+      const db0 = (await r.findVm(s, 'db/0'))!;
+      await r.transitionVm(db0.id, db0.version, 'Deleted', { actor: 'a' }, { retire: true });
+      const web3 = (await r.findVm(s, 'web/3'))!;
+      await r.insertVm(newVm(s, 'web', 3, { replaces: web3.id, dataCenter: 'richmond' }), { actor: 'a' });
+
+      const counts = await r.countVms(s);
+      expect(counts).toEqual([
+        { fleet: 'Zeta', dataCenter: 'richmond', state: 'PoweredOff', vms: 1 },
+        { fleet: 'web', dataCenter: 'miami', state: 'BootFailed', vms: 1 },
+        { fleet: 'web', dataCenter: 'miami', state: 'Running', vms: 2 },
+        { fleet: 'web', dataCenter: 'richmond', state: 'Requested', vms: 1 },
+        { fleet: 'web', dataCenter: 'richmond', state: 'Running', vms: 1 },
+      ]);
+      // The same numbers listVms' rows give.
+      const byHand = new Map<string, number>();
+      for (const v of await r.listVms(s)) byHand.set(`${v.fleet} ${v.dataCenter} ${v.state}`, (byHand.get(`${v.fleet} ${v.dataCenter} ${v.state}`) ?? 0) + 1);
+      expect(new Map(counts.map((c) => [`${c.fleet} ${c.dataCenter} ${c.state}`, c.vms]))).toEqual(byHand);
+      expect(await r.countVms(s, { fleets: ['Zeta', 'gone'] })).toEqual([{ fleet: 'Zeta', dataCenter: 'richmond', state: 'PoweredOff', vms: 1 }]);
+      expect(await r.countVms(s, { fleets: [] })).toEqual([]);
+      expect(await r.countVms(`none-${s}`)).toEqual([]);
+    });
+
+    it('reads a page of a fleet\'s members (fleetMembers): by index, the current VM before the old one it replaces, with the count', async () => {
+      const s = freshStack();
+      for (let i = 0; i < 7; i++) await r.insertVm(newVm(s, 'web', i), { actor: 'a' });
+      await r.insertVm(newVm(s, 'db', 0), { actor: 'a' });
+      await r.insertVm(newVm(`other-${s}`, 'web', 0), { actor: 'a' });
+      const web6 = (await r.findVm(s, 'web/6'))!;
+      await r.transitionVm(web6.id, web6.version, 'Deleted', { actor: 'a' }, { retire: true });
+      const web2 = (await r.findVm(s, 'web/2'))!;
+      const repl = await r.insertVm(newVm(s, 'web', 2, { replaces: web2.id, specHash: 'h2' }), { actor: 'a' });
+
+      const all = await r.listVms(s, { fleets: ['web'] });
+      const pageOf = (offset: number, limit: number) => r.fleetMembers(s, 'web', { offset, limit });
+      const members = await pageOf(0, 100);
+      expect(members.total).toBe(7);
+      expect(members.vms.map((v) => `${v.address}${v.deposed ? ' (deposed)' : ''}`)).toEqual(['web/0', 'web/1', 'web/2', 'web/2 (deposed)', 'web/3', 'web/4', 'web/5']);
+      // listVms' rows, in the page's order.
+      expect([...members.vms].sort((a, b) => all.indexOf(all.find((v) => v.id === a.id)!) - all.indexOf(all.find((v) => v.id === b.id)!))).toEqual(all);
+      expect(members.vms[2]).toEqual(await r.getVm(repl.id));
+      expect((await pageOf(2, 3)).vms.map((v) => v.id)).toEqual(members.vms.slice(2, 5).map((v) => v.id));
+      expect(await pageOf(7, 3)).toEqual({ total: 7, vms: [] });
+      expect(await pageOf(0, 0)).toEqual({ total: 7, vms: [] });
+      // One index: the current VM first.
+      expect((await r.fleetMembers(s, 'web', { offset: 0, limit: 5, index: 2 })).vms.map((v) => [v.id, v.deposed])).toEqual([
+        [repl.id, false],
+        [web2.id, true],
+      ]);
+      expect(await r.fleetMembers(s, 'web', { offset: 0, limit: 5, index: 6 })).toEqual({ total: 0, vms: [] });
+      expect(await r.fleetMembers(s, 'gone', { offset: 0, limit: 5 })).toEqual({ total: 0, vms: [] });
+    });
+
     it('lists for planning across its statements (groups of fleets) in listVms order', async () => {
       const s = freshStack();
       // 130 fleets: more than the first group of 50, named so code point order differs from a locale's.
@@ -1176,6 +1242,27 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(journal[0]).toMatchObject({ planId: `${s}-p1`, seq: 0, from: 'Requested', to: 'BeingCreated', idempotencyKey: 'k0' });
       expect(Number.isNaN(Date.parse(journal[0].at))).toBe(false);
       expect(await r.planJournal(`${s}-p2`)).toEqual([]);
+    });
+
+    it('reads a page of a plan\'s journal and its first failures (planJournalPage), with their counts', async () => {
+      const s = freshStack();
+      const planId = `${s}-p1`;
+      await r.startPlan({ id: planId, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
+      await r.startPlan({ id: `${s}-p2`, stack: s, digest: 'sha256:def', who: 'ci', startedAt: '2026-01-02T00:00:00.000Z' });
+      const step = (i: number, status: 'started' | 'done' | 'failed', plan = planId) => ({ planId: plan, address: `web/${i}`, seq: 0, vmId: null, from: 'A', to: 'B', idempotencyKey: `k${i}`, status, detail: status === 'failed' ? `no room for ${i}` : null });
+      // Written in order: 12 steps, started then done, every third failed; another plan's rows between.
+      for (let i = 0; i < 12; i++) {
+        await r.journal(step(i, 'started'));
+        await r.journal(step(i, 'started', `${s}-p2`));
+        await r.journal(step(i, i % 3 === 0 ? 'failed' : 'done'));
+      }
+      const all = await r.planJournal(planId);
+      expect(all).toHaveLength(24);
+      const failed = all.filter((j) => j.status === 'failed');
+      expect(await r.planJournalPage(planId, { offset: 0, limit: 5, failures: 2 })).toEqual({ total: 24, rows: all.slice(0, 5), failedTotal: 4, failed: failed.slice(0, 2) });
+      expect(await r.planJournalPage(planId, { offset: 20, limit: 5, failures: 10 })).toEqual({ total: 24, rows: all.slice(20), failedTotal: 4, failed });
+      expect(await r.planJournalPage(planId, { offset: 30, limit: 5, failures: 0 })).toEqual({ total: 24, rows: [], failedTotal: 4, failed: [] });
+      expect(await r.planJournalPage(`${s}-none`, { offset: 0, limit: 5, failures: 5 })).toEqual({ total: 0, rows: [], failedTotal: 0, failed: [] });
     });
 
     it('group-commits concurrent journal calls: each resolves with its row committed, in fewer INSERTs than rows', async () => {

@@ -382,6 +382,33 @@ export interface StaleEntry {
 export type StepStatus = 'started' | 'done' | 'failed' | 'skipped';
 
 /** Apply's journal: a step is written `started` before its call and `done`/`failed` after. */
+/** Live VMs (deposed ones included, like listVms) of one fleet, data center and state: VmReader.countVms. */
+export interface VmCountRow {
+  fleet: string;
+  dataCenter: string;
+  state: string;
+  vms: number;
+}
+
+/** One page of a fleet's live members (VmReader.fleetMembers), and how many it has in all. */
+export interface FleetMembersPage {
+  /** The fleet's live members (deposed ones included), or those at the index asked for. */
+  total: number;
+  vms: VmRow[];
+}
+
+/** One page of a plan's journal and its first failed steps (PlanStore.planJournalPage), with how many of each there are. */
+export interface JournalPage {
+  /** Journal rows of the plan. */
+  total: number;
+  /** The page's rows, in the order they were written. */
+  rows: JournalRow[];
+  /** Rows of status `failed`. */
+  failedTotal: number;
+  /** The first of them, in the order they were written. */
+  failed: JournalRow[];
+}
+
 export interface JournalRow {
   planId: string;
   address: string;

@@ -6,7 +6,7 @@
 // engine/record/record.contract.test.ts so it runs on both backends.
 import type { FleetError } from '../diags/index.ts';
 import type { PlanBasis } from '../model/index.ts';
-import type { Approval, AppliedPlan, BootAttempt, BootAttemptRow, BootCheck, BootCheckResult, Budget, ChangeContext, FleetFence, FleetRow, FleetShape, GrowItem, HistoryItem, HistoryRow, InsertItem, JournalRow, LockHandle, LockHolder, LockRow, NewVm, Outcome, PlanRead, PlanVmRow, SealedPlanRow, StackIdentity, StaleEntry, TransitionItem, UsageRow, VmPatch, VmRow } from './shapes.ts';
+import type { Approval, AppliedPlan, BootAttempt, BootAttemptRow, BootCheck, BootCheckResult, Budget, ChangeContext, FleetFence, FleetRow, FleetMembersPage, FleetShape, GrowItem, HistoryItem, HistoryRow, InsertItem, JournalPage, JournalRow, LockHandle, LockHolder, LockRow, NewVm, Outcome, PlanRead, PlanVmRow, SealedPlanRow, StackIdentity, StaleEntry, TransitionItem, UsageRow, VmCountRow, VmPatch, VmRow } from './shapes.ts';
 
 export type * from './shapes.ts';
 
@@ -43,6 +43,22 @@ export interface VmReader {
    * their own rows; ordered by fleet, owner, data center.
    */
   usage(stack: string, opts: { excludeFleets: readonly string[]; byOwner?: { perFleet: readonly string[] } }): Promise<UsageRow[]>;
+  /**
+   * Live VMs of a stack (deposed ones included, as listVms) counted per
+   * fleet, data center and state, in SQL: the dashboard's overview, which
+   * must not read every row (a million VMs) to count them. Only the given
+   * fleets when `fleets` is set. Ordered by fleet, data center, state (code
+   * point order).
+   */
+  countVms(stack: string, opts?: { fleets?: readonly string[] }): Promise<VmCountRow[]>;
+  /**
+   * `limit` live members of one fleet (deposed ones included) from `offset`,
+   * ordered by index, at one index the current VM before an old one being
+   * replaced (deposed), then by creation; only those at `index` when set.
+   * `total`: how many there are in all (the dashboard's pager). The rows are
+   * listVms' rows.
+   */
+  fleetMembers(stack: string, fleet: string, page: { offset: number; limit: number; index?: number }): Promise<FleetMembersPage>;
 }
 
 /**
@@ -185,6 +201,14 @@ export interface PlanStore {
   listPlans(stack: string, opts?: { limit?: number; id?: string }): Promise<AppliedPlan[]>;
   /** Every journal row of one plan, in the order they were written. */
   planJournal(planId: string): Promise<JournalRow[]>;
+  /**
+   * `limit` journal rows of one plan from `offset`, and its first `failures`
+   * rows of status `failed`, each in the order they were written (as
+   * planJournal), with how many there are of each: the dashboard's page of
+   * an apply, which must not read every row (an apply of 100,000 VMs
+   * journals over a million) to show a thousand.
+   */
+  planJournalPage(planId: string, page: { offset: number; limit: number; failures: number }): Promise<JournalPage>;
 }
 
 /** The boot endpoint's writes. Boot tokens are stored by the VM writes that approve a boot edge (`bootTokenHash`). */

@@ -25,6 +25,41 @@ export function vmReader({ db }: RecordSql): Omit<VmReader, 'listPlanVms' | 'rea
       return out;
     },
 
+    async countVms(stack, opts = {}) {
+      const params: unknown[] = [stack];
+      let where = 'stack = $1 AND retired_at IS NULL';
+      if (opts.fleets) {
+        params.push([...opts.fleets]);
+        where += ' AND fleet = ANY($2::text[])';
+      }
+      // Summed in the database: a few rows per fleet, however many VMs (not vm_usage, which has no state).
+      const rows = await db.query<{ fleet: string; data_center: string; state: string; n: number | string }>(
+        `SELECT fleet, data_center, state, count(*) AS n FROM vms WHERE ${where}
+         GROUP BY fleet, data_center, state ORDER BY fleet, data_center COLLATE "C", state COLLATE "C"`,
+        params,
+      );
+      return rows.map((r) => ({ fleet: r.fleet, dataCenter: r.data_center, state: r.state, vms: Number(r.n) }));
+    },
+
+    async fleetMembers(stack, fleet, page) {
+      const params: unknown[] = [stack, fleet, Math.max(0, Math.floor(page.limit)), Math.max(0, Math.floor(page.offset))];
+      let where = 'stack = $1 AND fleet = $2 AND retired_at IS NULL';
+      if (page.index !== undefined) {
+        params.push(page.index);
+        where += ' AND idx = $5';
+      }
+      // One statement (one snapshot): the count, and the page as one JSON text of LIVE_VM arrays, as listVms reads them.
+      const [row] = await db.query<{ total: number | string; j: string }>(
+        `SELECT (SELECT count(*) FROM vms WHERE ${where}) AS total,
+           (SELECT coalesce(array_to_json(array_agg(p.a ORDER BY p.idx, p.deposed, p.created_at, p.id)), '[]')::text FROM (
+              SELECT ${LIVE_VM.array} AS a, idx, (deposed_at IS NOT NULL) AS deposed, created_at, id FROM vms WHERE ${where}
+              ORDER BY idx, (deposed_at IS NOT NULL), created_at, id LIMIT $3 OFFSET $4) p) AS j`,
+        params,
+      );
+      const arrays = JSON.parse(row.j) as VmArray[];
+      return { total: Number(row.total), vms: arrays.map((a) => liveVmFromArray(stack, a)) };
+    },
+
     async getVm(id) {
       const rows = await db.query(`SELECT ${FULL_VM.list} FROM vms WHERE id = $1`, [id]);
       return rows.length ? vmFromRow(rows[0]) : undefined;

@@ -69,6 +69,22 @@ export interface UiJournal {
   at: string;
 }
 
+/** Live VMs of one fleet, data center and state (the overview's cells). */
+export interface UiVmCount {
+  fleet: string;
+  dataCenter: string;
+  state: string;
+  vms: number;
+}
+
+/** A page of an apply's journal and its first failed steps, with how many there are of each. */
+export interface UiJournalPage {
+  total: number;
+  rows: UiJournal[];
+  failedTotal: number;
+  failed: UiJournal[];
+}
+
 export interface UiBoot {
   at: string;
   approved: boolean;
@@ -113,22 +129,23 @@ const fleetHref = (fleet: string) => `/ui/fleets/${encodeURIComponent(fleet)}`;
 const planHref = (id: string) => `/ui/plans/${encodeURIComponent(id)}`;
 
 /** Fleets × data centers × states, then locks, the last applies and the last drift found. */
-export function overviewPage(stack: string, vms: readonly UiVm[], locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = []): Html {
-  // One pass over the VMs: counts per fleet, data center and state (a stack may hold 100 000 VMs in 1 000 fleets, and the
-  // authority serves this page on the event loop that answers its DMZ clients).
+export function overviewPage(stack: string, counts: readonly UiVmCount[], locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = []): Html {
+  // From the record's counts per fleet, data center and state, never its VMs (a stack may hold 1 000 000 VMs, and the
+  // authority serves this page on the event loop that answers its DMZ clients); one pass over them.
   const perFleet = new Map<string, { total: number; byDc: Map<string, Map<string, number>> }>();
   const dcSet = new Set<string>();
   const states = new Map<string, number>();
-  for (const v of vms) {
-    const { fleet, dataCenter, state } = v;
+  let vms = 0;
+  for (const { fleet, dataCenter, state, vms: n } of counts) {
+    vms += n;
     dcSet.add(dataCenter);
-    states.set(state, (states.get(state) ?? 0) + 1);
+    states.set(state, (states.get(state) ?? 0) + n);
     let f = perFleet.get(fleet);
     if (!f) perFleet.set(fleet, (f = { total: 0, byDc: new Map() }));
-    f.total += 1;
-    let counts = f.byDc.get(dataCenter);
-    if (!counts) f.byDc.set(dataCenter, (counts = new Map()));
-    counts.set(state, (counts.get(state) ?? 0) + 1);
+    f.total += n;
+    let cell = f.byDc.get(dataCenter);
+    if (!cell) f.byDc.set(dataCenter, (cell = new Map()));
+    cell.set(state, (cell.get(state) ?? 0) + n);
   }
   const dcs = [...dcSet].sort();
   const fleets = [...perFleet.keys()].sort();
@@ -143,7 +160,7 @@ export function overviewPage(stack: string, vms: readonly UiVm[], locks: readonl
     stack,
     'Fleets',
     html`<h1>Fleets</h1>
-<p data-testid="summary">${vms.length} VMs in ${fleets.length} fleets over ${dcs.length} data centers: ${[...states].sort().map(([s, n]) => html`${stateTag(s)} ${n} `)}</p>
+<p data-testid="summary">${vms} VMs in ${fleets.length} fleets over ${dcs.length} data centers: ${[...states].sort().map(([s, n]) => html`${stateTag(s)} ${n} `)}</p>
 ${
   fleets.length === 0
     ? html`<p class="muted">The record holds no VMs for this stack yet. Run <code>fleet apply</code>.</p>`
@@ -225,12 +242,14 @@ function pagerLine(href: string, what: string, page: number, size: number, total
   }${page < pages ? html` · <a href="${to(page + 1)}" rel="next">page ${page + 1} →</a>` : ''}</p>`;
 }
 
-/** Page `page` (from 1, at most fleetPages) of a fleet's members, by index; links to the pages before and after when there are several. */
-export function fleetPage(stack: string, fleet: string, members: readonly UiVm[], lock: UiLock | undefined, page = 1): Html {
-  const all = [...members].sort((a, b) => a.index - b.index || Number(a.deposed) - Number(b.deposed));
-  const start = (page - 1) * FLEET_PAGE_SIZE;
-  const sorted = all.slice(start, start + FLEET_PAGE_SIZE);
-  const pager = pagerLine(fleetHref(fleet), 'members', page, FLEET_PAGE_SIZE, all.length);
+/**
+ * Page `page` (from 1, at most fleetPages(total)) of a fleet of `total` members: `members` are that page's, as the
+ * record orders them (by index, a current VM before the old one it replaces); links to the pages before and after when
+ * there are several.
+ */
+export function fleetPage(stack: string, fleet: string, members: readonly UiVm[], total: number, lock: UiLock | undefined, page = 1): Html {
+  const sorted = members.slice(0, FLEET_PAGE_SIZE);
+  const pager = pagerLine(fleetHref(fleet), 'members', page, FLEET_PAGE_SIZE, total);
   return layout(
     stack,
     `Fleet ${fleet}`,
@@ -282,21 +301,19 @@ export function journalPages(rows: number): number {
   return pageCount(rows, JOURNAL_PAGE_SIZE);
 }
 
-/** An apply: its first failures (MAX_FAILURES_LISTED, the rest counted), then page `page` (from 1) of its journal. */
-export function planPage(stack: string, plan: UiPlan, journal: readonly UiJournal[], page = 1): Html {
-  const failed = journal.filter((j) => j.status === 'failed');
-  const listed = failed.slice(0, MAX_FAILURES_LISTED);
-  const more = failed.length - listed.length;
-  const start = (page - 1) * JOURNAL_PAGE_SIZE;
-  const rows = journal.slice(start, start + JOURNAL_PAGE_SIZE);
-  const pager = pagerLine(planHref(plan.id), 'steps', page, JOURNAL_PAGE_SIZE, journal.length);
+/** An apply: its first failures (MAX_FAILURES_LISTED, the rest counted), then page `page` (from 1) of its journal, which `journal.rows` are. */
+export function planPage(stack: string, plan: UiPlan, journal: UiJournalPage, page = 1): Html {
+  const listed = journal.failed.slice(0, MAX_FAILURES_LISTED);
+  const more = journal.failedTotal - listed.length;
+  const rows = journal.rows.slice(0, JOURNAL_PAGE_SIZE);
+  const pager = pagerLine(planHref(plan.id), 'steps', page, JOURNAL_PAGE_SIZE, journal.total);
   return layout(
     stack,
     `Apply ${plan.id}`,
     html`<h1>Apply ${plan.id}</h1>
 <dl><dt>who</dt><dd>${plan.who}</dd><dt>started</dt><dd>${plan.startedAt}</dd><dt>finished</dt><dd>${plan.finishedAt ?? '—'}</dd><dt>result</dt><dd data-testid="result">${resultOf(plan)}</dd><dt>digest</dt><dd><code>${plan.digest}</code></dd></dl>
 ${
-  failed.length
+  journal.failedTotal
     ? html`<h2 class="bad">Failures</h2><ul>${listed.map((f) => html`<li>${f.address}: ${f.from} → ${f.to}: ${f.detail ?? 'failed'}</li>`)}</ul>${
         more > 0 ? html`<p class="muted" data-testid="more-failures">${more} more failed steps; the journal below has every one.</p>` : ''
       }`
@@ -304,7 +321,7 @@ ${
 }
 <h2>Journal</h2>
 ${
-  journal.length === 0
+  journal.total === 0
     ? html`<p class="muted">No step was journalled.</p>`
     : html`${pager}<table id="journal"><thead><tr><th>member</th><th>step</th><th>status</th><th>when</th><th>detail</th></tr></thead><tbody>${rows.map(
         (j) => html`<tr><td>${memberLink(j.address)}</td><td>${j.from} → ${j.to}</td><td class="${j.status === 'failed' ? 'bad' : ''}">${j.status}</td><td>${j.at}</td><td>${j.detail ?? ''}</td></tr>`,

@@ -36,17 +36,23 @@ describe('recordSource', () => {
   it('reads one stack only, with the fields the pages show and nothing else', async () => {
     const src = recordSource(record, 'one', pack);
     expect(src.pack.name).toBe('default@1.0.0');
-    const vms = await src.listVms();
+    expect(await src.vmCounts()).toEqual([{ fleet: 'web', dataCenter: 'miami', state: 'Requested', vms: 1 }]);
+    // One fleet's, a page at a time, for its page; one VM, for its page.
+    const { total, members: vms } = await src.fleetMembers('web', 0, 10);
+    expect(total).toBe(1);
     expect(vms.map((v) => v.address)).toEqual(['web/0']);
     expect(Object.keys(vms[0]).sort()).toEqual(
       ['address', 'cloudId', 'dataCenter', 'deposed', 'desiredState', 'encryptedDisk', 'fleet', 'id', 'image', 'index', 'realImage', 'size', 'state', 'updatedAt', 'version'].sort(),
     );
     expect(JSON.stringify(vms)).not.toContain('secret-ish-spec-hash');
-    // One fleet's, for its page and its VMs' pages.
-    expect((await src.listVms('web')).map((v) => v.address)).toEqual(['web/0']);
-    expect(await src.listVms('db')).toEqual([]);
+    expect(await src.vm('web', 0)).toEqual(vms[0]);
+    expect(await src.vm('web', 1)).toBeUndefined();
+    expect(await src.fleetMembers('db', 0, 10)).toEqual({ total: 0, members: [] });
     // From the URL (/ui/fleets/a%00b): no fleet's name, and PostgreSQL refuses a NUL in a query (a 500 instead of the 404).
-    expect(await src.listVms('a\u0000b')).toEqual([]);
+    expect(await src.fleetMembers('a\u0000b', 0, 10)).toEqual({ total: 0, members: [] });
+    expect(await src.vm('a\u0000b', 0)).toBeUndefined();
+    // From the URL too (/ui/vms/web/99999999999): past the record's integer column, which PostgreSQL would refuse (a 500).
+    expect(await src.vm('web', 99_999_999_999)).toBeUndefined();
     const history = await src.history('web/0', 10);
     expect(history.map((h) => h.detail)).toEqual([null, 'first', 'second']);
     expect(JSON.stringify(history)).not.toContain('req-1');
@@ -56,8 +62,9 @@ describe('recordSource', () => {
       [false, 'no token'],
     ]);
     expect((await src.recentPlans(10)).map((p) => p.id)).toEqual(['p-1']);
-    const journal = await src.planJournal('p-1');
-    expect(journal).toMatchObject([{ address: 'web/0', from: 'Requested', to: 'BeingCreated', status: 'started' }]);
+    const journal = await src.planJournal('p-1', 0, 10, 10);
+    expect(journal).toMatchObject({ total: 1, rows: [{ address: 'web/0', from: 'Requested', to: 'BeingCreated', status: 'started' }], failedTotal: 0, failed: [] });
+    expect(Object.keys(journal.rows[0]).sort()).toEqual(['address', 'at', 'detail', 'from', 'seq', 'status', 'to']);
     expect(JSON.stringify(journal)).not.toContain('idem-key-1');
     const [lock] = await src.listLocks();
     expect(lock).toMatchObject({ fleet: 'web', who: 'ci', planId: 'p-1' });

@@ -3,13 +3,16 @@
 // out on purpose: boot token hashes, idempotency keys, spec hashes and
 // request ids are never read here, so no page can show them.
 import { holderGone } from '../record/locks.ts';
-import type { AppliedPlan, FleetRecord, LockRow } from '../record/types.ts';
+import type { AppliedPlan, FleetRecord, JournalRow, LockRow, VmRow } from '../record/types.ts';
 import type { DiagramInput } from './diagram.ts';
 import type { UiSource } from './source.ts';
-import type { UiPlan } from './pages.ts';
+import type { UiJournal, UiPlan, UiVm } from './pages.ts';
 
-/** The record calls the dashboard makes: reads only, so a UiSource cannot write even by mistake. */
-export type UiRecord = Pick<FleetRecord, 'listVms' | 'history' | 'listLocks' | 'listPlans' | 'planJournal' | 'listBootAttempts'>;
+/**
+ * The record calls the dashboard makes: reads only, so a UiSource cannot write even by mistake, and bounded ones only
+ * (counts summed by the record, pages of rows), so no page can read every VM or journal row of a big record.
+ */
+export type UiRecord = Pick<FleetRecord, 'countVms' | 'fleetMembers' | 'history' | 'listLocks' | 'listPlans' | 'planJournalPage' | 'listBootAttempts'>;
 
 export function recordSource(record: UiRecord, stack: string, pack: { name: string; version: string; lifecycle: DiagramInput }): UiSource {
   /**
@@ -32,26 +35,21 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
   return {
     stack,
     pack: { name: `${pack.name}@${pack.version}`, lifecycle: pack.lifecycle },
-    async listVms(fleet) {
+    async vmCounts() {
+      return (await record.countVms(stack)).map((c) => ({ fleet: c.fleet, dataCenter: c.dataCenter, state: c.state, vms: c.vms }));
+    },
+    async fleetMembers(fleet, offset, limit) {
       // From the URL: a NUL is no fleet's name, and PostgreSQL refuses it in a query (a 500 instead of the 404).
-      if (fleet?.includes('\u0000')) return [];
-      return (await record.listVms(stack, fleet === undefined ? undefined : { fleets: [fleet] })).map((v) => ({
-        id: v.id,
-        address: v.address,
-        fleet: v.fleet,
-        index: v.index,
-        dataCenter: v.dataCenter,
-        state: v.state,
-        desiredState: v.desiredState,
-        image: v.image,
-        realImage: v.realImage,
-        size: { cpu: v.size.cpu, memoryGiB: v.size.memoryGiB, diskGiB: v.size.diskGiB },
-        encryptedDisk: v.encryptedDisk,
-        cloudId: v.cloudId,
-        version: v.version,
-        updatedAt: v.updatedAt,
-        deposed: v.deposed,
-      }));
+      if (fleet.includes('\u0000')) return { total: 0, members: [] };
+      const page = await record.fleetMembers(stack, fleet, { offset, limit });
+      return { total: page.total, members: page.vms.map(uiVm) };
+    },
+    async vm(fleet, index) {
+      // From the URL too: an index past the record's integer column is no VM's (PostgreSQL would refuse it: a 500).
+      if (fleet.includes('\u0000') || !(index >= 0 && index <= 2 ** 31 - 1)) return undefined;
+      // The current VM sorts before an old one it replaces (deposed).
+      const [v] = (await record.fleetMembers(stack, fleet, { offset: 0, limit: 1, index })).vms;
+      return v && !v.deposed ? uiVm(v) : undefined;
     },
     async history(address, limit) {
       return (await record.history(stack, address, { limit })).map(historyOf);
@@ -86,13 +84,38 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
       const [p] = await uiPlans(await record.listPlans(stack, { id, limit: 1 }));
       return p;
     },
-    async planJournal(planId) {
-      return (await record.planJournal(planId)).map((j) => ({ address: j.address, seq: j.seq, from: j.from, to: j.to, status: j.status, detail: j.detail, at: j.at }));
+    async planJournal(planId, offset, limit, failures) {
+      const page = await record.planJournalPage(planId, { offset, limit, failures });
+      return { total: page.total, rows: page.rows.map(journalOf), failedTotal: page.failedTotal, failed: page.failed.map(journalOf) };
     },
     async bootAttempts(vmId, limit) {
       return (await record.listBootAttempts(vmId, { limit })).map((b) => ({ at: b.at, approved: b.approved, reason: b.reason, dataCenter: b.dataCenter, cloudId: b.cloudId }));
     },
   };
+}
+
+function uiVm(v: VmRow): UiVm {
+  return {
+    id: v.id,
+    address: v.address,
+    fleet: v.fleet,
+    index: v.index,
+    dataCenter: v.dataCenter,
+    state: v.state,
+    desiredState: v.desiredState,
+    image: v.image,
+    realImage: v.realImage,
+    size: { cpu: v.size.cpu, memoryGiB: v.size.memoryGiB, diskGiB: v.size.diskGiB },
+    encryptedDisk: v.encryptedDisk,
+    cloudId: v.cloudId,
+    version: v.version,
+    updatedAt: v.updatedAt,
+    deposed: v.deposed,
+  };
+}
+
+function journalOf(j: JournalRow): UiJournal {
+  return { address: j.address, seq: j.seq, from: j.from, to: j.to, status: j.status, detail: j.detail, at: j.at };
 }
 
 function historyOf(h: Awaited<ReturnType<UiRecord['history']>>[number]) {

@@ -3,23 +3,39 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
 import { registerUi } from './server.ts';
 import type { UiSource } from './source.ts';
-import type { UiVm } from './pages.ts';
+import type { UiJournal, UiVm } from './pages.ts';
 
 const vm: UiVm = {
   id: 'vm-1', address: 'web/0', fleet: 'web', index: 0, dataCenter: 'miami', state: 'Running', desiredState: 'Running', image: 'ubuntu-22.04',
   realImage: 'img-u-miami', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, encryptedDisk: true, cloudId: 'sim-miami-1', version: 6, updatedAt: 'now', deposed: false,
 };
+/** The record's paged reads over arrays, as recordSource answers them (members by index, current before deposed; journal in order). */
+function paged(vms: readonly UiVm[], journal: readonly UiJournal[]): Pick<UiSource, 'vmCounts' | 'fleetMembers' | 'vm' | 'planJournal'> {
+  const byIndex = (a: UiVm, b: UiVm) => a.index - b.index || Number(a.deposed) - Number(b.deposed);
+  return {
+    vmCounts: async () => vms.map((v) => ({ fleet: v.fleet, dataCenter: v.dataCenter, state: v.state, vms: 1 })),
+    fleetMembers: async (fleet, offset, limit) => {
+      const members = vms.filter((v) => v.fleet === fleet).sort(byIndex);
+      return { total: members.length, members: members.slice(offset, offset + limit) };
+    },
+    vm: async (fleet, index) => vms.find((v) => v.fleet === fleet && v.index === index && !v.deposed),
+    planJournal: async (_id, offset, limit, failures) => {
+      const failed = journal.filter((j) => j.status === 'failed');
+      return { total: journal.length, rows: journal.slice(offset, offset + limit), failedTotal: failed.length, failed: failed.slice(0, failures) };
+    },
+  };
+}
+
 const source: UiSource = {
   stack: 'local',
   pack: { name: 'default@1.0.0', lifecycle: DEFAULT_LIFECYCLE },
-  listVms: async () => [vm],
+  ...paged([vm], [{ address: 'web/0', seq: 0, from: 'Requested', to: 'BeingCreated', status: 'done', detail: null, at: 't' }]),
   history: async (address) => (address === 'web/0' ? [{ at: 't', address, from: null, to: 'Requested', actor: 'ana', planId: 'p-1', outcome: 'succeeded', detail: null }] : []),
   drift: async () => [{ at: 't2', address: 'web/0', from: 'Running', to: 'PoweredOff', actor: 'refresh', planId: null, outcome: 'drift', detail: 'refresh: miami reports PoweredOff' }],
   listLocks: async () => [],
   recentPlans: async () => [{ id: 'p-1', who: 'ana', startedAt: 't0', finishedAt: 't1', result: 'succeeded', digest: 'd' }],
   // p-old is an apply older than the newest 1000 (recentPlans no longer lists it).
   plan: async (id) => (['p-1', 'p-old'].includes(id) ? { id, who: 'ana', startedAt: 't0', finishedAt: 't1', result: 'succeeded', digest: 'd' } : undefined),
-  planJournal: async () => [{ address: 'web/0', seq: 0, from: 'Requested', to: 'BeingCreated', status: 'done', detail: null, at: 't' }],
   bootAttempts: async () => [],
 };
 
@@ -199,15 +215,24 @@ describe('dashboard access', () => {
 });
 
 // Found by QA: a fleet's page listed every member on one page (a 100 000-member fleet: 22 MB of HTML), and it and a VM's
-// page read every VM of the stack to pick one fleet's. Now FLEET_PAGE_SIZE members a page, read for that fleet alone.
+// page read every VM of the stack to pick one fleet's. Now FLEET_PAGE_SIZE members a page, read for that fleet alone, and
+// only that page of it (bounded-reads.test.ts, over a real record).
 describe('a large fleet', () => {
   const big = Array.from({ length: 1201 }, (_, i): UiVm => ({ ...vm, id: `vm-big-${i}`, address: `big/${i}`, fleet: 'big', index: i }));
   const asked: (string | undefined)[] = [];
+  const limits: number[] = [];
+  const inner = paged([vm, ...big], []);
   const many: UiSource = {
     ...source,
-    listVms: async (fleet?: string) => {
+    ...inner,
+    fleetMembers: async (fleet, offset, limit) => {
       asked.push(fleet);
-      return [vm, ...big].filter((v) => fleet === undefined || v.fleet === fleet);
+      limits.push(limit);
+      return inner.fleetMembers(fleet, offset, limit);
+    },
+    vm: async (fleet, index) => {
+      asked.push(fleet);
+      return inner.vm(fleet, index);
     },
   };
   const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
@@ -234,8 +259,9 @@ describe('a large fleet', () => {
       expect(res.body).toContain('has no page');
     }
     expect((await get('/ui/vms/big/1200')).statusCode).toBe(200);
-    // Every read was of the one fleet.
+    // Every read was of the one fleet, a page at most.
     expect(asked).toEqual(Array(asked.length).fill('big'));
+    expect(Math.max(...limits)).toBe(500);
   });
 });
 
@@ -249,7 +275,7 @@ describe('a large apply', () => {
 
   it('shows its journal a page at a time and its first failures', async () => {
     app = Fastify();
-    registerUi(app, { source: { ...source, planJournal: async () => journal }, authorize: () => 'read' });
+    registerUi(app, { source: { ...source, ...paged([], journal) }, authorize: () => 'read' });
     const first = await get('/ui/plans/p-1');
     expect(first.statusCode).toBe(200);
     expect(rows(first.body)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
@@ -268,12 +294,10 @@ describe('a large apply', () => {
 // Found by QA: `fleet ui` runs Fastify without a logger, yet its 500 page said "the service log has the reason": the
 // reason went nowhere. The dashboard now writes it where it was told to (fleet ui: its standard error), one line, no secret.
 describe('a failure that is not the record being busy or unreachable', () => {
-  const failing: UiSource = {
-    ...source,
-    listVms: async () => {
-      throw new TypeError('connect to postgres://fleet:s3cret@db:5432/fleet?sslpassword=k3y failed\n    at read (record.ts:1:1)');
-    },
+  const fail = async (): Promise<never> => {
+    throw new TypeError('connect to postgres://fleet:s3cret@db:5432/fleet?sslpassword=k3y failed\n    at read (record.ts:1:1)');
   };
+  const failing: UiSource = { ...source, vmCounts: fail, fleetMembers: fail };
 
   it('is written as one line, without secrets, to the error log the dashboard was given, and the page says where', async () => {
     const lines: string[] = [];

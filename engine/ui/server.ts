@@ -18,7 +18,7 @@ import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { SignInLimiter, type SignInLimits } from './limit.ts';
-import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED, driftPage, errorPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -102,11 +102,10 @@ function fromAnotherSite(req: FastifyRequest): boolean {
   }
 }
 
-/** A page's `?page=N` (from 1, at most `pages`; absent: 1), or undefined for one it does not have (not a number, 0, past the last). */
-function pageAsked(asked: unknown, pages: number): number | undefined {
+/** A page's `?page=N` (from 1; absent: 1), or undefined for one no list has (not a number, 0). Whether the list has that many pages is known once it is read. */
+function pageAsked(asked: unknown): number | undefined {
   if (asked === undefined) return 1;
-  const n = typeof asked === 'string' && /^[1-9]\d{0,8}$/.test(asked) ? Number(asked) : undefined;
-  return n !== undefined && n <= pages ? n : undefined;
+  return typeof asked === 'string' && /^[1-9]\d{0,8}$/.test(asked) ? Number(asked) : undefined;
 }
 
 function cookieOf(req: FastifyRequest): string | undefined {
@@ -236,8 +235,8 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       });
 
       ui.get('/', async (_req, reply) => {
-        const [vms, locks, plans, drift] = await Promise.all([src.listVms(), src.listLocks(), src.recentPlans(10), src.drift(10)]);
-        return page(reply, overviewPage(src.stack, vms, locks, plans, drift));
+        const [counts, locks, plans, drift] = await Promise.all([src.vmCounts(), src.listLocks(), src.recentPlans(10), src.drift(10)]);
+        return page(reply, overviewPage(src.stack, counts, locks, plans, drift));
       });
       ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks())));
       ui.get('/drift', async (_req, reply) => page(reply, driftPage(src.stack, await src.drift(100))));
@@ -246,19 +245,20 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
 
       ui.get<{ Params: { fleet: string }; Querystring: { page?: unknown } }>('/fleets/:fleet', async (req, reply) => {
         const { fleet } = req.params;
-        const [vms, locks] = await Promise.all([src.listVms(fleet), src.listLocks()]);
-        const members = vms.filter((v) => v.fleet === fleet);
+        // Only the page asked for is read (none for a page no list has), with the fleet's count.
+        const asked = pageAsked(req.query.page);
+        const [{ total, members }, locks] = await Promise.all([src.fleetMembers(fleet, ((asked ?? 1) - 1) * FLEET_PAGE_SIZE, asked ? FLEET_PAGE_SIZE : 0), src.listLocks()]);
         const lock = locks.find((l) => l.fleet === fleet);
-        if (members.length === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${fleet}.`), 404);
-        const n = pageAsked(req.query.page, fleetPages(members.length));
-        if (n === undefined) return page(reply, notFoundPage(src.stack, `Fleet ${fleet} has no page ${String(req.query.page)}: it has ${fleetPages(members.length)} (${FLEET_PAGE_SIZE} members each).`), 404);
-        return page(reply, fleetPage(src.stack, fleet, members, lock, n));
+        if (total === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${fleet}.`), 404);
+        const n = asked !== undefined && asked <= fleetPages(total) ? asked : undefined;
+        if (n === undefined) return page(reply, notFoundPage(src.stack, `Fleet ${fleet} has no page ${String(req.query.page)}: it has ${fleetPages(total)} (${FLEET_PAGE_SIZE} members each).`), 404);
+        return page(reply, fleetPage(src.stack, fleet, members, total, lock, n));
       });
 
       ui.get<{ Params: { fleet: string; index: string } }>('/vms/:fleet/:index', async (req, reply) => {
         // By fleet and index as the record holds them: a fleet name the address grammar would refuse still has its page.
         const index = /^\d+$/.test(req.params.index) ? Number(req.params.index) : undefined;
-        const vm = index === undefined ? undefined : (await src.listVms(req.params.fleet)).find((v) => v.fleet === req.params.fleet && v.index === index && !v.deposed);
+        const vm = index === undefined ? undefined : await src.vm(req.params.fleet, index);
         if (!vm) return page(reply, notFoundPage(src.stack, `No live VM at ${req.params.fleet}/${req.params.index}.`), 404);
         const [history, boots] = await Promise.all([src.history(vm.address, 200), src.bootAttempts(vm.id, 50)]);
         return page(reply, vmPage(src.stack, vm, history, boots));
@@ -267,9 +267,11 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       ui.get<{ Params: { id: string }; Querystring: { page?: unknown } }>('/plans/:id', async (req, reply) => {
         const plan = await src.plan(req.params.id);
         if (!plan) return page(reply, notFoundPage(src.stack, `No apply with plan id ${req.params.id}.`), 404);
-        const journal = await src.planJournal(plan.id);
-        const n = pageAsked(req.query.page, journalPages(journal.length));
-        if (n === undefined) return page(reply, notFoundPage(src.stack, `The journal of apply ${plan.id} has no page ${String(req.query.page)}: it has ${journalPages(journal.length)} (${JOURNAL_PAGE_SIZE} steps each).`), 404);
+        // Only the page asked for is read (none for a page no list has), and the first failures, with their counts.
+        const asked = pageAsked(req.query.page);
+        const journal = await src.planJournal(plan.id, ((asked ?? 1) - 1) * JOURNAL_PAGE_SIZE, asked ? JOURNAL_PAGE_SIZE : 0, MAX_FAILURES_LISTED);
+        const n = asked !== undefined && asked <= journalPages(journal.total) ? asked : undefined;
+        if (n === undefined) return page(reply, notFoundPage(src.stack, `The journal of apply ${plan.id} has no page ${String(req.query.page)}: it has ${journalPages(journal.total)} (${JOURNAL_PAGE_SIZE} steps each).`), 404);
         return page(reply, planPage(src.stack, plan, journal, n));
       });
     },

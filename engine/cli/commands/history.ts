@@ -27,7 +27,8 @@ export const registerHistory: RegisterCommand = (program: Command, io, setExit) 
       const mode = modeOf(opts.format);
       setExit(
         await runCommand(io, async () => {
-          const limit = opts.limit === undefined ? DEFAULT_LIMIT : Number(opts.limit);
+          // Decimal digits only: Number() alone read 1e2 as 100, 0x10 as 16 and " 5" as 5.
+          const limit = opts.limit === undefined ? DEFAULT_LIMIT : /^[0-9]+$/.test(opts.limit) ? Number(opts.limit) : NaN;
           if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) fail('cli.usage', `--limit must be a whole number from 1 to ${MAX_LIMIT}, not ${JSON.stringify(opts.limit)}.`);
           if (address !== undefined) addressArg(address);
           return withStackRecord(io, opts, async (record, stack) => {

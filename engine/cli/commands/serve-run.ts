@@ -149,7 +149,7 @@ function serviceRuntime(io: CliIO, opts: ServeCommonOptions): { logger: ServiceL
 /** --replicas, else FLEET_AUTHORITY_REPLICAS, else 1. */
 function replicaCount(io: CliIO, flag: string | undefined): number {
   const value = flag ?? (io.env[REPLICAS_ENV] || '1');
-  const n = Number(value);
+  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > 64) fail('apply.serve-config', `${flag !== undefined ? '--replicas' : REPLICAS_ENV} ${value} is not a replica count (1-64).`);
   return n;
 }

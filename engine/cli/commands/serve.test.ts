@@ -132,6 +132,9 @@ describe('fleet serve', () => {
   it.each([
     { args: ['serve', 'orchestrator'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'FLEET_DMZ_TOKEN_RICHMOND'] },
     { args: ['serve', 'orchestrator', '--port', 'x'], want: ['apply.serve-config', '--port x'] },
+    // Number() read 0x2 as 2 and 1e1 as 10.
+    { args: ['serve', 'orchestrator', '--replicas', '0x2'], want: ['apply.serve-config', '--replicas 0x2 is not a replica count (1-64)'] },
+    { args: ['serve', 'orchestrator', '--replicas', '1e1'], want: ['apply.serve-config', '--replicas 1e1 is not a replica count (1-64)'] },
     // Number('') is 0 and Number('0x10') is 16: neither is a port the operator wrote.
     { args: ['serve', 'orchestrator', '--port', ''], want: ['cli.usage', "Option '--port <n>' argument is empty"] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--port', '0x10', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '--port 0x10 is not a port number'] },

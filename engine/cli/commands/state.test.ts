@@ -240,6 +240,10 @@ describe('fleet history', () => {
     // Past the database's range it was cli.internal with the database's words: 'value "100000000000000000000" is out of range for type bigint'.
     [['history', '--limit', '99999999999999999999'], 'cli.usage'],
     [['history', '--limit', '2147483648'], 'cli.usage'],
+    // Number() read these as 100, 16 and 5, as --parallelism did before it took decimal digits only.
+    [['history', '--limit', '1e2'], 'cli.usage'],
+    [['history', '--limit', '0x10'], 'cli.usage'],
+    [['history', '--limit', ' 5'], 'cli.usage'],
     [['history', '--stack', 'nowhere'], 'spec.'],
   ])('%j fails with %s', async (args, code) => {
     const r = await runCli(args, { cwd: root });

@@ -114,11 +114,12 @@ export function leasedRecord(open: () => Promise<SqlRecord>, times: LeaseTimes =
     }
   };
   return {
-    listVms: (...a) => use((r) => r.listVms(...a)),
+    countVms: (...a) => use((r) => r.countVms(...a)),
+    fleetMembers: (...a) => use((r) => r.fleetMembers(...a)),
     history: (...a) => use((r) => r.history(...a)),
     listLocks: (...a) => use((r) => r.listLocks(...a)),
     listPlans: (...a) => use((r) => r.listPlans(...a)),
-    planJournal: (...a) => use((r) => r.planJournal(...a)),
+    planJournalPage: (...a) => use((r) => r.planJournalPage(...a)),
     listBootAttempts: (...a) => use((r) => r.listBootAttempts(...a)),
     async close() {
       stopped = true;

@@ -1,0 +1,132 @@
+// Found by review: the dashboard's pages were paginated but their reads were
+// not. The overview read every live VM of the stack to count them, a fleet's
+// page every member of the fleet, a VM's page every member of its fleet, and
+// an apply's page every journal row of the plan, then showed a page of them:
+// on a 1,000,000-VM record, seconds of the authority's CPU (its event loop
+// also answers the DMZ clients) and hundreds of MB per page load, which any
+// read-only token could ask for again and again. Counted, not timed: the rows
+// the record hands the dashboard per page, over a real record.
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
+import { memoryRecord } from '../record/testing.ts';
+import type { NewVm, SqlRecord } from '../record/index.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED } from './pages.ts';
+import { recordSource } from './record-source.ts';
+import { registerUi } from './server.ts';
+
+const STACK = 'bounded';
+const MEMBERS = 1201;
+const STEPS = 2500;
+const DCS = ['austin', 'miami', 'richmond'];
+
+let record: SqlRecord;
+let app: FastifyInstance;
+/** Rows the record answered the dashboard with since the last reset: the length of each array it returned, however deep. */
+let rowsRead = 0;
+
+function rowsIn(value: unknown): number {
+  if (Array.isArray(value)) return value.length;
+  if (value && typeof value === 'object') return Object.values(value).reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : 0), 0);
+  return 0;
+}
+
+/** The record, every call's answer counted (rowsIn). */
+function counted(r: SqlRecord): SqlRecord {
+  return new Proxy(r, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      return async (...args: unknown[]) => {
+        const out = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        rowsRead += rowsIn(out);
+        return out;
+      };
+    },
+  });
+}
+
+const newVm = (fleet: string, index: number, state: string): NewVm => ({
+  stack: STACK, fleet, owner: 'team', index, dataCenter: DCS[index % DCS.length], state, desiredState: 'Running', specHash: 'h', image: 'ubuntu-22.04',
+  size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, encryptedDisk: true,
+});
+
+beforeAll(async () => {
+  record = await memoryRecord();
+  await record.bulkInsertVms(
+    [...Array.from({ length: MEMBERS }, (_, i) => newVm('big', i, i % 7 === 0 ? 'PoweredOff' : 'Running')), ...Array.from({ length: 3 }, (_, i) => newVm('web', i, 'Running'))],
+    { actor: 'seed' },
+  );
+  await record.startPlan({ id: 'p-big', stack: STACK, digest: 'd', who: 'ci', startedAt: '2026-12-01T09:00:00.000Z' });
+  // 150 failed steps, among the first 1500 rows.
+  await Promise.all(
+    Array.from({ length: STEPS }, (_, i) =>
+      record.journal({ planId: 'p-big', address: `big/${i}`, seq: 0, vmId: null, from: 'PoweredOn', to: 'Starting', idempotencyKey: `k${i}`, status: i % 10 === 0 && i < 1500 ? 'failed' : 'done', detail: `row ${i}` }),
+    ),
+  );
+  app = Fastify();
+  registerUi(app, { source: recordSource(counted(record), STACK, { name: 'default', version: '1.0.0', lifecycle: DEFAULT_LIFECYCLE }), authorize: () => 'read' });
+}, 60_000);
+afterAll(async () => {
+  await app?.close();
+  await record?.close();
+});
+
+async function page(url: string): Promise<{ status: number; body: string; rows: number }> {
+  rowsRead = 0;
+  const res = await app.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
+  return { status: res.statusCode, body: res.body, rows: rowsRead };
+}
+
+describe('the dashboard reads a bounded number of rows per page, whatever the size of the stack, fleet or apply', () => {
+  it('the overview: counts, not VMs', async () => {
+    const p = await page('/ui');
+    expect(p.status).toBe(200);
+    expect(p.body).toContain(`${MEMBERS + 3} VMs in 2 fleets over 3 data centers`);
+    expect(p.body).toContain('data-state="PoweredOff" data-count="58"');
+    // Per fleet, data center and state: at most 2 x 3 x 2 rows, plus the locks, applies and drift.
+    expect(p.rows).toBeLessThanOrEqual(50);
+  });
+
+  it.each([
+    ['/ui/fleets/big', 0, 500],
+    ['/ui/fleets/big?page=3', 1000, 201],
+  ])('a fleet\'s page (%s): that page of its members', async (url, first, count) => {
+    const p = await page(url);
+    expect(p.status).toBe(200);
+    const shown = [...p.body.matchAll(/<tr data-address="big\/(\d+)">/g)].map((m) => Number(m[1]));
+    expect(shown).toEqual(Array.from({ length: count }, (_, i) => first + i));
+    expect(p.body).toContain(`members ${first + 1}–${first + count} of ${MEMBERS}`);
+    expect(p.rows).toBeLessThanOrEqual(FLEET_PAGE_SIZE + 10);
+  });
+
+  it('a fleet\'s page past its last: 404, reading no more than a page', async () => {
+    const p = await page('/ui/fleets/big?page=4');
+    expect(p.status).toBe(404);
+    expect(p.body).toContain('it has 3 (500 members each)');
+    expect(p.rows).toBeLessThanOrEqual(FLEET_PAGE_SIZE + 10);
+  });
+
+  it('a VM\'s page: that VM', async () => {
+    const p = await page('/ui/vms/big/1100');
+    expect(p.status).toBe(200);
+    expect(p.body).toContain('<h1>big/1100</h1>');
+    expect(p.rows).toBeLessThanOrEqual(10);
+    expect((await page('/ui/vms/big/1201')).status).toBe(404);
+  });
+
+  it.each([
+    ['/ui/plans/p-big', 0, 1000],
+    ['/ui/plans/p-big?page=3', 2000, 500],
+  ])('an apply\'s page (%s): that page of its journal, its first failures', async (url, first, count) => {
+    const p = await page(url);
+    expect(p.status).toBe(200);
+    const shown = [...p.body.matchAll(/<td>row (\d+)<\/td><\/tr>/g)].map((m) => Number(m[1]));
+    expect(shown).toEqual(Array.from({ length: count }, (_, i) => first + i));
+    expect(p.body).toContain(`steps ${first + 1}–${first + count} of ${STEPS}`);
+    const failures = [...p.body.matchAll(/<li>big\/\d+: PoweredOn → Starting: row (\d+)<\/li>/g)].map((m) => Number(m[1]));
+    expect(failures).toEqual(Array.from({ length: MAX_FAILURES_LISTED }, (_, i) => i * 10));
+    expect(p.body).toContain('50 more failed steps');
+    expect(p.rows).toBeLessThanOrEqual(JOURNAL_PAGE_SIZE + MAX_FAILURES_LISTED + 10);
+  });
+});
