@@ -405,3 +405,77 @@ describe('judgeRequestRules: what a custom check returns', () => {
     expect(judgeRequestRules(pack, facts)).toEqual(want);
   });
 });
+
+/**
+ * A request-level check was handed the authority's own objects: a create's
+ * facts held the request's size, which the authority then inserted, and an
+ * edge's the cached record row's. A check that wrote `req.size.cpu = 1`
+ * and returned no finding had the record hold a 1-vCPU VM where 16 were
+ * asked for and counted against quota and capacity, and the next rules
+ * judge that. The facts are read-only: a write is the rule failing, a veto.
+ */
+describe('judgeRequestRules: a check that writes to the request', () => {
+  const shrink: Rule = {
+    name: 'shrink',
+    description: 'd',
+    configSchema: { type: 'object' },
+    checkRequest(req) {
+      (req.size as { cpu: number }).cpu = 1;
+      (req as { address: string }).address = 'other/0';
+      return [];
+    },
+  };
+  it('leaves the facts as they were and vetoes the request', async () => {
+    const base = await defaultPack();
+    const seen: unknown[] = [];
+    const reader: Rule = { name: 'reader', description: 'd', configSchema: { type: 'object' }, checkRequest: (req) => (seen.push([req.address, req.size.cpu]), []) };
+    const pack: LoadedPack = {
+      ...base,
+      rules: new Map([
+        ['shrink', { rule: shrink, enforcement: 'mandatory', config: {} }],
+        ['reader', { rule: reader, enforcement: 'mandatory', config: {} }],
+      ]),
+    };
+    const facts: RequestFacts = {
+      kind: 'create', stack: 's', fleet: 'web', address: 'web/0', owner: 'team-a', dataCenter: 'miami', image: 'ubuntu-22.04',
+      size: { cpu: 16, memoryGiB: 1, diskGiB: 10 }, encryptedDisk: false, from: null, to: 'Requested', operation: 'insert',
+    };
+    const judged = judgeRequestRules(pack, facts);
+    expect(facts).toMatchObject({ address: 'web/0', size: { cpu: 16 } });
+    expect(judged).toEqual(refuse('policy-veto', expect.stringMatching(/^rule shrink failed on web\/0: Cannot assign to read only property 'cpu'/)));
+    expect(seen).toEqual([]);
+  });
+
+  it.each(testBackends())('over HTTP ($name): the record never holds the size the check wrote', async (backend) => {
+    const t = await backend.create();
+    try {
+      const base = await defaultPack();
+      const pack: LoadedPack = { ...base, rules: new Map([...base.rules, ['shrink', { rule: shrink, enforcement: 'mandatory', config: {} }]]) };
+      const w = await startWorld(t.record, pack);
+      try {
+        const id = randomUUID();
+        const r = await post<AuthorizeResponse>(w, '/v1/authorize', create(id, vm(w, 'web', 'team-a', 0, { size: { cpu: 16, memoryGiB: 4, diskGiB: 10 } })));
+        expect(r.body.decision).toBe('vetoed');
+        expect(await w.record.getVm(id)).toBeUndefined();
+      } finally {
+        await w.close();
+      }
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+/** What a request-level check throws, shown: `String(err)` of an object without a prototype threw out of the authority's judgment ("Cannot convert object to primitive value"). */
+describe('judgeRequestRules: a check that throws what cannot be shown', () => {
+  it('vetoes the request, naming the rule', async () => {
+    const base = await defaultPack();
+    const rule: Rule = { name: 'weird', description: 'd', configSchema: { type: 'object' }, checkRequest: () => { throw Object.create(null); } };
+    const pack: LoadedPack = { ...base, rules: new Map([['weird', { rule, enforcement: 'mandatory', config: {} }]]) };
+    const facts: RequestFacts = {
+      kind: 'create', stack: 's', fleet: 'web', address: 'web/0', owner: 'team-a', dataCenter: 'miami', image: 'ubuntu-22.04',
+      size: { cpu: 1, memoryGiB: 1, diskGiB: 10 }, encryptedDisk: false, from: null, to: 'Requested', operation: 'insert',
+    };
+    expect(judgeRequestRules(pack, facts)).toEqual(refuse('policy-veto', 'rule weird failed on web/0: {}'));
+  });
+});

@@ -18,7 +18,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Budget, Limits, VmRow } from '../record/index.ts';
 import type { Finding, Lifecycle, LoadedPack, RequestFacts } from '../policy/types.ts';
-import { checkedFindings, isBounded, ownerLimits, ruleTimeout, ruleTimeoutMs, runWithin } from '../policy/index.ts';
+import { checkedFindings, describeThrown, isBounded, ownerLimits, ruleTimeout, ruleTimeoutMs, runWithin } from '../policy/index.ts';
 import { overrideProof, refuse, type Decided, type Override } from '../../protocol/index.ts';
 
 /** The capacity of each data center of the stack (stack.yaml dataCenters[].capacity). */
@@ -122,13 +122,20 @@ export function judgeProtect(
  * thread, and with it every other request, forever.
  */
 export function judgeRequestRules(pack: LoadedPack, facts: RequestFacts): Decided {
+  // The checks read a frozen copy: a create's facts hold the request's own
+  // size (which the authority inserts) and an edge's the cached record row's,
+  // so a check writing `req.size.cpu = 1` changed what the record took, and
+  // what the rules after it judged. A write now throws: the rule failed.
+  let view: RequestFacts | undefined;
   for (const r of pack.rules.values()) {
     if (r.enforcement !== 'mandatory' || !r.rule.checkRequest) continue;
     const { checkRequest } = r.rule;
+    view ??= Object.freeze({ ...facts, size: Object.freeze({ ...facts.size }) });
+    const req = view;
     let findings: Finding[] = [];
     try {
       const judge = (): void => {
-        findings = checkedFindings(checkRequest.call(r.rule, facts, { config: r.config, lifecycle: pack.lifecycle, images: pack.images }));
+        findings = checkedFindings(checkRequest.call(r.rule, req, { config: r.config, lifecycle: pack.lifecycle, images: pack.images }));
       };
       if (!isBounded(r.rule)) judge();
       else {
@@ -139,7 +146,7 @@ export function judgeRequestRules(pack: LoadedPack, facts: RequestFacts): Decide
         }
       }
     } catch (err) {
-      return refuse('policy-veto', `rule ${r.rule.name} failed on ${facts.address}: ${err instanceof Error ? err.message : String(err)}`);
+      return refuse('policy-veto', `rule ${r.rule.name} failed on ${facts.address}: ${describeThrown(err)}`);
     }
     if (findings.length > 0) return refuse('policy-veto', `rule ${r.rule.name}: ${findings[0].message}`);
   }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PlanDocument } from '../model/index.ts';
-import { DEFAULT_PACK_DIR, plan as emptyPlan, scratch } from '../policy/testdata/fixtures.ts';
+import { DEFAULT_PACK_DIR, change, plan as emptyPlan, scratch } from '../policy/testdata/fixtures.ts';
 import { diffRows, runPolicyTests, type PlanFn } from './policy-tests.ts';
 
 const FLEET = `
@@ -152,7 +152,7 @@ describe('runPolicyTests', () => {
     let seen: Parameters<PlanFn>[0] | undefined;
     const fake: PlanFn = (input) => {
       seen = input;
-      return emptyPlan([]) as PlanDocument;
+      return emptyPlan([change('web/0', 'noop')]) as PlanDocument;
     };
     const { results } = await runPolicyTests(dir, { plan: fake });
     expect(results[0].passed).toBe(true);
@@ -164,6 +164,70 @@ describe('runPolicyTests', () => {
       ['web/1', 'PoweredOff', 'rhel-9', false],
     ]);
     expect(seen!.options).toEqual({ targets: ['web'], excludes: [], allowDestroy: ['web'], refresh: false });
+  });
+
+  // Cases that assert nothing passed: a tests folder whose cases were all
+  // misnamed (web.yaml.txt, or a subfolder) ran none and said "0 passed, 0
+  // failed", exit 0; a case with no fleets and no record planned nothing,
+  // expected nothing, and passed whatever the pack said.
+  it('reports a tests folder without a case', async () => {
+    const dir = await scratch({ 'policy.yaml': await readFile(join(DEFAULT_PACK_DIR, 'policy.yaml'), 'utf8'), 'tests/web.yaml.txt': 'x', 'tests/more/web.yaml': 'x' });
+    const r = await runPolicyTests(dir);
+    expect(r.results).toEqual([]);
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['policy.no-tests']);
+    expect(r.diagnostics[0].detail).toMatch(/holds no test case/);
+  });
+
+  it('fails a case that plans no member and expects nothing', async () => {
+    const dir = await packWithCases({
+      empty: `stack:\n  dataCenters: [{ name: miami }]\nspecs: []\nexpect: {}\n`,
+      'zero-count': `stack:\n  dataCenters: [{ name: miami }]\nspecs:\n  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: web, owner: team-a }, spec: { count: 0, image: ubuntu-22.04, size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } } }\nexpect:\n  violations: []\n`,
+      'record-only': `stack:\n  dataCenters: [{ name: miami }]\nspecs: []\nrecord:\n  - { address: web/0, dataCenter: miami, state: PoweredOff }\nexpect: {}\n`,
+    });
+    const { results } = await runPolicyTests(dir);
+    const byName = Object.fromEntries(results.map((r) => [r.name, r]));
+    for (const name of ['empty', 'zero-count']) {
+      expect(byName[name].passed).toBe(false);
+      expect(byName[name].diagnostics.map((d) => `${d.code}@${d.line}`)).toEqual([`policy.test-case@${name === 'empty' ? 4 : 5}`]);
+      expect(byName[name].diagnostics[0].detail).toMatch(/plans no member and expects no violation or grant: it would pass whatever the pack says/);
+    }
+    // A member deleted is something to judge.
+    expect(byName['record-only']).toMatchObject({ passed: true, diagnostics: [] });
+  });
+
+  // A record row's `owner` passed the case's schema and was dropped: the
+  // planner never heard whose fleet api is, so api/0 counted toward no
+  // quota, and a case asserting that it does failed (or one asserting the
+  // opposite passed) whatever the pack said.
+  it("counts a record row's owner, for a fleet no spec names", async () => {
+    const dir = await packWithCases({
+      owned: [
+        'stack:',
+        '  dataCenters: [{ name: miami }]',
+        '  policyPack: { config: { owner-quota: { limits: { team-a: { vms: 2 } } } } }',
+        `specs:${FLEET}record:`,
+        '  - { address: api/0, dataCenter: miami, state: Running, owner: team-a }',
+        'options: { targets: [web] }',
+        'expect:',
+        '  violations: [{ policy: require-encrypted-disk, level: advisory, address: web }]',
+        '  grants: [{ fleet: web, requested: 2, granted: 1 }]',
+        '',
+      ].join('\n'),
+      conflicting: [
+        'stack:',
+        '  dataCenters: [{ name: miami }]',
+        `specs:${FLEET}record:`,
+        '  - { address: api/0, dataCenter: miami, state: Running, owner: team-a }',
+        '  - { address: api/1, dataCenter: miami, state: Running, owner: team-b }',
+        'expect: {}',
+        '',
+      ].join('\n'),
+    });
+    const { results } = await runPolicyTests(dir);
+    const byName = Object.fromEntries(results.map((r) => [r.name, r]));
+    expect({ diff: byName.owned.diff, diagnostics: byName.owned.diagnostics }).toEqual({ diff: [], diagnostics: [] });
+    expect(byName.conflicting.passed).toBe(false);
+    expect(byName.conflicting.diagnostics.map((d) => `${d.code}@${d.line}`)).toEqual(['policy.test-case@10']);
   });
 
   it('reports a pack without a tests folder', async () => {

@@ -137,6 +137,8 @@ export type PlanFn = (input: {
   fleets: LoadResult['fleets'];
   record: VmRow[];
   fleetVersions: Record<string, number>;
+  /** Owner of each fleet the case's record names one for (its rows' `owner`). */
+  owners?: Record<string, string>;
   options: PlanDocument['options'];
   now?: Date;
   id?: string;
@@ -213,6 +215,7 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
   const states = loaded.pack!.lifecycle.states;
   const dcs = loaded.stack!.dataCenters.map((d) => d.name);
   const first = new Map<string, number>();
+  const owners = new Map<string, { owner: string; row: number }>();
   (c.record ?? []).forEach((r, i) => {
     if (!states.includes(r.state)) {
       out.push(diag('policy.test-case', `record[${i}].state ${r.state} is not a state of pack ${loaded.pack!.name}'s lifecycle (${states.join(', ')}).`, where(['record', i, 'state'])));
@@ -220,6 +223,16 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
     if (!dcs.includes(r.dataCenter)) {
       out.push(diag('policy.test-case', `record[${i}].dataCenter ${r.dataCenter} is not a data center of the case's stack (${dcs.join(', ')}).`, where(['record', i, 'dataCenter'])));
     }
+    const owner = r.owner !== undefined ? owners.get(parseVmAddress(r.address)!.fleet) : undefined;
+    if (owner && owner.owner !== r.owner) {
+      out.push(
+        diag(
+          'policy.test-case',
+          `record[${i}].owner ${r.owner} is not record[${owner.row}]'s owner of fleet ${parseVmAddress(r.address)!.fleet} (${owner.owner}): the record holds one owner per fleet.`,
+          where(['record', i, 'owner']),
+        ),
+      );
+    } else if (r.owner !== undefined && !owner) owners.set(parseVmAddress(r.address)!.fleet, { owner: r.owner, row: i });
     const prev = first.get(r.address);
     if (prev !== undefined) {
       out.push(diag('policy.test-case', `record[${i}].address ${r.address} is also record[${prev}]'s: the record holds one live VM per address.`, where(['record', i, 'address'])));
@@ -293,6 +306,13 @@ export function diffRows(what: string, expected: Row[], actual: Row[]): string[]
   return [`${what}:`, ...missing.sort().map((k) => `  - expected ${k}`), ...extra.sort().map((k) => `  + actual   ${k}`)];
 }
 
+/** The owner of each fleet the case's record rows name one for (checkRecord: one per fleet), as the record's fleet rows hold it. */
+function recordOwners(c: PolicyTestCase): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const r of c.record ?? []) if (r.owner !== undefined) out[parseVmAddress(r.address)!.fleet] ??= r.owner;
+  return out;
+}
+
 /** Runs one case file against the pack. Never throws for a bad case: it fails with diagnostics. */
 export async function runPolicyCase(packDir: string, file: string, plan: PlanFn): Promise<PolicyTestResult> {
   const name = basename(file).replace(/\.ya?ml$/, '');
@@ -354,6 +374,8 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
       fleets: [...loaded.fleets],
       record,
       fleetVersions: {},
+      // A record row's owner is its fleet row's: quotas count the fleet under it, with or without a spec.
+      ...(Object.keys(recordOwners(c)).length ? { owners: recordOwners(c) } : {}),
       options: { targets: opts.targets ?? [], excludes: opts.excludes ?? [], allowDestroy: opts.allowDestroy ?? [], refresh: false },
       now: new Date('2026-01-01T00:00:00Z'),
       id: `policy-test-${name}`,
@@ -368,6 +390,20 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
       ...diffRows('violations', v(c.expect.violations ?? []), v(doc.policy.violations)),
       ...diffRows('grants', g(c.expect.grants ?? []), g(doc.policy.grants)),
     ];
+    // A case with no member to judge that expects nothing passes whatever the pack says: it tests nothing.
+    const expectsNothing = !c.expect.violations?.length && !c.expect.grants?.length;
+    if (expectsNothing && doc.changes.length === 0 && doc.unchanged.length === 0 && doc.policy.violations.length === 0 && doc.policy.grants.length === 0) {
+      result.diagnostics = [
+        ...result.diagnostics,
+        diag(
+          'policy.test-case',
+          `Case ${name} plans no member and expects no violation or grant: it would pass whatever the pack says. Give it fleets with members (specs, a count above 0) or record VMs, and the violations or grants the pack should give them.`,
+          y.where(['expect']),
+        ),
+      ];
+      result.passed = false;
+      return result;
+    }
     // A rule stopped at its deadline fails the case even where the case expects its violation: whether it finishes is the machine's speed, not the pack's policy.
     result.passed = result.diff.length === 0 && reported.length === 0;
     return result;
@@ -390,6 +426,13 @@ export async function runPolicyTests(packDir: string, opts: RunOptions = {}): Pr
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return { results: [], diagnostics: [diag('policy.pack-missing', `No test folder: ${dir} does not exist.`, { file: dir })] };
     return { results: [], diagnostics: [diag('policy.read-error', `The pack's test folder cannot be read: ${fsReason(err)}.`, { file: dir })] };
+  }
+  if (files.length === 0) {
+    // "0 passed, 0 failed", exit 0, was a pass for a pack whose cases were all misnamed (web.yaml.txt) or in a subfolder.
+    return {
+      results: [],
+      diagnostics: [diag('policy.no-tests', `The pack's test folder ${dir} holds no test case (a *.yaml or *.yml file directly in it): \`fleet policy test\` would pass having tested nothing.`, { file: dir })],
+    };
   }
   const plan = opts.plan ?? computePlan;
   const results: PolicyTestResult[] = [];

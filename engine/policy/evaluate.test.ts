@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import type { Diagnostic } from '../diags/index.ts';
 import { evaluateRules, shownFile } from './evaluate.ts';
 import { loadPack } from './load.ts';
-import { change, ctx, packWith, plan, scratch } from './testdata/fixtures.ts';
-import type { Finding, Rule } from './types.ts';
+import { change, ctx, fleet, packWith, plan, scratch, vm } from './testdata/fixtures.ts';
+import type { Finding, RequestFacts, Rule } from './types.ts';
 
 const CUSTOM_PACK_DIR = fileURLToPath(new URL('./testdata/custom-pack', import.meta.url));
 
@@ -154,5 +154,151 @@ describe('shownFile', () => {
     ['rules/spin.ts', '/repo', 'rules/spin.ts'],
   ])('%s from %s -> %s', (file, cwd, want) => {
     expect(shownFile(file, cwd)).toBe(want);
+  });
+});
+
+/**
+ * A custom rule is handed the plan being made and the planner's context.
+ * One that wrote to them (`change.size.cpu = 1`, `change.action = 'noop'`,
+ * a record row's state) changed the plan document itself, which `fleet
+ * apply` then carried out, and what the rules after it judged. Its inputs
+ * are read-only: a write is the rule failing (a mandatory violation), and
+ * the plan and every later rule see what the planner made.
+ */
+describe('evaluateRules: a rule that writes to its inputs', () => {
+  const writer: Rule = {
+    name: 'writer',
+    description: 'd',
+    configSchema: { type: 'object' },
+    checkChange(c, rctx) {
+      try {
+        (rctx.record[0] as { state: string }).state = 'Deleted';
+      } catch {
+        // a frozen record: go on to the change
+      }
+      c.size.cpu = 1;
+      (c as { action: string }).action = 'noop';
+      return [];
+    },
+    checkPlan(p) {
+      p.changes.length = 0;
+      return [];
+    },
+  };
+  const seen: unknown[] = [];
+  const reader: Rule = {
+    name: 'reader',
+    description: 'd',
+    configSchema: { type: 'object' },
+    checkChange(c, rctx) {
+      seen.push([c.action, c.size.cpu, rctx.record[0].state]);
+      return [];
+    },
+  };
+  it('changes neither the plan nor what the next rule sees, and fails', () => {
+    seen.length = 0;
+    const c = change('web/0', 'create', { size: { cpu: 16, memoryGiB: 64, diskGiB: 100 } });
+    const p = plan([c]);
+    const record = [vm('web/1')];
+    const vs = evaluateRules(p, ctx({ record }), packWith([[writer, 'advisory'], [reader, 'mandatory']]));
+    expect(p.changes).toHaveLength(1);
+    expect(p.changes[0]).toMatchObject({ action: 'create', size: { cpu: 16 } });
+    expect(record[0].state).toBe('Running');
+    expect(seen).toEqual([['create', 16, 'Running']]);
+    expect(vs.map((v) => [v.policy, v.level, v.address])).toEqual([
+      ['writer', 'mandatory', 'web/0'],
+      ['writer', 'mandatory', 's'],
+    ]);
+    expect(vs[0].message).toMatch(/^Rule writer failed: Cannot assign to read only property/);
+  });
+});
+
+/**
+ * A custom rule with only a checkRequest was judged at the authority and
+ * nowhere in the plan: `fleet plan` showed no violation, and `fleet apply`
+ * then had some of its creates vetoed after others were made (a stack of
+ * 7 creates: 2 made, 5 vetoed, "rule no-big-disk: 200 GiB disk is more
+ * than 50"). The plan previews it over the requests apply will send.
+ */
+describe('evaluateRules: a request-level custom rule is previewed in the plan', () => {
+  const asked: RequestFacts[] = [];
+  const noBigDisk: Rule = {
+    name: 'no-big-disk',
+    description: 'd',
+    configSchema: { type: 'object' },
+    checkRequest(req) {
+      asked.push(req);
+      return req.size.diskGiB > 50 ? [{ address: req.address, message: `${req.size.diskGiB} GiB disk is more than 50.`, hint: 'h' }] : [];
+    },
+  };
+  const big = { cpu: 2, memoryGiB: 4, diskGiB: 100 };
+
+  it('a create it vetoes is a violation at its level, once per change', () => {
+    asked.length = 0;
+    const c = change('web/0', 'create', { size: big, steps: [{ from: 'Requested', to: 'BeingCreated', member: 'current', operation: 'none' }, { from: 'BeingCreated', to: 'PoweredOff', member: 'current', operation: 'createVm' }] });
+    const vs = evaluateRules(plan([c, change('web/1', 'create')]), ctx({ fleets: [fleet('web', { owner: 'team-a' })] }), packWith([[noBigDisk, 'mandatory']]));
+    expect(vs.map((v) => [v.policy, v.level, v.address])).toEqual([['no-big-disk', 'mandatory', 'web/0']]);
+    expect(vs[0].message).toMatch(/^100 GiB disk is more than 50\. \(its checkRequest, on the create of web\/0/);
+    // What the authority is asked, as it builds it: the create, then each edge.
+    expect(asked.filter((r) => r.address === 'web/0').map((r) => [r.kind, r.from, r.to, r.operation, r.owner, r.dataCenter, r.image])).toEqual([
+      ['create', null, 'Requested', 'insert', 'team-a', 'miami', 'ubuntu-22.04'],
+      ['transition', 'Requested', 'BeingCreated', 'none', 'team-a', 'miami', 'ubuntu-22.04'],
+      ['transition', 'BeingCreated', 'PoweredOff', 'createVm', 'team-a', 'miami', 'ubuntu-22.04'],
+    ]);
+  });
+
+  it("an existing VM's edges carry its record row; a resize the new size, and the size after it", () => {
+    asked.length = 0;
+    const row = vm('web/0', { id: 'vm-0', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } });
+    const c = change('web/0', 'update', {
+      vmId: 'vm-0',
+      size: big,
+      steps: [
+        { from: 'Running', to: 'ShuttingDown', member: 'current', operation: 'shutdown' },
+        { from: 'ShuttingDown', to: 'PoweredOff', member: 'current', operation: 'powerOff' },
+        { from: 'PoweredOff', to: 'PoweredOff', member: 'current', operation: 'resize' },
+        { from: 'PoweredOff', to: 'PoweredOn', member: 'current', operation: 'powerOn' },
+      ],
+    });
+    const vs = evaluateRules(plan([c]), ctx({ record: [row] }), packWith([[noBigDisk, 'advisory']]));
+    expect(asked.map((r) => [r.kind, r.from, r.to, r.size.diskGiB])).toEqual([
+      ['transition', 'Running', 'ShuttingDown', 20],
+      ['transition', 'ShuttingDown', 'PoweredOff', 20],
+      ['resize', 'PoweredOff', 'PoweredOff', 100],
+      ['transition', 'PoweredOff', 'PoweredOn', 100],
+    ]);
+    expect(vs.map((v) => [v.policy, v.level, v.address])).toEqual([['no-big-disk', 'advisory', 'web/0']]);
+    expect(vs[0].message).toContain('on the resize in PoweredOff of web/0');
+  });
+
+  it('disabled: not run; noops: no request', () => {
+    asked.length = 0;
+    expect(evaluateRules(plan([change('web/0', 'create', { size: big })]), ctx(), packWith([[noBigDisk, 'disabled']]))).toEqual([]);
+    expect(evaluateRules(plan([change('web/0', 'noop', { size: big })]), ctx(), packWith([[noBigDisk, 'mandatory']]))).toEqual([]);
+    expect(asked).toEqual([]);
+  });
+
+  it('a checkRequest that throws is the rule failing, as at the authority', () => {
+    const throws: Rule = { ...noBigDisk, name: 'throws', checkRequest: () => { throw new Error('boom'); } };
+    const vs = evaluateRules(plan([change('web/0', 'create')]), ctx(), packWith([[throws, 'advisory']]));
+    expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual([['throws', 'mandatory', 'web/0', 'Rule throws failed: boom']]);
+  });
+});
+
+/**
+ * What a check throws is anyone's value. One that threw an object without a
+ * way to be a string (`Object.create(null)`, a toString that throws)
+ * crashed the plan: the report of the failure, `String(err)`, threw again
+ * ("Cannot convert object to primitive value") out of evaluateRules.
+ */
+describe('evaluateRules: a check that throws what cannot be shown', () => {
+  it.each([
+    { name: 'an object with no prototype', thrown: () => Object.create(null) as unknown, shown: '{}' },
+    { name: 'an object whose toString throws', thrown: () => ({ toString: () => { throw new Error('no'); } }), shown: '{}' },
+    { name: 'an Error whose message throws', thrown: () => Object.defineProperty(new Error(), 'message', { get: () => { throw new Error('no'); } }), shown: 'Error' },
+  ])('$name: the rule failed, a violation', ({ thrown, shown }) => {
+    const rule: Rule = { name: 'weird', description: 'd', configSchema: { type: 'object' }, checkChange: () => { throw thrown(); } };
+    const vs = evaluateRules(plan([change('web/0', 'create')]), ctx(), packWith([[rule, 'advisory']]));
+    expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual([['weird', 'mandatory', 'web/0', `Rule weird failed: ${shown}`]]);
   });
 });

@@ -2,10 +2,11 @@
 // through the same path; a rule that throws is reported, never a crash, and
 // a custom rule that does not return in time is stopped and reported.
 import { diag, type Diagnostic, type Where } from '../diags/index.ts';
-import type { PlanDocument, Violation } from '../model/index.ts';
+import type { Change, PlanDocument, Step, Violation } from '../model/index.ts';
 import { builtin, functionLocation, ruleTimeoutMs, runWithin, showSeconds } from './deadline.ts';
 import { BUILTIN_RULES } from './rules/builtin.ts';
-import type { Finding, LoadedPack, ResolvedRule, Rule, RuleContext } from './types.ts';
+import type { PlanVmRow } from '../record/types.ts';
+import type { Finding, LoadedPack, RequestFacts, RequestRuleContext, ResolvedRule, Rule, RuleContext } from './types.ts';
 
 export type EvalContext = Omit<RuleContext, 'config' | 'enforcement'>;
 
@@ -13,8 +14,35 @@ function toViolation(r: ResolvedRule, f: Finding): Violation {
   return { policy: r.rule.name, level: r.enforcement, address: f.address, message: f.message, hint: f.hint };
 }
 
+/**
+ * What a rule (a pack author's code) threw, for a message; never throws.
+ * `String(err)` of an object without a prototype, or one whose toString or
+ * message getter throws, threw again from the report of the failure, and
+ * crashed the plan, the pack's loading or the authority's judgment.
+ */
+export function describeThrown(err: unknown): string {
+  try {
+    if (err instanceof Error) return String(err.message);
+  } catch {
+    try {
+      return String((err as Error).name);
+    } catch {
+      return 'Error';
+    }
+  }
+  try {
+    return String(err);
+  } catch {
+    try {
+      return JSON.stringify(err) ?? typeof err;
+    } catch {
+      return typeof err;
+    }
+  }
+}
+
 function crashed(r: ResolvedRule, address: string, err: unknown): Violation {
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = describeThrown(err);
   return {
     policy: r.rule.name,
     level: 'mandatory',
@@ -74,14 +102,20 @@ export function isBounded(rule: Rule): boolean {
 
 /** Which check of a rule was running, on what: a rule that runs out of time is reported there. */
 interface Progress {
-  check: 'checkChange' | 'checkPlan';
+  check: 'checkChange' | 'checkPlan' | 'checkRequest';
   address: string;
   done: number;
 }
 
-/** One rule over the plan: checkChange over each change (in plan order), then checkPlan once. */
-function runRule(r: ResolvedRule, plan: PlanDocument, rctx: RuleContext, out: Violation[], at?: Progress): void {
-  const { checkChange, checkPlan } = r.rule;
+/**
+ * One rule over the plan: checkChange over each change (in plan order), then
+ * checkPlan once, then (`requests`: a custom rule) its checkRequest over the
+ * requests apply will send for each change, the preview of what the
+ * authority judges.
+ */
+function runRule(r: ResolvedRule, plan: PlanDocument, rctx: RuleContext, out: Violation[], at?: Progress, requests = false): void {
+  const { checkChange, checkPlan, checkRequest } = r.rule;
+  const before = out.length;
   if (checkChange) {
     for (const change of plan.changes) {
       if (at) at.address = change.address;
@@ -96,6 +130,74 @@ function runRule(r: ResolvedRule, plan: PlanDocument, rctx: RuleContext, out: Vi
     }
     out.push(...findings(r, () => checkPlan.call(r.rule, plan, rctx), plan.stack));
   }
+  if (checkRequest && requests) {
+    if (at) at.check = 'checkRequest';
+    const said = new Set(out.slice(before).map((v) => `${v.address}\u0000${v.message}`));
+    const reqCtx: RequestRuleContext = { config: rctx.config, lifecycle: rctx.lifecycle, images: rctx.images };
+    const rows = new Map(rctx.record.map((v) => [v.id, v]));
+    for (const change of plan.changes) {
+      if (at) at.address = change.address;
+      for (const { facts, what } of requestsOf(change, plan.stack, rctx, (id) => rows.get(id))) {
+        for (const v of findings(r, () => checkRequest.call(r.rule, facts, reqCtx), change.address)) {
+          // Once per change and message: a rule that finds the same on each edge of a path says it once.
+          const key = `${v.address}\u0000${v.message}`;
+          if (said.has(key)) continue;
+          said.add(key);
+          out.push(v.message.startsWith(`Rule ${r.rule.name} failed`) ? v : { ...v, message: `${v.message} (its checkRequest, on ${what} of ${change.address}: the authority judges it again per request)` });
+        }
+      }
+      if (at) at.done++;
+    }
+  }
+}
+
+/**
+ * The requests `fleet apply` sends the authority for a change, as the
+ * authority's checkRequest reads them (engine/authority/create.ts, gate.ts):
+ * a create (from nothing into the initial state, `insert`) before a new
+ * VM's steps, then one request per step, a step of one state to itself with
+ * the `resize` operation a resize. An existing VM's facts are the record's
+ * (its image, size, encryption, data center), its size the new one once a
+ * resize is behind it; a new VM's are the change's. The owner is the
+ * fleet's spec owner, else the one the record holds.
+ */
+export function requestsOf(
+  change: Change,
+  stack: string,
+  ctx: Pick<RuleContext, 'fleets' | 'owners' | 'lifecycle'>,
+  rowOf: (id: string) => PlanVmRow | undefined,
+): { facts: RequestFacts; what: string }[] {
+  if (change.action === 'noop') return [];
+  const owner = ctx.fleets.find((f) => f.name === change.fleet)?.owner ?? ctx.owners?.[change.fleet] ?? '';
+  const row = change.vmId !== undefined ? rowOf(change.vmId) : undefined;
+  const base = { stack, fleet: change.fleet, address: change.address, owner };
+  const fresh = { dataCenter: change.dataCenter, image: change.image.logical, size: change.size, encryptedDisk: change.encryptedDisk };
+  const existing = row ? { dataCenter: row.dataCenter, image: row.image, size: row.size, encryptedDisk: row.encryptedDisk } : fresh;
+  const out: { facts: RequestFacts; what: string }[] = [];
+  const vm = { current: change.action === 'create' ? fresh : existing, new: fresh, old: existing };
+  const created = new Set<Step['member']>();
+  const create = (member: Step['member']): void => {
+    if (created.has(member)) return;
+    created.add(member);
+    out.push({ facts: Object.freeze({ ...base, ...vm[member], kind: 'create', from: null, to: ctx.lifecycle.initial, operation: 'insert' }), what: 'the create' });
+  };
+  if (change.action === 'create') create('current');
+  for (const step of change.steps) {
+    if (step.member === 'new') create('new');
+    const resize = step.operation === 'resize' && step.from === step.to;
+    const facts: RequestFacts = Object.freeze({
+      ...base,
+      ...vm[step.member],
+      size: resize ? change.size : vm[step.member].size,
+      kind: resize ? 'resize' : 'transition',
+      from: step.from,
+      to: step.to,
+      operation: step.operation,
+    });
+    out.push({ facts, what: resize ? `the resize in ${step.from}` : `the edge ${step.from} -> ${step.to}` });
+    if (resize) vm[step.member] = { ...vm[step.member], size: change.size };
+  }
+  return out;
 }
 
 /**
@@ -132,6 +234,30 @@ export function ruleTimeout(
   };
 }
 
+/** `v` and everything in it frozen (a Map or Set inside stays writable: the copy's own). */
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
+/**
+ * What custom rules read: a frozen copy of the plan and of the planner's
+ * context. A custom rule is a pack author's code, and the plan it is handed
+ * is the document `fleet apply` carries out: a check that set
+ * `change.size.cpu = 1` or emptied `plan.changes` changed what was applied,
+ * and what the rules after it judged. Frozen, such a write throws (checks
+ * run in strict mode: a module is), and the rule fails like one that
+ * throws. The lifecycle and the image catalog are frozen at load.
+ */
+function readOnlyView(plan: PlanDocument, ctx: EvalContext): { plan: PlanDocument; ctx: EvalContext } {
+  const { lifecycle, images, allowDestroy, protectedFleets, ...data } = ctx;
+  const copy = deepFreeze(structuredClone({ plan, data }));
+  return { plan: copy.plan, ctx: { ...copy.data, lifecycle, images, allowDestroy, ...(protectedFleets ? { protectedFleets } : {}) } };
+}
+
 /**
  * Runs every enabled rule: checkChange over each change (in plan order),
  * then checkPlan once. Violations come out rule by rule, in the pack's rule
@@ -148,20 +274,29 @@ export function ruleTimeout(
  */
 export function evaluateRules(plan: PlanDocument, ctx: EvalContext, pack: LoadedPack, report?: (d: Diagnostic) => void): Violation[] {
   const out: Violation[] = [];
+  let view: { plan: PlanDocument; ctx: EvalContext } | undefined;
   for (const r of pack.rules.values()) {
     if (r.enforcement === 'disabled') continue;
-    const rctx: RuleContext = { ...ctx, config: r.config, enforcement: r.enforcement };
     if (!isBounded(r.rule)) {
-      runRule(r, plan, rctx, out);
+      runRule(r, plan, { ...ctx, config: r.config, enforcement: r.enforcement }, out);
       continue;
     }
+    // A custom rule reads a frozen copy (made once, for every custom rule): what it writes is the rule failing, never the plan.
+    view ??= readOnlyView(plan, ctx);
+    const rctx: RuleContext = {
+      ...view.ctx,
+      allowDestroy: new Set(ctx.allowDestroy),
+      ...(ctx.protectedFleets ? { protectedFleets: new Set(ctx.protectedFleets) } : {}),
+      config: r.config,
+      enforcement: r.enforcement,
+    };
     const at: Progress = { check: 'checkChange', address: plan.stack, done: 0 };
     const ms = ruleTimeoutMs(pack.ruleTimeoutSeconds);
     const found: Violation[] = [];
-    const finished = runWithin(ms, () => runRule(r, plan, rctx, found, at));
+    const finished = runWithin(ms, () => runRule(r, view!.plan, rctx, found, at, true));
     out.push(...found);
     if (finished) continue;
-    const on = at.check === 'checkChange' ? `${at.address} (${at.done} of ${plan.changes.length} changes checked before it)` : `the plan of stack ${plan.stack}`;
+    const on = at.check === 'checkPlan' ? `the plan of stack ${plan.stack}` : `${at.address} (${at.done} of ${plan.changes.length} changes checked before it)`;
     const t = ruleTimeout(r, at.check, on, ms);
     out.push({ policy: r.rule.name, level: 'mandatory', address: at.address, message: t.message, hint: t.hint });
     report?.(diag('policy.rule-timeout', `${t.message} ${t.hint}`, { ...t.where, address: at.address }));

@@ -12,7 +12,7 @@ export {
   protectRule,
   requireEncryptedDiskRule,
 } from './rules/builtin.ts';
-export { checkedFindings, evaluateRules, isBounded, ruleTimeout, type EvalContext } from './evaluate.ts';
+export { checkedFindings, describeThrown, evaluateRules, isBounded, ruleTimeout, type EvalContext } from './evaluate.ts';
 export { RULE_TIMEOUT_SECONDS, ruleTimeoutMs, runWithin } from './deadline.ts';
 export { capacityEnforcement, capacityGrantFor, capacityLeft, ownerLimits, ownerQuota, ownerUsage, type Usage } from './budget.ts';
 export { GRAPH_FORMATS, renderDot, renderGraph, renderMermaid, type GraphFormat } from './graph.ts';

@@ -186,6 +186,12 @@ describe('checkLifecycle', () => {
       want: [['policy.requestable-terminal', 'requestable.1']],
     },
     {
+      // Every create put its VM straight into a failure state: a planned step into one, which DESIGN.md forbids.
+      name: 'the initial state listed as a failure state',
+      def: def([['A', 'B'], ['B', 'Z']], { failure: ['A'] }),
+      want: [['policy.initial-failure', 'failure.0']],
+    },
+    {
       name: 'duplicate edge',
       def: def([['A', 'B'], ['B', 'Z'], ['A', 'B']]),
       want: [['policy.duplicate-edge', 'transitions.2']],

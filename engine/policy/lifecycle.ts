@@ -118,6 +118,18 @@ export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] 
   def.terminal.forEach((s, i) => unknown(s, 'A terminal entry', ['terminal', i]));
   def.requestable.forEach((s, i) => unknown(s, 'A requestable entry', ['requestable', i]));
   (def.failure ?? []).forEach((s, i) => unknown(s, 'A failure entry', ['failure', i]));
+  // A create puts its VM in the initial state: were it a failure state, every plan's creates would step into one.
+  (def.failure ?? []).forEach((s, i) => {
+    if (s === def.initial) {
+      diags.push(
+        diag(
+          'policy.initial-failure',
+          `The initial state ${s} is listed as a failure state: every create puts its VM there, so every plan would step into a failure state, which plans never do (failure states are reached only by outcomes). Take ${s} out of lifecycle.failure, or give the diagram another initial state.`,
+          locate(['failure', i]),
+        ),
+      );
+    }
+  });
 
   const seenEdges = new Set<string>();
   const next = new Map<string, string[]>();

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -301,6 +301,21 @@ describe('loadPack: custom rule modules', () => {
       files: { 'r.ts': "export default { name: 'x', description: 'x', configSchema: { type: 'nonsense' }, checkPlan: () => [] };\n" },
       want: 'policy.module-load',
     },
+    // An $async schema's validator answers a Promise, which `if (!check(config))` took for valid: any setting passed.
+    {
+      name: 'rule with an $async config schema',
+      files: { 'r.ts': "export default { name: 'x', description: 'x', configSchema: { $async: true, type: 'object', required: ['max'] }, checkPlan: () => [] };\n" },
+      want: 'policy.module-load',
+    },
+    // Was policy.rule-config at the pack's rules, 'enforcement must be one of …, not "undefined"': the module is the cause.
+    {
+      name: 'module rule with a defaultEnforcement outside the three',
+      files: { 'r.ts': "export default { name: 'x', description: 'x', configSchema: {}, defaultEnforcement: 'strict', checkPlan: () => [] };\n" },
+      want: 'policy.module-load',
+    },
+    // String(err) of what these throw threw again, out of loadPack: fleet validate, plan and the authority's start crashed.
+    { name: 'module throws an object with no prototype', files: { 'r.ts': 'throw Object.create(null);\nexport default {};\n' }, want: 'policy.module-load' },
+    { name: 'module exports a rule whose name getter throws', files: { 'r.ts': 'export default { get name() { throw Object.create(null); } };\n' }, want: 'policy.module-load' },
     {
       name: 'module rule named like a built-in',
       files: { 'r.ts': "export default { name: 'protect', description: 'x', configSchema: {}, checkPlan: () => [] };\n" },
@@ -348,5 +363,43 @@ describe('loadPack: custom rule modules', () => {
     expect(r.pack).toBeUndefined();
     expect(r.diagnostics.map(brief)).toEqual([expect.stringMatching(/^policy\.module-load@\d+:\d+$/)]);
     expect(r.diagnostics[0].detail).toMatch(/^Importing r\.mjs did not finish within 0\.2 s/);
+  });
+});
+
+// spec.modules named files outside the pack folder (`../x.ts`, an absolute
+// path, or a link inside the pack pointing out of it), and loadPack imported
+// them: the code the pack ran was not the code reviewed with the pack, and
+// an authority loading the pack ran whatever sat at that path on its host.
+describe('loadPack: a rule module outside the pack folder is refused', () => {
+  const RULE = "export default { name: 'outside', description: 'x', configSchema: { type: 'object' }, checkPlan: () => [] };\n";
+  async function layout(): Promise<{ root: string; pack: string; text: string }> {
+    const text = await readFile(join(DEFAULT_PACK_DIR, 'policy.yaml'), 'utf8');
+    const root = await scratch({ 'outside.ts': RULE, 'pack/rules/inside.ts': RULE.replace("'outside'", "'inside'") });
+    return { root, pack: join(root, 'pack'), text };
+  }
+  it.each([
+    { name: 'a ../ path', module: () => '../outside.ts' },
+    { name: 'a path that leaves and comes back elsewhere', module: () => 'rules/../../outside.ts' },
+    { name: 'an absolute path', module: (root: string) => join(root, 'outside.ts') },
+    { name: 'a link in the pack to a file outside it', module: () => 'rules/link.ts', link: true },
+    { name: 'a link in the pack to a folder outside it', module: () => 'shared/outside.ts', dirLink: true },
+  ])('$name', async ({ module, link, dirLink }) => {
+    const { root, pack, text } = await layout();
+    if (link) await symlink(join(root, 'outside.ts'), join(pack, 'rules', 'link.ts'));
+    if (dirLink) await symlink(root, join(pack, 'shared'));
+    await writeFile(join(pack, 'policy.yaml'), text.replace('  rules:\n', `  modules: [${JSON.stringify(module(root))}]\n  rules:\n`));
+    const r = await loadPack(pack);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual([expect.stringMatching(/^policy\.module-load@\d+:\d+$/)]);
+    expect(r.diagnostics[0].detail).toMatch(/outside the pack folder/);
+  });
+
+  it('a module inside the pack, also through a link that stays inside it, loads', async () => {
+    const { pack, text } = await layout();
+    await symlink(join(pack, 'rules'), join(pack, 'alias'));
+    await writeFile(join(pack, 'policy.yaml'), text.replace('  rules:\n', '  modules: [rules/inside.ts, ./alias/../rules/inside.ts]\n  rules:\n'));
+    const r = await loadPack(pack);
+    // The same module twice: its rule is a duplicate, which says it was loaded both times.
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['policy.duplicate-rule']);
   });
 });

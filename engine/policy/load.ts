@@ -1,8 +1,8 @@
 // Loading a policy pack: policy.yaml (schema-checked, diagram-checked), its
 // custom rule modules, and the rule settings merged from pack and stack.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
@@ -12,6 +12,7 @@ import { decodeUtf8, diag, didYouMean, fsReason, hasErrors, type Diagnostic, typ
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
+import { describeThrown } from './evaluate.ts';
 import { BUILTIN_RULES } from './rules/builtin.ts';
 import type { LoadedPack, ResolvedRule, Rule } from './types.ts';
 import { parseYaml, pointerPath, type PositionedDoc } from './yamlpos.ts';
@@ -180,6 +181,7 @@ function isRule(x: unknown): x is Rule {
     typeof r.description === 'string' &&
     !!r.configSchema &&
     typeof r.configSchema === 'object' &&
+    (r.defaultEnforcement === undefined || (ENFORCEMENTS as readonly unknown[]).includes(r.defaultEnforcement)) &&
     (r.checkChange === undefined || typeof r.checkChange === 'function') &&
     (r.checkPlan === undefined || typeof r.checkPlan === 'function') &&
     (r.checkRequest === undefined || typeof r.checkRequest === 'function') &&
@@ -187,9 +189,38 @@ function isRule(x: unknown): x is Rule {
   );
 }
 
-/** A module of spec.modules, as a path: relative to the pack folder unless absolute. */
+/** A module of spec.modules, as a path: relative to the pack folder. */
 function moduleFile(packDir: string, rel: string): string {
-  return isAbsolute(rel) ? rel : join(packDir, rel);
+  return join(packDir, rel);
+}
+
+/** Whether `file` is `dir` or below it (both absolute, normalised). */
+function isWithin(dir: string, file: string): boolean {
+  const rel = relative(dir, file);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
+/**
+ * Why module `rel` of the pack in `packDir` is not the pack's own code, if
+ * it is not: an absolute path, a path whose `..` leave the folder, or a
+ * link (the file or a folder on its way) whose target lies outside it.
+ * A pack is reviewed, versioned and shipped as its folder: a module taken
+ * from elsewhere ran code nobody reviewed with the pack, and, at an
+ * authority, whatever sat at that path on its host.
+ */
+function moduleOutside(packDir: string, rel: string, file: string): string | undefined {
+  if (isAbsolute(rel)) return `is an absolute path`;
+  if (!isWithin(packDir, file)) return `leaves the pack folder (its .. go above ${packDir})`;
+  let real: string;
+  let realDir: string;
+  try {
+    real = realpathSync(file);
+    realDir = realpathSync(packDir);
+  } catch {
+    // Missing or unreadable: the import reports it.
+    return undefined;
+  }
+  return isWithin(realDir, real) ? undefined : `is a link to ${real}`;
 }
 
 async function loadModules(
@@ -203,6 +234,11 @@ async function loadModules(
   for (const [i, rel] of modules.entries()) {
     const at = where(['spec', 'modules', i]);
     const file = moduleFile(dir, rel);
+    const outside = moduleOutside(dir, rel, file);
+    if (outside !== undefined) {
+      diags.push(diag('policy.module-load', `Rule module ${rel} ${outside}, outside the pack folder ${dir}: a pack's modules are files inside its folder. Copy the module into the pack and list it by its path there.`, at));
+      continue;
+    }
     if (!existsSync(file)) {
       diags.push(diag('policy.module-load', `Rule module ${rel} does not exist (looked for ${file}).`, at));
       continue;
@@ -211,17 +247,24 @@ async function loadModules(
     try {
       mod = (await importWithin(file, timeoutMs)) as { default?: unknown };
     } catch (err) {
-      const why = err instanceof ModuleStuck ? err.message : `failed: ${err instanceof Error ? err.message : String(err)}`;
+      const why = err instanceof ModuleStuck ? err.message : `failed: ${describeThrown(err)}`;
       diags.push(diag('policy.module-load', `Importing ${rel} ${why}`, at));
       continue;
     }
     const exported = Array.isArray(mod.default) ? mod.default : [mod.default];
-    const bad = exported.findIndex((r) => !isRule(r));
+    // A getter of the export that throws is no rule (it threw out of loadPack).
+    const bad = exported.findIndex((r) => {
+      try {
+        return !isRule(r);
+      } catch {
+        return true;
+      }
+    });
     if (exported.length === 0 || bad >= 0) {
       diags.push(
         diag(
           'policy.module-load',
-          `The default export of ${rel} is not a rule (or array of rules) with name, description, configSchema and checkChange, checkPlan or checkRequest.`,
+          `The default export of ${rel} is not a rule (or array of rules) with name, description, configSchema and checkChange, checkPlan or checkRequest (and, if any, a defaultEnforcement of ${ENFORCEMENTS.join(', ')}).`,
           at,
         ),
       );
@@ -374,8 +417,10 @@ export async function loadPack(
     let check: ValidateFunction;
     try {
       check = await ruleConfigValidator(rule, ajv);
+      // An $async schema's validator answers a Promise, which the check below took for "valid": any setting passed.
+      if ((check as { $async?: unknown }).$async === true) throw new Error('an $async schema is not supported: settings are checked when the pack loads, synchronously');
     } catch (err) {
-      diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${err instanceof Error ? err.message : String(err)}`, y.where(['spec', 'modules', moduleOf.get(name) ?? 0])));
+      diags.push(diag('policy.module-load', `Rule ${name} has an invalid configSchema: ${describeThrown(err)}`, y.where(['spec', 'modules', moduleOf.get(name) ?? 0])));
       continue;
     }
     const whereKey = (path: (string | number)[]): Where => {

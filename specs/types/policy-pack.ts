@@ -38,7 +38,7 @@ export interface PolicyPackMetadata {
 export interface PolicyPackSpec {
   lifecycle: Lifecycle;
   /**
-   * TypeScript modules of custom rules, relative to the pack folder; each default-exports a rule (or an array of rules).
+   * TypeScript modules of custom rules, relative to the pack folder and inside it (an absolute path, `..` above it or a link out of it is refused); each default-exports a rule (or an array of rules).
    */
   modules?: string[];
   /**

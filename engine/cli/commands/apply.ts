@@ -534,6 +534,23 @@ async function runApply(
     // Every token this apply will present, before anything starts (and before the prompt).
     const missing = plan.blocked ? [] : session.missingTokens(plan.changes.filter((c) => c.action !== 'noop').map((c) => c.dataCenter));
     if (missing.length > 0) throw new FleetError(missing);
+    // The admin token, where the protect rule's override: admin makes the authority ask its proof of a deletion this apply overrides.
+    if (!plan.blocked && !env.FLEET_ADMIN_TOKEN) {
+      const overridden = [...new Set(plan.changes.filter((c) => plan.options.allowDestroy.includes(c.fleet)).map((c) => c.fleet))];
+      const rows = overridden.length ? await session.record.listFleets(session.stack.name, overridden) : [];
+      const { adminOverridesNeeded } = await import('../../apply/admin-override.ts');
+      const needs = adminOverridesNeeded(plan, session.pack, new Set(rows.filter((f) => f.protected).map((f) => f.fleet)));
+      if (needs.length > 0) {
+        const shown = needs.length > 5 ? `${needs.slice(0, 5).join(', ')} and ${needs.length - 5} more` : needs.join(', ');
+        throw new FleetError([
+          diag(
+            'apply.admin-token-missing',
+            `This apply deletes or replaces ${shown} of protected fleets under --allow-destroy, and the stack's protect rule says override: admin: the authority accepts such an override only with a proof made with FLEET_ADMIN_TOKEN, which is not set. Nothing was started. Set FLEET_ADMIN_TOKEN (the admin token the authority holds), or apply without --allow-destroy.`,
+            { address: needs[0] },
+          ),
+        ]);
+      }
+    }
     if (!saved && !plan.blocked && session.stack.authority) {
       // A deployed stack's authority approves only requests of plans it sealed and registered: a fresh plan goes through both.
       const { registerAtAuthority, sealAtAuthority } = await import('../../../providers/authority-plans.ts');

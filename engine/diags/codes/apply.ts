@@ -29,6 +29,11 @@ export const applyCodes = defineCodes({
     doc: 'The environment variable that should hold a bearer token is not set or empty. For the CLI it is the token of a data center\'s DMZ client: the variable named by its auth.tokenEnv in stack.yaml, else FLEET_CLI_TOKEN_<DC> (the name upper-cased, other characters `_`); `fleet apply` checks it for every data center its plan changes before any member starts. For the services it is FLEET_DMZ_TOKEN_<DC> (a DMZ client\'s token at the authority) and the DMZ client\'s FLEET_CLI_TOKEN_<DC>. docs/security.md lists every token.',
     severity: 'error',
   },
+  'apply.admin-token-missing': {
+    summary: 'Admin token not set',
+    doc: 'The plan deletes or replaces members of protected fleets under --allow-destroy, and the stack\'s protect rule says `override: admin`: the authority accepts each such deletion only with a proof made with the admin token, and FLEET_ADMIN_TOKEN is not set. `fleet apply` checks it before any member starts (it used to apply the rest and have the deletions vetoed, `override-refused`). Set FLEET_ADMIN_TOKEN, or apply without --allow-destroy.',
+    severity: 'error',
+  },
   'apply.step-vetoed': {
     summary: 'Request vetoed by the authority',
     doc: 'The authority refused the change: the edge is not in the lifecycle diagram, the VM is not in the state the request assumed, the VM lives in another data center, or the image has no translation there. The detail carries the authority\'s reason; plan again against the current record.',

@@ -68,6 +68,11 @@ export const policyCodes = defineCodes({
     doc: 'A state listed in lifecycle.failure is also in lifecycle.requestable. Failure states are reached only by outcomes, never planned; remove it from one of the two lists.',
     severity: 'error',
   },
+  'policy.initial-failure': {
+    summary: 'Initial state is a failure state',
+    doc: 'The lifecycle\'s `initial` state is also listed in `failure`. Every create puts its VM in the initial state, so every plan would step into a failure state, which plans never do: failure states are reached only by outcomes (a create the cloud refuses, a boot the authority denies). Take it out of `failure`, or give the diagram another initial state.',
+    severity: 'error',
+  },
   'policy.dead-end': {
     summary: 'Lifecycle state cannot reach a terminal state',
     doc: 'A VM in this state could never be deleted: no path of transitions leads from it to a terminal state, or every such path passes a failure state, which plans never enter. Add a path from it to a terminal state that passes no failure state.',
@@ -90,7 +95,7 @@ export const policyCodes = defineCodes({
   },
   'policy.module-load': {
     summary: 'Cannot load rule module',
-    doc: 'A module listed in the pack\'s `modules` failed to import, did not finish loading (its top-level code still waited after 30 s, or waited on a promise nothing will settle), or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
+    doc: 'A module listed in the pack\'s `modules` lies outside the pack folder (an absolute path, a path whose `..` leave it, or a link whose target is outside it), failed to import, did not finish loading (its top-level code still waited after 30 s, or waited on a promise nothing will settle), or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
     severity: 'error',
   },
   'policy.rule-timeout': {
@@ -105,7 +110,12 @@ export const policyCodes = defineCodes({
   },
   'policy.test-case': {
     summary: 'Invalid policy test case',
-    doc: 'A file under the pack\'s tests/ folder is not a valid test case (stack, specs, record, options, expect). See docs/policy.md.',
+    doc: 'A file under the pack\'s tests/ folder is not a valid test case (stack, specs, record, options, expect), or is one that tests nothing: it plans no member (no fleet with members, no record VM) and expects no violation or grant, so it would pass whatever the pack says. See docs/policy.md.',
+    severity: 'error',
+  },
+  'policy.no-tests': {
+    summary: 'No policy test cases',
+    doc: 'The pack\'s tests/ folder holds no test case (a `*.yaml` or `*.yml` file directly in it; subfolders are not read), so `fleet policy test` would pass having tested nothing. Add cases, or fix their names.',
     severity: 'error',
   },
 });
