@@ -25,6 +25,23 @@ export function overrideProof(adminToken: string, vmId: string, planId: string |
   return createHmac('sha256', adminToken).update(['allow-destroy', vmId, planId ?? '', by, reason].join('\n')).digest('hex');
 }
 
+/**
+ * The proof `fleet apply` sends to POST /v1/plans/admin-check before any
+ * change starts: hex HMAC-SHA256 under the admin token of `admin-check`, the
+ * stack name and a fresh nonce, joined by newlines. Its first line is not an
+ * override's (`allow-destroy`), so it can never stand for one.
+ */
+export function adminCheckProof(adminToken: string, stack: string, nonce: string): string {
+  return createHmac('sha256', adminToken).update(['admin-check', stack, nonce].join('\n')).digest('hex');
+}
+
+/** Whether `proof` (hex) is adminCheckProof under one of `adminTokens`, compared in constant time. */
+export function adminCheckHolds(adminTokens: readonly string[], stack: string, nonce: string, proof: string): boolean {
+  if (!/^[0-9a-f]{64}$/.test(proof)) return false;
+  const given = Buffer.from(proof, 'hex');
+  return adminTokens.some((t) => timingSafeEqual(given, Buffer.from(adminCheckProof(t, stack, nonce), 'hex')));
+}
+
 /** Bytes of randomness drawn from the CSPRNG at a time by randomBase64url. */
 const POOL_BYTES = 4096;
 let pool: Buffer | undefined;

@@ -86,6 +86,22 @@ export interface ActualVm {
   observedState: string;
 }
 /**
+ * POST /v1/plans/admin-check: `fleet apply` proves it holds the admin token before any change starts, when its plan overrides a protected fleet's deletion and the protect rule says `override: admin`. Read-only: nothing is written.
+ */
+export interface AdminCheckRequest {
+  /**
+   * Fresh random base64url, chosen by the CLI per check.
+   */
+  nonce: string;
+  /**
+   * hex HMAC-SHA256 under the admin token of `admin-check`, the stack name and the nonce joined by newlines (protocol/hash.ts adminCheckProof).
+   */
+  proof: string;
+}
+export interface AdminCheckResponse {
+  ok: true;
+}
+/**
  * What was just done to a VM and the authorization of its next edges, in one call (POST /v1/advance, docs/protocol.md "Advance"): answered as the report (or the create), then each edge's authorize and, for a `none` edge in the middle, its ok report would be answered one by one, with the same checks and history rows.
  */
 export interface AdvanceRequest {

@@ -8,6 +8,7 @@
 // | answer                                   | diagnostic                   |
 // | ---------------------------------------- | ---------------------------- |
 // | 200                                      | -                            |
+// | admin-proof-refused (admin-check)        | apply.admin-token-invalid    |
 // | plan-unsigned / -foreign / -tampered /   | apply.plan-<same>            |
 // |   -scope (the plan's content)            |                              |
 // | 401, 403, 404 (token, role, no routes)   | apply.authority-refused      |
@@ -20,7 +21,7 @@ import { loadClientTls, type ClientTls } from '../engine/transport/index.ts';
 import { describeFetchError, type TlsAdvice } from './fetch-errors.ts';
 import type { LoadedStack } from '../engine/spec/index.ts';
 import type { PlanDocument, PlanSeal } from '../engine/plan/types.ts';
-import type { PlanRegisterResponse, PlanSealResponse } from '../protocol/index.ts';
+import { adminCheckProof, randomBase64url, type AdminCheckResponse, type PlanRegisterResponse, type PlanSealResponse } from '../protocol/index.ts';
 import { postJson, sendTarget } from './http-send.ts';
 
 type AuthoritySettings = NonNullable<LoadedStack['authority']>;
@@ -62,14 +63,14 @@ function authorityTls(a: AuthoritySettings): ClientTls | undefined {
   return tls;
 }
 
-async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: string, plan: PlanDocument, file?: string): Promise<T> {
+async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: string, payload: object, file?: string): Promise<T> {
   const token = authorityToken(a, env);
   const where = file ? { file } : a.where;
   const tls = authorityTls(a);
   const url = new URL(path, a.address.endsWith('/') ? a.address : `${a.address}/`);
   let res;
   try {
-    res = await postJson(sendTarget(url, tls), { plan }, TIMEOUT_MS, { authorization: `Bearer ${token}` });
+    res = await postJson(sendTarget(url, tls), payload, TIMEOUT_MS, { authorization: `Bearer ${token}` });
   } catch (err) {
     throw new FleetError(diag('apply.authority-unreachable', `POST ${url.href} ${describeFetchError(err, TIMEOUT_MS, AUTHORITY_TLS_ADVICE, { plainHttp: url.protocol === 'http:', clientCert: tls?.cert !== undefined })}.`, a.where));
   }
@@ -84,9 +85,18 @@ async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: strin
   const msg = e?.message ?? `status ${res.status}`;
   const content = e?.code ? CONTENT_CODES[e.code] : undefined;
   if (content) throw new FleetError(diag(content, `the authority ${a.address} refused the plan: ${msg}`, where));
+  if (e?.code === 'admin-proof-refused') {
+    throw new FleetError(
+      diag(
+        'apply.admin-token-invalid',
+        `The authority ${a.address} refused FLEET_ADMIN_TOKEN: ${msg}. This apply overrides the deletion of protected members (--allow-destroy, the protect rule's override: admin), which the authority accepts only with a proof made with its own admin token. Nothing was started. Set FLEET_ADMIN_TOKEN to the admin token the authority runs with, or apply without --allow-destroy.`,
+        a.where,
+      ),
+    );
+  }
   if (res.status >= 500 || res.status === 0) throw new FleetError(diag('apply.authority-unreachable', `POST ${url.href} answered ${res.status}: ${msg}.`, a.where));
   if (res.status === 413) {
-    const size = (Buffer.byteLength(JSON.stringify({ plan })) / (1024 * 1024)).toFixed(1);
+    const size = (Buffer.byteLength(JSON.stringify(payload)) / (1024 * 1024)).toFixed(1);
     throw new FleetError(diag('apply.authority-refused', `POST ${url.href} answered 413 (too-large): the plan (${size} MiB) is larger than this authority takes (${msg}). An authority of this version takes plans up to 128 MiB; one older than it takes 1 MiB: upgrade it, or plan fewer fleets at once (--target).`, where));
   }
   throw new FleetError(diag('apply.authority-refused', `POST ${url.href} answered ${res.status}${e?.code ? ` (${e.code})` : ''}: ${msg}. Check ${a.tokenEnv} (the authority reads the same variable).`, a.where));
@@ -95,10 +105,22 @@ async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: strin
 /** `fleet plan --out` on a deployed stack: the authority's seal for the plan (its content without a seal). */
 export async function sealAtAuthority(a: AuthoritySettings, env: NodeJS.ProcessEnv, plan: PlanDocument): Promise<PlanSeal> {
   const { seal: _ignored, ...content } = plan;
-  return (await call<PlanSealResponse>(a, env, 'v1/plans/seal', content as PlanDocument)).seal as PlanSeal;
+  return (await call<PlanSealResponse>(a, env, 'v1/plans/seal', { plan: content })).seal as PlanSeal;
 }
 
 /** `fleet apply` on a deployed stack, before any request: the authority verifies the sealed plan and admits requests for the members it changes. */
 export async function registerAtAuthority(a: AuthoritySettings, env: NodeJS.ProcessEnv, plan: PlanDocument, file?: string): Promise<PlanRegisterResponse> {
-  return call<PlanRegisterResponse>(a, env, 'v1/plans/register', plan, file);
+  return call<PlanRegisterResponse>(a, env, 'v1/plans/register', { plan }, file);
+}
+
+/**
+ * `fleet apply` on a deployed stack, before any change starts, when its plan
+ * overrides a protected deletion under the protect rule's `override: admin`:
+ * the authority checks a proof made with `adminToken` (never sent itself)
+ * over the stack name and a fresh nonce, and writes nothing. A wrong token is
+ * apply.admin-token-invalid here, not a veto after the plan's other changes.
+ */
+export async function checkAdminAtAuthority(a: AuthoritySettings, env: NodeJS.ProcessEnv, stack: string, adminToken: string): Promise<AdminCheckResponse> {
+  const nonce = randomBase64url(24);
+  return call<AdminCheckResponse>(a, env, 'v1/plans/admin-check', { nonce, proof: adminCheckProof(adminToken, stack, nonce) });
 }

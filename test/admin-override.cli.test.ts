@@ -10,6 +10,15 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAuthority, type RunningService } from '../engine/authority/server.ts';
+import { loadPack } from '../engine/policy/load.ts';
+import { openRecord } from '../engine/record/index.ts';
+import { createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
+import type { FleetRecord } from '../engine/record/types.ts';
+import { credentialKey } from '../protocol/index.ts';
+import { createSimDriver, type SimDriver } from '../providers/drivers/sim/index.ts';
+import { startDmzClient, type RunningDmzClient } from '../providers/dmz-client/server.ts';
+import { runCli } from './helpers/cli.ts';
 
 const REPO = join(import.meta.dirname, '..');
 const FLEET = join(REPO, 'bin', 'fleet.mjs');
@@ -83,5 +92,72 @@ describe("protect's override: admin, through the CLI", () => {
     expect(r.stderr).not.toMatch(/error\[/);
     expect(r.code).toBe(0);
     expect(await addresses()).toEqual(['api/0', 'web/0']);
+  });
+});
+
+// A deployed stack (an `authority` address in stack.yaml) whose authority holds
+// another admin token than the CLI's FLEET_ADMIN_TOKEN: the authority judges
+// each override's proof per request, so apply created api/0 and then had
+// web/1's deletion vetoed (override-refused), a half-applied plan. apply now
+// asks the authority first (POST /v1/plans/admin-check) and starts nothing.
+// The record on PostgreSQL, shared by the CLI and the authority (PGlite is
+// one process's), as in test/plan-seal-authority.e2e.test.ts.
+describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed authority and a wrong FLEET_ADMIN_TOKEN", () => {
+  const PLAN_TOKEN = 'plan-token-at-the-authority';
+  const CLI_TOKEN = 'cli-token-miami';
+  const DMZ_TOKEN = 'dmz-token-miami';
+  const RIGHT = 'the-right-admin-token';
+  let dir: string;
+  let db: { url: string; drop(): Promise<void> };
+  let record: FleetRecord;
+  let authority: RunningService;
+  let driver: SimDriver;
+  let dmz: RunningDmzClient;
+  const env = { FLEET_AUTHORITY_TOKEN: PLAN_TOKEN, FLEET_CLI_TOKEN_MIAMI: CLI_TOKEN, FLEET_RETRY_BUDGET_MS: '1000' };
+  const live = async () => (await record.listVms('admd')).map((v) => v.address).sort();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'fleet-admin-deployed-'));
+    mkdirSync(join(dir, 'specs'));
+    db = await createTestDatabase(testPostgresUrl()!);
+    record = await openRecord(db.url);
+    const pack = (await loadPack(join(REPO, 'policies', 'default'), { protect: { override: 'admin' } })).pack!;
+    authority = await startAuthority({ record, pack, stackName: 'admd', dataCenters: [{ name: 'miami', token: DMZ_TOKEN }], planTokens: [PLAN_TOKEN], adminTokens: [RIGHT], secret: 'the-authority-secret' });
+    driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, bootMs: 1, credentialKey: credentialKey(DMZ_TOKEN, 'miami') });
+    dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: authority.url, authorityToken: DMZ_TOKEN, clientToken: CLI_TOKEN, stateDir: join(dir, 'dmz'), pack });
+    writeFileSync(
+      join(dir, 'stack.yaml'),
+      STACK.replace('metadata: { name: adm }', 'metadata: { name: admd }')
+        .replace('pglite://.fleet/record', db.url)
+        .replace('  site:', `  authority: { address: ${authority.url} }\n  site:`)
+        .replace('address: embedded', `address: ${dmz.url}`),
+    );
+    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(2));
+    const r = await runCli(['apply', '--yes', '--stack', dir], { cwd: REPO, env });
+    expect(r.code, r.stderr).toBe(0);
+    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(1) + API);
+  }, 130_000);
+  afterAll(async () => {
+    await dmz?.close();
+    await driver?.close();
+    await authority?.close();
+    await record?.close();
+    await db?.drop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a wrong FLEET_ADMIN_TOKEN: fleet apply --allow-destroy starts nothing, and says why', { timeout: 130_000 }, async () => {
+    const r = await runCli(['apply', '--yes', '--stack', dir, '--allow-destroy', 'web'], { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: 'a-wrong-admin-token' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error\[apply\.admin-token-invalid\][\s\S]*FLEET_ADMIN_TOKEN/);
+    expect(r.stderr + r.stdout).not.toContain('a-wrong-admin-token');
+    expect(await live()).toEqual(['web/0', 'web/1']);
+  });
+
+  it('the right one: the plan is applied whole', { timeout: 130_000 }, async () => {
+    const r = await runCli(['apply', '--yes', '--stack', dir, '--allow-destroy', 'web'], { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: RIGHT } });
+    expect(r.stderr).not.toMatch(/error\[/);
+    expect(r.code).toBe(0);
+    expect(await live()).toEqual(['api/0', 'web/0']);
   });
 });

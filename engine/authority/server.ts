@@ -38,6 +38,10 @@ import {
   planSealBodySchema,
   planSealResponseSchema,
   type PlanRegisterRequest,
+  type AdminCheckRequest,
+  adminCheckBodySchema,
+  adminCheckHolds,
+  adminCheckResponseSchema,
   type PlanSealRequest,
 } from '../../protocol/index.ts';
 import type { PlanDocument } from '../plan/types.ts';
@@ -259,6 +263,22 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         const r = await sealing.register(req.body.plan as unknown as PlanDocument);
         req.log.info({ planId: r.planId, digest: r.digest, members: r.members }, 'plan registered');
         return r;
+      },
+    );
+    // fleet apply's check of its FLEET_ADMIN_TOKEN before any change, where the protect rule's override: admin makes every
+    // overridden deletion carry a proof: a wrong token was found only at the first such request, after the plan's other
+    // changes were applied. Read-only (nothing written); the proof and nonce never logged; compared in constant time.
+    const adminTokens = opts.adminTokens ?? [];
+    app.post<{ Body: AdminCheckRequest }>(
+      '/v1/plans/admin-check',
+      { schema: doc("Check a proof made with the admin token (fleet apply, before any change, when its plan needs an override: admin); the CLI's token; read-only", { body: adminCheckBodySchema, response: { 200: adminCheckResponseSchema, ...planErrors } }) },
+      async (req) => {
+        const ok = adminCheckHolds(adminTokens, opts.stackName, req.body.nonce, req.body.proof);
+        req.log.info({ outcome: ok ? 'ok' : 'refused' }, 'admin check');
+        if (!ok) {
+          throw new WireError('admin-proof-refused', adminTokens.length === 0 ? 'this authority holds no admin token (FLEET_ADMIN_TOKEN is not set where it runs): it accepts no override under override: admin' : 'the proof was not made with the admin token this authority holds');
+        }
+        return { ok: true as const };
       },
     );
   }

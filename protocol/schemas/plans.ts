@@ -80,4 +80,23 @@ export const planRegisterResponseSchema = {
   },
 } as const;
 
+export const adminCheckBodySchema = {
+  title: 'AdminCheckRequest',
+  description: 'POST /v1/plans/admin-check: `fleet apply` proves it holds the admin token before any change starts, when its plan overrides a protected fleet\'s deletion and the protect rule says `override: admin`. Read-only: nothing is written.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['nonce', 'proof'],
+  properties: {
+    nonce: { type: 'string', minLength: 16, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$', description: 'Fresh random base64url, chosen by the CLI per check.' },
+    proof: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'hex HMAC-SHA256 under the admin token of `admin-check`, the stack name and the nonce joined by newlines (protocol/hash.ts adminCheckProof).' },
+  },
+} as const;
+
+export const adminCheckResponseSchema = {
+  title: 'AdminCheckResponse',
+  type: 'object',
+  required: ['ok'],
+  properties: { ok: { type: 'boolean', const: true } },
+} as const;
+
 export const planErrors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema };

@@ -10,7 +10,7 @@
 // on any such route of the two services).
 import { advanceBodySchema, authorizeBodySchema, batchBodySchema, bootAuthorizeBodySchema, reportBodySchema } from './authority.ts';
 import { agentReportSchema, bootBodySchema, createBodySchema, deleteBodySchema, stepBatchBodySchema, transitionBodySchema, vmIdParams } from './dmz-client.ts';
-import { planRegisterBodySchema, planSealBodySchema } from './plans.ts';
+import { adminCheckBodySchema, planRegisterBodySchema, planSealBodySchema } from './plans.ts';
 
 /**
  * The ajv options of the services' request validation (over Fastify's
@@ -28,6 +28,7 @@ export const ROUTE_SCHEMAS: Readonly<Record<string, object>> = {
   batchBody: batchBodySchema,
   planSealBody: planSealBodySchema,
   planRegisterBody: planRegisterBodySchema,
+  adminCheckBody: adminCheckBodySchema,
   // the DMZ client
   vmIdParams,
   createBody: createBodySchema,

@@ -8,6 +8,7 @@ export declare const bootAuthorizeBody: ValidateFunction;
 export declare const batchBody: ValidateFunction;
 export declare const planSealBody: ValidateFunction;
 export declare const planRegisterBody: ValidateFunction;
+export declare const adminCheckBody: ValidateFunction;
 export declare const vmIdParams: ValidateFunction;
 export declare const createBody: ValidateFunction;
 export declare const transitionBody: ValidateFunction;

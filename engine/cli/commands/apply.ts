@@ -535,12 +535,20 @@ async function runApply(
     const missing = plan.blocked ? [] : session.missingTokens(plan.changes.filter((c) => c.action !== 'noop').map((c) => c.dataCenter));
     if (missing.length > 0) throw new FleetError(missing);
     // The admin token, where the protect rule's override: admin makes the authority ask its proof of a deletion this apply overrides.
-    if (!plan.blocked && !env.FLEET_ADMIN_TOKEN) {
+    if (!plan.blocked && plan.options.allowDestroy.length > 0) {
       const overridden = [...new Set(plan.changes.filter((c) => plan.options.allowDestroy.includes(c.fleet)).map((c) => c.fleet))];
       const rows = overridden.length ? await session.record.listFleets(session.stack.name, overridden) : [];
       const { adminOverridesNeeded } = await import('../../apply/admin-override.ts');
       const needs = adminOverridesNeeded(plan, session.pack, new Set(rows.filter((f) => f.protected).map((f) => f.fleet)));
-      if (needs.length > 0) {
+      if (needs.length > 0 && env.FLEET_ADMIN_TOKEN) {
+        // A wrong token was found only by the authority, at the first overridden deletion: after the plan's other changes
+        // were applied. A deployed authority checks it now (read-only). The embedded one holds this very FLEET_ADMIN_TOKEN
+        // (providers/embedded.ts), so there it cannot be wrong.
+        if (session.stack.authority) {
+          const { checkAdminAtAuthority } = await import('../../../providers/authority-plans.ts');
+          await checkAdminAtAuthority(session.stack.authority, env, session.stack.name, env.FLEET_ADMIN_TOKEN);
+        }
+      } else if (needs.length > 0) {
         const shown = needs.length > 5 ? `${needs.slice(0, 5).join(', ')} and ${needs.length - 5} more` : needs.join(', ');
         throw new FleetError([
           diag(

@@ -34,6 +34,11 @@ export const applyCodes = defineCodes({
     doc: 'The plan deletes or replaces members of protected fleets under --allow-destroy, and the stack\'s protect rule says `override: admin`: the authority accepts each such deletion only with a proof made with the admin token, and FLEET_ADMIN_TOKEN is not set. `fleet apply` checks it before any member starts (it used to apply the rest and have the deletions vetoed, `override-refused`). Set FLEET_ADMIN_TOKEN, or apply without --allow-destroy.',
     severity: 'error',
   },
+  'apply.admin-token-invalid': {
+    summary: 'Admin token refused by the authority',
+    doc: 'The plan deletes or replaces members of protected fleets under --allow-destroy, the stack\'s protect rule says `override: admin`, and the deployed authority (stack.yaml `authority`) refused FLEET_ADMIN_TOKEN: `fleet apply` has it check a proof made with the token (POST /v1/plans/admin-check, read-only; the token itself is never sent) before any member starts. It used to apply the plan\'s other changes and have the deletions vetoed (`override-refused`). Set FLEET_ADMIN_TOKEN to the admin token the authority runs with, or apply without --allow-destroy.',
+    severity: 'error',
+  },
   'apply.step-vetoed': {
     summary: 'Request vetoed by the authority',
     doc: 'The authority refused the change: the edge is not in the lifecycle diagram, the VM is not in the state the request assumed, the VM lives in another data center, or the image has no translation there. The detail carries the authority\'s reason; plan again against the current record.',
