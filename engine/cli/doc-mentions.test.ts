@@ -1,8 +1,10 @@
 // What the hand-written docs name stays true of the code: every `fleet …`
 // command line in README.md and docs/ parses with the real CLI's commands and
-// options (commander only: no command runs), and every diagnostic code named
+// options (commander only: no command runs), every repository path they name
+// exists, and every diagnostic code named
 // in them is in the registry. docs/cli.md and docs/diagnostics.md are
 // generated (gen-docs.test.ts, engine/diags/codes.test.ts check those).
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { PassThrough, Readable } from 'node:stream';
@@ -127,6 +129,30 @@ describe('fleet command lines in the docs', () => {
     expect(parseError(argvOf('fleet plan --out')!, false)).toBeUndefined();
     expect(parseError(argvOf('fleet plan --out')!, true)).toMatch(/argument missing/);
     expect(parseError(argvOf('fleet state list [--fleet F]... [--format text|json]')!, true)).toBeUndefined();
+  });
+});
+
+describe('repository paths named in the docs', () => {
+  it('exist', async () => {
+    const tops = 'bench|bin|docs|engine|examples|packages|policies|protocol|providers|specs|stacks|test';
+    const re = new RegExp(`(?<![\\w./-])((?:${tops})/[\\w./-]*\\w)`, 'g');
+    // Made at run time (a stack's .fleet/ folder), or a stack the docs invent as an example.
+    const made = (p: string) => p.includes('/.fleet') || p.startsWith('stacks/prod');
+    const bad: string[] = [];
+    let seen = 0;
+    for (const { file, text } of await docs()) {
+      text.split('\n').forEach((line, i) => {
+        for (const m of line.matchAll(re)) {
+          const p = m[1];
+          // Globs and placeholders (`specs/*.yaml`, `stacks/dmz-*/program.test.ts`, `<kind>/`) name no one file.
+          if (/[*{<…]/.test(/^[^\s`)'"]*/.exec(line.slice(m.index))![0]) || made(p)) continue;
+          seen++;
+          if (!existsSync(`${repo}${p}`)) bad.push(`${file}:${i + 1}: ${p}`);
+        }
+      });
+    }
+    expect(seen).toBeGreaterThan(100);
+    expect(bad, 'these paths do not exist: fix the doc').toEqual([]);
   });
 });
 
