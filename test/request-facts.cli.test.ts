@@ -5,23 +5,13 @@
 // plan (saved) and then the apply of that saved plan, through the embedded
 // authority, must ask it about the same requests: creates, edges, resizes
 // and deletes.
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { customRuleStack, fleetChild } from './helpers/custom-rules.ts';
 
-const REPO = join(import.meta.dirname, '..');
-const FLEET = join(REPO, 'bin', 'fleet.mjs');
-
-function fleet(args: string[], cwd: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [FLEET, ...args], { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, timeout: 120_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: number | string }) | null;
-      done({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stdout, stderr });
-    });
-  });
-}
+const fleet = (args: string[], cwd: string, env: Record<string, string>) => fleetChild(args, cwd, { env });
 
 const RULE = `import { appendFileSync } from 'node:fs';
 export default {
@@ -33,18 +23,6 @@ export default {
     return [];
   },
 };
-`;
-
-const STACK = `apiVersion: fleet/v1
-kind: Stack
-metadata: { name: facts }
-spec:
-  specs: ["specs/*.yaml"]
-  record: pglite://.fleet/record
-  policyPack: { path: ../pack }
-  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
-  dataCenters:
-    - { name: miami, address: embedded, location: { lat: 25.7617, lon: -80.1918 }, capacity: { vms: 100 } }
 `;
 
 const fleets = (web: { count: number; cpu: number; image?: string }, db: { count: number; state: string }) => `apiVersion: fleet/v1
@@ -73,15 +51,7 @@ describe('a request-level rule: the plan asks it what the authority will', () =>
   let stack: string;
   beforeAll(() => {
     tmp = mkdtempSync(join(tmpdir(), 'fleet-request-facts-'));
-    const pack = join(tmp, 'pack');
-    stack = join(tmp, 'stack');
-    cpSync(join(REPO, 'policies', 'default', 'policy.yaml'), join(pack, 'policy.yaml'));
-    const policy = readFileSync(join(pack, 'policy.yaml'), 'utf8');
-    writeFileSync(join(pack, 'policy.yaml'), policy.replace(/^ {2}rules:$/m, '  modules: [rules/recorder.ts]\n  rules:'));
-    mkdirSync(join(pack, 'rules'));
-    writeFileSync(join(pack, 'rules', 'recorder.ts'), RULE);
-    mkdirSync(join(stack, 'specs'), { recursive: true });
-    writeFileSync(join(stack, 'stack.yaml'), STACK);
+    ({ stack } = customRuleStack(tmp, { name: 'facts', rules: { 'recorder.ts': RULE } }));
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

@@ -4,24 +4,14 @@
 // the pack's deadline (spec.ruleTimeoutSeconds, 1 s here), exits 1 with a
 // policy.rule-timeout diagnostic pointing at the check, and applies nothing.
 // A child still running after 60 s is killed: a hang fails the case.
-import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { customRuleStack, fleetChild } from './helpers/custom-rules.ts';
 
-const REPO = join(import.meta.dirname, '..');
-const FLEET = join(REPO, 'bin', 'fleet.mjs');
 const HANG_MS = 60_000;
-
-function fleet(args: string[], cwd: string): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [FLEET, ...args], { cwd, env: { ...process.env, NO_COLOR: '1' }, timeout: HANG_MS, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: number | string; signal?: string }) | null;
-      done({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
-    });
-  });
-}
+const fleet = (args: string[], cwd: string) => fleetChild(args, cwd, { timeoutMs: HANG_MS });
 
 // Line 6, column 3: `checkChange`.
 const SPIN = `// Never returns for fleet web.
@@ -49,18 +39,6 @@ expect:
   violations: []
 `;
 
-const STACK = `apiVersion: fleet/v1
-kind: Stack
-metadata: { name: spin }
-spec:
-  specs: ["specs/*.yaml"]
-  record: pglite://.fleet/record
-  policyPack: { path: ../pack }
-  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
-  dataCenters:
-    - { name: miami, address: embedded, location: { lat: 25.7617, lon: -80.1918 }, capacity: { vms: 100 } }
-`;
-
 const WEB = `apiVersion: fleet/v1
 kind: Fleet
 metadata: { name: web, owner: team-a }
@@ -73,18 +51,7 @@ describe('a custom rule that never returns, through the CLI', () => {
   let stack: string;
   beforeAll(() => {
     tmp = mkdtempSync(join(tmpdir(), 'fleet-rule-timeout-'));
-    pack = join(tmp, 'pack');
-    stack = join(tmp, 'stack');
-    cpSync(join(REPO, 'policies', 'default', 'policy.yaml'), join(pack, 'policy.yaml'));
-    const policy = readFileSync(join(pack, 'policy.yaml'), 'utf8');
-    writeFileSync(join(pack, 'policy.yaml'), policy.replace(/^ {2}rules:$/m, '  modules: [rules/spin.ts]\n  ruleTimeoutSeconds: 1\n  rules:'));
-    mkdirSync(join(pack, 'rules'));
-    writeFileSync(join(pack, 'rules', 'spin.ts'), SPIN);
-    mkdirSync(join(pack, 'tests'));
-    writeFileSync(join(pack, 'tests', 'web.yaml'), CASE);
-    mkdirSync(join(stack, 'specs'), { recursive: true });
-    writeFileSync(join(stack, 'stack.yaml'), STACK);
-    writeFileSync(join(stack, 'specs', 'web.yaml'), WEB);
+    ({ pack, stack } = customRuleStack(tmp, { name: 'spin', rules: { 'spin.ts': SPIN }, packLines: ['ruleTimeoutSeconds: 1'], tests: { 'web.yaml': CASE }, specs: { 'web.yaml': WEB } }));
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
