@@ -601,7 +601,7 @@ describe('azure driver: failures as kinds', () => {
       boot.issued.add('token-s');
       await driver.boot(creds(), ref, { bootToken: 'token-s' });
       await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 });
-      arm.inject({ call: 'powerOff', status: 409, code: 'Conflict', message: 'Another operation is in progress on the VM.', times: 1 });
+      arm.inject({ call: 'powerOff', status: 409, code: 'OperationNotAllowed', message: 'The operation is not allowed in the VM\'s current state.', times: 1 });
       expect((await failure(driver.shutdown(creds(), ref))).kind).toBe('invalid-state');
       expect(arm.vms.get(resourceNames(i.vmId).vm)?.power).toBe('running');
       expect((await driver.get(creds(), ref))?.observedState).toBe('Running');
@@ -619,7 +619,7 @@ describe('azure driver: failures as kinds', () => {
     const ref = { vmId: i.vmId, cloudId: null };
     await driver.createVm(creds(), i);
     await driver.powerOn(creds(), ref);
-    arm.inject({ call: 'patchVm', status: 409, code: 'Conflict', message: 'Another operation is in progress on the VM.', times: 1 });
+    arm.inject({ call: 'patchVm', status: 409, code: 'OperationNotAllowed', message: 'The operation is not allowed in the VM\'s current state.', times: 1 });
     boot.issued.add('token-p');
     expect((await failure(driver.boot(creds(), ref, { bootToken: 'token-p' }))).kind).toBe('invalid-state');
     expect((await driver.get(creds(), ref))?.observedState).toBe('PoweredOn');

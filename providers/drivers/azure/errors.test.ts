@@ -17,6 +17,11 @@ describe('Azure failures as DriverError kinds', () => {
     ['the subnet has no address left (SubnetIsFull, at the NIC)', { statusCode: 400, code: 'SubnetIsFull', message: 'x' }, 'capacity'],
     ['quota', { statusCode: 409, code: 'OperationNotAllowed', message: 'exceeding approved Total Regional Cores quota' }, 'capacity'],
     ['wrong power state', { statusCode: 409, code: 'OperationNotAllowed', message: 'Cannot modify extensions in the VM when the VM is not running.' }, 'invalid-state'],
+    // Another operation holds the VM (a power-off still running, the portal's): released when it ends, so tried again.
+    ['another operation in progress', { statusCode: 409, code: 'AnotherOperationInProgress', message: "Operation 'powerOff' is not allowed since the resource is busy with another operation." }, 'transient'],
+    ['a conflicting concurrent write', { statusCode: 409, code: 'ConflictingConcurrentWriteNotAllowed', message: 'The operation was interrupted by a conflicting concurrent write on the same entity. Please retry later.' }, 'transient'],
+    ['Conflict: another operation in progress', { statusCode: 409, code: 'Conflict', message: 'Another operation on this or dependent resource is in progress. To retrieve status of the operation use uri: https://management.azure.com/…' }, 'transient'],
+    ['Conflict of another kind', { statusCode: 409, code: 'Conflict', message: 'The resource is in a state that does not allow the operation.' }, 'invalid-state'],
     ['409 Conflict', { statusCode: 409, code: 'Conflict', message: 'x' }, 'invalid-state'],
     ['401', { statusCode: 401, code: 'InvalidAuthenticationToken', message: 'x' }, 'credentials'],
     ['expired token', { statusCode: 401, code: 'ExpiredAuthenticationToken', message: 'x' }, 'credentials'],

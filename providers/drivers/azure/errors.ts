@@ -38,6 +38,11 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   InternalServerError: 'transient',
   ServerTimeout: 'transient',
   OperationPreempted: 'transient',
+  // 409s that say another operation holds the resource (ARM serialises writes to one resource: a power-off still
+  // running when the next call comes, an operation of the portal's): it is released once that one ends, and the
+  // driver's calls are idempotent, so trying again is the way through (ARM's message asks for it).
+  AnotherOperationInProgress: 'transient',
+  ConflictingConcurrentWriteNotAllowed: 'transient',
 };
 
 /** What a person does about a code whose message does not say. */
@@ -87,6 +92,8 @@ export function failureKind(f: AzureFailure): DriverErrorKind {
   if (s === 401 || s === 403) return 'credentials';
   if (s === 429 || (s !== undefined && s >= 500)) return 'transient';
   if (s === 404) return 'not-found';
+  // A bare `Conflict` code that says the same in words ("Another operation on this or dependent resource is in progress").
+  if (s === 409 && code === 'Conflict' && /another operation .*in progress/i.test(f.message)) return 'transient';
   if (s === 409) return 'invalid-state';
   if (s === undefined && NETWORK_CODES.has(code)) return 'transient';
   return 'failed';
