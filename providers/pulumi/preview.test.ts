@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { specHash } from '../../engine/spec/index.ts';
 import { valueOf } from '../../packages/dmz-infra/testing.ts';
 import { Fleet } from './fleet.ts';
-import type { FleetStack } from './stack.ts';
+import { TEST_FLEET_STACK } from './testing.ts';
 
 const declared: { type: string; inputs: Record<string, unknown> }[] = [];
 // A preview: a resource's id is not known until it is created (the mocks answer none for `test:` resources).
@@ -32,14 +32,7 @@ class Made extends pulumi.CustomResource {
   }
 }
 
-const stack: FleetStack = {
-  name: 'prod',
-  site: { name: 'charlotte', location: { lat: 35.2, lon: -80.8 } },
-  dataCenters: [{ name: 'miami', url: 'https://dmz.miami.example:8443', tokenEnv: 'FLEET_CLI_TOKEN_MIAMI', location: { lat: 25.7, lon: -80.1 }, hardware: ['general'], capacity: {} }],
-  lifecycle: { states: ['Requested', 'Running', 'Deleted'], initial: 'Requested', terminal: ['Deleted'], requestable: ['Running'], failure: [], transitions: [{ from: 'Requested', to: 'Running', operation: 'createVm' }, { from: 'Running', to: 'Deleted', operation: 'deleteVm' }] },
-  images: { 'ubuntu-22.04': { miami: 'img-1' } },
-  capacityEnforcement: 'mandatory',
-};
+const stack = TEST_FLEET_STACK;
 
 describe('a Fleet whose count another resource computes, in a preview', () => {
   // Found by QA: the resource passed its spec through one apply, so one key not known in a preview made the whole

@@ -8,19 +8,12 @@ import { specHash } from '../../engine/spec/index.ts';
 import { mockPulumi, valueOf } from '../../packages/dmz-infra/testing.ts';
 import { Vm } from './vm.ts';
 import { Fleet } from './fleet.ts';
-import type { FleetStack } from './stack.ts';
+import { TEST_FLEET_STACK } from './testing.ts';
 
 const SECRET_SIG = '4dabf18193072939515e22adb298388d';
 const SECRET_VALUE = '1b47061264138c4ac30d75fd1eb44270';
 const mocks = mockPulumi();
-const stack: FleetStack = {
-  name: 'prod',
-  site: { name: 'charlotte', location: { lat: 35.2, lon: -80.8 } },
-  dataCenters: [{ name: 'miami', url: 'https://dmz.miami.example:8443', tokenEnv: 'FLEET_CLI_TOKEN_MIAMI', location: { lat: 25.7, lon: -80.1 }, hardware: ['general'], capacity: {} }],
-  lifecycle: { states: ['Requested', 'Running', 'Deleted'], initial: 'Requested', terminal: ['Deleted'], requestable: ['Running'], failure: [], transitions: [{ from: 'Requested', to: 'Running', operation: 'createVm' }, { from: 'Running', to: 'Deleted', operation: 'deleteVm' }] },
-  images: { 'ubuntu-22.04': { miami: 'img-1' } },
-  capacityEnforcement: 'mandatory',
-};
+const stack = TEST_FLEET_STACK;
 
 describe('Vm', () => {
   it('sends typed inputs, the member name and spec hash of the planner, the token as a secret, and no token in its provider', async () => {

@@ -19,6 +19,16 @@ import { startEmbedded, type Embedded } from '../embedded.ts';
 import type { ProviderSpec } from './serialize-child.ts';
 import { toFleetStack, type FleetStack } from './stack.ts';
 
+/** A one-data-center stack as the Pulumi resources carry it, for tests of the resources and providers alone (no data center runs). */
+export const TEST_FLEET_STACK: FleetStack = {
+  name: 'prod',
+  site: { name: 'charlotte', location: { lat: 35.2, lon: -80.8 } },
+  dataCenters: [{ name: 'miami', url: 'https://dmz.miami.example:8443', tokenEnv: 'FLEET_CLI_TOKEN_MIAMI', location: { lat: 25.7, lon: -80.1 }, hardware: ['general'], capacity: {} }],
+  lifecycle: { states: ['Requested', 'Running', 'Deleted'], initial: 'Requested', terminal: ['Deleted'], requestable: ['Running'], failure: [], transitions: [{ from: 'Requested', to: 'Running', operation: 'createVm' }, { from: 'Running', to: 'Deleted', operation: 'deleteVm' }] },
+  images: { 'ubuntu-22.04': { miami: 'img-1' } },
+  capacityEnforcement: 'mandatory',
+};
+
 export interface EmbeddedStack {
   dir: string;
   stack: LoadedStack;

@@ -6,19 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { specHash } from '../../engine/spec/index.ts';
 import { FleetProvider, type FleetInputs, type FleetOutputs } from './fleet.ts';
-import { providerOptions, type FleetStack } from './stack.ts';
+import { providerOptions } from './stack.ts';
+import { TEST_FLEET_STACK } from './testing.ts';
 import { VmProvider, type VmResourceInputs } from './vm.ts';
+import { PULUMI_UNKNOWN } from '../provider.ts';
 
 /** What the host passes for a value not known yet (providers/pulumi/fleet.ts UNKNOWN). */
-const UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
-const stack: FleetStack = {
-  name: 'prod',
-  site: { name: 'charlotte', location: { lat: 35.2, lon: -80.8 } },
-  dataCenters: [{ name: 'miami', url: 'https://dmz.miami.example:8443', tokenEnv: 'FLEET_CLI_TOKEN_MIAMI', location: { lat: 25.7, lon: -80.1 }, hardware: ['general'], capacity: {} }],
-  lifecycle: { states: ['Requested', 'Running', 'Deleted'], initial: 'Requested', terminal: ['Deleted'], requestable: ['Running'], failure: [], transitions: [{ from: 'Requested', to: 'Running', operation: 'createVm' }, { from: 'Running', to: 'Deleted', operation: 'deleteVm' }] },
-  images: { 'ubuntu-22.04': { miami: 'img-1' } },
-  capacityEnforcement: 'mandatory',
-};
+const UNKNOWN = PULUMI_UNKNOWN;
+const stack = TEST_FLEET_STACK;
 const size = { cpu: 1, memoryGiB: 2, diskGiB: 10 };
 const spec = { name: 'web', owner: 'team-payments', count: 2, image: 'ubuntu-22.04', size };
 const fleetInputs = (over: Partial<FleetInputs> = {}): FleetInputs => ({ spec, specHash: specHash({ image: spec.image, size, hardware: [], encryptedDisk: false }), ...over });
