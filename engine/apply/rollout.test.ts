@@ -308,7 +308,7 @@ function rng(seed: number) {
   };
 }
 
-type Kind = 'old' | 'out' | 'deposed';
+type Kind = 'old' | 'out' | 'deposed' | 'leftover';
 
 /**
  * A resumed rollout as a stopped one leaves it: per member `old` (Running
@@ -326,6 +326,8 @@ async function runFake(kinds: readonly Kind[], rollout: RolloutSpec, failing: Re
     const old = { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old' };
     if (kind === 'out') return [vmRow(f, i, { dataCenter: 'miami', state: 'BootFailed' })];
     if (kind === 'deposed') return [vmRow(f, i, { ...old, id: `old-${i}`, deposed: true }), vmRow(f, i, { dataCenter: 'miami', state: 'CreateFailed' })];
+    // Its new VM runs; deleting its old one failed half-way (a powerOff fault), so the old VM is left deposed.
+    if (kind === 'leftover') return [vmRow(f, i, { ...old, id: `old-${i}`, deposed: true, state: 'ShuttingDown' }), vmRow(f, i, { dataCenter: 'miami' })];
     return [vmRow(f, i, old)];
   });
   const p = computePlan({
@@ -340,7 +342,7 @@ async function runFake(kinds: readonly Kind[], rollout: RolloutSpec, failing: Re
   });
   const broke: string[] = [];
   const out = new Set(kinds.flatMap((k, i) => (k === 'out' ? [`web/${i}`] : [])));
-  const extra = new Set(kinds.flatMap((k, i) => (k === 'deposed' ? [`web/${i}`] : [])));
+  const extra = new Set(kinds.flatMap((k, i) => (k === 'deposed' || k === 'leftover' ? [`web/${i}`] : [])));
   const ro = p.rollouts?.[0];
   if (!ro) return { plan: p, broke, result: undefined };
   const returning = new Set(ro.waves.flatMap((w) => w.returning ?? []));
@@ -357,6 +359,8 @@ async function runFake(kinds: readonly Kind[], rollout: RolloutSpec, failing: Re
       if (c.deposed) {
         // A delete takes a while (its VM shuts down first): more turns of the event loop than a member's run.
         for (let i = 0; i < 50; i++) await Promise.resolve();
+        // `web/N:old` in `failing`: its delete fails, and the old VM stays.
+        if (failing.has(`${c.address}:old`)) return { ok: false };
         extra.delete(c.address);
         return { ok: true };
       }
@@ -443,11 +447,72 @@ describe('runWaves: failures and resumed rollouts never exceed maxUnavailable or
       failing: failing(0),
       stoppedBefore: ['web/1', 'web/2', 'web/3', 'web/4', 'web/5'],
     },
+    {
+      // Its old VM was deleted beside wave 1 as an unwaved delete, holding no place: wave 1's surge VM was created
+      // beside it, 2 VMs beyond the fleet's with maxSurge 1.
+      name: "an old VM left deposed beside its member's running new VM holds a surge place until it is deleted",
+      kinds: ['leftover', 'old', 'old', 'old'] as Kind[],
+      rollout: { maxUnavailable: 0, maxSurge: 1, failureThreshold: 3 },
+      failing: failing(),
+      stoppedBefore: undefined,
+    },
+    {
+      name: 'and for good when its delete fails',
+      kinds: ['leftover', 'old', 'old', 'old'] as Kind[],
+      rollout: { maxUnavailable: 0, maxSurge: 1, failureThreshold: 3 },
+      failing: new Set(['web/0:old']),
+      stoppedBefore: ['web/1', 'web/2', 'web/3'],
+    },
+    {
+      // Its member was done once the delete ended, failed or not: the next wave surged beside the old VM still there.
+      name: "a member brought back whose old VM's delete fails keeps its surge place",
+      kinds: ['deposed', 'old', 'old', 'old'] as Kind[],
+      rollout: { maxUnavailable: 0, maxSurge: 1, failureThreshold: 3 },
+      failing: new Set(['web/0:old']),
+      stoppedBefore: ['web/1', 'web/2', 'web/3'],
+    },
   ])('$name', async ({ kinds, rollout, failing: f, stoppedBefore }) => {
     const { broke, result } = await runFake(kinds, rollout, f);
     expect(broke).toEqual([]);
     expect(result!.reports[0].stopped?.notStarted).toEqual(stoppedBefore);
     if (stoppedBefore) expect(result!.reports[0].stopped!.reason).toMatch(/hold every place/);
+  });
+
+  it('ends when a member of a fleet that does not roll out is brought back beside its serving old VM, and deletes that VM', async () => {
+    // One member, its surge replace's new VM failed to boot: the retry is no rollout's (nothing else of the fleet
+    // changes). The gate of its old VM was settled `failed` as soon as the (no) rollouts ended, while the retry
+    // still ran: the old VM's delete never ran, and the retry waited for it for ever (`fleet apply` hung).
+    const f = makeFleet('web', { count: 1, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] } });
+    const p = computePlan({
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms: 100 })]),
+      pack: makePack(),
+      fleets: [f],
+      record: [vmRow(f, 0, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old', id: 'old-0', deposed: true }), vmRow(f, 0, { dataCenter: 'miami', state: 'BootFailed' })],
+      fleetVersions: {},
+      options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+      policy: noRulesPolicy,
+      id: 'no-rollout',
+    });
+    expect(p.rollouts ?? []).toEqual([]);
+    const ran: string[] = [];
+    const done = runWaves(p.changes, {
+      plan: p,
+      run: async (c) => {
+        for (let i = 0; i < 20; i++) await Promise.resolve();
+        ran.push(`${c.address}${c.deposed ? ' (old VM)' : ''}`);
+        return { ok: true };
+      },
+      healthy: async () => true,
+      emit: () => undefined,
+      interrupted: () => false,
+    }).then(() => 'ended');
+    // Bounded by turns of the event loop, not by time: each run above takes 20 microtasks.
+    const stuck = (async () => {
+      for (let i = 0; i < 1000; i++) await new Promise((res) => setImmediate(res));
+      return 'stuck';
+    })();
+    expect(await Promise.race([done, stuck])).toBe('ended');
+    expect(ran).toEqual(['web/0', 'web/0 (old VM)']);
   });
 
   it('stops within a wave once failureThreshold is reached: its next group never starts', async () => {

@@ -22,7 +22,9 @@
 //   exception: the deposed old VM of a replace that did not finish, while it
 //   is in the state its address's new VM is being brought back to, is
 //   deleted only once that VM is back, and that member is done only once
-//   its old VM is deleted (deposedGates below).
+//   its old VM is deleted (deposedGates below; a failed delete fails the
+//   member). Any other deposed old VM of a rolling fleet holds a surge place
+//   while its delete runs, and for good when it fails (Lingering below).
 import type { Change, PlanDocument, Rollout } from '../model/index.ts';
 
 /** What the executor reports of one member. */
@@ -83,6 +85,15 @@ export async function runWaves(work: readonly Change[], runner: RolloutRunner): 
   const rollouts = new Map((runner.plan.rollouts ?? []).map((x) => [x.fleet, x]));
   const unwaved = work.filter((c) => c.wave === undefined || !rollouts.has(c.fleet));
   const { r, gateOf, settleRest, oldServing } = deposedGates(work, runner);
+  // The other deposed old VMs of a rolling fleet (no new VM of theirs waits on them) are deleted beside the first
+  // wave; each is a VM beyond the fleet's until it is gone, so it holds a surge place meanwhile (Lingering).
+  const lingering = new Map<string, Lingering>();
+  for (const c of unwaved) {
+    if (!c.deposed || !rollouts.has(c.fleet) || oldServing.has(c.address)) continue;
+    let l = lingering.get(c.fleet);
+    if (!l) lingering.set(c.fleet, (l = new Lingering()));
+    l.add(c.address);
+  }
   let notStarted = 0;
   const free = Promise.all(
     unwaved.map(async (c) => {
@@ -95,29 +106,71 @@ export async function runWaves(work: readonly Change[], runner: RolloutRunner): 
           return;
         }
       }
+      let ok = false;
       try {
         const o = await r.run(c);
         if (o.notStarted) notStarted++;
+        ok = o.ok && !o.notStarted;
       } finally {
-        gate?.deleted();
+        gate?.deleted(ok);
+        if (c.deposed) lingering.get(c.fleet)?.end(c.address, ok);
       }
     }),
   );
   const reports = await Promise.all(
     [...rollouts.values()].map(async (ro) => {
       const members = work.filter((c) => c.fleet === ro.fleet && c.wave !== undefined);
-      const report = await runRollout(ro, members, r, oldServing);
+      const report = await runRollout(ro, members, r, oldServing, lingering.get(ro.fleet) ?? new Lingering());
       notStarted += report.notStartedCount;
       return report.report;
     }),
   );
-  // Members a stopped rollout left untouched never got back: their deposed VMs stay.
-  settleRest();
+  // Members a stopped rollout left untouched never got back: their deposed VMs stay. Only those: an unwaved
+  // member's own run settles its gate, and may still be running (settled `failed` now, its old VM was never
+  // deleted and the member waited for that delete for ever: the apply hung).
+  settleRest(new Set(work.filter((c) => !c.deposed && c.wave !== undefined && rollouts.has(c.fleet)).map((c) => c.address)));
   await free;
   return { reports, notStarted };
 }
 
 type Back = 'back' | 'failed' | 'not-started';
+
+/**
+ * Deposed old VMs of a rolling fleet that are deleted beside its first wave
+ * (their member's new VM serves already, or is not brought back to their
+ * state): VMs beyond the fleet's until they are gone, so each holds a surge
+ * place while its delete runs, and for good when the delete fails (the VM
+ * is still there). Without this a resumed surge rollout created its first
+ * surge VMs beside them: maxSurge + 1 VMs beyond the fleet's.
+ */
+class Lingering {
+  private readonly running = new Set<string>();
+  /** Old VMs whose delete failed: still there for the rest of the apply. */
+  readonly failed: string[] = [];
+  private waiters: (() => void)[] = [];
+  add(address: string): void {
+    this.running.add(address);
+  }
+  end(address: string, ok: boolean): void {
+    if (!this.running.delete(address)) return;
+    if (!ok) this.failed.push(address);
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+  /** Surge places they hold now. */
+  get held(): number {
+    return this.running.size + this.failed.length;
+  }
+  /** True while a delete runs that may give a place back. */
+  get pending(): boolean {
+    return this.running.size > 0;
+  }
+  /** Settles when the next delete ends. */
+  next(): Promise<void> {
+    return new Promise((res) => this.waiters.push(res));
+  }
+}
 
 /**
  * The deposed old VM of a replace that did not finish (its new VM failed
@@ -137,18 +190,18 @@ function deposedGates(work: readonly Change[], runner: RolloutRunner) {
   interface Gate {
     promise: Promise<Back>;
     settle: (b: Back) => void;
-    /** Settles once the deposed VM's delete ended (it ran only if the gate said `back`). */
-    gone: Promise<void>;
-    deleted: () => void;
+    /** Settles once the deposed VM's delete ended (it ran only if the gate said `back`): true when it is gone. */
+    gone: Promise<boolean>;
+    deleted: (ok: boolean) => void;
   }
   const gates = new Map<string, Gate>();
   for (const c of work) {
     const old = deposed.get(c.address);
     if (c.deposed || !old || c.action === 'delete' || c.to !== old.from) continue;
     let settle!: (b: Back) => void;
-    let deleted!: () => void;
+    let deleted!: (ok: boolean) => void;
     const promise = new Promise<Back>((res) => (settle = res));
-    const gone = new Promise<void>((res) => (deleted = res));
+    const gone = new Promise<boolean>((res) => (deleted = res));
     gates.set(c.address, { promise, settle, gone, deleted });
   }
   const r: RolloutRunner = {
@@ -161,7 +214,9 @@ function deposedGates(work: readonly Change[], runner: RolloutRunner) {
         gate.settle(back);
         // Its old VM is an extra VM while it lives: the member is done once it is gone, as a surge replace is
         // once it deleted its old VM. Else the next wave's surge VMs would exist beside it, beyond maxSurge.
-        if (back === 'back') await gate.gone;
+        // When that delete fails the old VM is still there, beside the new one: the member failed, and holds its
+        // surge place as a failed member does (else the next waves' surge VMs would be maxSurge + 1).
+        if (back === 'back' && !(await gate.gone)) return { ok: false };
       }
       return o;
     },
@@ -171,8 +226,9 @@ function deposedGates(work: readonly Change[], runner: RolloutRunner) {
     /** Members whose old VM (deposed) is in the state their current VM is being brought back to: it serves for them. */
     oldServing: new Set(gates.keys()),
     gateOf: (c: Change) => (c.deposed ? gates.get(c.address) : undefined),
-    settleRest: () => {
-      for (const g of gates.values()) g.settle(runner.interrupted() ? 'not-started' : 'failed');
+    /** Settles the gates of the `waved` members, which a rollout ran or left untouched (a settled gate keeps its first word). */
+    settleRest: (waved: ReadonlySet<string>) => {
+      for (const [address, g] of gates) if (waved.has(address)) g.settle(runner.interrupted() ? 'not-started' : 'failed');
     },
   };
 }
@@ -182,6 +238,7 @@ async function runRollout(
   members: readonly Change[],
   r: RolloutRunner,
   oldServing: ReadonlySet<string>,
+  lingering: Lingering,
 ): Promise<{ report: RolloutReport; notStartedCount: number }> {
   const waves = Math.max(0, ...members.map((c) => c.wave!));
   const report: RolloutReport = { fleet: ro.fleet, waves, wavesRun: 0, succeeded: [], failed: [] };
@@ -196,7 +253,8 @@ async function runRollout(
     if (interrupt) notStartedCount += left.length;
   };
   for (let w = 1; w <= waves; w++) {
-    const wave = members.filter((c) => c.wave === w);
+    // Members brought back first: they hold their places from the start (the first group always has them).
+    const wave = members.filter((c) => c.wave === w && returning.has(c.address)).concat(members.filter((c) => c.wave === w && !returning.has(c.address)));
     if (wave.length === 0) continue;
     if (r.interrupted()) {
       stop('the apply was interrupted', w, true);
@@ -205,7 +263,7 @@ async function runRollout(
     // The wave runs in groups that fit the places failed members left, each formed as the one before ended: a
     // member that fails in a group holds its place from then on, so the next group is smaller (none: the rollout stops).
     const placeIn = (c: Change): Place => (returning.has(c.address) ? 'returning' : placeOf(c));
-    const limitOf = (place: Exclude<Place, 'returning'>) => (place === 'surge' ? ro.maxSurge - held.surge : ro.maxUnavailable - held.unavailable);
+    const limitOf = (place: Exclude<Place, 'returning'>) => (place === 'surge' ? ro.maxSurge - held.surge - lingering.held : ro.maxUnavailable - held.unavailable);
     const nextGroup = (from: readonly Change[]): { group: Change[]; blocked: boolean } => {
       const group: Change[] = [];
       const used = { unavailable: 0, surge: 0 };
@@ -216,6 +274,10 @@ async function runRollout(
           if (limit <= 0) return { group, blocked: group.length === 0 };
           if (used[place] >= limit) break;
           used[place]++;
+        } else {
+          // A member brought back holds its place while it runs (once it failed, in `held`): out of service, or
+          // (its old VM serving beside its new one) a surge place.
+          used[oldServing.has(c.address) ? 'surge' : 'unavailable']++;
         }
         group.push(c);
       }
@@ -223,9 +285,14 @@ async function runRollout(
     };
     const reachedThreshold = () =>
       `${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) reached failureThreshold ${ro.failureThreshold}`;
-    const holdEvery = () =>
-      `${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) hold every place maxUnavailable ${ro.maxUnavailable} and maxSurge ${ro.maxSurge} allow`;
-    if (wave.some((c) => placeIn(c) !== 'returning' && limitOf(placeIn(c) as Exclude<Place, 'returning'>) <= 0)) {
+    const holdEvery = () => {
+      const who = [...report.failed, ...lingering.failed.map((a) => `${a}'s old VM, not deleted`)];
+      return `${who.length} failed member${who.length === 1 ? '' : 's'} (${who.join(', ')}) hold every place maxUnavailable ${ro.maxUnavailable} and maxSurge ${ro.maxSurge} allow`;
+    };
+    const full = () => wave.some((c) => placeIn(c) !== 'returning' && limitOf(placeIn(c) as Exclude<Place, 'returning'>) <= 0);
+    // Deposed old VMs still being deleted hold surge places: wait for them rather than stop.
+    while (full() && lingering.pending) await lingering.next();
+    if (full()) {
       // The wave before was reported `failed` already; the summary says why the rollout stopped.
       stop(holdEvery(), w);
       break;
@@ -239,7 +306,11 @@ async function runRollout(
     let blockedInWave = false;
     let thresholdInWave = false;
     while (pending.length > 0) {
-      const { group: g, blocked } = nextGroup(pending);
+      let { group: g, blocked } = nextGroup(pending);
+      while (blocked && lingering.pending) {
+        await lingering.next();
+        ({ group: g, blocked } = nextGroup(pending));
+      }
       if (blocked) {
         blockedInWave = true;
         break;

@@ -1,0 +1,214 @@
+// Rollouts as a whole, over many generated stacks: the real planner makes
+// the plan from a record, runWaves carries it out over a fake world that
+// plays each member's change (and its failure), the record the world leaves
+// is planned and applied again, until a run without failures. What must
+// hold for every case (docs/rollouts.md):
+// - no member is taken out while the spec's maxUnavailable members are out
+//   of Running, and no surge VM is created while maxSurge extra VMs exist
+//   (counted from the spec's settings, not the plan's);
+// - no member of a fleet starts once failureThreshold of its members failed;
+// - the report of every rollout names each waved member once (succeeded,
+//   failed or left untouched): none is lost behind a success;
+// - a deposed old VM is a VM beyond the fleet's until it is deleted;
+// - the re-runs converge: every member Running on its spec, no deposed VM,
+//   and the next plan has nothing to do.
+import { describe, expect, it } from 'vitest';
+import { computePlan } from '../plan/planner.ts';
+import { noRulesPolicy } from '../plan/policy-port.ts';
+import { makeFleet, makePack, makeStack, dataCenter, vmRow } from '../plan/test-support.ts';
+import type { Change, PlanDocument } from '../plan/types.ts';
+import type { VmRow } from '../record/types.ts';
+import type { LoadedFleet } from '../spec/types.ts';
+import { resolveAmount, type RolloutAmount, type RolloutSpec } from '../model/index.ts';
+import { runWaves } from './rollout.ts';
+
+/** mulberry32: repeatable cases. */
+function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const NEW = { image: 'ubuntu-24.04', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } };
+
+/** The spec's settings as counts, as docs/rollouts.md defines them (max-disruption disabled). */
+function expected(f: LoadedFleet) {
+  const r = f.rollout;
+  let mu = resolveAmount(r.maxUnavailable ?? f.count, f.count, 'down');
+  let ms = resolveAmount(r.maxSurge ?? 0, f.count, 'up');
+  if (mu === 0 && ms === 0) [mu, ms] = [1, 1];
+  return { mu, ms };
+}
+
+interface World {
+  rows: VmRow[];
+  seq: number;
+}
+
+function plan(world: World, fleets: LoadedFleet[], id: string): PlanDocument {
+  return computePlan({
+    stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
+    pack: makePack(),
+    fleets,
+    record: world.rows,
+    fleetVersions: {},
+    options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+    policy: noRulesPolicy,
+    id,
+  });
+}
+
+async function applyOnce(world: World, fleets: LoadedFleet[], p: PlanDocument, fails: (c: Change) => boolean, label: string) {
+  const broke: string[] = [];
+  const specs = new Map(fleets.map((f) => [f.name, f]));
+  const serving = (fleet: string, index: number) => world.rows.some((r) => r.fleet === fleet && r.index === index && r.state === 'Running');
+  // Per fleet: members (index < count) with no serving VM, and VMs beyond one per member (surge VMs, deposed VMs).
+  const out = new Map<string, Set<number>>();
+  const extra = new Map<string, number>();
+  for (const f of fleets) {
+    out.set(f.name, new Set(Array.from({ length: f.count }, (_, i) => i).filter((i) => !serving(f.name, i))));
+    extra.set(f.name, world.rows.filter((r) => r.fleet === f.name && r.deposed).length);
+  }
+  const failedIn = new Map<string, number>();
+  const rollouts = new Map((p.rollouts ?? []).map((r) => [r.fleet, r]));
+  const result = await runWaves(
+    p.changes.filter((c) => c.action !== 'noop'),
+    {
+      plan: p,
+      run: async (c) => {
+        const f = specs.get(c.fleet)!;
+        const { mu, ms } = expected(f);
+        const ro = rollouts.get(c.fleet);
+        const o = out.get(c.fleet)!;
+        const member = c.index < f.count;
+        if (ro && c.wave !== undefined && (failedIn.get(c.fleet) ?? 0) >= ro.failureThreshold) broke.push(`${c.address} started after ${failedIn.get(c.fleet)} failures (failureThreshold ${ro.failureThreshold})`);
+        const surge = c.action === 'replace' && c.replaceOrder === 'create-before-delete';
+        // Only a member whose own (not deposed) VM serves is taken out: a retry beside a serving deposed VM is not.
+        const own = world.rows.find((r) => r.fleet === c.fleet && r.index === c.index && !r.deposed);
+        const takesOut = member && !c.deposed && own?.state === 'Running' && !o.has(c.index) && c.action !== 'create' && !surge && c.action !== 'delete';
+        if (surge) {
+          extra.set(c.fleet, extra.get(c.fleet)! + 1);
+          if (ro && extra.get(c.fleet)! > ms) broke.push(`${c.address} surged with ${extra.get(c.fleet)} extra VMs (maxSurge ${ms})`);
+        }
+        if (takesOut) {
+          o.add(c.index);
+          if (ro && o.size > mu) broke.push(`${c.address} taken out with ${o.size} out of Running (maxUnavailable ${mu}): ${[...o].join(',')}`);
+        }
+        const fail = fails(c);
+        // Let the other members of its group start first.
+        for (let i = 0; i < 20; i++) await Promise.resolve();
+        const mine = (r: VmRow) => r.fleet === c.fleet && r.index === c.index;
+        if (c.deposed || c.action === 'delete') {
+          if (fail) return { ok: false };
+          world.rows = world.rows.filter((r) => !(mine(r) && r.deposed === !!c.deposed && (c.deposed || !r.deposed)));
+          if (c.deposed) extra.set(c.fleet, extra.get(c.fleet)! - 1);
+          return { ok: true };
+        }
+        const current = world.rows.find((r) => mine(r) && !r.deposed);
+        const fresh = (state: string): VmRow => ({ ...vmRow(f, c.index, { dataCenter: 'miami', state, id: `vm-${++world.seq}`, version: 1 }) });
+        if (!fail) {
+          world.rows = world.rows.filter((r) => !(mine(r) && !r.deposed));
+          world.rows.push(fresh('Running'));
+          o.delete(c.index);
+          if (surge) extra.set(c.fleet, extra.get(c.fleet)! - 1);
+          return { ok: true };
+        }
+        failedIn.set(c.fleet, (failedIn.get(c.fleet) ?? 0) + 1);
+        if (surge) {
+          // Its new VM failed to boot: the old one, deposed, keeps serving beside it (an extra VM, counted already).
+          world.rows = world.rows.map((r) => (r === current ? { ...r, deposed: true, desiredState: 'Deleted' } : r));
+          world.rows.push(fresh('BootFailed'));
+        } else if (c.action === 'replace' && current && current.state === 'Running') {
+          // delete-before-create: half the time its old VM stops half-way (ShuttingDown), else its new VM fails to boot.
+          world.rows = world.rows.filter((r) => r !== current);
+          world.rows.push(c.index % 2 ? { ...current, state: 'ShuttingDown' } : fresh('BootFailed'));
+        } else {
+          world.rows = world.rows.filter((r) => r !== current);
+          world.rows.push(fresh('BootFailed'));
+        }
+        return { ok: false };
+      },
+      healthy: async () => true,
+      emit: () => undefined,
+      interrupted: () => false,
+    },
+  );
+  // Every waved member is accounted for once.
+  for (const ro of p.rollouts ?? []) {
+    const waved = p.changes.filter((c) => c.fleet === ro.fleet && c.wave !== undefined && !c.deposed).map((c) => c.address);
+    const rep = result.reports.find((r) => r.fleet === ro.fleet)!;
+    const said = [...rep.succeeded, ...rep.failed, ...(rep.stopped?.notStarted ?? [])];
+    expect([...said].sort(), `${label}: report of ${ro.fleet}`).toEqual([...waved].sort());
+  }
+  return { broke, result };
+}
+
+function amount(next: () => number, count: number, zeroOk: boolean): RolloutAmount {
+  const int = (n: number) => Math.floor(next() * n);
+  const v = next() < 0.5 ? int(Math.max(2, count)) : `${[0, 10, 25, 33, 50, 75, 100][int(7)]}%`;
+  if (!zeroOk && (v === 0 || v === '0%')) return 1;
+  return v as RolloutAmount;
+}
+
+describe('rollouts over generated stacks: limits hold, failures stop in time, re-runs converge', () => {
+  it('holds over 400 generated cases', { timeout: 60_000 }, async () => {
+    const next = rng(7);
+    const int = (n: number) => Math.floor(next() * n);
+    let blocked = 0;
+    for (let k = 0; k < 400; k++) {
+      const fleets: LoadedFleet[] = [];
+      const world: World = { rows: [], seq: 0 };
+      const nFleets = 1 + int(2);
+      for (let j = 0; j < nFleets; j++) {
+        const count = 1 + int(9);
+        const rollout: RolloutSpec = { maxUnavailable: amount(next, count, true), maxSurge: amount(next, count, true), failureThreshold: amount(next, count, false) };
+        const isZero = (a: RolloutAmount | undefined) => a === 0 || a === '0%';
+        if (isZero(rollout.maxUnavailable) && isZero(rollout.maxSurge)) rollout.maxSurge = 1;
+        const f = makeFleet(`f${j}`, { count, ...NEW, placement: { dataCenters: ['miami'] }, rollout });
+        fleets.push(f);
+        const before = count + int(3) - 1;
+        for (let i = 0; i < before; i++) {
+          const kind = ['old', 'old', 'old', 'resize', 'same', 'out', 'off', 'half', 'deposed', 'leftover', 'missing'][int(11)];
+          const old = { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old', id: `vm-${++world.seq}` };
+          if (kind === 'missing') continue;
+          if (kind === 'old') world.rows.push(vmRow(f, i, old));
+          if (kind === 'resize') world.rows.push(vmRow(f, i, { dataCenter: 'miami', size: { cpu: 1, memoryGiB: 2, diskGiB: 20 }, specHash: 'small', id: `vm-${++world.seq}` }));
+          if (kind === 'same') world.rows.push(vmRow(f, i, { dataCenter: 'miami', id: `vm-${++world.seq}` }));
+          if (kind === 'out') world.rows.push(vmRow(f, i, { dataCenter: 'miami', state: 'BootFailed', id: `vm-${++world.seq}` }));
+          if (kind === 'off') world.rows.push(vmRow(f, i, { ...old, state: 'PoweredOff' }));
+          if (kind === 'half') world.rows.push(vmRow(f, i, { ...old, state: 'ShuttingDown' }));
+          if (kind === 'leftover') world.rows.push(vmRow(f, i, { ...old, deposed: true, desiredState: 'Deleted', state: 'ShuttingDown' }), vmRow(f, i, { dataCenter: 'miami', id: `vm-${++world.seq}` }));
+          if (kind === 'deposed') world.rows.push(vmRow(f, i, { ...old, deposed: true, desiredState: 'Deleted' }), vmRow(f, i, { dataCenter: 'miami', state: 'BootFailed', id: `vm-${++world.seq}` }));
+        }
+      }
+      const label0 = `case ${k}: ${fleets.map((f) => `${f.name} count ${f.count} ${JSON.stringify(f.rollout)}`).join('; ')}; rows ${world.rows.map((r) => `${r.address}:${r.state}${r.deposed ? '(deposed)' : ''}:${r.specHash.slice(0, 5)}`).join(' ')}`;
+      let done = false;
+      const blockedBefore = blocked;
+      for (let run = 0; run < 12 && !done; run++) {
+        const label = `${label0}; run ${run}`;
+        const p = plan(world, fleets, `c${k}-${run}`);
+        if (p.blocked) {
+          // Only what docs/rollouts.md says blocks: maxUnavailable 0 and a change that cannot use a surge VM (a resize).
+          expect(p.policy.violations.map((v) => v.message).join('\n'), label).toMatch(/maxUnavailable \S+ allows no member out of Running at once, and a resize/);
+          blocked++;
+          break;
+        }
+        const rate = run < 3 ? 0.25 : 0;
+        const { broke } = await applyOnce(world, fleets, p, () => next() < rate, label);
+        expect(broke, label).toEqual([]);
+        const again = plan(world, fleets, `c${k}-${run}-check`);
+        done = again.changes.every((c) => c.action === 'noop');
+      }
+      if (!done && blocked > blockedBefore) continue;
+      expect(done, `${label0}: converged`).toBe(true);
+      for (const f of fleets) {
+        const rows = world.rows.filter((r) => r.fleet === f.name);
+        expect(rows.map((r) => [r.index, r.state, r.deposed]).sort(), label0).toEqual(Array.from({ length: f.count }, (_, i) => [i, 'Running', false]).sort());
+      }
+    }
+    expect(blocked).toBeLessThan(80);
+  });
+});
