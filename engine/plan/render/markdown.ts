@@ -179,6 +179,11 @@ function rolloutSection(plan: PlanDocument, budget: Budget): string {
       hidden += rows.length;
       continue;
     }
+    // No wave (the rollout cannot start; its title says so): no table, whose header alone would show an empty one.
+    if (rows.length === 0) {
+      lines.push(title, '');
+      continue;
+    }
     const shown = rows.filter((row) => budget.take(row));
     hidden += rows.length - shown.length;
     lines.push(title, '', '| wave | members | out of service | surge |', '| ---: | --- | ---: | ---: |', ...shown, '');

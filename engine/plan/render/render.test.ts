@@ -408,3 +408,19 @@ describe('a rollout that also grows its fleet', () => {
     expect(render()).not.toContain('bringing back');
   });
 });
+
+// A rollout that cannot start (spec.rollout.maxUnavailable 0 and a resize, which cannot use a surge VM): the
+// pull-request comment showed its wave table's header with no row under it, beside the line that says no wave can start.
+describe('a rollout that cannot start', () => {
+  const resized = makeFleet('web', { count: 2, rollout: { maxUnavailable: 0, maxSurge: 1 } });
+  const p = plan([resized], [0, 1].map((i) => vmRow(resized, i, { size: { cpu: 1, memoryGiB: 4, diskGiB: 20 }, specHash: 'small' })));
+  it('is blocked with no wave', () => {
+    expect(p.blocked).toBe(true);
+    expect(p.rollouts?.[0].waves).toEqual([]);
+  });
+  it('has its line in the markdown plan, and no empty wave table', () => {
+    const md = renderMarkdown(p);
+    expect(md).toContain('**web**: no wave can start (the plan is blocked: see its violations)');
+    expect(md).not.toContain('| wave | members | out of service | surge |');
+  });
+});
