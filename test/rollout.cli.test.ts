@@ -310,3 +310,33 @@ describe('fleet apply: a rollout while a member is missing (its VM forgotten by 
     expect(after.stdout).toContain('No changes. The record matches the specs.');
   }, 240_000);
 });
+
+describe('fleet apply: a one-member fleet resumed after its surge replace failed to boot', () => {
+  // The old VM, deposed, serves beside the failed new one; nothing else of the fleet changes, so the retry is no
+  // rollout's. The apply settled the old VM's gate as failed before the retry ended, skipped its delete, and the
+  // retry waited for that delete for ever: `fleet apply` hung (Ctrl-C did not end it).
+  const one = (image: string) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-web }
+spec:
+  count: 1
+  image: ${image}
+  size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
+`;
+  const { fleet, file } = useAppliedStack(one('ubuntu-22.04'));
+
+  it('brings the new VM back, deletes the old one, and ends', async () => {
+    await writeFile(file('specs', 'web.yaml'), one('ubuntu-24.04'));
+    await writeFile(file('stack.yaml'), stackYaml(['boot']));
+    expect((await fleet('apply', '--yes')).code).toBe(1);
+    expect((await fleet('state', 'list')).stdout).toMatch(/web\/0 \(deposed\) .* Running /);
+
+    await writeFile(file('stack.yaml'), stackYaml([]));
+    const resumed = await fleet('apply', '--yes');
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const listed = await fleet('state', 'list');
+    expect(listed.stdout).not.toContain('deposed');
+    expect(listed.stdout).toMatch(/web\/0 .* Running .*img-ubuntu-2404/);
+    expect((await fleet('plan')).stdout).toContain('No changes. The record matches the specs.');
+  }, 120_000);
+});

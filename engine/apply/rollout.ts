@@ -253,8 +253,7 @@ async function runRollout(
     if (interrupt) notStartedCount += left.length;
   };
   for (let w = 1; w <= waves; w++) {
-    // Members brought back first: they hold their places from the start (the first group always has them).
-    const wave = members.filter((c) => c.wave === w && returning.has(c.address)).concat(members.filter((c) => c.wave === w && !returning.has(c.address)));
+    const wave = members.filter((c) => c.wave === w);
     if (wave.length === 0) continue;
     if (r.interrupted()) {
       stop('the apply was interrupted', w, true);
@@ -302,7 +301,8 @@ async function runRollout(
     let ok = 0;
     let failed = 0;
     let skipped = 0;
-    let pending: readonly Change[] = wave;
+    // Members brought back run first: they hold their places from the start (the first group always has them).
+    let pending: readonly Change[] = [...wave.filter((c) => returning.has(c.address)), ...wave.filter((c) => !returning.has(c.address))];
     let blockedInWave = false;
     let thresholdInWave = false;
     while (pending.length > 0) {
