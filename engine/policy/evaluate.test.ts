@@ -232,15 +232,21 @@ describe('evaluateRules: a request-level custom rule is previewed in the plan', 
     },
   };
   const big = { cpu: 2, memoryGiB: 4, diskGiB: 100 };
+  // Hears every request: it refuses none, so the preview asks it about each one apply sends.
+  const heard: RequestFacts[] = [];
+  const recorder: Rule = { name: 'recorder', description: 'd', configSchema: { type: 'object' }, checkRequest: (req) => (heard.push(req), []) };
 
   it('a create it vetoes is a violation at its level, once per change', () => {
     asked.length = 0;
+    heard.length = 0;
     const c = change('web/0', 'create', { size: big, steps: [{ from: 'Requested', to: 'BeingCreated', member: 'current', operation: 'none' }, { from: 'BeingCreated', to: 'PoweredOff', member: 'current', operation: 'createVm' }] });
-    const vs = evaluateRules(plan([c, change('web/1', 'create')]), ctx({ fleets: [fleet('web', { owner: 'team-a' })] }), packWith([[noBigDisk, 'mandatory']]));
+    const vs = evaluateRules(plan([c, change('web/1', 'create')]), ctx({ fleets: [fleet('web', { owner: 'team-a' })] }), packWith([[noBigDisk, 'mandatory'], [recorder, 'advisory']]));
     expect(vs.map((v) => [v.policy, v.level, v.address])).toEqual([['no-big-disk', 'mandatory', 'web/0']]);
     expect(vs[0].message).toMatch(/^100 GiB disk is more than 50\. \(its checkRequest, on the create of web\/0/);
+    // The preview stops at the request the authority refuses: apply sends nothing more for web/0.
+    expect(asked.filter((r) => r.address === 'web/0').map((r) => r.kind)).toEqual(['create']);
     // What the authority is asked, as it builds it: the create, then each edge.
-    expect(asked.filter((r) => r.address === 'web/0').map((r) => [r.kind, r.from, r.to, r.operation, r.owner, r.dataCenter, r.image])).toEqual([
+    expect(heard.filter((r) => r.address === 'web/0').map((r) => [r.kind, r.from, r.to, r.operation, r.owner, r.dataCenter, r.image])).toEqual([
       ['create', null, 'Requested', 'insert', 'team-a', 'miami', 'ubuntu-22.04'],
       ['transition', 'Requested', 'BeingCreated', 'none', 'team-a', 'miami', 'ubuntu-22.04'],
       ['transition', 'BeingCreated', 'PoweredOff', 'createVm', 'team-a', 'miami', 'ubuntu-22.04'],
@@ -249,6 +255,7 @@ describe('evaluateRules: a request-level custom rule is previewed in the plan', 
 
   it("an existing VM's edges carry its record row; a resize the new size, and the size after it", () => {
     asked.length = 0;
+    heard.length = 0;
     const row = vm('web/0', { id: 'vm-0', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } });
     const c = change('web/0', 'update', {
       vmId: 'vm-0',
@@ -260,13 +267,15 @@ describe('evaluateRules: a request-level custom rule is previewed in the plan', 
         { from: 'PoweredOff', to: 'PoweredOn', member: 'current', operation: 'powerOn' },
       ],
     });
-    const vs = evaluateRules(plan([c]), ctx({ record: [row] }), packWith([[noBigDisk, 'advisory']]));
-    expect(asked.map((r) => [r.kind, r.from, r.to, r.size.diskGiB])).toEqual([
+    const vs = evaluateRules(plan([c]), ctx({ record: [row] }), packWith([[noBigDisk, 'advisory'], [recorder, 'advisory']]));
+    expect(heard.map((r) => [r.kind, r.from, r.to, r.size.diskGiB])).toEqual([
       ['transition', 'Running', 'ShuttingDown', 20],
       ['transition', 'ShuttingDown', 'PoweredOff', 20],
       ['resize', 'PoweredOff', 'PoweredOff', 100],
       ['transition', 'PoweredOff', 'PoweredOn', 100],
     ]);
+    // The resize is refused: the preview asks no-big-disk nothing after it.
+    expect(asked.map((r) => r.kind)).toEqual(['transition', 'transition', 'resize']);
     expect(vs.map((v) => [v.policy, v.level, v.address])).toEqual([['no-big-disk', 'advisory', 'web/0']]);
     expect(vs[0].message).toContain('on the resize in PoweredOff of web/0');
   });
@@ -300,5 +309,69 @@ describe('evaluateRules: a check that throws what cannot be shown', () => {
     const rule: Rule = { name: 'weird', description: 'd', configSchema: { type: 'object' }, checkChange: () => { throw thrown(); } };
     const vs = evaluateRules(plan([change('web/0', 'create')]), ctx(), packWith([[rule, 'advisory']]));
     expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual([['weird', 'mandatory', 'web/0', `Rule weird failed: ${shown}`]]);
+  });
+});
+
+/**
+ * A rule with both a checkChange and a checkRequest said the same problem
+ * twice in the plan, in two wordings: `16 vCPU is more than 8.` from its
+ * checkChange and `create of 16 vCPU refused (…) (its checkRequest, on the
+ * create of web/0 …)` from the preview of its checkRequest, which dropped
+ * only a message identical to one said before. Now the checkRequest
+ * preview says nothing at an address where the same rule's checkChange or
+ * checkPlan already reported something (the plan shows it in those words);
+ * it still speaks where they said nothing, and a checkRequest that fails
+ * is always shown.
+ */
+describe('evaluateRules: a rule with checkChange and checkRequest reports a problem once', () => {
+  const bigCpu = (cpu: number): boolean => cpu > 8;
+  const both = (over: Partial<Rule> = {}): Rule => ({
+    name: 'max-cpu',
+    description: 'd',
+    configSchema: { type: 'object' },
+    checkChange: (c) => (c.action !== 'delete' && bigCpu(c.size.cpu) ? [{ address: c.address, message: `${c.size.cpu} vCPU is more than 8.`, hint: 'h' }] : []),
+    checkRequest: (req) => (bigCpu(req.size.cpu) ? [{ address: req.address, message: `${req.kind} with ${req.size.cpu} vCPU refused.`, hint: 'h' }] : []),
+    ...over,
+  });
+  const big = { cpu: 16, memoryGiB: 4, diskGiB: 20 };
+  const createPath = [
+    { from: 'Requested', to: 'BeingCreated', member: 'current' as const, operation: 'none' as const },
+    { from: 'BeingCreated', to: 'PoweredOff', member: 'current' as const, operation: 'createVm' as const },
+  ];
+  const cases: { name: string; rule: Rule; changes: () => Parameters<typeof plan>[0]; want: [policy: string, level: string, address: string, message: string | RegExp][] }[] = [
+    {
+      name: "checkChange's finding stands alone: no second wording from checkRequest",
+      rule: both(),
+      changes: () => [change('web/0', 'create', { size: big, steps: createPath }), change('web/1', 'create', { steps: createPath })],
+      want: [['max-cpu', 'advisory', 'web/0', '16 vCPU is more than 8.']],
+    },
+    {
+      name: "checkPlan's finding at an address likewise",
+      rule: both({ checkChange: undefined, checkPlan: (p) => p.changes.filter((c) => bigCpu(c.size.cpu)).map((c) => ({ address: c.address, message: 'too big.', hint: 'h' })) }),
+      changes: () => [change('web/0', 'create', { size: big, steps: createPath })],
+      want: [['max-cpu', 'advisory', 'web/0', 'too big.']],
+    },
+    {
+      name: 'checkRequest still speaks where checkChange said nothing (another address)',
+      rule: both({ checkChange: (c) => (c.address === 'web/0' && bigCpu(c.size.cpu) ? [{ address: c.address, message: 'big.', hint: 'h' }] : []) }),
+      changes: () => [change('web/0', 'create', { size: big, steps: createPath }), change('web/1', 'create', { size: big, steps: createPath })],
+      want: [
+        ['max-cpu', 'advisory', 'web/0', 'big.'],
+        ['max-cpu', 'advisory', 'web/1', /^create with 16 vCPU refused\. \(its checkRequest, on the create of web\/1/],
+      ],
+    },
+    {
+      name: 'a checkRequest that fails is shown even where checkChange found something',
+      rule: both({ checkRequest: () => { throw new Error('boom'); } }),
+      changes: () => [change('web/0', 'create', { size: big, steps: createPath })],
+      want: [
+        ['max-cpu', 'advisory', 'web/0', '16 vCPU is more than 8.'],
+        ['max-cpu', 'mandatory', 'web/0', 'Rule max-cpu failed: boom'],
+      ],
+    },
+  ];
+  it.each(cases)('$name', ({ rule, changes, want }) => {
+    const vs = evaluateRules(plan(changes()), ctx(), packWith([[rule, 'advisory']]));
+    expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual(want.map(([p, l, a, m]) => [p, l, a, typeof m === 'string' ? m : expect.stringMatching(m)]));
   });
 });

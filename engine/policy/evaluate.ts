@@ -111,7 +111,7 @@ interface Progress {
  * One rule over the plan: checkChange over each change (in plan order), then
  * checkPlan once, then (`requests`: a custom rule) its checkRequest over the
  * requests apply will send for each change, the preview of what the
- * authority judges.
+ * authority judges (previewRequests).
  */
 function runRule(r: ResolvedRule, plan: PlanDocument, rctx: RuleContext, out: Violation[], at?: Progress, requests = false): void {
   const { checkChange, checkPlan, checkRequest } = r.rule;
@@ -130,24 +130,64 @@ function runRule(r: ResolvedRule, plan: PlanDocument, rctx: RuleContext, out: Vi
     }
     out.push(...findings(r, () => checkPlan.call(r.rule, plan, rctx), plan.stack));
   }
-  if (checkRequest && requests) {
-    if (at) at.check = 'checkRequest';
-    const said = new Set(out.slice(before).map((v) => `${v.address}\u0000${v.message}`));
-    const reqCtx: RequestRuleContext = { config: rctx.config, lifecycle: rctx.lifecycle, images: rctx.images };
-    const rows = new Map(rctx.record.map((v) => [v.id, v]));
-    for (const change of plan.changes) {
-      if (at) at.address = change.address;
-      for (const { facts, what } of requestsOf(change, plan.stack, rctx, (id) => rows.get(id))) {
-        for (const v of findings(r, () => checkRequest.call(r.rule, facts, reqCtx), change.address)) {
-          // Once per change and message: a rule that finds the same on each edge of a path says it once.
-          const key = `${v.address}\u0000${v.message}`;
-          if (said.has(key)) continue;
-          said.add(key);
-          out.push(v.message.startsWith(`Rule ${r.rule.name} failed`) ? v : { ...v, message: `${v.message} (its checkRequest, on ${what} of ${change.address}: the authority judges it again per request)` });
-        }
+  if (checkRequest && requests) previewRequests(r, checkRequest, plan, rctx, out, out.slice(before), at);
+}
+
+/**
+ * A rule's checkRequest over the requests `fleet apply` will send, as the
+ * authority will judge them, so that a plan shows what the authority will
+ * refuse. Per change, the requests are judged in the order apply sends them
+ * and the first one refused (a finding, or the check failing) is the last:
+ * the authority vetoes it and apply sends nothing more for that member, so
+ * its findings are what the plan shows, once. What the rule's own checkChange
+ * or checkPlan already reported (`earlier`) is not said again: a finding at
+ * an address where they reported anything is left out (the plan shows the
+ * problem in their words, not a second wording of it), and one whose
+ * address and message were said before is too. A check that fails is
+ * always shown, unless said in the same words: it blocks the plan as it
+ * vetoes the request.
+ */
+function previewRequests(
+  r: ResolvedRule,
+  checkRequest: NonNullable<Rule['checkRequest']>,
+  plan: PlanDocument,
+  rctx: RuleContext,
+  out: Violation[],
+  earlier: readonly Violation[],
+  at?: Progress,
+): void {
+  if (at) at.check = 'checkRequest';
+  const spoken = new Set(earlier.map((v) => v.address));
+  const said = new Set(earlier.map((v) => `${v.address}\u0000${v.message}`));
+  const once = (v: Violation): void => {
+    const key = `${v.address}\u0000${v.message}`;
+    if (said.has(key)) return;
+    said.add(key);
+    out.push(v);
+  };
+  const reqCtx: RequestRuleContext = { config: rctx.config, lifecycle: rctx.lifecycle, images: rctx.images };
+  const rows = new Map(rctx.record.map((v) => [v.id, v]));
+  for (const change of plan.changes) {
+    if (at) at.address = change.address;
+    for (const { facts, what } of requestsOf(change, plan.stack, rctx, (id) => rows.get(id))) {
+      let found: Finding[];
+      try {
+        found = checkedFindings(checkRequest.call(r.rule, facts, reqCtx));
+      } catch (err) {
+        once(crashed(r, change.address, err));
+        break;
       }
-      if (at) at.done++;
+      if (found.length === 0) continue;
+      for (const f of found) {
+        if (spoken.has(f.address)) continue;
+        const key = `${f.address}\u0000${f.message}`;
+        if (said.has(key)) continue;
+        said.add(key);
+        out.push({ ...toViolation(r, f), message: `${f.message} (its checkRequest, on ${what} of ${change.address}: the authority judges it again per request)` });
+      }
+      break;
     }
+    if (at) at.done++;
   }
 }
 
