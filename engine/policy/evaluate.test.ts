@@ -439,3 +439,86 @@ describe('requestsOf: the facts of each request, as the spread-built definition 
     }
   });
 });
+
+/**
+ * A custom rule's inputs are a frozen copy, but Object.freeze does not stop
+ * Map#set or Set#add: a check could write to the Maps and Sets inside what
+ * it is handed (a fleet's `pointers`, `allowDestroy`, `protectedFleets`)
+ * without failing, and a fleet's pointers (one copy for every custom rule)
+ * changed under the rules after it. Each write now throws (the rule fails,
+ * a mandatory violation), and neither the rules after it nor the planner's
+ * own inputs see a change, whether or not the rule catches the error.
+ */
+describe('evaluateRules: a rule that writes to a Map or Set it is handed', () => {
+  type Ctx = Parameters<NonNullable<Rule['checkChange']>>[1];
+  const pointersOf = (rctx: Ctx): Map<string, { line?: number }> => rctx.fleets[0].pointers as Map<string, { line?: number }>;
+  const writes: { name: string; write: (rctx: Ctx) => unknown; message: RegExp }[] = [
+    { name: 'a fleet\'s pointers: set', write: (rctx) => pointersOf(rctx).set('spec.count', { line: 99 }), message: /Cannot call set\(\) on a read-only Map/ },
+    { name: 'a fleet\'s pointers: delete', write: (rctx) => pointersOf(rctx).delete('spec.count'), message: /Cannot call delete\(\) on a read-only Map/ },
+    { name: 'a fleet\'s pointers: clear', write: (rctx) => pointersOf(rctx).clear(), message: /Cannot call clear\(\) on a read-only Map/ },
+    { name: 'a value in a fleet\'s pointers', write: (rctx) => (pointersOf(rctx).get('spec.count')!.line = 99), message: /Cannot assign to read only property 'line'/ },
+    { name: 'allowDestroy: add', write: (rctx) => (rctx.allowDestroy as Set<string>).add('db'), message: /Cannot call add\(\) on a read-only Set/ },
+    { name: 'allowDestroy: delete', write: (rctx) => (rctx.allowDestroy as Set<string>).delete('web'), message: /Cannot call delete\(\) on a read-only Set/ },
+    { name: 'allowDestroy: clear', write: (rctx) => (rctx.allowDestroy as Set<string>).clear(), message: /Cannot call clear\(\) on a read-only Set/ },
+    { name: 'protectedFleets: add', write: (rctx) => (rctx.protectedFleets as Set<string>).add('db'), message: /Cannot call add\(\) on a read-only Set/ },
+    { name: 'protectedFleets: delete', write: (rctx) => (rctx.protectedFleets as Set<string>).delete('web'), message: /Cannot call delete\(\) on a read-only Set/ },
+    { name: 'protectedFleets: clear', write: (rctx) => (rctx.protectedFleets as Set<string>).clear(), message: /Cannot call clear\(\) on a read-only Set/ },
+  ];
+  const seen = (rctx: Ctx): unknown => ({
+    pointers: [...pointersOf(rctx)].map(([k, v]) => [k, v.line]),
+    allowDestroy: [...rctx.allowDestroy],
+    protectedFleets: [...(rctx.protectedFleets ?? [])],
+  });
+  const cases = writes.flatMap((w) => [
+    { ...w, name: `${w.name}, the error not caught`, caught: false },
+    { ...w, name: `${w.name}, the error caught by the rule`, caught: true },
+  ]);
+  it.each(cases)('$name', ({ write, message, caught }) => {
+    const planner = {
+      fleets: [fleet('web', { pointers: new Map([['spec.count', { line: 7 }]]) })],
+      allowDestroy: new Set(['web']),
+      protectedFleets: new Set(['web']),
+    };
+    const before = seen(planner as unknown as Ctx);
+    const after: unknown[] = [];
+    const writer: Rule = {
+      name: 'writer',
+      description: 'd',
+      configSchema: { type: 'object' },
+      checkChange(_c, rctx) {
+        if (!caught) write(rctx);
+        else {
+          try {
+            write(rctx);
+          } catch {
+            // swallowed: what it tried to write must still not be seen
+          }
+        }
+        return [];
+      },
+    };
+    const reader: Rule = { name: 'reader', description: 'd', configSchema: { type: 'object' }, checkChange: (_c, rctx) => (after.push(seen(rctx)), []) };
+    const vs = evaluateRules(plan([change('web/0', 'create')]), ctx(planner), packWith([[writer, 'advisory'], [reader, 'advisory']]));
+    expect(vs.map((v) => [v.policy, v.level, v.address, v.message])).toEqual(caught ? [] : [['writer', 'mandatory', 'web/0', expect.stringMatching(message)]]);
+    expect(after).toEqual([before]);
+    expect(seen(planner as unknown as Ctx)).toEqual(before);
+  });
+
+  it('a rule may still read them, copy them, and change its copy', () => {
+    const reader: Rule = {
+      name: 'reader',
+      description: 'd',
+      configSchema: { type: 'object' },
+      checkChange(c, rctx) {
+        const mine = new Set(rctx.allowDestroy);
+        mine.add('db');
+        const p = new Map(rctx.fleets[0].pointers);
+        p.clear();
+        const ok = rctx.allowDestroy instanceof Set && rctx.fleets[0].pointers instanceof Map && rctx.allowDestroy.has('web') && rctx.fleets[0].pointers.get('spec.count')?.line === 7;
+        return ok && mine.size === 2 && p.size === 0 ? [{ address: c.address, message: 'read', hint: 'h' }] : [];
+      },
+    };
+    const vs = evaluateRules(plan([change('web/0', 'create')]), ctx({ fleets: [fleet('web', { pointers: new Map([['spec.count', { line: 7 }]]) })], allowDestroy: new Set(['web']) }), packWith([[reader, 'advisory']]));
+    expect(vs.map((v) => v.message)).toEqual(['read']);
+  });
+});

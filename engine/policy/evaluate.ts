@@ -4,6 +4,7 @@
 import { diag, type Diagnostic, type Where } from '../diags/index.ts';
 import type { Change, PlanDocument, Violation } from '../model/index.ts';
 import { builtin, functionLocation, ruleTimeoutMs, runWithin, showSeconds } from './deadline.ts';
+import { deepFreeze } from './read-only.ts';
 import { BUILTIN_RULES } from './rules/builtin.ts';
 import type { PlanVmRow } from '../record/types.ts';
 import type { Finding, Lifecycle, LoadedPack, RequestFacts, RequestRuleContext, ResolvedRule, Rule, RuleContext } from './types.ts';
@@ -298,15 +299,6 @@ export function ruleTimeout(
   };
 }
 
-/** `v` and everything in it frozen (a Map or Set inside stays writable: the copy's own). */
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const x of Object.values(v)) deepFreeze(x);
-  }
-  return v;
-}
-
 /**
  * What custom rules read: a frozen copy of the plan and of the planner's
  * context. A custom rule is a pack author's code, and the plan it is handed
@@ -314,12 +306,25 @@ function deepFreeze<T>(v: T): T {
  * `change.size.cpu = 1` or emptied `plan.changes` changed what was applied,
  * and what the rules after it judged. Frozen, such a write throws (checks
  * run in strict mode: a module is), and the rule fails like one that
- * throws. The lifecycle and the image catalog are frozen at load.
+ * throws. Its Maps and Sets (a fleet's `pointers`, `allowDestroy`,
+ * `protectedFleets`) are read-only too (./read-only.ts: Object.freeze does
+ * not stop Map#set), in place, so the copy costs no more than the clone.
+ * One view serves every custom rule of the evaluation. The lifecycle and
+ * the image catalog are frozen at load.
  */
 function readOnlyView(plan: PlanDocument, ctx: EvalContext): { plan: PlanDocument; ctx: EvalContext } {
   const { lifecycle, images, allowDestroy, protectedFleets, ...data } = ctx;
   const copy = deepFreeze(structuredClone({ plan, data }));
-  return { plan: copy.plan, ctx: { ...copy.data, lifecycle, images, allowDestroy, ...(protectedFleets ? { protectedFleets } : {}) } };
+  return {
+    plan: copy.plan,
+    ctx: {
+      ...copy.data,
+      lifecycle,
+      images,
+      allowDestroy: deepFreeze(new Set(allowDestroy)),
+      ...(protectedFleets ? { protectedFleets: deepFreeze(new Set(protectedFleets)) } : {}),
+    },
+  };
 }
 
 /**
@@ -347,13 +352,7 @@ export function evaluateRules(plan: PlanDocument, ctx: EvalContext, pack: Loaded
     }
     // A custom rule reads a frozen copy (made once, for every custom rule): what it writes is the rule failing, never the plan.
     view ??= readOnlyView(plan, ctx);
-    const rctx: RuleContext = {
-      ...view.ctx,
-      allowDestroy: new Set(ctx.allowDestroy),
-      ...(ctx.protectedFleets ? { protectedFleets: new Set(ctx.protectedFleets) } : {}),
-      config: r.config,
-      enforcement: r.enforcement,
-    };
+    const rctx: RuleContext = { ...view.ctx, config: r.config, enforcement: r.enforcement };
     const at: Progress = { check: 'checkChange', address: plan.stack, done: 0 };
     const ms = ruleTimeoutMs(pack.ruleTimeoutSeconds);
     const found: Violation[] = [];
