@@ -103,6 +103,18 @@ describe('evaluateRules: a custom rule that never returns', () => {
       ],
       detail: /web\/1/,
     },
+    {
+      // The count went on from checkChange's: "4 of 3 changes checked before it".
+      name: 'its checkRequest preview loops on one change: counted from the first change of the preview',
+      rule: { checkChange: (c) => finding(c.address), checkRequest: (req) => (req.address === 'web/1' ? loop() : []) },
+      want: [
+        ['spin', 'advisory', 'web/0', 'seen web/0'],
+        ['spin', 'advisory', 'web/1', 'seen web/1'],
+        ['spin', 'advisory', 'web/2', 'seen web/2'],
+        ['spin', 'mandatory', 'web/1', /^Rule spin did not finish within 0\.2 s: its checkRequest \([^)]*evaluate\.test\.ts:\d+:\d+\) was still running on web\/1 \(1 of 3 changes checked before it\), and was stopped\.$/],
+      ],
+      detail: /checkRequest .* web\/1 /,
+    },
   ];
   it.each(cases)('$name', { timeout: 60_000 }, ({ rule, want, detail }) => {
     const spin = { name: 'spin', description: 'd', configSchema: { type: 'object' }, ...rule } as Rule;

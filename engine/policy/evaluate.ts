@@ -157,7 +157,11 @@ function previewRequests(
   earlier: readonly Violation[],
   at?: Progress,
 ): void {
-  if (at) at.check = 'checkRequest';
+  if (at) {
+    // Its own count: "(n of N changes checked before it)" counted on from checkChange's said "4 of 3".
+    at.check = 'checkRequest';
+    at.done = 0;
+  }
   const spoken = new Set(earlier.map((v) => v.address));
   const said = new Set(earlier.map((v) => `${v.address}\u0000${v.message}`));
   const once = (v: Violation): void => {
@@ -334,8 +338,8 @@ function readOnlyView(plan: PlanDocument, ctx: EvalContext): { plan: PlanDocumen
  * mandatory violation naming the rule (at the change's address, or the stack
  * name for checkPlan).
  *
- * A custom rule's checks (all of its checkChange calls, then its checkPlan)
- * run under one deadline, the pack's `ruleTimeoutSeconds` (default 10 s):
+ * A custom rule's checks (all of its checkChange calls, then its checkPlan,
+ * then the preview of its checkRequest) run under one deadline, the pack's `ruleTimeoutSeconds` (default 10 s):
  * one still running then is stopped, keeps the findings of the changes it
  * finished, and becomes one mandatory violation at the change it was on
  * (the stack name for checkPlan), so nothing is approved past it, plus one
