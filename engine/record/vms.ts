@@ -41,6 +41,41 @@ export function vmReader({ db }: RecordSql): Omit<VmReader, 'listPlanVms' | 'rea
       return rows.map((r) => ({ fleet: r.fleet, dataCenter: r.data_center, state: r.state, vms: Number(r.n) }));
     },
 
+    async countVmsPage(stack, page) {
+      const limit = Math.max(0, Math.floor(page.limit));
+      const offset = Math.max(0, Math.floor(page.offset));
+      // One statement (one snapshot). The fleets, their number and the stack's
+      // VMs per data center come from vm_usage (kept by triggers, one row per
+      // fleet and data center: migration 8), summed on the server; only the
+      // page's fleets' VMs are counted per state, along vms_scope (stack,
+      // fleet, idx). So a load reads the page's VMs, never the stack's
+      // (a GROUP BY over 1,000,000 of them before), and no write pays for it:
+      // a table of counts per state kept by triggers cost the apply's VM
+      // writes ~15% more PostgreSQL CPU (docs/dashboard.md).
+      const [row] = await db.query<{ fleets: number | string; totals: string; rows: string }>(
+        // vm_usage read once (u), its fleets grouped once (hashed: the rows come in no order).
+        `WITH u AS MATERIALIZED (SELECT fleet, data_center, vms FROM vm_usage WHERE stack = $1 AND vms > 0),
+           fleets AS MATERIALIZED (SELECT fleet FROM u GROUP BY fleet),
+           shown AS (SELECT fleet FROM fleets ORDER BY fleet LIMIT $2 OFFSET $3)
+         SELECT
+           (SELECT count(*) FROM fleets) AS fleets,
+           (SELECT coalesce(json_agg(json_build_array(data_center, n) ORDER BY data_center), '[]')::text
+              FROM (SELECT data_center, sum(vms) AS n FROM u GROUP BY data_center) t) AS totals,
+           (SELECT coalesce(json_agg(json_build_array(fleet, data_center, state, n) ORDER BY fleet, data_center COLLATE "C", state COLLATE "C"), '[]')::text
+              FROM (SELECT fleet, data_center, state, count(*) AS n FROM vms
+                    WHERE stack = $1 AND fleet IN (SELECT fleet FROM shown) AND retired_at IS NULL
+                    GROUP BY fleet, data_center, state) c) AS rows`,
+        [stack, limit, offset],
+      );
+      const totals = JSON.parse(row.totals) as [string, number | string][];
+      const rows = JSON.parse(row.rows) as [string, string, string, number | string][];
+      return {
+        fleets: Number(row.fleets),
+        totals: totals.map(([dataCenter, n]) => ({ dataCenter, vms: Number(n) })),
+        rows: rows.map(([fleet, dataCenter, state, n]) => ({ fleet, dataCenter, state, vms: Number(n) })),
+      };
+    },
+
     async fleetMembers(stack, fleet, page) {
       const params: unknown[] = [stack, fleet, Math.max(0, Math.floor(page.limit)), Math.max(0, Math.floor(page.offset))];
       let where = 'stack = $1 AND fleet = $2 AND retired_at IS NULL';
