@@ -39,10 +39,9 @@ export interface VmReader {
    * Live VMs of a stack summed per fleet and data center, leaving out the
    * fleets in `excludeFleets`. Ordered by fleet, data center. With `byOwner`:
    * summed per owner (the fleets table's) and data center instead, `fleet`
-   * '' in those rows, except the fleets in `byOwner.perFleet`, which keep
-   * their own rows; ordered by fleet, owner, data center.
+   * '' in every row; ordered by owner, data center.
    */
-  usage(stack: string, opts: { excludeFleets: readonly string[]; byOwner?: { perFleet: readonly string[] } }): Promise<UsageRow[]>;
+  usage(stack: string, opts: { excludeFleets: readonly string[]; byOwner?: boolean }): Promise<UsageRow[]>;
   /**
    * Live VMs of a stack (deposed ones included, as listVms) counted per
    * fleet, data center and state, in SQL (a GROUP BY over the stack's VMs).

@@ -137,7 +137,7 @@ export function vmReader({ db }: RecordSql): Omit<VmReader, 'listPlanVms' | 'rea
     },
 
     async usage(stack, opts) {
-      if (opts.byOwner) return usageByOwner(db, stack, opts.excludeFleets, opts.byOwner.perFleet);
+      if (opts.byOwner) return usageByOwner(db, stack, opts.excludeFleets);
       // From vm_usage (migration 8), which triggers on vms keep in step with
       // every write: one row per fleet and data center, so a targeted plan
       // reads ~50k rows at 1M VMs instead of summing 999,800 (issue 20). The
@@ -165,28 +165,29 @@ const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * usage() summed per owner (the fleets table's) and data center, with
- * `fleet` '' in each row, except the fleets in `perFleet`, which keep rows of
- * their own. For a plan narrowed to a few fleets of a big stack: its quotas
- * need the other fleets' VMs per owner and its capacity per data center, not
- * per fleet (1M VMs: ~200 rows instead of ~50,000). One statement; the join
- * to `fleets` is hashed whatever the statistics say (PGlite never analyzes).
+ * `fleet` '' in each row. For a plan narrowed to a few fleets of a big
+ * stack: its quotas need the other fleets' VMs per owner and its capacity
+ * per data center, not per fleet (1M VMs: ~200 rows instead of ~50,000), and
+ * a fleet outside its scope counts under the owner its record row holds
+ * (PlanState.settleOwners), so no fleet needs rows of its own. One
+ * statement; the join to `fleets` is hashed whatever the statistics say
+ * (PGlite never analyzes).
  */
-async function usageByOwner(db: RecordSql['db'], stack: string, exclude: readonly string[], perFleet: readonly string[]): Promise<UsageRow[]> {
+async function usageByOwner(db: RecordSql['db'], stack: string, exclude: readonly string[]): Promise<UsageRow[]> {
   return db.transaction(async (q) => {
     await q.query('SET LOCAL enable_nestloop = off');
     await q.query('SET LOCAL enable_mergejoin = off');
     await q.query('SET LOCAL enable_sort = off');
     const [row] = await q.query<{ j: string }>(
-      `SELECT coalesce(json_agg(json_build_array(fleet, owner, data_center, vms, cpu, memory_gib)), '[]')::text AS j FROM (
-         SELECT CASE WHEN u.fleet = ANY($3::text[]) THEN u.fleet ELSE '' END AS fleet, f.owner, u.data_center,
-           sum(u.vms) AS vms, sum(u.cpu) AS cpu, sum(u.memory_gib) AS memory_gib
+      `SELECT coalesce(json_agg(json_build_array(owner, data_center, vms, cpu, memory_gib)), '[]')::text AS j FROM (
+         SELECT f.owner, u.data_center, sum(u.vms) AS vms, sum(u.cpu) AS cpu, sum(u.memory_gib) AS memory_gib
          FROM vm_usage u JOIN fleets f ON f.stack = u.stack AND f.fleet = u.fleet
          WHERE u.stack = $1 AND u.vms > 0 AND u.fleet <> ALL($2::text[])
-         GROUP BY 1, 2, 3) s`,
-      [stack, [...exclude], [...perFleet]],
+         GROUP BY 1, 2) s`,
+      [stack, [...exclude]],
     );
-    const rows = JSON.parse(row.j) as [string, string, string, number | string, number | string, number | string][];
-    const out: UsageRow[] = rows.map(([fleet, owner, dataCenter, vms, cpu, mem]) => ({ fleet, owner, dataCenter, vms: Number(vms), cpu: Number(cpu), memoryGiB: Number(mem) }));
-    return out.sort((a, b) => byCodePoint(a.fleet, b.fleet) || byCodePoint(a.owner, b.owner) || byCodePoint(a.dataCenter, b.dataCenter));
+    const rows = JSON.parse(row.j) as [string, string, number | string, number | string, number | string][];
+    const out: UsageRow[] = rows.map(([owner, dataCenter, vms, cpu, mem]) => ({ fleet: '', owner, dataCenter, vms: Number(vms), cpu: Number(cpu), memoryGiB: Number(mem) }));
+    return out.sort((a, b) => byCodePoint(a.owner, b.owner) || byCodePoint(a.dataCenter, b.dataCenter));
   });
 }
