@@ -154,10 +154,86 @@ describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed autho
     expect(await live()).toEqual(['web/0', 'web/1']);
   });
 
+  it('a saved plan (fleet plan --out, then fleet apply FILE) with a wrong FLEET_ADMIN_TOKEN changes nothing either', { timeout: 130_000 }, async () => {
+    const file = join(dir, 'saved.plan.json');
+    const made = await runCli(['plan', '--stack', dir, '--allow-destroy', 'web', '--out', file], { cwd: REPO, env });
+    expect(made.code, made.stderr).toBe(0);
+    const r = await runCli(['apply', '--yes', '--stack', dir, file], { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: 'a-wrong-admin-token' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error\[apply\.admin-token-invalid\][\s\S]*FLEET_ADMIN_TOKEN/);
+    expect(r.stderr + r.stdout).not.toContain('a-wrong-admin-token');
+    expect(await live()).toEqual(['web/0', 'web/1']);
+  });
+
   it('the right one: the plan is applied whole', { timeout: 130_000 }, async () => {
     const r = await runCli(['apply', '--yes', '--stack', dir, '--allow-destroy', 'web'], { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: RIGHT } });
     expect(r.stderr).not.toMatch(/error\[/);
     expect(r.code).toBe(0);
     expect(await live()).toEqual(['api/0', 'web/0']);
+  });
+});
+
+// A stack with a deployed data center and NO `authority` address: its DMZ
+// client answers to an authority the CLI cannot reach, so nothing checked
+// FLEET_ADMIN_TOKEN before the apply started: a wrong one created api/0 and
+// then had web/1's deletion vetoed (override-refused), a half-applied plan.
+// fleet apply now refuses before anything starts (apply.admin-token-unverifiable),
+// saying why and what to do, for a fresh plan and a saved one alike.
+describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed data center, no authority address in stack.yaml", () => {
+  const CLI_TOKEN = 'cli-token-miami';
+  const DMZ_TOKEN = 'dmz-token-miami';
+  let dir: string;
+  let db: { url: string; drop(): Promise<void> };
+  let record: FleetRecord;
+  let authority: RunningService;
+  let driver: SimDriver;
+  let dmz: RunningDmzClient;
+  const env = { FLEET_CLI_TOKEN_MIAMI: CLI_TOKEN, FLEET_RETRY_BUDGET_MS: '1000' };
+  const live = async () => (await record.listVms('admr')).map((v) => v.address).sort();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'fleet-admin-remote-'));
+    mkdirSync(join(dir, 'specs'));
+    db = await createTestDatabase(testPostgresUrl()!);
+    record = await openRecord(db.url);
+    const pack = (await loadPack(join(REPO, 'policies', 'default'), { protect: { override: 'admin' } })).pack!;
+    // No plan tokens: an authority that seals no plans, as one the stack does not name runs.
+    authority = await startAuthority({ record, pack, stackName: 'admr', dataCenters: [{ name: 'miami', token: DMZ_TOKEN }], adminTokens: ['the-right-admin-token'], secret: 'the-authority-secret' });
+    driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, bootMs: 1, credentialKey: credentialKey(DMZ_TOKEN, 'miami') });
+    dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: authority.url, authorityToken: DMZ_TOKEN, clientToken: CLI_TOKEN, stateDir: join(dir, 'dmz'), pack });
+    writeFileSync(
+      join(dir, 'stack.yaml'),
+      STACK.replace('metadata: { name: adm }', 'metadata: { name: admr }').replace('pglite://.fleet/record', db.url).replace('address: embedded', `address: ${dmz.url}`),
+    );
+    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(2));
+    const r = await runCli(['apply', '--yes', '--stack', dir], { cwd: REPO, env });
+    expect(r.code, r.stderr).toBe(0);
+    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(1) + API);
+  }, 130_000);
+  afterAll(async () => {
+    await dmz?.close();
+    await driver?.close();
+    await authority?.close();
+    await record?.close();
+    await db?.drop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.each([
+    { name: 'fresh', saved: false },
+    { name: 'saved', saved: true },
+  ])('a $name plan under --allow-destroy with a wrong FLEET_ADMIN_TOKEN: refused before anything starts, saying what to do', { timeout: 130_000 }, async ({ saved }) => {
+    const file = join(dir, 'saved.plan.json');
+    if (saved) {
+      const made = await runCli(['plan', '--stack', dir, '--allow-destroy', 'web', '--out', file], { cwd: REPO, env });
+      expect(made.code, made.stderr).toBe(0);
+    }
+    const args = saved ? ['apply', '--yes', '--stack', dir, file] : ['apply', '--yes', '--stack', dir, '--allow-destroy', 'web'];
+    const r = await runCli(args, { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: 'a-wrong-admin-token' } });
+    expect(r.code).toBe(1);
+    // Before: api/0 was created, then web/1's deletion vetoed (override-refused).
+    expect(await live()).toEqual(['web/0', 'web/1']);
+    expect(r.stderr).toMatch(/error\[apply\.admin-token-unverifiable\][\s\S]*web\/1[\s\S]*miami[\s\S]*Nothing was started[\s\S]*spec\.authority/);
+    expect(r.stderr + r.stdout).not.toContain('a-wrong-admin-token');
   });
 });

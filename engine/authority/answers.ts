@@ -39,6 +39,20 @@ export function codeOf(answer: object): string | undefined {
   return CODES.get(answer);
 }
 
+/** A boot denial's reason for the operator, kept beside the generic answer the caller gets (never on the wire): for the log. */
+const DETAILS = new WeakMap<object, string>();
+
+/** Keeps `detail` beside an answer for the service's log line (the caller gets the answer only); returns it. */
+export function withDetail<T extends object>(answer: T, detail: string): T {
+  DETAILS.set(answer, detail);
+  return answer;
+}
+
+/** The detail `withDetail` kept beside an answer. */
+export function detailOf(answer: object): string | undefined {
+  return DETAILS.get(answer);
+}
+
 /** authorize's refusal: no credentials; the record's VM when it is known; `code`: its wire code (logs and metrics). */
 export function veto(reason: string, vm?: VmRow, code = 'vetoed'): AuthorizeResponse {
   return withCode({ decision: 'vetoed', reason, operation: 'none', ...(vm ? { vm: toAuthorityVm(vm) } : {}) } satisfies AuthorizeResponse, code);

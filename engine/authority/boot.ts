@@ -3,6 +3,9 @@
 // (authorizeBoots: the row check, the token use and the attempt row); a
 // denial is explained from the row that statement saw (bootDenial) and
 // recorded as before (an attempt row, and a history row when the VM is known).
+// The caller (anything that can reach a DMZ client's open boot endpoint) is
+// answered only BOOT_DENIED_REASON: the explanation, which names the VM's
+// address, state, cloud id or image, is the operator's (record and log).
 //
 // A boot token is used once, but its approval is answered again: an agent
 // whose data center died between the authority's approval and the agent
@@ -34,10 +37,20 @@ import { sha256, type BootAuthorizeRequest, type BootAuthorizeResponse } from '.
 import { UUID, bootDenial, bootStates } from './decisions.ts';
 import { diskKey } from './keys.ts';
 import type { VmRows } from './rows.ts';
-import { withCode } from './answers.ts';
+import { withCode, withDetail } from './answers.ts';
 
 /** How long after its first use a boot token's approval is answered again (docs/recovery.md, "Resumed boots"). */
 export const BOOT_REPEAT_MS = 60 * 60_000;
+
+/**
+ * The reason every denied boot is answered with, whatever the cause. The boot
+ * endpoint is open (a booting VM holds no credential but its one-time token),
+ * so its answer must tell an unproven caller nothing of the record: not
+ * whether a VM id is known, nor its address, state, cloud id or image. Why a
+ * boot was denied goes to the operator: the boot attempt row, the VM's
+ * history (`boot denied: …`) and the authority's log line.
+ */
+export const BOOT_DENIED_REASON = 'boot not authorized: the authority records why for the operator (the VM\'s history, fleet history ADDRESS, and its log); the caller is told nothing more';
 
 export class BootGate {
   private readonly boots: Batched<BootCheck, BootCheckResult>;
@@ -83,7 +96,15 @@ export class BootGate {
     }
     // Another stack's VM is none of this authority's business: unknown here, and nothing written to its history.
     const vm = checked.vm?.stack === this.stack ? checked.vm : undefined;
-    const { reason, refusal } = bootDenial(caller, req, vm, this.states, vm ? checked.usedAtVersion : undefined, vm ? checked.leftBoot : undefined);
+    const { reason, refusal } = bootDenial(
+      caller,
+      req,
+      vm,
+      this.states,
+      vm ? checked.usedAtVersion : undefined,
+      vm ? checked.leftBoot : undefined,
+      vm ? checked.tokenKnown : undefined,
+    );
     await this.attempts.submit({ vmId: vm ? vm.id : null, dataCenter: caller, cloudId: req.cloudId, image: req.image, approved: false, reason });
     if (vm) {
       await this.record.addHistory(vm.id, {
@@ -95,6 +116,6 @@ export class BootGate {
         detail: `boot denied: ${reason}`,
       });
     }
-    return withCode({ approved: false, reason }, refusal);
+    return withDetail(withCode({ approved: false, reason: BOOT_DENIED_REASON }, refusal), reason);
   }
 }

@@ -245,6 +245,22 @@ describe('bootDenial', () => {
     expect(bootDenial('miami', req, vm, states).refusal).toBe(want);
   });
 
+  // The token first: a caller without one of the VM's tokens is refused for that, whatever else it got wrong, and the
+  // row's cloud id, image, data center or state are not compared (the reason is the operator's; the caller is told
+  // BOOT_DENIED_REASON only).
+  it.each([
+    ['another cloud id', boot({ cloudId: 'i-2' }), row({ state: 'Starting' })],
+    ['another image', boot({ image: 'img-evil' }), row({ state: 'Starting' })],
+    ['a VM that is not booting', boot(), row({ state: 'Running' })],
+    ['a VM of another data center', boot(), row({ state: 'Starting', dataCenter: 'richmond' })],
+  ])('a token that is not the VM\'s, and %s: boot-token-invalid', (_name, req, vm) => {
+    const d = bootDenial('miami', req, vm, states, undefined, undefined, false);
+    expect(d.refusal).toBe('boot-token-invalid');
+    expect(d.reason).toMatch(/^the boot token is not one the authority issued for VM web\/0 .*did not prove it is that VM/);
+    // The VM's own token (tokenKnown true) is judged as before.
+    expect(bootDenial('miami', req, vm, states, undefined, undefined, true).refusal).toBe(bootDenial('miami', req, vm, states).refusal);
+  });
+
   it('a used token whose VM moved since its use names why; a mismatch or a VM not booting is said first', () => {
     const moved = bootDenial('miami', boot(), row({ state: 'PoweredOn', version: 7 }), states, 3);
     expect(moved.refusal).toBe('boot-token-invalid');

@@ -283,6 +283,7 @@ export { bootStates } from '../policy/index.ts';
  * | --- | --- |
  * | wrong-data-center | the body names another data center than the token; the VM lives in another |
  * | unknown-vm | the record has no such VM, or no longer tracks it (retired: `fleet state rm` while it booted) |
+ * | boot-token-invalid | the token is not one the record holds for the VM (`tokenKnown` false): the caller did not prove it is that VM, so nothing else of the row is compared |
  * | cloud-id-mismatch | the cloud id is not the record's |
  * | image-mismatch | the image is not the record's real image |
  * | not-booting | the VM is in no state a `boot` edge leaves or enters |
@@ -297,11 +298,19 @@ export function bootDenial(
   states: readonly string[],
   usedAtVersion?: number,
   leftBoot?: boolean,
+  tokenKnown?: boolean,
 ): Refusal {
   if (req.dataCenter !== caller) return refuse('wrong-data-center', `the boot names data center ${req.dataCenter} but the token belongs to ${caller}`);
   if (!vm) return refuse('unknown-vm', `no VM ${req.vmId} in the record`);
   // A row retired in a booting state: `fleet state rm` forgot the VM while it booted (one write, in its state).
   if (vm.retiredAt !== null) return refuse('unknown-vm', `the record no longer tracks VM ${vm.address} (removed from it, e.g. by fleet state rm): it is not booted by this stack`);
+  // The token first: a caller without one of the VM's tokens is not that VM, whatever else it got right or wrong.
+  if (tokenKnown === false) {
+    return refuse(
+      'boot-token-invalid',
+      `the boot token is not one the authority issued for VM ${vm.address} (its last boot edge's, or the one that edge replaced unused): the caller did not prove it is that VM (cloud id ${req.cloudId}, image ${req.image} as it claimed)`,
+    );
+  }
   if (vm.dataCenter !== caller) return refuse('wrong-data-center', `VM ${vm.address} lives in data center ${vm.dataCenter}, not ${caller}`);
   if (vm.cloudId !== req.cloudId) return refuse('cloud-id-mismatch', `cloud id ${req.cloudId} does not match the record's ${vm.cloudId ?? 'none'}`);
   if (vm.realImage !== req.image) return refuse('image-mismatch', `image ${req.image} does not match the record's ${vm.realImage ?? 'none'}`);

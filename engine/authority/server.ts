@@ -53,7 +53,7 @@ import type { CredentialBroker } from './credentials/types.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { randomToken } from './keys.ts';
 import { recordSource, registerUi, uiSessionBinding, type UiRole } from '../ui/index.ts';
-import { codeOf, reasonCode } from './answers.ts';
+import { codeOf, detailOf, reasonCode } from './answers.ts';
 import { PlanSeals, gatedCalls } from './plan-seals.ts';
 import { closeGracefully } from '../../protocol/index.ts';
 
@@ -226,7 +226,9 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     const code = r.approved ? 'matches' : (codeOf(r) ?? 'denied');
     metrics.boots.inc({ outcome: r.approved ? 'approved' : 'denied', reason: code });
     // The boot token and the disk key stay out: the VM, its cloud id and the verdict only. A denial at info, an approval at debug.
-    log[r.approved ? 'debug' : 'info']({ dataCenter: caller, vmId: req.vmId, cloudId: req.cloudId, decision: r.approved ? 'approved' : 'denied', reason: r.reason, code, ms: ms(t0) }, 'boot');
+    // A denial's reason here is the operator's (why), not the generic one its caller is answered (engine/authority/boot.ts).
+    const reason = detailOf(r) ?? r.reason;
+    log[r.approved ? 'debug' : 'info']({ dataCenter: caller, vmId: req.vmId, cloudId: req.cloudId, decision: r.approved ? 'approved' : 'denied', reason, code, ms: ms(t0) }, 'boot');
     return r;
   };
   // The CLI's token opens the plan routes only; a data center's token everything else (wrong-role). Judged as the

@@ -9,16 +9,25 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** What both services export (besides Node's process metrics). */
 export interface ServiceMetrics {
   registry: Registry;
   /** Requests answered, by route pattern, method and status code. */
   requests: Counter<'route' | 'method' | 'status'>;
   /** Time from request to answer, by route pattern. */
   requestSeconds: Histogram<'route'>;
+}
+
+/** The authority's: its decisions and boot checks (recordMetrics adds its record calls). */
+export interface AuthorityMetrics extends ServiceMetrics {
   /** Authority decisions by outcome (approved | modified | vetoed) and reason code (allowed, image-translated, or the veto's wire code). */
   decisions: Counter<'outcome' | 'reason'>;
   /** Boot requests: approved or denied, and why (matches, or the denial's wire code). */
   boots: Counter<'outcome' | 'reason'>;
+}
+
+/** A DMZ client's: its steps (runMetrics and bootLimitMetrics add its runs, lanes and boot endpoint limit). */
+export interface DmzClientMetrics extends ServiceMetrics {
   /** A DMZ client's steps: driver operation and outcome (ok | failed | vetoed), in seconds. */
   stepSeconds: Histogram<'operation' | 'outcome'>;
 }
@@ -28,8 +37,16 @@ export const EVENT_LOOP_SAMPLE_MS = 100;
 
 const SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-/** A fresh registry with the service's metrics and Node's process metrics (prefixed `fleet_`). */
-export function createMetrics(service: 'authority' | 'dmz-client', labels: Record<string, string> = {}): ServiceMetrics {
+/**
+ * A fresh registry with the service's own metrics and Node's process metrics
+ * (prefixed `fleet_`). Each service registers only its own families: the
+ * other's would be exported empty, forever (docs/operations.md lists which
+ * service exports which; engine/observability/families.test.ts holds both
+ * to it). If you add a family, add its row there with its service.
+ */
+export function createMetrics(service: 'authority', labels?: Record<string, string>): AuthorityMetrics;
+export function createMetrics(service: 'dmz-client', labels?: Record<string, string>): DmzClientMetrics;
+export function createMetrics(service: 'authority' | 'dmz-client', labels: Record<string, string> = {}): AuthorityMetrics | DmzClientMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ service, ...labels });
   // The event loop's lag is sampled every EVENT_LOOP_SAMPLE_MS: prom-client's
@@ -37,13 +54,21 @@ export function createMetrics(service: 'authority' | 'dmz-client', labels: Recor
   // per second per process, whether it serves anything or not (bench/apply).
   collectDefaultMetrics({ register: registry, prefix: 'fleet_', eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   const registers = [registry];
-  return {
+  const common: ServiceMetrics = {
     registry,
     requests: new Counter({ name: 'fleet_http_requests_total', help: 'HTTP requests answered, by route, method and status.', labelNames: ['route', 'method', 'status'], registers }),
     requestSeconds: new Histogram({ name: 'fleet_http_request_duration_seconds', help: 'Time from request to answer.', labelNames: ['route'], buckets: SECONDS, registers }),
+  };
+  if (service === 'dmz-client') {
+    return {
+      ...common,
+      stepSeconds: new Histogram({ name: 'fleet_step_duration_seconds', help: 'Time of a DMZ client step (authorize, driver call, report) by operation and outcome.', labelNames: ['operation', 'outcome'], buckets: SECONDS, registers }),
+    };
+  }
+  return {
+    ...common,
     decisions: new Counter({ name: 'fleet_authority_decisions_total', help: 'Authority decisions by outcome (approved, modified, vetoed) and reason code.', labelNames: ['outcome', 'reason'], registers }),
     boots: new Counter({ name: 'fleet_boot_requests_total', help: 'Boot requests approved or denied, by reason code.', labelNames: ['outcome', 'reason'], registers }),
-    stepSeconds: new Histogram({ name: 'fleet_step_duration_seconds', help: 'Time of a DMZ client step (authorize, driver call, report) by operation and outcome.', labelNames: ['operation', 'outcome'], buckets: SECONDS, registers }),
   };
 }
 

@@ -31,7 +31,8 @@ describe('metrics', () => {
     for (const id of ['a', 'b', 'gone']) await app.inject({ method: 'GET', url: `/v1/vms/${id}` });
     await app.inject({ method: 'GET', url: '/nowhere' });
     m.decisions.inc({ outcome: 'vetoed' });
-    await timed(m.stepSeconds, { operation: 'createVm', outcome: 'ok' }, async () => undefined);
+    const d = createMetrics('dmz-client', { data_center: 'miami' });
+    await timed(d.stepSeconds, { operation: 'createVm', outcome: 'ok' }, async () => undefined);
 
     const res = await app.inject({ method: 'GET', url: '/metrics' });
     expect(res.statusCode).toBe(200);
@@ -43,7 +44,7 @@ describe('metrics', () => {
     expect(sample(text, 'fleet_http_requests_total', { route: 'unmatched', status: '404' })).toBe(1);
     expect(sample(text, 'fleet_http_request_duration_seconds_count', { route: '/v1/vms/:id' })).toBe(3);
     expect(sample(text, 'fleet_authority_decisions_total', { ...service, outcome: 'vetoed' })).toBe(1);
-    expect(sample(text, 'fleet_step_duration_seconds_count', { ...service, operation: 'createVm', outcome: 'ok' })).toBe(1);
+    expect(sample(await d.registry.metrics(), 'fleet_step_duration_seconds_count', { service: 'dmz-client', data_center: 'miami', operation: 'createVm', outcome: 'ok' })).toBe(1);
     expect(text).toMatch(/^fleet_process_cpu_seconds_total/m);
     // Concrete URLs (VM ids) never become labels.
     expect(text).not.toContain('/v1/vms/gone');
@@ -62,15 +63,18 @@ describe('metrics', () => {
     }
   });
 
-  it('keeps two services in one process apart', () => {
+  it('keeps two services in one process apart', async () => {
     const a = createMetrics('authority');
     const b = createMetrics('dmz-client', { data_center: 'miami' });
+    const c = createMetrics('authority');
     a.boots.inc({ outcome: 'approved' });
+    a.requests.inc({ route: '/v1/boot/authorize', method: 'POST', status: '200' });
     expect(a.registry).not.toBe(b.registry);
-    return Promise.all([a.registry.getSingleMetricAsString('fleet_boot_requests_total'), b.registry.getSingleMetricAsString('fleet_boot_requests_total')]).then(([x, y]) => {
-      expect(x).toMatch(/} 1$/m);
-      expect(y).not.toMatch(/} 1$/m);
-    });
+    expect(await a.registry.getSingleMetricAsString('fleet_boot_requests_total')).toMatch(/} 1$/m);
+    expect(await c.registry.getSingleMetricAsString('fleet_boot_requests_total')).not.toMatch(/} 1$/m);
+    expect(await b.registry.getSingleMetricAsString('fleet_http_requests_total')).not.toMatch(/} 1$/m);
+    // A DMZ client has no authority families at all (engine/observability/families.test.ts: each service's own only).
+    expect(b.registry.getSingleMetric('fleet_boot_requests_total')).toBeUndefined();
   });
 });
 

@@ -126,7 +126,7 @@ export function bootStore({ db }: RecordSql): BootStore {
     // (statistics stale mid-apply) looked each VM up through vms_scope,
     // reading every VM of the stack per boot (bench:apply, 4,000 VMs at
     // P=10: 9.3 ms per call instead of 0.4, 5 s of PostgreSQL CPU).
-    const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean; used_at_version: number | null; left_boot: boolean | null }>(
+    const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean; used_at_version: number | null; left_boot: boolean | null; token_known: boolean | null }>(
       `WITH i AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[], $10::text[]) WITH ORDINALITY
            AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_stack, i_k)
@@ -176,6 +176,11 @@ export function bootStore({ db }: RecordSql): BootStore {
            SELECT (t.token_hash = i.i_hash AND ${leftBoot('t.vm_id', 't.issued_history', 'ok.v_states')}) OR (t.prev_hash = i.i_hash AND ${leftBoot('t.vm_id', 't.prev_issued_history', 'ok.v_states')})
            FROM boot_tokens t WHERE t.vm_id = i.i_vm)
          END AS left_boot,
+         -- Whether a denied item's token is one the record holds for its VM (its last, or the one that one replaced unused):
+         -- the boot token is judged first (bootDenial), so a caller without one is told apart from the VM itself.
+         CASE WHEN vms.id IS NOT NULL AND used.u_k IS NULL THEN
+           EXISTS (SELECT 1 FROM boot_tokens t WHERE t.vm_id = i.i_vm AND (t.token_hash = i.i_hash OR t.prev_hash = i.i_hash))
+         END AS token_known,
          ${FULL_VM.list}
        FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN ok ON ok.i_k = i.i_k
          LEFT JOIN used ON used.u_vm = i.i_vm AND used.u_hash = i.i_hash AND (used.u_k = i.i_k OR i.i_repeat > 0)
@@ -200,6 +205,7 @@ export function bootStore({ db }: RecordSql): BootStore {
         vm,
         ...(r.used_at_version !== null && r.used_at_version !== undefined ? { usedAtVersion: Number(r.used_at_version) } : {}),
         ...(r.left_boot === true ? { leftBoot: true as const } : {}),
+        ...(r.token_known === true || r.token_known === false ? { tokenKnown: r.token_known } : {}),
       };
     });
   };

@@ -322,9 +322,11 @@ export interface BootCheck {
  * one it replaced unused), used or not, but the VM has left the booting
  * states since the token was issued (its history rows after
  * boot_tokens.issued_history): a token of a boot the VM has left, good for
- * no later one.
+ * no later one. `tokenKnown` (set when `vm` is): whether the token is one
+ * the record holds for the VM (its last, or the one that one replaced unused),
+ * used or not: a caller without one did not prove it is that VM.
  */
-export type BootCheckResult = { approved: true; vm: VmRow } | { approved: false; vm: VmRow | undefined; usedAtVersion?: number; leftBoot?: true };
+export type BootCheckResult = { approved: true; vm: VmRow } | { approved: false; vm: VmRow | undefined; usedAtVersion?: number; leftBoot?: true; tokenKnown?: boolean };
 
 export interface LockHolder {
   who: string;

@@ -4,7 +4,7 @@
 // become their protocol answer (protocol/http.ts, errorAnswer).
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Counter } from 'prom-client';
-import type { ServiceMetrics } from '../../engine/observability/index.ts';
+import type { DmzClientMetrics } from '../../engine/observability/index.ts';
 import { WireError, doc, errorAnswer, streamAnswers, type Part } from '../../protocol/index.ts';
 import type { BootLimiter, BootTicket } from './boot-limit.ts';
 import type { BootAuthorizeRequest, BootAuthorizeResponse } from '../../protocol/index.ts';
@@ -42,7 +42,7 @@ export interface DmzRoutes {
   /** The service's OpenAPI document (createService). */
   openapi: () => unknown;
   /** Each step's time goes into stepSeconds (by operation and outcome). */
-  metrics: ServiceMetrics;
+  metrics: DmzClientMetrics;
   /** The boot endpoint's limit of denials per source address (boot-limit.ts), and its counter of refused requests. */
   bootLimit: { limiter: BootLimiter; limited: Counter<'route'> };
 }

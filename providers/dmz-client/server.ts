@@ -18,7 +18,7 @@ import { closeGracefully, createService, listen, tokenTable } from '../../protoc
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { Driver } from '../drivers/types.ts';
 import type { StepResult } from '../../protocol/index.ts';
-import { bootLimitMetrics, createMetrics, runMetrics, type ServiceLogOptions, type ServiceMetrics } from '../../engine/observability/index.ts';
+import { bootLimitMetrics, createMetrics, runMetrics, type DmzClientMetrics, type ServiceLogOptions } from '../../engine/observability/index.ts';
 import type { ClientTls, ServerTls } from '../../engine/transport/index.ts';
 import { AuthorityClient } from './authority-client.ts';
 import { BOOT_LIMIT_DEFAULTS, BootLimiter, type BootLimitSettings } from './boot-limit.ts';
@@ -82,7 +82,7 @@ export interface StartDmzClientOptions {
 export interface RunningDmzClient {
   url: string;
   /** The service's Prometheus metrics (also at GET /metrics). */
-  metrics: ServiceMetrics;
+  metrics: DmzClientMetrics;
   /**
    * A graceful stop: readiness fails, no new connection is accepted, runs
    * start no further step, the steps in flight finish and are answered

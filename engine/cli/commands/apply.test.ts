@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CliIO } from '../io.ts';
 import { FleetError, diag, formatDiagnostics, type Code } from '../../diags/index.ts';
-import { FAILURES_SHOWN, INTERRUPTED_EXIT, applySummary, confirm, memberFailures, onInterrupt, stoppedMidApply, textFailures } from './apply.ts';
+import { FAILURES_SHOWN, INTERRUPTED_EXIT, applySummary, confirm, lockLostBeforeApply, memberFailures, onInterrupt, stoppedMidApply, textFailures } from './apply.ts';
 import { failureHint, requestFailureCause, stepFailureCause } from '../../apply/index.ts';
 import { SIM_READY_TIMEOUT_MS } from '../../../providers/drivers/sim/options.ts';
 
@@ -245,5 +245,24 @@ describe('fleet apply: the summary line', () => {
     { name: 'interrupted after every member started', r: { ...base, interrupted: true }, line: 'Apply interrupted: 3 VMs changed, 0 failed; 18 steps done; in 1.2s.' },
   ])('$name', ({ r, line }) => {
     expect(applySummary(r)).toBe(line);
+  });
+});
+
+// A lock lost before the apply started (test/lock-lost-prompt.cli.test.ts runs it through the CLI): the bare heartbeat
+// diagnostic said neither when, nor that nothing was changed, nor what to do.
+describe('lockLostBeforeApply', () => {
+  const lost = new FleetError(diag('record.lock-lost', 'lock L no longer holds fleet web of stack s: its lease expired and another apply took it, or it was unlocked.', { address: 'web' }));
+  it.each([
+    { name: 'lost while it planned (--yes)', asked: false, says: 'while it planned, before it started' },
+    { name: 'lost while it planned or waited at its prompt', asked: true, says: 'while it planned or waited at its confirmation prompt, before it started' },
+  ])('$name', ({ asked, says }) => {
+    const out = lockLostBeforeApply(lost, asked) as FleetError;
+    expect(out.diagnostics).toHaveLength(1);
+    expect(out.diagnostics[0]).toMatchObject({ code: 'record.lock-lost', address: 'web' });
+    for (const part of ['no longer holds fleet web', says, 'nothing was changed', '`fleet state list`', 'run `fleet apply` again']) expect(out.diagnostics[0].detail).toContain(part);
+  });
+  it('passes any other error on as it is (the record failing under the heartbeat)', () => {
+    const other = new FleetError(diag('record.unreachable', 'the record did not answer'));
+    expect(lockLostBeforeApply(other, false)).toBe(other);
   });
 });

@@ -122,6 +122,27 @@ export async function confirm(io: CliIO, signal?: AbortSignal): Promise<boolean>
 /** How often the locks taken before planning are renewed until applyPlan takes them over (a third of the record's default 30 s lease). */
 const LEASE_BEAT_MS = 10_000;
 
+/**
+ * The locks taken before planning were lost (their lease expired and another
+ * apply took them, or `fleet unlock`) before the apply started: `err` is the
+ * heartbeat's record.lock-lost (anything else, a record error, is `err`
+ * itself). Before, that bare diagnostic ("lock … no longer holds fleet web")
+ * was all the apply said; it now says when, that nothing was changed, and
+ * what to do. `asked`: the apply waited at its confirmation prompt.
+ */
+export function lockLostBeforeApply(err: unknown, asked: boolean): unknown {
+  const lost = err instanceof FleetError ? err.diagnostics.find((d) => d.code === 'record.lock-lost') : undefined;
+  if (!lost) return err;
+  const when = asked ? 'while it planned or waited at its confirmation prompt' : 'while it planned';
+  return new FleetError(
+    diag(
+      'record.lock-lost',
+      `${lost.detail} This apply lost it ${when}, before it started: nothing was changed. Another apply may be changing these fleets now; once it is done (\`fleet state list\` shows the locks held), run \`fleet apply\` again: it plans again against what the record then holds.`,
+      lost.address !== undefined ? { address: lost.address } : {},
+    ),
+  );
+}
+
 /** `web/0, web/1, …` shortened past 10. */
 function shortList(addresses: readonly string[]): string {
   return addresses.length <= 10 ? addresses.join(', ') : `${addresses.slice(0, 10).join(', ')}, … (${addresses.length} in all)`;
@@ -486,6 +507,8 @@ async function runApply(
       else io.stdout.write(renderText(plan, { color: useColor(io) }));
     }
     if (interrupt?.signal.aborted) return cancelled(io);
+    /** Whether the apply waited at its confirmation prompt (lockLostBeforeApply says so). */
+    let asked = false;
     /** Asks on a terminal before a fresh plan is applied (a saved plan, or --yes, is not asked about). */
     const confirmFresh = async (): Promise<void> => {
       if (saved || plan.blocked || opts.yes) return;
@@ -493,8 +516,18 @@ async function runApply(
         throw new FleetError(diag('apply.confirmation-required', 'No terminal to ask for confirmation: run with --yes, or apply a saved plan (`fleet plan --out plan.json` then `fleet apply plan.json`).'));
       }
       // A Ctrl-C at the prompt ends it with "no": cancelled just below, not refused.
+      asked = true;
       const yes = await confirm(io, interrupt?.signal);
       if (!yes && !interrupt?.signal.aborted) throw new FleetError(diag('apply.cancelled', 'The answer was not "yes"; nothing was changed.'));
+    };
+    /**
+     * The locks taken before planning still hold, checked now rather than at
+     * the next beat (a lock lost in the last seconds of a prompt went on into
+     * the apply): else record.lock-lost, saying nothing was changed.
+     */
+    const stillLocked = async (): Promise<void> => {
+      if (lock && !lockLost) await lock.heartbeat().catch((e: unknown) => (lockLost ??= e));
+      if (lockLost) throw lockLostBeforeApply(lockLost, asked);
     };
     const changes = plan.changes.filter((c) => c.action !== 'noop').length;
     if (changes === 0) {
@@ -506,6 +539,7 @@ async function runApply(
       if (!plan.blocked && plan.fleetChanges?.length) {
         await confirmFresh();
         if (interrupt?.signal.aborted) return cancelled(io);
+        await stillLocked();
         const fleets = plan.fleetChanges.map((f) => f.fleet);
         const held = lock ?? (await lockFleets(session.record, session.stack.name, fleets, { actor: defaultActor(), planId: plan.id, timeoutMs: lockTimeoutMs, onEvent: (e) => progress.onEvent(e) }));
         try {
@@ -547,6 +581,22 @@ async function runApply(
         if (session.stack.authority) {
           const { checkAdminAtAuthority } = await import('../../../providers/authority-plans.ts');
           await checkAdminAtAuthority(session.stack.authority, env, session.stack.name, env.FLEET_ADMIN_TOKEN);
+        } else {
+          // A deployed DMZ client answers to its own authority (its --authority), which the stack does not name: nothing
+          // the CLI can ask holds that authority's admin token, so a wrong one would be found only at the first
+          // overridden deletion, after the plan's other changes (a half-applied plan). Refused before anything starts.
+          const dcOf = new Map(plan.changes.map((c) => [c.address, c.dataCenter]));
+          const remote = [...new Set(needs.map((a) => dcOf.get(a)!))].filter((dc) => session.stack.dataCenters.find((d) => d.name === dc)?.address !== 'embedded');
+          if (remote.length > 0) {
+            const shown = needs.length > 5 ? `${needs.slice(0, 5).join(', ')} and ${needs.length - 5} more` : needs.join(', ');
+            throw new FleetError([
+              diag(
+                'apply.admin-token-unverifiable',
+                `This apply deletes or replaces ${shown} of protected fleets under --allow-destroy in ${remote.join(', ')}, and the stack's protect rule says override: admin. Those data centers' DMZ clients answer to an authority stack.yaml does not name (no spec.authority), so fleet apply cannot have it check FLEET_ADMIN_TOKEN before it starts: a token it does not hold would be refused only at the first of those deletions, after the plan's other changes were applied. Nothing was started. Add the authority to stack.yaml (spec.authority: { address }, with its CLI token in FLEET_AUTHORITY_TOKEN) so the token is checked first, or apply without --allow-destroy.`,
+                { address: needs[0] },
+              ),
+            ]);
+          }
         }
       } else if (needs.length > 0) {
         const shown = needs.length > 5 ? `${needs.slice(0, 5).join(', ')} and ${needs.length - 5} more` : needs.join(', ');
@@ -575,8 +625,8 @@ async function runApply(
     // JSON: the summary event is held until the diagnostics (failures, stopped rollouts) are out, so it is the last event, as the text summary is the last line.
     let summary: ApplyEvent | undefined;
     try {
+      await stillLocked();
       clearInterval(beat);
-      if (lockLost) throw lockLost;
       const held = lock;
       lock = undefined; // applyPlan owns it now, and releases it
       result = await applyPlan({

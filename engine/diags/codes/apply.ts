@@ -39,6 +39,11 @@ export const applyCodes = defineCodes({
     doc: 'The plan deletes or replaces members of protected fleets under --allow-destroy, the stack\'s protect rule says `override: admin`, and the deployed authority (stack.yaml `authority`) refused FLEET_ADMIN_TOKEN: `fleet apply` has it check a proof made with the token (POST /v1/plans/admin-check, read-only; the token itself is never sent) before any member starts. It used to apply the plan\'s other changes and have the deletions vetoed (`override-refused`). Set FLEET_ADMIN_TOKEN to the admin token the authority runs with, or apply without --allow-destroy.',
     severity: 'error',
   },
+  'apply.admin-token-unverifiable': {
+    summary: 'Admin token cannot be checked before the apply',
+    doc: 'The plan deletes or replaces members of protected fleets under --allow-destroy in deployed data centers, the stack\'s protect rule says `override: admin`, and stack.yaml names no `authority`: those DMZ clients ask an authority the CLI cannot reach, so FLEET_ADMIN_TOKEN cannot be checked (POST /v1/plans/admin-check) before any member starts, and a token that authority does not hold would be refused only at the first overridden deletion, after the plan\'s other changes were applied (a half-applied plan). `fleet apply` starts nothing. Add the authority\'s address to stack.yaml (`spec.authority`, with the CLI\'s token at it) so the token is checked first, or apply without --allow-destroy. An embedded data center\'s authority holds the CLI\'s own FLEET_ADMIN_TOKEN and needs no check.',
+    severity: 'error',
+  },
   'apply.step-vetoed': {
     summary: 'Request vetoed by the authority',
     doc: 'The authority refused the change: the edge is not in the lifecycle diagram, the VM is not in the state the request assumed, the VM lives in another data center, or the image has no translation there. The detail carries the authority\'s reason; plan again against the current record.',

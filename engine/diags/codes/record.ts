@@ -75,7 +75,7 @@ export const recordCodes = defineCodes({
   },
   'record.lock-lost': {
     summary: 'Fleet lock lost',
-    doc: 'This apply\'s lease on a fleet lock expired and another holder took it, or it was force-unlocked. `fleet apply` then starts no further VM, lets those in flight finish and says so in `apply.stopped` (docs/recovery.md); run it again once the other apply is done.',
+    doc: 'This apply\'s lease on a fleet lock expired and another holder took it, or it was force-unlocked. `fleet apply` then starts no further VM, lets those in flight finish and says so in `apply.stopped` (docs/recovery.md); run it again once the other apply is done. Lost before the apply started (while it planned, or waited at its confirmation prompt: the lock is checked again when the answer comes), nothing was changed, and the detail says so.',
     severity: 'error',
   },
   'record.lock-not-found': {
