@@ -524,6 +524,22 @@ describe('aws driver', () => {
     await driver.deleteVm(creds(), ref);
   });
 
+  it('a cloud id EC2 calls malformed (InvalidInstanceID.Malformed) is a failure naming it, never "the VM is gone"', async () => {
+    // A record whose cloud id was mistyped (an import of the wrong string): EC2 looked nothing up, so nothing says the
+    // VM vanished. get must not answer "gone" (refresh would record it missing), nor deleteVm "deleted".
+    const vm = await driver.createVm(creds(), input());
+    const ref = { vmId: vm.vmId, cloudId: 'i-0abc-typo' };
+    for (const call of [() => driver.get(read(), ref), () => driver.powerOff(creds(), ref), () => driver.deleteVm(creds(), ref)]) {
+      const err = await failure(call());
+      expect(err.kind).toBe('failed');
+      expect(err.transient).toBe(false);
+      expect(err.message).toContain('i-0abc-typo');
+      expect(err.message).toMatch(/not an EC2 instance id/);
+    }
+    expect(ec2.calls('TerminateInstances')).toHaveLength(0);
+    expect(ec2.instances.get(vm.cloudId)?.state).toBe('stopped');
+  });
+
   it('list reads every page of DescribeInstances, filtered by the stack and data center tags', async () => {
     ec2.pageSize = 2;
     const made = [];
@@ -609,6 +625,8 @@ describe('EC2 errors and states', () => {
     ['VolumeLimitExceeded', 400, 'capacity'],
     ['IncorrectInstanceState', 400, 'invalid-state'],
     ['InvalidInstanceID.NotFound', 400, 'not-found'],
+    // A cloud id of the wrong form: EC2 looked nothing up; the VM is not known to be gone.
+    ['InvalidInstanceID.Malformed', 400, 'failed'],
     ['UnauthorizedOperation', 403, 'credentials'],
     ['AuthFailure', 401, 'credentials'],
     ['SomethingNew', 502, 'transient'],

@@ -238,6 +238,7 @@ export class FakeEc2 {
   }
 
   private must(id: string): FakeInstance {
+    malformed([id]);
     const i = this.instances.get(id);
     if (!i) throw apiError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
     return i;
@@ -294,6 +295,7 @@ export class FakeEc2 {
     const ids = list(p, 'InstanceId');
     let all: FakeInstance[];
     if (ids.length > 0) {
+      malformed(ids);
       const missing = ids.filter((id) => !this.instances.has(id));
       if (missing.length > 0) throw apiError('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
       all = ids.map((id) => this.instances.get(id)!);
@@ -399,6 +401,15 @@ interface Ec2ApiError extends Error {
 
 function apiError(code: string, message: string, status = 400): Ec2ApiError {
   return Object.assign(new Error(message), { code, status });
+}
+
+/**
+ * EC2 checks an id's form before it looks it up: one that is not `i-` and 8 or 17 hex digits is
+ * InvalidInstanceID.Malformed (400), never InvalidInstanceID.NotFound. The fake's own ids are of the long form.
+ */
+function malformed(ids: string[]): void {
+  const bad = ids.find((id) => !/^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/.test(id));
+  if (bad !== undefined) throw apiError('InvalidInstanceID.Malformed', `Invalid id: "${bad}" (expecting "i-...")`);
 }
 
 function esc(s: string): string {
