@@ -31,7 +31,12 @@ export interface FakeInstance {
   /** Decoded user data as last set. */
   userData: string;
   clientToken?: string;
+  /** EC2's launchTime: when the instance was last launched, its RunInstances or its latest StartInstances. */
   launchTime: string;
+  /** When its volumes were attached (its RunInstances): DescribeInstances' blockDeviceMapping attachTime. */
+  attachTime: string;
+  /** Set by staleAfterStart: DescribeInstances answers the instance as it read before its start this many more times. */
+  stale?: { reads: number; xml: string };
   subnetId?: string;
   securityGroups: string[];
   keyName?: string;
@@ -93,6 +98,12 @@ export class FakeEc2 {
    * finding no capacity for a start after it answered: `Server.InsufficientInstanceCapacity`); its OS never boots.
    */
   startFailure: { code: string; message: string } | undefined;
+  /**
+   * EC2's eventual consistency after StartInstances: the next this-many DescribeInstances of a started instance
+   * answer it as it was before the start (stopped, with the stateReason and launchTime of its last stop), and it
+   * moves along no state meanwhile. Infinity: EC2's reads never catch up.
+   */
+  staleAfterStart = 0;
   /**
    * Session credentials by access key id, with the time (ms) they expire at: a request signed with one after that
    * is refused as EC2 refuses an expired session token (RequestExpired, 400).
@@ -264,6 +275,7 @@ export class FakeEc2 {
         tags: instanceTags,
         userData: Buffer.from(p.get('UserData') ?? '', 'base64').toString('utf8'),
         launchTime: new Date().toISOString(),
+        attachTime: new Date().toISOString(),
         securityGroups: list(p, 'SecurityGroupId'),
         runs: [],
         volumes: [{ deviceName: '/dev/xvda', volumeId: volumeId() }, ...mappedDevices(p).map((deviceName) => ({ deviceName, volumeId: volumeId() }))],
@@ -314,8 +326,16 @@ export class FakeEc2 {
     const max = Math.min(this.pageSize, Number(p.get('MaxResults') ?? '1000'));
     const page = all.slice(start, start + max);
     const next = start + max < all.length ? `<nextToken>${start + max}</nextToken>` : '';
-    const body = page.map((i) => `<item><reservationId>r-${i.id.slice(2)}</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet>${instanceXml(i)}</instancesSet></item>`).join('');
-    for (const i of page) this.advance(i);
+    const stale = (i: FakeInstance): string | undefined => {
+      if (!i.stale || i.stale.reads <= 0) return undefined;
+      i.stale.reads--;
+      return i.stale.xml;
+    };
+    const shown = page.map((i) => ({ i, old: stale(i) }));
+    const body = shown
+      .map(({ i, old }) => `<item><reservationId>r-${i.id.slice(2)}</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet>${old ?? instanceXml(i)}</instancesSet></item>`)
+      .join('');
+    for (const { i, old } of shown) if (old === undefined) this.advance(i);
     return `<DescribeInstancesResponse xmlns="${XMLNS}"><requestId>${randomUUID()}</requestId><reservationSet>${body}</reservationSet>${next}</DescribeInstancesResponse>`;
   }
 
@@ -332,6 +352,9 @@ export class FakeEc2 {
   private start(i: FakeInstance): void {
     if (i.state === 'running' || i.state === 'pending') return;
     if (i.state !== 'stopped') throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
+    if (this.staleAfterStart > 0) i.stale = { reads: this.staleAfterStart, xml: instanceXml(i) };
+    // EC2's launchTime is the instance's last launch: a start sets it (EC2 gives seconds; one later than the last, at least).
+    i.launchTime = new Date(Math.max(Date.now(), Date.parse(i.launchTime) + 1000)).toISOString().replace(/\.\d{3}Z$/, '.000Z');
     i.state = 'pending';
     i.stateReason = undefined;
     if (this.startFailure) {
@@ -428,7 +451,7 @@ function instanceXml(i: FakeInstance): string {
     .map(
       (v) =>
         `<item><deviceName>${esc(v.deviceName)}</deviceName><ebs><volumeId>${v.volumeId}</volumeId><status>attached</status>` +
-        `<attachTime>${i.launchTime}</attachTime><deleteOnTermination>true</deleteOnTermination></ebs></item>`,
+        `<attachTime>${i.attachTime}</attachTime><deleteOnTermination>true</deleteOnTermination></ebs></item>`,
     )
     .join('');
   const tagSet = [...i.tags].map(([k, v]) => `<item><key>${esc(k)}</key><value>${esc(v)}</value></item>`).join('');
