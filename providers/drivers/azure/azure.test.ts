@@ -377,6 +377,35 @@ describe('azure driver: lifecycle', () => {
     expect(listed.every((v) => v.observedState === 'PoweredOff')).toBe(true);
   });
 
+  it('each page of a list has its own deadline: a large resource group\'s pages, each answered in time, are all read', async () => {
+    // Three pages, each answered in half the request deadline: together longer than one deadline. One deadline
+    // for the whole walk (the list call's abort signal) timed the third page out.
+    await arm.close();
+    arm = new ArmFake({ subscriptionId: SUB, resourceGroup: RG, location: 'eastus', pageSize: 2 }).install();
+    const ids: string[] = [];
+    for (let k = 0; k < 6; k++) {
+      const i = input({ name: `web-${k}` });
+      ids.push(i.vmId);
+      await driver.createVm(creds(), i);
+    }
+    await driver.close();
+    driver = makeDriver({ requestTimeoutMs: 2_000 });
+    arm.inject({ call: 'listVms', delayMs: 1_000, times: 3 });
+    const listed = await driver.list(creds());
+    expect(arm.calls('listVms')).toHaveLength(3);
+    expect(listed.map((v) => v.vmId).sort()).toEqual([...ids].sort());
+  });
+
+  it('a list whose nextLink comes back again is a failure, not an endless walk', async () => {
+    await arm.close();
+    arm = new ArmFake({ subscriptionId: SUB, resourceGroup: RG, location: 'eastus', pageSize: 1, loopNextLink: true }).install();
+    for (let k = 0; k < 2; k++) await driver.createVm(creds(), input({ name: `web-${k}` }));
+    const err = await failure(driver.list(creds()));
+    expect(err.kind).toBe('failed');
+    expect(err.message).toMatch(/nextLink .* again/);
+    expect(arm.calls('listVms')).toHaveLength(2);
+  });
+
   it('deleting a VM that is already gone succeeds', async () => {
     await driver.deleteVm(creds(), { vmId: randomUUID(), cloudId: null });
   });
