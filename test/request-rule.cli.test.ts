@@ -57,3 +57,38 @@ describe('a request-level custom rule, through the CLI', () => {
     expect(JSON.parse(list.stdout)).toMatchObject({ vms: [] });
   });
 });
+
+// A rule that judges the same thing in its checkChange and its checkRequest
+// (in other words: the request's kind in its message) said it three times
+// per member in `fleet plan`: once from checkChange, then once per request
+// of the create (create, then each edge, each a new message). It is said
+// once, in checkChange's words.
+const BOTH = `export default {
+  name: 'max-disk',
+  description: 'No VM with more than 50 GiB of disk, in the plan and per request.',
+  configSchema: { type: 'object' },
+  checkChange(change: { address: string; action: string; size: { diskGiB: number } }) {
+    return change.action !== 'delete' && change.size.diskGiB > 50 ? [{ address: change.address, message: change.size.diskGiB + ' GiB disk is more than 50.', hint: 'Pick a smaller disk.' }] : [];
+  },
+  checkRequest(req: { address: string; kind: string; size: { diskGiB: number } }) {
+    return req.size.diskGiB > 50 ? [{ address: req.address, message: 'a ' + req.kind + ' with a ' + req.size.diskGiB + ' GiB disk is refused.', hint: 'Pick a smaller disk.' }] : [];
+  },
+};
+`;
+
+describe('a rule with checkChange and checkRequest, through the CLI', () => {
+  let tmp: string;
+  let stack: string;
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'fleet-request-rule-both-'));
+    ({ stack } = customRuleStack(tmp, { name: 'req-both', rules: { 'max-disk.ts': BOTH }, specs: { 'fleets.yaml': FLEETS } }));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('fleet plan reports each member once, in the words of checkChange', { timeout: 130_000 }, async () => {
+    const r = await fleet(['plan', '--stack', stack, '--format', 'json'], tmp);
+    expect(r.code).toBe(1);
+    const doc = JSON.parse(r.stdout) as { plan: { policy: { violations: { policy: string; address: string; message: string }[] } } };
+    expect(doc.plan.policy.violations.filter((v) => v.policy === 'max-disk').map((v) => [v.address, v.message])).toEqual([['big/0', '100 GiB disk is more than 50.']]);
+  });
+});

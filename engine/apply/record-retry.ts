@@ -61,6 +61,7 @@ const READS = [
   'listFleets',
   'usage',
   'countVms',
+  'countVmsPage',
   'fleetMembers',
   'checkBasis',
   'unfinishedSteps',

@@ -95,14 +95,14 @@ function optionsFor(g: SeededRandom, fleets: LoadedFleet[], rows: VmRow[]): Plan
 
 /**
  * What the live VMs of the fleets outside `scope` use per fleet and data
- * center (FleetRecord.usage), or with `perFleet` per record owner and data
- * center (fleet '') but for those fleets (usage's byOwner).
+ * center (FleetRecord.usage), or with `byOwner` per record owner and data
+ * center (fleet '': usage's byOwner).
  */
-function usageOutside(rows: VmRow[], scope: string[], owners: Record<string, string>, perFleet?: string[]): UsageRow[] {
+function usageOutside(rows: VmRow[], scope: string[], owners: Record<string, string>, byOwner = false): UsageRow[] {
   const sums = new Map<string, UsageRow>();
   for (const r of rows) {
     if (scope.includes(r.fleet)) continue;
-    const fleet = !perFleet || perFleet.includes(r.fleet) ? r.fleet : '';
+    const fleet = byOwner ? '' : r.fleet;
     const key = `${fleet}/${owners[r.fleet]}/${r.dataCenter}`;
     const u = sums.get(key) ?? { fleet, owner: owners[r.fleet], dataCenter: r.dataCenter, vms: 0, cpu: 0, memoryGiB: 0 };
     u.vms += 1;
@@ -141,7 +141,7 @@ describe('reading only what differs', () => {
       const narrowed = scope.length < new Set([...fleets.map((f) => f.name), ...rows.map((r) => r.fleet)]).size;
       // The fleets outside the scope as planStack reads them: per record owner (a fleet outside the scope counts
       // under the owner its row holds, whatever its spec names now); per fleet for a pack with custom plan rules.
-      const usage = usageOutside(rows, scope, base.owners!, seed % 2 ? [] : undefined);
+      const usage = usageOutside(rows, scope, base.owners!, seed % 2 === 1);
       const lean = computePlan({ ...base, record: read.rows, unchanged: read.unchanged, ...(narrowed ? { usage } : {}) });
       expect(lean, `seed ${seed}`).toEqual(whole);
       summed += read.unchanged.reduce((n, u) => n + u.vms, 0);

@@ -259,7 +259,7 @@ function inputAt(file: string, inputs: readonly StackInput[]): StackInput | unde
  */
 function outsideByOwner(pack: LoadedPack) {
   if (customPlanRules(pack).length > 0) return {};
-  return { byOwner: { perFleet: [] } };
+  return { byOwner: true };
 }
 
 /**

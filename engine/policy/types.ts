@@ -167,8 +167,8 @@ export interface LoadedPack {
   modules?: readonly string[];
   /**
    * How long one custom rule's checks may run in one evaluation (all of its
-   * checkChange calls and its checkPlan) or on one request (its
-   * checkRequest), in seconds (policy.yaml spec.ruleTimeoutSeconds);
+   * checkChange calls, its checkPlan and the preview of its checkRequest)
+   * or on one request at the authority (its checkRequest), in seconds (policy.yaml spec.ruleTimeoutSeconds);
    * RULE_TIMEOUT_SECONDS (10) when absent. engine/policy/deadline.ts.
    */
   ruleTimeoutSeconds?: number;

@@ -408,6 +408,17 @@ export const MIGRATIONS: readonly Migration[] = [
       `UPDATE boot_tokens SET prev_issued_history = issued_history WHERE prev_hash IS NOT NULL`,
     ],
   },
+  {
+    version: 16,
+    indexOnly: true,
+    description: 'journal_failed: the failed journal rows of each plan, in the order written, for the dashboard\'s page of an apply',
+    statements: [
+      // An apply's page lists its first failures and counts them (planJournalPage): without this, both read every
+      // journal row of the plan (a status is no column of journal_step). Partial: a step that did not fail, almost
+      // every row an apply writes, adds no entry.
+      `CREATE INDEX journal_failed ON journal (plan_id, id) WHERE status = 'failed'`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

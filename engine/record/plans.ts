@@ -142,25 +142,49 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
 
     async planJournalPage(planId, page) {
       const limit = Math.max(0, Math.floor(page.limit));
-      const offset = Math.max(0, Math.floor(page.offset));
       const failures = Math.max(0, Math.floor(page.failures));
-      // One statement (one snapshot): the counts, the page (part 0) and the first failures (part 1), as planJournal's rows.
-      const rows = await db.query<JournalSqlRow & { part: number; total: number | string; failed_total: number | string }>(
-        `WITH n AS (SELECT count(*) AS total, count(*) FILTER (WHERE status = 'failed') AS failed_total FROM journal WHERE plan_id = $1)
-         SELECT r.*, n.total, n.failed_total FROM n LEFT JOIN (
-           (SELECT 0 AS part, * FROM journal WHERE plan_id = $1 ORDER BY id LIMIT $2 OFFSET $3)
-           UNION ALL
-           (SELECT 1 AS part, * FROM journal WHERE plan_id = $1 AND status = 'failed' ORDER BY id LIMIT $4)
-         ) r ON true
-         ORDER BY r.part, r.id`,
-        [planId, limit, offset, failures],
-      );
-      const out: JournalPage = { total: Number(rows[0].total), rows: [], failedTotal: Number(rows[0].failed_total), failed: [] };
-      for (const r of rows) {
-        if (r.part === 0) out.rows.push(journalFromRow(r));
-        else if (r.part === 1) out.failed.push(journalFromRow(r));
-      }
-      return out;
+      // Which rows: after a row (keyset, forward), before one (keyset, backward), or from an offset (skipping the rows before it).
+      const keyed = page.after !== undefined ? { after: page.after } : page.before !== undefined ? { before: page.before } : undefined;
+      const pageSql =
+        keyed === undefined
+          ? `SELECT 0 AS part, * FROM journal WHERE plan_id = $1 AND id >= (SELECT lo FROM n) ORDER BY id LIMIT $2 OFFSET $4`
+          : 'after' in keyed
+            ? `SELECT 0 AS part, * FROM journal WHERE plan_id = $1 AND id > $4::bigint AND id <= (SELECT hi FROM n) ORDER BY id LIMIT $2`
+            : `SELECT 0 AS part, * FROM journal WHERE plan_id = $1 AND id < $4::bigint AND id >= (SELECT lo FROM n) ORDER BY id DESC LIMIT $2`;
+      const fourth = keyed === undefined ? Math.max(0, Math.floor(page.offset ?? 0)) : 'after' in keyed ? keyed.after : keyed.before;
+      // One statement (one snapshot): the counts and the plan's first and
+      // last ids (the count an index-only pass over journal_step), the page
+      // (part 0) and the first failures (part 1, along journal_failed), as
+      // planJournal's rows. The page is read along the primary key from
+      // where it starts, between the plan's first and last ids (other
+      // plans' rows among them skipped): sorts and bitmap scans are priced
+      // out, as the plan's rows in journal_step are in address order.
+      return db.transaction(async (q) => {
+        await q.query('SET LOCAL enable_sort = off');
+        await q.query('SET LOCAL enable_bitmapscan = off');
+        const rows = await q.query<JournalSqlRow & { part: number; id: string; total: number | string; failed_total: number | string }>(
+          `WITH n AS (SELECT count(*) AS total, min(id) AS lo, max(id) AS hi FROM journal WHERE plan_id = $1),
+             f AS (SELECT count(*) AS failed_total FROM journal WHERE plan_id = $1 AND status = 'failed')
+           SELECT r.*, n.total, f.failed_total FROM n CROSS JOIN f LEFT JOIN (
+             (${pageSql})
+             UNION ALL
+             (SELECT 1 AS part, * FROM journal WHERE plan_id = $1 AND status = 'failed' ORDER BY id LIMIT $3)
+           ) r ON true`,
+          [planId, limit, failures, fourth],
+        );
+        const out: JournalPage = { total: Number(rows[0].total), rows: [], failedTotal: Number(rows[0].failed_total), failed: [], firstId: null, lastId: null };
+        const pageRows = rows.filter((r) => r.part === 0).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+        out.rows = pageRows.map(journalFromRow);
+        out.failed = rows
+          .filter((r) => r.part === 1)
+          .sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1))
+          .map(journalFromRow);
+        if (pageRows.length) {
+          out.firstId = String(pageRows[0].id);
+          out.lastId = String(pageRows[pageRows.length - 1].id);
+        }
+        return out;
+      });
     },
   };
 }

@@ -170,6 +170,42 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.countVms(`none-${s}`)).toEqual([]);
     });
 
+    it('reads the overview a page of fleets at a time (countVmsPage): the stack\'s fleets counted and VMs per data center, the page\'s counts', async () => {
+      const s = freshStack();
+      const spec: [string, number, string, string][] = [
+        ['web', 0, 'miami', 'Running'],
+        ['web', 1, 'richmond', 'Running'],
+        ['web', 2, 'miami', 'BootFailed'],
+        ['Zeta', 0, 'richmond', 'PoweredOff'],
+        ['db', 0, 'miami', 'Requested'],
+        ['api', 0, 'austin', 'Running'],
+        ['gone', 0, 'austin', 'Running'],
+      ];
+      for (const [f, i, dc, state] of spec) await r.insertVm(newVm(s, f, i, { dataCenter: dc, state }), { actor: 'a' });
+      await r.insertVm(newVm(`other-${s}`, 'web', 0), { actor: 'a' });
+      // A fleet whose every VM is retired is no fleet of the overview; an old VM being replaced (deposed) counts.
+      const gone = (await r.findVm(s, 'gone/0'))!;
+      await r.transitionVm(gone.id, gone.version, 'Deleted', { actor: 'a' }, { retire: true });
+      const web1 = (await r.findVm(s, 'web/1'))!;
+      await r.insertVm(newVm(s, 'web', 1, { replaces: web1.id, dataCenter: 'richmond' }), { actor: 'a' });
+
+      const totals = [
+        { dataCenter: 'austin', vms: 1 },
+        { dataCenter: 'miami', vms: 3 },
+        { dataCenter: 'richmond', vms: 3 },
+      ];
+      const all = await r.countVms(s);
+      // Fleets in code point order ('Zeta' before 'api'), two a page; each page's rows are countVms' rows of its fleets.
+      const pages = [['Zeta', 'api'], ['db', 'web'], []];
+      for (const [n, fleets] of pages.entries()) {
+        const page = await r.countVmsPage(s, { offset: n * 2, limit: 2 });
+        expect(page, `page ${n + 1}`).toEqual({ fleets: 4, totals, rows: all.filter((c) => fleets.includes(c.fleet)) });
+      }
+      expect((await r.countVmsPage(s, { offset: 0, limit: 10 })).rows).toEqual(all);
+      expect(await r.countVmsPage(s, { offset: 0, limit: 0 })).toEqual({ fleets: 4, totals, rows: [] });
+      expect(await r.countVmsPage(`none-${s}`, { offset: 0, limit: 10 })).toEqual({ fleets: 0, totals: [], rows: [] });
+    });
+
     it('reads a page of a fleet\'s members (fleetMembers): by index, the current VM before the old one it replaces, with the count', async () => {
       const s = freshStack();
       for (let i = 0; i < 7; i++) await r.insertVm(newVm(s, 'web', i), { actor: 'a' });
@@ -1259,10 +1295,25 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const all = await r.planJournal(planId);
       expect(all).toHaveLength(24);
       const failed = all.filter((j) => j.status === 'failed');
-      expect(await r.planJournalPage(planId, { offset: 0, limit: 5, failures: 2 })).toEqual({ total: 24, rows: all.slice(0, 5), failedTotal: 4, failed: failed.slice(0, 2) });
-      expect(await r.planJournalPage(planId, { offset: 20, limit: 5, failures: 10 })).toEqual({ total: 24, rows: all.slice(20), failedTotal: 4, failed });
-      expect(await r.planJournalPage(planId, { offset: 30, limit: 5, failures: 0 })).toEqual({ total: 24, rows: [], failedTotal: 4, failed: [] });
-      expect(await r.planJournalPage(`${s}-none`, { offset: 0, limit: 5, failures: 5 })).toEqual({ total: 0, rows: [], failedTotal: 0, failed: [] });
+      const page = (p: Awaited<ReturnType<typeof r.planJournalPage>>) => ({ ...p, firstId: undefined, lastId: undefined });
+      expect(page(await r.planJournalPage(planId, { offset: 0, limit: 5, failures: 2 }))).toEqual({ total: 24, rows: all.slice(0, 5), failedTotal: 4, failed: failed.slice(0, 2) });
+      expect(page(await r.planJournalPage(planId, { offset: 20, limit: 5, failures: 10 }))).toEqual({ total: 24, rows: all.slice(20), failedTotal: 4, failed });
+      expect(await r.planJournalPage(planId, { offset: 30, limit: 5, failures: 0 })).toEqual({ total: 24, rows: [], failedTotal: 4, failed: [], firstId: null, lastId: null });
+      expect(await r.planJournalPage(`${s}-none`, { offset: 0, limit: 5, failures: 5 })).toEqual({ total: 0, rows: [], failedTotal: 0, failed: [], firstId: null, lastId: null });
+
+      // Keyset: each page read from the last row of the one before (after), and back from the first row of the one after
+      // (before); the other plan's rows between them skipped. The same pages as by offset.
+      const byOffset = await Promise.all([0, 5, 10, 15, 20].map((offset) => r.planJournalPage(planId, { offset, limit: 5, failures: 0 })));
+      let at = byOffset[0];
+      for (let n = 1; n < byOffset.length; n++) {
+        const next = await r.planJournalPage(planId, { after: at.lastId!, limit: 5, failures: 0 });
+        expect(next, `page ${n + 1}`).toEqual(byOffset[n]);
+        expect(await r.planJournalPage(planId, { before: next.firstId!, limit: 5, failures: 0 }), `back to page ${n}`).toEqual(at);
+        at = next;
+      }
+      expect(at.rows).toEqual(all.slice(20));
+      expect(page(await r.planJournalPage(planId, { after: at.lastId!, limit: 5, failures: 1 }))).toEqual({ total: 24, rows: [], failedTotal: 4, failed: failed.slice(0, 1) });
+      expect((await r.planJournalPage(planId, { before: byOffset[0].firstId!, limit: 5, failures: 0 })).rows).toEqual([]);
     });
 
     it('group-commits concurrent journal calls: each resolves with its row committed, in fewer INSERTs than rows', async () => {

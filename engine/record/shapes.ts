@@ -390,6 +390,16 @@ export interface VmCountRow {
   vms: number;
 }
 
+/** The dashboard's overview of a stack's live VMs (VmReader.countVmsPage): its totals and one page of fleets. */
+export interface VmCountsPage {
+  /** Fleets with live VMs. */
+  fleets: number;
+  /** Live VMs per data center, the whole stack's; ordered by data center (code point order). */
+  totals: { dataCenter: string; vms: number }[];
+  /** The page's fleets' counts, as countVms gives them. */
+  rows: VmCountRow[];
+}
+
 /** One page of a fleet's live members (VmReader.fleetMembers), and how many it has in all. */
 export interface FleetMembersPage {
   /** The fleet's live members (deposed ones included), or those at the index asked for. */
@@ -407,6 +417,9 @@ export interface JournalPage {
   failedTotal: number;
   /** The first of them, in the order they were written. */
   failed: JournalRow[];
+  /** The ids of the page's first and last rows (null when it has none): where the pages before and after it start (planJournalPage's `before`, `after`). */
+  firstId: string | null;
+  lastId: string | null;
 }
 
 export interface JournalRow {

@@ -6,7 +6,7 @@
 // engine/record/record.contract.test.ts so it runs on both backends.
 import type { FleetError } from '../diags/index.ts';
 import type { PlanBasis } from '../model/index.ts';
-import type { Approval, AppliedPlan, BootAttempt, BootAttemptRow, BootCheck, BootCheckResult, Budget, ChangeContext, FleetFence, FleetRow, FleetMembersPage, FleetShape, GrowItem, HistoryItem, HistoryRow, InsertItem, JournalPage, JournalRow, LockHandle, LockHolder, LockRow, NewVm, Outcome, PlanRead, PlanVmRow, SealedPlanRow, StackIdentity, StaleEntry, TransitionItem, UsageRow, VmCountRow, VmPatch, VmRow } from './shapes.ts';
+import type { Approval, AppliedPlan, BootAttempt, BootAttemptRow, BootCheck, BootCheckResult, Budget, ChangeContext, FleetFence, FleetRow, FleetMembersPage, FleetShape, GrowItem, HistoryItem, HistoryRow, InsertItem, JournalPage, JournalRow, LockHandle, LockHolder, LockRow, NewVm, Outcome, PlanRead, PlanVmRow, SealedPlanRow, StackIdentity, StaleEntry, TransitionItem, UsageRow, VmCountRow, VmCountsPage, VmPatch, VmRow } from './shapes.ts';
 
 export type * from './shapes.ts';
 
@@ -39,18 +39,25 @@ export interface VmReader {
    * Live VMs of a stack summed per fleet and data center, leaving out the
    * fleets in `excludeFleets`. Ordered by fleet, data center. With `byOwner`:
    * summed per owner (the fleets table's) and data center instead, `fleet`
-   * '' in those rows, except the fleets in `byOwner.perFleet`, which keep
-   * their own rows; ordered by fleet, owner, data center.
+   * '' in every row; ordered by owner, data center.
    */
-  usage(stack: string, opts: { excludeFleets: readonly string[]; byOwner?: { perFleet: readonly string[] } }): Promise<UsageRow[]>;
+  usage(stack: string, opts: { excludeFleets: readonly string[]; byOwner?: boolean }): Promise<UsageRow[]>;
   /**
    * Live VMs of a stack (deposed ones included, as listVms) counted per
-   * fleet, data center and state, in SQL: the dashboard's overview, which
-   * must not read every row (a million VMs) to count them. Only the given
-   * fleets when `fleets` is set. Ordered by fleet, data center, state (code
-   * point order).
+   * fleet, data center and state, in SQL (a GROUP BY over the stack's VMs).
+   * Only the given fleets when `fleets` is set. Ordered by fleet, data
+   * center, state (code point order).
    */
   countVms(stack: string, opts?: { fleets?: readonly string[] }): Promise<VmCountRow[]>;
+  /**
+   * The dashboard's overview, in one snapshot: how many fleets of the stack
+   * have live VMs, the stack's live VMs per data center, and countVms' rows
+   * of `limit` of those fleets from `offset` in name (code point) order.
+   * What it reads grows with the VMs of the page's fleets and with the
+   * stack's vm_usage rows (fleets x data centers), never with the stack's
+   * VMs; it adds nothing to any write.
+   */
+  countVmsPage(stack: string, page: { offset: number; limit: number }): Promise<VmCountsPage>;
   /**
    * `limit` live members of one fleet (deposed ones included) from `offset`,
    * ordered by index, at one index the current VM before an old one being
@@ -202,13 +209,17 @@ export interface PlanStore {
   /** Every journal row of one plan, in the order they were written. */
   planJournal(planId: string): Promise<JournalRow[]>;
   /**
-   * `limit` journal rows of one plan from `offset`, and its first `failures`
-   * rows of status `failed`, each in the order they were written (as
-   * planJournal), with how many there are of each: the dashboard's page of
-   * an apply, which must not read every row (an apply of 100,000 VMs
-   * journals over a million) to show a thousand.
+   * `limit` journal rows of one plan, and its first `failures` rows of
+   * status `failed`, each in the order they were written (as planJournal),
+   * with how many there are of each: the dashboard's page of an apply, which
+   * must not read every row (an apply of 100,000 VMs journals over a
+   * million) to show a thousand. The rows are those right after the row
+   * whose id is `after` (a page's `lastId`: the next page), right before
+   * `before` (a page's `firstId`: the page before), or else from `offset`:
+   * the first two are read from there (keyset), an offset reads and skips
+   * the rows before it.
    */
-  planJournalPage(planId: string, page: { offset: number; limit: number; failures: number }): Promise<JournalPage>;
+  planJournalPage(planId: string, page: { offset?: number; after?: string; before?: string; limit: number; failures: number }): Promise<JournalPage>;
 }
 
 /** The boot endpoint's writes. Boot tokens are stored by the VM writes that approve a boot edge (`bootTokenHash`). */

@@ -41,6 +41,41 @@ export function vmReader({ db }: RecordSql): Omit<VmReader, 'listPlanVms' | 'rea
       return rows.map((r) => ({ fleet: r.fleet, dataCenter: r.data_center, state: r.state, vms: Number(r.n) }));
     },
 
+    async countVmsPage(stack, page) {
+      const limit = Math.max(0, Math.floor(page.limit));
+      const offset = Math.max(0, Math.floor(page.offset));
+      // One statement (one snapshot). The fleets, their number and the stack's
+      // VMs per data center come from vm_usage (kept by triggers, one row per
+      // fleet and data center: migration 8), summed on the server; only the
+      // page's fleets' VMs are counted per state, along vms_scope (stack,
+      // fleet, idx). So a load reads the page's VMs, never the stack's
+      // (a GROUP BY over 1,000,000 of them before), and no write pays for it:
+      // a table of counts per state kept by triggers cost the apply's VM
+      // writes ~15% more PostgreSQL CPU (docs/dashboard.md).
+      const [row] = await db.query<{ fleets: number | string; totals: string; rows: string }>(
+        // vm_usage read once (u), its fleets grouped once (hashed: the rows come in no order).
+        `WITH u AS MATERIALIZED (SELECT fleet, data_center, vms FROM vm_usage WHERE stack = $1 AND vms > 0),
+           fleets AS MATERIALIZED (SELECT fleet FROM u GROUP BY fleet),
+           shown AS (SELECT fleet FROM fleets ORDER BY fleet LIMIT $2 OFFSET $3)
+         SELECT
+           (SELECT count(*) FROM fleets) AS fleets,
+           (SELECT coalesce(json_agg(json_build_array(data_center, n) ORDER BY data_center), '[]')::text
+              FROM (SELECT data_center, sum(vms) AS n FROM u GROUP BY data_center) t) AS totals,
+           (SELECT coalesce(json_agg(json_build_array(fleet, data_center, state, n) ORDER BY fleet, data_center COLLATE "C", state COLLATE "C"), '[]')::text
+              FROM (SELECT fleet, data_center, state, count(*) AS n FROM vms
+                    WHERE stack = $1 AND fleet IN (SELECT fleet FROM shown) AND retired_at IS NULL
+                    GROUP BY fleet, data_center, state) c) AS rows`,
+        [stack, limit, offset],
+      );
+      const totals = JSON.parse(row.totals) as [string, number | string][];
+      const rows = JSON.parse(row.rows) as [string, string, string, number | string][];
+      return {
+        fleets: Number(row.fleets),
+        totals: totals.map(([dataCenter, n]) => ({ dataCenter, vms: Number(n) })),
+        rows: rows.map(([fleet, dataCenter, state, n]) => ({ fleet, dataCenter, state, vms: Number(n) })),
+      };
+    },
+
     async fleetMembers(stack, fleet, page) {
       const params: unknown[] = [stack, fleet, Math.max(0, Math.floor(page.limit)), Math.max(0, Math.floor(page.offset))];
       let where = 'stack = $1 AND fleet = $2 AND retired_at IS NULL';
@@ -102,7 +137,7 @@ export function vmReader({ db }: RecordSql): Omit<VmReader, 'listPlanVms' | 'rea
     },
 
     async usage(stack, opts) {
-      if (opts.byOwner) return usageByOwner(db, stack, opts.excludeFleets, opts.byOwner.perFleet);
+      if (opts.byOwner) return usageByOwner(db, stack, opts.excludeFleets);
       // From vm_usage (migration 8), which triggers on vms keep in step with
       // every write: one row per fleet and data center, so a targeted plan
       // reads ~50k rows at 1M VMs instead of summing 999,800 (issue 20). The
@@ -130,28 +165,29 @@ const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * usage() summed per owner (the fleets table's) and data center, with
- * `fleet` '' in each row, except the fleets in `perFleet`, which keep rows of
- * their own. For a plan narrowed to a few fleets of a big stack: its quotas
- * need the other fleets' VMs per owner and its capacity per data center, not
- * per fleet (1M VMs: ~200 rows instead of ~50,000). One statement; the join
- * to `fleets` is hashed whatever the statistics say (PGlite never analyzes).
+ * `fleet` '' in each row. For a plan narrowed to a few fleets of a big
+ * stack: its quotas need the other fleets' VMs per owner and its capacity
+ * per data center, not per fleet (1M VMs: ~200 rows instead of ~50,000), and
+ * a fleet outside its scope counts under the owner its record row holds
+ * (PlanState.settleOwners), so no fleet needs rows of its own. One
+ * statement; the join to `fleets` is hashed whatever the statistics say
+ * (PGlite never analyzes).
  */
-async function usageByOwner(db: RecordSql['db'], stack: string, exclude: readonly string[], perFleet: readonly string[]): Promise<UsageRow[]> {
+async function usageByOwner(db: RecordSql['db'], stack: string, exclude: readonly string[]): Promise<UsageRow[]> {
   return db.transaction(async (q) => {
     await q.query('SET LOCAL enable_nestloop = off');
     await q.query('SET LOCAL enable_mergejoin = off');
     await q.query('SET LOCAL enable_sort = off');
     const [row] = await q.query<{ j: string }>(
-      `SELECT coalesce(json_agg(json_build_array(fleet, owner, data_center, vms, cpu, memory_gib)), '[]')::text AS j FROM (
-         SELECT CASE WHEN u.fleet = ANY($3::text[]) THEN u.fleet ELSE '' END AS fleet, f.owner, u.data_center,
-           sum(u.vms) AS vms, sum(u.cpu) AS cpu, sum(u.memory_gib) AS memory_gib
+      `SELECT coalesce(json_agg(json_build_array(owner, data_center, vms, cpu, memory_gib)), '[]')::text AS j FROM (
+         SELECT f.owner, u.data_center, sum(u.vms) AS vms, sum(u.cpu) AS cpu, sum(u.memory_gib) AS memory_gib
          FROM vm_usage u JOIN fleets f ON f.stack = u.stack AND f.fleet = u.fleet
          WHERE u.stack = $1 AND u.vms > 0 AND u.fleet <> ALL($2::text[])
-         GROUP BY 1, 2, 3) s`,
-      [stack, [...exclude], [...perFleet]],
+         GROUP BY 1, 2) s`,
+      [stack, [...exclude]],
     );
-    const rows = JSON.parse(row.j) as [string, string, string, number | string, number | string, number | string][];
-    const out: UsageRow[] = rows.map(([fleet, owner, dataCenter, vms, cpu, mem]) => ({ fleet, owner, dataCenter, vms: Number(vms), cpu: Number(cpu), memoryGiB: Number(mem) }));
-    return out.sort((a, b) => byCodePoint(a.fleet, b.fleet) || byCodePoint(a.owner, b.owner) || byCodePoint(a.dataCenter, b.dataCenter));
+    const rows = JSON.parse(row.j) as [string, string, number | string, number | string, number | string][];
+    const out: UsageRow[] = rows.map(([owner, dataCenter, vms, cpu, mem]) => ({ fleet: '', owner, dataCenter, vms: Number(vms), cpu: Number(cpu), memoryGiB: Number(mem) }));
+    return out.sort((a, b) => byCodePoint(a.owner, b.owner) || byCodePoint(a.dataCenter, b.dataCenter));
   });
 }

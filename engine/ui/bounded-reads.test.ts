@@ -88,6 +88,28 @@ describe('the dashboard reads a bounded number of rows per page, whatever the si
     expect(p.rows).toBeLessThanOrEqual(50);
   });
 
+  // Found by review: the overview's counts were a GROUP BY over every live VM of the stack (countVms), ~50-60k rows
+  // summed from 1,000,000 VMs and handed over on each load; now the page's fleets' VMs are counted (countVmsPage), the
+  // fleets and the totals per data center summed from vm_usage.
+  it('an overview page of a stack of many fleets: that page\'s fleets\' counts and the stack\'s totals', async () => {
+    const stack = 'many-fleets';
+    const name = (i: number) => `f${String(i).padStart(3, '0')}`;
+    await record.bulkInsertVms(Array.from({ length: 450 }, (_, i) => ({ ...newVm(name(i), 0, 'Running'), stack, dataCenter: DCS[i % DCS.length] })), { actor: 'seed' });
+    const many = Fastify();
+    registerUi(many, { source: recordSource(counted(record), stack, { name: 'default', version: '1.0.0', lifecycle: DEFAULT_LIFECYCLE }), authorize: () => 'read' });
+    try {
+      rowsRead = 0;
+      const res = await many.inject({ method: 'GET', url: '/ui?page=3', headers: { authorization: 'Bearer read-token' } });
+      expect(res.statusCode).toBe(200);
+      expect(res.body).toContain('450 VMs in 450 fleets over 3 data centers');
+      expect([...res.body.matchAll(/<tr data-fleet="(f\d+)">/g)].map((m) => m[1])).toEqual(Array.from({ length: 50 }, (_, i) => name(400 + i)));
+      // 50 fleets' counts (one data center and state each) and 3 totals, not 450 fleets' counts.
+      expect(rowsRead).toBeLessThanOrEqual(50 + 3 + 10);
+    } finally {
+      await many.close();
+    }
+  });
+
   it.each([
     ['/ui/fleets/big', 0, 500],
     ['/ui/fleets/big?page=3', 1000, 201],

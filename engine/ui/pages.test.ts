@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { lifecycleSvg } from './diagram.ts';
 import { html, escapeHtml } from './html.ts';
-import { lifecyclePage, overviewPage, planPage, vmPage, type UiVm, type UiVmCount } from './pages.ts';
+import { lifecyclePage, overviewOf, overviewPage, planPage, vmPage, type UiVm, type UiVmCount } from './pages.ts';
 import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
 
 // Golden files: UPDATE_GOLDEN=1 npx vitest run engine/ui rewrites them; review the diff.
@@ -54,7 +54,7 @@ const PLANS = [
 describe('dashboard pages', () => {
   it('overview: fleets x data centers x states, locks, recent applies', async () => {
     const drift = [{ at: '2026-12-01T11:00:00.000Z', address: 'web/1', from: 'Running', to: 'PoweredOff', actor: 'ana@laptop', planId: null, outcome: 'drift', detail: 'refresh: richmond reports PoweredOff' }];
-    await expectGolden('overview.html', overviewPage('local', countsOf(VMS), [LOCK], PLANS, drift).text);
+    await expectGolden('overview.html', overviewPage('local', overviewOf(countsOf(VMS), 0, 200), [LOCK], PLANS, drift).text);
   });
 
   it('a VM with its history and boot attempts', async () => {
@@ -87,16 +87,16 @@ describe('dashboard pages', () => {
 
   // Found by QA: each (fleet, data center) cell and each fleet's total scanned every VM of the stack, so the overview of
   // 100 000 VMs in 1 000 fleets took 12 s of CPU, on the authority's event loop that also answers the DMZ clients. The page
-  // now gets the record's counts per fleet, data center and state (countVms: summed in SQL), never the VMs
+  // now gets the record's counts per fleet, data center and state (countVmsPage: kept in vm_counts), never the VMs
   // (bounded-reads.test.ts counts what it reads); in any order.
   it('overview: from counts per fleet, data center and state, however many fleets and data centers', () => {
     const vms: UiVm[] = [];
     for (let f = 0; f < 200; f++) for (let i = 0; i < 5; i++) vms.push(vm(`f${f}`, i, ['miami', 'richmond', 'austin'][i % 3], i === 4 ? 'BootFailed' : 'Running'));
     const counts = countsOf(vms);
-    const text = overviewPage('local', counts, [], []).text;
+    const text = overviewPage('local', overviewOf(counts, 0, 200), [], []).text;
     expect(text).toContain('1000 VMs in 200 fleets over 3 data centers');
     expect(text).toContain('<tr data-fleet="f199"><td><a href="/ui/fleets/f199">f199</a></td><td data-dc="austin"><span class="state Running" data-state="Running" data-count="1">Running 1</span></td><td data-dc="miami"><span class="state Running" data-state="Running" data-count="2">Running 2</span></td><td data-dc="richmond"><span class="state BootFailed" data-state="BootFailed" data-count="1">BootFailed 1</span><span class="state Running" data-state="Running" data-count="1">Running 1</span></td><td class="num" data-testid="total">5</td></tr>');
-    expect(overviewPage('local', [...counts].reverse(), [], []).text).toBe(text);
+    expect(overviewPage('local', overviewOf([...counts].reverse(), 0, 200), [], []).text).toBe(text);
     // 200 fleets: one page (OVERVIEW_PAGE_SIZE), all listed, no pager.
     expect(text.match(/<tr data-fleet=/g)).toHaveLength(200);
     expect(text).not.toContain('data-testid="pager"');

@@ -77,12 +77,27 @@ export interface UiVmCount {
   vms: number;
 }
 
+/**
+ * What the overview reads (UiSource.overview): how many fleets have live VMs, the stack's live VMs per data center,
+ * and the counts per state of one page of fleets only (counting every VM of the stack per state is what made a load
+ * cost in proportion to the stack).
+ */
+export interface UiOverview {
+  fleets: number;
+  totals: { dataCenter: string; vms: number }[];
+  /** The page's fleets' cells: per fleet, data center and state. */
+  counts: UiVmCount[];
+}
+
 /** A page of an apply's journal and its first failed steps, with how many there are of each. */
 export interface UiJournalPage {
   total: number;
   rows: UiJournal[];
   failedTotal: number;
   failed: UiJournal[];
+  /** Where the pages before and after this one start (the ids of its first and last rows): the pager's links carry them. */
+  firstId?: string | null;
+  lastId?: string | null;
 }
 
 export interface UiBoot {
@@ -130,30 +145,26 @@ const planHref = (id: string) => `/ui/plans/${encodeURIComponent(id)}`;
 
 /**
  * Fleets × data centers × states, then locks, the last applies and the last drift found. The table lists page `page`
- * (from 1, at most overviewPages(fleets)) of the stack's fleets, OVERVIEW_PAGE_SIZE of them in name order, with links
- * to the pages before and after when there are several; the summary, the data center columns and the sections below
- * are the whole stack's on every page.
+ * (from 1, at most overviewPages(overview.fleets)) of the stack's fleets, OVERVIEW_PAGE_SIZE of them in name order,
+ * whose counts `overview.counts` holds, with links to the pages before and after when there are several. The summary's
+ * VMs, fleets and data centers, the data center columns and the sections below are the whole stack's on every page
+ * (`overview.totals`); its states are the listed fleets': the stack's when one page lists them all.
  */
-export function overviewPage(stack: string, counts: readonly UiVmCount[], locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = [], page = 1): Html {
-  // From the record's counts per fleet, data center and state, never its VMs (a stack may hold 1 000 000 VMs, and the
-  // authority serves this page on the event loop that answers its DMZ clients): one pass for the stack's totals, another
-  // for the cells of this page's fleets only.
-  const fleetSet = new Set<string>();
+export function overviewPage(stack: string, overview: UiOverview, locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = [], page = 1): Html {
+  // From the record's sums, never its VMs (a stack may hold 1 000 000 VMs, and the authority serves this page on the
+  // event loop that answers its DMZ clients): the stack's totals per data center, and the cells of this page's fleets.
   const dcSet = new Set<string>();
-  const states = new Map<string, number>();
   let vms = 0;
-  for (const { fleet, dataCenter, state, vms: n } of counts) {
+  for (const { dataCenter, vms: n } of overview.totals) {
     vms += n;
-    fleetSet.add(fleet);
     dcSet.add(dataCenter);
-    states.set(state, (states.get(state) ?? 0) + n);
   }
   const dcs = [...dcSet].sort();
-  const fleets = [...fleetSet].sort();
-  const start = (page - 1) * OVERVIEW_PAGE_SIZE;
-  const shown = fleets.slice(start, start + OVERVIEW_PAGE_SIZE);
+  const states = new Map<string, number>();
+  for (const { state, vms: n } of overview.counts) states.set(state, (states.get(state) ?? 0) + n);
+  const shown = [...new Set(overview.counts.map((c) => c.fleet))].sort().slice(0, OVERVIEW_PAGE_SIZE);
   const perFleet = new Map<string, { total: number; byDc: Map<string, Map<string, number>> }>(shown.map((f) => [f, { total: 0, byDc: new Map() }]));
-  for (const { fleet, dataCenter, state, vms: n } of counts) {
+  for (const { fleet, dataCenter, state, vms: n } of overview.counts) {
     const f = perFleet.get(fleet);
     if (!f) continue;
     f.total += n;
@@ -164,7 +175,7 @@ export function overviewPage(stack: string, counts: readonly UiVmCount[], locks:
   const locked = new Set(locks.map((l) => l.fleet));
   const cell = (fleet: string, dc: string) =>
     [...(perFleet.get(fleet)?.byDc.get(dc) ?? [])].sort().map(([s, n]) => html`<span class="state ${s}" data-state="${s}" data-count="${n}">${s} ${n}</span>`);
-  const pager = pagerLine('/ui', 'fleets', page, OVERVIEW_PAGE_SIZE, fleets.length);
+  const pager = pagerLine('/ui', 'fleets', page, OVERVIEW_PAGE_SIZE, overview.fleets);
   const rows = shown.map((f) => {
     const total = perFleet.get(f)?.total ?? 0;
     return html`<tr data-fleet="${f}"><td><a href="${fleetHref(f)}">${f}</a>${locked.has(f) ? html` <span class="muted" data-testid="locked">(locked)</span>` : ''}</td>${dcs.map((dc) => html`<td data-dc="${dc}">${cell(f, dc)}</td>`)}<td class="num" data-testid="total">${total}</td></tr>`;
@@ -173,9 +184,11 @@ export function overviewPage(stack: string, counts: readonly UiVmCount[], locks:
     stack,
     'Fleets',
     html`<h1>Fleets</h1>
-<p data-testid="summary">${vms} VMs in ${fleets.length} fleets over ${dcs.length} data centers: ${[...states].sort().map(([s, n]) => html`${stateTag(s)} ${n} `)}</p>
+<p data-testid="summary">${vms} VMs in ${overview.fleets} fleets over ${dcs.length} data centers${
+      overview.fleets > shown.length ? html`; the ${shown.length} fleets of this page` : ''
+    }: ${[...states].sort().map(([s, n]) => html`${stateTag(s)} ${n} `)}</p>
 ${
-  fleets.length === 0
+  overview.fleets === 0
     ? html`<p class="muted">The record holds no VMs for this stack yet. Run <code>fleet apply</code>.</p>`
     : html`${pager}<table id="fleets"><thead><tr><th>fleet</th>${dcs.map((dc) => html`<th>${dc}</th>`)}<th class="num">VMs</th></tr></thead><tbody>${rows}</tbody></table>${pager}`
 }
@@ -245,9 +258,20 @@ export function overviewPages(fleets: number): number {
   return pageCount(fleets, OVERVIEW_PAGE_SIZE);
 }
 
-/** How many fleets these counts (UiSource.vmCounts) are of. */
-export function fleetsCounted(counts: readonly UiVmCount[]): number {
-  return new Set(counts.map((c) => c.fleet)).size;
+/**
+ * The overview of these counts (per fleet, data center and state, in any order) as UiSource.overview answers it: the
+ * definition the record's countVmsPage meets, for tests and sources that hold their counts in memory.
+ */
+export function overviewOf(counts: readonly UiVmCount[], offset: number, limit: number): UiOverview {
+  const fleets = [...new Set(counts.filter((c) => c.vms > 0).map((c) => c.fleet))].sort();
+  const shown = new Set(fleets.slice(offset, offset + limit));
+  const totals = new Map<string, number>();
+  for (const c of counts) if (c.vms > 0) totals.set(c.dataCenter, (totals.get(c.dataCenter) ?? 0) + c.vms);
+  return {
+    fleets: fleets.length,
+    totals: [...totals.keys()].sort().map((dataCenter) => ({ dataCenter, vms: totals.get(dataCenter)! })),
+    counts: counts.filter((c) => c.vms > 0 && shown.has(c.fleet)),
+  };
 }
 
 /** How many pages a fleet of `members` members has. */
@@ -255,13 +279,17 @@ export function fleetPages(members: number): number {
   return pageCount(members, FLEET_PAGE_SIZE);
 }
 
-/** `members 501–1000 of 1201 (page 2 of 3) · ← page 1 · page 3 →`, or nothing when all fit on one page. */
-function pagerLine(href: string, what: string, page: number, size: number, total: number): Html | '' {
+/**
+ * `members 501–1000 of 1201 (page 2 of 3) · ← page 1 · page 3 →`, or nothing when all fit on one page. `cursor`: the
+ * query the link to the page before (after) adds to its page number, so that page is read from where this one starts
+ * (ends) instead of skipping every row before it.
+ */
+function pagerLine(href: string, what: string, page: number, size: number, total: number, cursor?: { before?: string; after?: string }): Html | '' {
   const pages = pageCount(total, size);
   if (pages <= 1) return '';
   const start = (page - 1) * size;
   const end = Math.min(total, start + size);
-  const to = (n: number) => `${href}?page=${n}`;
+  const to = (n: number) => `${href}?page=${n}${n > 1 && n === page - 1 && cursor?.before ? `&before=${cursor.before}` : ''}${n === page + 1 && cursor?.after ? `&after=${cursor.after}` : ''}`;
   return html`<p data-testid="pager">${what} ${start + 1}–${end} of ${total} (page ${page} of ${pages})${
     page > 1 ? html` · <a href="${to(page - 1)}" rel="prev">← page ${page - 1}</a>` : ''
   }${page < pages ? html` · <a href="${to(page + 1)}" rel="next">page ${page + 1} →</a>` : ''}</p>`;
@@ -331,7 +359,8 @@ export function planPage(stack: string, plan: UiPlan, journal: UiJournalPage, pa
   const listed = journal.failed.slice(0, MAX_FAILURES_LISTED);
   const more = journal.failedTotal - listed.length;
   const rows = journal.rows.slice(0, JOURNAL_PAGE_SIZE);
-  const pager = pagerLine(planHref(plan.id), 'steps', page, JOURNAL_PAGE_SIZE, journal.total);
+  const cursor = { ...(journal.firstId ? { before: journal.firstId } : {}), ...(journal.lastId ? { after: journal.lastId } : {}) };
+  const pager = pagerLine(planHref(plan.id), 'steps', page, JOURNAL_PAGE_SIZE, journal.total, cursor);
   return layout(
     stack,
     `Apply ${plan.id}`,

@@ -36,7 +36,12 @@ describe('recordSource', () => {
   it('reads one stack only, with the fields the pages show and nothing else', async () => {
     const src = recordSource(record, 'one', pack);
     expect(src.pack.name).toBe('default@1.0.0');
-    expect(await src.vmCounts()).toEqual([{ fleet: 'web', dataCenter: 'miami', state: 'Requested', vms: 1 }]);
+    expect(await src.overview(0, 200)).toEqual({
+      fleets: 1,
+      totals: [{ dataCenter: 'miami', vms: 1 }],
+      counts: [{ fleet: 'web', dataCenter: 'miami', state: 'Requested', vms: 1 }],
+    });
+    expect(await src.overview(1, 200)).toEqual({ fleets: 1, totals: [{ dataCenter: 'miami', vms: 1 }], counts: [] });
     // One fleet's, a page at a time, for its page; one VM, for its page.
     const { total, members: vms } = await src.fleetMembers('web', 0, 10);
     expect(total).toBe(1);
@@ -62,7 +67,7 @@ describe('recordSource', () => {
       [false, 'no token'],
     ]);
     expect((await src.recentPlans(10)).map((p) => p.id)).toEqual(['p-1']);
-    const journal = await src.planJournal('p-1', 0, 10, 10);
+    const journal = await src.planJournal('p-1', { offset: 0 }, 10, 10);
     expect(journal).toMatchObject({ total: 1, rows: [{ address: 'web/0', from: 'Requested', to: 'BeingCreated', status: 'started' }], failedTotal: 0, failed: [] });
     expect(Object.keys(journal.rows[0]).sort()).toEqual(['address', 'at', 'detail', 'from', 'seq', 'status', 'to']);
     expect(JSON.stringify(journal)).not.toContain('idem-key-1');

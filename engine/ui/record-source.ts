@@ -12,7 +12,7 @@ import type { UiJournal, UiPlan, UiVm } from './pages.ts';
  * The record calls the dashboard makes: reads only, so a UiSource cannot write even by mistake, and bounded ones only
  * (counts summed by the record, pages of rows), so no page can read every VM or journal row of a big record.
  */
-export type UiRecord = Pick<FleetRecord, 'countVms' | 'fleetMembers' | 'history' | 'listLocks' | 'listPlans' | 'planJournalPage' | 'listBootAttempts'>;
+export type UiRecord = Pick<FleetRecord, 'countVmsPage' | 'fleetMembers' | 'history' | 'listLocks' | 'listPlans' | 'planJournalPage' | 'listBootAttempts'>;
 
 export function recordSource(record: UiRecord, stack: string, pack: { name: string; version: string; lifecycle: DiagramInput }): UiSource {
   /**
@@ -35,8 +35,13 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
   return {
     stack,
     pack: { name: `${pack.name}@${pack.version}`, lifecycle: pack.lifecycle },
-    async vmCounts() {
-      return (await record.countVms(stack)).map((c) => ({ fleet: c.fleet, dataCenter: c.dataCenter, state: c.state, vms: c.vms }));
+    async overview(offset, limit) {
+      const o = await record.countVmsPage(stack, { offset, limit });
+      return {
+        fleets: o.fleets,
+        totals: o.totals.map((t) => ({ dataCenter: t.dataCenter, vms: t.vms })),
+        counts: o.rows.map((c) => ({ fleet: c.fleet, dataCenter: c.dataCenter, state: c.state, vms: c.vms })),
+      };
     },
     async fleetMembers(fleet, offset, limit) {
       // From the URL: a NUL is no fleet's name, and PostgreSQL refuses it in a query (a 500 instead of the 404).
@@ -84,9 +89,9 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
       const [p] = await uiPlans(await record.listPlans(stack, { id, limit: 1 }));
       return p;
     },
-    async planJournal(planId, offset, limit, failures) {
-      const page = await record.planJournalPage(planId, { offset, limit, failures });
-      return { total: page.total, rows: page.rows.map(journalOf), failedTotal: page.failedTotal, failed: page.failed.map(journalOf) };
+    async planJournal(planId, from, limit, failures) {
+      const page = await record.planJournalPage(planId, { ...from, limit, failures });
+      return { total: page.total, rows: page.rows.map(journalOf), failedTotal: page.failedTotal, failed: page.failed.map(journalOf), firstId: page.firstId, lastId: page.lastId };
     },
     async bootAttempts(vmId, limit) {
       return (await record.listBootAttempts(vmId, { limit })).map((b) => ({ at: b.at, approved: b.approved, reason: b.reason, dataCenter: b.dataCenter, cloudId: b.cloudId }));

@@ -3,25 +3,29 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
 import { registerUi } from './server.ts';
 import type { UiSource } from './source.ts';
-import type { UiJournal, UiVm } from './pages.ts';
+import { overviewOf, type UiJournal, type UiVm } from './pages.ts';
 
 const vm: UiVm = {
   id: 'vm-1', address: 'web/0', fleet: 'web', index: 0, dataCenter: 'miami', state: 'Running', desiredState: 'Running', image: 'ubuntu-22.04',
   realImage: 'img-u-miami', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }, encryptedDisk: true, cloudId: 'sim-miami-1', version: 6, updatedAt: 'now', deposed: false,
 };
 /** The record's paged reads over arrays, as recordSource answers them (members by index, current before deposed; journal in order). */
-function paged(vms: readonly UiVm[], journal: readonly UiJournal[]): Pick<UiSource, 'vmCounts' | 'fleetMembers' | 'vm' | 'planJournal'> {
+function paged(vms: readonly UiVm[], journal: readonly UiJournal[]): Pick<UiSource, 'overview' | 'fleetMembers' | 'vm' | 'planJournal'> {
   const byIndex = (a: UiVm, b: UiVm) => a.index - b.index || Number(a.deposed) - Number(b.deposed);
   return {
-    vmCounts: async () => vms.map((v) => ({ fleet: v.fleet, dataCenter: v.dataCenter, state: v.state, vms: 1 })),
+    overview: async (offset, limit) => overviewOf(vms.map((v) => ({ fleet: v.fleet, dataCenter: v.dataCenter, state: v.state, vms: 1 })), offset, limit),
     fleetMembers: async (fleet, offset, limit) => {
       const members = vms.filter((v) => v.fleet === fleet).sort(byIndex);
       return { total: members.length, members: members.slice(offset, offset + limit) };
     },
     vm: async (fleet, index) => vms.find((v) => v.fleet === fleet && v.index === index && !v.deposed),
-    planJournal: async (_id, offset, limit, failures) => {
+    // Row i's id is i + 1 (ids grow in the order written).
+    planJournal: async (_id, from, limit, failures) => {
       const failed = journal.filter((j) => j.status === 'failed');
-      return { total: journal.length, rows: journal.slice(offset, offset + limit), failedTotal: failed.length, failed: failed.slice(0, failures) };
+      const start = 'offset' in from ? from.offset : 'after' in from ? Number(from.after) : Math.max(0, Number(from.before) - 1 - limit);
+      const end = 'before' in from ? Number(from.before) - 1 : start + limit;
+      const rows = journal.slice(start, end);
+      return { total: journal.length, rows, failedTotal: failed.length, failed: failed.slice(0, failures), firstId: rows.length ? String(start + 1) : null, lastId: rows.length ? String(start + rows.length) : null };
     },
   };
 }
@@ -280,7 +284,7 @@ describe('a large apply', () => {
     expect(first.statusCode).toBe(200);
     expect(rows(first.body)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
     expect(first.body).toContain('steps 1–1000 of 2500');
-    expect(first.body).toContain('href="/ui/plans/p-1?page=2"');
+    expect(first.body).toContain('href="/ui/plans/p-1?page=2&amp;after=1000"');
     // 150 failures: the first 100 listed, the rest counted.
     expect(failures(first.body)).toEqual(Array.from({ length: 100 }, (_, i) => i * 10));
     expect(first.body).toContain('50 more failed steps');
@@ -288,6 +292,33 @@ describe('a large apply', () => {
     expect(rows(last.body)).toEqual(Array.from({ length: 500 }, (_, i) => 2000 + i));
     expect(last.body).not.toContain('page=4');
     for (const page of ['4', '0', 'x']) expect((await get(`/ui/plans/p-1?page=${page}`)).statusCode, page).toBe(404);
+  });
+
+  // Found by review: a page's rows were read from an offset, so page N read and skipped the (N - 1) x 1000 rows before
+  // it. The pager's links now say where their page starts (after the last row shown, before the first), and a page
+  // asked for that way is read from there; a page number alone still works.
+  it('links each page to the next and the one before by where they start, and reads them from there', async () => {
+    app = Fastify();
+    const asked: unknown[] = [];
+    const { planJournal } = paged([], journal);
+    registerUi(app, { source: { ...source, planJournal: async (id, from, limit, failures) => (asked.push(from), planJournal(id, from, limit, failures)) }, authorize: () => 'read' });
+    const first = await get('/ui/plans/p-1');
+    expect(first.body).toContain('href="/ui/plans/p-1?page=2&amp;after=1000"');
+    const second = await get('/ui/plans/p-1?page=2&after=1000');
+    expect(rows(second.body)).toEqual(Array.from({ length: 1000 }, (_, i) => 1000 + i));
+    expect(second.body).toContain('steps 1001–2000 of 2500 (page 2 of 3)');
+    // Back to page 1: its number only (it starts at the first row); on to page 3 from page 2's last row.
+    expect(second.body).toContain('href="/ui/plans/p-1?page=1"');
+    expect(second.body).toContain('href="/ui/plans/p-1?page=3&amp;after=2000"');
+    const third = await get('/ui/plans/p-1?page=3&after=2000');
+    expect(rows(third.body)).toEqual(Array.from({ length: 500 }, (_, i) => 2000 + i));
+    expect(third.body).toContain('href="/ui/plans/p-1?page=2&amp;before=2001"');
+    const back = await get('/ui/plans/p-1?page=2&before=2001');
+    expect(rows(back.body)).toEqual(rows(second.body));
+    expect(asked).toEqual([{ offset: 0 }, { after: '1000' }, { after: '2000' }, { before: '2001' }]);
+    // A cursor that is no row id is not taken (the page number is).
+    expect(rows((await get('/ui/plans/p-1?page=2&after=x1')).body)).toEqual(rows(second.body));
+    expect(asked.at(-1)).toEqual({ offset: 1000 });
   });
 });
 
@@ -297,7 +328,7 @@ describe('a failure that is not the record being busy or unreachable', () => {
   const fail = async (): Promise<never> => {
     throw new TypeError('connect to postgres://fleet:s3cret@db:5432/fleet?sslpassword=k3y failed\n    at read (record.ts:1:1)');
   };
-  const failing: UiSource = { ...source, vmCounts: fail, fleetMembers: fail };
+  const failing: UiSource = { ...source, overview: fail, fleetMembers: fail };
 
   it('is written as one line, without secrets, to the error log the dashboard was given, and the page says where', async () => {
     const lines: string[] = [];
@@ -324,7 +355,7 @@ describe('a failure that is not the record being busy or unreachable', () => {
 // Found by review: the overview listed every fleet of the stack in one table: bench:scale's stack of 5 000 fleets over 10
 // data centers made a 5.9 MB page, built on the authority's event loop (which also answers its DMZ clients) at each load.
 // Now OVERVIEW_PAGE_SIZE fleets a page in name order, the same pager and 404s as a fleet's pages, with the stack-wide
-// totals on every page.
+// totals (VMs, fleets, data centers) on every page and the page's fleets' states.
 describe('a stack of many fleets', () => {
   const name = (i: number) => `f${String(i).padStart(3, '0')}`;
   // Two data centers, counts handed over in no particular order (reversed).
@@ -338,7 +369,7 @@ describe('a stack of many fleets', () => {
 
   it('is listed 200 fleets a page in name order, with the totals of the whole stack on each page', async () => {
     app = Fastify();
-    registerUi(app, { source: { ...source, vmCounts: async () => counts }, authorize: () => 'read' });
+    registerUi(app, { source: { ...source, overview: async (offset, limit) => overviewOf(counts, offset, limit) }, authorize: () => 'read' });
     const first = await get('/ui');
     expect(first.statusCode).toBe(200);
     expect(rows(first.body)).toEqual(names(0, 200));
@@ -355,9 +386,14 @@ describe('a stack of many fleets', () => {
     expect(rows(last.body)).toEqual(names(400, 50));
     expect(last.body).toContain('fleets 401–450 of 450 (page 3 of 3)');
     expect(last.body).not.toContain('page=4');
+    // The states are the page's fleets' (counting the stack's per state read every VM of it).
+    const states: [string, number, number, number][] = [[first.body, 200, 67, 533], [second.body, 200, 67, 533], [last.body, 50, 16, 134]];
+    for (const [body, fleets, failed, running] of states) {
+      expect(body).toContain(`; the ${fleets} fleets of this page: <span class="state BootFailed">BootFailed</span> ${failed} <span class="state Running">Running</span> ${running} `);
+    }
     for (const body of [first.body, second.body, last.body]) {
-      // Stack-wide: every fleet, both data centers as columns, every state.
-      expect(body).toContain('1350 VMs in 450 fleets over 2 data centers: <span class="state BootFailed">BootFailed</span> 150 <span class="state Running">Running</span> 1200 ');
+      // Stack-wide: every fleet, VM and data center, both data centers as columns.
+      expect(body).toContain('1350 VMs in 450 fleets over 2 data centers; ');
       expect(body).toContain('<th>miami</th><th>richmond</th>');
       // The locks, applies and drift below the table too.
       expect(body).toContain('<h2>Recent applies</h2>');
@@ -372,7 +408,7 @@ describe('a stack of many fleets', () => {
 
   it('a stack with a page of fleets or fewer: one page, no pager, no page 2', async () => {
     app = Fastify();
-    registerUi(app, { source: { ...source, vmCounts: async () => counts.filter((c) => c.fleet < name(200)) }, authorize: () => 'read' });
+    registerUi(app, { source: { ...source, overview: async (offset, limit) => overviewOf(counts.filter((c) => c.fleet < name(200)), offset, limit) }, authorize: () => 'read' });
     const only = await get('/ui');
     expect(rows(only.body)).toEqual(names(0, 200));
     expect(only.body).not.toContain('data-testid="pager"');

@@ -18,7 +18,7 @@ import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { SignInLimiter, type SignInLimits } from './limit.ts';
-import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED, OVERVIEW_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, fleetsCounted, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, overviewPages, planPage, plansPage, vmPage } from './pages.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED, OVERVIEW_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, overviewPages, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -235,13 +235,18 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       });
 
       ui.get<{ Querystring: { page?: unknown } }>('/', async (req, reply) => {
-        const [counts, locks, plans, drift] = await Promise.all([src.vmCounts(), src.listLocks(), src.recentPlans(10), src.drift(10)]);
-        // Every page shows the whole stack's totals, so all its counts are read whatever the page.
+        // Only the page's fleets' counts are read (none for a page no list has), with the stack's totals, summed by the record.
         const asked = pageAsked(req.query.page);
-        const pages = overviewPages(fleetsCounted(counts));
+        const [overview, locks, plans, drift] = await Promise.all([
+          src.overview(((asked ?? 1) - 1) * OVERVIEW_PAGE_SIZE, asked ? OVERVIEW_PAGE_SIZE : 0),
+          src.listLocks(),
+          src.recentPlans(10),
+          src.drift(10),
+        ]);
+        const pages = overviewPages(overview.fleets);
         const n = asked !== undefined && asked <= pages ? asked : undefined;
         if (n === undefined) return page(reply, notFoundPage(src.stack, `The overview has no page ${String(req.query.page)}: it has ${pages} (${OVERVIEW_PAGE_SIZE} fleets each).`), 404);
-        return page(reply, overviewPage(src.stack, counts, locks, plans, drift, n));
+        return page(reply, overviewPage(src.stack, overview, locks, plans, drift, n));
       });
       ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks())));
       ui.get('/drift', async (_req, reply) => page(reply, driftPage(src.stack, await src.drift(100))));
@@ -269,12 +274,18 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         return page(reply, vmPage(src.stack, vm, history, boots));
       });
 
-      ui.get<{ Params: { id: string }; Querystring: { page?: unknown } }>('/plans/:id', async (req, reply) => {
+      ui.get<{ Params: { id: string }; Querystring: { page?: unknown; after?: unknown; before?: unknown } }>('/plans/:id', async (req, reply) => {
         const plan = await src.plan(req.params.id);
         if (!plan) return page(reply, notFoundPage(src.stack, `No apply with plan id ${req.params.id}.`), 404);
-        // Only the page asked for is read (none for a page no list has), and the first failures, with their counts.
+        // Only the page asked for is read (none for a page no list has), and the first failures, with their counts. The
+        // pager's links say where their page starts (after the last row of the page before, before the first of the
+        // page after), so a deep page is read from there; a page number alone skips the rows before it.
         const asked = pageAsked(req.query.page);
-        const journal = await src.planJournal(plan.id, ((asked ?? 1) - 1) * JOURNAL_PAGE_SIZE, asked ? JOURNAL_PAGE_SIZE : 0, MAX_FAILURES_LISTED);
+        const rowId = (v: unknown) => (typeof v === 'string' && /^\d{1,18}$/.test(v) ? v : undefined);
+        const after = rowId(req.query.after);
+        const before = rowId(req.query.before);
+        const from = after !== undefined ? { after } : before !== undefined ? { before } : { offset: ((asked ?? 1) - 1) * JOURNAL_PAGE_SIZE };
+        const journal = await src.planJournal(plan.id, from, asked ? JOURNAL_PAGE_SIZE : 0, MAX_FAILURES_LISTED);
         const n = asked !== undefined && asked <= journalPages(journal.total) ? asked : undefined;
         if (n === undefined) return page(reply, notFoundPage(src.stack, `The journal of apply ${plan.id} has no page ${String(req.query.page)}: it has ${journalPages(journal.total)} (${JOURNAL_PAGE_SIZE} steps each).`), 404);
         return page(reply, planPage(src.stack, plan, journal, n));

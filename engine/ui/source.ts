@@ -6,14 +6,17 @@
 // ask for them again and again): counts are summed by the record, lists are
 // read a page at a time.
 import type { DiagramInput } from './diagram.ts';
-import type { UiBoot, UiHistory, UiJournalPage, UiLock, UiPlan, UiVm, UiVmCount } from './pages.ts';
+import type { UiBoot, UiHistory, UiJournalPage, UiLock, UiOverview, UiPlan, UiVm } from './pages.ts';
 
 export interface UiSource {
   stack: string;
   /** The pack's name@version and lifecycle, for the diagram page. */
   pack: { name: string; lifecycle: DiagramInput };
-  /** The stack's live VMs (old VMs of a replace included) counted per fleet, data center and state. */
-  vmCounts(): Promise<UiVmCount[]>;
+  /**
+   * The stack's live VMs (old VMs of a replace included): how many fleets have some, their sums per data center, and
+   * the counts per fleet, data center and state of `limit` fleets from `offset` in name order.
+   */
+  overview(offset: number, limit: number): Promise<UiOverview>;
   /** `limit` live members of one fleet from `offset` (by index, a current VM before the old one it replaces), and how many it has. */
   fleetMembers(fleet: string, offset: number, limit: number): Promise<{ total: number; members: UiVm[] }>;
   /** The current (not deposed) live VM at a fleet and index. */
@@ -27,8 +30,12 @@ export interface UiSource {
   recentPlans(limit: number): Promise<UiPlan[]>;
   /** One apply of the stack by its plan id, however old; undefined when the stack has none. */
   plan(id: string): Promise<UiPlan | undefined>;
-  /** `limit` journal rows of an apply from `offset` and its first `failures` failed ones, in the order written, with their counts. */
-  planJournal(planId: string, offset: number, limit: number, failures: number): Promise<UiJournalPage>;
+  /**
+   * `limit` journal rows of an apply and its first `failures` failed ones, in the order written, with their counts. The
+   * rows: right after the row of id `from.after`, right before `from.before` (a page's lastId and firstId: read from
+   * there), or from `from.offset` (the rows before it read and skipped).
+   */
+  planJournal(planId: string, from: { offset: number } | { after: string } | { before: string }, limit: number, failures: number): Promise<UiJournalPage>;
   /** Newest first. */
   bootAttempts(vmId: string, limit: number): Promise<UiBoot[]>;
 }

@@ -42,7 +42,7 @@ export interface PolicyPackSpec {
    */
   modules?: string[];
   /**
-   * How long each custom rule's checks (all of its checkChange calls and its checkPlan over one plan; its checkRequest on one request) may run before they are stopped and reported as a mandatory violation (`policy.rule-timeout`): seconds, more than 0 and at most 3600; default 10. Built-in rules are not bounded.
+   * How long each custom rule's checks (all of its checkChange calls, its checkPlan and the preview of its checkRequest over one plan; its checkRequest on one request at the authority) may run before they are stopped and reported as a mandatory violation (`policy.rule-timeout`): seconds, more than 0 and at most 3600; default 10. Built-in rules are not bounded.
    */
   ruleTimeoutSeconds?: number;
   /**

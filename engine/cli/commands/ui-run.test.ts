@@ -16,9 +16,9 @@ function world(opts: { failFirst?: boolean } = {}) {
     }
     log.push(`open ${id}`);
     return {
-      countVms: async () => {
+      countVmsPage: async () => {
         log.push(`read ${id}`);
-        return [];
+        return { fleets: 0, totals: [], rows: [] };
       },
       close: async () => void log.push(`close ${id}`),
     } as unknown as SqlRecord;
@@ -44,13 +44,13 @@ describe('leasedRecord', () => {
   it('shares one opening among reads that come together and within idleMs, and closes after idleMs without a read', async () => {
     const { log, open } = world();
     const r = leasedRecord(open, { idleMs: 1000, holdMs: 5000, yieldMs: 300 });
-    await Promise.all([r.countVms('s'), r.countVms('s'), r.countVms('s')]);
+    await Promise.all([r.countVmsPage('s', { offset: 0, limit: 1 }), r.countVmsPage('s', { offset: 0, limit: 1 }), r.countVmsPage('s', { offset: 0, limit: 1 })]);
     await vi.advanceTimersByTimeAsync(900);
-    await r.countVms('s');
+    await r.countVmsPage('s', { offset: 0, limit: 1 });
     expect(log).toEqual(['open 1', 'read 1', 'read 1', 'read 1', 'read 1']);
     await vi.advanceTimersByTimeAsync(1000);
     expect(log.at(-1)).toBe('close 1');
-    await settle(r.countVms('s'));
+    await settle(r.countVmsPage('s', { offset: 0, limit: 1 }));
     expect(log.slice(-2)).toEqual(['open 2', 'read 2']);
     await settle(r.close());
     expect(log.at(-1)).toBe('close 2');
@@ -60,11 +60,11 @@ describe('leasedRecord', () => {
     const { log, open } = world();
     const r = leasedRecord(open, { idleMs: 1000, holdMs: 5000, yieldMs: 300 });
     for (let t = 0; t < 6; t++) {
-      await r.countVms('s');
+      await r.countVmsPage('s', { offset: 0, limit: 1 });
       await vi.advanceTimersByTimeAsync(900);
     }
     // The seventh read comes 5.4 s after the opening: it waits for the close, then the yield.
-    const seventh = r.countVms('s');
+    const seventh = r.countVmsPage('s', { offset: 0, limit: 1 });
     await vi.advanceTimersByTimeAsync(250);
     expect(log).toEqual(['open 1', ...Array(6).fill('read 1'), 'close 1']);
     await settle(seventh);
@@ -75,8 +75,8 @@ describe('leasedRecord', () => {
   it('a read never waits on a closed opening: an opening that failed is tried again by the next read', async () => {
     const { log, open } = world({ failFirst: true });
     const r = leasedRecord(open, { idleMs: 1000, holdMs: 5000, yieldMs: 300 });
-    await expect(r.countVms('s')).rejects.toThrow('record.busy');
-    await settle(r.countVms('s'));
+    await expect(r.countVmsPage('s', { offset: 0, limit: 1 })).rejects.toThrow('record.busy');
+    await settle(r.countVmsPage('s', { offset: 0, limit: 1 }));
     expect(log).toEqual(['open 1 failed', 'open 2', 'read 2']);
     await settle(r.close());
   });

@@ -114,7 +114,7 @@ export function leasedRecord(open: () => Promise<SqlRecord>, times: LeaseTimes =
     }
   };
   return {
-    countVms: (...a) => use((r) => r.countVms(...a)),
+    countVmsPage: (...a) => use((r) => r.countVmsPage(...a)),
     fleetMembers: (...a) => use((r) => r.fleetMembers(...a)),
     history: (...a) => use((r) => r.history(...a)),
     listLocks: (...a) => use((r) => r.listLocks(...a)),
