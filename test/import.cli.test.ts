@@ -167,3 +167,37 @@ describe('fleet import of a VM whose agent still boots', () => {
     expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
   }, 120_000);
 });
+
+// A VM forgotten from a member of one fleet was adopted into another fleet as it was: its record id (and with it the
+// forgotten member's history) went along, and its cloud name and tags (the sim's name, EC2's Name / fleet:fleet /
+// fleet:address, Azure's fleet-address / fleet-name) kept naming the member it was, which no driver call changes.
+// It is refused, naming both fleets and the import that takes it back where it was.
+describe('fleet import of a VM forgotten from another fleet', () => {
+  const st = useTempStack();
+  const fleet = st.fleet;
+
+  it('is refused (apply.import-refused) naming both fleets and the way back; the same fleet takes it back', async () => {
+    await st.spec('web', fleetYaml('web', { count: 1 }));
+    await st.spec('api', fleetYaml('api', { count: 1 }));
+    const { rows: [web0] } = await applyThenForget(st, ['web/0']);
+    // api/0 freed for it: forgotten too (its own VM stays in the cloud, unknown to the record).
+    expect((await fleet('state', 'rm', 'api/0')).code).toBe(0);
+    const refused = await fleet('import', 'api/0', web0.cloudId!, '--format', 'json');
+    expect(refused.code).toBe(1);
+    const { diagnostics } = JSON.parse(refused.stdout) as { diagnostics: { code: string; detail: string; address?: string }[] };
+    const d = diagnostics.find((x) => x.code === 'apply.import-refused');
+    expect(d?.address).toBe('api/0');
+    expect(d?.detail).toContain(`was web/0 of fleet web`);
+    expect(d?.detail).toContain(`not a VM of fleet api`);
+    expect(d?.detail).toContain(`\`fleet import web/0 ${web0.cloudId}\``);
+    const url = `pglite://${join(st.dir, '.fleet', 'record')}`;
+    const record = await openRecord(url);
+    try {
+      expect(await record.findVm('e2e', 'api/0')).toBeUndefined();
+    } finally {
+      await record.close();
+    }
+    const back = await fleet('import', 'web/0', web0.cloudId!);
+    expect(back.code, back.stderr).toBe(0);
+  });
+});

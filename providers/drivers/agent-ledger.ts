@@ -23,6 +23,14 @@ export interface AgentLedgerEntry {
   detail?: string;
   /** The boot endpoint denied the boot: the VM is to be terminated. */
   denied?: boolean;
+  /**
+   * aws: the instance's last stop as read right before this boot's StartInstances (stopMark: its stateReason,
+   * stateTransitionReason and launchTime). A read after the start that shows the same stop is EC2's stale read, not
+   * a stop of this boot.
+   */
+  stoppedAs?: string;
+  /** aws: the instance was read pending or running since this boot's StartInstances: any stop from here is this boot's. */
+  up?: boolean;
 }
 
 const STATES = new Set(['none', 'booting', 'ready', 'failed', 'stopping']);

@@ -18,7 +18,8 @@ interface ImportCliOptions {
 
 /**
  * `fleet import ADDRESS CLOUD_ID`: adopt a VM that exists in a data center
- * into a member of a fleet of the specs. The data center's DMZ client is
+ * into a member of a fleet of the specs (a VM the record knows as another
+ * fleet's, forgotten by `fleet state rm`, only back into that fleet). The data center's DMZ client is
  * asked for it (by cloud id, or by VM id); it becomes the live VM at the
  * address in the state its cloud reports, with a history row (outcome
  * `imported`), under the fleet's lock. What the spec wants differently
@@ -152,7 +153,23 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       const dc = stack.dataCenters.find((d) => d.name === vm.dataCenter);
       const excluded = dc ? staticExclusion(dc, spec, pack) : `not a data center of stack ${stack.name}`;
       if (excluded && known?.address !== address) {
-        fail('apply.import-refused', `${vm.cloudId} lives in ${vm.dataCenter}, where fleet ${fleet} may not have members (${excluded}); members never move, so no plan could replace it there. Import it into a fleet that may use ${vm.dataCenter}, or change ${fleet}'s placement or hardware first.`, { address });
+        const instead =
+          known && known.fleet !== fleet
+            ? `It was ${known.address} of fleet ${known.fleet}, which takes it back: \`fleet import ${known.address} ${vm.cloudId}\`.`
+            : `Import it into a fleet that may use ${vm.dataCenter}, or change ${fleet}'s placement or hardware first.`;
+        fail('apply.import-refused', `${vm.cloudId} lives in ${vm.dataCenter}, where fleet ${fleet} may not have members (${excluded}); members never move, so no plan could replace it there. ${instead}`, { address });
+      }
+      // A VM of another fleet stays that fleet's: its record id carries the forgotten member's history along, and its
+      // cloud name and tags (the sim's name; EC2's Name, fleet:fleet and fleet:address; Azure's fleet-address and
+      // fleet-name) keep naming the member it was, which no driver call changes. It goes back where it was.
+      if (known && known.fleet !== fleet) {
+        fail(
+          'apply.import-refused',
+          `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}, ${vm.name}) was ${known.address} of fleet ${known.fleet}, not a VM of fleet ${fleet}: ` +
+            `its cloud name and tags still name ${known.address}, and its record id carries that member's history. ` +
+            `\`fleet import ${known.address} ${vm.cloudId}\` takes it back where it was; fleet ${fleet}'s member ${address} is one its next plan creates.`,
+          { address },
+        );
       }
       // The owner's mandatory quota holds for an adopted VM as for a created one (the data center's capacity does not:
       // the VM is there already), checked by the record in the adopt's transaction.

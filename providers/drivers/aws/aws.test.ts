@@ -258,6 +258,44 @@ describe('aws driver', () => {
     expect(await driver.get(read(), ref)).toMatchObject({ status: 'present', observedState: 'PoweredOff' });
   });
 
+  // EC2's reads are eventually consistent: right after StartInstances, DescribeInstances may still answer the
+  // instance as it was before the start, stopped with the stateReason of its last stop (createVm's own StopInstances;
+  // a guest that once halted itself). That stop is not this boot's: taken for one, a starting VM was reported
+  // boot-failed, or terminated as a denied boot. Only a stop after this start counts (seen pending or running since,
+  // or a stop reason or launch time other than the one read before StartInstances).
+  it.each([
+    { before: 'its create (Client.UserInitiatedShutdown)', reason: undefined },
+    { before: 'its guest halting itself (Client.InstanceInitiatedShutdown)', reason: { code: 'Client.InstanceInitiatedShutdown', message: 'Client.InstanceInitiatedShutdown: Instance initiated shutdown' } },
+  ])('reads right after StartInstances that still show the stop of $before are waited past: the boot becomes ready', async ({ reason }) => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    if (reason) ec2.instances.get(vm.cloudId)!.stateReason = reason;
+    ec2.staleAfterStart = 3;
+    await driver.boot(creds(), ref, { bootToken: 'tok-stale' });
+    expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-stale', state: 'ready' })).toBe(true);
+    expect(await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).toMatchObject({ observedState: 'Running' });
+    expect(ec2.calls('TerminateInstances')).toEqual([]);
+  });
+
+  it('a stop that shows through stale reads after the start still counts; reads that never catch up end as a timeout saying so, the VM kept', async () => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    ec2.staleAfterStart = 2;
+    ec2.startFailure = { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.' };
+    await driver.boot(creds(), ref, { bootToken: 'tok-cap' });
+    expect((await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }))).kind).toBe('capacity');
+
+    ec2.startFailure = undefined;
+    ec2.staleAfterStart = Infinity;
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    await driver.boot(creds(), ref, { bootToken: 'tok-lag' });
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 300 }));
+    expect(err.kind).toBe('timeout');
+    expect(err.message).toMatch(/still reads stopped as before its start/);
+    expect(ec2.calls('TerminateInstances')).toEqual([]);
+  });
+
   it('an instance that powers itself off during its boot (Client.InstanceInitiatedShutdown) without a report is a denied boot: terminated', async () => {
     const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
@@ -524,6 +562,22 @@ describe('aws driver', () => {
     await driver.deleteVm(creds(), ref);
   });
 
+  it('a cloud id EC2 calls malformed (InvalidInstanceID.Malformed) is a failure naming it, never "the VM is gone"', async () => {
+    // A record whose cloud id was mistyped (an import of the wrong string): EC2 looked nothing up, so nothing says the
+    // VM vanished. get must not answer "gone" (refresh would record it missing), nor deleteVm "deleted".
+    const vm = await driver.createVm(creds(), input());
+    const ref = { vmId: vm.vmId, cloudId: 'i-0abc-typo' };
+    for (const call of [() => driver.get(read(), ref), () => driver.powerOff(creds(), ref), () => driver.deleteVm(creds(), ref)]) {
+      const err = await failure(call());
+      expect(err.kind).toBe('failed');
+      expect(err.transient).toBe(false);
+      expect(err.message).toContain('i-0abc-typo');
+      expect(err.message).toMatch(/not an EC2 instance id/);
+    }
+    expect(ec2.calls('TerminateInstances')).toHaveLength(0);
+    expect(ec2.instances.get(vm.cloudId)?.state).toBe('stopped');
+  });
+
   it('list reads every page of DescribeInstances, filtered by the stack and data center tags', async () => {
     ec2.pageSize = 2;
     const made = [];
@@ -609,6 +663,8 @@ describe('EC2 errors and states', () => {
     ['VolumeLimitExceeded', 400, 'capacity'],
     ['IncorrectInstanceState', 400, 'invalid-state'],
     ['InvalidInstanceID.NotFound', 400, 'not-found'],
+    // A cloud id of the wrong form: EC2 looked nothing up; the VM is not known to be gone.
+    ['InvalidInstanceID.Malformed', 400, 'failed'],
     ['UnauthorizedOperation', 403, 'credentials'],
     ['AuthFailure', 401, 'credentials'],
     ['SomethingNew', 502, 'transient'],

@@ -14,7 +14,9 @@
 // |            | StartInstances                                                                        |
 // | awaitReady | DescribeInstances and the agent's reports until it is ready; a denied boot: the VM    |
 // |            | powered itself off (stateReason Client.InstanceInitiatedShutdown), TerminateInstances; |
-// |            | stopped by EC2 for another reason (no capacity after StartInstances): kept, an error   |
+// |            | stopped by EC2 for another reason (no capacity after StartInstances): kept, an error;  |
+// |            | only a stop after the start counts (seen up since, or a stop other than the one read   |
+// |            | before StartInstances: stopMark); a stale read of the old stop is read again           |
 // | shutdown   | StopInstances (graceful: the OS gets an ACPI shutdown)                                |
 // | powerOff   | StopInstances Force, wait until stopped                                               |
 // | resize     | ModifyInstanceAttribute InstanceType (the pack's instanceTypes catalog), tag the size |
@@ -129,6 +131,16 @@ export function relaunchToken(vmId: string, gone: string): string {
 
 /** EC2's stateReason code of an instance whose guest shut itself down (the boot agent's poweroff after a denial). */
 const GUEST_SHUTDOWN = 'Client.InstanceInitiatedShutdown';
+/**
+ * What tells one stop of an instance from another: its stateReason, stateTransitionReason (a user-initiated stop's
+ * carries its time) and launchTime (EC2's last launch: a StartInstances sets it). EC2's reads are eventually
+ * consistent: right after StartInstances, DescribeInstances may still answer the instance stopped as before, with
+ * the reason of its last stop; a stop with the same mark as the one read before the start is that stale read.
+ */
+export function stopMark(inst: Pick<Instance, 'StateReason' | 'StateTransitionReason' | 'LaunchTime'>): string {
+  return JSON.stringify([inst.StateReason?.Code ?? '', inst.StateReason?.Message ?? '', inst.StateTransitionReason ?? '', inst.LaunchTime?.toISOString() ?? '']);
+}
+
 /** How long a wait for a state (running, stopped) may take before it is a timeout; the DMZ client's own deadline is usually shorter. */
 const STATE_WAIT_MS = 10 * 60_000;
 
@@ -536,7 +548,7 @@ export class AwsDriver implements Driver {
       ...(dataDevice ? { dataDevice } : {}),
     });
     await this.send(client, 'ModifyInstanceAttribute', new ModifyInstanceAttributeCommand({ InstanceId: id, UserData: { Value: Buffer.from(userData) } }));
-    this.agents.set(id, { tokenHash: hash, state: 'booting' });
+    this.agents.set(id, { tokenHash: hash, state: 'booting', stoppedAs: stopMark(inst) });
     await this.send(client, 'StartInstances', new StartInstancesCommand({ InstanceIds: [id] }));
     return this.view(await this.mustFind(client, { vmId: ref.vmId, cloudId: id }));
   }
@@ -577,7 +589,20 @@ export class AwsDriver implements Driver {
         throw new DriverError('boot-failed', `instance ${id} did not become ready: ${a.detail ?? 'its agent failed'}`);
       }
       if (!a && st === 'running') return this.view(inst);
-      if (st === 'stopping' || st === 'stopped') {
+      if (a && !a.up && (st === 'pending' || st === 'running')) this.agents.set(id, { ...a, up: true });
+      // Stopped as it read before this boot's StartInstances, and not seen up since: EC2's read still shows the stop
+      // before the start (eventual consistency), whose reason is no stop of this boot. Read again until the deadline.
+      const before = (st === 'stopping' || st === 'stopped') && a && !a.up && a.stoppedAs !== undefined && a.stoppedAs === stopMark(inst);
+      if (before) {
+        if (Date.now() > deadline) {
+          const why = inst.StateReason?.Message ?? inst.StateReason?.Code ?? inst.StateTransitionReason ?? 'no reason given';
+          throw new DriverError(
+            'timeout',
+            `instance ${id} still reads stopped as before its start (${why}) after ${timeoutMs} ms: EC2's reads lag behind its StartInstances, or the start failed the way the last stop did; it is kept (powered off)`,
+            false,
+          );
+        }
+      } else if (st === 'stopping' || st === 'stopped') {
         // Stopped for another reason than its guest powering off (EC2's stateReason): EC2 found no capacity for the
         // start after it accepted it, someone stopped it, EC2 failed it. Not a denial: the VM and its disk stay.
         const reason = inst.StateReason;
@@ -594,7 +619,7 @@ export class AwsDriver implements Driver {
         await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
         throw new DriverError('boot-denied', `instance ${id} powered itself off during its boot without reporting ready (a denied boot); it was terminated`);
       }
-      if (st !== 'pending' && st !== 'running') throw new DriverError('boot-failed', `instance ${id} is ${st} before its agent reported ready`);
+      if (!before && st !== 'pending' && st !== 'running') throw new DriverError('boot-failed', `instance ${id} is ${st} before its agent reported ready`);
       if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id}`);
       if (Date.now() > deadline) throw new DriverError('timeout', `instance ${id} did not report ready within ${timeoutMs} ms`, false);
       await this.sleep(this.o.settings.pollMs ?? 2000);

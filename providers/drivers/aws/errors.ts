@@ -11,7 +11,9 @@
 // | VcpuLimitExceeded, InsufficientHostCapacity, InsufficientFreeAddresses-    |               |
 // | InSubnet (the subnet is out of addresses), VolumeLimitExceeded (EBS quota)  |               |
 // | IncorrectInstanceState, IncorrectState                                     | invalid-state |
-// | InvalidInstanceID.NotFound, InvalidInstanceID.Malformed                    | not-found     |
+// | InvalidInstanceID.NotFound                                                 | not-found     |
+// | InvalidInstanceID.Malformed (the cloud id is not an instance id: EC2 looked | failed        |
+// | nothing up, so the VM is not known to be gone; the message says so)         |               |
 // | AuthFailure, UnauthorizedOperation, InvalidClientTokenId, ExpiredToken,     | credentials   |
 // | RequestExpired, SignatureDoesNotMatch, OptInRequired, any HTTP 401 / 403   |               |
 // | any of the above refused for this host's skewed clock, which the SDK        | transient     |
@@ -38,7 +40,9 @@ const BY_CODE: Readonly<Record<string, DriverErrorKind>> = {
   IncorrectInstanceState: 'invalid-state',
   IncorrectState: 'invalid-state',
   'InvalidInstanceID.NotFound': 'not-found',
-  'InvalidInstanceID.Malformed': 'not-found',
+  // Not not-found: a get answering "gone" would let refresh record the VM missing, a deleteVm "deleted", for a VM
+  // EC2 never looked up (a mistyped import, a record edited by hand).
+  'InvalidInstanceID.Malformed': 'failed',
   AuthFailure: 'credentials',
   UnauthorizedOperation: 'credentials',
   InvalidClientTokenId: 'credentials',
@@ -89,6 +93,13 @@ export function ec2Error(err: unknown, what: string): DriverError {
   // the answer's Date for the next request. Trying again works; the note says what to fix (the host's time sync).
   if (e.$metadata?.clockSkewCorrected) {
     return new DriverError('transient', `EC2 ${what}: ${code ? `${code}: ` : ''}${message} (this host's clock is off from EC2's by minutes; the next request corrects for it; fix the host's time sync, NTP)`);
+  }
+  if (code === 'InvalidInstanceID.Malformed') {
+    return new DriverError(
+      'failed',
+      `EC2 ${what}: ${code}: ${message} (the cloud id is not an EC2 instance id, i- and 8 or 17 hex digits: the record holds a wrong cloud id for this VM, and EC2 looked nothing up; \`fleet state rm\` the member, then \`fleet import\` it with its instance's id)`,
+      false,
+    );
   }
   let kind: DriverErrorKind | undefined = BY_CODE[code];
   // The SDK names a reset connection TimeoutError too (with code ECONNRESET): the socket's code decides first.

@@ -31,7 +31,12 @@ export interface FakeInstance {
   /** Decoded user data as last set. */
   userData: string;
   clientToken?: string;
+  /** EC2's launchTime: when the instance was last launched, its RunInstances or its latest StartInstances. */
   launchTime: string;
+  /** When its volumes were attached (its RunInstances): DescribeInstances' blockDeviceMapping attachTime. */
+  attachTime: string;
+  /** Set by staleAfterStart: DescribeInstances answers the instance as it read before its start this many more times. */
+  stale?: { reads: number; xml: string };
   subnetId?: string;
   securityGroups: string[];
   keyName?: string;
@@ -93,6 +98,12 @@ export class FakeEc2 {
    * finding no capacity for a start after it answered: `Server.InsufficientInstanceCapacity`); its OS never boots.
    */
   startFailure: { code: string; message: string } | undefined;
+  /**
+   * EC2's eventual consistency after StartInstances: the next this-many DescribeInstances of a started instance
+   * answer it as it was before the start (stopped, with the stateReason and launchTime of its last stop), and it
+   * moves along no state meanwhile. Infinity: EC2's reads never catch up.
+   */
+  staleAfterStart = 0;
   /**
    * Session credentials by access key id, with the time (ms) they expire at: a request signed with one after that
    * is refused as EC2 refuses an expired session token (RequestExpired, 400).
@@ -238,6 +249,7 @@ export class FakeEc2 {
   }
 
   private must(id: string): FakeInstance {
+    malformed([id]);
     const i = this.instances.get(id);
     if (!i) throw apiError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
     return i;
@@ -263,6 +275,7 @@ export class FakeEc2 {
         tags: instanceTags,
         userData: Buffer.from(p.get('UserData') ?? '', 'base64').toString('utf8'),
         launchTime: new Date().toISOString(),
+        attachTime: new Date().toISOString(),
         securityGroups: list(p, 'SecurityGroupId'),
         runs: [],
         volumes: [{ deviceName: '/dev/xvda', volumeId: volumeId() }, ...mappedDevices(p).map((deviceName) => ({ deviceName, volumeId: volumeId() }))],
@@ -294,6 +307,7 @@ export class FakeEc2 {
     const ids = list(p, 'InstanceId');
     let all: FakeInstance[];
     if (ids.length > 0) {
+      malformed(ids);
       const missing = ids.filter((id) => !this.instances.has(id));
       if (missing.length > 0) throw apiError('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
       all = ids.map((id) => this.instances.get(id)!);
@@ -312,8 +326,16 @@ export class FakeEc2 {
     const max = Math.min(this.pageSize, Number(p.get('MaxResults') ?? '1000'));
     const page = all.slice(start, start + max);
     const next = start + max < all.length ? `<nextToken>${start + max}</nextToken>` : '';
-    const body = page.map((i) => `<item><reservationId>r-${i.id.slice(2)}</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet>${instanceXml(i)}</instancesSet></item>`).join('');
-    for (const i of page) this.advance(i);
+    const stale = (i: FakeInstance): string | undefined => {
+      if (!i.stale || i.stale.reads <= 0) return undefined;
+      i.stale.reads--;
+      return i.stale.xml;
+    };
+    const shown = page.map((i) => ({ i, old: stale(i) }));
+    const body = shown
+      .map(({ i, old }) => `<item><reservationId>r-${i.id.slice(2)}</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet>${old ?? instanceXml(i)}</instancesSet></item>`)
+      .join('');
+    for (const { i, old } of shown) if (old === undefined) this.advance(i);
     return `<DescribeInstancesResponse xmlns="${XMLNS}"><requestId>${randomUUID()}</requestId><reservationSet>${body}</reservationSet>${next}</DescribeInstancesResponse>`;
   }
 
@@ -330,6 +352,9 @@ export class FakeEc2 {
   private start(i: FakeInstance): void {
     if (i.state === 'running' || i.state === 'pending') return;
     if (i.state !== 'stopped') throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
+    if (this.staleAfterStart > 0) i.stale = { reads: this.staleAfterStart, xml: instanceXml(i) };
+    // EC2's launchTime is the instance's last launch: a start sets it (EC2 gives seconds; one later than the last, at least).
+    i.launchTime = new Date(Math.max(Date.now(), Date.parse(i.launchTime) + 1000)).toISOString().replace(/\.\d{3}Z$/, '.000Z');
     i.state = 'pending';
     i.stateReason = undefined;
     if (this.startFailure) {
@@ -401,6 +426,15 @@ function apiError(code: string, message: string, status = 400): Ec2ApiError {
   return Object.assign(new Error(message), { code, status });
 }
 
+/**
+ * EC2 checks an id's form before it looks it up: one that is not `i-` and 8 or 17 hex digits is
+ * InvalidInstanceID.Malformed (400), never InvalidInstanceID.NotFound. The fake's own ids are of the long form.
+ */
+function malformed(ids: string[]): void {
+  const bad = ids.find((id) => !/^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/.test(id));
+  if (bad !== undefined) throw apiError('InvalidInstanceID.Malformed', `Invalid id: "${bad}" (expecting "i-...")`);
+}
+
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
@@ -417,7 +451,7 @@ function instanceXml(i: FakeInstance): string {
     .map(
       (v) =>
         `<item><deviceName>${esc(v.deviceName)}</deviceName><ebs><volumeId>${v.volumeId}</volumeId><status>attached</status>` +
-        `<attachTime>${i.launchTime}</attachTime><deleteOnTermination>true</deleteOnTermination></ebs></item>`,
+        `<attachTime>${i.attachTime}</attachTime><deleteOnTermination>true</deleteOnTermination></ebs></item>`,
     )
     .join('');
   const tagSet = [...i.tags].map(([k, v]) => `<item><key>${esc(k)}</key><value>${esc(v)}</value></item>`).join('');

@@ -48,7 +48,9 @@ export type ArmFault =
   /** The connection is reset before any answer. */
   | { call: ArmCall; reset: true; times?: number }
   /** Never answers. */
-  | { call: ArmCall; hang: true; times?: number };
+  | { call: ArmCall; hang: true; times?: number }
+  /** Answers as ARM would, `delayMs` late (a slow page of a large list). */
+  | { call: ArmCall; delayMs: number; times?: number };
 
 export interface ArmRequest {
   method: string;
@@ -92,6 +94,8 @@ export interface ArmFakeOptions {
   pollsToComplete?: number;
   /** VMs per list page. Default 50. */
   pageSize?: number;
+  /** A faulty ARM: every page's nextLink is the first page's (the walk would never end). */
+  loopNextLink?: boolean;
   /**
    * Run a rendered boot agent (providers/boot-agent agent.sh) found in userData
    * with sh, as the VM would (fake cryptsetup and poweroff from `binDir`, see
@@ -251,6 +255,11 @@ export class ArmFake {
           return [fault.status, armError(fault.code, fault.message ?? `${fault.code} (injected)`), fault.retryAfter !== undefined ? { 'Retry-After': String(fault.retryAfter) } : {}];
         }
         if ('failOperation' in fault) return this.accept(c, parsed, { code: fault.failOperation.code, message: fault.failOperation.message ?? `${fault.failOperation.code} (injected)` });
+        if ('delayMs' in fault) {
+          // The answer as of now (a list page reads its request's query), sent late.
+          const answer = this.accept(c, parsed);
+          return new Promise<nock.ReplyFnResult>((resolve) => setTimeout(() => resolve(answer), fault.delayMs));
+        }
       }
     }
     return this.accept(c, parsed);
@@ -299,7 +308,8 @@ export class ArmFake {
         const size = this.o.pageSize ?? 50;
         const skip = Number(new URLSearchParams(this.requests.at(-1)?.query).get('$skiptoken') ?? '0');
         const page = all.slice(skip, skip + size);
-        const next = skip + size < all.length ? `${this.endpoint}${this.rgPath()}/providers/Microsoft.Compute/virtualMachines?api-version=2026-03-01&$skiptoken=${skip + size}` : undefined;
+        const nextSkip = this.o.loopNextLink ? size : skip + size;
+        const next = nextSkip < all.length ? `${this.endpoint}${this.rgPath()}/providers/Microsoft.Compute/virtualMachines?api-version=2026-03-01&$skiptoken=${nextSkip}` : undefined;
         return [200, { value: page.map((v) => this.vmBody(v, false)), ...(next ? { nextLink: next } : {}) }];
       }
       case 'putVm': {

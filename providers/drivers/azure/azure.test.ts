@@ -15,6 +15,8 @@ import type { AzureDriverOptions } from './options.ts';
 import { staticTokenCredential } from './clients.ts';
 import { azureBootstrap } from './bootstrap.ts';
 import { resourceNames } from './names.ts';
+import { importedState } from '../../../engine/cli/commands/import.ts';
+import { defaultPack } from '../../testing.ts';
 
 const SUB = '00000000-0000-0000-0000-0000000000aa';
 const RG = 'rg-fleet-east';
@@ -375,6 +377,58 @@ describe('azure driver: lifecycle', () => {
     expect(pages).toHaveLength(3);
     expect(pages.map((p) => p.query.get('$skiptoken'))).toEqual([null, '2', '4']);
     expect(listed.every((v) => v.observedState === 'PoweredOff')).toBe(true);
+  });
+
+  it('each page of a list has its own deadline: a large resource group\'s pages, each answered in time, are all read', async () => {
+    // Three pages, each answered in half the request deadline: together longer than one deadline. One deadline
+    // for the whole walk (the list call's abort signal) timed the third page out.
+    await arm.close();
+    arm = new ArmFake({ subscriptionId: SUB, resourceGroup: RG, location: 'eastus', pageSize: 2 }).install();
+    const ids: string[] = [];
+    for (let k = 0; k < 6; k++) {
+      const i = input({ name: `web-${k}` });
+      ids.push(i.vmId);
+      await driver.createVm(creds(), i);
+    }
+    await driver.close();
+    driver = makeDriver({ requestTimeoutMs: 2_000 });
+    arm.inject({ call: 'listVms', delayMs: 1_000, times: 3 });
+    const listed = await driver.list(creds());
+    expect(arm.calls('listVms')).toHaveLength(3);
+    expect(listed.map((v) => v.vmId).sort()).toEqual([...ids].sort());
+  });
+
+  it('a list whose nextLink comes back again is a failure, not an endless walk', async () => {
+    await arm.close();
+    arm = new ArmFake({ subscriptionId: SUB, resourceGroup: RG, location: 'eastus', pageSize: 1, loopNextLink: true }).install();
+    for (let k = 0; k < 2; k++) await driver.createVm(creds(), input({ name: `web-${k}` }));
+    const err = await failure(driver.list(creds()));
+    expect(err.kind).toBe('failed');
+    expect(err.message).toMatch(/nextLink .* again/);
+    expect(arm.calls('listVms')).toHaveLength(2);
+  });
+
+  it('a VM starting with no agent report here (another client, or this one before a restart without its state folder) reads Starting, which fleet import records BootFailed', async () => {
+    // The rm+import race (docs/apply.md, "Forgetting and adopting a VM"): a VM forgotten while it boots is imported
+    // from a client that knows nothing of its boot. Read PoweredOn, the next apply booted it with a new token while
+    // its agent still asked with the old one (denied: it powers off, and the new boot's awaitReady deleted it).
+    // Read Starting, as EC2's pending is: import records BootFailed, and the next apply powers it off first.
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    // Its start as ARM shows it while it runs (no boot agent runs here: none was handed a token).
+    arm.vms.get(resourceNames(i.vmId).vm)!.power = 'starting';
+    // The client that powered it on and handed it no token knows it is not booting.
+    expect((await driver.get(creds(), ref))?.observedState).toBe('PoweredOn');
+    const other = makeDriver();
+    try {
+      const seen = [(await other.get(creds(), ref))?.observedState, (await other.list(creds())).find((v) => v.vmId === i.vmId)?.observedState];
+      expect(seen).toEqual(['Starting', 'Starting']);
+      expect(importedState((await defaultPack()).lifecycle, seen[0]!)).toEqual({ state: 'BootFailed' });
+    } finally {
+      await other.close();
+    }
   });
 
   it('deleting a VM that is already gone succeeds', async () => {

@@ -22,7 +22,8 @@
 // | resize     | GET VM (must be powered off), PATCH VM hardwareProfile.vmSize and the size tag            |
 // | deleteVm   | DELETE VM, NIC, OS disk, data disk (each 404 is fine)                                     |
 // | get        | GET VM ?$expand=instanceView                                                              |
-// | list       | GET VMs of the resource group (paged over nextLink), stack tag, instance view of each     |
+// | list       | GET VMs of the resource group (paged over nextLink, each page its own deadline, at most   |
+// |            | LIST_MAX_PAGES, a repeated nextLink a failure), stack tag, instance view of each          |
 //
 // Long-running operations (201/202 with Azure-AsyncOperation / Location) are
 // polled by the SDK's poller. The SDK retries nothing (retryOptions.maxRetries
@@ -55,6 +56,13 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /** A wait loop's read that failed transiently (pollRead): read again. */
 const MISSED = Symbol('missed');
+
+/**
+ * The most pages a VM list reads (each under its own requestTimeoutMs). A resource group holds at most 800 resources
+ * of a type (Azure's limits), and ARM answers many to a page: a walk longer than this is ARM answering nextLinks
+ * without end.
+ */
+const LIST_MAX_PAGES = 1000;
 
 /** Client caches keep this many brokered tokens' clients (each approval brings a token; most are the same one, cached by the broker). */
 const CLIENT_CACHE = 8;
@@ -551,13 +559,39 @@ export class AzureDriver implements Driver {
     });
   }
 
-  async list(_creds: ScopedCredentials): Promise<CloudVm[]> {
-    const ours: VirtualMachine[] = [];
-    await this.arm(`list VMs of resource group ${this.rg}`, async () => {
-      for await (const vm of this.readClients.compute.virtualMachines.list(this.rg, this.call())) {
-        if (vm.tags?.[TAG.stack] === this.o.stack && vm.name) ours.push(vm);
+  /**
+   * Every page of the resource group's VM list, over nextLink. Each page is its own request under its own deadline
+   * (requestTimeoutMs: the clients' per-request policy, and the abort signal of its list call), so a listing of many
+   * pages takes as long as its pages do, up to LIST_MAX_PAGES of them; a nextLink ARM answers a second time is a
+   * failure, not a walk that never ends.
+   */
+  private async listPages(): Promise<VirtualMachine[]> {
+    const all: VirtualMachine[] = [];
+    const seen = new Set<string>();
+    let token: string | undefined;
+    for (let page = 1; ; page++) {
+      const got = await this.arm(`list VMs of resource group ${this.rg} (page ${page})`, async () => {
+        const pages = this.readClients.compute.virtualMachines.list(this.rg, this.call()).byPage(token !== undefined ? { continuationToken: token } : undefined);
+        const r = await pages.next();
+        return r.done ? undefined : (r.value as VirtualMachine[] & { continuationToken?: string });
+      });
+      if (!got) return all;
+      all.push(...got);
+      const next = got.continuationToken;
+      if (!next) return all;
+      if (seen.has(next)) {
+        throw new DriverError('failed', `ARM answered page ${page} of the VM list of resource group ${this.rg} with a nextLink it gave before (${next}) again: the listing would never end`);
       }
-    });
+      if (page >= LIST_MAX_PAGES) {
+        throw new DriverError('failed', `the VM list of resource group ${this.rg} goes on past ${LIST_MAX_PAGES} pages (ARM keeps answering a nextLink): not read to its end`);
+      }
+      seen.add(next);
+      token = next;
+    }
+  }
+
+  async list(_creds: ScopedCredentials): Promise<CloudVm[]> {
+    const ours = (await this.listPages()).filter((vm) => vm.tags?.[TAG.stack] === this.o.stack && vm.name);
     // ARM lists without power states; each VM's instance view, a few at a time.
     const out: CloudVm[] = [];
     for (let i = 0; i < ours.length; i += 8) {

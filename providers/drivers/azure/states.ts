@@ -8,8 +8,9 @@
 // | Creating              | any                         | any                        | off   | BeingCreated  |
 // | Deleting              | any                         | any                        | off   | BeingDeleted  |
 // | Failed, Canceled      | none, unknown               | any                        | off   | CreateFailed  |
-// | any other             | starting                    | booting                    | on    | Starting      |
-// | any other             | starting                    | none, unknown              | on    | PoweredOn     |
+// | any other             | starting                    | booting, unknown           | on    | Starting      |
+// | any other             | starting                    | none, ready, failed,       | on    | PoweredOn     |
+// |                       |                             | stopping                   |       |               |
 // | any other             | running                     | ready, unknown             | on    | Running       |
 // | any other             | running                     | none (powered on, no boot) | on    | PoweredOn     |
 // | any other             | running                     | booting                    | on    | Starting      |
@@ -21,7 +22,12 @@
 //
 // "unknown" agent: no report since this DMZ client started (a restart);
 // a running fleet VM got there through an approved boot, so it counts as
-// Running. A VM the authority denied powers itself off and is deleted.
+// Running. A starting one may be in a boot this client knows nothing of (its
+// agent asking with a token of another client's boot): Starting, as EC2's
+// pending, so `fleet import` records it BootFailed and the next apply powers
+// it off before booting it afresh (engine/cli/commands/import.ts, importedState),
+// where PoweredOn had it booted again while its old agent was denied and
+// powered it off. A VM the authority denied powers itself off and is deleted.
 import type { AgentState, PowerState } from '../../../protocol/index.ts';
 
 /** What the instance view's `PowerState/<x>` status says; `none` when it has none (being created, or not asked). */
@@ -66,7 +72,7 @@ export function mapAzureState(provisioningState: string, power: AzurePowerState,
   if ((ps === 'failed' || ps === 'canceled') && (power === 'none' || power === 'unknown')) return { power: 'off', agent: 'none', observedState: 'CreateFailed' };
   switch (power) {
     case 'starting':
-      return agent === 'booting' ? { power: 'on', agent, observedState: 'Starting' } : { power: 'on', agent: 'none', observedState: 'PoweredOn' };
+      return agent === 'booting' || agent === undefined ? { power: 'on', agent: 'booting', observedState: 'Starting' } : { power: 'on', agent: 'none', observedState: 'PoweredOn' };
     case 'running':
       switch (agent) {
         case undefined:
