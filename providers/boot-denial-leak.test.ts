@@ -18,7 +18,7 @@ import type { SqlRecord } from '../engine/record/record.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import type { BatchStep, StepResult } from '../protocol/index.ts';
 import { readSimState } from './drivers/sim/index.ts';
-import { TO_RUNNING, newVm, startTestWorld, type TestWorld } from './testing.ts';
+import { TO_RUNNING, newVm, runCollect, startTestWorld, transitionSteps, type TestWorld } from './testing.ts';
 
 let record: FleetRecord;
 let world: TestWorld;
@@ -32,15 +32,9 @@ afterAll(async () => {
   await record?.close();
 });
 
-async function run(list: BatchStep[]): Promise<StepResult[]> {
-  const out: StepResult[] = [];
-  await world.dc('miami').client.run(list, (_k, r) => out.push(r));
-  return out;
-}
+const run = (list: BatchStep[]): Promise<StepResult[]> => runCollect(world.dc('miami').client, list);
 
-function steps(vmId: string, path: readonly string[], planId: string): BatchStep[] {
-  return path.slice(1).map((to, i) => ({ op: 'transition', vmId, body: { idempotencyKey: `${planId}/${vmId}/${path[i]}`, planId, from: path[i], to } }));
-}
+const steps = transitionSteps;
 
 type Presented = { vmId: string; cloudId: string; image: string; bootToken: string };
 

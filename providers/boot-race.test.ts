@@ -20,7 +20,7 @@ import type { SqlRecord } from '../engine/record/record.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import type { BatchStep, StepResult } from '../protocol/index.ts';
 import { readSimState } from './drivers/sim/index.ts';
-import { newVm, startTestWorld, type TestWorld } from './testing.ts';
+import { newVm, startTestWorld, transitionSteps, type TestWorld } from './testing.ts';
 import { listenOnLoopback } from '../test/helpers/proxy.ts';
 
 interface Call {
@@ -115,9 +115,7 @@ async function run(list: BatchStep[]): Promise<{ results: StepResult[]; error?: 
   }
 }
 
-function steps(vmId: string, path: readonly string[], planId: string): BatchStep[] {
-  return path.slice(1).map((to, i) => ({ op: 'transition', vmId, body: { idempotencyKey: `${planId}/${vmId}/${path[i]}`, planId, from: path[i], to } }));
-}
+const steps = transitionSteps;
 
 /** The VM as its data center holds it (on disk). */
 async function simVm(vmId: string) {

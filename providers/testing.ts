@@ -13,7 +13,7 @@ import type { FleetRecord } from '../engine/record/types.ts';
 import { DmzHttpClient, type DmzHttpClientOptions } from './client.ts';
 import { startDmzClient, type RunningDmzClient, type StartDmzClientOptions } from './dmz-client/index.ts';
 import { createSimDriver, type SimDriver, type SimOptions } from './drivers/sim/index.ts';
-import { credentialKey, type CreateVmRequest, type NewVmRequest, type StepResult } from '../protocol/index.ts';
+import { credentialKey, type BatchStep, type CreateVmRequest, type NewVmRequest, type StepResult } from '../protocol/index.ts';
 
 export interface TestDc {
   name: string;
@@ -168,3 +168,15 @@ export async function walk(client: DmzHttpClient, vmId: string, path: readonly s
 }
 
 export const TO_RUNNING = ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn', 'Starting', 'Running'] as const;
+
+/** A run's steps walking `vmId` along `path` (states, the first its current one), one transition per edge, keyed by plan, VM and state. */
+export function transitionSteps(vmId: string, path: readonly string[], planId: string): BatchStep[] {
+  return path.slice(1).map((to, i) => ({ op: 'transition', vmId, body: { idempotencyKey: `${planId}/${vmId}/${path[i]}`, planId, from: path[i], to } }));
+}
+
+/** Sends `list` as one run to `client` and collects each step's result as it is answered. */
+export async function runCollect(client: DmzHttpClient, list: BatchStep[]): Promise<StepResult[]> {
+  const out: StepResult[] = [];
+  await client.run(list, (_k, r) => out.push(r));
+  return out;
+}

@@ -20,17 +20,11 @@ import type { Change, PlanDocument } from '../plan/types.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
 import { resolveAmount, type RolloutAmount, type RolloutSpec } from '../model/index.ts';
+import { seededRandom } from '../model/seeded-random.ts';
 import { runWaves } from './rollout.ts';
 
-/** mulberry32: repeatable cases. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Repeatable cases (mulberry32, engine/model/seeded-random.ts). */
+const rng = (seed: number): (() => number) => seededRandom(seed).next;
 
 const NEW = { image: 'ubuntu-24.04', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 } };
 

@@ -17,6 +17,7 @@ import { ConnectedProvider, lifecycleData } from '../../providers/provider.ts';
 import { applyPlan, type ApplyEvent } from './executor.ts';
 import { runWaves } from './rollout.ts';
 import type { RolloutSpec } from '../model/index.ts';
+import { seededRandom } from '../model/seeded-random.ts';
 
 const COUNT = 12;
 
@@ -298,15 +299,8 @@ describe('rollouts over a sim data center', () => {
   }, 180_000);
 });
 
-/** mulberry32: repeatable cases. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Repeatable cases (mulberry32, engine/model/seeded-random.ts). */
+const rng = (seed: number): (() => number) => seededRandom(seed).next;
 
 type Kind = 'old' | 'out' | 'deposed' | 'leftover';
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resolveAmount, type Enforcement, type RolloutSpec } from '../model/index.ts';
+import { seededRandom } from '../model/seeded-random.ts';
 import { computePlan } from './planner.ts';
 import { noRulesPolicy } from './policy-port.ts';
 import { defaultPolicy } from './policy-default.ts';
@@ -53,15 +54,8 @@ describe('rolloutSettings', () => {
   });
 });
 
-/** mulberry32: repeatable cases. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Repeatable cases (mulberry32, engine/model/seeded-random.ts). */
+const rng = (seed: number): (() => number) => seededRandom(seed).next;
 
 describe('assignWaves (through computePlan)', () => {
   // Property over generated fleets: every disruptive change is in exactly
