@@ -62,9 +62,9 @@ class Budget {
 /** Room kept for the "N more … not shown" lines (at most four, each well under 250 characters). */
 const OMITTED_RESERVE = 1_000;
 
-/** `_1,234 more changes not shown; see the plan artifact …_` */
+/** `_1,234 more changes not shown; see the plan artifact …_`; `what` is plural (`changes`), and one is `1 more change`. */
 function notShown(n: number, what: string): string {
-  return notShownLine(`${n.toLocaleString('en-US')} more ${what}`);
+  return notShownLine(`${n.toLocaleString('en-US')} more ${n === 1 ? what.replace(/s$/, '') : what}`);
 }
 
 /** Where every cut of the comment sends the reader. */

@@ -257,6 +257,16 @@ describe('renderMarkdown', () => {
       expect(md.split('<details>').length).toBe(md.split('</details>').length);
     });
 
+    // Found in review: one row left out said "_1 more violations not shown" (and "1 more changes").
+    it('one row left out is named in the singular', () => {
+      // Rows longer than the room kept for the "not shown" lines: a limit just under the whole comment cuts the one change.
+      const p = plan([makeFleet('web', { count: 1 })]);
+      for (let i = 0; i < 3; i++) p.policy.violations.push({ policy: 'custom', level: 'advisory', address: `web/${i}`, message: `long ${i} `.repeat(300), hint: 'smaller' });
+      const md = renderMarkdown(p, { limit: renderMarkdown(p, { limit: 1_000_000 }).length - 1 });
+      const ones = md.match(/^_1 more .* not shown/gm) ?? [];
+      expect(ones).toEqual(['_1 more change not shown']);
+    });
+
     it('the golden comment of a plan over a small limit', () => {
       const p = withViolations(12, [makeFleet('web', { count: 10 }), makeFleet('api', { count: 25 })]);
       GOLDEN('over-limit.md', renderMarkdown(p, { limit: 5_000 }));
