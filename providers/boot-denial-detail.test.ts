@@ -15,7 +15,7 @@ import { BOOT_DENIED_REASON } from '../engine/authority/boot.ts';
 import { openRecord } from '../engine/record/index.ts';
 import type { FleetRecord } from '../engine/record/types.ts';
 import { readSimState } from './drivers/sim/index.ts';
-import { createRequest, newVm, startTestWorld, walk, type TestWorld } from './testing.ts';
+import { createRequest, newVm, runCollect, startTestWorld, transitionSteps, walk, type TestWorld } from './testing.ts';
 
 let record: FleetRecord;
 let world: TestWorld;
@@ -34,8 +34,10 @@ describe("a denied boot's failed step names its cause; the VM is told only the f
   const cases = [
     { name: 'the record holds another image', edit: { realImage: 'img-other' }, cause: /; the authority's reason: image img-\S+ does not match the record's img-other$/ },
     { name: 'the record holds another image (a guesser asked for the VM meanwhile)', edit: { realImage: 'img-elsewhere' }, guess: true, cause: /; the authority's reason: image img-\S+ does not match the record's img-elsewhere$/ },
+    // As `fleet apply` sends a member's edges: one run (the awaitReady edge approved ahead with the boot's report).
+    { name: 'the record holds another image (one run, as fleet apply sends it)', edit: { realImage: 'img-in-run' }, run: true, cause: /; the authority's reason: image img-\S+ does not match the record's img-in-run$/ },
   ];
-  it.each(cases.map((c, i) => ({ ...c, index: i })))('$name', async ({ edit, guess, cause, index }) => {
+  it.each(cases.map((c, i) => ({ ...c, index: i })))('$name', async ({ edit, guess, run, cause, index }) => {
     const { client, dmz, stateDir } = world.dc('miami');
     const vm = newVm(world.stack, { fleet: 'detail', index });
     await client.createVm(createRequest(vm));
@@ -51,7 +53,8 @@ describe("a denied boot's failed step names its cause; the VM is told only the f
       });
       expect(await res.json()).toEqual({ approved: false, reason: BOOT_DENIED_REASON });
     }
-    const steps = await walk(client, vm.id, ['PoweredOn', 'Starting', 'Running']);
+    const boot = ['PoweredOn', 'Starting', 'Running'];
+    const steps = run ? await runCollect(client, transitionSteps(vm.id, boot, `plan-detail-${index}`)) : await walk(client, vm.id, boot);
     expect(steps.map((s) => [s.outcome, s.vm?.state])).toEqual([
       ['ok', 'Starting'],
       ['failed', 'BootFailed'],
