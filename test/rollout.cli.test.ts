@@ -340,3 +340,62 @@ spec:
     expect((await fleet('plan')).stdout).toContain('No changes. The record matches the specs.');
   }, 120_000);
 });
+
+describe('fleet plan: a deposed old VM holds the last place its fleet\'s next surge VM needs', () => {
+  // A failed surge replace left web/0's old VM deposed (serving) beside its failed new VM, and they fill miami.
+  // The full plan deletes the deposed VM, but only after web/0's new VM runs, so web/1's surge VM has no room and
+  // the plan was blocked with "the data center has no room for a surge VM": the hint did not name the deposed VM
+  // nor the targeted apply that gets past it.
+  const two = (image: string) => `apiVersion: fleet/v1
+kind: Fleet
+metadata: { name: web, owner: team-web }
+spec:
+  count: 2
+  image: ${image}
+  size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }
+  rollout: { maxUnavailable: 0, maxSurge: 1 }
+`;
+  let dir = '';
+  const fleet = (...args: string[]) => runCli([...args, '--stack', dir], { cwd: dir });
+  const stack = (failCalls: string[]) => oneDcStackYaml('rollout', { failCalls, vms: 3 });
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'stack.yaml'), stack([]));
+    await writeFile(join(dir, 'specs', 'web.yaml'), two('ubuntu-22.04'));
+    const created = await fleet('apply', '--yes');
+    expect(created.code, created.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('names the deposed VM and the targeted apply; that apply deletes it and the full plan is no longer blocked', async () => {
+    await writeFile(join(dir, 'specs', 'web.yaml'), two('ubuntu-24.04'));
+    await writeFile(join(dir, 'stack.yaml'), stack(['boot']));
+    expect((await fleet('apply', '--yes')).code).toBe(1);
+    expect((await fleet('state', 'list')).stdout).toMatch(/web\/0 \(deposed\) .* Running /);
+    await writeFile(join(dir, 'stack.yaml'), stack([]));
+
+    const blocked = await fleet('plan', '--format', 'json');
+    expect(blocked.code).toBe(1);
+    const doc = JSON.parse(blocked.stdout) as { plan: { policy: { violations: { policy: string; message: string; hint?: string }[] } } };
+    const v = doc.plan.policy.violations.find((x) => x.policy === 'rollout');
+    expect(v?.message).toMatch(/the data center has no room for a surge VM/);
+    expect(v?.hint).toBe(
+      "Allow rollout.maxUnavailable at least 1 in fleet web's spec or free capacity or quota for a surge VM. The deposed old VM of web/0 still takes a place in miami until this plan's apply deletes it: run fleet apply --target web/0 first (review it with fleet plan --target web/0), which deletes it, then plan again.",
+    );
+
+    const targeted = await fleet('apply', '--yes', '--target', 'web/0');
+    expect(targeted.code, targeted.stdout + targeted.stderr).toBe(0);
+    expect((await fleet('state', 'list')).stdout).not.toContain('deposed');
+
+    const full = await fleet('plan', '--format', 'json');
+    const after = JSON.parse(full.stdout) as { plan: { blocked: boolean; policy: { violations: unknown[] } } };
+    expect(after.plan.blocked).toBe(false);
+    expect(after.plan.policy.violations).toEqual([]);
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+    expect((await fleet('plan')).stdout).toContain('No changes. The record matches the specs.');
+  }, 240_000);
+});

@@ -486,6 +486,65 @@ describe('members whose change a violation vetoes serve on', () => {
   });
 });
 
+describe('a rollout blocked by a deposed old VM that holds its data center\'s last place', () => {
+  // The plan deletes the deposed VM, but its place counted as taken when the surge VMs were planned, so the plan
+  // was blocked with "the data center has no room for a surge VM" and a hint that did not name the deposed VM nor
+  // the targeted apply that deletes it first (test/rollout.cli.test.ts runs that apply).
+  const plan = (count: number, rows: (web: ReturnType<typeof makeFleet>) => VmRow[], vms: number, targets: string[] = []) => {
+    const web = makeFleet('web', { count, image: 'ubuntu-24.04', placement: { dataCenters: ['miami'] }, rollout: { maxUnavailable: 0, maxSurge: 1 } });
+    return computePlan({
+      stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms }), dataCenter('richmond', 37.54, -77.44, ['general'], { vms: 50 })]),
+      pack: makePack({ 'datacenter-capacity': 'mandatory' }),
+      fleets: [web],
+      record: rows(web),
+      fleetVersions: {},
+      options: { targets, excludes: [], allowDestroy: [], refresh: false },
+      policy: defaultPolicy,
+      id: 'p',
+    });
+  };
+  const old = (web: ReturnType<typeof makeFleet>, i: number, over: Partial<VmRow> = {}) => vmRow(web, i, { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old', ...over });
+  const base = "Allow rollout.maxUnavailable at least 1 in fleet web's spec or free capacity or quota for a surge VM.";
+  it.each([
+    {
+      name: 'one deposed VM beside a member whose new VM runs',
+      count: 3,
+      vms: 4,
+      rows: (web: ReturnType<typeof makeFleet>) => [old(web, 0, { id: 'old-0', deposed: true }), vmRow(web, 0, { dataCenter: 'miami' }), old(web, 1), old(web, 2)],
+      hint: `${base} The deposed old VM of web/0 still takes a place in miami until this plan's apply deletes it: run fleet apply --target web/0 first (review it with fleet plan --target web/0), which deletes it, then plan again.`,
+    },
+    {
+      name: 'two deposed VMs',
+      count: 4,
+      vms: 6,
+      rows: (web: ReturnType<typeof makeFleet>) => [old(web, 0, { id: 'old-0', deposed: true }), vmRow(web, 0, { dataCenter: 'miami' }), old(web, 1, { id: 'old-1', deposed: true }), vmRow(web, 1, { dataCenter: 'miami' }), old(web, 2), old(web, 3)],
+      hint: `${base} The deposed old VMs of web/0, web/1 still take places in miami until this plan's apply deletes them: run fleet apply --target web/0 --target web/1 first (review it with fleet plan --target web/0 --target web/1), which deletes them, then plan again.`,
+    },
+    {
+      name: 'a deposed VM in another data center than the full one: no deposed sentence',
+      count: 3,
+      vms: 3,
+      rows: (web: ReturnType<typeof makeFleet>) => [old(web, 0, { id: 'old-0', deposed: true, dataCenter: 'richmond' }), vmRow(web, 0, { dataCenter: 'miami' }), old(web, 1), old(web, 2)],
+      hint: base,
+    },
+  ])('$name', ({ count, vms, rows, hint }) => {
+    const p = plan(count, rows, vms);
+    expect(p.blocked).toBe(true);
+    expect(p.policy.violations.filter((v) => v.policy === 'rollout').map((v) => v.hint)).toEqual([hint]);
+  });
+
+  it('the targeted plan the hint names deletes the deposed VM, and the full plan after it is not blocked', () => {
+    const rows = (web: ReturnType<typeof makeFleet>) => [old(web, 0, { id: 'old-0', deposed: true }), vmRow(web, 0, { dataCenter: 'miami' }), old(web, 1), old(web, 2)];
+    const targeted = plan(3, rows, 4, ['web/0']);
+    expect(targeted.blocked).toBe(false);
+    expect(targeted.changes.map((c) => `${c.address} ${c.action}${c.deposed ? ' (deposed)' : ''}`)).toEqual(['web/0 delete (deposed)']);
+    const after = plan(3, (web) => rows(web).filter((r) => !r.deposed), 4);
+    expect(after.blocked).toBe(false);
+    expect(after.policy.violations).toEqual([]);
+    expect(after.rollouts?.[0].waves.map((w) => w.surge)).toEqual([1, 1]);
+  });
+});
+
 describe('--target of one member under a mandatory max-disruption', () => {
   // --target web/3 leaves the fleet's other members out of the plan, and the waves and the rule then counted
   // its Running members as 1: "1 of 1 Running members of fleet web would leave Running" blocked the canary

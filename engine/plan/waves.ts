@@ -213,6 +213,8 @@ export function assignWaves(input: WaveInput): WaveResult {
    * members, and the member brought back beside one is not out (see `returningSurge`).
    */
   const deposedServing = new Map<string, Set<string>>();
+  /** The deposed old VMs this plan deletes: each still takes a place in its data center (`deposedHint`). */
+  const deposed: Change[] = [];
   for (const c of input.changes) {
     if (c.action === 'delete' && c.from === rule.state) {
       forGood.set(c.fleet, (forGood.get(c.fleet) ?? 0) + 1);
@@ -222,7 +224,10 @@ export function assignWaves(input: WaveInput): WaveResult {
       if (!set) deposedServing.set(c.fleet, (set = new Set()));
       set.add(c.address);
     }
-    if (c.deposed) continue;
+    if (c.deposed) {
+      deposed.push(c);
+      continue;
+    }
     let list = byFleet.get(c.fleet);
     if (!list) byFleet.set(c.fleet, (list = []));
     list.push(c);
@@ -283,7 +288,8 @@ export function assignWaves(input: WaveInput): WaveResult {
     let heldOut = returning.length - returningSurge + refills.length;
     let heldSurge = returningSurge;
     const back = [...returning, ...refills];
-    let capacityShort = false;
+    /** The data centers where a replace found no room for its surge VM. */
+    const shortDcs = new Set<string>();
     /** Per data center, the most surge VMs of one wave of this fleet, with their size. */
     const widest = new Map<string, { n: number; size: VmSize }>();
     while (queue.length > 0) {
@@ -308,7 +314,7 @@ export function assignWaves(input: WaveInput): WaveResult {
           if (c.action === 'replace') setReplaceOrder(c, 'delete-before-create', input.lifecycle, wave.surge < surgePlaces ? 'no capacity for both' : 'no surge place in its wave');
           wave.unavailable++;
         } else {
-          if (c.action === 'replace' && wave.surge < surgePlaces && dcRoom < 1) capacityShort = true;
+          if (c.action === 'replace' && wave.surge < surgePlaces && dcRoom < 1) shortDcs.add(c.dataCenter);
           rest.push(c);
           continue;
         }
@@ -348,7 +354,7 @@ export function assignWaves(input: WaveInput): WaveResult {
         level: 'mandatory',
         address: fleet,
         message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${lost} of its ${spec.count} members ${lost === 1 ? 'is' : 'are'} out of ${state} and this plan does not bring ${lost === 1 ? 'it' : 'them'} back, and ${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} (${settings.maxUnavailable}) keeps at least ${keep} of ${spec.count} in ${state}.`,
-        hint: `Plan the members out of ${state} too (without --target, or with their addresses), so that they come back in the first wave, or ${bySpec ? `allow a larger rollout.maxUnavailable in fleet ${fleet}'s spec` : "raise max-disruption.maxShare in the stack's policyPack.config"}${surgeHint(queue, settings.maxSurge, fleet)}.`,
+        hint: `Plan the members out of ${state} too (without --target, or with their addresses), so that they come back in the first wave, or ${bySpec ? `allow a larger rollout.maxUnavailable in fleet ${fleet}'s spec` : "raise max-disruption.maxShare in the stack's policyPack.config"}${surgeHint(queue, settings.maxSurge, fleet)}.${deposedHint(deposed, shortDcs)}`,
       });
     } else if (queue.length > 0) {
       // Only a maxUnavailable of 0 (the spec's, or a mandatory max-disruption's) with changes that cannot surge gets
@@ -357,7 +363,7 @@ export function assignWaves(input: WaveInput): WaveResult {
       const bySpec = settings.unavailableFrom === 'spec';
       const notReplace = queue.some((c) => c.action !== 'replace');
       const why = [
-        capacityShort ? ' and the data center has no room for a surge VM' : '',
+        shortDcs.size > 0 ? ' and the data center has no room for a surge VM' : '',
         surgeQuota === 0 && settings.maxSurge > 0 ? ' and the owner quota leaves no room for a surge VM' : '',
         notReplace ? ', and a resize or transition cannot use a surge VM' : '',
       ].join('');
@@ -371,7 +377,7 @@ export function assignWaves(input: WaveInput): WaveResult {
         level: 'mandatory',
         address: fleet,
         message: `${queue.length} change${queue.length === 1 ? '' : 's'} of fleet ${fleet} (${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}) cannot be rolled out: ${bySpec ? `spec.rollout.maxUnavailable ${showAmount(spec.rollout.maxUnavailable!)}` : 'max-disruption'} allows no member out of ${state} at once${why}.`,
-        hint: orRoom(bySpec ? `Allow rollout.maxUnavailable at least 1 in fleet ${fleet}'s spec` : "Raise max-disruption.maxShare in the stack's policyPack.config"),
+        hint: orRoom(bySpec ? `Allow rollout.maxUnavailable at least 1 in fleet ${fleet}'s spec` : "Raise max-disruption.maxShare in the stack's policyPack.config") + deposedHint(deposed, shortDcs),
       });
     }
     rollouts.push({
@@ -412,4 +418,22 @@ function setReplaceOrder(c: Change, order: NonNullable<Change['replaceOrder']>, 
 function surgeHint(queue: readonly Change[], maxSurge: number, fleet: string): string {
   if (!queue.some((c) => c.action === 'replace')) return '';
   return maxSurge > 0 ? ', or free capacity or quota for a surge VM' : `, or give fleet ${fleet}'s spec a rollout.maxSurge, so that a replace creates its new VM before the old one goes`;
+}
+
+/**
+ * The part of a blocked rollout's hint about deposed old VMs in the data
+ * centers that had no room for a surge VM. The plan deletes them, but their
+ * places count as taken while it plans the surge VMs (a returning member's
+ * old VM goes only once its new VM runs, and the authority checks capacity
+ * as each VM is created), so the way out is a targeted apply that deletes
+ * them first. Nothing when no deposed VM is there.
+ */
+function deposedHint(deposed: readonly Change[], shortDcs: ReadonlySet<string>): string {
+  const here = deposed.filter((c) => shortDcs.has(c.dataCenter));
+  if (here.length === 0) return '';
+  const addrs = [...new Set(here.map((c) => c.address))].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const dcs = [...new Set(here.map((c) => c.dataCenter))].sort();
+  const one = addrs.length === 1;
+  const targets = addrs.map((a) => `--target ${a}`).join(' ');
+  return ` The deposed old VM${one ? '' : 's'} of ${addrs.join(', ')} still take${one ? 's a place' : ' places'} in ${dcs.join(', ')} until this plan's apply deletes ${one ? 'it' : 'them'}: run fleet apply ${targets} first (review it with fleet plan ${targets}), which deletes ${one ? 'it' : 'them'}, then plan again.`;
 }

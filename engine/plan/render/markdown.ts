@@ -1,7 +1,9 @@
 // The plan as a pull-request comment. GitHub refuses comments over 65,536
 // characters, so over MARKDOWN_LIMIT each table keeps the rows that fit, in
 // reading order (violations, grants, rollouts, fleets), and ends with how many
-// more it leaves out: "N more changes not shown; see the plan artifact".
+// more it leaves out: "N more changes not shown; see the plan artifact". Every
+// cut says what it left out: a rollout whose title is cut is named even when it
+// has no wave row to count, and a comment cut to its head names the sections.
 //
 // The first line is a hidden marker naming the stack: a CI job finds its
 // earlier comment by it and edits that one instead of adding another on
@@ -60,10 +62,21 @@ class Budget {
 /** Room kept for the "N more … not shown" lines (at most four, each well under 250 characters). */
 const OMITTED_RESERVE = 1_000;
 
-/** `_1,234 more changes not shown; see the plan artifact …_` */
+/** `_1,234 more changes not shown; see the plan artifact …_`; `what` is plural (`changes`), and one is `1 more change`. */
 function notShown(n: number, what: string): string {
-  return `_${n.toLocaleString('en-US')} more ${what} not shown; see the plan artifact (the JSON plan \`fleet plan --out\` saved), which has every one._`;
+  return notShownLine(`${n.toLocaleString('en-US')} more ${n === 1 ? what.replace(/s$/, '') : what}`);
 }
+
+/** Where every cut of the comment sends the reader. */
+const SEE_ARTIFACT = 'see the plan artifact (the JSON plan `fleet plan --out` saved), which has every one.';
+
+/** `_WHAT not shown; see the plan artifact …_`: every cut of the comment ends with one. */
+function notShownLine(what: string): string {
+  return `_${what} not shown; ${SEE_ARTIFACT}_`;
+}
+
+/** Over the limit, the fleets named in a "not shown" line of rollouts: the first this many, then "…". */
+const ROLLOUTS_NAMED = 3;
 
 /** Over the limit, the fleets named in the head's lists (in scope, targets, excludes, allow-destroy): the first this many, then how many more. */
 const NAMES_SHOWN = 20;
@@ -97,8 +110,27 @@ export function renderMarkdown(plan: PlanDocument, opts: MarkdownOptions = {}): 
   const fixed = join(note, { policy: '', rollouts: '', details: '' });
   const out = join(note, body(new Budget(limit - fixed.length - OMITTED_RESERVE)));
   if (out.length <= limit) return out;
-  // Even the fixed sections are too long (thousands of data centers): keep the head and the note only.
-  return [head, note].join('\n');
+  // Even the fixed sections are too long (thousands of data centers): keep the head and the note, and say which
+  // sections are left out (the note's "tables say how many more" holds for none of them here).
+  return [head, note, leftOut(plan, fleets, Boolean(dcs), Boolean(diagram)), ''].join('\n');
+}
+
+/** The line that names every section a comment cut to its head leaves out, with how many rows each had. */
+function leftOut(plan: PlanDocument, fleets: FleetGroup[], dcs: boolean, diagram: boolean): string {
+  const n = (k: number, one: string, many = `${one}s`) => `${k.toLocaleString('en-US')} ${k === 1 ? one : many}`;
+  const { violations, grants } = plan.policy;
+  const rollouts = plan.rollouts ?? [];
+  const waves = rollouts.reduce((k, r) => k + r.waves.length, 0);
+  const tables = [dcs ? 'data center' : '', diagram ? 'state path' : ''].filter(Boolean);
+  const changes = fleets.reduce((k, g) => k + g.changes.length, 0);
+  const parts = [
+    violations.length ? n(violations.length, 'policy violation') : '',
+    grants.length ? n(grants.length, 'grant') : '',
+    rollouts.length ? `${n(rollouts.length, 'rollout')} (${n(waves, 'wave')})` : '',
+    tables.length ? `the ${tables.join(' and ')} table${tables.length === 1 ? '' : 's'}` : '',
+    changes ? n(changes, 'change') : '',
+  ].filter(Boolean);
+  return `_Not shown: ${parts.join(', ')}; ${SEE_ARTIFACT}_`;
 }
 
 /** How to carry out exactly this plan, in one line. */
@@ -167,6 +199,8 @@ function rolloutSection(plan: PlanDocument, budget: Budget): string {
   if (rollouts.length === 0) return '';
   const lines = ['### Rollouts', '', 'Each wave starts once every member of the one before is back in its desired state and ready; the rollout stops at `failureThreshold` failed members.', ''];
   let hidden = 0;
+  /** The rollouts whose title did not fit: a rollout with no wave (it cannot start) has no row to count. */
+  const hiddenFleets: string[] = [];
   const created = createdMembers(plan);
   for (const r of rollouts) {
     const rows = r.waves.map((w) => {
@@ -177,6 +211,7 @@ function rolloutSection(plan: PlanDocument, budget: Budget): string {
     const title = `**${cell(r.fleet)}**: ${rolloutLine(r)} (${cell(r.reason)})`;
     if (!budget.take(title)) {
       hidden += rows.length;
+      hiddenFleets.push(r.fleet);
       continue;
     }
     // No wave (the rollout cannot start; its title says so): no table, whose header alone would show an empty one.
@@ -188,7 +223,12 @@ function rolloutSection(plan: PlanDocument, budget: Budget): string {
     hidden += rows.length - shown.length;
     lines.push(title, '', '| wave | members | out of service | surge |', '| ---: | --- | ---: | ---: |', ...shown, '');
   }
-  if (hidden) lines.push(notShown(hidden, 'rollout waves'), '');
+  if (hiddenFleets.length) {
+    const k = hiddenFleets.length;
+    const names = hiddenFleets.slice(0, ROLLOUTS_NAMED).map(code).join(', ') + (k > ROLLOUTS_NAMED ? ', …' : '');
+    const waves = hidden ? ` and ${hidden.toLocaleString('en-US')} more rollout waves` : '';
+    lines.push(notShownLine(`${k.toLocaleString('en-US')} more rollout${k === 1 ? '' : 's'} (fleet${k === 1 ? '' : 's'} ${names})${waves}`), '');
+  } else if (hidden) lines.push(notShown(hidden, 'rollout waves'), '');
   return lines.join('\n');
 }
 

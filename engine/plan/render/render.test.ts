@@ -257,6 +257,16 @@ describe('renderMarkdown', () => {
       expect(md.split('<details>').length).toBe(md.split('</details>').length);
     });
 
+    // Found in review: one row left out said "_1 more violations not shown" (and "1 more changes").
+    it('one row left out is named in the singular', () => {
+      // Rows longer than the room kept for the "not shown" lines: a limit just under the whole comment cuts the one change.
+      const p = plan([makeFleet('web', { count: 1 })]);
+      for (let i = 0; i < 3; i++) p.policy.violations.push({ policy: 'custom', level: 'advisory', address: `web/${i}`, message: `long ${i} `.repeat(300), hint: 'smaller' });
+      const md = renderMarkdown(p, { limit: renderMarkdown(p, { limit: 1_000_000 }).length - 1 });
+      const ones = md.match(/^_1 more .* not shown/gm) ?? [];
+      expect(ones).toEqual(['_1 more change not shown']);
+    });
+
     it('the golden comment of a plan over a small limit', () => {
       const p = withViolations(12, [makeFleet('web', { count: 10 }), makeFleet('api', { count: 25 })]);
       GOLDEN('over-limit.md', renderMarkdown(p, { limit: 5_000 }));
@@ -422,5 +432,45 @@ describe('a rollout that cannot start', () => {
     const md = renderMarkdown(p);
     expect(md).toContain('**web**: no wave can start (the plan is blocked: see its violations)');
     expect(md).not.toContain('| wave | members | out of service | surge |');
+  });
+});
+
+// Found by QA: over the comment limit, the rollout section counted only the wave rows it left out, so the title of
+// a rollout with no wave (it cannot start), once it no longer fit, was dropped with no "not shown" line at all.
+describe('over the limit, every cut of the markdown plan says what it left out', () => {
+  const resized = makeFleet('web', { count: 2, rollout: { maxUnavailable: 0, maxSurge: 1 } });
+  const imaged = makeFleet('api', { count: 3, image: 'ubuntu-24.04', rollout: { maxUnavailable: 1 } });
+  const blocked = () =>
+    plan(
+      [imaged, resized],
+      [...[0, 1].map((i) => vmRow(resized, i, { size: { cpu: 1, memoryGiB: 4, diskGiB: 20 }, specHash: 'small' })), ...[0, 1, 2].map((i) => vmRow(imaged, i, { image: 'ubuntu-22.04', specHash: 'old' }))],
+    );
+  const section = (md: string, title: string) => md.slice(md.indexOf(title), md.indexOf('\n### ', md.indexOf(title) + 1));
+  const intro = 'Each wave starts once every member of the one before is back in its desired state and ready; the rollout stops at `failureThreshold` failed members.';
+  const artifact = 'see the plan artifact (the JSON plan `fleet plan --out` saved), which has every one._';
+
+  it('a rollout with no wave whose title does not fit is named as not shown', () => {
+    const p = blocked();
+    // Violations fill the budget: every later row and title is cut.
+    for (let i = 0; i < 2_000; i++) p.policy.violations.push({ policy: 'custom', level: 'advisory', address: `api/${i}`, message: 'too big '.repeat(10), hint: 'smaller' });
+    expect(p.rollouts?.map((r) => `${r.fleet} ${r.waves.length}`)).toEqual(['api 3', 'web 0']);
+    const md = renderMarkdown(p);
+    expect(md.length).toBeLessThanOrEqual(MARKDOWN_LIMIT);
+    expect(section(md, '### Rollouts')).toBe(`### Rollouts\n\n${intro}\n\n_2 more rollouts (fleets \`api\`, \`web\`) and 3 more rollout waves not shown; ${artifact}\n`);
+  });
+
+  it('the golden comment of a plan whose rollout with no wave is cut', () => {
+    const p = blocked();
+    // 3,000 characters: the violations and api's rollout fit, web's title (a rollout with no wave) does not.
+    const md = renderMarkdown(p, { limit: 3_000 });
+    expect(md).toContain('**api**: 3 waves;');
+    expect(md).toContain('_1 more rollout (fleet `web`) not shown;');
+    GOLDEN('over-limit-rollout-no-wave.md', md);
+  });
+
+  it('when only the head fits, the comment says which sections it left out', () => {
+    const p = blocked();
+    const md = renderMarkdown(p, { limit: 1_200 });
+    expect(md.split('\n').at(-2)).toBe(`_Not shown: 1 policy violation, 2 rollouts (3 waves), the data center and state path tables, 5 changes; ${artifact}`);
   });
 });
