@@ -3,8 +3,6 @@
 // from them, the wire error registry, and the HTTP layer both services share.
 // The authority and the DMZ client import this folder; neither imports the other.
 export type * from './types.ts';
-/** The authority's answer to a boot check is the booting VM's answer: the DMZ client passes it through. */
-export type { BootResponse as BootAuthorizeResponse } from './types.ts';
 export * from './schemas/common.ts';
 export * from './schemas/authority.ts';
 export * from './schemas/dmz-client.ts';

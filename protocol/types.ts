@@ -61,6 +61,15 @@ export type NewVmRequest = VmSpec & {
    */
   id: string;
 };
+/**
+ * The authority's answer to a DMZ client's boot check: the VM's answer (BootResponse), and a denial's cause for the DMZ client only.
+ */
+export type BootAuthorizeResponse = BootResponse & {
+  /**
+   * A denial's cause (the VM's address and state, the record's cloud id or image, a used token), as the VM's history says it; only for a VM id that is not another data center's. The DMZ client never passes it to the booting VM: it puts it in the failed step's message of the VM it boots.
+   */
+  detail?: string;
+};
 export type StepOutcome = 'ok' | 'failed' | 'vetoed';
 
 /**
@@ -420,16 +429,7 @@ export interface RunLane {
   width: number;
 }
 /**
- * POST /v1/boot, called by a booting VM's agent.
- */
-export interface BootRequest {
-  cloudId: string;
-  vmId: string;
-  image: string;
-  bootToken: string;
-}
-/**
- * The answer to a booting VM (the DMZ client passes the authority's answer through unchanged).
+ * The answer to a booting VM: the authority's answer (BootAuthorizeResponse) without its `detail`, which the DMZ client takes off.
  */
 export interface BootResponse {
   approved: boolean;
@@ -438,6 +438,15 @@ export interface BootResponse {
    * Released only on approval, and only for an encrypted disk.
    */
   diskKey?: string;
+}
+/**
+ * POST /v1/boot, called by a booting VM's agent.
+ */
+export interface BootRequest {
+  cloudId: string;
+  vmId: string;
+  image: string;
+  bootToken: string;
 }
 /**
  * Body of every non-2xx answer from the DMZ client and the authority.

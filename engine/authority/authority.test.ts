@@ -232,7 +232,9 @@ describe('authority: boot', () => {
     await moveAlong(id, ['PoweredOn', 'Starting', 'Running']);
     const late = await post<BootAuthorizeResponse>('/v1/boot/authorize', body);
     // The caller is told nothing of the record (the VM's state); the operator's history says why.
-    expect(late.body).toEqual({ approved: false, reason: BOOT_DENIED_REASON });
+    // The VM is told nothing of the record (the VM's state): its DMZ client gets why beside the fixed reason (detail),
+    // takes it off and keeps it for its operator; the history says it too.
+    expect(late.body).toEqual({ approved: false, reason: BOOT_DENIED_REASON, detail: expect.stringContaining('boot token is not one the authority issued') });
     // (Its token, replaced by the boot edge moveAlong approved again and used, is no longer the VM's: judged first.)
     expect((await record.history(STACK, (await record.getVm(id))?.address)).at(-1)).toMatchObject({ outcome: 'denied', detail: expect.stringMatching(/^boot denied: /) });
   });
@@ -252,7 +254,7 @@ describe('authority: boot', () => {
     await record.transitionVm(id, (await record.getVm(id))!.version, 'BootFailed', { actor: 'dmz-client:miami' });
     await moveAlong(id, ['BootFailed', 'PoweredOff', 'PoweredOn']);
     const denied = await post<BootAuthorizeResponse>('/v1/boot/authorize', body);
-    expect(denied.body).toEqual({ approved: false, reason: BOOT_DENIED_REASON });
+    expect(denied.body).toEqual({ approved: false, reason: BOOT_DENIED_REASON, detail: expect.stringMatching(/has moved since the boot token was used/) });
     expect((await bootAttempts(record as SqlRecord, { vmId: id })).map((b) => b.approved)).toEqual([true, false]);
     const vm = await record.getVm(id);
     expect((await record.history(STACK, vm?.address)).at(-1)).toMatchObject({
@@ -272,11 +274,12 @@ describe('authority: boot', () => {
     const vm = (await record.getVm(id))!;
     await record.transitionVm(id, vm.version, vm.state, { actor: 'alice', outcome: 'removed', detail: 'fleet state rm' }, { retire: true });
     const r = await post<BootAuthorizeResponse>('/v1/boot/authorize', body);
-    expect(r.body).toEqual({ approved: false, reason: BOOT_DENIED_REASON });
+    expect(r.body).toEqual({ approved: false, reason: BOOT_DENIED_REASON, detail: expect.stringContaining('no longer tracks') });
     expect((await bootAttempts(record as SqlRecord, { vmId: id })).at(-1)?.reason).toContain('no longer tracks');
   });
 
-  // The caller is answered BOOT_DENIED_REASON whatever the cause; why is the operator's (the boot attempt row).
+  // The VM is answered BOOT_DENIED_REASON whatever the cause; why is the operator's (the boot attempt row), and its
+  // DMZ client's (`detail`, which it takes off before answering the VM), but for a VM of another data center.
   it.each([
     { name: 'another cloud id', change: { cloudId: 'cloud-evil' }, reason: 'cloud id' },
     { name: 'another image', change: { image: 'img-evil' }, reason: 'image img-evil' },
@@ -289,7 +292,7 @@ describe('authority: boot', () => {
     const { id, token: bootToken, realImage } = await booting();
     const body = { dataCenter: 'miami', vmId: id, cloudId: `cloud-${id}`, image: realImage, bootToken, ...change };
     const r = await post<BootAuthorizeResponse>('/v1/boot/authorize', body, token);
-    expect(r.body).toEqual({ approved: false, reason: BOOT_DENIED_REASON });
+    expect(r.body).toEqual({ approved: false, reason: BOOT_DENIED_REASON, ...(token ? {} : { detail: expect.stringContaining(reason) }) });
     expect((await bootAttempts(record as SqlRecord)).at(-1)?.reason).toContain(reason);
     if (body.vmId === id) {
       const vm = await record.getVm(id);
@@ -327,7 +330,7 @@ describe('authority: boot, record statements', () => {
     await (record as SqlRecord).sql.query(`UPDATE boot_tokens SET used_at = now() - interval '2 hours' WHERE vm_id = $1`, [id]);
     calls.length = 0;
     const late = await core.bootAuthorize('miami', body);
-    expect([late, detailOf(late)]).toEqual([{ approved: false, reason: BOOT_DENIED_REASON }, expect.stringContaining('used already')]);
+    expect([late, detailOf(late)]).toEqual([{ approved: false, reason: BOOT_DENIED_REASON, detail: expect.stringContaining('used already') }, expect.stringContaining('used already')]);
     expect(calls).toEqual(['authorizeBoots', 'addBootAttempts', 'addHistory']);
     expect((await bootAttempts(record as SqlRecord, { vmId: id })).map((b) => [b.approved, b.reason])).toEqual([
       [true, 'matches the record'],

@@ -5,7 +5,9 @@
 // recorded as before (an attempt row, and a history row when the VM is known).
 // The caller (anything that can reach a DMZ client's open boot endpoint) is
 // answered only BOOT_DENIED_REASON: the explanation, which names the VM's
-// address, state, cloud id or image, is the operator's (record and log).
+// address, state, cloud id or image, is the operator's (record and log, and
+// the answer's `detail` to the DMZ client, which takes it off before
+// answering the VM and puts it in the failed step of the boot it awaits).
 //
 // A boot token is used once, but its approval is answered again: an agent
 // whose data center died between the authority's approval and the agent
@@ -116,6 +118,10 @@ export class BootGate {
         detail: `boot denied: ${reason}`,
       });
     }
-    return withDetail(withCode({ approved: false, reason: BOOT_DENIED_REASON }, refusal), reason);
+    // The cause rides beside the generic reason for the DMZ client (authenticated: its data center's token), which
+    // takes it off before answering the VM and shows it in the failed step of the boot it carries out. Not for a VM
+    // of another data center: a DMZ client learns nothing of another data center's VMs (it is refused for them).
+    const detail = !vm || vm.dataCenter === caller ? { detail: reason } : {};
+    return withDetail(withCode({ approved: false, reason: BOOT_DENIED_REASON, ...detail }, refusal), reason);
   }
 }

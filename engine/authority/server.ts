@@ -11,7 +11,7 @@ import {
   batchAnswerResponse,
   batchBodySchema,
   bootAuthorizeBodySchema,
-  bootResponseSchema,
+  bootAuthorizeResponseSchema,
   createService,
   doc,
   healthResponseSchema,
@@ -226,7 +226,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     const code = r.approved ? 'matches' : (codeOf(r) ?? 'denied');
     metrics.boots.inc({ outcome: r.approved ? 'approved' : 'denied', reason: code });
     // The boot token and the disk key stay out: the VM, its cloud id and the verdict only. A denial at info, an approval at debug.
-    // A denial's reason here is the operator's (why), not the generic one its caller is answered (engine/authority/boot.ts).
+    // A denial's reason here is the operator's (why: also its `detail`, but for another data center's VM), not the generic one the VM is answered (engine/authority/boot.ts).
     const reason = detailOf(r) ?? r.reason;
     log[r.approved ? 'debug' : 'info']({ dataCenter: caller, vmId: req.vmId, cloudId: req.cloudId, decision: r.approved ? 'approved' : 'denied', reason, code, ms: ms(t0) }, 'boot');
     return r;
@@ -316,7 +316,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   );
   app.post<{ Body: BootAuthorizeRequest }>(
     '/v1/boot/authorize',
-    { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootResponseSchema, ...errors } }) },
+    { schema: doc('Match a booting VM against the record; releases the disk key', { body: bootAuthorizeBodySchema, response: { 200: bootAuthorizeResponseSchema, ...errors } }) },
     async (req) => {
       const t0 = now();
       return booted(req.log, req.caller, req.body, await calls.bootAuthorize(req.caller, req.body), t0);

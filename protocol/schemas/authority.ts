@@ -3,7 +3,7 @@
 // document is built from them, and ../types.ts is generated from them: if you
 // add a field, add it here, run `npm run gen:types`, and say it in
 // docs/protocol.md. Response schemas drop properties they do not list.
-import { credentialsSchema, decisionSchema, errorSchema, extend, fencingToken, name, nullableString, overrideSchema, sizeSchema, state, vmSpecSchema } from './common.ts';
+import { bootResponseSchema, credentialsSchema, decisionSchema, errorSchema, extend, fencingToken, name, nullableString, overrideSchema, sizeSchema, state, vmSpecSchema } from './common.ts';
 
 export const authorizeVmSchema = extend('AuthorizeVm', 'The VM a create asks for, as the DMZ client forwards it (its data center added).', vmSpecSchema, {
   properties: { dataCenter: name },
@@ -182,6 +182,28 @@ export const bootAuthorizeBodySchema = {
     bootToken: { type: 'string', maxLength: 500 },
   },
 } as const;
+
+/**
+ * The authority's answer to a boot check: the booting VM's answer, and for a denial the operator's reason, which
+ * the DMZ client (an authenticated caller) takes off before it answers the VM at its open boot endpoint
+ * (docs/protocol.md "Boot authorization"). If you add a field here, the DMZ client's /v1/boot must not pass it on
+ * unless the VM may see it (providers/dmz-client/routes.ts).
+ */
+export const bootAuthorizeResponseSchema = extend(
+  'BootAuthorizeResponse',
+  "The authority's answer to a DMZ client's boot check: the VM's answer (BootResponse), and a denial's cause for the DMZ client only.",
+  bootResponseSchema,
+  {
+    properties: {
+      detail: {
+        type: 'string',
+        description:
+          "A denial's cause (the VM's address and state, the record's cloud id or image, a used token), as the VM's history says it; only for a VM id that is not another data center's. The DMZ client never passes it to the booting VM: it puts it in the failed step's message of the VM it boots.",
+      },
+    },
+    required: [],
+  },
+);
 
 /** The calls a DMZ client may batch, by name, with the body schema of the single route each stands for. */
 export const batchCalls = {

@@ -182,7 +182,7 @@ export const healthResponseSchema = {
 
 export const bootResponseSchema = {
   title: 'BootResponse',
-  description: "The answer to a booting VM (the DMZ client passes the authority's answer through unchanged).",
+  description: "The answer to a booting VM: the authority's answer (BootAuthorizeResponse) without its `detail`, which the DMZ client takes off.",
   type: 'object',
   required: ['approved', 'reason'],
   properties: {

@@ -7,7 +7,7 @@ import type { Counter } from 'prom-client';
 import type { DmzClientMetrics } from '../../engine/observability/index.ts';
 import { WireError, doc, errorAnswer, streamAnswers, type Part } from '../../protocol/index.ts';
 import type { BootLimiter, BootTicket } from './boot-limit.ts';
-import type { BootAuthorizeRequest, BootAuthorizeResponse } from '../../protocol/index.ts';
+import type { BootAuthorizeRequest, BootAuthorizeResponse, BootResponse } from '../../protocol/index.ts';
 import type { Driver, ScopedCredentials } from '../drivers/types.ts';
 import type { AgentReport, BatchStep, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
 import type { Runs } from './runs.ts';
@@ -230,7 +230,11 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
           // report of this VM still on its way (written behind, its boot edge
           // already running) goes first.
           await steps.reportOnItsWay(req.body.vmId);
-          return authority.boot({ dataCenter: dc, ...req.body });
+          // A denial's cause (`detail`) is this client's, never the caller's: the endpoint is open, and the VM is
+          // told only the fixed reason. It goes to the step awaiting the boot of that token (StepRunner.bootDenied).
+          const { detail, ...answer } = await authority.boot({ dataCenter: dc, ...req.body });
+          if (!answer.approved && detail !== undefined) steps.bootDenied(req.body.vmId, req.body.bootToken, detail);
+          return answer satisfies BootResponse;
         },
         (res) => !res.approved,
       ),

@@ -15,7 +15,7 @@
 //   (409 earlier-step-failed; 503 earlier-step-unreported when that one
 //   could not be reported, so the CLI sends the run again): the record never
 //   lags the cloud by more than one edge.
-import { WireError, type LineAnswer } from '../../protocol/index.ts';
+import { WireError, sha256, type LineAnswer } from '../../protocol/index.ts';
 import {
   NONE_REPORT_DETAIL,
   type AdvanceRequest,
@@ -94,6 +94,9 @@ function fresh(auth: AuthorizeResponse): boolean {
   return auth.credentials === undefined || Date.parse(auth.credentials.expiresAt) - Date.now() > CREDENTIALS_MARGIN_MS;
 }
 
+/** Most boots whose denial's cause a DMZ client keeps for their awaitReady (bootDenied): the oldest goes first. */
+const BOOTS_KEPT = 10_000;
+
 /** Whether a run's step was answered ok. */
 export function answeredOk(a: LineAnswer): boolean {
   return a.status === 200 && (a.body as StepResult).outcome === 'ok';
@@ -128,6 +131,11 @@ export class StepRunner {
   private readonly operations: Operations;
   /** Per VM, its report on its way (see reportOnItsWay). */
   private readonly reports = new Map<string, Promise<unknown>>();
+  /**
+   * Per VM this client booted, the hash of the boot token it booted it with, and once the boot endpoint denied that
+   * token, the authority's cause (bootDenied): for the message of the step that finds the boot denied (awaitReady).
+   */
+  private readonly boots = new Map<string, { tokenHash: string; detail?: string }>();
 
   constructor(o: StepRunnerOptions) {
     this.dc = o.dataCenter;
@@ -149,6 +157,26 @@ export class StepRunner {
    */
   reportOnItsWay(vmId: string): Promise<unknown> | undefined {
     return this.reports.get(vmId);
+  }
+
+  /**
+   * The boot endpoint denied `vmId` presented with `bootToken`; `detail` is the authority's cause, which the VM is
+   * not told. Kept only for the boot this client carried out with that very token (a caller without it, guessing,
+   * cannot put words in the step's message), until the step that awaits that boot is done.
+   */
+  bootDenied(vmId: string, bootToken: string, detail: string): void {
+    const boot = this.boots.get(vmId);
+    if (boot && boot.tokenHash === sha256(bootToken)) boot.detail = detail;
+  }
+
+  /** Keeps the token of the boot about to be carried out for `vmId` (bootDenied matches it), the oldest ones dropped. */
+  private booting(vmId: string, bootToken: string): void {
+    this.boots.delete(vmId);
+    this.boots.set(vmId, { tokenHash: sha256(bootToken) });
+    for (const oldest of this.boots.keys()) {
+      if (this.boots.size <= BOOTS_KEPT) break;
+      this.boots.delete(oldest);
+    }
   }
 
   /**
@@ -262,12 +290,15 @@ export class StepRunner {
       const before = await run.after;
       if (!answeredOk(before)) throw notReported(before, from, to);
     };
+    if (operation === 'boot' && auth.bootToken !== undefined) this.booting(vmId, auth.bootToken);
     let done: OperationDone;
     try {
       done = await this.operations.carryOut(operation, auth, vmId, size);
     } catch (err) {
       if (!(err instanceof DriverError)) throw err;
-      const detail = `${operation} failed in ${dc}: ${err.message}`;
+      // A denied boot: the driver knows only what the VM was told (BOOT_DENIED_REASON); the authority told this client why.
+      const why = err.kind === 'boot-denied' ? this.boots.get(vmId)?.detail : undefined;
+      const detail = `${operation} failed in ${dc}: ${err.message}${why !== undefined ? `; the authority's reason: ${why}` : ''}`;
       await inTurn();
       const rep = await this.authority.report(report({ outcome: 'failed', detail }));
       return {
@@ -279,6 +310,9 @@ export class StepRunner {
         vm: stepVm(rep.vm),
         error: { code: `driver.${err.kind}`, message: detail },
       };
+    } finally {
+      // The boot's wait is over, ready or not: its token's denial is nobody's business any more.
+      if (operation === 'awaitReady') this.boots.delete(vmId);
     }
     run.onCarriedOut?.();
     const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });
