@@ -112,12 +112,24 @@ function events(stdout: string): StepEvent[] {
     .map((l) => JSON.parse(l) as StepEvent);
 }
 
-async function freePort(): Promise<number> {
+/**
+ * A free port, held by a listener until `release`. A port picked and let go
+ * at once was handed to the next bind to port 0: the authority, started
+ * before the DMZ client the stack names at that port, took it (seen in CI:
+ * `--authority http://127.0.0.1:42533 --port 42533`, EADDRINUSE).
+ */
+async function holdPort(): Promise<{ port: number; release: () => Promise<void> }> {
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
+  let released: Promise<void> | undefined;
+  return { port, release: () => (released ??= new Promise<void>((r) => srv.close(() => r()))) };
+}
+
+async function freePort(): Promise<number> {
+  const held = await holdPort();
+  await held.release();
+  return held.port;
 }
 
 /** A `fleet serve …` child, resolved once it says where it listens. */
@@ -395,10 +407,14 @@ const pg = testPostgresUrl();
 
 describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-client children, PostgreSQL record)', () => {
   /** A stack whose miami is a served DMZ client, richmond left out; the record a fresh PostgreSQL database. */
-  async function deployed(bootMs = BOOT_MS): Promise<{ stack: TempStack; recordUrl: string; env: NodeJS.ProcessEnv; dmzPort: number; close: () => Promise<void> }> {
+  async function deployed(
+    bootMs = BOOT_MS,
+  ): Promise<{ stack: TempStack; recordUrl: string; env: NodeJS.ProcessEnv; dmzPort: number; releaseDmzPort: () => Promise<void>; close: () => Promise<void> }> {
     const stack = await tempStack({ latencyMs: 2, bootMs, name: 'crashdep' });
     const db = await createTestDatabase(pg!);
-    const dmzPort = await freePort();
+    // Held until the DMZ client is started on it (services): the authority, started first on port 0, cannot take it.
+    const dmzHeld = await holdPort();
+    const dmzPort = dmzHeld.port;
     const file = join(stack.dir, 'stack.yaml');
     let yaml = (await readFile(file, 'utf8')).replace('pglite://.fleet/record', db.url);
     yaml = yaml.replace(/- name: miami\n {6}address: embedded/, `- name: miami\n      address: http://127.0.0.1:${dmzPort}\n      auth: { tokenEnv: MIAMI_CLI_TOKEN }`);
@@ -409,7 +425,7 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
       MIAMI_CLI_TOKEN: 'miami-cli-token',
       FLEET_AUTHORITY_SECRET: 'crash-test-secret',
     };
-    return { stack, recordUrl: db.url, env, dmzPort, close: async () => (await stack.remove(), await db.drop()) };
+    return { stack, recordUrl: db.url, env, dmzPort, releaseDmzPort: dmzHeld.release, close: async () => (await dmzHeld.release(), await stack.remove(), await db.drop()) };
   }
 
   /** The next plan has no changes, and once `stopDmz` (the DMZ client has answered every run it had), the record equals the data center. */
@@ -425,6 +441,7 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     const authority = await serve(['orchestrator', '--stack', d.stack.dir, '--port', '0'], d.env);
     const authorityUrl = via ? await via(authority.url) : authority.url;
     const dmzArgs = ['dmz-client', '--stack', d.stack.dir, '--data-center', 'miami', '--authority', authorityUrl, '--port', String(d.dmzPort)];
+    await d.releaseDmzPort();
     let dmz = await serve(dmzArgs, d.env);
     return {
       restartDmz: async () => {
@@ -471,6 +488,7 @@ describe.skipIf(!pg)('crash harness: deployed (fleet serve orchestrator + dmz-cl
     const authorityArgs = ['orchestrator', '--stack', d.stack.dir, '--port', String(authorityPort)];
     let authority = await serve(authorityArgs, d.env);
     const dmzArgs = ['dmz-client', '--stack', d.stack.dir, '--data-center', 'miami', '--authority', authority.url, '--port', String(d.dmzPort)];
+    await d.releaseDmzPort();
     let dmz = await serve(dmzArgs, d.env);
     let restarted: Promise<void> | undefined;
     try {
