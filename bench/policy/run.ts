@@ -11,6 +11,9 @@
 //   checkChange           + one call per change
 //   checkRequest          + one call per request apply would send (the preview)
 //   checkChange+Request   both
+//   checkChange reading   checkChange reading a few fields of each change
+//   checkPlan reading all checkPlan reading every change and record row
+// and first what the read-only inputs of the custom rules cost alone.
 // Prints the median wall and CPU time of each, and what the custom rule adds
 // over the built-in rules, per change or request.
 //   npm run bench:policy [-- --fleets 100 --members 100 --runs 5]
@@ -33,9 +36,9 @@ import { performance } from 'node:perf_hooks';
 import { computePlan } from '../../engine/plan/index.ts';
 import { defaultPolicy } from '../../engine/plan/policy-default.ts';
 import type { PlanContext } from '../../engine/plan/policy-port.ts';
-import type { PlanDocument } from '../../engine/model/index.ts';
-import { evaluateRules, type EvalContext } from '../../engine/policy/evaluate.ts';
-import type { LoadedPack, Rule } from '../../engine/policy/types.ts';
+import type { Change, PlanDocument } from '../../engine/model/index.ts';
+import { evaluateRules, readOnlyView, type EvalContext } from '../../engine/policy/evaluate.ts';
+import type { LoadedPack, Rule, RuleContext } from '../../engine/policy/types.ts';
 import type { PlanVmRow } from '../../engine/record/types.ts';
 import { loadStack, specHash } from '../../engine/spec/index.ts';
 
@@ -62,12 +65,26 @@ function rule(name: string, checks: Partial<Pick<Rule, 'checkChange' | 'checkPla
 }
 
 const none = (): [] => [];
+let sink = 0;
+/** A check that reads what most rules read of a change: its fields, its size, its image, its steps. */
+const readChange = (c: Change): [] => {
+  sink += c.size.cpu + c.size.memoryGiB + c.image.logical.length + c.address.length + c.steps.length + (c.steps[0]?.from.length ?? 0);
+  return [];
+};
+/** A check that reads every change and every record row (a rule counting totals). */
+const readAll = (p: PlanDocument, ctx: RuleContext): [] => {
+  for (const c of p.changes) readChange(c);
+  for (const r of ctx.record) sink += r.size.cpu + r.state.length + r.fleet.length;
+  return [];
+};
 const SHAPES: [string, Rule | undefined][] = [
   ['built-in rules only', undefined],
   ['+ checkPlan only', rule('bench', { checkPlan: none })],
   ['+ checkChange', rule('bench', { checkChange: none })],
   ['+ checkRequest', rule('bench', { checkRequest: none })],
   ['+ checkChange+Request', rule('bench', { checkChange: none, checkRequest: none })],
+  ['+ checkChange reading', rule('bench', { checkChange: readChange })],
+  ['+ checkPlan reading all', rule('bench', { checkPlan: readAll })],
 ];
 
 function withRule(pack: LoadedPack, r: Rule | undefined): LoadedPack {
@@ -146,6 +163,15 @@ async function main(): Promise<void> {
       const { plan, ctx } = judged;
       const requests = plan.changes.reduce((n, c) => n + (c.action === 'noop' ? 0 : c.steps.length + (c.action === 'create' ? 1 : 0)), 0);
       console.log(`${what}: ${plan.changes.length.toLocaleString('en-US')} changes, ${requests.toLocaleString('en-US')} requests; ${load()}`);
+      // What a custom rule's read-only inputs cost on their own, before any check reads them.
+      const made: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const c0 = process.cpuUsage();
+        readOnlyView(plan, ctx);
+        const c = process.cpuUsage(c0);
+        made.push((c.user + c.system) / 1000);
+      }
+      console.log(`  ${'read-only inputs alone'.padEnd(24)} median of ${RUNS}: CPU ${median(made).toFixed(1)} ms`);
       let base = 0;
       for (const [name, r] of SHAPES) {
         const p = withRule(pack, r);
@@ -166,6 +192,7 @@ async function main(): Promise<void> {
         console.log(`  ${name.padEnd(24)} median of ${RUNS}: wall ${median(wall).toFixed(0)} ms, CPU ${m.toFixed(0)} ms${extra}`);
       }
     }
+    if (sink < 0) console.log(sink);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

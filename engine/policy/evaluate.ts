@@ -316,7 +316,7 @@ export function ruleTimeout(
  * One view serves every custom rule of the evaluation. The lifecycle and
  * the image catalog are frozen at load.
  */
-function readOnlyView(plan: PlanDocument, ctx: EvalContext): { plan: PlanDocument; ctx: EvalContext } {
+export function readOnlyView(plan: PlanDocument, ctx: EvalContext): { plan: PlanDocument; ctx: EvalContext } {
   const { lifecycle, images, allowDestroy, protectedFleets, ...data } = ctx;
   const copy = deepFreeze(structuredClone({ plan, data }));
   return {
