@@ -167,7 +167,7 @@ async function main(): Promise<void> {
       const made: number[] = [];
       for (let i = 0; i < RUNS; i++) {
         const c0 = process.cpuUsage();
-        readOnlyView(plan, ctx);
+        readOnlyView(ctx).view(plan);
         const c = process.cpuUsage(c0);
         made.push((c.user + c.system) / 1000);
       }
