@@ -588,7 +588,7 @@ async function runApply(
           const dcOf = new Map(plan.changes.map((c) => [c.address, c.dataCenter]));
           const remote = [...new Set(needs.map((a) => dcOf.get(a)!))].filter((dc) => session.stack.dataCenters.find((d) => d.name === dc)?.address !== 'embedded');
           if (remote.length > 0) {
-            const shown = needs.length > 5 ? `${needs.slice(0, 5).join(', ')} and ${needs.length - 5} more` : needs.join(', ');
+            const shown = addressesShown(needs);
             throw new FleetError([
               diag(
                 'apply.admin-token-unverifiable',
@@ -599,7 +599,7 @@ async function runApply(
           }
         }
       } else if (needs.length > 0) {
-        const shown = needs.length > 5 ? `${needs.slice(0, 5).join(', ')} and ${needs.length - 5} more` : needs.join(', ');
+        const shown = addressesShown(needs);
         throw new FleetError([
           diag(
             'apply.admin-token-missing',
@@ -757,4 +757,9 @@ export function applySummary(r: Pick<ApplyResult, 'succeeded' | 'failed' | 'notS
   if (r.stepsFailed) steps.push(`${r.stepsFailed} failed`);
   if (r.stepsSkipped) steps.push(`${r.stepsSkipped} not carried out`);
   return `Apply ${outcome}: ${members.join(', ')}; ${steps.join(', ')}; in ${secs}s.`;
+}
+
+/** The addresses an admin-token refusal names: the first five, then how many more (`web/0, web/1, web/2, web/3, web/4 and 3 more`). */
+function addressesShown(addresses: readonly string[]): string {
+  return addresses.length > 5 ? `${addresses.slice(0, 5).join(', ')} and ${addresses.length - 5} more` : addresses.join(', ');
 }
