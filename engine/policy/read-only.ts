@@ -113,7 +113,7 @@ function refused(what: string, key?: PropertyKey): never {
  * | what is read                          | what the rule is handed                                      |
  * | ------------------------------------- | ------------------------------------------------------------ |
  * | a primitive, a function               | itself                                                       |
- * | anything read-only all the way down   | itself (a loader's frozen stack and fleets, a row's size)    |
+ * | anything read-only all the way down   | itself (a loader's frozen stack, a record row's shared size) |
  * | a plain object or array               | a Proxy of it whose writes throw and whose reads are views   |
  * | a Map or Set                          | a read-only copy (./deepFreeze's prototype) of views         |
  * | anything else (a Date, a class)       | a frozen structured clone, as the rules were handed before   |
