@@ -17,6 +17,13 @@ import { dirname, join } from 'node:path';
  * package.json of that name (the package's own, wherever npm put it).
  */
 export function packageVersion(root, name) {
+  // Where npm puts it in a checkout and in a global install: one read, no resolving (31 ms for two packages).
+  try {
+    const pkg = JSON.parse(readFileSync(new URL(`node_modules/${name}/package.json`, root), 'utf8'));
+    if (pkg.name === name) return pkg.version;
+  } catch {
+    // elsewhere (hoisted above the project): resolve it
+  }
   let dir;
   try {
     dir = dirname(createRequire(new URL('package.json', root)).resolve(name));
