@@ -26,7 +26,7 @@ export interface AuthorityMetrics extends ServiceMetrics {
   boots: Counter<'outcome' | 'reason'>;
 }
 
-/** A DMZ client's: its steps (runMetrics and bootLimitMetrics add its runs, lanes and boot endpoint limit). */
+/** A DMZ client's: its steps (runMetrics, bootLimitMetrics and adminCheckLimitMetrics add its runs, lanes, boot endpoint limit and admin-check limit). */
 export interface DmzClientMetrics extends ServiceMetrics {
   /** A DMZ client's steps: driver operation and outcome (ok | failed | vetoed), in seconds. */
   stepSeconds: Histogram<'operation' | 'outcome'>;
@@ -107,6 +107,17 @@ export function bootLimitMetrics(m: ServiceMetrics, src: { addresses(): number }
   const registers = [m.registry];
   new Gauge({ name: 'fleet_boot_limit_addresses', help: 'Source addresses the boot endpoint\'s limit is counting denials of now (bounded by spec.bootLimit.maxAddresses).', registers, collect() { this.set(src.addresses()); } });
   return new Counter({ name: 'fleet_boot_limited_total', help: 'Boot endpoint requests refused 429 (boot-rate-limited) because their source address used its budget of denials, by route.', labelNames: ['route'], registers });
+}
+
+/**
+ * The limit of a DMZ client's POST /v1/admin-check (ADMIN_CHECK_LIMIT in
+ * providers/dmz-client/boot-limit.ts): checks refused 429 because their source
+ * address used its budget of refused checks. One route, so no label (and never
+ * the address). A rise means someone is guessing at the admin token, or an
+ * operator retrying fleet apply with a wrong FLEET_ADMIN_TOKEN.
+ */
+export function adminCheckLimitMetrics(m: ServiceMetrics): Counter {
+  return new Counter({ name: 'fleet_admin_check_limited_total', help: 'POST /v1/admin-check requests refused 429 (admin-check-rate-limited) because their source address used its budget of refused checks.', registers: [m.registry] });
 }
 
 /**

@@ -87,6 +87,13 @@ describe("the DMZ client's POST /v1/admin-check", () => {
     return postJson(sendTarget(new URL(`${world.dc('miami').dmz.url}/v1/admin-check`)), body, 10_000, bearer ? { authorization: `Bearer ${bearer}` } : {});
   };
   const codeOf = (text: string) => (JSON.parse(text) as { error?: { code?: string } }).error?.code;
+  /** fleet_admin_check_limited_total as the DMZ client's GET /metrics says it (0 before its first 429: a counter without labels is exported at 0). */
+  const limitedCount = async () => {
+    const text = await (await fetch(`${world.dc('miami').dmz.url}/metrics`)).text();
+    const m = /^fleet_admin_check_limited_total(?:\{[^}]*\})? (\d+)$/m.exec(text);
+    expect(m, 'fleet_admin_check_limited_total in /metrics').not.toBeNull();
+    return Number(m?.[1]);
+  };
 
   it('answers ok or admin-proof-refused, nothing more; the token crosses no hop and is in no log line', async () => {
     const sent: string[] = [];
@@ -131,15 +138,23 @@ describe("the DMZ client's POST /v1/admin-check", () => {
 
   it('refused checks are limited per address: past the budget, 429 without asking the authority, until the window ends; ok ones never count', async () => {
     now += ADMIN_CHECK_LIMIT.windowMs * 3;
+    const before = await limitedCount();
     for (let i = 0; i < 3 * ADMIN_CHECK_LIMIT.denials; i++) expect((await post(check(RIGHT))).status).toBe(200);
     for (let i = 0; i < ADMIN_CHECK_LIMIT.denials; i++) expect((await post(check(WRONG))).status).toBe(403);
+    // Neither the ok checks nor the refusals within the budget are 429s: the counter has not moved.
+    expect(await limitedCount()).toBe(before);
     const asked = proxy.wire.length;
     const limited = await post(check(RIGHT));
     expect(limited.status).toBe(429);
     expect(codeOf(limited.text)).toBe('admin-check-rate-limited');
     expect(Number(limited.retryAfter)).toBeGreaterThan(0);
     expect(proxy.wire.length).toBe(asked);
+    // Each 429 counts once, a wrong proof and a right one alike (the body is never read).
+    expect((await post(check(WRONG))).status).toBe(429);
+    expect(proxy.wire.length).toBe(asked);
+    expect(await limitedCount()).toBe(before + 2);
     now += ADMIN_CHECK_LIMIT.windowMs * 2 + 1;
     expect((await post(check(RIGHT))).status).toBe(200);
+    expect(await limitedCount()).toBe(before + 2);
   });
 });

@@ -47,8 +47,8 @@ export interface DmzRoutes {
   metrics: DmzClientMetrics;
   /** The boot endpoint's limit of denials per source address (boot-limit.ts), and its counter of refused requests. */
   bootLimit: { limiter: BootLimiter; limited: Counter<'route'> };
-  /** POST /v1/admin-check's limit of refused checks per source address (ADMIN_CHECK_LIMIT). */
-  adminCheckLimit: BootLimiter;
+  /** POST /v1/admin-check's limit of refused checks per source address (ADMIN_CHECK_LIMIT), and its counter of refused requests. */
+  adminCheckLimit: { limiter: BootLimiter; limited: Counter };
 }
 
 /** Where a step's log line gets its VM and edge from: the step as the caller sent it. */
@@ -182,7 +182,7 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
   // and the answer comes back as ok or admin-proof-refused, nothing more. Nothing of the body is logged (Fastify's
   // request lines carry the method and URL only); one line per check with its outcome. Refused checks count against
   // the caller's address (ADMIN_CHECK_LIMIT): past its budget, 429 without asking the authority.
-  const adminLimit = r.adminCheckLimit;
+  const { limiter: adminLimit, limited: adminLimited } = r.adminCheckLimit;
   const adminTickets = new WeakMap<FastifyRequest, BootTicket>();
   app.post<{ Body: AdminCheckRequest }>(
     '/v1/admin-check',
@@ -197,6 +197,7 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
           adminTickets.set(req, a.ticket);
           return;
         }
+        adminLimited.inc();
         const until = new Date(a.until).toISOString();
         if (a.first) req.log.warn({ dataCenter: dc, address: req.ip, route: '/v1/admin-check', refused: a.denials, windowMs: adminLimit.settings.windowMs, until }, 'admin check limited');
         // As the boot endpoint's: a flood of refused checks is summed up in that line, not a request line each.

@@ -18,7 +18,7 @@ import { closeGracefully, createService, listen, tokenTable } from '../../protoc
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { Driver } from '../drivers/types.ts';
 import type { StepResult } from '../../protocol/index.ts';
-import { bootLimitMetrics, createMetrics, runMetrics, type DmzClientMetrics, type ServiceLogOptions } from '../../engine/observability/index.ts';
+import { adminCheckLimitMetrics, bootLimitMetrics, createMetrics, runMetrics, type DmzClientMetrics, type ServiceLogOptions } from '../../engine/observability/index.ts';
 import type { ClientTls, ServerTls } from '../../engine/transport/index.ts';
 import { AuthorityClient } from './authority-client.ts';
 import { ADMIN_CHECK_LIMIT, BOOT_LIMIT_DEFAULTS, BootLimiter, type BootLimitSettings } from './boot-limit.ts';
@@ -136,7 +136,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   });
   const limiter = new BootLimiter({ ...BOOT_LIMIT_DEFAULTS, ...opts.bootLimit }, opts.bootLimitClock);
   const limited = bootLimitMetrics(metrics, { addresses: () => limiter.size });
-  const adminCheckLimit = new BootLimiter(ADMIN_CHECK_LIMIT, opts.bootLimitClock);
+  const adminCheckLimit = { limiter: new BootLimiter(ADMIN_CHECK_LIMIT, opts.bootLimitClock), limited: adminCheckLimitMetrics(metrics) };
   registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi, metrics, bootLimit: { limiter, limited }, adminCheckLimit });
 
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
