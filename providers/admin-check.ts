@@ -13,9 +13,10 @@
 // | 200 ok                                          | -                               |
 // | 403 admin-proof-refused                         | apply.admin-token-invalid       |
 // | any other refusal (404: a DMZ client without    | apply.admin-token-unverifiable  |
-// |   the route; 502: its authority refused it or   |                                 |
-// |   has no route; 429: too many refused checks)   |                                 |
-// | none within the retry budget, 5xx, 401          | apply.admin-token-unverifiable  |
+// |   the route; 502: its authority refused it or   |   (404, and 502 not-found: which |
+// |   has no route, answered at once, not retried;  |   side to upgrade)              |
+// |   429: too many refused checks, after retries)  |                                 |
+// | none within the retry budget, other 5xx, 401    | apply.admin-token-unverifiable  |
 //
 // This check only spares a half-applied plan: a DMZ client that answered ok
 // for a wrong token would gain nothing, as the authority judges each
@@ -35,7 +36,12 @@ async function checkOne(dc: string, provider: ConnectedProvider | undefined, sta
     const a = await conn.adminCheck({ nonce, proof: adminCheckProof(adminToken, stack, nonce) });
     if (a.ok) return { dc, ok: true };
     if (a.code === 'admin-proof-refused') return { dc, ok: false, refused: a.message };
-    const hint = a.status === 404 ? ' (a DMZ client older than this CLI, without the route: upgrade it)' : '';
+    const hint =
+      a.status === 404
+        ? ' (a DMZ client older than this CLI, without the route: upgrade it)'
+        : a.status === 502 && a.code === 'not-found'
+          ? ' (its authority answered 404: an authority older than its DMZ client, without the route: upgrade the authority)'
+          : '';
     return { dc, ok: false, unverifiable: `its DMZ client answered ${a.status} (${a.code}): ${a.message}${hint}` };
   } catch (err) {
     if (!(err instanceof FleetError)) throw err;
@@ -77,7 +83,7 @@ export async function checkAdminThroughDmzClients(o: {
     out.push(
       diag(
         'apply.admin-token-unverifiable',
-        `This apply deletes or replaces ${o.shown} of protected fleets under --allow-destroy in ${unverifiable.map((r) => r.dc).join(', ')}, and the stack's protect rule says override: admin. stack.yaml names no authority (spec.authority), so fleet apply has each of those data centers' DMZ clients ask its authority to check FLEET_ADMIN_TOKEN (POST /v1/admin-check), and it could not: ${why}. Nothing was started: a token that authority does not hold would be refused only at the first of those deletions, after the plan's other changes were applied. Make the DMZ client reachable (and of this version or later), or add the authority to stack.yaml (spec.authority: { address }, with its CLI token in FLEET_AUTHORITY_TOKEN) so the token is checked there, or apply without --allow-destroy.`,
+        `This apply deletes or replaces ${o.shown} of protected fleets under --allow-destroy in ${unverifiable.map((r) => r.dc).join(', ')}, and the stack's protect rule says override: admin. stack.yaml names no authority (spec.authority), so fleet apply has each of those data centers' DMZ clients ask its authority to check FLEET_ADMIN_TOKEN (POST /v1/admin-check), and it could not: ${why}. Nothing was started: a token that authority does not hold would be refused only at the first of those deletions, after the plan's other changes were applied. Make the DMZ client reachable (it and its authority of this version or later), or add the authority to stack.yaml (spec.authority: { address }, with its CLI token in FLEET_AUTHORITY_TOKEN) so the token is checked there, or apply without --allow-destroy.`,
         { address: o.address },
       ),
     );

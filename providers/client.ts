@@ -100,6 +100,12 @@ export interface DmzHttpClientOptions {
 /** A DMZ client's answer to POST /v1/admin-check (DmzHttpClient.adminCheck). */
 export type AdminCheckAnswer = { ok: true } | { ok: false; status: number; code: string; message: string };
 
+/** The wire code of a dmzfleet error body (`{ error: { code } }`), or undefined for any other body (a text one is read as invalid-json). */
+function wireCode(body: unknown): string | undefined {
+  const code = (body as Partial<ErrorBody> | undefined)?.error?.code;
+  return typeof code === 'string' && code !== 'invalid-json' ? code : undefined;
+}
+
 interface RawResponse {
   status: number;
   body: unknown;
@@ -247,9 +253,14 @@ export class DmzHttpClient {
    * hold that token; another code: it could not be checked). Retried as any
    * request (a 5xx, a 429, no answer) until the retry budget runs out, then
    * apply.dmz-unreachable / apply.dmz-error; a 401 is apply.dmz-unauthorized.
+   * But a 502 with the DMZ client's own error body is its authority's
+   * refusal (a 4xx: an authority without the route, or refusing the DMZ
+   * client's token), which asking again cannot change: it is answered at
+   * once, as the 404 of a DMZ client without the route is. (A 502 of a proxy
+   * in front of the DMZ client has no such body and is retried.)
    */
   async adminCheck(body: AdminCheckRequest): Promise<AdminCheckAnswer> {
-    const res = await this.request('POST', '/v1/admin-check', body);
+    const res = await this.request('POST', '/v1/admin-check', body, undefined, (status, parsed) => status === 502 && wireCode(parsed) !== undefined);
     if (res.status === 401 || (res.status >= 200 && res.status < 300)) return this.expectOk<{ ok: true }>('POST', '/v1/admin-check', res);
     const code = (res.body as Partial<ErrorBody> | undefined)?.error?.code;
     return { ok: false, status: res.status, code: code ?? `status ${res.status}`, message: errorMessage(res.body) };
@@ -454,10 +465,10 @@ export class DmzHttpClient {
 
   /**
    * One logical request with retries. Returns the final response for any
-   * status that is not retried (2xx, 4xx other than 429); throws FleetError
-   * when retries run out.
+   * status that is not retried (2xx, 4xx other than 429, or what `final`
+   * says is final); throws FleetError when retries run out.
    */
-  private async request(method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<RawResponse> {
+  private async request(method: string, path: string, body?: unknown, idempotencyKey?: string, final?: (status: number, parsed: unknown) => boolean): Promise<RawResponse> {
     const url = `${this.baseUrl}${path}`;
     const target = { ...this.origin, path: `${this.origin.path}${path}` };
     const { baseDelayMs, maxDelayMs, random, sleep, timeoutMs } = this.opts;
@@ -488,7 +499,7 @@ export class DmzHttpClient {
             parsed = { error: { code: 'invalid-json', message: text.slice(0, 200) } };
           }
         }
-        if (res.status < 500 && res.status !== 429) return { status: res.status, body: parsed };
+        if ((res.status < 500 && res.status !== 429) || final?.(res.status, parsed)) return { status: res.status, body: parsed };
         lastReason = `answered ${res.status}: ${errorMessage(parsed)}`;
         lastWasStatus = true;
         retryAfter = retryAfterMs(res.retryAfter);
