@@ -14,11 +14,11 @@
 // AuthorityClient.adminCheck against an old authority and answers its error
 // as the DMZ client's error handler does (errorAnswer).
 import http from 'node:http';
-import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError, type Diagnostic } from '../engine/diags/index.ts';
 import { WireError } from '../protocol/index.ts';
 import { errorAnswer } from '../protocol/http.ts';
+import { listenOnLoopback } from '../test/helpers/proxy.ts';
 import { checkAdminThroughDmzClients } from './admin-check.ts';
 import { DmzHttpClient } from './client.ts';
 import { AuthorityClient } from './dmz-client/authority-client.ts';
@@ -45,17 +45,8 @@ async function standIn(answer: (req: http.IncomingMessage, body: string) => Prom
       });
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    asked,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  // No agent of its own sends anything (listenOnLoopback closes a proxy's): an unused one.
+  return { asked, ...(await listenOnLoopback(server, new http.Agent())) };
 }
 
 /** A service of a version without POST /v1/admin-check: every request is answered as protocol/http.ts's not-found handler does. */

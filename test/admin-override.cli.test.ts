@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAuthority, type RunningService } from '../engine/authority/server.ts';
+import type { ServiceLogOptions } from '../engine/observability/index.ts';
 import { loadPack } from '../engine/policy/load.ts';
 import { openRecord } from '../engine/record/index.ts';
 import { createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
@@ -98,6 +99,89 @@ describe("protect's override: admin, through the CLI", () => {
   });
 });
 
+const CLI_TOKEN = 'cli-token-miami';
+const DMZ_TOKEN = 'dmz-token-miami';
+const RIGHT = 'the-right-admin-token';
+
+/** What deployedStack started, for a describe block's tests and its afterAll. */
+interface DeployedStack {
+  dir: string;
+  dmz: RunningDmzClient;
+  /** The stack's stack.yaml with data center miami at `address` (its DMZ client's, or another to write a copy with). */
+  stackYaml(address: string): string;
+  /** The stack's members in the record, by address, sorted. */
+  live(): Promise<string[]>;
+  /** Stops what it started, in order, and removes its database and folder. */
+  close(): Promise<void>;
+}
+
+/**
+ * A deployed stack `name` in a temp folder: an authority (admin token RIGHT,
+ * `planTokens` when it seals plans) and a sim DMZ client for miami over a
+ * PostgreSQL record of their own, shared with the CLI (PGlite is one
+ * process's), as in test/plan-seal-authority.e2e.test.ts. stack.yaml names
+ * the authority only when `authorityInStackYaml`. web/0 and web/1 are applied
+ * through the CLI, then the specs say web(1) + api: a plan that deletes the
+ * protected web/1 (under --allow-destroy) and creates api/0. What started is
+ * stopped again when a later step fails.
+ */
+async function deployedStack(o: {
+  name: string;
+  planTokens?: string[];
+  logger?: ServiceLogOptions;
+  authorityInStackYaml: boolean;
+  env: Record<string, string>;
+}): Promise<DeployedStack> {
+  const dir = mkdtempSync(join(tmpdir(), `fleet-${o.name}-`));
+  let db: { url: string; drop(): Promise<void> } | undefined;
+  let record: FleetRecord | undefined;
+  let authority: RunningService | undefined;
+  let driver: SimDriver | undefined;
+  let dmz: RunningDmzClient | undefined;
+  const close = async () => {
+    await dmz?.close();
+    await driver?.close();
+    await authority?.close();
+    await record?.close();
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    mkdirSync(join(dir, 'specs'));
+    db = await createTestDatabase(testPostgresUrl()!);
+    record = await openRecord(db.url);
+    const pack = (await loadPack(join(REPO, 'policies', 'default'), { protect: { override: 'admin' } })).pack!;
+    authority = await startAuthority({
+      record,
+      pack,
+      stackName: o.name,
+      dataCenters: [{ name: 'miami', token: DMZ_TOKEN }],
+      ...(o.planTokens ? { planTokens: o.planTokens } : {}),
+      adminTokens: [RIGHT],
+      secret: 'the-authority-secret',
+      ...(o.logger ? { logger: o.logger } : {}),
+    });
+    driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, bootMs: 1, credentialKey: credentialKey(DMZ_TOKEN, 'miami') });
+    dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: authority.url, authorityToken: DMZ_TOKEN, clientToken: CLI_TOKEN, stateDir: join(dir, 'dmz'), pack, ...(o.logger ? { logger: o.logger } : {}) });
+    const authorityUrl = authority.url;
+    const dbUrl = db.url;
+    const stackYaml = (address: string) => {
+      const named = STACK.replace('metadata: { name: adm }', `metadata: { name: ${o.name} }`).replace('pglite://.fleet/record', dbUrl).replace('address: embedded', `address: ${address}`);
+      return o.authorityInStackYaml ? named.replace('  site:', `  authority: { address: ${authorityUrl} }\n  site:`) : named;
+    };
+    writeFileSync(join(dir, 'stack.yaml'), stackYaml(dmz.url));
+    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(2));
+    const r = await runCli(['apply', '--yes', '--stack', dir], { cwd: REPO, env: o.env });
+    expect(r.code, r.stderr).toBe(0);
+    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(1) + API);
+    const rec = record;
+    return { dir, dmz, stackYaml, live: async () => (await rec.listVms(o.name)).map((v) => v.address).sort(), close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
 // A deployed stack (an `authority` address in stack.yaml) whose authority holds
 // another admin token than the CLI's FLEET_ADMIN_TOKEN: the authority judges
 // each override's proof per request, so apply created api/0 and then had
@@ -107,47 +191,16 @@ describe("protect's override: admin, through the CLI", () => {
 // one process's), as in test/plan-seal-authority.e2e.test.ts.
 describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed authority and a wrong FLEET_ADMIN_TOKEN", () => {
   const PLAN_TOKEN = 'plan-token-at-the-authority';
-  const CLI_TOKEN = 'cli-token-miami';
-  const DMZ_TOKEN = 'dmz-token-miami';
-  const RIGHT = 'the-right-admin-token';
-  let dir: string;
-  let db: { url: string; drop(): Promise<void> };
-  let record: FleetRecord;
-  let authority: RunningService;
-  let driver: SimDriver;
-  let dmz: RunningDmzClient;
   const env = { FLEET_AUTHORITY_TOKEN: PLAN_TOKEN, FLEET_CLI_TOKEN_MIAMI: CLI_TOKEN, FLEET_RETRY_BUDGET_MS: '1000' };
-  const live = async () => (await record.listVms('admd')).map((v) => v.address).sort();
+  let stack: DeployedStack;
+  let dir: string;
+  const live = () => stack.live();
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'fleet-admin-deployed-'));
-    mkdirSync(join(dir, 'specs'));
-    db = await createTestDatabase(testPostgresUrl()!);
-    record = await openRecord(db.url);
-    const pack = (await loadPack(join(REPO, 'policies', 'default'), { protect: { override: 'admin' } })).pack!;
-    authority = await startAuthority({ record, pack, stackName: 'admd', dataCenters: [{ name: 'miami', token: DMZ_TOKEN }], planTokens: [PLAN_TOKEN], adminTokens: [RIGHT], secret: 'the-authority-secret' });
-    driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, bootMs: 1, credentialKey: credentialKey(DMZ_TOKEN, 'miami') });
-    dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: authority.url, authorityToken: DMZ_TOKEN, clientToken: CLI_TOKEN, stateDir: join(dir, 'dmz'), pack });
-    writeFileSync(
-      join(dir, 'stack.yaml'),
-      STACK.replace('metadata: { name: adm }', 'metadata: { name: admd }')
-        .replace('pglite://.fleet/record', db.url)
-        .replace('  site:', `  authority: { address: ${authority.url} }\n  site:`)
-        .replace('address: embedded', `address: ${dmz.url}`),
-    );
-    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(2));
-    const r = await runCli(['apply', '--yes', '--stack', dir], { cwd: REPO, env });
-    expect(r.code, r.stderr).toBe(0);
-    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(1) + API);
+    stack = await deployedStack({ name: 'admd', planTokens: [PLAN_TOKEN], authorityInStackYaml: true, env });
+    dir = stack.dir;
   }, 130_000);
-  afterAll(async () => {
-    await dmz?.close();
-    await driver?.close();
-    await authority?.close();
-    await record?.close();
-    await db?.drop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stack?.close());
 
   it('a wrong FLEET_ADMIN_TOKEN: fleet apply --allow-destroy starts nothing, and says why', { timeout: 130_000 }, async () => {
     const r = await runCli(['apply', '--yes', '--stack', dir, '--allow-destroy', 'web'], { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: 'a-wrong-admin-token' } });
@@ -188,53 +241,31 @@ describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed autho
 // answering it is still refused (unverifiable), saying why; the right one
 // applies the plan whole.
 describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed data center, no authority address in stack.yaml", () => {
-  const CLI_TOKEN = 'cli-token-miami';
-  const DMZ_TOKEN = 'dmz-token-miami';
-  const RIGHT = 'the-right-admin-token';
+  let stack: DeployedStack;
   let dir: string;
-  let db: { url: string; drop(): Promise<void> };
-  let record: FleetRecord;
-  let authority: RunningService;
-  let driver: SimDriver;
   let dmz: RunningDmzClient;
   /** A port that takes connections and cuts each at once: a DMZ client that does not answer. */
-  let dead: Server;
+  let dead: Server | undefined;
   const logs: string[] = [];
   const keep = { level: 'debug' as const, stream: { write: (l: string) => void logs.push(l) } };
   const env = { FLEET_CLI_TOKEN_MIAMI: CLI_TOKEN, FLEET_RETRY_BUDGET_MS: '1000' };
-  const live = async () => (await record.listVms('admr')).map((v) => v.address).sort();
+  const live = () => stack.live();
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'fleet-admin-remote-'));
-    mkdirSync(join(dir, 'specs'));
-    db = await createTestDatabase(testPostgresUrl()!);
-    record = await openRecord(db.url);
-    const pack = (await loadPack(join(REPO, 'policies', 'default'), { protect: { override: 'admin' } })).pack!;
     // No plan tokens: an authority that seals no plans, as one the stack does not name runs.
-    authority = await startAuthority({ record, pack, stackName: 'admr', dataCenters: [{ name: 'miami', token: DMZ_TOKEN }], adminTokens: [RIGHT], secret: 'the-authority-secret', logger: keep });
-    driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, bootMs: 1, credentialKey: credentialKey(DMZ_TOKEN, 'miami') });
-    dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: authority.url, authorityToken: DMZ_TOKEN, clientToken: CLI_TOKEN, stateDir: join(dir, 'dmz'), pack, logger: keep });
-    dead = createServer((socket) => socket.destroy());
-    await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
-    const stackYaml = (address: string) => STACK.replace('metadata: { name: adm }', 'metadata: { name: admr }').replace('pglite://.fleet/record', db.url).replace('address: embedded', `address: ${address}`);
-    writeFileSync(join(dir, 'stack.yaml'), stackYaml(dmz.url));
+    stack = await deployedStack({ name: 'admr', logger: keep, authorityInStackYaml: false, env });
+    ({ dir, dmz } = stack);
+    const closed = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    dead = closed;
     // The same stack, its data center at the dead port.
     mkdirSync(join(dir, 'unreachable', 'specs'), { recursive: true });
-    writeFileSync(join(dir, 'unreachable', 'stack.yaml'), stackYaml(`http://127.0.0.1:${(dead.address() as AddressInfo).port}`));
-    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(2));
-    const r = await runCli(['apply', '--yes', '--stack', dir], { cwd: REPO, env });
-    expect(r.code, r.stderr).toBe(0);
-    writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(1) + API);
+    writeFileSync(join(dir, 'unreachable', 'stack.yaml'), stack.stackYaml(`http://127.0.0.1:${(closed.address() as AddressInfo).port}`));
     writeFileSync(join(dir, 'unreachable', 'specs', 'fleets.yaml'), web(1) + API);
   }, 130_000);
   afterAll(async () => {
-    await dmz?.close();
-    await driver?.close();
-    await authority?.close();
+    await stack?.close();
     await new Promise((resolve) => (dead ? dead.close(resolve) : resolve(undefined)));
-    await record?.close();
-    await db?.drop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it.each([
