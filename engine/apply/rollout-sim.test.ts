@@ -172,6 +172,47 @@ function startingRows(next: () => number, world: World, f: LoadedFleet): void {
   }
 }
 
+/**
+ * One generated case, planned (with `pack`) and applied over the fake world until its plan is all noops: at most 12
+ * runs, a quarter of the changes failing in the first 3, each plan first given to `check`. 'blocked' when a plan is
+ * blocked (its violations must say `blockedWhy`: the only reasons docs/rollouts.md gives); else it must converge, every
+ * member Running and none deposed.
+ */
+async function converge(o: {
+  world: World;
+  fleets: LoadedFleet[];
+  label0: string;
+  id: string;
+  next: () => number;
+  blockedWhy: RegExp;
+  pack?: LoadedPack;
+  limits?: Limits;
+  check?: (p: PlanDocument, label: string) => void;
+}): Promise<'converged' | 'blocked'> {
+  const { world, fleets, label0 } = o;
+  let done = false;
+  for (let run = 0; run < 12 && !done; run++) {
+    const label = `${label0}; run ${run}`;
+    const p = plan(world, fleets, `${o.id}-${run}`, o.pack);
+    if (p.blocked) {
+      expect(p.policy.violations.map((v) => v.message).join('\n'), label).toMatch(o.blockedWhy);
+      return 'blocked';
+    }
+    o.check?.(p, label);
+    const rate = run < 3 ? 0.25 : 0;
+    const { broke } = await applyOnce(world, fleets, p, () => o.next() < rate, label, o.limits);
+    expect(broke, label).toEqual([]);
+    const again = plan(world, fleets, `${o.id}-${run}-check`, o.pack);
+    done = again.changes.every((c) => c.action === 'noop');
+  }
+  expect(done, `${label0}: converged`).toBe(true);
+  for (const f of fleets) {
+    const rows = world.rows.filter((r) => r.fleet === f.name);
+    expect(rows.map((r) => [r.index, r.state, r.deposed]).sort(), label0).toEqual(Array.from({ length: f.count }, (_, i) => [i, 'Running', false]).sort());
+  }
+  return 'converged';
+}
+
 describe('rollouts over generated stacks: limits hold, failures stop in time, re-runs converge', () => {
   it('holds over 400 generated cases', { timeout: 60_000 }, async () => {
     const next = rng(7);
@@ -191,29 +232,8 @@ describe('rollouts over generated stacks: limits hold, failures stop in time, re
         startingRows(next, world, f);
       }
       const label0 = `case ${k}: ${fleets.map((f) => `${f.name} count ${f.count} ${JSON.stringify(f.rollout)}`).join('; ')}; rows ${world.rows.map((r) => `${r.address}:${r.state}${r.deposed ? '(deposed)' : ''}:${r.specHash.slice(0, 5)}`).join(' ')}`;
-      let done = false;
-      const blockedBefore = blocked;
-      for (let run = 0; run < 12 && !done; run++) {
-        const label = `${label0}; run ${run}`;
-        const p = plan(world, fleets, `c${k}-${run}`);
-        if (p.blocked) {
-          // Only what docs/rollouts.md says blocks: maxUnavailable 0 and a change that cannot use a surge VM (a resize).
-          expect(p.policy.violations.map((v) => v.message).join('\n'), label).toMatch(/maxUnavailable \S+ allows no member out of Running at once, and a resize/);
-          blocked++;
-          break;
-        }
-        const rate = run < 3 ? 0.25 : 0;
-        const { broke } = await applyOnce(world, fleets, p, () => next() < rate, label);
-        expect(broke, label).toEqual([]);
-        const again = plan(world, fleets, `c${k}-${run}-check`);
-        done = again.changes.every((c) => c.action === 'noop');
-      }
-      if (!done && blocked > blockedBefore) continue;
-      expect(done, `${label0}: converged`).toBe(true);
-      for (const f of fleets) {
-        const rows = world.rows.filter((r) => r.fleet === f.name);
-        expect(rows.map((r) => [r.index, r.state, r.deposed]).sort(), label0).toEqual(Array.from({ length: f.count }, (_, i) => [i, 'Running', false]).sort());
-      }
+      // Only what docs/rollouts.md says blocks: maxUnavailable 0 and a change that cannot use a surge VM (a resize).
+      if ((await converge({ world, fleets, label0, id: `c${k}`, next, blockedWhy: /maxUnavailable \S+ allows no member out of Running at once, and a resize/ })) === 'blocked') blocked++;
     }
     expect(blocked).toBeLessThan(80);
   });
@@ -268,17 +288,7 @@ describe("rollouts whose maxUnavailable is the max-disruption rule's default", (
         startingRows(next, world, f);
       }
       const label0 = `case ${k}: max-disruption ${enforcement} maxShare ${maxShare}; ${fleets.map((f) => `${f.name} count ${f.count} ${JSON.stringify(f.rollout)} (default maxUnavailable ${limits(f).mu})`).join('; ')}; rows ${world.rows.map((r) => `${r.address}:${r.state}${r.deposed ? '(deposed)' : ''}:${r.specHash.slice(0, 5)}`).join(' ')}`;
-      let done = false;
-      const blockedBefore = blocked;
-      for (let run = 0; run < 12 && !done; run++) {
-        const label = `${label0}; run ${run}`;
-        const p = plan(world, fleets, `d${k}-${run}`, pack);
-        if (p.blocked) {
-          // Only a rule that allows no member out, and a change no surge VM can make (a resize).
-          expect(p.policy.violations.map((v) => v.message).join('\n'), label).toMatch(/allows no member out of Running at once, and a resize/);
-          blocked++;
-          break;
-        }
+      const check = (p: PlanDocument, label: string) => {
         for (const ro of p.rollouts ?? []) {
           const f = fleets.find((x) => x.name === ro.fleet)!;
           const { mu, ms } = limits(f);
@@ -287,18 +297,10 @@ describe("rollouts whose maxUnavailable is the max-disruption rule's default", (
           expect(ro.maxSurge === specMs || (specMs === 0 && ro.maxSurge === 1 && ro.maxUnavailable <= 1), `${label}: ${ro.fleet}'s maxSurge ${ro.maxSurge} (spec ${specMs}, default ${ms})`).toBe(true);
           if (p.changes.some((c) => c.fleet === ro.fleet && c.wave !== undefined)) waved++;
         }
-        const rate = run < 3 ? 0.25 : 0;
-        const { broke } = await applyOnce(world, fleets, p, () => next() < rate, label, limits);
-        expect(broke, label).toEqual([]);
-        const again = plan(world, fleets, `d${k}-${run}-check`, pack);
-        done = again.changes.every((c) => c.action === 'noop');
-      }
-      if (!done && blocked > blockedBefore) continue;
-      expect(done, `${label0}: converged`).toBe(true);
-      for (const f of fleets) {
-        const rows = world.rows.filter((r) => r.fleet === f.name);
-        expect(rows.map((r) => [r.index, r.state, r.deposed]).sort(), label0).toEqual(Array.from({ length: f.count }, (_, i) => [i, 'Running', false]).sort());
-      }
+      };
+      // Only a rule that allows no member out, and a change no surge VM can make (a resize).
+      const blockedWhy = /allows no member out of Running at once, and a resize/;
+      if ((await converge({ world, fleets, label0, id: `d${k}`, next, blockedWhy, pack, limits, check })) === 'blocked') blocked++;
     }
     // The cases did reach waves, and few were blocked.
     expect(waved).toBeGreaterThan(200);

@@ -37,6 +37,29 @@ describe('POST /v1/plans/admin-check', () => {
     return out;
   };
 
+  /** A case: its name, the authority asked, the body, the bearer token, the status and wire code it must answer. */
+  type Case = [string, RunningService, unknown, string | undefined, number, string | undefined];
+  /**
+   * Sends every case through `send` and checks its answer (ok only as { ok: true }, never the token in it); then that
+   * the record is as it was and that the log has `logLine` and never the token, a wrong one, a proof or a nonce.
+   */
+  const expectAnswers = async (cases: Case[], send: (at: RunningService, body: unknown, token?: string) => Promise<{ status: number; text: string }>, logLine: RegExp) => {
+    const before = await everything();
+    for (const [name, at, body, token, status, code] of cases) {
+      const res = await send(at, body, token);
+      expect(res.status, name).toBe(status);
+      if (status === 200) expect(JSON.parse(res.text), name).toEqual({ ok: true });
+      if (code) expect(JSON.parse(res.text).error.code, name).toBe(code);
+      expect(res.text, name).not.toContain(RIGHT);
+    }
+    expect(await everything()).toEqual(before);
+    const logged = logs.join('');
+    expect(logged).toMatch(logLine);
+    expect(logged).not.toContain(RIGHT);
+    expect(logged).not.toContain('a-wrong-admin-token');
+    expect(logged).not.toMatch(/"proof"|"nonce"/);
+  };
+
   beforeAll(async () => {
     record = await openRecord('memory://');
     const pack = await defaultPack();
@@ -51,8 +74,7 @@ describe('POST /v1/plans/admin-check', () => {
   });
 
   it('answers, and writes nothing, whatever the proof', async () => {
-    const before = await everything();
-    const cases: [string, RunningService, unknown, string | undefined, number, string | undefined][] = [
+    const cases: Case[] = [
       ['the right token', authority, check(RIGHT), 'plan-tok', 200, undefined],
       ['a wrong token', authority, check('a-wrong-admin-token'), 'plan-tok', 403, 'admin-proof-refused'],
       ["the right token over another stack's name", authority, check(RIGHT, 'other'), 'plan-tok', 403, 'admin-proof-refused'],
@@ -63,19 +85,7 @@ describe('POST /v1/plans/admin-check', () => {
       ['no proof', authority, { nonce: 'n'.repeat(16) }, 'plan-tok', 400, undefined],
       ['a proof not hex', authority, { nonce: 'n'.repeat(16), proof: 'z'.repeat(64) }, 'plan-tok', 400, undefined],
     ];
-    for (const [name, at, body, token, status, code] of cases) {
-      const res = await call(at, body, token);
-      expect(res.status, name).toBe(status);
-      if (status === 200) expect(JSON.parse(res.text), name).toEqual({ ok: true });
-      if (code) expect(JSON.parse(res.text).error.code, name).toBe(code);
-      expect(res.text, name).not.toContain(RIGHT);
-    }
-    expect(await everything()).toEqual(before);
-    const logged = logs.join('');
-    expect(logged).toContain('admin check');
-    expect(logged).not.toContain(RIGHT);
-    expect(logged).not.toContain('a-wrong-admin-token');
-    expect(logged).not.toMatch(/"proof"|"nonce"/);
+    await expectAnswers(cases, call, /admin check/);
   });
 
   // POST /v1/admin-check: the same check for a DMZ client passing on the CLI's (a stack.yaml with no authority address
@@ -83,9 +93,8 @@ describe('POST /v1/plans/admin-check', () => {
   it("POST /v1/admin-check: the same answers to a data center's token, none to the CLI's; nothing written, nothing logged", async () => {
     const unsealed = await startAuthority({ record, pack: await defaultPack(), stackName: 'adm', dataCenters: [{ name: 'miami', token: 'dmz-tok' }], adminTokens: [RIGHT], secret: 'authority-secret' });
     try {
-      const before = await everything();
       const post = (at: RunningService, body: unknown, token?: string) => postJson(sendTarget(new URL(`${at.url}/v1/admin-check`)), body, 10_000, token ? { authorization: `Bearer ${token}` } : {});
-      const cases: [string, RunningService, unknown, string | undefined, number, string | undefined][] = [
+      const cases: Case[] = [
         ['the right token', authority, check(RIGHT), 'dmz-tok', 200, undefined],
         ['the right token, an authority that seals no plans', unsealed, check(RIGHT), 'dmz-tok', 200, undefined],
         ['a wrong token', authority, check('a-wrong-admin-token'), 'dmz-tok', 403, 'admin-proof-refused'],
@@ -95,18 +104,7 @@ describe('POST /v1/plans/admin-check', () => {
         ['no bearer token', authority, check(RIGHT), undefined, 401, 'unauthorized'],
         ['a proof not hex', authority, { nonce: 'n'.repeat(16), proof: 'z'.repeat(64) }, 'dmz-tok', 400, undefined],
       ];
-      for (const [name, at, body, token, status, code] of cases) {
-        const res = await post(at, body, token);
-        expect(res.status, name).toBe(status);
-        if (status === 200) expect(JSON.parse(res.text), name).toEqual({ ok: true });
-        if (code) expect(JSON.parse(res.text).error.code, name).toBe(code);
-        expect(res.text, name).not.toContain(RIGHT);
-      }
-      expect(await everything()).toEqual(before);
-      const logged = logs.join('');
-      expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"admin check"/);
-      expect(logged).not.toContain(RIGHT);
-      expect(logged).not.toMatch(/"proof"|"nonce"/);
+      await expectAnswers(cases, post, /"dataCenter":"miami"[^\n]*"admin check"/);
     } finally {
       await unsealed.close();
     }
