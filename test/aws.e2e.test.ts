@@ -295,6 +295,10 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     const out = JSON.parse(r.stdout) as { imported: { state: string; id: string }; diagnostics: { code: string; detail: string }[] };
     expect(out.imported).toMatchObject({ state: 'BootFailed', id: row.id });
     expect(out.diagnostics.find((d) => d.code === 'apply.import-differs' && d.detail.includes('nothing confirms'))?.detail).toContain('holds no report of its agent');
+    // A refresh does not walk it BootFailed -> … -> Starting -> Running through boot edges no approved boot made.
+    r = await fleet('refresh');
+    expect(r.stdout + r.stderr).toContain('holds no report of its agent');
+    expect((await record()).find((v) => v.address === 'db/0')?.state).toBe('BootFailed');
 
     r = await fleet('apply', '--yes', '--target', 'db');
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
