@@ -33,6 +33,7 @@
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
 import type {
   ActualVm,
+  AdminCheckRequest,
   BatchRun,
   BatchStep,
   CreateVmRequest,
@@ -95,6 +96,9 @@ export interface DmzHttpClientOptions {
   batch?: boolean;
 }
 
+
+/** A DMZ client's answer to POST /v1/admin-check (DmzHttpClient.adminCheck). */
+export type AdminCheckAnswer = { ok: true } | { ok: false; status: number; code: string; message: string };
 
 interface RawResponse {
   status: number;
@@ -233,6 +237,22 @@ export class DmzHttpClient {
   async listVms(): Promise<ActualVm[]> {
     const res = await this.request('GET', '/v1/vms');
     return this.expectOk<{ vms: ActualVm[] }>('GET', '/v1/vms', res).vms;
+  }
+
+  /**
+   * fleet apply's check of FLEET_ADMIN_TOKEN through this DMZ client (POST
+   * /v1/admin-check, passed on to its authority): the body is a nonce and a
+   * proof made with the token, never the token. `ok: true`, or the DMZ
+   * client's refusal as it came (admin-proof-refused: the authority does not
+   * hold that token; another code: it could not be checked). Retried as any
+   * request (a 5xx, a 429, no answer) until the retry budget runs out, then
+   * apply.dmz-unreachable / apply.dmz-error; a 401 is apply.dmz-unauthorized.
+   */
+  async adminCheck(body: AdminCheckRequest): Promise<AdminCheckAnswer> {
+    const res = await this.request('POST', '/v1/admin-check', body);
+    if (res.status === 401 || (res.status >= 200 && res.status < 300)) return this.expectOk<{ ok: true }>('POST', '/v1/admin-check', res);
+    const code = (res.body as Partial<ErrorBody> | undefined)?.error?.code;
+    return { ok: false, status: res.status, code: code ?? `status ${res.status}`, message: errorMessage(res.body) };
   }
 
   async health(): Promise<HealthResponse> {

@@ -41,8 +41,8 @@ import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } f
 import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
 import type { Lifecycle } from '../engine/policy/types.ts';
 import type { ClientTls } from '../engine/transport/index.ts';
-import { DmzHttpClient } from './client.ts';
-import type { ActualVm, BatchStep, NewVmRequest, Override, RunLane, StepResult } from '../protocol/index.ts';
+import { DmzHttpClient, type AdminCheckAnswer } from './client.ts';
+import type { ActualVm, AdminCheckRequest, BatchStep, NewVmRequest, Override, RunLane, StepResult } from '../protocol/index.ts';
 
 /**
  * What a VM resource is declared with: the create request's VM (protocol/,
@@ -69,6 +69,8 @@ export interface DmzConnection {
   listVms(): Promise<ActualVm[]>;
   /** True when runs carry their lane to the DMZ client (DmzHttpClient.lanes). */
   readonly lanes?: boolean;
+  /** fleet apply's admin-token check through the DMZ client (DmzHttpClient.adminCheck; providers/admin-check.ts). */
+  adminCheck?(body: AdminCheckRequest): Promise<AdminCheckAnswer>;
 }
 
 /**

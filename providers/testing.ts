@@ -59,6 +59,10 @@ export async function startTestWorld(opts: {
   record?: FleetRecord;
   /** Puts something (a proxy) between the DMZ clients and the authority: given the authority's URL, the URL they call. */
   via?: (authorityUrl: string) => Promise<string>;
+  /** The authority's admin tokens (its FLEET_ADMIN_TOKEN); default none. */
+  adminTokens?: string[];
+  /** The authority's JSON-line logs; default none. */
+  authorityLogger?: StartDmzClientOptions['logger'];
 } = {}): Promise<TestWorld> {
   const stack = `test-${randomUUID().slice(0, 8)}`;
   const names = opts.dataCenters ?? ['miami', 'richmond'];
@@ -66,7 +70,11 @@ export async function startTestWorld(opts: {
   const record = opts.record ?? (await openRecord('memory://'));
   const pack = await defaultPack();
   const tokens = names.map((name) => ({ name, token: `authority-${name}-${randomUUID()}` }));
-  const authority = await startAuthority({ record, pack, stackName: stack, dataCenters: tokens, secret: 'test-secret', ...(opts.credentialTtlMs ? { credentialTtlMs: opts.credentialTtlMs } : {}) });
+  const authority = await startAuthority({ record, pack, stackName: stack, dataCenters: tokens, secret: 'test-secret',
+    ...(opts.credentialTtlMs ? { credentialTtlMs: opts.credentialTtlMs } : {}),
+    ...(opts.adminTokens ? { adminTokens: opts.adminTokens } : {}),
+    ...(opts.authorityLogger ? { logger: opts.authorityLogger } : {}),
+  });
   const authorityUrl = opts.via ? await opts.via(authority.url) : authority.url;
   const dcs = new Map<string, TestDc>();
   for (const { name, token } of tokens) {

@@ -6,7 +6,9 @@
 // half-applied plan. It now refuses to start (apply.admin-token-missing),
 // and with the token applies it all.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +21,7 @@ import { credentialKey } from '../protocol/index.ts';
 import { createSimDriver, type SimDriver } from '../providers/drivers/sim/index.ts';
 import { startDmzClient, type RunningDmzClient } from '../providers/dmz-client/server.ts';
 import { runCli } from './helpers/cli.ts';
+import { listenOnLoopback } from './helpers/proxy.ts';
 
 const REPO = join(import.meta.dirname, '..');
 const FLEET = join(REPO, 'bin', 'fleet.mjs');
@@ -174,20 +177,30 @@ describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed autho
 });
 
 // A stack with a deployed data center and NO `authority` address: its DMZ
-// client answers to an authority the CLI cannot reach, so nothing checked
+// client answers to an authority the CLI cannot reach. Nothing checked
 // FLEET_ADMIN_TOKEN before the apply started: a wrong one created api/0 and
 // then had web/1's deletion vetoed (override-refused), a half-applied plan.
-// fleet apply now refuses before anything starts (apply.admin-token-unverifiable),
-// saying why and what to do, for a fresh plan and a saved one alike.
+// The next fix refused every such apply before anything started
+// (apply.admin-token-unverifiable), a correct token too. fleet apply now has
+// the data center's DMZ client ask its authority (POST /v1/admin-check, a
+// proof, never the token): a wrong token is apply.admin-token-invalid with
+// nothing started, for a fresh plan and a saved one alike; with no DMZ client
+// answering it is still refused (unverifiable), saying why; the right one
+// applies the plan whole.
 describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed data center, no authority address in stack.yaml", () => {
   const CLI_TOKEN = 'cli-token-miami';
   const DMZ_TOKEN = 'dmz-token-miami';
+  const RIGHT = 'the-right-admin-token';
   let dir: string;
   let db: { url: string; drop(): Promise<void> };
   let record: FleetRecord;
   let authority: RunningService;
   let driver: SimDriver;
   let dmz: RunningDmzClient;
+  /** A port that takes connections and cuts each at once: a DMZ client that does not answer. */
+  let dead: Server;
+  const logs: string[] = [];
+  const keep = { level: 'debug' as const, stream: { write: (l: string) => void logs.push(l) } };
   const env = { FLEET_CLI_TOKEN_MIAMI: CLI_TOKEN, FLEET_RETRY_BUDGET_MS: '1000' };
   const live = async () => (await record.listVms('admr')).map((v) => v.address).sort();
 
@@ -198,22 +211,27 @@ describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed data 
     record = await openRecord(db.url);
     const pack = (await loadPack(join(REPO, 'policies', 'default'), { protect: { override: 'admin' } })).pack!;
     // No plan tokens: an authority that seals no plans, as one the stack does not name runs.
-    authority = await startAuthority({ record, pack, stackName: 'admr', dataCenters: [{ name: 'miami', token: DMZ_TOKEN }], adminTokens: ['the-right-admin-token'], secret: 'the-authority-secret' });
+    authority = await startAuthority({ record, pack, stackName: 'admr', dataCenters: [{ name: 'miami', token: DMZ_TOKEN }], adminTokens: [RIGHT], secret: 'the-authority-secret', logger: keep });
     driver = await createSimDriver({ dataCenter: 'miami', stateDir: join(dir, 'sim'), latencyMs: 1, bootMs: 1, credentialKey: credentialKey(DMZ_TOKEN, 'miami') });
-    dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: authority.url, authorityToken: DMZ_TOKEN, clientToken: CLI_TOKEN, stateDir: join(dir, 'dmz'), pack });
-    writeFileSync(
-      join(dir, 'stack.yaml'),
-      STACK.replace('metadata: { name: adm }', 'metadata: { name: admr }').replace('pglite://.fleet/record', db.url).replace('address: embedded', `address: ${dmz.url}`),
-    );
+    dmz = await startDmzClient({ dataCenter: 'miami', driver, authorityUrl: authority.url, authorityToken: DMZ_TOKEN, clientToken: CLI_TOKEN, stateDir: join(dir, 'dmz'), pack, logger: keep });
+    dead = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
+    const stackYaml = (address: string) => STACK.replace('metadata: { name: adm }', 'metadata: { name: admr }').replace('pglite://.fleet/record', db.url).replace('address: embedded', `address: ${address}`);
+    writeFileSync(join(dir, 'stack.yaml'), stackYaml(dmz.url));
+    // The same stack, its data center at the dead port.
+    mkdirSync(join(dir, 'unreachable', 'specs'), { recursive: true });
+    writeFileSync(join(dir, 'unreachable', 'stack.yaml'), stackYaml(`http://127.0.0.1:${(dead.address() as AddressInfo).port}`));
     writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(2));
     const r = await runCli(['apply', '--yes', '--stack', dir], { cwd: REPO, env });
     expect(r.code, r.stderr).toBe(0);
     writeFileSync(join(dir, 'specs', 'fleets.yaml'), web(1) + API);
+    writeFileSync(join(dir, 'unreachable', 'specs', 'fleets.yaml'), web(1) + API);
   }, 130_000);
   afterAll(async () => {
     await dmz?.close();
     await driver?.close();
     await authority?.close();
+    await new Promise((resolve) => (dead ? dead.close(resolve) : resolve(undefined)));
     await record?.close();
     await db?.drop();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -222,7 +240,7 @@ describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed data 
   it.each([
     { name: 'fresh', saved: false },
     { name: 'saved', saved: true },
-  ])('a $name plan under --allow-destroy with a wrong FLEET_ADMIN_TOKEN: refused before anything starts, saying what to do', { timeout: 130_000 }, async ({ saved }) => {
+  ])('a $name plan under --allow-destroy with a wrong FLEET_ADMIN_TOKEN: refused by the authority through the DMZ client, before anything starts', { timeout: 130_000 }, async ({ saved }) => {
     const file = join(dir, 'saved.plan.json');
     if (saved) {
       const made = await runCli(['plan', '--stack', dir, '--allow-destroy', 'web', '--out', file], { cwd: REPO, env });
@@ -231,9 +249,66 @@ describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed data 
     const args = saved ? ['apply', '--yes', '--stack', dir, file] : ['apply', '--yes', '--stack', dir, '--allow-destroy', 'web'];
     const r = await runCli(args, { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: 'a-wrong-admin-token' } });
     expect(r.code).toBe(1);
-    // Before: api/0 was created, then web/1's deletion vetoed (override-refused).
+    // Before the first fix: api/0 was created, then web/1's deletion vetoed (override-refused).
     expect(await live()).toEqual(['web/0', 'web/1']);
-    expect(r.stderr).toMatch(/error\[apply\.admin-token-unverifiable\][\s\S]*web\/1[\s\S]*miami[\s\S]*Nothing was started[\s\S]*spec\.authority/);
+    expect(r.stderr).toMatch(/error\[apply\.admin-token-invalid\][\s\S]*miami[\s\S]*DMZ client[\s\S]*web\/1[\s\S]*Nothing was started[\s\S]*FLEET_ADMIN_TOKEN/);
+    expect(r.stderr).not.toMatch(/override-refused|admin-token-unverifiable/);
     expect(r.stderr + r.stdout).not.toContain('a-wrong-admin-token');
+  });
+
+  it('no DMZ client answers: refused before anything starts, saying why and what to do', { timeout: 130_000 }, async () => {
+    const r = await runCli(['apply', '--yes', '--stack', join(dir, 'unreachable'), '--allow-destroy', 'web'], { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: RIGHT } });
+    expect(r.code).toBe(1);
+    expect(await live()).toEqual(['web/0', 'web/1']);
+    expect(r.stderr).toMatch(/error\[apply\.admin-token-unverifiable\][\s\S]*web\/1[\s\S]*miami[\s\S]*POST \/v1\/admin-check[\s\S]*miami: [\s\S]*Nothing was started[\s\S]*spec\.authority/);
+    expect(r.stderr + r.stdout).not.toContain(RIGHT);
+  });
+
+  it('the right FLEET_ADMIN_TOKEN: checked through the DMZ client, and the plan is applied whole', { timeout: 130_000 }, async () => {
+    const r = await runCli(['apply', '--yes', '--stack', dir, '--allow-destroy', 'web'], { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: RIGHT } });
+    // Before: refused (apply.admin-token-unverifiable) whatever the token.
+    expect(r.stderr).not.toMatch(/error\[/);
+    expect(r.code).toBe(0);
+    expect(await live()).toEqual(['api/0', 'web/0']);
+    // The DMZ client passed the check on and its authority judged it; neither logged the token.
+    const logged = logs.join('');
+    expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"ok"[^\n]*"admin check"/);
+    expect(logged).not.toContain(RIGHT);
+    expect(logged).not.toContain('a-wrong-admin-token');
+  });
+
+  // The check grants nothing: a DMZ client that answers ok for any token (compromised; here a proxy in front of it that
+  // fakes the answer) gets the apply started, and the authority still vetoes the overridden deletion, judging the
+  // deleting request's own proof (bound to the VM and the plan) against its own admin token.
+  it('a DMZ client that lies (ok for a wrong token): the authority still vetoes the deletion; the override is not granted', { timeout: 130_000 }, async () => {
+    const agent = new http.Agent({ keepAlive: true });
+    const liar = http.createServer((req, res) => {
+      if (req.url === '/v1/admin-check') {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+        return;
+      }
+      const target = new URL(req.url ?? '/', dmz.url);
+      const up = http.request(target, { method: req.method, headers: { ...req.headers, host: target.host }, agent }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    const { url, close } = await listenOnLoopback(liar, agent);
+    try {
+      const lied = join(dir, 'lied');
+      mkdirSync(join(lied, 'specs'), { recursive: true });
+      writeFileSync(join(lied, 'stack.yaml'), readFileSync(join(dir, 'stack.yaml'), 'utf8').replace(dmz.url, url));
+      writeFileSync(join(lied, 'specs', 'fleets.yaml'), web(0) + API);
+      const r = await runCli(['apply', '--yes', '--stack', lied, '--allow-destroy', 'web'], { cwd: REPO, env: { ...env, FLEET_ADMIN_TOKEN: 'a-wrong-admin-token' } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/error\[apply\.member-failed\][\s\S]*web\/0[\s\S]*vetoed by the authority[\s\S]*admin token's proof/);
+      expect(await live()).toEqual(['api/0', 'web/0']);
+      expect(r.stderr + r.stdout).not.toContain('a-wrong-admin-token');
+    } finally {
+      await close();
+    }
   });
 });

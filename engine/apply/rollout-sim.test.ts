@@ -12,14 +12,17 @@
 // - a deposed old VM is a VM beyond the fleet's until it is deleted;
 // - the re-runs converge: every member Running on its spec, no deposed VM,
 //   and the next plan has nothing to do.
+// The second set sets no maxUnavailable: the pack's max-disruption rule's
+// default (maxShare of the count, rounded down) governs, and the same holds.
 import { describe, expect, it } from 'vitest';
 import { computePlan } from '../plan/planner.ts';
 import { noRulesPolicy } from '../plan/policy-port.ts';
 import { makeFleet, makePack, makeStack, dataCenter, vmRow } from '../plan/test-support.ts';
-import type { Change, PlanDocument } from '../plan/types.ts';
+import type { Change, PlanDocument, Rollout as PlanRollout } from '../plan/types.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
-import { resolveAmount, type RolloutAmount, type RolloutSpec } from '../model/index.ts';
+import type { LoadedPack } from '../policy/types.ts';
+import { resolveAmount, type Enforcement, type RolloutAmount, type RolloutSpec } from '../model/index.ts';
 import { seededRandom } from '../model/seeded-random.ts';
 import { runWaves } from './rollout.ts';
 
@@ -42,10 +45,10 @@ interface World {
   seq: number;
 }
 
-function plan(world: World, fleets: LoadedFleet[], id: string): PlanDocument {
+function plan(world: World, fleets: LoadedFleet[], id: string, pack: LoadedPack = makePack()): PlanDocument {
   return computePlan({
     stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'])]),
-    pack: makePack(),
+    pack,
     fleets,
     record: world.rows,
     fleetVersions: {},
@@ -55,7 +58,10 @@ function plan(world: World, fleets: LoadedFleet[], id: string): PlanDocument {
   });
 }
 
-async function applyOnce(world: World, fleets: LoadedFleet[], p: PlanDocument, fails: (c: Change) => boolean, label: string) {
+/** The limits a rollout must keep, by the fleet's spec (and the plan's rollout, for what the rule lowered). */
+type Limits = (f: LoadedFleet, ro?: PlanRollout) => { mu: number; ms: number };
+
+async function applyOnce(world: World, fleets: LoadedFleet[], p: PlanDocument, fails: (c: Change) => boolean, label: string, limits: Limits = expected) {
   const broke: string[] = [];
   const specs = new Map(fleets.map((f) => [f.name, f]));
   const serving = (fleet: string, index: number) => world.rows.some((r) => r.fleet === fleet && r.index === index && r.state === 'Running');
@@ -74,8 +80,8 @@ async function applyOnce(world: World, fleets: LoadedFleet[], p: PlanDocument, f
       plan: p,
       run: async (c) => {
         const f = specs.get(c.fleet)!;
-        const { mu, ms } = expected(f);
         const ro = rollouts.get(c.fleet);
+        const { mu, ms } = limits(f, ro);
         const o = out.get(c.fleet)!;
         const member = c.index < f.count;
         if (ro && c.wave !== undefined && (failedIn.get(c.fleet) ?? 0) >= ro.failureThreshold) broke.push(`${c.address} started after ${failedIn.get(c.fleet)} failures (failureThreshold ${ro.failureThreshold})`);
@@ -147,6 +153,25 @@ function amount(next: () => number, count: number, zeroOk: boolean): RolloutAmou
   return v as RolloutAmount;
 }
 
+/** The record a fleet starts from: one to count + 1 members, each old, resized, current, failed, half-way, deposed or missing. */
+function startingRows(next: () => number, world: World, f: LoadedFleet): void {
+  const int = (n: number) => Math.floor(next() * n);
+  const before = f.count + int(3) - 1;
+  for (let i = 0; i < before; i++) {
+    const kind = ['old', 'old', 'old', 'resize', 'same', 'out', 'off', 'half', 'deposed', 'leftover', 'missing'][int(11)];
+    const old = { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old', id: `vm-${++world.seq}` };
+    if (kind === 'missing') continue;
+    if (kind === 'old') world.rows.push(vmRow(f, i, old));
+    if (kind === 'resize') world.rows.push(vmRow(f, i, { dataCenter: 'miami', size: { cpu: 1, memoryGiB: 2, diskGiB: 20 }, specHash: 'small', id: `vm-${++world.seq}` }));
+    if (kind === 'same') world.rows.push(vmRow(f, i, { dataCenter: 'miami', id: `vm-${++world.seq}` }));
+    if (kind === 'out') world.rows.push(vmRow(f, i, { dataCenter: 'miami', state: 'BootFailed', id: `vm-${++world.seq}` }));
+    if (kind === 'off') world.rows.push(vmRow(f, i, { ...old, state: 'PoweredOff' }));
+    if (kind === 'half') world.rows.push(vmRow(f, i, { ...old, state: 'ShuttingDown' }));
+    if (kind === 'leftover') world.rows.push(vmRow(f, i, { ...old, deposed: true, desiredState: 'Deleted', state: 'ShuttingDown' }), vmRow(f, i, { dataCenter: 'miami', id: `vm-${++world.seq}` }));
+    if (kind === 'deposed') world.rows.push(vmRow(f, i, { ...old, deposed: true, desiredState: 'Deleted' }), vmRow(f, i, { dataCenter: 'miami', state: 'BootFailed', id: `vm-${++world.seq}` }));
+  }
+}
+
 describe('rollouts over generated stacks: limits hold, failures stop in time, re-runs converge', () => {
   it('holds over 400 generated cases', { timeout: 60_000 }, async () => {
     const next = rng(7);
@@ -163,20 +188,7 @@ describe('rollouts over generated stacks: limits hold, failures stop in time, re
         if (isZero(rollout.maxUnavailable) && isZero(rollout.maxSurge)) rollout.maxSurge = 1;
         const f = makeFleet(`f${j}`, { count, ...NEW, placement: { dataCenters: ['miami'] }, rollout });
         fleets.push(f);
-        const before = count + int(3) - 1;
-        for (let i = 0; i < before; i++) {
-          const kind = ['old', 'old', 'old', 'resize', 'same', 'out', 'off', 'half', 'deposed', 'leftover', 'missing'][int(11)];
-          const old = { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old', id: `vm-${++world.seq}` };
-          if (kind === 'missing') continue;
-          if (kind === 'old') world.rows.push(vmRow(f, i, old));
-          if (kind === 'resize') world.rows.push(vmRow(f, i, { dataCenter: 'miami', size: { cpu: 1, memoryGiB: 2, diskGiB: 20 }, specHash: 'small', id: `vm-${++world.seq}` }));
-          if (kind === 'same') world.rows.push(vmRow(f, i, { dataCenter: 'miami', id: `vm-${++world.seq}` }));
-          if (kind === 'out') world.rows.push(vmRow(f, i, { dataCenter: 'miami', state: 'BootFailed', id: `vm-${++world.seq}` }));
-          if (kind === 'off') world.rows.push(vmRow(f, i, { ...old, state: 'PoweredOff' }));
-          if (kind === 'half') world.rows.push(vmRow(f, i, { ...old, state: 'ShuttingDown' }));
-          if (kind === 'leftover') world.rows.push(vmRow(f, i, { ...old, deposed: true, desiredState: 'Deleted', state: 'ShuttingDown' }), vmRow(f, i, { dataCenter: 'miami', id: `vm-${++world.seq}` }));
-          if (kind === 'deposed') world.rows.push(vmRow(f, i, { ...old, deposed: true, desiredState: 'Deleted' }), vmRow(f, i, { dataCenter: 'miami', state: 'BootFailed', id: `vm-${++world.seq}` }));
-        }
+        startingRows(next, world, f);
       }
       const label0 = `case ${k}: ${fleets.map((f) => `${f.name} count ${f.count} ${JSON.stringify(f.rollout)}`).join('; ')}; rows ${world.rows.map((r) => `${r.address}:${r.state}${r.deposed ? '(deposed)' : ''}:${r.specHash.slice(0, 5)}`).join(' ')}`;
       let done = false;
@@ -203,6 +215,93 @@ describe('rollouts over generated stacks: limits hold, failures stop in time, re
         expect(rows.map((r) => [r.index, r.state, r.deposed]).sort(), label0).toEqual(Array.from({ length: f.count }, (_, i) => [i, 'Running', false]).sort());
       }
     }
+    expect(blocked).toBeLessThan(80);
+  });
+});
+
+// A fleet that sets no rollout.maxUnavailable takes its default from the pack's max-disruption rule: maxShare of
+// its count, rounded down (engine/plan/waves.ts rolloutSettings; docs/rollouts.md). Nothing above exercised it
+// (every generated fleet set its own). The rule may only lower that default (advisory: the members a lower count
+// deletes beside the waves; mandatory: its share of the members serving), never raise it; both zero is one member
+// at a time by a surge VM (advisory: or taken out, 1).
+function ruleDefault(maxShare: number, enforcement: Enforcement): Limits {
+  return (f, ro) => {
+    let mu = Math.floor(maxShare * f.count + 1e-9);
+    let ms = resolveAmount(f.rollout.maxSurge ?? 0, f.count, 'up');
+    if (mu === 0 && ms === 0) [mu, ms] = [enforcement === 'mandatory' ? 0 : 1, 1];
+    // What the rule lowered the default to when planned (the deletes beside the waves; a mandatory rule's share of
+    // the members serving) holds too; lowered to 0 with no surge, it is one member at a time by a surge VM.
+    if (ro && ro.maxUnavailable < mu) mu = ro.maxUnavailable;
+    if (ro && ms === 0 && ro.maxSurge === 1) ms = 1;
+    return { mu, ms };
+  };
+}
+
+function packWithDisruption(maxShare: number, enforcement: Enforcement): LoadedPack {
+  const pack = makePack({ 'max-disruption': enforcement });
+  const rule = pack.rules.get('max-disruption')!;
+  (pack.rules as Map<string, typeof rule>).set('max-disruption', { ...rule, config: { maxShare } });
+  return pack;
+}
+
+describe("rollouts whose maxUnavailable is the max-disruption rule's default", () => {
+  it('no applied wave takes out more than maxShare of the count, over 400 generated cases; re-runs converge', { timeout: 60_000 }, async () => {
+    const next = rng(11);
+    const int = (n: number) => Math.floor(next() * n);
+    let blocked = 0;
+    let waved = 0;
+    for (let k = 0; k < 400; k++) {
+      const maxShare = next() < 0.7 ? [0, 0.1, 0.25, 1 / 3, 0.5, 0.75, 1][int(7)] : Math.round(next() * 100) / 100;
+      const enforcement: Enforcement = next() < 0.6 ? 'advisory' : 'mandatory';
+      const pack = packWithDisruption(maxShare, enforcement);
+      const limits = ruleDefault(maxShare, enforcement);
+      const fleets: LoadedFleet[] = [];
+      const world: World = { rows: [], seq: 0 };
+      const nFleets = 1 + int(2);
+      for (let j = 0; j < nFleets; j++) {
+        const count = 1 + int(12);
+        // No maxUnavailable: mostly no rollout at all, else only a surge or a failure threshold.
+        const pick = int(4);
+        const rollout: RolloutSpec = pick === 1 ? { maxSurge: amount(next, count, true) } : pick === 2 ? { failureThreshold: amount(next, count, false) } : {};
+        const f = makeFleet(`f${j}`, { count, ...NEW, placement: { dataCenters: ['miami'] }, rollout });
+        fleets.push(f);
+        startingRows(next, world, f);
+      }
+      const label0 = `case ${k}: max-disruption ${enforcement} maxShare ${maxShare}; ${fleets.map((f) => `${f.name} count ${f.count} ${JSON.stringify(f.rollout)} (default maxUnavailable ${limits(f).mu})`).join('; ')}; rows ${world.rows.map((r) => `${r.address}:${r.state}${r.deposed ? '(deposed)' : ''}:${r.specHash.slice(0, 5)}`).join(' ')}`;
+      let done = false;
+      const blockedBefore = blocked;
+      for (let run = 0; run < 12 && !done; run++) {
+        const label = `${label0}; run ${run}`;
+        const p = plan(world, fleets, `d${k}-${run}`, pack);
+        if (p.blocked) {
+          // Only a rule that allows no member out, and a change no surge VM can make (a resize).
+          expect(p.policy.violations.map((v) => v.message).join('\n'), label).toMatch(/allows no member out of Running at once, and a resize/);
+          blocked++;
+          break;
+        }
+        for (const ro of p.rollouts ?? []) {
+          const f = fleets.find((x) => x.name === ro.fleet)!;
+          const { mu, ms } = limits(f);
+          const specMs = resolveAmount(f.rollout.maxSurge ?? 0, f.count, 'up');
+          expect(ro.maxUnavailable, `${label}: ${ro.fleet}'s maxUnavailable`).toBeLessThanOrEqual(mu);
+          expect(ro.maxSurge === specMs || (specMs === 0 && ro.maxSurge === 1 && ro.maxUnavailable <= 1), `${label}: ${ro.fleet}'s maxSurge ${ro.maxSurge} (spec ${specMs}, default ${ms})`).toBe(true);
+          if (p.changes.some((c) => c.fleet === ro.fleet && c.wave !== undefined)) waved++;
+        }
+        const rate = run < 3 ? 0.25 : 0;
+        const { broke } = await applyOnce(world, fleets, p, () => next() < rate, label, limits);
+        expect(broke, label).toEqual([]);
+        const again = plan(world, fleets, `d${k}-${run}-check`, pack);
+        done = again.changes.every((c) => c.action === 'noop');
+      }
+      if (!done && blocked > blockedBefore) continue;
+      expect(done, `${label0}: converged`).toBe(true);
+      for (const f of fleets) {
+        const rows = world.rows.filter((r) => r.fleet === f.name);
+        expect(rows.map((r) => [r.index, r.state, r.deposed]).sort(), label0).toEqual(Array.from({ length: f.count }, (_, i) => [i, 'Running', false]).sort());
+      }
+    }
+    // The cases did reach waves, and few were blocked.
+    expect(waved).toBeGreaterThan(200);
     expect(blocked).toBeLessThan(80);
   });
 });

@@ -6,6 +6,7 @@
 // authority holds no admin token) is refused 403 admin-proof-refused, no
 // bearer token is 401, a data center's token is wrong-role; nothing is
 // written to the record, and no log line carries the proof or the token.
+// POST /v1/admin-check, the same check for a DMZ client (a data center's token).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRecord, type SqlRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
@@ -75,5 +76,39 @@ describe('POST /v1/plans/admin-check', () => {
     expect(logged).not.toContain(RIGHT);
     expect(logged).not.toContain('a-wrong-admin-token');
     expect(logged).not.toMatch(/"proof"|"nonce"/);
+  });
+
+  // POST /v1/admin-check: the same check for a DMZ client passing on the CLI's (a stack.yaml with no authority address
+  // reaches the authority only through its DMZ clients): a data center's token, with or without plan seals.
+  it("POST /v1/admin-check: the same answers to a data center's token, none to the CLI's; nothing written, nothing logged", async () => {
+    const unsealed = await startAuthority({ record, pack: await defaultPack(), stackName: 'adm', dataCenters: [{ name: 'miami', token: 'dmz-tok' }], adminTokens: [RIGHT], secret: 'authority-secret' });
+    try {
+      const before = await everything();
+      const post = (at: RunningService, body: unknown, token?: string) => postJson(sendTarget(new URL(`${at.url}/v1/admin-check`)), body, 10_000, token ? { authorization: `Bearer ${token}` } : {});
+      const cases: [string, RunningService, unknown, string | undefined, number, string | undefined][] = [
+        ['the right token', authority, check(RIGHT), 'dmz-tok', 200, undefined],
+        ['the right token, an authority that seals no plans', unsealed, check(RIGHT), 'dmz-tok', 200, undefined],
+        ['a wrong token', authority, check('a-wrong-admin-token'), 'dmz-tok', 403, 'admin-proof-refused'],
+        ["the right token over another stack's name", unsealed, check(RIGHT, 'other'), 'dmz-tok', 403, 'admin-proof-refused'],
+        ['an authority holding no admin token', bare, check(RIGHT), 'dmz-tok', 403, 'admin-proof-refused'],
+        ["the CLI's token at the authority", authority, check(RIGHT), 'plan-tok', 403, 'wrong-role'],
+        ['no bearer token', authority, check(RIGHT), undefined, 401, 'unauthorized'],
+        ['a proof not hex', authority, { nonce: 'n'.repeat(16), proof: 'z'.repeat(64) }, 'dmz-tok', 400, undefined],
+      ];
+      for (const [name, at, body, token, status, code] of cases) {
+        const res = await post(at, body, token);
+        expect(res.status, name).toBe(status);
+        if (status === 200) expect(JSON.parse(res.text), name).toEqual({ ok: true });
+        if (code) expect(JSON.parse(res.text).error.code, name).toBe(code);
+        expect(res.text, name).not.toContain(RIGHT);
+      }
+      expect(await everything()).toEqual(before);
+      const logged = logs.join('');
+      expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"admin check"/);
+      expect(logged).not.toContain(RIGHT);
+      expect(logged).not.toMatch(/"proof"|"nonce"/);
+    } finally {
+      await unsealed.close();
+    }
   });
 });

@@ -1127,7 +1127,7 @@ describe('authority: HTTP surface', () => {
       >;
     };
     expect(doc.openapi).toBe('3.0.3');
-    expect(Object.keys(doc.paths).sort()).toEqual(['/livez', '/metrics', '/openapi.json', '/readyz', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/livez', '/metrics', '/openapi.json', '/readyz', '/v1/admin-check', '/v1/advance', '/v1/authorize', '/v1/batch', '/v1/boot/authorize', '/v1/health', '/v1/reports']);
     // The probes and metrics are public: no bearer token asked for.
     for (const p of ['/livez', '/readyz', '/metrics'] as const) expect((doc.paths[p] as { get: { security?: unknown } }).get.security).toBeUndefined();
     // Found by QA: /readyz listed a 200 answer only; it answers 503 with the failing checks while not ready (and draining).

@@ -231,6 +231,18 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     log[r.approved ? 'debug' : 'info']({ dataCenter: caller, vmId: req.vmId, cloudId: req.cloudId, decision: r.approved ? 'approved' : 'denied', reason, code, ms: ms(t0) }, 'boot');
     return r;
   };
+  // fleet apply's check of its FLEET_ADMIN_TOKEN before any change, where the protect rule's override: admin makes every
+  // overridden deletion carry a proof: a wrong token was found only at the first such request, after the plan's other
+  // changes were applied. Read-only (nothing written); the proof and nonce never logged; compared in constant time.
+  const adminTokens = opts.adminTokens ?? [];
+  const adminCheck = (log: FastifyBaseLogger, body: AdminCheckRequest, dataCenter?: string): { ok: true } => {
+    const ok = adminCheckHolds(adminTokens, opts.stackName, body.nonce, body.proof);
+    log.info({ ...(dataCenter ? { dataCenter } : {}), outcome: ok ? 'ok' : 'refused' }, 'admin check');
+    if (!ok) {
+      throw new WireError('admin-proof-refused', adminTokens.length === 0 ? 'this authority holds no admin token (FLEET_ADMIN_TOKEN is not set where it runs): it accepts no override under override: admin' : 'the proof was not made with the admin token this authority holds');
+    }
+    return { ok: true as const };
+  };
   // The CLI's token opens the plan routes only; a data center's token everything else (wrong-role). Judged as the
   // request arrives, before its body is read: a plan route takes a body of up to PLAN_BODY_LIMIT, only from the CLI.
   app.addHook('onRequest', async (req) => {
@@ -267,23 +279,22 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         return r;
       },
     );
-    // fleet apply's check of its FLEET_ADMIN_TOKEN before any change, where the protect rule's override: admin makes every
-    // overridden deletion carry a proof: a wrong token was found only at the first such request, after the plan's other
-    // changes were applied. Read-only (nothing written); the proof and nonce never logged; compared in constant time.
-    const adminTokens = opts.adminTokens ?? [];
     app.post<{ Body: AdminCheckRequest }>(
       '/v1/plans/admin-check',
       { schema: doc("Check a proof made with the admin token (fleet apply, before any change, when its plan needs an override: admin); the CLI's token; read-only", { body: adminCheckBodySchema, response: { 200: adminCheckResponseSchema, ...planErrors } }) },
-      async (req) => {
-        const ok = adminCheckHolds(adminTokens, opts.stackName, req.body.nonce, req.body.proof);
-        req.log.info({ outcome: ok ? 'ok' : 'refused' }, 'admin check');
-        if (!ok) {
-          throw new WireError('admin-proof-refused', adminTokens.length === 0 ? 'this authority holds no admin token (FLEET_ADMIN_TOKEN is not set where it runs): it accepts no override under override: admin' : 'the proof was not made with the admin token this authority holds');
-        }
-        return { ok: true as const };
-      },
+      async (req) => adminCheck(req.log, req.body),
     );
   }
+  // The same check for a DMZ client (its data center's token), which passes on the CLI's POST /v1/admin-check: a stack
+  // whose stack.yaml names no authority reaches this one only through its DMZ clients. Registered with or without plan
+  // seals (an authority a stack does not name seals none). The answer is the same as at /v1/plans/admin-check; the
+  // authority is still the judge of every overridden deletion (each request's Override.proof, policy.ts judgeProtect),
+  // so a DMZ client that lied about this answer would gain nothing but an apply that is vetoed at that deletion.
+  app.post<{ Body: AdminCheckRequest }>(
+    '/v1/admin-check',
+    { schema: doc("Check a proof made with the admin token, for a DMZ client passing on fleet apply's check; a data center's token; read-only", { body: adminCheckBodySchema, response: { 200: adminCheckResponseSchema, ...errors } }) },
+    async (req) => adminCheck(req.log, req.body, req.caller),
+  );
   app.get('/openapi.json', { schema: doc('This document') }, async () => openapi());
   app.post<{ Body: AuthorizeRequest }>(
     '/v1/authorize',

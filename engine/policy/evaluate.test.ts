@@ -453,7 +453,7 @@ describe('requestsOf: the facts of each request, as the spread-built definition 
 });
 
 /**
- * A custom rule's inputs are a frozen copy, but Object.freeze does not stop
+ * A custom rule's inputs were a frozen copy, and Object.freeze does not stop
  * Map#set or Set#add: a check could write to the Maps and Sets inside what
  * it is handed (a fleet's `pointers`, `allowDestroy`, `protectedFleets`)
  * without failing, and a fleet's pointers (one copy for every custom rule)

@@ -1,11 +1,13 @@
-// Read-only copies of what a custom rule is handed. Object.freeze stops a
+// What a custom rule is handed, made read-only: a view of the plan and
+// context made as it is read (readOnlyViewer, below), its Maps and Sets
+// read-only copies. Object.freeze stops a
 // write to a property, but not Map#set, Map#delete, Map#clear or their Set
 // counterparts: the entries of a Map or Set live in its internal slots, not
 // in properties. A frozen rule input that held a Map (a fleet's `pointers`)
 // or a Set (`allowDestroy`, `protectedFleets`) could still be changed by a
 // check, without failing, under the rules after it.
 //
-// A Map or Set here is made read-only in place, without a copy: its
+// A Map or Set here (deepFreeze; readOnlyViewer's copy) is made read-only in place: its
 // prototype becomes one whose mutators throw (it is still a Map or Set:
 // `instanceof`, iteration, `new Map(m)` and every read work as before, at
 // the same cost), and it is frozen, so the prototype cannot be changed back
@@ -65,4 +67,127 @@ export function deepFreeze<T>(v: T): T {
   Object.freeze(v);
   for (const x of Object.values(v)) deepFreeze(x);
   return v;
+}
+
+/**
+ * Objects known to be read-only all the way down (frozen plain objects and
+ * arrays, read-only Maps and Sets, holding only such things). Frozen is
+ * forever, so once true it stays true: the stack a loader froze, or a
+ * record row's shared frozen size, is walked once per process, not once
+ * per plan.
+ */
+const DEEP_READ_ONLY = new WeakSet<object>();
+
+function deeplyReadOnly(v: object, visiting: Set<object>): boolean {
+  if (DEEP_READ_ONLY.has(v) || visiting.has(v)) return true;
+  if (!Object.isFrozen(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  const inner = (x: unknown): boolean => x === null || (typeof x !== 'object' && typeof x !== 'function') || (typeof x === 'object' && deeplyReadOnly(x, visiting));
+  visiting.add(v);
+  let ok = true;
+  if (proto === READ_ONLY_MAP) Map.prototype.forEach.call(v, (x: unknown, k: unknown) => (ok &&= inner(k) && inner(x)));
+  else if (proto === READ_ONLY_SET) Set.prototype.forEach.call(v, (x: unknown) => (ok &&= inner(x)));
+  // A Date, a class instance, a Map frozen but not read-only: state Object.freeze does not reach.
+  else if (!(Array.isArray(v) ? proto === Array.prototype : proto === Object.prototype || proto === null)) ok = false;
+  else for (const x of Object.values(v)) if (!(ok &&= inner(x))) break;
+  visiting.delete(v);
+  // Only what was proven outright is remembered: below a cycle, `true` assumed the object being walked.
+  if (ok && visiting.size === 0) DEEP_READ_ONLY.add(v);
+  return ok;
+}
+
+function refused(what: string, key?: PropertyKey): never {
+  const at = key === undefined ? '' : ` '${String(key)}'`;
+  throw new TypeError(`${what}${at}: what a rule is handed is read-only; copy it ({ ...o }, [...a], new Map(m)) to change a copy`);
+}
+
+/**
+ * A read-only view of `v` and everything reached through it, made as it is
+ * read rather than by copying it first. Call it once per evaluation and use
+ * the function it returns on every input of the rules: each object read
+ * through it gets one view (`view(x) === view(x)`, so a change a check is
+ * handed is the same object as the one in `plan.changes`), and nothing is
+ * copied or frozen that no check reads. The originals are not touched: the
+ * planner goes on to change the plan it made.
+ *
+ * | what is read                          | what the rule is handed                                      |
+ * | ------------------------------------- | ------------------------------------------------------------ |
+ * | a primitive, a function               | itself                                                       |
+ * | anything read-only all the way down   | itself (a loader's frozen stack, a record row's shared size) |
+ * | a plain object or array               | a Proxy of it whose writes throw and whose reads are views   |
+ * | a Map or Set                          | a read-only copy (./deepFreeze's prototype) of views         |
+ * | anything else (a Date, a class)       | a frozen structured clone, as the rules were handed before   |
+ *
+ * A Proxy refuses every write: a property set, deleted or defined, the
+ * prototype set, Object.freeze, seal or preventExtensions (it is read-only
+ * already, but not frozen: Object.isFrozen says false), array methods that
+ * write (push, sort, `length = 0`). Its property descriptors say
+ * `writable: false` and hold views. A frozen object holding something
+ * writable is viewed through a Proxy of an unfrozen shallow copy of it (a
+ * Proxy may not report another value for a frozen property than the one it
+ * holds). What a view cannot give: `structuredClone` of it throws
+ * (DataCloneError; copy with `{ ...o }` or JSON). A check that calls
+ * `Map.prototype.set.call(m, …)` on purpose writes to the copy, which the
+ * rules after it in the same evaluation share, never to the original.
+ */
+export function readOnlyViewer(): <T>(v: T) => T {
+  // A Map, not a WeakMap: it lives as long as one evaluation, and a WeakMap's set costs several times a Map's.
+  const views = new Map<object, unknown>();
+  const handler: ProxyHandler<object> = {
+    get: (t, k) => view((t as Record<PropertyKey, unknown>)[k]),
+    getOwnPropertyDescriptor(t, k) {
+      const d = Reflect.getOwnPropertyDescriptor(t, k);
+      // Only an array's `length` is not configurable here (a copy is made of what is frozen): a number.
+      if (d === undefined || !d.configurable) return d;
+      if ('value' in d) return { value: view(d.value), writable: false, enumerable: d.enumerable, configurable: true };
+      return { get: () => view(Reflect.get(t, k)), set: undefined, enumerable: d.enumerable, configurable: true };
+    },
+    set: (_t, k) => refused('Cannot assign to read only property', k),
+    deleteProperty: (_t, k) => refused('Cannot delete property', k),
+    defineProperty: (_t, k) => refused('Cannot define property', k),
+    setPrototypeOf: () => refused('Cannot set the prototype'),
+    preventExtensions: () => refused('Cannot freeze, seal or prevent extensions of it (it is read-only already)'),
+  };
+  const make = (v: object): unknown => {
+    if (Object.isFrozen(v) && deeplyReadOnly(v, new Set())) return v;
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto === Map.prototype || proto === READ_ONLY_MAP) {
+      const m = new Map<unknown, unknown>();
+      Map.prototype.forEach.call(v, (x: unknown, k: unknown) => m.set(view(k), view(x)));
+      // Its keys and values are views already (read-only, and not to be frozen: a view refuses that).
+      return Object.freeze(Object.setPrototypeOf(m, READ_ONLY_MAP) as object);
+    }
+    if (proto === Set.prototype || proto === READ_ONLY_SET) {
+      const s = new Set<unknown>();
+      Set.prototype.forEach.call(v, (x: unknown) => s.add(view(x)));
+      return Object.freeze(Object.setPrototypeOf(s, READ_ONLY_SET) as object);
+    }
+    if (Array.isArray(v) ? proto === Array.prototype : proto === Object.prototype || proto === null) {
+      return new Proxy(Object.isExtensible(v) ? v : unfrozenCopy(v, proto as object | null), handler);
+    }
+    return deepFreeze(structuredClone(v));
+  };
+  function view<T>(v: T): T {
+    if (v === null || typeof v !== 'object') return v;
+    let w = views.get(v);
+    if (w === undefined) {
+      w = make(v);
+      views.set(v, w);
+      if (w !== v) views.set(w as object, w);
+    }
+    return w as T;
+  }
+  return view;
+}
+
+/** A plain copy of a frozen (sealed, non-extensible) object or array, its properties configurable: what a Proxy of it may report as it likes. */
+function unfrozenCopy(v: object, proto: object | null): object {
+  if (Array.isArray(v)) return Array.prototype.slice.call(v);
+  const ds: Record<PropertyKey, PropertyDescriptor> = Object.getOwnPropertyDescriptors(v);
+  for (const k of Reflect.ownKeys(ds)) {
+    const d = ds[k];
+    d.configurable = true;
+    if ('value' in d) d.writable = true;
+  }
+  return Object.create(proto, ds) as object;
 }

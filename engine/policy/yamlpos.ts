@@ -1,7 +1,8 @@
 // YAML parsing that keeps positions, so diagnostics can name file:line:col of
 // the offending node (DESIGN.md: every error is located).
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
-import { duplicateKeyDetail, type Where } from '../diags/index.ts';
+import { type Where } from '../diags/index.ts';
+import { duplicateKeyDetail } from '../diags/yaml.ts';
 
 export interface PositionedDoc {
   file: string;

@@ -1,7 +1,8 @@
 // YAML parsing that keeps source positions, so every diagnostic can name the
 // file, line and column of the node it is about.
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
-import { diag, duplicateKeyDetail, type Diagnostic, type Where } from '../diags/index.ts';
+import { diag, type Diagnostic, type Where } from '../diags/index.ts';
+import { duplicateKeyDetail } from '../diags/yaml.ts';
 
 /** One parsed YAML document of a file, with what is needed to map paths back to positions. */
 export interface SourceDoc {

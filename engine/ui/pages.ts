@@ -354,12 +354,16 @@ export function journalPages(rows: number): number {
   return pageCount(rows, JOURNAL_PAGE_SIZE);
 }
 
-/** An apply: its first failures (MAX_FAILURES_LISTED, the rest counted), then page `page` (from 1) of its journal, which `journal.rows` are. */
-export function planPage(stack: string, plan: UiPlan, journal: UiJournalPage, page = 1): Html {
+/**
+ * An apply: its first failures (MAX_FAILURES_LISTED, the rest counted), then page `page` (from 1) of its journal, which
+ * `journal.rows` are. `cursor`: what the links to the pages before and after carry as where they start (the server's
+ * signed form of journal.firstId and lastId: a cursor edited by hand is not taken); default the ids themselves.
+ */
+export function planPage(stack: string, plan: UiPlan, journal: UiJournalPage, page = 1, cursor?: { before?: string; after?: string }): Html {
   const listed = journal.failed.slice(0, MAX_FAILURES_LISTED);
   const more = journal.failedTotal - listed.length;
   const rows = journal.rows.slice(0, JOURNAL_PAGE_SIZE);
-  const cursor = { ...(journal.firstId ? { before: journal.firstId } : {}), ...(journal.lastId ? { after: journal.lastId } : {}) };
+  cursor ??= { ...(journal.firstId ? { before: journal.firstId } : {}), ...(journal.lastId ? { after: journal.lastId } : {}) };
   const pager = pagerLine(planHref(plan.id), 'steps', page, JOURNAL_PAGE_SIZE, journal.total, cursor);
   return layout(
     stack,
@@ -393,8 +397,14 @@ export function lifecyclePage(stack: string, pack: string, svg: string): Html {
   return layout(stack, 'Lifecycle', html`<h1>Lifecycle of ${pack}</h1><p class="muted">Bold: states a fleet may ask for. Grey: terminal. Red: failure states, reached only by outcomes (dashed).</p>${raw(svg)}`);
 }
 
-export function notFoundPage(stack: string, what: string): Html {
-  return layout(stack, 'Not found', html`<h1>Not found</h1><p>${what}</p><p><a href="/ui">Back to the fleets</a></p>`);
+/** `back`: a link nearer than the fleets (an apply's first page, for a page of its journal it does not have). */
+export function notFoundPage(stack: string, what: string, back?: { href: string; text: string }): Html {
+  return layout(stack, 'Not found', html`<h1>Not found</h1><p>${what}</p><p>${back ? html`<a href="${back.href}" data-testid="back">${back.text}</a> · ` : ''}<a href="/ui">Back to the fleets</a></p>`);
+}
+
+/** The first page of an apply's journal. */
+export function planFirstPage(id: string): { href: string; text: string } {
+  return { href: `${planHref(id)}?page=1`, text: `Page 1 of apply ${id}` };
 }
 
 export function errorPage(stack: string, what: string): Html {

@@ -4,6 +4,7 @@ import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
 import { registerUi } from './server.ts';
 import type { UiSource } from './source.ts';
 import { overviewOf, type UiJournal, type UiVm } from './pages.ts';
+import { seededRandom } from '../model/seeded-random.ts';
 
 const vm: UiVm = {
   id: 'vm-1', address: 'web/0', fleet: 'web', index: 0, dataCenter: 'miami', state: 'Running', desiredState: 'Running', image: 'ubuntu-22.04',
@@ -284,7 +285,7 @@ describe('a large apply', () => {
     expect(first.statusCode).toBe(200);
     expect(rows(first.body)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
     expect(first.body).toContain('steps 1–1000 of 2500');
-    expect(first.body).toContain('href="/ui/plans/p-1?page=2&amp;after=1000"');
+    expect(first.body).toMatch(/href="\/ui\/plans\/p-1\?page=2&amp;after=1000\.[0-9a-f]{16}"/);
     // 150 failures: the first 100 listed, the rest counted.
     expect(failures(first.body)).toEqual(Array.from({ length: 100 }, (_, i) => i * 10));
     expect(first.body).toContain('50 more failed steps');
@@ -302,23 +303,99 @@ describe('a large apply', () => {
     const asked: unknown[] = [];
     const { planJournal } = paged([], journal);
     registerUi(app, { source: { ...source, planJournal: async (id, from, limit, failures) => (asked.push(from), planJournal(id, from, limit, failures)) }, authorize: () => 'read' });
+    // The link to a page: its number, and where it starts as a cursor the dashboard signed (`<row id>.<mac>`).
+    const link = (body: string, page: number, dir: 'after' | 'before', id: number) => {
+      const m = new RegExp(`href="(/ui/plans/p-1\\?page=${page}&amp;${dir}=${id}\\.[0-9a-f]{16})"`).exec(body);
+      expect(m, `link to page ${page} ${dir} ${id}`).not.toBeNull();
+      return m![1].replaceAll('&amp;', '&');
+    };
     const first = await get('/ui/plans/p-1');
-    expect(first.body).toContain('href="/ui/plans/p-1?page=2&amp;after=1000"');
-    const second = await get('/ui/plans/p-1?page=2&after=1000');
+    const second = await get(link(first.body, 2, 'after', 1000));
     expect(rows(second.body)).toEqual(Array.from({ length: 1000 }, (_, i) => 1000 + i));
     expect(second.body).toContain('steps 1001–2000 of 2500 (page 2 of 3)');
     // Back to page 1: its number only (it starts at the first row); on to page 3 from page 2's last row.
     expect(second.body).toContain('href="/ui/plans/p-1?page=1"');
-    expect(second.body).toContain('href="/ui/plans/p-1?page=3&amp;after=2000"');
-    const third = await get('/ui/plans/p-1?page=3&after=2000');
+    const third = await get(link(second.body, 3, 'after', 2000));
     expect(rows(third.body)).toEqual(Array.from({ length: 500 }, (_, i) => 2000 + i));
-    expect(third.body).toContain('href="/ui/plans/p-1?page=2&amp;before=2001"');
-    const back = await get('/ui/plans/p-1?page=2&before=2001');
+    const back = await get(link(third.body, 2, 'before', 2001));
     expect(rows(back.body)).toEqual(rows(second.body));
     expect(asked).toEqual([{ offset: 0 }, { after: '1000' }, { after: '2000' }, { before: '2001' }]);
-    // A cursor that is no row id is not taken (the page number is).
+    // A cursor that is no row id, or one the dashboard did not sign, is not taken (the page number is).
     expect(rows((await get('/ui/plans/p-1?page=2&after=x1')).body)).toEqual(rows(second.body));
     expect(asked.at(-1)).toEqual({ offset: 1000 });
+    expect(rows((await get('/ui/plans/p-1?page=2&after=1000')).body)).toEqual(rows(second.body));
+    expect(asked.at(-1)).toEqual({ offset: 1000 });
+  });
+});
+
+// Found by QA: the journal's pager links carry a page number and a cursor (where the page starts), and the page
+// trusted both: a link whose page number or cursor was edited by hand showed the rows after the cursor labelled with
+// the page number asked (`page=3&after=1000`: rows 1001-2000 as "steps 2001–3000, page 3"), and a cursor past the
+// end an empty page, with no way back. Over generated hand-edited links, a page's label now always says the rows it
+// shows, a page is never empty, and a page the journal does not have says so with a link to its first page.
+describe('hand-edited journal links', () => {
+  const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
+  const rows = (body: string) => [...body.matchAll(/<td>row (\d+)<\/td><\/tr>/g)].map((m) => Number(m[1]));
+  const links = (body: string) => [...body.matchAll(/href="(\/ui\/plans\/p-1\?[^"]*)"/g)].map((m) => m[1].replaceAll('&amp;', '&'));
+
+  it('label what they show, are never empty, and a page there is not links to the first', { timeout: 60_000 }, async () => {
+    const next = seededRandom(5).next;
+    const int = (n: number) => Math.floor(next() * n);
+    for (const total of [1, 999, 1000, 2500, 4000]) {
+      const journal = Array.from({ length: total }, (_, i) => ({ address: `web/${i}`, seq: 0, from: 'PoweredOn', to: 'Starting', status: 'done', detail: `row ${i}`, at: 't' }));
+      app = Fastify();
+      registerUi(app, { source: { ...source, ...paged([], journal) }, authorize: () => 'read' });
+      const pages = Math.max(1, Math.ceil(total / 1000));
+      // The links the pages give, crawled from the first.
+      const given = new Set<string>(['/ui/plans/p-1']);
+      for (const url of [...given]) for (const l of links((await get(url)).body)) given.add(l);
+      for (let i = 1; i <= pages; i++) given.add(`/ui/plans/p-1?page=${i}`);
+      const pageValues = () => [String(1 + int(pages + 2)), '0', '-1', 'x', '1e3', '99999999999', String(pages), String(pages + 1)][int(8)];
+      const idValues = () => [String(int(total + 2)), String(total + 1 + int(5000)), '0', '', 'x1', '1.2', '999999999999999999999', String(1000 * (1 + int(pages)))][int(8)];
+      const urls = [...given];
+      for (let k = 0; k < 150; k++) {
+        const base = [...given][int(given.size)];
+        const q = new URLSearchParams(base.split('?')[1] ?? '');
+        const edit = int(5);
+        if (edit === 0) q.set('page', pageValues());
+        if (edit === 1) q.set(next() < 0.5 ? 'after' : 'before', idValues());
+        if (edit === 2) {
+          q.set('page', pageValues());
+          q.set(next() < 0.5 ? 'after' : 'before', idValues());
+        }
+        if (edit === 3) {
+          // A real cursor, its number edited (or its signature, when it has one), and the page number kept.
+          const key = q.has('after') ? 'after' : q.has('before') ? 'before' : 'after';
+          const v = q.get(key) ?? '1000';
+          q.set(key, v.replace(/^\d+/, String(int(total + 2))));
+        }
+        if (edit === 4) q.delete('page');
+        urls.push(`/ui/plans/p-1?${q.toString()}`);
+      }
+      for (const url of urls) {
+        const r = await get(url);
+        const label = `${total} rows: ${url}`;
+        expect([200, 404], label).toContain(r.statusCode);
+        if (r.statusCode === 404) {
+          expect(r.body, label).toMatch(/href="\/ui\/plans\/p-1(\?page=1)?"/);
+          continue;
+        }
+        const shown = rows(r.body);
+        expect(shown.length, label).toBeGreaterThan(0);
+        const said = /steps (\d+)–(\d+) of (\d+) \(page (\d+) of (\d+)\)/.exec(r.body);
+        if (pages === 1) {
+          expect(said, label).toBeNull();
+          expect(shown, label).toEqual(journal.map((_, i) => i));
+          continue;
+        }
+        expect(said, label).not.toBeNull();
+        const [from, to, of, n, of2] = said!.slice(1).map(Number);
+        expect([of, of2], label).toEqual([total, pages]);
+        expect(shown, label).toEqual(Array.from({ length: to - from + 1 }, (_, i) => from - 1 + i));
+        expect(from - 1, label).toBe((n - 1) * 1000);
+        expect(to, label).toBe(Math.min(total, n * 1000));
+      }
+    }
   });
 });
 

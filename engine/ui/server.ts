@@ -18,7 +18,7 @@ import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { SignInLimiter, type SignInLimits } from './limit.ts';
-import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED, OVERVIEW_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, overviewPages, planPage, plansPage, vmPage } from './pages.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED, OVERVIEW_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, overviewPages, planFirstPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -106,6 +106,24 @@ function fromAnotherSite(req: FastifyRequest): boolean {
 function pageAsked(asked: unknown): number | undefined {
   if (asked === undefined) return 1;
   return typeof asked === 'string' && /^[1-9]\d{0,8}$/.test(asked) ? Number(asked) : undefined;
+}
+
+/**
+ * A journal pager link's cursor: the id of the row its page starts after (before), bound by a MAC to the apply, that
+ * page's number and the direction, as `<id>.<16 hex>`. A link whose page number or cursor was edited by hand fails it
+ * and is read by its page number alone (slower, never mislabelled: the label is the page number the rows are read by).
+ */
+function journalCursor(key: Buffer, plan: string, page: number, dir: 'after' | 'before', id: string): string {
+  return `${id}.${createHmac('sha256', key).update(`ui-cursor\0${plan}\0${page}\0${dir}\0${id}`).digest('hex').slice(0, 16)}`;
+}
+
+/** The row id of a cursor the pager made for this apply, page and direction; undefined for any other (edited, garbage, another process's key). */
+function cursorId(key: Buffer, v: unknown, plan: string, page: number, dir: 'after' | 'before'): string | undefined {
+  const m = typeof v === 'string' ? /^(\d{1,18})\.[0-9a-f]{16}$/.exec(v) : null;
+  if (!m) return undefined;
+  const want = Buffer.from(journalCursor(key, plan, page, dir, m[1]));
+  const got = Buffer.from(v as string);
+  return want.length === got.length && timingSafeEqual(want, got) ? m[1] : undefined;
 }
 
 function cookieOf(req: FastifyRequest): string | undefined {
@@ -280,15 +298,29 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         // Only the page asked for is read (none for a page no list has), and the first failures, with their counts. The
         // pager's links say where their page starts (after the last row of the page before, before the first of the
         // page after), so a deep page is read from there; a page number alone skips the rows before it.
+        // A cursor is taken only as the pager made it, for this page (journalCursor): one edited by hand, or a page
+        // number edited beside it, is read by the page number alone, so the label always names the rows shown.
         const asked = pageAsked(req.query.page);
-        const rowId = (v: unknown) => (typeof v === 'string' && /^\d{1,18}$/.test(v) ? v : undefined);
-        const after = rowId(req.query.after);
-        const before = rowId(req.query.before);
-        const from = after !== undefined ? { after } : before !== undefined ? { before } : { offset: ((asked ?? 1) - 1) * JOURNAL_PAGE_SIZE };
-        const journal = await src.planJournal(plan.id, from, asked ? JOURNAL_PAGE_SIZE : 0, MAX_FAILURES_LISTED);
+        const byNumber = { offset: ((asked ?? 1) - 1) * JOURNAL_PAGE_SIZE };
+        const after = asked === undefined ? undefined : cursorId(key, req.query.after, plan.id, asked, 'after');
+        const before = asked === undefined ? undefined : cursorId(key, req.query.before, plan.id, asked, 'before');
+        const from = after !== undefined ? { after } : before !== undefined ? { before } : byNumber;
+        let journal = await src.planJournal(plan.id, from, asked ? JOURNAL_PAGE_SIZE : 0, MAX_FAILURES_LISTED);
+        // A cursor's rows gone (its page read from a journal that has fewer rows since): by the page number.
+        if (from !== byNumber && journal.rows.length === 0 && journal.total > 0) journal = await src.planJournal(plan.id, byNumber, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED);
         const n = asked !== undefined && asked <= journalPages(journal.total) ? asked : undefined;
-        if (n === undefined) return page(reply, notFoundPage(src.stack, `The journal of apply ${plan.id} has no page ${String(req.query.page)}: it has ${journalPages(journal.total)} (${JOURNAL_PAGE_SIZE} steps each).`), 404);
-        return page(reply, planPage(src.stack, plan, journal, n));
+        if (n === undefined) {
+          return page(
+            reply,
+            notFoundPage(src.stack, `The journal of apply ${plan.id} has no page ${String(req.query.page)}: it has ${journalPages(journal.total)} (${JOURNAL_PAGE_SIZE} steps each).`, planFirstPage(plan.id)),
+            404,
+          );
+        }
+        const cursor = {
+          ...(journal.firstId && n > 1 ? { before: journalCursor(key, plan.id, n - 1, 'before', journal.firstId) } : {}),
+          ...(journal.lastId ? { after: journalCursor(key, plan.id, n + 1, 'after', journal.lastId) } : {}),
+        };
+        return page(reply, planPage(src.stack, plan, journal, n, cursor));
       });
     },
     { prefix: '/ui' },

@@ -82,7 +82,7 @@ export const planRegisterResponseSchema = {
 
 export const adminCheckBodySchema = {
   title: 'AdminCheckRequest',
-  description: 'POST /v1/plans/admin-check: `fleet apply` proves it holds the admin token before any change starts, when its plan overrides a protected fleet\'s deletion and the protect rule says `override: admin`. Read-only: nothing is written.',
+  description: 'POST /v1/plans/admin-check (the authority, the CLI\'s token), POST /v1/admin-check (the DMZ client, the CLI\'s token; it passes the body on unchanged to its authority\'s POST /v1/admin-check, a data center\'s token): `fleet apply` proves it holds the admin token before any change starts, when its plan overrides a protected fleet\'s deletion and the protect rule says `override: admin`. The token itself is never sent. Read-only: nothing is written.',
   type: 'object',
   additionalProperties: false,
   required: ['nonce', 'proof'],

@@ -4,6 +4,8 @@ import {
   BATCH_MAX,
   ProtocolError,
   WireError,
+  type AdminCheckRequest,
+  type AdminCheckResponse,
   type AdvanceRequest,
   type AdvanceResponse,
   type AuthorizeRequest,
@@ -137,6 +139,39 @@ export class AuthorityClient {
 
   boot(body: BootAuthorizeRequest): Promise<BootAuthorizeResponse> {
     return this.call('boot', body) as Promise<BootAuthorizeResponse>;
+  }
+
+  /**
+   * The CLI's admin-token check passed on (the DMZ client's POST
+   * /v1/admin-check): the body as the CLI sent it (a nonce and an HMAC proof;
+   * the admin token itself never reaches this process) to the authority's
+   * POST /v1/admin-check, once, outside the batches (it is rare, and the
+   * CLI sends it again on a 5xx). Resolves on the authority's `ok`; rejects
+   * with its refusal (403 admin-proof-refused, its message, which names no
+   * secret), a 502 for any other refusal (an authority without the route:
+   * 404), a 503 when it does not answer.
+   */
+  async adminCheck(body: AdminCheckRequest): Promise<AdminCheckResponse> {
+    const target = this.target as Exclude<SendTarget, URL>;
+    const path = `${this.url.pathname.replace(/\/v1\/batch$/, '')}/v1/admin-check`;
+    const route = `${this.url.origin}/v1/admin-check`;
+    let res;
+    try {
+      res = await send({ ...target, path }, 'POST', { ...this.headers, 'content-type': 'application/json' }, JSON.stringify(body), this.timeoutMs);
+    } catch (err) {
+      throw new WireError('authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${route}, which ${describeFetchError(err, this.timeoutMs, AUTHORITY_HOP_ADVICE, this.sent)}; nothing was checked.`);
+    }
+    let parsed: { ok?: unknown; error?: { code?: string; message?: string } } | undefined;
+    try {
+      parsed = JSON.parse(res.text) as typeof parsed;
+    } catch {
+      parsed = undefined;
+    }
+    if (res.status === 200 && parsed?.ok === true) return { ok: true };
+    const message = parsed?.error?.message ?? 'no details';
+    if (res.status === 403 && parsed?.error?.code === 'admin-proof-refused') throw new WireError('admin-proof-refused', `its authority says: ${message}`);
+    if (res.status >= 500 || res.status === 200) throw new WireError('authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${route}, which answered ${res.status}: ${message}; nothing was checked.`);
+    throw new ProtocolError(502, parsed?.error?.code ?? 'authority-error', `authority ${route} answered ${res.status}: ${message}${res.status === 404 ? ' (an authority older than this DMZ client, without the route)' : ''}`);
   }
 
   private call(call: BatchCall['call'], body: unknown, lazy = false): Promise<unknown> {

@@ -46,6 +46,19 @@ export interface BootLimitSettings {
  */
 export const BOOT_LIMIT_DEFAULTS: Readonly<BootLimitSettings> = Object.freeze({ denials: 30, windowMs: 30_000, maxAddresses: 10_000 });
 
+/**
+ * The limit of the DMZ client's POST /v1/admin-check (routes.ts), with the
+ * same limiter: an address may have 5 refused checks (a proof not made with
+ * the authority's admin token, a malformed body) per minute, then its checks
+ * are answered 429 admin-check-rate-limited until the window ends, without
+ * asking the authority. `fleet apply` asks once per data center per apply;
+ * a correct check is never counted. Guessing the admin token through a DMZ
+ * client is so no cheaper than through the authority's own route, which takes
+ * the CLI's token at the authority (and a token of 32 random bytes is beyond
+ * guessing at any rate: the limit keeps the authority's log and CPU quiet).
+ */
+export const ADMIN_CHECK_LIMIT: Readonly<BootLimitSettings> = Object.freeze({ denials: 5, windowMs: 60_000, maxAddresses: 1_000 });
+
 /** One address's window. */
 export interface BootWindow {
   /** When the window started, ms. */

@@ -320,7 +320,7 @@ describe('DMZ client + authority + sim over real HTTP', () => {
     expect(await client.health()).toEqual({ ok: true, service: 'dmz-client', dataCenter: 'miami', driver: 'sim' });
     const doc = (await (await fetch(`${dmz.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
     expect(doc.openapi).toMatch(/^3\./);
-    expect(Object.keys(doc.paths).sort()).toEqual(['/livez', '/metrics', '/openapi.json', '/readyz', '/v1/batch', '/v1/boot', '/v1/boot/status', '/v1/health', '/v1/vms', '/v1/vms/{id}', '/v1/vms/{id}/transitions']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/livez', '/metrics', '/openapi.json', '/readyz', '/v1/admin-check', '/v1/batch', '/v1/boot', '/v1/boot/status', '/v1/health', '/v1/vms', '/v1/vms/{id}', '/v1/vms/{id}/transitions']);
     expect(Object.keys(doc.paths['/v1/vms/{id}']).sort()).toEqual(['delete', 'get']);
     // The boot agent's report had no answer in the document (docs/protocol.md: `{ ok: true }`).
     const status = doc.paths['/v1/boot/status'].post as { responses: Record<string, { content?: Record<string, { schema: unknown }> }> };

@@ -5,14 +5,16 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Counter } from 'prom-client';
 import type { DmzClientMetrics } from '../../engine/observability/index.ts';
-import { WireError, doc, errorAnswer, streamAnswers, type Part } from '../../protocol/index.ts';
+import { ProtocolError, WireError, doc, errorAnswer, streamAnswers, type Part } from '../../protocol/index.ts';
 import type { BootLimiter, BootTicket } from './boot-limit.ts';
-import type { BootAuthorizeRequest, BootAuthorizeResponse, BootResponse } from '../../protocol/index.ts';
+import type { AdminCheckRequest, AdminCheckResponse, BootAuthorizeRequest, BootAuthorizeResponse, BootResponse } from '../../protocol/index.ts';
 import type { Driver, ScopedCredentials } from '../drivers/types.ts';
 import type { AgentReport, BatchStep, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
 import type { Runs } from './runs.ts';
 import {
   actualVmSchema,
+  adminCheckBodySchema,
+  adminCheckResponseSchema,
   agentReportAnswerSchema,
   agentReportSchema,
   batchAnswerResponse,
@@ -37,14 +39,16 @@ export interface DmzRoutes {
   driver: Driver;
   steps: StepRunner;
   runs: Runs;
-  /** The authority's boot check (AuthorityClient.boot). */
-  authority: { boot(body: BootAuthorizeRequest): Promise<BootAuthorizeResponse> };
+  /** The authority's boot check (AuthorityClient.boot) and admin-token check (AuthorityClient.adminCheck). */
+  authority: { boot(body: BootAuthorizeRequest): Promise<BootAuthorizeResponse>; adminCheck(body: AdminCheckRequest): Promise<AdminCheckResponse> };
   /** The service's OpenAPI document (createService). */
   openapi: () => unknown;
   /** Each step's time goes into stepSeconds (by operation and outcome). */
   metrics: DmzClientMetrics;
   /** The boot endpoint's limit of denials per source address (boot-limit.ts), and its counter of refused requests. */
   bootLimit: { limiter: BootLimiter; limited: Counter<'route'> };
+  /** POST /v1/admin-check's limit of refused checks per source address (ADMIN_CHECK_LIMIT). */
+  adminCheckLimit: BootLimiter;
 }
 
 /** Where a step's log line gets its VM and edge from: the step as the caller sent it. */
@@ -98,6 +102,9 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
       throw err;
     }
   };
+
+  /** A refusal of the caller's (4xx) is a denial; a 5xx (the authority unreachable) decided nothing. */
+  const refused = (status: number) => status >= 400 && status < 500;
 
   /** Reads use the DMZ client's own read-only credentials; only writes need the authority's. */
   const readCredentials = (): ScopedCredentials => ({
@@ -170,6 +177,57 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
     vms: await driver.list(readCredentials()),
   }));
 
+  // fleet apply's check of FLEET_ADMIN_TOKEN before any change, for a stack whose stack.yaml names no authority: the
+  // body (a nonce and an HMAC proof made with the token; never the token) goes to this client's authority unchanged,
+  // and the answer comes back as ok or admin-proof-refused, nothing more. Nothing of the body is logged (Fastify's
+  // request lines carry the method and URL only); one line per check with its outcome. Refused checks count against
+  // the caller's address (ADMIN_CHECK_LIMIT): past its budget, 429 without asking the authority.
+  const adminLimit = r.adminCheckLimit;
+  const adminTickets = new WeakMap<FastifyRequest, BootTicket>();
+  app.post<{ Body: AdminCheckRequest }>(
+    '/v1/admin-check',
+    {
+      schema: doc("Pass fleet apply's admin-token check (a proof, never the token) on to the authority; answers ok or admin-proof-refused; read-only", {
+        body: adminCheckBodySchema,
+        response: { 200: adminCheckResponseSchema, 400: errorSchema, 401: errorSchema, 403: errorSchema, 429: errorSchema, 502: errorSchema, 503: errorSchema },
+      }),
+      onRequest: async (req, reply) => {
+        const a = adminLimit.admit(req.ip);
+        if (a.ok) {
+          adminTickets.set(req, a.ticket);
+          return;
+        }
+        const until = new Date(a.until).toISOString();
+        if (a.first) req.log.warn({ dataCenter: dc, address: req.ip, route: '/v1/admin-check', refused: a.denials, windowMs: adminLimit.settings.windowMs, until }, 'admin check limited');
+        // As the boot endpoint's: a flood of refused checks is summed up in that line, not a request line each.
+        if (levelEnabled(req.log, 'info')) req.log = req.log.child({}, { level: 'warn' });
+        const err = new WireError(
+          'admin-check-rate-limited',
+          `admin-token checks from ${req.ip} are refused until ${until}: it had ${a.denials} refused checks within ${adminLimit.settings.windowMs / 1000} s; nothing was asked of the authority`,
+        );
+        const { status, body } = errorAnswer(err);
+        return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
+      },
+      // Settled by the answer's status: a refusal of the caller's (4xx: a wrong proof, a malformed body) counts; an ok or
+      // the authority out of reach (5xx, decided nothing) does not.
+      onResponse: async (req, reply) => {
+        const t = adminTickets.get(req);
+        if (t) adminLimit.settle(t, refused(reply.statusCode));
+      },
+    },
+    async (req) => {
+      try {
+        const ok = await authority.adminCheck(req.body);
+        req.log.info({ dataCenter: dc, outcome: 'ok' }, 'admin check');
+        return ok;
+      } catch (err) {
+        const code = err instanceof ProtocolError ? err.code : 'internal';
+        req.log.info({ dataCenter: dc, outcome: code === 'admin-proof-refused' ? 'refused' : 'error', code }, 'admin check');
+        throw err;
+      }
+    },
+  );
+
   // The boot endpoint's limit (boot-limit.ts, docs/dmz-client.md "The boot endpoint's limit"): a request from an
   // address that used its budget of denials is answered 429 before anything else (its body is not even read); an
   // admitted one is settled as a denial or not once answered: by its handler (approved: false, a refused report, a
@@ -196,8 +254,6 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
     const { status, body } = errorAnswer(err);
     return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
   };
-  /** A refusal of the caller's (4xx) is a denial; a 5xx (the authority unreachable) decided nothing. */
-  const refused = (status: number) => status >= 400 && status < 500;
   const settleUnhandled = async (req: FastifyRequest, reply: FastifyReply) => {
     const t = tickets.get(req);
     if (t && !t.handled) limiter.settle(t.ticket, refused(reply.statusCode));

@@ -21,7 +21,7 @@ import type { StepResult } from '../../protocol/index.ts';
 import { bootLimitMetrics, createMetrics, runMetrics, type DmzClientMetrics, type ServiceLogOptions } from '../../engine/observability/index.ts';
 import type { ClientTls, ServerTls } from '../../engine/transport/index.ts';
 import { AuthorityClient } from './authority-client.ts';
-import { BOOT_LIMIT_DEFAULTS, BootLimiter, type BootLimitSettings } from './boot-limit.ts';
+import { ADMIN_CHECK_LIMIT, BOOT_LIMIT_DEFAULTS, BootLimiter, type BootLimitSettings } from './boot-limit.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { Lanes } from './lanes.ts';
 import { registerRoutes } from './routes.ts';
@@ -136,7 +136,8 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   });
   const limiter = new BootLimiter({ ...BOOT_LIMIT_DEFAULTS, ...opts.bootLimit }, opts.bootLimitClock);
   const limited = bootLimitMetrics(metrics, { addresses: () => limiter.size });
-  registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi, metrics, bootLimit: { limiter, limited } });
+  const adminCheckLimit = new BootLimiter(ADMIN_CHECK_LIMIT, opts.bootLimitClock);
+  registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi, metrics, bootLimit: { limiter, limited }, adminCheckLimit });
 
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
   driver.attach({ bootUrl: `${url}/v1/boot`, ...(opts.bootCa ? { bootCa: opts.bootCa } : {}) });

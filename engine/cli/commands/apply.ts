@@ -582,24 +582,25 @@ async function runApply(
           const { checkAdminAtAuthority } = await import('../../../providers/authority-plans.ts');
           await checkAdminAtAuthority(session.stack.authority, env, session.stack.name, env.FLEET_ADMIN_TOKEN);
         } else {
-          // A deployed DMZ client answers to its own authority (its --authority), which the stack does not name: nothing
-          // the CLI can ask holds that authority's admin token, so a wrong one would be found only at the first
-          // overridden deletion, after the plan's other changes (a half-applied plan). Refused before anything starts.
+          // A deployed DMZ client answers to its own authority (its --authority), which the stack does not name: each
+          // data center with an overridden deletion is asked to have its authority check the token (POST
+          // /v1/admin-check, a proof, never the token), and a wrong token or one no DMZ client could check starts nothing.
           const dcOf = new Map(plan.changes.map((c) => [c.address, c.dataCenter]));
           const remote = [...new Set(needs.map((a) => dcOf.get(a)!))].filter((dc) => session.stack.dataCenters.find((d) => d.name === dc)?.address !== 'embedded');
           if (remote.length > 0) {
-            const shown = needs.length > 5 ? `${needs.slice(0, 5).join(', ')} and ${needs.length - 5} more` : needs.join(', ');
-            throw new FleetError([
-              diag(
-                'apply.admin-token-unverifiable',
-                `This apply deletes or replaces ${shown} of protected fleets under --allow-destroy in ${remote.join(', ')}, and the stack's protect rule says override: admin. Those data centers' DMZ clients answer to an authority stack.yaml does not name (no spec.authority), so fleet apply cannot have it check FLEET_ADMIN_TOKEN before it starts: a token it does not hold would be refused only at the first of those deletions, after the plan's other changes were applied. Nothing was started. Add the authority to stack.yaml (spec.authority: { address }, with its CLI token in FLEET_AUTHORITY_TOKEN) so the token is checked first, or apply without --allow-destroy.`,
-                { address: needs[0] },
-              ),
-            ]);
+            const { checkAdminThroughDmzClients } = await import('../../../providers/admin-check.ts');
+            await checkAdminThroughDmzClients({
+              providers: session.providers,
+              dataCenters: remote,
+              stack: session.stack.name,
+              adminToken: env.FLEET_ADMIN_TOKEN,
+              shown: addressesShown(needs),
+              address: needs[0],
+            });
           }
         }
       } else if (needs.length > 0) {
-        const shown = needs.length > 5 ? `${needs.slice(0, 5).join(', ')} and ${needs.length - 5} more` : needs.join(', ');
+        const shown = addressesShown(needs);
         throw new FleetError([
           diag(
             'apply.admin-token-missing',
@@ -757,4 +758,9 @@ export function applySummary(r: Pick<ApplyResult, 'succeeded' | 'failed' | 'notS
   if (r.stepsFailed) steps.push(`${r.stepsFailed} failed`);
   if (r.stepsSkipped) steps.push(`${r.stepsSkipped} not carried out`);
   return `Apply ${outcome}: ${members.join(', ')}; ${steps.join(', ')}; in ${secs}s.`;
+}
+
+/** The addresses an admin-token refusal names: the first five, then how many more (`web/0, web/1, web/2, web/3, web/4 and 3 more`). */
+function addressesShown(addresses: readonly string[]): string {
+  return addresses.length > 5 ? `${addresses.slice(0, 5).join(', ')} and ${addresses.length - 5} more` : addresses.join(', ');
 }

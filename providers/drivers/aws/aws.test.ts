@@ -308,6 +308,9 @@ describe('aws driver', () => {
     await driver.boot(creds(), ref, { bootToken: 'tok-cap' });
     expect((await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }))).kind).toBe('capacity');
 
+    // Stopped by someone since (a stop's reason, which no failed start gives: after a failed start's, reads that
+    // never catch up are that failure again, see below).
+    ec2.instances.get(vm.cloudId)!.stateReason = { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown' };
     ec2.startFailure = undefined;
     ec2.staleAfterStart = Infinity;
     ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
@@ -316,6 +319,37 @@ describe('aws driver', () => {
     expect(err.kind).toBe('timeout');
     expect(err.message).toMatch(/still reads stopped as before its start/);
     expect(ec2.calls('TerminateInstances')).toEqual([]);
+  });
+
+  // A start EC2 fails before any read sees it pending goes straight back to stopped, with launchTime left as it was
+  // (it never launched): after a start that failed the same way, its stop reads exactly as the last one, like a
+  // stale read. The reason is one only a failed start gives (not a stop's: createVm's, a guest's halt), so once
+  // EC2's reads have had time to catch up (or at the deadline) it is this start's failure: capacity, not timeout.
+  it.each([
+    { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.', kind: 'capacity' },
+    { code: 'Server.InternalError', message: 'Server.InternalError: Internal error on launch', kind: 'boot-failed' },
+  ] as const)('a start failed with $code before any read saw it pending, as the last start was, is $kind, not a timeout; the VM kept', async ({ code, message, kind }) => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    ec2.startFailure = { code, message };
+    await driver.boot(creds(), ref, { bootToken: 'tok-first' });
+    expect((await failure(driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }))).kind).toBe(kind);
+
+    ec2.startFailure = { code, message, unseen: true };
+    await driver.boot(creds(), ref, { bootToken: 'tok-again' });
+    const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 300 }));
+    expect(err.kind).toBe(kind);
+    expect(err.message).toContain(message);
+    expect(ec2.calls('TerminateInstances')).toEqual([]);
+    expect(ec2.instances.get(vm.cloudId)?.state).toBe('stopped');
+
+    // Reads that lag behind a start that goes through, after that failed start, still reach ready.
+    ec2.startFailure = undefined;
+    ec2.staleAfterStart = 3;
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    await driver.boot(creds(), ref, { bootToken: 'tok-third' });
+    expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-third', state: 'ready' })).toBe(true);
+    expect(await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).toMatchObject({ observedState: 'Running' });
   });
 
   it('an instance that powers itself off during its boot (Client.InstanceInitiatedShutdown) without a report is a denied boot: terminated', async () => {

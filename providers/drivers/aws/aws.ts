@@ -16,7 +16,8 @@
 // |            | powered itself off (stateReason Client.InstanceInitiatedShutdown), TerminateInstances; |
 // |            | stopped by EC2 for another reason (no capacity after StartInstances): kept, an error;  |
 // |            | only a stop after the start counts (seen up since, or a stop other than the one read   |
-// |            | before StartInstances: stopMark); a stale read of the old stop is read again           |
+// |            | before StartInstances: stopMark); a stale read of the old stop is read again, unless   |
+// |            | it is a failed start's (START_FAILURES) read past STALE_SETTLE_MS: this start failed too |
 // | shutdown   | StopInstances (graceful: the OS gets an ACPI shutdown)                                |
 // | powerOff   | StopInstances Force, wait until stopped                                               |
 // | resize     | ModifyInstanceAttribute InstanceType (the pack's instanceTypes catalog), tag the size |
@@ -141,6 +142,18 @@ const GUEST_SHUTDOWN = 'Client.InstanceInitiatedShutdown';
 export function stopMark(inst: Pick<Instance, 'StateReason' | 'StateTransitionReason' | 'LaunchTime'>): string {
   return JSON.stringify([inst.StateReason?.Code ?? '', inst.StateReason?.Message ?? '', inst.StateTransitionReason ?? '', inst.LaunchTime?.toISOString() ?? '']);
 }
+
+/**
+ * stateReason codes EC2 gives a start (a launch) it failed, never a stop: the instance goes back to stopped
+ * (EC2's StateReason: "insufficient capacity ... to satisfy the launch request", "an internal error ... during
+ * launch", the EBS quota, a missing snapshot). A stop (StopInstances, the guest's halt, a scheduled stop) gives
+ * others. When the last stop had one of these, a start that fails the same way before any read sees it pending
+ * reads exactly as that stop (launchTime too: it never launched), as a stale read does: such a read is taken for
+ * this start's failure once EC2's reads have had STALE_SETTLE_MS to catch up, or at the wait's deadline.
+ */
+const START_FAILURES = new Set(['Server.InsufficientInstanceCapacity', 'Server.InternalError', 'Client.InternalError', 'Client.VolumeLimitExceeded', 'Client.InvalidSnapshot.NotFound']);
+/** How long after awaitReady begins a read may still be EC2's lag behind StartInstances (its reads catch up in seconds). */
+const STALE_SETTLE_MS = 20_000;
 
 /** How long a wait for a state (running, stopped) may take before it is a timeout; the DMZ client's own deadline is usually shorter. */
 const STATE_WAIT_MS = 10 * 60_000;
@@ -573,7 +586,8 @@ export class AwsDriver implements Driver {
     this.count('awaitReady');
     const client = this.writer(creds);
     const timeoutMs = opts.timeoutMs ?? 60_000;
-    const deadline = Date.now() + timeoutMs;
+    const began = Date.now();
+    const deadline = began + timeoutMs;
     const misses = { n: 0 };
     for (;;) {
       const inst = await this.pollRead(() => this.mustFind(this.reader(client, creds), ref), misses, deadline, `${ref.cloudId ?? ref.vmId} to report ready`);
@@ -595,7 +609,12 @@ export class AwsDriver implements Driver {
       if (a && !a.up && (st === 'pending' || st === 'running')) this.agents.set(id, { ...a, up: true });
       // Stopped as it read before this boot's StartInstances, and not seen up since: EC2's read still shows the stop
       // before the start (eventual consistency), whose reason is no stop of this boot. Read again until the deadline.
-      const before = (st === 'stopping' || st === 'stopped') && a && !a.up && a.stoppedAs !== undefined && a.stoppedAs === stopMark(inst);
+      const asBefore = (st === 'stopping' || st === 'stopped') && a && !a.up && a.stoppedAs !== undefined && a.stoppedAs === stopMark(inst);
+      // ... unless the old stop is a failed start's (START_FAILURES) and the reads have had time to catch up: then it
+      // is this start failing the way the last one did, before any read saw it pending.
+      const failedAgain = asBefore && START_FAILURES.has(inst.StateReason?.Code ?? '') && (Date.now() - began >= STALE_SETTLE_MS || Date.now() > deadline);
+      const before = asBefore && !failedAgain;
+      const again = failedAgain ? ' (read so from its start on: EC2 failed this start the way it failed the last one)' : '';
       if (before) {
         if (Date.now() > deadline) {
           const why = inst.StateReason?.Message ?? inst.StateReason?.Code ?? inst.StateTransitionReason ?? 'no reason given';
@@ -612,9 +631,9 @@ export class AwsDriver implements Driver {
         if (reason?.Code && reason.Code !== GUEST_SHUTDOWN) {
           const why = reason.Message ?? reason.Code;
           if (reason.Code === 'Server.InsufficientInstanceCapacity') {
-            throw new DriverError('capacity', `instance ${id} went back to stopped during its boot: ${why}; it is kept (powered off); try again later, or another instance type`);
+            throw new DriverError('capacity', `instance ${id} went back to stopped during its boot: ${why}${again}; it is kept (powered off); try again later, or another instance type`);
           }
-          throw new DriverError('boot-failed', `instance ${id} went back to stopped during its boot: ${why}; it is kept (powered off)`);
+          throw new DriverError('boot-failed', `instance ${id} went back to stopped during its boot: ${why}${again}; it is kept (powered off)`);
         }
         // The VM powered itself off during its boot without a report we could believe (a report needs
         // the boot token the driver issued): a boot the authority did not approve. Trusted boot: it goes.

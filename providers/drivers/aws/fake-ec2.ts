@@ -48,8 +48,8 @@ export interface FakeInstance {
   scriptsUserRan: boolean;
   /** EC2's stateReason of the last state change: why it stopped or terminated (`Client.InstanceInitiatedShutdown`, ...). */
   stateReason?: { code: string; message: string };
-  /** Set by startFailure: the instance goes back from pending to stopped with this reason at its next read. */
-  failStart?: { code: string; message: string };
+  /** Set by startFailure: the instance goes back from pending to stopped with this reason at its next read (before it, when unseen). */
+  failStart?: { code: string; message: string; unseen?: boolean };
 }
 
 export interface FakeRequest {
@@ -96,8 +96,10 @@ export class FakeEc2 {
   /**
    * StartInstances is accepted, then the instance goes back from pending to stopped with this stateReason (EC2
    * finding no capacity for a start after it answered: `Server.InsufficientInstanceCapacity`); its OS never boots.
+   * `unseen`: EC2 fails the start before any read sees it pending (the answer of StartInstances still says
+   * pending), and its launchTime stays that of its last launch (it never launched).
    */
-  startFailure: { code: string; message: string } | undefined;
+  startFailure: { code: string; message: string; unseen?: boolean } | undefined;
   /**
    * EC2's eventual consistency after StartInstances: the next this-many DescribeInstances of a started instance
    * answer it as it was before the start (stopped, with the stateReason and launchTime of its last stop), and it
@@ -294,7 +296,7 @@ export class FakeEc2 {
   private advance(i: FakeInstance): void {
     if (i.state === 'pending' && i.failStart) {
       i.state = 'stopped';
-      i.stateReason = i.failStart;
+      i.stateReason = { code: i.failStart.code, message: i.failStart.message };
       i.failStart = undefined;
     } else if (i.state === 'pending') i.state = 'running';
     else if (i.state === 'stopping') {
@@ -331,6 +333,8 @@ export class FakeEc2 {
       i.stale.reads--;
       return i.stale.xml;
     };
+    // A start EC2 failed before any read saw it pending: the first read already shows it stopped.
+    for (const i of page) if (i.failStart?.unseen && !(i.stale && i.stale.reads > 0)) this.advance(i);
     const shown = page.map((i) => ({ i, old: stale(i) }));
     const body = shown
       .map(({ i, old }) => `<item><reservationId>r-${i.id.slice(2)}</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet>${old ?? instanceXml(i)}</instancesSet></item>`)
@@ -354,7 +358,7 @@ export class FakeEc2 {
     if (i.state !== 'stopped') throw apiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
     if (this.staleAfterStart > 0) i.stale = { reads: this.staleAfterStart, xml: instanceXml(i) };
     // EC2's launchTime is the instance's last launch: a start sets it (EC2 gives seconds; one later than the last, at least).
-    i.launchTime = new Date(Math.max(Date.now(), Date.parse(i.launchTime) + 1000)).toISOString().replace(/\.\d{3}Z$/, '.000Z');
+    if (!this.startFailure?.unseen) i.launchTime = new Date(Math.max(Date.now(), Date.parse(i.launchTime) + 1000)).toISOString().replace(/\.\d{3}Z$/, '.000Z');
     i.state = 'pending';
     i.stateReason = undefined;
     if (this.startFailure) {

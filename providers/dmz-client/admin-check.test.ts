@@ -1,0 +1,145 @@
+// The DMZ client's POST /v1/admin-check (docs/protocol.md, "The DMZ client's
+// admin-token check"): fleet apply's check of FLEET_ADMIN_TOKEN for a stack
+// whose stack.yaml names no authority, passed on to the DMZ client's
+// authority. Over real loopback HTTP (CLI client -> DMZ client -> a proxy
+// that can drop the hop -> authority): the answer is ok or
+// admin-proof-refused and nothing more; the admin token never crosses either
+// hop and no log line of either service carries it, the proof or the nonce;
+// refused checks are limited per source address (a correct one never
+// counts); an authority out of reach is a 503 that decided nothing.
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminCheckProof, randomBase64url } from '../../protocol/index.ts';
+import { openRecord } from '../../engine/record/index.ts';
+import type { FleetRecord } from '../../engine/record/types.ts';
+import { listenOnLoopback } from '../../test/helpers/proxy.ts';
+import { postJson, sendTarget } from '../http-send.ts';
+import { startTestWorld, type TestWorld } from '../testing.ts';
+import { ADMIN_CHECK_LIMIT } from './boot-limit.ts';
+
+const RIGHT = 'the-admin-token-held-by-the-authority';
+const WRONG = 'a-wrong-admin-token-for-this-test';
+
+/** An HTTP proxy to `upstream` that, while `down`, cuts every request's connection (the authority out of reach); it keeps every body that crossed it. */
+async function cuttableProxy(upstream: string): Promise<{ url: string; down: boolean; wire: string[]; close(): Promise<void> }> {
+  const agent = new http.Agent({ keepAlive: true });
+  const state = { down: false, wire: [] as string[] };
+  const server = http.createServer((req, res) => {
+    if (state.down) {
+      req.socket.destroy();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      state.wire.push(body.toString());
+      const target = new URL(req.url ?? '/', upstream);
+      const up = http.request(target, { method: req.method, headers: { ...req.headers, host: target.host }, agent }, (answer) => {
+        const back: Buffer[] = [];
+        answer.on('data', (c: Buffer) => back.push(c));
+        answer.on('end', () => {
+          state.wire.push(Buffer.concat(back).toString());
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          res.end(Buffer.concat(back));
+        });
+      });
+      up.on('error', () => res.destroy());
+      up.end(body);
+    });
+  });
+  const listening = await listenOnLoopback(server, agent);
+  return Object.assign(state, listening);
+}
+
+describe("the DMZ client's POST /v1/admin-check", () => {
+  const logs: string[] = [];
+  const keep = { level: 'debug' as const, stream: { write: (l: string) => void logs.push(l) } };
+  let record: FleetRecord;
+  let world: TestWorld;
+  let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
+  let now = Date.parse('2026-01-01T00:00:00Z');
+
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+    world = await startTestWorld({
+      record,
+      dataCenters: ['miami'],
+      adminTokens: [RIGHT],
+      authorityLogger: keep,
+      dmz: { logger: keep, bootLimitClock: () => now },
+      via: async (u) => (proxy = await cuttableProxy(u)).url,
+    });
+  });
+  afterAll(async () => {
+    await world?.close();
+    await proxy?.close();
+    await record?.close();
+  });
+
+  const check = (adminToken: string, stack = world.stack) => {
+    const nonce = randomBase64url(24);
+    return { nonce, proof: adminCheckProof(adminToken, stack, nonce) };
+  };
+  /** `token`: the CLI's at the DMZ client unless given; null: none. */
+  const post = (body: unknown, token?: string | null) => {
+    const bearer = token === undefined ? world.dc('miami').clientToken : token;
+    return postJson(sendTarget(new URL(`${world.dc('miami').dmz.url}/v1/admin-check`)), body, 10_000, bearer ? { authorization: `Bearer ${bearer}` } : {});
+  };
+  const codeOf = (text: string) => (JSON.parse(text) as { error?: { code?: string } }).error?.code;
+
+  it('answers ok or admin-proof-refused, nothing more; the token crosses no hop and is in no log line', async () => {
+    const sent: string[] = [];
+    const cases: [string, unknown, string | null | undefined, number, string | undefined][] = [
+      ['the right token', check(RIGHT), undefined, 200, undefined],
+      ['a wrong token', check(WRONG), undefined, 403, 'admin-proof-refused'],
+      ["the right token over another stack's name", check(RIGHT, 'another-stack'), undefined, 403, 'admin-proof-refused'],
+      ['no CLI token at the DMZ client', check(RIGHT), null, 401, 'unauthorized'],
+      ["the DMZ client's token at the authority instead of the CLI's", check(RIGHT), world.dc('miami').authorityToken, 401, 'unauthorized'],
+      ['no proof', { nonce: 'n'.repeat(16) }, undefined, 400, undefined],
+    ];
+    for (const [name, body, token, status, code] of cases) {
+      sent.push(JSON.stringify(body));
+      const res = await post(body, token);
+      expect(res.status, name).toBe(status);
+      if (status === 200) expect(JSON.parse(res.text), name).toEqual({ ok: true });
+      if (code) expect(codeOf(res.text), name).toBe(code);
+      for (const secret of [RIGHT, WRONG, ...sent.flatMap((b) => Object.values(JSON.parse(b) as Record<string, string>))]) expect(res.text, name).not.toContain(secret);
+    }
+    // What went between the DMZ client and the authority: the CLI's body unchanged, never a token.
+    expect(proxy.wire.join('\n')).not.toContain(RIGHT);
+    expect(proxy.wire.join('\n')).not.toContain(WRONG);
+    const logged = logs.join('');
+    expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"ok"[^\n]*"admin check"/);
+    expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"refused"[^\n]*"admin check"/);
+    for (const secret of [RIGHT, WRONG, ...sent.flatMap((b) => Object.values(JSON.parse(b) as Record<string, string>))]) expect(logged).not.toContain(secret);
+  });
+
+  it('an authority out of reach: 503 authority-unreachable, not counted as a refusal', async () => {
+    proxy.down = true;
+    try {
+      for (let i = 0; i < ADMIN_CHECK_LIMIT.denials + 2; i++) {
+        const res = await post(check(RIGHT));
+        expect(res.status).toBe(503);
+        expect(codeOf(res.text)).toBe('authority-unreachable');
+      }
+    } finally {
+      proxy.down = false;
+    }
+    expect((await post(check(RIGHT))).status).toBe(200);
+  });
+
+  it('refused checks are limited per address: past the budget, 429 without asking the authority, until the window ends; ok ones never count', async () => {
+    now += ADMIN_CHECK_LIMIT.windowMs * 3;
+    for (let i = 0; i < 3 * ADMIN_CHECK_LIMIT.denials; i++) expect((await post(check(RIGHT))).status).toBe(200);
+    for (let i = 0; i < ADMIN_CHECK_LIMIT.denials; i++) expect((await post(check(WRONG))).status).toBe(403);
+    const asked = proxy.wire.length;
+    const limited = await post(check(RIGHT));
+    expect(limited.status).toBe(429);
+    expect(codeOf(limited.text)).toBe('admin-check-rate-limited');
+    expect(Number(limited.retryAfter)).toBeGreaterThan(0);
+    expect(proxy.wire.length).toBe(asked);
+    now += ADMIN_CHECK_LIMIT.windowMs * 2 + 1;
+    expect((await post(check(RIGHT))).status).toBe(200);
+  });
+});
