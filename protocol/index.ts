@@ -3,6 +3,9 @@
 // from them, the wire error registry, and the HTTP layer both services share.
 // The authority and the DMZ client import this folder; neither imports the other.
 export type * from './types.ts';
+import type { ObservedAgent } from './types.ts';
+/** What a DMZ client knows of a VM's boot agent and keeps (a driver's report, the sim's VM): ObservedAgent but `unknown`, which only a listing answers. */
+export type AgentState = Exclude<ObservedAgent, 'unknown'>;
 export * from './schemas/common.ts';
 export * from './schemas/authority.ts';
 export * from './schemas/dmz-client.ts';

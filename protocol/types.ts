@@ -5,7 +5,10 @@ import type { VmSize } from '../engine/model/size.ts';
 export type { VmSize };
 
 export type PowerState = 'on' | 'off';
-export type AgentState = 'none' | 'booting' | 'ready' | 'failed' | 'stopping';
+/**
+ * The boot agent of the VM's current run, as this DMZ client's last report of it says (AgentState); `unknown`: the VM runs and this client holds no report of its agent (it restarted without its state folder, or another client booted it), so nothing here says its boot handshake completed (the aws and azure drivers; observedState is Running all the same).
+ */
+export type ObservedAgent = 'none' | 'booting' | 'ready' | 'failed' | 'stopping' | 'unknown';
 export type AuthorizeKind = 'create' | 'transition' | 'resize';
 /**
  * The VM a create asks for, as the DMZ client forwards it (its data center added).
@@ -88,7 +91,15 @@ export interface ActualVm {
    */
   status: 'present' | 'terminated';
   power: PowerState;
-  agent: AgentState;
+  agent: ObservedAgent;
+  /**
+   * The fleet the VM was created for, as its cloud tags name it (the sim: the address it was created with; EC2: fleet:fleet; Azure: fleet-address's fleet). Absent when its tags name none (a VM made before the tag, or not by fleet apply).
+   */
+  fleet?: string;
+  /**
+   * The member (`fleet/index`) the VM was created as, as its cloud tags name it (the sim: its address; EC2: fleet:address; Azure: fleet-address). Absent when its tags name none.
+   */
+  address?: string;
   /**
    * The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown; the azure driver also BeingCreated, BeingDeleted and CreateFailed, from ARM's provisioning state).
    */

@@ -261,6 +261,53 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(['shutting-down', 'terminated']).toContain(web.state);
   });
 
+  it('fleet state rm + fleet import while the agent still boots, from a DMZ client restarted without its state folder: recorded BootFailed, not Running; the next apply boots it afresh', async () => {
+    // EC2 shows the instance running; the DMZ client that answers the import holds no report of its agent, which never
+    // presented its token (the record's last boot of it is unconfirmed). Read Running, agent ready, it was imported
+    // Running: a VM whose disk no approved boot unlocked. A DMZ client whose awaitReady gives up at once, and agents
+    // that find no token (they do nothing, the instance keeps running), leave it so.
+    const restart = async (config: string, stateDir: string) => {
+      await dmz.close();
+      const io: CliIO = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: dir, env };
+      dmz = await serveDmzClient(io, { stack: dir, dataCenter: 'virginia', driver: 'aws', config, authority: authority.url, port: '0', host: '127.0.0.1', stateDir: join(dir, stateDir) });
+      await writeFile(join(dir, 'stack.yaml'), STACK(dmz.url));
+    };
+    await writeFile(join(dir, 'dmz-virginia-quick.yaml'), DMZ_CONFIG.replace('requestTimeoutMs: 2000', 'requestTimeoutMs: 2000\n  readyTimeoutMs: 1000'));
+    await restart('dmz-virginia-quick.yaml', 'dmz-state-quick');
+    await spec('db', fleetYaml('db', { count: 1 }));
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']+'$/m, "FLEET_BOOT_TOKEN=''");
+    let r: Awaited<ReturnType<typeof fleet>>;
+    try {
+      r = await fleet('apply', '--yes', '--target', 'db');
+    } finally {
+      ec2.tamper = undefined;
+    }
+    expect(r.code, r.stdout).toBe(1);
+    const row = (await record()).find((v) => v.address === 'db/0')!;
+    expect(row.state).toBe('BootFailed');
+    expect(live()['db/0'].state).toBe('running');
+    r = await fleet('state', 'rm', 'db/0');
+    expect(r.code, r.stderr).toBe(0);
+    await restart('dmz-virginia.yaml', 'dmz-state-lost');
+
+    r = await fleet('import', 'db/0', row.cloudId!, '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { imported: { state: string; id: string }; diagnostics: { code: string; detail: string }[] };
+    expect(out.imported).toMatchObject({ state: 'BootFailed', id: row.id });
+    expect(out.diagnostics.find((d) => d.code === 'apply.import-differs' && d.detail.includes('nothing confirms'))?.detail).toContain('holds no report of its agent');
+    // A refresh does not walk it BootFailed -> … -> Starting -> Running through boot edges no approved boot made.
+    r = await fleet('refresh');
+    expect(r.stdout + r.stderr).toContain('holds no report of its agent');
+    expect((await record()).find((v) => v.address === 'db/0')?.state).toBe('BootFailed');
+
+    r = await fleet('apply', '--yes', '--target', 'db');
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect((await record()).find((v) => v.address === 'db/0')).toMatchObject({ state: 'Running', id: row.id, cloudId: row.cloudId });
+    await spec('db', fleetYaml('db', { count: 0 }));
+    r = await fleet('apply', '--yes', '--target', 'db');
+    expect(r.code, r.stderr).toBe(0);
+  });
+
   it('deletes a failed member: the instance already gone is fine', async () => {
     await spec('web', fleetYaml('web', { count: 0 }));
     const r = await fleet('apply', '--yes');

@@ -283,4 +283,43 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect((await record()).map((v) => [v.address, v.state, v.id])).toEqual([['web/0', 'Running', row.id]]);
     expect(arm.boots.at(-1)?.approved).toBe(true);
   });
+
+  it('fleet import of a running VM its DMZ client holds no agent report of: Running when the record confirms its approved boot; BootFailed from a record that never booted it', async () => {
+    // A VM Azure shows running reads Running with no agent report (a restart without the state folder), and the import
+    // recorded it so whatever the record knew: `fleet state rm` + `fleet import` while the agent still booted, or a
+    // VM no boot of this record ever unlocked, came back Running. Now only a boot the record confirms (its last token
+    // used, approved for this cloud id: BootStore.bootAuthorized) or an agent-ready report here keeps it Running.
+    const [row] = await record();
+    expect([row.address, row.state]).toEqual(['web/0', 'Running']);
+    let r = await fleet('state', 'rm', 'web/0');
+    expect(r.code, r.stderr).toBe(0);
+    await dmz.close();
+    const io: CliIO = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: dir, env };
+    dmz = await serveDmzClient(io, { stack: dir, dataCenter: 'eastus', driver: 'azure', config: 'dmz-eastus.yaml', authority: authority.url, port: '0', host: '127.0.0.1', stateDir: join(dir, 'dmz-state-unknown-agent') });
+    await writeFile(join(dir, 'stack.yaml'), STACK(dmz.url));
+    expect(live()['web/0'].power).toBe('running');
+
+    // A record that never booted it (the stack's record lost and started afresh): nothing confirms the handshake.
+    const afresh = await createTestDatabase(pgUrl!);
+    try {
+      r = await fleet('import', 'web/0', row.cloudId!, '--record-url', afresh.url, '--format', 'json');
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { imported: { state: string }; diagnostics: { code: string; detail: string }[] };
+      expect(out.imported.state).toBe('BootFailed');
+      const note = out.diagnostics.find((d) => d.code === 'apply.import-differs' && d.detail.includes('nothing confirms'));
+      expect(note?.detail).toContain('holds no report of its agent');
+      expect(note?.detail).toContain('`fleet apply` powers it off and boots it afresh');
+    } finally {
+      await afresh.drop();
+    }
+
+    // The record that booted it: its boot's token was used, approved for this cloud id. Running, no reboot.
+    r = await fleet('import', 'web/0', row.cloudId!, '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { imported: { state: string } }).imported.state).toBe('Running');
+    const boots = arm.boots.length;
+    r = await fleet('plan', '--detailed-exitcode');
+    expect(r.code, r.stdout).toBe(0);
+    expect(arm.boots.length).toBe(boots);
+  });
 });

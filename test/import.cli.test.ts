@@ -201,3 +201,40 @@ describe('fleet import of a VM forgotten from another fleet', () => {
     expect(back.code, back.stderr).toBe(0);
   });
 });
+
+// A VM the record never knew (its record lost, here: another record) whose cloud tags name another fleet was imported
+// into any fleet: the driver listing said nothing of the fleet it was created for (the sim kept no address; EC2's
+// fleet:fleet and Azure's fleet-address were not read). The listing now names it, and the import into another fleet is
+// refused as a forgotten VM's is, naming the import that puts it where it belongs. Into that fleet it goes, Running: its
+// DMZ client holds its agent's ready report (the sim always does), which the other record cannot confirm.
+describe('fleet import of a VM the record never knew, its cloud tags naming another fleet', () => {
+  const st = useTempStack();
+  const fleet = st.fleet;
+
+  it('is refused (apply.import-refused) naming the fleet its tags name and the import into it; that import records it Running', async () => {
+    await st.spec('web', fleetYaml('web', { count: 2 }));
+    await st.spec('api', fleetYaml('api', { count: 1 }));
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stderr).toBe(0);
+    const web1 = (JSON.parse((await fleet('state', 'show', 'web/1', '--format', 'json')).stdout) as { vm: VmRow }).vm;
+    // A record that never knew the data center's VMs (the stack's record lost and started afresh).
+    const other = `pglite://${join(st.dir, '.fleet', 'record-afresh')}`;
+    const refused = await fleet('import', 'api/0', web1.cloudId!, '--record-url', other, '--format', 'json');
+    expect(refused.code, refused.stdout).toBe(1);
+    const { diagnostics } = JSON.parse(refused.stdout) as { diagnostics: { code: string; detail: string; address?: string }[] };
+    const d = diagnostics.find((x) => x.code === 'apply.import-refused');
+    expect(d?.address).toBe('api/0');
+    expect(d?.detail).toContain('was created as web/1');
+    expect(d?.detail).toContain('its cloud tags name fleet web, not api');
+    expect(d?.detail).toContain(`\`fleet import web/1 ${web1.cloudId}\` imports it where it belongs`);
+    const record = await openRecord(other);
+    try {
+      expect(await record.listVms('e2e')).toEqual([]);
+    } finally {
+      await record.close();
+    }
+    const back = await fleet('import', 'web/1', web1.cloudId!, '--record-url', other, '--format', 'json');
+    expect(back.code, back.stdout).toBe(0);
+    expect((JSON.parse(back.stdout) as { imported: VmRow }).imported).toMatchObject({ address: 'web/1', state: 'Running', cloudId: web1.cloudId, id: web1.id });
+  });
+});

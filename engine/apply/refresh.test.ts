@@ -42,7 +42,14 @@ describe('driftPath: what refresh records of a VM its cloud holds elsewhere (the
     { name: 'a VM powered on from the console', state: 'PoweredOff', observed: 'PoweredOn', want: { refused: 'unapproved-boot' } },
     { name: 'a BootFailed VM seen booting again', state: 'BootFailed', observed: 'Starting', want: { refused: 'unapproved-boot' } },
     { name: 'into a failure state', state: 'Running', observed: 'BootFailed', want: { refused: 'no-path' } },
-  ])('$name: $state -> $observed', ({ state, observed, want }) => {
-    expect(driftPath(lc, state, observed)).toEqual(want);
+    // Through the boot states to Running: recorded when its DMZ client saw the agent's ready report, not when it holds
+    // none (agent unknown): fleet import recorded such a VM BootFailed for want of it, which a refresh must not undo.
+    { name: 'a BootFailed VM seen running, its agent ready', state: 'BootFailed', observed: 'Running', agent: 'ready' as const, want: { path: ['BootFailed', 'PoweredOff', 'PoweredOn', 'Starting', 'Running'] } },
+    { name: 'a BootFailed VM seen running, no agent report', state: 'BootFailed', observed: 'Running', agent: 'unknown' as const, want: { refused: 'unapproved-boot' } },
+    { name: 'a PoweredOff VM seen running, no agent report', state: 'PoweredOff', observed: 'Running', agent: 'unknown' as const, want: { refused: 'unapproved-boot' } },
+    { name: 'a Starting VM seen running, no agent report (the boot the record approved)', state: 'Starting', observed: 'Running', agent: 'unknown' as const, want: { path: ['Starting', 'Running'] } },
+    { name: 'a Running VM seen powered off, no agent report', state: 'Running', observed: 'PoweredOff', agent: 'unknown' as const, want: { path: ['Running', 'ShuttingDown', 'PoweredOff'] } },
+  ])('$name: $state -> $observed', ({ state, observed, want, ...rest }) => {
+    expect(driftPath(lc, state, observed, 'agent' in rest ? rest.agent : undefined)).toEqual(want);
   });
 });

@@ -10,7 +10,7 @@ import { bootStates } from '../policy/index.ts';
 import type { Lifecycle } from '../policy/types.ts';
 import { holderGone, lockHolder } from '../record/locks.ts';
 import type { FleetRecord, LockHandle, LockRow, VmRow } from '../record/types.ts';
-import type { ActualVm } from '../../protocol/index.ts';
+import type { ActualVm, ObservedAgent } from '../../protocol/index.ts';
 import type { StackSession } from './session.ts';
 
 /**
@@ -66,12 +66,19 @@ export async function recordMissing(record: FleetRecord, lc: Lifecycle, vm: VmRo
  * last token again within an hour of its use (engine/authority/boot.ts):
  * recording the drift would hand an in-guest reboot its disk key with the
  * token of the boot before. Only an approved edge moves the record there.
+ * So too a path through the boot states from outside them (BootFailed or
+ * PoweredOff -> … -> Starting -> Running) when nothing saw the handshake of
+ * the boot it stands for (`agent` `unknown`: a running VM its DMZ client
+ * holds no agent report of): that is the VM `fleet import` recorded
+ * BootFailed for want of that evidence (engine/cli/commands/import.ts), and
+ * walking it to Running would undo that.
  */
-export function driftPath(lc: Lifecycle, state: string, observed: string): { path: string[] } | { refused: 'no-path' | 'unapproved-boot' } {
+export function driftPath(lc: Lifecycle, state: string, observed: string, agent?: ObservedAgent): { path: string[] } | { refused: 'no-path' | 'unapproved-boot' } {
   const path = lc.allows(state, observed) ? [state, observed] : lc.path(state, observed);
   if (!path) return { refused: 'no-path' };
   const booting = bootStates(lc);
   if (booting.includes(observed) && !booting.includes(state)) return { refused: 'unapproved-boot' };
+  if (agent === 'unknown' && !booting.includes(state) && path.some((s) => booting.includes(s))) return { refused: 'unapproved-boot' };
   return { path };
 }
 
@@ -310,7 +317,7 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
         // One edge, or several along the diagram's path (never into a failure
         // state): recorded edge by edge, each a history row, so the next plan
         // starts from the observed state.
-        const decided = driftPath(lc, vm.state, a.observedState);
+        const decided = driftPath(lc, vm.state, a.observedState, a.agent);
         const path = 'path' in decided ? decided.path : undefined;
         if (path && !lc.isTerminal(a.observedState)) {
           const edges = path.length - 1;
@@ -336,6 +343,13 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
               version = (await record.transitionVm(vm.id, version, path[i], { actor: opts.actor, outcome: 'drift', detail: `refresh: ${dc.name} reports ${a.observedState}${why}` })).version;
             }
           }
+        } else if ('refused' in decided && decided.refused === 'unapproved-boot' && a.agent === 'unknown' && !bootStates(lc).includes(a.observedState)) {
+          await notAnEdge(
+            a.observedState,
+            `${dc.name} reports ${a.observedState} but the record holds ${vm.state}, and ${dc.name}'s DMZ client holds no report of its agent: nothing says a boot the authority approved brought it there ` +
+              `(recording ${vm.state} -> … -> ${a.observedState} would pass the boot edges without one); left as is. \`fleet apply\` powers it off and boots it along an approved boot edge`,
+            'running with no agent report; not recorded',
+          );
         } else if ('refused' in decided && decided.refused === 'unapproved-boot') {
           const doing = a.observedState === 'Starting' || a.agent === 'booting' ? 'booting' : 'powered on';
           await notAnEdge(

@@ -229,6 +229,15 @@ export function bootStore({ db }: RecordSql): BootStore {
       );
     },
 
+    async bootAuthorized(vmId, cloudId) {
+      const rows = await db.query<{ ok: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM boot_tokens t WHERE t.vm_id = $1 AND t.used_at IS NOT NULL
+           AND EXISTS (SELECT 1 FROM boot_attempts a WHERE a.vm_id = t.vm_id AND a.cloud_id = $2 AND a.approved AND a.at >= t.created_at)) AS ok`,
+        [vmId, cloudId],
+      );
+      return rows[0]?.ok === true;
+    },
+
     async listBootAttempts(vmId, opts = {}) {
       const rows = await db.query<{
         vm_id: string | null;

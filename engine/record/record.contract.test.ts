@@ -1510,6 +1510,23 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.authorizeBoots([])).toEqual([]);
     });
 
+    // fleet import reads it for a running VM of whose agent its DMZ client holds no report (import.ts, BootEvidence).
+    it('bootAuthorized: only when the last token the record issued the VM was used, approved for that cloud id', async () => {
+      const s = freshStack();
+      const [used, unused, replaced] = await Promise.all([0, 1, 2].map((i) => booting(s, i)));
+      expect((await r.authorizeBoots([check(used.id), check(replaced.id)])).map((o) => o.approved)).toEqual([true, true]);
+      // replaced: booted, then issued a new token (its next boot) that no agent presented yet.
+      await r.transitionVms([{ id: replaced.id, expectedVersion: replaced.version, to: 'PoweredOn', ctx: { actor: 'a' }, intent: { to: 'Starting', actor: 'a' }, bootTokenHash: 'h2' }]);
+      const cases = [
+        { name: 'its token used, approved for this cloud id', vmId: used.id, cloudId: 'i-1', want: true },
+        { name: 'the same, asked about another cloud id', vmId: used.id, cloudId: 'i-other', want: false },
+        { name: 'its token issued, never presented (the boot under way)', vmId: unused.id, cloudId: 'i-1', want: false },
+        { name: 'an earlier boot approved, its last token never presented', vmId: replaced.id, cloudId: 'i-1', want: false },
+        { name: 'a VM the record never booted', vmId: '00000000-0000-4000-8000-00000000dead', cloudId: 'i-1', want: false },
+      ];
+      expect(await Promise.all(cases.map((c) => r.bootAuthorized(c.vmId, c.cloudId).then((got) => ({ name: c.name, got }))))).toEqual(cases.map((c) => ({ name: c.name, got: c.want })));
+    });
+
     it('lets one of two concurrent checks with one token win', async () => {
       const s = freshStack();
       const a = await booting(s, 0);

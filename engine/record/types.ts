@@ -238,6 +238,17 @@ export interface BootStore {
   addBootAttempts(attempts: readonly BootAttempt[]): Promise<void>;
   /** One VM's boot attempts, newest first, at most `limit` (default 100). */
   listBootAttempts(vmId: string, opts?: { limit?: number }): Promise<BootAttemptRow[]>;
+  /**
+   * Whether the record confirms that the last boot it issued VM `vmId` a
+   * token for was authorized in cloud VM `cloudId`: that token was used (the
+   * boot endpoint released the disk key) and an approved boot attempt of
+   * that cloud id was written since its issue. False for a VM the record
+   * never booted, or whose last token no agent presented yet (a boot still
+   * under way, or never started). Survives a DMZ client's lost state folder:
+   * `fleet import` reads it for a running VM of whose agent its DMZ client
+   * holds no report.
+   */
+  bootAuthorized(vmId: string, cloudId: string): Promise<boolean>;
 }
 
 /** The stack's identity and plan-seal key. */

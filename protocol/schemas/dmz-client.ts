@@ -109,7 +109,21 @@ export const actualVmSchema = {
       description: '`terminated` VMs are gone from the cloud (deleted, or killed after a denied boot).',
     },
     power: { title: 'PowerState', type: 'string', enum: ['on', 'off'] },
-    agent: { title: 'AgentState', type: 'string', enum: ['none', 'booting', 'ready', 'failed', 'stopping'] },
+    agent: {
+      title: 'ObservedAgent',
+      type: 'string',
+      enum: ['none', 'booting', 'ready', 'failed', 'stopping', 'unknown'],
+      description:
+        "The boot agent of the VM's current run, as this DMZ client's last report of it says (AgentState); `unknown`: the VM runs and this client holds no report of its agent (it restarted without its state folder, or another client booted it), so nothing here says its boot handshake completed (the aws and azure drivers; observedState is Running all the same).",
+    },
+    fleet: {
+      type: 'string',
+      description: "The fleet the VM was created for, as its cloud tags name it (the sim: the address it was created with; EC2: fleet:fleet; Azure: fleet-address's fleet). Absent when its tags name none (a VM made before the tag, or not by fleet apply).",
+    },
+    address: {
+      type: 'string',
+      description: 'The member (`fleet/index`) the VM was created as, as its cloud tags name it (the sim: its address; EC2: fleet:address; Azure: fleet-address). Absent when its tags name none.',
+    },
     observedState: {
       type: 'string',
       description: "The default pack's state this cloud state corresponds to (Deleted, PoweredOff, PoweredOn, Starting, Running, BootFailed, ShuttingDown; the azure driver also BeingCreated, BeingDeleted and CreateFailed, from ARM's provisioning state).",

@@ -192,6 +192,24 @@ export function driverContract(name: string, make: MakeHarness): void {
         expect(await h.driver.get(h.readCreds(), ref(vm))).toMatchObject({ observedState: 'Running' });
       });
 
+      // fleet import refuses a VM the record does not know into another fleet than its tags name
+      // (engine/cli/commands/import.ts): get and list must say which, as the VM was created.
+      it.each([
+        { name: 'a member of fleet web', address: 'web/0', want: { fleet: 'web', address: 'web/0' } },
+        { name: 'a fleet name with dashes and digits', address: 'api-v2/12', want: { fleet: 'api-v2', address: 'api-v2/12' } },
+        { name: 'created without an address: names none', address: undefined, want: {} },
+      ])('get and list name the fleet and member the VM was created as ($name), powered off and running', async ({ address, want }) => {
+        const made = await create({ address });
+        const names = (v: CloudVm | undefined) => ({ ...(v?.fleet !== undefined ? { fleet: v.fleet } : {}), ...(v?.address !== undefined ? { address: v.address } : {}) });
+        expect(names(made)).toEqual(want);
+        expect(names(await h.driver.get(h.readCreds(), ref(made)))).toEqual(want);
+        expect((await present()).map(names)).toEqual([want]);
+        await h.driver.powerOn(h.creds(), ref(made));
+        await h.driver.boot(h.creds(), ref(made), { bootToken: boot.issue(made.vmId, keys.get(made.vmId)!) });
+        expect(names(await h.driver.awaitReady(h.creds(), ref(made), { timeoutMs: READY_MS }))).toEqual(want);
+        expect((await present()).map(names)).toEqual([want]);
+      });
+
       it('shutdown then powerOff leave the VM powered off', async () => {
         const vm = await running();
         await h.driver.shutdown(h.creds(), ref(vm));

@@ -13,6 +13,7 @@
 // - deleteVm of a VM the cloud no longer has succeeds (there is nothing left).
 // - A failed call throws DriverError; `transient` says whether trying again
 //   may help (the DMZ client retries those a few times before reporting a failure).
+import { formatVmAddress, isFleetName, parseVmAddress } from '../../engine/model/index.ts';
 import type { VmSize } from '../../engine/plan/types.ts';
 import type { ActualVm, AgentReport, DriverErrorKind, ScopedCredentials } from '../../protocol/index.ts';
 
@@ -109,6 +110,19 @@ export interface Driver {
   ready?(): Promise<void>;
   /** Stops timers and flushes state; the cloud's VMs stay. */
   close(): Promise<void>;
+}
+
+/**
+ * CloudVm's `fleet` and `address`: what a VM's cloud tags say it was created
+ * as (the sim: its address; EC2: fleet:address and fleet:fleet; Azure:
+ * fleet-address). `fleet import` refuses such a VM into another fleet. The
+ * fleet is the tag's when there is one, else the address's; a tag that is
+ * not an address or a fleet name is left out, not guessed at.
+ */
+export function createdFor(address: string | undefined, fleetTag?: string): { fleet?: string; address?: string } {
+  const parsed = address !== undefined ? parseVmAddress(address) : undefined;
+  const fleet = fleetTag !== undefined && isFleetName(fleetTag) ? fleetTag : parsed?.fleet;
+  return { ...(fleet !== undefined ? { fleet } : {}), ...(parsed ? { address: formatVmAddress(parsed) } : {}) };
 }
 
 /** The check every driver makes before acting. */

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { diag, fail, FleetError, sortDiagnostics, unseenProblem, visible, type Diagnostic } from '../../diags/index.ts';
-import { sameSize } from '../../model/index.ts';
+import { parseVmAddress, sameSize } from '../../model/index.ts';
 import type { Lifecycle } from '../../policy/types.ts';
 import type { VmRow } from '../../record/index.ts';
 import type { ActualVm } from '../../../protocol/index.ts';
@@ -45,13 +45,33 @@ export const registerImport: RegisterCommand = (program: Command, io, setExit) =
 };
 
 /**
+ * What says the boot a running VM's cloud reports it in completed its
+ * handshake (the boot endpoint released its disk key):
+ *
+ * | evidence     | what                                                                    |
+ * | ------------ | ----------------------------------------------------------------------- |
+ * | agent-ready  | its DMZ client holds its agent's ready report (ActualVm.agent `ready`)   |
+ * | authorized   | the record confirms it: it held the VM in a state of that boot when      |
+ * |              | `fleet state rm` forgot it, and that boot's token was used, approved    |
+ * |              | for this cloud id (BootStore.bootAuthorized)                            |
+ * | none         | neither (agent `unknown`: its DMZ client restarted without its state    |
+ * |              | folder, or another client booted it; a VM the record never booted; a    |
+ * |              | boot whose token no agent presented yet)                                |
+ */
+export type BootEvidence = 'agent-ready' | 'authorized' | 'none';
+
+/**
  * The state an import records a VM its cloud reports in `observed`:
  *
- * | observed                                              | recorded                                 |
- * | ----------------------------------------------------- | ---------------------------------------- |
- * | a state a `boot` edge enters (Starting): booting      | the failure state one edge from it       |
- * |                                                       | (BootFailed); none: refused              |
- * | any other live state                                  | as observed                              |
+ * | observed                                       | evidence     | recorded                                  |
+ * | ---------------------------------------------- | ------------ | ----------------------------------------- |
+ * | a state a `boot` edge enters (Starting):       | any          | the failure state one edge from it        |
+ * | booting                                        |              | (BootFailed); none: refused               |
+ * | a state a booting state leads to, not a        | agent-ready, | as observed                               |
+ * | failure (Running): its boot's handshake done   | authorized   |                                           |
+ * | as above                                       | none         | the failure state one edge from that      |
+ * |                                                |              | booting state (BootFailed); none: refused |
+ * | any other live state                           | any          | as observed                               |
  *
  * A booting VM's agent presents the token of the boot it is in, and that
  * token is never the record's once the VM is imported (issued for the boot
@@ -63,12 +83,38 @@ export const registerImport: RegisterCommand = (program: Command, io, setExit) =
  * recovery edges (powerOff ends the old boot, whatever its agent did
  * meanwhile) and boots it with a new token. The same table as refresh's
  * missingOutcome for a VM recorded Starting.
+ *
+ * A VM its cloud shows running (EC2's and Azure's `running`) is Running to
+ * the drivers even when nothing says its agent completed the handshake (a
+ * fleet VM got there through an approved boot: refresh). An import is where
+ * that does not hold: the agent may still be booting with a token the
+ * import ends, or the VM may never have been booted by this record. Without
+ * evidence it is recorded as the boot's failure, and the next apply powers
+ * it off and boots it with a token of its own; a VM whose boot completed
+ * loses a reboot, never a record that says Running of a VM whose disk no
+ * approved boot unlocked.
  */
-export function importedState(lc: Lifecycle, observed: string): { state: string } | { refused: true } {
-  const booting = lc.edges.some((e) => e.operation === 'boot' && e.to === observed);
-  if (!booting) return { state: observed };
-  const failure = lc.failure.find((f) => lc.allows(observed, f));
-  return failure ? { state: failure } : { refused: true };
+export function importedState(lc: Lifecycle, observed: string, evidence: BootEvidence): { state: string } | { refused: true } {
+  const booting = bootEntered(lc);
+  const failureFrom = (state: string) => {
+    const failure = lc.failure.find((f) => lc.allows(state, f));
+    return failure ? { state: failure } : { refused: true as const };
+  };
+  if (booting.includes(observed)) return failureFrom(observed);
+  if (evidence !== 'none') return { state: observed };
+  const from = lc.edges.find((e) => booting.includes(e.from) && e.to === observed && !lc.failure.includes(observed));
+  return from ? failureFrom(from.from) : { state: observed };
+}
+
+/** The states a `boot` edge enters (Starting). */
+function bootEntered(lc: Lifecycle): string[] {
+  return lc.edges.filter((e) => e.operation === 'boot').map((e) => e.to);
+}
+
+/** The states a VM is in from the moment a boot's token is issued until the boot ends: the boot edges' and those a booting state leads to, failures aside (Starting, Running). */
+function bootHeld(lc: Lifecycle): string[] {
+  const booting = bootEntered(lc);
+  return [...new Set([...booting, ...lc.edges.filter((e) => booting.includes(e.from) && !lc.failure.includes(e.to)).map((e) => e.to)])];
 }
 
 async function runImport(io: Parameters<RegisterCommand>[1], address: string, cloudId: string, opts: ImportCliOptions, mode: ReturnType<typeof modeOf>): Promise<number> {
@@ -128,13 +174,10 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
     if (!pack.lifecycle.states.includes(vm.observedState) || pack.lifecycle.isTerminal(vm.observedState)) {
       fail('apply.import-refused', `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}, which is not a live state of the pack's lifecycle (${pack.lifecycle.states.join(', ')}).`, { address });
     }
-    const recorded = importedState(pack.lifecycle, vm.observedState);
-    if ('refused' in recorded) {
-      fail('apply.import-refused', `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}: it is booting with a boot token the record does not answer (an import ends the boot it was issued for), and the pack has no failure state one edge from ${vm.observedState} to record it in. Its agent is denied its disk key and powers it off; import it again once its data center no longer reports it ${vm.observedState}.`, { address });
-    }
     const catalog = pack.images[spec.image]?.[vm.dataCenter] ?? null;
     const matches = vm.image === catalog && vm.encryptedDisk === spec.encryptedDisk;
     const actor = defaultActor();
+    let recorded: { state: string; evidence: BootEvidence } | undefined;
     const row: VmRow = await withFleetLock(record, stack.name, fleet, actor, async () => {
       const live = await record.findVm(stack.name, address);
       if (live) {
@@ -148,6 +191,29 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       if (known && !known.retiredAt) {
         fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}) is live in the record already, at ${known.address} (${known.state}${known.deposed ? ', deposed' : ''}); \`fleet state rm ${known.address}\` forgets it there first.`, { address });
       }
+      // A VM the record never knew whose cloud tags name another fleet (it was created for that fleet, by this stack's
+      // applies before the record lost it): its tags keep naming that fleet's member, which no driver call changes,
+      // and the planner of that fleet would find it nowhere. It goes where its tags say.
+      if (!known && vm.fleet !== undefined && vm.fleet !== fleet) {
+        fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}, ${vm.name}) was created as ${vm.address ?? `a member of fleet ${vm.fleet}`}: its cloud tags name fleet ${vm.fleet}, not ${fleet}, and no driver call changes them. ${taggedFleetWayBack(session.fleets, stack.name, vm)}`, { address });
+      }
+      const evidence: BootEvidence =
+        vm.agent === 'ready'
+          ? 'agent-ready'
+          : known && known.cloudId === vm.cloudId && bootHeld(pack.lifecycle).includes(known.state) && (await record.bootAuthorized(vm.vmId, vm.cloudId))
+            ? 'authorized'
+            : 'none';
+      const decided = importedState(pack.lifecycle, vm.observedState, evidence);
+      if ('refused' in decided) {
+        fail(
+          'apply.import-refused',
+          bootEntered(pack.lifecycle).includes(vm.observedState)
+            ? `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}: it is booting with a boot token the record does not answer (an import ends the boot it was issued for), and the pack has no failure state one edge from ${vm.observedState} to record it in. Its agent is denied its disk key and powers it off; import it again once its data center no longer reports it ${vm.observedState}.`
+            : `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}, but nothing confirms its boot completed the handshake (${noEvidence(vm)}), and the pack has no failure state to record it in. Power it off in its data center (or restore its DMZ client's state folder), then import it again.`,
+          { address },
+        );
+      }
+      recorded = { state: decided.state, evidence };
       // Members never move (docs/planning.md): a member adopted where the fleet may not live stays there, and
       // no later plan may place or replace it there. A VM forgotten from this very member comes back as it was.
       const dc = stack.dataCenters.find((d) => d.name === vm.dataCenter);
@@ -185,7 +251,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
           owner: spec.owner,
           index,
           dataCenter: vm.dataCenter,
-          state: recorded.state,
+          state: decided.state,
           desiredState: spec.state,
           // An image or disk that is not the spec's: a spec hash of its own, so the next plan replaces the VM.
           specHash: matches ? spec.specHash : `imported:${vm.cloudId}`,
@@ -194,7 +260,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
           size: vm.size,
           encryptedDisk: vm.encryptedDisk,
         },
-        { actor, detail: `fleet import: adopted ${vm.cloudId} (VM ${vm.vmId}) of ${vm.dataCenter}, ${vm.observedState}${recorded.state === vm.observedState ? '' : `, recorded ${recorded.state}: its boot's token is not the record's`}` },
+        { actor, detail: `fleet import: adopted ${vm.cloudId} (VM ${vm.vmId}) of ${vm.dataCenter}, ${vm.observedState}${decided.state === vm.observedState ? '' : `, recorded ${decided.state}: ${bootEntered(pack.lifecycle).includes(vm.observedState) ? "its boot's token is not the record's" : `nothing confirms its boot completed the handshake (${noEvidence(vm)})`}`}` },
         budget,
       ).catch((err: unknown) => {
         if (err instanceof CloudIdTakenError) {
@@ -212,10 +278,17 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
     const left: string[] = [];
     if (!matches) left.push(`its image ${vm.image}${vm.encryptedDisk === spec.encryptedDisk ? '' : ' or disk encryption'} is not the spec's (${catalog ?? `no ${spec.image} in ${vm.dataCenter}`}): the next plan replaces it`);
     if (!sameSize(vm.size, spec.size)) left.push('its size is not the spec\'s: the next plan resizes it');
-    if (recorded.state !== vm.observedState) {
+    const kept = recorded!;
+    if (kept.state !== vm.observedState && bootEntered(pack.lifecycle).includes(vm.observedState)) {
       left.push(
         `${vm.dataCenter} reports it ${vm.observedState}, its agent booting with a boot token of a boot the record does not answer (issued for the forgotten row's boot, or never the record's; an import ends it), ` +
-          `so the authority denies it and the agent powers the VM off: recorded ${recorded.state}, the next apply powers it off and boots it afresh with a new token`,
+          `so the authority denies it and the agent powers the VM off: recorded ${kept.state}, the next apply powers it off and boots it afresh with a new token`,
+      );
+    } else if (kept.state !== vm.observedState) {
+      left.push(
+        `${vm.dataCenter} reports it ${vm.observedState}, but nothing confirms its boot completed the handshake: ${noEvidence(vm)}. ` +
+          `Its agent may still be booting with a token the import ends (the authority then denies it), or its disk was never unlocked by an approved boot: ` +
+          `recorded ${kept.state}, \`fleet apply\` powers it off and boots it afresh with a new token`,
       );
     } else if (vm.observedState !== spec.state) left.push(`it is ${vm.observedState}, the spec asks for ${spec.state}`);
     const notes = left.map((l) => diag('apply.import-differs', `${address}: ${l}.`, { address }, 'warning'));
@@ -232,4 +305,20 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
   } finally {
     await session.close();
   }
+}
+
+/** Why a running VM has no BootEvidence, for a note: what its DMZ client and the record lack. */
+function noEvidence(vm: ActualVm): string {
+  const client = vm.agent === 'unknown' ? `${vm.dataCenter}'s DMZ client holds no report of its agent (restarted without its state folder, or another client booted it)` : `${vm.dataCenter}'s DMZ client holds no ready report of its agent`;
+  return `${client}, and the record has no approved boot of ${vm.cloudId} as the last boot of a member it forgot`;
+}
+
+/** The import that puts a VM where its cloud tags say it belongs (fleet and member), or what to do first. */
+export function taggedFleetWayBack(fleets: readonly { name: string; count: number }[], stack: string, vm: Pick<ActualVm, 'fleet' | 'address' | 'cloudId' | 'dataCenter'>): string {
+  const owner = fleets.find((f) => f.name === vm.fleet);
+  if (!owner) return `Fleet ${vm.fleet} is not in the specs of stack ${stack}: declare it, then \`fleet import ${vm.address ?? `${vm.fleet}/<index>`} ${vm.cloudId}\` imports it where it belongs (or delete the VM in ${vm.dataCenter}).`;
+  const at = vm.address !== undefined ? parseVmAddress(vm.address) : undefined;
+  if (at && at.index < owner.count) return `\`fleet import ${vm.address} ${vm.cloudId}\` imports it where it belongs.`;
+  if (owner.count === 0) return `Fleet ${vm.fleet} has count 0: raise it, then \`fleet import ${vm.address ?? `${vm.fleet}/0`} ${vm.cloudId}\` imports it where it belongs.`;
+  return `\`fleet import ${vm.fleet}/<index> ${vm.cloudId}\` imports it into fleet ${vm.fleet} (members ${vm.fleet}/0 to ${vm.fleet}/${owner.count - 1}), where it belongs.`;
 }

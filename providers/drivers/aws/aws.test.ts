@@ -15,6 +15,7 @@ import { CONTRACT_TYPES, sessionCredentials } from './testing.ts';
 import { defaultPack } from '../../testing.ts';
 import { credentialKey } from '../../../protocol/index.ts';
 import { callDriver } from '../../dmz-client/operations.ts';
+import { importedState } from '../../../engine/cli/commands/import.ts';
 
 const DC = 'virginia';
 const creds = () => sessionCredentials(DC);
@@ -231,6 +232,27 @@ describe('aws driver', () => {
       const again = ec2.requests.length;
       await restarted.boot(creds(), ref, { bootToken: 'tok-second' });
       expect(ec2.requests.slice(again).map((r) => r.action).filter((a) => a !== 'DescribeInstances')).toEqual([]);
+    } finally {
+      await restarted.close();
+    }
+  });
+
+  it('a running instance with no agent report here reads Running with agent unknown, not ready: fleet import records it BootFailed unless the record confirms its boot', async () => {
+    // `fleet state rm` + `fleet import` while the agent still boots, answered by a client without its state folder: the
+    // instance read Running, agent ready, and was imported Running though its handshake never completed.
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    ec2.instances.get(vm.cloudId)!.state = 'running';
+    const restarted = makeDriver();
+    try {
+      const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+      const seen = [await restarted.get(creds(), ref), (await restarted.list(creds())).find((v) => v.vmId === vm.vmId)];
+      expect(seen.map((v) => [v?.observedState, v?.agent])).toEqual([
+        ['Running', 'unknown'],
+        ['Running', 'unknown'],
+      ]);
+      const { lifecycle } = await defaultPack();
+      expect(importedState(lifecycle, seen[0]!.observedState, 'none')).toEqual({ state: 'BootFailed' });
+      expect(importedState(lifecycle, seen[0]!.observedState, 'authorized')).toEqual({ state: 'Running' });
     } finally {
       await restarted.close();
     }

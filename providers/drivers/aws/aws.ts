@@ -46,12 +46,13 @@ import {
   type Tag,
 } from '@aws-sdk/client-ec2';
 import type { InstanceType } from '../../../engine/policy/types.ts';
-import type { VmSize } from '../../../engine/model/index.ts';
+import { parseVmAddress, type VmSize } from '../../../engine/model/index.ts';
 import { USER_DATA_MAX_BYTES, agentWindowSeconds, renderAgentUserData } from '../../boot-agent/index.ts';
 import type { AwsDriverSettings } from '../../../specs/types/dmz-client.ts';
 import {
   DriverError,
   checkCredentials,
+  createdFor,
   type AgentReport,
   type CloudVm,
   type CreateVmInput,
@@ -372,6 +373,7 @@ export class AwsDriver implements Driver {
       cloudId: id,
       dataCenter: this.dataCenter,
       name: tags[TAGS.name] ?? id,
+      ...createdFor(tags[TAGS.address], tags[TAGS.fleet]),
       image: inst.ImageId ?? '',
       size,
       encryptedDisk: tags[TAGS.encrypted] === 'true',
@@ -423,7 +425,8 @@ export class AwsDriver implements Driver {
       { Key: TAGS.encrypted, Value: String(input.encryptedDisk) },
     ];
     if (input.address) {
-      tags.push({ Key: TAGS.address, Value: input.address }, { Key: TAGS.fleet, Value: input.address.slice(0, input.address.lastIndexOf('/')) });
+      const fleet = parseVmAddress(input.address)?.fleet;
+      tags.push({ Key: TAGS.address, Value: input.address }, ...(fleet !== undefined ? [{ Key: TAGS.fleet, Value: fleet }] : []));
     }
     const params: Omit<RunInstancesCommandInput, 'ClientToken'> = {
       ImageId: input.image,

@@ -8,7 +8,8 @@
 // | running        | booting / none this run | present    | on    | Starting      |
 // | running        | ready                   | present    | on    | Running       |
 // | running        | failed                  | present    | on    | BootFailed    |
-// | running        | unknown (client restart)| present    | on    | Running       |
+// | running        | unknown (client restart)| present    | on    | Running (agent |
+// |                |                         |            |       | unknown)      |
 // | stopping       | any                     | present    | on    | ShuttingDown  |
 // | stopped        | any                     | present    | off   | PoweredOff    |
 // | shutting-down  | any                     | terminated | off   | Deleted       |
@@ -17,7 +18,12 @@
 // EC2 has no powered-on-but-not-booted state: PoweredOn is never observed
 // (powerOn checks the instance is stopped and can start; boot starts it).
 // shutting-down is EC2's terminating, which cannot be undone: Deleted.
-import type { AgentState, PowerState } from '../../../protocol/index.ts';
+// A running instance of whose agent this client holds no report counts as
+// Running (a fleet VM got there through an approved boot: refresh), but says
+// agent `unknown`, not `ready`: nothing here saw its handshake complete, and
+// `fleet import` records it Running only when the record confirms that boot
+// (engine/cli/commands/import.ts, importedState).
+import type { ObservedAgent, PowerState } from '../../../protocol/index.ts';
 
 export const EC2_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down', 'terminated'] as const;
 export type Ec2State = (typeof EC2_STATES)[number];
@@ -32,7 +38,7 @@ export type AgentKnowledge = 'unknown' | 'none' | 'booting' | 'ready' | 'failed'
 export interface MappedState {
   status: 'present' | 'terminated';
   power: PowerState;
-  agent: AgentState;
+  agent: ObservedAgent;
   observedState: string;
 }
 
@@ -41,7 +47,7 @@ export function mapEc2State(state: Ec2State, agent: AgentKnowledge): MappedState
     case 'pending':
       return { status: 'present', power: 'on', agent: 'booting', observedState: 'Starting' };
     case 'running':
-      if (agent === 'ready' || agent === 'unknown') return { status: 'present', power: 'on', agent: 'ready', observedState: 'Running' };
+      if (agent === 'ready' || agent === 'unknown') return { status: 'present', power: 'on', agent, observedState: 'Running' };
       if (agent === 'failed') return { status: 'present', power: 'on', agent: 'failed', observedState: 'BootFailed' };
       return { status: 'present', power: 'on', agent: 'booting', observedState: 'Starting' };
     case 'stopping':

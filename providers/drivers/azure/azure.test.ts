@@ -425,7 +425,30 @@ describe('azure driver: lifecycle', () => {
     try {
       const seen = [(await other.get(creds(), ref))?.observedState, (await other.list(creds())).find((v) => v.vmId === i.vmId)?.observedState];
       expect(seen).toEqual(['Starting', 'Starting']);
-      expect(importedState((await defaultPack()).lifecycle, seen[0]!)).toEqual({ state: 'BootFailed' });
+      expect(importedState((await defaultPack()).lifecycle, seen[0]!, 'none')).toEqual({ state: 'BootFailed' });
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('a VM running with no agent report here reads Running with agent unknown, not ready: fleet import records it BootFailed unless the record confirms its boot', async () => {
+    // `fleet state rm` + `fleet import` while the agent still boots, answered by a client without its state folder: the
+    // VM read Running, agent ready, and was imported Running though its handshake never completed here or anywhere.
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    arm.vms.get(resourceNames(i.vmId).vm)!.power = 'running';
+    const other = makeDriver();
+    try {
+      const seen = [await other.get(creds(), ref), (await other.list(creds())).find((v) => v.vmId === i.vmId)];
+      expect(seen.map((v) => [v?.observedState, v?.agent])).toEqual([
+        ['Running', 'unknown'],
+        ['Running', 'unknown'],
+      ]);
+      const { lifecycle } = await defaultPack();
+      expect(importedState(lifecycle, seen[0]!.observedState, 'none')).toEqual({ state: 'BootFailed' });
+      expect(importedState(lifecycle, seen[0]!.observedState, 'authorized')).toEqual({ state: 'Running' });
     } finally {
       await other.close();
     }

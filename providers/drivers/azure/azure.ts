@@ -34,7 +34,7 @@ import type { VirtualMachine } from '@azure/arm-compute';
 import type { TokenCredential } from '@azure/core-auth';
 import { formatSize, type VmSize } from '../../../engine/model/index.ts';
 import type { AgentState } from '../../../protocol/index.ts';
-import { DriverError, checkCredentials, type AgentReport, type CloudVm, type CreateVmInput, type Driver, type ScopedCredentials, type VmRef } from '../types.ts';
+import { DriverError, checkCredentials, createdFor, type AgentReport, type CloudVm, type CreateVmInput, type Driver, type ScopedCredentials, type VmRef } from '../types.ts';
 import { AgentLedger } from '../agent-ledger.ts';
 import { armClients, staticTokenCredential, type Clients } from './clients.ts';
 import { AZURE_DATA_DEVICE, DEFAULT_ARM_ENDPOINT, type AzureDriverOptions } from './options.ts';
@@ -175,6 +175,7 @@ export class AzureDriver implements Driver {
       cloudId,
       dataCenter: this.dataCenter,
       name: tags[TAG.name] ?? name,
+      ...createdFor(tags[TAG.address]),
       image: tags[TAG.image] ?? '',
       size: parseSizeTag(tags[TAG.size]) ?? { cpu: 0, memoryGiB: 0, diskGiB: 0 },
       encryptedDisk: tags[TAG.encrypted] === 'true',

@@ -11,7 +11,9 @@
 // | any other             | starting                    | booting, unknown           | on    | Starting      |
 // | any other             | starting                    | none, ready, failed,       | on    | PoweredOn     |
 // |                       |                             | stopping                   |       |               |
-// | any other             | running                     | ready, unknown             | on    | Running       |
+// | any other             | running                     | ready                      | on    | Running       |
+// | any other             | running                     | unknown                    | on    | Running       |
+// |                       |                             | (agent unknown)            |       |               |
 // | any other             | running                     | none (powered on, no boot) | on    | PoweredOn     |
 // | any other             | running                     | booting                    | on    | Starting      |
 // | any other             | running                     | failed                     | on    | BootFailed    |
@@ -22,20 +24,22 @@
 //
 // "unknown" agent: no report since this DMZ client started (a restart);
 // a running fleet VM got there through an approved boot, so it counts as
-// Running. A starting one may be in a boot this client knows nothing of (its
+// Running, but says agent `unknown`, not `ready`: nothing here saw its
+// handshake complete, and `fleet import` records it Running only when the
+// record confirms that boot (importedState). A starting one may be in a boot this client knows nothing of (its
 // agent asking with a token of another client's boot): Starting, as EC2's
 // pending, so `fleet import` records it BootFailed and the next apply powers
 // it off before booting it afresh (engine/cli/commands/import.ts, importedState),
 // where PoweredOn had it booted again while its old agent was denied and
 // powered it off. A VM the authority denied powers itself off and is deleted.
-import type { AgentState, PowerState } from '../../../protocol/index.ts';
+import type { AgentState, ObservedAgent, PowerState } from '../../../protocol/index.ts';
 
 /** What the instance view's `PowerState/<x>` status says; `none` when it has none (being created, or not asked). */
 export type AzurePowerState = 'starting' | 'running' | 'stopping' | 'stopped' | 'deallocating' | 'deallocated' | 'unknown' | 'none';
 
 export interface MappedState {
   power: PowerState;
-  agent: AgentState;
+  agent: ObservedAgent;
   observedState: string;
 }
 
@@ -76,8 +80,9 @@ export function mapAzureState(provisioningState: string, power: AzurePowerState,
     case 'running':
       switch (agent) {
         case undefined:
+          return { power: 'on', agent: 'unknown', observedState: 'Running' };
         case 'ready':
-          return { power: 'on', agent: 'ready', observedState: 'Running' };
+          return { power: 'on', agent, observedState: 'Running' };
         case 'none':
           return { power: 'on', agent, observedState: 'PoweredOn' };
         case 'booting':

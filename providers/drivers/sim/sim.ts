@@ -20,6 +20,7 @@ import type { BootResponse } from '../../../protocol/index.ts';
 import {
   DriverError,
   checkCredentials,
+  createdFor,
   type CloudVm,
   type CreateVmInput,
   type Driver,
@@ -254,6 +255,7 @@ export class SimDriver implements Driver {
       vmId: input.vmId,
       cloudId: `sim-${this.dataCenter}-${randomUUID().slice(0, 8)}`,
       name: input.name,
+      ...(input.address !== undefined ? { address: input.address } : {}),
       image: input.image,
       size: { ...input.size },
       encryptedDisk: input.encryptedDisk,
@@ -586,6 +588,7 @@ function view(dataCenter: string, vm: SimVm): CloudVm {
     cloudId: vm.cloudId,
     dataCenter,
     name: vm.name,
+    ...createdFor(vm.address),
     image: vm.image,
     size: { ...vm.size },
     encryptedDisk: vm.encryptedDisk,

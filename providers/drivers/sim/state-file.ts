@@ -22,6 +22,8 @@ export interface SimVm {
   vmId: string;
   cloudId: string;
   name: string;
+  /** The member (`fleet/index`) it was created as (CreateVmInput.address), as a cloud tag keeps it. Absent in older state files, or when created without one. */
+  address?: string;
   image: string;
   size: VmSize;
   encryptedDisk: boolean;
