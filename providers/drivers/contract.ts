@@ -131,6 +131,21 @@ async function failure(p: Promise<unknown>): Promise<DriverError> {
   throw new Error('expected the call to fail, it succeeded');
 }
 
+/**
+ * A running VM as a DMZ client that holds no report of its agent sees it (another process, or one whose state folder
+ * was lost): `get` and `list` both read it Running with its agent `unknown`, what import must not take for a
+ * finished handshake (engine/cli/commands/import.ts importedState). Returns what `get` read. For the aws and azure
+ * tests: the sim always knows its agents.
+ */
+export async function expectRunningUnconfirmed(driver: Driver, creds: ScopedCredentials, ref: VmRef): Promise<CloudVm> {
+  const seen = [await driver.get(creds, ref), (await driver.list(creds)).find((v) => v.vmId === ref.vmId)];
+  expect(seen.map((v) => [v?.observedState, v?.agent])).toEqual([
+    ['Running', 'unknown'],
+    ['Running', 'unknown'],
+  ]);
+  return seen[0]!;
+}
+
 /** Runs the contract suite for one driver. */
 export function driverContract(name: string, make: MakeHarness): void {
   describe(`driver contract: ${name}`, () => {

@@ -16,6 +16,7 @@ import { defaultPack } from '../../testing.ts';
 import { credentialKey } from '../../../protocol/index.ts';
 import { callDriver } from '../../dmz-client/operations.ts';
 import { importedState } from '../../../engine/cli/commands/import.ts';
+import { expectRunningUnconfirmed } from '../contract.ts';
 
 const DC = 'virginia';
 const creds = () => sessionCredentials(DC);
@@ -245,14 +246,10 @@ describe('aws driver', () => {
     const restarted = makeDriver();
     try {
       const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
-      const seen = [await restarted.get(creds(), ref), (await restarted.list(creds())).find((v) => v.vmId === vm.vmId)];
-      expect(seen.map((v) => [v?.observedState, v?.agent])).toEqual([
-        ['Running', 'unknown'],
-        ['Running', 'unknown'],
-      ]);
+      const seen = await expectRunningUnconfirmed(restarted, creds(), ref);
       const { lifecycle } = await defaultPack();
-      expect(importedState(lifecycle, seen[0]!.observedState, 'none')).toEqual({ state: 'BootFailed' });
-      expect(importedState(lifecycle, seen[0]!.observedState, 'authorized')).toEqual({ state: 'Running' });
+      expect(importedState(lifecycle, seen.observedState, 'none')).toEqual({ state: 'BootFailed' });
+      expect(importedState(lifecycle, seen.observedState, 'authorized')).toEqual({ state: 'Running' });
     } finally {
       await restarted.close();
     }

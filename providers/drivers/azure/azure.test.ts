@@ -16,6 +16,7 @@ import { staticTokenCredential } from './clients.ts';
 import { azureBootstrap } from './bootstrap.ts';
 import { resourceNames } from './names.ts';
 import { importedState } from '../../../engine/cli/commands/import.ts';
+import { expectRunningUnconfirmed } from '../contract.ts';
 import { defaultPack } from '../../testing.ts';
 
 const SUB = '00000000-0000-0000-0000-0000000000aa';
@@ -441,14 +442,10 @@ describe('azure driver: lifecycle', () => {
     arm.vms.get(resourceNames(i.vmId).vm)!.power = 'running';
     const other = makeDriver();
     try {
-      const seen = [await other.get(creds(), ref), (await other.list(creds())).find((v) => v.vmId === i.vmId)];
-      expect(seen.map((v) => [v?.observedState, v?.agent])).toEqual([
-        ['Running', 'unknown'],
-        ['Running', 'unknown'],
-      ]);
+      const seen = await expectRunningUnconfirmed(other, creds(), ref);
       const { lifecycle } = await defaultPack();
-      expect(importedState(lifecycle, seen[0]!.observedState, 'none')).toEqual({ state: 'BootFailed' });
-      expect(importedState(lifecycle, seen[0]!.observedState, 'authorized')).toEqual({ state: 'Running' });
+      expect(importedState(lifecycle, seen.observedState, 'none')).toEqual({ state: 'BootFailed' });
+      expect(importedState(lifecycle, seen.observedState, 'authorized')).toEqual({ state: 'Running' });
     } finally {
       await other.close();
     }
