@@ -12,21 +12,14 @@
 // ask the boot endpoint over HTTP) and its DMZ client over loopback HTTP.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BOOT_DENIED_REASON } from '../engine/authority/boot.ts';
-import { openRecord } from '../engine/record/index.ts';
-import type { FleetRecord } from '../engine/record/types.ts';
 import { readSimState } from './drivers/sim/index.ts';
 import { createRequest, newVm, runCollect, startTestWorld, transitionSteps, walk, type TestWorld } from './testing.ts';
 
-let record: FleetRecord;
 let world: TestWorld;
 beforeAll(async () => {
-  record = await openRecord('memory://');
-  world = await startTestWorld({ record, dataCenters: ['miami'] });
+  world = await startTestWorld({ dataCenters: ['miami'] });
 }, 120_000);
-afterAll(async () => {
-  await world?.close();
-  await record?.close();
-});
+afterAll(() => world?.close());
 
 describe("a denied boot's failed step names its cause; the VM is told only the fixed reason", () => {
   // What the record is made to hold after the VM was powered on (so its boot no longer matches), and the cause the
@@ -42,8 +35,8 @@ describe("a denied boot's failed step names its cause; the VM is told only the f
     const vm = newVm(world.stack, { fleet: 'detail', index });
     await client.createVm(createRequest(vm));
     expect((await walk(client, vm.id, ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn'])).map((s) => s.outcome)).toEqual(['ok', 'ok', 'ok']);
-    const row = (await record.getVm(vm.id))!;
-    await record.updateVm(vm.id, row.version, edit, { actor: 'test' });
+    const row = (await world.record.getVm(vm.id))!;
+    await world.record.updateVm(vm.id, row.version, edit, { actor: 'test' });
     if (guess) {
       // Anything on the network may post a boot for the VM's id; without its token, its denial is not the step's.
       const res = await fetch(`${dmz.url}/v1/boot`, {

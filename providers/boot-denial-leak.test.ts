@@ -12,25 +12,18 @@
 // DMZ client over loopback HTTP.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BOOT_DENIED_REASON } from '../engine/authority/boot.ts';
-import { openRecord } from '../engine/record/index.ts';
 import { bootAttempts } from '../engine/record/testing.ts';
 import type { SqlRecord } from '../engine/record/record.ts';
-import type { FleetRecord } from '../engine/record/types.ts';
 import type { BatchStep, StepResult } from '../protocol/index.ts';
 import { readSimState } from './drivers/sim/index.ts';
 import { TO_RUNNING, newVm, runCollect, startTestWorld, transitionSteps, type TestWorld } from './testing.ts';
 
-let record: FleetRecord;
 let world: TestWorld;
 beforeAll(async () => {
-  record = await openRecord('memory://');
   // The sim's agents wait long: the test presents each boot itself.
-  world = await startTestWorld({ record, dataCenters: ['miami'], sim: () => ({ bootMs: 600_000 }) });
+  world = await startTestWorld({ dataCenters: ['miami'], sim: () => ({ bootMs: 600_000 }) });
 }, 120_000);
-afterAll(async () => {
-  await world?.close();
-  await record?.close();
-});
+afterAll(() => world?.close());
 
 const run = (list: BatchStep[]): Promise<StepResult[]> => runCollect(world.dc('miami').client, list);
 
@@ -63,8 +56,8 @@ describe('the boot endpoint tells a denied caller nothing of the record', () => 
     const running = await booting(1);
     expect(await present(running)).toMatchObject({ approved: true });
     // Its boot reported (as the sim's awaitReady would, its agent answered): Running in the record.
-    await record.transitionVm(running.vmId, (await record.getVm(running.vmId))!.version, 'Running', { actor: 'test', outcome: 'drift' });
-    expect((await record.getVm(running.vmId))?.state).toBe('Running');
+    await world.record.transitionVm(running.vmId, (await world.record.getVm(running.vmId))!.version, 'Running', { actor: 'test', outcome: 'drift' });
+    expect((await world.record.getVm(running.vmId))?.state).toBe('Running');
 
     // The caller's guesses, and what the record would have given away (the operator's detail, in the VM's history).
     const cases: { name: string; body: Presented; vm?: Presented & { address: string }; detail?: RegExp }[] = [
@@ -87,8 +80,8 @@ describe('the boot endpoint tells a denied caller nothing of the record', () => 
       const gives = [vm.address, running.address, vm.cloudId, running.cloudId, vm.image, 'Starting', 'Running', 'PoweredOn'].filter((x) => text.includes(x));
       const why = c.vm
         ? {
-            history: (await record.history(world.stack, c.vm.address)).at(-1)?.detail,
-            attempt: (await bootAttempts(record as SqlRecord, { vmId: c.vm.vmId })).at(-1)?.reason,
+            history: (await world.record.history(world.stack, c.vm.address)).at(-1)?.detail,
+            attempt: (await bootAttempts(world.record as SqlRecord, { vmId: c.vm.vmId })).at(-1)?.reason,
           }
         : {};
       told.push({ case: c.name, answer, gives, ...why });

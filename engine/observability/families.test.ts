@@ -11,19 +11,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestWorld, type TestWorld } from '../../providers/testing.ts';
-import { openRecord } from '../record/index.ts';
-import type { FleetRecord } from '../record/types.ts';
 
-let record: FleetRecord;
 let world: TestWorld;
 beforeAll(async () => {
-  record = await openRecord('memory://');
-  world = await startTestWorld({ record, dataCenters: ['miami'] });
+  world = await startTestWorld({ dataCenters: ['miami'] });
 }, 120_000);
-afterAll(async () => {
-  await world?.close();
-  await record?.close();
-});
+afterAll(() => world?.close());
 
 /** The metric families a /metrics text declares (`# TYPE name type`), but Node's process ones (fleet_process_*, fleet_nodejs_*). */
 async function families(url: string): Promise<string[]> {

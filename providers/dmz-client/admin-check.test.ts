@@ -10,8 +10,6 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCheckProof, randomBase64url } from '../../protocol/index.ts';
-import { openRecord } from '../../engine/record/index.ts';
-import type { FleetRecord } from '../../engine/record/types.ts';
 import { listenOnLoopback } from '../../test/helpers/proxy.ts';
 import { postJson, sendTarget } from '../http-send.ts';
 import { startTestWorld, type TestWorld } from '../testing.ts';
@@ -55,15 +53,12 @@ async function cuttableProxy(upstream: string): Promise<{ url: string; down: boo
 describe("the DMZ client's POST /v1/admin-check", () => {
   const logs: string[] = [];
   const keep = { level: 'debug' as const, stream: { write: (l: string) => void logs.push(l) } };
-  let record: FleetRecord;
   let world: TestWorld;
   let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
   let now = Date.parse('2026-01-01T00:00:00Z');
 
   beforeAll(async () => {
-    record = await openRecord('memory://');
     world = await startTestWorld({
-      record,
       dataCenters: ['miami'],
       adminTokens: [RIGHT],
       authorityLogger: keep,
@@ -74,7 +69,6 @@ describe("the DMZ client's POST /v1/admin-check", () => {
   afterAll(async () => {
     await world?.close();
     await proxy?.close();
-    await record?.close();
   });
 
   const check = (adminToken: string, stack = world.stack) => {
