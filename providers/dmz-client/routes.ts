@@ -6,7 +6,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import type { Counter } from 'prom-client';
 import type { DmzClientMetrics } from '../../engine/observability/index.ts';
 import { ProtocolError, WireError, doc, errorAnswer, streamAnswers, type Part } from '../../protocol/index.ts';
-import type { BootLimiter, BootTicket } from './boot-limit.ts';
+import type { BootLimiter, BootRefusal, BootTicket } from './boot-limit.ts';
 import type { AdminCheckRequest, AdminCheckResponse, BootAuthorizeRequest, BootAuthorizeResponse, BootResponse } from '../../protocol/index.ts';
 import type { Driver, ScopedCredentials } from '../drivers/types.ts';
 import type { AgentReport, BatchStep, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
@@ -106,6 +106,18 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
   /** A refusal of the caller's (4xx) is a denial; a 5xx (the authority unreachable) decided nothing. */
   const refused = (status: number) => status >= 400 && status < 500;
 
+  /**
+   * A request from an address past its limit's budget (BootLimiter.admit refused it): one warn line per address and
+   * window (`fields`, never anything of the body) instead of a request line per refusal, and 429 `code` with
+   * Retry-After; nothing is asked of the authority.
+   */
+  const overLimit = (req: FastifyRequest, reply: FastifyReply, a: BootRefusal, line: string, fields: Record<string, unknown>, err: WireError) => {
+    if (a.first) req.log.warn({ dataCenter: dc, address: req.ip, ...fields, until: new Date(a.until).toISOString() }, line);
+    if (levelEnabled(req.log, 'info')) req.log = req.log.child({}, { level: 'warn' });
+    const { status, body } = errorAnswer(err);
+    return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
+  };
+
   /** Reads use the DMZ client's own read-only credentials; only writes need the authority's. */
   const readCredentials = (): ScopedCredentials => ({
     dataCenter: dc,
@@ -198,16 +210,12 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
           return;
         }
         adminLimited.inc();
-        const until = new Date(a.until).toISOString();
-        if (a.first) req.log.warn({ dataCenter: dc, address: req.ip, route: '/v1/admin-check', refused: a.denials, windowMs: adminLimit.settings.windowMs, until }, 'admin check limited');
-        // As the boot endpoint's: a flood of refused checks is summed up in that line, not a request line each.
-        if (levelEnabled(req.log, 'info')) req.log = req.log.child({}, { level: 'warn' });
+        const { windowMs } = adminLimit.settings;
         const err = new WireError(
           'admin-check-rate-limited',
-          `admin-token checks from ${req.ip} are refused until ${until}: it had ${a.denials} refused checks within ${adminLimit.settings.windowMs / 1000} s; nothing was asked of the authority`,
+          `admin-token checks from ${req.ip} are refused until ${new Date(a.until).toISOString()}: it had ${a.denials} refused checks within ${windowMs / 1000} s; nothing was asked of the authority`,
         );
-        const { status, body } = errorAnswer(err);
-        return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
+        return overLimit(req, reply, a, 'admin check limited', { route: '/v1/admin-check', refused: a.denials, windowMs }, err);
       },
       // Settled by the answer's status: a refusal of the caller's (4xx: a wrong proof, a malformed body) counts; an ok or
       // the authority out of reach (5xx, decided nothing) does not.
@@ -244,16 +252,12 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
     const route = req.routeOptions.url ?? '/v1/boot';
     limited.inc({ route });
     const { windowMs } = limiter.settings;
-    const until = new Date(a.until).toISOString();
-    // One line per address and window (never a token: nothing of the body is read), instead of a request line per refusal.
-    if (a.first) req.log.warn({ dataCenter: dc, address: req.ip, route, denials: a.denials, windowMs, until }, 'boot limited');
-    if (levelEnabled(req.log, 'info')) req.log = req.log.child({}, { level: 'warn' });
     const err = new WireError(
       'boot-rate-limited',
-      `boot requests from ${req.ip} are refused until ${until}: it had ${a.denials} denied, refused or malformed boot requests within ${windowMs / 1000} s (the DMZ client's spec.bootLimit); nothing was asked of the authority`,
+      `boot requests from ${req.ip} are refused until ${new Date(a.until).toISOString()}: it had ${a.denials} denied, refused or malformed boot requests within ${windowMs / 1000} s (the DMZ client's spec.bootLimit); nothing was asked of the authority`,
     );
-    const { status, body } = errorAnswer(err);
-    return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
+    // Never a token in the line: nothing of the body is read.
+    return overLimit(req, reply, a, 'boot limited', { route, denials: a.denials, windowMs }, err);
   };
   const settleUnhandled = async (req: FastifyRequest, reply: FastifyReply) => {
     const t = tickets.get(req);
