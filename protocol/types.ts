@@ -6,7 +6,7 @@ export type { VmSize };
 
 export type PowerState = 'on' | 'off';
 /**
- * The boot agent of the VM's current run, as this DMZ client's last report of it says (AgentState); `unknown`: the VM runs and this client holds no report of its agent (it restarted without its state folder, or another client booted it), so nothing here says its boot handshake completed (the aws and azure drivers; observedState is Running all the same).
+ * The boot agent of the VM's current run, as this DMZ client's last report of it says (AgentState); `unknown`: the VM runs and this client holds no report of its agent's current run (it restarted without its state folder, another client booted it, or the VM was started again since the report it holds: a start from the cloud's console), so nothing here says its boot handshake completed (the aws and azure drivers; observedState is Running all the same).
  */
 export type ObservedAgent = 'none' | 'booting' | 'ready' | 'failed' | 'stopping' | 'unknown';
 export type AuthorizeKind = 'create' | 'transition' | 'resize';
@@ -92,6 +92,10 @@ export interface ActualVm {
   status: 'present' | 'terminated';
   power: PowerState;
   agent: ObservedAgent;
+  /**
+   * When the VM's current run began, as its cloud says (EC2: launchTime, its last start; Azure: the time of the instance view's provisioning state, its last operation's end, a start or restart among them). Evidence that its boot completed the handshake (an agent report, an approved boot attempt) counts only from after it (fleet import). Absent when the cloud says nothing of it (the sim, whose agents are its own).
+   */
+  startedAt?: string;
   /**
    * The fleet the VM was created for, as its cloud tags name it (the sim: the address it was created with; EC2: fleet:fleet; Azure: fleet-address's fleet). Absent when its tags name none (a VM made before the tag, or not by fleet apply).
    */

@@ -308,6 +308,51 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(r.code, r.stderr).toBe(0);
   });
 
+  it('an instance stopped and started again from EC2\'s console after its ready report: fleet refresh does not walk it to Running, and fleet import after `fleet state rm` records it BootFailed', async () => {
+    // Until the new run's agent presents the token of the boot before (used: denied, it stops the instance), EC2 shows
+    // it running and the DMZ client held the old run's ready report: refresh walked PoweredOff -> … -> Running through
+    // boot edges no approved boot made, and fleet import recorded it Running. The report (and the record's approval)
+    // is older than the instance's launchTime (ActualVm.startedAt): neither is of this run.
+    await spec('db', fleetYaml('db', { count: 1 }));
+    let r = await fleet('apply', '--yes', '--target', 'db');
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const row = (await record()).find((v) => v.address === 'db/0')!;
+    expect(row.state).toBe('Running');
+    await ec2.settled();
+    const i = live()['db/0'];
+    i.state = 'stopped';
+    r = await fleet('refresh');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await record()).find((v) => v.address === 'db/0')?.state).toBe('PoweredOff');
+    // The console's start: a new launchTime, running; the new run's agent has not asked yet.
+    const startFromConsole = () => {
+      i.launchTime = new Date(Math.max(Math.ceil(Date.now() / 1000) * 1000, Date.parse(i.launchTime) + 1000)).toISOString();
+      i.state = 'running';
+    };
+    startFromConsole();
+    r = await fleet('refresh', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const drift = (JSON.parse(r.stdout) as { drift: { kind: string; address: string; detail: string }[] }).drift.find((d) => d.address === 'db/0');
+    expect(drift).toMatchObject({ kind: 'not-an-edge' });
+    expect(drift?.detail).toContain('holds no report of its agent');
+    expect((await record()).find((v) => v.address === 'db/0')?.state).toBe('PoweredOff');
+
+    r = await fleet('state', 'rm', 'db/0');
+    expect(r.code, r.stderr).toBe(0);
+    r = await fleet('import', 'db/0', row.cloudId!, '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { imported: { state: string; id: string }; diagnostics: { code: string; detail: string }[] };
+    expect(out.imported).toMatchObject({ state: 'BootFailed', id: row.id });
+    expect(out.diagnostics.find((d) => d.code === 'apply.import-differs' && d.detail.includes('nothing confirms'))?.detail).toContain(`since its latest start (${i.launchTime})`);
+
+    r = await fleet('apply', '--yes', '--target', 'db');
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect((await record()).find((v) => v.address === 'db/0')).toMatchObject({ state: 'Running', id: row.id, cloudId: row.cloudId });
+    await spec('db', fleetYaml('db', { count: 0 }));
+    r = await fleet('apply', '--yes', '--target', 'db');
+    expect(r.code, r.stderr).toBe(0);
+  });
+
   it('deletes a failed member: the instance already gone is fine', async () => {
     await spec('web', fleetYaml('web', { count: 0 }));
     const r = await fleet('apply', '--yes');

@@ -322,4 +322,38 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(r.code, r.stdout).toBe(0);
     expect(arm.boots.length).toBe(boots);
   });
+
+  it('fleet import of a VM restarted from the portal after `fleet state rm`: BootFailed, whether its DMZ client holds the ready report of the run before or the record that run\'s approved boot', async () => {
+    // Forgotten while Running, then restarted from the portal: until the new run's agent presents the token of the boot
+    // before (used: denied), the VM reads running. Its DMZ client's ready report, or the record's approval of that token,
+    // was taken for this run's handshake and the import recorded it Running. Both are older than the VM's latest start
+    // (ActualVm.startedAt: the instance view's provisioning time), so neither counts.
+    const restartFromPortal = () => {
+      // The restart's operation ended now; the new run's agent has not asked yet (the moment before its denial).
+      Object.assign(live()['web/0'], { power: 'running', provisionedAt: new Date().toISOString() });
+    };
+    const importRestarted = async (cloudId: string) => {
+      let r = await fleet('state', 'rm', 'web/0');
+      expect(r.code, r.stderr).toBe(0);
+      restartFromPortal();
+      r = await fleet('import', 'web/0', cloudId, '--format', 'json');
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { imported: { state: string }; diagnostics: { code: string; detail: string }[] };
+      expect(out.imported.state).toBe('BootFailed');
+      const note = out.diagnostics.find((d) => d.code === 'apply.import-differs' && d.detail.includes('nothing confirms'));
+      expect(note?.detail).toContain('since its latest start');
+      // The next apply powers it off and boots it afresh with a token of its own: an approved boot, its report held here.
+      const boots = arm.boots.length;
+      r = await fleet('apply', '--yes');
+      expect(r.code, r.stderr).toBe(0);
+      expect((await record()).map((v) => [v.address, v.state])).toEqual([['web/0', 'Running']]);
+      expect(arm.boots.slice(boots).some((b) => b.approved)).toBe(true);
+    };
+    const [row] = await record();
+    expect([row.address, row.state]).toEqual(['web/0', 'Running']);
+    // This DMZ client holds no report of it (restarted without its state folder): the record's approval was the evidence.
+    await importRestarted(row.cloudId!);
+    // Booted again through this DMZ client, which holds that boot's ready report now: the report was the evidence.
+    await importRestarted(row.cloudId!);
+  });
 });

@@ -229,11 +229,12 @@ export function bootStore({ db }: RecordSql): BootStore {
       );
     },
 
-    async bootAuthorized(vmId, cloudId) {
+    async bootAuthorized(vmId, cloudId, since) {
       const rows = await db.query<{ ok: boolean }>(
         `SELECT EXISTS (SELECT 1 FROM boot_tokens t WHERE t.vm_id = $1 AND t.used_at IS NOT NULL
-           AND EXISTS (SELECT 1 FROM boot_attempts a WHERE a.vm_id = t.vm_id AND a.cloud_id = $2 AND a.approved AND a.at >= t.created_at)) AS ok`,
-        [vmId, cloudId],
+           AND EXISTS (SELECT 1 FROM boot_attempts a WHERE a.vm_id = t.vm_id AND a.cloud_id = $2 AND a.approved AND a.at >= t.created_at
+             AND ($3::timestamptz IS NULL OR a.at > $3::timestamptz))) AS ok`,
+        [vmId, cloudId, since ?? null],
       );
       return rows[0]?.ok === true;
     },

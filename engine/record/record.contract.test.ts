@@ -1523,8 +1523,12 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         { name: 'its token issued, never presented (the boot under way)', vmId: unused.id, cloudId: 'i-1', want: false },
         { name: 'an earlier boot approved, its last token never presented', vmId: replaced.id, cloudId: 'i-1', want: false },
         { name: 'a VM the record never booted', vmId: '00000000-0000-4000-8000-00000000dead', cloudId: 'i-1', want: false },
+        // since: the VM's latest start as its cloud says (ActualVm.startedAt). A start from the console after the approved
+        // boot began a run whose agent presents that used token again (denied): the approval is not of this run.
+        { name: 'its token used, approved after the VM\'s latest start', vmId: used.id, cloudId: 'i-1', since: new Date(Date.now() - 3_600_000).toISOString(), want: true },
+        { name: 'its token used, approved before the VM\'s latest start (started again from the console since)', vmId: used.id, cloudId: 'i-1', since: new Date(Date.now() + 3_600_000).toISOString(), want: false },
       ];
-      expect(await Promise.all(cases.map((c) => r.bootAuthorized(c.vmId, c.cloudId).then((got) => ({ name: c.name, got }))))).toEqual(cases.map((c) => ({ name: c.name, got: c.want })));
+      expect(await Promise.all(cases.map((c) => r.bootAuthorized(c.vmId, c.cloudId, 'since' in c ? c.since : undefined).then((got) => ({ name: c.name, got }))))).toEqual(cases.map((c) => ({ name: c.name, got: c.want })));
     });
 
     it('lets one of two concurrent checks with one token win', async () => {

@@ -246,9 +246,12 @@ export interface BootStore {
    * never booted, or whose last token no agent presented yet (a boot still
    * under way, or never started). Survives a DMZ client's lost state folder:
    * `fleet import` reads it for a running VM of whose agent its DMZ client
-   * holds no report.
+   * holds no report. `since` (the VM's latest start as its cloud says,
+   * ActualVm.startedAt): only an approved attempt after it counts; one
+   * before it approved a run a start from the cloud's console has ended
+   * since, whose agent now presents that used token again and is denied.
    */
-  bootAuthorized(vmId: string, cloudId: string): Promise<boolean>;
+  bootAuthorized(vmId: string, cloudId: string, since?: string): Promise<boolean>;
 }
 
 /** The stack's identity and plan-seal key. */

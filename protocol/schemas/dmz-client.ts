@@ -114,7 +114,12 @@ export const actualVmSchema = {
       type: 'string',
       enum: ['none', 'booting', 'ready', 'failed', 'stopping', 'unknown'],
       description:
-        "The boot agent of the VM's current run, as this DMZ client's last report of it says (AgentState); `unknown`: the VM runs and this client holds no report of its agent (it restarted without its state folder, or another client booted it), so nothing here says its boot handshake completed (the aws and azure drivers; observedState is Running all the same).",
+        "The boot agent of the VM's current run, as this DMZ client's last report of it says (AgentState); `unknown`: the VM runs and this client holds no report of its agent's current run (it restarted without its state folder, another client booted it, or the VM was started again since the report it holds: a start from the cloud's console), so nothing here says its boot handshake completed (the aws and azure drivers; observedState is Running all the same).",
+    },
+    startedAt: {
+      type: 'string',
+      description:
+        "When the VM's current run began, as its cloud says (EC2: launchTime, its last start; Azure: the time of the instance view's provisioning state, its last operation's end, a start or restart among them). Evidence that its boot completed the handshake (an agent report, an approved boot attempt) counts only from after it (fleet import). Absent when the cloud says nothing of it (the sim, whose agents are its own).",
     },
     fleet: {
       type: 'string',

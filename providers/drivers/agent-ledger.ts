@@ -31,6 +31,39 @@ export interface AgentLedgerEntry {
   stoppedAs?: string;
   /** aws: the instance was read pending or running since this boot's StartInstances: any stop from here is this boot's. */
   up?: boolean;
+  /**
+   * When this client believed the agent's last report (ISO, its clock): a ready report older than the VM's latest
+   * start (CloudVm.startedAt) is of an earlier run, not the current one (isCurrentReport). Absent in older ledgers.
+   */
+  at?: string;
+  /**
+   * aws: the launchTime of the run this boot started, as the first read that showed it pending or running said: a
+   * report of this boot is of that run only; another launchTime is a start since (the cloud's console).
+   */
+  launch?: string;
+}
+
+/**
+ * Whether a ledger entry's report is of the VM's current run, which began at `startedAt` (CloudVm.startedAt; undefined:
+ * the cloud says nothing of it, and the report counts as before). A report of a run a start from the cloud's console
+ * ended counts for nothing: the agent of the new run presents that boot's token again, which the authority denies,
+ * and reading the old report as this run's would let `fleet import` or `fleet refresh` record Running a VM whose disk
+ * no approved boot unlocked.
+ *
+ * | entry                                  | current                                    |
+ * | -------------------------------------- | ------------------------------------------ |
+ * | launch bound (aws)                     | launch is startedAt                        |
+ * | no launch, at (the report's time)      | at is after startedAt (clocks apart: a run |
+ * |                                        | whose report lost the race reads unknown)  |
+ * | neither (an older ledger)              | no                                         |
+ */
+export function isCurrentReport(entry: Pick<AgentLedgerEntry, 'at' | 'launch'>, startedAt: string | undefined): boolean {
+  if (startedAt === undefined) return true;
+  const started = Date.parse(startedAt);
+  if (Number.isNaN(started)) return true;
+  if (entry.launch !== undefined) return Date.parse(entry.launch) === started;
+  if (entry.at === undefined) return false;
+  return Date.parse(entry.at) > started;
 }
 
 const STATES = new Set(['none', 'booting', 'ready', 'failed', 'stopping']);

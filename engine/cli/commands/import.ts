@@ -50,13 +50,18 @@ export const registerImport: RegisterCommand = (program: Command, io, setExit) =
  *
  * | evidence     | what                                                                    |
  * | ------------ | ----------------------------------------------------------------------- |
- * | agent-ready  | its DMZ client holds its agent's ready report (ActualVm.agent `ready`)   |
+ * | agent-ready  | its DMZ client holds its agent's ready report of the VM's current run    |
+ * |              | (ActualVm.agent `ready`; a report before its latest start reads         |
+ * |              | `unknown`: providers/drivers/agent-ledger.ts, isCurrentReport)          |
  * | authorized   | the record confirms it: it held the VM in a state of that boot when      |
  * |              | `fleet state rm` forgot it, and that boot's token was used, approved    |
- * |              | for this cloud id (BootStore.bootAuthorized)                            |
+ * |              | for this cloud id after the VM's latest start (ActualVm.startedAt;      |
+ * |              | BootStore.bootAuthorized)                                               |
  * | none         | neither (agent `unknown`: its DMZ client restarted without its state    |
- * |              | folder, or another client booted it; a VM the record never booted; a    |
- * |              | boot whose token no agent presented yet)                                |
+ * |              | folder, another client booted it, or its report is of a run before the  |
+ * |              | VM's latest start; a VM the record never booted; a boot whose token no  |
+ * |              | agent presented yet; an approval before the VM's latest start: started  |
+ * |              | again from the cloud's console, its agent presents a used token)        |
  */
 export type BootEvidence = 'agent-ready' | 'authorized' | 'none';
 
@@ -200,7 +205,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       const evidence: BootEvidence =
         vm.agent === 'ready'
           ? 'agent-ready'
-          : known && known.cloudId === vm.cloudId && bootHeld(pack.lifecycle).includes(known.state) && (await record.bootAuthorized(vm.vmId, vm.cloudId))
+          : known && known.cloudId === vm.cloudId && bootHeld(pack.lifecycle).includes(known.state) && (await record.bootAuthorized(vm.vmId, vm.cloudId, vm.startedAt))
             ? 'authorized'
             : 'none';
       const decided = importedState(pack.lifecycle, vm.observedState, evidence);
@@ -309,8 +314,12 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
 
 /** Why a running VM has no BootEvidence, for a note: what its DMZ client and the record lack. */
 function noEvidence(vm: ActualVm): string {
-  const client = vm.agent === 'unknown' ? `${vm.dataCenter}'s DMZ client holds no report of its agent (restarted without its state folder, or another client booted it)` : `${vm.dataCenter}'s DMZ client holds no ready report of its agent`;
-  return `${client}, and the record has no approved boot of ${vm.cloudId} as the last boot of a member it forgot`;
+  const client =
+    vm.agent === 'unknown'
+      ? `${vm.dataCenter}'s DMZ client holds no report of its agent's current run (restarted without its state folder, another client booted it, or it was started again since, from the cloud's console)`
+      : `${vm.dataCenter}'s DMZ client holds no ready report of its agent`;
+  const since = vm.startedAt !== undefined ? ` since its latest start (${vm.startedAt})` : '';
+  return `${client}, and the record has no approved boot of ${vm.cloudId}${since} as the last boot of a member it forgot`;
 }
 
 /** The import that puts a VM where its cloud tags say it belongs (fleet and member), or what to do first. */

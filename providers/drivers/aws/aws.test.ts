@@ -255,6 +255,27 @@ describe('aws driver', () => {
     }
   });
 
+  it('an instance started again from EC2\'s console since its agent\'s ready report reads agent unknown, not ready: the report is of the run before (ActualVm.startedAt)', async () => {
+    // `fleet state rm` of a Running member, then a stop and start from the console: until the agent of the new run is
+    // denied (it presents the token of the boot before), the instance read Running with the old run's ready report,
+    // and fleet import recorded it Running (evidence agent-ready), as refresh walked a PoweredOff record to Running.
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-before' });
+    expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-before', state: 'ready' })).toBe(true);
+    const ready = await driver.awaitReady(creds(), ref, { timeoutMs: 5_000 });
+    expect([ready.observedState, ready.agent]).toEqual(['Running', 'ready']);
+    const launched = ec2.instances.get(vm.cloudId)!.launchTime;
+    expect((await driver.get(read(), ref))?.agent).toBe('ready');
+    // The console's StopInstances and StartInstances: EC2 sets a new launchTime; the new run's agent has not asked yet.
+    const i = ec2.instances.get(vm.cloudId)!;
+    i.launchTime = new Date(Date.parse(launched) + 60_000).toISOString().replace(/\.\d{3}Z$/, '.000Z');
+    i.state = 'running';
+    const seen = await expectRunningUnconfirmed(driver, read(), ref);
+    expect([ready.startedAt, seen.startedAt]).toEqual([launched, i.launchTime]);
+  });
+
   // EC2 may accept StartInstances and then put the instance back to stopped with a stateReason saying why
   // (Server.InsufficientInstanceCapacity when the zone has no room for it after all; someone stopping it). Only a
   // guest powering itself off (Client.InstanceInitiatedShutdown: the agent after a denied boot) is a denied boot;

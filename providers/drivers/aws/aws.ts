@@ -61,7 +61,7 @@ import {
   type ScopedCredentials,
   type VmRef,
 } from '../types.ts';
-import { AgentLedger } from '../agent-ledger.ts';
+import { AgentLedger, isCurrentReport } from '../agent-ledger.ts';
 import { ec2Error } from './errors.ts';
 import { mapEc2State, type Ec2State } from './states.ts';
 import { TAGS, formatSizeTag, isGone, parseSize, sizeOfType, stateOf, tagMap, typeFor } from './instances.ts';
@@ -365,8 +365,17 @@ export class AwsDriver implements Driver {
     const tags = tagMap(inst.Tags);
     const id = inst.InstanceId ?? '';
     const state = stateOf(inst) ?? 'terminated';
-    const a = this.agents.get(id);
-    const mapped = mapEc2State(state, a ? (a.state === 'stopping' ? 'none' : a.state) : state === 'running' ? 'unknown' : 'none');
+    const startedAt = inst.LaunchTime?.toISOString();
+    let a = this.agents.get(id);
+    // The first read that shows a boot's instance up names the run it started (its launchTime): the boot's report is of
+    // that run only. A stale read (EC2's lag behind StartInstances) shows it stopped, as boot() left it.
+    if (a?.state === 'booting' && a.launch === undefined && startedAt !== undefined && (state === 'pending' || state === 'running')) {
+      a = { ...a, launch: startedAt };
+      this.agents.set(id, a);
+    }
+    // A ready report of an earlier run (the instance was started again since, from EC2's console) says nothing of this one.
+    const known = a && !(a.state === 'ready' && !isCurrentReport(a, startedAt)) ? a : undefined;
+    const mapped = mapEc2State(state, known ? (known.state === 'stopping' ? 'none' : known.state) : state === 'running' ? 'unknown' : 'none');
     const size = parseSize(tags[TAGS.size]) ?? this.sizeOfType(inst.InstanceType);
     return {
       vmId: tags[TAGS.vmId] ?? '',
@@ -378,6 +387,7 @@ export class AwsDriver implements Driver {
       size,
       encryptedDisk: tags[TAGS.encrypted] === 'true',
       ...mapped,
+      ...(startedAt !== undefined ? { startedAt } : {}),
     };
   }
 
@@ -575,6 +585,7 @@ export class AwsDriver implements Driver {
     this.agents.set(report.cloudId, {
       ...a,
       state: report.state,
+      at: new Date().toISOString(),
       ...(report.detail ? { detail: report.detail } : {}),
       ...(report.denied ? { denied: true } : {}),
     });
@@ -606,7 +617,9 @@ export class AwsDriver implements Driver {
         throw new DriverError('boot-failed', `instance ${id} did not become ready: ${a.detail ?? 'its agent failed'}`);
       }
       if (!a && st === 'running') return this.view(inst);
-      if (a && !a.up && (st === 'pending' || st === 'running')) this.agents.set(id, { ...a, up: true });
+      if (a && !a.up && (st === 'pending' || st === 'running')) {
+        this.agents.set(id, { ...a, up: true, ...(a.state === 'booting' && a.launch === undefined && inst.LaunchTime ? { launch: inst.LaunchTime.toISOString() } : {}) });
+      }
       // Stopped as it read before this boot's StartInstances, and not seen up since: EC2's read still shows the stop
       // before the start (eventual consistency), whose reason is no stop of this boot. Read again until the deadline.
       const asBefore = (st === 'stopping' || st === 'stopped') && a && !a.up && a.stoppedAs !== undefined && a.stoppedAs === stopMark(inst);

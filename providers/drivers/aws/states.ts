@@ -8,8 +8,9 @@
 // | running        | booting / none this run | present    | on    | Starting      |
 // | running        | ready                   | present    | on    | Running       |
 // | running        | failed                  | present    | on    | BootFailed    |
-// | running        | unknown (client restart)| present    | on    | Running (agent |
-// |                |                         |            |       | unknown)      |
+// | running        | unknown (client restart,| present    | on    | Running (agent |
+// |                | or a report of a run    |            |       | unknown)      |
+// |                | before: isCurrentReport)|            |       |               |
 // | stopping       | any                     | present    | on    | ShuttingDown  |
 // | stopped        | any                     | present    | off   | PoweredOff    |
 // | shutting-down  | any                     | terminated | off   | Deleted       |

@@ -75,6 +75,8 @@ interface FakeVm {
   userData?: string;
   /** The boot token the VM's agent last acted on. */
   agentToken?: string;
+  /** When its last operation ended (create, PATCH, start, power-off, deallocate): the instance view's ProvisioningState `time`. */
+  provisionedAt?: string;
 }
 
 interface Operation {
@@ -326,6 +328,7 @@ export class ArmFake {
         const headers = {
           'Azure-AsyncOperation': this.newOp(() => {
             vm.provisioningState = 'Succeeded';
+            vm.provisionedAt = new Date().toISOString();
             vm.power = 'running';
             this.disks.add(`${name}-os`);
             this.disks.add(`${name}-data`);
@@ -343,6 +346,7 @@ export class ArmFake {
         const headers = {
           'Azure-AsyncOperation': this.newOp(() => {
             vm.provisioningState = 'Succeeded';
+            vm.provisionedAt = new Date().toISOString();
             if (b.tags) vm.tags = b.tags;
             if (b.properties?.hardwareProfile) vm.properties.hardwareProfile = b.properties.hardwareProfile;
             if (b.properties?.userData !== undefined) {
@@ -367,6 +371,7 @@ export class ArmFake {
         return this.accepted(
           () => {
             vm.power = after;
+            vm.provisionedAt = new Date().toISOString();
             if (c.call === 'start') this.runAgent(vm);
             else if (this.o.agentShell) stopFakeVm(join(this.o.agentShell.vmRoot, vm.name));
           },
@@ -428,9 +433,11 @@ export class ArmFake {
     return [202, '', { 'Azure-AsyncOperation': async, Location: this.opUrl('operationResults', id) }];
   }
 
-  private statuses(vm: FakeVm): { code: string; level: string; displayStatus: string }[] {
+  private statuses(vm: FakeVm): { code: string; level: string; displayStatus: string; time?: string }[] {
     const ps = vm.provisioningState.toLowerCase();
-    const out = [{ code: `ProvisioningState/${ps}`, level: 'Info', displayStatus: `Provisioning ${ps}` }];
+    const out: { code: string; level: string; displayStatus: string; time?: string }[] = [
+      { code: `ProvisioningState/${ps}`, level: 'Info', displayStatus: `Provisioning ${ps}`, ...(vm.provisionedAt !== undefined ? { time: vm.provisionedAt } : {}) },
+    ];
     if (vm.provisioningState !== 'Creating') out.push({ code: `PowerState/${vm.power}`, level: 'Info', displayStatus: `VM ${vm.power}` });
     return out;
   }

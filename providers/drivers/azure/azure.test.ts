@@ -451,6 +451,29 @@ describe('azure driver: lifecycle', () => {
     }
   });
 
+  it('a VM restarted from the portal since its agent\'s ready report reads agent unknown, not ready: the report is of the run before (ActualVm.startedAt)', async () => {
+    // `fleet state rm` of a Running member, then a restart from the portal: until the agent of the new run is denied (it
+    // presents the token of the boot before), the VM read Running with the old run's ready report, and fleet import
+    // recorded it Running (evidence agent-ready).
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    boot.issued.add('token-before');
+    await driver.boot(creds(), ref, { bootToken: 'token-before' });
+    const ready = await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 });
+    expect([ready.observedState, ready.agent]).toEqual(['Running', 'ready']);
+    const vm = arm.vms.get(resourceNames(i.vmId).vm)!;
+    const bootedAt = vm.provisionedAt;
+    // The portal's restart: starting, then running, its operation ended after the report; the new run's agent has not asked yet.
+    const restartedAt = new Date(Date.now() + 60_000).toISOString();
+    Object.assign(vm, { power: 'starting', provisionedAt: restartedAt });
+    expect(await driver.get(creds(), ref)).toMatchObject({ observedState: 'Starting', agent: 'booting' });
+    vm.power = 'running';
+    const seen = await expectRunningUnconfirmed(driver, creds(), ref);
+    expect([ready.startedAt, seen.startedAt]).toEqual([bootedAt, restartedAt]);
+  });
+
   it('deleting a VM that is already gone succeeds', async () => {
     await driver.deleteVm(creds(), { vmId: randomUUID(), cloudId: null });
   });

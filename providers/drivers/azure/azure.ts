@@ -35,12 +35,12 @@ import type { TokenCredential } from '@azure/core-auth';
 import { formatSize, type VmSize } from '../../../engine/model/index.ts';
 import type { AgentState } from '../../../protocol/index.ts';
 import { DriverError, checkCredentials, createdFor, type AgentReport, type CloudVm, type CreateVmInput, type Driver, type ScopedCredentials, type VmRef } from '../types.ts';
-import { AgentLedger } from '../agent-ledger.ts';
+import { AgentLedger, isCurrentReport } from '../agent-ledger.ts';
 import { armClients, staticTokenCredential, type Clients } from './clients.ts';
 import { AZURE_DATA_DEVICE, DEFAULT_ARM_ENDPOINT, type AzureDriverOptions } from './options.ts';
 import { toDriverError } from './errors.ts';
 import { TAG, formatSizeTag, imageReference, nicResourceId, parseSizeTag, resourceNames, subnetResourceId, vmResourceId, vmName } from './names.ts';
-import { mapAzureState, powerStateOf, provisioningStateOf } from './states.ts';
+import { mapAzureState, powerStateOf, provisionedAt, provisioningStateOf } from './states.ts';
 
 /** Per VM (cloud id), what this client knows of its boot agent. */
 interface AgentEntry {
@@ -50,6 +50,8 @@ interface AgentEntry {
   detail?: string;
   /** The boot endpoint denied the boot: the VM powered itself off and is to be deleted. */
   denied?: boolean;
+  /** When this client believed the report (isCurrentReport: a ready report older than the VM's last operation is of a run before it). */
+  at?: string;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -169,7 +171,12 @@ export class AzureDriver implements Driver {
     const name = vm.name ?? '';
     const cloudId = this.cloudId(name);
     const statuses = vm.instanceView?.statuses;
-    const mapped = mapAzureState(provisioningStateOf(vm.provisioningState, statuses), powerStateOf(statuses), this.agents.get(cloudId)?.state);
+    const startedAt = provisionedAt(statuses);
+    const entry = this.agents.get(cloudId);
+    // A ready report older than the VM's last operation (a start or restart from the portal among them) is of a run
+    // before it: this client holds no report of the current one.
+    const known = entry && !(entry.state === 'ready' && !isCurrentReport(entry, startedAt)) ? entry : undefined;
+    const mapped = mapAzureState(provisioningStateOf(vm.provisioningState, statuses), powerStateOf(statuses), known?.state);
     return {
       vmId: tags[TAG.vmId] ?? '',
       cloudId,
@@ -183,6 +190,7 @@ export class AzureDriver implements Driver {
       power: mapped.power,
       agent: mapped.agent,
       observedState: mapped.observedState,
+      ...(startedAt !== undefined ? { startedAt } : {}),
     };
   }
 
@@ -433,6 +441,7 @@ export class AzureDriver implements Driver {
     this.setAgent(report.cloudId, {
       state: report.state,
       tokenHash: entry.tokenHash,
+      at: new Date().toISOString(),
       ...(report.detail !== undefined ? { detail: report.detail } : {}),
       ...(report.denied === true ? { denied: true } : {}),
     });

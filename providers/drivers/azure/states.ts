@@ -22,7 +22,9 @@
 // |                       | deallocated, none, unknown  |                            |       |               |
 // | (404: no such VM)     |                             |                            |       | (absent)      |
 //
-// "unknown" agent: no report since this DMZ client started (a restart);
+// "unknown" agent: no report since this DMZ client started (a restart), or a
+// ready report older than the VM's last operation (a start or restart from the
+// portal since; the driver passes it as undefined: isCurrentReport);
 // a running fleet VM got there through an approved boot, so it counts as
 // Running, but says agent `unknown`, not `ready`: nothing here saw its
 // handshake complete, and `fleet import` records it Running only when the
@@ -65,6 +67,20 @@ export function provisioningStateOf(property: string | undefined, statuses: read
     if (m) return m[1].charAt(0).toUpperCase() + m[1].slice(1);
   }
   return 'Succeeded';
+}
+
+/**
+ * When the VM's last operation ended, as ARM says: the `time` of the instance view's `ProvisioningState/<x>` status
+ * (a start, a restart, a PATCH among them). CloudVm.startedAt: a run began no later, so a report from before it is of
+ * a run before (an agent report, an approved boot; isCurrentReport). Undefined when there is none.
+ */
+export function provisionedAt(statuses: readonly { code?: string; time?: Date | string }[] | undefined): string | undefined {
+  for (const s of statuses ?? []) {
+    if (!/^ProvisioningState\//i.test(s.code ?? '') || s.time === undefined) continue;
+    const t = s.time instanceof Date ? s.time : new Date(s.time);
+    return Number.isNaN(t.getTime()) ? undefined : t.toISOString();
+  }
+  return undefined;
 }
 
 /** The table above. `agent` is this client's last agent report for the VM, or undefined when it has none. */
