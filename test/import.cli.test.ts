@@ -238,3 +238,58 @@ describe('fleet import of a VM the record never knew, its cloud tags naming anot
     expect((JSON.parse(back.stdout) as { imported: VmRow }).imported).toMatchObject({ address: 'web/1', state: 'Running', cloudId: web1.cloudId, id: web1.id });
   });
 });
+
+// A VM of a fleet imported into another member of that same fleet (web/1's VM as web/2) was adopted: its cloud name
+// and tags (the sim's address, EC2's fleet:address, Azure's fleet-address) kept naming the member it was created as,
+// which no driver call changes, and a forgotten VM's record id carried that member's history to the other address.
+// It is refused, naming the member it was and the import that puts it there.
+describe('fleet import of a VM into another member of its own fleet', () => {
+  const st = useTempStack();
+  const fleet = st.fleet;
+
+  it('the record never knew it, its tags naming another member: refused (apply.import-refused) naming that member and its import; there it goes', async () => {
+    await st.spec('web', fleetYaml('web', { count: 3 }));
+    const applied = await fleet('apply', '--yes');
+    expect(applied.code, applied.stderr).toBe(0);
+    const web1 = (JSON.parse((await fleet('state', 'show', 'web/1', '--format', 'json')).stdout) as { vm: VmRow }).vm;
+    // A record that never knew the data center's VMs (the stack's record lost and started afresh).
+    const other = `pglite://${join(st.dir, '.fleet', 'record-afresh')}`;
+    const refused = await fleet('import', 'web/2', web1.cloudId!, '--record-url', other, '--format', 'json');
+    expect(refused.code, refused.stdout).toBe(1);
+    const { diagnostics } = JSON.parse(refused.stdout) as { diagnostics: { code: string; detail: string; address?: string }[] };
+    const d = diagnostics.find((x) => x.code === 'apply.import-refused');
+    expect(d?.address).toBe('web/2');
+    expect(d?.detail).toContain('was created as web/1');
+    expect(d?.detail).toContain('its cloud tags name member web/1, not web/2');
+    expect(d?.detail).toContain(`To import it where it belongs: \`fleet import web/1 ${web1.cloudId}\`; web/2 is one the next plan creates.`);
+    const record = await openRecord(other);
+    try {
+      expect(await record.listVms('e2e')).toEqual([]);
+    } finally {
+      await record.close();
+    }
+    const back = await fleet('import', 'web/1', web1.cloudId!, '--record-url', other, '--format', 'json');
+    expect(back.code, back.stdout).toBe(0);
+    expect((JSON.parse(back.stdout) as { imported: VmRow }).imported).toMatchObject({ address: 'web/1', cloudId: web1.cloudId, id: web1.id });
+  });
+
+  it('forgotten from one member: refused at another (apply.import-refused) naming the member it was; `fleet state rm` of that member first when it is live again', async () => {
+    const { rows: [web0] } = await applyThenForget(st, ['web/0', 'web/2']);
+    const refused = await fleet('import', 'web/2', web0.cloudId!, '--format', 'json');
+    expect(refused.code, refused.stdout).toBe(1);
+    const d = (JSON.parse(refused.stdout) as { diagnostics: { code: string; detail: string; address?: string }[] }).diagnostics.find((x) => x.code === 'apply.import-refused');
+    expect(d?.address).toBe('web/2');
+    expect(d?.detail).toContain('was web/0 of fleet web');
+    expect(d?.detail).toContain(`To take it back where it was: \`fleet import web/0 ${web0.cloudId}\`; web/2 is one the next plan creates.`);
+    expect((await fleet('state', 'show', 'web/2')).stderr).toContain('record.vm-not-found');
+    // web/0 created again by an apply meanwhile: the way back forgets that one first.
+    const again = await fleet('apply', '--yes');
+    expect(again.code, again.stderr).toBe(0);
+    const now0 = (JSON.parse((await fleet('state', 'show', 'web/0', '--format', 'json')).stdout) as { vm: VmRow }).vm;
+    expect((await fleet('state', 'rm', 'web/2')).code).toBe(0);
+    const busy = await fleet('import', 'web/2', web0.cloudId!, '--format', 'json');
+    expect(busy.code, busy.stdout).toBe(1);
+    const detail = (JSON.parse(busy.stdout) as { diagnostics: { code: string; detail: string }[] }).diagnostics.find((x) => x.code === 'apply.import-refused')?.detail;
+    expect(detail).toContain(`To take it back where it was: web/0 is live in the record (VM ${now0.id}, Running): \`fleet state rm web/0\` forgets it first, then \`fleet import web/0 ${web0.cloudId}\`;`);
+  });
+});

@@ -53,9 +53,11 @@ describe('taggedFleetWayBack', () => {
   const vm = (fleet: string, address?: string) => ({ fleet, ...(address !== undefined ? { address } : {}), cloudId: 'i-0abc', dataCenter: 'miami' });
   const cases = [
     { name: 'its member exists: that import', vm: vm('web', 'web/1'), want: '`fleet import web/1 i-0abc` imports it where it belongs.' },
-    { name: 'its member is past count: any member of its fleet', vm: vm('web', 'web/5'), want: '`fleet import web/<index> i-0abc` imports it into fleet web (members web/0 to web/1), where it belongs.' },
+    // Not another member of its fleet: that import is refused too (its tags name web/5).
+    { name: 'its member is past count: raise count to reach it', vm: vm('web', 'web/5'), want: 'Fleet web has count 2 (members web/0 to web/1): raise it to at least 6, then `fleet import web/5 i-0abc` imports it where it belongs.' },
     { name: 'no address tag: any member of its fleet', vm: vm('web'), want: '`fleet import web/<index> i-0abc` imports it into fleet web (members web/0 to web/1), where it belongs.' },
-    { name: 'its fleet has count 0: raise it first', vm: vm('idle', 'idle/0'), want: 'Fleet idle has count 0: raise it, then `fleet import idle/0 i-0abc` imports it where it belongs.' },
+    { name: 'its fleet has count 0: raise it first', vm: vm('idle', 'idle/0'), want: 'Fleet idle has count 0: raise it to at least 1, then `fleet import idle/0 i-0abc` imports it where it belongs.' },
+    { name: 'its fleet has count 0, no address tag: raise it first', vm: vm('idle'), want: 'Fleet idle has count 0: raise it, then `fleet import idle/0 i-0abc` imports it where it belongs.' },
     { name: 'its fleet is not in the specs: declare it first', vm: vm('gone', 'gone/3'), want: 'Fleet gone is not in the specs of stack prod: declare it, then `fleet import gone/3 i-0abc` imports it where it belongs (or delete the VM in miami).' },
   ];
   it.each(cases)('$name', ({ vm, want }) => {

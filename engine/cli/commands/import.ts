@@ -18,8 +18,9 @@ interface ImportCliOptions {
 
 /**
  * `fleet import ADDRESS CLOUD_ID`: adopt a VM that exists in a data center
- * into a member of a fleet of the specs (a VM the record knows as another
- * fleet's, forgotten by `fleet state rm`, only back into that fleet). The data center's DMZ client is
+ * into a member of a fleet of the specs (a VM the record knows, forgotten by
+ * `fleet state rm`, or whose cloud tags name a member, only back into that
+ * member: not into another fleet, nor at another index of its own). The data center's DMZ client is
  * asked for it (by cloud id, or by VM id); it becomes the live VM at the
  * address in the state its cloud reports, with a history row (outcome
  * `imported`), under the fleet's lock. What the spec wants differently
@@ -202,6 +203,24 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       if (!known && vm.fleet !== undefined && vm.fleet !== fleet) {
         fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}, ${vm.name}) was created as ${vm.address ?? `a member of fleet ${vm.fleet}`}: its cloud tags name fleet ${vm.fleet}, not ${fleet}, and no driver call changes them. ${taggedFleetWayBack(session.fleets, stack.name, vm)}`, { address });
       }
+      // A VM of this very fleet goes back to the member it was: the one `fleet state rm` forgot it from (its record id
+      // carries that member's history), else the one its cloud tags name (its cloud name and tags keep naming it, which
+      // no driver call changes). At another index of the fleet the record and the cloud would name two members for it.
+      const wasAt = known && known.fleet === fleet ? known.address : !known && vm.fleet === fleet ? vm.address : undefined;
+      if (wasAt !== undefined && wasAt !== address) {
+        const holder = await record.findVm(stack.name, wasAt);
+        const then = holder ? `${wasAt} is live in the record (VM ${holder.id}, ${holder.state}): \`fleet state rm ${wasAt}\` forgets it first, then ` : '';
+        const at = parseVmAddress(wasAt);
+        const raise = at && at.index >= spec.count ? `fleet ${fleet} has count ${spec.count} (members ${fleet}/0 to ${fleet}/${spec.count - 1}): raise it to at least ${at.index + 1}, then ` : '';
+        const way = `${raise}${then}\`fleet import ${wasAt} ${vm.cloudId}\``;
+        fail(
+          'apply.import-refused',
+          known
+            ? `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}, ${vm.name}) was ${wasAt} of fleet ${fleet}, forgotten by \`fleet state rm\`, not ${address}: its cloud name and tags still name ${wasAt}, and its record id carries that member's history. To take it back where it was: ${way}; ${address} is one the next plan creates.`
+            : `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}, ${vm.name}) was created as ${wasAt}: its cloud tags name member ${wasAt}, not ${address}, and no driver call changes them. To import it where it belongs: ${way}; ${address} is one the next plan creates.`,
+          { address },
+        );
+      }
       const evidence: BootEvidence =
         vm.agent === 'ready'
           ? 'agent-ready'
@@ -328,6 +347,8 @@ export function taggedFleetWayBack(fleets: readonly { name: string; count: numbe
   if (!owner) return `Fleet ${vm.fleet} is not in the specs of stack ${stack}: declare it, then \`fleet import ${vm.address ?? `${vm.fleet}/<index>`} ${vm.cloudId}\` imports it where it belongs (or delete the VM in ${vm.dataCenter}).`;
   const at = vm.address !== undefined ? parseVmAddress(vm.address) : undefined;
   if (at && at.index < owner.count) return `\`fleet import ${vm.address} ${vm.cloudId}\` imports it where it belongs.`;
-  if (owner.count === 0) return `Fleet ${vm.fleet} has count 0: raise it, then \`fleet import ${vm.address ?? `${vm.fleet}/0`} ${vm.cloudId}\` imports it where it belongs.`;
+  // Its member, not another of its fleet: an import at another index is refused as well (its tags name that member).
+  if (at) return `Fleet ${vm.fleet} has count ${owner.count}${owner.count > 0 ? ` (members ${vm.fleet}/0 to ${vm.fleet}/${owner.count - 1})` : ''}: raise it to at least ${at.index + 1}, then \`fleet import ${vm.address} ${vm.cloudId}\` imports it where it belongs.`;
+  if (owner.count === 0) return `Fleet ${vm.fleet} has count 0: raise it, then \`fleet import ${vm.fleet}/0 ${vm.cloudId}\` imports it where it belongs.`;
   return `\`fleet import ${vm.fleet}/<index> ${vm.cloudId}\` imports it into fleet ${vm.fleet} (members ${vm.fleet}/0 to ${vm.fleet}/${owner.count - 1}), where it belongs.`;
 }
