@@ -3,12 +3,12 @@
 // real PGlite record, embedded sim data centers. The record-level check is
 // in engine/record/record.contract.test.ts (PGlite and PostgreSQL).
 import { randomUUID } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openRecord } from '../engine/record/index.ts';
 import type { VmRow } from '../engine/record/types.ts';
-import { fleetYaml, useTempStack } from './helpers/stack.ts';
+import { REPO, fleetYaml, useTempStack } from './helpers/stack.ts';
 
 
 /** A temp stack whose fleet web has two members (for one describe block). */
@@ -291,5 +291,27 @@ describe('fleet import of a VM into another member of its own fleet', () => {
     expect(busy.code, busy.stdout).toBe(1);
     const detail = (JSON.parse(busy.stdout) as { diagnostics: { code: string; detail: string }[] }).diagnostics.find((x) => x.code === 'apply.import-refused')?.detail;
     expect(detail).toContain(`To take it back where it was: web/0 is live in the record (VM ${now0.id}, Running): \`fleet state rm web/0\` forgets it first, then \`fleet import web/0 ${web0.cloudId}\`;`);
+  });
+});
+
+// A sim VM of a state file written before the sim kept its address (providers/drivers/sim/testdata/pre-fleet-tag: two
+// VMs named e2e-web-1 and e2e-web-2 by that version) names no fleet or member in its listing. It is imported as any
+// VM whose tags name none (made before the tag, or not by `fleet apply`): into any fleet, at any index, its name not
+// read for a fleet (a stack or fleet name may hold a `-`). The boot evidence holds as for any VM: Running on the sim's
+// ready agent (the sim knows its agents), and the record never knew it.
+describe('fleet import of a sim VM from a state file of an older sim, before the address', () => {
+  const st = useTempStack();
+  const fleet = st.fleet;
+
+  it('loads the data center and imports its VMs as untagged, into any fleet', async () => {
+    await st.spec('web', fleetYaml('web', { count: 2 }));
+    await st.spec('api', fleetYaml('api', { count: 1 }));
+    await cp(join(REPO, 'providers', 'drivers', 'sim', 'testdata', 'pre-fleet-tag'), join(st.dir, '.fleet', 'sim', 'miami'), { recursive: true });
+    const api = await fleet('import', 'api/0', 'sim-miami-0ld00001', '--format', 'json');
+    expect(api.code, api.stdout + api.stderr).toBe(0);
+    expect((JSON.parse(api.stdout) as { imported: VmRow }).imported).toMatchObject({ address: 'api/0', state: 'Running', id: '6f0d3c2e-1b7a-4e59-9c1d-0a1b2c3d4e01', cloudId: 'sim-miami-0ld00001' });
+    const web = await fleet('import', 'web/1', '6f0d3c2e-1b7a-4e59-9c1d-0a1b2c3d4e02', '--format', 'json');
+    expect(web.code, web.stdout + web.stderr).toBe(0);
+    expect((JSON.parse(web.stdout) as { imported: VmRow }).imported).toMatchObject({ address: 'web/1', state: 'PoweredOff', cloudId: 'sim-miami-0ld00002' });
   });
 });

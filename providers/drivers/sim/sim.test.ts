@@ -772,3 +772,31 @@ describe('sim driver', () => {
     });
   });
 });
+
+// testdata/pre-fleet-tag: the state files of a simulated data center written before the sim kept a VM's address (its
+// fleet tag) or the token in its user data (snapshot seq 1, one log line after it): two VMs of a stack `e2e`, named
+// e2e-web-1 and e2e-web-2 by the version that made them, the second powered off since (the log line).
+describe('a state file of an older sim, before the address', () => {
+  it('loads; its VMs name no fleet or member (the name is not read for one: fleet import treats them as untagged), and act as before', async () => {
+    await cp(fileURLToPath(new URL('./testdata/pre-fleet-tag', import.meta.url)), dir, { recursive: true });
+    const d = await sim({ dataCenter: 'miami', credentialKey: testCredentialKey('miami') });
+    const read = { ...READ, dataCenter: 'miami' };
+    const vms = await d.list(read);
+    expect(vms.map((v) => [v.cloudId, v.name, v.observedState, v.agent, 'fleet' in v, 'address' in v])).toEqual([
+      ['sim-miami-0ld00001', 'e2e-web-1', 'Running', 'ready', false, false],
+      ['sim-miami-0ld00002', 'e2e-web-2', 'PoweredOff', 'none', false, false],
+    ]);
+    expect(await d.get(read, { vmId: '6f0d3c2e-1b7a-4e59-9c1d-0a1b2c3d4e02', cloudId: null })).toMatchObject({ cloudId: 'sim-miami-0ld00002', observedState: 'PoweredOff' });
+    // Never booted by this sim (no token in its user data): a reboot inside its guest leaves it powered on, not booting.
+    expect((await d.rebootFromInside('sim-miami-0ld00001')).observedState).toBe('PoweredOn');
+    expect((await d.powerOn(signedCredentials('miami'), { vmId: '6f0d3c2e-1b7a-4e59-9c1d-0a1b2c3d4e02', cloudId: 'sim-miami-0ld00002' })).observedState).toBe('PoweredOn');
+    await d.close();
+    drivers.splice(drivers.indexOf(d), 1);
+    // Written back in today's format (compacted on close), and read again as it was left.
+    const again = await sim({ dataCenter: 'miami', credentialKey: testCredentialKey('miami') });
+    expect((await again.list(read)).map((v) => [v.cloudId, v.observedState])).toEqual([
+      ['sim-miami-0ld00001', 'PoweredOn'],
+      ['sim-miami-0ld00002', 'PoweredOn'],
+    ]);
+  });
+});

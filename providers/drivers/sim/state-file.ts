@@ -22,7 +22,11 @@ export interface SimVm {
   vmId: string;
   cloudId: string;
   name: string;
-  /** The member (`fleet/index`) it was created as (CreateVmInput.address), as a cloud tag keeps it. Absent in older state files, or when created without one. */
+  /**
+   * The member (`fleet/index`) it was created as (CreateVmInput.address), as a cloud tag keeps it. Absent in older
+   * state files (testdata/pre-fleet-tag), or when created without one: the VM then names no fleet or member (its name,
+   * `<stack>-<fleet>-<index>`, is not parsed for one), and `fleet import` takes it as an untagged VM.
+   */
   address?: string;
   image: string;
   size: VmSize;
