@@ -155,4 +155,26 @@ describe('a Running VM that reboots or powers off from inside its guest (embedde
     expect((await recordVms(st.dir)).find((v) => v.address === 'web/0')!).toMatchObject({ id: web0.id, cloudId: web0.cloudId, state: 'Running' });
     expect(await simVm(st.dir, web0)).toMatchObject({ status: 'present', agent: 'ready', diskUnlocked: true });
   }, 300_000);
+
+  // `fleet state rm` of a Running VM, then a restart behind the record's back: until its agent presents the used token
+  // of the boot before and is denied, the aws and azure drivers read it Running on the old run's ready report, and the
+  // record still confirmed that boot (fixed there: ActualVm.startedAt, docs/apply.md). The sim cannot read it so: its
+  // listing is the VM's own agent, booting from the restart on. Kept as the sim's side of that case.
+  it('fleet state rm, then a reboot behind the record\'s back: fleet import in the moment before the denial records BootFailed, never Running', async () => {
+    const web0 = (await recordVms(st.dir)).find((v) => v.address === 'web/0')!;
+    expect(web0.state).toBe('Running');
+    expect((await fleet('state', 'rm', 'web/0')).code).toBe(0);
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 60000 }');
+    expect(await inGuest(st.dir, web0, 'reboot', { settle: false })).toMatchObject({ observedState: 'Starting' });
+    const imported = await fleet('import', 'web/0', web0.cloudId!, '--format', 'json');
+    expect(imported.code, imported.stderr).toBe(0);
+    expect((JSON.parse(imported.stdout) as { imported: VmRow }).imported).toMatchObject({ id: web0.id, state: 'BootFailed' });
+
+    // The agent asks: denied (a token the import ended), it powers the VM off; apply boots it with a token of its own.
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1 }');
+    expect(await inGuest(st.dir, web0, 'settle')).toMatchObject({ cloudId: web0.cloudId, status: 'present', observedState: 'PoweredOff' });
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await recordVms(st.dir)).find((v) => v.address === 'web/0')!).toMatchObject({ id: web0.id, cloudId: web0.cloudId, state: 'Running' });
+  }, 300_000);
 });
