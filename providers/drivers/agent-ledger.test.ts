@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AgentLedger, agentLedgerFile } from './agent-ledger.ts';
+import { AgentLedger, agentLedgerFile, isCurrentReport } from './agent-ledger.ts';
 import { DriverError, type CloudVm, type Driver, type ScopedCredentials, type VmRef } from './types.ts';
 import { AwsDriver } from './aws/aws.ts';
 import { FakeEc2 } from './aws/fake-ec2.ts';
@@ -203,5 +203,24 @@ describe('AgentLedger', () => {
     writeFileSync(file, '{"version":1,"vms":{}}');
     chmodSync(file, 0o000);
     expect(() => AgentLedger.open(dir, DC)).toThrow(/cannot read .*EACCES/);
+  });
+});
+
+// Whether a report is of the VM's current run, which began at startedAt (the cloud's launchTime or provisioning time):
+// a report of a run a start from the console ended is not (fleet import and refresh took it for this run's handshake).
+describe('isCurrentReport', () => {
+  const start = '2026-12-06T10:00:00.000Z';
+  const cases: { name: string; entry: { at?: string; launch?: string }; startedAt: string | undefined; want: boolean }[] = [
+    { name: 'the cloud says nothing of the start: as before', entry: {}, startedAt: undefined, want: true },
+    { name: 'a start time that does not parse: as before', entry: { at: '2026-12-06T09:00:00.000Z' }, startedAt: 'soon', want: true },
+    { name: 'aws: bound to this launch', entry: { launch: start, at: '2026-12-06T09:00:00.000Z' }, startedAt: start, want: true },
+    { name: 'aws: bound to another launch (started again since)', entry: { launch: '2026-12-06T09:00:00.000Z', at: '2026-12-06T11:00:00.000Z' }, startedAt: start, want: false },
+    { name: 'reported after the start', entry: { at: '2026-12-06T10:00:00.001Z' }, startedAt: start, want: true },
+    { name: 'reported at the start itself (no later)', entry: { at: start }, startedAt: start, want: false },
+    { name: 'reported before the start (a run before)', entry: { at: '2026-12-06T09:59:59.999Z' }, startedAt: start, want: false },
+    { name: 'an older ledger: no time, no launch', entry: {}, startedAt: start, want: false },
+  ];
+  it.each(cases)('$name', ({ entry, startedAt, want }) => {
+    expect(isCurrentReport(entry, startedAt)).toBe(want);
   });
 });
