@@ -137,7 +137,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       fail('apply.import-refused', `${address} is not a member: fleet ${fleet} has count 0, so it has no members and the next plan would delete it. Raise count first.`, { address });
     }
     if (index >= spec.count) {
-      fail('apply.import-refused', `${address} is not a member: fleet ${fleet} has count ${spec.count} (members ${fleet}/0 to ${fleet}/${spec.count - 1}), so the next plan would delete it. Raise count first, or import into a free index below it.`, { address });
+      fail('apply.import-refused', `${address} is not a member: fleet ${fleet} has count ${spec.count} (members ${fleet}/0 to ${fleet}/${spec.count - 1}), so the next plan would delete it. Raise count first, or import into a free index below it (a VM the record or its cloud tags name a member of ${fleet} goes only back to that member).`, { address });
     }
     const dcs = opts.dataCenter ? stack.dataCenters.filter((d) => d.name === opts.dataCenter) : stack.dataCenters;
     if (dcs.length === 0) fail('cli.usage', `--data-center ${opts.dataCenter} is not a data center of stack ${stack.name} (${stack.dataCenters.map((d) => d.name).join(', ')}).`);
