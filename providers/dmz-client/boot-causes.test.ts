@@ -4,8 +4,8 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BootCauses, bootCausesFile } from './boot-causes.ts';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { BootCauses, SAVE_DELAY_MS, bootCausesFile } from './boot-causes.ts';
 
 const VM = '7b0c2a9e-3f4d-4c1e-9a55-0d6f1e2b3c4d';
 const CLOUD = 'sim-miami-0001';
@@ -99,23 +99,37 @@ describe('BootCauses', () => {
     }
   });
 
-  it('is kept in the state folder across a restart, 0600, with no token in it; an unreadable file is started over', async () => {
+  it('is kept in the state folder across a restart (written at the latest at close), 0600, with no token in it; an unreadable file is started over', async () => {
     const c = BootCauses.open(dir);
     c.booting(VM, 'secret-boot-token', CLOUD, IMAGE);
     c.denied(vm('secret-boot-token'), 'own');
+    // Not written at each change (every boot makes two): within SAVE_DELAY_MS, or at the client's close.
+    const file = bootCausesFile(dir);
+    await expect(stat(file)).rejects.toThrow(/ENOENT/);
+    c.flush();
     const again = BootCauses.open(dir);
     expect(again.why(VM)).toBe("; the authority's reason: own");
-    const file = bootCausesFile(dir);
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect(await readFile(file, 'utf8')).not.toContain('secret-boot-token');
     again.done(VM);
-    expect(BootCauses.open(dir).why(VM)).toBe('');
+    // Written by its timer, with no flush.
+    await vi.waitFor(async () => expect(BootCauses.open(dir).why(VM)).toBe(''), { timeout: 10 * SAVE_DELAY_MS, interval: SAVE_DELAY_MS / 4 });
 
     await writeFile(file, '{"version": 1, "vms": ');
     const fresh = BootCauses.open(dir);
     expect(fresh.why(VM)).toBe('');
     fresh.booting(VM, 't1', CLOUD, IMAGE);
     fresh.denied(vm('t1'), 'after');
+    fresh.flush();
     expect(BootCauses.open(dir).why(VM)).toBe("; the authority's reason: after");
+  });
+
+  it('a file it cannot write does not end the process: the causes stay in memory', async () => {
+    const c = BootCauses.open(join(dir, 'not-a-folder'));
+    await writeFile(join(dir, 'not-a-folder'), 'a file where the folder should be');
+    c.booting(VM, 't1', CLOUD, IMAGE);
+    c.denied(vm('t1'), 'kept');
+    c.flush();
+    expect(c.why(VM)).toBe("; the authority's reason: kept");
   });
 });

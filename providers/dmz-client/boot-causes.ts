@@ -31,7 +31,11 @@
 // VM's denial from a guesser's; this client knows the tokens it booted with.
 //
 // File: <stateDir>/boot-causes.json, `{ "version": 1, "vms": { vmId: entry } }`,
-// written whole on every change (temp file 0600 + rename, the folder 0700).
+// written whole (temp file 0600 + rename, the folder 0700) at most every
+// SAVE_DELAY_MS after a change, and at the DMZ client's close (flush): every
+// boot changes it twice, and a synchronous write of the whole file at each
+// change was on every boot's path. A crash loses the changes of the last
+// SAVE_DELAY_MS: the wording of the failed steps of those boots, nothing else.
 // It holds no secret: a token's sha256, never the token; the causes name the
 // VM's address, state, cloud id and image, as its history does. It only words
 // failed steps: a file that cannot be read is started over (the causes of the
@@ -65,6 +69,9 @@ export interface DeniedBoot {
   image: string;
   bootToken: string;
 }
+
+/** The most a change waits before it is written (see the header). */
+export const SAVE_DELAY_MS = 200;
 
 export function bootCausesFile(stateDir: string): string {
   return join(stateDir, 'boot-causes.json');
@@ -144,12 +151,38 @@ export class BootCauses {
     if (this.vms.delete(vmId)) this.save();
   }
 
+  private timer: NodeJS.Timeout | undefined;
+
+  /** Writes the changes at most SAVE_DELAY_MS from now (see the header); nothing to write without a file. */
   private save(): void {
-    if (!this.file) return;
-    mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    // Never through a symbolic link at the temp name (predictable: the pid); the rename replaces a link at the name.
-    writeOwnFile(tmp, `${JSON.stringify({ version: 1, vms: Object.fromEntries(this.vms) })}\n`);
-    renameSync(tmp, this.file);
+    if (!this.file || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.write();
+    }, SAVE_DELAY_MS);
+    // A change not yet written never keeps the process alive: close() flushes it.
+    this.timer.unref();
+  }
+
+  /** Writes the changes not yet written now (the DMZ client's close). */
+  flush(): void {
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.write();
+  }
+
+  private write(): void {
+    const file = this.file!;
+    try {
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+      const tmp = `${file}.${process.pid}.tmp`;
+      // Never through a symbolic link at the temp name (predictable: the pid); the rename replaces a link at the name.
+      writeOwnFile(tmp, `${JSON.stringify({ version: 1, vms: Object.fromEntries(this.vms) })}\n`);
+      renameSync(tmp, file);
+    } catch {
+      // Written from a timer, where a throw would end the process: the causes only word failed steps (see the
+      // header), and the next change writes the whole file again.
+    }
   }
 }

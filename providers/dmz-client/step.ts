@@ -170,6 +170,11 @@ export class StepRunner {
     this.boots.denied(boot, detail);
   }
 
+  /** The DMZ client closes: what it keeps in its state folder that is not written yet is written now. */
+  close(): void {
+    this.boots.flush();
+  }
+
   /**
    * POST /v1/vms: the VM enters the record in the initial state (no cloud
    * call). Within a run, with `chain`, together with the authorization of
