@@ -320,8 +320,9 @@ describe('aws driver', () => {
 
   // A start EC2 fails before any read sees it pending goes straight back to stopped, with launchTime left as it was
   // (it never launched): after a start that failed the same way, its stop reads exactly as the last one, like a
-  // stale read. The reason is one only a failed start gives (not a stop's: createVm's, a guest's halt), so at the
-  // wait's deadline it is this start's failure: capacity, not timeout (never sooner: see the next test).
+  // stale read. The reason is one only a failed start gives (not a stop's: createVm's, a guest's halt), so once EC2's
+  // reads had 20 s to catch up (here: the wait's deadline), with no word from its agent, it is this start's failure:
+  // capacity, not timeout (with a word from its agent, a start that went through: see the next tests).
   it.each([
     { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.', kind: 'capacity' },
     { code: 'Server.InternalError', message: 'Server.InternalError: Internal error on launch', kind: 'boot-failed' },
@@ -382,6 +383,37 @@ describe('aws driver', () => {
     expect(reads() - from).toBeGreaterThan(4);
     expect(ec2.calls('TerminateInstances')).toEqual([]);
     expect(ec2.instances.get(vm.cloudId)?.state).toBe('running');
+  });
+
+  // The same start failed again (EC2 never shows it pending), and no report from its agent: not waited out to the
+  // wait's end (10 minutes on aws) but taken for this start's failure once the reads had 20 s to catch up. The agent's
+  // report is what tells a lagging start that went through from a failed one.
+  it.each([
+    { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.', kind: 'capacity' },
+    { code: 'Server.InternalError', message: 'Server.InternalError: Internal error on launch', kind: 'boot-failed' },
+  ] as const)('after a start failed with $code, the same failure again with no word from its agent is $kind within 20 s of reads, not at the end of a 10-minute wait', async ({ code, message, kind }) => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    ec2.startFailure = { code, message };
+    await driver.boot(creds(), ref, { bootToken: 'tok-failed' });
+    expect((await failure(driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }))).kind).toBe(kind);
+
+    ec2.startFailure = { code, message, unseen: true };
+    await driver.boot(creds(), ref, { bootToken: 'tok-failed-again' });
+    const reads = () => ec2.calls('DescribeInstances').length;
+    const [from, realNow] = [reads(), Date.now.bind(Date)];
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 10_000 * (reads() - from));
+    let err: DriverError;
+    try {
+      err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10 * 60_000 }));
+    } finally {
+      clock.mockRestore();
+    }
+    expect(err.kind).toBe(kind);
+    expect(err.message).toMatch(/its agent never heard from: EC2 failed this start the way it failed the last one/);
+    // 10 s a read: the third read is 20 s in, far from the 60 reads of the whole wait.
+    expect(reads() - from).toBeLessThanOrEqual(4);
+    expect(ec2.calls('TerminateInstances')).toEqual([]);
   });
 
   it('an instance that powers itself off during its boot (Client.InstanceInitiatedShutdown) without a report is a denied boot: terminated', async () => {
