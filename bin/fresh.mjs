@@ -8,7 +8,8 @@
 //
 // An installed package (npm pack, npm install) has every file with the time
 // of its install, none with the manifest's: each start hashed all ~230
-// sources again (20-60 ms). So a content check that passed is remembered in
+// sources again (45 ms of wall time, 18 of CPU, on a loaded 2-core machine;
+// 15 and 6 with the record). So a content check that passed is remembered in
 // dist/cli/verified-stat.json (VERIFIED): for each source it hashed, the
 // size, modification time and change time (ctime) it had and the SHA-1 it
 // matched. At the next start a source whose size, mtime and ctime equal its
