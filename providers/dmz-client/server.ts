@@ -113,6 +113,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     driverAttempts: opts.driverAttempts,
     driverTimeoutMs: opts.driverTimeoutMs,
     readyTimeoutMs: opts.readyTimeoutMs,
+    stateDir: opts.stateDir,
   });
   let draining = false;
   const lanes = new Lanes();
