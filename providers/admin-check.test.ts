@@ -1,5 +1,7 @@
 // fleet apply's check of FLEET_ADMIN_TOKEN through the DMZ clients
-// (providers/admin-check.ts) when one side is of an older version, without
+// (providers/admin-check.ts): which answers are final (below: a DMZ client
+// limiting refused checks, 429; a gateway's 502 on either hop) and, first,
+// when one side is of an older version, without
 // POST /v1/admin-check: a DMZ client older than the CLI answers 404, and a DMZ
 // client whose authority is older answers 502 (its authority's 404 inside).
 // Both are final answers (asking again cannot make the route appear), so the
@@ -51,6 +53,22 @@ async function standIn(answer: (req: http.IncomingMessage, body: string) => Prom
 
 /** A service of a version without POST /v1/admin-check: every request is answered as protocol/http.ts's not-found handler does. */
 const withoutTheRoute = () => standIn(async (req) => errorAnswer(new WireError('not-found', `no route ${req.method} ${req.url}`)));
+
+/**
+ * A DMZ client of this version in front of `authorityUrl`: its POST /v1/admin-check passes the body on with the real
+ * AuthorityClient and answers what that throws, as its error handler would.
+ */
+function dmzClientBefore(authorityUrl: string): Promise<StandIn> {
+  const toAuthority = new AuthorityClient('paris', authorityUrl, 'the-dmz-token-of-paris', 5_000);
+  return standIn(async (req, body) => {
+    if (req.method !== 'POST' || req.url !== '/v1/admin-check') return errorAnswer(new WireError('not-found', `no route ${req.method} ${req.url}`));
+    try {
+      return { status: 200, body: await toAuthority.adminCheck(JSON.parse(body) as never) };
+    } catch (err) {
+      return errorAnswer(err as Error);
+    }
+  });
+}
 
 const LIFECYCLE = { states: ['Running'], initial: 'Running', terminal: [], requestable: ['Running'], transitions: [] };
 
@@ -107,17 +125,8 @@ describe('the admin-token check through DMZ clients of mixed versions', () => {
   beforeAll(async () => {
     oldDmzClient = await withoutTheRoute();
     oldAuthority = await withoutTheRoute();
-    // A DMZ client of this version in front of an old authority: its POST /v1/admin-check passes the body on with the
-    // real AuthorityClient and answers what that throws, as its error handler would.
-    const toAuthority = new AuthorityClient('paris', oldAuthority.url, 'the-dmz-token-of-paris', 5_000);
-    dmzClientOfOldAuthority = await standIn(async (req, body) => {
-      if (req.method !== 'POST' || req.url !== '/v1/admin-check') return errorAnswer(new WireError('not-found', `no route ${req.method} ${req.url}`));
-      try {
-        return { status: 200, body: await toAuthority.adminCheck(JSON.parse(body) as never) };
-      } catch (err) {
-        return errorAnswer(err as Error);
-      }
-    });
+    // A DMZ client of this version in front of an old authority.
+    dmzClientOfOldAuthority = await dmzClientBefore(oldAuthority.url);
     current = await standIn(async () => ({ status: 200, body: { ok: true } }));
   });
   afterAll(async () => {
@@ -224,13 +233,13 @@ describe('the admin-token check behind a gateway that answers 502', () => {
     { name: 'an error string', body: { error: 'Bad Gateway' } },
   ];
   let gateway: StandIn;
-  /** How many more requests the gateway answers 502 with `body` before it lets the check through (answered ok). */
-  const state = { failing: 0, body: undefined as unknown };
+  /** How many more requests the gateway answers `status` (502) with `body` before it lets the check through (answered ok). */
+  const state = { failing: 0, body: undefined as unknown, status: 502 };
   beforeAll(async () => {
     gateway = await standIn(async () => {
       if (state.failing === 0) return { status: 200, body: { ok: true } };
       state.failing--;
-      return { status: 502, body: state.body };
+      return { status: state.status, body: state.body };
     });
   });
   afterAll(async () => {
@@ -245,6 +254,39 @@ describe('the admin-token check behind a gateway that answers 502', () => {
     expect(retries).toHaveLength(2);
     for (const r of retries) expect(r).toMatch(/^paris: answered 502/);
     expect(gateway.asked.length - asked).toBe(3);
+  });
+
+  // The same gateway between the DMZ client and its authority: its 5xx is the authority out of reach (503
+  // authority-unreachable, retried by the CLI); its 4xx, with a code not of our registry, is relayed as 502
+  // authority-error, final, with the gateway's message (never its code: the 502 stays the DMZ client's own answer).
+  describe('between the DMZ client and its authority', () => {
+    let dmzClient: StandIn;
+    beforeAll(async () => {
+      dmzClient = await dmzClientBefore(gateway.url);
+    });
+    afterAll(async () => {
+      await dmzClient?.close();
+    });
+
+    it.each(bodies)('$name: 503 from the DMZ client, retried, and ok once the gateway lets it through', async ({ body }) => {
+      Object.assign(state, { failing: 2, body });
+      const { diagnostics, retries } = await checkThrough({ paris: dmzClient.url });
+      expect(diagnostics).toEqual([]);
+      expect(retries).toHaveLength(2);
+      for (const r of retries) expect(r).toMatch(/^paris: answered 503/);
+    });
+
+    it('a 4xx of the gateway with a code of its own: 502 authority-error, final, with its message', async () => {
+      Object.assign(state, { failing: 1, body: { error: { code: 'AccessDenied', message: 'blocked by the web application firewall' } }, status: 403 });
+      try {
+        const { diagnostics, retries } = await check({ paris: dmzClient.url });
+        expect(diagnostics.map((d) => d.code)).toEqual(['apply.admin-token-unverifiable']);
+        expect(diagnostics[0].detail).toMatch(/paris: its DMZ client answered 502 \(authority-error\): [^;]*answered 403: blocked by the web application firewall/);
+        expect(retries).toEqual([]);
+      } finally {
+        Object.assign(state, { failing: 0, status: 502 });
+      }
+    });
   });
 
   it.each(bodies)('$name, every time: apply.admin-token-unverifiable with its reason once the budget is spent', async ({ body }) => {

@@ -193,7 +193,9 @@ export class AuthorityClient {
       throw new AuthorityAdminCheckLimited(`its authority says: ${message}`, res.retryAfter !== null && Number.isInteger(seconds) && seconds >= 0 ? String(seconds) : undefined);
     }
     if (res.status >= 500 || res.status === 200) throw new WireError('authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${route}, which answered ${res.status}: ${message}; nothing was checked.`);
-    throw new ProtocolError(502, parsed?.error?.code ?? 'authority-error', `authority ${route} answered ${res.status}: ${message}${res.status === 404 ? ' (an authority older than this DMZ client, without the route)' : ''}`);
+    // Its code only when it is one of ours: the CLI takes a 502 with our code for final, and a gateway's 4xx on this hop
+    // (a code of its own, or none) is final too, as authority-error with its message.
+    throw new ProtocolError(502, ownWireCode(parsed) ?? 'authority-error', `authority ${route} answered ${res.status}: ${message}${res.status === 404 ? ' (an authority older than this DMZ client, without the route)' : ''}`);
   }
 
   private call(call: BatchCall['call'], body: unknown, lazy = false): Promise<unknown> {
@@ -231,7 +233,7 @@ export class AuthorityClient {
       const route = `${this.url.origin}${ROUTES[q.call]}`;
       const error = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
       if (status < 500) {
-        return q.reject(new ProtocolError(502, error?.code ?? 'authority-error', `authority ${route} answered ${status}: ${error?.message ?? 'no details'}`));
+        return q.reject(new ProtocolError(502, ownWireCode(body) ?? 'authority-error', `authority ${route} answered ${status}: ${error?.message ?? 'no details'}`));
       }
       this.failed(q, `answered ${status}: ${error?.message ?? 'no details'}`, again);
     };
@@ -257,7 +259,7 @@ export class AuthorityClient {
         failure = `answered ${res.status}: ${parsed.error?.message ?? 'no details'}`;
         if (res.status < 500) {
           // The authority refused the batch itself: our bug or a wrong token; sending it again will not help.
-          const err = new ProtocolError(502, parsed.error?.code ?? 'authority-error', `authority ${this.url.href} ${failure}`);
+          const err = new ProtocolError(502, ownWireCode(parsed) ?? 'authority-error', `authority ${this.url.href} ${failure}`);
           batch.forEach((q, i) => {
             if (answered[i]) return;
             answered[i] = true;
