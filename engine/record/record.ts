@@ -3,7 +3,8 @@
 //
 // | store (types.ts)       | file          | tables                         |
 // | ---------------------- | ------------- | ------------------------------ |
-// | VmReader               | vms.ts        | vms, fleets                    |
+// | VmReader               | vms.ts        | vms, fleets, vm_usage          |
+// |   (overview totals)    | overview-cache.ts | (kept per stack, 5 s)      |
 // | VmWriter               | vm-writes.ts  | vms, fleets, history, boot_tokens |
 // | HistoryStore           | history.ts    | history, boot_tokens           |
 // | LockStore              | locks.ts      | locks                          |
