@@ -12,11 +12,11 @@ import { seededRandom } from '../model/seeded-random.ts';
 import { openPglite } from './pglite.ts';
 import { openPostgres } from './postgres.ts';
 import { openRecord } from './open.ts';
-import { OVERVIEW_CACHE_MS, mayChangeUsage } from './overview-cache.ts';
+import { OVERVIEW_CACHE_MS, USAGE_UNCHANGED, mayChangeUsage } from './overview-cache.ts';
 import { sqlRecord, type SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 import { testBackends, type TestBackend, type TestRecord } from './testing.ts';
-import type { NewVm, VmCountsPage } from './types.ts';
+import type { NewVm, VmCountsPage, VmRow } from './types.ts';
 
 const ctx = { actor: 'prop' };
 // Code point order differs from a locale's: 'Zeta' < '_x' < 'api' < 'f-1' < 'f1'.
@@ -147,6 +147,24 @@ describe.each(testBackends())('overview (countVmsPage) on $name', (backend) => {
           const fleet = random.pick(vms).fleet;
           await r.transitionVms(vms.filter((v) => v.fleet === fleet).map((v) => ({ id: v.id, expectedVersion: v.version, to: 'Deleted', ctx, patch: { retire: true } })));
         },
+        async batch(stack) {
+          // States moved, some retired now and then: unmarked (USAGE_UNCHANGED) only when none is.
+          const vms = await r.listVms(stack);
+          const chosen = [...new Set(Array.from({ length: 1 + random.int(4) }, () => random.pick(vms)))].filter(Boolean);
+          const retire = random.chance(0.5);
+          if (chosen.length)
+            await r.transitionVms(chosen.map((v) => ({ id: v.id, expectedVersion: v.version, to: random.pick(STATES), ctx, patch: retire && random.chance(0.5) ? { retire: true } : { cloudId: `c-${randomUUID()}` } })));
+        },
+        async update(stack) {
+          const vms = await r.listVms(stack);
+          if (!vms.length) return;
+          const v = random.pick(vms);
+          await r.updateVm(v.id, v.version, random.chance(0.5) ? { size: { cpu: 1 + random.int(4), memoryGiB: 2, diskGiB: 10 } } : { cloudId: `c-${randomUUID()}` }, ctx);
+        },
+        async history(stack) {
+          const vms = await r.listVms(stack);
+          if (vms.length) await r.addHistory(random.pick(vms).id, { from: null, to: 'Running', outcome: 'drift', ...ctx });
+        },
         async rawMove(stack) {
           // Not through a writer: an operator's psql, through this process's record.
           const vms = await r.listVms(stack);
@@ -164,7 +182,7 @@ describe.each(testBackends())('overview (countVmsPage) on $name', (backend) => {
         },
       };
       const weights: [string, number][] = [
-        ['insert', 5], ['bulk', 3], ['replace', 2], ['state', 3], ['retire', 3], ['retireFleet', 1], ['rawMove', 1], ['rawDelete', 1], ['adopt', 1],
+        ['insert', 5], ['bulk', 3], ['replace', 2], ['state', 3], ['retire', 3], ['retireFleet', 1], ['batch', 2], ['update', 1], ['history', 1], ['rawMove', 1], ['rawDelete', 1], ['adopt', 1],
       ];
       const total = weights.reduce((n, [, w]) => n + w, 0);
       const check = async (stack: string, what: string) => {
@@ -195,7 +213,7 @@ describe.each(testBackends())('overview (countVmsPage) on $name', (backend) => {
       }
       expect(await r.countVmsPage(`none-${seed}`, { offset: 0, limit: 10 })).toEqual({ fleets: 0, totals: [], rows: [] });
     }
-    expect([...ran.keys()].sort()).toEqual(['adopt', 'bulk', 'insert', 'rawDelete', 'rawMove', 'replace', 'retire', 'retireFleet', 'state']);
+    expect([...ran.keys()].sort()).toEqual(['adopt', 'batch', 'bulk', 'history', 'insert', 'rawDelete', 'rawMove', 'replace', 'retire', 'retireFleet', 'state', 'update']);
     expect(compared).toBeGreaterThan(seeds * 24);
   }, 300_000);
 
@@ -276,6 +294,29 @@ describe.each(testBackends())('overview (countVmsPage) on $name', (backend) => {
       expect(c.usageReads - before).toBe(0);
     });
 
+    it('are not read anew after the authority\'s commonest VM writes (states, cloud ids, history rows), and are after a retirement among them or a resize', async () => {
+      await summary();
+      let before = c.usageReads;
+      const web = (await r.findVm(stack, 'web/0'))!;
+      let v = await r.transitionVm(web.id, web.version, 'Running', ctx);
+      v = (await r.transitionVms([{ id: v.id, expectedVersion: v.version, to: 'Stopped', ctx, patch: { cloudId: 'c-1' } }]))[0] as VmRow;
+      v = await r.updateVm(v.id, v.version, { cloudId: 'c-2' }, ctx);
+      await r.addHistory(v.id, { from: 'Stopped', to: 'Stopped', outcome: 'drift', ...ctx });
+      await r.addHistoryMany([{ vmId: v.id, row: { from: 'Stopped', to: 'Stopped', outcome: 'drift', ...ctx } }]);
+      expect(await summary()).toBe('1 fleets, miami 1; rows web Stopped 1');
+      expect(c.usageReads - before).toBe(0);
+      // Each of these is counted, and the next load reads the totals again.
+      const extra = await r.insertVm(newVm(stack, 'web', 1), ctx);
+      before = c.usageReads;
+      v = await r.updateVm(v.id, v.version, { size: { cpu: 8, memoryGiB: 16, diskGiB: 10 } }, ctx);
+      await summary();
+      await r.transitionVms([{ id: extra.id, expectedVersion: extra.version, to: 'Deleted', ctx, patch: { retire: true } }]);
+      expect(await summary()).toBe('1 fleets, miami 1; rows web Stopped 1');
+      v = await r.transitionVm(v.id, v.version, 'Stopped', ctx, { size: { cpu: 2, memoryGiB: 4, diskGiB: 10 } });
+      await summary();
+      expect(c.usageReads - before).toBe(3);
+    });
+
     it('are at most OVERVIEW_CACHE_MS behind another process\'s writes', async () => {
       clock += OVERVIEW_CACHE_MS;
       expect(await summary()).toBe('1 fleets, miami 1; rows web Stopped 1');
@@ -325,6 +366,8 @@ describe('mayChangeUsage', () => {
     ['DELETE FROM vm_usage', true],
     ['COPY vms FROM STDIN', true],
     ['ALTER TABLE vms ADD COLUMN x int', true],
+    [`${USAGE_UNCHANGED}WITH upd AS (UPDATE vms SET state = $2 RETURNING *) SELECT * FROM upd`, false],
+    [` ${USAGE_UNCHANGED}UPDATE vms SET retired_at = now()`, true],
   ])('%s: %s', (text, expected) => {
     expect(mayChangeUsage(text)).toBe(expected);
   });
