@@ -56,7 +56,7 @@ export function vmReader({ db }: RecordSql, overview = new OverviewCache()): Omi
       // more PostgreSQL CPU (docs/dashboard.md).
       const { fleets, totals } = await overview.get(stack, () => readOverviewTotals(db, stack));
       const shown = fleets.slice(offset, offset + limit);
-      if (shown.length === 0) return { fleets: fleets.length, totals, rows: [] };
+      if (shown.length === 0) return { fleets: fleets.length, totals: totals.map((t) => ({ ...t })), rows: [] };
       const [row] = await db.query<{ rows: string }>(
         `SELECT coalesce(json_agg(json_build_array(fleet, data_center, state, n) ORDER BY fleet, data_center COLLATE "C", state COLLATE "C"), '[]')::text AS rows
          FROM (SELECT fleet, data_center, state, count(*) AS n FROM vms
@@ -67,7 +67,8 @@ export function vmReader({ db }: RecordSql, overview = new OverviewCache()): Omi
       const rows = JSON.parse(row.rows) as [string, string, string, number | string][];
       return {
         fleets: fleets.length,
-        totals,
+        // Copies: the kept totals are shared by the loads that read them.
+        totals: totals.map((t) => ({ ...t })),
         rows: rows.map(([fleet, dataCenter, state, n]) => ({ fleet, dataCenter, state, vms: Number(n) })),
       };
     },
@@ -192,9 +193,10 @@ async function usageByOwner(db: RecordSql['db'], stack: string, exclude: readonl
  * The overview's stack-wide totals (OverviewCache) in one statement: one
  * pass over the stack's vm_usage rows grouped two ways at once (per fleet
  * for the names, per data center for the sums). At 990,000 rows on
- * PostgreSQL 0.42 s, where the statement before (the rows materialized,
- * then grouped per fleet, spilling to disk, and per data center) took
- * 1.4 s; a loose index scan (a recursive CTE stepping from fleet to fleet
+ * PostgreSQL (bench:overview, load average 11) a load reading it took
+ * 0.61 s, where the statement before (the rows materialized, then grouped
+ * per fleet, spilling to disk, and per data center) took 1.13 s on every
+ * load; a loose index scan (a recursive CTE stepping from fleet to fleet
  * along the primary key) took 1.15 s for the 99,000 fleets alone: with ten
  * rows a fleet, stepping costs more than reading (docs/dashboard.md).
  */
