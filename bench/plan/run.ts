@@ -65,6 +65,11 @@
 // 100) 0.44 s (CPU 0.53 s), 163 MiB (target <= 0.5 s met). The earlier
 // misses of those two were the load: at load average 3.2 the same code took
 // 2.67 s and 0.64 s.
+// At babb1ab (2026-12-06 16:00, load average 2.3-2.6 at the starts, speed
+// 50 ms, medians of 3): 1% changed, PGlite 1.07 s (CPU 1.31 s), 193 MiB
+// (target <= 1.2 s met); readPlan 181 ms; targeted 0.58 s, 161 MiB (<= 0.8 s
+// met); empty record 1.89 s (CPU 2.32 s), 288 MiB (<= 2.0 s met); peer:
+// terraform 13.1 s against 0.64 s at 10k, 20.7x the wall, 3.0x less RSS.
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

@@ -13,8 +13,11 @@
 // - Below the threshold a failed member stays out of service and keeps the
 //   place it took (a surge VM keeps its surge place) from the moment it
 //   fails, so the rest of its wave (formed group by group) and the following waves
-//   run in smaller groups that fit what is left; when nothing is left the
-//   rollout stops as if at the threshold. A member brought back in wave 1
+//   run in smaller groups that fit what is left. The two kinds of place
+//   (out of service: maxUnavailable; surge: maxSurge) are apart: with one
+//   kind all held, the wave's members of the other kind still go. Members
+//   left with no place of their kind stop the rollout after what could run
+//   of their wave, as if at the threshold. A member brought back in wave 1
 //   (out already, or its old VM deposed and serving) that fails again keeps
 //   the place it held there (unavailable, or surge) the same way.
 // - Changes without a wave (creates, deletes, members not serving) run beside
@@ -263,15 +266,16 @@ async function runRollout(
     // member that fails in a group holds its place from then on, so the next group is smaller (none: the rollout stops).
     const placeIn = (c: Change): Place => (returning.has(c.address) ? 'returning' : placeOf(c));
     const limitOf = (place: Exclude<Place, 'returning'>) => (place === 'surge' ? ro.maxSurge - held.surge - lingering.held : ro.maxUnavailable - held.unavailable);
+    // A member whose kind of place (out of service, or surge) has none left waits for a later group, and the
+    // group takes the members after it that fit: a failed surge member holding the one surge place does not keep
+    // the wave's members that go out of service from going, nor the other way round.
     const nextGroup = (from: readonly Change[]): { group: Change[]; blocked: boolean } => {
       const group: Change[] = [];
       const used = { unavailable: 0, surge: 0 };
       for (const c of from) {
         const place = placeIn(c);
         if (place !== 'returning') {
-          const limit = limitOf(place);
-          if (limit <= 0) return { group, blocked: group.length === 0 };
-          if (used[place] >= limit) break;
+          if (used[place] >= limitOf(place)) continue;
           used[place]++;
         } else {
           // A member brought back holds its place while it runs (once it failed, in `held`): out of service, or
@@ -280,20 +284,29 @@ async function runRollout(
         }
         group.push(c);
       }
-      return { group, blocked: false };
+      return { group, blocked: group.length === 0 };
     };
     const reachedThreshold = () =>
       `${report.failed.length} failed member${report.failed.length === 1 ? '' : 's'} (${report.failed.join(', ')}) reached failureThreshold ${ro.failureThreshold}`;
-    const holdEvery = () => {
+    /** Why `blocked` (members of this wave no place is left for) cannot go: the places failed members hold. */
+    const holdEvery = (blocked: readonly Change[]) => {
       const who = [...report.failed, ...lingering.failed.map((a) => `${a}'s old VM, not deleted`)];
-      return `${who.length} failed member${who.length === 1 ? '' : 's'} (${who.join(', ')}) hold every place maxUnavailable ${ro.maxUnavailable} and maxSurge ${ro.maxSurge} allow`;
+      const kinds = new Set(blocked.map(placeIn).filter((p): p is Exclude<Place, 'returning'> => p !== 'returning'));
+      const allowing =
+        kinds.size === 1 && limitOf(kinds.has('surge') ? 'unavailable' : 'surge') > 0
+          ? kinds.has('surge')
+            ? `maxSurge ${ro.maxSurge} allows`
+            : `maxUnavailable ${ro.maxUnavailable} allows`
+          : `maxUnavailable ${ro.maxUnavailable} and maxSurge ${ro.maxSurge} allow`;
+      return `${who.length} failed member${who.length === 1 ? '' : 's'} (${who.join(', ')}) hold${who.length === 1 ? 's' : ''} every place ${allowing}`;
     };
     const full = () => wave.some((c) => placeIn(c) !== 'returning' && limitOf(placeIn(c) as Exclude<Place, 'returning'>) <= 0);
     // Deposed old VMs still being deleted hold surge places: wait for them rather than stop.
     while (full() && lingering.pending) await lingering.next();
-    if (full()) {
-      // The wave before was reported `failed` already; the summary says why the rollout stopped.
-      stop(holdEvery(), w);
+    if (nextGroup(wave).blocked) {
+      // No member of the wave has a place left. The wave before was reported `failed` already; the summary says
+      // why the rollout stopped.
+      stop(holdEvery(wave), w);
       break;
     }
 
@@ -315,7 +328,8 @@ async function runRollout(
         blockedInWave = true;
         break;
       }
-      pending = pending.slice(g.length);
+      const started = new Set(g);
+      pending = pending.filter((c) => !started.has(c));
       const outcomes = await Promise.all(
         g.map(async (c) => {
           const o = await r.run(c);
@@ -362,7 +376,7 @@ async function runRollout(
     if ((blockedInWave || thresholdInWave) && !r.interrupted() && skipped === 0) {
       // Failures in this wave's first groups reached the threshold, or left no place for the rest of it.
       const done = new Set([...report.succeeded, ...report.failed]);
-      const reason = thresholdInWave ? reachedThreshold() : holdEvery();
+      const reason = thresholdInWave ? reachedThreshold() : holdEvery(pending);
       report.stopped = { reason, notStarted: [...wave.filter((c) => !done.has(c.address)), ...members.filter((c) => c.wave! > w)].map((c) => c.address) };
       r.emit({ type: 'wave-done', fleet: ro.fleet, wave: w, waves, succeeded: ok, failed, status: 'stopped', detail: report.stopped.reason });
       break;

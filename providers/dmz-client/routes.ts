@@ -292,9 +292,9 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
           // already running) goes first.
           await steps.reportOnItsWay(req.body.vmId);
           // A denial's cause (`detail`) is this client's, never the caller's: the endpoint is open, and the VM is
-          // told only the fixed reason. It goes to the step awaiting the boot of that token (StepRunner.bootDenied).
+          // told only the fixed reason. It goes to the step awaiting the VM's boot, when it is that boot's (StepRunner.bootDenied).
           const { detail, ...answer } = await authority.boot({ dataCenter: dc, ...req.body });
-          if (!answer.approved && detail !== undefined) steps.bootDenied(req.body.vmId, req.body.bootToken, detail);
+          if (!answer.approved && detail !== undefined) steps.bootDenied(req.body, detail);
           return answer satisfies BootResponse;
         },
         (res) => !res.approved,

@@ -31,6 +31,11 @@ export interface AgentLedgerEntry {
   stoppedAs?: string;
   /** aws: the instance was read pending or running since this boot's StartInstances: any stop from here is this boot's. */
   up?: boolean;
+  /**
+   * aws: this boot's agent reported (its token, any state): the instance started, whatever EC2's reads still show. A
+   * read of the stop before the start is then EC2's lag, never this start failing.
+   */
+  heard?: boolean;
 }
 
 const STATES = new Set(['none', 'booting', 'ready', 'failed', 'stopping']);
