@@ -22,7 +22,9 @@
 // all of them are unchanged (bin/fresh.mjs), and the sources through tsx
 // otherwise (an edit made after `npm ci` is never hidden behind an old build).
 // The build is made in a folder of its own and renamed into place, so a
-// `fleet` starting meanwhile sees the old build or none, never half of one.
+// `fleet` starting meanwhile sees the old build or none, never half of one;
+// what bin/fresh.mjs verified of the old build (verified-stat.json) goes
+// with it.
 //
 // Usage: node bin/build.mjs [--quiet] [--out DIR]   (DIR: a build elsewhere, for tests)
 import { createHash } from 'node:crypto';

@@ -7,7 +7,7 @@ import fg from 'fast-glob';
 import { describe, expect, it } from 'vitest';
 import { CODES } from '../engine/diags/codes/index.ts';
 import { FleetError, diag } from '../engine/diags/index.ts';
-import { DRIVER_ERROR_KINDS, WIRE_ERRORS, WireError, driverErrorCode, refuse } from './errors.ts';
+import { DRIVER_ERROR_KINDS, WIRE_ERRORS, WireError, driverErrorCode, ownWireCode, refuse } from './errors.ts';
 import { PROTOCOL_DOC, withWireErrors } from './gen-docs.ts';
 import { errorAnswer } from './http.ts';
 
@@ -81,5 +81,35 @@ describe('errorAnswer: statuses come from the registry only', () => {
 
   it('a refusal carries its code and reason', () => {
     expect(refuse('state-moved', 'VM web/0 is Running, not PoweredOff')).toEqual({ ok: false, refusal: 'state-moved', reason: 'VM web/0 is Running, not PoweredOff' });
+  });
+});
+
+// ownWireCode tells our error bodies from anything else with JSON (a gateway's, a proxy's): the CLI answers POST
+// /v1/admin-check's 502 at once only for ours (providers/client.ts), and the DMZ client relays only our codes.
+describe('ownWireCode', () => {
+  it.each(entries.map(([code]) => code))('%s: the body errorAnswer sends is ours, with its code', (code) => {
+    expect(ownWireCode(errorAnswer(new WireError(code as keyof typeof WIRE_ERRORS, 'why')).body)).toBe(code);
+  });
+
+  // Bodies that are not ours: codes not in the registry (some of them names every object has), or ours without a
+  // message string, or not an error body at all.
+  const foreignCodes = ['BadGateway', 'bad_gateway', 'upstream-error', 'NOT-FOUND', 'not-found ', '', '__proto__', 'constructor', 'toString', 'hasOwnProperty', 'invalid-json'];
+  const notOurs: unknown[] = [
+    ...foreignCodes.map((code) => ({ error: { code, message: 'a gateway said so' } })),
+    ...entries.map(([code]) => ({ error: { code } })),
+    ...entries.map(([code]) => ({ error: { code, message: 17 } })),
+    ...entries.map(([code]) => ({ error: { code: [code], message: 'm' } })),
+    ...entries.map(([code]) => ({ code, message: 'm' })),
+    { error: 'Bad Gateway' },
+    { error: null },
+    { message: 'An invalid response was received from the upstream server' },
+    null,
+    undefined,
+    'Bad Gateway',
+    42,
+    [],
+  ];
+  it.each(notOurs.map((body) => [JSON.stringify(body) ?? String(body), body]))('%s: not ours', (_name, body) => {
+    expect(ownWireCode(body)).toBeUndefined();
   });
 });

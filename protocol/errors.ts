@@ -97,14 +97,25 @@ export const WIRE_ERRORS = {
   'earlier-step-unreported': { status: 503, doc: 'A step of a run was carried out but not reported yet, because the step before it could not be reported (the authority did not answer, or another 5xx or 429). Nothing of this step was recorded; the CLI sends the run again from that earlier step, and this one is carried out again (cloud calls are idempotent) and reported.' },
   'authority-unreachable': { status: 503, doc: 'The DMZ client could not reach the authority (connection failure, silence, or 5xx) after 4 sends. Nothing was changed; the CLI retries with the same key.' },
   'boot-rate-limited': { status: 429, doc: 'POST /v1/boot, /v1/boot/status: the caller\'s source address has had its budget of denials (denied boots, refused reports, malformed requests) within the DMZ client\'s window (its config\'s spec.bootLimit, default 30 in 30 s); its boot requests are refused until the time the message names (also in the `Retry-After` header, in seconds). Nothing was asked of the authority and nothing was written. The boot agent and the sim\'s agents ask again, as for a lost answer. Approvals are never counted: a healthy fleet never meets it.' },
-  'admin-check-rate-limited': { status: 429, doc: 'The DMZ client\'s POST /v1/admin-check: the caller\'s source address had its budget of refused checks (ADMIN_CHECK_LIMIT in providers/dmz-client/boot-limit.ts: 5 in 60 s), so its checks are refused until the time the message names (also in `Retry-After`, in seconds), without asking the authority: the route is no cheaper a way to guess the admin token than the authority\'s own. A correct check is never counted. `fleet apply` stops before any change (apply.admin-token-unverifiable).' },
+  'admin-check-rate-limited': { status: 429, doc: 'The DMZ client\'s POST /v1/admin-check: the caller\'s source address had its budget of refused checks (ADMIN_CHECK_LIMIT in providers/dmz-client/boot-limit.ts: 5 in 60 s), so its checks are refused until the time the message names (also in `Retry-After`, in seconds), without asking the authority: the route is no cheaper a way to guess the admin token than the authority\'s own. Also the authority\'s POST /v1/admin-check: the calling data center had its budget of refused checks (AUTHORITY_ADMIN_CHECK_LIMIT in engine/authority/server.ts: 20 in 60 s, whatever addresses they came to its DMZ client from), so its checks are refused, the proof unchecked, until the time the message names (and `Retry-After`); the DMZ client passes that 429 on as it came, its message after `its authority says:`. A correct check is never counted. `fleet apply` stops at once, before any change, with the wait (apply.admin-check-limited): it never asks again within the window.' },
   'agent-report-refused': { status: 403, doc: 'POST /v1/boot/status: no VM of this data center is booting with that boot token (the driver believes only a report carrying the token it booted the VM with). Nothing changed.' },
   'credentials-unavailable': { status: 503, doc: 'The authority could not get the cloud credentials of the caller\'s data center (STS AssumeRole, or an Entra token, refused or unreachable, engine/authority/credentials). Nothing was approved; the DMZ client retries. Check the broker role and the authority\'s identity (docs/drivers/aws.md), or the azure principal and its secret (docs/drivers/azure.md).' },
-  'authority-error': { status: 502, doc: 'The authority refused a call without a code of its own. A refusal with a code is relayed as 502 with the authority\'s code (the CLI does not retry it).' },
+  'authority-error': { status: 502, doc: 'The authority (or a gateway on the DMZ client\'s hop to it) refused a call without a code of this registry. A refusal with a code of this registry is relayed as 502 with that code, any other as `authority-error` with its message. The CLI answers POST /v1/admin-check\'s 502 with an error body of this registry at once, not retried; a gateway\'s 502 in front of the DMZ client, whatever its body, is retried.' },
   ...driverErrors,
 } satisfies Record<string, WireErrorEntry>;
 
 export type WireCode = keyof typeof WIRE_ERRORS;
+
+/**
+ * The wire code of `body` when it is an error body of ours: `{ error: { code, message } }` with a code of this
+ * registry and a message; undefined for anything else (a gateway's or proxy's JSON, whatever shape or code it has).
+ */
+export function ownWireCode(body: unknown): WireCode | undefined {
+  const error = (body as { error?: { code?: unknown; message?: unknown } } | null | undefined)?.error;
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, message } = error;
+  return typeof code === 'string' && Object.hasOwn(WIRE_ERRORS, code) && typeof message === 'string' ? (code as WireCode) : undefined;
+}
 
 /** The code of a failed step's error. */
 export function driverErrorCode(kind: DriverErrorKind): WireCode {

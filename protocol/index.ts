@@ -14,3 +14,4 @@ export * from './errors.ts';
 export { adminCheckHolds, adminCheckProof, overrideProof, randomBase64url, sha256, sameSecret } from './hash.ts';
 export { credentialKey, scopedTokenProblem, signScopedToken } from './scoped-token.ts';
 export { LINES_LINGER_MS, NO_LINE, REQUEST_RECEIPT_MS, closeGracefully, createService, doc, receiptBound, errorAnswer, listen, streamAnswers, tokenTable, track, type LineAnswer, type Part, type ServiceOptions } from './http.ts';
+export * from './refusal-limit.ts';

@@ -12,11 +12,15 @@
 // | ----------------------------------------------- | ------------------------------- |
 // | 200 ok                                          | -                               |
 // | 403 admin-proof-refused                         | apply.admin-token-invalid       |
+// | 429 admin-check-rate-limited (its limit of      | apply.admin-check-limited, at   |
+// |   refused checks per address, or its            |   once, with the wait           |
+// |   authority's per data center), not retried     |   (Retry-After)                 |
 // | any other refusal (404: a DMZ client without    | apply.admin-token-unverifiable  |
-// |   the route; 502: its authority refused it or   |   (404, and 502 not-found: which |
-// |   has no route, answered at once, not retried;  |   side to upgrade)              |
-// |   429: too many refused checks, after retries)  |                                 |
-// | none within the retry budget, other 5xx, 401    | apply.admin-token-unverifiable  |
+// |   the route; 502 with its own error body: its   |   (404, and 502 not-found: which |
+// |   authority refused it or has no route;         |   side to upgrade)              |
+// |   a proxy's 429), answered at once, not retried |                                 |
+// | none within the retry budget, other 5xx (a      | apply.admin-token-unverifiable  |
+// |   gateway's 502, whatever JSON it carries), 401 |                                 |
 //
 // This check only spares a half-applied plan: a DMZ client that answered ok
 // for a wrong token would gain nothing, as the authority judges each
@@ -25,8 +29,15 @@ import { FleetError, diag, type Diagnostic } from '../engine/diags/index.ts';
 import { adminCheckProof, randomBase64url } from '../protocol/index.ts';
 import type { ConnectedProvider } from './provider.ts';
 
-/** The outcome of one data center's check: ok, refused (the token is wrong), or why it could not be checked. */
-type Checked = { dc: string; ok: true } | { dc: string; ok: false; refused: string } | { dc: string; ok: false; unverifiable: string };
+/** The outcome of one data center's check: ok, refused (the token is wrong), limited (too many refused: wait), or why it could not be checked. */
+type Checked =
+  | { dc: string; ok: true }
+  | { dc: string; ok: false; refused: string }
+  | { dc: string; ok: false; limited: string }
+  | { dc: string; ok: false; unverifiable: string };
+
+/** A wait as people read it: `37 s`, `3 min`. */
+const waitText = (ms: number) => (ms < 120_000 ? `${Math.max(1, Math.ceil(ms / 1000))} s` : `${Math.ceil(ms / 60_000)} min`);
 
 async function checkOne(dc: string, provider: ConnectedProvider | undefined, stack: string, adminToken: string): Promise<Checked> {
   const conn = provider?.connect();
@@ -36,6 +47,11 @@ async function checkOne(dc: string, provider: ConnectedProvider | undefined, sta
     const a = await conn.adminCheck({ nonce, proof: adminCheckProof(adminToken, stack, nonce) });
     if (a.ok) return { dc, ok: true };
     if (a.code === 'admin-proof-refused') return { dc, ok: false, refused: a.message };
+    if (a.status === 429) {
+      const wait = a.retryAfterMs !== undefined ? `; ask again in ${waitText(a.retryAfterMs)} at the earliest` : '';
+      if (a.code === 'admin-check-rate-limited') return { dc, ok: false, limited: `its DMZ client answered 429 (${a.code}): ${a.message}${wait}` };
+      return { dc, ok: false, unverifiable: `something in front of its DMZ client answered 429 (${a.code}, not the DMZ client's own limit): ${a.message}${wait}` };
+    }
     const hint =
       a.status === 404
         ? ' (a DMZ client older than this CLI, without the route: upgrade it)'
@@ -53,8 +69,9 @@ async function checkOne(dc: string, provider: ConnectedProvider | undefined, sta
  * Checks `adminToken` at the authority of every data center in `dataCenters`
  * through its DMZ client, all at once; resolves when every one said ok,
  * else throws the diagnostics (apply.admin-token-invalid for a refusal,
- * apply.admin-token-unverifiable for a data center that could not check
- * it), each saying nothing was started. `shown` names the overridden
+ * apply.admin-check-limited for data centers whose DMZ client limits the
+ * checks for now, with the wait, apply.admin-token-unverifiable for a data
+ * center that could not check it), each saying nothing was started. `shown` names the overridden
  * members (for the message); `address` is where the diagnostics point.
  */
 export async function checkAdminThroughDmzClients(o: {
@@ -73,6 +90,17 @@ export async function checkAdminThroughDmzClients(o: {
       diag(
         'apply.admin-token-invalid',
         `The authority of data center ${r.dc}, asked through its DMZ client, refused FLEET_ADMIN_TOKEN: ${r.refused}. This apply deletes or replaces ${o.shown} of protected fleets under --allow-destroy, which that authority accepts only with a proof made with its own admin token (the protect rule's override: admin). Nothing was started. Set FLEET_ADMIN_TOKEN to the admin token that authority runs with, or apply without --allow-destroy.`,
+        { address: o.address },
+      ),
+    );
+  }
+  const limited = results.filter((r): r is Extract<Checked, { limited: string }> => !r.ok && 'limited' in r);
+  if (limited.length > 0) {
+    const why = limited.map((r) => `${r.dc}: ${r.limited.replace(/\.$/, '')}`).join('; ');
+    out.push(
+      diag(
+        'apply.admin-check-limited',
+        `This apply deletes or replaces ${o.shown} of protected fleets under --allow-destroy in ${limited.map((r) => r.dc).join(', ')}, and the stack's protect rule says override: admin, so fleet apply has each of those data centers' DMZ clients ask its authority to check FLEET_ADMIN_TOKEN (POST /v1/admin-check). It refuses those checks for now: too many checks with a wrong token came from this address (or from that data center, at its authority) within its window: ${why}. Nothing was started, and nothing was asked again: a check within the window is refused again, and a wrong token asked after it only counts again. Check that FLEET_ADMIN_TOKEN is the admin token that authority runs with, then apply again once the wait is over; or apply without --allow-destroy.`,
         { address: o.address },
       ),
     );

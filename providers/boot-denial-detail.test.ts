@@ -6,7 +6,9 @@
 // the DMZ client (authenticated) the cause beside the fixed reason; the DMZ
 // client takes it off before answering the VM and puts it in the message of
 // the step awaiting that boot, and only for the boot token it booted the VM
-// with (a caller guessing at the VM's id cannot put words there).
+// with (a caller guessing at the VM's id cannot put words there; the cases of
+// another token, an earlier token and a restarted DMZ client:
+// boot-denial-cause.test.ts).
 //
 // Over the real pieces: a record, the authority, a sim data center (its agents
 // ask the boot endpoint over HTTP) and its DMZ client over loopback HTTP.

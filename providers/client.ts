@@ -16,6 +16,9 @@
 // | 401                                    | no       | apply.dmz-unauthorized     |
 // | other 4xx                              | no       | apply.dmz-rejected         |
 //
+// (POST /v1/admin-check answers a 429, and a 502 with the DMZ client's own
+// error body, at once, not retried: DmzHttpClient.adminCheck.)
+//
 // Backoff is exponential with equal jitter: retry n waits a random time in
 // [d/2, d) with d = min(maxDelayMs, baseDelayMs * 2^n). A request is retried
 // until its pauses add up to retryBudgetMs (default 60 s, so a DMZ client or
@@ -44,7 +47,7 @@ import type {
   StepResult,
   TransitionRequest,
 } from '../protocol/index.ts';
-import { RUN_STEPS_MAX, STEP_BATCH_MAX } from '../protocol/index.ts';
+import { RUN_STEPS_MAX, STEP_BATCH_MAX, ownWireCode } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
 import type { ClientTls } from '../engine/transport/index.ts';
 import { DMZ_TLS_ADVICE, describeFetchError, errorMessage, timedOut, tlsRefused } from './fetch-errors.ts';
@@ -97,18 +100,17 @@ export interface DmzHttpClientOptions {
 }
 
 
-/** A DMZ client's answer to POST /v1/admin-check (DmzHttpClient.adminCheck). */
-export type AdminCheckAnswer = { ok: true } | { ok: false; status: number; code: string; message: string };
-
-/** The wire code of a dmzfleet error body (`{ error: { code } }`), or undefined for any other body (a text one is read as invalid-json). */
-function wireCode(body: unknown): string | undefined {
-  const code = (body as Partial<ErrorBody> | undefined)?.error?.code;
-  return typeof code === 'string' && code !== 'invalid-json' ? code : undefined;
-}
+/**
+ * A DMZ client's answer to POST /v1/admin-check (DmzHttpClient.adminCheck): `code` is its wire code, or `status N`
+ * for a body that is not one of ours; `retryAfterMs`, a 429's Retry-After.
+ */
+export type AdminCheckAnswer = { ok: true } | { ok: false; status: number; code: string; message: string; retryAfterMs?: number };
 
 interface RawResponse {
   status: number;
   body: unknown;
+  /** Its Retry-After, when it had one (only a `final` answer carries it: the others were retried). */
+  retryAfterMs?: number;
 }
 
 /** A step or a run waiting for (or on its way in) a batch. */
@@ -251,19 +253,32 @@ export class DmzHttpClient {
    * proof made with the token, never the token. `ok: true`, or the DMZ
    * client's refusal as it came (admin-proof-refused: the authority does not
    * hold that token; another code: it could not be checked). Retried as any
-   * request (a 5xx, a 429, no answer) until the retry budget runs out, then
+   * request (a 5xx, no answer) until the retry budget runs out, then
    * apply.dmz-unreachable / apply.dmz-error; a 401 is apply.dmz-unauthorized.
-   * But a 502 with the DMZ client's own error body is its authority's
-   * refusal (a 4xx: an authority without the route, or refusing the DMZ
-   * client's token), which asking again cannot change: it is answered at
-   * once, as the 404 of a DMZ client without the route is. (A 502 of a proxy
-   * in front of the DMZ client has no such body and is retried.)
+   * Answered at once, not retried:
+   * - a 429, with its Retry-After (`retryAfterMs`): the DMZ client's limit of
+   *   refused checks per source address, or its authority's per data center
+   *   passed on (admin-check-rate-limited): asking again within the window is
+   *   refused again, and after it only adds a wrong token's refusals; a 429
+   *   without that code (a proxy's) is answered at once too, never spun on;
+   * - a 502 with the DMZ client's own error body (a code of the wire registry
+   *   and a message, protocol/errors.ts ownWireCode): its authority's refusal
+   *   (a 4xx: an authority without the route, or refusing the DMZ client's
+   *   token), which asking again cannot change, as the 404 of a DMZ client
+   *   without the route. A 502 of a gateway or proxy on either hop carries no
+   *   such body (whatever JSON it has) and is retried.
    */
   async adminCheck(body: AdminCheckRequest): Promise<AdminCheckAnswer> {
-    const res = await this.request('POST', '/v1/admin-check', body, undefined, (status, parsed) => status === 502 && wireCode(parsed) !== undefined);
+    const res = await this.request('POST', '/v1/admin-check', body, undefined, (status, parsed) => status === 429 || (status === 502 && ownWireCode(parsed) !== undefined));
     if (res.status === 401 || (res.status >= 200 && res.status < 300)) return this.expectOk<{ ok: true }>('POST', '/v1/admin-check', res);
-    const code = (res.body as Partial<ErrorBody> | undefined)?.error?.code;
-    return { ok: false, status: res.status, code: code ?? `status ${res.status}`, message: errorMessage(res.body) };
+    const code = ownWireCode(res.body);
+    return {
+      ok: false,
+      status: res.status,
+      code: code ?? `status ${res.status}`,
+      message: errorMessage(res.body),
+      ...(res.retryAfterMs !== undefined ? { retryAfterMs: res.retryAfterMs } : {}),
+    };
   }
 
   async health(): Promise<HealthResponse> {
@@ -499,10 +514,10 @@ export class DmzHttpClient {
             parsed = { error: { code: 'invalid-json', message: text.slice(0, 200) } };
           }
         }
-        if ((res.status < 500 && res.status !== 429) || final?.(res.status, parsed)) return { status: res.status, body: parsed };
+        retryAfter = retryAfterMs(res.retryAfter);
+        if ((res.status < 500 && res.status !== 429) || final?.(res.status, parsed)) return { status: res.status, body: parsed, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) };
         lastReason = `answered ${res.status}: ${errorMessage(parsed)}`;
         lastWasStatus = true;
-        retryAfter = retryAfterMs(res.retryAfter);
       } catch (err) {
         if (err instanceof FleetError) throw err;
         lastReason = describeFetchError(err, timeoutMs, DMZ_TLS_ADVICE, this.sent);

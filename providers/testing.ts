@@ -63,6 +63,8 @@ export async function startTestWorld(opts: {
   adminTokens?: string[];
   /** The authority's JSON-line logs; default none. */
   authorityLogger?: StartDmzClientOptions['logger'];
+  /** The clock of the authority's limit of refused admin checks per data center (AUTHORITY_ADMIN_CHECK_LIMIT); default Date.now. */
+  authorityAdminCheckClock?: () => number;
 } = {}): Promise<TestWorld> {
   const stack = `test-${randomUUID().slice(0, 8)}`;
   const names = opts.dataCenters ?? ['miami', 'richmond'];
@@ -74,6 +76,7 @@ export async function startTestWorld(opts: {
     ...(opts.credentialTtlMs ? { credentialTtlMs: opts.credentialTtlMs } : {}),
     ...(opts.adminTokens ? { adminTokens: opts.adminTokens } : {}),
     ...(opts.authorityLogger ? { logger: opts.authorityLogger } : {}),
+    ...(opts.authorityAdminCheckClock ? { adminCheckLimitClock: opts.authorityAdminCheckClock } : {}),
   });
   const authorityUrl = opts.via ? await opts.via(authority.url) : authority.url;
   const dcs = new Map<string, TestDc>();

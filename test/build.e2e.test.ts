@@ -4,13 +4,15 @@
 // once any of its sources changes.
 // (The installed package's build, made by npm pack's prepare, is run by test/install.e2e.test.ts.)
 import { spawn } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm, utimes, writeFile, mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, cp, mkdtemp, readFile, readdir, rm, stat, utimes, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error a plain JavaScript module of the bin folder, no types
-import { freshBuild } from '../bin/fresh.mjs';
+import { checkBuild, freshBuild, VERIFIED } from '../bin/fresh.mjs';
+import { seededRandom } from '../engine/model/seeded-random.ts';
 import { REPO } from './helpers/stack.ts';
 
 /** Runs node ARGS; `killAfterMs`: a deadline after which the child is killed (its code is then 1). */
@@ -27,6 +29,7 @@ function node(args: string[], cwd = REPO, env: NodeJS.ProcessEnv = {}, killAfter
 }
 
 type Fresh = (dist: URL, root: URL, env?: NodeJS.ProcessEnv) => URL | undefined;
+type Check = (dist: URL, root: URL, env?: NodeJS.ProcessEnv) => { entry: URL | undefined; hashed: number; recorded: boolean };
 
 describe('the built CLI', () => {
   let out: string;
@@ -216,5 +219,269 @@ describe('bin/fresh.mjs', () => {
     const { dist, root: r } = urls();
     const got = (freshBuild as Fresh)(dist, r, env);
     expect(got?.href).toBe(fresh ? new URL('main.js', dist).href : undefined);
+  });
+});
+
+// An installed package (npm pack, then npm install) has every file with the
+// time of its install, none with the manifest's: each start hashed all ~230
+// sources again (20-60 ms of issue 20's 0.25 s). A content check that passed
+// is now remembered (dist/cli/verified-stat.json); the next start takes a
+// source whose size, mtime and ctime are the verified ones as unchanged.
+describe('bin/fresh.mjs in an installed package: the verified stat', () => {
+  const FILES = ['src/a.ts', 'src/b.ts', 'src/c/d.ts'];
+  const original = (file: string) => `export const ${file.replace(/\W/g, '_')} = 'the original text of ${file}';\n`;
+  let root: string;
+  let dist: string;
+  const urls = () => ({ dist: pathToFileURL(dist + '/'), root: pathToFileURL(root + '/') });
+  const check = () => {
+    const u = urls();
+    return (checkBuild as Check)(u.dist, u.root, {});
+  };
+  const fresh = (r: ReturnType<Check>) => r.entry?.href === new URL('main.js', urls().dist).href;
+  const verifiedPath = () => join(dist, VERIFIED as string);
+  /**
+   * Waits until the file system's clock has moved past every time it gave so
+   * far (a new file's ctime, polled), so the next check may record what it
+   * hashes: a source is recorded only when older than the check (fresh.mjs).
+   */
+  async function clockTick(): Promise<void> {
+    const probe = join(root, 'probe');
+    await writeFile(probe, '');
+    const then = (await stat(probe)).ctimeMs;
+    for (let i = 0; i < 100_000; i++) {
+      await writeFile(probe, '');
+      if ((await stat(probe)).ctimeMs > then) return;
+    }
+    throw new Error('the file system clock did not move');
+  }
+  /**
+   * Sources with the install's time, a manifest with npm pack's fixed time (1985-10-26): the layout an npm install
+   * leaves. The install's time in whole seconds, as a Date (utimes' argument) holds it exactly.
+   */
+  async function install(): Promise<void> {
+    await rm(root, { recursive: true, force: true });
+    await mkdir(dist, { recursive: true });
+    const inputs: Record<string, { size: number; mtimeMs: number; sha1: string }> = {};
+    const installed = new Date(Math.floor(Date.now() / 1000) * 1000 - 1000);
+    for (const file of FILES) {
+      await mkdir(join(root, file, '..'), { recursive: true });
+      await writeFile(join(root, file), original(file));
+      await utimes(join(root, file), installed, installed);
+      inputs[file] = { size: Buffer.byteLength(original(file)), mtimeMs: 499162860000, sha1: createHash('sha1').update(original(file)).digest('hex') };
+    }
+    await writeFile(join(dist, 'manifest.json'), JSON.stringify({ entry: 'main.js', inputs, packages: {} }));
+    await clockTick();
+  }
+  /** Rewrites FILE with TEXT of the same length, its mtime put back as it was (its ctime moves: utimes cannot set it). */
+  async function editKeepingTime(file: string, text: string): Promise<void> {
+    const before = await stat(join(root, file));
+    expect(Buffer.byteLength(text)).toBe(before.size);
+    await writeFile(join(root, file), text);
+    await utimes(join(root, file), before.atime, before.mtime);
+    expect((await stat(join(root, file))).mtimeMs).toBe(before.mtimeMs);
+  }
+  const sameSize = (text: string) => text.replace(/original/, 'ORIGINAL');
+  const leftovers = async () => (await readdir(dist)).filter((f) => f.includes('.tmp-'));
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'fleet-verified-'));
+    dist = join(root, 'dist', 'cli');
+  });
+  afterAll(() => rm(root, { recursive: true, force: true }));
+
+  /**
+   * One start of `fleet` as far as bin/fresh.mjs goes, in a process of its own: whether it found the build fresh,
+   * and how many SHA-1 hashes it made (node:crypto's createHash counted, so bin/fresh.mjs is not asked).
+   */
+  async function start(): Promise<{ fresh: boolean; sha1: number }> {
+    const script = `import crypto from 'node:crypto';
+import { syncBuiltinESMExports } from 'node:module';
+let sha1 = 0;
+const createHash = crypto.createHash;
+crypto.createHash = (algorithm, ...rest) => { if (algorithm === 'sha1') sha1++; return createHash(algorithm, ...rest); };
+syncBuiltinESMExports();
+const { freshBuild } = await import(${JSON.stringify(pathToFileURL(join(REPO, 'bin', 'fresh.mjs')).href)});
+const entry = freshBuild(new URL(${JSON.stringify(urls().dist.href)}), new URL(${JSON.stringify(urls().root.href)}), {});
+console.log(JSON.stringify({ fresh: entry?.href === ${JSON.stringify(new URL('main.js', urls().dist).href)}, sha1 }));`;
+    const r = await node(['--input-type=module', '-e', script], tmpdir());
+    expect(r, r.stderr).toMatchObject({ code: 0, stderr: '' });
+    return JSON.parse(r.stdout) as { fresh: boolean; sha1: number };
+  }
+
+  it('hashes every source at the first start and none at the next ones', async () => {
+    await install();
+    expect(await start()).toEqual({ fresh: true, sha1: FILES.length });
+    expect(await start()).toEqual({ fresh: true, sha1: 0 });
+    expect(await start()).toEqual({ fresh: true, sha1: 0 });
+  });
+
+  it('says how many sources it hashed, and writes its record readable by every user, as the manifest is', async () => {
+    await install();
+    const first = check();
+    expect(first).toMatchObject({ hashed: FILES.length, recorded: true });
+    expect(fresh(first)).toBe(true);
+    // Not a secret: the package's own file names, sizes, times and hashes, readable by every user of the install.
+    expect((await stat(verifiedPath())).mode & 0o777).toBe(0o644 & ~process.umask());
+    for (let i = 0; i < 2; i++) {
+      const next = check();
+      expect(next).toMatchObject({ hashed: 0, recorded: false });
+      expect(fresh(next)).toBe(true);
+    }
+    expect(await leftovers()).toEqual([]);
+  });
+
+  const corrupt = (text: string) => async () => writeFile(verifiedPath(), text);
+  const editRecord = (edit: (entry: Record<string, unknown>) => void) => async () => {
+    const record = JSON.parse(await readFile(verifiedPath(), 'utf8')) as { inputs: Record<string, Record<string, unknown>> };
+    edit(record.inputs['src/b.ts']);
+    await writeFile(verifiedPath(), JSON.stringify(record));
+  };
+  it.each([
+    { name: 'nothing changed', change: async () => {}, fresh: true, hashed: 0 },
+    { name: 'a source touched, same content', change: () => utimes(join(root, 'src/b.ts'), new Date(0), new Date(1_700_000_000_000)), fresh: true, hashed: 1 },
+    { name: 'a source edited, same size, other time', change: async () => {
+        await writeFile(join(root, 'src/b.ts'), sameSize(original('src/b.ts')));
+        await utimes(join(root, 'src/b.ts'), new Date(0), new Date(1_700_000_000_000));
+      }, fresh: false, hashed: 1 },
+    // What the size-and-mtime shortcut of a checkout cannot see; the verified ctime does.
+    { name: 'a source edited, same size, its mtime put back', change: () => editKeepingTime('src/b.ts', sameSize(original('src/b.ts'))), fresh: false, hashed: 1 },
+    { name: 'a source edited and put back as it was, its mtime too', change: async () => {
+        await editKeepingTime('src/b.ts', sameSize(original('src/b.ts')));
+        await editKeepingTime('src/b.ts', original('src/b.ts'));
+      }, fresh: true, hashed: 1 },
+    { name: 'a source edited, other size', change: () => writeFile(join(root, 'src/b.ts'), 'export {};\n'), fresh: false, hashed: 0 },
+    { name: 'a source removed', change: () => rm(join(root, 'src/b.ts')), fresh: false, hashed: 0 },
+    { name: 'the record removed', change: () => rm(verifiedPath()), fresh: true, hashed: FILES.length },
+    { name: 'the record cut short', change: async () => writeFile(verifiedPath(), (await readFile(verifiedPath(), 'utf8')).slice(0, 40)), fresh: true, hashed: FILES.length },
+    { name: 'the record empty', change: corrupt(''), fresh: true, hashed: FILES.length },
+    { name: 'the record null', change: corrupt('null'), fresh: true, hashed: FILES.length },
+    { name: 'the record an array', change: corrupt('[1, 2]'), fresh: true, hashed: FILES.length },
+    { name: 'the record of another version', change: async () => writeFile(verifiedPath(), (await readFile(verifiedPath(), 'utf8')).replace('"version":1', '"version":2')), fresh: true, hashed: FILES.length },
+    { name: "a record's inputs an array", change: corrupt('{"version":1,"inputs":[]}'), fresh: true, hashed: FILES.length },
+    { name: 'an entry with another size', change: editRecord((e) => (e.size = Number(e.size) + 1)), fresh: true, hashed: 1 },
+    { name: 'an entry with another mtime', change: editRecord((e) => (e.mtimeMs = Number(e.mtimeMs) - 1)), fresh: true, hashed: 1 },
+    { name: 'an entry with another ctime', change: editRecord((e) => (e.ctimeMs = Number(e.ctimeMs) + 0.5)), fresh: true, hashed: 1 },
+    { name: 'an entry with another hash', change: editRecord((e) => (e.sha1 = '0'.repeat(40))), fresh: true, hashed: 1 },
+    { name: 'an entry with a size in words', change: editRecord((e) => (e.size = String(e.size))), fresh: true, hashed: 1 },
+    { name: 'an entry without its ctime', change: editRecord((e) => delete e.ctimeMs), fresh: true, hashed: 1 },
+    // A record consistent with an edited source (its stat, its own hash), as one verified for another build would be.
+    { name: 'a source edited, and recorded with the hash of its new content', change: async () => {
+        const text = sameSize(original('src/b.ts'));
+        await writeFile(join(root, 'src/b.ts'), text);
+        const s = await stat(join(root, 'src/b.ts'));
+        await editRecord((e) => Object.assign(e, { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, sha1: createHash('sha1').update(text).digest('hex') }))();
+      }, fresh: false, hashed: 1 },
+  ])('after a verified start: $name', async ({ change, fresh: isFresh, hashed }) => {
+    await install();
+    expect(fresh(check())).toBe(true);
+    await change();
+    const got = check();
+    expect({ fresh: fresh(got), hashed: got.hashed }).toEqual({ fresh: isFresh, hashed });
+    expect(await leftovers()).toEqual([]);
+    if (!isFresh) return;
+    // A record that did not hold is written again: the start after hashes nothing.
+    await clockTick();
+    check();
+    expect(check().hashed).toBe(0);
+  });
+
+  // The file system gave it a time not older than the check's (an edit in the same clock tick as the check, or a
+  // clock behind the file's): the content might change again within that tick, keeping size and times.
+  it('does not record a source not older than the check, and hashes it at every start', async () => {
+    await install();
+    const future = new Date(Date.now() + 3_600_000);
+    await utimes(join(root, 'src/a.ts'), future, future);
+    expect(check()).toMatchObject({ hashed: FILES.length, recorded: true });
+    for (let i = 0; i < 2; i++) expect(check()).toMatchObject({ hashed: 1, recorded: false });
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('checks by content where the record cannot be written, silently, and leaves nothing behind', async () => {
+    await install();
+    // The record's place taken by a folder: the rename fails, as root too.
+    await mkdir(verifiedPath());
+    for (let i = 0; i < 2; i++) {
+      const got = check();
+      expect(fresh(got)).toBe(true);
+      expect(got).toMatchObject({ hashed: FILES.length, recorded: false });
+    }
+    expect(await leftovers()).toEqual([]);
+  });
+
+  // A global install owned by root, run by another user: dist/cli is not theirs to write.
+  it('runs a build in a folder it may not write, by content, silently, as before', async () => {
+    await install();
+    await chmod(root, 0o755);
+    await chmod(dist, 0o555);
+    try {
+      const script = `const { checkBuild } = await import(${JSON.stringify(pathToFileURL(join(REPO, 'bin', 'fresh.mjs')).href)});
+const u = [${JSON.stringify(urls().dist.href)}, ${JSON.stringify(urls().root.href)}].map((h) => new URL(h));
+const runs = [checkBuild(u[0], u[1], {}), checkBuild(u[0], u[1], {})];
+console.log(JSON.stringify(runs.map((r) => ({ entry: r.entry?.href, hashed: r.hashed, recorded: r.recorded }))));`;
+      // As root, chmod stops nobody: the check runs as the user nobody then.
+      const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+      const got = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'], ...asOther });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+      expect(got).toMatchObject({ code: 0, stderr: '' });
+      const main = new URL('main.js', urls().dist).href;
+      expect(JSON.parse(got.stdout)).toEqual([
+        { entry: main, hashed: FILES.length, recorded: false },
+        { entry: main, hashed: FILES.length, recorded: false },
+      ]);
+      expect(await readdir(dist)).toEqual(['manifest.json']);
+    } finally {
+      await chmod(dist, 0o755);
+    }
+  });
+
+  // Whatever is done to the sources and to the record, in any order, the build runs exactly while every source has
+  // the content it was built from; and a start after one that found the build fresh hashes nothing.
+  it.each([1, 2, 3, 4, 5, 6])('is fresh exactly while every source has its built content, over generated edits (seed %i)', async (seed) => {
+    const r = seededRandom(seed);
+    await install();
+    const current = new Map(FILES.map((f) => [f, original(f)]));
+    /** Any time in the past, in whole milliseconds (utimes' Date keeps no finer). */
+    const past = () => new Date(r.between(1, Date.now() - 1000));
+    const ops: Record<string, () => Promise<void>> = {
+      touch: () => utimes(join(root, r.pick(FILES)), past(), past()),
+      'edit keeping size and mtime': async () => {
+        const f = r.pick(FILES);
+        const text = r.chance(0.5) ? original(f) : sameSize(original(f));
+        if (current.get(f)!.length === text.length) await editKeepingTime(f, text);
+        else await writeFile(join(root, f), text).then(() => utimes(join(root, f), past(), past()));
+        current.set(f, text);
+      },
+      'edit, other size': async () => {
+        const f = r.pick(FILES);
+        const text = r.chance(0.3) ? original(f) : `${original(f)}// ${r.int(1000)}\n`;
+        await writeFile(join(root, f), text);
+        await utimes(join(root, f), past(), past());
+        current.set(f, text);
+      },
+      'record removed': () => rm(verifiedPath(), { force: true }),
+      'record garbled': async () => {
+        const text = await readFile(verifiedPath(), 'utf8').catch(() => '');
+        const at = r.int(text.length + 1);
+        await writeFile(verifiedPath(), text.slice(0, at) + r.pick(['', '0', '9', '"', '}', 'x']) + text.slice(at + r.int(3)));
+      },
+    };
+    const names = Object.keys(ops);
+    for (let step = 0; step < 40; step++) {
+      const op = r.pick(names);
+      await ops[op]();
+      await clockTick();
+      const want = FILES.every((f) => current.get(f) === original(f));
+      const first = check();
+      expect(fresh(first), `seed ${seed} step ${step} (${op})`).toBe(want);
+      if (want) expect(check().hashed, `seed ${seed} step ${step} (${op}): the start after`).toBe(0);
+    }
+    expect(await leftovers()).toEqual([]);
   });
 });

@@ -49,9 +49,19 @@ describe('npm pack + npm install -g', () => {
     const entries = await readdir(lib, { recursive: true });
     expect(entries).toContain(join('bin', 'fleet.mjs'));
     expect(entries).toContain(join('dist', 'cli', 'main.js'));
-    // npm pack gave every file one fixed time: the build is still fresh, by content (bin/fresh.mjs).
-    const { freshBuild } = (await import(pathToFileURL(join(lib, 'bin', 'fresh.mjs')).href)) as { freshBuild: (dist: URL, root: URL) => URL | undefined };
-    expect(freshBuild(pathToFileURL(join(lib, 'dist', 'cli') + '/'), pathToFileURL(lib + '/'))?.href).toBe(pathToFileURL(join(lib, 'dist', 'cli', 'main.js')).href);
+    // npm install gave every file the time of the install, none the manifest's: the build is still fresh, by
+    // content, and once its content is verified a stat of each source does (dist/cli/verified-stat.json, bin/fresh.mjs).
+    type Check = (dist: URL, root: URL, env: NodeJS.ProcessEnv) => { entry: URL | undefined; hashed: number; recorded: boolean };
+    const { checkBuild } = (await import(pathToFileURL(join(lib, 'bin', 'fresh.mjs')).href)) as { checkBuild: Check };
+    const check = () => checkBuild(pathToFileURL(join(lib, 'dist', 'cli') + '/'), pathToFileURL(lib + '/'), {});
+    const main = pathToFileURL(join(lib, 'dist', 'cli', 'main.js')).href;
+    const first = check();
+    expect(first.entry?.href).toBe(main);
+    expect(first.hashed).toBeGreaterThan(200);
+    expect(first.recorded).toBe(true);
+    const second = check();
+    expect(second.entry?.href).toBe(main);
+    expect(second.hashed).toBe(0);
     expect(entries).toContain(join('specs', 'schema', 'apply-event.schema.json'));
     expect(entries).toContain(join('policies', 'default', 'policy.yaml'));
     expect(entries.filter((e) => !e.startsWith('node_modules') && (e.endsWith('.test.ts') || e.includes('testdata') || e.includes('.fleet')))).toEqual([]);

@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRecord, type SqlRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
 import { adminCheckProof, overrideProof, randomBase64url } from '../../protocol/index.ts';
-import { postJson, sendTarget } from '../../providers/http-send.ts';
+import { postJson, send, sendTarget } from '../../providers/http-send.ts';
 import { defaultPack } from '../../providers/testing.ts';
-import { startAuthority, type RunningService } from './server.ts';
+import { AUTHORITY_ADMIN_CHECK_LIMIT, startAuthority, type RunningService } from './server.ts';
 
 const RIGHT = 'the-admin-token-of-this-authority';
 
@@ -108,5 +108,80 @@ describe('POST /v1/plans/admin-check', () => {
     } finally {
       await unsealed.close();
     }
+  });
+});
+
+// The authority's POST /v1/admin-check limits refused checks per data center (the caller's token: its identity), as
+// the DMZ client limits them per source address: the route answers only a data center's token, but a DMZ client that
+// is compromised or buggy could otherwise try admin tokens without end (each a constant-time HMAC, a log line). Past
+// AUTHORITY_ADMIN_CHECK_LIMIT's budget of refusals in its window, that data center's checks are answered 429
+// admin-check-rate-limited with Retry-After, without checking the proof, until the window ends; a correct check never
+// counts, and another data center is not touched. Before, there was no limit: the 21st wrong proof was checked as the
+// first. Over real loopback HTTP, on an injected clock.
+describe("POST /v1/admin-check: the authority's limit of refused checks per data center", () => {
+  const logs: string[] = [];
+  let record: FleetRecord;
+  let authority: RunningService;
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const check = (adminToken: string) => {
+    const nonce = randomBase64url(24);
+    return { nonce, proof: adminCheckProof(adminToken, 'adm', nonce) };
+  };
+  const post = (body: unknown, token: string) => postJson(sendTarget(new URL(`${authority.url}/v1/admin-check`)), body, 10_000, { authorization: `Bearer ${token}` });
+  /** fleet_authority_admin_check_limited_total of `dc` as GET /metrics says it (0 before its first 429). */
+  const limitedCount = async (dc: string) => {
+    const { text } = await send(new URL(`${authority.url}/metrics`), 'GET', {}, undefined, 10_000);
+    expect(text).toMatch(/^# TYPE fleet_authority_admin_check_limited_total counter$/m);
+    const m = new RegExp(`^fleet_authority_admin_check_limited_total\\{[^}]*data_center="${dc}"[^}]*\\} (\\d+)$`, 'm').exec(text);
+    return Number(m?.[1] ?? 0);
+  };
+
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+    authority = await startAuthority({
+      record,
+      pack: await defaultPack(),
+      stackName: 'adm',
+      dataCenters: [
+        { name: 'miami', token: 'dmz-tok-miami' },
+        { name: 'paris', token: 'dmz-tok-paris' },
+      ],
+      adminTokens: [RIGHT],
+      secret: 'authority-secret',
+      adminCheckLimitClock: () => now,
+      logger: { level: 'info', stream: { write: (l: string) => void logs.push(l) } },
+    });
+  });
+  afterAll(async () => {
+    await authority?.close();
+    await record?.close();
+  });
+
+  it('past the budget of refusals, 429 with Retry-After until the window ends; ok checks never count; per data center', async () => {
+    const { denials, windowMs } = AUTHORITY_ADMIN_CHECK_LIMIT;
+    // Correct checks, any number, never count.
+    for (let i = 0; i < 2 * denials; i++) expect((await post(check(RIGHT), 'dmz-tok-miami')).status).toBe(200);
+    for (let i = 0; i < denials; i++) expect((await post(check('a-wrong-admin-token'), 'dmz-tok-miami')).status).toBe(403);
+    expect(await limitedCount('miami')).toBe(0);
+    const limited = await post(check(RIGHT), 'dmz-tok-miami');
+    expect(limited.status).toBe(429);
+    expect(JSON.parse(limited.text).error.code).toBe('admin-check-rate-limited');
+    expect(JSON.parse(limited.text).error.message).toMatch(/data center miami[^]*until 2026-01-01T00:01:00\.000Z[^]*20 refused checks within 60 s/);
+    expect(Number(limited.retryAfter)).toBe(windowMs / 1000);
+    expect((await post(check('a-wrong-admin-token'), 'dmz-tok-miami')).status).toBe(429);
+    expect(await limitedCount('miami')).toBe(2);
+    // Another data center's checks are its own.
+    expect((await post(check(RIGHT), 'dmz-tok-paris')).status).toBe(200);
+    expect((await post(check('a-wrong-admin-token'), 'dmz-tok-paris')).status).toBe(403);
+    expect(await limitedCount('paris')).toBe(0);
+    // One warn line per data center and window, never a proof; the 429s write no request line each.
+    const logged = logs.join('');
+    expect(logged.match(/"admin check limited"/g)).toHaveLength(1);
+    expect(logged).toMatch(/"level":40[^\n]*"dataCenter":"miami"[^\n]*"refused":20[^\n]*"admin check limited"/);
+    expect(logged).not.toMatch(/"proof"|"nonce"/);
+    // The window ends: checked again (the next window is strict, as the DMZ client's: each check charged until answered ok).
+    now += windowMs;
+    expect((await post(check(RIGHT), 'dmz-tok-miami')).status).toBe(200);
+    expect(await limitedCount('miami')).toBe(2);
   });
 });

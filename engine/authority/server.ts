@@ -43,10 +43,14 @@ import {
   adminCheckHolds,
   adminCheckResponseSchema,
   type PlanSealRequest,
+  BootLimiter,
+  errorAnswer,
+  errorSchema,
+  type BootLimitSettings,
 } from '../../protocol/index.ts';
 import type { PlanDocument } from '../plan/types.ts';
 import type { FastifyBaseLogger } from 'fastify';
-import { createMetrics, recordMetrics, timeCalls, type ServiceLogOptions, type ServiceMetrics } from '../observability/index.ts';
+import { authorityAdminCheckLimitMetrics, createMetrics, recordMetrics, timeCalls, type ServiceLogOptions, type ServiceMetrics } from '../observability/index.ts';
 import type { ServerTls } from '../transport/index.ts';
 import { Authority } from './authority.ts';
 import type { CredentialBroker } from './credentials/types.ts';
@@ -107,6 +111,8 @@ export interface StartAuthorityOptions {
   replicas?: number;
   /** On close, how long requests in flight may take to finish before their connections are cut. Default 20 000. */
   drainMs?: number;
+  /** The clock of POST /v1/admin-check's limit of refused checks per data center (AUTHORITY_ADMIN_CHECK_LIMIT), ms; injected in tests. Default Date.now. */
+  adminCheckLimitClock?: () => number;
 }
 
 export interface RunningService {
@@ -118,6 +124,23 @@ export interface RunningService {
 }
 
 const errors = authorityErrors;
+
+/**
+ * The limit of the authority's POST /v1/admin-check (a DMZ client passing on
+ * fleet apply's admin-token check), per data center: the caller's token, not
+ * its address. 20 refused checks (a proof not made with the admin token) per
+ * minute, then that data center's checks are answered 429
+ * admin-check-rate-limited with Retry-After until the window ends, without
+ * checking the proof; a correct check never counts (protocol/refusal-limit.ts,
+ * strict windows included). The route answers only a data center's token, but
+ * a DMZ client that is compromised, or buggy, could otherwise try admin tokens
+ * without end, whatever its own limit per source address (ADMIN_CHECK_LIMIT:
+ * 5 per address, so 20 is four addresses' worth of wrong tokens through one
+ * data center). A token of 32 random bytes is beyond guessing at any rate: the
+ * limit keeps the authority's log and CPU quiet and makes the attempt show
+ * (fleet_authority_admin_check_limited_total, docs/operations.md).
+ */
+export const AUTHORITY_ADMIN_CHECK_LIMIT: Readonly<BootLimitSettings> = Object.freeze({ denials: 20, windowMs: 60_000, maxAddresses: 1_000 });
 /**
  * The largest body of a plan route (the plan document itself): 128 MiB, about
  * 100 000 member changes. Every other route takes 1 MiB (protocol/http.ts);
@@ -290,10 +313,45 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   // seals (an authority a stack does not name seals none). The answer is the same as at /v1/plans/admin-check; the
   // authority is still the judge of every overridden deletion (each request's Override.proof, policy.ts judgeProtect),
   // so a DMZ client that lied about this answer would gain nothing but an apply that is vetoed at that deletion.
+  // Refused checks count against the caller's data center (AUTHORITY_ADMIN_CHECK_LIMIT): past its budget, 429 with
+  // Retry-After and the proof not checked, one warn line per data center and window (never the body), and no request
+  // line per 429. A malformed body never reaches the handler (400: it tests no token) and is not counted.
+  const adminLimit = new BootLimiter(AUTHORITY_ADMIN_CHECK_LIMIT, opts.adminCheckLimitClock);
+  const adminLimited = authorityAdminCheckLimitMetrics(metrics);
   app.post<{ Body: AdminCheckRequest }>(
     '/v1/admin-check',
-    { schema: doc("Check a proof made with the admin token, for a DMZ client passing on fleet apply's check; a data center's token; read-only", { body: adminCheckBodySchema, response: { 200: adminCheckResponseSchema, ...errors } }) },
-    async (req) => adminCheck(req.log, req.body, req.caller),
+    {
+      schema: doc("Check a proof made with the admin token, for a DMZ client passing on fleet apply's check; a data center's token; read-only; refused checks limited per data center (429)", {
+        body: adminCheckBodySchema,
+        response: { 200: adminCheckResponseSchema, ...errors, 429: errorSchema },
+      }),
+    },
+    async (req, reply) => {
+      const dc = req.caller;
+      const a = adminLimit.admit(dc);
+      if (!a.ok) {
+        adminLimited.inc({ data_center: dc });
+        const { windowMs } = adminLimit.settings;
+        const until = new Date(a.until).toISOString();
+        if (a.first) req.log.warn({ dataCenter: dc, refused: a.denials, windowMs, until }, 'admin check limited');
+        if ((req.log as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.('info') ?? true) req.log = req.log.child({}, { level: 'warn' });
+        const { status, body } = errorAnswer(
+          new WireError(
+            'admin-check-rate-limited',
+            `admin-token checks of data center ${dc} are refused until ${until}: it had ${a.denials} refused checks within ${windowMs / 1000} s (the authority's limit per data center, whatever address they came from); the proof was not checked`,
+          ),
+        );
+        return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
+      }
+      let refused = true;
+      try {
+        const ok = adminCheck(req.log, req.body, dc);
+        refused = false;
+        return ok;
+      } finally {
+        adminLimit.settle(a.ticket, refused);
+      }
+    },
   );
   app.get('/openapi.json', { schema: doc('This document') }, async () => openapi());
   app.post<{ Body: AuthorizeRequest }>(

@@ -121,6 +121,18 @@ export function adminCheckLimitMetrics(m: ServiceMetrics): Counter {
 }
 
 /**
+ * The limit of the authority's POST /v1/admin-check (AUTHORITY_ADMIN_CHECK_LIMIT
+ * in engine/authority/server.ts): checks refused 429 because their data center
+ * (the caller's token) used its budget of refused checks, by data center (a
+ * bounded set: the stack's). A rise is a DMZ client trying admin tokens
+ * (compromised, or a bug), or many applies with a wrong FLEET_ADMIN_TOKEN
+ * through one data center.
+ */
+export function authorityAdminCheckLimitMetrics(m: ServiceMetrics): Counter<'data_center'> {
+  return new Counter({ name: 'fleet_authority_admin_check_limited_total', help: 'POST /v1/admin-check requests refused 429 (admin-check-rate-limited) because their data center used its budget of refused checks, by data center.', labelNames: ['data_center'], registers: [m.registry] });
+}
+
+/**
  * `target` with every method that returns a promise timed into `h` by method
  * name and outcome; other properties untouched. For the record, whose calls
  * are what a step waits for.

@@ -4,6 +4,7 @@
 // and the record of denied attempts. Boot
 // tokens are stored by the writes that approve a boot edge (vm-writes.ts,
 // history.ts), with upsertBootTokens.
+import { usageUnchanged } from './overview-cache.ts';
 import { FULL_VM, iso, vmFromRow } from './rows.ts';
 import type { RecordSql } from './sql.ts';
 import type { BootCheck, BootCheckResult } from './shapes.ts';
@@ -126,8 +127,9 @@ export function bootStore({ db }: RecordSql): BootStore {
     // (statistics stale mid-apply) looked each VM up through vms_scope,
     // reading every VM of the stack per boot (bench:apply, 4,000 VMs at
     // P=10: 9.3 ms per call instead of 0.4, 5 s of PostgreSQL CPU).
+    // Reads vms, writes boot tokens and attempts only: the overview's totals stay kept (overview-cache.ts).
     const rows = await db.query<Record<string, unknown> & { k: number | string; approved: boolean; found: boolean; used_at_version: number | null; left_boot: boolean | null; token_known: boolean | null }>(
-      `WITH i AS (
+      usageUnchanged(`WITH i AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $9::float8[], $10::text[]) WITH ORDINALITY
            AS i(i_vm, i_dc, i_cloud, i_image, i_hash, i_reason, i_repeat, i_stack, i_k)
        ),
@@ -184,7 +186,7 @@ export function bootStore({ db }: RecordSql): BootStore {
          ${FULL_VM.list}
        FROM i LEFT JOIN vms ON vms.id = i.i_vm LEFT JOIN ok ON ok.i_k = i.i_k
          LEFT JOIN used ON used.u_vm = i.i_vm AND used.u_hash = i.i_hash AND (used.u_k = i.i_k OR i.i_repeat > 0)
-       ORDER BY i.i_k`,
+       ORDER BY i.i_k`),
       [
         items.map((i) => i.vmId),
         items.map((i) => i.dataCenter),

@@ -8,6 +8,7 @@ import type { FleetError } from '../diags/index.ts';
 import { fail } from '../diags/index.ts';
 import { whyNotAt, whyNotAtMany } from './errors.ts';
 import { issuedAfter, upsertBootTokens } from './boot.ts';
+import { usageUnchanged } from './overview-cache.ts';
 import { addressSql, iso } from './rows.ts';
 import type { RecordSql } from './sql.ts';
 import type { ChangeContext, HistoryRow, HistoryStore, Onward, Outcome } from './types.ts';
@@ -127,8 +128,9 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
     async addHistory(vmId, row, expectedVersion) {
       const params: unknown[] = [vmId, row.from, row.to, row.actor, row.planId ?? null, row.requestId ?? null, row.outcome, row.detail ?? null];
       if (expectedVersion !== undefined) params.push(expectedVersion);
+      // Reads vms, writes history only: the overview's totals stay kept (overview-cache.ts).
       const rows = await db.query(
-        insertHistory(
+        usageUnchanged(insertHistory(
           [
             {
               vm: 'vms',
@@ -143,7 +145,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
             },
           ],
           'RETURNING id',
-        ),
+        )),
         params,
       );
       if (rows.length === 0) {
@@ -176,7 +178,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
       // history ids are taken after the locks, so they follow the moves' (the boot check reads
       // a token's moves by id: leftBoot).
       const written = await db.query<{ k: number }>(
-        `WITH i AS (
+        usageUnchanged(`WITH i AS (
            SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::text[])
              AS i(i_id, i_version, i_from, i_to, i_actor, i_plan, i_request, i_outcome, i_detail, i_k, i_token)
          ),
@@ -199,7 +201,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
            },
          ], 'RETURNING id, vm_id')}),
          t AS (${upsertBootTokens('(SELECT DISTINCT ON (id) id, i_token FROM ok WHERE i_token IS NOT NULL ORDER BY id, i_k DESC) last', 'last.id', 'last.i_token', issuedAfter('ins', 'last.id'))})
-         SELECT i_k AS k FROM ok`,
+         SELECT i_k AS k FROM ok`),
         cols,
       );
       const ok = new Set(written.map((w) => Number(w.k)));

@@ -3,7 +3,8 @@
 //
 // | store (types.ts)       | file          | tables                         |
 // | ---------------------- | ------------- | ------------------------------ |
-// | VmReader               | vms.ts        | vms, fleets                    |
+// | VmReader               | vms.ts        | vms, fleets, vm_usage          |
+// |   (overview totals)    | overview-cache.ts | (kept per stack, 5 s)      |
 // | VmWriter               | vm-writes.ts  | vms, fleets, history, boot_tokens |
 // | HistoryStore           | history.ts    | history, boot_tokens           |
 // | LockStore              | locks.ts      | locks                          |
@@ -21,6 +22,7 @@ import { identityStore } from './identity.ts';
 import { sealedPlanStore } from './sealed-plans.ts';
 import { JournalWriter } from './journal.ts';
 import { lockStore } from './locks.ts';
+import { OverviewCache, watchVmWrites } from './overview-cache.ts';
 import { planReader } from './plan-read.ts';
 import { planStore } from './plans.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
@@ -40,7 +42,15 @@ export interface SqlRecord extends FleetRecord {
   readonly sql: Queryable;
 }
 
-export function sqlRecord(db: SqlAdapter, description: string): SqlRecord {
+export interface SqlRecordOptions {
+  /** The overview's totals (countVmsPage) kept for this long (OVERVIEW_CACHE_MS; 0: read on every call), and the clock they are kept by. */
+  overviewCacheMs?: number;
+  now?: () => number;
+}
+
+export function sqlRecord(unwatched: SqlAdapter, description: string, opts: SqlRecordOptions = {}): SqlRecord {
+  // Every statement of the record that may change vm_usage makes the overview read its totals anew (overview-cache.ts).
+  const db = watchVmWrites(unwatched);
   const ctx = { db, description };
   const journal = new JournalWriter(db);
   return {
@@ -54,7 +64,7 @@ export function sqlRecord(db: SqlAdapter, description: string): SqlRecord {
       return journal.batches;
     },
     sql: db,
-    ...vmReader(ctx),
+    ...vmReader(ctx, new OverviewCache(opts.overviewCacheMs, opts.now)),
     ...planReader(ctx),
     ...vmWriter(ctx),
     ...historyStore(ctx),

@@ -50,12 +50,17 @@ export interface VmReader {
    */
   countVms(stack: string, opts?: { fleets?: readonly string[] }): Promise<VmCountRow[]>;
   /**
-   * The dashboard's overview, in one snapshot: how many fleets of the stack
-   * have live VMs, the stack's live VMs per data center, and countVms' rows
-   * of `limit` of those fleets from `offset` in name (code point) order.
-   * What it reads grows with the VMs of the page's fleets and with the
-   * stack's vm_usage rows (fleets x data centers), never with the stack's
-   * VMs; it adds nothing to any write.
+   * The dashboard's overview: how many fleets of the stack have live VMs,
+   * the stack's live VMs per data center, and countVms' rows of `limit` of
+   * those fleets from `offset` in name (code point) order. The fleets and
+   * the totals come from one snapshot of vm_usage read at most
+   * OVERVIEW_CACHE_MS (5 s) before, and anew after any statement of this
+   * process that may have changed vm_usage (overview-cache.ts): never stale
+   * after this process's writes, at most 5 s behind another process's. The
+   * page's rows are read on each call. What it reads grows with the VMs of
+   * the page's fleets and, once per 5 s at most, with the stack's vm_usage
+   * rows (fleets x data centers), never with the stack's VMs; it adds
+   * nothing to any write.
    */
   countVmsPage(stack: string, page: { offset: number; limit: number }): Promise<VmCountsPage>;
   /**

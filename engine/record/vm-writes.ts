@@ -16,6 +16,7 @@ import { issuedAfter, upsertBootTokens } from './boot.ts';
 import { CloudIdTakenError, ManagerMismatchError, VersionConflictError, whyNotAt, whyNotAtMany } from './errors.ts';
 import { fitBudgets, guarded, lockBudget, ownerMismatch, readBudgetUsage, readFleetOwners } from './budget.ts';
 import { OnwardRows, insertHistory, type HistorySource } from './history.ts';
+import { usageUnchanged } from './overview-cache.ts';
 import { FULL_VM, LEGACY_PROGRAM, otherManagerSql, vmFromRow, vmName } from './rows.ts';
 import type { Queryable, RecordSql } from './sql.ts';
 import type { Budget, ChangeContext, InsertItem, NewVm, VmPatch, VmRow, VmWriter } from './types.ts';
@@ -604,15 +605,16 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       const sets = ['state = $2', ...patchSets(patch, params)];
       params.push(ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.outcome ?? 'ok', ctx.detail ?? null);
       const n = params.length;
+      // A state change without a retirement or a size (most of an apply's) leaves vm_usage, so the overview's totals kept (overview-cache.ts).
       const rows = await db.query(
-        `WITH old AS (SELECT state FROM vms WHERE id = $1 AND version = $3),
+        usageUnchanged(`WITH old AS (SELECT state FROM vms WHERE id = $1 AND version = $3),
          upd AS (
            UPDATE vms SET ${sets.join(', ')}, version = version + 1, updated_at = now() WHERE id = $1 AND version = $3
            RETURNING ${FULL_VM.list}
          ),
          f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet),
          h AS (${insertHistory([ctxSource('upd', 'upd, old', 'old.state', '$2', { actor: `$${n - 4}`, planId: `$${n - 3}`, requestId: `$${n - 2}`, outcome: `$${n - 1}`, detail: `$${n}` })])})
-         SELECT * FROM upd`,
+         SELECT * FROM upd`, !patch?.retire && patch?.size === undefined),
         params,
       );
       if (rows.length === 0) await whyNotAt(db, description, id, expectedVersion);
@@ -644,14 +646,14 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       const sets = patchSets(patch, params);
       // A size written ends the VM's grow reserved (grow.ts): it is the size now.
       const rows = await db.query(
-        `WITH upd AS (
+        usageUnchanged(`WITH upd AS (
            UPDATE vms SET ${[...sets, 'version = version + 1', 'updated_at = now()'].join(', ')} WHERE id = $1 AND version = $2
            RETURNING ${FULL_VM.list}
          ),
          f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet)${
            patch.size !== undefined ? ',\n         r AS (DELETE FROM vm_reservations WHERE vm_id IN (SELECT id FROM upd))' : ''
          }
-         SELECT * FROM upd`,
+         SELECT * FROM upd`, !patch.retire && patch.size === undefined),
         params,
       );
       if (rows.length === 0) await whyNotAt(db, description, id, expectedVersion);
@@ -684,7 +686,8 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
         cols[12][k] = it.bootTokenHash ?? null;
       }
       const rows = await db.query(
-        TRANSITION_MANY_SQL,
+        // Without a retirement, only states, cloud ids and versions move: vm_usage stays (overview-cache.ts).
+        usageUnchanged(TRANSITION_MANY_SQL, !items.some((it) => it.patch?.retire === true)),
         [...cols, ...onward.cols],
       );
       const done = new Map(rows.map((r) => [r.id as string, vmFromRow(r)]));

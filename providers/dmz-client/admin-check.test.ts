@@ -11,7 +11,12 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCheckProof, randomBase64url } from '../../protocol/index.ts';
 import { listenOnLoopback } from '../../test/helpers/proxy.ts';
-import { postJson, sendTarget } from '../http-send.ts';
+import { FleetError } from '../../engine/diags/index.ts';
+import { AUTHORITY_ADMIN_CHECK_LIMIT } from '../../engine/authority/server.ts';
+import { checkAdminThroughDmzClients } from '../admin-check.ts';
+import { DmzHttpClient } from '../client.ts';
+import { postJson, send, sendTarget } from '../http-send.ts';
+import { ConnectedProvider } from '../provider.ts';
 import { startTestWorld, type TestWorld } from '../testing.ts';
 import { ADMIN_CHECK_LIMIT } from './boot-limit.ts';
 
@@ -150,5 +155,78 @@ describe("the DMZ client's POST /v1/admin-check", () => {
     now += ADMIN_CHECK_LIMIT.windowMs * 2 + 1;
     expect((await post(check(RIGHT))).status).toBe(200);
     expect(await limitedCount()).toBe(before + 2);
+  });
+});
+
+// The authority limits refused checks per data center (AUTHORITY_ADMIN_CHECK_LIMIT: its 429 admin-check-rate-limited
+// with Retry-After), whatever addresses they came to the DMZ client from. The DMZ client passes that 429 on as it is
+// (code, the authority's message, Retry-After), not counted against the caller's address (the authority decided
+// nothing about this proof), and fleet apply stops at once with apply.admin-check-limited and the wait. Before, the
+// authority had no such limit: a DMZ client (or many callers spread over addresses, each under the DMZ client's own
+// limit) could have proofs checked without end. Real services: the DMZ client's clock moves a window on every
+// ADMIN_CHECK_LIMIT.denials refusals (as callers from fresh addresses would), the authority's stays.
+describe("the DMZ client's POST /v1/admin-check behind its authority's limit per data center", () => {
+  let world: TestWorld;
+  let dmzNow = Date.parse('2026-01-01T00:00:00Z');
+  const authorityNow = Date.parse('2026-01-01T00:00:00Z');
+  const check = (adminToken: string) => {
+    const nonce = randomBase64url(24);
+    return { nonce, proof: adminCheckProof(adminToken, world.stack, nonce) };
+  };
+  const post = (body: unknown) =>
+    postJson(sendTarget(new URL(`${world.dc('miami').dmz.url}/v1/admin-check`)), body, 10_000, { authorization: `Bearer ${world.dc('miami').clientToken}` });
+  const metric = async (url: string, name: string) => {
+    const { text } = await send(new URL(`${url}/metrics`), 'GET', {}, undefined, 10_000);
+    return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+  };
+
+  beforeAll(async () => {
+    world = await startTestWorld({ dataCenters: ['miami'], adminTokens: [RIGHT], dmz: { bootLimitClock: () => dmzNow }, authorityAdminCheckClock: () => authorityNow });
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('passes the 429 on with its Retry-After, not counted against the address; fleet apply stops at once with the wait', async () => {
+    const { denials, windowMs } = AUTHORITY_ADMIN_CHECK_LIMIT;
+    for (let i = 0; i < denials; i++) {
+      if (i % ADMIN_CHECK_LIMIT.denials === 0) dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
+      expect((await post(check(WRONG))).status, `wrong proof ${i + 1}`).toBe(403);
+    }
+    dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
+    const dmzLimited = await metric(world.dc('miami').dmz.url, 'fleet_admin_check_limited_total');
+    // The authority's budget for miami is spent: even the right token is refused there, and the DMZ client says so.
+    for (let i = 0; i < ADMIN_CHECK_LIMIT.denials + 1; i++) {
+      const res = await post(check(RIGHT));
+      expect(res.status).toBe(429);
+      expect(JSON.parse(res.text).error.code).toBe('admin-check-rate-limited');
+      expect(JSON.parse(res.text).error.message).toMatch(/^its authority says: admin-token checks of data center miami are refused until 2026-01-01T00:01:00\.000Z/);
+      expect(Number(res.retryAfter)).toBe(windowMs / 1000);
+    }
+    // Not the DMZ client's own limit: neither its counter nor its budget for this address moved (more 429s passed on
+    // than its budget of refusals, and none was answered by its own limit).
+    expect(await metric(world.dc('miami').dmz.url, 'fleet_admin_check_limited_total')).toBe(dmzLimited);
+    expect(await metric(world.authority.url, 'fleet_authority_admin_check_limited_total')).toBe(ADMIN_CHECK_LIMIT.denials + 1);
+
+    // fleet apply's check through this DMZ client: stopped at once, with the wait, never asked again.
+    const retries: string[] = [];
+    const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: world.dc('miami').dmz.url, token: () => world.dc('miami').clientToken, batch: true, sleep: async () => {}, onRetry: (r) => void retries.push(r.reason) });
+    const lifecycle = { states: ['Running'], initial: 'Running', terminal: [], requestable: ['Running'], transitions: [] };
+    const err = await checkAdminThroughDmzClients({
+      providers: new Map([['miami', new ConnectedProvider({ dataCenter: 'miami', url: world.dc('miami').dmz.url, tokenEnv: '', lifecycle }, client)]]),
+      dataCenters: ['miami'],
+      stack: world.stack,
+      adminToken: RIGHT,
+      shown: 'web/0',
+      address: 'web/0',
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(FleetError);
+    const diagnostics = (err as FleetError).diagnostics;
+    expect(diagnostics.map((d) => d.code)).toEqual(['apply.admin-check-limited']);
+    expect(diagnostics[0].detail).toMatch(/miami: its DMZ client answered 429 \(admin-check-rate-limited\): its authority says: admin-token checks of data center miami[^\n]*ask again in 60 s at the earliest/);
+    expect(retries).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@ import {
   BATCH_MAX,
   ProtocolError,
   WireError,
+  ownWireCode,
   type AdminCheckRequest,
   type AdminCheckResponse,
   type AdvanceRequest,
@@ -20,6 +21,21 @@ import {
 import type { ClientTls } from '../../engine/transport/index.ts';
 import { send, sendLines, sendTarget, type SendTarget } from '../http-send.ts';
 import { describeFetchError, type TlsAdvice } from '../fetch-errors.ts';
+
+/**
+ * The authority's 429 admin-check-rate-limited (its limit of refused checks per
+ * data center, AUTHORITY_ADMIN_CHECK_LIMIT), to pass on as it is: the code, the
+ * authority's message, and its Retry-After in seconds (when it sent one).
+ */
+export class AuthorityAdminCheckLimited extends WireError {
+  constructor(
+    message: string,
+    readonly retryAfter: string | undefined,
+  ) {
+    super('admin-check-rate-limited', message);
+    this.name = 'AuthorityAdminCheckLimited';
+  }
+}
 
 /** What to fix on this hop (`fleet serve dmz-client`'s flags) when a certificate is not trusted or refused. */
 const AUTHORITY_HOP_ADVICE: TlsAdvice = {
@@ -148,8 +164,10 @@ export class AuthorityClient {
    * POST /v1/admin-check, once, outside the batches (it is rare, and the
    * CLI sends it again on a 5xx). Resolves on the authority's `ok`; rejects
    * with its refusal (403 admin-proof-refused, its message, which names no
-   * secret), a 502 for any other refusal (an authority without the route:
-   * 404), a 503 when it does not answer.
+   * secret), its limit of refused checks per data center (429
+   * admin-check-rate-limited: AuthorityAdminCheckLimited, with its
+   * Retry-After), a 502 for any other refusal (an authority without the
+   * route: 404), a 503 when it does not answer.
    */
   async adminCheck(body: AdminCheckRequest): Promise<AdminCheckResponse> {
     const target = this.target as Exclude<SendTarget, URL>;
@@ -170,8 +188,14 @@ export class AuthorityClient {
     if (res.status === 200 && parsed?.ok === true) return { ok: true };
     const message = parsed?.error?.message ?? 'no details';
     if (res.status === 403 && parsed?.error?.code === 'admin-proof-refused') throw new WireError('admin-proof-refused', `its authority says: ${message}`);
+    if (res.status === 429 && ownWireCode(parsed) === 'admin-check-rate-limited') {
+      const seconds = Number(res.retryAfter);
+      throw new AuthorityAdminCheckLimited(`its authority says: ${message}`, res.retryAfter !== null && Number.isInteger(seconds) && seconds >= 0 ? String(seconds) : undefined);
+    }
     if (res.status >= 500 || res.status === 200) throw new WireError('authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${route}, which answered ${res.status}: ${message}; nothing was checked.`);
-    throw new ProtocolError(502, parsed?.error?.code ?? 'authority-error', `authority ${route} answered ${res.status}: ${message}${res.status === 404 ? ' (an authority older than this DMZ client, without the route)' : ''}`);
+    // Its code only when it is one of ours: the CLI takes a 502 with our code for final, and a gateway's 4xx on this hop
+    // (a code of its own, or none) is final too, as authority-error with its message.
+    throw new ProtocolError(502, ownWireCode(parsed) ?? 'authority-error', `authority ${route} answered ${res.status}: ${message}${res.status === 404 ? ' (an authority older than this DMZ client, without the route)' : ''}`);
   }
 
   private call(call: BatchCall['call'], body: unknown, lazy = false): Promise<unknown> {
@@ -209,7 +233,7 @@ export class AuthorityClient {
       const route = `${this.url.origin}${ROUTES[q.call]}`;
       const error = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
       if (status < 500) {
-        return q.reject(new ProtocolError(502, error?.code ?? 'authority-error', `authority ${route} answered ${status}: ${error?.message ?? 'no details'}`));
+        return q.reject(new ProtocolError(502, ownWireCode(body) ?? 'authority-error', `authority ${route} answered ${status}: ${error?.message ?? 'no details'}`));
       }
       this.failed(q, `answered ${status}: ${error?.message ?? 'no details'}`, again);
     };
@@ -235,7 +259,7 @@ export class AuthorityClient {
         failure = `answered ${res.status}: ${parsed.error?.message ?? 'no details'}`;
         if (res.status < 500) {
           // The authority refused the batch itself: our bug or a wrong token; sending it again will not help.
-          const err = new ProtocolError(502, parsed.error?.code ?? 'authority-error', `authority ${this.url.href} ${failure}`);
+          const err = new ProtocolError(502, ownWireCode(parsed) ?? 'authority-error', `authority ${this.url.href} ${failure}`);
           batch.forEach((q, i) => {
             if (answered[i]) return;
             answered[i] = true;

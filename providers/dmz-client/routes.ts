@@ -7,6 +7,7 @@ import type { Counter } from 'prom-client';
 import type { DmzClientMetrics } from '../../engine/observability/index.ts';
 import { ProtocolError, WireError, doc, errorAnswer, streamAnswers, type Part } from '../../protocol/index.ts';
 import type { BootLimiter, BootRefusal, BootTicket } from './boot-limit.ts';
+import { AuthorityAdminCheckLimited } from './authority-client.ts';
 import type { AdminCheckRequest, AdminCheckResponse, BootAuthorizeRequest, BootAuthorizeResponse, BootResponse } from '../../protocol/index.ts';
 import type { Driver, ScopedCredentials } from '../drivers/types.ts';
 import type { AgentReport, BatchStep, BootRequest, CreateVmRequest, DeleteVmRequest, StepBatchRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
@@ -217,21 +218,29 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
         );
         return overLimit(req, reply, a, 'admin check limited', { route: '/v1/admin-check', refused: a.denials, windowMs }, err);
       },
-      // Settled by the answer's status: a refusal of the caller's (4xx: a wrong proof, a malformed body) counts; an ok or
-      // the authority out of reach (5xx, decided nothing) does not.
+      // Settled by the answer's status: a refusal of the caller's (4xx: a wrong proof, a malformed body) counts; an ok,
+      // the authority out of reach (5xx) or its limit per data center (429: the proof was not checked) decided nothing
+      // about this caller's proof, and does not.
       onResponse: async (req, reply) => {
         const t = adminTickets.get(req);
-        if (t) adminLimit.settle(t, refused(reply.statusCode));
+        if (t) adminLimit.settle(t, refused(reply.statusCode) && reply.statusCode !== 429);
       },
     },
-    async (req) => {
+    async (req, reply) => {
       try {
         const ok = await authority.adminCheck(req.body);
         req.log.info({ dataCenter: dc, outcome: 'ok' }, 'admin check');
         return ok;
       } catch (err) {
         const code = err instanceof ProtocolError ? err.code : 'internal';
-        req.log.info({ dataCenter: dc, outcome: code === 'admin-proof-refused' ? 'refused' : 'error', code }, 'admin check');
+        const outcome = code === 'admin-proof-refused' ? 'refused' : err instanceof AuthorityAdminCheckLimited ? 'limited' : 'error';
+        req.log.info({ dataCenter: dc, outcome, code }, 'admin check');
+        // The authority's limit of refused checks per data center: its 429 passed on as it came, with its Retry-After.
+        if (err instanceof AuthorityAdminCheckLimited) {
+          const { status, body } = errorAnswer(err);
+          if (err.retryAfter !== undefined) reply.header('retry-after', err.retryAfter);
+          return reply.code(status).send(body);
+        }
         throw err;
       }
     },
@@ -292,9 +301,9 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
           // already running) goes first.
           await steps.reportOnItsWay(req.body.vmId);
           // A denial's cause (`detail`) is this client's, never the caller's: the endpoint is open, and the VM is
-          // told only the fixed reason. It goes to the step awaiting the boot of that token (StepRunner.bootDenied).
+          // told only the fixed reason. It goes to the step awaiting the VM's boot, when it is that boot's (StepRunner.bootDenied).
           const { detail, ...answer } = await authority.boot({ dataCenter: dc, ...req.body });
-          if (!answer.approved && detail !== undefined) steps.bootDenied(req.body.vmId, req.body.bootToken, detail);
+          if (!answer.approved && detail !== undefined) steps.bootDenied(req.body, detail);
           return answer satisfies BootResponse;
         },
         (res) => !res.approved,

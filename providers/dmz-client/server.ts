@@ -113,6 +113,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     driverAttempts: opts.driverAttempts,
     driverTimeoutMs: opts.driverTimeoutMs,
     readyTimeoutMs: opts.readyTimeoutMs,
+    stateDir: opts.stateDir,
   });
   let draining = false;
   const lanes = new Lanes();
@@ -147,7 +148,8 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
     close: async () => {
       draining = true;
       await closeGracefully(app, opts.drainMs ?? 20_000);
-      // Every stored result is on disk before the process goes.
+      // Every stored result (and boot cause) is on disk before the process goes.
+      steps.close();
       await store.close();
     },
   };

@@ -15,7 +15,7 @@
 //   (409 earlier-step-failed; 503 earlier-step-unreported when that one
 //   could not be reported, so the CLI sends the run again): the record never
 //   lags the cloud by more than one edge.
-import { WireError, sha256, type LineAnswer } from '../../protocol/index.ts';
+import { WireError, type LineAnswer } from '../../protocol/index.ts';
 import {
   NONE_REPORT_DETAIL,
   type AdvanceRequest,
@@ -28,6 +28,7 @@ import {
 } from '../../protocol/index.ts';
 import { DriverError, type Driver } from '../drivers/types.ts';
 import type { BatchStep, CreateVmRequest, DeleteVmRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
+import { BootCauses, type DeniedBoot } from './boot-causes.ts';
 import type { Lease } from './lanes.ts';
 import { Operations, type OperationDone } from './operations.ts';
 import { createRequest, fingerprint, stepRequest, stepVm, type RequestDefaults } from './requests.ts';
@@ -79,6 +80,8 @@ export interface StepRunnerOptions extends RequestDefaults {
   readyTimeoutMs?: number;
   /** Base of the pause before a driver call is tried again, in ms. Default 20. */
   driverBackoffMs?: number;
+  /** The DMZ client's state folder: the causes of denied boots are kept there (boot-causes.ts). Default: memory only. */
+  stateDir?: string;
 }
 
 /**
@@ -93,9 +96,6 @@ const CREDENTIALS_MARGIN_MS = 120_000;
 function fresh(auth: AuthorizeResponse): boolean {
   return auth.credentials === undefined || Date.parse(auth.credentials.expiresAt) - Date.now() > CREDENTIALS_MARGIN_MS;
 }
-
-/** Most boots whose denial's cause a DMZ client keeps for their awaitReady (bootDenied): the oldest goes first. */
-const BOOTS_KEPT = 10_000;
 
 /** Whether a run's step was answered ok. */
 export function answeredOk(a: LineAnswer): boolean {
@@ -132,16 +132,17 @@ export class StepRunner {
   /** Per VM, its report on its way (see reportOnItsWay). */
   private readonly reports = new Map<string, Promise<unknown>>();
   /**
-   * Per VM this client booted, the hash of the boot token it booted it with, and once the boot endpoint denied that
-   * token, the authority's cause (bootDenied): for the message of the step that finds the boot denied (awaitReady).
+   * Per VM this client is booting, the tokens it booted it with and the authority's cause of a denial of its boot
+   * (bootDenied): for the message of the step that finds the boot denied (awaitReady). Kept in the state folder.
    */
-  private readonly boots = new Map<string, { tokenHash: string; detail?: string }>();
+  private readonly boots: BootCauses;
 
   constructor(o: StepRunnerOptions) {
     this.dc = o.dataCenter;
     this.defaults = { dataCenter: o.dataCenter, initial: o.initial, terminal: o.terminal };
     this.authority = o.authority;
     this.store = o.store;
+    this.boots = BootCauses.open(o.stateDir);
     this.operations = new Operations(o.driver, {
       attempts: o.driverAttempts ?? 4,
       timeoutMs: o.driverTimeoutMs ?? 120_000,
@@ -160,23 +161,18 @@ export class StepRunner {
   }
 
   /**
-   * The boot endpoint denied `vmId` presented with `bootToken`; `detail` is the authority's cause, which the VM is
-   * not told. Kept only for the boot this client carried out with that very token (a caller without it, guessing,
-   * cannot put words in the step's message), until the step that awaits that boot is done.
+   * The boot endpoint denied `boot`; `detail` is the authority's cause, which the VM is not told. Kept only when it
+   * is the denial of a boot this client carried out (one of the tokens it booted the VM with, or the VM's own cloud
+   * id and image: a caller guessing cannot put its words in the step's message), until the step that awaits that
+   * boot is done (boot-causes.ts).
    */
-  bootDenied(vmId: string, bootToken: string, detail: string): void {
-    const boot = this.boots.get(vmId);
-    if (boot && boot.tokenHash === sha256(bootToken)) boot.detail = detail;
+  bootDenied(boot: DeniedBoot, detail: string): void {
+    this.boots.denied(boot, detail);
   }
 
-  /** Keeps the token of the boot about to be carried out for `vmId` (bootDenied matches it), the oldest ones dropped. */
-  private booting(vmId: string, bootToken: string): void {
-    this.boots.delete(vmId);
-    this.boots.set(vmId, { tokenHash: sha256(bootToken) });
-    for (const oldest of this.boots.keys()) {
-      if (this.boots.size <= BOOTS_KEPT) break;
-      this.boots.delete(oldest);
-    }
+  /** The DMZ client closes: what it keeps in its state folder that is not written yet is written now. */
+  close(): void {
+    this.boots.flush();
   }
 
   /**
@@ -290,15 +286,15 @@ export class StepRunner {
       const before = await run.after;
       if (!answeredOk(before)) throw notReported(before, from, to);
     };
-    if (operation === 'boot' && auth.bootToken !== undefined) this.booting(vmId, auth.bootToken);
+    if (operation === 'boot' && auth.bootToken !== undefined) this.boots.booting(vmId, auth.bootToken, auth.vm?.cloudId ?? null, auth.vm?.realImage ?? null);
     let done: OperationDone;
     try {
       done = await this.operations.carryOut(operation, auth, vmId, size);
     } catch (err) {
       if (!(err instanceof DriverError)) throw err;
       // A denied boot: the driver knows only what the VM was told (BOOT_DENIED_REASON); the authority told this client why.
-      const why = err.kind === 'boot-denied' ? this.boots.get(vmId)?.detail : undefined;
-      const detail = `${operation} failed in ${dc}: ${err.message}${why !== undefined ? `; the authority's reason: ${why}` : ''}`;
+      const why = err.kind === 'boot-denied' ? this.boots.why(vmId) : '';
+      const detail = `${operation} failed in ${dc}: ${err.message}${why}`;
       await inTurn();
       const rep = await this.authority.report(report({ outcome: 'failed', detail }));
       return {
@@ -312,7 +308,7 @@ export class StepRunner {
       };
     } finally {
       // The boot's wait is over, ready or not: its token's denial is nobody's business any more.
-      if (operation === 'awaitReady') this.boots.delete(vmId);
+      if (operation === 'awaitReady') this.boots.done(vmId);
     }
     run.onCarriedOut?.();
     const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });

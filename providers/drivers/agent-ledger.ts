@@ -32,6 +32,11 @@ export interface AgentLedgerEntry {
   /** aws: the instance was read pending or running since this boot's StartInstances: any stop from here is this boot's. */
   up?: boolean;
   /**
+   * aws: this boot's agent reported (its token, any state): the instance started, whatever EC2's reads still show. A
+   * read of the stop before the start is then EC2's lag, never this start failing.
+   */
+  heard?: boolean;
+  /**
    * When this client believed the agent's last report (ISO, its clock): a ready report older than the VM's latest
    * start (CloudVm.startedAt) is of an earlier run, not the current one (isCurrentReport). Absent in older ledgers.
    */

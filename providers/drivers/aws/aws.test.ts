@@ -341,8 +341,9 @@ describe('aws driver', () => {
 
   // A start EC2 fails before any read sees it pending goes straight back to stopped, with launchTime left as it was
   // (it never launched): after a start that failed the same way, its stop reads exactly as the last one, like a
-  // stale read. The reason is one only a failed start gives (not a stop's: createVm's, a guest's halt), so once
-  // EC2's reads have had time to catch up (or at the deadline) it is this start's failure: capacity, not timeout.
+  // stale read. The reason is one only a failed start gives (not a stop's: createVm's, a guest's halt), so once EC2's
+  // reads had 20 s to catch up (here: the wait's deadline), with no word from its agent, it is this start's failure:
+  // capacity, not timeout (with a word from its agent, a start that went through: see the next tests).
   it.each([
     { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.', kind: 'capacity' },
     { code: 'Server.InternalError', message: 'Server.InternalError: Internal error on launch', kind: 'boot-failed' },
@@ -368,6 +369,72 @@ describe('aws driver', () => {
     await driver.boot(creds(), ref, { bootToken: 'tok-third' });
     expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-third', state: 'ready' })).toBe(true);
     expect(await driver.awaitReady(creds(), ref, { timeoutMs: 10_000 })).toMatchObject({ observedState: 'Running' });
+  });
+
+  // After a start EC2 failed (its stop's reason one only a failed start gives), a start that goes through but whose
+  // DescribeInstances reads lag behind it for longer than a few seconds still reads as that old stop. The old reason is
+  // no evidence of this start: it was taken for this start failing the same way once the reads had lagged 20 s, and
+  // the booting VM (running, its agent ready) was reported `capacity` / `boot-failed`, powered off in the record.
+  // EC2's clock here is the wait's reads: each comes `lagMs` after the one before (Date.now follows them).
+  it.each([
+    { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.', kind: 'capacity', lagMs: 10_000 },
+    { code: 'Server.InternalError', message: 'Server.InternalError: Internal error on launch', kind: 'boot-failed', lagMs: 10_000 },
+    { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.', kind: 'capacity', lagMs: 60_000 },
+  ] as const)('after a start failed with $code, a start that goes through with reads lagging $lagMs ms apart reaches ready', async ({ code, message, kind, lagMs }) => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    ec2.startFailure = { code, message };
+    await driver.boot(creds(), ref, { bootToken: 'tok-failed' });
+    expect((await failure(driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }))).kind).toBe(kind);
+
+    ec2.startFailure = undefined;
+    // boot's own read after StartInstances takes the first; awaitReady reads the old stop 4 times (40 s, 240 s).
+    ec2.staleAfterStart = 5;
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    await driver.boot(creds(), ref, { bootToken: 'tok-lagging' });
+    expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-lagging', state: 'ready' })).toBe(true);
+    const reads = () => ec2.calls('DescribeInstances').length;
+    const [from, realNow] = [reads(), Date.now.bind(Date)];
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + lagMs * (reads() - from));
+    try {
+      expect(await driver.awaitReady(creds(), ref, { timeoutMs: 10 * 60_000 })).toMatchObject({ observedState: 'Running' });
+    } finally {
+      clock.mockRestore();
+    }
+    expect(reads() - from).toBeGreaterThan(4);
+    expect(ec2.calls('TerminateInstances')).toEqual([]);
+    expect(ec2.instances.get(vm.cloudId)?.state).toBe('running');
+  });
+
+  // The same start failed again (EC2 never shows it pending), and no report from its agent: not waited out to the
+  // wait's end (10 minutes on aws) but taken for this start's failure once the reads had 20 s to catch up. The agent's
+  // report is what tells a lagging start that went through from a failed one.
+  it.each([
+    { code: 'Server.InsufficientInstanceCapacity', message: 'Server.InsufficientInstanceCapacity: Insufficient capacity.', kind: 'capacity' },
+    { code: 'Server.InternalError', message: 'Server.InternalError: Internal error on launch', kind: 'boot-failed' },
+  ] as const)('after a start failed with $code, the same failure again with no word from its agent is $kind within 20 s of reads, not at the end of a 10-minute wait', async ({ code, message, kind }) => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    ec2.startFailure = { code, message };
+    await driver.boot(creds(), ref, { bootToken: 'tok-failed' });
+    expect((await failure(driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }))).kind).toBe(kind);
+
+    ec2.startFailure = { code, message, unseen: true };
+    await driver.boot(creds(), ref, { bootToken: 'tok-failed-again' });
+    const reads = () => ec2.calls('DescribeInstances').length;
+    const [from, realNow] = [reads(), Date.now.bind(Date)];
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 10_000 * (reads() - from));
+    let err: DriverError;
+    try {
+      err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10 * 60_000 }));
+    } finally {
+      clock.mockRestore();
+    }
+    expect(err.kind).toBe(kind);
+    expect(err.message).toMatch(/its agent never heard from: EC2 failed this start the way it failed the last one/);
+    // 10 s a read: the third read is 20 s in, far from the 60 reads of the whole wait.
+    expect(reads() - from).toBeLessThanOrEqual(4);
+    expect(ec2.calls('TerminateInstances')).toEqual([]);
   });
 
   it('an instance that powers itself off during its boot (Client.InstanceInitiatedShutdown) without a report is a denied boot: terminated', async () => {

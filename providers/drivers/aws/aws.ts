@@ -17,7 +17,8 @@
 // |            | stopped by EC2 for another reason (no capacity after StartInstances): kept, an error;  |
 // |            | only a stop after the start counts (seen up since, or a stop other than the one read   |
 // |            | before StartInstances: stopMark); a stale read of the old stop is read again, unless   |
-// |            | it is a failed start's (START_FAILURES) read past STALE_SETTLE_MS: this start failed too |
+// |            | it is a failed start's (START_FAILURES) read past STALE_SETTLE_MS with no word from   |
+// |            | this boot's agent: this start failed too                                               |
 // | shutdown   | StopInstances (graceful: the OS gets an ACPI shutdown)                                |
 // | powerOff   | StopInstances Force, wait until stopped                                               |
 // | resize     | ModifyInstanceAttribute InstanceType (the pack's instanceTypes catalog), tag the size |
@@ -148,11 +149,16 @@ export function stopMark(inst: Pick<Instance, 'StateReason' | 'StateTransitionRe
  * (EC2's StateReason: "insufficient capacity ... to satisfy the launch request", "an internal error ... during
  * launch", the EBS quota, a missing snapshot). A stop (StopInstances, the guest's halt, a scheduled stop) gives
  * others. When the last stop had one of these, a start that fails the same way before any read sees it pending
- * reads exactly as that stop (launchTime too: it never launched), as a stale read does: such a read is taken for
- * this start's failure once EC2's reads have had STALE_SETTLE_MS to catch up, or at the wait's deadline.
+ * reads exactly as that stop (launchTime too: it never launched), as a stale read does, and as the reads of a start
+ * that goes through but whose reads lag behind it. Such a read is taken for this start's failure once EC2's reads
+ * have had STALE_SETTLE_MS to catch up (or at the wait's deadline), unless this boot's agent reported: evidence newer
+ * than the start that it went through (a start whose reads lagged longer was reported capacity, its VM booting).
  */
 const START_FAILURES = new Set(['Server.InsufficientInstanceCapacity', 'Server.InternalError', 'Client.InternalError', 'Client.VolumeLimitExceeded', 'Client.InvalidSnapshot.NotFound']);
-/** How long after awaitReady begins a read may still be EC2's lag behind StartInstances (its reads catch up in seconds). */
+/**
+ * How long after awaitReady begins a read of the stop before the start may still be EC2's lag behind StartInstances
+ * (its reads catch up in seconds), while no report of this boot's agent says the instance started.
+ */
 const STALE_SETTLE_MS = 20_000;
 
 /** How long a wait for a state (running, stopped) may take before it is a timeout; the DMZ client's own deadline is usually shorter. */
@@ -586,6 +592,7 @@ export class AwsDriver implements Driver {
       ...a,
       state: report.state,
       at: new Date().toISOString(),
+      heard: true,
       ...(report.detail ? { detail: report.detail } : {}),
       ...(report.denied ? { denied: true } : {}),
     });
@@ -623,11 +630,14 @@ export class AwsDriver implements Driver {
       // Stopped as it read before this boot's StartInstances, and not seen up since: EC2's read still shows the stop
       // before the start (eventual consistency), whose reason is no stop of this boot. Read again until the deadline.
       const asBefore = (st === 'stopping' || st === 'stopped') && a && !a.up && a.stoppedAs !== undefined && a.stoppedAs === stopMark(inst);
-      // ... unless the old stop is a failed start's (START_FAILURES) and the reads have had time to catch up: then it
-      // is this start failing the way the last one did, before any read saw it pending.
-      const failedAgain = asBefore && START_FAILURES.has(inst.StateReason?.Code ?? '') && (Date.now() - began >= STALE_SETTLE_MS || Date.now() > deadline);
+      // ... unless the old stop is a failed start's (START_FAILURES), the reads have had STALE_SETTLE_MS to catch up
+      // (or the wait is over), and this boot's agent never reported: then it is this start failing the way the last one
+      // did, before any read saw it pending. An agent's report is evidence newer than the start: the instance runs,
+      // and the reads lag (however long).
+      const failedAgain =
+        asBefore && !a.heard && START_FAILURES.has(inst.StateReason?.Code ?? '') && (Date.now() - began >= STALE_SETTLE_MS || Date.now() > deadline);
       const before = asBefore && !failedAgain;
-      const again = failedAgain ? ' (read so from its start on: EC2 failed this start the way it failed the last one)' : '';
+      const again = failedAgain ? ` (read so from its start on, ${Math.round((Date.now() - began) / 1000)} s, its agent never heard from: EC2 failed this start the way it failed the last one)` : '';
       if (before) {
         if (Date.now() > deadline) {
           const why = inst.StateReason?.Message ?? inst.StateReason?.Code ?? inst.StateTransitionReason ?? 'no reason given';

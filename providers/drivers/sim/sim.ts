@@ -314,7 +314,7 @@ export class SimDriver implements Driver {
    * `generation`: the boot it runs in (endBoot); once another change ended
    * that boot, it gives up without acting.
    */
-  private startAgent(vm: SimVm, bootToken: string, generation: number = this.endBoot(vm)): void {
+  private startAgent(vm: SimVm, bootToken: string, generation: number = this.endBoot(vm), afterMs: number = this.o.bootMs ?? this.latency): void {
     const stale = () => this.closed || this.bootGeneration.get(vm.cloudId) !== generation;
     const run = async () => {
       if (stale() || vm.agent !== 'booting') return;
@@ -391,7 +391,7 @@ export class SimDriver implements Driver {
       const running = run().catch(() => undefined);
       this.agents.add(running);
       void running.finally(() => this.agents.delete(running));
-    }, this.o.bootMs ?? this.latency);
+    }, afterMs);
     this.timers.add(t);
   }
 
@@ -529,6 +529,19 @@ export class SimDriver implements Driver {
     const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: token, guestBoot: true, bootDenied: false });
     this.startAgent(vm, token, generation);
     return out;
+  }
+
+  /**
+   * Test helper: the agent of a booting VM asks the boot endpoint now (not after bootMs), presenting `token`: by
+   * default the token it was booted with; another one is a VM whose user data was tampered with or still holds an
+   * earlier boot's token. Its earlier agent stands down. Resolves once the agent acted on the answer (waitSettled).
+   */
+  async agentAsksNow(cloudId: string, token?: string): Promise<CloudVm> {
+    const vm = this.mustFind({ vmId: '', cloudId });
+    const presented = token ?? vm.bootToken;
+    if (vm.power !== 'on' || vm.agent !== 'booting' || !presented) throw new DriverError('invalid-state', `VM ${cloudId} is not booting`);
+    this.startAgent(vm, presented, this.endBoot(vm), 0);
+    return this.waitSettled(cloudId);
   }
 
   /** Test helper: the VM powers itself off from inside its guest (`poweroff`, a halt), with no apply running. Nothing else happens to it. */
