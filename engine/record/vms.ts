@@ -199,14 +199,16 @@ async function usageByOwner(db: RecordSql['db'], stack: string, exclude: readonl
  * load; a loose index scan (a recursive CTE stepping from fleet to fleet
  * along the primary key) took 1.15 s for the 99,000 fleets alone: with ten
  * rows a fleet, stepping costs more than reading (docs/dashboard.md).
+ * Ordered by code point (COLLATE "C", as the page's rows are), whatever the
+ * database's collation: the pages slice this list.
  */
 async function readOverviewTotals(db: RecordSql['db'], stack: string): Promise<OverviewTotals> {
   const [row] = await db.query<{ fleets: string; totals: string }>(
     `WITH g AS (
        SELECT fleet, data_center, sum(vms) AS n, grouping(fleet) AS per_dc FROM vm_usage
        WHERE stack = $1 AND vms > 0 GROUP BY GROUPING SETS ((fleet), (data_center)))
-     SELECT (SELECT coalesce(json_agg(fleet ORDER BY fleet), '[]')::text FROM g WHERE per_dc = 0) AS fleets,
-       (SELECT coalesce(json_agg(json_build_array(data_center, n) ORDER BY data_center), '[]')::text FROM g WHERE per_dc = 1) AS totals`,
+     SELECT (SELECT coalesce(json_agg(fleet ORDER BY fleet COLLATE "C"), '[]')::text FROM g WHERE per_dc = 0) AS fleets,
+       (SELECT coalesce(json_agg(json_build_array(data_center, n) ORDER BY data_center COLLATE "C"), '[]')::text FROM g WHERE per_dc = 1) AS totals`,
     [stack],
   );
   const totals = JSON.parse(row.totals) as [string, number | string][];
