@@ -167,24 +167,34 @@ describe("the DMZ client's POST /v1/admin-check", () => {
 // ADMIN_CHECK_LIMIT.denials refusals (as callers from fresh addresses would), the authority's stays.
 describe("the DMZ client's POST /v1/admin-check behind its authority's limit per data center", () => {
   let world: TestWorld;
+  let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
   let dmzNow = Date.parse('2026-01-01T00:00:00Z');
-  const authorityNow = Date.parse('2026-01-01T00:00:00Z');
+  let authorityNow = Date.parse('2026-01-01T00:00:00Z');
   const check = (adminToken: string) => {
     const nonce = randomBase64url(24);
     return { nonce, proof: adminCheckProof(adminToken, world.stack, nonce) };
   };
   const post = (body: unknown) =>
     postJson(sendTarget(new URL(`${world.dc('miami').dmz.url}/v1/admin-check`)), body, 10_000, { authorization: `Bearer ${world.dc('miami').clientToken}` });
+  /** The admin checks that reached the authority (each crossed the proxy: its body, then its answer). */
+  const askedAuthority = () => proxy.wire.length / 2;
   const metric = async (url: string, name: string) => {
     const { text } = await send(new URL(`${url}/metrics`), 'GET', {}, undefined, 10_000);
     return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
   };
 
   beforeAll(async () => {
-    world = await startTestWorld({ dataCenters: ['miami'], adminTokens: [RIGHT], dmz: { bootLimitClock: () => dmzNow }, authorityAdminCheckClock: () => authorityNow });
+    world = await startTestWorld({
+      dataCenters: ['miami'],
+      adminTokens: [RIGHT],
+      dmz: { bootLimitClock: () => dmzNow },
+      authorityAdminCheckClock: () => authorityNow,
+      via: async (u) => (proxy = await cuttableProxy(u)).url,
+    });
   });
   afterAll(async () => {
     await world?.close();
+    await proxy?.close();
   });
 
   it('passes the 429 on with its Retry-After, not counted against the address; fleet apply stops at once with the wait', async () => {
@@ -195,18 +205,23 @@ describe("the DMZ client's POST /v1/admin-check behind its authority's limit per
     }
     dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
     const dmzLimited = await metric(world.dc('miami').dmz.url, 'fleet_admin_check_limited_total');
-    // The authority's budget for miami is spent: even the right token is refused there, and the DMZ client says so.
+    // The authority's budget for miami is spent: even the right token is refused there, and the DMZ client says so. It
+    // asks the authority once: it holds that 429 until its Retry-After passes and answers the same itself, with the wait
+    // left (before, it asked the authority for every check of the window).
+    const asked = askedAuthority();
     for (let i = 0; i < ADMIN_CHECK_LIMIT.denials + 1; i++) {
+      if (i > 0) dmzNow += 1_000;
       const res = await post(check(RIGHT));
       expect(res.status).toBe(429);
       expect(JSON.parse(res.text).error.code).toBe('admin-check-rate-limited');
       expect(JSON.parse(res.text).error.message).toMatch(/^its authority says: admin-token checks of data center miami are refused until 2026-01-01T00:01:00\.000Z/);
-      expect(Number(res.retryAfter)).toBe(windowMs / 1000);
+      expect(Number(res.retryAfter), `check ${i + 1}`).toBe(windowMs / 1000 - i);
     }
-    // Not the DMZ client's own limit: neither its counter nor its budget for this address moved (more 429s passed on
+    expect(askedAuthority() - asked).toBe(1);
+    // Not the DMZ client's own limit: neither its counter nor its budget for this address moved (more 429s answered
     // than its budget of refusals, and none was answered by its own limit).
     expect(await metric(world.dc('miami').dmz.url, 'fleet_admin_check_limited_total')).toBe(dmzLimited);
-    expect(await metric(world.authority.url, 'fleet_authority_admin_check_limited_total')).toBe(ADMIN_CHECK_LIMIT.denials + 1);
+    expect(await metric(world.authority.url, 'fleet_authority_admin_check_limited_total')).toBe(1);
 
     // fleet apply's check through this DMZ client: stopped at once, with the wait, never asked again.
     const retries: string[] = [];
@@ -226,7 +241,15 @@ describe("the DMZ client's POST /v1/admin-check behind its authority's limit per
     expect(err).toBeInstanceOf(FleetError);
     const diagnostics = (err as FleetError).diagnostics;
     expect(diagnostics.map((d) => d.code)).toEqual(['apply.admin-check-limited']);
-    expect(diagnostics[0].detail).toMatch(/miami: its DMZ client answered 429 \(admin-check-rate-limited\): its authority says: admin-token checks of data center miami[^\n]*ask again in 60 s at the earliest/);
+    // The wait left on the held 429 (5 s of it passed above), not the whole window.
+    expect(diagnostics[0].detail).toMatch(/miami: its DMZ client answered 429 \(admin-check-rate-limited\): its authority says: admin-token checks of data center miami[^\n]*ask again in 55 s at the earliest/);
     expect(retries).toEqual([]);
+    expect(askedAuthority() - asked).toBe(1);
+
+    // Once the Retry-After has passed, the DMZ client asks the authority again: its window over, the right token is ok.
+    dmzNow += windowMs;
+    authorityNow += windowMs;
+    expect((await post(check(RIGHT))).status).toBe(200);
+    expect(askedAuthority() - asked).toBe(2);
   });
 });

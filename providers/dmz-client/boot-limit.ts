@@ -42,7 +42,8 @@ export const BOOT_LIMIT_DEFAULTS: Readonly<BootLimitSettings> = Object.freeze({ 
  * guessing at any rate: the limit keeps the authority's log and CPU quiet).
  * Behind it, the authority limits the refused checks of each data center
  * (AUTHORITY_ADMIN_CHECK_LIMIT, engine/authority/server.ts), whatever
- * addresses they came from: a 429 of its own, which this client passes on.
+ * addresses they came from: a 429 of its own, which this client passes on,
+ * and then answers itself until its Retry-After has passed (routes.ts).
  */
 export const ADMIN_CHECK_LIMIT: Readonly<BootLimitSettings> = Object.freeze({ denials: 5, windowMs: 60_000, maxAddresses: 1_000 });
 

@@ -50,6 +50,8 @@ export interface DmzRoutes {
   bootLimit: { limiter: BootLimiter; limited: Counter<'route'> };
   /** POST /v1/admin-check's limit of refused checks per source address (ADMIN_CHECK_LIMIT), and its counter of refused requests. */
   adminCheckLimit: { limiter: BootLimiter; limited: Counter };
+  /** The clock (ms) of the authority's admin-check 429 held until its Retry-After passes; the limiters' clock in tests. Default Date.now. */
+  now?: () => number;
 }
 
 /** Where a step's log line gets its VM and edge from: the step as the caller sent it. */
@@ -195,7 +197,11 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
   // and the answer comes back as ok or admin-proof-refused, nothing more. Nothing of the body is logged (Fastify's
   // request lines carry the method and URL only); one line per check with its outcome. Refused checks count against
   // the caller's address (ADMIN_CHECK_LIMIT): past its budget, 429 without asking the authority.
+  // The authority's own 429 for this data center (its limit per data center) is held until its Retry-After passes: meanwhile
+  // every check is answered that 429 here (its message, the Retry-After left), without asking the authority again.
   const { limiter: adminLimit, limited: adminLimited } = r.adminCheckLimit;
+  const clock = r.now ?? Date.now;
+  let authorityHold: { until: number; message: string } | undefined;
   const adminTickets = new WeakMap<FastifyRequest, BootTicket>();
   app.post<{ Body: AdminCheckRequest }>(
     '/v1/admin-check',
@@ -227,6 +233,16 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
       },
     },
     async (req, reply) => {
+      const held = authorityHold;
+      if (held) {
+        const waitMs = held.until - clock();
+        if (waitMs > 0) {
+          req.log.info({ dataCenter: dc, outcome: 'limited', code: 'admin-check-rate-limited', held: true }, 'admin check');
+          const { status, body } = errorAnswer(new AuthorityAdminCheckLimited(held.message, undefined));
+          return reply.code(status).header('retry-after', String(Math.ceil(waitMs / 1000))).send(body);
+        }
+        if (authorityHold === held) authorityHold = undefined;
+      }
       try {
         const ok = await authority.adminCheck(req.body);
         req.log.info({ dataCenter: dc, outcome: 'ok' }, 'admin check');
@@ -238,7 +254,10 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
         // The authority's limit of refused checks per data center: its 429 passed on as it came, with its Retry-After.
         if (err instanceof AuthorityAdminCheckLimited) {
           const { status, body } = errorAnswer(err);
-          if (err.retryAfter !== undefined) reply.header('retry-after', err.retryAfter);
+          if (err.retryAfter !== undefined) {
+            reply.header('retry-after', err.retryAfter);
+            authorityHold = { until: clock() + Number(err.retryAfter) * 1000, message: err.message };
+          }
           return reply.code(status).send(body);
         }
         throw err;

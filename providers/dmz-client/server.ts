@@ -75,7 +75,7 @@ export interface StartDmzClientOptions {
   authorityTls?: ClientTls;
   /** The boot endpoint's limit of denials per source address (the config's spec.bootLimit); unset fields: BOOT_LIMIT_DEFAULTS. */
   bootLimit?: Partial<BootLimitSettings>;
-  /** The boot limit's clock, ms since the epoch (tests move it); default Date.now. */
+  /** The clock of the boot and admin-check limits and of the authority's admin-check 429 held until its Retry-After, ms since the epoch (tests move it); default Date.now. */
   bootLimitClock?: () => number;
 }
 
@@ -138,7 +138,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   const limiter = new BootLimiter({ ...BOOT_LIMIT_DEFAULTS, ...opts.bootLimit }, opts.bootLimitClock);
   const limited = bootLimitMetrics(metrics, { addresses: () => limiter.size });
   const adminCheckLimit = { limiter: new BootLimiter(ADMIN_CHECK_LIMIT, opts.bootLimitClock), limited: adminCheckLimitMetrics(metrics) };
-  registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi, metrics, bootLimit: { limiter, limited }, adminCheckLimit });
+  registerRoutes(app, { dataCenter: dc, driver, steps, runs, authority, openapi, metrics, bootLimit: { limiter, limited }, adminCheckLimit, ...(opts.bootLimitClock ? { now: opts.bootLimitClock } : {}) });
 
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);
   driver.attach({ bootUrl: `${url}/v1/boot`, ...(opts.bootCa ? { bootCa: opts.bootCa } : {}) });
