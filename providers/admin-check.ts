@@ -37,7 +37,7 @@ type Checked =
   | { dc: string; ok: false; unverifiable: string };
 
 /** A wait as people read it: `37 s`, `3 min`. */
-const waitText = (ms: number) => (ms < 120_000 ? `${Math.max(1, Math.ceil(ms / 1000))} s` : `${Math.ceil(ms / 60_000)} min`);
+export const waitText = (ms: number) => (ms < 120_000 ? `${Math.max(1, Math.ceil(ms / 1000))} s` : `${Math.ceil(ms / 60_000)} min`);
 
 async function checkOne(dc: string, provider: ConnectedProvider | undefined, stack: string, adminToken: string): Promise<Checked> {
   const conn = provider?.connect();

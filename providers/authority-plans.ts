@@ -9,6 +9,8 @@
 // | ---------------------------------------- | ---------------------------- |
 // | 200                                      | -                            |
 // | admin-proof-refused (admin-check)        | apply.admin-token-invalid    |
+// | 429 admin-check-rate-limited (its limit  | apply.admin-check-limited,   |
+// |   of refused checks per caller token)    |   with the wait              |
 // | plan-unsigned / -foreign / -tampered /   | apply.plan-<same>            |
 // |   -scope (the plan's content)            |                              |
 // | 401, 403, 404 (token, role, no routes)   | apply.authority-refused      |
@@ -19,6 +21,8 @@
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
 import { loadClientTls, type ClientTls } from '../engine/transport/index.ts';
 import { describeFetchError, type TlsAdvice } from './fetch-errors.ts';
+import { retryAfterMs } from './retry.ts';
+import { waitText } from './admin-check.ts';
 import type { LoadedStack } from '../engine/spec/index.ts';
 import type { PlanDocument, PlanSeal } from '../engine/plan/types.ts';
 import { adminCheckProof, randomBase64url, type AdminCheckResponse, type PlanRegisterResponse, type PlanSealResponse } from '../protocol/index.ts';
@@ -90,6 +94,17 @@ async function call<T>(a: AuthoritySettings, env: NodeJS.ProcessEnv, path: strin
       diag(
         'apply.admin-token-invalid',
         `The authority ${a.address} refused FLEET_ADMIN_TOKEN: ${msg}. This apply overrides the deletion of protected members (--allow-destroy, the protect rule's override: admin), which the authority accepts only with a proof made with its own admin token. Nothing was started. Set FLEET_ADMIN_TOKEN to the admin token the authority runs with, or apply without --allow-destroy.`,
+        a.where,
+      ),
+    );
+  }
+  // The authority's limit of refused admin checks per caller token: stop at once with the wait, never ask into it.
+  if (res.status === 429 && e?.code === 'admin-check-rate-limited') {
+    const wait = retryAfterMs(res.retryAfter);
+    throw new FleetError(
+      diag(
+        'apply.admin-check-limited',
+        `The authority ${a.address} refuses fleet apply's check of FLEET_ADMIN_TOKEN (POST ${url.href}) for now: too many checks with a wrong token came with the CLI's token (${a.tokenEnv}) within its window: ${msg}${wait !== undefined ? `; ask again in ${waitText(wait)} at the earliest` : ''}. This apply overrides the deletion of protected members (--allow-destroy, the protect rule's override: admin). Nothing was started, and nothing was asked again: a check within the window is refused again, and a wrong token asked after it only counts again. Check that FLEET_ADMIN_TOKEN is the admin token the authority runs with, then apply again once the wait is over; or apply without --allow-destroy.`,
         a.where,
       ),
     );

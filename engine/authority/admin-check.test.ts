@@ -7,12 +7,14 @@
 // bearer token is 401, a data center's token is wrong-role; nothing is
 // written to the record, and no log line carries the proof or the token.
 // POST /v1/admin-check, the same check for a DMZ client (a data center's token).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openRecord, type SqlRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
 import { adminCheckProof, overrideProof, randomBase64url } from '../../protocol/index.ts';
 import { postJson, send, sendTarget } from '../../providers/http-send.ts';
 import { defaultPack } from '../../providers/testing.ts';
+import { checkAdminAtAuthority } from '../../providers/authority-plans.ts';
+import { FleetError } from '../diags/index.ts';
 import { AUTHORITY_ADMIN_CHECK_LIMIT, startAuthority, type RunningService } from './server.ts';
 
 const RIGHT = 'the-admin-token-of-this-authority';
@@ -53,8 +55,9 @@ describe('POST /v1/plans/admin-check', () => {
       expect(res.text, name).not.toContain(RIGHT);
     }
     expect(await everything()).toEqual(before);
+    // Log lines reach the stream in batches (LineBatcher: after 10 ms, or 16 KiB): wait for the line.
+    await vi.waitFor(() => expect(logs.join('')).toMatch(logLine));
     const logged = logs.join('');
-    expect(logged).toMatch(logLine);
     expect(logged).not.toContain(RIGHT);
     expect(logged).not.toContain('a-wrong-admin-token');
     expect(logged).not.toMatch(/"proof"|"nonce"/);
@@ -175,6 +178,8 @@ describe("POST /v1/admin-check: the authority's limit of refused checks per data
     expect((await post(check('a-wrong-admin-token'), 'dmz-tok-paris')).status).toBe(403);
     expect(await limitedCount('paris')).toBe(0);
     // One warn line per data center and window, never a proof; the 429s write no request line each.
+    // Log lines reach the stream in batches (engine/observability/logs.ts LineBatcher: after 10 ms, or 16 KiB): wait for the line.
+    await vi.waitFor(() => expect(logs.join('')).toMatch(/"admin check limited"/));
     const logged = logs.join('');
     expect(logged.match(/"admin check limited"/g)).toHaveLength(1);
     expect(logged).toMatch(/"level":40[^\n]*"dataCenter":"miami"[^\n]*"refused":20[^\n]*"admin check limited"/);
@@ -183,5 +188,91 @@ describe("POST /v1/admin-check: the authority's limit of refused checks per data
     now += windowMs;
     expect((await post(check(RIGHT), 'dmz-tok-miami')).status).toBe(200);
     expect(await limitedCount('miami')).toBe(2);
+  });
+});
+
+// POST /v1/plans/admin-check (the CLI's token: fleet apply's check for a stack whose stack.yaml names this authority)
+// limits refused checks too, per caller token: the CLI's token is one identity (every plan token is it), and its
+// holder could otherwise try admin tokens at this route without end, whatever address it came from. The same
+// settings as per data center (AUTHORITY_ADMIN_CHECK_LIMIT), a budget of its own; past it 429 admin-check-rate-limited
+// with Retry-After, the proof not checked, counted in fleet_authority_admin_check_limited_total{route}; fleet apply's
+// client (checkAdminAtAuthority) stops at once with apply.admin-check-limited and the wait. Before, the route had no
+// limit: the 21st wrong proof was checked as the first, and a 429 would have been apply.authority-refused.
+describe("POST /v1/plans/admin-check: the authority's limit of refused checks per caller token", () => {
+  const logs: string[] = [];
+  let record: FleetRecord;
+  let authority: RunningService;
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const check = (adminToken: string) => {
+    const nonce = randomBase64url(24);
+    return { nonce, proof: adminCheckProof(adminToken, 'adm', nonce) };
+  };
+  const post = (path: string, body: unknown, token: string) => postJson(sendTarget(new URL(`${authority.url}${path}`)), body, 10_000, { authorization: `Bearer ${token}` });
+  const plans = (body: unknown, token = 'plan-tok') => post('/v1/plans/admin-check', body, token);
+  /** fleet_authority_admin_check_limited_total of `route` as GET /metrics says it, summed over data centers. */
+  const limitedCount = async (route: string) => {
+    const { text } = await send(new URL(`${authority.url}/metrics`), 'GET', {}, undefined, 10_000);
+    const series = [...text.matchAll(/^fleet_authority_admin_check_limited_total\{([^}]*)\} (\d+)$/gm)];
+    return series.filter((m) => m[1].includes(`route="${route}"`)).reduce((n, m) => n + Number(m[2]), 0);
+  };
+
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+    authority = await startAuthority({
+      record,
+      pack: await defaultPack(),
+      stackName: 'adm',
+      dataCenters: [{ name: 'miami', token: 'dmz-tok-miami' }],
+      planTokens: ['plan-tok', 'plan-tok-2'],
+      adminTokens: [RIGHT],
+      secret: 'authority-secret',
+      adminCheckLimitClock: () => now,
+      logger: { level: 'info', stream: { write: (l: string) => void logs.push(l) } },
+    });
+  });
+  afterAll(async () => {
+    await authority?.close();
+    await record?.close();
+  });
+
+  it('past the budget, 429 with Retry-After for every plan token; the data centers keep theirs; fleet apply stops at once with the wait', async () => {
+    const { denials, windowMs } = AUTHORITY_ADMIN_CHECK_LIMIT;
+    for (let i = 0; i < 2 * denials; i++) expect((await plans(check(RIGHT))).status).toBe(200);
+    // Spread over both plan tokens: one caller, the CLI's token.
+    for (let i = 0; i < denials; i++) expect((await plans(check('a-wrong-admin-token'), i % 2 ? 'plan-tok' : 'plan-tok-2')).status, `wrong proof ${i + 1}`).toBe(403);
+    expect(await limitedCount('/v1/plans/admin-check')).toBe(0);
+    for (const token of ['plan-tok', 'plan-tok-2']) {
+      const limited = await plans(check(RIGHT), token);
+      expect(limited.status, token).toBe(429);
+      expect(JSON.parse(limited.text).error.code).toBe('admin-check-rate-limited');
+      expect(JSON.parse(limited.text).error.message).toMatch(/the CLI's token[^]*until 2026-01-01T00:01:00\.000Z[^]*20 refused checks within 60 s[^]*the proof was not checked/);
+      expect(Number(limited.retryAfter)).toBe(windowMs / 1000);
+    }
+    expect(await limitedCount('/v1/plans/admin-check')).toBe(2);
+    // A data center's checks are not the CLI's: its own budget.
+    expect((await post('/v1/admin-check', check(RIGHT), 'dmz-tok-miami')).status).toBe(200);
+    expect(await limitedCount('/v1/admin-check')).toBe(0);
+
+    // fleet apply's client: apply.admin-check-limited at once, with the wait (not apply.authority-refused).
+    now += 15_000;
+    const err = await checkAdminAtAuthority({ address: authority.url, tokenEnv: 'PLAN_TOKEN', where: {} }, { PLAN_TOKEN: 'plan-tok' }, 'adm', RIGHT).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(FleetError);
+    const diagnostics = (err as FleetError).diagnostics;
+    expect(diagnostics.map((d) => d.code)).toEqual(['apply.admin-check-limited']);
+    expect(diagnostics[0].detail).toMatch(/the CLI's token[^]*ask again in 45 s at the earliest[^]*Nothing was started/);
+    expect(await limitedCount('/v1/plans/admin-check')).toBe(3);
+
+    // Log lines reach the stream in batches (engine/observability/logs.ts LineBatcher: after 10 ms, or 16 KiB): wait for the line.
+    await vi.waitFor(() => expect(logs.join('')).toMatch(/"admin check limited"/));
+    const logged = logs.join('');
+    expect(logged.match(/"admin check limited"/g)).toHaveLength(1);
+    expect(logged).toMatch(/"level":40[^\n]*"caller":"cli"[^\n]*"route":"\/v1\/plans\/admin-check"[^\n]*"refused":20[^\n]*"admin check limited"/);
+    expect(logged).not.toMatch(/"proof"|"nonce"|plan-tok/);
+    // The window ends: checked again.
+    now += windowMs;
+    await expect(checkAdminAtAuthority({ address: authority.url, tokenEnv: 'PLAN_TOKEN', where: {} }, { PLAN_TOKEN: 'plan-tok' }, 'adm', RIGHT)).resolves.toEqual({ ok: true });
   });
 });

@@ -49,7 +49,7 @@ import {
   type BootLimitSettings,
 } from '../../protocol/index.ts';
 import type { PlanDocument } from '../plan/types.ts';
-import type { FastifyBaseLogger } from 'fastify';
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import { authorityAdminCheckLimitMetrics, createMetrics, recordMetrics, timeCalls, type ServiceLogOptions, type ServiceMetrics } from '../observability/index.ts';
 import type { ServerTls } from '../transport/index.ts';
 import { Authority } from './authority.ts';
@@ -139,6 +139,16 @@ const errors = authorityErrors;
  * data center). A token of 32 random bytes is beyond guessing at any rate: the
  * limit keeps the authority's log and CPU quiet and makes the attempt show
  * (fleet_authority_admin_check_limited_total, docs/operations.md).
+ *
+ * The same limit, with a budget of its own, holds at POST
+ * /v1/plans/admin-check (fleet apply's check for a stack whose stack.yaml
+ * names this authority) per caller token: the CLI's (one identity, however
+ * many plan tokens open it). Not per source address: the route answers only
+ * that token, so its caller is who holds it, and addresses are cheap to
+ * spread over (behind a proxy or NAT every CLI would share one anyway). Its
+ * cost: someone holding the CLI's token can keep the admin check refused
+ * for a window (20 wrong proofs a minute) — but that token already seals
+ * and registers plans, and an apply with the right admin token asks once.
  */
 export const AUTHORITY_ADMIN_CHECK_LIMIT: Readonly<BootLimitSettings> = Object.freeze({ denials: 20, windowMs: 60_000, maxAddresses: 1_000 });
 /**
@@ -266,6 +276,38 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     }
     return { ok: true as const };
   };
+  // Refused checks count against the caller (AUTHORITY_ADMIN_CHECK_LIMIT): at POST /v1/admin-check its data center, at
+  // POST /v1/plans/admin-check the CLI's token (one identity, whatever address it comes from). Past its budget, 429 with
+  // Retry-After and the proof not checked, one warn line per caller and window (never the body), and no request line
+  // per 429. A malformed body never reaches the handler (400: it tests no token) and is not counted.
+  const adminLimit = new BootLimiter(AUTHORITY_ADMIN_CHECK_LIMIT, opts.adminCheckLimitClock);
+  const adminLimited = authorityAdminCheckLimitMetrics(metrics);
+  const limitedAdminCheck = (req: FastifyRequest<{ Body: AdminCheckRequest }>, reply: FastifyReply, route: string): { ok: true } | FastifyReply => {
+    const caller = req.caller;
+    const dc = caller === CLI_CALLER ? undefined : caller;
+    const a = adminLimit.admit(caller);
+    if (!a.ok) {
+      adminLimited.inc(dc !== undefined ? { route, data_center: dc } : { route });
+      const { windowMs } = adminLimit.settings;
+      const until = new Date(a.until).toISOString();
+      if (a.first) req.log.warn({ ...(dc !== undefined ? { dataCenter: dc } : { caller: 'cli' }), route, refused: a.denials, windowMs, until }, 'admin check limited');
+      if ((req.log as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.('info') ?? true) req.log = req.log.child({}, { level: 'warn' });
+      const whose =
+        dc !== undefined
+          ? `admin-token checks of data center ${dc} are refused until ${until}: it had ${a.denials} refused checks within ${windowMs / 1000} s (the authority's limit per data center, whatever address they came from)`
+          : `admin-token checks with the CLI's token at this authority are refused until ${until}: it had ${a.denials} refused checks within ${windowMs / 1000} s (the authority's limit per caller token, whatever address they came from)`;
+      const { status, body } = errorAnswer(new WireError('admin-check-rate-limited', `${whose}; the proof was not checked`));
+      return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
+    }
+    let refused = true;
+    try {
+      const ok = adminCheck(req.log, req.body, dc);
+      refused = false;
+      return ok;
+    } finally {
+      adminLimit.settle(a.ticket, refused);
+    }
+  };
   // The CLI's token opens the plan routes only; a data center's token everything else (wrong-role). Judged as the
   // request arrives, before its body is read: a plan route takes a body of up to PLAN_BODY_LIMIT, only from the CLI.
   app.addHook('onRequest', async (req) => {
@@ -304,8 +346,13 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     );
     app.post<{ Body: AdminCheckRequest }>(
       '/v1/plans/admin-check',
-      { schema: doc("Check a proof made with the admin token (fleet apply, before any change, when its plan needs an override: admin); the CLI's token; read-only", { body: adminCheckBodySchema, response: { 200: adminCheckResponseSchema, ...planErrors } }) },
-      async (req) => adminCheck(req.log, req.body),
+      {
+        schema: doc("Check a proof made with the admin token (fleet apply, before any change, when its plan needs an override: admin); the CLI's token; read-only; refused checks limited per caller token (429)", {
+          body: adminCheckBodySchema,
+          response: { 200: adminCheckResponseSchema, ...planErrors, 429: errorSchema },
+        }),
+      },
+      async (req, reply) => limitedAdminCheck(req, reply, '/v1/plans/admin-check'),
     );
   }
   // The same check for a DMZ client (its data center's token), which passes on the CLI's POST /v1/admin-check: a stack
@@ -313,11 +360,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
   // seals (an authority a stack does not name seals none). The answer is the same as at /v1/plans/admin-check; the
   // authority is still the judge of every overridden deletion (each request's Override.proof, policy.ts judgeProtect),
   // so a DMZ client that lied about this answer would gain nothing but an apply that is vetoed at that deletion.
-  // Refused checks count against the caller's data center (AUTHORITY_ADMIN_CHECK_LIMIT): past its budget, 429 with
-  // Retry-After and the proof not checked, one warn line per data center and window (never the body), and no request
-  // line per 429. A malformed body never reaches the handler (400: it tests no token) and is not counted.
-  const adminLimit = new BootLimiter(AUTHORITY_ADMIN_CHECK_LIMIT, opts.adminCheckLimitClock);
-  const adminLimited = authorityAdminCheckLimitMetrics(metrics);
+  // Refused checks count against the caller's data center (limitedAdminCheck above).
   app.post<{ Body: AdminCheckRequest }>(
     '/v1/admin-check',
     {
@@ -326,32 +369,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         response: { 200: adminCheckResponseSchema, ...errors, 429: errorSchema },
       }),
     },
-    async (req, reply) => {
-      const dc = req.caller;
-      const a = adminLimit.admit(dc);
-      if (!a.ok) {
-        adminLimited.inc({ data_center: dc });
-        const { windowMs } = adminLimit.settings;
-        const until = new Date(a.until).toISOString();
-        if (a.first) req.log.warn({ dataCenter: dc, refused: a.denials, windowMs, until }, 'admin check limited');
-        if ((req.log as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.('info') ?? true) req.log = req.log.child({}, { level: 'warn' });
-        const { status, body } = errorAnswer(
-          new WireError(
-            'admin-check-rate-limited',
-            `admin-token checks of data center ${dc} are refused until ${until}: it had ${a.denials} refused checks within ${windowMs / 1000} s (the authority's limit per data center, whatever address they came from); the proof was not checked`,
-          ),
-        );
-        return reply.code(status).header('retry-after', String(Math.max(1, Math.ceil(a.waitMs / 1000)))).send(body);
-      }
-      let refused = true;
-      try {
-        const ok = adminCheck(req.log, req.body, dc);
-        refused = false;
-        return ok;
-      } finally {
-        adminLimit.settle(a.ticket, refused);
-      }
-    },
+    async (req, reply) => limitedAdminCheck(req, reply, '/v1/admin-check'),
   );
   app.get('/openapi.json', { schema: doc('This document') }, async () => openapi());
   app.post<{ Body: AuthorizeRequest }>(

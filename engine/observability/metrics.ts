@@ -121,15 +121,22 @@ export function adminCheckLimitMetrics(m: ServiceMetrics): Counter {
 }
 
 /**
- * The limit of the authority's POST /v1/admin-check (AUTHORITY_ADMIN_CHECK_LIMIT
- * in engine/authority/server.ts): checks refused 429 because their data center
- * (the caller's token) used its budget of refused checks, by data center (a
- * bounded set: the stack's). A rise is a DMZ client trying admin tokens
- * (compromised, or a bug), or many applies with a wrong FLEET_ADMIN_TOKEN
- * through one data center.
+ * The limit of the authority's admin-token checks (AUTHORITY_ADMIN_CHECK_LIMIT
+ * in engine/authority/server.ts): checks refused 429 because their caller used
+ * its budget of refused checks, by route and, at POST /v1/admin-check, data
+ * center (the caller's token; a bounded set: the stack's). At POST
+ * /v1/plans/admin-check the caller is the CLI's token: no data_center label.
+ * A rise is a DMZ client trying admin tokens (compromised, or a bug), someone
+ * holding the CLI's token guessing at it, or many applies with a wrong
+ * FLEET_ADMIN_TOKEN.
  */
-export function authorityAdminCheckLimitMetrics(m: ServiceMetrics): Counter<'data_center'> {
-  return new Counter({ name: 'fleet_authority_admin_check_limited_total', help: 'POST /v1/admin-check requests refused 429 (admin-check-rate-limited) because their data center used its budget of refused checks, by data center.', labelNames: ['data_center'], registers: [m.registry] });
+export function authorityAdminCheckLimitMetrics(m: ServiceMetrics): Counter<'route' | 'data_center'> {
+  return new Counter({
+    name: 'fleet_authority_admin_check_limited_total',
+    help: "Admin-token checks (POST /v1/admin-check, POST /v1/plans/admin-check) refused 429 (admin-check-rate-limited) because their caller (a data center, the CLI's token) used its budget of refused checks, by route and data center.",
+    labelNames: ['route', 'data_center'],
+    registers: [m.registry],
+  });
 }
 
 /**
