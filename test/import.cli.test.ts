@@ -19,6 +19,30 @@ function useWebStack(): ReturnType<typeof useTempStack> {
 }
 
 /** Applies the stack, then forgets `addresses` (fleet state rm): their rows as they were, and the record's URL. */
+/**
+ * Applies the stack's specs, then imports web/1's VM at `into` through a record that never knew the data center's
+ * VMs (the stack's record lost and started afresh): refused, that record left empty. Its apply.import-refused
+ * diagnostic, web/1's VM, and that record's URL.
+ */
+async function refusedThroughAfreshRecord(st: ReturnType<typeof useTempStack>, into: string): Promise<{ d: { detail: string }; web1: VmRow; other: string }> {
+  const applied = await st.fleet('apply', '--yes');
+  expect(applied.code, applied.stderr).toBe(0);
+  const web1 = (JSON.parse((await st.fleet('state', 'show', 'web/1', '--format', 'json')).stdout) as { vm: VmRow }).vm;
+  const other = `pglite://${join(st.dir, '.fleet', 'record-afresh')}`;
+  const refused = await st.fleet('import', into, web1.cloudId!, '--record-url', other, '--format', 'json');
+  expect(refused.code, refused.stdout).toBe(1);
+  const { diagnostics } = JSON.parse(refused.stdout) as { diagnostics: { code: string; detail: string; address?: string }[] };
+  const d = diagnostics.find((x) => x.code === 'apply.import-refused');
+  expect(d?.address).toBe(into);
+  const record = await openRecord(other);
+  try {
+    expect(await record.listVms('e2e')).toEqual([]);
+  } finally {
+    await record.close();
+  }
+  return { d: d!, web1, other };
+}
+
 async function applyThenForget(st: ReturnType<typeof useTempStack>, addresses: string[]): Promise<{ url: string; rows: VmRow[] }> {
   const applied = await st.fleet('apply', '--yes');
   expect(applied.code, applied.stderr).toBe(0);
@@ -214,25 +238,10 @@ describe('fleet import of a VM the record never knew, its cloud tags naming anot
   it('is refused (apply.import-refused) naming the fleet its tags name and the import into it; that import records it Running', async () => {
     await st.spec('web', fleetYaml('web', { count: 2 }));
     await st.spec('api', fleetYaml('api', { count: 1 }));
-    const applied = await fleet('apply', '--yes');
-    expect(applied.code, applied.stderr).toBe(0);
-    const web1 = (JSON.parse((await fleet('state', 'show', 'web/1', '--format', 'json')).stdout) as { vm: VmRow }).vm;
-    // A record that never knew the data center's VMs (the stack's record lost and started afresh).
-    const other = `pglite://${join(st.dir, '.fleet', 'record-afresh')}`;
-    const refused = await fleet('import', 'api/0', web1.cloudId!, '--record-url', other, '--format', 'json');
-    expect(refused.code, refused.stdout).toBe(1);
-    const { diagnostics } = JSON.parse(refused.stdout) as { diagnostics: { code: string; detail: string; address?: string }[] };
-    const d = diagnostics.find((x) => x.code === 'apply.import-refused');
-    expect(d?.address).toBe('api/0');
-    expect(d?.detail).toContain('was created as web/1');
-    expect(d?.detail).toContain('its cloud tags name fleet web, not api');
-    expect(d?.detail).toContain(`\`fleet import web/1 ${web1.cloudId}\` imports it where it belongs`);
-    const record = await openRecord(other);
-    try {
-      expect(await record.listVms('e2e')).toEqual([]);
-    } finally {
-      await record.close();
-    }
+    const { d, web1, other } = await refusedThroughAfreshRecord(st, 'api/0');
+    expect(d.detail).toContain('was created as web/1');
+    expect(d.detail).toContain('its cloud tags name fleet web, not api');
+    expect(d.detail).toContain(`\`fleet import web/1 ${web1.cloudId}\` imports it where it belongs`);
     const back = await fleet('import', 'web/1', web1.cloudId!, '--record-url', other, '--format', 'json');
     expect(back.code, back.stdout).toBe(0);
     expect((JSON.parse(back.stdout) as { imported: VmRow }).imported).toMatchObject({ address: 'web/1', state: 'Running', cloudId: web1.cloudId, id: web1.id });
@@ -249,25 +258,10 @@ describe('fleet import of a VM into another member of its own fleet', () => {
 
   it('the record never knew it, its tags naming another member: refused (apply.import-refused) naming that member and its import; there it goes', async () => {
     await st.spec('web', fleetYaml('web', { count: 3 }));
-    const applied = await fleet('apply', '--yes');
-    expect(applied.code, applied.stderr).toBe(0);
-    const web1 = (JSON.parse((await fleet('state', 'show', 'web/1', '--format', 'json')).stdout) as { vm: VmRow }).vm;
-    // A record that never knew the data center's VMs (the stack's record lost and started afresh).
-    const other = `pglite://${join(st.dir, '.fleet', 'record-afresh')}`;
-    const refused = await fleet('import', 'web/2', web1.cloudId!, '--record-url', other, '--format', 'json');
-    expect(refused.code, refused.stdout).toBe(1);
-    const { diagnostics } = JSON.parse(refused.stdout) as { diagnostics: { code: string; detail: string; address?: string }[] };
-    const d = diagnostics.find((x) => x.code === 'apply.import-refused');
-    expect(d?.address).toBe('web/2');
-    expect(d?.detail).toContain('was created as web/1');
-    expect(d?.detail).toContain('its cloud tags name member web/1, not web/2');
-    expect(d?.detail).toContain(`To import it where it belongs: \`fleet import web/1 ${web1.cloudId}\`; web/2 is one the next plan creates.`);
-    const record = await openRecord(other);
-    try {
-      expect(await record.listVms('e2e')).toEqual([]);
-    } finally {
-      await record.close();
-    }
+    const { d, web1, other } = await refusedThroughAfreshRecord(st, 'web/2');
+    expect(d.detail).toContain('was created as web/1');
+    expect(d.detail).toContain('its cloud tags name member web/1, not web/2');
+    expect(d.detail).toContain(`To import it where it belongs: \`fleet import web/1 ${web1.cloudId}\`; web/2 is one the next plan creates.`);
     const back = await fleet('import', 'web/1', web1.cloudId!, '--record-url', other, '--format', 'json');
     expect(back.code, back.stdout).toBe(0);
     expect((JSON.parse(back.stdout) as { imported: VmRow }).imported).toMatchObject({ address: 'web/1', cloudId: web1.cloudId, id: web1.id });

@@ -122,71 +122,43 @@ describe('POST /v1/plans/admin-check', () => {
 // counts, and another data center is not touched. Before, there was no limit: the 21st wrong proof was checked as the
 // first. Over real loopback HTTP, on an injected clock.
 describe("POST /v1/admin-check: the authority's limit of refused checks per data center", () => {
-  const logs: string[] = [];
-  let record: FleetRecord;
-  let authority: RunningService;
-  let now = Date.parse('2026-01-01T00:00:00Z');
-  const check = (adminToken: string) => {
-    const nonce = randomBase64url(24);
-    return { nonce, proof: adminCheckProof(adminToken, 'adm', nonce) };
-  };
-  const post = (body: unknown, token: string) => postJson(sendTarget(new URL(`${authority.url}/v1/admin-check`)), body, 10_000, { authorization: `Bearer ${token}` });
-  /** fleet_authority_admin_check_limited_total of `dc` as GET /metrics says it (0 before its first 429). */
-  const limitedCount = async (dc: string) => {
-    const { text } = await send(new URL(`${authority.url}/metrics`), 'GET', {}, undefined, 10_000);
-    expect(text).toMatch(/^# TYPE fleet_authority_admin_check_limited_total counter$/m);
-    const m = new RegExp(`^fleet_authority_admin_check_limited_total\\{[^}]*data_center="${dc}"[^}]*\\} (\\d+)$`, 'm').exec(text);
-    return Number(m?.[1] ?? 0);
-  };
-
-  beforeAll(async () => {
-    record = await openRecord('memory://');
-    authority = await startAuthority({
-      record,
-      pack: await defaultPack(),
-      stackName: 'adm',
-      dataCenters: [
-        { name: 'miami', token: 'dmz-tok-miami' },
-        { name: 'paris', token: 'dmz-tok-paris' },
-      ],
-      adminTokens: [RIGHT],
-      secret: 'authority-secret',
-      adminCheckLimitClock: () => now,
-      logger: { level: 'info', stream: { write: (l: string) => void logs.push(l) } },
-    });
+  const h = limitAuthority({
+    dataCenters: [
+      { name: 'miami', token: 'dmz-tok-miami' },
+      { name: 'paris', token: 'dmz-tok-paris' },
+    ],
   });
-  afterAll(async () => {
-    await authority?.close();
-    await record?.close();
-  });
+  const post = (body: unknown, token: string) => h.post('/v1/admin-check', body, token);
+  /** fleet_authority_admin_check_limited_total of `dc` (0 before its first 429). */
+  const limitedCount = (dc: string) => h.limited('data_center', dc);
 
   it('past the budget of refusals, 429 with Retry-After until the window ends; ok checks never count; per data center', async () => {
     const { denials, windowMs } = AUTHORITY_ADMIN_CHECK_LIMIT;
     // Correct checks, any number, never count.
-    for (let i = 0; i < 2 * denials; i++) expect((await post(check(RIGHT), 'dmz-tok-miami')).status).toBe(200);
-    for (let i = 0; i < denials; i++) expect((await post(check('a-wrong-admin-token'), 'dmz-tok-miami')).status).toBe(403);
+    for (let i = 0; i < 2 * denials; i++) expect((await post(checkOf(RIGHT), 'dmz-tok-miami')).status).toBe(200);
+    for (let i = 0; i < denials; i++) expect((await post(checkOf('a-wrong-admin-token'), 'dmz-tok-miami')).status).toBe(403);
     expect(await limitedCount('miami')).toBe(0);
-    const limited = await post(check(RIGHT), 'dmz-tok-miami');
+    const limited = await post(checkOf(RIGHT), 'dmz-tok-miami');
     expect(limited.status).toBe(429);
     expect(JSON.parse(limited.text).error.code).toBe('admin-check-rate-limited');
     expect(JSON.parse(limited.text).error.message).toMatch(/data center miami[^]*until 2026-01-01T00:01:00\.000Z[^]*20 refused checks within 60 s/);
     expect(Number(limited.retryAfter)).toBe(windowMs / 1000);
-    expect((await post(check('a-wrong-admin-token'), 'dmz-tok-miami')).status).toBe(429);
+    expect((await post(checkOf('a-wrong-admin-token'), 'dmz-tok-miami')).status).toBe(429);
     expect(await limitedCount('miami')).toBe(2);
     // Another data center's checks are its own.
-    expect((await post(check(RIGHT), 'dmz-tok-paris')).status).toBe(200);
-    expect((await post(check('a-wrong-admin-token'), 'dmz-tok-paris')).status).toBe(403);
+    expect((await post(checkOf(RIGHT), 'dmz-tok-paris')).status).toBe(200);
+    expect((await post(checkOf('a-wrong-admin-token'), 'dmz-tok-paris')).status).toBe(403);
     expect(await limitedCount('paris')).toBe(0);
     // One warn line per data center and window, never a proof; the 429s write no request line each.
     // Log lines reach the stream in batches (engine/observability/logs.ts LineBatcher: after 10 ms, or 16 KiB): wait for the line.
-    await vi.waitFor(() => expect(logs.join('')).toMatch(/"admin check limited"/));
-    const logged = logs.join('');
+    await vi.waitFor(() => expect(h.logs.join('')).toMatch(/"admin check limited"/));
+    const logged = h.logs.join('');
     expect(logged.match(/"admin check limited"/g)).toHaveLength(1);
     expect(logged).toMatch(/"level":40[^\n]*"dataCenter":"miami"[^\n]*"refused":20[^\n]*"admin check limited"/);
     expect(logged).not.toMatch(/"proof"|"nonce"/);
     // The window ends: checked again (the next window is strict, as the DMZ client's: each check charged until answered ok).
-    now += windowMs;
-    expect((await post(check(RIGHT), 'dmz-tok-miami')).status).toBe(200);
+    h.now += windowMs;
+    expect((await post(checkOf(RIGHT), 'dmz-tok-miami')).status).toBe(200);
     expect(await limitedCount('miami')).toBe(2);
   });
 });
@@ -199,50 +171,20 @@ describe("POST /v1/admin-check: the authority's limit of refused checks per data
 // client (checkAdminAtAuthority) stops at once with apply.admin-check-limited and the wait. Before, the route had no
 // limit: the 21st wrong proof was checked as the first, and a 429 would have been apply.authority-refused.
 describe("POST /v1/plans/admin-check: the authority's limit of refused checks per caller token", () => {
-  const logs: string[] = [];
-  let record: FleetRecord;
-  let authority: RunningService;
-  let now = Date.parse('2026-01-01T00:00:00Z');
-  const check = (adminToken: string) => {
-    const nonce = randomBase64url(24);
-    return { nonce, proof: adminCheckProof(adminToken, 'adm', nonce) };
-  };
-  const post = (path: string, body: unknown, token: string) => postJson(sendTarget(new URL(`${authority.url}${path}`)), body, 10_000, { authorization: `Bearer ${token}` });
+  const h = limitAuthority({ dataCenters: [{ name: 'miami', token: 'dmz-tok-miami' }], planTokens: ['plan-tok', 'plan-tok-2'] });
+  const post = h.post;
   const plans = (body: unknown, token = 'plan-tok') => post('/v1/plans/admin-check', body, token);
-  /** fleet_authority_admin_check_limited_total of `route` as GET /metrics says it, summed over data centers. */
-  const limitedCount = async (route: string) => {
-    const { text } = await send(new URL(`${authority.url}/metrics`), 'GET', {}, undefined, 10_000);
-    const series = [...text.matchAll(/^fleet_authority_admin_check_limited_total\{([^}]*)\} (\d+)$/gm)];
-    return series.filter((m) => m[1].includes(`route="${route}"`)).reduce((n, m) => n + Number(m[2]), 0);
-  };
-
-  beforeAll(async () => {
-    record = await openRecord('memory://');
-    authority = await startAuthority({
-      record,
-      pack: await defaultPack(),
-      stackName: 'adm',
-      dataCenters: [{ name: 'miami', token: 'dmz-tok-miami' }],
-      planTokens: ['plan-tok', 'plan-tok-2'],
-      adminTokens: [RIGHT],
-      secret: 'authority-secret',
-      adminCheckLimitClock: () => now,
-      logger: { level: 'info', stream: { write: (l: string) => void logs.push(l) } },
-    });
-  });
-  afterAll(async () => {
-    await authority?.close();
-    await record?.close();
-  });
+  /** fleet_authority_admin_check_limited_total of `route`, summed over data centers. */
+  const limitedCount = (route: string) => h.limited('route', route);
 
   it('past the budget, 429 with Retry-After for every plan token; the data centers keep theirs; fleet apply stops at once with the wait', async () => {
     const { denials, windowMs } = AUTHORITY_ADMIN_CHECK_LIMIT;
-    for (let i = 0; i < 2 * denials; i++) expect((await plans(check(RIGHT))).status).toBe(200);
+    for (let i = 0; i < 2 * denials; i++) expect((await plans(checkOf(RIGHT))).status).toBe(200);
     // Spread over both plan tokens: one caller, the CLI's token.
-    for (let i = 0; i < denials; i++) expect((await plans(check('a-wrong-admin-token'), i % 2 ? 'plan-tok' : 'plan-tok-2')).status, `wrong proof ${i + 1}`).toBe(403);
+    for (let i = 0; i < denials; i++) expect((await plans(checkOf('a-wrong-admin-token'), i % 2 ? 'plan-tok' : 'plan-tok-2')).status, `wrong proof ${i + 1}`).toBe(403);
     expect(await limitedCount('/v1/plans/admin-check')).toBe(0);
     for (const token of ['plan-tok', 'plan-tok-2']) {
-      const limited = await plans(check(RIGHT), token);
+      const limited = await plans(checkOf(RIGHT), token);
       expect(limited.status, token).toBe(429);
       expect(JSON.parse(limited.text).error.code).toBe('admin-check-rate-limited');
       expect(JSON.parse(limited.text).error.message).toMatch(/the CLI's token[^]*until 2026-01-01T00:01:00\.000Z[^]*20 refused checks within 60 s[^]*the proof was not checked/);
@@ -250,12 +192,12 @@ describe("POST /v1/plans/admin-check: the authority's limit of refused checks pe
     }
     expect(await limitedCount('/v1/plans/admin-check')).toBe(2);
     // A data center's checks are not the CLI's: its own budget.
-    expect((await post('/v1/admin-check', check(RIGHT), 'dmz-tok-miami')).status).toBe(200);
+    expect((await post('/v1/admin-check', checkOf(RIGHT), 'dmz-tok-miami')).status).toBe(200);
     expect(await limitedCount('/v1/admin-check')).toBe(0);
 
     // fleet apply's client: apply.admin-check-limited at once, with the wait (not apply.authority-refused).
-    now += 15_000;
-    const err = await checkAdminAtAuthority({ address: authority.url, tokenEnv: 'PLAN_TOKEN', where: {} }, { PLAN_TOKEN: 'plan-tok' }, 'adm', RIGHT).then(
+    h.now += 15_000;
+    const err = await checkAdminAtAuthority({ address: h.url, tokenEnv: 'PLAN_TOKEN', where: {} }, { PLAN_TOKEN: 'plan-tok' }, 'adm', RIGHT).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -266,13 +208,62 @@ describe("POST /v1/plans/admin-check: the authority's limit of refused checks pe
     expect(await limitedCount('/v1/plans/admin-check')).toBe(3);
 
     // Log lines reach the stream in batches (engine/observability/logs.ts LineBatcher: after 10 ms, or 16 KiB): wait for the line.
-    await vi.waitFor(() => expect(logs.join('')).toMatch(/"admin check limited"/));
-    const logged = logs.join('');
+    await vi.waitFor(() => expect(h.logs.join('')).toMatch(/"admin check limited"/));
+    const logged = h.logs.join('');
     expect(logged.match(/"admin check limited"/g)).toHaveLength(1);
     expect(logged).toMatch(/"level":40[^\n]*"caller":"cli"[^\n]*"route":"\/v1\/plans\/admin-check"[^\n]*"refused":20[^\n]*"admin check limited"/);
     expect(logged).not.toMatch(/"proof"|"nonce"|plan-tok/);
     // The window ends: checked again.
-    now += windowMs;
-    await expect(checkAdminAtAuthority({ address: authority.url, tokenEnv: 'PLAN_TOKEN', where: {} }, { PLAN_TOKEN: 'plan-tok' }, 'adm', RIGHT)).resolves.toEqual({ ok: true });
+    h.now += windowMs;
+    await expect(checkAdminAtAuthority({ address: h.url, tokenEnv: 'PLAN_TOKEN', where: {} }, { PLAN_TOKEN: 'plan-tok' }, 'adm', RIGHT)).resolves.toEqual({ ok: true });
   });
 });
+
+/** A proof of `adminToken` for stack adm, with a fresh nonce. */
+function checkOf(adminToken: string) {
+  const nonce = randomBase64url(24);
+  return { nonce, proof: adminCheckProof(adminToken, 'adm', nonce) };
+}
+
+/**
+ * An authority on a memory record for the limit tests (started and closed around the describe): its admin-check
+ * limits run on `h.now`, which a test moves, and its log lines go to `h.logs`. `h.limited(label, value)`:
+ * fleet_authority_admin_check_limited_total summed over the series whose `label` is `value`, as GET /metrics says.
+ */
+function limitAuthority(o: { dataCenters: { name: string; token: string }[]; planTokens?: string[] }) {
+  let record: FleetRecord | undefined;
+  let authority: RunningService | undefined;
+  const h = {
+    logs: [] as string[],
+    now: Date.parse('2026-01-01T00:00:00Z'),
+    get url(): string {
+      return authority!.url;
+    },
+    post: (path: string, body: unknown, token: string) => postJson(sendTarget(new URL(`${h.url}${path}`)), body, 10_000, { authorization: `Bearer ${token}` }),
+    async limited(label: 'data_center' | 'route', value: string): Promise<number> {
+      const { text } = await send(new URL(`${h.url}/metrics`), 'GET', {}, undefined, 10_000);
+      expect(text).toMatch(/^# TYPE fleet_authority_admin_check_limited_total counter$/m);
+      const series = [...text.matchAll(/^fleet_authority_admin_check_limited_total\{([^}]*)\} (\d+)$/gm)];
+      return series.filter((m) => m[1].includes(`${label}="${value}"`)).reduce((n, m) => n + Number(m[2]), 0);
+    },
+  };
+  beforeAll(async () => {
+    record = await openRecord('memory://');
+    authority = await startAuthority({
+      record,
+      pack: await defaultPack(),
+      stackName: 'adm',
+      dataCenters: o.dataCenters,
+      ...(o.planTokens ? { planTokens: o.planTokens } : {}),
+      adminTokens: [RIGHT],
+      secret: 'authority-secret',
+      adminCheckLimitClock: () => h.now,
+      logger: { level: 'info', stream: { write: (l: string) => void h.logs.push(l) } },
+    });
+  });
+  afterAll(async () => {
+    await authority?.close();
+    await record?.close();
+  });
+  return h;
+}
