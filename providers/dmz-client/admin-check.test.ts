@@ -123,9 +123,12 @@ describe("the DMZ client's POST /v1/admin-check", () => {
     // What went between the DMZ client and the authority: the CLI's body unchanged, never a token.
     expect(proxy.wire.join('\n')).not.toContain(RIGHT);
     expect(proxy.wire.join('\n')).not.toContain(WRONG);
+    // Log lines reach the stream in batches (engine/observability/logs.ts LineBatcher: after 10 ms, or 16 KiB): wait for the lines.
+    await vi.waitFor(() => {
+      expect(logs.join('')).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"ok"[^\n]*"admin check"/);
+      expect(logs.join('')).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"refused"[^\n]*"admin check"/);
+    });
     const logged = logs.join('');
-    expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"ok"[^\n]*"admin check"/);
-    expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"refused"[^\n]*"admin check"/);
     for (const secret of [RIGHT, WRONG, ...sent.flatMap((b) => Object.values(JSON.parse(b) as Record<string, string>))]) expect(logged).not.toContain(secret);
   });
 
