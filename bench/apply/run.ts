@@ -207,7 +207,7 @@
 // over HTTP, JSON, HMAC, the record's driver and our per-step code, none
 // above 2.5% of a DMZ client's or the authority's samples in --cpu-prof).
 //
-// 2026-12-06 19:00-19:50 (issue 20, self-clocked batching; main d80ab6c,
+// 2026-12-06 18:58-19:38 (issue 20, self-clocked batching; main d80ab6c,
 // Node 20, 10,000 VMs, one run a side interleaved with a base build, load
 // average 7-19 at the starts from other sessions' work, so wall ratios mean
 // little). The DMZ client's calls to the authority held back while K
@@ -225,7 +225,10 @@
 // runs an arm, load 12-19; "end": a batch returns when every call in it is
 // answered or it failed, a silent one after 1 s at most.) "Returns" at the
 // batch's first answer line instead (K 1 or 2, one run each): 0.72-0.75
-// batches per VM, as main. At P 10 the calls are already batched as tightly
+// batches per VM, as main. K 1, end, but a silent batch holding the queue
+// back 20 ms at most (3 pairs at P 10, 2 at P 50, load 11-19): 0.71 / 0.71
+// and 0.26 / 0.225 batches per VM, CPU per VM 3.64 / 4.00 and 3.07 / 2.99:
+// the calls that went together waited longer than that. At P 10 the calls are already batched as tightly
 // as their timing allows: a VM makes ~6 calls (an advance, 4 reports, a
 // boot check) and a data center's 10 places move in step (their cloud calls
 // are timers of the same length), so one batch per burst is ~0.6 per VM;
