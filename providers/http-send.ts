@@ -124,7 +124,7 @@ export function sendLines(
       headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
     });
     const quiet = () => req.destroy(Object.assign(new Error(`no answer within ${idleTimeoutMs} ms`), { name: 'TimeoutError' }));
-    let timer = setTimeout(quiet, idleTimeoutMs);
+    const timer = setTimeout(quiet, idleTimeoutMs);
     let settled = false;
     const fail = (err: unknown) => {
       clearTimeout(timer);
@@ -138,8 +138,8 @@ export function sendLines(
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
-        clearTimeout(timer);
-        timer = setTimeout(quiet, idleTimeoutMs);
+        // The same timer re-armed (a chunk per answer line or so: no new timer per chunk).
+        timer.refresh();
         text += chunk;
         if (status !== 200) return;
         let nl: number;

@@ -2,7 +2,7 @@
 // authorization request of a create, an edge or a resize, the state a step
 // leaves its VM in, and the fingerprint its idempotency key is kept with.
 // Pure functions of their arguments (request ids aside).
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import type { AuthorityVm, AuthorizeRequest } from '../../protocol/index.ts';
 import type { VmSize } from '../../engine/model/index.ts';
 import type { BatchStep, CreateVmRequest, Override, StepVm } from '../../protocol/index.ts';
@@ -69,7 +69,8 @@ export function fingerprint(route: string, body: unknown): string {
     const { fencingToken: _f, ...rest } = b as Record<string, unknown>;
     b = rest;
   }
-  return createHash('sha256').update(`${route}\n${JSON.stringify(b)}`).digest('hex');
+  // One-shot (no Hash object): every step computes one (Node >= 20.12, as package.json's engines).
+  return hash('sha256', `${route}\n${JSON.stringify(b)}`, 'hex');
 }
 
 /** The record's VM as a step's result shows it. */
