@@ -136,18 +136,21 @@ export class Runs {
         const n = given.get(k + 1);
         return n?.ahead !== undefined && n.ahead.decision !== 'vetoed' && !n.done && n.ahead.operation !== 'boot';
       };
+      // Every step's context has the same fields (undefined when not given: step.ts tests each for truthiness), so the
+      // step runner's reads of it see one object shape rather than one per combination of spreads.
       const ctx: RunContext = {
-        ...mine,
-        ...(lease ? { lease } : {}),
+        request: mine.request,
+        ahead: mine.ahead,
+        done: mine.done,
+        lease,
         onCarriedOut: carriedOut,
         goesOn,
-        ...(behind ? { after: behind } : {}),
-        ...(chain.length > 0
-          ? {
-              chain: chain.map((c) => c.request),
-              onChain: (decided: AdvanceStep[]) => decided.forEach((d, j) => j < chain.length && given.set(chain[j].k, decidedStep(chain[j].request, d))),
-            }
-          : {}),
+        after: behind,
+        chain: chain.length > 0 ? chain.map((c) => c.request) : undefined,
+        onChain:
+          chain.length > 0
+            ? (decided: AdvanceStep[]) => decided.forEach((d, j) => j < chain.length && given.set(chain[j].k, decidedStep(chain[j].request, d)))
+            : undefined,
       };
       // Lines go in step order (a step answered early, say from the
       // idempotency log, waits for the line of the one before it). A step's
