@@ -304,6 +304,14 @@
 // (fencesOf's read before an advance's transition, 0.11 per VM, could be
 // a guard inside that statement; not done). PostgreSQL's CPU here counts
 // every user of the server and moved 13-26 s between runs of one build.
+// Of PostgreSQL's own CPU per transitionVms (a state change: vm_usage
+// unchanged), the statement-level vm_usage_update trigger (transition
+// tables captured, its PL/pgSQL upsert run to write nothing) is ~15-20%
+// with 10 items (on / off alternated on one database, 1,000 statements
+// each: 625/550/663 us against 500/513/525) and ~10% with 1 (340/380
+// against 290/360); a row-level UPDATE trigger with a WHEN on the usage
+// columns would not fire for a state change at all (a schema migration;
+// not done).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
