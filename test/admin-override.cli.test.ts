@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startAuthority, type RunningService } from '../engine/authority/server.ts';
 import type { ServiceLogOptions } from '../engine/observability/index.ts';
 import { loadPack } from '../engine/policy/load.ts';
@@ -302,8 +302,9 @@ describe.skipIf(!testPostgresUrl())("protect's override: admin, a deployed data 
     expect(r.code).toBe(0);
     expect(await live()).toEqual(['api/0', 'web/0']);
     // The DMZ client passed the check on and its authority judged it; neither logged the token.
+    // Log lines reach the stream in batches (engine/observability/logs.ts LineBatcher: after 10 ms, or 16 KiB): wait for the line.
+    await vi.waitFor(() => expect(logs.join('')).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"ok"[^\n]*"admin check"/));
     const logged = logs.join('');
-    expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"ok"[^\n]*"admin check"/);
     expect(logged).not.toContain(RIGHT);
     expect(logged).not.toContain('a-wrong-admin-token');
   });

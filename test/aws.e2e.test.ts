@@ -353,6 +353,45 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     await bootAgainThenDelete(row);
   });
 
+  it('an instance rebooted with its launchTime kept, whose agent has started over: fleet import after `fleet state rm` records it BootFailed, not Running', async () => {
+    // RebootInstances, or a reboot inside the guest: EC2 shows the instance running since the same launchTime, so the
+    // DMZ client's ready report of the run before and the record's approval (after launchTime) both still confirmed the
+    // boot, and fleet import recorded Running a VM whose disk the reboot locked, until its agent, denied, stopped it.
+    // The rebooted agent's first word is a booting report with the boot's token, used already: from then on neither counts.
+    await spec('db', fleetYaml('db', { count: 1 }));
+    let r = await fleet('apply', '--yes', '--target', 'db');
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const row = (await record()).find((v) => v.address === 'db/0')!;
+    expect(row.state).toBe('Running');
+    await ec2.settled();
+    const i = live()['db/0'];
+    const launched = i.launchTime;
+    // The rebooted guest's agent, as agent.sh reports first: booting, with the token of the boot that ended (refused).
+    const agent = parseAgentUserData(i.userData);
+    const before = Date.now();
+    const said = await fetch(`${agent.FLEET_BOOT_URL}/status`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cloudId: i.id, vmId: agent.FLEET_VM_ID, bootToken: agent.FLEET_BOOT_TOKEN, state: 'booting', detail: '', denied: false }),
+    });
+    expect(said.status).toBe(403);
+    expect([i.state, i.launchTime]).toEqual(['running', launched]);
+
+    r = await fleet('state', 'rm', 'db/0');
+    expect(r.code, r.stderr).toBe(0);
+    r = await fleet('import', 'db/0', row.cloudId!, '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { imported: { state: string; id: string }; diagnostics: { code: string; detail: string }[] };
+    expect(out.imported).toMatchObject({ state: 'BootFailed', id: row.id });
+    const detail = out.diagnostics.find((d) => d.code === 'apply.import-differs' && d.detail.includes('nothing confirms'))?.detail ?? '';
+    const since = /since its latest start \(([^)]+)\)/.exec(detail)?.[1];
+    expect(since, detail).toBeDefined();
+    expect(Date.parse(since!)).toBeGreaterThanOrEqual(before);
+    expect(since).not.toBe(launched);
+
+    await bootAgainThenDelete(row);
+  });
+
   it('deletes a failed member: the instance already gone is fine', async () => {
     await spec('web', fleetYaml('web', { count: 0 }));
     const r = await fleet('apply', '--yes');

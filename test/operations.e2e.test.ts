@@ -89,6 +89,16 @@ describe.runIf(pgUrl !== undefined)('operable services: logs and metrics of a fu
       ...wire.diskKey,
       ...wire.token,
     ];
+    // Log lines reach the stream in batches (engine/observability/logs.ts LineBatcher: after 10 ms, or 16 KiB): wait for
+    // the apply's last ones (every VM's decisions and createVm step, the seven approved boots) before reading them.
+    const addresses = new Set(vms.map((v) => v.address));
+    await vi.waitFor(() => {
+      const lines = s.logs.authority[0].lines();
+      expect(new Set(lines.filter((l) => l.msg === 'decision').map((l) => l.vm))).toEqual(addresses);
+      expect(lines.filter((l) => l.msg === 'boot' && l.decision === 'approved')).toHaveLength(7);
+      const created = DATA_CENTERS.flatMap((dc) => s.logs.dmz[dc].lines().filter((l) => l.msg === 'step' && l.operation === 'createVm'));
+      expect(new Set(created.map((l) => l.vm))).toEqual(addresses);
+    });
     const all = [...s.logs.authority, ...Object.values(s.logs.dmz)];
     const text = all.map((c) => c.text).join('\n');
     expect(text.length).toBeGreaterThan(1000);
@@ -305,7 +315,8 @@ describe.runIf(pgUrl !== undefined)('graceful shutdown: SIGTERM to a DMZ client 
       expect(r.code, r.stderr + r.stdout).toBe(0);
       expect(r.stdout).toMatch(/8 VMs changed, 0 failed/);
       // The restarted DMZ client carried out the rest of miami's steps (the SIGTERM came mid-apply).
-      expect(second.out()).toContain('"msg":"step"');
+      // Its lines reach its stdout in batches (LineBatcher: after 10 ms, or 16 KiB), then through the pipe: waited for.
+      await vi.waitFor(() => expect(second!.out()).toContain('"msg":"step"'));
       const session = await openSession(s.dir, { cwd: s.dir, env: { ...process.env, ...s.env } });
       const live = await session.record.listVms('ops').finally(() => session.close());
       expect(live.map((v) => v.state)).toEqual(Array(8).fill('Running'));

@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { proposedVmId } from '../model/vm-id.ts';
 import type { PlanDocument } from '../plan/types.ts';
 import { openRecord } from '../record/index.ts';
@@ -193,8 +193,9 @@ describe('the plan routes and the gate over HTTP', () => {
   it('keeps its key to itself: not in an answer, a log line or the record', async () => {
     const key = authoritySealKey(SECRET, 'gate');
     expect(JSON.stringify(key)).not.toContain(key.secret.toString('hex'));
+    // Log lines reach the stream in batches (engine/observability/logs.ts LineBatcher: after 10 ms, or 16 KiB): wait for the line.
+    await vi.waitFor(() => expect(logs.join('')).toContain('plan registered'));
     const text = logs.join('');
-    expect(text).toContain('plan registered');
     for (const s of [SECRET, key.secret.toString('hex'), key.secret.toString('base64'), key.secret.toString('base64url')]) expect(text).not.toContain(s);
     const row = await record.sealedPlan('gate', 'p-one');
     for (const s of [key.secret.toString('hex'), key.secret.toString('base64url')]) expect(JSON.stringify(row)).not.toContain(s);

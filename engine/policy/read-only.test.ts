@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { inspect } from 'node:util';
 import { seededRandom, type SeededRandom } from '../model/seeded-random.ts';
 import type { Change, PlanDocument } from '../model/index.ts';
 import { deepFreeze as freezeLikeTheLoader, readonlyMap } from '../spec/fleet.ts';
@@ -253,5 +254,129 @@ describe('readOnlyViewer', () => {
     const v = view({ d }).d;
     expect(() => ((v as unknown as Record<string, unknown>).x = 1)).toThrow(TypeError);
     expect(d.getTime()).toBe(0);
+  });
+});
+
+/**
+ * A Proxy must report a property its target holds non-configurable and
+ * non-writable with the very value held (the Proxy invariant). A view that
+ * was a Proxy of the object read threw a TypeError at such a read instead of
+ * handing a view (a property of Object.defineProperty's defaults, an array
+ * element defined so), handed the writable original through
+ * Object.getOwnPropertyDescriptor, and took for read-only all the way down a
+ * frozen object whose non-enumerable or symbol-keyed property held a
+ * writable object (handed as it was). These cases read every property of
+ * each input through a view, then try every write at every object reached.
+ */
+describe('readOnlyViewer over properties of every attribute', () => {
+  const S = Symbol('s');
+  const T = Symbol('t');
+
+  /** What a reader sees of `v`: for each own key (symbols too), whether enumerable and the value read; an array's length. Getters are called. */
+  function deepRead(v: unknown, depth = 0): unknown {
+    if (v === null || typeof v !== 'object') return v;
+    if (depth > 10) throw new Error('too deep: a cycle?');
+    return {
+      array: Array.isArray(v),
+      proto: Object.getPrototypeOf(v) === null ? 'null' : Array.isArray(v) ? 'array' : 'object',
+      props: Reflect.ownKeys(v).map((k) => {
+        const d = Object.getOwnPropertyDescriptor(v, k)!;
+        return [String(k), d.enumerable, deepRead((v as Record<PropertyKey, unknown>)[k], depth + 1)];
+      }),
+    };
+  }
+
+  /** Every object reached from a view by reading (properties, descriptor values, getters), each once. */
+  function reachedThrough(root: object): object[] {
+    const out: object[] = [];
+    const walk = (v: unknown): void => {
+      if (v === null || typeof v !== 'object' || out.includes(v)) return;
+      out.push(v);
+      for (const k of Reflect.ownKeys(v)) {
+        const d = Object.getOwnPropertyDescriptor(v, k)!;
+        const read = (v as Record<PropertyKey, unknown>)[k];
+        // What the descriptor holds is what `get` hands: one view.
+        if ('value' in d) expect(d.value).toBe(read);
+        walk(read);
+      }
+    };
+    walk(root);
+    return out;
+  }
+
+  const defined = (o: object, k: PropertyKey, d: PropertyDescriptor): object => Object.defineProperty(o, k, d);
+  const CASES: [string, () => object][] = [
+    ['a frozen object holding an object', () => Object.freeze({ a: { b: 1 } })],
+    ['a frozen array of objects', () => Object.freeze([{ b: 1 }, { b: 2 }])],
+    ['frozen in frozen in frozen, an object at the bottom', () => Object.freeze({ a: Object.freeze([Object.freeze({ b: { c: 1 } })]) })],
+    ['a frozen null-prototype object', () => Object.freeze(Object.assign(Object.create(null) as object, { a: { b: 1 } }))],
+    ['Object.defineProperty with its defaults (not configurable, not writable)', () => defined({ a: 1 }, 'k', { value: { x: 1 }, enumerable: true })],
+    ['not configurable, writable', () => defined({}, 'k', { value: { x: 1 }, writable: true, enumerable: true })],
+    ['an array element not configurable, not writable', () => defined([{ x: 0 }, { x: 1 }], 1, { value: { x: 1 }, enumerable: true, writable: false, configurable: false })],
+    ['a sealed object', () => Object.seal({ a: { b: 1 } })],
+    ['an array not extensible', () => Object.preventExtensions([{ b: 1 }])],
+    ['a frozen array with a named property', () => Object.freeze(Object.assign([{ b: 1 }], { index: 0, groups: { g: { x: 1 } } }))],
+    ['a frozen object, a non-enumerable property holding an object', () => Object.freeze(defined({ a: 1 }, 'hidden', { value: { x: 1 } }))],
+    ['a frozen object, a symbol-keyed property holding an object', () => Object.freeze({ a: 1, [S]: { x: 1 } })],
+    ['a getter not configurable, handing an object', () => defined({}, 'g', { get: () => ({ x: 1 }), enumerable: true })],
+    ['a frozen getter handing one object', () => {
+      const held = { x: 1 };
+      return Object.freeze(defined({}, 'g', { get: () => held, enumerable: true }));
+    }],
+  ];
+
+  /** A generated tree: objects and arrays, properties of every attribute and key kind, each node frozen, sealed, not extensible or none. */
+  function generated(rnd: SeededRandom, depth = 0): object {
+    const array = rnd.chance(0.4);
+    const o: object = array ? [] : rnd.chance(0.15) ? (Object.create(null) as object) : {};
+    const n = rnd.int(4);
+    for (let i = 0; i < n; i++) {
+      const key: PropertyKey = array && rnd.chance(0.7) ? i : rnd.pick(['a', 'b', 'c', 'length2', S, T]);
+      if (Reflect.getOwnPropertyDescriptor(o, key)) continue;
+      const value: unknown = depth < 3 && rnd.chance(0.6) ? generated(rnd, depth + 1) : rnd.pick([1, 'x', null, true]);
+      if (rnd.chance(0.1)) defined(o, key, { get: () => value, enumerable: rnd.chance(0.5), configurable: rnd.chance(0.5) });
+      else defined(o, key, { value, enumerable: rnd.chance(0.7), writable: rnd.chance(0.5), configurable: rnd.chance(0.5) });
+    }
+    rnd.pick([Object.freeze, Object.seal, Object.preventExtensions, (x: object) => x, (x: object) => x])(o);
+    return o;
+  }
+
+  const GENERATED: [string, () => object][] = Array.from({ length: 200 }, (_, i) => [`generated, seed ${i + 1}`, () => generated(seededRandom(i + 1))]);
+
+  it.each([...CASES, ...GENERATED])('%s: read as it is, every write refused, nothing changed', (_name, make) => {
+    const original = make();
+    const before = deepRead(original);
+    const view = readOnlyViewer();
+    const v = view(original);
+    expect(deepRead(v)).toEqual(before);
+    expect(Array.isArray(v)).toBe(Array.isArray(original));
+    expect(Object.getPrototypeOf(v)).toBe(Object.getPrototypeOf(original));
+    expect(Reflect.ownKeys(v)).toEqual(Reflect.ownKeys(original));
+    for (const k of Reflect.ownKeys(original)) expect(k in v).toBe(true);
+    expect('absent' in v).toBe('absent' in original);
+    const reached = reachedThrough(v);
+    const missed: string[] = [];
+    for (const [i, o] of reached.entries()) {
+      // What is read-only all the way down is handed as it is: frozen, its writes refused by JavaScript itself.
+      if (Object.isFrozen(o)) continue;
+      for (const [write, run] of writesTo(o)) {
+        try {
+          run();
+          missed.push(`object ${i}: ${write}`);
+        } catch (err) {
+          if (!(err instanceof TypeError)) missed.push(`object ${i}: ${write} threw ${String(err)}`);
+          // What a check that wrote is told: the property, and how to change a copy instead.
+          else if (!/read-only|read only/.test(err.message)) missed.push(`object ${i}: ${write} threw ${err.message}`);
+        }
+      }
+    }
+    expect(missed).toEqual([]);
+    expect(deepRead(original)).toEqual(before);
+    expect(deepRead(v)).toEqual(before);
+  });
+
+  it('console.log of a view shows what it holds', () => {
+    const view = readOnlyViewer();
+    expect(inspect(view({ a: { b: [1, 2] } }), { depth: 5 }).replace(/\s+/g, ' ')).toBe('{ [Symbol(read-only view of)]: { a: { b: [ 1, 2 ] } } }');
   });
 });

@@ -89,7 +89,14 @@ function deeplyReadOnly(v: object, visiting: Set<object>): boolean {
   else if (proto === READ_ONLY_SET) Set.prototype.forEach.call(v, (x: unknown) => (ok &&= inner(x)));
   // A Date, a class instance, a Map frozen but not read-only: state Object.freeze does not reach.
   else if (!(Array.isArray(v) ? proto === Array.prototype : proto === Object.prototype || proto === null)) ok = false;
-  else for (const x of Object.values(v)) if (!(ok &&= inner(x))) break;
+  else {
+    // Every own property, not Object.values' enumerable string keys: a non-enumerable or symbol-keyed
+    // property holding something writable is read as well. A getter proves nothing (it may hand out anything).
+    for (const k of Reflect.ownKeys(v)) {
+      const d = Reflect.getOwnPropertyDescriptor(v, k);
+      if (!(ok &&= d !== undefined && 'value' in d && inner(d.value))) break;
+    }
+  }
   visiting.delete(v);
   // Only what was proven outright is remembered: below a cycle, `true` assumed the object being walked.
   if (ok && visiting.size === 0) DEEP_READ_ONLY.add(v);
@@ -114,7 +121,8 @@ function refused(what: string, key?: PropertyKey): never {
  * | ------------------------------------- | ------------------------------------------------------------ |
  * | a primitive, a function               | itself                                                       |
  * | anything read-only all the way down   | itself (a loader's frozen stack, a record row's shared size) |
- * | a plain object or array               | a Proxy of it whose writes throw and whose reads are views   |
+ * | a plain object or array               | a Proxy (of a stand-in holding it) whose writes throw and    |
+ * |                                       | whose reads are views                                        |
  * | a Map or Set                          | a read-only copy (./deepFreeze's prototype) of views         |
  * | anything else (a Date, a class)       | a frozen structured clone, as the rules were handed before   |
  *
@@ -122,25 +130,44 @@ function refused(what: string, key?: PropertyKey): never {
  * prototype set, Object.freeze, seal or preventExtensions (it is read-only
  * already, but not frozen: Object.isFrozen says false), array methods that
  * write (push, sort, `length = 0`). Its property descriptors say
- * `writable: false` and hold views. A frozen object holding something
- * writable is viewed through a Proxy of an unfrozen shallow copy of it (a
- * Proxy may not report another value for a frozen property than the one it
- * holds). What a view cannot give: `structuredClone` of it throws
- * (DataCloneError; copy with `{ ...o }` or JSON). A check that calls
+ * `writable: false, configurable: true` and hold views (`get` and the
+ * descriptor's `value` are the same view), but an array's `length`, which
+ * says `writable: true, configurable: false` (a Proxy of an array may not
+ * report it otherwise), and is refused all the same.
+ *
+ * The Proxy's target is not the object read but an empty stand-in of its
+ * kind (a `[]` for an array, so Array.isArray and JSON.stringify see an
+ * array; an object of its prototype otherwise) holding it under a symbol
+ * no trap reports; every trap reads the object itself. A Proxy must report
+ * a property that its target holds non-configurable and non-writable with
+ * the very value held, and no other descriptor: a Proxy of the object read
+ * could not hand a view of an object held so (a frozen object or array, an
+ * `Object.defineProperty` with its defaults) and threw a TypeError at the
+ * read (the Proxy invariant), or handed the writable original through
+ * Object.getOwnPropertyDescriptor. The stand-in holds nothing of the sort,
+ * so every property of every object, frozen or not, reads as a view, and
+ * nothing is copied.
+ *
+ * What a view cannot give: `structuredClone` of it throws (DataCloneError;
+ * copy with `{ ...o }` or JSON). A check that calls
  * `Map.prototype.set.call(m, …)` on purpose writes to the copy, which the
  * rules after it in the same evaluation share, never to the original.
  */
 export function readOnlyViewer(): <T>(v: T) => T {
   // A Map, not a WeakMap: it lives as long as one evaluation, and a WeakMap's set costs several times a Map's.
   const views = new Map<object, unknown>();
-  const handler: ProxyHandler<object> = {
-    get: (t, k) => view((t as Record<PropertyKey, unknown>)[k]),
+  const handler: ProxyHandler<Stand> = {
+    get: (t, k) => view(Reflect.get(t[HELD], k)),
+    has: (t, k) => Reflect.has(t[HELD], k),
+    ownKeys: (t) => Reflect.ownKeys(t[HELD]),
     getOwnPropertyDescriptor(t, k) {
-      const d = Reflect.getOwnPropertyDescriptor(t, k);
-      // Only an array's `length` is not configurable here (a copy is made of what is frozen): a number.
-      if (d === undefined || !d.configurable) return d;
+      const held = t[HELD];
+      const d = Reflect.getOwnPropertyDescriptor(held, k);
+      if (d === undefined) return undefined;
+      // An array's length: the stand-in's own is not configurable, and writable (see above). A number.
+      if (k === 'length' && Array.isArray(held)) return { value: d.value as unknown, writable: true, enumerable: false, configurable: false };
       if ('value' in d) return { value: view(d.value), writable: false, enumerable: d.enumerable, configurable: true };
-      return { get: () => view(Reflect.get(t, k)), set: undefined, enumerable: d.enumerable, configurable: true };
+      return { get: () => view(Reflect.get(held, k)), set: undefined, enumerable: d.enumerable, configurable: true };
     },
     set: (_t, k) => refused('Cannot assign to read only property', k),
     deleteProperty: (_t, k) => refused('Cannot delete property', k),
@@ -163,7 +190,7 @@ export function readOnlyViewer(): <T>(v: T) => T {
       return Object.freeze(Object.setPrototypeOf(s, READ_ONLY_SET) as object);
     }
     if (Array.isArray(v) ? proto === Array.prototype : proto === Object.prototype || proto === null) {
-      return new Proxy(Object.isExtensible(v) ? v : unfrozenCopy(v, proto as object | null), handler);
+      return new Proxy(standIn(v, proto as object | null), handler);
     }
     return deepFreeze(structuredClone(v));
   };
@@ -180,14 +207,26 @@ export function readOnlyViewer(): <T>(v: T) => T {
   return view;
 }
 
-/** A plain copy of a frozen (sealed, non-extensible) object or array, its properties configurable: what a Proxy of it may report as it likes. */
-function unfrozenCopy(v: object, proto: object | null): object {
-  if (Array.isArray(v)) return Array.prototype.slice.call(v);
-  const ds: Record<PropertyKey, PropertyDescriptor> = Object.getOwnPropertyDescriptors(v);
-  for (const k of Reflect.ownKeys(ds)) {
-    const d = ds[k];
-    d.configurable = true;
-    if ('value' in d) d.writable = true;
+/**
+ * Where a stand-in holds the object it stands for: a symbol of this module, which no trap reports. console.log and
+ * util.inspect show a Proxy's target, not what its traps report: a view shows as
+ * `{ [Symbol(read-only view of)]: { …what it holds… } }`. (A custom inspect on each stand-in cost ~10% more per view.)
+ */
+const HELD: unique symbol = Symbol('read-only view of');
+
+/** The target of a view's Proxy: an empty object or array holding the object viewed (readOnlyViewer). */
+interface Stand {
+  [HELD]: object;
+}
+
+function standIn(v: object, proto: object | null): Stand {
+  if (Array.isArray(v)) {
+    const a = [] as unknown as Stand;
+    a[HELD] = v;
+    return a;
   }
-  return Object.create(proto, ds) as object;
+  if (proto === Object.prototype) return { [HELD]: v };
+  const o = Object.create(proto) as Stand;
+  o[HELD] = v;
+  return o;
 }

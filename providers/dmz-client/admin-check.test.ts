@@ -8,7 +8,7 @@
 // refused checks are limited per source address (a correct one never
 // counts); an authority out of reach is a 503 that decided nothing.
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { adminCheckProof, randomBase64url } from '../../protocol/index.ts';
 import { listenOnLoopback } from '../../test/helpers/proxy.ts';
 import { FleetError } from '../../engine/diags/index.ts';
@@ -23,10 +23,14 @@ import { ADMIN_CHECK_LIMIT } from './boot-limit.ts';
 const RIGHT = 'the-admin-token-held-by-the-authority';
 const WRONG = 'a-wrong-admin-token-for-this-test';
 
-/** An HTTP proxy to `upstream` that, while `down`, cuts every request's connection (the authority out of reach); it keeps every body that crossed it. */
-async function cuttableProxy(upstream: string): Promise<{ url: string; down: boolean; wire: string[]; close(): Promise<void> }> {
+/**
+ * An HTTP proxy to `upstream` that, while `down`, cuts every request's connection (the authority out of reach); it
+ * keeps every body that crossed it. While `holding`, a request to /v1/admin-check waits in `held` (on its way: the DMZ
+ * client sent it, the authority has not seen it) until its function there is called.
+ */
+async function cuttableProxy(upstream: string): Promise<{ url: string; down: boolean; holding: boolean; held: (() => void)[]; wire: string[]; close(): Promise<void> }> {
   const agent = new http.Agent({ keepAlive: true });
-  const state = { down: false, wire: [] as string[] };
+  const state = { down: false, holding: false, held: [] as (() => void)[], wire: [] as string[] };
   const server = http.createServer((req, res) => {
     if (state.down) {
       req.socket.destroy();
@@ -35,6 +39,10 @@ async function cuttableProxy(upstream: string): Promise<{ url: string; down: boo
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (state.holding && req.url === '/v1/admin-check') state.held.push(() => forward());
+      else forward();
+    });
+    const forward = () => {
       const body = Buffer.concat(chunks);
       state.wire.push(body.toString());
       const target = new URL(req.url ?? '/', upstream);
@@ -49,7 +57,7 @@ async function cuttableProxy(upstream: string): Promise<{ url: string; down: boo
       });
       up.on('error', () => res.destroy());
       up.end(body);
-    });
+    };
   });
   const listening = await listenOnLoopback(server, agent);
   return Object.assign(state, listening);
@@ -115,9 +123,12 @@ describe("the DMZ client's POST /v1/admin-check", () => {
     // What went between the DMZ client and the authority: the CLI's body unchanged, never a token.
     expect(proxy.wire.join('\n')).not.toContain(RIGHT);
     expect(proxy.wire.join('\n')).not.toContain(WRONG);
+    // Log lines reach the stream in batches (engine/observability/logs.ts LineBatcher: after 10 ms, or 16 KiB): wait for the lines.
+    await vi.waitFor(() => {
+      expect(logs.join('')).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"ok"[^\n]*"admin check"/);
+      expect(logs.join('')).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"refused"[^\n]*"admin check"/);
+    });
     const logged = logs.join('');
-    expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"ok"[^\n]*"admin check"/);
-    expect(logged).toMatch(/"dataCenter":"miami"[^\n]*"outcome":"refused"[^\n]*"admin check"/);
     for (const secret of [RIGHT, WRONG, ...sent.flatMap((b) => Object.values(JSON.parse(b) as Record<string, string>))]) expect(logged).not.toContain(secret);
   });
 
@@ -251,5 +262,90 @@ describe("the DMZ client's POST /v1/admin-check behind its authority's limit per
     authorityNow += windowMs;
     expect((await post(check(RIGHT))).status).toBe(200);
     expect(askedAuthority() - asked).toBe(2);
+  });
+});
+
+// Checks already on their way to the authority when its first 429 reaches the DMZ client cannot be called back: the
+// authority answers each as it finds its limit then, and the DMZ client passes each answer on. Every 429 among them
+// says the same (code, the authority's message) with the authority's Retry-After, and the checks answered from the
+// hold meanwhile say the wait left on the same window (never less than the authority's); none is a 502; nothing more
+// goes to the authority until the wait has passed. Real services, the proxy holding the checks on their way.
+describe("the DMZ client's POST /v1/admin-check: checks on their way when its authority's first 429 comes back", () => {
+  let world: TestWorld;
+  let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
+  let dmzNow = Date.parse('2026-01-01T00:00:00Z');
+  let authorityNow = Date.parse('2026-01-01T00:00:00Z');
+  const check = (adminToken: string) => {
+    const nonce = randomBase64url(24);
+    return { nonce, proof: adminCheckProof(adminToken, world.stack, nonce) };
+  };
+  const post = (body: unknown) =>
+    postJson(sendTarget(new URL(`${world.dc('miami').dmz.url}/v1/admin-check`)), body, 10_000, { authorization: `Bearer ${world.dc('miami').clientToken}` });
+  const askedAuthority = () => proxy.wire.length / 2;
+  const error = (text: string) => (JSON.parse(text) as { error: { code: string; message: string } }).error;
+
+  beforeAll(async () => {
+    world = await startTestWorld({
+      dataCenters: ['miami'],
+      adminTokens: [RIGHT],
+      dmz: { bootLimitClock: () => dmzNow },
+      authorityAdminCheckClock: () => authorityNow,
+      via: async (u) => (proxy = await cuttableProxy(u)).url,
+    });
+  });
+  afterAll(async () => {
+    await world?.close();
+    await proxy?.close();
+  });
+
+  it('each is answered the authority\'s 429 with its Retry-After, as the held checks are; nothing else reaches the authority', async () => {
+    const { denials, windowMs } = AUTHORITY_ADMIN_CHECK_LIMIT;
+    // One refusal short of the authority's budget for miami (the DMZ client's own window moved on as fresh callers would).
+    for (let i = 0; i < denials - 1; i++) {
+      if (i % ADMIN_CHECK_LIMIT.denials === 0) dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
+      expect((await post(check(WRONG))).status, `wrong proof ${i + 1}`).toBe(403);
+    }
+    dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
+    proxy.holding = true;
+    const asked = askedAuthority();
+    // Four checks on their way at once: the last refusal of the budget, then three right ones.
+    const wrong = post(check(WRONG));
+    await vi.waitFor(() => expect(proxy.held.length).toBe(1));
+    const right = [post(check(RIGHT)), post(check(RIGHT)), post(check(RIGHT))];
+    await vi.waitFor(() => expect(proxy.held.length).toBe(4));
+    const [first, ...others] = proxy.held.splice(0);
+    first();
+    expect((await wrong).status).toBe(403);
+    others[0]();
+    const limited = await Promise.race(right);
+    expect(limited.status).toBe(429);
+    expect(Number(limited.retryAfter)).toBe(windowMs / 1000);
+    const said = error(limited.text);
+    expect(said.code).toBe('admin-check-rate-limited');
+    expect(said.message).toMatch(/^its authority says: admin-token checks of data center miami are refused until 2026-01-01T00:01:00\.000Z/);
+    // A check that comes now is answered from the hold, the same.
+    const heldNow = await post(check(RIGHT));
+    expect([heldNow.status, error(heldNow.text), heldNow.retryAfter]).toEqual([429, said, String(windowMs / 1000)]);
+    // Two seconds on, the authority answers the two still on their way: its 429, its Retry-After, the same words.
+    dmzNow += 2_000;
+    authorityNow += 2_000;
+    others[1]();
+    others[2]();
+    const answers = (await Promise.all(right)).filter((res) => res !== limited);
+    expect(answers).toHaveLength(2);
+    for (const [i, res] of answers.entries()) {
+      expect([res.status, error(res.text), res.retryAfter], `check on its way ${i + 2}`).toEqual([429, said, String(windowMs / 1000 - 2)]);
+    }
+    const heldLater = await post(check(RIGHT));
+    expect([heldLater.status, error(heldLater.text), heldLater.retryAfter]).toEqual([429, said, String(windowMs / 1000 - 2)]);
+    // Only the four on their way reached the authority.
+    expect(askedAuthority() - asked).toBe(4);
+    expect(proxy.held).toEqual([]);
+    proxy.holding = false;
+    // Once the wait has passed, the next check goes to the authority, whose window is over: ok.
+    dmzNow += windowMs;
+    authorityNow += windowMs;
+    expect((await post(check(RIGHT))).status).toBe(200);
+    expect(askedAuthority() - asked).toBe(5);
   });
 });

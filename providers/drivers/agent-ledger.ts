@@ -46,6 +46,14 @@ export interface AgentLedgerEntry {
    * report of this boot is of that run only; another launchTime is a start since (the cloud's console).
    */
   launch?: string;
+  /**
+   * aws: when this client last heard this boot's agent start over (ISO, its clock): a `booting` report with the
+   * boot's token after its `ready`. The instance rebooted (RebootInstances, or inside the guest), which leaves
+   * launchTime as it was: the ready report is of the run before, and the VM's latest start (CloudVm.startedAt) is
+   * this, not launchTime, while the boot's launch is still EC2's (a start since sets another). The report itself is refused as before (the agent then asks the boot
+   * endpoint with that used token, is denied and powers the instance off).
+   */
+  rerun?: string;
 }
 
 /**

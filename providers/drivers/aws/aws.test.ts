@@ -276,6 +276,45 @@ describe('aws driver', () => {
     expect([ready.startedAt, seen.startedAt]).toEqual([launched, i.launchTime]);
   });
 
+  it('an instance rebooted since its agent\'s ready report (launchTime as it was) reads agent unknown and started at the reboot, once its agent starts over', async () => {
+    // RebootInstances, or a reboot inside the guest, keeps launchTime, so the ready report still read as of the current
+    // run until the instance stopped: `fleet state rm` + `fleet import` in that time recorded Running (evidence
+    // agent-ready, or authorized: an approval after launchTime) a VM whose disk is locked again. EC2 shows nothing
+    // until the agent runs again with the boot's token, used already; its first report says so.
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-before' });
+    const report = (state: 'booting' | 'ready' | 'failed', bootToken = 'tok-before') => driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken, state });
+    expect(report('booting')).toBe(true);
+    expect(report('ready')).toBe(true);
+    const ready = await driver.awaitReady(creds(), ref, { timeoutMs: 5_000 });
+    expect([ready.observedState, ready.agent]).toEqual(['Running', 'ready']);
+    const launched = ec2.instances.get(vm.cloudId)!.launchTime;
+    expect(ready.startedAt).toBe(launched);
+    // Reports that are not a run starting over change nothing: another token's, and this boot's ready again.
+    expect(report('booting', 'tok-other')).toBe(false);
+    expect(report('ready')).toBe(false);
+    expect([(await driver.get(read(), ref))?.agent, (await driver.get(read(), ref))?.startedAt]).toEqual(['ready', launched]);
+    // The reboot: EC2 still reads the instance running since the same launchTime. Its agent reports booting with the
+    // used token: refused as before, and the run it reported ready for is over.
+    const before = Date.now();
+    expect(report('booting')).toBe(false);
+    const after = Date.now();
+    const i = ec2.instances.get(vm.cloudId)!;
+    expect([i.state, i.launchTime]).toEqual(['running', launched]);
+    const seen = await expectRunningUnconfirmed(driver, read(), ref);
+    // The moment the report came, by this client's clock (EC2's launchTime may be a second ahead of it, as the fake's is).
+    expect(Date.parse(seen.startedAt!)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(seen.startedAt!)).toBeLessThanOrEqual(after);
+    expect((await driver.list(read())).find((v) => v.cloudId === vm.cloudId)).toMatchObject({ agent: 'unknown', startedAt: seen.startedAt });
+    const { lifecycle } = await defaultPack();
+    expect(importedState(lifecycle, seen.observedState, 'none')).toEqual({ state: 'BootFailed' });
+    // Started again from EC2's console after that: its launchTime, later, is the latest start.
+    i.launchTime = new Date(Date.parse(seen.startedAt!) + 60_000).toISOString().replace(/\.\d{3}Z$/, '.000Z');
+    expect(await driver.get(read(), ref)).toMatchObject({ agent: 'unknown', startedAt: i.launchTime });
+  });
+
   // EC2 may accept StartInstances and then put the instance back to stopped with a stateReason saying why
   // (Server.InsufficientInstanceCapacity when the zone has no room for it after all; someone stopping it). Only a
   // guest powering itself off (Client.InstanceInitiatedShutdown: the agent after a denied boot) is a denied boot;

@@ -371,14 +371,19 @@ export class AwsDriver implements Driver {
     const tags = tagMap(inst.Tags);
     const id = inst.InstanceId ?? '';
     const state = stateOf(inst) ?? 'terminated';
-    const startedAt = inst.LaunchTime?.toISOString();
+    const launched = inst.LaunchTime?.toISOString();
     let a = this.agents.get(id);
     // The first read that shows a boot's instance up names the run it started (its launchTime): the boot's report is of
     // that run only. A stale read (EC2's lag behind StartInstances) shows it stopped, as boot() left it.
-    if (a?.state === 'booting' && a.launch === undefined && startedAt !== undefined && (state === 'pending' || state === 'running')) {
-      a = { ...a, launch: startedAt };
+    if (a?.state === 'booting' && a.launch === undefined && launched !== undefined && (state === 'pending' || state === 'running')) {
+      a = { ...a, launch: launched };
       this.agents.set(id, a);
     }
+    // The VM's latest start: its launchTime, or a reboot its agent told of since (agentStatus: EC2 keeps launchTime). A
+    // reboot is of the current launch when the boot's launch is still EC2's (not by the clocks: this client's and EC2's
+    // may be seconds apart); in an older ledger, without a launch, when it came after the launchTime.
+    const rebooted = a?.rerun !== undefined && (a.launch !== undefined ? a.launch === launched : launched === undefined || Date.parse(a.rerun) >= Date.parse(launched));
+    const startedAt = rebooted ? a?.rerun : launched;
     // A ready report of an earlier run (the instance was started again since, from EC2's console) says nothing of this one.
     const known = a && !(a.state === 'ready' && !isCurrentReport(a, startedAt)) ? a : undefined;
     const mapped = mapEc2State(state, known ? (known.state === 'stopping' ? 'none' : known.state) : state === 'running' ? 'unknown' : 'none');
@@ -587,7 +592,16 @@ export class AwsDriver implements Driver {
 
   agentStatus(report: AgentReport): boolean {
     const a = this.agents.get(report.cloudId);
-    if (!a || a.tokenHash !== sha256(report.bootToken) || a.state !== 'booting') return false;
+    if (!a || a.tokenHash !== sha256(report.bootToken)) return false;
+    // This boot's agent starting over after its ready report: the instance rebooted (RebootInstances, or inside the
+    // guest), which EC2 does not show (launchTime stays). Noted, so that the ready report no longer reads as of the
+    // current run (view: startedAt), and refused as before. The agent reports in order, each report answered before
+    // the next (agent.sh), so a booting report after ready is of a run after it.
+    if (a.state === 'ready' && report.state === 'booting') {
+      this.agents.set(report.cloudId, { ...a, rerun: new Date().toISOString() });
+      return false;
+    }
+    if (a.state !== 'booting') return false;
     this.agents.set(report.cloudId, {
       ...a,
       state: report.state,
