@@ -7,6 +7,7 @@ import { diag, fail, FleetError } from '../diags/index.ts';
 import { makePrivate } from '../durability/index.ts';
 import { lockDataDir, recordBusyTimeoutMs, tryLockDataDir } from './dirlock.ts';
 import { fillFromTemplate } from './pglite-template.ts';
+import { pgliteWasm } from './pglite-wasm.ts';
 import { dirFault, openFault, writeFault } from './storage.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 
@@ -44,7 +45,7 @@ export async function openPglite(dir: string | undefined, opts: OpenPgliteOption
   try {
     // A new record is a copy of the template cluster when there is one (pglite-template.ts), not an initdb here.
     if (dir !== undefined && !existsSync(join(dir, 'PG_VERSION'))) await fillFromTemplate(dir);
-    db = await PGlite.create(dir, { startParams: START_PARAMS });
+    db = await PGlite.create(dir, await createOptions());
     // The record holds every VM's history, the boot token hashes and the
     // plan-seal key: only its owner may read it. PGlite writes its data
     // directory's template world-readable (0666 files, 0755 folders); files
@@ -70,6 +71,12 @@ export async function openPglite(dir: string | undefined, opts: OpenPgliteOption
  * and a scan of a big table goes through a small ring of buffers either way.
  */
 const START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=32MB'];
+
+/** PGlite.create's options: the start parameters, and PGlite's WebAssembly as compiled ahead (pglite-wasm.ts) when it was. */
+async function createOptions(): Promise<{ startParams: string[]; pgliteWasmModule?: WebAssembly.Module }> {
+  const module = await pgliteWasm();
+  return { startParams: START_PARAMS, ...(module ? { pgliteWasmModule: module } : {}) };
+}
 
 /** Tries of a snapshot before a reader gives up (a checkpoint recycled the WAL it needed while it copied). */
 const SNAPSHOT_TRIES = 3;
@@ -98,7 +105,7 @@ async function openSnapshot(dir: string, holder: string): Promise<SqlAdapter> {
         if (!skip.has(entry)) await cp(join(dir, entry), join(copy, entry), { recursive: true });
       }
       await cp(join(dir, 'pg_wal'), join(copy, 'pg_wal'), { recursive: true });
-      const db = await PGlite.create(copy, { startParams: START_PARAMS });
+      const db = await PGlite.create(copy, await createOptions());
       await db.query('SELECT 1');
       return new PgliteAdapter(db, drop, { snapshotOf: dir });
     } catch (err) {

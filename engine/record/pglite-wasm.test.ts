@@ -1,0 +1,42 @@
+// PGlite's WebAssembly compiled ahead (pglite-wasm.ts): one compile per
+// process, started by prepareRecord, and a record opened with it works as
+// one opened without.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openRecord, prepareRecord } from './open.ts';
+import { pgliteWasm } from './pglite-wasm.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'fleet-pglite-wasm-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('pgliteWasm', () => {
+  it("is PGlite's module, compiled once per process", async () => {
+    const first = pgliteWasm();
+    expect(pgliteWasm()).toBe(first);
+    const module = await first;
+    expect(module).toBeInstanceOf(WebAssembly.Module);
+    // The entry points PGlite calls: its own pglite.wasm, not some other file.
+    expect(WebAssembly.Module.exports(module!).map((e) => e.name)).toEqual(expect.arrayContaining(['PostgresMainLoopOnce', 'pgl_setPGliteActive']));
+  });
+
+  it('a PGlite record prepared for, then opened, is a working record (and again, sharing the module)', async () => {
+    const url = `pglite://${join(root, 'record')}`;
+    prepareRecord(url);
+    for (let i = 0; i < 2; i++) {
+      const record = await openRecord(url);
+      try {
+        expect(await record.listFleets('s')).toEqual([]);
+        expect((await record.stackIdentity('s', { create: true }))?.stackId).toMatch(/^stk-/);
+      } finally {
+        await record.close();
+      }
+    }
+  });
+
+  it('prepareRecord leaves a PostgreSQL URL, or one that is not a record URL, alone', () => {
+    expect(() => prepareRecord('postgres://nobody@127.0.0.1:1/none')).not.toThrow();
+    expect(() => prepareRecord('not a url')).not.toThrow();
+  });
+});
