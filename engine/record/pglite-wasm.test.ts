@@ -1,6 +1,7 @@
 // PGlite's WebAssembly compiled ahead (pglite-wasm.ts): one compile per
 // process, started by prepareRecord, and a record opened with it works as
-// one opened without.
+// one opened without. And the buffer pool a PGlite record opens with
+// (pglite.ts): 8 MB for a reader, 32 MB for a writer.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,5 +39,24 @@ describe('pgliteWasm', () => {
   it('prepareRecord leaves a PostgreSQL URL, or one that is not a record URL, alone', () => {
     expect(() => prepareRecord('postgres://nobody@127.0.0.1:1/none')).not.toThrow();
     expect(() => prepareRecord('not a url')).not.toThrow();
+  });
+});
+
+describe('PGlite buffer pool', () => {
+  const sharedBuffers = async (url: string, readOnly: boolean): Promise<string> => {
+    const record = await openRecord(url, { readOnly });
+    try {
+      return (await record.sql.query<{ shared_buffers: string }>('SHOW shared_buffers'))[0].shared_buffers;
+    } finally {
+      await record.close();
+    }
+  };
+
+  it('is 8 MB for a reader (plan, state, history) and 32 MB for a writer, of the same record', async () => {
+    const url = `pglite://${join(root, 'pool')}`;
+    // The first open of a folder makes the record (a reader's too: the first plan).
+    expect(await sharedBuffers(url, true)).toBe('8MB');
+    expect(await sharedBuffers(url, false)).toBe('32MB');
+    expect(await sharedBuffers(url, true)).toBe('8MB');
   });
 });
