@@ -3,7 +3,7 @@ import { isAbsolute } from 'node:path';
 import { fail } from '../diags/index.ts';
 import { redactUrl } from '../transport/tokens.ts';
 import { MIGRATIONS, migrate } from './migrations.ts';
-import { pgliteWasm } from './pglite-wasm.ts';
+import { pgliteWasm, readPgliteBundle } from './pglite-wasm.ts';
 import { sqlRecord, type SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 import type { OpenPgliteOptions } from './pglite.ts';
@@ -104,12 +104,16 @@ export function isServerRecord(url: string): boolean {
 /**
  * Starts what opening a record of `url` needs that takes no lock and writes
  * nothing, so it runs while the caller still loads the stack: for a PGlite
- * record, compiling PGlite's WebAssembly (pglite-wasm.ts; on background
- * threads). For a caller that will open the record soon after; harmless when
- * it does not (a malformed URL is left to openRecord to report).
+ * record, compiling PGlite's WebAssembly (on background threads) and reading
+ * its file system bundle (pglite-wasm.ts). For a caller that opens the
+ * record next (the bundle read waits for that open, ~6 MB); harmless when it
+ * does not (a malformed URL is left to openRecord to report).
  */
 export function prepareRecord(url: string): void {
-  if (url.startsWith('pglite://') || url === 'memory://' || url === 'memory:') void pgliteWasm();
+  if (url.startsWith('pglite://') || url === 'memory://' || url === 'memory:') {
+    void pgliteWasm();
+    readPgliteBundle();
+  }
 }
 
 export async function openRecord(url: string, opts: OpenRecordOptions = {}): Promise<SqlRecord> {

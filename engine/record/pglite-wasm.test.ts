@@ -2,12 +2,14 @@
 // process, started by prepareRecord, and a record opened with it works as
 // one opened without. And the buffer pool a PGlite record opens with
 // (pglite.ts): 8 MB for a reader, 32 MB for a writer.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openRecord, prepareRecord } from './open.ts';
-import { pgliteWasm } from './pglite-wasm.ts';
+import { pgliteWasm, readPgliteBundle, takePgliteBundle } from './pglite-wasm.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'fleet-pglite-wasm-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -22,10 +24,29 @@ describe('pgliteWasm', () => {
     expect(WebAssembly.Module.exports(module!).map((e) => e.name)).toEqual(expect.arrayContaining(['PostgresMainLoopOnce', 'pgl_setPGliteActive']));
   });
 
+  // One buffer per PGlite instance: PGlite makes its in-memory files of slices of it.
+  it("reads PGlite's file system bundle ahead for one open: taken once, then read anew", async () => {
+    const size = statSync(join(dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite')), 'pglite.data')).size;
+    expect(takePgliteBundle()).toBeUndefined();
+    readPgliteBundle();
+    readPgliteBundle();
+    const taken = takePgliteBundle();
+    expect(takePgliteBundle()).toBeUndefined();
+    const data = await taken;
+    expect(data).toBeInstanceOf(ArrayBuffer);
+    expect(data!.byteLength).toBe(size);
+    readPgliteBundle();
+    const again = await takePgliteBundle();
+    expect(again).not.toBe(data);
+    expect(again!.byteLength).toBe(size);
+  });
+
   it('a PGlite record prepared for, then opened, is a working record (and again, sharing the module)', async () => {
     const url = `pglite://${join(root, 'record')}`;
     prepareRecord(url);
     for (let i = 0; i < 2; i++) {
+      // The open took the bundle read ahead (the second reads its own, as PGlite does).
+      if (i === 1) expect(takePgliteBundle()).toBeUndefined();
       const record = await openRecord(url);
       try {
         expect(await record.listFleets('s')).toEqual([]);

@@ -7,7 +7,7 @@ import { diag, fail, FleetError } from '../diags/index.ts';
 import { makePrivate } from '../durability/index.ts';
 import { lockDataDir, recordBusyTimeoutMs, tryLockDataDir } from './dirlock.ts';
 import { fillFromTemplate } from './pglite-template.ts';
-import { pgliteWasm } from './pglite-wasm.ts';
+import { pgliteWasm, takePgliteBundle } from './pglite-wasm.ts';
 import { dirFault, openFault, writeFault } from './storage.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 
@@ -80,10 +80,21 @@ export async function openPglite(dir: string | undefined, opts: OpenPgliteOption
 const START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=32MB'];
 const READER_START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=8MB'];
 
-/** PGlite.create's options: the start parameters, and PGlite's WebAssembly as compiled ahead (pglite-wasm.ts) when it was. */
-async function createOptions(reader: boolean): Promise<{ startParams: string[]; pgliteWasmModule?: WebAssembly.Module }> {
-  const module = await pgliteWasm();
-  return { startParams: reader ? READER_START_PARAMS : START_PARAMS, ...(module ? { pgliteWasmModule: module } : {}) };
+/**
+ * PGlite.create's options: the start parameters, and what pglite-wasm.ts
+ * prepared ahead: PGlite's WebAssembly, compiled, and its file system bundle
+ * when one was read for this open. PGlite reads its `fsBundle` by calling
+ * its arrayBuffer() alone, so the buffer read ahead is handed over as is
+ * (a Blob made of it would copy its 6 MB twice).
+ */
+async function createOptions(reader: boolean): Promise<{ startParams: string[]; pgliteWasmModule?: WebAssembly.Module; fsBundle?: Blob }> {
+  const ahead = takePgliteBundle();
+  const [module, data] = await Promise.all([pgliteWasm(), ahead]);
+  return {
+    startParams: reader ? READER_START_PARAMS : START_PARAMS,
+    ...(module ? { pgliteWasmModule: module } : {}),
+    ...(data ? { fsBundle: { arrayBuffer: async () => data } as unknown as Blob } : {}),
+  };
 }
 
 /** Tries of a snapshot before a reader gives up (a checkpoint recycled the WAL it needed while it copied). */
