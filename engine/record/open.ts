@@ -104,15 +104,18 @@ export function isServerRecord(url: string): boolean {
 /**
  * Starts what opening a record of `url` needs that takes no lock and writes
  * nothing, so it runs while the caller still loads the stack: for a PGlite
- * record, compiling PGlite's WebAssembly (on background threads) and reading
- * its file system bundle (pglite-wasm.ts). For a caller that opens the
- * record next (the bundle read waits for that open, ~6 MB); harmless when it
- * does not (a malformed URL is left to openRecord to report).
+ * record, compiling PGlite's WebAssembly (on background threads), reading
+ * its file system bundle (pglite-wasm.ts) and loading its JavaScript. For a
+ * caller that opens the record next (the bundle read waits for that open,
+ * ~6 MB); harmless when it does not (a malformed URL is left to openRecord
+ * to report).
  */
 export function prepareRecord(url: string): void {
   if (url.startsWith('pglite://') || url === 'memory://' || url === 'memory:') {
     void pgliteWasm();
     readPgliteBundle();
+    // PGlite's JavaScript too (the open's own import then finds it loaded); a failure is the open's to report.
+    import('./pglite.ts').catch(() => {});
   }
 }
 
