@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openRecord, prepareRecord } from './open.ts';
-import { pgliteWasm, readPgliteBundle, takePgliteBundle } from './pglite-wasm.ts';
+import { bundleBlob, pgliteWasm, readPgliteBundle, takePgliteBundle } from './pglite-wasm.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'fleet-pglite-wasm-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -39,6 +39,17 @@ describe('pgliteWasm', () => {
     const again = await takePgliteBundle();
     expect(again).not.toBe(data);
     expect(again!.byteLength).toBe(size);
+  });
+
+  // PGlite without a template hands its options (fsBundle too) to the second instance it makes for initdb.
+  it('hands the buffer read ahead to the first arrayBuffer() only; a later call gets one read anew', async () => {
+    readPgliteBundle();
+    const data = (await takePgliteBundle())!;
+    const blob = bundleBlob(data);
+    expect(await blob.arrayBuffer()).toBe(data);
+    const second = await blob.arrayBuffer();
+    expect(second).not.toBe(data);
+    expect(Buffer.from(second).equals(Buffer.from(data))).toBe(true);
   });
 
   it('a PGlite record prepared for, then opened, is a working record (and again, sharing the module)', async () => {

@@ -41,13 +41,36 @@ export function pgliteWasm(): Promise<WebAssembly.Module | undefined> {
 
 let bundle: Promise<ArrayBuffer | undefined> | undefined;
 
-/** Starts reading PGlite's file system bundle for the next open (takePgliteBundle), unless a read is pending already. */
-export function readPgliteBundle(): void {
-  bundle ??= readFile(pgliteFile('pglite.data')).then(
+/** PGlite's file system bundle, read now. */
+function readBundle(): Promise<ArrayBuffer> {
+  return readFile(pgliteFile('pglite.data')).then(
     // The whole ArrayBuffer, as PGlite's own read hands it over (a file this size gets a buffer of its own).
     (b) => (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? (b.buffer as ArrayBuffer) : new Uint8Array(b).buffer),
-    () => undefined,
   );
+}
+
+/** Starts reading PGlite's file system bundle for the next open (takePgliteBundle), unless a read is pending already. */
+export function readPgliteBundle(): void {
+  bundle ??= readBundle().catch(() => undefined);
+}
+
+/**
+ * PGlite.create's `fsBundle` for a bundle read ahead: PGlite reads it by
+ * calling its arrayBuffer() alone, so the buffer is handed over as it is (a
+ * Blob made of it would copy its 6 MB twice). The first call gets `data`;
+ * any later one a buffer read anew: PGlite without a template passes its
+ * options on to the second instance it makes for initdb, which must not
+ * share the first one's buffer.
+ */
+export function bundleBlob(data: ArrayBuffer): Blob {
+  let ahead: ArrayBuffer | undefined = data;
+  return {
+    arrayBuffer: async () => {
+      const taken = ahead;
+      ahead = undefined;
+      return taken ?? readBundle();
+    },
+  } as unknown as Blob;
 }
 
 /**

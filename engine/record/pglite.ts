@@ -7,7 +7,7 @@ import { diag, fail, FleetError } from '../diags/index.ts';
 import { makePrivate } from '../durability/index.ts';
 import { lockDataDir, recordBusyTimeoutMs, tryLockDataDir } from './dirlock.ts';
 import { fillFromTemplate } from './pglite-template.ts';
-import { pgliteWasm, takePgliteBundle } from './pglite-wasm.ts';
+import { bundleBlob, pgliteWasm, takePgliteBundle } from './pglite-wasm.ts';
 import { dirFault, openFault, writeFault } from './storage.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 
@@ -83,9 +83,7 @@ const READER_START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers
 /**
  * PGlite.create's options: the start parameters, and what pglite-wasm.ts
  * prepared ahead: PGlite's WebAssembly, compiled, and its file system bundle
- * when one was read for this open. PGlite reads its `fsBundle` by calling
- * its arrayBuffer() alone, so the buffer read ahead is handed over as is
- * (a Blob made of it would copy its 6 MB twice).
+ * when one was read for this open.
  */
 async function createOptions(reader: boolean): Promise<{ startParams: string[]; pgliteWasmModule?: WebAssembly.Module; fsBundle?: Blob }> {
   const ahead = takePgliteBundle();
@@ -93,7 +91,7 @@ async function createOptions(reader: boolean): Promise<{ startParams: string[]; 
   return {
     startParams: reader ? READER_START_PARAMS : START_PARAMS,
     ...(module ? { pgliteWasmModule: module } : {}),
-    ...(data ? { fsBundle: { arrayBuffer: async () => data } as unknown as Blob } : {}),
+    ...(data ? { fsBundle: bundleBlob(data) } : {}),
   };
 }
 
