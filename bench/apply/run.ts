@@ -206,6 +206,47 @@
 // ms per VM: no gain (GC is 4-9% of a process's samples; the rest is spread
 // over HTTP, JSON, HMAC, the record's driver and our per-step code, none
 // above 2.5% of a DMZ client's or the authority's samples in --cpu-prof).
+//
+// 2026-12-06 18:58-19:38 (issue 20, self-clocked batching; main d80ab6c,
+// Node 20, 10,000 VMs, one run a side interleaved with a base build, load
+// average 7-19 at the starts from other sessions' work, so wall ratios mean
+// little). The DMZ client's calls to the authority held back while K
+// batches are out and sent together when one "returns" (branch
+// perf-batching-selfclock, not merged). Medians, main / self-clocked:
+//
+//   | variant, P       | authority batches/VM | CPU per VM   | ratio       | per member | PostgreSQL |
+//   | ---------------- | -------------------- | ------------ | ----------- | ---------- | ---------- |
+//   | K 1, end, P 10   | 0.71 / 0.625         | 3.18 / 3.24  | 2.22 / 2.44 | 309 / 350  | 10.9 / 12.2 s |
+//   | K 2, end, P 10   | 0.71 / 0.75          | 3.18 / 3.44  | 2.22 / 2.58 | 309 / 356  | 10.9 / 12.9 s |
+//   | K 1, end, P 50   | 0.24 / 0.12          | 2.51 / 2.32  | 13.5 / 13.4 | 1869 / 1934 | 8.4 / 6.0 s |
+//   | K 2, end, P 50   | 0.24 / 0.185         | 2.51 / 2.52  | 13.5 / 9.9  | 1869 / 1366 | 8.4 / 6.9 s |
+//
+// (P 10: 4 runs an arm, load 10.1-13.6 for main, 7.2-11.2 for K 1; P 50: 2
+// runs an arm, load 12-19; "end": a batch returns when every call in it is
+// answered or it failed, a silent one after 1 s at most.) "Returns" at the
+// batch's first answer line instead (K 1 or 2, one run each): 0.72-0.75
+// batches per VM, as main. K 1, end, but a silent batch holding the queue
+// back 20 ms at most (3 pairs at P 10, 2 at P 50, load 11-19): 0.71 / 0.71
+// and 0.26 / 0.225 batches per VM, CPU per VM 3.64 / 4.00 and 3.07 / 2.99:
+// the calls that went together waited longer than that. At P 10 the calls are already batched as tightly
+// as their timing allows: a VM makes ~6 calls (an advance, 4 reports, a
+// boot check) and a data center's 10 places move in step (their cloud calls
+// are timers of the same length), so one batch per burst is ~0.6 per VM;
+// K 1 reaches 0.62, and going lower means holding a burst's calls for the
+// next one, 20 ms later, on the VM's critical path. CPU per VM does not
+// follow these counts: among main's own P 10 runs, one at 0.83 batches per
+// VM and 6,402 journal INSERTs cost 3.17 ms per VM, others at 0.70 and
+// 4,000-4,800 INSERTs 2.97-3.25. What P 10 pays more per VM than P 50 is
+// per burst (10 members' work per wake-up, statement and exchange instead
+// of 50), not per message. At P 50 K 1 halves the authority's batches and
+// saved 0.07-0.32 ms per VM in 2 pairs; it was not landed for that, since
+// at P 10 it adds latency (per member 3 pairs of 4 slower) and saves no CPU.
+// The CLI's journal is already self-clocked (engine/durability GroupCommit:
+// one INSERT at a time, rows added while it runs go in the next): 4,000-6,400
+// INSERTs of 19-30 rows at P 10, fewer as the machine slows. The CLI's
+// batches to the DMZ clients (0.12-0.15 per VM at P 10) carry runs that last
+// a member's whole life, so a batch "returning" at its end would starve the
+// lanes, and at most ~0.1 exchange per VM is left to save there: not tried.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
