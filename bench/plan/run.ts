@@ -95,11 +95,13 @@
 //     298-351 ms; earlier sets: 10 pairs at load 15-17, CPU 660 -> 640 ms;
 //     6 pairs at load 10, CPU 615 -> 560 ms, wall 1,065 -> 920 ms. Under
 //     such load the overlap gains (the compile and reads ahead) mostly go:
-//     no core is free for them. The quiet target (<= 0.5 s; main measured
-//     0.48-0.51 s quiet) is not measured here: the machine was never quiet.
-//     Expected from the profile: ~45 ms of waiting for the compile, ~10 for
-//     the bundle read, ~20 ms of memset and ~8 of makePrivate fewer, about
-//     0.41-0.43 s;
+//     no core is free for them. The least loaded set, 6 pairs at load
+//     2.9-3.2 (19:47): wall 570 -> 545 ms, CPU 555 -> 530 ms, 163 -> 136
+//     MiB; phases load 68 -> 89 ms (PGlite's JavaScript now loads there),
+//     read 320 -> 278 ms. The quiet target (<= 0.5 s; main measured
+//     0.48-0.51 s quiet) is not measured here: the machine was never quiet;
+//     from the figures at load 3, about 0.46-0.47 s quiet, not the 0.42 s
+//     aimed at;
 //   100k, 1% changed, 4 pairs at load 10: CPU 1,325 -> 1,300 ms, peak RSS
 //     193 -> 171 MiB; in bench runs alternating main and branch (load
 //     14-16): CPU 1,520 / 1,960 (main) against 1,430 / 1,460 ms;
