@@ -114,6 +114,28 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     await rm(dir, { recursive: true, force: true });
   });
 
+  /** db (one member) applied: its db/0 Running, EC2 settled; the row and its instance. */
+  const dbRunning = async () => {
+    await spec('db', fleetYaml('db', { count: 1 }));
+    const r = await fleet('apply', '--yes', '--target', 'db');
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const row = (await record()).find((v) => v.address === 'db/0')!;
+    expect(row.state).toBe('Running');
+    await ec2.settled();
+    return { row, i: live()['db/0'] };
+  };
+
+  /** `fleet state rm db/0`, then `fleet import db/0 <its instance>`: imported BootFailed as the same VM; the import's diagnostics. */
+  const importedAfterRm = async (row: { id: string; cloudId?: string | null }) => {
+    let r = await fleet('state', 'rm', 'db/0');
+    expect(r.code, r.stderr).toBe(0);
+    r = await fleet('import', 'db/0', row.cloudId!, '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { imported: { state: string; id: string }; diagnostics: { code: string; detail: string }[] };
+    expect(out.imported).toMatchObject({ state: 'BootFailed', id: row.id });
+    return out.diagnostics.find((d) => d.code === 'apply.import-differs' && d.detail.includes('nothing confirms'))?.detail ?? '';
+  };
+
   /** The next apply of db boots db/0 (imported BootFailed) again into Running, the same VM; then db goes (count 0). */
   const bootAgainThenDelete = async (row: { id: string; cloudId?: string | null }) => {
     let r = await fleet('apply', '--yes', '--target', 'db');
@@ -318,15 +340,9 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     // it running and the DMZ client held the old run's ready report: refresh walked PoweredOff -> … -> Running through
     // boot edges no approved boot made, and fleet import recorded it Running. The report (and the record's approval)
     // is older than the instance's launchTime (ActualVm.startedAt): neither is of this run.
-    await spec('db', fleetYaml('db', { count: 1 }));
-    let r = await fleet('apply', '--yes', '--target', 'db');
-    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    const row = (await record()).find((v) => v.address === 'db/0')!;
-    expect(row.state).toBe('Running');
-    await ec2.settled();
-    const i = live()['db/0'];
+    const { row, i } = await dbRunning();
     i.state = 'stopped';
-    r = await fleet('refresh');
+    let r = await fleet('refresh');
     expect(r.code, r.stderr).toBe(0);
     expect((await record()).find((v) => v.address === 'db/0')?.state).toBe('PoweredOff');
     // The console's start: a new launchTime, running; the new run's agent has not asked yet.
@@ -342,13 +358,7 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(drift?.detail).toContain('holds no report of its agent');
     expect((await record()).find((v) => v.address === 'db/0')?.state).toBe('PoweredOff');
 
-    r = await fleet('state', 'rm', 'db/0');
-    expect(r.code, r.stderr).toBe(0);
-    r = await fleet('import', 'db/0', row.cloudId!, '--format', 'json');
-    expect(r.code, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { imported: { state: string; id: string }; diagnostics: { code: string; detail: string }[] };
-    expect(out.imported).toMatchObject({ state: 'BootFailed', id: row.id });
-    expect(out.diagnostics.find((d) => d.code === 'apply.import-differs' && d.detail.includes('nothing confirms'))?.detail).toContain(`since its latest start (${i.launchTime})`);
+    expect(await importedAfterRm(row)).toContain(`since its latest start (${i.launchTime})`);
 
     await bootAgainThenDelete(row);
   });
@@ -358,13 +368,7 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     // DMZ client's ready report of the run before and the record's approval (after launchTime) both still confirmed the
     // boot, and fleet import recorded Running a VM whose disk the reboot locked, until its agent, denied, stopped it.
     // The rebooted agent's first word is a booting report with the boot's token, used already: from then on neither counts.
-    await spec('db', fleetYaml('db', { count: 1 }));
-    let r = await fleet('apply', '--yes', '--target', 'db');
-    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    const row = (await record()).find((v) => v.address === 'db/0')!;
-    expect(row.state).toBe('Running');
-    await ec2.settled();
-    const i = live()['db/0'];
+    const { row, i } = await dbRunning();
     const launched = i.launchTime;
     // The rebooted guest's agent, as agent.sh reports first: booting, with the token of the boot that ended (refused).
     const agent = parseAgentUserData(i.userData);
@@ -377,13 +381,7 @@ describe.runIf(pgUrl !== undefined)('fleet apply through a DMZ client running th
     expect(said.status).toBe(403);
     expect([i.state, i.launchTime]).toEqual(['running', launched]);
 
-    r = await fleet('state', 'rm', 'db/0');
-    expect(r.code, r.stderr).toBe(0);
-    r = await fleet('import', 'db/0', row.cloudId!, '--format', 'json');
-    expect(r.code, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { imported: { state: string; id: string }; diagnostics: { code: string; detail: string }[] };
-    expect(out.imported).toMatchObject({ state: 'BootFailed', id: row.id });
-    const detail = out.diagnostics.find((d) => d.code === 'apply.import-differs' && d.detail.includes('nothing confirms'))?.detail ?? '';
+    const detail = await importedAfterRm(row);
     const since = /since its latest start \(([^)]+)\)/.exec(detail)?.[1];
     expect(since, detail).toBeDefined();
     expect(Date.parse(since!)).toBeGreaterThanOrEqual(before);

@@ -247,6 +247,71 @@
 // batches to the DMZ clients (0.12-0.15 per VM at P 10) carry runs that last
 // a member's whole life, so a batch "returning" at its end would starve the
 // lanes, and at most ~0.1 exchange per VM is left to save there: not tried.
+//
+// The authority's cost per /v1/batch request (2026-12-06 18:50-19:40, issue
+// 20 point 6; main d80ab6c, Node 20, load average 10-20 at the starts from
+// other sessions' work). Fitting P 10 (11.5 s, 0.82 requests per VM) and P
+// 50 (6.1 s, 0.24) gave ~0.93 ms per request; taken apart:
+// - Every request is answered in one write already: at P 10 (4,000 VMs)
+//   2,882 requests, 24,000 calls (8.3 each), 2,882 answers ended with their
+//   lines and 89 writes before an end in all (instrumented for the
+//   measurement only).
+// - HTTP, Fastify, bearer auth, ajv, secure-json-parse, the NDJSON answer, the
+//   request log line and metrics, warm (a micro-bench: 8,000 batches of
+//   calls the authority refuses before any record access, from 4
+//   keep-alive connections; scratch, not in the tree): 120-150 us per
+//   request plus ~10 us per call. JSON.parse is the whole of
+//   secure-json-parse's time (1.4 KiB body: 13 us either way).
+// - A record statement, warm, in the authority's process (user + sys): a
+//   one-row SELECT 50-60 us through the pool (~45 us on a client of its
+//   own, ~28 us pipelined 4 at a time: pg 8.23 can pipeline); fencesOf
+//   75-90 us; transitionVms 200-450 us for 1 item and only 2-5 us more
+//   per further item (the rest of its cost is kernel and driver time per
+//   round trip, not our code: its synchronous JavaScript is ~23 us);
+//   PostgreSQL's own CPU per transitionVms 300-430 us (1 item) to 500-600 us
+//   (10). At P 10 the authority makes ~0.9 statements per request (0.65
+//   per VM: transitionVms 0.33, authorizeBoots 0.11, fencesOf 0.11,
+//   insertVms 0.09), at P 50 ~0.8 (0.19 per VM): the statements fall with
+//   the requests, as each batch's calls share them.
+// - By --perf (P 10, 6,000 VMs): the authority's main thread 81% of its
+//   on-CPU time, V8's compiler and GC threads 19%; on the main thread the
+//   continuations of promises (our code, Fastify's handler, pg's results)
+//   66%, pg's reads 11%, HTTP parsing 7%, timers (the log batcher's
+//   writes) 2%, answers' writes ~7% (kernel included).
+// So a request with its ~0.9 statements costs the authority ~0.3-0.5 ms
+// warm; the rest of the fitted 0.93 ms is what a burst costs on a loaded
+// machine (wake-ups, cold caches, the kernel's loopback), in proportion to
+// exchanges, not to any one removable step. Trimmed anyway (branch
+// perf-authority): the hooks every request passes run callback-style, not
+// async (6 promise hops fewer: auth and the wrong-role check in one
+// onRequest, metrics timed by reply.elapsedTime instead of an onRequest
+// hook and a WeakMap), one record-timing wrapper per method instead of a
+// closure per call, and the marked text of a batch statement made once
+// (a 5 KB string was made, flattened and hashed per call). 10,000 VMs, one
+// run a side interleaved, base / branch (load at the start):
+//
+//   | P  | authority CPU                              | CPU per VM                     | batches/VM | PostgreSQL (all users) |
+//   | -- | ------------------------------------------ | ------------------------------ | ---------- | ---------------------- |
+//   | 10 | 11.2/10.7 10.5/11.0 12.8/12.9 10.9/11.1 s  | 3.82/3.69 3.60/3.71 4.21/4.31 3.62/3.81 | 0.71-0.72 / 0.69-0.78 | 13-24 / 13-26 s |
+//   | 50 | 7.9/7.8 8.3/9.1 s                          | 2.79/2.70 2.91/3.14            | 0.24-0.26 / 0.24 | 15-17 / 17-24 s |
+//
+// (load 10.1-16.9 at P 10, 14.7-20.1 at P 50.) Medians at P 10: authority
+// 11.05 / 11.05 s, CPU per VM 3.72 / 3.75; the micro-bench, 4 pairs of
+// 8,000 requests of 8 calls, 234-266 / 213-260 us per request (medians 248
+// / 243). Within the noise: the hooks' promise hops were not where the
+// time goes. What would cut it is fewer exchanges per VM: fewer requests
+// (the DMZ client's batching, above) and fewer statements per request
+// (fencesOf's read before an advance's transition, 0.11 per VM, could be
+// a guard inside that statement; not done). PostgreSQL's CPU here counts
+// every user of the server and moved 13-26 s between runs of one build.
+// Of PostgreSQL's own CPU per transitionVms (a state change: vm_usage
+// unchanged), the statement-level vm_usage_update trigger (transition
+// tables captured, its PL/pgSQL upsert run to write nothing) is ~15-20%
+// with 10 items (on / off alternated on one database, 1,000 statements
+// each: 625/550/663 us against 500/513/525) and ~10% with 1 (340/380
+// against 290/360); a row-level UPDATE trigger with a WHEN on the usage
+// columns would not fire for a state change at all (a schema migration;
+// not done).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

@@ -70,6 +70,45 @@
 // (target <= 1.2 s met); readPlan 181 ms; targeted 0.58 s, 161 MiB (<= 0.8 s
 // met); empty record 1.89 s (CPU 2.32 s), 288 MiB (<= 2.0 s met); peer:
 // terraform 13.1 s against 0.64 s at 10k, 20.7x the wall, 3.0x less RSS.
+// Issue 20, the 1k-VM empty-record plan (--fleets 10 --members 100 --only
+// empty; target <= 0.5 s): where its read phase went, on main (CPU profile
+// of the child, --cpu-prof, and wall-clock marks in PGlite.create): import
+// of PGlite's JavaScript ~20-40 ms; the main thread idle ~45 ms waiting for
+// V8 to compile and validate pglite.wasm (~47 ms of CPU on background
+// threads) and ~10 ms for PGlite's read of its 6 MB bundle; PGlite's
+// runtime and in-memory file system (699 files) ~50 ms; PostgreSQL's start
+// (callMain) ~90 ms, a third of it the memset of its 40 MB of shared memory;
+// PGlite's first query (_initArrayTypes, a cold catalog) and ours ~65 ms;
+// makePrivate over the record's 1,070 files ~15-25 ms; the schema check is
+// one statement already (migrate's fast path). After: PGlite's WebAssembly
+// compiled, its bundle read and its JavaScript imported while the specs and
+// pack load (engine/record/pglite-wasm.ts, prepareRecord, from loadStack's
+// onRecordUrl), validated lazily (wasm-tiering.ts), an 8 MB buffer pool for
+// readers (plan, state, history), makePrivate opening only loose files.
+// Interleaved runs of main and this branch on the 2-core machine, which was
+// never quiet that evening (load average 10-17: wall times are 2-3x the
+// quiet ones and mostly the wait for a core, so CPU is the figure to
+// compare), medians (2026-12-06 19:00-19:35):
+//   1k empty record, at a85f8f7, 16 pairs at load 8-14: CPU 665 -> 635 ms,
+//     wall 1,255 -> 1,185 ms, peak RSS 164 -> 137 MiB; the 4 pairs at load
+//     ~8: wall 850/740/730/700 -> 630/610/990/690 ms, read phase 408-436 ->
+//     298-351 ms; earlier sets: 10 pairs at load 15-17, CPU 660 -> 640 ms;
+//     6 pairs at load 10, CPU 615 -> 560 ms, wall 1,065 -> 920 ms. Under
+//     such load the overlap gains (the compile and reads ahead) mostly go:
+//     no core is free for them. The least loaded set, 6 pairs at load
+//     2.9-3.2 (19:47): wall 570 -> 545 ms, CPU 555 -> 530 ms, 163 -> 136
+//     MiB; phases load 68 -> 89 ms (PGlite's JavaScript now loads there),
+//     read 320 -> 278 ms. The quiet target (<= 0.5 s; main measured
+//     0.48-0.51 s quiet) is not measured here: the machine was never quiet;
+//     from the figures at load 3, about 0.46-0.47 s quiet, not the 0.42 s
+//     aimed at;
+//   100k, 1% changed, 4 pairs at load 10: CPU 1,325 -> 1,300 ms, peak RSS
+//     193 -> 171 MiB; in bench runs alternating main and branch (load
+//     14-16): CPU 1,520 / 1,960 (main) against 1,430 / 1,460 ms;
+//   100k empty record (first import), 4 pairs at load 15: CPU 2,770 ->
+//     2,695 ms, peak RSS 284 -> 262 MiB;
+//   bench:start's 7-create embedded apply, 6 pairs at load 12: CPU 2.91 ->
+//     2.64 s, 193 -> 191 MiB; apply with nothing to do 0.98 -> 0.90 s CPU.
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

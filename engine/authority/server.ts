@@ -201,6 +201,14 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
     publicPaths: ['/v1/health', '/openapi.json'],
     ...(ui ? { ownAuthPrefixes: ['/ui'] } : {}),
     authenticate: tokenTable([...opts.dataCenters.map((d) => ({ token: d.token, who: d.name })), ...(opts.planTokens ?? []).map((token) => ({ token, who: CLI_CALLER }))]),
+    // The CLI's token opens the plan routes only; a data center's token everything else (wrong-role). Judged as the
+    // request arrives, before its body is read: a plan route takes a body of up to PLAN_BODY_LIMIT, only from the CLI.
+    authorizeRoute: (caller, route) => {
+      const planRoute = route.startsWith('/v1/plans/');
+      if (planRoute !== (caller === CLI_CALLER)) {
+        throw new WireError('wrong-role', planRoute ? "the plan routes take the CLI's token at the authority (FLEET_AUTHORITY_TOKEN), not a data center's" : "the CLI's token at the authority opens the plan routes only");
+      }
+    },
     logger: opts.logger,
     tls: opts.tls,
     metrics,
@@ -308,15 +316,6 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
       adminLimit.settle(a.ticket, refused);
     }
   };
-  // The CLI's token opens the plan routes only; a data center's token everything else (wrong-role). Judged as the
-  // request arrives, before its body is read: a plan route takes a body of up to PLAN_BODY_LIMIT, only from the CLI.
-  app.addHook('onRequest', async (req) => {
-    if (!req.caller) return;
-    const planRoute = (req.routeOptions.url ?? '').startsWith('/v1/plans/');
-    if (planRoute !== (req.caller === CLI_CALLER)) {
-      throw new WireError('wrong-role', planRoute ? "the plan routes take the CLI's token at the authority (FLEET_AUTHORITY_TOKEN), not a data center's" : "the CLI's token at the authority opens the plan routes only");
-    }
-  });
   const seals = opts.planTokens?.length ? new PlanSeals({ record, stackName: opts.stackName, secret }) : undefined;
   // With plan seals, every call first passes the sealed-plan gate (plan-seals.ts); without, the core's own.
   const calls = seals ? gatedCalls(core, seals) : core;

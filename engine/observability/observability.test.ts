@@ -3,7 +3,7 @@ import type * as PerfHooks from 'node:perf_hooks';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EVENT_LOOP_SAMPLE_MS } from './metrics.ts';
-import { LineBatcher, SECRET_KEYS, censor, createMetrics, registerHealth, registerMetrics, resolveLogLevel, timed, type Readiness, type ReadinessCheck } from './index.ts';
+import { LineBatcher, SECRET_KEYS, censor, createMetrics, recordMetrics, registerHealth, registerMetrics, resolveLogLevel, timeCalls, timed, type Readiness, type ReadinessCheck } from './index.ts';
 
 let app: FastifyInstance | undefined;
 
@@ -61,6 +61,41 @@ describe('metrics', () => {
     } finally {
       spy.mockRestore();
     }
+  });
+
+  it('times every record call by method and outcome, through one wrapper per method that follows a replaced method', async () => {
+    const m = createMetrics('authority');
+    const h = recordMetrics(m);
+    class Target {
+      calls = 0;
+      async get(x: number): Promise<number> {
+        this.calls++;
+        return x * 2;
+      }
+      async fail(): Promise<never> {
+        throw new Error('no');
+      }
+      plain(): string {
+        return 'sync';
+      }
+    }
+    const target = new Target();
+    const timedTarget = timeCalls(target, h);
+    // The same wrapper every time (not a new closure per call), bound to the target.
+    expect(timedTarget.get).toBe(timedTarget.get);
+    expect(await timedTarget.get(2)).toBe(4);
+    const get = timedTarget.get;
+    expect(await get(3)).toBe(6);
+    expect(target.calls).toBe(2);
+    await expect(timedTarget.fail()).rejects.toThrow('no');
+    expect(timedTarget.plain()).toBe('sync');
+    // A method replaced on the target is the one called (and timed) from then on.
+    target.get = async (x: number) => x * 10;
+    expect(await timedTarget.get(2)).toBe(20);
+    const text = await m.registry.metrics();
+    expect(sample(text, 'fleet_record_call_duration_seconds_count', { call: 'get', outcome: 'ok' })).toBe(3);
+    expect(sample(text, 'fleet_record_call_duration_seconds_count', { call: 'fail', outcome: 'error' })).toBe(1);
+    expect(sample(text, 'fleet_record_call_duration_seconds_count', { call: 'plain', outcome: 'ok' })).toBeUndefined();
   });
 
   it('keeps two services in one process apart', async () => {

@@ -8,7 +8,7 @@
 // whatever their enforcement, without reading every row.
 import { statSync } from 'node:fs';
 import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
-import { isServerRecord, openRecord } from '../record/index.ts';
+import { isServerRecord, openRecord, prepareRecord } from '../record/index.ts';
 import type { FleetRecord, PlanVmRow, StackIdentity, UnchangedRow, UsageRow } from '../record/types.ts';
 import { loadStack, type LoadResult, type StackInput } from '../spec/index.ts';
 import { globTaking } from '../spec/glob.ts';
@@ -71,7 +71,13 @@ export interface PlanStackResult {
 export async function planStack(stackDir: string, opts: PlanStackOptions = {}): Promise<PlanStackResult> {
   const t0 = performance.now();
   const load = (onlyFleets?: readonly string[]): Promise<LoadResult> =>
-    loadStack(stackDir, { cwd: opts.cwd ?? process.cwd(), env: opts.env ?? process.env, ...(onlyFleets ? { onlyFleets } : {}) });
+    loadStack(stackDir, {
+      cwd: opts.cwd ?? process.cwd(),
+      env: opts.env ?? process.env,
+      ...(onlyFleets ? { onlyFleets } : {}),
+      // The record's open starts what it can while the specs load (PGlite's WebAssembly compiles on other threads).
+      ...(opts.record ? {} : { onRecordUrl: prepareRecord }),
+    });
   // A plan narrowed by --target alone parses only the files that name its
   // fleets (thousands of specs cost seconds of YAML); it loads the whole stack
   // if a targeted fleet is then not found in them (see below).

@@ -1,5 +1,5 @@
 export * from './types.ts';
-export { openRecord, describeRecordUrl, isServerRecord, pgliteDir, requireExistingRecord, upgradeRecord, type OpenRecordOptions } from './open.ts';
+export { openRecord, prepareRecord, describeRecordUrl, isServerRecord, pgliteDir, requireExistingRecord, upgradeRecord, type OpenRecordOptions } from './open.ts';
 export type { SqlRecord } from './record.ts';
 export { lockHeldDetail } from './locks.ts';
 export { BudgetExceededError, CloudIdTakenError, ManagerMismatchError, OwnerMismatchError, RecordUnreachableError, VersionConflictError, isTransientRecordFault } from './errors.ts';

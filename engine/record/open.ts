@@ -3,6 +3,7 @@ import { isAbsolute } from 'node:path';
 import { fail } from '../diags/index.ts';
 import { redactUrl } from '../transport/tokens.ts';
 import { MIGRATIONS, migrate } from './migrations.ts';
+import { pgliteWasm, readPgliteBundle } from './pglite-wasm.ts';
 import { sqlRecord, type SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 import type { OpenPgliteOptions } from './pglite.ts';
@@ -98,6 +99,24 @@ export interface OpenRecordOptions extends OpenPgliteOptions {
 /** Whether a record URL names a PostgreSQL server (a record others may share), not a PGlite folder or memory. */
 export function isServerRecord(url: string): boolean {
   return url.startsWith('postgres://') || url.startsWith('postgresql://');
+}
+
+/**
+ * Starts what opening a record of `url` needs that takes no lock and writes
+ * nothing, so it runs while the caller still loads the stack: for a PGlite
+ * record, compiling PGlite's WebAssembly (on background threads), reading
+ * its file system bundle (pglite-wasm.ts) and loading its JavaScript. For a
+ * caller that opens the record next (the bundle read waits for that open,
+ * ~6 MB); harmless when it does not (a malformed URL is left to openRecord
+ * to report).
+ */
+export function prepareRecord(url: string): void {
+  if (url.startsWith('pglite://') || url === 'memory://' || url === 'memory:') {
+    void pgliteWasm();
+    readPgliteBundle();
+    // PGlite's JavaScript too (the open's own import then finds it loaded); a failure is the open's to report.
+    import('./pglite.ts').catch(() => {});
+  }
 }
 
 export async function openRecord(url: string, opts: OpenRecordOptions = {}): Promise<SqlRecord> {

@@ -48,8 +48,19 @@ export const USAGE_UNCHANGED = '/* vm_usage unchanged */ ';
 
 /** `sql` marked as one that never changes vm_usage (USAGE_UNCHANGED), when `unchanged`. */
 export function usageUnchanged(sql: string, unchanged = true): string {
-  return unchanged ? USAGE_UNCHANGED + sql : sql;
+  if (!unchanged) return sql;
+  // The same marked text for the same statement (the batch statements' texts are made once): the adapter finds its
+  // prepared statement by the text, and a string made anew at every call is copied flat and hashed anew each time.
+  let marked = MARKED.get(sql);
+  if (marked === undefined) {
+    marked = USAGE_UNCHANGED + sql;
+    if (MARKED.size < MAX_MARKED) MARKED.set(sql, marked);
+  }
+  return marked;
 }
+/** Marked texts kept (the record builds its SQL from a bounded set of shapes; past this, texts are marked afresh). */
+const MAX_MARKED = 500;
+const MARKED = new Map<string, string>();
 
 /**
  * Whether `text` may change vm_usage: a statement other than a plain read

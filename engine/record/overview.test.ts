@@ -12,7 +12,7 @@ import { seededRandom } from '../model/seeded-random.ts';
 import { openPglite } from './pglite.ts';
 import { openPostgres } from './postgres.ts';
 import { openRecord } from './open.ts';
-import { OVERVIEW_CACHE_MS, USAGE_UNCHANGED, mayChangeUsage } from './overview-cache.ts';
+import { OVERVIEW_CACHE_MS, USAGE_UNCHANGED, mayChangeUsage, usageUnchanged } from './overview-cache.ts';
 import { sqlRecord, type SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 import { testBackends, type TestBackend, type TestRecord } from './testing.ts';
@@ -370,5 +370,19 @@ describe('mayChangeUsage', () => {
     [` ${USAGE_UNCHANGED}UPDATE vms SET retired_at = now()`, true],
   ])('%s: %s', (text, expected) => {
     expect(mayChangeUsage(text)).toBe(expected);
+  });
+});
+
+describe('usageUnchanged', () => {
+  it('marks a statement (again and again: its marked texts are kept), and leaves one that may change vm_usage alone', () => {
+    const sql = 'WITH upd AS (UPDATE vms SET state = $2 WHERE id = $1 RETURNING *) SELECT * FROM upd';
+    const marked = usageUnchanged(sql);
+    expect(marked).toBe(`${USAGE_UNCHANGED}${sql}`);
+    expect(usageUnchanged(sql)).toBe(marked);
+    expect(mayChangeUsage(marked)).toBe(false);
+    expect(usageUnchanged(sql, false)).toBe(sql);
+    expect(mayChangeUsage(usageUnchanged(sql, false))).toBe(true);
+    // Past the bound, texts are still marked (made afresh).
+    for (let i = 0; i < 600; i++) expect(usageUnchanged(`${sql} -- ${i}`)).toBe(`${USAGE_UNCHANGED}${sql} -- ${i}`);
   });
 });

@@ -7,6 +7,7 @@ import { diag, fail, FleetError } from '../diags/index.ts';
 import { makePrivate } from '../durability/index.ts';
 import { lockDataDir, recordBusyTimeoutMs, tryLockDataDir } from './dirlock.ts';
 import { fillFromTemplate } from './pglite-template.ts';
+import { bundleBlob, pgliteWasm, takePgliteBundle } from './pglite-wasm.ts';
 import { dirFault, openFault, writeFault } from './storage.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 
@@ -44,7 +45,7 @@ export async function openPglite(dir: string | undefined, opts: OpenPgliteOption
   try {
     // A new record is a copy of the template cluster when there is one (pglite-template.ts), not an initdb here.
     if (dir !== undefined && !existsSync(join(dir, 'PG_VERSION'))) await fillFromTemplate(dir);
-    db = await PGlite.create(dir, { startParams: START_PARAMS });
+    db = await PGlite.create(dir, await createOptions(opts.readOnly === true));
     // The record holds every VM's history, the boot token hashes and the
     // plan-seal key: only its owner may read it. PGlite writes its data
     // directory's template world-readable (0666 files, 0755 folders); files
@@ -68,8 +69,31 @@ export async function openPglite(dir: string | undefined, opts: OpenPgliteOption
  * start, so the default costs ~120 MiB of resident memory before any row
  * (issue 20, a 7-VM embedded apply). A record's working set is far smaller,
  * and a scan of a big table goes through a small ring of buffers either way.
+ *
+ * A reader (`readOnly`: plan, state, history; one short process each) gets
+ * 8 MB: its pool starts empty and it reads each page about once, so a
+ * bigger pool holds nothing it reads again, and zeroing the 24 MB more cost
+ * every such command ~25 ms of CPU and ~26 MiB of resident memory (the
+ * memset of PostgreSQL's shared memory was a third of PostgreSQL's start;
+ * bench/plan, 1,000 VMs on an empty record).
  */
 const START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=32MB'];
+const READER_START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=8MB'];
+
+/**
+ * PGlite.create's options: the start parameters, and what pglite-wasm.ts
+ * prepared ahead: PGlite's WebAssembly, compiled, and its file system bundle
+ * when one was read for this open.
+ */
+async function createOptions(reader: boolean): Promise<{ startParams: string[]; pgliteWasmModule?: WebAssembly.Module; fsBundle?: Blob }> {
+  const ahead = takePgliteBundle();
+  const [module, data] = await Promise.all([pgliteWasm(), ahead]);
+  return {
+    startParams: reader ? READER_START_PARAMS : START_PARAMS,
+    ...(module ? { pgliteWasmModule: module } : {}),
+    ...(data ? { fsBundle: bundleBlob(data) } : {}),
+  };
+}
 
 /** Tries of a snapshot before a reader gives up (a checkpoint recycled the WAL it needed while it copied). */
 const SNAPSHOT_TRIES = 3;
@@ -98,7 +122,7 @@ async function openSnapshot(dir: string, holder: string): Promise<SqlAdapter> {
         if (!skip.has(entry)) await cp(join(dir, entry), join(copy, entry), { recursive: true });
       }
       await cp(join(dir, 'pg_wal'), join(copy, 'pg_wal'), { recursive: true });
-      const db = await PGlite.create(copy, { startParams: START_PARAMS });
+      const db = await PGlite.create(copy, await createOptions(true));
       await db.query('SELECT 1');
       return new PgliteAdapter(db, drop, { snapshotOf: dir });
     } catch (err) {

@@ -137,15 +137,33 @@ describe('record URL', () => {
   ];
   it.each(cases)('%s', async (_name, record, envUrl, want) => {
     const dir = await scratch({ 'stack.yaml': stackYaml({ record }), 'specs/web.yaml': minimalFleet() });
-    const r = await loadStack(dir, { env: envUrl ? { FLEET_RECORD_URL: envUrl } : {} });
+    const told: string[] = [];
+    const r = await loadStack(dir, { env: envUrl ? { FLEET_RECORD_URL: envUrl } : {}, onRecordUrl: (url) => told.push(url) });
     const expected = want(dir);
     if (expected === undefined) {
       expect(codes(r.diagnostics)).toEqual(['spec.record-url']);
       expect(r.stack).toBeUndefined();
+      // A malformed URL is not handed on (the record is not prepared for it).
+      expect(told).toEqual([]);
     } else {
       expect(r.diagnostics).toEqual([]);
       expect(r.stack!.recordUrl).toBe(expected);
+      // onRecordUrl is told the URL the stack ends with, once.
+      expect(told).toEqual([expected]);
     }
+  });
+
+  // planStack starts compiling PGlite's WebAssembly from onRecordUrl (engine/record prepareRecord): it must come
+  // before the pack and the fleet files, which are most of the loading it is meant to overlap.
+  it('tells onRecordUrl before the policy pack loads', async () => {
+    const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': minimalFleet() });
+    const order: string[] = [];
+    const loadPack: PackLoader = async () => {
+      order.push('pack');
+      return { diagnostics: [diag('spec.read-error', 'no pack here', {})] };
+    };
+    await loadStack(dir, { env: {}, loadPack, onRecordUrl: (url) => order.push(url) });
+    expect(order).toEqual([`pglite://${join(dir, '.fleet/record')}`, 'pack']);
   });
 
   it('names the environment variable when it is the culprit', async () => {

@@ -55,6 +55,13 @@ export interface LoadOptions {
    * load the whole stack before concluding it is gone (engine/plan/run.ts).
    */
   onlyFleets?: readonly string[];
+  /**
+   * Called with the record URL as soon as the stack file gives it (before
+   * the pack and the fleet files load), so a caller that will open the
+   * record can start what needs no lock meanwhile (engine/record
+   * prepareRecord). Only a well-formed URL; not called without one.
+   */
+  onRecordUrl?: (url: string) => void;
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -121,6 +128,7 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   } else if (typeof spec.record === 'string' && /^(pglite|postgres|postgresql):\/\//.test(spec.record)) {
     recordUrl = checkRecordUrl(spec.record, dir, diagnostics, valueWhere(src, ['spec', 'record']), `record is ${showValue(typeof spec.record === 'string' ? redactUrl(spec.record) : spec.record)}`);
   }
+  if (recordUrl !== undefined) opts.onRecordUrl?.(recordUrl);
 
   // The policy pack.
   const packRef = isObj(spec.policyPack) ? spec.policyPack : {};

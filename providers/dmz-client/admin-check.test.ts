@@ -169,6 +169,42 @@ describe("the DMZ client's POST /v1/admin-check", () => {
   });
 });
 
+/**
+ * One data center (miami) whose DMZ client reaches the authority through a proxy (which counts and can hold what
+ * crosses it), each service on a clock the test moves (w.dmzNow: the DMZ client's limits; w.authorityNow: the
+ * authority's admin-check limit); started before the describe's tests, closed after them.
+ */
+function limitedWorld() {
+  const w = {
+    world: undefined as unknown as TestWorld,
+    proxy: undefined as unknown as Awaited<ReturnType<typeof cuttableProxy>>,
+    dmzNow: Date.parse('2026-01-01T00:00:00Z'),
+    authorityNow: Date.parse('2026-01-01T00:00:00Z'),
+  };
+  beforeAll(async () => {
+    w.world = await startTestWorld({
+      dataCenters: ['miami'],
+      adminTokens: [RIGHT],
+      dmz: { bootLimitClock: () => w.dmzNow },
+      authorityAdminCheckClock: () => w.authorityNow,
+      via: async (u) => (w.proxy = await cuttableProxy(u)).url,
+    });
+  });
+  afterAll(async () => {
+    await w.world?.close();
+    await w.proxy?.close();
+  });
+  const check = (adminToken: string) => {
+    const nonce = randomBase64url(24);
+    return { nonce, proof: adminCheckProof(adminToken, w.world.stack, nonce) };
+  };
+  const post = (body: unknown) =>
+    postJson(sendTarget(new URL(`${w.world.dc('miami').dmz.url}/v1/admin-check`)), body, 10_000, { authorization: `Bearer ${w.world.dc('miami').clientToken}` });
+  /** The admin checks that reached the authority (each crossed the proxy: its body, then its answer). */
+  const askedAuthority = () => w.proxy.wire.length / 2;
+  return { w, check, post, askedAuthority };
+}
+
 // The authority limits refused checks per data center (AUTHORITY_ADMIN_CHECK_LIMIT: its 429 admin-check-rate-limited
 // with Retry-After), whatever addresses they came to the DMZ client from. The DMZ client passes that 429 on as it is
 // (code, the authority's message, Retry-After), not counted against the caller's address (the authority decided
@@ -177,51 +213,26 @@ describe("the DMZ client's POST /v1/admin-check", () => {
 // limit) could have proofs checked without end. Real services: the DMZ client's clock moves a window on every
 // ADMIN_CHECK_LIMIT.denials refusals (as callers from fresh addresses would), the authority's stays.
 describe("the DMZ client's POST /v1/admin-check behind its authority's limit per data center", () => {
-  let world: TestWorld;
-  let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
-  let dmzNow = Date.parse('2026-01-01T00:00:00Z');
-  let authorityNow = Date.parse('2026-01-01T00:00:00Z');
-  const check = (adminToken: string) => {
-    const nonce = randomBase64url(24);
-    return { nonce, proof: adminCheckProof(adminToken, world.stack, nonce) };
-  };
-  const post = (body: unknown) =>
-    postJson(sendTarget(new URL(`${world.dc('miami').dmz.url}/v1/admin-check`)), body, 10_000, { authorization: `Bearer ${world.dc('miami').clientToken}` });
-  /** The admin checks that reached the authority (each crossed the proxy: its body, then its answer). */
-  const askedAuthority = () => proxy.wire.length / 2;
+  const { w, check, post, askedAuthority } = limitedWorld();
   const metric = async (url: string, name: string) => {
     const { text } = await send(new URL(`${url}/metrics`), 'GET', {}, undefined, 10_000);
     return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
   };
 
-  beforeAll(async () => {
-    world = await startTestWorld({
-      dataCenters: ['miami'],
-      adminTokens: [RIGHT],
-      dmz: { bootLimitClock: () => dmzNow },
-      authorityAdminCheckClock: () => authorityNow,
-      via: async (u) => (proxy = await cuttableProxy(u)).url,
-    });
-  });
-  afterAll(async () => {
-    await world?.close();
-    await proxy?.close();
-  });
-
   it('passes the 429 on with its Retry-After, not counted against the address; fleet apply stops at once with the wait', async () => {
     const { denials, windowMs } = AUTHORITY_ADMIN_CHECK_LIMIT;
     for (let i = 0; i < denials; i++) {
-      if (i % ADMIN_CHECK_LIMIT.denials === 0) dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
+      if (i % ADMIN_CHECK_LIMIT.denials === 0) w.dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
       expect((await post(check(WRONG))).status, `wrong proof ${i + 1}`).toBe(403);
     }
-    dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
-    const dmzLimited = await metric(world.dc('miami').dmz.url, 'fleet_admin_check_limited_total');
+    w.dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
+    const dmzLimited = await metric(w.world.dc('miami').dmz.url, 'fleet_admin_check_limited_total');
     // The authority's budget for miami is spent: even the right token is refused there, and the DMZ client says so. It
     // asks the authority once: it holds that 429 until its Retry-After passes and answers the same itself, with the wait
     // left (before, it asked the authority for every check of the window).
     const asked = askedAuthority();
     for (let i = 0; i < ADMIN_CHECK_LIMIT.denials + 1; i++) {
-      if (i > 0) dmzNow += 1_000;
+      if (i > 0) w.dmzNow += 1_000;
       const res = await post(check(RIGHT));
       expect(res.status).toBe(429);
       expect(JSON.parse(res.text).error.code).toBe('admin-check-rate-limited');
@@ -231,17 +242,17 @@ describe("the DMZ client's POST /v1/admin-check behind its authority's limit per
     expect(askedAuthority() - asked).toBe(1);
     // Not the DMZ client's own limit: neither its counter nor its budget for this address moved (more 429s answered
     // than its budget of refusals, and none was answered by its own limit).
-    expect(await metric(world.dc('miami').dmz.url, 'fleet_admin_check_limited_total')).toBe(dmzLimited);
-    expect(await metric(world.authority.url, 'fleet_authority_admin_check_limited_total')).toBe(1);
+    expect(await metric(w.world.dc('miami').dmz.url, 'fleet_admin_check_limited_total')).toBe(dmzLimited);
+    expect(await metric(w.world.authority.url, 'fleet_authority_admin_check_limited_total')).toBe(1);
 
     // fleet apply's check through this DMZ client: stopped at once, with the wait, never asked again.
     const retries: string[] = [];
-    const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: world.dc('miami').dmz.url, token: () => world.dc('miami').clientToken, batch: true, sleep: async () => {}, onRetry: (r) => void retries.push(r.reason) });
+    const client = new DmzHttpClient({ dataCenter: 'miami', baseUrl: w.world.dc('miami').dmz.url, token: () => w.world.dc('miami').clientToken, batch: true, sleep: async () => {}, onRetry: (r) => void retries.push(r.reason) });
     const lifecycle = { states: ['Running'], initial: 'Running', terminal: [], requestable: ['Running'], transitions: [] };
     const err = await checkAdminThroughDmzClients({
-      providers: new Map([['miami', new ConnectedProvider({ dataCenter: 'miami', url: world.dc('miami').dmz.url, tokenEnv: '', lifecycle }, client)]]),
+      providers: new Map([['miami', new ConnectedProvider({ dataCenter: 'miami', url: w.world.dc('miami').dmz.url, tokenEnv: '', lifecycle }, client)]]),
       dataCenters: ['miami'],
-      stack: world.stack,
+      stack: w.world.stack,
       adminToken: RIGHT,
       shown: 'web/0',
       address: 'web/0',
@@ -258,8 +269,8 @@ describe("the DMZ client's POST /v1/admin-check behind its authority's limit per
     expect(askedAuthority() - asked).toBe(1);
 
     // Once the Retry-After has passed, the DMZ client asks the authority again: its window over, the right token is ok.
-    dmzNow += windowMs;
-    authorityNow += windowMs;
+    w.dmzNow += windowMs;
+    w.authorityNow += windowMs;
     expect((await post(check(RIGHT))).status).toBe(200);
     expect(askedAuthority() - asked).toBe(2);
   });
@@ -271,49 +282,25 @@ describe("the DMZ client's POST /v1/admin-check behind its authority's limit per
 // hold meanwhile say the wait left on the same window (never less than the authority's); none is a 502; nothing more
 // goes to the authority until the wait has passed. Real services, the proxy holding the checks on their way.
 describe("the DMZ client's POST /v1/admin-check: checks on their way when its authority's first 429 comes back", () => {
-  let world: TestWorld;
-  let proxy: Awaited<ReturnType<typeof cuttableProxy>>;
-  let dmzNow = Date.parse('2026-01-01T00:00:00Z');
-  let authorityNow = Date.parse('2026-01-01T00:00:00Z');
-  const check = (adminToken: string) => {
-    const nonce = randomBase64url(24);
-    return { nonce, proof: adminCheckProof(adminToken, world.stack, nonce) };
-  };
-  const post = (body: unknown) =>
-    postJson(sendTarget(new URL(`${world.dc('miami').dmz.url}/v1/admin-check`)), body, 10_000, { authorization: `Bearer ${world.dc('miami').clientToken}` });
-  const askedAuthority = () => proxy.wire.length / 2;
+  const { w, check, post, askedAuthority } = limitedWorld();
   const error = (text: string) => (JSON.parse(text) as { error: { code: string; message: string } }).error;
-
-  beforeAll(async () => {
-    world = await startTestWorld({
-      dataCenters: ['miami'],
-      adminTokens: [RIGHT],
-      dmz: { bootLimitClock: () => dmzNow },
-      authorityAdminCheckClock: () => authorityNow,
-      via: async (u) => (proxy = await cuttableProxy(u)).url,
-    });
-  });
-  afterAll(async () => {
-    await world?.close();
-    await proxy?.close();
-  });
 
   it('each is answered the authority\'s 429 with its Retry-After, as the held checks are; nothing else reaches the authority', async () => {
     const { denials, windowMs } = AUTHORITY_ADMIN_CHECK_LIMIT;
     // One refusal short of the authority's budget for miami (the DMZ client's own window moved on as fresh callers would).
     for (let i = 0; i < denials - 1; i++) {
-      if (i % ADMIN_CHECK_LIMIT.denials === 0) dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
+      if (i % ADMIN_CHECK_LIMIT.denials === 0) w.dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
       expect((await post(check(WRONG))).status, `wrong proof ${i + 1}`).toBe(403);
     }
-    dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
-    proxy.holding = true;
+    w.dmzNow += 3 * ADMIN_CHECK_LIMIT.windowMs;
+    w.proxy.holding = true;
     const asked = askedAuthority();
     // Four checks on their way at once: the last refusal of the budget, then three right ones.
     const wrong = post(check(WRONG));
-    await vi.waitFor(() => expect(proxy.held.length).toBe(1));
+    await vi.waitFor(() => expect(w.proxy.held.length).toBe(1));
     const right = [post(check(RIGHT)), post(check(RIGHT)), post(check(RIGHT))];
-    await vi.waitFor(() => expect(proxy.held.length).toBe(4));
-    const [first, ...others] = proxy.held.splice(0);
+    await vi.waitFor(() => expect(w.proxy.held.length).toBe(4));
+    const [first, ...others] = w.proxy.held.splice(0);
     first();
     expect((await wrong).status).toBe(403);
     others[0]();
@@ -327,8 +314,8 @@ describe("the DMZ client's POST /v1/admin-check: checks on their way when its au
     const heldNow = await post(check(RIGHT));
     expect([heldNow.status, error(heldNow.text), heldNow.retryAfter]).toEqual([429, said, String(windowMs / 1000)]);
     // Two seconds on, the authority answers the two still on their way: its 429, its Retry-After, the same words.
-    dmzNow += 2_000;
-    authorityNow += 2_000;
+    w.dmzNow += 2_000;
+    w.authorityNow += 2_000;
     others[1]();
     others[2]();
     const answers = (await Promise.all(right)).filter((res) => res !== limited);
@@ -340,11 +327,11 @@ describe("the DMZ client's POST /v1/admin-check: checks on their way when its au
     expect([heldLater.status, error(heldLater.text), heldLater.retryAfter]).toEqual([429, said, String(windowMs / 1000 - 2)]);
     // Only the four on their way reached the authority.
     expect(askedAuthority() - asked).toBe(4);
-    expect(proxy.held).toEqual([]);
-    proxy.holding = false;
+    expect(w.proxy.held).toEqual([]);
+    w.proxy.holding = false;
     // Once the wait has passed, the next check goes to the authority, whose window is over: ok.
-    dmzNow += windowMs;
-    authorityNow += windowMs;
+    w.dmzNow += windowMs;
+    w.authorityNow += windowMs;
     expect((await post(check(RIGHT))).status).toBe(200);
     expect(askedAuthority() - asked).toBe(5);
   });
