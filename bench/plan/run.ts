@@ -109,6 +109,17 @@
 //     2,695 ms, peak RSS 284 -> 262 MiB;
 //   bench:start's 7-create embedded apply, 6 pairs at load 12: CPU 2.91 ->
 //     2.64 s, 193 -> 191 MiB; apply with nothing to do 0.98 -> 0.90 s CPU.
+// Quiet, at 527c117 (2026-12-06 20:46-20:50, speed 45-49 ms, load average
+// 1.0-1.1 at the starts after a busy evening; main at d80ab6c gave 507 ms,
+// CPU 590 ms, 164 MiB at 18:48, load 2.1):
+//   1k empty record (--fleets 10 --members 100 --only empty), two medians of
+//     3: 495 ms (467-496, CPU 580 ms) and 475 ms (455-481, CPU 560 ms),
+//     136-141 MiB; phases load 53-74, read 234-261, compute 15-18 ms:
+//     under the 0.5 s target;
+//   100k, 1% changed (load 3.1): 997 ms (CPU 1,220 ms), 172 MiB; targeted
+//     end-to-end 551 ms, 134 MiB; empty record (first import, load 2.9):
+//     1,940 ms (CPU 2,380 ms), 260 MiB; peer at 10k: dmzfleet 636 ms,
+//     terraform 1.11.4 12,461 ms (19.6x the wall, 3.6x less peak RSS).
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
