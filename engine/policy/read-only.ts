@@ -210,7 +210,7 @@ export function readOnlyViewer(): <T>(v: T) => T {
 /**
  * Where a stand-in holds the object it stands for: a symbol of this module, which no trap reports. console.log and
  * util.inspect show a Proxy's target, not what its traps report: a view shows as
- * `{ [Symbol(read-only view of)]: { …what it holds… } }`. (A custom inspect on each stand-in cost ~10% more per view.)
+ * `{ [Symbol(read-only view of)]: { …what it holds… } }` (Node 24 prints the key without brackets). (A custom inspect on each stand-in cost ~10% more per view.)
  */
 const HELD: unique symbol = Symbol('read-only view of');
 
