@@ -5,8 +5,17 @@ import { readFileSync, readdirSync } from 'node:fs';
 
 /** CPU seconds (user + sys) of a process from /proc; with `children`, also its reaped children's. */
 export function procCpu(pid: number, children = false): number {
+  return statCpu(`/proc/${pid}/stat`, children);
+}
+
+/** CPU seconds of a process's main thread, the one its JavaScript runs on; the rest of procCpu is its other threads' (V8's compiler and GC threads, libuv's pool). */
+export function mainThreadCpu(pid: number): number {
+  return statCpu(`/proc/${pid}/task/${pid}/stat`, false);
+}
+
+function statCpu(path: string, children: boolean): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(path, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // Fields 14-17 of stat (utime stime cutime cstime) are 11-14 after the comm field.
     const ticks = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);

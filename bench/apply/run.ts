@@ -15,9 +15,10 @@
 // Printed: wall time of `fleet apply` (whole process, and the apply phase from
 // its `start` to its `summary` event), the ideal bound = cloud calls x latency
 // / (parallelism x data centers), their ratio, the CLI's CPU per step (user +
-// sys), the services' CPU, each member's time (from its first request to its
-// last answer) and each VM's time in its data center (createVm call to agent
-// ready, from the sims' state), and the load average (the machine is shared).
+// sys), the services' CPU (and their main threads' part of it), each
+// member's time (from its first request to its last answer) and each VM's
+// time in its data center (createVm call to agent ready, from the sims'
+// state), and the load average (the machine is shared).
 // Also: the machine's speed (bench/speed.ts: the same code measured 2x apart
 // on this workplace's machines from one session to the next; read a figure
 // against it), and the messages per VM of the measured apply, read off the
@@ -27,10 +28,12 @@
 //
 //   npm run bench:apply [-- --quick] [-- --vms 10000 --parallelism 10 --latency 20]
 //                       [-- --pg URL] [-- --embedded] [-- --cpu-prof DIR] [-- --keep] [-- --runs N] [-- --warm N]
-//                       [-- --perf] [-- --node-arg FLAG ...]
+//                       [-- --perf] [-- --node-arg FLAG ...] [-- --service-node-arg FLAG ...] [-- --cli-node-arg FLAG ...]
 //
 // --node-arg FLAG (repeatable) gives FLAG to every process it starts (the CLI
-// and the services), e.g. --node-arg=--single-threaded-gc to weigh a V8 flag.
+// and the services), e.g. --node-arg=--single-threaded-gc to weigh a V8 flag;
+// --service-node-arg FLAG to the services only, --cli-node-arg FLAG to the
+// CLI only.
 //
 // --runs N (default 3; 1 with --quick) repeats the whole run N times (fresh
 // database, fresh services) and ends with the median of each figure over the
@@ -357,6 +360,77 @@
 // code: take the sim's quarter out and a cold DMZ client is ~1.0-1.1 ms per
 // VM at 10,000, most of it HTTP (a /v1/boot a VM) and not-yet-optimized
 // code.
+//
+// V8 and Node flags (2026-12-06 22:00-22:50, issue 20 point 6; main
+// 7d33445, Node 20.20.2, 10,000 VMs, cold, one run a side; load average
+// 3.9-8.7 at the starts, mostly the bench's own processes, speed 37-56 ms).
+// The services' line "of which their main threads ... their other threads"
+// (their /proc tasks) shows where a flag moves CPU: by default the 5
+// services' other threads (V8's compiler and GC, libuv's pool) take 4.8-5.2
+// s of their ~15.5 s at P 50. Screened at P 50 (CPU per VM; the default's 21
+// runs in the same hour 1.77-2.03, median 1.91), every process given the
+// flag (--node-arg):
+//
+//   | flag                                | CPU per VM       | other threads | note                                      |
+//   | ----------------------------------- | ---------------- | ------------- | ----------------------------------------- |
+//   | --single-threaded-gc                | 7 runs 1.73-2.05 | 3.5-3.6 s     | pairs below                               |
+//   | --interrupt-budget=270336 (4x)      | 1.82, 1.85       | 3.2 s         | fewer TurboFan compiles; Node 20 only (*) |
+//   | both of the above                   | 6 runs 1.78-1.87 | 1.8-1.9 s     | pairs below                               |
+//   | --interrupt-budget=540672 (8x)      | 1.84             |               |                                           |
+//   | --no-turbo-inlining                 | 1.89             | 3.7 s         |                                           |
+//   | --no-turbofan                       | 2.13             |               | the authority 7.3 s (5.2-5.8)             |
+//   | --maglev                            | 1.81             |               | + --single-threaded-gc 1.74               |
+//   | --always-sparkplug                  | 1.90             |               |                                           |
+//   | --max-lazy                          | 1.90             |               |                                           |
+//   | --no-lazy-feedback-allocation       | 1.97             |               |                                           |
+//   | --single-threaded                   | 1.81             |               | compiles on the main thread too           |
+//   | --max-semi-space-size=32 / 64       | 1.83 / 1.92      |               | CLI peak RSS 304 / 367 MiB (**)           |
+//   | --min-semi-space-size=16            | 1.84             |               | + --single-threaded-gc 1.77               |
+//   | --no-parallel-scavenge              | 1.91, 1.84       | 4.0-4.1 s     |                                           |
+//   | --v8-pool-size=1 (Node's)           | 1.87, 1.86       | 4.2 s         |                                           |
+//   | --no-concurrent/parallel-marking    | -                |               | the authority aborted (***)               |
+//
+// (*) Node 22 and 24 have --invocation-count-for-turbofan instead. (**)
+// 227-292 MiB by default. (***) --no-concurrent-marking
+// --no-parallel-marking: V8's check in cppgc's marker, on Node 20 and 22.
+// --maglev's tests were not run: it was not kept.
+//
+// What a flag takes off the other threads the main threads mostly take up.
+// --single-threaded-gc, one run a side interleaved, default / flag: P 50
+// 1.83/1.73, 2.03/1.88, 2.00/2.05, 1.87/1.91, 1.87/1.80, 1.89/1.92,
+// 1.87/1.86 (lower in 4 of 7, medians 1.87 / 1.88); given to the services
+// only (--service-node-arg), 1.83-1.98 in 4 runs; P 10 2.91/2.96,
+// 3.00/2.83, 3.08/3.00, 3.05/3.12 ms per VM, whole-process ratio 1.27/1.58,
+// 1.31/1.26, 1.30/1.28, 1.29/1.31. No consistent gain. With
+// --interrupt-budget=270336 too: P 50 1.96/1.81, 1.87/1.84, 1.96/1.87,
+// 2.03/1.78, 1.99/1.81 (lower in 5 of 5, medians 1.96 / 1.81: the
+// authority 5.3-5.7 -> 5.2-5.5 s, each DMZ client 2.5-2.8 -> 2.3-2.6 s, the
+// CLI's apply phase 3.1-3.3 -> 3.0-3.1 s); but P 10 3.01/3.06, 3.02/3.21,
+// 2.94/3.24 ms per VM, ratio 1.30/1.91, 1.29/1.80, 1.30/1.31 (load 6.0
+// and 8.7 at the two slow runs' starts), and
+// --interrupt-budget=270336 alone at P 10 3.23 and 3.12 against 2.94-3.03
+// (the authority 10.0-10.4 s against 9.0-9.2). Presumably a 26 s apply runs
+// its hot code unoptimized for longer than a 13 s one gains from compiling
+// less (a long-running service would lose more; not measured). Half that
+// (--interrupt-budget=135168, 2x), default / flag: P 50 2.03/1.99,
+// 1.95/1.94; P 10 3.12/3.17, 3.03/3.13, ratio 1.32/1.32, 1.32/2.31. A P 10
+// ratio above 1.36 came in 3 of the 7 runs with a larger budget (1.80,
+// 1.91, 2.31) and 1 of the 4 with --single-threaded-gc alone (1.58), never
+// in the default's 10 runs that hour (1.27-1.36). Nothing landed: no flag lowers the CPU at
+// both P 50 and P 10, and the one gain (P 50) costs the P 10 ratio.
+//
+// Landing such a flag would need a process start of its own in any case:
+// Node 20 refuses --single-threaded-gc and --interrupt-budget in NODE_OPTIONS;
+// v8.setFlagsFromString('--single-threaded-gc') at run time aborts Node 20
+// and 22 at the first full GC (the same cppgc check) and is ignored by Node
+// 24 (other threads' CPU unchanged in a GC micro-bench); a re-exec is a
+// resident parent on Node 20 (43 MiB, 65 ms of CPU: a bare `node` that
+// spawns) or process.execve on Node >= 22.15 (same PID). --no-parallel-scavenge
+// does take effect at run time (the micro-bench's GC threads' CPU 70-80 ms
+// -> 0), but saves nothing here. bench:start's embedded apply (7 creates)
+// with --single-threaded-gc: peak RSS 197 and 199 MiB against 190 and 187
+// (medians of 3, two runs a side), CPU 1.54 / 1.70 s against 1.37 / 1.66 s:
+// within the 300 MiB target either way.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -367,7 +441,7 @@ import { parseArgs } from 'node:util';
 import { createTestDatabase } from '../../engine/record/testing.ts';
 import { readSimState } from '../../providers/drivers/sim/index.ts';
 import type { ChildUsage } from './child.ts';
-import { journalStats, postgresCpu, procCpu } from './measure.ts';
+import { journalStats, mainThreadCpu, postgresCpu, procCpu } from './measure.ts';
 import { machineSpeedLine } from '../speed.ts';
 import { formatBreakdown, perfAvailable, perfBreakdown, startPerf, stopPerf } from './perf.ts';
 import { writePackAndSpecs as writePack, writeSpecs, writeStack as writeStackFile, type DcEntry } from './stack.ts';
@@ -395,6 +469,8 @@ const { values } = parseArgs({
     warm: { type: 'string', default: '0' },
     perf: { type: 'boolean', default: false },
     'node-arg': { type: 'string', multiple: true },
+    'service-node-arg': { type: 'string', multiple: true },
+    'cli-node-arg': { type: 'string', multiple: true },
   },
 });
 
@@ -415,6 +491,9 @@ const pgBase = values.embedded ? undefined : (values.pg ?? process.env.FLEET_TES
 const cpuProf = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
 /** --node-arg FLAG (repeatable): given to every process the bench starts (the CLI and the services), e.g. a V8 flag. */
 const NODE_ARGS = values['node-arg'] ?? [];
+/** --service-node-arg / --cli-node-arg FLAG (repeatable): given after --node-arg's to the services only / the CLI only. */
+const SERVICE_NODE_ARGS = [...NODE_ARGS, ...(values['service-node-arg'] ?? [])];
+const CLI_NODE_ARGS = [...NODE_ARGS, ...(values['cli-node-arg'] ?? [])];
 const RUNS = whole('runs', values.runs ?? (values.quick ? '1' : '3'), 1);
 const WARM = whole('warm', values.warm ?? '0', 0);
 if (WARM > 0 && WARM < DCS.length) {
@@ -471,7 +550,7 @@ async function stop(child: ChildProcess): Promise<void> {
 /** Starts `fleet serve ...` and waits for its "listening on URL" line. */
 async function startService(name: string, args: string[], env: NodeJS.ProcessEnv): Promise<Service> {
   const prof = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, name.replace(/\W+/g, '-'))}`] : [];
-  const child = spawn(process.execPath, [...NODE_ARGS, ...prof, FLEET, 'serve', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...SERVICE_NODE_ARGS, ...prof, FLEET, 'serve', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push(() => stop(child));
   // Only the last 64 KiB of the service's output is kept (for an error report): its
   // log lines (one per request at info) would otherwise pile up in this process.
@@ -556,7 +635,7 @@ async function runApply(dir: string, stackDir: string, env: NodeJS.ProcessEnv, t
   const err = openSync(errFile, 'w');
   const t0 = performance.now();
   const prof = cpuProf && profile ? ['--cpu-prof', `--cpu-prof-dir=${join(cpuProf, 'cli')}`] : [];
-  const child = spawn(process.execPath, [...NODE_ARGS, ...prof, CHILD, 'apply', '--yes', '--format', 'json', '--parallelism', String(P), '--stack', stackDir], {
+  const child = spawn(process.execPath, [...CLI_NODE_ARGS, ...prof, CHILD, 'apply', '--yes', '--format', 'json', '--parallelism', String(P), '--stack', stackDir], {
     cwd: ROOT,
     env: { ...env, FLEET_BENCH_USAGE_FILE: usageFile },
     stdio: ['ignore', out, err],
@@ -744,7 +823,10 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
 
   console.log(`bench:apply: ${VMS} creates over ${DCS.length} data centers, parallelism ${P} per data center, cloud calls ${LATENCY} ms`);
   console.log(`  mode        ${mode}`);
-  console.log(`  node        ${process.version}${NODE_ARGS.length ? ` ${NODE_ARGS.join(' ')} (every process)` : ''}`);
+  const flags = (list: string[], who: string) => (list.length ? ` ${list.join(' ')} (${who})` : '');
+  const nodeFlags =
+    SERVICE_NODE_ARGS.join(' ') === CLI_NODE_ARGS.join(' ') ? flags(NODE_ARGS, 'every process') : `${flags(SERVICE_NODE_ARGS, 'the services')}${flags(CLI_NODE_ARGS, 'the CLI')}`;
+  console.log(`  node        ${process.version}${nodeFlags}`);
   console.log(`  machine     ${cpus().length} cores, load average ${la()} (before); state files under ${base}`);
   console.log(`  ${machineSpeedLine()}`);
 
@@ -757,6 +839,7 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
     await writeSpecs(dir, BENCH, 'fleets', 'f', VMS);
   }
   const svcCpu0 = services.map((s) => procCpu(s.child.pid ?? 0));
+  const svcMain0 = services.map((s) => mainThreadCpu(s.child.pid ?? 0));
   let perf: ChildProcess | undefined;
   if (values.perf) {
     const why = services.length ? perfAvailable() : '--perf needs the deployed run (PostgreSQL): embedded, every part is the CLI process';
@@ -772,6 +855,7 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
   const run = await runApply(dir, stackDir, env);
   const inDc = await inDataCenterMs(join(pgBase ? join(dir, 'services') : stackDir, '.fleet', 'sim')).catch(() => []);
   const svcCpu1 = services.map((s) => procCpu(s.child.pid ?? 0));
+  const svcMain1 = services.map((s) => mainThreadCpu(s.child.pid ?? 0));
   const pgCpu1 = pgBase ? postgresCpu() : undefined;
   const messages = await Promise.all(services.map((s) => scrapeCounts(s.url)));
   if (perf) await stopPerf(perf);
@@ -820,6 +904,8 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
     const parts = services.map((s, i) => `${s.name} ${f1(svcCpu1[i] - svcCpu0[i])} s`);
     const sum = services.reduce((n, _s, i) => n + svcCpu1[i] - svcCpu0[i], 0);
     console.log(`  services    CPU during the apply: ${f1(sum)} s = ${f2((sum * 1000) / steps)} ms per step (${parts.join(', ')})`);
+    const main = services.reduce((n, _s, i) => n + svcMain1[i] - svcMain0[i], 0);
+    console.log(`              of which their main threads ${f1(main)} s, their other threads (V8's compiler and GC, libuv's pool) ${f1(sum - main)} s`);
   }
   if (services.length) printMessages(services, messages0 ? messages.map((m, i) => less(m, messages0[i])) : messages, summary.succeeded + summary.failed);
   if (perf) {

@@ -13,10 +13,11 @@
 // Median of --runs (default 5; the applies 3), and the load average at the
 // start and the end: the machine is shared, so compare figures of one run.
 //
-//   npm run bench:start [-- --runs 5] [-- --no-apply] [-- --root DIR]
+//   npm run bench:start [-- --runs 5] [-- --no-apply] [-- --root DIR] [-- --node-arg FLAG ...]
 //
 // --root DIR runs the `fleet` of another checkout (its bin/fleet.mjs, its
 // stacks/local, specs and policies), to compare with an older commit.
+// --node-arg FLAG (repeatable) gives FLAG to every `node` it starts.
 //
 // At c413013 on a quiet machine (2026-12-02 ~16:50, load average 1.2): node
 // -e 0 0.062 s; --version 0.097 s; validate 0.178 s, 60 MiB (target <= 0.25 s
@@ -46,7 +47,11 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { machineSpeedLine } from '../speed.ts';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, 'no-apply': { type: 'boolean', default: false }, root: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { runs: { type: 'string', default: '5' }, 'no-apply': { type: 'boolean', default: false }, root: { type: 'string' }, 'node-arg': { type: 'string', multiple: true } },
+});
+/** --node-arg FLAG (repeatable): given to every `node` it starts, e.g. a V8 flag to weigh. */
+const NODE_ARGS = values['node-arg'] ?? [];
 const ROOT = values.root ? resolve(values.root) : resolve(import.meta.dirname, '..', '..');
 const FLEET = join(ROOT, 'bin', 'fleet.mjs');
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
@@ -62,7 +67,7 @@ interface Figures {
 /** Runs `node ARGS` in `cwd` once; its figures from /usr/bin/time's report (a temp file, so the command's own output is left alone). */
 async function once(args: string[], cwd = ROOT): Promise<Figures> {
   const report = join(tmpdir(), `fleet-bench-start-${process.pid}-${Math.random().toString(36).slice(2)}.txt`);
-  const cmd = TIME ? [TIME, '-o', report, '-f', '%U %S %M', process.execPath, ...args] : [process.execPath, ...args];
+  const cmd = [...(TIME ? [TIME, '-o', report, '-f', '%U %S %M'] : []), process.execPath, ...NODE_ARGS, ...args];
   const t0 = performance.now();
   let stderr = '';
   const code = await new Promise<number>((res, rej) => {
@@ -94,7 +99,7 @@ function line(label: string, runs: Figures[]): void {
 }
 
 const la = () => loadavg().map((x) => x.toFixed(2)).join(' ');
-console.log(`bench:start: ${ROOT}; load average ${la()} (start)${TIME ? '' : '; /usr/bin/time not found: wall time only'}`);
+console.log(`bench:start: ${ROOT}; load average ${la()} (start)${TIME ? '' : '; /usr/bin/time not found: wall time only'}${NODE_ARGS.length ? `; node ${NODE_ARGS.join(' ')}` : ''}`);
 console.log(`  ${machineSpeedLine()}`);
 
 const series = async (label: string, args: string[], n: number, cwd = ROOT, before?: () => Promise<void>) => {
