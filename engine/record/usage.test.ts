@@ -4,6 +4,7 @@
 // the triggers must follow too), after a migration of an existing record,
 // and under concurrent writers on PostgreSQL.
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
 import { seededRandom } from '../model/seeded-random.ts';
@@ -458,4 +459,38 @@ describe.runIf(pgUrl !== undefined)('vm_usage under concurrent writers on Postgr
     expect(errors).toEqual([]);
     expect(await usageDrift(t.record)).toEqual([]);
   }, 120_000);
+});
+
+describe.runIf(pgUrl !== undefined)('the budget read on PostgreSQL', () => {
+  it('finds each VM it reads by id, also in a plan cached while the table was small', async () => {
+    const t = await postgresBackend(pgUrl!).create();
+    const c = new pg.Client({ connectionString: t.url });
+    try {
+      // A new record, its statistics not yet taken: the plan a pool connection caches for the budget read (a
+      // generic plan, sequential scans priced out as on the record's connections) must not reach a VM through
+      // vms_scope, which reads every VM of the stack (under the budget lock, on every guarded create).
+      for (let i = 0; i < 40; i++) {
+        await t.record.insertVm({ stack: 'bp', fleet: `f${i % 4}`, owner: 'o', index: i, dataCenter: 'miami', state: 'Running', desiredState: 'Running', specHash: 'h', image: 'ubuntu', size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }, encryptedDisk: false }, ctx);
+      }
+      const seen: { text: string; params: readonly unknown[] }[] = [];
+      await readBudgetUsage({ query: async <T,>(text: string, params: readonly unknown[] = []) => (seen.push({ text, params }), [] as T[]) }, 'bp', 'some-vm');
+      expect(seen).toHaveLength(1);
+      await c.connect();
+      await c.query('SET enable_seqscan = off');
+      await c.query('SET plan_cache_mode = force_generic_plan');
+      await c.query(`PREPARE budget AS ${seen[0].text}`);
+      const [{ 'QUERY PLAN': plan }] = (await c.query(`EXPLAIN (FORMAT JSON) EXECUTE budget('bp', 'some-vm')`)).rows;
+      const scans: string[] = [];
+      const walk = (n: { 'Relation Name'?: string; 'Index Name'?: string; 'Node Type': string; Plans?: unknown[] }) => {
+        if (n['Relation Name'] === 'vms') scans.push(`${n['Node Type']} ${n['Index Name'] ?? ''}`.trim());
+        for (const p of n.Plans ?? []) walk(p as typeof n);
+      };
+      walk(plan[0].Plan);
+      expect(scans.length).toBeGreaterThan(0);
+      expect(scans.filter((s) => !s.endsWith('vms_pkey'))).toEqual([]);
+    } finally {
+      await c.end().catch(() => undefined);
+      await t.cleanup();
+    }
+  });
 });
