@@ -361,6 +361,77 @@
 // VM at 10,000, most of it HTTP (a /v1/boot a VM) and not-yet-optimized
 // code.
 //
+// 2026-12-06 22:00-23:00 (issue 20, PostgreSQL's CPU; branch perf-pg, Node
+// 20, PostgreSQL 15, load average 3.6-7.6 at the starts from other
+// sessions' work, speed 38-43 ms). Where PostgreSQL's CPU goes in a P 10
+// apply (main 7d33445):
+// - By client (each backend's /proc CPU, its client port mapped to the
+//   process): the authority's backends 8.4-10.1 s of 10.7-12.5, the
+//   CLI's (the journal, locks, plan) 2.2-2.4 s; the server's own processes
+//   (WAL writer, background writer) ~0.05 s. At P 50: 3.9-4.5 of 5.0-5.7.
+// - By statement (4,000 VMs at P 10, pg_stat_activity sampled every ~8
+//   ms, each backend's CPU between two samples charged to the statement
+//   it was running or ran last; 4.4 s in all): transitionVms 36%, the
+//   journal's INSERTs 22%, the guarded insert's transaction (BEGIN, the
+//   budget lock, readBudgetUsage, readFleetOwners, insertVms, COMMIT) 24%,
+//   authorizeBoots 14%, fencesOf 2%. Waits: the active samples were
+//   mostly WALSync / WALWrite (the commit's fdatasync).
+// - By function (perf -a, the postgres processes' on-CPU samples): a third
+//   in the kernel: the fdatasync of every commit (~11% of PostgreSQL's
+//   CPU; virtio notifies on this VM), loopback TCP, wake-ups; the rest
+//   executing: index inserts ~13% (a VM's ~11 history rows, 3 indexes
+//   each; the journal's 12 rows, 2 each), executor start-up of the
+//   many-CTE statements ~11%, AFTER triggers ~4%, planning ~3%.
+// - Index statistics of a kept 4,000-VM database: vms_scope 375 scans
+//   reading 749,449 rows. readBudgetUsage's cached generic plan, made
+//   while the record was new, reached the VM it leaves out (none, on a
+//   create) through vms_scope: every guarded create read every VM of the
+//   stack, under the stack's budget lock. It now compares the stack with
+//   IS NOT DISTINCT FROM, so vms_pkey finds the VM (as authorizeBoots).
+// - vm_usage's statement-level UPDATE trigger captured every updated row
+//   and summed a state change to nothing: ~12% of PostgreSQL's CPU per
+//   10-item transitionVms (825 -> 725 us, micro-benchmark). Now a row
+//   trigger with a WHEN on the usage columns (migration 17): a state
+//   change queues nothing.
+//
+// 10,000 VMs, one run a side, before / after (main 7d33445 / the change;
+// the trigger's third set: the budget read's build / both), PostgreSQL CPU
+// during the apply (every backend), the authority's backends in brackets:
+//
+//   | change, P           | PostgreSQL, s (authority's backends)                                          | CPU per VM                          | ratio                               |
+//   | ------------------- | ----------------------------------------------------------------------------- | ----------------------------------- | ----------------------------------- |
+//   | budget read, P 10   | 12.5/10.5 (10.1/8.1) 11.6/10.3 (9.2/7.9) 11.9/9.9 (9.5/7.6) 12.0/10.3 (9.6/7.9) | 3.16/3.18 2.96/3.05 3.17/2.97 3.04/3.10 | 1.39/1.40 1.28/1.29 1.33/1.26 1.35/1.28 |
+//   | budget read, P 50   | 5.3/5.3 5.3/5.2 5.3/5.3 5.3/5.2                                               | 1.93/1.91 1.91/1.90 1.92/1.98 1.92/1.91 | 3.37/3.34 3.33/3.32 3.44/3.64 3.33/3.52 |
+//   | trigger, P 10       | 12.2/11.2 (9.6/8.4) 11.9/10.5 (9.6/7.9) 11.8/9.7 (9.4/7.4) 11.6/10.8 (9.4/8.2)  | 2.89/2.96 2.87/3.29 2.95/3.18 2.96/3.43 | 1.31/1.39 1.28/1.31 1.28/1.32 1.56/1.34 |
+//   | trigger, P 50       | 5.1/5.0 5.2/5.1 5.5/5.6 5.7/5.4                                               | 1.83/1.93 1.89/1.99 2.01/2.20 2.07/2.12 | 3.23/3.33 3.29/3.42 3.57/4.38 3.63/3.65 |
+//   | trigger on the budget read's build, P 10 | 10.6/10.4 (8.1/7.9) 9.8/9.0 (7.6/6.9) 10.2/10.3 (7.8/7.8) 10.7/10.2 (8.2/7.8) | 3.13/3.18 3.02/2.93 3.07/3.18 3.17/3.14 | 1.29/1.31 1.51/1.77 1.43/1.31 1.31/1.29 |
+//   | both, P 10          | 12.3/10.5 (9.9/8.0) 11.3/10.3 (8.9/7.8) 10.7/9.2 (8.4/7.0) 11.0/10.4 (8.8/7.9)  | 2.95/3.20 2.95/3.14 2.86/2.86 2.94/3.13 | 1.36/1.30 1.34/1.28 1.41/1.44 1.29/1.30 |
+//   | both, P 50          | 5.2/5.0 5.3/5.2 5.0/5.3 5.3/5.4                                               | 1.94/1.91 2.00/1.90 1.83/2.00 2.00/2.02 | 3.37/3.30 3.46/3.30 3.21/3.52 3.48/3.56 |
+//
+// (The trigger's first sets ran main first, its CPU per VM and ratio
+// following the authority's batches per VM, 0.81-0.92 main and 0.86-1.03
+// the trigger; every other set in alternating order.) The budget read pays at P 10 (0.14 guarded creates
+// per VM, each reading the stack) and not at P 50 (0.03); the trigger
+// alone, on top of it, ~0.35 s at P 10 (lower in 3 of 4, the authority's
+// backends in 4 of 4, one equal), as its ~4% share of PostgreSQL's CPU
+// said. Neither moves the P 10 ratio: with PostgreSQL's answers sooner,
+// the calls batch less. In the "both" pairs the authority's batches per
+// VM went 0.85/1.00, 0.88/0.98, 0.77/0.77, 0.86/0.95, its statements and
+// the journal's INSERTs (6,616/7,886, 6,975/7,884, 6,009/6,063,
+// 6,948/7,519) with them, and the services' and the CLI's CPU with those
+// (CPU per VM up 0.2 in the 3 pairs that batched less, equal in the one
+// that did not, where PostgreSQL's CPU fell 1.5 s). PostgreSQL's CPU fell
+// in every pair all the same (~15% less server CPU per statement), but
+// the machine's total CPU per VM at P 10 did not: it follows the
+// exchanges, which self-clocked batching sets by each hop's latency. What
+// is left of PostgreSQL's CPU is per statement: the commit's fdatasync
+// (synchronous, kept), the executor's start-up, the round trip, for ~1
+// statement per VM at P 10 and ~0.25 at P 50: fewer statements, not
+// cheaper ones. Not done: fencesOf folded into
+// the statement after it (2% of PostgreSQL's CPU), readBudgetUsage and
+// readFleetOwners in one statement (one round trip per guarded create),
+// transitionVms's second vms_pkey probe per row (its `old` CTE).
+//
 // V8 and Node flags (2026-12-06 22:00-22:50, issue 20 point 6; main
 // 7d33445, Node 20.20.2, 10,000 VMs, cold, one run a side; load average
 // 3.9-8.7 at the starts, mostly the bench's own processes, speed 37-56 ms).

@@ -1,9 +1,11 @@
 // vm_usage (migration 8): what the live VMs use per fleet and data center,
-// kept by triggers on vms. Checked against a GROUP BY over vms after many
+// kept by triggers on vms (the update trigger one per row since migration
+// 17). Checked against a GROUP BY over vms after many
 // generated sequences of writes through every writer (and raw SQL, which
 // the triggers must follow too), after a migration of an existing record,
 // and under concurrent writers on PostgreSQL.
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
 import { seededRandom } from '../model/seeded-random.ts';
@@ -238,6 +240,44 @@ async function runSequence(record: SqlRecord, stack: string, seed: number, steps
       const vms = await all();
       if (vms.length) await record.sql.query('UPDATE vms SET data_center = $2, cpu = cpu + 1 WHERE id = $1', [pick(vms).id, pick(DCS)]);
     },
+    async rawMany() {
+      // An operator's psql changing several rows at once: places and sizes of live and retired VMs (a retired
+      // one stays out of the sums whatever it holds), a retired one's retired_at moved (still retired).
+      const vms = await all();
+      const ids = [...new Set(Array.from({ length: 1 + Math.floor(rand() * 4) }, () => pick(vms)?.id))].filter(Boolean);
+      if (ids.length) {
+        await record.sql.query(
+          `UPDATE vms SET data_center = CASE WHEN idx % 2 = 0 THEN $2 ELSE data_center END, cpu = cpu + $4, memory_gib = memory_gib + $3,
+             retired_at = CASE WHEN retired_at IS NOT NULL THEN retired_at + interval '1 second' END
+           WHERE id = ANY($1::text[])`,
+          [ids, pick(DCS), pick([0, 0.2, 1]), pick([0, 0.1])],
+        );
+      }
+    },
+    async rawRefleet() {
+      // A VM moved to another fleet (and stack, now and then: out of and into this one) by raw SQL, at an address no VM takes.
+      const vms = await all();
+      if (!vms.length) return;
+      const v = pick(vms);
+      const away = rand() < 0.3 ? `${stack}-away` : stack;
+      try {
+        await record.sql.query('UPDATE vms SET stack = $2, fleet = $3, idx = idx + 1000 * $4 WHERE id = $1', [v.id, away, pick(FLEETS), 1 + log.length]);
+        if (away !== stack) await record.sql.query('UPDATE vms SET stack = $2 WHERE id = $1', [v.id, stack]);
+      } catch (err) {
+        if (!/duplicate key|unique/i.test(String(err))) throw err;
+      }
+    },
+    async rawRetire() {
+      // Retired and brought back by raw SQL (back only while its address is free: else the statement fails, writing nothing).
+      const vms = await all();
+      if (!vms.length) return;
+      const v = pick(vms);
+      try {
+        await record.sql.query('UPDATE vms SET retired_at = CASE WHEN retired_at IS NULL THEN now() END WHERE id = $1', [v.id]);
+      } catch (err) {
+        if (!/duplicate key|unique/i.test(String(err))) throw err;
+      }
+    },
     async rawDelete() {
       const vms = await all();
       if (vms.length) await record.sql.query('DELETE FROM vms WHERE id = $1', [pick(vms).id]);
@@ -245,7 +285,8 @@ async function runSequence(record: SqlRecord, stack: string, seed: number, steps
   };
   const weights: [string, number][] = [
     ['insert', 4], ['insertGuarded', 2], ['insertWrongOwner', 1], ['insertMany', 3], ['bulk', 2], ['replace', 3], ['state', 3], ['retire', 3],
-    ['resize', 3], ['grow', 2], ['batch', 3], ['stale', 1], ['adopt', 2], ['rawMove', 1], ['rawDelete', 1],
+    ['resize', 3], ['grow', 2], ['batch', 3], ['stale', 1], ['adopt', 2], ['rawMove', 1], ['rawMany', 2],
+    ['rawRefleet', 1], ['rawRetire', 1], ['rawDelete', 1],
   ];
   const total = weights.reduce((n, [, w]) => n + w, 0);
   for (let s = 0; s < steps; s++) {
@@ -296,7 +337,10 @@ describe.each(testBackends())('vm_usage on $name', (backend) => {
     }
     // Every kind of write ran.
     expect([...ran.keys()].sort()).toEqual(
-      ['adopt', 'batch', 'bulk', 'grow', 'insert', 'insertGuarded', 'insertMany', 'insertWrongOwner', 'rawDelete', 'rawMove', 'replace', 'resize', 'retire', 'stale', 'state'].sort(),
+      [
+        'adopt', 'batch', 'bulk', 'grow', 'insert', 'insertGuarded', 'insertMany', 'insertWrongOwner', 'rawDelete', 'rawMany', 'rawMove', 'rawRefleet',
+        'rawRetire', 'replace', 'resize', 'retire', 'stale', 'state',
+      ].sort(),
     );
   }, 240_000);
 
@@ -357,6 +401,50 @@ describe.each(testBackends())('vm_usage on $name', (backend) => {
           { fleet: 'web', owner: 'team-a', dataCenter: 'austin', vms: 1, cpu: 1, memoryGiB: 1 },
           { fleet: 'web', owner: 'team-a', dataCenter: 'miami', vms: 3, cpu: 10.2, memoryGiB: 12.1 },
         ]);
+      } finally {
+        await record.close();
+      }
+    } finally {
+      await drop();
+    }
+  });
+
+  it('stays in step across the upgrade to schema 17 (the update trigger a row trigger)', async () => {
+    const { url, drop } = await backend.freshUrl();
+    try {
+      const raw = await rawAdapter(backend, url);
+      try {
+        await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= 16));
+      } finally {
+        await raw.close();
+      }
+      // Written at 16 (the statement trigger), then upgraded: the table is kept as it was and followed from then on.
+      const at16 = await rawAdapter(backend, url);
+      try {
+        await at16.query(`INSERT INTO fleets (stack, fleet, owner) VALUES ('u', 'web', 'team-a')`);
+        for (const [id, idx, dc, cpu] of [['a', 0, 'miami', 0.1], ['b', 1, 'miami', 0.2], ['c', 2, 'austin', 3.3]] as const) {
+          await at16.query(
+            `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, cpu, memory_gib, disk_gib, encrypted_disk)
+             VALUES ($1, 'u', 'web', $2, $1, $3, 'Running', 'Running', 'h', 'img', $4, 1, 10, false)`,
+            [id, idx, dc, cpu],
+          );
+        }
+        await at16.query(`UPDATE vms SET retired_at = now() WHERE id = 'c'`);
+        expect(await at16.query(`SELECT schema_version FROM meta`)).toEqual([{ schema_version: 16 }]);
+      } finally {
+        await at16.close();
+      }
+      const record = await openRecord(url);
+      try {
+        expect(await record.schemaVersion()).toBe(SCHEMA_VERSION);
+        expect(await record.sql.query(`SELECT (tgtype & 1) = 1 AS per_row FROM pg_trigger WHERE tgname = 'vm_usage_update'`)).toEqual([{ per_row: true }]);
+        expect(await usageDrift(record)).toEqual([]);
+        const a = (await record.getVm('a'))!;
+        await record.transitionVm('a', a.version, 'Stopped', ctx);
+        await record.transitionVm('b', 1, 'Deleted', ctx, { retire: true });
+        await record.sql.query(`UPDATE vms SET retired_at = NULL, data_center = 'miami' WHERE id = 'c'`);
+        expect(await usageDrift(record)).toEqual([]);
+        expect(await record.usage('u', { excludeFleets: [] })).toEqual([{ fleet: 'web', owner: 'team-a', dataCenter: 'miami', vms: 2, cpu: 3.4, memoryGiB: 2 }]);
       } finally {
         await record.close();
       }
@@ -458,4 +546,38 @@ describe.runIf(pgUrl !== undefined)('vm_usage under concurrent writers on Postgr
     expect(errors).toEqual([]);
     expect(await usageDrift(t.record)).toEqual([]);
   }, 120_000);
+});
+
+describe.runIf(pgUrl !== undefined)('the budget read on PostgreSQL', () => {
+  it('finds each VM it reads by id, also in a plan cached while the table was small', async () => {
+    const t = await postgresBackend(pgUrl!).create();
+    const c = new pg.Client({ connectionString: t.url });
+    try {
+      // A new record, its statistics not yet taken: the plan a pool connection caches for the budget read (a
+      // generic plan, sequential scans priced out as on the record's connections) must not reach a VM through
+      // vms_scope, which reads every VM of the stack (under the budget lock, on every guarded create).
+      for (let i = 0; i < 40; i++) {
+        await t.record.insertVm({ stack: 'bp', fleet: `f${i % 4}`, owner: 'o', index: i, dataCenter: 'miami', state: 'Running', desiredState: 'Running', specHash: 'h', image: 'ubuntu', size: { cpu: 1, memoryGiB: 2, diskGiB: 10 }, encryptedDisk: false }, ctx);
+      }
+      const seen: { text: string; params: readonly unknown[] }[] = [];
+      await readBudgetUsage({ query: async <T,>(text: string, params: readonly unknown[] = []) => (seen.push({ text, params }), [] as T[]) }, 'bp', 'some-vm');
+      expect(seen).toHaveLength(1);
+      await c.connect();
+      await c.query('SET enable_seqscan = off');
+      await c.query('SET plan_cache_mode = force_generic_plan');
+      await c.query(`PREPARE budget AS ${seen[0].text}`);
+      const [{ 'QUERY PLAN': plan }] = (await c.query(`EXPLAIN (FORMAT JSON) EXECUTE budget('bp', 'some-vm')`)).rows;
+      const scans: string[] = [];
+      const walk = (n: { 'Relation Name'?: string; 'Index Name'?: string; 'Node Type': string; Plans?: unknown[] }) => {
+        if (n['Relation Name'] === 'vms') scans.push(`${n['Node Type']} ${n['Index Name'] ?? ''}`.trim());
+        for (const p of n.Plans ?? []) walk(p as typeof n);
+      };
+      walk(plan[0].Plan);
+      expect(scans.length).toBeGreaterThan(0);
+      expect(scans.filter((s) => !s.endsWith('vms_pkey'))).toEqual([]);
+    } finally {
+      await c.end().catch(() => undefined);
+      await t.cleanup();
+    }
+  });
 });
