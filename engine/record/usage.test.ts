@@ -306,6 +306,16 @@ async function rawAdapter(backend: TestBackend, url: string): Promise<SqlAdapter
   return backend.name === 'pglite' ? openPglite(url.slice('pglite://'.length)) : openPostgres(url, url);
 }
 
+/** Runs `fn` on the record's database without the record's code (no migrations run on open), then closes it. */
+async function withRaw(backend: TestBackend, url: string, fn: (raw: SqlAdapter) => Promise<void>): Promise<void> {
+  const raw = await rawAdapter(backend, url);
+  try {
+    await fn(raw);
+  } finally {
+    await raw.close();
+  }
+}
+
 describe.each(testBackends())('vm_usage on $name', (backend) => {
   let t: TestRecord;
   beforeAll(async () => {
@@ -362,8 +372,7 @@ describe.each(testBackends())('vm_usage on $name', (backend) => {
   it('is filled from the existing VMs when a record at schema 7 is migrated', async () => {
     const { url, drop } = await backend.freshUrl();
     try {
-      const raw = await rawAdapter(backend, url);
-      try {
+      await withRaw(backend, url, async (raw) => {
         await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= 7));
         await raw.query(`INSERT INTO fleets (stack, fleet, owner) VALUES ('s', 'web', 'team-a'), ('s', 'db', 'team-b'), ('t', 'web', 'team-c')`);
         const vm = (id: string, stack: string, fleet: string, idx: number, dc: string, cpu: number, mem: number, extra = '') =>
@@ -381,9 +390,7 @@ describe.each(testBackends())('vm_usage on $name', (backend) => {
         await vm('g', 's', 'db', 1, 'austin', 0.5, 0.5);
         await vm('h', 't', 'web', 0, 'miami', 1, 1);
         expect(await raw.query(`SELECT to_regclass('vm_usage') AS t`)).toEqual([{ t: null }]);
-      } finally {
-        await raw.close();
-      }
+      });
       const record = await openRecord(url);
       try {
         expect(await record.schemaVersion()).toBe(SCHEMA_VERSION);
@@ -412,15 +419,9 @@ describe.each(testBackends())('vm_usage on $name', (backend) => {
   it('stays in step across the upgrade to schema 17 (the update trigger a row trigger)', async () => {
     const { url, drop } = await backend.freshUrl();
     try {
-      const raw = await rawAdapter(backend, url);
-      try {
-        await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= 16));
-      } finally {
-        await raw.close();
-      }
       // Written at 16 (the statement trigger), then upgraded: the table is kept as it was and followed from then on.
-      const at16 = await rawAdapter(backend, url);
-      try {
+      await withRaw(backend, url, async (at16) => {
+        await migrate(at16, { description: url }, MIGRATIONS.filter((m) => m.version <= 16));
         await at16.query(`INSERT INTO fleets (stack, fleet, owner) VALUES ('u', 'web', 'team-a')`);
         for (const [id, idx, dc, cpu] of [['a', 0, 'miami', 0.1], ['b', 1, 'miami', 0.2], ['c', 2, 'austin', 3.3]] as const) {
           await at16.query(
@@ -431,9 +432,7 @@ describe.each(testBackends())('vm_usage on $name', (backend) => {
         }
         await at16.query(`UPDATE vms SET retired_at = now() WHERE id = 'c'`);
         expect(await at16.query(`SELECT schema_version FROM meta`)).toEqual([{ schema_version: 16 }]);
-      } finally {
-        await at16.close();
-      }
+      });
       const record = await openRecord(url);
       try {
         expect(await record.schemaVersion()).toBe(SCHEMA_VERSION);
