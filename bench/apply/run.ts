@@ -502,6 +502,24 @@
 // with --single-threaded-gc: peak RSS 197 and 199 MiB against 190 and 187
 // (medians of 3, two runs a side), CPU 1.54 / 1.70 s against 1.37 / 1.66 s:
 // within the 300 MiB target either way.
+//
+// 2026-12-06 21:57 and 23:27-23:32 (quiet: load average 0.0-0.8 at the first
+// start, nothing but the bench running; speed 38-40 ms; Node 20).
+// At 7d33445, one run each: P 50 1.93 ms per VM (authority 5.5 s, DMZ
+// clients 2.6-2.7 s each, CLI apply phase 3.3 s; PostgreSQL 5.8 s), ratio
+// 3.58; P 10 2.80 ms per VM, ratio 1.26, PostgreSQL 11.2 s. The same P 50 on
+// Node 24.22.3 (load 6.0 from other work): 1.60 ms per VM. At a59e3d4 (the
+// budget read's plan and vm_usage's row trigger above), --runs 3: P 50
+// median 1.93 ms per VM (authority 5.48 s, DMZ clients 2.60-2.70 s each, CLI
+// apply phase 3.15 s; PostgreSQL 5.15 s), ratio 3.26 (apply phase); P 10
+// 3.24 ms per VM, apply-phase ratio 1.28 (runs 1.28-1.29), PostgreSQL
+// 10.49 s. Then P 10 in pairs, 7d33445 / a59e3d4, one run a side
+// (whole-process ratio; CPU per VM; PostgreSQL; the authority's batches per
+// VM): 1.29/1.31, 2.81/3.12, 11.2/10.1 s, 0.79/0.96; 1.32/1.32, 3.08/3.14,
+// 12.5/10.1 s, 0.94/0.93; 1.33/1.31, 3.01/3.05, 11.9/9.6 s, 0.89/0.89.
+// PostgreSQL 1.1-2.4 s less in each pair, and the machine's CPU in all
+// (ours plus PostgreSQL) 1.8-1.9 s less in the two pairs that batched
+// alike; the ratio where it was.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
