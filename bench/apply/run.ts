@@ -914,7 +914,7 @@ async function main(): Promise<{ code: number; figures?: RunFigures }> {
   console.log(`  mode        ${mode}`);
   const flags = (list: string[], who: string) => (list.length ? ` ${list.join(' ')} (${who})` : '');
   const nodeFlags =
-    SERVICE_NODE_ARGS.join(' ') === CLI_NODE_ARGS.join(' ') ? flags(NODE_ARGS, 'every process') : `${flags(SERVICE_NODE_ARGS, 'the services')}${flags(CLI_NODE_ARGS, 'the CLI')}`;
+    SERVICE_NODE_ARGS.join(' ') === CLI_NODE_ARGS.join(' ') ? flags(SERVICE_NODE_ARGS, 'every process') : `${flags(SERVICE_NODE_ARGS, 'the services')}${flags(CLI_NODE_ARGS, 'the CLI')}`;
   console.log(`  node        ${process.version}${nodeFlags}`);
   console.log(`  machine     ${cpus().length} cores, load average ${la()} (before); state files under ${base}`);
   console.log(`  ${machineSpeedLine()}`);
