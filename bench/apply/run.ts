@@ -520,6 +520,39 @@
 // PostgreSQL 1.1-2.4 s less in each pair, and the machine's CPU in all
 // (ours plus PostgreSQL) 1.8-1.9 s less in the two pairs that batched
 // alike; the ratio where it was.
+//
+// 2026-12-07 01:00-01:25 (issue 20 point 6, the CLI's journal; branch
+// perf-cli, Node 20, 10,000 VMs P 50, one run a side interleaved with main
+// 3a7e929; load average 5.7-12.0 at the starts from other sessions' work,
+// speed 64-125 ms). Where the CLI's apply CPU went (--cpu-prof, 4,000 VMs):
+// the journal's encoding was the biggest part of ours: pg's arrayString /
+// escapeElement / prepareValue (two regular-expression replaces per
+// element, 9 columns of 12 rows per VM) and the 9 column arrays built for
+// them, and the copy of their text into pg's buffer: ~820 ms of ~7.5 s of
+// samples; after: ~400 ms (the array literals made by journal.ts, one
+// regular-expression test per element, sent as text parameters cast to
+// arrays). A member's 6 `started` rows now go in one
+// record call (one retried call and one promise instead of 6; they shared
+// one INSERT before too). The CLI's apply phase CPU and its ratio to the
+// authority's (whose code is the same in both: it takes out the machine's
+// drift, which moved every process's CPU +-20% between runs), main /
+// branch:
+//
+//   | pair | CLI apply phase, ms | CLI / authority | CPU per VM  | PostgreSQL, s | journal INSERTs |
+//   | ---- | ------------------- | --------------- | ----------- | ------------- | --------------- |
+//   | 1    | 6034 / 5730         | 0.539 / 0.470   | 3.83 / 4.08 | 10.4 / 11.2   | 1477 / 1853     |
+//   | 2    | 4936 / 3536         | 0.542 / 0.465   | 3.18 / 2.64 | 8.3 / 7.3     | 1442 / 1530     |
+//   | 3    | 5411 / 5363         | 0.541 / 0.440   | 3.41 / 3.96 | 9.2 / 11.0    | 1333 / 1804     |
+//   | 4    | 5495 / 4810         | 0.533 / 0.441   | 3.53 / 3.63 | 9.1 / 9.9     | 1206 / 1529     |
+//   | 5    | 5412 / 4525         | 0.525 / 0.453   | 3.48 / 3.36 | 9.5 / 8.7     | 1307 / 1453     |
+//
+// The CLI lower in 5 of 5 (medians 5411 / 4810 ms, -11%), its ratio to the
+// authority 13-19% lower in every pair (medians 0.539 / 0.453). CPU per VM
+// (the services' CPU, the same code, swings with the load) and PostgreSQL's
+// follow the machine, not the change. The journal's INSERTs came more
+// often (1,450-1,850 against 1,200-1,480: each one's turn is shorter, so
+// fewer rows wait for it), at no PostgreSQL CPU shown (its ratio to the
+// authority 0.88-0.93 either way).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
