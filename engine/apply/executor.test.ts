@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { appliedPlans, createTestDatabase, memoryRecord, pgCutProxy, testPostgresUrl } from '../record/testing.ts';
 import { openRecord } from '../record/open.ts';
-import type { FleetRecord, LockHandle } from '../record/types.ts';
+import type { FleetRecord, JournalRow, LockHandle } from '../record/types.ts';
 import { retryingRecord } from './record-retry.ts';
 import { closeInterrupted } from './interrupted.ts';
 import { computePlan } from '../plan/planner.ts';
@@ -13,6 +13,7 @@ import { startTestWorld } from '../../providers/testing.ts';
 import { ConnectedProvider, lifecycleData, type DmzConnection, type MemberProvider, type PlannedCall, type VmInputs, type VmOutputs } from '../../providers/provider.ts';
 import { ApplyStoppedError, applyPlan, lockFleets, proposedVmId, recordFleets, stepCount, type ApplyEvent } from './executor.ts';
 import { FleetError } from '../diags/index.ts';
+import { NOT_SENT_DETAIL } from './member.ts';
 
 const dcs = [dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'])];
 
@@ -271,6 +272,69 @@ describe('applyPlan', () => {
     } finally {
       process.off('unhandledRejection', onUnhandled);
       await record.close();
+    }
+  });
+
+  it('a member started before the apply stopped whose `started` rows are written only after it sends nothing: its rows are closed skipped, it counts as not started', async () => {
+    const base = await memoryRecord();
+    try {
+      const p = plan(4);
+      const full = new Error('could not extend file "base/5/16509": No space left on device');
+      // web/0's `done` rows fail when the test says; web/2's `started` rows are held until then.
+      let loseWeb0!: () => void;
+      const web0Lost = new Promise<void>((_, reject) => (loseWeb0 = () => reject(full)));
+      web0Lost.catch(() => {});
+      let web2Writing!: () => void;
+      const web2Started = new Promise<void>((r) => (web2Writing = r));
+      let letWeb2!: () => void;
+      const web2Let = new Promise<void>((r) => (letWeb2 = r));
+      const record = new Proxy(base, {
+        get(target, key) {
+          if (key === 'journal') {
+            return async (...a: Parameters<FleetRecord['journal']>) => {
+              const first = Array.isArray(a[0]) ? (a[0] as Omit<JournalRow, 'at'>[])[0] : (a[0] as Omit<JournalRow, 'at'>);
+              if (first.address === 'web/0' && first.status === 'done') return web0Lost;
+              if (first.address === 'web/2' && first.status === 'started') {
+                web2Writing();
+                await web2Let;
+              }
+              return target.journal(...a);
+            };
+          }
+          const v = Reflect.get(target, key, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const clients = new Map(dcs.map((d) => [d.name, new GatedDmz(d.name)]));
+      const events: ApplyEvent[] = [];
+      const applying = applyPlan({ plan: p, record, providers: over(clients), owners: { web: 'team' }, parallelism: 1, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+      await Promise.all([...clients.values()].map((c) => c.sent));
+      // web/0 (miami) has its answers: its slot goes to web/2, whose `started` rows are being written.
+      clients.get('miami')!.open();
+      await web2Started;
+      // Then web/0's answers are lost to the record: the apply stops (promise callbacks only, all run before the next
+      // turn of the event loop); only then are web/2's `started` rows written.
+      loseWeb0();
+      await new Promise((r) => setImmediate(r));
+      letWeb2();
+      clients.get('richmond')!.open();
+      const err = await applying;
+      expect(err).toBeInstanceOf(ApplyStoppedError);
+      const { result, stop, diagnostics } = err as ApplyStoppedError;
+      expect(result).toMatchObject({ succeeded: 1, failed: [], notStarted: 2, interrupted: true });
+      expect(stop).toMatchObject({ running: ['web/0', 'web/1'], recorded: true });
+      expect(stop.cause).toBe(full);
+      expect(stop.unrecorded.map((u) => u.address)).toEqual(['web/0']);
+      expect(diagnostics[0].detail).toContain('No further VM was started (2 not started). In flight when it stopped: web/0, web/1;');
+      // Nothing of web/2 went to miami, nor is it told as sent; its rows are closed, none left `started`.
+      expect(clients.get('miami')!.keys).toEqual(Array.from({ length: stepCount(p.changes[0]) }, (_, k) => `${p.id}/web/0/${k}`));
+      expect(events.filter((e) => (e.type === 'step' || e.type === 'member') && e.address === 'web/2')).toEqual([]);
+      const web2 = (await base.planJournal(p.id)).filter((r) => r.address === 'web/2');
+      expect(web2.length).toBeGreaterThan(0);
+      expect(new Set(web2.filter((r) => r.status !== 'started').map((r) => `${r.status}: ${r.detail}`))).toEqual(new Set([`skipped: ${NOT_SENT_DETAIL}`]));
+      expect((await base.unfinishedSteps(p.stack)).filter((st) => st.address === 'web/2')).toEqual([]);
+    } finally {
+      await base.close();
     }
   });
 
@@ -634,13 +698,22 @@ describe.skipIf(!pgUrl)('applyPlan whose PostgreSQL record goes away mid-apply (
     const db = await createTestDatabase(pgUrl!);
     const proxy = await pgCutProxy(db.url);
     const opened = await openRecord(proxy.url);
-    let failed!: () => void;
-    const journalFailed = new Promise<void>((r) => (failed = r));
     const retrying = retryingRecord(opened, { budgetMs: 300, baseDelayMs: 20, maxDelayMs: 50 });
-    // Tells the test when a journal write gave up (the member's run is then lost to the record).
+    // Tells the test when journal writes gave up (the member's run is then lost to the record): how many, by member.
+    const gaveUp = new Map<string, number>();
+    const waiting: { address: string; n: number; resolve: () => void }[] = [];
+    const gave = (address: string) => {
+      gaveUp.set(address, (gaveUp.get(address) ?? 0) + 1);
+      for (const w of waiting) if (w.address === address && gaveUp.get(address)! >= w.n) w.resolve();
+    };
     const record = new Proxy(retrying, {
       get(target, key) {
-        if (key === 'journal') return (...a: Parameters<FleetRecord['journal']>) => target.journal(...a).catch((e: unknown) => (failed(), Promise.reject(e)));
+        if (key === 'journal') {
+          return (...a: Parameters<FleetRecord['journal']>) => {
+            const address = (Array.isArray(a[0]) ? (a[0] as Omit<JournalRow, 'at'>[])[0] : (a[0] as Omit<JournalRow, 'at'>)).address;
+            return target.journal(...a).catch((e: unknown) => (gave(address), Promise.reject(e)));
+          };
+        }
         const v = Reflect.get(target, key, target) as unknown;
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
@@ -648,7 +721,8 @@ describe.skipIf(!pgUrl)('applyPlan whose PostgreSQL record goes away mid-apply (
     return {
       record,
       proxy,
-      journalFailed,
+      /** Resolves once `n` journal calls of `address`'s rows gave up. */
+      journalGaveUp: (address: string, n: number) => new Promise<void>((resolve) => (gaveUp.get(address) ?? 0) >= n ? resolve() : waiting.push({ address, n, resolve })),
       cleanup: async () => {
         await opened.close().catch(() => {});
         await proxy.close();
@@ -661,22 +735,27 @@ describe.skipIf(!pgUrl)('applyPlan whose PostgreSQL record goes away mid-apply (
     const w = await outageWorld();
     try {
       const p = plan(6);
+      const labels = ['create Requested', 'Requested -> BeingCreated', 'BeingCreated -> PoweredOff', 'PoweredOff -> PoweredOn', 'PoweredOn -> Starting', 'Starting -> Running'];
       const clients = new Map(dcs.map((d) => [d.name, new GatedDmz(d.name)]));
       const applying = applyPlan({ plan: p, record: w.record, providers: over(clients), owners: { web: 'team' }, parallelism: 1 }).catch((e: unknown) => e);
       await Promise.all([...clients.values()].map((c) => c.sent));
       w.proxy.cut(3_600_000);
-      // web/0 (miami) gets its answers while the record is down: its journal rows give up after the budget.
+      // web/0 (miami) gets its answers while the record is down: its journal rows (one write per answer) give up after
+      // the budget. The record stays down until every one of them did: one write begun a moment later would else be
+      // retried into the record once it is back, and journalled.
       clients.get('miami')!.open();
-      await w.journalFailed;
+      await w.journalGaveUp('web/0', labels.length);
+      // The executor learns it through promise callbacks only (web/0's run rejects, the apply stops): all run before
+      // the next turn of the event loop, so the stop is set before the record comes back.
       await new Promise((r) => setImmediate(r));
-      // The record is back; web/1 (richmond) gets its answers and journals them.
+      // The record is back; web/1 (richmond) gets its answers and journals them. web/2 (miami), started once web/0 had
+      // its answers, sends nothing whether its `started` rows gave up with the outage or were written once it ended.
       w.proxy.restore();
       clients.get('richmond')!.open();
       const err = await applying;
       expect(err).toBeInstanceOf(ApplyStoppedError);
       const { result, stop, diagnostics } = err as ApplyStoppedError;
       expect(result).toMatchObject({ succeeded: 1, failed: [], notStarted: 4, interrupted: true });
-      const labels = ['create Requested', 'Requested -> BeingCreated', 'BeingCreated -> PoweredOff', 'PoweredOff -> PoweredOn', 'PoweredOn -> Starting', 'Starting -> Running'];
       expect(stop).toMatchObject({ running: ['web/0', 'web/1'], unrecorded: [{ address: 'web/0', steps: labels }], recorded: true });
       expect(diagnostics.map((d) => d.code)).toEqual(['apply.stopped', 'record.unreachable']);
       expect(diagnostics[0].detail).toContain(`Apply ${p.id} stopped mid-way: the record failed under it (below). No further VM was started (4 not started).`);

@@ -179,10 +179,14 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
    * What stopped the apply mid-way (its lock taken over, its record lost
    * under a member), and the members running at that moment: from then on no
    * member starts; those running are let finish (their requests carry this
-   * lock's fencing token: vetoed once a newer holder exists).
+   * lock's fencing token: vetoed once a newer holder exists). A member that
+   * had its slot before it but whose `started` rows were still being written
+   * (retried through the outage that stopped the apply) sends nothing
+   * (runMember's `halted`): it is counted as not started.
    */
   let halt: { cause: unknown; running: string[] } | undefined;
   const running = new Set<string>();
+  const halted = () => halt !== undefined;
   const stop = (cause: unknown) => {
     halt ??= { cause, running: [...running].sort((a, b) => a.localeCompare(b, 'en', { numeric: true })) };
   };
@@ -244,7 +248,13 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
       }
       let failed = false;
       running.add(change.address);
-      const tail = runMember(change, provider, memberOpts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken).then((r) => {
+      const tail = runMember(change, provider, memberOpts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken, halted).then((r) => {
+        // Started before the stop, but its `started` rows were committed only after it: nothing was sent.
+        if (r.notSent) {
+          notSent.add(change.address);
+          failed = true;
+          return;
+        }
         steps += r.steps;
         stepsFailed += r.failure ? 1 : 0;
         stepsSkipped += r.skipped;

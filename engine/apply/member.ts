@@ -148,9 +148,16 @@ export class MemberUnrecorded extends Error {
   }
 }
 
+/** The detail of the `skipped` rows of a member whose requests were never sent because the apply stopped first. */
+export const NOT_SENT_DETAIL = 'not sent: the apply stopped before this member\'s requests went out';
+
 /**
  * Carries one change out through its data center's provider; calls `answered` once its last request has its answer
  * (before the journal rows of it are written). Throws MemberUnrecorded when the record fails under it.
+ * `halted`: whether the apply has stopped mid-way (executor.ts); asked once the member's `started` rows are
+ * committed, just before its requests would go out. A member started before the stop whose `started` rows were
+ * still being written then (retried through a record outage that another member's rows gave up on) sends nothing:
+ * its rows are closed `skipped` and it answers `notSent` (counted as not started), as the apply's stop says.
  */
 export async function runMember(
   change: Change,
@@ -160,7 +167,8 @@ export async function runMember(
   answered: () => void,
   lane: RunLane | undefined,
   fencingToken: number,
-): Promise<{ steps: number; skipped: number; elapsedMs: number; failure?: MemberFailure }> {
+  halted: () => boolean = () => false,
+): Promise<{ steps: number; skipped: number; elapsedMs: number; failure?: MemberFailure; notSent?: true }> {
   const { plan, record } = opts;
   const began = performance.now();
   let elapsedMs = 0;
@@ -185,6 +193,12 @@ export async function runMember(
     await record.journal(requests.map((_, k) => row(k, 'started', null)));
   } catch (err) {
     throw new MemberUnrecorded(change.address, err, [], false);
+  }
+  if (halted()) {
+    // Should the record fail again, the next apply of its fleet closes them (closeInterrupted).
+    await record.journal(requests.map((_, k) => row(k, 'skipped', NOT_SENT_DETAIL))).catch(() => {});
+    answered();
+    return { steps: 0, skipped: requests.length, elapsedMs: Math.round(performance.now() - began), notSent: true };
   }
   emit(stepEvent(0, 'started'));
   /** Requests whose answer's journal row is committed. */
