@@ -520,6 +520,52 @@
 // PostgreSQL 1.1-2.4 s less in each pair, and the machine's CPU in all
 // (ours plus PostgreSQL) 1.8-1.9 s less in the two pairs that batched
 // alike; the ratio where it was.
+//
+// 2026-12-07 01:00-02:10 (issue 20 point 6, the authority's CPU; branch
+// perf-auth, Node 20, load average 6-12 at the starts from other sessions'
+// work, speed 62-211 ms). What the authority takes and gives per VM at P 50
+// (a 1,000-VM apply's /v1/batch bodies and answer lines, dumped for the
+// measurement only; the same per VM at 10,000): 6 calls, 3.1 KB in (the
+// advance of the create with its 5 next edges 1,760 B, 4 reports 282 B
+// each, the boot check 198 B) and 5.6 KB out (the advance's answer 4,143 B:
+// 7 AuthorityVm copies 1.9 KB, 6 credentials 1.0 KB, 6 reasons 0.4 KB; 4
+// report answers 333 B each; the boot answer 145 B). Per VM: 6 scoped
+// tokens signed (one per approval), 2 disk-key HMACs (the createVm approval's
+// hash, the boot), 3 SHA-256; ~0.26 batch bodies validated (each carrying
+// ~4 VMs' calls: ~80 strings per VM, ajv's ucs2length twice each); 0.20
+// statements (transitionVms 0.10, authorizeBoots 0.04, fencesOf 0.03,
+// insertVms 0.03) carrying ~140 array elements, each made a PostgreSQL array
+// literal by pg (two regular-expression replaces per element). Changed:
+// approvals of one data center within the same millisecond of expiry share
+// one scoped token (an advance's chain signs ~1, not 6: --cpu-prof of 4,000
+// VMs, credentials() 380 -> 65 ms); the PostgreSQL adapter builds the array
+// literals itself (one scan per element: escapeElement, arrayString and
+// prepareValue 452 ms -> 152 ms with arrayLiteral), Batched makes a call's
+// key once (#take 172 -> 89 ms), PolicyGate finds commitsToDeletion once per
+// state (84 -> 0 ms). 10,000 VMs, one run a side interleaved; "ratio" is
+// the authority's CPU over the 4 DMZ clients' (same code on both sides, so
+// it takes out the load's drift, which moved every process +-15%):
+//
+//   | change (base)             | authority CPU, s                  | authority / DMZ clients              | CPU per VM                   |
+//   | ------------------------- | --------------------------------- | ------------------------------------ | ---------------------------- |
+//   | shared token (main)       | 10.3/9.6 10.5/10.4 9.8/10.5 11.9/8.8 | .528/.492 .533/.500 .519/.491 .561/.506 | 3.56/3.46 3.58/3.71 3.40/3.81 3.91/3.11 |
+//   | array literals, keys (token) | 9.6/9.1 10.4/10.2 10.5/10.0 8.8/7.8 | .492/.484 .500/.488 .491/.483 .506/.479 | 3.46/3.34 3.71/3.68 3.81/3.63 3.11/2.86 |
+//   | same + commitsToDeletion    | 8.2/9.5 10.4/8.8 10.9/10.1 8.8/9.5 | .494/.463 .505/.461 .489/.481 .492/.461 | 2.95/3.55 3.69/3.33 3.94/3.70 3.18/3.56 |
+//
+// (The first two sets ran main, token, array literals in turn, 4 rounds;
+// the last alternated which side went first.) The ratio fell in every pair
+// (the token: medians .531 -> .496, -6.6%; the rest: -1.6 to -8.7%, median
+// -3.9% over 8 pairs); the absolute figures, at this load, in 3 of 4, 4 of
+// 4 and 2 of 4. The authority is ~0.9-1.0 ms per VM here either way: no
+// single part of it is big enough to meet the 1 ms target for all processes.
+//
+// Tried and left out: the decision, report and boot log lines' objects made
+// only when their level is on (approvals are debug lines a service at info
+// drops): 73 -> 90 ms in the profiles, nothing to see. Not done: the wire
+// (the advance's answer repeats the VM 7 times and the credentials 6; its
+// JSON.stringify is the authority's largest self time, ~0.36 s of 4,000
+// VMs, and the DMZ client parses the same bytes), PostgreSQL round trips per
+// guarded create (0.03 statements per VM at P 50: nothing to gain there).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
