@@ -521,6 +521,108 @@
 // (ours plus PostgreSQL) 1.8-1.9 s less in the two pairs that batched
 // alike; the ratio where it was.
 //
+// 2026-12-07 01:00-01:25 (issue 20 point 6, the CLI's journal; branch
+// perf-cli, Node 20, 10,000 VMs P 50, one run a side interleaved with main
+// 3a7e929; load average 5.7-12.0 at the starts from other sessions' work,
+// speed 64-125 ms). Where the CLI's apply CPU went (--cpu-prof, 4,000 VMs):
+// the journal's encoding was the biggest part of ours: pg's arrayString /
+// escapeElement / prepareValue (two regular-expression replaces per
+// element, 9 columns of 12 rows per VM) and the 9 column arrays built for
+// them, and the copy of their text into pg's buffer: ~820 ms of ~7.5 s of
+// samples; after: ~400 ms (the array literals made by journal.ts, one
+// regular-expression test per element, sent as text parameters cast to
+// arrays). A member's 6 `started` rows now go in one
+// record call (one retried call and one promise instead of 6; they shared
+// one INSERT before too). The CLI's apply phase CPU and its ratio to the
+// authority's (whose code is the same in both: it takes out the machine's
+// drift, which moved every process's CPU +-20% between runs), main /
+// branch:
+//
+//   | pair | CLI apply phase, ms | CLI / authority | CPU per VM  | PostgreSQL, s | journal INSERTs |
+//   | ---- | ------------------- | --------------- | ----------- | ------------- | --------------- |
+//   | 1    | 6034 / 5730         | 0.539 / 0.470   | 3.83 / 4.08 | 10.4 / 11.2   | 1477 / 1853     |
+//   | 2    | 4936 / 3536         | 0.542 / 0.465   | 3.18 / 2.64 | 8.3 / 7.3     | 1442 / 1530     |
+//   | 3    | 5411 / 5363         | 0.541 / 0.440   | 3.41 / 3.96 | 9.2 / 11.0    | 1333 / 1804     |
+//   | 4    | 5495 / 4810         | 0.533 / 0.441   | 3.53 / 3.63 | 9.1 / 9.9     | 1206 / 1529     |
+//   | 5    | 5412 / 4525         | 0.525 / 0.453   | 3.48 / 3.36 | 9.5 / 8.7     | 1307 / 1453     |
+//
+// The CLI lower in 5 of 5 (medians 5411 / 4810 ms, -11%), its ratio to the
+// authority 13-19% lower in every pair (medians 0.539 / 0.453). CPU per VM
+// (the services' CPU, the same code, swings with the load) and PostgreSQL's
+// follow the machine, not the change. The journal's INSERTs came more
+// often (1,450-1,850 against 1,200-1,480: each one's turn is shorter, so
+// fewer rows wait for it), at no PostgreSQL CPU shown (its ratio to the
+// authority 0.88-0.93 either way). Tried on top and left out: each
+// column's literal made by one join (its values quoted together when none
+// needs escaping or is NULL: 15-30% less time than the concatenation in a
+// micro-bench) and memberInputs without conditional spreads, 3 pairs
+// against the change above: the CLI's apply phase 4133/4171, 4572/5013,
+// 4687/4396 ms, its ratio to the authority 0.440/0.430, 0.448/0.460,
+// 0.478/0.444: nothing shown.
+//
+// 2026-12-07 00:57-02:05 (issue 20 point 6, the DMZ clients again; branch
+// perf-dmz, Node 20, main 3a7e929; other sessions' benches, tests and type
+// checks ran throughout: load average 6-13 at the starts, speed 64-160 ms).
+// What a DMZ client handles per VM of its data center (P 50, 4,000 VMs,
+// counted in dc-0 for the measurement only; the other data centers alike):
+//
+//   | what                              | per VM                                                            |
+//   | --------------------------------- | ----------------------------------------------------------------- |
+//   | the CLI's POST /v1/batch          | 0.054 requests, 1,766 bytes in; 6 answer lines, 2,293 bytes, 0.32 writes |
+//   | POST /v1/boot (sim agent -> here) | 1 exchange: 155 bytes in, 117 out; both its ends in this process  |
+//   | calls to the authority            | 6 (1 advance, 4 reports, 1 boot check) in 0.32 batches; 3,096 bytes out (advance 1,734, report 257, boot 175); 5,627 bytes back (advance 4,144, report 334, boot 146) in 0.42 chunks |
+//   | idempotency log                   | 6 lines of 529 bytes (3,175), 0.23 appends                        |
+//   | hashes                            | 6 sha256 step fingerprints (1,429 bytes hashed), 4 HMAC checks of scoped tokens (the sim), 2 sha256 (the sim's disk key check, the boot cause's token) |
+//   | logs, metrics                     | 1.06 request lines (185 bytes; steps log at debug: none), 6 stepSeconds + 1.06 request observations |
+//   | promises (v8 promiseHooks)        | 294 (whole process: ours, Fastify's, node:http's)                  |
+//   | timers                            | 11.9 setTimeout (4 sim latencies, 4 driver-call deadlines, the agent's start and its POST's bound, ...), 0.9 setImmediate |
+//   | TCP connections                   | ~0.1 opened by its clients, ~0.08 accepted                        |
+//
+// Self time in a DMZ client's --cpu-prof, its apply only (from its first
+// run; 4,000 VMs): JSON.parse of the authority's answer lines 3.3%, the
+// idempotency line's JSON.stringify 2.2%, the authority batch's 1.7%, the
+// answer line's 1.5%, the step fingerprint 1.4%, the sim's scoped-token
+// check (HMAC) ~2.5% with node:crypto; the rest node:http/net/streams
+// (~30%), microtasks (~10%), GC (~5%), Fastify, pino and prom-client (~6%)
+// and many small functions of ours. Warm micro-benchmarks on this machine:
+// the advance's 4.1 KB answer parses in ~21 us (~12 us if its ahead
+// approvals left out the VM and `none` edges their credentials: a wire
+// change of the authority's, ~9 us less on each side per VM, ~0.4% of a DMZ
+// client's CPU); a step result's JSON.stringify ~2.7 us; new
+// Date().toISOString() ~1 us. --trace-opt/--trace-deopt: ~205-215 TurboFan
+// compiles per DMZ client (4,000 VMs), 18 deopts, none in the step code
+// but holdsNul's one: the compiler threads' share is first compiles
+// (runSteps alone ~220 ms of compile-thread wall time, step ~80-170).
+//
+// Tried, not landed (a patch, not committed): a step's result
+// serialized once (the idempotency line's JSON text spliced into its batch
+// answer line: protocol/http.ts withJsonText), the log's `at` one per append
+// instead of one Date per result, the driver call's deadline as one
+// promise instead of a Promise.race with a deadline promise, and no wait
+// for the loaded log per request: ~20-25 us less per VM by the
+// micro-benchmarks (~1% of a DMZ client's ~2.1 ms). 10,000 VMs at P 50,
+// one run a side interleaved, the 4 DMZ clients' CPU (s) and their ratio to
+// the authority's, base / change:
+//
+//   | set                        | DMZ clients, s                                | DMZ / authority                          |
+//   | -------------------------- | --------------------------------------------- | ---------------------------------------- |
+//   | result once, 6 pairs       | 15.4/22.8 20.6/19.4 17.7/17.5 18.0/19.4 19.6/20.5 18.2/19.1 | 1.93/1.88 1.84/1.85 1.88/1.88 1.94/1.87 1.83/1.86 1.88/1.91 |
+//   | + deadline, load, 4 pairs  | 17.6/17.1 18.3/21.5 18.3/20.6 20.1/21.4       | 1.85/1.90 1.89/1.90 1.91/1.89 1.95/1.95  |
+//
+// CPU per VM (all processes) 2.78/4.14 3.77/3.56 3.20/3.18 3.22/3.52
+// 3.62/3.72 3.31/3.48, then 3.22/3.09 3.31/3.88 3.31/3.71 3.62/3.85 (the
+// change's runs at speed 64-160 ms, the base's 65-147). Within the noise,
+// as the micro-benchmarks said it would be. The
+// runs.ts race of a step's answer and its cloud call's end (4 promises a
+// step) could be one promise, but its reports' laziness depends on the
+// microtask order of that race (runs.test and dmz-client.test fail with
+// fewer hops: the loop moves on and the next step's approval is taken
+// before the report asks goesOn): not done. What a DMZ client costs per VM
+// is its exchanges (a /v1/boot both ways, 0.32 authority batches, answer
+// lines) and ~300 promises, not one removable piece of work; the sim's own
+// part (its calls, timers, state log, HMAC checks, the agent's HTTP client)
+// is about a quarter of it (2026-12-06 above).
+//
 // 2026-12-07 01:00-02:10 (issue 20 point 6, the authority's CPU; branch
 // perf-auth, Node 20, load average 6-12 at the starts from other sessions'
 // work, speed 62-211 ms). What the authority takes and gives per VM at P 50
@@ -535,7 +637,8 @@
 // ~4 VMs' calls: ~80 strings per VM, ajv's ucs2length twice each); 0.20
 // statements (transitionVms 0.10, authorizeBoots 0.04, fencesOf 0.03,
 // insertVms 0.03) carrying ~140 array elements, each made a PostgreSQL array
-// literal by pg (two regular-expression replaces per element). Changed:
+// literal by pg (two regular-expression replaces per element; the CLI's
+// journal makes its own literals since perf-cli's 76ec75d, above). Changed:
 // approvals of one data center within the same millisecond of expiry share
 // one scoped token (an advance's chain signs ~1, not 6: --cpu-prof of 4,000
 // VMs, credentials() 380 -> 65 ms); the PostgreSQL adapter builds the array

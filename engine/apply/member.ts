@@ -7,6 +7,7 @@ import type { Change, PlanDocument, Step } from '../model/index.ts';
 import { overrideProof, type Override, type RunLane, type StepResult } from '../../protocol/index.ts';
 import type { MemberProvider, PlannedCall, VmInputs, VmOutputs } from '../../providers/provider.ts';
 import { proposedVmId } from '../model/vm-id.ts';
+import type { JournalRow, StepStatus } from '../record/types.ts';
 import { defaultActor, type ApplyEvent, type ApplyOptions, type MemberFailure } from './options.ts';
 import { requestFailureCause, stepFailureCause, type FailureCause } from './failure-cause.ts';
 
@@ -165,27 +166,23 @@ export async function runMember(
   let elapsedMs = 0;
   const { calls, requests } = memberCalls(change, plan.id);
   const { inputs, current } = memberInputs(change, plan, opts.owners[change.fleet] ?? 'unknown');
-  const rows = requests.map((r, seq) => ({
-    planId: plan.id,
-    address: change.address,
-    seq,
-    vmId: r.vmId,
-    from: r.from ?? '',
-    to: r.to,
-    idempotencyKey: r.idempotencyKey,
-  }));
+  /** Request k's journal row of `status` (one shape for every row: the journal writer's reads of them stay monomorphic). */
+  const row = (k: number, status: StepStatus, detail: string | null): Omit<JournalRow, 'at'> => {
+    const r = requests[k];
+    return { planId: plan.id, address: change.address, seq: k, vmId: r.vmId, from: r.from ?? '', to: r.to, idempotencyKey: r.idempotencyKey, status, detail };
+  };
   const stepEvent = (k: number, status: 'started' | 'done' | 'failed', detail?: string): ApplyEvent => {
     const r = requests[k];
     return { type: 'step', address: change.address, dataCenter: change.dataCenter, from: r.from, to: r.to, operation: r.operation, status, ...(detail !== undefined ? { detail } : {}) };
   };
 
   // The member's requests go out together (a run per provider call); each is
-  // journalled `started` before that (one journal batch), and `done` or
+  // journalled `started` before that (one record call: one INSERT), and `done` or
   // `failed` as its answer comes in. Journal rows of one turn share one
   // INSERT (group commit); events follow the commit of what they report, in
   // step order.
   try {
-    await Promise.all(rows.map((row) => record.journal({ ...row, status: 'started', detail: null })));
+    await record.journal(requests.map((_, k) => row(k, 'started', null)));
   } catch (err) {
     throw new MemberUnrecorded(change.address, err, [], false);
   }
@@ -215,7 +212,7 @@ export async function runMember(
     replies = k + 1;
     if (result.outcome === 'ok') {
       done++;
-      after(answerRow(k, record.journal({ ...rows[k], status: 'done', detail: null })), () => {
+      after(answerRow(k, record.journal(row(k, 'done', null))), () => {
         emit(stepEvent(k, 'done'));
         if (k + 1 < requests.length) emit(stepEvent(k + 1, 'started'));
       });
@@ -226,7 +223,7 @@ export async function runMember(
     const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
     const d = diag(code, `${r.from ?? '(new)'} -> ${r.to} in ${change.dataCenter}: ${why}`, { address: change.address });
     failure = { k, d, cause: result.outcome === 'vetoed' ? 'vetoed' : stepFailureCause(result.error) };
-    after(answerRow(k, record.journal({ ...rows[k], status: 'failed', detail: d.detail })), () => emit(stepEvent(k, 'failed', why)));
+    after(answerRow(k, record.journal(row(k, 'failed', d.detail))), () => emit(stepEvent(k, 'failed', why)));
   };
   try {
     for (const c of calls) {
@@ -251,7 +248,7 @@ export async function runMember(
       const d = err instanceof FleetError ? err.diagnostics[0] : diag('apply.step-failed', String(err instanceof Error ? err.message : err));
       const k = replies;
       failure = { k, d: { ...d, address: change.address }, cause: requestFailureCause(d) };
-      after(record.journal({ ...rows[k], status: 'failed', detail: d.detail }).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
+      after(record.journal(row(k, 'failed', d.detail)).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
     }
   }
   elapsedMs = Math.round(performance.now() - began);
@@ -260,13 +257,13 @@ export async function runMember(
     // Sent with the run but never carried out.
     const { k } = failure;
     const detail = `not carried out: ${requests[k].label} failed`;
-    for (const row of rows.slice(k + 1)) after(record.journal({ ...row, status: 'skipped', detail }).catch(() => {}), () => {});
+    for (let s = k + 1; s < requests.length; s++) after(record.journal(row(s, 'skipped', detail)).catch(() => {}), () => {});
     await written.catch((err: unknown) => {
       throw unrecorded(err, k + 1);
     });
     return {
       steps: done,
-      skipped: rows.length - k - 1,
+      skipped: requests.length - k - 1,
       elapsedMs,
       failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d, cause: failure.cause },
     };

@@ -162,9 +162,9 @@ export function retryingRecord<R extends FleetRecord>(record: R, opts: RecordRet
     wrapped.set(name, (...args: unknown[]) => retried(() => f(...args)));
   }
   const journal = fn('journal');
-  wrapped.set('journal', (row: unknown) => {
+  wrapped.set('journal', (rows: unknown) => {
     let tries = 0;
-    return retried(() => journal(row, { again: tries++ > 0 }));
+    return retried(() => journal(rows, { again: tries++ > 0 }));
   });
   const acquire = fn('acquireLocks');
   wrapped.set('acquireLocks', async (stack: string, fleets: readonly string[], holder: unknown, o: { lockId?: string } = {}) => {

@@ -93,8 +93,8 @@ export function planStore({ db }: RecordSql, journal: JournalWriter): PlanStore 
       await db.query('UPDATE plans SET finished_at = now(), result = $2 WHERE id = $1', [id, result]);
     },
 
-    journal(row, opts) {
-      return journal.add(row, opts?.again === true);
+    journal(rows, opts) {
+      return journal.add(rows, opts?.again === true);
     },
 
     async unfinishedSteps(stack) {

@@ -1341,6 +1341,22 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(open.find((j) => j.address === 'web/0')!.vmId).toBeNull();
     });
 
+    it('writes several rows of one call in one INSERT, in order, each text as given (the array literals journal.ts makes)', async () => {
+      const s = freshStack();
+      const planId = `${s}-p1`;
+      await r.startPlan({ id: planId, stack: s, digest: 'sha256:abc', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
+      // What an array literal must quote or escape: quotes, backslashes, braces, commas, spaces, NULL as a word, empty text.
+      const texts = ['say "hi"', 'C:\\dir\\', '{a,b}', ' padded ', 'NULL', '', 'ünïcødé \\"{,}', 'line\nbreak\ttab'];
+      const rows = texts.map((t, i) => ({ planId, address: `web/${i}`, seq: i, vmId: i % 2 ? t : null, from: t, to: `${t}->`, idempotencyKey: `${planId}/web/${i}/${i}`, status: 'failed' as const, detail: i % 3 ? t : null }));
+      const before = r.journalBatches;
+      await r.journal(rows);
+      expect(r.journalBatches - before).toBe(1);
+      expect((await r.planJournal(planId)).map(({ at: _at, ...j }) => j)).toEqual(rows);
+      // Retried (`again`): none of them twice.
+      await r.journal(rows, { again: true });
+      expect(await r.planJournal(planId)).toHaveLength(texts.length);
+    });
+
     it('a failing journal batch rejects every call of that batch and writes none of its rows; the next call writes', async () => {
       const s = freshStack();
       const planId = `${s}-p1`;

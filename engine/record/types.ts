@@ -200,13 +200,14 @@ export interface PlanStore {
   checkBasis(stack: string, basis: PlanBasis): Promise<StaleEntry[]>;
   startPlan(plan: Omit<AppliedPlan, 'finishedAt' | 'result'>): Promise<void>;
   finishPlan(id: string, result: AppliedPlan['result']): Promise<void>;
-  /** Group-committed: resolves once the row is committed; concurrent calls share one INSERT. */
   /**
-   * Writes one journal row. `again`: this row may be in already (a try whose
-   * connection died around its COMMIT): it is written only if no row of the
-   * same plan, step and status is there.
+   * Writes one journal row, or several (in order, in one INSERT: a member's
+   * `started` rows). Group-committed: resolves once the rows are committed;
+   * concurrent calls share one INSERT. `again`: these rows may be in already
+   * (a try whose connection died around its COMMIT): each is written only if
+   * no row of the same plan, step and status is there.
    */
-  journal(row: Omit<JournalRow, 'at'>, opts?: { again?: boolean }): Promise<void>;
+  journal(rows: Omit<JournalRow, 'at'> | readonly Omit<JournalRow, 'at'>[], opts?: { again?: boolean }): Promise<void>;
   /** Steps whose last status is `started` or `failed` (an interrupted or failed apply). */
   unfinishedSteps(stack: string): Promise<JournalRow[]>;
   /** The stack's applied plans, newest first (by start), at most `limit` (default 100); with `id`, only that plan (if the stack has it). */
