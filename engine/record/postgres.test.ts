@@ -1,7 +1,8 @@
 // The PostgreSQL adapter under a server that drops its connection.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
-import { arrayLiteral, openPostgres } from './postgres.ts';
+import { arrayLiteral } from './array-literal.ts';
+import { openPostgres } from './postgres.ts';
 import type { SqlAdapter } from './sql.ts';
 import { createTestDatabase, testPostgresUrl } from './testing.ts';
 

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type pgTypes from 'pg';
+import { arrayLiteral } from './array-literal.ts';
 import { envMs } from './env.ts';
 import { RecordUnreachableError } from './errors.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
@@ -148,32 +149,6 @@ export async function openPostgres(url: string, description: string): Promise<Sq
  * further ones go unnamed.
  */
 const MAX_NAMED = 500;
-
-const ARRAY_ESCAPE = /["\\]/;
-const ARRAY_ESCAPES = /["\\]/g;
-
-/**
- * A flat array of strings, numbers and booleans (nulls among them) as the
- * PostgreSQL array literal pg would make of it (utils.js arrayString: every
- * element quoted, `\` and `"` escaped, null as NULL), or undefined for any
- * other array (pg converts those). The record's batch statements send their
- * items as such arrays (unnest), thousands of elements a second in the
- * authority; pg's conversion ran two regular-expression replaces per element
- * (issue 20 point 6), this one scans an element once and copies it unless it
- * holds a character to escape.
- */
-export function arrayLiteral(a: readonly unknown[]): string | undefined {
-  let out = '{';
-  for (let i = 0; i < a.length; i++) {
-    const v = a[i];
-    if (i > 0) out += ',';
-    if (v === null || v === undefined) out += 'NULL';
-    else if (typeof v === 'string') out += ARRAY_ESCAPE.test(v) ? `"${v.replace(ARRAY_ESCAPES, '\\$&')}"` : `"${v}"`;
-    else if (typeof v === 'number' || typeof v === 'boolean') out += `"${String(v)}"`;
-    else return undefined;
-  }
-  return `${out}}`;
-}
 
 /** The statement's parameters, each flat array as its literal (arrayLiteral); the same array when none is one. */
 function withArrayLiterals(params: readonly unknown[]): unknown[] {
