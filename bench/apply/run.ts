@@ -559,6 +559,116 @@
 // against the change above: the CLI's apply phase 4133/4171, 4572/5013,
 // 4687/4396 ms, its ratio to the authority 0.440/0.430, 0.448/0.460,
 // 0.478/0.444: nothing shown.
+//
+// 2026-12-07 00:57-02:05 (issue 20 point 6, the DMZ clients again; branch
+// perf-dmz, Node 20, main 3a7e929; other sessions' benches, tests and type
+// checks ran throughout: load average 6-13 at the starts, speed 64-160 ms).
+// What a DMZ client handles per VM of its data center (P 50, 4,000 VMs,
+// counted in dc-0 for the measurement only; the other data centers alike):
+//
+//   | what                              | per VM                                                            |
+//   | --------------------------------- | ----------------------------------------------------------------- |
+//   | the CLI's POST /v1/batch          | 0.054 requests, 1,766 bytes in; 6 answer lines, 2,293 bytes, 0.32 writes |
+//   | POST /v1/boot (sim agent -> here) | 1 exchange: 155 bytes in, 117 out; both its ends in this process  |
+//   | calls to the authority            | 6 (1 advance, 4 reports, 1 boot check) in 0.32 batches; 3,096 bytes out (advance 1,734, report 257, boot 175); 5,627 bytes back (advance 4,144, report 334, boot 146) in 0.42 chunks |
+//   | idempotency log                   | 6 lines of 529 bytes (3,175), 0.23 appends                        |
+//   | hashes                            | 6 sha256 step fingerprints (1,429 bytes hashed), 4 HMAC checks of scoped tokens (the sim), 2 sha256 (the sim's disk key check, the boot cause's token) |
+//   | logs, metrics                     | 1.06 request lines (185 bytes; steps log at debug: none), 6 stepSeconds + 1.06 request observations |
+//   | promises (v8 promiseHooks)        | 294 (whole process: ours, Fastify's, node:http's)                  |
+//   | timers                            | 11.9 setTimeout (4 sim latencies, 4 driver-call deadlines, the agent's start and its POST's bound, ...), 0.9 setImmediate |
+//   | TCP connections                   | ~0.1 opened by its clients, ~0.08 accepted                        |
+//
+// Self time in a DMZ client's --cpu-prof, its apply only (from its first
+// run; 4,000 VMs): JSON.parse of the authority's answer lines 3.3%, the
+// idempotency line's JSON.stringify 2.2%, the authority batch's 1.7%, the
+// answer line's 1.5%, the step fingerprint 1.4%, the sim's scoped-token
+// check (HMAC) ~2.5% with node:crypto; the rest node:http/net/streams
+// (~30%), microtasks (~10%), GC (~5%), Fastify, pino and prom-client (~6%)
+// and many small functions of ours. Warm micro-benchmarks on this machine:
+// the advance's 4.1 KB answer parses in ~21 us (~12 us if its ahead
+// approvals left out the VM and `none` edges their credentials: a wire
+// change of the authority's, ~9 us less on each side per VM, ~0.4% of a DMZ
+// client's CPU); a step result's JSON.stringify ~2.7 us; new
+// Date().toISOString() ~1 us. --trace-opt/--trace-deopt: ~205-215 TurboFan
+// compiles per DMZ client (4,000 VMs), 18 deopts, none in the step code
+// but holdsNul's one: the compiler threads' share is first compiles
+// (runSteps alone ~220 ms of compile-thread wall time, step ~80-170).
+//
+// Tried, not landed (a patch, not committed): a step's result
+// serialized once (the idempotency line's JSON text spliced into its batch
+// answer line: protocol/http.ts withJsonText), the log's `at` one per append
+// instead of one Date per result, the driver call's deadline as one
+// promise instead of a Promise.race with a deadline promise, and no wait
+// for the loaded log per request: ~20-25 us less per VM by the
+// micro-benchmarks (~1% of a DMZ client's ~2.1 ms). 10,000 VMs at P 50,
+// one run a side interleaved, the 4 DMZ clients' CPU (s) and their ratio to
+// the authority's, base / change:
+//
+//   | set                        | DMZ clients, s                                | DMZ / authority                          |
+//   | -------------------------- | --------------------------------------------- | ---------------------------------------- |
+//   | result once, 6 pairs       | 15.4/22.8 20.6/19.4 17.7/17.5 18.0/19.4 19.6/20.5 18.2/19.1 | 1.93/1.88 1.84/1.85 1.88/1.88 1.94/1.87 1.83/1.86 1.88/1.91 |
+//   | + deadline, load, 4 pairs  | 17.6/17.1 18.3/21.5 18.3/20.6 20.1/21.4       | 1.85/1.90 1.89/1.90 1.91/1.89 1.95/1.95  |
+//
+// CPU per VM (all processes) 2.78/4.14 3.77/3.56 3.20/3.18 3.22/3.52
+// 3.62/3.72 3.31/3.48, then 3.22/3.09 3.31/3.88 3.31/3.71 3.62/3.85 (the
+// change's runs at speed 64-160 ms, the base's 65-147). Within the noise,
+// as the micro-benchmarks said it would be. The
+// runs.ts race of a step's answer and its cloud call's end (4 promises a
+// step) could be one promise, but its reports' laziness depends on the
+// microtask order of that race (runs.test and dmz-client.test fail with
+// fewer hops: the loop moves on and the next step's approval is taken
+// before the report asks goesOn): not done. What a DMZ client costs per VM
+// is its exchanges (a /v1/boot both ways, 0.32 authority batches, answer
+// lines) and ~300 promises, not one removable piece of work; the sim's own
+// part (its calls, timers, state log, HMAC checks, the agent's HTTP client)
+// is about a quarter of it (2026-12-06 above).
+//
+// 2026-12-07 01:00-02:10 (issue 20 point 6, the authority's CPU; branch
+// perf-auth, Node 20, load average 6-12 at the starts from other sessions'
+// work, speed 62-211 ms). What the authority takes and gives per VM at P 50
+// (a 1,000-VM apply's /v1/batch bodies and answer lines, dumped for the
+// measurement only; the same per VM at 10,000): 6 calls, 3.1 KB in (the
+// advance of the create with its 5 next edges 1,760 B, 4 reports 282 B
+// each, the boot check 198 B) and 5.6 KB out (the advance's answer 4,143 B:
+// 7 AuthorityVm copies 1.9 KB, 6 credentials 1.0 KB, 6 reasons 0.4 KB; 4
+// report answers 333 B each; the boot answer 145 B). Per VM: 6 scoped
+// tokens signed (one per approval), 2 disk-key HMACs (the createVm approval's
+// hash, the boot), 3 SHA-256; ~0.26 batch bodies validated (each carrying
+// ~4 VMs' calls: ~80 strings per VM, ajv's ucs2length twice each); 0.20
+// statements (transitionVms 0.10, authorizeBoots 0.04, fencesOf 0.03,
+// insertVms 0.03) carrying ~140 array elements, each made a PostgreSQL array
+// literal by pg (two regular-expression replaces per element; the CLI's
+// journal makes its own literals since perf-cli's 76ec75d, above). Changed:
+// approvals of one data center within the same millisecond of expiry share
+// one scoped token (an advance's chain signs ~1, not 6: --cpu-prof of 4,000
+// VMs, credentials() 380 -> 65 ms); the PostgreSQL adapter builds the array
+// literals itself (one scan per element: escapeElement, arrayString and
+// prepareValue 452 ms -> 152 ms with arrayLiteral), Batched makes a call's
+// key once (#take 172 -> 89 ms), PolicyGate finds commitsToDeletion once per
+// state (84 -> 0 ms). 10,000 VMs, one run a side interleaved; "ratio" is
+// the authority's CPU over the 4 DMZ clients' (same code on both sides, so
+// it takes out the load's drift, which moved every process +-15%):
+//
+//   | change (base)             | authority CPU, s                  | authority / DMZ clients              | CPU per VM                   |
+//   | ------------------------- | --------------------------------- | ------------------------------------ | ---------------------------- |
+//   | shared token (main)       | 10.3/9.6 10.5/10.4 9.8/10.5 11.9/8.8 | .528/.492 .533/.500 .519/.491 .561/.506 | 3.56/3.46 3.58/3.71 3.40/3.81 3.91/3.11 |
+//   | array literals, keys (token) | 9.6/9.1 10.4/10.2 10.5/10.0 8.8/7.8 | .492/.484 .500/.488 .491/.483 .506/.479 | 3.46/3.34 3.71/3.68 3.81/3.63 3.11/2.86 |
+//   | same + commitsToDeletion    | 8.2/9.5 10.4/8.8 10.9/10.1 8.8/9.5 | .494/.463 .505/.461 .489/.481 .492/.461 | 2.95/3.55 3.69/3.33 3.94/3.70 3.18/3.56 |
+//
+// (The first two sets ran main, token, array literals in turn, 4 rounds;
+// the last alternated which side went first.) The ratio fell in every pair
+// (the token: medians .531 -> .496, -6.6%; the rest: -1.6 to -8.7%, median
+// -3.9% over 8 pairs); the absolute figures, at this load, in 3 of 4, 4 of
+// 4 and 2 of 4. The authority is ~0.9-1.0 ms per VM here either way: no
+// single part of it is big enough to meet the 1 ms target for all processes.
+//
+// Tried and left out: the decision, report and boot log lines' objects made
+// only when their level is on (approvals are debug lines a service at info
+// drops): 73 -> 90 ms in the profiles, nothing to see. Not done: the wire
+// (the advance's answer repeats the VM 7 times and the credentials 6; its
+// JSON.stringify is the authority's largest self time, ~0.36 s of 4,000
+// VMs, and the DMZ client parses the same bytes), PostgreSQL round trips per
+// guarded create (0.03 statements per VM at P 50: nothing to gain there).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

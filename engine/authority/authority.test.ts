@@ -7,7 +7,8 @@ import { bootAttempts } from '../record/testing.ts';
 import type { FleetRecord } from '../record/types.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { diskKey } from './keys.ts';
-import { sha256 } from '../../protocol/index.ts';
+import { credentialKey, scopedTokenProblem, sha256 } from '../../protocol/index.ts';
+import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import { NONE_REPORT_DETAIL } from '../../protocol/index.ts';
 import type { AdvanceRequest, AdvanceResponse, AuthorizeRequest, AuthorizeResponse, AuthorizeVm, BatchAnswerLine, BootAuthorizeResponse, ReportRequest, ReportResponse } from '../../protocol/index.ts';
 import { Authority } from './authority.ts';
@@ -878,6 +879,23 @@ async function batch(body: unknown): Promise<{ status: number; type: string | nu
   const lines = text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as BatchAnswerLine);
   return { status: res.status, type: res.headers.get('content-type'), results: lines.sort((a, b) => a.i - b.i) };
 }
+
+describe('authority: credentials of approvals', () => {
+  it('every approval carries a scoped token its data center verifies, for its own expiry; approvals with the same expiry share one token', async () => {
+    const core = new Authority({ record, pack, stackName: STACK, secret: SECRET, scopedTokens: new ScopedTokenIssuer([{ name: 'miami', token: TOKENS.miami }], SECRET) });
+    const key = credentialKey(TOKENS.miami, 'miami');
+    const issued: NonNullable<AuthorizeResponse['credentials']>[] = [];
+    for (let n = 0; n < 3; n++) {
+      const id = randomUUID();
+      const res = await core.advance('miami', { create: createOf(id), next: TO_RUNNING.slice(1).map((to, k) => transition(id, TO_RUNNING[k], to)), ahead: true });
+      for (const a of [res.create!, ...res.next.map((s) => s.authorize)]) issued.push(a.credentials!);
+    }
+    expect(issued).toHaveLength(18);
+    for (const c of issued) expect(scopedTokenProblem(key, 'miami', c)).toBeUndefined();
+    // Shared only where the expiry (the token's signed part besides its nonce) is the same: one token per data center and millisecond.
+    for (const a of issued) for (const b of issued) expect(a.token === b.token).toBe(a.expiresAt === b.expiresAt);
+  });
+});
 
 describe('authority: approvals ahead (advance with ahead: the edges after the one to carry out)', () => {
   const shape = (rows: Awaited<ReturnType<typeof historyOf>>) => rows.map((h) => [h.from, h.to, h.actor, h.outcome, h.planId, h.detail]);

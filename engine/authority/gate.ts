@@ -17,6 +17,8 @@ export class PolicyGate {
   private readonly requestRules: boolean;
   /** Whether owner-quota is mandatory and limits anyone. */
   private readonly anyQuota: boolean;
+  /** Per state, whether an edge into it commits a VM to deletion (commits). */
+  private readonly committing = new Map<string, boolean>();
 
   constructor(private readonly o: { record: FleetRecord; pack: LoadedPack; capacity?: Capacities; adminTokens?: readonly string[] }) {
     this.requestRules = [...o.pack.rules.values()].some((x) => x.enforcement === 'mandatory' && x.rule.checkRequest !== undefined);
@@ -44,7 +46,14 @@ export class PolicyGate {
    */
   entersDeletion(from: string | null, to: string): boolean {
     if (this.o.pack.rules.get('protect')?.enforcement === 'disabled' || this.o.pack.rules.get('protect')?.enforcement === 'advisory') return false;
-    return commitsToDeletion(this.o.pack.lifecycle, to) && (from === null || !commitsToDeletion(this.o.pack.lifecycle, from));
+    return this.commits(to) && (from === null || !this.commits(from));
+  }
+
+  /** commitsToDeletion per state, found once: the pack's lifecycle does not change, and every foreseen edge asks (a search of its paths each). */
+  private commits(state: string): boolean {
+    let c = this.committing.get(state);
+    if (c === undefined) this.committing.set(state, (c = commitsToDeletion(this.o.pack.lifecycle, state)));
+    return c;
   }
 
   /** Whether a resize grows `vm` where a quota or the data center's capacity may limit it (then the record decides, with the intent: FleetRecord.reserveGrow). */

@@ -60,6 +60,8 @@ export class KeyLocks {
 
 interface Call<I, R> {
   item: I;
+  /** keyOf(item), made once: #take reads it on every pass over the queue. */
+  key: string;
   resolve: (r: R) => void;
   reject: (e: unknown) => void;
 }
@@ -96,7 +98,7 @@ export class Batched<I, R> {
   /** Resolves with the item's result once its batch completed; rejects with its own error, or the batch's. */
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      this.#queue.push({ item, resolve, reject });
+      this.#queue.push({ item, key: this.#keyOf ? this.#keyOf(item) : '', resolve, reject });
       if (this.#scheduled || !this.#room()) return;
       this.#scheduled = true;
       // The rest of this tick's calls join the batch.
@@ -123,15 +125,14 @@ export class Batched<I, R> {
 
   /** Up to max waiting calls, in order, skipping keys a running batch holds. */
   #take(): { calls: Call<I, R>[]; keys: Set<string> | undefined } {
-    const keyOf = this.#keyOf;
-    if (!keyOf) return { calls: this.#queue.splice(0, this.#max), keys: undefined };
+    if (!this.#keyOf) return { calls: this.#queue.splice(0, this.#max), keys: undefined };
     const held = (k: string) => this.#locks.holds(k);
     const calls: Call<I, R>[] = [];
     const keys = new Set<string>();
     const skipped = new Set<string>();
     const rest: Call<I, R>[] = [];
     for (const c of this.#queue) {
-      const k = keyOf(c.item);
+      const k = c.key;
       // A key skipped once stays skipped, so calls of one key keep their order.
       if (calls.length >= this.#max || skipped.has(k) || (!keys.has(k) && held(k))) {
         skipped.add(k);

@@ -22,6 +22,7 @@
 //   connection only), the step has two rows of one status, in order: every
 //   reader takes a step's last row (unfinishedSteps) or lists them all.
 import { GroupCommit } from '../durability/index.ts';
+import { arrayElement as element } from './array-literal.ts';
 import type { Queryable } from './sql.ts';
 import type { JournalRow } from './types.ts';
 
@@ -50,16 +51,6 @@ const INSERT_AGAIN = `INSERT INTO journal (plan_id, address, seq, vm_id, from_st
       AND j.idempotency_key = r.idempotency_key AND j.status = r.status
   )
   ORDER BY r.n`;
-
-/** Characters a quoted element of an array literal escapes with a backslash. */
-const ESCAPED = /["\\]/;
-const ESCAPED_ALL = /["\\]/g;
-
-/** `s` as an element of a PostgreSQL array literal: double-quoted, `"` and `\` escaped; NULL for null. */
-function element(s: string | null): string {
-  if (s === null) return 'NULL';
-  return ESCAPED.test(s) ? `"${s.replace(ESCAPED_ALL, '\\$&')}"` : `"${s}"`;
-}
 
 /** The rows' 9 columns, each as the text of a PostgreSQL array literal, in INSERT's order. */
 export function arrayLiterals(rows: readonly JournalInput[]): string[] {

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type pgTypes from 'pg';
+import { arrayLiteral } from './array-literal.ts';
 import { envMs } from './env.ts';
 import { RecordUnreachableError } from './errors.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
@@ -149,6 +150,20 @@ export async function openPostgres(url: string, description: string): Promise<Sq
  */
 const MAX_NAMED = 500;
 
+/** The statement's parameters, each flat array as its literal (arrayLiteral); the same array when none is one. */
+function withArrayLiterals(params: readonly unknown[]): unknown[] {
+  let out: unknown[] | undefined;
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i];
+    if (!Array.isArray(p)) continue;
+    const literal = arrayLiteral(p);
+    if (literal === undefined) continue;
+    out ??= params.slice();
+    out[i] = literal;
+  }
+  return out ?? (params as unknown[]);
+}
+
 class PostgresAdapter implements SqlAdapter {
   readonly kind = 'postgres' as const;
   readonly #pool: pgTypes.Pool;
@@ -165,7 +180,8 @@ class PostgresAdapter implements SqlAdapter {
       name = `fleet_${this.#names.size}`;
       this.#names.set(text, name);
     }
-    return name === undefined ? { text, values: params as unknown[] } : { name, text, values: params as unknown[] };
+    const values = withArrayLiterals(params);
+    return name === undefined ? { text, values } : { name, text, values };
   }
   async query<T>(text: string, params: readonly unknown[] = []): Promise<T[]> {
     try {
