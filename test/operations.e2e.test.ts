@@ -80,7 +80,9 @@ describe.runIf(pgUrl !== undefined)('operable services: logs and metrics of a fu
     // The secrets: what the environment holds and what crossed the wire.
     expect(wire.bootToken.size).toBe(7);
     expect(wire.diskKey.size).toBe(7);
-    expect(wire.token.size).toBeGreaterThan(7);
+    // Scoped tokens: approvals for one data center issued in the same millisecond of expiry share one (docs/security.md),
+    // so there may be fewer than VMs; at least one crossed the wire, and every one is checked against the logs below.
+    expect(wire.token.size).toBeGreaterThan(0);
     const secrets = [
       ...Object.entries(s.env)
         .filter(([k]) => /TOKEN|SECRET/.test(k))
