@@ -306,8 +306,9 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     }
   } finally {
     clearInterval(beat);
-    // Stopped mid-way: the apply is recorded `interrupted` as soon as the record answers again (one try now, once the
-    // members in flight ended; the record's own retries have had their budget by then). Else the next apply of these
+    // Stopped mid-way: the apply is recorded `interrupted` as soon as the record answers again (tried now, once the
+    // members in flight ended, with no new wait: the outage's budget is spent by then, and a call after it gets only
+    // one more try at once, record-retry.ts). Else the next apply of these
     // fleets records it (closeInterrupted: a plan `running` that holds no lock).
     if (halt && began) recorded = await record.finishPlan(plan.id, 'interrupted').then(() => true, () => false);
     released = await lock.release().then(() => true, () => false);
