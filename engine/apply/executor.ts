@@ -136,17 +136,28 @@ class Slots {
   }
 }
 
+/** The step a member failed at when its steps all answered ok but its VM is not in its planned state (memberUnhealthy). */
+export const HEALTH_CHECK_STEP = 'the health check';
+
 /**
  * The rollout gate: the member's VM is in its planned state in the record
  * (a replace's new VM, under the id apply proposed for it). For Running that
  * means its agent reported ready: the awaitReady step reached the record.
+ * Asked once every step of the member answered ok; returns the
+ * apply.member-unhealthy diagnostic (what the record holds instead) when the
+ * VM is not there, undefined when it is.
  */
-async function memberHealthy(record: FleetRecord, plan: PlanDocument, c: Change): Promise<boolean> {
+async function memberUnhealthy(record: FleetRecord, plan: PlanDocument, c: Change): Promise<Diagnostic | undefined> {
   // A create's VM (a missing member's refill, in its rollout's first wave) and a replace's new one take the plan's id.
   const id = c.action === 'replace' || c.action === 'create' ? proposedVmId(plan.id, c.address) : c.vmId;
-  if (!id) return false;
-  const vm = await record.getVm(id);
-  return vm !== undefined && vm.state === c.to;
+  const vm = id ? await record.getVm(id) : undefined;
+  if (vm !== undefined && vm.state === c.to) return undefined;
+  const seen = vm === undefined ? `the record holds no VM ${id ?? '(none planned)'} for it` : `the record holds its VM ${vm.id} in ${vm.state}`;
+  return diag(
+    'apply.member-unhealthy',
+    `${HEALTH_CHECK_STEP} in ${c.dataCenter}: every step of ${c.address} was answered ok, but ${seen}, not ${c.to} as planned.`,
+    { address: c.address },
+  );
 }
 
 export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
@@ -239,7 +250,16 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     const tails: Promise<void>[] = [];
     const lane = { id: randomUUID(), width: opts.parallelism };
     const slots = new Map([...byDc.keys()].map((dc) => [dc, new Slots(opts.providers.get(dc)!.lanes ? 2 * opts.parallelism : opts.parallelism)]));
-    const runOne = async (change: Change): Promise<MemberOutcome> => {
+    /**
+     * What the rollout gate says of a member whose steps all answered ok (runWaves' `gated`): its diagnostic when
+     * its VM is not in its planned state; `lost` when that could not be read (the apply stopped, or the record failed
+     * under the read, which stops it): the member counts as done, as its steps were, but no wave goes on from it.
+     */
+    const gate = async (c: Change): Promise<Diagnostic | undefined | 'lost'> => {
+      if (halt) return 'lost';
+      return memberUnhealthy(record, plan, c).catch((err: unknown) => (stop(err), 'lost' as const));
+    };
+    const runOne = async (change: Change, gated: boolean): Promise<MemberOutcome> => {
       const dc = change.dataCenter;
       const provider = opts.providers.get(dc)!;
       const release = await slots.get(dc)!.acquire();
@@ -249,15 +269,24 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
       }
       let failed = false;
       running.add(change.address);
-      const tail = runMember(change, provider, memberOpts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken, halted).then((r) => {
+      const tail = runMember(change, provider, memberOpts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken, halted).then(async (r) => {
         // Started before the stop or the interrupt, but its `started` rows were committed only after it: nothing was sent.
         if (r.notSent) {
           notSent.add(change.address);
           failed = true;
           return;
         }
+        if (gated && !r.failure) {
+          // Every step answered ok; a gated member is done only once the record holds it in its planned state.
+          // One not there fails here, not in the rollout alone: its report said "1 failed" while the apply counted
+          // it done, recorded the plan succeeded and exited 0 (docs/rollouts.md, "Apply" item 1).
+          const seen = await gate(change);
+          if (seen === 'lost') failed = true;
+          else if (seen) r = { ...r, failure: { address: change.address, dataCenter: dc, action: change.action, step: HEALTH_CHECK_STEP, diagnostic: seen, cause: 'unhealthy' } };
+        }
         steps += r.steps;
-        stepsFailed += r.failure ? 1 : 0;
+        // A member failed at its health check failed no step.
+        stepsFailed += r.failure && r.failure.cause !== 'unhealthy' ? 1 : 0;
         stepsSkipped += r.skipped;
         const member = { type: 'member', address: change.address, dataCenter: dc, action: change.action, elapsedMs: r.elapsedMs } as const;
         if (r.failure) {
@@ -293,8 +322,6 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     const ran = await runWaves(work, {
       plan,
       run: runOne,
-      // A rollout's health reads go to the record too: once it is lost, the waves stop with the members.
-      healthy: (c) => (halt ? Promise.resolve(false) : memberHealthy(record, plan, c).catch((err: unknown) => (stop(err), false))),
       emit,
       interrupted: () => interrupted() || halt !== undefined,
     });

@@ -18,11 +18,13 @@ import type { Diagnostic } from '../diags/index.ts';
  * |               | or an error that is no driver's                                     |
  * | `unreachable` | the DMZ client did not answer, or failed, after every retry         |
  * | `refused`     | the DMZ client refused the request (its diagnostic's code says why) |
+ * | `unhealthy`   | every step answered ok, but the record does not hold the VM in its  |
+ * |               | planned state (apply.member-unhealthy, the rollout gate)            |
  *
  * If you add a cause here, also add its hint (failureHint) and its row in
  * apply.member-failed's doc (engine/diags/codes/apply.ts).
  */
-export type FailureCause = 'vetoed' | 'boot-denied' | 'timeout' | 'capacity' | 'credentials' | 'cloud' | 'unreachable' | 'refused';
+export type FailureCause = 'vetoed' | 'boot-denied' | 'timeout' | 'capacity' | 'credentials' | 'cloud' | 'unreachable' | 'refused' | 'unhealthy';
 
 /** The cause of a step the DMZ client answered `failed` (its error is `driver.<kind>`, protocol/errors.ts). */
 export function stepFailureCause(error: WireErrorDetail | undefined): FailureCause {
@@ -67,5 +69,7 @@ export function failureHint(cause: FailureCause, f: { address: string; code: str
       return `Once the DMZ client answers again, ${RERUN}; its requests carry idempotency keys, so nothing already done is done twice.`;
     case 'refused':
       return `A re-run is refused the same way: \`${f.code}\` in docs/diagnostics.md says what to fix.`;
+    case 'unhealthy':
+      return `Its steps were carried out, but something moved its VM since (its data center reporting it stopped or failed after it was ready, say): \`fleet history ${f.address}\` shows what. Once that is fixed, ${RERUN}.`;
   }
 }

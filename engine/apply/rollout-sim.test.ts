@@ -131,7 +131,6 @@ async function applyOnce(world: World, fleets: LoadedFleet[], p: PlanDocument, f
         }
         return { ok: false };
       },
-      healthy: async () => true,
       emit: () => undefined,
       interrupted: () => false,
     },

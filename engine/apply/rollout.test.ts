@@ -13,7 +13,8 @@ import type { HistoryRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
 import { specHash } from '../spec/index.ts';
 import { startTestWorld, type TestWorld } from '../../providers/testing.ts';
-import { ConnectedProvider, lifecycleData } from '../../providers/provider.ts';
+import { ConnectedProvider, lifecycleData, type MemberProvider, type PlannedCall, type VmInputs, type VmOutputs } from '../../providers/provider.ts';
+import type { FleetRecord } from '../record/types.ts';
 import { applyPlan, type ApplyEvent } from './executor.ts';
 import { runWaves } from './rollout.ts';
 import type { RolloutSpec } from '../model/index.ts';
@@ -299,6 +300,111 @@ describe('rollouts over a sim data center', () => {
   }, 180_000);
 });
 
+/**
+ * A data center's provider over its real DMZ client that, once a member's
+ * create has every step answered ok (its new VM Running and ready in the
+ * record), moves that VM on in the record when the member is `victim`: as
+ * its DMZ client would, told the VM stopped after it was ready.
+ */
+class StoppingAfterReady implements MemberProvider {
+  victim: string | undefined;
+  constructor(
+    private readonly inner: ConnectedProvider,
+    private readonly record: FleetRecord,
+  ) {}
+  get dataCenter() {
+    return this.inner.dataCenter;
+  }
+  get lanes() {
+    return this.inner.lanes;
+  }
+  async create(inputs: VmInputs, planned?: PlannedCall) {
+    const r = await this.inner.create(inputs, planned);
+    if (`${inputs.fleet}/${inputs.index}` === this.victim) {
+      const vm = (await this.record.getVm(planned!.vmId!))!;
+      await this.record.transitionVm(vm.id, vm.version, 'BootFailed', { actor: `dmz-client:${this.dataCenter}`, detail: 'the VM stopped after it was ready' });
+    }
+    return r;
+  }
+  update(id: string, olds: VmOutputs, news: VmInputs, planned?: PlannedCall) {
+    return this.inner.update(id, olds, news, planned);
+  }
+  delete(id: string, props: VmOutputs, planned?: PlannedCall) {
+    return this.inner.delete(id, props, planned);
+  }
+}
+
+// docs/rollouts.md, "Apply" item 1: a member whose VM is not in its planned state once its steps answered ok
+// "counts as failed". The rollout counted it so, the apply did not: result.failed empty, the summary "0 failed", the
+// plan recorded `succeeded`, and `fleet apply` exited 0 under a rollout line saying "1 failed" (or, the rollout
+// stopped by it, exited 1 with the plan still recorded `succeeded`).
+describe('a rollout member not in its planned state after its steps answered ok', () => {
+  let world: TestWorld;
+  let providers: Map<string, StoppingAfterReady>;
+  const fleet = (image: string, rollout: RolloutSpec): LoadedFleet => {
+    const f = makeFleet('web', { count: 4, image, placement: { dataCenters: ['miami'] }, rollout });
+    return { ...f, specHash: specHash(f) };
+  };
+  const run = (p: PlanDocument, victim: string, events: ApplyEvent[]) => {
+    for (const pr of providers.values()) pr.victim = victim;
+    return applyPlan({ plan: p, record: world.record, providers, owners: { web: 'team-a' }, parallelism: 10, onEvent: (e) => events.push(e) });
+  };
+  const recorded = async (id: string) => (await world.record.listPlans(world.stack, { id, limit: 1 }))[0]?.result;
+  beforeAll(async () => {
+    world = await startTestWorld({ dataCenters: ['miami'], sim: { latencyMs: 1, bootMs: 1 } });
+    const lifecycle = lifecycleData(world.pack.lifecycle);
+    providers = new Map(
+      [...world.dcs].map(([dc, d]) => [dc, new StoppingAfterReady(new ConnectedProvider({ dataCenter: dc, url: 'http://127.0.0.1:1', tokenEnv: '', lifecycle }, d.client), world.record)]),
+    );
+    expect(await run(await plan(world, world.pack, fleet('ubuntu-22.04', {})), '', [])).toMatchObject({ failed: [], succeeded: 4 });
+  }, 120_000);
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('counts it failed with apply.member-unhealthy naming the VM and its state; the summary, the record and the rollout agree', async () => {
+    // 2 waves of 2; failureThreshold 2: the rollout goes on past web/0 (which keeps one of the 2 places).
+    const p = await plan(world, world.pack, fleet('ubuntu-24.04', { maxUnavailable: 2, failureThreshold: 2 }));
+    expect(p.rollouts![0].waves.map((w) => w.members)).toEqual([['web/0', 'web/1'], ['web/2', 'web/3']]);
+    const events: ApplyEvent[] = [];
+    const result = await run(p, 'web/0', events);
+    const vm = (await world.record.listVms(world.stack)).find((v) => v.address === 'web/0')!;
+    expect(vm.state).toBe('BootFailed');
+    expect(result.failed).toEqual([
+      {
+        address: 'web/0',
+        dataCenter: 'miami',
+        action: 'replace',
+        step: 'the health check',
+        cause: 'unhealthy',
+        diagnostic: expect.objectContaining({
+          code: 'apply.member-unhealthy',
+          address: 'web/0',
+          detail: `the health check in miami: every step of web/0 was answered ok, but the record holds its VM ${vm.id} in BootFailed, not Running as planned.`,
+        }),
+      },
+    ]);
+    expect(result).toMatchObject({ succeeded: 3, stepsFailed: 0, notStarted: 0, interrupted: false });
+    expect(result.rollouts).toEqual([expect.objectContaining({ fleet: 'web', wavesRun: 2, failed: ['web/0'], succeeded: ['web/1', 'web/2', 'web/3'] })]);
+    expect(result.rollouts[0].stopped).toBeUndefined();
+    expect(events.filter((e) => e.type === 'member' && e.address === 'web/0')).toEqual([expect.objectContaining({ status: 'failed', detail: result.failed[0].diagnostic.detail })]);
+    expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 3, failed: 1 });
+    expect(await recorded(p.id)).toBe('failed');
+  }, 120_000);
+
+  it('one that stops its rollout: the plan is recorded failed, not succeeded', async () => {
+    // web/0 is BootFailed: brought back in wave 1 (failureThreshold 1), and found stopped again after its steps.
+    const p = await plan(world, world.pack, fleet('rhel-9', { maxUnavailable: 1, failureThreshold: 1 }));
+    expect(p.rollouts![0].waves.map((w) => [...w.members, ...(w.returning ?? [])])).toEqual([['web/0'], ['web/1'], ['web/2'], ['web/3']]);
+    const events: ApplyEvent[] = [];
+    const result = await run(p, 'web/0', events);
+    expect(result.failed.map((f) => [f.address, f.diagnostic.code])).toEqual([['web/0', 'apply.member-unhealthy']]);
+    expect(result.rollouts[0].stopped?.reason).toBe('1 failed member (web/0) reached failureThreshold 1');
+    expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 0, failed: 1 });
+    expect(await recorded(p.id)).toBe('failed');
+  }, 120_000);
+});
+
 /** Repeatable cases (mulberry32, engine/model/seeded-random.ts). */
 const rng = (seed: number): (() => number) => seededRandom(seed).next;
 
@@ -364,7 +470,6 @@ async function runFake(kinds: readonly Kind[], rollout: RolloutSpec, failing: Re
       if (!returning.has(c.address)) extra.delete(c.address);
       return { ok: true };
     },
-    healthy: async () => true,
     emit: () => undefined,
     interrupted: () => false,
   });
@@ -496,7 +601,6 @@ describe('runWaves: failures and resumed rollouts never exceed maxUnavailable or
         ran.push(`${c.address}${c.deposed ? ' (old VM)' : ''}`);
         return { ok: true };
       },
-      healthy: async () => true,
       emit: () => undefined,
       interrupted: () => false,
     }).then(() => 'ended');
@@ -535,7 +639,6 @@ describe('runWaves: failures and resumed rollouts never exceed maxUnavailable or
         await Promise.resolve();
         return { ok: !failing.has(c.address) };
       },
-      healthy: async () => true,
       emit: () => undefined,
       interrupted: () => false,
     });
@@ -603,7 +706,6 @@ describe('runWaves: a wave whose one kind of place is full still runs its member
         set.delete(c.address);
         return { ok: true };
       },
-      healthy: async () => true,
       emit: () => undefined,
       interrupted: () => false,
     });

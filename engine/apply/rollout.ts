@@ -4,7 +4,8 @@
 // - A wave starts only when every member of the wave before it finished,
 //   reached its planned state, and the record says so (for Running: its
 //   agent reported ready, the awaitReady step). A member that did not counts
-//   as failed.
+//   as failed: in the rollout's report and, as apply.member-unhealthy, in the
+//   apply's failed members (the runner checks it: RolloutRunner.run's `gated`).
 // - Failed members count against the rollout's failureThreshold; once it is
 //   reached no further wave of that fleet starts: its remaining members are
 //   left untouched, and the next `fleet apply` plans them again from the
@@ -73,10 +74,14 @@ export function placeOf(c: Change): Place {
 
 export interface RolloutRunner {
   plan: PlanDocument;
-  /** Runs one member to its end (its data center's slot taken and given back inside). */
-  run(change: Change): Promise<MemberOutcome>;
-  /** True when the member's VM is in its planned state in the record (for Running: ready). */
-  healthy(change: Change): Promise<boolean>;
+  /**
+   * Runs one member to its end (its data center's slot taken and given back inside). `gated`: the member is
+   * done only once the record holds its VM in its planned state (for Running: ready), after its steps: a rollout's
+   * member, or one whose deposed old VM waits for it (deposedGates). The runner checks that itself and counts a
+   * member whose VM is not there as failed (`ok` false; the executor's apply.member-unhealthy), so the apply's
+   * result, its summary and its record say what the rollout's report says.
+   */
+  run(change: Change, gated: boolean): Promise<MemberOutcome>;
   emit(e: RolloutEvent): void;
   /** True once the apply is interrupted: no further wave starts. */
   interrupted(): boolean;
@@ -111,7 +116,7 @@ export async function runWaves(work: readonly Change[], runner: RolloutRunner): 
       }
       let ok = false;
       try {
-        const o = await r.run(c);
+        const o = await r.run(c, false);
         if (o.notStarted) notStarted++;
         ok = o.ok && !o.notStarted;
       } finally {
@@ -209,11 +214,12 @@ function deposedGates(work: readonly Change[], runner: RolloutRunner) {
   }
   const r: RolloutRunner = {
     ...runner,
-    run: async (c) => {
-      const o = await runner.run(c);
+    run: async (c, gated) => {
       const gate = c.deposed ? undefined : gates.get(c.address);
+      // Its old VM goes only once its new VM is back in its planned state: the runner checks that (gated).
+      const o = await runner.run(c, gated || gate !== undefined);
       if (gate) {
-        const back: Back = o.notStarted ? 'not-started' : o.ok && (await runner.healthy(c)) ? 'back' : 'failed';
+        const back: Back = o.notStarted ? 'not-started' : o.ok ? 'back' : 'failed';
         gate.settle(back);
         // Its old VM is an extra VM while it lives: the member is done once it is gone, as a surge replace is
         // once it deleted its old VM. Else the next wave's surge VMs would exist beside it, beyond maxSurge.
@@ -330,14 +336,8 @@ async function runRollout(
       }
       const started = new Set(g);
       pending = pending.filter((c) => !started.has(c));
-      const outcomes = await Promise.all(
-        g.map(async (c) => {
-          const o = await r.run(c);
-          if (o.notStarted) return { c, o };
-          // The gate: the member's VM is in its planned state in the record.
-          return { c, o: o.ok && !(await r.healthy(c)) ? { ok: false } : o };
-        }),
-      );
+      // The gate: the member's VM is in its planned state in the record (checked by the runner: gated).
+      const outcomes = await Promise.all(g.map(async (c) => ({ c, o: await r.run(c, true) })));
       for (const { c, o } of outcomes) {
         if (o.notStarted) {
           skipped++;

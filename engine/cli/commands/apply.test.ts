@@ -203,8 +203,16 @@ describe('fleet apply: what a failed member\'s diagnostic says to do, by cause',
     expect(more).toEqual([]);
     for (const s of says) expect(hint).toContain(s);
   });
+  it('unhealthy (apply.member-unhealthy): every step answered ok, the VM moved on since', () => {
+    const detail = 'the health check in miami: every step of web/0 was answered ok, but the record holds its VM vm-1 in BootFailed, not Running as planned.';
+    const [d] = memberFailures([{ address: 'web/0', dataCenter: 'miami', action: 'replace', step: 'the health check', diagnostic: diag('apply.member-unhealthy', detail, { address: 'web/0' }), cause: 'unhealthy' }], true);
+    const [first, hint, ...more] = d.detail.split('\n');
+    expect(first).toBe('replace stopped at the health check in miami: Member not in its planned state after its steps: every step of web/0 was answered ok, but the record holds its VM vm-1 in BootFailed, not Running as planned.');
+    expect(more).toEqual([]);
+    for (const s of ['`fleet history web/0`', '`fleet apply` again']) expect(hint).toContain(s);
+  });
   it('every cause has its own advice', () => {
-    const causes = ['vetoed', 'boot-denied', 'timeout', 'capacity', 'credentials', 'cloud', 'unreachable', 'refused'] as const;
+    const causes = ['vetoed', 'boot-denied', 'timeout', 'capacity', 'credentials', 'cloud', 'unreachable', 'refused', 'unhealthy'] as const;
     const hints = causes.map((c) => failureHint(c, { address: 'web/0', code: 'apply.step-failed' }));
     expect(new Set(hints).size).toBe(causes.length);
   });
