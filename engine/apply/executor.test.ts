@@ -311,6 +311,52 @@ describe('applyPlan', () => {
     }
   });
 
+  // The real client answers every step of a run or throws; a provider that returned with steps unanswered left their
+  // rows `started` and counted the member done.
+  it('a provider that returns from a member\'s run with steps unanswered fails that member at its first unanswered step, never counts it done', async () => {
+    const record = await memoryRecord();
+    try {
+      const p = plan(2);
+      /** Answers the first `answers` requests of each run ok, then returns without a word of the rest. */
+      const stub = (dataCenter: string, answers: number): MemberProvider => ({
+        dataCenter,
+        lanes: false,
+        create: async (inputs: VmInputs, planned?: PlannedCall) => {
+          const n = Math.min(answers, planned!.steps.length + 1);
+          for (let k = 0; k < n; k++) planned!.onStep(k, { requestId: planned!.key(k), decision: 'approved', reason: 'ok', outcome: 'ok' });
+          return { id: planned!.vmId!, outs: { ...inputs } as unknown as VmOutputs };
+        },
+        update: () => Promise.reject(new Error('not used')),
+        delete: () => Promise.reject(new Error('not used')),
+      });
+      const [short, full] = p.changes;
+      const providers = new Map([
+        [short.dataCenter, stub(short.dataCenter, 3)],
+        [full.dataCenter, stub(full.dataCenter, Infinity)],
+      ]);
+      const events: ApplyEvent[] = [];
+      const result = await applyPlan({ plan: p, record, providers, owners: {}, parallelism: 1, onEvent: (e) => events.push(e) });
+      expect(result.succeeded).toBe(1);
+      expect(result.failed).toEqual([
+        expect.objectContaining({ address: short.address, dataCenter: short.dataCenter, step: 'PoweredOff -> PoweredOn', cause: 'unreachable' }),
+      ]);
+      expect(result.failed[0].diagnostic).toMatchObject({ code: 'apply.step-unanswered', address: short.address });
+      expect(result.failed[0].diagnostic.detail).toBe(
+        `PoweredOff -> PoweredOn in ${short.dataCenter}: the provider of ${short.dataCenter} returned from ${short.address}'s run without an answer to this step (request ${p.id}/${short.address}/3), nor an error: whether it was carried out is not known.`,
+      );
+      expect(result).toMatchObject({ steps: 3 + stepCount(full), stepsFailed: 1, stepsSkipped: stepCount(short) - 4 });
+      // No row is left `started`: the unanswered step is closed failed, the ones after it skipped.
+      const last = new Map((await record.planJournal(p.id)).filter((r) => r.address === short.address).map((r) => [r.seq, r.status]));
+      expect([...last.values()]).toEqual(['done', 'done', 'done', 'failed', ...Array(stepCount(short) - 4).fill('skipped')]);
+      expect(events.filter((e) => e.type === 'member').map((e) => e.type === 'member' && [e.address, e.status])).toEqual(
+        expect.arrayContaining([[short.address, 'failed'], [full.address, 'done']]),
+      );
+      expect((await appliedPlans(record, p.stack)).map((x) => x.result)).toEqual(['failed']);
+    } finally {
+      await record.close();
+    }
+  });
+
   it('a journal write that fails mid-member (the record\'s disk full) stops the apply with apply.stopped and that error, never as an unhandled rejection', async () => {
     const record = await memoryRecord();
     const unhandled: unknown[] = [];

@@ -217,6 +217,8 @@ export async function runMember(
       requests.slice(0, upTo).flatMap((r, k) => (committed.has(k) ? [] : [r.label])),
     );
   let replies = 0;
+  /** Which requests have their answer: a run that returns without one for each (a provider's bug) fails the member. */
+  const heard = new Uint8Array(requests.length);
   let done = 0;
   let failure: { k: number; d: Diagnostic; cause: FailureCause } | undefined;
   let written: Promise<unknown> = Promise.resolve();
@@ -229,6 +231,7 @@ export async function runMember(
   };
   const onAnswer = (k: number, result: StepResult) => {
     replies = k + 1;
+    heard[k] = 1;
     if (result.outcome === 'ok') {
       done++;
       after(answerRow(k, record.journal(row(k, 'done', null))), () => {
@@ -270,19 +273,40 @@ export async function runMember(
       after(record.journal(row(k, 'failed', d.detail)).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
     }
   }
+  // Every call returned, none failed: each request must have its answer. The real client answers every step or
+  // throws; a provider that returns with a step unanswered (a bug) would have left that step's row `started` and
+  // counted the member done. Its first unanswered step fails it instead (its outcome is unknown: the data center
+  // may or may not have carried it out; the next apply sends it again under the same idempotency key).
+  const unanswered = failure ? -1 : heard.indexOf(0);
+  if (unanswered >= 0) {
+    const k = unanswered;
+    const r = requests[k];
+    const d = diag(
+      'apply.step-unanswered',
+      `${r.from ?? '(new)'} -> ${r.to} in ${change.dataCenter}: the provider of ${change.dataCenter} returned from ${change.address}'s run without an answer to this step (request ${r.idempotencyKey}), nor an error: whether it was carried out is not known.`,
+      { address: change.address },
+    );
+    failure = { k, d, cause: 'unreachable' };
+    after(record.journal(row(k, 'failed', d.detail)).catch(() => {}), () => emit(stepEvent(k, 'failed', d.detail)));
+  }
   elapsedMs = Math.round(performance.now() - began);
   answered();
   if (failure) {
-    // Sent with the run but never carried out.
+    // Sent with the run but never carried out (those answered after an unanswered one keep their answer's row).
     const { k } = failure;
     const detail = `not carried out: ${requests[k].label} failed`;
-    for (let s = k + 1; s < requests.length; s++) after(record.journal(row(s, 'skipped', detail)).catch(() => {}), () => {});
+    let skipped = 0;
+    for (let s = k + 1; s < requests.length; s++) {
+      if (heard[s]) continue;
+      skipped++;
+      after(record.journal(row(s, 'skipped', detail)).catch(() => {}), () => {});
+    }
     await written.catch((err: unknown) => {
       throw unrecorded(err, k + 1);
     });
     return {
       steps: done,
-      skipped: requests.length - k - 1,
+      skipped,
       elapsedMs,
       failure: { address: change.address, dataCenter: change.dataCenter, action: change.action, step: requests[failure.k].label, diagnostic: failure.d, cause: failure.cause },
     };

@@ -59,6 +59,11 @@ export const applyCodes = defineCodes({
     doc: 'The authority approved the change but the data center\'s cloud operation failed; the record moved the VM to the failure state the diagram has for that edge (CreateFailed, BootFailed) or left it where it was. The detail carries the driver\'s error.',
     severity: 'error',
   },
+  'apply.step-unanswered': {
+    summary: 'Step left unanswered',
+    doc: 'The data center\'s provider returned from a member\'s run without an answer to one of its steps, and without an error: the DMZ client\'s own client answers every step or fails, so this is a provider that breaks that promise (a bug). Whether the step was carried out is not known; the member counts as failed at that step (its journal row is closed `failed`, the steps after it `skipped`), never as done. `fleet state show ADDRESS` shows where the VM stands in the record; `fleet apply` again sends the step again under the same idempotency key, so a step that was carried out is not carried out twice.',
+    severity: 'error',
+  },
   'apply.serve-config': {
     summary: 'Invalid service configuration',
     doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, the port is invalid or in use, the host is not an address of this machine, or the authority\'s URL is not http(s). The detail names the setting.',
