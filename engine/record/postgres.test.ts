@@ -1,12 +1,140 @@
-// The PostgreSQL adapter under a server that drops its connection.
+// The PostgreSQL adapter under a server that drops its connection, or a network that drops it without a word.
+import { connect, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../diags/index.ts';
+import { retryingRecord } from '../apply/record-retry.ts';
 import { arrayLiteral } from './array-literal.ts';
-import { openPostgres } from './postgres.ts';
+import { RecordUnreachableError, isTransientRecordFault } from './errors.ts';
+import { openRecord } from './open.ts';
+import { DEFAULT_QUERY_TIMEOUT_MS, openPostgres, poolConfig } from './postgres.ts';
 import type { SqlAdapter } from './sql.ts';
 import { createTestDatabase, testPostgresUrl } from './testing.ts';
 
 const base = testPostgresUrl();
+
+/** Runs `fn` with FLEET_RECORD_QUERY_TIMEOUT_MS set to `ms` (openPostgres reads it), then puts the variable back. */
+async function withQueryTimeout<T>(ms: string, fn: () => Promise<T>): Promise<T> {
+  const before = process.env.FLEET_RECORD_QUERY_TIMEOUT_MS;
+  process.env.FLEET_RECORD_QUERY_TIMEOUT_MS = ms;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.FLEET_RECORD_QUERY_TIMEOUT_MS;
+    else process.env.FLEET_RECORD_QUERY_TIMEOUT_MS = before;
+  }
+}
+
+/**
+ * A TCP relay to `target` whose connections can be made silent: `silence()`
+ * drops whatever either side sends on the connections open now, closing
+ * nothing (a network that loses a connection without a word: a NAT or a
+ * firewall that forgot it). Connections made after it relay as before.
+ */
+async function silentRelay(target: string): Promise<{ url: string; silence(): void; close(): Promise<void> }> {
+  const t = new URL(target);
+  const open = new Set<{ client: Socket; up: Socket; silent: boolean }>();
+  const server = createServer((client) => {
+    const up = connect(Number(t.port || 5432), t.hostname);
+    const pair = { client, up, silent: false };
+    open.add(pair);
+    client.on('data', (b: Buffer) => void (pair.silent || up.write(b)));
+    up.on('data', (b: Buffer) => void (pair.silent || client.write(b)));
+    const end = () => {
+      client.destroy();
+      up.destroy();
+      open.delete(pair);
+    };
+    client.on('error', end).on('close', end);
+    up.on('error', end).on('close', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as { port: number }).port);
+  return {
+    url: url.toString(),
+    silence: () => {
+      for (const p of open) p.silent = true;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const p of open) {
+          p.client.destroy();
+          p.up.destroy();
+        }
+        server.close(() => r());
+      }),
+  };
+}
+
+// The pool set no TCP keepalive and no query timeout: a connection the network dropped without a word made a record
+// call wait for minutes (for TCP to give up on its own) instead of failing fast enough to be tried again.
+describe('PostgreSQL pool settings', () => {
+  it('keeps TCP connections alive and times a statement out (FLEET_RECORD_QUERY_TIMEOUT_MS, default 2 minutes, 0: none)', () => {
+    const url = 'postgres://fleet@db:5432/fleet';
+    expect(poolConfig(url, {})).toMatchObject({ keepAlive: true, keepAliveInitialDelayMillis: 10_000, query_timeout: DEFAULT_QUERY_TIMEOUT_MS, connectionTimeoutMillis: 5000 });
+    expect(DEFAULT_QUERY_TIMEOUT_MS).toBe(120_000);
+    expect(poolConfig(url, { FLEET_RECORD_QUERY_TIMEOUT_MS: '250' }).query_timeout).toBe(250);
+    expect(poolConfig(url, { FLEET_RECORD_QUERY_TIMEOUT_MS: '0' }).query_timeout).toBe(0);
+    expect(() => poolConfig(url, { FLEET_RECORD_QUERY_TIMEOUT_MS: '2m' })).toThrow(/FLEET_RECORD_QUERY_TIMEOUT_MS takes a whole number of milliseconds \(0 or more; default 120000, 0 for none\), not "2m"/);
+  });
+});
+
+describe.skipIf(!base)('PostgreSQL adapter: a statement with no answer within the query timeout', () => {
+  let db: { url: string; drop(): Promise<void> };
+  beforeAll(async () => {
+    db = await createTestDatabase(base!);
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('fails as a transient record.unreachable naming the setting, alone or in a transaction; the next statement gets a new connection', async () => {
+    const adapter = await withQueryTimeout('300', () => openPostgres(db.url, 'the test record'));
+    try {
+      const alone = await adapter.query('SELECT pg_sleep(30)').then(() => undefined, (e: unknown) => e);
+      expect(alone).toBeInstanceOf(RecordUnreachableError);
+      expect(isTransientRecordFault(alone)).toBe(true);
+      const d = (alone as FleetError).diagnostics[0];
+      expect(d.code).toBe('record.unreachable');
+      expect(d.detail).toContain('no answer within 300 ms (FLEET_RECORD_QUERY_TIMEOUT_MS)');
+      expect(d.detail).toContain('raise FLEET_RECORD_QUERY_TIMEOUT_MS (0: no limit)');
+      const inTx = await adapter.transaction((q) => q.query('SELECT pg_sleep(30)')).then(() => undefined, (e: unknown) => e);
+      expect(isTransientRecordFault(inTx)).toBe(true);
+      expect(await adapter.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+      expect(await adapter.transaction((q) => q.query<{ one: number }>('SELECT 1 AS one'))).toEqual([{ one: 1 }]);
+    } finally {
+      await adapter.close();
+    }
+  });
+
+  it('0 sets no limit: a statement longer than a small one would allow is answered', async () => {
+    const adapter = await withQueryTimeout('0', () => openPostgres(db.url, 'the test record'));
+    try {
+      expect(await adapter.query<{ one: number }>('SELECT 1 AS one FROM pg_sleep(0.5)')).toEqual([{ one: 1 }]);
+    } finally {
+      await adapter.close();
+    }
+  });
+
+  it('a pooled connection the network silenced: the record call is tried again on a new connection and answered', async () => {
+    const relay = await silentRelay(db.url);
+    const record = await withQueryTimeout('500', () => openRecord(relay.url));
+    const outages: string[] = [];
+    const retried = retryingRecord(record, { onOutage: (f) => outages.push(f.diagnostics[0].detail), baseDelayMs: 10, maxDelayMs: 50 });
+    try {
+      expect(await retried.listFleets('web')).toEqual([]);
+      // The connection it used waits idle in the pool; the network now drops it without a word.
+      relay.silence();
+      expect(await retried.listFleets('web')).toEqual([]);
+      expect(outages).toHaveLength(1);
+      expect(outages[0]).toContain('no answer within 500 ms (FLEET_RECORD_QUERY_TIMEOUT_MS)');
+    } finally {
+      await record.close();
+      await relay.close();
+    }
+  });
+});
 
 describe.skipIf(!base)('PostgreSQL adapter: a connection the server ends', () => {
   let db: { url: string; drop(): Promise<void> };

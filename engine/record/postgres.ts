@@ -54,30 +54,50 @@ const CONNECT_SQLSTATES: Record<string, { cause: string; transient: boolean }> =
   '53300': { cause: 'too many connections', transient: true },
 };
 
+/** Where the record is, as its faults say it; `queryTimeoutMs`: the pool's query_timeout (0: none). */
+export interface PostgresWhere {
+  host: string;
+  port: string;
+  description: string;
+  queryTimeoutMs?: number;
+}
+
+/** pg's error for a statement with no answer within the client's query_timeout (node_modules/pg/lib/client.js). */
+const QUERY_TIMEOUT_MESSAGE = 'Query read timeout';
+
 /**
  * Connection-level errors become record.unreachable (RecordUnreachableError,
  * transient when the same call may succeed in a moment: a lost or refused
- * connection, a server restarting); anything else (a SQL bug) passes unchanged.
+ * connection, a server restarting, a statement with no answer within the
+ * query timeout); anything else (a SQL bug) passes unchanged.
  */
-export function connectionFault(err: unknown, where: { host: string; port: string; description: string }): unknown {
+export function connectionFault(err: unknown, where: PostgresWhere): unknown {
   if (!(err instanceof Error)) return err;
   const code = (err as { code?: string }).code;
   let cause: string | undefined;
   let transient = true;
+  let todo: string | undefined;
   if (code && NETWORK_CODES.has(code)) cause = code;
   else if (code && CONNECT_SQLSTATES[code]) {
     cause = `${CONNECT_SQLSTATES[code].cause} (${code})`;
     transient = CONNECT_SQLSTATES[code].transient;
   }
+  else if (err.message === QUERY_TIMEOUT_MESSAGE) {
+    // The connection is dropped with it (the pool discards a client whose query failed so; transaction() too), so a
+    // call tried again (record-retry.ts) takes a new one.
+    cause = `no answer within ${where.queryTimeoutMs ?? '?'} ms (FLEET_RECORD_QUERY_TIMEOUT_MS)`;
+    todo =
+      'The connection was lost without a word (a network that drops it silently), or the statement runs longer than that: then raise FLEET_RECORD_QUERY_TIMEOUT_MS (0: no limit).';
+  }
   else if (/timeout/i.test(err.message)) cause = 'connection timeout';
   else if (/Connection terminated|connection is closed|connection error and is not queryable/i.test(err.message)) cause = 'connection lost';
   if (cause === undefined) return writeFault(err, where.description);
-  const todo = whatToDo(code, where);
+  todo ??= whatToDo(code, where);
   return new RecordUnreachableError(`cannot use the PostgreSQL record at ${where.host}:${where.port} (${where.description}): ${cause}: ${err.message}.${todo ? ` ${todo}` : ''}`, transient);
 }
 
 /** The sentence that tells a person what to do about a connection fault, when there is one to do (not for a server restarting). */
-function whatToDo(code: string | undefined, where: { host: string; port: string; description: string }): string | undefined {
+function whatToDo(code: string | undefined, where: PostgresWhere): string | undefined {
   switch (code) {
     case '3D000': {
       let database = '';
@@ -106,17 +126,39 @@ function whatToDo(code: string | undefined, where: { host: string; port: string;
   }
 }
 
+/** The query timeout when FLEET_RECORD_QUERY_TIMEOUT_MS is unset (docs/record.md). */
+export const DEFAULT_QUERY_TIMEOUT_MS = 120_000;
+
 /**
- * PostgreSQL behind the SqlAdapter, through a small pg Pool. A short connect
- * timeout keeps an unreachable server from hanging a plan.
+ * The pool's settings for the record at `url`. A short connect timeout keeps
+ * an unreachable server from hanging a plan. A connection the network drops
+ * without a word (a NAT or firewall forgetting it, a failover that moves the
+ * address) must not hang a record call either, for the minutes it takes TCP
+ * to give up on its own:
+ *
+ * | setting        | what it catches                                               |
+ * | -------------- | ------------------------------------------------------------- |
+ * | TCP keepalive  | a silent connection: probes after 10 s of it, and the socket  |
+ * |                | fails once they go unanswered (how many, how far apart: the   |
+ * |                | system's settings; Linux's default is about 11 minutes)       |
+ * | query_timeout  | a statement with no answer within FLEET_RECORD_QUERY_TIMEOUT_MS |
+ * |                | (default 2 minutes, 0: none): a transient record.unreachable, |
+ * |                | the connection dropped, so a retried call takes a new one     |
+ *
+ * The timeout is far above the record's longest statements (a whole plan, a
+ * migration or a seeding chunk at 1,000,000 VMs takes seconds: bench/scale);
+ * a record whose statements legitimately run longer raises it. It is the
+ * client's (pg's query_timeout), not the server's statement_timeout, which a
+ * lost connection never brings back.
  */
-export async function openPostgres(url: string, description: string): Promise<SqlAdapter> {
-  const parsed = new URL(url);
-  const where = { host: parsed.hostname || 'localhost', port: parsed.port || '5432', description };
-  const pool = new pg.Pool({
+export function poolConfig(url: string, env: NodeJS.ProcessEnv = process.env): pgTypes.PoolConfig & { query_timeout: number } {
+  return {
     connectionString: url,
     max: 4,
-    connectionTimeoutMillis: envMs('FLEET_RECORD_CONNECT_TIMEOUT_MS', 5000),
+    connectionTimeoutMillis: envMs('FLEET_RECORD_CONNECT_TIMEOUT_MS', 5000, { env }),
+    query_timeout: envMs('FLEET_RECORD_QUERY_TIMEOUT_MS', DEFAULT_QUERY_TIMEOUT_MS, { env, hint: `default ${DEFAULT_QUERY_TIMEOUT_MS}, 0 for none` }),
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     idleTimeoutMillis: 10_000,
     application_name: 'dmzfleet',
     // Every statement of the record finds its rows by an index (an id, a
@@ -132,7 +174,15 @@ export async function openPostgres(url: string, description: string): Promise<Sq
     // in bench/apply, which now uses 30% less. A table with no usable index
     // is still scanned.
     options: '-c enable_seqscan=off',
-  });
+  };
+}
+
+/** PostgreSQL behind the SqlAdapter, through a small pg Pool (poolConfig). */
+export async function openPostgres(url: string, description: string): Promise<SqlAdapter> {
+  const parsed = new URL(url);
+  const config = poolConfig(url);
+  const where: PostgresWhere = { host: parsed.hostname || 'localhost', port: parsed.port || '5432', description, queryTimeoutMs: config.query_timeout };
+  const pool = new pg.Pool(config);
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
   const adapter = new PostgresAdapter(pool, where);
@@ -167,9 +217,9 @@ function withArrayLiterals(params: readonly unknown[]): unknown[] {
 class PostgresAdapter implements SqlAdapter {
   readonly kind = 'postgres' as const;
   readonly #pool: pgTypes.Pool;
-  readonly #where: { host: string; port: string; description: string };
+  readonly #where: PostgresWhere;
   readonly #names = new Map<string, string>();
-  constructor(pool: pgTypes.Pool, where: { host: string; port: string; description: string }) {
+  constructor(pool: pgTypes.Pool, where: PostgresWhere) {
     this.#pool = pool;
     this.#where = where;
   }
