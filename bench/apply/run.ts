@@ -669,6 +669,40 @@
 // JSON.stringify is the authority's largest self time, ~0.36 s of 4,000
 // VMs, and the DMZ client parses the same bytes), PostgreSQL round trips per
 // guarded create (0.03 statements per VM at P 50: nothing to gain there).
+//
+// 2026-12-07 04:07-04:32 (issue 20 point 6, the wire; branch
+// perf-wire-compact, 83f86d7, not landed; Node 20, main bf202ff, other sessions'
+// benches and tests ran throughout: load average 6.9-14.6 at the starts,
+// speed 47-144 ms). Tried: compact advance answers. The DMZ client sends
+// its batches with `Prefer: compact-advance`, and the authority answers
+// each advance with every VM of `next` as the fields that differ from the
+// VM before it in the answer ({ state, version } or {}) and every
+// credentials with the token before them as {}; the DMZ client makes it
+// whole as its line arrives (the same JSON to the byte; an authority that
+// ignores the header answers whole, which reads the same). A create's
+// advance answer 4,035 -> 2,038 bytes, so ~5.6 -> ~3.6 KB per VM from the
+// authority to the DMZ clients. Warm micro-benchmarks (per answer): the
+// authority's line JSON.stringify 15.6 us whole, 8.2 us compact plus
+// 1.5-2 us to compact (in place: copying the answer first cost ~2 us
+// more); the DMZ client's JSON.parse 13.9 us whole, 8.1 us compact plus
+// 1.2 us to make it whole: ~10 us per VM in all, ~0.5% of the 2.2 ms.
+// 10,000 VMs, one run a side interleaved (pairs 1-4 compacting a copy,
+// 5-8 in place), base / compact:
+//
+//   | P, pairs | CPU per VM                                                      | authority / CLI apply phase                            | DMZ clients / CLI apply phase                          |
+//   | -------- | --------------------------------------------------------------- | ------------------------------------------------------ | ------------------------------------------------------ |
+//   | 50, 8    | 2.17/2.22 2.13/2.04 2.02/2.11 2.35/1.95 2.60/2.61 2.50/2.51 2.22/2.47 2.89/2.61 | 1.95/2.03 1.90/1.90 1.98/1.88 1.92/1.95 1.91/1.98 1.93/2.03 1.98/1.96 2.02/2.03 | 4.09/4.12 3.83/3.86 4.04/3.99 4.03/4.08 3.83/4.01 3.86/4.14 4.02/3.84 3.86/3.96 |
+//   | 10, 2    | 3.41/3.46 3.07/3.47                                             | 1.95/1.90 1.91/1.93                                    | 3.52/3.61 3.60/3.64                                    |
+//
+// (The CLI's code is the same on both sides, so the ratios take out the
+// load's drift.) Medians at P 50: CPU per VM 2.29 / 2.35, authority / CLI
+// 1.94 / 1.97, DMZ clients / CLI 3.94 / 4.00; lower in 3 and 2 of 8
+// pairs: nothing shown, as the micro-benchmarks said (the noise between
+// pairs is 3-5% on the ratios). One --cpu-prof pair (P 50, load 14): the
+// authority's answer-line closure 653 -> ~465 ms, writeUtf8String 580 ->
+// 317 ms, compacting 82 ms; the DMZ clients' line parsing no different.
+// Not landed: the authority's per-VM cost is its exchanges and statements
+// (above), not the bytes of one answer.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
