@@ -360,7 +360,7 @@ export class SimDriver implements Driver {
       for (; ; retried++) {
         let asked: number | undefined;
         try {
-          this.bootClient ??= new AgentHttp(new URL(url), this.bootCa);
+          this.bootClient ??= new AgentHttp(new URL(url), this.bootCa || undefined);
           // Each try gets at most the window's time left (30 s at most, 1 s at least), as agent.sh's tries do.
           const tryMs = Math.min(30_000, Math.max(1_000, policy.budgetMs - spent()));
           const res = await this.bootClient.post(JSON.stringify({ cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }), tryMs);
