@@ -13,7 +13,7 @@ import { startTestWorld } from '../../providers/testing.ts';
 import { ConnectedProvider, lifecycleData, type DmzConnection, type MemberProvider, type PlannedCall, type VmInputs, type VmOutputs } from '../../providers/provider.ts';
 import { ApplyStoppedError, applyPlan, lockFleets, proposedVmId, recordFleets, stepCount, type ApplyEvent } from './executor.ts';
 import { FleetError } from '../diags/index.ts';
-import { NOT_SENT_DETAIL } from './member.ts';
+import { NOT_SENT_DETAIL, NOT_SENT_INTERRUPTED_DETAIL } from './member.ts';
 
 const dcs = [dataCenter('miami', 25.76, -80.19, ['general']), dataCenter('richmond', 37.54, -77.43, ['general'])];
 
@@ -168,6 +168,78 @@ describe('applyPlan', () => {
       expect(await record.listLocks(p.stack)).toEqual([]);
     } finally {
       await record.close();
+    }
+  });
+
+  it.each([
+    { name: 'its `skipped` rows written', skippedLost: false },
+    { name: 'its `skipped` rows lost too (the process gone: a second Ctrl-C), closed by the next apply', skippedLost: true },
+  ])('interrupted (its signal) while a member\'s `started` rows are still being written: that member sends nothing, counts as not started, and the next apply goes on; $name', async ({ skippedLost }) => {
+    const base = await memoryRecord();
+    try {
+      const p = plan(2);
+      // web/0 (miami) and web/1 (richmond) start together; web/1's `started` rows are held until the test lets them go.
+      let web1Writing!: () => void;
+      const web1Started = new Promise<void>((r) => (web1Writing = r));
+      let letWeb1!: () => void;
+      const web1Let = new Promise<void>((r) => (letWeb1 = r));
+      const record = new Proxy(base, {
+        get(target, key) {
+          if (key === 'journal') {
+            return async (...a: Parameters<FleetRecord['journal']>) => {
+              const first = Array.isArray(a[0]) ? (a[0] as Omit<JournalRow, 'at'>[])[0] : (a[0] as Omit<JournalRow, 'at'>);
+              if (first.address === 'web/1' && first.status === 'started') {
+                web1Writing();
+                await web1Let;
+              }
+              if (skippedLost && first.address === 'web/1' && first.status === 'skipped') throw new Error('the process is gone');
+              return target.journal(...a);
+            };
+          }
+          const v = Reflect.get(target, key, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const clients = new Map(dcs.map((d) => [d.name, new GatedDmz(d.name)]));
+      const stop = new AbortController();
+      const events: ApplyEvent[] = [];
+      const applying = applyPlan({ plan: p, record, providers: over(clients), owners: { web: 'team' }, parallelism: 1, signal: stop.signal, onEvent: (e) => events.push(e) });
+      // web/0's requests are at miami (in flight); Ctrl-C while web/1's `started` rows are still on their way to the
+      // record (a slow record, or one retried through an outage).
+      await Promise.all([clients.get('miami')!.sent, web1Started]);
+      stop.abort();
+      letWeb1();
+      for (const c of clients.values()) c.open();
+      const result = await applying;
+      expect(result).toMatchObject({ succeeded: 1, failed: [], notStarted: 1, interrupted: true });
+      expect(events.at(-1)).toMatchObject({ type: 'summary', succeeded: 1, failed: 0, notStarted: 1, interrupted: true });
+      // Nothing of web/1 went to richmond, nor is it told as sent.
+      expect(clients.get('richmond')!.keys).toEqual([]);
+      expect(events.filter((e) => (e.type === 'step' || e.type === 'member') && e.address === 'web/1')).toEqual([]);
+      expect((await appliedPlans(base, p.stack)).map((x) => x.result)).toEqual(['interrupted']);
+      expect(await base.listLocks(p.stack)).toEqual([]);
+      const web1 = (await base.planJournal(p.id)).filter((r) => r.address === 'web/1');
+      expect(web1.length).toBeGreaterThan(0);
+      const open = (await base.unfinishedSteps(p.stack)).filter((st) => st.address === 'web/1');
+      if (skippedLost) {
+        // Left `started`: the next apply of the fleet closes them, under its lock.
+        expect(open.length).toBe(stepCount(p.changes[1]));
+        const next = await base.acquireLocks(p.stack, ['web'], { who: 'ci', host: 'h', pid: 2, planId: 'plan-next' });
+        expect(await closeInterrupted(base, p.stack, ['web'])).toEqual({ plans: [p.id], steps: open.length, members: ['web/1'] });
+        await next.release();
+        expect((await base.unfinishedSteps(p.stack)).map((st) => `${st.address} ${st.status}: ${st.detail}`)).toEqual(
+          open.map(() => 'web/1 failed: interrupted: the apply stopped before this step answered'),
+        );
+      } else {
+        expect(new Set(web1.filter((r) => r.status !== 'started').map((r) => `${r.status}: ${r.detail}`))).toEqual(new Set([`skipped: ${NOT_SENT_INTERRUPTED_DETAIL}`]));
+        expect(await base.unfinishedSteps(p.stack)).toEqual([]);
+      }
+      // The next apply sends web/1's requests.
+      const again = plan(2);
+      expect(await applyPlan({ plan: again, record: base, providers: over(clients), owners: { web: 'team' }, parallelism: 1 })).toMatchObject({ succeeded: 2, notStarted: 0, interrupted: false });
+      expect(clients.get('richmond')!.keys).toEqual(Array.from({ length: stepCount(again.changes[1]) }, (_, k) => `${again.id}/web/1/${k}`));
+    } finally {
+      await base.close();
     }
   });
 

@@ -32,7 +32,7 @@ import { holderGone } from '../record/locks.ts';
 import type { AppliedPlan } from '../record/shapes.ts';
 import type { FleetRecord, LockHandle } from '../record/types.ts';
 import { proposedVmId } from '../model/vm-id.ts';
-import { MemberUnrecorded, runMember, stepCount } from './member.ts';
+import { MemberUnrecorded, NOT_SENT_DETAIL, NOT_SENT_INTERRUPTED_DETAIL, runMember, stepCount } from './member.ts';
 import { defaultActor, type ApplyEvent, type ApplyOptions, type ApplyResult, type MemberFailure } from './options.ts';
 import { runWaves, type MemberOutcome, type RolloutReport } from './rollout.ts';
 
@@ -175,18 +175,20 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     lock = await lockFleets(record, plan.stack, plan.fleets, { actor, planId: plan.id, ...(opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {}), ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}), onEvent: emit });
   }
   const leaseMs = opts.leaseMs ?? 30_000;
+  const interrupted = () => opts.signal?.aborted === true;
   /**
    * What stopped the apply mid-way (its lock taken over, its record lost
    * under a member), and the members running at that moment: from then on no
    * member starts; those running are let finish (their requests carry this
    * lock's fencing token: vetoed once a newer holder exists). A member that
-   * had its slot before it but whose `started` rows were still being written
-   * (retried through the outage that stopped the apply) sends nothing
+   * had its slot before it (or before the apply's signal was aborted) but
+   * whose `started` rows were still being written (retried through the
+   * outage that stopped the apply, or a slow record) sends nothing
    * (runMember's `halted`): it is counted as not started.
    */
   let halt: { cause: unknown; running: string[] } | undefined;
   const running = new Set<string>();
-  const halted = () => halt !== undefined;
+  const halted = () => (halt !== undefined ? NOT_SENT_DETAIL : interrupted() ? NOT_SENT_INTERRUPTED_DETAIL : undefined);
   const stop = (cause: unknown) => {
     halt ??= { cause, running: [...running].sort((a, b) => a.localeCompare(b, 'en', { numeric: true })) };
   };
@@ -207,7 +209,6 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
   let rollouts: RolloutReport[] = [];
   let settingsWritten: FleetChange[] = [];
   let memberOpts: ApplyOptions = opts;
-  const interrupted = () => opts.signal?.aborted === true;
   let began = false;
   let recorded = false;
   let released = false;
@@ -249,7 +250,7 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
       let failed = false;
       running.add(change.address);
       const tail = runMember(change, provider, memberOpts, emit, release, provider.lanes ? lane : undefined, lock.fencingToken, halted).then((r) => {
-        // Started before the stop, but its `started` rows were committed only after it: nothing was sent.
+        // Started before the stop or the interrupt, but its `started` rows were committed only after it: nothing was sent.
         if (r.notSent) {
           notSent.add(change.address);
           failed = true;
@@ -305,8 +306,9 @@ export async function applyPlan(opts: ApplyOptions): Promise<ApplyResult> {
     }
   } finally {
     clearInterval(beat);
-    // Stopped mid-way: the apply is recorded `interrupted` as soon as the record answers again (one try now, once the
-    // members in flight ended; the record's own retries have had their budget by then). Else the next apply of these
+    // Stopped mid-way: the apply is recorded `interrupted` as soon as the record answers again (tried now, once the
+    // members in flight ended, with no new wait: the outage's budget is spent by then, and a call after it gets only
+    // one more try at once, record-retry.ts). Else the next apply of these
     // fleets records it (closeInterrupted: a plan `running` that holds no lock).
     if (halt && began) recorded = await record.finishPlan(plan.id, 'interrupted').then(() => true, () => false);
     released = await lock.release().then(() => true, () => false);

@@ -150,14 +150,18 @@ export class MemberUnrecorded extends Error {
 
 /** The detail of the `skipped` rows of a member whose requests were never sent because the apply stopped first. */
 export const NOT_SENT_DETAIL = 'not sent: the apply stopped before this member\'s requests went out';
+/** Likewise, because the apply was interrupted first (its signal: fleet apply's Ctrl-C or SIGTERM). */
+export const NOT_SENT_INTERRUPTED_DETAIL = 'not sent: the apply was interrupted before this member\'s requests went out';
 
 /**
  * Carries one change out through its data center's provider; calls `answered` once its last request has its answer
  * (before the journal rows of it are written). Throws MemberUnrecorded when the record fails under it.
- * `halted`: whether the apply has stopped mid-way (executor.ts); asked once the member's `started` rows are
- * committed, just before its requests would go out. A member started before the stop whose `started` rows were
- * still being written then (retried through a record outage that another member's rows gave up on) sends nothing:
- * its rows are closed `skipped` and it answers `notSent` (counted as not started), as the apply's stop says.
+ * `halted`: why the apply will start no further member, if it will not (executor.ts: it stopped mid-way, or its
+ * signal was aborted): the detail of the `skipped` rows below. Asked once the member's `started` rows are
+ * committed, just before its requests would go out. A member given its place before the stop or the interrupt
+ * whose `started` rows were still being written then (a slow record, or one retried through an outage) sends
+ * nothing: its rows are closed `skipped` and it answers `notSent` (counted as not started), as the apply's stop
+ * and fleet apply's interrupt notice say.
  */
 export async function runMember(
   change: Change,
@@ -167,7 +171,7 @@ export async function runMember(
   answered: () => void,
   lane: RunLane | undefined,
   fencingToken: number,
-  halted: () => boolean = () => false,
+  halted: () => string | undefined = () => undefined,
 ): Promise<{ steps: number; skipped: number; elapsedMs: number; failure?: MemberFailure; notSent?: true }> {
   const { plan, record } = opts;
   const began = performance.now();
@@ -194,9 +198,10 @@ export async function runMember(
   } catch (err) {
     throw new MemberUnrecorded(change.address, err, [], false);
   }
-  if (halted()) {
-    // Should the record fail again, the next apply of its fleet closes them (closeInterrupted).
-    await record.journal(requests.map((_, k) => row(k, 'skipped', NOT_SENT_DETAIL))).catch(() => {});
+  const notSent = halted();
+  if (notSent !== undefined) {
+    // Should the record fail again (or the process be gone first), the next apply of its fleet closes them (closeInterrupted).
+    await record.journal(requests.map((_, k) => row(k, 'skipped', notSent))).catch(() => {});
     answered();
     return { steps: 0, skipped: requests.length, elapsedMs: Math.round(performance.now() - began), notSent: true };
   }

@@ -107,9 +107,12 @@ export interface ApplyOptions {
    */
   onLocked?: (fleets: readonly string[]) => Promise<void>;
   /**
-   * Aborted: no further member starts; the members started go on to their
-   * end (their runs are at the DMZ clients already), are journalled, and the
-   * plan is recorded as interrupted (fleet apply's first Ctrl-C).
+   * Aborted: no further member starts; the members whose requests went out
+   * go on to their end (their runs are at the DMZ clients already), are
+   * journalled, and the plan is recorded as interrupted (fleet apply's first
+   * Ctrl-C). A member given its place before it whose `started` rows were
+   * still being written sends nothing: its rows are closed `skipped` ("not
+   * sent: the apply was interrupted …") and it counts in `notStarted`.
    */
   signal?: AbortSignal;
   /**

@@ -21,10 +21,18 @@ const lost = () => new RecordUnreachableError('cannot use the PostgreSQL record 
  * An adapter that, when armed, lets the next statement (or transaction) whose
  * text matches run and commit, then throws a lost connection: the write's
  * outcome is unknown to its caller, as when a connection dies around COMMIT.
- * `down`: every call fails before it reaches the database.
+ * `down`: every call fails before it reaches the database. `dead`: that many
+ * next calls fail so (each met a pooled connection that died with an outage:
+ * the server restarted), the ones after them reach it.
  */
 function faulty(inner: SqlAdapter) {
-  const state = { arm: undefined as RegExp | undefined, down: false, calls: 0 };
+  const state = { arm: undefined as RegExp | undefined, down: false, dead: 0, calls: 0 };
+  const gone = () => {
+    if (state.down) return true;
+    if (state.dead === 0) return false;
+    state.dead--;
+    return true;
+  };
   const hit = (text: string) => {
     if (state.arm?.test(text)) {
       state.arm = undefined;
@@ -36,14 +44,14 @@ function faulty(inner: SqlAdapter) {
     kind: inner.kind,
     async query<T>(text: string, params?: readonly unknown[]) {
       state.calls++;
-      if (state.down) throw lost();
+      if (gone()) throw lost();
       const out = await inner.query<T>(text, params);
       if (hit(text)) throw lost();
       return out;
     },
     async transaction<T>(fn: (q: Queryable) => Promise<T>) {
       state.calls++;
-      if (state.down) throw lost();
+      if (gone()) throw lost();
       const seen: string[] = [];
       const out = await inner.transaction((q) => fn({ query: (text, params) => (seen.push(text), q.query(text, params)) }));
       if (seen.some(hit)) throw lost();
@@ -160,13 +168,46 @@ describe.each(testBackends())('retried record writes after an unknown outcome, o
       expect((err as FleetError).diagnostics[0].code).toBe('record.unreachable');
       expect((err as FleetError).diagnostics[0].detail).toMatch(/connection lost: .* Retried for [\d.]+ s, the retry budget \(FLEET_RETRY_BUDGET_MS, 0.05 s\)\.$/);
       expect((err as RecordUnreachableError).transient).toBe(false);
+      // A call begun once the budget is spent, the record still down: its try and one more at once (the first may
+      // have met a connection that died with the outage: see below), no pause, no budget of its own.
       const calls = f.state.calls;
-      await expect(short.listFleets('x')).rejects.toThrow(/Retried for/);
-      expect(f.state.calls - calls).toBe(1);
+      const late = await short.listFleets('x').catch((e: unknown) => e);
+      expect(f.state.calls - calls).toBe(2);
+      expect((late as FleetError).diagnostics[0].detail).toMatch(
+        /connection lost: .* The record has been unreachable for [\d.]+ s, past the retry budget \(FLEET_RETRY_BUDGET_MS, 0\.05 s\): tried twice, not retried further\.$/,
+      );
+      expect((late as RecordUnreachableError).transient).toBe(false);
       expect(outages).toEqual([50]);
     } finally {
       f.state.down = false;
     }
+  });
+
+  it('after an outage that spent its budget, the record back: a call that meets a connection which died with the outage is tried again, written once; the next outage has a budget of its own', async () => {
+    const told: string[] = [];
+    const short = retryingRecord(plain, { ...fast, budgetMs: 50, onOutage: () => told.push('outage'), onBack: () => told.push('back') });
+    const s = freshStack();
+    const planId = `${s}-p`;
+    await short.startPlan({ id: planId, stack: s, digest: 'd', who: 'ci', startedAt: '2026-01-01T00:00:00.000Z' });
+    const row = { planId, address: 'web/0', seq: 0, vmId: null, from: 'A', to: 'B', idempotencyKey: `${planId}/web/0/0`, detail: null };
+    f.state.down = true;
+    try {
+      await expect(short.journal({ ...row, status: 'started' })).rejects.toThrow(/Retried for/);
+    } finally {
+      f.state.down = false;
+    }
+    // The server is back; the pool's connection the next call takes died with the outage (the server restarted).
+    f.state.dead = 1;
+    await short.journal({ ...row, status: 'started' });
+    await short.journal({ ...row, status: 'done' });
+    expect((await short.planJournal(planId)).map((j) => j.status)).toEqual(['started', 'done']);
+    expect(told).toEqual(['outage', 'back']);
+    // A later outage is retried for a budget of its own (its calls pause and try again), and its end is told.
+    f.state.dead = 4;
+    await short.finishPlan(planId, 'succeeded');
+    expect(f.state.dead).toBe(0);
+    expect(told).toEqual(['outage', 'back', 'outage', 'back']);
+    expect((await short.listPlans(s)).map((p) => p.result)).toEqual(['succeeded']);
   });
 });
 

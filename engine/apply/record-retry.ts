@@ -31,7 +31,16 @@
 //
 // The budget is per outage, not per call: every call failing in one outage
 // gives up at the same moment, and the CLI is told once when an outage
-// begins (onOutage) and once when it ends (onBack).
+// begins (onOutage) and once when it ends (onBack). An outage ends when a
+// call succeeds; the next fault begins a new one, with a budget of its own.
+// Once an outage's budget is spent, a call that fails is not retried for
+// long (the apply has stopped; its last calls, its end and its locks, make
+// one try each, docs/recovery.md): it gives up, but only after one more try
+// at once. Its first try may have met a pooled connection that died with
+// the outage (the server restarted) while the server is back, and nothing
+// but a success ends the outage: without that try, the first call after the
+// record came back gave up on such a connection, as every call did after it
+// until one succeeded.
 import { randomBytes } from 'node:crypto';
 import { RecordUnreachableError, VersionConflictError, isTransientRecordFault } from '../record/errors.ts';
 import type { FleetRecord, LockHandle, VmPatch, VmRow } from '../record/types.ts';
@@ -111,6 +120,8 @@ export function retryingRecord<R extends FleetRecord>(record: R, opts: RecordRet
 
   async function retried<T>(call: () => Promise<T>, afterRetry?: (err: unknown) => Promise<T>): Promise<T> {
     let attempt = 0;
+    /** Whether its first try failed after the outage's budget was spent. */
+    let late = false;
     for (;;) {
       const epoch = ended;
       try {
@@ -137,9 +148,17 @@ export function retryingRecord<R extends FleetRecord>(record: R, opts: RecordRet
         }
         const left = outage.since + budgetMs - now;
         if (left <= 0) {
+          // Its first try failed once the budget was spent: one more at once, on another connection (see the top).
+          if (attempt === 1) {
+            late = true;
+            continue;
+          }
           const s = Math.round((now - outage.since) / 100) / 10;
+          const budget = `the retry budget (FLEET_RETRY_BUDGET_MS, ${budgetMs / 1000} s)`;
           throw new RecordUnreachableError(
-            `${err.diagnostics[0].detail} Retried for ${s} s, the retry budget (FLEET_RETRY_BUDGET_MS, ${budgetMs / 1000} s).`,
+            late
+              ? `${err.diagnostics[0].detail} The record has been unreachable for ${s} s, past ${budget}: tried twice, not retried further.`
+              : `${err.diagnostics[0].detail} Retried for ${s} s, ${budget}.`,
             false,
           );
         }

@@ -40,7 +40,7 @@ describe('fleet apply: Ctrl-C and SIGTERM', () => {
       h.applying();
       process.emit(sig, sig);
       expect(h.signal.aborted).toBe(true);
-      expect(err()).toContain(`${sig}: no further VM will be started`);
+      expect(err()).toContain(`${sig}: no further VM will be started, nor one whose requests have not gone out yet; the ones in flight (their requests sent) finish and are journalled.`);
       expect(exited).toEqual([]);
       process.emit(sig, sig);
       expect(exited).toEqual([INTERRUPTED_EXIT]);

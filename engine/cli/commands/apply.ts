@@ -219,7 +219,9 @@ function cancelled(io: CliIO): number {
  * Ctrl-C (SIGINT) or SIGTERM during an apply, the way Terraform takes it:
  * the first one stops further members from starting, and the members in
  * flight go on to their end (their runs are at the DMZ clients already; the
- * journal gets their answers); the second one exits at once, leaving what
+ * journal gets their answers); a member given its place whose requests had
+ * not gone out yet (its `started` rows still being written) sends nothing and
+ * counts as not started (runMember's `halted`); the second one exits at once, leaving what
  * was in flight `started` in the journal for the next plan or apply.
  * Before `applying()` (planning and the "yes" prompt, under the locks taken
  * before planning) the first signal cancels: nothing is applied, the locks
@@ -255,7 +257,7 @@ export function onInterrupt(io: CliIO, say: (text: string) => void = (text) => i
     if (!stop.signal.aborted) {
       stop.abort();
       say(
-        `\n${sig}: no further VM will be started; the ones in flight finish and are journalled. ${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to stop at once (the next plan or apply continues from the record).\n`,
+        `\n${sig}: no further VM will be started, nor one whose requests have not gone out yet; the ones in flight (their requests sent) finish and are journalled. ${sig === 'SIGINT' ? 'Press Ctrl-C' : 'Signal'} again to stop at once (the next plan or apply continues from the record).\n`,
       );
       return;
     }
