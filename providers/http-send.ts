@@ -1,6 +1,7 @@
 // One HTTP exchange over node:http / node:https, shared by every part of the
-// providers that calls another service: the CLI's DmzHttpClient, the DMZ
-// client's calls to the authority, and the sim agent's boot call.
+// providers that calls another service: the CLI's DmzHttpClient and the DMZ
+// client's calls to the authority (the sim's VM agents have their own,
+// drivers/sim/agent-http.ts).
 //
 // node:http rather than fetch: every step makes such calls, and fetch
 // (undici's web streams) costs about three times the CPU per request. The

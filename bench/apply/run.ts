@@ -703,6 +703,49 @@
 // 317 ms, compacting 82 ms; the DMZ clients' line parsing no different.
 // Not landed: the authority's per-VM cost is its exchanges and statements
 // (above), not the bytes of one answer.
+//
+// 2026-12-07 04:05-04:25 (issue 20 point 6, the sim inside the DMZ client;
+// branch perf-sim, Node 20, main bf202ff; load average 7.1-10.5 at the
+// starts, speed 46-67 ms). The sim runs in the DMZ client's process, so its
+// VMs' side of every boot (the agent's HTTP client) and the cloud's own work
+// were billed to the DMZ client. Where a DMZ client's samples went
+// (--cpu-prof, 4,000 VMs, whole process; a sample goes to the first layer of
+// this list found on its stack), main / branch: the node:http client's
+// answer handling (the agents' /v1/boot answers and the authority's lines)
+// 9.3-9.9% / 2.8-3.4%, the agents' request side 2.4-2.9% / 1.3-2.5%, the
+// sim's calls, timers and agents 6.1-7.3% / 3.8-4.2%, its state log 1.4-2.6%
+// / 2.0-2.1% (4 lines per VM: create, power on, boot, ready; appends
+// already grouped per event-loop turn, ~0.35 a VM), the DMZ server (node's
+// server, Fastify, the routes) 25% / 27-33%, the authority client 4-7%, the
+// idempotency log 4-5% (6 lines a VM in ~0.23 appends: one synchronous
+// write per turn, answered after it, as docs/dmz-client.md says; nothing to
+// group further), steps 2-4%, logs and metrics 3-6%, GC 5-7%, start-up
+// 4-13%. Changed: the agents post over a small HTTP/1.1 client of the sim's
+// own (providers/drivers/sim/agent-http.ts: kept-alive sockets, the request
+// written whole, status, length or chunks, Connection and Retry-After read;
+// the DMZ client's server side is the same exchange), and the sim checks a
+// scoped token's MAC once per token (scope and expiry at every call). The
+// sim alone (4,000 VMs' createVm, powerOn, boot, awaitReady, 50 at a time,
+// against a plain node:http boot endpoint in another process): 0.26-0.31
+// -> 0.17-0.21 ms of CPU per VM. 10,000 VMs, one run a side interleaved,
+// main / branch:
+//
+//   | P, pair | CPU per VM  | DMZ clients, s | authority, s | DMZ / authority | CLI apply phase, s |
+//   | ------- | ----------- | -------------- | ------------ | --------------- | ------------------ |
+//   | 50, 1   | 2.14 / 1.99 | 12.4 / 11.1    | 6.1 / 5.9    | 2.03 / 1.88     | 2.9 / 3.0          |
+//   | 50, 2   | 1.97 / 2.08 | 11.4 / 11.4    | 5.5 / 6.2    | 2.07 / 1.84     | 2.8 / 3.1          |
+//   | 50, 3   | 2.11 / 2.01 | 12.1 / 11.1    | 5.9 / 6.0    | 2.05 / 1.85     | 3.0 / 3.0          |
+//   | 50, 4   | 2.35 / 2.18 | 13.4 / 12.0    | 6.7 / 6.4    | 2.00 / 1.88     | 3.5 / 3.4          |
+//   | 10, 1   | 3.20 / 3.05 | 17.5 / 16.6    | 9.5 / 9.2    | 1.84 / 1.80     | 4.9 / 4.7          |
+//   | 10, 2   | 3.64 / 3.61 | 19.9 / 19.2    | 10.9 / 11.3  | 1.83 / 1.70     | 5.6 / 5.7          |
+//
+// The DMZ clients' CPU over the authority's (unchanged code) fell in every
+// pair: at P 50 medians 2.04 -> 1.87 (-8.6%), about 0.1 ms less per VM of
+// the DMZ clients' ~1.2; CPU per VM in all (medians 2.13 -> 2.05) in 3 of 4
+// P 50 pairs and both at P 10. What is left of the sim's part is its calls'
+// timers and promises, its state log and the agents' request side, ~8%
+// of a DMZ client together.
+//
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

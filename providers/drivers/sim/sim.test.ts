@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID, type KeyObject } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FleetError } from '../../../engine/diags/index.ts';
 import { credentialKey, sha256, signScopedToken } from '../../../protocol/index.ts';
 import type { DriverError} from '../types.ts';
@@ -338,6 +338,24 @@ describe('sim driver', () => {
     for (const part of creds.token.split('.').filter((x) => x.length >= 8)) expect(err.message).not.toContain(part);
     expect(await d.list(READ)).toEqual([]);
     expect((await readSimState(dir, 'dc-a')).vms).toEqual([]);
+  });
+
+  // The MAC of a token is checked once (the sim remembers the tokens it verified); what else it covers, every time.
+  it.each([
+    { name: 'its expiresAt moved later', change: (c: ScopedCredentials) => ({ ...c, expiresAt: later }), afterMs: 0, want: /not the expiry their token was signed with/ },
+    { name: 'scoped to another data center', change: (c: ScopedCredentials) => ({ ...c, dataCenter: 'dc-b' }), afterMs: 0, want: /scoped to data center dc-b, not dc-a/ },
+    { name: 'expired since', change: (c: ScopedCredentials) => c, afterMs: 61_000, want: /expired at/ },
+  ])('checks a token it verified before again at every call: $name', async ({ change, afterMs, want }) => {
+    const d = await sim();
+    const c = signed();
+    await expect(d.createVm(c, input())).resolves.toMatchObject({ status: 'present' });
+    if (afterMs > 0) vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + afterMs });
+    try {
+      await expect(d.createVm(change(c), input())).rejects.toMatchObject({ kind: 'credentials', message: expect.stringMatching(want) });
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(await d.list(READ)).toHaveLength(1);
   });
 
   it('refuses every mutating call with forged credentials and changes nothing; reads take the read-only identity', async () => {

@@ -13,7 +13,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { scopedTokenProblem, sha256 } from '../../../protocol/index.ts';
-import { postJson, sendTarget } from '../../http-send.ts';
 import { backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryPolicy } from '../../retry.ts';
 import type { VmSize } from '../../../engine/plan/types.ts';
 import type { BootResponse } from '../../../protocol/index.ts';
@@ -28,6 +27,7 @@ import {
   type ScopedCredentials,
   type VmRef,
 } from '../types.ts';
+import { AgentHttp } from './agent-http.ts';
 import { SimLog } from './log.ts';
 import { SIM_READY_TIMEOUT_MS, simBootWindowMs, type SimOptions } from './options.ts';
 import type { SimVm } from './state-file.ts';
@@ -51,8 +51,8 @@ export class SimDriver implements Driver {
   readonly kind = 'sim';
   readonly dataCenter: string;
   private bootUrl: string | undefined;
-  /** bootUrl taken apart, once (every agent posts to it). */
-  private bootTarget: ReturnType<typeof sendTarget> | undefined;
+  /** The agents' HTTP client of bootUrl, made at the first boot (agent-http.ts: its connections are the data center's). */
+  private bootClient: AgentHttp | undefined;
   /** The CA bundle the agents verify an https boot endpoint with (absent: the system's); no client certificate, as a real VM has none. */
   private bootCa: string | undefined;
   private readonly random: () => number;
@@ -79,6 +79,13 @@ export class SimDriver implements Driver {
    */
   private readonly bootGeneration = new Map<string, number>();
   private closed = false;
+  /**
+   * Scoped tokens whose signature verified, with the expiry (ms) it covers: the
+   * MAC is checked once per token, as a cloud's token service is asked once
+   * per token, not per call (an approval's token is shared by the approvals
+   * issued with it). Scope and expiry are still checked at every call.
+   */
+  private readonly verified = new Map<string, number>();
   /** Calls made, per name (tests and benchmarks read it). */
   readonly calls = new Map<string, number>();
 
@@ -142,7 +149,8 @@ export class SimDriver implements Driver {
   attach(ctx: { bootUrl: string; bootCa?: string }): void {
     this.bootUrl = ctx.bootUrl;
     this.bootCa = ctx.bootCa;
-    this.bootTarget = undefined;
+    this.bootClient?.close();
+    this.bootClient = undefined;
     for (const vm of this.vms) {
       if (vm.status === 'present' && vm.power === 'on' && vm.agent === 'booting' && vm.bootToken && !this.bootGeneration.has(vm.cloudId)) {
         this.startAgent(vm, vm.bootToken);
@@ -179,7 +187,7 @@ export class SimDriver implements Driver {
   private async enter(call: DriverCall, creds: ScopedCredentials): Promise<void> {
     this.calls.set(call, (this.calls.get(call) ?? 0) + 1);
     if (MUTATING.has(call)) {
-      const problem = scopedTokenProblem(this.o.credentialKey, this.dataCenter, creds);
+      const problem = this.tokenProblem(creds);
       if (problem !== undefined) throw new DriverError('credentials', `sim ${this.dataCenter} refuses ${call}: ${problem}`);
     } else {
       checkCredentials(this.dataCenter, creds);
@@ -199,6 +207,18 @@ export class SimDriver implements Driver {
     if (MUTATING.has(call) && (this.o.errorRate ?? 0) > 0 && this.random() < (this.o.errorRate ?? 0)) {
       throw new DriverError('transient', `sim ${this.dataCenter}: ${call} failed with a simulated transient error (errorRate)`);
     }
+  }
+
+  /** scopedTokenProblem, its MAC checked once per token (verified). */
+  private tokenProblem(creds: ScopedCredentials): string | undefined {
+    const ms = this.verified.get(creds.token);
+    if (ms !== undefined && creds.dataCenter === this.dataCenter && Date.parse(creds.expiresAt) === ms && ms > Date.now()) return undefined;
+    const problem = scopedTokenProblem(this.o.credentialKey, this.dataCenter, creds);
+    if (problem === undefined) {
+      if (this.verified.size >= 1_024) this.verified.clear();
+      this.verified.set(creds.token, Date.parse(creds.expiresAt));
+    }
+    return problem;
   }
 
   /**
@@ -340,10 +360,10 @@ export class SimDriver implements Driver {
       for (; ; retried++) {
         let asked: number | undefined;
         try {
-          this.bootTarget ??= sendTarget(new URL(url), this.bootCa ? { ca: this.bootCa } : undefined);
+          this.bootClient ??= new AgentHttp(new URL(url), this.bootCa || undefined);
           // Each try gets at most the window's time left (30 s at most, 1 s at least), as agent.sh's tries do.
           const tryMs = Math.min(30_000, Math.max(1_000, policy.budgetMs - spent()));
-          const res = await postJson(this.bootTarget, { cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }, tryMs);
+          const res = await this.bootClient.post(JSON.stringify({ cloudId: vm.cloudId, vmId: vm.vmId, image: vm.image, bootToken }), tryMs);
           if (res.status === 408 || res.status === 429 || res.status >= 500) {
             lastError = `boot endpoint answered ${res.status}`;
             asked = retryAfterMs(res.retryAfter);
@@ -572,6 +592,7 @@ export class SimDriver implements Driver {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    this.bootClient?.close();
     await this.log.close();
     this.release();
   }
