@@ -2,7 +2,7 @@
 // the step runner of ./testing.ts (the real authority in-process, a real
 // sim), their lines collected by a `part` of the test's own.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { errorAnswer, type LineAnswer, type Part } from '../../protocol/index.ts';
+import { WireError, errorAnswer, type LineAnswer, type Part } from '../../protocol/index.ts';
 import type { AuthorityVm } from '../../protocol/index.ts';
 import { ADVANCE_NEXT_MAX } from '../../protocol/index.ts';
 import { openRecord } from '../../engine/record/index.ts';
@@ -171,6 +171,27 @@ describe('Runs: a member\'s steps at once, over the step runner', () => {
     expect(seen).toEqual([[0, 'ok'], [1, 'ok'], [2, 'ok'], [3, 'failed']]);
     expect(w.driver.calls.get('boot') ?? 0).toBe(0);
     expect((await record.getVm(vmId))?.state).toBe('PoweredOff');
+  });
+
+  // A step started behind a report (write-behind) whose approval ahead went stale (a run that waited in its lane for
+  // longer than its credentials' margin) asks for it again. Asked while the report before it was on its way, it was
+  // judged on the record's state before that report: vetoed (state-moved), and the veto stored under its key, so the
+  // CLI's sending the run again from the unreported step (503) got that veto back instead of the step carried out.
+  it('a step behind a report that asks its stale approval again asks once that report is answered ok: a report that failed leaves it to be sent again, not vetoed', async () => {
+    // Credentials of 60 s: under the 2 minutes' margin, so every approval ahead is asked for again.
+    w = await startStepWorld(record, {}, { credentialTtlMs: 60_000 });
+    const { vmId, steps } = runOf(w, TO_POWERED_ON);
+    w.failReport('BeingCreated>PoweredOff', new WireError('authority-unreachable', 'the authority is restarting'));
+    const first = lines();
+    await runs(w).run({ op: 'run', steps }, first.part);
+    expect(first.seen).toEqual([[0, 'ok'], [1, 'ok'], [2, 'authority-unreachable'], [3, 'earlier-step-unreported']]);
+    expect(w.calls).not.toContain('authorize transition PoweredOff>PoweredOn');
+    // The CLI sends the run again from its first unanswered step (docs/protocol.md, "Runs"): both carried out and reported.
+    const again = lines();
+    await runs(w).run({ op: 'run', steps: steps.slice(2) }, again.part);
+    expect(again.seen).toEqual([[0, 'ok'], [1, 'ok']]);
+    expect(await record.getVm(vmId)).toMatchObject({ state: 'PoweredOn' });
+    expect((await record.history(w.stack, (await record.getVm(vmId))!.address)).filter((h) => h.outcome === 'vetoed')).toEqual([]);
   });
 
   it.each([

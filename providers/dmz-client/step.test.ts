@@ -198,13 +198,34 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
 
   it('a report waits for the step before it; when that one was not ok, it is not sent (409 earlier-step-failed), though the cloud call was made', async () => {
     w = await startStepWorld(record);
-    const { vmId } = await walkNew(w, ['Requested', 'BeingCreated']);
+    // As in a run: a step started behind a report starts with its approval ahead (Requested -> BeingCreated moved at once).
+    const { vm, chain, decided } = await createWithChain(w, ['Requested', 'BeingCreated', 'PoweredOff']);
     const failedBefore: LineAnswer = { status: 200, body: { outcome: 'failed' } };
-    const err = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff'), { after: Promise.resolve(failedBefore) }).catch((e: unknown) => e);
+    const err = await w.steps.transition(vm.id, edge('BeingCreated', 'PoweredOff'), { request: chain[1], ahead: decided[1].authorize, after: Promise.resolve(failedBefore) }).catch((e: unknown) => e);
     expect(err).toMatchObject({ statusCode: 409, code: 'earlier-step-failed' });
     expect(w.driver.calls.get('createVm')).toBe(1);
-    expect(w.calls.at(-1)).toBe('authorize transition BeingCreated>PoweredOff');
-    expect((await record.getVm(vmId))?.state).toBe('BeingCreated');
+    expect(w.calls).toEqual(['advance create +2']);
+    expect((await record.getVm(vm.id))?.state).toBe('BeingCreated');
+  });
+
+  // Its approval ahead to be asked for again (stale credentials), a step behind a report asks only once that report
+  // is answered ok: asked before, it was judged on the state before that report (vetoed, the veto stored under its key).
+  it.each([
+    { before: { status: 503, body: { error: { code: 'authority-unreachable', message: 'down' } } }, want: { statusCode: 503, code: 'earlier-step-unreported' } },
+    { before: { status: 200, body: { outcome: 'failed' } }, want: { statusCode: 409, code: 'earlier-step-failed' } },
+  ])('behind a report answered $before.status, a stale approval ahead is not asked for again, nor carried out: $want.code', async ({ before, want }) => {
+    w = await startStepWorld(record);
+    const { vm, chain, decided } = await createWithChain(w, ['Requested', 'BeingCreated', 'PoweredOff']);
+    const ahead = decided[1].authorize;
+    const stale = { ...ahead, credentials: { ...ahead.credentials!, expiresAt: new Date(Date.now() + 10_000).toISOString() } };
+    const key = randomUUID();
+    const err = await w.steps.transition(vm.id, edge('BeingCreated', 'PoweredOff', key), { request: chain[1], ahead: stale, after: Promise.resolve(before as LineAnswer) }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ ...want, message: expect.stringContaining('was not carried out') });
+    expect(w.calls).toEqual(['advance create +2']);
+    expect(w.driver.calls.get('createVm') ?? 0).toBe(0);
+    // Nothing stored: sent again, it is asked for, carried out and reported.
+    const again = await w.steps.transition(vm.id, edge('BeingCreated', 'PoweredOff', key));
+    expect(again).toMatchObject({ outcome: 'ok', operation: 'createVm', vm: { state: 'PoweredOff' } });
   });
 
   // The step before it could not be reported (the authority restarting: 503
@@ -221,9 +242,10 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
     { before: { status: 409, body: { error: { code: 'earlier-step-failed', message: 'x' } } }, want: { statusCode: 409, code: 'earlier-step-failed' } },
   ])('the step before answered $before.status: this one answers $want.statusCode $want.code, unreported; sent again, it is carried out and reported', async ({ before, want }) => {
     w = await startStepWorld(record);
-    const { vmId } = await walkNew(w, ['Requested', 'BeingCreated']);
+    const { vm, chain, decided } = await createWithChain(w, ['Requested', 'BeingCreated', 'PoweredOff']);
+    const vmId = vm.id;
     const key = randomUUID();
-    const err = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff', key), { after: Promise.resolve(before as LineAnswer) }).catch((e: unknown) => e);
+    const err = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff', key), { request: chain[1], ahead: decided[1].authorize, after: Promise.resolve(before as LineAnswer) }).catch((e: unknown) => e);
     expect(err).toMatchObject(want);
     expect((await record.getVm(vmId))?.state).toBe('BeingCreated');
     // Sent again with the same key (the CLI's retry of the run from its first unanswered step): nothing was stored, so it runs, once more idempotently in the cloud.

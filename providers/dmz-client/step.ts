@@ -116,11 +116,12 @@ export function answeredOk(a: LineAnswer): boolean {
  * cloud by more than one edge. Before the first row, an authority restart
  * of a second ended the member as failed.
  */
-function notReported(before: LineAnswer, from: string | null, to: string): WireError {
+function notReported(before: LineAnswer, from: string | null, to: string, carriedOut = true): WireError {
+  const done = carriedOut ? 'was carried out but not reported' : 'was not carried out (its approval ahead had to be asked for again)';
   if (before.status >= 500 || before.status === 429) {
-    return new WireError('earlier-step-unreported', `${from} -> ${to} was carried out but not reported yet: the step before it could not be reported (it answered ${before.status}); send the run again from that step`);
+    return new WireError('earlier-step-unreported', `${from} -> ${to} ${done}${carriedOut ? ' yet' : ''}: the step before it could not be reported (it answered ${before.status}); send the run again from that step`);
   }
-  return new WireError('earlier-step-failed', `${from} -> ${to} was carried out but not reported: the step before it in the run failed`);
+  return new WireError('earlier-step-failed', `${from} -> ${to} ${done}: the step before it in the run failed`);
 }
 
 export class StepRunner {
@@ -252,12 +253,24 @@ export class StepRunner {
     const { requestId, planId, vmId, from, size } = req;
     const to = req.to as string;
     const dc = this.dc;
+    /**
+     * Asks the authority for this edge. Behind a report on its way (write-behind), only once that report is answered
+     * ok: the authority judges the edge on the record's state, and asked before, it vetoed it on the state before
+     * that report (state-moved), a veto kept under this step's key, which the run sent again then got back.
+     */
+    const ask = async (): Promise<AuthorizeResponse> => {
+      if (run.after) {
+        const before = await run.after;
+        if (!answeredOk(before)) throw notReported(before, from, to, false);
+      }
+      return this.authority.authorize(req);
+    };
     // An approval given earlier in the run (ahead) whose credentials are about to expire (a long path) is asked for again.
-    let auth = run.ahead && fresh(run.ahead) ? run.ahead : await this.authority.authorize(req);
+    let auth = run.ahead && fresh(run.ahead) ? run.ahead : await ask();
     // The run's first cloud call waits for a place in its lane; the approval, given before, is asked for again if the wait outlasted it.
     if (run.lease && !run.lease.holding && auth.decision !== 'vetoed' && auth.operation !== 'none') {
       await run.lease.hold();
-      if (!fresh(auth)) auth = await this.authority.authorize(req);
+      if (!fresh(auth)) auth = await ask();
     }
     if (auth.decision === 'vetoed') {
       return { requestId, decision: 'vetoed', reason: auth.reason, outcome: 'vetoed', operation: 'none', ...(auth.vm ? { vm: stepVm(auth.vm) } : {}) };

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Authority } from '../../engine/authority/index.ts';
+import { Authority, type AuthorityCoreOptions } from '../../engine/authority/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
 import { createSimDriver, type SimDriver, type SimOptions } from '../drivers/sim/index.ts';
 import { testCredentialKey, testDmzToken } from '../drivers/sim/testing.ts';
@@ -34,21 +34,29 @@ export interface StepWorld {
   calls: string[];
   /** Holds the next report until the returned function is called (see reportOnItsWay). */
   holdReports(): () => void;
+  /** The next report of `from>to` is answered `err` without reaching the authority (an authority restarting: 503). */
+  failReport(edge: string, err: Error): void;
   close(): Promise<void>;
 }
 
 /** A step runner of data center miami over the real authority, a real sim and a real store; a fresh stack on `record`. */
-export async function startStepWorld(record: FleetRecord, sim: Partial<SimOptions> = {}): Promise<StepWorld> {
+export async function startStepWorld(record: FleetRecord, sim: Partial<SimOptions> = {}, authorityOptions: Pick<AuthorityCoreOptions, 'credentialTtlMs'> = {}): Promise<StepWorld> {
   const stack = `step-${randomUUID().slice(0, 8)}`;
   const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-step-'));
   const pack = await defaultPack();
-  const core = new Authority({ record, pack, stackName: stack, secret: 'test-secret', scopedTokens: new ScopedTokenIssuer([{ name: DC, token: testDmzToken(DC) }], 'test-secret') });
+  const core = new Authority({ record, pack, stackName: stack, secret: 'test-secret', scopedTokens: new ScopedTokenIssuer([{ name: DC, token: testDmzToken(DC) }], 'test-secret'), ...authorityOptions });
   const calls: string[] = [];
   let hold: Promise<void> | undefined;
+  const failing = new Map<string, Error>();
   const authority: AuthorityCalls = {
     authorize: (b) => (calls.push(`authorize ${b.kind} ${b.from ?? ''}>${b.to}`), core.authorize(DC, b)),
     report: async (b, o) => {
       calls.push(`report ${b.from}>${b.to} ${b.outcome}${o?.lazy ? ' lazy' : ''}`);
+      const err = failing.get(`${b.from}>${b.to}`);
+      if (err) {
+        failing.delete(`${b.from}>${b.to}`);
+        throw err;
+      }
       await hold;
       return core.report(DC, b);
     },
@@ -72,6 +80,9 @@ export async function startStepWorld(record: FleetRecord, sim: Partial<SimOption
         hold = undefined;
         release();
       };
+    },
+    failReport(edge, err) {
+      failing.set(edge, err);
     },
     async close() {
       await store.close();
