@@ -194,6 +194,32 @@ describe('Runs: a member\'s steps at once, over the step runner', () => {
     expect((await record.history(w.stack, (await record.getVm(vmId))!.address)).filter((h) => h.outcome === 'vetoed')).toEqual([]);
   });
 
+  // Approvals ahead live in the authority's memory until the report of the edge before writes their intent rows. An
+  // authority restarted in between refused the report of the step carried out under one (report-unapproved, 409:
+  // final for the CLI), and the member failed with its cloud call done and not in the record, though an authority
+  // restart mid-apply is to cost no member (docs/recovery.md, "Outages").
+  it('an authority restarted between the advance that approved a step ahead and that step\'s report: 503 approval-ahead-lost, and the run sent again from it is carried out and reported', async () => {
+    w = await startStepWorld(record);
+    const { vmId, steps } = runOf(w, TO_POWERED_ON);
+    const first = lines();
+    const release = w.holdReports();
+    const run = runs(w).run({ op: 'run', steps }, first.part);
+    // createVm carried out, its report held: the authority restarts before it, forgetting powerOn's approval ahead.
+    await vi.waitFor(() => expect(w!.calls.at(-1)).toBe('report BeingCreated>PoweredOff ok lazy'), { timeout: 10_000 });
+    w.restartAuthority();
+    release();
+    await run;
+    expect(first.seen).toEqual([[0, 'ok'], [1, 'ok'], [2, 'ok'], [3, 'approval-ahead-lost']]);
+    expect(w.driver.calls.get('powerOn')).toBe(1);
+    expect((await record.getVm(vmId))?.state).toBe('PoweredOff');
+    // The CLI sends the run again from that step (a 503 line): asked afresh, carried out again, reported.
+    const again = lines();
+    await runs(w).run({ op: 'run', steps: steps.slice(3) }, again.part);
+    expect(again.seen).toEqual([[0, 'ok']]);
+    expect(w.calls.slice(-2)).toEqual(['authorize transition PoweredOff>PoweredOn', 'report PoweredOff>PoweredOn ok']);
+    expect(await record.getVm(vmId)).toMatchObject({ state: 'PoweredOn' });
+  });
+
   it.each([
     ['ok', {}, 'ok'],
     ['failing', { failCalls: ['powerOn'] }, 'failed'],

@@ -15,7 +15,7 @@
 //   (409 earlier-step-failed; 503 earlier-step-unreported when that one
 //   could not be reported, so the CLI sends the run again): the record never
 //   lags the cloud by more than one edge.
-import { WireError, type LineAnswer } from '../../protocol/index.ts';
+import { ProtocolError, WireError, type LineAnswer } from '../../protocol/index.ts';
 import {
   NONE_REPORT_DETAIL,
   type AdvanceRequest,
@@ -122,6 +122,20 @@ function notReported(before: LineAnswer, from: string | null, to: string, carrie
     return new WireError('earlier-step-unreported', `${from} -> ${to} ${done}${carriedOut ? ' yet' : ''}: the step before it could not be reported (it answered ${before.status}); send the run again from that step`);
   }
   return new WireError('earlier-step-failed', `${from} -> ${to} ${done}: the step before it in the run failed`);
+}
+
+/**
+ * A report of a step carried out under an approval given ahead, refused because the authority no longer holds that
+ * approval: approvals ahead live in the authority's memory until the report of the edge before writes their intent
+ * rows, so an authority restarted in between (or another call about the VM, which drops them) refuses the report
+ * (report-unapproved, report-superseded). The step is answered 503 approval-ahead-lost instead of that final 409: the
+ * CLI sends the run again from it, and it is authorized afresh (judged on the record as it is now), carried out again
+ * (idempotently) and reported, or vetoed. Before, the member failed, its cloud call done and not in the record, though
+ * an authority restart mid-apply is to cost no member (docs/recovery.md, "Outages").
+ */
+function aheadLost(err: unknown, from: string | null, to: string): unknown {
+  if (!(err instanceof ProtocolError) || (err.code !== 'report-unapproved' && err.code !== 'report-superseded')) return err;
+  return new WireError('approval-ahead-lost', `${from} -> ${to} was carried out under an approval given ahead that the authority no longer holds, and not reported (${err.message}); send the run again from this step`);
 }
 
 export class StepRunner {
@@ -299,6 +313,11 @@ export class StepRunner {
       const before = await run.after;
       if (!answeredOk(before)) throw notReported(before, from, to);
     };
+    /** Carried out under the approval given ahead (not asked for here): its report may find the authority has lost it (aheadLost). */
+    const givenAhead = auth === run.ahead;
+    const lost = (err: unknown): never => {
+      throw givenAhead ? aheadLost(err, from, to) : err;
+    };
     if (operation === 'boot' && auth.bootToken !== undefined) this.boots.booting(vmId, auth.bootToken, auth.vm?.cloudId ?? null, auth.vm?.realImage ?? null);
     let done: OperationDone;
     try {
@@ -309,7 +328,7 @@ export class StepRunner {
       const why = err.kind === 'boot-denied' ? this.boots.why(vmId) : '';
       const detail = `${operation} failed in ${dc}: ${err.message}${why}`;
       await inTurn();
-      const rep = await this.authority.report(report({ outcome: 'failed', detail }));
+      const rep = await this.authority.report(report({ outcome: 'failed', detail })).catch(lost);
       return {
         requestId,
         decision: auth.decision,
@@ -339,7 +358,7 @@ export class StepRunner {
         run.onChain?.(res.next);
         return res.report;
       }),
-    );
+    ).catch(lost);
     return { requestId, decision: auth.decision, reason: auth.reason, outcome: 'ok', operation, vm: stepVm(rep.vm) };
   }
 }

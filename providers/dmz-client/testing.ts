@@ -36,6 +36,8 @@ export interface StepWorld {
   holdReports(): () => void;
   /** The next report of `from>to` is answered `err` without reaching the authority (an authority restarting: 503). */
   failReport(edge: string, err: Error): void;
+  /** The authority restarted: a new one over the same record and secret, which remembers nothing of the old one. */
+  restartAuthority(): void;
   close(): Promise<void>;
 }
 
@@ -44,7 +46,8 @@ export async function startStepWorld(record: FleetRecord, sim: Partial<SimOption
   const stack = `step-${randomUUID().slice(0, 8)}`;
   const dir = await mkdtemp(join(tmpdir(), 'dmzfleet-step-'));
   const pack = await defaultPack();
-  const core = new Authority({ record, pack, stackName: stack, secret: 'test-secret', scopedTokens: new ScopedTokenIssuer([{ name: DC, token: testDmzToken(DC) }], 'test-secret'), ...authorityOptions });
+  const start = () => new Authority({ record, pack, stackName: stack, secret: 'test-secret', scopedTokens: new ScopedTokenIssuer([{ name: DC, token: testDmzToken(DC) }], 'test-secret'), ...authorityOptions });
+  let core = start();
   const calls: string[] = [];
   let hold: Promise<void> | undefined;
   const failing = new Map<string, Error>();
@@ -83,6 +86,9 @@ export async function startStepWorld(record: FleetRecord, sim: Partial<SimOption
     },
     failReport(edge, err) {
       failing.set(edge, err);
+    },
+    restartAuthority() {
+      core = start();
     },
     async close() {
       await store.close();
