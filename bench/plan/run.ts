@@ -120,6 +120,35 @@
 //     end-to-end 551 ms, 134 MiB; empty record (first import, load 2.9):
 //     1,940 ms (CPU 2,380 ms), 260 MiB; peer at 10k: dmzfleet 636 ms,
 //     terraform 1.11.4 12,461 ms (19.6x the wall, 3.6x less peak RSS).
+// 2026-12-07 05:10-05:20, quiet (load average 0.7-2.5 at the starts, which
+// is this 2-core machine alone), main at ea47149: 1k empty record 426 ms
+// (CPU 500 ms), 138 MiB; phases load 53-60, read 210-218, compute 15,
+// render 8 ms; 100k empty record (first import) 1,685 ms (CPU 2,090 ms),
+// 264 MiB. Both targets met. Where the 1k plan's ~430 ms go (--cpu-prof of
+// the child, main thread): node and the CLI's modules ~70 ms (node -e 0
+// takes 50 ms, fleet --version 80 ms), the stack ~55 ms (the pack's YAML
+// ~15-20 of it: the yaml package's first parse in the process), PGlite
+// ~230 ms: its JavaScript ~10 ms, instantiate and its in-memory file system
+// ~80 ms, PostgreSQL's start (callMain) ~55 ms, the pg_type query
+// PGlite.create always runs (_initArrayTypes) ~45 ms, of which ~30 ms is
+// the cold first query any query would pay (skipping it in a test run made
+// the next query 34 ms instead of 3), our four queries ~20 ms, close ~7 ms;
+// then compute and render ~25 ms. The main thread is idle ~10 ms in all:
+// nothing left to overlap. Tried and not kept: the whole WebAssembly module
+// compiled up front instead of lazily (--no-wasm-lazy-compilation): 5 runs
+// each, wall 430 -> 530 ms, CPU 520 -> 720 ms; a bigger young generation
+// (--max-semi-space-size=32) for the 100k import: no change, +50 MiB. Node
+// 20 has no cache for compiled WebAssembly or module code to use instead.
+// Kept: the document and the seal's canonical text handed on in pieces of
+// 64 Ki characters instead of 1 Mi (json-text.ts CHUNK), and the file's
+// pieces encoded into one kept buffer (own-file.ts writeAll) instead of a
+// new one each. 100k empty record, main and this alternated, 5 pairs (load
+// 2.4-3.0): wall 1.81/1.73/1.87/1.87/1.73 -> 1.66/1.70/1.66/1.66/1.65 s
+// (median 1,810 -> 1,660 ms), CPU median 2,270 -> 2,090 ms, compute +
+// render 1,150-1,260 -> 1,050-1,100 ms, 261 -> 255 MiB; every pair faster.
+// 1k empty record, 5 pairs: 450 -> 450 ms, CPU 530 -> 530 ms (its
+// document is one pretty-printed string: unchanged, as expected). Pieces
+// of 16 Ki against 64 Ki, 5 pairs: no difference (1,710 ms both).
 // Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

@@ -1,7 +1,7 @@
 // Files the tool writes under <stack>/.fleet/ are never written through a symbolic link at their name: a link planted
 // there (a shared CI workspace) had its target overwritten (or appended to) and made 0600, and a dangling one created
 // its target wherever it pointed. Every link here points into the test's own temp folder.
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { loadOrCreateSecret } from '../authority/keys.ts';
 import { FleetError } from '../diags/index.ts';
 import { AgentLedger, agentLedgerFile } from '../../providers/drivers/agent-ledger.ts';
 import { IdempotencyStore, idempotencyLogFile } from '../../providers/dmz-client/idempotency.ts';
-import { writeOwnFile } from './own-file.ts';
+import { openOwnFile, writeAll, writeOwnFile } from './own-file.ts';
 import { makePrivate } from './private.ts';
 import { seededRandom } from '../model/seeded-random.ts';
 
@@ -54,6 +54,27 @@ describe('writeOwnFile', () => {
     writeOwnFile(f, 'three\n');
     expect(readFileSync(f, 'utf8')).toBe('three\n');
     expect(statSync(f).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('writeAll', () => {
+  // Texts of a few KiB to ~340 Ki characters are encoded into one buffer the process keeps (a plan document's
+  // pieces); each write must be exactly its own text's UTF-8, whatever an earlier, longer one left in the buffer.
+  it.each([
+    ['short (Buffer.from)', 'ab€\n'],
+    ['a piece, non-ASCII (the kept buffer)', `${'é€😀x'.repeat(20_000)}\n`],
+    ['longer than the kept buffer takes', `${'€'.repeat(400_000)}\n`],
+  ])('writes %s text whole, after a longer one', (_, text) => {
+    const f = join(dir, 'f');
+    const fd = openOwnFile(f, 'write');
+    try {
+      writeAll(fd, 'z'.repeat(300_000));
+      writeAll(fd, text);
+      writeAll(fd, text);
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(f).equals(Buffer.from(`${'z'.repeat(300_000)}${text}${text}`))).toBe(true);
   });
 });
 
