@@ -150,7 +150,7 @@ describe('AuthorityClient: calls to the authority, batched', () => {
     expect(err.statusCode).toBe(503);
     expect(err.code).toBe('authority-unreachable');
     expect(err.message).toContain('The DMZ client of miami asked');
-    expect(err.message).toContain('/v1/reports, which answered 503: PostgreSQL is down; nothing was changed.');
+    expect(err.message).toContain('/v1/reports, which answered 503: PostgreSQL is down; whether it recorded the call is not known. Sent again with the same key, a call it recorded before its answer was lost is found done, not done twice.');
     expect(a.batches).toHaveLength(4);
   });
 

@@ -292,7 +292,14 @@ export class AuthorityClient {
       return;
     }
     const route = `${this.url.origin}${ROUTES[q.call]}`;
-    q.reject(new WireError('authority-unreachable', `The DMZ client of ${this.dataCenter} asked ${route}, which ${q.last}; nothing was changed.`));
+    // Not "nothing was changed": a report or an advance may have been recorded before its answer was lost. Sent again
+    // under the same request, the authority finds it done (a report answers `already`; docs/protocol.md).
+    q.reject(
+      new WireError(
+        'authority-unreachable',
+        `The DMZ client of ${this.dataCenter} asked ${route}, which ${q.last}; whether it recorded the call is not known. Sent again with the same key, a call it recorded before its answer was lost is found done, not done twice.`,
+      ),
+    );
   }
 }
 
