@@ -243,6 +243,10 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
       }
       const ids = reported.map((m) => m.request_id);
       expect(ids.length, `${at}: a request's report moved the VM twice: ${ids.join(', ')}`).toBe(new Set(ids).size);
+      // A failure reported (no failure edge: the VM stays) is written once, and follows its approval too.
+      const failed = rows.filter((h) => h.outcome === 'failed' && h.actor.startsWith('dmz-client:'));
+      expect(failed.length, `${at}: a request's failure written twice`).toBe(new Set(failed.map((h) => h.request_id)).size);
+      for (const h of failed) expect(intents.some((i) => i.request_id === h.request_id && i.id < h.id), `${at}: failure ${h.id} has no approval before it`).toBe(true);
       // Each boot edge's boot approved once (a token presented to both replicas is recorded once).
       const boots = moves.filter((m) => m.from_state === 'PoweredOn' && m.to_state === 'Starting').length;
       const approved = (await sql.query<{ n: string }>('SELECT count(*) AS n FROM boot_attempts WHERE vm_id = $1 AND approved', [vm.id])).rows[0].n;
@@ -328,7 +332,9 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
             const runs = await Promise.all(clis.map((c, k) => apply(c.dir, files[k])));
             const rows = await checkRound(runs, fleets, 'quota');
             // Never over the quota, and every place taken (a create is vetoed only when the quota is full).
-            expect(rows.length, `${where}: ${rows.length} VMs of ${owner}, quota ${quota}:\n${runs.map(said).join('\n---\n')}`).toBe(quota);
+            const every = (await sql.query<VmRow>('SELECT id, fleet, idx, state, cloud_id, retired_at, version FROM vms WHERE stack = $1 AND fleet = ANY($2) ORDER BY fleet, idx', [STACK, fleets])).rows;
+            const dump = every.map((v) => `${v.fleet}/${v.idx} ${v.id} ${v.state}${v.retired_at ? ' retired' : ''}`).join('\n');
+            expect(rows.length, `${where}: ${rows.length} VMs of ${owner}, quota ${quota}; the record's VMs of the two fleets:\n${dump}\n${runs.map(said).join('\n---\n')}`).toBe(quota);
             expect(rows.map((v) => v.state), `${where}:\n${runs.map(said).join('\n---\n')}`).toEqual(Array(quota).fill('Running'));
             // An apply fails only for the creates vetoed at the full quota, and says so; every other member is done.
             for (const r of runs) {
@@ -377,8 +383,8 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
     bootToken?: string;
   }
 
-  it(`calls straight to both replicas at once (a report, a boot token, a create, the last quota place): ${CALL_SEEDS} seeds`, async () => {
-    const tally = { reports: 0, boots: 0, creates: 0, lastPlace: 0 };
+  it(`calls straight to both replicas at once (an ok or failed report, a boot token, a create, the last quota place): ${CALL_SEEDS} seeds`, async () => {
+    const tally = { reports: 0, failures: 0, boots: 0, creates: 0, lastPlace: 0 };
     await Promise.all(
       Array.from({ length: CALL_SEEDS }, async (_, seed) => {
         const rng = prng(0xc0de + seed);
@@ -408,6 +414,14 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
           const realImage = 'img-ubuntu-2204-miami-v7';
           const path = ['Requested', 'BeingCreated', 'PoweredOff', 'PoweredOn', 'Starting', 'Running'];
           for (let k = 1; k < path.length; k++) {
+            if (path[k] === 'PoweredOn' && rng() < 0.5) {
+              // The power-on fails first (no failure edge: the VM stays PoweredOff), its report sent to both at once.
+              const tried = { dataCenter: DC, requestId: randomUUID(), planId: null, kind: 'transition', vmId: c.vmId, from: 'PoweredOff', to: 'PoweredOn' };
+              expect((await call<Authorized>(pick(), '/v1/authorize', tried)).body.decision, where).toBe('approved');
+              const failed = await both<{ effect: string }>(rng, '/v1/reports', { dataCenter: DC, requestId: tried.requestId, planId: null, vmId: c.vmId, from: 'PoweredOff', to: 'PoweredOn', outcome: 'failed', detail: 'the cloud refused' });
+              expect(failed.map((r) => `${r.status} ${r.body.effect}`), `${where}: a failed report sent to both: ${JSON.stringify(failed)}`).toEqual(['200 noted', '200 noted']);
+              tally.failures++;
+            }
             const edge = { dataCenter: DC, requestId: randomUUID(), planId: null, kind: 'transition', vmId: c.vmId, from: path[k - 1], to: path[k] };
             const ok = await call<Authorized>(pick(), '/v1/authorize', edge);
             expect([ok.status, ok.body.decision], `${where}: ${path[k - 1]} -> ${path[k]}: ${ok.body.reason}`).toEqual([200, 'approved']);
@@ -451,7 +465,8 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
         await checkHistories([f], where);
       }),
     );
-    console.log(`replicas e2e: ${CALL_SEEDS} call cases: ${tally.reports} reports, ${tally.boots} boot tokens, ${tally.creates} creates sent to both replicas at once; ${tally.lastPlace} races for the last quota place`);
+    console.log(`replicas e2e: ${CALL_SEEDS} call cases: ${tally.reports} ok reports, ${tally.failures} failed reports, ${tally.boots} boot tokens, ${tally.creates} creates sent to both replicas at once; ${tally.lastPlace} races for the last quota place`);
     expect(tally.boots).toBeGreaterThan(0);
+    expect(tally.failures).toBeGreaterThan(0);
   }, 60_000);
 });

@@ -108,19 +108,9 @@ export async function authorizeCreate(
     if (newVm.replaces !== undefined) vm = await c.o.record.insertVm(newVm, ctx, budget);
     else vm = await c.inserts.submit({ vm: newVm, ctx, budget, ...onward(caller, foreseen) });
   } catch (err) {
-    const refused =
-      err instanceof BudgetExceededError ? { reason: err.diagnostics[0].detail, refusal: err.which === 'owner' ? ('over-quota' as const) : ('over-capacity' as const) }
-      : err instanceof OwnerMismatchError ? { reason: err.diagnostics[0].detail, refusal: 'owner-mismatch' as const }
-      : err instanceof ManagerMismatchError ? { reason: err.diagnostics[0].detail, refusal: 'manager-mismatch' as const }
-      : undefined;
-    if (refused) {
-      // The record checks quota, capacity and the fleet's owner before it inserts, counting what it holds: a
-      // create sent again (its answer lost, or its resend decided by another replica at the same moment) whose
-      // first send inserted the VM finds its own VM in the way, the last place of its quota taken by itself.
-      // A VM with this id in the record is this create's: the same answer, as for a repeat the insert meets.
-      const existing = await c.rows.get(req.vmId);
-      return existing ? again(existing) : no(refused);
-    }
+    if (err instanceof BudgetExceededError) return no({ reason: err.diagnostics[0].detail, refusal: err.which === 'owner' ? 'over-quota' : 'over-capacity' });
+    if (err instanceof OwnerMismatchError) return no({ reason: err.diagnostics[0].detail, refusal: 'owner-mismatch' });
+    if (err instanceof ManagerMismatchError) return no({ reason: err.diagnostics[0].detail, refusal: 'manager-mismatch' });
     if (!(err instanceof VersionConflictError)) throw err;
     if (err.key === req.vmId) {
       // A repeated create (the DMZ client lost our answer): same VM, same answer.

@@ -165,6 +165,24 @@ describe.each(testBackends())('two authority replicas over one record on $name',
     for (const e of effects.flat()) expect(e).toEqual(['already', 'moved']);
   });
 
+  it('a failed report of an edge without a failure edge, sent to both replicas at once, is written once, both answered noted (30 VMs)', async () => {
+    const [a, b] = pair(2);
+    await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const id = await vmAt(a, ['Requested', 'BeingCreated', 'PoweredOff']);
+        const req = edge(id, 'PoweredOff', 'PoweredOn');
+        expect((await b.authorize(DC, req)).decision).toBe('approved');
+        const report = reportOf(req, { outcome: 'failed', detail: 'the cloud refused the power-on' });
+        const both = await Promise.allSettled([a.report(DC, report), b.report(DC, report)]);
+        expect(both.map((r) => (r.status === 'fulfilled' ? r.value.effect : String(r.reason)))).toEqual(['noted', 'noted']);
+        const vm = (await t.record.getVm(id))!;
+        expect(vm).toMatchObject({ state: 'PoweredOff', version: 3 });
+        const failures = (await t.record.history(STACK, vm.address)).filter((h) => h.vmId === id && h.requestId === req.requestId && h.outcome === 'failed');
+        expect(failures).toHaveLength(1);
+      }),
+    );
+  });
+
   it.each([
     { how: 'sent again to the same replica', both: false },
     { how: 'sent to both replicas at once', both: true },
@@ -192,6 +210,31 @@ describe.each(testBackends())('two authority replicas over one record on $name',
       const live = (await t.record.listVms(STACK)).filter((v) => v.fleet.endsWith(owners[k]));
       expect(live).toHaveLength(1);
     }
+  });
+
+  it('a create sent again in one batch with a new create: the VM already in the record is not counted twice against the quota (10 owners)', async () => {
+    // Each owner may hold 2 VMs: one created, then its create again (the resend of a lost answer) and a second VM's, at once.
+    const limits: Record<string, { vms: number }> = {};
+    const owners = Array.from({ length: 10 }, () => `team-twice-${randomUUID().slice(0, 8)}`);
+    for (const o of owners) limits[o] = { vms: 2 };
+    const rules = new Map(pack.rules);
+    rules.set('owner-quota', { ...rules.get('owner-quota')!, enforcement: 'mandatory', config: { limits } });
+    const quota: LoadedPack = { ...pack, rules };
+    const [a, b] = [t.record, second].map((record) => new Authority({ record, pack: quota, stackName: STACK, secret: SECRET, replicas: 2 }));
+    await Promise.all(
+      owners.map(async (owner, k) => {
+        const of = (index: number) => {
+          const c = createOf(randomUUID(), index);
+          c.vm = { ...c.vm!, fleet: `twice${k}-${owner}`, owner, name: `${STACK}-twice${k}-${index}` };
+          return c;
+        };
+        const first = of(0);
+        expect((await a.authorize(DC, first)).decision).toBe('modified');
+        const answers = await Promise.all([b.authorize(DC, first), b.authorize(DC, of(1))]);
+        expect(answers.map((x) => [x.decision, x.reason]), owner).toEqual([['modified', answers[0].reason], ['modified', answers[0].reason]]);
+        expect((await t.record.listVms(STACK)).filter((v) => v.fleet === `twice${k}-${owner}`)).toHaveLength(2);
+      }),
+    );
   });
 
   it.each([1, 2])('replicas %i: a row one replica remembers, moved by the other since, never decides (and no update is lost)', async (replicas) => {

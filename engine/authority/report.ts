@@ -167,7 +167,8 @@ export function settle(
     }
     if (remembered) throw new StaleRow('failure without a failure edge');
     c.pending.delete(req.requestId);
-    await c.o.record.addHistory(row.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
+    // Once: the same report decided at this moment by another replica (a resend) writes it, or this one does.
+    await c.o.record.addHistory(row.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' }, undefined, { once: true });
     // A resize that failed grew nothing: its reservation (record/grow.ts) ends now, not at expiry.
     if (judged.resize) await c.o.record.dropGrow(row.id);
     return answer(row, 'noted');
