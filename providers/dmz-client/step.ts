@@ -8,6 +8,9 @@
 // - A step asks the authority first and calls the driver only for an
 //   approved edge, with the credentials that approval carries (fresh ones:
 //   an approval whose credentials are about to expire is asked for again).
+//   A call tried again (a transient failure) is tried only while they have
+//   more than 2 minutes left; past that the step answers 503
+//   credentials-expiring, unreported, and is sent again (operations.ts).
 // - Every carried-out call is reported, ok or failed; a failed one only as a
 //   driver failure (DriverError), anything else is a bug and is thrown.
 // - Within a run, reports go out in step order: a step's report waits for
@@ -30,7 +33,7 @@ import { DriverError, type Driver } from '../drivers/types.ts';
 import type { BatchStep, CreateVmRequest, DeleteVmRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
 import { BootCauses, type DeniedBoot } from './boot-causes.ts';
 import type { Lease } from './lanes.ts';
-import { Operations, type OperationDone } from './operations.ts';
+import { CREDENTIALS_MARGIN_MS, Operations, credentialsExpireAt, type OperationDone } from './operations.ts';
 import { createRequest, fingerprint, stepRequest, stepVm, type RequestDefaults } from './requests.ts';
 
 /** The authority's calls a step makes (AuthorityClient, or the authority itself in tests). */
@@ -84,17 +87,9 @@ export interface StepRunnerOptions extends RequestDefaults {
   stateDir?: string;
 }
 
-/**
- * Credentials closer than this to their expiry are not used for a cloud call: a call with its waits (a create until
- * the instance runs, a power-off until it stops) takes a minute or two. A fresh approval always has more: the
- * authority's credentials last 10 minutes, and its brokers renew a cloud session at two thirds of its life (an AWS
- * session of 900 s is handed out with at least 300 s left, an Entra token with at least 20 minutes).
- */
-const CREDENTIALS_MARGIN_MS = 120_000;
-
-/** Whether an approval's credentials (if any) last long enough for a cloud call. */
+/** Whether an approval's credentials (if any) last long enough for a cloud call (CREDENTIALS_MARGIN_MS, operations.ts). */
 function fresh(auth: AuthorizeResponse): boolean {
-  return auth.credentials === undefined || Date.parse(auth.credentials.expiresAt) - Date.now() > CREDENTIALS_MARGIN_MS;
+  return auth.credentials === undefined || credentialsExpireAt(auth.credentials) - Date.now() > CREDENTIALS_MARGIN_MS;
 }
 
 /** Whether a run's step was answered ok. */
@@ -320,9 +315,14 @@ export class StepRunner {
     };
     if (operation === 'boot' && auth.bootToken !== undefined) this.boots.booting(vmId, auth.bootToken, auth.vm?.cloudId ?? null, auth.vm?.realImage ?? null);
     let done: OperationDone;
+    /** 503 credentials-expiring: the step is sent again, and awaits the same boot then. */
+    let again = false;
     try {
       done = await this.operations.carryOut(operation, auth, vmId, size);
     } catch (err) {
+      // A try again would have outlasted the approval's credentials: nothing reported, the step answers 503 and is
+      // sent again (authorized afresh). Before, that try ran, was refused as expired, and the member failed.
+      again = err instanceof ProtocolError && err.code === 'credentials-expiring';
       if (!(err instanceof DriverError)) throw err;
       // A denied boot: the driver knows only what the VM was told (BOOT_DENIED_REASON); the authority told this client why.
       const why = err.kind === 'boot-denied' ? this.boots.why(vmId) : '';
@@ -340,7 +340,7 @@ export class StepRunner {
       };
     } finally {
       // The boot's wait is over, ready or not: its token's denial is nobody's business any more.
-      if (operation === 'awaitReady') this.boots.done(vmId);
+      if (operation === 'awaitReady' && !again) this.boots.done(vmId);
     }
     run.onCarriedOut?.();
     const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });
