@@ -253,13 +253,14 @@ describe('callDriver: no try with credentials about to expire', () => {
   const capacity = () => new DriverError('capacity', 'InsufficientInstanceCapacity');
 
   /** What callDriver made of a script: each try's credentials left when it started, the waits between tries, the outcome. */
-  async function play(leftMs: number, attempts: number, script: readonly Try[]) {
+  async function play(leftMs: number, attempts: number, script: readonly Try[], made?: number) {
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(T0);
     try {
       const expiresAt = T0 + leftMs;
       const started: number[] = [];
       const waits: number[] = [];
+      const tries = made !== undefined ? { made } : undefined;
       const fn = async () => {
         const left = expiresAt - Date.now();
         started.push(left);
@@ -279,12 +280,13 @@ describe('callDriver: no try with credentials about to expire', () => {
           vi.setSystemTime(Date.now() + ms);
         },
         credentialsExpireAt: expiresAt,
+        ...(tries ? { tries } : {}),
       }).then(
         (v) => v,
         (err: unknown) =>
           err instanceof DriverError ? `driver.${err.kind}` : err instanceof ProtocolError ? `${err.statusCode} ${err.code}` : `thrown ${String(err)}`,
       );
-      return { outcome, tries: started.length, started, waits };
+      return { outcome, tries: started.length, started, waits, made: tries?.made };
     } finally {
       vi.useRealTimers();
     }
@@ -313,6 +315,19 @@ describe('callDriver: no try with credentials about to expire', () => {
     const got = await play(left, attempts, script);
     expect({ outcome: got.outcome, tries: got.tries, waits: got.waits }).toEqual(want);
     for (const l of got.started.slice(1)) expect(l).toBeGreaterThan(MARGIN);
+  });
+
+  // Sent again after a 503, the step goes on with the tries it has left (`tries.made`, kept by the step runner): a
+  // cloud that keeps failing fails the step after `attempts` tries in all, as before, instead of its being sent again
+  // for as long as the CLI retries.
+  it.each([
+    { name: 'one try made before: three left', made: 1, script: [1, 2, 3].map(() => ({ ms: 1_000, fail: transient() })), want: { outcome: 'driver.transient', tries: 3, made: 4 } },
+    { name: 'three made before: the last one, its failure final', made: 3, script: [{ ms: 1_000, fail: transient() }], want: { outcome: 'driver.transient', tries: 1, made: 4 } },
+    { name: 'two made before, the next one slow: stopped again, three made', made: 2, script: [{ ms: 70_000, fail: transient() }], want: { outcome: '503 credentials-expiring', tries: 1, made: 3 } },
+    { name: 'one made before, then ok', made: 1, script: [], want: { outcome: 'done', tries: 1, made: 2 } },
+  ] as const)('tries made by earlier sends: $name', async ({ made, script, want }) => {
+    const got = await play(130_000, 4, script, made);
+    expect({ outcome: got.outcome, tries: got.tries, made: got.made }).toEqual(want);
   });
 
   it('the 503 says which call, when the credentials expire, the try that failed and the wait', async () => {

@@ -45,6 +45,11 @@ export interface DriverCallOptions {
   credentialsExpireAt?: number;
   /** What a try needs of its credentials' life. Default CREDENTIALS_MARGIN_MS. */
   credentialsMarginMs?: number;
+  /**
+   * The tries made so far by earlier sends of the step (answered 503 credentials-expiring), counted on by this
+   * call: a step sent again goes on with the tries left, `attempts` in all, as if it had not been stopped.
+   */
+  tries?: { made: number };
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -87,7 +92,9 @@ export function credentialsExpireAt(creds: ScopedCredentials): number {
  * credentials) and tried again. A Retry-After is still waited out first,
  * even one that outlasts the credentials: the step sent again would come
  * back to the cloud sooner than it asked. The first try runs with the
- * credentials as the step hands them (checked there: step.ts).
+ * credentials as the step hands them (checked there: step.ts). Sent again,
+ * the step goes on with the tries it has left (`tries`): a cloud that keeps
+ * failing still fails the step after `attempts` tries in all.
  */
 export async function callDriver<T>(what: DriverCall, fn: () => Promise<T>, o: DriverCallOptions): Promise<T> {
   const backoffMs = o.backoffMs ?? 20;
@@ -95,11 +102,12 @@ export async function callDriver<T>(what: DriverCall, fn: () => Promise<T>, o: D
   const marginMs = o.credentialsMarginMs ?? CREDENTIALS_MARGIN_MS;
   /** The failure of the try before, and the pause after it (for the message of a call stopped). */
   let before: { err: DriverError; waitedMs: number } | undefined;
-  for (let attempt = 1; ; attempt++) {
+  for (let attempt = (o.tries?.made ?? 0) + 1; ; attempt++) {
     const expireAt = o.credentialsExpireAt;
     if (before && expireAt !== undefined && Number.isFinite(expireAt) && expireAt - Date.now() <= marginMs) {
       throw expiring(what, attempt - 1, expireAt, marginMs, before);
     }
+    if (o.tries) o.tries.made = attempt;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new DriverError('timeout', `${what} did not answer within ${o.timeoutMs} ms`, false)), o.timeoutMs);
@@ -228,15 +236,15 @@ export class Operations {
    * resize's new size). Throws DriverError when the cloud call failed (after
    * its tries), or when the operation is none the driver knows; WireError
    * credentials-expiring when a try again would outlast the approval's
-   * credentials (callDriver).
+   * credentials (callDriver). `tries`: see DriverCallOptions.
    */
-  async carryOut(operation: string, auth: AuthorizeResponse, vmId: string, size: VmSize | undefined): Promise<OperationDone> {
+  async carryOut(operation: string, auth: AuthorizeResponse, vmId: string, size: VmSize | undefined, tries?: { made: number }): Promise<OperationDone> {
     if (operation === 'none') return {};
     const creds = auth.credentials;
     const vm = auth.vm;
     if (!creds || !vm) throw new Error(`bug: an approval of ${operation} without credentials or VM`);
     if (!isCloudOperation(operation)) throw new DriverError('failed', `the ${this.driver.kind} driver has no operation ${operation}`);
-    const o = { ...this.o, credentialsExpireAt: credentialsExpireAt(creds) };
+    const o = { ...this.o, credentialsExpireAt: credentialsExpireAt(creds), ...(tries ? { tries } : {}) };
     return CALLS[operation]({
       driver: this.driver,
       creds,

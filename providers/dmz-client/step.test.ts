@@ -303,14 +303,15 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
 // starts with credentials within that margin: the step answers 503 credentials-expiring, nothing of it recorded, and
 // sent again with its key (the CLI's retry) it is authorized afresh and carried out with fresh credentials.
 describe('StepRunner: a driver call tried again never runs on credentials about to expire', () => {
-  /** The sim's createVm, each of the first `slow.length` tries taking that long (the clock moved on) and failing transient. */
+  /** The sim's createVm, each of the first `slow.length` tries on live credentials taking that long (the clock moved on) and failing transient. */
   function slowTransientCreates(world: World, slow: readonly number[]) {
     const left: number[] = [];
     const create = world.driver.createVm.bind(world.driver);
     vi.spyOn(world.driver, 'createVm').mockImplementation(async (creds, input) => {
       left.push(Date.parse(creds.expiresAt) - Date.now());
       const took = slow[left.length - 1];
-      if (took === undefined) return create(creds, input);
+      // Credentials expired: refused as the cloud refuses them (the sim's own check: driver.credentials).
+      if (took === undefined || Date.parse(creds.expiresAt) <= Date.now()) return create(creds, input);
       vi.setSystemTime(Date.now() + took);
       throw new DriverError('transient', 'InternalError: the cloud failed to answer in time');
     });
@@ -350,6 +351,29 @@ describe('StepRunner: a driver call tried again never runs on credentials about 
       for (const l of left) expect(l).toBeGreaterThan(120_000);
       expect((await w.driver.list(signedCredentials(DC))).filter((v) => v.vmId === vmId && v.status === 'present')).toHaveLength(1);
       expect((await record.getVm(vmId))?.state).toBe('PoweredOff');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a cloud that keeps failing slowly: each send goes on with the tries left, and after 4 tries in all the step fails driver.transient, never driver.credentials', async () => {
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    try {
+      w = await startStepWorld(record, {}, { credentialTtlMs: 130_000 });
+      const { vmId } = await walkNew(w, ['Requested', 'BeingCreated']);
+      const left = slowTransientCreates(w, [70_000, 70_000, 70_000, 70_000, 70_000, 70_000]);
+      const key = randomUUID();
+      const answers: unknown[] = [];
+      for (let send = 0; send < 4; send++) {
+        const r = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff', key)).catch((e: unknown) => e);
+        answers.push(r instanceof ProtocolError ? `${r.statusCode} ${r.code}` : (r as StepResult).error?.code);
+      }
+      // Before: the third try ran on expired credentials (driver.credentials). Now one try per send, 4 in all.
+      expect(answers).toEqual(['503 credentials-expiring', '503 credentials-expiring', '503 credentials-expiring', 'driver.transient']);
+      expect(left).toHaveLength(4);
+      for (const l of left) expect(l).toBeGreaterThan(120_000);
+      expect(w.calls.filter((c) => c.startsWith('report'))).toEqual(['report Requested>BeingCreated ok', 'report BeingCreated>PoweredOff failed']);
+      expect((await record.getVm(vmId))?.state).toBe('CreateFailed');
     } finally {
       vi.useRealTimers();
     }

@@ -87,6 +87,9 @@ export interface StepRunnerOptions extends RequestDefaults {
   stateDir?: string;
 }
 
+/** How many steps answered 503 credentials-expiring keep their count of tries (StepRunner.triesMade). */
+const TRIES_KEPT = 10_000;
+
 /** Whether an approval's credentials (if any) last long enough for a cloud call (CREDENTIALS_MARGIN_MS, operations.ts). */
 function fresh(auth: AuthorizeResponse): boolean {
   return auth.credentials === undefined || credentialsExpireAt(auth.credentials) - Date.now() > CREDENTIALS_MARGIN_MS;
@@ -146,6 +149,13 @@ export class StepRunner {
    * (bootDenied): for the message of the step that finds the boot denied (awaitReady). Kept in the state folder.
    */
   private readonly boots: BootCauses;
+  /**
+   * Per idempotency key, the tries of its driver call made by sends of the step answered 503 credentials-expiring:
+   * sent again, it goes on with the tries it has left (driverAttempts in all), so a cloud that keeps failing fails
+   * the step as before rather than have it sent again for as long as the CLI retries. Memory only (a restart
+   * starts the count again); at most TRIES_KEPT keys, the oldest forgotten first.
+   */
+  private readonly triesMade = new Map<string, number>();
 
   constructor(o: StepRunnerOptions) {
     this.dc = o.dataCenter;
@@ -220,14 +230,14 @@ export class StepRunner {
       throw new WireError('bad-request', 'a resize is { from: S, to: S, operation: "resize", size }');
     }
     return this.store.run(b.idempotencyKey, fingerprint(`transition ${vmId}`, b), () =>
-      this.step(run?.request ?? stepRequest(this.defaults, { op: 'transition', vmId, body: b }), run),
+      this.step(b.idempotencyKey, run?.request ?? stepRequest(this.defaults, { op: 'transition', vmId, body: b }), run),
     );
   }
 
   /** DELETE /v1/vms/:id: the last edge. */
   remove(vmId: string, b: DeleteVmRequest, run?: RunContext): Promise<StepResult> {
     return this.store.run(b.idempotencyKey, fingerprint(`delete ${vmId}`, b), () =>
-      this.step(run?.request ?? stepRequest(this.defaults, { op: 'delete', vmId, body: b }), run),
+      this.step(b.idempotencyKey, run?.request ?? stepRequest(this.defaults, { op: 'delete', vmId, body: b }), run),
     );
   }
 
@@ -257,7 +267,7 @@ export class StepRunner {
    * together with this edge's report (one authority call, see
    * docs/protocol.md "Advance") and handed to `onChain`.
    */
-  private async step(req: AuthorizeRequest, run: RunContext = {}): Promise<StepResult> {
+  private async step(key: string, req: AuthorizeRequest, run: RunContext = {}): Promise<StepResult> {
     if (run.done) return run.done;
     const { requestId, planId, vmId, from, size } = req;
     const to = req.to as string;
@@ -315,14 +325,20 @@ export class StepRunner {
     };
     if (operation === 'boot' && auth.bootToken !== undefined) this.boots.booting(vmId, auth.bootToken, auth.vm?.cloudId ?? null, auth.vm?.realImage ?? null);
     let done: OperationDone;
-    /** 503 credentials-expiring: the step is sent again, and awaits the same boot then. */
+    /** 503 credentials-expiring: the step is sent again, goes on with its tries and awaits the same boot then. */
     let again = false;
+    const tries = { made: this.triesMade.get(key) ?? 0 };
     try {
-      done = await this.operations.carryOut(operation, auth, vmId, size);
+      done = await this.operations.carryOut(operation, auth, vmId, size, tries);
     } catch (err) {
       // A try again would have outlasted the approval's credentials: nothing reported, the step answers 503 and is
       // sent again (authorized afresh). Before, that try ran, was refused as expired, and the member failed.
       again = err instanceof ProtocolError && err.code === 'credentials-expiring';
+      if (again) {
+        this.triesMade.delete(key);
+        if (this.triesMade.size >= TRIES_KEPT) this.triesMade.delete(this.triesMade.keys().next().value as string);
+        this.triesMade.set(key, tries.made);
+      }
       if (!(err instanceof DriverError)) throw err;
       // A denied boot: the driver knows only what the VM was told (BOOT_DENIED_REASON); the authority told this client why.
       const why = err.kind === 'boot-denied' ? this.boots.why(vmId) : '';
@@ -340,7 +356,10 @@ export class StepRunner {
       };
     } finally {
       // The boot's wait is over, ready or not: its token's denial is nobody's business any more.
-      if (operation === 'awaitReady' && !again) this.boots.done(vmId);
+      if (!again) {
+        this.triesMade.delete(key);
+        if (operation === 'awaitReady') this.boots.done(vmId);
+      }
     }
     run.onCarriedOut?.();
     const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });
