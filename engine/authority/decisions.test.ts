@@ -414,6 +414,16 @@ describe('doneAlready (a step sent again after its answer was lost)', () => {
     });
   });
 
+  it("a step's request id names that step's edge only: another edge under it (a client reusing an id) is not done", () => {
+    const rows = [intent('PoweredOn', 'Starting', { planId: null, requestId: 'r1' }), h('PoweredOn', 'Starting', { planId: null, requestId: 'r1' })];
+    const at = row({ state: 'Starting' });
+    expect(doneAlready(edge('PoweredOn', 'Starting', { requestId: 'r1' }), 'Starting', at, rows, 'miami')).toBe(true);
+    expect(doneAlready(edge('PoweredOff', 'PoweredOn', { requestId: 'r1' }), 'PoweredOn', at, rows, 'miami')).toBe(false);
+    expect(doneAlready(edge('PoweredOn', 'PoweredOff', { requestId: 'r1' }), 'PoweredOff', at, rows, 'miami')).toBe(false);
+    // The authority's own intent row under the id is no report.
+    expect(doneAlready(edge('PoweredOn', 'Starting', { requestId: 'r1' }), 'Starting', at, rows.slice(0, 1), 'miami')).toBe(false);
+  });
+
   it('a delete\'s last edge sent again after the VM was retired by it: done under its own request id only', () => {
     const step = { planId: null, requestId: 'd1' };
     const rows = [intent('BeingDeleted', 'Deleted', { ...step, detail: 'intent approved: deleteVm' }), h('BeingDeleted', 'Deleted', step)];
