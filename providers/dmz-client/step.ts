@@ -31,7 +31,7 @@ import type { BatchStep, CreateVmRequest, DeleteVmRequest, StepResult, Transitio
 import { BootCauses, type DeniedBoot } from './boot-causes.ts';
 import type { Lease } from './lanes.ts';
 import { Operations, type OperationDone } from './operations.ts';
-import { createRequest, fingerprint, stepRequest, stepVm, type RequestDefaults } from './requests.ts';
+import { createRequest, fingerprint, stepFingerprint, stepRequest, stepVm, type EdgeStep, type RequestDefaults } from './requests.ts';
 
 /** The authority's calls a step makes (AuthorityClient, or the authority itself in tests). */
 export interface AuthorityCalls {
@@ -196,8 +196,9 @@ export class StepRunner {
    * the run's next edges (one advance).
    */
   create(b: CreateVmRequest, run?: RunContext): Promise<StepResult> {
-    return this.store.run(b.idempotencyKey, fingerprint('create', b), async () => {
-      const authReq = createRequest(this.defaults, b);
+    const fp = fingerprint('create', b);
+    return this.store.run(b.idempotencyKey, fp, async () => {
+      const authReq = createRequest(this.defaults, b, fp);
       let auth: AuthorizeResponse;
       if (run?.chain?.length) {
         const res = await this.authority.advance({ create: authReq, next: run.chain, ahead: true });
@@ -224,16 +225,16 @@ export class StepRunner {
     if (b.operation === 'resize' && (!b.size || b.from !== b.to)) {
       throw new WireError('bad-request', 'a resize is { from: S, to: S, operation: "resize", size }');
     }
-    return this.store.run(b.idempotencyKey, fingerprint(`transition ${vmId}`, b), () =>
-      this.step(run?.request ?? stepRequest(this.defaults, { op: 'transition', vmId, body: b }), run),
-    );
+    const s: EdgeStep = { op: 'transition', vmId, body: b };
+    const fp = stepFingerprint(s);
+    return this.store.run(b.idempotencyKey, fp, () => this.step(run?.request ?? stepRequest(this.defaults, s, fp), run));
   }
 
   /** DELETE /v1/vms/:id: the last edge. */
   remove(vmId: string, b: DeleteVmRequest, run?: RunContext): Promise<StepResult> {
-    return this.store.run(b.idempotencyKey, fingerprint(`delete ${vmId}`, b), () =>
-      this.step(run?.request ?? stepRequest(this.defaults, { op: 'delete', vmId, body: b }), run),
-    );
+    const s: EdgeStep = { op: 'delete', vmId, body: b };
+    const fp = stepFingerprint(s);
+    return this.store.run(b.idempotencyKey, fp, () => this.step(run?.request ?? stepRequest(this.defaults, s, fp), run));
   }
 
   /** One step of a batch or a run, as its single route would carry it out. */
