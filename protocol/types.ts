@@ -151,6 +151,9 @@ export interface AdvanceRequest {
 }
 export interface AuthorizeRequest {
   dataCenter: string;
+  /**
+   * The step's id at the authority, its report's too. The DMZ client makes it from its data center, the step's idempotency key and request (a UUID), so the same step sent again has the same id: the authority finds a step it recorded the report of done (`already`), with or without a plan id.
+   */
   requestId: string;
   planId: string | null;
   kind: AuthorizeKind;
@@ -262,7 +265,7 @@ export interface AuthorizeResponse {
    */
   bootToken?: string;
   /**
-   * The edge was carried out and reported already under the same plan (a step sent again after a DMZ client restart lost its answer): nothing to do and nothing to report; the step is answered ok with the VM as the record has it.
+   * The edge was carried out and reported already by the same step (a step sent again after its answer was lost: a DMZ client restart, or the answer of its report lost on the way back), known by the plan id it carries or, without one, by its request id: nothing to do and nothing to report; the step is answered ok with the VM as the record has it.
    */
   already?: boolean;
   /**

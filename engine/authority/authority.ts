@@ -233,12 +233,14 @@ export class Authority {
       };
       if (!vm) return refuse(`VM ${req.vmId} is not in the record`, 'unknown-vm');
       const judged = judgeEdge(this.o.pack, caller, req, to, vm);
-      if (!judged.ok && judged.refusal === 'state-moved' && !remembered && vm.dataCenter === caller) {
-        // Sent again after its answer was lost (a DMZ client restart): done, not moved by someone else.
-        if (doneAlready(req, to, vm, await this.o.record.history(vm.stack, vm.address, { limit: 50 }))) {
+      if (!judged.ok && (judged.refusal === 'state-moved' || judged.refusal === 'vm-retired') && !remembered && vm.dataCenter === caller) {
+        // Sent again after its answer was lost (a DMZ client restart, its report's answer lost): done, not moved by
+        // someone else (doneAlready: the record's row of its report); a delete's last edge finds the VM it retired.
+        if (doneAlready(req, to, vm, await this.o.record.history(vm.stack, vm.address, { limit: 50 }), caller)) {
+          const by = req.planId !== null ? `under plan ${req.planId}` : `as request ${req.requestId}`;
           return {
             decision: 'approved',
-            reason: `${req.from} -> ${to} was carried out already under plan ${req.planId}; VM ${vm.address} is ${vm.state}`,
+            reason: `${req.from} -> ${to} was carried out already ${by}; VM ${vm.address} is ${vm.state}`,
             operation: 'none',
             already: true,
             vm: toAuthorityVm(vm),

@@ -359,9 +359,76 @@ describe('doneAlready (a step sent again after its answer was lost)', () => {
       done: false,
     },
     { name: 'moved by this plan, then failed', at: 'BootFailed', history: [h('PoweredOn', 'Starting'), h('Starting', 'BootFailed', { outcome: 'failed' })], done: false },
-    { name: 'a request outside any plan', at: 'Starting', history: [h('PoweredOn', 'Starting', { planId: null })], done: false, planId: null },
+    { name: 'a different request outside any plan', at: 'Starting', history: [h('PoweredOn', 'Starting', { planId: null })], done: false, planId: null },
   ])('$name', ({ at, history, done, planId }) => {
     const req = edge('PoweredOn', 'Starting', { planId: planId === undefined ? 'p1' : planId });
-    expect(doneAlready(req, 'Starting', row({ state: at }), history)).toBe(done);
+    expect(doneAlready(req, 'Starting', row({ state: at }), history, 'miami')).toBe(done);
+  });
+
+  // Every combination: with or without a plan id; the same step sent again (its request id) or another request for the
+  // same edge (another id, another plan, another data center); its report recorded or only its intent; and what moved
+  // the VM since. A step is done only when the record's own row of its report says so.
+  describe('over the cases', () => {
+    type Sender = 'same step' | 'another request' | 'another plan';
+    type Since = 'nothing' | 'its run went on' | 'its run went on, no plan' | 'another plan' | 'fleet refresh' | 'a failure';
+    const senders: Sender[] = ['same step', 'another request', 'another plan'];
+    const sinces: Since[] = ['nothing', 'its run went on', 'its run went on, no plan', 'another plan', 'fleet refresh', 'a failure'];
+    const cases: { plan: string | null; sender: Sender; reported: boolean; since: Since; done: boolean; name: string }[] = [];
+    for (const plan of ['p1', null])
+      for (const sender of senders)
+        for (const reported of [true, false])
+          for (const since of sinces) {
+            // With a plan id, the plan and the edge name the step (a plan takes an edge of a member once); without
+            // one, only the step's own request id (the same step sent again) does.
+            const same = plan !== null ? sender !== 'another plan' : sender === 'same step';
+            // Since then, only the step's own plan (without a plan: its own DMZ client's run) moved the VM.
+            const own = since === 'nothing' || since === (plan !== null ? 'its run went on' : 'its run went on, no plan');
+            const done = reported && same && own;
+            const name = `${plan === null ? 'no plan' : 'plan'}, ${sender}, ${reported ? 'reported' : 'only its intent'}, since: ${since}`;
+            cases.push({ plan, sender, reported, since, done, name });
+          }
+    it.each(cases.map((c) => [`${c.name}: ${c.done ? 'done' : 'not done'}`, c] as const))('%s', (_name, { plan, sender, reported, since, done }) => {
+      // The step: PoweredOn -> Starting, request r1 from miami's DMZ client; what the record holds of it.
+      const step = { planId: plan, requestId: 'r1' };
+      const rows: HistoryRow[] = [intent('PoweredOn', 'Starting', step)];
+      if (reported) rows.push(h('PoweredOn', 'Starting', step));
+      let at = reported ? 'Starting' : 'PoweredOn';
+      // Another edge taken since (an intent and its report), from where the VM is.
+      const next = (over: Partial<HistoryRow>, outcome: 'ok' | 'failed' = 'ok') => {
+        const to = at === 'Starting' ? (outcome === 'ok' ? 'Running' : 'BootFailed') : 'PoweredOff';
+        rows.push(intent(at, to, { ...over, detail: 'intent approved: next' }), h(at, to, { ...over, outcome }));
+        at = to;
+      };
+      if (since === 'its run went on') next({ planId: plan ?? 'p1', requestId: 'r2' });
+      if (since === 'its run went on, no plan') next({ planId: null, requestId: 'r2' });
+      if (since === 'another plan') next({ planId: 'p9', requestId: 'r9' });
+      if (since === 'a failure') next({ planId: plan, requestId: 'r2' }, 'failed');
+      if (since === 'fleet refresh') {
+        rows.push(h(at, 'PoweredOff', { actor: 'fleet-refresh', planId: null, requestId: null, detail: 'drift' }));
+        at = 'PoweredOff';
+      }
+      const req = edge('PoweredOn', 'Starting', sender === 'same step' ? step : sender === 'another request' ? { planId: plan, requestId: 'r5' } : { planId: 'p5', requestId: 'r5' });
+      expect(doneAlready(req, 'Starting', row({ state: at }), rows, 'miami')).toBe(done);
+      // Another data center's DMZ client never finds miami's step done, whatever it sends.
+      if (plan === null) expect(doneAlready({ ...req, dataCenter: 'richmond' }, 'Starting', row({ state: at }), rows, 'richmond')).toBe(false);
+    });
+  });
+
+  it("a step's request id names that step's edge only: another edge under it (a client reusing an id) is not done", () => {
+    const rows = [intent('PoweredOn', 'Starting', { planId: null, requestId: 'r1' }), h('PoweredOn', 'Starting', { planId: null, requestId: 'r1' })];
+    const at = row({ state: 'Starting' });
+    expect(doneAlready(edge('PoweredOn', 'Starting', { requestId: 'r1' }), 'Starting', at, rows, 'miami')).toBe(true);
+    expect(doneAlready(edge('PoweredOff', 'PoweredOn', { requestId: 'r1' }), 'PoweredOn', at, rows, 'miami')).toBe(false);
+    expect(doneAlready(edge('PoweredOn', 'PoweredOff', { requestId: 'r1' }), 'PoweredOff', at, rows, 'miami')).toBe(false);
+    // The authority's own intent row under the id is no report.
+    expect(doneAlready(edge('PoweredOn', 'Starting', { requestId: 'r1' }), 'Starting', at, rows.slice(0, 1), 'miami')).toBe(false);
+  });
+
+  it('a delete\'s last edge sent again after the VM was retired by it: done under its own request id only', () => {
+    const step = { planId: null, requestId: 'd1' };
+    const rows = [intent('BeingDeleted', 'Deleted', { ...step, detail: 'intent approved: deleteVm' }), h('BeingDeleted', 'Deleted', step)];
+    const gone = row({ state: 'Deleted', retiredAt: '2026-12-01T00:00:00Z' });
+    expect(doneAlready(edge('BeingDeleted', 'Deleted', { requestId: 'd1' }), 'Deleted', gone, rows, 'miami')).toBe(true);
+    expect(doneAlready(edge('BeingDeleted', 'Deleted', { requestId: 'd2' }), 'Deleted', gone, rows, 'miami')).toBe(false);
   });
 });

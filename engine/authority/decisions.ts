@@ -89,23 +89,45 @@ export function judgeCreate(pack: LoadedPack, stackName: string, caller: string,
 
 /**
  * Whether the edge `from -> to` that `req` asks for was carried out and
- * reported already by the same plan, and nothing but that plan has touched
- * the VM since: a step sent again after a DMZ client restarted between its
- * report and its answer (its idempotency log lost the result). Then the step
- * is done, not vetoed as "the request assumes VM … is …". `history` is the
- * VM's history, oldest first. Intent rows (`intent approved: …`) are not moves.
+ * reported already by the same step, and nothing but that step's own plan
+ * or run has moved the VM since: a step sent again after a DMZ client
+ * restarted between its report and its answer (its idempotency log lost the
+ * result). Then the step is done, not vetoed as "the request assumes VM …
+ * is …" (or, after a delete's last edge, "is Deleted already"). `history`
+ * is the VM's history, oldest first; `caller` the data center asking.
+ * Intent rows (`intent approved: …`) are not moves.
+ *
+ * What identifies the step is the record's own row of its report, never a
+ * claim of the request:
+ *
+ * | the request | the step is the row that | rows after it may be |
+ * | --- | --- | --- |
+ * | carries plan id P | moved `from -> to` under plan P | ok rows of plan P (the plan went on) |
+ * | carries no plan id (a Pulumi program, a direct caller) | moved `from -> to` under the request's own id, reported by `caller`'s DMZ client | ok rows without a plan: `caller`'s DMZ client's moves and the authority's intents (the run went on) |
+ *
+ * A DMZ client gives a step the same request id each time it is sent
+ * (providers/dmz-client/requests.ts, stepRequestId: made from its
+ * idempotency key and request), so a different request for the same edge
+ * (another key, another body, another data center) never matches, and is
+ * vetoed as before: a request that merely expects the VM where it was is
+ * stale, and the authority stays the last word on it.
  */
-export function doneAlready(req: AuthorizeRequest, to: string, vm: VmRow, history: readonly HistoryRow[]): boolean {
-  if (req.planId === null || req.from === vm.state) return false;
+export function doneAlready(req: AuthorizeRequest, to: string, vm: VmRow, history: readonly HistoryRow[], caller: string): boolean {
+  if (req.from === vm.state) return false;
+  const client = `dmz-client:${caller}`;
   const rows = history.filter((h) => h.vmId === vm.id);
   const moved = (h: HistoryRow) => h.outcome === 'ok' && !(h.detail ?? '').startsWith('intent approved');
-  let i = rows.length - 1;
-  for (; i >= 0; i--) {
+  const isStep =
+    req.planId !== null
+      ? (h: HistoryRow) => h.planId === req.planId
+      : (h: HistoryRow) => h.planId === null && h.requestId === req.requestId && h.actor === client;
+  const goesOn = req.planId !== null ? (h: HistoryRow) => h.planId === req.planId : (h: HistoryRow) => h.planId === null && (h.actor === client || h.actor === 'authority');
+  for (let i = rows.length - 1; i >= 0; i--) {
     const h = rows[i];
-    if (moved(h) && h.from === req.from && h.to === to && h.planId === req.planId) break;
-    if (h.planId !== req.planId || h.outcome !== 'ok') return false;
+    if (moved(h) && h.from === req.from && h.to === to && isStep(h)) return true;
+    if (!goesOn(h) || h.outcome !== 'ok') return false;
   }
-  return i >= 0;
+  return false;
 }
 
 /**

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { PlanDocumentFile } from '../../specs/types/plan.ts';
 import { runCli } from '../../test/helpers/cli.ts';
 import type { PlanDocument } from '../model/index.ts';
-import { checkPlanDocument, jsonSyntaxErrorAt, parsePlanJson, pointerSegments } from './document.ts';
+import { checkPlanDocument, duplicateKeyAt, jsonSyntaxErrorAt, parsePlanJson, pointerSegments } from './document.ts';
 
 // The hand-written plan types and the schema's generated ones describe one document:
 // each must be assignable to the other (tsc checks these two lines).
@@ -204,6 +204,43 @@ describe('jsonSyntaxErrorAt: where a plan file stops being JSON', () => {
     });
     expect(parsePlanJson('  \n', 'p.json')).toMatchObject({ diagnostic: { line: 2, col: 1, detail: 'p.json is empty; write a plan with `fleet plan --out p.json`.' } });
     expect(parsePlanJson('\ufeff{"a": 1}', 'p.json')).toEqual({ doc: { a: 1 }, text: '{"a": 1}' });
+  });
+});
+
+// JSON.parse keeps the last of a key given twice and says nothing: a plan
+// file with `"stack": "other"` written before its sealed `"stack": "fz"`
+// (or an `"action"` before the sealed one) was applied, its seal verified
+// (it covers the parsed content), while a reader saw the first.
+describe('parsePlanJson: a key given twice is an edit', () => {
+  it.each([
+    { name: 'at the top', text: '{\n  "stack": "other",\n  "stack": "fz"\n}', key: 'stack', at: [3, 3], first: [2, 3] },
+    { name: 'in a change', text: '{"changes": [{"action": "create", "index": 0, "action": "delete"}]}', key: 'action', at: [1, 47], first: [1, 15] },
+    { name: 'with space before the colon', text: '{"a" : 1, "b": {"c": 1}, "a" : 2}', key: 'a', at: [1, 26], first: [1, 2] },
+    { name: 'written with an escape', text: '{"st\\u0061ck": "x", "stack": "y"}', key: 'stack', at: [1, 21], first: [1, 2] },
+  ])('$name', ({ text, key, at, first }) => {
+    expect(parsePlanJson(text, 'p.json')).toEqual({
+      diagnostic: expect.objectContaining({
+        code: 'apply.plan-tampered',
+        file: 'p.json',
+        line: at[0],
+        col: at[1],
+        detail: `p.json gives key ${JSON.stringify(key)} twice in one object (first at line ${first[0]}, column ${first[1]}): \`fleet plan --out\` writes each key once, so the file was edited after it was saved, and a reader could take the value applied for the other one. Plan again; never edit a saved plan.`,
+      }),
+    });
+  });
+
+  it.each([
+    { name: 'one name in two objects', text: '{"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 3}, {"x": 4}]}' },
+    { name: 'a key spelt in a string value', text: '{"reason": "count is 2; \\"web/1\\": gone", "web/1": 1}' },
+    { name: 'an escaped backslash before a key end', text: '{"a\\\\": 1, "b": "\\\\"}' },
+    { name: 'space before colons, no key twice', text: '{ "a" : 1, "b" :\n {"a" : 2} }' },
+  ])('none in $name', ({ text }) => {
+    expect(parsePlanJson(text, 'p.json')).toEqual({ doc: JSON.parse(text), text });
+  });
+
+  it.each(goldens)('none in the golden plan %s', (name) => {
+    const text = readFileSync(join(fixtures, name, 'expected.json'), 'utf8');
+    expect(duplicateKeyAt(text, JSON.parse(text))).toBeUndefined();
   });
 });
 

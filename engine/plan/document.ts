@@ -233,6 +233,84 @@ export function jsonSyntaxErrorAt(text: string): number | undefined {
   }
 }
 
+/** How many own keys the objects of a parsed JSON value hold, all depths (no recursion). */
+function keyCount(value: unknown): number {
+  let n = 0;
+  const todo: unknown[] = [value];
+  while (todo.length > 0) {
+    const v = todo.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (Array.isArray(v)) {
+      for (const x of v) todo.push(x);
+      continue;
+    }
+    for (const k of Object.keys(v)) {
+      n++;
+      todo.push((v as Record<string, unknown>)[k]);
+    }
+  }
+  return n;
+}
+
+/**
+ * The offsets of a key given twice in one object of `text` (valid JSON, as
+ * JSON.parse made `doc` of it) and of its first occurrence, or undefined.
+ * JSON.parse keeps the last and says nothing: a plan file with `"action":
+ * "create"` written before the sealed `"action": "delete"` showed a reader
+ * (and any tool that keeps the first) one plan and applied another, and its
+ * seal, over the parsed content, still verified. Most files have none, which
+ * the quick count shows: every `":` not escaped ends a key (a quote inside a
+ * string is escaped), so when no key has space before its colon, as
+ * `fleet plan --out` writes them, the count of `":` is the number of keys
+ * written; JSON.parse kept one per name. Otherwise the text is scanned.
+ */
+export function duplicateKeyAt(text: string, doc: unknown): { at: number; first: number; key: string } | undefined {
+  if (!/"[ \t\r\n]+:/.test(text)) {
+    let written = 0;
+    for (let at = text.indexOf('":'); at >= 0; at = text.indexOf('":', at + 2)) {
+      let slashes = 0;
+      while (text.charCodeAt(at - 1 - slashes) === 0x5c) slashes++;
+      if (slashes % 2 === 0) written++;
+    }
+    if (written === keyCount(doc)) return undefined;
+  }
+  // Each open object's keys and where each was first written; null for an open array.
+  const open: (Map<string, number> | null)[] = [];
+  const n = text.length;
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c !== 0x22) {
+      if (c === 0x7b) open.push(new Map());
+      else if (c === 0x5b) open.push(null);
+      else if (c === 0x7d || c === 0x5d) open.pop();
+      i++;
+      continue;
+    }
+    const start = i;
+    let escaped = false;
+    i++;
+    for (;;) {
+      const d = text.charCodeAt(i);
+      if (d === 0x5c) {
+        escaped = true;
+        i += 2;
+      } else if (d === 0x22 || Number.isNaN(d)) break;
+      else i++;
+    }
+    i++;
+    const end = i;
+    for (let w = text.charCodeAt(i); w === 0x20 || w === 0x09 || w === 0x0a || w === 0x0d; w = text.charCodeAt(++i));
+    const keys = open[open.length - 1];
+    if (text[i] !== ':' || !keys) continue;
+    const key = escaped ? (JSON.parse(text.slice(start, end)) as string) : text.slice(start + 1, end - 1);
+    const first = keys.get(key);
+    if (first !== undefined) return { at: start, first, key };
+    keys.set(key, start);
+  }
+  return undefined;
+}
+
 /**
  * JSON.parse of a plan file's text, or the diagnostic of why it is not
  * JSON, at the line and column of the first error. A leading byte order mark
@@ -241,20 +319,23 @@ export function jsonSyntaxErrorAt(text: string): number | undefined {
  */
 export function parsePlanJson(text: string, file: string): { doc: unknown; text: string } | { diagnostic: Diagnostic } {
   const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-  try {
-    return { doc: JSON.parse(body) as unknown, text: body };
-  } catch (err) {
-    const raw = err instanceof Error ? err.message : String(err);
-    // V8's words without the position (given as line and column instead) or the quoted text.
-    const why = raw.replace(/, (?:\.\.\.)?".*$/s, '').replace(/ in JSON at position \d+.*$/s, '');
-    const offset = jsonSyntaxErrorAt(body) ?? body.length;
+  const position = (offset: number): { line: number; col: number } => {
     let line = 1;
     let lineStart = 0;
     for (let nl = body.indexOf('\n'); nl >= 0 && nl < offset; nl = body.indexOf('\n', nl + 1)) {
       line++;
       lineStart = nl + 1;
     }
-    const col = offset - lineStart + 1;
+    return { line, col: offset - lineStart + 1 };
+  };
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body);
+  } catch (err) {
+    const raw = err instanceof Error ? err.message : String(err);
+    // V8's words without the position (given as line and column instead) or the quoted text.
+    const why = raw.replace(/, (?:\.\.\.)?".*$/s, '').replace(/ in JSON at position \d+.*$/s, '');
+    const { line, col } = position(jsonSyntaxErrorAt(body) ?? body.length);
     const empty = body.trim() === '';
     return {
       diagnostic: diag(
@@ -266,6 +347,18 @@ export function parsePlanJson(text: string, file: string): { doc: unknown; text:
       ),
     };
   }
+  const twice = duplicateKeyAt(body, doc);
+  if (twice) {
+    const first = position(twice.first);
+    return {
+      diagnostic: diag(
+        'apply.plan-tampered',
+        `${file} gives key ${JSON.stringify(twice.key)} twice in one object (first at line ${first.line}, column ${first.col}): \`fleet plan --out\` writes each key once, so the file was edited after it was saved, and a reader could take the value applied for the other one. Plan again; never edit a saved plan.`,
+        { file, ...position(twice.at) },
+      ),
+    };
+  }
+  return { doc, text: body };
 }
 
 /** Narrows after checkPlanDocument returned no diagnostic. */

@@ -344,6 +344,21 @@ describe('problems', () => {
     expect(r.diagnostics.map((d) => `${d.file}:${d.line}:${d.col}`)).toEqual(r.diagnostics.map(() => 'stack.yaml:19:13'));
   });
 
+  // The stack's name is in every VM's name given to the data centers, in the record and in saved plans:
+  // `name: "fz\e[2J"` validated, and `fleet state list` wrote the escape to the terminal.
+  it.each([
+    ['an escape', '"t\\e[2J"', 'holds U+001B at position 2, a character that does not show'],
+    ['a direction character', '"t\\u202Eevil"', 'holds U+202E at position 2'],
+    ['a zero-width space', '"t\\u200B"', 'holds U+200B at position 2'],
+    ['a space at the end', '"t "', 'starts or ends with a space'],
+  ])('refuses a stack name with %s, at the name', async (_what, yamlName, why) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml().replace('metadata: { name: t }', `metadata: { name: ${yamlName} }`), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual(['spec.invalid-value stack.yaml:3:19']);
+    expect(r.diagnostics[0].detail).toContain(`metadata.name "t`);
+    expect(r.diagnostics[0].detail).toContain(why);
+  });
+
   it('accepts data center names with dots, dashes, underscores and letters of any case', async () => {
     const extra = ['us-east-1', 'DC_2', 'eu.west', '..a'].map((n, i) => `    - name: ${n}\n      address: embedded\n      location: { lat: ${i}, lon: 0 }\n      capacity: {}\n`).join('');
     const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });

@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
-import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, unseenProblem, visible, type Diagnostic, type Where } from '../diags/index.ts';
 import { PACK_FILE, loadPack as policyLoadPack, packDirProblem } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -114,6 +114,8 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
   const raw = isObj(src.value) ? src.value : {};
   const spec = isObj(raw.spec) ? raw.spec : {};
 
+  const nameDiag = checkStackName(src, raw);
+  if (nameDiag) diagnostics.push(nameDiag);
   const dcDiags = checkDataCenters(src, spec);
   diagnostics.push(...dcDiags);
   const authority = isObj(spec.authority) && typeof spec.authority.address === 'string' ? plainRemote('The authority', spec.authority.address, valueWhere(src, ['spec', 'authority', 'address'])) : undefined;
@@ -309,6 +311,26 @@ function folderNameProblem(name: string): string | undefined {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) return 'holds a control character';
   return undefined;
+}
+
+/**
+ * The stack's name with a character that does not show (a control, zero-width
+ * or direction character), a space at either end, or a letter not composed.
+ * It is in every VM's name the data centers are given (`<stack>-<fleet>-<n>`),
+ * in the record and in saved plans: `name: "fz\u001b[2J"` validated, was
+ * given to the data center in each VM's name, and `fleet state list`
+ * wrote the escape to the terminal. The rule of a fleet's owner.
+ */
+function checkStackName(src: SourceDoc, raw: Record<string, unknown>): Diagnostic | undefined {
+  const meta = isObj(raw.metadata) ? raw.metadata : {};
+  if (typeof meta.name !== 'string' || meta.name === '') return undefined;
+  const problem = unseenProblem(meta.name);
+  if (!problem) return undefined;
+  return diag(
+    'spec.invalid-value',
+    `metadata.name ${visible(meta.name)} ${problem.why}: the stack's name is in the name of every VM it makes (given to the data centers), in the record and in saved plans, and would read in a plan or listing as something it is not. ${problem.fix}`,
+    valueWhere(src, ['metadata', 'name']),
+  );
 }
 
 /** Duplicate data center names (each names the first entry's location), names that are not one path segment, and malformed addresses. */

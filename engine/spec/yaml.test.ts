@@ -3,6 +3,8 @@ import { location } from '../diags/index.ts';
 import type { Where } from '../diags/index.ts';
 import { collectPointers, keyWhere, ownerWhere, parseYaml, valueWhere, type Path, type SourceDoc } from './yaml.ts';
 
+const TOO_DEEP = 'Lists and mappings are nested more than 64 deep here; no field of a fleet, stack or DMZ client file nests that deep. Look for a stray [ or { (or indentation that runs away).';
+
 describe('parseYaml', () => {
   const cases: [string, string, string[]][] = [
     ['valid document', 'a: 1\n', []],
@@ -18,10 +20,26 @@ describe('parseYaml', () => {
     // The record cannot store a NUL: it validated, then `fleet apply` failed with cli.internal.
     ['a NUL in a value', 'a: 1\nowner: "team\\0pay"\n', ['f.yaml:2:8 "team\\u0000pay" holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.']],
     ['a NUL in a key and in a list item', 'labels: { "t\\0": x }\nl: [a, "b\\0"]\n', ['f.yaml:1:11 "t\\u0000" holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.', 'f.yaml:2:8 "b\\u0000" holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.']],
+    // Deeper than a few hundred levels, converting the value overflowed the call stack: the diagnostic said
+    // "Maximum call stack size exceeded." at a column of no meaning.
+    ['lists nested 100 deep', `a: ${'['.repeat(100)}${']'.repeat(100)}\n`, [`f.yaml:1:67 ${TOO_DEEP}`]],
+    ['mappings nested 100 deep', `a: ${'{b: '.repeat(100)}1${'}'.repeat(100)}\n`, [`f.yaml:1:${4 + 63 * 4} ${TOO_DEEP}`]],
+    ['block mappings nested 100 deep', `${Array.from({ length: 100 }, (_, i) => `${'  '.repeat(i)}k${i}:`).join('\n')} 1\n`, [`f.yaml:65:129 ${TOO_DEEP}`]],
+    ['64 levels are read', `a: ${'['.repeat(63)}1${']'.repeat(63)}\n`, []],
   ];
   it.each(cases)('%s', (_name, text, want) => {
     const r = parseYaml(text, 'f.yaml');
     expect(r.diagnostics.map((d) => `${location(d)} ${d.detail}`)).toEqual(want);
+  });
+
+  // Deeper than the parser reaches (its own error then), the same diagnostic, inside the nesting.
+  it.each([
+    ['lists', `a: ${'['.repeat(5000)}${']'.repeat(5000)}\n`],
+    ['mappings', `a: ${'{b: '.repeat(2000)}1${'}'.repeat(2000)}\n`],
+  ])('%s nested thousands deep', (_name, text) => {
+    const r = parseYaml(text, 'f.yaml');
+    expect(r.diagnostics.map((d) => [d.code, d.line, d.detail])).toEqual([['spec.yaml-syntax', 1, TOO_DEEP]]);
+    expect(r.diagnostics[0].col).toBeGreaterThan(64);
   });
 
   it('counts documents, skipping empty ones, and knows an empty file', () => {

@@ -26,6 +26,19 @@ export interface ParsedFile {
 /** A path into a document: map keys and sequence indices (`['spec', 'placement', 'dataCenters', 1]`). */
 export type Path = readonly (string | number)[];
 
+/**
+ * How deep lists and mappings may nest in one document. A fleet or stack file
+ * nests a few levels (policyPack.config a few more); converting a value some
+ * 900 levels deep (`deep: [[[[…`) overflowed the call stack and was reported
+ * as "Maximum call stack size exceeded", at a column of no meaning. Deeper
+ * than the parser itself reaches, its own error is reported as this one (at
+ * the place it gave up, inside the nesting).
+ */
+export const MAX_NESTING = 64;
+const TOO_DEEP = `Lists and mappings are nested more than ${MAX_NESTING} deep here; no field of a fleet, stack or DMZ client file nests that deep. Look for a stray [ or { (or indentation that runs away).`;
+/** What the parser's error says when a value is nested deeper than the call stack reaches (some 800 levels). */
+const STACK_OVERFLOW = /Maximum call stack size exceeded/;
+
 function isEmptyDoc(doc: Document.Parsed): boolean {
   const c = doc.contents;
   return c === null || (isScalar(c) && c.value === null && !doc.errors.length);
@@ -52,23 +65,40 @@ export function parseYaml(text: string, file: string): ParsedFile {
       empty = false;
       // Errors after the first at the same place are consequences of it.
       const seen = new Set<number>();
+      let overflowed = false;
       for (const e of doc.errors) {
         if (seen.has(e.pos[0])) continue;
         seen.add(e.pos[0]);
+        // The parser may run out of stack more than once in one nesting: one diagnostic says it.
+        if (STACK_OVERFLOW.test(e.message) && overflowed) continue;
+        overflowed ||= STACK_OVERFLOW.test(e.message);
         const { line, col } = lines.linePos(e.pos[0]);
-        const detail = (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lines) : undefined) ?? `${firstLine(e.message)}${openedAt(text, e.pos[0], e.message, lines)}.`;
+        const detail =
+          (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lines) : undefined) ??
+          (STACK_OVERFLOW.test(e.message) ? TOO_DEEP : `${firstLine(e.message)}${openedAt(text, e.pos[0], e.message, lines)}.`);
         diagnostics.push(diag('spec.yaml-syntax', detail, { file, line, col }));
       }
       return;
     }
     if (isEmptyDoc(doc)) return;
     empty = false;
+    const deep = tooDeep(doc);
+    if (deep) {
+      const { line, col } = lines.linePos(deep.range?.[0] ?? doc.range[0]);
+      diagnostics.push(diag('spec.yaml-syntax', TOO_DEEP, { file, line, col }));
+      return;
+    }
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: 1000 });
     } catch (err) {
       // An alias without its anchor (`*base` before or without `&base`) parses but cannot be resolved.
       const msg = err instanceof Error ? err.message : String(err);
+      if (STACK_OVERFLOW.test(msg)) {
+        const { line, col } = lines.linePos(doc.range[0]);
+        diagnostics.push(diag('spec.yaml-syntax', TOO_DEEP, { file, line, col }));
+        return;
+      }
       const alias = /: (\S+)$/.exec(msg)?.[1];
       const at = alias ? text.indexOf(`*${alias}`, doc.range[0]) : -1;
       const { line, col } = lines.linePos(at >= 0 ? at : doc.range[0]);
@@ -80,6 +110,21 @@ export function parseYaml(text: string, file: string): ParsedFile {
     docs.push({ file, index, doc, lines, value });
   });
   return { docs, diagnostics, empty };
+}
+
+/** A list or mapping nested deeper than MAX_NESTING (aliases not followed), found without recursion. */
+function tooDeep(doc: Document.Parsed): Node | undefined {
+  const todo: [unknown, number][] = [[doc.contents, 1]];
+  while (todo.length > 0) {
+    const [node, depth] = todo.pop()!;
+    if (!isMap(node) && !isSeq(node)) continue;
+    if (depth > MAX_NESTING) return node;
+    for (const item of node.items as unknown[]) {
+      if (isPair(item)) todo.push([item.key, depth + 1], [item.value, depth + 1]);
+      else todo.push([item, depth + 1]);
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -9,6 +9,7 @@ import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
 import { DmzHttpClient } from '../client.ts';
 import { createSimDriver } from '../drivers/sim/index.ts';
+import { DriverError } from '../drivers/types.ts';
 import type { BatchStep, NewVmRequest, StepResult } from '../../protocol/index.ts';
 import { TO_RUNNING, createRequest, newVm, startTestWorld, walk, type TestDc, type TestWorld } from '../testing.ts';
 import { AuthorityClient } from './authority-client.ts';
@@ -455,6 +456,43 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
     // createVm, powerOn, boot and awaitReady each authorized afresh.
     expect(calls()).toMatchObject({ authorize: 4, advance: ['create+5'] });
     expect((await world.record.getVm(vm.id))?.state).toBe('Running');
+  });
+
+  // createVm approved (ahead, by the create's advance) with credentials of 130 s, just over the DMZ client's
+  // 2-minute margin, and its first two tries each failing transient after 70 s: before, the third try ran on expired
+  // credentials, and the CLI got createVm `failed` with driver.credentials ("sim miami refuses createVm: credentials
+  // expired at …"), the run stopped and the record held the VM CreateFailed. Now the step answers 503
+  // credentials-expiring instead of that third try; the CLI sends the run again from it, it is authorized afresh,
+  // and the VM gets to Running.
+  it('a cloud call whose tries outlast its credentials: the run is sent again from that step, authorized afresh, and the VM gets to Running', async () => {
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    try {
+      world = await startTestWorld({ record, dataCenters: ['miami'], client: { batch: true, baseDelayMs: 1 }, credentialTtlMs: 130_000 });
+      const dc = world.dc('miami');
+      const calls = countCalls();
+      const left: number[] = [];
+      const create = dc.driver.createVm.bind(dc.driver);
+      vi.spyOn(dc.driver, 'createVm').mockImplementation(async (creds, input) => {
+        left.push(Date.parse(creds.expiresAt) - Date.now());
+        if (left.length > 2) return create(creds, input);
+        vi.setSystemTime(Date.now() + 70_000);
+        throw new DriverError('transient', 'InternalError: the cloud failed to answer in time');
+      });
+      const vm = newVm(world.stack, { fleet: 'outlasted' });
+      const seen = await results(dc.client, runOf(vm, TO_RUNNING, `outlasted-${vm.id}`, true));
+      expect(seen).toEqual(RUNNING_RESULTS);
+      // createVm: each approval tried once (a second try would have had 60 s left), the run sent again from it twice,
+      // each time authorized afresh with fresh credentials; the later steps' approvals ahead, stale by then, asked again.
+      expect(left).toHaveLength(3);
+      for (const l of left) expect(l).toBeGreaterThan(120_000);
+      // The create's advance; createVm authorized afresh twice, its report with the rest of the run (approved ahead).
+      expect(calls()).toEqual({ authorize: 2, report: 3, advance: ['create+5', 'report+3'], boot: 1 });
+      expect(await world.record.getVm(vm.id)).toMatchObject({ state: 'Running' });
+      const rows = await historyShape(world, vm.id);
+      expect(rows.filter(([, , actor, outcome]) => actor !== 'authority' && outcome !== 'ok')).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a report refused while the next step runs: the run stops there, the next step is not reported, nothing after it starts', async () => {

@@ -19,7 +19,7 @@
 // engine/model does not compile until it is carried out here too. An
 // operation the authority names that is not in the set (a newer authority)
 // fails the step like a driver error: it is reported, not thrown.
-import type { AuthorizeResponse, AuthorityVm } from '../../protocol/index.ts';
+import { WireError, type AuthorizeResponse, type AuthorityVm } from '../../protocol/index.ts';
 import { isOperation, type DriverCall, type Operation, type VmSize } from '../../engine/model/index.ts';
 import { DriverError, type Driver, type ScopedCredentials, type VmRef } from '../drivers/types.ts';
 
@@ -37,6 +37,19 @@ export interface DriverCallOptions {
   maxRetryAfterMs?: number;
   /** The pause between tries (tests record it). Default: a timer. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * When the credentials the call is made with expire (ms since the epoch: credentialsExpireAt). A try again
+   * starts only while they have more than credentialsMarginMs left; else the call stops with 503
+   * credentials-expiring. Absent (or NaN: none that can be read, which the driver refuses itself): not checked.
+   */
+  credentialsExpireAt?: number;
+  /** What a try needs of its credentials' life. Default CREDENTIALS_MARGIN_MS. */
+  credentialsMarginMs?: number;
+  /**
+   * The tries made so far by earlier sends of the step (answered 503 credentials-expiring), counted on by this
+   * call: a step sent again goes on with the tries left, `attempts` in all, as if it had not been stopped.
+   */
+  tries?: { made: number };
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -45,15 +58,56 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export const MAX_RETRY_AFTER_MS = 120_000;
 
 /**
+ * Credentials closer than this to their expiry are not used for a cloud call: a call with its waits (a create until
+ * the instance runs, a power-off until it stops) takes a minute or two, and a try is given 120 s (the per-call
+ * deadline). A fresh approval always has more: the authority's credentials last 10 minutes, and its brokers renew a
+ * cloud session at two thirds of its life (an AWS session of 900 s is handed out with at least 300 s left, an Entra
+ * token with at least 20 minutes). Checked before the first try (step.ts: an approval given earlier is asked for
+ * again) and before every try again (callDriver).
+ */
+export const CREDENTIALS_MARGIN_MS = 120_000;
+
+/**
+ * When `creds` expire, in ms since the epoch: the earliest of the expiries the drivers check (the scoped
+ * credentials', and the brokered AWS session's or Azure token's, which the authority's is never later than).
+ * NaN when none can be read: the driver refuses such credentials itself (driver.credentials).
+ */
+export function credentialsExpireAt(creds: ScopedCredentials): number {
+  const all = [creds.expiresAt, creds.aws?.expiration, creds.azure?.expiresOn].filter((t): t is string => t !== undefined).map((t) => Date.parse(t));
+  return all.some((t) => Number.isNaN(t)) ? NaN : Math.min(...all);
+}
+
+/**
  * One driver call with a deadline, tried again while its failure is
  * transient: after a random backoff, or at least the Retry-After the cloud
  * asked for (never sooner: a throttled cloud throttles a client that comes
  * back early for longer).
+ *
+ * A try again starts only while the call's credentials have more than the
+ * margin left (credentialsExpireAt): tries and waits may add up to several
+ * minutes, and a try on credentials expired meanwhile is refused
+ * (driver.credentials), failing the step for nothing but the wait. Past that,
+ * the call stops with 503 credentials-expiring instead: nothing is reported,
+ * and the step, sent again with its key, is authorized afresh (fresh
+ * credentials) and tried again. A Retry-After is still waited out first,
+ * even one that outlasts the credentials: the step sent again would come
+ * back to the cloud sooner than it asked. The first try runs with the
+ * credentials as the step hands them (checked there: step.ts). Sent again,
+ * the step goes on with the tries it has left (`tries`): a cloud that keeps
+ * failing still fails the step after `attempts` tries in all.
  */
 export async function callDriver<T>(what: DriverCall, fn: () => Promise<T>, o: DriverCallOptions): Promise<T> {
   const backoffMs = o.backoffMs ?? 20;
   const pause = o.sleep ?? sleep;
-  for (let attempt = 1; ; attempt++) {
+  const marginMs = o.credentialsMarginMs ?? CREDENTIALS_MARGIN_MS;
+  /** The failure of the try before, and the pause after it (for the message of a call stopped). */
+  let before: { err: DriverError; waitedMs: number } | undefined;
+  for (let attempt = (o.tries?.made ?? 0) + 1; ; attempt++) {
+    const expireAt = o.credentialsExpireAt;
+    if (before && expireAt !== undefined && Number.isFinite(expireAt) && expireAt - Date.now() <= marginMs) {
+      throw expiring(what, attempt - 1, expireAt, marginMs, before);
+    }
+    if (o.tries) o.tries.made = attempt;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new DriverError('timeout', `${what} did not answer within ${o.timeoutMs} ms`, false)), o.timeoutMs);
@@ -64,7 +118,9 @@ export async function callDriver<T>(what: DriverCall, fn: () => Promise<T>, o: D
       if (err instanceof DriverError && err.transient && attempt < o.attempts) {
         const asked = err.retryAfterMs ?? 0;
         if (asked > (o.maxRetryAfterMs ?? MAX_RETRY_AFTER_MS)) throw err;
-        await pause(Math.max(asked, Math.random() * backoffMs * 2 ** attempt));
+        const waitMs = Math.max(asked, Math.random() * backoffMs * 2 ** attempt);
+        await pause(waitMs);
+        before = { err, waitedMs: waitMs };
         continue;
       }
       throw err;
@@ -72,6 +128,17 @@ export async function callDriver<T>(what: DriverCall, fn: () => Promise<T>, o: D
       clearTimeout(timer);
     }
   }
+}
+
+/** A call stopped before a try again: its credentials would not outlast the try (callDriver). */
+function expiring(what: DriverCall, tries: number, expiresAt: number, marginMs: number, before: { err: DriverError; waitedMs: number }): WireError {
+  const left = expiresAt - Date.now();
+  const when = `${left > 0 ? 'expire' : 'expired'} at ${new Date(expiresAt).toISOString()} (${left > 0 ? `in ${Math.floor(left / 1000)} s` : `${Math.ceil(-left / 1000)} s ago`})`;
+  const waited = before.waitedMs >= 1000 ? `, then waited ${Math.round(before.waitedMs / 1000)} s${before.err.retryAfterMs !== undefined ? ' as the cloud asked (Retry-After)' : ''}` : '';
+  return new WireError(
+    'credentials-expiring',
+    `${what} was not tried again: the credentials of its approval ${when}, within the ${Math.round(marginMs / 1000)} s a try needs; its try ${tries} failed (${before.err.message})${waited}. Nothing of this step was recorded; sent again with its idempotency key, it is authorized afresh, with fresh credentials`,
+  );
 }
 
 /** What a carried-out operation gives the edge's report. */
@@ -167,14 +234,17 @@ export class Operations {
   /**
    * Carries out `operation`, approved by `auth`, on VM `vmId` (`size`: a
    * resize's new size). Throws DriverError when the cloud call failed (after
-   * its tries), or when the operation is none the driver knows.
+   * its tries), or when the operation is none the driver knows; WireError
+   * credentials-expiring when a try again would outlast the approval's
+   * credentials (callDriver). `tries`: see DriverCallOptions.
    */
-  async carryOut(operation: string, auth: AuthorizeResponse, vmId: string, size: VmSize | undefined): Promise<OperationDone> {
+  async carryOut(operation: string, auth: AuthorizeResponse, vmId: string, size: VmSize | undefined, tries?: { made: number }): Promise<OperationDone> {
     if (operation === 'none') return {};
     const creds = auth.credentials;
     const vm = auth.vm;
     if (!creds || !vm) throw new Error(`bug: an approval of ${operation} without credentials or VM`);
     if (!isCloudOperation(operation)) throw new DriverError('failed', `the ${this.driver.kind} driver has no operation ${operation}`);
+    const o = { ...this.o, credentialsExpireAt: credentialsExpireAt(creds), ...(tries ? { tries } : {}) };
     return CALLS[operation]({
       driver: this.driver,
       creds,
@@ -186,7 +256,7 @@ export class Operations {
       // awaitReady is a wait of up to readyTimeoutMs (10 min for aws and azure)
       // that the driver bounds itself; the per-call deadline (120 s) would cut
       // it short, so its backstop is the wait plus one call.
-      retry: (fn) => callDriver(operation, fn, operation === 'awaitReady' ? { ...this.o, timeoutMs: this.o.readyTimeoutMs + this.o.timeoutMs } : this.o),
+      retry: (fn) => callDriver(operation, fn, operation === 'awaitReady' ? { ...o, timeoutMs: this.o.readyTimeoutMs + this.o.timeoutMs } : o),
     });
   }
 }

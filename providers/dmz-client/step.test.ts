@@ -9,6 +9,8 @@ import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
 import type { StepResult } from '../../protocol/index.ts';
 import { createRequest, newVm } from '../testing.ts';
+import { DriverError } from '../drivers/types.ts';
+import { signedCredentials } from '../drivers/sim/testing.ts';
 import { Lanes } from './lanes.ts';
 import { stepRequest } from './requests.ts';
 import type { RunContext } from './step.ts';
@@ -291,5 +293,89 @@ describe('StepRunner: what a run hands a step (RunContext)', () => {
     expect(lease.holding).toBe(true);
     lease.free();
     await vi.waitFor(() => expect(lanes.stats('apply-1')).toEqual({ busy: 0, waiting: 0 }), { timeout: 10_000 });
+  });
+});
+
+// A driver call is tried again while its failure is transient (up to 4 tries of up to 120 s each, Retry-After waits
+// between them), with the credentials of the step's approval, checked once, before the first try. An approval with
+// just over the 2-minute margin left had a later try refused as expired: the step failed with driver.credentials,
+// its failure recorded (BeingCreated -> CreateFailed) and the member lost, for nothing but the wait. Now a try never
+// starts with credentials within that margin: the step answers 503 credentials-expiring, nothing of it recorded, and
+// sent again with its key (the CLI's retry) it is authorized afresh and carried out with fresh credentials.
+describe('StepRunner: a driver call tried again never runs on credentials about to expire', () => {
+  /** The sim's createVm, each of the first `slow.length` tries on live credentials taking that long (the clock moved on) and failing transient. */
+  function slowTransientCreates(world: World, slow: readonly number[]) {
+    const left: number[] = [];
+    const create = world.driver.createVm.bind(world.driver);
+    vi.spyOn(world.driver, 'createVm').mockImplementation(async (creds, input) => {
+      left.push(Date.parse(creds.expiresAt) - Date.now());
+      const took = slow[left.length - 1];
+      // Credentials expired: refused as the cloud refuses them (the sim's own check: driver.credentials).
+      if (took === undefined || Date.parse(creds.expiresAt) <= Date.now()) return create(creds, input);
+      vi.setSystemTime(Date.now() + took);
+      throw new DriverError('transient', 'InternalError: the cloud failed to answer in time');
+    });
+    return left;
+  }
+
+  it('tries that outlast the credentials: 503 credentials-expiring, nothing recorded; sent again, authorized afresh, carried out and reported', async () => {
+    // Only Date is faked (and moves on with real time): the sim, the store and the record run as usual.
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    try {
+      // The authority's credentials live 130 s: just over the DMZ client's 2-minute margin when the step starts.
+      w = await startStepWorld(record, {}, { credentialTtlMs: 130_000 });
+      const { vmId } = await walkNew(w, ['Requested', 'BeingCreated']);
+      // Two tries of 70 s each failing transient: before, the third ran on credentials expired 10 s before.
+      const left = slowTransientCreates(w, [70_000, 70_000]);
+      const key = randomUUID();
+      const first = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff', key)).catch((e: unknown) => e);
+      // Before: { outcome: 'failed', error: { code: 'driver.credentials', message: 'createVm failed in miami: sim miami
+      // refuses createVm: credentials expired at …' } }, reported failed, the VM CreateFailed in the record.
+      expect(first).toBeInstanceOf(ProtocolError);
+      expect(first).toMatchObject({ statusCode: 503, code: 'credentials-expiring', message: expect.stringContaining('createVm was not tried again') });
+      expect(w.calls.filter((c) => c.startsWith('report'))).toEqual(['report Requested>BeingCreated ok']);
+      expect((await record.getVm(vmId))?.state).toBe('BeingCreated');
+      // Sent again with the same key (the CLI's retry): nothing was stored, so it is authorized afresh (fresh
+      // credentials) and tried; its try failing as slowly again, the same 503; sent once more, carried out.
+      expect(await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff', key)).catch((e: unknown) => e)).toMatchObject({ statusCode: 503, code: 'credentials-expiring' });
+      const again = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff', key));
+      expect(again).toMatchObject({ outcome: 'ok', operation: 'createVm', vm: { state: 'PoweredOff' } });
+      expect(w.calls.filter((c) => c.includes('BeingCreated>PoweredOff'))).toEqual([
+        'authorize transition BeingCreated>PoweredOff',
+        'authorize transition BeingCreated>PoweredOff',
+        'authorize transition BeingCreated>PoweredOff',
+        'report BeingCreated>PoweredOff ok',
+      ]);
+      // No try started with 2 minutes or less left; one VM in the cloud (createVm is idempotent per VM id).
+      expect(left).toHaveLength(3);
+      for (const l of left) expect(l).toBeGreaterThan(120_000);
+      expect((await w.driver.list(signedCredentials(DC))).filter((v) => v.vmId === vmId && v.status === 'present')).toHaveLength(1);
+      expect((await record.getVm(vmId))?.state).toBe('PoweredOff');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a cloud that keeps failing slowly: each send goes on with the tries left, and after 4 tries in all the step fails driver.transient, never driver.credentials', async () => {
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    try {
+      w = await startStepWorld(record, {}, { credentialTtlMs: 130_000 });
+      const { vmId } = await walkNew(w, ['Requested', 'BeingCreated']);
+      const left = slowTransientCreates(w, [70_000, 70_000, 70_000, 70_000, 70_000, 70_000]);
+      const key = randomUUID();
+      const answers: unknown[] = [];
+      for (let send = 0; send < 4; send++) {
+        const r = await w.steps.transition(vmId, edge('BeingCreated', 'PoweredOff', key)).catch((e: unknown) => e);
+        answers.push(r instanceof ProtocolError ? `${r.statusCode} ${r.code}` : (r as StepResult).error?.code);
+      }
+      // Before: the third try ran on expired credentials (driver.credentials). Now one try per send, 4 in all.
+      expect(answers).toEqual(['503 credentials-expiring', '503 credentials-expiring', '503 credentials-expiring', 'driver.transient']);
+      expect(left).toHaveLength(4);
+      for (const l of left) expect(l).toBeGreaterThan(120_000);
+      expect(w.calls.filter((c) => c.startsWith('report'))).toEqual(['report Requested>BeingCreated ok', 'report BeingCreated>PoweredOff failed']);
+      expect((await record.getVm(vmId))?.state).toBe('CreateFailed');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -8,6 +8,9 @@
 // - A step asks the authority first and calls the driver only for an
 //   approved edge, with the credentials that approval carries (fresh ones:
 //   an approval whose credentials are about to expire is asked for again).
+//   A call tried again (a transient failure) is tried only while they have
+//   more than 2 minutes left; past that the step answers 503
+//   credentials-expiring, unreported, and is sent again (operations.ts).
 // - Every carried-out call is reported, ok or failed; a failed one only as a
 //   driver failure (DriverError), anything else is a bug and is thrown.
 // - Within a run, reports go out in step order: a step's report waits for
@@ -30,8 +33,8 @@ import { DriverError, type Driver } from '../drivers/types.ts';
 import type { BatchStep, CreateVmRequest, DeleteVmRequest, StepResult, TransitionRequest } from '../../protocol/index.ts';
 import { BootCauses, type DeniedBoot } from './boot-causes.ts';
 import type { Lease } from './lanes.ts';
-import { Operations, type OperationDone } from './operations.ts';
-import { createRequest, fingerprint, stepRequest, stepVm, type RequestDefaults } from './requests.ts';
+import { CREDENTIALS_MARGIN_MS, Operations, credentialsExpireAt, type OperationDone } from './operations.ts';
+import { createRequest, fingerprint, stepFingerprint, stepRequest, stepVm, type EdgeStep, type RequestDefaults } from './requests.ts';
 
 /** The authority's calls a step makes (AuthorityClient, or the authority itself in tests). */
 export interface AuthorityCalls {
@@ -50,6 +53,8 @@ export interface ResultStore {
 export interface RunContext {
   /** This step's authorization request, when an earlier step's advance decided it (`ahead` or `done`). */
   request?: AuthorizeRequest;
+  /** This step's fingerprint (requests.ts stepFingerprint), made once by its run. */
+  fingerprint?: string;
   /** This step's authorization, given by the advance of an earlier step. */
   ahead?: AuthorizeResponse;
   /** This step's result: a `none` edge the advance of an earlier step moved at once. */
@@ -84,17 +89,12 @@ export interface StepRunnerOptions extends RequestDefaults {
   stateDir?: string;
 }
 
-/**
- * Credentials closer than this to their expiry are not used for a cloud call: a call with its waits (a create until
- * the instance runs, a power-off until it stops) takes a minute or two. A fresh approval always has more: the
- * authority's credentials last 10 minutes, and its brokers renew a cloud session at two thirds of its life (an AWS
- * session of 900 s is handed out with at least 300 s left, an Entra token with at least 20 minutes).
- */
-const CREDENTIALS_MARGIN_MS = 120_000;
+/** How many steps answered 503 credentials-expiring keep their count of tries (StepRunner.triesMade). */
+const TRIES_KEPT = 10_000;
 
-/** Whether an approval's credentials (if any) last long enough for a cloud call. */
+/** Whether an approval's credentials (if any) last long enough for a cloud call (CREDENTIALS_MARGIN_MS, operations.ts). */
 function fresh(auth: AuthorizeResponse): boolean {
-  return auth.credentials === undefined || Date.parse(auth.credentials.expiresAt) - Date.now() > CREDENTIALS_MARGIN_MS;
+  return auth.credentials === undefined || credentialsExpireAt(auth.credentials) - Date.now() > CREDENTIALS_MARGIN_MS;
 }
 
 /** Whether a run's step was answered ok. */
@@ -151,6 +151,13 @@ export class StepRunner {
    * (bootDenied): for the message of the step that finds the boot denied (awaitReady). Kept in the state folder.
    */
   private readonly boots: BootCauses;
+  /**
+   * Per idempotency key, the tries of its driver call made by sends of the step answered 503 credentials-expiring:
+   * sent again, it goes on with the tries it has left (driverAttempts in all), so a cloud that keeps failing fails
+   * the step as before rather than have it sent again for as long as the CLI retries. Memory only (a restart
+   * starts the count again); at most TRIES_KEPT keys, the oldest forgotten first.
+   */
+  private readonly triesMade = new Map<string, number>();
 
   constructor(o: StepRunnerOptions) {
     this.dc = o.dataCenter;
@@ -196,8 +203,9 @@ export class StepRunner {
    * the run's next edges (one advance).
    */
   create(b: CreateVmRequest, run?: RunContext): Promise<StepResult> {
-    return this.store.run(b.idempotencyKey, fingerprint('create', b), async () => {
-      const authReq = createRequest(this.defaults, b);
+    const fp = run?.fingerprint ?? fingerprint('create', b);
+    return this.store.run(b.idempotencyKey, fp, async () => {
+      const authReq = createRequest(this.defaults, b, fp);
       let auth: AuthorizeResponse;
       if (run?.chain?.length) {
         const res = await this.authority.advance({ create: authReq, next: run.chain, ahead: true });
@@ -224,16 +232,16 @@ export class StepRunner {
     if (b.operation === 'resize' && (!b.size || b.from !== b.to)) {
       throw new WireError('bad-request', 'a resize is { from: S, to: S, operation: "resize", size }');
     }
-    return this.store.run(b.idempotencyKey, fingerprint(`transition ${vmId}`, b), () =>
-      this.step(run?.request ?? stepRequest(this.defaults, { op: 'transition', vmId, body: b }), run),
-    );
+    const s: EdgeStep = { op: 'transition', vmId, body: b };
+    const fp = run?.fingerprint ?? stepFingerprint(s);
+    return this.store.run(b.idempotencyKey, fp, () => this.step(b.idempotencyKey, run?.request ?? stepRequest(this.defaults, s, fp), run));
   }
 
   /** DELETE /v1/vms/:id: the last edge. */
   remove(vmId: string, b: DeleteVmRequest, run?: RunContext): Promise<StepResult> {
-    return this.store.run(b.idempotencyKey, fingerprint(`delete ${vmId}`, b), () =>
-      this.step(run?.request ?? stepRequest(this.defaults, { op: 'delete', vmId, body: b }), run),
-    );
+    const s: EdgeStep = { op: 'delete', vmId, body: b };
+    const fp = run?.fingerprint ?? stepFingerprint(s);
+    return this.store.run(b.idempotencyKey, fp, () => this.step(b.idempotencyKey, run?.request ?? stepRequest(this.defaults, s, fp), run));
   }
 
   /** One step of a batch or a run, as its single route would carry it out. */
@@ -262,7 +270,7 @@ export class StepRunner {
    * together with this edge's report (one authority call, see
    * docs/protocol.md "Advance") and handed to `onChain`.
    */
-  private async step(req: AuthorizeRequest, run: RunContext = {}): Promise<StepResult> {
+  private async step(key: string, req: AuthorizeRequest, run: RunContext = {}): Promise<StepResult> {
     if (run.done) return run.done;
     const { requestId, planId, vmId, from, size } = req;
     const to = req.to as string;
@@ -320,9 +328,20 @@ export class StepRunner {
     };
     if (operation === 'boot' && auth.bootToken !== undefined) this.boots.booting(vmId, auth.bootToken, auth.vm?.cloudId ?? null, auth.vm?.realImage ?? null);
     let done: OperationDone;
+    /** 503 credentials-expiring: the step is sent again, goes on with its tries and awaits the same boot then. */
+    let again = false;
+    const tries = { made: this.triesMade.get(key) ?? 0 };
     try {
-      done = await this.operations.carryOut(operation, auth, vmId, size);
+      done = await this.operations.carryOut(operation, auth, vmId, size, tries);
     } catch (err) {
+      // A try again would have outlasted the approval's credentials: nothing reported, the step answers 503 and is
+      // sent again (authorized afresh). Before, that try ran, was refused as expired, and the member failed.
+      again = err instanceof ProtocolError && err.code === 'credentials-expiring';
+      if (again) {
+        this.triesMade.delete(key);
+        if (this.triesMade.size >= TRIES_KEPT) this.triesMade.delete(this.triesMade.keys().next().value as string);
+        this.triesMade.set(key, tries.made);
+      }
       if (!(err instanceof DriverError)) throw err;
       // A denied boot: the driver knows only what the VM was told (BOOT_DENIED_REASON); the authority told this client why.
       const why = err.kind === 'boot-denied' ? this.boots.why(vmId) : '';
@@ -340,7 +359,10 @@ export class StepRunner {
       };
     } finally {
       // The boot's wait is over, ready or not: its token's denial is nobody's business any more.
-      if (operation === 'awaitReady') this.boots.done(vmId);
+      if (!again) {
+        this.triesMade.delete(key);
+        if (operation === 'awaitReady') this.boots.done(vmId);
+      }
     }
     run.onCarriedOut?.();
     const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });

@@ -20,7 +20,7 @@ export interface Stack {
  */
 export interface StackMetadata {
   /**
-   * Stack name; VMs in the record belong to exactly one stack.
+   * Stack name; VMs in the record belong to exactly one stack. It is part of every VM's name (`<stack>-<fleet>-<index>`): visible characters only, no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC).
    */
   name: string;
 }

@@ -139,7 +139,8 @@ function serviceRuntime(io: CliIO, opts: ServeCommonOptions): { logger: ServiceL
   const { level, diagnostics } = resolveLogLevel(opts.logLevel, io.env);
   if (!level) throw new FleetError(diagnostics);
   const drain = opts.drainTimeout ?? (io.env[DRAIN_TIMEOUT_ENV] || '20');
-  const seconds = Number(drain);
+  // Decimal seconds (`30`, `0.5`), as --lock-timeout takes them: Number() alone read 0x10 as 16, 1e3 as 1000 and " 5" as 5.
+  const seconds = /^[0-9]+(\.[0-9]+)?$/.test(drain) ? Number(drain) : NaN;
   if (!Number.isFinite(seconds) || seconds < 0 || seconds > 3600) {
     fail('apply.serve-config', `${opts.drainTimeout !== undefined ? '--drain-timeout' : DRAIN_TIMEOUT_ENV} ${drain} is not a number of seconds (0-3600).`);
   }

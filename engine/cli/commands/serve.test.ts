@@ -135,6 +135,10 @@ describe('fleet serve', () => {
     // Number() read 0x2 as 2 and 1e1 as 10.
     { args: ['serve', 'orchestrator', '--replicas', '0x2'], want: ['apply.serve-config', '--replicas 0x2 is not a replica count (1-64)'] },
     { args: ['serve', 'orchestrator', '--replicas', '1e1'], want: ['apply.serve-config', '--replicas 1e1 is not a replica count (1-64)'] },
+    // Number() read 0x10 as 16 s, 1e3 as 1000 s and " 5" as 5 s: decimal seconds only, as --lock-timeout.
+    { args: ['serve', 'orchestrator', '--drain-timeout', '0x10'], want: ['apply.serve-config', '--drain-timeout 0x10 is not a number of seconds (0-3600)'] },
+    { args: ['serve', 'orchestrator', '--drain-timeout', '1e3'], want: ['apply.serve-config', '--drain-timeout 1e3 is not a number of seconds (0-3600)'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1', '--drain-timeout', ' 5'], want: ['apply.serve-config', '--drain-timeout  5 is not a number of seconds (0-3600)'] },
     // Number('') is 0 and Number('0x10') is 16: neither is a port the operator wrote.
     { args: ['serve', 'orchestrator', '--port', ''], want: ['cli.usage', "Option '--port <n>' argument is empty"] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--port', '0x10', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '--port 0x10 is not a port number'] },

@@ -15,7 +15,7 @@ export const specCodes = defineCodes({
   },
   'spec.yaml-syntax': {
     summary: 'YAML syntax error',
-    doc: 'The file is not valid YAML (bad indentation, an unclosed quote or bracket, a duplicate key, a tab used for indentation, a byte that is not UTF-8). Fix the text at the position shown; nothing else in that document is checked.',
+    doc: 'The file is not valid YAML (bad indentation, an unclosed quote or bracket, a duplicate key, a tab used for indentation, a byte that is not UTF-8, lists and mappings nested more than 64 deep). Fix the text at the position shown; nothing else in that document is checked.',
     severity: 'error',
   },
   'spec.empty-file': {
