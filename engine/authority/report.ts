@@ -2,7 +2,7 @@
 // answers (decisions.ts judgeReport) and moves the record along the approved
 // edge, or along the diagram's failure edge, once (authority.ts, "move at
 // report"). Part of the service (authority.ts, Core).
-import type { HistoryItem, TransitionItem, VmRow } from '../record/index.ts';
+import { VersionConflictError, type HistoryItem, type TransitionItem, type VmRow } from '../record/index.ts';
 import { WireError, type AuthorizeRequest, type ReportRequest, type ReportResponse, type WireCode } from '../../protocol/index.ts';
 import { foresee, onward, passedAlready, reportCtx, rowAt, type Foreseen } from './chain.ts';
 import type { Core } from './core.ts';
@@ -103,8 +103,15 @@ export function settle(
         if (!remembered && next && passedAlready(c.o.pack.lifecycle, row, req.to, next) > 0) return answer(row, 'already');
         return refuse('state-moved', `VM ${row.address} is ${row.state}, not ${req.from}`);
       }
-      // Its approval was reported already and the VM came back to `from` since: a report is taken once.
-      if (judged.repeated) return refuse('report-repeated', `request ${req.requestId} was reported already (VM ${row.address} moved ${req.from} -> ${req.to} then); a report is taken once`);
+      if (judged.repeated) {
+        // The approval was looked up after the row was read: the same report, taken meanwhile by another
+        // replica (a resend decided at the same moment), is in the history while this row still says
+        // `from`. Decided again on a fresh read when the row has moved since (there the VM is at `to`:
+        // already); else its approval was reported and the VM came back to `from`: a report is taken once.
+        const now = await c.o.record.getVm(row.id);
+        if (now && now.version !== row.version) throw new VersionConflictError(row.id, row.version, now.version, `VM ${row.address} moved while its report was judged`);
+        return refuse('report-repeated', `request ${req.requestId} was reported already (VM ${row.address} moved ${req.from} -> ${req.to} then); a report is taken once`);
+      }
       if (await supersededNow()) return refuse('report-superseded', superseded(row));
       const patch: TransitionItem['patch'] & {} = {};
       if (req.cloudId !== undefined) patch.cloudId = req.cloudId;
@@ -160,7 +167,8 @@ export function settle(
     }
     if (remembered) throw new StaleRow('failure without a failure edge');
     c.pending.delete(req.requestId);
-    await c.o.record.addHistory(row.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' });
+    // Once: the same report decided at this moment by another replica (a resend) writes it, or this one does.
+    await c.o.record.addHistory(row.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' }, undefined, { once: true });
     // A resize that failed grew nothing: its reservation (record/grow.ts) ends now, not at expiry.
     if (judged.resize) await c.o.record.dropGrow(row.id);
     return answer(row, 'noted');

@@ -125,9 +125,20 @@ export class OnwardRows {
 
 export function historyStore({ db, description }: RecordSql): HistoryStore {
   return {
-    async addHistory(vmId, row, expectedVersion) {
+    async addHistory(vmId, row, expectedVersion, opts) {
       const params: unknown[] = [vmId, row.from, row.to, row.actor, row.planId ?? null, row.requestId ?? null, row.outcome, row.detail ?? null];
       if (expectedVersion !== undefined) params.push(expectedVersion);
+      if (opts?.once && row.requestId != null && expectedVersion === undefined) {
+        // Under the VM row's lock, the look for the actor's row of this request and the write are one at a
+        // time: of two writers at once (one report sent to two authority replicas), the second, reading
+        // after the first committed (a statement of its own), finds its row.
+        return db.transaction(async (q) => {
+          if ((await q.query('SELECT 1 FROM vms WHERE id = $1 FOR UPDATE', [vmId])).length === 0) fail('record.vm-not-found', `no VM with id ${vmId} in the record ${description}.`);
+          const seen = await q.query('SELECT 1 FROM history WHERE vm_id = $1 AND request_id = $2 AND actor = $3 LIMIT 1', [vmId, row.requestId, row.actor]);
+          if (seen.length > 0) return;
+          await q.query(usageUnchanged(insertHistory([{ vm: 'vms', from: 'vms WHERE vms.id = $1', fromState: '$2', toState: '$3', actor: '$4', planId: '$5', requestId: '$6', outcome: '$7', detail: '$8' }], 'RETURNING id')), params);
+        });
+      }
       // Reads vms, writes history only: the overview's totals stay kept (overview-cache.ts).
       const rows = await db.query(
         usageUnchanged(insertHistory(

@@ -147,8 +147,12 @@ export interface HistoryStore {
    * With `expectedVersion`, written only while the VM is at that version
    * (VersionConflictError otherwise): the authority's intent row doubles as
    * the check that what it decided on is still the record's current row.
+   * With `once` (and a request id, no `expectedVersion`), written only when
+   * the VM has no row of the same actor under that request id, checked under
+   * the VM row's lock: a report sent to two authority replicas at once writes
+   * its failure once.
    */
-  addHistory(vmId: string, row: { from: string | null; to: string; outcome: Outcome } & ChangeContext, expectedVersion?: number): Promise<void>;
+  addHistory(vmId: string, row: { from: string | null; to: string; outcome: Outcome } & ChangeContext, expectedVersion?: number, opts?: { once?: boolean }): Promise<void>;
   /**
    * Many addHistory calls in one statement: per item, in order, undefined
    * when written, else the error addHistory would have thrown. An item's

@@ -496,6 +496,10 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       return out;
     };
 
+  /** Which of `ids` the record holds a VM row of (live, retired or deposed). */
+  const heldIds = async (q: Queryable, ids: readonly string[]): Promise<Set<string>> =>
+    ids.length === 0 ? new Set() : new Set((await q.query<{ id: string }>('SELECT id FROM vms WHERE id = ANY($1::text[])', [ids])).map((r) => r.id));
+
   /** VmWriter.insertVm, once (retryClaim). */
   const insertOne = async (vm: NewVm, ctx: ChangeContext, budget: Budget | undefined): Promise<VmRow> => {
     const id = vm.id ?? randomUUID();
@@ -503,8 +507,10 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
     if (vm.replaces !== undefined || checked) {
       return db.transaction(async (q) => {
         if (checked) await lockBudget(q, vm.stack);
-        // A replacement takes the slot of the VM it replaces.
-        const [refused] = fitBudgets([{ vm, ...(checked ? { budget } : {}) }], checked ? await readBudgetUsage(q, vm.stack, vm.replaces) : [], await readFleetOwners(q, vm.stack, [vm.fleet]));
+        // A replacement takes the slot of the VM it replaces. A VM the record holds already (a create sent
+        // again) needs no place: its insert meets its row, a repeat (VersionConflictError).
+        const held = checked && vm.id !== undefined && (await heldIds(q, [id])).size > 0;
+        const [refused] = held ? [] : fitBudgets([{ vm, ...(checked ? { budget } : {}) }], checked ? await readBudgetUsage(q, vm.stack, vm.replaces) : [], await readFleetOwners(q, vm.stack, [vm.fleet]));
         if (refused) throw refused;
         if (vm.replaces !== undefined) return insertReplacing(q, id, vm, ctx);
         const [row] = await insertMany(q, [{ vm: { ...vm, id }, ctx }]);
@@ -546,7 +552,11 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       const refused: (FleetError | undefined)[] = new Array<FleetError | undefined>(items.length);
       for (const stack of stacks) {
         await lockBudget(q, stack);
-        const mine = items.map((it, k) => ({ it, k })).filter(({ it }) => it.vm.stack === stack);
+        // A VM the record holds already (a create sent again: its first send inserted it) is no new VM: it
+        // needs no place, nor takes one from the items after it (counted twice, it refused a create that
+        // fit); its insert meets its row, a repeat (VersionConflictError).
+        const held = await heldIds(q, items.filter((it) => it.vm.stack === stack && it.vm.id !== undefined).map((it) => it.vm.id!));
+        const mine = items.map((it, k) => ({ it, k })).filter(({ it }) => it.vm.stack === stack && (it.vm.id === undefined || !held.has(it.vm.id)));
         const fit = fitBudgets(
           mine.map(({ it }) => it),
           await readBudgetUsage(q, stack),

@@ -20,7 +20,7 @@ import { NO_LINE, type LineAnswer, type Part } from '../../protocol/index.ts';
 import type { AdvanceStep, AuthorizeRequest } from '../../protocol/index.ts';
 import type { BatchRun, BatchStep, StepResult } from '../../protocol/index.ts';
 import type { Lanes, Lease } from './lanes.ts';
-import { reaches, stepRequest, stepVm, stepVmId, type RequestDefaults } from './requests.ts';
+import { reaches, stepFingerprint, stepRequest, stepVm, stepVmId, type RequestDefaults } from './requests.ts';
 import { answeredOk, type RunContext, type StepRunner } from './step.ts';
 
 /** A later step of a run that an advance asks about: its index in the run and its authorization request. */
@@ -37,7 +37,13 @@ export interface Chained {
  * it can (AdvanceRequest.ahead). `pastFirst` false (a DMZ client without a
  * pack, which says what is `none`): the first only.
  */
-export function chainAfter(d: RequestDefaults, steps: readonly BatchStep[], k: number, pastFirst: boolean): Chained[] {
+export function chainAfter(
+  d: RequestDefaults,
+  steps: readonly BatchStep[],
+  k: number,
+  pastFirst: boolean,
+  fingerprintOf: (j: number) => string = (j) => stepFingerprint(steps[j]),
+): Chained[] {
   const s = steps[k];
   const vmId = stepVmId(s);
   let at = reaches(d, s);
@@ -45,7 +51,7 @@ export function chainAfter(d: RequestDefaults, steps: readonly BatchStep[], k: n
   for (let j = k + 1; j < steps.length && out.length < ADVANCE_NEXT_MAX; j++) {
     const f = steps[j];
     if (f.op === 'create' || f.vmId !== vmId || f.body.from !== at) break;
-    const request = stepRequest(d, f);
+    const request = stepRequest(d, f, fingerprintOf(j));
     out.push({ k: j, request });
     if (!pastFirst) break;
     at = request.to as string;
@@ -105,6 +111,9 @@ export class Runs {
 
   private async runSteps(steps: readonly BatchStep[], part: Part, lease: Lease | undefined): Promise<typeof NO_LINE> {
     const given = new Map<number, RunContext>();
+    // Each step's fingerprint, made once: its advance's request id (chainAfter) and its idempotency key's check use it.
+    const fingerprints: (string | undefined)[] = [];
+    const fingerprintOf = (j: number) => (fingerprints[j] ??= stepFingerprint(steps[j]));
     const answers: Promise<LineAnswer>[] = [];
     /** The previous step's answer, while its report is on its way (write-behind). */
     let behind: Promise<LineAnswer> | undefined;
@@ -115,7 +124,7 @@ export class Runs {
       const mine = given.get(k) ?? {};
       given.delete(k);
       // A step whose next is approved already reports alone; else it asks about what follows.
-      const chain = mine.done || given.has(k + 1) ? [] : chainAfter(this.o, steps, k, this.o.chainPastFirst);
+      const chain = mine.done || given.has(k + 1) ? [] : chainAfter(this.o, steps, k, this.o.chainPastFirst, fingerprintOf);
       let carriedOut = () => {};
       const carried = new Promise<'carried'>((resolve) => (carriedOut = () => resolve('carried')));
       // Once this step's cloud call is done and the next step is approved
@@ -140,6 +149,7 @@ export class Runs {
       // step runner's reads of it see one object shape rather than one per combination of spreads.
       const ctx: RunContext = {
         request: mine.request,
+        fingerprint: fingerprintOf(k),
         ahead: mine.ahead,
         done: mine.done,
         lease,

@@ -53,6 +53,8 @@ export interface ResultStore {
 export interface RunContext {
   /** This step's authorization request, when an earlier step's advance decided it (`ahead` or `done`). */
   request?: AuthorizeRequest;
+  /** This step's fingerprint (requests.ts stepFingerprint), made once by its run. */
+  fingerprint?: string;
   /** This step's authorization, given by the advance of an earlier step. */
   ahead?: AuthorizeResponse;
   /** This step's result: a `none` edge the advance of an earlier step moved at once. */
@@ -201,7 +203,7 @@ export class StepRunner {
    * the run's next edges (one advance).
    */
   create(b: CreateVmRequest, run?: RunContext): Promise<StepResult> {
-    const fp = fingerprint('create', b);
+    const fp = run?.fingerprint ?? fingerprint('create', b);
     return this.store.run(b.idempotencyKey, fp, async () => {
       const authReq = createRequest(this.defaults, b, fp);
       let auth: AuthorizeResponse;
@@ -231,14 +233,14 @@ export class StepRunner {
       throw new WireError('bad-request', 'a resize is { from: S, to: S, operation: "resize", size }');
     }
     const s: EdgeStep = { op: 'transition', vmId, body: b };
-    const fp = stepFingerprint(s);
+    const fp = run?.fingerprint ?? stepFingerprint(s);
     return this.store.run(b.idempotencyKey, fp, () => this.step(b.idempotencyKey, run?.request ?? stepRequest(this.defaults, s, fp), run));
   }
 
   /** DELETE /v1/vms/:id: the last edge. */
   remove(vmId: string, b: DeleteVmRequest, run?: RunContext): Promise<StepResult> {
     const s: EdgeStep = { op: 'delete', vmId, body: b };
-    const fp = stepFingerprint(s);
+    const fp = run?.fingerprint ?? stepFingerprint(s);
     return this.store.run(b.idempotencyKey, fp, () => this.step(b.idempotencyKey, run?.request ?? stepRequest(this.defaults, s, fp), run));
   }
 

@@ -27,12 +27,12 @@ export interface Deployed {
   stop(): Promise<void>;
 }
 
-interface Service {
+export interface Service {
   child: ChildProcess;
   url: string;
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.kill('SIGTERM');
@@ -42,7 +42,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** Starts `fleet serve ARGS` and waits for its "listening on URL" line. */
-function startService(args: string[], env: NodeJS.ProcessEnv): Promise<Service> {
+export function startService(args: string[], env: NodeJS.ProcessEnv): Promise<Service> {
   const child = spawn(process.execPath, [FLEET, 'serve', ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));

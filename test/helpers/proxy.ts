@@ -7,6 +7,12 @@
 // - holdingProxy: TCP, to one upstream port; while the upstream is down a new
 //   connection waits for it (up to holdMs) instead of being refused, as a
 //   load balancer that retries connecting does while a service restarts.
+// - racingProxy: HTTP, to two upstreams (two authority replicas), in one of
+//   two modes the test switches: `alternate` (each request to the next, as
+//   roundRobinProxy) or `mirror` (each POST sent to both at once, the caller
+//   answered by the one a seeded draw picks, the other's answer dropped: a
+//   call whose first send timed out and whose resend reached the other
+//   replica while the first was still being decided).
 import http from 'node:http';
 import net from 'node:net';
 
@@ -109,4 +115,86 @@ export async function holdingProxy(upstreamPort: number, holdMs = 30_000): Promi
         server.close(() => resolve());
       }),
   };
+}
+
+export interface RacingProxy extends TestProxy {
+  /** How the next requests are sent (switched by the test between its cases). */
+  mode: 'alternate' | 'mirror';
+  /** Requests sent to both upstreams at once. */
+  mirrored: number;
+  /** Resolves once no request (a dropped copy included) is on its way to an upstream. */
+  settled(): Promise<void>;
+}
+
+/**
+ * `rng` (values in [0, 1)) picks, for a mirrored request, the upstream whose
+ * answer the caller gets and how long (0 to 3 ms) the other copy waits before
+ * it is sent: the interleavings vary with the seed, never the outcome a test
+ * asserts (an invariant holds for every interleaving).
+ */
+export async function racingProxy(upstreams: readonly [string, string], rng: () => number): Promise<RacingProxy> {
+  const agent = new http.Agent({ keepAlive: true });
+  const counts = [0, 0];
+  let next = 0;
+  let pending = 0;
+  let waiters: (() => void)[] = [];
+  const done = () => {
+    if (--pending > 0) return;
+    for (const w of waiters) w();
+    waiters = [];
+  };
+  const send = (i: number, req: http.IncomingMessage, body: Buffer, onAnswer: (answer: http.IncomingMessage) => void, onError: () => void) => {
+    counts[i]++;
+    pending++;
+    const target = new URL(req.url ?? '/', upstreams[i]);
+    const up = http.request(target, { method: req.method, headers: { ...req.headers, host: target.host }, agent }, (answer) => {
+      answer.once('end', done);
+      answer.once('error', done);
+      onAnswer(answer);
+    });
+    up.on('error', () => {
+      done();
+      onError();
+    });
+    up.end(body);
+  };
+  const proxy: RacingProxy = {
+    url: '',
+    counts,
+    mode: 'alternate',
+    mirrored: 0,
+    settled: () => (pending === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve))),
+    close: async () => undefined,
+  };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const reply = (answer: http.IncomingMessage) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      };
+      if (proxy.mode === 'alternate' || req.method !== 'POST') {
+        send(next++ % 2, req, body, reply, () => res.destroy());
+        return;
+      }
+      proxy.mirrored++;
+      const chosen = rng() < 0.5 ? 0 : 1;
+      const delay = [0, 0, 1, 3][Math.floor(rng() * 4)];
+      send(chosen, req, body, reply, () => res.destroy());
+      const other = () => send(1 - chosen, req, body, (answer) => answer.resume(), () => undefined);
+      if (delay === 0) other();
+      else {
+        // Counted as on its way from now, so settled() does not resolve before it is sent.
+        pending++;
+        setTimeout(() => {
+          other();
+          done();
+        }, delay);
+      }
+    });
+  });
+  const { url, close } = await listenOnLoopback(server, agent);
+  return Object.assign(proxy, { url, close });
 }
