@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createHash, randomUUID } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DriverError, type AgentReport, type CreateVmInput, type ScopedCredentials } from '../types.ts';
 import { ArmFake, type ArmCall, type ArmFault } from './arm-fake.ts';
 import { AzureDriver } from './azure.ts';
@@ -32,12 +32,15 @@ class BootEndpoint {
   server: Server | undefined;
   url = '';
   readonly issued = new Set<string>();
+  /** When set, every request waits for it before it is answered (a boot the test lets go on at a moment it picks). */
+  hold: Promise<void> | undefined;
   constructor(private readonly driver: () => AzureDriver) {}
   async start(): Promise<void> {
     this.server = createServer((req, res) => {
       let text = '';
       req.on('data', (c: Buffer) => (text += c.toString()));
-      req.on('end', () => {
+      req.on('end', async () => {
+        await this.hold;
         const b = JSON.parse(text) as Record<string, string>;
         res.writeHead(200, { 'content-type': 'application/json' });
         if (req.url?.endsWith('/status')) {
@@ -795,5 +798,98 @@ describe('azure driver: failures as kinds', () => {
     await driver.powerOn(creds(), ref);
     const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 50 }));
     expect(err.kind).toBe('timeout');
+  });
+});
+
+// A boot may be waited for 10 minutes (the DMZ client's readyTimeoutMs), which is also the life of the step's scoped
+// credentials; the brokered Azure token lives longer (handed out with at least 20 minutes left). A denial seen after
+// the scoped credentials expired was a `credentials` failure, the denied VM left allocated. Only Date is faked: the
+// clock jumps past the expiry while the boot endpoint holds the agent's request, then lets it go on.
+describe('azure driver: a denied boot seen after the step\'s credentials expired', () => {
+  /** How long awaitReady waits (readyTimeoutMs), and what is left of the step's credentials when it begins. */
+  const STEP_MS = 600_000;
+  const LEFT_MS = 300_000;
+  const paths = [
+    { path: 'its agent reports the denial', swapped: false },
+    { path: 'it powers itself off without a report this client believes', swapped: true },
+  ];
+
+  /** Lets the held boot endpoint answer (a failed test too: the server closes only once its requests are answered). */
+  let release = () => {};
+
+  afterEach(() => {
+    release();
+    vi.useRealTimers();
+  });
+
+  /** Boots a powered-on VM with the boot endpoint holding its agent; answers the VM's names and the gate's release. */
+  async function bootHeld(step: ScopedCredentials, swapped: boolean): Promise<{ ref: { vmId: string; cloudId: null }; n: ReturnType<typeof resourceNames> }> {
+    const i = input();
+    const ref = { vmId: i.vmId, cloudId: null };
+    await driver.createVm(creds(), i);
+    await driver.powerOn(creds(), ref);
+    boot.hold = new Promise<void>((r) => (release = r));
+    if (swapped) {
+      arm.tamper = () => 'swapped-token';
+      boot.issued.add('token-issued');
+    }
+    await driver.boot(step, ref, { bootToken: swapped ? 'token-issued' : 'never-issued' });
+    return { ref, n: resourceNames(i.vmId) };
+  }
+
+  it.each(paths)('scoped credentials expired, brokered token still good ($path): boot-denied, the VM, its NIC and disks deleted with the brokered token', async ({ swapped }) => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const step = creds({ expiresAt: new Date(Date.now() + LEFT_MS).toISOString() });
+    const { ref, n } = await bootHeld(step, swapped);
+    const waiting = failure(driver.awaitReady(step, ref, { timeoutMs: STEP_MS }));
+    vi.setSystemTime(Date.now() + LEFT_MS + 1_000);
+    release();
+    const err = await waiting;
+    expect(err.kind, err.message).toBe('boot-denied');
+    expect(err.message).toMatch(/deleted/);
+    const last = (call: 'deleteVm' | 'deleteNic' | 'deleteDisk') => arm.calls(call).map((r) => [r.path.split('/').at(-1), r.authorization]);
+    expect(last('deleteVm')).toEqual([[n.vm, 'Bearer brokered-token']]);
+    expect(last('deleteNic')).toEqual([[n.nic, 'Bearer brokered-token']]);
+    expect(last('deleteDisk')).toEqual([
+      [n.osDisk, 'Bearer brokered-token'],
+      [n.dataDisk, 'Bearer brokered-token'],
+    ]);
+    expect(arm.vms.has(n.vm)).toBe(false);
+    expect(arm.nics.has(n.nic)).toBe(false);
+    expect(arm.disks.size).toBe(0);
+  });
+
+  it.each(paths)('the brokered token expired too ($path): reads go on with the read identity; boot-denied, saying the VM was not deleted yet', async ({ swapped }) => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const end = new Date(Date.now() + LEFT_MS).toISOString();
+    const step = creds({ expiresAt: end, azure: { accessToken: 'brokered-token', expiresOn: end, subscriptionId: SUB, resourceGroup: RG } });
+    const { ref, n } = await bootHeld(step, swapped);
+    const waiting = failure(driver.awaitReady(step, ref, { timeoutMs: STEP_MS }));
+    vi.setSystemTime(Date.now() + LEFT_MS + 1_000);
+    // The wait reads the VM with the DMZ client's own identity once the token is (nearly) spent.
+    await vi.waitFor(() => expect(arm.calls('getVm').at(-1)?.authorization).toBe('Bearer read-only-token'), { timeout: 5_000, interval: 5 });
+    release();
+    const err = await waiting;
+    expect(err.kind, err.message).toBe('boot-denied');
+    expect(err.message).toMatch(/not deleted yet.*expired/);
+    expect(arm.calls('deleteVm')).toEqual([]);
+    expect(arm.calls('deleteNic')).toEqual([]);
+    expect(arm.calls('deleteDisk')).toEqual([]);
+    expect(arm.vms.has(n.vm)).toBe(true);
+  });
+
+  it('a delete of the denied VM that ARM refuses for good is still boot-denied, saying what may remain', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const step = creds({ expiresAt: new Date(Date.now() + LEFT_MS).toISOString() });
+    const { ref, n } = await bootHeld(step, false);
+    arm.inject({ call: 'deleteVm', status: 403, code: 'AuthorizationFailed', message: 'The client does not have authorization to perform action delete.' });
+    const waiting = failure(driver.awaitReady(step, ref, { timeoutMs: STEP_MS }));
+    vi.setSystemTime(Date.now() + LEFT_MS + 1_000);
+    release();
+    const err = await waiting;
+    expect(err.kind, err.message).toBe('boot-denied');
+    expect(err.message).toMatch(/not deleted yet.*AuthorizationFailed|not deleted yet.*authorization/i);
+    expect(err.message).toContain(RG);
+    expect(arm.vms.has(n.vm)).toBe(true);
   });
 });

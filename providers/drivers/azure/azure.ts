@@ -15,7 +15,9 @@
 // | powerOn    | POST start                                                                                |
 // | boot       | PATCH VM userData: the boot agent with this boot's one-time token (bootstrap.ts runs it)  |
 // | awaitReady | waits for the agent's report (agentStatus), reading the VM's instance view between       |
-// |            | reports; a denied VM (its report, or it powered itself off while booting) is deleted; one |
+// |            | reports (the read identity's in the brokered token's last minute); a denied VM (its       |
+// |            | report, or it powered itself off while booting) is deleted with the token the wait began  |
+// |            | with (the step's scoped credentials may have expired meanwhile: deleteDenied); one        |
 // |            | deallocated meanwhile (ARM's doing, never its guest's) is kept: boot-failed               |
 // | shutdown   | POST powerOff (graceful: the OS shuts down)                                               |
 // | powerOff   | POST powerOff?skipShutdown=true, or POST deallocate when the pack says `deallocate`       |
@@ -65,6 +67,11 @@ const MISSED = Symbol('missed');
  * without end.
  */
 const LIST_MAX_PAGES = 1000;
+
+/** A wait's reads leave the brokered token for the DMZ client's own identity this close to the token's end (aws: SESSION_READ_MARGIN_MS). */
+const TOKEN_READ_MARGIN_MS = 60_000;
+/** A denied VM is deleted with the brokered token only while it has this much left (aws: terminateDenied). */
+const DENIED_DELETE_MARGIN_MS = 5_000;
 
 /** Client caches keep this many brokered tokens' clients (each approval brings a token; most are the same one, cached by the broker). */
 const CLIENT_CACHE = 8;
@@ -458,11 +465,13 @@ export class AzureDriver implements Driver {
     for (;;) {
       const entry = this.agents.get(cloudId);
       if (entry?.state === 'failed') {
+        const why = `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}`;
+        if (!entry.denied) throw new DriverError('boot-failed', why);
         // The patent's trusted boot: a VM the authority does not recognise is not allowed to live.
-        if (entry.denied) await this.deleteVm(creds, ref);
-        throw new DriverError(entry.denied ? 'boot-denied' : 'boot-failed', `VM ${name} did not become ready: ${entry.detail ?? 'its boot agent reported a failure'}${entry.denied ? '; the VM was deleted' : ''}`);
+        await this.deleteDenied(c, creds, ref, why);
+        throw new DriverError('boot-denied', `${why}; the VM was deleted`);
       }
-      const vm = await this.pollRead(() => this.mustFetch(c, ref), misses, deadline, `VM ${name} to report ready`, (ms) => this.agentChange(cloudId, ms));
+      const vm = await this.pollRead(() => this.mustFetch(this.reader(c, creds), ref), misses, deadline, `VM ${name} to report ready`, (ms) => this.agentChange(cloudId, ms));
       if (vm === MISSED) continue;
       if (entry?.state === 'ready') return this.view(vm);
       // Between reports, the VM itself: one that powered off during its boot without a report this
@@ -474,13 +483,46 @@ export class AzureDriver implements Driver {
         throw new DriverError('boot-failed', `VM ${name} was ${power} during its boot, by ARM, not by its guest (a guest's poweroff leaves it stopped): someone or a schedule deallocated it; it is kept, powered off`);
       }
       if (power === 'stopping' || power === 'stopped') {
-        await this.deleteVm(creds, ref);
-        throw new DriverError('boot-denied', `VM ${name} powered itself off during its boot without reporting ready (a denied boot); it was deleted`);
+        const why = `VM ${name} powered itself off during its boot without reporting ready (a denied boot)`;
+        await this.deleteDenied(c, creds, ref, why);
+        throw new DriverError('boot-denied', `${why}; it was deleted`);
       }
       if (this.closed) throw new DriverError('failed', `the azure driver of ${this.dataCenter} closed while waiting for ${name}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new DriverError('timeout', `VM ${name} did not report ready within ${timeoutMs} ms`, false);
       await this.agentChange(cloudId, Math.min(left, this.o.pollIntervalMs ?? 2000));
+    }
+  }
+
+  /**
+   * The clients a wait's reads use: the brokered token's while it has a minute left, then the DMZ client's own read
+   * identity (which renews itself). A boot may be waited for 10 minutes (aws: reader).
+   */
+  private reader(c: Clients, creds: ScopedCredentials): Clients {
+    const exp = Date.parse(creds.azure?.expiresOn ?? '');
+    return exp - Date.now() > TOKEN_READ_MARGIN_MS ? c : this.readClients;
+  }
+
+  /**
+   * Deletes a VM whose boot awaitReady found denied, with the clients of the brokered token the wait began with
+   * (`c`): the step's scoped credentials may have expired during the wait (they last as long as the longest wait),
+   * and writer() would refuse them, a `credentials` failure hiding the denial and leaving the VM. The brokered token
+   * outlives them (handed out with at least 20 minutes left); when it has expired too (the call would be refused),
+   * or the delete fails for good, it throws boot-denied saying the VM was not deleted yet (aws: terminateDenied). A
+   * transient failure is thrown as it is: the DMZ client tries awaitReady again, which finds the denial again.
+   */
+  private async deleteDenied(c: Clients, creds: ScopedCredentials, ref: VmRef, why: string): Promise<void> {
+    const exp = creds.azure?.expiresOn ?? '';
+    const next = 'its agent powers it off (stopped, still allocated); it stays for the next apply (docs/recovery.md, BootFailed), whose delete or replace deletes it';
+    if (!(Date.parse(exp) - Date.now() > DENIED_DELETE_MARGIN_MS)) {
+      throw new DriverError('boot-denied', `${why}; it was not deleted yet: this step's Azure token expired at ${exp} during the wait; ${next}`);
+    }
+    try {
+      await this.remove(c, ref.vmId);
+    } catch (err) {
+      if (err instanceof DriverError && err.transient) throw err;
+      const left = err instanceof Error ? err.message : String(err);
+      throw new DriverError('boot-denied', `${why}; it was not deleted yet (${left}): of VM ${vmName(ref.vmId)}, its NIC and disks may remain in resource group ${this.rg}; ${next}`);
     }
   }
 
@@ -542,8 +584,12 @@ export class AzureDriver implements Driver {
   }
 
   async deleteVm(creds: ScopedCredentials, ref: VmRef): Promise<void> {
-    const c = this.writer(creds);
-    const n = resourceNames(ref.vmId);
+    await this.remove(this.writer(creds), ref.vmId);
+  }
+
+  /** DELETE the VM, its NIC and disks with clients that may (each 404 is fine). */
+  private async remove(c: Clients, vmId: string): Promise<void> {
+    const n = resourceNames(vmId);
     const gone = (err: unknown) => {
       if (err instanceof DriverError && err.kind === 'not-found') return;
       throw err;
