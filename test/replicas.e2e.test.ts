@@ -29,6 +29,10 @@
 // over its quota; the record equals the data center; and every member an
 // apply reports done is held by the record in the plan's target state
 // (a live VM at its address in that state; none after a delete).
+//
+// A failed invariant says which, with the case (seed, mode), the VM's row, its
+// whole history (each row's time and writing transaction) and boot attempts,
+// read in one snapshot, and every exchange about it through the proxy.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -54,6 +58,13 @@ const CALL_SEEDS = 40;
 /** The owners with a quota: team-q<seed> (apply cases) and team-c<seed> (call cases). */
 const quotaOf = (seed: number) => 1 + (seed % 3);
 const callQuota = (seed: number) => 1 + (seed % 4);
+/**
+ * Bounds only, never an outcome: alone the apply cases take 10 s, 30 s with two
+ * copies and a CPU hog beside them on 2 cores; CI runs the whole suite at once
+ * on 2 cores. A fleet lock is waited for as long (the second apply of a plan
+ * waits for the first to finish).
+ */
+const CASES_MS = 240_000;
 
 /** mulberry32: a small seeded generator, values in [0, 1). */
 function prng(seed: number): () => number {
@@ -132,6 +143,9 @@ interface HistoryRow {
   request_id: string | null;
   outcome: string;
   detail: string | null;
+  /** When it was written (clock_timestamp(), to the microsecond) and by which transaction (xmin): for failure messages. */
+  at: string;
+  xid: string;
 }
 
 describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one PostgreSQL record, calls about one VM raced between them', () => {
@@ -175,7 +189,7 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
     cliYaml = stackYaml(db.url, `      address: ${dmz}\n`, limits);
     sql = new pg.Client({ connectionString: db.url });
     await sql.connect();
-  }, 60_000);
+  }, CASES_MS);
 
   afterAll(async () => {
     await sql?.end();
@@ -197,7 +211,7 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
     const p = await fleet(env, ['plan', '--stack', dir, '--target', fleetName, '--out', out]);
     expect(p.code, p.stderr).toBe(0);
   }
-  const apply = (dir: string, file: string) => fleet(env, ['apply', '--stack', dir, '--yes', '--format', 'json', '--lock-timeout', '60', file]);
+  const apply = (dir: string, file: string) => fleet(env, ['apply', '--stack', dir, '--yes', '--format', 'json', '--lock-timeout', String(CASES_MS / 1000), file]);
 
   /** The live VMs of fleets. */
   async function live(fleets: readonly string[]): Promise<VmRow[]> {
@@ -217,41 +231,73 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
    * Returns the number of moves checked.
    */
   async function checkHistories(fleets: readonly string[], where: string): Promise<number> {
+    // The record as of one moment (one snapshot: the VM rows and their histories agree, whatever else commits meanwhile),
+    // on a connection of its own (the shared one serves the other cases of the batch at once).
+    const snap = new pg.Client({ connectionString: db.url });
+    await snap.connect();
+    try {
+      await snap.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      return await checkSnapshot(snap, fleets, where);
+    } finally {
+      await snap.end();
+    }
+  }
+
+  async function checkSnapshot(sql: pg.Client, fleets: readonly string[], where: string): Promise<number> {
     const vms = (await sql.query<VmRow>('SELECT id, fleet, idx, state, cloud_id, retired_at, version FROM vms WHERE stack = $1 AND fleet = ANY($2)', [STACK, fleets])).rows;
     let checked = 0;
     for (const vm of vms) {
-      const rows = (await sql.query<HistoryRow>('SELECT id::int AS id, vm_id, from_state, to_state, actor, request_id, outcome, detail FROM history WHERE vm_id = $1 ORDER BY id', [vm.id])).rows;
-      const at = `${where}: VM ${vm.fleet}/${vm.idx} (${vm.id}), history:\n${rows.map((h) => `  ${h.id} ${h.from_state} -> ${h.to_state} ${h.actor} ${h.request_id} ${h.outcome} ${h.detail ?? ''}`).join('\n')}\n`;
-      expect(lifecycle.states, at).toContain(vm.state);
-      const intents = rows.filter((h) => h.actor === 'authority' && h.detail?.startsWith('intent approved'));
-      const moves = rows.filter((h) => h.outcome === 'ok' && h.from_state !== null && h.from_state !== h.to_state && !h.detail?.startsWith('intent approved'));
-      // One unbroken chain of lifecycle edges from the initial state to the VM's state: no move lost or doubled.
-      let state = lifecycle.initial;
-      for (const m of moves) {
-        const line = `${at}: move ${m.from_state} -> ${m.to_state} (history ${m.id}, ${m.actor}, request ${m.request_id}) with the VM at ${state}`;
-        expect(m.from_state, line).toBe(state);
-        expect(lifecycle.allows(m.from_state!, m.to_state), line).toBe(true);
-        state = m.to_state;
-        checked++;
+      try {
+        checked += await checkVm(sql, vm, where);
+      } catch (err) {
+        // What went over the wire about the VM (apply cases: through the proxy), to tell a defect from a flaw of the test.
+        if (err instanceof Error) err.message += `\nexchanges about ${vm.id} through the proxy (ms sent..answered, path, replica, copy, status: request => answer):\n${proxy.about(vm.id)}`;
+        throw err;
       }
-      expect(state, `${at}: the history ends at ${state}, the row holds ${vm.state}`).toBe(vm.state);
-      // Every report taken follows its approval (the intent row of the same request id and edge), once.
-      const reported = moves.filter((m) => m.actor.startsWith('dmz-client:'));
-      for (const m of reported) {
-        const approval = intents.find((h) => h.request_id === m.request_id && h.from_state === m.from_state && h.to_state === m.to_state && h.id < m.id);
-        expect(approval, `${at}: the reported move ${m.from_state} -> ${m.to_state} (request ${m.request_id}, history ${m.id}) has no approval before it`).toBeDefined();
-      }
-      const ids = reported.map((m) => m.request_id);
-      expect(ids.length, `${at}: a request's report moved the VM twice: ${ids.join(', ')}`).toBe(new Set(ids).size);
-      // A failure reported (no failure edge: the VM stays) is written once, and follows its approval too.
-      const failed = rows.filter((h) => h.outcome === 'failed' && h.actor.startsWith('dmz-client:'));
-      expect(failed.length, `${at}: a request's failure written twice`).toBe(new Set(failed.map((h) => h.request_id)).size);
-      for (const h of failed) expect(intents.some((i) => i.request_id === h.request_id && i.id < h.id), `${at}: failure ${h.id} has no approval before it`).toBe(true);
-      // Each boot edge's boot approved once (a token presented to both replicas is recorded once).
-      const boots = moves.filter((m) => m.from_state === 'PoweredOn' && m.to_state === 'Starting').length;
-      const approved = (await sql.query<{ n: string }>('SELECT count(*) AS n FROM boot_attempts WHERE vm_id = $1 AND approved', [vm.id])).rows[0].n;
-      expect(Number(approved), `${at}: ${approved} boots approved for ${boots} boot edges`).toBe(boots);
     }
+    return checked;
+  }
+
+  /** checkSnapshot of one VM: the moves checked. */
+  async function checkVm(sql: pg.Client, vm: VmRow, where: string): Promise<number> {
+    let checked = 0;
+    // Each row with its time and writing transaction (xmin): enough to tell, from a failure's message alone, which
+    // writes were one statement, and whether ids follow the order the rows were written in.
+    const rows = (await sql.query<HistoryRow>(`SELECT id::int AS id, vm_id, from_state, to_state, actor, request_id, outcome, detail, to_char(at, 'HH24:MI:SS.US') AS at, xmin::text AS xid FROM history WHERE vm_id = $1 ORDER BY id`, [vm.id])).rows;
+    const boots = (await sql.query<{ id: number; at: string; approved: boolean; reason: string; xid: string }>(`SELECT id::int AS id, to_char(at, 'HH24:MI:SS.US') AS at, approved, reason, xmin::text AS xid FROM boot_attempts WHERE vm_id = $1 ORDER BY id`, [vm.id])).rows;
+    const at =
+      `${where}: VM ${vm.fleet}/${vm.idx} (${vm.id}) ${vm.state} version ${vm.version}${vm.retired_at ? ' retired' : ''}, history (id at xid from -> to actor request outcome detail):\n` +
+      rows.map((h) => `  ${h.id} ${h.at} x${h.xid} ${h.from_state} -> ${h.to_state} ${h.actor} ${h.request_id} ${h.outcome} ${h.detail ?? ''}`).join('\n') +
+      `\nboot attempts (id at xid approved reason):\n${boots.map((b) => `  ${b.id} ${b.at} x${b.xid} ${b.approved} ${b.reason}`).join('\n')}\n`;
+    expect(lifecycle.states, `${at}: ${vm.state} is no state of the lifecycle`).toContain(vm.state);
+    const intents = rows.filter((h) => h.actor === 'authority' && h.detail?.startsWith('intent approved'));
+    const moves = rows.filter((h) => h.outcome === 'ok' && h.from_state !== null && h.from_state !== h.to_state && !h.detail?.startsWith('intent approved'));
+    // One unbroken chain of lifecycle edges from the initial state to the VM's state: no move lost or doubled.
+    let state = lifecycle.initial;
+    for (const m of moves) {
+      const line = `${at}: move ${m.from_state} -> ${m.to_state} (history ${m.id}, ${m.actor}, request ${m.request_id}) with the VM at ${state}`;
+      expect(m.from_state, line).toBe(state);
+      expect(lifecycle.allows(m.from_state!, m.to_state), line).toBe(true);
+      state = m.to_state;
+      checked++;
+    }
+    expect(state, `${at}: the history ends at ${state}, the row holds ${vm.state}`).toBe(vm.state);
+    // Every report taken follows its approval (the intent row of the same request id and edge), once.
+    const reported = moves.filter((m) => m.actor.startsWith('dmz-client:'));
+    for (const m of reported) {
+      const approval = intents.find((h) => h.request_id === m.request_id && h.from_state === m.from_state && h.to_state === m.to_state && h.id < m.id);
+      expect(approval, `${at}: the reported move ${m.from_state} -> ${m.to_state} (request ${m.request_id}, history ${m.id}) has no approval before it`).toBeDefined();
+    }
+    const ids = reported.map((m) => m.request_id);
+    expect(ids.length, `${at}: a request's report moved the VM twice: ${ids.join(', ')}`).toBe(new Set(ids).size);
+    // A failure reported (no failure edge: the VM stays) is written once, and follows its approval too.
+    const failed = rows.filter((h) => h.outcome === 'failed' && h.actor.startsWith('dmz-client:'));
+    expect(failed.length, `${at}: a request's failure written twice`).toBe(new Set(failed.map((h) => h.request_id)).size);
+    for (const h of failed) expect(intents.some((i) => i.request_id === h.request_id && i.id < h.id), `${at}: failure ${h.id} has no approval before it`).toBe(true);
+    // Each boot edge's boot approved once (a token presented to both replicas is recorded once).
+    const bootEdges = moves.filter((m) => m.from_state === 'PoweredOn' && m.to_state === 'Starting').length;
+    const approved = boots.filter((b) => b.approved).length;
+    expect(approved, `${at}: ${approved} boots approved for ${bootEdges} boot edges`).toBe(bootEdges);
     return checked;
   }
 
@@ -358,7 +404,7 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
     expect(proxy.mirrored).toBeGreaterThan(20);
     expect(moves).toBeGreaterThan(APPLY_SEEDS * 4);
     console.log(`replicas e2e: ${APPLY_SEEDS} apply cases, ${moves} moves checked, apply exits ${JSON.stringify(outcomes)}, ${proxy.mirrored} calls mirrored, per replica ${proxy.counts.join('/')}`);
-  }, 60_000);
+  }, CASES_MS);
 
   /** POST to one replica with the DMZ client's token: the status and the answer. */
   async function call<T>(replica: number, path: string, body: unknown): Promise<{ status: number; body: T }> {
@@ -468,5 +514,5 @@ describe.runIf(pgUrl !== undefined)('two authority replicas (processes) over one
     console.log(`replicas e2e: ${CALL_SEEDS} call cases: ${tally.reports} ok reports, ${tally.failures} failed reports, ${tally.boots} boot tokens, ${tally.creates} creates sent to both replicas at once; ${tally.lastPlace} races for the last quota place`);
     expect(tally.boots).toBeGreaterThan(0);
     expect(tally.failures).toBeGreaterThan(0);
-  }, 60_000);
+  }, CASES_MS);
 });

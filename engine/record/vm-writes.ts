@@ -357,17 +357,24 @@ const TRANSITION_MANY_SQL = `WITH i AS (
        AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail, i_final, i_moves, i_token, i_k)
    ),
    a AS (SELECT * FROM ${OnwardRows.unnest(14)}),
-   old AS (SELECT vms.id AS o_id, vms.state AS o_state FROM vms JOIN i ON vms.id = i.i_id AND vms.version = i.i_version),
+   -- The rows to move, locked in id order (upd reads them from here): two batches of one VM set in
+   -- different orders (two authority replicas, each batching the same reports) would otherwise each
+   -- hold a row the other waits for, and PostgreSQL aborts one (deadlock detected). A row another
+   -- transaction moved meanwhile is left out here (its version is rechecked once locked).
+   old AS (SELECT vms.id AS o_id, vms.state AS o_state FROM vms JOIN i ON vms.id = i.i_id AND vms.version = i.i_version ORDER BY vms.id FOR UPDATE OF vms),
    upd AS (
      UPDATE vms SET state = i_final, cloud_id = coalesce(i_cloud, cloud_id),
        retired_at = CASE WHEN i_retire THEN coalesce(retired_at, now()) ELSE retired_at END,
        version = version + i_moves, updated_at = now()
-     FROM i WHERE vms.id = i.i_id AND vms.version = i.i_version
+     FROM old JOIN i ON i.i_id = old.o_id WHERE vms.id = old.o_id AND vms.version = i.i_version
      RETURNING ${FULL_VM.list}
    ),
+   -- The fleets' rows after every VM row (f reads upd), in (stack, fleet) order, for the same reason.
    f AS (
      UPDATE fleets SET version = fleets.version + c.n, updated_at = now()
-     FROM (SELECT stack AS c_stack, fleet AS c_fleet, sum(i.i_moves) AS n FROM ${MOVED} GROUP BY stack, fleet) c
+     FROM (SELECT fl.stack AS c_stack, fl.fleet AS c_fleet, m.n FROM fleets fl
+       JOIN (SELECT stack AS m_stack, fleet AS m_fleet, sum(i.i_moves) AS n FROM ${MOVED} GROUP BY stack, fleet) m ON fl.stack = m.m_stack AND fl.fleet = m.m_fleet
+       ORDER BY fl.stack, fl.fleet FOR UPDATE OF fl) c
      WHERE fleets.stack = c.c_stack AND fleets.fleet = c.c_fleet
    ),
    h AS (${insertHistory([

@@ -12,7 +12,8 @@
 //   roundRobinProxy) or `mirror` (each POST sent to both at once, the caller
 //   answered by the one a seeded draw picks, the other's answer dropped: a
 //   call whose first send timed out and whose resend reached the other
-//   replica while the first was still being decided).
+//   replica while the first was still being decided). Every exchange is kept
+//   (`exchanges`; `about` a VM: a failing test prints what went over the wire).
 import http from 'node:http';
 import net from 'node:net';
 
@@ -117,6 +118,20 @@ export async function holdingProxy(upstreamPort: number, holdMs = 30_000): Promi
   };
 }
 
+/** One request forwarded to one upstream, and its answer: what a failing test prints about a VM. */
+export interface Exchange {
+  /** ms since the proxy started: sent, and answered in full (undefined: no answer, an error). */
+  sent: number;
+  answered?: number;
+  upstream: number;
+  /** `alternate`; or, of a mirrored request, the copy whose answer the caller got (`chosen`) or the one dropped. */
+  copy: 'alternate' | 'chosen' | 'dropped';
+  path: string;
+  status?: number;
+  request: string;
+  answer: string;
+}
+
 export interface RacingProxy extends TestProxy {
   /** How the next requests are sent (switched by the test between its cases). */
   mode: 'alternate' | 'mirror';
@@ -124,6 +139,34 @@ export interface RacingProxy extends TestProxy {
   mirrored: number;
   /** Resolves once no request (a dropped copy included) is on its way to an upstream. */
   settled(): Promise<void>;
+  /** Every exchange, in the order sent. */
+  exchanges: Exchange[];
+  /** The exchanges whose request or answer names `text` (a VM id), one line each, bodies cut to `cut` characters. */
+  about(text: string, cut?: number): string;
+}
+
+/**
+ * Of a batch exchange (a request `{ calls: [...] }`, answered one NDJSON line
+ * `{ i, ... }` per call), only the calls naming `text` and their answers;
+ * any other exchange whole, on one line.
+ */
+function aboutOnly(e: Exchange, text: string): { request: string; answer: string } {
+  const line = (s: string) => s.replace(/\n/g, ' | ');
+  try {
+    const { calls } = JSON.parse(e.request) as { calls?: unknown[] };
+    if (!Array.isArray(calls)) return { request: line(e.request), answer: line(e.answer) };
+    const mine = new Set(calls.flatMap((c, i) => (JSON.stringify(c).includes(text) ? [i] : [])));
+    const answers = e.answer.split('\n').filter((l) => {
+      try {
+        return mine.has((JSON.parse(l) as { i?: number }).i ?? -1);
+      } catch {
+        return false;
+      }
+    });
+    return { request: `calls ${[...mine].join(',')} of ${calls.length}: ${[...mine].map((i) => JSON.stringify(calls[i])).join(' ')}`, answer: answers.join(' | ') };
+  } catch {
+    return { request: line(e.request), answer: line(e.answer) };
+  }
 }
 
 /**
@@ -143,12 +186,23 @@ export async function racingProxy(upstreams: readonly [string, string], rng: () 
     for (const w of waiters) w();
     waiters = [];
   };
-  const send = (i: number, req: http.IncomingMessage, body: Buffer, onAnswer: (answer: http.IncomingMessage) => void, onError: () => void) => {
+  const start = performance.now();
+  const exchanges: Exchange[] = [];
+  const send = (i: number, req: http.IncomingMessage, body: Buffer, copy: Exchange['copy'], onAnswer: (answer: http.IncomingMessage) => void, onError: () => void) => {
     counts[i]++;
     pending++;
+    const exchange: Exchange = { sent: performance.now() - start, upstream: i, copy, path: req.url ?? '/', request: body.toString(), answer: '' };
+    exchanges.push(exchange);
     const target = new URL(req.url ?? '/', upstreams[i]);
     const up = http.request(target, { method: req.method, headers: { ...req.headers, host: target.host }, agent }, (answer) => {
-      answer.once('end', done);
+      exchange.status = answer.statusCode;
+      const chunks: Buffer[] = [];
+      answer.on('data', (c: Buffer) => chunks.push(c));
+      answer.once('end', () => {
+        exchange.answered = performance.now() - start;
+        exchange.answer = Buffer.concat(chunks).toString();
+        done();
+      });
       answer.once('error', done);
       onAnswer(answer);
     });
@@ -165,6 +219,15 @@ export async function racingProxy(upstreams: readonly [string, string], rng: () 
     mirrored: 0,
     settled: () => (pending === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve))),
     close: async () => undefined,
+    exchanges,
+    about: (text, cut = 3000) =>
+      exchanges
+        .filter((e) => e.request.includes(text) || e.answer.includes(text))
+        .map((e) => {
+          const { request, answer } = aboutOnly(e, text);
+          return `  ${e.sent.toFixed(1)}..${e.answered?.toFixed(1) ?? '(no answer)'} ms ${e.path} to ${e.upstream} (${e.copy}) ${e.status ?? ''}: ${request.slice(0, cut)} => ${answer.slice(0, cut)}`;
+        })
+        .join('\n'),
   };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -176,14 +239,14 @@ export async function racingProxy(upstreams: readonly [string, string], rng: () 
         answer.pipe(res);
       };
       if (proxy.mode === 'alternate' || req.method !== 'POST') {
-        send(next++ % 2, req, body, reply, () => res.destroy());
+        send(next++ % 2, req, body, 'alternate', reply, () => res.destroy());
         return;
       }
       proxy.mirrored++;
       const chosen = rng() < 0.5 ? 0 : 1;
       const delay = [0, 0, 1, 3][Math.floor(rng() * 4)];
-      send(chosen, req, body, reply, () => res.destroy());
-      const other = () => send(1 - chosen, req, body, (answer) => answer.resume(), () => undefined);
+      send(chosen, req, body, 'chosen', reply, () => res.destroy());
+      const other = () => send(1 - chosen, req, body, 'dropped', (answer) => answer.resume(), () => undefined);
       if (delay === 0) other();
       else {
         // Counted as on its way from now, so settled() does not resolve before it is sent.
