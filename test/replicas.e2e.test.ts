@@ -42,6 +42,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, testPostgresUrl } from '../engine/record/testing.ts';
 import type { Lifecycle } from '../engine/policy/types.ts';
 import { defaultPack } from '../providers/testing.ts';
+import { seededRandom } from '../providers/drivers/sim/sim.ts';
 import { startService, stopChild, type Service } from './helpers/deployed.ts';
 import { runCli } from './helpers/cli.ts';
 import { racingProxy, type RacingProxy } from './helpers/proxy.ts';
@@ -66,17 +67,8 @@ const callQuota = (seed: number) => 1 + (seed % 4);
  */
 const CASES_MS = 240_000;
 
-/** mulberry32: a small seeded generator, values in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (the sim's seeded generator), values in [0, 1). */
+const prng = seededRandom;
 
 function stackYaml(record: string, address: string, limits: string): string {
   return `apiVersion: fleet/v1

@@ -6,18 +6,10 @@ import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { CliRun } from './cli.ts';
 import { REPO } from './stack.ts';
+import { seededRandom } from '../../providers/drivers/sim/sim.ts';
 
-/** mulberry32: a small seeded generator, so every run makes the same cases. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (the sim's seeded generator), so every run makes the same cases. */
+export const rng: (seed: number) => () => number = seededRandom;
 
 export const stackYaml = (name = 'fz') => `apiVersion: fleet/v1
 kind: Stack
