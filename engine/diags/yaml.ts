@@ -2,6 +2,7 @@
 // every reader of YAML (engine/spec for stacks and fleet specs, engine/policy
 // for policy.yaml and policy test cases), so the same mistake reads the same
 // in every file.
+import { quote } from './quote.ts';
 import { visit, isScalar, type Document, type LineCounter, type Node } from 'yaml';
 
 /**
@@ -20,7 +21,7 @@ export function duplicateKeyDetail(doc: Document, pos: number, lines: LineCounte
         const seen = first.get(k.value);
         if (seen && k.range?.[0] === pos) {
           const at = lines.linePos(seen.range?.[0] ?? pos);
-          detail = `Key ${JSON.stringify(String(k.value))} is given twice in the same mapping (first at line ${at.line}, column ${at.col}); keep one.`;
+          detail = `Key ${quote(String(k.value))} is given twice in the same mapping (first at line ${at.line}, column ${at.col}); keep one.`;
           return visit.BREAK;
         }
         if (!seen) first.set(k.value, k);

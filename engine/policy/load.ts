@@ -8,7 +8,7 @@ import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { decodeUtf8, diag, didYouMean, fsReason, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
@@ -446,7 +446,7 @@ export async function loadPack(
       diags.push(
         diag(
           'policy.rule-config',
-          `Rule ${name}: ${badState} ${JSON.stringify(config[badState])} is not a state of pack ${raw.metadata.name}'s lifecycle (${spec.lifecycle.states.join(', ')})${didYouMean(config[badState], spec.lifecycle.states)}.`,
+          `Rule ${name}: ${badState} ${typeof config[badState] === 'string' ? quote(config[badState]) : String(config[badState])} is not a state of pack ${raw.metadata.name}'s lifecycle (${spec.lifecycle.states.join(', ')})${didYouMean(config[badState], spec.lifecycle.states)}.`,
           origin(badState),
         ),
       );

@@ -1,7 +1,7 @@
 // YAML parsing that keeps source positions, so every diagnostic can name the
 // file, line and column of the node it is about.
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
-import { diag, type Diagnostic, type Where } from '../diags/index.ts';
+import { diag, quote, type Diagnostic, type Where } from '../diags/index.ts';
 import { duplicateKeyDetail } from '../diags/yaml.ts';
 
 /** One parsed YAML document of a file, with what is needed to map paths back to positions. */
@@ -139,7 +139,7 @@ function nulStrings(doc: Document.Parsed, file: string, lines: LineCounter): Dia
     Scalar(_key, node) {
       if (typeof node.value !== 'string' || !node.value.includes('\0')) return;
       const { line, col } = lines.linePos(node.range?.[0] ?? doc.range[0]);
-      out.push(diag('spec.invalid-value', `${JSON.stringify(node.value)} holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.`, { file, line, col }));
+      out.push(diag('spec.invalid-value', `${quote(node.value)} holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.`, { file, line, col }));
     },
   });
   return out;
