@@ -2,8 +2,12 @@
 // reports of the same VMs in different orders (each replica its own batch), and
 // PostgreSQL aborts one of two transactions that lock the same rows in opposite
 // orders ("deadlock detected": the replica answered 500 internal; seen in
-// test/replicas.e2e.test.ts, a report sent to both replicas at once). Runs
-// when FLEET_TEST_POSTGRES_URL is set (PGlite is one connection).
+// test/replicas.e2e.test.ts, a report sent to both replicas at once). Each
+// case holds a lock in another transaction (another replica), lets the write
+// under test block on it, and checks that the write holds nothing the
+// holder's next lock needs; the order every write keeps is listed in
+// record.ts. Also: a boot token's use, raced by two checks, is recorded once.
+// Runs when FLEET_TEST_POSTGRES_URL is set (PGlite is one connection).
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +21,7 @@ const RAW_INSERT = `INSERT INTO vms (id, stack, fleet, idx, name, data_center, s
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, 1, 1, false) ON CONFLICT DO NOTHING`;
 const rawValues = (vm: NewVm) => [vm.id, vm.stack, vm.fleet, vm.index, `${vm.stack}-${vm.fleet}-${vm.index}`, vm.dataCenter, vm.state, vm.desiredState, vm.specHash, vm.image];
 
-describe.runIf(pgUrl !== undefined)('the lock order of a batch of transitions (PostgreSQL)', () => {
+describe.runIf(pgUrl !== undefined)("the lock order of the record's batch writes (PostgreSQL)", () => {
   let t: TestRecord;
   let holder: pg.Client;
   let watcher: pg.Client;
