@@ -341,8 +341,10 @@ export class SimDriver implements Driver {
    * guest, guestBoot; an apply that gave up on it, timed out or was killed,
    * whose agent asks later or again once the data center restarts) the VM
    * only powers itself off, as the boot agent does, and keeps its disk: the
-   * next apply finds it where the record left it, powered off. A rogue VM
-   * (injectRogueVm, no record entry) is terminated either way.
+   * next apply finds it where the record left it, powered off. So does one
+   * whose awaitReady cannot terminate it (deleteVm faulted: settle fails it
+   * boot-denied, "not deleted yet"). A rogue VM (injectRogueVm, no record
+   * entry) is terminated either way.
    * `generation`: the boot it runs in (endBoot); once another change ended
    * that boot, it gives up without acting.
    */
