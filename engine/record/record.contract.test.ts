@@ -886,6 +886,40 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.edgesInFlight(s, ['web', 'db'])).toEqual([{ address: 'db/0', detail: 'intent approved: none' }]);
       expect(await r.edgesInFlight(freshStack(), ['web', 'db'])).toEqual([]);
     });
+
+    // The planner's question of a VM stuck in BootFailed with its cloud VM (docs/recovery.md): did the authority deny
+    // the boot it failed in? Each VM's history as the authority and a DMZ client write it (rows only: what is read).
+    it('deniedBoots: the VMs denied while in the boot their latest boot edge started, not before it or after they left it', async () => {
+      const s = freshStack();
+      const booted = { from: 'PoweredOn', to: 'Starting', outcome: 'ok' as const, actor: 'dmz-client:miami', detail: 'boot done in miami' };
+      const intent = { from: 'PoweredOn', to: 'Starting', outcome: 'ok' as const, actor: 'authority', detail: 'intent approved: boot' };
+      const denied = (from: string) => ({ from, to: from, outcome: 'denied' as const, actor: 'authority', detail: 'boot denied: the boot token is not one the authority issued' });
+      const failed = { from: 'Starting', to: 'BootFailed', outcome: 'failed' as const, actor: 'dmz-client:miami', detail: 'awaitReady failed in miami' };
+      const cases: { name: string; rows: Parameters<SqlRecord['addHistory']>[1][]; want: boolean }[] = [
+        { name: 'denied in its boot, then failed', rows: [intent, booted, denied('Starting'), failed], want: true },
+        { name: 'denied in its boot; the intent of its boot edge is no move', rows: [booted, intent, denied('Starting'), failed], want: true },
+        { name: 'a plain boot failure', rows: [intent, booted, failed], want: false },
+        { name: 'denied after it left the boot (an agent asking late)', rows: [intent, booted, failed, denied('BootFailed')], want: false },
+        { name: 'denied before its boot edge (a stale agent)', rows: [denied('PoweredOn'), intent, booted, failed], want: false },
+        { name: 'denied in an earlier boot, failed plainly in the latest', rows: [booted, denied('Starting'), failed, booted, failed], want: false },
+        { name: 'another actor\'s denied row does not count', rows: [booted, { ...denied('Starting'), actor: 'dmz-client:miami' }, failed], want: false },
+      ];
+      const ids: string[] = [];
+      for (const [i, c] of cases.entries()) {
+        const vm = await r.insertVm(newVm(s, 'web', i), { actor: 'authority', requestId: `create-${i}` });
+        for (const row of c.rows) await r.addHistory(vm.id, row);
+        ids.push(vm.id);
+      }
+      const want = ids.filter((_, i) => cases[i].want);
+      expect(await r.deniedBoots(ids, ['Starting'])).toEqual(want);
+      // In the order asked; a retired VM is none of the plan's.
+      expect(await r.deniedBoots([...ids].reverse(), ['Starting'])).toEqual([...want].reverse());
+      const first = (await r.getVm(ids[0]))!;
+      await r.transitionVm(first.id, first.version, 'Deleted', { actor: 'a' }, { retire: true });
+      expect(await r.deniedBoots(ids, ['Starting'])).toEqual(want.slice(1));
+      expect(await r.deniedBoots([], ['Starting'])).toEqual([]);
+      expect(await r.deniedBoots(ids, [])).toEqual([]);
+    });
   });
 
   describe('budgets: quota and capacity checked with the insert', () => {
