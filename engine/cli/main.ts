@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { diag, didYouMean, type Diagnostic } from '../diags/index.ts';
+import { clip, diag, didYouMean, type Diagnostic } from '../diags/index.ts';
 import { type CliIO, printDiagnostics, processIO, writeDiagnosticEvents, writeJson } from './io.ts';
 import { applyEnv, rejectEmptyValues } from './options.ts';
 import { COMMANDS } from './commands/index.ts';
@@ -47,7 +47,13 @@ function formatAsked(argv: string[]): string | undefined {
 
 /** A commander parse error ("error: unknown option '--stak'\n(Did you mean --stack?)") as a diagnostic. */
 export function usageDiagnostic(err: CommanderError, argv: string[], program: Command): Diagnostic {
-  const message = err.message.replace(/^error: /, '').replace(/\n\((Did you mean [^)]*)\)/, ' ($1)').replace(/\s*\n\s*/g, ' ').trim();
+  // The words commander quotes ('--stak', an argument's value) are what was typed: bounded like any quoted value (clip).
+  const message = err.message
+    .replace(/^error: /, '')
+    .replace(/\n\((Did you mean [^)]*)\)/, ' ($1)')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim()
+    .replace(/'([^']*)'/g, (_m, v: string) => `'${clip(v)}'`);
   // The command the error is in, subcommands too (`fleet state rm`): its words in order, up to the first that names none.
   const words: string[] = [];
   let at = program;
