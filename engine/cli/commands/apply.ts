@@ -91,7 +91,15 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${fsReason(err)}.`, { file }));
+    // `fleet apply web` meaning one fleet: PLANFILE is a file, the fleet goes with --target.
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    const fleetLike = missing && /^[a-z0-9]+(-[a-z0-9]+)*$/.test(file);
+    const next = !missing
+      ? ''
+      : fleetLike
+        ? ` PLANFILE is a plan saved with \`fleet plan --out FILE\`; to apply fleet ${file} alone, give it with --target: \`fleet apply --target ${file}\`.`
+        : ` PLANFILE is a plan saved with \`fleet plan --out ${file}\`; without one, \`fleet apply\` plans afresh.`;
+    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${fsReason(err)}.${next}`, { file }));
   }
   // Checked against specs/schema/plan.schema.json before any field is trusted.
   const { asPlanDocument, checkPlanDocument, parsePlanJson } = await planning();
