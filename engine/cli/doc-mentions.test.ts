@@ -19,6 +19,7 @@ import { CommanderError, type Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYamlValue } from 'yaml';
 import { CODES } from '../diags/codes/index.ts';
+import { WIRE_ERRORS } from '../../protocol/errors.ts';
 import { runPolicyTests } from '../plan/policy-tests.ts';
 import { validateDoc } from '../spec/schema.ts';
 import { parseYaml } from '../spec/yaml.ts';
@@ -208,6 +209,27 @@ async function sources(dirs: string[], ext: string, ignore: string[]): Promise<{
 function fleetVars(text: string): Set<string> {
   return new Set([...text.matchAll(/\bFLEET_[A-Z0-9_]*/g)].map((m) => m[0]).filter((v) => v !== 'FLEET_'));
 }
+
+describe('wire error codes named in the docs', () => {
+  it('are in the registry (protocol/errors.ts), with the HTTP status the docs give them', async () => {
+    const wire = WIRE_ERRORS as Record<string, { status: number }>;
+    const bad: string[] = [];
+    let seen = 0;
+    for (const { file, text } of await docs()) {
+      text.split('\n').forEach((line, i) => {
+        // `429 \`boot-rate-limited\``, `vetoed \`locked\``: a status or a veto, then the code.
+        for (const m of line.matchAll(/\b(?:([1-5]\d\d)|vetoed) \*{0,2}`([a-z][a-z0-9.-]+)`/g)) {
+          seen++;
+          const [, status, code] = m;
+          if (!(code in wire)) bad.push(`${file}:${i + 1}: ${code} is no wire code`);
+          else if (status !== undefined && wire[code].status !== Number(status)) bad.push(`${file}:${i + 1}: ${code} is answered ${wire[code].status}, not ${status}`);
+        }
+      });
+    }
+    expect(seen).toBeGreaterThan(20);
+    expect(bad, 'fix the doc (or the registry)').toEqual([]);
+  });
+});
 
 describe('environment variables named in the docs', () => {
   // Read by the process: a string literal ('FLEET_X', `FLEET_X_${dc}`), env.FLEET_X, or a shell ${FLEET_X} / $FLEET_X.
