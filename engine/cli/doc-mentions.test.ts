@@ -149,6 +149,33 @@ describe('fleet command lines in the docs', () => {
   });
 });
 
+describe('options named alone in the docs (`--lock-timeout`)', () => {
+  it('are options of a fleet command, or of a benchmark program (named in its usage comment)', async () => {
+    const options = new Set<string>();
+    const walk = (c: Command): void => {
+      for (const o of c.options) if (o.long) options.add(o.long);
+      c.commands.forEach(walk);
+    };
+    walk(quietProgram());
+    const bench = (await sources(['bench'], 'ts', ['**/*.test.ts'])).map((b) => b.text).join('\n');
+    // Other programs' options the docs name: node's (`--trace-opt`), pulumi config's (`--path`).
+    const others = new Set(['--trace-opt', '--path']);
+    const bad: string[] = [];
+    let seen = 0;
+    for (const { file, text } of await allDocs()) {
+      text.split('\n').forEach((line, i) => {
+        for (const m of line.matchAll(/`(--[a-z][a-z0-9-]*)(?:[ =][^`]*)?`/g)) {
+          seen++;
+          const flag = m[1];
+          if (!options.has(flag) && !others.has(flag) && !new RegExp(`${flag}\\b`).test(bench)) bad.push(`${file}:${i + 1}: ${flag}`);
+        }
+      });
+    }
+    expect(seen).toBeGreaterThan(100);
+    expect(bad, 'no command takes these options: fix the doc').toEqual([]);
+  });
+});
+
 describe('repository paths named in the docs', () => {
   it('exist', async () => {
     const tops = 'bench|bin|docs|engine|examples|packages|policies|protocol|providers|specs|stacks|test';
@@ -199,7 +226,7 @@ describe('diagnostic codes named in the docs', () => {
 /** Non-test sources under `dirs` (repo-relative), with their text. */
 async function sources(dirs: string[], ext: string, ignore: string[]): Promise<{ file: string; text: string }[]> {
   const files = await fg(
-    dirs.map((d) => `${d}/**/*.{${ext}}`),
+    dirs.map((d) => `${d}/**/*.${ext.includes(',') ? `{${ext}}` : ext}`),
     { cwd: repo, dot: true, ignore: ['**/node_modules/**', 'dist/**', 'specs/validators/**', ...ignore] },
   );
   return Promise.all(files.sort().map(async (file) => ({ file, text: await readFile(`${repo}${file}`, 'utf8') })));
