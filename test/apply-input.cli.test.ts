@@ -56,6 +56,15 @@ describe('fleet apply PLANFILE: input checked before anything is opened', () => 
     expect(r.stderr).toContain(says);
   });
 
+  // The pull-request comment saved as the plan said "not JSON: Unexpected token '<'" and to plan again.
+  it("a plan's markdown given as the plan file is named for what it is", async () => {
+    const md = join(tmp, 'plan.md');
+    writeFileSync(md, '<!-- fleet-plan stack=local -->\n## Plan for stack local\n');
+    const r = await runCli(['apply', md, '--stack', join(tmp, 'no-stack')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('is the markdown of `fleet plan --format markdown` (the pull-request comment), not a plan file; write one with `fleet plan --out FILE`');
+  });
+
   it('--format json: the refusal is a diagnostic event on stdout', async () => {
     const r = await runCli(['apply', join(tmp, 'plan.json'), '--target', 'web', '--format', 'json', '--stack', join(tmp, 'no-stack')]);
     expect(r.code).toBe(1);
