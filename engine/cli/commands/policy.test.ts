@@ -51,7 +51,7 @@ describe('fleet policy graph', () => {
     expect(r.stderr).toContain(`error[policy.pack-missing]: Policy pack not found\n  at policies/default/policy.yaml\n  ${join(ROOT, 'policies/default/policy.yaml')} is the pack's file; give the folder holding it: ${join(ROOT, 'policies/default')}.`);
   });
 
-  // A stack folder is the likeliest wrong folder (`fleet policy test stacks/local`): it said only "has no
+  // A stack folder is the likeliest wrong folder (`fleet policy test stacks/NAME`): it said only "has no
   // policy.yaml"; now it names the stack's own pack as the command to run.
   it.each([
     { command: ['policy', 'graph'], cwd: 'stack', dir: '.', says: "This is a stack folder (it holds stack.yaml); its policy pack is pack: `fleet policy graph pack`." },
