@@ -137,6 +137,23 @@ describe('fleet command lines in the docs', () => {
     expect(bad, 'these command lines would fail to parse: fix the doc (or the extraction above)').toEqual([]);
   });
 
+  it('in the example CI workflows (examples/**/*.yml) parse too', async () => {
+    const bad: string[] = [];
+    let seen = 0;
+    for (const file of (await fg('examples/**/*.{yml,yaml}', { cwd: repo })).sort()) {
+      (await readFile(`${repo}${file}`, 'utf8')).split('\n').forEach((line, i) => {
+        const m = /^\s*(?:- run:\s*|run:\s*)?(?:npx )(fleet [a-z].*)$/.exec(line);
+        if (!m) return;
+        seen++;
+        const argv = argvOf(m[1]);
+        const err = argv && parseError(argv, true);
+        if (err) bad.push(`${file}:${i + 1}: \`${m[1]}\`: ${err}`);
+      });
+    }
+    expect(seen).toBeGreaterThan(3);
+    expect(bad).toEqual([]);
+  });
+
   it('the checker refuses what the CLI refuses', () => {
     expect(parseError(argvOf('fleet plan --stak x')!, false)).toMatch(/unknown option '--stak'/);
     expect(parseError(argvOf('fleet state frob')!, false)).toMatch(/unknown command|too many/);
