@@ -126,6 +126,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
         errorRate: sim.errorRate,
         failCalls: sim.failCalls,
         hangCalls: sim.hangCalls,
+        forgeBootTokens: sim.forgeBootTokens,
         seed: sim.seed,
         busyTimeoutMs: opts.busyTimeoutMs,
         // The DMZ client's wait for a boot, below: its agents' boot window fits inside it.

@@ -80,6 +80,61 @@ async function setSim(dir: string, sim: string): Promise<void> {
   await writeFile(file, (await readFile(file, 'utf8')).replace(/sim: \{[^\n]*\}/g, `sim: ${sim}`));
 }
 
+// The patent's trusted boot: a VM whose boot the authority denied is not allowed to live. When its driver could not
+// delete it (the cloud refused or failed the delete, or the step's credentials expired during the wait), it stays,
+// powered off, and the record holds it BootFailed with its cloud id. The next apply booted that same VM (same disk)
+// again under a fresh token, so a denial did not stick; it deletes it along the recovery edges and creates the member
+// anew. The sim's faults: forgeBootTokens (the authority denies every boot) and deleteVm in failCalls (awaitReady
+// cannot delete the denied VM).
+describe('a denied VM its data center still holds (embedded)', () => {
+  const st = useTempStack();
+  const fleet = st.fleet;
+
+  it('is deleted from the data center along the recovery edges and created again by the next apply, never booted again', async () => {
+    await st.spec('den', fleetYaml('den', { count: 1 }));
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1, forgeBootTokens: true, failCalls: [deleteVm] }');
+    const failed = await fleet('apply', '--yes');
+    expect(failed.code).toBe(1);
+    const said = failed.stdout + failed.stderr;
+    // boot-denied, not the delete's failure: the hint is the denial's.
+    expect(said).toContain('The authority denied its boot, so the VM is terminated (or, when its data center could not delete it, powered off)');
+    expect(said).toMatch(/it was not deleted yet \(sim \S+: deleteVm is configured to fail \(failCalls\)\)/);
+    const stuck = await world(st.dir);
+    const old = stuck.vms.find((v) => v.address === 'den/0')!;
+    expect(old).toMatchObject({ state: 'BootFailed' });
+    expect(old.cloudId).not.toBeNull();
+    // The denied VM is still in its data center, powered off by its agent.
+    expect(stuck.cloud.filter((c) => c.cloudId === old.cloudId)).toMatchObject([{ status: 'present', observedState: 'PoweredOff' }]);
+    // The authority wrote the denial into the VM's history while it was Starting; the DMZ client's failure after it.
+    const h0 = (await fleet('history', 'den/0')).stdout;
+    expect(h0).toMatch(/Starting\s+Starting\s+denied/);
+    expect(h0).toMatch(/Starting\s+BootFailed\s+failed/);
+
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1 }');
+    const plan = await fleet('plan');
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(/-\/\+ den\/0 replace in \S+: recover: BootFailed after a denied boot; the authority refused VM \S+, which \S+ still holds \(powered off\), so it is not booted again: delete it along the recovery edges and create it again/);
+    expect(plan.stdout).toContain('BootFailed » BeingDeleted » Deleted');
+    expect(plan.stdout).not.toContain('BootFailed » PoweredOff');
+
+    const r = await fleet('apply', '--yes');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const w = await world(st.dir);
+    expect(states(w)).toEqual({ 'den/0': 'Running' });
+    const now = w.vms.find((v) => v.address === 'den/0')!;
+    expect(now.id).not.toBe(old.id);
+    expect(now.cloudId).not.toBe(old.cloudId);
+    expect(now.dataCenter).toBe(old.dataCenter);
+    // The denied VM is gone from the data center (deleteVm), and never booted again; the new one runs.
+    expect(w.cloud.filter((c) => c.cloudId === old.cloudId)).toMatchObject([{ status: 'terminated' }]);
+    expectConverged(w);
+    const h = (await fleet('history', 'den/0')).stdout;
+    for (const edge of [/BootFailed\s+BeingDeleted\s+ok/, /BeingDeleted\s+Deleted\s+ok/]) expect(h).toMatch(edge);
+    expect(h).not.toMatch(/BootFailed\s+PoweredOff/);
+    expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
+  }, 300_000);
+});
+
 describe('a VM gone from its data center (embedded)', () => {
   const st = useTempStack();
   const fleet = st.fleet;

@@ -55,7 +55,7 @@ export function failureHint(cause: FailureCause, f: { address: string; code: str
     case 'vetoed':
       return 'A re-run asks the same and is vetoed again: change the spec, or the policy pack whose rule the reason names, then `fleet plan` (if the record moved on since the plan, a new plan asks from where it is now).';
     case 'boot-denied':
-      return `The authority denied its boot, so the VM is terminated or powered off and the record holds it BootFailed; \`fleet history ${f.address}\` and the dashboard's boot attempts say why. Once that is fixed, ${RERUN}, or replaces it when its cloud VM is gone.`;
+      return `The authority denied its boot, so the VM is terminated (or, when its data center could not delete it, powered off) and the record holds it BootFailed; \`fleet history ${f.address}\` and the dashboard's boot attempts say why. Once that is fixed, \`fleet apply\` again deletes it along the pack's recovery edges (a VM the authority refused is not booted again) and creates the member again at its address (docs/recovery.md, BootFailed).`;
     case 'timeout':
       // 60 s: the sim's SIM_READY_TIMEOUT_MS (not imported: this module loads at every command's start-up); apply.test holds the two together.
       return `The cloud, or the VM's boot, did not answer in time (a boot has the DMZ client config's spec.readyTimeoutMs, or 60 s in an embedded data center, which has no config): ${RERUN}; if it times out again, check the cloud and that the VM reaches the DMZ client's boot endpoint.`;

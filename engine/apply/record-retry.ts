@@ -78,6 +78,7 @@ const READS = [
   'planJournal',
   'planJournalPage',
   'edgesInFlight',
+  'deniedBoots',
   'history',
   'approvalOf',
   'listLocks',

@@ -45,8 +45,24 @@ export function diffMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): voi
   }
   s.touched.set(row.id, row.version);
   if (action === 'replace') return replaceMember(s, row, spec, diff, forced);
+  // A VM whose boot the authority denied is not booted again, whatever else its spec changes (a resize would boot it
+  // after): it goes along the recovery edges, and a new VM takes its place.
+  if (deniedAndPresent(s, row)) return recreateMember(s, row, spec, action === 'update' ? diff : undefined);
   if (action === 'update') return updateMember(s, row, spec, diff);
   transitionMember(s, row, spec);
+}
+
+/**
+ * A member stuck in a failure state whose latest boot the authority denied
+ * (PlanVmRow.bootDenied), its VM still in the cloud (a cloud id): the driver
+ * could not delete it (its step's credentials expired during the wait, or
+ * the cloud refused or failed the delete), so it stays, powered off by its
+ * agent. Booting it again along the recovery edges would give the VM the
+ * authority refused (the same disk) a fresh boot token, so a denial would
+ * not stick: it is deleted and created again instead (recreateMember).
+ */
+function deniedAndPresent(s: PlanState, row: PlanVmRow): boolean {
+  return row.bootDenied === true && row.cloudId != null && s.lc.failure.includes(row.state);
 }
 
 /**
@@ -86,18 +102,22 @@ function transitionMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void
 }
 
 /**
- * A member stuck in a failure state with no VM in the cloud: a replace
- * whose old VM goes first (there is nothing to keep serving), along the
- * recovery edges to the terminal state, and a new VM at the same address
- * and data center.
+ * A member stuck in a failure state with no VM in the cloud, or with the VM
+ * whose boot the authority denied (deniedAndPresent): a replace whose old VM
+ * goes first (there is nothing to keep serving), along the recovery edges to
+ * the terminal state (its deleteVm deletes the cloud VM, or finds nothing to
+ * delete), and a new VM at the same address and data center. `diff`: what
+ * else the spec changes (a resize of the denied VM), shown with it.
  */
-function recreateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void {
+function recreateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet, diff?: FieldDiff): void {
   const oldEnd = deletePath(s.lc, row.state);
   const path = s.path(s.lc.initial, spec.state);
   if (!oldEnd || !path) {
     s.violate('lifecycle', row.address, `no path to delete ${row.address} from ${row.state} and create it again`, 'fix the pack lifecycle');
     return s.hold(row, spec);
   }
+  const denied = deniedAndPresent(s, row);
+  if (diff) takeGrowth(s, row, spec);
   s.changes.push({
     ...s.base(spec, row.index, row.dataCenter),
     action: 'replace',
@@ -107,7 +127,10 @@ function recreateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void {
     oldPath: oldEnd,
     replaceOrder: 'delete-before-create',
     steps: [...s.steps(oldEnd, 'old'), ...s.steps(path, 'new')],
-    reason: `recover: ${row.state} and ${row.dataCenter} has no VM of it; delete it along the recovery edges and create it again`,
+    reason: denied
+      ? `recover: ${row.state} after a denied boot; the authority refused VM ${row.cloudId}, which ${row.dataCenter} still holds (powered off), so it is not booted again: delete it along the recovery edges and create it again`
+      : `recover: ${row.state} and ${row.dataCenter} has no VM of it; delete it along the recovery edges and create it again`,
+    ...(diff ? { diff } : {}),
     placement: {
       strategy: 'existing',
       candidates: [row.dataCenter],

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { VmRow } from '../record/types.ts';
+import type { PlanVmRow, VmRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
 import { computePlan, type PlanInput } from './planner.ts';
 import { noRulesPolicy } from './policy-port.ts';
@@ -114,22 +114,57 @@ describe('computePlan: every stuck member has a way out', () => {
   // cloud holds the VM (or the retry creates it: CreateFailed), else the VM is
   // deleted along them and created again at its address (cloudId null: refresh
   // or apply found it gone). Unknown (undefined, the Pulumi provider) retries.
-  const cases: { state: string; cloudId: string | null | undefined; want: string; reason: RegExp }[] = [
+  // A VM whose latest boot the authority denied (bootDenied) and that its data
+  // center still holds (the driver could not delete it) is not booted again
+  // under a fresh token: deleted along the recovery edges (its deleteVm deletes
+  // it) and created again. A plain boot failure keeps the retry.
+  const REPLACE = `replace ${RUN} old BootFailed>BeingDeleted>Deleted delete-before-create`;
+  const cases: { state: string; cloudId: string | null | undefined; bootDenied?: boolean; want: string; reason: RegExp }[] = [
     { state: 'BootFailed', cloudId: 'sim-1', want: 'transition BootFailed>PoweredOff>PoweredOn>Starting>Running', reason: /^recover: retry from BootFailed/ },
     { state: 'BootFailed', cloudId: undefined, want: 'transition BootFailed>PoweredOff>PoweredOn>Starting>Running', reason: /^recover: retry/ },
-    { state: 'BootFailed', cloudId: null, want: `replace ${RUN} old BootFailed>BeingDeleted>Deleted delete-before-create`, reason: /^recover: BootFailed and richmond has no VM of it/ },
+    { state: 'BootFailed', cloudId: null, want: REPLACE, reason: /^recover: BootFailed and richmond has no VM of it/ },
     { state: 'CreateFailed', cloudId: null, want: 'transition CreateFailed>BeingCreated>PoweredOff>PoweredOn>Starting>Running', reason: /^recover: retry from CreateFailed/ },
+    { state: 'BootFailed', cloudId: 'sim-1', bootDenied: false, want: 'transition BootFailed>PoweredOff>PoweredOn>Starting>Running', reason: /^recover: retry from BootFailed/ },
+    {
+      state: 'BootFailed',
+      cloudId: 'sim-1',
+      bootDenied: true,
+      want: REPLACE,
+      reason: /^recover: BootFailed after a denied boot; the authority refused VM sim-1, which richmond still holds \(powered off\), so it is not booted again: delete it along the recovery edges and create it again$/,
+    },
+    // Gone already: as any BootFailed VM with no cloud VM.
+    { state: 'BootFailed', cloudId: null, bootDenied: true, want: REPLACE, reason: /^recover: BootFailed and richmond has no VM of it/ },
   ];
-  it.each(cases)('$state with cloud id $cloudId: $want', ({ state, cloudId, want, reason }) => {
+  it.each(cases)('$state with cloud id $cloudId, boot denied $bootDenied: $want', ({ state, cloudId, bootDenied, want, reason }) => {
     const row = vmRow(web, 0, { state });
     const rec = cloudId === undefined ? (({ cloudId: _c, ...rest }) => rest as VmRow)(row) : { ...row, cloudId };
-    const plan = computePlan(input([web], [rec, vmRow(web, 1)]));
+    const plan = computePlan(input([web], [{ ...rec, ...(bootDenied !== undefined ? { bootDenied } : {}) }, vmRow(web, 1)]));
     const c = plan.changes.find((x) => x.address === 'web/0')!;
     expect(`${c.action} ${c.path.join('>')}${c.oldPath ? ` old ${c.oldPath.join('>')} ${c.replaceOrder}` : ''}`).toBe(want);
     expect(c.reason).toMatch(reason);
     // Never through a failure state but the start, and the old VM's steps go first.
     for (const p of [c.path, c.oldPath ?? []]) expect(p.slice(1).filter((s) => s === 'BootFailed' || s === 'CreateFailed')).toEqual([]);
-    if (c.action === 'replace') expect(c.steps.map((s) => s.member)).toEqual(['old', 'old', 'new', 'new', 'new', 'new', 'new']);
+    if (c.action === 'replace') {
+      expect(c.steps.map((s) => s.member)).toEqual(['old', 'old', 'new', 'new', 'new', 'new', 'new']);
+      // The old VM's delete is a real deleteVm of its cloud VM.
+      expect(c.steps.filter((s) => s.member === 'old').map((s) => s.operation)).toContain('deleteVm');
+      expect(c.vmId).toBe('vm-web-0');
+      expect(c.dataCenter).toBe('richmond');
+    }
+  });
+
+  it('a denied VM whose spec also resizes it is deleted and created at the new size, never booted again', () => {
+    const big = makeFleet('web', { count: 1, size: { cpu: 4, memoryGiB: 8, diskGiB: 20 } });
+    const denied: PlanVmRow = { ...vmRow(big, 0, { state: 'BootFailed', size: web.size }), cloudId: 'sim-1', bootDenied: true };
+    const plan = computePlan(input([big], [denied as VmRow]));
+    const c = plan.changes[0];
+    expect(c.action).toBe('replace');
+    expect(c.oldPath).toEqual(['BootFailed', 'BeingDeleted', 'Deleted']);
+    expect(c.size).toEqual({ cpu: 4, memoryGiB: 8, diskGiB: 20 });
+    expect(c.diff).toEqual({ size: { from: web.size, to: { cpu: 4, memoryGiB: 8, diskGiB: 20 } } });
+    expect(c.reason).toMatch(/^recover: BootFailed after a denied boot/);
+    // The denied VM is never booted: no boot step of the old member.
+    expect(c.steps.filter((s) => s.member === 'old').map((s) => s.operation)).not.toContain('boot');
   });
 
   it('a PoweredOff spec recovers to PoweredOff, and a lowered count deletes a gone BootFailed VM along the recovery edges', () => {

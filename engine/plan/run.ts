@@ -19,6 +19,7 @@ import { customPlanRules, planShapes } from './shapes.ts';
 import { parseVmAddress } from '../model/index.ts';
 import type { LoadedFleet, LoadedStack } from '../spec/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
+import { bootedStates } from '../policy/index.ts';
 import type { PlanDocument, PlanSeal } from './types.ts';
 
 export interface PlanStackOptions extends Partial<PlanOptions> {
@@ -206,7 +207,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
       if (inScope.has(f.fleet) && f.managedBy === null) fleetProtection[f.fleet] = f.protected;
     }
     const read = await record.readPlan(stack.name, { fleets: scope.fleets, shapes: planShapes(pack, fleets, scope.fleets, options) });
-    rows = read.rows;
+    rows = await markDeniedBoots(record, pack, read.rows);
     unchanged = read.unchanged;
     if (fleetRows.some((f) => !inScope.has(f.fleet))) usage = await record.usage(stack.name, { excludeFleets: scope.fleets, ...outsideByOwner(pack) });
     const problems = memberProblems(options, rows, fleets, stack.name);
@@ -239,6 +240,22 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
   }
   const t3 = performance.now();
   return { plan, diagnostics: [...loaded.diagnostics.filter((d) => d.severity !== 'error'), ...reported], timings: { load: t1 - t0, read: t2 - t1, compute: t3 - t2 } };
+}
+
+/**
+ * `rows` with bootDenied set on each VM in a failure state, its cloud VM
+ * still there (a cloud id), whose latest boot the authority denied
+ * (FleetRecord.deniedBoots): the planner deletes and creates it again
+ * instead of booting the VM the authority refused (docs/recovery.md,
+ * BootFailed). One query, of those few rows only; none when there are none.
+ */
+async function markDeniedBoots(record: FleetRecord, pack: LoadedPack, rows: PlanVmRow[]): Promise<PlanVmRow[]> {
+  const failure = new Set(pack.lifecycle.failure);
+  const stuck = rows.filter((r) => failure.has(r.state) && r.cloudId != null && r.retiredAt === null).map((r) => r.id);
+  if (stuck.length === 0) return rows;
+  const denied = new Set(await record.deniedBoots(stuck, bootedStates(pack.lifecycle)));
+  if (denied.size === 0) return rows;
+  return rows.map((r) => (denied.has(r.id) ? { ...r, bootDenied: true } : r));
 }
 
 /**

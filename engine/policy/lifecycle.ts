@@ -230,3 +230,12 @@ export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] 
 export function bootStates(lifecycle: Lifecycle): string[] {
   return [...new Set(lifecycle.edges.filter((e) => e.operation === 'boot').flatMap((e) => [e.from, e.to]))];
 }
+
+/**
+ * The states a `boot` edge enters (the default pack's `Starting`): a VM in
+ * one is in a boot its edge started, the one a denial of its agent is about
+ * (FleetRecord.deniedBoots).
+ */
+export function bootedStates(lifecycle: Lifecycle): string[] {
+  return [...new Set(lifecycle.edges.filter((e) => e.operation === 'boot').map((e) => e.to))];
+}

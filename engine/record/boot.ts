@@ -20,11 +20,12 @@ import type { BootStore } from './types.ts';
  * way in the cloud (approved, carried out, its report lost to a crash) and
  * is answered once still, while the VM has not left the booting states
  * since it was issued (the boot check reads the history after it:
- * leftBoot); a used one, and the one kept before, are dropped.
+ * leftBoot); a used one, and the one kept before, are dropped. Rows in
+ * vm_id order, as authorizeBoots locks them (the lock order: record.ts).
  */
 export function upsertBootTokens(from: string, vmId: string, token: string, history: string): string {
   return `INSERT INTO boot_tokens (vm_id, token_hash, issued_history)
-         SELECT ${vmId}, ${token}, (${history})::bigint FROM ${from} WHERE ${token} IS NOT NULL
+         SELECT ${vmId}, ${token}, (${history})::bigint FROM ${from} WHERE ${token} IS NOT NULL ORDER BY ${vmId}
          ON CONFLICT (vm_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = now(), used_at = NULL, used_version = NULL,
            issued_history = EXCLUDED.issued_history,
            prev_hash = CASE WHEN ${KEEP} THEN boot_tokens.token_hash END,
@@ -113,9 +114,11 @@ export function bootStore({ db }: RecordSql): BootStore {
     // every write of vms (twice the apply's PostgreSQL CPU). Without a window, only
     // unused: a use that committed while this statement waited can be
     // stamped after this transaction's now(), and `used_at > now() - 0`
-    // then let it through. fresh: used now (the use's time is now() only
-    // when this transaction set it): only those write the approved attempt
-    // row, so an approval is recorded once however often it is repeated.
+    // then let it through. fresh: used now (the row lk locked had no use:
+    // not `used_at = now()`, which a concurrent use stamped the same
+    // microsecond as this transaction began also met): only those write
+    // the approved attempt row, so an approval is recorded once however
+    // often it is repeated.
     // The answer: every item with the row as the statement saw it,
     // approved when its row matched and its token was used; for a denied
     // item whose row matched and whose token was used within its window but
@@ -141,13 +144,20 @@ export function bootStore({ db }: RecordSql): BootStore {
            AND EXISTS (SELECT 1 FROM s WHERE s.s_k = i.i_k AND s.s_state = vms.state)
        ),
        m AS (SELECT DISTINCT ON (i_vm, i_hash) * FROM ok ORDER BY i_vm, i_hash, i_k),
+       -- The token rows m may use, locked in vm_id order (two replicas' batches of one VM set in different orders
+       -- never wait on each other), as they are now: after a wait for a concurrent use, its used_at. A use is this
+       -- statement's (fresh) when the row it locked had none.
+       lk AS (
+         SELECT bt.vm_id AS l_vm, bt.used_at AS l_used_at, bt.prev_used_at AS l_prev_used_at FROM boot_tokens bt
+         WHERE bt.vm_id IN (SELECT m.i_vm FROM m WHERE m.v_retired IS NULL) ORDER BY bt.vm_id FOR UPDATE OF bt
+       ),
        used AS (
          UPDATE boot_tokens SET
            used_at = CASE WHEN boot_tokens.token_hash = m.i_hash THEN COALESCE(boot_tokens.used_at, now()) ELSE boot_tokens.used_at END,
            used_version = CASE WHEN boot_tokens.token_hash = m.i_hash AND boot_tokens.used_at IS NULL THEN m.v_version ELSE boot_tokens.used_version END,
            prev_used_at = CASE WHEN boot_tokens.token_hash = m.i_hash THEN boot_tokens.prev_used_at ELSE COALESCE(boot_tokens.prev_used_at, now()) END,
            prev_used_version = CASE WHEN boot_tokens.token_hash <> m.i_hash AND boot_tokens.prev_used_at IS NULL THEN m.v_version ELSE boot_tokens.prev_used_version END
-         FROM m
+         FROM m JOIN lk ON lk.l_vm = m.i_vm
          -- A retired row (fleet state rm while it booted) uses no token: checked here, not in ok, where \`retired_at IS
          -- NULL\` with the cloud id let the planner read every live VM through vms_cloud_id (a partial index on both).
          WHERE boot_tokens.vm_id = m.i_vm AND m.v_retired IS NULL AND (
@@ -158,7 +168,7 @@ export function bootStore({ db }: RecordSql): BootStore {
              AND (boot_tokens.prev_used_at IS NULL OR (m.i_repeat > 0 AND boot_tokens.prev_used_at > now() - m.i_repeat * interval '1 millisecond'
                AND m.v_version <= boot_tokens.prev_used_version + 1))))
          RETURNING m.i_k AS u_k, m.i_vm AS u_vm, m.i_hash AS u_hash, m.i_dc AS u_dc, m.i_cloud AS u_cloud, m.i_image AS u_image, m.i_reason AS u_reason,
-           (CASE WHEN boot_tokens.token_hash = m.i_hash THEN boot_tokens.used_at ELSE boot_tokens.prev_used_at END) = now() AS u_fresh
+           (CASE WHEN boot_tokens.token_hash = m.i_hash THEN lk.l_used_at ELSE lk.l_prev_used_at END) IS NULL AS u_fresh
        ),
        att AS (
          INSERT INTO boot_attempts (vm_id, data_center, cloud_id, image, approved, reason)

@@ -221,6 +221,29 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
       return items.map((it, k): FleetError | undefined => (ok.has(k) ? undefined : why.get(it.vmId)));
     },
 
+    async deniedBoots(vmIds, bootedStates) {
+      if (vmIds.length === 0 || bootedStates.length === 0) return [];
+      // The boot's start: the newest move into a booted state from outside them (the authority's `intent approved`
+      // rows are no moves); a denial after it, of the VM in that state. history_vm narrows both to the VM's rows.
+      const rows = await db.query<{ id: string }>(
+        `SELECT v.id FROM vms v
+         WHERE v.id = ANY($1::text[]) AND v.retired_at IS NULL
+           AND EXISTS (
+             SELECT 1 FROM history d
+             WHERE d.vm_id = v.id AND d.outcome = 'denied' AND d.actor = 'authority' AND d.from_state = ANY($2::text[])
+               AND d.id > COALESCE((
+                 SELECT max(b.id) FROM history b
+                 WHERE b.vm_id = v.id AND b.outcome IN ('ok', 'drift', 'imported', 'modified') AND b.to_state = ANY($2::text[])
+                   AND (b.from_state IS NULL OR NOT (b.from_state = ANY($2::text[])))
+                   AND NOT (b.actor = 'authority' AND COALESCE(b.detail, '') LIKE 'intent approved:%')
+               ), 0)
+           )`,
+        [[...vmIds], [...bootedStates]],
+      );
+      const denied = new Set(rows.map((r) => r.id));
+      return vmIds.filter((id) => denied.has(id));
+    },
+
     async edgesInFlight(stack, fleets) {
       if (fleets.length === 0) return [];
       // Each VM's newest row (history_vm); an authority's approval is written after the report before it (ids follow insertion order).

@@ -459,6 +459,32 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.insertVms([])).toEqual([]);
     });
 
+    it('inserts a batch in address order: of items with one id, the one whose address comes first gets the row, its history and its answer', async () => {
+      // Two replicas' batches of the same creates must not insert them in opposite orders (lock-order.test.ts), so a
+      // batch inserts by address, not by item; the row still goes with the item it was made from.
+      const s = freshStack();
+      const id = '00000000-0000-4000-8000-00000000abce';
+      const out = await r.insertVms([
+        { vm: newVm(s, 'web', 2, { id }), ctx: { actor: 'authority', requestId: 'rq-2' }, bootTokenHash: 'h2' },
+        { vm: newVm(s, 'web', 1, { id }), ctx: { actor: 'authority', requestId: 'rq-1' }, bootTokenHash: 'h1' },
+      ]);
+      expect(out[0]).toBeInstanceOf(VersionConflictError);
+      expect((out[0] as VersionConflictError).key).toBe(id);
+      expect(out[1]).toMatchObject({ id, address: 'web/1' });
+      expect((await r.history(s)).map((h) => [h.address, h.requestId])).toEqual([['web/1', 'rq-1']]);
+      expect(await bootToken(r, id)).toEqual({ hash: 'h1', used: false });
+      // The first item with an id, refused for its address (live already), does not take the row the next one made.
+      const other = '00000000-0000-4000-8000-00000000abcf';
+      const next = await r.insertVms([
+        { vm: newVm(s, 'web', 1, { id: other }), ctx: { actor: 'authority', requestId: 'rq-3' } },
+        { vm: newVm(s, 'web', 4, { id: other }), ctx: { actor: 'authority', requestId: 'rq-4' } },
+      ]);
+      expect(next[0]).toBeInstanceOf(VersionConflictError);
+      expect((next[0] as VersionConflictError).key).toBe(other);
+      expect(next[1]).toMatchObject({ id: other, address: 'web/4' });
+      expect((await r.history(s)).map((h) => [h.address, h.requestId])).toEqual([['web/1', 'rq-1'], ['web/4', 'rq-4']]);
+    });
+
     it('transitions many VMs in one call: each moved with its history row, or the error transitionVm would throw', async () => {
       const s = freshStack();
       const a = await r.insertVm(newVm(s, 'web', 0), { actor: 'a' });
@@ -859,6 +885,40 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       await r.addHistory(b.id, { from: 'Requested', to: 'BeingCreated', outcome: 'failed', actor: 'dmz-client:miami', requestId: 'req-b', detail: 'createVm failed' });
       expect(await r.edgesInFlight(s, ['web', 'db'])).toEqual([{ address: 'db/0', detail: 'intent approved: none' }]);
       expect(await r.edgesInFlight(freshStack(), ['web', 'db'])).toEqual([]);
+    });
+
+    // The planner's question of a VM stuck in BootFailed with its cloud VM (docs/recovery.md): did the authority deny
+    // the boot it failed in? Each VM's history as the authority and a DMZ client write it (rows only: what is read).
+    it('deniedBoots: the VMs denied while in the boot their latest boot edge started, not before it or after they left it', async () => {
+      const s = freshStack();
+      const booted = { from: 'PoweredOn', to: 'Starting', outcome: 'ok' as const, actor: 'dmz-client:miami', detail: 'boot done in miami' };
+      const intent = { from: 'PoweredOn', to: 'Starting', outcome: 'ok' as const, actor: 'authority', detail: 'intent approved: boot' };
+      const denied = (from: string) => ({ from, to: from, outcome: 'denied' as const, actor: 'authority', detail: 'boot denied: the boot token is not one the authority issued' });
+      const failed = { from: 'Starting', to: 'BootFailed', outcome: 'failed' as const, actor: 'dmz-client:miami', detail: 'awaitReady failed in miami' };
+      const cases: { name: string; rows: Parameters<SqlRecord['addHistory']>[1][]; want: boolean }[] = [
+        { name: 'denied in its boot, then failed', rows: [intent, booted, denied('Starting'), failed], want: true },
+        { name: 'denied in its boot; the intent of its boot edge is no move', rows: [booted, intent, denied('Starting'), failed], want: true },
+        { name: 'a plain boot failure', rows: [intent, booted, failed], want: false },
+        { name: 'denied after it left the boot (an agent asking late)', rows: [intent, booted, failed, denied('BootFailed')], want: false },
+        { name: 'denied before its boot edge (a stale agent)', rows: [denied('PoweredOn'), intent, booted, failed], want: false },
+        { name: 'denied in an earlier boot, failed plainly in the latest', rows: [booted, denied('Starting'), failed, booted, failed], want: false },
+        { name: 'another actor\'s denied row does not count', rows: [booted, { ...denied('Starting'), actor: 'dmz-client:miami' }, failed], want: false },
+      ];
+      const ids: string[] = [];
+      for (const [i, c] of cases.entries()) {
+        const vm = await r.insertVm(newVm(s, 'web', i), { actor: 'authority', requestId: `create-${i}` });
+        for (const row of c.rows) await r.addHistory(vm.id, row);
+        ids.push(vm.id);
+      }
+      const want = ids.filter((_, i) => cases[i].want);
+      expect(await r.deniedBoots(ids, ['Starting'])).toEqual(want);
+      // In the order asked; a retired VM is none of the plan's.
+      expect(await r.deniedBoots([...ids].reverse(), ['Starting'])).toEqual([...want].reverse());
+      const first = (await r.getVm(ids[0]))!;
+      await r.transitionVm(first.id, first.version, 'Deleted', { actor: 'a' }, { retire: true });
+      expect(await r.deniedBoots(ids, ['Starting'])).toEqual(want.slice(1));
+      expect(await r.deniedBoots([], ['Starting'])).toEqual([]);
+      expect(await r.deniedBoots(ids, [])).toEqual([]);
     });
   });
 
@@ -1574,7 +1634,9 @@ describe.each(testBackends())('record contract on $name', (backend) => {
           // transaction sees pg_stat_activity as it was at its first read
           // unless the snapshot is cleared: without that, a first look taken
           // before the check began waiting was seen forever (a CI hang).
-          const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%UPDATE boot_tokens SET%used_at = CASE%'`;
+          // (Any backend of the record's database but this one: the query text pg_stat_activity keeps is cut at
+          // track_activity_query_size, 1 kB, where the check's token update no longer is.)
+          const waiting = `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`;
           for (;;) {
             await q.query('SELECT pg_stat_clear_snapshot()');
             if ((await q.query(waiting)).length > 0) break;

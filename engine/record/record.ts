@@ -15,6 +15,30 @@
 //
 // rows.ts turns VM rows into VmRow; errors.ts explains a write that matched
 // no row.
+//
+// The lock order. Writers of the same rows run at once (authority replicas,
+// each batching the same requests in its own order; fleet apply; fleet
+// import), and two transactions that take two locks in opposite orders wait
+// for each other until PostgreSQL aborts one ("deadlock detected"). So every
+// statement and transaction takes its locks in this order, each kind in the
+// order given; a new writer keeps to it (lock-order.test.ts reproduces what
+// broke it):
+//
+// | # | lock                                          | in the order of       | taken by |
+// | - | --------------------------------------------- | --------------------- | -------- |
+// | 1 | a stack's budget (advisory, budget.ts)        | stack                 | guarded insertVm(s), adoptVm, reserveGrow, setFleetProtection: first in their transaction |
+// | 2 | an adopted cloud id (advisory)                | one per transaction   | adoptVm |
+// | 3 | vms rows that exist (FOR UPDATE, UPDATE)      | id                    | transitionVms (old), addHistoryMany (ok), transitionVm, updateVm, addHistory once, a replace's deposed row |
+// |   | vms rows inserted (an insert meeting another transaction's uncommitted row of its id or live address waits for it) | (stack, fleet, index) | insertVms (ins), insertVm |
+// | 4 | fleets rows                                   | (stack, fleet), "C"   | every write of a VM (its statement bumps them after its VM rows), setFleetProtection |
+// | 5 | vm_usage rows (triggers, at the statement's end) | (held under 4: only a holder of the fleet's row writes them) | |
+// | 6 | boot_tokens rows                              | vm_id                 | upsertBootTokens (insertVms, transitionVms, addHistoryMany), authorizeBoots (lk) |
+// | 7 | vm_reservations rows                          | (one per VM, or a stack's under 1) | updateVm of a size, reserveGrow |
+//
+// locks and lock_fences rows (acquireLocks, in fleet order) and the rows of
+// plans, sealed_plans and stack_identities are written by transactions that
+// take no other lock; history, journal and boot_attempts rows are only
+// inserted, with no unique key to wait on.
 import { bootStore } from './boot.ts';
 import { growStore } from './grow.ts';
 import { historyStore } from './history.ts';

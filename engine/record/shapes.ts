@@ -48,8 +48,13 @@ export interface VmRow {
  * gone (null: never created, or found missing by refresh or apply) is
  * deleted and created again instead of retried; absent (callers that do not
  * know, like the Pulumi Fleet provider) means a retry.
+ *
+ * `bootDenied` is set (not read with the row: FleetRecord.deniedBoots, for the
+ * few rows in a failure state with a cloud VM) when the authority denied the
+ * VM's latest boot: such a VM is deleted and created again, not booted again
+ * (docs/recovery.md, BootFailed); absent means it was not, or is not known.
  */
-export type PlanVmRow = Omit<VmRow, 'desiredState' | 'cloudId' | 'createdAt' | 'updatedAt'> & { cloudId?: string | null };
+export type PlanVmRow = Omit<VmRow, 'desiredState' | 'cloudId' | 'createdAt' | 'updatedAt'> & { cloudId?: string | null; bootDenied?: boolean };
 
 export interface FleetRow {
   stack: string;

@@ -174,6 +174,19 @@ export interface HistoryStore {
    */
   edgesInFlight(stack: string, fleets: readonly string[]): Promise<{ address: string; detail: string }[]>;
   /**
+   * Of the live VMs `vmIds`, those whose latest boot the authority denied:
+   * their history holds a `denied` row the authority wrote while the VM was
+   * in one of `bootedStates` (the states the pack's `boot` edges enter:
+   * `Starting`), after the VM's latest move into one of them (that boot's
+   * start: its boot edge's report, a drift, an import). The planner deletes
+   * and creates such a VM again instead of booting it again
+   * (docs/recovery.md, BootFailed). A denial of a VM that was not in that
+   * boot (an agent asking after awaitReady gave up, the record BootFailed; a
+   * stale agent before the boot edge) does not count: its token was stale,
+   * not the VM distrusted. In vmIds' order.
+   */
+  deniedBoots(vmIds: readonly string[], bootedStates: readonly string[]): Promise<string[]>;
+  /**
    * Oldest first; with `limit`, the newest `limit` rows (still oldest first);
    * with `outcome`, only rows of that outcome (the dashboard's drift). Includes
    * rows of retired VMs at the address.

@@ -305,33 +305,42 @@ async function adopt(q: Queryable, vm: NewVm & { id: string; cloudId: string }, 
 // V8 compiles and recompiles (insertMany, transitionVms).
 
 // insertVm's statement over unnest arrays (columns prefixed i_); a row
-// whose address or id is taken (also by an earlier row of the batch) is
-// left out and explained below, and so is one whose fleet's row holds
+// whose address or id is taken (also by a row of the batch inserted before
+// it) is left out and explained below, and so is one whose fleet's row holds
 // another owner (a create never changes a fleet's owner: the fleets
 // upsert keeps it). An item with passes is inserted in the
 // state they reach (i_final) at the version they make (i_version, one per
 // move); its history is the create row (to the initial state i_state),
 // then its onward rows (a), in item order.
-const WRITTEN = 'ins JOIN first ON first.i_id = ins.id';
+//
+// Rows are inserted in address order (stack, fleet, index; then item
+// order), not item order: an insert that meets a row another transaction
+// inserted (the same create, sent to another authority replica) waits for
+// that transaction, so two batches of the same creates inserting in
+// different orders each waited for the other (deadlock detected;
+// lock-order.test.ts). The fleets' rows are bumped after, in (stack, fleet)
+// order, as transitionVms locks them (the lock order: record.ts).
+const WRITTEN = 'ins JOIN first ON first.i_id = ins.id AND first.i_stack = ins.stack AND first.i_fleet = ins.fleet AND first.i_idx = ins.idx::int';
 const INSERT_MANY_SQL = `WITH i AS (
      SELECT * FROM unnest(${[...INSERT_TYPES, 'text', 'text', 'text', 'text', 'text', 'text', 'int', 'text', 'text'].map((t, c) => `$${c + 1}::${t}[]`).join(', ')})
        WITH ORDINALITY AS i(i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_state, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc,
          i_owner, i_actor, i_plan, i_request, i_detail, i_final, i_version, i_token, i_managed, i_k)
    ),
    a AS (SELECT * FROM ${OnwardRows.unnest(25)}),
-   -- The item that got an id's row: the first with that id (rows go in item order).
-   first AS (SELECT DISTINCT ON (i_id) * FROM i ORDER BY i_id, i_k),
+   -- The item that got a row (WRITTEN): of the items with its id and address, the first (those go in item order).
+   first AS (SELECT DISTINCT ON (i_id, i_stack, i_fleet, i_idx) * FROM i ORDER BY i_id, i_stack, i_fleet, i_idx, i_k),
    ins AS (
      INSERT INTO vms (${INSERT_COLUMNS}, version)
      SELECT i_id, i_stack, i_fleet, i_idx, i_name, i_dc, i_final, i_desired, i_hash, i_image, i_real, i_cpu, i_mem, i_disk, i_enc, i_version FROM i
      WHERE NOT EXISTS (SELECT 1 FROM fleets fo WHERE fo.stack = i.i_stack AND fo.fleet = i.i_fleet AND (fo.owner <> i.i_owner OR ${otherManagerSql('fo', 'i.i_managed')}))
-     ORDER BY i_k
+     ORDER BY i_stack COLLATE "C", i_fleet COLLATE "C", i_idx, i_k
      ON CONFLICT DO NOTHING
      RETURNING ${FULL_VM.list}
    ),
    f AS (
      INSERT INTO fleets (stack, fleet, owner, version, updated_at, managed_by)
      SELECT ins.stack, ins.fleet, max(first.i_owner), sum(first.i_version), now(), max(first.i_managed) FROM ${WRITTEN} GROUP BY ins.stack, ins.fleet
+     ORDER BY ins.stack COLLATE "C", ins.fleet COLLATE "C"
      ON CONFLICT (stack, fleet) DO UPDATE SET version = fleets.version + EXCLUDED.version, updated_at = now(), managed_by = EXCLUDED.managed_by, ${PROTECTED_ON_CLAIM}
      WHERE ${CLAIM_HOLDS}
      RETURNING stack, fleet
@@ -494,11 +503,13 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       const inserted = new Map(rows.map((r) => [r.id as string, vmFromRow(r)]));
       const out: (VmRow | FleetError)[] = [];
       for (let k = 0; k < n; k++) {
-        // Rows go in item order, so of two items with one id the first got the row.
+        // An id's row is the item's that has its address; of two such items, the first's (INSERT_MANY_SQL's order).
         const row = inserted.get(ids[k]);
-        inserted.delete(ids[k]);
-        if (row) out.push(row);
-        else out.push(await whyNotInserted(q, ids[k], items[k].vm).catch((err: FleetError) => err));
+        const { vm } = items[k];
+        if (row && row.stack === vm.stack && row.fleet === vm.fleet && row.index === vm.index) {
+          inserted.delete(ids[k]);
+          out.push(row);
+        } else out.push(await whyNotInserted(q, ids[k], vm).catch((err: FleetError) => err));
       }
       return out;
     };

@@ -253,6 +253,10 @@ export interface SimSettings {
    * Seed of the simulated failures, for repeatable runs.
    */
   seed?: number;
+  /**
+   * A test fault: every VM's agent presents a made-up boot token instead of the one its boot edge issued, so the authority denies every boot. awaitReady then deletes the VM, unless deleteVm is in failCalls: the VM stays, powered off, and the step fails boot-denied saying it was not deleted yet (docs/recovery.md, BootFailed).
+   */
+  forgeBootTokens?: boolean;
 }
 /**
  * Defaults for `fleet apply`.

@@ -554,6 +554,48 @@ describe('aws driver', () => {
     expect(err.message).toMatch(/not terminated.*expired/);
   });
 
+  // The patent's trusted boot: a denied VM is terminated. When EC2 refuses or fails that TerminateInstances, the step
+  // is still a denied boot (boot-denied), saying the instance was not terminated yet, why, and what happens next; the
+  // TerminateInstances failure's own kind (credentials, transient) hid the denial: the member's advice was the wrong
+  // one ("check the role", "run it again"), and a transient one was tried again as if the cloud were at fault.
+  it.each([
+    { name: 'refused (UnauthorizedOperation)', fault: { error: 'UnauthorizedOperation', status: 403, message: 'You are not authorized to perform this operation.' }, why: /UnauthorizedOperation: You are not authorized/ },
+    { name: 'failing (InternalError 500) through every try', fault: EC2_FAULTS.internal, why: /InternalError: An internal error has occurred/ },
+    { name: 'throttled (RequestLimitExceeded) through every try', fault: EC2_FAULTS.transient, why: /RequestLimitExceeded: Request limit exceeded/ },
+  ])('a denied boot whose TerminateInstances is $name is boot-denied, saying the instance was not terminated yet and why', async ({ fault, why }) => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-denied' });
+    driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-denied', state: 'failed', denied: true, detail: 'boot denied: unknown boot token' });
+    ec2.fail('TerminateInstances', fault);
+    // As the DMZ client calls it: 4 tries, a transient failure tried again (the pauses recorded, not waited).
+    const pauses: number[] = [];
+    const err = await failure(callDriver('awaitReady', () => driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }), { attempts: 4, timeoutMs: 10_000, sleep: async (ms) => void pauses.push(ms) }));
+    expect(err.kind).toBe('boot-denied');
+    expect(err.message).toContain(`instance ${vm.cloudId}: boot denied: unknown boot token`);
+    expect(err.message).toMatch(/it was not terminated yet \(EC2 TerminateInstances: /);
+    expect(err.message).toMatch(why);
+    expect(err.message).toContain('the next apply (docs/recovery.md, BootFailed) deletes it and creates the member again');
+    expect(ec2.calls('TerminateInstances').length).toBe(fault === EC2_FAULTS.transient || fault === EC2_FAULTS.internal ? 4 : 1);
+    expect(pauses).toHaveLength(fault === EC2_FAULTS.transient || fault === EC2_FAULTS.internal ? 3 : 0);
+    // Not terminated: still there, for the next apply's delete.
+    expect(ec2.instances.get(vm.cloudId)?.state).not.toBe('terminated');
+  });
+
+  it('a denied boot whose TerminateInstances fails once transiently is terminated on the next try', async () => {
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    await driver.boot(creds(), ref, { bootToken: 'tok-denied' });
+    driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-denied', state: 'failed', denied: true, detail: 'boot denied: unknown boot token' });
+    ec2.fail('TerminateInstances', EC2_FAULTS.internal, 1);
+    const err = await failure(callDriver('awaitReady', () => driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }), { attempts: 4, timeoutMs: 10_000, sleep: async () => undefined }));
+    expect(err.kind).toBe('boot-denied');
+    expect(err.message).toBe(`instance ${vm.cloudId} was terminated: boot denied: unknown boot token`);
+    expect(ec2.calls('TerminateInstances')).toHaveLength(2);
+  });
+
   it('a size no catalog type fits fails before any EC2 call', async () => {
     const err = await failure(driver.createVm(creds(), input({ size: { cpu: 64, memoryGiB: 512, diskGiB: 10 } })));
     expect(err.kind).toBe('failed');

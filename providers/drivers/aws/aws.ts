@@ -13,7 +13,8 @@
 // | boot       | ModifyInstanceAttribute UserData (boot agent with this boot's one-time token), then   |
 // |            | StartInstances                                                                        |
 // | awaitReady | DescribeInstances and the agent's reports until it is ready; a denied boot: the VM    |
-// |            | powered itself off (stateReason Client.InstanceInitiatedShutdown), TerminateInstances; |
+// |            | powered itself off (stateReason Client.InstanceInitiatedShutdown), TerminateInstances  |
+// |            | (failing: still boot-denied, "not terminated yet", terminateDenied);                  |
 // |            | stopped by EC2 for another reason (no capacity after StartInstances): kept, an error;  |
 // |            | only a stop after the start counts (seen up since, or a stop other than the one read   |
 // |            | before StartInstances: stopMark); a stale read of the old stop is read again, unless   |
@@ -333,17 +334,38 @@ export class AwsDriver implements Driver {
   }
 
   /**
-   * Before terminating a VM whose boot was denied: throws boot-denied, saying so, when the session credentials
-   * of the step have expired (a long wait outlived them): the call would be refused, and a credentials failure
-   * would hide the denial. The agent powers the VM off; the next apply (delete, replace) terminates it.
+   * Terminates a VM whose boot awaitReady found denied (the patent's trusted boot: it is not allowed to live), then
+   * throws boot-denied. Whatever keeps it from being terminated, the step stays a denied boot (boot-denied), saying
+   * the instance was not terminated yet, why, and what happens next: its agent powers it off, and the next apply
+   * deletes it and creates the member again (docs/recovery.md, BootFailed). Before, the TerminateInstances failure's
+   * own kind (credentials, transient) hid the denial, and the member's advice was that kind's.
+   *
+   * | what keeps it                                   | thrown                                                      |
+   * | ----------------------------------------------- | ----------------------------------------------------------- |
+   * | the step's session credentials have expired     | boot-denied at once (the call would be refused)             |
+   * | (a long wait outlived them)                     |                                                             |
+   * | EC2 refuses or fails TerminateInstances for good | boot-denied, naming EC2's error                             |
+   * | (UnauthorizedOperation, a timeout, ...)          |                                                             |
+   * | a transient failure (throttled, a 5xx, a reset)  | boot-denied, transient: the DMZ client tries awaitReady     |
+   * |                                                 | again (with the Retry-After), which finds the denial and    |
+   * |                                                 | terminates again; its last try's is the step's failure      |
+   * | EC2 has no such instance any more               | terminated (gone is what the call wants)                    |
    */
-  private terminateDenied(creds: ScopedCredentials, id: string, why: string): void {
+  private async terminateDenied(client: EC2Client, creds: ScopedCredentials, id: string, why: string, terminated: string): Promise<never> {
+    const next = 'its agent powers it off, and the next apply (docs/recovery.md, BootFailed) deletes it and creates the member again';
     const exp = creds.aws?.expiration ?? '';
-    if (Date.parse(exp) - Date.now() > 5_000) return;
-    throw new DriverError(
-      'boot-denied',
-      `instance ${id}: ${why}; it was not terminated yet: this step's AWS session credentials expired at ${exp} during the wait; its agent powers it off, and the next apply (its delete or replace) terminates it`,
-    );
+    if (!(Date.parse(exp) - Date.now() > 5_000)) {
+      throw new DriverError('boot-denied', `instance ${id}: ${why}; it was not terminated yet: this step's AWS session credentials expired at ${exp} during the wait; ${next}`);
+    }
+    try {
+      await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
+    } catch (err) {
+      const e = err instanceof DriverError ? err : ec2Error(err, 'TerminateInstances');
+      if (e.kind !== 'not-found') {
+        throw new DriverError('boot-denied', `instance ${id}: ${why}; it was not terminated yet (${e.message}); ${next}`, e.transient, e.retryAfterMs !== undefined ? { retryAfterMs: e.retryAfterMs } : {});
+      }
+    }
+    throw new DriverError('boot-denied', terminated);
   }
 
   /**
@@ -631,9 +653,7 @@ export class AwsDriver implements Driver {
       if (a?.state === 'failed') {
         if (a.denied) {
           // The patent's trusted boot: a VM whose boot was denied is not allowed to live.
-          this.terminateDenied(creds, id, a.detail ?? 'boot denied');
-          await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
-          throw new DriverError('boot-denied', `instance ${id} was terminated: ${a.detail ?? 'boot denied'}`);
+          await this.terminateDenied(client, creds, id, a.detail ?? 'boot denied', `instance ${id} was terminated: ${a.detail ?? 'boot denied'}`);
         }
         throw new DriverError('boot-failed', `instance ${id} did not become ready: ${a.detail ?? 'its agent failed'}`);
       }
@@ -674,9 +694,8 @@ export class AwsDriver implements Driver {
         }
         // The VM powered itself off during its boot without a report we could believe (a report needs
         // the boot token the driver issued): a boot the authority did not approve. Trusted boot: it goes.
-        this.terminateDenied(creds, id, 'it powered itself off during its boot without reporting ready (a denied boot)');
-        await this.send(client, 'TerminateInstances', new TerminateInstancesCommand({ InstanceIds: [id] }));
-        throw new DriverError('boot-denied', `instance ${id} powered itself off during its boot without reporting ready (a denied boot); it was terminated`);
+        const why = 'it powered itself off during its boot without reporting ready (a denied boot)';
+        await this.terminateDenied(client, creds, id, why, `instance ${id} ${why}; it was terminated`);
       }
       if (!before && st !== 'pending' && st !== 'running') throw new DriverError('boot-failed', `instance ${id} is ${st} before its agent reported ready`);
       if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id}`);

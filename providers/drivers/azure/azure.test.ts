@@ -18,6 +18,7 @@ import { resourceNames } from './names.ts';
 import { importedState } from '../../../engine/cli/commands/import.ts';
 import { expectRunningUnconfirmed } from '../contract.ts';
 import { defaultPack } from '../../testing.ts';
+import { callDriver } from '../../dmz-client/operations.ts';
 
 const SUB = '00000000-0000-0000-0000-0000000000aa';
 const RG = 'rg-fleet-east';
@@ -890,6 +891,21 @@ describe('azure driver: a denied boot seen after the step\'s credentials expired
     expect(err.kind, err.message).toBe('boot-denied');
     expect(err.message).toMatch(/not deleted yet.*AuthorizationFailed|not deleted yet.*authorization/i);
     expect(err.message).toContain(RG);
+    expect(arm.vms.has(n.vm)).toBe(true);
+  });
+
+  it('a delete of the denied VM that ARM keeps failing (503) through the DMZ client\'s tries is still boot-denied, not transient', async () => {
+    const step = creds({ expiresAt: new Date(Date.now() + LEFT_MS).toISOString() });
+    const { ref, n } = await bootHeld(step, false);
+    arm.inject({ call: 'deleteVm', status: 503, code: 'ServiceUnavailable', message: 'The service is temporarily unavailable.' });
+    const pauses: number[] = [];
+    const waiting = failure(callDriver('awaitReady', () => driver.awaitReady(step, ref, { timeoutMs: STEP_MS }), { attempts: 4, timeoutMs: STEP_MS, sleep: async (ms) => void pauses.push(ms) }));
+    release();
+    const err = await waiting;
+    expect(err.kind, err.message).toBe('boot-denied');
+    expect(err.message).toMatch(/not deleted yet.*ServiceUnavailable/);
+    expect(err.message).toContain('the next apply (docs/recovery.md, BootFailed) deletes it and creates the member again');
+    expect(pauses).toHaveLength(3);
     expect(arm.vms.has(n.vm)).toBe(true);
   });
 });

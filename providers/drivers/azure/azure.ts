@@ -508,21 +508,28 @@ export class AzureDriver implements Driver {
    * (`c`): the step's scoped credentials may have expired during the wait (they last as long as the longest wait),
    * and writer() would refuse them, a `credentials` failure hiding the denial and leaving the VM. The brokered token
    * outlives them (handed out with at least 20 minutes left); when it has expired too (the call would be refused),
-   * or the delete fails for good, it throws boot-denied saying the VM was not deleted yet (aws: terminateDenied). A
-   * transient failure is thrown as it is: the DMZ client tries awaitReady again, which finds the denial again.
+   * or the delete fails, it throws boot-denied saying the VM was not deleted yet (aws: terminateDenied). A transient
+   * failure is boot-denied too, and transient: the DMZ client tries awaitReady again, which finds the denial again
+   * and deletes again; when the last try fails too, the step is still a denied boot (before, driver.transient).
    */
   private async deleteDenied(c: Clients, creds: ScopedCredentials, ref: VmRef, why: string): Promise<void> {
     const exp = creds.azure?.expiresOn ?? '';
-    const next = 'its agent powers it off (stopped, still allocated); it stays for the next apply (docs/recovery.md, BootFailed), whose delete or replace deletes it';
+    const next = 'its agent powers it off (stopped, still allocated); the next apply (docs/recovery.md, BootFailed) deletes it and creates the member again';
     if (!(Date.parse(exp) - Date.now() > DENIED_DELETE_MARGIN_MS)) {
       throw new DriverError('boot-denied', `${why}; it was not deleted yet: this step's Azure token expired at ${exp} during the wait; ${next}`);
     }
     try {
       await this.remove(c, ref.vmId);
     } catch (err) {
-      if (err instanceof DriverError && err.transient) throw err;
       const left = err instanceof Error ? err.message : String(err);
-      throw new DriverError('boot-denied', `${why}; it was not deleted yet (${left}): of VM ${vmName(ref.vmId)}, its NIC and disks may remain in resource group ${this.rg}; ${next}`);
+      const transient = err instanceof DriverError && err.transient;
+      const retryAfterMs = err instanceof DriverError ? err.retryAfterMs : undefined;
+      throw new DriverError(
+        'boot-denied',
+        `${why}; it was not deleted yet (${left}): of VM ${vmName(ref.vmId)}, its NIC and disks may remain in resource group ${this.rg}; ${next}`,
+        transient,
+        retryAfterMs !== undefined ? { retryAfterMs } : {},
+      );
     }
   }
 

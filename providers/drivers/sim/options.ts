@@ -50,6 +50,13 @@ export interface SimOptions {
   hangCalls?: readonly string[];
   /** Calls that fail with an error of the given kind (the contract suite's faults: capacity, not-found, ...). */
   failWith?: Readonly<Partial<Record<DriverCall, DriverErrorKind>>>;
+  /**
+   * A test fault: every VM's agent presents a made-up boot token instead of the one its boot edge issued (its user
+   * data tampered with), so the authority denies every boot. awaitReady then terminates the VM, unless deleteVm is
+   * faulted too (failCalls, failWith): the VM stays, powered off, and awaitReady fails boot-denied saying it was not
+   * deleted yet, as the aws and azure drivers do when the cloud refuses or fails the terminate.
+   */
+  forgeBootTokens?: boolean;
   /** A hung call (hangCalls) gives up after this with a `timeout` error, as a cloud SDK's request timeout does. Default: never. */
   callTimeoutMs?: number;
   /** Seed of errorRate's PRNG. Default 1. */

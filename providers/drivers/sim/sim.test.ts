@@ -498,6 +498,36 @@ describe('sim driver', () => {
       expect(await d.get(creds(), ref)).toMatchObject({ status: 'terminated', observedState: 'Deleted' });
     });
 
+    // Fault injection for a denied VM left in the cloud (docs/recovery.md, BootFailed): forgeBootTokens has the agent
+    // present a token of its own making (the authority denies it); with deleteVm faulted, awaitReady cannot terminate
+    // the VM, which powers itself off and stays; the step is still boot-denied, saying so.
+    it.each([
+      { name: 'deleteVm in failCalls', faults: { failCalls: ['deleteVm'] }, why: 'deleteVm is configured to fail (failCalls)' },
+      { name: 'deleteVm failWith credentials', faults: { failWith: { deleteVm: 'credentials' as const } }, why: 'deleteVm is configured to fail with credentials (failWith)' },
+    ])('forgeBootTokens is denied; with $name awaitReady is boot-denied and the VM stays, powered off', async ({ faults, why }) => {
+      answers.push({ approved: false, reason: 'the boot token is not one the authority issued' });
+      const d = await sim({ forgeBootTokens: true });
+      d.setFaults(faults);
+      const ref = await booted(d, true);
+      const err = await d.awaitReady(creds(), ref, { timeoutMs: 5_000 }).catch((e: DriverError) => e);
+      expect(err).toMatchObject({ kind: 'boot-denied' });
+      expect((err as DriverError).message).toContain(`it was not deleted yet (sim dc-a: ${why}); it powered itself off, and the next apply`);
+      expect(seen[0].bootToken).toMatch(/^forged-/);
+      expect(await d.get(creds(), ref)).toMatchObject({ status: 'present', observedState: 'PoweredOff', agent: 'failed' });
+      // Healed, the next apply's deleteVm terminates it.
+      d.setFaults({});
+      await d.deleteVm(creds(), ref);
+      expect(await d.get(creds(), ref)).toMatchObject({ status: 'terminated' });
+    });
+
+    it('forgeBootTokens without a deleteVm fault: the denied VM is terminated', async () => {
+      answers.push({ approved: false, reason: 'the boot token is not one the authority issued' });
+      const d = await sim({ forgeBootTokens: true });
+      const ref = await booted(d, true);
+      await expect(d.awaitReady(creds(), ref, { timeoutMs: 5_000 })).rejects.toMatchObject({ kind: 'boot-denied' });
+      expect(await d.get(creds(), ref)).toMatchObject({ status: 'terminated', observedState: 'Deleted' });
+    });
+
     // The boot endpoint's limit (boot-rate-limited, 429) and a 408 or 5xx are lost answers, asked again as the boot
     // agent asks them (agent.sh): a 429 was read as a denial, and the VM terminated.
     it.each([

@@ -209,6 +209,17 @@ export class SimDriver implements Driver {
     }
   }
 
+  /**
+   * Why a deleteVm would fail now by a configured fault (failCalls, failWith; as enter() words it), or undefined.
+   * awaitReady's termination of a VM whose boot was denied fails the same way (a cloud refusing or failing the
+   * terminate): the VM stays, powered off, for the next apply.
+   */
+  private deleteFault(): string | undefined {
+    if (this.o.failCalls?.includes('deleteVm') || this.faults.failCalls?.includes('deleteVm')) return `sim ${this.dataCenter}: deleteVm is configured to fail (failCalls)`;
+    const kind = this.faults.failWith?.deleteVm ?? this.o.failWith?.deleteVm;
+    return kind === undefined ? undefined : `sim ${this.dataCenter}: deleteVm is configured to fail with ${kind} (failWith)`;
+  }
+
   /** scopedTokenProblem, its MAC checked once per token (verified). */
   private tokenProblem(creds: ScopedCredentials): string | undefined {
     const ms = this.verified.get(creds.token);
@@ -317,7 +328,8 @@ export class SimDriver implements Driver {
     // The older agent stands down now, not once this change is written: its answer may come meanwhile.
     const generation = this.endBoot(vm);
     const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: opts.bootToken, userDataToken: opts.bootToken, guestBoot: false, bootDenied: false });
-    this.startAgent(vm, opts.bootToken, generation);
+    // forgeBootTokens (a test fault): the agent presents a token its boot edge did not issue, and is denied.
+    this.startAgent(vm, this.o.forgeBootTokens ? `forged-${randomUUID()}` : opts.bootToken, generation);
     return out;
   }
 
@@ -329,8 +341,10 @@ export class SimDriver implements Driver {
    * guest, guestBoot; an apply that gave up on it, timed out or was killed,
    * whose agent asks later or again once the data center restarts) the VM
    * only powers itself off, as the boot agent does, and keeps its disk: the
-   * next apply finds it where the record left it, powered off. A rogue VM
-   * (injectRogueVm, no record entry) is terminated either way.
+   * next apply finds it where the record left it, powered off. So does one
+   * whose awaitReady cannot terminate it (deleteVm faulted: settle fails it
+   * boot-denied, "not deleted yet"). A rogue VM (injectRogueVm, no record
+   * entry) is terminated either way.
    * `generation`: the boot it runs in (endBoot); once another change ended
    * that boot, it gives up without acting.
    */
@@ -388,9 +402,10 @@ export class SimDriver implements Driver {
       }
       if (!answer.approved) {
         const agentDetail = `boot denied: ${answer.reason}`;
-        if (vm.guestBoot || (!vm.rogue && !this.awaiting.get(vm.cloudId))) {
-          // No awaitReady to terminate it (an in-guest reboot, or an apply that gave up on this boot): the agent
-          // powers the VM off (agent.sh `fail ... true`); it keeps its disk and waits for an approved boot.
+        if (vm.guestBoot || (!vm.rogue && (!this.awaiting.get(vm.cloudId) || this.deleteFault() !== undefined))) {
+          // No awaitReady to terminate it (an in-guest reboot, or an apply that gave up on this boot), or one whose
+          // termination fails (deleteVm faulted: settle says so): the agent powers the VM off (agent.sh `fail ...
+          // true`); it keeps its disk and waits for an approved boot.
           await this.change(vm, { agent: 'failed', agentDetail, power: 'off', diskUnlocked: false, bootToken: null, guestBoot: false, bootDenied: true });
           return;
         }
@@ -452,6 +467,16 @@ export class SimDriver implements Driver {
     // A denial that came before this awaitReady began (the VM powered itself off): it terminates the VM now, as the
     // aws and azure drivers' awaitReady does on reading the agent's report.
     if (opts.awaited && vm.agent === 'failed' && vm.bootDenied && vm.status === 'present' && !vm.rogue) {
+      // ... unless deleteVm is faulted (failCalls, failWith): the termination fails as a cloud's TerminateInstances or
+      // DELETE can, and the VM stays, powered off; still a denied boot, saying so (the aws and azure drivers' words).
+      const fault = this.deleteFault();
+      if (fault !== undefined) {
+        if (vm.power !== 'off') await this.change(vm, { power: 'off', diskUnlocked: false, bootToken: null });
+        throw new DriverError(
+          'boot-denied',
+          `VM ${vm.cloudId} did not become ready: ${vm.agentDetail ?? 'boot denied'}; it was not deleted yet (${fault}); it powered itself off, and the next apply (docs/recovery.md, BootFailed) deletes it and creates the member again`,
+        );
+      }
       await this.change(vm, { status: 'terminated', power: 'off', bootToken: null });
     }
     if (vm.agent === 'ready' && vm.status === 'present') return view(this.dataCenter, vm);
