@@ -91,7 +91,25 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${fsReason(err)}.`, { file }));
+    // `fleet apply web` meaning one fleet: PLANFILE is a file, the fleet goes with --target.
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    const fleetLike = missing && /^[a-z0-9]+(-[a-z0-9]+)*$/.test(file);
+    const next = !missing
+      ? ''
+      : fleetLike
+        ? ` PLANFILE is a plan saved with \`fleet plan --out FILE\`; to apply fleet ${file} alone, give it with --target: \`fleet apply --target ${file}\`.`
+        : ` PLANFILE is a plan saved with \`fleet plan --out ${file}\`; without one, \`fleet apply\` plans afresh.`;
+    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${fsReason(err)}.${next}`, { file }));
+  }
+  // `fleet plan --format markdown > plan.md` (the pull-request comment) given as the plan: it was "not JSON: Unexpected token '<'".
+  if (text.startsWith('<!-- fleet-plan ')) {
+    throw new FleetError(
+      diag(
+        'apply.plan-file',
+        `${file} is the markdown of \`fleet plan --format markdown\` (the pull-request comment), not a plan file; write one with \`fleet plan --out FILE\` (with --format markdown too: the comment on stdout, the plan in FILE).`,
+        { file },
+      ),
+    );
   }
   // Checked against specs/schema/plan.schema.json before any field is trusted.
   const { asPlanDocument, checkPlanDocument, parsePlanJson } = await planning();

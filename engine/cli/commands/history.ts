@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { fail, quote } from '../../diags/index.ts';
 import { modeOf, runCommand } from '../io.ts';
 import { formatOption, recordUrlOption, stackOption } from '../options.ts';
-import { addressArg, historyTable, printResult, withStackRecord, type RecordCliOptions } from './state.ts';
+import { addressArg, historyTable, notFoundHint, printResult, withStackRecord, type RecordCliOptions } from './state.ts';
 import type { RegisterCommand } from './types.ts';
 
 const DEFAULT_LIMIT = 100;
@@ -34,7 +34,7 @@ export const registerHistory: RegisterCommand = (program: Command, io, setExit) 
           return withStackRecord(io, opts, async (record, stack) => {
             const rows = await record.history(stack, address, { limit });
             if (address !== undefined && rows.length === 0) {
-              fail('record.vm-not-found', `stack ${stack} has no VM and no history at ${address} in the record ${record.description}.`, { address });
+              fail('record.vm-not-found', `stack ${stack} has no VM and no history at ${address} in the record ${record.description}.${await notFoundHint(record, stack, address)}`, { address });
             }
             printResult(io, mode, { stack, address: address ?? null, history: rows }, () =>
               rows.length ? historyTable(rows) : `No history in stack ${stack} yet (record ${record.description}).\n`,
