@@ -507,6 +507,29 @@ describe('checks against a hand-built pack', () => {
 // error  EACCES: permission denied, scandir '/…/specs/fleets'", with no
 // location. (As root a folder is always readable: a link loop, ELOOP, takes
 // the same path here.)
+// `specs: [spec/*.yaml]` beside a folder named specs/ said only "matches no file": which folder was missing, and
+// which one was meant, was left to the reader.
+describe('a specs glob that matches no file says what is missing and what would match', () => {
+  const files = { 'specs/web.yaml': minimalFleet(), 'specs/db.yaml': minimalFleet('db'), 'fleets/prod/api.yaml': minimalFleet('api') };
+  it.each([
+    { glob: 'spec/*.yaml', hint: 'there is no folder "spec" beside the stack file; did you mean "specs/*.yaml"? It matches 2 files.' },
+    { glob: './Specs/*.yaml', hint: 'there is no folder "Specs" beside the stack file; did you mean "./specs/*.yaml"? It matches 2 files.' },
+    { glob: 'fleet/prod/*.yaml', hint: 'there is no folder "fleet" beside the stack file; did you mean "fleets/prod/*.yaml"? It matches 1 file.' },
+    { glob: 'fleets/prd/*.yaml', hint: 'there is no folder "prd" in fleets; did you mean "fleets/prod/*.yaml"? It matches 1 file.' },
+    { glob: 'spec/**/*.yaml', hint: 'there is no folder "spec" beside the stack file; did you mean "specs/**/*.yaml"? It matches 2 files.' },
+    { glob: 'specs/*.yml', hint: 'did you mean "specs/*.yaml"? It matches 2 files.' },
+    { glob: 'specs/wbe.yaml', hint: 'there is no file "wbe.yaml" in specs; did you mean "specs/web.yaml"? It matches 1 file.' },
+    { glob: 'spec/web.yml', hint: 'there is no folder "spec" beside the stack file; did you mean "specs/web.yaml"? It matches 1 file.' },
+    { glob: 'fleets/prod/*.json', hint: '' },
+    { glob: 'nothing-like-it/*.yaml', hint: 'there is no folder "nothing-like-it" beside the stack file.' },
+  ])('$glob', async ({ glob, hint }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml().replace('specs: [specs/*.yaml]', `specs: ["${glob}"]`), ...files });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual(['spec.glob-no-match stack.yaml:5:11']);
+    expect(r.diagnostics[0].detail).toBe(`specs glob "${glob}" matches no file (globs are relative to the stack file)${hint ? `: ${hint}` : '.'}`);
+  });
+});
+
 describe('a specs folder that cannot be read', () => {
   it.each([
     { name: 'a plain glob', glob: 'loop/*.yaml' },
