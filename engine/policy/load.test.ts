@@ -142,8 +142,8 @@ describe('loadPack: located diagnostics', () => {
   // The pack's name and version are recorded with every plan (`<name>@<version>`) and named in diagnostics and
   // the dashboard: a 200,000-character name validated, and a name holding `@` made `name@version` ambiguous.
   it.each([
-    { what: 'a 200,000-character name', from: '  name: default\n', to: `  name: ${'d'.repeat(200_000)}\n`, want: 'policy.schema@9:3', detail: /^metadata\.name is 200000 characters long; it must be at most 40 characters: .*every plan/ },
-    { what: 'a 41-character version', from: '  version: 1.0.0\n', to: `  version: 1.0.0-${'r'.repeat(35)}\n`, want: 'policy.schema@10:3', detail: /^metadata\.version is 41 characters long; it must be at most 40 characters: / },
+    { what: 'a 200,000-character name', from: '  name: default\n', to: `  name: ${'d'.repeat(200_000)}\n`, want: 'policy.schema@9:3', detail: /^metadata\.name must be at most 40 characters \(it is 200000\): .*every plan/ },
+    { what: 'a 41-character version', from: '  version: 1.0.0\n', to: `  version: 1.0.0-${'r'.repeat(35)}\n`, want: 'policy.schema@10:3', detail: /^metadata\.version must be at most 40 characters \(it is 41\): / },
     { what: 'a name holding @', from: '  name: default\n', to: '  name: default@2\n', want: 'policy.schema@9:3', detail: /^metadata\.name "default@2" must be letters, digits, dots, dashes and underscores, starting with a letter or digit: / },
     { what: 'a version holding a space', from: '  version: 1.0.0\n', to: '  version: 1.0 beta\n', want: 'policy.schema@10:3', detail: /^metadata\.version "1\.0 beta" must be letters, digits, dots, dashes and \+ \(semver\), starting with a letter or digit: / },
   ])('refuses $what, saying the limit and why', async ({ from, to, want, detail }) => {

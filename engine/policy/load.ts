@@ -133,7 +133,7 @@ export function schemaDiagnostics(
     if (identity && (e.keyword === 'maxLength' || e.keyword === 'pattern')) {
       const value = e.data ?? valueIn(root, path);
       const text = typeof value === 'string' ? value : '';
-      const what = e.keyword === 'maxLength' ? `is ${[...text].length} characters long; it must be at most ${String((e.params as { limit: number }).limit)} characters` : `${quote(text)} must be ${identity.form}`;
+      const what = e.keyword === 'maxLength' ? `must be at most ${String((e.params as { limit: number }).limit)} characters (it is ${[...text].length})` : `${quote(text)} must be ${identity.form}`;
       return diag(code, `${prefix}${name} ${what}: ${PACK_IDENTITY_WHY}.`, where(path));
     }
     if (e.keyword === 'enum') {

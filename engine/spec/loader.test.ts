@@ -368,11 +368,11 @@ describe('problems', () => {
     const aws = (region: string) =>
       `    - name: virginia\n      address: https://dmz.virginia.example:8443\n      location: { lat: 38, lon: -77 }\n      capacity: {}\n      driver: aws\n      aws: { region: ${region}, roleArn: "arn:aws:iam::123456789012:role/dmz" }\n`;
     it.each([
-      { what: 'a 200,000-character stack name', edit: (y: string) => y.replace('metadata: { name: t }', `metadata: { name: ${long(200_000)} }`), at: 'stack.yaml:3:19', limit: 'metadata.name is 200000 characters long; it must be at most 40', why: "in every VM's name" },
+      { what: 'a 200,000-character stack name', edit: (y: string) => y.replace('metadata: { name: t }', `metadata: { name: ${long(200_000)} }`), at: 'stack.yaml:3:19', limit: 'metadata.name must be at most 40 characters (it is 200000)', why: "in every VM's name" },
       { what: 'a 41-character stack name', edit: (y: string) => y.replace('metadata: { name: t }', `metadata: { name: ${long(41)} }`), at: 'stack.yaml:3:19', limit: 'at most 40', why: 'STS allows 2048' },
-      { what: 'a 41-character site name', edit: (y: string) => y.replace('site: { name: home,', `site: { name: ${long(41)},`), at: 'stack.yaml:8:17', limit: 'spec.site.name is 41 characters long; it must be at most 40', why: 'placement.near' },
-      { what: 'a 41-character data center name', edit: (y: string) => `${y}${dc(long(41))}`, at: 'stack.yaml:19:13', limit: 'is 41 characters long; it must be at most 40', why: 'file name' },
-      { what: 'a 21-character AWS region', edit: (y: string) => `${y}${aws('us-easttttttttttttt-1')}`, at: 'stack.yaml:24:22', limit: 'is 21 characters long; it must be at most 20', why: 'session policy' },
+      { what: 'a 41-character site name', edit: (y: string) => y.replace('site: { name: home,', `site: { name: ${long(41)},`), at: 'stack.yaml:8:17', limit: 'spec.site.name must be at most 40 characters (it is 41)', why: 'placement.near' },
+      { what: 'a 41-character data center name', edit: (y: string) => `${y}${dc(long(41))}`, at: 'stack.yaml:19:13', limit: 'must be at most 40 characters (it is 41)', why: 'file name' },
+      { what: 'a 21-character AWS region', edit: (y: string) => `${y}${aws('us-easttttttttttttt-1')}`, at: 'stack.yaml:24:22', limit: 'must be at most 20 characters (it is 21)', why: 'session policy' },
     ])('refuses $what', async ({ edit, at, limit, why }) => {
       const dir = await scratch({ 'stack.yaml': edit(stackYaml()), 'specs/web.yaml': minimalFleet() });
       const r = await loadStack(dir, { cwd: dir, env: {} });

@@ -163,7 +163,7 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
       const length = typeof data === 'string' ? [...data].length : undefined;
       return diag(
         'spec.out-of-range',
-        `${capital(name)}${length === undefined ? '' : ` is ${length} characters long; it`} must be at most ${String(p.limit)} characters${why ? `: ${why}` : ''}.`,
+        `${capital(name)} must be at most ${String(p.limit)} characters${length === undefined ? '' : ` (it is ${length})`}${why ? `: ${why}` : ''}.`,
         at,
       );
     }
