@@ -98,8 +98,9 @@ function simplifyOneOf(errors: ErrorObject[]): ErrorObject[] {
 /**
  * Why a name's length is limited, by document kind and instance path (list
  * indexes as `*`): where the name ends up and what limits it there. If you
- * give another string a maxLength in specs/schema/, say why here; the
- * numbers are checked against the schemas by test/name-limits.test.ts.
+ * give another string a maxLength in specs/schema/, say why here.
+ * test/name-limits.test.ts checks that the schemas' limits keep every name
+ * they accept within the limits named here.
  */
 const LENGTH_WHY: Readonly<Record<string, string>> = {
   'Stack /metadata/name':
