@@ -1,5 +1,5 @@
 import { CODES, type Code } from './codes/index.ts';
-import { DETAIL_LIMIT, WHERE_LIMIT, boundText } from './quote.ts';
+import { DETAIL_LIMIT, WHERE_LIMIT, boundText, clipRuns } from './quote.ts';
 import { escapeUnseen } from './unseen.ts';
 
 export type Severity = 'error' | 'warning';
@@ -29,14 +29,14 @@ export interface Diagnostic extends Where {
 
 /**
  * A diagnostic of a registered code. Its detail and location are bounded
- * (boundText): a message should quote values with quote() or clip(), and one
- * that quoted a value whole (a 2 MB `image:`) still prints a few hundred
- * characters, not the value.
+ * (clipRuns, boundText): a message should quote values with quote() or
+ * clip(), and one that quoted a value whole (a 2 MB `image:`) still prints
+ * a few hundred characters of it, not the value, and the rest of its words.
  */
 export function diag(code: Code, detail: string, where: Where = {}, severity?: Severity): Diagnostic {
   const entry = CODES[code];
   if (!entry) throw new Error(`bug: diagnostic code ${String(code)} is not in the registry`);
-  const d: Diagnostic = { severity: severity ?? entry.severity, code, summary: entry.summary, detail: boundText(detail, DETAIL_LIMIT) };
+  const d: Diagnostic = { severity: severity ?? entry.severity, code, summary: entry.summary, detail: boundText(clipRuns(detail), DETAIL_LIMIT) };
   if (where.file !== undefined) d.file = boundText(where.file, WHERE_LIMIT);
   if (where.line !== undefined) d.line = where.line;
   if (where.col !== undefined) d.col = where.col;

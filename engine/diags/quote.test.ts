@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { diag, visible } from './index.ts';
-import { boundText, clip, clipPath, quote, DETAIL_LIMIT, QUOTE_LIMIT, WHERE_LIMIT } from './quote.ts';
+import { boundText, clip, clipPath, clipRuns, quote, DETAIL_LIMIT, QUOTE_LIMIT, RUN_LIMIT, WHERE_LIMIT } from './quote.ts';
 
 describe('quote', () => {
   it.each([
@@ -39,5 +39,19 @@ describe('boundText and diag: the backstop for a message that quoted a value who
     expect(d.file!.endsWith('web.yaml')).toBe(true);
     expect(d.address!.length).toBeLessThan(WHERE_LIMIT + 40);
     expect(clipPath(`/a/${'\u200b'.repeat(1000)}/b`).length).toBeLessThan(WHERE_LIMIT + 40);
+  });
+
+  // A message of many words (an admin check refused by each of several data centers, with its wait and what to do)
+  // is kept whole: cutting its middle lost the data centers' answers and "Nothing was started".
+  it('keeps a long message of words whole, and cuts only a run of characters without a space', () => {
+    const words = Array.from({ length: 40 }, (_, i) => `dc-${i}: its DMZ client answered 429 (admin-check-rate-limited); ask again in ${i} s.`).join(' ');
+    expect(words.length).toBeGreaterThan(3000);
+    expect(diag('apply.admin-check-limited', `${words} Nothing was started.`).detail).toBe(`${words} Nothing was started.`);
+    expect(clipRuns(`Image ${'x'.repeat(RUN_LIMIT)} is unknown.`)).toBe(`Image ${'x'.repeat(RUN_LIMIT)} is unknown.`);
+    expect(clipRuns(`Image ${'x'.repeat(RUN_LIMIT + 7)} is unknown.`)).toBe(`Image ${'x'.repeat(RUN_LIMIT)}… (7 more characters) is unknown.`);
+    const d = diag('spec.unknown-image', `Image ${'x'.repeat(2_000_000)} is unknown; known: a, b.`);
+    expect(d.detail).toBe(`Image ${'x'.repeat(RUN_LIMIT)}… (1999700 more characters) is unknown; known: a, b.`);
+    // A value of words quoted whole still meets the overall bound.
+    expect(diag('spec.unknown-image', `Image ${'x '.repeat(100_000)}is unknown.`).detail.length).toBeLessThan(DETAIL_LIMIT + 40);
   });
 });

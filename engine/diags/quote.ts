@@ -10,10 +10,17 @@ import { escapeUnseen } from './unseen.ts';
 export { QUOTE_LIMIT } from './cut.ts';
 /**
  * How many characters a diagnostic's detail may have. A detail that lists
- * (allowed keys, known images) stays well under it; past it, the middle is
- * cut, so the end of the sentence (what to do) is kept.
+ * (allowed keys, known images) or speaks of several data centers (an admin
+ * check refused by each, with its wait) stays under it; past it, the middle
+ * is cut, so the end of the sentence (what to do) is kept.
  */
-export const DETAIL_LIMIT = 800;
+export const DETAIL_LIMIT = 4000;
+/**
+ * The longest run of characters without a space a detail shows whole: a
+ * value a message quoted whole is cut to it (clipRuns), the words around it
+ * kept. Words, paths and URLs a message writes itself stay well under it.
+ */
+export const RUN_LIMIT = 300;
 /** How many characters a location's file or address may have (paths are cut in the middle: their end names the file). */
 export const WHERE_LIMIT = 300;
 
@@ -37,6 +44,33 @@ export function clip(s: string, limit = QUOTE_LIMIT): string {
 export function quote(s: string, limit = QUOTE_LIMIT): string {
   const [shown, rest] = head(s, limit);
   return escapeUnseen(JSON.stringify(shown)) + (rest ? more(rest) : '');
+}
+
+/** `s` with every run of more than RUN_LIMIT characters without a space cut to its start and `… (N more characters)`. */
+export function clipRuns(s: string): string {
+  if (s.length <= RUN_LIMIT) return s;
+  // A scan, not a regular expression: /\S{301,}/ over a 20,000,000-character run overflowed V8's stack.
+  let out = '';
+  let from = 0;
+  let runStart = 0;
+  for (let i = 0; i <= s.length; i++) {
+    if (i < s.length && !isSpace(s.charCodeAt(i))) continue;
+    if (i - runStart > RUN_LIMIT) {
+      const [shown, rest] = head(s.slice(runStart, i), RUN_LIMIT);
+      if (rest) {
+        out += s.slice(from, runStart) + shown + more(rest);
+        from = i;
+      }
+    }
+    runStart = i + 1;
+  }
+  return from === 0 ? s : out + s.slice(from);
+}
+/** What /\s/ matches: ASCII and Unicode white space. */
+function isSpace(c: number): boolean {
+  if (c <= 32) return c === 32 || (c >= 9 && c <= 13);
+  if (c < 0x85) return false;
+  return c === 0x85 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
 }
 
 /**
