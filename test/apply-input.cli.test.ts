@@ -45,6 +45,26 @@ describe('fleet apply PLANFILE: input checked before anything is opened', () => 
     expect(r.stderr).toContain(says);
   });
 
+  // A missing plan file said only ENOENT: now what PLANFILE is, and for a fleet's name given as one (`fleet apply
+  // web`), the --target it meant.
+  it.each([
+    { arg: 'web', says: 'Cannot read web: no such file (ENOENT). PLANFILE is a plan saved with `fleet plan --out FILE`; to apply fleet web alone, give it with --target: `fleet apply --target web`.' },
+    { arg: 'gone.json', says: 'Cannot read gone.json: no such file (ENOENT). PLANFILE is a plan saved with `fleet plan --out gone.json`; without one, `fleet apply` plans afresh.' },
+  ])('a missing plan file $arg says what PLANFILE is', async ({ arg, says }) => {
+    const r = await runCli(['apply', arg, '--stack', join(tmp, 'no-stack')], { cwd: tmp });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(says);
+  });
+
+  // The pull-request comment saved as the plan said "not JSON: Unexpected token '<'" and to plan again.
+  it("a plan's markdown given as the plan file is named for what it is", async () => {
+    const md = join(tmp, 'plan.md');
+    writeFileSync(md, '<!-- fleet-plan stack=local -->\n## Plan for stack local\n');
+    const r = await runCli(['apply', md, '--stack', join(tmp, 'no-stack')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('is the markdown of `fleet plan --format markdown` (the pull-request comment), not a plan file; write one with `fleet plan --out FILE`');
+  });
+
   it('--format json: the refusal is a diagnostic event on stdout', async () => {
     const r = await runCli(['apply', join(tmp, 'plan.json'), '--target', 'web', '--format', 'json', '--stack', join(tmp, 'no-stack')]);
     expect(r.code).toBe(1);

@@ -154,6 +154,26 @@ describe('typo hints', () => {
     expect(r.stderr).toContain('--help` for the usage.');
   });
 
+  // An option in the wrong place was only "Unknown option '--stack'", as if no command took it.
+  it.each([
+    { args: ['--stack', 'x', 'validate'], says: 'Options go after the command: `fleet validate --stack x`. Run `fleet validate --help` for the usage.' },
+    { args: ['--format', 'json', 'state', 'list'], says: 'Options go after the command: `fleet state list --format json`.' },
+    { args: ['state', '--fleet', 'web', 'list'], says: 'Options go after the command: `fleet state list --fleet web`. Run `fleet state list --help` for the usage.' },
+    { args: ['--yes', 'apply'], says: 'Options go after the command: `fleet apply --yes`.' },
+    { args: ['plan', '--parallelism', '3'], says: '--parallelism is an option of `fleet apply`, not of this one. Run `fleet plan --help` for the usage.' },
+    { args: ['validate', '--data-center', 'miami'], says: '--data-center is an option of `fleet import`, `fleet serve dmz-client`, not of this one.' },
+  ])('says where an option goes: $args', async ({ args, says }) => {
+    const r = await runCli(args, { cwd: REPO });
+    expect(r.code).toBe(1);
+    const detail = r.stdout ? (JSON.parse(r.stdout) as { diagnostics: { detail: string }[] }).diagnostics[0].detail : r.stderr;
+    expect(detail).toContain(says);
+  });
+
+  it('adds nothing for an option no command takes', async () => {
+    const r = await runCli(['plan', '--frobnicate'], { cwd: REPO });
+    expect(r.stderr).toBe("error[cli.usage]: Invalid command line\n  Unknown option '--frobnicate'. Run `fleet plan --help` for the usage.\n");
+  });
+
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fleet-typo-'));

@@ -10,7 +10,7 @@
 // the transaction that inserts each VM, approves exactly the free slots, and
 // the apply that got the veto says so in a diagnostic and exits 1. A saved
 // plan's basis holds only the fleet it changes, so neither plan is stale
-// when the other fleet is applied first (docs/planning.md, "Stale plans").
+// when the other fleet is applied first (docs/plan-format.md, "Stale plans").
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';

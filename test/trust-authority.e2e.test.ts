@@ -1,7 +1,7 @@
 // The authority's policy seen from the CLI, end to end: real CLI (in-process),
 // real PGlite record, the embedded authority and sim DMZ clients over
 // loopback HTTP, the default pack. Protection kept in the record (issue 13,
-// point 2) and the stale check per fleet (point 5, docs/planning.md "Stale
+// point 2) and the stale check per fleet (point 5, docs/plan-format.md "Stale
 // plans").
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

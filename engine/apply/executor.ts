@@ -25,7 +25,7 @@
 // events) in member.ts.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { FleetError, diag, type Diagnostic } from '../diags/index.ts';
+import { FleetError, clip, diag, type Diagnostic } from '../diags/index.ts';
 import { PLAN_FORMAT_VERSION, type Change, type FleetChange, type PlanDocument } from '../model/index.ts';
 import { planDigest } from '../plan/digest.ts';
 import { holderGone } from '../record/locks.ts';
@@ -52,7 +52,7 @@ export { planDigest };
  */
 export async function checkApplicable(plan: PlanDocument, record: FleetRecord, opts: { fresh?: boolean } = {}): Promise<void> {
   if (plan.formatVersion !== PLAN_FORMAT_VERSION) {
-    throw new FleetError(diag('apply.plan-format', `The plan has formatVersion ${JSON.stringify(plan.formatVersion)}; this fleet reads ${JSON.stringify(PLAN_FORMAT_VERSION)}.`));
+    throw new FleetError(diag('apply.plan-format', `The plan has formatVersion ${clip(JSON.stringify(plan.formatVersion) ?? String(plan.formatVersion))}; this fleet reads ${JSON.stringify(PLAN_FORMAT_VERSION)}.`));
   }
   if (plan.blocked) {
     const mandatory = plan.policy.violations.filter((v) => v.level === 'mandatory');

@@ -55,7 +55,7 @@ export function renderCliDoc(): string {
     '| `--format json` | one JSON document on stdout with the diagnostics inside it, and nothing else on stdout; a command that fails before it has a result prints `{ "diagnostics": [...] }` ([failure-output.schema.json](../specs/schema/failure-output.schema.json)). `fleet apply --format json` prints one event per line instead, diagnostics included as `{"type":"diagnostic",...}` events |',
     '| colour | only on a terminal, and never with `--no-color` or `NO_COLOR` set |',
     '| environment | `FLEET_STACK`, `FLEET_RECORD_URL`, `FLEET_PARALLELISM`, `FLEET_LOCK_TIMEOUT` stand for their options (a flag given wins; a variable set empty counts as unset); `FLEET_DEBUG` adds stack traces and timings |',
-    '| typos | an unknown command or option names the closest one (`fleet plna` → `plan`), as unknown keys in spec files do (`cuont` → `count`) |',
+    '| typos | an unknown command or option names the closest one (`fleet plna` → `plan`), as unknown keys in spec files do (`cuont` → `count`); an option given before its command says where it goes (`fleet --stack x validate` → `fleet validate --stack x`), and one of another command names that command (`fleet plan --parallelism`: an option of `fleet apply`) |',
     '| completion | `eval "$(fleet completion bash)"`; `fleet completion zsh`, `fleet completion fish` |',
     '',
     '### JSON output schemas',

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { diag, didYouMean, type Diagnostic } from '../diags/index.ts';
+import { clip, diag, didYouMean, type Diagnostic } from '../diags/index.ts';
 import { type CliIO, printDiagnostics, processIO, writeDiagnosticEvents, writeJson } from './io.ts';
 import { applyEnv, rejectEmptyValues } from './options.ts';
 import { COMMANDS } from './commands/index.ts';
@@ -47,7 +47,13 @@ function formatAsked(argv: string[]): string | undefined {
 
 /** A commander parse error ("error: unknown option '--stak'\n(Did you mean --stack?)") as a diagnostic. */
 export function usageDiagnostic(err: CommanderError, argv: string[], program: Command): Diagnostic {
-  const message = err.message.replace(/^error: /, '').replace(/\n\((Did you mean [^)]*)\)/, ' ($1)').replace(/\s*\n\s*/g, ' ').trim();
+  // The words commander quotes ('--stak', an argument's value) are what was typed: bounded like any quoted value (clip).
+  const message = err.message
+    .replace(/^error: /, '')
+    .replace(/\n\((Did you mean [^)]*)\)/, ' ($1)')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim()
+    .replace(/'([^']*)'/g, (_m, v: string) => `'${clip(v)}'`);
   // The command the error is in, subcommands too (`fleet state rm`): its words in order, up to the first that names none.
   const words: string[] = [];
   let at = program;
@@ -64,7 +70,51 @@ export function usageDiagnostic(err: CommanderError, argv: string[], program: Co
   const choices = /Allowed choices are (.*)\.\s*$/s.exec(err.message)?.[1];
   const hint = value !== undefined && choices !== undefined ? didYouMean(value, choices.split(', ')) : '';
   const text = `${message.charAt(0).toUpperCase()}${message.slice(1)}`.replace(/[.?!]?$/, (end) => `${hint}${end || '.'}`);
-  return diag('cli.usage', `${text} Run \`${help}\` for the usage.`);
+  const unknown = err.code === 'commander.unknownOption' && !/Did you mean/.test(message) ? /unknown option '([^']+)'/.exec(err.message)?.[1] : undefined;
+  const placed = unknown === undefined ? undefined : optionElsewhere(unknown, argv.slice(2), program, at);
+  return diag('cli.usage', `${text}${placed?.text ?? ''} Run \`${placed?.help ?? help}\` for the usage.`);
+}
+
+/** Every command that runs (no subcommands of its own), with its words: `state rm`. */
+function leafCommands(c: Command, words: string[] = []): { words: string[]; command: Command }[] {
+  return c.commands.flatMap((sub) => (sub.commands.length ? leafCommands(sub, [...words, sub.name()]) : [{ words: [...words, sub.name()], command: sub }]));
+}
+
+/**
+ * An option commander does not know where it was given, that another place
+ * takes: given before its command's words (`fleet --stack x validate`,
+ * `fleet state --fleet web list`: options go after them), or an option of
+ * another command (`fleet plan --parallelism 3`: of apply), with the help
+ * to read then. undefined when no command takes it.
+ */
+function optionElsewhere(flag: string, args: string[], program: Command, at: Command): { text: string; help?: string } | undefined {
+  const name = flag.split('=')[0];
+  const takes = (c: Command) => c.options.find((o) => o.long === name || o.short === name);
+  const leaves = leafCommands(program);
+  const flagAt = args.indexOf(flag);
+  // The command the line names: the longest whose words appear in it in order.
+  const positions = (words: string[]): number[] | undefined => {
+    const out: number[] = [];
+    for (const w of words) {
+      const i = args.indexOf(w, (out.at(-1) ?? -1) + 1);
+      if (i < 0) return undefined;
+      out.push(i);
+    }
+    return out;
+  };
+  const named = leaves
+    .map((l) => ({ ...l, at: positions(l.words) }))
+    .filter((l) => l.at !== undefined)
+    .sort((a, b) => b.words.length - a.words.length)[0];
+  const option = named && takes(named.command);
+  if (named?.at && option && flagAt < named.at[named.at.length - 1]) {
+    const moved = [flag, ...(flag.includes('=') || !(option.required || option.optional) ? [] : args.slice(flagAt + 1, flagAt + 2))];
+    const rest = args.filter((_, i) => i < flagAt || i >= flagAt + moved.length);
+    return { text: ` Options go after the command: \`fleet ${[...rest, ...moved].join(' ')}\`.`, help: `fleet ${named.words.join(' ')} --help` };
+  }
+  const others = leaves.filter((l) => l.command !== at && l.command !== named?.command && takes(l.command)).map((l) => `fleet ${l.words.join(' ')}`);
+  if (others.length === 0) return undefined;
+  return { text: ` ${name} is an option of ${others.length <= 3 ? others.map((o) => `\`${o}\``).join(', ') : `${others.length} other commands`}, not of this one.` };
 }
 
 /** Runs the CLI and returns the exit code (0 ok / no changes, 1 error, 2 changes with --detailed-exitcode). */

@@ -1,4 +1,5 @@
 import { CODES, type Code } from './codes/index.ts';
+import { DETAIL_LIMIT, WHERE_LIMIT, boundText } from './quote.ts';
 import { escapeUnseen } from './unseen.ts';
 
 export type Severity = 'error' | 'warning';
@@ -26,14 +27,20 @@ export interface Diagnostic extends Where {
   detail: string;
 }
 
+/**
+ * A diagnostic of a registered code. Its detail and location are bounded
+ * (boundText): a message should quote values with quote() or clip(), and one
+ * that quoted a value whole (a 2 MB `image:`) still prints a few hundred
+ * characters, not the value.
+ */
 export function diag(code: Code, detail: string, where: Where = {}, severity?: Severity): Diagnostic {
   const entry = CODES[code];
   if (!entry) throw new Error(`bug: diagnostic code ${String(code)} is not in the registry`);
-  const d: Diagnostic = { severity: severity ?? entry.severity, code, summary: entry.summary, detail };
-  if (where.file !== undefined) d.file = where.file;
+  const d: Diagnostic = { severity: severity ?? entry.severity, code, summary: entry.summary, detail: boundText(detail, DETAIL_LIMIT) };
+  if (where.file !== undefined) d.file = boundText(where.file, WHERE_LIMIT);
   if (where.line !== undefined) d.line = where.line;
   if (where.col !== undefined) d.col = where.col;
-  if (where.address !== undefined) d.address = where.address;
+  if (where.address !== undefined) d.address = boundText(where.address, WHERE_LIMIT);
   return d;
 }
 

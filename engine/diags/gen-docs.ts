@@ -47,6 +47,12 @@ export function renderDiagnosticsDoc(codes: Record<string, CodeEntry> = CODES): 
     '`--format json` gives the same fields as JSON, as they are. Codes never change meaning; errors make the command exit 1,',
     'warnings do not.',
     '',
+    'A value a detail quotes (a field\'s value, a key, a label, a name, a path, a flag\'s value) is quoted',
+    'bounded, in text and JSON output alike: at most its first 100 characters, its characters that do not show',
+    'written as escapes, then how many more it has (`"xxxx…"… (1999900 more characters)`); the location',
+    'says where the whole value is. A detail is at most some 800 characters and a location\'s file or address',
+    'some 300: past that their middle is cut (`… (N more characters) …`), keeping the end of the sentence.',
+    '',
   ];
   for (const [area, list] of areas) {
     out.push(`## ${AREA_TITLES[area] ?? area} (\`${area}.*\`)`, '');

@@ -1,3 +1,5 @@
+import { quote } from './quote.ts';
+
 /**
  * Optimal-string-alignment (restricted Damerau-Levenshtein) distance: edits
  * are insertions, deletions, substitutions and swaps of two neighbouring
@@ -22,13 +24,17 @@ export function damerauDistance(a: string, b: string): number {
  * case ignored); undefined otherwise. Ties go to the first candidate.
  */
 export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  const limit = Math.max(1, Math.floor(word.length / 3));
   let best: string | undefined;
   let bestD = Infinity;
   for (const c of candidates) {
+    // The distance is at least the difference in length: a 100,000-character key is no typo of `image`, and its
+    // distance table would hold 100,000 rows.
+    if (Math.abs(word.length - c.length) > limit) continue;
     const d = damerauDistance(word.toLowerCase(), c.toLowerCase());
     if (d < bestD) [best, bestD] = [c, d];
   }
-  return best !== undefined && best !== word && bestD <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+  return best !== undefined && best !== word && bestD <= limit ? best : undefined;
 }
 
 /**
@@ -38,5 +44,5 @@ export function suggest(word: string, candidates: readonly string[]): string | u
 export function didYouMean(value: unknown, allowed: readonly unknown[]): string {
   if (typeof value !== 'string') return '';
   const hint = suggest(value, allowed.filter((a): a is string => typeof a === 'string'));
-  return hint === undefined ? '' : ` (did you mean ${JSON.stringify(hint)}?)`;
+  return hint === undefined ? '' : ` (did you mean ${quote(hint)}?)`;
 }

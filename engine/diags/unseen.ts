@@ -3,6 +3,8 @@
 // composed make one string read as another. Checked in fleet files
 // (engine/spec/fleet.ts), by the Pulumi Fleet resource, and by the
 // authority for the owner a create names.
+import { QUOTE_LIMIT, head, more } from './cut.ts';
+
 /**
  * Characters a reviewer cannot see: control and format characters (a
  * zero-width space, a right-to-left override), private-use and unpaired
@@ -18,9 +20,15 @@ const COMBINING = /\p{M}/u;
 
 const hex = (c: string): string => c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
 
-/** `s` quoted, its unseen characters written as escapes (`"team-a\\u200B"`): shown as they are, a right-to-left override reorders the message itself. */
+/**
+ * `s` quoted, its unseen characters written as escapes (`"team-a\\u200B"`):
+ * shown as they are, a right-to-left override reorders the message itself.
+ * At most QUOTE_LIMIT characters of it (engine/diags/cut.ts), then
+ * `… (N more characters)`.
+ */
 export function visible(s: string): string {
-  return `"${s.replace(new RegExp(`${UNSEEN.source}|${COMBINING.source}`, 'gu'), (c) => `\\u${hex(c)}`)}"`;
+  const [shown, rest] = head(s, QUOTE_LIMIT);
+  return `"${shown.replace(new RegExp(`${UNSEEN.source}|${COMBINING.source}`, 'gu'), (c) => `\\u${hex(c)}`)}"${rest ? more(rest) : ''}`;
 }
 
 /**

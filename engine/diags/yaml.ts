@@ -2,7 +2,8 @@
 // every reader of YAML (engine/spec for stacks and fleet specs, engine/policy
 // for policy.yaml and policy test cases), so the same mistake reads the same
 // in every file.
-import { visit, isScalar, type Document, type LineCounter, type Node } from 'yaml';
+import { quote } from './quote.ts';
+import { visit, isMap, isScalar, isSeq, type Document, type LineCounter, type Node } from 'yaml';
 
 /**
  * A key given twice in one mapping: the parser says only "Map keys must be
@@ -20,7 +21,7 @@ export function duplicateKeyDetail(doc: Document, pos: number, lines: LineCounte
         const seen = first.get(k.value);
         if (seen && k.range?.[0] === pos) {
           const at = lines.linePos(seen.range?.[0] ?? pos);
-          detail = `Key ${JSON.stringify(String(k.value))} is given twice in the same mapping (first at line ${at.line}, column ${at.col}); keep one.`;
+          detail = `Key ${quote(String(k.value))} is given twice in the same mapping (first at line ${at.line}, column ${at.col}); keep one.`;
           return visit.BREAK;
         }
         if (!seen) first.set(k.value, k);
@@ -29,4 +30,96 @@ export function duplicateKeyDetail(doc: Document, pos: number, lines: LineCounte
     },
   });
   return detail;
+}
+
+/** The tags of YAML 1.2's core schema: the only ones a fleet, stack or policy file may give (`!!str 5` is the text "5"). */
+const CORE_TAGS = ['str', 'int', 'float', 'bool', 'null', 'seq', 'map'];
+const YAML_TAG = 'tag:yaml.org,2002:';
+/** How a tag is written: `!!weird` for YAML's own, else as resolved (`!custom`, `tag:example.com:x`). */
+const tagShown = (tag: string): string => (tag.startsWith(YAML_TAG) ? `!!${tag.slice(YAML_TAG.length)}` : tag);
+
+/** A problem the yaml package reports as a warning (it reads on), which dmzfleet refuses: where, and what to do. */
+export interface YamlRefusal {
+  /** Offset in the text. */
+  pos: number;
+  detail: string;
+}
+
+/**
+ * What the parser only warned about and read on: an unknown tag (`image:
+ * !custom rhel-9`, `!!weird`, and YAML 1.1's `!!binary`, `!!timestamp`,
+ * `!!set` when parsed with resolveKnownTags: false) was dropped and the value
+ * read as if untagged, and a `%YAML 9.9` directive was read as YAML 1.2, so
+ * such a file validated. A tag says how to read a value, and one dmzfleet
+ * does not know may mean something it cannot honour: refused, at the tag.
+ * `%YAML 1.1` is refused too: it makes `no` false and `010` octal, so a file
+ * would not mean what the same text means everywhere else. Flow-indentation
+ * and ambiguous-anchor warnings are style, and stay accepted.
+ */
+export function refusedWarnings(doc: Document, text: string): YamlRefusal[] {
+  const out: YamlRefusal[] = [];
+  for (const w of doc.warnings) {
+    if (w.code === 'TAG_RESOLVE_FAILED' || w.code === 'BAD_COLLECTION_TYPE') {
+      const tag = /^Unresolved tag: (.*)$/.exec(w.message)?.[1] ?? /^(\S+) used for/.exec(w.message)?.[1];
+      const shown = tag === undefined ? 'This tag' : `Tag ${quote(tagShown(tag))}`;
+      const core = tag !== undefined && tag.startsWith(YAML_TAG) && CORE_TAGS.includes(tag.slice(YAML_TAG.length));
+      out.push({
+        pos: w.pos[0],
+        detail: core
+          ? `${shown} does not fit the value it is given (a !!float needs a number with a point, a !!map a mapping). Remove the tag: a value is read as what it looks like (put it in quotes for text).`
+          : `${shown} is not a tag dmzfleet reads: the value would be read as if it had none. Fleet, stack and policy files hold plain values; only YAML's core tags (${CORE_TAGS.map((t) => `!!${t}`).join(', ')}) may be given. Remove the tag (put the value in quotes if it is text).`,
+      });
+    } else if (w.code === 'BAD_DIRECTIVE') {
+      out.push({ pos: w.pos[0], detail: `${clipText(w.message)}: dmzfleet reads YAML 1.2 and knows no other directive than %YAML 1.2 and %TAG. Remove the directive line.` });
+    }
+  }
+  if (doc.directives?.yaml.explicit && doc.directives.yaml.version === '1.1') {
+    const at = text.lastIndexOf('%YAML', doc.range?.[0] ?? text.length);
+    out.push({
+      pos: at >= 0 ? at : (doc.range?.[0] ?? 0),
+      detail: '%YAML 1.1 would read this document by YAML 1.1 (`no` and `off` as false, `010` as octal 8), not as every other dmzfleet file is read. Remove the directive line: dmzfleet reads YAML 1.2.',
+    });
+  }
+  return out;
+}
+
+const clipText = (s: string): string => quote(s).slice(1, -1);
+
+/**
+ * What the yaml package's "Excessive alias count indicates a resource
+ * exhaustion attack" means, for a person: which alias multiplies, why that is
+ * refused, what to write instead. `limit` is the maxAliasCount given to
+ * toJS. Undefined when `message` is not that error.
+ */
+export function aliasBomb(doc: Document, message: string, limit: number): YamlRefusal | undefined {
+  if (!/Excessive alias count/.test(message)) return undefined;
+  // The first alias of an anchor that itself holds aliases: where the copies multiply.
+  let first: number | undefined;
+  let nested: { pos: number; name: string } | undefined;
+  visit(doc, {
+    Alias(_key, alias) {
+      first ??= alias.range?.[0];
+      const target = alias.resolve(doc);
+      let holds = false;
+      if (target && (isMap(target) || isSeq(target))) {
+        visit(target, {
+          Alias() {
+            holds = true;
+            return visit.BREAK;
+          },
+        });
+      }
+      if (holds && alias.range) {
+        nested = { pos: alias.range[0], name: alias.source };
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  const at = nested?.pos ?? first ?? doc.range?.[0] ?? 0;
+  const which = nested ? `*${clipText(nested.name)} here is an alias of a list or mapping that holds aliases itself` : 'The aliases of this document refer to one another';
+  return {
+    pos: at,
+    detail: `${which}: each copy copies the aliases inside it, and the document would expand to more than ${limit} aliased values (a "billion laughs"), which is refused so reading a file cannot exhaust memory. Write the values out, or alias only values that hold no aliases.`,
+  };
 }

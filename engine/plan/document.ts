@@ -9,7 +9,7 @@
 import type { ErrorObject } from 'ajv';
 import { Plan } from '../../specs/validators/plan.js';
 import { LineCounter, isMap, isNode, isScalar, parseDocument } from 'yaml';
-import { diag, type Diagnostic, type Where } from '../diags/index.ts';
+import { clip, clipPath, diag, quote, type Diagnostic, type Where } from '../diags/index.ts';
 import { PLAN_FORMAT_VERSION, type PlanDocument } from '../model/index.ts';
 
 
@@ -54,10 +54,10 @@ function message(e: ErrorObject): { path: (string | number)[]; text: string; at?
   switch (e.keyword) {
     case 'additionalProperties': {
       const key = String((e.params as { additionalProperty: string }).additionalProperty);
-      return { path, text: `has a key "${key}" that a plan document does not have`, at: [...path, key] };
+      return { path, text: `has a key ${quote(key)} that a plan document does not have`, at: [...path, key] };
     }
     case 'required':
-      return { path, text: `lacks "${String((e.params as { missingProperty: string }).missingProperty)}"` };
+      return { path, text: `lacks ${quote(String((e.params as { missingProperty: string }).missingProperty))}` };
     case 'enum':
       return { path, text: `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}` };
     case 'const':
@@ -70,7 +70,7 @@ function message(e: ErrorObject): { path: (string | number)[]; text: string; at?
 /** `changes[3].steps[0].operation`, for people. */
 function showPath(path: readonly (string | number)[]): string {
   if (path.length === 0) return 'the document';
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? clip(p) : `.${clip(p)}`)).join('');
 }
 
 /**
@@ -82,7 +82,9 @@ function showPath(path: readonly (string | number)[]): string {
  * noop change) is refused, not read: plan again with this fleet. Any other
  * problem is apply.plan-file, located at the offending node.
  */
-export function checkPlanDocument(doc: unknown, text: string, file: string): Diagnostic[] {
+export function checkPlanDocument(doc: unknown, text: string, path: string): Diagnostic[] {
+  // The path as a flag gave it, for the location; `file` for the sentences.
+  const file = clipPath(path);
   if (!doc || typeof doc !== 'object' || Array.isArray(doc) || !('formatVersion' in doc)) {
     // What `fleet plan --format json` prints (a common CI slip: its stdout saved and applied) wraps an unsealed plan.
     const inner = (doc as { plan?: unknown } | null)?.plan;
@@ -91,25 +93,25 @@ export function checkPlanDocument(doc: unknown, text: string, file: string): Dia
         diag(
           'apply.plan-file',
           `${file} is the output of \`fleet plan --format json\` (the plan and its diagnostics, not sealed for apply), not a plan file; write one with \`fleet plan --out ${file}\` (with --format json too, stdout then names the file and the summary).`,
-          { file },
+          { file: path },
         ),
       ];
     }
-    return [diag('apply.plan-file', `${file} is not a plan document (no formatVersion); write one with \`fleet plan --out ${file}\`.`, { file })];
+    return [diag('apply.plan-file', `${file} is not a plan document (no formatVersion); write one with \`fleet plan --out ${file}\`.`, { file: path })];
   }
   const version = (doc as { formatVersion: unknown }).formatVersion;
   if (version !== PLAN_FORMAT_VERSION) {
-    const where = locator(text, file)(['formatVersion']);
+    const where = locator(text, path)(['formatVersion']);
     const why =
       version === '1'
         ? 'a plan made by an earlier fleet, which listed every unchanged member; this fleet reads only "2", which summarises them per fleet'
         : `this fleet reads only ${JSON.stringify(PLAN_FORMAT_VERSION)}`;
-    return [diag('apply.plan-format', `${file} has formatVersion ${JSON.stringify(version)}: ${why}. Make the plan again with \`fleet plan --out\` and apply the new file.`, where)];
+    return [diag('apply.plan-format', `${file} has formatVersion ${typeof version === 'string' ? quote(version) : clip(JSON.stringify(version) ?? String(version))}: ${why}. Make the plan again with \`fleet plan --out\` and apply the new file.`, where)];
   }
   // specs/schema/plan.schema.json, compiled by `npm run gen:types` (specs/gen-validators.ts).
   const validate = Plan;
   if (validate(doc)) return [];
-  const where = locator(text, file);
+  const where = locator(text, path);
   const changes = (doc as { changes?: unknown }).changes;
   const seen = new Set<string>();
   const out: Diagnostic[] = [];
@@ -317,7 +319,8 @@ export function duplicateKeyAt(text: string, doc: unknown): { at: number; first:
  * is ignored (RFC 8259 allows it; some editors add one on save): the seal
  * covers the parsed content, not the bytes.
  */
-export function parsePlanJson(text: string, file: string): { doc: unknown; text: string } | { diagnostic: Diagnostic } {
+export function parsePlanJson(text: string, path: string): { doc: unknown; text: string } | { diagnostic: Diagnostic } {
+  const file = clipPath(path);
   const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   const position = (offset: number): { line: number; col: number } => {
     let line = 1;
@@ -342,8 +345,8 @@ export function parsePlanJson(text: string, file: string): { doc: unknown; text:
         'apply.plan-file',
         empty
           ? `${file} is empty; write a plan with \`fleet plan --out ${file}\`.`
-          : `${file} is not JSON: ${why} at line ${line}, column ${col}. It was not written by \`fleet plan --out\` as it is (cut short, or edited since); plan again.`,
-        { file, line, col },
+          : `${file} is not JSON: ${clip(why)} at line ${line}, column ${col}. It was not written by \`fleet plan --out\` as it is (cut short, or edited since); plan again.`,
+        { file: path, line, col },
       ),
     };
   }
@@ -353,8 +356,8 @@ export function parsePlanJson(text: string, file: string): { doc: unknown; text:
     return {
       diagnostic: diag(
         'apply.plan-tampered',
-        `${file} gives key ${JSON.stringify(twice.key)} twice in one object (first at line ${first.line}, column ${first.col}): \`fleet plan --out\` writes each key once, so the file was edited after it was saved, and a reader could take the value applied for the other one. Plan again; never edit a saved plan.`,
-        { file, ...position(twice.at) },
+        `${file} gives key ${quote(twice.key)} twice in one object (first at line ${first.line}, column ${first.col}): \`fleet plan --out\` writes each key once, so the file was edited after it was saved, and a reader could take the value applied for the other one. Plan again; never edit a saved plan.`,
+        { file: path, ...position(twice.at) },
       ),
     };
   }

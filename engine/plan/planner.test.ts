@@ -398,7 +398,7 @@ describe('computePlan: document', () => {
     expect(plan.fleets).toEqual(['a', 'c']);
     expect(lines(plan).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['c/0 create', 'a unchanged']);
     expect(plan.unchanged).toEqual([{ fleet: 'a', count: 1, version: 4, states: { Running: 1 }, dataCenters: { richmond: 1 } }]);
-    // a is in scope (locked) but unchanged: not in the basis, so applying a meanwhile leaves this plan valid (docs/planning.md "Stale plans").
+    // a is in scope (locked) but unchanged: not in the basis, so applying a meanwhile leaves this plan valid (docs/plan-format.md "Stale plans").
     expect(plan.basis).toEqual({ vms: {}, fleets: { c: 0 } });
   });
 

@@ -7,7 +7,7 @@
 // (FleetRecord.usage). Enough for owner quotas and data center capacity,
 // whatever their enforcement, without reading every row.
 import { statSync } from 'node:fs';
-import { FleetError, diag, hasErrors, type Diagnostic } from '../diags/index.ts';
+import { FleetError, diag, hasErrors, quote, type Diagnostic } from '../diags/index.ts';
 import { isServerRecord, openRecord, prepareRecord } from '../record/index.ts';
 import type { FleetRecord, PlanVmRow, StackIdentity, UnchangedRow, UsageRow } from '../record/types.ts';
 import { loadStack, type LoadResult, type StackInput } from '../spec/index.ts';
@@ -112,7 +112,7 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
       throw new FleetError(
         diag(
           'plan.out-failed',
-          `--out ${opts.out.shown} is where the stack's specs glob ${JSON.stringify(glob)} reads fleet specs: the next validate, plan or apply would read the plan there as a spec. Write the plan to a file of its own outside the specs (for example plan.json).`,
+          `--out ${opts.out.shown} is where the stack's specs glob ${quote(glob)} reads fleet specs: the next validate, plan or apply would read the plan there as a spec. Write the plan to a file of its own outside the specs (for example plan.json).`,
           { file: opts.out.shown },
         ),
       );
@@ -308,7 +308,7 @@ function memberProblems(options: PlanOptions, rows: readonly PlanVmRow[], fleets
   for (const t of options.replace ?? []) {
     const a = parseVmAddress(t);
     if (!a) {
-      out.push(diag('plan.unknown-member', `--replace takes a member address such as web/3, not ${JSON.stringify(t)}.`, { address: t }));
+      out.push(diag('plan.unknown-member', `--replace takes a member address such as web/3, not ${quote(t)}.`, { address: t }));
     } else if (!live.has(t)) {
       const why = scope.has(a.fleet) || options.targets.length + options.excludes.length === 0 ? 'is not a live VM in the record' : 'is outside the plan\'s --target / --exclude scope';
       out.push(diag('plan.unknown-member', `--replace ${t}: ${t} ${why}; only an existing member can be replaced.`, { address: t }));

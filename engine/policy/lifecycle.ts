@@ -1,6 +1,6 @@
 // The lifecycle state diagram: building the immutable Lifecycle and checking
 // the diagram at load time (every check is a located diagnostic).
-import { diag, type Diagnostic, type Where } from '../diags/index.ts';
+import { diag, quote, type Diagnostic, type Where } from '../diags/index.ts';
 import { isOperation, OPERATIONS } from '../model/index.ts';
 import type { Edge, Lifecycle } from './types.ts';
 
@@ -112,7 +112,7 @@ export function checkLifecycle(def: LifecycleDef, locate: Locate): Diagnostic[] 
   const diags: Diagnostic[] = [];
   const states = new Set(def.states);
   const unknown = (name: string, what: string, path: (string | number)[]): void => {
-    if (!states.has(name)) diags.push(diag('policy.unknown-state', `${what} names state "${name}", which is not in lifecycle.states.`, locate(path)));
+    if (!states.has(name)) diags.push(diag('policy.unknown-state', `${what} names state ${quote(name)}, which is not in lifecycle.states.`, locate(path)));
   };
   unknown(def.initial, 'The initial state', ['initial']);
   def.terminal.forEach((s, i) => unknown(s, 'A terminal entry', ['terminal', i]));

@@ -403,3 +403,20 @@ describe('loadPack: a rule module outside the pack folder is refused', () => {
     expect(r.diagnostics.map((d) => d.code)).toEqual(['policy.duplicate-rule']);
   });
 });
+
+// A pack read an unknown tag as if it had none (`name: !custom x` loaded), and an alias bomb threw out of
+// loadPack ("Excessive alias count indicates a resource exhaustion attack"), a crash, not a diagnostic.
+describe('loadPack: YAML a pack may not use', () => {
+  const BOMB = `\nx0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n${Array.from({ length: 6 }, (_, i) => `x${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`).join('\n')}\n`;
+  it.each([
+    ['an unknown tag', '  rules:\n', '  rules: !custom\n', 'Tag "!custom" is not a tag dmzfleet reads'],
+    ['%YAML 9.9', 'apiVersion: fleet/v1\n', '%YAML 9.9\n---\napiVersion: fleet/v1\n', 'Unsupported YAML version 9.9'],
+    ['an alias bomb', 'apiVersion: fleet/v1\n', `apiVersion: fleet/v1${BOMB}`, 'here is an alias of a list or mapping that holds aliases itself'],
+  ])('%s is policy.yaml-syntax at its place', async (_name, from, to, says) => {
+    const dir = await packVariant(from, to);
+    const r = await loadPack(dir);
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['policy.yaml-syntax']);
+    expect(r.diagnostics[0].detail).toContain(says);
+    expect(r.diagnostics[0].line).toBeGreaterThan(1);
+  });
+});

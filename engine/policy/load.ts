@@ -8,7 +8,7 @@ import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { decodeUtf8, diag, didYouMean, fsReason, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
+import { clip, decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
@@ -115,12 +115,12 @@ export function schemaDiagnostics(
 ): Diagnostic[] {
   return errors.map((e) => {
     const path = pointerPath(e.instancePath);
-    const name = path.length ? path.join('.') : '(document)';
+    const name = path.length ? path.map((p) => clip(String(p))).join('.') : '(document)';
     if (e.keyword === 'additionalProperties') {
       const key = String((e.params as { additionalProperty: string }).additionalProperty);
       // The keys allowed there (ajv's verbose errors carry the schema object the key broke): a likely typo is named.
       const allowed = Object.keys((e.parentSchema?.properties as Record<string, unknown> | undefined) ?? {});
-      return diag(code, `${prefix}Unknown key "${key}" in ${name}${didYouMean(key, allowed)}.`, where([...path, key]));
+      return diag(code, `${prefix}Unknown key ${quote(key)} in ${name}${didYouMean(key, allowed)}.`, where([...path, key]));
     }
     if (e.keyword === 'enum') {
       const values = (e.params as { allowedValues: unknown[] }).allowedValues;
@@ -152,7 +152,7 @@ export function nonFiniteDiagnostics(
   const walk = (x: unknown, path: (string | number)[]): void => {
     if (skip(path)) return;
     if (typeof x === 'number' && !Number.isFinite(x)) {
-      const name = path.length ? path.join('.') : '(document)';
+      const name = path.length ? path.map((p) => clip(String(p))).join('.') : '(document)';
       out.push(diag(code, `${prefix}${name} is ${showNonFinite(x)}, not a number ${what} can hold: give a finite number.`, where(path)));
     } else if (Array.isArray(x)) x.forEach((e, i) => walk(e, [...path, i]));
     else if (x && typeof x === 'object') for (const [k, e] of Object.entries(x)) walk(e, [...path, k]);
@@ -380,7 +380,7 @@ export async function loadPack(
   const packRules = (spec.rules ?? {}) as unknown as Record<string, Record<string, unknown>>;
   for (const name of Object.keys(packRules)) {
     if (!registry.has(name) && !modulesFailed) {
-      diags.push(diag('policy.unknown-rule', `Pack settings name rule "${name}"; known rules: ${[...registry.keys()].join(', ')}.`, y.where(['spec', 'rules', name])));
+      diags.push(diag('policy.unknown-rule', `Pack settings name rule ${quote(name)}; known rules: ${[...registry.keys()].join(', ')}.`, y.where(['spec', 'rules', name])));
     }
   }
   for (const name of Object.keys(stackConfig)) {
@@ -410,7 +410,7 @@ export async function loadPack(
     const { enforcement: rawEnforcement, ...rawConfig } = merged;
     const enforcement = (rawEnforcement ?? rule.defaultEnforcement ?? 'mandatory') as Enforcement;
     if (!ENFORCEMENTS.includes(enforcement)) {
-      diags.push(diag('policy.rule-config', `Rule ${name}: enforcement must be one of ${ENFORCEMENTS.join(', ')}, not "${String(rawEnforcement)}"${didYouMean(rawEnforcement, ENFORCEMENTS)}.`, origin('enforcement')));
+      diags.push(diag('policy.rule-config', `Rule ${name}: enforcement must be one of ${ENFORCEMENTS.join(', ')}, not ${quote(String(rawEnforcement))}${didYouMean(rawEnforcement, ENFORCEMENTS)}.`, origin('enforcement')));
       continue;
     }
     const config = structuredClone(rawConfig);
@@ -446,7 +446,7 @@ export async function loadPack(
       diags.push(
         diag(
           'policy.rule-config',
-          `Rule ${name}: ${badState} ${JSON.stringify(config[badState])} is not a state of pack ${raw.metadata.name}'s lifecycle (${spec.lifecycle.states.join(', ')})${didYouMean(config[badState], spec.lifecycle.states)}.`,
+          `Rule ${name}: ${badState} ${typeof config[badState] === 'string' ? quote(config[badState]) : String(config[badState])} is not a state of pack ${raw.metadata.name}'s lifecycle (${spec.lifecycle.states.join(', ')})${didYouMean(config[badState], spec.lifecycle.states)}.`,
           origin(badState),
         ),
       );

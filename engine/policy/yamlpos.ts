@@ -2,7 +2,7 @@
 // the offending node (DESIGN.md: every error is located).
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import { type Where } from '../diags/index.ts';
-import { duplicateKeyDetail } from '../diags/yaml.ts';
+import { aliasBomb, duplicateKeyDetail, refusedWarnings } from '../diags/yaml.ts';
 
 export interface PositionedDoc {
   file: string;
@@ -15,9 +15,13 @@ export interface PositionedDoc {
   where(path: readonly (string | number)[]): Where;
 }
 
+/** How many aliased values a pack may expand to (as for stack and fleet files, engine/spec/yaml.ts). */
+const MAX_ALIAS_COUNT = 1000;
+
 export function parseYaml(text: string, file: string): PositionedDoc {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: false, prettyErrors: false });
+  // resolveKnownTags false: YAML 1.1's !!binary, !!timestamp, !!set are unknown tags too, refused with the rest.
+  const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: false, prettyErrors: false, resolveKnownTags: false });
   const at = (offset: number): Where => {
     const p = lc.linePos(offset);
     return { file, line: p.line, col: p.col };
@@ -27,6 +31,17 @@ export function parseYaml(text: string, file: string): PositionedDoc {
     message: (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lc) : undefined) ?? e.message.split('\n')[0],
     where: at(e.pos[0]),
   }));
+  if (!errors.length) errors.push(...refusedWarnings(doc, text).map((r) => ({ message: r.detail, where: at(r.pos) })));
+  let value: unknown;
+  if (!errors.length) {
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      const bomb = aliasBomb(doc, msg, MAX_ALIAS_COUNT);
+      errors.push(bomb ? { message: bomb.detail, where: at(bomb.pos) } : { message: msg.split('\n')[0], where: at(doc.range[0]) });
+    }
+  }
   const where = (path: readonly (string | number)[]): Where => {
     for (let n = path.length; n >= 0; n--) {
       // A map entry is located at its key, which is where people look.
@@ -43,7 +58,7 @@ export function parseYaml(text: string, file: string): PositionedDoc {
     }
     return { file, line: 1, col: 1 };
   };
-  return { file, doc, value: errors.length ? undefined : doc.toJS(), errors, where };
+  return { file, doc, value: errors.length ? undefined : value, errors, where };
 }
 
 /** Turns an ajv instancePath (`/spec/lifecycle/states/3`) into a path array. */

@@ -1,4 +1,4 @@
-import { fail } from '../diags/index.ts';
+import { fail, quote } from '../diags/index.ts';
 
 /**
  * A timeout in milliseconds from the environment variable `name`: unset or
@@ -10,11 +10,11 @@ import { fail } from '../diags/index.ts';
 export function envMs<F extends number | undefined>(name: string, fallback: F, opts: { env?: NodeJS.ProcessEnv; hint?: string } = {}): number | F {
   const v = (opts.env ?? process.env)[name];
   if (v === undefined || v === '') return fallback;
-  if (!/^[0-9]+$/.test(v)) fail('cli.usage', `${name} takes a whole number of milliseconds (0 or more${opts.hint ? `; ${opts.hint}` : ''}), not ${JSON.stringify(v)}.`);
+  if (!/^[0-9]+$/.test(v)) fail('cli.usage', `${name} takes a whole number of milliseconds (0 or more${opts.hint ? `; ${opts.hint}` : ''}), not ${quote(v)}.`);
   const ms = Number(v);
   // A timer holds at most 2^31 - 1 ms: Node sets a longer one to 1 ms (with a TimeoutOverflowWarning on stderr), so
   // FLEET_RECORD_CONNECT_TIMEOUT_MS=2147483648, meant as "wait as long as it takes", failed every connection at once.
-  if (ms > MAX_TIMER_MS) fail('cli.usage', `${name} takes at most ${MAX_TIMER_MS} milliseconds (about 24.8 days, the longest a timer waits${opts.hint ? `; ${opts.hint}` : ''}), not ${JSON.stringify(v)}.`);
+  if (ms > MAX_TIMER_MS) fail('cli.usage', `${name} takes at most ${MAX_TIMER_MS} milliseconds (about 24.8 days, the longest a timer waits${opts.hint ? `; ${opts.hint}` : ''}), not ${quote(v)}.`);
   return ms;
 }
 

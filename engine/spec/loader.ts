@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
-import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, unseenProblem, visible, type Diagnostic, type Where } from '../diags/index.ts';
+import { clipPath, decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, unseenProblem, visible, type Diagnostic, type Where } from '../diags/index.ts';
 import { PACK_FILE, loadPack as policyLoadPack, packDirProblem } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -258,10 +258,10 @@ async function readText(
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOENT' && missingCode === 'spec.stack-not-found') {
       const folder = dirname(abs);
-      const why = (await isDir(folder)) ? `${shown} does not exist` : `folder ${dirname(shown)} does not exist`;
+      const why = (await isDir(folder)) ? `${clipPath(shown)} does not exist` : `folder ${clipPath(dirname(shown))} does not exist`;
       diagnostics.push(diag('spec.stack-not-found', `${why}; pass the folder holding ${STACK_FILE} with --stack.`, { file: shown }));
     } else {
-      diagnostics.push(diag('spec.read-error', `Cannot read ${shown}: ${fsReason(e)}.`, { file: shown }));
+      diagnostics.push(diag('spec.read-error', `Cannot read ${clipPath(shown)}: ${fsReason(e)}.`, { file: shown }));
     }
     return undefined;
   }

@@ -2,7 +2,7 @@
 // turned into a diagnostic at the node it concerns.
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { DmzClient, Fleet, Stack } from '../../specs/validators/documents.js';
-import { diag, type Diagnostic } from '../diags/index.ts';
+import { clip, diag, quote, type Diagnostic } from '../diags/index.ts';
 import { didYouMean, suggest } from '../diags/suggest.ts';
 import { redactUrl } from '../transport/tokens.ts';
 import { keyWhere, numberSource, ownerWhere, valueWhere, type Path, type SourceDoc } from './yaml.ts';
@@ -32,11 +32,11 @@ export function describePath(root: unknown, path: Path): string {
   let node: unknown = root;
   for (const seg of path) {
     const isIndex = Array.isArray(node);
-    s += isIndex ? `[${seg}]` : s ? `.${seg}` : String(seg);
+    s += isIndex ? `[${seg}]` : s ? `.${clip(String(seg))}` : clip(String(seg));
     node = node === null || typeof node !== 'object' ? undefined : (node as Record<string, unknown>)[String(seg)];
   }
   const name = node !== null && typeof node === 'object' ? (node as { name?: unknown }).name : undefined;
-  if (typeof name === 'string' && Array.isArray(valueAt(root, path.slice(0, -1)))) s += ` (${JSON.stringify(name)})`;
+  if (typeof name === 'string' && Array.isArray(valueAt(root, path.slice(0, -1)))) s += ` (${quote(name)})`;
   return s;
 }
 
@@ -54,7 +54,7 @@ export function showValue(v: unknown): string {
   if (v === null || v === undefined) return 'empty';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
-  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'string') return quote(v);
   return String(v);
 }
 
@@ -122,14 +122,14 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
       const list = allowed.length ? `; allowed keys: ${allowed.join(', ')}` : '';
       return diag(
         'spec.unknown-key',
-        `Key ${JSON.stringify(key)} is not allowed in ${name}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : list}.`,
+        `Key ${quote(key)} is not allowed in ${name}${hint ? ` (did you mean ${quote(hint)}?)` : list}.`,
         where,
       );
     }
     case 'required': {
       const key = String(p.missingProperty);
       const where = ownerWhere(src, path);
-      return diag('spec.missing-field', `${capital(name)} has no ${JSON.stringify(key)}, which is required.`, where);
+      return diag('spec.missing-field', `${capital(name)} has no ${quote(key)}, which is required.`, where);
     }
     case 'type':
       return diag('spec.wrong-type', `${capital(name)} must be ${typeNames(p.type)}, not ${shown}.`, at);

@@ -32,6 +32,42 @@ describe('parseYaml', () => {
     expect(r.diagnostics.map((d) => `${location(d)} ${d.detail}`)).toEqual(want);
   });
 
+  // The yaml package only warns about an unknown tag or directive and reads on: `image: !custom rhel-9` and a
+  // `%YAML 9.9` file validated, the tag dropped. Refused at the tag (or directive); YAML's core tags are kept.
+  const BOMB = `x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n${Array.from({ length: 6 }, (_, i) => `x${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`).join('\n')}\n`;
+  it.each([
+    ['a local tag', 'a: 1\nimage: !custom rhel-9\n', ['spec.yaml-syntax 2:8 Tag "!custom" is not a tag dmzfleet reads']],
+    ['an unknown !! tag', 'image: !!weird rhel-9\n', ['spec.yaml-syntax 1:8 Tag "!!weird" is not a tag dmzfleet reads']],
+    ["YAML 1.1's !!binary", 'image: !!binary aGVsbG8=\n', ['spec.yaml-syntax 1:8 Tag "!!binary" is not a tag dmzfleet reads']],
+    ["YAML 1.1's !!timestamp", 'at: !!timestamp 2020-01-01\n', ['spec.yaml-syntax 1:5 Tag "!!timestamp" is not a tag dmzfleet reads']],
+    ['a tag on the document', '--- !weird\na: 1\n', ['spec.yaml-syntax 1:5 Tag "!weird" is not a tag dmzfleet reads']],
+    ['a %TAG handle', '%TAG !e! tag:example.com,2000:\n---\na: !e!foo x\n', ['spec.yaml-syntax 3:4 Tag "tag:example.com,2000:foo" is not a tag dmzfleet reads']],
+    ['a core tag that does not fit', 'a: !!float 1\n', ['spec.yaml-syntax 1:4 Tag "!!float" does not fit the value it is given']],
+    ['%YAML 9.9', '%YAML 9.9\n---\na: 1\n', ['spec.yaml-syntax 1:7 Unsupported YAML version 9.9: dmzfleet reads YAML 1.2']],
+    ['%YAML 1.1', '%YAML 1.1\n---\na: no\n', ['spec.yaml-syntax 1:1 %YAML 1.1 would read this document by YAML 1.1']],
+    ['an unknown directive', '%FOO bar\n---\na: 1\n', ['spec.yaml-syntax 1:1 Unknown directive %FOO: dmzfleet reads YAML 1.2']],
+    // It said "Excessive alias count indicates a resource exhaustion attack." at 1:1.
+    ['an alias bomb', BOMB, ['spec.yaml-syntax 3:10 *a1 here is an alias of a list or mapping that holds aliases itself: each copy copies the aliases inside it, and the document would expand to more than 1000 aliased values (a "billion laughs")']],
+  ])('refuses %s, at its place', (_name, text, want) => {
+    const r = parseYaml(text, 'f.yaml');
+    expect(r.docs).toEqual([]);
+    expect(r.diagnostics.map((d) => `${d.code} ${d.line}:${d.col} ${d.detail}`.slice(0, want[0].length))).toEqual(want);
+  });
+
+  it.each([
+    ['!!str', 'a: !!str 5\n', { a: '5' }],
+    ['!!int, !!bool, !!null', 'a: !!int 5\nb: !!bool true\nc: !!null ~\n', { a: 5, b: true, c: null }],
+    ['!!seq and !!map', 'a: !!seq [1]\nb: !!map { c: 1 }\n', { a: [1], b: { c: 1 } }],
+    ['the non-specific tag', 'a: ! 5\n', { a: '5' }],
+    ['a verbatim core tag', 'a: !<tag:yaml.org,2002:str> 5\n', { a: '5' }],
+    ['%YAML 1.2', '%YAML 1.2\n---\na: no\n', { a: 'no' }],
+    ['a few aliases', 'a: &x [1, 2]\nb: *x\nc: *x\n', { a: [1, 2], b: [1, 2], c: [1, 2] }],
+  ])("reads YAML's core tag %s", (_name, text, want) => {
+    const r = parseYaml(text, 'f.yaml');
+    expect(r.diagnostics).toEqual([]);
+    expect(r.docs[0].value).toEqual(want);
+  });
+
   // Deeper than the parser reaches (its own error then), the same diagnostic, inside the nesting.
   it.each([
     ['lists', `a: ${'['.repeat(5000)}${']'.repeat(5000)}\n`],

@@ -1,8 +1,8 @@
 // YAML parsing that keeps source positions, so every diagnostic can name the
 // file, line and column of the node it is about.
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
-import { diag, type Diagnostic, type Where } from '../diags/index.ts';
-import { duplicateKeyDetail } from '../diags/yaml.ts';
+import { diag, quote, type Diagnostic, type Where } from '../diags/index.ts';
+import { aliasBomb, duplicateKeyDetail, refusedWarnings } from '../diags/yaml.ts';
 
 /** One parsed YAML document of a file, with what is needed to map paths back to positions. */
 export interface SourceDoc {
@@ -39,6 +39,9 @@ const TOO_DEEP = `Lists and mappings are nested more than ${MAX_NESTING} deep he
 /** What the parser's error says when a value is nested deeper than the call stack reaches (some 800 levels). */
 const STACK_OVERFLOW = /Maximum call stack size exceeded/;
 
+/** How many aliased values a document may expand to: far more than a fleet or stack file shares, far fewer than an alias bomb makes. */
+const MAX_ALIAS_COUNT = 1000;
+
 function isEmptyDoc(doc: Document.Parsed): boolean {
   const c = doc.contents;
   return c === null || (isScalar(c) && c.value === null && !doc.errors.length);
@@ -56,7 +59,8 @@ export function parseYaml(text: string, file: string): ParsedFile {
   // unknown key at its place; the yaml package's own process warning about it
   // ("(node:123) Warning: Keys with collection values will be stringified")
   // went to stderr besides, --format json or not.
-  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true, logLevel: 'error' });
+  // resolveKnownTags false: YAML 1.1's !!binary, !!timestamp, !!set are unknown tags too, refused with the rest (refusedWarnings).
+  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true, logLevel: 'error', resolveKnownTags: false });
   const diagnostics: Diagnostic[] = [];
   const docs: SourceDoc[] = [];
   let empty = true;
@@ -82,6 +86,11 @@ export function parseYaml(text: string, file: string): ParsedFile {
     }
     if (isEmptyDoc(doc)) return;
     empty = false;
+    const refused = refusedWarnings(doc, text);
+    if (refused.length) {
+      for (const r of refused) diagnostics.push(diag('spec.yaml-syntax', r.detail, { file, ...lines.linePos(r.pos) }));
+      return;
+    }
     const deep = tooDeep(doc);
     if (deep) {
       const { line, col } = lines.linePos(deep.range?.[0] ?? doc.range[0]);
@@ -90,13 +99,18 @@ export function parseYaml(text: string, file: string): ParsedFile {
     }
     let value: unknown;
     try {
-      value = doc.toJS({ maxAliasCount: 1000 });
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
     } catch (err) {
       // An alias without its anchor (`*base` before or without `&base`) parses but cannot be resolved.
       const msg = err instanceof Error ? err.message : String(err);
       if (STACK_OVERFLOW.test(msg)) {
         const { line, col } = lines.linePos(doc.range[0]);
         diagnostics.push(diag('spec.yaml-syntax', TOO_DEEP, { file, line, col }));
+        return;
+      }
+      const bomb = aliasBomb(doc, msg, MAX_ALIAS_COUNT);
+      if (bomb) {
+        diagnostics.push(diag('spec.yaml-syntax', bomb.detail, { file, ...lines.linePos(bomb.pos) }));
         return;
       }
       const alias = /: (\S+)$/.exec(msg)?.[1];
@@ -139,7 +153,7 @@ function nulStrings(doc: Document.Parsed, file: string, lines: LineCounter): Dia
     Scalar(_key, node) {
       if (typeof node.value !== 'string' || !node.value.includes('\0')) return;
       const { line, col } = lines.linePos(node.range?.[0] ?? doc.range[0]);
-      out.push(diag('spec.invalid-value', `${JSON.stringify(node.value)} holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.`, { file, line, col }));
+      out.push(diag('spec.invalid-value', `${quote(node.value)} holds a NUL character (\\0), which no name, label or value may hold: the record cannot store it.`, { file, line, col }));
     },
   });
   return out;

@@ -114,10 +114,34 @@ export interface Outcome {
   stderr?: string;
 }
 
+/**
+ * The longest a diagnostic's line may be: one that quotes a value, key or
+ * path quotes it bounded (engine/diags/quote.ts), however long the input.
+ */
+export const MAX_DIAGNOSTIC_LINE = 1024;
+
+/** A line of stderr, or a diagnostic's detail, file or address in JSON output, MAX_DIAGNOSTIC_LINE bytes or longer. */
+function overlong(r: CliRun): string | undefined {
+  const lines = r.stderr.split('\n');
+  for (const l of r.stdout.split('\n')) {
+    // JSON output: the diagnostics' fields (the document around them may hold the input's data).
+    const m = /^\s*"(?:detail|file|address)": ("(?:[^"\\]|\\.)*")/.exec(l) ?? /"type":"diagnostic"/.exec(l);
+    if (m?.[1]) lines.push(JSON.parse(m[1]) as string);
+    else if (m) {
+      const e = JSON.parse(l) as { detail?: string; file?: string; address?: string };
+      lines.push(e.detail ?? '', e.file ?? '', e.address ?? '');
+    }
+  }
+  const long = lines.find((l) => Buffer.byteLength(l) >= MAX_DIAGNOSTIC_LINE);
+  return long === undefined ? undefined : `${long.slice(0, 200)}… (${Buffer.byteLength(long)} bytes)`;
+}
+
 /** What is wrong with a run that should have refused its input, or undefined. */
 export function judge(name: string, r: CliRun, opts: { valid?: boolean | 'maybe'; json?: boolean; located?: boolean }): Outcome | undefined {
   const all = `${r.stdout}\n${r.stderr}`;
   if (CRASH.test(all)) return { case: name, problem: 'crash', stderr: all.slice(0, 2000) };
+  const long = overlong(r);
+  if (long) return { case: name, problem: 'a diagnostic line of 1 KiB or more', stderr: long };
   if (opts.valid === 'maybe' && r.code === 0) return undefined;
   if (opts.valid === true) {
     if (r.code !== 0) return { case: name, problem: `exit ${r.code}, expected 0`, stderr: all.slice(0, 2000) };
@@ -148,6 +172,8 @@ export function judge(name: string, r: CliRun, opts: { valid?: boolean | 'maybe'
 export function judgeEvents(name: string, r: CliRun): Outcome | undefined {
   const all = `${r.stdout}\n${r.stderr}`;
   if (CRASH.test(all)) return { case: name, problem: 'crash', stderr: all.slice(0, 2000) };
+  const long = overlong(r);
+  if (long) return { case: name, problem: 'a diagnostic line of 1 KiB or more', stderr: long };
   if (r.code !== 1) return { case: name, problem: `exit ${r.code}, expected 1`, stderr: all.slice(0, 2000) };
   let events: { type: string; severity?: string; code?: string; file?: string; address?: string }[];
   try {

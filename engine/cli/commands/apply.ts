@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { FleetError, diag, escapeUnseen, fsReason, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, diag, escapeUnseen, quote, fsReason, type Diagnostic } from '../../diags/index.ts';
 import type { ApplyEvent, ApplyResult, MemberFailure, ProgressMode, StackSession } from '../../apply/index.ts';
 // Not the apply barrel: a value import of it made every command, `--version` too, load the executor, the record and
 // Fastify at start-up (test/build.e2e.test.ts checks what the entry loads).
@@ -72,7 +72,7 @@ function parallelismOf(value: string | undefined, flag: string): number | undefi
   // Decimal digits only: Number() alone read 0x10 as 16, 1e2 as 100 and " 5" as 5.
   const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > MAX_PARALLELISM) {
-    throw new FleetError(diag('cli.usage', `${flag} takes a whole number from 1 to ${MAX_PARALLELISM}, not ${JSON.stringify(value)}.`));
+    throw new FleetError(diag('cli.usage', `${flag} takes a whole number from 1 to ${MAX_PARALLELISM}, not ${quote(value)}.`));
   }
   return n;
 }
@@ -81,7 +81,7 @@ function nonNegative(value: string | undefined, flag: string): number | undefine
   if (value === undefined) return undefined;
   // Decimal seconds (`30`, `0.5`): Number() alone read "" as 0 and 0x10 as 16.
   const n = /^[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : NaN;
-  if (!Number.isFinite(n) || n < 0) throw new FleetError(diag('cli.usage', `${flag} takes a number of seconds (0 or more), not ${JSON.stringify(value)}.`));
+  if (!Number.isFinite(n) || n < 0) throw new FleetError(diag('cli.usage', `${flag} takes a number of seconds (0 or more), not ${quote(value)}.`));
   return n;
 }
 
@@ -91,7 +91,25 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${fsReason(err)}.`, { file }));
+    // `fleet apply web` meaning one fleet: PLANFILE is a file, the fleet goes with --target.
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    const fleetLike = missing && /^[a-z0-9]+(-[a-z0-9]+)*$/.test(file);
+    const next = !missing
+      ? ''
+      : fleetLike
+        ? ` PLANFILE is a plan saved with \`fleet plan --out FILE\`; to apply fleet ${file} alone, give it with --target: \`fleet apply --target ${file}\`.`
+        : ` PLANFILE is a plan saved with \`fleet plan --out ${file}\`; without one, \`fleet apply\` plans afresh.`;
+    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${fsReason(err)}.${next}`, { file }));
+  }
+  // `fleet plan --format markdown > plan.md` (the pull-request comment) given as the plan: it was "not JSON: Unexpected token '<'".
+  if (text.startsWith('<!-- fleet-plan ')) {
+    throw new FleetError(
+      diag(
+        'apply.plan-file',
+        `${file} is the markdown of \`fleet plan --format markdown\` (the pull-request comment), not a plan file; write one with \`fleet plan --out FILE\` (with --format markdown too: the comment on stdout, the plan in FILE).`,
+        { file },
+      ),
+    );
   }
   // Checked against specs/schema/plan.schema.json before any field is trusted.
   const { asPlanDocument, checkPlanDocument, parsePlanJson } = await planning();

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { fail } from '../../diags/index.ts';
+import { fail, quote } from '../../diags/index.ts';
 import { modeOf, runCommand } from '../io.ts';
 import { formatOption, recordUrlOption, stackOption } from '../options.ts';
-import { addressArg, historyTable, printResult, withStackRecord, type RecordCliOptions } from './state.ts';
+import { addressArg, historyTable, notFoundHint, printResult, withStackRecord, type RecordCliOptions } from './state.ts';
 import type { RegisterCommand } from './types.ts';
 
 const DEFAULT_LIMIT = 100;
@@ -29,12 +29,12 @@ export const registerHistory: RegisterCommand = (program: Command, io, setExit) 
         await runCommand(io, async () => {
           // Decimal digits only: Number() alone read 1e2 as 100, 0x10 as 16 and " 5" as 5.
           const limit = opts.limit === undefined ? DEFAULT_LIMIT : /^[0-9]+$/.test(opts.limit) ? Number(opts.limit) : NaN;
-          if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) fail('cli.usage', `--limit must be a whole number from 1 to ${MAX_LIMIT}, not ${JSON.stringify(opts.limit)}.`);
+          if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) fail('cli.usage', `--limit must be a whole number from 1 to ${MAX_LIMIT}, not ${quote(String(opts.limit))}.`);
           if (address !== undefined) addressArg(address);
           return withStackRecord(io, opts, async (record, stack) => {
             const rows = await record.history(stack, address, { limit });
             if (address !== undefined && rows.length === 0) {
-              fail('record.vm-not-found', `stack ${stack} has no VM and no history at ${address} in the record ${record.description}.`, { address });
+              fail('record.vm-not-found', `stack ${stack} has no VM and no history at ${address} in the record ${record.description}.${await notFoundHint(record, stack, address)}`, { address });
             }
             printResult(io, mode, { stack, address: address ?? null, history: rows }, () =>
               rows.length ? historyTable(rows) : `No history in stack ${stack} yet (record ${record.description}).\n`,

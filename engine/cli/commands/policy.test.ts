@@ -51,6 +51,25 @@ describe('fleet policy graph', () => {
     expect(r.stderr).toContain(`error[policy.pack-missing]: Policy pack not found\n  at policies/default/policy.yaml\n  ${join(ROOT, 'policies/default/policy.yaml')} is the pack's file; give the folder holding it: ${join(ROOT, 'policies/default')}.`);
   });
 
+  // A stack folder is the likeliest wrong folder (`fleet policy test stacks/NAME`): it said only "has no
+  // policy.yaml"; now it names the stack's own pack as the command to run.
+  it.each([
+    { command: ['policy', 'graph'], cwd: 'stack', dir: '.', says: "This is a stack folder (it holds stack.yaml); its policy pack is pack: `fleet policy graph pack`." },
+    { command: ['policy', 'test'], cwd: 'root', dir: 'stack', says: 'stack is a stack folder (it holds stack.yaml); its policy pack is stack/pack: `fleet policy test stack/pack`.' },
+  ])('names the pack of a stack folder given instead of it: $command', async ({ command, cwd, dir, says }) => {
+    const root = await mkdtemp(join(tmpdir(), 'fleet-cli-policy-stack-'));
+    try {
+      await mkdir(join(root, 'stack'));
+      await writeFile(join(root, 'stack', 'stack.yaml'), 'apiVersion: fleet/v1\nkind: Stack\nmetadata: { name: s }\nspec:\n  policyPack: { path: pack }\n');
+      const r = await runCli([...command, dir], { cwd: cwd === 'root' ? root : join(root, 'stack') });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('error[policy.pack-missing]');
+      expect(r.stderr).toContain(says);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('reports a missing pack', async () => {
     const r = await runCli(['policy', 'graph', 'policies/nope'], { cwd: ROOT });
     expect(r.code).toBe(1);
@@ -75,7 +94,15 @@ describe('fleet policy test', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^PASS 01-quota-partial-grant$/m);
-    expect(r.stdout).toMatch(/\d+ passed, 0 failed/);
+    expect(r.stdout).toMatch(/\d+ passed, 0 failed \(\d+ cases in policies\/default\)/);
+  });
+
+  it('counts one case as one case ("1 cases")', async () => {
+    const dir = await okAndKoPack();
+    await rm(join(dir, 'tests', 'ko.yaml'));
+    const r = await runCli(['policy', 'test', '.'], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('PASS ok\n\n1 passed, 0 failed (1 case in .)\n');
   });
 
   it('exits 1 and shows a diff when a case fails', async () => {

@@ -1,4 +1,5 @@
-import { isAbsolute, relative, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { FleetError, formatDiagnostics, hasErrors, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import { GRAPH_FORMATS, type GraphFormat } from '../../policy/graph.ts';
@@ -12,6 +13,40 @@ import type { RegisterCommand } from './types.ts';
 /** Diagnostics name files relative to the working folder, like `fleet validate`. */
 function relativize(io: CliIO, diags: readonly Diagnostic[]): Diagnostic[] {
   return diags.map((d) => (d.file !== undefined && isAbsolute(d.file) ? { ...d, file: relative(io.cwd, d.file) || '.' } : d));
+}
+
+/**
+ * A stack folder given where a pack folder goes (`fleet policy test
+ * stacks/local`): the pack it names, as the command to run instead.
+ * The stack file is read for its policyPack.path alone; '' when it has none.
+ */
+async function stackPackHint(io: CliIO, dir: string, command: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'stack.yaml'), 'utf8');
+  } catch {
+    return '';
+  }
+  const { parse } = await import('yaml');
+  let path: unknown;
+  try {
+    path = (parse(text) as { spec?: { policyPack?: { path?: unknown } } } | null)?.spec?.policyPack?.path;
+  } catch {
+    path = undefined;
+  }
+  const rel = relative(io.cwd, dir);
+  const shown = rel ? `${rel} is a stack folder` : 'This is a stack folder';
+  if (typeof path !== 'string') return ` ${shown} (it holds stack.yaml): give the folder of its policy pack.`;
+  const pack = relative(io.cwd, resolve(dir, path)) || '.';
+  return ` ${shown} (it holds stack.yaml); its policy pack is ${pack}: \`fleet ${command} ${pack}\`.`;
+}
+
+/** loadPack's diagnostics, a stack folder given instead of its pack said so. */
+async function packDiagnostics(io: CliIO, dir: string, diags: readonly Diagnostic[], command: string): Promise<Diagnostic[]> {
+  const out = relativize(io, diags);
+  if (!out.some((d) => d.code === 'policy.pack-missing')) return out;
+  const hint = await stackPackHint(io, dir, command);
+  return out.map((d) => (d.code === 'policy.pack-missing' && hint ? { ...d, detail: `${d.detail}${hint}` } : d));
 }
 
 /**
@@ -32,8 +67,9 @@ export const registerPolicy: RegisterCommand = (program: Command, io, setExit) =
       setExit(
         await runCommand(io, async () => {
           const { loadPack, renderGraph } = await policies();
-          const r = await loadPack(resolve(io.cwd, packDir));
-          if (!r.pack || hasErrors(r.diagnostics)) throw new FleetError(relativize(io, r.diagnostics));
+          const dir = resolve(io.cwd, packDir);
+          const r = await loadPack(dir);
+          if (!r.pack || hasErrors(r.diagnostics)) throw new FleetError(await packDiagnostics(io, dir, r.diagnostics, 'policy graph'));
           io.stdout.write(renderGraph(r.pack, opts.format));
           return 0;
         }),
@@ -52,7 +88,7 @@ export const registerPolicy: RegisterCommand = (program: Command, io, setExit) =
           const abs = resolve(io.cwd, packDir);
           const { loadPack } = await policies();
           const loaded = await loadPack(abs);
-          if (!loaded.pack || hasErrors(loaded.diagnostics)) throw new FleetError(relativize(io, loaded.diagnostics));
+          if (!loaded.pack || hasErrors(loaded.diagnostics)) throw new FleetError(await packDiagnostics(io, abs, loaded.diagnostics, 'policy test'));
           // Loaded here: it brings ajv's compiler along.
           const { runPolicyTests } = await import('../../plan/policy-tests.ts');
           const run = await runPolicyTests(abs);
@@ -92,7 +128,7 @@ export const registerPolicy: RegisterCommand = (program: Command, io, setExit) =
             }
           }
           const total = run.results.length;
-          io.stdout.write(`\n${total - failed} passed, ${failed} failed (${total} cases in ${relative(io.cwd, abs) || '.'})\n`);
+          io.stdout.write(`\n${total - failed} passed, ${failed} failed (${total} case${total === 1 ? '' : 's'} in ${relative(io.cwd, abs) || '.'})\n`);
           return failed ? 1 : 0;
         }, mode),
       );

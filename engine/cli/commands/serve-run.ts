@@ -2,7 +2,7 @@
 // the authority, the DMZ client and the sim driver along).
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
-import { FleetError, diag, fail, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, diag, fail, suggest, type Diagnostic } from '../../diags/index.ts';
 import { loadOrCreateSecret, startAuthority, type RunningService } from '../../authority/index.ts';
 import { openRecord } from '../../record/index.ts';
 import { loadStack } from '../../spec/index.ts';
@@ -344,7 +344,13 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   const { stack, pack } = await loadForServe(io, opts.stack);
   const dc = stack.dataCenters.find((d) => d.name === opts.dataCenter);
   if (!dc) {
-    fail('apply.serve-config', `--data-center ${opts.dataCenter} is not a data center of stack ${stack.name} (${stack.dataCenters.map((d) => d.name).join(', ')}).`);
+    // The README's and the drivers' docs' commands once left --stack out: the default stacks/local has no virginia.
+    const names = stack.dataCenters.map((d) => d.name);
+    const likely = suggest(opts.dataCenter, names);
+    fail(
+      'apply.serve-config',
+      `--data-center ${opts.dataCenter} is not a data center of stack ${stack.name} (${names.join(', ')}), read from ${join(opts.stack, 'stack.yaml')}. ${likely ? `Did you mean ${likely}? Or give` : 'Give one of those, or'} the folder of the stack ${opts.dataCenter} belongs to with --stack (or FLEET_STACK).`,
+    );
   }
   const kind = opts.driver;
   if (!isDriverKind(kind)) fail('apply.serve-config', `--driver ${kind} is not a driver; drivers are ${DRIVER_KINDS.join(', ')}.`);

@@ -147,6 +147,10 @@ describe('fleet serve', () => {
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'ftp://authority.example'], want: ['apply.serve-config', 'is not an http:// or https:// URL'] },
     // Worded as fleet import's --data-center is (it said "Data center paris is not in stack served", at the stack file's absolute path).
     { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '  --data-center paris is not a data center of stack served (miami, richmond, virginia'] },
+    // The README's AWS and Azure commands left --stack out, and this said nothing of it: it names the stack file it
+    // read and --stack, and the likely one for a typo.
+    { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['stack.yaml. Give one of those, or the folder of the stack paris belongs to with --stack (or FLEET_STACK).'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'maimi', '--authority', 'http://127.0.0.1:1'], want: ['stack.yaml. Did you mean miami? Or give the folder of the stack maimi belongs to with --stack'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'runs the sim driver in stack served, not aws', 'start it with --driver sim, or set driver: aws on its entry in stack.yaml'] },
     { args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'pass --config FILE'] },
     {

@@ -183,6 +183,22 @@ describe('fleet state show', () => {
     expect(r.stdout).toBe('');
     await golden('show-missing.txt', mask(r.stderr));
   });
+
+  // "No such VM" said where it looked and nothing of what is there: the diagnostic now names the fleet's live
+  // members, or the record's fleets with the likely one for a mistyped name, and the command that lists them.
+  it.each([
+    { args: ['state', 'show', 'web/9'], says: 'Fleet web has live members web/0, web/1; `fleet state list --fleet web` lists them.' },
+    { args: ['state', 'show', 'wbe/0'], says: 'It holds no live VM of fleet wbe (did you mean web?); its fleets: db, web. `fleet state list` shows the VMs.' },
+    { args: ['history', 'nope/0'], says: 'It holds no live VM of fleet nope; its fleets: db, web. `fleet state list` shows the VMs.' },
+    { args: ['state', 'rm', 'web/7'], says: 'nothing to remove. Fleet web has live members web/0, web/1; `fleet state list --fleet web` lists them.' },
+    { args: ['history', 'db/4'], says: 'Fleet db has one live member db/0; `fleet state list --fleet db` lists them.' },
+  ])('says what is there instead of an unknown address: $args', async ({ args, says }) => {
+    const r = await runCli([...args, '--format', 'json'], { cwd: root });
+    expect(r.code).toBe(1);
+    const [d] = (JSON.parse(r.stdout) as { diagnostics: { code: string; detail: string }[] }).diagnostics;
+    expect(d.code).toBe('record.vm-not-found');
+    expect(d.detail).toContain(says);
+  });
 });
 
 // A fleet name is lower-case letters, digits and dashes (fleet.schema.json): anything else names no VM. Such an

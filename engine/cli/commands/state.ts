@@ -251,7 +251,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
             return withStackRecord(io, opts, async (record, stack) => {
               const row = await record.findVm(stack, address);
               if (!row) {
-                fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.`, { address });
+                fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}.${await notFoundHint(record, stack, address)}`, { address });
               }
               const [wants, [fleetRow], inFleet] = await Promise.all([atRest(row) ? undefined : planWants(io, opts, [row.fleet]), record.listFleets(stack, [row.fleet]), record.listVms(stack, { fleets: [row.fleet] })]);
               const wanted = atRest(row) ? { state: row.desiredState } : wants?.(row, fleetRow?.managedBy ?? null);
@@ -276,6 +276,28 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
  * no other names a VM, and the text is shown escaped (an escape sequence or a
  * right-to-left override typed into an address acted on the terminal).
  */
+/**
+ * What a person who named a VM the record does not hold can do next: the
+ * fleet's live members when it has some, else the record's fleets (with the
+ * likely one when the name looks mistyped), and the command that lists them.
+ * Reads the fleet's rows only (and the fleet rows when it has none), never
+ * the whole stack.
+ */
+export async function notFoundHint(record: Pick<FleetRecord, 'listVms' | 'listFleets'>, stack: string, address: string): Promise<string> {
+  const fleet = parseVmAddress(address)?.fleet ?? address;
+  const members = (await record.listVms(stack, { fleets: [fleet] })).map((v) => v.address);
+  if (members.length > 0) {
+    const sorted = [...new Set(members)].sort((a, b) => (parseVmAddress(a)?.index ?? 0) - (parseVmAddress(b)?.index ?? 0));
+    const shown = sorted.length <= 8 ? sorted.join(', ') : `${sorted.slice(0, 3).join(', ')}, … ${sorted[sorted.length - 1]} (${sorted.length})`;
+    return ` Fleet ${fleet} has ${sorted.length === 1 ? 'one live member' : 'live members'} ${shown}; \`fleet state list --fleet ${fleet}\` lists them.`;
+  }
+  const fleets = (await record.listFleets(stack)).map((f) => f.fleet).sort();
+  if (fleets.length === 0) return ' The record holds no fleet of this stack yet: `fleet apply` creates them.';
+  const likely = suggest(fleet, fleets);
+  const named = fleets.length <= 8 ? fleets.join(', ') : `${fleets.slice(0, 8).join(', ')}, …`;
+  return ` It holds no live VM of fleet ${fleet}${likely ? ` (did you mean ${likely}?)` : ''}; its fleets: ${named}. \`fleet state list\` shows the VMs.`;
+}
+
 export function addressArg(text: string): { fleet: string; index: number } {
   const a = parseVmAddress(text);
   if (!a) fail('cli.usage', `${visible(text)} is not a VM address; an address is <fleet>/<index>, e.g. web/3.`);
@@ -338,7 +360,7 @@ function registerStateRm(state: Command, io: CliIO, setExit: (code: number) => v
                   const there = here.length ? ` (it holds ${here.map((v) => `VM ${v.id}, cloud id ${v.cloudId ?? '-'}`).join('; ')})` : '';
                   fail('record.vm-not-found', `stack ${stack} has no live VM ${opts.vm} at ${address} in the record ${record.description}${there}; nothing to remove.`, { address });
                 }
-                if (chosen.length === 0) fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}; nothing to remove.`, { address });
+                if (chosen.length === 0) fail('record.vm-not-found', `stack ${stack} has no live VM at ${address} in the record ${record.description}; nothing to remove.${await notFoundHint(record, stack, address)}`, { address });
                 if (chosen.length > 1) {
                   const each = chosen
                     .sort((a, b) => Number(a.deposed) - Number(b.deposed))

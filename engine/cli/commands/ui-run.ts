@@ -141,12 +141,6 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
     { env: UI_TOKEN_ENV.read, token: readToken },
   ]);
   if (shared.length > 0) throw new FleetError(shared);
-  if (!adminToken && !readToken) {
-    // Never printed: a person reads it from the file (0600), as they would the authority's secret.
-    const file = join(stack.stateDir, 'ui.token');
-    adminToken = loadOrCreateSecret(file, "the dashboard's sign-in token");
-    io.stdout.write(`Sign in with the token in ${file} (or set ${UI_TOKEN_ENV.admin} / ${UI_TOKEN_ENV.read}).\n`);
-  }
   // The dashboard only reads: a record folder that does not exist is a mistyped URL, not a record to make (as state and history).
   const dir = stack.recordUrl.startsWith('pglite://') ? pgliteDir(stack.recordUrl) : undefined;
   // An empty folder holds no record either: the first page would have written a new cluster into it.
@@ -159,6 +153,18 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   // past the version the CI jobs use.
   const opening = { existing: true, upgrade: false, noUpgradeWhy: 'The dashboard only reads' } as const;
   const record = postgres ? await openRecord(stack.recordUrl, opening) : leasedRecord(() => openRecord(stack.recordUrl, opening));
+  // After the record is found: a stack with no record got a sign-in line (and a token file) before its error.
+  if (!adminToken && !readToken) {
+    // Never printed: a person reads it from the file (0600), as they would the authority's secret.
+    const file = join(stack.stateDir, 'ui.token');
+    try {
+      adminToken = loadOrCreateSecret(file, "the dashboard's sign-in token");
+    } catch (err) {
+      await record.close();
+      throw err;
+    }
+    io.stdout.write(`Sign in with the token in ${file} (or set ${UI_TOKEN_ENV.admin} / ${UI_TOKEN_ENV.read}).\n`);
+  }
   // A request must arrive whole within the services' bound (a sign-in form trickled in held a connection for ever).
   const receipt = receiptBound();
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024, requestTimeout: receipt.requestTimeout, ...(tls ? { https: { ...tls, ...receipt.http } } : { http: receipt.http }) });

@@ -38,6 +38,20 @@ describe('fleet ui', () => {
     for (const w of want) expect(res.stderr).toContain(w);
   });
 
+  // A stack never applied printed "Sign in with the token in …/ui.token" and wrote that file, then said there was no record.
+  it('says nothing of signing in, and writes no token, for a stack with no record', async () => {
+    const fresh = await tempStack({ name: 'uifresh' });
+    try {
+      const res = await runCli(['ui', '--stack', fresh.dir], { env: { FLEET_ADMIN_TOKEN: '', FLEET_READ_TOKEN: '' } });
+      expect(res.code).toBe(1);
+      expect(res.stderr).toContain('record.not-found');
+      expect(res.stdout).toBe('');
+      expect(await stat(join(fresh.dir, '.fleet', 'ui.token')).catch(() => undefined)).toBeUndefined();
+    } finally {
+      await fresh.remove();
+    }
+  });
+
   // An empty folder there was served as a record: the first page wrote a new PostgreSQL cluster into it.
   it('refuses an empty record folder before serving, and leaves it empty', async () => {
     const empty = join(stack.dir, 'empty-record');

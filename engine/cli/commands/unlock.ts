@@ -54,7 +54,7 @@ export const registerUnlock: RegisterCommand = (program: Command, io, setExit) =
             }
             const released = locks.length > 0 && (await record.forceUnlock(lockId));
             if (!released) {
-              fail('record.lock-not-found', `the record ${record.description} holds no lock ${lockId}; it may have been released already.`, {
+              fail('record.lock-not-found', `the record ${record.description} holds no lock ${lockId}; it may have been released already (\`fleet state list\` shows the locks held, with their ids).`, {
                 address: lockId,
               });
             }

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
-import { hasErrors, sortDiagnostics } from '../../diags/index.ts';
+import { clip, clipPath, hasErrors, sortDiagnostics } from '../../diags/index.ts';
 import { modeOf, printDiagnostics, runCommand, writeJson } from '../io.ts';
 import { formatOption, loaderEnv, recordUrlOption, stackOption } from '../options.ts';
 import type { RegisterCommand } from './types.ts';
 
+// The summary line quotes the --stack path and the pack's name and version as written: escaped and bounded (clip).
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /**
@@ -44,14 +45,14 @@ export const registerValidate: RegisterCommand = (program: Command, io, setExit)
             printDiagnostics(io, r.diagnostics);
             const warnings = r.diagnostics.filter((d) => d.severity === 'warning').length;
             if (valid) {
-              const pack = r.pack ? `policy pack ${r.pack.name}@${r.pack.version}` : 'no policy pack';
+              const pack = r.pack ? `policy pack ${clip(r.pack.name)}@${clip(r.pack.version)}` : 'no policy pack';
               const dcs = r.stack?.dataCenters.length ?? 0;
               const warn = warnings ? ` (${plural(warnings, 'warning')})` : '';
-              io.stdout.write(`${opts.stack}: ${plural(r.fleets.length, 'fleet')}, ${plural(dcs, 'data center')}, ${pack}: valid${warn}\n`);
+              io.stdout.write(`${clipPath(opts.stack)}: ${plural(r.fleets.length, 'fleet')}, ${plural(dcs, 'data center')}, ${pack}: valid${warn}\n`);
               return 0;
             }
             const errors = r.diagnostics.length - warnings;
-            io.stderr.write(`\n${opts.stack}: ${plural(errors, 'error')}, ${plural(warnings, 'warning')}: invalid\n`);
+            io.stderr.write(`\n${clipPath(opts.stack)}: ${plural(errors, 'error')}, ${plural(warnings, 'warning')}: invalid\n`);
             return 1;
           },
           mode,

@@ -15,7 +15,7 @@ export const policyCodes = defineCodes({
   },
   'policy.yaml-syntax': {
     summary: 'Invalid YAML in policy pack',
-    doc: 'policy.yaml (or a policy test case) is not well-formed YAML, or not UTF-8. Fix the syntax at the position shown.',
+    doc: 'policy.yaml (or a policy test case) is not well-formed YAML, or not UTF-8; or policy.yaml uses YAML that dmzfleet does not read (a tag other than YAML\'s core ones, a directive other than `%YAML 1.2` and `%TAG`, aliases that expand to more than 1000 values), as for `spec.yaml-syntax`. Fix the syntax at the position shown.',
     severity: 'error',
   },
   'policy.schema': {
