@@ -361,6 +361,19 @@ export interface ReportRequest {
    */
   size?: VmSize;
   detail?: string;
+  /**
+   * Only with outcome `failed`: the failed step's error code (`driver.<kind>`, docs/protocol.md "Wire errors"), kept with the VM's history row. `driver.boot-denied` of a boot's failure says the driver saw the VM's own agent denied: the next plan deletes and creates such a VM again instead of booting it again (docs/recovery.md). A DMZ client older than this field sends none; its failures count as not denied.
+   */
+  code?:
+    | 'driver.credentials'
+    | 'driver.capacity'
+    | 'driver.not-found'
+    | 'driver.invalid-state'
+    | 'driver.transient'
+    | 'driver.failed'
+    | 'driver.boot-failed'
+    | 'driver.boot-denied'
+    | 'driver.timeout';
 }
 export interface BootAuthorizeRequest {
   dataCenter: string;

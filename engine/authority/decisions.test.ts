@@ -186,6 +186,8 @@ describe('judgeReport', () => {
       { ok: true, resize: true },
     ],
     ['the create report sets the cloud id', report({ from: 'BeingCreated', to: 'PoweredOff', cloudId: 'i-1' }), row(), creating(), { ok: true }],
+    ['a failed report names its error code', report({ outcome: 'failed', code: 'driver.boot-denied' }), row(), pending(), { ok: true, resize: false }],
+    ['an ok report with an error code', report({ code: 'driver.boot-denied' }), row(), pending(), { ok: false, refusal: 'bad-request' }],
     ['an unknown VM', report(), undefined, undefined, { ok: false, refusal: 'unknown-vm' }],
     ['a VM of another data center', report(), row({ dataCenter: 'richmond' }), undefined, { ok: false, refusal: 'wrong-data-center' }],
     ['no approval (unknown request id)', report(), row(), undefined, { ok: false, refusal: 'report-unapproved' }],

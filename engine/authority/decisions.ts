@@ -256,6 +256,7 @@ export function approvedEarlier(lifecycle: Lifecycle, vm: VmRow, approval: Appro
  * | wrong-data-center | the VM lives in another data center |
  * | report-unapproved | the authority never approved this request id for this VM |
  * | report-mismatch | it does not match what its requestId was approved for (VM, edge, data center) |
+ * | bad-request | an ok report with an error code (`code`: only a failed report names its step's error) |
  * | report-cloud-id | it sets a cloud id, and the approved edge is not the create (`createVm`) |
  * | bad-request | an ok resize report without the new size |
  * | report-size-mismatch | an ok resize report naming another size than the approved one |
@@ -275,6 +276,7 @@ export function judgeReport(
     return refuse('report-mismatch', `report ${req.requestId} (${req.from} -> ${req.to}) does not match what was authorized (${approved.from} -> ${approved.to} of VM ${approved.vmId})`);
   }
   const resize = approved.kind === 'resize';
+  if (req.code !== undefined && req.outcome !== 'failed') return refuse('bad-request', `report ${req.requestId} is ${req.outcome} but carries error code ${req.code}: only a failed report names its step's error`);
   if (req.cloudId !== undefined && approved.operation !== 'createVm') {
     return refuse('report-cloud-id', `report ${req.requestId} sets cloud id ${req.cloudId}, but only the create's report (createVm) sets a cloud id; ${approved.from} -> ${approved.to} is ${approved.operation}`);
   }

@@ -159,7 +159,7 @@ export function settle(
         id: row.id,
         expectedVersion: row.version,
         to: failTo,
-        ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed' },
+        ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed', code: req.code ?? null },
       });
       c.rows.remember(moved);
       c.pending.delete(req.requestId);
@@ -168,7 +168,7 @@ export function settle(
     if (remembered) throw new StaleRow('failure without a failure edge');
     c.pending.delete(req.requestId);
     // Once: the same report decided at this moment by another replica (a resend) writes it, or this one does.
-    await c.o.record.addHistory(row.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed' }, undefined, { once: true });
+    await c.o.record.addHistory(row.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed', code: req.code ?? null }, undefined, { once: true });
     // A resize that failed grew nothing: its reservation (record/grow.ts) ends now, not at expiry.
     if (judged.resize) await c.o.record.dropGrow(row.id);
     return answer(row, 'noted');

@@ -53,8 +53,9 @@ export function diffMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): voi
 }
 
 /**
- * A member stuck in a failure state whose latest boot the authority denied
- * (PlanVmRow.bootDenied), its VM still in the cloud (a cloud id): the driver
+ * A member stuck in a failure state whose latest boot was denied
+ * (PlanVmRow.bootDenied: its own agent, not someone else's boot check), its
+ * VM still in the cloud (a cloud id): the driver
  * could not delete it (its step's credentials expired during the wait, or
  * the cloud refused or failed the delete), so it stays, powered off by its
  * agent. Booting it again along the recovery edges would give the VM the

@@ -244,8 +244,10 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
 
 /**
  * `rows` with bootDenied set on each VM in a failure state, its cloud VM
- * still there (a cloud id), whose latest boot the authority denied
- * (FleetRecord.deniedBoots): the planner deletes and creates it again
+ * still there (a cloud id), whose latest boot was denied: its DMZ client
+ * reported that boot's failure `driver.boot-denied` and the authority denied
+ * a boot check of it during that boot (FleetRecord.deniedBoots; a denial
+ * alone may be anyone's boot check): the planner deletes and creates it again
  * instead of booting the VM the authority refused (docs/recovery.md,
  * BootFailed). One query, of those few rows only; none when there are none.
  */

@@ -13,7 +13,7 @@ import { addressSql, iso } from './rows.ts';
 import type { RecordSql } from './sql.ts';
 import type { ChangeContext, HistoryRow, HistoryStore, Onward, Outcome } from './types.ts';
 
-const HISTORY_COLUMNS = 'vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail';
+const HISTORY_COLUMNS = 'vm_id, stack, fleet, address, from_state, to_state, actor, plan_id, request_id, outcome, detail, code';
 
 /**
  * History rows drawn from one relation of a statement, each value an SQL
@@ -31,6 +31,8 @@ export interface HistorySource {
   requestId: string;
   outcome: string;
   detail: string;
+  /** The failed step's error code (ChangeContext.code); absent: NULL (every row but a DMZ client's failure report). */
+  code?: string;
   /**
    * Sort keys giving the rows' order (history ids follow it): one
    * expression, or two (item, place within it) when sources are combined.
@@ -46,7 +48,7 @@ export interface HistorySource {
  */
 export function insertHistory(sources: readonly HistorySource[], tail = ''): string {
   const values = (s: HistorySource) =>
-    [`${s.vm}.id`, `${s.vm}.stack`, `${s.vm}.fleet`, addressSql(s.vm), s.fromState, s.toState, s.actor, s.planId, s.requestId, s.outcome, s.detail].join(', ');
+    [`${s.vm}.id`, `${s.vm}.stack`, `${s.vm}.fleet`, addressSql(s.vm), s.fromState, s.toState, s.actor, s.planId, s.requestId, s.outcome, s.detail, s.code ?? 'NULL'].join(', ');
   const end = tail ? `\n${tail}` : '';
   if (sources.length === 1) {
     const [s] = sources;
@@ -126,7 +128,7 @@ export class OnwardRows {
 export function historyStore({ db, description }: RecordSql): HistoryStore {
   return {
     async addHistory(vmId, row, expectedVersion, opts) {
-      const params: unknown[] = [vmId, row.from, row.to, row.actor, row.planId ?? null, row.requestId ?? null, row.outcome, row.detail ?? null];
+      const params: unknown[] = [vmId, row.from, row.to, row.actor, row.planId ?? null, row.requestId ?? null, row.outcome, row.detail ?? null, row.code ?? null];
       if (expectedVersion !== undefined) params.push(expectedVersion);
       if (opts?.once && row.requestId != null && expectedVersion === undefined) {
         // Under the VM row's lock, the look for the actor's row of this request and the write are one at a
@@ -136,7 +138,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
           if ((await q.query('SELECT 1 FROM vms WHERE id = $1 FOR UPDATE', [vmId])).length === 0) fail('record.vm-not-found', `no VM with id ${vmId} in the record ${description}.`);
           const seen = await q.query('SELECT 1 FROM history WHERE vm_id = $1 AND request_id = $2 AND actor = $3 LIMIT 1', [vmId, row.requestId, row.actor]);
           if (seen.length > 0) return;
-          await q.query(usageUnchanged(insertHistory([{ vm: 'vms', from: 'vms WHERE vms.id = $1', fromState: '$2', toState: '$3', actor: '$4', planId: '$5', requestId: '$6', outcome: '$7', detail: '$8' }], 'RETURNING id')), params);
+          await q.query(usageUnchanged(insertHistory([{ vm: 'vms', from: 'vms WHERE vms.id = $1', fromState: '$2', toState: '$3', actor: '$4', planId: '$5', requestId: '$6', outcome: '$7', detail: '$8', code: '$9' }], 'RETURNING id')), params);
         });
       }
       // Reads vms, writes history only: the overview's totals stay kept (overview-cache.ts).
@@ -145,7 +147,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
           [
             {
               vm: 'vms',
-              from: `vms WHERE vms.id = $1${expectedVersion !== undefined ? ' AND vms.version = $9' : ''}`,
+              from: `vms WHERE vms.id = $1${expectedVersion !== undefined ? ' AND vms.version = $10' : ''}`,
               fromState: '$2',
               toState: '$3',
               actor: '$4',
@@ -153,6 +155,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
               requestId: '$6',
               outcome: '$7',
               detail: '$8',
+              code: '$9',
             },
           ],
           'RETURNING id',
@@ -168,7 +171,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
     async addHistoryMany(items) {
       if (items.length === 0) return [];
       const n = items.length;
-      const cols: unknown[][] = Array.from({ length: 11 }, () => new Array<unknown>(n));
+      const cols: unknown[][] = Array.from({ length: 12 }, () => new Array<unknown>(n));
       for (let k = 0; k < n; k++) {
         const { vmId, row, expectedVersion, bootTokenHash } = items[k];
         cols[0][k] = vmId;
@@ -182,6 +185,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
         cols[8][k] = row.detail ?? null;
         cols[9][k] = k;
         cols[10][k] = bootTokenHash ?? null;
+        cols[11][k] = row.code ?? null;
       }
       // A row's boot token is stored with it (of a VM's rows in the batch, the last one's).
       // The VMs' rows are locked (in id order, as two batches lock them alike): a move of a VM
@@ -190,8 +194,8 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
       // a token's moves by id: leftBoot).
       const written = await db.query<{ k: number }>(
         usageUnchanged(`WITH i AS (
-           SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::text[])
-             AS i(i_id, i_version, i_from, i_to, i_actor, i_plan, i_request, i_outcome, i_detail, i_k, i_token)
+           SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::text[])
+             AS i(i_id, i_version, i_from, i_to, i_actor, i_plan, i_request, i_outcome, i_detail, i_k, i_token, i_code)
          ),
          ok AS (
            SELECT vms.id, vms.stack, vms.fleet, vms.idx, i.* FROM i JOIN vms ON vms.id = i.i_id AND (i.i_version IS NULL OR vms.version = i.i_version)
@@ -208,6 +212,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
              requestId: 'ok.i_request',
              outcome: 'ok.i_outcome',
              detail: 'ok.i_detail',
+             code: 'ok.i_code',
              order: ['ok.i_k'],
            },
          ], 'RETURNING id, vm_id')}),
@@ -224,19 +229,28 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
     async deniedBoots(vmIds, bootedStates) {
       if (vmIds.length === 0 || bootedStates.length === 0) return [];
       // The boot's start: the newest move into a booted state from outside them (the authority's `intent approved`
-      // rows are no moves); a denial after it, of the VM in that state. history_vm narrows both to the VM's rows.
+      // rows are no moves). After it, both: the DMZ client's failure of that boot reported driver.boot-denied (its
+      // driver saw the VM's own agent denied), and the authority denied a boot check of the VM in that state. Either
+      // alone is no denial of the VM: anyone in the DMZ network can have a boot check denied, and a driver also says
+      // boot-denied of a VM that powered itself off without a report it could believe. history_vm narrows each to the
+      // VM's rows.
       const rows = await db.query<{ id: string }>(
         `SELECT v.id FROM vms v
+         CROSS JOIN LATERAL (
+           SELECT COALESCE(max(b.id), 0) AS start FROM history b
+           WHERE b.vm_id = v.id AND b.outcome IN ('ok', 'drift', 'imported', 'modified') AND b.to_state = ANY($2::text[])
+             AND (b.from_state IS NULL OR NOT (b.from_state = ANY($2::text[])))
+             AND NOT (b.actor = 'authority' AND COALESCE(b.detail, '') LIKE 'intent approved:%')
+         ) boot
          WHERE v.id = ANY($1::text[]) AND v.retired_at IS NULL
            AND EXISTS (
+             SELECT 1 FROM history f
+             WHERE f.vm_id = v.id AND f.id > boot.start AND f.code = 'driver.boot-denied' AND f.outcome = 'failed'
+               AND f.actor LIKE 'dmz-client:%' AND f.from_state = ANY($2::text[])
+           )
+           AND EXISTS (
              SELECT 1 FROM history d
-             WHERE d.vm_id = v.id AND d.outcome = 'denied' AND d.actor = 'authority' AND d.from_state = ANY($2::text[])
-               AND d.id > COALESCE((
-                 SELECT max(b.id) FROM history b
-                 WHERE b.vm_id = v.id AND b.outcome IN ('ok', 'drift', 'imported', 'modified') AND b.to_state = ANY($2::text[])
-                   AND (b.from_state IS NULL OR NOT (b.from_state = ANY($2::text[])))
-                   AND NOT (b.actor = 'authority' AND COALESCE(b.detail, '') LIKE 'intent approved:%')
-               ), 0)
+             WHERE d.vm_id = v.id AND d.id > boot.start AND d.outcome = 'denied' AND d.actor = 'authority' AND d.from_state = ANY($2::text[])
            )`,
         [[...vmIds], [...bootedStates]],
       );

@@ -458,6 +458,18 @@ export const MIGRATIONS: readonly Migration[] = [
        EXECUTE FUNCTION vm_usage_row_change()`,
     ],
   },
+  {
+    version: 18,
+    description: 'history.code: the error code of a failed step (driver.<kind>) its DMZ client reported, kept with the failure\'s row',
+    statements: [
+      // Written by the authority from a failure report's code (protocol ReportRequest.code), NULL on every other row. The
+      // planner deletes and creates again a VM whose boot failed with driver.boot-denied (its own agent denied) and the
+      // authority denied during that boot (deniedBoots); a denial alone may be anyone's boot check (the boot endpoint is
+      // open). Nullable, no default, no index: adding it rewrites nothing, and a row written before it (or by a DMZ
+      // client older than the field) has NULL: not denied, its VM booted again as before.
+      `ALTER TABLE history ADD COLUMN code text`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1].version;

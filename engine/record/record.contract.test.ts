@@ -887,22 +887,32 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.edgesInFlight(freshStack(), ['web', 'db'])).toEqual([]);
     });
 
-    // The planner's question of a VM stuck in BootFailed with its cloud VM (docs/recovery.md): did the authority deny
-    // the boot it failed in? Each VM's history as the authority and a DMZ client write it (rows only: what is read).
-    it('deniedBoots: the VMs denied while in the boot their latest boot edge started, not before it or after they left it', async () => {
+    // The planner's question of a VM stuck in BootFailed with its cloud VM (docs/recovery.md): was the boot it failed
+    // in denied? Both the DMZ client's failure report of that boot (its code driver.boot-denied: its driver saw the VM's
+    // own agent denied) and an authority's denial of the VM in that boot say so; a denial alone may be anyone's boot
+    // check (the boot endpoint is open to the DMZ network). Each VM's history as the authority and a DMZ client write
+    // it (rows only: what is read).
+    it('deniedBoots: the VMs whose failure of the boot their latest boot edge started was boot-denied and denied by the authority in it', async () => {
       const s = freshStack();
       const booted = { from: 'PoweredOn', to: 'Starting', outcome: 'ok' as const, actor: 'dmz-client:miami', detail: 'boot done in miami' };
       const intent = { from: 'PoweredOn', to: 'Starting', outcome: 'ok' as const, actor: 'authority', detail: 'intent approved: boot' };
       const denied = (from: string) => ({ from, to: from, outcome: 'denied' as const, actor: 'authority', detail: 'boot denied: the boot token is not one the authority issued' });
-      const failed = { from: 'Starting', to: 'BootFailed', outcome: 'failed' as const, actor: 'dmz-client:miami', detail: 'awaitReady failed in miami' };
+      const failed = (code?: string) => ({ from: 'Starting', to: 'BootFailed', outcome: 'failed' as const, actor: 'dmz-client:miami', detail: 'awaitReady failed in miami', ...(code ? { code } : {}) });
+      const deniedFail = failed('driver.boot-denied');
       const cases: { name: string; rows: Parameters<SqlRecord['addHistory']>[1][]; want: boolean }[] = [
-        { name: 'denied in its boot, then failed', rows: [intent, booted, denied('Starting'), failed], want: true },
-        { name: 'denied in its boot; the intent of its boot edge is no move', rows: [booted, intent, denied('Starting'), failed], want: true },
-        { name: 'a plain boot failure', rows: [intent, booted, failed], want: false },
-        { name: 'denied after it left the boot (an agent asking late)', rows: [intent, booted, failed, denied('BootFailed')], want: false },
-        { name: 'denied before its boot edge (a stale agent)', rows: [denied('PoweredOn'), intent, booted, failed], want: false },
-        { name: 'denied in an earlier boot, failed plainly in the latest', rows: [booted, denied('Starting'), failed, booted, failed], want: false },
-        { name: 'another actor\'s denied row does not count', rows: [booted, { ...denied('Starting'), actor: 'dmz-client:miami' }, failed], want: false },
+        { name: 'denied in its boot, then failed boot-denied', rows: [intent, booted, denied('Starting'), deniedFail], want: true },
+        { name: 'denied in its boot; the intent of its boot edge is no move', rows: [booted, intent, denied('Starting'), deniedFail], want: true },
+        { name: 'a plain boot failure', rows: [intent, booted, failed('driver.boot-failed')], want: false },
+        { name: 'someone else\'s boot check denied in its boot, then failed boot-failed', rows: [intent, booted, denied('Starting'), failed('driver.boot-failed')], want: false },
+        { name: 'someone else\'s boot check denied in its boot, then timed out', rows: [intent, booted, denied('Starting'), failed('driver.timeout')], want: false },
+        { name: 'denied in its boot, failed without a code (an older DMZ client; a row before migration 18)', rows: [intent, booted, denied('Starting'), failed()], want: false },
+        { name: 'failed boot-denied with no denial by the authority', rows: [intent, booted, deniedFail], want: false },
+        { name: 'denied after it left the boot (an agent asking late)', rows: [intent, booted, deniedFail, denied('BootFailed')], want: false },
+        { name: 'denied before its boot edge (a stale agent)', rows: [denied('PoweredOn'), intent, booted, deniedFail], want: false },
+        { name: 'denied in an earlier boot, failed plainly in the latest', rows: [booted, denied('Starting'), deniedFail, booted, failed('driver.boot-failed')], want: false },
+        { name: 'denied in an earlier boot, failed boot-denied in the latest without a denial', rows: [booted, denied('Starting'), failed('driver.boot-failed'), booted, deniedFail], want: false },
+        { name: 'another actor\'s denied row does not count', rows: [booted, { ...denied('Starting'), actor: 'dmz-client:miami' }, deniedFail], want: false },
+        { name: 'a boot-denied code on a row not a DMZ client\'s does not count', rows: [booted, denied('Starting'), { ...deniedFail, actor: 'authority' }], want: false },
       ];
       const ids: string[] = [];
       for (const [i, c] of cases.entries()) {
@@ -911,7 +921,9 @@ describe.each(testBackends())('record contract on $name', (backend) => {
         ids.push(vm.id);
       }
       const want = ids.filter((_, i) => cases[i].want);
-      expect(await r.deniedBoots(ids, ['Starting'])).toEqual(want);
+      const got = await r.deniedBoots(ids, ['Starting']);
+      expect(cases.filter((_, i) => got.includes(ids[i])).map((c) => c.name)).toEqual(cases.filter((c) => c.want).map((c) => c.name));
+      expect(got).toEqual(want);
       // In the order asked; a retired VM is none of the plan's.
       expect(await r.deniedBoots([...ids].reverse(), ['Starting'])).toEqual([...want].reverse());
       const first = (await r.getVm(ids[0]))!;
@@ -919,6 +931,33 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       expect(await r.deniedBoots(ids, ['Starting'])).toEqual(want.slice(1));
       expect(await r.deniedBoots([], ['Starting'])).toEqual([]);
       expect(await r.deniedBoots(ids, [])).toEqual([]);
+    });
+
+    // The authority writes a failure report's code with the row of its move along the failure edge (transitionVm,
+    // transitionVms: the batched reports) or, with no failure edge, the row it notes (addHistory, addHistoryMany).
+    it('every writer of a failure keeps its code in the history row (what deniedBoots reads)', async () => {
+      const s = freshStack();
+      const ctx = (code: string | null) => ({ actor: 'dmz-client:miami', requestId: 'req-f', outcome: 'failed' as const, detail: 'awaitReady failed in miami', code });
+      const writers: { name: string; fail: (id: string, version: number, code: string | null) => Promise<unknown> }[] = [
+        { name: 'transitionVm', fail: (id, v, code) => r.transitionVm(id, v, 'BootFailed', ctx(code)) },
+        { name: 'transitionVms', fail: (id, v, code) => r.transitionVms([{ id, expectedVersion: v, to: 'BootFailed', ctx: ctx(code) }]) },
+        { name: 'addHistory', fail: (id, _v, code) => r.addHistory(id, { from: 'Starting', to: 'Running', ...ctx(code) }) },
+        { name: 'addHistory once', fail: (id, _v, code) => r.addHistory(id, { from: 'Starting', to: 'Running', ...ctx(code) }, undefined, { once: true }) },
+        { name: 'addHistory at a version', fail: (id, v, code) => r.addHistory(id, { from: 'Starting', to: 'Running', ...ctx(code) }, v) },
+        { name: 'addHistoryMany', fail: (id, _v, code) => r.addHistoryMany([{ vmId: id, row: { from: 'Starting', to: 'Running', ...ctx(code) } }]) },
+      ];
+      let index = 0;
+      for (const w of writers) {
+        const ids: string[] = [];
+        for (const code of ['driver.boot-denied', 'driver.boot-failed', null]) {
+          const vm = await r.insertVm(newVm(s, 'web', index++), { actor: 'a' });
+          const at = await r.transitionVm(vm.id, vm.version, 'Starting', { actor: 'dmz-client:miami' });
+          await r.addHistory(vm.id, { from: 'Starting', to: 'Starting', outcome: 'denied', actor: 'authority', detail: 'boot denied' });
+          await w.fail(vm.id, at.version, code);
+          ids.push(vm.id);
+        }
+        expect(await r.deniedBoots(ids, ['Starting']), w.name).toEqual([ids[0]]);
+      }
     });
   });
 
@@ -2034,6 +2073,48 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       }
     });
 
+    // Migration 18 adds history.code: a failure written before it has none, so a VM denied and failed then is booted
+    // again (as before), while one failed after the upgrade is judged by its code.
+    it('upgrades a record with history to 18: a failure written before has no code and is no denial', async () => {
+      const { url, drop } = await backend.freshUrl();
+      try {
+        const raw = await rawAdapter(backend, url);
+        await migrate(raw, { description: url }, MIGRATIONS.filter((m) => m.version <= 17));
+        const s = freshStack();
+        const id = randomUUID();
+        await raw.query(`INSERT INTO fleets (stack, fleet, owner) VALUES ($1, 'web', 'team-payments')`, [s]);
+        await raw.query(
+          `INSERT INTO vms (id, stack, fleet, idx, name, data_center, state, desired_state, spec_hash, image, real_image, cpu, memory_gib, disk_gib, encrypted_disk, cloud_id, version)
+           VALUES ($1, $2, 'web', 0, 'web-0', 'miami', 'BootFailed', 'Running', 'h1', 'ubuntu-22.04', 'ami-1', 2, 4, 50, true, 'i-1', 6)`,
+          [id, s],
+        );
+        const rows: [string, string, string, string][] = [
+          ['PoweredOn', 'Starting', 'dmz-client:miami', 'ok'],
+          ['Starting', 'Starting', 'authority', 'denied'],
+          ['Starting', 'BootFailed', 'dmz-client:miami', 'failed'],
+        ];
+        for (const [from, to, actor, outcome] of rows) {
+          await raw.query(`INSERT INTO history (vm_id, stack, fleet, address, from_state, to_state, actor, outcome) VALUES ($1, $2, 'web', 'web/0', $3, $4, $5, $6)`, [id, s, from, to, actor, outcome]);
+        }
+        await raw.close();
+        const rec = (await openRecord(url)) as SqlRecord;
+        try {
+          expect(await rec.schemaVersion()).toBe(SCHEMA_VERSION);
+          expect(await rec.deniedBoots([id], ['Starting'])).toEqual([]);
+          // Its next boot, denied and failed boot-denied after the upgrade, is.
+          await rec.transitionVm(id, 6, 'Starting', { actor: 'dmz-client:miami' });
+          await rec.addHistory(id, { from: 'Starting', to: 'Starting', outcome: 'denied', actor: 'authority', detail: 'boot denied' });
+          await rec.transitionVm(id, 7, 'BootFailed', { actor: 'dmz-client:miami', outcome: 'failed', code: 'driver.boot-denied' });
+          expect(await rec.deniedBoots([id], ['Starting'])).toEqual([id]);
+          expect((await rec.history(s, 'web/0')).map((h) => h.outcome)).toEqual(['ok', 'denied', 'failed', 'ok', 'denied', 'failed']);
+        } finally {
+          await rec.close();
+        }
+      } finally {
+        await drop();
+      }
+    });
+
     it('upgrades an existing record in one transaction: all of a migration or none', async () => {
       const { url, drop } = await backend.freshUrl();
       try {
@@ -2167,18 +2248,20 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       const cases = [
         // Missing only an index migration: read as it is, left at its version.
         { at: SCHEMA_VERSION, next: true, refused: false },
-        // Missing 15 (boot_tokens.issued_history, which the boot check reads and writes): refused, left at 14.
-        { at: 14, refused: true, missing: '15' },
+        // Missing 18 (history.code, which every history write writes and deniedBoots reads): refused, left at 17.
+        { at: 17, refused: true, missing: '18' },
+        // Missing 15 (boot_tokens.issued_history, which the boot check reads and writes) too: refused, left at 14.
+        { at: 14, refused: true, missing: '15, 18' },
         // Missing 14 (boot_tokens.used_version, which the boot check reads and writes) too: refused, left at 13.
-        { at: 13, refused: true, missing: '14, 15' },
-        // Missing 13 (vms_cloud_id, an index), 14 and 15: refused, naming 14 and 15 only.
-        { at: 12, refused: true, missing: '14, 15' },
+        { at: 13, refused: true, missing: '14, 15, 18' },
+        // Missing 13 (vms_cloud_id, an index), 14, 15, 16 and 17 (indexes, a trigger) and 18: naming 14, 15 and 18 only.
+        { at: 12, refused: true, missing: '14, 15, 18' },
         // Missing 12 (fleets.managed_by, which listFleets reads) too.
-        { at: 11, refused: true, missing: '12, 14, 15' },
-        // Missing 10 and 11 (indexes only), 12, 14 and 15: naming 12, 14 and 15 only.
-        { at: 9, refused: true, missing: '12, 14, 15' },
+        { at: 11, refused: true, missing: '12, 14, 15, 18' },
+        // Missing 10 and 11 (indexes only) too: naming 12, 14, 15 and 18 only.
+        { at: 9, refused: true, missing: '12, 14, 15, 18' },
         // Missing 9 (a column the boot check reads) too.
-        { at: 8, refused: true, missing: '9, 12, 14, 15' },
+        { at: 8, refused: true, missing: '9, 12, 14, 15, 18' },
       ];
       for (const c of cases) {
         const { url, drop } = await backend.freshUrl();
@@ -2216,7 +2299,7 @@ describe.each(testBackends())('record contract on $name', (backend) => {
           await drop();
         }
       }
-      // Seven fresh records, each opened three times or four: on PGlite under a loaded machine that is 45 s and
+      // Eight fresh records, each opened three times or four: on PGlite under a loaded machine that is 45 s and
       // more (the suite's 60 s timed it out once migration 15 added the seventh).
     }, 180_000);
 

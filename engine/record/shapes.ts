@@ -50,8 +50,9 @@ export interface VmRow {
  * know, like the Pulumi Fleet provider) means a retry.
  *
  * `bootDenied` is set (not read with the row: FleetRecord.deniedBoots, for the
- * few rows in a failure state with a cloud VM) when the authority denied the
- * VM's latest boot: such a VM is deleted and created again, not booted again
+ * few rows in a failure state with a cloud VM) when the VM's latest boot was
+ * denied (its failure reported `driver.boot-denied`, and the authority denied
+ * it during that boot): such a VM is deleted and created again, not booted again
  * (docs/recovery.md, BootFailed); absent means it was not, or is not known.
  */
 export type PlanVmRow = Omit<VmRow, 'desiredState' | 'cloudId' | 'createdAt' | 'updatedAt'> & { cloudId?: string | null; bootDenied?: boolean };
@@ -144,6 +145,14 @@ export interface ChangeContext {
   planId?: string | null;
   requestId?: string | null;
   detail?: string | null;
+  /**
+   * A failed step's error code (`driver.<kind>`), as the DMZ client's failure
+   * report names it (protocol ReportRequest.code): stored in the history
+   * row's `code` (migration 18) by the writers of failures, transitionVm(s)
+   * and addHistory(Many); NULL elsewhere. deniedBoots reads
+   * `driver.boot-denied` of a boot's failure.
+   */
+  code?: string | null;
 }
 
 /** `removed`: forgotten by `fleet state rm`; `imported`: adopted by `fleet import`. */

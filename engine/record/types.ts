@@ -174,16 +174,23 @@ export interface HistoryStore {
    */
   edgesInFlight(stack: string, fleets: readonly string[]): Promise<{ address: string; detail: string }[]>;
   /**
-   * Of the live VMs `vmIds`, those whose latest boot the authority denied:
-   * their history holds a `denied` row the authority wrote while the VM was
-   * in one of `bootedStates` (the states the pack's `boot` edges enter:
-   * `Starting`), after the VM's latest move into one of them (that boot's
-   * start: its boot edge's report, a drift, an import). The planner deletes
-   * and creates such a VM again instead of booting it again
-   * (docs/recovery.md, BootFailed). A denial of a VM that was not in that
-   * boot (an agent asking after awaitReady gave up, the record BootFailed; a
-   * stale agent before the boot edge) does not count: its token was stale,
-   * not the VM distrusted. In vmIds' order.
+   * Of the live VMs `vmIds`, those whose latest boot was denied: after the
+   * VM's latest move into one of `bootedStates` (the states the pack's `boot`
+   * edges enter: `Starting`; that boot's start: its boot edge's report, a
+   * drift, an import), its history holds both
+   * - the DMZ client's failure report of that boot with error code
+   *   `driver.boot-denied` (its `code`, migration 18: the driver saw the
+   *   VM's own agent denied), from one of `bootedStates`, and
+   * - a `denied` row the authority wrote while the VM was in one of them.
+   * The planner deletes and creates such a VM again instead of booting it
+   * again (docs/recovery.md, BootFailed). A denial alone does not count: the
+   * boot endpoint is open to the DMZ network, and anyone who knows the VM's
+   * id can have a boot check for it denied while it boots; nor does a denial
+   * of a VM that was not in that boot (an agent asking after awaitReady gave
+   * up, the record BootFailed; a stale agent before the boot edge). A
+   * failure without a code (written before migration 18, or reported by a
+   * DMZ client older than the field) is not a denial: its VM is booted again.
+   * In vmIds' order.
    */
   deniedBoots(vmIds: readonly string[], bootedStates: readonly string[]): Promise<string[]>;
   /**

@@ -159,8 +159,8 @@ function patchSets(patch: VmPatch | undefined, params: unknown[]): string[] {
   return sets;
 }
 
-/** A history source of context values given as parameters `$n`… (actor, plan, request, outcome, detail; null for one left out). */
-function ctxSource(vm: string, from: string, fromState: string, toState: string, p: { actor: string; planId: string; requestId: string; outcome: string; detail: string }): HistorySource {
+/** A history source of context values given as parameters `$n`… (actor, plan, request, outcome, detail, code; null for one left out). */
+function ctxSource(vm: string, from: string, fromState: string, toState: string, p: { actor: string; planId: string; requestId: string; outcome: string; detail: string; code?: string }): HistorySource {
   return { vm, from, fromState, toState, ...p };
 }
 
@@ -362,10 +362,10 @@ const INSERT_MANY_SQL = `WITH i AS (
 const MOVED = 'upd JOIN i ON i.i_id = upd.id';
 const TRANSITION_MANY_SQL = `WITH i AS (
      SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-         $11::text[], $12::int[], $13::text[]) WITH ORDINALITY
-       AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail, i_final, i_moves, i_token, i_k)
+         $11::text[], $12::int[], $13::text[], $14::text[]) WITH ORDINALITY
+       AS i(i_id, i_version, i_to, i_cloud, i_retire, i_actor, i_plan, i_request, i_outcome, i_detail, i_final, i_moves, i_token, i_code, i_k)
    ),
-   a AS (SELECT * FROM ${OnwardRows.unnest(14)}),
+   a AS (SELECT * FROM ${OnwardRows.unnest(15)}),
    -- The rows to move, locked in id order (upd reads them from here): two batches of one VM set in
    -- different orders (two authority replicas, each batching the same reports) would otherwise each
    -- hold a row the other waits for, and PostgreSQL aborts one (deadlock detected). A row another
@@ -388,7 +388,7 @@ const TRANSITION_MANY_SQL = `WITH i AS (
    ),
    h AS (${insertHistory([
      {
-       ...ctxSource('upd', `${MOVED} JOIN old ON old.o_id = upd.id`, 'old.o_state', 'i.i_to', { actor: 'i.i_actor', planId: 'i.i_plan', requestId: 'i.i_request', outcome: 'i.i_outcome', detail: 'i.i_detail' }),
+       ...ctxSource('upd', `${MOVED} JOIN old ON old.o_id = upd.id`, 'old.o_state', 'i.i_to', { actor: 'i.i_actor', planId: 'i.i_plan', requestId: 'i.i_request', outcome: 'i.i_outcome', detail: 'i.i_detail', code: 'i.i_code' }),
        order: ['i.i_k', '0'],
      },
      OnwardRows.source('upd', MOVED, 'i.i_k'),
@@ -631,7 +631,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
       // COMMIT): the authority does this once per step of every apply.
       const params: unknown[] = [id, to, expectedVersion];
       const sets = ['state = $2', ...patchSets(patch, params)];
-      params.push(ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.outcome ?? 'ok', ctx.detail ?? null);
+      params.push(ctx.actor, ctx.planId ?? null, ctx.requestId ?? null, ctx.outcome ?? 'ok', ctx.detail ?? null, ctx.code ?? null);
       const n = params.length;
       // A state change without a retirement or a size (most of an apply's) leaves vm_usage, so the overview's totals kept (overview-cache.ts).
       const rows = await db.query(
@@ -641,7 +641,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
            RETURNING ${FULL_VM.list}
          ),
          f AS (UPDATE fleets SET version = fleets.version + 1, updated_at = now() FROM upd WHERE fleets.stack = upd.stack AND fleets.fleet = upd.fleet),
-         h AS (${insertHistory([ctxSource('upd', 'upd, old', 'old.state', '$2', { actor: `$${n - 4}`, planId: `$${n - 3}`, requestId: `$${n - 2}`, outcome: `$${n - 1}`, detail: `$${n}` })])})
+         h AS (${insertHistory([ctxSource('upd', 'upd, old', 'old.state', '$2', { actor: `$${n - 5}`, planId: `$${n - 4}`, requestId: `$${n - 3}`, outcome: `$${n - 2}`, detail: `$${n - 1}`, code: `$${n}` })])})
          SELECT * FROM upd`, !patch?.retire && patch?.size === undefined),
         params,
       );
@@ -691,7 +691,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
     async transitionVms(items) {
       if (items.length === 0) return [];
       const n = items.length;
-      const cols: unknown[][] = Array.from({ length: 13 }, () => new Array<unknown>(n));
+      const cols: unknown[][] = Array.from({ length: 14 }, () => new Array<unknown>(n));
       const onward = new OnwardRows();
       const seen = new Set<string>();
       for (let k = 0; k < n; k++) {
@@ -712,6 +712,7 @@ export function vmWriter({ db, description }: RecordSql): VmWriter {
         cols[10][k] = final;
         cols[11][k] = moves;
         cols[12][k] = it.bootTokenHash ?? null;
+        cols[13][k] = it.ctx.code ?? null;
       }
       const rows = await db.query(
         // Without a retirement, only states, cloud ids and versions move: vm_usage stays (overview-cache.ts).

@@ -3,6 +3,7 @@
 // document is built from them, and ../types.ts is generated from them: if you
 // add a field, add it here, run `npm run gen:types`, and say it in
 // docs/protocol.md. Response schemas drop properties they do not list.
+import { DRIVER_ERROR_KINDS } from '../errors.ts';
 import { bootResponseSchema, credentialsSchema, decisionSchema, errorSchema, extend, fencingToken, name, nullableString, overrideSchema, sizeSchema, state, vmSpecSchema } from './common.ts';
 
 export const authorizeVmSchema = extend('AuthorizeVm', 'The VM a create asks for, as the DMZ client forwards it (its data center added).', vmSpecSchema, {
@@ -93,6 +94,12 @@ export const reportBodySchema = {
     cloudId: { ...name, description: 'Set by a successful createVm.' },
     size: { ...sizeSchema, description: 'New size of a successful resize.' },
     detail: { type: 'string', maxLength: 2000 },
+    code: {
+      type: 'string',
+      enum: DRIVER_ERROR_KINDS.map((k) => `driver.${k}`),
+      description:
+        "Only with outcome `failed`: the failed step's error code (`driver.<kind>`, docs/protocol.md \"Wire errors\"), kept with the VM's history row. `driver.boot-denied` of a boot's failure says the driver saw the VM's own agent denied: the next plan deletes and creates such a VM again instead of booting it again (docs/recovery.md). A DMZ client older than this field sends none; its failures count as not denied.",
+    },
   },
 } as const;
 

@@ -142,6 +142,38 @@ describe('AuthorityClient: calls to the authority, batched', () => {
     expect(resent).toEqual(_name === 'one call answered 500 on its own' ? ['r1'] : ['r1', 'r2']);
   });
 
+  // A DMZ client upgraded before its authority: the older authority's schema has no ReportRequest.code, and refuses a
+  // batch carrying one whole (400), with every other call in it. The batch goes again without codes, and so does every
+  // call after it; a 400 for anything else still fails the batch's calls.
+  it('an authority older than a failed report\'s code: the batch sent again without codes, and every call after it', async () => {
+    const carries = (c: BatchRequest['calls'][number]) =>
+      (c.body as { code?: string }).code !== undefined || (c.body as { report?: { code?: string } }).report?.code !== undefined;
+    const a = await fakeAuthority((batch, _n, res) =>
+      batch.calls.some(carries) ? json(res, 400, { error: { code: 'bad-request', message: 'body/calls/1/body must NOT have additional properties' } }) : lines(res, echo(batch)),
+    );
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+    const failed = (i: number): ReportRequest => ({ ...report(i), from: 'Starting', to: 'Running', outcome: 'failed', detail: 'awaitReady failed in miami', code: 'driver.boot-denied' });
+    const answers = await Promise.all([client.authorize(auth(1)), client.report(failed(2)), client.advance({ report: failed(3), next: [auth(4)] })]);
+    expect(answers).toEqual([
+      { echo: 'authorize', requestId: 'r1' },
+      { echo: 'report', requestId: 'r2' },
+      { echo: 'advance', requestId: undefined },
+    ]);
+    expect(a.batches.map((b) => b.calls.some(carries))).toEqual([true, false]);
+    // The resent report is the same but for its code.
+    const { code: _code, ...plain } = failed(2);
+    expect(a.batches[1].calls[1].body).toEqual(plain);
+    // From now on without codes: one batch.
+    await client.report(failed(5));
+    expect(a.batches.map((b) => b.calls.some(carries))).toEqual([true, false, false]);
+    // A batch refused whole for anything else fails its calls, as before.
+    const b = await fakeAuthority((_batch, _n, res) => json(res, 400, { error: { code: 'bad-request', message: 'body/calls/0/body/from must be string' } }));
+    const other = new AuthorityClient('miami', b.url, 'tok', 5000, 1);
+    const err = (await other.report(report(6)).catch((e: unknown) => e)) as ProtocolError;
+    expect([err.statusCode, err.code]).toEqual([502, 'bad-request']);
+    expect(b.batches).toHaveLength(1);
+  });
+
   it('an authority that stays away fails each call with 503 authority-unreachable after 4 sends', async () => {
     const a = await fakeAuthority((_batch, _n, res) => json(res, 503, { error: { code: 'record.unreachable', message: 'PostgreSQL is down' } }));
     const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);

@@ -57,6 +57,22 @@ export const LINGER_MS = 5;
 /** The authority's single routes, by the name a batch gives their calls. */
 const ROUTES: Record<BatchCall['call'], string> = { authorize: '/v1/authorize', report: '/v1/reports', advance: '/v1/advance', boot: '/v1/boot/authorize' };
 
+/**
+ * `body` of a `call` without a failed report's error code (ReportRequest.code, the report of an advance too), for an
+ * authority older than the field; the body itself when it has none.
+ */
+function withoutCode(call: BatchCall['call'], body: unknown): unknown {
+  if (call === 'report' && (body as ReportRequest).code !== undefined) {
+    const { code: _code, ...rest } = body as ReportRequest;
+    return rest;
+  }
+  if (call === 'advance' && (body as AdvanceRequest).report?.code !== undefined) {
+    const { code: _code, ...report } = (body as AdvanceRequest).report!;
+    return { ...(body as AdvanceRequest), report };
+  }
+  return body;
+}
+
 interface Queued {
   call: BatchCall['call'];
   body: unknown;
@@ -83,6 +99,14 @@ interface Queued {
 export class AuthorityClient {
   private readonly queue: Queued[] = [];
   private scheduled = false;
+  /**
+   * Whether failed reports carry their error code (ReportRequest.code). An authority older than the field refuses a
+   * batch that carries one, whole (400: its schema allows no unknown property; nothing of a batch refused whole was
+   * decided), and with it every other call of the batch: such a batch is sent once more without codes, and so is every
+   * call after it until this DMZ client restarts. Its boot failures then count as not denied, the VM booted again
+   * rather than deleted (docs/recovery.md), as an older DMZ client's.
+   */
+  private reportCodes = true;
   /** The timer of lazy calls waiting for company (see report). */
   private lingering: NodeJS.Timeout | undefined;
   private readonly url: URL;
@@ -200,7 +224,7 @@ export class AuthorityClient {
 
   private call(call: BatchCall['call'], body: unknown, lazy = false): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ call, body, resolve, reject, failures: 0, last: '' });
+      this.queue.push({ call, body: this.reportCodes ? body : withoutCode(call, body), resolve, reject, failures: 0, last: '' });
       this.schedule(lazy);
     });
   }
@@ -257,6 +281,15 @@ export class AuthorityClient {
           // not JSON: reported as "no details" below
         }
         failure = `answered ${res.status}: ${parsed.error?.message ?? 'no details'}`;
+        if (res.status === 400 && batch.some((q) => withoutCode(q.call, q.body) !== q.body)) {
+          // An authority older than ReportRequest.code (see reportCodes): the batch again, without codes (never again
+          // refused for them: a batch sent without any is refused as any other). Also a batch sent with codes while
+          // another one found out.
+          this.reportCodes = false;
+          for (const q of batch) this.queue.push({ ...q, body: withoutCode(q.call, q.body) });
+          this.schedule();
+          return;
+        }
         if (res.status < 500) {
           // The authority refused the batch itself: our bug or a wrong token; sending it again will not help.
           const err = new ProtocolError(502, ownWireCode(parsed) ?? 'authority-error', `authority ${this.url.href} ${failure}`);

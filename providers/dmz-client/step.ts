@@ -346,8 +346,11 @@ export class StepRunner {
       // A denied boot: the driver knows only what the VM was told (BOOT_DENIED_REASON); the authority told this client why.
       const why = err.kind === 'boot-denied' ? this.boots.why(vmId) : '';
       const detail = `${operation} failed in ${dc}: ${err.message}${why}`;
+      // The code goes with the report into the VM's history: the record tells a boot denied to the VM's own agent
+      // (driver.boot-denied) from one that failed while someone else's boot check for the VM was denied (deniedBoots).
+      const code = `driver.${err.kind}` as const;
       await inTurn();
-      const rep = await this.authority.report(report({ outcome: 'failed', detail })).catch(lost);
+      const rep = await this.authority.report(report({ outcome: 'failed', detail, code })).catch(lost);
       return {
         requestId,
         decision: auth.decision,
@@ -355,7 +358,7 @@ export class StepRunner {
         outcome: 'failed',
         operation,
         vm: stepVm(rep.vm),
-        error: { code: `driver.${err.kind}`, message: detail },
+        error: { code, message: detail },
       };
     } finally {
       // The boot's wait is over, ready or not: its token's denial is nobody's business any more.
