@@ -780,15 +780,19 @@
 //   | d+h: fingerprint of the key only, sim HMAC off     | 3, 1            | -0.08-0.06 (-0.08)                     | 0.540           | 1.981           | nothing shown           |
 //
 // (c: the CLI takes the steps it has no line for as ok when a later line
-// comes; d: requestId still hashed.) c is the only short-cut that shows
-// in every pair, and its CLI part is g's: the member's `done` rows written
-// as its answers come cost the CLI ~0.06 ms per VM more than the same rows
-// written in one call at the member's end (journal INSERTs 950-1,400 ->
-// 420-500 either way; b, which drops those rows, saves less in the CLI
-// than g, which keeps them): the per-answer bookkeeping (a retried record
-// call, group-commit promise and event chain per row), not the rows. The
-// rest of c (~0.09) is not in one process: the authority's CPU, the same
-// code, was lower in those runs too (less contention for the 2 cores).
+// comes; d: requestId still hashed; g also left out the `started` events
+// of a member's later steps, 50,000, worth ~0.01 ms per VM by v.) c is the
+// only short-cut that shows in every pair, and its CLI part is g's: the
+// member's `done` rows written as its answers come cost the CLI ~0.05 ms
+// per VM more than the same rows written in one call at the member's end
+// (journal INSERTs 950-1,400 -> 420-500 either way; b, which drops those
+// rows, saves no more in the CLI than g, which keeps them): the
+// per-answer bookkeeping, not the rows. One --cpu-prof pair, base / g, the
+// CLI's busy samples 6.1 / 5.4 s: GC 1.29 / 1.02 s, the JSON events
+// (jsonProgress and its callers) ~0.75 / ~0.45 s, onAnswer's row-and-event
+// chain ~0.4 / ~0.15 s. The rest of c (~0.09) is not in one process: the
+// authority's CPU, the same code, was lower in those runs too (less
+// contention for the 2 cores).
 // The bytes of a line (m), the step events (v), the fingerprints and the
 // sim's MAC checks (d+h) and the idempotency log's lines (a) are each
 // within the noise, <= ~0.04 ms per VM. Not short-cut: the DMZ clients'
@@ -805,7 +809,7 @@
 // idempotency log's save (its JSON.stringify) 0.8%.
 //
 // So no per-step mechanism but the CLI's per-answer journalling is worth
-// 0.05 ms per VM, and none but c reaches 0.1. What c and g would need to
+// ~0.05 ms per VM, and none but c reaches 0.1. What c and g would need to
 // be real, with the crash semantics kept:
 // - g, a member's `done` rows held and written together (bounded: at its
 //   end or after ~1 s, so a step of minutes still journals the ones
