@@ -795,10 +795,25 @@
 // contention for the 2 cores).
 // The bytes of a line (m), the step events (v), the fingerprints and the
 // sim's MAC checks (d+h) and the idempotency log's lines (a) are each
-// within the noise, <= ~0.04 ms per VM. Not short-cut: the DMZ clients'
-// calls to the authority (6 a VM: an advance, 4 reports, a boot check, in
-// 0.19-0.26 batches and 0.22 statements a VM by /metrics), since the
-// record's states are what the boot check and the advances judge.
+// within the noise, <= ~0.04 ms per VM. The DMZ clients' calls to the
+// authority (6 a VM: an advance, 4 reports, a boot check) went in
+// 0.20-0.26 batches and 0.19-0.25 statements a VM (/metrics; transitionVms
+// 0.09-0.11, authorizeBoots, fencesOf, insertVms 0.02-0.05 each); they
+// cannot be short-cut (the record's states are what the boot check and the
+// advances judge), so their weight was taken the other way (x): every
+// report sent a second time (lazy, its answer ignored), 4 calls a VM more,
+// which the authority answers from the record (approvalOf: 4.00 statements
+// a VM more, one each, not batched) in 0.40-0.44 batches a VM. 3 pairs
+// (load 9-13): CPU per VM 1.91/2.85, 1.88/2.85, 1.82/2.90; the authority
+// 5.2-5.4 -> 11.0-11.4 s, the DMZ clients 10.2-10.8 -> 13.6-13.9 s, the
+// CLI's apply phase (the same work) 2.7-2.8 -> 3.5-3.7 s, PostgreSQL
+// 5.2-5.6 -> 9.0-9.7 s. So a call that brings a statement of its own costs
+// the authority ~0.15 ms and PostgreSQL ~0.1 ms, and a batch (0.2 a VM
+// more) the DMZ client up to ~1.5 ms, the machine's contention included:
+// the authority's statements and batches per VM, not its calls, are what
+// a VM costs there (as its 2026-12-06 fit of ~0.9 ms per request said), and
+// every process's CPU rises with the others' (the CLI +0.08 ms per VM here
+// for the same work).
 //
 // Where the samples went (--cpu-prof, base, load 9-11, wall time on the
 // thread, so a preempted syscall looks costly): the authority's batch
@@ -809,7 +824,8 @@
 // idempotency log's save (its JSON.stringify) 0.8%.
 //
 // So no per-step mechanism but the CLI's per-answer journalling is worth
-// ~0.05 ms per VM, and none but c reaches 0.1. What c and g would need to
+// ~0.05 ms per VM, and none but c reaches 0.1; the cheapest VM is one with
+// fewer authority statements and batches (0.2 and 0.2 a VM at P 50 now). What c and g would need to
 // be real, with the crash semantics kept:
 // - g, a member's `done` rows held and written together (bounded: at its
 //   end or after ~1 s, so a step of minutes still journals the ones
