@@ -1,6 +1,6 @@
 // fleet apply's check of FLEET_ADMIN_TOKEN through the DMZ clients, for a
-// stack whose stack.yaml names no authority (docs/security.md, "Admin
-// overrides"): each data center where the plan deletes members of a
+// stack whose stack.yaml names no authority (docs/security.md, "The
+// authority re-checks"): each data center where the plan deletes members of a
 // protected fleet under --allow-destroy (the protect rule's override: admin)
 // is asked, through its own provider's connection, to have its authority
 // check a proof made with the token (POST /v1/admin-check; the token itself

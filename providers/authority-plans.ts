@@ -1,4 +1,4 @@
-// The CLI's calls to a deployed stack's authority (docs/protocol.md, "Plans";
+// The CLI's calls to a deployed stack's authority (docs/protocol.md, "CLI → authority: sealed plans";
 // docs/security.md, "Saved plans are sealed"): `fleet plan --out` has its
 // plan sealed there, `fleet apply` registers the plan there before its first
 // request. The token is the CLI's at the authority (the stack's

@@ -67,7 +67,7 @@ describe('fleet apply: what a failed apply prints', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  // docs/apply.md: "The last line counts what happened". It was printed
+  // docs/apply.md, "Flow": the last line counts what happened. It was printed
   // before the failures, so with many of them it scrolled out of sight.
   it('every member fails: exit 1, a diagnostic per member saying what, where and why, and the count last', async () => {
     const r = await fleetRun(dir, 'apply', '--yes');

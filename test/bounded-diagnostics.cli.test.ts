@@ -71,15 +71,15 @@ const CASES: Case[] = [
   { name: 'stack record URL', write: (s) => stackFile(s, (t) => setLine(t, /record: .*/, `record: mysql://${HUGE}`)), file: 'stack.yaml', code: 'spec.record-url' },
   { name: 'stack specs glob', write: (s) => stackFile(s, (t) => setLine(t, /"specs\/\*\.yaml"/, `"specs/${HUGE}/*.yaml"`)), file: 'stack.yaml', code: 'spec.read-error' },
   { name: 'stack policy pack path', write: (s) => stackFile(s, (t) => setLine(t, /path: pack/, `path: ${HUGE}`)), file: 'stack.yaml', code: 'spec.pack-not-found' },
-  { name: 'stack data center name', write: (s) => stackFile(s, (t) => setLine(t, /- name: miami/, `- name: ${HUGE}`)), file: 'specs/web.yaml', code: 'spec.unknown-data-center' },
+  { name: 'stack data center name', write: (s) => stackFile(s, (t) => setLine(t, /- name: miami/, `- name: ${HUGE}`)), file: 'stack.yaml', code: 'spec.out-of-range' },
   // Policy pack values.
   { name: 'policy pack version', write: (s) => pack(s, (t) => setLine(t, /version: .*/, `version: [${HUGE}]`)), file: 'pack/policy.yaml', code: 'policy.schema' },
   { name: 'policy pack unknown key', write: (s) => pack(s, (t) => setLine(t, /^spec:$/m, `spec:\n  ? ${HUGE}\n  : 1`)), file: 'pack/policy.yaml', code: 'policy.schema' },
   { name: 'policy pack lifecycle initial state', write: (s) => pack(s, (t) => setLine(t, /initial: Requested/, `initial: ${HUGE}`)), file: 'pack/policy.yaml', code: 'policy.unknown-state' },
   { name: 'policy pack transition to a state', write: (s) => pack(s, (t) => setLine(t, /to: BeingCreated, operation: none/, `to: ${HUGE}, operation: none`)), file: 'pack/policy.yaml', code: 'policy.unknown-state' },
   { name: 'policy pack unknown rule', write: (s) => pack(s, (t) => setLine(t, /^ {2}rules:$/m, `  rules:\n    ? ${HUGE}\n    : enforcement: mandatory`)), file: 'pack/policy.yaml', code: 'policy.unknown-rule' },
-  // Valid, and printed in validate's summary line: the pack's name and version as written.
-  { name: 'policy pack name and version (valid)', write: (s) => pack(s, (t) => setLine(setLine(t, /name: default/, `name: ${JSON.stringify(NASTY + HUGE)}`), /version: .*/, `version: ${JSON.stringify(HUGE + NASTY)}`)) },
+  // Refused (at most 40 characters, no character that does not show), and quoted bounded.
+  { name: 'policy pack name and version', write: (s) => pack(s, (t) => setLine(setLine(t, /name: default/, `name: ${JSON.stringify(NASTY + HUGE)}`), /version: .*/, `version: ${JSON.stringify(HUGE + NASTY)}`)), file: 'pack/policy.yaml', code: 'policy.schema' },
   // Saved plan files (fleet apply PLANFILE).
   { name: 'plan file formatVersion', write: (s) => planFile(s, `{"formatVersion": "${HUGE}"}`), args: (s) => ['apply', join(s, 'plan.json'), '--stack', s], file: 'plan.json', code: 'apply.plan-format' },
   { name: 'plan file key given twice', write: (s) => planFile(s, `{"formatVersion": "2", "${HUGE}": 1, "${HUGE}": 2}`), args: (s) => ['apply', join(s, 'plan.json'), '--stack', s], file: 'plan.json', code: 'apply.plan-tampered' },

@@ -1,4 +1,4 @@
-// Files the CLI and the services keep are private (DESIGN.md, "Security":
+// Files the CLI and the services keep are private (docs/security.md, "Files":
 // files 0600, folders 0700): the record (PGlite's data directory, whose
 // template files PGlite writes world-readable), the authority's secret, the
 // simulated data centers' state, the DMZ clients' idempotency logs and the

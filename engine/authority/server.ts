@@ -173,7 +173,7 @@ const now = () => performance.now();
 const ms = (t0: number) => Math.round((performance.now() - t0) * 10) / 10;
 
 /**
- * Starts the authority's HTTP API (docs/protocol.md, "DMZ client -> authority"):
+ * Starts the authority's HTTP API (docs/protocol.md, "DMZ client → authority"):
  * the HTTP layer around the service (authority.ts); statuses come from the
  * wire error registry (protocol/errors.ts) through protocol/http.ts.
  */

@@ -139,6 +139,22 @@ describe('loadPack: located diagnostics', () => {
     for (const d of r.diagnostics) expect(d.file).toBe(join(dir, 'policy.yaml'));
   });
 
+  // The pack's name and version are recorded with every plan (`<name>@<version>`) and named in diagnostics and
+  // the dashboard: a 200,000-character name validated, and a name holding `@` made `name@version` ambiguous.
+  it.each([
+    { what: 'a 200,000-character name', from: '  name: default\n', to: `  name: ${'d'.repeat(200_000)}\n`, want: 'policy.schema@9:3', detail: /^metadata\.name must be at most 40 characters \(it is 200000\): .*every plan/ },
+    { what: 'a 41-character version', from: '  version: 1.0.0\n', to: `  version: 1.0.0-${'r'.repeat(35)}\n`, want: 'policy.schema@10:3', detail: /^metadata\.version must be at most 40 characters \(it is 41\): / },
+    { what: 'a name holding @', from: '  name: default\n', to: '  name: default@2\n', want: 'policy.schema@9:3', detail: /^metadata\.name "default@2" must be letters, digits, dots, dashes and underscores, starting with a letter or digit: / },
+    { what: 'a version holding a space', from: '  version: 1.0.0\n', to: '  version: 1.0 beta\n', want: 'policy.schema@10:3', detail: /^metadata\.version "1\.0 beta" must be letters, digits, dots, dashes and \+ \(semver\), starting with a letter or digit: / },
+  ])('refuses $what, saying the limit and why', async ({ from, to, want, detail }) => {
+    const dir = await packVariant(from, to);
+    const r = await loadPack(dir);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual([want]);
+    expect(r.diagnostics[0].detail).toMatch(detail);
+    expect(r.diagnostics[0].detail.length).toBeLessThan(600);
+  });
+
   // It said only "Map keys must be unique", not which key or where the first one is (a stack or fleet spec said both).
   it('names a key given twice in policy.yaml and where its first copy is', async () => {
     const dir = await packVariant('  name: default\n', '  name: default\n  name: other\n');

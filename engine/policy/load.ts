@@ -104,6 +104,13 @@ function valueIn(root: unknown, path: readonly (string | number)[]): unknown {
   return node;
 }
 
+/** The forms of the pack's name and version (specs/schema/policy-pack.schema.json), as a refusal says them. */
+const PACK_IDENTITY: Readonly<Record<string, { form: string }>> = {
+  '/metadata/name': { form: 'letters, digits, dots, dashes and underscores, starting with a letter or digit' },
+  '/metadata/version': { form: 'letters, digits, dots, dashes and + (semver), starting with a letter or digit' },
+};
+const PACK_IDENTITY_WHY = "the pack's name and version are recorded with every plan as <name>@<version>, and shown in diagnostics, plans and the dashboard";
+
 /** Located diagnostics for ajv errors; an unknown key is pointed at the key itself. */
 export function schemaDiagnostics(
   errors: readonly ErrorObject[],
@@ -121,6 +128,13 @@ export function schemaDiagnostics(
       // The keys allowed there (ajv's verbose errors carry the schema object the key broke): a likely typo is named.
       const allowed = Object.keys((e.parentSchema?.properties as Record<string, unknown> | undefined) ?? {});
       return diag(code, `${prefix}Unknown key ${quote(key)} in ${name}${didYouMean(key, allowed)}.`, where([...path, key]));
+    }
+    const identity = code === 'policy.schema' ? PACK_IDENTITY[e.instancePath] : undefined;
+    if (identity && (e.keyword === 'maxLength' || e.keyword === 'pattern')) {
+      const value = e.data ?? valueIn(root, path);
+      const text = typeof value === 'string' ? value : '';
+      const what = e.keyword === 'maxLength' ? `must be at most ${String((e.params as { limit: number }).limit)} characters (it is ${[...text].length})` : `${quote(text)} must be ${identity.form}`;
+      return diag(code, `${prefix}${name} ${what}: ${PACK_IDENTITY_WHY}.`, where(path));
     }
     if (e.keyword === 'enum') {
       const values = (e.params as { allowedValues: unknown[] }).allowedValues;

@@ -8,6 +8,7 @@
 import { closeSync, openSync, rmSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
+import { suggest } from '../diags/suggest.ts';
 
 /** Characters that make a glob more than `*` (fast-glob / micromatch syntax, and the escape). */
 const MAGIC = /[?[\]{}()!+@|\\]/;
@@ -84,4 +85,71 @@ export async function globTaking(file: string, globs: readonly string[], base: s
   } finally {
     rmSync(file, { force: true });
   }
+}
+
+/** Why a glob matches no file, and a glob that would (noMatchHint). */
+export interface NoMatchHint {
+  /** The first name of the glob's fixed part (before any `*`) that is not there: a folder, or the file a glob without `*` names. */
+  missing?: { name: string; kind: 'folder' | 'file'; in: string };
+  /** A glob that matches files: the missing names put right (the closest names there), or .yml and .yaml swapped. */
+  fix?: { glob: string; files: number };
+}
+
+/**
+ * For a glob (relative to `base`, or absolute) that matches no file: the
+ * first name of its fixed part that does not exist (`in` is the part before
+ * it as written, '' for `base` itself), and a likely meant glob that matches
+ * files: each missing name replaced by the closest one there (a typo,
+ * engine/diags suggest: `spec/*.yaml` beside a folder specs/), or the
+ * extension .yml and .yaml swapped. Only for a diagnostic: it reads folders.
+ */
+export async function noMatchHint(glob: string, base: string): Promise<NoMatchHint> {
+  const parts = glob.split('/');
+  const fixed = [...parts];
+  let cur = base;
+  let missing: NoMatchHint['missing'];
+  for (let i = 0; i < parts.length; i++) {
+    const seg = parts[i];
+    if (i === 0 && seg === '') {
+      cur = '/';
+      continue;
+    }
+    if (seg === '' || seg === '.' || seg === '..') {
+      cur = resolve(cur, seg || '.');
+      continue;
+    }
+    if (MAGIC.test(seg) || seg.includes('*')) break;
+    const kind: 'folder' | 'file' = i === parts.length - 1 ? 'file' : 'folder';
+    const path = join(cur, seg);
+    const st = await stat(path).catch(() => undefined);
+    if (st && (kind === 'folder' ? st.isDirectory() : st.isFile())) {
+      cur = path;
+      continue;
+    }
+    if (!missing) {
+      const before = parts.slice(0, i).join('/') || (i > 0 ? '/' : '');
+      missing = { name: seg, kind, in: before !== '' && resolve(base, before) === resolve(base) ? '' : before };
+    }
+    const names: string[] = [];
+    for (const e of await readdir(cur, { withFileTypes: true }).catch(() => [])) {
+      const target = e.isSymbolicLink() ? await stat(join(cur, e.name)).catch(() => undefined) : e;
+      if (target && (kind === 'folder' ? target.isDirectory() : target.isFile())) names.push(e.name);
+    }
+    const near = suggest(seg, names.sort());
+    if (near === undefined) break;
+    fixed[i] = near;
+    cur = join(cur, near);
+  }
+  const tries = new Set<string>();
+  const corrected = fixed.join('/');
+  for (const g of [corrected, glob]) {
+    if (g !== glob) tries.add(g);
+    const swapped = g.replace(/\.(yml|yaml)$/, (_m, ext: string) => (ext === 'yml' ? '.yaml' : '.yml'));
+    if (swapped !== glob) tries.add(swapped);
+  }
+  for (const g of tries) {
+    const files = (await matchGlob(g, base).catch(() => [])).length;
+    if (files > 0) return { ...(missing ? { missing } : {}), fix: { glob: g, files } };
+  }
+  return missing ? { missing } : {};
 }

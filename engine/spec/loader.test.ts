@@ -359,6 +359,38 @@ describe('problems', () => {
     expect(r.diagnostics[0].detail).toContain(why);
   });
 
+  // Names end up where lengths are limited: the stack's in every VM's name (`<stack>-<fleet>-<index>`, an EC2 or
+  // Azure tag value: 256 characters) and in an AWS data center's session policy (STS: 2048 characters); a data
+  // center's in file names (255 bytes). A 200,000-character stack name validated and went into every VM's name.
+  describe('names are bounded, and the diagnostic says the limit and why', () => {
+    const long = (n: number): string => 'a'.repeat(n);
+    const dc = (name: string) => `    - name: ${name}\n      address: embedded\n      location: { lat: 30, lon: -80 }\n      capacity: {}\n`;
+    const aws = (region: string) =>
+      `    - name: virginia\n      address: https://dmz.virginia.example:8443\n      location: { lat: 38, lon: -77 }\n      capacity: {}\n      driver: aws\n      aws: { region: ${region}, roleArn: "arn:aws:iam::123456789012:role/dmz" }\n`;
+    it.each([
+      { what: 'a 200,000-character stack name', edit: (y: string) => y.replace('metadata: { name: t }', `metadata: { name: ${long(200_000)} }`), at: 'stack.yaml:3:19', limit: 'metadata.name must be at most 40 characters (it is 200000)', why: "in every VM's name" },
+      { what: 'a 41-character stack name', edit: (y: string) => y.replace('metadata: { name: t }', `metadata: { name: ${long(41)} }`), at: 'stack.yaml:3:19', limit: 'at most 40', why: 'STS allows 2048' },
+      { what: 'a 41-character site name', edit: (y: string) => y.replace('site: { name: home,', `site: { name: ${long(41)},`), at: 'stack.yaml:8:17', limit: 'spec.site.name must be at most 40 characters (it is 41)', why: 'placement.near' },
+      { what: 'a 41-character data center name', edit: (y: string) => `${y}${dc(long(41))}`, at: 'stack.yaml:19:13', limit: 'must be at most 40 characters (it is 41)', why: 'file name' },
+      { what: 'a 21-character AWS region', edit: (y: string) => `${y}${aws('us-easttttttttttttt-1')}`, at: 'stack.yaml:24:22', limit: 'must be at most 20 characters (it is 21)', why: 'session policy' },
+    ])('refuses $what', async ({ edit, at, limit, why }) => {
+      const dir = await scratch({ 'stack.yaml': edit(stackYaml()), 'specs/web.yaml': minimalFleet() });
+      const r = await loadStack(dir, { cwd: dir, env: {} });
+      const bounded = r.diagnostics.filter((d) => d.code === 'spec.out-of-range');
+      expect(bounded.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual([`spec.out-of-range ${at}`]);
+      expect(bounded[0].detail).toContain(limit);
+      expect(bounded[0].detail).toContain(why);
+      expect(bounded[0].detail.length).toBeLessThan(600);
+    });
+
+    it('accepts names at the limits', async () => {
+      const y = stackYaml({ extra: dc(long(40)) }).replace('metadata: { name: t }', `metadata: { name: ${'é'.repeat(40)} }`).replace('site: { name: home,', `site: { name: ${long(40)},`);
+      const dir = await scratch({ 'stack.yaml': y, 'specs/web.yaml': minimalFleet() });
+      const r = await loadStack(dir, { cwd: dir, env: {} });
+      expect(r.diagnostics).toEqual([]);
+    });
+  });
+
   it('accepts data center names with dots, dashes, underscores and letters of any case', async () => {
     const extra = ['us-east-1', 'DC_2', 'eu.west', '..a'].map((n, i) => `    - name: ${n}\n      address: embedded\n      location: { lat: ${i}, lon: 0 }\n      capacity: {}\n`).join('');
     const dir = await scratch({ 'stack.yaml': stackYaml({ extra }), 'specs/web.yaml': minimalFleet() });
@@ -475,6 +507,29 @@ describe('checks against a hand-built pack', () => {
 // error  EACCES: permission denied, scandir '/…/specs/fleets'", with no
 // location. (As root a folder is always readable: a link loop, ELOOP, takes
 // the same path here.)
+// `specs: [spec/*.yaml]` beside a folder named specs/ said only "matches no file": which folder was missing, and
+// which one was meant, was left to the reader.
+describe('a specs glob that matches no file says what is missing and what would match', () => {
+  const files = { 'specs/web.yaml': minimalFleet(), 'specs/db.yaml': minimalFleet('db'), 'fleets/prod/api.yaml': minimalFleet('api') };
+  it.each([
+    { glob: 'spec/*.yaml', hint: 'there is no folder "spec" beside the stack file; did you mean "specs/*.yaml"? It matches 2 files.' },
+    { glob: './Specs/*.yaml', hint: 'there is no folder "Specs" beside the stack file; did you mean "./specs/*.yaml"? It matches 2 files.' },
+    { glob: 'fleet/prod/*.yaml', hint: 'there is no folder "fleet" beside the stack file; did you mean "fleets/prod/*.yaml"? It matches 1 file.' },
+    { glob: 'fleets/prd/*.yaml', hint: 'there is no folder "prd" in fleets; did you mean "fleets/prod/*.yaml"? It matches 1 file.' },
+    { glob: 'spec/**/*.yaml', hint: 'there is no folder "spec" beside the stack file; did you mean "specs/**/*.yaml"? It matches 2 files.' },
+    { glob: 'specs/*.yml', hint: 'did you mean "specs/*.yaml"? It matches 2 files.' },
+    { glob: 'specs/wbe.yaml', hint: 'there is no file "wbe.yaml" in specs; did you mean "specs/web.yaml"? It matches 1 file.' },
+    { glob: 'spec/web.yml', hint: 'there is no folder "spec" beside the stack file; did you mean "specs/web.yaml"? It matches 1 file.' },
+    { glob: 'fleets/prod/*.json', hint: '' },
+    { glob: 'nothing-like-it/*.yaml', hint: 'there is no folder "nothing-like-it" beside the stack file.' },
+  ])('$glob', async ({ glob, hint }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml().replace('specs: [specs/*.yaml]', `specs: ["${glob}"]`), ...files });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual(['spec.glob-no-match stack.yaml:5:11']);
+    expect(r.diagnostics[0].detail).toBe(`specs glob "${glob}" matches no file (globs are relative to the stack file)${hint ? `: ${hint}` : '.'}`);
+  });
+});
+
 describe('a specs folder that cannot be read', () => {
   it.each([
     { name: 'a plain glob', glob: 'loop/*.yaml' },

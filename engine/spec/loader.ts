@@ -5,7 +5,7 @@
 import { realpathSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { matchGlob } from './glob.ts';
+import { matchGlob, noMatchHint } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
 import { clipPath, decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, unseenProblem, visible, type Diagnostic, type Where } from '../diags/index.ts';
 import { PACK_FILE, loadPack as policyLoadPack, packDirProblem } from '../policy/index.ts';
@@ -445,7 +445,11 @@ async function matchSpecs(src: SourceDoc, spec: Record<string, unknown>, dir: st
       continue;
     }
     if (found.length === 0) {
-      diagnostics.push(diag('spec.glob-no-match', `specs glob ${showValue(glob)} matches no file (globs are relative to the stack file).`, valueWhere(src, ['spec', 'specs', i])));
+      const { missing, fix } = await noMatchHint(glob, dir);
+      const why = missing ? `there is no ${missing.kind} ${showValue(missing.name)} ${missing.in === '' ? 'beside the stack file' : `in ${clipPath(missing.in)}`}` : '';
+      const meant = fix ? `did you mean ${showValue(fix.glob)}? It matches ${fix.files} file${fix.files === 1 ? '' : 's'}.` : '';
+      const hint = why && meant ? `: ${why}; ${meant}` : why ? `: ${why}.` : meant ? `: ${meant}` : '.';
+      diagnostics.push(diag('spec.glob-no-match', `specs glob ${showValue(glob)} matches no file (globs are relative to the stack file)${hint}`, valueWhere(src, ['spec', 'specs', i])));
     }
     for (const f of found) all.add(resolve(f));
   }

@@ -95,6 +95,23 @@ function simplifyOneOf(errors: ErrorObject[]): ErrorObject[] {
   return out;
 }
 
+/**
+ * Why a name's length is limited, by document kind and instance path (list
+ * indexes as `*`): where the name ends up and what limits it there. If you
+ * give another string a maxLength in specs/schema/, say why here.
+ * test/name-limits.test.ts checks that the schemas' limits keep every name
+ * they accept within the limits named here.
+ */
+const LENGTH_WHY: Readonly<Record<string, string>> = {
+  'Stack /metadata/name':
+    "the stack's name is in every VM's name (`<stack>-<fleet>-<index>`), which the drivers write in an EC2 or Azure tag (at most 256 characters), and three times in the session policy of an AWS data center (STS allows 2048 characters)",
+  'Stack /spec/site/name': "a site is named like a data center (placement.near names either), and a data center's name is at most 40 characters",
+  'Stack /spec/dataCenters/*/name':
+    "a data center's name is a folder and file name (the simulated data center's state, a DMZ client's state folder; at most 255 bytes) and a tag on every VM it makes",
+  'Stack /spec/dataCenters/*/aws/region': "the region is in the data center's session policy many times, which STS limits to 2048 characters (the longest AWS region is 15 characters)",
+  'DmzClient /spec/aws/region': 'AWS regions are at most 15 characters, and the stack file allows no longer one',
+};
+
 /** The instance paths of a fleet's rollout amounts (specs/schema/fleet.schema.json, definitions.amount). */
 const ROLLOUT_AMOUNT = /^\/spec\/rollout\/(maxUnavailable|maxSurge|failureThreshold)$/;
 
@@ -141,8 +158,16 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
       return diag('spec.out-of-range', `${capital(name)} must be ${e.keyword === 'maximum' ? 'at most' : 'less than'} ${String(p.limit)}, not ${shown}.`, at);
     case 'minLength':
       return diag('spec.out-of-range', `${capital(name)} must not be empty.`, at);
-    case 'maxLength':
-      return diag('spec.out-of-range', `${capital(name)} must be at most ${String(p.limit)} characters long.`, at);
+    case 'maxLength': {
+      const why = LENGTH_WHY[`${kind} ${e.instancePath.replace(/\/\d+(?=\/|$)/g, '/*')}`];
+      // The value is not quoted: it is too long (a 200,000-character name), its length is what matters.
+      const length = typeof data === 'string' ? [...data].length : undefined;
+      return diag(
+        'spec.out-of-range',
+        `${capital(name)} must be at most ${String(p.limit)} characters${length === undefined ? '' : ` (it is ${length})`}${why ? `: ${why}` : ''}.`,
+        at,
+      );
+    }
     case 'minItems':
       return diag('spec.out-of-range', `${capital(name)} must list at least ${String(p.limit)} item${p.limit === 1 ? '' : 's'}.`, at);
     case 'uniqueItems': {

@@ -1,2 +1,3 @@
 export * from './tls.ts';
 export * from './tokens.ts';
+export * from './aws-sdk.ts';

@@ -1,4 +1,4 @@
-// The authority's plan routes (CLI -> authority, docs/protocol.md, "Plans"):
+// The authority's plan routes (CLI -> authority, docs/protocol.md, "CLI → authority: sealed plans"):
 // a deployed stack's `fleet plan --out` has its plan sealed here, and its
 // `fleet apply` registers the sealed plan here before any request; the
 // authority then approves only requests of a registered plan, for the

@@ -1,5 +1,5 @@
-// The DMZ client's POST /v1/admin-check (docs/protocol.md, "The DMZ client's
-// admin-token check"): fleet apply's check of FLEET_ADMIN_TOKEN for a stack
+// The DMZ client's POST /v1/admin-check (docs/protocol.md, "CLI → DMZ
+// client"): fleet apply's check of FLEET_ADMIN_TOKEN for a stack
 // whose stack.yaml names no authority, passed on to the DMZ client's
 // authority. Over real loopback HTTP (CLI client -> DMZ client -> a proxy
 // that can drop the hop -> authority): the answer is ok or

@@ -49,7 +49,7 @@ export function edgeRequest(
  * out and reported already by it (a DMZ client that crashed after the
  * report was recorded but before its idempotency log kept the answer): the
  * step is answered done, not vetoed on the state it moved itself
- * (docs/recovery.md, "A step sent again"). A different step, even for the
+ * (docs/recovery.md, "Outages"). A different step, even for the
  * same edge, has another id. Version 8 (RFC 9562: custom), so it never
  * reads as a random one.
  */

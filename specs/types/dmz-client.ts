@@ -66,7 +66,7 @@ export interface BootLimitSettings {
  */
 export interface AwsDriverSettings {
   /**
-   * AWS region of the data center, e.g. `us-east-1`.
+   * AWS region of the data center, e.g. `us-east-1` (at most 20 characters, as in the stack file).
    */
   region: string;
   /**

@@ -20,11 +20,11 @@ export interface PolicyPack {
  */
 export interface PolicyPackMetadata {
   /**
-   * Pack name.
+   * Pack name: letters, digits, dots, dashes and underscores, starting with a letter or digit, at most 40 characters. Recorded with every plan as `<name>@<version>` and named in diagnostics, plans and the dashboard.
    */
   name: string;
   /**
-   * Pack version (semver), recorded with every plan.
+   * Pack version (semver, e.g. `1.2.0` or `2.0.0-rc.1`), recorded with every plan: letters, digits, dots, dashes and `+`, starting with a letter or digit, at most 40 characters.
    */
   version: string;
   /**

@@ -20,7 +20,7 @@ export interface Stack {
  */
 export interface StackMetadata {
   /**
-   * Stack name; VMs in the record belong to exactly one stack. It is part of every VM's name (`<stack>-<fleet>-<index>`): visible characters only, no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC).
+   * Stack name; VMs in the record belong to exactly one stack. At most 40 characters, as a fleet name: it is part of every VM's name (`<stack>-<fleet>-<index>`, so at most 91 characters, within the 256 EC2 and Azure allow in the tag that carries it) and three times in an AWS data center's session policy (which STS limits to 2048 characters). Visible characters only, no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC).
    */
   name: string;
 }
@@ -78,7 +78,7 @@ export interface RuleSettings {
  */
 export interface Site {
   /**
-   * Site name.
+   * Site name, at most 40 characters (as a data center's: `placement.near` names either).
    */
   name: string;
   location: Location;
@@ -101,7 +101,7 @@ export interface Location {
  */
 export interface DataCenter {
   /**
-   * Data center name, unique in the stack. It is also a folder and file name (the simulated data center's state under `.fleet/sim/`, a DMZ client's state folder), so it holds no `/`, `\` or control character and is not `.` or `..`.
+   * Data center name, unique in the stack. It is also a folder and file name (the simulated data center's state under `.fleet/sim/`, a DMZ client's state folder), so it holds no `/`, `\` or control character, is not `.` or `..`, and is at most 40 characters (a file name holds at most 255 bytes; the name is also a tag value on every VM the data center makes).
    */
   name: string;
   /**
@@ -172,7 +172,7 @@ export interface ClientCert {
  */
 export interface AwsBroker {
   /**
-   * AWS region of the data center, e.g. `us-east-1`; the session policy allows no other.
+   * AWS region of the data center, e.g. `us-east-1`; the session policy allows no other. At most 20 characters (the longest region is 15): with the stack's name, it must keep the session policy within the 2048 characters STS allows.
    */
   region: string;
   /**

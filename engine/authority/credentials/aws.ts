@@ -8,6 +8,7 @@
 // policies, and why each statement is there).
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { WireError } from '../../../protocol/index.ts';
+import { quietAwsSdkNodeWarning } from '../../transport/aws-sdk.ts';
 import type { CloudCredentials, CredentialBroker } from './types.ts';
 
 /** STS's minimum, and the most the broker ever asks for (DESIGN: at most 15 minutes). */
@@ -101,6 +102,7 @@ export class AwsCredentialBroker implements CredentialBroker {
     let c = this.clients.get(dc.name);
     if (!c) {
       const endpoint = this.o.stsEndpoint ?? dc.stsEndpoint;
+      quietAwsSdkNodeWarning();
       c = new STSClient({
         region: dc.region,
         ...(endpoint ? { endpoint } : {}),

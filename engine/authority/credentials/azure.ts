@@ -1,7 +1,7 @@
 // The authority's Azure credential broker: for each `azure` data center of
 // the stack, an access token of the data center's principal, whose only role
 // assignment is a custom role on the data center's resource group
-// (docs/drivers/azure.md, "Broker"). Microsoft Entra's client-credentials
+// (docs/drivers/azure.md, "Least-privilege role definitions"). Microsoft Entra's client-credentials
 // flow: POST {authorityHost}/{tenant}/oauth2/v2.0/token with grant_type
 // client_credentials, the principal's client id and secret, and scope
 // `{resource manager}/.default`; the answer is `{ token_type: "Bearer",

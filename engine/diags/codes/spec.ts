@@ -125,7 +125,7 @@ export const specCodes = defineCodes({
   },
   'spec.glob-no-match': {
     summary: 'Spec glob matches nothing',
-    doc: 'A glob in the stack\'s `specs` list matched no file. Globs are relative to stack.yaml; a glob that matches nothing is usually a wrong path, so it is an error rather than an empty stack.',
+    doc: 'A glob in the stack\'s `specs` list matched no file. Globs are relative to stack.yaml; a glob that matches nothing is usually a wrong path, so it is an error rather than an empty stack. The detail names the first folder (or file) of the glob that is not there and, when one with a close name is (`spec/` for `specs/`), or the other of .yml and .yaml would do, the glob that matches files.',
     severity: 'error',
   },
   'spec.pack-not-found': {

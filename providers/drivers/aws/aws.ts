@@ -63,6 +63,7 @@ import {
   type ScopedCredentials,
   type VmRef,
 } from '../types.ts';
+import { quietAwsSdkNodeWarning } from '../../../engine/transport/aws-sdk.ts';
 import { AgentLedger, isCurrentReport } from '../agent-ledger.ts';
 import { ec2Error } from './errors.ts';
 import { mapEc2State, type Ec2State } from './states.ts';
@@ -192,6 +193,7 @@ export class AwsDriver implements Driver {
   }
 
   private makeClient(credentials: AwsCredentialIdentity | undefined): EC2Client {
+    quietAwsSdkNodeWarning();
     return new EC2Client({
       region: this.o.settings.region,
       ...(this.endpoint ? { endpoint: this.endpoint } : {}),

@@ -497,7 +497,7 @@ describe('azure driver: failures as kinds', () => {
     { name: 'OperationNotAllowed on the wrong power state', fault: { call: 'start', status: 409, code: 'OperationNotAllowed', message: 'Cannot start the VM while it is being deleted.' }, act: 'powerOn', kind: 'invalid-state' },
     { name: '401 InvalidAuthenticationToken', fault: { call: 'putNic', status: 401, code: 'InvalidAuthenticationToken' }, act: 'create', kind: 'credentials' },
     { name: '403 AuthorizationFailed', fault: { call: 'start', status: 403, code: 'AuthorizationFailed' }, act: 'powerOn', kind: 'credentials' },
-    // ARM's linked access check on the NIC's subnet: the broker may not join it (docs/drivers/azure.md, "dmzfleet fleet subnet join").
+    // ARM's linked access check on the NIC's subnet: the broker may not join it (the role dmzfleet fleet subnet join, docs/drivers/azure.md, "Least-privilege role definitions").
     {
       name: '403 LinkedAuthorizationFailed (a subnet the broker may not join)',
       fault: { call: 'putNic', status: 403, code: 'LinkedAuthorizationFailed', message: "The client has permission to perform action 'Microsoft.Network/networkInterfaces/write' on scope '...'; however, it does not have permission to perform action 'Microsoft.Network/virtualNetworks/subnets/join/action' on the linked scope(s) '...'." },
