@@ -755,6 +755,96 @@
 // s), DMZ clients / authority 2.12 -> 1.84, ratio 3.90; P 10 3.16 ms per VM,
 // ratio 1.33.
 //
+// 2026-12-07 10:20-10:50 (issue 20 point 6, upper bounds of the per-step
+// mechanisms; branch perf-probe, the short-cuts in scratch commits of
+// perf-probe-scratch, never to be merged: each behind a PROBE variable, so
+// one build ran both sides; Node 20, main 849f58c; 10,000 VMs at P 50,
+// cold, one run a side interleaved with the unchanged code; other
+// sessions' tests ran throughout: load average 8-16 at the starts). Each
+// short-cut takes a mechanism out (the apply still succeeds, the crash
+// semantics do not hold): what it saves is the most a design that removes
+// the mechanism could. The CLI's apply phase and the DMZ clients' CPU are
+// also given over the authority's (its code is the same in every run: it
+// takes out the load's drift; between runs of the same code that ratio
+// moved by ~0.04 ms per VM):
+//
+//   | short-cut (PROBE)                                  | pairs, lower in | CPU per VM, pair differences (median)  | CLI / authority | DMZ / authority | moves                   |
+//   | -------------------------------------------------- | --------------- | -------------------------------------- | --------------- | --------------- | ----------------------- |
+//   | (none: 8 runs)                                     |                 | 1.74-1.98 (median 1.85)                | 0.524           | 1.981           |                         |
+//   | c: no line for a run's ok steps but its last       | 8, 8            | 0.09-0.19 (0.155)                      | 0.419           | 1.912           | CLI -0.6 s, DMZ in noise |
+//   | g: a member's done rows in one call, at its end    | 5, 5            | 0.01-0.19 (0.09)                       | 0.418           | 1.962           | CLI -0.6 s              |
+//   | b: no done rows (60,000 rows of 120,000)           | 5, 3            | -0.09-0.11 (0.05)                      | 0.427           | 1.904           | CLI -0.45 s, PostgreSQL -0.45 s |
+//   | a: no idempotency log line (memory only)           | 5, 3            | -0.07-0.26 (0.07)                      | 0.509           | 1.900           | DMZ in noise (<= 0.04)  |
+//   | v: no `step` events (--format json)                | 3, 1            | -0.09-0.14 (-0.08)                     | 0.489           | 1.981           | CLI ~0.02 ms per VM     |
+//   | m: a run's lines but its last without the VM       | 3, 1            | -0.11-0.20 (-0.08)                     | 0.514           | 1.929           | nothing shown           |
+//   | d+h: fingerprint of the key only, sim HMAC off     | 3, 1            | -0.08-0.06 (-0.08)                     | 0.540           | 1.981           | nothing shown           |
+//
+// (c: the CLI takes the steps it has no line for as ok when a later line
+// comes; d: requestId still hashed; g also left out the `started` events
+// of a member's later steps, 50,000, worth ~0.01 ms per VM by v.) c is the
+// only short-cut that shows in every pair, and its CLI part is g's: the
+// member's `done` rows written as its answers come cost the CLI ~0.05 ms
+// per VM more than the same rows written in one call at the member's end
+// (journal INSERTs 950-1,400 -> 420-500 either way; b, which drops those
+// rows, saves no more in the CLI than g, which keeps them): the
+// per-answer bookkeeping, not the rows. One --cpu-prof pair, base / g, the
+// CLI's busy samples 6.1 / 5.4 s: GC 1.29 / 1.02 s, the JSON events
+// (jsonProgress and its callers) ~0.75 / ~0.45 s, onAnswer's row-and-event
+// chain ~0.4 / ~0.15 s. The rest of c (~0.09) is not in one process: the
+// authority's CPU, the same code, was lower in those runs too (less
+// contention for the 2 cores).
+// The bytes of a line (m), the step events (v), the fingerprints and the
+// sim's MAC checks (d+h) and the idempotency log's lines (a) are each
+// within the noise, <= ~0.04 ms per VM. The DMZ clients' calls to the
+// authority (6 a VM: an advance, 4 reports, a boot check) went in
+// 0.20-0.26 batches and 0.19-0.25 statements a VM (/metrics; transitionVms
+// 0.09-0.11, authorizeBoots, fencesOf, insertVms 0.02-0.05 each); they
+// cannot be short-cut (the record's states are what the boot check and the
+// advances judge), so their weight was taken the other way (x): every
+// report sent a second time (lazy, its answer ignored), 4 calls a VM more,
+// which the authority answers from the record (approvalOf: 4.00 statements
+// a VM more, one each, not batched) in 0.40-0.44 batches a VM. 3 pairs
+// (load 9-13): CPU per VM 1.91/2.85, 1.88/2.85, 1.82/2.90; the authority
+// 5.2-5.4 -> 11.0-11.4 s, the DMZ clients 10.2-10.8 -> 13.6-13.9 s, the
+// CLI's apply phase (the same work) 2.7-2.8 -> 3.5-3.7 s, PostgreSQL
+// 5.2-5.6 -> 9.0-9.7 s. So a call that brings a statement of its own costs
+// the authority ~0.15 ms and PostgreSQL ~0.1 ms, and a batch (0.2 a VM
+// more) the DMZ client up to ~1.5 ms, the machine's contention included:
+// the authority's statements and batches per VM, not its calls, are what
+// a VM costs there (as its 2026-12-06 fit of ~0.9 ms per request said), and
+// every process's CPU rises with the others' (the CLI +0.08 ms per VM here
+// for the same work).
+//
+// Where the samples went (--cpu-prof, base, load 9-11, wall time on the
+// thread, so a preempted syscall looks costly): the authority's batch
+// answers' writes (streamAnswers' flush, writev: on loopback the sender's
+// write delivers into the receiver) ~15% of its busy samples, GC ~15%, the
+// answer lines' JSON.stringify ~3.5%, pg ~7%; the CLI GC 6%, writev 5%,
+// the journal's arrayLiterals 2.3%; a DMZ client GC 3%, writev 2%, the
+// idempotency log's save (its JSON.stringify) 0.8%.
+//
+// So no per-step mechanism but the CLI's per-answer journalling is worth
+// ~0.05 ms per VM, and none but c reaches 0.1; the cheapest VM is one with
+// fewer authority statements and batches (0.2 and 0.2 a VM at P 50 now). What c and g would need to
+// be real, with the crash semantics kept:
+// - g, a member's `done` rows held and written together (bounded: at its
+//   end or after ~1 s, so a step of minutes still journals the ones
+//   before): a CLI killed meanwhile leaves answered steps `started`, and
+//   closeInterrupted closes them `failed: interrupted`; to keep the
+//   journal true it would have to find them carried out (the record's
+//   history knows each step by its request id, stepRequestId of the data
+//   center, the key and the fingerprint, which the CLI can compute) and
+//   close them `done`; apply.stopped's list of answered but unjournalled
+//   steps would name the held ones; the `step` done events come later.
+// - c, a run answered by fewer lines: every step's result must still be
+//   durable in the DMZ client's idempotency log before its answer leaves
+//   (a run cut off is sent again from its first unanswered step, every
+//   step answered again from the log), and the CLI must still learn each
+//   step's outcome (the journal): only the timing of the lines can change
+//   (a wire change otherwise: a line's body is its single route's answer).
+// Either is a change of the journal's contract (docs/recovery.md), not a
+// rewrite of a hot path: not done here.
+//
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
