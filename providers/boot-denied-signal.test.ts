@@ -12,7 +12,7 @@
 // its DMZ client over loopback HTTP; the plan is the CLI's (planStack) over that record. The sim's agents wait long
 // (bootMs): each case says when the VM's agent asks (agentAsksNow), and with which token.
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planStack } from '../engine/plan/index.ts';
 import { bootedStates } from '../engine/policy/index.ts';
@@ -20,8 +20,8 @@ import { specHash } from '../engine/spec/index.ts';
 import type { DriverErrorKind } from '../protocol/index.ts';
 import { readSimState } from './drivers/sim/index.ts';
 import { createRequest, newVm, startTestWorld, walk, type TestWorld } from './testing.ts';
+import { oneDcStackYaml } from '../test/helpers/stack.ts';
 
-const REPO = resolve(import.meta.dirname, '..');
 
 let world: TestWorld;
 beforeAll(async () => {
@@ -70,27 +70,7 @@ const cases: Case[] = [
 async function planDir(count: number): Promise<string> {
   const dir = join(world.dir, 'stack');
   await mkdir(join(dir, 'specs'), { recursive: true });
-  await writeFile(
-    join(dir, 'stack.yaml'),
-    `apiVersion: fleet/v1
-kind: Stack
-metadata: { name: ${world.stack} }
-spec:
-  specs: ["specs/*.yaml"]
-  record: pglite://.fleet/record
-  policyPack:
-    path: ${join(REPO, 'policies', 'default')}
-    config:
-      max-disruption: { enforcement: disabled }
-  site: { name: charlotte, location: { lat: 35.2271, lon: -80.8431 } }
-  dataCenters:
-    - name: miami
-      address: embedded
-      location: { lat: 25.7617, lon: -80.1918 }
-      hardware: [general]
-      capacity: { vms: 50, cpu: 400, memoryGiB: 1600 }
-`,
-  );
+  await writeFile(join(dir, 'stack.yaml'), oneDcStackYaml(world.stack));
   await writeFile(
     join(dir, 'specs', 'sig.yaml'),
     `apiVersion: fleet/v1
