@@ -97,7 +97,7 @@ describe('a denied VM its data center still holds (embedded)', () => {
     expect(failed.code).toBe(1);
     const said = failed.stdout + failed.stderr;
     // boot-denied, not the delete's failure: the hint is the denial's.
-    // Its start only: the text output cuts the middle of a long hint (docs/diagnostics.md, bounded diagnostics).
+    // Its start: the rest names the data center's own words, checked below.
     expect(said).toContain('The authority denied its boot, so the VM is terminated (or, when its data center could not delete');
     expect(said).toMatch(/it was not deleted yet \(sim \S+: deleteVm is configured to fail \(failCalls\)\)/);
     const stuck = await world(st.dir);

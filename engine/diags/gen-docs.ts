@@ -50,8 +50,10 @@ export function renderDiagnosticsDoc(codes: Record<string, CodeEntry> = CODES): 
     'A value a detail quotes (a field\'s value, a key, a label, a name, a path, a flag\'s value) is quoted',
     'bounded, in text and JSON output alike: at most its first 100 characters, its characters that do not show',
     'written as escapes, then how many more it has (`"xxxx…"… (1999900 more characters)`); the location',
-    'says where the whole value is. A detail is at most some 800 characters and a location\'s file or address',
-    'some 300: past that their middle is cut (`… (N more characters) …`), keeping the end of the sentence.',
+    'says where the whole value is. In a detail, a run of more than 300 characters without a space is cut',
+    'after its first 300 (`… (N more characters)`); a detail is at most some 4,000 characters and a location\'s',
+    'file or address some 300: past that their middle is cut (`… (N more characters) …`), keeping the end of',
+    'the sentence.',
     '',
   ];
   for (const [area, list] of areas) {
