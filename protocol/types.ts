@@ -241,6 +241,10 @@ export interface ReportResponse {
    * What the record did: `moved` along the edge, `failed` along a failure edge, `noted` a history row only, `already` (a repeated report).
    */
   effect: 'moved' | 'failed' | 'noted' | 'already';
+  /**
+   * Only on a failure report whose `code` is `driver.boot-denied`, and only `true`: the record now counts the VM's latest boot as denied (FleetRecord.deniedBoots: this report's code and the authority's own denial of that boot, docs/record.md "Denied boots"), so the VM is not booted again. The DMZ client passes it on in the step's answer (StepResult.bootDenied). An authority older than the field never sends it.
+   */
+  bootDenied?: boolean;
 }
 export interface AuthorizeResponse {
   decision: Decision;
@@ -636,6 +640,10 @@ export interface StepResult {
    * A failed step: `driver.<kind>` (protocol/errors.ts).
    */
   error?: WireErrorDetail;
+  /**
+   * Only on a failed boot (`driver.boot-denied`), and only `true`: the authority counts the VM's boot as denied, both its own denial and this failure (ReportResponse.bootDenied), so the VM is not to be booted again. A client that plans on its own (a Pulumi Vm or Fleet, docs/pulumi.md) deletes such a VM still in its failure state and creates it again; `fleet apply` reads the record instead. Absent from a DMZ client or authority older than the field: the VM is booted again.
+   */
+  bootDenied?: boolean;
 }
 /**
  * The VM as the record holds it after the step.

@@ -104,6 +104,8 @@ describe('a BootFailed VM is deleted and created again only when its own boot wa
       const [step] = await walk(dc().client, vm.id, ['Starting', 'Running']);
       dc().driver.setFaults({});
       expect([step.outcome, step.vm?.state, step.error?.code], c.name).toEqual(['failed', 'BootFailed', c.code]);
+      // The step's answer says what the record says (both signals): a client that plans on its own (a Pulumi program) reads it.
+      expect(step.bootDenied === true, c.name).toBe(c.recreated);
       // The VM is still in the data center (its cloud id in the record): what the plan decides on.
       expect((await world.record.getVm(vm.id))?.cloudId).toBe(s.cloudId);
       const history = await world.record.history(world.stack, `sig/${index}`);

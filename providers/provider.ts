@@ -60,6 +60,28 @@ export interface VmOutputs extends VmInputs {
   cloudId: string | null;
   realImage: string | null;
   version: number;
+  /**
+   * Set (only `true`) when the call's last answer was a boot the authority
+   * counts as denied (StepResult.bootDenied: the DMZ client's failure
+   * `driver.boot-denied` and the authority's own denial of that boot): the
+   * VM, left in its failure state because its driver could not delete it, is
+   * not booted again (deniedVm). Cleared by the next answer about the VM; a
+   * read keeps it.
+   */
+  bootDenied?: boolean;
+}
+
+/**
+ * Under Pulumi: a VM whose boot the authority denied (VmOutputs.bootDenied),
+ * still in its data center (a cloud id) and in a failure state. Booting it
+ * again along the recovery edges would give the VM the authority refused
+ * (the same disk) a fresh boot token: it is deleted and created again, as
+ * `fleet plan` plans it (docs/recovery.md, "A denied VM its data center
+ * still holds"). The Vm's diff answers a replace (the old VM deleted first);
+ * the Fleet's planner reads bootDenied from its members.
+ */
+export function deniedVm(lifecycle: Pick<LifecycleDef, 'failure'>, vm: Pick<VmOutputs, 'bootDenied' | 'cloudId' | 'state'>): boolean {
+  return vm.bootDenied === true && vm.cloudId != null && (lifecycle.failure ?? []).includes(vm.state);
 }
 
 /** The DMZ client calls a provider makes (DmzHttpClient has them all). */
@@ -243,13 +265,25 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     return { inputs: news, failures };
   }
 
-  /** The planner's classification (engine/plan/member.ts), plus the member's identity and owner. */
+  /**
+   * The planner's classification (engine/plan/member.ts), plus the member's
+   * identity and owner. A VM whose boot the authority denied, still in its
+   * data center (deniedVm), is replaced (`bootDenied`), its old VM deleted
+   * first: Pulumi then deletes it along the recovery edges and creates the
+   * VM again, as `fleet apply` does, instead of an update that would boot it
+   * again.
+   */
   async diff(_id: string, olds: VmOutputs, news: VmInputs): Promise<pulumi.dynamic.DiffResult> {
     const { action, diff } = classifyMember(olds, { ...news, state: news.desiredState });
+    const denied = deniedVm(this.lifecycle, olds);
     // Replaces name inputs: a hardware change is one of the hash (the Vm has no hardware input; VmArgs.hardware goes into specHash).
-    const replaces = [...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]), ...REPLACE_FIELDS.filter((k) => k in diff).map((k) => (k === 'hardware' ? 'specHash' : k))];
+    const replaces = [
+      ...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]),
+      ...REPLACE_FIELDS.filter((k) => k in diff).map((k) => (k === 'hardware' ? 'specHash' : k)),
+      ...(denied ? ['bootDenied'] : []),
+    ];
     const changed = replaces.length > 0 || action !== 'noop' || olds.owner !== news.owner;
-    return { changes: changed, replaces, deleteBeforeReplace: (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
+    return { changes: changed, replaces, deleteBeforeReplace: denied || (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
   }
 
   /** A plan step as the request that carries it out. */
@@ -342,8 +376,9 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   }
 
   private outputs(vmId: string, inputs: VmInputs, r: StepResult | undefined, prev?: VmOutputs): VmOutputs {
-    return {
-      ...inputs,
+    const { bootDenied: _was, ...vm } = inputs as VmInputs & { bootDenied?: boolean };
+    const out: VmOutputs = {
+      ...vm,
       planId: inputs.planId ?? null,
       vmId,
       dataCenter: this.dataCenter,
@@ -352,6 +387,8 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       realImage: r?.vm?.realImage ?? prev?.realImage ?? null,
       version: r?.vm?.version ?? prev?.version ?? 0,
     };
+    // The last answer says whether the VM's boot is denied; without one, the outputs before it do.
+    return (r ? r.bootDenied === true : prev?.bootDenied === true) ? { ...out, bootDenied: true } : out;
   }
 
   /** Random keys for a call Pulumi makes (a retried Pulumi call is a new call). */
@@ -417,12 +454,25 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     }
     const actual = await this.connect().getVm(id);
     if (!actual || actual.status === 'terminated') return {};
-    return { id, props: { ...props, state: actual.observedState, cloudId: actual.cloudId, size: actual.size } };
+    // A VM whose boot the authority denied keeps its failure state: its cloud shows it as any VM (powered off), the
+    // record holds it there until its delete, and its next diff replaces it (deniedVm) rather than boot it again.
+    const state = deniedVm(this.lifecycle, props) ? props.state : actual.observedState;
+    return { id, props: { ...props, state, cloudId: actual.cloudId, size: actual.size } };
   }
 
   /** In place: a resize (planned at the resize state, engine/plan/member.ts) when the size changes, then on to the desired state. */
   async update(id: string, olds: VmOutputs, news: VmInputs, planned?: PlannedCall): Promise<pulumi.dynamic.UpdateResult<VmOutputs>> {
     let steps = planned?.steps;
+    // Pulumi: diff replaces a VM whose boot was denied; an update all the same would boot it again. Nothing is sent.
+    if (!planned && deniedVm(this.lifecycle, olds)) {
+      throw new FleetError(
+        diag(
+          'apply.step-vetoed',
+          `The authority denied the boot of ${formatVmAddress(olds.fleet, olds.index)} (VM ${olds.cloudId}, which ${this.dataCenter} still holds, powered off, in ${olds.state}), so it is not booted again: it is deleted and created again, which its diff asks of Pulumi as a replace (\`bootDenied\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
+          { address: formatVmAddress(olds.fleet, olds.index) },
+        ),
+      );
+    }
     if (!steps) {
       const lc = this.lc();
       if (sameSize(olds.size, news.size)) steps = stepsAlong(lc, this.path(lc, olds.state, news.desiredState), 'current');

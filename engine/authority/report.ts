@@ -2,6 +2,7 @@
 // answers (decisions.ts judgeReport) and moves the record along the approved
 // edge, or along the diagram's failure edge, once (authority.ts, "move at
 // report"). Part of the service (authority.ts, Core).
+import { bootedStates } from '../policy/lifecycle.ts';
 import { VersionConflictError, type HistoryItem, type TransitionItem, type VmRow } from '../record/index.ts';
 import { WireError, type AuthorizeRequest, type ReportRequest, type ReportResponse, type WireCode } from '../../protocol/index.ts';
 import { foresee, onward, passedAlready, reportCtx, rowAt, type Foreseen } from './chain.ts';
@@ -12,6 +13,21 @@ import { toAuthorityVm } from './answers.ts';
 
 /** Report refusals that depend on the row: decided again on a fresh read when the row was remembered. */
 const ROW_REFUSALS: readonly WireCode[] = ['unknown-vm', 'wrong-data-center'];
+
+/**
+ * A failure report of a denied boot (code driver.boot-denied) that leaves the
+ * VM in a failure state: whether the record now counts its latest boot as
+ * denied (FleetRecord.deniedBoots: this report's row and the authority's own
+ * denial of that boot), as the CLI's planner asks it. The answer says so
+ * (ReportResponse.bootDenied), so a client that plans on its own (a Pulumi
+ * program) deletes the VM and creates it again instead of booting it again.
+ * One read, on this rare path only.
+ */
+async function deniedNow(c: Core, req: ReportRequest, row: VmRow): Promise<boolean> {
+  const lc = c.o.pack.lifecycle;
+  if (req.code !== 'driver.boot-denied' || !lc.failure.includes(row.state)) return false;
+  return (await c.o.record.deniedBoots([row.id], bootedStates(lc))).length > 0;
+}
 
 /**
  * report, inside serial(). With `next` (advance), an ok transition also
@@ -40,6 +56,11 @@ export function settle(
       throw new WireError(code, message);
     };
     const answer = (row: VmRow, effect: ReportResponse['effect']) => ({ report: { vm: toAuthorityVm(row), effect }, row });
+    /** A failure's answer, saying when the record counts the VM's boot as denied (deniedNow). */
+    const failedAnswer = async (row: VmRow, effect: ReportResponse['effect']): Promise<Settled> => {
+      const a = answer(row, effect);
+      return (await deniedNow(c, req, row)) ? { ...a, report: { ...a.report, bootDenied: true } } : a;
+    };
     // The approval the report answers: remembered, else (the authority
     // restarted in between) as the intent row in the record says it.
     let pending = c.pending.get(req.requestId);
@@ -148,7 +169,7 @@ export function settle(
     if (judged.repeated) {
       // A failure reported again (its answer was lost): nothing more to write.
       if (remembered) throw new StaleRow('reported already');
-      return answer(row, 'noted');
+      return failedAnswer(row, 'noted');
     }
     if (await supersededNow()) return refuse('report-superseded', superseded(row));
     const failTo = failureEdge(c.o.pack.lifecycle, req.from);
@@ -163,7 +184,7 @@ export function settle(
       });
       c.rows.remember(moved);
       c.pending.delete(req.requestId);
-      return answer(moved, 'failed');
+      return failedAnswer(moved, 'failed');
     }
     if (remembered) throw new StaleRow('failure without a failure edge');
     c.pending.delete(req.requestId);

@@ -47,13 +47,16 @@ export interface VmRow {
  * `cloudId` is read because a VM stuck in a failure state whose cloud VM is
  * gone (null: never created, or found missing by refresh or apply) is
  * deleted and created again instead of retried; absent (callers that do not
- * know, like the Pulumi Fleet provider) means a retry.
+ * know, like a Pulumi state written before the Fleet provider passed its
+ * members' cloud ids) means a retry.
  *
  * `bootDenied` is set (not read with the row: FleetRecord.deniedBoots, for the
  * few rows in a failure state with a cloud VM) when the VM's latest boot was
  * denied (its failure reported `driver.boot-denied`, and the authority denied
  * it during that boot): such a VM is deleted and created again, not booted again
- * (docs/recovery.md, BootFailed); absent means it was not, or is not known.
+ * (docs/recovery.md, BootFailed); absent means it was not, or is not known. The
+ * Pulumi Fleet provider sets it from its member's outputs (VmOutputs.bootDenied,
+ * the authority's answer to that failure's report).
  */
 export type PlanVmRow = Omit<VmRow, 'desiredState' | 'cloudId' | 'createdAt' | 'updatedAt'> & { cloudId?: string | null; bootDenied?: boolean };
 

@@ -117,6 +117,11 @@ export const reportResponseSchema = {
       enum: ['moved', 'failed', 'noted', 'already'],
       description: 'What the record did: `moved` along the edge, `failed` along a failure edge, `noted` a history row only, `already` (a repeated report).',
     },
+    bootDenied: {
+      type: 'boolean',
+      description:
+        "Only on a failure report whose `code` is `driver.boot-denied`, and only `true`: the record now counts the VM's latest boot as denied (FleetRecord.deniedBoots: this report's code and the authority's own denial of that boot, docs/record.md \"Denied boots\"), so the VM is not booted again. The DMZ client passes it on in the step's answer (StepResult.bootDenied). An authority older than the field never sends it.",
+    },
   },
 } as const;
 

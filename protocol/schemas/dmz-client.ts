@@ -87,6 +87,11 @@ export const stepResultSchema = {
     operation: { type: 'string', description: 'Cloud operation the edge ran (`none` when only the record changed).' },
     vm: { ...stepVmSchema, description: 'Absent only when the authority vetoed a request about a VM it does not know.' },
     error: { ...errorDetailSchema, description: 'A failed step: `driver.<kind>` (protocol/errors.ts).' },
+    bootDenied: {
+      type: 'boolean',
+      description:
+        "Only on a failed boot (`driver.boot-denied`), and only `true`: the authority counts the VM's boot as denied, both its own denial and this failure (ReportResponse.bootDenied), so the VM is not to be booted again. A client that plans on its own (a Pulumi Vm or Fleet, docs/pulumi.md) deletes such a VM still in its failure state and creates it again; `fleet apply` reads the record instead. Absent from a DMZ client or authority older than the field: the VM is booted again.",
+    },
   },
 } as const;
 

@@ -359,6 +359,8 @@ export class StepRunner {
         operation,
         vm: stepVm(rep.vm),
         error: { code, message: detail },
+        // The authority counts the boot as denied (both signals): a client that plans on its own replaces the VM.
+        ...(rep.bootDenied === true ? { bootDenied: true } : {}),
       };
     } finally {
       // The boot's wait is over, ready or not: its token's denial is nobody's business any more.

@@ -330,6 +330,10 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       name: m.name,
       dataCenter: m.dataCenter,
       state: m.state,
+      // The record's cloud id and the denial of the VM's boot, as the member's last answer left them: the planner
+      // deletes and creates again a VM whose boot the authority denied (docs/recovery.md), or whose cloud VM is gone.
+      cloudId: m.cloudId,
+      ...(m.bootDenied === true ? { bootDenied: true } : {}),
       specHash: m.specHash,
       image: m.image,
       realImage: m.realImage,

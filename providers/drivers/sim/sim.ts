@@ -57,7 +57,7 @@ export class SimDriver implements Driver {
   private bootCa: string | undefined;
   private readonly random: () => number;
   /** Faults set after opening (setFaults); they add to the options'. */
-  private faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith'> = {};
+  private faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith' | 'forgeBootTokens'> = {};
   private readonly events = new EventEmitter();
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Agents asking or acting now (agentsIdle). */
@@ -142,7 +142,7 @@ export class SimDriver implements Driver {
    * agent again (its earlier process is gone with its timers).
    */
   /** Replaces the faults set by an earlier call (the options' own stay); tests inject faults into a running data center with it. */
-  setFaults(faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith'>): void {
+  setFaults(faults: Pick<SimOptions, 'failCalls' | 'hangCalls' | 'failWith' | 'forgeBootTokens'>): void {
     this.faults = { ...faults };
   }
 
@@ -329,7 +329,7 @@ export class SimDriver implements Driver {
     const generation = this.endBoot(vm);
     const out = await this.change(vm, { agent: 'booting', agentDetail: null, diskUnlocked: false, bootToken: opts.bootToken, userDataToken: opts.bootToken, guestBoot: false, bootDenied: false });
     // forgeBootTokens (a test fault): the agent presents a token its boot edge did not issue, and is denied.
-    this.startAgent(vm, this.o.forgeBootTokens ? `forged-${randomUUID()}` : opts.bootToken, generation);
+    this.startAgent(vm, this.o.forgeBootTokens || this.faults.forgeBootTokens ? `forged-${randomUUID()}` : opts.bootToken, generation);
     return out;
   }
 
