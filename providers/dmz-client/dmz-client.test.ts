@@ -526,7 +526,7 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
       await dc.restart();
       slow();
       answers.push(await send(), await send(), await send());
-      // Before: ['503 createVm', '503 createVm', '503 createVm', '503 createVm', '503 createVm'] and 5 tries, the count
+      // Before: five times 503 and 5 tries, the count
       // started again by the restart (and so on for as long as the step is sent).
       expect(answers).toEqual(['503 createVm', '503 createVm', '503 createVm', 'driver.transient', 'driver.transient']);
       expect(tries).toBe(4);

@@ -99,6 +99,23 @@ function fresh(auth: AuthorizeResponse): boolean {
   return auth.credentials === undefined || credentialsExpireAt(auth.credentials) - Date.now() > CREDENTIALS_MARGIN_MS;
 }
 
+/**
+ * An approval whose credentials had expired by this client's clock when they reached it: a cloud call made with them
+ * is refused (driver.credentials), so none is started. That they came expired, asked for afresh, is no wait that
+ * passes: the authority's cloud session for the data center was not renewed, or this host's clock runs ahead of the
+ * authority's. The step answers 503 credentials-expiring, nothing of it carried out or reported: the CLI sends it
+ * again (renewed meanwhile, it goes on), and once its retries run out the member fails apply.credentials-expiring
+ * with what to do. Before, the call was made and refused, and the member failed as if the cloud had refused the
+ * credentials (check the role), the record holding its VM in the edge's failure state (CreateFailed).
+ */
+function arrivedExpired(dc: string, operation: string, expiresAt: number): WireError {
+  const ago = Math.ceil((Date.now() - expiresAt) / 1000);
+  return new WireError(
+    'credentials-expiring',
+    `${operation} was not tried: the credentials the authority issued for data center ${dc} had expired when they reached its DMZ client (at ${new Date(expiresAt).toISOString()}, ${ago} s before by this client's clock), so the cloud would refuse them. Either the authority's cloud credentials for ${dc} are not being renewed (its broker: the data center's role or principal), or the clock of the DMZ client's host runs ahead of the authority's; renew them or set the clock right, then send the step again. Nothing of this step was carried out or recorded`,
+  );
+}
+
 /** Whether a run's step was answered ok. */
 export function answeredOk(a: LineAnswer): boolean {
   return a.status === 200 && (a.body as StepResult).outcome === 'ok';
@@ -333,13 +350,15 @@ export class StepRunner {
     const before = this.store.triesMade(key, fp);
     const tries = { made: before };
     try {
+      const expiresAt = operation !== 'none' && auth.credentials ? credentialsExpireAt(auth.credentials) : NaN;
+      if (expiresAt <= Date.now()) throw arrivedExpired(dc, operation, expiresAt);
       done = await this.operations.carryOut(operation, auth, vmId, size, tries);
     } catch (err) {
       // A try again would have outlasted the approval's credentials: nothing reported, the step answers 503 and is
       // sent again (authorized afresh). Before, that try ran, was refused as expired, and the member failed.
       again = err instanceof ProtocolError && err.code === 'credentials-expiring';
       // On disk before the 503 goes out: a DMZ client restarted before the step is sent again still counts them.
-      if (again) await this.store.keepTries(key, fp, tries.made);
+      if (again && tries.made !== before) await this.store.keepTries(key, fp, tries.made);
       if (!(err instanceof DriverError)) throw err;
       // A denied boot: the driver knows only what the VM was told (BOOT_DENIED_REASON); the authority told this client why.
       const why = err.kind === 'boot-denied' ? this.boots.why(vmId) : '';
@@ -359,12 +378,10 @@ export class StepRunner {
         error: { code, message: detail },
       };
     } finally {
+      // The step's result, once stored, ends its count of tries (idempotency.ts); a step that throws instead (its report
+      // not answered) goes on with them when sent again.
       // The boot's wait is over, ready or not: its token's denial is nobody's business any more.
-      if (!again) {
-        // The step's result, stored, ends the count; a step that throws (its report not answered) starts it again when sent again, as before.
-        if (before > 0) await this.store.keepTries(key, fp, 0);
-        if (operation === 'awaitReady') this.boots.done(vmId);
-      }
+      if (!again && operation === 'awaitReady') this.boots.done(vmId);
     }
     run.onCarriedOut?.();
     const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });
