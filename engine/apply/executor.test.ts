@@ -859,11 +859,11 @@ describe.skipIf(!pgUrl)('applyPlan whose PostgreSQL record goes away mid-apply (
       const applying = applyPlan({ plan: p, record: w.record, providers: over(clients), owners: { web: 'team' }, parallelism: 1 }).catch((e: unknown) => e);
       await Promise.all([...clients.values()].map((c) => c.sent));
       w.proxy.cut(3_600_000);
-      // web/0 (miami) gets its answers while the record is down: its journal rows (one write per answer) give up after
-      // the budget. The record stays down until every one of them did: one write begun a moment later would else be
-      // retried into the record once it is back, and journalled.
+      // web/0 (miami) gets its answers while the record is down: its `done` rows (held, written together in one call
+      // at the member's end) give up after the budget. The record stays down until that write did: one begun a moment
+      // later would else be retried into the record once it is back, and journalled.
       clients.get('miami')!.open();
-      await w.journalGaveUp('web/0', labels.length);
+      await w.journalGaveUp('web/0', 1);
       // The executor learns it through promise callbacks only (web/0's run rejects, the apply stops): all run before
       // the next turn of the event loop, so the stop is set before the record comes back.
       await new Promise((r) => setImmediate(r));
