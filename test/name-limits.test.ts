@@ -17,8 +17,9 @@ import { vmName } from '../engine/record/rows.ts';
 import { resourceNames } from '../providers/drivers/azure/names.ts';
 import { simLogFile, simStateFile } from '../providers/drivers/sim/index.ts';
 
-type Schema = { maxLength?: number; pattern?: string; properties?: Record<string, Schema>; definitions?: Record<string, Schema> };
-const stackSchema = JSON.parse(readFileSync(new URL('../specs/schema/stack.schema.json', import.meta.url), 'utf8')) as Schema;
+type Schema = { maxLength?: number; pattern?: string; properties?: Record<string, Schema>; definitions?: Record<string, Schema>; propertyNames?: Schema; additionalProperties?: Schema };
+const schemaOf = (name: string) => JSON.parse(readFileSync(new URL(`../specs/schema/${name}.schema.json`, import.meta.url), 'utf8')) as Schema;
+const stackSchema = schemaOf('stack');
 const dc = stackSchema.definitions!.dataCenter.properties!;
 const STACK_MAX = stackSchema.properties!.metadata.properties!.name.maxLength;
 const DC_MAX = dc.name.maxLength;
@@ -45,6 +46,16 @@ describe('the schemas bound the names that go into VM names, tags, session polic
     expect(REGION.maxLength).toBe(20);
     expect(FLEET_MAX).toBe(40);
     expect(INDEX_MAX).toBe(999_999_999);
+  });
+
+  // A fleet's owner and labels, and the data center a DMZ client config names, had no limit (a 200,000-character
+  // owner validated). Owner 64; labels as Kubernetes' (key 63, value 256); the config's data center as the stack's.
+  it("bounds a fleet's owner and labels, and a DMZ client config's data center as the stack's", () => {
+    const meta = schemaOf('fleet').properties!.metadata.properties!;
+    expect(meta.owner.maxLength).toBe(64);
+    expect(meta.labels.propertyNames?.maxLength).toBe(63);
+    expect(meta.labels.additionalProperties?.maxLength).toBe(256);
+    expect(schemaOf('dmz-client').properties!.metadata.properties!.dataCenter.maxLength).toBe(DC_MAX);
   });
 
   it("keeps the longest VM name within a tag value, whatever the stack's characters", () => {

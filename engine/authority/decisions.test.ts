@@ -340,6 +340,7 @@ describe('doneAlready (a step sent again after its answer was lost)', () => {
     requestId: 'q',
     outcome: 'ok',
     detail: null,
+    code: null,
     at: '',
     ...over,
   });

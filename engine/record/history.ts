@@ -301,7 +301,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
         params.push(opts.outcome);
         where += ` AND outcome = $${params.length}`;
       }
-      let sql = `SELECT id, vm_id, address, from_state, to_state, actor, plan_id, request_id, outcome, detail, at FROM history WHERE ${where}`;
+      let sql = `SELECT id, vm_id, address, from_state, to_state, actor, plan_id, request_id, outcome, detail, code, at FROM history WHERE ${where}`;
       if (opts.limit !== undefined) {
         params.push(Math.max(0, Math.floor(opts.limit)));
         sql = `SELECT * FROM (${sql} ORDER BY id DESC LIMIT $${params.length}) newest`;
@@ -317,6 +317,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
         request_id: string | null;
         outcome: Outcome;
         detail: string | null;
+        code: string | null;
         at: Date;
       }>(`${sql} ORDER BY id`, params);
       return rows.map(
@@ -331,6 +332,7 @@ export function historyStore({ db, description }: RecordSql): HistoryStore {
           requestId: r.request_id,
           outcome: r.outcome,
           detail: r.detail,
+          code: r.code,
           at: iso(r.at),
         }),
       );

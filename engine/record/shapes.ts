@@ -169,6 +169,8 @@ export interface HistoryRow {
   requestId: string | null;
   outcome: Outcome;
   detail: string | null;
+  /** The failed step's error code its DMZ client reported (ChangeContext.code, e.g. `driver.boot-denied`); null on every other row. */
+  code: string | null;
   at: string;
 }
 

@@ -389,6 +389,32 @@ describe('problems', () => {
       const r = await loadStack(dir, { cwd: dir, env: {} });
       expect(r.diagnostics).toEqual([]);
     });
+
+    // A fleet's owner and labels had no limit: a 200,000-character owner validated, went into every VM's record row
+    // and every create the authority judges, and was quoted in plans. Owner at most 64; labels as Kubernetes' (a key
+    // at most 63 characters, a value at most 256).
+    const fleetWith = (meta: string) => `apiVersion: fleet/v1\nkind: Fleet\nmetadata:\n  name: web\n${meta}spec:\n  count: 2\n  image: ubuntu-22.04\n  size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }\n`;
+    it.each([
+      { what: 'a 200,000-character owner', meta: `  owner: ${long(200_000)}\n`, at: 'specs/web.yaml:5:10', limit: 'metadata.owner must be at most 64 characters (it is 200000)', why: 'quota limits' },
+      { what: 'a 65-character owner', meta: `  owner: ${'é'.repeat(65)}\n`, at: 'specs/web.yaml:5:10', limit: 'metadata.owner must be at most 64 characters (it is 65)', why: 'quota limits' },
+      { what: 'a 64-character label key', meta: `  owner: team-a\n  labels:\n    env: prod\n    ${long(64)}: x\n`, at: 'specs/web.yaml:8:5', limit: 'must be at most 63 characters (it is 64)', why: 'Kubernetes' },
+      { what: 'a 200,000-character label value', meta: `  owner: team-a\n  labels:\n    env: ${long(200_000)}\n`, at: 'specs/web.yaml:7:10', limit: 'metadata.labels.env must be at most 256 characters (it is 200000)', why: 'Kubernetes' },
+    ])('refuses $what in a fleet file', async ({ meta, at, limit, why }) => {
+      const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': fleetWith(meta) });
+      const r = await loadStack(dir, { cwd: dir, env: {} });
+      const bounded = r.diagnostics.filter((d) => d.code === 'spec.out-of-range');
+      expect(bounded.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual([`spec.out-of-range ${at}`]);
+      expect(bounded[0].detail).toContain(limit);
+      expect(bounded[0].detail).toContain(why);
+      expect(bounded[0].detail.length).toBeLessThan(600);
+    });
+
+    it('accepts an owner and labels at the limits', async () => {
+      const meta = `  owner: ${'𝔸'.repeat(64)}\n  labels:\n    ${long(63)}: ${'é'.repeat(256)}\n`;
+      const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': fleetWith(meta) });
+      const r = await loadStack(dir, { cwd: dir, env: {} });
+      expect(r.diagnostics).toEqual([]);
+    });
   });
 
   it('accepts data center names with dots, dashes, underscores and letters of any case', async () => {

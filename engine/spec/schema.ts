@@ -110,7 +110,18 @@ const LENGTH_WHY: Readonly<Record<string, string>> = {
     "a data center's name is a folder and file name (the simulated data center's state, a DMZ client's state folder; at most 255 bytes) and a tag on every VM it makes",
   'Stack /spec/dataCenters/*/aws/region': "the region is in the data center's session policy many times, which STS limits to 2048 characters (the longest AWS region is 15 characters)",
   'DmzClient /spec/aws/region': 'AWS regions are at most 15 characters, and the stack file allows no longer one',
+  'DmzClient /metadata/dataCenter': "it names a data center of the stack, and a data center's name is at most 40 characters",
+  'Fleet /metadata/owner':
+    "the owner is matched exactly against quota limits and entitlements, kept with every VM in the record, sent with every create and named in plans, reviews and diagnostics; 64 characters hold any team's name",
+  'Fleet /metadata/labels (key)': "a label's key is at most 63 characters and its value at most 256, as in Kubernetes: labels are matched by policy rules and shown in plans and reviews",
+  'Fleet /metadata/labels/*': "a label's key is at most 63 characters and its value at most 256, as in Kubernetes: labels are matched by policy rules and shown in plans and reviews",
 };
+
+/** The LENGTH_WHY key of a maxLength error at `instancePath` of a `kind` document: list indexes and label keys as `*`. */
+function lengthKey(kind: DocKind, instancePath: string): string {
+  const path = instancePath.replace(/\/\d+(?=\/|$)/g, '/*');
+  return `${kind} ${kind === 'Fleet' && path.startsWith('/metadata/labels/') ? '/metadata/labels/*' : path}`;
+}
 
 /** The instance paths of a fleet's rollout amounts (specs/schema/fleet.schema.json, definitions.amount). */
 const ROLLOUT_AMOUNT = /^\/spec\/rollout\/(maxUnavailable|maxSurge|failureThreshold)$/;
@@ -131,6 +142,21 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
     return diag(code, `${capital(name)} must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not ${shown}.`, at);
   }
   switch (e.keyword) {
+    case 'propertyNames': {
+      // A key refused by the mapping's propertyNames (ajv gives its own error, dropped in validateDoc, and this one
+      // naming the key): located at the key. The only one is a label key's length (fleet.schema.json).
+      const key = String(p.propertyName);
+      const limit = (e.parentSchema?.propertyNames as { maxLength?: number } | undefined)?.maxLength;
+      const what = kind === 'Fleet' && e.instancePath === '/metadata/labels' ? 'Label key' : `A key of ${name}`;
+      const why = LENGTH_WHY[`${kind} ${e.instancePath} (key)`];
+      return diag(
+        limit !== undefined && [...key].length > limit ? 'spec.out-of-range' : 'spec.invalid-value',
+        limit !== undefined && [...key].length > limit
+          ? `${what} ${quote(key)} must be at most ${limit} characters (it is ${[...key].length})${why ? `: ${why}` : ''}.`
+          : `${what} ${quote(key)} is not allowed.`,
+        keyWhere(src, [...path, key]),
+      );
+    }
     case 'additionalProperties': {
       const key = String(p.additionalProperty);
       const allowed = Object.keys((e.parentSchema?.properties as Record<string, unknown> | undefined) ?? {});
@@ -159,7 +185,7 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
     case 'minLength':
       return diag('spec.out-of-range', `${capital(name)} must not be empty.`, at);
     case 'maxLength': {
-      const why = LENGTH_WHY[`${kind} ${e.instancePath.replace(/\/\d+(?=\/|$)/g, '/*')}`];
+      const why = LENGTH_WHY[lengthKey(kind, e.instancePath)];
       // The value is not quoted: it is too long (a 200,000-character name), its length is what matters.
       const length = typeof data === 'string' ? [...data].length : undefined;
       return diag(
@@ -235,5 +261,8 @@ export function validateDoc(src: SourceDoc, kind: DocKind): Diagnostic[] {
   }
   const validate = validators[kind];
   if (validate(v)) return [];
-  return simplifyOneOf(validate.errors ?? []).map((e) => toDiagnostic(src, kind, e));
+  // A propertyNames failure comes as the key's own error (with `propertyName` set, at the mapping) and the mapping's
+  // naming the key: only the second is told.
+  const errors = (validate.errors ?? []).filter((e) => e.propertyName === undefined);
+  return simplifyOneOf(errors).map((e) => toDiagnostic(src, kind, e));
 }

@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ProtocolError } from '../../protocol/index.ts';
 import { startAuthority, type RunningService } from '../../engine/authority/server.ts';
 import { openRecord } from '../../engine/record/index.ts';
 import type { FleetRecord } from '../../engine/record/types.ts';
 import { defaultPack } from '../testing.ts';
 import type { AuthorizeRequest, BatchRequest, ReportRequest } from '../../protocol/index.ts';
-import { AuthorityClient } from './authority-client.ts';
+import { AuthorityClient, CODES_RETRY_MS } from './authority-client.ts';
 
 /** A scripted authority: `answer` gets each batch (and its number) and writes the reply. */
 async function fakeAuthority(answer: (batch: BatchRequest, n: number, res: ServerResponse) => void): Promise<{ url: string; batches: BatchRequest[]; server: Server }> {
@@ -45,6 +45,14 @@ const lines = (res: ServerResponse, results: { status: number; body: unknown }[]
   res.writeHead(200, { 'content-type': 'application/x-ndjson' });
   res.end(results.map((r, i) => `${JSON.stringify({ i, ...r })}\n`).reverse().join(''));
 };
+/** Whether a call carries a failed report's error code (a report's, an advance's report's). */
+const carries = (c: BatchRequest['calls'][number]) => (c.body as { code?: string }).code !== undefined || (c.body as { report?: { code?: string } }).report?.code !== undefined;
+/** The 400 an authority older than ReportRequest.code answers a batch carrying codes (what the authority of 32e46fa said). */
+const olderRefusal = (batch: BatchRequest) =>
+  batch.calls
+    .flatMap((c, i) => ((c.body as { code?: string }).code !== undefined ? [`body/calls/${i}/body`] : (c.body as { report?: { code?: string } }).report?.code !== undefined ? [`body/calls/${i}/body/report`] : []))
+    .map((path) => `${path} must NOT have additional properties`)
+    .join(', ');
 const echo = (batch: BatchRequest) => batch.calls.map((c) => ({ status: 200, body: { echo: c.call, requestId: (c.body as { requestId?: string }).requestId } }));
 
 describe('AuthorityClient: calls to the authority, batched', () => {
@@ -144,13 +152,10 @@ describe('AuthorityClient: calls to the authority, batched', () => {
 
   // A DMZ client upgraded before its authority: the older authority's schema has no ReportRequest.code, and refuses a
   // batch carrying one whole (400), with every other call in it. The batch goes again without codes, and so does every
-  // call after it; a 400 for anything else still fails the batch's calls.
+  // call after it for CODES_RETRY_MS; a 400 for anything else still fails the batch's calls. The fake answers as the
+  // authority of 32e46fa (the last without the field) did: Fastify names the bodies, not the property.
   it('an authority older than a failed report\'s code: the batch sent again without codes, and every call after it', async () => {
-    const carries = (c: BatchRequest['calls'][number]) =>
-      (c.body as { code?: string }).code !== undefined || (c.body as { report?: { code?: string } }).report?.code !== undefined;
-    const a = await fakeAuthority((batch, _n, res) =>
-      batch.calls.some(carries) ? json(res, 400, { error: { code: 'bad-request', message: 'body/calls/1/body must NOT have additional properties' } }) : lines(res, echo(batch)),
-    );
+    const a = await fakeAuthority((batch, _n, res) => (batch.calls.some(carries) ? json(res, 400, { error: { code: 'bad-request', message: olderRefusal(batch) } }) : lines(res, echo(batch))));
     const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
     const failed = (i: number): ReportRequest => ({ ...report(i), from: 'Starting', to: 'Running', outcome: 'failed', detail: 'awaitReady failed in miami', code: 'driver.boot-denied' });
     const answers = await Promise.all([client.authorize(auth(1)), client.report(failed(2)), client.advance({ report: failed(3), next: [auth(4)] })]);
@@ -166,12 +171,37 @@ describe('AuthorityClient: calls to the authority, batched', () => {
     // From now on without codes: one batch.
     await client.report(failed(5));
     expect(a.batches.map((b) => b.calls.some(carries))).toEqual([true, false, false]);
+    // CODES_RETRY_MS later codes are tried again (the authority may have been upgraded since): refused, sent again.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + CODES_RETRY_MS });
+    try {
+      await client.report(failed(7));
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(a.batches.map((b) => b.calls.some(carries))).toEqual([true, false, false, true, false]);
     // A batch refused whole for anything else fails its calls, as before.
     const b = await fakeAuthority((_batch, _n, res) => json(res, 400, { error: { code: 'bad-request', message: 'body/calls/0/body/from must be string' } }));
     const other = new AuthorityClient('miami', b.url, 'tok', 5000, 1);
     const err = (await other.report(report(6)).catch((e: unknown) => e)) as ProtocolError;
     expect([err.statusCode, err.code]).toEqual([502, 'bad-request']);
     expect(b.batches).toHaveLength(1);
+  });
+
+  // Found in review: any 400 of a batch carrying a code turned codes off until the DMZ client restarted, so one
+  // malformed call (or an authority refusing a code's value) silenced every later boot denial of the data center.
+  it.each([
+    ['a call malformed otherwise', (batch: BatchRequest) => batch.calls.map((_c, i) => `body/calls/${i}/body/from must be string,null`).join(', ')],
+    ['a code the authority refuses for its value', () => 'body/calls/0/body/code must be equal to one of the allowed values'],
+    ['another body with an unknown property', (batch: BatchRequest) => `body/calls/${batch.calls.findIndex((c) => !carries(c))}/body must NOT have additional properties`],
+    ['an advance whose next edge has an unknown property', () => 'body/calls/0/body/next/0 must NOT have additional properties'],
+  ])('a 400 for %s fails the batch\'s calls and leaves codes on', async (_name, refusal) => {
+    const a = await fakeAuthority((batch, n, res) => (n === 1 ? json(res, 400, { error: { code: 'bad-request', message: refusal(batch) } }) : lines(res, echo(batch))));
+    const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+    const failed: ReportRequest = { ...report(1), outcome: 'failed', detail: 'boot denied', code: 'driver.boot-denied' };
+    const first = await Promise.allSettled([client.report(failed), client.advance({ report: { ...failed, requestId: 'r2' }, next: [auth(3)] }), client.authorize(auth(4))]);
+    expect(first.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    await client.report({ ...failed, requestId: 'r5' });
+    expect(a.batches.map((b) => b.calls.some(carries))).toEqual([true, true]);
   });
 
   it('an authority that stays away fails each call with 503 authority-unreachable after 4 sends', async () => {
@@ -289,6 +319,24 @@ describe('AuthorityClient.advance: a report or a create and the next authorizati
         ['PoweredOff', 'authority'],
         ['PoweredOff', 'authority'],
       ]);
+    });
+
+    // The defect the 400 tests above pin, end to end: one malformed call in a batch carrying a failed report's code.
+    it('a malformed call in a batch with a failed report does not cost the later reports their code', async () => {
+      const a = await relay(() => false);
+      const client = new AuthorityClient('miami', a.url, 'tok', 5000, 1);
+      const edge = await approved(client);
+      const failed: ReportRequest = { ...okReport(edge), outcome: 'failed', detail: 'no room', code: 'driver.capacity' };
+      // In one tick: a call the authority's schema refuses (a number for a state), and the failed report.
+      const malformed = { ...nextEdge(edge), from: 7 } as unknown as AuthorizeRequest;
+      const first = await Promise.allSettled([client.authorize(malformed), client.report(failed)]);
+      expect(first.map((r) => (r.status === 'rejected' ? (r.reason as ProtocolError).code : r.status))).toEqual(['bad-request', 'bad-request']);
+      // The report sent again on its own: its code reaches the record.
+      await client.report(failed);
+      const vm = (await record.getVm(edge.vmId))!;
+      const row = (await record.history('ac-test', vm.address)).find((h) => h.requestId === edge.requestId && h.outcome === 'failed');
+      expect(row?.code).toBe('driver.capacity');
+      expect(a.batches.map((b) => b.calls.some(carries))).toEqual([false, false, true, true]);
     });
 
     it('a report the authority refuses fails the call with a 502 naming /v1/advance and its code', async () => {

@@ -54,6 +54,38 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** How long a lazy call waits for others to go with. */
 export const LINGER_MS = 5;
 
+/**
+ * How long failed reports go without their error code after an authority
+ * refused one as an unknown property (AuthorityClient.codesOffUntil): then
+ * the next one carries it again, so a DMZ client upgraded before its
+ * authority has codes back minutes after the authority is upgraded, not at
+ * its own restart. Asking an authority still older costs one refused batch,
+ * sent again at once without codes, per period.
+ */
+export const CODES_RETRY_MS = 10 * 60_000;
+
+/**
+ * Whether `message`, an authority's 400 refusing a whole batch, refuses a
+ * failed report's error code (ReportRequest.code) as an unknown property:
+ * an authority older than the field. Its schema allows no unknown property,
+ * and Fastify's answer names the offending body by its path, not the
+ * property: `body/calls/1/body must NOT have additional properties` (a
+ * report), `body/calls/0/body/report must NOT have additional properties`
+ * (an advance's), several joined with ", " (what the authority of 32e46fa,
+ * the last without the field, answers). So: such an error at a body that
+ * carries a code. Any other 400 (a call malformed otherwise, a code the
+ * authority knows refused for its value) is not one, and leaves codes on.
+ */
+export function refusesCode(message: string, calls: readonly { call: BatchCall['call']; body: unknown }[]): boolean {
+  for (const m of message.matchAll(/\bbody\/calls\/(\d+)\/body(\/report)? must NOT have additional properties/g)) {
+    const c = calls[Number(m[1])];
+    if (c === undefined) continue;
+    const body = (m[2] ? (c.call === 'advance' ? (c.body as AdvanceRequest).report : undefined) : c.call === 'report' ? c.body : undefined) as ReportRequest | undefined;
+    if (body?.code !== undefined) return true;
+  }
+  return false;
+}
+
 /** The authority's single routes, by the name a batch gives their calls. */
 const ROUTES: Record<BatchCall['call'], string> = { authorize: '/v1/authorize', report: '/v1/reports', advance: '/v1/advance', boot: '/v1/boot/authorize' };
 
@@ -100,13 +132,15 @@ export class AuthorityClient {
   private readonly queue: Queued[] = [];
   private scheduled = false;
   /**
-   * Whether failed reports carry their error code (ReportRequest.code). An authority older than the field refuses a
-   * batch that carries one, whole (400: its schema allows no unknown property; nothing of a batch refused whole was
-   * decided), and with it every other call of the batch: such a batch is sent once more without codes, and so is every
-   * call after it until this DMZ client restarts. Its boot failures then count as not denied, the VM booted again
-   * rather than deleted (docs/recovery.md), as an older DMZ client's.
+   * Until when failed reports go without their error code (ReportRequest.code; 0: they carry it). An authority older
+   * than the field refuses a batch that carries one, whole (400: its schema allows no unknown property; nothing of a
+   * batch refused whole was decided), and with it every other call of the batch: such a batch (refusesCode says which
+   * 400 is one) is sent once more without codes, and so is every call after it for CODES_RETRY_MS, then codes are
+   * tried again. Meanwhile its boot failures count as not denied, the VM booted again rather than deleted
+   * (docs/recovery.md), as an older DMZ client's. A 400 for anything else leaves codes on: it turned them off until a
+   * restart, and one malformed call silenced every later boot denial.
    */
-  private reportCodes = true;
+  private codesOffUntil = 0;
   /** The timer of lazy calls waiting for company (see report). */
   private lingering: NodeJS.Timeout | undefined;
   private readonly url: URL;
@@ -224,7 +258,7 @@ export class AuthorityClient {
 
   private call(call: BatchCall['call'], body: unknown, lazy = false): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ call, body: this.reportCodes ? body : withoutCode(call, body), resolve, reject, failures: 0, last: '' });
+      this.queue.push({ call, body: Date.now() >= this.codesOffUntil ? body : withoutCode(call, body), resolve, reject, failures: 0, last: '' });
       this.schedule(lazy);
     });
   }
@@ -281,11 +315,11 @@ export class AuthorityClient {
           // not JSON: reported as "no details" below
         }
         failure = `answered ${res.status}: ${parsed.error?.message ?? 'no details'}`;
-        if (res.status === 400 && batch.some((q) => withoutCode(q.call, q.body) !== q.body)) {
-          // An authority older than ReportRequest.code (see reportCodes): the batch again, without codes (never again
+        if (res.status === 400 && refusesCode(parsed.error?.message ?? '', batch)) {
+          // An authority older than ReportRequest.code (see codesOffUntil): the batch again, without codes (never again
           // refused for them: a batch sent without any is refused as any other). Also a batch sent with codes while
           // another one found out.
-          this.reportCodes = false;
+          this.codesOffUntil = Date.now() + CODES_RETRY_MS;
           for (const q of batch) this.queue.push({ ...q, body: withoutCode(q.call, q.body) });
           this.schedule();
           return;

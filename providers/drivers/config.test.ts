@@ -37,10 +37,20 @@ describe('DMZ client config', () => {
     { name: 'YAML syntax', text: AWS.replace('[sg-0abc]', '[sg-0abc'), code: 'spec.yaml-syntax', line: 9, col: 1 },
     // Past setTimeout's 32-bit limit a poll interval became 1 ms: the driver polled EC2 in a tight loop.
     { name: 'poll interval past 10 minutes', text: AWS + '    pollMs: 3000000000\n', code: 'spec.out-of-range', line: 9, col: 13 },
+    // It was unbounded: a 200,000-character name validated (and was quoted whole as "another data center").
+    { name: 'a 200,000-character data center', text: AWS.replace('{ dataCenter: virginia }', `{ dataCenter: ${'v'.repeat(200_000)} }`), code: 'spec.out-of-range', line: 3, col: 25 },
+    { name: 'a 41-character data center', text: AWS.replace('{ dataCenter: virginia }', `{ dataCenter: ${'v'.repeat(41)} }`), code: 'spec.out-of-range', line: 3, col: 25 },
   ])('$name: $code at $line:$col', ({ text, code, line, col }) => {
     const r = checkDmzClientConfig(text, 'dmz.yaml', 'aws', 'virginia');
     expect(r.config).toBeUndefined();
     expect(r.diagnostics.map((d) => ({ code: d.code, file: d.file, line: d.line, col: d.col }))).toContainEqual({ code, file: 'dmz.yaml', line, col });
+  });
+
+  it("bounds metadata.dataCenter as a data center's name in the stack file (40 characters), saying why", () => {
+    const named = (dc: string) => AWS.replace('{ dataCenter: virginia }', `{ dataCenter: ${dc} }`);
+    const [d] = checkDmzClientConfig(named('v'.repeat(41)), 'dmz.yaml', 'aws', 'v'.repeat(41)).diagnostics;
+    expect(d.detail).toBe("metadata.dataCenter must be at most 40 characters (it is 41): it names a data center of the stack, and a data center's name is at most 40 characters.");
+    expect(checkDmzClientConfig(named('v'.repeat(40)), 'dmz.yaml', 'aws', 'v'.repeat(40)).diagnostics).toEqual([]);
   });
 
   const AZURE = `apiVersion: fleet/v1

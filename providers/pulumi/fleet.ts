@@ -87,6 +87,11 @@ const UNKNOWN = PULUMI_UNKNOWN;
 const known = (...vs: unknown[]) => vs.every((v) => v !== UNKNOWN);
 /** A fleet file's count limit (fleet.schema.json). */
 const MAX_COUNT = 100_000;
+/** A fleet file's length limits, in characters (code points, as ajv counts them): metadata.owner, a label's key and value (fleet.schema.json). */
+const MAX_OWNER = 64;
+const MAX_LABEL_KEY = 63;
+const MAX_LABEL_VALUE = 256;
+const length = (s: string) => [...s].length;
 
 /** The LoadedFleet the planner reads, with the spec loader's defaults (engine/spec/fleet.ts toLoadedFleet). */
 function loadedFleet(s: FleetSpecInputs, hash: string): LoadedFleet {
@@ -186,6 +191,9 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       if (problem) fail(property, `${what} ${visible(v)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`);
     };
     readable('owner', 'owner', s.owner);
+    if (typeof s.owner === 'string' && known(s.owner) && length(s.owner) > MAX_OWNER) {
+      fail('owner', `owner must be at most ${MAX_OWNER} characters (it is ${length(s.owner)}): it is matched exactly against quota limits and kept with every VM in the record`);
+    }
     // The record keeps an existing fleet's owner, and only `fleet apply` writes it: a create naming another is vetoed.
     const was = olds?.spec as Partial<FleetSpecInputs> | undefined;
     if (was && typeof was === 'object' && was.name === s.name && typeof was.owner === 'string' && typeof s.owner === 'string' && known(s.owner) && was.owner !== s.owner) {
@@ -202,6 +210,8 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         for (const [k, v] of Object.entries(s.labels)) {
           readable(`labels.${k}`, 'label key', k);
           readable(`labels.${k}`, `the value of label ${visible(k)}`, v);
+          if (length(k) > MAX_LABEL_KEY) fail(`labels.${k}`, `a label key must be at most ${MAX_LABEL_KEY} characters (it is ${length(k)}), as in Kubernetes`);
+          if (typeof v === 'string' && known(v) && length(v) > MAX_LABEL_VALUE) fail(`labels.${k}`, `the value of label ${visible(k)} must be at most ${MAX_LABEL_VALUE} characters (it is ${length(v)}), as in Kubernetes`);
         }
       }
     }

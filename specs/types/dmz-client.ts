@@ -20,7 +20,7 @@ export interface DmzClientConfig {
  */
 export interface DmzClientMetadata {
   /**
-   * Data center of the stack this client serves; when set, it must equal --data-center.
+   * Data center of the stack this client serves; when set, it must equal --data-center. At most 40 characters, as a data center's name in the stack file.
    */
   dataCenter?: string;
 }

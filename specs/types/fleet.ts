@@ -37,11 +37,11 @@ export interface FleetMetadata {
    */
   name: string;
   /**
-   * The team that owns the fleet: the subject of quotas and entitlements. Visible characters only: no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC): anything else would read as another owner.
+   * The team that owns the fleet: the subject of quotas and entitlements. At most 64 characters. Visible characters only: no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC): anything else would read as another owner.
    */
   owner: string;
   /**
-   * Free-form labels matched by policy rules (for example `env: prod`). Keys and values in visible characters only, as for `owner`.
+   * Free-form labels matched by policy rules (for example `env: prod`). Keys at most 63 characters and values at most 256, as Kubernetes allows; keys and values in visible characters only, as for `owner`.
    */
   labels?: {
     [k: string]: string;

@@ -82,6 +82,10 @@ export interface HistoryEntry {
   requestId: string | null;
   outcome: 'ok' | 'failed' | 'vetoed' | 'denied' | 'drift' | 'modified' | 'removed' | 'imported';
   detail: string | null;
+  /**
+   * The failed step's error code (`driver.<kind>`, docs/protocol.md "Wire errors") its DMZ client reported with the failure, e.g. `driver.boot-denied`; null on every other row, and on failures recorded before record schema 18 or reported by a DMZ client older than the field.
+   */
+  code: string | null;
   at: string;
 }
 /**

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../test/helpers/cli.ts';
+import { schemaErrors } from '../../../test/helpers/schemas.ts';
 import pg from 'pg';
 import { openRecord } from '../../record/index.ts';
 import { createTestDatabase, testPostgresUrl } from '../../record/testing.ts';
@@ -277,6 +278,29 @@ describe('fleet history', () => {
     expect(r.stdout).toContain('cloud said \\u001B[2Jhi\\u000Athere');
     expect(r.stdout.includes('\u001b')).toBe(false);
     expect(r.stdout.trimEnd().split('\n')).toHaveLength(2);
+  });
+
+  // The code of a DMZ client's failure report (history.code, record schema 18) was stored but shown nowhere: a user
+  // diagnosing a failed VM saw the driver's words, not whether the boot was denied (what decides a recreate).
+  it("shows a failure's error code as JSON (null on other rows) and before its detail in the text", async () => {
+    const rec = await openRecord(`pglite://${join(root, 'stacks', 'local', '.fleet', 'record')}`);
+    await rec.addHistory(vmId, { from: 'PoweredOff', to: 'PoweredOn', outcome: 'failed', actor: 'dmz-client:miami', requestId: 'rq-9', detail: 'the agent was refused its key', code: 'driver.boot-denied' });
+    await rec.close();
+    const json = await runCli(['history', 'web/0', '--limit', '2', '--format', 'json'], { cwd: root });
+    expect(json.code, json.stderr).toBe(0);
+    const out = JSON.parse(json.stdout) as { history: { outcome: string; code: string | null }[] };
+    expect(out.history.map((h) => [h.outcome, h.code])).toEqual([
+      [expect.any(String), null],
+      ['failed', 'driver.boot-denied'],
+    ]);
+    expect(schemaErrors('history-output', out)).toEqual([]);
+    const text = await runCli(['history', 'web/0', '--limit', '1'], { cwd: root });
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/ failed +dmz-client:miami +- +\[driver\.boot-denied\] the agent was refused its key\n$/);
+    const show = await runCli(['state', 'show', 'web/0', '--format', 'json'], { cwd: root });
+    const shown = JSON.parse(show.stdout) as { history: { code: string | null }[] };
+    expect(shown.history.at(-1)?.code).toBe('driver.boot-denied');
+    expect(schemaErrors('state-show-output', shown)).toEqual([]);
   });
 });
 

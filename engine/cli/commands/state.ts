@@ -406,7 +406,9 @@ function actorName(): string {
  * The history table. An address that had more than one VM in these rows (a
  * replace: the old VM and its replacement, or a VM forgotten and another
  * made there) gets a VM column (the id's first 8 characters): their rows
- * were interleaved under one address with nothing telling them apart.
+ * were interleaved under one address with nothing telling them apart. A
+ * failure's error code (history.code, e.g. `driver.boot-denied`) leads its
+ * detail in brackets, as a diagnostic's code leads it (`error[…]`).
  */
 export function historyTable(rows: HistoryRow[]): string {
   const vmsAt = new Map<string, Set<string>>();
@@ -415,6 +417,11 @@ export function historyTable(rows: HistoryRow[]): string {
   const vm = (h: HistoryRow) => (several ? [h.vmId.slice(0, 8)] : []);
   return table([
     ['AT', 'ADDRESS', ...(several ? ['VM'] : []), 'FROM', 'TO', 'OUTCOME', 'ACTOR', 'PLAN', 'DETAIL'],
-    ...rows.map((h) => [h.at, h.address, ...vm(h), h.from ?? '-', h.to, h.outcome, h.actor, h.planId ?? '-', h.detail ?? '']),
+    ...rows.map((h) => [h.at, h.address, ...vm(h), h.from ?? '-', h.to, h.outcome, h.actor, h.planId ?? '-', detailOf(h)]),
   ]);
+}
+
+function detailOf(h: HistoryRow): string {
+  if (!h.code) return h.detail ?? '';
+  return h.detail ? `[${h.code}] ${h.detail}` : `[${h.code}]`;
 }
