@@ -186,6 +186,42 @@ describe('a denied VM its data center still holds (embedded)', () => {
     expect((await fleet('history', 'dre/0')).stdout).not.toMatch(/BootFailed\s+PoweredOff/);
   }, 300_000);
 
+  // The replace's deleteVm of the denied VM fails too (its data center still refuses the delete): the old VM is left
+  // BeingDeleted, which nothing leads from back to Running. Every plan after said `no path from BeingDeleted to
+  // Running in the diagram` and was blocked: the member was stuck. The plan finishes the deletion and creates it again.
+  it('left BeingDeleted by a replace whose delete failed too, is deleted and created again by the next apply', async () => {
+    await st.spec('dbd', fleetYaml('dbd', { count: 1 }));
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1, forgeBootTokens: true, failCalls: [deleteVm] }');
+    expect((await fleet('apply', '--yes', '--target', 'dbd')).code).toBe(1);
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1, failCalls: [deleteVm] }');
+    const again = await fleet('apply', '--yes', '--target', 'dbd');
+    expect(again.code, again.stdout).toBe(1);
+    expect(again.stdout + again.stderr).toMatch(/deleteVm is configured to fail/);
+    const stuck = await world(st.dir);
+    const old = stuck.vms.find((v) => v.address === 'dbd/0')!;
+    expect(old).toMatchObject({ state: 'BeingDeleted' });
+    expect(old.cloudId).not.toBeNull();
+    expect(stuck.cloud.filter((c) => c.cloudId === old.cloudId)).toMatchObject([{ status: 'present', observedState: 'PoweredOff' }]);
+
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1 }');
+    const plan = await fleet('plan', '--target', 'dbd');
+    expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+    expect(plan.stdout).toContain(
+      `-/+ dbd/0 replace in ${old.dataCenter}: recover: BeingDeleted, where an earlier apply did not finish deleting VM ${old.cloudId} (its deleteVm failed or did not answer), and nothing leads from there to Running: finish deleting it and create it again`,
+    );
+    expect(plan.stdout).toContain('old:  BeingDeleted » Deleted');
+    const r = await fleet('apply', '--yes', '--target', 'dbd');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const w = await world(st.dir);
+    const now = w.vms.find((v) => v.address === 'dbd/0')!;
+    expect(now).toMatchObject({ state: 'Running', dataCenter: old.dataCenter });
+    expect(now.id).not.toBe(old.id);
+    expect(w.cloud.filter((c) => c.cloudId === old.cloudId)).toMatchObject([{ status: 'terminated' }]);
+    // Never booted again.
+    expect((await fleet('history', 'dbd/0')).stdout).not.toMatch(/BootFailed\s+PoweredOff/);
+    expect((await fleet('plan', '--detailed-exitcode', '--target', 'dbd')).code).toBe(0);
+  }, 300_000);
+
   // An ordinary failed boot (not denied) whose VM its cloud holds powered off is still recorded BootFailed -> PoweredOff.
   it('an ordinary BootFailed VM powered off in its cloud is still recorded BootFailed -> PoweredOff by refresh', async () => {
     await st.spec('bfo', fleetYaml('bfo', { count: 1 }));
