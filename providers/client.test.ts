@@ -167,6 +167,29 @@ describe('DmzHttpClient retries', () => {
     }
   });
 
+  // A step the DMZ client kept answering 503 credentials-expiring (the credentials the authority issued for its data
+  // center came expired, or too short for a try again) failed apply.dmz-error, whose advice is to wait for the DMZ
+  // client to answer; it answered all along. Its own code says what to do (engine/apply/failure-cause.ts), alone and
+  // batched; the last answer decides.
+  it.each([false, true])('gives up on 503 credentials-expiring with apply.credentials-expiring (batch: %s)', async (batch) => {
+    const expiring = { status: 503, body: { error: { code: 'credentials-expiring', message: 'createVm was not tried: the credentials … had expired' } } };
+    const srv = await scripted([{ status: 502 }, expiring]);
+    try {
+      const c = new DmzHttpClient({ dataCenter: 'miami', baseUrl: srv.url, token: () => 'tok', retries: 2, baseDelayMs: 1, batch });
+      const err = (await c.transition('v', transition).catch((e: unknown) => e)) as FleetError;
+      expect(err.diagnostics[0]).toMatchObject({ code: 'apply.credentials-expiring', detail: expect.stringContaining('(DMZ client of data center miami) answered 503: createVm was not tried') });
+      const gateway = await scripted([expiring, { status: 502 }]);
+      try {
+        const other = (await new DmzHttpClient({ dataCenter: 'miami', baseUrl: gateway.url, token: () => 'tok', retries: 2, baseDelayMs: 1, batch }).transition('v', transition).catch((e: unknown) => e)) as FleetError;
+        expect(other.diagnostics[0].code).toBe('apply.dmz-error');
+      } finally {
+        await gateway.close();
+      }
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('names the data center and URL when nothing listens', async () => {
     const srv = await scripted([{ status: 200 }]);
     await srv.close();

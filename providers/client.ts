@@ -10,6 +10,8 @@
 // | connection refused / dropped           | yes      | apply.dmz-unreachable      |
 // | no answer within timeoutMs             | yes      | apply.dmz-unreachable      |
 // | 5xx                                    | yes      | apply.dmz-error            |
+// | 503 credentials-expiring (the step not | yes      | apply.credentials-expiring |
+// |   tried on credentials that expired)   |          |                            |
 // | 429 (waits Retry-After when given)     | yes      | apply.dmz-error            |
 // | TLS: certificate not trusted / refused | no       | apply.dmz-unreachable      |
 // |   (also 401 client-cert-required)      |          |                            |
@@ -142,6 +144,15 @@ function route(step: BatchStep): { method: string; path: string } {
 const itemSize = (item: BatchStep | BatchRun) => (item.op === 'run' ? item.steps.length : 1);
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * The code a request fails with when its retries run out on a retried status (5xx, 429) answered with `body`:
+ * apply.credentials-expiring when the DMZ client said the step's credentials came expired (its own wire code,
+ * protocol/errors.ts), else apply.dmz-error.
+ */
+function statusFailure(body: unknown): Code {
+  return ownWireCode(body) === 'credentials-expiring' ? 'apply.credentials-expiring' : 'apply.dmz-error';
+}
 
 
 export class DmzHttpClient {
@@ -300,10 +311,10 @@ export class DmzHttpClient {
             slept: 0,
             answer: (_k, status, body, retryAfter) => {
               if (status < 500 && status !== 429) resolve({ status, body });
-              else this.again(q, `answered ${status}: ${errorMessage(body)}`, true, retryAfter);
+              else this.again(q, `answered ${status}: ${errorMessage(body)}`, statusFailure(body), retryAfter);
               return true;
             },
-            lost: (reason, waitedMs) => this.again(q, reason, false, undefined, waitedMs),
+            lost: (reason, waitedMs) => this.again(q, reason, 'apply.dmz-unreachable', undefined, waitedMs),
             reject,
           };
           this.enqueue(q);
@@ -329,7 +340,7 @@ export class DmzHttpClient {
       if (k !== undefined && sentFrom + k !== from) return false;
       if (status >= 500 || status === 429) {
         aim();
-        this.again(q, `answered ${status}: ${errorMessage(body)}`, true, retryAfter);
+        this.again(q, `answered ${status}: ${errorMessage(body)}`, statusFailure(body), retryAfter);
         return true;
       }
       let result: StepResult;
@@ -352,7 +363,7 @@ export class DmzHttpClient {
     };
     q.lost = (reason, waitedMs) => {
       aim();
-      this.again(q, reason, false, undefined, waitedMs);
+      this.again(q, reason, 'apply.dmz-unreachable', undefined, waitedMs);
     };
     this.enqueue(q);
   }
@@ -382,13 +393,13 @@ export class DmzHttpClient {
     });
   }
 
-  /** An attempt failed for a retried reason: send the item (what is left of a run) again after its backoff, or fail it for good. */
-  private again(q: Queued, reason: string, wasStatus: boolean, retryAfter?: number, waitedMs = 0): void {
+  /** An attempt failed for a retried reason: send the item (what is left of a run) again after its backoff, or fail it for good (`failure`: the code it fails with). */
+  private again(q: Queued, reason: string, failure: Code, retryAfter?: number, waitedMs = 0): void {
     const { baseDelayMs, maxDelayMs, random, sleep } = this.opts;
     const url = `${this.baseUrl}${q.path}`;
     q.slept += waitedMs;
     if (!mayRetry(this.policy, q.attempt, q.slept)) {
-      q.reject(this.error(wasStatus ? 'apply.dmz-error' : 'apply.dmz-unreachable', `${q.method} ${url} (DMZ client of data center ${this.dataCenter}) ${reason} ${gaveUp(q.attempt, q.slept)}.`));
+      q.reject(this.error(failure, `${q.method} ${url} (DMZ client of data center ${this.dataCenter}) ${reason} ${gaveUp(q.attempt, q.slept)}.`));
       return;
     }
     const delayMs = Math.max(retryAfter ?? 0, backoffMs(q.attempt, baseDelayMs, maxDelayMs, random));
@@ -488,7 +499,7 @@ export class DmzHttpClient {
     const target = { ...this.origin, path: `${this.origin.path}${path}` };
     const { baseDelayMs, maxDelayMs, random, sleep, timeoutMs } = this.opts;
     let lastReason = '';
-    let lastWasStatus = false;
+    let lastFailure: Code = 'apply.dmz-unreachable';
     let slept = 0;
     let attempt = 0;
     for (; ; attempt++) {
@@ -517,11 +528,11 @@ export class DmzHttpClient {
         retryAfter = retryAfterMs(res.retryAfter);
         if ((res.status < 500 && res.status !== 429) || final?.(res.status, parsed)) return { status: res.status, body: parsed, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) };
         lastReason = `answered ${res.status}: ${errorMessage(parsed)}`;
-        lastWasStatus = true;
+        lastFailure = statusFailure(parsed);
       } catch (err) {
         if (err instanceof FleetError) throw err;
         lastReason = describeFetchError(err, timeoutMs, DMZ_TLS_ADVICE, this.sent);
-        lastWasStatus = false;
+        lastFailure = 'apply.dmz-unreachable';
         // An attempt that went unanswered for timeoutMs spent that much of the budget: a DMZ client that accepts
         // connections but never answers (a frozen process) was tried ~17 times, a minute each, on a 60 s budget.
         if (timedOut(err)) slept += timeoutMs;
@@ -535,7 +546,7 @@ export class DmzHttpClient {
       await sleep(delayMs);
     }
     throw this.error(
-      lastWasStatus ? 'apply.dmz-error' : 'apply.dmz-unreachable',
+      lastFailure,
       `${method} ${url} (DMZ client of data center ${this.dataCenter}) ${lastReason} ${gaveUp(attempt, slept)}.`,
     );
   }

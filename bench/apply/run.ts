@@ -845,6 +845,46 @@
 // Either is a change of the journal's contract (docs/recovery.md), not a
 // rewrite of a hot path: not done here.
 //
+// 2026-12-07 12:20-13:30 (issue 20 point 6, the authority's record
+// statements; branch perf-authority-fence-read, f5a2471, not landed; Node
+// 20, main cf0b8ce; two other sessions' benches and tests ran throughout:
+// load average 10-20 at the starts, speed 69-801 ms). Tried: a create's
+// fence read by the record in its insert instead of a fencesOf of its own
+// (InsertItem.fence; the record's fenceAdmits, the rule of judgeFence,
+// answers FencedError with the fence it read), and a guarded insert's reads
+// under the budget lock (ids held, the stack's usage, the fleets' owners,
+// the fences) made one statement of json_agg columns: a guarded insert
+// batch (the bench's stacks have capacities) 5 round trips where it was 8
+// (fencesOf, BEGIN, lock, 3 reads, insert, COMMIT). Per VM that is fencesOf
+// 0.03 (P 50) / 0.11 (P 10) fewer calls and 2 x insertVms (0.03 / 0.09)
+// fewer statements inside them. 10,000 VMs, one run a side, base / branch
+// (load average at the start, speed):
+//
+//   | P, pair | CPU per VM  | authority, s | authority / DMZ clients | authority / CLI apply phase | ratio         | PostgreSQL (all users), s |
+//   | ------- | ----------- | ------------ | ----------------------- | --------------------------- | ------------- | ------------------------- |
+//   | 50, 1   | 5.48 / 3.78 | 14.4 / 10.5  | .463 / .492             | 1.55 / 1.75                 | 67.7 / 34.3   | 31.0 / 32.2               |
+//   | 50, 2   | 3.73 / 3.52 | 10.4 / 10.1  | .497 / .515             | 1.73 / 1.87                 | 43.4 / 28.0   | 21.2 / 18.8               |
+//   | 50, 3   | 3.62 / 3.36 | 10.4 / 9.4   | .514 / .497             | 1.85 / 1.78                 | 16.1 / 13.9   | 16.5 / 8.4                |
+//   | 10, 1   | 5.81 / 6.34 | 17.0 / 17.9  | .523 / .511             | 1.96 / 1.73                 | 3.68 / 9.46   | 14.8 / 43.5               |
+//
+// (load 17.5 / 19.1, 19.4 / 19.8, 10.2 / 10.5, 12.1 / 18.2; speed 657 /
+// 387, 801 / 467, 96 / 69, 121 / 98; the branch ran first in P 50 pair 1
+// and P 10 pair 1. Authority batches per VM 0.24-0.31 / 0.24-0.29 at P 50,
+// 0.71 / 0.72 at P 10; transitionVms, authorizeBoots and insertVms the
+// same on both sides.) CPU per VM fell in the 3 P 50 pairs, but the branch's
+// runs met a faster machine in all 3 (speed); the authority's CPU over the
+// unchanged processes' (DMZ clients, CLI), which takes that drift out, fell
+// in 1 of the 3 (both ratios) and in the P 10 pair, where CPU per VM rose:
+// no consistent gain shown (fewer pairs than planned: the bench lock was
+// shared with two other sessions' A/B runs). As
+// expected: ~0.1 (P 50) to ~0.3 (P 10) statements a VM less, of the ~0.1 ms
+// a statement costs PostgreSQL and the authority's ~0.15 ms a call, is
+// 0.01-0.05 ms per VM, under the noise of this machine (+-15%). Not done:
+// transitionVms (0.31-0.34 a VM at P 10, already one statement per burst
+// of reports: a burst's reports share one, what waits while one runs goes
+// in the next) and the boot check joined with the boot edge's report (they
+// come in different requests, 50 ms apart under load).
+//
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

@@ -17,6 +17,9 @@ import type { Diagnostic } from '../diags/index.ts';
  * | `cloud`       | any other driver error (failed, transient, boot-failed, …)          |
  * |               | or an error that is no driver's                                     |
  * | `unreachable` | the DMZ client did not answer, or failed, after every retry         |
+ * | `credentials-expiring` | the DMZ client answered 503 credentials-expiring until the  |
+ * |               | retries ran out (apply.credentials-expiring): the credentials the   |
+ * |               | authority issued for the data center kept coming expired            |
  * | `refused`     | the DMZ client refused the request (its diagnostic's code says why) |
  * | `unhealthy`   | every step answered ok, but the record does not hold the VM in its  |
  * |               | planned state (apply.member-unhealthy, the rollout gate)            |
@@ -24,7 +27,7 @@ import type { Diagnostic } from '../diags/index.ts';
  * If you add a cause here, also add its hint (failureHint) and its row in
  * apply.member-failed's doc (engine/diags/codes/apply.ts).
  */
-export type FailureCause = 'vetoed' | 'boot-denied' | 'timeout' | 'capacity' | 'credentials' | 'cloud' | 'unreachable' | 'refused' | 'unhealthy';
+export type FailureCause = 'vetoed' | 'boot-denied' | 'timeout' | 'capacity' | 'credentials' | 'cloud' | 'unreachable' | 'credentials-expiring' | 'refused' | 'unhealthy';
 
 /** The cause of a step the DMZ client answered `failed` (its error is `driver.<kind>`, protocol/errors.ts). */
 export function stepFailureCause(error: WireErrorDetail | undefined): FailureCause {
@@ -39,6 +42,7 @@ export function stepFailureCause(error: WireErrorDetail | undefined): FailureCau
 
 /** The cause of a step that could not be carried out at all: the DMZ client's diagnostic. */
 export function requestFailureCause(d: Pick<Diagnostic, 'code'>): FailureCause {
+  if (d.code === 'apply.credentials-expiring') return 'credentials-expiring';
   return d.code === 'apply.dmz-unreachable' || d.code === 'apply.dmz-error' ? 'unreachable' : 'refused';
 }
 
@@ -67,6 +71,8 @@ export function failureHint(cause: FailureCause, f: { address: string; code: str
       return `Run \`fleet apply\` again: the plan retries it from the state the record holds (CreateFailed, BootFailed: along the pack's recovery edges; docs/recovery.md). If the cloud fails the same way again, fix what its error names first.`;
     case 'unreachable':
       return `Once the DMZ client answers again, ${RERUN}; its requests carry idempotency keys, so nothing already done is done twice.`;
+    case 'credentials-expiring':
+      return 'The credentials the authority issues for the data center kept coming expired (or too short-lived for a try again) to its DMZ client, so nothing of the step was carried out or recorded: renew the authority\'s cloud credentials for the data center (its role or principal, docs/drivers/), or set the DMZ client host\'s clock right if it runs ahead of the authority\'s; then `fleet apply` again takes the member on from the state the record holds (docs/recovery.md).';
     case 'refused':
       return `A re-run is refused the same way: \`${f.code}\` in docs/diagnostics.md says what to fix.`;
     case 'unhealthy':

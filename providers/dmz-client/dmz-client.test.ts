@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -490,6 +490,51 @@ describe('runs: a step\'s report (or create) and the run\'s next edges go to the
       expect(await world.record.getVm(vm.id)).toMatchObject({ state: 'Running' });
       const rows = await historyShape(world, vm.id);
       expect(rows.filter(([, , actor, outcome]) => actor !== 'authority' && outcome !== 'ok')).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  // The tries a step's sends answered 503 credentials-expiring made are what keep a cloud that keeps failing from
+  // being tried for as long as the CLI sends the step (4 tries in all, over the sends). They were kept in the
+  // DMZ client's memory only: a restart between two sends started the count again, and the step was tried beyond
+  // its limit (here a fifth and sixth try, still answered 503). Now they are kept in its idempotency log, private
+  // like the rest of it, and the limit holds across the restart: the fourth try is the last, and fails the step.
+  it('the tries of a step answered 503 credentials-expiring outlive a DMZ client restart: 4 in all, then the step fails driver.transient', async () => {
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    try {
+      world = await startTestWorld({ record, dataCenters: ['miami'], client: { retries: 0, baseDelayMs: 1 }, credentialTtlMs: 130_000 });
+      const dc = world.dc('miami');
+      const vm = newVm(world.stack, { fleet: 'restarted-tries' });
+      await dc.client.createVm(createRequest(vm));
+      await walk(dc.client, vm.id, ['Requested', 'BeingCreated']);
+      /** Every createVm try takes 70 s and fails transient (a spy on the running driver: a restart makes a new one). */
+      let tries = 0;
+      const slow = () =>
+        vi.spyOn(dc.driver, 'createVm').mockImplementation(async () => {
+          tries++;
+          vi.setSystemTime(Date.now() + 70_000);
+          throw new DriverError('transient', 'InternalError: the cloud failed to answer in time');
+        });
+      slow();
+      const key = `restarted-${vm.id}`;
+      const send = async () => {
+        const r = await dc.client.transition(vm.id, { idempotencyKey: key, planId: 'plan-1', from: 'BeingCreated', to: 'PoweredOff' }).catch((e: unknown) => e);
+        return r instanceof FleetError ? r.diagnostics[0].detail.match(/answered (\d+): (\w[\w ]*?) was not tried again/)?.slice(1, 3).join(' ') ?? r.message : (r as StepResult).error?.code;
+      };
+      const answers = [await send(), await send()];
+      await dc.restart();
+      slow();
+      answers.push(await send(), await send(), await send());
+      // Before: five times 503 and 5 tries, the count
+      // started again by the restart (and so on for as long as the step is sent).
+      expect(answers).toEqual(['503 createVm', '503 createVm', '503 createVm', 'driver.transient', 'driver.transient']);
+      expect(tries).toBe(4);
+      expect((await world.record.getVm(vm.id))?.state).toBe('CreateFailed');
+      // Kept where the step's result is, as private.
+      const log = join(dc.stateDir, 'requests.jsonl');
+      expect((await stat(log)).mode & 0o777).toBe(0o600);
+      expect(await readFile(log, 'utf8')).toContain(`"key":"${key}"`);
     } finally {
       vi.useRealTimers();
     }

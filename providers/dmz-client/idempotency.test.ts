@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,5 +100,29 @@ describe('idempotency store', () => {
     await writeFile(join(dir, 'requests', `${sha256('old')}.json`), JSON.stringify({ key: 'old', fingerprint: 'fp', result: 'stored', at: 'x' }));
     const s = store<string>();
     expect(await s.run('old', 'fp', async () => 'rerun')).toBe('stored');
+  });
+
+  it('keeps a step\'s tries over a restart, for its own request only, until its result is stored or they are forgotten', async () => {
+    const a = store<string>();
+    // Read inside run's fn, as a step does (the log is loaded then).
+    const made = (s: IdempotencyStore<string>, key: string, fp = 'fp') => s.run(key, fp, async () => Promise.reject(new Error(String(s.triesMade(key, fp))))).catch((e: Error) => Number(e.message));
+    await a.keepTries('k', 'fp', 2);
+    await a.keepTries('k', 'fp', 3);
+    await a.keepTries('gone', 'fp', 1);
+    await a.keepTries('gone', 'fp', 0);
+    await a.keepTries('done', 'fp', 2);
+    expect(await a.run('done', 'fp', async () => 'result')).toBe('result');
+    await a.close();
+    const b = store<string>();
+    expect(await made(b, 'k')).toBe(3);
+    expect(await made(b, 'k', 'another request')).toBe(0);
+    expect(await made(b, 'gone')).toBe(0);
+    expect(await b.run('done', 'fp', async () => 'again')).toBe('result');
+    expect(await made(b, 'never')).toBe(0);
+    // Lines of their own, without a top-level fingerprint: a version that knew no tries skips them.
+    const tries = (await lines()).map((l) => JSON.parse(l) as { fingerprint?: string; tries?: unknown }).filter((e) => e.tries !== undefined);
+    expect(tries).toHaveLength(5);
+    for (const e of tries) expect(e.fingerprint).toBeUndefined();
+    expect(statSync(idempotencyLogFile(dir)).mode & 0o777).toBe(0o600);
   });
 });

@@ -10,6 +10,16 @@
 // | seen with a different request     | 422 idempotency-conflict                   |
 // | first run threw (nothing decided) | runs again (nothing was stored)            |
 //
+// Beside the results, the tries a step has made of its cloud call over sends
+// answered 503 credentials-expiring (keepTries, triesMade: step.ts): a step
+// sent again goes on with the tries it has left, also to a restarted client,
+// so a cloud that keeps failing fails the step after its tries in all rather
+// than be tried for as long as the CLI sends it. A line of its own in the
+// same log, `{ key, tries: { fingerprint, made }, at }` (no top-level
+// fingerprint: a version that knew no tries skips it), the latest one per key
+// winning; a result stored under the key ends its count, and `made: 0` ends
+// it without one. At most TRIES_KEPT keys are held, the oldest forgotten first.
+//
 // On disk: one append-only JSON-lines log, <stateDir>/requests.jsonl (the
 // state folder is the data center's), one line per stored result, read once
 // at start and kept in memory. A result is answered only after the append
@@ -32,6 +42,15 @@ interface Stored<T> {
   at: string;
 }
 
+/** How many keys' counts of tries are held (IdempotencyStore.keepTries): the oldest are forgotten first. */
+export const TRIES_KEPT = 10_000;
+
+/** A key's count of tries, as its log line holds it. */
+interface Tries {
+  fingerprint: string;
+  made: number;
+}
+
 export function idempotencyLogFile(stateDir: string): string {
   return join(stateDir, 'requests.jsonl');
 }
@@ -39,6 +58,8 @@ export function idempotencyLogFile(stateDir: string): string {
 export class IdempotencyStore<T> {
   private readonly running = new Map<string, { fingerprint: string; promise: Promise<T> }>();
   private readonly stored = new Map<string, Stored<T>>();
+  /** Per key not stored yet, the tries its sends answered 503 credentials-expiring made (keepTries). */
+  private readonly tries = new Map<string, Tries>();
   private readonly file: string;
   private loading: Promise<void> | undefined;
   /** The log's descriptor, open for appending from the first append until close. */
@@ -94,8 +115,14 @@ export class IdempotencyStore<T> {
       for (const line of text.split('\n')) {
         if (line === '') continue;
         try {
-          const e = JSON.parse(line) as Stored<T>;
-          if (typeof e.key === 'string' && typeof e.fingerprint === 'string') this.stored.set(e.key, e);
+          const e = JSON.parse(line) as Stored<T> & { tries?: Partial<Tries> };
+          if (typeof e.key !== 'string') continue;
+          if (typeof e.fingerprint === 'string') {
+            this.stored.set(e.key, e);
+            this.tries.delete(e.key);
+          } else if (typeof e.tries?.fingerprint === 'string' && typeof e.tries.made === 'number' && !this.stored.has(e.key)) {
+            this.hold(e.key, { fingerprint: e.tries.fingerprint, made: e.tries.made });
+          }
         } catch {
           // a line torn by a crash mid-append: its request was never answered
         }
@@ -130,6 +157,36 @@ export class IdempotencyStore<T> {
     this.queue.push(`${JSON.stringify(entry)}\n`);
     await this.commits.commit();
     this.stored.set(entry.key, entry);
+    this.tries.delete(entry.key);
+  }
+
+  /** Holds `key`'s count (made 0: forgets it), the oldest forgotten past TRIES_KEPT. */
+  private hold(key: string, t: Tries): void {
+    this.tries.delete(key);
+    if (t.made <= 0) return;
+    this.tries.set(key, t);
+    if (this.tries.size > TRIES_KEPT) this.tries.delete(this.tries.keys().next().value as string);
+  }
+
+  /**
+   * The tries of its cloud call that earlier sends of the request `key` / `fingerprint` made (kept by keepTries), 0
+   * when none are kept. Read inside run's `fn` (the log is loaded then).
+   */
+  triesMade(key: string, fingerprint: string): number {
+    const t = this.tries.get(key);
+    return t?.fingerprint === fingerprint ? t.made : 0;
+  }
+
+  /**
+   * Keeps that the request `key` / `fingerprint` has made `made` tries of its cloud call (0: forgets them), on disk
+   * before it resolves: the step answering 503 credentials-expiring says so only after (see the header).
+   */
+  async keepTries(key: string, fingerprint: string, made: number): Promise<void> {
+    await this.load();
+    if (made <= 0 && !this.tries.has(key)) return;
+    this.hold(key, { fingerprint, made });
+    this.queue.push(`${JSON.stringify({ key, tries: { fingerprint, made }, at: new Date().toISOString() })}\n`);
+    await this.commits.commit();
   }
 
   /** Runs `fn` once per key; `fingerprint` identifies the request the key was first used for. */

@@ -44,9 +44,14 @@ export interface AuthorityCalls {
   advance(body: AdvanceRequest): Promise<AdvanceResponse>;
 }
 
-/** Step results by idempotency key (IdempotencyStore): `fn` runs once per key, its result kept. */
+/**
+ * Step results by idempotency key (IdempotencyStore): `fn` runs once per key, its result kept; and the tries of a
+ * step's cloud call made by its sends answered 503 credentials-expiring, kept until its result is.
+ */
 export interface ResultStore {
   run(key: string, fingerprint: string, fn: () => Promise<StepResult>): Promise<StepResult>;
+  triesMade(key: string, fingerprint: string): number;
+  keepTries(key: string, fingerprint: string, made: number): Promise<void>;
 }
 
 /** What a step of a run knows beyond its own request (see runs.ts). */
@@ -89,12 +94,26 @@ export interface StepRunnerOptions extends RequestDefaults {
   stateDir?: string;
 }
 
-/** How many steps answered 503 credentials-expiring keep their count of tries (StepRunner.triesMade). */
-const TRIES_KEPT = 10_000;
-
 /** Whether an approval's credentials (if any) last long enough for a cloud call (CREDENTIALS_MARGIN_MS, operations.ts). */
 function fresh(auth: AuthorizeResponse): boolean {
   return auth.credentials === undefined || credentialsExpireAt(auth.credentials) - Date.now() > CREDENTIALS_MARGIN_MS;
+}
+
+/**
+ * An approval whose credentials had expired by this client's clock when they reached it: a cloud call made with them
+ * is refused (driver.credentials), so none is started. That they came expired, asked for afresh, is no wait that
+ * passes: the authority's cloud session for the data center was not renewed, or this host's clock runs ahead of the
+ * authority's. The step answers 503 credentials-expiring, nothing of it carried out or reported: the CLI sends it
+ * again (renewed meanwhile, it goes on), and once its retries run out the member fails apply.credentials-expiring
+ * with what to do. Before, the call was made and refused, and the member failed as if the cloud had refused the
+ * credentials (check the role), the record holding its VM in the edge's failure state (CreateFailed).
+ */
+function arrivedExpired(dc: string, operation: string, expiresAt: number): WireError {
+  const ago = Math.ceil((Date.now() - expiresAt) / 1000);
+  return new WireError(
+    'credentials-expiring',
+    `${operation} was not tried: the credentials the authority issued for data center ${dc} had expired when they reached its DMZ client (at ${new Date(expiresAt).toISOString()}, ${ago} s before by this client's clock), so the cloud would refuse them. Either the authority's cloud credentials for ${dc} are not being renewed (its broker: the data center's role or principal), or the clock of the DMZ client's host runs ahead of the authority's; renew them or set the clock right, then send the step again. Nothing of this step was carried out or recorded`,
+  );
 }
 
 /** Whether a run's step was answered ok. */
@@ -151,14 +170,6 @@ export class StepRunner {
    * (bootDenied): for the message of the step that finds the boot denied (awaitReady). Kept in the state folder.
    */
   private readonly boots: BootCauses;
-  /**
-   * Per idempotency key, the tries of its driver call made by sends of the step answered 503 credentials-expiring:
-   * sent again, it goes on with the tries it has left (driverAttempts in all), so a cloud that keeps failing fails
-   * the step as before rather than have it sent again for as long as the CLI retries. Memory only (a restart
-   * starts the count again); at most TRIES_KEPT keys, the oldest forgotten first.
-   */
-  private readonly triesMade = new Map<string, number>();
-
   constructor(o: StepRunnerOptions) {
     this.dc = o.dataCenter;
     this.defaults = { dataCenter: o.dataCenter, initial: o.initial, terminal: o.terminal };
@@ -234,14 +245,14 @@ export class StepRunner {
     }
     const s: EdgeStep = { op: 'transition', vmId, body: b };
     const fp = run?.fingerprint ?? stepFingerprint(s);
-    return this.store.run(b.idempotencyKey, fp, () => this.step(b.idempotencyKey, run?.request ?? stepRequest(this.defaults, s, fp), run));
+    return this.store.run(b.idempotencyKey, fp, () => this.step(b.idempotencyKey, fp, run?.request ?? stepRequest(this.defaults, s, fp), run));
   }
 
   /** DELETE /v1/vms/:id: the last edge. */
   remove(vmId: string, b: DeleteVmRequest, run?: RunContext): Promise<StepResult> {
     const s: EdgeStep = { op: 'delete', vmId, body: b };
     const fp = run?.fingerprint ?? stepFingerprint(s);
-    return this.store.run(b.idempotencyKey, fp, () => this.step(b.idempotencyKey, run?.request ?? stepRequest(this.defaults, s, fp), run));
+    return this.store.run(b.idempotencyKey, fp, () => this.step(b.idempotencyKey, fp, run?.request ?? stepRequest(this.defaults, s, fp), run));
   }
 
   /** One step of a batch or a run, as its single route would carry it out. */
@@ -270,7 +281,7 @@ export class StepRunner {
    * together with this edge's report (one authority call, see
    * docs/protocol.md "Advance") and handed to `onChain`.
    */
-  private async step(key: string, req: AuthorizeRequest, run: RunContext = {}): Promise<StepResult> {
+  private async step(key: string, fp: string, req: AuthorizeRequest, run: RunContext = {}): Promise<StepResult> {
     if (run.done) return run.done;
     const { requestId, planId, vmId, from, size } = req;
     const to = req.to as string;
@@ -330,18 +341,24 @@ export class StepRunner {
     let done: OperationDone;
     /** 503 credentials-expiring: the step is sent again, goes on with its tries and awaits the same boot then. */
     let again = false;
-    const tries = { made: this.triesMade.get(key) ?? 0 };
+    /**
+     * The tries of its driver call made by the sends of this step answered 503 credentials-expiring: sent again, it
+     * goes on with the tries it has left (driverAttempts in all), so a cloud that keeps failing fails the step as
+     * before rather than have it sent again for as long as the CLI retries. Kept in the idempotency log with the
+     * step's result (idempotency.ts), so a restarted DMZ client goes on with them too.
+     */
+    const before = this.store.triesMade(key, fp);
+    const tries = { made: before };
     try {
+      const expiresAt = operation !== 'none' && auth.credentials ? credentialsExpireAt(auth.credentials) : NaN;
+      if (expiresAt <= Date.now()) throw arrivedExpired(dc, operation, expiresAt);
       done = await this.operations.carryOut(operation, auth, vmId, size, tries);
     } catch (err) {
       // A try again would have outlasted the approval's credentials: nothing reported, the step answers 503 and is
       // sent again (authorized afresh). Before, that try ran, was refused as expired, and the member failed.
       again = err instanceof ProtocolError && err.code === 'credentials-expiring';
-      if (again) {
-        this.triesMade.delete(key);
-        if (this.triesMade.size >= TRIES_KEPT) this.triesMade.delete(this.triesMade.keys().next().value as string);
-        this.triesMade.set(key, tries.made);
-      }
+      // On disk before the 503 goes out: a DMZ client restarted before the step is sent again still counts them.
+      if (again && tries.made !== before) await this.store.keepTries(key, fp, tries.made);
       if (!(err instanceof DriverError)) throw err;
       // A denied boot: the driver knows only what the VM was told (BOOT_DENIED_REASON); the authority told this client why.
       const why = err.kind === 'boot-denied' ? this.boots.why(vmId) : '';
@@ -363,11 +380,10 @@ export class StepRunner {
         ...(rep.bootDenied === true ? { bootDenied: true } : {}),
       };
     } finally {
+      // The step's result, once stored, ends its count of tries (idempotency.ts); a step that throws instead (its report
+      // not answered) goes on with them when sent again.
       // The boot's wait is over, ready or not: its token's denial is nobody's business any more.
-      if (!again) {
-        this.triesMade.delete(key);
-        if (operation === 'awaitReady') this.boots.done(vmId);
-      }
+      if (!again && operation === 'awaitReady') this.boots.done(vmId);
     }
     run.onCarriedOut?.();
     const ok = report({ outcome: 'ok', ...done, detail: operation === 'none' ? NONE_REPORT_DETAIL : `${operation} done in ${dc}` });

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createTestDatabase } from '../../engine/record/testing.ts';
 import { REPO } from './stack.ts';
 
@@ -20,10 +21,15 @@ export interface Deployed {
   /** The tokens the CLI needs (CLI -> DMZ client). */
   env: NodeJS.ProcessEnv;
   recordUrl: string;
+  /** The services' stack folder: the DMZ client's state (its idempotency log, the sim's VMs) is under .fleet/sim/miami. */
+  servicesDir: string;
   /** Writes (or with `null` removes) specs/<name>.yaml. */
   spec(name: string, yaml: string | null): Promise<void>;
-  /** Stops the DMZ client and starts it again at the same URL with these sim settings (its data center's VMs kept). */
-  restartDmz(sim: string): Promise<void>;
+  /**
+   * Stops the DMZ client and starts it again at the same URL with these sim settings (its data center's VMs and its
+   * state folder kept); `clockAheadMs`: its process's clock runs that far ahead of the others' (test/fixtures/clock).
+   */
+  restartDmz(sim: string, opts?: { clockAheadMs?: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -41,9 +47,14 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/** Starts `fleet serve ARGS` and waits for its "listening on URL" line. */
-export function startService(args: string[], env: NodeJS.ProcessEnv): Promise<Service> {
-  const child = spawn(process.execPath, [FLEET, 'serve', ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Moves a process's clock ahead by FLEET_TEST_CLOCK_AHEAD_MS (node --import). */
+const CLOCK_AHEAD = join(REPO, 'test', 'fixtures', 'clock', 'ahead.mjs');
+
+/** Starts `fleet serve ARGS` and waits for its "listening on URL" line; `clockAheadMs`: its clock runs that far ahead. */
+export function startService(args: string[], env: NodeJS.ProcessEnv, opts: { clockAheadMs?: number } = {}): Promise<Service> {
+  const ahead = opts.clockAheadMs ? ['--import', pathToFileURL(CLOCK_AHEAD).href] : [];
+  const childEnv = opts.clockAheadMs ? { ...env, FLEET_TEST_CLOCK_AHEAD_MS: String(opts.clockAheadMs) } : env;
+  const child = spawn(process.execPath, [...ahead, FLEET, 'serve', ...args], { cwd: REPO, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -116,15 +127,16 @@ export async function deployedStack(pgBase: string, sim: string, opts: { config?
     dir: cli,
     env,
     recordUrl: db.url,
+    servicesDir: svc,
     async spec(name, yaml) {
       const file = join(cli, 'specs', `${name}.yaml`);
       if (yaml === null) await rm(file, { force: true });
       else await writeFile(file, yaml);
     },
-    async restartDmz(s) {
+    async restartDmz(s, o = {}) {
       await stopChild(dmz.child);
       await writeSvc(s);
-      dmz = await startService(dmzArgs(new URL(dmz.url).port), env);
+      dmz = await startService(dmzArgs(new URL(dmz.url).port), env, o);
       started.push(dmz);
     },
     async stop() {

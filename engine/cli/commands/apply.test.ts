@@ -191,6 +191,7 @@ describe('fleet apply: what a failed member\'s diagnostic says to do, by cause',
     { cause: 'cloud', step: { outcome: 'failed' as const }, says: ['Run `fleet apply` again'] },
     { cause: 'unreachable', request: 'apply.dmz-unreachable' as const, says: ['DMZ client answers again', 'idempotency keys'] },
     { cause: 'unreachable', request: 'apply.dmz-error' as const, says: ['DMZ client answers again'] },
+    { cause: 'credentials-expiring', request: 'apply.credentials-expiring' as const, says: ["renew the authority's cloud credentials", "clock right", '`fleet apply` again'] },
     { cause: 'refused', request: 'apply.dmz-rejected' as const, says: ['`apply.dmz-rejected` in docs/diagnostics.md'] },
     { cause: 'refused', request: 'apply.dmz-unauthorized' as const, says: ['`apply.dmz-unauthorized` in docs/diagnostics.md'] },
   ])('$cause ($step.error.code$request)', ({ cause, step, request, says }) => {
@@ -212,7 +213,7 @@ describe('fleet apply: what a failed member\'s diagnostic says to do, by cause',
     for (const s of ['`fleet history web/0`', '`fleet apply` again']) expect(hint).toContain(s);
   });
   it('every cause has its own advice', () => {
-    const causes = ['vetoed', 'boot-denied', 'timeout', 'capacity', 'credentials', 'cloud', 'unreachable', 'refused', 'unhealthy'] as const;
+    const causes = ['vetoed', 'boot-denied', 'timeout', 'capacity', 'credentials', 'cloud', 'unreachable', 'credentials-expiring', 'refused', 'unhealthy'] as const;
     const hints = causes.map((c) => failureHint(c, { address: 'web/0', code: 'apply.step-failed' }));
     expect(new Set(hints).size).toBe(causes.length);
   });
