@@ -13,6 +13,7 @@ import { unseenProblem } from '../engine/diags/index.ts';
 import { isFleetName, parseVmAddress } from '../engine/model/address.ts';
 import { proposedVmId } from '../engine/model/vm-id.ts';
 import { seededRandom } from '../engine/model/seeded-random.ts';
+import { ownerQuotaRule } from '../engine/policy/rules/builtin.ts';
 import { vmName } from '../engine/record/rows.ts';
 import { resourceNames } from '../providers/drivers/azure/names.ts';
 import { simLogFile, simStateFile } from '../providers/drivers/sim/index.ts';
@@ -59,6 +60,13 @@ describe('the schemas bound the names that go into VM names, tags, session polic
     expect(meta.labels.maxProperties).toBe(64);
     expect(meta.labels.additionalProperties?.maxLength).toBe(256);
     expect(schemaOf('dmz-client').properties!.metadata.properties!.dataCenter.maxLength).toBe(DC_MAX);
+  });
+
+  // owner-quota's limits name owners: any key was taken (an empty or 200,000-character one held no fleet to its limits).
+  it("bounds the owners owner-quota's limits name as a fleet's owner", () => {
+    const owner = schemaOf('fleet').properties!.metadata.properties!.owner;
+    const limits = (ownerQuotaRule.configSchema as Schema).properties!.limits;
+    expect(limits.propertyNames).toEqual({ minLength: owner.minLength, maxLength: owner.maxLength });
   });
 
   it("keeps the longest VM name within a tag value, whatever the stack's characters", () => {
