@@ -885,6 +885,45 @@
 // in the next) and the boot check joined with the boot edge's report (they
 // come in different requests, 50 ms apart under load).
 //
+// 2026-12-07 12:10-13:35 (issue 20, the P 10 critical path; branch perf-p10,
+// Node 20, main cf0b8ce; other sessions' tests and benches ran throughout:
+// load average 10-25 at the starts, speed 62-1057 ms, so wall figures are
+// 3-20x a quiet machine's). Where a VM's boot check waits (main, 6,000 VMs
+// at P 10, load 17-19, timed in the DMZ clients and the authority for the
+// measurement only): the agent's POST /v1/boot 212-218 ms; of it 102-115 ms
+// waiting for the boot edge's own report (reportOnItsWay: sent when the boot
+// is done, answered 130 ms later at this load) and 83-91 ms for the
+// authority's boot check (there: 6 ms in Batched's queue, 35 ms in
+// authorizeBoots' statement, the rest HTTP and event loops); the pg pool's
+// wait 3.8 ms a statement, 12.9 ms a transaction: not the bottleneck. Tried:
+// the boot check not waiting for the boot edge's own report (the record holds
+// the edge's `from` already, a state the check accepts, and the check allows
+// for that report landing after the token's use) and that report lazy again.
+// One run a side, base / change (load average at the start; whole-process
+// ratio, apply-phase ratio, "in the DC" mean, CPU per VM):
+//
+//   | pair | load        | whole         | apply         | in the DC, ms | CPU per VM  |
+//   | ---- | ----------- | ------------- | ------------- | ------------- | ----------- |
+//   | 1    | 21.8 / 24.6 | 17.89 / 25.79 | 17.53 / 24.63 | 1122 / 1398   | 6.33 / 8.53 |
+//   | 2    | 14.5 / 17.2 | 6.31 / 9.37   | 6.22 / 9.25   | 430 / 565     | 7.85 / 6.32 |
+//   | 3    | 10.0 / 11.1 | 4.09 / 3.93   | 4.05 / 3.81   | 285 / 270     | 4.44 / 5.13 |
+//   | 4    | 15.0 / 10.9 | 5.70 / 3.99   | 5.63 / 3.87   | 393 / 272     | 5.24 / 4.69 |
+//
+// (speed 717 / 1057, 132 / 186, 62 / 73, 84 / 79 ms; the change ran second in
+// pairs 1 and 3; no P 50 pairs.) The change's "in the DC" lower in 2 of 4
+// (by 5% and 31%), higher in the 2 it began at a load 3 higher: the load
+// sets these figures, not the change. And the change is not kept: it breaks
+// the denied-boot signal. The planner (and a report's bootDenied) counts a boot as denied only from an authority
+// `denied` row written after the boot edge's report moved the VM into
+// Starting (FleetRecord.deniedBoots, bootedStates; docs/recovery.md), so a
+// check denied before that report lands, its row at PoweredOn, would count
+// as not denied and the VM be booted again instead of replaced. The wait is
+// what orders the two. What would keep both: the authority ordering a VM's
+// boot check behind its boot edge's report (the DMZ client sending the check
+// at once, naming the report it must follow, bounded for a report that never
+// comes), or deniedBoots counting a denial at the boot edge's `from` after
+// that edge's intent row; either is a protocol or record change: not done.
+//
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

@@ -317,7 +317,10 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
         async () => {
           // The authority checks a booting VM against the record's state: a
           // report of this VM still on its way (written behind, its boot edge
-          // already running) goes first.
+          // already running) goes first. The boot edge's own report too,
+          // though the check accepts its `from`: a denial counts as the VM's
+          // (FleetRecord.deniedBoots) only when written after that report
+          // moved the VM into the booted state (bench/apply/run.ts, 2026-12-07).
           await steps.reportOnItsWay(req.body.vmId);
           // A denial's cause (`detail`) is this client's, never the caller's: the endpoint is open, and the VM is
           // told only the fixed reason. It goes to the step awaiting the VM's boot, when it is that boot's (StepRunner.bootDenied).
