@@ -179,7 +179,8 @@ function stackYaml(c: PolicyTestCase, packDir: string): string {
  */
 function caseSpecsWhere(text: string, where: (path: (string | number)[]) => Where): (line: number, col: number) => Where {
   const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines });
+  // uniqueKeys false: this text is stringified from the case (no key twice), and the check is quadratic in a mapping's keys.
+  const docs = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: false });
   return (line, col) => {
     const offset = (lines.lineStarts[line - 1] ?? 0) + col - 1;
     const i = docs.findIndex((d) => offset >= d.range[0] && offset < d.range[2]);
