@@ -32,6 +32,7 @@ import http from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CARRIED_OUT_DETAIL } from '../engine/apply/interrupted.ts';
 import { openRecord } from '../engine/record/index.ts';
 import type { SqlRecord } from '../engine/record/record.ts';
 import { bootAttempts, createTestDatabase, pgCutProxy, testPostgresUrl } from '../engine/record/testing.ts';
@@ -372,6 +373,44 @@ describe('a saved plan killed mid-apply (embedded)', () => {
       expect(await applies()).toEqual({ result: 'interrupted', open: 0 });
       const fresh = await fleet(['apply', '--yes', '--stack', stack.dir], env);
       expect(fresh.code, `the re-run failed: ${fresh.stderr.slice(0, 3000)}`).toBe(0);
+      await converged(stack, recordUrl, 'e2e', ['miami', 'richmond'], COUNT);
+    } finally {
+      await stack.remove();
+    }
+  }, 300_000);
+});
+
+// A member's `done` rows are held and written together (engine/apply/member.ts: at its end, or HOLD_MS after the
+// first), its `step` events after them: when one member's first `done` event is out, the members sent with it
+// have answers held. Killed then, the re-run closes each step left `started` as the record shows it: `done` when
+// the VM's history holds the step's edge under the killed plan, `failed` (interrupted) when it does not. Before,
+// every one was closed `failed`, carried out or not. Embedded: the sims die with the CLI, so nothing lands after.
+describe("kill -9 while a member's done rows are held (embedded)", () => {
+  it('the re-run converges and closes every step left started as the record shows it: done when carried out, failed otherwise', async () => {
+    const stack = await tempStack({ latencyMs: 2, bootMs: BOOT_MS });
+    try {
+      await stack.spec('web', fleetYaml('web', { count: COUNT }));
+      const env = { FLEET_RECORD_BUSY_TIMEOUT_MS: '60000' };
+      const recordUrl = `pglite://${join(stack.dir, '.fleet', 'record')}`;
+      const first = await fleet(['apply', '--yes', '--format', 'json', '--stack', stack.dir], env, { killWhen: (e) => e.status === 'done' });
+      expect(first.killed, `the apply ended before a step was done: ${first.stderr}`).toBe(true);
+      const id = (JSON.parse(first.stdout.split('\n').find((l) => l.includes('"type":"start"'))!) as { planId: string }).planId;
+      const again = await fleet(['apply', '--yes', '--stack', stack.dir], env);
+      expect(again.code, `the re-run failed: ${again.stderr.slice(0, 3000)}`).toBe(0);
+      expect(again.stderr).toContain(`note: apply ${id} was interrupted with `);
+      const record = await openRecord(recordUrl);
+      try {
+        const moved = new Set((await record.history('e2e')).filter((h) => h.planId === id && h.outcome === 'ok' && !(h.detail ?? '').startsWith('intent approved')).map((h) => `${h.vmId} ${h.from ?? ''} -> ${h.to}`));
+        const rows = await record.planJournal(id);
+        const last = new Map(rows.map((r) => [`${r.address}/${r.seq}`, r]));
+        const closed = [...last.values()].filter((r) => r.detail === CARRIED_OUT_DETAIL || (r.detail ?? '').startsWith('interrupted:'));
+        expect(closed.length).toBeGreaterThan(0);
+        // Closed as the record shows it: done exactly when the VM's history holds the step's edge under the plan.
+        expect(closed.map((r) => `${r.address}/${r.seq} ${r.status}`)).toEqual(closed.map((r) => `${r.address}/${r.seq} ${moved.has(`${r.vmId} ${r.from} -> ${r.to}`) ? 'done' : 'failed'}`));
+        process.stderr.write(`held done rows: ${closed.filter((r) => r.status === 'done').length} of ${closed.length} steps left started closed done\n`);
+      } finally {
+        await record.close();
+      }
       await converged(stack, recordUrl, 'e2e', ['miami', 'richmond'], COUNT);
     } finally {
       await stack.remove();

@@ -13,11 +13,12 @@ import { unseenProblem } from '../engine/diags/index.ts';
 import { isFleetName, parseVmAddress } from '../engine/model/address.ts';
 import { proposedVmId } from '../engine/model/vm-id.ts';
 import { seededRandom } from '../engine/model/seeded-random.ts';
+import { ownerQuotaRule } from '../engine/policy/rules/builtin.ts';
 import { vmName } from '../engine/record/rows.ts';
 import { resourceNames } from '../providers/drivers/azure/names.ts';
 import { simLogFile, simStateFile } from '../providers/drivers/sim/index.ts';
 
-type Schema = { maxLength?: number; pattern?: string; properties?: Record<string, Schema>; definitions?: Record<string, Schema>; propertyNames?: Schema; additionalProperties?: Schema };
+type Schema = { minLength?: number; maxLength?: number; maxProperties?: number; pattern?: string; properties?: Record<string, Schema>; definitions?: Record<string, Schema>; propertyNames?: Schema; additionalProperties?: Schema };
 const schemaOf = (name: string) => JSON.parse(readFileSync(new URL(`../specs/schema/${name}.schema.json`, import.meta.url), 'utf8')) as Schema;
 const stackSchema = schemaOf('stack');
 const dc = stackSchema.definitions!.dataCenter.properties!;
@@ -54,8 +55,18 @@ describe('the schemas bound the names that go into VM names, tags, session polic
     const meta = schemaOf('fleet').properties!.metadata.properties!;
     expect(meta.owner.maxLength).toBe(64);
     expect(meta.labels.propertyNames?.maxLength).toBe(63);
+    // An empty label key, and any number of labels, validated: a key is not empty, a fleet has at most 64 labels.
+    expect(meta.labels.propertyNames?.minLength).toBe(1);
+    expect(meta.labels.maxProperties).toBe(64);
     expect(meta.labels.additionalProperties?.maxLength).toBe(256);
     expect(schemaOf('dmz-client').properties!.metadata.properties!.dataCenter.maxLength).toBe(DC_MAX);
+  });
+
+  // owner-quota's limits name owners: any key was taken (an empty or 200,000-character one held no fleet to its limits).
+  it("bounds the owners owner-quota's limits name as a fleet's owner", () => {
+    const owner = schemaOf('fleet').properties!.metadata.properties!.owner;
+    const limits = (ownerQuotaRule.configSchema as Schema).properties!.limits;
+    expect(limits.propertyNames).toEqual({ minLength: owner.minLength, maxLength: owner.maxLength });
   });
 
   it("keeps the longest VM name within a tag value, whatever the stack's characters", () => {

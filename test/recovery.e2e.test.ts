@@ -74,6 +74,16 @@ async function removeFromSim(stackDir: string, dataCenter: string, vm: { id: str
   }
 }
 
+/** Powers a VM of an embedded sim data center off, as someone using the cloud's console would (no CLI may run meanwhile). */
+async function powerOffInSim(stackDir: string, dataCenter: string, vm: { id: string; cloudId: string | null }): Promise<void> {
+  const sim = await createSimDriver({ dataCenter, stateDir: join(stackDir, '.fleet', 'sim', dataCenter), latencyMs: 0, credentialKey: testCredentialKey(dataCenter) });
+  try {
+    await sim.powerOff(signedCredentials(dataCenter), { vmId: vm.id, cloudId: vm.cloudId });
+  } finally {
+    await sim.close();
+  }
+}
+
 /** Replaces the sim settings of every data center of a temp stack. */
 async function setSim(dir: string, sim: string): Promise<void> {
   const file = join(dir, 'stack.yaml');
@@ -133,6 +143,99 @@ describe('a denied VM its data center still holds (embedded)', () => {
     for (const edge of [/BootFailed\s+BeingDeleted\s+ok/, /BeingDeleted\s+Deleted\s+ok/]) expect(h).toMatch(edge);
     expect(h).not.toMatch(/BootFailed\s+PoweredOff/);
     expect((await fleet('plan', '--detailed-exitcode')).code).toBe(0);
+  }, 300_000);
+
+  // Its cloud shows the denied VM PoweredOff, one edge (BootFailed -> PoweredOff, powerOff) from the record's state: a
+  // refresh recorded that drift, the record no longer held the VM in a failure state, so the plan no longer saw the
+  // denial and the next apply booted the same VM (same disk) again under a fresh token.
+  it('stays marked for recreation across fleet refresh and plan --refresh: the refresh keeps it BootFailed and says why', async () => {
+    await st.spec('dre', fleetYaml('dre', { count: 1 }));
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1, forgeBootTokens: true, failCalls: [deleteVm] }');
+    expect((await fleet('apply', '--yes', '--target', 'dre')).code).toBe(1);
+    const old = (await world(st.dir)).vms.find((v) => v.address === 'dre/0')!;
+    expect(old).toMatchObject({ state: 'BootFailed' });
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1 }');
+
+    const check = await fleet('refresh', '--check');
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stdout).toMatch(/not-an-edge\s+\S+\s+dre\/0\s+\S+ reports PoweredOff but the record holds BootFailed, and the authority denied its latest boot/);
+    // Twice: a refresh after the one that kept it keeps it too.
+    for (let i = 0; i < 2; i++) {
+      const r = await fleet('refresh');
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/not-an-edge\s+\S+\s+dre\/0\s+.*kept in BootFailed/);
+    }
+    const kept = (await world(st.dir)).vms.find((v) => v.address === 'dre/0')!;
+    expect(kept).toMatchObject({ id: old.id, state: 'BootFailed', cloudId: old.cloudId });
+    const h = (await fleet('history', 'dre/0')).stdout;
+    expect(h).not.toMatch(/BootFailed\s+PoweredOff/);
+    expect(h).toMatch(/BootFailed\s+BootFailed\s+drift/);
+
+    const plan = await fleet('plan', '--refresh', '--target', 'dre');
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(/-\/\+ dre\/0 replace in \S+: recover: BootFailed after a denied boot/);
+    expect(plan.stdout).not.toContain('BootFailed » PoweredOff');
+
+    const r = await fleet('apply', '--yes', '--target', 'dre');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const w = await world(st.dir);
+    const now = w.vms.find((v) => v.address === 'dre/0')!;
+    expect(now).toMatchObject({ state: 'Running' });
+    expect(now.id).not.toBe(old.id);
+    expect(w.cloud.filter((c) => c.cloudId === old.cloudId)).toMatchObject([{ status: 'terminated' }]);
+    expect((await fleet('history', 'dre/0')).stdout).not.toMatch(/BootFailed\s+PoweredOff/);
+  }, 300_000);
+
+  // The replace's deleteVm of the denied VM fails too (its data center still refuses the delete): the old VM is left
+  // BeingDeleted, which nothing leads from back to Running. Every plan after said `no path from BeingDeleted to
+  // Running in the diagram` and was blocked: the member was stuck. The plan finishes the deletion and creates it again.
+  it('left BeingDeleted by a replace whose delete failed too, is deleted and created again by the next apply', async () => {
+    await st.spec('dbd', fleetYaml('dbd', { count: 1 }));
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1, forgeBootTokens: true, failCalls: [deleteVm] }');
+    expect((await fleet('apply', '--yes', '--target', 'dbd')).code).toBe(1);
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1, failCalls: [deleteVm] }');
+    const again = await fleet('apply', '--yes', '--target', 'dbd');
+    expect(again.code, again.stdout).toBe(1);
+    expect(again.stdout + again.stderr).toMatch(/deleteVm is configured to fail/);
+    const stuck = await world(st.dir);
+    const old = stuck.vms.find((v) => v.address === 'dbd/0')!;
+    expect(old).toMatchObject({ state: 'BeingDeleted' });
+    expect(old.cloudId).not.toBeNull();
+    expect(stuck.cloud.filter((c) => c.cloudId === old.cloudId)).toMatchObject([{ status: 'present', observedState: 'PoweredOff' }]);
+
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1 }');
+    const plan = await fleet('plan', '--target', 'dbd');
+    expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+    expect(plan.stdout).toContain(
+      `-/+ dbd/0 replace in ${old.dataCenter}: recover: BeingDeleted, where an earlier apply did not finish deleting VM ${old.cloudId} (its deleteVm failed or did not answer), and nothing leads from there to Running: finish deleting it and create it again`,
+    );
+    expect(plan.stdout).toContain('old:  BeingDeleted » Deleted');
+    const r = await fleet('apply', '--yes', '--target', 'dbd');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const w = await world(st.dir);
+    const now = w.vms.find((v) => v.address === 'dbd/0')!;
+    expect(now).toMatchObject({ state: 'Running', dataCenter: old.dataCenter });
+    expect(now.id).not.toBe(old.id);
+    expect(w.cloud.filter((c) => c.cloudId === old.cloudId)).toMatchObject([{ status: 'terminated' }]);
+    // Never booted again.
+    expect((await fleet('history', 'dbd/0')).stdout).not.toMatch(/BootFailed\s+PoweredOff/);
+    expect((await fleet('plan', '--detailed-exitcode', '--target', 'dbd')).code).toBe(0);
+  }, 300_000);
+
+  // An ordinary failed boot (not denied) whose VM its cloud holds powered off is still recorded BootFailed -> PoweredOff.
+  it('an ordinary BootFailed VM powered off in its cloud is still recorded BootFailed -> PoweredOff by refresh', async () => {
+    await st.spec('bfo', fleetYaml('bfo', { count: 1 }));
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1, failCalls: [awaitReady] }');
+    expect((await fleet('apply', '--yes', '--target', 'bfo')).code).toBe(1);
+    const old = (await world(st.dir)).vms.find((v) => v.address === 'bfo/0')!;
+    expect(old).toMatchObject({ state: 'BootFailed' });
+    await setSim(st.dir, '{ latencyMs: 1, bootMs: 1 }');
+    await powerOffInSim(st.dir, old.dataCenter, old);
+    expect((await world(st.dir)).cloud.filter((c) => c.cloudId === old.cloudId)).toMatchObject([{ status: 'present', observedState: 'PoweredOff' }]);
+    const r = await fleet('refresh');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/recorded\s+\S+\s+bfo\/0\s+recorded BootFailed -> PoweredOff/);
+    expect((await world(st.dir)).vms.find((v) => v.address === 'bfo/0')).toMatchObject({ state: 'PoweredOff', cloudId: old.cloudId });
   }, 300_000);
 });
 

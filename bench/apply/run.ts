@@ -924,6 +924,37 @@
 // comes), or deniedBoots counting a denial at the boot edge's `from` after
 // that edge's intent row; either is a protocol or record change: not done.
 //
+// 2026-12-07 12:38-13:36 (issue 20 point 6, g above made real; branch
+// perf-journal, Node 20, main cf0b8ce; other sessions' benches and tests ran
+// throughout: load average 9.8-27.5 at the starts, speed 68-900 ms). A
+// member's `done` rows are held and written in one record call (at its end,
+// before a failure's row, or HOLD_MS = 2 s after the first held: a long step
+// still has the ones before it journalled and shown), their `step` events
+// after that write, the same events in the same order; closeInterrupted
+// closes `done` the steps a killed apply left `started` whose edge the VM's
+// history holds under their plan (docs/recovery.md, "Its journal"). 10,000
+// VMs at P 50, one run a side interleaved (pairs 2 and 4 the branch first),
+// base / branch; "CLI / authority" is the CLI's apply-phase CPU over the
+// authority's (the same code on both sides: it takes out the load's drift):
+//
+//   | pair | load at starts | CPU per VM  | CLI apply phase, s | CLI / authority | PostgreSQL, s (all users) |
+//   | ---- | -------------- | ----------- | ------------------ | --------------- | ------------------------- |
+//   | 1    | 27.5 / 18.0    | 4.87 / 4.29 | 8.04 / 6.13        | 0.633 / 0.490   | 36.3 / 27.0               |
+//   | 2    | 16.7 / 16.8    | 4.69 / 3.63 | 7.76 / 5.39        | 0.567 / 0.518   | 10.4 / 26.1               |
+//   | 3    | 9.8 / 10.8     | 3.16 / 3.80 | 4.70 / 5.17        | 0.534 / 0.462   | 7.9 / 16.3                |
+//   | 4    | 14.2 / 12.6    | 3.51 / 3.70 | 5.76 / 5.16        | 0.594 / 0.482   | 16.7 / 16.7               |
+//
+// (Pair 1's base run had 6 VMs fail awaitReady at load 27, speed 900 ms.)
+// The CLI's share fell in every pair (CLI / authority medians 0.581 ->
+// 0.486, -16%: ~0.1 ms of CLI CPU per VM at the authority's ~1.1 ms); its
+// apply-phase CPU was lower in 3 of 4 pairs, CPU per VM in 2 of 4: the
+// absolute figures moved with the load (speed 68-377 ms between the runs of
+// one pair), so CPU per VM and PostgreSQL's (every backend, other sessions'
+// tests included) say little here. Members took 3-8 s at this load (median),
+// so HOLD_MS split most into 2-3 writes; members under 2 s (a quiet
+// machine) would make one. Not measured: P 10 (no bench slot left before
+// the session's deadline), and a quiet machine's figures.
+//
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

@@ -3,7 +3,7 @@ import { appliedPlans, createTestDatabase, memoryRecord, pgCutProxy, testPostgre
 import { openRecord } from '../record/open.ts';
 import type { FleetRecord, JournalRow, LockHandle } from '../record/types.ts';
 import { retryingRecord } from './record-retry.ts';
-import { closeInterrupted } from './interrupted.ts';
+import { CARRIED_OUT_DETAIL, closeInterrupted } from './interrupted.ts';
 import { computePlan } from '../plan/planner.ts';
 import { noRulesPolicy } from '../plan/policy-port.ts';
 import { dataCenter, makeFleet, makePack, makeStack } from '../plan/test-support.ts';
@@ -225,7 +225,7 @@ describe('applyPlan', () => {
         // Left `started`: the next apply of the fleet closes them, under its lock.
         expect(open.length).toBe(stepCount(p.changes[1]));
         const next = await base.acquireLocks(p.stack, ['web'], { who: 'ci', host: 'h', pid: 2, planId: 'plan-next' });
-        expect(await closeInterrupted(base, p.stack, ['web'])).toEqual({ plans: [p.id], steps: open.length, members: ['web/1'] });
+        expect(await closeInterrupted(base, p.stack, ['web'])).toEqual({ plans: [p.id], steps: open.length, carriedOut: 0, members: ['web/1'] });
         await next.release();
         expect((await base.unfinishedSteps(p.stack)).map((st) => `${st.address} ${st.status}: ${st.detail}`)).toEqual(
           open.map(() => 'web/1 failed: interrupted: the apply stopped before this step answered'),
@@ -368,7 +368,8 @@ describe('applyPlan', () => {
       // The member's `started` rows are written; every `done` row fails, while its later steps are still being answered (2 ms each).
       const failing = new Proxy(record, {
         get(target, key) {
-          if (key === 'journal') return (row: { status: string }) => (row.status === 'done' ? Promise.reject(full) : target.journal(row as Parameters<typeof target.journal>[0]));
+          // A member's `done` rows are written together (member.ts): one call of several rows.
+          if (key === 'journal') return (rows: { status: string } | { status: string }[]) => ([rows].flat().some((r) => r.status === 'done') ? Promise.reject(full) : target.journal(rows as Parameters<typeof target.journal>[0]));
           const v = Reflect.get(target, key, target) as unknown;
           return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
         },
@@ -858,11 +859,11 @@ describe.skipIf(!pgUrl)('applyPlan whose PostgreSQL record goes away mid-apply (
       const applying = applyPlan({ plan: p, record: w.record, providers: over(clients), owners: { web: 'team' }, parallelism: 1 }).catch((e: unknown) => e);
       await Promise.all([...clients.values()].map((c) => c.sent));
       w.proxy.cut(3_600_000);
-      // web/0 (miami) gets its answers while the record is down: its journal rows (one write per answer) give up after
-      // the budget. The record stays down until every one of them did: one write begun a moment later would else be
-      // retried into the record once it is back, and journalled.
+      // web/0 (miami) gets its answers while the record is down: its `done` rows (held, written together in one call
+      // at the member's end) give up after the budget. The record stays down until that write did: one begun a moment
+      // later would else be retried into the record once it is back, and journalled.
       clients.get('miami')!.open();
-      await w.journalGaveUp('web/0', labels.length);
+      await w.journalGaveUp('web/0', 1);
       // The executor learns it through promise callbacks only (web/0's run rejects, the apply stops): all run before
       // the next turn of the event loop, so the stop is set before the record comes back.
       await new Promise((r) => setImmediate(r));
@@ -920,6 +921,58 @@ describe.skipIf(!pgUrl)('applyPlan whose PostgreSQL record goes away mid-apply (
 });
 
 describe('closeInterrupted', () => {
+  // A member's `done` rows are held and written together (member.ts), so a CLI killed after its data center carried
+  // a step out, before that write, leaves the step `started`. closeInterrupted closed every such step `failed:
+  // interrupted`, a journal that said a carried-out step was not; it closes `done` those whose edge the record's
+  // history holds under their plan. Here the apply runs against a real authority and DMZ client, its record
+  // dropping what a killed CLI never wrote (every `done` row, its plan's end).
+  it('closes `done` the steps left `started` whose edge the record shows carried out under their plan, `failed` the others', async () => {
+    const world = await startTestWorld({ client: { batch: true, baseDelayMs: 1 }, sim: { latencyMs: 2 } });
+    try {
+      const p = computePlan({
+        stack: { ...makeStack(dcs), name: world.stack },
+        pack: makePack(),
+        fleets: [makeFleet('web', { count: 2, placement: { strategy: 'spread' } })],
+        record: [],
+        fleetVersions: {},
+        options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
+        policy: noRulesPolicy,
+        id: `plan-${Math.random().toString(16).slice(2)}`,
+      });
+      const killed = new Proxy(world.record, {
+        get(target, key) {
+          if (key === 'journal')
+            return (rows: Parameters<FleetRecord['journal']>[0], o?: Parameters<FleetRecord['journal']>[1]) => {
+              const kept = [rows].flat().filter((r) => r.status !== 'done');
+              return kept.length === 0 ? Promise.resolve() : target.journal(kept, o);
+            };
+          if (key === 'finishPlan') return () => Promise.resolve();
+          const v = Reflect.get(target, key, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const clients = new Map([...world.dcs].map(([name, dc]) => [name, dc.client]));
+      const result = await applyPlan({ plan: p, record: killed, providers: over(clients), owners: { web: 'team' }, parallelism: 2 });
+      expect(result).toMatchObject({ failed: [], succeeded: 2 });
+      // A step of the plan no data center carried out (its row `started`, its request never sent).
+      const [vm] = await world.record.listVms(world.stack);
+      await world.record.journal({ planId: p.id, address: vm.address, seq: 99, vmId: vm.id, from: 'Running', to: 'ShuttingDown', idempotencyKey: `${p.id}/${vm.address}/99`, status: 'started', detail: null });
+      const open = await world.record.unfinishedSteps(world.stack);
+      expect(open.length).toBe(13);
+      const closed = await closeInterrupted(world.record, world.stack, ['web']);
+      expect(closed).toMatchObject({ plans: [p.id], steps: 13, carriedOut: 12 });
+      expect(await world.record.unfinishedSteps(world.stack)).toEqual([
+        expect.objectContaining({ seq: 99, status: 'failed', detail: 'interrupted: the apply stopped before this step answered' }),
+      ]);
+      const rows = await world.record.planJournal(p.id);
+      const last = new Map(rows.map((r) => [`${r.address}/${r.seq}`, r]));
+      expect([...last.values()].filter((r) => r.seq !== 99).map((r) => `${r.status}: ${r.detail}`)).toEqual(Array(12).fill(`done: ${CARRIED_OUT_DETAIL}`));
+      expect((await world.record.listPlans(world.stack, { id: p.id })).map((x) => x.result)).toEqual(['interrupted']);
+    } finally {
+      await world.close();
+    }
+  });
+
   it('records `interrupted` an apply left `running` with no step open and no lock (it stopped with the record down, or died before its first step); one that holds a lock is left alone', async () => {
     const record = await memoryRecord();
     try {
@@ -932,7 +985,7 @@ describe('closeInterrupted', () => {
       const live = await record.acquireLocks('st', ['db'], { who: 'ci', host: 'h', pid: 1, planId: 'live' });
       // The caller's own lock (web), under its own plan id.
       const mine = await record.acquireLocks('st', ['web'], { who: 'ci', host: 'h', pid: 2, planId: 'next' });
-      expect(await closeInterrupted(record, 'st', ['web'])).toEqual({ plans: ['gone'], steps: 0, members: [] });
+      expect(await closeInterrupted(record, 'st', ['web'])).toEqual({ plans: ['gone'], steps: 0, carriedOut: 0, members: [] });
       const result = Object.fromEntries((await record.listPlans('st')).map((x) => [x.id, x.result]));
       expect(result).toEqual({ gone: 'interrupted', live: 'running', done: 'succeeded' });
       await live.release();

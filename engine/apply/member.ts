@@ -148,6 +148,9 @@ export class MemberUnrecorded extends Error {
   }
 }
 
+/** How long a member's answered steps' `done` rows are held at most before they are written (runMember): its progress lags its answers by at most this. */
+export const HOLD_MS = 2000;
+
 /** The detail of the `skipped` rows of a member whose requests were never sent because the apply stopped first. */
 export const NOT_SENT_DETAIL = 'not sent: the apply stopped before this member\'s requests went out';
 /** Likewise, because the apply was interrupted first (its signal: fleet apply's Ctrl-C or SIGTERM). */
@@ -189,8 +192,8 @@ export async function runMember(
   };
 
   // The member's requests go out together (a run per provider call); each is
-  // journalled `started` before that (one record call: one INSERT), and `done` or
-  // `failed` as its answer comes in. Journal rows of one turn share one
+  // journalled `started` before that (one record call: one INSERT), and `failed`
+  // as its answer comes in, `done` held (below). Journal rows of one turn share one
   // INSERT (group commit); events follow the commit of what they report, in
   // step order.
   try {
@@ -229,17 +232,43 @@ export async function runMember(
     // rejection meanwhile: it killed the CLI with a stack trace, mid-apply.
     written.catch(() => {});
   };
+  // The `done` rows of a run's answers are held and written together (one
+  // record call), not one per answer: at the member's end, before a failure's
+  // row, or HOLD_MS after the first one held (a step of minutes still has the
+  // ones before it journalled, and shown, within HOLD_MS). A CLI killed
+  // meanwhile leaves them `started`; the next apply's closeInterrupted closes
+  // those its record shows carried out `done` (docs/recovery.md, "Crashes").
+  // Their events follow the commit, in step order, as every row's do.
+  let held: number[] = [];
+  let holding: NodeJS.Timeout | undefined;
+  const flush = () => {
+    if (holding !== undefined) clearTimeout(holding);
+    holding = undefined;
+    if (held.length === 0) return;
+    const ks = held;
+    held = [];
+    after(
+      record.journal(ks.map((k) => row(k, 'done', null))).then(() => {
+        for (const k of ks) committed.add(k);
+      }),
+      () => {
+        for (const k of ks) {
+          emit(stepEvent(k, 'done'));
+          if (k + 1 < requests.length) emit(stepEvent(k + 1, 'started'));
+        }
+      },
+    );
+  };
   const onAnswer = (k: number, result: StepResult) => {
     replies = k + 1;
     heard[k] = 1;
     if (result.outcome === 'ok') {
       done++;
-      after(answerRow(k, record.journal(row(k, 'done', null))), () => {
-        emit(stepEvent(k, 'done'));
-        if (k + 1 < requests.length) emit(stepEvent(k + 1, 'started'));
-      });
+      held.push(k);
+      holding ??= setTimeout(flush, HOLD_MS);
       return;
     }
+    flush();
     const r = requests[k];
     const code = result.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed';
     const why = result.outcome === 'vetoed' ? result.reason : (result.error?.message ?? result.reason);
@@ -263,7 +292,9 @@ export async function runMember(
       else if (c.method === 'update') await provider.update(c.vmId, current, inputs, planned);
       else await provider.delete(c.vmId, { ...current, vmId: c.vmId }, planned);
     }
+    flush();
   } catch (err) {
+    flush();
     // A step answered not ok: the provider throws what onAnswer has recorded already.
     // Otherwise the first unanswered step could not be carried out (rejected, or the DMZ client unreachable).
     if (!failure) {

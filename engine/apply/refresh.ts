@@ -6,7 +6,7 @@
 // writes nothing: a one-edge difference is then `edge`, not `recorded`.
 import { hostname } from 'node:os';
 import { FleetError, diag, type Code, type Diagnostic } from '../diags/index.ts';
-import { bootStates } from '../policy/index.ts';
+import { bootStates, bootedStates } from '../policy/index.ts';
 import type { Lifecycle } from '../policy/types.ts';
 import { holderGone, lockHolder } from '../record/locks.ts';
 import type { FleetRecord, LockHandle, LockRow, VmRow } from '../record/types.ts';
@@ -90,7 +90,9 @@ export function driftPath(lc: Lifecycle, state: string, observed: string, agent?
  * | edge          | as recorded; --check: refresh would record it                     |
  * | not-an-edge   | no path of the diagram leads from the record's state to the       |
  * |               | cloud's (or only through a failure state), or the path would put  |
- * |               | the record in a boot state no approved edge led to (driftPath);   |
+ * |               | the record in a boot state no approved edge led to (driftPath),   |
+ * |               | or the VM is in a failure state whose latest boot the authority   |
+ * |               | denied (deniedInCloud: kept there, deleted and created again);    |
  * |               | left as is                                                        |
  * | missing       | the record holds the VM, the data center does not; refresh        |
  * |               | records where that leaves it (missingOutcome), --check says where |
@@ -259,6 +261,28 @@ async function poweredOffWhy(record: FleetRecord, lc: Lifecycle, stack: string, 
   return `${what}. Its disk and cloud VM ${a.cloudId} are kept: ${next} along an approved boot edge, with a fresh boot token`;
 }
 
+/**
+ * Of `vms` (one data center's), those in a failure state with a cloud id that
+ * their cloud holds in another state and whose latest boot the authority
+ * denied (FleetRecord.deniedBoots). refresh keeps them in their failure
+ * state: the record's BootFailed is the truth that the VM may not boot again
+ * (a denied VM whose driver could not delete it, powered off by its agent),
+ * and the planner reads a denial only in a failure state (engine/plan/run.ts
+ * markDeniedBoots). One query, of those few VMs only; none when there are none.
+ */
+async function deniedInCloud(record: FleetRecord, lc: Lifecycle, vms: readonly VmRow[], byId: ReadonlyMap<string, ActualVm>, skipped: ReadonlySet<string>): Promise<Set<string>> {
+  const failure = new Set(lc.failure);
+  const ids = vms
+    .filter((v) => failure.has(v.state) && v.cloudId !== null && !skipped.has(v.fleet) && v.retiredAt === null)
+    .filter((v) => {
+      const a = byId.get(v.id);
+      return a !== undefined && a.observedState !== v.state;
+    })
+    .map((v) => v.id);
+  if (ids.length === 0) return new Set();
+  return new Set(await record.deniedBoots(ids, bootedStates(lc)));
+}
+
 /** The comparison itself, for the VMs of fleets not in `skipped`; `stillHeld` throws once a lock was lost, before each write. */
 async function compare(session: StackSession, vms: readonly VmRow[], skipped: ReadonlySet<string>, write: boolean, actor: string, stillHeld: () => void): Promise<RefreshResult> {
   const { stack, pack } = session;
@@ -286,7 +310,9 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
         return;
       }
       const byId = new Map(actual.filter((a) => a.status === 'present').map((a) => [a.vmId, a]));
-      for (const vm of vms.filter((v) => v.dataCenter === dc.name)) {
+      const mine = vms.filter((v) => v.dataCenter === dc.name);
+      const denied = await deniedInCloud(record, lc, mine, byId, skipped);
+      for (const vm of mine) {
         if (skipped.has(vm.fleet)) {
           // Left alone (an apply holds it); its VM is known, not `unknown`.
           byId.delete(vm.id);
@@ -314,6 +340,18 @@ async function compare(session: StackSession, vms: readonly VmRow[], skipped: Re
           continue;
         }
         if (a.observedState === vm.state) continue;
+        if (denied.has(vm.id)) {
+          // Its boot was denied: recording BootFailed -> PoweredOff (or on) would take it out of the failure state
+          // the plan's recreate reads (FleetRecord.deniedBoots is asked of failure states only), and the next apply
+          // would boot the VM the authority refused, same disk, with a fresh token.
+          await notAnEdge(
+            a.observedState,
+            `${dc.name} reports ${a.observedState} but the record holds ${vm.state}, and the authority denied its latest boot (its DMZ client reported it driver.boot-denied): ` +
+              `kept in ${vm.state}, so \`fleet apply\` deletes VM ${a.cloudId} and creates ${vm.address} again rather than boot it again (docs/recovery.md, "A denied VM its data center still holds")`,
+            `its latest boot denied by the authority; kept in ${vm.state}, to be deleted and created again`,
+          );
+          continue;
+        }
         // One edge, or several along the diagram's path (never into a failure
         // state): recorded edge by edge, each a history row, so the next plan
         // starts from the observed state.

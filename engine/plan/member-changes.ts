@@ -48,6 +48,9 @@ export function diffMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): voi
   // A VM whose boot the authority denied is not booted again, whatever else its spec changes (a resize would boot it
   // after): it goes along the recovery edges, and a new VM takes its place.
   if (deniedAndPresent(s, row)) return recreateMember(s, row, spec, action === 'update' ? diff : undefined);
+  // A VM an earlier apply committed to deletion and did not finish deleting, which the spec still wants: nothing
+  // leads back from there, so its deletion is finished and a new VM takes its place.
+  if (committedToDeletion(s, row)) return recreateMember(s, row, spec, action === 'update' ? diff : undefined);
   if (action === 'update') return updateMember(s, row, spec, diff);
   transitionMember(s, row, spec);
 }
@@ -64,6 +67,24 @@ export function diffMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): voi
  */
 function deniedAndPresent(s: PlanState, row: PlanVmRow): boolean {
   return row.bootDenied === true && row.cloudId != null && s.lc.failure.includes(row.state);
+}
+
+/**
+ * A member whose VM an earlier apply committed to deletion (BeingDeleted in
+ * the default pack: no state a spec may ask for is reachable from it) and did
+ * not finish deleting: its `deleteVm` failed or did not answer (the old VM of
+ * a replace, e.g. one whose boot the authority denied and whose data center
+ * still refused the delete). Its spec wants it again (its count, or the
+ * replace's new VM): walking on to the spec's state has no path (the plan
+ * said `no path from BeingDeleted to Running` and every apply was blocked),
+ * so it is deleted along the rest of its way (`BeingDeleted » Deleted`) and
+ * created again (recreateMember). Not a failure state (those have their
+ * recovery edges) nor a terminal one (retired).
+ */
+function committedToDeletion(s: PlanState, row: PlanVmRow): boolean {
+  const { lc } = s;
+  if (lc.isTerminal(row.state) || lc.failure.includes(row.state)) return false;
+  return !lc.requestable.some((r) => s.path(row.state, r) !== undefined);
 }
 
 /**
@@ -104,7 +125,8 @@ function transitionMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet): void
 
 /**
  * A member stuck in a failure state with no VM in the cloud, or with the VM
- * whose boot the authority denied (deniedAndPresent): a replace whose old VM
+ * whose boot the authority denied (deniedAndPresent), or whose VM an earlier
+ * apply did not finish deleting (committedToDeletion): a replace whose old VM
  * goes first (there is nothing to keep serving), along the recovery edges to
  * the terminal state (its deleteVm deletes the cloud VM, or finds nothing to
  * delete), and a new VM at the same address and data center. `diff`: what
@@ -130,7 +152,9 @@ function recreateMember(s: PlanState, row: PlanVmRow, spec: LoadedFleet, diff?: 
     steps: [...s.steps(oldEnd, 'old'), ...s.steps(path, 'new')],
     reason: denied
       ? `recover: ${row.state} after a denied boot; the authority refused VM ${row.cloudId}, which ${row.dataCenter} still holds (powered off), so it is not booted again: delete it along the recovery edges and create it again`
-      : `recover: ${row.state} and ${row.dataCenter} has no VM of it; delete it along the recovery edges and create it again`,
+      : s.lc.failure.includes(row.state)
+        ? `recover: ${row.state} and ${row.dataCenter} has no VM of it; delete it along the recovery edges and create it again`
+        : `recover: ${row.state}, where an earlier apply did not finish deleting ${row.cloudId ? `VM ${row.cloudId}` : 'it'} (its deleteVm failed or did not answer), and nothing leads from there to ${spec.state}: finish deleting it and create it again`,
     ...(diff ? { diff } : {}),
     placement: {
       strategy: 'existing',

@@ -167,6 +167,23 @@ describe('computePlan: every stuck member has a way out', () => {
     expect(c.steps.filter((s) => s.member === 'old').map((s) => s.operation)).not.toContain('boot');
   });
 
+  // An earlier apply committed the VM to deletion and did not finish (its deleteVm failed: the old VM of a replace, a
+  // denied VM its data center still would not delete). The plan said `no path from BeingDeleted to Running` and was
+  // blocked on every apply: it finishes the deletion and creates the member again (with its new size, if resized).
+  it.each([
+    { cloudId: 'sim-1' as string | null, size: undefined, vm: 'VM sim-1' },
+    { cloudId: null, size: { cpu: 4, memoryGiB: 8, diskGiB: 20 }, vm: 'it' },
+  ])('a BeingDeleted VM its spec still wants (cloud id $cloudId) is deleted along BeingDeleted » Deleted and created again', ({ cloudId, size, vm }) => {
+    const f = size ? makeFleet('web', { count: 1, size }) : makeFleet('web', { count: 1 });
+    const plan = computePlan(input([f], [{ ...vmRow(f, 0, { state: 'BeingDeleted', size: web.size }), cloudId }]));
+    expect(plan.policy.violations).toEqual([]);
+    const c = plan.changes.find((x) => x.address === 'web/0')!;
+    expect(`${c.action} ${c.path.join('>')} old ${c.oldPath?.join('>')} ${c.replaceOrder}`).toBe(`replace ${RUN} old BeingDeleted>Deleted delete-before-create`);
+    expect(c.reason).toBe(`recover: BeingDeleted, where an earlier apply did not finish deleting ${vm} (its deleteVm failed or did not answer), and nothing leads from there to Running: finish deleting it and create it again`);
+    expect(c.steps.filter((st) => st.member === 'old').map((st) => st.operation)).toEqual(['deleteVm']);
+    if (size) expect(c.size).toEqual(size);
+  });
+
   it('a PoweredOff spec recovers to PoweredOff, and a lowered count deletes a gone BootFailed VM along the recovery edges', () => {
     const off = makeFleet('web', { count: 1, state: 'PoweredOff' });
     const plan = computePlan(input([off], [{ ...vmRow(off, 0, { state: 'BootFailed' }), cloudId: null }, { ...vmRow(off, 1, { state: 'BootFailed' }), cloudId: null }]));

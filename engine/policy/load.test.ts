@@ -279,6 +279,43 @@ describe('loadPack: .inf and .nan in settings', () => {
   });
 });
 
+// owner-quota's limits name owners, yet any key was taken: a 200,000-character one, or an empty one, loaded, and held
+// no fleet to its limits (a fleet's owner is 1 to 64 characters, fleet.schema.json): a quota that limited nothing.
+describe('loadPack: owner-quota names owners as a fleet file does (1 to 64 characters)', () => {
+  const long = (n: number) => 'a'.repeat(n);
+  it.each([
+    { name: 'a 65-character owner', key: long(65), detail: 'Rule owner-quota: owner "' },
+    { name: 'a 200,000-character owner', key: long(200_000), detail: 'must be at most 64 characters (it is 200000)' },
+    { name: 'an empty owner', key: '""', detail: 'Rule owner-quota: owner "" in limits must not be empty' },
+  ])('$name in policy.yaml is one diagnostic at the key', async ({ key, detail }) => {
+    const dir = await packVariant('limits: {}', `limits: { team-a: { vms: 4 }, ${key}: { vms: 1 } }`);
+    const r = await loadPack(dir);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual(['policy.rule-config@50:37']);
+    expect(r.diagnostics[0].detail).toContain(detail);
+    expect(r.diagnostics[0].detail).toContain("a fleet's owner");
+    expect(r.diagnostics[0].detail.length).toBeLessThan(600);
+  });
+
+  it('a 65-character owner in the stack file is one diagnostic there, at the key, saying the limit and why', async () => {
+    const owner = '\u{1d538}'.repeat(65);
+    const dir = await scratch({ 'stack.yaml': `apiVersion: fleet/v1\nkind: Stack\nspec:\n  policyPack:\n    path: x\n    config:\n      owner-quota: { limits: { ${owner}: { vms: 1 } } }\n` });
+    const stackFile = join(dir, 'stack.yaml');
+    const r = await loadPack(DEFAULT_PACK_DIR, { 'owner-quota': { limits: { [owner]: { vms: 1 } } } }, { stackFile });
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual(['policy.rule-config@7:32']);
+    expect(r.diagnostics[0].file).toBe(stackFile);
+    expect(r.diagnostics[0].detail).toMatch(/^Rule owner-quota: owner "\u{1d538}+.*" in limits must be at most 64 characters \(it is 65\): a fleet's owner is at most 64 characters \(and not empty\), so no fleet would be held to this limit\.$/u);
+  });
+
+  it('takes owners of 64 characters', async () => {
+    const owner = '\u{1d538}'.repeat(64);
+    const r = await loadPack(DEFAULT_PACK_DIR, { 'owner-quota': { limits: { [owner]: { vms: 1 }, [long(64)]: { cpu: 2 } } } });
+    expect(r.diagnostics).toEqual([]);
+    expect(Object.keys(r.pack!.rules.get('owner-quota')!.config.limits as object)).toEqual([owner, long(64)]);
+  });
+});
+
 describe('loadPack: custom rule modules', () => {
   it('loads rules from the pack modules, with their settings', async () => {
     const r = await loadPack(CUSTOM_PACK_DIR);

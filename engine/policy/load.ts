@@ -111,7 +111,12 @@ const PACK_IDENTITY: Readonly<Record<string, { form: string }>> = {
 };
 const PACK_IDENTITY_WHY = "the pack's name and version are recorded with every plan as <name>@<version>, and shown in diagnostics, plans and the dashboard";
 
-/** Located diagnostics for ajv errors; an unknown key is pointed at the key itself. */
+/** What the keys of a built-in rule's setting name, and why their length is bounded, by rule and instance path. */
+const KEY_NAMES: Readonly<Record<string, { what: string; why: string }>> = {
+  'owner-quota /limits': { what: 'owner', why: "a fleet's owner is at most 64 characters (and not empty), so no fleet would be held to this limit" },
+};
+
+/** Located diagnostics for ajv errors; an unknown key (or one its mapping's propertyNames refuse) is pointed at the key itself. */
 export function schemaDiagnostics(
   errors: readonly ErrorObject[],
   where: (path: (string | number)[]) => Where,
@@ -119,10 +124,31 @@ export function schemaDiagnostics(
   prefix = '',
   /** The document validated: an enum's miss is looked up in it for a "did you mean". */
   root?: unknown,
+  /** What the keys of the mapping at an instance path name, and why their length is bounded (KEY_NAMES). */
+  keys: (instancePath: string) => { what: string; why: string } | undefined = () => undefined,
 ): Diagnostic[] {
-  return errors.map((e) => {
+  // A propertyNames failure comes as the key's own error (with `propertyName` set, at the mapping) and the mapping's
+  // naming the key: only the second is told.
+  return errors.filter((e) => e.propertyName === undefined).map((e) => {
     const path = pointerPath(e.instancePath);
     const name = path.length ? path.map((p) => clip(String(p))).join('.') : '(document)';
+    if (e.keyword === 'propertyNames') {
+      // Located at the key; its length is what is wrong (an empty one, a 200,000-character one).
+      const key = String((e.params as { propertyName: string }).propertyName);
+      const { minLength, maxLength } = (e.parentSchema?.propertyNames as { minLength?: number; maxLength?: number } | undefined) ?? {};
+      const named = keys(e.instancePath);
+      const what = `${named?.what ?? 'key'} ${quote(key)} in ${name}`;
+      const length = [...key].length;
+      const wrong =
+        minLength !== undefined && length < minLength
+          ? minLength === 1
+            ? 'must not be empty'
+            : `must be at least ${minLength} characters (it is ${length})`
+          : maxLength !== undefined && length > maxLength
+            ? `must be at most ${maxLength} characters (it is ${length})`
+            : 'is not allowed';
+      return diag(code, `${prefix}${what} ${wrong}${named ? `: ${named.why}` : ''}.`, where([...path, key]));
+    }
     if (e.keyword === 'additionalProperties') {
       const key = String((e.params as { additionalProperty: string }).additionalProperty);
       // The keys allowed there (ajv's verbose errors carry the schema object the key broke): a likely typo is named.
@@ -449,7 +475,7 @@ export async function loadPack(
       continue;
     }
     if (!check(config)) {
-      diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `, config));
+      diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `, config, (p) => KEY_NAMES[`${name} ${p}`]));
       continue;
     }
     // Settings that name a lifecycle state must name one of the pack's (a default is

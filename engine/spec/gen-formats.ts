@@ -143,6 +143,7 @@ function constraints(s: Schema): string {
   if (s.minLength === 1) out.push('non-empty');
   if (has('maxLength')) out.push(`at most ${String(s.maxLength)} characters`);
   if (has('minItems')) out.push(`at least ${String(s.minItems)} item${s.minItems === 1 ? '' : 's'}`);
+  if (has('maxProperties')) out.push(`at most ${String(s.maxProperties)} entries`);
   if (s.uniqueItems) out.push('unique items');
   if (has('pattern')) out.push(`matches \`${String(s.pattern)}\``);
   return out.join(', ').replace(/\|/g, '\\|');

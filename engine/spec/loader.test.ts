@@ -393,12 +393,18 @@ describe('problems', () => {
     // A fleet's owner and labels had no limit: a 200,000-character owner validated, went into every VM's record row
     // and every create the authority judges, and was quoted in plans. Owner at most 64; labels as Kubernetes' (a key
     // at most 63 characters, a value at most 256).
+    const labels = (n: number) => Array.from({ length: n }, (_, i) => `    l${i}: v\n`).join('');
     const fleetWith = (meta: string) => `apiVersion: fleet/v1\nkind: Fleet\nmetadata:\n  name: web\n${meta}spec:\n  count: 2\n  image: ubuntu-22.04\n  size: { cpu: 2, memoryGiB: 4, diskGiB: 20 }\n`;
     it.each([
       { what: 'a 200,000-character owner', meta: `  owner: ${long(200_000)}\n`, at: 'specs/web.yaml:5:10', limit: 'metadata.owner must be at most 64 characters (it is 200000)', why: 'quota limits' },
       { what: 'a 65-character owner', meta: `  owner: ${'é'.repeat(65)}\n`, at: 'specs/web.yaml:5:10', limit: 'metadata.owner must be at most 64 characters (it is 65)', why: 'quota limits' },
       { what: 'a 64-character label key', meta: `  owner: team-a\n  labels:\n    env: prod\n    ${long(64)}: x\n`, at: 'specs/web.yaml:8:5', limit: 'must be at most 63 characters (it is 64)', why: 'Kubernetes' },
       { what: 'a 200,000-character label value', meta: `  owner: team-a\n  labels:\n    env: ${long(200_000)}\n`, at: 'specs/web.yaml:7:10', limit: 'metadata.labels.env must be at most 256 characters (it is 200000)', why: 'Kubernetes' },
+      // An empty key validated (`"": x`), and a fleet could carry any number of labels (every one in each plan, review
+      // and record row): a key must not be empty, and a fleet has at most 64 labels; the refusal is at the 65th key.
+      { what: 'an empty label key', meta: `  owner: team-a\n  labels:\n    env: prod\n    "": x\n`, at: 'specs/web.yaml:8:5', limit: 'Label key "" must not be empty', why: 'policy rules' },
+      { what: '65 labels', meta: `  owner: team-a\n  labels:\n${labels(65)}`, at: 'specs/web.yaml:71:5', limit: 'metadata.labels must have at most 64 labels (it has 65); the 65th is "l64"', why: 'policy rules' },
+      { what: '1,000 labels', meta: `  owner: team-a\n  labels:\n${labels(1_000)}`, at: 'specs/web.yaml:71:5', limit: 'metadata.labels must have at most 64 labels (it has 1000)', why: 'policy rules' },
     ])('refuses $what in a fleet file', async ({ meta, at, limit, why }) => {
       const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': fleetWith(meta) });
       const r = await loadStack(dir, { cwd: dir, env: {} });
@@ -410,7 +416,7 @@ describe('problems', () => {
     });
 
     it('accepts an owner and labels at the limits', async () => {
-      const meta = `  owner: ${'𝔸'.repeat(64)}\n  labels:\n    ${long(63)}: ${'é'.repeat(256)}\n`;
+      const meta = `  owner: ${'𝔸'.repeat(64)}\n  labels:\n    ${long(63)}: ${'é'.repeat(256)}\n${labels(62)}    e: ""\n`;
       const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': fleetWith(meta) });
       const r = await loadStack(dir, { cwd: dir, env: {} });
       expect(r.diagnostics).toEqual([]);

@@ -115,7 +115,16 @@ const LENGTH_WHY: Readonly<Record<string, string>> = {
     "the owner is matched exactly against quota limits and entitlements, kept with every VM in the record, sent with every create and named in plans, reviews and diagnostics; 64 characters hold any team's name",
   'Fleet /metadata/labels (key)': "a label's key is at most 63 characters and its value at most 256, as in Kubernetes: labels are matched by policy rules and shown in plans and reviews",
   'Fleet /metadata/labels/*': "a label's key is at most 63 characters and its value at most 256, as in Kubernetes: labels are matched by policy rules and shown in plans and reviews",
+  'Fleet /metadata/labels (empty key)': 'policy rules match labels by their key, and an empty one shows as nothing in plans and reviews',
+  'Fleet /metadata/labels (count)': "every label is matched by the policy rules at each plan and shown in plans and reviews; 64 hold any fleet's",
 };
+
+/** 65 -> `65th`. */
+function ordinal(n: number): string {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+  return `${n}${suffix}`;
+}
 
 /** The LENGTH_WHY key of a maxLength error at `instancePath` of a `kind` document: list indexes and label keys as `*`. */
 function lengthKey(kind: DocKind, instancePath: string): string {
@@ -144,17 +153,32 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
   switch (e.keyword) {
     case 'propertyNames': {
       // A key refused by the mapping's propertyNames (ajv gives its own error, dropped in validateDoc, and this one
-      // naming the key): located at the key. The only one is a label key's length (fleet.schema.json).
+      // naming the key): located at the key. The only ones are a label key's length, empty or too long (fleet.schema.json).
       const key = String(p.propertyName);
-      const limit = (e.parentSchema?.propertyNames as { maxLength?: number } | undefined)?.maxLength;
+      const { minLength, maxLength } = (e.parentSchema?.propertyNames as { minLength?: number; maxLength?: number } | undefined) ?? {};
       const what = kind === 'Fleet' && e.instancePath === '/metadata/labels' ? 'Label key' : `A key of ${name}`;
-      const why = LENGTH_WHY[`${kind} ${e.instancePath} (key)`];
+      const at = keyWhere(src, [...path, key]);
+      const length = [...key].length;
+      if (minLength !== undefined && length < minLength) {
+        const why = LENGTH_WHY[`${kind} ${e.instancePath} (empty key)`];
+        return diag('spec.out-of-range', `${what} ${quote(key)} must not be empty${why ? `: ${why}` : ''}.`, at);
+      }
+      if (maxLength !== undefined && length > maxLength) {
+        const why = LENGTH_WHY[`${kind} ${e.instancePath} (key)`];
+        return diag('spec.out-of-range', `${what} ${quote(key)} must be at most ${maxLength} characters (it is ${length})${why ? `: ${why}` : ''}.`, at);
+      }
+      return diag('spec.invalid-value', `${what} ${quote(key)} is not allowed.`, at);
+    }
+    case 'maxProperties': {
+      // Told at the first key past the limit (the mapping may hold thousands): the one to remove from.
+      const keys = data !== null && typeof data === 'object' ? Object.keys(data) : [];
+      const limit = Number(p.limit);
+      const why = LENGTH_WHY[`${kind} ${e.instancePath} (count)`];
+      const noun = kind === 'Fleet' && e.instancePath === '/metadata/labels' ? 'labels' : 'keys';
       return diag(
-        limit !== undefined && [...key].length > limit ? 'spec.out-of-range' : 'spec.invalid-value',
-        limit !== undefined && [...key].length > limit
-          ? `${what} ${quote(key)} must be at most ${limit} characters (it is ${[...key].length})${why ? `: ${why}` : ''}.`
-          : `${what} ${quote(key)} is not allowed.`,
-        keyWhere(src, [...path, key]),
+        'spec.out-of-range',
+        `${capital(name)} must have at most ${limit} ${noun} (it has ${keys.length}); the ${ordinal(limit + 1)} is ${quote(keys[limit] ?? '')}${why ? `: ${why}` : ''}.`,
+        keys.length > limit ? keyWhere(src, [...path, keys[limit]]) : at,
       );
     }
     case 'additionalProperties': {

@@ -53,14 +53,14 @@ const PLANS = [
 
 describe('dashboard pages', () => {
   it('overview: fleets x data centers x states, locks, recent applies', async () => {
-    const drift = [{ at: '2026-12-01T11:00:00.000Z', address: 'web/1', from: 'Running', to: 'PoweredOff', actor: 'ana@laptop', planId: null, outcome: 'drift', detail: 'refresh: richmond reports PoweredOff' }];
+    const drift = [{ at: '2026-12-01T11:00:00.000Z', address: 'web/1', from: 'Running', to: 'PoweredOff', actor: 'ana@laptop', planId: null, outcome: 'drift', detail: 'refresh: richmond reports PoweredOff', code: null }];
     await expectGolden('overview.html', overviewPage('local', overviewOf(countsOf(VMS), 0, 200), [LOCK], PLANS, drift).text);
   });
 
   it('a VM with its history and boot attempts', async () => {
     const history = [
-      { at: '2026-12-01T09:00:01.000Z', address: 'web/2', from: 'PoweredOn', to: 'Starting', actor: 'ana@laptop', planId: 'p-1', outcome: 'succeeded', detail: null },
-      { at: '2026-12-01T09:00:02.000Z', address: 'web/2', from: 'Starting', to: 'BootFailed', actor: 'dmz:miami', planId: 'p-1', outcome: 'failed', detail: 'boot denied: <script>alert(1)</script>' },
+      { at: '2026-12-01T09:00:01.000Z', address: 'web/2', from: 'PoweredOn', to: 'Starting', actor: 'ana@laptop', planId: 'p-1', outcome: 'succeeded', detail: null, code: null },
+      { at: '2026-12-01T09:00:02.000Z', address: 'web/2', from: 'Starting', to: 'BootFailed', actor: 'dmz:miami', planId: 'p-1', outcome: 'failed', detail: 'boot denied: <script>alert(1)</script>', code: 'driver.boot-denied' },
     ];
     const boots = [{ at: '2026-12-01T09:00:02.000Z', approved: false, reason: 'token already used', dataCenter: 'miami', cloudId: 'sim-miami-2' }];
     const text = vmPage('local', VMS[2], history, boots).text;

@@ -31,6 +31,8 @@ export interface UiHistory {
   planId: string | null;
   outcome: string;
   detail: string | null;
+  /** The error code of a DMZ client's failure report (history.code, e.g. `driver.boot-denied`); null on every other row. */
+  code: string | null;
 }
 
 export interface UiLock {
@@ -202,8 +204,17 @@ ${
 export function driftTable(drift: readonly UiHistory[]): Html {
   if (drift.length === 0) return html`<p class="muted" data-testid="no-drift">The record holds no drift: no <code>fleet refresh</code> found a VM differing from it.</p>`;
   return html`<table id="drift"><thead><tr><th>when</th><th>member</th><th>record → found</th><th>who</th><th>detail</th></tr></thead><tbody>${drift.map(
-    (d) => html`<tr data-address="${d.address}"><td>${d.at}</td><td>${memberLink(d.address)}</td><td>${d.from ?? '∅'} → ${d.to}</td><td>${d.actor}</td><td>${d.detail ?? ''}</td></tr>`,
+    (d) => html`<tr data-address="${d.address}"><td>${d.at}</td><td>${memberLink(d.address)}</td><td>${d.from ?? '∅'} → ${d.to}</td><td>${d.actor}</td><td>${detailOf(d)}</td></tr>`,
   )}</tbody></table>`;
+}
+
+/**
+ * A history row's detail, led by its error code in brackets when a DMZ client reported one (`[driver.boot-denied] …`),
+ * as `fleet history` shows it: a denied boot (the next apply recreates the VM) told from another failure.
+ */
+function detailOf(h: UiHistory): Html {
+  if (!h.code) return html`${h.detail ?? ''}`;
+  return h.detail ? html`<code>[${h.code}]</code> ${h.detail}` : html`<code>[${h.code}]</code>`;
 }
 
 export function driftPage(stack: string, drift: readonly UiHistory[]): Html {
@@ -335,7 +346,7 @@ ${
     ? html`<p class="muted">No history.</p>`
     : html`<table id="history"><thead><tr><th>when</th><th>change</th><th>outcome</th><th>who</th><th>plan</th><th>detail</th></tr></thead><tbody>${history.map(
         (h) =>
-          html`<tr><td>${h.at}</td><td>${h.from ?? '∅'} → ${h.to}</td><td class="${h.outcome === 'succeeded' || h.outcome === 'ok' ? '' : 'bad'}">${h.outcome}</td><td>${h.actor}</td><td>${h.planId ? html`<a href="${planHref(h.planId)}">${h.planId}</a>` : '—'}</td><td>${h.detail ?? ''}</td></tr>`,
+          html`<tr><td>${h.at}</td><td>${h.from ?? '∅'} → ${h.to}</td><td class="${h.outcome === 'succeeded' || h.outcome === 'ok' ? '' : 'bad'}">${h.outcome}</td><td>${h.actor}</td><td>${h.planId ? html`<a href="${planHref(h.planId)}">${h.planId}</a>` : '—'}</td><td>${detailOf(h)}</td></tr>`,
       )}</tbody></table>`
 }
 <h2>Boot attempts</h2>

@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
 import { openRecord, type LockRow, type SqlRecord } from '../record/index.ts';
-import { locksTable, plansTable } from './pages.ts';
+import { locksTable, plansTable, vmPage } from './pages.ts';
 import { recordSource, type UiRecord } from './record-source.ts';
 
 let record: SqlRecord;
@@ -76,6 +76,28 @@ describe('recordSource', () => {
     // The record numbers every lock acquisition (fencing tokens): the first lock has token 1.
     expect(lock.fencingToken).toBe(1);
     expect((await recordSource(record, 'two', pack).listLocks())).toEqual([]);
+  });
+
+  // The code of a DMZ client's failure report (history.code, record schema 18) was read by `fleet history` and
+  // `fleet state show` (9c5c67f) but not by the dashboard: its VM page showed the driver's words, not whether the boot
+  // was denied (the next apply deletes and creates the VM again instead of booting it again).
+  it("gives a failure's error code (null on other rows) and the VM page shows it in brackets before the detail", async () => {
+    const stack = 'coded';
+    const v = await record.insertVm(newVm(stack, 'web', 0), { actor: 'ana' });
+    await record.addHistory(v.id, { from: 'PoweredOff', to: 'PoweredOn', outcome: 'failed', actor: 'dmz-client:miami', requestId: 'rq-9', detail: 'the agent was refused its key', code: 'driver.boot-denied' });
+    await record.addHistory(v.id, { from: 'PoweredOff', to: 'PoweredOn', outcome: 'failed', actor: 'dmz-client:miami', detail: null, code: 'driver.boot-denied' });
+    const src = recordSource(record, stack, pack);
+    const history = await src.history('web/0', 10);
+    expect(history.map((h) => [h.outcome, h.code])).toEqual([
+      ['ok', null],
+      ['failed', 'driver.boot-denied'],
+      ['failed', 'driver.boot-denied'],
+    ]);
+    const vm = await src.vm('web', 0);
+    const text = vmPage(stack, vm!, history, []).text;
+    expect(text).toContain('<td><code>[driver.boot-denied]</code> the agent was refused its key</td></tr>');
+    expect(text).toContain('<td><code>[driver.boot-denied]</code></td></tr>');
+    expect(text.match(/driver\.boot-denied/g)).toHaveLength(2);
   });
 
   it('shows a lock\'s fencing token when the record keeps one', async () => {

@@ -124,5 +124,5 @@ function journalOf(j: JournalRow): UiJournal {
 }
 
 function historyOf(h: Awaited<ReturnType<UiRecord['history']>>[number]) {
-  return { at: h.at, address: h.address, from: h.from, to: h.to, actor: h.actor, planId: h.planId, outcome: h.outcome, detail: h.detail };
+  return { at: h.at, address: h.address, from: h.from, to: h.to, actor: h.actor, planId: h.planId, outcome: h.outcome, detail: h.detail, code: h.code };
 }

@@ -35,8 +35,8 @@ const source: UiSource = {
   stack: 'local',
   pack: { name: 'default@1.0.0', lifecycle: DEFAULT_LIFECYCLE },
   ...paged([vm], [{ address: 'web/0', seq: 0, from: 'Requested', to: 'BeingCreated', status: 'done', detail: null, at: 't' }]),
-  history: async (address) => (address === 'web/0' ? [{ at: 't', address, from: null, to: 'Requested', actor: 'ana', planId: 'p-1', outcome: 'succeeded', detail: null }] : []),
-  drift: async () => [{ at: 't2', address: 'web/0', from: 'Running', to: 'PoweredOff', actor: 'refresh', planId: null, outcome: 'drift', detail: 'refresh: miami reports PoweredOff' }],
+  history: async (address) => (address === 'web/0' ? [{ at: 't', address, from: null, to: 'Requested', actor: 'ana', planId: 'p-1', outcome: 'succeeded', detail: null, code: null }] : []),
+  drift: async () => [{ at: 't2', address: 'web/0', from: 'Running', to: 'PoweredOff', actor: 'refresh', planId: null, outcome: 'drift', detail: 'refresh: miami reports PoweredOff', code: null }],
   listLocks: async () => [],
   recentPlans: async () => [{ id: 'p-1', who: 'ana', startedAt: 't0', finishedAt: 't1', result: 'succeeded', digest: 'd' }],
   // p-old is an apply older than the newest 1000 (recentPlans no longer lists it).

@@ -33,6 +33,12 @@ const VALUES: Record<string, unknown[]> = {
     { env: 'v'.repeat(257) },
     { env: '\u{1d538}'.repeat(256) },
     { ['\u{1d538}'.repeat(64)]: 'v' },
+    // An empty key, and the number of labels (at most 64).
+    { '': 'x' },
+    { env: 'prod', '': '' },
+    { env: '' },
+    Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`l${i}`, 'v'])),
+    Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, 'v'])),
   ],
   count: [0, 3, 100_000, 100_001, -1, 1.5, '3'],
   minCount: [undefined, 0, 2, 3, 4, -1, 1.5, 100_001],

@@ -91,6 +91,8 @@ const MAX_COUNT = 100_000;
 const MAX_OWNER = 64;
 const MAX_LABEL_KEY = 63;
 const MAX_LABEL_VALUE = 256;
+/** How many labels a fleet file's metadata.labels may hold (fleet.schema.json maxProperties). */
+const MAX_LABELS = 64;
 const length = (s: string) => [...s].length;
 
 /** The LoadedFleet the planner reads, with the spec loader's defaults (engine/spec/fleet.ts toLoadedFleet). */
@@ -207,7 +209,10 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
       if (s.labels === null || typeof s.labels !== 'object' || Array.isArray(s.labels) || Object.values(s.labels).some((v) => typeof v !== 'string')) {
         fail('labels', 'labels must map names to strings');
       } else {
+        const count = Object.keys(s.labels).length;
+        if (count > MAX_LABELS) fail('labels', `a fleet has at most ${MAX_LABELS} labels (it has ${count}): every label is matched by the policy rules at each plan and shown in plans and reviews`);
         for (const [k, v] of Object.entries(s.labels)) {
+          if (k === '') fail('labels', 'a label key must not be empty: policy rules match labels by their key, and an empty one shows as nothing in plans and reviews');
           readable(`labels.${k}`, 'label key', k);
           readable(`labels.${k}`, `the value of label ${visible(k)}`, v);
           if (length(k) > MAX_LABEL_KEY) fail(`labels.${k}`, `a label key must be at most ${MAX_LABEL_KEY} characters (it is ${length(k)}), as in Kubernetes`);

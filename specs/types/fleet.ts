@@ -41,7 +41,7 @@ export interface FleetMetadata {
    */
   owner: string;
   /**
-   * Free-form labels matched by policy rules (for example `env: prod`). Keys at most 63 characters and values at most 256, as Kubernetes allows; keys and values in visible characters only, as for `owner`.
+   * Free-form labels matched by policy rules (for example `env: prod`). At most 64 labels; keys not empty and at most 63 characters, values at most 256, as Kubernetes allows; keys and values in visible characters only, as for `owner`.
    */
   labels?: {
     [k: string]: string;

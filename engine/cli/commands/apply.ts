@@ -311,7 +311,7 @@ export function onInterrupt(io: CliIO, say: (text: string) => void = (text) => i
  */
 async function noteInterrupted(io: CliIO, session: StackSession, fleets: readonly string[]): Promise<void> {
   const { closeInterrupted } = await import('../../apply/index.ts');
-  const { plans, steps, members } = await closeInterrupted(session.record, session.stack.name, fleets);
+  const { plans, steps, carriedOut, members } = await closeInterrupted(session.record, session.stack.name, fleets);
   if (plans.length === 0) return;
   if (steps === 0) {
     // An apply that stopped mid-way with the record down (apply.stopped said this apply would close it), or killed before its first step.
@@ -319,7 +319,7 @@ async function noteInterrupted(io: CliIO, session: StackSession, fleets: readonl
     return;
   }
   io.stderr.write(
-    `note: apply ${plans.join(', ')} was interrupted with ${steps} step${steps === 1 ? '' : 's'} unanswered, of ${members.length} member${members.length === 1 ? '' : 's'} (${members
+    `note: apply ${plans.join(', ')} was interrupted with ${steps} step${steps === 1 ? '' : 's'} unjournalled${carriedOut > 0 ? ` (${carriedOut} carried out, closed done)` : ''}, of ${members.length} member${members.length === 1 ? '' : 's'} (${members
       .slice(0, 5)
       .join(', ')}${members.length > 5 ? ', …' : ''}); this plan continues from what the record holds now.\n`,
   );

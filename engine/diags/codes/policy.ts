@@ -90,7 +90,7 @@ export const policyCodes = defineCodes({
   },
   'policy.rule-config': {
     summary: 'Invalid rule config',
-    doc: 'A rule\'s settings (in the pack\'s `rules` or the stack\'s `policyPack.config`) do not match the rule\'s config schema, or a setting is a number that is not finite (YAML\'s `.inf`, `-.inf`, `.nan`: for no limit, leave a quota\'s key out).',
+    doc: 'A rule\'s settings (in the pack\'s `rules` or the stack\'s `policyPack.config`) do not match the rule\'s config schema (owner-quota\'s `limits` naming an owner no fleet can have: empty, or longer than a fleet\'s owner, 64 characters; told at the key), or a setting is a number that is not finite (YAML\'s `.inf`, `-.inf`, `.nan`: for no limit, leave a quota\'s key out).',
     severity: 'error',
   },
   'policy.module-load': {

@@ -55,7 +55,7 @@ export const specCodes = defineCodes({
   },
   'spec.out-of-range': {
     summary: 'Value out of range',
-    doc: 'A number is below its minimum or above its maximum, a string is empty where text is required or longer than its limit (a stack, site or data center name: 40 characters; a fleet\'s owner: 64; a label\'s key: 63 and its value: 256; the detail says the length and why), or a list has fewer items than required. The number is shown as written in the file (`99999999999999999999`, `0x100`), not as the nearest number the parser could hold. docs/formats.md gives each field\'s range.',
+    doc: 'A number is below its minimum or above its maximum, a string is empty where text is required (a label\'s key included) or longer than its limit (a stack, site or data center name: 40 characters; a fleet\'s owner: 64; a label\'s key: 63 and its value: 256; the detail says the length and why), a list has fewer items than required, or a mapping more entries than allowed (a fleet\'s labels: 64, told at the first key past the limit). The number is shown as written in the file (`99999999999999999999`, `0x100`), not as the nearest number the parser could hold. docs/formats.md gives each field\'s range.',
     severity: 'error',
   },
   'spec.invalid-value': {

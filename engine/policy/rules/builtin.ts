@@ -15,8 +15,11 @@ export const ownerQuotaRule: Rule = {
     additionalProperties: false,
     properties: {
       limits: {
+        description: "Each owner's limits, by owner: a fleet's owner as its fleet file names it (1 to 64 characters).",
         type: 'object',
         default: {},
+        // As a fleet's metadata.owner (fleet.schema.json): a longer or empty key would hold no fleet to its limits.
+        propertyNames: { minLength: 1, maxLength: 64 },
         additionalProperties: {
           type: 'object',
           additionalProperties: false,
