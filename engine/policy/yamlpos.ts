@@ -2,7 +2,7 @@
 // the offending node (DESIGN.md: every error is located).
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import { type Where } from '../diags/index.ts';
-import { aliasBomb, duplicateKeyDetail, refusedWarnings } from '../diags/yaml.ts';
+import { UNCHECKED_KEYS, aliasBomb, checkDuplicateKeys, duplicateKeyDetail, refusedWarnings } from '../diags/yaml.ts';
 
 export interface PositionedDoc {
   file: string;
@@ -21,7 +21,9 @@ const MAX_ALIAS_COUNT = 1000;
 export function parseYaml(text: string, file: string): PositionedDoc {
   const lc = new LineCounter();
   // resolveKnownTags false: YAML 1.1's !!binary, !!timestamp, !!set are unknown tags too, refused with the rest.
-  const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: false, prettyErrors: false, resolveKnownTags: false });
+  // Keys given twice: checkDuplicateKeys (linear; the parser's own check is quadratic).
+  const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: false, prettyErrors: false, resolveKnownTags: false, ...UNCHECKED_KEYS });
+  checkDuplicateKeys(doc);
   const at = (offset: number): Where => {
     const p = lc.linePos(offset);
     return { file, line: p.line, col: p.col };

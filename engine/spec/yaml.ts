@@ -2,7 +2,7 @@
 // file, line and column of the node it is about.
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
 import { diag, quote, type Diagnostic, type Where } from '../diags/index.ts';
-import { aliasBomb, duplicateKeyDetail, refusedWarnings } from '../diags/yaml.ts';
+import { UNCHECKED_KEYS, aliasBomb, checkDuplicateKeys, duplicateKeyDetail, refusedWarnings } from '../diags/yaml.ts';
 
 /** One parsed YAML document of a file, with what is needed to map paths back to positions. */
 export interface SourceDoc {
@@ -60,7 +60,9 @@ export function parseYaml(text: string, file: string): ParsedFile {
   // ("(node:123) Warning: Keys with collection values will be stringified")
   // went to stderr besides, --format json or not.
   // resolveKnownTags false: YAML 1.1's !!binary, !!timestamp, !!set are unknown tags too, refused with the rest (refusedWarnings).
-  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true, logLevel: 'error', resolveKnownTags: false });
+  // Keys given twice: checkDuplicateKeys (linear; the parser's own check is quadratic).
+  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, ...UNCHECKED_KEYS, merge: true, logLevel: 'error', resolveKnownTags: false });
+  for (const doc of all) checkDuplicateKeys(doc);
   const diagnostics: Diagnostic[] = [];
   const docs: SourceDoc[] = [];
   let empty = true;
