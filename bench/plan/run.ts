@@ -149,7 +149,20 @@
 // 1k empty record, 5 pairs: 450 -> 450 ms, CPU 530 -> 530 ms (its
 // document is one pretty-printed string: unchanged, as expected). Pieces
 // of 16 Ki against 64 Ki, 5 pairs: no difference (1,710 ms both).
-// Usage: npm run bench:plan [-- --fleets 500 --members 200 --only whole|empty|peers --keep | --reuse DIR]
+// --owners N (owner-quota limits for N owners in stack.yaml, the fleets'
+// owners among them, limits that bind nobody): a stack with 5,000 owner
+// quotas (--fleets 3 --members 2 --owners 5000 --only empty, 6 creates),
+// main (18fece6) against the branch owner-scale, 4 pairs alternated, load
+// average 5.6-8.2 on the 2-core machine, medians of 3 each: CPU 1,650 /
+// 1,670 / 1,640 / 1,730 ms -> 950 / 990 / 1,010 / 980 ms, wall 2.01 / 3.04 /
+// 2.65 / 2.19 s -> 1.24 / 2.10 / 2.22 / 1.06 s, peak RSS 174 -> 161 MiB
+// (`fleet apply --yes` of the same 6 creates, 4 pairs: CPU 2.3 -> 1.6 s). The
+// yaml package's duplicate-key check compared every key of a mapping with
+// every key before it (12.5 million comparisons for 5,000 owners, each parse
+// of stack.yaml), and stack.yaml was parsed twice (the pack's loader located
+// each rule the stack sets, eagerly): now a set per mapping
+// (engine/diags/yaml.ts checkDuplicateKeys) and located when asked.
+// Usage: npm run bench:plan [-- --fleets 500 --members 200 --owners 0 --only whole|empty|peers --keep | --reuse DIR]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -169,6 +182,8 @@ const arg = (name: string, def: number) => {
 };
 const FLEETS = arg('fleets', 500);
 const MEMBERS = arg('members', 200);
+/** Owners listed in owner-quota's limits (stack.yaml); 0: owner-quota as the pack sets it. */
+const OWNERS = arg('owners', 0);
 const DCS = 10;
 const keep = process.argv.includes('--keep');
 /**
@@ -206,6 +221,11 @@ function changes(fleets: number, members: number) {
   };
 }
 
+/** owner-quota limits of `n` owners: the fleets' (team-0 … team-19) first, none of them binding. */
+function ownerLimits(n: number): Record<string, { vms: number }> {
+  return Object.fromEntries(Array.from({ length: n }, (_, i) => [`team-${i}`, { vms: 1_000_000 }]));
+}
+
 async function setup(dir: string, fleets = FLEETS, members = MEMBERS, seed = true): Promise<void> {
   // A pack like the default one, with an image catalog for the bench's data centers.
   const pack = parse(readFileSync(join(ROOT, 'policies', 'default', 'policy.yaml'), 'utf8')) as { spec: { images: Record<string, Record<string, string>>; modules?: string[] } };
@@ -229,7 +249,7 @@ async function setup(dir: string, fleets = FLEETS, members = MEMBERS, seed = tru
       spec: {
         specs: ['specs/*.yaml'],
         record: 'pglite://.fleet/record',
-        policyPack: { path: 'pack' },
+        policyPack: { path: 'pack', ...(OWNERS > 0 ? { config: { 'owner-quota': { enforcement: 'mandatory', limits: ownerLimits(OWNERS) } } } : {}) },
         site: { name: 'hq', location: { lat: 35, lon: -100 } },
         dataCenters,
       },
@@ -254,7 +274,8 @@ async function setup(dir: string, fleets = FLEETS, members = MEMBERS, seed = tru
       }),
     );
   }
-  docs.forEach((d, i) => writeFileSync(join(dir, 'specs', `fleets-${i}.yaml`), d.join('---\n')));
+  // Fewer than 10 fleets: no file for the empty ones (an empty fleet file is an error).
+  docs.forEach((d, i) => d.length > 0 && writeFileSync(join(dir, 'specs', `fleets-${i}.yaml`), d.join('---\n')));
   if (!seed) return;
 
   const record = await openRecord(`pglite://${join(dir, '.fleet', 'record')}`);
@@ -416,7 +437,7 @@ async function emptyRecord(dir: string, median: (xs: number[]) => number): Promi
   mkdirSync(empty);
   const stackDoc = parse(readFileSync(join(dir, 'stack.yaml'), 'utf8')) as { spec: Record<string, unknown> };
   stackDoc.spec.specs = ['../specs/*.yaml'];
-  stackDoc.spec.policyPack = { path: '../pack' };
+  stackDoc.spec.policyPack = { ...(stackDoc.spec.policyPack as object), path: '../pack' };
   writeFileSync(join(empty, 'stack.yaml'), stringify(stackDoc));
   const out = join(empty, 'plan.json');
   // The first plan creates the PGlite record (and the stack's seal key): timed apart, not one of the 3.
@@ -436,7 +457,7 @@ async function emptyRecord(dir: string, median: (xs: number[]) => number): Promi
 async function main(): Promise<void> {
   const dir = reuse ?? mkdtempSync(join(tmpdir(), 'fleet-bench-plan-'));
   try {
-    console.log(`bench: ${FLEETS} fleets x ${MEMBERS} members over ${DCS} data centers in ${dir}`);
+    console.log(`bench: ${FLEETS} fleets x ${MEMBERS} members over ${DCS} data centers${OWNERS > 0 ? `, ${OWNERS} owner quotas` : ''} in ${dir}`);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     // The empty-record plan alone needs the specs, not the seeded record.
     if (!reuse) await setup(dir, FLEETS, MEMBERS, part('whole'));

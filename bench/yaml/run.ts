@@ -1,8 +1,10 @@
 // Parse time of one mapping of many keys (nothing here asserts a time): a
 // fleet file with 20,000 labels, read by the stack and fleet spec reader
 // (engine/spec/yaml.ts) and the policy pack reader (engine/policy/yamlpos.ts),
-// without and with a key given twice (at key 19,999). The yaml package's own
-// duplicate check (uniqueKeys: true) was quadratic in a mapping's keys.
+// without and with a key given twice (at key 19,999), and with every key given
+// twice. The yaml package's own duplicate check (uniqueKeys: true) was
+// quadratic in a mapping's keys, and wording each key given twice walked the
+// whole document.
 //
 //   npx tsx bench/yaml/run.ts [--keys 20000] [--runs 3] [--root DIR]
 //
@@ -37,3 +39,6 @@ for (const dup of [false, true]) {
   time(`spec reader, ${dup ? 'a key twice' : 'no key twice'}`, () => spec.parseYaml(text, 'f.yaml').diagnostics.length);
   time(`policy reader, ${dup ? 'a key twice' : 'no key twice'}`, () => policy.parseYaml(text, 'f.yaml').errors.length);
 }
+// Every key twice (keys/2 of them): each was worded by a walk of the whole document.
+const twice = `labels:\n${Array.from({ length: keys }, (_, i) => `  k${i % (keys / 2)}: v\n`).join('')}`;
+time('spec reader, every key twice', () => spec.parseYaml(twice, 'f.yaml').diagnostics.length);

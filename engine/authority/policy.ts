@@ -17,7 +17,7 @@
 // | custom rules           | their checkRequest, when the pack declares one                          |
 import { timingSafeEqual } from 'node:crypto';
 import type { Budget, Limits, VmRow } from '../record/index.ts';
-import type { Finding, Lifecycle, LoadedPack, RequestFacts } from '../policy/types.ts';
+import type { Finding, Lifecycle, LoadedPack, RequestFacts, ResolvedRule } from '../policy/types.ts';
 import { checkedFindings, describeThrown, isBounded, ownerLimits, ruleTimeout, ruleTimeoutMs, runWithin } from '../policy/index.ts';
 import { overrideProof, refuse, type Decided, type Override } from '../../protocol/index.ts';
 
@@ -39,10 +39,19 @@ export function quotaOf(pack: LoadedPack, owner: string): Limits | undefined {
   return limits && Object.keys(limits).length > 0 ? limits : undefined;
 }
 
+/** anyQuota per owner-quota rule as loaded (its settings are frozen): every create asks, and the answer reads every owner's limits. */
+const quotaSet = new WeakMap<ResolvedRule, boolean>();
+
 /** Whether owner-quota is mandatory and limits any owner (listed, or `unlisted`): then every create is checked under the record's budget lock. */
 export function anyQuota(pack: LoadedPack): boolean {
-  if (!mandatory(pack, 'owner-quota')) return false;
-  const config = pack.rules.get('owner-quota')?.config ?? {};
+  const rule = pack.rules.get('owner-quota');
+  if (!rule || rule.enforcement !== 'mandatory') return false;
+  let any = quotaSet.get(rule);
+  if (any === undefined) quotaSet.set(rule, (any = limitsAnyone(rule.config)));
+  return any;
+}
+
+function limitsAnyone(config: Readonly<Record<string, unknown>>): boolean {
   const all = [...Object.values((config.limits ?? {}) as Record<string, Limits>), ...(config.unlisted ? [config.unlisted as Limits] : [])];
   return all.some((l) => Object.keys(l).length > 0);
 }

@@ -3,68 +3,94 @@
 // for policy.yaml and policy test cases), so the same mistake reads the same
 // in every file.
 import { quote } from './quote.ts';
-import { visit, isMap, isPair, isScalar, isSeq, type Document, type LineCounter, type Node } from 'yaml';
+import { YAMLParseError, visit, isMap, isScalar, isSeq, type Document, type LineCounter, type Node } from 'yaml';
 
 /**
- * The keys given twice in one mapping of `doc`, each at the second (and
- * later) copy, in order of position, saying which key and where its first
- * copy is (the parser said only "Map keys must be unique"). Parse with
- * `uniqueKeys: false` and call this instead: the yaml package's own check
- * compares each key with every earlier key of its mapping, so a fleet with
- * 20,000 labels took some 13 s to parse (0.3 s without); this is one pass,
- * a Map of each mapping's scalar key values. Keys are equal as the package
- * has them equal: scalars of the same value (`a` and `"a"`, `1` and `1.0`;
- * never NaN), a list or mapping key equal to no other key. Aliases are not
- * followed (the mapping an alias names is checked where it is written).
+ * The parser options every reader of YAML gives: `uniqueKeys: false`, the
+ * check being duplicateKeyErrors' instead. The yaml package's own check
+ * compares each key with every key before it in its mapping: quadratic in the
+ * mapping's size, and a stack with 5,000 owners in owner-quota's `limits`
+ * took ~1 s per parse for it (12.5 million comparisons).
  */
-export function duplicateKeys(doc: Document, lines: LineCounter): YamlRefusal[] {
-  const out: YamlRefusal[] = [];
-  // Without recursion: a document may nest as deep as the parser reaches.
+export const UNCHECKED_KEYS = { uniqueKeys: false } as const;
+
+/**
+ * The yaml package's duplicate-key check (a scalar key whose value is `===`
+ * to an earlier key's in the same mapping: DUPLICATE_KEY, "Map keys must be
+ * unique", at the second key) done in one pass with a set per mapping, its
+ * errors merged into `doc.errors` in order of position. For documents parsed
+ * with UNCHECKED_KEYS.
+ */
+export function checkDuplicateKeys(doc: Document): void {
+  const found: YAMLParseError[] = [];
+  // Every mapping, keys' and values' included (aliases not followed), without recursion.
   const todo: unknown[] = [doc.contents];
   while (todo.length > 0) {
     const node = todo.pop();
     if (isSeq(node)) {
-      for (const item of node.items) todo.push(item);
-      continue;
-    }
-    if (isPair(node)) {
-      todo.push(node.key, node.value);
+      for (const item of node.items as unknown[]) todo.push(item);
       continue;
     }
     if (!isMap(node)) continue;
-    const first = new Map<unknown, Node>();
+    const seen = new Set<unknown>();
     for (const pair of node.items) {
       todo.push(pair.key, pair.value);
       const k = pair.key;
-      if (!isScalar(k) || (typeof k.value === 'number' && Number.isNaN(k.value))) continue;
-      const seen = first.get(k.value);
-      if (!seen) {
-        first.set(k.value, k);
-        continue;
-      }
-      const pos = k.range?.[0] ?? node.range?.[0] ?? 0;
-      const at = lines.linePos(seen.range?.[0] ?? pos);
-      out.push({ pos, detail: `Key ${quote(String(k.value))} is given twice in the same mapping (first at line ${at.line}, column ${at.col}); keep one.` });
+      if (!isScalar(k)) continue;
+      const v = k.value;
+      // NaN (`.nan`) is not === to itself: never a duplicate, as in the yaml package.
+      if (typeof v === 'number' && Number.isNaN(v)) continue;
+      if (seen.has(v)) {
+        const at = k.range?.[0] ?? node.range?.[0] ?? 0;
+        found.push(new YAMLParseError([at, at + 1], 'DUPLICATE_KEY', 'Map keys must be unique'));
+      } else seen.add(v);
     }
   }
-  return out.sort((a, b) => a.pos - b.pos);
+  if (found.length === 0) return;
+  const all = [...doc.errors, ...found].map((e, i) => [e, i] as const);
+  all.sort(([a, i], [b, j]) => a.pos[0] - b.pos[0] || i - j);
+  doc.errors.splice(0, doc.errors.length, ...all.map(([e]) => e));
 }
 
 /**
- * The parser's errors of `doc` (parsed with `uniqueKeys: false`) and its keys
- * given twice (duplicateKeys), as one list in the order the parser reports
- * them with `uniqueKeys: true`: each key given twice before the first error
- * after it. `message` is the parser's, or the words of duplicateKeys.
+ * A key given twice in one mapping: the parser says only "Map keys must be
+ * unique" at the second; say which key, and where the first one is. `pos` is
+ * the error's offset (the second key); undefined when no such key is found.
  */
-export function yamlErrors(doc: Document, lines: LineCounter): { code: string; pos: number; message: string }[] {
-  const dups = duplicateKeys(doc, lines);
-  const out: { code: string; pos: number; message: string }[] = [];
-  let d = 0;
-  for (const e of doc.errors) {
-    while (d < dups.length && dups[d].pos < e.pos[0]) out.push({ code: 'DUPLICATE_KEY', pos: dups[d].pos, message: dups[d++].detail });
-    out.push({ code: e.code, pos: e.pos[0], message: e.message });
+export function duplicateKeyDetail(doc: Document, pos: number, lines: LineCounter): string | undefined {
+  let details = DETAILS.get(doc);
+  if (!details) {
+    details = duplicateKeyDetails(doc, lines);
+    DETAILS.set(doc, details);
   }
-  for (; d < dups.length; d++) out.push({ code: 'DUPLICATE_KEY', pos: dups[d].pos, message: dups[d].detail });
+  return details.get(pos);
+}
+
+/**
+ * The words of every key given twice in `doc`, by the offset of its second
+ * (or later) copy: found in one walk of the document for all its keys given
+ * twice (a walk per key given twice took 4 s for 5,000 of them).
+ */
+const DETAILS = new WeakMap<Document, Map<number, string>>();
+function duplicateKeyDetails(doc: Document, lines: LineCounter): Map<number, string> {
+  const out = new Map<number, string>();
+  visit(doc, {
+    Map(_key, map) {
+      const first = new Map<unknown, Node>();
+      for (const pair of map.items) {
+        const k = pair.key;
+        if (!isScalar(k)) continue;
+        const seen = first.get(k.value);
+        const pos = k.range?.[0];
+        if (seen && pos !== undefined && !out.has(pos)) {
+          const at = lines.linePos(seen.range?.[0] ?? pos);
+          out.set(pos, `Key ${quote(String(k.value))} is given twice in the same mapping (first at line ${at.line}, column ${at.col}); keep one.`);
+        }
+        if (!seen) first.set(k.value, k);
+      }
+      return undefined;
+    },
+  });
   return out;
 }
 

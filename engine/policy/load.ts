@@ -493,11 +493,16 @@ export async function loadPack(
       continue;
     }
     const module = moduleOf.get(name);
+    // where: found when asked (nothing does for a valid stack): for a rule the stack sets, it means parsing stack.yaml again.
+    let where: { at?: Where } = {};
     const resolved: ResolvedRule = {
       rule,
       enforcement,
       config: deepFreeze(config),
-      where: origin(undefined),
+      get where() {
+        if (!where.at) where = { at: origin(undefined) };
+        return where.at;
+      },
       ...(module !== undefined ? { module: moduleFile(packDir, spec.modules![module]) } : {}),
     };
     rules.set(name, Object.freeze(resolved));

@@ -2,7 +2,7 @@
 // the offending node (DESIGN.md: every error is located).
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import { type Where } from '../diags/index.ts';
-import { aliasBomb, refusedWarnings, yamlErrors } from '../diags/yaml.ts';
+import { UNCHECKED_KEYS, aliasBomb, checkDuplicateKeys, duplicateKeyDetail, refusedWarnings } from '../diags/yaml.ts';
 
 export interface PositionedDoc {
   file: string;
@@ -21,16 +21,17 @@ const MAX_ALIAS_COUNT = 1000;
 export function parseYaml(text: string, file: string): PositionedDoc {
   const lc = new LineCounter();
   // resolveKnownTags false: YAML 1.1's !!binary, !!timestamp, !!set are unknown tags too, refused with the rest.
-  // uniqueKeys false: the package's check is quadratic in a mapping's keys; yamlErrors finds keys given twice in one pass.
-  const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: false, prettyErrors: false, resolveKnownTags: false, uniqueKeys: false });
+  // Keys given twice: checkDuplicateKeys (linear; the parser's own check is quadratic).
+  const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: false, prettyErrors: false, resolveKnownTags: false, ...UNCHECKED_KEYS });
+  checkDuplicateKeys(doc);
   const at = (offset: number): Where => {
     const p = lc.linePos(offset);
     return { file, line: p.line, col: p.col };
   };
   // A key given twice reads as it does in a stack or fleet spec (engine/spec/yaml.ts).
-  const errors = yamlErrors(doc, lc).map((e) => ({
-    message: e.code === 'DUPLICATE_KEY' ? e.message : e.message.split('\n')[0],
-    where: at(e.pos),
+  const errors = doc.errors.map((e) => ({
+    message: (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lc) : undefined) ?? e.message.split('\n')[0],
+    where: at(e.pos[0]),
   }));
   if (!errors.length) errors.push(...refusedWarnings(doc, text).map((r) => ({ message: r.detail, where: at(r.pos) })));
   let value: unknown;

@@ -2,7 +2,7 @@
 // file, line and column of the node it is about.
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type Pair } from 'yaml';
 import { diag, quote, type Diagnostic, type Where } from '../diags/index.ts';
-import { aliasBomb, refusedWarnings, yamlErrors } from '../diags/yaml.ts';
+import { UNCHECKED_KEYS, aliasBomb, checkDuplicateKeys, duplicateKeyDetail, refusedWarnings } from '../diags/yaml.ts';
 
 /** One parsed YAML document of a file, with what is needed to map paths back to positions. */
 export interface SourceDoc {
@@ -60,27 +60,28 @@ export function parseYaml(text: string, file: string): ParsedFile {
   // ("(node:123) Warning: Keys with collection values will be stringified")
   // went to stderr besides, --format json or not.
   // resolveKnownTags false: YAML 1.1's !!binary, !!timestamp, !!set are unknown tags too, refused with the rest (refusedWarnings).
-  // uniqueKeys false: the package's check is quadratic in a mapping's keys; yamlErrors finds keys given twice in one pass.
-  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false, merge: true, logLevel: 'error', resolveKnownTags: false });
+  // Keys given twice: checkDuplicateKeys (linear; the parser's own check is quadratic).
+  const all = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, ...UNCHECKED_KEYS, merge: true, logLevel: 'error', resolveKnownTags: false });
+  for (const doc of all) checkDuplicateKeys(doc);
   const diagnostics: Diagnostic[] = [];
   const docs: SourceDoc[] = [];
   let empty = true;
   all.forEach((doc, index) => {
-    const errors = yamlErrors(doc, lines);
-    if (errors.length) {
+    if (doc.errors.length) {
       empty = false;
       // Errors after the first at the same place are consequences of it.
       const seen = new Set<number>();
       let overflowed = false;
-      for (const e of errors) {
-        if (seen.has(e.pos)) continue;
-        seen.add(e.pos);
+      for (const e of doc.errors) {
+        if (seen.has(e.pos[0])) continue;
+        seen.add(e.pos[0]);
         // The parser may run out of stack more than once in one nesting: one diagnostic says it.
         if (STACK_OVERFLOW.test(e.message) && overflowed) continue;
         overflowed ||= STACK_OVERFLOW.test(e.message);
-        const { line, col } = lines.linePos(e.pos);
+        const { line, col } = lines.linePos(e.pos[0]);
         const detail =
-          e.code === 'DUPLICATE_KEY' ? e.message : STACK_OVERFLOW.test(e.message) ? TOO_DEEP : `${firstLine(e.message)}${openedAt(text, e.pos, e.message, lines)}.`;
+          (e.code === 'DUPLICATE_KEY' ? duplicateKeyDetail(doc, e.pos[0], lines) : undefined) ??
+          (STACK_OVERFLOW.test(e.message) ? TOO_DEEP : `${firstLine(e.message)}${openedAt(text, e.pos[0], e.message, lines)}.`);
         diagnostics.push(diag('spec.yaml-syntax', detail, { file, line, col }));
       }
       return;
