@@ -30,7 +30,8 @@ async function stackPackHint(io: CliIO, dir: string, command: string): Promise<s
   const { parse } = await import('yaml');
   let path: unknown;
   try {
-    path = (parse(text) as { spec?: { policyPack?: { path?: unknown } } } | null)?.spec?.policyPack?.path;
+    // uniqueKeys false: the package's check is quadratic in a mapping's keys (a hint need not refuse a key given twice).
+    path = (parse(text, { uniqueKeys: false }) as { spec?: { policyPack?: { path?: unknown } } } | null)?.spec?.policyPack?.path;
   } catch {
     path = undefined;
   }
