@@ -20,6 +20,17 @@ async function scratch(files: Record<string, string>): Promise<string> {
   return dir;
 }
 
+/** Loads a stack of `files` and expects one spec.out-of-range, at `at`, saying `limit` and `why`, within 600 characters. */
+async function expectOneBound(files: Record<string, string>, at: string, limit: string, why: string): Promise<void> {
+  const dir = await scratch(files);
+  const r = await loadStack(dir, { cwd: dir, env: {} });
+  const bounded = r.diagnostics.filter((d) => d.code === 'spec.out-of-range');
+  expect(bounded.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual([`spec.out-of-range ${at}`]);
+  expect(bounded[0].detail).toContain(limit);
+  expect(bounded[0].detail).toContain(why);
+  expect(bounded[0].detail.length).toBeLessThan(600);
+}
+
 function stackYaml(opts: { record?: string; pack?: string; extra?: string } = {}): string {
   return `apiVersion: fleet/v1
 kind: Stack
@@ -374,13 +385,7 @@ describe('problems', () => {
       { what: 'a 41-character data center name', edit: (y: string) => `${y}${dc(long(41))}`, at: 'stack.yaml:19:13', limit: 'must be at most 40 characters (it is 41)', why: 'file name' },
       { what: 'a 21-character AWS region', edit: (y: string) => `${y}${aws('us-easttttttttttttt-1')}`, at: 'stack.yaml:24:22', limit: 'must be at most 20 characters (it is 21)', why: 'session policy' },
     ])('refuses $what', async ({ edit, at, limit, why }) => {
-      const dir = await scratch({ 'stack.yaml': edit(stackYaml()), 'specs/web.yaml': minimalFleet() });
-      const r = await loadStack(dir, { cwd: dir, env: {} });
-      const bounded = r.diagnostics.filter((d) => d.code === 'spec.out-of-range');
-      expect(bounded.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual([`spec.out-of-range ${at}`]);
-      expect(bounded[0].detail).toContain(limit);
-      expect(bounded[0].detail).toContain(why);
-      expect(bounded[0].detail.length).toBeLessThan(600);
+      await expectOneBound({ 'stack.yaml': edit(stackYaml()), 'specs/web.yaml': minimalFleet() }, at, limit, why);
     });
 
     it('accepts names at the limits', async () => {
@@ -406,13 +411,7 @@ describe('problems', () => {
       { what: '65 labels', meta: `  owner: team-a\n  labels:\n${labels(65)}`, at: 'specs/web.yaml:71:5', limit: 'metadata.labels must have at most 64 labels (it has 65); the 65th is "l64"', why: 'policy rules' },
       { what: '1,000 labels', meta: `  owner: team-a\n  labels:\n${labels(1_000)}`, at: 'specs/web.yaml:71:5', limit: 'metadata.labels must have at most 64 labels (it has 1000)', why: 'policy rules' },
     ])('refuses $what in a fleet file', async ({ meta, at, limit, why }) => {
-      const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': fleetWith(meta) });
-      const r = await loadStack(dir, { cwd: dir, env: {} });
-      const bounded = r.diagnostics.filter((d) => d.code === 'spec.out-of-range');
-      expect(bounded.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual([`spec.out-of-range ${at}`]);
-      expect(bounded[0].detail).toContain(limit);
-      expect(bounded[0].detail).toContain(why);
-      expect(bounded[0].detail.length).toBeLessThan(600);
+      await expectOneBound({ 'stack.yaml': stackYaml(), 'specs/web.yaml': fleetWith(meta) }, at, limit, why);
     });
 
     it('accepts an owner and labels at the limits', async () => {
