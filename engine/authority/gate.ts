@@ -7,7 +7,8 @@ import { Batched } from '../durability/index.ts';
 import type { LoadedPack, RequestFacts } from '../policy/types.ts';
 import type { Budget, FleetFence, FleetRecord, VmRow } from '../record/index.ts';
 import { judgeFence } from './decisions.ts';
-import { anyQuota, capacityOf, commitsToDeletion, judgeProtect, judgeRequestRules, quotaOf, type Capacities } from './policy.ts';
+import { anyQuota, capacityOf, judgeProtect, judgeRequestRules, quotaOf, type Capacities } from './policy.ts';
+import { commitsToDeletion } from '../policy/index.ts';
 
 const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
 

@@ -17,8 +17,8 @@
 // | custom rules           | their checkRequest, when the pack declares one                          |
 import { timingSafeEqual } from 'node:crypto';
 import type { Budget, Limits, VmRow } from '../record/index.ts';
-import type { Finding, Lifecycle, LoadedPack, RequestFacts, ResolvedRule } from '../policy/types.ts';
-import { checkedFindings, describeThrown, isBounded, ownerLimits, ruleTimeout, ruleTimeoutMs, runWithin } from '../policy/index.ts';
+import type { Finding, LoadedPack, RequestFacts, ResolvedRule } from '../policy/types.ts';
+import { checkedFindings, commitsToDeletion, describeThrown, isBounded, ownerLimits, ruleTimeout, ruleTimeoutMs, runWithin } from '../policy/index.ts';
 import { overrideProof, refuse, type Decided, type Override } from '../../protocol/index.ts';
 
 /** The capacity of each data center of the stack (stack.yaml dataCenters[].capacity). */
@@ -74,18 +74,6 @@ export function createBudget(pack: LoadedPack, capacity: Capacities, owner: stri
   const owner_ = quotaOf(pack, owner);
   const dc = capacityOf(pack, capacity, dataCenter);
   return { ...(owner_ ? { owner: owner_ } : {}), ...(dc ? { dataCenter: dc } : {}), ...(anyQuota(pack) ? { guard: true } : {}) };
-}
-
-/**
- * Whether an edge into `to` commits a VM to deletion: no state a spec may ask
- * for (requestable) can be reached from `to` any more (the default pack:
- * PoweredOff -> BeingDeleted, BootFailed -> BeingDeleted, BeingDeleted ->
- * Deleted). The protect check stops a deletion at its first such edge, before
- * anything is lost.
- */
-export function commitsToDeletion(lifecycle: Lifecycle, to: string): boolean {
-  if (lifecycle.isTerminal(to)) return true;
-  return !lifecycle.requestable.some((s) => lifecycle.path(to, s) !== undefined);
 }
 
 function proofHolds(adminTokens: readonly string[], vmId: string, planId: string | null, o: Override): boolean {

@@ -2,6 +2,7 @@
 // decides the action), then the path, steps and reason of a noop,
 // transition, update, replace or delete. Pushed onto the run's changes in the
 // order the planner calls these; see docs/planning.md for the rules.
+import { commitsToDeletion } from '../policy/index.ts';
 import type { PlanVmRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
 import type { ReplaceOrder } from '../model/index.ts';
@@ -83,8 +84,7 @@ function deniedAndPresent(s: PlanState, row: PlanVmRow): boolean {
  */
 function committedToDeletion(s: PlanState, row: PlanVmRow): boolean {
   const { lc } = s;
-  if (lc.isTerminal(row.state) || lc.failure.includes(row.state)) return false;
-  return !lc.requestable.some((r) => s.path(row.state, r) !== undefined);
+  return !lc.isTerminal(row.state) && !lc.failure.includes(row.state) && commitsToDeletion(lc, row.state);
 }
 
 /**

@@ -1,5 +1,5 @@
 export * from './types.ts';
-export { bootStates, bootedStates, buildLifecycle, checkLifecycle, type LifecycleDef } from './lifecycle.ts';
+export { bootStates, bootedStates, buildLifecycle, checkLifecycle, commitsToDeletion, type LifecycleDef } from './lifecycle.ts';
 export { loadPack } from './load.ts';
 export { PACK_FILE, packDirProblem, type PackDirProblem } from './pack-dir.ts';
 export {

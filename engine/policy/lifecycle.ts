@@ -239,3 +239,15 @@ export function bootStates(lifecycle: Lifecycle): string[] {
 export function bootedStates(lifecycle: Lifecycle): string[] {
   return [...new Set(lifecycle.edges.filter((e) => e.operation === 'boot').map((e) => e.to))];
 }
+
+/**
+ * Whether an edge into `to` commits a VM to deletion: no state a spec may ask
+ * for (requestable) can be reached from `to` any more (the default pack:
+ * PoweredOff -> BeingDeleted, BootFailed -> BeingDeleted, BeingDeleted ->
+ * Deleted). The protect check stops a deletion at its first such edge, before
+ * anything is lost.
+ */
+export function commitsToDeletion(lifecycle: Lifecycle, to: string): boolean {
+  if (lifecycle.isTerminal(to)) return true;
+  return !lifecycle.requestable.some((s) => lifecycle.path(to, s) !== undefined);
+}
