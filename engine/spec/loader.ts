@@ -2,7 +2,7 @@
 // its policy pack, and returns validated, defaulted, frozen views of them
 // with every problem found, each located at file:line:col. It never stops at
 // the first problem and never throws for bad input.
-import { realpathSync } from 'node:fs';
+import { realpathSync, type Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob, noMatchHint } from './glob.ts';
@@ -250,6 +250,13 @@ async function readText(
   missingCode: 'spec.stack-not-found' | 'spec.read-error',
 ): Promise<string | undefined> {
   try {
+    // A named pipe or a device (stack.yaml linked to /dev/zero, or a FIFO) is never a file of the stack: read, one
+    // hung for ever waiting for a writer, the other took all the memory there was (10 GB and counting).
+    const kind = notRegular(await stat(abs));
+    if (kind !== undefined) {
+      diagnostics.push(diag('spec.read-error', `Cannot read ${clipPath(shown)}: it is ${kind}, not a regular file.`, { file: shown }));
+      return undefined;
+    }
     const decoded = decodeUtf8(await readFile(abs), shown);
     if ('text' in decoded) return decoded.text;
     diagnostics.push(diag('spec.yaml-syntax', decoded.problem, decoded.where));
@@ -265,6 +272,15 @@ async function readText(
     }
     return undefined;
   }
+}
+
+/** What a path that is neither a regular file nor a folder is, in words (a folder is left to readFile's EISDIR). */
+function notRegular(s: Stats): string | undefined {
+  if (s.isFile() || s.isDirectory()) return undefined;
+  if (s.isFIFO()) return 'a named pipe (FIFO)';
+  if (s.isSocket()) return 'a socket';
+  if (s.isCharacterDevice() || s.isBlockDevice()) return 'a device';
+  return 'a special file';
 }
 
 function isHttpUrl(s: string): boolean {
