@@ -2,12 +2,12 @@
 // its policy pack, and returns validated, defaulted, frozen views of them
 // with every problem found, each located at file:line:col. It never stops at
 // the first problem and never throws for bad input.
-import { realpathSync, type Stats } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob, noMatchHint } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
-import { clipPath, decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, unseenProblem, visible, type Diagnostic, type Where } from '../diags/index.ts';
+import { clipPath, decodeUtf8, diag, fsReason, hasErrors, specialFileKind, sortDiagnostics, unseenProblem, visible, type Diagnostic, type Where } from '../diags/index.ts';
 import { PACK_FILE, loadPack as policyLoadPack, packDirProblem } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -250,9 +250,9 @@ async function readText(
   missingCode: 'spec.stack-not-found' | 'spec.read-error',
 ): Promise<string | undefined> {
   try {
-    // A named pipe or a device (stack.yaml linked to /dev/zero, or a FIFO) is never a file of the stack: read, one
+    // A named pipe or a device (stack.yaml a FIFO, or linked to /dev/zero) is never a file of the stack: read, one
     // hung for ever waiting for a writer, the other took all the memory there was (10 GB and counting).
-    const kind = notRegular(await stat(abs));
+    const kind = specialFileKind(await stat(abs));
     if (kind !== undefined) {
       diagnostics.push(diag('spec.read-error', `Cannot read ${clipPath(shown)}: it is ${kind}, not a regular file.`, { file: shown }));
       return undefined;
@@ -272,15 +272,6 @@ async function readText(
     }
     return undefined;
   }
-}
-
-/** What a path that is neither a regular file nor a folder is, in words (a folder is left to readFile's EISDIR). */
-function notRegular(s: Stats): string | undefined {
-  if (s.isFile() || s.isDirectory()) return undefined;
-  if (s.isFIFO()) return 'a named pipe (FIFO)';
-  if (s.isSocket()) return 'a socket';
-  if (s.isCharacterDevice() || s.isBlockDevice()) return 'a device';
-  return 'a special file';
 }
 
 function isHttpUrl(s: string): boolean {
