@@ -309,6 +309,21 @@ describe('fleet serve', () => {
     }
   });
 
+  // A --host longer than a DNS name may be: getaddrinfo's EINVAL was "error[cli.internal]: Internal error".
+  it.each([
+    { service: 'orchestrator', args: [] as string[] },
+    { service: 'dmz-client', args: ['--data-center', 'miami', '--authority', 'http://127.0.0.1:1'] },
+  ])('$service on a --host no resolver takes fails with apply.serve-config naming it', async ({ service, args }) => {
+    const host = 'a.'.repeat(130).slice(0, -1);
+    const env = { FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_DMZ_TOKEN_VIRGINIA: 'v', MIAMI_CLI_TOKEN: 'c', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
+    const r = await runCli(['serve', service, ...args, '--port', '0', '--host', host, '--insecure', '--stack', dir], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[apply.serve-config]');
+    expect(r.stderr).toContain(`is not a host name that can be looked up (a name has at most 253 characters); choose another --host, or an IP address (EINVAL).`);
+    expect(r.stderr).not.toContain('cli.internal');
+    expect(r.stdout).not.toContain('listening on');
+  });
+
   it('the authority and a DMZ client started as services carry a VM to Running', async () => {
     const io: CliIO = {
       stdout: process.stdout,

@@ -71,7 +71,7 @@ export const applyCodes = defineCodes({
   },
   'apply.serve-config': {
     summary: 'Invalid service configuration',
-    doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, the port is invalid or in use, the host is not an address of this machine, or the authority\'s URL is not http(s). The detail names the setting.',
+    doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, the port is invalid or in use, the host is not an address of this machine or not a name that can be looked up, or the authority\'s URL is not http(s). The detail names the setting.',
     severity: 'error',
   },
   'apply.secret-file': {
