@@ -491,7 +491,7 @@ export class DmzHttpClient {
     const bad = unsendableTokenChar(token);
     if (bad !== undefined) {
       const variable = this.opts.tokenEnv ?? "the variable named by the data center's auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>)";
-      throw this.error('apply.token-invalid', tokenInvalidDetail(variable, this.dataCenter, bad));
+      throw this.error('apply.token-invalid', tokenInvalidDetail(variable, `the DMZ client of data center ${this.dataCenter}`, bad));
     }
     return token;
   }

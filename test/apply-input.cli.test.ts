@@ -268,12 +268,28 @@ describe('a data center token a header cannot carry', () => {
     const r = await runCli(['apply', '--yes', '--stack', stack], { cwd: root, env });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      `error[apply.token-invalid]: Data center token cannot be sent\n  at ${join('stack', 'stack.yaml')}:23:7\n  FLEET_CLI_TOKEN_MIAMI, the bearer token for the DMZ client of data center miami, holds ${bad}, a character an HTTP header cannot carry (a line end read with the token from a file?): set it to the token alone. No request was sent with it.\n`,
+      `error[apply.token-invalid]: Token cannot be sent\n  at ${join('stack', 'stack.yaml')}:23:7\n  FLEET_CLI_TOKEN_MIAMI, the bearer token for the DMZ client of data center miami, holds ${bad}, a character an HTTP header cannot carry (a line end read with the token from a file?): set it to the token alone. No request was sent with it.\n`,
     );
     expect(r.stderr).not.toContain('tok-9f3a');
     expect(r.stderr).not.toContain('apply.dmz-unreachable');
     const list = await runCli(['state', 'list', '--format', 'json', '--stack', stack], { cwd: root });
     expect((JSON.parse(list.stdout) as { vms: unknown[] }).vms).toEqual([]);
+  });
+
+  it("the CLI's token at the stack's authority: fleet plan --out refuses it, not as an unreachable authority", async () => {
+    const deployed = join(root, 'deployed');
+    mkdirSync(join(deployed, 'specs'), { recursive: true });
+    writeFileSync(join(deployed, 'stack.yaml'), fuzzStackYaml().replace('  apply:\n', '  authority:\n    address: http://127.0.0.1:1\n  apply:\n'));
+    writeFileSync(join(deployed, 'specs', 'web.yaml'), fuzzFleetYaml);
+    const out = join(root, 'plan.json');
+    const r = await runCli(['plan', '--out', out, '--stack', deployed], { cwd: root, env: { FLEET_AUTHORITY_TOKEN: 'tok-9f3a\r', FLEET_RETRY_BUDGET_MS: '0' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      "error[apply.token-invalid]: Token cannot be sent\n  at deployed/stack.yaml:20:5\n  FLEET_AUTHORITY_TOKEN, the bearer token for the stack's authority http://127.0.0.1:1, holds U+000D at position 9,",
+    );
+    expect(r.stderr).not.toContain('tok-9f3a');
+    expect(r.stderr).not.toContain('authority-unreachable');
+    expect(existsSync(out)).toBe(false);
   });
 
   it('fleet refresh says so too, not that the data center is unreachable', async () => {

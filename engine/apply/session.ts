@@ -191,7 +191,7 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
         const token = opts.env[cliTokenEnv(dc)];
         if (!token) return [tokenMissing(dc)];
         const bad = unsendableTokenChar(token);
-        return bad === undefined ? [] : [diag('apply.token-invalid', tokenInvalidDetail(cliTokenEnv(dc), dc.name, bad), dc.where)];
+        return bad === undefined ? [] : [diag('apply.token-invalid', tokenInvalidDetail(cliTokenEnv(dc), `the DMZ client of data center ${dc.name}`, bad), dc.where)];
       });
     };
     return { stack, pack, fleets, warnings, record, providers, missingTokens, close };

@@ -46,9 +46,9 @@ export function unsendableTokenChar(token: string): string | undefined {
   return `U+${m[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} at position ${m.index + 1}`;
 }
 
-/** apply.token-invalid's detail: `variable`, the CLI's token to the DMZ client of `dataCenter`, holds `bad` (unsendableTokenChar). */
-export function tokenInvalidDetail(variable: string, dataCenter: string, bad: string): string {
-  return `${variable}, the bearer token for the DMZ client of data center ${dataCenter}, holds ${bad}, a character an HTTP header cannot carry (a line end read with the token from a file?): set it to the token alone. No request was sent with it.`;
+/** apply.token-invalid's detail: `variable`, the CLI's token for `whom` (`the DMZ client of data center miami`), holds `bad` (unsendableTokenChar). */
+export function tokenInvalidDetail(variable: string, whom: string, bad: string): string {
+  return `${variable}, the bearer token for ${whom}, holds ${bad}, a character an HTTP header cannot carry (a line end read with the token from a file?): set it to the token alone. No request was sent with it.`;
 }
 
 /** The variable holding a data center's DMZ client's token at the authority (both services read it). */

@@ -35,8 +35,8 @@ export const applyCodes = defineCodes({
     severity: 'error',
   },
   'apply.token-invalid': {
-    summary: 'Data center token cannot be sent',
-    doc: 'The variable holding the CLI\'s bearer token for a data center\'s DMZ client holds a character an HTTP header cannot carry (a control character such as the carriage return of a file saved with Windows line ends, a line break, or a character past U+00FF); the detail names the variable and the character\'s position, never the token. `fleet apply` checks it for every data center its plan changes before any member starts; a request is never sent with it. Set the variable to the token alone.',
+    summary: 'Token cannot be sent',
+    doc: 'The variable holding the CLI\'s bearer token for a data center\'s DMZ client, or for the stack\'s authority, holds a character an HTTP header cannot carry (a control character such as the carriage return of a file saved with Windows line ends, a line break, or a character past U+00FF); the detail names the variable and the character\'s position, never the token. `fleet apply` checks it for every data center its plan changes before any member starts; a request is never sent with it. Set the variable to the token alone.',
     severity: 'error',
   },
   'apply.admin-token-missing': {
