@@ -36,7 +36,7 @@ export const applyCodes = defineCodes({
   },
   'apply.token-invalid': {
     summary: 'Token cannot be sent',
-    doc: 'The variable holding the CLI\'s bearer token for a data center\'s DMZ client, or for the stack\'s authority, holds a character an HTTP header cannot carry (a control character such as the carriage return of a file saved with Windows line ends, a line break, or a character past U+00FF); the detail names the variable and the character\'s position, never the token. `fleet apply` checks it for every data center its plan changes before any member starts; a request is never sent with it. Set the variable to the token alone.',
+    doc: 'The variable holding the CLI\'s bearer token for a data center\'s DMZ client, or for the stack\'s authority, holds a character an HTTP header cannot carry (a control character such as the carriage return of a file saved with Windows line ends, a line break, or a character past U+00FF); the detail names the variable and the character\'s position, never the token. `fleet apply` checks it for every data center its plan changes before any member starts; a request is never sent with it. `fleet serve` refuses to start with such a token of its own (FLEET_DMZ_TOKEN_<DC>, the DMZ client\'s client token, the authority\'s plan token). Set the variable to the token alone.',
     severity: 'error',
   },
   'apply.admin-token-missing': {
