@@ -966,8 +966,8 @@
 // threads' time on functions compiled again (insertMany 4 times, 0.6 s of
 // compile-thread wall time at this load; transitionVms 3; authorizeCreate
 // 2; OnwardRows.add's per-call row closure 4, without a deopt between);
-// each DMZ client ~300 compiles, ~25 deopts, 8-10% recompiles (its step
-// twice); the CLI ~190 compiles, 5-10%. The first compiles are the rest:
+// each DMZ client ~300 compiles, ~25 deopts, 9-11% recompiles (its step
+// twice); the CLI ~190 compiles, 11-13% (OSR compiles counted). The first compiles are the rest:
 // the cost of getting this much code hot. The cause of most of the
 // authority's recompiles ('wrong map' on an array: --log-ic --log-maps
 // showed their load sites going polymorphic between PACKED_ELEMENTS and
@@ -984,7 +984,7 @@
 // shape (fields undefined, not spread in) and makes the row closure a
 // method: insertMany and transitionVms compiled once, the authority's
 // recompiles 27% -> 9-12% of its compile time, its deopts 45 -> 20-41
-// (node's streams and http vary from run to run), each DMZ client's 3-8%.
+// (node's streams and http vary from run to run), each DMZ client's 5-10%.
 // 10,000 VMs at P 50, cold, 8 pairs interleaved (alternating which side
 // went first), main / branch:
 //
