@@ -1006,9 +1006,17 @@
 // compiles two or more times is refusal (budget.ts: 'insufficient type
 // feedback', paths first taken after it was optimized, as the stack's
 // usage rows grow), node's own (normalizeString, Readable.read) and
-// holdsNul. V8 flags were not screened again (2026-12-06 22:00 above: none
-// gave a clear gain at both P 50 and P 10; --interrupt-budget, the one
-// that cut compiles, is Node 20's only).
+// holdsNul. One V8 flag more (2026-12-06 22:00 above screened the rest:
+// none gave a clear gain at both P 50 and P 10; --interrupt-budget, the one
+// that cut compiles, is Node 20's only): half TurboFan's inlining budget,
+// --service-node-arg=--max-inlined-bytecode-size-cumulative=460, so its
+// biggest compiles (insertMany, authorizeCreate, the DMZ client's step:
+// 100-800 ms of compile-thread wall time each at this load) shrink. 4
+// pairs, default / flag (load 8.9-15.3 at the starts): CPU per VM
+// 2.08/2.77, 2.43/2.52, 2.51/2.78, 2.65/2.87; the authority 6.2/8.2,
+// 7.2/7.4, 7.7/8.2, 8.1/8.8 s; the services' other threads 5.6/6.4,
+// 6.6/5.8, 6.3/6.1, 6.9/6.2 s: less compiling, slower code, more CPU in
+// all. Not kept.
 //
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
