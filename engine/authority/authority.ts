@@ -52,7 +52,7 @@ import {
 import { AheadQueue, alreadyPassed, checkAdvance, intentOf, movesAtOnce, noneReport, passedAlready, rowAt, type Approved, type Foreseen } from './chain.ts';
 import type { AuthorityCoreOptions, Core } from './core.ts';
 import { authorizeCreate } from './create.ts';
-import { doneAlready, judgeCaller, judgeEdge, type Pending } from './decisions.ts';
+import { doneAlready, judgeCaller, judgeEdge, pendingKey, type Pending } from './decisions.ts';
 import { diskKey, newBootToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import type { CloudCredentials } from './credentials/types.ts';
@@ -80,14 +80,14 @@ const OVERLAP = { parallel: 3, overlapAt: 32 } as const;
 const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
 
 export class Authority {
-  /** Approved requests waiting for their report, by request id; reports are checked against them. */
+  /** Approved requests waiting for their report, by data center and request id (pendingKey); reports are checked against them. */
   private readonly pending = new Map<string, Pending>();
   private readonly rows: VmRows;
   /** Per VM, its edges approved ahead (see AdvanceRequest.ahead). */
-  private readonly ahead = new AheadQueue((ids) => {
+  private readonly ahead = new AheadQueue((keys) => {
     // Never to be reported: their intent rows were not written, and the VM may reach their `from` along other approvals.
-    for (const id of ids) {
-      const p = this.pending.get(id);
+    for (const key of keys) {
+      const p = this.pending.get(key);
       if (p) p.dropped = true;
     }
   });
@@ -300,9 +300,10 @@ export class Authority {
     if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
     this.prunePending();
     // A repeated authorize (a lost answer) moves its entry to the end: entries stay in time order.
-    this.pending.delete(req.requestId);
+    const key = pendingKey(caller, req.requestId);
+    this.pending.delete(key);
     if (!opts.moved) {
-      this.pending.set(req.requestId, {
+      this.pending.set(key, {
         dataCenter: caller,
         vmId: vm.id,
         from: vm.state,
@@ -413,7 +414,7 @@ export class Authority {
    */
   private async chain(caller: string, next: readonly AuthorizeRequest[], row: VmRow, start: string, foreseen: readonly Foreseen[] = []): Promise<AdvanceStep[]> {
     const later = foreseen.filter((f) => f.ahead);
-    if (later.length > 0) this.ahead.set(row.id, later, Date.now());
+    if (later.length > 0) this.ahead.set(row.id, caller, later, Date.now());
     const steps: AdvanceStep[] = foreseen.map((f, j) => {
       const authorize = this.approve(caller, f.req, { ...f, vm: rowAt(row, f.vm) }, { moved: f.moved });
       if (f.ahead) return { authorize, ahead: true };

@@ -183,6 +183,25 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
       expect(await w.record.getVm(id)).toMatchObject({ state: before!.state, version: before!.version, size: before!.size, cloudId: before!.cloudId });
     });
 
+    it("richmond's token reusing the request id of miami's approval, for a VM of its own, leaves that approval standing: miami's report still moves miami's VM", async () => {
+      const id = await vmAt(w, 'PoweredOff');
+      const a = edge(id, 'PoweredOff', 'PoweredOn');
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', a)).body.decision).toBe('approved');
+      // A create, then an edge, of richmond's own VM, both under miami's request id: each approved for richmond.
+      const theirs = randomUUID();
+      const made = await postAs<AuthorizeResponse>(w, RICHMOND, '/v1/authorize', { ...create(theirs, vm(w, 'rich', 'team-a', 0, { dataCenter: 'richmond' })), dataCenter: 'richmond', requestId: a.requestId });
+      expect(made.body.decision).not.toBe('vetoed');
+      const next = await postAs<AuthorizeResponse>(w, RICHMOND, '/v1/authorize', edge(theirs, 'Requested', 'BeingCreated', { dataCenter: 'richmond', requestId: a.requestId }));
+      expect(next.body.decision).toBe('approved');
+      const r = await post<ReportResponse>(w, '/v1/reports', reportOf(a));
+      expect(r.status).toBe(200);
+      expect(r.body.effect).toBe('moved');
+      expect(await stateOf(w, id)).toBe('PoweredOn');
+      // And richmond's report is of its own approval, not miami's.
+      expect((await postAs<ReportResponse>(w, RICHMOND, '/v1/reports', reportOf(edge(theirs, 'Requested', 'BeingCreated', { requestId: a.requestId }), { dataCenter: 'richmond' }))).body.effect).toBe('moved');
+      expect(await stateOf(w, theirs)).toBe('BeingCreated');
+    });
+
     it("a report by richmond's token of miami's approval is refused", async () => {
       const id = await vmAt(w, 'PoweredOff');
       const a = edge(id, 'PoweredOff', 'PoweredOn');

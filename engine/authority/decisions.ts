@@ -193,6 +193,16 @@ export function addressTaken(vm: { fleet: string; index: number }, conflict: str
 }
 
 /** What the authority approved and waits for the report of (see judgeReport). */
+/**
+ * Where an approval waits for its report (Core.pending): by the caller's data
+ * center and the request id, so a request id sent with another data center's
+ * token (reused, replayed or guessed: a DMZ client derives its ids from the
+ * step, providers/dmz-client/requests.ts) never replaces or answers this one.
+ */
+export function pendingKey(dataCenter: string, requestId: string): string {
+  return `${dataCenter}\u0000${requestId}`;
+}
+
 export interface Pending {
   dataCenter: string;
   vmId: string;
