@@ -116,6 +116,21 @@ describe("the router's own refusals, in the wire's error body", () => {
   });
 });
 
+describe('a body with very many schema errors', () => {
+  it('is answered 400 naming the first 20 and counting the rest, not every one', async () => {
+    // 60 000 unknown properties (and the required ones missing): every one a schema error.
+    const body = JSON.stringify(Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, 0])));
+    const res = await fetch(`${url}/v1/authorize`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer tok' }, body });
+    const text = await res.text();
+    expect(res.status).toBe(400);
+    const { error } = JSON.parse(text) as { error: { code: string; message: string } };
+    expect(error.code).toBe('bad-request');
+    expect(error.message).toMatch(/^body must have required property 'dataCenter', /);
+    expect(error.message.split(', ')).toHaveLength(21);
+    expect(error.message).toMatch(/, and 59\d{3} more schema errors$/);
+  });
+});
+
 describe("Node's own refusals of a request (before any route), in the wire's error body", () => {
   // Fastify's default answered these as {"error":"Bad Request","message":"Client Error","statusCode":400}: not the
   // { error: { code, message } } every non-2xx answer has, so a caller read "no details".
