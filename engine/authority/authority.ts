@@ -52,7 +52,7 @@ import {
 import { AheadQueue, alreadyPassed, checkAdvance, intentOf, movesAtOnce, noneReport, passedAlready, rowAt, type Approved, type Foreseen } from './chain.ts';
 import type { AuthorityCoreOptions, Core } from './core.ts';
 import { authorizeCreate } from './create.ts';
-import { doneAlready, judgeCaller, judgeEdge, pendingKey, type Pending } from './decisions.ts';
+import { doneAlready, judgeCaller, judgeEdge, judgeRequestId, pendingKey, type Pending } from './decisions.ts';
 import { diskKey, newBootToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import type { CloudCredentials } from './credentials/types.ts';
@@ -200,9 +200,16 @@ export class Authority {
     return { ...credentials };
   }
 
+  /** Refuses (request-reused) a request whose id is the caller's approval of another request, still waiting for its report (judgeRequestId). */
+  private checkRequestId(caller: string, req: AuthorizeRequest): void {
+    const judged = judgeRequestId(this.pending.get(pendingKey(caller, req.requestId)), req);
+    if (!judged.ok) throw new WireError(judged.refusal, judged.reason);
+  }
+
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const foreign = vetoForeign(caller, req);
     if (foreign) return foreign;
+    this.checkRequestId(caller, req);
     // Queued for the VM at once (calls about one VM run in the order they came), the credentials prepared inside.
     return this.rows.serial(req.vmId, async () => {
       await this.o.credentialBroker?.prepare(caller);
@@ -340,6 +347,8 @@ export class Authority {
   async advance(caller: string, req: AdvanceRequest): Promise<AdvanceResponse> {
     const checked = checkAdvance(caller, req);
     if (!checked.ok) throw new WireError(checked.refusal, checked.reason);
+    // Before anything is done (its report taken): no edge of the chain may reuse another request's id.
+    for (const r of req.create ? [req.create, ...req.next] : req.next) this.checkRequestId(caller, r);
     const { vmId } = checked;
     // Approvals ahead live in this process until the next report: not with replicas.
     const ahead = req.ahead === true && !this.shared;
