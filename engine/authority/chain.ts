@@ -59,6 +59,10 @@ export function checkAdvance(caller: string, req: AdvanceRequest): Decided<{ vmI
   }
   const vmId = (report ?? create)!.vmId;
   if (next.length === 0) return refuse('bad-request', 'an advance needs at least one next edge');
+  // One request, one id: a second approval under an id replaces the first's, whose report is then refused.
+  const ids = [(report ?? create)!.requestId, ...next.map((n) => n.requestId)];
+  const twice = ids.find((id, j) => ids.indexOf(id) !== j);
+  if (twice !== undefined) return refuse('bad-request', `request id ${twice} names two requests of the advance: its ${report ? 'report' : 'create'} and every next edge each have its own request id`);
   for (let j = 0; j < next.length; j++) {
     const n = next[j];
     if (n.kind === 'create') return refuse('bad-request', "a create is never the next edge of an advance: send it as the advance's create");
