@@ -580,6 +580,8 @@ function listenError(err: unknown, host: string, port: number): unknown {
     EADDRNOTAVAIL: `${host} is not an address of this machine; choose another --host`,
     ENOTFOUND: `${host} does not resolve to an address; choose another --host`,
     EAI_AGAIN: `${host} could not be resolved (the name service did not answer); choose another --host, or an IP address`,
+    // The resolver refuses to look the name up at all (a name longer than DNS's 253 characters): it was cli.internal.
+    EINVAL: `${host} is not a host name that can be looked up (a name has at most 253 characters); choose another --host, or an IP address`,
   };
   if (typeof code !== 'string' || !why[code]) return err;
   return new FleetError([diag('apply.serve-config', `cannot listen on ${at}: ${why[code]} (${code}).`)]);
