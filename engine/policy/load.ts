@@ -8,7 +8,7 @@ import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { clip, decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
+import { clip, decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
@@ -111,10 +111,41 @@ const PACK_IDENTITY: Readonly<Record<string, { form: string }>> = {
 };
 const PACK_IDENTITY_WHY = "the pack's name and version are recorded with every plan as <name>@<version>, and shown in diagnostics, plans and the dashboard";
 
-/** What the keys of a built-in rule's setting name, and why their length is bounded, by rule and instance path. */
-const KEY_NAMES: Readonly<Record<string, { what: string; why: string }>> = {
-  'owner-quota /limits': { what: 'owner', why: "a fleet's owner is at most 64 characters (and not empty), so no fleet would be held to this limit" },
+/**
+ * What the keys of a built-in rule's setting name, by rule and instance
+ * path: why their length is bounded (`why`), and why one that does not read
+ * as what it is (a zero-width space, a direction control, a space at either
+ * end: unseenRefusal) is refused (`unseen`), as the names they match are.
+ */
+const KEY_NAMES: Readonly<Record<string, { what: string; why: string; unseen: string }>> = {
+  'owner-quota /limits': {
+    what: 'owner',
+    why: "a fleet's owner is at most 64 characters (and not empty), so no fleet would be held to this limit",
+    unseen: "a fleet's owner so written is refused (it is matched exactly, and would read in a plan or review as another), so no fleet would be held to this limit",
+  },
 };
+
+/**
+ * One diagnostic, at the key, for each key of rule `rule`'s settings that
+ * KEY_NAMES says names something and that does not read as what it is: an
+ * owner-quota limit of "team-a" and a zero-width space loaded, read as
+ * team-a's, and held no fleet (fleet files refuse such an owner).
+ */
+function unseenKeyDiagnostics(rule: string, config: Record<string, unknown>, where: (path: (string | number)[]) => Where): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const [at, named] of Object.entries(KEY_NAMES)) {
+    if (!at.startsWith(`${rule} `)) continue;
+    const path = pointerPath(at.slice(rule.length + 1));
+    const mapping = valueIn(config, path);
+    if (!mapping || typeof mapping !== 'object' || Array.isArray(mapping)) continue;
+    const name = path.map((p) => clip(String(p))).join('.');
+    for (const key of Object.keys(mapping)) {
+      const refusal = unseenRefusal((shown) => `${named.what} ${shown} in ${name}`, key, named.unseen);
+      if (refusal) out.push(diag('policy.rule-config', `Rule ${rule}: ${refusal}`, where([...path, key])));
+    }
+  }
+  return out;
+}
 
 /** Located diagnostics for ajv errors; an unknown key (or one its mapping's propertyNames refuse) is pointed at the key itself. */
 export function schemaDiagnostics(
@@ -474,10 +505,14 @@ export async function loadPack(
       diags.push(...nonFiniteSettings);
       continue;
     }
+    // Reported with the schema's findings: a key may be too long and hold a zero-width space.
+    const unseenKeys = unseenKeyDiagnostics(name, config, whereKey);
+    diags.push(...unseenKeys);
     if (!check(config)) {
       diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `, config, (p) => KEY_NAMES[`${name} ${p}`]));
       continue;
     }
+    if (unseenKeys.length > 0) continue;
     // Settings that name a lifecycle state must name one of the pack's (a default is
     // let be: a pack without Running): max-disruption with state: Runing validated,
     // never fired (no member is ever in Runing), and let rollouts take every member down at once.
