@@ -8,7 +8,7 @@ import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { clip, decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
+import { clip, clipPath, decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
@@ -380,11 +380,11 @@ export async function loadPack(
   const problem = packDirProblem(packDir);
   if (problem) {
     const what = {
-      missing: `The pack folder ${packDir} does not exist.`,
-      'no-pack-file': `The pack folder ${packDir} has no ${PACK_FILE}.`,
+      missing: `The pack folder ${clipPath(packDir)} does not exist.`,
+      'no-pack-file': `The pack folder ${clipPath(packDir)} has no ${PACK_FILE}.`,
       'is-pack-file': `${packDir} is the pack's file; give the folder holding it: ${dirname(packDir)}.`,
-      'is-file': `${packDir} is a file, not a pack folder holding ${PACK_FILE}.`,
-      unreadable: `The pack folder ${packDir} or its ${PACK_FILE} cannot be read (no permission, or a link loop).`,
+      'is-file': `${clipPath(packDir)} is a file, not a pack folder holding ${PACK_FILE}.`,
+      unreadable: `The pack folder ${clipPath(packDir)} or its ${PACK_FILE} cannot be read (no permission, or a link loop).`,
     }[problem];
     const isFile = problem === 'is-pack-file' || problem === 'is-file';
     diags.push(diag('policy.pack-missing', what, opts.stackFile ? stackWhere(['path']) : { file: isFile ? packDir : file }));
@@ -459,7 +459,7 @@ export async function loadPack(
       diags.push(
         diag(
           'policy.unknown-rule',
-          `Stack config names rule "${name}"; pack ${raw.metadata.name} knows ${[...registry.keys()].join(', ')}.`,
+          `Stack config names rule ${quote(name)}; pack ${raw.metadata.name} knows ${[...registry.keys()].join(', ')}.`,
           opts.stackFile ? stackWhere(['config', name]) : { file },
         ),
       );
@@ -569,7 +569,7 @@ function checkInstanceTypes(catalog: PolicyPack['spec']['instanceTypes'], where:
     types.forEach((t, i) => {
       const first = seen.get(t.name);
       if (first !== undefined) {
-        out.push(diag('policy.instance-type', `Data center ${dc} lists instance type ${t.name} twice (entries ${first} and ${i}); keep one.`, where(['spec', 'instanceTypes', dc, i, 'name'])));
+        out.push(diag('policy.instance-type', `Data center ${clip(dc)} lists instance type ${clip(t.name)} twice (entries ${first} and ${i}); keep one.`, where(['spec', 'instanceTypes', dc, i, 'name'])));
       } else seen.set(t.name, i);
     });
   }
