@@ -7,7 +7,7 @@
 // cut to QUOTE_LIMIT (a path to WHERE_LIMIT, its middle cut).
 // test/bounded-diagnostics.cli.test.ts bounds the lines; this says they are
 // not forged, and that the value is quoted, not cut by the backstop.
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,5 +73,45 @@ describe('values people give, in diagnostics: one escaped line, quoted', () => {
     const detail = lines.slice(1).filter((l) => !l.startsWith('  at '));
     expect(detail.join('\n')).not.toContain('y'.repeat((path ? WHERE_LIMIT : QUOTE_LIMIT) + 1));
     expect(r.stderr).not.toContain('y'.repeat(WHERE_LIMIT + 1));
+  });
+});
+
+// A saved plan's strings (its stack, its seal's key id, a change's fleet) were written raw in apply's refusals of it:
+// a plan file edited to stack "fz\nerror[...]" printed a forged line. Also the authority's, which checks the same.
+describe("a saved plan's strings, in fleet apply's refusals of it: one escaped line, quoted", () => {
+  let root: string;
+  let stack: string;
+  let plan: Record<string, unknown>;
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'fleet-forged-plan-'));
+    stack = join(root, 's');
+    mkdirSync(join(stack, 'specs'), { recursive: true });
+    cpSync(join(REPO, 'policies', 'default'), join(stack, 'pack'), { recursive: true });
+    writeFileSync(join(stack, 'stack.yaml'), stackYaml().replace(join(REPO, 'policies', 'default'), 'pack'));
+    writeFileSync(join(stack, 'specs', 'web.yaml'), fleetYaml);
+    const r = await runCli(['plan', '--out', join(stack, 'plan.json'), '--stack', stack], { cwd: stack });
+    expect(r.code).toBe(0);
+    plan = JSON.parse(readFileSync(join(stack, 'plan.json'), 'utf8')) as Record<string, unknown>;
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  type Plan = { stack: string; seal: { keyId: string }; changes: { fleet: string }[] };
+  it.each([
+    { name: 'its stack', edit: (p: Plan, v: string) => void (p.stack = v), codes: ['apply.plan-stack'] },
+    { name: "its seal's key id", edit: (p: Plan, v: string) => void (p.seal.keyId = v), codes: ['apply.plan-foreign'] },
+    { name: "a change's fleet", edit: (p: Plan, v: string) => void (p.changes[0].fleet = v), codes: ['apply.plan-tampered', 'apply.plan-scope'] },
+  ])('$name', async ({ edit, codes }) => {
+    for (const v of [FORGED, HUGE]) {
+      const p = structuredClone(plan) as Plan;
+      edit(p, v);
+      const file = join(stack, 'edited.json');
+      writeFileSync(file, JSON.stringify(p));
+      const r = await runCli(['apply', file, '--stack', stack], { cwd: stack });
+      expect(r.code).toBe(1);
+      const heads = r.stderr.split('\n').filter((l) => /^\s*(error|warning)\[/.test(l));
+      expect(heads.map((l) => /^error\[([a-z.-]+)\]/.exec(l)?.[1])).toEqual(codes);
+      expect(r.stderr).not.toMatch(/^\s*error\[spec\.fake\]/m);
+      expect(r.stderr).not.toContain('y'.repeat(QUOTE_LIMIT + 1));
+    }
   });
 });
