@@ -26,8 +26,9 @@ interface Case {
   code: string;
   /** The value is a path: shown as clipPath() shows one. */
   path?: true;
-  /** The code when the value is HUGE, where it differs. */
+  /** The code when the value is HUGE, or FORGED, where it differs. */
   hugeCode?: string;
+  forgedCode?: string;
 }
 
 const CASES: Case[] = [
@@ -39,6 +40,8 @@ const CASES: Case[] = [
   { name: 'policy test PACKDIR', args: (s, v) => ['policy', 'test', join(s, 'no-such-folder', v)], code: 'policy.pack-missing', path: true },
   { name: 'policy graph PACKDIR', args: (s, v) => ['policy', 'graph', join(s, 'no-such-folder', v)], code: 'policy.pack-missing', path: true },
   { name: 'import --data-center', args: (s, v) => ['import', 'web/0', 'i-1', '--data-center', v, '--stack', s], code: 'cli.usage' },
+  // The record's URL is in every message that names the record (record.description); one with a line break is malformed.
+  { name: '--record-url', args: (s, v) => ['state', 'list', '--record-url', `pglite://${join(s, 'no-such-folder', v)}`, '--stack', s], code: 'record.not-found', forgedCode: 'spec.record-url', path: true },
   // One with a line break is refused as a cloud id (it holds a character that does not show).
   { name: 'import CLOUD_ID', args: (s, v) => ['import', 'web/0', v, '--stack', s], code: 'cli.usage', hugeCode: 'apply.import-not-found' },
 ];
@@ -60,13 +63,13 @@ describe('values people give, in diagnostics: one escaped line, quoted', () => {
     { value: 'a line break and a forged diagnostic', v: FORGED },
     { value: 'a 100 KB value', v: HUGE },
   ];
-  it.each(CASES.flatMap((c) => values.map((v) => ({ ...c, ...v }))))('$name: $value', async ({ args, code, hugeCode, path, v }) => {
+  it.each(CASES.flatMap((c) => values.map((v) => ({ ...c, ...v }))))('$name: $value', async ({ args, code, hugeCode, forgedCode, path, v }) => {
     const r = await runCli(args(stack, v), { cwd: stack });
     expect(r.code).toBe(1);
     const lines = r.stderr.trimEnd().split('\n');
     // One diagnostic: its head, where it applies (when it says), its detail; nothing else starts a line.
     expect(lines.filter((l) => /^\s*(error|warning)\[/.test(l))).toHaveLength(1);
-    expect(lines[0].startsWith(`error[${v === HUGE ? (hugeCode ?? code) : code}]`)).toBe(true);
+    expect(lines[0].startsWith(`error[${v === HUGE ? (hugeCode ?? code) : (forgedCode ?? code)}]`)).toBe(true);
     expect(lines.length).toBeLessThanOrEqual(3);
     expect(r.stderr).not.toMatch(/^\s*error\[spec\.fake\]/m);
     // The detail quotes the value; where the diagnostic applies (a path, or the name as an address) is cut at WHERE_LIMIT.
