@@ -537,9 +537,9 @@ function listenError(err: unknown, host: string, port: number): unknown {
     EADDRNOTAVAIL: `${shown} is not an address of this machine; choose another --host`,
     ENOTFOUND: `${shown} does not resolve to an address; choose another --host`,
     EAI_AGAIN: `${shown} could not be resolved (the name service did not answer); choose another --host, or an IP address`,
+    // The resolver refuses to look the name up at all (a name longer than DNS's 253 characters): it was cli.internal.
+    EINVAL: `${shown} is not a host name that can be looked up (a name has at most 253 characters); choose another --host, or an IP address`,
   };
-  // The resolver refuses a name it cannot even ask for (a 100,000-character --host): Node's message quoted it whole.
-  if (code === 'EINVAL' && (err as { syscall?: unknown }).syscall === 'getaddrinfo') why.EINVAL = `${shown} is not a host name or address; choose another --host`;
   if (typeof code !== 'string' || !why[code]) return err;
   return new FleetError([diag('apply.serve-config', `cannot listen on ${at}: ${why[code]} (${code}).`)]);
 }

@@ -19,7 +19,7 @@
 // One attempt per call: both are cheap to run again, and the command fails
 // before anything was applied.
 import { FleetError, diag, type Code } from '../engine/diags/index.ts';
-import { loadClientTls, type ClientTls } from '../engine/transport/index.ts';
+import { loadClientTls, tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
 import { describeFetchError, type TlsAdvice } from './fetch-errors.ts';
 import { retryAfterMs } from './retry.ts';
 import { waitText } from './admin-check.ts';
@@ -42,6 +42,9 @@ const CONTENT_CODES: Record<string, Code> = {
 export function authorityToken(a: AuthoritySettings, env: NodeJS.ProcessEnv): string {
   const token = env[a.tokenEnv];
   if (!token) throw new FleetError(diag('apply.token-missing', `Set ${a.tokenEnv} to the CLI's token at the stack's authority ${a.address} (it seals and registers this stack's plans).`, a.where));
+  // A header cannot carry it: the request failed as "could not be reached (ERR_INVALID_CHAR)".
+  const bad = unsendableTokenChar(token);
+  if (bad !== undefined) throw new FleetError(diag('apply.token-invalid', tokenInvalidDetail(a.tokenEnv, `the stack's authority ${a.address}`, bad), a.where));
   return token;
 }
 

@@ -51,7 +51,7 @@ import type {
 } from '../protocol/index.ts';
 import { RUN_STEPS_MAX, STEP_BATCH_MAX, ownWireCode } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
-import type { ClientTls } from '../engine/transport/index.ts';
+import { tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
 import { DMZ_TLS_ADVICE, describeFetchError, errorMessage, timedOut, tlsRefused } from './fetch-errors.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 import { DEFAULT_RETRY_BUDGET_MS, backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryInfo, type RetryPolicy } from './retry.ts';
@@ -424,7 +424,7 @@ export class DmzHttpClient {
     };
     let token: string;
     try {
-      token = await this.opts.token();
+      token = await this.token();
     } catch (err) {
       for (const q of batch) q.reject(err);
       return;
@@ -485,6 +485,17 @@ export class DmzHttpClient {
     throw this.error('apply.dmz-rejected', `${method} ${url} of data center ${this.dataCenter} answered ${res.status}: ${msg}.`);
   }
 
+  /** The bearer token, refused (apply.token-invalid, not retried) when a header cannot carry it. */
+  private async token(): Promise<string> {
+    const token = await this.opts.token();
+    const bad = unsendableTokenChar(token);
+    if (bad !== undefined) {
+      const variable = this.opts.tokenEnv ?? "the variable named by the data center's auth.tokenEnv (default FLEET_CLI_TOKEN_<DC>)";
+      throw this.error('apply.token-invalid', tokenInvalidDetail(variable, `the DMZ client of data center ${this.dataCenter}`, bad));
+    }
+    return token;
+  }
+
   private error(code: Code, detail: string): FleetError {
     return new FleetError(diag(code, detail));
   }
@@ -506,7 +517,7 @@ export class DmzHttpClient {
       let retryAfter: number | undefined;
       try {
         const headers: Record<string, string> = {
-          authorization: `Bearer ${await this.opts.token()}`,
+          authorization: `Bearer ${await this.token()}`,
           accept: 'application/json',
         };
         const payload = body === undefined ? undefined : JSON.stringify(body);

@@ -2,12 +2,13 @@
 // flags that do not go with a saved plan, plan files that are not JSON, an
 // --out file that already exists. Everything here is refused (or written)
 // before a record or a data center is touched, so most cases need no stack.
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
 import { fleetYaml, useTempStack } from './helpers/stack.ts';
+import { fleetYaml as fuzzFleetYaml, stackYaml as fuzzStackYaml } from './helpers/fuzz.ts';
 
 describe('fleet apply PLANFILE: input checked before anything is opened', () => {
   let tmp: string;
@@ -238,5 +239,63 @@ describe('fleet plan --out a symbolic link', () => {
     symlinkSync('/dev/null', link);
     const r = await stack.fleet('plan', '--out', link);
     expect(r.code, r.stderr).toBe(0);
+  });
+});
+
+// A data center token read with its line end (`$(cat token.txt)` of a file saved with Windows line ends keeps the
+// "\r") could not go in a header: Node refused every request (ERR_INVALID_CHAR) before sending it, and the apply
+// took that for an unreachable DMZ client, retried it for its whole budget and failed every member. It is refused
+// before any member starts, naming the variable and the character, never the token.
+describe('a data center token a header cannot carry', () => {
+  let root: string;
+  let stack: string;
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'fleet-token-char-'));
+    stack = join(root, 'stack');
+    mkdirSync(join(stack, 'specs'), { recursive: true });
+    // Nothing listens at port 1: a request that went out would fail as unreachable.
+    writeFileSync(join(stack, 'stack.yaml'), fuzzStackYaml().replace('address: embedded', 'address: http://127.0.0.1:1'));
+    writeFileSync(join(stack, 'specs', 'web.yaml'), fuzzFleetYaml);
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it.each([
+    { name: 'a carriage return at its end', token: 'tok-9f3a\r', bad: 'U+000D at position 9' },
+    { name: 'a line break inside', token: 'tok-9f3a\nX-Other: 1', bad: 'U+000A at position 9' },
+    { name: 'a character past U+00FF', token: 'tok-9f3a\u2028', bad: 'U+2028 at position 9' },
+  ])('$name: apply.token-invalid at the data center, no VM recorded', async ({ token, bad }) => {
+    const env = { FLEET_CLI_TOKEN_MIAMI: token, FLEET_RETRY_BUDGET_MS: '0' };
+    const r = await runCli(['apply', '--yes', '--stack', stack], { cwd: root, env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `error[apply.token-invalid]: Token cannot be sent\n  at ${join('stack', 'stack.yaml')}:23:7\n  FLEET_CLI_TOKEN_MIAMI, the bearer token for the DMZ client of data center miami, holds ${bad}, a character an HTTP header cannot carry (a line end read with the token from a file?): set it to the token alone. No request was sent with it.\n`,
+    );
+    expect(r.stderr).not.toContain('tok-9f3a');
+    expect(r.stderr).not.toContain('apply.dmz-unreachable');
+    const list = await runCli(['state', 'list', '--format', 'json', '--stack', stack], { cwd: root });
+    expect((JSON.parse(list.stdout) as { vms: unknown[] }).vms).toEqual([]);
+  });
+
+  it("the CLI's token at the stack's authority: fleet plan --out refuses it, not as an unreachable authority", async () => {
+    const deployed = join(root, 'deployed');
+    mkdirSync(join(deployed, 'specs'), { recursive: true });
+    writeFileSync(join(deployed, 'stack.yaml'), fuzzStackYaml().replace('  apply:\n', '  authority:\n    address: http://127.0.0.1:1\n  apply:\n'));
+    writeFileSync(join(deployed, 'specs', 'web.yaml'), fuzzFleetYaml);
+    const out = join(root, 'plan.json');
+    const r = await runCli(['plan', '--out', out, '--stack', deployed], { cwd: root, env: { FLEET_AUTHORITY_TOKEN: 'tok-9f3a\r', FLEET_RETRY_BUDGET_MS: '0' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      "error[apply.token-invalid]: Token cannot be sent\n  at deployed/stack.yaml:20:5\n  FLEET_AUTHORITY_TOKEN, the bearer token for the stack's authority http://127.0.0.1:1, holds U+000D at position 9,",
+    );
+    expect(r.stderr).not.toContain('tok-9f3a');
+    expect(r.stderr).not.toContain('authority-unreachable');
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('fleet refresh says so too, not that the data center is unreachable', async () => {
+    const r = await runCli(['refresh', '--stack', stack], { cwd: root, env: { FLEET_CLI_TOKEN_MIAMI: 'tok-9f3a\r', FLEET_RETRY_BUDGET_MS: '0' } });
+    expect(r.code).toBe(1);
+    expect(`${r.stdout}${r.stderr}`).toContain('FLEET_CLI_TOKEN_MIAMI, the bearer token for the DMZ client of data center miami, holds U+000D at position 9');
+    expect(`${r.stdout}${r.stderr}`).not.toContain('tok-9f3a');
   });
 });

@@ -345,20 +345,21 @@ describe.runIf(pgUrl !== undefined)('one stack, two clouds: fleet apply through 
     azureVms()[azAddr].power = 'running';
   });
 
-  it('a boot with a wrong token is denied in both clouds and the VMs terminated', async () => {
+  it('a boot the authority denies (its agent claims another image with its own token) is denied in both clouds and the VMs terminated', async () => {
     await spec('app', fleetYaml('app', { count: 0 }));
     let r = await fleet('apply', '--yes');
     expect(r.code, r.stderr).toBe(0);
     expect([Object.keys(instances()), arm.vms.size]).toEqual([[], 0]);
     await spec('web', fleetYaml('web', { count: 2 }));
-    // Someone swaps the boot token the VMs present: the authority denies both boots.
-    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']+'$/m, "FLEET_BOOT_TOKEN='swapped-token'");
-    arm.tamper = () => 'swapped-token';
+    // Someone changes the image the VMs' agents claim: the authority denies both boot tokens (aws.e2e.test.ts says why
+    // not a swapped token).
+    ec2.tamper = (u) => u.replace(/^FLEET_IMAGE='[^']+'$/m, "FLEET_IMAGE='ami-0000000000000dead'");
+    arm.tamperImage = () => 'Canonical:not-its-image:1:latest';
     try {
       r = await fleet('apply', '--yes');
     } finally {
       ec2.tamper = undefined;
-      arm.tamper = undefined;
+      arm.tamperImage = undefined;
     }
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('apply.member-failed');

@@ -207,6 +207,44 @@ describe('fleet plan', () => {
     });
   });
 
+  // `--out .fleet/record/PG_VERSION` (or any file of a PGlite record, wherever the record is) was written over: the
+  // record no longer opened, for any command (record.corrupt). What fleet keeps of a stack is never --out's.
+  describe('--out inside what fleet keeps of the stack is refused, nothing written there', () => {
+    let n = 0;
+    /** A copy of 05-scale-down whose record is `record` (its own .fleet/record when none), made by a first plan. */
+    async function keptStack(record?: (dir: string) => string) {
+      const dir = join(tmp, `kept-${n++}`);
+      cpSync(stack('05-scale-down'), dir, { recursive: true });
+      const stackFile = join(dir, 'stack.yaml');
+      writeFileSync(stackFile, readFileSync(stackFile, 'utf8').replace('path: ../../../../policies/default', `path: ${join(import.meta.dirname, '..', 'policies', 'default')}`));
+      const caseEnv = { FLEET_RECORD_URL: record ? `pglite://${record(dir)}` : '' };
+      const first = await runCli(['plan', '--stack', dir], { env: caseEnv });
+      expect(first.code, first.stderr).toBe(0);
+      return { dir, env: caseEnv };
+    }
+    const cases: { name: string; record?: (dir: string) => string; out: (dir: string) => string; folder: (dir: string) => string }[] = [
+      { name: "a file of the stack's own record", out: (d) => join(d, '.fleet', 'record', 'PG_VERSION'), folder: (d) => join(d, '.fleet') },
+      { name: 'a new file in the state folder', out: (d) => join(d, '.fleet', 'plan.json'), folder: (d) => join(d, '.fleet') },
+      { name: 'the state folder by way of ..', out: (d) => join(d, 'specs', '..', '.fleet', 'record', 'PG_VERSION'), folder: (d) => join(d, '.fleet') },
+      { name: 'a file of a PGlite record outside the stack', record: (d) => `${d}-record`, out: (d) => join(`${d}-record`, 'PG_VERSION'), folder: (d) => `${d}-record` },
+      { name: 'a file of that record through a link to its folder', record: (d) => `${d}-record`, out: (d) => (symlinkSync(`${d}-record`, join(d, 'rec')), join(d, 'rec', 'PG_VERSION')), folder: (d) => `${d}-record` },
+    ];
+    it.each(cases)('$name', async ({ record, out, folder }) => {
+      const { dir, env: caseEnv } = await keptStack(record);
+      const file = out(dir);
+      const before = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+      const r = await runCli(['plan', '--stack', dir, '--out', file], { env: caseEnv });
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(
+        `error[plan.out-failed]: Cannot write the plan file\n  at ${file}\n  --out ${file} is inside ${folder(dir)}, which holds what fleet keeps of the stack (the record, the simulated data centers, secrets and locks): a plan written there could replace a file of it. Write the plan to a file outside it (for example plan.json).\n`,
+      );
+      expect(existsSync(file) ? readFileSync(file, 'utf8') : undefined).toBe(before);
+      const again = await runCli(['state', 'list', '--stack', dir], { env: caseEnv });
+      expect(again.code, again.stderr).toBe(0);
+    });
+  });
+
   // An --out that cannot be written was found only after the whole plan was
   // made (and, on a deployed stack, sealed at the authority), and reported
   // as Node's message (`ENOENT: no such file or directory, open '…'`) with

@@ -973,6 +973,41 @@ describe('closeInterrupted', () => {
     }
   });
 
+  it('closes a killed apply\'s 1,200 open steps in a few journal writes, in order, not one write per step', async () => {
+    const record = await memoryRecord();
+    try {
+      await record.startPlan({ stack: 'st', digest: 'd', who: 'ci', startedAt: new Date().toISOString(), id: 'gone' });
+      const started = Array.from({ length: 1200 }, (_, i) => ({
+        planId: 'gone',
+        address: `web/${Math.floor(i / 6)}`,
+        seq: i % 6,
+        vmId: `vm-${Math.floor(i / 6)}`,
+        from: 'Planned',
+        to: 'BeingCreated',
+        idempotencyKey: `gone/web/${i}`,
+        status: 'started' as const,
+        detail: null,
+      }));
+      await record.journal(started);
+      let writes = 0;
+      const counted = new Proxy(record, {
+        get(target, key) {
+          const v = Reflect.get(target, key, target) as unknown;
+          if (key === 'journal') writes++;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      expect(await closeInterrupted(counted, 'st', ['web'])).toMatchObject({ plans: ['gone'], steps: 1200, carriedOut: 0 });
+      expect(writes).toBeLessThanOrEqual(3);
+      expect(await record.unfinishedSteps('st')).toHaveLength(1200);
+      expect((await record.unfinishedSteps('st')).every((r) => r.status === 'failed')).toBe(true);
+      const last = (await record.planJournal('gone')).slice(1200);
+      expect(last.map((r) => `${r.address}/${r.seq}`)).toEqual(started.map((r) => `${r.address}/${r.seq}`));
+    } finally {
+      await record.close();
+    }
+  });
+
   it('records `interrupted` an apply left `running` with no step open and no lock (it stopped with the record down, or died before its first step); one that holds a lock is left alone', async () => {
     const record = await memoryRecord();
     try {

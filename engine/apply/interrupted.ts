@@ -10,6 +10,9 @@ import type { FleetRecord } from '../record/types.ts';
 /** The detail of a `done` row closeInterrupted writes: the step was answered, its row held when the apply stopped. */
 export const CARRIED_OUT_DETAIL = 'carried out: the record holds this edge under this plan; the apply stopped before journalling its answer';
 
+/** Rows per journal write when closing steps. */
+const JOURNAL_CHUNK = 500;
+
 export interface ClosedApplies {
   /** The plans whose applies were recorded `interrupted` (those with steps closed first). */
   plans: string[];
@@ -51,14 +54,14 @@ export async function closeInterrupted(record: FleetRecord, stack: string, fleet
     }
   }
   let carried = 0;
-  for (const s of open) {
-    if (moves.get(`${s.planId}\n${s.vmId}`)?.has(`${s.from}\n${s.to}`)) {
-      carried++;
-      await record.journal({ ...s, status: 'done', detail: CARRIED_OUT_DETAIL });
-    } else {
-      await record.journal({ ...s, status: 'failed', detail: 'interrupted: the apply stopped before this step answered' });
-    }
-  }
+  const rows = open.map((s) => {
+    if (!moves.get(`${s.planId}\n${s.vmId}`)?.has(`${s.from}\n${s.to}`)) return { ...s, status: 'failed' as const, detail: 'interrupted: the apply stopped before this step answered' };
+    carried++;
+    return { ...s, status: 'done' as const, detail: CARRIED_OUT_DETAIL };
+  });
+  // One INSERT per JOURNAL_CHUNK rows, in order: a killed apply of P x data
+  // centers members can leave over a thousand steps open.
+  for (let i = 0; i < rows.length; i += JOURNAL_CHUNK) await record.journal(rows.slice(i, i + JOURNAL_CHUNK));
   const locked = new Set((await record.listLocks(stack)).map((l) => l.planId));
   const orphans = (await record.listPlans(stack)).filter((p) => p.result === 'running' && !locked.has(p.id) && !plans.includes(p.id)).map((p) => p.id);
   for (const id of [...plans, ...orphans]) await record.finishPlan(id, 'interrupted').catch(() => {});

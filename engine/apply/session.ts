@@ -10,7 +10,7 @@ import type { FleetRecord } from '../record/types.ts';
 import { envMs } from '../record/env.ts';
 import { loadStack, type LoadedFleet, type LoadedStack } from '../spec/index.ts';
 import type { LoadedDataCenter } from '../spec/types.ts';
-import { cliTokenEnv, loadClientTls, type ClientTls } from '../transport/index.ts';
+import { cliTokenEnv, loadClientTls, tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../transport/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
 import { connectProvider, type ConnectedProvider } from '../../providers/provider.ts';
 import { retryingRecord, type RecordRetryOptions } from './record-retry.ts';
@@ -26,8 +26,10 @@ export interface StackSession {
   providers: Map<string, ConnectedProvider>;
   /**
    * One apply.token-missing per data center of `dataCenters` reached at a
-   * URL whose token variable is unset or empty: checked before an apply
-   * starts, so no member is attempted without the token it will need.
+   * URL whose token variable is unset or empty, one apply.token-invalid
+   * per such variable holding a character no HTTP header can carry:
+   * checked before an apply starts, so no member is attempted without the
+   * token it will need.
    */
   missingTokens(dataCenters: Iterable<string>): Diagnostic[];
   close(): Promise<void>;
@@ -184,7 +186,13 @@ export async function openSession(stackDir: string, opts: SessionOptions): Promi
     if (tlsProblems.length > 0) throw new FleetError(tlsProblems);
     const missingTokens = (dataCenters: Iterable<string>): Diagnostic[] => {
       const wanted = new Set(dataCenters);
-      return stack.dataCenters.filter((dc) => wanted.has(dc.name) && dc.address !== 'embedded' && !opts.env[cliTokenEnv(dc)]).map(tokenMissing);
+      return stack.dataCenters.flatMap((dc) => {
+        if (!wanted.has(dc.name) || dc.address === 'embedded') return [];
+        const token = opts.env[cliTokenEnv(dc)];
+        if (!token) return [tokenMissing(dc)];
+        const bad = unsendableTokenChar(token);
+        return bad === undefined ? [] : [diag('apply.token-invalid', tokenInvalidDetail(cliTokenEnv(dc), `the DMZ client of data center ${dc.name}`, bad), dc.where)];
+      });
     };
     return { stack, pack, fleets, warnings, record, providers, missingTokens, close };
   } catch (err) {

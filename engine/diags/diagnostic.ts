@@ -151,6 +151,21 @@ const FS_REASONS: Record<string, string> = {
   EMFILE: 'too many open files',
 };
 
+/**
+ * What a path that is neither a regular file nor a folder is, in words ("a
+ * named pipe (FIFO)"), or undefined. Input files (stack.yaml, a policy test
+ * case) are stat'ed and refused when they are one: reading a named pipe
+ * waits for a writer for ever, and a device such as /dev/zero never ends (it
+ * took all the memory there was). A folder is left to the read's EISDIR.
+ */
+export function specialFileKind(s: { isFile(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string | undefined {
+  if (s.isFile() || s.isDirectory()) return undefined;
+  if (s.isFIFO()) return 'a named pipe (FIFO)';
+  if (s.isSocket()) return 'a socket';
+  if (s.isCharacterDevice() || s.isBlockDevice()) return 'a device';
+  return 'a special file';
+}
+
 /** Why a file could not be read or written, for a diagnostic: "it is a folder, not a file (EISDIR)". */
 export function fsReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;

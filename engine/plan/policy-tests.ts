@@ -1,12 +1,12 @@
 // `fleet policy test`: fixture cases under PACKDIR/tests/*.yaml, each a small
 // stack, its fleet specs, a starting record and the violations and grants the
 // real planner must produce with this pack. See docs/policy.md, "Policy tests".
-import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, stringify } from 'yaml';
-import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, specialFileKind, type Diagnostic, type Where } from '../diags/index.ts';
 import { parseVmAddress, type PlanDocument } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
@@ -321,6 +321,12 @@ export async function runPolicyCase(packDir: string, file: string, plan: PlanFn)
   const result: PolicyTestResult = { name, file, passed: false, diff: [], diagnostics: [] };
   let bytes: Buffer;
   try {
+    // A named pipe (or a link to /dev/zero) named *.yaml in tests/: the run waited for a writer for ever (ate all memory).
+    const kind = specialFileKind(await stat(file));
+    if (kind !== undefined) {
+      result.diagnostics = [diag('policy.read-error', `The case file cannot be read: it is ${kind}, not a regular file.`, { file })];
+      return result;
+    }
     bytes = await readFile(file);
   } catch (err) {
     result.diagnostics = [diag('policy.read-error', `The case file cannot be read: ${fsReason(err)}.`, { file })];

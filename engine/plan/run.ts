@@ -6,9 +6,10 @@
 // every other fleet, only what its VMs use per data center
 // (FleetRecord.usage). Enough for owner quotas and data center capacity,
 // whatever their enforcement, without reading every row.
-import { statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, sep } from 'node:path';
 import { FleetError, diag, hasErrors, quote, type Diagnostic } from '../diags/index.ts';
-import { isServerRecord, openRecord, prepareRecord } from '../record/index.ts';
+import { isServerRecord, openRecord, pgliteDir, prepareRecord } from '../record/index.ts';
 import type { FleetRecord, PlanVmRow, StackIdentity, UnchangedRow, UsageRow } from '../record/types.ts';
 import { loadStack, type LoadResult, type StackInput } from '../spec/index.ts';
 import { globTaking } from '../spec/glob.ts';
@@ -101,6 +102,18 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
         diag(
           'plan.out-failed',
           `--out ${opts.out.shown} is the ${input.what} ${input.file}, which this plan is made from: writing the plan there would replace it. Write the plan to a file of its own (for example plan.json).`,
+          { file: opts.out.shown },
+        ),
+      );
+    }
+    // The stack's state folder, or its PGlite record wherever it is: `--out .fleet/record/PG_VERSION` replaced a file
+    // of the record, which then no longer opened (record.corrupt) for any command.
+    const state = stateFolderAt(opts.out.file, stack);
+    if (state !== undefined) {
+      throw new FleetError(
+        diag(
+          'plan.out-failed',
+          `--out ${opts.out.shown} is inside ${state}, which holds what fleet keeps of the stack (the record, the simulated data centers, secrets and locks): a plan written there could replace a file of it. Write the plan to a file outside it (for example plan.json).`,
           { file: opts.out.shown },
         ),
       );
@@ -265,6 +278,32 @@ async function markDeniedBoots(record: FleetRecord, pack: LoadedPack, rows: Plan
  * link to a spec file is that file. `--out specs/web.yaml` (a slip of tab
  * completion) replaced the fleet's spec with the plan's JSON, exit 0.
  */
+/**
+ * The folder of what fleet keeps of `stack` that `file` lies in, or
+ * undefined: the stack's state folder (.fleet: a PGlite record, the
+ * simulated data centers, the authority's secret, locks, tokens) and a PGlite
+ * record kept elsewhere. Compared by real path, so a link to a folder
+ * on the way, or `..`, does not hide it.
+ */
+function stateFolderAt(file: string, stack: LoadedStack): string | undefined {
+  const record = stack.recordUrl.startsWith('pglite://') ? pgliteDir(stack.recordUrl) : undefined;
+  const real = realPath(file);
+  return [stack.stateDir, ...(record ? [record] : [])].find((folder) => {
+    const f = realPath(folder);
+    return real === f || real.startsWith(f.endsWith(sep) ? f : f + sep);
+  });
+}
+
+/** `p`'s real path; for a path that does not exist (yet), its nearest existing folder's real path with the rest joined on. */
+function realPath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    const parent = dirname(p);
+    return parent === p ? p : join(realPath(parent), basename(p));
+  }
+}
+
 function inputAt(file: string, inputs: readonly StackInput[]): StackInput | undefined {
   const out = statSync(file, { throwIfNoEntry: false });
   if (!out?.isFile()) return undefined;

@@ -206,3 +206,43 @@ describe('PostgreSQL adapter: array parameters', () => {
     }
   });
 });
+
+// A record URL whose parameters ask to connect in a way that cannot work failed as cli.internal ("Internal error",
+// quoting pg: "-c x requires a value", "Port should be >= 0 and < 65536", "ENOENT: no such file or directory, open
+// …"), and `options=-c statement_timeout=abc` as a transient "connection timeout" (the word timeout in the server's
+// "invalid value for parameter"). Each is record.unreachable, not transient, naming the URL and what to check.
+describe('PostgreSQL record URL parameters that cannot connect', () => {
+  const refused = async (url: string) => {
+    const err = await openRecord(url).then(
+      async (r) => (await r.close(), undefined),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RecordUnreachableError);
+    const e = err as RecordUnreachableError;
+    expect(e.transient).toBe(false);
+    expect(e.diagnostics.map((d) => d.code)).toEqual(['record.unreachable']);
+    return e.diagnostics[0].detail;
+  };
+  // Refused before a server is reached: no server needed.
+  it.each([
+    { name: 'a port out of range', query: 'port=99999', says: 'Port should be >= 0 and < 65536' },
+    { name: 'a socket folder that does not exist', query: 'host=/nonexistent-fleet-socket-dir', says: 'connect ENOENT /nonexistent-fleet-socket-dir/.s.PGSQL.1' },
+    { name: 'a CA file that does not exist', query: 'sslmode=verify-full&sslrootcert=/nonexistent-fleet-ca.pem', says: "open '/nonexistent-fleet-ca.pem'" },
+  ])('$name', async ({ query, says }) => {
+    const detail = await refused(`postgres://postgres:secret@127.0.0.1:1/x?${query}`);
+    expect(detail).toContain(`(postgres://postgres:***@127.0.0.1:1/x?${query}): the connection could not be made: `);
+    expect(detail).toContain(says);
+    expect(detail).not.toContain('secret');
+  });
+  // The server's refusal of a startup setting (the URL's `options`).
+  it.skipIf(!base).each([
+    { name: 'an option with no value', options: '-c x', says: '-c x requires a value' },
+    { name: 'a setting of the wrong type', options: '-c statement_timeout=abc', says: 'invalid value for parameter "statement_timeout": "abc"' },
+  ])('$name', async ({ options, says }) => {
+    const url = new URL(base!);
+    url.searchParams.set('options', options);
+    const detail = await refused(url.toString());
+    expect(detail).toContain(`the connection could not be made: ${says}. Check the URL's parameters`);
+    expect(detail).not.toContain('connection timeout');
+  });
+});

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type pgTypes from 'pg';
 import { arrayLiteral } from './array-literal.ts';
 import { envMs } from './env.ts';
+import { FleetError, clip } from '../diags/index.ts';
 import { RecordUnreachableError } from './errors.ts';
 import type { Queryable, SqlAdapter } from './sql.ts';
 import { writeFault } from './storage.ts';
@@ -89,7 +90,9 @@ export function connectionFault(err: unknown, where: PostgresWhere): unknown {
     todo =
       'The connection was lost without a word (a network that drops it silently), or the statement runs longer than that: then raise FLEET_RECORD_QUERY_TIMEOUT_MS (0: no limit).';
   }
-  else if (/timeout/i.test(err.message)) cause = 'connection timeout';
+  // Not the server's word on a setting (`options=-c statement_timeout=abc` in the URL: "invalid value for parameter
+  // \"statement_timeout\"", 22023) but a timeout: pg's on connecting, or the server cancelling a statement (57014).
+  else if (/timeout/i.test(err.message) && (!(err instanceof pg.DatabaseError) || code === '57014')) cause = 'connection timeout';
   else if (/Connection terminated|connection is closed|connection error and is not queryable/i.test(err.message)) cause = 'connection lost';
   if (cause === undefined) return writeFault(err, where.description);
   todo ??= whatToDo(code, where);
@@ -186,8 +189,32 @@ export async function openPostgres(url: string, description: string): Promise<Sq
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
   const adapter = new PostgresAdapter(pool, where);
-  await adapter.query('SELECT 1');
+  try {
+    await adapter.query('SELECT 1');
+  } catch (err) {
+    // Not awaited: after a client that failed before its socket opened (`port=99999`), pg's end() never settles.
+    void pool.end().catch(() => {});
+    throw err instanceof FleetError ? err : unusableConnection(err, where);
+  }
   return adapter;
+}
+
+/**
+ * The first statement failed for a reason connectionFault does not know:
+ * nothing a statement of the record does, but how the URL's parameters ask
+ * to connect (`sslmode=require` to a server without TLS, an `sslrootcert`
+ * that is not there, `options=-c …` the server refuses, `port=99999`, a
+ * socket folder `host=/…` that does not exist). It was cli.internal, an
+ * "internal error" quoting pg; it is record.unreachable, not transient
+ * (trying again changes nothing), naming the URL.
+ */
+function unusableConnection(err: unknown, where: PostgresWhere): RecordUnreachableError {
+  const message = err instanceof Error ? err.message : String(err);
+  const tls = /\bSSL\b|\bTLS\b|certificate/i.test(message);
+  const todo = tls
+    ? "Check the URL's TLS parameters (sslmode, ssl, sslrootcert, sslcert, sslkey) against what the server offers."
+    : "Check the URL's parameters (its host and port, and query parameters such as options, host, port) against what the server accepts.";
+  return new RecordUnreachableError(`cannot use the PostgreSQL record at ${where.host}:${where.port} (${where.description}): the connection could not be made: ${clip(message.replace(/\.$/, ''))}. ${todo}`, false);
 }
 
 /**

@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
 import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -716,4 +719,49 @@ describe('rollout amounts', () => {
       [code, `spec.rollout.maxSurge must be a whole number of members (0 or more) or a percentage such as "25%" (0% to 100%), not ${shown}.`, 8],
     ]);
   });
+});
+
+// stack.yaml a named pipe hung every command for ever (reading waited for a writer), and stack.yaml a link to
+// /dev/zero took all the memory there was (10 GB after a minute, still reading; not run here for that reason).
+// Neither is ever a file of a stack: refused as spec.read-error at the file, saying what it is.
+describe('a stack file that is no regular file', () => {
+  const cases: { name: string; make: (file: string) => Promise<() => void>; is: string }[] = [
+    {
+      name: 'a named pipe',
+      make: async (file) => {
+        execFileSync('mkfifo', [file]);
+        // Opened for writing and closed: a read blocked on the pipe (the bug) sees its end, so the worker is not left hung.
+        return () => {
+          try {
+            closeSync(openSync(file, constants.O_WRONLY | constants.O_NONBLOCK));
+          } catch {
+            // No reader: nothing to unblock.
+          }
+        };
+      },
+      is: 'a named pipe (FIFO)',
+    },
+    { name: 'a link to /dev/null', make: async (file) => (await symlink('/dev/null', file), () => {}), is: 'a device' },
+    {
+      name: 'a socket',
+      make: async (file) => {
+        const server = createServer();
+        await new Promise<void>((r) => server.listen(file, r));
+        return () => server.close();
+      },
+      is: 'a socket',
+    },
+  ];
+  it.each(cases)('$name', async ({ make, is }) => {
+    const dir = await scratch({});
+    const file = join(dir, 'stack.yaml');
+    const unblock = await make(file);
+    try {
+      const r = await loadStack(dir, { cwd: dir, env: {} });
+      expect(r.stack).toBeUndefined();
+      expect(r.diagnostics.map((d) => `${d.code} ${d.file}: ${d.detail}`)).toEqual([`spec.read-error stack.yaml: Cannot read stack.yaml: it is ${is}, not a regular file.`]);
+    } finally {
+      unblock();
+    }
+  }, 10_000);
 });

@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob, noMatchHint } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
-import { clip, clipPath, decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
+import { clip, clipPath, decodeUtf8, diag, fsReason, hasErrors, specialFileKind, sortDiagnostics, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
 import { PACK_FILE, loadPack as policyLoadPack, packDirProblem } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -252,6 +252,13 @@ async function readText(
   missingCode: 'spec.stack-not-found' | 'spec.read-error',
 ): Promise<string | undefined> {
   try {
+    // A named pipe or a device (stack.yaml a FIFO, or linked to /dev/zero) is never a file of the stack: read, one
+    // hung for ever waiting for a writer, the other took all the memory there was (10 GB and counting).
+    const kind = specialFileKind(await stat(abs));
+    if (kind !== undefined) {
+      diagnostics.push(diag('spec.read-error', `Cannot read ${clipPath(shown)}: it is ${kind}, not a regular file.`, { file: shown }));
+      return undefined;
+    }
     const decoded = decodeUtf8(await readFile(abs), shown);
     if ('text' in decoded) return decoded.text;
     diagnostics.push(diag('spec.yaml-syntax', decoded.problem, decoded.where));

@@ -31,6 +31,26 @@ export function cliTokenEnv(dc: { name: string; auth?: { tokenEnv?: string } }):
   return dc.auth?.tokenEnv ?? defaultCliTokenEnv(dc.name);
 }
 
+/**
+ * Where a bearer token holds a character an HTTP header cannot carry, as
+ * `U+000D at position 4`, or undefined when it can be sent. Node refuses
+ * such a header (ERR_INVALID_CHAR) before anything is sent, which the DMZ
+ * client's retries took for an unreachable data center for a minute: a
+ * token read from a file saved with Windows line ends (`abc\r`), or pasted
+ * with a line break. The token itself is never quoted.
+ */
+export function unsendableTokenChar(token: string): string | undefined {
+  // The characters Node's http accepts in a header value (lib/_http_common.js, checkInvalidHeaderChar).
+  const m = /[^\t\x20-\x7e\x80-\xff]/.exec(token);
+  if (!m) return undefined;
+  return `U+${m[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} at position ${m.index + 1}`;
+}
+
+/** apply.token-invalid's detail: `variable`, the CLI's token for `whom` (`the DMZ client of data center miami`), holds `bad` (unsendableTokenChar). */
+export function tokenInvalidDetail(variable: string, whom: string, bad: string): string {
+  return `${variable}, the bearer token for ${whom}, holds ${bad}, a character an HTTP header cannot carry (a line end read with the token from a file?): set it to the token alone. No request was sent with it.`;
+}
+
 /** The variable holding a data center's DMZ client's token at the authority (both services read it). */
 export function dmzTokenEnv(dataCenter: string): string {
   return `FLEET_DMZ_TOKEN_${envSuffix(dataCenter)}`;

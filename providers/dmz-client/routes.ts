@@ -325,7 +325,19 @@ export function registerRoutes(app: FastifyInstance, r: DmzRoutes): void {
           // A denial's cause (`detail`) is this client's, never the caller's: the endpoint is open, and the VM is
           // told only the fixed reason. It goes to the step awaiting the VM's boot, when it is that boot's (StepRunner.bootDenied).
           const { detail, ...answer } = await authority.boot({ dataCenter: dc, ...req.body });
-          if (!answer.approved && detail !== undefined) steps.bootDenied(req.body, detail);
+          if (!answer.approved) {
+            if (detail !== undefined) steps.bootDenied(req.body, detail);
+            // The driver notes a denial of the token it booted the VM with (Driver.bootDenied): the one evidence, besides
+            // the agent's own report, that a VM which then powers itself off unheard was denied (and is terminated).
+            // A denied check with any other token (anyone in the DMZ network may send one) says nothing of the VM.
+            // Never in the way of the answer: a driver that cannot note it (its state folder unwritable) leaves that VM
+            // kept if it powers off unheard, the safe side.
+            try {
+              driver.bootDenied?.(req.body);
+            } catch (err) {
+              req.log.warn({ dataCenter: dc, vmId: req.body.vmId, err: (err as Error).message }, 'boot denial not noted by the driver');
+            }
+          }
           return answer satisfies BootResponse;
         },
         (res) => !res.approved,

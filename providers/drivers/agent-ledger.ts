@@ -24,6 +24,13 @@ export interface AgentLedgerEntry {
   /** The boot endpoint denied the boot: the VM is to be terminated. */
   denied?: boolean;
   /**
+   * The DMZ client saw the boot endpoint deny a boot request carrying this boot's token (Driver.bootDenied): this
+   * boot was denied, whether or not its agent's report ever comes. What tells a VM that powers itself off unheard
+   * after a denial of its own token (terminated) from one that powered off unheard otherwise (kept), a denied boot
+   * check with another token (anyone's: the endpoint is open) counting for nothing.
+   */
+  tokenDenied?: boolean;
+  /**
    * aws: the instance's last stop as read right before this boot's StartInstances (stopMark: its stateReason,
    * stateTransitionReason and launchTime). A read after the start that shows the same stop is EC2's stale read, not
    * a stop of this boot.

@@ -19,7 +19,8 @@
 //   protocol (POST bootUrl with { cloudId, vmId, image, bootToken }, then
 //   POST <bootUrl>/status with an AgentReport when the driver has
 //   agentStatus): the suite attaches its own boot endpoint, approving the
-//   tokens it issued and denying any other.
+//   tokens it issued and denying any other (told to the driver's
+//   bootDenied, as the DMZ client does).
 // - `inject(call, kind)` makes every later `call` fail as the cloud fails
 //   for that kind (until `heal()`); `timeout` makes the call hang, and the
 //   driver must give up with a `timeout` error on its own (the harness
@@ -82,6 +83,8 @@ class BootEndpoint {
           const t = this.tokens.get(String(b.bootToken));
           const approved = t !== undefined && t.vmId === b.vmId;
           this.asked.push({ vmId: String(b.vmId), approved });
+          // As the DMZ client does with each denial it relays (Driver.bootDenied).
+          if (!approved) this.driver().bootDenied?.({ vmId: String(b.vmId), cloudId: String(b.cloudId), bootToken: String(b.bootToken) });
           send(200, approved ? { approved, reason: 'known VM', diskKey: t.diskKey } : { approved, reason: 'unknown boot token' });
           return;
         }

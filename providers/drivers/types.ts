@@ -82,11 +82,13 @@ export interface Driver {
   boot(creds: ScopedCredentials, ref: VmRef, opts: { bootToken: string }): Promise<CloudVm>;
   /**
    * Waits until the VM reports ready; throws DriverError('boot-denied') when the boot endpoint denied its boot (its
-   * agent said so, or it powered itself off during its boot without a report: the VM is terminated; when the
-   * step's credentials expired during the wait the message says it was not, and the next apply's delete does it),
-   * and DriverError('boot-failed') when its boot failed otherwise (the cloud itself stopped or deallocated it: the
-   * VM is kept; `capacity` when the cloud said it had no room for the start). fleet apply tells them apart by
-   * kind alone (engine/apply/failure-cause.ts), never by the message.
+   * agent said so, or it powered itself off during its boot without a report after the boot endpoint denied a
+   * request carrying its boot token, bootDenied: the VM is terminated; when the step's credentials expired during
+   * the wait the message says it was not, and the next apply's delete does it), and DriverError('boot-failed') when
+   * its boot failed otherwise (its agent said so; it powered itself off without a report and no denial of its token
+   * was seen; the cloud itself stopped or deallocated it: the VM is kept, powered off; `capacity` when the cloud
+   * said it had no room for the start). fleet apply tells them apart by kind alone (engine/apply/failure-cause.ts),
+   * never by the message.
    */
   awaitReady(creds: ScopedCredentials, ref: VmRef, opts?: { timeoutMs?: number }): Promise<CloudVm>;
   shutdown(creds: ScopedCredentials, ref: VmRef): Promise<CloudVm>;
@@ -102,6 +104,14 @@ export interface Driver {
    * it changes nothing. Absent: the driver's VMs report otherwise (sim).
    */
   agentStatus?(report: AgentReport): boolean;
+  /**
+   * The boot endpoint denied `boot` (the authority's answer to POST /v1/boot, which the DMZ client sees): when it
+   * carries the token of the boot the driver is carrying out for that VM, this boot was denied, and a VM that then
+   * powers itself off without a report is a denied boot (awaitReady: boot-denied, terminated). Any other token (a
+   * made-up one: the endpoint is open to the DMZ network) says nothing of the VM and changes nothing. Returns
+   * whether it was taken as the boot's. Absent: the driver learns of a denial otherwise (sim: its own agents).
+   */
+  bootDenied?(boot: { vmId: string; cloudId: string; bootToken: string }): boolean;
   /**
    * Rejects, saying why, unless the DMZ client's own cloud credentials (those
    * its reads use) work: one cheap read call (the DMZ client's readiness,

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,6 +162,38 @@ describe('fleet policy test', () => {
     expect(r.stdout).toContain(['FAIL zz (tests/zz.yaml)', '  error[policy.read-error]: Cannot read file', '    at tests/zz.yaml', '    The case file cannot be read: it is a folder, not a file (EISDIR).'].join('\n'));
     expect(r.stdout).toContain('1 passed, 2 failed (3 cases in .)');
   });
+
+  // A named pipe named like a case hung the run for ever (the read waited for a writer); a link to /dev/zero read
+  // until memory ran out (not run here for that reason). Each is a case that cannot be read, the others still run;
+  // so is a stack.yaml that is a pipe in a folder given as the pack (its hint read it).
+  it('a case that is a named pipe fails with policy.read-error, and the other cases still run', async () => {
+    const dir = await okAndKoPack();
+    const fifo = join(dir, 'tests', 'zz.yaml');
+    execFileSync('mkfifo', [fifo]);
+    const stackFifo = join(dir, 'stack.yaml');
+    execFileSync('mkfifo', [stackFifo]);
+    try {
+      const r = await runCli(['policy', 'test', '.'], { cwd: dir });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toContain('PASS ok');
+      expect(r.stdout).toContain(['FAIL zz (tests/zz.yaml)', '  error[policy.read-error]: Cannot read file', '    at tests/zz.yaml', '    The case file cannot be read: it is a named pipe (FIFO), not a regular file.'].join('\n'));
+      expect(r.stdout).toContain('1 passed, 2 failed (3 cases in .)');
+      await rm(join(dir, 'policy.yaml'));
+      const hint = await runCli(['policy', 'test', '.'], { cwd: dir });
+      expect(hint.code).toBe(1);
+      expect(hint.stderr).toContain('error[policy.pack-missing]');
+    } finally {
+      // A read blocked on a pipe (the bug) sees its end, so the worker is not left hung.
+      for (const f of [fifo, stackFifo]) {
+        try {
+          closeSync(openSync(f, constants.O_WRONLY | constants.O_NONBLOCK));
+        } catch {
+          // No reader: nothing to unblock.
+        }
+      }
+    }
+  }, 10_000);
 
   it('a tests folder that cannot be listed is policy.read-error, not a missing folder', async () => {
     const dir = await packDir(await readFile(join(ROOT, 'policies/default/policy.yaml'), 'utf8'));

@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { FleetError, formatDiagnostics, hasErrors, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, formatDiagnostics, hasErrors, sortDiagnostics, specialFileKind, type Diagnostic } from '../../diags/index.ts';
 import { GRAPH_FORMATS, type GraphFormat } from '../../policy/graph.ts';
 
 /** The pack loader, loaded when a command runs (not for `fleet --version` or `fleet validate`'s start). */
@@ -23,6 +23,8 @@ function relativize(io: CliIO, diags: readonly Diagnostic[]): Diagnostic[] {
 async function stackPackHint(io: CliIO, dir: string, command: string): Promise<string> {
   let text: string;
   try {
+    // A named pipe or a device there would hang the hint (or fill memory): it names no pack.
+    if (specialFileKind(await stat(join(dir, 'stack.yaml'))) !== undefined) return '';
     text = await readFile(join(dir, 'stack.yaml'), 'utf8');
   } catch {
     return '';

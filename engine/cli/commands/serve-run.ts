@@ -2,7 +2,7 @@
 // the authority, the DMZ client and the sim driver along).
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
-import { FleetError, clip, clipPath, diag, fail, quote, suggest, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, clip, clipPath, diag, fail, quote, suggest, type Diagnostic, type Where } from '../../diags/index.ts';
 import { loadOrCreateSecret, startAuthority, type RunningService } from '../../authority/index.ts';
 import { openRecord } from '../../record/index.ts';
 import { loadStack } from '../../spec/index.ts';
@@ -11,7 +11,7 @@ import type { LoadedPack } from '../../policy/types.ts';
 import { combineBrokers, type CredentialBroker } from '../../authority/credentials/types.ts';
 import { startDmzClient } from '../../../providers/dmz-client/index.ts';
 import { credentialKey as scopedCredentialKey, sameSecret } from '../../../protocol/index.ts';
-import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, isLoopbackHost, isPlainRemote, loadClientTls, loadServerTls, serverTlsFiles, type ServerTls } from '../../transport/index.ts';
+import { AUTHORITY_CLI_TOKEN_ENV, SERVER_TLS_ENV, checkBind, dmzTokenEnv, isLoopbackHost, isPlainRemote, loadClientTls, loadServerTls, serverTlsFiles, tokenInvalidDetail, unsendableTokenChar, type ServerTls } from '../../transport/index.ts';
 import { availableDrivers, driverFactory, isDriverKind, DRIVER_KINDS } from '../../../providers/drivers/registry.ts';
 import { loadDmzClientConfig } from '../../../providers/drivers/config.ts';
 import type { DmzClientSpec } from '../../../specs/types/dmz-client.ts';
@@ -171,6 +171,17 @@ export interface ServeOrchestratorOptions extends ServeCommonOptions {
   replicas?: string;
 }
 
+/**
+ * apply.token-invalid for a service's token that no HTTP header can carry
+ * (unsendableTokenChar: a line end read with it from a file): no caller
+ * could ever present it, and this service could never send it; it was found
+ * only as 401s, or as an authority "unreachable" with ERR_INVALID_CHAR.
+ */
+function unsendableToken(env: string, token: string, whom: string, where: Where): Diagnostic[] {
+  const bad = unsendableTokenChar(token);
+  return bad === undefined ? [] : [diag('apply.token-invalid', tokenInvalidDetail(env, whom, bad), where)];
+}
+
 /** Starts the authority for a stack; tokens per data center from FLEET_DMZ_TOKEN_<DC>. */
 export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOptions): Promise<RunningService> {
   const port = parsePort(opts.port);
@@ -183,12 +194,14 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     const env = authorityTokenEnv(d.name);
     const token = io.env[env];
     if (!token) missing.push(diag('apply.token-missing', `Set ${env} to the token the DMZ client of ${clip(d.name)} presents to the authority.`, d.where));
+    else missing.push(...unsendableToken(env, token, `the authority, from the DMZ client of ${clip(d.name)}`, d.where));
     return { name: d.name, token: token ?? '', capacity: d.capacity };
   });
   // The CLI's token at the authority: with it, plans are sealed and registered here, and only registered plans' requests are approved.
   const planTokenEnv = stack.authority?.tokenEnv ?? AUTHORITY_CLI_TOKEN_ENV;
   const planToken = io.env[planTokenEnv] || undefined;
   if (stack.authority && !planToken) missing.push(diag('apply.token-missing', `Set ${planTokenEnv} to the token the CLI presents to this authority to seal and register plans (stack.yaml has an authority address).`, stack.authority.where));
+  if (planToken) missing.push(...unsendableToken(planTokenEnv, planToken, 'this authority, from the CLI', stack.authority?.where ?? {}));
   if (missing.length > 0) throw new FleetError(missing);
   const tokens = [
     ...stack.dataCenters.map((d) => ({ env: authorityTokenEnv(d.name), token: io.env[authorityTokenEnv(d.name)] })),
@@ -429,8 +442,10 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   const missing: Diagnostic[] = [];
   if (!authorityToken) missing.push(diag('apply.token-missing', `Set ${authorityEnv} to the token this DMZ client presents to the authority.`, dc.where));
   if (!clientToken) missing.push(diag('apply.token-missing', `Set ${clientEnv} to the token the CLI must present to this DMZ client.`, dc.where));
+  if (authorityToken) missing.push(...unsendableToken(authorityEnv, authorityToken, `the authority, from the DMZ client of ${clip(dc.name)}`, dc.where));
+  if (clientToken) missing.push(...unsendableToken(clientEnv, clientToken, `the DMZ client of data center ${clip(dc.name)}`, dc.where));
   if (missing.length > 0) throw new FleetError(missing);
-  const shared = sharedTokens(`the DMZ client of ${dc.name}`, [
+  const shared = sharedTokens(`the DMZ client of ${clip(dc.name)}`, [
     { env: clientEnv, token: clientToken },
     { env: authorityEnv, token: authorityToken },
   ]);

@@ -311,6 +311,37 @@ describe('fleet serve', () => {
     }
   });
 
+  // A --host longer than a DNS name may be: getaddrinfo's EINVAL was "error[cli.internal]: Internal error".
+  it.each([
+    { service: 'orchestrator', args: [] as string[] },
+    { service: 'dmz-client', args: ['--data-center', 'miami', '--authority', 'http://127.0.0.1:1'] },
+  ])('$service on a --host no resolver takes fails with apply.serve-config naming it', async ({ service, args }) => {
+    const host = 'a.'.repeat(130).slice(0, -1);
+    const env = { FLEET_DMZ_TOKEN_MIAMI: 'm', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_DMZ_TOKEN_VIRGINIA: 'v', MIAMI_CLI_TOKEN: 'c', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
+    const r = await runCli(['serve', service, ...args, '--port', '0', '--host', host, '--insecure', '--stack', dir], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[apply.serve-config]');
+    expect(r.stderr).toContain(`is not a host name that can be looked up (a name has at most 253 characters); choose another --host, or an IP address (EINVAL).`);
+    expect(r.stderr).not.toContain('cli.internal');
+    expect(r.stdout).not.toContain('listening on');
+  });
+
+  // A token read with its line end ("…\r") started the service: no caller could ever present it (401s), and the DMZ
+  // client's calls to the authority failed as "unreachable (ERR_INVALID_CHAR)".
+  it.each([
+    { service: 'orchestrator', args: [] as string[], env: 'FLEET_DMZ_TOKEN_MIAMI', whom: 'the authority, from the DMZ client of miami' },
+    { service: 'dmz-client', args: ['--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], env: 'FLEET_DMZ_TOKEN_MIAMI', whom: 'the authority, from the DMZ client of miami' },
+    { service: 'dmz-client', args: ['--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], env: 'MIAMI_CLI_TOKEN', whom: 'the DMZ client of data center miami' },
+  ])('$service refuses $env holding a carriage return: apply.token-invalid, never the token', async ({ service, args, env: bad, whom }) => {
+    const env = { FLEET_DMZ_TOKEN_MIAMI: 'm-token-7', FLEET_DMZ_TOKEN_RICHMOND: 'r', FLEET_DMZ_TOKEN_VIRGINIA: 'v', MIAMI_CLI_TOKEN: 'c-token-7', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123', [bad]: 'tok-9f3a\r' };
+    const r = await runCli(['serve', service, ...args, '--port', '0', '--stack', dir], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[apply.token-invalid]: Token cannot be sent');
+    expect(r.stderr).toContain(`${bad}, the bearer token for ${whom}, holds U+000D at position 9, a character an HTTP header cannot carry`);
+    expect(r.stderr).not.toContain('tok-9f3a');
+    expect(r.stdout).not.toContain('listening on');
+  });
+
   it('the authority and a DMZ client started as services carry a VM to Running', async () => {
     const io: CliIO = {
       stdout: process.stdout,

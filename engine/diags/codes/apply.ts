@@ -34,6 +34,11 @@ export const applyCodes = defineCodes({
     doc: 'The environment variable that should hold a bearer token is not set or empty. For the CLI it is the token of a data center\'s DMZ client: the variable named by its auth.tokenEnv in stack.yaml, else FLEET_CLI_TOKEN_<DC> (the name upper-cased, other characters `_`); `fleet apply` checks it for every data center its plan changes before any member starts. For the services it is FLEET_DMZ_TOKEN_<DC> (a DMZ client\'s token at the authority) and the DMZ client\'s FLEET_CLI_TOKEN_<DC>. docs/security.md lists every token.',
     severity: 'error',
   },
+  'apply.token-invalid': {
+    summary: 'Token cannot be sent',
+    doc: 'The variable holding the CLI\'s bearer token for a data center\'s DMZ client, or for the stack\'s authority, holds a character an HTTP header cannot carry (a control character such as the carriage return of a file saved with Windows line ends, a line break, or a character past U+00FF); the detail names the variable and the character\'s position, never the token. `fleet apply` checks it for every data center its plan changes before any member starts; a request is never sent with it. `fleet serve` refuses to start with such a token of its own (FLEET_DMZ_TOKEN_<DC>, the DMZ client\'s client token, the authority\'s plan token). Set the variable to the token alone.',
+    severity: 'error',
+  },
   'apply.admin-token-missing': {
     summary: 'Admin token not set',
     doc: 'The plan deletes or replaces members of protected fleets under --allow-destroy, and the stack\'s protect rule says `override: admin`: the authority accepts each such deletion only with a proof made with the admin token, and FLEET_ADMIN_TOKEN is not set. `fleet apply` checks it before any member starts (it used to apply the rest and have the deletions vetoed, `override-refused`). Set FLEET_ADMIN_TOKEN, or apply without --allow-destroy.',
@@ -71,7 +76,7 @@ export const applyCodes = defineCodes({
   },
   'apply.serve-config': {
     summary: 'Invalid service configuration',
-    doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, the port is invalid or in use, the host is not an address of this machine, or the authority\'s URL is not http(s). The detail names the setting.',
+    doc: 'A `fleet serve` command cannot start: a data center is unknown to the stack, a driver is unknown, a token variable is missing, the port is invalid or in use, the host is not an address of this machine or not a name that can be looked up, or the authority\'s URL is not http(s). The detail names the setting.',
     severity: 'error',
   },
   'apply.secret-file': {

@@ -20,7 +20,7 @@ export const planCodes = defineCodes({
   },
   'plan.out-failed': {
     summary: 'Cannot write the plan file',
-    doc: 'The plan document could not be written to the --out path (missing folder, no permission, disk full), or the path is one of the files the plan is made from (the stack file, a fleet spec file, the pack\'s policy.yaml or a rule module, or a link to one), which it would replace, or a new file a `specs` glob of the stack would read as a fleet spec. The detail names the path and the cause.',
+    doc: 'The plan document could not be written to the --out path (missing folder, no permission, disk full), or the path is one of the files the plan is made from (the stack file, a fleet spec file, the pack\'s policy.yaml or a rule module, or a link to one), which it would replace, or a new file a `specs` glob of the stack would read as a fleet spec, or a file inside what fleet keeps of the stack (its .fleet folder, or a PGlite record kept elsewhere). The detail names the path and the cause.',
     severity: 'error',
   },
   'plan.program-fleet': {

@@ -10,7 +10,7 @@ export const policyCodes = defineCodes({
   },
   'policy.read-error': {
     summary: 'Cannot read file',
-    doc: 'policy.yaml, a policy test case, or the pack\'s tests folder exists but could not be read (permissions, a folder where a file was expected, a link loop). The detail carries the operating system error.',
+    doc: 'policy.yaml, a policy test case, or the pack\'s tests folder exists but could not be read (permissions, a folder where a file was expected, a link loop, or a named pipe, socket or device, which is never read). The detail carries the operating system error.',
     severity: 'error',
   },
   'policy.yaml-syntax': {

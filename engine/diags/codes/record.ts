@@ -15,7 +15,7 @@ export const recordCodes = defineCodes({
   },
   'record.unreachable': {
     summary: 'Record database unreachable',
-    doc: 'The PostgreSQL server of the record could not be reached or refused the connection. Check that it runs, the host and port, credentials and network; the detail names the cause and, for a missing database, refused credentials or an unreachable host, what to do.',
+    doc: 'The PostgreSQL server of the record could not be reached or refused the connection, or the URL\'s parameters ask to connect in a way that cannot work (TLS the server does not offer, a CA file that is not there, an `options` setting the server refuses, a port out of range). Check that it runs, the host and port, credentials and network; the detail names the cause and, for a missing database, refused credentials or an unreachable host, what to do.',
     severity: 'error',
   },
   'record.busy': {

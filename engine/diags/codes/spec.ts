@@ -10,7 +10,7 @@ export const specCodes = defineCodes({
   },
   'spec.read-error': {
     summary: 'Cannot read file',
-    doc: 'A stack or fleet file exists but could not be read (permissions, a folder where a file was expected), or a folder a `specs` glob must list could not be (permissions, a link loop; located at the glob). The detail carries the operating system error.',
+    doc: 'A stack or fleet file exists but could not be read (permissions, a folder where a file was expected, or a named pipe, socket or device, which is never read), or a folder a `specs` glob must list could not be (permissions, a link loop; located at the glob). The detail carries the operating system error.',
     severity: 'error',
   },
   'spec.yaml-syntax': {

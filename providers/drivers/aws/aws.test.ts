@@ -476,15 +476,43 @@ describe('aws driver', () => {
     expect(ec2.calls('TerminateInstances')).toEqual([]);
   });
 
-  it('an instance that powers itself off during its boot (Client.InstanceInitiatedShutdown) without a report is a denied boot: terminated', async () => {
+  // An instance that powers itself off during its boot (Client.InstanceInitiatedShutdown) without a report this client
+  // believes (a report needs the boot token) is a denied boot only when the boot endpoint denied this boot's token
+  // (Driver.bootDenied, which the DMZ client calls with each denial it relays). Any other denial says nothing of the
+  // VM: the endpoint is open to the DMZ network, and anyone can have a boot check for it denied while it boots. Taken
+  // for its denial, the instance was terminated (its data volume gone), or, TerminateInstances failing, deleted and
+  // created again by the next apply (providers/boot-denied-cloud.test.ts goes through the DMZ client and the record).
+  it.each([
+    { name: 'no denial seen', denials: [] as string[], taken: [] as boolean[], kind: 'boot-failed', terminated: false },
+    { name: 'a denial of a made-up token (someone else\'s boot check)', denials: ['a-token-someone-made-up'], taken: [false], kind: 'boot-failed', terminated: false },
+    { name: 'a denial of an earlier boot\'s token', denials: ['tok-earlier'], taken: [false], kind: 'boot-failed', terminated: false },
+    { name: 'a denial of this boot\'s token', denials: ['tok-start'], taken: [true], kind: 'boot-denied', terminated: true },
+    { name: 'a made-up token\'s denial, then this boot\'s', denials: ['a-token-someone-made-up', 'tok-start'], taken: [false, true], kind: 'boot-denied', terminated: true },
+  ])('an instance that powers itself off during its boot without a report, $name: $kind', async ({ denials, taken, kind, terminated }) => {
     const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
     const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
     await driver.powerOn(creds(), ref);
     ec2.startFailure = { code: 'Client.InstanceInitiatedShutdown', message: 'Client.InstanceInitiatedShutdown: Instance initiated shutdown' };
     await driver.boot(creds(), ref, { bootToken: 'tok-start' });
+    expect(denials.map((bootToken) => driver.bootDenied({ vmId: vm.vmId, cloudId: vm.cloudId, bootToken }))).toEqual(taken);
     const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 5_000 }));
-    expect(err.kind).toBe('boot-denied');
-    expect(ec2.calls('TerminateInstances').map((r) => r.params.get('InstanceId.1'))).toEqual([vm.cloudId]);
+    expect(err.kind, err.message).toBe(kind);
+    expect(ec2.calls('TerminateInstances').map((r) => r.params.get('InstanceId.1'))).toEqual(terminated ? [vm.cloudId] : []);
+    if (!terminated) {
+      expect(err.message).toMatch(/powered itself off during its boot without a report .*; it is kept \(powered off\), and the next apply boots it again/);
+      expect(ec2.instances.get(vm.cloudId)?.state).toBe('stopped');
+    }
+  });
+
+  it('a denial of this boot\'s token after its agent reported ready (an in-guest reboot presenting it again) is not taken as this boot\'s', async () => {
+    const vm = await driver.createVm(creds(), input({ encryptedDisk: false, diskKeyHash: undefined }));
+    const ref = { vmId: vm.vmId, cloudId: vm.cloudId };
+    ec2.tamper = (u) => u.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, "FLEET_BOOT_TOKEN=''");
+    await driver.boot(creds(), ref, { bootToken: 'tok-ready' });
+    expect(driver.agentStatus({ cloudId: vm.cloudId, vmId: vm.vmId, bootToken: 'tok-ready', state: 'ready' })).toBe(true);
+    expect(await driver.awaitReady(creds(), ref, { timeoutMs: 5_000 })).toMatchObject({ observedState: 'Running' });
+    expect(driver.bootDenied({ vmId: vm.vmId, cloudId: vm.cloudId, bootToken: 'tok-ready' })).toBe(false);
+    expect(await driver.get(read(), ref)).toMatchObject({ observedState: 'Running' });
   });
 
   // Every booting VM's awaitReady (and every wait for a state) polls DescribeInstances; a fleet booting at once

@@ -12,9 +12,12 @@
 // |            | booting; boot starts it)                                                              |
 // | boot       | ModifyInstanceAttribute UserData (boot agent with this boot's one-time token), then   |
 // |            | StartInstances                                                                        |
-// | awaitReady | DescribeInstances and the agent's reports until it is ready; a denied boot: the VM    |
-// |            | powered itself off (stateReason Client.InstanceInitiatedShutdown), TerminateInstances  |
-// |            | (failing: still boot-denied, "not terminated yet", terminateDenied);                  |
+// | awaitReady | DescribeInstances and the agent's reports until it is ready; a denied boot (its       |
+// |            | agent's report, or it powered itself off, Client.InstanceInitiatedShutdown, after     |
+// |            | the boot endpoint denied this boot's token: bootDenied): TerminateInstances           |
+// |            | (failing: still boot-denied, "not terminated yet", terminateDenied); a power-off of   |
+// |            | its own with no such denial (a denied check with another token is anyone's): kept,    |
+// |            | boot-failed;                                                                          |
 // |            | stopped by EC2 for another reason (no capacity after StartInstances): kept, an error;  |
 // |            | only a stop after the start counts (seen up since, or a stop other than the one read   |
 // |            | before StartInstances: stopMark); a stale read of the old stop is read again, unless   |
@@ -638,6 +641,16 @@ export class AwsDriver implements Driver {
     return true;
   }
 
+  bootDenied(boot: { vmId: string; cloudId: string; bootToken: string }): boolean {
+    const a = this.agents.get(boot.cloudId);
+    // Only this boot's token, while it boots: a made-up token (anyone's), an earlier boot's, or this one's presented
+    // again after its ready report (an in-guest reboot: no awaitReady terminates that VM) is no denial of this boot.
+    if (!a || a.state !== 'booting' || a.tokenHash !== sha256(boot.bootToken)) return false;
+    if (!a.tokenDenied) this.agents.set(boot.cloudId, { ...a, tokenDenied: true });
+    for (const wake of this.waiters) wake();
+    return true;
+  }
+
   async awaitReady(creds: ScopedCredentials, ref: VmRef, opts: { timeoutMs?: number } = {}): Promise<CloudVm> {
     this.count('awaitReady');
     const client = this.writer(creds);
@@ -694,10 +707,21 @@ export class AwsDriver implements Driver {
           }
           throw new DriverError('boot-failed', `instance ${id} went back to stopped during its boot: ${why}${again}; it is kept (powered off)`);
         }
-        // The VM powered itself off during its boot without a report we could believe (a report needs
-        // the boot token the driver issued): a boot the authority did not approve. Trusted boot: it goes.
-        const why = 'it powered itself off during its boot without reporting ready (a denied boot)';
-        await this.terminateDenied(client, creds, id, why, `instance ${id} ${why}; it was terminated`);
+        // The VM powered itself off during its boot without a report we could believe (a report needs the boot token
+        // the driver issued). A denied boot only when the boot endpoint denied this boot's token (bootDenied): the
+        // trusted boot, it goes. Otherwise its agent failed for another reason (the endpoint out of its reach) and its
+        // reports were lost, or its guest halted: it is kept, powered off, and the next apply boots it again under a
+        // fresh token. A denied boot check with another token (anyone in the DMZ network can send one, and the
+        // authority records that denial for the VM) says nothing of this VM: taken for its denial, the instance was
+        // terminated, or, its TerminateInstances failing, deleted and created again by the next apply (disk lost).
+        if (a?.tokenDenied) {
+          const why = 'it powered itself off during its boot without reporting ready, after the boot endpoint denied its boot token (a denied boot)';
+          await this.terminateDenied(client, creds, id, why, `instance ${id} ${why}; it was terminated`);
+        }
+        throw new DriverError(
+          'boot-failed',
+          `instance ${id} powered itself off during its boot without a report this DMZ client could believe (a report needs the boot token it was booted with), and no boot request with that token was denied: not a denied boot (its agent failed, its reports lost, or its guest halted); it is kept (powered off), and the next apply boots it again with a new token`,
+        );
       }
       if (!before && st !== 'pending' && st !== 'running') throw new DriverError('boot-failed', `instance ${id} is ${st} before its agent reported ready`);
       if (this.closed) throw new DriverError('failed', `the aws driver of ${this.dataCenter} closed while waiting for ${id}`);

@@ -122,6 +122,8 @@ export class ArmFake {
   readonly requests: ArmRequest[] = [];
   /** When set, the token the VMs' agents present instead of the one in their userData (someone swapped it). */
   tamper: ((token: string) => string) | undefined;
+  /** When set, the image the VMs' agents claim instead of the one in their userData (their own token is then denied). */
+  tamperImage: ((image: string) => string) | undefined;
   /** What the VMs' agents were told by the boot endpoint, in order. */
   readonly boots: { vmName: string; approved: boolean }[] = [];
   /** The agent scripts run with sh (agentShell), in order. */
@@ -168,6 +170,11 @@ export class ArmFake {
       this.scopes.push(resets);
     }
     return this;
+  }
+
+  /** Waits for every agent run started so far. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.agents]);
   }
 
   async close(): Promise<void> {
@@ -485,7 +492,8 @@ export class ArmFake {
       return;
     }
     const settings = ArmFake.agentSettings(vm.userData);
-    const { bootUrl, vmId = '', cloudId = '', image = '' } = settings;
+    const { bootUrl, vmId = '', cloudId = '' } = settings;
+    const image = this.tamperImage ? this.tamperImage(settings.image ?? '') : (settings.image ?? '');
     if (!settings.bootToken || settings.bootToken === vm.agentToken || !bootUrl) return;
     vm.agentToken = settings.bootToken;
     const bootToken = this.tamper ? this.tamper(settings.bootToken) : settings.bootToken;
@@ -516,7 +524,9 @@ export class ArmFake {
     const token = /^FLEET_BOOT_TOKEN='([^']*)'$/m.exec(text)?.[1];
     if (!token || token === vm.agentToken) return;
     vm.agentToken = token;
-    const script = this.tamper ? text.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, `FLEET_BOOT_TOKEN='${this.tamper(token)}'`) : text;
+    let script = this.tamper ? text.replace(/^FLEET_BOOT_TOKEN='[^']*'$/m, `FLEET_BOOT_TOKEN='${this.tamper(token)}'`) : text;
+    const tamperImage = this.tamperImage;
+    if (tamperImage) script = script.replace(/^FLEET_IMAGE='([^']*)'$/m, (_l, image: string) => `FLEET_IMAGE='${tamperImage(image)}'`);
     const run = (async () => {
       const r = await runUserData(script, shell.binDir, join(shell.vmRoot, vm.name));
       this.runs.push({ vmName: vm.name, run: r });

@@ -28,13 +28,18 @@ const far = () => new Date(Date.now() + 3_600_000).toISOString();
 
 const SIZES: Record<string, string> = { '2/8': 'Standard_D2s_v5', '4/16': 'Standard_D4s_v5' };
 
-/** A boot endpoint: approves the tokens the test issued, denies any other, and hands agent reports to the driver. */
+/**
+ * A boot endpoint: approves the tokens the test issued, denies any other (telling the driver of the denial, as the
+ * DMZ client does: Driver.bootDenied), and hands agent reports to the driver.
+ */
 class BootEndpoint {
   server: Server | undefined;
   url = '';
   readonly issued = new Set<string>();
   /** When set, every request waits for it before it is answered (a boot the test lets go on at a moment it picks). */
   hold: Promise<void> | undefined;
+  /** The agents' reports are lost on their way (answered 404, the driver never told). */
+  loseReports = false;
   constructor(private readonly driver: () => AzureDriver) {}
   async start(): Promise<void> {
     this.server = createServer((req, res) => {
@@ -44,10 +49,14 @@ class BootEndpoint {
         await this.hold;
         const b = JSON.parse(text) as Record<string, string>;
         res.writeHead(200, { 'content-type': 'application/json' });
-        if (req.url?.endsWith('/status')) {
+        if (req.url?.endsWith('/status') && this.loseReports) {
+          res.statusCode = 404;
+          res.end(JSON.stringify({ error: { code: 'not-found', message: 'lost' } }));
+        } else if (req.url?.endsWith('/status')) {
           res.end(JSON.stringify({ believed: this.driver().agentStatus(b as unknown as AgentReport) }));
         } else {
           const ok = this.issued.has(b.bootToken);
+          if (!ok) this.driver().bootDenied({ vmId: b.vmId, cloudId: b.cloudId, bootToken: b.bootToken });
           res.end(JSON.stringify(ok ? { approved: true, reason: 'matches the record' } : { approved: false, reason: 'unknown boot token' }));
         }
       });
@@ -304,19 +313,38 @@ describe('azure driver: lifecycle', () => {
     expect(await driver.get(creds(), ref)).toBeUndefined();
   });
 
-  it('a VM that powers itself off while booting, without a report this client believes, was denied: deleted, boot-denied', async () => {
+  // A VM that powers itself off while booting, without a report this client believes (a report needs the token it was
+  // booted with), is a denied boot only when the boot endpoint denied that token (Driver.bootDenied). A denial of any
+  // other token says nothing of the VM: the endpoint is open to the DMZ network, and anyone can have a boot check for
+  // it denied while it boots; taken for its denial, the VM was deleted, its data disk with it.
+  it.each([
+    { name: 'its own token denied, its reports lost', how: 'own token denied' as const, kind: 'boot-denied', deleted: true },
+    { name: 'it presented another token (denied), its report not believed', how: 'swapped token' as const, kind: 'boot-failed', deleted: false },
+    { name: 'someone else\'s boot check denied, then its guest halts unheard', how: 'spoofed check' as const, kind: 'boot-failed', deleted: false },
+    { name: 'its guest halts unheard, no denial at all', how: 'halt' as const, kind: 'boot-failed', deleted: false },
+  ])('a VM that powers itself off while booting, without a report this client believes: $name -> $kind', async ({ how, kind, deleted }) => {
     const i = input();
     const ref = { vmId: i.vmId, cloudId: null };
-    await driver.createVm(creds(), i);
+    const vm = await driver.createVm(creds(), i);
     await driver.powerOn(creds(), ref);
-    arm.tamper = () => 'swapped-token';
+    if (how === 'swapped token') arm.tamper = () => 'swapped-token';
+    boot.loseReports = how === 'own token denied';
+    // The guest halts before its agent runs (the fake's agent takes the token for one it acted on already).
+    if (how === 'spoofed check' || how === 'halt') arm.vms.get(resourceNames(i.vmId).vm)!.agentToken = 'token-issued';
     await driver.boot(creds(), ref, { bootToken: 'token-issued' });
-    boot.issued.add('token-issued');
+    if (how !== 'own token denied') boot.issued.add('token-issued');
+    if (how === 'spoofed check') expect(driver.bootDenied({ vmId: i.vmId, cloudId: vm.cloudId, bootToken: 'a-token-someone-made-up' })).toBe(false);
+    if (how === 'spoofed check' || how === 'halt') arm.vms.get(resourceNames(i.vmId).vm)!.power = 'stopped';
     const err = await failure(driver.awaitReady(creds(), ref, { timeoutMs: 10_000 }));
-    expect(err.kind).toBe('boot-denied');
+    expect(err.kind, err.message).toBe(kind);
     expect(err.message).toMatch(/powered itself off during its boot/);
-    expect(arm.boots).toEqual([{ vmName: resourceNames(i.vmId).vm, approved: false }]);
-    expect(arm.vms.size).toBe(0);
+    if (how === 'own token denied' || how === 'swapped token') expect(arm.boots).toEqual([{ vmName: resourceNames(i.vmId).vm, approved: false }]);
+    expect(arm.vms.has(resourceNames(i.vmId).vm)).toBe(!deleted);
+    if (!deleted) {
+      expect(err.message).toContain('it is kept (powered off: stopped, still allocated)');
+      expect(arm.calls('deleteVm')).toEqual([]);
+      expect((await driver.get(creds(), ref))?.observedState).toBe('PoweredOff');
+    }
   });
 
   // A guest that powers itself off leaves its VM stopped (still allocated); only ARM deallocates (an operator, an
@@ -811,8 +839,8 @@ describe('azure driver: a denied boot seen after the step\'s credentials expired
   const STEP_MS = 600_000;
   const LEFT_MS = 300_000;
   const paths = [
-    { path: 'its agent reports the denial', swapped: false },
-    { path: 'it powers itself off without a report this client believes', swapped: true },
+    { path: 'its agent reports the denial', unheard: false },
+    { path: 'it powers itself off unheard after the boot endpoint denied its token', unheard: true },
   ];
 
   /** Lets the held boot endpoint answer (a failed test too: the server closes only once its requests are answered). */
@@ -824,24 +852,22 @@ describe('azure driver: a denied boot seen after the step\'s credentials expired
   });
 
   /** Boots a powered-on VM with the boot endpoint holding its agent; answers the VM's names and the gate's release. */
-  async function bootHeld(step: ScopedCredentials, swapped: boolean): Promise<{ ref: { vmId: string; cloudId: null }; n: ReturnType<typeof resourceNames> }> {
+  async function bootHeld(step: ScopedCredentials, unheard: boolean): Promise<{ ref: { vmId: string; cloudId: null }; n: ReturnType<typeof resourceNames> }> {
     const i = input();
     const ref = { vmId: i.vmId, cloudId: null };
     await driver.createVm(creds(), i);
     await driver.powerOn(creds(), ref);
     boot.hold = new Promise<void>((r) => (release = r));
-    if (swapped) {
-      arm.tamper = () => 'swapped-token';
-      boot.issued.add('token-issued');
-    }
-    await driver.boot(step, ref, { bootToken: swapped ? 'token-issued' : 'never-issued' });
+    // Its report of the denial lost: what tells the driver is the endpoint's denial of its token (Driver.bootDenied).
+    boot.loseReports = unheard;
+    await driver.boot(step, ref, { bootToken: 'never-issued' });
     return { ref, n: resourceNames(i.vmId) };
   }
 
-  it.each(paths)('scoped credentials expired, brokered token still good ($path): boot-denied, the VM, its NIC and disks deleted with the brokered token', async ({ swapped }) => {
+  it.each(paths)('scoped credentials expired, brokered token still good ($path): boot-denied, the VM, its NIC and disks deleted with the brokered token', async ({ unheard }) => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const step = creds({ expiresAt: new Date(Date.now() + LEFT_MS).toISOString() });
-    const { ref, n } = await bootHeld(step, swapped);
+    const { ref, n } = await bootHeld(step, unheard);
     const waiting = failure(driver.awaitReady(step, ref, { timeoutMs: STEP_MS }));
     vi.setSystemTime(Date.now() + LEFT_MS + 1_000);
     release();
@@ -860,11 +886,11 @@ describe('azure driver: a denied boot seen after the step\'s credentials expired
     expect(arm.disks.size).toBe(0);
   });
 
-  it.each(paths)('the brokered token expired too ($path): reads go on with the read identity; boot-denied, saying the VM was not deleted yet', async ({ swapped }) => {
+  it.each(paths)('the brokered token expired too ($path): reads go on with the read identity; boot-denied, saying the VM was not deleted yet', async ({ unheard }) => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const end = new Date(Date.now() + LEFT_MS).toISOString();
     const step = creds({ expiresAt: end, azure: { accessToken: 'brokered-token', expiresOn: end, subscriptionId: SUB, resourceGroup: RG } });
-    const { ref, n } = await bootHeld(step, swapped);
+    const { ref, n } = await bootHeld(step, unheard);
     const waiting = failure(driver.awaitReady(step, ref, { timeoutMs: STEP_MS }));
     vi.setSystemTime(Date.now() + LEFT_MS + 1_000);
     // The wait reads the VM with the DMZ client's own identity once the token is (nearly) spent.

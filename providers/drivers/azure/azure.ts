@@ -14,11 +14,13 @@
 // |            | a create that failed otherwise than transiently is cleaned up (nothing left behind)       |
 // | powerOn    | POST start                                                                                |
 // | boot       | PATCH VM userData: the boot agent with this boot's one-time token (bootstrap.ts runs it)  |
-// | awaitReady | waits for the agent's report (agentStatus), reading the VM's instance view between       |
+// | awaitReady | waits for the agent's report (agentStatus), reading the VM's instance view between        |
 // |            | reports (the read identity's in the brokered token's last minute); a denied VM (its       |
-// |            | report, or it powered itself off while booting) is deleted with the token the wait began  |
-// |            | with (the step's scoped credentials may have expired meanwhile: deleteDenied); one        |
-// |            | deallocated meanwhile (ARM's doing, never its guest's) is kept: boot-failed               |
+// |            | report, or it powered itself off while booting after the boot endpoint denied this boot's |
+// |            | token: bootDenied) is deleted with the token the wait began with (the step's scoped       |
+// |            | credentials may have expired meanwhile: deleteDenied); one that powered itself off with   |
+// |            | no such denial (a denied check with another token is anyone's), or was deallocated        |
+// |            | meanwhile (ARM's doing, never its guest's), is kept: boot-failed                          |
 // | shutdown   | POST powerOff (graceful: the OS shuts down)                                               |
 // | powerOff   | POST powerOff?skipShutdown=true, or POST deallocate when the pack says `deallocate`       |
 // | resize     | GET VM (must be powered off), PATCH VM hardwareProfile.vmSize and the size tag            |
@@ -52,6 +54,8 @@ interface AgentEntry {
   detail?: string;
   /** The boot endpoint denied the boot: the VM powered itself off and is to be deleted. */
   denied?: boolean;
+  /** The DMZ client saw the boot endpoint deny a request with this boot's token (bootDenied; agent-ledger.ts). */
+  tokenDenied?: boolean;
   /** When this client believed the report (isCurrentReport: a ready report older than the VM's last operation is of a run before it). */
   at?: string;
 }
@@ -451,7 +455,17 @@ export class AzureDriver implements Driver {
       at: new Date().toISOString(),
       ...(report.detail !== undefined ? { detail: report.detail } : {}),
       ...(report.denied === true ? { denied: true } : {}),
+      ...(entry.tokenDenied ? { tokenDenied: true } : {}),
     });
+    return true;
+  }
+
+  bootDenied(boot: { vmId: string; cloudId: string; bootToken: string }): boolean {
+    const entry = this.agents.get(boot.cloudId);
+    // Only this boot's token, while it boots (aws: bootDenied): a made-up token is anyone's.
+    if (entry?.state !== 'booting' || !entry.tokenHash || entry.tokenHash !== sha256(boot.bootToken)) return false;
+    if (boot.vmId !== '' && this.cloudId(vmName(boot.vmId)) !== boot.cloudId) return false;
+    if (!entry.tokenDenied) this.setAgent(boot.cloudId, { ...entry, tokenDenied: true });
     return true;
   }
 
@@ -474,8 +488,11 @@ export class AzureDriver implements Driver {
       const vm = await this.pollRead(() => this.mustFetch(this.reader(c, creds), ref), misses, deadline, `VM ${name} to report ready`, (ms) => this.agentChange(cloudId, ms));
       if (vm === MISSED) continue;
       if (entry?.state === 'ready') return this.view(vm);
-      // Between reports, the VM itself: one that powered off during its boot without a report this
-      // client believes (a report needs the token it issued) had its boot denied. Trusted boot: it goes.
+      // Between reports, the VM itself: one that powered off during its boot without a report this client believes
+      // (a report needs the token it issued) had its boot denied only when the boot endpoint denied that token
+      // (bootDenied): trusted boot, it goes. Otherwise its agent failed for another reason and its reports were lost,
+      // or its guest halted: it is kept, powered off, and the next apply boots it again under a fresh token. A denied
+      // boot check with another token (anyone in the DMZ network can send one) says nothing of this VM (aws: the same).
       const power = powerStateOf(vm.instanceView?.statuses);
       if (power === 'deallocating' || power === 'deallocated') {
         // A guest that powers itself off leaves its VM stopped, still allocated; only ARM deallocates (an operator, an
@@ -483,9 +500,15 @@ export class AzureDriver implements Driver {
         throw new DriverError('boot-failed', `VM ${name} was ${power} during its boot, by ARM, not by its guest (a guest's poweroff leaves it stopped): someone or a schedule deallocated it; it is kept, powered off`);
       }
       if (power === 'stopping' || power === 'stopped') {
-        const why = `VM ${name} powered itself off during its boot without reporting ready (a denied boot)`;
-        await this.deleteDenied(c, creds, ref, why);
-        throw new DriverError('boot-denied', `${why}; it was deleted`);
+        if (this.agents.get(cloudId)?.tokenDenied) {
+          const why = `VM ${name} powered itself off during its boot without reporting ready, after the boot endpoint denied its boot token (a denied boot)`;
+          await this.deleteDenied(c, creds, ref, why);
+          throw new DriverError('boot-denied', `${why}; it was deleted`);
+        }
+        throw new DriverError(
+          'boot-failed',
+          `VM ${name} powered itself off during its boot without a report this DMZ client could believe (a report needs the boot token it was booted with), and no boot request with that token was denied: not a denied boot (its agent failed, its reports lost, or its guest halted); it is kept (powered off: stopped, still allocated), and the next apply boots it again with a new token`,
+        );
       }
       if (this.closed) throw new DriverError('failed', `the azure driver of ${this.dataCenter} closed while waiting for ${name}`);
       const left = deadline - Date.now();
