@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import AjvCompiler from '@fastify/ajv-compiler';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
-import { FleetError, diag } from '../engine/diags/index.ts';
+import { FleetError, clip, diag } from '../engine/diags/index.ts';
 import { loggerOptions, registerHealth, registerMetrics, requestId, type HealthOptions, type ServiceLogOptions, type ServiceMetrics } from '../engine/observability/index.ts';
 import type { ServerTls } from '../engine/transport/index.ts';
 import { ProtocolError, WireError, type WireCode } from './errors.ts';
@@ -573,15 +573,17 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
 /** Why a service could not listen, as the operator's diagnostic (--port, --host); anything else is passed on. */
 function listenError(err: unknown, host: string, port: number): unknown {
   const code = (err as { code?: unknown } | null)?.code;
-  const at = `${host}:${port}`;
+  // --host is the operator's: escaped and cut short (engine/diags/quote.ts), as every value a diagnostic quotes.
+  const shown = clip(host);
+  const at = `${shown}:${port}`;
   const why: Record<string, string> = {
     EADDRINUSE: `${at} is in use by another process; stop it, or choose another --port (0: any free port)`,
     EACCES: `this process may not listen on ${at} (ports below 1024 need privileges); choose another --port`,
-    EADDRNOTAVAIL: `${host} is not an address of this machine; choose another --host`,
-    ENOTFOUND: `${host} does not resolve to an address; choose another --host`,
-    EAI_AGAIN: `${host} could not be resolved (the name service did not answer); choose another --host, or an IP address`,
+    EADDRNOTAVAIL: `${shown} is not an address of this machine; choose another --host`,
+    ENOTFOUND: `${shown} does not resolve to an address; choose another --host`,
+    EAI_AGAIN: `${shown} could not be resolved (the name service did not answer); choose another --host, or an IP address`,
     // The resolver refuses to look the name up at all (a name longer than DNS's 253 characters): it was cli.internal.
-    EINVAL: `${host} is not a host name that can be looked up (a name has at most 253 characters); choose another --host, or an IP address`,
+    EINVAL: `${shown} is not a host name that can be looked up (a name has at most 253 characters); choose another --host, or an IP address`,
   };
   if (typeof code !== 'string' || !why[code]) return err;
   return new FleetError([diag('apply.serve-config', `cannot listen on ${at}: ${why[code]} (${code}).`)]);
