@@ -28,7 +28,7 @@ describe('wire error registry', () => {
     expect(code, 'codes are kebab-case, driver errors driver.<kind>').toMatch(/^(driver\.)?[a-z]+(-[a-z]+)*$/);
     expect(code in CODES, 'a wire code is never a diagnostic code').toBe(false);
     expect(e.doc.trim().length, 'doc must say what it means and what to do').toBeGreaterThan(20);
-    expect([200, 400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 502, 503]).toContain(e.status);
+    expect([200, 400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 431, 500, 502, 503]).toContain(e.status);
   });
 
   it('every code is used in protocol/, engine/ or providers/ source', async () => {

@@ -116,6 +116,48 @@ describe("the router's own refusals, in the wire's error body", () => {
   });
 });
 
+describe('a body with very many schema errors', () => {
+  it('is answered 400 naming the first 20 and counting the rest, not every one', async () => {
+    // 60 000 unknown properties (and the required ones missing): every one a schema error.
+    const body = JSON.stringify(Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, 0])));
+    const res = await fetch(`${url}/v1/authorize`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer tok' }, body });
+    const text = await res.text();
+    expect(res.status).toBe(400);
+    const { error } = JSON.parse(text) as { error: { code: string; message: string } };
+    expect(error.code).toBe('bad-request');
+    expect(error.message).toMatch(/^body must have required property 'dataCenter', /);
+    expect(error.message.split(', ')).toHaveLength(21);
+    expect(error.message).toMatch(/, and 59\d{3} more schema errors$/);
+  });
+});
+
+describe("Node's own refusals of a request (before any route), in the wire's error body", () => {
+  // Fastify's default answered these as {"error":"Bad Request","message":"Client Error","statusCode":400}: not the
+  // { error: { code, message } } every non-2xx answer has, so a caller read "no details".
+  const rawAnswer = (text: string) =>
+    new Promise<string>((resolve) => {
+      const socket = connect(Number(new URL(url).port), '127.0.0.1');
+      let answer = '';
+      socket.on('data', (d) => (answer += String(d)));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(answer));
+      socket.write(text);
+    });
+  it.each([
+    { name: 'headers over the limit', text: `GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Long: ${'a'.repeat(20_000)}\r\n\r\n`, status: 431, code: 'headers-too-large' },
+    { name: 'a URL over the header limit', text: `GET /v1/health?${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, status: 431, code: 'headers-too-large' },
+    { name: 'both Content-Length and Transfer-Encoding', text: 'POST /v1/authorize HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', status: 400, code: 'bad-request' },
+    { name: 'a request line that is not HTTP', text: 'HELLO\r\n\r\n', status: 400, code: 'bad-request' },
+  ])('$name: $status $code, the connection closed', async ({ text, status, code }) => {
+    const answer = await rawAnswer(text);
+    expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe(code);
+    expect(body.error.message).toEqual(expect.any(String));
+    expect((await fetch(`${url}/v1/health`)).status).toBe(200);
+  });
+});
+
 describe('nulAt: where a request holds a NUL', () => {
   const deep = (n: number, inner: unknown): unknown => {
     let v = inner;
@@ -208,6 +250,7 @@ describe('a request that never finishes arriving', () => {
       await new Promise((closed) => socket.on('close', closed));
       clearInterval(trickle);
       expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'request-timeout', message: expect.any(String) } });
 
       // A whole body whose handler takes longer than the bound is answered when the handler is done.
       const slow = fetch(`${base.origin}/v1/slow`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });

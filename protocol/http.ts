@@ -2,11 +2,13 @@
 // shape, wire codes turned into HTTP statuses (the only place that does it:
 // errorAnswer), NDJSON batch answers, and the OpenAPI document that
 // @fastify/swagger builds from the same route schemas Fastify validates with.
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import AjvCompiler from '@fastify/ajv-compiler';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema } from 'fastify';
-import { FleetError, diag } from '../engine/diags/index.ts';
+import { FleetError, clip, diag } from '../engine/diags/index.ts';
 import { loggerOptions, registerHealth, registerMetrics, requestId, type HealthOptions, type ServiceLogOptions, type ServiceMetrics } from '../engine/observability/index.ts';
 import type { ServerTls } from '../engine/transport/index.ts';
 import { ProtocolError, WireError, type WireCode } from './errors.ts';
@@ -115,6 +117,47 @@ export function errorAnswer(err: Error & { statusCode?: number; code?: string; v
   if (status >= 500) return wire(new WireError('internal', err.message));
   if (status === 415) return wire(new WireError('unsupported-media-type', `${err.message}: every body of this service is JSON, sent with content-type: application/json`));
   return wire(new WireError(FASTIFY_REFUSALS[status] ?? 'bad-request', err.message));
+}
+
+/**
+ * Node's own refusals of a connection's request, before Fastify routes it (a
+ * request that does not parse as HTTP, headers or a URL over Node's header
+ * limit, one that did not arrive within the receipt bound), in the wire's
+ * error body on the socket, which is then closed: Fastify's default answered
+ * them in a shape of its own (`{"error":"Bad Request","message":"Client
+ * Error",...}`), which the callers read as "no details". Nothing of the
+ * request is echoed (its headers may hold a token).
+ */
+export function clientErrorAnswer(err: NodeJS.ErrnoException, socket: Duplex): void {
+  // A reset connection: nobody to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const e =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new WireError('request-timeout', 'the request did not arrive whole (headers and body) within the service\'s receipt bound')
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new WireError('headers-too-large', "the request's headers (its URL included) are over the service's limit (16 KiB)")
+        : new WireError('bad-request', `the request is not valid HTTP/1.1 (${err.code ?? 'unparsed'})`);
+  const body = JSON.stringify({ error: { code: e.code, message: e.message } });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${e.statusCode} ${STATUS_CODES[e.statusCode] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/**
+ * How many of a body's schema errors its 400 answer names; the rest are
+ * counted. The validators report every error at once (allErrors), and
+ * Fastify's default message named them all: a 1 MiB body of 500 000 wrong
+ * items (or unknown keys, at the open boot endpoint too) was answered with
+ * 17 MB of text, built on the event loop for seconds.
+ */
+export const SCHEMA_ERRORS_NAMED = 20;
+
+/** A schema violation's message: Fastify's wording (`body/calls/0 must be object, ...`), the first SCHEMA_ERRORS_NAMED errors. */
+export function schemaErrorMessage(errors: readonly { instancePath?: string; message?: string }[], dataVar: string): Error {
+  const named = errors.slice(0, SCHEMA_ERRORS_NAMED).map((e) => `${dataVar}${e.instancePath ?? ''} ${e.message ?? 'is not valid'}`);
+  const more = errors.length - named.length;
+  return new Error(`${named.join(', ')}${more > 0 ? `, and ${more} more schema error${more === 1 ? '' : 's'}` : ''}`);
 }
 
 /** What a batch task resolves with when it answered through `part` lines only (a run of steps). */
@@ -321,6 +364,8 @@ export async function createService(opts: ServiceOptions): Promise<{ app: Fastif
     schemaController: { compilersFactory: { buildValidator: precompiledFirst(validators) } },
     bodyLimit: 1024 * 1024,
     // The router's own refusals (a URL that does not decode, a path parameter over its length) in the wire's error body, not Fastify's.
+    clientErrorHandler: clientErrorAnswer,
+    schemaErrorFormatter: schemaErrorMessage,
     frameworkErrors: (err, _req, reply) => {
       const { status, body } = errorAnswer(err);
       void (reply as unknown as FastifyReply).status(status).send(body);
@@ -528,15 +573,17 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
 /** Why a service could not listen, as the operator's diagnostic (--port, --host); anything else is passed on. */
 function listenError(err: unknown, host: string, port: number): unknown {
   const code = (err as { code?: unknown } | null)?.code;
-  const at = `${host}:${port}`;
+  // --host is the operator's: escaped and cut short (engine/diags/quote.ts), as every value a diagnostic quotes.
+  const shown = clip(host);
+  const at = `${shown}:${port}`;
   const why: Record<string, string> = {
     EADDRINUSE: `${at} is in use by another process; stop it, or choose another --port (0: any free port)`,
     EACCES: `this process may not listen on ${at} (ports below 1024 need privileges); choose another --port`,
-    EADDRNOTAVAIL: `${host} is not an address of this machine; choose another --host`,
-    ENOTFOUND: `${host} does not resolve to an address; choose another --host`,
-    EAI_AGAIN: `${host} could not be resolved (the name service did not answer); choose another --host, or an IP address`,
+    EADDRNOTAVAIL: `${shown} is not an address of this machine; choose another --host`,
+    ENOTFOUND: `${shown} does not resolve to an address; choose another --host`,
+    EAI_AGAIN: `${shown} could not be resolved (the name service did not answer); choose another --host, or an IP address`,
     // The resolver refuses to look the name up at all (a name longer than DNS's 253 characters): it was cli.internal.
-    EINVAL: `${host} is not a host name that can be looked up (a name has at most 253 characters); choose another --host, or an IP address`,
+    EINVAL: `${shown} is not a host name that can be looked up (a name has at most 253 characters); choose another --host, or an IP address`,
   };
   if (typeof code !== 'string' || !why[code]) return err;
   return new FleetError([diag('apply.serve-config', `cannot listen on ${at}: ${why[code]} (${code}).`)]);

@@ -51,7 +51,7 @@ describe('fleet plan', () => {
     { name: 'allow-destroy for every protected fleet: exit 0', args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache', '--allow-destroy', 'db'], code: 0 },
     { name: 'unknown --target is a diagnostic', args: ['--stack', stack('02-no-change'), '--target', 'nope'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at nope\n/ },
     // A misspelt --allow-destroy was ignored: the plan came out blocked by the very protect violation it was meant to allow.
-    { name: 'unknown --allow-destroy is a diagnostic', args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache', '--allow-destroy', 'dbb'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at dbb\n {2}--allow-destroy names no fleet named dbb/ },
+    { name: 'unknown --allow-destroy is a diagnostic', args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache', '--allow-destroy', 'dbb'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at dbb\n {2}--allow-destroy names no fleet named "dbb"/ },
     { name: '--allow-destroy takes fleets, not members', args: ['--stack', stack('09-protect'), '--allow-destroy', 'cache/0'], code: 1, stderr: /error\[plan\.unknown-fleet\]: Unknown fleet\n {2}at cache\/0\n/ },
     // Issue 17: a member address used to be refused as an unknown fleet.
     { name: '--target of a member plans that member', args: ['--stack', stack('09-protect'), '--target', 'db/0', '--allow-destroy', 'db'], code: 0, stdout: /Fleet db \(1 to replace\)[\s\S]*db\/0 replace in richmond \(wave 1\)[\s\S]*Plan: 0 to create, 0 to transition, 0 to update, 1 to replace, 0 to delete\.\n$/ },

@@ -955,6 +955,69 @@
 // machine) would make one. Not measured: P 10 (no bench slot left before
 // the session's deadline), and a quiet machine's figures.
 //
+// 2026-12-07 15:59-16:50 (issue 20 point 6, JIT churn again; branch
+// jit-churn-maps, ef92c01, not landed; Node 20, main 2a32a05; other
+// sessions' work throughout: load average 7.5-20.9 at the starts, speed
+// 46-201 ms). --node-arg=--trace-opt --node-arg=--trace-deopt (and
+// --trace-deopt-verbose for the source line of each bailout) over a cold
+// 10,000 VMs at P 50, FLEET_BENCH_LOG_DIR keeping the services' traces
+// (`npx tsx bench/apply/jit.ts LOG` counts them per function): the
+// authority 363 TurboFan compiles, 45 deopts, 27% of its compile
+// threads' time on functions compiled again (insertMany 4 times, 0.6 s of
+// compile-thread wall time at this load; transitionVms 3; authorizeCreate
+// 2; OnwardRows.add's per-call row closure 4, without a deopt between);
+// each DMZ client ~300 compiles, ~25 deopts, 9-11% recompiles (its step
+// twice); the CLI ~190 compiles, 11-13% (OSR compiles counted). The first compiles are the rest:
+// the cost of getting this much code hot. The cause of most of the
+// authority's recompiles ('wrong map' on an array: --log-ic --log-maps
+// showed their load sites going polymorphic between PACKED_ELEMENTS and
+// HOLEY_ELEMENTS): the array Array.prototype.map returns is packed while
+// its caller runs in the interpreter (the builtin) and holey once TurboFan
+// has optimized the caller (it inlines map over a preallocated array), so
+// code optimized on the arrays of one tier deopts when the other tier's
+// come: Batched's `calls.map((c) => c.item)` into insertMany and
+// transitionVms, their answers read back by Batched, onward()'s intents
+// and passes (read by OnwardRows.add), AheadQueue's queues (shift, prune),
+// and credentialsExpireAt's filter().map().some() inlined into the DMZ
+// client's step. jit-churn-maps pushes those arrays (packed in either
+// tier), gives onward()'s result and the insert and transition items one
+// shape (fields undefined, not spread in) and makes the row closure a
+// method: insertMany and transitionVms compiled once, the authority's
+// recompiles 27% -> 9-12% of its compile time, its deopts 45 -> 20-41
+// (node's streams and http vary from run to run), each DMZ client's 5-10%.
+// 10,000 VMs at P 50, cold, 8 pairs interleaved (alternating which side
+// went first), main / branch:
+//
+//   | figure                        | pairs                                                                           | medians       | branch lower |
+//   | ----------------------------- | ------------------------------------------------------------------------------- | ------------- | ------------ |
+//   | CPU per VM, ms                | 2.33/2.88 2.70/2.95 2.76/3.02 3.18/3.11 3.13/3.30 3.13/2.75 2.94/2.71 2.58/3.00 | 2.85 / 2.98   | 3 of 8       |
+//   | authority, s                  | 7.2/8.4 7.9/8.7 8.0/9.0 9.3/9.5 9.4/9.9 9.6/8.3 8.9/7.9 7.6/8.8                 | 8.45 / 8.75   | 2 of 8       |
+//   | services' other threads, s    | 6.1/7.0 7.2/6.9 7.2/7.5 7.7/7.7 8.4/7.8 7.8/6.8 7.9/6.6 6.8/7.4                 | 7.45 / 7.2    | 4 of 8       |
+//   | authority / CLI apply phase   | 2.32/2.13 2.28/2.10 2.21/2.27 2.17/2.26 2.35/2.15 2.33/2.23 2.28/2.17 2.24/2.07 | 2.28 / 2.16   | 6 of 8       |
+//   | DMZ clients / CLI apply phase | 4.19/4.17 4.51/4.01 4.42/4.37 4.28/4.15 4.50/4.01 4.24/4.16 4.24/4.30 4.39/4.03 | 4.34 / 4.16   | 7 of 8       |
+//
+// The services' CPU against the CLI's (the same code on both sides) fell
+// 4-5%, but the CLI's own apply phase was higher in 5 of the 8 branch runs
+// (its batching follows the services' timing: no clean yardstick here),
+// and the absolute figures did not fall: what the recompiles cost (~0.5 s
+// of compile-thread wall time in the authority at load 15, so ~0.1-0.2 s
+// of CPU, ~1% of the services' ~22 s) is under this load's noise (+-15%
+// from run to run). Not landed for that. Nothing else churns: what still
+// compiles two or more times is refusal (budget.ts: 'insufficient type
+// feedback', paths first taken after it was optimized, as the stack's
+// usage rows grow), node's own (normalizeString, Readable.read) and
+// holdsNul. One V8 flag more (2026-12-06 22:00 above screened the rest:
+// none gave a clear gain at both P 50 and P 10; --interrupt-budget, the one
+// that cut compiles, is Node 20's only): half TurboFan's inlining budget,
+// --service-node-arg=--max-inlined-bytecode-size-cumulative=460, so its
+// biggest compiles (insertMany, authorizeCreate, the DMZ client's step:
+// 100-800 ms of compile-thread wall time each at this load) shrink. 4
+// pairs, default / flag (load 8.9-15.3 at the starts): CPU per VM
+// 2.08/2.77, 2.43/2.52, 2.51/2.78, 2.65/2.87; the authority 6.2/8.2,
+// 7.2/7.4, 7.7/8.2, 8.1/8.8 s; the services' other threads 5.6/6.4,
+// 6.6/5.8, 6.3/6.1, 6.9/6.2 s: less compiling, slower code, more CPU in
+// all. Not kept.
+//
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

@@ -12,7 +12,7 @@
 //
 // All problems are reported at once. The record is only read here; the
 // stale check (checkApplicable) follows under the fleets' locks.
-import { type Diagnostic, diag } from '../diags/index.ts';
+import { type Diagnostic, clip, clipPath, diag } from '../diags/index.ts';
 import { actedVmIds, checkScope, checkTargets, verifySeal } from '../plan/integrity.ts';
 import type { PlanDocument } from '../plan/types.ts';
 import type { FleetRecord, VmRow } from '../record/types.ts';
@@ -42,7 +42,7 @@ export async function checkSavedPlan(
       ? [
           diag(
             'apply.plan-foreign',
-            `${ctx.file} was sealed for stack ${plan.stack} (id ${plan.seal.stackId}), but the record ${ctx.record.description} has never sealed a plan for stack ${ctx.stack}: the plan was made against another record.`,
+            `${clipPath(ctx.file)} was sealed for stack ${clip(plan.stack)} (id ${clip(String(plan.seal.stackId))}), but the record ${ctx.record.description} has never sealed a plan for stack ${ctx.stack}: the plan was made against another record.`,
             { file: ctx.file },
           ),
         ]

@@ -708,6 +708,15 @@ describe('authority: advance (a report or a create, and the next edges\' authori
     { name: 'a create that is no create', body: (id) => ({ create: transition(id, 'Requested', 'BeingCreated'), next: [transition(id, 'BeingCreated', 'PoweredOff')] }), message: 'is a create' },
     { name: 'a next about another VM', body: (id, a) => ({ report: reportOf(a), next: [transition(randomUUID(), 'BeingCreated', 'PoweredOff')] }), message: 'about one VM' },
     { name: 'next edges that do not follow one another', body: (id, a) => ({ report: reportOf(a), next: [transition(id, 'BeingCreated', 'PoweredOff'), transition(id, 'PoweredOn', 'Starting')] }), message: 'follow one another' },
+    {
+      name: 'two next edges under one request id',
+      body: (id, a) => {
+        const first = transition(id, 'BeingCreated', 'PoweredOff');
+        return { report: reportOf(a), next: [first, { ...transition(id, 'PoweredOff', 'PoweredOn'), requestId: first.requestId }] };
+      },
+      message: 'its own request id',
+    },
+    { name: "a next edge under the report's request id", body: (id, a) => ({ report: reportOf(a), next: [{ ...transition(id, 'BeingCreated', 'PoweredOff'), requestId: a.requestId }] }), message: 'its own request id' },
   ])('refuses $name with 400 and does nothing', async ({ body, message }) => {
     const { id } = await created();
     const a = transition(id, 'Requested', 'BeingCreated');

@@ -52,7 +52,7 @@ import {
 import { AheadQueue, alreadyPassed, checkAdvance, intentOf, movesAtOnce, noneReport, passedAlready, rowAt, type Approved, type Foreseen } from './chain.ts';
 import type { AuthorityCoreOptions, Core } from './core.ts';
 import { authorizeCreate } from './create.ts';
-import { doneAlready, judgeCaller, judgeEdge, type Pending } from './decisions.ts';
+import { doneAlready, judgeCaller, judgeEdge, judgeRequestId, pendingKey, type Pending } from './decisions.ts';
 import { diskKey, newBootToken } from './keys.ts';
 import { ScopedTokenIssuer } from './credentials/scoped.ts';
 import type { CloudCredentials } from './credentials/types.ts';
@@ -80,14 +80,14 @@ const OVERLAP = { parallel: 3, overlapAt: 32 } as const;
 const fleetKey = (stack: string, fleet: string) => `${stack}\u0000${fleet}`;
 
 export class Authority {
-  /** Approved requests waiting for their report, by request id; reports are checked against them. */
+  /** Approved requests waiting for their report, by data center and request id (pendingKey); reports are checked against them. */
   private readonly pending = new Map<string, Pending>();
   private readonly rows: VmRows;
   /** Per VM, its edges approved ahead (see AdvanceRequest.ahead). */
-  private readonly ahead = new AheadQueue((ids) => {
+  private readonly ahead = new AheadQueue((keys) => {
     // Never to be reported: their intent rows were not written, and the VM may reach their `from` along other approvals.
-    for (const id of ids) {
-      const p = this.pending.get(id);
+    for (const key of keys) {
+      const p = this.pending.get(key);
       if (p) p.dropped = true;
     }
   });
@@ -200,9 +200,16 @@ export class Authority {
     return { ...credentials };
   }
 
+  /** Refuses (request-reused) a request whose id is the caller's approval of another request, still waiting for its report (judgeRequestId). */
+  private checkRequestId(caller: string, req: AuthorizeRequest): void {
+    const judged = judgeRequestId(this.pending.get(pendingKey(caller, req.requestId)), req);
+    if (!judged.ok) throw new WireError(judged.refusal, judged.reason);
+  }
+
   async authorize(caller: string, req: AuthorizeRequest): Promise<AuthorizeResponse> {
     const foreign = vetoForeign(caller, req);
     if (foreign) return foreign;
+    this.checkRequestId(caller, req);
     // Queued for the VM at once (calls about one VM run in the order they came), the credentials prepared inside.
     return this.rows.serial(req.vmId, async () => {
       await this.o.credentialBroker?.prepare(caller);
@@ -300,9 +307,10 @@ export class Authority {
     if (operation === 'createVm' && vm.encryptedDisk) res.diskKeyHash = sha256(diskKey(this.o.secret, vm.id));
     this.prunePending();
     // A repeated authorize (a lost answer) moves its entry to the end: entries stay in time order.
-    this.pending.delete(req.requestId);
+    const key = pendingKey(caller, req.requestId);
+    this.pending.delete(key);
     if (!opts.moved) {
-      this.pending.set(req.requestId, {
+      this.pending.set(key, {
         dataCenter: caller,
         vmId: vm.id,
         from: vm.state,
@@ -339,6 +347,8 @@ export class Authority {
   async advance(caller: string, req: AdvanceRequest): Promise<AdvanceResponse> {
     const checked = checkAdvance(caller, req);
     if (!checked.ok) throw new WireError(checked.refusal, checked.reason);
+    // Before anything is done (its report taken): no edge of the chain may reuse another request's id.
+    for (const r of req.create ? [req.create, ...req.next] : req.next) this.checkRequestId(caller, r);
     const { vmId } = checked;
     // Approvals ahead live in this process until the next report: not with replicas.
     const ahead = req.ahead === true && !this.shared;
@@ -413,7 +423,7 @@ export class Authority {
    */
   private async chain(caller: string, next: readonly AuthorizeRequest[], row: VmRow, start: string, foreseen: readonly Foreseen[] = []): Promise<AdvanceStep[]> {
     const later = foreseen.filter((f) => f.ahead);
-    if (later.length > 0) this.ahead.set(row.id, later, Date.now());
+    if (later.length > 0) this.ahead.set(row.id, caller, later, Date.now());
     const steps: AdvanceStep[] = foreseen.map((f, j) => {
       const authorize = this.approve(caller, f.req, { ...f, vm: rowAt(row, f.vm) }, { moved: f.moved });
       if (f.ahead) return { authorize, ahead: true };

@@ -8,7 +8,7 @@
 import type { LoadedPack, Lifecycle } from '../policy/types.ts';
 import type { ChangeContext, IntentRow, Onward, VmRow } from '../record/index.ts';
 import { NONE_REPORT_DETAIL, refuse, sha256, type AdvanceRequest, type AdvanceStep, type AuthorizeRequest, type Decided, type ReportRequest } from '../../protocol/index.ts';
-import { historySize, judgeCaller, judgeEdge } from './decisions.ts';
+import { historySize, judgeCaller, judgeEdge, pendingKey } from './decisions.ts';
 import { newBootToken } from './keys.ts';
 import { toAuthorityVm } from './answers.ts';
 
@@ -35,6 +35,8 @@ export interface Foreseen extends Approved {
 
 /** An edge approved ahead, waiting for the ok report of the edge before it, whose statement writes its intent row. */
 export interface Ahead {
+  /** The data center it was approved for (its pending entry's, pendingKey). */
+  dataCenter: string;
   from: string;
   intent: IntentRow;
   /** ms since epoch, as Pending.at. */
@@ -57,6 +59,10 @@ export function checkAdvance(caller: string, req: AdvanceRequest): Decided<{ vmI
   }
   const vmId = (report ?? create)!.vmId;
   if (next.length === 0) return refuse('bad-request', 'an advance needs at least one next edge');
+  // One request, one id: a second approval under an id replaces the first's, whose report is then refused.
+  const ids = [(report ?? create)!.requestId, ...next.map((n) => n.requestId)];
+  const twice = ids.find((id, j) => ids.indexOf(id) !== j);
+  if (twice !== undefined) return refuse('bad-request', `request id ${twice} names two requests of the advance: its ${report ? 'report' : 'create'} and every next edge each have its own request id`);
   for (let j = 0; j < next.length; j++) {
     const n = next[j];
     if (n.kind === 'create') return refuse('bad-request', "a create is never the next edge of an advance: send it as the advance's create");
@@ -189,8 +195,8 @@ export function onward(caller: string, foreseen: readonly Foreseen[]): Onward & 
 export class AheadQueue {
   private readonly byVm = new Map<string, Ahead[]>();
 
-  /** `dropped`: told the request ids of approvals ahead dropped before their intent rows were written (their reports are refused). */
-  constructor(private readonly dropped: (requestIds: string[]) => void = () => {}) {}
+  /** `dropped`: told the pending keys (pendingKey) of approvals ahead dropped before their intent rows were written (their reports are refused). */
+  constructor(private readonly dropped: (keys: string[]) => void = () => {}) {}
 
   get(vmId: string): Ahead[] | undefined {
     return this.byVm.get(vmId);
@@ -201,14 +207,14 @@ export class AheadQueue {
     const queued = this.byVm.get(vmId);
     if (!queued) return;
     this.byVm.delete(vmId);
-    this.dropped(queued.flatMap((a) => (a.intent.requestId ? [a.intent.requestId] : [])));
+    this.dropped(queued.flatMap((a) => (a.intent.requestId ? [pendingKey(a.dataCenter, a.intent.requestId)] : [])));
   }
 
-  /** The approvals ahead a chain left for `vmId`, replacing any before. */
-  set(vmId: string, later: readonly Foreseen[], at: number): void {
+  /** The approvals ahead a chain of `dataCenter` left for `vmId`, replacing any before. */
+  set(vmId: string, dataCenter: string, later: readonly Foreseen[], at: number): void {
     // Dropped first (any left are replaced), so the map stays in time order.
     this.drop(vmId);
-    this.byVm.set(vmId, later.map((f) => ({ from: f.vm.state, intent: intentOf(f.req, f.to, f.operation), at })));
+    this.byVm.set(vmId, later.map((f) => ({ dataCenter, from: f.vm.state, intent: intentOf(f.req, f.to, f.operation), at })));
   }
 
   /** The first one's intent is written (by its report's statement): from now on it is an edge like any authorized one. */

@@ -183,6 +183,25 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
       expect(await w.record.getVm(id)).toMatchObject({ state: before!.state, version: before!.version, size: before!.size, cloudId: before!.cloudId });
     });
 
+    it("richmond's token reusing the request id of miami's approval, for a VM of its own, leaves that approval standing: miami's report still moves miami's VM", async () => {
+      const id = await vmAt(w, 'PoweredOff');
+      const a = edge(id, 'PoweredOff', 'PoweredOn');
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', a)).body.decision).toBe('approved');
+      // A create, then an edge, of richmond's own VM, both under miami's request id: each approved for richmond.
+      const theirs = randomUUID();
+      const made = await postAs<AuthorizeResponse>(w, RICHMOND, '/v1/authorize', { ...create(theirs, vm(w, 'rich', 'team-a', 0, { dataCenter: 'richmond' })), dataCenter: 'richmond', requestId: a.requestId });
+      expect(made.body.decision).not.toBe('vetoed');
+      const next = await postAs<AuthorizeResponse>(w, RICHMOND, '/v1/authorize', edge(theirs, 'Requested', 'BeingCreated', { dataCenter: 'richmond', requestId: a.requestId }));
+      expect(next.body.decision).toBe('approved');
+      const r = await post<ReportResponse>(w, '/v1/reports', reportOf(a));
+      expect(r.status).toBe(200);
+      expect(r.body.effect).toBe('moved');
+      expect(await stateOf(w, id)).toBe('PoweredOn');
+      // And richmond's report is of its own approval, not miami's.
+      expect((await postAs<ReportResponse>(w, RICHMOND, '/v1/reports', reportOf(edge(theirs, 'Requested', 'BeingCreated', { requestId: a.requestId }), { dataCenter: 'richmond' }))).body.effect).toBe('moved');
+      expect(await stateOf(w, theirs)).toBe('BeingCreated');
+    });
+
     it("a report by richmond's token of miami's approval is refused", async () => {
       const id = await vmAt(w, 'PoweredOff');
       const a = edge(id, 'PoweredOff', 'PoweredOn');
@@ -194,6 +213,38 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
   });
 
   describe('replays', () => {
+    it('a request id approved and not yet reported, sent again for another VM or another edge, is refused (request-reused), writes nothing, and its first approval is still reported', async () => {
+      const [m1, m2] = [await vmAt(w, 'PoweredOff'), await vmAt(w, 'PoweredOff')];
+      const a = edge(m1, 'PoweredOff', 'PoweredOn');
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', a)).body.decision).toBe('approved');
+      const b = edge(m2, 'PoweredOff', 'PoweredOn');
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', b)).body.decision).toBe('approved');
+      const recorded = async () => ({ rows: await Promise.all([m1, m2].map((id) => w.record.getVm(id))), history: (await w.record.history(w.stack)).filter((h) => h.vmId === m1 || h.vmId === m2).length });
+      const before = await recorded();
+      const reused = { requestId: a.requestId };
+      const attacks: [string, unknown][] = [
+        ['/v1/authorize', edge(m2, 'PoweredOff', 'PoweredOn', reused)],
+        ['/v1/authorize', edge(m1, 'PoweredOff', 'BeingDeleted', reused)],
+        ['/v1/authorize', edge(m1, 'PoweredOff', 'PoweredOff', { ...reused, kind: 'resize', size: { cpu: 1, memoryGiB: 1, diskGiB: 1 } })],
+        // An advance whose next edge reuses it: refused whole, its report not taken either.
+        ['/v1/advance', { report: reportOf(b), next: [edge(m2, 'PoweredOn', 'PoweredOff', reused)] }],
+      ];
+      for (const [path, body] of attacks) {
+        const r = await post<ErrorBody>(w, path, body);
+        expect([r.status, r.body.error?.code]).toEqual([409, 'request-reused']);
+        expect(r.body.error.message).toContain(a.requestId);
+      }
+      // A batch answers each call as its route would.
+      const batch = await fetch(`${w.authority.url}/v1/batch`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ calls: [{ call: 'authorize', body: attacks[0][1] }] }) });
+      expect(JSON.parse((await batch.text()).trim())).toMatchObject({ i: 0, status: 409, body: { error: { code: 'request-reused' } } });
+      expect(await recorded()).toEqual(before);
+      // The same request again (its answer lost) is approved as before, and reported.
+      expect((await post<AuthorizeResponse>(w, '/v1/authorize', a)).body.decision).toBe('approved');
+      expect((await post<ReportResponse>(w, '/v1/reports', reportOf(a))).body.effect).toBe('moved');
+      expect((await post<ReportResponse>(w, '/v1/reports', reportOf(b))).body.effect).toBe('moved');
+      expect([await stateOf(w, m1), await stateOf(w, m2)]).toEqual(['PoweredOn', 'PoweredOn']);
+    });
+
     it('one approval reported twice moves the VM once; reported again after the VM came back to `from`, it is refused (report-repeated)', async () => {
       const id = await vmAt(w, 'PoweredOff');
       const { a } = await step(w, id, 'PoweredOff', 'PoweredOn');

@@ -43,7 +43,7 @@ export interface AuthorityCoreOptions {
 /** The authority's state and writers, as its create and report paths use them. */
 export interface Core {
   readonly o: AuthorityCoreOptions;
-  /** Approved requests waiting for their report, by request id; reports are checked against them. */
+  /** Approved requests waiting for their report, by data center and request id (pendingKey); reports are checked against them. */
   readonly pending: Map<string, Pending>;
   readonly rows: VmRows;
   /** Per VM, its edges approved ahead (see AdvanceRequest.ahead). */

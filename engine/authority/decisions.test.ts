@@ -282,11 +282,14 @@ describe('bootDenial', () => {
 
 describe('checkAdvance (the shape of an advance)', () => {
   const rep: ReportRequest = { dataCenter: 'miami', requestId: 'r0', planId: null, vmId: ID, from: 'BeingCreated', to: 'PoweredOff', outcome: 'ok' };
-  const n1 = edge('PoweredOff', 'PoweredOn');
-  const n2 = edge('PoweredOn', 'Starting');
+  const n1 = edge('PoweredOff', 'PoweredOn', { requestId: 'r1' });
+  const n2 = edge('PoweredOn', 'Starting', { requestId: 'r2' });
   it.each([
     ['a report and edges that follow one another', { report: rep, next: [n1, n2] }, { ok: true, vmId: ID }],
-    ['a create and its next edge', { create: create(), next: [edge('Requested', 'BeingCreated')] }, { ok: true, vmId: ID }],
+    ['a create and its next edge', { create: create(), next: [edge('Requested', 'BeingCreated', { requestId: 'r1' })] }, { ok: true, vmId: ID }],
+    ['two next edges under one request id', { report: rep, next: [n1, { ...n2, requestId: 'r1' }] }, { ok: false, refusal: 'bad-request' }],
+    ["a next edge under the report's request id", { report: rep, next: [{ ...n1, requestId: 'r0' }] }, { ok: false, refusal: 'bad-request' }],
+    ["a next edge under the create's request id", { create: create(), next: [edge('Requested', 'BeingCreated')] }, { ok: false, refusal: 'bad-request' }],
     ['both report and create', { report: rep, create: create(), next: [n1] }, { ok: false, refusal: 'bad-request' }],
     ['neither', { next: [n1] }, { ok: false, refusal: 'bad-request' }],
     ['a create that is not a create', { create: create({ kind: 'transition' }), next: [n1] }, { ok: false, refusal: 'bad-request' }],

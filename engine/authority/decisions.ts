@@ -193,6 +193,39 @@ export function addressTaken(vm: { fleet: string; index: number }, conflict: str
 }
 
 /** What the authority approved and waits for the report of (see judgeReport). */
+/**
+ * Where an approval waits for its report (Core.pending): by the caller's data
+ * center and the request id, so a request id sent with another data center's
+ * token (reused, replayed or guessed: a DMZ client derives its ids from the
+ * step, providers/dmz-client/requests.ts) never replaces or answers this one.
+ */
+export function pendingKey(dataCenter: string, requestId: string): string {
+  return `${dataCenter}\u0000${requestId}`;
+}
+
+/**
+ * Whether `req` may be decided under its request id: not while that id is an
+ * approval of another request (VM, kind, edge, or a resize's size) waiting
+ * for its report (`approved`, the caller's pending entry). Deciding it would
+ * replace the approval its first request is to be reported against (that
+ * report refused as report-mismatch) and write a second intent row under the
+ * same id. The same request again (its answer lost) passes.
+ */
+export function judgeRequestId(approved: Pending | undefined, req: AuthorizeRequest): Decided {
+  if (!approved) return { ok: true };
+  const same =
+    approved.vmId === req.vmId &&
+    approved.kind === req.kind &&
+    approved.from === req.from &&
+    approved.to === req.to &&
+    (req.kind !== 'resize' || (req.size !== undefined && approved.size !== undefined && historySize(req.size) === historySize(approved.size)));
+  if (same) return { ok: true };
+  return refuse(
+    'request-reused',
+    `request ${req.requestId} was approved for another request (${approved.from} -> ${approved.to}, ${approved.kind}, of VM ${approved.vmId}) whose report is awaited; a request id names one request: this one (${req.kind} ${req.from ?? 'new'} -> ${req.to ?? '?'} of VM ${req.vmId}) was not decided`,
+  );
+}
+
 export interface Pending {
   dataCenter: string;
   vmId: string;

@@ -7,7 +7,7 @@ import { VersionConflictError, type HistoryItem, type TransitionItem, type VmRow
 import { WireError, type AuthorizeRequest, type ReportRequest, type ReportResponse, type WireCode } from '../../protocol/index.ts';
 import { foresee, onward, passedAlready, reportCtx, rowAt, type Foreseen } from './chain.ts';
 import type { Core } from './core.ts';
-import { approvedEarlier, failureEdge, historySize, judgeReport } from './decisions.ts';
+import { approvedEarlier, failureEdge, historySize, judgeReport, pendingKey } from './decisions.ts';
 import { StaleRow } from './rows.ts';
 import { toAuthorityVm } from './answers.ts';
 
@@ -63,7 +63,9 @@ export function settle(
     };
     // The approval the report answers: remembered, else (the authority
     // restarted in between) as the intent row in the record says it.
-    let pending = c.pending.get(req.requestId);
+    // By the caller's data center too: another data center's request under the same id is not this approval.
+    const key = pendingKey(caller, req.requestId);
+    let pending = c.pending.get(key);
     if (!pending && vm) {
       // Looked up on a fresh read only (a remembered row is read again first).
       if (remembered) throw new StaleRow('no approval remembered');
@@ -111,7 +113,7 @@ export function settle(
         if (problems.length > 0) throw problems[0];
         if (following) c.ahead.shift(req.vmId);
         c.rows.remember(updated);
-        c.pending.delete(req.requestId);
+        c.pending.delete(key);
         return answer(updated, 'moved');
       }
       if (row.state === req.to) {
@@ -161,7 +163,7 @@ export function settle(
         ...(following ? { intent: following.intent } : {}),
       });
       c.rows.remember(moved);
-      c.pending.delete(req.requestId);
+      c.pending.delete(key);
       // Its intent is written: from now on it is an edge like any authorized one.
       if (following) c.ahead.shift(req.vmId);
       return { report: { vm: toAuthorityVm(rowAt(moved, after)), effect: 'moved' }, row: moved, foreseen };
@@ -183,11 +185,11 @@ export function settle(
         ctx: { ...ctx, outcome: 'failed', detail: req.detail ?? 'the cloud operation failed', code: req.code ?? null },
       });
       c.rows.remember(moved);
-      c.pending.delete(req.requestId);
+      c.pending.delete(key);
       return failedAnswer(moved, 'failed');
     }
     if (remembered) throw new StaleRow('failure without a failure edge');
-    c.pending.delete(req.requestId);
+    c.pending.delete(key);
     // Once: the same report decided at this moment by another replica (a resend) writes it, or this one does.
     await c.o.record.addHistory(row.id, { from: req.from, to: req.to, outcome: 'failed', ...ctx, detail: req.detail ?? 'the cloud operation failed', code: req.code ?? null }, undefined, { once: true });
     // A resize that failed grew nothing: its reservation (record/grow.ts) ends now, not at expiry.

@@ -47,6 +47,24 @@ export function escapeUnseen(s: string): string {
   return UNSEEN.test(s) ? s.replace(UNSEEN_ALL, (c) => `\\u${hex(c)}`) : s;
 }
 
+/** Why a name matched exactly must read as what it is: a fleet's owner and labels, owner-quota's owners. */
+export const MATCHED_EXACTLY = "it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not";
+
+/**
+ * The refusal of `s` when unseenProblem finds fault with it, or undefined:
+ * `<what> "<s, escaped>" <why it does not read>: <why that matters>. <what
+ * to do>` — one sentence family wherever a name is refused for it (a fleet
+ * file, the Pulumi Fleet resource, a pack's owner-quota limits, a stack's
+ * names). `what` names it before its value (`metadata.owner`), or, a
+ * function, writes both (`owner "x" in limits`).
+ */
+export function unseenRefusal(what: string | ((shown: string) => string), s: string, matters: string = MATCHED_EXACTLY): string | undefined {
+  const problem = unseenProblem(s);
+  if (!problem) return undefined;
+  const named = typeof what === 'function' ? what(visible(s)) : `${what} ${visible(s)}`;
+  return `${named} ${problem.why}: ${matters}. ${problem.fix}`;
+}
+
 /** Why `s` does not read as what it is, and what to do, or undefined. */
 export function unseenProblem(s: string): { why: string; fix: string } | undefined {
   const m = UNSEEN.exec(s);

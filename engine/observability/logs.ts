@@ -25,7 +25,7 @@
 // and when the process exits.
 import { randomUUID } from 'node:crypto';
 import type { FastifyServerOptions, RawRequestDefaultExpression } from 'fastify';
-import { diag, type Diagnostic } from '../diags/index.ts';
+import { diag, quote, type Diagnostic } from '../diags/index.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -131,7 +131,7 @@ export function resolveLogLevel(flag: string | undefined, env: Readonly<Record<s
   const value = flag ?? (env[LOG_LEVEL_ENV] || undefined) ?? 'info';
   const from = flag !== undefined ? '--log-level' : env[LOG_LEVEL_ENV] ? LOG_LEVEL_ENV : 'the default';
   if ((LOG_LEVELS as readonly string[]).includes(value)) return { level: value as LogLevel, diagnostics: [] };
-  return { diagnostics: [diag('apply.serve-config', `${from} ${value} is not a log level; levels are ${LOG_LEVELS.join(', ')}.`)] };
+  return { diagnostics: [diag('apply.serve-config', `${from} ${quote(value)} is not a log level; levels are ${LOG_LEVELS.join(', ')}.`)] };
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -142,8 +142,8 @@ describe('log level', () => {
     { flag: undefined, env: { FLEET_LOG_LEVEL: 'debug' }, level: 'debug' },
     { flag: 'warn', env: { FLEET_LOG_LEVEL: 'debug' }, level: 'warn' },
     { flag: undefined, env: { FLEET_LOG_LEVEL: '' }, level: 'info' },
-    { flag: 'loud', env: {}, error: '--log-level loud is not a log level; levels are fatal, error, warn, info, debug, trace, silent.' },
-    { flag: undefined, env: { FLEET_LOG_LEVEL: 'INFO' }, error: 'FLEET_LOG_LEVEL INFO is not a log level; levels are fatal, error, warn, info, debug, trace, silent.' },
+    { flag: 'loud', env: {}, error: '--log-level "loud" is not a log level; levels are fatal, error, warn, info, debug, trace, silent.' },
+    { flag: undefined, env: { FLEET_LOG_LEVEL: 'INFO' }, error: 'FLEET_LOG_LEVEL "INFO" is not a log level; levels are fatal, error, warn, info, debug, trace, silent.' },
   ])('--log-level $flag, env $env -> $level$error', ({ flag, env, level, error }) => {
     const r = resolveLogLevel(flag, env);
     expect(r.level).toBe(level);

@@ -13,7 +13,7 @@
 // The checks are pure functions over the plan and the key; the record keeps
 // the key and the stack id, and apply calls these before taking any lock.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { type Diagnostic, diag } from '../diags/index.ts';
+import { type Diagnostic, clip, clipPath, diag } from '../diags/index.ts';
 import { formatVmAddress } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import { canonicalText, writeCanonicalJson } from './json-text.ts';
@@ -83,32 +83,32 @@ export function verifySeal(plan: AnySeal, ctx: VerifyContext): Diagnostic[] {
   const where = { file: ctx.file };
   const seal = plan.seal as Partial<PlanSeal> | undefined;
   if (!seal || typeof seal !== 'object') {
-    return [diag('apply.plan-unsigned', `${ctx.file} has no seal: only plans saved by \`fleet plan --out\` for this stack can be applied. Plan again and apply the new file.`, where)];
+    return [diag('apply.plan-unsigned', `${clipPath(ctx.file)} has no seal: only plans saved by \`fleet plan --out\` for this stack can be applied. Plan again and apply the new file.`, where)];
   }
   if (seal.alg !== 'hmac-sha256' || typeof seal.signature !== 'string' || typeof seal.digest !== 'string' || typeof seal.keyId !== 'string' || typeof seal.stackId !== 'string') {
-    return [diag('apply.plan-tampered', `${ctx.file}: the seal is malformed (alg, stackId, keyId, digest and signature are required).`, where)];
+    return [diag('apply.plan-tampered', `${clipPath(ctx.file)}: the seal is malformed (alg, stackId, keyId, digest and signature are required).`, where)];
   }
   if (plan.stack !== ctx.stack || seal.stackId !== ctx.stackId) {
     return [
       diag(
         'apply.plan-foreign',
-        `${ctx.file} was made for stack ${plan.stack} (id ${seal.stackId}), not for this stack ${ctx.stack} (id ${ctx.stackId}); a plan applies only to the stack and record it was made against.`,
+        `${clipPath(ctx.file)} was made for stack ${clip(plan.stack)} (id ${clip(seal.stackId)}), not for this stack ${ctx.stack} (id ${ctx.stackId}); a plan applies only to the stack and record it was made against.`,
         where,
       ),
     ];
   }
   const key = ctx.key(seal.keyId);
   if (!key) {
-    return [diag('apply.plan-foreign', `${ctx.file} was sealed with key ${seal.keyId}, which this stack's record does not hold; plan again.`, where)];
+    return [diag('apply.plan-foreign', `${clipPath(ctx.file)} was sealed with key ${clip(seal.keyId)}, which this stack's record does not hold; plan again.`, where)];
   }
   const digest = planContentDigest(plan);
   const want = Buffer.from(mac(key, seal.digest, ctx.stackId));
   const got = Buffer.from(seal.signature);
   if (want.length !== got.length || !timingSafeEqual(want, got)) {
-    return [diag('apply.plan-tampered', `${ctx.file}: the seal's signature does not verify; the file was not sealed by this stack's record.`, where)];
+    return [diag('apply.plan-tampered', `${clipPath(ctx.file)}: the seal's signature does not verify; the file was not sealed by this stack's record.`, where)];
   }
   if (digest !== seal.digest) {
-    return [diag('apply.plan-tampered', `${ctx.file} was changed after it was saved: its content no longer matches the digest it was sealed with. Plan again; never edit a saved plan.`, where)];
+    return [diag('apply.plan-tampered', `${clipPath(ctx.file)} was changed after it was saved: its content no longer matches the digest it was sealed with. Plan again; never edit a saved plan.`, where)];
   }
   return [];
 }
@@ -125,25 +125,25 @@ export function checkScope(plan: PlanDocument, file: string): Diagnostic[] {
   for (const c of plan.changes) {
     const where = { file, address: c.address };
     if (!fleets.has(c.fleet)) {
-      out.push(diag('apply.plan-scope', `the change to ${c.address} is in fleet ${c.fleet}, which is not in the plan's scope (${plan.fleets.join(', ') || 'none'}).`, where));
+      out.push(diag('apply.plan-scope', `the change to ${clip(c.address)} is in fleet ${clip(c.fleet)}, which is not in the plan's scope (${plan.fleets.map((n) => clip(n)).join(', ') || 'none'}).`, where));
       continue;
     }
     if (c.address !== formatVmAddress(c.fleet, c.index)) {
-      out.push(diag('apply.plan-scope', `the change's address ${c.address} is not member ${c.index} of fleet ${c.fleet}.`, where));
+      out.push(diag('apply.plan-scope', `the change's address ${clip(c.address)} is not member ${c.index} of fleet ${clip(c.fleet)}.`, where));
     }
     if (c.action !== 'noop' && !(c.fleet in plan.basis.fleets)) {
-      out.push(diag('apply.plan-scope', `the change to ${c.address} changes fleet ${c.fleet}, whose version the plan's basis does not hold, so a change to it since could not be noticed.`, where));
+      out.push(diag('apply.plan-scope', `the change to ${clip(c.address)} changes fleet ${clip(c.fleet)}, whose version the plan's basis does not hold, so a change to it since could not be noticed.`, where));
     }
     if (c.action !== 'noop' && c.action !== 'create' && c.vmId && !(c.vmId in plan.basis.vms)) {
-      out.push(diag('apply.plan-scope', `the change to ${c.address} acts on VM ${c.vmId}, whose version the plan's basis does not hold.`, where));
+      out.push(diag('apply.plan-scope', `the change to ${clip(c.address)} acts on VM ${clip(c.vmId)}, whose version the plan's basis does not hold.`, where));
     }
   }
   // A fleet's protection and owner are written under its lock and stale-checked like its members' changes.
   for (const f of plan.fleetChanges ?? []) {
     const where = { file, address: f.fleet };
     const what = [f.protect ? 'protect' : '', f.owner ? 'owner' : ''].filter(Boolean).join(' and ') || 'settings';
-    if (!fleets.has(f.fleet)) out.push(diag('apply.plan-scope', `the ${what} change of fleet ${f.fleet} is not in the plan's scope (${plan.fleets.join(', ') || 'none'}).`, where));
-    else if (!(f.fleet in plan.basis.fleets)) out.push(diag('apply.plan-scope', `the ${what} change of fleet ${f.fleet} changes a fleet whose version the plan's basis does not hold, so a change to it since could not be noticed.`, where));
+    if (!fleets.has(f.fleet)) out.push(diag('apply.plan-scope', `the ${what} change of fleet ${clip(f.fleet)} is not in the plan's scope (${plan.fleets.map((n) => clip(n)).join(', ') || 'none'}).`, where));
+    else if (!(f.fleet in plan.basis.fleets)) out.push(diag('apply.plan-scope', `the ${what} change of fleet ${clip(f.fleet)} changes a fleet whose version the plan's basis does not hold, so a change to it since could not be noticed.`, where));
   }
   return out;
 }
@@ -165,7 +165,7 @@ export function checkTargets(plan: PlanDocument, rows: ReadonlyMap<string, VmRow
       out.push(
         diag(
           'apply.plan-scope',
-          `the change to ${c.address} in ${c.dataCenter} acts on VM ${c.vmId}, which the record holds as ${vm.address} of stack ${vm.stack} in ${vm.dataCenter}; a change acts only on its own member's VM.`,
+          `the change to ${clip(c.address)} in ${clip(c.dataCenter)} acts on VM ${clip(c.vmId)}, which the record holds as ${vm.address} of stack ${vm.stack} in ${vm.dataCenter}; a change acts only on its own member's VM.`,
           { file, address: c.address },
         ),
       );

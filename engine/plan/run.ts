@@ -176,12 +176,12 @@ export async function planStack(stackDir: string, opts: PlanStackOptions = {}): 
           // --exclude web/1 said "no fleet named web/1 is in the specs … or in its record", of a fleet that is in both.
           options.excludes.includes(name) && parseVmAddress(name)
             ? diag('plan.unknown-fleet', `--exclude takes fleet names, and ${name} is a member address: a member cannot be left out alone; --target the members to plan instead.`, { address: name })
-            : diag('plan.unknown-fleet', `no fleet named ${name} is in the specs of stack ${stack.name} or in its record (${record.description}).`, { address: name }),
+            : diag('plan.unknown-fleet', `no fleet named ${quote(name)} is in the specs of stack ${stack.name} or in its record (${record.description}).`, { address: name }),
         ),
         ...unknownAllowed.map((name) =>
           diag(
             'plan.unknown-fleet',
-            `--allow-destroy names no fleet named ${name}: it is in neither the specs of stack ${stack.name} nor its record (${record.description})${name.includes('/') ? '; --allow-destroy takes a fleet name, and allows it for every member of that fleet' : ''}.`,
+            `--allow-destroy names no fleet named ${quote(name)}: it is in neither the specs of stack ${stack.name} nor its record (${record.description})${name.includes('/') ? '; --allow-destroy takes a fleet name, and allows it for every member of that fleet' : ''}.`,
             { address: name },
           ),
         ),

@@ -308,6 +308,33 @@ describe('loadPack: owner-quota names owners as a fleet file does (1 to 64 chara
     expect(r.diagnostics[0].detail).toMatch(/^Rule owner-quota: owner "\u{1d538}+.*" in limits must be at most 64 characters \(it is 65\): a fleet's owner is at most 64 characters \(and not empty\), so no fleet would be held to this limit\.$/u);
   });
 
+  // A fleet's owner with a character that does not show is refused (engine/spec/fleet.ts), yet a limit keyed by one
+  // loaded: "team-a" with a zero-width space read as team-a in the pack and held no fleet to its limits.
+  it.each([
+    { name: 'a zero-width space', key: '"team-a\\u200B"', shown: 'owner "team-a\\u200B" in limits holds U+200B at position 7' },
+    { name: 'a right-to-left override', key: '"team-\\u202Ea"', shown: 'owner "team-\\u202Ea" in limits holds U+202E at position 6' },
+    { name: 'a byte-order mark', key: '"\\uFEFFteam-a"', shown: 'owner "\\uFEFFteam-a" in limits holds U+FEFF at position 1' },
+    { name: 'an escape', key: '"team-a\\e[2J"', shown: 'owner "team-a\\u001B[2J" in limits holds U+001B at position 7' },
+    { name: 'a space at the end', key: '"team-a "', shown: 'owner "team-a " in limits starts or ends with a space' },
+  ])('an owner with $name in policy.yaml is refused at the key, worded as a fleet\'s owner is', async ({ key, shown }) => {
+    const dir = await packVariant('limits: {}', `limits: { team-b: { vms: 4 }, ${key}: { vms: 1 } }`);
+    const r = await loadPack(dir);
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual(['policy.rule-config@50:37']);
+    expect(r.diagnostics[0].detail).toContain(`Rule owner-quota: ${shown}`);
+    expect(r.diagnostics[0].detail).toContain('it is matched exactly');
+  });
+
+  it('an owner with a zero-width space in the stack file is refused there, at the key', async () => {
+    const dir = await scratch({ 'stack.yaml': 'apiVersion: fleet/v1\nkind: Stack\nspec:\n  policyPack:\n    path: x\n    config:\n      owner-quota: { limits: { "team-a\\u200B": { vms: 1 } } }\n' });
+    const stackFile = join(dir, 'stack.yaml');
+    const r = await loadPack(DEFAULT_PACK_DIR, { 'owner-quota': { limits: { 'team-a\u200B': { vms: 1 } } } }, { stackFile });
+    expect(r.pack).toBeUndefined();
+    expect(r.diagnostics.map(brief)).toEqual(['policy.rule-config@7:32']);
+    expect(r.diagnostics[0].file).toBe(stackFile);
+    expect(r.diagnostics[0].detail).toMatch(/^Rule owner-quota: owner "team-a\\u200B" in limits holds U\+200B at position 7, a character that does not show: /);
+  });
+
   it('takes owners of 64 characters', async () => {
     const owner = '\u{1d538}'.repeat(64);
     const r = await loadPack(DEFAULT_PACK_DIR, { 'owner-quota': { limits: { [owner]: { vms: 1 }, [long(64)]: { cpu: 2 } } } });

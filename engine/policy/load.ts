@@ -8,7 +8,7 @@ import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { clip, decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, type Diagnostic, type Where } from '../diags/index.ts';
+import { clip, clipPath, decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
@@ -111,10 +111,41 @@ const PACK_IDENTITY: Readonly<Record<string, { form: string }>> = {
 };
 const PACK_IDENTITY_WHY = "the pack's name and version are recorded with every plan as <name>@<version>, and shown in diagnostics, plans and the dashboard";
 
-/** What the keys of a built-in rule's setting name, and why their length is bounded, by rule and instance path. */
-const KEY_NAMES: Readonly<Record<string, { what: string; why: string }>> = {
-  'owner-quota /limits': { what: 'owner', why: "a fleet's owner is at most 64 characters (and not empty), so no fleet would be held to this limit" },
+/**
+ * What the keys of a built-in rule's setting name, by rule and instance
+ * path: why their length is bounded (`why`), and why one that does not read
+ * as what it is (a zero-width space, a direction control, a space at either
+ * end: unseenRefusal) is refused (`unseen`), as the names they match are.
+ */
+const KEY_NAMES: Readonly<Record<string, { what: string; why: string; unseen: string }>> = {
+  'owner-quota /limits': {
+    what: 'owner',
+    why: "a fleet's owner is at most 64 characters (and not empty), so no fleet would be held to this limit",
+    unseen: "a fleet's owner so written is refused (it is matched exactly, and would read in a plan or review as another), so no fleet would be held to this limit",
+  },
 };
+
+/**
+ * One diagnostic, at the key, for each key of rule `rule`'s settings that
+ * KEY_NAMES says names something and that does not read as what it is: an
+ * owner-quota limit of "team-a" and a zero-width space loaded, read as
+ * team-a's, and held no fleet (fleet files refuse such an owner).
+ */
+function unseenKeyDiagnostics(rule: string, config: Record<string, unknown>, where: (path: (string | number)[]) => Where): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const [at, named] of Object.entries(KEY_NAMES)) {
+    if (!at.startsWith(`${rule} `)) continue;
+    const path = pointerPath(at.slice(rule.length + 1));
+    const mapping = valueIn(config, path);
+    if (!mapping || typeof mapping !== 'object' || Array.isArray(mapping)) continue;
+    const name = path.map((p) => clip(String(p))).join('.');
+    for (const key of Object.keys(mapping)) {
+      const refusal = unseenRefusal((shown) => `${named.what} ${shown} in ${name}`, key, named.unseen);
+      if (refusal) out.push(diag('policy.rule-config', `Rule ${rule}: ${refusal}`, where([...path, key])));
+    }
+  }
+  return out;
+}
 
 /** Located diagnostics for ajv errors; an unknown key (or one its mapping's propertyNames refuse) is pointed at the key itself. */
 export function schemaDiagnostics(
@@ -349,11 +380,11 @@ export async function loadPack(
   const problem = packDirProblem(packDir);
   if (problem) {
     const what = {
-      missing: `The pack folder ${packDir} does not exist.`,
-      'no-pack-file': `The pack folder ${packDir} has no ${PACK_FILE}.`,
+      missing: `The pack folder ${clipPath(packDir)} does not exist.`,
+      'no-pack-file': `The pack folder ${clipPath(packDir)} has no ${PACK_FILE}.`,
       'is-pack-file': `${packDir} is the pack's file; give the folder holding it: ${dirname(packDir)}.`,
-      'is-file': `${packDir} is a file, not a pack folder holding ${PACK_FILE}.`,
-      unreadable: `The pack folder ${packDir} or its ${PACK_FILE} cannot be read (no permission, or a link loop).`,
+      'is-file': `${clipPath(packDir)} is a file, not a pack folder holding ${PACK_FILE}.`,
+      unreadable: `The pack folder ${clipPath(packDir)} or its ${PACK_FILE} cannot be read (no permission, or a link loop).`,
     }[problem];
     const isFile = problem === 'is-pack-file' || problem === 'is-file';
     diags.push(diag('policy.pack-missing', what, opts.stackFile ? stackWhere(['path']) : { file: isFile ? packDir : file }));
@@ -428,7 +459,7 @@ export async function loadPack(
       diags.push(
         diag(
           'policy.unknown-rule',
-          `Stack config names rule "${name}"; pack ${raw.metadata.name} knows ${[...registry.keys()].join(', ')}.`,
+          `Stack config names rule ${quote(name)}; pack ${raw.metadata.name} knows ${[...registry.keys()].join(', ')}.`,
           opts.stackFile ? stackWhere(['config', name]) : { file },
         ),
       );
@@ -474,10 +505,14 @@ export async function loadPack(
       diags.push(...nonFiniteSettings);
       continue;
     }
+    // Reported with the schema's findings: a key may be too long and hold a zero-width space.
+    const unseenKeys = unseenKeyDiagnostics(name, config, whereKey);
+    diags.push(...unseenKeys);
     if (!check(config)) {
       diags.push(...schemaDiagnostics(check.errors ?? [], whereKey, 'policy.rule-config', `Rule ${name}: `, config, (p) => KEY_NAMES[`${name} ${p}`]));
       continue;
     }
+    if (unseenKeys.length > 0) continue;
     // Settings that name a lifecycle state must name one of the pack's (a default is
     // let be: a pack without Running): max-disruption with state: Runing validated,
     // never fired (no member is ever in Runing), and let rollouts take every member down at once.
@@ -534,7 +569,7 @@ function checkInstanceTypes(catalog: PolicyPack['spec']['instanceTypes'], where:
     types.forEach((t, i) => {
       const first = seen.get(t.name);
       if (first !== undefined) {
-        out.push(diag('policy.instance-type', `Data center ${dc} lists instance type ${t.name} twice (entries ${first} and ${i}); keep one.`, where(['spec', 'instanceTypes', dc, i, 'name'])));
+        out.push(diag('policy.instance-type', `Data center ${clip(dc)} lists instance type ${clip(t.name)} twice (entries ${first} and ${i}); keep one.`, where(['spec', 'instanceTypes', dc, i, 'name'])));
       } else seen.set(t.name, i);
     });
   }

@@ -1,6 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { fail } from '../diags/index.ts';
+import { clipPath, fail } from '../diags/index.ts';
 import { redactUrl } from '../transport/tokens.ts';
 import { MIGRATIONS, migrate } from './migrations.ts';
 import { pgliteWasm, readPgliteBundle } from './pglite-wasm.ts';
@@ -8,10 +8,10 @@ import { sqlRecord, type SqlRecord } from './record.ts';
 import type { SqlAdapter } from './sql.ts';
 import type { OpenPgliteOptions } from './pglite.ts';
 
-/** The URL without its password (userinfo or `?password=`), safe for messages and logs. */
+/** The URL without its password (userinfo or `?password=`), safe for messages and logs: escaped and cut as a path is (clipPath). */
 export function describeRecordUrl(url: string): string {
-  if (/^(pglite|memory):/.test(url)) return url;
-  return redactUrl(url);
+  if (/^(pglite|memory):/.test(url)) return clipPath(url);
+  return clipPath(redactUrl(url));
 }
 
 /** The absolute data directory of a `pglite:///abs/dir` URL, or undefined for `memory://`. */
@@ -20,7 +20,7 @@ export function pgliteDir(url: string): string | undefined {
   // Taken verbatim (no percent-decoding), as the stack loader builds it: `pglite://` + absolute path.
   const dir = url.slice('pglite://'.length);
   if (!isAbsolute(dir)) {
-    fail('record.bad-url', `the PGlite record URL ${url} must hold an absolute directory (pglite:///abs/dir); relative paths are resolved by the stack loader.`);
+    fail('record.bad-url', `the PGlite record URL ${clipPath(url)} must hold an absolute directory (pglite:///abs/dir); relative paths are resolved by the stack loader.`);
   }
   return dir;
 }
@@ -61,9 +61,9 @@ export function requireExistingRecord(url: string): void {
   const dir = url.startsWith('pglite://') ? pgliteDir(url) : undefined;
   if (dir === undefined) return;
   const todo = "Check --record-url (or FLEET_RECORD_URL) and the stack's `record`; `fleet plan` or `fleet apply` creates a record, this command only reads or edits one.";
-  if (!existsSync(dir)) fail('record.not-found', `There is no record at ${describeRecordUrl(url)}: the folder ${dir} does not exist. ${todo}`);
+  if (!existsSync(dir)) fail('record.not-found', `There is no record at ${describeRecordUrl(url)}: the folder ${clipPath(dir)} does not exist. ${todo}`);
   // An empty folder (made by hand, a mount point) holds no record: opening it would write a new cluster into it.
-  if (isEmptyFolder(dir)) fail('record.not-found', `There is no record at ${describeRecordUrl(url)}: the folder ${dir} is empty. ${todo}`);
+  if (isEmptyFolder(dir)) fail('record.not-found', `There is no record at ${describeRecordUrl(url)}: the folder ${clipPath(dir)} is empty. ${todo}`);
 }
 
 function isEmptyFolder(dir: string): boolean {

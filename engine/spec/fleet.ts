@@ -9,7 +9,7 @@ import type { LoadedPack } from '../policy/types.ts';
 import { isZeroAmount, type RolloutAmount, type RolloutSpec } from '../model/index.ts';
 import type { LoadedFleet, Location } from './types.ts';
 import { showValue } from './schema.ts';
-import { unseenProblem, visible } from '../diags/index.ts';
+import { unseenRefusal, visible } from '../diags/index.ts';
 import { collectPointers, docWhere, keyWhere, valueWhere, type SourceDoc } from './yaml.ts';
 
 /** What a fleet without `state` asks for (DESIGN.md). */
@@ -180,16 +180,8 @@ function checkUnseen(src: SourceDoc, doc: Record<string, unknown>): Diagnostic[]
   const meta = isObj(doc.metadata) ? doc.metadata : {};
   // `what` and `where` only when there is something to say: every fleet document of a plan passes here.
   const report = (what: () => string, s: string, where: () => Where): void => {
-    const problem = unseenProblem(s);
-    if (problem) {
-      out.push(
-        diag(
-          'spec.invalid-value',
-          `${what()} ${visible(s)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`,
-          where(),
-        ),
-      );
-    }
+    const refusal = unseenRefusal((shown) => `${what()} ${shown}`, s);
+    if (refusal) out.push(diag('spec.invalid-value', refusal, where()));
   };
   if (typeof meta.owner === 'string') report(() => 'metadata.owner', meta.owner, () => valueWhere(src, ['metadata', 'owner']));
   if (isObj(meta.labels)) {

@@ -358,6 +358,25 @@ describe('problems', () => {
     expect(r.diagnostics.map((d) => `${d.file}:${d.line}:${d.col}`)).toEqual(r.diagnostics.map(() => 'stack.yaml:19:13'));
   });
 
+  // A data center's name is a tag on every VM it makes (fleet:data-center), in the record and in every plan, and a
+  // site's is matched by placement.near: "miami" and a zero-width space loaded (only C0 controls were refused), and
+  // read as miami everywhere. Refused as a stack's name and a fleet's owner are.
+  it.each([
+    ['a zero-width space', '"miami\\u200B"', 'holds U+200B at position 6, a character that does not show'],
+    ['a direction character', '"mi\\u202Eami"', 'holds U+202E at position 3'],
+    ['a byte-order mark', '"\\uFEFFmiami"', 'holds U+FEFF at position 1'],
+    ['a no-break space', '"mi\\u00A0ami"', 'holds U+00A0 at position 3'],
+    ['a space at the end', '"miami "', 'starts or ends with a space'],
+  ])('refuses a data center name and a site name with %s, at the name', async (_what, yamlName, why) => {
+    const extra = `    - name: ${yamlName}\n      address: embedded\n      location: { lat: 30, lon: -80 }\n      capacity: {}\n`;
+    const dir = await scratch({ 'stack.yaml': stackYaml({ extra }).replace('site: { name: home,', `site: { name: ${yamlName},`), 'specs/web.yaml': minimalFleet() });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => `${d.code} ${d.file}:${d.line}:${d.col}`)).toEqual(['spec.invalid-value stack.yaml:8:17', 'spec.invalid-value stack.yaml:19:13']);
+    expect(r.diagnostics[0].detail).toMatch(/^spec\.site\.name "/);
+    expect(r.diagnostics[1].detail).toMatch(/^Data center name "/);
+    for (const d of r.diagnostics) expect(d.detail).toContain(why);
+  });
+
   // The stack's name is in every VM's name given to the data centers, in the record and in saved plans:
   // `name: "fz\e[2J"` validated, and `fleet state list` wrote the escape to the terminal.
   it.each([

@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { matchGlob, noMatchHint } from './glob.ts';
 import type { Stack } from '../../specs/types/stack.ts';
-import { clipPath, decodeUtf8, diag, fsReason, hasErrors, specialFileKind, sortDiagnostics, unseenProblem, visible, type Diagnostic, type Where } from '../diags/index.ts';
+import { clip, clipPath, decodeUtf8, diag, fsReason, hasErrors, specialFileKind, sortDiagnostics, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
 import { PACK_FILE, loadPack as policyLoadPack, packDirProblem } from '../policy/index.ts';
 import type { Enforcement } from '../model/index.ts';
 import type { LoadedPack } from '../policy/types.ts';
@@ -116,6 +116,8 @@ export async function loadStack(stackDir: string, opts: LoadOptions = {}): Promi
 
   const nameDiag = checkStackName(src, raw);
   if (nameDiag) diagnostics.push(nameDiag);
+  const siteDiag = checkSiteName(src, spec);
+  if (siteDiag) diagnostics.push(siteDiag);
   const dcDiags = checkDataCenters(src, spec);
   diagnostics.push(...dcDiags);
   const authority = isObj(spec.authority) && typeof spec.authority.address === 'string' ? plainRemote('The authority', spec.authority.address, valueWhere(src, ['spec', 'authority', 'address'])) : undefined;
@@ -331,16 +333,35 @@ function folderNameProblem(name: string): string | undefined {
 function checkStackName(src: SourceDoc, raw: Record<string, unknown>): Diagnostic | undefined {
   const meta = isObj(raw.metadata) ? raw.metadata : {};
   if (typeof meta.name !== 'string' || meta.name === '') return undefined;
-  const problem = unseenProblem(meta.name);
-  if (!problem) return undefined;
-  return diag(
-    'spec.invalid-value',
-    `metadata.name ${visible(meta.name)} ${problem.why}: the stack's name is in the name of every VM it makes (given to the data centers), in the record and in saved plans, and would read in a plan or listing as something it is not. ${problem.fix}`,
-    valueWhere(src, ['metadata', 'name']),
+  const refusal = unseenRefusal(
+    'metadata.name',
+    meta.name,
+    "the stack's name is in the name of every VM it makes (given to the data centers), in the record and in saved plans, and would read in a plan or listing as something it is not",
   );
+  return refusal ? diag('spec.invalid-value', refusal, valueWhere(src, ['metadata', 'name'])) : undefined;
 }
 
-/** Duplicate data center names (each names the first entry's location), names that are not one path segment, and malformed addresses. */
+/** Why a data center's name must read as what it is (unseenRefusal). */
+const DATA_CENTER_NAME_MATTERS =
+  "it is a tag on every VM the data center makes, in the record and in every plan, is matched exactly (placement.dataCenters, placement.near, the image catalog), and would read in a plan or listing as something it is not";
+
+/**
+ * The site's name with a character that does not show, a space at either
+ * end, or a letter not composed: placement.near names it, and a plan's
+ * placement explanation shows it. As a data center's name (checkDataCenters).
+ */
+function checkSiteName(src: SourceDoc, spec: Record<string, unknown>): Diagnostic | undefined {
+  const site = isObj(spec.site) ? spec.site : {};
+  if (typeof site.name !== 'string' || site.name === '') return undefined;
+  const refusal = unseenRefusal(
+    'spec.site.name',
+    site.name,
+    "it is matched exactly (a fleet's placement.near) and shown in plans' placement, and would read in a plan or review as something it is not",
+  );
+  return refusal ? diag('spec.invalid-value', refusal, valueWhere(src, ['spec', 'site', 'name'])) : undefined;
+}
+
+/** Duplicate data center names (each names the first entry's location), names that are not one path segment or do not read as what they are, and malformed addresses. */
 function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagnostic[] {
   const out: Diagnostic[] = [];
   if (!Array.isArray(spec.dataCenters)) return out;
@@ -348,6 +369,8 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
   spec.dataCenters.forEach((dc, i) => {
     if (!isObj(dc) || typeof dc.name !== 'string') return;
     const unusable = folderNameProblem(dc.name);
+    // A control character is both: said once, as a folder name's.
+    const unreadable = unusable ? undefined : unseenRefusal('Data center name', dc.name, DATA_CENTER_NAME_MATTERS);
     if (unusable) {
       out.push(
         diag(
@@ -356,12 +379,12 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
           valueWhere(src, ['spec', 'dataCenters', i, 'name']),
         ),
       );
-    }
+    } else if (unreadable) out.push(diag('spec.invalid-value', unreadable, valueWhere(src, ['spec', 'dataCenters', i, 'name'])));
     if (typeof dc.address === 'string' && dc.address && dc.address !== 'embedded' && !isHttpUrl(dc.address)) {
       out.push(
         diag(
           'spec.invalid-value',
-          `Data center ${showValue(dc.name)} has address ${showValue(dc.address)}; it must be embedded or the DMZ client's http(s) URL, for example https://dmz.${dc.name}.example:8443.`,
+          `Data center ${showValue(dc.name)} has address ${showValue(dc.address)}; it must be embedded or the DMZ client's http(s) URL, for example https://dmz.${clip(dc.name)}.example:8443.`,
           valueWhere(src, ['spec', 'dataCenters', i, 'address']),
         ),
       );
@@ -372,7 +395,7 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
       out.push(
         diag(
           'spec.sim-ignored',
-          `Data center ${showValue(dc.name)} is reached at ${showValue(dc.address)}: plan and apply start no simulator for it, so its sim settings are used only by \`fleet serve dmz-client --data-center ${dc.name}\` with the sim driver, wherever that runs.`,
+          `Data center ${showValue(dc.name)} is reached at ${showValue(dc.address)}: plan and apply start no simulator for it, so its sim settings are used only by \`fleet serve dmz-client --data-center ${clip(dc.name)}\` with the sim driver, wherever that runs.`,
           keyWhere(src, ['spec', 'dataCenters', i, 'sim']),
         ),
       );

@@ -17,7 +17,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { type Diagnostic, diag, fsReason } from '../diags/index.ts';
+import { type Diagnostic, clip, clipPath, diag, fsReason, quote } from '../diags/index.ts';
 
 /** Paths of a server's TLS material, as flags, environment variables or a config file give them. */
 export interface ServerTlsFiles {
@@ -68,12 +68,15 @@ export interface Loaded<T> {
 
 const readUtf8 = (path: string) => readFileSync(path, 'utf8');
 
+/** How much of a certificate's subject a diagnostic shows (it is the file's, and may be long or hold anything). */
+const SUBJECT_LIMIT = 200;
+
 /** Reads one file; pushes tls.file-unreadable on failure. */
 function readSetting(setting: string, path: string, read: (p: string) => string, out: Diagnostic[], where: string | undefined): string | undefined {
   try {
     return read(path);
   } catch (err) {
-    out.push(diag('tls.file-unreadable', `${setting}: cannot read ${path}: ${fsReason(err)}.`, where ? { file: where } : {}));
+    out.push(diag('tls.file-unreadable', `${setting}: cannot read ${clipPath(path)}: ${fsReason(err)}.`, where ? { file: where } : {}));
     return undefined;
   }
 }
@@ -82,13 +85,13 @@ function readSetting(setting: string, path: string, read: (p: string) => string,
 function parseCerts(setting: string, path: string, pem: string, out: Diagnostic[], where: string | undefined): X509Certificate[] | undefined {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length === 0) {
-    out.push(diag('tls.bad-pem', `${setting}: ${path} holds no PEM certificate`, where ? { file: where } : {}));
+    out.push(diag('tls.bad-pem', `${setting}: ${clipPath(path)} holds no PEM certificate`, where ? { file: where } : {}));
     return undefined;
   }
   try {
     return blocks.map((b) => new X509Certificate(b));
   } catch (err) {
-    out.push(diag('tls.bad-pem', `${setting}: ${path} holds a certificate that does not parse (${(err as Error).message})`, where ? { file: where } : {}));
+    out.push(diag('tls.bad-pem', `${setting}: ${clipPath(path)} holds a certificate that does not parse (${(err as Error).message})`, where ? { file: where } : {}));
     return undefined;
   }
 }
@@ -97,9 +100,9 @@ function parseCerts(setting: string, path: string, pem: string, out: Diagnostic[
 function checkValidity(setting: string, path: string, cert: X509Certificate, now: number, out: Diagnostic[], where: string | undefined): void {
   const loc = where ? { file: where } : {};
   if (Date.parse(cert.validTo) <= now) {
-    out.push(diag('tls.certificate-expired', `${setting}: the certificate in ${path} (${cert.subject.replace(/\n/g, ', ')}) expired on ${cert.validTo}`, loc));
+    out.push(diag('tls.certificate-expired', `${setting}: the certificate in ${clipPath(path)} (${clip(cert.subject.replace(/\n/g, ', '), SUBJECT_LIMIT)}) expired on ${cert.validTo}`, loc));
   } else if (Date.parse(cert.validFrom) > now) {
-    out.push(diag('tls.not-yet-valid', `${setting}: the certificate in ${path} is valid only from ${cert.validFrom}`, loc));
+    out.push(diag('tls.not-yet-valid', `${setting}: the certificate in ${clipPath(path)} is valid only from ${cert.validFrom}`, loc));
   }
 }
 
@@ -125,11 +128,11 @@ function loadPair(
     const why = encrypted
       ? `holds a private key encrypted with a passphrase, which a service cannot ask for: give it the key unencrypted (\`openssl pkey -in KEY -out PLAIN\`, the file kept 0600)`
       : 'holds no PEM private key that this build can read';
-    out.push(diag('tls.bad-pem', `${names.key}: ${keyPath} ${why}`, where ? { file: where } : {}));
+    out.push(diag('tls.bad-pem', `${names.key}: ${clipPath(keyPath)} ${why}`, where ? { file: where } : {}));
   }
   if (!chain || !key) return undefined;
   if (!chain[0].checkPrivateKey(key)) {
-    out.push(diag('tls.key-mismatch', `${names.key}: the key in ${keyPath} does not belong to the certificate in ${certPath}`, where ? { file: where } : {}));
+    out.push(diag('tls.key-mismatch', `${names.key}: the key in ${clipPath(keyPath)} does not belong to the certificate in ${clipPath(certPath)}`, where ? { file: where } : {}));
     return undefined;
   }
   const before = out.length;
@@ -218,7 +221,7 @@ export function isPlainRemote(url: URL): boolean {
  */
 export function checkBind(service: string, host: string, hasTls: boolean, insecure: boolean): Diagnostic | undefined {
   if (hasTls || insecure || isLoopbackHost(host)) return undefined;
-  return diag('tls.insecure-bind', `${service} was asked to listen on ${host} in plain HTTP; give --tls-cert and --tls-key, or --insecure behind a TLS proxy`);
+  return diag('tls.insecure-bind', `${service} was asked to listen on ${quote(host)} in plain HTTP; give --tls-cert and --tls-key, or --insecure behind a TLS proxy`);
 }
 
 /** The environment variables a service reads its TLS files from when no flag is given. */

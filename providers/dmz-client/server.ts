@@ -13,7 +13,7 @@
 //   step.ts        one step: authorize -> driver -> report, per idempotency key
 //   operations.ts  an edge's operation as a driver call, with deadline and tries
 //   requests.ts    the authority requests a step makes, from what the caller sent
-import { FleetError, diag } from '../../engine/diags/index.ts';
+import { FleetError, clip, diag } from '../../engine/diags/index.ts';
 import { closeGracefully, createService, listen, tokenTable } from '../../protocol/index.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { Driver } from '../drivers/types.ts';
@@ -96,7 +96,7 @@ export async function startDmzClient(opts: StartDmzClientOptions): Promise<Runni
   const dc = opts.dataCenter;
   const driver = opts.driver;
   if (driver.dataCenter !== dc) {
-    throw new FleetError(diag('apply.serve-config', `The driver is for data center ${driver.dataCenter}, not ${dc}.`));
+    throw new FleetError(diag('apply.serve-config', `The driver is for data center ${clip(driver.dataCenter)}, not ${clip(dc)}.`));
   }
   const authority = new AuthorityClient(dc, opts.authorityUrl, opts.authorityToken, opts.authorityTimeoutMs ?? 30_000, undefined, opts.authorityTls);
   const store = new IdempotencyStore<StepResult>(opts.stateDir);

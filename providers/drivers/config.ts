@@ -3,7 +3,7 @@
 // error at its file:line:col, then checked against the driver the client
 // runs. Holds no secret (docs/drivers/).
 import { readFile } from 'node:fs/promises';
-import { diag, fsReason, type Diagnostic } from '../../engine/diags/index.ts';
+import { clipPath, diag, fsReason, quote, type Diagnostic } from '../../engine/diags/index.ts';
 import { validateDoc } from '../../engine/spec/schema.ts';
 import { keyWhere, parseYaml, valueWhere, type SourceDoc } from '../../engine/spec/yaml.ts';
 import type { DmzClientConfig, DmzClientSpec } from '../../specs/types/dmz-client.ts';
@@ -33,7 +33,7 @@ export async function loadDmzClientConfig(file: string, driver: DriverKind, data
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    return { diagnostics: [diag('spec.read-error', `Cannot read the DMZ client config ${file}: ${fsReason(err)}; --config takes a DmzClient file (docs/formats.md).`, { file })] };
+    return { diagnostics: [diag('spec.read-error', `Cannot read the DMZ client config ${clipPath(file)}: ${fsReason(err)}; --config takes a DmzClient file (docs/formats.md).`, { file })] };
   }
   return checkDmzClientConfig(text, file, driver, dataCenter);
 }
@@ -44,7 +44,7 @@ export function checkDmzClientConfig(text: string, file: string, driver: DriverK
   if (parsed.diagnostics.length > 0) return { diagnostics: parsed.diagnostics };
   if (parsed.docs.length !== 1) {
     const why = parsed.docs.length === 0 ? 'it is empty' : `it holds ${parsed.docs.length} documents`;
-    return { diagnostics: [diag('spec.empty-file', `The DMZ client config ${file} must hold one DmzClient document; ${why}.`, { file, line: 1, col: 1 })] };
+    return { diagnostics: [diag('spec.empty-file', `The DMZ client config ${clipPath(file)} must hold one DmzClient document; ${why}.`, { file, line: 1, col: 1 })] };
   }
   const src: SourceDoc = parsed.docs[0];
   const schema = validateDoc(src, 'DmzClient');
@@ -52,11 +52,11 @@ export function checkDmzClientConfig(text: string, file: string, driver: DriverK
   const doc = src.value as DmzClientConfig;
   const out: Diagnostic[] = [];
   if ((driver === 'aws' || driver === 'azure') && doc.spec[driver] === undefined) {
-    out.push(diag('apply.serve-config', `The ${driver} driver needs its settings: add spec.${driver} to ${file} (docs/drivers/${driver}.md).`, keyWhere(src, ['spec'])));
+    out.push(diag('apply.serve-config', `The ${driver} driver needs its settings: add spec.${driver} to ${clipPath(file)} (docs/drivers/${driver}.md).`, keyWhere(src, ['spec'])));
   }
   const named = doc.metadata?.dataCenter;
   if (named !== undefined && named !== dataCenter) {
-    out.push(diag('apply.serve-config', `This config is for data center ${named}, not ${dataCenter} (--data-center).`, valueWhere(src, ['metadata', 'dataCenter'])));
+    out.push(diag('apply.serve-config', `This config is for data center ${quote(named)}, not ${quote(dataCenter)} (--data-center).`, valueWhere(src, ['metadata', 'dataCenter'])));
   }
   if (out.length > 0) return { diagnostics: out };
   return { config: Object.freeze({ file, spec: doc.spec, metadata: doc.metadata ?? {} }), diagnostics: [] };

@@ -23,7 +23,7 @@
 //   centers and the next `pulumi up` goes on from there.
 // - delete: a member that could not be deleted still exists; the error names it.
 import * as pulumi from '@pulumi/pulumi';
-import { FleetError, diag, unseenProblem, visible, type Diagnostic } from '../../engine/diags/index.ts';
+import { FleetError, diag, unseenRefusal, visible, type Diagnostic } from '../../engine/diags/index.ts';
 import { computePlan, noRulesPolicy, type Change } from '../../engine/plan/index.ts';
 import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
@@ -189,8 +189,8 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     // The owner and the labels are matched exactly (quota limits, rules' label matches): what does not show is refused, as in a fleet file.
     const readable = (property: string, what: string, v: unknown) => {
       if (typeof v !== 'string' || !known(v)) return;
-      const problem = unseenProblem(v);
-      if (problem) fail(property, `${what} ${visible(v)} ${problem.why}: it is matched exactly (quota limits, rules' label matches) and would read in a plan or review as something it is not. ${problem.fix}`);
+      const refusal = unseenRefusal(what, v);
+      if (refusal) fail(property, refusal);
     };
     readable('owner', 'owner', s.owner);
     if (typeof s.owner === 'string' && known(s.owner) && length(s.owner) > MAX_OWNER) {

@@ -5,7 +5,7 @@
 // call time) and no object with methods (the pack's lifecycle is rebuilt from
 // its definition at call time).
 import * as pulumi from '@pulumi/pulumi';
-import { FleetError, diag, type Diagnostic } from '../../engine/diags/index.ts';
+import { FleetError, clip, diag, type Diagnostic } from '../../engine/diags/index.ts';
 import type { Enforcement } from '../../engine/model/index.ts';
 import type { LifecycleDef } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
@@ -59,7 +59,7 @@ export function toFleetStack(stack: LoadedStack, pack: LoadedPack, opts: Omit<Lo
   for (const d of stack.dataCenters) {
     const url = opts.urls?.[d.name] ?? (d.address === 'embedded' ? undefined : d.address);
     if (!url) {
-      problems.push(diag('apply.serve-config', `Data center ${d.name} is embedded: a Pulumi program reaches DMZ clients over the network, so pass its URL (urls.${d.name}).`, d.where));
+      problems.push(diag('apply.serve-config', `Data center ${clip(d.name)} is embedded: a Pulumi program reaches DMZ clients over the network, so pass its URL (urls.${clip(d.name)}).`, d.where));
       continue;
     }
     dataCenters.push({

@@ -78,7 +78,7 @@ export interface RuleSettings {
  */
 export interface Site {
   /**
-   * Site name, at most 40 characters (as a data center's: `placement.near` names either).
+   * Site name, at most 40 characters (as a data center's: `placement.near` names either). Visible characters only, as a data center's name.
    */
   name: string;
   location: Location;
@@ -101,7 +101,7 @@ export interface Location {
  */
 export interface DataCenter {
   /**
-   * Data center name, unique in the stack. It is also a folder and file name (the simulated data center's state under `.fleet/sim/`, a DMZ client's state folder), so it holds no `/`, `\` or control character, is not `.` or `..`, and is at most 40 characters (a file name holds at most 255 bytes; the name is also a tag value on every VM the data center makes).
+   * Data center name, unique in the stack. It is also a folder and file name (the simulated data center's state under `.fleet/sim/`, a DMZ client's state folder), so it holds no `/`, `\` or control character, is not `.` or `..`, and is at most 40 characters (a file name holds at most 255 bytes; the name is also a tag value on every VM the data center makes). Visible characters only, as a stack's name: no zero-width or direction characters, no space at either end, letters composed (Unicode NFC).
    */
   name: string;
   /**

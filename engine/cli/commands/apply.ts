@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { FleetError, diag, escapeUnseen, quote, fsReason, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, clip, clipPath, diag, escapeUnseen, quote, fsReason, type Diagnostic } from '../../diags/index.ts';
 import type { ApplyEvent, ApplyResult, MemberFailure, ProgressMode, StackSession } from '../../apply/index.ts';
 // Not the apply barrel: a value import of it made every command, `--version` too, load the executor, the record and
 // Fastify at start-up (test/build.e2e.test.ts checks what the entry loads).
@@ -139,16 +139,16 @@ export async function readPlanFile(io: CliIO, file: string, maxBytes = PLAN_FILE
     const next = !missing
       ? ''
       : fleetLike
-        ? ` PLANFILE is a plan saved with \`fleet plan --out FILE\`; to apply fleet ${file} alone, give it with --target: \`fleet apply --target ${file}\`.`
-        : ` PLANFILE is a plan saved with \`fleet plan --out ${file}\`; without one, \`fleet apply\` plans afresh.`;
-    throw new FleetError(diag('apply.plan-file', `Cannot read ${file}: ${fsReason(err)}.${next}`, { file }));
+        ? ` PLANFILE is a plan saved with \`fleet plan --out FILE\`; to apply fleet ${clipPath(file)} alone, give it with --target: \`fleet apply --target ${clipPath(file)}\`.`
+        : ` PLANFILE is a plan saved with \`fleet plan --out ${clipPath(file)}\`; without one, \`fleet apply\` plans afresh.`;
+    throw new FleetError(diag('apply.plan-file', `Cannot read ${clipPath(file)}: ${fsReason(err)}.${next}`, { file }));
   }
   // `fleet plan --format markdown > plan.md` (the pull-request comment) given as the plan: it was "not JSON: Unexpected token '<'".
   if (text.startsWith('<!-- fleet-plan ')) {
     throw new FleetError(
       diag(
         'apply.plan-file',
-        `${file} is the markdown of \`fleet plan --format markdown\` (the pull-request comment), not a plan file; write one with \`fleet plan --out FILE\` (with --format markdown too: the comment on stdout, the plan in FILE).`,
+        `${clipPath(file)} is the markdown of \`fleet plan --format markdown\` (the pull-request comment), not a plan file; write one with \`fleet plan --out FILE\` (with --format markdown too: the comment on stdout, the plan in FILE).`,
         { file },
       ),
     );
@@ -424,7 +424,7 @@ function refuseFreshPlanFlags(planfile: string, opts: ApplyCliOptions): void {
   throw new FleetError(
     diag(
       'cli.usage',
-      `${given.join(', ')} shape${given.length === 1 ? 's' : ''} a fresh plan; ${planfile} is applied exactly as it was made. Make the plan with ${given.length === 1 ? 'it' : 'them'} (\`fleet plan ${given.map((f) => `${f} …`).join(' ')} --out ${planfile}\`) and apply that, or leave ${given.length === 1 ? 'it' : 'them'} out.`,
+      `${given.join(', ')} shape${given.length === 1 ? 's' : ''} a fresh plan; ${clipPath(planfile)} is applied exactly as it was made. Make the plan with ${given.length === 1 ? 'it' : 'them'} (\`fleet plan ${given.map((f) => `${f} …`).join(' ')} --out ${clipPath(planfile)}\`) and apply that, or leave ${given.length === 1 ? 'it' : 'them'} out.`,
     ),
   );
 }
@@ -434,7 +434,7 @@ const lowerFirst = (text: string): string => `${text.charAt(0).toLowerCase()}${t
 function planStackDiag(planfile: string, planStack: string, stack: string, stackFlag: string): Diagnostic {
   return diag(
     'apply.plan-stack',
-    `${planfile} was made for stack ${planStack}, not for stack ${stack} (--stack ${stackFlag}). Apply it with the --stack of stack ${planStack}, or make a plan for this stack with \`fleet plan --out\`.`,
+    `${clipPath(planfile)} was made for stack ${clip(planStack)}, not for stack ${stack} (--stack ${clipPath(stackFlag)}). Apply it with the --stack of stack ${clip(planStack)}, or make a plan for this stack with \`fleet plan --out\`.`,
     { file: planfile },
   );
 }
@@ -480,7 +480,7 @@ async function runApply(
     // No record where the stack keeps it: the plan was made against another one (`fleet plan --out` creates it).
     if (saved && err instanceof FleetError && err.diagnostics[0]?.code === 'record.not-found') {
       throw new FleetError(
-        diag('apply.plan-foreign', `${planfile} was made against a record this stack does not have (${lowerFirst((err.diagnostics[0].detail ?? '').replace(/\.?\s*Check --record-url.*$/s, ''))}; \`fleet plan --out\` creates it). Nothing was created; make a plan for this stack with \`fleet plan --out\` and apply that.`, { file: planfile }),
+        diag('apply.plan-foreign', `${clipPath(String(planfile))} was made against a record this stack does not have (${lowerFirst((err.diagnostics[0].detail ?? '').replace(/\.?\s*Check --record-url.*$/s, ''))}; \`fleet plan --out\` creates it). Nothing was created; make a plan for this stack with \`fleet plan --out\` and apply that.`, { file: planfile }),
       );
     }
     throw err;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { diag, fail, FleetError, sortDiagnostics, unseenProblem, visible, type Diagnostic } from '../../diags/index.ts';
+import { clip, diag, fail, FleetError, quote, sortDiagnostics, unseenProblem, visible, type Diagnostic } from '../../diags/index.ts';
 import { parseVmAddress, sameSize } from '../../model/index.ts';
 import type { Lifecycle } from '../../policy/types.ts';
 import type { VmRow } from '../../record/index.ts';
@@ -140,7 +140,7 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       fail('apply.import-refused', `${address} is not a member: fleet ${fleet} has count ${spec.count} (members ${fleet}/0 to ${fleet}/${spec.count - 1}), so the next plan would delete it. Raise count first, or import into a free index below it (a VM the record or its cloud tags name a member of ${fleet} goes only back to that member).`, { address });
     }
     const dcs = opts.dataCenter ? stack.dataCenters.filter((d) => d.name === opts.dataCenter) : stack.dataCenters;
-    if (dcs.length === 0) fail('cli.usage', `--data-center ${opts.dataCenter} is not a data center of stack ${stack.name} (${stack.dataCenters.map((d) => d.name).join(', ')}).`);
+    if (dcs.length === 0) fail('cli.usage', `--data-center ${quote(String(opts.dataCenter))} is not a data center of stack ${stack.name} (${stack.dataCenters.map((d) => d.name).join(', ')}).`);
 
     // Ask each data center's DMZ client what it holds; the VM must be there and present.
     let found: ActualVm | undefined;
@@ -168,17 +168,17 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
     if (!found && unreachable.length === dcs.length) {
       // Nobody could be asked: not "no such VM", but why not, under the code of what failed (apply.dmz-unreachable, ...).
       throw new FleetError(
-        unreachable.map((u) => diag(u.diag?.code ?? 'apply.dmz-unreachable', `fleet import could not ask data center ${u.dc} for VM ${cloudId}: ${u.detail}`, { address })),
+        unreachable.map((u) => diag(u.diag?.code ?? 'apply.dmz-unreachable', `fleet import could not ask data center ${u.dc} for VM ${clip(cloudId)}: ${u.detail}`, { address })),
       );
     }
     if (!found) {
       const searched = dcs.map((d) => d.name).join(', ');
       const notAsked = unreachable.length ? `; not reachable: ${unreachable.map((u) => `${u.dc} (${u.detail})`).join('; ')}` : '';
-      fail('apply.import-not-found', `no data center of stack ${stack.name} holds a VM ${cloudId} (searched ${searched}${notAsked}).`, { address });
+      fail('apply.import-not-found', `no data center of stack ${stack.name} holds a VM ${clip(cloudId)} (searched ${searched}${notAsked}).`, { address });
     }
     const vm = found;
     if (!pack.lifecycle.states.includes(vm.observedState) || pack.lifecycle.isTerminal(vm.observedState)) {
-      fail('apply.import-refused', `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}, which is not a live state of the pack's lifecycle (${pack.lifecycle.states.join(', ')}).`, { address });
+      fail('apply.import-refused', `VM ${clip(cloudId)} in ${vm.dataCenter} is ${clip(vm.observedState)}, which is not a live state of the pack's lifecycle (${pack.lifecycle.states.join(', ')}).`, { address });
     }
     const catalog = pack.images[spec.image]?.[vm.dataCenter] ?? null;
     const matches = vm.image === catalog && vm.encryptedDisk === spec.encryptedDisk;
@@ -192,16 +192,16 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       // The record id is the cloud VM's: one the record tracks already (at another address, or in another stack) is not adopted twice.
       const known = await record.getVm(vm.vmId);
       if (known && known.stack !== stack.name) {
-        fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}) belongs to stack ${known.stack} in the record ${record.description} (${known.address}${known.retiredAt ? ', forgotten' : `, ${known.state}`}); a VM is imported into the stack it was made for.`, { address });
+        fail('apply.import-refused', `VM ${clip(vm.cloudId)} of ${vm.dataCenter} (VM ${clip(vm.vmId)}) belongs to stack ${known.stack} in the record ${record.description} (${known.address}${known.retiredAt ? ', forgotten' : `, ${known.state}`}); a VM is imported into the stack it was made for.`, { address });
       }
       if (known && !known.retiredAt) {
-        fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}) is live in the record already, at ${known.address} (${known.state}${known.deposed ? ', deposed' : ''}); \`fleet state rm ${known.address}\` forgets it there first.`, { address });
+        fail('apply.import-refused', `VM ${clip(vm.cloudId)} of ${vm.dataCenter} (VM ${clip(vm.vmId)}) is live in the record already, at ${known.address} (${known.state}${known.deposed ? ', deposed' : ''}); \`fleet state rm ${known.address}\` forgets it there first.`, { address });
       }
       // A VM the record never knew whose cloud tags name another fleet (it was created for that fleet, by this stack's
       // applies before the record lost it): its tags keep naming that fleet's member, which no driver call changes,
       // and the planner of that fleet would find it nowhere. It goes where its tags say.
       if (!known && vm.fleet !== undefined && vm.fleet !== fleet) {
-        fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}, ${vm.name}) was created as ${vm.address ?? `a member of fleet ${vm.fleet}`}: its cloud tags name fleet ${vm.fleet}, not ${fleet}, and no driver call changes them. ${taggedFleetWayBack(session.fleets, stack.name, vm)}`, { address });
+        fail('apply.import-refused', `VM ${clip(vm.cloudId)} of ${vm.dataCenter} (VM ${clip(vm.vmId)}, ${clip(vm.name)}) was created as ${vm.address ?? `a member of fleet ${vm.fleet}`}: its cloud tags name fleet ${vm.fleet}, not ${fleet}, and no driver call changes them. ${taggedFleetWayBack(session.fleets, stack.name, vm)}`, { address });
       }
       // A VM of this very fleet goes back to the member it was: the one `fleet state rm` forgot it from (its record id
       // carries that member's history), else the one its cloud tags name (its cloud name and tags keep naming it, which
@@ -212,12 +212,12 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
         const then = holder ? `${wasAt} is live in the record (VM ${holder.id}, ${holder.state}): \`fleet state rm ${wasAt}\` forgets it first, then ` : '';
         const at = parseVmAddress(wasAt);
         const raise = at && at.index >= spec.count ? `fleet ${fleet} has count ${spec.count} (members ${fleet}/0 to ${fleet}/${spec.count - 1}): raise it to at least ${at.index + 1}, then ` : '';
-        const way = `${raise}${then}\`fleet import ${wasAt} ${vm.cloudId}\``;
+        const way = `${raise}${then}\`fleet import ${wasAt} ${clip(vm.cloudId)}\``;
         fail(
           'apply.import-refused',
           known
-            ? `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}, ${vm.name}) was ${wasAt} of fleet ${fleet}, forgotten by \`fleet state rm\`, not ${address}: its cloud name and tags still name ${wasAt}, and its record id carries that member's history. To take it back where it was: ${way}; ${address} is one the next plan creates.`
-            : `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}, ${vm.name}) was created as ${wasAt}: its cloud tags name member ${wasAt}, not ${address}, and no driver call changes them. To import it where it belongs: ${way}; ${address} is one the next plan creates.`,
+            ? `VM ${clip(vm.cloudId)} of ${vm.dataCenter} (VM ${clip(vm.vmId)}, ${clip(vm.name)}) was ${wasAt} of fleet ${fleet}, forgotten by \`fleet state rm\`, not ${address}: its cloud name and tags still name ${wasAt}, and its record id carries that member's history. To take it back where it was: ${way}; ${address} is one the next plan creates.`
+            : `VM ${clip(vm.cloudId)} of ${vm.dataCenter} (VM ${clip(vm.vmId)}, ${clip(vm.name)}) was created as ${wasAt}: its cloud tags name member ${wasAt}, not ${address}, and no driver call changes them. To import it where it belongs: ${way}; ${address} is one the next plan creates.`,
           { address },
         );
       }
@@ -232,8 +232,8 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
         fail(
           'apply.import-refused',
           bootEntered(pack.lifecycle).includes(vm.observedState)
-            ? `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}: it is booting with a boot token the record does not answer (an import ends the boot it was issued for), and the pack has no failure state one edge from ${vm.observedState} to record it in. Its agent is denied its disk key and powers it off; import it again once its data center no longer reports it ${vm.observedState}.`
-            : `VM ${cloudId} in ${vm.dataCenter} is ${vm.observedState}, but nothing confirms its boot completed the handshake (${noEvidence(vm)}), and the pack has no failure state to record it in. Power it off in its data center (or restore its DMZ client's state folder), then import it again.`,
+            ? `VM ${clip(cloudId)} in ${vm.dataCenter} is ${clip(vm.observedState)}: it is booting with a boot token the record does not answer (an import ends the boot it was issued for), and the pack has no failure state one edge from ${clip(vm.observedState)} to record it in. Its agent is denied its disk key and powers it off; import it again once its data center no longer reports it ${clip(vm.observedState)}.`
+            : `VM ${clip(cloudId)} in ${vm.dataCenter} is ${clip(vm.observedState)}, but nothing confirms its boot completed the handshake (${noEvidence(vm)}), and the pack has no failure state to record it in. Power it off in its data center (or restore its DMZ client's state folder), then import it again.`,
           { address },
         );
       }
@@ -245,9 +245,9 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       if (excluded && known?.address !== address) {
         const instead =
           known && known.fleet !== fleet
-            ? `It was ${known.address} of fleet ${known.fleet}, which takes it back: \`fleet import ${known.address} ${vm.cloudId}\`.`
+            ? `It was ${known.address} of fleet ${known.fleet}, which takes it back: \`fleet import ${known.address} ${clip(vm.cloudId)}\`.`
             : `Import it into a fleet that may use ${vm.dataCenter}, or change ${fleet}'s placement or hardware first.`;
-        fail('apply.import-refused', `${vm.cloudId} lives in ${vm.dataCenter}, where fleet ${fleet} may not have members (${excluded}); members never move, so no plan could replace it there. ${instead}`, { address });
+        fail('apply.import-refused', `${clip(vm.cloudId)} lives in ${vm.dataCenter}, where fleet ${fleet} may not have members (${excluded}); members never move, so no plan could replace it there. ${instead}`, { address });
       }
       // A VM of another fleet stays that fleet's: its record id carries the forgotten member's history along, and its
       // cloud name and tags (the sim's name; EC2's Name, fleet:fleet and fleet:address; Azure's fleet-address and
@@ -255,9 +255,9 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
       if (known && known.fleet !== fleet) {
         fail(
           'apply.import-refused',
-          `VM ${vm.cloudId} of ${vm.dataCenter} (VM ${vm.vmId}, ${vm.name}) was ${known.address} of fleet ${known.fleet}, not a VM of fleet ${fleet}: ` +
+          `VM ${clip(vm.cloudId)} of ${vm.dataCenter} (VM ${clip(vm.vmId)}, ${clip(vm.name)}) was ${known.address} of fleet ${known.fleet}, not a VM of fleet ${fleet}: ` +
             `its cloud name and tags still name ${known.address}, and its record id carries that member's history. ` +
-            `\`fleet import ${known.address} ${vm.cloudId}\` takes it back where it was; fleet ${fleet}'s member ${address} is one its next plan creates.`,
+            `\`fleet import ${known.address} ${clip(vm.cloudId)}\` takes it back where it was; fleet ${fleet}'s member ${address} is one its next plan creates.`,
           { address },
         );
       }
@@ -278,25 +278,25 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
           state: decided.state,
           desiredState: spec.state,
           // An image or disk that is not the spec's: a spec hash of its own, so the next plan replaces the VM.
-          specHash: matches ? spec.specHash : `imported:${vm.cloudId}`,
+          specHash: matches ? spec.specHash : `imported:${clip(vm.cloudId)}`,
           image: matches ? spec.image : vm.image,
           realImage: vm.image,
           size: vm.size,
           encryptedDisk: vm.encryptedDisk,
         },
-        { actor, detail: `fleet import: adopted ${vm.cloudId} (VM ${vm.vmId}) of ${vm.dataCenter}, ${vm.observedState}${decided.state === vm.observedState ? '' : `, recorded ${decided.state}: ${bootEntered(pack.lifecycle).includes(vm.observedState) ? "its boot's token is not the record's" : `nothing confirms its boot completed the handshake (${noEvidence(vm)})`}`}` },
+        { actor, detail: `fleet import: adopted ${clip(vm.cloudId)} (VM ${clip(vm.vmId)}) of ${vm.dataCenter}, ${clip(vm.observedState)}${decided.state === vm.observedState ? '' : `, recorded ${decided.state}: ${bootEntered(pack.lifecycle).includes(vm.observedState) ? "its boot's token is not the record's" : `nothing confirms its boot completed the handshake (${noEvidence(vm)})`}`}` },
         budget,
       ).catch((err: unknown) => {
         if (err instanceof CloudIdTakenError) {
           // The same cloud VM tracked under another VM id (checked by the record in the adopt's transaction): one cloud VM is never two members.
           const { holder } = err;
           const where = holder.stack === stack.name ? holder.address : `${holder.address} of stack ${holder.stack}`;
-          return fail('apply.import-refused', `VM ${vm.cloudId} of ${vm.dataCenter} is live in the record already under another VM id, at ${where} (VM ${holder.id}); a cloud VM is one member. \`fleet state rm ${holder.address}\` forgets it there first.`, { address });
+          return fail('apply.import-refused', `VM ${clip(vm.cloudId)} of ${vm.dataCenter} is live in the record already under another VM id, at ${where} (VM ${holder.id}); a cloud VM is one member. \`fleet state rm ${holder.address}\` forgets it there first.`, { address });
         }
         // A fleet a Pulumi program manages (fleets.managed_by, while it has live VMs): fleet files never take it over.
         if (err instanceof ManagerMismatchError) return fail('apply.import-refused', err.diagnostics[0].detail, { address });
         if (!(err instanceof BudgetExceededError)) throw err;
-        return fail('apply.import-refused', `${err.diagnostics[0].detail} Importing ${vm.cloudId} as ${address} would take owner ${spec.owner} past its mandatory owner-quota; raise its limit in the stack's policyPack.config, or free a VM of that owner first.`, { address });
+        return fail('apply.import-refused', `${err.diagnostics[0].detail} Importing ${clip(vm.cloudId)} as ${address} would take owner ${spec.owner} past its mandatory owner-quota; raise its limit in the stack's policyPack.config, or free a VM of that owner first.`, { address });
       });
     });
     const left: string[] = [];
@@ -305,21 +305,21 @@ async function runImport(io: Parameters<RegisterCommand>[1], address: string, cl
     const kept = recorded!;
     if (kept.state !== vm.observedState && bootEntered(pack.lifecycle).includes(vm.observedState)) {
       left.push(
-        `${vm.dataCenter} reports it ${vm.observedState}, its agent booting with a boot token of a boot the record does not answer (issued for the forgotten row's boot, or never the record's; an import ends it), ` +
+        `${vm.dataCenter} reports it ${clip(vm.observedState)}, its agent booting with a boot token of a boot the record does not answer (issued for the forgotten row's boot, or never the record's; an import ends it), ` +
           `so the authority denies it and the agent powers the VM off: recorded ${kept.state}, the next apply powers it off and boots it afresh with a new token`,
       );
     } else if (kept.state !== vm.observedState) {
       left.push(
-        `${vm.dataCenter} reports it ${vm.observedState}, but nothing confirms its boot completed the handshake: ${noEvidence(vm)}. ` +
+        `${vm.dataCenter} reports it ${clip(vm.observedState)}, but nothing confirms its boot completed the handshake: ${noEvidence(vm)}. ` +
           `Its agent may still be booting with a token the import ends (the authority then denies it), or its disk was never unlocked by an approved boot: ` +
           `recorded ${kept.state}, \`fleet apply\` powers it off and boots it afresh with a new token`,
       );
-    } else if (vm.observedState !== spec.state) left.push(`it is ${vm.observedState}, the spec asks for ${spec.state}`);
+    } else if (vm.observedState !== spec.state) left.push(`it is ${clip(vm.observedState)}, the spec asks for ${spec.state}`);
     const notes = left.map((l) => diag('apply.import-differs', `${address}: ${l}.`, { address }, 'warning'));
     if (mode === 'json') writeJson(io, { stack: stack.name, imported: row, diagnostics: sortDiagnostics([...session.warnings, ...notes]) });
     else {
       printDiagnostics(io, [...session.warnings, ...notes]);
-      io.stdout.write(`Imported ${vm.cloudId} of ${vm.dataCenter} as ${address} (VM ${row.id}, ${row.state}). Run \`fleet plan\` to see what remains to match the spec.\n`);
+      io.stdout.write(`Imported ${clip(vm.cloudId)} of ${vm.dataCenter} as ${address} (VM ${row.id}, ${row.state}). Run \`fleet plan\` to see what remains to match the spec.\n`);
     }
     return 0;
   } catch (err) {
@@ -338,17 +338,17 @@ function noEvidence(vm: ActualVm): string {
       ? `${vm.dataCenter}'s DMZ client holds no report of its agent's current run (restarted without its state folder, another client booted it, or it was started again since, from the cloud's console)`
       : `${vm.dataCenter}'s DMZ client holds no ready report of its agent`;
   const since = vm.startedAt !== undefined ? ` since its latest start (${vm.startedAt})` : '';
-  return `${client}, and the record has no approved boot of ${vm.cloudId}${since} as the last boot of a member it forgot`;
+  return `${client}, and the record has no approved boot of ${clip(vm.cloudId)}${since} as the last boot of a member it forgot`;
 }
 
 /** The import that puts a VM where its cloud tags say it belongs (fleet and member), or what to do first. */
 export function taggedFleetWayBack(fleets: readonly { name: string; count: number }[], stack: string, vm: Pick<ActualVm, 'fleet' | 'address' | 'cloudId' | 'dataCenter'>): string {
   const owner = fleets.find((f) => f.name === vm.fleet);
-  if (!owner) return `Fleet ${vm.fleet} is not in the specs of stack ${stack}: declare it, then \`fleet import ${vm.address ?? `${vm.fleet}/<index>`} ${vm.cloudId}\` imports it where it belongs (or delete the VM in ${vm.dataCenter}).`;
+  if (!owner) return `Fleet ${vm.fleet} is not in the specs of stack ${stack}: declare it, then \`fleet import ${vm.address ?? `${vm.fleet}/<index>`} ${clip(vm.cloudId)}\` imports it where it belongs (or delete the VM in ${vm.dataCenter}).`;
   const at = vm.address !== undefined ? parseVmAddress(vm.address) : undefined;
-  if (at && at.index < owner.count) return `\`fleet import ${vm.address} ${vm.cloudId}\` imports it where it belongs.`;
+  if (at && at.index < owner.count) return `\`fleet import ${vm.address} ${clip(vm.cloudId)}\` imports it where it belongs.`;
   // Its member, not another of its fleet: an import at another index is refused as well (its tags name that member).
-  if (at) return `Fleet ${vm.fleet} has count ${owner.count}${owner.count > 0 ? ` (members ${vm.fleet}/0 to ${vm.fleet}/${owner.count - 1})` : ''}: raise it to at least ${at.index + 1}, then \`fleet import ${vm.address} ${vm.cloudId}\` imports it where it belongs.`;
-  if (owner.count === 0) return `Fleet ${vm.fleet} has count 0: raise it, then \`fleet import ${vm.fleet}/0 ${vm.cloudId}\` imports it where it belongs.`;
-  return `\`fleet import ${vm.fleet}/<index> ${vm.cloudId}\` imports it into fleet ${vm.fleet} (members ${vm.fleet}/0 to ${vm.fleet}/${owner.count - 1}), where it belongs.`;
+  if (at) return `Fleet ${vm.fleet} has count ${owner.count}${owner.count > 0 ? ` (members ${vm.fleet}/0 to ${vm.fleet}/${owner.count - 1})` : ''}: raise it to at least ${at.index + 1}, then \`fleet import ${vm.address} ${clip(vm.cloudId)}\` imports it where it belongs.`;
+  if (owner.count === 0) return `Fleet ${vm.fleet} has count 0: raise it, then \`fleet import ${vm.fleet}/0 ${clip(vm.cloudId)}\` imports it where it belongs.`;
+  return `\`fleet import ${vm.fleet}/<index> ${clip(vm.cloudId)}\` imports it into fleet ${vm.fleet} (members ${vm.fleet}/0 to ${vm.fleet}/${owner.count - 1}), where it belongs.`;
 }

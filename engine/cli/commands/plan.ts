@@ -2,7 +2,7 @@ import { closeSync, lstatSync, openSync, readlinkSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { openOwnFile, writeAll } from '../../durability/own-file.ts';
-import { FleetError, diag, escapeUnseen, fsReason, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, clipPath, diag, escapeUnseen, fsReason, sortDiagnostics, type Diagnostic } from '../../diags/index.ts';
 import type { RefreshResult } from '../../apply/index.ts';
 import type { PlanDocument, PlanStackOptions, PlanFormat } from '../../plan/index.ts';
 import { PLAN_FORMATS } from '../../plan/render/formats.ts';
@@ -105,18 +105,29 @@ function writePlanFile(file: string, plan: PlanDocument, writePlanJson: (plan: P
  * sealed at its authority) before the file is opened. The write itself still
  * reports what this misses (permissions, a full disk).
  */
-function outProblem(file: string, shown: string): string | undefined {
+function outProblem(file: string, given: string): string | undefined {
+  const shown = clipPath(given);
+  try {
+    return outProblemOf(file, shown);
+  } catch (err) {
+    // A name the file system refuses before any answer (ENAMETOOLONG: a 100,000-character --out was cli.internal).
+    return `cannot write ${shown}: ${fsReason(err)}.`;
+  }
+}
+
+/** outProblem's checks, `shown` the --out a diagnostic names (clipPath). */
+function outProblemOf(file: string, shown: string): string | undefined {
   const folder = dirname(file);
   const folderStat = statSync(folder, { throwIfNoEntry: false });
-  if (!folderStat) return `cannot write ${shown}: its folder ${folder} does not exist. Create the folder, or give --out a file in an existing one.`;
-  if (!folderStat.isDirectory()) return `cannot write ${shown}: ${folder} is a file, not a folder. Give --out a file in an existing folder.`;
+  if (!folderStat) return `cannot write ${shown}: its folder ${clipPath(folder)} does not exist. Create the folder, or give --out a file in an existing one.`;
+  if (!folderStat.isDirectory()) return `cannot write ${shown}: ${clipPath(folder)} is a file, not a folder. Give --out a file in an existing folder.`;
   if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) return `cannot write ${shown}: it is a folder, not a file. Give --out a file name (for example ${join(shown, 'plan.json')}).`;
   // A link is written through only to a device (`--out /dev/stdout`): to a file, the plan overwrote whatever file the
   // link named (and made it 0600), and a dangling link created its target wherever it pointed.
   if (lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) {
     const target = statSync(file, { throwIfNoEntry: false });
     if (!target || target.isFile()) {
-      return `cannot write ${shown}: it is a symbolic link (to ${readlinkSync(file)}), and a plan is written only to a file of its own. Remove the link, or give --out another file name.`;
+      return `cannot write ${shown}: it is a symbolic link (to ${clipPath(readlinkSync(file))}), and a plan is written only to a file of its own. Remove the link, or give --out another file name.`;
     }
   }
   return undefined;
@@ -211,7 +222,7 @@ export const registerPlan: RegisterCommand = (program: Command, io, setExit) => 
             try {
               writePlanFile(file, plan, writePlanJson);
             } catch (err) {
-              throw new FleetError(diag('plan.out-failed', `cannot write ${opts.out}: ${fsReason(err)}.`, { file: opts.out }));
+              throw new FleetError(diag('plan.out-failed', `cannot write ${clipPath(opts.out)}: ${fsReason(err)}.`, { file: opts.out }));
             }
             if (mode === 'json') io.stdout.write(savedEnvelope(opts.out, plan, all, refresh));
           } else if (mode === 'json') {

@@ -2,7 +2,7 @@
 // the authority, the DMZ client and the sim driver along).
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
-import { FleetError, diag, fail, suggest, type Diagnostic, type Where } from '../../diags/index.ts';
+import { FleetError, clip, clipPath, diag, fail, quote, suggest, type Diagnostic, type Where } from '../../diags/index.ts';
 import { loadOrCreateSecret, startAuthority, type RunningService } from '../../authority/index.ts';
 import { openRecord } from '../../record/index.ts';
 import { loadStack } from '../../spec/index.ts';
@@ -53,7 +53,7 @@ export async function loadForServe(io: CliIO, dir: string): Promise<Loaded> {
 
 export function parsePort(value: string): number {
   const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
-  if (!Number.isInteger(n) || n < 0 || n > 65535) fail('apply.serve-config', `--port ${value || '""'} is not a port number (0-65535).`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) fail('apply.serve-config', `--port ${quote(value)} is not a port number (0-65535).`);
   return n;
 }
 
@@ -142,7 +142,7 @@ function serviceRuntime(io: CliIO, opts: ServeCommonOptions): { logger: ServiceL
   // Decimal seconds (`30`, `0.5`), as --lock-timeout takes them: Number() alone read 0x10 as 16, 1e3 as 1000 and " 5" as 5.
   const seconds = /^[0-9]+(\.[0-9]+)?$/.test(drain) ? Number(drain) : NaN;
   if (!Number.isFinite(seconds) || seconds < 0 || seconds > 3600) {
-    fail('apply.serve-config', `${opts.drainTimeout !== undefined ? '--drain-timeout' : DRAIN_TIMEOUT_ENV} ${drain} is not a number of seconds (0-3600).`);
+    fail('apply.serve-config', `${opts.drainTimeout !== undefined ? '--drain-timeout' : DRAIN_TIMEOUT_ENV} ${quote(drain)} is not a number of seconds (0-3600).`);
   }
   return { logger: { level, stream: io.stdout }, drainMs: seconds * 1000 };
 }
@@ -151,7 +151,7 @@ function serviceRuntime(io: CliIO, opts: ServeCommonOptions): { logger: ServiceL
 function replicaCount(io: CliIO, flag: string | undefined): number {
   const value = flag ?? (io.env[REPLICAS_ENV] || '1');
   const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > 64) fail('apply.serve-config', `${flag !== undefined ? '--replicas' : REPLICAS_ENV} ${value} is not a replica count (1-64).`);
+  if (!Number.isInteger(n) || n < 1 || n > 64) fail('apply.serve-config', `${flag !== undefined ? '--replicas' : REPLICAS_ENV} ${quote(value)} is not a replica count (1-64).`);
   return n;
 }
 
@@ -193,8 +193,8 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   const dataCenters = stack.dataCenters.map((d) => {
     const env = authorityTokenEnv(d.name);
     const token = io.env[env];
-    if (!token) missing.push(diag('apply.token-missing', `Set ${env} to the token the DMZ client of ${d.name} presents to the authority.`, d.where));
-    else missing.push(...unsendableToken(env, token, `the authority, from the DMZ client of ${d.name}`, d.where));
+    if (!token) missing.push(diag('apply.token-missing', `Set ${env} to the token the DMZ client of ${clip(d.name)} presents to the authority.`, d.where));
+    else missing.push(...unsendableToken(env, token, `the authority, from the DMZ client of ${clip(d.name)}`, d.where));
     return { name: d.name, token: token ?? '', capacity: d.capacity };
   });
   // The CLI's token at the authority: with it, plans are sealed and registered here, and only registered plans' requests are approved.
@@ -232,7 +232,7 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
     const from = io.env[AUTHORITY_SECRET_ENV] ? AUTHORITY_SECRET_ENV : secretFile;
     fail(
       'apply.serve-config',
-      `${from} holds ${secret.length} character${secret.length === 1 ? '' : 's'}; the authority's secret must have at least ${MIN_SECRET_LENGTH} (random: every VM's disk key, the plan-seal key and the dashboard's sessions are derived from it, and a booting VM is given its own disk key, from which a short secret is found). Give it a random value, e.g. \`openssl rand -base64 32\` (the same on every replica), or unset ${AUTHORITY_SECRET_ENV} and remove ${secretFile} to have one made. A new secret means new disk keys: the encrypted disks of VMs made under the old one no longer unlock.`,
+      `${from === secretFile ? clipPath(secretFile) : from} holds ${secret.length} character${secret.length === 1 ? '' : 's'}; the authority's secret must have at least ${MIN_SECRET_LENGTH} (random: every VM's disk key, the plan-seal key and the dashboard's sessions are derived from it, and a booting VM is given its own disk key, from which a short secret is found). Give it a random value, e.g. \`openssl rand -base64 32\` (the same on every replica), or unset ${AUTHORITY_SECRET_ENV} and remove ${clipPath(secretFile)} to have one made. A new secret means new disk keys: the encrypted disks of VMs made under the old one no longer unlock.`,
     );
   }
   const broker = await credentialBroker(io, stack);
@@ -299,7 +299,7 @@ async function credentialBroker(io: CliIO, stack: LoadedStack): Promise<(Credent
       const env = a.clientSecretEnv ?? 'AZURE_CLIENT_SECRET';
       const clientSecret = io.env[env];
       if (!clientSecret) {
-        missing.push(diag('apply.token-missing', `Set ${env} to the client secret of principal ${a.clientId}, which the authority uses for data center ${d.name} (docs/drivers/azure.md).`, d.where));
+        missing.push(diag('apply.token-missing', `Set ${env} to the client secret of principal ${quote(a.clientId)}, which the authority uses for data center ${clip(d.name)} (docs/drivers/azure.md).`, d.where));
         return [];
       }
       const { clientSecretEnv: _env, ...rest } = a;
@@ -344,7 +344,7 @@ export interface ServeDmzClientOptions extends ServeCommonOptions {
 /** Starts the DMZ client of one data center of a stack. */
 export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Promise<RunningService> {
   const port = parsePort(opts.port);
-  const tls = serviceTls(io, `the DMZ client of ${opts.dataCenter}`, opts.host, opts);
+  const tls = serviceTls(io, `the DMZ client of ${clip(opts.dataCenter)}`, opts.host, opts);
   const runtime = serviceRuntime(io, opts);
   const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(io.cwd, p));
   const toAuthority = loadClientTls(
@@ -362,18 +362,19 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
     const likely = suggest(opts.dataCenter, names);
     fail(
       'apply.serve-config',
-      `--data-center ${opts.dataCenter} is not a data center of stack ${stack.name} (${names.join(', ')}), read from ${join(opts.stack, 'stack.yaml')}. ${likely ? `Did you mean ${likely}? Or give` : 'Give one of those, or'} the folder of the stack ${opts.dataCenter} belongs to with --stack (or FLEET_STACK).`,
+      `--data-center ${quote(opts.dataCenter)} is not a data center of stack ${clip(stack.name)} (${names.map((n) => clip(n)).join(', ')}), read from ${clipPath(join(opts.stack, 'stack.yaml'))}. ${likely ? `Did you mean ${clip(likely)}? Or give` : 'Give one of those, or'} the folder of the stack ${quote(opts.dataCenter)} belongs to with --stack (or FLEET_STACK).`,
     );
   }
   const kind = opts.driver;
-  if (!isDriverKind(kind)) fail('apply.serve-config', `--driver ${kind} is not a driver; drivers are ${DRIVER_KINDS.join(', ')}.`);
+  if (!isDriverKind(kind)) fail('apply.serve-config', `--driver ${quote(kind)} is not a driver; drivers are ${DRIVER_KINDS.join(', ')}.`);
   const named = dc.driver ?? 'sim';
   if (named !== kind) {
-    fail('apply.serve-config', `Data center ${dc.name} runs the ${named} driver in stack ${stack.name}, not ${kind} (--driver): start it with --driver ${named}, or set driver: ${kind} on its entry in stack.yaml.`, dc.where);
+    fail('apply.serve-config', `Data center ${clip(dc.name)} runs the ${named} driver in stack ${clip(stack.name)}, not ${kind} (--driver): start it with --driver ${named}, or set driver: ${kind} on its entry in stack.yaml.`, dc.where);
   }
   const factory = await driverFactory(kind);
   if (!factory) fail('apply.serve-config', `Driver ${kind} is not available; this build has: ${availableDrivers().join(', ')}.`);
   let config: DmzClientSpec = {};
+  const configName = opts.config !== undefined ? clipPath(opts.config) : 'the config';
   if (opts.config !== undefined) {
     const loaded = await loadDmzClientConfig(resolve(io.cwd, opts.config), kind, dc.name);
     if (!loaded.config) throw new FleetError(loaded.diagnostics);
@@ -387,7 +388,7 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   if (kind !== 'sim' && !config.bootUrl && isUnspecifiedHost(opts.host)) {
     fail(
       'apply.serve-config',
-      `--host ${opts.host} is no address a VM can reach the boot endpoint at, and ${opts.config ?? 'the config'} sets no spec.bootUrl: set spec.bootUrl to the URL the data center's VMs reach this client at (e.g. https://10.20.0.10:7401/v1/boot), or listen on that address.`,
+      `--host ${quote(opts.host)} is no address a VM can reach the boot endpoint at, and ${configName} sets no spec.bootUrl: set spec.bootUrl to the URL the data center's VMs reach this client at (e.g. https://10.20.0.10:7401/v1/boot), or listen on that address.`,
     );
   }
   // A cloud VM's agent sends its boot token to the boot URL and gets its disk key back: plain HTTP to it crosses the
@@ -404,8 +405,8 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
       fail(
         'tls.plain-remote',
         config.bootUrl !== undefined
-          ? `spec.bootUrl ${bootUrl} (${opts.config ?? 'the config'}) is plain HTTP: the data center's VMs would send their boot tokens to it, and get their disk keys back, in clear text. Give the https:// URL they reach this client at (its --tls-cert, or the TLS proxy in front of it).`
-          : `The data center's VMs would be told the boot URL ${bootUrl}, plain HTTP (this client serves no TLS: --insecure): they would send their boot tokens to it, and get their disk keys back, in clear text. Serve TLS (--tls-cert, --tls-key), or set spec.bootUrl in ${opts.config ?? 'the config'} to the https:// URL of the TLS proxy in front of this client.`,
+          ? `spec.bootUrl ${quote(bootUrl)} (${configName}) is plain HTTP: the data center's VMs would send their boot tokens to it, and get their disk keys back, in clear text. Give the https:// URL they reach this client at (its --tls-cert, or the TLS proxy in front of it).`
+          : `The data center's VMs would be told the boot URL ${quote(bootUrl)}, plain HTTP (this client serves no TLS: --insecure): they would send their boot tokens to it, and get their disk keys back, in clear text. Serve TLS (--tls-cert, --tls-key), or set spec.bootUrl in ${configName} to the https:// URL of the TLS proxy in front of this client.`,
       );
     }
   }
@@ -417,21 +418,21 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   }
   // `localhost:7400` parses as a URL of scheme `localhost:`: a client started with it could never reach the authority.
   if (!authorityUrl || (authorityUrl.protocol !== 'http:' && authorityUrl.protocol !== 'https:') || !authorityUrl.hostname) {
-    fail('apply.serve-config', `--authority ${opts.authority} is not an http:// or https:// URL of the authority (e.g. https://authority.example:7400).`);
+    fail('apply.serve-config', `--authority ${quote(opts.authority)} is not an http:// or https:// URL of the authority (e.g. https://authority.example:7400).`);
   }
   // TLS settings for a plain-HTTP authority would never be used: the hop (and this client's token on it) would be in clear text.
   const tlsFlags = [opts.authorityCa && '--authority-ca', opts.authorityCert && '--authority-cert', opts.authorityKey && '--authority-key'].filter((f): f is string => Boolean(f));
   if (authorityUrl.protocol === 'http:' && tlsFlags.length > 0) {
     fail(
       'tls.plain-address',
-      `${tlsFlags.join(', ')} given, but --authority ${opts.authority} is not https://: they would never be used and this DMZ client's token would cross the network in clear text. Give the authority's https:// address.`,
+      `${tlsFlags.join(', ')} given, but --authority ${quote(opts.authority)} is not https://: they would never be used and this DMZ client's token would cross the network in clear text. Give the authority's https:// address.`,
     );
   }
   // Every call to the authority carries this client's token (and boots bring disk keys back): plain HTTP only on loopback.
   if (isPlainRemote(authorityUrl)) {
     fail(
       'tls.plain-remote',
-      `--authority ${opts.authority} is plain HTTP to another machine: this DMZ client's token (FLEET_DMZ_TOKEN_<DC>) would go with every call, and the disk keys of booting VMs would come back, in clear text. Give the authority's https:// address (it serves TLS with --tls-cert and --tls-key; --authority-ca verifies it); plain http:// is only for an authority on this machine.`,
+      `--authority ${quote(opts.authority)} is plain HTTP to another machine: this DMZ client's token (FLEET_DMZ_TOKEN_<DC>) would go with every call, and the disk keys of booting VMs would come back, in clear text. Give the authority's https:// address (it serves TLS with --tls-cert and --tls-key; --authority-ca verifies it); plain http:// is only for an authority on this machine.`,
     );
   }
   const authorityEnv = authorityTokenEnv(dc.name);
@@ -441,10 +442,10 @@ export async function serveDmzClient(io: CliIO, opts: ServeDmzClientOptions): Pr
   const missing: Diagnostic[] = [];
   if (!authorityToken) missing.push(diag('apply.token-missing', `Set ${authorityEnv} to the token this DMZ client presents to the authority.`, dc.where));
   if (!clientToken) missing.push(diag('apply.token-missing', `Set ${clientEnv} to the token the CLI must present to this DMZ client.`, dc.where));
-  if (authorityToken) missing.push(...unsendableToken(authorityEnv, authorityToken, `the authority, from the DMZ client of ${dc.name}`, dc.where));
-  if (clientToken) missing.push(...unsendableToken(clientEnv, clientToken, `the DMZ client of data center ${dc.name}`, dc.where));
+  if (authorityToken) missing.push(...unsendableToken(authorityEnv, authorityToken, `the authority, from the DMZ client of ${clip(dc.name)}`, dc.where));
+  if (clientToken) missing.push(...unsendableToken(clientEnv, clientToken, `the DMZ client of data center ${clip(dc.name)}`, dc.where));
   if (missing.length > 0) throw new FleetError(missing);
-  const shared = sharedTokens(`the DMZ client of ${dc.name}`, [
+  const shared = sharedTokens(`the DMZ client of ${clip(dc.name)}`, [
     { env: clientEnv, token: clientToken },
     { env: authorityEnv, token: authorityToken },
   ]);

@@ -14,6 +14,8 @@ import { AGENT_START_ALLOWANCE_MS, agentWindowSeconds } from '../../../providers
 import { SIM_READY_TIMEOUT_MS, simBootWindowMs, simDriverFactory, type SimDriver } from '../../../providers/drivers/sim/index.ts';
 import type { DriverContext } from '../../../providers/drivers/registry.ts';
 import { credentialKey } from '../../../protocol/index.ts';
+import { QUOTE_LIMIT } from '../../diags/index.ts';
+import { WHERE_LIMIT } from '../../diags/quote.ts';
 
 const STACK = (packDir: string) => `apiVersion: fleet/v1
 kind: Stack
@@ -164,26 +166,26 @@ describe('fleet serve', () => {
 
   it.each([
     { args: ['serve', 'orchestrator'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'FLEET_DMZ_TOKEN_RICHMOND'] },
-    { args: ['serve', 'orchestrator', '--port', 'x'], want: ['apply.serve-config', '--port x'] },
+    { args: ['serve', 'orchestrator', '--port', 'x'], want: ['apply.serve-config', '--port "x"'] },
     // Number() read 0x2 as 2 and 1e1 as 10.
-    { args: ['serve', 'orchestrator', '--replicas', '0x2'], want: ['apply.serve-config', '--replicas 0x2 is not a replica count (1-64)'] },
-    { args: ['serve', 'orchestrator', '--replicas', '1e1'], want: ['apply.serve-config', '--replicas 1e1 is not a replica count (1-64)'] },
+    { args: ['serve', 'orchestrator', '--replicas', '0x2'], want: ['apply.serve-config', '--replicas "0x2" is not a replica count (1-64)'] },
+    { args: ['serve', 'orchestrator', '--replicas', '1e1'], want: ['apply.serve-config', '--replicas "1e1" is not a replica count (1-64)'] },
     // Number() read 0x10 as 16 s, 1e3 as 1000 s and " 5" as 5 s: decimal seconds only, as --lock-timeout.
-    { args: ['serve', 'orchestrator', '--drain-timeout', '0x10'], want: ['apply.serve-config', '--drain-timeout 0x10 is not a number of seconds (0-3600)'] },
-    { args: ['serve', 'orchestrator', '--drain-timeout', '1e3'], want: ['apply.serve-config', '--drain-timeout 1e3 is not a number of seconds (0-3600)'] },
-    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1', '--drain-timeout', ' 5'], want: ['apply.serve-config', '--drain-timeout  5 is not a number of seconds (0-3600)'] },
+    { args: ['serve', 'orchestrator', '--drain-timeout', '0x10'], want: ['apply.serve-config', '--drain-timeout "0x10" is not a number of seconds (0-3600)'] },
+    { args: ['serve', 'orchestrator', '--drain-timeout', '1e3'], want: ['apply.serve-config', '--drain-timeout "1e3" is not a number of seconds (0-3600)'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1', '--drain-timeout', ' 5'], want: ['apply.serve-config', '--drain-timeout " 5" is not a number of seconds (0-3600)'] },
     // Number('') is 0 and Number('0x10') is 16: neither is a port the operator wrote.
     { args: ['serve', 'orchestrator', '--port', ''], want: ['cli.usage', "Option '--port <n>' argument is empty"] },
-    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--port', '0x10', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '--port 0x10 is not a port number'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--port', '0x10', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '--port "0x10" is not a port number'] },
     // `localhost:7400` parses as a URL of scheme localhost: (the client started and could never reach the authority).
-    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'localhost:7400'], want: ['apply.serve-config', '--authority localhost:7400 is not an http:// or https:// URL'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'localhost:7400'], want: ['apply.serve-config', '--authority "localhost:7400" is not an http:// or https:// URL'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'ftp://authority.example'], want: ['apply.serve-config', 'is not an http:// or https:// URL'] },
     // Worded as fleet import's --data-center is (it said "Data center paris is not in stack served", at the stack file's absolute path).
-    { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '  --data-center paris is not a data center of stack served (miami, richmond, virginia'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '  --data-center "paris" is not a data center of stack served (miami, richmond, virginia'] },
     // The README's AWS and Azure commands left --stack out, and this said nothing of it: it names the stack file it
     // read and --stack, and the likely one for a typo.
-    { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['stack.yaml. Give one of those, or the folder of the stack paris belongs to with --stack (or FLEET_STACK).'] },
-    { args: ['serve', 'dmz-client', '--data-center', 'maimi', '--authority', 'http://127.0.0.1:1'], want: ['stack.yaml. Did you mean miami? Or give the folder of the stack maimi belongs to with --stack'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'paris', '--authority', 'http://127.0.0.1:1'], want: ['stack.yaml. Give one of those, or the folder of the stack "paris" belongs to with --stack (or FLEET_STACK).'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'maimi', '--authority', 'http://127.0.0.1:1'], want: ['stack.yaml. Did you mean miami? Or give the folder of the stack "maimi" belongs to with --stack'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'runs the sim driver in stack served, not aws', 'start it with --driver sim, or set driver: aws on its entry in stack.yaml'] },
     { args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'pass --config FILE'] },
     {
@@ -204,7 +206,7 @@ describe('fleet serve', () => {
     // the address of a client started with --insecure), so its boot token went out and its disk key came back in clear text.
     {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-plainboot.yaml', '--authority', 'http://127.0.0.1:1'],
-      want: ['tls.plain-remote', 'spec.bootUrl http://10.20.0.10:7401/v1/boot', 'dmz-plainboot.yaml', 'disk keys'],
+      want: ['tls.plain-remote', 'spec.bootUrl "http://10.20.0.10:7401/v1/boot"', 'dmz-plainboot.yaml', 'disk keys'],
     },
     {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-aws.yaml', '--host', '10.20.0.10', '--insecure', '--authority', 'http://127.0.0.1:1'],
@@ -224,7 +226,7 @@ describe('fleet serve', () => {
       args: ['serve', 'dmz-client', '--data-center', 'virginia', '--driver', 'aws', '--config', 'DIR/dmz-limit.yaml', '--authority', 'http://127.0.0.1:1'],
       want: ['spec.out-of-range', 'spec.bootLimit.denials', 'dmz-limit.yaml:5:14', 'spec.bootLimit.windowMs', 'dmz-limit.yaml:6:15'],
     },
-    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'gcp', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', 'gcp is not a driver'] },
+    { args: ['serve', 'dmz-client', '--data-center', 'miami', '--driver', 'gcp', '--authority', 'http://127.0.0.1:1'], want: ['apply.serve-config', '--driver "gcp" is not a driver'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--config', 'no-such.yaml', '--authority', 'http://127.0.0.1:1'], want: ['spec.read-error', 'no-such.yaml'] },
     { args: ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'], want: ['apply.token-missing', 'FLEET_DMZ_TOKEN_MIAMI', 'MIAMI_CLI_TOKEN'] },
   ])('$args fails with $want.0', async ({ args, want }) => {
@@ -440,7 +442,7 @@ describe('fleet serve', () => {
     const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env: { FLEET_DMZ_TOKEN_MIAMI: 'm', MIAMI_CLI_TOKEN: 'mc' } };
     await expect(
       serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', authority: 'http://127.0.0.1:7400', port: '0', host: '127.0.0.1', stateDir: join(dir, 'plain'), ...opts(files) }),
-    ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.plain-address', detail: expect.stringContaining(`${flags} given, but --authority http://127.0.0.1:7400 is not https://`) }] });
+    ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.plain-address', detail: expect.stringContaining(`${flags} given, but --authority "http://127.0.0.1:7400" is not https://`) }] });
   });
 
   // Found by QA: with no TLS flag, an http:// --authority on another machine was taken, and every authorize, report and
@@ -449,7 +451,7 @@ describe('fleet serve', () => {
     const io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: process.cwd(), env: { FLEET_DMZ_TOKEN_MIAMI: 'm', MIAMI_CLI_TOKEN: 'mc' } };
     await expect(
       serveDmzClient(io, { stack: dir, dataCenter: 'miami', driver: 'sim', authority, port: '0', host: '127.0.0.1', stateDir: join(dir, 'plain-remote') }),
-    ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.plain-remote', detail: expect.stringContaining(`--authority ${authority} is plain HTTP to another machine`) }] });
+    ).rejects.toMatchObject({ diagnostics: [{ code: 'tls.plain-remote', detail: expect.stringContaining(`--authority "${authority}" is plain HTTP to another machine`) }] });
   });
 
   it('a DMZ client requiring client certificates (FLEET_TLS_CLIENT_CA) boots VMs: its sim agents trust FLEET_BOOT_CA and present no certificate', async () => {
@@ -521,5 +523,74 @@ describe('fleet serve', () => {
     } finally {
       await dmz.close();
     }
+  });
+});
+
+// Found in review: `fleet serve` diagnostics wrote values of flags, variables and files as they were: a DMZ client
+// config's metadata.dataCenter "m\nerror[...]: ..." printed a second, forged diagnostic line, and a 100 KB --port
+// printed 100 KB. Each value now goes through quote(), clip() or clipPath() (engine/diags/quote.ts).
+describe('fleet serve: values of flags, variables and files in diagnostics', () => {
+  const FORGED = 'm\nerror[spec.fake]: Forged\n  at x:1:1';
+  const HUGE = 'x'.repeat(100_000);
+  const TOKENS = { FLEET_DMZ_TOKEN_MIAMI: 'tok-m', FLEET_DMZ_TOKEN_RICHMOND: 'tok-r', FLEET_DMZ_TOKEN_VIRGINIA: 'tok-v', MIAMI_CLI_TOKEN: 'tok-mc', FLEET_CLI_TOKEN_VIRGINIA: 'tok-vc', FLEET_AUTHORITY_SECRET: 'serve-test-secret-0123' };
+  const DMZ = ['serve', 'dmz-client', '--data-center', 'miami', '--authority', 'http://127.0.0.1:1'];
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dmzfleet-serve-quote-'));
+    await writeFile(join(dir, 'stack.yaml'), STACK(resolve('policies/default')));
+    await mkdir(join(dir, 'specs'));
+    await writeFile(join(dir, 'specs', 'web.yaml'), FLEET);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  // `path`: the value is a file's path, shown as clipPath() shows one (its middle cut past WHERE_LIMIT), not quote().
+  const cases: { name: string; code: string; args: (v: string) => string[]; env?: (v: string) => Record<string, string>; file?: (v: string) => string; path?: true; hugeCode?: string }[] = [
+    { name: 'orchestrator --port', code: 'apply.serve-config', args: (v) => ['serve', 'orchestrator', '--port', v] },
+    { name: 'orchestrator --replicas', code: 'apply.serve-config', args: (v) => ['serve', 'orchestrator', '--replicas', v] },
+    { name: 'FLEET_AUTHORITY_REPLICAS', code: 'apply.serve-config', args: () => ['serve', 'orchestrator'], env: (v) => ({ FLEET_AUTHORITY_REPLICAS: v }) },
+    { name: 'orchestrator --drain-timeout', code: 'apply.serve-config', args: (v) => ['serve', 'orchestrator', '--drain-timeout', v] },
+    { name: 'FLEET_DRAIN_TIMEOUT', code: 'apply.serve-config', args: () => ['serve', 'orchestrator'], env: (v) => ({ FLEET_DRAIN_TIMEOUT: v }) },
+    { name: 'orchestrator --log-level', code: 'apply.serve-config', args: (v) => ['serve', 'orchestrator', '--log-level', v] },
+    { name: 'FLEET_LOG_LEVEL', code: 'apply.serve-config', args: () => ['serve', 'orchestrator'], env: (v) => ({ FLEET_LOG_LEVEL: v }) },
+    { name: 'orchestrator --host in plain HTTP', code: 'tls.insecure-bind', args: (v) => ['serve', 'orchestrator', '--host', v] },
+    { name: 'orchestrator --tls-cert', code: 'tls.file-unreadable', args: (v) => ['serve', 'orchestrator', '--tls-cert', v, '--tls-key', join(dir, 'stack.yaml')], path: true },
+    { name: 'FLEET_TLS_KEY', code: 'tls.file-unreadable', args: () => ['serve', 'orchestrator', '--tls-cert', join(dir, 'stack.yaml')], env: (v) => ({ FLEET_TLS_KEY: v }), path: true },
+    { name: 'dmz-client --port', code: 'apply.serve-config', args: (v) => [...DMZ, '--port', v] },
+    { name: 'dmz-client --data-center', code: 'apply.serve-config', args: (v) => ['serve', 'dmz-client', '--data-center', v, '--authority', 'http://127.0.0.1:1'] },
+    { name: 'dmz-client --data-center, listening off loopback', code: 'tls.insecure-bind', args: (v) => ['serve', 'dmz-client', '--data-center', v, '--host', '10.20.0.10', '--authority', 'http://127.0.0.1:1'] },
+    { name: 'dmz-client --driver', code: 'apply.serve-config', args: (v) => [...DMZ, '--driver', v] },
+    { name: 'dmz-client --config (no such file)', code: 'spec.read-error', args: (v) => [...DMZ, '--config', v], path: true },
+    // The schema takes at most 40 characters: a longer one is its spec.out-of-range.
+    { name: "a DMZ client config's metadata.dataCenter", code: 'apply.serve-config', hugeCode: 'spec.out-of-range', args: () => [...DMZ, '--config', 'CONFIG'], file: (v) => `apiVersion: fleet/v1\nkind: DmzClient\nmetadata: { dataCenter: ${JSON.stringify(v)} }\nspec: {}\n` },
+    { name: 'dmz-client --authority', code: 'apply.serve-config', args: (v) => ['serve', 'dmz-client', '--data-center', 'miami', '--authority', v] },
+    { name: 'dmz-client --authority in plain HTTP off loopback', code: 'tls.plain-remote', args: (v) => ['serve', 'dmz-client', '--data-center', 'miami', '--authority', `http://10.20.0.10:7400/${v}`] },
+    { name: 'dmz-client --authority-ca', code: 'tls.file-unreadable', args: (v) => [...DMZ, '--authority-ca', v], path: true },
+    { name: 'FLEET_BOOT_CA', code: 'tls.file-unreadable', args: () => DMZ, env: (v) => ({ FLEET_BOOT_CA: v }), path: true },
+    { name: 'dmz-client --host that is no address', code: 'apply.serve-config', args: (v) => [...DMZ, '--port', '0', '--host', v, '--insecure', '--state-dir', join(dir, 'state')] },
+  ];
+  const values = [
+    { value: 'a line break and a forged diagnostic', v: FORGED },
+    { value: 'a 100 KB value', v: HUGE },
+  ];
+  it.each(cases.flatMap((c) => values.map((v) => ({ ...c, ...v }))))('$name: $value is one escaped line of a bounded diagnostic', async ({ code, hugeCode, args, env, file, path, v }) => {
+    let config = '';
+    if (file) {
+      config = join(dir, `dmz-${randomUUID()}.yaml`);
+      await writeFile(config, file(v));
+    }
+    const r = await runCli([...args(v).map((a) => (a === 'CONFIG' ? config : a)), ...(args(v).includes('--stack') ? [] : ['--stack', dir])], { env: { ...TOKENS, ...env?.(v) } });
+    expect(r.code).toBe(1);
+    expect(r.stdout).not.toContain('listening on');
+    const lines = r.stderr.trimEnd().split('\n');
+    // One diagnostic: its head, where it applies (when it says), its detail; nothing else starts a line.
+    expect(lines.filter((l) => /^\s*(error|warning)\[/.test(l))).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^error\\[${(v === HUGE ? (hugeCode ?? code) : code).replace('.', '\\.')}\\]`));
+    expect(lines.length).toBeLessThanOrEqual(3);
+    expect(r.stderr).not.toContain('\nerror[spec.fake]');
+    // At most QUOTE_LIMIT characters of a value (WHERE_LIMIT of a path), not the diag() backstop's RUN_LIMIT.
+    expect(r.stderr).not.toContain('x'.repeat((path ? WHERE_LIMIT : QUOTE_LIMIT) + 1));
+    expect(r.stderr.length).toBeLessThan(1500);
   });
 });

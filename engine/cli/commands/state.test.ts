@@ -150,9 +150,13 @@ describe('fleet state list', () => {
   it('warns of a --fleet the record does not know, suggesting a near name', async () => {
     const r = await runCli(['state', 'list', '--fleet', 'wbe', '--fleet', 'web', '--stack', join(root, 'stacks', 'local')], { cwd: repo });
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain('warning[record.fleet-not-found]: Fleet not in the record\n  at wbe\n  stack clitest has no fleet wbe in the record');
+    expect(r.stderr).toContain('warning[record.fleet-not-found]: Fleet not in the record\n  at wbe\n  stack clitest has no fleet "wbe" in the record');
     expect(r.stderr).toContain('did you mean web?');
     expect(r.stdout).toContain('2 VMs in 1 fleet of stack clitest');
+    // Quoted: a --fleet with a line break wrote a second line that read as a diagnostic of its own.
+    const forged = await runCli(['state', 'list', '--fleet', 'x\nerror[spec.fake]: Forged', '--stack', join(root, 'stacks', 'local')], { cwd: repo });
+    expect(forged.stderr).toContain('has no fleet "x\\nerror[spec.fake]: Forged" in the record');
+    expect(forged.stderr).not.toMatch(/^\s*error\[spec\.fake\]/m);
     const json = JSON.parse((await runCli(['state', 'list', '--fleet', 'nope', '--format', 'json', '--stack', join(root, 'stacks', 'local')], { cwd: repo })).stdout);
     expect(json.diagnostics).toMatchObject([{ code: 'record.fleet-not-found', severity: 'warning', address: 'nope' }]);
   });

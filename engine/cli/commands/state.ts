@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { FleetError, diag, escapeUnseen, fail, sortDiagnostics, suggest, unseenProblem, visible, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, diag, escapeUnseen, fail, quote, sortDiagnostics, suggest, unseenProblem, visible, type Diagnostic } from '../../diags/index.ts';
 import { isFleetName, parseVmAddress } from '../../model/index.ts';
 import type { FleetRecord, HistoryRow, LockRow, SqlRecord, VmRow } from '../../record/index.ts';
 import { holderGone, lockHolder } from '../../record/locks.ts';
@@ -203,7 +203,7 @@ export const registerState: RegisterCommand = (program: Command, io, setExit) =>
               const known = missing.length ? (await record.listFleets(stack)).map((r) => r.fleet) : [];
               const warnings = missing.map((f) => {
                 const near = suggest(f, known);
-                return diag('record.fleet-not-found', `stack ${stack} has no fleet ${f} in the record ${record.description}${near ? `; did you mean ${near}?` : known.length ? ` (it holds ${known.join(', ')})` : ' (it holds no fleet)'}.`, { address: f }, 'warning');
+                return diag('record.fleet-not-found', `stack ${stack} has no fleet ${quote(f)} in the record ${record.description}${near ? `; did you mean ${near}?` : known.length ? ` (it holds ${known.join(', ')})` : ' (it holds no fleet)'}.`, { address: f }, 'warning');
               });
               printResult(io, mode, { stack, record: record.description, vms, fleets, locks }, () => {
                 const inFleets = new Set(vms.map((v) => v.fleet)).size;

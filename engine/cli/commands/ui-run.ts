@@ -10,7 +10,7 @@ import { listen, receiptBound } from '../../../protocol/index.ts';
 import { recordSource, registerUi, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
 import type { CliIO } from '../io.ts';
 import { UI_TOKEN_ENV, behindTlsProxy, loadForServe, parsePort, serviceTls, sharedTokens, type ServeTlsOptions } from './serve-run.ts';
-import { FleetError, fail } from '../../diags/index.ts';
+import { FleetError, clipPath, fail } from '../../diags/index.ts';
 
 export { serve } from './serve-run.ts';
 
@@ -146,7 +146,7 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   // An empty folder holds no record either: the first page would have written a new cluster into it.
   const missing = dir === undefined ? undefined : !existsSync(dir) ? 'does not exist' : emptyFolder(dir) ? 'is empty' : undefined;
   if (missing) {
-    fail('record.not-found', `There is no record at ${describeRecordUrl(stack.recordUrl)}: the folder ${dir} ${missing}. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, the dashboard only reads one.`);
+    fail('record.not-found', `There is no record at ${describeRecordUrl(stack.recordUrl)}: the folder ${clipPath(dir as string)} ${missing}. Check --record-url (or FLEET_RECORD_URL) and the stack's \`record\`; \`fleet plan\` or \`fleet apply\` creates a record, the dashboard only reads one.`);
   }
   const postgres = isServerRecord(stack.recordUrl);
   // Nor does it upgrade one (record.older-schema): a dashboard started with a newer dmzfleet would move a shared record

@@ -28,7 +28,7 @@ describe('fleet ui', () => {
   });
 
   it.each([
-    { args: ['--port', 'x'], want: ['apply.serve-config', '--port x'] },
+    { args: ['--port', 'x'], want: ['apply.serve-config', '--port "x"'] },
     { args: ['--host', '0.0.0.0'], want: ['--insecure'] },
     // Found by QA: the dashboard started at a mistyped record URL, made a new, empty PGlite record there on the first
     // page and said "The record holds no VMs for this stack yet".
