@@ -2,11 +2,16 @@
 // flags that do not go with a saved plan, plan files that are not JSON, an
 // --out file that already exists. Everything here is refused (or written)
 // before a record or a data center is touched, so most cases need no stack.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
+import { PLAN_FILE_MAX_BYTES, readPlanFile } from '../engine/cli/commands/apply.ts';
+import type { CliIO } from '../engine/cli/io.ts';
+import { FleetError } from '../engine/diags/index.ts';
 import { fleetYaml, useTempStack } from './helpers/stack.ts';
 import { fleetYaml as fuzzFleetYaml, stackYaml as fuzzStackYaml } from './helpers/fuzz.ts';
 
@@ -70,6 +75,68 @@ describe('fleet apply PLANFILE: input checked before anything is opened', () => 
     const r = await runCli(['apply', join(tmp, 'plan.json'), '--target', 'web', '--format', 'json', '--stack', join(tmp, 'no-stack')]);
     expect(r.code).toBe(1);
     expect(r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; code: string })).toMatchObject([{ type: 'diagnostic', code: 'cli.usage' }]);
+  });
+});
+
+// A saved plan is read with a bound (PLAN_FILE_MAX_BYTES). A plan file that was /dev/zero read ~640 MB, then failed
+// with "Invalid string length" naming neither the file nor why; a huge regular file was read whole before anything
+// was said.
+describe('fleet apply PLANFILE: a file past the most a plan can be', () => {
+  let tmp: string;
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'fleet-apply-bound-'));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const cli: CliIO = { stdout: new PassThrough(), stderr: new PassThrough(), stdin: new PassThrough(), env: {}, cwd: '/' };
+  const refusal = async (read: Promise<unknown>) => {
+    const err = await read.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(FleetError);
+    return (err as FleetError).diagnostics;
+  };
+
+  // Sparse: no disk used. Refused by its size before a byte of it is read.
+  it('a regular file over the bound is refused by its size, naming the file and the bound', async () => {
+    const big = join(tmp, 'big.json');
+    writeFileSync(big, '');
+    truncateSync(big, 256 * 1024 * 1024 + 1);
+    const r = await runCli(['apply', big, '--stack', join(tmp, 'no-stack')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error[apply.plan-file]');
+    expect(r.stderr).toContain(`${big} is over 256 MiB, the most of a plan file \`fleet apply\` reads`);
+    expect(r.stderr).not.toContain('cli.internal');
+    expect(PLAN_FILE_MAX_BYTES).toBe(256 * 1024 * 1024);
+  });
+
+  // A pipe never says how long it is: it is read until it has given more than the bound. The stream here is bounded
+  // (64 MiB) so that code reading without a bound would not eat memory without end; the bound is set small.
+  it('an endless pipe is refused once it gives more than the bound', async () => {
+    const fifo = join(tmp, 'zero.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const feed = spawn('sh', ['-c', 'exec head -c 67108864 /dev/zero > "$1"', 'sh', fifo], { stdio: 'ignore' });
+    try {
+      const diags = await refusal(readPlanFile(cli, fifo, 4096));
+      expect(diags).toMatchObject([{ code: 'apply.plan-file', file: fifo }]);
+      expect(diags[0]!.detail).toContain(`${fifo} is over 4096 bytes, the most of a plan file`);
+    } finally {
+      feed.kill();
+    }
+  });
+
+  // \`fleet apply <(cat plan.json)\`: a pipe within the bound is read whole (here it is no plan: the check after reading says so).
+  it('a pipe within the bound is read and checked as a plan', async () => {
+    const fifo = join(tmp, 'small.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const feed = spawn('sh', ['-c', 'printf %s "$2" > "$1"', 'sh', fifo, '{"formatVersion": "2"}'], { stdio: 'ignore' });
+    try {
+      const diags = await refusal(readPlanFile(cli, fifo, 4096));
+      expect(diags.length).toBeGreaterThan(0);
+      for (const d of diags) expect(d.detail).not.toContain('the most of a plan file');
+    } finally {
+      feed.kill();
+    }
   });
 });
 

@@ -246,3 +246,55 @@ describe('PostgreSQL record URL parameters that cannot connect', () => {
     expect(detail).not.toContain('connection timeout');
   });
 });
+
+// A URL whose query overrides its host or port (`postgres://u@127.0.0.1:5432/db?port=1`: pg connects to port 1) was
+// named by its host part: "cannot use the PostgreSQL record at 127.0.0.1:5432 … ECONNREFUSED 127.0.0.1:1. Check that
+// PostgreSQL runs and listens on 127.0.0.1:5432". The record is named where pg connected. No server needed: port 1 refuses.
+describe('PostgreSQL record URL: the host and port pg uses', () => {
+  it.each([
+    { name: 'port= over the URL port', url: 'postgres://postgres@127.0.0.1:5432/x?port=1', at: '127.0.0.1:1', not: '127.0.0.1:5432 (' },
+    { name: 'host= over the URL host', url: 'postgres://postgres@no-such-host.invalid:1/x?host=127.0.0.1', at: '127.0.0.1:1', not: 'no-such-host.invalid:1 (' },
+    { name: 'both', url: 'postgres://postgres@no-such-host.invalid:5432/x?host=127.0.0.1&port=1', at: '127.0.0.1:1', not: ':5432 (' },
+  ])('$name', async ({ url, at, not }) => {
+    const err = await openRecord(url).then(
+      async (r) => (await r.close(), undefined),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RecordUnreachableError);
+    const detail = (err as RecordUnreachableError).diagnostics[0].detail;
+    expect(detail).toContain(`cannot use the PostgreSQL record at ${at} (`);
+    expect(detail).toContain(`Check that PostgreSQL runs and listens on ${at},`);
+    expect(detail).not.toContain(not);
+  });
+});
+
+// node-postgres's warning about sslmode=require is held back while the URL is parsed once (withoutSslModeNotice):
+// process.emitWarning is put back, and a warning of anything else still goes out.
+describe('PostgreSQL record URL with sslmode=require: node-postgres\'s warning', () => {
+  it('is held back while the URL is parsed, and process.emitWarning is put back', async () => {
+    const server = createServer((socket) => {
+      socket.once('data', () => socket.write('N'));
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const seen: string[] = [];
+    const onWarning = (w: Error) => seen.push(w.message);
+    process.on('warning', onWarning);
+    const before = process.emitWarning;
+    try {
+      const port = (server.address() as { port: number }).port;
+      const err = await openRecord(`postgres://postgres@127.0.0.1:${port}/x?sslmode=require`).then(
+        async (r) => (await r.close(), undefined),
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(RecordUnreachableError);
+      expect(process.emitWarning).toBe(before);
+      process.emitWarning('another warning of the test');
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(seen).toEqual(['another warning of the test']);
+    } finally {
+      process.off('warning', onWarning);
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

@@ -60,6 +60,8 @@ export interface PostgresWhere {
   host: string;
   port: string;
   description: string;
+  /** The URL's sslmode when node-postgres takes it as verify-full (aliasedSslMode). */
+  sslmode?: string;
   queryTimeoutMs?: number;
 }
 
@@ -180,11 +182,74 @@ export function poolConfig(url: string, env: NodeJS.ProcessEnv = process.env): p
   };
 }
 
+/**
+ * Where pg connects for `url`, to name it in diagnostics: the URL's `host`
+ * and `port` query parameters over its host and port, then PGHOST and
+ * PGPORT, then localhost:5432 (node_modules/pg-connection-string's parse and
+ * pg's ConnectionParameters, in that order). `…:5432/db?port=1` was named
+ * 127.0.0.1:5432 while pg was refused at port 1.
+ */
+export function connectsTo(url: string, env: NodeJS.ProcessEnv = process.env): { host: string; port: string } {
+  const parsed = new URL(url);
+  const query = parsed.searchParams;
+  let named = parsed.hostname;
+  try {
+    // A socket folder written in the host part (`postgres://%2Fvar%2Frun%2Fpostgresql/db`). An IPv6 address keeps its brackets, to read apart from the port.
+    named = decodeURIComponent(named);
+  } catch {
+    // Kept as written.
+  }
+  const host = query.get('host') || named || env.PGHOST || 'localhost';
+  const port = query.get('port') || parsed.port || env.PGPORT || '5432';
+  return { host, port };
+}
+
+/**
+ * The URL's sslmode when node-postgres (pg-connection-string 2.x) takes it
+ * as verify-full and says so in a warning: prefer, require or verify-ca,
+ * without `uselibpqcompat=true`.
+ */
+function aliasedSslMode(url: string): string | undefined {
+  const query = new URL(url).searchParams;
+  const mode = query.get('sslmode') ?? undefined;
+  if (query.get('uselibpqcompat') === 'true') return undefined;
+  return mode === 'prefer' || mode === 'require' || mode === 'verify-ca' ? mode : undefined;
+}
+
+/** How node-postgres's warning about those modes begins (node_modules/pg-connection-string/index.js, deprecatedSslModeWarning). */
+const SSL_MODE_NOTICE = "SECURITY WARNING: The SSL modes 'prefer', 'require', and 'verify-ca' are treated as aliases for 'verify-full'";
+
+/**
+ * node-postgres warns once per process, when it first parses a URL with such
+ * an sslmode, in a dozen lines on stderr ("(node:PID) Warning: SECURITY
+ * WARNING: …") ahead of anything fleet says: a person read them before the
+ * diagnostic of a server without TLS. The URL is parsed here once, with that
+ * warning (only that one: any other goes out as it would) held back, so the
+ * pool's connections parse it again silently; what it told a person is in
+ * the diagnostic of a TLS failure (unusableConnection) and docs/record.md.
+ * A URL pg cannot parse is not reported here: the first statement says why.
+ */
+function withoutSslModeNotice(config: pgTypes.PoolConfig): void {
+  const emit = process.emitWarning;
+  process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
+    const text = typeof warning === 'string' ? warning : warning.message;
+    if (text.startsWith(SSL_MODE_NOTICE)) return;
+    return (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
+  } as typeof process.emitWarning;
+  try {
+    new pg.Client(config);
+  } catch {
+    // The same failure comes from the first statement, worded by unusableConnection.
+  } finally {
+    process.emitWarning = emit;
+  }
+}
+
 /** PostgreSQL behind the SqlAdapter, through a small pg Pool (poolConfig). */
 export async function openPostgres(url: string, description: string): Promise<SqlAdapter> {
-  const parsed = new URL(url);
   const config = poolConfig(url);
-  const where: PostgresWhere = { host: parsed.hostname || 'localhost', port: parsed.port || '5432', description, queryTimeoutMs: config.query_timeout };
+  const where: PostgresWhere = { ...connectsTo(url), description, sslmode: aliasedSslMode(url), queryTimeoutMs: config.query_timeout };
+  if (where.sslmode) withoutSslModeNotice(config);
   const pool = new pg.Pool(config);
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
@@ -211,8 +276,12 @@ export async function openPostgres(url: string, description: string): Promise<Sq
 function unusableConnection(err: unknown, where: PostgresWhere): RecordUnreachableError {
   const message = err instanceof Error ? err.message : String(err);
   const tls = /\bSSL\b|\bTLS\b|certificate/i.test(message);
+  // What node-postgres's own warning said (withoutSslModeNotice), where it matters: why `require` checks a certificate.
+  const alias = where.sslmode
+    ? ` node-postgres takes sslmode=${where.sslmode} as verify-full: the server must offer TLS with a certificate this host trusts for its name (uselibpqcompat=true in the URL gives sslmode libpq's meaning).`
+    : '';
   const todo = tls
-    ? "Check the URL's TLS parameters (sslmode, ssl, sslrootcert, sslcert, sslkey) against what the server offers."
+    ? `Check the URL's TLS parameters (sslmode, ssl, sslrootcert, sslcert, sslkey) against what the server offers.${alias}`
     : "Check the URL's parameters (its host and port, and query parameters such as options, host, port) against what the server accepts.";
   return new RecordUnreachableError(`cannot use the PostgreSQL record at ${where.host}:${where.port} (${where.description}): the connection could not be made: ${clip(message.replace(/\.$/, ''))}. ${todo}`, false);
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
@@ -85,12 +85,54 @@ function nonNegative(value: string | undefined, flag: string): number | undefine
   return n;
 }
 
-async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
+/**
+ * The most of a saved plan `fleet apply` reads: 256 MiB. A plan of 100,000
+ * new members is about 103 MiB (bench/plan), and the authority takes a plan
+ * body of at most 128 MiB (PLAN_BODY_LIMIT). It must stay below V8's longest
+ * string (512 MiB): a plan file that was /dev/zero read ~640 MB, then failed
+ * with "Invalid string length" naming nothing.
+ */
+export const PLAN_FILE_MAX_BYTES = 256 * 1024 * 1024;
+
+/** Reads `path` whole, or answers 'too-large' past `maxBytes`: a regular file by its size, before reading; a pipe or device once it has given more. */
+async function readBounded(path: string, maxBytes: number): Promise<Buffer | 'too-large'> {
+  const fh = await open(path, 'r');
+  try {
+    const st = await fh.stat();
+    if (st.isFile() && st.size > maxBytes) return 'too-large';
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(1024 * 1024, maxBytes + 1 - total));
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) return Buffer.concat(chunks, total);
+      total += bytesRead;
+      if (total > maxBytes) return 'too-large';
+      chunks.push(chunk.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Reads and checks a saved plan (`fleet apply PLANFILE`); `maxBytes` is PLAN_FILE_MAX_BYTES but in tests. */
+export async function readPlanFile(io: CliIO, file: string, maxBytes = PLAN_FILE_MAX_BYTES): Promise<PlanDocument> {
   const path = resolve(io.cwd, file);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    const bytes = await readBounded(path, maxBytes);
+    if (bytes === 'too-large') {
+      throw new FleetError(
+        diag(
+          'apply.plan-file',
+          `${file} is over ${sizeOf(maxBytes)}, the most of a plan file \`fleet apply\` reads (a plan of 100,000 new members is about 103 MiB): it is not a plan written by \`fleet plan --out FILE\`.`,
+          { file },
+        ),
+      );
+    }
+    text = bytes.toString('utf8');
   } catch (err) {
+    if (err instanceof FleetError) throw err;
     // `fleet apply web` meaning one fleet: PLANFILE is a file, the fleet goes with --target.
     const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
     const fleetLike = missing && /^[a-z0-9]+(-[a-z0-9]+)*$/.test(file);
@@ -119,6 +161,11 @@ async function readPlanFile(io: CliIO, file: string): Promise<PlanDocument> {
   const problems = checkPlanDocument(doc, parsed.text, file);
   if (problems.length > 0) throw new FleetError(problems);
   return asPlanDocument(doc);
+}
+
+/** A byte count as the bound is said: whole MiB, else bytes (a test's small bound). */
+function sizeOf(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${bytes} bytes`;
 }
 
 /** The "yes" prompt; `signal` (a Ctrl-C while it waits) ends it with "no". */

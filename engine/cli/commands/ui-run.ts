@@ -153,44 +153,49 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   // past the version the CI jobs use.
   const opening = { existing: true, upgrade: false, noUpgradeWhy: 'The dashboard only reads' } as const;
   const record = postgres ? await openRecord(stack.recordUrl, opening) : leasedRecord(() => openRecord(stack.recordUrl, opening));
-  // After the record is found: a stack with no record got a sign-in line (and a token file) before its error.
-  if (!adminToken && !readToken) {
-    // Never printed: a person reads it from the file (0600), as they would the authority's secret.
-    const file = join(stack.stateDir, 'ui.token');
-    try {
-      adminToken = loadOrCreateSecret(file, "the dashboard's sign-in token");
-    } catch (err) {
-      await record.close();
-      throw err;
-    }
-    io.stdout.write(`Sign in with the token in ${file} (or set ${UI_TOKEN_ENV.admin} / ${UI_TOKEN_ENV.read}).\n`);
-  }
+  // With neither token set, the sign-in token is read from (or written to) <stack>/.fleet/ui.token, and the line saying
+  // so printed, only once the dashboard listens: a --host it could not listen on wrote the file and said to sign in
+  // before it failed (as a stack with no record did before its record.not-found). Until then no token signs in.
+  const fromFile = !adminToken && !readToken;
+  let authorize = uiTokens({ adminToken, readToken });
+  let binding = uiSessionBinding({ adminToken, readToken });
   // A request must arrive whole within the services' bound (a sign-in form trickled in held a connection for ever).
   const receipt = receiptBound();
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024, requestTimeout: receipt.requestTimeout, ...(tls ? { https: { ...tls, ...receipt.http } } : { http: receipt.http }) });
   registerUi(app, {
     source: recordSource(record, stack.name, pack),
-    authorize: uiTokens({ adminToken, readToken }) as NonNullable<ReturnType<typeof uiTokens>>,
+    authorize: (token) => authorize?.(token),
     sessionKey: randomBytes(32),
-    binding: uiSessionBinding({ adminToken, readToken }),
+    binding: (role) => binding(role),
     secure: tls !== undefined || behindTlsProxy(tls, opts),
     // No logger here (the authority has its service log): the reason of a 500 page is one line on stderr, where the page says it is.
     errorLog: { write: (line) => io.stderr.write(`fleet ui: ${line}\n`), where: 'the standard error of fleet ui' },
   });
   app.get('/', async (_req, reply) => reply.redirect('/ui', 302));
+  let url: string;
   try {
-    const url = await listen(app, opts.host, port);
-    return {
-      url: `${url}/ui`,
-      close: async () => {
-        await app.close();
-        await record.close();
-      },
-    };
+    url = await listen(app, opts.host, port);
+    if (fromFile) {
+      // Never printed: a person reads it from the file (0600), as they would the authority's secret.
+      const file = join(stack.stateDir, 'ui.token');
+      adminToken = loadOrCreateSecret(file, "the dashboard's sign-in token");
+      authorize = uiTokens({ adminToken });
+      binding = uiSessionBinding({ adminToken });
+      io.stdout.write(`Sign in with the token in ${file} (or set ${UI_TOKEN_ENV.admin} / ${UI_TOKEN_ENV.read}).\n`);
+    }
   } catch (err) {
+    // Closing must not hide why it failed.
+    await app.close().catch(() => {});
     await record.close();
     throw err;
   }
+  return {
+    url: `${url}/ui`,
+    close: async () => {
+      await app.close();
+      await record.close();
+    },
+  };
 }
 
 /** Whether `dir` is a folder with nothing in it (not a folder, or unreadable: false, the record's open says which). */

@@ -1,6 +1,7 @@
 // `fleet ui` as a person runs it: its own process beside `fleet apply` on a
 // PGlite record (one process at a time), signed in with the token it wrote.
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../test/helpers/cli.ts';
@@ -47,6 +48,48 @@ describe('fleet ui', () => {
       expect(res.stderr).toContain('record.not-found');
       expect(res.stdout).toBe('');
       expect(await stat(join(fresh.dir, '.fleet', 'ui.token')).catch(() => undefined)).toBeUndefined();
+    } finally {
+      await fresh.remove();
+    }
+  });
+
+  // Found in review: a --host it could not listen on still wrote <stack>/.fleet/ui.token and printed "Sign in with the
+  // token in …" before the listen failed. Nothing is written or said to sign in with until the dashboard listens.
+  it.each([
+    { why: 'no resolver takes', host: 'a.'.repeat(150).slice(0, -1), inUse: false, want: 'is not a host name that can be looked up' },
+    { why: 'has its --port in use', host: '127.0.0.1', inUse: true, want: 'is in use by another process' },
+  ])('when it cannot listen (a --host that $why), writes no token and says nothing of signing in', async ({ host, inUse, want }) => {
+    const fresh = await tempStack({ name: 'uibadhost' });
+    const taken = createServer();
+    try {
+      await fresh.spec('web', fleetYaml('web', { count: 1 }));
+      // A record to serve (the dashboard refuses a stack without one before it reaches the token).
+      await (await openRecord(`pglite://${join(fresh.dir, '.fleet', 'record')}`)).close();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      const port = inUse ? String((taken.address() as AddressInfo).port) : '0';
+      const res = await runCli(['ui', '--stack', fresh.dir, '--port', port, '--host', host, '--insecure'], { env: { FLEET_ADMIN_TOKEN: '', FLEET_READ_TOKEN: '' } });
+      expect(res.code).toBe(1);
+      expect(res.stderr).toContain('error[apply.serve-config]');
+      expect(res.stderr).toContain(want);
+      expect(res.stdout).not.toContain('Sign in');
+      expect(await stat(join(fresh.dir, '.fleet', 'ui.token')).catch(() => undefined)).toBeUndefined();
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+      await fresh.remove();
+    }
+  });
+
+  // The token file is now read or written after the dashboard listens: one it cannot use still fails whole (it stops
+  // listening and exits 1, nothing said of signing in), as before.
+  it('a ui.token it cannot read (a folder there) is apply.secret-file, exit 1, nothing said of signing in', async () => {
+    const fresh = await tempStack({ name: 'uitokendir' });
+    try {
+      await (await openRecord(`pglite://${join(fresh.dir, '.fleet', 'record')}`)).close();
+      await mkdir(join(fresh.dir, '.fleet', 'ui.token'));
+      const res = await runCli(['ui', '--stack', fresh.dir, '--port', '0'], { env: { FLEET_ADMIN_TOKEN: '', FLEET_READ_TOKEN: '' } });
+      expect(res.code).toBe(1);
+      expect(res.stderr).toContain('error[apply.secret-file]');
+      expect(res.stdout).not.toContain('Sign in');
     } finally {
       await fresh.remove();
     }

@@ -97,7 +97,7 @@ export const applyCodes = defineCodes({
   },
   'apply.plan-file': {
     summary: 'Plan file unreadable',
-    doc: 'The saved plan file could not be read or is not a plan document (JSON with formatVersion "2"): the output of `fleet plan --format json` (the plan and its diagnostics, unsealed) is named as such. Write it with `fleet plan --out FILE`.',
+    doc: 'The saved plan file could not be read or is not a plan document (JSON with formatVersion "2"): the output of `fleet plan --format json` (the plan and its diagnostics, unsealed) is named as such; a file (or pipe) over 256 MiB, more than any plan (100,000 new members are about 103 MiB), is refused without being read whole. Write it with `fleet plan --out FILE`.',
     severity: 'error',
   },
   'apply.plan-stack': {
