@@ -5,33 +5,23 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startAuthority, type RunningService } from '../../../engine/authority/index.ts';
+import { startAuthority } from '../../../engine/authority/index.ts';
 import { AwsCredentialBroker } from '../../../engine/authority/credentials/aws.ts';
 import { FakeSts } from '../../../engine/authority/credentials/fake-sts.ts';
 import { openRecord } from '../../../engine/record/index.ts';
 import type { FleetRecord } from '../../../engine/record/types.ts';
-import { DmzHttpClient } from '../../client.ts';
-import { startDmzClient, type RunningDmzClient } from '../../dmz-client/index.ts';
 import { defaultPack } from '../../testing.ts';
+import { startWorldDmz, type CloudWorld } from '../world.ts';
 import { AwsDriver } from './aws.ts';
 import { FakeEc2 } from './fake-ec2.ts';
 import { CONTRACT_TYPES } from './testing.ts';
 
 export const AWS_SECRET = 'aws-world-secret';
 
-export interface AwsWorld {
-  stack: string;
-  dataCenter: string;
+export interface AwsWorld extends CloudWorld<AwsDriver> {
   ec2: FakeEc2;
   sts: FakeSts;
   broker: AwsCredentialBroker;
-  record: FleetRecord;
-  authority: RunningService;
-  driver: AwsDriver;
-  dmz: RunningDmzClient;
-  client: DmzHttpClient;
-  dir: string;
-  close(): Promise<void>;
 }
 
 export async function startAwsWorld(opts: { record?: FleetRecord } = {}): Promise<AwsWorld> {
@@ -59,9 +49,7 @@ export async function startAwsWorld(opts: { record?: FleetRecord } = {}): Promis
     readCredentials: { accessKeyId: 'AKIDREADONLY', secretAccessKey: 'read-secret' },
     requestTimeoutMs: 2000,
   });
-  const clientToken = `client-${randomUUID()}`;
-  const dmz = await startDmzClient({ dataCenter, driver, authorityUrl: authority.url, authorityToken, clientToken, stateDir: dir, pack, readyTimeoutMs: 10_000 });
-  const client = new DmzHttpClient({ dataCenter, baseUrl: dmz.url, token: () => clientToken, retries: 3, baseDelayMs: 5 });
+  const { dmz, client } = await startWorldDmz({ dataCenter, driver, authority, authorityToken, dir, pack });
   return {
     stack,
     dataCenter,

@@ -7,16 +7,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nock from 'nock';
-import { startAuthority, type RunningService } from '../../../engine/authority/index.ts';
+import { startAuthority } from '../../../engine/authority/index.ts';
 import { AzureCredentialBroker } from '../../../engine/authority/credentials/azure.ts';
 import { fitInstanceType, instanceTypesOf } from '../../../engine/policy/instance-types.ts';
 import { openRecord } from '../../../engine/record/index.ts';
-import type { FleetRecord } from '../../../engine/record/types.ts';
 import { renderAgentUserData, USER_DATA_MAX_BYTES } from '../../boot-agent/index.ts';
 import { writeFakeVmTools } from '../../boot-agent/testing.ts';
-import { DmzHttpClient } from '../../client.ts';
-import { startDmzClient, type RunningDmzClient } from '../../dmz-client/index.ts';
 import { defaultPack } from '../../testing.ts';
+import { startWorldDmz, type CloudWorld } from '../world.ts';
 import { ArmFake } from './arm-fake.ts';
 import { AzureDriver } from './azure.ts';
 import { azureBootstrap } from './bootstrap.ts';
@@ -29,17 +27,8 @@ const SUB = '00000000-0000-0000-0000-00000000f003';
 const RG = 'dmzfleet-world';
 const ENTRA = 'https://login.microsoftonline.com';
 
-export interface AzureWorld {
-  stack: string;
-  dataCenter: string;
+export interface AzureWorld extends CloudWorld<AzureDriver> {
   arm: ArmFake;
-  record: FleetRecord;
-  authority: RunningService;
-  driver: AzureDriver;
-  dmz: RunningDmzClient;
-  client: DmzHttpClient;
-  dir: string;
-  close(): Promise<void>;
 }
 
 /** `bootUrl`: where the VMs reach the boot endpoint (default: the DMZ client's own). */
@@ -81,9 +70,7 @@ export async function startAzureWorld(opts: { bootUrl?: string } = {}): Promise<
     stateDir: dir,
     ...(opts.bootUrl ? { bootUrl: opts.bootUrl } : {}),
   });
-  const clientToken = `client-${randomUUID()}`;
-  const dmz = await startDmzClient({ dataCenter, driver, authorityUrl: authority.url, authorityToken, clientToken, stateDir: dir, pack, readyTimeoutMs: 10_000 });
-  const client = new DmzHttpClient({ dataCenter, baseUrl: dmz.url, token: () => clientToken, retries: 3, baseDelayMs: 5 });
+  const { dmz, client } = await startWorldDmz({ dataCenter, driver, authority, authorityToken, dir, pack });
   return {
     stack,
     dataCenter,
