@@ -245,6 +245,15 @@ describe.each(testBackends())('a compromised DMZ client against the authority ($
       expect([await stateOf(w, m1), await stateOf(w, m2)]).toEqual(['PoweredOn', 'PoweredOn']);
     });
 
+    it('a create sent again under its request id (its answer lost) is approved again, not refused as request-reused', async () => {
+      const id = randomUUID();
+      const c = create(id, vm(w, 'resend', 'team-a', 0));
+      const first = await post<AuthorizeResponse>(w, '/v1/authorize', c);
+      expect(first.status).toBe(200);
+      const again = await post<AuthorizeResponse & { error?: { code: string; message: string } }>(w, '/v1/authorize', c);
+      expect([again.status, again.body.error?.message, again.body.decision]).toEqual([200, undefined, first.body.decision]);
+    });
+
     it('one approval reported twice moves the VM once; reported again after the VM came back to `from`, it is refused (report-repeated)', async () => {
       const id = await vmAt(w, 'PoweredOff');
       const { a } = await step(w, id, 'PoweredOff', 'PoweredOn');

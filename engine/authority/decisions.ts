@@ -192,7 +192,6 @@ export function addressTaken(vm: { fleet: string; index: number }, conflict: str
   return refuse('address-taken', `address ${formatVmAddress(vm.fleet, vm.index)} already has a live VM: ${conflict}`);
 }
 
-/** What the authority approved and waits for the report of (see judgeReport). */
 /**
  * Where an approval waits for its report (Core.pending): by the caller's data
  * center and the request id, so a request id sent with another data center's
@@ -226,6 +225,7 @@ export function judgeRequestId(approved: Pending | undefined, req: AuthorizeRequ
   );
 }
 
+/** What the authority approved and waits for the report of (see judgeReport). */
 export interface Pending {
   dataCenter: string;
   vmId: string;
