@@ -94,12 +94,12 @@ function nonNegative(value: string | undefined, flag: string): number | undefine
  */
 export const PLAN_FILE_MAX_BYTES = 256 * 1024 * 1024;
 
-/** Reads `path` whole, or answers 'too-large' past `maxBytes`: a regular file by its size, before reading; a pipe or device once it has given more. */
+/** Reads `path` whole, or answers 'too-large' past `maxBytes`: a regular file by its size, before reading (then in one read); a pipe or device in chunks, once it has given more. */
 async function readBounded(path: string, maxBytes: number): Promise<Buffer | 'too-large'> {
   const fh = await open(path, 'r');
   try {
     const st = await fh.stat();
-    if (st.isFile() && st.size > maxBytes) return 'too-large';
+    if (st.isFile()) return st.size > maxBytes ? 'too-large' : await fh.readFile();
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
@@ -125,7 +125,7 @@ export async function readPlanFile(io: CliIO, file: string, maxBytes = PLAN_FILE
       throw new FleetError(
         diag(
           'apply.plan-file',
-          `${file} is over ${sizeOf(maxBytes)}, the most of a plan file \`fleet apply\` reads (a plan of 100,000 new members is about 103 MiB): it is not a plan written by \`fleet plan --out FILE\`.`,
+          `${clipPath(file)} is over ${sizeOf(maxBytes)}, the most of a plan file \`fleet apply\` reads (a plan of 100,000 new members is about 103 MiB): it is not a plan written by \`fleet plan --out FILE\`.`,
           { file },
         ),
       );
