@@ -38,7 +38,7 @@ import type * as pulumi from '@pulumi/pulumi';
 import { FleetError, diag, unseenProblem, visible } from '../engine/diags/index.ts';
 import { formatVmAddress, sameSize, type ReplaceOrder, type Step } from '../engine/model/index.ts';
 import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } from '../engine/plan/member.ts';
-import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
+import { buildLifecycle, commitsToDeletion, type LifecycleDef } from '../engine/policy/lifecycle.ts';
 import type { Lifecycle } from '../engine/policy/types.ts';
 import type { ClientTls } from '../engine/transport/index.ts';
 import { DmzHttpClient, type AdminCheckAnswer } from './client.ts';
@@ -82,6 +82,21 @@ export interface VmOutputs extends VmInputs {
  */
 export function deniedVm(lifecycle: Pick<LifecycleDef, 'failure'>, vm: Pick<VmOutputs, 'bootDenied' | 'cloudId' | 'state'>): boolean {
   return vm.bootDenied === true && vm.cloudId != null && (lifecycle.failure ?? []).includes(vm.state);
+}
+
+/**
+ * Under Pulumi: a VM an earlier call committed to deletion and did not finish
+ * deleting (BeingDeleted in the default pack: no requestable state is
+ * reachable from it), e.g. a create whose boot the authority denied and whose
+ * clean-up's deleteVm the data center refused, answered as a partial
+ * resource. Walking on to the desired state has no path, so the Vm's diff
+ * answers a replace (old VM first: its delete finishes the way down), as
+ * `fleet plan` recreates such a member (engine/plan/member-changes.ts
+ * committedToDeletion). Not a failure state (those have their recovery
+ * edges) nor a terminal one.
+ */
+export function deletingVm(lc: Lifecycle, state: string): boolean {
+  return !lc.isTerminal(state) && !lc.failure.includes(state) && commitsToDeletion(lc, state);
 }
 
 /** The DMZ client calls a provider makes (DmzHttpClient has them all). */
@@ -276,14 +291,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   async diff(_id: string, olds: VmOutputs, news: VmInputs): Promise<pulumi.dynamic.DiffResult> {
     const { action, diff } = classifyMember(olds, { ...news, state: news.desiredState });
     const denied = deniedVm(this.lifecycle, olds);
+    const deleting = typeof olds.state === 'string' && deletingVm(this.lc(), olds.state);
     // Replaces name inputs: a hardware change is one of the hash (the Vm has no hardware input; VmArgs.hardware goes into specHash).
     const replaces = [
       ...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]),
       ...REPLACE_FIELDS.filter((k) => k in diff).map((k) => (k === 'hardware' ? 'specHash' : k)),
       ...(denied ? ['bootDenied'] : []),
+      ...(deleting ? ['state'] : []),
     ];
     const changed = replaces.length > 0 || action !== 'noop' || olds.owner !== news.owner;
-    return { changes: changed, replaces, deleteBeforeReplace: denied || (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
+    return { changes: changed, replaces, deleteBeforeReplace: denied || deleting || (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
   }
 
   /** A plan step as the request that carries it out. */
@@ -454,9 +471,11 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     }
     const actual = await this.connect().getVm(id);
     if (!actual || actual.status === 'terminated') return {};
-    // A VM whose boot the authority denied keeps its failure state: its cloud shows it as any VM (powered off), the
-    // record holds it there until its delete, and its next diff replaces it (deniedVm) rather than boot it again.
-    const state = deniedVm(this.lifecycle, props) ? props.state : actual.observedState;
+    // A VM whose boot the authority denied keeps its failure state, and one committed to deletion keeps that state
+    // (deletingVm): its cloud shows it as any VM (powered off), the record holds it there until its delete (fleet
+    // refresh records no way back), and its next diff replaces it rather than boot it again or walk from a state the
+    // record does not hold.
+    const state = deniedVm(this.lifecycle, props) || deletingVm(this.lc(), props.state) ? props.state : actual.observedState;
     return { id, props: { ...props, state, cloudId: actual.cloudId, size: actual.size } };
   }
 
@@ -469,6 +488,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         diag(
           'apply.step-vetoed',
           `The authority denied the boot of ${formatVmAddress(olds.fleet, olds.index)} (VM ${olds.cloudId}, which ${this.dataCenter} still holds, powered off, in ${olds.state}), so it is not booted again: it is deleted and created again, which its diff asks of Pulumi as a replace (\`bootDenied\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
+          { address: formatVmAddress(olds.fleet, olds.index) },
+        ),
+      );
+    }
+    // Pulumi: diff replaces a VM committed to deletion; nothing leads from its state to the desired one. Nothing is sent.
+    if (!planned && deletingVm(this.lc(), olds.state)) {
+      throw new FleetError(
+        diag(
+          'apply.step-vetoed',
+          `${formatVmAddress(olds.fleet, olds.index)} (VM ${olds.vmId} in ${this.dataCenter}) is ${olds.state}: an earlier call began deleting it and did not finish (its data center refused or failed the delete), and nothing leads from ${olds.state} to ${news.desiredState}. It is deleted and created again, which its diff asks of Pulumi as a replace (\`state\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
           { address: formatVmAddress(olds.fleet, olds.index) },
         ),
       );
