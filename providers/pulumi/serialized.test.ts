@@ -230,15 +230,15 @@ describe('FleetProvider (the Fleet resource), serialized and run in a fresh proc
   // unencrypted VMs), a name outside the fleet grammar made addresses no later call could parse, and a count in the
   // millions had the planner build a change per member in the host's memory.
   it.each([
-    ['a misspelt key', { encryptDisk: true }, 'spec.encryptDisk', 'encryptDisk is not a key of a fleet spec'],
+    ['a misspelt key', { encryptDisk: true }, 'spec.encryptDisk', '"encryptDisk" is not a key of a fleet spec'],
     ['a name outside the fleet grammar', { name: 'Web/1' }, 'spec.name', 'lower-case letters, digits and dashes'],
     ['a count over the fleet file\'s limit', { count: 5_000_000 }, 'spec.count', 'count must be an integer from 0 to 100000'],
     ['a size over the limits', { size: { cpu: 1000, memoryGiB: 0.1, diskGiB: 10 } }, 'spec.size', 'cpu from 1 to 256'],
-    ['a misspelt size key', { size: { cpu: 1, memoryGib: 2, diskGiB: 10 } }, 'spec.size', 'memoryGib is not a key of size'],
+    ['a misspelt size key', { size: { cpu: 1, memoryGib: 2, diskGiB: 10 } }, 'spec.size', '"memoryGib" is not a key of size'],
     ['hardware that is not a list of names', { hardware: 'general' }, 'spec.hardware', 'hardware must be a list of trait names'],
     ['labels that are not strings', { labels: { env: 1 } }, 'spec.labels', 'labels must map names to strings'],
     ['encryptedDisk that is not a boolean', { encryptedDisk: 'yes' }, 'spec.encryptedDisk', 'encryptedDisk must be true or false'],
-    ['a misspelt placement key', { placement: { stratgy: 'spread' } }, 'spec.placement', 'stratgy is not a key of placement'],
+    ['a misspelt placement key', { placement: { stratgy: 'spread' } }, 'spec.placement', '"stratgy" is not a key of placement'],
   ])('check refuses %s with a failure on its property', async (_name, over, property, reason) => {
     const { host: h } = await host('fleet');
     const r = await h.ok<{ failures: { property: string; reason: string }[] }>('check', {}, fleetInputs({ ...spec, ...over } as typeof spec));
