@@ -30,7 +30,7 @@ import type { LoadedPack } from '../../engine/policy/types.ts';
 import type { PlanVmRow } from '../../engine/record/types.ts';
 import { specHash, type LoadedFleet, type LoadedStack, type Location } from '../../engine/spec/index.ts';
 import { PULUMI_UNKNOWN, SPEC_LIMITS, fleetNameProblem, ownerChange, tokenProblem, type DataCenterProvider, type VmInputs, type VmOutputs } from '../provider.ts';
-import { programManager, providerOptions, type FleetStack } from './stack.ts';
+import { programManager, providerOptions, refuseUrlCredentials, type FleetStack } from './stack.ts';
 import { providerFor } from './vm.ts';
 
 /** A fleet spec (DESIGN.md, "Fleet") as the resource's inputs: the same keys and defaults as a fleet file's `metadata` and `spec`. */
@@ -601,6 +601,8 @@ export class Fleet extends pulumi.dynamic.Resource {
   declare readonly members: pulumi.Output<FleetMember[]>;
 
   constructor(name: string, args: FleetArgs, opts?: pulumi.CustomResourceOptions) {
+    // Its provider goes into the Pulumi state in clear text: a DMZ client URL with credentials is refused.
+    refuseUrlCredentials(args.stack);
     const tokens = args.tokens ? pulumi.secret(pulumi.all(args.tokens)) : undefined;
     const hashOf = (s: Pick<FleetSpecArg, 'image' | 'size' | 'hardware' | 'encryptedDisk'>) =>
       specHash({ image: s.image, size: s.size, hardware: s.hardware ?? [], encryptedDisk: s.encryptedDisk ?? false });

@@ -15,7 +15,7 @@ import { memberName } from '../../engine/plan/index.ts';
 import { specHash } from '../../engine/spec/index.ts';
 import { DmzHttpClient } from '../client.ts';
 import { DataCenterProvider, PULUMI_UNKNOWN, tokenProblem, type DataCenterProviderOptions, type DmzConnection, type VmInputs, type VmOutputs } from '../provider.ts';
-import { programManager, providerOptions, type FleetStack } from './stack.ts';
+import { programManager, providerOptions, refuseUrlCredentials, type FleetStack } from './stack.ts';
 
 /** A provider call's inputs: the VM, and the token when the program gave one. */
 export type VmResourceInputs = VmInputs & { token?: string };
@@ -159,6 +159,8 @@ export class Vm extends pulumi.dynamic.Resource {
   declare readonly version: pulumi.Output<number>;
 
   constructor(name: string, args: VmArgs, opts?: pulumi.CustomResourceOptions) {
+    // Its provider goes into the Pulumi state in clear text: a DMZ client URL with credentials is refused.
+    refuseUrlCredentials(args.stack, args.dataCenter);
     const images = Object.keys(args.stack.images).filter((i) => Object.hasOwn(args.stack.images[i], args.dataCenter));
     const provider = new VmProvider(providerOptions(args.stack, args.dataCenter), images);
     const encryptedDisk = args.encryptedDisk ?? false;
