@@ -360,15 +360,25 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const { action, diff } = classifyMember(olds, { ...news, state: news.desiredState });
     const denied = deniedVm(this.lifecycle, olds);
     const deleting = typeof olds.state === 'string' && deletingVm(this.lc(), olds.state);
+    // Pulumi's host diffs with the provider the program now gives (another data center's, when VmArgs.dataCenter
+    // changed) against the outputs: a VM does not move, it is deleted where it is (through the provider in the state)
+    // and created in this data center.
+    const moved = this.movedFrom(olds);
     // Replaces name inputs: a hardware change is one of the hash (the Vm has no hardware input; VmArgs.hardware goes into specHash).
     const replaces = [
       ...IDENTITY_KEYS.filter((k) => olds[k] !== news[k]),
       ...REPLACE_FIELDS.filter((k) => k in diff).map((k) => (k === 'hardware' ? 'specHash' : k)),
       ...(denied ? ['bootDenied'] : []),
       ...(deleting ? ['state'] : []),
+      ...(moved ? ['dataCenter'] : []),
     ];
     const changed = replaces.length > 0 || action !== 'noop' || olds.owner !== news.owner;
-    return { changes: changed, replaces, deleteBeforeReplace: denied || deleting || (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
+    return { changes: changed, replaces, deleteBeforeReplace: denied || deleting || moved || (news.replaceOrder ?? 'delete-before-create') === 'delete-before-create' };
+  }
+
+  /** Under Pulumi: whether outputs of a VM in another data center reached this one's provider (the program moved the VM). */
+  private movedFrom(olds: Pick<VmOutputs, 'dataCenter'>): boolean {
+    return typeof olds.dataCenter === 'string' && olds.dataCenter !== this.dataCenter;
   }
 
   /** A plan step as the request that carries it out. */
@@ -556,6 +566,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         diag(
           'apply.step-vetoed',
           `The authority denied the boot of ${formatVmAddress(olds.fleet, olds.index)} (VM ${olds.cloudId}, which ${this.dataCenter} still holds, powered off, in ${olds.state}), so it is not booted again: it is deleted and created again, which its diff asks of Pulumi as a replace (\`bootDenied\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
+          { address: formatVmAddress(olds.fleet, olds.index) },
+        ),
+      );
+    }
+    // Pulumi: diff replaces a VM the program moved to this data center; this data center does not hold it. Nothing is sent.
+    if (!planned && this.movedFrom(olds)) {
+      throw new FleetError(
+        diag(
+          'apply.step-vetoed',
+          `${formatVmAddress(olds.fleet, olds.index)} is in data center ${olds.dataCenter} (VM ${olds.vmId}), and the program now puts it in ${this.dataCenter}: a VM does not move between data centers, it is deleted in ${olds.dataCenter} and created in ${this.dataCenter}, which its diff asks of Pulumi as a replace (\`dataCenter\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
           { address: formatVmAddress(olds.fleet, olds.index) },
         ),
       );
