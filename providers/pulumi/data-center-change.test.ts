@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetError } from '../../engine/diags/index.ts';
 import { specHash } from '../../engine/spec/index.ts';
 import type { VmOutputs } from '../provider.ts';
+import { FleetProvider, type FleetOutputs } from './fleet.ts';
 import { providerOptions } from './stack.ts';
 import { startEmbeddedStack, type EmbeddedStack } from './testing.ts';
 import { VmProvider, type VmResourceInputs, type VmResourceOutputs } from './vm.ts';
@@ -68,5 +69,42 @@ describe('a Vm moved to another data center by its program', () => {
     expect((await es.record.getVm(created.id))?.state).toBe('Deleted');
     expect(await richmond.diff(moved.id, moved.outs as VmResourceOutputs, vm('Running', es.tokens.richmond))).toMatchObject({ changes: false, replaces: [] });
     await richmond.delete(moved.id, moved.outs as VmResourceOutputs);
+  }, 120_000);
+});
+
+// A stack.yaml that no longer lists a data center where a Fleet still has members (the program loads the new one).
+// Its provider cannot reach them (no URL): the delete threw at the first such member, before the members after it
+// were tried, while the deletes it had started went on after the error (a destroy that failed whole, with some
+// members deleted behind it); read did the same; neither said which member. Now each member is tried, the reachable
+// ones finish before the answer, and each unreachable one is an error at its address.
+describe('a Fleet whose stack no longer has a data center holding members', () => {
+  it('delete and read reach every member they can and name each they cannot', async () => {
+    const p = new FleetProvider(es.fleetStack);
+    const ins = { spec: { name: 'dropped', owner: 'team-payments', count: 4, image: 'ubuntu-22.04', size, encryptedDisk: true, placement: { strategy: 'spread' as const } }, specHash: hash, tokens: { ...es.tokens } };
+    const created = await p.create(ins);
+    const outs = created.outs as FleetOutputs;
+    const at = (dc: string) => outs.members.filter((m) => m.dataCenter === dc);
+    expect(at('miami').length).toBeGreaterThan(0);
+    expect(at('richmond').length).toBeGreaterThan(0);
+    const without = new FleetProvider({ ...es.fleetStack, dataCenters: es.fleetStack.dataCenters.filter((d) => d.name !== 'richmond') });
+
+    const read = await without.read(created.id, outs).then(
+      () => undefined,
+      (err: unknown) => err as FleetError,
+    );
+    expect(read).toBeInstanceOf(FleetError);
+    expect(read!.diagnostics.map((d) => d.address).sort()).toEqual(at('richmond').map((m) => m.address).sort());
+
+    const e = await without.delete(created.id, outs).then(
+      () => undefined,
+      (err: unknown) => err as FleetError,
+    );
+    expect(e).toBeInstanceOf(FleetError);
+    expect(e!.diagnostics.map((d) => d.address).sort()).toEqual(at('richmond').map((m) => m.address).sort());
+    expect(e!.message).toMatch(/Data center richmond is not one of stack/);
+    // Every member it could reach is deleted by the time it answers; the others are untouched.
+    for (const m of at('miami')) expect((await es.record.getVm(m.vmId))?.state).toBe('Deleted');
+    for (const m of at('richmond')) expect((await es.record.getVm(m.vmId))?.state).toBe('Running');
+    await p.delete(created.id, { ...outs, members: at('richmond') });
   }, 120_000);
 });

@@ -124,13 +124,19 @@ function loadedFleet(s: FleetSpecInputs, hash: string): LoadedFleet {
   };
 }
 
-/** Runs `f` over every item at once; the results in order, each fulfilled or rejected. */
+/**
+ * Runs `f` over every item at once; the results in order, each fulfilled or
+ * rejected. A throw before `f`'s promise (a member's data center the stack no
+ * longer has) is that item's rejection: it neither stops the items after it
+ * nor leaves those before it running after the answer.
+ */
 function settleAll<T, R>(items: readonly T[], f: (t: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
-  return Promise.allSettled(items.map((t) => f(t)));
+  return Promise.allSettled(items.map(async (t) => f(t)));
 }
 
+/** What a member's call threw, each diagnostic at the member's address unless it names one. */
 function diagnosticsOf(err: unknown, address: string): Diagnostic[] {
-  if (err instanceof FleetError) return err.diagnostics;
+  if (err instanceof FleetError) return err.diagnostics.map((d) => (d.address === undefined && d.file === undefined ? { ...d, address } : d));
   return [diag('apply.step-failed', `${address}: ${err instanceof Error ? err.message : String(err)}`, { address })];
 }
 
