@@ -198,6 +198,37 @@ describe.each(KINDS)('$kind, serialized and run in a fresh process', ({ dc, seri
     }
   }, 120_000);
 
+  // The denied path as Pulumi's host runs it (docs/pulumi.md, "A denied boot"): the boot the authority denies, with a
+  // data center that cannot delete the VM, fails the update with the VM as a partial resource marked bootDenied (the
+  // host hands Pulumi e.properties), the next diff answers a replace, an update all the same is refused, and the
+  // replace (delete, then create) never boots the denied VM again.
+  it('a boot the authority denies: the partial resource is marked, the next diff replaces it, the replace never boots it again', async () => {
+    const { host: h } = await host(serialized, env());
+    const sim = es.embedded.drivers.get(dc)!;
+    const ins = inputs({ fleet: `denied-${dc}`, index: 0, desiredState: 'PoweredOff' });
+    const created = await h.ok<{ id: string; outs: VmResourceOutputs }>('create', ins);
+    const running = { ...ins, desiredState: 'Running' };
+    sim.setFaults({ forgeBootTokens: true, failCalls: ['deleteVm'] });
+    let e: HostError;
+    try {
+      e = await h.rejected('update', created.id, created.outs, running);
+    } finally {
+      sim.setFaults({});
+    }
+    expect(e.message).toMatch(/boot denied/);
+    expect(e.properties).toMatchObject({ vmId: created.id, state: 'BootFailed', bootDenied: true });
+    const olds = e.properties as VmResourceOutputs;
+    expect(await h.ok('diff', created.id, olds, running)).toEqual({ changes: true, replaces: ['bootDenied'], deleteBeforeReplace: true });
+    expectActionable(await h.rejected('update', created.id, olds, running), 'apply.step-vetoed', /pulumi up --replace/);
+    await h.ok('delete', created.id, olds);
+    const again = await h.ok<{ id: string; outs: VmResourceOutputs }>('create', running);
+    expect(again.outs).toMatchObject({ state: 'Running' });
+    const history = (await es.record.history(es.stack.name, `denied-${dc}/0`)).filter((x) => x.vmId === created.id).map((x) => `${x.from} -> ${x.to} ${x.outcome}`);
+    expect(history).toContain('BeingDeleted -> Deleted ok');
+    expect(history).not.toContain('BootFailed -> PoweredOff ok');
+    await h.ok('delete', again.id, again.outs);
+  }, 120_000);
+
   it('a missing token is named in the message', async () => {
     // VmProvider without a token in the call falls back to the environment, like DataCenterProvider.
     const { host: h } = await host(serialized, {});
