@@ -35,7 +35,7 @@ describe('hostScript', () => {
     const config = dmzClientConfig('virginia', { bootUrl: 'https://10.0.1.10:8443/v1/boot', aws: { region: 'us-east-1', subnetId: 'subnet-0abc', securityGroupIds: ['sg-0abc'] } });
     const script = hostScript({ ...base, config });
     expect(script).toContain(`cat > ${CONFIG_FILE} <<'DMZFLEET_CONFIG_END'\n${config.trimEnd()}\nDMZFLEET_CONFIG_END\n`);
-    expect(script).toContain(`"--config" "${CONFIG_FILE}"`);
+    expect(script).toContain(`'--config' '${CONFIG_FILE}'`);
     expect(script).toContain(`chmod 0600 /etc/dmzfleet/env /etc/dmzfleet/tls/*.pem ${CONFIG_FILE}`);
   });
 
@@ -63,7 +63,13 @@ function systemdWords(line: string): string[] {
       continue;
     }
     let w = '';
-    if (line[i] === '"') {
+    if (line[i] === "'") {
+      const close = line.indexOf("'", i + 1);
+      if (close < 0) throw new Error('unterminated quote');
+      if (/[\\%$]/.test(line.slice(i + 1, close))) throw new Error(`a backslash, % or $ in a single-quoted word at ${i}`);
+      w = line.slice(i + 1, close);
+      i = close + 1;
+    } else if (line[i] === '"') {
       i++;
       while (line[i] !== '"') {
         if (i >= line.length) throw new Error('unterminated quote');
@@ -85,12 +91,19 @@ function systemdWords(line: string): string[] {
 }
 
 // What the script writes as the systemd unit, run through bash, then read as systemd reads it. The unit's heredoc
-// marker was unquoted: bash expanded $(...), `...` and $VAR in it at boot, as root, and systemd then expanded % and $
+// (<<UNIT, unquoted) let bash expand $(...), `...` and $VAR in it at boot, as root, and systemd then expanded % and $
 // in ExecStart= and Description=. A stack's data center name may hold $, %, quotes and backslashes (stack.schema.json
 // refuses only /, \ and control characters there; the component took any string), and an authority URL's path or the
 // stack folder may too.
 describe('hostScript: the unit as bash writes it and systemd reads it', () => {
   const base = { dataCenter: 'virginia', driver: 'aws' as const, authorityUrl: 'https://authority:7400', port: 8443, stackDir: '/opt/s', fetchSecrets: 'fetch', install: [], config: 'a: 1\n' };
+
+  // An existing host's user data must not change for plain values: a changed script replaces the host.
+  it('writes plain values as it always did (the unit byte for byte)', () => {
+    const script = hostScript(base);
+    expect(script).toContain("cat > /etc/systemd/system/dmzfleet-dmz-client.service <<UNIT\n[Unit]\nDescription=dmzfleet DMZ client of data center virginia\n");
+    expect(script).toContain("ExecStart=/usr/bin/env 'fleet' 'serve' 'dmz-client' '--data-center' 'virginia' '--driver' 'aws' '--config' '/etc/dmzfleet/dmz-client.yaml' '--authority' 'https://authority:7400' '--host' '0.0.0.0' '--port' '8443' '--stack' '/opt/s'\n");
+  });
 
   it.each([
     ['plain values', {}],

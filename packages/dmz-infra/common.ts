@@ -201,13 +201,19 @@ export function serveCommand(o: ServeOptions): string[] {
 }
 
 /**
- * One word of a systemd command line (ExecStart=): double-quoted, with the C
- * escapes systemd reads there for a backslash and a quote, `%%` for a % (else
- * a specifier) and `$$` for a $ (else a variable): systemd.syntax(7),
- * systemd.service(5) "Command lines". A control character cannot be written
- * (a line break ends the directive): hostScript refuses one first.
+ * One word of a systemd command line (ExecStart=), as systemd.syntax(7) and
+ * systemd.service(5) "Command lines" read it. A plain word (letters, digits,
+ * `_./:@=,+-`) is single-quoted, as it always was, so the user data of an
+ * existing host stays byte for byte the same (a changed script replaces the
+ * host); any other is double-quoted with the C escapes systemd reads there
+ * for a backslash and a quote, `%%` for a % (else a specifier) and `$$` for a
+ * $ (else a variable). A control character cannot be written (a line break
+ * ends the directive): hostScript refuses one first.
  */
-const systemdWord = (s: string) => `"${s.replace(/[\\"]/g, '\\$&').replace(/%/g, '%%').replace(/\$/g, '$$$$')}"`;
+const systemdWord = (s: string) => (/^[A-Za-z0-9_./:@=,+-]*$/.test(s) ? `'${s}'` : `"${s.replace(/[\\"]/g, '\\$&').replace(/%/g, '%%').replace(/\$/g, '$$$$')}"`);
+
+/** A line of the unit inside its heredoc (<<UNIT, unquoted as it always was): bash's \, $ and ` escaped, so bash writes the line as it is. */
+const heredocLine = (s: string) => s.replace(/[\\$`]/g, '\\$&');
 
 /**
  * cloud-init user data of the DMZ client host: fetches the host's secrets
@@ -247,15 +253,15 @@ export function hostScript(o: HostScriptOptions): string {
     ...o.config.replace(/\n$/, '').split('\n'),
     marker,
     `chown -R dmzfleet:dmzfleet /etc/dmzfleet && chmod 0600 /etc/dmzfleet/env /etc/dmzfleet/tls/*.pem ${CONFIG_FILE}`,
-    // A quoted marker: bash expands nothing in the unit (a data center name may hold $ or a backtick).
-    "cat > /etc/systemd/system/dmzfleet-dmz-client.service <<'UNIT'",
+    // Its lines that carry a value go through heredocLine: bash expands nothing there (a data center name may hold $ or a backtick).
+    'cat > /etc/systemd/system/dmzfleet-dmz-client.service <<UNIT',
     '[Unit]',
-    `Description=dmzfleet DMZ client of data center ${o.dataCenter.replace(/%/g, '%%')}`,
+    heredocLine(`Description=dmzfleet DMZ client of data center ${o.dataCenter.replace(/%/g, '%%')}`),
     'After=network-online.target',
     '[Service]',
     'User=dmzfleet',
     'EnvironmentFile=/etc/dmzfleet/env',
-    `ExecStart=/usr/bin/env ${serveCommand(o).map(systemdWord).join(' ')}`,
+    heredocLine(`ExecStart=/usr/bin/env ${serveCommand(o).map(systemdWord).join(' ')}`),
     'Restart=always',
     'NoNewPrivileges=true',
     'ProtectSystem=strict',

@@ -107,7 +107,7 @@ describe('stacks/dmz-azure', () => {
   it.each(DCS)('$name: the host writes a DmzClient config the azure driver accepts and passes it with --config', (dc) => {
     const vm = of(dc).find((r) => r.type === 'azure-native:compute:VirtualMachine')!;
     const script = Buffer.from(vm.inputs.osProfile.customData, 'base64').toString();
-    expect(script).toContain(`"--driver" "azure" "--config" "${CONFIG_FILE}"`);
+    expect(script).toContain(`'--driver' 'azure' '--config' '${CONFIG_FILE}'`);
     const lines = script.split('\n');
     const start = lines.indexOf(`cat > ${CONFIG_FILE} <<'DMZFLEET_CONFIG_END'`);
     const text = `${lines.slice(start + 1, lines.indexOf('DMZFLEET_CONFIG_END', start + 1)).join('\n')}\n`;

@@ -116,7 +116,7 @@ describe('AWS DMZ', () => {
   it('gives the host a fixed address and writes the DMZ client config the aws driver loads', async () => {
     const vm = resources.find((r) => r.type === 'aws:ec2/instance:Instance')!;
     expect(vm.inputs.privateIp).toBe('10.20.1.10');
-    expect(vm.inputs.userData).toContain(`"--config" "${CONFIG_FILE}"`);
+    expect(vm.inputs.userData).toContain(`'--config' '${CONFIG_FILE}'`);
     const text = /<<'DMZFLEET_CONFIG_END'\n([\s\S]*?)\nDMZFLEET_CONFIG_END\n/.exec(vm.inputs.userData)?.[1];
     expect(text).toBeDefined();
     const dir = mkdtempSync(join(tmpdir(), 'dmz-aws-'));
@@ -162,7 +162,7 @@ describe('AWS DMZ', () => {
 
   it('starts fleet serve dmz-client --driver aws and keeps secrets out of the user data', () => {
     const vm = resources.find((r) => r.type === 'aws:ec2/instance:Instance')!;
-    expect(vm.inputs.userData).toContain('"fleet" "serve" "dmz-client" "--data-center" "virginia" "--driver" "aws"');
+    expect(vm.inputs.userData).toContain("'fleet' 'serve' 'dmz-client' '--data-center' 'virginia' '--driver' 'aws'");
     for (const s of ['pem-cert-value', 'pem-key-value', 'client-token-value', 'authority-token-value']) expect(vm.inputs.userData).not.toContain(s);
   });
 

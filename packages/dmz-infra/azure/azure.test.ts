@@ -254,7 +254,7 @@ describe('Azure DMZ', () => {
 
   it('starts fleet serve dmz-client --driver azure --config and keeps secrets out of the user data', () => {
     const script = userData();
-    expect(script).toContain('"fleet" "serve" "dmz-client" "--data-center" "dallas" "--driver" "azure" "--config" "/etc/dmzfleet/dmz-client.yaml"');
+    expect(script).toContain("'fleet' 'serve' 'dmz-client' '--data-center' 'dallas' '--driver' 'azure' '--config' '/etc/dmzfleet/dmz-client.yaml'");
     expect(script).toContain(`cat > ${CONFIG_FILE} <<'DMZFLEET_CONFIG_END'`);
     for (const s of ['pem-cert-value', 'pem-key-value', 'client-token-value', 'authority-token-value']) expect(script).not.toContain(s);
   });
