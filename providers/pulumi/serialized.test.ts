@@ -217,7 +217,7 @@ describe.each(KINDS)('$kind, serialized and run in a fresh process', ({ dc, seri
     }
     expect(e.message).toMatch(/boot denied/);
     expect(e.properties).toMatchObject({ vmId: created.id, state: 'BootFailed', bootDenied: true });
-    const olds = e.properties as VmResourceOutputs;
+    const olds = e.properties as unknown as VmResourceOutputs;
     expect(await h.ok('diff', created.id, olds, running)).toEqual({ changes: true, replaces: ['bootDenied'], deleteBeforeReplace: true });
     expectActionable(await h.rejected('update', created.id, olds, running), 'apply.step-vetoed', /pulumi up --replace/);
     await h.ok('delete', created.id, olds);
