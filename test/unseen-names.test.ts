@@ -3,13 +3,16 @@
 // zero-width space, a direction override, an escape), a space at either
 // end or letters not composed is refused where it is written, with a
 // diagnostic at its file:line:col (engine/diags/unseen.ts, unseenRefusal).
-// One row per place a person writes such a value.
+// Free text (a policy test case's name, which is its file's) is not refused
+// but shown with those characters as escapes. One row per place a person
+// writes such a value.
 //
 // Rows that failed before: the pack's lifecycle states and edges, its image
 // catalog (logical images, their data centers, real images), its
 // instance-type and powerOff catalogs, a module's rule name,
 // require-encrypted-disk's label matches, a data center's hardware traits in
-// the stack. The others were refused already and are kept so.
+// the stack, and the name of a policy test case in `fleet policy test`.
+// The others were refused already and are kept so.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,6 +21,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Diagnostic } from '../engine/diags/index.ts';
 import { loadPack } from '../engine/policy/load.ts';
 import { loadStack } from '../engine/spec/index.ts';
+import { runCli } from './helpers/cli.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEFAULT_PACK = join(ROOT, 'policies/default');
@@ -310,5 +314,22 @@ describe('a fleet value matched against names refused above names nothing, and s
     const r = await stackWith('specs/web.yaml', edits);
     expect(r.diagnostics.map((d) => `${d.code} ${d.line}:${d.col}`)).toEqual(positions(r.text, at).map((p) => `${code} ${p}`));
     expect(r.diagnostics[0].detail).toContain(at);
+  });
+});
+
+// Free text: shown, with what does not show written as escapes.
+describe('free text a person writes is shown with what does not show escaped', () => {
+  it("a policy test case's name (its file's) in `fleet policy test`", async () => {
+    const fleetDoc =
+      '  - { apiVersion: fleet/v1, kind: Fleet, metadata: { name: web, owner: a }, spec: { count: 1, image: ubuntu-22.04, size: { cpu: 1, memoryGiB: 1, diskGiB: 10 } } }\n';
+    const ok = `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { violations: [] }\n`;
+    const ko = `stack: { dataCenters: [{ name: miami }] }\nspecs:\n${fleetDoc}expect: { grants: [{ fleet: web, requested: 1, granted: 0 }] }\n`;
+    const dir = await scratch({ 'policy.yaml': PACK_TEXT, 'tests/ok\u001b[2J.yaml': ok, 'tests/ko\u202egnp.yaml': ko });
+    const r = await runCli(['policy', 'test', '.'], { cwd: dir });
+    expect(r.code).toBe(1);
+    expect(r.stdout).not.toContain('\u001b');
+    expect(r.stdout).not.toContain('\u202e');
+    expect(r.stdout).toContain('FAIL ko\\u202Egnp (tests/ko\\u202Egnp.yaml)\n');
+    expect(r.stdout).toContain('PASS ok\\u001B[2J\n');
   });
 });
