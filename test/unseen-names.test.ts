@@ -10,8 +10,9 @@
 // Rows that failed before: the pack's lifecycle states and edges, its image
 // catalog (logical images, their data centers, real images), its
 // instance-type and powerOff catalogs, a module's rule name,
-// require-encrypted-disk's label matches, a data center's hardware traits in
-// the stack, and the name of a policy test case in `fleet policy test`.
+// require-encrypted-disk's label matches, a policy test case's record owner,
+// a data center's hardware traits in the stack, and the name of a policy
+// test case in `fleet policy test`.
 // The others were refused already and are kept so.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Diagnostic } from '../engine/diags/index.ts';
+import { runPolicyTests } from '../engine/plan/policy-tests.ts';
 import { loadPack } from '../engine/policy/load.ts';
 import { loadStack } from '../engine/spec/index.ts';
 import { runCli } from './helpers/cli.ts';
@@ -107,6 +109,20 @@ async function stackWith(file: 'stack.yaml' | 'specs/web.yaml', edits: readonly 
   // Shown relative to the working folder (cwd).
   return { text: files[file], file, diagnostics: r.diagnostics };
 }
+
+/** A pack (the default) with one policy test case, `text` with `edits`: the case's diagnostics. */
+async function caseWith(text: string, edits: readonly (readonly [string, string])[]): Promise<Loaded> {
+  const edited = edit(text, edits);
+  const dir = await scratch({ 'policy.yaml': PACK_TEXT, 'tests/c.yaml': edited });
+  const run = await runPolicyTests(dir);
+  return { text: edited, file: join(dir, 'tests', 'c.yaml'), diagnostics: [...run.diagnostics, ...run.results.flatMap((r) => r.diagnostics)] };
+}
+const CASE = `stack: { dataCenters: [{ name: miami }] }
+specs: []
+record:
+  - { address: web/0, dataCenter: miami, state: Running, owner: team-a }
+expect: { violations: [] }
+`;
 
 /** A rule module whose rule is named `name` (plain JavaScript: no TypeScript loader needed). */
 const ruleModule = (name: string): string =>
@@ -235,6 +251,14 @@ const refused: Refused[] = [
     code: 'policy.rule-config',
     at: `"team-a${Z}"`,
     shown: `owner "team-a${Z}" in limits holds U+200B`,
+  },
+  // A policy test case (its specs and stack are checked as a fleet file and a stack file are).
+  {
+    place: "a policy test case's record owner",
+    load: () => caseWith(CASE, [['owner: team-a', `owner: "team-a${Z}"`]]),
+    code: 'policy.test-case',
+    at: `owner: "team-a${Z}"`,
+    shown: `record[0].owner "team-a${Z}" holds U+200B`,
   },
   // The stack.
   {
