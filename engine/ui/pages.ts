@@ -418,6 +418,11 @@ export function planFirstPage(id: string): { href: string; text: string } {
   return { href: `${planHref(id)}?page=1`, text: `Page 1 of apply ${id}` };
 }
 
+/** A page asked for with a method it does not take (405): it exists, to be read. */
+export function methodPage(stack: string, what: string): Html {
+  return layout(stack, 'Method not allowed', html`<h1>Method not allowed</h1><p data-testid="method">${what}</p><p><a href="/ui">Back to the fleets</a></p>`);
+}
+
 export function errorPage(stack: string, what: string): Html {
   return layout(stack, 'Unavailable', html`<h1>Unavailable</h1><p class="bad" data-testid="error">${what}</p><p>Reload the page to try again.</p>`);
 }
