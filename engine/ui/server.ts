@@ -19,7 +19,7 @@ import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { SignInLimiter, type SignInLimits } from './limit.ts';
-import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED, OVERVIEW_PAGE_SIZE, driftPage, errorPage, methodPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, overviewPages, planFirstPage, planPage, plansPage, vmPage } from './pages.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, LOCKS_LISTED, MAX_FAILURES_LISTED, OVERVIEW_LOCKS, OVERVIEW_PAGE_SIZE, driftPage, errorPage, methodPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, overviewPages, planFirstPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -307,18 +307,20 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       ui.get<{ Querystring: { page?: unknown } }>('/', async (req, reply) => {
         // Only the page's fleets' counts are read (none for a page no list has), with the stack's totals, summed by the record.
         const asked = pageAsked(req.query.page);
+        // The locks: the first OVERVIEW_LOCKS (and whether there are more), and the page's fleets' for their "(locked)".
         const [overview, locks, plans, drift] = await Promise.all([
           src.overview(((asked ?? 1) - 1) * OVERVIEW_PAGE_SIZE, asked ? OVERVIEW_PAGE_SIZE : 0),
-          src.listLocks(),
+          src.listLocks({ limit: OVERVIEW_LOCKS + 1 }),
           src.recentPlans(10),
           src.drift(10),
         ]);
         const pages = overviewPages(overview.fleets);
         const n = asked !== undefined && asked <= pages ? asked : undefined;
         if (n === undefined) return page(reply, notFoundPage(src.stack, `The overview has no page ${String(req.query.page)}: it has ${pages} (${OVERVIEW_PAGE_SIZE} fleets each).`), 404);
-        return page(reply, overviewPage(src.stack, overview, locks, plans, drift, n));
+        const locked = await src.listLocks({ fleets: [...new Set(overview.counts.map((c) => c.fleet))] });
+        return page(reply, overviewPage(src.stack, overview, locks, plans, drift, n, locked.map((l) => l.fleet)));
       });
-      ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks())));
+      ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks({ limit: LOCKS_LISTED + 1 }))));
       ui.get('/drift', async (_req, reply) => page(reply, driftPage(src.stack, await src.drift(100))));
       ui.get('/plans', async (_req, reply) => page(reply, plansPage(src.stack, await src.recentPlans(100))));
       ui.get('/lifecycle', async (_req, reply) => page(reply, lifecyclePage(src.stack, src.pack.name, lifecycleSvg(src.pack.lifecycle))));
@@ -327,7 +329,7 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         const { fleet } = req.params;
         // Only the page asked for is read (none for a page no list has), with the fleet's count.
         const asked = pageAsked(req.query.page);
-        const [{ total, members }, locks] = await Promise.all([src.fleetMembers(fleet, ((asked ?? 1) - 1) * FLEET_PAGE_SIZE, asked ? FLEET_PAGE_SIZE : 0), src.listLocks()]);
+        const [{ total, members }, locks] = await Promise.all([src.fleetMembers(fleet, ((asked ?? 1) - 1) * FLEET_PAGE_SIZE, asked ? FLEET_PAGE_SIZE : 0), src.listLocks({ fleets: [fleet] })]);
         const lock = locks.find((l) => l.fleet === fleet);
         if (total === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${fleet}.`), 404);
         const n = asked !== undefined && asked <= fleetPages(total) ? asked : undefined;
