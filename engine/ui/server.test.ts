@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
-import { registerUi } from './server.ts';
+import { registerUi, uiFrameworkErrors } from './server.ts';
 import type { UiSource } from './source.ts';
 import { overviewOf, type UiJournal, type UiVm } from './pages.ts';
 import { seededRandom } from '../model/seeded-random.ts';
@@ -230,6 +230,21 @@ describe('dashboard access', () => {
     const head = await app.inject({ method: 'HEAD', url: '/ui/locks', headers: { authorization: 'Bearer admin-token' } });
     expect(head.statusCode).toBe(200);
     expect(head.body).toBe('');
+  });
+});
+
+// Found by review: an address the router refuses before any route (a percent-escape that is no UTF-8, as a link
+// mangled by a mail client has) was Fastify's JSON body in `fleet ui` (the browser showed {"statusCode":400,...}).
+describe('an address the router refuses, on an app serving the dashboard alone (fleet ui)', () => {
+  it.each(['/ui/vms/%ED%A0%80/0', '/ui/fleets/%E0%A4%A', '/ui/plans/%C0%AF'])('%s: 400 on a page saying so', async (url) => {
+    app = Fastify({ frameworkErrors: uiFrameworkErrors(source.stack) });
+    registerUi(app, { source, authorize: (t) => (t === 'read-token' ? 'read' : undefined) });
+    const res = await app.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
+    expect(res.statusCode).toBe(400);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(res.body).toContain('The address is not one the dashboard can read');
+    expect(res.body).toContain('is not a valid url component');
   });
 });
 

@@ -168,6 +168,32 @@ function cookieOf(req: FastifyRequest): string | undefined {
   return undefined;
 }
 
+/**
+ * Fastify's `frameworkErrors` for an app that serves only the dashboard (`fleet ui`): the router's own refusals of a
+ * URL, before any route or hook (a percent-escape that is no UTF-8, `/ui/vms/%ED%A0%80/0`; a path segment over its
+ * length), answered with their 4xx on a page, as every other page, instead of Fastify's JSON. Nothing is read.
+ */
+export function uiFrameworkErrors(stack: string) {
+  return (err: Error & { statusCode?: number }, _req: FastifyRequest, reply: FastifyReply): void => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+    void securePage(reply, errorPage(stack, `The address is not one the dashboard can read: ${err.message}. Follow a link from the fleets instead.`), status);
+  };
+}
+
+/** A page with the dashboard's headers: no store, no script, no frame, no sniffing, no referrer. */
+function securePage(reply: FastifyReply, body: Html, status = 200) {
+  return reply
+    .code(status)
+    .header('content-type', 'text/html; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .header('content-security-policy', CSP)
+    .header('x-content-type-options', 'nosniff')
+    .header('referrer-policy', 'no-referrer')
+    // frame-ancestors' older form, for browsers that do not read it from the policy.
+    .header('x-frame-options', 'DENY')
+    .send(body.text);
+}
+
 export function registerUi(app: FastifyInstance, o: UiOptions): void {
   const key = o.sessionKey ?? randomBytes(32);
   const sessionMs = o.sessionMs ?? 8 * 3_600_000;
@@ -210,17 +236,7 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
   };
 
   // The pages have no script and load nothing: the policy says so to the browser too, so even markup that slipped past escaping could run nothing and fetch nothing.
-  const page = (reply: FastifyReply, body: Html, status = 200) =>
-    reply
-      .code(status)
-      .header('content-type', 'text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .header('content-security-policy', CSP)
-      .header('x-content-type-options', 'nosniff')
-      .header('referrer-policy', 'no-referrer')
-      // frame-ancestors' older form, for browsers that do not read it from the policy.
-      .header('x-frame-options', 'DENY')
-      .send(body.text);
+  const page = securePage;
 
   app.register(
     async (ui) => {

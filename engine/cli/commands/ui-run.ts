@@ -7,7 +7,7 @@ import Fastify from 'fastify';
 import { loadOrCreateSecret, uiTokens, type RunningService } from '../../authority/index.ts';
 import { describeRecordUrl, isServerRecord, openRecord, pgliteDir, type SqlRecord } from '../../record/index.ts';
 import { listen, receiptBound } from '../../../protocol/index.ts';
-import { recordSource, registerUi, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
+import { recordSource, registerUi, uiFrameworkErrors, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
 import type { CliIO } from '../io.ts';
 import { UI_TOKEN_ENV, behindTlsProxy, loadForServe, parsePort, serviceTls, sharedTokens, uiLoopbackHosts, type ServeTlsOptions } from './serve-run.ts';
 import { FleetError, clipPath, fail } from '../../diags/index.ts';
@@ -162,7 +162,8 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   // A request must arrive whole within the services' bound (a sign-in form trickled in held a connection for ever).
   const receipt = receiptBound();
   const loopbackHosts = uiLoopbackHosts(io.env, opts.host);
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, requestTimeout: receipt.requestTimeout, ...(tls ? { https: { ...tls, ...receipt.http } } : { http: receipt.http }) });
+  // A URL the router refuses (a percent-escape that is no UTF-8) is answered on a page too, not in Fastify's JSON.
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, requestTimeout: receipt.requestTimeout, frameworkErrors: uiFrameworkErrors(stack.name), ...(tls ? { https: { ...tls, ...receipt.http } } : { http: receipt.http }) });
   registerUi(app, {
     source: recordSource(record, stack.name, pack),
     authorize: (token) => authorize?.(token),

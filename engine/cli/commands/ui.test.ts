@@ -118,6 +118,11 @@ describe('fleet ui', () => {
     const cookie = await signIn(ui.url, token);
     const page = await (await fetch(ui.url, { headers: { cookie } })).text();
     expect(page).toContain('2 VMs in 1 fleets over 2 data centers');
+    // An address the router refuses (no UTF-8 behind its escapes) is a page too, not Fastify's JSON.
+    const mangled = await fetch(`${ui.url}/vms/%ED%A0%80/0`, { headers: { cookie } });
+    expect(mangled.status).toBe(400);
+    expect(mangled.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(await mangled.text()).toContain('The address is not one the dashboard can read');
   });
 
   it('lets fleet apply have the PGlite record between two page loads, and shows what it did', async () => {
