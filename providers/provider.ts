@@ -35,7 +35,7 @@
 //   clean-up there, as every step is journalled.
 // - delete: if it fails, the VM still exists (the error says in which state).
 import type * as pulumi from '@pulumi/pulumi';
-import { FleetError, diag, unseenProblem, visible } from '../engine/diags/index.ts';
+import { FleetError, REASON_LIMIT, clip, diag, unseenProblem, visible } from '../engine/diags/index.ts';
 import { formatVmAddress, sameSize, type ReplaceOrder, type Step } from '../engine/model/index.ts';
 import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } from '../engine/plan/member.ts';
 import { buildLifecycle, type LifecycleDef } from '../engine/policy/lifecycle.ts';
@@ -159,6 +159,7 @@ export const PULUMI_UNKNOWN = '04da6b54-80e4-46f7-96ec-b56ff0331ba9';
 
 /** Why a program may not change an existing fleet's owner (Fleet and Vm check). */
 export function ownerChange(fleet: string, was: string, now: string): string {
+  [fleet, was, now] = [clip(fleet), clip(was), clip(now)];
   return `owner ${now}: the owner of fleet ${fleet} is ${was} in the record, which keeps a fleet's owner (quotas count it) and lets only \`fleet apply\` change it, so its members would keep ${was} and every new member's create be vetoed. Keep owner ${was} in the program, or make a fleet of another name under ${now} and retire this one.`;
 }
 
@@ -218,7 +219,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       tokenEnv: env,
       token: () => {
         const t = process.env[env];
-        if (!t) throw new FleetError(diag('apply.token-missing', `Set ${env} to the bearer token of the DMZ client of data center ${dc}.`));
+        if (!t) throw new FleetError(diag('apply.token-missing', `Set ${clip(env)} to the bearer token of the DMZ client of data center ${clip(dc)}.`));
         return t;
       },
     });
@@ -258,9 +259,9 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     if (!known(news.desiredState)) {
       /* judged when known */
     } else if (typeof news.desiredState === 'string' && news.desiredState !== '' && !this.lifecycle.requestable.includes(news.desiredState)) {
-      failures.push({ property: 'desiredState', reason: `${news.desiredState} is not a state a VM may ask for; ask for ${this.lifecycle.requestable.join(' or ')}` });
+      failures.push({ property: 'desiredState', reason: `${clip(news.desiredState)} is not a state a VM may ask for; ask for ${this.lifecycle.requestable.join(' or ')}` });
     } else if (news.desiredState && !this.lc().path(this.lifecycle.initial, news.desiredState)) {
-      failures.push({ property: 'desiredState', reason: `${news.desiredState} cannot be reached from ${this.lifecycle.initial}` });
+      failures.push({ property: 'desiredState', reason: `${clip(news.desiredState)} cannot be reached from ${this.lifecycle.initial}` });
     }
     return { inputs: news, failures };
   }
@@ -310,7 +311,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       await this.follow(conn, requests, walked, planned, what);
     } catch (err) {
       walked.thrown = err;
-      walked.error = err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', `${what(walked.answered)} in ${this.dataCenter}: ${err instanceof Error ? err.message : String(err)}`));
+      walked.error = err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', `${what(walked.answered)} in ${clip(this.dataCenter)}: ${clip(err instanceof Error ? err.message : String(err), REASON_LIMIT)}`));
     }
     return walked;
   }
@@ -345,17 +346,20 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
    */
   private outsideChange(w: Walked, assumed: string, address: string): void {
     const r = w.last;
+    const where = address;
     if (!w.error || w.thrown || !r) return;
+    const dc = clip(this.dataCenter);
+    address = clip(address);
     const then = 'run `fleet refresh` on the stack (with the stack folder and the record, as `fleet apply` runs), which records the change; then run this again';
     let detail: string | undefined;
     if (r.outcome === 'failed' && r.error?.code === 'driver.not-found') {
-      detail = `VM ${address} is gone from data center ${this.dataCenter} (deleted outside the program), but the record still holds it ${r.vm?.state ?? assumed}: ${then} (a destroy then finds it deleted, \`pulumi up\` creates it again).`;
+      detail = `VM ${address} is gone from data center ${dc} (deleted outside the program), but the record still holds it ${clip(r.vm?.state ?? assumed)}: ${then} (a destroy then finds it deleted, \`pulumi up\` creates it again).`;
     } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm && r.vm.state !== assumed) {
-      detail = `The record holds ${address} ${r.vm.state}, the Pulumi state ${assumed}: if \`pulumi refresh\` read that from data center ${this.dataCenter} after a change made outside the program (a VM stopped or started in the cloud), ${then}.`;
+      detail = `The record holds ${address} ${clip(r.vm.state)}, the Pulumi state ${clip(assumed)}: if \`pulumi refresh\` read that from data center ${dc} after a change made outside the program (a VM stopped or started in the cloud), ${then}.`;
     } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm === undefined && / already has a live VM/.test(r.reason)) {
       detail = `If \`pulumi refresh\` dropped ${address} from the Pulumi state because it was deleted outside the program, the record still holds it live: ${then}.`;
     }
-    if (detail) w.error = new FleetError([...w.error.diagnostics, diag(r.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed', detail, { address })]);
+    if (detail) w.error = new FleetError([...w.error.diagnostics, diag(r.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed', detail, { address: where })]);
   }
 
   /** Under fleet apply a failed walk throws what the run threw, else the step's error. */
@@ -365,13 +369,15 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
 
   private stepError(r: StepResult, what: string): FleetError {
     const where = r.vm ? { address: r.vm.address } : {};
-    if (r.outcome === 'vetoed') return new FleetError(diag('apply.step-vetoed', `${what} in ${this.dataCenter}: ${r.reason}.`, where));
-    return new FleetError(diag('apply.step-failed', `${what} in ${this.dataCenter}: ${r.error?.message ?? r.reason}; the VM is now ${r.vm?.state ?? 'unknown'}.`, where));
+    // The authority's reason and the cloud's message come from the data center's side: escaped and cut (REASON_LIMIT),
+    // as Pulumi shows an error's message as it is, line breaks and all.
+    if (r.outcome === 'vetoed') return new FleetError(diag('apply.step-vetoed', `${what} in ${clip(this.dataCenter)}: ${clip(r.reason, REASON_LIMIT)}.`, where));
+    return new FleetError(diag('apply.step-failed', `${what} in ${clip(this.dataCenter)}: ${clip(r.error?.message ?? r.reason, REASON_LIMIT)}; the VM is now ${r.vm?.state === undefined ? 'unknown' : clip(r.vm.state)}.`, where));
   }
 
   private path(lc: Lifecycle, from: string, to: string): string[] {
     const p = lc.path(from, to);
-    if (!p) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${from} to ${to}.`));
+    if (!p) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(from)} to ${clip(to)}.`));
     return p;
   }
 
@@ -405,7 +411,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const key = planned?.key ?? this.randomKeys();
     const fence = planned?.fencingToken;
     const requests = [this.createRequest(vmId, inputs, key(0), planId, planned?.replaces, fence), ...steps.map((s, i) => this.request(vmId, s, key(i + 1), planId, inputs, fence))];
-    const label = (k: number) => (k === 0 ? `create ${formatVmAddress(inputs.fleet, inputs.index)}` : `${steps[k - 1].from} -> ${steps[k - 1].to}`);
+    const label = (k: number) => (k === 0 ? `create ${clip(formatVmAddress(inputs.fleet, inputs.index))}` : `${steps[k - 1].from} -> ${steps[k - 1].to}`);
     const w = await this.run(conn, requests, this.lifecycle.initial, planned, label);
     if (!w.error) return { id: vmId, outs: this.outputs(vmId, inputs, w.last) };
     // fleet apply, whose record keeps the VM, or nothing was inserted (the create itself did not go through): the error as it is.
@@ -415,16 +421,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     let cleanup: Walked;
     try {
       const down = deletePath(lc!, w.state);
-      if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${w.state} to a terminal state.`));
+      if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(w.state)} to a terminal state.`));
       const downSteps = stepsAlong(lc!, down, 'current');
       cleanup = await this.run(conn, downSteps.map((s) => this.request(vmId, s, globalThis.crypto.randomUUID(), planId, inputs)), w.state, undefined, (k) => `${downSteps[k].from} -> ${downSteps[k].to}`);
     } catch (err) {
-      cleanup = { state: w.state, answered: 0, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', String(err))) };
+      cleanup = { state: w.state, answered: 0, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', clip(String(err), REASON_LIMIT))) };
     }
     if (cleanup.error) {
       const err = new FleetError([
         ...w.error.diagnostics,
-        diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${this.dataCenter} (${cleanup.state}): ${cleanup.error.message}`, {
+        diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${clip(this.dataCenter)} (${clip(cleanup.state)}): ${cleanup.error.message}`, {
           address: formatVmAddress(inputs.fleet, inputs.index),
         }),
       ]);
@@ -448,7 +454,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       throw new FleetError(
         diag(
           'apply.import-refused',
-          `VM ${id} cannot be read without the outputs its create left in the Pulumi state, so a VM cannot be imported (\`pulumi import\` or the import option). Declare it in the program and let \`pulumi up\` create it; a VM that \`fleet apply\` made stays managed by \`fleet apply\`.`,
+          `VM ${clip(id)} cannot be read without the outputs its create left in the Pulumi state, so a VM cannot be imported (\`pulumi import\` or the import option). Declare it in the program and let \`pulumi up\` create it; a VM that \`fleet apply\` made stays managed by \`fleet apply\`.`,
         ),
       );
     }
@@ -468,7 +474,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       throw new FleetError(
         diag(
           'apply.step-vetoed',
-          `The authority denied the boot of ${formatVmAddress(olds.fleet, olds.index)} (VM ${olds.cloudId}, which ${this.dataCenter} still holds, powered off, in ${olds.state}), so it is not booted again: it is deleted and created again, which its diff asks of Pulumi as a replace (\`bootDenied\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
+          `The authority denied the boot of ${clip(formatVmAddress(olds.fleet, olds.index))} (VM ${clip(String(olds.cloudId))}, which ${clip(this.dataCenter)} still holds, powered off, in ${clip(olds.state)}), so it is not booted again: it is deleted and created again, which its diff asks of Pulumi as a replace (\`bootDenied\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
           { address: formatVmAddress(olds.fleet, olds.index) },
         ),
       );
@@ -478,7 +484,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       if (sameSize(olds.size, news.size)) steps = stepsAlong(lc, this.path(lc, olds.state, news.desiredState), 'current');
       else {
         const r = resizeSteps(lc, olds.state, news.desiredState);
-        if ('missing' in r) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${r.missing.from} to ${r.missing.to}.`));
+        if ('missing' in r) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(r.missing.from)} to ${clip(r.missing.to)}.`));
         steps = r.steps;
       }
     }
@@ -522,7 +528,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         const lc = this.lc();
         if (lc.isTerminal(from)) return { state: from, answered: 0 };
         const down = deletePath(lc, from);
-        if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${from} to a terminal state.`));
+        if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(from)} to a terminal state.`));
         steps = stepsAlong(lc, down, 'current');
       }
       const walkSteps = steps;
@@ -549,7 +555,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         ...w.error.diagnostics,
         diag(
           'apply.step-vetoed',
-          `VM ${id} is not in the record, but data center ${this.dataCenter} still has it (cloud id ${cloud.cloudId}, ${cloud.observedState}): nothing approves its deletion. Delete it in the cloud (the DMZ client acts only on approved requests), then run the destroy again: it finds the VM gone and finishes.`,
+          `VM ${clip(id)} is not in the record, but data center ${clip(this.dataCenter)} still has it (cloud id ${clip(cloud.cloudId)}, ${clip(cloud.observedState)}): nothing approves its deletion. Delete it in the cloud (the DMZ client acts only on approved requests), then run the destroy again: it finds the VM gone and finishes.`,
           { address: formatVmAddress(props.fleet, props.index) },
         ),
       ]);
