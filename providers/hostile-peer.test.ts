@@ -12,7 +12,8 @@
 // stand-in DMZ client answering each route as the case says.
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FleetError, REASON_LIMIT, formatDiagnostics } from '../engine/diags/index.ts';
+import { FleetError, QUOTE_LIMIT, REASON_LIMIT, formatDiagnostics } from '../engine/diags/index.ts';
+import { WHERE_LIMIT } from '../engine/diags/quote.ts';
 import { listenOnLoopback } from '../test/helpers/proxy.ts';
 import { DataCenterProvider, lifecycleData, type VmInputs, type VmOutputs } from './provider.ts';
 import { defaultPack } from './testing.ts';
@@ -113,5 +114,31 @@ describe("a DMZ client's answers, in the provider's diagnostics (Pulumi): one li
       expect(d.address?.length ?? 0).toBeLessThan(350);
     }
     if (v === HUGE) expect(err.message.length).toBeLessThan(err.diagnostics.length * (REASON_LIMIT + 800));
+  });
+
+  // A Pulumi program names the data center, the token's variable and the DMZ client's URL as it likes (a stack file's
+  // names are checked when it is read): they were written raw in every diagnostic of the provider and its client.
+  it.each(
+    [
+      { name: 'the data center', opts: (v: string) => ({ dataCenter: v }), answer: { status: 409, body: { error: { code: 'conflict', message: 'no' } } }, limit: QUOTE_LIMIT },
+      { name: 'the data center, with a veto', opts: (v: string) => ({ dataCenter: v }), answer: vetoed('no'), limit: QUOTE_LIMIT },
+      { name: "the token's variable (401)", opts: (v: string) => ({ tokenEnv: v }), answer: { status: 401, body: { error: { code: 'unauthorized', message: 'no' } } }, limit: QUOTE_LIMIT },
+      { name: 'the URL', opts: (v: string) => ({ url: `${server.url}/?${v}` }), answer: { status: 409, body: { error: { code: 'conflict', message: 'no' } } }, limit: WHERE_LIMIT },
+    ].flatMap((c) => [{ ...c, value: 'a line break and a forged diagnostic', v: FORGED }, { ...c, value: 'a 100 KB value', v: HUGE.replace(/ /g, '') }]),
+  )('a program gives $name: $value', async ({ opts, answer, limit, v }) => {
+    script = () => answer;
+    const o = { dataCenter: 'miami', url: server.url, tokenEnv: TOKEN_ENV, ...opts(v) };
+    process.env[o.tokenEnv] = 'the-token';
+    try {
+      const provider = new DataCenterProvider({ ...o, lifecycle: lifecycleData(lifecycle), retries: 0, timeoutMs: 5_000 });
+      const err = (await provider.create(inputs).then(() => undefined, (e: unknown) => e)) as FleetError;
+      expect(err).toBeInstanceOf(FleetError);
+      expect(err.message).not.toContain('\n');
+      expect(formatDiagnostics(err.diagnostics)).not.toMatch(/^\s*error\[apply\.fake\]/m);
+      // A name: at most QUOTE_LIMIT characters of it wherever it is named; a URL at most WHERE_LIMIT (its middle cut).
+      for (const d of err.diagnostics) expect(d.detail).not.toMatch(new RegExp(`y{${limit + 1}}`));
+    } finally {
+      if (o.tokenEnv !== TOKEN_ENV) delete process.env[o.tokenEnv];
+    }
   });
 });
