@@ -23,7 +23,7 @@
 //   centers and the next `pulumi up` goes on from there.
 // - delete: a member that could not be deleted still exists; the error names it.
 import * as pulumi from '@pulumi/pulumi';
-import { FleetError, diag, unseenRefusal, visible, type Diagnostic } from '../../engine/diags/index.ts';
+import { FleetError, REASON_LIMIT, clip, diag, quote, unseenRefusal, visible, type Diagnostic } from '../../engine/diags/index.ts';
 import { computePlan, noRulesPolicy, type Change } from '../../engine/plan/index.ts';
 import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
@@ -133,7 +133,7 @@ function settleAll<T, R>(items: readonly T[], f: (t: T) => Promise<R>): Promise<
 
 function diagnosticsOf(err: unknown, address: string): Diagnostic[] {
   if (err instanceof FleetError) return err.diagnostics;
-  return [diag('apply.step-failed', `${address}: ${err instanceof Error ? err.message : String(err)}`, { address })];
+  return [diag('apply.step-failed', `${clip(address)}: ${clip(err instanceof Error ? err.message : String(err), REASON_LIMIT)}`, { address })];
 }
 
 export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInputs, FleetOutputs> {
@@ -165,14 +165,15 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     if (!known(news.spec)) return { inputs: news, failures };
     if (news.spec === null || typeof news.spec !== 'object') return { inputs: news, failures: [{ property: 'spec', reason: 'spec must be an object: a fleet file\'s metadata and spec keys' }] };
     const s = news.spec;
-    const fail = (property: string, reason: string) => failures.push({ property: `spec.${property}`, reason });
+    // Pulumi prints each failure as it is: a name the program gives (it may read it from a file) is clip()ped in both.
+    const fail = (property: string, reason: string) => failures.push({ property: `spec.${clip(property)}`, reason });
     const unknownKeys = (v: object, keys: readonly string[], what: string, property: string) => {
-      for (const k of Object.keys(v)) if (!keys.includes(k)) fail(property === '' ? k : property, `${k} is not a key of ${what}; its keys are ${keys.join(', ')}`);
+      for (const k of Object.keys(v)) if (!keys.includes(k)) fail(property === '' ? k : property, `${clip(k)} is not a key of ${what}; its keys are ${keys.join(', ')}`);
     };
     unknownKeys(s, SPEC_KEYS, 'a fleet spec', '');
     for (const k of ['name', 'owner', 'image'] as const) if (typeof s[k] !== 'string' || s[k] === '') fail(k, `${k} must be a non-empty string`);
     if (typeof s.name === 'string' && s.name !== '' && s.name !== UNKNOWN && !/^[a-z][a-z0-9-]{0,39}$/.test(s.name)) {
-      fail('name', `name ${s.name} must be lower-case letters, digits and dashes, starting with a letter, at most 40 characters (members are addressed <name>/<index>)`);
+      fail('name', `name ${clip(s.name)} must be lower-case letters, digits and dashes, starting with a letter, at most 40 characters (members are addressed <name>/<index>)`);
     }
     if (!known(s.count)) {
       /* judged when known */
@@ -223,7 +224,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     for (const k of ['encryptedDisk', 'protect'] as const) if (s[k] !== undefined && known(s[k]) && typeof s[k] !== 'boolean') fail(k, `${k} must be true or false`);
     const lc = this.stack.lifecycle;
     const state = s.state ?? 'Running';
-    if (known(state) && !lc.requestable.includes(state)) fail('state', `state ${state} is not one a fleet may ask for: ${lc.requestable.join(', ')}`);
+    if (known(state) && !lc.requestable.includes(state)) fail('state', `state ${clip(String(state))} is not one a fleet may ask for: ${lc.requestable.join(', ')}`);
     const dcNames = this.stack.dataCenters.map((d) => d.name);
     // The data centers this fleet may use: its allow-list (known names only), else all of the stack's.
     let candidates = dcNames;
@@ -237,7 +238,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         if (dcs !== undefined && known(dcs)) {
           if (!nonEmptyStrings(dcs) || dcs.length === 0 || !unique(dcs)) fail('placement.dataCenters', 'placement.dataCenters must list at least one data center name, each once');
           else {
-            for (const name of dcs) if (!dcNames.includes(name)) fail('placement.dataCenters', `${name} is not a data center of stack ${this.stack.name} (${dcNames.join(', ')})`);
+            for (const name of dcs) if (!dcNames.includes(name)) fail('placement.dataCenters', `${clip(name)} is not a data center of stack ${this.stack.name} (${dcNames.join(', ')})`);
             candidates = dcs.filter((name) => dcNames.includes(name));
           }
         }
@@ -245,7 +246,7 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
         const near = pl.near;
         if (near !== undefined && known(near)) {
           if (typeof near === 'string') {
-            if (near !== this.stack.site.name && !dcNames.includes(near)) fail('placement.near', `near ${JSON.stringify(near)} is neither the stack's site (${this.stack.site.name}) nor one of its data centers (${dcNames.join(', ')})`);
+            if (near !== this.stack.site.name && !dcNames.includes(near)) fail('placement.near', `near ${quote(near)} is neither the stack's site (${this.stack.site.name}) nor one of its data centers (${dcNames.join(', ')})`);
           } else if (near === null || typeof near !== 'object' || Array.isArray(near)) {
             fail('placement.near', 'near must be a data center or site name, or coordinates { lat, lon }');
           } else {
@@ -261,21 +262,21 @@ export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInput
     const offers = (dc: string) => this.stack.dataCenters.find((d) => d.name === dc)?.hardware ?? [];
     if (hardwareOk && Array.isArray(s.hardware) && candidates.length > 0) {
       const missing = s.hardware.filter((t) => !candidates.some((dc) => offers(dc).includes(t)));
-      for (const t of missing) fail('hardware', `hardware trait ${t} is offered by none of the data centers the fleet may use (${candidates.join(', ')})`);
+      for (const t of missing) fail('hardware', `hardware trait ${clip(t)} is offered by none of the data centers the fleet may use (${candidates.join(', ')})`);
       if (missing.length === 0 && s.hardware.length > 1 && !candidates.some((dc) => s.hardware!.every((t) => offers(dc).includes(t)))) {
-        fail('hardware', `no single data center among ${candidates.join(', ')} offers all of ${s.hardware.join(', ')}`);
+        fail('hardware', `no single data center among ${candidates.join(', ')} offers all of ${s.hardware.map((t) => clip(t)).join(', ')}`);
       }
     }
     if (typeof s.image === 'string' && s.image !== '' && known(s.image)) {
       const entry = Object.hasOwn(this.stack.images, s.image) ? this.stack.images[s.image] : undefined;
-      if (!entry) fail('image', `image ${s.image} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
-      else if (candidates.length > 0 && !candidates.some((dc) => Object.hasOwn(entry, dc))) fail('image', `image ${s.image} has no translation for ${candidates.join(', ')} in the pack's catalog`);
+      if (!entry) fail('image', `image ${clip(s.image)} is not in the pack's catalog (${Object.keys(this.stack.images).join(', ')})`);
+      else if (candidates.length > 0 && !candidates.some((dc) => Object.hasOwn(entry, dc))) fail('image', `image ${clip(s.image)} has no translation for ${candidates.join(', ')} in the pack's catalog`);
     }
     // Tokens a program computes from another resource are not known in a preview: the whole object is the sentinel.
     const tokens = news.tokens as unknown;
     if (tokens !== undefined && known(tokens)) {
       if (tokens === null || typeof tokens !== 'object' || Array.isArray(tokens)) failures.push({ property: 'tokens', reason: 'tokens must map data center names to their DMZ clients\' tokens' });
-      else for (const name of Object.keys(tokens)) if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${name}, which is not a data center of stack ${this.stack.name}` });
+      else for (const name of Object.keys(tokens)) if (!dcNames.includes(name)) failures.push({ property: 'tokens', reason: `tokens names ${clip(name)}, which is not a data center of stack ${this.stack.name}` });
     }
     return { inputs: news, failures };
   }
