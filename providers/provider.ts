@@ -346,20 +346,19 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
    */
   private outsideChange(w: Walked, assumed: string, address: string): void {
     const r = w.last;
-    const where = address;
     if (!w.error || w.thrown || !r) return;
     const dc = clip(this.dataCenter);
-    address = clip(address);
+    const member = clip(address);
     const then = 'run `fleet refresh` on the stack (with the stack folder and the record, as `fleet apply` runs), which records the change; then run this again';
     let detail: string | undefined;
     if (r.outcome === 'failed' && r.error?.code === 'driver.not-found') {
-      detail = `VM ${address} is gone from data center ${dc} (deleted outside the program), but the record still holds it ${clip(r.vm?.state ?? assumed)}: ${then} (a destroy then finds it deleted, \`pulumi up\` creates it again).`;
+      detail = `VM ${member} is gone from data center ${dc} (deleted outside the program), but the record still holds it ${clip(r.vm?.state ?? assumed)}: ${then} (a destroy then finds it deleted, \`pulumi up\` creates it again).`;
     } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm && r.vm.state !== assumed) {
-      detail = `The record holds ${address} ${clip(r.vm.state)}, the Pulumi state ${clip(assumed)}: if \`pulumi refresh\` read that from data center ${dc} after a change made outside the program (a VM stopped or started in the cloud), ${then}.`;
+      detail = `The record holds ${member} ${clip(r.vm.state)}, the Pulumi state ${clip(assumed)}: if \`pulumi refresh\` read that from data center ${dc} after a change made outside the program (a VM stopped or started in the cloud), ${then}.`;
     } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm === undefined && / already has a live VM/.test(r.reason)) {
-      detail = `If \`pulumi refresh\` dropped ${address} from the Pulumi state because it was deleted outside the program, the record still holds it live: ${then}.`;
+      detail = `If \`pulumi refresh\` dropped ${member} from the Pulumi state because it was deleted outside the program, the record still holds it live: ${then}.`;
     }
-    if (detail) w.error = new FleetError([...w.error.diagnostics, diag(r.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed', detail, { address: where })]);
+    if (detail) w.error = new FleetError([...w.error.diagnostics, diag(r.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed', detail, { address })]);
   }
 
   /** Under fleet apply a failed walk throws what the run threw, else the step's error. */
