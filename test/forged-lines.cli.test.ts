@@ -138,12 +138,14 @@ describe("a saved plan's strings, in fleet apply's refusals of it: one escaped l
 // already, but a 100 KB one was 4,000 characters of it in the diagnostic (diag()'s backstop) and whole (100 KB) in
 // the --format json step event. Clipped now (REASON_LIMIT) where the member's failure is made (engine/apply/member.ts).
 // A stand-in DMZ client over loopback HTTP answers fleet apply's batches.
-describe("a data center's answers, in fleet apply's output: escaped, clipped, JSON still JSON", () => {
+describe("a data center's answers, in fleet apply's and fleet refresh's output: escaped, clipped, JSON still JSON", () => {
   let root: string;
   let stack: string;
   let dmz: { url: string; close(): Promise<void> };
   let answer: (v: string) => { status: number; body: unknown } = () => ({ status: 500, body: {} });
   let value = '';
+  /** What GET /v1/vms lists. */
+  let listed: unknown[] = [];
   beforeAll(async () => {
     const server = http.createServer((req, res) => {
       let body = '';
@@ -157,7 +159,7 @@ describe("a data center's answers, in fleet apply's output: escaped, clipped, JS
           return;
         }
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(req.url === '/v1/vms' ? '{"vms":[]}' : '{}');
+        res.end(req.url === '/v1/vms' ? JSON.stringify({ vms: listed }) : '{}');
       });
     });
     dmz = await listenOnLoopback(server, new http.Agent());
@@ -195,6 +197,31 @@ describe("a data center's answers, in fleet apply's output: escaped, clipped, JS
     for (const line of json.stdout.trimEnd().split('\n')) {
       expect(() => JSON.parse(line) as unknown, line.slice(0, 200)).not.toThrow();
       expect(line.length).toBeLessThan(REASON_LIMIT + 1500);
+    }
+  });
+
+  // fleet refresh's drift lines name what the data center lists (a VM the record does not know: its name, its cloud
+  // id): escaped, but a 100 KB one was printed whole, in the line and in the import it suggests. Clipped now.
+  it.each([
+    { value: 'a line break and a forged diagnostic', v: FORGED },
+    { value: 'a 100 KB value', v: HUGE },
+  ])('fleet refresh, a VM the record does not know: $value', async ({ v }) => {
+    listed = [
+      {
+        vmId: '6f1c3e3a-9a4b-4c5e-8f00-0123456789ab', cloudId: v, dataCenter: 'miami', name: v, image: 'img', size: { cpu: 2, memoryGiB: 4, diskGiB: 20 },
+        encryptedDisk: true, status: 'present', power: 'on', agent: 'none', observedState: 'Running',
+      },
+    ];
+    try {
+      // The record, made by a saved plan when no apply above made it.
+      expect((await runCli(['plan', '--out', join(root, 'refresh-plan.json'), '--stack', stack], { cwd: root })).code).toBe(0);
+      const r = await runCli(['refresh', '--stack', stack], { cwd: root, env: { FLEET_CLI_TOKEN_MIAMI: 'tok', FLEET_RETRY_BUDGET_MS: '0' } });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('that the record does not know');
+      expect(`${r.stdout}${r.stderr}`).not.toMatch(/^\s*error\[spec\.fake\]/m);
+      expect(r.stdout).not.toContain('y'.repeat(QUOTE_LIMIT + 1));
+    } finally {
+      listed = [];
     }
   });
 });
