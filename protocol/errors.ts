@@ -48,7 +48,7 @@ export const WIRE_ERRORS = {
   'not-found': { status: 404, doc: 'No such route (answered to a caller with a valid token; without one, any path but the open ones is 401 `unauthorized`), or (GET /v1/vms/:id) the data center\'s cloud does not know the VM.' },
   'headers-too-large': { status: 431, doc: 'The request\'s headers, its URL included, are over the services\' limit (Node\'s 16 KiB): answered before any route or token check, and the connection closed. Nothing was done; send a shorter URL or fewer, shorter headers.' },
   'request-timeout': { status: 408, doc: 'The request did not arrive whole (headers and body) within the services\' receipt bound (60 s): answered before any route, and the connection closed. Nothing was done; send the request again, whole.' },
-  'too-large': { status: 413, doc: 'The body is over the services\' limit (1 MiB; the authority\'s plan routes, with the CLI\'s token: 128 MiB). Send fewer steps or calls per batch.' },
+  'too-large': { status: 413, doc: 'The body is over the services\' limit (1 MiB; the authority\'s plan routes, with the CLI\'s token: 128 MiB; the DMZ client\'s open boot routes: 64 KiB, BOOT_BODY_LIMIT). Send fewer steps or calls per batch.' },
   'unsupported-media-type': { status: 415, doc: 'The body is not JSON (`content-type: application/json`).' },
   internal: { status: 500, doc: 'A bug in the service; its log has the stack. The request may be retried with the same idempotency key.' },
   unavailable: { status: 503, doc: 'Something the service depends on failed (the record unreachable, its disk): the message names the diagnostic. Retried by the callers; nothing was decided.' },
