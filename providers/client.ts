@@ -49,7 +49,7 @@ import type {
   StepResult,
   TransitionRequest,
 } from '../protocol/index.ts';
-import { RUN_STEPS_MAX, STEP_BATCH_MAX, ownWireCode } from '../protocol/index.ts';
+import { RUN_STEPS_MAX, STEP_BATCH_MAX, batchSteps, ownWireCode } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
 import { redactUrl, tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
 import { DMZ_TLS_ADVICE, describeFetchError, errorMessage, timedOut, tlsRefused } from './fetch-errors.ts';
@@ -141,7 +141,7 @@ function route(step: BatchStep): { method: string; path: string } {
   return step.op === 'transition' ? { method: 'POST', path: `/v1/vms/${id}/transitions` } : { method: 'DELETE', path: `/v1/vms/${id}` };
 }
 
-const itemSize = (item: BatchStep | BatchRun) => (item.op === 'run' ? item.steps.length : 1);
+const itemSize = (item: BatchStep | BatchRun) => batchSteps([item]);
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
