@@ -49,9 +49,9 @@ import type {
   StepResult,
   TransitionRequest,
 } from '../protocol/index.ts';
-import { RUN_STEPS_MAX, STEP_BATCH_MAX, ownWireCode } from '../protocol/index.ts';
+import { RUN_STEPS_MAX, STEP_BATCH_MAX, batchSteps, ownWireCode } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
-import { tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
+import { redactUrl, tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
 import { DMZ_TLS_ADVICE, describeFetchError, errorMessage, timedOut, tlsRefused } from './fetch-errors.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 import { DEFAULT_RETRY_BUDGET_MS, backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryInfo, type RetryPolicy } from './retry.ts';
@@ -141,7 +141,7 @@ function route(step: BatchStep): { method: string; path: string } {
   return step.op === 'transition' ? { method: 'POST', path: `/v1/vms/${id}/transitions` } : { method: 'DELETE', path: `/v1/vms/${id}` };
 }
 
-const itemSize = (item: BatchStep | BatchRun) => (item.op === 'run' ? item.steps.length : 1);
+const itemSize = (item: BatchStep | BatchRun) => batchSteps([item]);
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -167,19 +167,24 @@ export class DmzHttpClient {
   private readonly sent: { plainHttp: boolean; clientCert: boolean };
   /** baseUrl taken apart once; each request adds its path. */
   private readonly origin: ReturnType<typeof sendTarget>;
-  /** The data center's name and the base URL as diagnostics show them (clip, clipPath). */
+  /** The data center's name as diagnostics show it (clip: a Pulumi program gives it as it likes). */
   private readonly named: string;
+  /**
+   * baseUrl as messages and retry records show it: a password in it (basic
+   * auth, user:password@) as `***` (redactUrl), then through clipPath (a
+   * Pulumi program gives it as it likes).
+   */
   private readonly shownUrl: string;
 
   constructor(opts: DmzHttpClientOptions) {
     this.dataCenter = opts.dataCenter;
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
-    // As diagnostics name them: a Pulumi program gives both as it likes (a stack file's names are checked).
     this.named = clip(opts.dataCenter);
-    this.shownUrl = clipPath(this.baseUrl);
     const base = sendTarget(new URL(this.baseUrl), opts.tls);
     this.sent = { plainHttp: base.protocol === 'http:', clientCert: base.tls?.cert !== undefined };
     this.origin = { ...base, path: base.path === '/' ? '' : base.path };
+    // Only a URL with a password is rewritten (redactUrl goes through URL, which drops a default port, lower-cases the host).
+    this.shownUrl = clipPath(new URL(this.baseUrl).password !== '' ? redactUrl(this.baseUrl).replace(/\/+$/, '') : this.baseUrl);
     this.opts = {
       timeoutMs: 60_000,
       retryBudgetMs: DEFAULT_RETRY_BUDGET_MS,
