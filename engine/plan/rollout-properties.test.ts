@@ -12,7 +12,7 @@
 // - each member is in one wave at most, every change that takes a member out has a wave unless the plan is
 //   blocked, and every member ends on the fleet's spec;
 // - no planned path passes a failure state;
-// - the plan is deterministic: the same input, or its record rows in another order, gives the same bytes.
+// - the plan is deterministic: the same input, or its record rows or fleets in another order, gives the same bytes.
 import { describe, expect, it } from 'vitest';
 import { resolveAmount, type Enforcement, type RolloutAmount, type RolloutSpec } from '../model/index.ts';
 import { seededRandom } from '../model/seeded-random.ts';
@@ -119,11 +119,11 @@ function generate(r: ReturnType<typeof seededRandom>, k: number, base: LoadedPac
   return { label, fleets, rows, pack: packWith(base, rule.enforcement, rule.maxShare), rule, vms };
 }
 
-function planOf(c: Case, rows: readonly VmRow[] = c.rows): PlanDocument {
+function planOf(c: Case, rows: readonly VmRow[] = c.rows, fleets: readonly LoadedFleet[] = c.fleets): PlanDocument {
   return computePlan({
     stack: makeStack([dataCenter('miami', 25.76, -80.19, ['general'], { vms: c.vms })]),
     pack: c.pack,
-    fleets: c.fleets,
+    fleets: [...fleets],
     record: [...rows],
     fleetVersions: {},
     options: { targets: [], excludes: [], allowDestroy: [], refresh: false },
@@ -165,10 +165,11 @@ describe('rollout plans over generated stacks', () => {
       counts.cases++;
       const p = planOf(c);
       const bytes = JSON.stringify({ ...p, createdAt: '' });
-      // Deterministic: the same input again, and the record in another order.
+      // Deterministic: the same input again, and the record or the fleets in another order.
       const again = JSON.stringify({ ...planOf(c), createdAt: '' });
       if (again !== bytes) broke.push(`${c.label}: a second plan of the same input differs`);
       if (JSON.stringify({ ...planOf(c, shuffled(r, c.rows)), createdAt: '' }) !== bytes) broke.push(`${c.label}: the record in another order gives another plan`);
+      if (JSON.stringify({ ...planOf(c, c.rows, [...c.fleets].reverse()), createdAt: '' }) !== bytes) broke.push(`${c.label}: the fleets in another order give another plan`);
       if (p.blocked) counts.blocked++;
       const lc = c.pack.lifecycle;
       for (const ch of p.changes) {
@@ -179,9 +180,8 @@ describe('rollout plans over generated stacks', () => {
         const ro = p.rollouts?.find((x) => x.fleet === f.name);
         const mine = p.changes.filter((x) => x.fleet === f.name);
         const live = c.rows.filter((x) => x.fleet === f.name && !x.deposed);
-        const created = mine.filter((x) => x.action === 'create').length;
-        // The members the plan keeps or creates: a short data center may grant fewer than count.
-        // Addresses a short grant leaves out are not members (docs/rollouts.md).
+        // The members the plan keeps or creates: a short data center may grant fewer than count, and the addresses
+        // a short grant leaves out are not members (docs/rollouts.md).
         const memberSet = new Set([...live.filter((x) => x.index < f.count).map((x) => x.index), ...mine.filter((x) => x.action === 'create').map((x) => x.index)]);
         const members = Math.min(f.count, memberSet.size);
         // Every member the plan has ends on the spec (unless the plan is blocked).
