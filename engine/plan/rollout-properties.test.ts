@@ -184,6 +184,10 @@ describe('rollout plans over generated stacks', () => {
         // a short grant leaves out are not members (docs/rollouts.md).
         const memberSet = new Set([...live.filter((x) => x.index < f.count).map((x) => x.index), ...mine.filter((x) => x.action === 'create').map((x) => x.index)]);
         const members = Math.min(f.count, memberSet.size);
+        // Members leaving Running for good: deletes of Running VMs, but not a deposed old VM's when its member's own
+        // VM serves on or is brought back (it hands the member over).
+        const goes = new Set(mine.filter((x) => !x.deposed && (x.action === 'delete' || x.to !== 'Running')).map((x) => x.index));
+        const forGood = mine.filter((x) => x.action === 'delete' && x.from === 'Running' && (!x.deposed || goes.has(x.index) || x.index >= f.count)).length;
         // Every member the plan has ends on the spec (unless the plan is blocked).
         if (!p.blocked) {
           for (const ch of mine) {
@@ -201,7 +205,7 @@ describe('rollout plans over generated stacks', () => {
         if (rolls && unwaved.length > 0 && !p.blocked) counts.unwavedReplaces++;
         if (rolls && unwavedSurge.length > 0 && !p.blocked) {
           const runningVms = c.rows.filter((x) => x.fleet === f.name && x.state === 'Running').length;
-          const { ms } = bounds(c, f, members, runningVms, mine.filter((x) => x.action === 'delete' && x.from === 'Running').length);
+          const { ms } = bounds(c, f, members, runningVms, forGood);
           const wave1 = ro?.waves[0]?.surge ?? 0;
           if (unwavedSurge.length + wave1 > ms) broke.push(`${c.label}: ${f.name} creates ${unwavedSurge.length} new VMs (${unwavedSurge.map((x) => x.address).slice(0, 4).join(', ')}) before their old ones go with no wave, beside wave 1's ${wave1} surge VMs (maxSurge ${ms})`);
         }
@@ -212,7 +216,6 @@ describe('rollout plans over generated stacks', () => {
         const serving = new Set<number>();
         for (const x of c.rows) if (x.fleet === f.name && x.index < f.count && x.state === 'Running') serving.add(x.index);
         const runningVms = c.rows.filter((x) => x.fleet === f.name && x.state === 'Running').length;
-        const forGood = mine.filter((x) => x.action === 'delete' && x.from === 'Running').length;
         const { mu, ms } = bounds(c, f, members, runningVms, forGood);
         if (ro.maxUnavailable > mu) broke.push(`${c.label}: ${f.name}'s plan says maxUnavailable ${ro.maxUnavailable}, beyond ${mu}`);
         if (ro.maxSurge > ms) broke.push(`${c.label}: ${f.name}'s plan says maxSurge ${ro.maxSurge}, beyond ${ms}`);
@@ -305,5 +308,41 @@ describe('members out of Running brought back when nothing else of their fleet r
     const rows = [vmRow(f, 0, { dataCenter: 'miami', image: 'rhel-9', specHash: 'rhel', state: 'PoweredOff' }), vmRow(f, 1, { dataCenter: 'miami' })];
     const p = planOf({ label: '', fleets: [f], rows, pack: packWith(base, 'disabled', 0.5), rule: { enforcement: 'disabled', maxShare: 0.5 }, vms: 100 });
     expect(p.changes.filter((x) => x.action === 'replace').map((x) => x.replaceOrder)).toEqual(['create-before-delete']);
+  });
+});
+
+describe("a resumed surge rollout's deposed old VMs under max-disruption", () => {
+  // A surge rollout's first wave failed to create its new VMs: their old VMs, deposed, serve on until the new ones
+  // are back (apply deletes each only then). The resumed plan counted their deletes as members leaving Running for
+  // good: 3 of 7 with maxShare 0.25 allowing 1, so a mandatory rule blocked every resume of the rollout (found by
+  // engine/apply/rollout-faults.test.ts with a mandatory rule), and an advisory one flagged it.
+  const rows = (f: LoadedFleet, deposed: number, failed: number, count: number): VmRow[] =>
+    Array.from({ length: count }, (_, i) => {
+      const old = { dataCenter: 'miami', image: 'ubuntu-22.04', specHash: 'old', id: `old-${i}` };
+      if (i < deposed) return [vmRow(f, i, { ...old, deposed: true, desiredState: 'Deleted' }), vmRow(f, i, { dataCenter: 'miami', state: 'CreateFailed', id: `new-${i}` })];
+      if (i < deposed + failed) return [vmRow(f, i, { dataCenter: 'miami', state: 'CreateFailed', id: `new-${i}` })];
+      return [vmRow(f, i, old)];
+    }).flat();
+  it.each([
+    { enforcement: 'mandatory', maxShare: 0.25, deposed: 3, failed: 2, count: 9, rollout: { maxSurge: 3 } },
+    { enforcement: 'mandatory', maxShare: 0.25, deposed: 2, failed: 0, count: 8, rollout: { maxUnavailable: 0, maxSurge: 2 } },
+    { enforcement: 'advisory', maxShare: 0.25, deposed: 3, failed: 2, count: 9, rollout: { maxSurge: 3 } },
+    { enforcement: 'mandatory', maxShare: 0.5, deposed: 4, failed: 0, count: 6, rollout: { maxSurge: 4 } },
+  ] as const)('$enforcement maxShare $maxShare, $deposed deposed and $failed failed of $count: not judged as leaving for good', async ({ enforcement, maxShare, deposed, failed, count, rollout }) => {
+    const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
+    const f = makeFleet('web', { count, ...NEW, placement: { dataCenters: ['miami'] }, rollout });
+    const p = planOf({ label: '', fleets: [f], rows: rows(f, deposed, failed, count), pack: packWith(base, enforcement, maxShare), rule: { enforcement, maxShare }, vms: 100 });
+    expect(p.policy.violations.filter((v) => v.policy === 'max-disruption')).toEqual([]);
+    expect(p.blocked).toBe(false);
+    expect(p.changes.filter((c) => c.deposed).map((c) => c.address)).toEqual(Array.from({ length: deposed }, (_, i) => `web/${i}`));
+    expect(p.rollouts![0].waves[0].returning).toHaveLength(deposed + failed);
+  });
+
+  it('a deposed old VM whose member the plan does not bring back still leaves for good', async () => {
+    // Count 3 to 1: web/2's deposed old VM serves, and nothing serves web/2 after the plan.
+    const base = (await loadPack(DEFAULT_PACK_DIR)).pack!;
+    const f = makeFleet('web', { count: 1, ...NEW, placement: { dataCenters: ['miami'] }, rollout: { maxSurge: 1 } });
+    const p = planOf({ label: '', fleets: [f], rows: rows(f, 3, 0, 3).map((r) => (r.index === 0 && !r.deposed ? { ...r, state: 'Running' } : r)), pack: packWith(base, 'mandatory', 0.25), rule: { enforcement: 'mandatory', maxShare: 0.25 }, vms: 100 });
+    expect(p.policy.violations.filter((v) => v.policy === 'max-disruption').map((v) => v.message)).toEqual([expect.stringMatching(/^2 of \d+ Running members of fleet web would leave Running/)]);
   });
 });

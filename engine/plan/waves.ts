@@ -215,8 +215,20 @@ export function assignWaves(input: WaveInput): WaveResult {
   const deposedServing = new Map<string, Set<string>>();
   /** The deposed old VMs this plan deletes: each still takes a place in its data center (`deposedHint`). */
   const deposed: Change[] = [];
+  // A deposed old VM whose member's own VM the plan brings back to the serving state, or leaves there unchanged
+  // (summed, when the plan read only what differs), hands the member over (apply deletes it only once that VM is
+  // back): its delete takes no member out for good. The max-disruption rule counts it the same way.
+  const stays = new Set<string>();
+  const goes = new Set<string>();
+  for (const c of input.changes) if (!c.deposed) (c.action !== 'delete' && c.to === rule.state ? stays : goes).add(c.address);
+  const handedOver = (c: Change): boolean => {
+    if (stays.has(c.address)) return true;
+    if (goes.has(c.address)) return false;
+    const spec = input.specs.get(c.fleet);
+    return spec !== undefined && spec.state === rule.state && c.index < spec.count;
+  };
   for (const c of input.changes) {
-    if (c.action === 'delete' && c.from === rule.state) {
+    if (c.action === 'delete' && c.from === rule.state && !(c.deposed && handedOver(c))) {
       forGood.set(c.fleet, (forGood.get(c.fleet) ?? 0) + 1);
     }
     if (c.deposed && c.from === rule.state) {
