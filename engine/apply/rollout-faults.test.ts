@@ -15,6 +15,7 @@ import { dataCenter, makeFleet, makeStack } from '../plan/test-support.ts';
 import type { PlanDocument } from '../plan/types.ts';
 import type { HistoryRow } from '../record/types.ts';
 import type { LoadedFleet } from '../spec/types.ts';
+import type { LoadedPack } from '../policy/types.ts';
 import { specHash } from '../spec/index.ts';
 import { startTestWorld, type TestWorld } from '../../providers/testing.ts';
 import { ConnectedProvider, lifecycleData } from '../../providers/provider.ts';
@@ -30,11 +31,13 @@ function fleet(name: string, count: number, image: string, rollout: RolloutSpec)
 }
 
 let seq = 0;
+/** The pack a case plans with (max-disruption mandatory, say); the world's when unset. */
+let pack: LoadedPack | undefined;
 async function plan(world: TestWorld, f: LoadedFleet): Promise<PlanDocument> {
   const fleetVersions = Object.fromEntries((await world.record.listFleets(world.stack)).map((x) => [x.fleet, x.version]));
   return computePlan({
     stack: { ...makeStack([dataCenter('miami', 25.76, -80.19, ['general'], CAPACITY)]), name: world.stack },
-    pack: world.pack,
+    pack: pack ?? world.pack,
     fleets: [f],
     record: await world.record.listPlanVms(world.stack),
     fleetVersions,
@@ -107,7 +110,7 @@ describe('rollouts under injected faults, over generated cases', () => {
   it('stop at failureThreshold within their bounds, and resume to the end within them, over 16 generated cases', { timeout: 600_000 }, async () => {
     const r = seededRandom(1207);
     const driver = world.dc('miami').driver;
-    const seen = { stoppedByThreshold: 0, stoppedByPlaces: 0, resumed: 0, preFailed: 0, surged: 0, countChanged: 0 };
+    const seen = { stoppedByThreshold: 0, stoppedByPlaces: 0, resumed: 0, preFailed: 0, surged: 0, countChanged: 0, mandatory: 0 };
     for (let k = 0; k < 16; k++) {
       const name = `f${k}`;
       const count = 2 + r.int(10);
@@ -120,6 +123,7 @@ describe('rollouts under injected faults, over generated cases', () => {
       const label = `case ${k}: ${name} count ${count} -> ${newCount} ${JSON.stringify(rollout)}`;
 
       driver.setFaults({});
+      pack = undefined;
       const made = await apply(world, await plan(world, fleet(name, count, 'ubuntu-22.04', {})), fleet(name, count, 'ubuntu-22.04', {}));
       expect(made.failed, label).toEqual([]);
 
@@ -135,6 +139,15 @@ describe('rollouts under injected faults, over generated cases', () => {
       }
 
       const target = fleet(name, newCount, 'ubuntu-24.04', rollout);
+      // A third of the cases plan under a mandatory max-disruption, which shapes the waves (the bounds below, the
+      // spec's or the advisory rule's, are never lower than what it allows).
+      if (r.chance(1 / 3)) {
+        const rules = new Map(world.pack.rules);
+        const rule = rules.get('max-disruption')!;
+        rules.set('max-disruption', { ...rule, enforcement: 'mandatory', config: { ...rule.config, maxShare: r.pick([0.25, 0.34, 0.5]) } });
+        pack = { ...world.pack, rules };
+        seen.mandatory++;
+      } else pack = undefined;
       const { mu, ms } = limits(target);
       const p = await plan(world, target);
       expect(p.blocked, `${label}: ${p.policy.violations.map((v) => v.message).join('; ')}`).toBe(false);
@@ -174,7 +187,7 @@ describe('rollouts under injected faults, over generated cases', () => {
           break;
         }
         seen.resumed++;
-        expect(again.blocked, `${label}; resume ${run}`).toBe(false);
+        expect(again.blocked, `${label}; resume ${run}: ${again.policy.violations.map((v) => `${v.policy} ${v.level}: ${v.message}`).join(' | ')}`).toBe(false);
         const before = await snapshot(world, name);
         const res = await apply(world, again, target);
         expect(res.failed, `${label}; resume ${run}`).toEqual([]);
@@ -194,5 +207,6 @@ describe('rollouts under injected faults, over generated cases', () => {
     expect(seen.preFailed).toBeGreaterThan(3);
     expect(seen.surged).toBeGreaterThan(3);
     expect(seen.countChanged).toBeGreaterThan(2);
+    expect(seen.mandatory).toBeGreaterThan(2);
   });
 });
