@@ -49,9 +49,9 @@ import type {
   StepResult,
   TransitionRequest,
 } from '../protocol/index.ts';
-import { RUN_STEPS_MAX, STEP_BATCH_MAX, ownWireCode } from '../protocol/index.ts';
+import { RUN_STEPS_MAX, STEP_BATCH_MAX, batchSteps, ownWireCode } from '../protocol/index.ts';
 import type { BatchAnswerLine } from '../protocol/index.ts';
-import { tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
+import { redactUrl, tokenInvalidDetail, unsendableTokenChar, type ClientTls } from '../engine/transport/index.ts';
 import { DMZ_TLS_ADVICE, describeFetchError, errorMessage, timedOut, tlsRefused } from './fetch-errors.ts';
 import { send, sendLines, sendTarget } from './http-send.ts';
 import { DEFAULT_RETRY_BUDGET_MS, backoffMs, gaveUp, mayRetry, retryAfterMs, type RetryInfo, type RetryPolicy } from './retry.ts';
@@ -141,7 +141,7 @@ function route(step: BatchStep): { method: string; path: string } {
   return step.op === 'transition' ? { method: 'POST', path: `/v1/vms/${id}/transitions` } : { method: 'DELETE', path: `/v1/vms/${id}` };
 }
 
-const itemSize = (item: BatchStep | BatchRun) => (item.op === 'run' ? item.steps.length : 1);
+const itemSize = (item: BatchStep | BatchRun) => batchSteps([item]);
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -167,6 +167,8 @@ export class DmzHttpClient {
   private readonly sent: { plainHttp: boolean; clientCert: boolean };
   /** baseUrl taken apart once; each request adds its path. */
   private readonly origin: ReturnType<typeof sendTarget>;
+  /** baseUrl as messages and retry records show it: a password in it (basic auth, user:password@) as `***` (redactUrl). */
+  private readonly shownUrl: string;
 
   constructor(opts: DmzHttpClientOptions) {
     this.dataCenter = opts.dataCenter;
@@ -174,6 +176,8 @@ export class DmzHttpClient {
     const base = sendTarget(new URL(this.baseUrl), opts.tls);
     this.sent = { plainHttp: base.protocol === 'http:', clientCert: base.tls?.cert !== undefined };
     this.origin = { ...base, path: base.path === '/' ? '' : base.path };
+    // Only a URL with a password is rewritten (redactUrl goes through URL, which drops a default port, lower-cases the host).
+    this.shownUrl = new URL(this.baseUrl).password !== '' ? redactUrl(this.baseUrl).replace(/\/+$/, '') : this.baseUrl;
     this.opts = {
       timeoutMs: 60_000,
       retryBudgetMs: DEFAULT_RETRY_BUDGET_MS,
@@ -396,7 +400,7 @@ export class DmzHttpClient {
   /** An attempt failed for a retried reason: send the item (what is left of a run) again after its backoff, or fail it for good (`failure`: the code it fails with). */
   private again(q: Queued, reason: string, failure: Code, retryAfter?: number, waitedMs = 0): void {
     const { baseDelayMs, maxDelayMs, random, sleep } = this.opts;
-    const url = `${this.baseUrl}${q.path}`;
+    const url = `${this.shownUrl}${q.path}`;
     q.slept += waitedMs;
     if (!mayRetry(this.policy, q.attempt, q.slept)) {
       q.reject(this.error(failure, `${q.method} ${url} (DMZ client of data center ${this.dataCenter}) ${reason} ${gaveUp(q.attempt, q.slept)}.`));
@@ -462,14 +466,14 @@ export class DmzHttpClient {
       batch.forEach((q, i) => {
         if (finished[i]) return;
         finished[i] = true;
-        q.reject(this.error('apply.dmz-unreachable', `${q.method} ${this.baseUrl}${q.path} (DMZ client of data center ${this.dataCenter}) ${reason}.`));
+        q.reject(this.error('apply.dmz-unreachable', `${q.method} ${this.shownUrl}${q.path} (DMZ client of data center ${this.dataCenter}) ${reason}.`));
       });
     }
   }
 
   private expectOk<T>(method: string, path: string, res: RawResponse): T {
     if (res.status >= 200 && res.status < 300) return res.body as T;
-    const url = `${this.baseUrl}${path}`;
+    const url = `${this.shownUrl}${path}`;
     const msg = errorMessage(res.body);
     if (res.status === 401 && (res.body as Partial<ErrorBody> | undefined)?.error?.code === 'client-cert-required') {
       // The DMZ client asks for a certificate per route (its boot endpoint takes none): the same refusal as at the handshake.
@@ -506,7 +510,7 @@ export class DmzHttpClient {
    * says is final); throws FleetError when retries run out.
    */
   private async request(method: string, path: string, body?: unknown, idempotencyKey?: string, final?: (status: number, parsed: unknown) => boolean): Promise<RawResponse> {
-    const url = `${this.baseUrl}${path}`;
+    const url = `${this.shownUrl}${path}`;
     const target = { ...this.origin, path: `${this.origin.path}${path}` };
     const { baseDelayMs, maxDelayMs, random, sleep, timeoutMs } = this.opts;
     let lastReason = '';

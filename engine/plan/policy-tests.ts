@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, stringify } from 'yaml';
-import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, specialFileKind, type Diagnostic, type Where } from '../diags/index.ts';
+import { decodeUtf8, diag, fsReason, hasErrors, sortDiagnostics, specialFileKind, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
 import { parseVmAddress, type PlanDocument } from '../model/index.ts';
 import type { VmRow } from '../record/types.ts';
 import type { LoadResult } from '../spec/types.ts';
@@ -225,7 +225,10 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
     if (!dcs.includes(r.dataCenter)) {
       out.push(diag('policy.test-case', `record[${i}].dataCenter ${r.dataCenter} is not a data center of the case's stack (${dcs.join(', ')}).`, where(['record', i, 'dataCenter'])));
     }
-    const owner = r.owner !== undefined ? owners.get(parseVmAddress(r.address)!.fleet) : undefined;
+    // A fleet's owner that does not show is refused (its fleet file, the authority): a row holding one tested a record no fleet can make, read as another owner's.
+    const unreadable = r.owner === undefined ? undefined : unseenRefusal(`record[${i}].owner`, r.owner, "a fleet's owner so written is refused (it is matched exactly, and would read in a plan or review as another), so the case would test a record no fleet can make");
+    if (unreadable) out.push(diag('policy.test-case', unreadable, where(['record', i, 'owner'])));
+    const owner = r.owner !== undefined && !unreadable ? owners.get(parseVmAddress(r.address)!.fleet) : undefined;
     if (owner && owner.owner !== r.owner) {
       out.push(
         diag(
@@ -234,7 +237,7 @@ function checkRecord(c: PolicyTestCase, loaded: LoadResult, where: (path: (strin
           where(['record', i, 'owner']),
         ),
       );
-    } else if (r.owner !== undefined && !owner) owners.set(parseVmAddress(r.address)!.fleet, { owner: r.owner, row: i });
+    } else if (r.owner !== undefined && !owner && !unreadable) owners.set(parseVmAddress(r.address)!.fleet, { owner: r.owner, row: i });
     const prev = first.get(r.address);
     if (prev !== undefined) {
       out.push(diag('policy.test-case', `record[${i}].address ${r.address} is also record[${prev}]'s: the record holds one live VM per address.`, where(['record', i, 'address'])));

@@ -8,7 +8,7 @@ import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import type { PolicyPack } from '../../specs/types/policy-pack.ts';
 import { PolicyPack as packValidator } from '../../specs/validators/policy-pack.js';
 import { byName as builtinRuleValidators } from '../../specs/validators/rules.js';
-import { clip, clipPath, decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, unseenRefusal, type Diagnostic, type Where } from '../diags/index.ts';
+import { clip, clipPath, decodeUtf8, diag, didYouMean, quote, fsReason, hasErrors, unseenRefusal, visible, type Diagnostic, type Where } from '../diags/index.ts';
 import { ENFORCEMENTS, type Enforcement } from '../model/index.ts';
 import { buildLifecycle, checkLifecycle } from './lifecycle.ts';
 import { PACK_FILE, packDirProblem } from './pack-dir.ts';
@@ -117,11 +117,18 @@ const PACK_IDENTITY_WHY = "the pack's name and version are recorded with every p
  * as what it is (a zero-width space, a direction control, a space at either
  * end: unseenRefusal) is refused (`unseen`), as the names they match are.
  */
-const KEY_NAMES: Readonly<Record<string, { what: string; why: string; unseen: string }>> = {
+const KEY_NAMES: Readonly<Record<string, { what: string; why: string; unseen: string; values?: string }>> = {
   'owner-quota /limits': {
     what: 'owner',
     why: "a fleet's owner is at most 64 characters (and not empty), so no fleet would be held to this limit",
     unseen: "a fleet's owner so written is refused (it is matched exactly, and would read in a plan or review as another), so no fleet would be held to this limit",
+  },
+  // Its values are label values, matched as exactly: `values` names them.
+  'require-encrypted-disk /match': {
+    what: 'label key',
+    why: "a fleet's label key is 1 to 63 characters, so no fleet would match",
+    unseen: "a fleet's label so written is refused (it is matched exactly, and would read in a plan or review as another), so the rule would match no fleet",
+    values: 'label value',
   },
 };
 
@@ -139,11 +146,70 @@ function unseenKeyDiagnostics(rule: string, config: Record<string, unknown>, whe
     const mapping = valueIn(config, path);
     if (!mapping || typeof mapping !== 'object' || Array.isArray(mapping)) continue;
     const name = path.map((p) => clip(String(p))).join('.');
-    for (const key of Object.keys(mapping)) {
+    for (const [key, value] of Object.entries(mapping)) {
       const refusal = unseenRefusal((shown) => `${named.what} ${shown} in ${name}`, key, named.unseen);
       if (refusal) out.push(diag('policy.rule-config', `Rule ${rule}: ${refusal}`, where([...path, key])));
+      const values = named.values;
+      if (values === undefined || typeof value !== 'string') continue;
+      const ofValue = unseenRefusal((shown) => `${values} ${shown} of ${visible(key)} in ${name}`, value, named.unseen);
+      if (ofValue) out.push(diag('policy.rule-config', `Rule ${rule}: ${ofValue}`, where([...path, key])));
     }
   }
+  return out;
+}
+
+/** Why a lifecycle state's name must read as what it is (unseenRefusal). */
+const STATE_MATTERS =
+  "a state is matched exactly (the diagram's edges, a fleet's state, the record's VMs) and would read in a plan, the history or a review as another state";
+/** Why an image catalog's names must read as what they are. */
+const IMAGE_MATTERS = "a logical image is matched exactly (a fleet's spec.image) and would read in a plan or review as another image";
+const REAL_IMAGE_MATTERS = 'the real image is given to the data center and shown in plans, and would read in a plan or review as another image';
+/** Why a catalog's data center key must read as what it is: the stack's data center names are visible characters only. */
+const CATALOG_DC_MATTERS =
+  "it names a data center of the stack, whose names hold no such character, so the entry would apply to none while reading in a review as one's";
+const INSTANCE_TYPE_MATTERS = 'the instance type is given to the cloud and shown in reviews, and would read as another type';
+
+/**
+ * The names a pack writes that are matched exactly and read in plans,
+ * the record and reviews, when one holds a character that does not show, a
+ * space at either end or a letter not composed (unseenRefusal): its
+ * lifecycle's states (wherever the diagram writes one: states, initial,
+ * terminal, requestable, failure, an edge's from and to), its image
+ * catalog's logical images, data centers and real images, and the data
+ * centers and type names of its instance-type and powerOff catalogs. A
+ * state "Running" and a zero-width space loaded, was another state than
+ * Running, and read as Running in every plan and review; an image key with a
+ * right-to-left override showed as another image. Each is told at its node
+ * (a mapping's key where the key is the name), `policy.schema`.
+ */
+function unseenPackNames(spec: PolicyPack['spec'], where: (path: (string | number)[]) => Where): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const check = (what: (shown: string) => string, s: string, matters: string, path: (string | number)[]): void => {
+    const refusal = unseenRefusal(what, s, matters);
+    if (refusal) out.push(diag('policy.schema', refusal, where(path)));
+  };
+  const lc = spec.lifecycle;
+  const lcAt = (...p: (string | number)[]): (string | number)[] => ['spec', 'lifecycle', ...p];
+  lc.states.forEach((s, i) => check((shown) => `lifecycle.states[${i}] ${shown}`, s, STATE_MATTERS, lcAt('states', i)));
+  check((shown) => `lifecycle.initial ${shown}`, lc.initial, STATE_MATTERS, lcAt('initial'));
+  for (const key of ['terminal', 'requestable', 'failure'] as const) {
+    (lc[key] ?? []).forEach((s, i) => check((shown) => `lifecycle.${key}[${i}] ${shown}`, s, STATE_MATTERS, lcAt(key, i)));
+  }
+  lc.transitions.forEach((t, i) => {
+    for (const end of ['from', 'to'] as const) check((shown) => `lifecycle.transitions[${i}].${end} ${shown}`, t[end], STATE_MATTERS, lcAt('transitions', i, end));
+  });
+  for (const [image, byDc] of Object.entries(spec.images)) {
+    check((shown) => `Image ${shown} in images`, image, IMAGE_MATTERS, ['spec', 'images', image]);
+    for (const [dc, real] of Object.entries(byDc)) {
+      check((shown) => `Data center ${shown} in images.${clip(image)}`, dc, CATALOG_DC_MATTERS, ['spec', 'images', image, dc]);
+      check((shown) => `images.${clip(image)}.${clip(dc)} ${shown}`, real, REAL_IMAGE_MATTERS, ['spec', 'images', image, dc]);
+    }
+  }
+  for (const [dc, types] of Object.entries(spec.instanceTypes ?? {})) {
+    check((shown) => `Data center ${shown} in instanceTypes`, dc, CATALOG_DC_MATTERS, ['spec', 'instanceTypes', dc]);
+    types.forEach((t, i) => check((shown) => `instanceTypes.${clip(dc)}[${i}].name ${shown}`, t.name, INSTANCE_TYPE_MATTERS, ['spec', 'instanceTypes', dc, i, 'name']));
+  }
+  for (const dc of Object.keys(spec.powerOff ?? {})) check((shown) => `Data center ${shown} in powerOff`, dc, CATALOG_DC_MATTERS, ['spec', 'powerOff', dc]);
   return out;
 }
 
@@ -341,6 +407,13 @@ async function loadModules(
       );
       continue;
     }
+    // A rule's name is in every violation of a plan and matched exactly (settings, a duplicate): "protect" and a
+    // zero-width space was another rule than protect, and read as protect in the pack and every plan.
+    const unreadable = (exported as Rule[]).map((r) => unseenRefusal('Rule name', r.name, "it is matched exactly (the pack's and stack's settings, another rule's name) and named in every violation of a plan, where it would read as another rule")).filter((x) => x !== undefined);
+    if (unreadable.length > 0) {
+      for (const refusal of unreadable) diags.push(diag('policy.module-load', `The default export of ${rel}: ${refusal}`, at));
+      continue;
+    }
     rules.push(...(exported as Rule[]).map((rule) => ({ rule, module: i })));
   }
   return rules;
@@ -423,7 +496,11 @@ export async function loadPack(
   const raw = y.value as PolicyPack;
   const spec = raw.spec;
   const lcWhere = (p: readonly (string | number)[]): Where => y.where(['spec', 'lifecycle', ...p]);
-  const lcDiags = checkLifecycle(spec.lifecycle, lcWhere);
+  const unseen = unseenPackNames(spec, y.where);
+  diags.push(...unseen);
+  // A state refused above is not also an unknown one where it is written (one diagnostic per node).
+  const refusedAt = new Set(unseen.map((d) => `${d.line}:${d.col}`));
+  const lcDiags = checkLifecycle(spec.lifecycle, lcWhere).filter((d) => d.code !== 'policy.unknown-state' || !refusedAt.has(`${d.line}:${d.col}`));
   diags.push(...lcDiags);
   // A diagram with an unknown operation is not built (its edges are Operations); the rest of the pack is still checked.
   const lifecycle = lcDiags.some((d) => d.code === 'policy.unknown-operation') ? undefined : buildLifecycle(spec.lifecycle, lcWhere);

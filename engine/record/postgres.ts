@@ -158,7 +158,8 @@ export const DEFAULT_QUERY_TIMEOUT_MS = 120_000;
  */
 export function poolConfig(url: string, env: NodeJS.ProcessEnv = process.env): pgTypes.PoolConfig & { query_timeout: number } {
   return {
-    connectionString: url,
+    // An sslmode pg takes as verify-full, written so (pgConnectionString): pg does not warn.
+    connectionString: pgConnectionString(url),
     max: 4,
     connectionTimeoutMillis: envMs('FLEET_RECORD_CONNECT_TIMEOUT_MS', 5000, { env }),
     query_timeout: envMs('FLEET_RECORD_QUERY_TIMEOUT_MS', DEFAULT_QUERY_TIMEOUT_MS, { env, hint: `default ${DEFAULT_QUERY_TIMEOUT_MS}, 0 for none` }),
@@ -207,49 +208,63 @@ export function connectsTo(url: string, env: NodeJS.ProcessEnv = process.env): {
 /**
  * The URL's sslmode when node-postgres (pg-connection-string 2.x) takes it
  * as verify-full and says so in a warning: prefer, require or verify-ca,
- * without `uselibpqcompat=true`.
+ * without `uselibpqcompat=true`. pg reads the query's parameters in order,
+ * the last of a name winning (`?sslmode=disable&sslmode=require` is
+ * require): so are they read here.
  */
 function aliasedSslMode(url: string): string | undefined {
   const query = new URL(url).searchParams;
-  const mode = query.get('sslmode') ?? undefined;
-  if (query.get('uselibpqcompat') === 'true') return undefined;
+  const last = (name: string): string | undefined => query.getAll(name).at(-1);
+  const mode = last('sslmode');
+  if (last('uselibpqcompat') === 'true') return undefined;
   return mode === 'prefer' || mode === 'require' || mode === 'verify-ca' ? mode : undefined;
 }
 
-/** How node-postgres's warning about those modes begins (node_modules/pg-connection-string/index.js, deprecatedSslModeWarning). */
-const SSL_MODE_NOTICE = "SECURITY WARNING: The SSL modes 'prefer', 'require', and 'verify-ca' are treated as aliases for 'verify-full'";
-
 /**
- * node-postgres warns once per process, when it first parses a URL with such
- * an sslmode, in a dozen lines on stderr ("(node:PID) Warning: SECURITY
- * WARNING: …") ahead of anything fleet says: a person read them before the
- * diagnostic of a server without TLS. The URL is parsed here once, with that
- * warning (only that one: any other goes out as it would) held back, so the
- * pool's connections parse it again silently; what it told a person is in
- * the diagnostic of a TLS failure (unusableConnection) and docs/record.md.
- * A URL pg cannot parse is not reported here: the first statement says why.
+ * The URL node-postgres is given for the record's `url`: the same, but with
+ * an sslmode it takes as verify-full (aliasedSslMode) written as
+ * verify-full, which is what it does with it.
+ *
+ * Why: pg-connection-string 2.x (node_modules/pg-connection-string/index.js,
+ * parse) gives prefer, require, verify-ca and verify-full one meaning (TLS,
+ * the server's certificate checked against its name), and for the first
+ * three writes a dozen lines on stderr, once per process ("(node:PID)
+ * Warning: SECURITY WARNING: The SSL modes 'prefer', 'require', and
+ * 'verify-ca' are treated as aliases for 'verify-full' …"), ahead of
+ * anything fleet says: a person read them before the diagnostic of a server
+ * without TLS. That warning was held back by matching its words while pg
+ * parsed the URL once, which an upgrade rewording it would have let through
+ * unnoticed; verify-full is not warned about, whatever the words. What the
+ * warning told a person is in the diagnostic of a TLS failure
+ * (unusableConnection, which names the mode as written) and docs/record.md.
+ *
+ * Only the `sslmode=` pairs change; every other character of the URL is
+ * kept (pg decodes it as before). A pair whose name is written with escapes
+ * (`ssl%6Dode=require`) is left: pg then warns, as it would have. If pg gives
+ * these modes another meaning (pg-connection-string 3, pg 9: libpq's, weaker
+ * checks), postgres.test.ts "sslmode=require reaches pg as what pg made of
+ * it" fails: decide then whether to keep writing verify-full.
  */
-function withoutSslModeNotice(config: pgTypes.PoolConfig): void {
-  const emit = process.emitWarning;
-  process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
-    const text = typeof warning === 'string' ? warning : warning.message;
-    if (text.startsWith(SSL_MODE_NOTICE)) return;
-    return (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
-  } as typeof process.emitWarning;
+export function pgConnectionString(url: string): string {
+  let aliased: string | undefined;
   try {
-    new pg.Client(config);
+    aliased = aliasedSslMode(url);
   } catch {
-    // The same failure comes from the first statement, worded by unusableConnection.
-  } finally {
-    process.emitWarning = emit;
+    // Not a URL: pg says why at the first statement.
+    return url;
   }
+  if (aliased === undefined) return url;
+  const q = url.indexOf('?');
+  const hash = url.indexOf('#', q);
+  const end = hash < 0 ? url.length : hash;
+  const pairs = url.slice(q + 1, end).split('&').map((pair) => (pair.startsWith('sslmode=') ? 'sslmode=verify-full' : pair));
+  return `${url.slice(0, q + 1)}${pairs.join('&')}${url.slice(end)}`;
 }
 
 /** PostgreSQL behind the SqlAdapter, through a small pg Pool (poolConfig). */
 export async function openPostgres(url: string, description: string): Promise<SqlAdapter> {
   const config = poolConfig(url);
   const where: PostgresWhere = { ...connectsTo(url), description, sslmode: aliasedSslMode(url), queryTimeoutMs: config.query_timeout };
-  if (where.sslmode) withoutSslModeNotice(config);
   const pool = new pg.Pool(config);
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
@@ -276,7 +291,7 @@ export async function openPostgres(url: string, description: string): Promise<Sq
 function unusableConnection(err: unknown, where: PostgresWhere): RecordUnreachableError {
   const message = err instanceof Error ? err.message : String(err);
   const tls = /\bSSL\b|\bTLS\b|certificate/i.test(message);
-  // What node-postgres's own warning said (withoutSslModeNotice), where it matters: why `require` checks a certificate.
+  // What node-postgres's own warning said (pgConnectionString), where it matters: why `require` checks a certificate.
   const alias = where.sslmode
     ? ` node-postgres takes sslmode=${where.sslmode} as verify-full: the server must offer TLS with a certificate this host trusts for its name (uselibpqcompat=true in the URL gives sslmode libpq's meaning).`
     : '';

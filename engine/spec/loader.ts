@@ -345,6 +345,9 @@ function checkStackName(src: SourceDoc, raw: Record<string, unknown>): Diagnosti
 const DATA_CENTER_NAME_MATTERS =
   "it is a tag on every VM the data center makes, in the record and in every plan, is matched exactly (placement.dataCenters, placement.near, the image catalog), and would read in a plan or listing as something it is not";
 
+/** Why a data center's hardware trait must read as what it is (unseenRefusal). */
+const HARDWARE_TRAIT_MATTERS = "it is matched exactly (a fleet's spec.hardware) and shown in plans' placement, and would read in a plan or review as another trait";
+
 /**
  * The site's name with a character that does not show, a space at either
  * end, or a letter not composed: placement.near names it, and a plan's
@@ -380,6 +383,14 @@ function checkDataCenters(src: SourceDoc, spec: Record<string, unknown>): Diagno
         ),
       );
     } else if (unreadable) out.push(diag('spec.invalid-value', unreadable, valueWhere(src, ['spec', 'dataCenters', i, 'name'])));
+    // A trait is matched exactly against a fleet's spec.hardware and shown in plans' placement: "general" and a
+    // zero-width space offered another trait than general, and read as general.
+    if (Array.isArray(dc.hardware)) {
+      dc.hardware.forEach((t, j) => {
+        const refusal = typeof t === 'string' ? unseenRefusal('Hardware trait', t, HARDWARE_TRAIT_MATTERS) : undefined;
+        if (refusal) out.push(diag('spec.invalid-value', refusal, valueWhere(src, ['spec', 'dataCenters', i, 'hardware', j])));
+      });
+    }
     if (typeof dc.address === 'string' && dc.address && dc.address !== 'embedded' && !isHttpUrl(dc.address)) {
       out.push(
         diag(

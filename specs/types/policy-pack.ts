@@ -52,7 +52,7 @@ export interface PolicyPackSpec {
     [k: string]: PackRuleSettings;
   };
   /**
-   * Image catalog: logical image name -> real image name per data center.
+   * Image catalog: logical image name -> real image name per data center. The logical images, the data centers and the real images are visible characters only: no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC); each is matched exactly or shown in plans, and would read as another.
    */
   images: {
     [k: string]: {
@@ -60,7 +60,7 @@ export interface PolicyPackSpec {
     };
   };
   /**
-   * Instance-type catalog of cloud data centers (driver `aws` or `azure`): per data center, the types a VM size may run as. A VM gets the first listed type with at least its CPUs and memory, so list them smallest first. A cloud data center of the stack needs an entry, and every fleet that may be placed there a size that fits one of its types.
+   * Instance-type catalog of cloud data centers (driver `aws` or `azure`): per data center, the types a VM size may run as. A VM gets the first listed type with at least its CPUs and memory, so list them smallest first. A cloud data center of the stack needs an entry, and every fleet that may be placed there a size that fits one of its types. Its data centers are visible characters only (no control, zero-width or direction characters, no space at either end, letters composed), as the stack's are.
    */
   instanceTypes?: {
     /**
@@ -69,14 +69,14 @@ export interface PolicyPackSpec {
     [k: string]: [InstanceType, ...InstanceType[]];
   };
   /**
-   * What the `powerOff` operation does in a cloud data center, per data center: `stop` (default; an Azure VM keeps its hardware, still billed, and starts quickly) or `deallocate` (Azure releases the hardware: no compute charge, a slower start that may meet capacity limits). EC2 always releases a stopped instance's hardware.
+   * What the `powerOff` operation does in a cloud data center, per data center: `stop` (default; an Azure VM keeps its hardware, still billed, and starts quickly) or `deallocate` (Azure releases the hardware: no compute charge, a slower start that may meet capacity limits). EC2 always releases a stopped instance's hardware. Its data centers, as the instance-type catalog's, are visible characters only (no control, zero-width or direction characters, no space at either end, letters composed).
    */
   powerOff?: {
     [k: string]: 'stop' | 'deallocate';
   };
 }
 /**
- * The finite state diagram: a VM moves along one edge at a time, never skipping a state.
+ * The finite state diagram: a VM moves along one edge at a time, never skipping a state. A state's name, wherever the diagram writes it (states, initial, terminal, requestable, failure, an edge's from and to), is visible characters only: no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC); it is matched exactly and would read in a plan, the history or a review as another state.
  */
 export interface Lifecycle {
   /**
@@ -145,7 +145,7 @@ export interface PackRuleSettings {
  */
 export interface InstanceType {
   /**
-   * The cloud's name of the type, e.g. `m6i.large` or `Standard_D2s_v5`.
+   * The cloud's name of the type, e.g. `m6i.large` or `Standard_D2s_v5`. Visible characters only: no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC), as the catalog's data centers.
    */
   name: string;
   /**

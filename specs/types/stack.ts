@@ -110,7 +110,7 @@ export interface DataCenter {
   address: string;
   location: Location;
   /**
-   * Hardware traits this data center offers.
+   * Hardware traits this data center offers, each matched exactly against a fleet's `spec.hardware` and shown in plans' placement. Visible characters only: no control, zero-width or direction characters, no space at either end, letters composed (Unicode NFC).
    */
   hardware?: string[];
   capacity: Capacity;

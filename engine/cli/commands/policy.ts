@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { FleetError, formatDiagnostics, hasErrors, sortDiagnostics, specialFileKind, type Diagnostic } from '../../diags/index.ts';
+import { FleetError, escapeUnseen, formatDiagnostics, hasErrors, sortDiagnostics, specialFileKind, type Diagnostic } from '../../diags/index.ts';
 import { GRAPH_FORMATS, type GraphFormat } from '../../policy/graph.ts';
 
 /** The pack loader, loaded when a command runs (not for `fleet --version` or `fleet validate`'s start). */
@@ -116,22 +116,24 @@ export const registerPolicy: RegisterCommand = (program: Command, io, setExit) =
             return failedCases ? 1 : 0;
           }
           let failed = 0;
+          // A case is named by its file, and its diff quotes what the case wrote: free text, shown with what
+          // does not show as escapes (a name holding an ESC drove the terminal, a newline forged a PASS line).
           for (const r of run.results) {
-            const file = relative(io.cwd, r.file);
+            const file = escapeUnseen(relative(io.cwd, r.file));
             if (r.passed) {
-              io.stdout.write(`PASS ${r.name}\n`);
+              io.stdout.write(`PASS ${escapeUnseen(r.name)}\n`);
               continue;
             }
             failed++;
-            io.stdout.write(`FAIL ${r.name} (${file})\n`);
-            for (const line of r.diff) io.stdout.write(`  ${line}\n`);
+            io.stdout.write(`FAIL ${escapeUnseen(r.name)} (${file})\n`);
+            for (const line of r.diff) io.stdout.write(`  ${escapeUnseen(line)}\n`);
             if (r.diagnostics.length) {
               const text = formatDiagnostics(sortDiagnostics(relativize(io, r.diagnostics)));
               io.stdout.write(text.replace(/^/gm, '  ').replace(/ +$/gm, ''));
             }
           }
           const total = run.results.length;
-          io.stdout.write(`\n${total - failed} passed, ${failed} failed (${total} case${total === 1 ? '' : 's'} in ${relative(io.cwd, abs) || '.'})\n`);
+          io.stdout.write(`\n${total - failed} passed, ${failed} failed (${total} case${total === 1 ? '' : 's'} in ${escapeUnseen(relative(io.cwd, abs)) || '.'})\n`);
           return failed ? 1 : 0;
         }, mode),
       );

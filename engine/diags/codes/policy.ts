@@ -20,7 +20,7 @@ export const policyCodes = defineCodes({
   },
   'policy.schema': {
     summary: 'Policy pack does not match its schema',
-    doc: 'A key of policy.yaml is missing, unknown or of the wrong type, or a number is not finite (YAML\'s `.inf`, `-.inf`, `.nan`); see specs/schema/policy-pack.schema.json.',
+    doc: 'A key of policy.yaml is missing, unknown or of the wrong type, a number is not finite (YAML\'s `.inf`, `-.inf`, `.nan`), or a name the pack writes does not read as what it is: a lifecycle state (wherever the diagram writes one), a logical image, a data center or a real image of the image catalog, an instance type or a data center of the instance-type catalog, or a data center of `powerOff`, holding a character that does not show (a control, zero-width or direction character), a space at either end, or a letter not composed (Unicode NFC); see specs/schema/policy-pack.schema.json.',
     severity: 'error',
   },
   'policy.unknown-state': {
@@ -90,12 +90,12 @@ export const policyCodes = defineCodes({
   },
   'policy.rule-config': {
     summary: 'Invalid rule config',
-    doc: 'A rule\'s settings (in the pack\'s `rules` or the stack\'s `policyPack.config`) do not match the rule\'s config schema (owner-quota\'s `limits` naming an owner no fleet can have: empty, or longer than a fleet\'s owner, 64 characters; told at the key), or a setting is a number that is not finite (YAML\'s `.inf`, `-.inf`, `.nan`: for no limit, leave a quota\'s key out).',
+    doc: 'A rule\'s settings (in the pack\'s `rules` or the stack\'s `policyPack.config`) do not match the rule\'s config schema (owner-quota\'s `limits` naming an owner no fleet can have: empty, or longer than a fleet\'s owner, 64 characters; told at the key), name an owner or a label no fleet can have (owner-quota\'s owners, require-encrypted-disk\'s `match` keys and values, holding a character that does not show, a space at either end or a letter not composed, as a fleet\'s owner and labels may not), or a setting is a number that is not finite (YAML\'s `.inf`, `-.inf`, `.nan`: for no limit, leave a quota\'s key out).',
     severity: 'error',
   },
   'policy.module-load': {
     summary: 'Cannot load rule module',
-    doc: 'A module listed in the pack\'s `modules` lies outside the pack folder (an absolute path, a path whose `..` leave it, or a link whose target is outside it), failed to import, did not finish loading (its top-level code still waited after 30 s, or waited on a promise nothing will settle), or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules.',
+    doc: 'A module listed in the pack\'s `modules` lies outside the pack folder (an absolute path, a path whose `..` leave it, or a link whose target is outside it), failed to import, did not finish loading (its top-level code still waited after 30 s, or waited on a promise nothing will settle), or its default export is not a rule (name, description, configSchema, checkChange and/or checkPlan) or an array of rules, or names a rule with a character that does not show, a space at either end or a letter not composed (a rule\'s name is matched exactly and named in every violation).',
     severity: 'error',
   },
   'policy.rule-timeout': {
