@@ -758,6 +758,23 @@ describe('rollout amounts', () => {
     ['[1]', 'spec.wrong-type', 'a list'],
   ];
   const keys = ['maxUnavailable', 'maxSurge', 'failureThreshold'];
+  // Settings that allow no progress are spec.rollout-invalid at the offending key; each told once, as written.
+  // maxUnavailable 0 beside `maxSurge: ~` also said "maxSurge is not set", beside the schema's wrong-type of it.
+  it.each([
+    ['0', '0', [['spec.rollout-invalid', '10:15', 'rollout.maxUnavailable and rollout.maxSurge are both 0: no member']]],
+    ['"0%"', '"0%"', [['spec.rollout-invalid', '10:15', 'rollout.maxUnavailable and rollout.maxSurge are both "0%": no member']]],
+    ['0', '"0%"', [['spec.rollout-invalid', '10:15', 'rollout.maxUnavailable and rollout.maxSurge are 0 and "0%": no member']]],
+    ['0', null, [['spec.rollout-invalid', '9:21', 'rollout.maxUnavailable is 0 and maxSurge is not set']]],
+    ['0', '~', [['spec.wrong-type', '10:15', 'spec.rollout.maxSurge must be a whole number']]],
+    ['0', '1', []],
+    ['"1%"', '0', []],
+  ] as [string, string | null, [string, string, string][]][])('maxUnavailable %s, maxSurge %s', async (mu, ms, want) => {
+    const rollout = `  rollout:\n    maxUnavailable: ${mu}\n${ms === null ? '' : `    maxSurge: ${ms}\n`}`;
+    const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': minimalFleet('web', rollout) });
+    const r = await loadStack(dir, { env: {} });
+    expect(r.diagnostics.map((d) => [d.code, `${d.line}:${d.col}`, d.detail.slice(0, want.find((w) => w[0] === d.code)?.[2].length ?? 0)])).toEqual(want);
+  });
+
   // (failureThreshold 0% is spec.rollout-invalid: a rollout that would stop before its first member.)
   const cases = keys.flatMap((key) => edges.filter(([value]) => !(key === 'failureThreshold' && value === '0%')).map(([value, code, shown]) => ({ key, value, code, shown })));
   it.each(cases)('$key: $value', async ({ key, value, code, shown }) => {
