@@ -697,6 +697,17 @@ ${extra}`;
     expect(r.diagnostics.map((d) => d.detail)).toEqual([want]);
   });
 
+  // Found in the diagnostics sweep: written as it is, a number of 100,000 digits was quoted whole (300 of them shown,
+  // by diag()'s backstop for a run) where a quoted value shows QUOTE_LIMIT.
+  it.each([
+    { name: 'count', edit: (t: string) => t.replace('count: 2', `count: ${'9'.repeat(100_000)}`), want: /^spec\.count must be a whole number, not 9{100}… \(99900 more characters\)\.$/ },
+    { name: 'maxSurge', edit: (t: string) => `${t}  rollout: { maxSurge: ${'9'.repeat(100_000)} }\n`, want: /^spec\.rollout\.maxSurge must be a whole number of members .*, not 9{100}… \(99900 more characters\)\.$/ },
+  ])('a number of 100,000 digits ($name) is clipped as a quoted value is', async ({ edit, want }) => {
+    const dir = await scratch({ 'stack.yaml': stackYaml(), 'specs/web.yaml': edit(fleet(ok)) });
+    const r = await loadStack(dir, { cwd: dir, env: {} });
+    expect(r.diagnostics.map((d) => d.detail)).toEqual([expect.stringMatching(want)]);
+  });
+
   it('in the stack file too (capacity.vms: -99999999999999999999)', async () => {
     const dir = await scratch({ 'stack.yaml': stackYaml().replace('capacity: { vms: 10 }', 'capacity: { vms: -99999999999999999999 }'), 'specs/web.yaml': minimalFleet() });
     const r = await loadStack(dir, { cwd: dir, env: {} });

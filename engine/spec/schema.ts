@@ -144,7 +144,8 @@ function toDiagnostic(src: SourceDoc, kind: DocKind, e: ErrorObject): Diagnostic
   const data = valueAt(src.value, path);
   // A number as written (99999999999999999999, not the double it became: 100000000000000000000).
   const written = typeof data === 'number' ? numberSource(src, path) : undefined;
-  const shown = written ?? showValue(data);
+  // Clipped as a quoted value is: the file may write a number of 100,000 digits.
+  const shown = written !== undefined ? clip(written) : showValue(data);
   const at = valueWhere(src, path);
   const p = e.params as Record<string, unknown>;
   // A rollout amount is a count or a percentage: one sentence says so, whichever branch of its oneOf failed
