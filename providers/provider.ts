@@ -35,7 +35,7 @@
 //   clean-up there, as every step is journalled.
 // - delete: if it fails, the VM still exists (the error says in which state).
 import type * as pulumi from '@pulumi/pulumi';
-import { FleetError, clip, diag, unseenProblem, visible } from '../engine/diags/index.ts';
+import { FleetError, REASON_LIMIT, clip, diag, unseenProblem, visible } from '../engine/diags/index.ts';
 import { formatVmAddress, sameSize, type ReplaceOrder, type Step } from '../engine/model/index.ts';
 import { classifyMember, deletePath, REPLACE_FIELDS, resizeSteps, stepsAlong } from '../engine/plan/member.ts';
 import { buildLifecycle, commitsToDeletion, type LifecycleDef } from '../engine/policy/lifecycle.ts';
@@ -276,7 +276,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       tokenEnv: env,
       token: () => {
         const t = process.env[env];
-        if (!t) throw new FleetError(diag('apply.token-missing', `Set ${env} to the bearer token of the DMZ client of data center ${dc}.`));
+        if (!t) throw new FleetError(diag('apply.token-missing', `Set ${clip(env)} to the bearer token of the DMZ client of data center ${clip(dc)}.`));
         return t;
       },
     });
@@ -405,7 +405,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       await this.follow(conn, requests, walked, planned, what);
     } catch (err) {
       walked.thrown = err;
-      walked.error = err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', `${what(walked.answered)} in ${this.dataCenter}: ${err instanceof Error ? err.message : String(err)}`));
+      walked.error = err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', `${what(walked.answered)} in ${clip(this.dataCenter)}: ${clip(err instanceof Error ? err.message : String(err), REASON_LIMIT)}`));
     }
     return walked;
   }
@@ -441,14 +441,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
   private outsideChange(w: Walked, assumed: string, address: string): void {
     const r = w.last;
     if (!w.error || w.thrown || !r) return;
+    const dc = clip(this.dataCenter);
+    const member = clip(address);
     const then = 'run `fleet refresh` on the stack (with the stack folder and the record, as `fleet apply` runs), which records the change; then run this again';
     let detail: string | undefined;
     if (r.outcome === 'failed' && r.error?.code === 'driver.not-found') {
-      detail = `VM ${address} is gone from data center ${this.dataCenter} (deleted outside the program), but the record still holds it ${r.vm?.state ?? assumed}: ${then} (a destroy then finds it deleted, \`pulumi up\` creates it again).`;
+      detail = `VM ${member} is gone from data center ${dc} (deleted outside the program), but the record still holds it ${clip(r.vm?.state ?? assumed)}: ${then} (a destroy then finds it deleted, \`pulumi up\` creates it again).`;
     } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm && r.vm.state !== assumed) {
-      detail = `The record holds ${address} ${r.vm.state}, the Pulumi state ${assumed}: if \`pulumi refresh\` read that from data center ${this.dataCenter} after a change made outside the program (a VM stopped or started in the cloud), ${then}.`;
+      detail = `The record holds ${member} ${clip(r.vm.state)}, the Pulumi state ${clip(assumed)}: if \`pulumi refresh\` read that from data center ${dc} after a change made outside the program (a VM stopped or started in the cloud), ${then}.`;
     } else if (r.outcome === 'vetoed' && w.answered === 1 && r.vm === undefined && / already has a live VM/.test(r.reason)) {
-      detail = `If \`pulumi refresh\` dropped ${address} from the Pulumi state because it was deleted outside the program, the record still holds it live: ${then}.`;
+      detail = `If \`pulumi refresh\` dropped ${member} from the Pulumi state because it was deleted outside the program, the record still holds it live: ${then}.`;
     }
     if (detail) w.error = new FleetError([...w.error.diagnostics, diag(r.outcome === 'vetoed' ? 'apply.step-vetoed' : 'apply.step-failed', detail, { address })]);
   }
@@ -460,13 +462,15 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
 
   private stepError(r: StepResult, what: string): FleetError {
     const where = r.vm ? { address: r.vm.address } : {};
-    if (r.outcome === 'vetoed') return new FleetError(diag('apply.step-vetoed', `${what} in ${this.dataCenter}: ${r.reason}.`, where));
-    return new FleetError(diag('apply.step-failed', `${what} in ${this.dataCenter}: ${r.error?.message ?? r.reason}; the VM is now ${r.vm?.state ?? 'unknown'}.`, where));
+    // The authority's reason and the cloud's message come from the data center's side: escaped and cut (REASON_LIMIT),
+    // as Pulumi shows an error's message as it is, line breaks and all.
+    if (r.outcome === 'vetoed') return new FleetError(diag('apply.step-vetoed', `${what} in ${clip(this.dataCenter)}: ${clip(r.reason, REASON_LIMIT)}.`, where));
+    return new FleetError(diag('apply.step-failed', `${what} in ${clip(this.dataCenter)}: ${clip(r.error?.message ?? r.reason, REASON_LIMIT)}; the VM is now ${r.vm?.state === undefined ? 'unknown' : clip(r.vm.state)}.`, where));
   }
 
   private path(lc: Lifecycle, from: string, to: string): string[] {
     const p = lc.path(from, to);
-    if (!p) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${from} to ${to}.`));
+    if (!p) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(from)} to ${clip(to)}.`));
     return p;
   }
 
@@ -500,7 +504,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     const key = planned?.key ?? this.randomKeys();
     const fence = planned?.fencingToken;
     const requests = [this.createRequest(vmId, inputs, key(0), planId, planned?.replaces, fence), ...steps.map((s, i) => this.request(vmId, s, key(i + 1), planId, inputs, fence))];
-    const label = (k: number) => (k === 0 ? `create ${formatVmAddress(inputs.fleet, inputs.index)}` : `${steps[k - 1].from} -> ${steps[k - 1].to}`);
+    const label = (k: number) => (k === 0 ? `create ${clip(formatVmAddress(inputs.fleet, inputs.index))}` : `${steps[k - 1].from} -> ${steps[k - 1].to}`);
     const w = await this.run(conn, requests, this.lifecycle.initial, planned, label);
     if (!w.error) return { id: vmId, outs: this.outputs(vmId, inputs, w.last) };
     // fleet apply, whose record keeps the VM, or nothing was inserted (the create itself did not go through): the error as it is.
@@ -510,16 +514,16 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
     let cleanup: Walked;
     try {
       const down = deletePath(lc!, w.state);
-      if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${w.state} to a terminal state.`));
+      if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(w.state)} to a terminal state.`));
       const downSteps = stepsAlong(lc!, down, 'current');
       cleanup = await this.run(conn, downSteps.map((s) => this.request(vmId, s, globalThis.crypto.randomUUID(), planId, inputs)), w.state, undefined, (k) => `${downSteps[k].from} -> ${downSteps[k].to}`);
     } catch (err) {
-      cleanup = { state: w.state, answered: 0, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', String(err))) };
+      cleanup = { state: w.state, answered: 0, error: err instanceof FleetError ? err : new FleetError(diag('apply.step-failed', clip(String(err), REASON_LIMIT))) };
     }
     if (cleanup.error) {
       const err = new FleetError([
         ...w.error.diagnostics,
-        diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${this.dataCenter} (${cleanup.state}): ${cleanup.error.message}`, {
+        diag('apply.step-failed', `Cleaning up VM ${vmId} after the failed create failed too; it may still exist in ${clip(this.dataCenter)} (${clip(cleanup.state)}): ${cleanup.error.message}`, {
           address: formatVmAddress(inputs.fleet, inputs.index),
         }),
       ]);
@@ -543,7 +547,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       throw new FleetError(
         diag(
           'apply.import-refused',
-          `VM ${id} cannot be read without the outputs its create left in the Pulumi state, so a VM cannot be imported (\`pulumi import\` or the import option). Declare it in the program and let \`pulumi up\` create it; a VM that \`fleet apply\` made stays managed by \`fleet apply\`.`,
+          `VM ${clip(id)} cannot be read without the outputs its create left in the Pulumi state, so a VM cannot be imported (\`pulumi import\` or the import option). Declare it in the program and let \`pulumi up\` create it; a VM that \`fleet apply\` made stays managed by \`fleet apply\`.`,
         ),
       );
     }
@@ -565,7 +569,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       throw new FleetError(
         diag(
           'apply.step-vetoed',
-          `The authority denied the boot of ${formatVmAddress(olds.fleet, olds.index)} (VM ${olds.cloudId}, which ${this.dataCenter} still holds, powered off, in ${olds.state}), so it is not booted again: it is deleted and created again, which its diff asks of Pulumi as a replace (\`bootDenied\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
+          `The authority denied the boot of ${clip(formatVmAddress(olds.fleet, olds.index))} (VM ${clip(String(olds.cloudId))}, which ${clip(this.dataCenter)} still holds, powered off, in ${clip(olds.state)}), so it is not booted again: it is deleted and created again, which its diff asks of Pulumi as a replace (\`bootDenied\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
           { address: formatVmAddress(olds.fleet, olds.index) },
         ),
       );
@@ -575,7 +579,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       throw new FleetError(
         diag(
           'apply.step-vetoed',
-          `${formatVmAddress(olds.fleet, olds.index)} is in data center ${olds.dataCenter} (VM ${olds.vmId}), and the program now puts it in ${this.dataCenter}: a VM does not move between data centers, it is deleted in ${olds.dataCenter} and created in ${this.dataCenter}, which its diff asks of Pulumi as a replace (\`dataCenter\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
+          `${clip(formatVmAddress(olds.fleet, olds.index))} is in data center ${clip(olds.dataCenter)} (VM ${clip(olds.vmId)}), and the program now puts it in ${clip(this.dataCenter)}: a VM does not move between data centers, it is deleted in ${clip(olds.dataCenter)} and created in ${clip(this.dataCenter)}, which its diff asks of Pulumi as a replace (\`dataCenter\`). Run \`pulumi up\` again, or \`pulumi up --replace\` with the resource's URN; nothing was changed.`,
           { address: formatVmAddress(olds.fleet, olds.index) },
         ),
       );
@@ -595,7 +599,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
       if (sameSize(olds.size, news.size)) steps = stepsAlong(lc, this.path(lc, olds.state, news.desiredState), 'current');
       else {
         const r = resizeSteps(lc, olds.state, news.desiredState);
-        if ('missing' in r) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${r.missing.from} to ${r.missing.to}.`));
+        if ('missing' in r) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(r.missing.from)} to ${clip(r.missing.to)}.`));
         steps = r.steps;
       }
     }
@@ -639,7 +643,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         const lc = this.lc();
         if (lc.isTerminal(from)) return { state: from, answered: 0 };
         const down = deletePath(lc, from);
-        if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${from} to a terminal state.`));
+        if (!down) throw new FleetError(diag('apply.step-vetoed', `No path of lifecycle edges leads from ${clip(from)} to a terminal state.`));
         steps = stepsAlong(lc, down, 'current');
       }
       const walkSteps = steps;
@@ -666,7 +670,7 @@ export class DataCenterProvider implements pulumi.dynamic.ResourceProvider<VmInp
         ...w.error.diagnostics,
         diag(
           'apply.step-vetoed',
-          `VM ${id} is not in the record, but data center ${this.dataCenter} still has it (cloud id ${cloud.cloudId}, ${cloud.observedState}): nothing approves its deletion. Delete it in the cloud (the DMZ client acts only on approved requests), then run the destroy again: it finds the VM gone and finishes.`,
+          `VM ${clip(id)} is not in the record, but data center ${clip(this.dataCenter)} still has it (cloud id ${clip(cloud.cloudId)}, ${clip(cloud.observedState)}): nothing approves its deletion. Delete it in the cloud (the DMZ client acts only on approved requests), then run the destroy again: it finds the VM gone and finishes.`,
           { address: formatVmAddress(props.fleet, props.index) },
         ),
       ]);

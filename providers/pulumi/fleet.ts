@@ -23,7 +23,7 @@
 //   centers and the next `pulumi up` goes on from there.
 // - delete: a member that could not be deleted still exists; the error names it.
 import * as pulumi from '@pulumi/pulumi';
-import { FleetError, clip, diag, unseenRefusal, visible, type Diagnostic } from '../../engine/diags/index.ts';
+import { FleetError, REASON_LIMIT, clip, diag, unseenRefusal, visible, type Diagnostic } from '../../engine/diags/index.ts';
 import { computePlan, noRulesPolicy, type Change } from '../../engine/plan/index.ts';
 import { buildLifecycle } from '../../engine/policy/lifecycle.ts';
 import type { LoadedPack } from '../../engine/policy/types.ts';
@@ -137,7 +137,7 @@ function settleAll<T, R>(items: readonly T[], f: (t: T) => Promise<R>): Promise<
 /** What a member's call threw, each diagnostic at the member's address unless it names one. */
 function diagnosticsOf(err: unknown, address: string): Diagnostic[] {
   if (err instanceof FleetError) return err.diagnostics.map((d) => (d.address === undefined && d.file === undefined ? { ...d, address } : d));
-  return [diag('apply.step-failed', `${address}: ${err instanceof Error ? err.message : String(err)}`, { address })];
+  return [diag('apply.step-failed', `${clip(address)}: ${clip(err instanceof Error ? err.message : String(err), REASON_LIMIT)}`, { address })];
 }
 
 export class FleetProvider implements pulumi.dynamic.ResourceProvider<FleetInputs, FleetOutputs> {
