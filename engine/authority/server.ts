@@ -221,7 +221,8 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         record: async () => {
           const version = await opts.record.schemaVersion();
           if (version !== SCHEMA_VERSION) throw new Error(`the record has schema version ${version}, this authority knows ${SCHEMA_VERSION}`);
-          await opts.record.listLocks(opts.stackName);
+          // One row at most: the probe is public, and a whole-stack apply holds a lock per fleet.
+          await opts.record.listLocks(opts.stackName, { limit: 1 });
         },
       },
       draining: () => draining,
