@@ -9,6 +9,7 @@
 // missing). Without it the suite fails when CI or FLEET_REQUIRE_BROWSER is
 // set, and is skipped with a printed reason otherwise.
 import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +34,14 @@ const STACK = 'browser';
 const EVIL_FLEET = '<script>alert("fleet")</script>';
 const EVIL_DETAIL = '<img src=x onerror=alert("detail")>';
 const LOCK_HOLDER = { who: 'ci@runner-7', host: 'runner-7', pid: 4242, planId: null };
+/** A name chromium resolves to 127.0.0.1 (--host-resolver-rules), as a rebinding site's would be. */
+const REBIND_HOST = 'rebind.fleet.test';
+/**
+ * Text that runs script wherever it is taken for markup: in an element, in a quoted attribute (either quote), inside a
+ * <title>, <style> or <textarea>, in the SVG; it would set window.__pwned and ask `listener` for /<tag>.
+ */
+const hostile = (listener: string, tag: string) =>
+  `"'><img src=x onerror="window.__pwned='${tag}';fetch('${listener}/${tag}')"><script>window.__pwned='${tag}'</script></textarea></title></style><svg onload="window.__pwned='${tag}'"></svg>${tag}`;
 
 /** What the record says, read before the dashboard starts (the pages must say the same). */
 interface Seen {
@@ -56,6 +65,12 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
   let context: BrowserContext;
   let page: Page;
   let seen: Seen;
+  /** Listens for what a hostile text would fetch if it ran: nothing may reach it. */
+  let listener: Server;
+  let listenerUrl: string;
+  const fetchedByMarkup: string[] = [];
+  /** The hostile text seeded into the record, by field. */
+  const said: Record<string, string> = {};
   const dialogs: string[] = [];
   const offOrigin: string[] = [];
   const consoleErrors: string[] = [];
@@ -76,6 +91,13 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
       throw new Error(`chromium is missing at ${CHROMIUM}: install it with \`DEBIAN_FRONTEND=noninteractive apt-get install -y chromium\` (.ci/run does when it is absent), or point FLEET_CHROMIUM at one.`);
     }
     await mkdir(ARTIFACTS, { recursive: true });
+    listener = createServer((req, res) => {
+      fetchedByMarkup.push(req.url ?? '');
+      res.end();
+    });
+    await new Promise<void>((ok) => listener.listen(0, '127.0.0.1', ok));
+    listenerUrl = `http://127.0.0.1:${(listener.address() as { port: number }).port}`;
+    for (const field of ['lockWho', 'lockHost', 'planWho', 'planDigest', 'journalDetail', 'bootReason', 'image', 'realImage', 'cloudId', 'dataCenter', 'actor', 'detail', 'code', 'driftDetail']) said[field] = hostile(listenerUrl, field);
     stack = await tempStack({ name: STACK });
     await stack.spec('web', fleetYaml('web', { count: 3 }));
     await stack.spec('batch', fleetYaml('batch', { count: 2, state: 'PoweredOff' }));
@@ -93,6 +115,20 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
       await record.addHistory(evil.id, { from: 'Requested', to: 'Requested', outcome: 'vetoed', actor: '<b>mallory</b>', detail: EVIL_DETAIL });
       const web0 = (await record.findVm(STACK, 'web/0'))!;
       await record.addHistory(web0.id, { from: 'Running', to: 'Running', outcome: 'drift', actor: 'refresh', detail: 'refresh: test drift on web/0' });
+      // Every free text the pages show, hostile: what a holder's user and host name, a cloud's error, an operator's
+      // reason, a catalog's image or a driver's cloud id could say. The record takes any text; the pages must show it as text.
+      const h = await record.insertVm(
+        { stack: STACK, fleet: 'hostile', owner: 'x', index: 0, dataCenter: said.dataCenter, state: 'Requested', desiredState: 'Running', specHash: 'h', image: said.image, size: { cpu: 1, memoryGiB: 1, diskGiB: 10 }, encryptedDisk: false },
+        { actor: said.actor, detail: said.detail },
+      );
+      await record.addHistory(h.id, { from: 'Requested', to: 'Requested', outcome: 'failed', actor: said.actor, detail: said.detail, code: said.code });
+      await record.addHistory(h.id, { from: 'Requested', to: 'Requested', outcome: 'drift', actor: said.actor, detail: said.driftDetail });
+      await record.addBootAttempts([{ vmId: h.id, dataCenter: said.dataCenter, cloudId: said.cloudId, image: said.realImage, approved: false, reason: said.bootReason }]);
+      const hostilePlan = 'p-hostile';
+      await record.startPlan({ id: hostilePlan, stack: STACK, digest: said.planDigest, who: said.planWho, startedAt: new Date().toISOString() });
+      await record.journal({ planId: hostilePlan, vmId: h.id, address: 'hostile/0', seq: 0, from: 'Requested', to: 'BeingCreated', idempotencyKey: 'k-hostile', status: 'failed', detail: said.journalDetail });
+      await record.finishPlan(hostilePlan, 'failed');
+      await record.acquireLocks(STACK, ['hostile'], { who: said.lockWho, host: said.lockHost, pid: 4343, planId: hostilePlan }, { leaseMs: 3_600_000 });
       const vms = await record.listVms(STACK);
       const history = await record.history(STACK, 'web/0');
       const plans = await record.listPlans(STACK);
@@ -101,7 +137,7 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
       seen = {
         vms,
         web0,
-        lock: (await record.listLocks(STACK))[0],
+        lock: (await record.listLocks(STACK)).find((l) => l.fleet === 'batch')!,
         history,
         boots: await record.listBootAttempts(web0.id),
         plans,
@@ -120,7 +156,7 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
       headless: true,
       viewport: { width: 1280, height: 900 },
       // Without the background-networking flags chromium reaches out at start and connections get refused in a sandbox.
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [`--host-resolver-rules=MAP ${REBIND_HOST} 127.0.0.1`, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     page = context.pages()[0] ?? (await context.newPage());
     page.on('dialog', (d) => {
@@ -139,6 +175,8 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
   }, 180_000);
 
   afterAll(async () => {
+    listener?.closeAllConnections();
+    await new Promise((ok) => (listener ? listener.close(ok) : ok(undefined)));
     await context?.close();
     await ui?.stop();
     if (userData) await rm(userData, { recursive: true, force: true });
@@ -263,6 +301,47 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
     expect(dialogs).toEqual([]);
   });
 
+  // Found sound by review: every value is escaped where it goes (element, attribute, SVG), and the policy allows no script.
+  it('shows every hostile free text as text on every page it is on, and none of them runs or fetches anything', async () => {
+    const noScriptRan = async () => {
+      expect(await page.evaluate(() => (window as unknown as { __pwned?: string }).__pwned)).toBeUndefined();
+      expect(await page.locator('main img, main script, main svg[onload], main textarea').count()).toBe(0);
+    };
+    const shows = async (where: string, fields: string[]) => {
+      const text = (await page.textContent(where)) ?? '';
+      for (const f of fields) expect(text, `${page.url()} ${where}: ${f}`).toContain(said[f]);
+    };
+    await page.goto(ui.url);
+    await shows('#fleets thead', ['dataCenter']);
+    await shows('#locks', ['lockWho', 'lockHost']);
+    await shows('#plans', ['planWho']);
+    await shows('#drift', ['driftDetail', 'actor']);
+    expect(await page.locator('#fleets tr[data-fleet="hostile"] td[data-dc]').evaluateAll((tds, dc) => tds.filter((td) => td.getAttribute('data-dc') === dc).length, said.dataCenter)).toBe(1);
+    await noScriptRan();
+    await look('hostile-overview');
+    await page.goto(`${ui.url}/fleets/hostile`);
+    await shows('#members', ['dataCenter', 'image']);
+    await shows('[data-testid=fleet-lock]', ['lockWho', 'lockHost']);
+    await noScriptRan();
+    await look('hostile-fleet');
+    await page.goto(`${ui.url}/vms/hostile/0`);
+    await shows('#vm', ['dataCenter', 'image']);
+    await shows('#history', ['actor', 'detail', 'code']);
+    await shows('#boots', ['bootReason', 'cloudId']);
+    await noScriptRan();
+    await look('hostile-vm');
+    await page.goto(`${ui.url}/plans/p-hostile`);
+    await shows('main', ['planWho', 'planDigest', 'journalDetail']);
+    await noScriptRan();
+    await look('hostile-apply');
+    for (const path of ['/locks', '/plans', '/drift']) {
+      await page.goto(`${ui.url}${path}`);
+      await noScriptRan();
+    }
+    expect(fetchedByMarkup).toEqual([]);
+    expect(dialogs).toEqual([]);
+  });
+
   it('shows no secret on any page, and loads nothing from elsewhere', () => {
     expect(visited.size).toBeGreaterThanOrEqual(10);
     for (const [url, html] of visited) {
@@ -305,5 +384,24 @@ describe.skipIf(!HAVE_CHROMIUM && !REQUIRED)('the dashboard in chromium', () => 
       evil.closeAllConnections();
       await new Promise((ok) => evil.close(ok));
     }
+  });
+
+  // Found by review: a page of another site whose name resolves to 127.0.0.1 (DNS rebinding) was answered as the
+  // dashboard's own: it could read the sign-in form and post wrong tokens, counted against the person's own address.
+  it('refuses a page reached through another host name that resolves to 127.0.0.1 (DNS rebinding)', async () => {
+    const port = new URL(ui.url).port;
+    const answer = await page.goto(`http://${REBIND_HOST}:${port}/ui/login`);
+    expect(answer?.status()).toBe(421);
+    expect(await page.textContent('body')).toContain('DNS rebinding');
+    // The rebinding page's own script, same-origin with it, gets nothing either: a sign-in is refused before it is counted.
+    const tried = await page.evaluate(async () => {
+      const res = await fetch('/ui/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=guess' });
+      return { status: res.status, text: await res.text() };
+    });
+    expect(tried.status).toBe(421);
+    expect(tried.text).not.toContain(STACK);
+    // The same dashboard through 127.0.0.1 and localhost is answered.
+    expect((await page.goto(`http://127.0.0.1:${port}/ui/login`))?.status()).toBe(200);
+    expect((await page.goto(`http://localhost:${port}/ui/login`))?.status()).toBe(200);
   });
 });

@@ -106,6 +106,8 @@ export interface StartAuthorityOptions {
     readToken?: string;
     /** Served in plain HTTP behind a TLS-terminating proxy (`--insecure` off loopback): browsers reach it over HTTPS, so its cookie is marked Secure too. */
     behindTlsProxy?: boolean;
+    /** Listening on loopback: the host names the dashboard answers to besides `localhost` and IP addresses (engine/ui's loopbackHosts, FLEET_UI_HOSTS). Absent: any. */
+    loopbackHosts?: readonly string[];
   };
   /** Authorities serving this record (Authority's `replicas`): more than 1 turns the row cache and approvals ahead off. */
   replicas?: number;
@@ -219,7 +221,8 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
         record: async () => {
           const version = await opts.record.schemaVersion();
           if (version !== SCHEMA_VERSION) throw new Error(`the record has schema version ${version}, this authority knows ${SCHEMA_VERSION}`);
-          await opts.record.listLocks(opts.stackName);
+          // One row at most: the probe is public, and a whole-stack apply holds a lock per fleet.
+          await opts.record.listLocks(opts.stackName, { limit: 1 });
         },
       },
       draining: () => draining,
@@ -451,6 +454,7 @@ export async function startAuthority(opts: StartAuthorityOptions): Promise<Runni
       // ...and bound to each role's token: rotating (or unsetting) a token ends the sessions signed in with it.
       binding: uiSessionBinding(opts.ui ?? {}),
       secure: opts.tls !== undefined || opts.ui?.behindTlsProxy === true,
+      ...(opts.ui?.loopbackHosts ? { loopbackHosts: opts.ui.loopbackHosts } : {}),
     });
   }
   const url = await listen(app, opts.host ?? '127.0.0.1', opts.port ?? 0);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPack } from '../../providers/testing.ts';
 import { openRecord } from '../record/index.ts';
 import type { FleetRecord } from '../record/types.ts';
+import { seededRandom } from '../model/seeded-random.ts';
 import { startAuthority, type RunningService } from './server.ts';
 
 let record: FleetRecord;
@@ -107,5 +108,34 @@ describe('the dashboard on the authority', () => {
   it('serves no dashboard without a dashboard token: /ui is an unknown route behind the bearer check', async () => {
     expect((await fetch(`${bare.url}/ui/login`, form('tok-miami'))).status).toBe(401);
     expect((await fetch(`${bare.url}/ui`, { headers: { authorization: 'Bearer tok-miami' } })).status).toBe(404);
+  });
+
+  // Checked by review (held on main): a caller choosing URLs, methods and tokens cannot add series to /metrics: its
+  // labels are route patterns ('unmatched' for none), methods (the HTTP parser's closed set) and status codes.
+  it('keeps /metrics bounded whatever paths, methods and tokens callers send, pages and protocol alike', async () => {
+    const metrics = async () => (await (await fetch(`${authority.url}/metrics`)).text()).split('\n').filter((l) => /^fleet_http_request(s_total|_duration_seconds_count)\{/.test(l));
+    const cookie = ((await fetch(`${authority.url}/ui/login`, form('tok-read'))).headers.get('set-cookie') ?? '').split(';')[0];
+    const rnd = seededRandom(7);
+    const sent: string[] = [];
+    const word = () => {
+      const w = `q${Math.floor(rnd.next() * 1e12).toString(36)}`;
+      sent.push(w);
+      return w;
+    };
+    const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rnd.next() * xs.length)];
+    for (let i = 0; i < 300; i++) {
+      const path = pick([() => `/${word()}`, () => `/ui/${word()}`, () => `/ui/fleets/${word()}`, () => `/ui/vms/${word()}/${word()}`, () => `/ui/plans/${word()}?page=${word()}`, () => `/v1/vms/${word()}`, () => `/metrics/${word()}`])();
+      const headers = pick<Record<string, string>>([{}, { cookie }, { authorization: `Bearer ${word()}` }, { authorization: 'Bearer tok-miami' }]);
+      await (await fetch(`${authority.url}${path}`, { method: pick(['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']), headers, redirect: 'manual' })).arrayBuffer();
+    }
+    const series = await metrics();
+    const text = series.join('\n');
+    expect(sent.filter((w) => text.includes(w))).toEqual([]);
+    const routes = new Set(series.map((l) => /route="([^"]*)"/.exec(l)?.[1]));
+    // Patterns only (the earlier tests' routes too), and 'unmatched' for every path no route has.
+    expect([...routes].filter((r) => r !== 'unmatched' && !(r?.startsWith('/') && !/q[0-9a-z]{4,}/.test(r)))).toEqual([]);
+    expect(routes).toContain('unmatched');
+    // Routes x methods x the statuses a refusal has (200, 303, 401, 404, 405, 429, ...): a closed set, 300 requests or not.
+    expect(series.length).toBeLessThanOrEqual(routes.size * 6 * 8 * 2);
   });
 });

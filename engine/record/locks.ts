@@ -163,8 +163,17 @@ export function lockStore({ db }: RecordSql): LockStore {
       }
     },
 
-    async listLocks(stack) {
-      const rows = await db.query<LockDb>('SELECT * FROM locks WHERE stack = $1 ORDER BY fleet', [stack]);
+    async listLocks(stack, opts = {}) {
+      const where = ['stack = $1'];
+      const params: unknown[] = [stack];
+      if (opts.fleets !== undefined) where.push(`fleet = ANY($${params.push([...opts.fleets])}::text[])`);
+      if (opts.planIds !== undefined) where.push(`plan_id = ANY($${params.push([...opts.planIds])}::text[])`);
+      const limit = opts.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(opts.limit))}` : '';
+      const rows =
+        opts.planIds !== undefined
+          ? // One row per plan and holder, its first fleet's; then by fleet, as every other answer.
+            await db.query<LockDb>(`SELECT * FROM (SELECT DISTINCT ON (plan_id, host, pid) * FROM locks WHERE ${where.join(' AND ')} ORDER BY plan_id, host, pid, fleet) l ORDER BY fleet${limit}`, params)
+          : await db.query<LockDb>(`SELECT * FROM locks WHERE ${where.join(' AND ')} ORDER BY fleet${limit}`, params);
       return rows.map(toLock);
     },
 

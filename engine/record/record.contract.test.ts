@@ -1230,6 +1230,24 @@ describe.each(testBackends())('record contract on $name', (backend) => {
       await h.release();
     });
 
+    // The dashboard's bounded reads: a whole-stack apply holds one lock per fleet.
+    it('lists some locks only: by fleets, the first N by fleet, one per holder of some plans', async () => {
+      const s = freshStack();
+      const a = await r.acquireLocks(s, ['web', 'db', 'cache'], holder('alice', 'p1'));
+      const b = await r.acquireLocks(s, ['api', 'mq'], { ...holder('bob', 'p2'), pid: 5151 });
+      const fleets = async (opts: Parameters<typeof r.listLocks>[1]) => (await r.listLocks(s, opts)).map((l) => [l.fleet, l.lockId]);
+      expect(await fleets({ fleets: ['web', 'api', 'nope'] })).toEqual([['api', b.lockId], ['web', a.lockId]]);
+      expect(await fleets({ fleets: [] })).toEqual([]);
+      expect(await fleets({ limit: 2 })).toEqual([['api', b.lockId], ['cache', a.lockId]]);
+      expect(await fleets({ limit: 0 })).toEqual([]);
+      expect(await fleets({ planIds: ['p1', 'p2'] })).toEqual([['api', b.lockId], ['cache', a.lockId]]);
+      expect(await fleets({ planIds: ['p1'] })).toEqual([['cache', a.lockId]]);
+      expect(await fleets({ planIds: [] })).toEqual([]);
+      expect(await r.listLocks(s)).toHaveLength(5);
+      await a.release();
+      await b.release();
+    });
+
     it('gives every acquisition a larger fencing token; the fleet keeps its latest after release, unlock and takeover', async () => {
       const s = freshStack();
       expect(await r.fencesOf(s, ['web'])).toEqual([]);

@@ -209,7 +209,13 @@ export interface LockStore {
    * it took before (with a new fencing token), so a retry whose first try's outcome is unknown is safe.
    */
   acquireLocks(stack: string, fleets: readonly string[], holder: LockHolder, opts?: { leaseMs?: number; timeoutMs?: number; lockId?: string }): Promise<LockHandle>;
-  listLocks(stack: string): Promise<LockRow[]>;
+  /**
+   * The stack's locks by fleet name; bounded reads for the dashboard (a whole-stack apply holds one per fleet):
+   * `fleets`: those fleets' only; `planIds`: only those plans' locks, and of each plan one per holder (host and
+   * pid), its first fleet's (whether a plan's holder is gone, without reading every fleet it locked); `limit`: at
+   * most that many.
+   */
+  listLocks(stack: string, opts?: { fleets?: readonly string[]; planIds?: readonly string[]; limit?: number }): Promise<LockRow[]>;
   /** Like listLocks, over every stack, only the rows of one lock id. */
   findLock(lockId: string): Promise<LockRow[]>;
   /** Returns false when no such lock exists. */

@@ -6,12 +6,13 @@
 // also answers the DMZ clients) and hundreds of MB per page load, which any
 // read-only token could ask for again and again. Counted, not timed: the rows
 // the record hands the dashboard per page, over a real record.
+import { hostname } from 'node:os';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
 import { memoryRecord } from '../record/testing.ts';
 import type { NewVm, SqlRecord } from '../record/index.ts';
-import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED } from './pages.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, LOCKS_LISTED, MAX_FAILURES_LISTED, OVERVIEW_LOCKS } from './pages.ts';
 import { recordSource } from './record-source.ts';
 import { registerUi } from './server.ts';
 
@@ -150,5 +151,63 @@ describe('the dashboard reads a bounded number of rows per page, whatever the si
     expect(failures).toEqual(Array.from({ length: MAX_FAILURES_LISTED }, (_, i) => i * 10));
     expect(p.body).toContain('50 more failed steps');
     expect(p.rows).toBeLessThanOrEqual(JOURNAL_PAGE_SIZE + MAX_FAILURES_LISTED + 10);
+  });
+});
+
+// Found by review: the overview, the locks page, a fleet's page and the applies (with one running) read every lock of
+// the stack, and the overview and the locks page listed them all: an apply of every fleet holds a lock per fleet (5,000
+// in bench:scale's stack), so each load read and showed 5,000 rows. Now the first OVERVIEW_LOCKS (LOCKS_LISTED) by name
+// and whether there are more, the page's fleets' for their "(locked)", a fleet's own, and of a running apply one lock
+// per holder (whether its holder is gone).
+describe('a stack whose every fleet an apply has locked', () => {
+  const stack = 'many-locks';
+  const LOCKED = 700;
+  const name = (i: number) => `lk${String(i).padStart(3, '0')}`;
+  let locked: FastifyInstance;
+  beforeAll(async () => {
+    await record.bulkInsertVms(Array.from({ length: 3 }, (_, i) => ({ ...newVm(name(i), 0, 'Running'), stack })), { actor: 'seed' });
+    await record.startPlan({ id: 'p-all', stack, digest: 'd', who: 'ci', startedAt: '2026-12-01T09:00:00.000Z' });
+    // Held by this process: a live holder, so the apply shows running, not "holder gone".
+    await record.acquireLocks(stack, Array.from({ length: LOCKED }, (_, i) => name(i)), { who: 'ci', host: hostname(), pid: process.pid, planId: 'p-all' }, { leaseMs: 3_600_000 });
+    locked = Fastify();
+    registerUi(locked, { source: recordSource(counted(record), stack, { name: 'default', version: '1.0.0', lifecycle: DEFAULT_LIFECYCLE }), authorize: () => 'read' });
+  }, 60_000);
+  afterAll(() => locked?.close());
+
+  const get = async (url: string) => {
+    rowsRead = 0;
+    const res = await locked.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
+    return { status: res.statusCode, body: res.body, rows: rowsRead, listed: [...res.body.matchAll(/<tr data-fleet="(lk\d+)"><td>lk\d+<\/td>/g)].map((m) => m[1]) };
+  };
+
+  it('the overview lists the first locks and says there are more; its fleets still say "(locked)"', async () => {
+    const p = await get('/ui');
+    expect(p.status).toBe(200);
+    expect(p.listed).toEqual(Array.from({ length: OVERVIEW_LOCKS }, (_, i) => name(i)));
+    expect(p.body).toContain(`More than ${OVERVIEW_LOCKS} fleets are locked`);
+    expect([...p.body.matchAll(/data-testid="locked"/g)]).toHaveLength(3);
+    expect(p.body).toMatch(/data-plan="p-all">.*<td class="">running<\/td>/);
+    expect(p.rows).toBeLessThanOrEqual(OVERVIEW_LOCKS + 1 + 3 + 20);
+  });
+
+  it('the locks page lists the first LOCKS_LISTED and says there are more', async () => {
+    const p = await get('/ui/locks');
+    expect(p.listed).toEqual(Array.from({ length: LOCKS_LISTED }, (_, i) => name(i)));
+    expect(p.body).toContain(`More than ${LOCKS_LISTED} fleets are locked`);
+    expect(p.rows).toBeLessThanOrEqual(LOCKS_LISTED + 1);
+  });
+
+  it.each([
+    // A fleet with no live member but its lock still has its page (the lock).
+    ['/ui/fleets/lk001', 'data-testid="fleet-lock">Locked by ci'],
+    ['/ui/fleets/lk650', 'data-testid="fleet-lock">Locked by ci'],
+    ['/ui/plans', '<td class="">running</td>'],
+    ['/ui/plans/p-all', '<dd data-testid="result">running</dd>'],
+  ])('%s reads the locks it shows, not every lock', async (url, shows) => {
+    const p = await get(url);
+    expect(p.status).toBe(200);
+    expect(p.body).toContain(shows);
+    expect(p.body).not.toContain('holder gone');
+    expect(p.rows).toBeLessThanOrEqual(10);
   });
 });

@@ -152,7 +152,7 @@ const planHref = (id: string) => `/ui/plans/${encodeURIComponent(id)}`;
  * VMs, fleets and data centers, the data center columns and the sections below are the whole stack's on every page
  * (`overview.totals`); its states are the listed fleets': the stack's when one page lists them all.
  */
-export function overviewPage(stack: string, overview: UiOverview, locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = [], page = 1): Html {
+export function overviewPage(stack: string, overview: UiOverview, locks: readonly UiLock[], plans: readonly UiPlan[], drift: readonly UiHistory[] = [], page = 1, lockedFleets: Iterable<string> = locks.map((l) => l.fleet)): Html {
   // From the record's sums, never its VMs (a stack may hold 1 000 000 VMs, and the authority serves this page on the
   // event loop that answers its DMZ clients): the stack's totals per data center, and the cells of this page's fleets.
   const dcSet = new Set<string>();
@@ -174,7 +174,7 @@ export function overviewPage(stack: string, overview: UiOverview, locks: readonl
     if (!cell) f.byDc.set(dataCenter, (cell = new Map()));
     cell.set(state, (cell.get(state) ?? 0) + n);
   }
-  const locked = new Set(locks.map((l) => l.fleet));
+  const locked = new Set(lockedFleets);
   const cell = (fleet: string, dc: string) =>
     [...(perFleet.get(fleet)?.byDc.get(dc) ?? [])].sort().map(([s, n]) => html`<span class="state ${s}" data-state="${s}" data-count="${n}">${s} ${n}</span>`);
   const pager = pagerLine('/ui', 'fleets', page, OVERVIEW_PAGE_SIZE, overview.fleets);
@@ -194,7 +194,7 @@ ${
     ? html`<p class="muted">The record holds no VMs for this stack yet. Run <code>fleet apply</code>.</p>`
     : html`${pager}<table id="fleets"><thead><tr><th>fleet</th>${dcs.map((dc) => html`<th>${dc}</th>`)}<th class="num">VMs</th></tr></thead><tbody>${rows}</tbody></table>${pager}`
 }
-<h2>Locks</h2>${locksTable(locks)}
+<h2>Locks</h2>${locksTable(locks, OVERVIEW_LOCKS)}
 <h2>Recent applies</h2>${plansTable(plans.slice(0, 10))}
 <h2>Last drift</h2>${driftTable(drift.slice(0, 10))}`,
   );
@@ -221,9 +221,19 @@ export function driftPage(stack: string, drift: readonly UiHistory[]): Html {
   return layout(stack, 'Drift', html`<h1>Drift</h1><p class="muted">Newest first. Run <code>fleet refresh</code> to compare the record with the data centers again.</p>${driftTable(drift)}`);
 }
 
-export function locksTable(locks: readonly UiLock[]): Html {
-  if (locks.length === 0) return html`<p class="muted" data-testid="no-locks">No fleet is locked.</p>`;
-  return html`<table id="locks"><thead><tr><th>fleet</th><th>holder</th><th>plan</th><th>since</th><th>lease expires</th><th>fencing token</th><th>lock id</th></tr></thead><tbody>${locks.map(
+/** Locks listed on the overview, and on the locks page: an apply of every fleet of a stack holds a lock per fleet. */
+export const OVERVIEW_LOCKS = 20;
+export const LOCKS_LISTED = 500;
+
+/** `locks` by fleet name, the first `max` of them, saying so when there are more (`locks` holds one more, then). */
+export function locksTable(all: readonly UiLock[], max = LOCKS_LISTED): Html {
+  if (all.length === 0) return html`<p class="muted" data-testid="no-locks">No fleet is locked.</p>`;
+  const locks = all.slice(0, max);
+  const more =
+    all.length > max
+      ? html`<p class="muted" data-testid="more-locks">More than ${max} fleets are locked; these are the first ${max} by name${max < LOCKS_LISTED ? html` (<a href="/ui/locks">the locks page</a> lists ${LOCKS_LISTED})` : ''}. <code>fleet state list</code> shows every lock.</p>`
+      : '';
+  return html`${more}<table id="locks"><thead><tr><th>fleet</th><th>holder</th><th>plan</th><th>since</th><th>lease expires</th><th>fencing token</th><th>lock id</th></tr></thead><tbody>${locks.map(
     (l) =>
       html`<tr data-fleet="${l.fleet}"><td>${l.fleet}</td><td data-testid="holder">${l.who} (pid ${l.pid} on ${l.host})${l.holderGone ? html` <span class="bad" data-testid="holder-gone">holder gone: the next apply breaks it</span>` : ''}</td><td>${l.planId ? html`<a href="${planHref(l.planId)}">${l.planId}</a>` : '—'}</td><td>${l.since}</td><td>${l.expiresAt}</td><td class="num">${l.fencingToken ?? '—'}</td><td><code>${l.lockId}</code></td></tr>`,
   )}</tbody></table><p class="muted">Release a lock whose holder is gone with <code>fleet unlock LOCKID</code>.</p>`;
@@ -243,7 +253,7 @@ export function plansTable(plans: readonly UiPlan[]): Html {
 }
 
 export function locksPage(stack: string, locks: readonly UiLock[]): Html {
-  return layout(stack, 'Locks', html`<h1>Locks</h1>${locksTable(locks)}`);
+  return layout(stack, 'Locks', html`<h1>Locks</h1>${locksTable(locks, LOCKS_LISTED)}`);
 }
 
 export function plansPage(stack: string, plans: readonly UiPlan[]): Html {
@@ -416,6 +426,11 @@ export function notFoundPage(stack: string, what: string, back?: { href: string;
 /** The first page of an apply's journal. */
 export function planFirstPage(id: string): { href: string; text: string } {
   return { href: `${planHref(id)}?page=1`, text: `Page 1 of apply ${id}` };
+}
+
+/** A page asked for with a method it does not take (405): it exists, to be read. */
+export function methodPage(stack: string, what: string): Html {
+  return layout(stack, 'Method not allowed', html`<h1>Method not allowed</h1><p data-testid="method">${what}</p><p><a href="/ui">Back to the fleets</a></p>`);
 }
 
 export function errorPage(stack: string, what: string): Html {

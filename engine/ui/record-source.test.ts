@@ -71,11 +71,11 @@ describe('recordSource', () => {
     expect(journal).toMatchObject({ total: 1, rows: [{ address: 'web/0', from: 'Requested', to: 'BeingCreated', status: 'started' }], failedTotal: 0, failed: [] });
     expect(Object.keys(journal.rows[0]).sort()).toEqual(['address', 'at', 'detail', 'from', 'seq', 'status', 'to']);
     expect(JSON.stringify(journal)).not.toContain('idem-key-1');
-    const [lock] = await src.listLocks();
+    const [lock] = await src.listLocks({ limit: 100 });
     expect(lock).toMatchObject({ fleet: 'web', who: 'ci', planId: 'p-1' });
     // The record numbers every lock acquisition (fencing tokens): the first lock has token 1.
     expect(lock.fencingToken).toBe(1);
-    expect((await recordSource(record, 'two', pack).listLocks())).toEqual([]);
+    expect((await recordSource(record, 'two', pack).listLocks({ limit: 100 }))).toEqual([]);
   });
 
   // The code of a DMZ client's failure report (history.code, record schema 18) was read by `fleet history` and
@@ -101,8 +101,8 @@ describe('recordSource', () => {
   });
 
   it('shows a lock\'s fencing token when the record keeps one', async () => {
-    const withToken: UiRecord = { ...record, listLocks: async (s) => (await record.listLocks(s)).map((l): LockRow & { fencingToken: number } => ({ ...l, fencingToken: 42 })) };
-    expect((await recordSource(withToken, 'one', pack).listLocks())[0].fencingToken).toBe(42);
+    const withToken: UiRecord = { ...record, listLocks: async (s, o) => (await record.listLocks(s, o)).map((l): LockRow & { fencingToken: number } => ({ ...l, fencingToken: 42 })) };
+    expect((await recordSource(withToken, 'one', pack).listLocks({ limit: 100 }))[0].fencingToken).toBe(42);
   });
 
   // A killed apply stayed `running` in the list of applies until the next apply of its fleets recorded it interrupted:
@@ -129,7 +129,7 @@ describe('recordSource', () => {
     expect(plan.holderGone === true).toBe(gone);
     expect((await src.plan(id))?.holderGone === true).toBe(gone);
     expect(plansTable([plan]).toString().includes('holder gone')).toBe(gone);
-    const locks = await src.listLocks();
+    const locks = await src.listLocks({ limit: 100 });
     if (lock === 'dead') expect(locksTable(locks).toString()).toContain('holder gone');
     if (lock === 'live' || lock === 'elsewhere') expect(locksTable(locks).toString()).not.toContain('holder gone');
   });

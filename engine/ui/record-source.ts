@@ -24,7 +24,9 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
    * records it `interrupted`; until then the list showed it running.
    */
   async function uiPlans(plans: readonly AppliedPlan[]): Promise<UiPlan[]> {
-    const locks = plans.some((p) => p.result === 'running') ? await record.listLocks(stack) : [];
+    // Of the running ones only, one lock per holder each: a whole-stack apply holds thousands, all of one holder.
+    const running = plans.filter((p) => p.result === 'running').map((p) => p.id);
+    const locks = running.length > 0 ? await record.listLocks(stack, { planIds: running }) : [];
     return plans.map((p) => {
       const held = locks.filter((l) => l.planId === p.id);
       const gone = p.result === 'running' && (held.length === 0 || held.every((l) => holderGone(l)));
@@ -62,8 +64,10 @@ export function recordSource(record: UiRecord, stack: string, pack: { name: stri
     async drift(limit) {
       return (await record.history(stack, undefined, { limit, outcome: 'drift' })).map(historyOf).reverse();
     },
-    async listLocks() {
-      return (await record.listLocks(stack)).map((l) => {
+    async listLocks(which) {
+      // From the URL (a fleet's page): a NUL is no fleet's name, and PostgreSQL refuses it in a query.
+      const opts = 'limit' in which ? { limit: which.limit } : { fleets: which.fleets.filter((f) => !f.includes('\u0000')) };
+      return (await record.listLocks(stack, opts)).map((l) => {
         // A lock's fencing token, when the record keeps one (a newer record does).
         const token = (l as LockRow & { fencingToken?: unknown }).fencingToken;
         return {

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIFECYCLE } from '../policy/testdata/fixtures.ts';
-import { registerUi } from './server.ts';
+import { registerUi, uiFrameworkErrors } from './server.ts';
 import type { UiSource } from './source.ts';
 import { overviewOf, type UiJournal, type UiVm } from './pages.ts';
 import { seededRandom } from '../model/seeded-random.ts';
@@ -47,9 +47,9 @@ const source: UiSource = {
 let app: FastifyInstance;
 afterEach(() => app?.close());
 
-function start(secure = false) {
+function start(secure = false, more: Partial<Parameters<typeof registerUi>[1]> = {}) {
   app = Fastify();
-  registerUi(app, { source, secure, authorize: (t) => (t === 'admin-token' ? 'admin' : t === 'read-token' ? 'read' : undefined) });
+  registerUi(app, { source, secure, authorize: (t) => (t === 'admin-token' ? 'admin' : t === 'read-token' ? 'read' : undefined), ...more });
   return app;
 }
 
@@ -77,6 +77,8 @@ describe('dashboard access', () => {
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(page.headers['content-security-policy']).toBe("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
     expect(page.headers['x-content-type-options']).toBe('nosniff');
+    // frame-ancestors' older form too, for a browser that does not read it from the policy (clickjacking).
+    expect(page.headers['x-frame-options']).toBe('DENY');
     expect(page.body).toContain('1 VMs in 1 fleets over 1 data centers');
   });
 
@@ -210,12 +212,93 @@ describe('dashboard access', () => {
     expect(res.body).toContain(text);
   });
 
-  it('offers no way to write', async () => {
+  // Found by review: a page asked for with another method was "No page at /ui/fleets/web" (404), a page that exists.
+  it('offers no way to write: another method than GET or HEAD on a page is 405 with Allow, on a page saying so', async () => {
     start();
-    for (const method of ['POST', 'PUT', 'DELETE'] as const) {
-      const res = await app.inject({ method, url: '/ui/fleets/web', headers: { authorization: 'Bearer admin-token' } });
-      expect(res.statusCode).toBe(404);
+    for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const) {
+      for (const url of ['/ui/fleets/web', '/ui', '/ui/locks', '/ui/vms/web/0', '/ui/plans/p-1?page=2']) {
+        const res = await app.inject({ method, url, headers: { authorization: 'Bearer admin-token' } });
+        expect(res.statusCode, `${method} ${url}`).toBe(405);
+        expect(res.headers.allow).toBe('GET, HEAD');
+        expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+        expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+        expect(res.body).toContain(`${url.split('?')[0]} is a page to read: it answers GET (and HEAD), not ${method}`);
+      }
     }
+    // No page there with any method: still 404.
+    expect((await app.inject({ method: 'POST', url: '/ui/nowhere', headers: { authorization: 'Bearer admin-token' } })).statusCode).toBe(404);
+    const head = await app.inject({ method: 'HEAD', url: '/ui/locks', headers: { authorization: 'Bearer admin-token' } });
+    expect(head.statusCode).toBe(200);
+    expect(head.body).toBe('');
+  });
+});
+
+// Found by review: an address the router refuses before any route (a percent-escape that is no UTF-8, as a link
+// mangled by a mail client has) was Fastify's JSON body in `fleet ui` (the browser showed {"statusCode":400,...}).
+describe('an address the router refuses, on an app serving the dashboard alone (fleet ui)', () => {
+  it.each(['/ui/vms/%ED%A0%80/0', '/ui/fleets/%E0%A4%A', '/ui/plans/%C0%AF'])('%s: 400 on a page saying so', async (url) => {
+    app = Fastify({ frameworkErrors: uiFrameworkErrors(source.stack) });
+    registerUi(app, { source, authorize: (t) => (t === 'read-token' ? 'read' : undefined) });
+    const res = await app.inject({ method: 'GET', url, headers: { authorization: 'Bearer read-token' } });
+    expect(res.statusCode).toBe(400);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(res.body).toContain('The address is not one the dashboard can read');
+    expect(res.body).toContain('is not a valid url component');
+  });
+});
+
+// Found by review: the dashboard answered whatever host a request named. A page of another site whose name was made to
+// resolve to 127.0.0.1 (DNS rebinding) is same-origin with itself: it could read the sign-in form and the stack's name,
+// and post wrong tokens, each counted against 127.0.0.1, the person's own address, until their own sign-in was 429.
+describe('a dashboard listening on loopback (loopbackHosts)', () => {
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+  it.each([
+    ['localhost:7402', true],
+    ['localhost', true],
+    ['LOCALHOST:7402', true],
+    ['localhost.:7402', true],
+    ['127.0.0.1:7402', true],
+    ['127.0.0.2', true],
+    ['[::1]:7402', true],
+    ['10.1.2.3:7402', true],
+    ['fleet.internal:7402', true],
+    ['evil.example:7402', false],
+    ['evil.example', false],
+    ['localhost.evil.example:7402', false],
+    ['127.0.0.1.nip.io:7402', false],
+    ['evil.localhost:7402', false],
+    ['localhost@evil.example', false],
+    ['evil.example/127.0.0.1', false],
+  ])('Host %j -> answered: %s', async (host, answered) => {
+    start(false, { loopbackHosts: ['fleet.internal'] });
+    const res = await app.inject({ method: 'GET', url: '/ui/login', headers: { host } });
+    expect(res.statusCode).toBe(answered ? 200 : 421);
+    if (!answered) {
+      expect(res.body).toContain('answers only to localhost, an IP address or fleet.internal');
+      expect(res.body).toContain('FLEET_UI_HOSTS');
+      // Not even the stack's name goes to such a page: a line of text, no page.
+      expect(res.headers['content-type']).toBe('text/plain; charset=utf-8');
+      expect(res.body).not.toContain('<');
+      expect(res.headers['cache-control']).toBe('no-store');
+    }
+  });
+
+  it('counts no sign-in posted through another host name, so the person at 127.0.0.1 is not locked out', async () => {
+    start(false, { loopbackHosts: [], signInLimits: { failures: 2 } });
+    for (let i = 0; i < 5; i++) {
+      const res = await app.inject({ method: 'POST', url: '/ui/login', remoteAddress: '127.0.0.1', headers: { ...form, host: 'rebind.evil.example:7402', 'sec-fetch-site': 'same-origin', origin: 'http://rebind.evil.example:7402' }, payload: `token=guess-${i}` });
+      expect(res.statusCode).toBe(421);
+      expect(res.headers['set-cookie']).toBeUndefined();
+    }
+    expect((await app.inject({ method: 'GET', url: '/ui', remoteAddress: '127.0.0.1', headers: { host: 'rebind.evil.example:7402', authorization: 'Bearer read-token' } })).statusCode).toBe(421);
+    const mine = await app.inject({ method: 'POST', url: '/ui/login', remoteAddress: '127.0.0.1', headers: { ...form, host: '127.0.0.1:7402' }, payload: 'token=read-token' });
+    expect(mine.statusCode).toBe(303);
+  });
+
+  it('answers any host when not on loopback (TLS, or behind a proxy whose public name is not known here)', async () => {
+    start();
+    expect((await app.inject({ method: 'GET', url: '/ui/login', headers: { host: 'fleet.example.com' } })).statusCode).toBe(200);
   });
 });
 

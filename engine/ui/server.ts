@@ -10,6 +10,7 @@
 // may send the token as `Authorization: Bearer` instead. Every page is a GET
 // that reads; nothing here writes to the record.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
 import { parse as parseQuery } from 'node:querystring';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError } from '../diags/index.ts';
@@ -18,7 +19,7 @@ import { redactUrl } from '../transport/tokens.ts';
 import { lifecycleSvg } from './diagram.ts';
 import type { Html } from './html.ts';
 import { SignInLimiter, type SignInLimits } from './limit.ts';
-import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, MAX_FAILURES_LISTED, OVERVIEW_PAGE_SIZE, driftPage, errorPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, overviewPages, planFirstPage, planPage, plansPage, vmPage } from './pages.ts';
+import { FLEET_PAGE_SIZE, JOURNAL_PAGE_SIZE, LOCKS_LISTED, MAX_FAILURES_LISTED, OVERVIEW_LOCKS, OVERVIEW_PAGE_SIZE, driftPage, errorPage, methodPage, fleetPage, fleetPages, journalPages, lifecyclePage, locksPage, loginPage, notFoundPage, overviewPage, overviewPages, planFirstPage, planPage, plansPage, vmPage } from './pages.ts';
 import type { UiSource } from './source.ts';
 
 export type UiRole = 'admin' | 'read';
@@ -57,6 +58,35 @@ export interface UiOptions {
   signInLimits?: SignInLimits;
   /** The clock (tests); Date.now when absent. */
   now?: () => number;
+  /**
+   * Set when the dashboard listens on loopback only: the host names it answers to besides `localhost` and IP
+   * addresses (FLEET_UI_HOSTS). A request whose Host header names another is refused (421) before anything is read
+   * or counted: a page of another site whose name was made to resolve to 127.0.0.1 (DNS rebinding) is same-origin
+   * with itself, so it could read what the dashboard answers without a session and try tokens, each failure
+   * counted against 127.0.0.1, the person's own address (locked out for 15 minutes after 10). An IP address in
+   * Host is no such page's: a rebinding needs a name. Absent: any Host (a TLS listener, whose certificate names its
+   * host, or one behind a proxy, whose public name is not known here).
+   */
+  loopbackHosts?: readonly string[];
+}
+
+/**
+ * Whether a request's Host header names this loopback dashboard (UiOptions.loopbackHosts): `localhost`, an IP address
+ * or one of `names`. A request without Host (HTTP/1.0: not a browser's) is taken.
+ */
+export function loopbackHostAllowed(host: string | undefined, names: readonly string[]): boolean {
+  if (host === undefined) return true;
+  if (!/^[^\s/?#@\\]+$/.test(host)) return false;
+  let name: string;
+  try {
+    name = new URL(`http://${host}`).hostname;
+  } catch {
+    return false;
+  }
+  // A fully qualified name (`localhost.`) is the same name.
+  if (name.endsWith('.')) name = name.slice(0, -1);
+  const bare = name.startsWith('[') && name.endsWith(']') ? name.slice(1, -1) : name;
+  return name === 'localhost' || isIP(bare) !== 0 || names.some((n) => n.toLowerCase() === name);
 }
 
 /** An error as one line for a log: name and message, line breaks folded, URLs' secrets redacted (redactUrl); no stack. */
@@ -68,6 +98,8 @@ export function errorLine(err: unknown): string {
 
 const COOKIE = 'fleet_ui';
 const CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/** The GET pages' methods, for a 405's Allow (Fastify answers HEAD for every GET route). */
+const PAGE_METHODS = 'GET, HEAD';
 
 function sign(key: Buffer, payload: string, binding: string): string {
   return createHmac('sha256', key).update(`ui-session\0${payload}\0${binding}`).digest('base64url');
@@ -136,6 +168,32 @@ function cookieOf(req: FastifyRequest): string | undefined {
   return undefined;
 }
 
+/**
+ * Fastify's `frameworkErrors` for an app that serves only the dashboard (`fleet ui`): the router's own refusals of a
+ * URL, before any route or hook (a percent-escape that is no UTF-8, `/ui/vms/%ED%A0%80/0`; a path segment over its
+ * length), answered with their 4xx on a page, as every other page, instead of Fastify's JSON. Nothing is read.
+ */
+export function uiFrameworkErrors(stack: string) {
+  return (err: Error & { statusCode?: number }, _req: FastifyRequest, reply: FastifyReply): void => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+    void securePage(reply, errorPage(stack, `The address is not one the dashboard can read: ${err.message}. Follow a link from the fleets instead.`), status);
+  };
+}
+
+/** A page with the dashboard's headers: no store, no script, no frame, no sniffing, no referrer. */
+function securePage(reply: FastifyReply, body: Html, status = 200) {
+  return reply
+    .code(status)
+    .header('content-type', 'text/html; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .header('content-security-policy', CSP)
+    .header('x-content-type-options', 'nosniff')
+    .header('referrer-policy', 'no-referrer')
+    // frame-ancestors' older form, for browsers that do not read it from the policy.
+    .header('x-frame-options', 'DENY')
+    .send(body.text);
+}
+
 export function registerUi(app: FastifyInstance, o: UiOptions): void {
   const key = o.sessionKey ?? randomBytes(32);
   const sessionMs = o.sessionMs ?? 8 * 3_600_000;
@@ -178,15 +236,7 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
   };
 
   // The pages have no script and load nothing: the policy says so to the browser too, so even markup that slipped past escaping could run nothing and fetch nothing.
-  const page = (reply: FastifyReply, body: Html, status = 200) =>
-    reply
-      .code(status)
-      .header('content-type', 'text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .header('content-security-policy', CSP)
-      .header('x-content-type-options', 'nosniff')
-      .header('referrer-policy', 'no-referrer')
-      .send(body.text);
+  const page = securePage;
 
   app.register(
     async (ui) => {
@@ -195,6 +245,17 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       });
       // Every page but the sign-in form and signing out needs a session; those need none. No POST from another site's page is taken.
       ui.addHook('onRequest', async (req, reply) => {
+        // First: a page reached through a name that is not this loopback dashboard's (DNS rebinding) gets nothing, not even the stack's name.
+        if (o.loopbackHosts && !loopbackHostAllowed(req.headers.host, o.loopbackHosts)) {
+          return reply
+            .code(421)
+            .header('content-type', 'text/plain; charset=utf-8')
+            .header('cache-control', 'no-store')
+            .header('x-content-type-options', 'nosniff')
+            .send(
+              `This dashboard listens on loopback and answers only to localhost, an IP address${o.loopbackHosts.length > 0 ? ` or ${o.loopbackHosts.join(', ')}` : ''}, not to the host this request named: a page of another site whose name resolves to this machine is refused (DNS rebinding). Open it at http://localhost:PORT/ui or http://127.0.0.1:PORT/ui; a proxy that passes on another host name: add that name to FLEET_UI_HOSTS.\n`,
+            );
+        }
         if (req.method === 'POST' && fromAnotherSite(req)) {
           return page(reply, errorPage(src.stack, 'A sign-in or sign-out sent from a page of another site is refused; sign in from this dashboard\'s own page.'), 403);
         }
@@ -231,7 +292,14 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         else req.log.error(err);
         return page(reply, errorPage(src.stack, `The dashboard failed to read the record; ${o.errorLog?.where ?? 'the service log'} has the reason.`), 500);
       });
-      ui.setNotFoundHandler((req, reply) => page(reply, notFoundPage(src.stack, `No page at ${req.url.split('?')[0]}.`), 404));
+      ui.setNotFoundHandler((req, reply) => {
+        const path = req.url.split('?')[0];
+        // A page asked for with a method it does not take (POST /ui/locks, OPTIONS): it exists; say which methods it takes.
+        if (req.method !== 'GET' && req.method !== 'HEAD' && ui.findRoute({ method: 'GET', url: path })) {
+          return page(reply.header('allow', PAGE_METHODS), methodPage(src.stack, `${path} is a page to read: it answers GET (and HEAD), not ${req.method}. Nothing here changes the record.`), 405);
+        }
+        return page(reply, notFoundPage(src.stack, `No page at ${path}.`), 404);
+      });
 
       ui.get('/login', async (_req, reply) => page(reply, loginPage(src.stack, false)));
       ui.post('/login', async (req, reply) => {
@@ -255,18 +323,20 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
       ui.get<{ Querystring: { page?: unknown } }>('/', async (req, reply) => {
         // Only the page's fleets' counts are read (none for a page no list has), with the stack's totals, summed by the record.
         const asked = pageAsked(req.query.page);
+        // The locks: the first OVERVIEW_LOCKS (and whether there are more), and the page's fleets' for their "(locked)".
         const [overview, locks, plans, drift] = await Promise.all([
           src.overview(((asked ?? 1) - 1) * OVERVIEW_PAGE_SIZE, asked ? OVERVIEW_PAGE_SIZE : 0),
-          src.listLocks(),
+          src.listLocks({ limit: OVERVIEW_LOCKS + 1 }),
           src.recentPlans(10),
           src.drift(10),
         ]);
         const pages = overviewPages(overview.fleets);
         const n = asked !== undefined && asked <= pages ? asked : undefined;
         if (n === undefined) return page(reply, notFoundPage(src.stack, `The overview has no page ${String(req.query.page)}: it has ${pages} (${OVERVIEW_PAGE_SIZE} fleets each).`), 404);
-        return page(reply, overviewPage(src.stack, overview, locks, plans, drift, n));
+        const locked = await src.listLocks({ fleets: [...new Set(overview.counts.map((c) => c.fleet))] });
+        return page(reply, overviewPage(src.stack, overview, locks, plans, drift, n, locked.map((l) => l.fleet)));
       });
-      ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks())));
+      ui.get('/locks', async (_req, reply) => page(reply, locksPage(src.stack, await src.listLocks({ limit: LOCKS_LISTED + 1 }))));
       ui.get('/drift', async (_req, reply) => page(reply, driftPage(src.stack, await src.drift(100))));
       ui.get('/plans', async (_req, reply) => page(reply, plansPage(src.stack, await src.recentPlans(100))));
       ui.get('/lifecycle', async (_req, reply) => page(reply, lifecyclePage(src.stack, src.pack.name, lifecycleSvg(src.pack.lifecycle))));
@@ -275,7 +345,7 @@ export function registerUi(app: FastifyInstance, o: UiOptions): void {
         const { fleet } = req.params;
         // Only the page asked for is read (none for a page no list has), with the fleet's count.
         const asked = pageAsked(req.query.page);
-        const [{ total, members }, locks] = await Promise.all([src.fleetMembers(fleet, ((asked ?? 1) - 1) * FLEET_PAGE_SIZE, asked ? FLEET_PAGE_SIZE : 0), src.listLocks()]);
+        const [{ total, members }, locks] = await Promise.all([src.fleetMembers(fleet, ((asked ?? 1) - 1) * FLEET_PAGE_SIZE, asked ? FLEET_PAGE_SIZE : 0), src.listLocks({ fleets: [fleet] })]);
         const lock = locks.find((l) => l.fleet === fleet);
         if (total === 0 && !lock) return page(reply, notFoundPage(src.stack, `The record has no live member of fleet ${fleet}.`), 404);
         const n = asked !== undefined && asked <= fleetPages(total) ? asked : undefined;

@@ -25,7 +25,11 @@ export interface UiSource {
   history(address: string, limit: number): Promise<UiHistory[]>;
   /** The stack's drift rows (what `fleet refresh` found and recorded), newest first. */
   drift(limit: number): Promise<UiHistory[]>;
-  listLocks(): Promise<UiLock[]>;
+  /**
+   * The stack's locks by fleet name: the first `limit`, or those of `fleets` only (a page's). Never all: an apply of
+   * every fleet of a stack holds a lock per fleet (5,000 in bench:scale's stack).
+   */
+  listLocks(which: { limit: number } | { fleets: readonly string[] }): Promise<UiLock[]>;
   /** Newest first. */
   recentPlans(limit: number): Promise<UiPlan[]>;
   /** One apply of the stack by its plan id, however old; undefined when the stack has none. */

@@ -35,6 +35,18 @@ export const ADMIN_TOKEN_ENV = 'FLEET_ADMIN_TOKEN';
 /** The tokens people sign in to the dashboard with (engine/ui): admin and read-only. */
 export const UI_TOKEN_ENV = { admin: 'FLEET_ADMIN_TOKEN', read: 'FLEET_READ_TOKEN' } as const;
 
+/**
+ * Host names a dashboard listening on loopback also answers to (engine/ui's loopbackHosts), comma- or space-separated:
+ * the name a proxy on the same machine passes on. Without, only `localhost` and IP addresses.
+ */
+export const UI_HOSTS_ENV = 'FLEET_UI_HOSTS';
+
+/** The dashboard's loopbackHosts when it listens on loopback (`host`), from FLEET_UI_HOSTS; undefined off loopback. */
+export function uiLoopbackHosts(env: NodeJS.ProcessEnv, host: string): string[] | undefined {
+  if (!isLoopbackHost(host)) return undefined;
+  return (env[UI_HOSTS_ENV] ?? '').split(/[\s,]+/).filter((n) => n !== '').map((n) => n.toLowerCase());
+}
+
 interface Loaded {
   stack: LoadedStack;
   pack: LoadedPack;
@@ -239,7 +251,8 @@ export async function serveOrchestrator(io: CliIO, opts: ServeOrchestratorOption
   const record = await openRecord(stack.recordUrl);
   try {
     // The dashboard under /ui, when a sign-in token is set.
-    const ui = { adminToken: io.env[UI_TOKEN_ENV.admin] || undefined, readToken: io.env[UI_TOKEN_ENV.read] || undefined, behindTlsProxy: behindTlsProxy(tls, opts) };
+    const loopbackHosts = uiLoopbackHosts(io.env, opts.host);
+    const ui = { adminToken: io.env[UI_TOKEN_ENV.admin] || undefined, readToken: io.env[UI_TOKEN_ENV.read] || undefined, behindTlsProxy: behindTlsProxy(tls, opts), ...(loopbackHosts ? { loopbackHosts } : {}) };
     const admin = io.env[ADMIN_TOKEN_ENV];
     const svc = await startAuthority({
       record,

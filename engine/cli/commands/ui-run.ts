@@ -7,9 +7,9 @@ import Fastify from 'fastify';
 import { loadOrCreateSecret, uiTokens, type RunningService } from '../../authority/index.ts';
 import { describeRecordUrl, isServerRecord, openRecord, pgliteDir, type SqlRecord } from '../../record/index.ts';
 import { listen, receiptBound } from '../../../protocol/index.ts';
-import { recordSource, registerUi, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
+import { recordSource, registerUi, uiFrameworkErrors, uiSessionBinding, type UiRecord } from '../../ui/index.ts';
 import type { CliIO } from '../io.ts';
-import { UI_TOKEN_ENV, behindTlsProxy, loadForServe, parsePort, serviceTls, sharedTokens, type ServeTlsOptions } from './serve-run.ts';
+import { UI_TOKEN_ENV, behindTlsProxy, loadForServe, parsePort, serviceTls, sharedTokens, uiLoopbackHosts, type ServeTlsOptions } from './serve-run.ts';
 import { FleetError, clipPath, fail } from '../../diags/index.ts';
 
 export { serve } from './serve-run.ts';
@@ -161,7 +161,9 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
   let binding = uiSessionBinding({ adminToken, readToken });
   // A request must arrive whole within the services' bound (a sign-in form trickled in held a connection for ever).
   const receipt = receiptBound();
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, requestTimeout: receipt.requestTimeout, ...(tls ? { https: { ...tls, ...receipt.http } } : { http: receipt.http }) });
+  const loopbackHosts = uiLoopbackHosts(io.env, opts.host);
+  // A URL the router refuses (a percent-escape that is no UTF-8) is answered on a page too, not in Fastify's JSON.
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, requestTimeout: receipt.requestTimeout, frameworkErrors: uiFrameworkErrors(stack.name), ...(tls ? { https: { ...tls, ...receipt.http } } : { http: receipt.http }) });
   registerUi(app, {
     source: recordSource(record, stack.name, pack),
     authorize: (token) => authorize?.(token),
@@ -170,6 +172,8 @@ export async function serveUi(io: CliIO, opts: ServeUiOptions): Promise<RunningS
     secure: tls !== undefined || behindTlsProxy(tls, opts),
     // No logger here (the authority has its service log): the reason of a 500 page is one line on stderr, where the page says it is.
     errorLog: { write: (line) => io.stderr.write(`fleet ui: ${line}\n`), where: 'the standard error of fleet ui' },
+    // On loopback (the default), only requests naming localhost, an IP address or FLEET_UI_HOSTS: no DNS rebinding.
+    ...(loopbackHosts ? { loopbackHosts } : {}),
   });
   app.get('/', async (_req, reply) => reply.redirect('/ui', 302));
   let url: string;

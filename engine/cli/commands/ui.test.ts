@@ -1,6 +1,7 @@
 // `fleet ui` as a person runs it: its own process beside `fleet apply` on a
 // PGlite record (one process at a time), signed in with the token it wrote.
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { request } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,6 +118,11 @@ describe('fleet ui', () => {
     const cookie = await signIn(ui.url, token);
     const page = await (await fetch(ui.url, { headers: { cookie } })).text();
     expect(page).toContain('2 VMs in 1 fleets over 2 data centers');
+    // An address the router refuses (no UTF-8 behind its escapes) is a page too, not Fastify's JSON.
+    const mangled = await fetch(`${ui.url}/vms/%ED%A0%80/0`, { headers: { cookie } });
+    expect(mangled.status).toBe(400);
+    expect(mangled.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(await mangled.text()).toContain('The address is not one the dashboard can read');
   });
 
   it('lets fleet apply have the PGlite record between two page loads, and shows what it did', async () => {
@@ -140,8 +146,13 @@ describe('fleet ui', () => {
   it('fleet serve orchestrator serves the same pages under /ui when FLEET_READ_TOKEN or FLEET_ADMIN_TOKEN is set, and none otherwise', async () => {
     const env = { FLEET_DMZ_TOKEN_MIAMI: 'm-token', FLEET_DMZ_TOKEN_RICHMOND: 'r-token', FLEET_AUTHORITY_SECRET: 'ui-test-secret-0123' };
     const io = (extra: Record<string, string>) => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, cwd: stack.dir, env: { ...env, ...extra } });
-    const withUi = await serveOrchestrator(io({ FLEET_READ_TOKEN: 'read-token-of-the-test' }), { stack: stack.dir, port: '0', host: '127.0.0.1' });
+    const withUi = await serveOrchestrator(io({ FLEET_READ_TOKEN: 'read-token-of-the-test', FLEET_UI_HOSTS: 'fleet.internal, Other.Internal' }), { stack: stack.dir, port: '0', host: '127.0.0.1' });
     try {
+      // On loopback, only localhost, an IP address or FLEET_UI_HOSTS (DNS rebinding); the protocol's routes are not the dashboard's.
+      for (const [host, status] of [['rebind.evil.example', 421], ['localhost', 200], ['fleet.internal', 200], ['other.internal', 200]] as const) {
+        expect(await statusWithHost(`${withUi.url}/ui/login`, host), host).toBe(status);
+      }
+      expect(await statusWithHost(`${withUi.url}/livez`, 'rebind.evil.example')).toBe(200);
       const cookie = await signIn(`${withUi.url}/ui`, 'read-token-of-the-test');
       expect(await (await fetch(`${withUi.url}/ui`, { headers: { cookie } })).text()).toContain('3 VMs in 1 fleets over 2 data centers');
       expect((await fetch(`${withUi.url}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=m-token' })).status).toBe(401);
@@ -156,6 +167,8 @@ describe('fleet ui', () => {
       const login = await fetch(`http://127.0.0.1:${port}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=read-token-of-the-test', redirect: 'manual' });
       expect(login.status).toBe(303);
       expect(login.headers.get('set-cookie')).toContain('; Secure');
+      // Behind a proxy the public name is the proxy's: any Host is answered.
+      expect(await statusWithHost(`http://127.0.0.1:${port}/ui/login`, 'fleet.example.com')).toBe(200);
     } finally {
       await proxied.close();
     }
@@ -167,6 +180,18 @@ describe('fleet ui', () => {
     }
   });
 });
+
+/** GET `url` naming `host` in the Host header (fetch will not send one of its own); answers the status. */
+function statusWithHost(url: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 // Found by QA: `fleet ui` has no logger, yet its 500 page said "the service log has the reason", and the reason went
 // nowhere. A PostgreSQL record missing a table makes a page fail with an SQL error (not a record fault): the page
