@@ -157,7 +157,7 @@ export const applyCodes = defineCodes({
   },
   'apply.no-client': {
     summary: 'No DMZ client for data center',
-    doc: 'A change concerns a data center for which the stack gives no DMZ client. Add the data center to the stack, or plan again.',
+    doc: 'A change concerns a data center for which the stack gives no DMZ client (removed from stack.yaml while VMs of the record still live there: `plan.data-center-gone`). Nothing was applied. Add the data center back to the stack to change or delete its VMs there, or forget the VM with `fleet state rm ADDRESS` (its VM stays in that data center, to delete there by hand) and apply again.',
     severity: 'error',
   },
   'apply.confirmation-required': {
